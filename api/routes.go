@@ -1,0 +1,47 @@
+package api
+
+// The HTTP/JSON API an agent serves on its unix socket. The CLI is its only
+// required client; every route is versioned under /v1. Errors answer with a
+// non-2xx status and an ErrorResponse body. {id} accepts a full ID, a unique
+// ID prefix, or a name (service name, node hostname, container name, image
+// reference).
+//
+//	GET    /v1/status                              → Status
+//	POST   /v1/init                                → InitResponse
+//	POST   /v1/join            JoinRequest         → Status
+//	GET    /v1/token                               → InitResponse
+//	POST   /v1/token/rotate                        → InitResponse
+//	POST   /v1/leave                               → {}
+//	GET    /v1/nodes                               → []Node
+//	GET    /v1/nodes/{id}                          → Node
+//	POST   /v1/nodes/{id}/update NodeUpdate        → Node
+//	DELETE /v1/nodes/{id}?force=1                  → {}
+//	GET    /v1/images                              → []Image
+//	POST   /v1/images/import?ref=NAME:TAG  (body: rootfs tar[.gz]) → Image
+//	POST   /v1/images/load                 (body: docker-save or OCI layout tar) → []Image
+//	POST   /v1/images/pull     PullRequest         → Image
+//	GET    /v1/images/{ref}                        → Image
+//	DELETE /v1/images/{ref}                        → {}
+//	GET    /v1/containers                          → []Container
+//	POST   /v1/containers      RunRequest          → Container (created and started)
+//	GET    /v1/containers/{id}                     → Container
+//	POST   /v1/containers/{id}/wait                → Container (blocks until it exits)
+//	POST   /v1/containers/{id}/stop?timeout=10s    → Container
+//	DELETE /v1/containers/{id}?force=1             → {}
+//	GET    /v1/containers/{id}/logs?follow=1&tail=N&since=RFC3339 → NDJSON of LogLine
+//	GET    /v1/services                            → []Service
+//	POST   /v1/services        ServiceSpec         → Service
+//	GET    /v1/services/{id}                       → Service
+//	POST   /v1/services/{id}/update?version=N ServiceSpec (complete new spec) → Service
+//	POST   /v1/services/{id}/scale ScaleRequest    → Service
+//	POST   /v1/services/{id}/rollback              → Service
+//	DELETE /v1/services/{id}                       → {}
+//	GET    /v1/services/{id}/tasks?desired_state=running → []Task
+//	GET    /v1/services/{id}/logs?follow=1&tail=N&since=RFC3339 → NDJSON of LogLine
+//	GET    /v1/tasks?service=ID&node=ID            → []Task
+const APIVersion = "v1"
+
+// ScaleRequest is the body of POST /v1/services/{id}/scale.
+type ScaleRequest struct {
+	Replicas uint64 `json:"replicas"`
+}

@@ -1,0 +1,391 @@
+// Package api holds the wire types shared by the CLI, the agent's HTTP API and
+// the replicated state, plus the HTTP client the CLI uses. It imports only the
+// standard library so every other package may depend on it.
+//
+// JSON field names are snake_case; DESIGN.md lists the fields tests rely on.
+// Durations are encoded as integer nanoseconds, as Docker does in inspect.
+package api
+
+import "time"
+
+// Node states as gossip and the leader see them.
+const (
+	NodeReady = "ready"
+	NodeDown  = "down"
+)
+
+// Node availability, set by the operator.
+const (
+	AvailabilityActive = "active"
+	AvailabilityPause  = "pause"
+	AvailabilityDrain  = "drain"
+)
+
+// Manager status of a node, derived from the Raft configuration at read time.
+const (
+	ManagerLeader      = "leader"
+	ManagerReachable   = "reachable"
+	ManagerUnreachable = "unreachable"
+)
+
+// Resources are CPU and memory quantities, on a node (capacity) or in a spec
+// (limits and reservations).
+type Resources struct {
+	NanoCPUs    int64 `json:"nano_cpus,omitempty"`
+	MemoryBytes int64 `json:"memory_bytes,omitempty"`
+	Pids        int64 `json:"pids,omitempty"`
+}
+
+// Node is one machine running `shoal agent`, as recorded in Raft.
+type Node struct {
+	ID       string `json:"id"`
+	Hostname string `json:"hostname"`
+	// Addr is the advertise IP of the node (no port).
+	Addr string `json:"addr"`
+	// ClusterPort is the mutual-TLS port (raft + RPC), GossipPort the memberlist port.
+	ClusterPort  int               `json:"cluster_port"`
+	GossipPort   int               `json:"gossip_port"`
+	Status       string            `json:"status"`
+	Availability string            `json:"availability"`
+	Labels       map[string]string `json:"labels"`
+	Resources    Resources         `json:"resources"`
+	// Subnet is the /24 of the cluster CIDR the leader gave this node at join.
+	Subnet string `json:"subnet,omitempty"`
+	// Voter is true when the node votes in Raft (desired by autopilot and
+	// reflected from the Raft configuration).
+	Voter bool `json:"voter"`
+	// ManagerStatus is filled at read time: leader, reachable, unreachable or
+	// empty for non-voters.
+	ManagerStatus string    `json:"manager_status"`
+	CertSerial    string    `json:"cert_serial,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
+	// StatusChangedAt is when Status last changed (leader clock, put in the command).
+	StatusChangedAt time.Time `json:"status_changed_at"`
+	Version         uint64    `json:"version"`
+}
+
+// NodeUpdate is the body of POST /v1/nodes/{id}/update. Nil or empty fields
+// leave the node unchanged.
+type NodeUpdate struct {
+	Availability string            `json:"availability,omitempty"`
+	LabelAdd     map[string]string `json:"label_add,omitempty"`
+	LabelRm      []string          `json:"label_rm,omitempty"`
+}
+
+// Service modes.
+const (
+	ModeReplicated = "replicated"
+	ModeGlobal     = "global"
+)
+
+// PortConfig publishes a service's target port on every node.
+type PortConfig struct {
+	Published int    `json:"published"`
+	Target    int    `json:"target"`
+	Protocol  string `json:"protocol"` // tcp or udp
+}
+
+// ResourceRequirements bound a task: limits are enforced by the runtime,
+// reservations are what the scheduler counts against a node's capacity.
+type ResourceRequirements struct {
+	Limits       Resources `json:"limits"`
+	Reservations Resources `json:"reservations"`
+}
+
+// Restart conditions.
+const (
+	RestartAny       = "any"
+	RestartOnFailure = "on-failure"
+	RestartNone      = "none"
+)
+
+// RestartPolicy says when a task whose container ended gets a replacement.
+type RestartPolicy struct {
+	Condition   string        `json:"condition"`
+	Delay       time.Duration `json:"delay"`
+	MaxAttempts int           `json:"max_attempts"` // 0 = unlimited
+	Window      time.Duration `json:"window"`
+}
+
+// Update orders and failure actions.
+const (
+	OrderStopFirst  = "stop-first"
+	OrderStartFirst = "start-first"
+
+	FailurePause    = "pause"
+	FailureRollback = "rollback"
+	FailureContinue = "continue"
+)
+
+// UpdateConfig drives a rolling update (and, as RollbackConfig, a rollback).
+type UpdateConfig struct {
+	Parallelism     int           `json:"parallelism"` // 0 = all at once
+	Delay           time.Duration `json:"delay"`
+	Order           string        `json:"order"`
+	FailureAction   string        `json:"failure_action"`
+	Monitor         time.Duration `json:"monitor"`
+	MaxFailureRatio float64       `json:"max_failure_ratio"`
+}
+
+// HealthConfig mirrors Docker's HEALTHCHECK: Test is ["CMD", args...],
+// ["CMD-SHELL", "cmd"] or ["NONE"].
+type HealthConfig struct {
+	Test        []string      `json:"test,omitempty"`
+	Interval    time.Duration `json:"interval,omitempty"`
+	Timeout     time.Duration `json:"timeout,omitempty"`
+	StartPeriod time.Duration `json:"start_period,omitempty"`
+	Retries     int           `json:"retries,omitempty"`
+}
+
+// ServiceSpec is what the user asks for. It is validated by the leader before
+// it is written to Raft.
+type ServiceSpec struct {
+	Name            string               `json:"name"`
+	Mode            string               `json:"mode"`
+	Replicas        uint64               `json:"replicas"`
+	Image           string               `json:"image"`
+	Command         []string             `json:"command,omitempty"` // overrides the image's Cmd
+	Entrypoint      []string             `json:"entrypoint,omitempty"`
+	Env             []string             `json:"env,omitempty"`
+	Workdir         string               `json:"workdir,omitempty"`
+	User            string               `json:"user,omitempty"`
+	Labels          map[string]string    `json:"labels,omitempty"`
+	Ports           []PortConfig         `json:"ports,omitempty"`
+	Resources       ResourceRequirements `json:"resources"`
+	Constraints     []string             `json:"constraints,omitempty"`
+	RestartPolicy   RestartPolicy        `json:"restart_policy"`
+	UpdateConfig    UpdateConfig         `json:"update_config"`
+	RollbackConfig  UpdateConfig         `json:"rollback_config"`
+	Healthcheck     *HealthConfig        `json:"healthcheck,omitempty"`
+	StopGracePeriod time.Duration        `json:"stop_grace_period"`
+}
+
+// Update states of a service.
+const (
+	UpdateUpdating          = "updating"
+	UpdatePaused            = "paused"
+	UpdateCompleted         = "completed"
+	UpdateRollbackStarted   = "rollback_started"
+	UpdateRollbackPaused    = "rollback_paused"
+	UpdateRollbackCompleted = "rollback_completed"
+)
+
+// UpdateStatus reports a rolling update or rollback in progress or finished.
+type UpdateStatus struct {
+	State       string    `json:"state"`
+	Message     string    `json:"message,omitempty"`
+	StartedAt   time.Time `json:"started_at"`
+	CompletedAt time.Time `json:"completed_at,omitempty"`
+}
+
+// Service is a ServiceSpec with its identity and history, as stored in Raft.
+// The flat fields Mode, Replicas, Image, Ports and Running are filled for
+// display by the API from Spec and the task table.
+type Service struct {
+	ID           string        `json:"id"`
+	Name         string        `json:"name"`
+	Mode         string        `json:"mode"`
+	Replicas     uint64        `json:"replicas"`
+	Running      int           `json:"running"`
+	Image        string        `json:"image"`
+	Ports        []PortConfig  `json:"ports"`
+	VIP          string        `json:"vip"`
+	Version      uint64        `json:"version"`
+	Spec         ServiceSpec   `json:"spec"`
+	PreviousSpec *ServiceSpec  `json:"previous_spec,omitempty"`
+	UpdateStatus *UpdateStatus `json:"update_status,omitempty"`
+	CreatedAt    time.Time     `json:"created_at"`
+	UpdatedAt    time.Time     `json:"updated_at"`
+}
+
+// Task states, in the order a task moves through them. A task's state only
+// moves forward.
+const (
+	TaskNew       = "new"
+	TaskAssigned  = "assigned"
+	TaskPreparing = "preparing"
+	TaskStarting  = "starting"
+	TaskRunning   = "running"
+	TaskComplete  = "complete"
+	TaskFailed    = "failed"
+	TaskShutdown  = "shutdown"
+	TaskRejected  = "rejected"
+	TaskOrphaned  = "orphaned"
+)
+
+// TaskStateOrder ranks task states so that observed state only moves forward.
+var TaskStateOrder = map[string]int{
+	TaskNew: 0, TaskAssigned: 1, TaskPreparing: 2, TaskStarting: 3, TaskRunning: 4,
+	TaskComplete: 5, TaskFailed: 5, TaskShutdown: 5, TaskRejected: 5, TaskOrphaned: 5,
+}
+
+// TaskTerminal reports whether a task state is final.
+func TaskTerminal(state string) bool { return TaskStateOrder[state] >= 5 }
+
+// Task is one scheduled instance of a service on one node. It carries the
+// spec it runs so that rolling updates can tell old tasks from new ones.
+type Task struct {
+	ID           string      `json:"id"`
+	Name         string      `json:"name"` // web.3, or web.NODEID for global
+	ServiceID    string      `json:"service_id"`
+	Service      string      `json:"service"` // service name
+	Slot         int         `json:"slot"`
+	NodeID       string      `json:"node_id"`
+	Node         string      `json:"node"` // hostname, filled at read time
+	DesiredState string      `json:"desired_state"`
+	State        string      `json:"state"`
+	Message      string      `json:"message,omitempty"`
+	Error        string      `json:"error,omitempty"`
+	ExitCode     int         `json:"exit_code"`
+	IP           string      `json:"ip,omitempty"`
+	Image        string      `json:"image"`
+	ContainerID  string      `json:"container_id,omitempty"`
+	Health       string      `json:"health,omitempty"`
+	SpecVersion  uint64      `json:"spec_version"`
+	Spec         ServiceSpec `json:"spec"`
+	CreatedAt    time.Time   `json:"created_at"`
+	UpdatedAt    time.Time   `json:"updated_at"`
+	StartedAt    time.Time   `json:"started_at,omitempty"`
+}
+
+// TaskStatus is what a node reports about one of its tasks; the leader batches
+// these into one Raft command.
+type TaskStatus struct {
+	TaskID      string    `json:"task_id"`
+	State       string    `json:"state"`
+	Message     string    `json:"message,omitempty"`
+	Error       string    `json:"error,omitempty"`
+	ExitCode    int       `json:"exit_code"`
+	ContainerID string    `json:"container_id,omitempty"`
+	IP          string    `json:"ip,omitempty"`
+	Health      string    `json:"health,omitempty"`
+	Timestamp   time.Time `json:"timestamp"`
+}
+
+// Container states as `shoal ps` shows them.
+const (
+	ContainerCreated = "created"
+	ContainerRunning = "running"
+	ContainerExited  = "exited"
+)
+
+// Health states of a container with a health check.
+const (
+	HealthStarting  = "starting"
+	HealthHealthy   = "healthy"
+	HealthUnhealthy = "unhealthy"
+)
+
+// Container is one container on this node, a one-off `shoal run` or a task.
+type Container struct {
+	ID         string    `json:"id"`
+	Name       string    `json:"name"`
+	Image      string    `json:"image"`
+	ImageID    string    `json:"image_id,omitempty"`
+	Command    []string  `json:"command,omitempty"`
+	State      string    `json:"state"`
+	Pid        int       `json:"pid"`
+	ExitCode   int       `json:"exit_code"`
+	TaskID     string    `json:"task_id"`
+	Health     string    `json:"health"`
+	IP         string    `json:"ip,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	StartedAt  time.Time `json:"started_at,omitempty"`
+	FinishedAt time.Time `json:"finished_at,omitempty"`
+	Error      string    `json:"error,omitempty"`
+}
+
+// RunRequest is the body of POST /v1/containers (`shoal run`).
+type RunRequest struct {
+	Name        string        `json:"name,omitempty"`
+	Image       string        `json:"image"`
+	Command     []string      `json:"command,omitempty"`
+	Entrypoint  []string      `json:"entrypoint,omitempty"`
+	Env         []string      `json:"env,omitempty"`
+	Workdir     string        `json:"workdir,omitempty"`
+	User        string        `json:"user,omitempty"`
+	Limits      Resources     `json:"limits"`
+	Remove      bool          `json:"remove"` // --rm
+	Healthcheck *HealthConfig `json:"healthcheck,omitempty"`
+}
+
+// Image is a content-addressed image: its ID is the digest of its config.
+type Image struct {
+	ID      string    `json:"id"`
+	Tags    []string  `json:"tags"`
+	Size    int64     `json:"size"`
+	Layers  []string  `json:"layers"` // compressed layer blob digests, base first
+	DiffIDs []string  `json:"diff_ids,omitempty"`
+	Created time.Time `json:"created"`
+	// Source is where the image came from: import, load or pull REF.
+	Source string `json:"source,omitempty"`
+	// Nodes that hold all layers of the image (cluster-wide record only).
+	Nodes  []string     `json:"nodes,omitempty"`
+	Config *ImageConfig `json:"config,omitempty"`
+}
+
+// ImageConfig is the part of an OCI image config the runtime honours.
+type ImageConfig struct {
+	Entrypoint   []string      `json:"entrypoint,omitempty"`
+	Cmd          []string      `json:"cmd,omitempty"`
+	Env          []string      `json:"env,omitempty"`
+	WorkingDir   string        `json:"working_dir,omitempty"`
+	User         string        `json:"user,omitempty"`
+	ExposedPorts []string      `json:"exposed_ports,omitempty"`
+	Healthcheck  *HealthConfig `json:"healthcheck,omitempty"`
+}
+
+// PullRequest is the body of POST /v1/images/pull.
+type PullRequest struct {
+	Ref      string `json:"ref"`
+	Insecure bool   `json:"insecure"`
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+}
+
+// Status answers `shoal status`.
+type Status struct {
+	ClusterID  string   `json:"cluster_id"`
+	NodeID     string   `json:"node_id"`
+	Hostname   string   `json:"hostname"`
+	Addr       string   `json:"addr"`
+	Joined     bool     `json:"joined"`
+	Leader     string   `json:"leader"`      // leader node ID
+	LeaderAddr string   `json:"leader_addr"` // leader IP:cluster-port
+	Voters     []string `json:"voters"`      // node IDs
+	Voter      bool     `json:"voter"`
+	RaftState  string   `json:"raft_state"`
+	LastIndex  uint64   `json:"last_index"`
+	Members    int      `json:"members"` // alive gossip members
+}
+
+// InitResponse answers POST /v1/init and GET /v1/token.
+type InitResponse struct {
+	ClusterID   string `json:"cluster_id"`
+	NodeID      string `json:"node_id"`
+	Token       string `json:"token"`
+	JoinCommand string `json:"join_command"`
+}
+
+// JoinRequest is the body of POST /v1/join on the joining node's own socket.
+type JoinRequest struct {
+	Token string `json:"token"`
+	Addr  string `json:"addr"` // HOST:PORT of any cluster member
+}
+
+// ErrorResponse is the body of every non-2xx answer of the HTTP API.
+type ErrorResponse struct {
+	Error string `json:"error"`
+}
+
+// LogLine is one line of container output as stored and streamed (JSON lines).
+type LogLine struct {
+	Time   time.Time `json:"time"`
+	Stream string    `json:"stream"` // stdout or stderr
+	Line   string    `json:"line"`
+	// Task names the task for `service logs`; empty for container logs.
+	Task string `json:"task,omitempty"`
+	// Node names the node for `service logs`.
+	Node string `json:"node,omitempty"`
+}
