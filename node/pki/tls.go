@@ -1,0 +1,125 @@
+package pki
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// ServerTLS returns the configuration of a node's listener on the cluster
+// port. It presents cert (whose chain should include the CA, see
+// TLSCertificate, so that joiners can pin it), requires TLS 1.3, and
+// verifies a client certificate against caPool when one is given. A client
+// without a certificate is let through because a joining node has none yet:
+// the RPC layer must refuse every call but the join when PeerNodeID reports
+// false. A client whose certificate serial isRevoked reports true is refused
+// during the handshake (ErrRevoked). isRevoked may be nil (nothing revoked);
+// it is called on every handshake from many goroutines, so it must be safe
+// for concurrent use and fast (a lookup in an in-memory set).
+func ServerTLS(cert tls.Certificate, caPool *x509.CertPool, isRevoked func(serial string) bool) *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{cert},
+		ClientCAs:    caPool,
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return nil // joining node; the RPC layer gates it
+			}
+			if len(cs.VerifiedChains) == 0 {
+				// Unreachable with VerifyClientCertIfGiven; be explicit anyway.
+				return fmt.Errorf("client certificate %s not verified", cs.PeerCertificates[0].Subject.CommonName)
+			}
+			leaf := cs.PeerCertificates[0]
+			if isRevoked != nil && isRevoked(Serial(leaf)) {
+				return fmt.Errorf("client node %s serial %s: %w", leaf.Subject.CommonName, Serial(leaf), ErrRevoked)
+			}
+			return nil
+		},
+	}
+}
+
+// ClientTLS returns the configuration a node uses to dial another node's
+// cluster port: TLS 1.3, the server verified against caPool under the name
+// "shoal" (node certificates carry it; nodes are dialled by IP), and cert
+// always presented as the client certificate.
+func ClientTLS(cert tls.Certificate, caPool *x509.CertPool) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		RootCAs:    caPool,
+		ServerName: ServerName,
+		// Always send our certificate, even when the server's list of
+		// acceptable CAs does not name our issuer, so that a node of another
+		// cluster is refused loudly instead of being treated as a joiner.
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return &cert, nil
+		},
+	}
+}
+
+// JoinTLS returns the configuration a joining node uses to dial the cluster
+// port with only a token. It presents no client certificate. Standard
+// verification is off (the joiner has no CA yet) and replaced by pinning:
+// the server must send its chain including the CA certificate; the last
+// certificate of the chain must be a CA whose Fingerprint equals
+// caFingerprint (case-insensitive), and the leaf must verify against that
+// CA for server auth under the name "shoal". Any failure aborts the
+// handshake with an error wrapping ErrCAMismatch (or ErrNoPeerCertificate).
+func JoinTLS(caFingerprint string) *tls.Config {
+	want := strings.ToLower(strings.TrimSpace(caFingerprint))
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS13,
+		ServerName:         ServerName,
+		InsecureSkipVerify: true, // replaced by VerifyConnection below
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			return verifyPinned(cs.PeerCertificates, want)
+		},
+	}
+}
+
+// verifyPinned checks a server chain against a pinned CA fingerprint; see JoinTLS.
+func verifyPinned(chain []*x509.Certificate, want string) error {
+	if len(chain) == 0 {
+		return fmt.Errorf("join: %w", ErrNoPeerCertificate)
+	}
+	root := chain[len(chain)-1]
+	if got := Fingerprint(root.Raw); got != want {
+		return fmt.Errorf("join: %w: server CA %q has fingerprint %s, the token expects %s (is this the right cluster, or was the token rotated?)",
+			ErrCAMismatch, root.Subject.CommonName, got, want)
+	}
+	if len(chain) < 2 || !root.IsCA || !root.BasicConstraintsValid {
+		return fmt.Errorf("join: %w: pinned certificate %q is not a CA or the server sent no leaf", ErrCAMismatch, root.Subject.CommonName)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(root)
+	inter := x509.NewCertPool()
+	for _, c := range chain[1 : len(chain)-1] {
+		inter.AddCert(c)
+	}
+	if _, err := chain[0].Verify(x509.VerifyOptions{
+		DNSName:       ServerName,
+		Roots:         roots,
+		Intermediates: inter,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}); err != nil {
+		return fmt.Errorf("join: %w: server certificate does not verify against the pinned CA: %w", ErrCAMismatch, err)
+	}
+	return nil
+}
+
+// PeerNodeID returns the node ID (common name) of the peer's certificate
+// when the handshake verified one against the cluster CA, and false for a
+// peer without a certificate (a joiner). Use it on the server side of a
+// ServerTLS connection, after the handshake.
+func PeerNodeID(state tls.ConnectionState) (string, bool) {
+	if !state.HandshakeComplete || len(state.VerifiedChains) == 0 || len(state.VerifiedChains[0]) == 0 {
+		return "", false
+	}
+	leaf := state.VerifiedChains[0][0]
+	if leaf.Subject.CommonName == "" || !slices.Contains(leaf.Subject.OrganizationalUnit, NodeOU) {
+		return "", false
+	}
+	return leaf.Subject.CommonName, true
+}
