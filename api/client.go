@@ -1,0 +1,494 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// DefaultHost is the agent socket the CLI talks to when neither --host nor
+// SHOAL_HOST says otherwise.
+const DefaultHost = "unix:///run/shoal/shoal.sock"
+
+// HostEnv names the environment variable that overrides DefaultHost.
+const HostEnv = "SHOAL_HOST"
+
+// Client errors. Callers test them with errors.Is.
+var (
+	// ErrUnreachable means the agent's socket could not be dialled (missing
+	// socket, nobody listening, permission denied).
+	ErrUnreachable = errors.New("cannot reach the shoal agent")
+	// ErrBadHost means the host string is not a unix:// URL.
+	ErrBadHost = errors.New("invalid shoal host")
+)
+
+// APIError is a non-2xx answer of the agent. Message is the ErrorResponse
+// text (or the raw body when the agent sent no JSON).
+type APIError struct {
+	Status  int
+	Message string
+}
+
+// Error returns the agent's message, which is written for users.
+func (e *APIError) Error() string {
+	if e.Message == "" {
+		return fmt.Sprintf("agent answered %d %s", e.Status, http.StatusText(e.Status))
+	}
+	return e.Message
+}
+
+// IsNotFound reports whether err is an APIError with status 404.
+func IsNotFound(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status == http.StatusNotFound
+}
+
+// Client speaks the agent's HTTP/JSON API (see routes.go) over its unix
+// socket. It is safe for concurrent use. Every method honours its context:
+// cancelling it aborts the request, including long waits and log streams.
+type Client struct {
+	host string
+	path string
+	http *http.Client
+}
+
+// NewClient returns a client for host, a "unix:///path.sock" URL. An empty
+// host means $SHOAL_HOST, then DefaultHost. A bare absolute path is accepted
+// as a convenience. No connection is made until the first call.
+func NewClient(host string) (*Client, error) {
+	if host == "" {
+		host = os.Getenv(HostEnv)
+	}
+	if host == "" {
+		host = DefaultHost
+	}
+	path, err := socketPath(host)
+	if err != nil {
+		return nil, err
+	}
+	if strings.HasPrefix(host, "/") {
+		host = "unix://" + host
+	}
+	c := &Client{host: host, path: path}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+		MaxIdleConns:    4,
+		IdleConnTimeout: 30 * time.Second,
+	}
+	c.http = &http.Client{Transport: tr}
+	return c, nil
+}
+
+// socketPath extracts the socket path from a host string.
+func socketPath(host string) (string, error) {
+	switch {
+	case strings.HasPrefix(host, "unix://"):
+		p := strings.TrimPrefix(host, "unix://")
+		if p == "" || !strings.HasPrefix(p, "/") {
+			return "", fmt.Errorf("%w %q: want unix:///absolute/path.sock", ErrBadHost, host)
+		}
+		return p, nil
+	case strings.HasPrefix(host, "/"):
+		return host, nil
+	default:
+		return "", fmt.Errorf("%w %q: only unix:///path.sock is supported", ErrBadHost, host)
+	}
+}
+
+// Host returns the unix:// URL the client dials.
+func (c *Client) Host() string { return c.host }
+
+// LogOptions select the lines of a log stream.
+type LogOptions struct {
+	// Follow keeps the stream open and delivers new lines until the context
+	// ends or the container (all tasks, for a service) is gone.
+	Follow bool
+	// Tail limits the answer to the last Tail past lines; 0 means all lines.
+	Tail int
+	// Since drops lines older than this time; zero means no limit.
+	Since time.Time
+}
+
+func (o LogOptions) query() url.Values {
+	q := url.Values{}
+	if o.Follow {
+		q.Set("follow", "1")
+	}
+	if o.Tail > 0 {
+		q.Set("tail", strconv.Itoa(o.Tail))
+	}
+	if !o.Since.IsZero() {
+		q.Set("since", o.Since.UTC().Format(time.RFC3339Nano))
+	}
+	return q
+}
+
+// TaskFilter narrows task listings. Empty fields do not filter.
+type TaskFilter struct {
+	ServiceID    string
+	NodeID       string
+	DesiredState string
+}
+
+// escape makes an {id} path segment; image references contain slashes.
+func escape(id string) string { return url.PathEscape(id) }
+
+// do sends one request and decodes a JSON answer into out (when non-nil).
+// body is JSON-encoded unless it is an io.Reader, which is streamed as is.
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, body, out any) error {
+	resp, err := c.send(ctx, method, path, q, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	// An empty body (204, or a lazy handler) leaves out at its zero value.
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// call is do for a typed answer: it returns the zero T on error.
+func call[T any](ctx context.Context, c *Client, method, path string, q url.Values, body any) (T, error) {
+	var v T
+	if err := c.do(ctx, method, path, q, body, &v); err != nil {
+		var zero T
+		return zero, err
+	}
+	return v, nil
+}
+
+// send performs a request and returns the response of a 2xx answer; any
+// other status is turned into an *APIError and the body closed.
+func (c *Client) send(ctx context.Context, method, path string, q url.Values, body any) (*http.Response, error) {
+	u := "http://shoal/" + APIVersion + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	var rd io.Reader
+	contentType := ""
+	switch b := body.(type) {
+	case nil:
+	case io.Reader:
+		rd = b
+		contentType = "application/octet-stream"
+	default:
+		buf, err := json.Marshal(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: encode request: %w", method, path, err)
+		}
+		rd = bytes.NewReader(buf)
+		contentType = "application/json"
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%s %s: %w", method, path, ctx.Err())
+		}
+		if isDialError(err) {
+			return nil, fmt.Errorf("%w at %s: is `shoal agent` running? (%v)", ErrUnreachable, c.host, dialCause(err))
+		}
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		return nil, readAPIError(resp)
+	}
+	return resp, nil
+}
+
+// readAPIError builds an APIError from a non-2xx response.
+func readAPIError(resp *http.Response) error {
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var er ErrorResponse
+	msg := ""
+	if json.Unmarshal(raw, &er) == nil && er.Error != "" {
+		msg = er.Error
+	} else {
+		msg = strings.TrimSpace(string(raw))
+	}
+	return &APIError{Status: resp.StatusCode, Message: msg}
+}
+
+// isDialError reports whether err happened while connecting to the socket.
+func isDialError(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// dialCause returns the innermost system error of a dial failure, which is
+// what a user can act on ("no such file or directory").
+func dialCause(err error) error {
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		return se.Err
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
+}
+
+// stream reads an NDJSON answer of LogLine values and hands each to fn.
+// It returns nil at the end of the stream, fn's error if fn fails, or the
+// context's error if the context ends first.
+func (c *Client) stream(ctx context.Context, path string, opts LogOptions, fn func(LogLine) error) error {
+	resp, err := c.send(ctx, http.MethodGet, path, opts.query(), nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		b := bytes.TrimSpace(sc.Bytes())
+		if len(b) == 0 {
+			continue
+		}
+		var l LogLine
+		if err := json.Unmarshal(b, &l); err != nil {
+			return fmt.Errorf("logs %s: decode line: %w", path, err)
+		}
+		if err := fn(l); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("logs %s: read stream: %w", path, err)
+	}
+	return ctx.Err()
+}
+
+// Status answers GET /v1/status: the cluster as this node sees it.
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	return call[*Status](ctx, c, http.MethodGet, "/status", nil, nil)
+}
+
+// Init bootstraps a new cluster on the agent's node.
+func (c *Client) Init(ctx context.Context) (*InitResponse, error) {
+	return call[*InitResponse](ctx, c, http.MethodPost, "/init", nil, nil)
+}
+
+// Join asks the agent to join the cluster reachable at req.Addr.
+func (c *Client) Join(ctx context.Context, req JoinRequest) (*Status, error) {
+	return call[*Status](ctx, c, http.MethodPost, "/join", nil, req)
+}
+
+// Token returns the current join token.
+func (c *Client) Token(ctx context.Context) (*InitResponse, error) {
+	return call[*InitResponse](ctx, c, http.MethodGet, "/token", nil, nil)
+}
+
+// RotateToken replaces the join token; the old one stops working.
+func (c *Client) RotateToken(ctx context.Context) (*InitResponse, error) {
+	return call[*InitResponse](ctx, c, http.MethodPost, "/token/rotate", nil, nil)
+}
+
+// Leave makes the agent's node leave its cluster.
+func (c *Client) Leave(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/leave", nil, nil, nil)
+}
+
+// Nodes lists the cluster's nodes.
+func (c *Client) Nodes(ctx context.Context) ([]Node, error) {
+	return call[[]Node](ctx, c, http.MethodGet, "/nodes", nil, nil)
+}
+
+// Node returns one node by ID, ID prefix or hostname.
+func (c *Client) Node(ctx context.Context, id string) (*Node, error) {
+	return call[*Node](ctx, c, http.MethodGet, "/nodes/"+escape(id), nil, nil)
+}
+
+// UpdateNode changes a node's availability or labels.
+func (c *Client) UpdateNode(ctx context.Context, id string, u NodeUpdate) (*Node, error) {
+	return call[*Node](ctx, c, http.MethodPost, "/nodes/"+escape(id)+"/update", nil, u)
+}
+
+// RemoveNode removes a node from the cluster and revokes its certificate.
+// force removes a node that is still up.
+func (c *Client) RemoveNode(ctx context.Context, id string, force bool) error {
+	return c.do(ctx, http.MethodDelete, "/nodes/"+escape(id), forceQuery(force), nil, nil)
+}
+
+func forceQuery(force bool) url.Values {
+	if !force {
+		return nil
+	}
+	return url.Values{"force": {"1"}}
+}
+
+// Images lists the images known to the agent.
+func (c *Client) Images(ctx context.Context) ([]Image, error) {
+	return call[[]Image](ctx, c, http.MethodGet, "/images", nil, nil)
+}
+
+// Image returns one image by reference or ID.
+func (c *Client) Image(ctx context.Context, ref string) (*Image, error) {
+	return call[*Image](ctx, c, http.MethodGet, "/images/"+escape(ref), nil, nil)
+}
+
+// ImportImage streams a rootfs tarball (optionally gzipped) read from r and
+// tags the resulting single-layer image as ref. r is read to its end.
+func (c *Client) ImportImage(ctx context.Context, r io.Reader, ref string) (*Image, error) {
+	q := url.Values{"ref": {ref}}
+	return call[*Image](ctx, c, http.MethodPost, "/images/import", q, asReader(r))
+}
+
+// LoadImages streams a `docker save` archive or OCI layout tar read from r.
+func (c *Client) LoadImages(ctx context.Context, r io.Reader) ([]Image, error) {
+	return call[[]Image](ctx, c, http.MethodPost, "/images/load", nil, asReader(r))
+}
+
+// asReader hides concrete types (like *os.File) so send streams them rather
+// than JSON-encoding them.
+func asReader(r io.Reader) io.Reader { return struct{ io.Reader }{r} }
+
+// PullImage pulls an image from a registry.
+func (c *Client) PullImage(ctx context.Context, req PullRequest) (*Image, error) {
+	return call[*Image](ctx, c, http.MethodPost, "/images/pull", nil, req)
+}
+
+// RemoveImage removes an image reference (and the image once untagged).
+func (c *Client) RemoveImage(ctx context.Context, ref string) error {
+	return c.do(ctx, http.MethodDelete, "/images/"+escape(ref), nil, nil, nil)
+}
+
+// Containers lists the containers on the agent's node, tasks included.
+func (c *Client) Containers(ctx context.Context) ([]Container, error) {
+	return call[[]Container](ctx, c, http.MethodGet, "/containers", nil, nil)
+}
+
+// Container returns one container by ID, ID prefix or name.
+func (c *Client) Container(ctx context.Context, id string) (*Container, error) {
+	return call[*Container](ctx, c, http.MethodGet, "/containers/"+escape(id), nil, nil)
+}
+
+// RunContainer creates and starts a one-off container on the agent's node.
+func (c *Client) RunContainer(ctx context.Context, req RunRequest) (*Container, error) {
+	return call[*Container](ctx, c, http.MethodPost, "/containers", nil, req)
+}
+
+// WaitContainer blocks until the container has exited and returns it.
+func (c *Client) WaitContainer(ctx context.Context, id string) (*Container, error) {
+	return call[*Container](ctx, c, http.MethodPost, "/containers/"+escape(id)+"/wait", nil, nil)
+}
+
+// StopContainer sends SIGTERM, then SIGKILL after timeout. A negative
+// timeout leaves the grace period to the agent.
+func (c *Client) StopContainer(ctx context.Context, id string, timeout time.Duration) (*Container, error) {
+	var q url.Values
+	if timeout >= 0 {
+		q = url.Values{"timeout": {timeout.String()}}
+	}
+	return call[*Container](ctx, c, http.MethodPost, "/containers/"+escape(id)+"/stop", q, nil)
+}
+
+// RemoveContainer deletes a container; force kills it first if it runs.
+func (c *Client) RemoveContainer(ctx context.Context, id string, force bool) error {
+	return c.do(ctx, http.MethodDelete, "/containers/"+escape(id), forceQuery(force), nil, nil)
+}
+
+// ContainerLogs streams a container's log lines to fn, in order, from the
+// calling goroutine. It returns when the stream ends, fn fails or ctx ends.
+func (c *Client) ContainerLogs(ctx context.Context, id string, opts LogOptions, fn func(LogLine) error) error {
+	return c.stream(ctx, "/containers/"+escape(id)+"/logs", opts, fn)
+}
+
+// Services lists the cluster's services.
+func (c *Client) Services(ctx context.Context) ([]Service, error) {
+	return call[[]Service](ctx, c, http.MethodGet, "/services", nil, nil)
+}
+
+// Service returns one service by ID, ID prefix or name.
+func (c *Client) Service(ctx context.Context, id string) (*Service, error) {
+	return call[*Service](ctx, c, http.MethodGet, "/services/"+escape(id), nil, nil)
+}
+
+// CreateService creates a service; the answer comes after the Raft commit.
+func (c *Client) CreateService(ctx context.Context, spec ServiceSpec) (*Service, error) {
+	return call[*Service](ctx, c, http.MethodPost, "/services", nil, spec)
+}
+
+// UpdateService replaces the spec of a service. version is the Version the
+// caller read; the agent refuses the update if the service changed since.
+func (c *Client) UpdateService(ctx context.Context, id string, version uint64, spec ServiceSpec) (*Service, error) {
+	q := url.Values{"version": {strconv.FormatUint(version, 10)}}
+	return call[*Service](ctx, c, http.MethodPost, "/services/"+escape(id)+"/update", q, spec)
+}
+
+// ScaleService sets the replica count of a replicated service.
+func (c *Client) ScaleService(ctx context.Context, id string, replicas uint64) (*Service, error) {
+	return call[*Service](ctx, c, http.MethodPost, "/services/"+escape(id)+"/scale", nil, ScaleRequest{Replicas: replicas})
+}
+
+// RollbackService goes back to the service's previous spec.
+func (c *Client) RollbackService(ctx context.Context, id string) (*Service, error) {
+	return call[*Service](ctx, c, http.MethodPost, "/services/"+escape(id)+"/rollback", nil, nil)
+}
+
+// RemoveService deletes a service and shuts its tasks down.
+func (c *Client) RemoveService(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/services/"+escape(id), nil, nil, nil)
+}
+
+// ServiceTasks lists the tasks of a service; only f.DesiredState is used.
+func (c *Client) ServiceTasks(ctx context.Context, id string, f TaskFilter) ([]Task, error) {
+	var q url.Values
+	if f.DesiredState != "" {
+		q = url.Values{"desired_state": {f.DesiredState}}
+	}
+	return call[[]Task](ctx, c, http.MethodGet, "/services/"+escape(id)+"/tasks", q, nil)
+}
+
+// ServiceLogs streams the log lines of every task of a service to fn.
+func (c *Client) ServiceLogs(ctx context.Context, id string, opts LogOptions, fn func(LogLine) error) error {
+	return c.stream(ctx, "/services/"+escape(id)+"/logs", opts, fn)
+}
+
+// Tasks lists tasks cluster-wide, filtered by f.
+func (c *Client) Tasks(ctx context.Context, f TaskFilter) ([]Task, error) {
+	q := url.Values{}
+	if f.ServiceID != "" {
+		q.Set("service", f.ServiceID)
+	}
+	if f.NodeID != "" {
+		q.Set("node", f.NodeID)
+	}
+	if f.DesiredState != "" {
+		q.Set("desired_state", f.DesiredState)
+	}
+	return call[[]Task](ctx, c, http.MethodGet, "/tasks", q, nil)
+}
