@@ -84,13 +84,16 @@ func verifyPinned(chain []*x509.Certificate, want string) error {
 	if len(chain) == 0 {
 		return fmt.Errorf("join: %w", ErrNoPeerCertificate)
 	}
+	if len(chain) < 2 {
+		return fmt.Errorf("join: %w: the server sent no CA certificate after its own %q", ErrCAMismatch, chain[0].Subject.CommonName)
+	}
 	root := chain[len(chain)-1]
 	if got := Fingerprint(root.Raw); got != want {
 		return fmt.Errorf("join: %w: server CA %q has fingerprint %s, the token expects %s (is this the right cluster, or was the token rotated?)",
 			ErrCAMismatch, root.Subject.CommonName, got, want)
 	}
-	if len(chain) < 2 || !root.IsCA || !root.BasicConstraintsValid {
-		return fmt.Errorf("join: %w: pinned certificate %q is not a CA or the server sent no leaf", ErrCAMismatch, root.Subject.CommonName)
+	if !root.IsCA || !root.BasicConstraintsValid {
+		return fmt.Errorf("join: %w: pinned certificate %q is not a CA", ErrCAMismatch, root.Subject.CommonName)
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(root)
