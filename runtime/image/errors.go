@@ -1,0 +1,26 @@
+package image
+
+import "errors"
+
+// Errors returned by the store and the unpacker. Callers test them with
+// errors.Is; every returned error wraps one of these when the cause is known.
+var (
+	// ErrInvalidArchive: a tarball, archive, descriptor or config is
+	// malformed, truncated or hostile (path escapes, device nodes, ...).
+	ErrInvalidArchive = errors.New("invalid image archive")
+	// ErrTooLarge: a layer exceeds Limits.
+	ErrTooLarge = errors.New("layer exceeds limits")
+	// ErrDigestMismatch: content does not hash to the digest it was
+	// announced with. Nothing is stored.
+	ErrDigestMismatch = errors.New("digest mismatch")
+	// ErrNotFound: no image, tag or blob matches.
+	ErrNotFound = errors.New("not found")
+	// ErrAmbiguous: an ID prefix matches several images.
+	ErrAmbiguous = errors.New("ambiguous image reference")
+	// ErrInvalidRef: a reference or digest string is malformed.
+	ErrInvalidRef = errors.New("invalid reference")
+	// ErrUnknownMediaType: a layer or config has a media type we cannot unpack.
+	ErrUnknownMediaType = errors.New("unknown media type")
+	// ErrInUse: the image is used by a container (Config.InUse said so).
+	ErrInUse = errors.New("image in use")
+)

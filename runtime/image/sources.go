@@ -1,0 +1,460 @@
+package image
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// DefaultPlatform is the platform picked from multi-platform images.
+var DefaultPlatform = v1.Platform{OS: "linux", Architecture: "amd64"}
+
+// defaultPath is given to imported images, which have no config of their own.
+const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// Import stores a plain rootfs tarball (gzip, zstd or uncompressed) as a
+// one-layer image, like `docker import`: the config has no Entrypoint or Cmd
+// and only a default PATH. ref (NAME[:TAG]) may be empty for an untagged
+// image. The tarball is stored as-is as the layer blob.
+func (s *Store) Import(ctx context.Context, r io.Reader, ref string) (api.Image, error) {
+	var tags []string
+	if ref != "" {
+		t, err := NormalizeTag(ref)
+		if err != nil {
+			return api.Image{}, fmt.Errorf("import %s: %w", ref, err)
+		}
+		tags = []string{t}
+	}
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
+	w, err := s.newBlobWriter()
+	if err != nil {
+		return api.Image{}, fmt.Errorf("import %s: %w", ref, err)
+	}
+	defer w.abort()
+	src := io.TeeReader(r, w)
+	tmp, err := s.layerTemp()
+	if err != nil {
+		return api.Image{}, fmt.Errorf("import %s: %w", ref, err)
+	}
+	diffID, size, err := Unpack(ctx, src, tmp, s.cfg.Limits)
+	if err != nil {
+		return api.Image{}, fmt.Errorf("import %s: %w", ref, err)
+	}
+	if _, err := io.Copy(io.Discard, src); err != nil {
+		_ = os.RemoveAll(tmp)
+		return api.Image{}, fmt.Errorf("import %s: %w", ref, err)
+	}
+	mt := types.OCIUncompressedLayer
+	switch {
+	case bytes.HasPrefix(w.head, []byte{0x1f, 0x8b}):
+		mt = types.OCILayer
+	case bytes.HasPrefix(w.head, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		mt = types.OCILayerZStd
+	}
+	digest, blobSize, err := w.commit("")
+	if err != nil {
+		_ = os.RemoveAll(tmp)
+		return api.Image{}, fmt.Errorf("import %s: %w", ref, err)
+	}
+	if err := s.installLayer(tmp, diffID); err != nil {
+		return api.Image{}, fmt.Errorf("import %s: %w", ref, err)
+	}
+	now := s.cfg.Now().UTC().Truncate(time.Second)
+	h, _ := v1.NewHash(diffID)
+	cf := v1.ConfigFile{
+		Created:      v1.Time{Time: now},
+		Architecture: DefaultPlatform.Architecture,
+		OS:           DefaultPlatform.OS,
+		RootFS:       v1.RootFS{Type: "layers", DiffIDs: []v1.Hash{h}},
+		Config:       v1.Config{Env: []string{defaultPath}},
+		History:      []v1.History{{Created: v1.Time{Time: now}, CreatedBy: "shoal image import", Comment: ref}},
+	}
+	raw, err := json.Marshal(cf)
+	if err != nil {
+		return api.Image{}, fmt.Errorf("import %s: %w", ref, err)
+	}
+	id, _, err := s.writeBlob(bytes.NewReader(raw), "")
+	if err != nil {
+		return api.Image{}, fmt.Errorf("import %s: %w", ref, err)
+	}
+	li := layerInfo{Digest: digest, MediaType: string(mt), Size: blobSize, DiffID: diffID, UnpackedSize: size}
+	rec := newRecord(id, types.OCIConfigJSON, int64(len(raw)), &cf, []layerInfo{li}, "import", now)
+	return s.commitRecord(rec, tags)
+}
+
+// ingestImage stores every blob and layer of img and records it under tags.
+// srcErr (may be nil) is wrapped around failures to read img.
+func (s *Store) ingestImage(ctx context.Context, img v1.Image, tags []string, source string, srcErr error) (api.Image, error) {
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
+	m, err := img.Manifest()
+	if err != nil {
+		return api.Image{}, wrapSrc(srcErr, fmt.Errorf("read manifest: %w", err))
+	}
+	cfgMT := m.Config.MediaType
+	if cfgMT == "" {
+		cfgMT = types.DockerConfigJSON
+	}
+	if err := checkConfigType(cfgMT); err != nil {
+		return api.Image{}, err
+	}
+	raw, err := img.RawConfigFile()
+	if err != nil {
+		return api.Image{}, wrapSrc(srcErr, fmt.Errorf("read config: %w", err))
+	}
+	cf, err := parseConfig(raw)
+	if err != nil {
+		return api.Image{}, err
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return api.Image{}, wrapSrc(srcErr, fmt.Errorf("read layers: %w", err))
+	}
+	if len(layers) != len(cf.RootFS.DiffIDs) {
+		return api.Image{}, fmt.Errorf("%w: %d layers but %d diff_ids", ErrInvalidArchive, len(layers), len(cf.RootFS.DiffIDs))
+	}
+	infos := make([]layerInfo, 0, len(layers))
+	for i, l := range layers {
+		if err := ctx.Err(); err != nil {
+			return api.Image{}, err
+		}
+		mt, err := l.MediaType()
+		if err != nil {
+			return api.Image{}, wrapSrc(srcErr, fmt.Errorf("layer %d media type: %w", i, err))
+		}
+		if err := checkLayerType(mt); err != nil {
+			return api.Image{}, err
+		}
+		digest, err := l.Digest()
+		if err != nil {
+			return api.Image{}, wrapSrc(srcErr, fmt.Errorf("layer %d digest: %w", i, err))
+		}
+		li := layerInfo{Digest: digest.String(), MediaType: string(mt), DiffID: cf.RootFS.DiffIDs[i].String()}
+		li, err = s.ensureLayer(ctx, li, l.Compressed, srcErr)
+		if err != nil {
+			return api.Image{}, err
+		}
+		infos = append(infos, li)
+	}
+	id, _, err := s.writeBlob(bytes.NewReader(raw), "")
+	if err != nil {
+		return api.Image{}, err
+	}
+	rec := newRecord(id, cfgMT, int64(len(raw)), cf, infos, source, s.cfg.Now())
+	return s.commitRecord(rec, tags)
+}
+
+// Load stores every image of a `docker save` archive (manifest.json) or an
+// OCI image layout archive (index.json + oci-layout), optionally gzip or zstd
+// compressed, and returns them. Tags come from RepoTags or, for OCI, the
+// io.containerd.image.name / org.opencontainers.image.ref.name annotations.
+// Malformed archives wrap ErrInvalidArchive; an image already stored only
+// gains its tags.
+func (s *Store) Load(ctx context.Context, r io.Reader) ([]api.Image, error) {
+	spool, err := os.CreateTemp(s.path("tmp"), "load-")
+	if err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	defer os.Remove(spool.Name())
+	defer spool.Close()
+	dr, closeFn, err := Decompress(ctxReader{ctx, r})
+	if err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	limit := s.cfg.Limits.withDefaults().MaxTotalSize
+	n, err := io.Copy(spool, io.LimitReader(dr, limit+1))
+	closeFn()
+	if err != nil {
+		return nil, archiveErr(ctx, "load: spool archive", err)
+	}
+	if n > limit {
+		return nil, fmt.Errorf("load: %w: archive larger than %d bytes", ErrTooLarge, limit)
+	}
+	names, err := tarNames(spool.Name())
+	if err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	switch {
+	case names["manifest.json"]:
+		return s.loadDockerSave(ctx, spool.Name())
+	case names["index.json"]:
+		return s.loadOCIArchive(ctx, spool.Name())
+	default:
+		return nil, fmt.Errorf("load: %w: neither manifest.json nor index.json in archive", ErrInvalidArchive)
+	}
+}
+
+// tarNames lists the cleaned entry names of a tar file.
+func tarNames(p string) (map[string]bool, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names := map[string]bool{}
+	tr := tar.NewReader(f)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidArchive, err)
+		}
+		if rel, err := cleanPath(hdr.Name); err == nil {
+			names[rel] = true
+		}
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("%w: empty archive", ErrInvalidArchive)
+	}
+	return names, nil
+}
+
+func (s *Store) loadDockerSave(ctx context.Context, p string) ([]api.Image, error) {
+	opener := func() (io.ReadCloser, error) { return os.Open(p) }
+	m, err := tarball.LoadManifest(opener)
+	if err != nil {
+		return nil, fmt.Errorf("load: %w: manifest.json: %v", ErrInvalidArchive, err)
+	}
+	if len(m) == 0 {
+		return nil, fmt.Errorf("load: %w: manifest.json lists no image", ErrInvalidArchive)
+	}
+	var out []api.Image
+	for i, d := range m {
+		var tags []string
+		for _, t := range d.RepoTags {
+			nt, err := NormalizeTag(t)
+			if err != nil {
+				return out, fmt.Errorf("load: %w: RepoTag %q", ErrInvalidArchive, t)
+			}
+			tags = append(tags, nt)
+		}
+		var sel *name.Tag
+		if len(m) > 1 {
+			if len(d.RepoTags) == 0 {
+				return out, fmt.Errorf("load: %w: untagged image %d in a multi-image archive", ErrInvalidArchive, i)
+			}
+			t, err := name.NewTag(d.RepoTags[0])
+			if err != nil {
+				return out, fmt.Errorf("load: %w: RepoTag %q: %v", ErrInvalidArchive, d.RepoTags[0], err)
+			}
+			sel = &t
+		}
+		img, err := tarball.Image(opener, sel)
+		if err != nil {
+			return out, fmt.Errorf("load: %w: image %d: %v", ErrInvalidArchive, i, err)
+		}
+		ai, err := s.ingestImage(ctx, img, tags, "load", ErrInvalidArchive)
+		if err != nil {
+			return out, fmt.Errorf("load image %d %v: %w", i, d.RepoTags, err)
+		}
+		out = append(out, ai)
+	}
+	return out, nil
+}
+
+// loadOCIArchive unpacks the layout (regular files and directories only) into
+// a temporary directory and reads it with go-containerregistry's layout.
+func (s *Store) loadOCIArchive(ctx context.Context, p string) ([]api.Image, error) {
+	dir, err := os.MkdirTemp(s.path("tmp"), "oci-")
+	if err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	if err := extractPlain(ctx, p, dir); err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	lp, err := layout.FromPath(dir)
+	if err != nil {
+		return nil, fmt.Errorf("load: %w: %v", ErrInvalidArchive, err)
+	}
+	idx, err := lp.ImageIndex()
+	if err != nil {
+		return nil, fmt.Errorf("load: %w: index.json: %v", ErrInvalidArchive, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("load: %w: index.json: %v", ErrInvalidArchive, err)
+	}
+	var out []api.Image
+	for _, d := range im.Manifests {
+		var tags []string
+		if t := ociTag(d.Annotations); t != "" {
+			nt, err := NormalizeTag(t)
+			if err != nil {
+				return out, fmt.Errorf("load: %w: ref %q", ErrInvalidArchive, t)
+			}
+			tags = []string{nt}
+		}
+		var img v1.Image
+		switch {
+		case d.MediaType.IsImage():
+			img, err = idx.Image(d.Digest)
+		case d.MediaType.IsIndex():
+			img, err = pickPlatform(idx, d.Digest)
+		default:
+			return out, fmt.Errorf("load: manifest %s: %q: %w", d.Digest, d.MediaType, ErrUnknownMediaType)
+		}
+		if err != nil {
+			return out, fmt.Errorf("load: %w: manifest %s: %v", ErrInvalidArchive, d.Digest, err)
+		}
+		ai, err := s.ingestImage(ctx, img, tags, "load", ErrInvalidArchive)
+		if err != nil {
+			return out, fmt.Errorf("load image %s: %w", d.Digest, err)
+		}
+		out = append(out, ai)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("load: %w: index.json lists no image", ErrInvalidArchive)
+	}
+	return out, nil
+}
+
+func ociTag(ann map[string]string) string {
+	if t := ann["io.containerd.image.name"]; t != "" {
+		return t
+	}
+	// ref.name is often a bare tag ("latest"): only a full reference names an image.
+	if t := ann["org.opencontainers.image.ref.name"]; strings.ContainsAny(t, ":/") {
+		return t
+	}
+	return ""
+}
+
+func pickPlatform(idx v1.ImageIndex, d v1.Hash) (v1.Image, error) {
+	child, err := idx.ImageIndex(d)
+	if err != nil {
+		return nil, err
+	}
+	im, err := child.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range im.Manifests {
+		if m.MediaType.IsImage() && (len(im.Manifests) == 1 || m.Platform != nil && m.Platform.Satisfies(DefaultPlatform)) {
+			return child.Image(m.Digest)
+		}
+	}
+	return nil, fmt.Errorf("no %s/%s image in index %s", DefaultPlatform.OS, DefaultPlatform.Architecture, d)
+}
+
+// extractPlain writes the regular files and directories of the tar file p
+// under dir; links and devices are refused, `..` paths too.
+func extractPlain(ctx context.Context, p, dir string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	tr := tar.NewReader(f)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalidArchive, err)
+		}
+		rel, err := cleanPath(hdr.Name)
+		if err != nil {
+			return err
+		}
+		if rel == "" {
+			continue
+		}
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			if err := root.MkdirAll(rel, 0o700); err != nil {
+				return fmt.Errorf("%w: %q: %v", ErrInvalidArchive, rel, err)
+			}
+		case tar.TypeReg, tar.TypeRegA:
+			if d := filepath.Dir(rel); d != "." {
+				if err := root.MkdirAll(d, 0o700); err != nil {
+					return fmt.Errorf("%w: %q: %v", ErrInvalidArchive, rel, err)
+				}
+			}
+			out, err := root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return fmt.Errorf("%w: %q: %v", ErrInvalidArchive, rel, err)
+			}
+			_, err = io.Copy(out, tr)
+			if cerr := out.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fmt.Errorf("%w: %q: %v", ErrInvalidArchive, rel, err)
+			}
+		case tar.TypeXGlobalHeader:
+		default:
+			return fmt.Errorf("%w: OCI layout entry %q of type %q", ErrInvalidArchive, rel, hdr.Typeflag)
+		}
+	}
+}
+
+// Pull fetches req.Ref from its registry (linux/amd64 of a multi-platform
+// image), anonymously or with basic auth, and stores it tagged with the
+// reference as given (normalized). Insecure allows plain HTTP and
+// unverified TLS.
+func (s *Store) Pull(ctx context.Context, req api.PullRequest) (api.Image, error) {
+	var nopts []name.Option
+	if req.Insecure {
+		nopts = append(nopts, name.Insecure)
+	}
+	ref, err := name.ParseReference(req.Ref, nopts...)
+	if err != nil {
+		return api.Image{}, fmt.Errorf("pull %s: %w: %v", req.Ref, ErrInvalidRef, err)
+	}
+	tag, err := NormalizeTag(req.Ref)
+	if err != nil {
+		return api.Image{}, fmt.Errorf("pull %s: %w", req.Ref, err)
+	}
+	var auth authn.Authenticator = authn.Anonymous
+	if req.Username != "" || req.Password != "" {
+		auth = &authn.Basic{Username: req.Username, Password: req.Password}
+	}
+	ropts := []remote.Option{remote.WithContext(ctx), remote.WithAuth(auth), remote.WithPlatform(DefaultPlatform)}
+	if req.Insecure {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the user asked for --insecure
+		ropts = append(ropts, remote.WithTransport(tr))
+	}
+	img, err := remote.Image(ref, ropts...)
+	if err != nil {
+		return api.Image{}, fmt.Errorf("pull %s: %w", req.Ref, err)
+	}
+	ai, err := s.ingestImage(ctx, img, []string{tag}, "pull "+req.Ref, nil)
+	if err != nil {
+		return api.Image{}, fmt.Errorf("pull %s: %w", req.Ref, err)
+	}
+	return ai, nil
+}
