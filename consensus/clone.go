@@ -1,0 +1,107 @@
+package consensus
+
+import (
+	"maps"
+	"slices"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// Objects inside memdb are immutable once inserted: the FSM clones before it
+// changes anything, and reads hand out clones so callers may mutate freely.
+
+func cloneNode(n *api.Node) *api.Node {
+	if n == nil {
+		return nil
+	}
+	c := *n
+	c.Labels = maps.Clone(n.Labels)
+	return &c
+}
+
+func cloneSpec(s api.ServiceSpec) api.ServiceSpec {
+	c := s
+	c.Command = slices.Clone(s.Command)
+	c.Entrypoint = slices.Clone(s.Entrypoint)
+	c.Env = slices.Clone(s.Env)
+	c.Labels = maps.Clone(s.Labels)
+	c.Ports = slices.Clone(s.Ports)
+	c.Constraints = slices.Clone(s.Constraints)
+	c.Healthcheck = cloneHealth(s.Healthcheck)
+	return c
+}
+
+func cloneHealth(h *api.HealthConfig) *api.HealthConfig {
+	if h == nil {
+		return nil
+	}
+	c := *h
+	c.Test = slices.Clone(h.Test)
+	return &c
+}
+
+func cloneService(s *api.Service) *api.Service {
+	if s == nil {
+		return nil
+	}
+	c := *s
+	c.Ports = slices.Clone(s.Ports)
+	c.Spec = cloneSpec(s.Spec)
+	if s.PreviousSpec != nil {
+		p := cloneSpec(*s.PreviousSpec)
+		c.PreviousSpec = &p
+	}
+	if s.UpdateStatus != nil {
+		u := *s.UpdateStatus
+		c.UpdateStatus = &u
+	}
+	return &c
+}
+
+func cloneTask(t *api.Task) *api.Task {
+	if t == nil {
+		return nil
+	}
+	c := *t
+	c.Spec = cloneSpec(t.Spec)
+	return &c
+}
+
+func cloneImage(i *api.Image) *api.Image {
+	if i == nil {
+		return nil
+	}
+	c := *i
+	c.Tags = slices.Clone(i.Tags)
+	c.Layers = slices.Clone(i.Layers)
+	c.DiffIDs = slices.Clone(i.DiffIDs)
+	c.Nodes = slices.Clone(i.Nodes)
+	if i.Config != nil {
+		cfg := *i.Config
+		cfg.Entrypoint = slices.Clone(cfg.Entrypoint)
+		cfg.Cmd = slices.Clone(cfg.Cmd)
+		cfg.Env = slices.Clone(cfg.Env)
+		cfg.ExposedPorts = slices.Clone(cfg.ExposedPorts)
+		cfg.Healthcheck = cloneHealth(cfg.Healthcheck)
+		c.Config = &cfg
+	}
+	return &c
+}
+
+func cloneCluster(c *ClusterState) *ClusterState {
+	if c == nil {
+		return nil
+	}
+	n := *c
+	n.CACertPEM = slices.Clone(c.CACertPEM)
+	n.CAKeyPEM = slices.Clone(c.CAKeyPEM)
+	n.GossipKeys = make([][]byte, len(c.GossipKeys))
+	for i, k := range c.GossipKeys {
+		n.GossipKeys[i] = slices.Clone(k)
+	}
+	if c.GossipKeys == nil {
+		n.GossipKeys = nil
+	}
+	n.Revoked = slices.Clone(c.Revoked)
+	return &n
+}

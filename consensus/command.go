@@ -1,0 +1,386 @@
+package consensus
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// CommandType is the first byte of every log entry; it selects the command.
+// Values are part of the on-disk format: never renumber, only append.
+type CommandType uint8
+
+// Command types.
+const (
+	TypeBootstrapCluster CommandType = 1
+	TypeUpsertNode       CommandType = 2
+	TypeUpdateNode       CommandType = 3
+	TypeSetNodeStatus    CommandType = 4
+	TypeSetNodeVoter     CommandType = 5
+	TypeRemoveNode       CommandType = 6
+	TypeRotateToken      CommandType = 7
+	TypeSetGossipKeys    CommandType = 8
+	TypeCreateService    CommandType = 9
+	TypeUpdateService    CommandType = 10
+	TypeDeleteService    CommandType = 11
+	TypeUpsertTasks      CommandType = 12
+	TypeTaskStatus       CommandType = 13
+	TypeDeleteTasks      CommandType = 14
+	TypeUpsertImage      CommandType = 15
+	TypeSetImageNode     CommandType = 16
+	TypeDeleteImage      CommandType = 17
+	TypeBatch            CommandType = 18
+	TypeTrimTasks        CommandType = 19
+	TypeRevokeCert       CommandType = 20
+	TypeSetVoterTarget   CommandType = 21
+)
+
+// CommandVersion is the second byte of every log entry: the version of the
+// JSON body layout. A decoder refuses versions it does not know.
+const CommandVersion = 1
+
+// Command is one state change proposed to Raft. Only the types of this
+// package implement it. Commands carry every timestamp and generated ID they
+// need: applying one never reads the clock or a random source.
+type Command interface {
+	// Type returns the command's type byte.
+	Type() CommandType
+	// apply performs the change inside a write transaction. A returned error
+	// is a business refusal: the transaction is aborted and the error goes
+	// back to the proposer.
+	apply(tx *writeTxn) (any, error)
+}
+
+// BootstrapCluster creates the cluster record and the first node. It is the
+// first entry of every cluster's log.
+type BootstrapCluster struct {
+	Cluster ClusterState `json:"cluster"`
+	Node    api.Node     `json:"node"`
+}
+
+// UpsertNode inserts or replaces a node (join, re-join, metadata change). An
+// empty Subnet keeps the node's current subnet or allocates a free /24 of
+// the cluster CIDR. The stored node is returned.
+type UpsertNode struct {
+	Node api.Node `json:"node"`
+}
+
+// UpdateNode applies an operator's node update (availability, labels).
+type UpdateNode struct {
+	ID     string         `json:"id"`
+	Update api.NodeUpdate `json:"update"`
+	Now    time.Time      `json:"now"`
+}
+
+// NodeStatus is one node's observed status in a SetNodeStatus batch.
+type NodeStatus struct {
+	ID     string    `json:"id"`
+	Status string    `json:"status"` // api.NodeReady or api.NodeDown
+	At     time.Time `json:"at"`
+}
+
+// SetNodeStatus records membership health of nodes. Unknown node IDs are
+// ignored (the node may have been removed meanwhile).
+type SetNodeStatus struct {
+	Statuses []NodeStatus `json:"statuses"`
+}
+
+// SetNodeVoter records whether a node votes, after autopilot changed the
+// Raft configuration.
+type SetNodeVoter struct {
+	ID    string `json:"id"`
+	Voter bool   `json:"voter"`
+}
+
+// RemoveNode deletes a node, revokes its certificate and orphans its tasks.
+type RemoveNode struct {
+	ID  string    `json:"id"`
+	Now time.Time `json:"now"`
+}
+
+// RotateToken replaces the join token's secret hash.
+type RotateToken struct {
+	SecretHash string `json:"secret_hash"`
+}
+
+// SetGossipKeys replaces the gossip keyring (first key primary).
+type SetGossipKeys struct {
+	Keys [][]byte `json:"keys"`
+}
+
+// RevokeCert adds a certificate serial to the revocation list.
+type RevokeCert struct {
+	Serial string `json:"serial"`
+}
+
+// SetVoterTarget records the number of voters autopilot aims for.
+type SetVoterTarget struct {
+	Target int `json:"target"`
+}
+
+// CreateService stores a new service. Name defaults to Spec.Name; an empty
+// VIP is allocated from the cluster's VIP range. The stored service
+// (Version = log index) is returned.
+type CreateService struct {
+	Service api.Service `json:"service"`
+}
+
+// UpdateService replaces a service. With ExpectVersion != 0 it is refused
+// unless the stored Version equals it (optimistic concurrency). An empty VIP
+// keeps the current one; CreatedAt is kept. Returns the stored service.
+type UpdateService struct {
+	Service       api.Service `json:"service"`
+	ExpectVersion uint64      `json:"expect_version"`
+}
+
+// DeleteService removes a service and sets its tasks' desired state to
+// shutdown; the tasks stay until DeleteTasks.
+type DeleteService struct {
+	ID  string    `json:"id"`
+	Now time.Time `json:"now"`
+}
+
+// UpsertTasks inserts or replaces whole tasks (the scheduler's batches), then
+// trims old terminal tasks of the groups it touched.
+type UpsertTasks struct {
+	Tasks []api.Task `json:"tasks"`
+}
+
+// TaskStatus applies a node's status reports. Reports for tasks that do not
+// exist or are not assigned to NodeID are ignored, and a task's observed
+// state never moves backwards (api.TaskStateOrder).
+type TaskStatus struct {
+	NodeID   string           `json:"node_id"`
+	Statuses []api.TaskStatus `json:"statuses"`
+}
+
+// DeleteTasks deletes tasks; unknown IDs are ignored.
+type DeleteTasks struct {
+	IDs []string `json:"ids"`
+}
+
+// TrimTasks trims old terminal tasks in every group (see MaxTerminalTasks).
+type TrimTasks struct{}
+
+// UpsertImage records an image. Tags and Nodes are merged with an existing
+// record of the same ID; a tag moves away from any other image holding it.
+type UpsertImage struct {
+	Image api.Image `json:"image"`
+}
+
+// SetImageNode records whether a node holds all layers of an image.
+type SetImageNode struct {
+	ImageID string `json:"image_id"`
+	NodeID  string `json:"node_id"`
+	Present bool   `json:"present"`
+}
+
+// DeleteImage removes an image record.
+type DeleteImage struct {
+	ID string `json:"id"`
+}
+
+// Batch applies several commands in one log entry, in order. Each applies
+// atomically on its own: one refusal does not undo the others. Batches do
+// not nest. The response value is a []Result, one per command.
+type Batch struct {
+	Commands []Command `json:"-"`
+}
+
+// Type implements Command.
+func (BootstrapCluster) Type() CommandType { return TypeBootstrapCluster }
+
+// Type implements Command.
+func (UpsertNode) Type() CommandType { return TypeUpsertNode }
+
+// Type implements Command.
+func (UpdateNode) Type() CommandType { return TypeUpdateNode }
+
+// Type implements Command.
+func (SetNodeStatus) Type() CommandType { return TypeSetNodeStatus }
+
+// Type implements Command.
+func (SetNodeVoter) Type() CommandType { return TypeSetNodeVoter }
+
+// Type implements Command.
+func (RemoveNode) Type() CommandType { return TypeRemoveNode }
+
+// Type implements Command.
+func (RotateToken) Type() CommandType { return TypeRotateToken }
+
+// Type implements Command.
+func (SetGossipKeys) Type() CommandType { return TypeSetGossipKeys }
+
+// Type implements Command.
+func (RevokeCert) Type() CommandType { return TypeRevokeCert }
+
+// Type implements Command.
+func (SetVoterTarget) Type() CommandType { return TypeSetVoterTarget }
+
+// Type implements Command.
+func (CreateService) Type() CommandType { return TypeCreateService }
+
+// Type implements Command.
+func (UpdateService) Type() CommandType { return TypeUpdateService }
+
+// Type implements Command.
+func (DeleteService) Type() CommandType { return TypeDeleteService }
+
+// Type implements Command.
+func (UpsertTasks) Type() CommandType { return TypeUpsertTasks }
+
+// Type implements Command.
+func (TaskStatus) Type() CommandType { return TypeTaskStatus }
+
+// Type implements Command.
+func (DeleteTasks) Type() CommandType { return TypeDeleteTasks }
+
+// Type implements Command.
+func (TrimTasks) Type() CommandType { return TypeTrimTasks }
+
+// Type implements Command.
+func (UpsertImage) Type() CommandType { return TypeUpsertImage }
+
+// Type implements Command.
+func (SetImageNode) Type() CommandType { return TypeSetImageNode }
+
+// Type implements Command.
+func (DeleteImage) Type() CommandType { return TypeDeleteImage }
+
+// Type implements Command.
+func (Batch) Type() CommandType { return TypeBatch }
+
+// decoders maps each type byte to a decoder of its JSON body.
+var decoders = map[CommandType]func([]byte) (Command, error){
+	TypeBootstrapCluster: decodeAs[BootstrapCluster],
+	TypeUpsertNode:       decodeAs[UpsertNode],
+	TypeUpdateNode:       decodeAs[UpdateNode],
+	TypeSetNodeStatus:    decodeAs[SetNodeStatus],
+	TypeSetNodeVoter:     decodeAs[SetNodeVoter],
+	TypeRemoveNode:       decodeAs[RemoveNode],
+	TypeRotateToken:      decodeAs[RotateToken],
+	TypeSetGossipKeys:    decodeAs[SetGossipKeys],
+	TypeRevokeCert:       decodeAs[RevokeCert],
+	TypeSetVoterTarget:   decodeAs[SetVoterTarget],
+	TypeCreateService:    decodeAs[CreateService],
+	TypeUpdateService:    decodeAs[UpdateService],
+	TypeDeleteService:    decodeAs[DeleteService],
+	TypeUpsertTasks:      decodeAs[UpsertTasks],
+	TypeTaskStatus:       decodeAs[TaskStatus],
+	TypeDeleteTasks:      decodeAs[DeleteTasks],
+	TypeTrimTasks:        decodeAs[TrimTasks],
+	TypeUpsertImage:      decodeAs[UpsertImage],
+	TypeSetImageNode:     decodeAs[SetImageNode],
+	TypeDeleteImage:      decodeAs[DeleteImage],
+	TypeBatch:            decodeAs[Batch],
+}
+
+func decodeAs[T Command](body []byte) (Command, error) {
+	var c T
+	if err := json.Unmarshal(body, &c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// EncodeCommand encodes a command as a log entry: type byte, version byte,
+// JSON body.
+func EncodeCommand(cmd Command) ([]byte, error) {
+	if cmd == nil {
+		return nil, fmt.Errorf("encode command: nil: %w", ErrInvalid)
+	}
+	if _, ok := decoders[cmd.Type()]; !ok {
+		return nil, fmt.Errorf("encode command type %d: unknown type: %w", cmd.Type(), ErrInvalid)
+	}
+	body, err := json.Marshal(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("encode command type %d: %w", cmd.Type(), err)
+	}
+	out := make([]byte, 0, len(body)+2)
+	out = append(out, byte(cmd.Type()), CommandVersion)
+	return append(out, body...), nil
+}
+
+// DecodeCommand decodes a log entry made by EncodeCommand. It returns an
+// error wrapping ErrMalformed for anything else and never panics.
+func DecodeCommand(data []byte) (Command, error) {
+	if len(data) < 2 {
+		return nil, fmt.Errorf("decode command: %d bytes: %w", len(data), ErrMalformed)
+	}
+	t, v := CommandType(data[0]), data[1]
+	dec, ok := decoders[t]
+	if !ok {
+		return nil, fmt.Errorf("decode command: unknown type %d: %w", t, ErrMalformed)
+	}
+	if v != CommandVersion {
+		return nil, fmt.Errorf("decode command type %d: unknown version %d: %w", t, v, ErrMalformed)
+	}
+	cmd, err := dec(data[2:])
+	if err != nil {
+		return nil, fmt.Errorf("decode command type %d: %w: %w", t, ErrMalformed, err)
+	}
+	return cmd, nil
+}
+
+// batchEntry is one command inside a Batch body.
+type batchEntry struct {
+	Type    CommandType     `json:"type"`
+	Version uint8           `json:"version"`
+	Body    json.RawMessage `json:"body"`
+}
+
+// MarshalJSON encodes the batch as {"commands":[{type,version,body}...]}.
+func (b Batch) MarshalJSON() ([]byte, error) {
+	entries := make([]batchEntry, 0, len(b.Commands))
+	for i, c := range b.Commands {
+		if c == nil {
+			return nil, fmt.Errorf("batch command %d: nil: %w", i, ErrInvalid)
+		}
+		if c.Type() == TypeBatch {
+			return nil, fmt.Errorf("batch command %d: nested batch: %w", i, ErrInvalid)
+		}
+		body, err := json.Marshal(c)
+		if err != nil {
+			return nil, fmt.Errorf("batch command %d: %w", i, err)
+		}
+		entries = append(entries, batchEntry{Type: c.Type(), Version: CommandVersion, Body: body})
+	}
+	return json.Marshal(struct {
+		Commands []batchEntry `json:"commands"`
+	}{entries})
+}
+
+// UnmarshalJSON decodes what MarshalJSON wrote; nested batches are refused.
+func (b *Batch) UnmarshalJSON(data []byte) error {
+	var raw struct {
+		Commands []batchEntry `json:"commands"`
+	}
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return err
+	}
+	b.Commands = make([]Command, 0, len(raw.Commands))
+	for i, e := range raw.Commands {
+		if e.Type == TypeBatch {
+			return fmt.Errorf("batch command %d: nested batch", i)
+		}
+		dec, ok := decoders[e.Type]
+		if !ok {
+			return fmt.Errorf("batch command %d: unknown type %d", i, e.Type)
+		}
+		if e.Version != CommandVersion {
+			return fmt.Errorf("batch command %d: unknown version %d", i, e.Version)
+		}
+		body := []byte(e.Body)
+		if len(body) == 0 {
+			body = []byte("null")
+		}
+		c, err := dec(body)
+		if err != nil {
+			return fmt.Errorf("batch command %d: %w", i, err)
+		}
+		b.Commands = append(b.Commands, c)
+	}
+	return nil
+}

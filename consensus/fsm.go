@@ -1,0 +1,929 @@
+package consensus
+
+// Why this file looks the way it does: the FSM is a pure function of the
+// log. Every apply runs in one memdb write transaction that is committed on
+// success and aborted on a business refusal, so a refused command leaves no
+// trace. Stored objects are never mutated in place: apply clones, changes the
+// clone and inserts it, which keeps readers' snapshots stable. Nothing here
+// reads the clock or a random source; timestamps and IDs come in commands.
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/go-memdb"
+	"github.com/hashicorp/raft"
+	"github.com/shoal-org/shoal/api"
+)
+
+// MaxTerminalTasks is how many terminal tasks are kept per replicated slot
+// (service, slot) or per global task group (service, node; Slot 0). Older
+// ones, by CreatedAt then ID, are deleted when their group changes.
+const MaxTerminalTasks = 5
+
+// Result is what FSM.Apply returns for every entry (raft's future.Response).
+// Err is a business refusal; Value is the command's answer (the stored
+// object for creates and updates, a []Result for a Batch).
+type Result struct {
+	Value any
+	Err   error
+}
+
+// FSM applies committed log entries to a Store. It implements raft.FSM and
+// must be driven by one goroutine (raft's FSM goroutine).
+type FSM struct {
+	store *Store
+}
+
+// NewFSM returns an FSM that writes into store. The store must not be a
+// Snapshot view.
+func NewFSM(store *Store) *FSM {
+	if store.readOnly {
+		panic("consensus: NewFSM on a read-only store snapshot")
+	}
+	return &FSM{store: store}
+}
+
+// Store returns the store the FSM writes into.
+func (f *FSM) Store() *Store { return f.store }
+
+var _ raft.FSM = (*FSM)(nil)
+
+// Apply implements raft.FSM. It panics on an entry that cannot be decoded:
+// a committed entry that this binary does not understand means the replicas
+// would diverge, which is worse than stopping.
+func (f *FSM) Apply(l *raft.Log) any {
+	cmd, err := DecodeCommand(l.Data)
+	if err != nil {
+		panic(fmt.Sprintf("consensus: cannot decode committed log entry %d: %v", l.Index, err))
+	}
+	res := f.ApplyCommand(l.Index, cmd)
+	return res
+}
+
+// ApplyCommand applies one decoded command as the entry at index and
+// notifies subscribers. It exists for Apply and for tests that drive the FSM
+// without Raft; it must not be called concurrently with Apply.
+func (f *FSM) ApplyCommand(index uint64, cmd Command) Result {
+	var res Result
+	if b, ok := cmd.(Batch); ok {
+		results := make([]Result, 0, len(b.Commands))
+		var errs []error
+		for i, c := range b.Commands {
+			r := f.applyOne(index, c)
+			if r.Err != nil {
+				errs = append(errs, fmt.Errorf("batch command %d: %w", i, r.Err))
+			}
+			results = append(results, r)
+		}
+		res = Result{Value: results, Err: errors.Join(errs...)}
+	} else {
+		res = f.applyOne(index, cmd)
+	}
+	f.store.notify(index)
+	return res
+}
+
+func (f *FSM) applyOne(index uint64, cmd Command) Result {
+	if cmd == nil {
+		return Result{Err: fmt.Errorf("nil command: %w", ErrInvalid)}
+	}
+	if _, nested := cmd.(Batch); nested {
+		return Result{Err: fmt.Errorf("nested batch: %w", ErrInvalid)}
+	}
+	tx := &writeTxn{tx: f.store.db.Load().Txn(true), index: index}
+	v, err := cmd.apply(tx)
+	if err != nil {
+		tx.tx.Abort()
+		return Result{Err: err}
+	}
+	tx.tx.Commit()
+	return Result{Value: v}
+}
+
+// writeTxn is a memdb write transaction plus the log index being applied.
+type writeTxn struct {
+	tx    *memdb.Txn
+	index uint64
+}
+
+func (w *writeTxn) insert(table string, obj any) error {
+	if err := w.tx.Insert(table, obj); err != nil {
+		return fmt.Errorf("insert into %s: %w", table, err)
+	}
+	return nil
+}
+
+func (w *writeTxn) delete(table string, obj any) error {
+	if err := w.tx.Delete(table, obj); err != nil {
+		return fmt.Errorf("delete from %s: %w", table, err)
+	}
+	return nil
+}
+
+// first returns the stored object (not a copy: do not mutate) or nil.
+func first[T any](w *writeTxn, table, index string, args ...any) *T {
+	raw, err := w.tx.First(table, index, args...)
+	if err != nil {
+		panic(fmt.Sprintf("consensus: memdb first %s.%s: %v", table, index, err))
+	}
+	if raw == nil {
+		return nil
+	}
+	return raw.(*T)
+}
+
+// all returns the stored objects (not copies) of an index lookup.
+func all[T any](w *writeTxn, table, index string, args ...any) []*T {
+	it, err := w.tx.Get(table, index, args...)
+	if err != nil {
+		panic(fmt.Sprintf("consensus: memdb get %s.%s: %v", table, index, err))
+	}
+	var out []*T
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		out = append(out, raw.(*T))
+	}
+	return out
+}
+
+// cluster returns a mutable copy of the cluster record or ErrNotBootstrapped.
+func (w *writeTxn) cluster() (*ClusterState, error) {
+	c := getCluster(w.tx)
+	if c == nil {
+		return nil, ErrNotBootstrapped
+	}
+	return cloneCluster(c), nil
+}
+
+func (w *writeTxn) putCluster(c *ClusterState) error {
+	return w.insert(tableCluster, &clusterRow{ID: clusterRowID, State: c})
+}
+
+// ---- cluster and nodes ----
+
+func (c BootstrapCluster) apply(w *writeTxn) (any, error) {
+	if getCluster(w.tx) != nil {
+		return nil, ErrAlreadyBootstrapped
+	}
+	if c.Cluster.ClusterID == "" || c.Node.ID == "" {
+		return nil, fmt.Errorf("bootstrap: cluster and node IDs are required: %w", ErrInvalid)
+	}
+	cl := cloneCluster(&c.Cluster)
+	n := cloneNode(&c.Node)
+	n.Voter = true
+	n.Version = w.index
+	if n.Subnet == "" {
+		subnet, err := allocSubnet(w, cl, n.ID)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap node %s: %w", n.ID, err)
+		}
+		n.Subnet = subnet
+	}
+	if err := w.putCluster(cl); err != nil {
+		return nil, err
+	}
+	if err := w.insert(tableNodes, n); err != nil {
+		return nil, err
+	}
+	return cloneNode(n), nil
+}
+
+func (c UpsertNode) apply(w *writeTxn) (any, error) {
+	if c.Node.ID == "" {
+		return nil, fmt.Errorf("upsert node: empty ID: %w", ErrInvalid)
+	}
+	n := cloneNode(&c.Node)
+	n.Version = w.index
+	if n.Subnet == "" {
+		if old := first[api.Node](w, tableNodes, indexID, n.ID); old != nil && old.Subnet != "" {
+			n.Subnet = old.Subnet
+		} else if cl, err := w.cluster(); err == nil {
+			subnet, err := allocSubnet(w, cl, n.ID)
+			if err != nil {
+				return nil, fmt.Errorf("upsert node %s: %w", n.ID, err)
+			}
+			n.Subnet = subnet
+			if err := w.putCluster(cl); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := w.insert(tableNodes, n); err != nil {
+		return nil, err
+	}
+	return cloneNode(n), nil
+}
+
+func (c UpdateNode) apply(w *writeTxn) (any, error) {
+	old := first[api.Node](w, tableNodes, indexID, c.ID)
+	if old == nil {
+		return nil, fmt.Errorf("update node %s: %w", c.ID, ErrNotFound)
+	}
+	n := cloneNode(old)
+	switch c.Update.Availability {
+	case "":
+	case api.AvailabilityActive, api.AvailabilityPause, api.AvailabilityDrain:
+		n.Availability = c.Update.Availability
+	default:
+		return nil, fmt.Errorf("update node %s: availability %q (want active, pause or drain): %w",
+			c.ID, c.Update.Availability, ErrInvalid)
+	}
+	for k, v := range c.Update.LabelAdd {
+		if k == "" {
+			return nil, fmt.Errorf("update node %s: empty label key: %w", c.ID, ErrInvalid)
+		}
+		if n.Labels == nil {
+			n.Labels = map[string]string{}
+		}
+		n.Labels[k] = v
+	}
+	for _, k := range c.Update.LabelRm {
+		delete(n.Labels, k)
+	}
+	n.UpdatedAt = c.Now
+	n.Version = w.index
+	if err := w.insert(tableNodes, n); err != nil {
+		return nil, err
+	}
+	return cloneNode(n), nil
+}
+
+func (c SetNodeStatus) apply(w *writeTxn) (any, error) {
+	for _, s := range c.Statuses {
+		if s.Status != api.NodeReady && s.Status != api.NodeDown {
+			return nil, fmt.Errorf("set node %s status %q: %w", s.ID, s.Status, ErrInvalid)
+		}
+	}
+	changed := 0
+	for _, s := range c.Statuses {
+		old := first[api.Node](w, tableNodes, indexID, s.ID)
+		if old == nil || old.Status == s.Status {
+			continue
+		}
+		n := cloneNode(old)
+		n.Status = s.Status
+		n.StatusChangedAt = s.At
+		n.Version = w.index
+		if err := w.insert(tableNodes, n); err != nil {
+			return nil, err
+		}
+		changed++
+	}
+	return changed, nil
+}
+
+func (c SetNodeVoter) apply(w *writeTxn) (any, error) {
+	old := first[api.Node](w, tableNodes, indexID, c.ID)
+	if old == nil {
+		return nil, fmt.Errorf("set node %s voter: %w", c.ID, ErrNotFound)
+	}
+	if old.Voter == c.Voter {
+		return nil, nil
+	}
+	n := cloneNode(old)
+	n.Voter = c.Voter
+	n.Version = w.index
+	return nil, w.insert(tableNodes, n)
+}
+
+func (c RemoveNode) apply(w *writeTxn) (any, error) {
+	old := first[api.Node](w, tableNodes, indexID, c.ID)
+	if old == nil {
+		return nil, fmt.Errorf("remove node %s: %w", c.ID, ErrNotFound)
+	}
+	if err := w.delete(tableNodes, old); err != nil {
+		return nil, err
+	}
+	if old.CertSerial != "" {
+		if cl, err := w.cluster(); err == nil && !cl.IsRevoked(old.CertSerial) {
+			cl.Revoked = append(cl.Revoked, old.CertSerial)
+			if err := w.putCluster(cl); err != nil {
+				return nil, err
+			}
+		}
+	}
+	groups := map[groupKey]struct{}{}
+	for _, t := range all[api.Task](w, tableTasks, indexNodeID, c.ID) {
+		nt := cloneTask(t)
+		nt.DesiredState = api.TaskShutdown
+		if !api.TaskTerminal(nt.State) {
+			nt.State = api.TaskOrphaned
+			nt.Message = "node removed"
+		}
+		nt.UpdatedAt = c.Now
+		if err := w.insert(tableTasks, nt); err != nil {
+			return nil, err
+		}
+		groups[taskGroup(nt)] = struct{}{}
+	}
+	for _, img := range all[api.Image](w, tableImages, indexID) {
+		if !slices.Contains(img.Nodes, c.ID) {
+			continue
+		}
+		ni := cloneImage(img)
+		ni.Nodes = slices.DeleteFunc(ni.Nodes, func(id string) bool { return id == c.ID })
+		if err := w.insert(tableImages, ni); err != nil {
+			return nil, err
+		}
+	}
+	return nil, trimGroups(w, groups)
+}
+
+func (c RotateToken) apply(w *writeTxn) (any, error) {
+	cl, err := w.cluster()
+	if err != nil {
+		return nil, fmt.Errorf("rotate token: %w", err)
+	}
+	if c.SecretHash == "" {
+		return nil, fmt.Errorf("rotate token: empty hash: %w", ErrInvalid)
+	}
+	cl.TokenSecretHash = c.SecretHash
+	return nil, w.putCluster(cl)
+}
+
+func (c SetGossipKeys) apply(w *writeTxn) (any, error) {
+	cl, err := w.cluster()
+	if err != nil {
+		return nil, fmt.Errorf("set gossip keys: %w", err)
+	}
+	if len(c.Keys) == 0 {
+		return nil, fmt.Errorf("set gossip keys: empty keyring: %w", ErrInvalid)
+	}
+	for i, k := range c.Keys {
+		if l := len(k); l != 16 && l != 24 && l != 32 {
+			return nil, fmt.Errorf("set gossip keys: key %d has %d bytes (want 16, 24 or 32): %w", i, l, ErrInvalid)
+		}
+	}
+	cl.GossipKeys = cloneCluster(&ClusterState{GossipKeys: c.Keys}).GossipKeys
+	return nil, w.putCluster(cl)
+}
+
+func (c RevokeCert) apply(w *writeTxn) (any, error) {
+	cl, err := w.cluster()
+	if err != nil {
+		return nil, fmt.Errorf("revoke cert: %w", err)
+	}
+	if c.Serial == "" {
+		return nil, fmt.Errorf("revoke cert: empty serial: %w", ErrInvalid)
+	}
+	if cl.IsRevoked(c.Serial) {
+		return nil, nil
+	}
+	cl.Revoked = append(cl.Revoked, c.Serial)
+	return nil, w.putCluster(cl)
+}
+
+func (c SetVoterTarget) apply(w *writeTxn) (any, error) {
+	cl, err := w.cluster()
+	if err != nil {
+		return nil, fmt.Errorf("set voter target: %w", err)
+	}
+	if c.Target < 0 {
+		return nil, fmt.Errorf("set voter target %d: %w", c.Target, ErrInvalid)
+	}
+	cl.VoterTarget = c.Target
+	return nil, w.putCluster(cl)
+}
+
+// ---- services ----
+
+func (c CreateService) apply(w *writeTxn) (any, error) {
+	s := cloneService(&c.Service)
+	if s.Name == "" {
+		s.Name = s.Spec.Name
+	}
+	if s.ID == "" || s.Name == "" {
+		return nil, fmt.Errorf("create service: ID and name are required: %w", ErrInvalid)
+	}
+	if first[api.Service](w, tableServices, indexID, s.ID) != nil {
+		return nil, fmt.Errorf("create service %s: %w", s.ID, ErrExists)
+	}
+	if first[api.Service](w, tableServices, indexName, s.Name) != nil {
+		return nil, fmt.Errorf("create service %s: %w", s.Name, ErrNameTaken)
+	}
+	if s.VIP == "" {
+		if cl, err := w.cluster(); err == nil && cl.VIPCIDR != "" {
+			vip, err := allocVIP(w, cl)
+			if err != nil {
+				return nil, fmt.Errorf("create service %s: %w", s.Name, err)
+			}
+			s.VIP = vip
+			if err := w.putCluster(cl); err != nil {
+				return nil, err
+			}
+		}
+	}
+	s.Version = w.index
+	if err := w.insert(tableServices, s); err != nil {
+		return nil, err
+	}
+	return cloneService(s), nil
+}
+
+func (c UpdateService) apply(w *writeTxn) (any, error) {
+	old := first[api.Service](w, tableServices, indexID, c.Service.ID)
+	if old == nil {
+		return nil, fmt.Errorf("update service %s: %w", c.Service.ID, ErrNotFound)
+	}
+	if c.ExpectVersion != 0 && old.Version != c.ExpectVersion {
+		return nil, fmt.Errorf("update service %s: stored version %d, expected %d: %w",
+			old.Name, old.Version, c.ExpectVersion, ErrVersionMismatch)
+	}
+	s := cloneService(&c.Service)
+	if s.Name == "" {
+		s.Name = s.Spec.Name
+	}
+	if s.Name == "" {
+		s.Name = old.Name
+	}
+	if s.Name != old.Name {
+		if other := first[api.Service](w, tableServices, indexName, s.Name); other != nil {
+			return nil, fmt.Errorf("rename service %s to %s: %w", old.Name, s.Name, ErrNameTaken)
+		}
+	}
+	if s.VIP == "" {
+		s.VIP = old.VIP
+	}
+	s.CreatedAt = old.CreatedAt
+	s.Version = w.index
+	if err := w.insert(tableServices, s); err != nil {
+		return nil, err
+	}
+	return cloneService(s), nil
+}
+
+func (c DeleteService) apply(w *writeTxn) (any, error) {
+	old := first[api.Service](w, tableServices, indexID, c.ID)
+	if old == nil {
+		return nil, fmt.Errorf("delete service %s: %w", c.ID, ErrNotFound)
+	}
+	if err := w.delete(tableServices, old); err != nil {
+		return nil, err
+	}
+	for _, t := range all[api.Task](w, tableTasks, indexServiceID, c.ID) {
+		nt := cloneTask(t)
+		nt.DesiredState = api.TaskShutdown
+		// Nobody will ever report on a task that was never assigned.
+		if nt.NodeID == "" && !api.TaskTerminal(nt.State) {
+			nt.State = api.TaskShutdown
+		}
+		if !c.Now.IsZero() {
+			nt.UpdatedAt = c.Now
+		}
+		if err := w.insert(tableTasks, nt); err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
+}
+
+// ---- tasks ----
+
+func (c UpsertTasks) apply(w *writeTxn) (any, error) {
+	for i, t := range c.Tasks {
+		if t.ID == "" {
+			return nil, fmt.Errorf("upsert tasks: task %d has no ID: %w", i, ErrInvalid)
+		}
+		if _, ok := api.TaskStateOrder[t.State]; !ok && t.State != "" {
+			return nil, fmt.Errorf("upsert task %s: state %q: %w", t.ID, t.State, ErrInvalid)
+		}
+	}
+	groups := map[groupKey]struct{}{}
+	for i := range c.Tasks {
+		nt := cloneTask(&c.Tasks[i])
+		if old := first[api.Task](w, tableTasks, indexID, nt.ID); old != nil {
+			keepObserved(old, nt)
+			if old.Slot != nt.Slot || old.NodeID != nt.NodeID || old.ServiceID != nt.ServiceID {
+				groups[taskGroup(old)] = struct{}{}
+			}
+		}
+		if err := w.insert(tableTasks, nt); err != nil {
+			return nil, err
+		}
+		groups[taskGroup(nt)] = struct{}{}
+	}
+	return nil, trimGroups(w, groups)
+}
+
+// keepObserved protects the forward-only rule against a writer (the
+// scheduler) that proposes a task read before a newer status report: unless
+// the proposed observed state is strictly further along, the stored observed
+// fields win.
+func keepObserved(old, next *api.Task) {
+	if api.TaskStateOrder[next.State] > api.TaskStateOrder[old.State] {
+		return
+	}
+	next.State = old.State
+	next.Error = old.Error
+	next.ExitCode = old.ExitCode
+	next.ContainerID = old.ContainerID
+	next.IP = old.IP
+	next.Health = old.Health
+	next.StartedAt = old.StartedAt
+	// Once a node handles the task, its reports own the message.
+	if api.TaskStateOrder[old.State] >= api.TaskStateOrder[api.TaskPreparing] {
+		next.Message = old.Message
+	}
+}
+
+func (c TaskStatus) apply(w *writeTxn) (any, error) {
+	applied := 0
+	groups := map[groupKey]struct{}{}
+	for _, st := range c.Statuses {
+		old := first[api.Task](w, tableTasks, indexID, st.TaskID)
+		if old == nil || c.NodeID == "" || old.NodeID != c.NodeID {
+			continue
+		}
+		rank, known := api.TaskStateOrder[st.State]
+		if !known || api.TaskTerminal(old.State) || rank < api.TaskStateOrder[old.State] {
+			continue
+		}
+		t := cloneTask(old)
+		t.State = st.State
+		t.Message = st.Message
+		t.Error = st.Error
+		t.ExitCode = st.ExitCode
+		if st.ContainerID != "" {
+			t.ContainerID = st.ContainerID
+		}
+		if st.IP != "" {
+			t.IP = st.IP
+		}
+		t.Health = st.Health
+		if !st.Timestamp.IsZero() {
+			t.UpdatedAt = st.Timestamp
+			if st.State == api.TaskRunning && t.StartedAt.IsZero() {
+				t.StartedAt = st.Timestamp
+			}
+		}
+		if err := w.insert(tableTasks, t); err != nil {
+			return nil, err
+		}
+		applied++
+		if api.TaskTerminal(t.State) {
+			groups[taskGroup(t)] = struct{}{}
+		}
+	}
+	return applied, trimGroups(w, groups)
+}
+
+func (c DeleteTasks) apply(w *writeTxn) (any, error) {
+	for _, id := range c.IDs {
+		if t := first[api.Task](w, tableTasks, indexID, id); t != nil {
+			if err := w.delete(tableTasks, t); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return nil, nil
+}
+
+func (TrimTasks) apply(w *writeTxn) (any, error) {
+	groups := map[groupKey]struct{}{}
+	for _, t := range all[api.Task](w, tableTasks, indexID) {
+		groups[taskGroup(t)] = struct{}{}
+	}
+	return nil, trimGroups(w, groups)
+}
+
+// groupKey names the tasks that succeed one another: a replicated slot
+// (Slot > 0) or a global service's tasks on one node (Slot 0).
+type groupKey struct {
+	service string
+	slot    int
+	node    string
+}
+
+func taskGroup(t *api.Task) groupKey {
+	if t.Slot > 0 {
+		return groupKey{service: t.ServiceID, slot: t.Slot}
+	}
+	return groupKey{service: t.ServiceID, node: t.NodeID}
+}
+
+// trimGroups deletes all but the MaxTerminalTasks newest terminal tasks of
+// each group, in a deterministic order.
+func trimGroups(w *writeTxn, groups map[groupKey]struct{}) error {
+	keys := slices.Collect(maps.Keys(groups))
+	sort.Slice(keys, func(i, j int) bool {
+		a, b := keys[i], keys[j]
+		if a.service != b.service {
+			return a.service < b.service
+		}
+		if a.slot != b.slot {
+			return a.slot < b.slot
+		}
+		return a.node < b.node
+	})
+	for _, k := range keys {
+		if k.service == "" {
+			continue
+		}
+		var members []*api.Task
+		if k.slot > 0 {
+			members = all[api.Task](w, tableTasks, indexServiceSlot, k.service, k.slot)
+		} else if k.node != "" {
+			members = all[api.Task](w, tableTasks, indexServiceNode, k.service, k.node)
+		} else {
+			continue // unassigned global tasks are not trimmed
+		}
+		var terminal []*api.Task
+		for _, t := range members {
+			if api.TaskTerminal(t.State) && taskGroup(t) == k {
+				terminal = append(terminal, t)
+			}
+		}
+		if len(terminal) <= MaxTerminalTasks {
+			continue
+		}
+		sort.Slice(terminal, func(i, j int) bool {
+			a, b := terminal[i], terminal[j]
+			if !a.CreatedAt.Equal(b.CreatedAt) {
+				return a.CreatedAt.Before(b.CreatedAt)
+			}
+			return a.ID < b.ID
+		})
+		for _, t := range terminal[:len(terminal)-MaxTerminalTasks] {
+			if err := w.delete(tableTasks, t); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ---- images ----
+
+func (c UpsertImage) apply(w *writeTxn) (any, error) {
+	if c.Image.ID == "" {
+		return nil, fmt.Errorf("upsert image: empty ID: %w", ErrInvalid)
+	}
+	img := cloneImage(&c.Image)
+	if old := first[api.Image](w, tableImages, indexID, img.ID); old != nil {
+		img.Tags = unionSorted(old.Tags, img.Tags)
+		img.Nodes = unionSorted(old.Nodes, img.Nodes)
+	} else {
+		img.Tags = unionSorted(nil, img.Tags)
+		img.Nodes = unionSorted(nil, img.Nodes)
+	}
+	// A tag names one image: move it away from any other holder.
+	for _, other := range all[api.Image](w, tableImages, indexID) {
+		if other.ID == img.ID || !slices.ContainsFunc(other.Tags, func(t string) bool { return slices.Contains(img.Tags, t) }) {
+			continue
+		}
+		o := cloneImage(other)
+		o.Tags = slices.DeleteFunc(o.Tags, func(t string) bool { return slices.Contains(img.Tags, t) })
+		if err := w.insert(tableImages, o); err != nil {
+			return nil, err
+		}
+	}
+	if err := w.insert(tableImages, img); err != nil {
+		return nil, err
+	}
+	return cloneImage(img), nil
+}
+
+func (c SetImageNode) apply(w *writeTxn) (any, error) {
+	old := first[api.Image](w, tableImages, indexID, c.ImageID)
+	if old == nil {
+		if !c.Present {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("set image %s on node %s: %w", c.ImageID, c.NodeID, ErrNotFound)
+	}
+	if c.NodeID == "" {
+		return nil, fmt.Errorf("set image %s node: empty node ID: %w", c.ImageID, ErrInvalid)
+	}
+	img := cloneImage(old)
+	if c.Present {
+		img.Nodes = unionSorted(img.Nodes, []string{c.NodeID})
+	} else {
+		img.Nodes = slices.DeleteFunc(img.Nodes, func(id string) bool { return id == c.NodeID })
+	}
+	return nil, w.insert(tableImages, img)
+}
+
+func (c DeleteImage) apply(w *writeTxn) (any, error) {
+	old := first[api.Image](w, tableImages, indexID, c.ID)
+	if old == nil {
+		return nil, fmt.Errorf("delete image %s: %w", c.ID, ErrNotFound)
+	}
+	return nil, w.delete(tableImages, old)
+}
+
+// Batch is applied by FSM.ApplyCommand; this method only refuses nesting.
+func (Batch) apply(*writeTxn) (any, error) {
+	return nil, fmt.Errorf("nested batch: %w", ErrInvalid)
+}
+
+func unionSorted(a, b []string) []string {
+	out := slices.Concat(a, b)
+	out = slices.DeleteFunc(out, func(s string) bool { return s == "" })
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// ---- address allocation ----
+
+// allocSubnet picks a free /24 of the cluster CIDR for node id, starting at
+// cl.NextSubnet and wrapping, and advances cl.NextSubnet (the caller stores cl).
+// It returns "" when the cluster has no CIDR.
+func allocSubnet(w *writeTxn, cl *ClusterState, nodeID string) (string, error) {
+	if cl.ClusterCIDR == "" {
+		return "", nil
+	}
+	p, err := netip.ParsePrefix(cl.ClusterCIDR)
+	if err != nil || !p.Addr().Is4() || p.Bits() > 24 {
+		return "", fmt.Errorf("cluster CIDR %q (want IPv4, /24 or larger): %w", cl.ClusterCIDR, ErrInvalid)
+	}
+	p = p.Masked()
+	used := map[string]bool{}
+	for _, n := range all[api.Node](w, tableNodes, indexID) {
+		if n.ID != nodeID && n.Subnet != "" {
+			used[n.Subnet] = true
+		}
+	}
+	count := uint32(1) << (24 - p.Bits())
+	base := ip4ToUint(p.Addr())
+	for i := uint32(0); i < count; i++ {
+		idx := (cl.NextSubnet + i) % count
+		cand := netip.PrefixFrom(uintToIP4(base+idx<<8), 24).String()
+		if !used[cand] {
+			cl.NextSubnet = (idx + 1) % count
+			return cand, nil
+		}
+	}
+	return "", fmt.Errorf("node subnets of %s: %w", cl.ClusterCIDR, ErrExhausted)
+}
+
+// allocVIP picks a free address of the VIP range (skipping the first two and
+// the last), starting at cl.NextVIP and wrapping, and advances cl.NextVIP.
+func allocVIP(w *writeTxn, cl *ClusterState) (string, error) {
+	p, err := netip.ParsePrefix(cl.VIPCIDR)
+	if err != nil || !p.Addr().Is4() || p.Bits() > 29 {
+		return "", fmt.Errorf("VIP CIDR %q (want IPv4, /29 or larger): %w", cl.VIPCIDR, ErrInvalid)
+	}
+	p = p.Masked()
+	used := map[string]bool{}
+	for _, s := range all[api.Service](w, tableServices, indexID) {
+		if s.VIP != "" {
+			used[strings.TrimSpace(s.VIP)] = true
+		}
+	}
+	size := uint32(1) << (32 - p.Bits())
+	const lowest = 2
+	span := size - lowest - 1 // offsets lowest .. size-2
+	base := ip4ToUint(p.Addr())
+	start := cl.NextVIP
+	if start < lowest || start > size-2 {
+		start = lowest
+	}
+	for i := uint32(0); i < span; i++ {
+		off := lowest + (start-lowest+i)%span
+		cand := uintToIP4(base + off).String()
+		if !used[cand] {
+			cl.NextVIP = off + 1
+			return cand, nil
+		}
+	}
+	return "", fmt.Errorf("VIPs of %s: %w", cl.VIPCIDR, ErrExhausted)
+}
+
+func ip4ToUint(a netip.Addr) uint32 {
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
+func uintToIP4(v uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// ---- snapshots ----
+
+// snapshotVersion is the layout version of the snapshot JSON.
+const snapshotVersion = 1
+
+// snapshotData is the whole store as one JSON document.
+type snapshotData struct {
+	Version  int            `json:"version"`
+	Index    uint64         `json:"index"`
+	Cluster  *ClusterState  `json:"cluster,omitempty"`
+	Nodes    []*api.Node    `json:"nodes"`
+	Services []*api.Service `json:"services"`
+	Tasks    []*api.Task    `json:"tasks"`
+	Images   []*api.Image   `json:"images"`
+}
+
+type fsmSnapshot struct {
+	view *Store
+}
+
+// Snapshot implements raft.FSM. It takes an O(1) point-in-time view; the
+// encoding happens in Persist, off the FSM goroutine.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	return &fsmSnapshot{view: f.store.Snapshot()}, nil
+}
+
+// Persist implements raft.FSMSnapshot.
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := WriteSnapshot(s.view, sink); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+// Release implements raft.FSMSnapshot.
+func (s *fsmSnapshot) Release() {}
+
+// WriteSnapshot writes the whole store as one JSON document.
+func WriteSnapshot(s *Store, out io.Writer) error {
+	tx := s.txn()
+	data := snapshotData{
+		Version:  snapshotVersion,
+		Index:    s.Index(),
+		Cluster:  getCluster(tx),
+		Nodes:    collect(tx, tableNodes, indexID, func(n *api.Node) *api.Node { return n }),
+		Services: collect(tx, tableServices, indexID, func(n *api.Service) *api.Service { return n }),
+		Tasks:    collect(tx, tableTasks, indexID, func(n *api.Task) *api.Task { return n }),
+		Images:   collect(tx, tableImages, indexID, func(n *api.Image) *api.Image { return n }),
+	}
+	if err := json.NewEncoder(out).Encode(&data); err != nil {
+		return fmt.Errorf("encode snapshot: %w", err)
+	}
+	return nil
+}
+
+// Restore implements raft.FSM: it replaces the whole store atomically with
+// the snapshot's content and notifies subscribers.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	return f.store.restore(rc)
+}
+
+func (s *Store) restore(r io.Reader) error {
+	var data snapshotData
+	if err := json.NewDecoder(r).Decode(&data); err != nil {
+		return fmt.Errorf("decode snapshot: %w", err)
+	}
+	if data.Version != snapshotVersion {
+		return fmt.Errorf("snapshot version %d: %w", data.Version, ErrMalformed)
+	}
+	db := newMemDB()
+	tx := db.Txn(true)
+	insert := func(table string, obj any) error {
+		if err := tx.Insert(table, obj); err != nil {
+			tx.Abort()
+			return fmt.Errorf("restore %s: %w", table, err)
+		}
+		return nil
+	}
+	if data.Cluster != nil {
+		if err := insert(tableCluster, &clusterRow{ID: clusterRowID, State: data.Cluster}); err != nil {
+			return err
+		}
+	}
+	for _, n := range data.Nodes {
+		if n == nil {
+			continue
+		}
+		if err := insert(tableNodes, n); err != nil {
+			return err
+		}
+	}
+	for _, sv := range data.Services {
+		if sv == nil {
+			continue
+		}
+		if err := insert(tableServices, sv); err != nil {
+			return err
+		}
+	}
+	for _, t := range data.Tasks {
+		if t == nil {
+			continue
+		}
+		if err := insert(tableTasks, t); err != nil {
+			return err
+		}
+	}
+	for _, img := range data.Images {
+		if img == nil {
+			continue
+		}
+		if err := insert(tableImages, img); err != nil {
+			return err
+		}
+	}
+	tx.Commit()
+	s.db.Store(db)
+	s.notify(data.Index)
+	return nil
+}

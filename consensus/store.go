@@ -1,0 +1,367 @@
+package consensus
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-memdb"
+	"github.com/shoal-org/shoal/api"
+)
+
+// Table and index names of the memdb schema.
+const (
+	tableNodes    = "nodes"
+	tableServices = "services"
+	tableTasks    = "tasks"
+	tableImages   = "images"
+	tableCluster  = "cluster"
+
+	indexID          = "id"
+	indexHostname    = "hostname"
+	indexName        = "name"
+	indexServiceID   = "service_id"
+	indexNodeID      = "node_id"
+	indexServiceSlot = "service_slot"
+	indexServiceNode = "service_node"
+)
+
+// clusterRow wraps the singleton cluster record so memdb can index it.
+type clusterRow struct {
+	ID    string
+	State *ClusterState
+}
+
+const clusterRowID = "cluster"
+
+func schema() *memdb.DBSchema {
+	id := func(field string) *memdb.IndexSchema {
+		return &memdb.IndexSchema{Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: field}}
+	}
+	return &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
+		tableNodes: {Name: tableNodes, Indexes: map[string]*memdb.IndexSchema{
+			indexID: id("ID"),
+			indexHostname: {Name: indexHostname, AllowMissing: true,
+				Indexer: &memdb.StringFieldIndex{Field: "Hostname"}},
+		}},
+		tableServices: {Name: tableServices, Indexes: map[string]*memdb.IndexSchema{
+			indexID:   id("ID"),
+			indexName: {Name: indexName, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
+		}},
+		tableTasks: {Name: tableTasks, Indexes: map[string]*memdb.IndexSchema{
+			indexID: id("ID"),
+			indexServiceID: {Name: indexServiceID, AllowMissing: true,
+				Indexer: &memdb.StringFieldIndex{Field: "ServiceID"}},
+			indexNodeID: {Name: indexNodeID, AllowMissing: true,
+				Indexer: &memdb.StringFieldIndex{Field: "NodeID"}},
+			indexServiceSlot: {Name: indexServiceSlot, AllowMissing: true,
+				Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
+					&memdb.StringFieldIndex{Field: "ServiceID"},
+					&memdb.IntFieldIndex{Field: "Slot"},
+				}}},
+			indexServiceNode: {Name: indexServiceNode, AllowMissing: true,
+				Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
+					&memdb.StringFieldIndex{Field: "ServiceID"},
+					&memdb.StringFieldIndex{Field: "NodeID"},
+				}}},
+		}},
+		tableImages: {Name: tableImages, Indexes: map[string]*memdb.IndexSchema{
+			indexID: id("ID"),
+		}},
+		tableCluster: {Name: tableCluster, Indexes: map[string]*memdb.IndexSchema{
+			indexID: id("ID"),
+		}},
+	}}
+}
+
+func newMemDB() *memdb.MemDB {
+	db, err := memdb.NewMemDB(schema())
+	if err != nil {
+		panic(fmt.Sprintf("consensus: invalid memdb schema: %v", err))
+	}
+	return db
+}
+
+// Store is the local replica of the cluster state. The FSM is its only
+// writer; any goroutine may read it. Every read returns copies that the
+// caller owns. Reads are individually consistent; use Snapshot for several
+// reads that must see the same point in time.
+type Store struct {
+	db    atomic.Pointer[memdb.MemDB]
+	index atomic.Uint64
+	// readOnly is set on snapshots: they never change and never notify.
+	readOnly bool
+
+	mu      sync.Mutex
+	nextSub int
+	subs    map[int]chan uint64
+}
+
+// NewStore returns an empty store.
+func NewStore() *Store {
+	s := &Store{subs: map[int]chan uint64{}}
+	s.db.Store(newMemDB())
+	return s
+}
+
+// Snapshot returns a read-only, point-in-time view of the store that costs
+// O(1) to take. Its Subscribe channel never fires.
+func (s *Store) Snapshot() *Store {
+	v := &Store{readOnly: true, subs: map[int]chan uint64{}}
+	v.db.Store(s.db.Load().Snapshot())
+	v.index.Store(s.index.Load())
+	return v
+}
+
+// Index is the Raft log index of the last entry applied to the store (or of
+// the snapshot it was restored from).
+func (s *Store) Index() uint64 { return s.index.Load() }
+
+// Subscribe returns a channel that receives the latest applied index after
+// every applied entry (and after a restore). It is buffered with one slot and
+// coalescing: a slow reader sees only the newest index, and the FSM never
+// blocks on it. The returned func unsubscribes and is safe to call twice.
+func (s *Store) Subscribe() (<-chan uint64, func()) {
+	ch := make(chan uint64, 1)
+	s.mu.Lock()
+	id := s.nextSub
+	s.nextSub++
+	s.subs[id] = ch
+	s.mu.Unlock()
+	return ch, func() {
+		s.mu.Lock()
+		delete(s.subs, id)
+		s.mu.Unlock()
+	}
+}
+
+// notify records index as applied and wakes every subscriber without blocking.
+func (s *Store) notify(index uint64) {
+	s.index.Store(index)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ch := range s.subs {
+		select {
+		case <-ch: // drop the stale value, keep the newest
+		default:
+		}
+		select {
+		case ch <- index:
+		default:
+		}
+	}
+}
+
+func (s *Store) txn() *memdb.Txn { return s.db.Load().Txn(false) }
+
+// Cluster returns the cluster record, or nil before bootstrap.
+func (s *Store) Cluster() *ClusterState {
+	return cloneCluster(getCluster(s.txn()))
+}
+
+func getCluster(tx *memdb.Txn) *ClusterState {
+	raw, err := tx.First(tableCluster, indexID, clusterRowID)
+	if err != nil || raw == nil {
+		return nil
+	}
+	return raw.(*clusterRow).State
+}
+
+// IsRevoked reports whether a certificate serial has been revoked.
+func (s *Store) IsRevoked(serial string) bool {
+	return getCluster(s.txn()).IsRevoked(serial)
+}
+
+// Node returns the node with exactly this ID, or ErrNotFound.
+func (s *Store) Node(id string) (*api.Node, error) {
+	raw, err := s.txn().First(tableNodes, indexID, id)
+	if err != nil {
+		return nil, fmt.Errorf("get node %s: %w", id, err)
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("node %s: %w", id, ErrNotFound)
+	}
+	return cloneNode(raw.(*api.Node)), nil
+}
+
+// Nodes returns every node, ordered by ID.
+func (s *Store) Nodes() []*api.Node {
+	return collect(s.txn(), tableNodes, indexID, cloneNode)
+}
+
+// NodeByHostname returns the node with this hostname; ErrAmbiguous when
+// several nodes share it.
+func (s *Store) NodeByHostname(hostname string) (*api.Node, error) {
+	nodes := collect(s.txn(), tableNodes, indexHostname, cloneNode, hostname)
+	switch len(nodes) {
+	case 0:
+		return nil, fmt.Errorf("node %s: %w", hostname, ErrNotFound)
+	case 1:
+		return nodes[0], nil
+	default:
+		return nil, fmt.Errorf("node hostname %s matches %d nodes: %w", hostname, len(nodes), ErrAmbiguous)
+	}
+}
+
+// ResolveNode finds a node by exact ID, exact hostname or unique ID prefix,
+// in that order, as the CLI accepts them.
+func (s *Store) ResolveNode(ref string) (*api.Node, error) {
+	if ref == "" {
+		return nil, fmt.Errorf("node %q: %w", ref, ErrNotFound)
+	}
+	tx := s.txn()
+	if raw, _ := tx.First(tableNodes, indexID, ref); raw != nil {
+		return cloneNode(raw.(*api.Node)), nil
+	}
+	if byName := collect(tx, tableNodes, indexHostname, cloneNode, ref); len(byName) == 1 {
+		return byName[0], nil
+	} else if len(byName) > 1 {
+		return nil, fmt.Errorf("node %s matches %d nodes: %w", ref, len(byName), ErrAmbiguous)
+	}
+	return uniquePrefix(tx, tableNodes, "node", ref, cloneNode)
+}
+
+// Service returns the service with exactly this ID, or ErrNotFound.
+func (s *Store) Service(id string) (*api.Service, error) {
+	raw, err := s.txn().First(tableServices, indexID, id)
+	if err != nil {
+		return nil, fmt.Errorf("get service %s: %w", id, err)
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("service %s: %w", id, ErrNotFound)
+	}
+	return cloneService(raw.(*api.Service)), nil
+}
+
+// ServiceByName returns the service with this exact name, or ErrNotFound.
+func (s *Store) ServiceByName(name string) (*api.Service, error) {
+	raw, err := s.txn().First(tableServices, indexName, name)
+	if err != nil {
+		return nil, fmt.Errorf("get service %s: %w", name, err)
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("service %s: %w", name, ErrNotFound)
+	}
+	return cloneService(raw.(*api.Service)), nil
+}
+
+// ResolveService finds a service by exact ID, exact name or unique ID
+// prefix, in that order.
+func (s *Store) ResolveService(ref string) (*api.Service, error) {
+	if ref == "" {
+		return nil, fmt.Errorf("service %q: %w", ref, ErrNotFound)
+	}
+	tx := s.txn()
+	if raw, _ := tx.First(tableServices, indexID, ref); raw != nil {
+		return cloneService(raw.(*api.Service)), nil
+	}
+	if raw, _ := tx.First(tableServices, indexName, ref); raw != nil {
+		return cloneService(raw.(*api.Service)), nil
+	}
+	return uniquePrefix(tx, tableServices, "service", ref, cloneService)
+}
+
+// Services returns every service, ordered by ID.
+func (s *Store) Services() []*api.Service {
+	return collect(s.txn(), tableServices, indexID, cloneService)
+}
+
+// Task returns the task with exactly this ID, or ErrNotFound.
+func (s *Store) Task(id string) (*api.Task, error) {
+	raw, err := s.txn().First(tableTasks, indexID, id)
+	if err != nil {
+		return nil, fmt.Errorf("get task %s: %w", id, err)
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("task %s: %w", id, ErrNotFound)
+	}
+	return cloneTask(raw.(*api.Task)), nil
+}
+
+// Tasks returns every task, ordered by ID.
+func (s *Store) Tasks() []*api.Task {
+	return collect(s.txn(), tableTasks, indexID, cloneTask)
+}
+
+// TasksByService returns the tasks of one service (by service ID), ordered by task ID.
+func (s *Store) TasksByService(serviceID string) []*api.Task {
+	return collect(s.txn(), tableTasks, indexServiceID, cloneTask, serviceID)
+}
+
+// TasksByNode returns the tasks assigned to one node, ordered by task ID.
+func (s *Store) TasksByNode(nodeID string) []*api.Task {
+	return collect(s.txn(), tableTasks, indexNodeID, cloneTask, nodeID)
+}
+
+// Image returns the image with exactly this ID, or ErrNotFound.
+func (s *Store) Image(id string) (*api.Image, error) {
+	raw, err := s.txn().First(tableImages, indexID, id)
+	if err != nil {
+		return nil, fmt.Errorf("get image %s: %w", id, err)
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("image %s: %w", id, ErrNotFound)
+	}
+	return cloneImage(raw.(*api.Image)), nil
+}
+
+// ResolveImage finds an image by exact ID, tag (a ref without a tag means
+// ":latest"), or unique ID prefix (with or without "sha256:").
+func (s *Store) ResolveImage(ref string) (*api.Image, error) {
+	if ref == "" {
+		return nil, fmt.Errorf("image %q: %w", ref, ErrNotFound)
+	}
+	tx := s.txn()
+	if raw, _ := tx.First(tableImages, indexID, ref); raw != nil {
+		return cloneImage(raw.(*api.Image)), nil
+	}
+	tag := ref
+	if i := strings.LastIndex(ref, ":"); i < 0 || strings.Contains(ref[i:], "/") {
+		tag = ref + ":latest"
+	}
+	for _, img := range collect(tx, tableImages, indexID, cloneImage) {
+		for _, t := range img.Tags {
+			if t == ref || t == tag {
+				return img, nil
+			}
+		}
+	}
+	if !strings.HasPrefix(ref, "sha256:") {
+		if img, err := uniquePrefix(tx, tableImages, "image", "sha256:"+ref, cloneImage); err == nil {
+			return img, nil
+		}
+	}
+	return uniquePrefix(tx, tableImages, "image", ref, cloneImage)
+}
+
+// Images returns every image, ordered by ID.
+func (s *Store) Images() []*api.Image {
+	return collect(s.txn(), tableImages, indexID, cloneImage)
+}
+
+// collect reads every object of an index lookup and clones it.
+func collect[T any](tx *memdb.Txn, table, index string, clone func(*T) *T, args ...any) []*T {
+	it, err := tx.Get(table, index, args...)
+	if err != nil {
+		// Only a schema mistake (unknown index, wrong arg type) gets here.
+		panic(fmt.Sprintf("consensus: memdb get %s.%s: %v", table, index, err))
+	}
+	var out []*T
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		out = append(out, clone(raw.(*T)))
+	}
+	return out
+}
+
+func uniquePrefix[T any](tx *memdb.Txn, table, kind, prefix string, clone func(*T) *T) (*T, error) {
+	found := collect(tx, table, indexID+"_prefix", clone, prefix)
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("%s %s: %w", kind, prefix, ErrNotFound)
+	case 1:
+		return found[0], nil
+	default:
+		return nil, fmt.Errorf("%s prefix %s matches %d objects: %w", kind, prefix, len(found), ErrAmbiguous)
+	}
+}
