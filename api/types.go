@@ -159,6 +159,9 @@ type ServiceSpec struct {
 	RollbackConfig  UpdateConfig         `json:"rollback_config"`
 	Healthcheck     *HealthConfig        `json:"healthcheck,omitempty"`
 	StopGracePeriod time.Duration        `json:"stop_grace_period"`
+	// ForceUpdate is bumped by `service update --force` so that an otherwise
+	// unchanged spec still differs and every task is replaced.
+	ForceUpdate uint64 `json:"force_update,omitempty"`
 }
 
 // Update states of a service.
