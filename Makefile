@@ -1,0 +1,45 @@
+# Shoal — see README.md. Every target that needs root says so.
+GO        ?= go
+BIN       := bin/shoal
+PKGS      := ./...
+# Unit and package tests; the end-to-end suite in ./test runs after them.
+UNIT_PKGS := $(shell $(GO) list ./... 2>/dev/null | grep -v '/test$$' | grep -v '/test/')
+
+.PHONY: all build deps test unit e2e bench run stop vet fmt clean
+
+all: build
+
+# The binary is static (CGO_ENABLED=0): it is bind-mounted into every
+# container as its init process.
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/shoal
+
+deps:
+	bash scripts/deps.sh
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
+	$(GO) vet $(PKGS)
+
+unit: build
+	$(GO) test -race -count=1 -timeout 20m $(UNIT_PKGS)
+
+e2e: build
+	SHOAL_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 45m ./test/...
+
+test: deps vet unit e2e
+
+bench: deps build
+	SHOAL_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./node/scheduler/ ./runtime/... ./test/...
+
+run: deps build
+	bash scripts/run-cluster.sh
+
+stop:
+	bash scripts/stop-cluster.sh
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean: stop
+	rm -rf bin .run
