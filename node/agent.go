@@ -1,0 +1,257 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/runtime"
+	"github.com/shoal-org/shoal/runtime/image"
+)
+
+// Sentinel errors of the agent, answered to the CLI with a clear message.
+var (
+	// ErrNotLeader: the write reached a node that is not the leader.
+	ErrNotLeader = consensus.ErrNotLeader
+	// ErrNoCluster: the command needs a cluster and this node is in none.
+	ErrNoCluster = errors.New("this node is not part of a cluster: run `shoal init` or `shoal join`")
+	// ErrAlreadyInCluster: init or join on a node that already is in one.
+	ErrAlreadyInCluster = errors.New("this node is already part of a cluster")
+	// ErrNoQuorum: no leader could commit the write within the write timeout.
+	ErrNoQuorum = errors.New("no quorum")
+)
+
+// identity is what makes a node the same node across restarts.
+type identity struct {
+	NodeID   string `json:"node_id"`
+	Hostname string `json:"hostname"`
+}
+
+// Agent is one running `shoal agent`.
+type Agent struct {
+	cfg Config
+	log *slog.Logger
+	ctx context.Context
+	id  identity
+
+	images *image.Store
+	rt     *runtime.Runtime
+
+	// joinMu serialises init, join and leave.
+	joinMu sync.Mutex
+
+	mu sync.RWMutex
+	cl *cluster // nil while the node is in no cluster
+}
+
+// Run starts an agent and blocks until ctx ends. On return every goroutine
+// the agent started has stopped; containers keep running.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	logger := newLogger(cfg.LogLevel)
+	a := &Agent{cfg: cfg, log: logger, ctx: ctx}
+	return a.run(ctx)
+}
+
+func newLogger(level string) *slog.Logger {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		lv = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
+}
+
+func (a *Agent) run(ctx context.Context) error {
+	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	id, err := loadOrCreateIdentity(a.cfg.DataDir, a.cfg.Hostname)
+	if err != nil {
+		return err
+	}
+	a.id = id
+	a.log = a.log.With("node", shortID(id.NodeID))
+
+	if err := a.startRuntime(ctx); err != nil {
+		return err
+	}
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	rtCtx, rtCancel := context.WithCancel(context.Background())
+	defer rtCancel()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := a.rt.Run(rtCtx); err != nil {
+			a.log.Error("runtime stopped", "err", err)
+		}
+	}()
+
+	if hasClusterState(a.cfg.DataDir) {
+		if err := a.startCluster(ctx, startOpts{}); err != nil {
+			return err
+		}
+	} else if a.cfg.ForceNewCluster {
+		return errors.New("--force-new-cluster: this node has no cluster state to recover")
+	}
+	defer a.stopCluster(false)
+
+	ln, err := listenUnix(a.cfg.Socket)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second}
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- srv.Serve(ln) }()
+	a.log.Info("agent started", "node_id", a.id.NodeID, "hostname", a.id.Hostname,
+		"advertise", a.cfg.AdvertiseAddr, "socket", a.cfg.Socket)
+
+	select {
+	case <-ctx.Done():
+	case err := <-srvErr:
+		if !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("api server failed", "err", err)
+		}
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutCtx)
+	_ = srv.Close()
+	_ = os.Remove(a.cfg.Socket)
+	a.log.Info("agent stopping")
+	return nil
+}
+
+func (a *Agent) startRuntime(ctx context.Context) error {
+	imgs, err := image.Open(image.Config{Root: filepath.Join(a.cfg.DataDir, "runtime", "images")})
+	if err != nil {
+		return fmt.Errorf("open image store: %w", err)
+	}
+	a.images = imgs
+	rc := runtime.DefaultConfig()
+	rc.Root = filepath.Join(a.cfg.DataDir, "runtime")
+	rc.RuncRoot = filepath.Join("/run/shoal-runc", a.id.NodeID)
+	rc.CgroupParent = "/shoal-" + shortID(a.id.NodeID)
+	rc.Images = imgs
+	rc.Logger = a.log.With("sub", "runtime")
+	rt, err := runtime.New(rc)
+	if err != nil {
+		return fmt.Errorf("start runtime: %w", err)
+	}
+	a.rt = rt
+	return nil
+}
+
+// listenUnix binds the API socket, root-only.
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create socket dir: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("socket %s is in use: another agent is running", path)
+	}
+	_ = os.Remove(path)
+	old := umask(0o177)
+	ln, err := net.Listen("unix", path)
+	umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+func loadOrCreateIdentity(dir, hostname string) (identity, error) {
+	p := filepath.Join(dir, "node.json")
+	var id identity
+	b, err := os.ReadFile(p)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(b, &id); err != nil || id.NodeID == "" {
+			return id, fmt.Errorf("corrupt node identity %s: %v", p, err)
+		}
+		if hostname != "" && hostname != id.Hostname {
+			id.Hostname = hostname
+			if err := writeJSONFile(p, id); err != nil {
+				return id, err
+			}
+		}
+		return id, nil
+	case errors.Is(err, os.ErrNotExist):
+		id = identity{NodeID: newID(), Hostname: hostname}
+		return id, writeJSONFile(p, id)
+	default:
+		return id, fmt.Errorf("read node identity: %w", err)
+	}
+}
+
+// newID returns a random 26-character lowercase ID (128 bits).
+func newID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// writeJSONFile writes v atomically (temp file, fsync, rename).
+func writeJSONFile(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, b, 0o600)
+}
+
+func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

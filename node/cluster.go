@@ -1,0 +1,277 @@
+package node
+
+// The cluster half of an agent: everything that exists only once the node
+// has run `init` or `join` — TLS identity, the cluster port, Raft and gossip,
+// and the loops built on them. Its files live under DATA/cluster so that
+// `leave` can drop them in one move.
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/pki"
+)
+
+type clusterFile struct {
+	ClusterID string `json:"cluster_id"`
+}
+
+// cluster holds the running cluster parts of an agent.
+type cluster struct {
+	id      string
+	store   *consensus.Store
+	raft    *consensus.Raft
+	members *membership
+	mux     *mux
+	client  *tls.Config // mutual TLS towards peers
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func clusterDir(dataDir string) string { return filepath.Join(dataDir, "cluster") }
+
+func hasClusterState(dataDir string) bool {
+	_, err := os.Stat(filepath.Join(clusterDir(dataDir), "cluster.json"))
+	return err == nil
+}
+
+type startOpts struct {
+	bootstrap *bootstrapInfo // set by init
+	joinPeers []string       // gossip addresses handed over by join
+}
+
+type bootstrapInfo struct {
+	cluster consensus.ClusterState
+	node    api.Node
+}
+
+// clusterOrErr returns the running cluster or ErrNoCluster.
+func (a *Agent) clusterOrErr() (*cluster, error) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if a.cl == nil {
+		return nil, ErrNoCluster
+	}
+	return a.cl, nil
+}
+
+// startCluster brings up TLS, the cluster port, Raft and gossip from the
+// files under DATA/cluster.
+func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
+	dir := clusterDir(a.cfg.DataDir)
+	var cf clusterFile
+	if err := readJSONFile(filepath.Join(dir, "cluster.json"), &cf); err != nil {
+		return fmt.Errorf("read cluster state: %w", err)
+	}
+	cert, pool, err := pki.LoadNodeTLS(filepath.Join(dir, "pki"))
+	if err != nil {
+		return fmt.Errorf("load node certificate: %w", err)
+	}
+	var keys [][]byte
+	if err := readJSONFile(filepath.Join(dir, "keyring.json"), &keys); err != nil {
+		return fmt.Errorf("read gossip keyring: %w", err)
+	}
+	var peers []string
+	_ = readJSONFile(filepath.Join(dir, "peers.json"), &peers)
+	peers = append(peers, opts.joinPeers...)
+
+	store := consensus.NewStore()
+	revoked := func(serial string) bool {
+		c, err := store.Cluster()
+		return err == nil && c.IsRevoked(serial)
+	}
+	serverTLS := pki.ServerTLS(cert, pool, revoked)
+	clientTLS := pki.ClientTLS(cert, pool)
+
+	ln, err := net.Listen("tcp", net.JoinHostPort(a.cfg.bindIP(), strconv.Itoa(a.cfg.ClusterPort)))
+	if err != nil {
+		return fmt.Errorf("listen on cluster port: %w", err)
+	}
+	m := newMux(ln, serverTLS, a.log.With("sub", "mux"), a.serveRPC)
+	layer := &raftLayer{m: m, client: func() *tls.Config { return clientTLS }}
+
+	rc := consensus.DefaultConfig()
+	rc.NodeID = a.id.NodeID
+	rc.Addr = a.cfg.clusterAddr()
+	rc.DataDir = dir
+	rc.StreamLayer = layer
+	rc.Logger = a.log.With("sub", "raft")
+	rc.ForceNewCluster = a.cfg.ForceNewCluster
+	r, err := consensus.New(rc, store)
+	if err != nil {
+		m.Close()
+		return fmt.Errorf("start raft: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = r.Shutdown()
+			m.Close()
+		}
+	}()
+
+	cctx, cancel := context.WithCancel(ctx)
+	cl := &cluster{id: cf.ClusterID, store: store, raft: r, mux: m, client: clientTLS, cancel: cancel}
+	cl.wg.Add(1)
+	go func() {
+		defer cl.wg.Done()
+		if err := m.Run(cctx); err != nil {
+			a.log.Error("cluster port stopped", "err", err)
+		}
+	}()
+
+	if opts.bootstrap != nil {
+		if err := r.BootstrapSelf(); err != nil {
+			cancel()
+			cl.wg.Wait()
+			return fmt.Errorf("bootstrap raft: %w", err)
+		}
+	}
+
+	mem, err := newMembership(a.cfg, a.id.NodeID, memberMeta{NodeID: a.id.NodeID, ClusterPort: a.cfg.ClusterPort}, keys, a.log)
+	if err != nil {
+		cancel()
+		cl.wg.Wait()
+		return err
+	}
+	cl.members = mem
+
+	a.mu.Lock()
+	a.cl = cl
+	a.mu.Unlock()
+
+	if opts.bootstrap != nil {
+		if err := a.writeBootstrap(cctx, cl, opts.bootstrap); err != nil {
+			a.stopCluster(false)
+			return err
+		}
+	}
+
+	cl.wg.Add(3)
+	go func() { defer cl.wg.Done(); a.gossipJoinLoop(cctx, cl, peers) }()
+	go func() { defer cl.wg.Done(); a.leadershipLoop(cctx, cl) }()
+	go func() { defer cl.wg.Done(); a.reconcileLoop(cctx, cl) }()
+	return nil
+}
+
+// writeBootstrap waits for the single-voter cluster to elect this node and
+// writes the cluster record and the first node.
+func (a *Agent) writeBootstrap(ctx context.Context, cl *cluster, b *bootstrapInfo) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for !cl.raft.IsLeader() {
+		if time.Now().After(deadline) {
+			return errors.New("bootstrap: this node did not become raft leader")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := cl.raft.Apply(wctx, &consensus.BootstrapCluster{Cluster: b.cluster, Node: b.node})
+	if err != nil {
+		return fmt.Errorf("bootstrap: write cluster record: %w", err)
+	}
+	return nil
+}
+
+// stopCluster shuts the cluster parts down. When leaving, gossip announces
+// the departure first so peers do not wait for failure detection.
+func (a *Agent) stopCluster(leaving bool) {
+	a.mu.Lock()
+	cl := a.cl
+	a.cl = nil
+	a.mu.Unlock()
+	if cl == nil {
+		return
+	}
+	if cl.members != nil {
+		cl.members.leave(500 * time.Millisecond)
+	}
+	cl.cancel()
+	cl.mux.Close()
+	if err := cl.raft.Shutdown(); err != nil {
+		a.log.Warn("raft shutdown", "err", err)
+	}
+	if cl.members != nil {
+		cl.members.shutdown()
+	}
+	cl.wg.Wait()
+}
+
+// gossipJoinLoop joins gossip through the known peers, retrying until at
+// least one answers, and then keeps peers.json fresh so a restarted node
+// finds its way back.
+func (a *Agent) gossipJoinLoop(ctx context.Context, cl *cluster, peers []string) {
+	joined := len(peers) == 0
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	lastSave := time.Time{}
+	for {
+		if !joined {
+			cand := append([]string{}, peers...)
+			cand = append(cand, a.gossipAddrsFromState(cl)...)
+			if n, err := cl.members.join(dedupe(cand, a.selfGossipAddr())); n > 0 {
+				joined = true
+			} else if err != nil {
+				a.log.Debug("gossip join pending", "err", err)
+			}
+		}
+		if time.Since(lastSave) > 5*time.Second {
+			if addrs := cl.members.peerAddrs(); len(addrs) > 1 {
+				_ = writeJSONFile(filepath.Join(clusterDir(a.cfg.DataDir), "peers.json"), dedupe(addrs, a.selfGossipAddr()))
+				lastSave = time.Now()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (a *Agent) selfGossipAddr() string {
+	return net.JoinHostPort(a.cfg.AdvertiseAddr, strconv.Itoa(a.cfg.GossipPort))
+}
+
+func (a *Agent) gossipAddrsFromState(cl *cluster) []string {
+	var out []string
+	for _, n := range cl.store.Nodes() {
+		if n.ID == a.id.NodeID || n.Addr == "" || n.GossipPort == 0 {
+			continue
+		}
+		out = append(out, net.JoinHostPort(n.Addr, strconv.Itoa(n.GossipPort)))
+	}
+	return out
+}
+
+func dedupe(in []string, drop string) []string {
+	seen := map[string]bool{drop: true}
+	var out []string
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func readJSONFile(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return jsonUnmarshal(b, v)
+}
+
+func joinHostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }

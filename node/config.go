@@ -1,0 +1,107 @@
+// Package node is the Shoal agent: it wires membership, consensus, the
+// runtime and the HTTP API together, and runs the leader's loops (node
+// status, autopilot, scheduler) and every node's reconciler.
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+)
+
+// Config configures an agent. Derive it from DefaultConfig; it is not
+// mutated after Run starts.
+type Config struct {
+	DataDir       string
+	AdvertiseAddr string // IP other nodes reach this node on
+	ListenAddr    string // IP to bind; empty = all addresses
+	Socket        string // unix socket of the HTTP API
+	GossipPort    int
+	ClusterPort   int
+	Hostname      string
+	LogLevel      string
+	// ForceNewCluster rewrites the Raft configuration to this node alone,
+	// keeping the state, to recover a cluster that lost quorum.
+	ForceNewCluster bool
+
+	// Cluster defaults applied at init.
+	ClusterCIDR string
+	VIPCIDR     string
+
+	// WriteTimeout bounds a write from the API: leader lookup, forwarding and
+	// commit, retried across leader changes.
+	WriteTimeout time.Duration
+	// DeadVoterGrace is how long a voter may stay down before autopilot
+	// replaces it with a healthy non-voter.
+	DeadVoterGrace time.Duration
+}
+
+// DefaultConfig returns the settings of a production agent.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		DataDir:        "/var/lib/shoal",
+		Socket:         "/run/shoal/shoal.sock",
+		GossipPort:     7946,
+		ClusterPort:    2377,
+		Hostname:       host,
+		LogLevel:       "info",
+		ClusterCIDR:    "10.42.0.0/16",
+		VIPCIDR:        "10.43.0.0/16",
+		WriteTimeout:   10 * time.Second,
+		DeadVoterGrace: 10 * time.Second,
+	}
+}
+
+// Validate reports the first problem of the configuration.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir is required"))
+	}
+	if c.AdvertiseAddr == "" {
+		errs = append(errs, errors.New("--advertise-addr is required (the IP other nodes reach this one on)"))
+	} else if ip := net.ParseIP(c.AdvertiseAddr); ip == nil || ip.IsUnspecified() {
+		errs = append(errs, fmt.Errorf("--advertise-addr %q is not a usable IP address", c.AdvertiseAddr))
+	}
+	if c.ListenAddr != "" && net.ParseIP(c.ListenAddr) == nil {
+		errs = append(errs, fmt.Errorf("--listen-addr %q is not an IP address", c.ListenAddr))
+	}
+	if c.Socket == "" {
+		errs = append(errs, errors.New("--socket is required"))
+	}
+	for name, p := range map[string]int{"--gossip-port": c.GossipPort, "--cluster-port": c.ClusterPort} {
+		if p <= 0 || p > 65535 {
+			errs = append(errs, fmt.Errorf("%s %d is out of range 1-65535", name, p))
+		}
+	}
+	if c.GossipPort == c.ClusterPort {
+		errs = append(errs, errors.New("--gossip-port and --cluster-port must differ"))
+	}
+	if c.Hostname == "" {
+		errs = append(errs, errors.New("hostname is empty"))
+	}
+	if _, _, err := net.ParseCIDR(c.ClusterCIDR); err != nil {
+		errs = append(errs, fmt.Errorf("cluster CIDR: %w", err))
+	}
+	if _, _, err := net.ParseCIDR(c.VIPCIDR); err != nil {
+		errs = append(errs, fmt.Errorf("VIP CIDR: %w", err))
+	}
+	if c.WriteTimeout <= 0 {
+		errs = append(errs, errors.New("write timeout must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) bindIP() string {
+	if c.ListenAddr != "" {
+		return c.ListenAddr
+	}
+	return c.AdvertiseAddr
+}
+
+func (c Config) clusterAddr() string {
+	return net.JoinHostPort(c.AdvertiseAddr, fmt.Sprint(c.ClusterPort))
+}

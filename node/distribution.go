@@ -1,0 +1,226 @@
+package node
+
+// Image distribution and remote logs over the cluster port. A node that must
+// run an image it lacks asks the cluster record which nodes hold it, fetches
+// the image descriptor from one of them, then only the blobs it is missing;
+// the image store verifies every digest on ingest. Images that came from a
+// registry are pulled from it instead when no peer has them.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime"
+)
+
+type runtimeLogOptions = runtime.LogOptions
+
+type blobRPCRequest struct {
+	Digest string `json:"digest"`
+}
+
+type blobRPCResponse struct {
+	Size int64 `json:"size"`
+}
+
+type manifestRPCRequest struct {
+	Ref string `json:"ref"`
+}
+
+type logsRPCRequest struct {
+	ContainerID string `json:"container_id"`
+	Follow      bool   `json:"follow"`
+	Tail        int    `json:"tail"`
+	Since       string `json:"since,omitempty"`
+}
+
+func (a *Agent) serveBlobRPC(ctx context.Context, call *rpcCall) {
+	var req blobRPCRequest
+	if err := json.Unmarshal(call.req.Body, &req); err != nil {
+		_ = call.reply(nil, fmt.Errorf("malformed blob request: %w", err))
+		return
+	}
+	rc, size, err := a.images.OpenBlob(req.Digest)
+	if err != nil {
+		_ = call.reply(nil, err)
+		return
+	}
+	defer rc.Close()
+	if err := call.reply(blobRPCResponse{Size: size}, nil); err != nil {
+		return
+	}
+	_, _ = io.Copy(call.conn, rc)
+}
+
+func (a *Agent) serveManifestRPC(ctx context.Context, call *rpcCall) {
+	var req manifestRPCRequest
+	if err := json.Unmarshal(call.req.Body, &req); err != nil {
+		_ = call.reply(nil, fmt.Errorf("malformed manifest request: %w", err))
+		return
+	}
+	raw, err := a.images.Manifest(req.Ref)
+	if err != nil {
+		_ = call.reply(nil, err)
+		return
+	}
+	_ = call.reply(json.RawMessage(raw), nil)
+}
+
+func (a *Agent) serveLogsRPC(ctx context.Context, call *rpcCall) {
+	var req logsRPCRequest
+	if err := json.Unmarshal(call.req.Body, &req); err != nil {
+		_ = call.reply(nil, fmt.Errorf("malformed logs request: %w", err))
+		return
+	}
+	opts := runtime.LogOptions{Follow: req.Follow, Tail: req.Tail}
+	if req.Since != "" {
+		if err := opts.Since.UnmarshalText([]byte(req.Since)); err != nil {
+			_ = call.reply(nil, fmt.Errorf("bad since: %w", err))
+			return
+		}
+	}
+	// The stream ends when the peer hangs up: watch the read side.
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		_, _ = io.Copy(io.Discard, call.r)
+		cancel()
+	}()
+	ch, err := a.rt.Logs(lctx, req.ContainerID, opts)
+	if err != nil {
+		_ = call.reply(nil, err)
+		return
+	}
+	if err := call.reply(struct{}{}, nil); err != nil {
+		return
+	}
+	w := bufio.NewWriter(call.conn)
+	enc := json.NewEncoder(w)
+	for l := range ch {
+		if enc.Encode(l) != nil {
+			return
+		}
+		if len(ch) == 0 && w.Flush() != nil {
+			return
+		}
+	}
+	_ = w.Flush()
+}
+
+// remoteLogs streams a container's logs from node n into send.
+func (a *Agent) remoteLogs(ctx context.Context, cl *cluster, n *api.Node, containerID string, opts runtime.LogOptions, send func(api.LogLine) bool) error {
+	req := logsRPCRequest{ContainerID: containerID, Follow: opts.Follow, Tail: opts.Tail}
+	if !opts.Since.IsZero() {
+		b, _ := opts.Since.MarshalText()
+		req.Since = string(b)
+	}
+	addr := joinHostPort(n.Addr, n.ClusterPort)
+	return callRPC(ctx, addr, cl.client, rpcLogs, req, nil, func(r io.Reader) error {
+		dec := json.NewDecoder(r)
+		for {
+			var l api.LogLine
+			if err := dec.Decode(&l); err != nil {
+				if errors.Is(err, io.EOF) {
+					return nil
+				}
+				return err
+			}
+			if !send(l) {
+				return nil
+			}
+		}
+	})
+}
+
+// ensureImage makes ref available locally: already here, fetched from a
+// peer that holds it, or pulled from its registry.
+func (a *Agent) ensureImage(ctx context.Context, cl *cluster, ref string) error {
+	if _, err := a.images.Get(ref); err == nil {
+		return nil
+	}
+	rec, ok := findClusterImage(cl, ref)
+	if !ok {
+		return fmt.Errorf("image %s is not known in the cluster", ref)
+	}
+	var errs []error
+	for _, nodeID := range rec.Nodes {
+		if nodeID == a.id.NodeID {
+			continue
+		}
+		n, err := cl.store.Node(nodeID)
+		if err != nil || n.Status != api.NodeReady {
+			continue
+		}
+		err = a.fetchImageFrom(ctx, cl, n, ref)
+		if err == nil {
+			a.announceImage(ctx, mustGet(a, ref), "peer")
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("from %s: %w", n.Hostname, err))
+	}
+	if src, ok := strings.CutPrefix(rec.Source, "pull "); ok {
+		img, err := a.images.Pull(ctx, api.PullRequest{Ref: src})
+		if err == nil {
+			a.announceImage(ctx, img, rec.Source)
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("pull %s: %w", src, err))
+	}
+	if len(errs) == 0 {
+		return fmt.Errorf("image %s: no ready node holds it", ref)
+	}
+	return fmt.Errorf("fetch image %s: %w", ref, errors.Join(errs...))
+}
+
+func mustGet(a *Agent, ref string) api.Image {
+	img, _ := a.images.Get(ref)
+	return img
+}
+
+// imageDescriptor is the subset of the image store's descriptor this side
+// needs to know which blobs to fetch.
+type imageDescriptor struct {
+	Config struct {
+		Digest string `json:"digest"`
+	} `json:"config"`
+	Layers []struct {
+		Digest string `json:"digest"`
+	} `json:"layers"`
+}
+
+func (a *Agent) fetchImageFrom(ctx context.Context, cl *cluster, n *api.Node, ref string) error {
+	addr := joinHostPort(n.Addr, n.ClusterPort)
+	var raw json.RawMessage
+	if err := callRPC(ctx, addr, cl.client, rpcManifest, manifestRPCRequest{Ref: ref}, &raw, nil); err != nil {
+		return err
+	}
+	var d imageDescriptor
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return fmt.Errorf("decode image descriptor: %w", err)
+	}
+	digests := []string{d.Config.Digest}
+	for _, l := range d.Layers {
+		digests = append(digests, l.Digest)
+	}
+	for _, dg := range digests {
+		if dg == "" || a.images.HasBlob(dg) {
+			continue
+		}
+		err := callRPC(ctx, addr, cl.client, rpcBlob, blobRPCRequest{Digest: dg}, nil, func(r io.Reader) error {
+			return a.images.IngestBlob(dg, r)
+		})
+		if err != nil {
+			return fmt.Errorf("blob %s: %w", dg, err)
+		}
+	}
+	if _, err := a.images.CommitImage(raw); err != nil {
+		return fmt.Errorf("commit image: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,498 @@
+package node
+
+// Init, join and leave. A joining node has nothing but the token: it pins
+// the cluster CA by the fingerprint in the token, proves it knows the secret,
+// and gets back a certificate signed by the leader, the CA, the gossip
+// keyring and a few peers to gossip with. Nothing is written on the joining
+// node until the leader has said yes.
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	goruntime "runtime"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/pki"
+)
+
+type joinRPCRequest struct {
+	Secret      string        `json:"secret"`
+	CSR         []byte        `json:"csr"`
+	NodeID      string        `json:"node_id"`
+	Hostname    string        `json:"hostname"`
+	Addr        string        `json:"addr"`
+	ClusterPort int           `json:"cluster_port"`
+	GossipPort  int           `json:"gossip_port"`
+	Resources   api.Resources `json:"resources"`
+}
+
+type joinRPCResponse struct {
+	ClusterID  string   `json:"cluster_id"`
+	CertPEM    []byte   `json:"cert_pem"`
+	CAPEM      []byte   `json:"ca_pem"`
+	GossipKeys [][]byte `json:"gossip_keys"`
+	Peers      []string `json:"peers"`
+}
+
+type adminRPCRequest struct {
+	Op     string `json:"op"` // leave | remove
+	NodeID string `json:"node_id"`
+	Force  bool   `json:"force"`
+}
+
+const rpcAdmin = "admin"
+
+// initCluster bootstraps a new cluster with this node as its only voter.
+func (a *Agent) initCluster(ctx context.Context) (api.InitResponse, error) {
+	a.joinMu.Lock()
+	defer a.joinMu.Unlock()
+	if cl, err := a.clusterOrErr(); err == nil {
+		return api.InitResponse{}, fmt.Errorf("%w %s: run `shoal leave` first", ErrAlreadyInCluster, cl.id)
+	}
+	now := time.Now().UTC()
+	clusterID := newID()
+	ca, err := pki.NewCA(clusterID, now)
+	if err != nil {
+		return api.InitResponse{}, fmt.Errorf("create cluster CA: %w", err)
+	}
+	certPEM, keyPEM, serial, err := ca.IssueNodeCert(a.id.NodeID, []net.IP{net.ParseIP(a.cfg.AdvertiseAddr)}, now)
+	if err != nil {
+		return api.InitResponse{}, fmt.Errorf("issue node certificate: %w", err)
+	}
+	gossipKey := make([]byte, 32)
+	if _, err := rand.Read(gossipKey); err != nil {
+		return api.InitResponse{}, err
+	}
+	secret := pki.NewSecret()
+	if err := a.writeClusterFiles(clusterID, certPEM, keyPEM, ca.CertPEM(), [][]byte{gossipKey}, nil); err != nil {
+		return api.InitResponse{}, err
+	}
+	node := a.selfNode(now, serial)
+	node.Voter = true
+	b := &bootstrapInfo{
+		cluster: consensus.ClusterState{
+			ClusterID:       clusterID,
+			CACertPEM:       ca.CertPEM(),
+			CAKeyPEM:        ca.KeyPEM(),
+			TokenSecretHash: pki.HashSecret(secret),
+			TokenSecret:     secret,
+			GossipKeys:      [][]byte{gossipKey},
+			ClusterCIDR:     a.cfg.ClusterCIDR,
+			VIPCIDR:         a.cfg.VIPCIDR,
+			VoterTarget:     1,
+			CreatedAt:       now,
+		},
+		node: node,
+	}
+	if err := a.startCluster(a.ctx, startOpts{bootstrap: b}); err != nil {
+		_ = os.RemoveAll(clusterDir(a.cfg.DataDir))
+		return api.InitResponse{}, err
+	}
+	a.log.Info("cluster initialised", "cluster_id", clusterID)
+	return a.tokenResponse(ctx)
+}
+
+// tokenResponse builds the join command from the replicated cluster record.
+func (a *Agent) tokenResponse(ctx context.Context) (api.InitResponse, error) {
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return api.InitResponse{}, err
+	}
+	c, err := cl.store.Cluster()
+	if err != nil {
+		return api.InitResponse{}, fmt.Errorf("read cluster record: %w", err)
+	}
+	fp, err := pki.FingerprintPEM(c.CACertPEM)
+	if err != nil {
+		return api.InitResponse{}, err
+	}
+	tok := pki.FormatToken(fp, c.TokenSecret)
+	return api.InitResponse{
+		ClusterID:   c.ClusterID,
+		NodeID:      a.id.NodeID,
+		Token:       tok,
+		JoinCommand: fmt.Sprintf("shoal join --token %s %s", tok, a.cfg.clusterAddr()),
+	}, nil
+}
+
+// rotateToken replaces the join secret; the old token stops working at once.
+func (a *Agent) rotateToken(ctx context.Context) (api.InitResponse, error) {
+	secret := pki.NewSecret()
+	if _, err := a.write(ctx, &consensus.RotateToken{SecretHash: pki.HashSecret(secret), Secret: secret}); err != nil {
+		return api.InitResponse{}, err
+	}
+	return a.tokenResponse(ctx)
+}
+
+func (a *Agent) writeClusterFiles(clusterID string, certPEM, keyPEM, caPEM []byte, keys [][]byte, peers []string) error {
+	dir := clusterDir(a.cfg.DataDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	fail := func(err error) error {
+		_ = os.RemoveAll(dir)
+		return fmt.Errorf("write cluster files: %w", err)
+	}
+	if err := pki.WriteKeyPair(filepath.Join(dir, "pki"), certPEM, keyPEM); err != nil {
+		return fail(err)
+	}
+	if err := pki.WriteCACert(filepath.Join(dir, "pki"), caPEM); err != nil {
+		return fail(err)
+	}
+	if err := writeJSONFile(filepath.Join(dir, "keyring.json"), keys); err != nil {
+		return fail(err)
+	}
+	if len(peers) > 0 {
+		if err := writeJSONFile(filepath.Join(dir, "peers.json"), peers); err != nil {
+			return fail(err)
+		}
+	}
+	// cluster.json last: its presence marks the cluster state complete.
+	if err := writeJSONFile(filepath.Join(dir, "cluster.json"), clusterFile{ClusterID: clusterID}); err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
+// selfNode describes this node for the state store.
+func (a *Agent) selfNode(now time.Time, serial string) api.Node {
+	return api.Node{
+		ID:           a.id.NodeID,
+		Hostname:     a.id.Hostname,
+		Addr:         a.cfg.AdvertiseAddr,
+		ClusterPort:  a.cfg.ClusterPort,
+		GossipPort:   a.cfg.GossipPort,
+		Status:       api.NodeReady,
+		Availability: api.AvailabilityActive,
+		Labels:       map[string]string{},
+		Resources:    hostResources(),
+		CertSerial:   serial,
+		CreatedAt:    now,
+		UpdatedAt:    now,
+	}
+}
+
+func hostResources() api.Resources {
+	r := api.Resources{NanoCPUs: int64(goruntime.NumCPU()) * 1e9}
+	if f, err := os.Open("/proc/meminfo"); err == nil {
+		defer f.Close()
+		s := bufio.NewScanner(f)
+		for s.Scan() {
+			var kb int64
+			if n, _ := fmt.Sscanf(s.Text(), "MemTotal: %d kB", &kb); n == 1 {
+				r.MemoryBytes = kb * 1024
+				break
+			}
+		}
+	}
+	return r
+}
+
+// joinCluster is `shoal join` on this node.
+func (a *Agent) joinCluster(ctx context.Context, req api.JoinRequest) error {
+	a.joinMu.Lock()
+	defer a.joinMu.Unlock()
+	if cl, err := a.clusterOrErr(); err == nil {
+		return fmt.Errorf("%w %s: run `shoal leave` first", ErrAlreadyInCluster, cl.id)
+	}
+	tok, err := pki.ParseToken(strings.TrimSpace(req.Token))
+	if err != nil {
+		return fmt.Errorf("invalid join token: %w", err)
+	}
+	addr := req.Addr
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		addr = net.JoinHostPort(addr, "2377")
+	}
+	key, err := pki.NewKey()
+	if err != nil {
+		return err
+	}
+	csr, err := pki.NewCSR(key, a.id.NodeID)
+	if err != nil {
+		return err
+	}
+	keyPEM, err := pki.EncodeKey(key)
+	if err != nil {
+		return err
+	}
+	jreq := joinRPCRequest{
+		Secret: tok.Secret, CSR: csr, NodeID: a.id.NodeID, Hostname: a.id.Hostname,
+		Addr: a.cfg.AdvertiseAddr, ClusterPort: a.cfg.ClusterPort, GossipPort: a.cfg.GossipPort,
+		Resources: hostResources(),
+	}
+	var resp joinRPCResponse
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := callRPC(cctx, addr, pki.JoinTLS(tok.CAFingerprint), rpcJoin, jreq, &resp, nil); err != nil {
+		return explainJoinError(addr, err)
+	}
+	if err := a.writeClusterFiles(resp.ClusterID, resp.CertPEM, keyPEM, resp.CAPEM, resp.GossipKeys, resp.Peers); err != nil {
+		return err
+	}
+	if err := a.startCluster(a.ctx, startOpts{joinPeers: resp.Peers}); err != nil {
+		_ = os.RemoveAll(clusterDir(a.cfg.DataDir))
+		return err
+	}
+	// Wait until the replicated state has caught up far enough to show this
+	// node, so `node ls` right after join is complete.
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return err
+	}
+	for cctx.Err() == nil {
+		if n, err := cl.store.Node(a.id.NodeID); err == nil && n.Status == api.NodeReady {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	a.log.Info("joined cluster", "cluster_id", resp.ClusterID, "via", addr)
+	return nil
+}
+
+// explainJoinError turns transport failures into what the user must know.
+func explainJoinError(addr string, err error) error {
+	var re *rpcError
+	var ce *pki.CAMismatchError
+	switch {
+	case errors.As(err, &re):
+		return fmt.Errorf("join refused by %s: %s", addr, re.Msg)
+	case errors.As(err, &ce), errors.Is(err, pki.ErrCAMismatch):
+		return fmt.Errorf("join %s: the node there belongs to a different cluster than this token (CA fingerprint mismatch)", addr)
+	case strings.Contains(err.Error(), "connection refused"):
+		return fmt.Errorf("join %s: connection refused: no shoal agent in a cluster listens there", addr)
+	case strings.Contains(err.Error(), "tls:") || strings.Contains(err.Error(), "first record") || strings.Contains(err.Error(), "EOF"):
+		return fmt.Errorf("join %s: not a Shoal cluster node (TLS handshake failed: %v)", addr, err)
+	default:
+		return fmt.Errorf("join %s: %w", addr, err)
+	}
+}
+
+// handleJoinRPC admits a node. Any node may receive it; it is forwarded to
+// the leader, which checks the secret, signs the certificate, records the
+// node and adds it to Raft as a non-voter.
+func (a *Agent) handleJoinRPC(ctx context.Context, req joinRPCRequest) (*joinRPCResponse, error) {
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return nil, &rpcError{Code: codeRefused, Msg: "this node is not part of a cluster"}
+	}
+	if !cl.raft.IsLeader() {
+		var resp joinRPCResponse
+		err := a.forwardToLeader(ctx, cl, func(ctx context.Context, addr string) error {
+			return callRPC(ctx, addr, cl.client, rpcJoin, req, &resp, nil)
+		})
+		if err != nil {
+			return nil, err
+		}
+		return &resp, nil
+	}
+	c, err := cl.store.Cluster()
+	if err != nil {
+		return nil, fmt.Errorf("read cluster record: %w", err)
+	}
+	if !pki.VerifySecret(req.Secret, c.TokenSecretHash) {
+		return nil, &rpcError{Code: codeRefused, Msg: "invalid join token: wrong or rotated secret (get the current one with `shoal token`)"}
+	}
+	ip := net.ParseIP(req.Addr)
+	if ip == nil || req.NodeID == "" || req.Hostname == "" || req.ClusterPort <= 0 || req.GossipPort <= 0 {
+		return nil, &rpcError{Code: codeRefused, Msg: "join request is missing node ID, hostname, address or ports"}
+	}
+	if old, err := cl.store.Node(req.NodeID); err == nil && old.Status == api.NodeReady && a.isAlive(cl, req.NodeID) {
+		return nil, &rpcError{Code: codeRefused, Msg: fmt.Sprintf("node %s is already a live member of this cluster", shortID(req.NodeID))}
+	}
+	ca, err := pki.LoadCA(c.CACertPEM, c.CAKeyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("load cluster CA: %w", err)
+	}
+	now := time.Now().UTC()
+	certPEM, serial, err := ca.SignCSR(req.CSR, req.NodeID, []net.IP{ip}, now, 365*24*time.Hour)
+	if err != nil {
+		return nil, &rpcError{Code: codeRefused, Msg: fmt.Sprintf("certificate request refused: %v", err)}
+	}
+	n := api.Node{
+		ID: req.NodeID, Hostname: req.Hostname, Addr: req.Addr,
+		ClusterPort: req.ClusterPort, GossipPort: req.GossipPort,
+		Status: api.NodeReady, Availability: api.AvailabilityActive, Labels: map[string]string{},
+		Resources: req.Resources, CertSerial: serial, CreatedAt: now, UpdatedAt: now,
+	}
+	if old, err := cl.store.Node(req.NodeID); err == nil {
+		n.Labels = old.Labels
+		n.Availability = old.Availability
+		n.CreatedAt = old.CreatedAt
+	}
+	if _, err := cl.raft.Apply(ctx, &consensus.UpsertNode{Node: n}); err != nil {
+		return nil, fmt.Errorf("record node: %w", err)
+	}
+	raftAddr := net.JoinHostPort(req.Addr, strconv.Itoa(req.ClusterPort))
+	if err := cl.raft.AddNonvoter(req.NodeID, raftAddr); err != nil {
+		return nil, fmt.Errorf("add node to raft: %w", err)
+	}
+	peers := cl.members.peerAddrs()
+	peers = append(peers, a.selfGossipAddr())
+	a.log.Info("node joined", "node_id", req.NodeID, "hostname", req.Hostname, "addr", req.Addr)
+	return &joinRPCResponse{
+		ClusterID: c.ClusterID, CertPEM: certPEM, CAPEM: c.CACertPEM,
+		GossipKeys: c.GossipKeys, Peers: dedupe(peers, ""),
+	}, nil
+}
+
+func (a *Agent) isAlive(cl *cluster, id string) bool {
+	if id == a.id.NodeID {
+		return true
+	}
+	_, ok := cl.members.aliveSet()[id]
+	return ok
+}
+
+// forwardToLeader runs call against the current leader, retrying across
+// leader changes until the write timeout.
+func (a *Agent) forwardToLeader(ctx context.Context, cl *cluster, call func(ctx context.Context, addr string) error) error {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.WriteTimeout)
+	defer cancel()
+	var last error
+	for {
+		_, addr := cl.raft.Leader()
+		if addr != "" {
+			err := call(ctx, addr)
+			if err == nil {
+				return nil
+			}
+			var re *rpcError
+			if errors.As(err, &re) && re.Code != codeNotLeader {
+				return err // an answer, not a transport problem
+			}
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return a.noQuorumError(cl, last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// leave takes this node out of its cluster: the leader hands a voter's vote
+// to another node first, then removes it; this node then drops its cluster
+// state.
+func (a *Agent) leave(ctx context.Context) error {
+	a.joinMu.Lock()
+	defer a.joinMu.Unlock()
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return err
+	}
+	servers, _ := cl.raft.Servers()
+	alone := len(servers) <= 1
+	if !alone {
+		if cl.raft.IsLeader() {
+			if err := cl.raft.TransferLeadership(); err != nil {
+				return fmt.Errorf("hand leadership over before leaving: %w", err)
+			}
+		}
+		err := a.forwardToLeader(ctx, cl, func(ctx context.Context, addr string) error {
+			return callRPC(ctx, addr, cl.client, rpcAdmin, adminRPCRequest{Op: "leave", NodeID: a.id.NodeID}, nil, nil)
+		})
+		if err != nil {
+			return fmt.Errorf("leave: %w", err)
+		}
+	}
+	a.stopCluster(true)
+	if err := os.RemoveAll(clusterDir(a.cfg.DataDir)); err != nil {
+		return fmt.Errorf("remove cluster state: %w", err)
+	}
+	a.log.Info("left the cluster")
+	return nil
+}
+
+// handleAdminRPC runs membership operations that only the leader may do.
+func (a *Agent) handleAdminRPC(ctx context.Context, peerID string, req adminRPCRequest) error {
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return err
+	}
+	if !cl.raft.IsLeader() {
+		return ErrNotLeader
+	}
+	switch req.Op {
+	case "leave":
+		if peerID != req.NodeID {
+			return &rpcError{Code: codeRefused, Msg: "a node may only remove itself with leave"}
+		}
+		return a.removeNodeAsLeader(ctx, cl, req.NodeID, true)
+	case "remove":
+		return a.removeNodeAsLeader(ctx, cl, req.NodeID, req.Force)
+	default:
+		return fmt.Errorf("unknown admin op %q", req.Op)
+	}
+}
+
+// removeNodeAsLeader hands over a voter's vote, removes the node from Raft
+// and from the state, and revokes its certificate.
+func (a *Agent) removeNodeAsLeader(ctx context.Context, cl *cluster, id string, force bool) error {
+	n, err := cl.store.Node(id)
+	if err != nil {
+		return &rpcError{Code: codeRefused, Msg: fmt.Sprintf("node %s: %v", id, err)}
+	}
+	if id == a.id.NodeID {
+		return &rpcError{Code: codeRefused, Msg: "the leader cannot remove itself; run `shoal leave` on it"}
+	}
+	if !force && n.Status == api.NodeReady && a.isAlive(cl, id) {
+		return &rpcError{Code: codeRefused, Msg: fmt.Sprintf("node %s is ready: run `shoal leave` on it, or use --force", n.Hostname)}
+	}
+	servers, err := cl.raft.Servers()
+	if err != nil {
+		return err
+	}
+	for _, s := range servers {
+		if s.ID == id && s.Voter {
+			a.promoteReplacement(ctx, cl, id)
+			break
+		}
+	}
+	if err := cl.raft.RemoveServer(id); err != nil {
+		return fmt.Errorf("remove %s from raft: %w", shortID(id), err)
+	}
+	if _, err := cl.raft.Apply(ctx, &consensus.RemoveNode{ID: id, Now: time.Now().UTC()}); err != nil {
+		return fmt.Errorf("remove node record: %w", err)
+	}
+	a.log.Info("node removed", "node_id", id, "hostname", n.Hostname)
+	return nil
+}
+
+// promoteReplacement promotes one healthy non-voter so that removing the
+// voter `leaving` keeps the number of voters.
+func (a *Agent) promoteReplacement(ctx context.Context, cl *cluster, leaving string) {
+	servers, err := cl.raft.Servers()
+	if err != nil {
+		return
+	}
+	alive := cl.members.aliveSet()
+	for _, s := range servers {
+		if s.Voter || s.ID == leaving {
+			continue
+		}
+		if _, ok := alive[s.ID]; !ok {
+			continue
+		}
+		if err := cl.raft.AddVoter(s.ID, s.Addr); err == nil {
+			a.log.Info("promoted voter to replace a departing one", "node_id", s.ID, "replaces", leaving)
+		}
+		return
+	}
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+var _ = tls.VersionTLS13

@@ -1,0 +1,212 @@
+package node
+
+// Leader work runs in one loop per term, started from Raft's leadership
+// notifications after a barrier (so the local state holds every committed
+// entry), and stopped when leadership is lost. It reads snapshots of the
+// state and proposes commands; it never blocks Raft's callbacks.
+//
+//   - node status: gossip's verdict (alive/dead) becomes ready/down in Raft;
+//   - admission: nodes in the state but missing from the Raft configuration
+//     (a returning node after force-new-cluster, a join interrupted by a
+//     leader change) are added back as non-voters;
+//   - autopilot: keeps 3 (or 5) voters among healthy nodes;
+//   - scheduling: services → tasks (scheduler.go).
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
+)
+
+// statusGrace is how long a new leader trusts gossip to converge before it
+// marks nodes it has never seen as down.
+const statusGrace = 3 * time.Second
+
+func (a *Agent) leadershipLoop(ctx context.Context, cl *cluster) {
+	var (
+		lcancel context.CancelFunc
+		lwg     sync.WaitGroup
+	)
+	stop := func() {
+		if lcancel != nil {
+			lcancel()
+			lwg.Wait()
+			lcancel = nil
+		}
+	}
+	defer stop()
+	start := func() {
+		if lcancel != nil {
+			return
+		}
+		var lctx context.Context
+		lctx, lcancel = context.WithCancel(ctx)
+		lwg.Add(1)
+		go func() {
+			defer lwg.Done()
+			a.leaderWork(lctx, cl)
+		}()
+	}
+	if cl.raft.IsLeader() {
+		start()
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case isLeader := <-cl.raft.LeadershipCh():
+			if isLeader {
+				start()
+			} else {
+				stop()
+			}
+		case <-tick.C:
+			// Belt and braces: NotifyCh may drop a transition under load.
+			if cl.raft.IsLeader() {
+				start()
+			} else {
+				stop()
+			}
+		}
+	}
+}
+
+func (a *Agent) leaderWork(ctx context.Context, cl *cluster) {
+	bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err := cl.raft.Barrier(bctx)
+	cancel()
+	if err != nil {
+		a.log.Warn("leader barrier failed", "err", err)
+		return
+	}
+	since := time.Now()
+	a.log.Info("leading the cluster")
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.schedulerLoop(ctx, cl)
+	}()
+
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	lastPilot := time.Time{}
+	for {
+		a.markNodeStatus(ctx, cl, since)
+		if time.Since(lastPilot) >= time.Second {
+			a.admitMissing(cl)
+			a.autopilot(ctx, cl)
+			lastPilot = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-cl.members.changeCh:
+		case <-tick.C:
+		}
+	}
+}
+
+// markNodeStatus writes gossip's verdict for every node whose recorded
+// status differs, in one command.
+func (a *Agent) markNodeStatus(ctx context.Context, cl *cluster, leaderSince time.Time) {
+	alive := cl.members.aliveSet()
+	now := time.Now().UTC()
+	var changes []consensus.NodeStatus
+	for _, n := range cl.store.Nodes() {
+		want := api.NodeDown
+		if _, ok := alive[n.ID]; ok || n.ID == a.id.NodeID {
+			want = api.NodeReady
+		}
+		if want == api.NodeDown && time.Since(leaderSince) < statusGrace && !cl.members.everSeen(n.ID) {
+			continue
+		}
+		if n.Status != want {
+			changes = append(changes, consensus.NodeStatus{ID: n.ID, Status: want, At: now})
+		}
+	}
+	if len(changes) == 0 {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := cl.raft.Apply(wctx, &consensus.SetNodeStatus{Statuses: changes}); err != nil {
+		a.log.Warn("record node status", "err", err)
+		return
+	}
+	for _, c := range changes {
+		a.log.Info("node status changed", "node_id", shortID(c.ID), "status", c.Status)
+	}
+}
+
+// admitMissing adds nodes of the state that are alive but absent from the
+// Raft configuration as non-voters.
+func (a *Agent) admitMissing(cl *cluster) {
+	servers, err := cl.raft.Servers()
+	if err != nil {
+		return
+	}
+	in := map[string]bool{}
+	for _, s := range servers {
+		in[s.ID] = true
+	}
+	alive := cl.members.aliveSet()
+	for _, n := range cl.store.Nodes() {
+		if in[n.ID] {
+			continue
+		}
+		if _, ok := alive[n.ID]; !ok {
+			continue
+		}
+		addr := joinHostPort(n.Addr, n.ClusterPort)
+		if err := cl.raft.AddNonvoter(n.ID, addr); err != nil {
+			a.log.Warn("re-admit node to raft", "node_id", shortID(n.ID), "err", err)
+			continue
+		}
+		a.log.Info("re-admitted node to raft as non-voter", "node_id", shortID(n.ID))
+	}
+}
+
+// autopilot applies consensus.PlanVoters to the Raft configuration.
+func (a *Agent) autopilot(ctx context.Context, cl *cluster) {
+	servers, err := cl.raft.Servers()
+	if err != nil {
+		return
+	}
+	nodes := cl.store.Nodes()
+	health := make([]consensus.NodeHealth, 0, len(nodes))
+	for _, n := range nodes {
+		health = append(health, consensus.NodeHealth{ID: n.ID, Healthy: n.Status == api.NodeReady, Since: n.StatusChangedAt, CreatedAt: n.CreatedAt})
+	}
+	leader, _ := cl.raft.Leader()
+	cfg := consensus.DefaultAutopilotConfig()
+	cfg.DeadGrace = a.cfg.DeadVoterGrace
+	changes := consensus.PlanVoters(servers, health, leader, time.Now().UTC(), cfg)
+	addrs := map[string]string{}
+	for _, s := range servers {
+		addrs[s.ID] = s.Addr
+	}
+	for _, c := range changes {
+		var err error
+		switch c.Kind {
+		case consensus.Promote:
+			err = cl.raft.AddVoter(c.ID, addrs[c.ID])
+		case consensus.Demote:
+			err = cl.raft.DemoteVoter(c.ID)
+		case consensus.Remove:
+			err = cl.raft.RemoveServer(c.ID)
+		}
+		if err != nil {
+			a.log.Warn("autopilot change failed", "change", c.Kind, "node_id", shortID(c.ID), "err", err)
+			return
+		}
+		a.log.Info("autopilot", "change", c.Kind, "node_id", shortID(c.ID))
+	}
+}

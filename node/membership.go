@@ -1,0 +1,207 @@
+package node
+
+// Membership is gossip (hashicorp/memberlist) tuned for a LAN of small,
+// busy machines: a host that dies must be declared dead on every node within
+// about two seconds, and a 2-core machine under CPU load must not be.
+//
+// The arithmetic: a node is probed by some member every ProbeInterval
+// (200 ms); a failed probe plus indirect probes take ProbeTimeout (400 ms);
+// the suspicion then lasts SuspicionMult*ProbeInterval*max(1,log10(n)) =
+// 3*200ms = 600 ms for n ≤ 10, shortened by independent confirmations.
+// Worst case ≈ 0.2+0.4+0.6+gossip ≈ 1.4 s. Lifeguard's awareness multiplier
+// stretches probe timeouts on a node that is itself slow, which is what keeps
+// a loaded machine from accusing healthy peers.
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// memberMeta is what every node gossips about itself (≤ 512 bytes).
+type memberMeta struct {
+	NodeID      string `json:"id"`
+	ClusterPort int    `json:"cp"`
+	Subnet      string `json:"sn,omitempty"`
+}
+
+// membership owns the memberlist instance and turns its callbacks into
+// state that other loops poll, and a coalescing change signal.
+type membership struct {
+	ml       *memberlist.Memberlist
+	meta     []byte
+	changeCh chan struct{}
+
+	mu    sync.Mutex
+	alive map[string]memberMeta // node ID → meta of members alive now
+	addrs map[string]string     // node ID → gossip address, kept after death
+}
+
+// everSeen reports whether gossip has ever reported the node alive since
+// this agent started.
+func (m *membership) everSeen(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.addrs[id]
+	return ok
+}
+
+func newMembership(cfg Config, nodeID string, meta memberMeta, keys [][]byte, logger *slog.Logger) (*membership, error) {
+	m := &membership{
+		changeCh: make(chan struct{}, 1),
+		alive:    map[string]memberMeta{},
+		addrs:    map[string]string{},
+	}
+	b, err := json.Marshal(meta)
+	if err != nil {
+		return nil, err
+	}
+	m.meta = b
+
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = nodeID
+	mc.BindAddr = cfg.bindIP()
+	mc.BindPort = cfg.GossipPort
+	mc.AdvertiseAddr = cfg.AdvertiseAddr
+	mc.AdvertisePort = cfg.GossipPort
+	mc.ProbeInterval = 200 * time.Millisecond
+	mc.ProbeTimeout = 400 * time.Millisecond
+	mc.SuspicionMult = 3
+	mc.SuspicionMaxTimeoutMult = 4
+	mc.GossipInterval = 100 * time.Millisecond
+	mc.GossipToTheDeadTime = 5 * time.Second
+	mc.PushPullInterval = 15 * time.Second
+	mc.TCPTimeout = 2 * time.Second
+	mc.DeadNodeReclaimTime = 1 * time.Second // a restarted node comes back under the same name
+	mc.Delegate = m
+	mc.Events = m
+	mc.Logger = log.New(&slogWriter{l: logger.With("sub", "gossip")}, "", 0)
+	if len(keys) > 0 {
+		kr, err := memberlist.NewKeyring(keys, keys[0])
+		if err != nil {
+			return nil, fmt.Errorf("gossip keyring: %w", err)
+		}
+		mc.Keyring = kr
+		mc.GossipVerifyIncoming = true
+		mc.GossipVerifyOutgoing = true
+	}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("start gossip on %s:%d: %w", mc.BindAddr, mc.BindPort, err)
+	}
+	m.ml = ml
+	return m, nil
+}
+
+// join contacts any of the given gossip addresses; it is fine for some to
+// be dead.
+func (m *membership) join(addrs []string) (int, error) {
+	if len(addrs) == 0 {
+		return 0, nil
+	}
+	return m.ml.Join(addrs)
+}
+
+// aliveSet returns a copy of the members alive now.
+func (m *membership) aliveSet() map[string]memberMeta {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]memberMeta, len(m.alive))
+	for k, v := range m.alive {
+		out[k] = v
+	}
+	return out
+}
+
+// peerAddrs lists the gossip addresses of members known alive.
+func (m *membership) peerAddrs() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]string, 0, len(m.addrs))
+	for id, a := range m.addrs {
+		if _, ok := m.alive[id]; ok {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func (m *membership) leave(timeout time.Duration) {
+	_ = m.ml.Leave(timeout)
+}
+
+func (m *membership) shutdown() { _ = m.ml.Shutdown() }
+
+func (m *membership) signal() {
+	select {
+	case m.changeCh <- struct{}{}:
+	default:
+	}
+}
+
+// memberlist.Delegate: must not block.
+
+func (m *membership) NodeMeta(limit int) []byte {
+	if len(m.meta) > limit {
+		return nil
+	}
+	return m.meta
+}
+func (m *membership) NotifyMsg([]byte)                           {}
+func (m *membership) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (m *membership) LocalState(join bool) []byte                { return nil }
+func (m *membership) MergeRemoteState(buf []byte, join bool)     {}
+
+// memberlist.EventDelegate: must not block.
+
+func (m *membership) NotifyJoin(n *memberlist.Node)   { m.upsert(n) }
+func (m *membership) NotifyUpdate(n *memberlist.Node) { m.upsert(n) }
+func (m *membership) NotifyLeave(n *memberlist.Node) {
+	m.mu.Lock()
+	delete(m.alive, n.Name)
+	m.mu.Unlock()
+	m.signal()
+}
+
+func (m *membership) upsert(n *memberlist.Node) {
+	var meta memberMeta
+	if err := json.Unmarshal(n.Meta, &meta); err != nil || meta.NodeID == "" {
+		meta = memberMeta{NodeID: n.Name}
+	}
+	m.mu.Lock()
+	m.alive[n.Name] = meta
+	m.addrs[n.Name] = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+	m.mu.Unlock()
+	m.signal()
+}
+
+// slogWriter adapts memberlist's *log.Logger output to slog, demoting its
+// chatty DEBUG lines.
+type slogWriter struct{ l *slog.Logger }
+
+var _ io.Writer = (*slogWriter)(nil)
+
+func (w *slogWriter) Write(p []byte) (int, error) {
+	s := string(p)
+	s = strings.TrimRight(s, "\n")
+	switch {
+	case strings.Contains(s, "[DEBUG]"):
+		w.l.Debug(s)
+	case strings.Contains(s, "[ERR]"):
+		w.l.Warn(s)
+	case strings.Contains(s, "[WARN]"):
+		w.l.Info(s)
+	default:
+		w.l.Debug(s)
+	}
+	return len(p), nil
+}

@@ -1,0 +1,389 @@
+package node
+
+// The reconciler runs on every node. It closes the gap between the tasks the
+// leader assigned to this node (desired, from the local replica) and the
+// containers the runtime reports (actual):
+//
+//	compute(tasks, containers) → actions      (pure, table-tested)
+//	apply(actions)                            (runtime calls, status reports)
+//
+// It runs a full pass at start, on every state change and container event,
+// and every few seconds. Status reports go to the leader in batches. It never
+// removes a container for a task it does not know until the local replica
+// has caught up with the leader, so an agent restart (or a node coming back
+// from a partition) never kills healthy containers by mistake.
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/runtime"
+)
+
+type actionKind int
+
+const (
+	actStart  actionKind = iota // prepare image, create and start the task's container
+	actStop                     // stop the running container of a task
+	actRemove                   // remove a container (task gone or long finished)
+	actReport                   // report an observed state to the leader
+)
+
+type action struct {
+	kind      actionKind
+	task      *api.Task
+	container *api.Container
+	status    api.TaskStatus
+}
+
+// computeActions is the pure half of the reconciler.
+func computeActions(nodeID string, tasks []*api.Task, containers []api.Container, synced bool, now time.Time) []action {
+	byTask := map[string]api.Container{}
+	for _, c := range containers {
+		if c.TaskID == "" {
+			continue
+		}
+		if old, ok := byTask[c.TaskID]; ok && old.CreatedAt.After(c.CreatedAt) {
+			continue
+		}
+		byTask[c.TaskID] = c
+	}
+	known := map[string]bool{}
+	var acts []action
+	report := func(t *api.Task, st api.TaskStatus) {
+		if api.TaskStateOrder[st.State] < api.TaskStateOrder[t.State] {
+			return
+		}
+		if st.State == t.State && st.Health == t.Health && st.ContainerID == t.ContainerID {
+			return
+		}
+		st.TaskID = t.ID
+		st.Timestamp = now
+		acts = append(acts, action{kind: actReport, task: t, status: st})
+	}
+	for _, t := range tasks {
+		if t.NodeID != nodeID {
+			continue
+		}
+		known[t.ID] = true
+		c, has := byTask[t.ID]
+		switch {
+		case t.DesiredState == api.TaskRunning && !api.TaskTerminal(t.State):
+			if !has {
+				if api.TaskStateOrder[t.State] >= api.TaskStateOrder[api.TaskStarting] && t.ContainerID != "" {
+					// It had a container that is gone (removed by hand or
+					// lost with the machine): the task failed.
+					report(t, api.TaskStatus{State: api.TaskFailed, Error: "container disappeared", ExitCode: -1, ContainerID: t.ContainerID})
+					continue
+				}
+				acts = append(acts, action{kind: actStart, task: t})
+				continue
+			}
+			switch c.State {
+			case api.ContainerRunning:
+				if c.Health == api.HealthUnhealthy {
+					cc := c
+					acts = append(acts, action{kind: actStop, task: t, container: &cc})
+					report(t, api.TaskStatus{State: api.TaskFailed, Error: "task: container unhealthy", ExitCode: c.ExitCode, ContainerID: c.ID, Health: c.Health})
+					continue
+				}
+				report(t, api.TaskStatus{State: api.TaskRunning, ContainerID: c.ID, Health: c.Health, IP: c.IP})
+			case api.ContainerExited:
+				st := api.TaskStatus{State: api.TaskComplete, ExitCode: c.ExitCode, ContainerID: c.ID}
+				if c.ExitCode != 0 {
+					st.State = api.TaskFailed
+					st.Error = fmt.Sprintf("task: non-zero exit (%d)", c.ExitCode)
+				}
+				report(t, st)
+			}
+		default: // desired shutdown (or the task is finished)
+			if has && c.State == api.ContainerRunning {
+				cc := c
+				acts = append(acts, action{kind: actStop, task: t, container: &cc})
+				continue
+			}
+			if !api.TaskTerminal(t.State) {
+				st := api.TaskStatus{State: api.TaskShutdown, ContainerID: t.ContainerID}
+				if has {
+					st.ExitCode = c.ExitCode
+				}
+				report(t, st)
+			}
+		}
+	}
+	if synced {
+		for id, c := range byTask {
+			if !known[id] {
+				cc := c
+				acts = append(acts, action{kind: actRemove, container: &cc})
+			}
+		}
+	}
+	return acts
+}
+
+// reconciler owns the per-node loop state.
+type reconciler struct {
+	a  *Agent
+	cl *cluster
+
+	mu       sync.Mutex
+	starting map[string]bool // task IDs with a start in flight
+	stopping map[string]bool
+	pending  map[string]api.TaskStatus
+	kick     chan struct{}
+}
+
+func (a *Agent) reconcileLoop(ctx context.Context, cl *cluster) {
+	r := &reconciler{a: a, cl: cl, starting: map[string]bool{}, stopping: map[string]bool{},
+		pending: map[string]api.TaskStatus{}, kick: make(chan struct{}, 1)}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() { defer wg.Done(); r.reportLoop(ctx) }()
+
+	storeCh, cancelStore := cl.store.Subscribe()
+	defer cancelStore()
+	evCh, cancelEv := a.rt.Subscribe()
+	defer cancelEv()
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		r.pass(ctx, &wg)
+		// Coalesce bursts: wait for a change, then a short quiet period.
+		select {
+		case <-ctx.Done():
+			return
+		case <-storeCh:
+		case <-evCh:
+		case <-r.kick:
+		case <-tick.C:
+		}
+		timer := time.NewTimer(20 * time.Millisecond)
+	drain:
+		for {
+			select {
+			case <-storeCh:
+			case <-evCh:
+			case <-timer.C:
+				break drain
+			case <-ctx.Done():
+				timer.Stop()
+				return
+			}
+		}
+	}
+}
+
+// synced reports whether the local replica has caught up with a leader.
+func (r *reconciler) synced() bool {
+	leader, _ := r.cl.raft.Leader()
+	return leader != "" && r.cl.store.Index() >= r.cl.raft.LastIndex()
+}
+
+func (r *reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
+	a := r.a
+	tasks := r.cl.store.TasksByNode(a.id.NodeID)
+	// Reports not yet flushed count as the task's state, so one state is
+	// reported once.
+	r.mu.Lock()
+	for i, t := range tasks {
+		if st, ok := r.pending[t.ID]; ok {
+			tt := *t
+			tt.State, tt.Health, tt.ContainerID = st.State, st.Health, st.ContainerID
+			tasks[i] = &tt
+		}
+	}
+	r.mu.Unlock()
+	acts := computeActions(a.id.NodeID, tasks, a.rt.List(), r.synced(), time.Now().UTC())
+	for _, act := range acts {
+		act := act
+		switch act.kind {
+		case actReport:
+			r.queue(act.status)
+		case actStart:
+			if !r.claim(r.starting, act.task.ID) {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer r.release(r.starting, act.task.ID)
+				r.start(ctx, act.task)
+			}()
+		case actStop:
+			if !r.claim(r.stopping, act.container.ID) {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer r.release(r.stopping, act.container.ID)
+				grace := act.task.Spec.StopGracePeriod
+				if grace <= 0 {
+					grace = 10 * time.Second
+				}
+				if err := a.rt.Stop(ctx, act.container.ID, grace); err != nil {
+					a.log.Warn("stop task container", "task", act.task.Name, "err", err)
+				}
+				r.signal()
+			}()
+		case actRemove:
+			if !r.claim(r.stopping, act.container.ID) {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer r.release(r.stopping, act.container.ID)
+				if err := a.rt.Remove(ctx, act.container.ID, true); err != nil {
+					a.log.Warn("remove container of a task that no longer exists", "container", shortID(act.container.ID), "err", err)
+				}
+			}()
+		}
+	}
+	r.gcFinished(ctx, tasks)
+}
+
+// gcFinished removes containers of terminal tasks once they are no longer
+// among the newest few of their slot; the task history keeps their record.
+func (r *reconciler) gcFinished(ctx context.Context, tasks []*api.Task) {
+	keep := map[string]bool{}
+	groups := map[string][]*api.Task{}
+	for _, t := range tasks {
+		k := fmt.Sprintf("%s/%d", t.ServiceID, t.Slot)
+		groups[k] = append(groups[k], t)
+	}
+	for _, g := range groups {
+		sort.Slice(g, func(i, j int) bool { return g[i].CreatedAt.After(g[j].CreatedAt) })
+		for i, t := range g {
+			if i < 2 || !api.TaskTerminal(t.State) {
+				keep[t.ID] = true
+			}
+		}
+	}
+	for _, c := range r.a.rt.List() {
+		if c.TaskID == "" || keep[c.TaskID] || c.State == api.ContainerRunning {
+			continue
+		}
+		known := false
+		for _, t := range tasks {
+			if t.ID == c.TaskID {
+				known = true
+				break
+			}
+		}
+		if known {
+			_ = r.a.rt.Remove(ctx, c.ID, true)
+		}
+	}
+}
+
+func (r *reconciler) claim(m map[string]bool, id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m[id] {
+		return false
+	}
+	m[id] = true
+	return true
+}
+
+func (r *reconciler) release(m map[string]bool, id string) {
+	r.mu.Lock()
+	delete(m, id)
+	r.mu.Unlock()
+}
+
+func (r *reconciler) signal() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (r *reconciler) queue(st api.TaskStatus) {
+	r.mu.Lock()
+	r.pending[st.TaskID] = st
+	r.mu.Unlock()
+}
+
+// start prepares the image and runs the task's container.
+func (r *reconciler) start(ctx context.Context, t *api.Task) {
+	a := r.a
+	now := func() time.Time { return time.Now().UTC() }
+	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskPreparing, Timestamp: now()})
+	if err := a.ensureImage(ctx, r.cl, t.Spec.Image); err != nil {
+		r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRejected, Error: err.Error(), Timestamp: now()})
+		return
+	}
+	spec := runtime.Spec{
+		Name:        fmt.Sprintf("%s.%s", t.Name, shortID(t.ID)),
+		Image:       t.Spec.Image,
+		Command:     t.Spec.Command,
+		Entrypoint:  t.Spec.Entrypoint,
+		Env:         t.Spec.Env,
+		Workdir:     t.Spec.Workdir,
+		User:        t.Spec.User,
+		Hostname:    t.Name,
+		Limits:      t.Spec.Resources.Limits,
+		TaskID:      t.ID,
+		Labels:      map[string]string{"shoal.service": t.Service, "shoal.task": t.Name},
+		Healthcheck: t.Spec.Healthcheck,
+		StopGrace:   t.Spec.StopGracePeriod,
+	}
+	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskStarting, Timestamp: now()})
+	c, err := a.rt.Run(ctx, spec)
+	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRejected, Error: fmt.Sprintf("start container: %v", err), Timestamp: now()})
+		return
+	}
+	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRunning, ContainerID: c.ID, Health: c.Health, IP: c.IP, Timestamp: now()})
+}
+
+// reportLoop flushes queued status reports to the leader in batches.
+func (r *reconciler) reportLoop(ctx context.Context) {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		r.mu.Lock()
+		if len(r.pending) == 0 {
+			r.mu.Unlock()
+			continue
+		}
+		batch := make([]api.TaskStatus, 0, len(r.pending))
+		for _, st := range r.pending {
+			batch = append(batch, st)
+		}
+		r.mu.Unlock()
+		sort.Slice(batch, func(i, j int) bool { return batch[i].Timestamp.Before(batch[j].Timestamp) })
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := r.a.write(wctx, &consensus.TaskStatus{NodeID: r.a.id.NodeID, Statuses: batch})
+		cancel()
+		if err != nil {
+			r.a.log.Debug("task status report failed; will retry", "err", err)
+			continue
+		}
+		r.mu.Lock()
+		for _, st := range batch {
+			if cur, ok := r.pending[st.TaskID]; ok && cur == st {
+				delete(r.pending, st.TaskID)
+			}
+		}
+		r.mu.Unlock()
+		r.signal()
+	}
+}

@@ -1,0 +1,453 @@
+package node
+
+// Service routes: create, update, scale, rollback, remove, ps and logs. The
+// API validates and fills defaults (node/scheduler), then proposes a
+// command; the leader's scheduler turns the stored spec into tasks.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/scheduler"
+)
+
+func (a *Agent) serviceRoutes(h func(string, handlerFunc)) {
+	h("GET /v1/services", a.handleServices)
+	h("POST /v1/services", a.handleServiceCreate)
+	h("GET /v1/services/{id}", a.handleService)
+	h("POST /v1/services/{id}/update", a.handleServiceUpdate)
+	h("POST /v1/services/{id}/scale", a.handleServiceScale)
+	h("POST /v1/services/{id}/rollback", a.handleServiceRollback)
+	h("DELETE /v1/services/{id}", a.handleServiceRemove)
+	h("GET /v1/services/{id}/tasks", a.handleServiceTasks)
+	h("GET /v1/services/{id}/logs", a.handleServiceLogs)
+	h("GET /v1/tasks", a.handleTasks)
+}
+
+// displayService fills the flat fields shown by `service ls`.
+func displayService(cl *cluster, s *api.Service) api.Service {
+	out := *s
+	out.Mode = s.Spec.Mode
+	out.Replicas = s.Spec.Replicas
+	out.Image = s.Spec.Image
+	out.Ports = s.Spec.Ports
+	if out.Ports == nil {
+		out.Ports = []api.PortConfig{}
+	}
+	running := 0
+	desired := 0
+	for _, t := range cl.store.TasksByService(s.ID) {
+		if t.DesiredState == api.TaskRunning {
+			desired++
+			if t.State == api.TaskRunning {
+				running++
+			}
+		}
+	}
+	out.Running = running
+	if s.Spec.Mode == api.ModeGlobal {
+		out.Replicas = uint64(desired)
+	}
+	return out
+}
+
+func (a *Agent) resolveService(cl *cluster, ref string) (*api.Service, error) {
+	s, err := cl.store.ResolveService(ref)
+	if err != nil {
+		if errors.Is(err, consensus.ErrNotFound) {
+			return nil, notFound("no such service: %s", ref)
+		}
+		return nil, badRequest("service %s: %v", ref, err)
+	}
+	return s, nil
+}
+
+func (a *Agent) handleServices(w http.ResponseWriter, r *http.Request) (any, error) {
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return nil, err
+	}
+	svcs := cl.store.Services()
+	out := make([]api.Service, 0, len(svcs))
+	for _, s := range svcs {
+		out = append(out, displayService(cl, s))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func (a *Agent) handleService(w http.ResponseWriter, r *http.Request) (any, error) {
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return nil, err
+	}
+	s, err := a.resolveService(cl, r.PathValue("id"))
+	if err != nil {
+		return nil, err
+	}
+	return displayService(cl, s), nil
+}
+
+// checkSpec fills defaults and validates a spec against the cluster.
+func (a *Agent) checkSpec(cl *cluster, spec api.ServiceSpec, selfID string) (api.ServiceSpec, error) {
+	spec = scheduler.Defaults(spec)
+	if err := scheduler.ValidateSpec(spec); err != nil {
+		return spec, badRequest("invalid service spec: %v", err)
+	}
+	var others []api.Service
+	for _, s := range cl.store.Services() {
+		if s.ID != selfID {
+			others = append(others, *s)
+		}
+	}
+	if err := scheduler.CheckPortClash(spec, others); err != nil {
+		return spec, badRequest("%v", err)
+	}
+	if !a.imageKnown(cl, spec.Image) {
+		return spec, badRequest("image %s not found on any node: import, load or pull it first (`shoal image import|load|pull`)", spec.Image)
+	}
+	return spec, nil
+}
+
+// imageKnown reports whether an image is held by this node or recorded in
+// the cluster state.
+func (a *Agent) imageKnown(cl *cluster, ref string) bool {
+	if _, err := a.images.Get(ref); err == nil {
+		return true
+	}
+	_, ok := findClusterImage(cl, ref)
+	return ok
+}
+
+// findClusterImage finds an image record by tag or ID (prefix).
+func findClusterImage(cl *cluster, ref string) (*api.Image, bool) {
+	want := normalizeRef(ref)
+	for _, img := range cl.store.Images() {
+		for _, t := range img.Tags {
+			if normalizeRef(t) == want {
+				return img, true
+			}
+		}
+		id := strings.TrimPrefix(img.ID, "sha256:")
+		r := strings.TrimPrefix(ref, "sha256:")
+		if len(r) >= 6 && strings.HasPrefix(id, r) {
+			return img, true
+		}
+	}
+	return nil, false
+}
+
+// normalizeRef adds the default tag the way the image store does.
+func normalizeRef(ref string) string {
+	slash := strings.LastIndex(ref, "/")
+	if !strings.Contains(ref[slash+1:], ":") && !strings.Contains(ref, "@") {
+		return ref + ":latest"
+	}
+	return ref
+}
+
+func (a *Agent) handleServiceCreate(w http.ResponseWriter, r *http.Request) (any, error) {
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return nil, err
+	}
+	var spec api.ServiceSpec
+	if err := decodeBody(r, &spec); err != nil {
+		return nil, err
+	}
+	spec, err = a.checkSpec(cl, spec, "")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := cl.store.ServiceByName(spec.Name); err == nil {
+		return nil, badRequest("a service named %s already exists", spec.Name)
+	}
+	now := time.Now().UTC()
+	svc := api.Service{ID: newID(), Name: spec.Name, Spec: spec, CreatedAt: now, UpdatedAt: now}
+	if _, err := a.write(r.Context(), &consensus.CreateService{Service: svc}); err != nil {
+		return nil, err
+	}
+	return a.readBackService(r.Context(), cl, svc.ID, 0)
+}
+
+// readBackService waits until this node's replica holds the service at a
+// version newer than after, and returns it for display.
+func (a *Agent) readBackService(ctx context.Context, cl *cluster, id string, after uint64) (any, error) {
+	a.waitLocal(ctx, cl, func() bool {
+		s, err := cl.store.Service(id)
+		return err == nil && s.Version > after
+	})
+	s, err := cl.store.Service(id)
+	if err != nil {
+		return nil, err
+	}
+	return displayService(cl, s), nil
+}
+
+func (a *Agent) handleServiceUpdate(w http.ResponseWriter, r *http.Request) (any, error) {
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return nil, err
+	}
+	cur, err := a.resolveService(cl, r.PathValue("id"))
+	if err != nil {
+		return nil, err
+	}
+	var spec api.ServiceSpec
+	if err := decodeBody(r, &spec); err != nil {
+		return nil, err
+	}
+	if spec.Name == "" {
+		spec.Name = cur.Name
+	}
+	if spec.Name != cur.Name {
+		return nil, badRequest("a service cannot be renamed (%s → %s)", cur.Name, spec.Name)
+	}
+	if spec.Mode == "" {
+		spec.Mode = cur.Spec.Mode
+	}
+	if spec.Mode != cur.Spec.Mode {
+		return nil, badRequest("the mode of a service cannot change (%s → %s)", cur.Spec.Mode, spec.Mode)
+	}
+	spec, err = a.checkSpec(cl, spec, cur.ID)
+	if err != nil {
+		return nil, err
+	}
+	var expect uint64
+	if v := r.URL.Query().Get("version"); v != "" {
+		expect, err = strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return nil, badRequest("invalid version %q", v)
+		}
+	}
+	next := *cur
+	prev := cur.Spec
+	next.PreviousSpec = &prev
+	next.Spec = spec
+	now := time.Now().UTC()
+	next.UpdatedAt = now
+	if scheduler.NeedsUpdate(prev, spec) {
+		next.UpdateStatus = &api.UpdateStatus{State: api.UpdateUpdating, StartedAt: now, Message: "update in progress"}
+	}
+	if _, err := a.write(r.Context(), &consensus.UpdateService{Service: next, ExpectVersion: expect}); err != nil {
+		return nil, err
+	}
+	return a.readBackService(r.Context(), cl, cur.ID, cur.Version)
+}
+
+func (a *Agent) handleServiceScale(w http.ResponseWriter, r *http.Request) (any, error) {
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return nil, err
+	}
+	var req api.ScaleRequest
+	if err := decodeBody(r, &req); err != nil {
+		return nil, err
+	}
+	for attempt := 0; ; attempt++ {
+		cur, err := a.resolveService(cl, r.PathValue("id"))
+		if err != nil {
+			return nil, err
+		}
+		if cur.Spec.Mode != api.ModeReplicated {
+			return nil, badRequest("scale applies to replicated services only; %s is %s", cur.Name, cur.Spec.Mode)
+		}
+		next := *cur
+		next.Spec.Replicas = req.Replicas
+		next.UpdatedAt = time.Now().UTC()
+		_, err = a.write(r.Context(), &consensus.UpdateService{Service: next, ExpectVersion: cur.Version})
+		if errors.Is(err, consensus.ErrVersionMismatch) && attempt < 5 {
+			continue // a concurrent change (e.g. the updater): re-read and retry
+		}
+		if err != nil {
+			return nil, err
+		}
+		return a.readBackService(r.Context(), cl, cur.ID, cur.Version)
+	}
+}
+
+func (a *Agent) handleServiceRollback(w http.ResponseWriter, r *http.Request) (any, error) {
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return nil, err
+	}
+	cur, err := a.resolveService(cl, r.PathValue("id"))
+	if err != nil {
+		return nil, err
+	}
+	if cur.PreviousSpec == nil {
+		return nil, badRequest("service %s has no previous spec to roll back to", cur.Name)
+	}
+	next := *cur
+	failed := cur.Spec
+	next.Spec = *cur.PreviousSpec
+	next.PreviousSpec = &failed
+	now := time.Now().UTC()
+	next.UpdatedAt = now
+	next.UpdateStatus = &api.UpdateStatus{State: api.UpdateRollbackStarted, StartedAt: now, Message: "manual rollback"}
+	if _, err := a.write(r.Context(), &consensus.UpdateService{Service: next, ExpectVersion: cur.Version}); err != nil {
+		return nil, err
+	}
+	return a.readBackService(r.Context(), cl, cur.ID, cur.Version)
+}
+
+func (a *Agent) handleServiceRemove(w http.ResponseWriter, r *http.Request) (any, error) {
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return nil, err
+	}
+	cur, err := a.resolveService(cl, r.PathValue("id"))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := a.write(r.Context(), &consensus.DeleteService{ID: cur.ID, Now: time.Now().UTC()}); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+// displayTasks fills node hostnames and sorts like `docker service ps`:
+// by slot, newest first.
+func displayTasks(cl *cluster, tasks []*api.Task, desired string) []api.Task {
+	hosts := map[string]string{}
+	for _, n := range cl.store.Nodes() {
+		hosts[n.ID] = n.Hostname
+	}
+	out := make([]api.Task, 0, len(tasks))
+	for _, t := range tasks {
+		if desired != "" && t.DesiredState != desired {
+			continue
+		}
+		tt := *t
+		tt.Node = hosts[t.NodeID]
+		out = append(out, tt)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Service != out[j].Service {
+			return out[i].Service < out[j].Service
+		}
+		if out[i].Slot != out[j].Slot {
+			return out[i].Slot < out[j].Slot
+		}
+		if out[i].Slot == 0 && out[i].NodeID != out[j].NodeID {
+			return out[i].NodeID < out[j].NodeID
+		}
+		return out[i].CreatedAt.After(out[j].CreatedAt)
+	})
+	return out
+}
+
+func (a *Agent) handleServiceTasks(w http.ResponseWriter, r *http.Request) (any, error) {
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return nil, err
+	}
+	s, err := a.resolveService(cl, r.PathValue("id"))
+	if err != nil {
+		return nil, err
+	}
+	desired := r.URL.Query().Get("desired_state")
+	return displayTasks(cl, cl.store.TasksByService(s.ID), desired), nil
+}
+
+func (a *Agent) handleTasks(w http.ResponseWriter, r *http.Request) (any, error) {
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return nil, err
+	}
+	q := r.URL.Query()
+	var tasks []*api.Task
+	switch {
+	case q.Get("service") != "":
+		s, err := a.resolveService(cl, q.Get("service"))
+		if err != nil {
+			return nil, err
+		}
+		tasks = cl.store.TasksByService(s.ID)
+	case q.Get("node") != "":
+		n, err := a.resolveNode(cl, q.Get("node"))
+		if err != nil {
+			return nil, err
+		}
+		tasks = cl.store.TasksByNode(n.ID)
+	default:
+		tasks = cl.store.Tasks()
+	}
+	return displayTasks(cl, tasks, q.Get("desired_state")), nil
+}
+
+// handleServiceLogs merges the logs of every task of a service, from every
+// node that ran one, into one stream.
+func (a *Agent) handleServiceLogs(w http.ResponseWriter, r *http.Request) (any, error) {
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return nil, err
+	}
+	s, err := a.resolveService(cl, r.PathValue("id"))
+	if err != nil {
+		return nil, err
+	}
+	opts, err := logOptions(r)
+	if err != nil {
+		return nil, err
+	}
+	nodes := map[string]*api.Node{}
+	for _, n := range cl.store.Nodes() {
+		nodes[n.ID] = n
+	}
+	ctx := r.Context()
+	out := make(chan api.LogLine, 256)
+	var wg sync.WaitGroup
+	for _, t := range cl.store.TasksByService(s.ID) {
+		n := nodes[t.NodeID]
+		if n == nil || t.ContainerID == "" {
+			continue
+		}
+		t := *t
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.taskLogs(ctx, cl, n, t, opts, out)
+		}()
+	}
+	go func() { wg.Wait(); close(out) }()
+	streamLogs(w, out, "", "")
+	return streamed, nil
+}
+
+// taskLogs copies one task's log lines into out, locally or from its node.
+func (a *Agent) taskLogs(ctx context.Context, cl *cluster, n *api.Node, t api.Task, opts runtimeLogOptions, out chan<- api.LogLine) {
+	name := fmt.Sprintf("%s.%s", t.Name, shortID(t.ID))
+	send := func(l api.LogLine) bool {
+		l.Task = name
+		l.Node = n.Hostname
+		select {
+		case out <- l:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	if n.ID == a.id.NodeID {
+		ch, err := a.rt.Logs(ctx, t.ContainerID, opts)
+		if err != nil {
+			return
+		}
+		for l := range ch {
+			if !send(l) {
+				return
+			}
+		}
+		return
+	}
+	_ = a.remoteLogs(ctx, cl, n, t.ContainerID, opts, send)
+}
