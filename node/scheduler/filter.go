@@ -1,0 +1,169 @@
+package scheduler
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// The filter pipeline follows swarmkit's manager/scheduler/filter.go: a node
+// may take a new task only if every filter accepts it, and a refused node is
+// attributed to the first filter that refused it, so that a task nobody can
+// take gets a message saying why each node said no.
+
+// NodeInfo is a node as the filters see it: the record plus what the tasks
+// already on it (and those placed earlier in the same plan) use.
+type NodeInfo struct {
+	Node api.Node
+	// Reserved sums the reservations of the node's non-terminal tasks.
+	Reserved api.Resources
+	// Tasks counts the node's non-terminal tasks with desired state running.
+	Tasks int
+}
+
+// Request is what a new task asks of a node.
+type Request struct {
+	Constraints  []Constraint
+	Reservations api.Resources
+}
+
+// Filter accepts or refuses a node for a new task. Check must be pure and
+// cheap: it runs once per candidate node per service in a plan. When it
+// refuses, reason is a short phrase that reads after a node count, e.g.
+// "drained" in "1 node drained".
+type Filter interface {
+	Check(n *NodeInfo, r *Request) (ok bool, reason string)
+}
+
+// ReadyFilter refuses nodes whose status is not ready.
+type ReadyFilter struct{}
+
+// Check implements Filter.
+func (ReadyFilter) Check(n *NodeInfo, _ *Request) (bool, string) {
+	if n.Node.Status == api.NodeReady {
+		return true, ""
+	}
+	return false, "not ready"
+}
+
+// AvailabilityFilter refuses paused and drained nodes: only active nodes take
+// new tasks. (Paused nodes keep their tasks; the planner, not this filter,
+// moves tasks off drained nodes.)
+type AvailabilityFilter struct{}
+
+// Check implements Filter.
+func (AvailabilityFilter) Check(n *NodeInfo, _ *Request) (bool, string) {
+	switch n.Node.Availability {
+	case api.AvailabilityActive, "":
+		return true, ""
+	case api.AvailabilityPause:
+		return false, "paused"
+	case api.AvailabilityDrain:
+		return false, "drained"
+	default:
+		return false, "with availability " + n.Node.Availability
+	}
+}
+
+// ConstraintFilter refuses nodes that fail one of the request's constraints
+// and names the first one failed.
+type ConstraintFilter struct{}
+
+// Check implements Filter.
+func (ConstraintFilter) Check(n *NodeInfo, r *Request) (bool, string) {
+	if ok, c := MatchAll(r.Constraints, n.Node); !ok {
+		return false, "unmatched constraint " + c.String()
+	}
+	return true, ""
+}
+
+// ResourceFilter refuses nodes where the request's reservations do not fit
+// in capacity minus what is already reserved. A zero capacity is unlimited.
+type ResourceFilter struct{}
+
+// Check implements Filter.
+func (ResourceFilter) Check(n *NodeInfo, r *Request) (bool, string) {
+	if what := resourceShortfall(n, r.Reservations); what != "" {
+		return false, "with insufficient " + what
+	}
+	return true, ""
+}
+
+// resourceShortfall names the first resource that does not fit, or "".
+func resourceShortfall(n *NodeInfo, want api.Resources) string {
+	capa, used := n.Node.Resources, n.Reserved
+	if want.NanoCPUs > 0 && capa.NanoCPUs > 0 && used.NanoCPUs+want.NanoCPUs > capa.NanoCPUs {
+		return "cpu"
+	}
+	if want.MemoryBytes > 0 && capa.MemoryBytes > 0 && used.MemoryBytes+want.MemoryBytes > capa.MemoryBytes {
+		return "memory"
+	}
+	if want.Pids > 0 && capa.Pids > 0 && used.Pids+want.Pids > capa.Pids {
+		return "pids"
+	}
+	return ""
+}
+
+// Pipeline is an ordered list of filters.
+type Pipeline []Filter
+
+// DefaultPipeline is ready, availability, constraints, resources: the order
+// in which refusals are attributed.
+func DefaultPipeline() Pipeline {
+	return Pipeline{ReadyFilter{}, AvailabilityFilter{}, ConstraintFilter{}, ResourceFilter{}}
+}
+
+// Check runs the filters in order and returns the first refusal.
+func (p Pipeline) Check(n *NodeInfo, r *Request) (bool, string) {
+	ok, _, reason := p.check(n, r)
+	return ok, reason
+}
+
+// check is Check plus the index of the refusing filter.
+func (p Pipeline) check(n *NodeInfo, r *Request) (bool, int, string) {
+	for i, f := range p {
+		if ok, reason := f.Check(n, r); !ok {
+			return false, i, reason
+		}
+	}
+	return true, -1, ""
+}
+
+// Explain says why no node in nodes can take r, e.g.
+// "no suitable node (2 nodes not ready, 1 node drained, 3 nodes unmatched
+// constraint node.labels.zone==a)". Reasons appear in pipeline order, then
+// in the order first seen.
+func (p Pipeline) Explain(nodes []*NodeInfo, r *Request) string {
+	if len(nodes) == 0 {
+		return "no suitable node (no nodes in the cluster)"
+	}
+	counts := map[string]int{}
+	stage := map[string]int{}
+	var order []string
+	for _, n := range nodes {
+		ok, i, reason := p.check(n, r)
+		if ok {
+			continue
+		}
+		if counts[reason] == 0 {
+			order = append(order, reason)
+			stage[reason] = i
+		}
+		counts[reason]++
+	}
+	sort.SliceStable(order, func(a, b int) bool { return stage[order[a]] < stage[order[b]] })
+	if len(order) == 0 {
+		return "no suitable node"
+	}
+	parts := make([]string, len(order))
+	for i, reason := range order {
+		noun := "nodes"
+		if counts[reason] == 1 {
+			noun = "node"
+		}
+		parts[i] = fmt.Sprintf("%d %s %s", counts[reason], noun, reason)
+	}
+	return "no suitable node (" + strings.Join(parts, ", ") + ")"
+}

@@ -1,0 +1,463 @@
+package scheduler
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// The orchestrator half of Plan (swarmkit's replicated and global
+// orchestrators plus its restart supervisor): for one service it makes every
+// slot hold exactly one task with desired state running, replaces tasks that
+// ended according to the restart policy, and shuts down what is in excess.
+// It only decides that a task must exist; placement.go picks its node.
+
+// slot is the succession of tasks for one replica (Slot N) or, for a global
+// service, for one node.
+type slot struct {
+	num   int
+	node  string
+	tasks []*taskRef // oldest first
+	// old is the outdated active task when the slot is an update candidate.
+	old *taskRef
+}
+
+// svcRun reconciles one service.
+type svcRun struct {
+	r      *run
+	orig   api.Service
+	svc    api.Service // working copy: UpdateStatus or, on rollback, Spec change
+	spec   api.ServiceSpec
+	global bool
+	tasks  []*taskRef
+	cur    map[uint64]bool // SpecVersion → materially current
+
+	slots    []*slot // considered slots in order: 1..replicas, or eligible nodes
+	excess   []*slot // replicated slots beyond replicas, highest first
+	idle     []*slot // global slots on nodes that keep but get no tasks (paused)
+	dead     []*slot // global slots on nodes whose tasks must go
+	cs       []Constraint
+	upd      updater
+	newTasks []*taskRef
+	toPlace  []*taskRef
+}
+
+func newSvcRun(r *run, svc api.Service, tasks []*taskRef) *svcRun {
+	s := &svcRun{r: r, orig: svc, tasks: tasks}
+	s.setService(svc)
+	sortTasks(s.tasks)
+	return s
+}
+
+// setService (re)derives everything that depends on the service's spec.
+func (s *svcRun) setService(svc api.Service) {
+	s.svc = svc
+	s.spec = planDefaults(svc.Spec)
+	s.global = s.spec.Mode == api.ModeGlobal
+	s.cur = map[uint64]bool{}
+	s.cs = s.r.constraints(s.spec.Constraints)
+}
+
+// planDefaults fills the fields Plan needs but, unlike Defaults, keeps
+// Replicas 0 and Parallelism 0 (all at once) as stored.
+func planDefaults(spec api.ServiceSpec) api.ServiceSpec {
+	if spec.Mode == "" {
+		spec.Mode = api.ModeReplicated
+	}
+	if spec.RestartPolicy.Condition == "" {
+		spec.RestartPolicy.Condition = api.RestartAny
+	}
+	spec.UpdateConfig = defaultUpdateConfig(spec.UpdateConfig, false)
+	spec.RollbackConfig = defaultUpdateConfig(spec.RollbackConfig, false)
+	return spec
+}
+
+// current reports whether t runs the service's spec (same version, or a
+// version that differs only in immaterial fields such as replicas).
+func (s *svcRun) current(t *api.Task) bool {
+	if t.SpecVersion == s.svc.Version {
+		return true
+	}
+	v, ok := s.cur[t.SpecVersion]
+	if !ok {
+		v = materialEqual(&t.Spec, &s.svc.Spec)
+		s.cur[t.SpecVersion] = v
+	}
+	return v
+}
+
+func (s *svcRun) reconcile() {
+	r := s.r
+	for _, ref := range s.tasks {
+		r.vacate(ref, r.constraints(ref.t.Spec.Constraints))
+	}
+	s.updateStatusBefore()
+	s.group()
+	for _, sl := range s.slots {
+		s.resolve(sl)
+	}
+	s.runUpdate()
+	for _, sl := range s.excess {
+		for _, ref := range sl.tasks {
+			if ref.t.DesiredState == api.TaskRunning {
+				r.shutdown(ref, "scaled down")
+			}
+		}
+	}
+	for _, sl := range s.dead {
+		for _, ref := range sl.tasks {
+			if ref.t.DesiredState == api.TaskRunning {
+				r.shutdown(ref, "node no longer eligible")
+			}
+		}
+	}
+	for _, group := range [][]*slot{s.slots, s.excess, s.idle, s.dead} {
+		for _, sl := range group {
+			s.trim(sl)
+		}
+	}
+	s.updateStatusAfter()
+	if s.svc.UpdateStatus != s.orig.UpdateStatus {
+		out := s.svc
+		out.Version = s.orig.Version
+		r.svcOut = append(r.svcOut, out)
+	}
+	if len(s.toPlace) > 0 {
+		all := make([]*taskRef, 0, len(s.tasks)+len(s.newTasks))
+		all = append(append(all, s.tasks...), s.newTasks...)
+		r.places = append(r.places, &placement{
+			global: s.global,
+			req:    Request{Constraints: s.cs, Reservations: s.spec.Resources.Reservations},
+			tasks:  s.toPlace,
+			all:    all,
+		})
+	}
+}
+
+// group sorts the service's tasks into slots.
+func (s *svcRun) group() {
+	if s.global {
+		s.groupGlobal()
+		return
+	}
+	n := MaxReplicas
+	if s.spec.Replicas < MaxReplicas {
+		n = int(s.spec.Replicas)
+	}
+	considered := make([]slot, n+1)
+	extra := map[int]*slot{}
+	for _, ref := range s.tasks {
+		k := ref.t.Slot
+		if k >= 1 && k <= n {
+			considered[k].tasks = append(considered[k].tasks, ref)
+			continue
+		}
+		sl := extra[k]
+		if sl == nil {
+			sl = &slot{num: k}
+			extra[k] = sl
+		}
+		sl.tasks = append(sl.tasks, ref)
+	}
+	s.slots = make([]*slot, 0, n)
+	for k := 1; k <= n; k++ {
+		considered[k].num = k
+		s.slots = append(s.slots, &considered[k])
+	}
+	for _, sl := range extra {
+		s.excess = append(s.excess, sl)
+	}
+	sort.Slice(s.excess, func(i, j int) bool { return s.excess[i].num > s.excess[j].num })
+}
+
+// groupGlobal makes one slot per node: eligible nodes (ready, active,
+// matching) are considered; paused or not-ready nodes keep their tasks;
+// drained or non-matching nodes lose them.
+func (s *svcRun) groupGlobal() {
+	byNode := map[string]*slot{}
+	for _, ref := range s.tasks {
+		k := ref.t.NodeID
+		sl := byNode[k]
+		if sl == nil {
+			sl = &slot{node: k}
+			byNode[k] = sl
+		}
+		sl.tasks = append(sl.tasks, ref)
+	}
+	req := Request{Constraints: s.cs}
+	for _, n := range s.r.nodeList {
+		sl := byNode[n.Node.ID]
+		if s.eligibleGlobal(n, &req) {
+			if sl == nil {
+				sl = &slot{node: n.Node.ID}
+			}
+			s.slots = append(s.slots, sl)
+			delete(byNode, n.Node.ID)
+		}
+	}
+	keys := make([]string, 0, len(byNode))
+	for k := range byNode {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		sl := byNode[k]
+		n := s.r.nodes[k]
+		keep := n != nil && n.Node.Status != api.NodeDown &&
+			n.Node.Availability != api.AvailabilityDrain && (n.Node.Status != api.NodeReady ||
+			(n.Node.Availability == api.AvailabilityPause && s.matches(n)))
+		if keep {
+			s.idle = append(s.idle, sl)
+		} else {
+			s.dead = append(s.dead, sl)
+		}
+	}
+}
+
+func (s *svcRun) matches(n *NodeInfo) bool {
+	ok, _ := MatchAll(s.cs, n.Node)
+	return ok
+}
+
+// eligibleGlobal applies every filter but resources: a node short of room
+// still gets a (pending) task, so the user sees why it does not run.
+func (s *svcRun) eligibleGlobal(n *NodeInfo, req *Request) bool {
+	for _, f := range s.r.cfg.Pipeline {
+		if _, isRes := f.(ResourceFilter); isRes {
+			continue
+		}
+		if ok, _ := f.Check(n, req); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// best picks the task to keep among several active ones of one kind and
+// shuts the others down: a live task over an ended one, the furthest
+// along, then the newest.
+func (s *svcRun) best(refs []*taskRef) *taskRef {
+	if len(refs) == 0 {
+		return nil
+	}
+	b := refs[0]
+	better := func(a, b *api.Task) bool {
+		at, bt := api.TaskTerminal(a.State), api.TaskTerminal(b.State)
+		if at != bt {
+			return !at
+		}
+		if api.TaskStateOrder[a.State] != api.TaskStateOrder[b.State] {
+			return api.TaskStateOrder[a.State] > api.TaskStateOrder[b.State]
+		}
+		return olderTask(b, a)
+	}
+	for _, ref := range refs[1:] {
+		if better(ref.t, b.t) {
+			b = ref
+		}
+	}
+	for _, ref := range refs {
+		if ref != b {
+			s.r.shutdown(ref, "duplicate task for slot")
+		}
+	}
+	return b
+}
+
+// resolve makes one considered slot converge: keep, restart, replace or
+// offer it to the updater.
+func (s *svcRun) resolve(sl *slot) {
+	r := s.r
+	var curs, olds []*taskRef
+	for _, ref := range sl.tasks {
+		if ref.t.DesiredState != api.TaskRunning {
+			continue
+		}
+		if s.current(ref.t) {
+			curs = append(curs, ref)
+		} else {
+			olds = append(olds, ref)
+		}
+	}
+	c, o := s.best(curs), s.best(olds)
+	switch {
+	case c != nil:
+		s.upd.observe(s, c.t)
+		if o != nil && c.t.State == api.TaskRunning {
+			r.shutdown(o, "replaced by task "+c.t.ID)
+			o = nil
+		}
+		if api.TaskTerminal(c.t.State) {
+			if s.restart(sl, c.t) == restartNow {
+				r.shutdown(c, "")
+				s.newTask(sl)
+			}
+			if o != nil && api.TaskTerminal(o.t.State) {
+				r.shutdown(o, "")
+				o = nil
+			}
+		} else if c.t.State == api.TaskNew {
+			s.toPlace = append(s.toPlace, c)
+		}
+		if o != nil {
+			s.upd.outdated++ // start-first update in progress
+		}
+	case o != nil:
+		if o.t.State == api.TaskNew {
+			// Never placed: replace it with a current task right away.
+			r.shutdown(o, "")
+			s.newTask(sl)
+			return
+		}
+		if !api.TaskTerminal(o.t.State) {
+			sl.old = o
+			s.upd.candidates = append(s.upd.candidates, sl)
+			return
+		}
+		switch s.restart(sl, o.t) {
+		case restartNow:
+			r.shutdown(o, "")
+			s.newTask(sl)
+		case restartWait:
+			s.upd.outdated++
+		case restartNo:
+			sl.old = o
+			s.upd.candidates = append(s.upd.candidates, sl)
+		}
+	default:
+		if s.stopping(sl) {
+			s.upd.inFlight++
+			return
+		}
+		s.newTask(sl)
+	}
+}
+
+// stopping reports whether the slot is in a stop-first update: an outdated
+// task was told to shut down and still runs on a live node.
+func (s *svcRun) stopping(sl *slot) bool {
+	for _, ref := range sl.tasks {
+		t := ref.t
+		if t.DesiredState == api.TaskRunning || api.TaskTerminal(t.State) || t.State == api.TaskNew || s.current(t) {
+			continue
+		}
+		if n := s.r.nodes[t.NodeID]; n != nil && n.Node.Status == api.NodeReady && n.Node.Availability != api.AvailabilityDrain {
+			return true
+		}
+	}
+	return false
+}
+
+// newTask creates the slot's next task with the service's current spec. It
+// is placed (or left pending) by placeAll.
+func (s *svcRun) newTask(sl *slot) {
+	r := s.r
+	t := &api.Task{
+		ID:           r.cfg.NewID(),
+		ServiceID:    s.svc.ID,
+		Service:      s.svc.Spec.Name,
+		Slot:         sl.num,
+		NodeID:       sl.node,
+		DesiredState: api.TaskRunning,
+		State:        api.TaskNew,
+		Image:        s.svc.Spec.Image,
+		SpecVersion:  s.svc.Version,
+		Spec:         s.svc.Spec,
+		CreatedAt:    r.now,
+		UpdatedAt:    r.now,
+	}
+	if t.Service == "" {
+		t.Service = s.svc.Name
+	}
+	if s.global {
+		t.Name = fmt.Sprintf("%s.%s", t.Service, shortID(sl.node))
+	} else {
+		t.Name = fmt.Sprintf("%s.%d", t.Service, sl.num)
+	}
+	ref := &taskRef{t: t, owned: true, created: true}
+	r.created = append(r.created, ref)
+	sl.tasks = append(sl.tasks, ref)
+	s.newTasks = append(s.newTasks, ref)
+	s.toPlace = append(s.toPlace, ref)
+	s.upd.busy++
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// trim deletes the oldest terminal tasks of a slot beyond the history kept.
+// A terminal task whose desired state is still running is not history: it
+// records that the slot ended and must not be restarted.
+func (s *svcRun) trim(sl *slot) {
+	keep := s.r.cfg.KeepTerminal
+	if m := s.spec.RestartPolicy.MaxAttempts + 1; m > keep {
+		keep = m
+	}
+	n := 0
+	for i := len(sl.tasks) - 1; i >= 0; i-- {
+		ref := sl.tasks[i]
+		if ref.deleted || !api.TaskTerminal(ref.t.State) || ref.t.DesiredState == api.TaskRunning {
+			continue
+		}
+		n++
+		if n > keep && !ref.created {
+			ref.deleted = true
+			s.r.deleted = append(s.r.deleted, ref.t.ID)
+		}
+	}
+}
+
+// ---- restart policy ----
+
+type restartAction int
+
+const (
+	restartNo restartAction = iota
+	restartWait
+	restartNow
+)
+
+// restart applies the restart policy to t, the slot's task that ended while
+// its desired state was running. Attempts are the slot's ended tasks created
+// within the window (the first run is not a restart).
+func (s *svcRun) restart(sl *slot, t *api.Task) restartAction {
+	rp := s.spec.RestartPolicy
+	switch rp.Condition {
+	case api.RestartNone:
+		return restartNo
+	case api.RestartOnFailure:
+		if t.State == api.TaskComplete && t.ExitCode == 0 {
+			return restartNo
+		}
+	}
+	if rp.MaxAttempts > 0 {
+		since := time.Time{}
+		if rp.Window > 0 {
+			since = s.r.now.Add(-rp.Window)
+		}
+		ended := 0
+		for _, ref := range sl.tasks {
+			switch ref.t.State {
+			case api.TaskFailed, api.TaskComplete, api.TaskRejected:
+				if !ref.t.CreatedAt.Before(since) {
+					ended++
+				}
+			}
+		}
+		if ended-1 >= rp.MaxAttempts {
+			return restartNo
+		}
+	}
+	at := t.UpdatedAt.Add(rp.Delay)
+	if at.After(s.r.now) {
+		s.r.wakeAt(at)
+		return restartWait
+	}
+	return restartNow
+}

@@ -1,0 +1,563 @@
+package scheduler
+
+// Why this file looks the way it does.
+//
+// Plan is the whole of Shoal's orchestration as one pure function:
+// (nodes, services, tasks, now) → a plan of task creations, task updates,
+// task deletions and service status changes. The leader reads a snapshot,
+// calls Plan, writes the plan to Raft in batches and calls Plan again when the
+// state changes or at Plan.NextWake. Nothing here reads a clock, draws a
+// random number (IDs come from Config.NewID) or keeps state between calls, so
+// every rule is a table test and a plan can be replayed.
+//
+// The plan must be idempotent: Plan on the state after applying a plan (and
+// before any node reports) is empty. Every decision is therefore a function
+// of what is stored (task states, desired states, timestamps), never of what
+// the previous call did. Three stored facts carry the memory:
+//   - a task whose container ended while its desired state is still running
+//     has not been dealt with yet (restart pending, or the slot is done);
+//   - an outdated task with desired state shutdown that is still running on
+//     a live node is a stop-first update in flight;
+//   - Service.UpdateStatus says whether an update is running, paused or done.
+//
+// Work is O(tasks + nodes + placements·log nodes): tasks are grouped once by
+// service and slot, tasks are copied only when the plan changes them, and
+// each service places its new tasks from a heap of candidate nodes.
+
+import (
+	"container/heap"
+	"crypto/rand"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// DefaultKeepTerminal is how many terminal tasks the plan keeps per slot
+// (per node for global services), like consensus.MaxTerminalTasks. It is
+// raised to MaxAttempts+1 for services whose restart policy needs the history.
+const DefaultKeepTerminal = 5
+
+// Config parameterises a Planner. Derive it from DefaultConfig.
+type Config struct {
+	// NewID returns a fresh unique task ID. Tests inject a counter so plans
+	// are reproducible. It is called once per created task, in plan order.
+	NewID func() string
+	// KeepTerminal is how many terminal tasks are kept per slot; older ones
+	// are listed in Plan.Delete.
+	KeepTerminal int
+	// Pipeline filters nodes for new tasks; DefaultPipeline if nil.
+	Pipeline Pipeline
+}
+
+// DefaultConfig returns random 25-character IDs (as Swarm's), the default
+// history and the default pipeline.
+func DefaultConfig() Config {
+	return Config{NewID: RandomID, KeepTerminal: DefaultKeepTerminal, Pipeline: DefaultPipeline()}
+}
+
+// Validate reports a config Plan cannot run with.
+func (c Config) Validate() error {
+	if c.NewID == nil {
+		return fmt.Errorf("scheduler config: NewID is nil")
+	}
+	if c.KeepTerminal < 1 {
+		return fmt.Errorf("scheduler config: KeepTerminal %d < 1", c.KeepTerminal)
+	}
+	return nil
+}
+
+// RandomID returns 25 random lowercase base-36 characters from crypto/rand.
+func RandomID() string {
+	const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+	var b [25]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand panics on platform failure)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b[:])
+}
+
+// State is the snapshot Plan reads. Plan never modifies it or keeps
+// references into it after returning.
+type State struct {
+	Nodes    []api.Node
+	Services []api.Service
+	Tasks    []api.Task
+}
+
+// Plan is what the leader writes to Raft, in this order: ServiceUpdates,
+// Create, Update, Delete. Tasks in Create and Update are whole records to
+// upsert; the FSM keeps observed state that moved further than the plan's
+// (consensus keepObserved), so a plan computed before a status report cannot
+// undo it.
+type Plan struct {
+	// Create holds new tasks: desired running, state assigned with a node,
+	// or state new with a Message when no node fits.
+	Create []api.Task
+	// Update holds changed tasks: desired-state changes, placements of
+	// pending tasks, orphan marking. Scale-down shutdowns come highest slot
+	// first.
+	Update []api.Task
+	// Delete lists terminal tasks to remove (history trimming, deleted
+	// services).
+	Delete []string
+	// ServiceUpdates are services whose UpdateStatus changed, or which roll
+	// back (Spec = old PreviousSpec). Version is the version the plan read:
+	// write each with that as the expected version, the FSM assigns the new
+	// one.
+	ServiceUpdates []api.Service
+	// NextWake, when not zero, is when Plan must run again even if nothing
+	// changes (restart delays, update monitor periods and delays).
+	NextWake time.Time
+}
+
+// Empty reports whether the plan writes nothing (NextWake aside).
+func (p Plan) Empty() bool {
+	return len(p.Create) == 0 && len(p.Update) == 0 && len(p.Delete) == 0 && len(p.ServiceUpdates) == 0
+}
+
+// Planner computes plans. It holds only its config and is safe for
+// concurrent use.
+type Planner struct {
+	cfg Config
+}
+
+// NewPlanner returns a planner. Zero fields of cfg take their defaults.
+func NewPlanner(cfg Config) *Planner {
+	d := DefaultConfig()
+	if cfg.NewID == nil {
+		cfg.NewID = d.NewID
+	}
+	if cfg.KeepTerminal < 1 {
+		cfg.KeepTerminal = d.KeepTerminal
+	}
+	if cfg.Pipeline == nil {
+		cfg.Pipeline = d.Pipeline
+	}
+	return &Planner{cfg: cfg}
+}
+
+// Plan computes what must change for the tasks to match the services on the
+// nodes of st at time now. It is pure: same inputs (and ID sequence), same
+// plan. st is only read.
+func (p *Planner) Plan(st State, now time.Time) Plan {
+	r := newRun(p.cfg, st, now)
+	r.reconcileAll(st)
+	r.placeAll()
+	return r.result()
+}
+
+// taskRef is one task in the working set of a Plan call. It points at the
+// caller's task until the plan changes it, then at a private copy.
+type taskRef struct {
+	t       *api.Task
+	owned   bool // t is our copy
+	created bool // the plan creates this task
+	touched bool // already listed in run.touched
+	deleted bool
+}
+
+// run is the state of one Plan call.
+type run struct {
+	cfg      Config
+	now      time.Time
+	nodes    map[string]*NodeInfo
+	nodeList []*NodeInfo // sorted by ID
+	refs     []taskRef
+	bySvc    map[string][]*taskRef
+	created  []*taskRef
+	touched  []*taskRef
+	deleted  []string
+	svcOut   []api.Service
+	wake     time.Time
+	cons     map[string][]Constraint
+	places   []*placement
+}
+
+func newRun(cfg Config, st State, now time.Time) *run {
+	r := &run{
+		cfg:   cfg,
+		now:   now,
+		nodes: make(map[string]*NodeInfo, len(st.Nodes)),
+		refs:  make([]taskRef, len(st.Tasks)),
+		bySvc: make(map[string][]*taskRef, len(st.Services)),
+		cons:  map[string][]Constraint{},
+	}
+	infos := make([]NodeInfo, len(st.Nodes))
+	for i := range st.Nodes {
+		infos[i].Node = st.Nodes[i]
+		r.nodes[st.Nodes[i].ID] = &infos[i]
+		r.nodeList = append(r.nodeList, &infos[i])
+	}
+	sort.Slice(r.nodeList, func(i, j int) bool { return r.nodeList[i].Node.ID < r.nodeList[j].Node.ID })
+	for i := range st.Tasks {
+		r.refs[i].t = &st.Tasks[i]
+		r.bySvc[st.Tasks[i].ServiceID] = append(r.bySvc[st.Tasks[i].ServiceID], &r.refs[i])
+	}
+	return r
+}
+
+// edit returns a task the plan may change and records that it changed.
+func (r *run) edit(ref *taskRef) *api.Task {
+	if !ref.owned {
+		c := *ref.t
+		ref.t = &c
+		ref.owned = true
+	}
+	if !ref.created && !ref.touched {
+		ref.touched = true
+		r.touched = append(r.touched, ref)
+	}
+	return ref.t
+}
+
+// wakeAt asks for another Plan call at t (if t is in the future).
+func (r *run) wakeAt(t time.Time) {
+	if t.After(r.now) && (r.wake.IsZero() || t.Before(r.wake)) {
+		r.wake = t
+	}
+}
+
+// constraints parses a spec's constraints once per distinct list. Specs are
+// validated before they are stored; an invalid list is ignored here.
+func (r *run) constraints(exprs []string) []Constraint {
+	if len(exprs) == 0 {
+		return nil
+	}
+	key := strings.Join(exprs, "\x00")
+	cs, ok := r.cons[key]
+	if !ok {
+		cs, _ = ParseConstraints(exprs)
+		r.cons[key] = cs
+	}
+	return cs
+}
+
+func (r *run) reconcileAll(st State) {
+	svcs := make([]*api.Service, len(st.Services))
+	known := make(map[string]bool, len(st.Services))
+	for i := range st.Services {
+		svcs[i] = &st.Services[i]
+		known[st.Services[i].ID] = true
+	}
+	sort.Slice(svcs, func(i, j int) bool { return svcs[i].ID < svcs[j].ID })
+	for _, svc := range svcs {
+		newSvcRun(r, *svc, r.bySvc[svc.ID]).reconcile()
+	}
+	var gone []string
+	for id := range r.bySvc {
+		if !known[id] {
+			gone = append(gone, id)
+		}
+	}
+	sort.Strings(gone)
+	for _, id := range gone {
+		r.reconcileDeleted(r.bySvc[id])
+	}
+}
+
+// reconcileDeleted shuts down the tasks of a deleted service and deletes
+// them once terminal (the FSM's DeleteService already set desired shutdown;
+// doing it again is harmless).
+func (r *run) reconcileDeleted(tasks []*taskRef) {
+	sortTasks(tasks)
+	for _, ref := range tasks {
+		r.vacate(ref, nil)
+		r.shutdown(ref, "service removed")
+		if api.TaskTerminal(ref.t.State) {
+			ref.deleted = true
+			r.deleted = append(r.deleted, ref.t.ID)
+		}
+	}
+}
+
+// vacate handles a task whose node is gone, down, drained or no longer
+// satisfies the task's constraints: it is marked orphaned (down or removed
+// node) or gets desired state shutdown, and its slot then looks empty to the
+// orchestrator, which replaces it. cs are the task's constraints (nil for
+// deleted services).
+func (r *run) vacate(ref *taskRef, cs []Constraint) {
+	t := ref.t
+	if api.TaskTerminal(t.State) {
+		return
+	}
+	if t.State == api.TaskNew {
+		// Never handed to a node: nobody will report on it.
+		if t.DesiredState != api.TaskRunning {
+			r.shutdown(ref, "")
+			return
+		}
+		if t.NodeID == "" {
+			return
+		}
+		// A global task waiting for room on its node.
+		n := r.nodes[t.NodeID]
+		if n == nil || n.Node.Status == api.NodeDown || n.Node.Availability == api.AvailabilityDrain {
+			r.shutdown(ref, "node unavailable")
+		}
+		return
+	}
+	n := r.nodes[t.NodeID]
+	if n == nil || n.Node.Status == api.NodeDown {
+		msg := "node down"
+		if n == nil {
+			msg = "node removed"
+		}
+		e := r.edit(ref)
+		e.State = api.TaskOrphaned
+		e.DesiredState = api.TaskShutdown
+		e.Message = msg
+		e.UpdatedAt = r.now
+		return
+	}
+	if t.DesiredState != api.TaskRunning {
+		return
+	}
+	if n.Node.Availability == api.AvailabilityDrain {
+		r.shutdown(ref, "node drained")
+		return
+	}
+	if ok, c := MatchAll(cs, n.Node); !ok {
+		r.shutdown(ref, "node no longer satisfies constraint "+c.String())
+	}
+}
+
+// shutdown sets a task's desired state to shutdown. A task no node ever got
+// (state new) goes straight to state shutdown, since nobody will report it.
+// UpdatedAt is left alone: it records the last observed-state change, which
+// restart delays and update monitoring read.
+func (r *run) shutdown(ref *taskRef, msg string) {
+	t := ref.t
+	unassigned := t.State == api.TaskNew
+	if t.DesiredState == api.TaskShutdown && !unassigned {
+		return
+	}
+	e := r.edit(ref)
+	e.DesiredState = api.TaskShutdown
+	if unassigned {
+		e.State = api.TaskShutdown
+		e.UpdatedAt = r.now
+	}
+	if msg != "" {
+		e.Message = msg
+	}
+}
+
+func (r *run) result() Plan {
+	var p Plan
+	if len(r.created) > 0 {
+		p.Create = make([]api.Task, 0, len(r.created))
+		for _, ref := range r.created {
+			p.Create = append(p.Create, *ref.t)
+		}
+	}
+	for _, ref := range r.touched {
+		if !ref.deleted {
+			p.Update = append(p.Update, *ref.t)
+		}
+	}
+	p.Delete = r.deleted
+	p.ServiceUpdates = r.svcOut
+	p.NextWake = r.wake
+	return p
+}
+
+// sortTasks orders tasks oldest first (CreatedAt, then ID).
+func sortTasks(ts []*taskRef) {
+	sort.Slice(ts, func(i, j int) bool { return olderTask(ts[i].t, ts[j].t) })
+}
+
+func olderTask(a, b *api.Task) bool {
+	if !a.CreatedAt.Equal(b.CreatedAt) {
+		return a.CreatedAt.Before(b.CreatedAt)
+	}
+	return a.ID < b.ID
+}
+
+// materialEqual reports whether two specs run the same containers in the
+// same places, so that a task of one need not be replaced for the other.
+// Replicas, ports (served by the routing mesh), restart, update and rollback
+// policies are not material.
+func materialEqual(a, b *api.ServiceSpec) bool {
+	return a.Image == b.Image &&
+		slices.Equal(a.Command, b.Command) &&
+		slices.Equal(a.Entrypoint, b.Entrypoint) &&
+		slices.Equal(a.Env, b.Env) &&
+		a.Workdir == b.Workdir &&
+		a.User == b.User &&
+		maps.Equal(a.Labels, b.Labels) &&
+		a.Resources == b.Resources &&
+		slices.Equal(a.Constraints, b.Constraints) &&
+		healthEqual(a.Healthcheck, b.Healthcheck) &&
+		a.StopGracePeriod == b.StopGracePeriod
+}
+
+func healthEqual(a, b *api.HealthConfig) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return slices.Equal(a.Test, b.Test) && a.Interval == b.Interval && a.Timeout == b.Timeout &&
+		a.StartPeriod == b.StartPeriod && a.Retries == b.Retries
+}
+
+// ---- placement ----
+
+// placement is the new or pending tasks of one service waiting for nodes.
+type placement struct {
+	global bool
+	req    Request
+	tasks  []*taskRef // to place, in slot order
+	all    []*taskRef // every task of the service, for spreading
+}
+
+// placeAll counts what every node already runs, then places each service's
+// waiting tasks, services in ID order.
+func (r *run) placeAll() {
+	if len(r.places) == 0 {
+		return
+	}
+	count := func(t *api.Task) {
+		if t.NodeID == "" || t.State == api.TaskNew || api.TaskTerminal(t.State) {
+			return
+		}
+		n := r.nodes[t.NodeID]
+		if n == nil {
+			return
+		}
+		addRes(&n.Reserved, t.Spec.Resources.Reservations)
+		if t.DesiredState == api.TaskRunning {
+			n.Tasks++
+		}
+	}
+	for i := range r.refs {
+		if !r.refs[i].deleted {
+			count(r.refs[i].t)
+		}
+	}
+	for _, ref := range r.created {
+		count(ref.t)
+	}
+	for _, pl := range r.places {
+		if pl.global {
+			r.placeGlobal(pl)
+		} else {
+			r.placeSpread(pl)
+		}
+	}
+}
+
+func addRes(dst *api.Resources, r api.Resources) {
+	dst.NanoCPUs += r.NanoCPUs
+	dst.MemoryBytes += r.MemoryBytes
+	dst.Pids += r.Pids
+}
+
+func (r *run) assign(ref *taskRef, n *NodeInfo) {
+	e := r.edit(ref)
+	e.NodeID = n.Node.ID
+	e.State = api.TaskAssigned
+	e.Message = ""
+	e.UpdatedAt = r.now
+	addRes(&n.Reserved, e.Spec.Resources.Reservations)
+	n.Tasks++
+}
+
+func (r *run) unplaced(ref *taskRef, msg string) {
+	if ref.t.Message != msg {
+		r.edit(ref).Message = msg
+	}
+}
+
+// placeGlobal places global tasks on the node they were made for, if the
+// node still has room.
+func (r *run) placeGlobal(pl *placement) {
+	for _, ref := range pl.tasks {
+		n := r.nodes[ref.t.NodeID]
+		if n == nil {
+			continue
+		}
+		if ok, _ := r.cfg.Pipeline.Check(n, &pl.req); ok {
+			r.assign(ref, n)
+			continue
+		}
+		r.unplaced(ref, r.cfg.Pipeline.Explain([]*NodeInfo{n}, &pl.req))
+	}
+}
+
+// candidate is a node that may take tasks of the service being placed.
+type candidate struct {
+	n   *NodeInfo
+	svc int // the service's non-terminal tasks on the node
+}
+
+// candHeap orders candidates by fewest tasks of the service, then fewest
+// tasks overall, then node ID, so placement spreads deterministically.
+type candHeap []*candidate
+
+func (h candHeap) Len() int { return len(h) }
+func (h candHeap) Less(i, j int) bool {
+	a, b := h[i], h[j]
+	if a.svc != b.svc {
+		return a.svc < b.svc
+	}
+	if a.n.Tasks != b.n.Tasks {
+		return a.n.Tasks < b.n.Tasks
+	}
+	return a.n.Node.ID < b.n.Node.ID
+}
+func (h candHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *candHeap) Push(x any)   { *h = append(*h, x.(*candidate)) }
+func (h *candHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// placeSpread places a replicated service's tasks, each on the best node of
+// the heap; the chosen node's counts grow and it sinks. A node that runs out
+// of room leaves the heap for good (reservations only grow in a plan).
+func (r *run) placeSpread(pl *placement) {
+	perNode := map[string]int{}
+	for _, ref := range pl.all {
+		t := ref.t
+		if ref.deleted || t.NodeID == "" || t.State == api.TaskNew || api.TaskTerminal(t.State) || t.DesiredState != api.TaskRunning {
+			continue
+		}
+		perNode[t.NodeID]++
+	}
+	h := make(candHeap, 0, len(r.nodeList))
+	for _, n := range r.nodeList {
+		if ok, _ := r.cfg.Pipeline.Check(n, &pl.req); ok {
+			h = append(h, &candidate{n: n, svc: perNode[n.Node.ID]})
+		}
+	}
+	heap.Init(&h)
+	msg := ""
+	for _, ref := range pl.tasks {
+		placed := false
+		for h.Len() > 0 {
+			c := h[0]
+			if resourceShortfall(c.n, pl.req.Reservations) != "" {
+				heap.Pop(&h)
+				continue
+			}
+			r.assign(ref, c.n)
+			c.svc++
+			heap.Fix(&h, 0)
+			placed = true
+			break
+		}
+		if !placed {
+			if msg == "" {
+				msg = r.cfg.Pipeline.Explain(r.nodeList, &pl.req)
+			}
+			r.unplaced(ref, msg)
+		}
+	}
+}

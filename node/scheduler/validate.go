@@ -1,0 +1,281 @@
+package scheduler
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// Docker's defaults, applied by Defaults.
+const (
+	DefaultReplicas        = 1
+	DefaultRestartDelay    = 5 * time.Second
+	DefaultUpdateMonitor   = 5 * time.Second
+	DefaultStopGracePeriod = 10 * time.Second
+	DefaultProtocol        = "tcp"
+	maxNameLen             = 63
+	// MaxReplicas bounds Replicas so that a typo cannot make the leader
+	// allocate billions of slots.
+	MaxReplicas = 1 << 20
+)
+
+// Defaults returns spec with Docker's defaults filled into zero fields: mode
+// replicated, 1 replica, restart condition any with a 5s delay, update and
+// rollback parallelism 1, order stop-first, failure action pause, monitor
+// 5s, stop grace period 10s, port protocol tcp.
+//
+// A uint64 cannot tell "unset" from 0, so Replicas 0 becomes 1: a caller that
+// means 0 (`service create --replicas 0`, `service scale web=0`) sets Replicas
+// after calling Defaults. Parallelism 0 ("all at once") likewise becomes 1;
+// callers that mean 0 set it afterwards. The input is not modified (slices
+// that change are copied).
+func Defaults(spec api.ServiceSpec) api.ServiceSpec {
+	if spec.Mode == "" {
+		spec.Mode = api.ModeReplicated
+	}
+	if spec.Mode == api.ModeReplicated && spec.Replicas == 0 {
+		spec.Replicas = DefaultReplicas
+	}
+	if spec.RestartPolicy.Condition == "" {
+		spec.RestartPolicy.Condition = api.RestartAny
+	}
+	if spec.RestartPolicy.Delay == 0 {
+		spec.RestartPolicy.Delay = DefaultRestartDelay
+	}
+	spec.UpdateConfig = defaultUpdateConfig(spec.UpdateConfig, true)
+	spec.RollbackConfig = defaultUpdateConfig(spec.RollbackConfig, true)
+	if spec.StopGracePeriod == 0 {
+		spec.StopGracePeriod = DefaultStopGracePeriod
+	}
+	if len(spec.Ports) > 0 {
+		ports := make([]api.PortConfig, len(spec.Ports))
+		copy(ports, spec.Ports)
+		for i := range ports {
+			if ports[i].Protocol == "" {
+				ports[i].Protocol = DefaultProtocol
+			}
+		}
+		spec.Ports = ports
+	}
+	return spec
+}
+
+// defaultUpdateConfig fills an update or rollback config; parallelism is only
+// defaulted when asked (the planner treats a stored 0 as "all at once").
+func defaultUpdateConfig(u api.UpdateConfig, parallelism bool) api.UpdateConfig {
+	if parallelism && u.Parallelism == 0 {
+		u.Parallelism = 1
+	}
+	if u.Order == "" {
+		u.Order = api.OrderStopFirst
+	}
+	if u.FailureAction == "" {
+		u.FailureAction = api.FailurePause
+	}
+	if u.Monitor == 0 {
+		u.Monitor = DefaultUpdateMonitor
+	}
+	return u
+}
+
+// ValidateSpec checks a service spec before it is written to Raft and says
+// exactly what is wrong: the returned error wraps ErrInvalidSpec and lists
+// every problem, each naming its field. Fields Defaults fills (mode, restart
+// condition, update order and failure action, port protocol) may be empty.
+func ValidateSpec(spec api.ServiceSpec) error {
+	var p []string
+	bad := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+
+	if err := validateName(spec.Name); err != "" {
+		bad("name %q: %s", spec.Name, err)
+	}
+	switch spec.Mode {
+	case "", api.ModeReplicated, api.ModeGlobal:
+	default:
+		bad("mode %q: want %s or %s", spec.Mode, api.ModeReplicated, api.ModeGlobal)
+	}
+	if spec.Replicas > MaxReplicas {
+		bad("replicas %d: more than %d", spec.Replicas, MaxReplicas)
+	}
+	if strings.TrimSpace(spec.Image) == "" {
+		bad("image: must not be empty")
+	}
+	for i, e := range spec.Env {
+		if e == "" || strings.HasPrefix(e, "=") {
+			bad("env[%d] %q: want KEY=VALUE", i, e)
+		}
+	}
+	for k := range spec.Labels {
+		if k == "" {
+			bad("labels: empty key")
+		}
+	}
+	seen := map[string]bool{}
+	for i, port := range spec.Ports {
+		proto := port.Protocol
+		if proto == "" {
+			proto = DefaultProtocol
+		}
+		if port.Published < 1 || port.Published > 65535 {
+			bad("ports[%d]: published port %d out of range 1-65535", i, port.Published)
+		}
+		if port.Target < 1 || port.Target > 65535 {
+			bad("ports[%d]: target port %d out of range 1-65535", i, port.Target)
+		}
+		if proto != "tcp" && proto != "udp" {
+			bad("ports[%d]: protocol %q: want tcp or udp", i, port.Protocol)
+		}
+		key := fmt.Sprintf("%d/%s", port.Published, proto)
+		if seen[key] {
+			bad("ports[%d]: published port %s listed twice", i, key)
+		}
+		seen[key] = true
+	}
+	if _, err := ParseConstraints(spec.Constraints); err != nil {
+		bad("constraints: %v", err)
+	}
+	checkResources := func(field string, r api.Resources) {
+		if r.NanoCPUs < 0 {
+			bad("%s.nano_cpus %d: must not be negative", field, r.NanoCPUs)
+		}
+		if r.MemoryBytes < 0 {
+			bad("%s.memory_bytes %d: must not be negative", field, r.MemoryBytes)
+		}
+		if r.Pids < 0 {
+			bad("%s.pids %d: must not be negative", field, r.Pids)
+		}
+	}
+	checkResources("resources.limits", spec.Resources.Limits)
+	checkResources("resources.reservations", spec.Resources.Reservations)
+
+	rp := spec.RestartPolicy
+	switch rp.Condition {
+	case "", api.RestartAny, api.RestartOnFailure, api.RestartNone:
+	default:
+		bad("restart_policy.condition %q: want any, on-failure or none", rp.Condition)
+	}
+	if rp.Delay < 0 {
+		bad("restart_policy.delay %s: must not be negative", rp.Delay)
+	}
+	if rp.MaxAttempts < 0 {
+		bad("restart_policy.max_attempts %d: must not be negative", rp.MaxAttempts)
+	}
+	if rp.Window < 0 {
+		bad("restart_policy.window %s: must not be negative", rp.Window)
+	}
+	checkUpdate := func(field string, u api.UpdateConfig, rollback bool) {
+		if u.Parallelism < 0 {
+			bad("%s.parallelism %d: must not be negative", field, u.Parallelism)
+		}
+		if u.Delay < 0 {
+			bad("%s.delay %s: must not be negative", field, u.Delay)
+		}
+		if u.Monitor < 0 {
+			bad("%s.monitor %s: must not be negative", field, u.Monitor)
+		}
+		switch u.Order {
+		case "", api.OrderStopFirst, api.OrderStartFirst:
+		default:
+			bad("%s.order %q: want stop-first or start-first", field, u.Order)
+		}
+		switch u.FailureAction {
+		case "", api.FailurePause, api.FailureContinue:
+		case api.FailureRollback:
+			if rollback {
+				bad("%s.failure_action %q: want pause or continue", field, u.FailureAction)
+			}
+		default:
+			bad("%s.failure_action %q: want pause, rollback or continue", field, u.FailureAction)
+		}
+		if u.MaxFailureRatio < 0 || u.MaxFailureRatio > 1 {
+			bad("%s.max_failure_ratio %g: must be between 0 and 1", field, u.MaxFailureRatio)
+		}
+	}
+	checkUpdate("update_config", spec.UpdateConfig, false)
+	checkUpdate("rollback_config", spec.RollbackConfig, true)
+	if h := spec.Healthcheck; h != nil {
+		if len(h.Test) > 0 {
+			switch h.Test[0] {
+			case "NONE":
+			case "CMD", "CMD-SHELL":
+				if len(h.Test) < 2 {
+					bad("healthcheck.test: %s needs a command", h.Test[0])
+				}
+			default:
+				bad("healthcheck.test[0] %q: want CMD, CMD-SHELL or NONE", h.Test[0])
+			}
+		}
+		if h.Interval < 0 {
+			bad("healthcheck.interval %s: must not be negative", h.Interval)
+		}
+		if h.Timeout < 0 {
+			bad("healthcheck.timeout %s: must not be negative", h.Timeout)
+		}
+		if h.StartPeriod < 0 {
+			bad("healthcheck.start_period %s: must not be negative", h.StartPeriod)
+		}
+		if h.Retries < 0 {
+			bad("healthcheck.retries %d: must not be negative", h.Retries)
+		}
+	}
+	if spec.StopGracePeriod < 0 {
+		bad("stop_grace_period %s: must not be negative", spec.StopGracePeriod)
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrInvalidSpec, strings.Join(p, "; "))
+}
+
+// validateName returns why name is not a valid service name, or "".
+func validateName(name string) string {
+	if name == "" {
+		return "must not be empty"
+	}
+	if len(name) > maxNameLen {
+		return fmt.Sprintf("longer than %d characters", maxNameLen)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if i == 0 && !alnum {
+			return "must start with a letter or digit"
+		}
+		if !alnum && c != '_' && c != '.' && c != '-' {
+			return fmt.Sprintf("character %q not allowed (want [a-zA-Z0-9][a-zA-Z0-9_.-]*)", c)
+		}
+	}
+	return ""
+}
+
+// CheckPortClash reports whether spec publishes a port+protocol that another
+// service in existing already publishes. The service named spec.Name is
+// skipped, so an update may keep its own ports. The error wraps ErrPortInUse
+// and names the other service.
+func CheckPortClash(spec api.ServiceSpec, existing []api.Service) error {
+	used := map[string]string{}
+	for _, s := range existing {
+		if s.Spec.Name == spec.Name || s.Name == spec.Name {
+			continue
+		}
+		for _, p := range s.Spec.Ports {
+			used[portKey(p)] = s.Spec.Name
+		}
+	}
+	for _, p := range spec.Ports {
+		if other, ok := used[portKey(p)]; ok {
+			return fmt.Errorf("%w: %s is published by service %s", ErrPortInUse, portKey(p), other)
+		}
+	}
+	return nil
+}
+
+func portKey(p api.PortConfig) string {
+	proto := p.Protocol
+	if proto == "" {
+		proto = DefaultProtocol
+	}
+	return fmt.Sprintf("%d/%s", p.Published, proto)
+}
