@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+// errAgentNotWired is returned until runAgent calls node.Run.
+var errAgentNotWired = errors.New("agent not wired yet")
+
+// agentFlags are the values of `shoal agent`'s flags, to be copied into a
+// node.Config (starting from node.DefaultConfig()).
+type agentFlags struct {
+	DataDir         string
+	AdvertiseAddr   string
+	ListenAddr      string
+	Socket          string
+	GossipPort      int
+	ClusterPort     int
+	ForceNewCluster bool
+	LogLevel        slog.Level
+	Hostname        string
+}
+
+// agentCommand defines `shoal agent`.
+func agentCommand(_ *shell) *cli.Command {
+	hostname, _ := os.Hostname()
+	return &cli.Command{
+		Name:  "agent",
+		Usage: "run the shoal agent on this node",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "data-dir", Value: "/var/lib/shoal", Usage: "state directory (raft log, images, containers)"},
+			&cli.StringFlag{Name: "advertise-addr", Usage: "IP other nodes reach this node at"},
+			&cli.StringFlag{Name: "listen-addr", Usage: "IP to listen on for gossip and cluster traffic (default: advertise address)"},
+			&cli.StringFlag{Name: "socket", Value: "/run/shoal/shoal.sock", Usage: "path of the API unix socket"},
+			&cli.IntFlag{Name: "gossip-port", Value: 7946, Usage: "memberlist port (tcp+udp)"},
+			&cli.IntFlag{Name: "cluster-port", Value: 2377, Usage: "mutual-TLS raft and RPC port"},
+			&cli.BoolFlag{Name: "force-new-cluster", Usage: "restart as a single-voter cluster from the local state"},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+			&cli.StringFlag{Name: "hostname", Value: hostname, Usage: "node name shown in the cluster"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 0, 0); err != nil {
+				return err
+			}
+			f, err := agentFlagsOf(c)
+			if err != nil {
+				return err
+			}
+			return runAgent(c.Context, f)
+		},
+	}
+}
+
+// agentFlagsOf reads and checks the agent's flags.
+func agentFlagsOf(c *cli.Context) (agentFlags, error) {
+	f := agentFlags{
+		DataDir:         c.String("data-dir"),
+		AdvertiseAddr:   c.String("advertise-addr"),
+		ListenAddr:      c.String("listen-addr"),
+		Socket:          strings.TrimPrefix(c.String("socket"), "unix://"),
+		GossipPort:      c.Int("gossip-port"),
+		ClusterPort:     c.Int("cluster-port"),
+		ForceNewCluster: c.Bool("force-new-cluster"),
+		Hostname:        c.String("hostname"),
+	}
+	if err := f.LogLevel.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return f, usageErrorf("invalid --log-level %q: want debug, info, warn or error", c.String("log-level"))
+	}
+	for _, p := range []struct {
+		name string
+		v    int
+	}{{"gossip-port", f.GossipPort}, {"cluster-port", f.ClusterPort}} {
+		if p.v < 0 || p.v > 65535 {
+			return f, usageErrorf("invalid --%s %d", p.name, p.v)
+		}
+	}
+	if f.DataDir == "" || f.Socket == "" {
+		return f, usageErrorf("--data-dir and --socket must not be empty")
+	}
+	return f, nil
+}
+
+// runAgent starts the agent and blocks until ctx ends.
+func runAgent(ctx context.Context, f agentFlags) error {
+	// TODO(lead): wire to the node package:
+	//	cfg := node.DefaultConfig()
+	//	cfg.DataDir, cfg.AdvertiseAddr, ... = f.DataDir, f.AdvertiseAddr, ...
+	//	return node.Run(ctx, cfg)
+	_ = ctx
+	return fmt.Errorf("%w (flags: %+v)", errAgentNotWired, f)
+}

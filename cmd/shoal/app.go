@@ -1,0 +1,357 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// Exit codes of the CLI.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+// usageError is a mistake in the command line: bad flag, wrong argument
+// count, unparsable value. It exits with code 2.
+type usageError struct {
+	err error
+	// cmd is the full command name for the "See 'shoal CMD --help'" hint.
+	cmd string
+}
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// usageErrorf makes a usageError.
+func usageErrorf(format string, args ...any) error {
+	return &usageError{err: fmt.Errorf(format, args...)}
+}
+
+// exitCodeError ends the CLI with a given code and no message: `shoal run`
+// exits with the container's code.
+type exitCodeError struct{ code int }
+
+func (e *exitCodeError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// shell holds what commands need from the outside world, so tests can run
+// the whole CLI in-process against a fake agent.
+type shell struct {
+	stdout io.Writer
+	stderr io.Writer
+	stdin  io.Reader
+	// poll is the interval of progress polling (200ms; tests shorten it).
+	poll time.Duration
+	now  func() time.Time
+}
+
+// newShell returns a shell on the process's standard streams.
+func newShell() *shell {
+	return &shell{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin, poll: 200 * time.Millisecond, now: time.Now}
+}
+
+// client builds an API client for the --host of this invocation.
+func (s *shell) client(c *cli.Context) (*api.Client, error) {
+	cl, err := api.NewClient(c.String("host"))
+	if err != nil {
+		return nil, &usageError{err: err}
+	}
+	return cl, nil
+}
+
+// run executes the CLI with args (args[0] is the program name) and returns
+// the process exit code. Errors are printed on stderr as "Error: ...".
+func (s *shell) run(ctx context.Context, args []string) int {
+	app := s.app()
+	err := app.RunContext(ctx, reorderArgs(app, args))
+	return s.exitCode(err)
+}
+
+// exitCode prints err (if any) and maps it to an exit code.
+func (s *shell) exitCode(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var ec *exitCodeError
+	if errors.As(err, &ec) {
+		return ec.code
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		hint := "shoal"
+		if ue.cmd != "" {
+			hint += " " + ue.cmd
+		}
+		fmt.Fprintf(s.stderr, "Error: %v\nSee '%s --help'.\n", ue.err, hint)
+		return exitUsage
+	}
+	if errors.Is(err, context.Canceled) {
+		return 130
+	}
+	fmt.Fprintf(s.stderr, "Error: %v\n", err)
+	return exitError
+}
+
+// app builds the command tree.
+func (s *shell) app() *cli.App {
+	app := &cli.App{
+		Name:                      "shoal",
+		Usage:                     "a Swarm-style container cluster in one binary",
+		UsageText:                 "shoal [--host unix:///path.sock] COMMAND [OPTIONS] [ARGS...]",
+		Writer:                    s.stdout,
+		ErrWriter:                 s.stderr,
+		Reader:                    s.stdin,
+		HideHelpCommand:           true,
+		DisableSliceFlagSeparator: true,
+		UseShortOptionHandling:    true,
+		ExitErrHandler:            func(*cli.Context, error) {},
+		Flags: []cli.Flag{
+			&cli.StringFlag{
+				Name:    "host",
+				Aliases: []string{"H"},
+				Usage:   "agent socket, unix:///path.sock",
+				EnvVars: []string{api.HostEnv},
+				Value:   api.DefaultHost,
+			},
+		},
+		Commands: []*cli.Command{
+			agentCommand(s),
+			s.initCommand(),
+			s.joinCommand(),
+			s.tokenCommand(),
+			s.leaveCommand(),
+			s.statusCommand(),
+			s.nodeCommand(),
+			s.imageCommand(),
+			s.serviceCommand(),
+			s.runCommand(),
+			s.psCommand(),
+			s.logsCommand(),
+			s.stopCommand(),
+			s.rmCommand(),
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageErrorf("unknown command %q", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
+		},
+	}
+	app.OnUsageError = onUsageError
+	for _, cmd := range app.Commands {
+		setupCommand(cmd)
+	}
+	return app
+}
+
+// onUsageError turns flag parsing errors into usageErrors (exit code 2).
+func onUsageError(c *cli.Context, err error, _ bool) error {
+	ue := &usageError{err: err}
+	if c != nil && c.Command != nil {
+		ue.cmd = c.Command.FullName()
+	}
+	return ue
+}
+
+// setupCommand gives every command in the tree the usage-error hook and
+// parent commands an action that rejects unknown subcommands.
+func setupCommand(cmd *cli.Command) {
+	cmd.OnUsageError = onUsageError
+	if len(cmd.Subcommands) > 0 {
+		cmd.HideHelpCommand = true
+		if cmd.Action == nil {
+			cmd.Action = func(c *cli.Context) error {
+				if c.NArg() > 0 {
+					return usageErrorf("unknown command %q for %q", c.Args().First(), c.Command.FullName())
+				}
+				return cli.ShowSubcommandHelp(c)
+			}
+		}
+	}
+	for _, sub := range cmd.Subcommands {
+		setupCommand(sub)
+	}
+}
+
+// tailArgCommands are the commands whose arguments after the first
+// positional one belong to a container command (IMAGE [CMD...]) and are
+// never flags of shoal's.
+var tailArgCommands = map[string]bool{"run": true, "service create": true}
+
+// reorderArgs lets flags follow positional arguments, as docker allows
+// (`shoal service ps web --format json`): urfave/cli stops parsing flags at
+// the first positional argument, so flags are moved before it. Global flags
+// (--host) found after the command are moved to the front. Commands marked
+// in tailArgCommands stop reordering at their first positional argument.
+func reorderArgs(app *cli.App, args []string) []string {
+	if len(args) < 2 {
+		return args
+	}
+	globals := []string{}
+	var path, names []string
+	var cmdFlags, positional []string
+	cmds := app.Commands
+	var cmd *cli.Command
+	i := 1
+	for ; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			break
+		}
+		if isFlagToken(a) {
+			flag, takes := lookupFlag(a, app.Flags, cmdFlagsOf(cmd))
+			if flag == "global" {
+				globals = append(globals, a)
+				if takes && !strings.Contains(a, "=") && i+1 < len(args) {
+					i++
+					globals = append(globals, args[i])
+				}
+				continue
+			}
+			cmdFlags = append(cmdFlags, a)
+			if takes && !strings.Contains(a, "=") && i+1 < len(args) {
+				i++
+				cmdFlags = append(cmdFlags, args[i])
+			}
+			continue
+		}
+		if len(positional) == 0 {
+			if sub := findCommand(cmds, a); sub != nil {
+				// Flags seen so far belong to the parent command (only
+				// --help is plausible there): keep them in place.
+				path = append(path, cmdFlags...)
+				cmdFlags = nil
+				path = append(path, a)
+				names = append(names, sub.Name)
+				cmd, cmds = sub, sub.Subcommands
+				continue
+			}
+		}
+		positional = append(positional, a)
+		if tailArgCommands[strings.Join(names, " ")] {
+			i++
+			break
+		}
+	}
+	out := append([]string{args[0]}, globals...)
+	out = append(out, path...)
+	out = append(out, cmdFlags...)
+	out = append(out, positional...)
+	return append(out, args[i:]...)
+}
+
+// isFlagToken reports whether a looks like a flag ("-" alone is stdin).
+func isFlagToken(a string) bool { return len(a) > 1 && a[0] == '-' }
+
+// cmdFlagsOf returns the flags of cmd (nil for the app level).
+func cmdFlagsOf(cmd *cli.Command) []cli.Flag {
+	if cmd == nil {
+		return nil
+	}
+	return cmd.Flags
+}
+
+// lookupFlag finds the flag a token names: "global" when it is an app flag
+// not shadowed by the command, and whether it takes a value.
+func lookupFlag(tok string, global, local []cli.Flag) (string, bool) {
+	name := strings.TrimLeft(tok, "-")
+	name, _, _ = strings.Cut(name, "=")
+	if f := findFlag(local, name); f != nil {
+		return "local", takesValue(f)
+	}
+	if f := findFlag(global, name); f != nil {
+		return "global", takesValue(f)
+	}
+	return "unknown", false
+}
+
+func findFlag(flags []cli.Flag, name string) cli.Flag {
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				return f
+			}
+		}
+	}
+	return nil
+}
+
+// takesValue reports whether a flag consumes the next argument.
+func takesValue(f cli.Flag) bool {
+	if _, ok := f.(*cli.BoolFlag); ok {
+		return false
+	}
+	if df, ok := f.(cli.DocGenerationFlag); ok {
+		return df.TakesValue()
+	}
+	return true
+}
+
+func findCommand(cmds []*cli.Command, name string) *cli.Command {
+	for _, c := range cmds {
+		if c.HasName(name) {
+			return c
+		}
+	}
+	return nil
+}
+
+// needArgs checks the number of positional arguments.
+func needArgs(c *cli.Context, min, max int) error {
+	n := c.NArg()
+	if n < min || (max >= 0 && n > max) {
+		usage := c.Command.ArgsUsage
+		var want string
+		switch {
+		case max < 0:
+			want = fmt.Sprintf("at least %d", min)
+		case min == max:
+			want = fmt.Sprintf("exactly %d", min)
+		default:
+			want = fmt.Sprintf("%d to %d", min, max)
+		}
+		return &usageError{
+			err: fmt.Errorf("%q requires %s argument(s), got %d\nUsage: shoal %s [OPTIONS] %s", c.Command.FullName(), want, n, c.Command.FullName(), usage),
+			cmd: c.Command.FullName(),
+		}
+	}
+	return nil
+}
+
+// outputFlags are --format and -q for list and inspect commands.
+func outputFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "format", Usage: "json, table or a Go template"},
+		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "only print IDs"},
+	}
+}
+
+// noTruncFlag keeps IDs and texts whole.
+var noTruncFlag = &cli.BoolFlag{Name: "no-trunc", Usage: "do not truncate output"}
+
+// outputOf reads the output flags of a command.
+func outputOf(c *cli.Context) (outputOpts, error) {
+	o := outputOpts{format: c.String("format"), quiet: c.Bool("quiet"), noTrunc: c.Bool("no-trunc")}
+	if strings.TrimSpace(o.format) == "" && o.format != "" {
+		return o, usageErrorf("empty --format")
+	}
+	return o, nil
+}
+
+// quietFailure turns an error already printed (by a command acting on
+// several arguments) into exit code 1 without printing it again.
+func quietFailure(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &exitCodeError{code: exitError}
+}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// initCommand defines `shoal init`.
+func (s *shell) initCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "init",
+		Usage: "bootstrap a new cluster on this node and print the join command",
+		Flags: []cli.Flag{&cli.StringFlag{Name: "format", Usage: "json"}},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 0, 0); err != nil {
+				return err
+			}
+			cl, err := s.client(c)
+			if err != nil {
+				return err
+			}
+			r, err := cl.Init(c.Context)
+			if err != nil {
+				return fmt.Errorf("init: %w", err)
+			}
+			if c.String("format") == "json" {
+				return writeJSON(s.stdout, r)
+			}
+			fmt.Fprintf(s.stdout, "Cluster %s initialized: current node (%s) is now a voter.\n\n", r.ClusterID, r.NodeID)
+			join := r.JoinCommand
+			if join == "" {
+				join = "shoal join --token " + r.Token + " THIS-NODE-IP:2377"
+			}
+			fmt.Fprintf(s.stdout, "To add a node to this cluster, run the following command on it:\n\n    %s\n\n", join)
+			return nil
+		},
+	}
+}
+
+// joinCommand defines `shoal join --token T HOST:PORT`.
+func (s *shell) joinCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "join",
+		Usage:     "join this node to an existing cluster",
+		ArgsUsage: "HOST:PORT",
+		Flags:     []cli.Flag{&cli.StringFlag{Name: "token", Usage: "join token (see `shoal token`)", Required: true}},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, 1); err != nil {
+				return err
+			}
+			addr := c.Args().First()
+			if !strings.Contains(addr, ":") {
+				addr += ":2377"
+			}
+			cl, err := s.client(c)
+			if err != nil {
+				return err
+			}
+			st, err := cl.Join(c.Context, api.JoinRequest{Token: c.String("token"), Addr: addr})
+			if err != nil {
+				return fmt.Errorf("join %s: %w", addr, err)
+			}
+			fmt.Fprintf(s.stdout, "This node (%s) joined cluster %s.\n", st.NodeID, st.ClusterID)
+			return nil
+		},
+	}
+}
+
+// tokenCommand defines `shoal token [--rotate]`: the token alone on stdout.
+func (s *shell) tokenCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "token",
+		Usage: "print (or rotate) the join token",
+		Flags: []cli.Flag{&cli.BoolFlag{Name: "rotate", Usage: "replace the token; the old one stops working"}},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 0, 0); err != nil {
+				return err
+			}
+			cl, err := s.client(c)
+			if err != nil {
+				return err
+			}
+			get := cl.Token
+			if c.Bool("rotate") {
+				get = cl.RotateToken
+			}
+			r, err := get(c.Context)
+			if err != nil {
+				return fmt.Errorf("token: %w", err)
+			}
+			fmt.Fprintln(s.stdout, r.Token)
+			return nil
+		},
+	}
+}
+
+// leaveCommand defines `shoal leave`.
+func (s *shell) leaveCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "leave",
+		Usage: "make this node leave its cluster",
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 0, 0); err != nil {
+				return err
+			}
+			cl, err := s.client(c)
+			if err != nil {
+				return err
+			}
+			if err := cl.Leave(c.Context); err != nil {
+				return fmt.Errorf("leave: %w", err)
+			}
+			fmt.Fprintln(s.stdout, "Node left the cluster.")
+			return nil
+		},
+	}
+}
+
+// statusCommand defines `shoal status`.
+func (s *shell) statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show the cluster as this node sees it",
+		Flags: []cli.Flag{&cli.StringFlag{Name: "format", Usage: "json or a Go template"}},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 0, 0); err != nil {
+				return err
+			}
+			cl, err := s.client(c)
+			if err != nil {
+				return err
+			}
+			st, err := cl.Status(c.Context)
+			if err != nil {
+				return fmt.Errorf("status: %w", err)
+			}
+			if f := c.String("format"); f != "" {
+				return writeInspect(s.stdout, outputOpts{format: f}, []api.Status{*st}, func(x api.Status) string { return x.NodeID })
+			}
+			return renderStatus(s, st)
+		},
+	}
+}
+
+// renderStatus prints `shoal status` for humans.
+func renderStatus(s *shell, st *api.Status) error {
+	tw := newTable(s.stdout)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	if !st.Joined {
+		row("Cluster", "none (run `shoal init` or `shoal join`)")
+	} else {
+		row("Cluster", st.ClusterID)
+	}
+	row("Node", fmt.Sprintf("%s (%s, %s)", st.NodeID, st.Hostname, st.Addr))
+	if st.Joined {
+		leader := st.Leader
+		if st.LeaderAddr != "" {
+			leader += " (" + st.LeaderAddr + ")"
+		}
+		row("Leader", leader)
+		row("Voters", strings.Join(st.Voters, ", "))
+		row("Voter", fmt.Sprint(st.Voter))
+		row("Raft state", st.RaftState)
+		row("Last index", fmt.Sprint(st.LastIndex))
+		row("Members", fmt.Sprint(st.Members))
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,352 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// logDrain is how long `shoal run` waits for the rest of the output after
+// the container exited before it gives up on the log stream.
+const logDrain = 2 * time.Second
+
+// logFlags are shared by `logs` and `service logs`.
+func logFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing new output"},
+		&cli.StringFlag{Name: "tail", Aliases: []string{"n"}, Value: "all", Usage: "number of lines to show from the end"},
+		&cli.StringFlag{Name: "since", Usage: "show lines since a time (RFC 3339) or for a duration (10m)"},
+		&cli.BoolFlag{Name: "timestamps", Aliases: []string{"t"}, Usage: "prefix lines with their time"},
+	}
+}
+
+// logOpts are parsed log flags; skip means nothing can match (--tail 0
+// without --follow).
+type logOpts struct {
+	api.LogOptions
+	skip bool
+}
+
+// logOptions reads the log flags.
+func (s *shell) logOptions(c *cli.Context) (logOpts, error) {
+	var o logOpts
+	o.Follow = c.Bool("follow")
+	tail, err := parseTail(c.String("tail"))
+	if err != nil {
+		return o, &usageError{err: err}
+	}
+	if since := c.String("since"); since != "" {
+		t, err := parseSince(since, s.now())
+		if err != nil {
+			return o, specError("since", err)
+		}
+		o.Since = t
+	}
+	switch {
+	case tail > 0:
+		o.Tail = tail
+	case tail == 0 && o.Follow:
+		// Only new lines: the API has no "tail 0", so ask for lines from now.
+		o.Since = s.now()
+	case tail == 0:
+		o.skip = true
+	}
+	return o, nil
+}
+
+// writeLogLine prints a line on stdout or stderr according to its stream.
+func (s *shell) writeLogLine(l api.LogLine, prefix string, timestamps bool) error {
+	w := s.stdout
+	if l.Stream == "stderr" {
+		w = s.stderr
+	}
+	if timestamps {
+		prefix = l.Time.Format(time.RFC3339Nano) + " " + prefix
+	}
+	_, err := fmt.Fprintf(w, "%s%s\n", prefix, l.Line)
+	return err
+}
+
+// runCommand defines `shoal run`.
+func (s *shell) runCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "run",
+		Usage:     "run a one-off container on this node",
+		ArgsUsage: "IMAGE [COMMAND [ARG...]]",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "rm", Usage: "remove the container when it exits"},
+			&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "print the container ID and return"},
+			&cli.StringFlag{Name: "name", Usage: "container name"},
+			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "environment variable K=V"},
+			&cli.StringFlag{Name: "memory", Aliases: []string{"m"}, Usage: "memory limit (e.g. 64M)"},
+			&cli.StringFlag{Name: "cpus", Usage: "CPU limit (e.g. 0.5)"},
+			&cli.StringFlag{Name: "pids-limit", Usage: "maximum number of processes"},
+			&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory"},
+			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "user[:group]"},
+			&cli.StringFlag{Name: "entrypoint", Usage: "override the image's entrypoint"},
+			&cli.StringFlag{Name: "health-cmd", Usage: "health check command (run by /bin/sh -c)"},
+			&cli.DurationFlag{Name: "health-interval", Usage: "time between health checks"},
+			&cli.DurationFlag{Name: "health-timeout", Usage: "maximum time a check may run"},
+			&cli.DurationFlag{Name: "health-start-period", Usage: "grace period before failed checks count"},
+			&cli.IntFlag{Name: "health-retries", Usage: "consecutive failures before unhealthy"},
+			&cli.BoolFlag{Name: "no-healthcheck", Usage: "disable the image's health check"},
+		},
+		Action: s.runContainer,
+	}
+}
+
+// buildRunRequest turns `shoal run` flags and arguments into a request.
+func buildRunRequest(c *cli.Context) (api.RunRequest, error) {
+	if err := needArgs(c, 1, -1); err != nil {
+		return api.RunRequest{}, err
+	}
+	req := api.RunRequest{
+		Name:    c.String("name"),
+		Image:   c.Args().First(),
+		Command: c.Args().Tail(),
+		Workdir: c.String("workdir"),
+		User:    c.String("user"),
+		Remove:  c.Bool("rm"),
+	}
+	if len(req.Command) == 0 {
+		req.Command = nil
+	}
+	for _, e := range c.StringSlice("env") {
+		v, ok, err := parseEnv(e)
+		if err != nil {
+			return req, specError("env", err)
+		}
+		if ok {
+			req.Env = setEnv(req.Env, v)
+		}
+	}
+	if c.IsSet("memory") {
+		n, err := parseSize(c.String("memory"))
+		if err != nil {
+			return req, specError("memory", err)
+		}
+		req.Limits.MemoryBytes = n
+	}
+	if c.IsSet("cpus") {
+		n, err := parseCPUs(c.String("cpus"))
+		if err != nil {
+			return req, specError("cpus", err)
+		}
+		req.Limits.NanoCPUs = n
+	}
+	if c.IsSet("pids-limit") {
+		n, err := parsePids(c.String("pids-limit"))
+		if err != nil {
+			return req, specError("pids-limit", err)
+		}
+		req.Limits.Pids = n
+	}
+	if c.IsSet("entrypoint") {
+		words, err := splitWords(c.String("entrypoint"))
+		if err != nil {
+			return req, specError("entrypoint", err)
+		}
+		req.Entrypoint = words
+	}
+	if err := applyHealth(c, &req.Healthcheck); err != nil {
+		return req, err
+	}
+	return req, nil
+}
+
+// runContainer is the action of `shoal run`: without -d it streams the output and
+// exits with the container's exit code.
+func (s *shell) runContainer(c *cli.Context) error {
+	req, err := buildRunRequest(c)
+	if err != nil {
+		return err
+	}
+	cl, err := s.client(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.Context
+	ct, err := cl.RunContainer(ctx, req)
+	if err != nil {
+		return fmt.Errorf("run %s: %w", req.Image, err)
+	}
+	if c.Bool("detach") {
+		fmt.Fprintln(s.stdout, ct.ID)
+		return nil
+	}
+
+	// Stream the output while waiting; the stream normally ends when the
+	// container exits, and is cut after logDrain otherwise.
+	logCtx, cancelLogs := context.WithCancel(ctx)
+	defer cancelLogs()
+	logsDone := make(chan error, 1)
+	go func() {
+		logsDone <- cl.ContainerLogs(logCtx, ct.ID, api.LogOptions{Follow: true}, func(l api.LogLine) error {
+			return s.writeLogLine(l, "", false)
+		})
+	}()
+	done, err := cl.WaitContainer(ctx, ct.ID)
+	if err != nil {
+		cancelLogs()
+		<-logsDone
+		return fmt.Errorf("wait for %s: %w", ct.ID, err)
+	}
+	select {
+	case lerr := <-logsDone:
+		if lerr != nil && !errors.Is(lerr, context.Canceled) && !api.IsNotFound(lerr) {
+			fmt.Fprintf(s.stderr, "Warning: logs of %s: %v\n", ct.ID, lerr)
+		}
+	case <-time.After(logDrain):
+		cancelLogs()
+		<-logsDone
+	}
+	if done.Error != "" && done.ExitCode == 0 {
+		return fmt.Errorf("container %s: %s", ct.ID, done.Error)
+	}
+	if done.ExitCode != 0 {
+		return &exitCodeError{code: done.ExitCode}
+	}
+	return nil
+}
+
+// psCommand defines `shoal ps`.
+func (s *shell) psCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "ps",
+		Usage: "list containers on this node (tasks included)",
+		Flags: append(outputFlags(), noTruncFlag,
+			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "include stopped containers"}),
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 0, 0); err != nil {
+				return err
+			}
+			opts, err := outputOf(c)
+			if err != nil {
+				return err
+			}
+			cl, err := s.client(c)
+			if err != nil {
+				return err
+			}
+			all, err := cl.Containers(c.Context)
+			if err != nil {
+				return fmt.Errorf("list containers: %w", err)
+			}
+			var list []api.Container
+			for _, ct := range all {
+				if c.Bool("all") || ct.State == api.ContainerRunning {
+					list = append(list, ct)
+				}
+			}
+			return writeList(s.stdout, opts, list, func(x api.Container) string { return x.ID }, func(w io.Writer) error {
+				return renderContainers(w, list, opts.noTrunc, s.now())
+			})
+		},
+	}
+}
+
+// logsCommand defines `shoal logs`.
+func (s *shell) logsCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "logs",
+		Usage:     "print the output of a container on this node",
+		ArgsUsage: "CONTAINER",
+		Flags:     logFlags(),
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, 1); err != nil {
+				return err
+			}
+			opts, err := s.logOptions(c)
+			if err != nil {
+				return err
+			}
+			cl, err := s.client(c)
+			if err != nil {
+				return err
+			}
+			id := c.Args().First()
+			if opts.skip {
+				_, err := cl.Container(c.Context, id)
+				return err
+			}
+			ts := c.Bool("timestamps")
+			err = cl.ContainerLogs(c.Context, id, opts.LogOptions, func(l api.LogLine) error {
+				return s.writeLogLine(l, "", ts)
+			})
+			return logsErr(c.Context, "logs of "+id, err)
+		},
+	}
+}
+
+// stopCommand defines `shoal stop`.
+func (s *shell) stopCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "stop",
+		Usage:     "stop containers (SIGTERM, then SIGKILL after the timeout)",
+		ArgsUsage: "CONTAINER...",
+		Flags:     []cli.Flag{&cli.StringFlag{Name: "time", Aliases: []string{"t"}, Usage: "seconds to wait before killing (default: agent's)"}},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, -1); err != nil {
+				return err
+			}
+			timeout := time.Duration(-1)
+			if c.IsSet("time") {
+				secs, err := strconv.Atoi(c.String("time"))
+				if err != nil || secs < 0 {
+					return usageErrorf("invalid -t %q: want a number of seconds", c.String("time"))
+				}
+				timeout = time.Duration(secs) * time.Second
+			}
+			cl, err := s.client(c)
+			if err != nil {
+				return err
+			}
+			var failed error
+			for _, id := range c.Args().Slice() {
+				if _, err := cl.StopContainer(c.Context, id, timeout); err != nil {
+					failed = fmt.Errorf("stop %s: %w", id, err)
+					fmt.Fprintf(s.stderr, "Error: %v\n", failed)
+					continue
+				}
+				fmt.Fprintln(s.stdout, id)
+			}
+			return quietFailure(failed)
+		},
+	}
+}
+
+// rmCommand defines `shoal rm`.
+func (s *shell) rmCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "rm",
+		Usage:     "remove containers",
+		ArgsUsage: "CONTAINER...",
+		Flags:     []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "kill a running container first"}},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, -1); err != nil {
+				return err
+			}
+			cl, err := s.client(c)
+			if err != nil {
+				return err
+			}
+			var failed error
+			for _, id := range c.Args().Slice() {
+				if err := cl.RemoveContainer(c.Context, id, c.Bool("force")); err != nil {
+					failed = fmt.Errorf("remove %s: %w", id, err)
+					fmt.Fprintf(s.stderr, "Error: %v\n", failed)
+					continue
+				}
+				fmt.Fprintln(s.stdout, id)
+			}
+			return quietFailure(failed)
+		},
+	}
+}

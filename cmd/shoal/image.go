@@ -1,0 +1,238 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// imageCommand defines `shoal image import|load|pull|ls|rm|inspect`.
+func (s *shell) imageCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "image",
+		Usage: "manage images on this node",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "import",
+				Usage:     "make a single-layer image from a rootfs tarball (FILE may be - for stdin)",
+				ArgsUsage: "FILE NAME[:TAG]",
+				Action:    s.imageImport,
+			},
+			{
+				Name:  "load",
+				Usage: "load images from a docker-save archive or an OCI layout tar",
+				Flags: []cli.Flag{&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "archive to read (default stdin)"}},
+				Action: func(c *cli.Context) error {
+					return s.imageLoad(c)
+				},
+			},
+			{
+				Name:      "pull",
+				Usage:     "pull an image from a registry",
+				ArgsUsage: "REF",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "insecure", Usage: "allow plain HTTP and unverified TLS"},
+					&cli.StringFlag{Name: "username", Aliases: []string{"u"}, Usage: "registry user"},
+					&cli.StringFlag{Name: "password", Aliases: []string{"p"}, Usage: "registry password"},
+					&cli.BoolFlag{Name: "password-stdin", Usage: "read the password from stdin"},
+				},
+				Action: s.imagePull,
+			},
+			{
+				Name:    "ls",
+				Aliases: []string{"list"},
+				Usage:   "list images",
+				Flags:   append(outputFlags(), noTruncFlag),
+				Action:  s.imageLs,
+			},
+			{
+				Name:      "rm",
+				Aliases:   []string{"remove", "rmi"},
+				Usage:     "remove images",
+				ArgsUsage: "REF...",
+				Action:    s.imageRm,
+			},
+			{
+				Name:      "inspect",
+				Usage:     "show images as JSON",
+				ArgsUsage: "REF...",
+				Flags:     outputFlags(),
+				Action:    s.imageInspect,
+			},
+		},
+	}
+}
+
+// openInput opens a file argument; "-" is stdin. The caller closes it.
+func (s *shell) openInput(name string) (io.ReadCloser, error) {
+	if name == "-" {
+		return io.NopCloser(s.stdin), nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", name, err)
+	}
+	return f, nil
+}
+
+func (s *shell) imageImport(c *cli.Context) error {
+	if err := needArgs(c, 2, 2); err != nil {
+		return err
+	}
+	file, ref := c.Args().Get(0), c.Args().Get(1)
+	if ref == "" || strings.ContainsAny(ref, " \t") {
+		return usageErrorf("invalid image name %q", ref)
+	}
+	cl, err := s.client(c)
+	if err != nil {
+		return err
+	}
+	in, err := s.openInput(file)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	im, err := cl.ImportImage(c.Context, in, ref)
+	if err != nil {
+		return fmt.Errorf("import %s as %s: %w", file, ref, err)
+	}
+	fmt.Fprintln(s.stdout, im.ID)
+	return nil
+}
+
+func (s *shell) imageLoad(c *cli.Context) error {
+	if err := needArgs(c, 0, 0); err != nil {
+		return err
+	}
+	file := c.String("input")
+	if file == "" {
+		file = "-"
+	}
+	cl, err := s.client(c)
+	if err != nil {
+		return err
+	}
+	in, err := s.openInput(file)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	ims, err := cl.LoadImages(c.Context, in)
+	if err != nil {
+		return fmt.Errorf("load %s: %w", file, err)
+	}
+	for _, im := range ims {
+		if len(im.Tags) == 0 {
+			fmt.Fprintf(s.stdout, "Loaded image ID: %s\n", im.ID)
+		}
+		for _, t := range im.Tags {
+			fmt.Fprintf(s.stdout, "Loaded image: %s\n", t)
+		}
+	}
+	return nil
+}
+
+func (s *shell) imagePull(c *cli.Context) error {
+	if err := needArgs(c, 1, 1); err != nil {
+		return err
+	}
+	req := api.PullRequest{
+		Ref:      c.Args().First(),
+		Insecure: c.Bool("insecure"),
+		Username: c.String("username"),
+		Password: c.String("password"),
+	}
+	if c.Bool("password-stdin") {
+		if req.Password != "" {
+			return usageErrorf("--password and --password-stdin are mutually exclusive")
+		}
+		line, err := bufio.NewReader(s.stdin).ReadString('\n')
+		if err != nil && err != io.EOF {
+			return fmt.Errorf("read password from stdin: %w", err)
+		}
+		req.Password = strings.TrimRight(line, "\r\n")
+	}
+	if (req.Username == "") != (req.Password == "") {
+		return usageErrorf("--username and --password go together")
+	}
+	cl, err := s.client(c)
+	if err != nil {
+		return err
+	}
+	im, err := cl.PullImage(c.Context, req)
+	if err != nil {
+		return fmt.Errorf("pull %s: %w", req.Ref, err)
+	}
+	fmt.Fprintf(s.stdout, "%s: pulled %s\n", req.Ref, im.ID)
+	return nil
+}
+
+func (s *shell) imageLs(c *cli.Context) error {
+	if err := needArgs(c, 0, 0); err != nil {
+		return err
+	}
+	opts, err := outputOf(c)
+	if err != nil {
+		return err
+	}
+	cl, err := s.client(c)
+	if err != nil {
+		return err
+	}
+	ims, err := cl.Images(c.Context)
+	if err != nil {
+		return fmt.Errorf("list images: %w", err)
+	}
+	return writeList(s.stdout, opts, ims, func(i api.Image) string { return i.ID }, func(w io.Writer) error {
+		return renderImages(w, ims, opts.noTrunc)
+	})
+}
+
+func (s *shell) imageRm(c *cli.Context) error {
+	if err := needArgs(c, 1, -1); err != nil {
+		return err
+	}
+	cl, err := s.client(c)
+	if err != nil {
+		return err
+	}
+	var failed error
+	for _, ref := range c.Args().Slice() {
+		if err := cl.RemoveImage(c.Context, ref); err != nil {
+			failed = fmt.Errorf("remove image %s: %w", ref, err)
+			fmt.Fprintf(s.stderr, "Error: %v\n", failed)
+			continue
+		}
+		fmt.Fprintf(s.stdout, "Untagged: %s\n", ref)
+	}
+	return quietFailure(failed)
+}
+
+func (s *shell) imageInspect(c *cli.Context) error {
+	if err := needArgs(c, 1, -1); err != nil {
+		return err
+	}
+	opts, err := outputOf(c)
+	if err != nil {
+		return err
+	}
+	cl, err := s.client(c)
+	if err != nil {
+		return err
+	}
+	var out []api.Image
+	for _, ref := range c.Args().Slice() {
+		im, err := cl.Image(c.Context, ref)
+		if err != nil {
+			return fmt.Errorf("inspect image %s: %w", ref, err)
+		}
+		out = append(out, *im)
+	}
+	return writeInspect(s.stdout, opts, out, func(i api.Image) string { return i.ID })
+}

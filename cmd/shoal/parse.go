@@ -1,0 +1,314 @@
+package main
+
+// Client-side parsing of the values users type on the command line. The
+// agent validates again; parsing here gives errors before any request and
+// names the offending flag.
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// Parse errors, wrapped with the offending value.
+var (
+	errBadSize       = errors.New("invalid size")
+	errBadCPUs       = errors.New("invalid CPU count")
+	errBadPublish    = errors.New("invalid publish spec")
+	errBadConstraint = errors.New("invalid constraint")
+	errBadKeyValue   = errors.New("invalid KEY=VALUE")
+	errBadTime       = errors.New("invalid time")
+	errBadQuote      = errors.New("unterminated quote")
+)
+
+// parseSize turns "64M", "1g", "512k", "1.5GiB" or "100" (bytes) into bytes,
+// with binary multiples as Docker does for memory.
+func parseSize(s string) (int64, error) {
+	in := strings.TrimSpace(s)
+	lower := strings.ToLower(in)
+	lower = strings.TrimSuffix(lower, "ib")
+	lower = strings.TrimSuffix(lower, "b")
+	if lower == "" {
+		return 0, fmt.Errorf("%w %q", errBadSize, s)
+	}
+	mult := int64(1)
+	switch lower[len(lower)-1] {
+	case 'k':
+		mult = 1 << 10
+	case 'm':
+		mult = 1 << 20
+	case 'g':
+		mult = 1 << 30
+	case 't':
+		mult = 1 << 40
+	}
+	num := lower
+	if mult != 1 {
+		num = lower[:len(lower)-1]
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) || strings.ContainsAny(num, "eE+-x") {
+		return 0, fmt.Errorf("%w %q: want a number with an optional k, m, g or t suffix", errBadSize, s)
+	}
+	v := f * float64(mult)
+	if v >= math.MaxInt64 {
+		return 0, fmt.Errorf("%w %q: too large", errBadSize, s)
+	}
+	return int64(v), nil
+}
+
+// parseCPUs turns a CPU count like "0.5" into nano CPUs (500000000).
+func parseCPUs(s string) (int64, error) {
+	in := strings.TrimSpace(s)
+	f, err := strconv.ParseFloat(in, 64)
+	if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) || strings.ContainsAny(in, "eExX") {
+		return 0, fmt.Errorf("%w %q: want a non-negative decimal like 0.5", errBadCPUs, s)
+	}
+	if dot := strings.IndexByte(in, '.'); dot >= 0 && len(in)-dot-1 > 9 {
+		return 0, fmt.Errorf("%w %q: at most 9 decimal places", errBadCPUs, s)
+	}
+	n := math.Round(f * 1e9)
+	if n >= math.MaxInt64 {
+		return 0, fmt.Errorf("%w %q: too large", errBadCPUs, s)
+	}
+	return int64(n), nil
+}
+
+// parsePublish parses "P:T[/proto]", "T[/proto]" (published port chosen by
+// the agent) or the long form "published=P,target=T[,protocol=udp]".
+func parsePublish(s string) (api.PortConfig, error) {
+	pc := api.PortConfig{Protocol: "tcp"}
+	bad := func(why string) (api.PortConfig, error) {
+		return api.PortConfig{}, fmt.Errorf("%w %q: %s", errBadPublish, s, why)
+	}
+	port := func(v string) (int, bool) {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		return n, err == nil && n >= 1 && n <= 65535
+	}
+	if strings.Contains(s, "=") {
+		for _, part := range strings.Split(s, ",") {
+			k, v, ok := strings.Cut(part, "=")
+			if !ok {
+				return bad("want key=value fields")
+			}
+			switch strings.TrimSpace(k) {
+			case "published":
+				n, ok := port(v)
+				if !ok {
+					return bad("published port must be 1-65535")
+				}
+				pc.Published = n
+			case "target":
+				n, ok := port(v)
+				if !ok {
+					return bad("target port must be 1-65535")
+				}
+				pc.Target = n
+			case "protocol":
+				pc.Protocol = strings.ToLower(strings.TrimSpace(v))
+			case "mode":
+				if v != "ingress" {
+					return bad("only mode=ingress is supported")
+				}
+			default:
+				return bad("unknown field " + k)
+			}
+		}
+	} else {
+		ports := s
+		if p, proto, ok := strings.Cut(s, "/"); ok {
+			ports, pc.Protocol = p, strings.ToLower(proto)
+		}
+		pub, tgt, hasPub := strings.Cut(ports, ":")
+		if !hasPub {
+			tgt, pub = pub, ""
+		}
+		n, ok := port(tgt)
+		if !ok {
+			return bad("target port must be 1-65535")
+		}
+		pc.Target = n
+		if hasPub {
+			n, ok := port(pub)
+			if !ok {
+				return bad("published port must be 1-65535")
+			}
+			pc.Published = n
+		}
+	}
+	if pc.Target == 0 {
+		return bad("missing target port")
+	}
+	if pc.Protocol != "tcp" && pc.Protocol != "udp" {
+		return bad("protocol must be tcp or udp")
+	}
+	return pc, nil
+}
+
+// constraintKeys are the exact keys a constraint may test; node.labels.* and
+// engine.labels.* are accepted with any suffix.
+var constraintKeys = map[string]bool{
+	"node.id": true, "node.hostname": true, "node.role": true,
+	"node.platform.os": true, "node.platform.arch": true,
+}
+
+// parseConstraint checks "KEY==VALUE" or "KEY!=VALUE" and returns it with
+// the spaces around the operator removed.
+func parseConstraint(s string) (string, error) {
+	op := "=="
+	i := strings.Index(s, "==")
+	if j := strings.Index(s, "!="); j >= 0 && (i < 0 || j < i) {
+		op, i = "!=", j
+	}
+	if i < 0 {
+		return "", fmt.Errorf("%w %q: want KEY==VALUE or KEY!=VALUE", errBadConstraint, s)
+	}
+	key := strings.TrimSpace(s[:i])
+	val := strings.TrimSpace(s[i+2:])
+	switch {
+	case key == "" || val == "":
+		return "", fmt.Errorf("%w %q: empty key or value", errBadConstraint, s)
+	case strings.ContainsFunc(key, unicode.IsSpace):
+		return "", fmt.Errorf("%w %q: space in key", errBadConstraint, s)
+	case strings.Contains(val, "=="), strings.Contains(val, "!="):
+		return "", fmt.Errorf("%w %q: more than one operator", errBadConstraint, s)
+	case constraintKeys[key]:
+	case strings.HasPrefix(key, "node.labels.") && len(key) > len("node.labels."):
+	case strings.HasPrefix(key, "engine.labels.") && len(key) > len("engine.labels."):
+	default:
+		return "", fmt.Errorf("%w %q: unknown key %q (node.id, node.hostname, node.role, node.labels.NAME)", errBadConstraint, s, key)
+	}
+	return key + op + val, nil
+}
+
+// parseEnv checks "KEY=VALUE"; a bare "KEY" takes the value from the
+// caller's environment, as docker does, and is dropped when unset.
+func parseEnv(s string) (string, bool, error) {
+	k, _, ok := strings.Cut(s, "=")
+	if k == "" || strings.ContainsFunc(k, unicode.IsSpace) {
+		return "", false, fmt.Errorf("%w %q: bad variable name", errBadKeyValue, s)
+	}
+	if ok {
+		return s, true, nil
+	}
+	if v, set := os.LookupEnv(k); set {
+		return k + "=" + v, true, nil
+	}
+	return "", false, nil
+}
+
+// parseLabel splits "k=v" (or "k", empty value).
+func parseLabel(s string) (string, string, error) {
+	k, v, _ := strings.Cut(s, "=")
+	k = strings.TrimSpace(k)
+	if k == "" {
+		return "", "", fmt.Errorf("%w %q: empty key", errBadKeyValue, s)
+	}
+	return k, v, nil
+}
+
+// envKey returns the variable name of "K=V".
+func envKey(s string) string {
+	k, _, _ := strings.Cut(s, "=")
+	return k
+}
+
+// parseSince accepts a duration ("10m", meaning that long ago), an RFC 3339
+// time, or Unix seconds.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil {
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse("2006-01-02", s); err == nil {
+		return t, nil
+	}
+	if secs, err := strconv.ParseFloat(s, 64); err == nil && secs >= 0 {
+		return time.Unix(0, int64(secs*1e9)), nil
+	}
+	return time.Time{}, fmt.Errorf("%w %q: want a duration like 10m, an RFC 3339 time or Unix seconds", errBadTime, s)
+}
+
+// parseTail accepts "all" (returns -1) or a non-negative count.
+func parseTail(s string) (int, error) {
+	if s == "" || s == "all" {
+		return -1, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("invalid --tail %q: want all or a number", s)
+	}
+	return n, nil
+}
+
+// splitWords splits a command line the way a shell would for simple cases:
+// whitespace separates words, single and double quotes group, backslash
+// escapes outside single quotes.
+func splitWords(s string) ([]string, error) {
+	var words []string
+	var cur strings.Builder
+	inWord := false
+	var quote rune
+	escaped := false
+	for _, r := range s {
+		switch {
+		case escaped:
+			cur.WriteRune(r)
+			escaped = false
+		case quote == '\'':
+			if r == '\'' {
+				quote = 0
+			} else {
+				cur.WriteRune(r)
+			}
+		case r == '\\':
+			escaped, inWord = true, true
+		case quote == '"':
+			if r == '"' {
+				quote = 0
+			} else {
+				cur.WriteRune(r)
+			}
+		case r == '\'' || r == '"':
+			quote, inWord = r, true
+		case unicode.IsSpace(r):
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteRune(r)
+			inWord = true
+		}
+	}
+	if quote != 0 || escaped {
+		return nil, fmt.Errorf("%w in %q", errBadQuote, s)
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words, nil
+}
+
+// parseScale parses "NAME=N".
+func parseScale(s string) (string, uint64, error) {
+	name, n, ok := strings.Cut(s, "=")
+	if !ok || name == "" {
+		return "", 0, fmt.Errorf("invalid scale %q: want NAME=REPLICAS", s)
+	}
+	v, err := strconv.ParseUint(n, 10, 64)
+	if err != nil {
+		return "", 0, fmt.Errorf("invalid scale %q: replicas must be a non-negative number", s)
+	}
+	return name, v, nil
+}

@@ -1,0 +1,287 @@
+package main
+
+// Waiting for a service to converge after create/update/scale/rollback, the
+// way `docker service create` does without -d: poll the service and its tasks,
+// print one line per slot when its state changes, and stop when the running
+// tasks match the spec, when the update pauses or rolls back, or when tasks
+// keep failing.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// Operations a wait follows.
+const (
+	opCreate   = "create"
+	opUpdate   = "update"
+	opScale    = "scale"
+	opRollback = "rollback"
+)
+
+// failuresPerSlot is how many failed tasks of the current spec per desired
+// task make the wait give up ("tasks keep failing").
+const failuresPerSlot = 3
+
+// errNotConverged is returned when the wait times out.
+var errNotConverged = errors.New("service did not converge")
+
+// slotLine is one progress line: web.1: running.
+type slotLine struct {
+	Name string
+	Text string
+}
+
+// convergence is the verdict of one poll.
+type convergence struct {
+	Desired int
+	Running int
+	Slots   []slotLine
+	Done    bool
+	Err     error
+}
+
+// specKey identifies a spec regardless of its replica count, so tasks keep
+// matching after a scale.
+func specKey(s api.ServiceSpec) string {
+	s.Replicas = 0
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// currentTask reports whether t runs the service's current spec.
+func currentTask(t api.Task, svc api.Service, key string) bool {
+	if t.Spec.Image == "" && t.Spec.Name == "" {
+		// The agent did not send the task's spec: compare what it did send.
+		return t.SpecVersion == svc.Version || t.Image == svc.Spec.Image
+	}
+	return specKey(t.Spec) == key
+}
+
+// assess judges convergence from one poll. nodes is only used for a global
+// service with no task yet; ignore holds IDs of tasks that had already failed
+// when the wait began.
+func assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, ignore map[string]bool) convergence {
+	spec := svc.Spec
+	if spec.Name == "" && spec.Image == "" {
+		spec.Mode, spec.Replicas, spec.Image = svc.Mode, svc.Replicas, svc.Image
+	}
+	name := svc.Name
+	if name == "" {
+		name = spec.Name
+	}
+	key := specKey(spec)
+	global := spec.Mode == api.ModeGlobal
+
+	// Group tasks by slot (node for global) and pick the task that speaks
+	// for the group: the newest that should run, else the newest.
+	groups := map[string]api.Task{}
+	for _, t := range tasks {
+		k := strconv.Itoa(t.Slot)
+		if global || t.Slot == 0 {
+			k = t.NodeID
+		}
+		cur, ok := groups[k]
+		want, curWant := t.DesiredState == api.TaskRunning, cur.DesiredState == api.TaskRunning
+		if !ok || (want && !curWant) || (want == curWant && t.CreatedAt.After(cur.CreatedAt)) {
+			groups[k] = t
+		}
+	}
+
+	var conv convergence
+	running := map[string]bool{}
+	staleRunning := false
+	failed := 0
+	var lastFailed api.Task
+	for _, t := range tasks {
+		cur := currentTask(t, svc, key)
+		if t.DesiredState == api.TaskRunning && !cur && !api.TaskTerminal(t.State) {
+			staleRunning = true
+		}
+		if t.DesiredState == api.TaskRunning && t.State == api.TaskRunning && cur {
+			if global {
+				running[t.NodeID] = true
+			} else {
+				running[t.ID] = true
+			}
+		}
+		if cur && (t.State == api.TaskFailed || t.State == api.TaskRejected) && !ignore[t.ID] {
+			failed++
+			if t.UpdatedAt.After(lastFailed.UpdatedAt) || lastFailed.ID == "" {
+				lastFailed = t
+			}
+		}
+	}
+	conv.Running = len(running)
+
+	if global {
+		nodesWithTasks := map[string]bool{}
+		for _, t := range tasks {
+			if t.DesiredState == api.TaskRunning {
+				nodesWithTasks[t.NodeID] = true
+			}
+		}
+		conv.Desired = len(nodesWithTasks)
+		if conv.Desired == 0 {
+			for _, n := range nodes {
+				if n.Status == api.NodeReady && n.Availability == api.AvailabilityActive {
+					conv.Desired++
+				}
+			}
+		}
+	} else {
+		conv.Desired = int(spec.Replicas)
+	}
+
+	for _, t := range groups {
+		if t.DesiredState != api.TaskRunning && api.TaskTerminal(t.State) && !global && t.Slot > conv.Desired {
+			continue // scaled away
+		}
+		label := t.Name
+		if label == "" {
+			label = fmt.Sprintf("%s.%d", name, t.Slot)
+		}
+		if global && t.Node != "" {
+			label = name + "@" + t.Node
+		}
+		text := t.State
+		if t.Error != "" {
+			text += ": " + t.Error
+		}
+		if !currentTask(t, svc, key) && t.DesiredState == api.TaskRunning {
+			text += " (previous version)"
+		}
+		conv.Slots = append(conv.Slots, slotLine{Name: label, Text: text})
+	}
+	sort.Slice(conv.Slots, func(i, j int) bool { return slotLess(conv.Slots[i].Name, conv.Slots[j].Name) })
+
+	if us := svc.UpdateStatus; us != nil {
+		msg := us.Message
+		if msg == "" {
+			msg = us.State
+		}
+		switch {
+		case op == opUpdate && us.State == api.UpdatePaused:
+			conv.Err = fmt.Errorf("update of %s paused: %s", name, msg)
+		case op == opUpdate && (us.State == api.UpdateRollbackStarted || us.State == api.UpdateRollbackPaused || us.State == api.UpdateRollbackCompleted):
+			conv.Err = fmt.Errorf("update of %s failed and was rolled back: %s", name, msg)
+		case op == opRollback && (us.State == api.UpdateRollbackPaused || us.State == api.UpdatePaused):
+			conv.Err = fmt.Errorf("rollback of %s paused: %s", name, msg)
+		}
+		if conv.Err != nil {
+			return conv
+		}
+	}
+	if limit := failuresPerSlot * max(conv.Desired, 1); failed >= limit {
+		conv.Err = fmt.Errorf("tasks of %s keep failing (%d failures): %s: %s", name, failed, lastFailed.Name, firstNonEmpty(lastFailed.Error, lastFailed.Message, lastFailed.State))
+		return conv
+	}
+	conv.Done = conv.Running == conv.Desired && !staleRunning && (!global || conv.Desired > 0 || len(tasks) > 0)
+	return conv
+}
+
+// slotLess orders web.2 before web.10.
+func slotLess(a, b string) bool {
+	if len(a) != len(b) {
+		return len(a) < len(b)
+	}
+	return a < b
+}
+
+func firstNonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+// waitService polls service id until it converges, fails or timeout passes,
+// printing per-slot progress lines on stderr. Transient API errors are
+// retried until the timeout.
+func (s *shell) waitService(ctx context.Context, cl *api.Client, id, op string, timeout time.Duration, quiet bool) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ticker := time.NewTicker(s.poll)
+	defer ticker.Stop()
+	printed := map[string]string{}
+	var ignore map[string]bool
+	var lastErr error
+	var last convergence
+	name := id
+	for {
+		conv, err := s.pollService(ctx, cl, id, op, &ignore)
+		switch {
+		case api.IsNotFound(err):
+			return fmt.Errorf("service %s: %w", id, err)
+		case err != nil:
+			lastErr = err
+		default:
+			lastErr, last = nil, conv
+			if !quiet {
+				for _, sl := range conv.Slots {
+					if printed[sl.Name] != sl.Text {
+						fmt.Fprintf(s.stderr, "%s: %s\n", sl.Name, sl.Text)
+						printed[sl.Name] = sl.Text
+					}
+				}
+			}
+			if conv.Err != nil {
+				return conv.Err
+			}
+			if conv.Done {
+				if !quiet {
+					fmt.Fprintf(s.stderr, "%s: converged, %d/%d running\n", name, conv.Running, conv.Desired)
+				}
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				err := fmt.Errorf("%w: %s within %s (%d/%d running)", errNotConverged, name, timeout, last.Running, last.Desired)
+				if lastErr != nil {
+					err = fmt.Errorf("%w; last error: %v", err, lastErr)
+				}
+				return err
+			}
+			return ctx.Err()
+		case <-ticker.C:
+		}
+	}
+}
+
+// pollService fetches the service and its tasks once and assesses them.
+func (s *shell) pollService(ctx context.Context, cl *api.Client, id, op string, ignore *map[string]bool) (convergence, error) {
+	svc, err := cl.Service(ctx, id)
+	if err != nil {
+		return convergence{}, err
+	}
+	tasks, err := cl.ServiceTasks(ctx, svc.ID, api.TaskFilter{})
+	if err != nil {
+		return convergence{}, err
+	}
+	if *ignore == nil {
+		*ignore = map[string]bool{}
+		for _, t := range tasks {
+			if api.TaskTerminal(t.State) {
+				(*ignore)[t.ID] = true
+			}
+		}
+	}
+	var nodes []api.Node
+	if svc.Spec.Mode == api.ModeGlobal || svc.Mode == api.ModeGlobal {
+		if nodes, err = cl.Nodes(ctx); err != nil {
+			return convergence{}, err
+		}
+	}
+	return assess(op, *svc, tasks, nodes, *ignore), nil
+}

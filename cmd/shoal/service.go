@@ -1,0 +1,425 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// serviceCommand defines `shoal service ...`.
+func (s *shell) serviceCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "service",
+		Usage: "manage services",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "create",
+				Usage:     "create a service",
+				ArgsUsage: "IMAGE [COMMAND [ARG...]]",
+				Flags:     specFlags(false),
+				Action:    s.serviceCreate,
+			},
+			{
+				Name:    "ls",
+				Aliases: []string{"list"},
+				Usage:   "list services",
+				Flags: append(outputFlags(), noTruncFlag,
+					&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: "name=PREFIX, id=PREFIX or mode=MODE"}),
+				Action: s.serviceLs,
+			},
+			{
+				Name:      "ps",
+				Usage:     "list the tasks of services",
+				ArgsUsage: "SERVICE...",
+				Flags: append(outputFlags(), noTruncFlag,
+					&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: "desired-state=running|shutdown|accepted, node=NODE, name=TASK, id=PREFIX"}),
+				Action: s.servicePs,
+			},
+			{
+				Name:      "inspect",
+				Usage:     "show services as JSON",
+				ArgsUsage: "SERVICE...",
+				Flags:     outputFlags(),
+				Action:    s.serviceInspect,
+			},
+			{
+				Name:      "scale",
+				Usage:     "set the replica count of services",
+				ArgsUsage: "SERVICE=REPLICAS...",
+				Flags:     waitFlags(),
+				Action:    s.serviceScale,
+			},
+			{
+				Name:      "update",
+				Usage:     "change a service (rolling update)",
+				ArgsUsage: "SERVICE",
+				Flags:     specFlags(true),
+				Action:    s.serviceUpdate,
+			},
+			{
+				Name:      "rollback",
+				Usage:     "go back to the previous spec of a service",
+				ArgsUsage: "SERVICE",
+				Flags:     waitFlags(),
+				Action:    s.serviceRollback,
+			},
+			{
+				Name:      "rm",
+				Aliases:   []string{"remove"},
+				Usage:     "remove services",
+				ArgsUsage: "SERVICE...",
+				Action:    s.serviceRm,
+			},
+			{
+				Name:      "logs",
+				Usage:     "print the logs of a service's tasks",
+				ArgsUsage: "SERVICE",
+				Flags:     append(logFlags(), &cli.BoolFlag{Name: "raw", Usage: "do not prefix lines with the task name"}),
+				Action:    s.serviceLogs,
+			},
+		},
+	}
+}
+
+// buildCreateSpec turns `service create` flags and arguments into a spec.
+func buildCreateSpec(c *cli.Context) (api.ServiceSpec, error) {
+	if err := needArgs(c, 1, -1); err != nil {
+		return api.ServiceSpec{}, err
+	}
+	spec := defaultSpec()
+	spec.Name = c.String("name")
+	spec.Image = c.Args().First()
+	if rest := c.Args().Tail(); len(rest) > 0 {
+		spec.Command = rest
+	}
+	if err := applySpecFlags(c, &spec, false); err != nil {
+		return api.ServiceSpec{}, err
+	}
+	return spec, nil
+}
+
+func (s *shell) serviceCreate(c *cli.Context) error {
+	spec, err := buildCreateSpec(c)
+	if err != nil {
+		return err
+	}
+	cl, err := s.client(c)
+	if err != nil {
+		return err
+	}
+	svc, err := cl.CreateService(c.Context, spec)
+	if err != nil {
+		return fmt.Errorf("create service %s: %w", spec.Name, err)
+	}
+	fmt.Fprintln(s.stdout, svc.ID)
+	return s.maybeWait(c, cl, svc.ID, opCreate)
+}
+
+// maybeWait follows convergence unless -d was given.
+func (s *shell) maybeWait(c *cli.Context, cl *api.Client, id, op string) error {
+	if c.Bool("detach") {
+		return nil
+	}
+	return s.waitService(c.Context, cl, id, op, c.Duration("timeout"), c.Bool("quiet"))
+}
+
+// parseFilters splits --filter k=v values and checks the keys.
+func parseFilters(values []string, allowed ...string) (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, f := range values {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok || v == "" {
+			return nil, usageErrorf("invalid --filter %q: want KEY=VALUE", f)
+		}
+		known := false
+		for _, a := range allowed {
+			known = known || a == k
+		}
+		if !known {
+			return nil, usageErrorf("invalid --filter key %q: want one of %s", k, strings.Join(allowed, ", "))
+		}
+		out[k] = append(out[k], v)
+	}
+	return out, nil
+}
+
+// matchAny reports whether no values were given or f matches one of them.
+func matchAny(values []string, f func(string) bool) bool {
+	if len(values) == 0 {
+		return true
+	}
+	for _, v := range values {
+		if f(v) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *shell) serviceLs(c *cli.Context) error {
+	if err := needArgs(c, 0, 0); err != nil {
+		return err
+	}
+	opts, err := outputOf(c)
+	if err != nil {
+		return err
+	}
+	filters, err := parseFilters(c.StringSlice("filter"), "name", "id", "mode")
+	if err != nil {
+		return err
+	}
+	cl, err := s.client(c)
+	if err != nil {
+		return err
+	}
+	all, err := cl.Services(c.Context)
+	if err != nil {
+		return fmt.Errorf("list services: %w", err)
+	}
+	var list []api.Service
+	for _, sv := range all {
+		sv = serviceView(sv)
+		if matchAny(filters["name"], func(v string) bool { return strings.HasPrefix(sv.Name, v) }) &&
+			matchAny(filters["id"], func(v string) bool { return strings.HasPrefix(sv.ID, v) }) &&
+			matchAny(filters["mode"], func(v string) bool { return sv.Mode == v }) {
+			list = append(list, sv)
+		}
+	}
+	return writeList(s.stdout, opts, list, func(x api.Service) string { return x.ID }, func(w io.Writer) error {
+		return renderServices(w, list, opts.noTrunc)
+	})
+}
+
+func (s *shell) servicePs(c *cli.Context) error {
+	if err := needArgs(c, 1, -1); err != nil {
+		return err
+	}
+	opts, err := outputOf(c)
+	if err != nil {
+		return err
+	}
+	filters, err := parseFilters(c.StringSlice("filter"), "desired-state", "node", "name", "id")
+	if err != nil {
+		return err
+	}
+	for _, d := range filters["desired-state"] {
+		switch d {
+		case "running", "shutdown", "accepted", "ready":
+		default:
+			return usageErrorf("invalid desired-state filter %q: want running, shutdown or accepted", d)
+		}
+	}
+	cl, err := s.client(c)
+	if err != nil {
+		return err
+	}
+	var tasks []api.Task
+	for _, id := range c.Args().Slice() {
+		ts, err := cl.ServiceTasks(c.Context, id, api.TaskFilter{})
+		if err != nil {
+			return fmt.Errorf("tasks of service %s: %w", id, err)
+		}
+		for _, t := range ts {
+			if taskMatches(t, filters) {
+				tasks = append(tasks, t)
+			}
+		}
+	}
+	sortTasks(tasks)
+	return writeList(s.stdout, opts, tasks, func(t api.Task) string { return t.ID }, func(w io.Writer) error {
+		return renderTasks(w, tasks, opts.noTrunc, s.now())
+	})
+}
+
+// taskMatches applies `service ps` filters; "accepted" and "ready" mean
+// the task is meant to run, as in docker.
+func taskMatches(t api.Task, f map[string][]string) bool {
+	return matchAny(f["desired-state"], func(v string) bool {
+		if v == "accepted" || v == "ready" {
+			v = api.TaskRunning
+		}
+		return t.DesiredState == v
+	}) &&
+		matchAny(f["node"], func(v string) bool { return t.Node == v || strings.HasPrefix(t.NodeID, v) }) &&
+		matchAny(f["name"], func(v string) bool { return t.Name == v || strings.HasPrefix(t.Name, v+".") }) &&
+		matchAny(f["id"], func(v string) bool { return strings.HasPrefix(t.ID, v) })
+}
+
+func (s *shell) serviceInspect(c *cli.Context) error {
+	if err := needArgs(c, 1, -1); err != nil {
+		return err
+	}
+	opts, err := outputOf(c)
+	if err != nil {
+		return err
+	}
+	cl, err := s.client(c)
+	if err != nil {
+		return err
+	}
+	var out []api.Service
+	for _, id := range c.Args().Slice() {
+		sv, err := cl.Service(c.Context, id)
+		if err != nil {
+			return fmt.Errorf("inspect service %s: %w", id, err)
+		}
+		out = append(out, serviceView(*sv))
+	}
+	return writeInspect(s.stdout, opts, out, func(x api.Service) string { return x.ID })
+}
+
+func (s *shell) serviceScale(c *cli.Context) error {
+	if err := needArgs(c, 1, -1); err != nil {
+		return err
+	}
+	type scale struct {
+		name string
+		n    uint64
+	}
+	var scales []scale
+	for _, a := range c.Args().Slice() {
+		name, n, err := parseScale(a)
+		if err != nil {
+			return &usageError{err: err}
+		}
+		scales = append(scales, scale{name, n})
+	}
+	cl, err := s.client(c)
+	if err != nil {
+		return err
+	}
+	var failed error
+	var scaled []string
+	for _, sc := range scales {
+		if _, err := cl.ScaleService(c.Context, sc.name, sc.n); err != nil {
+			failed = fmt.Errorf("scale %s: %w", sc.name, err)
+			fmt.Fprintf(s.stderr, "Error: %v\n", failed)
+			continue
+		}
+		fmt.Fprintf(s.stdout, "%s scaled to %d\n", sc.name, sc.n)
+		scaled = append(scaled, sc.name)
+	}
+	for _, name := range scaled {
+		if err := s.maybeWait(c, cl, name, opScale); err != nil {
+			if c.Context.Err() != nil {
+				return err
+			}
+			failed = err
+			fmt.Fprintf(s.stderr, "Error: %v\n", err)
+		}
+	}
+	return quietFailure(failed)
+}
+
+func (s *shell) serviceUpdate(c *cli.Context) error {
+	if err := needArgs(c, 1, 1); err != nil {
+		return err
+	}
+	id := c.Args().First()
+	cl, err := s.client(c)
+	if err != nil {
+		return err
+	}
+	if c.Bool("rollback") {
+		return s.rollback(c, cl, id)
+	}
+	cur, err := cl.Service(c.Context, id)
+	if err != nil {
+		return fmt.Errorf("update service %s: %w", id, err)
+	}
+	spec := cur.Spec
+	if err := applySpecFlags(c, &spec, true); err != nil {
+		return err
+	}
+	svc, err := cl.UpdateService(c.Context, cur.ID, cur.Version, spec)
+	if err != nil {
+		return fmt.Errorf("update service %s: %w", id, err)
+	}
+	fmt.Fprintln(s.stdout, svc.ID)
+	return s.maybeWait(c, cl, svc.ID, opUpdate)
+}
+
+func (s *shell) serviceRollback(c *cli.Context) error {
+	if err := needArgs(c, 1, 1); err != nil {
+		return err
+	}
+	cl, err := s.client(c)
+	if err != nil {
+		return err
+	}
+	return s.rollback(c, cl, c.Args().First())
+}
+
+// rollback asks for a rollback and follows it unless -d.
+func (s *shell) rollback(c *cli.Context, cl *api.Client, id string) error {
+	svc, err := cl.RollbackService(c.Context, id)
+	if err != nil {
+		return fmt.Errorf("rollback service %s: %w", id, err)
+	}
+	fmt.Fprintln(s.stdout, svc.ID)
+	return s.maybeWait(c, cl, svc.ID, opRollback)
+}
+
+func (s *shell) serviceRm(c *cli.Context) error {
+	if err := needArgs(c, 1, -1); err != nil {
+		return err
+	}
+	cl, err := s.client(c)
+	if err != nil {
+		return err
+	}
+	var failed error
+	for _, id := range c.Args().Slice() {
+		if err := cl.RemoveService(c.Context, id); err != nil {
+			failed = fmt.Errorf("remove service %s: %w", id, err)
+			fmt.Fprintf(s.stderr, "Error: %v\n", failed)
+			continue
+		}
+		fmt.Fprintln(s.stdout, id)
+	}
+	return quietFailure(failed)
+}
+
+func (s *shell) serviceLogs(c *cli.Context) error {
+	if err := needArgs(c, 1, 1); err != nil {
+		return err
+	}
+	opts, err := s.logOptions(c)
+	if err != nil {
+		return err
+	}
+	cl, err := s.client(c)
+	if err != nil {
+		return err
+	}
+	id := c.Args().First()
+	if opts.skip {
+		return nil
+	}
+	raw, ts := c.Bool("raw"), c.Bool("timestamps")
+	err = cl.ServiceLogs(c.Context, id, opts.LogOptions, func(l api.LogLine) error {
+		prefix := ""
+		if !raw && l.Task != "" {
+			prefix = l.Task
+			if l.Node != "" {
+				prefix += "@" + l.Node
+			}
+			prefix += " | "
+		}
+		return s.writeLogLine(l, prefix, ts)
+	})
+	return logsErr(c.Context, "logs of service "+id, err)
+}
+
+// logsErr hides the error of a follow stream the user interrupted.
+func logsErr(ctx context.Context, what string, err error) error {
+	if err == nil || ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}

@@ -1,0 +1,491 @@
+package main
+
+// Flags of `service create` and `service update`, and their translation into
+// an api.ServiceSpec. Both commands start from a spec (Docker's defaults for
+// create, the current spec for update) and apply only the flags the user set.
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// defaultSpec is what `service create` starts from: Docker's defaults.
+func defaultSpec() api.ServiceSpec {
+	upd := api.UpdateConfig{
+		Parallelism:   1,
+		Order:         api.OrderStopFirst,
+		FailureAction: api.FailurePause,
+		Monitor:       5 * time.Second,
+	}
+	return api.ServiceSpec{
+		Mode:            api.ModeReplicated,
+		Replicas:        1,
+		RestartPolicy:   api.RestartPolicy{Condition: api.RestartAny, Delay: 5 * time.Second},
+		UpdateConfig:    upd,
+		RollbackConfig:  upd,
+		StopGracePeriod: 10 * time.Second,
+	}
+}
+
+// specFlags are the flags that shape a ServiceSpec. update selects the
+// update variants (--env-add instead of --env, ...).
+func specFlags(update bool) []cli.Flag {
+	flags := []cli.Flag{
+		&cli.Uint64Flag{Name: "replicas", Usage: "number of tasks (replicated mode, default 1)"},
+		&cli.StringFlag{Name: "limit-memory", Usage: "memory limit (e.g. 64M, 1g)"},
+		&cli.StringFlag{Name: "limit-cpu", Usage: "CPU limit (e.g. 0.5)"},
+		&cli.StringFlag{Name: "limit-pids", Usage: "maximum number of processes"},
+		&cli.StringFlag{Name: "reserve-memory", Usage: "memory the scheduler reserves on the node"},
+		&cli.StringFlag{Name: "reserve-cpu", Usage: "CPUs the scheduler reserves on the node"},
+		&cli.StringFlag{Name: "health-cmd", Usage: "command (run by /bin/sh -c) that checks health"},
+		&cli.DurationFlag{Name: "health-interval", Usage: "time between health checks"},
+		&cli.DurationFlag{Name: "health-timeout", Usage: "maximum time a check may run"},
+		&cli.DurationFlag{Name: "health-start-period", Usage: "grace period before failed checks count"},
+		&cli.IntFlag{Name: "health-retries", Usage: "consecutive failures before unhealthy"},
+		&cli.BoolFlag{Name: "no-healthcheck", Usage: "disable the image's health check"},
+		&cli.StringFlag{Name: "restart-condition", Usage: "any, on-failure or none (default any)"},
+		&cli.DurationFlag{Name: "restart-delay", Usage: "delay between restarts (default 5s)"},
+		&cli.IntFlag{Name: "restart-max-attempts", Usage: "maximum restarts per window (0 = unlimited)"},
+		&cli.DurationFlag{Name: "restart-window", Usage: "window in which restarts are counted"},
+		&cli.DurationFlag{Name: "stop-grace-period", Usage: "time to wait after SIGTERM before SIGKILL (default 10s)"},
+		&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory in the container"},
+		&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "user[:group] in the container"},
+		&cli.StringFlag{Name: "entrypoint", Usage: "override the image's entrypoint"},
+	}
+	for _, p := range []string{"update", "rollback"} {
+		flags = append(flags,
+			&cli.IntFlag{Name: p + "-parallelism", Usage: "tasks changed at once, 0 = all (default 1)"},
+			&cli.DurationFlag{Name: p + "-delay", Usage: "delay between batches"},
+			&cli.StringFlag{Name: p + "-order", Usage: "stop-first or start-first"},
+			&cli.StringFlag{Name: p + "-failure-action", Usage: "pause, continue (or rollback, for updates)"},
+			&cli.DurationFlag{Name: p + "-monitor", Usage: "time to watch each task for failure (default 5s)"},
+			&cli.Float64Flag{Name: p + "-max-failure-ratio", Usage: "tolerated failure ratio, 0 to 1"},
+		)
+	}
+	if update {
+		flags = append(flags,
+			&cli.StringFlag{Name: "image", Usage: "new image"},
+			&cli.StringFlag{Name: "args", Usage: "new command arguments"},
+			&cli.StringSliceFlag{Name: "env-add", Usage: "add or update an environment variable"},
+			&cli.StringSliceFlag{Name: "env-rm", Usage: "remove an environment variable"},
+			&cli.StringSliceFlag{Name: "label-add", Usage: "add or update a service label"},
+			&cli.StringSliceFlag{Name: "label-rm", Usage: "remove a service label"},
+			&cli.StringSliceFlag{Name: "constraint-add", Usage: "add a placement constraint"},
+			&cli.StringSliceFlag{Name: "constraint-rm", Usage: "remove a placement constraint"},
+			&cli.StringSliceFlag{Name: "publish-add", Usage: "publish a port, P:T[/proto]"},
+			&cli.StringSliceFlag{Name: "publish-rm", Usage: "unpublish a port, by target port (T[/proto]) or P:T"},
+			&cli.BoolFlag{Name: "force", Usage: "replace every task even if nothing changed"},
+			&cli.BoolFlag{Name: "rollback", Usage: "roll back to the previous spec"},
+		)
+	} else {
+		flags = append(flags,
+			&cli.StringFlag{Name: "name", Usage: "service name"},
+			&cli.StringFlag{Name: "mode", Usage: "replicated or global (default replicated)"},
+			&cli.StringSliceFlag{Name: "publish", Aliases: []string{"p"}, Usage: "publish a port, P:T[/proto] (repeatable)"},
+			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "environment variable K=V (repeatable)"},
+			&cli.StringSliceFlag{Name: "label", Aliases: []string{"l"}, Usage: "service label k=v (repeatable)"},
+			&cli.StringSliceFlag{Name: "constraint", Usage: "placement constraint, e.g. node.labels.zone==a (repeatable)"},
+		)
+	}
+	return append(flags, waitFlags()...)
+}
+
+// waitFlags control the progress display of commands that change a service.
+func waitFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "return at once instead of waiting for convergence"},
+		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "do not print progress"},
+		&cli.DurationFlag{Name: "timeout", Value: 2 * time.Minute, Usage: "give up waiting for convergence after this long"},
+	}
+}
+
+// specError marks a bad flag value as a usage error naming the flag.
+func specError(flag string, err error) error {
+	return &usageError{err: fmt.Errorf("--%s: %w", flag, err)}
+}
+
+// applySpecFlags changes spec according to the flags the user set. update
+// selects the update variants. It does not touch Name, Image or Command.
+func applySpecFlags(c *cli.Context, spec *api.ServiceSpec, update bool) error {
+	set := c.IsSet
+	if !update {
+		if set("mode") {
+			switch m := c.String("mode"); m {
+			case api.ModeReplicated, api.ModeGlobal:
+				spec.Mode = m
+			default:
+				return usageErrorf("invalid --mode %q: want replicated or global", m)
+			}
+		}
+		if spec.Mode == api.ModeGlobal {
+			spec.Replicas = 0
+		}
+	}
+	if set("replicas") {
+		if spec.Mode == api.ModeGlobal {
+			return usageErrorf("--replicas cannot be used with a global service")
+		}
+		spec.Replicas = c.Uint64("replicas")
+	}
+	if err := applyResources(c, &spec.Resources); err != nil {
+		return err
+	}
+	if err := applyHealth(c, &spec.Healthcheck); err != nil {
+		return err
+	}
+	if err := applyRestart(c, &spec.RestartPolicy); err != nil {
+		return err
+	}
+	if err := applyUpdateConfig(c, "update", &spec.UpdateConfig); err != nil {
+		return err
+	}
+	if err := applyUpdateConfig(c, "rollback", &spec.RollbackConfig); err != nil {
+		return err
+	}
+	if set("stop-grace-period") {
+		d := c.Duration("stop-grace-period")
+		if d < 0 {
+			return usageErrorf("--stop-grace-period must not be negative")
+		}
+		spec.StopGracePeriod = d
+	}
+	if set("workdir") {
+		spec.Workdir = c.String("workdir")
+	}
+	if set("user") {
+		spec.User = c.String("user")
+	}
+	if set("entrypoint") {
+		words, err := splitWords(c.String("entrypoint"))
+		if err != nil {
+			return specError("entrypoint", err)
+		}
+		spec.Entrypoint = words
+	}
+	if update {
+		return applyUpdateLists(c, spec)
+	}
+	return applyCreateLists(c, spec)
+}
+
+// applyCreateLists sets the repeatable list flags of `service create`.
+func applyCreateLists(c *cli.Context, spec *api.ServiceSpec) error {
+	for _, p := range c.StringSlice("publish") {
+		pc, err := parsePublish(p)
+		if err != nil {
+			return specError("publish", err)
+		}
+		spec.Ports = append(spec.Ports, pc)
+	}
+	for _, e := range c.StringSlice("env") {
+		v, ok, err := parseEnv(e)
+		if err != nil {
+			return specError("env", err)
+		}
+		if ok {
+			spec.Env = setEnv(spec.Env, v)
+		}
+	}
+	for _, l := range c.StringSlice("label") {
+		k, v, err := parseLabel(l)
+		if err != nil {
+			return specError("label", err)
+		}
+		if spec.Labels == nil {
+			spec.Labels = map[string]string{}
+		}
+		spec.Labels[k] = v
+	}
+	for _, s := range c.StringSlice("constraint") {
+		con, err := parseConstraint(s)
+		if err != nil {
+			return specError("constraint", err)
+		}
+		if !slices.Contains(spec.Constraints, con) {
+			spec.Constraints = append(spec.Constraints, con)
+		}
+	}
+	return nil
+}
+
+// applyUpdateLists applies the -add/-rm flags and the other update-only
+// flags of `service update`.
+func applyUpdateLists(c *cli.Context, spec *api.ServiceSpec) error {
+	if c.IsSet("image") {
+		if c.String("image") == "" {
+			return usageErrorf("--image must not be empty")
+		}
+		spec.Image = c.String("image")
+	}
+	if c.IsSet("args") {
+		words, err := splitWords(c.String("args"))
+		if err != nil {
+			return specError("args", err)
+		}
+		spec.Command = words
+	}
+	for _, k := range c.StringSlice("env-rm") {
+		spec.Env = slices.DeleteFunc(spec.Env, func(e string) bool { return envKey(e) == envKey(k) })
+	}
+	for _, e := range c.StringSlice("env-add") {
+		v, ok, err := parseEnv(e)
+		if err != nil {
+			return specError("env-add", err)
+		}
+		if ok {
+			spec.Env = setEnv(spec.Env, v)
+		}
+	}
+	for _, k := range c.StringSlice("label-rm") {
+		delete(spec.Labels, k)
+	}
+	for _, l := range c.StringSlice("label-add") {
+		k, v, err := parseLabel(l)
+		if err != nil {
+			return specError("label-add", err)
+		}
+		if spec.Labels == nil {
+			spec.Labels = map[string]string{}
+		}
+		spec.Labels[k] = v
+	}
+	for _, s := range c.StringSlice("constraint-rm") {
+		con, err := parseConstraint(s)
+		if err != nil {
+			return specError("constraint-rm", err)
+		}
+		spec.Constraints = slices.DeleteFunc(spec.Constraints, func(x string) bool { return x == con })
+	}
+	for _, s := range c.StringSlice("constraint-add") {
+		con, err := parseConstraint(s)
+		if err != nil {
+			return specError("constraint-add", err)
+		}
+		if !slices.Contains(spec.Constraints, con) {
+			spec.Constraints = append(spec.Constraints, con)
+		}
+	}
+	for _, p := range c.StringSlice("publish-rm") {
+		pc, err := parsePublish(p)
+		if err != nil {
+			return specError("publish-rm", err)
+		}
+		spec.Ports = slices.DeleteFunc(spec.Ports, func(x api.PortConfig) bool {
+			return x.Target == pc.Target && protoOf(x) == pc.Protocol && (pc.Published == 0 || pc.Published == x.Published)
+		})
+	}
+	for _, p := range c.StringSlice("publish-add") {
+		pc, err := parsePublish(p)
+		if err != nil {
+			return specError("publish-add", err)
+		}
+		spec.Ports = slices.DeleteFunc(spec.Ports, func(x api.PortConfig) bool {
+			if pc.Published != 0 {
+				return x.Published == pc.Published && protoOf(x) == pc.Protocol
+			}
+			return x.Target == pc.Target && protoOf(x) == pc.Protocol
+		})
+		spec.Ports = append(spec.Ports, pc)
+	}
+	if c.Bool("force") {
+		spec.ForceUpdate++
+	}
+	return nil
+}
+
+// protoOf returns a port's protocol, tcp when unset.
+func protoOf(p api.PortConfig) string {
+	if p.Protocol == "" {
+		return "tcp"
+	}
+	return p.Protocol
+}
+
+// setEnv replaces or appends "K=V" in env.
+func setEnv(env []string, kv string) []string {
+	k := envKey(kv)
+	for i, e := range env {
+		if envKey(e) == k {
+			out := slices.Clone(env)
+			out[i] = kv
+			return out
+		}
+	}
+	return append(env, kv)
+}
+
+// applyResources sets limits and reservations.
+func applyResources(c *cli.Context, r *api.ResourceRequirements) error {
+	sizes := []struct {
+		flag string
+		dst  *int64
+	}{{"limit-memory", &r.Limits.MemoryBytes}, {"reserve-memory", &r.Reservations.MemoryBytes}}
+	for _, f := range sizes {
+		if c.IsSet(f.flag) {
+			n, err := parseSize(c.String(f.flag))
+			if err != nil {
+				return specError(f.flag, err)
+			}
+			*f.dst = n
+		}
+	}
+	cpus := []struct {
+		flag string
+		dst  *int64
+	}{{"limit-cpu", &r.Limits.NanoCPUs}, {"reserve-cpu", &r.Reservations.NanoCPUs}}
+	for _, f := range cpus {
+		if c.IsSet(f.flag) {
+			n, err := parseCPUs(c.String(f.flag))
+			if err != nil {
+				return specError(f.flag, err)
+			}
+			*f.dst = n
+		}
+	}
+	if c.IsSet("limit-pids") {
+		n, err := parsePids(c.String("limit-pids"))
+		if err != nil {
+			return specError("limit-pids", err)
+		}
+		r.Limits.Pids = n
+	}
+	return nil
+}
+
+// parsePids parses a process count limit (0 = unlimited).
+func parsePids(s string) (int64, error) {
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("invalid process count %q", s)
+	}
+	return n, nil
+}
+
+// applyHealth sets the health check from the --health-* flags.
+func applyHealth(c *cli.Context, hc **api.HealthConfig) error {
+	names := []string{"health-cmd", "no-healthcheck", "health-interval", "health-timeout", "health-start-period", "health-retries"}
+	if !slices.ContainsFunc(names, c.IsSet) {
+		return nil
+	}
+	h := &api.HealthConfig{}
+	if *hc != nil {
+		cp := **hc
+		h = &cp
+	}
+	if c.IsSet("health-cmd") && c.Bool("no-healthcheck") {
+		return usageErrorf("--health-cmd and --no-healthcheck are mutually exclusive")
+	}
+	if c.IsSet("health-cmd") {
+		if strings.TrimSpace(c.String("health-cmd")) == "" {
+			h.Test = nil
+		} else {
+			h.Test = []string{"CMD-SHELL", c.String("health-cmd")}
+		}
+	}
+	if c.Bool("no-healthcheck") {
+		h.Test = []string{"NONE"}
+	}
+	durs := []struct {
+		flag string
+		dst  *time.Duration
+	}{{"health-interval", &h.Interval}, {"health-timeout", &h.Timeout}, {"health-start-period", &h.StartPeriod}}
+	for _, f := range durs {
+		if c.IsSet(f.flag) {
+			if d := c.Duration(f.flag); d < 0 {
+				return usageErrorf("--%s must not be negative", f.flag)
+			}
+			*f.dst = c.Duration(f.flag)
+		}
+	}
+	if c.IsSet("health-retries") {
+		if c.Int("health-retries") < 0 {
+			return usageErrorf("--health-retries must not be negative")
+		}
+		h.Retries = c.Int("health-retries")
+	}
+	*hc = h
+	return nil
+}
+
+// applyRestart sets the restart policy.
+func applyRestart(c *cli.Context, rp *api.RestartPolicy) error {
+	if c.IsSet("restart-condition") {
+		switch v := c.String("restart-condition"); v {
+		case api.RestartAny, api.RestartOnFailure, api.RestartNone:
+			rp.Condition = v
+		default:
+			return usageErrorf("invalid --restart-condition %q: want any, on-failure or none", v)
+		}
+	}
+	for _, f := range []struct {
+		flag string
+		dst  *time.Duration
+	}{{"restart-delay", &rp.Delay}, {"restart-window", &rp.Window}} {
+		if c.IsSet(f.flag) {
+			if c.Duration(f.flag) < 0 {
+				return usageErrorf("--%s must not be negative", f.flag)
+			}
+			*f.dst = c.Duration(f.flag)
+		}
+	}
+	if c.IsSet("restart-max-attempts") {
+		if c.Int("restart-max-attempts") < 0 {
+			return usageErrorf("--restart-max-attempts must not be negative")
+		}
+		rp.MaxAttempts = c.Int("restart-max-attempts")
+	}
+	return nil
+}
+
+// applyUpdateConfig sets the --update-* or --rollback-* flags.
+func applyUpdateConfig(c *cli.Context, prefix string, u *api.UpdateConfig) error {
+	f := func(n string) string { return prefix + "-" + n }
+	if c.IsSet(f("parallelism")) {
+		if c.Int(f("parallelism")) < 0 {
+			return usageErrorf("--%s must not be negative", f("parallelism"))
+		}
+		u.Parallelism = c.Int(f("parallelism"))
+	}
+	for _, d := range []struct {
+		flag string
+		dst  *time.Duration
+	}{{f("delay"), &u.Delay}, {f("monitor"), &u.Monitor}} {
+		if c.IsSet(d.flag) {
+			if c.Duration(d.flag) < 0 {
+				return usageErrorf("--%s must not be negative", d.flag)
+			}
+			*d.dst = c.Duration(d.flag)
+		}
+	}
+	if c.IsSet(f("order")) {
+		switch v := c.String(f("order")); v {
+		case api.OrderStopFirst, api.OrderStartFirst:
+			u.Order = v
+		default:
+			return usageErrorf("invalid --%s %q: want stop-first or start-first", f("order"), v)
+		}
+	}
+	if c.IsSet(f("failure-action")) {
+		v := c.String(f("failure-action"))
+		ok := v == api.FailurePause || v == api.FailureContinue || (prefix == "update" && v == api.FailureRollback)
+		if !ok {
+			return usageErrorf("invalid --%s %q", f("failure-action"), v)
+		}
+		u.FailureAction = v
+	}
+	if c.IsSet(f("max-failure-ratio")) {
+		r := c.Float64(f("max-failure-ratio"))
+		if r < 0 || r > 1 {
+			return usageErrorf("--%s must be between 0 and 1", f("max-failure-ratio"))
+		}
+		u.MaxFailureRatio = r
+	}
+	return nil
+}
