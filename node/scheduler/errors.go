@@ -14,4 +14,8 @@ var (
 	// ErrPortInUse is returned by CheckPortClash when another service
 	// already publishes the same port and protocol.
 	ErrPortInUse = errors.New("published port already in use")
+	// ErrNotIdempotent is returned by FakeCluster.Step (with
+	// CheckIdempotent) and Converge when planning again right after applying
+	// a plan still changes something: a planner bug.
+	ErrNotIdempotent = errors.New("plan not idempotent")
 )

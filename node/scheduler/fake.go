@@ -1,0 +1,301 @@
+package scheduler
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// FakeCluster is a side-effect-free harness for the planner (and for the
+// leader's tests): an in-memory state that applies plans the way the FSM
+// does (whole-task upserts that never move observed state backwards,
+// versioned service updates) and simulates nodes reporting on their tasks.
+// It is not safe for concurrent use. Fields may be read and changed freely
+// between calls.
+type FakeCluster struct {
+	Planner  *Planner
+	Now      time.Time
+	Nodes    map[string]*api.Node
+	Services map[string]*api.Service
+	Tasks    map[string]*api.Task
+	// FailImages makes tasks of these images fail (exit code 1) instead of
+	// reaching running when Report starts them.
+	FailImages map[string]bool
+	// CheckIdempotent makes Step plan again after applying and fail when the
+	// second plan is not empty.
+	CheckIdempotent bool
+
+	index uint64 // raft-index stand-in for service versions
+	ids   int
+}
+
+// NewFakeCluster returns an empty cluster at time now whose planner draws
+// IDs task-000001, task-000002…
+func NewFakeCluster(now time.Time) *FakeCluster {
+	c := &FakeCluster{
+		Now:             now,
+		Nodes:           map[string]*api.Node{},
+		Services:        map[string]*api.Service{},
+		Tasks:           map[string]*api.Task{},
+		FailImages:      map[string]bool{},
+		CheckIdempotent: true,
+		index:           100,
+	}
+	c.Planner = NewPlanner(Config{NewID: func() string {
+		c.ids++
+		return fmt.Sprintf("task-%06d", c.ids)
+	}})
+	return c
+}
+
+// AddNode adds a ready, active node whose hostname is its ID.
+func (c *FakeCluster) AddNode(id string, labels map[string]string) *api.Node {
+	n := &api.Node{ID: id, Hostname: id, Status: api.NodeReady, Availability: api.AvailabilityActive,
+		Labels: labels, CreatedAt: c.Now, UpdatedAt: c.Now}
+	c.Nodes[id] = n
+	return n
+}
+
+// CreateService stores a service with spec exactly as given (call Defaults
+// first for Docker's defaults) and returns it. The ID is "svc-" + name.
+func (c *FakeCluster) CreateService(spec api.ServiceSpec) *api.Service {
+	c.index++
+	s := &api.Service{ID: "svc-" + spec.Name, Name: spec.Name, Spec: spec, Version: c.index,
+		CreatedAt: c.Now, UpdatedAt: c.Now}
+	c.Services[s.ID] = s
+	return s
+}
+
+// UpdateService changes a service's spec as `service update` does: the old
+// spec becomes PreviousSpec, the version moves on and the update status is
+// cleared (Plan starts a new update if tasks are now outdated).
+func (c *FakeCluster) UpdateService(id string, mutate func(*api.ServiceSpec)) *api.Service {
+	s := c.Services[id]
+	prev := s.Spec
+	mutate(&s.Spec)
+	s.PreviousSpec = &prev
+	c.index++
+	s.Version = c.index
+	s.UpdateStatus = nil
+	s.UpdatedAt = c.Now
+	return s
+}
+
+// DeleteService removes a service and sets its tasks' desired state to
+// shutdown, as the FSM does.
+func (c *FakeCluster) DeleteService(id string) {
+	delete(c.Services, id)
+	for _, t := range c.Tasks {
+		if t.ServiceID == id {
+			t.DesiredState = api.TaskShutdown
+			if t.NodeID == "" && !api.TaskTerminal(t.State) {
+				t.State = api.TaskShutdown
+			}
+		}
+	}
+}
+
+// State returns a snapshot, each table sorted by ID.
+func (c *FakeCluster) State() State {
+	var st State
+	for _, n := range c.Nodes {
+		st.Nodes = append(st.Nodes, *n)
+	}
+	for _, s := range c.Services {
+		st.Services = append(st.Services, *s)
+	}
+	st.Tasks = make([]api.Task, 0, len(c.Tasks))
+	for _, t := range c.Tasks {
+		st.Tasks = append(st.Tasks, *t)
+	}
+	sort.Slice(st.Nodes, func(i, j int) bool { return st.Nodes[i].ID < st.Nodes[j].ID })
+	sort.Slice(st.Services, func(i, j int) bool { return st.Services[i].ID < st.Services[j].ID })
+	sort.Slice(st.Tasks, func(i, j int) bool { return st.Tasks[i].ID < st.Tasks[j].ID })
+	return st
+}
+
+// Plan plans on the current state at c.Now.
+func (c *FakeCluster) Plan() Plan { return c.Planner.Plan(c.State(), c.Now) }
+
+// Apply writes a plan as the FSM would: service updates only if the version
+// still matches (then a new version), task upserts keeping observed state
+// that is further along, deletions.
+func (c *FakeCluster) Apply(p Plan) {
+	for _, s := range p.ServiceUpdates {
+		old := c.Services[s.ID]
+		if old == nil || old.Version != s.Version {
+			continue
+		}
+		ns := s
+		c.index++
+		ns.Version = c.index
+		c.Services[s.ID] = &ns
+	}
+	for _, t := range p.Create {
+		nt := t
+		c.Tasks[t.ID] = &nt
+	}
+	for _, t := range p.Update {
+		nt := t
+		if old := c.Tasks[t.ID]; old != nil && api.TaskStateOrder[nt.State] <= api.TaskStateOrder[old.State] {
+			nt.State, nt.ExitCode, nt.StartedAt, nt.Error = old.State, old.ExitCode, old.StartedAt, old.Error
+			if api.TaskStateOrder[old.State] >= api.TaskStateOrder[api.TaskPreparing] {
+				nt.Message = old.Message
+			}
+		}
+		c.Tasks[t.ID] = &nt
+	}
+	for _, id := range p.Delete {
+		delete(c.Tasks, id)
+	}
+}
+
+// Step plans, applies and returns the plan. With CheckIdempotent it plans
+// again and returns ErrNotIdempotent if that second plan writes anything.
+func (c *FakeCluster) Step() (Plan, error) {
+	p := c.Plan()
+	c.Apply(p)
+	if c.CheckIdempotent {
+		ids := c.ids
+		if again := c.Plan(); !again.Empty() {
+			return p, fmt.Errorf("%w: second plan has %d creates, %d updates, %d deletes, %d service updates (first: %+v)",
+				ErrNotIdempotent, len(again.Create), len(again.Update), len(again.Delete), len(again.ServiceUpdates), summarize(again))
+		}
+		c.ids = ids
+	}
+	return p, nil
+}
+
+func summarize(p Plan) string {
+	s := ""
+	for _, t := range p.Create {
+		s += fmt.Sprintf(" create %s slot=%d node=%s;", t.Name, t.Slot, t.NodeID)
+	}
+	for _, t := range p.Update {
+		s += fmt.Sprintf(" update %s %s/%s node=%s msg=%q;", t.ID, t.State, t.DesiredState, t.NodeID, t.Message)
+	}
+	for _, id := range p.Delete {
+		s += " delete " + id + ";"
+	}
+	for _, sv := range p.ServiceUpdates {
+		if sv.UpdateStatus != nil {
+			s += " service " + sv.ID + " " + sv.UpdateStatus.State + ";"
+		}
+	}
+	return s
+}
+
+// Report simulates every ready node reporting once: tasks assigned to it
+// with desired state running start (running, or failed for FailImages) and
+// tasks with desired state shutdown stop. It returns how many tasks moved.
+func (c *FakeCluster) Report() int {
+	moved := 0
+	for _, t := range c.Tasks {
+		n := c.Nodes[t.NodeID]
+		if n == nil || n.Status != api.NodeReady || t.State == api.TaskNew || api.TaskTerminal(t.State) {
+			continue
+		}
+		switch {
+		case t.DesiredState != api.TaskRunning:
+			t.State = api.TaskShutdown
+		case t.State == api.TaskRunning:
+			continue
+		case c.FailImages[t.Image]:
+			t.State, t.ExitCode = api.TaskFailed, 1
+			t.StartedAt = c.Now
+		default:
+			t.State = api.TaskRunning
+			t.StartedAt = c.Now
+		}
+		t.UpdatedAt = c.Now
+		moved++
+	}
+	return moved
+}
+
+// Finish makes a running task end: complete with exit code 0, otherwise
+// failed with the given code.
+func (c *FakeCluster) Finish(taskID string, exitCode int) {
+	t := c.Tasks[taskID]
+	t.State, t.ExitCode, t.UpdatedAt = api.TaskComplete, exitCode, c.Now
+	if exitCode != 0 {
+		t.State = api.TaskFailed
+	}
+}
+
+// Converge alternates Step and Report, jumping the clock to NextWake when
+// nothing else happens, until a plan is empty with nothing to report and no
+// wake-up, or maxSteps is reached. It returns the number of steps.
+func (c *FakeCluster) Converge(maxSteps int) (int, error) {
+	for i := 1; i <= maxSteps; i++ {
+		p, err := c.Step()
+		if err != nil {
+			return i, err
+		}
+		moved := c.Report()
+		if p.Empty() && moved == 0 {
+			if p.NextWake.IsZero() {
+				return i, nil
+			}
+			c.Now = p.NextWake
+		}
+	}
+	return maxSteps, fmt.Errorf("no convergence after %d steps", maxSteps)
+}
+
+// Active returns the tasks of a service whose desired state is running,
+// sorted by slot then node.
+func (c *FakeCluster) Active(serviceID string) []api.Task {
+	var out []api.Task
+	for _, t := range c.Tasks {
+		if t.ServiceID == serviceID && t.DesiredState == api.TaskRunning {
+			out = append(out, *t)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Slot != out[j].Slot {
+			return out[i].Slot < out[j].Slot
+		}
+		return out[i].NodeID < out[j].NodeID
+	})
+	return out
+}
+
+// RunningPerNode counts a service's running tasks with desired state
+// running, by node.
+func (c *FakeCluster) RunningPerNode(serviceID string) map[string]int {
+	out := map[string]int{}
+	for _, t := range c.Tasks {
+		if t.ServiceID == serviceID && t.DesiredState == api.TaskRunning && t.State == api.TaskRunning {
+			out[t.NodeID]++
+		}
+	}
+	return out
+}
+
+// CheckSlots verifies a replicated service's invariant: each slot
+// 1..replicas has exactly one running task with desired state running, and
+// no other slot has one.
+func (c *FakeCluster) CheckSlots(serviceID string) error {
+	s := c.Services[serviceID]
+	per := map[int]int{}
+	for _, t := range c.Tasks {
+		if t.ServiceID == serviceID && t.DesiredState == api.TaskRunning && t.State == api.TaskRunning {
+			per[t.Slot]++
+		}
+	}
+	var errs []error
+	for k := 1; k <= int(s.Spec.Replicas); k++ {
+		if per[k] != 1 {
+			errs = append(errs, fmt.Errorf("slot %d has %d running tasks", k, per[k]))
+		}
+		delete(per, k)
+	}
+	for k, n := range per {
+		errs = append(errs, fmt.Errorf("slot %d beyond replicas has %d running tasks", k, n))
+	}
+	return errors.Join(errs...)
+}
