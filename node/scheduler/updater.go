@@ -204,7 +204,9 @@ func (s *svcRun) runUpdate() {
 	if u.active && len(u.candidates) > 0 {
 		n = len(u.candidates)
 		if p := u.cfg.Parallelism; p > 0 {
-			n = min(n, max(p-u.inFlight, 0))
+			// Tasks this plan already created (stop-first slots whose old
+			// task stopped, restarts) are in flight too.
+			n = min(n, max(p-u.inFlight-u.busy, 0))
 		}
 		if u.cfg.Delay > 0 && !u.lastSettle.IsZero() {
 			if at := u.lastSettle.Add(u.cfg.Delay); at.After(r.now) {
