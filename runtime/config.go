@@ -1,0 +1,157 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/containerinit"
+)
+
+// Sentinel errors of the runtime. Callers test them with errors.Is; the HTTP
+// API maps ErrNotFound to 404, ErrNameInUse/ErrRunning/ErrNotRunning to 409.
+var (
+	// ErrNotFound: no container matches the ID, name or prefix.
+	ErrNotFound = errors.New("no such container")
+	// ErrAmbiguous: an ID prefix matches more than one container.
+	ErrAmbiguous = errors.New("ambiguous container ID prefix")
+	// ErrNameInUse: another container on this node has that name.
+	ErrNameInUse = errors.New("container name already in use")
+	// ErrRunning: the operation needs a stopped container (remove without force).
+	ErrRunning = errors.New("container is running")
+	// ErrNotRunning: the operation needs a running container.
+	ErrNotRunning = errors.New("container is not running")
+	// ErrNoCommand: neither the spec nor the image says what to run.
+	ErrNoCommand = errors.New("no command specified")
+	// ErrClosed: the runtime's Run loop has ended.
+	ErrClosed = errors.New("runtime closed")
+	// ErrInvalidConfig: Config.Validate refused the configuration.
+	ErrInvalidConfig = errors.New("invalid runtime config")
+	// ErrInvalidSpec: a container spec is malformed (bad name, user, limits).
+	ErrInvalidSpec = errors.New("invalid container spec")
+)
+
+// ImageResolver gives the runtime what it needs from the image store:
+// the image record, its config and the unpacked layer directories, base
+// layer first. *image.Store implements it.
+type ImageResolver interface {
+	Resolve(ref string) (api.Image, api.ImageConfig, []string, error)
+}
+
+// Network plugs containers into the node's network. Attach is called once
+// the container's network namespace exists (before the container starts) and
+// returns the container's IP; Detach releases it when the container exits or
+// is removed. Both must be idempotent; Detach must succeed for an unknown
+// container. A nil Network leaves containers with loopback only.
+type Network interface {
+	Attach(ctx context.Context, containerID, netnsPath string) (ip string, err error)
+	Detach(ctx context.Context, containerID, netnsPath string) error
+}
+
+// Config configures a Runtime. Build it from DefaultConfig; it must not be
+// changed after New.
+type Config struct {
+	// Root holds container dirs (Root/containers/<id>) and network namespaces
+	// (Root/netns/<id>), e.g. DATA/runtime.
+	Root string
+	// RuncRoot is runc's state dir, one per agent (e.g. /run/shoal-<id>/runc),
+	// so that several agents can share a machine.
+	RuncRoot string
+	// CgroupParent is the cgroup under which containers get their own cgroup
+	// (CgroupParent/<id>), one per agent, e.g. /shoal-<nodeid>.
+	CgroupParent string
+	// RuncBinary is the runc executable (name looked up in PATH, or a path).
+	RuncBinary string
+	// InitBinary is the host path of the static binary bind-mounted into every
+	// container as its init; it must dispatch to InitMain when started as
+	// /.shoal/init. Empty means the running executable (os.Executable).
+	InitBinary string
+	// LogMaxSize caps one container log file; LogMaxFiles is how many files
+	// (current + rotated) are kept.
+	LogMaxSize  int64
+	LogMaxFiles int
+	// StopGrace is the default time between SIGTERM and SIGKILL.
+	StopGrace time.Duration
+	// ResolvConf is the host file containers' /etc/resolv.conf derives from;
+	// loopback nameservers are dropped (they mean nothing inside a netns).
+	ResolvConf string
+	// DNS, when set, replaces the nameservers of ResolvConf (the embedded DNS
+	// server on the bridge address).
+	DNS []string
+	// NoSeccomp disables the default seccomp profile (debugging only).
+	NoSeccomp bool
+	// Logger receives the runtime's logs.
+	Logger *slog.Logger
+	// Images resolves image references (required).
+	Images ImageResolver
+	// Network attaches containers to the overlay; nil means loopback only.
+	Network Network
+}
+
+// DefaultConfig returns a config with the defaults filled in; the caller
+// sets Root, RuncRoot, CgroupParent and Images.
+func DefaultConfig() Config {
+	return Config{
+		RuncBinary:  "runc",
+		LogMaxSize:  containerinit.DefaultLogMaxSize,
+		LogMaxFiles: containerinit.DefaultLogMaxFiles,
+		StopGrace:   10 * time.Second,
+		ResolvConf:  "/etc/resolv.conf",
+		Logger:      slog.Default(),
+	}
+}
+
+// Validate checks the config and resolves InitBinary and RuncBinary to
+// absolute paths. It does not touch the filesystem otherwise.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
+	}
+	if c.Root == "" || !filepath.IsAbs(c.Root) {
+		bad("Root must be an absolute path, got %q", c.Root)
+	}
+	if c.RuncRoot == "" || !filepath.IsAbs(c.RuncRoot) {
+		bad("RuncRoot must be an absolute path, got %q", c.RuncRoot)
+	}
+	if c.CgroupParent == "" || !filepath.IsAbs(c.CgroupParent) {
+		bad("CgroupParent must start with /, got %q", c.CgroupParent)
+	}
+	if c.LogMaxSize <= 0 || c.LogMaxFiles <= 0 {
+		bad("LogMaxSize and LogMaxFiles must be positive")
+	}
+	if c.StopGrace < 0 {
+		bad("StopGrace must not be negative")
+	}
+	if c.Images == nil {
+		bad("Images is required")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.RuncBinary == "" {
+		c.RuncBinary = "runc"
+	}
+	if p, err := exec.LookPath(c.RuncBinary); err != nil {
+		bad("runc binary %q: %v", c.RuncBinary, err)
+	} else {
+		c.RuncBinary = p
+	}
+	if c.InitBinary == "" {
+		p, err := os.Executable()
+		if err != nil {
+			bad("find own executable for InitBinary: %v", err)
+		}
+		c.InitBinary = p
+	}
+	if c.InitBinary != "" && !filepath.IsAbs(c.InitBinary) {
+		bad("InitBinary must be absolute, got %q", c.InitBinary)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,205 @@
+package runtime
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// Spec is what a caller asks to run: `shoal run` through the HTTP API, or a
+// task through the reconciler.
+type Spec struct {
+	// Name must be unique on this node; empty gets a generated one.
+	Name string `json:"name,omitempty"`
+	// Image is a reference the ImageResolver understands.
+	Image      string   `json:"image"`
+	Command    []string `json:"command,omitempty"`
+	Entrypoint []string `json:"entrypoint,omitempty"`
+	Env        []string `json:"env,omitempty"`
+	Workdir    string   `json:"workdir,omitempty"`
+	User       string   `json:"user,omitempty"`
+	// Hostname defaults to the first 12 characters of the ID.
+	Hostname string        `json:"hostname,omitempty"`
+	Limits   api.Resources `json:"limits"`
+	// TaskID links the container to a task; empty for `shoal run`.
+	TaskID string            `json:"task_id,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
+	// Healthcheck overrides the image's; Test ["NONE"] disables it.
+	Healthcheck *api.HealthConfig `json:"healthcheck,omitempty"`
+	// StopGrace overrides Config.StopGrace for this container.
+	StopGrace time.Duration `json:"stop_grace,omitempty"`
+	// Remove deletes the container once it exits (--rm).
+	Remove bool `json:"remove,omitempty"`
+	// ExtraHosts are "host:ip" entries added to /etc/hosts.
+	ExtraHosts []string `json:"extra_hosts,omitempty"`
+}
+
+// Event reports a change of a container's state or health. Events are sent
+// on the channels returned by Subscribe.
+type Event struct {
+	ContainerID string    `json:"container_id"`
+	Name        string    `json:"name"`
+	TaskID      string    `json:"task_id,omitempty"`
+	State       string    `json:"state"` // api.Container* or EventRemoved
+	ExitCode    int       `json:"exit_code"`
+	Health      string    `json:"health,omitempty"`
+	IP          string    `json:"ip,omitempty"`
+	Error       string    `json:"error,omitempty"`
+	Time        time.Time `json:"time"`
+}
+
+// EventRemoved is the State of the event sent after a container is removed.
+const EventRemoved = "removed"
+
+// record is the persisted part of a container (Root/containers/<id>/container.json).
+type record struct {
+	ID         string            `json:"id"`
+	Name       string            `json:"name"`
+	Spec       Spec              `json:"spec"`
+	ImageID    string            `json:"image_id"`
+	Layers     []string          `json:"layers"`
+	Args       []string          `json:"args"`
+	Hostname   string            `json:"hostname"`
+	Health     *api.HealthConfig `json:"health,omitempty"`
+	State      string            `json:"state"`
+	Pid        int               `json:"pid"`
+	ExitCode   int               `json:"exit_code"`
+	IP         string            `json:"ip,omitempty"`
+	CreatedAt  time.Time         `json:"created_at"`
+	StartedAt  time.Time         `json:"started_at,omitempty"`
+	FinishedAt time.Time         `json:"finished_at,omitempty"`
+	Error      string            `json:"error,omitempty"`
+}
+
+// container is the in-memory state of one container. Fields below mu are
+// guarded by Runtime.mu; op serializes lifecycle operations (start, stop,
+// remove) on this container.
+type container struct {
+	op     sync.Mutex
+	saveMu sync.Mutex
+
+	rec     record
+	health  string
+	done    chan struct{} // closed when the current run ended
+	removed bool
+	// stopHealth ends the health loop of the current run.
+	stopHealth func()
+}
+
+func (c *container) apiLocked() api.Container {
+	r := &c.rec
+	return api.Container{
+		ID:         r.ID,
+		Name:       r.Name,
+		Image:      r.Spec.Image,
+		ImageID:    r.ImageID,
+		Command:    append([]string(nil), r.Args...),
+		State:      r.State,
+		Pid:        r.Pid,
+		ExitCode:   r.ExitCode,
+		TaskID:     r.Spec.TaskID,
+		Health:     c.health,
+		IP:         r.IP,
+		CreatedAt:  r.CreatedAt,
+		StartedAt:  r.StartedAt,
+		FinishedAt: r.FinishedAt,
+		Error:      r.Error,
+	}
+}
+
+// Paths of a container's files, all under Root/containers/<id>/ except the
+// netns (Root/netns/<id>). The container dir is also its OCI bundle.
+type paths struct {
+	dir, rootfs, upper, work, state, log    string
+	record, config, hosts, hostname, resolv string
+	initLog, pidFile                        string
+	netns                                   string
+}
+
+func (r *Runtime) pathsOf(id string) paths {
+	d := filepath.Join(r.cfg.Root, "containers", id)
+	return paths{
+		dir:      d,
+		rootfs:   filepath.Join(d, "rootfs"),
+		upper:    filepath.Join(d, "upper"),
+		work:     filepath.Join(d, "work"),
+		state:    filepath.Join(d, "state"),
+		log:      filepath.Join(d, "log"),
+		record:   filepath.Join(d, "container.json"),
+		config:   filepath.Join(d, "config.json"),
+		hosts:    filepath.Join(d, "hosts"),
+		hostname: filepath.Join(d, "hostname"),
+		resolv:   filepath.Join(d, "resolv.conf"),
+		initLog:  filepath.Join(d, "init.log"),
+		pidFile:  filepath.Join(d, "init.pid"),
+		netns:    filepath.Join(r.cfg.Root, "netns", id),
+	}
+}
+
+// save persists c's record atomically.
+func (r *Runtime) save(c *container) error {
+	c.saveMu.Lock()
+	defer c.saveMu.Unlock()
+	r.mu.Lock()
+	if c.removed {
+		r.mu.Unlock()
+		return nil
+	}
+	rec := c.rec
+	r.mu.Unlock()
+	b, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode record of %s: %w", rec.ID, err)
+	}
+	p := r.pathsOf(rec.ID).record
+	if err := writeFileAtomic(p, b, 0o600); err != nil {
+		return fmt.Errorf("save record of %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+func writeFileAtomic(p string, b []byte, mode os.FileMode) error {
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, b, mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p)
+}
+
+func loadRecord(p string) (record, error) {
+	var rec record
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return rec, err
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return rec, fmt.Errorf("decode %s: %w", p, err)
+	}
+	return rec, nil
+}
+
+func newID() string {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	return hex.EncodeToString(b[:])
+}
+
+var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+// ShortID is the 12-character form of a container ID that `shoal ps` shows.
+func ShortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

@@ -1,0 +1,1001 @@
+// Package runtime runs the containers of one node: overlayfs rootfs from the
+// image store's layers, an OCI bundle built from runtime-spec types, runc
+// (containerd/go-runc) without a shim per container, per-container logs and
+// health checks.
+//
+// Supervision. Containers run detached (`runc run --detach`). The agent is a
+// child subreaper, so once runc exits each container's init becomes the
+// agent's child. The agent watches every init through a pidfd on Go's
+// netpoller (no thread per container) and, when it ends, reaps it with a
+// wait4 on that exact pid. It never waits for "any child": a wait4(-1) loop
+// would steal the exit statuses of commands that other packages of the agent
+// run through os/exec (nft, ip), which is the race go-runc's Monitor hook
+// exists to paper over; waiting by pid needs no hook and works with go-runc's
+// default monitor.
+//
+// Restarts. Each container runs the Shoal init (package containerinit) as
+// PID 1, which records the user command's exit status in a bind-mounted state
+// file before exiting, and writes the container's logs itself. After an agent
+// restart the new agent re-reads container.json records, asks runc which
+// containers still run, watches those by pidfd (they are no longer its
+// children) and learns their exit codes from the state file. Containers keep
+// running while no agent is there; Run returning never stops them.
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	runc "github.com/containerd/go-runc"
+	"golang.org/x/sys/unix"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/containerinit"
+)
+
+// Runtime manages the containers of this node. Create it with New and drive
+// its background work with Run; the container methods are safe for
+// concurrent use and wait for Run to have re-adopted existing containers.
+type Runtime struct {
+	cfg  Config
+	log  *slog.Logger
+	runc *runc.Runc
+
+	ready   chan struct{} // closed once Run adopted existing containers
+	runCtx  context.Context
+	runDone chan struct{} // closed when Run returns
+	wg      sync.WaitGroup
+
+	mu         sync.Mutex
+	containers map[string]*container // by ID
+	names      map[string]string     // name -> ID
+	subs       map[chan Event]struct{}
+	closed     bool
+}
+
+// New validates cfg, prepares Root and loads the records of containers left
+// by a previous agent. It starts nothing: call Run.
+func New(cfg Config) (*Runtime, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := checkStatic(cfg.InitBinary); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{filepath.Join(cfg.Root, "containers"), filepath.Join(cfg.Root, "netns"), cfg.RuncRoot} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return nil, fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	r := &Runtime{
+		cfg:        cfg,
+		log:        cfg.Logger.With("component", "runtime"),
+		runc:       &runc.Runc{Command: cfg.RuncBinary, Root: cfg.RuncRoot},
+		ready:      make(chan struct{}),
+		runDone:    make(chan struct{}),
+		containers: map[string]*container{},
+		names:      map[string]string{},
+		subs:       map[chan Event]struct{}{},
+	}
+	ents, err := os.ReadDir(filepath.Join(cfg.Root, "containers"))
+	if err != nil {
+		return nil, fmt.Errorf("read containers dir: %w", err)
+	}
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		p := r.pathsOf(e.Name())
+		rec, err := loadRecord(p.record)
+		if err != nil || rec.ID != e.Name() {
+			// A crash between mkdir and the first save leaves a dir without
+			// a record; Run cleans it up.
+			r.log.Warn("container dir without a valid record", "id", e.Name(), "err", err)
+			continue
+		}
+		c := &container{rec: rec, done: make(chan struct{})}
+		if rec.State != api.ContainerRunning && rec.State != api.ContainerCreated {
+			close(c.done)
+		}
+		if rec.Health != nil && rec.State == api.ContainerRunning {
+			c.health = api.HealthStarting
+		}
+		r.containers[rec.ID] = c
+		r.names[rec.Name] = rec.ID
+	}
+	return r, nil
+}
+
+// Run re-adopts the containers left by a previous agent, then supervises
+// containers (exit watching, health checks, --rm) until ctx ends. It returns
+// when ctx ends, leaving containers running. Call it once.
+func (r *Runtime) Run(ctx context.Context) error {
+	defer close(r.runDone)
+	r.runCtx = ctx
+	if err := setSubreaper(); err != nil {
+		r.log.Warn("not a subreaper: exit codes come from state files only", "err", err)
+	}
+	r.adopt(ctx)
+	close(r.ready)
+
+	<-ctx.Done()
+	r.wg.Wait()
+	r.mu.Lock()
+	r.closed = true
+	for ch := range r.subs {
+		close(ch)
+		delete(r.subs, ch)
+	}
+	r.mu.Unlock()
+	return nil
+}
+
+// Ready is closed once Run has re-adopted the containers of a previous
+// agent; until then List and Get show the records as they were saved.
+func (r *Runtime) Ready() <-chan struct{} { return r.ready }
+
+// waitReady blocks until Run has adopted existing containers.
+func (r *Runtime) waitReady(ctx context.Context) error {
+	select {
+	case <-r.ready:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-r.runDone:
+		return ErrClosed
+	}
+	if r.runCtx.Err() != nil {
+		return ErrClosed
+	}
+	return nil
+}
+
+// adopt reconciles records with runc: running containers are watched again,
+// those that ended while no agent was there get their exit status, and runc
+// containers without a record are deleted.
+func (r *Runtime) adopt(ctx context.Context) {
+	states := map[string]*runc.Container{}
+	if list, err := r.runc.List(ctx); err != nil {
+		r.log.Warn("runc list", "err", err)
+	} else {
+		for _, s := range list {
+			states[s.ID] = s
+		}
+	}
+	r.mu.Lock()
+	cs := make([]*container, 0, len(r.containers))
+	for _, c := range r.containers {
+		cs = append(cs, c)
+	}
+	r.mu.Unlock()
+
+	for id := range states {
+		if _, ok := r.containers[id]; !ok {
+			r.log.Warn("deleting runc container without a record", "id", id)
+			_ = r.runc.Delete(ctx, id, &runc.DeleteOpts{Force: true})
+		}
+	}
+	for _, c := range cs {
+		id := c.rec.ID
+		if c.rec.State != api.ContainerRunning {
+			continue
+		}
+		st := states[id]
+		if st != nil && (st.Status == "running" || st.Status == "paused") && st.Pid == c.rec.Pid {
+			pidfd, err := unix.PidfdOpen(st.Pid, unix.PIDFD_NONBLOCK)
+			if err == nil && pidExited(pidfd) {
+				// A zombie waiting for us (we were its subreaper all along).
+				unix.Close(pidfd)
+				r.finishExit(c, st.Pid, true)
+				continue
+			}
+			if err == nil {
+				r.log.Info("re-adopted running container", "id", ShortID(id), "pid", st.Pid)
+				r.watch(c, st.Pid, pidfd)
+				r.startHealth(c)
+				continue
+			}
+			r.log.Warn("pidfd_open of adopted container", "id", ShortID(id), "err", err)
+		}
+		// It ended while we were away (or runc lost it).
+		r.finishExit(c, c.rec.Pid, false)
+	}
+	// Directories without a record: half-made containers.
+	ents, _ := os.ReadDir(filepath.Join(r.cfg.Root, "containers"))
+	for _, e := range ents {
+		r.mu.Lock()
+		_, known := r.containers[e.Name()]
+		r.mu.Unlock()
+		if !known && e.IsDir() {
+			r.log.Warn("removing leftover container dir", "id", e.Name())
+			_ = r.cleanup(ctx, e.Name())
+		}
+	}
+}
+
+// pidExited reports whether the process behind pidfd has ended.
+func pidExited(pidfd int) bool {
+	n, _ := unix.Poll([]unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}, 0)
+	return n > 0
+}
+
+// Create prepares a container (rootfs, netns, network, bundle) without
+// starting it and returns it in state created.
+func (r *Runtime) Create(ctx context.Context, spec Spec) (api.Container, error) {
+	if err := r.waitReady(ctx); err != nil {
+		return api.Container{}, err
+	}
+	id := newID()
+	name := spec.Name
+	if name == "" {
+		name = ShortID(id)
+	}
+	if !nameRE.MatchString(name) {
+		return api.Container{}, fmt.Errorf("%w: bad name %q", ErrInvalidSpec, name)
+	}
+	r.mu.Lock()
+	if _, taken := r.names[name]; taken {
+		r.mu.Unlock()
+		return api.Container{}, fmt.Errorf("%w: %s", ErrNameInUse, name)
+	}
+	r.names[name] = id // reserve
+	r.mu.Unlock()
+
+	rec, err := r.prepare(ctx, id, name, spec)
+	if err != nil {
+		r.mu.Lock()
+		delete(r.names, name)
+		r.mu.Unlock()
+		if cerr := r.cleanup(context.WithoutCancel(ctx), id); cerr != nil {
+			r.log.Warn("cleanup after failed create", "id", ShortID(id), "err", cerr)
+		}
+		return api.Container{}, err
+	}
+	c := &container{rec: rec, done: make(chan struct{})}
+	r.mu.Lock()
+	r.containers[id] = c
+	r.mu.Unlock()
+	if err := r.save(c); err != nil {
+		_ = r.Remove(context.WithoutCancel(ctx), id, true)
+		return api.Container{}, err
+	}
+	r.emit(c)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return c.apiLocked(), nil
+}
+
+// prepare builds everything a container needs on disk; on error the caller
+// cleans up with r.cleanup(id).
+func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (record, error) {
+	img, icfg, layers, err := r.cfg.Images.Resolve(spec.Image)
+	if err != nil {
+		return record{}, fmt.Errorf("resolve image %s: %w", spec.Image, err)
+	}
+	args, err := ResolveCommand(icfg, spec.Entrypoint, spec.Command)
+	if err != nil {
+		return record{}, err
+	}
+	hostname := spec.Hostname
+	if hostname == "" {
+		hostname = ShortID(id)
+	}
+	p := r.pathsOf(id)
+	for _, d := range []string{p.rootfs, p.upper, p.work, p.state, p.log} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return record{}, fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	if err := mountOverlay(layers, p.upper, p.work, p.rootfs); err != nil {
+		return record{}, err
+	}
+	user := spec.User
+	if user == "" {
+		user = icfg.User
+	}
+	uid, gid, extra, err := ResolveUser(p.rootfs, user)
+	if err != nil {
+		return record{}, err
+	}
+	for _, d := range []string{p.state, p.log} {
+		if err := os.Chown(d, int(uid), int(gid)); err != nil {
+			return record{}, fmt.Errorf("chown %s: %w", d, err)
+		}
+	}
+	if err := createNetns(p.netns); err != nil {
+		return record{}, err
+	}
+	ip := ""
+	if r.cfg.Network != nil {
+		if ip, err = r.cfg.Network.Attach(ctx, id, p.netns); err != nil {
+			return record{}, fmt.Errorf("attach network: %w", err)
+		}
+	}
+	hostResolv, _ := os.ReadFile(r.cfg.ResolvConf)
+	files := map[string]string{
+		p.hosts:    HostsFile(hostname, ip, spec.ExtraHosts),
+		p.hostname: hostname + "\n",
+		p.resolv:   ResolvConf(string(hostResolv), r.cfg.DNS),
+	}
+	for f, content := range files {
+		if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
+			return record{}, fmt.Errorf("write %s: %w", f, err)
+		}
+	}
+	cwd := spec.Workdir
+	if cwd == "" {
+		cwd = icfg.WorkingDir
+	}
+	s, err := BuildSpec(SpecInput{
+		Hostname:       hostname,
+		RootfsPath:     "rootfs",
+		Args:           args,
+		Env:            MergeEnv(icfg.Env, spec.Env, hostname),
+		Cwd:            cwd,
+		UID:            uid,
+		GID:            gid,
+		ExtraGIDs:      extra,
+		Limits:         spec.Limits,
+		CgroupsPath:    filepath.Join(r.cfg.CgroupParent, id),
+		NetnsPath:      p.netns,
+		InitBinary:     r.cfg.InitBinary,
+		StateDir:       p.state,
+		LogDir:         p.log,
+		HostsPath:      p.hosts,
+		HostnamePath:   p.hostname,
+		ResolvConfPath: p.resolv,
+		LogMaxSize:     r.cfg.LogMaxSize,
+		LogMaxFiles:    r.cfg.LogMaxFiles,
+		NoSeccomp:      r.cfg.NoSeccomp,
+	})
+	if err != nil {
+		return record{}, err
+	}
+	if err := writeJSON(p.config, s); err != nil {
+		return record{}, fmt.Errorf("write bundle config: %w", err)
+	}
+	hc := spec.Healthcheck
+	if hc == nil {
+		hc = icfg.Healthcheck
+	}
+	if hc != nil && (len(hc.Test) == 0 || hc.Test[0] == "NONE") {
+		hc = nil
+	}
+	return record{
+		ID:        id,
+		Name:      name,
+		Spec:      spec,
+		ImageID:   img.ID,
+		Layers:    layers,
+		Args:      args,
+		Hostname:  hostname,
+		Health:    hc,
+		State:     api.ContainerCreated,
+		IP:        ip,
+		CreatedAt: time.Now().UTC(),
+	}, nil
+}
+
+// RunContainer creates and starts a container (`shoal run`). On a failed
+// start the container is removed again. (Run is the background loop.)
+func (r *Runtime) RunContainer(ctx context.Context, spec Spec) (api.Container, error) {
+	c, err := r.Create(ctx, spec)
+	if err != nil {
+		return api.Container{}, err
+	}
+	started, err := r.Start(ctx, c.ID)
+	if err != nil {
+		if rerr := r.Remove(context.WithoutCancel(ctx), c.ID, true); rerr != nil {
+			r.log.Warn("remove after failed start", "id", ShortID(c.ID), "err", rerr)
+		}
+		return api.Container{}, err
+	}
+	return started, nil
+}
+
+// Start starts a created (or exited) container and returns once its process
+// runs. Starting a running container is a no-op.
+func (r *Runtime) Start(ctx context.Context, idOrName string) (api.Container, error) {
+	if err := r.waitReady(ctx); err != nil {
+		return api.Container{}, err
+	}
+	c, err := r.lookup(idOrName)
+	if err != nil {
+		return api.Container{}, err
+	}
+	c.op.Lock()
+	defer c.op.Unlock()
+	r.mu.Lock()
+	if c.removed {
+		r.mu.Unlock()
+		return api.Container{}, fmt.Errorf("start %s: %w", idOrName, ErrNotFound)
+	}
+	if c.rec.State == api.ContainerRunning {
+		out := c.apiLocked()
+		r.mu.Unlock()
+		return out, nil
+	}
+	rec := c.rec
+	r.mu.Unlock()
+
+	if err := r.startLocked(ctx, c, rec); err != nil {
+		r.mu.Lock()
+		c.rec.Error = err.Error()
+		r.mu.Unlock()
+		_ = r.save(c)
+		return api.Container{}, fmt.Errorf("start %s: %w", ShortID(rec.ID), err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return c.apiLocked(), nil
+}
+
+func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) error {
+	id := rec.ID
+	p := r.pathsOf(id)
+	if rec.State == api.ContainerExited {
+		// A restart: clear what the last run left behind.
+		_ = r.runc.Delete(ctx, id, &runc.DeleteOpts{Force: true})
+		_ = os.Remove(filepath.Join(p.state, containerinit.ExitFile))
+		_ = os.Remove(filepath.Join(p.state, containerinit.ReadyFile))
+	}
+	if !isMountpoint(p.rootfs) { // after a reboot
+		if err := mountOverlay(rec.Layers, p.upper, p.work, p.rootfs); err != nil {
+			return err
+		}
+	}
+	if !isNetnsMount(p.netns) {
+		_ = removeNetns(p.netns)
+		if err := createNetns(p.netns); err != nil {
+			return err
+		}
+	}
+	ip := rec.IP
+	if ip == "" && r.cfg.Network != nil {
+		var err error
+		if ip, err = r.cfg.Network.Attach(ctx, id, p.netns); err != nil {
+			return fmt.Errorf("attach network: %w", err)
+		}
+		if err := os.WriteFile(p.hosts, []byte(HostsFile(rec.Hostname, ip, rec.Spec.ExtraHosts)), 0o644); err != nil {
+			return fmt.Errorf("write hosts: %w", err)
+		}
+	}
+	initLog, err := os.OpenFile(p.initLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("open init log: %w", err)
+	}
+	defer initLog.Close()
+	_ = os.Remove(p.pidFile)
+	_, err = r.runc.Run(ctx, id, p.dir, &runc.CreateOpts{
+		IO:      fileIO{initLog},
+		PidFile: p.pidFile,
+		Detach:  true,
+	})
+	if err != nil {
+		return fmt.Errorf("runc run: %w%s", err, tailOf(p.initLog))
+	}
+	b, err := os.ReadFile(p.pidFile)
+	if err != nil {
+		return fmt.Errorf("read pid file: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("parse pid file: %w", err)
+	}
+	pidfd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		_ = r.runc.Kill(ctx, id, int(unix.SIGKILL), &runc.KillOpts{All: true})
+		return fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	r.mu.Lock()
+	c.rec.State = api.ContainerRunning
+	c.rec.Pid = pid
+	c.rec.IP = ip
+	c.rec.ExitCode = 0
+	c.rec.Error = ""
+	c.rec.StartedAt = time.Now().UTC()
+	c.rec.FinishedAt = time.Time{}
+	select {
+	case <-c.done:
+		c.done = make(chan struct{})
+	default:
+	}
+	if c.rec.Health != nil {
+		c.health = api.HealthStarting
+	}
+	r.mu.Unlock()
+	if err := r.save(c); err != nil {
+		r.log.Warn("save record", "id", ShortID(id), "err", err)
+	}
+	r.watch(c, pid, pidfd)
+	r.startHealth(c)
+	r.emit(c)
+	return nil
+}
+
+// watch waits, on a goroutine owned by Run, for the init behind pidfd to end,
+// then records its exit. If Run's context ends first, the container is left
+// running for the next agent.
+func (r *Runtime) watch(c *container, pid, pidfd int) {
+	f := os.NewFile(uintptr(pidfd), "pidfd")
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer f.Close()
+		stop := context.AfterFunc(r.runCtx, func() { _ = f.SetReadDeadline(time.Now()) })
+		defer stop()
+		rc, err := f.SyscallConn()
+		if err != nil {
+			r.log.Error("pidfd conn", "pid", pid, "err", err)
+			return
+		}
+		exited := false
+		err = rc.Read(func(fd uintptr) bool {
+			exited = pidExited(int(fd))
+			return exited
+		})
+		if !exited {
+			if r.runCtx.Err() == nil {
+				r.log.Error("watch container", "pid", pid, "err", err)
+			}
+			return
+		}
+		r.finishExit(c, pid, true)
+	}()
+}
+
+// finishExit records that the container's init ended: exit status from the
+// init's state file, else from wait4 when the init was our child, else 137.
+// Then it releases the network, deletes the runc state and, for --rm
+// containers, removes the container.
+func (r *Runtime) finishExit(c *container, pid int, mayReap bool) {
+	id := c.rec.ID
+	p := r.pathsOf(id)
+	code, errMsg := -1, ""
+	if mayReap && pid > 0 {
+		var ws syscall.WaitStatus
+		for {
+			wpid, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+			if err == syscall.EINTR {
+				continue
+			}
+			if err == nil && wpid == pid {
+				switch {
+				case ws.Exited():
+					code = ws.ExitStatus()
+				case ws.Signaled():
+					code = 128 + int(ws.Signal())
+				}
+			}
+			break
+		}
+	}
+	st, ferr := containerinit.ReadExit(p.state)
+	switch {
+	case ferr == nil:
+		code = st.ExitCode
+		errMsg = st.Error
+	case code >= 0:
+		// The init itself was killed (SIGKILL, OOM): no state file.
+	default:
+		code = 137
+		errMsg = "exit status not recorded (init killed while no agent was watching)"
+	}
+	ctx := context.WithoutCancel(r.runCtx)
+	if err := r.runc.Delete(ctx, id, &runc.DeleteOpts{Force: true}); err != nil && !isNotExist(err) {
+		r.log.Warn("runc delete", "id", ShortID(id), "err", err)
+	}
+	if r.cfg.Network != nil {
+		if err := r.cfg.Network.Detach(ctx, id, p.netns); err != nil {
+			r.log.Warn("detach network", "id", ShortID(id), "err", err)
+		}
+	}
+	r.mu.Lock()
+	c.rec.State = api.ContainerExited
+	c.rec.ExitCode = code
+	c.rec.Pid = 0
+	c.rec.IP = ""
+	c.rec.FinishedAt = time.Now().UTC()
+	if ferr == nil && !st.FinishedAt.IsZero() {
+		c.rec.FinishedAt = st.FinishedAt
+	}
+	if errMsg != "" {
+		c.rec.Error = errMsg
+	}
+	stopHealth := c.stopHealth
+	c.stopHealth = nil
+	select {
+	case <-c.done:
+	default:
+		close(c.done)
+	}
+	remove := c.rec.Spec.Remove
+	r.mu.Unlock()
+	if stopHealth != nil {
+		stopHealth()
+	}
+	if err := r.save(c); err != nil {
+		r.log.Warn("save record", "id", ShortID(id), "err", err)
+	}
+	r.log.Info("container exited", "id", ShortID(id), "exit_code", code)
+	r.emit(c)
+	if remove {
+		if err := r.Remove(ctx, id, false); err != nil && !errors.Is(err, ErrNotFound) {
+			r.log.Warn("auto-remove", "id", ShortID(id), "err", err)
+		}
+	}
+}
+
+// Stop sends SIGTERM to the container, waits up to grace (0 = the
+// container's or the config's default), then SIGKILLs it. It returns once
+// the container has exited. Stopping a container that is not running is a
+// no-op.
+func (r *Runtime) Stop(ctx context.Context, idOrName string, grace time.Duration) (api.Container, error) {
+	if err := r.waitReady(ctx); err != nil {
+		return api.Container{}, err
+	}
+	c, err := r.lookup(idOrName)
+	if err != nil {
+		return api.Container{}, err
+	}
+	c.op.Lock()
+	defer c.op.Unlock()
+	if err := r.stopLocked(ctx, c, grace); err != nil {
+		return api.Container{}, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return c.apiLocked(), nil
+}
+
+func (r *Runtime) stopLocked(ctx context.Context, c *container, grace time.Duration) error {
+	r.mu.Lock()
+	id, state, done := c.rec.ID, c.rec.State, c.done
+	if grace <= 0 {
+		grace = c.rec.Spec.StopGrace
+	}
+	r.mu.Unlock()
+	if state != api.ContainerRunning {
+		return nil
+	}
+	if grace <= 0 {
+		grace = r.cfg.StopGrace
+	}
+	if grace > 0 {
+		deadline := time.Now().Add(grace)
+		r.waitInitReady(ctx, id, done, deadline)
+		if err := r.runc.Kill(ctx, id, int(unix.SIGTERM), nil); err != nil && !isNotRunning(err) {
+			r.log.Warn("runc kill TERM", "id", ShortID(id), "err", err)
+		}
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		select {
+		case <-done:
+			return nil
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.runDone:
+			return ErrClosed
+		}
+	}
+	if err := r.runc.Kill(ctx, id, int(unix.SIGKILL), &runc.KillOpts{All: true}); err != nil && !isNotRunning(err) {
+		r.log.Warn("runc kill KILL", "id", ShortID(id), "err", err)
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-r.runDone:
+		return ErrClosed
+	}
+}
+
+// waitInitReady waits until the container's init handles signals (its
+// ready file exists), the container exits, or deadline passes.
+func (r *Runtime) waitInitReady(ctx context.Context, id string, done <-chan struct{}, deadline time.Time) {
+	ready := filepath.Join(r.pathsOf(id).state, containerinit.ReadyFile)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(ready); err == nil {
+			return
+		}
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// Remove deletes a container and everything it owns: runc state, cgroup,
+// rootfs mount, upper dir, bundle, netns, logs. A running container is
+// killed first when force is set, otherwise ErrRunning is returned.
+func (r *Runtime) Remove(ctx context.Context, idOrName string, force bool) error {
+	if err := r.waitReady(ctx); err != nil {
+		return err
+	}
+	c, err := r.lookup(idOrName)
+	if err != nil {
+		return err
+	}
+	c.op.Lock()
+	defer c.op.Unlock()
+	r.mu.Lock()
+	state, removed := c.rec.State, c.removed
+	r.mu.Unlock()
+	if removed {
+		return fmt.Errorf("remove %s: %w", idOrName, ErrNotFound)
+	}
+	if state == api.ContainerRunning {
+		if !force {
+			return fmt.Errorf("remove %s: %w", idOrName, ErrRunning)
+		}
+		// Kill right away, as `docker rm -f` does.
+		if err := r.stopLocked(ctx, c, -1); err != nil {
+			return fmt.Errorf("kill %s: %w", idOrName, err)
+		}
+	}
+	r.mu.Lock()
+	id, name := c.rec.ID, c.rec.Name
+	c.removed = true
+	stopHealth := c.stopHealth
+	c.stopHealth = nil
+	r.mu.Unlock()
+	if stopHealth != nil {
+		stopHealth()
+	}
+	c.saveMu.Lock() // wait for an in-flight save
+	c.saveMu.Unlock()
+	err = r.cleanup(ctx, id)
+	r.mu.Lock()
+	delete(r.containers, id)
+	if r.names[name] == id {
+		delete(r.names, name)
+	}
+	r.mu.Unlock()
+	r.publish(Event{ContainerID: id, Name: name, TaskID: c.rec.Spec.TaskID, State: EventRemoved, ExitCode: c.rec.ExitCode, Time: time.Now().UTC()})
+	if err != nil {
+		return fmt.Errorf("remove %s: %w", ShortID(id), err)
+	}
+	return nil
+}
+
+// cleanup deletes every resource of container id, best effort, and reports
+// what failed.
+func (r *Runtime) cleanup(ctx context.Context, id string) error {
+	p := r.pathsOf(id)
+	var errs []error
+	if err := r.runc.Delete(ctx, id, &runc.DeleteOpts{Force: true}); err != nil && !isNotExist(err) {
+		errs = append(errs, fmt.Errorf("runc delete: %w", err))
+	}
+	if r.cfg.Network != nil {
+		if err := r.cfg.Network.Detach(ctx, id, p.netns); err != nil {
+			errs = append(errs, fmt.Errorf("detach network: %w", err))
+		}
+	}
+	if err := removeNetns(p.netns); err != nil {
+		errs = append(errs, err)
+	}
+	if err := unmount(p.rootfs); err != nil {
+		errs = append(errs, err)
+	}
+	removeCgroups(filepath.Join(r.cfg.CgroupParent, id))
+	if err := os.RemoveAll(p.dir); err != nil {
+		errs = append(errs, fmt.Errorf("remove %s: %w", p.dir, err))
+	}
+	return errors.Join(errs...)
+}
+
+// removeCgroups removes the container's cgroup in every hierarchy; runc
+// delete normally did it already.
+func removeCgroups(rel string) {
+	ents, err := os.ReadDir("/sys/fs/cgroup")
+	if err != nil {
+		return
+	}
+	_ = os.Remove(filepath.Join("/sys/fs/cgroup", rel)) // pure v2
+	for _, e := range ents {
+		_ = os.Remove(filepath.Join("/sys/fs/cgroup", e.Name(), rel))
+	}
+}
+
+// List returns all containers of this node, oldest first.
+func (r *Runtime) List() []api.Container {
+	r.mu.Lock()
+	out := make([]api.Container, 0, len(r.containers))
+	for _, c := range r.containers {
+		out = append(out, c.apiLocked())
+	}
+	r.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].CreatedAt.Equal(out[j].CreatedAt) {
+			return out[i].ID < out[j].ID
+		}
+		return out[i].CreatedAt.Before(out[j].CreatedAt)
+	})
+	return out
+}
+
+// Get finds a container by full ID, name, or unique ID prefix.
+func (r *Runtime) Get(idOrName string) (api.Container, error) {
+	c, err := r.lookup(idOrName)
+	if err != nil {
+		return api.Container{}, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return c.apiLocked(), nil
+}
+
+func (r *Runtime) lookup(ref string) (*container, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ref == "" {
+		return nil, ErrNotFound
+	}
+	if c, ok := r.containers[ref]; ok {
+		return c, nil
+	}
+	if id, ok := r.names[ref]; ok {
+		if c, ok := r.containers[id]; ok {
+			return c, nil
+		}
+	}
+	var found *container
+	for id, c := range r.containers {
+		if strings.HasPrefix(id, ref) {
+			if found != nil {
+				return nil, fmt.Errorf("%w: %s", ErrAmbiguous, ref)
+			}
+			found = c
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, ref)
+	}
+	return found, nil
+}
+
+// Wait blocks until the container is no longer running (or was never
+// started and is removed) and returns its final state, exit code included.
+// It also works for --rm containers, whose record disappears right after.
+func (r *Runtime) Wait(ctx context.Context, idOrName string) (api.Container, error) {
+	if err := r.waitReady(ctx); err != nil {
+		return api.Container{}, err
+	}
+	c, err := r.lookup(idOrName)
+	if err != nil {
+		return api.Container{}, err
+	}
+	for {
+		r.mu.Lock()
+		done := c.done
+		r.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return api.Container{}, ctx.Err()
+		case <-r.runDone:
+			return api.Container{}, ErrClosed
+		}
+		r.mu.Lock()
+		if c.done == done || c.removed {
+			out := c.apiLocked()
+			r.mu.Unlock()
+			return out, nil
+		}
+		r.mu.Unlock() // restarted meanwhile: wait for the new run
+	}
+}
+
+// Subscribe returns a channel of container events (state and health
+// changes). Events are dropped, with a warning, for a subscriber whose
+// buffer is full, so consumers should also resync with List. The channel is
+// closed by Unsubscribe or when Run returns.
+func (r *Runtime) Subscribe() <-chan Event {
+	ch := make(chan Event, 256)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		close(ch)
+		return ch
+	}
+	r.subs[ch] = struct{}{}
+	return ch
+}
+
+// Unsubscribe stops and closes a channel returned by Subscribe.
+func (r *Runtime) Unsubscribe(ch <-chan Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for c := range r.subs {
+		if (<-chan Event)(c) == ch {
+			delete(r.subs, c)
+			close(c)
+		}
+	}
+}
+
+// emit publishes c's current state.
+func (r *Runtime) emit(c *container) {
+	r.mu.Lock()
+	ev := Event{
+		ContainerID: c.rec.ID, Name: c.rec.Name, TaskID: c.rec.Spec.TaskID,
+		State: c.rec.State, ExitCode: c.rec.ExitCode, Health: c.health, IP: c.rec.IP,
+		Error: c.rec.Error, Time: time.Now().UTC(),
+	}
+	r.mu.Unlock()
+	r.publish(ev)
+}
+
+func (r *Runtime) publish(ev Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for ch := range r.subs {
+		select {
+		case ch <- ev:
+		default:
+			r.log.Warn("event dropped: subscriber is slow", "id", ShortID(ev.ContainerID), "state", ev.State)
+		}
+	}
+}
+
+// fileIO gives runc (and so the detached container init) a file as stdout
+// and stderr and /dev/null as stdin; a file, unlike a pipe, needs no copying
+// goroutine that would outlive runc.
+type fileIO struct{ f *os.File }
+
+func (i fileIO) Close() error          { return nil }
+func (i fileIO) Stdin() io.WriteCloser { return nil }
+func (i fileIO) Stdout() io.ReadCloser { return nil }
+func (i fileIO) Stderr() io.ReadCloser { return nil }
+
+// Set implements runc.IO.
+func (i fileIO) Set(cmd *exec.Cmd) {
+	cmd.Stdin = nil
+	cmd.Stdout = i.f
+	cmd.Stderr = i.f
+}
+
+func isNotExist(err error) bool {
+	return err != nil && (strings.Contains(err.Error(), "does not exist") || strings.Contains(err.Error(), "not exist"))
+}
+
+func isNotRunning(err error) bool {
+	return err != nil && (isNotExist(err) || strings.Contains(err.Error(), "not running") || strings.Contains(err.Error(), "process already finished"))
+}
+
+// tailOf returns the last bytes of a diagnostics file, for error messages.
+func tailOf(p string) string {
+	b, err := os.ReadFile(p)
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	if len(b) > 512 {
+		b = b[len(b)-512:]
+	}
+	return ": " + strings.TrimSpace(string(b))
+}
+
+func writeJSON(p string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(p, b, 0o600)
+}

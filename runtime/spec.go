@@ -1,0 +1,394 @@
+package runtime
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/moby/profiles/seccomp"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/containerinit"
+)
+
+// DefaultPath is the PATH a container gets when its image sets none.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// DefaultCapabilities is Docker's default capability set. Containers get it in
+// the bounding, effective and permitted sets (not inheritable nor ambient).
+var DefaultCapabilities = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+}
+
+// MaskedPaths and ReadonlyPaths are Docker's defaults.
+var (
+	MaskedPaths = []string{
+		"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+		"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+		"/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+	}
+	ReadonlyPaths = []string{
+		"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+	}
+)
+
+// cpuPeriod is the CFS period used to turn nano CPUs into a quota.
+const cpuPeriod = 100000
+
+// SpecInput is everything BuildSpec needs; every path is a host path except
+// Cwd. The caller resolves the image, user, command and environment first
+// (see ResolveCommand, MergeEnv, ResolveUser).
+type SpecInput struct {
+	Hostname    string
+	RootfsPath  string // absolute, or relative to the bundle dir
+	Args        []string
+	Env         []string
+	Cwd         string
+	UID, GID    uint32
+	ExtraGIDs   []uint32
+	Limits      api.Resources
+	CgroupsPath string // CgroupParent/<id>
+	// NetnsPath is the named network namespace to join; empty makes runc
+	// create a fresh one.
+	NetnsPath string
+	// InitBinary, StateDir and LogDir are bind-mounted at
+	// containerinit.InitPath, StateDir and LogDir.
+	InitBinary string
+	StateDir   string
+	LogDir     string
+	// HostsPath, HostnamePath and ResolvConfPath are bind-mounted over the
+	// container's /etc files when set.
+	HostsPath      string
+	HostnamePath   string
+	ResolvConfPath string
+	LogMaxSize     int64
+	LogMaxFiles    int
+	NoSeccomp      bool
+}
+
+// BuildSpec turns in into an OCI runtime spec: Docker's default isolation
+// (capabilities, masked and read-only paths, no-new-privileges, seccomp),
+// the standard mounts, cgroup limits, and the Shoal init as process 1 running
+// in.Args. It has no side effects.
+func BuildSpec(in SpecInput) (*specs.Spec, error) {
+	if len(in.Args) == 0 {
+		return nil, ErrNoCommand
+	}
+	if in.RootfsPath == "" || in.InitBinary == "" || in.StateDir == "" || in.LogDir == "" {
+		return nil, fmt.Errorf("%w: rootfs, init binary, state and log dirs are required", ErrInvalidSpec)
+	}
+	if in.Limits.MemoryBytes < 0 || in.Limits.NanoCPUs < 0 || in.Limits.Pids < 0 {
+		return nil, fmt.Errorf("%w: negative limits", ErrInvalidSpec)
+	}
+	if in.Limits.MemoryBytes > 0 && in.Limits.MemoryBytes < 6<<20 {
+		return nil, fmt.Errorf("%w: memory limit %d below the 6MiB minimum", ErrInvalidSpec, in.Limits.MemoryBytes)
+	}
+	cwd := in.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	if !path.IsAbs(cwd) {
+		cwd = "/" + cwd
+	}
+	caps := slices.Clone(DefaultCapabilities)
+	args := append([]string{containerinit.InitPath},
+		containerinit.Args(in.LogMaxSize, in.LogMaxFiles, in.Args)...)
+
+	s := &specs.Spec{
+		Version:  specs.Version,
+		Hostname: in.Hostname,
+		Root:     &specs.Root{Path: in.RootfsPath},
+		Process: &specs.Process{
+			Args: args,
+			Env:  slices.Clone(in.Env),
+			Cwd:  cwd,
+			User: specs.User{UID: in.UID, GID: in.GID, AdditionalGids: slices.Clone(in.ExtraGIDs)},
+			Capabilities: &specs.LinuxCapabilities{
+				Bounding:  caps,
+				Effective: slices.Clone(caps),
+				Permitted: slices.Clone(caps),
+			},
+			NoNewPrivileges: true,
+		},
+		Mounts: defaultMounts(in),
+		Linux: &specs.Linux{
+			CgroupsPath: in.CgroupsPath,
+			Resources:   resources(in.Limits),
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace},
+				{Type: specs.MountNamespace},
+				{Type: specs.IPCNamespace},
+				{Type: specs.UTSNamespace},
+				{Type: specs.NetworkNamespace, Path: in.NetnsPath},
+			},
+			MaskedPaths:   slices.Clone(MaskedPaths),
+			ReadonlyPaths: slices.Clone(ReadonlyPaths),
+		},
+	}
+	if !in.NoSeccomp {
+		sc, err := seccomp.GetDefaultProfile(s)
+		if err != nil {
+			return nil, fmt.Errorf("default seccomp profile: %w", err)
+		}
+		s.Linux.Seccomp = sc
+	}
+	return s, nil
+}
+
+func resources(l api.Resources) *specs.LinuxResources {
+	r := &specs.LinuxResources{
+		Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
+	}
+	if l.MemoryBytes > 0 {
+		m := l.MemoryBytes
+		r.Memory = &specs.LinuxMemory{Limit: &m}
+	}
+	if l.NanoCPUs > 0 {
+		period := uint64(cpuPeriod)
+		quota := l.NanoCPUs * cpuPeriod / 1e9
+		if quota < 1000 { // the kernel's minimum quota is 1ms
+			quota = 1000
+		}
+		r.CPU = &specs.LinuxCPU{Period: &period, Quota: &quota}
+	}
+	if l.Pids > 0 {
+		p := l.Pids
+		r.Pids = &specs.LinuxPids{Limit: &p}
+	}
+	return r
+}
+
+func defaultMounts(in SpecInput) []specs.Mount {
+	ms := []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
+	}
+	bind := func(dst, src string, ro bool) {
+		if src == "" {
+			return
+		}
+		opts := []string{"rbind", "rprivate", "nosuid", "nodev"}
+		if ro {
+			opts = append(opts, "ro")
+		}
+		ms = append(ms, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: opts})
+	}
+	bind("/etc/hosts", in.HostsPath, false)
+	bind("/etc/hostname", in.HostnamePath, false)
+	bind("/etc/resolv.conf", in.ResolvConfPath, false)
+	bind(containerinit.InitPath, in.InitBinary, true)
+	bind(containerinit.StateDir, in.StateDir, false)
+	bind(containerinit.LogDir, in.LogDir, false)
+	return ms
+}
+
+// ResolveCommand combines the spec's and the image's entrypoint and command
+// with Docker's rules: a spec entrypoint replaces the image's and drops the
+// image's Cmd; a spec command replaces the image's Cmd.
+func ResolveCommand(img api.ImageConfig, entrypoint, command []string) ([]string, error) {
+	ep := img.Entrypoint
+	cmd := img.Cmd
+	if len(entrypoint) > 0 {
+		ep = entrypoint
+		cmd = nil
+	}
+	if len(command) > 0 {
+		cmd = command
+	}
+	args := append(slices.Clone(ep), cmd...)
+	if len(args) == 0 {
+		return nil, ErrNoCommand
+	}
+	return args, nil
+}
+
+// MergeEnv builds a container's environment: PATH (DefaultPath unless the
+// image or spec sets one), HOSTNAME, then the image's variables overridden by
+// the spec's. Entries without '=' in spec are dropped. Order is stable.
+func MergeEnv(imageEnv, specEnv []string, hostname string) []string {
+	var keys []string
+	vals := map[string]string{}
+	set := func(kv string) {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return
+		}
+		if _, seen := vals[k]; !seen {
+			keys = append(keys, k)
+		}
+		vals[k] = v
+	}
+	set("PATH=" + DefaultPath)
+	if hostname != "" {
+		set("HOSTNAME=" + hostname)
+	}
+	for _, kv := range imageEnv {
+		set(kv)
+	}
+	for _, kv := range specEnv {
+		set(kv)
+	}
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, k+"="+vals[k])
+	}
+	return out
+}
+
+// ResolveUser turns a Docker user string (uid, uid:gid, name, name:group,
+// empty = root) into numeric IDs, looking names up in the rootfs's
+// /etc/passwd and /etc/group. Supplementary groups are the groups that list
+// the user by name. Missing files are fine for numeric users.
+func ResolveUser(rootfs, user string) (uid, gid uint32, extra []uint32, err error) {
+	if user == "" {
+		user = "0"
+	}
+	userPart, groupPart, hasGroup := strings.Cut(user, ":")
+	passwd := readColonFile(filepath.Join(rootfs, "etc", "passwd"))
+	groups := readColonFile(filepath.Join(rootfs, "etc", "group"))
+
+	name := ""
+	if n, perr := strconv.ParseUint(userPart, 10, 32); perr == nil {
+		uid = uint32(n)
+		for _, f := range passwd {
+			if len(f) >= 4 && f[2] == userPart {
+				name = f[0]
+				if g, e := strconv.ParseUint(f[3], 10, 32); e == nil {
+					gid = uint32(g)
+				}
+				break
+			}
+		}
+	} else {
+		found := false
+		for _, f := range passwd {
+			if len(f) >= 4 && f[0] == userPart {
+				u, e1 := strconv.ParseUint(f[2], 10, 32)
+				g, e2 := strconv.ParseUint(f[3], 10, 32)
+				if e1 != nil || e2 != nil {
+					continue
+				}
+				uid, gid, name, found = uint32(u), uint32(g), f[0], true
+				break
+			}
+		}
+		if !found {
+			return 0, 0, nil, fmt.Errorf("%w: unable to find user %s: no matching entries in passwd file", ErrInvalidSpec, userPart)
+		}
+	}
+	if hasGroup {
+		if g, perr := strconv.ParseUint(groupPart, 10, 32); perr == nil {
+			gid = uint32(g)
+		} else {
+			found := false
+			for _, f := range groups {
+				if len(f) >= 3 && f[0] == groupPart {
+					if g, e := strconv.ParseUint(f[2], 10, 32); e == nil {
+						gid, found = uint32(g), true
+						break
+					}
+				}
+			}
+			if !found {
+				return 0, 0, nil, fmt.Errorf("%w: unable to find group %s: no matching entries in group file", ErrInvalidSpec, groupPart)
+			}
+		}
+	}
+	if name != "" && !hasGroup {
+		for _, f := range groups {
+			if len(f) < 4 {
+				continue
+			}
+			g, e := strconv.ParseUint(f[2], 10, 32)
+			if e != nil || uint32(g) == gid {
+				continue
+			}
+			if slices.Contains(strings.Split(f[3], ","), name) {
+				extra = append(extra, uint32(g))
+			}
+		}
+	}
+	return uid, gid, extra, nil
+}
+
+// readColonFile reads a passwd-style file as fields; a missing, unreadable
+// or non-regular file (a symlink could point out of the rootfs) reads as empty.
+func readColonFile(p string) [][]string {
+	fi, err := os.Lstat(p)
+	if err != nil || !fi.Mode().IsRegular() {
+		return nil
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out [][]string
+	sc := bufio.NewScanner(io.LimitReader(f, 4<<20))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		out = append(out, strings.Split(line, ":"))
+	}
+	return out
+}
+
+// HostsFile renders a container's /etc/hosts.
+func HostsFile(hostname, ip string, extra []string) string {
+	var b strings.Builder
+	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+	if ip != "" {
+		fmt.Fprintf(&b, "%s\t%s\n", ip, hostname)
+	} else if hostname != "" {
+		fmt.Fprintf(&b, "127.0.1.1\t%s\n", hostname)
+	}
+	for _, e := range extra {
+		// Docker's --add-host form is host:ip.
+		h, addr, ok := strings.Cut(e, ":")
+		if !ok || h == "" || addr == "" {
+			continue
+		}
+		fmt.Fprintf(&b, "%s\t%s\n", addr, h)
+	}
+	return b.String()
+}
+
+// ResolvConf renders a container's /etc/resolv.conf from the host's: loopback
+// nameservers are dropped (they do not exist inside the netns), dns (when
+// set) replaces the nameservers, and 8.8.8.8 style fallbacks are not added.
+func ResolvConf(host string, dns []string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(host, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "nameserver" {
+			if len(dns) > 0 || strings.HasPrefix(f[1], "127.") || f[1] == "::1" {
+				continue
+			}
+		}
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		b.WriteString(strings.TrimSpace(line))
+		b.WriteByte('\n')
+	}
+	for _, ns := range dns {
+		fmt.Fprintf(&b, "nameserver %s\n", ns)
+	}
+	return b.String()
+}

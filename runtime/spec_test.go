@@ -1,0 +1,424 @@
+package runtime
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/containerinit"
+)
+
+func baseInput() SpecInput {
+	return SpecInput{
+		Hostname:       "abc",
+		RootfsPath:     "rootfs",
+		Args:           []string{"sleep", "10"},
+		Env:            []string{"PATH=/bin"},
+		Cwd:            "/work",
+		CgroupsPath:    "/shoal-n1/abc",
+		NetnsPath:      "/var/lib/shoal/runtime/netns/abc",
+		InitBinary:     "/usr/bin/shoal",
+		StateDir:       "/d/state",
+		LogDir:         "/d/log",
+		HostsPath:      "/d/hosts",
+		HostnamePath:   "/d/hostname",
+		ResolvConfPath: "/d/resolv.conf",
+		LogMaxSize:     1000,
+		LogMaxFiles:    2,
+	}
+}
+
+func mountOf(s *specs.Spec, dst string) *specs.Mount {
+	for i := range s.Mounts {
+		if s.Mounts[i].Destination == dst {
+			return &s.Mounts[i]
+		}
+	}
+	return nil
+}
+
+func TestBuildSpec(t *testing.T) {
+	tests := []struct {
+		name    string
+		mod     func(*SpecInput)
+		wantErr bool
+		check   func(t *testing.T, s *specs.Spec)
+	}{
+		{
+			name: "process runs the init with the user command",
+			check: func(t *testing.T, s *specs.Spec) {
+				want := []string{containerinit.InitPath, "--log-max-size=1000", "--log-max-files=2", "--", "sleep", "10"}
+				if !reflect.DeepEqual(s.Process.Args, want) {
+					t.Errorf("args = %q, want %q", s.Process.Args, want)
+				}
+				if s.Process.Cwd != "/work" || s.Hostname != "abc" || s.Root.Path != "rootfs" {
+					t.Errorf("cwd/hostname/root = %q %q %q", s.Process.Cwd, s.Hostname, s.Root.Path)
+				}
+				if !s.Process.NoNewPrivileges {
+					t.Error("NoNewPrivileges not set")
+				}
+			},
+		},
+		{
+			name: "docker default capabilities, none inheritable or ambient",
+			check: func(t *testing.T, s *specs.Spec) {
+				c := s.Process.Capabilities
+				for _, set := range [][]string{c.Bounding, c.Effective, c.Permitted} {
+					if !reflect.DeepEqual(set, DefaultCapabilities) {
+						t.Errorf("cap set = %v", set)
+					}
+				}
+				if len(c.Inheritable) != 0 || len(c.Ambient) != 0 {
+					t.Errorf("inheritable %v ambient %v", c.Inheritable, c.Ambient)
+				}
+				if slices.Contains(c.Bounding, "CAP_SYS_ADMIN") || slices.Contains(c.Bounding, "CAP_NET_ADMIN") {
+					t.Error("privileged capability granted")
+				}
+			},
+		},
+		{
+			name: "namespaces with the agent's netns by path",
+			check: func(t *testing.T, s *specs.Spec) {
+				got := map[specs.LinuxNamespaceType]string{}
+				for _, ns := range s.Linux.Namespaces {
+					got[ns.Type] = ns.Path
+				}
+				want := map[specs.LinuxNamespaceType]string{
+					specs.PIDNamespace: "", specs.MountNamespace: "", specs.IPCNamespace: "",
+					specs.UTSNamespace: "", specs.NetworkNamespace: "/var/lib/shoal/runtime/netns/abc",
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("namespaces = %v", got)
+				}
+			},
+		},
+		{
+			name: "masked and read-only paths",
+			check: func(t *testing.T, s *specs.Spec) {
+				if !slices.Contains(s.Linux.ReadonlyPaths, "/proc/sys") || !slices.Contains(s.Linux.MaskedPaths, "/proc/kcore") {
+					t.Errorf("ro %v masked %v", s.Linux.ReadonlyPaths, s.Linux.MaskedPaths)
+				}
+			},
+		},
+		{
+			name: "seccomp default profile",
+			check: func(t *testing.T, s *specs.Spec) {
+				if s.Linux.Seccomp == nil || s.Linux.Seccomp.DefaultAction != specs.ActErrno || len(s.Linux.Seccomp.Syscalls) == 0 {
+					t.Fatalf("seccomp = %+v", s.Linux.Seccomp)
+				}
+			},
+		},
+		{
+			name: "seccomp can be disabled",
+			mod:  func(in *SpecInput) { in.NoSeccomp = true },
+			check: func(t *testing.T, s *specs.Spec) {
+				if s.Linux.Seccomp != nil {
+					t.Error("seccomp set")
+				}
+			},
+		},
+		{
+			name: "standard and shoal mounts",
+			check: func(t *testing.T, s *specs.Spec) {
+				for _, dst := range []string{"/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup",
+					"/etc/hosts", "/etc/hostname", "/etc/resolv.conf", containerinit.InitPath, containerinit.StateDir, containerinit.LogDir} {
+					if mountOf(s, dst) == nil {
+						t.Errorf("no mount at %s", dst)
+					}
+				}
+				if m := mountOf(s, "/sys"); !slices.Contains(m.Options, "ro") {
+					t.Errorf("/sys not ro: %v", m.Options)
+				}
+				if m := mountOf(s, containerinit.InitPath); m.Source != "/usr/bin/shoal" || !slices.Contains(m.Options, "ro") {
+					t.Errorf("init mount = %+v", m)
+				}
+				if m := mountOf(s, containerinit.StateDir); slices.Contains(m.Options, "ro") {
+					t.Errorf("state dir read-only")
+				}
+			},
+		},
+		{
+			name: "no limits, devices denied",
+			check: func(t *testing.T, s *specs.Spec) {
+				r := s.Linux.Resources
+				if r.Memory != nil || r.CPU != nil || r.Pids != nil {
+					t.Errorf("unexpected limits %+v", r)
+				}
+				if len(r.Devices) != 1 || r.Devices[0].Allow || r.Devices[0].Access != "rwm" {
+					t.Errorf("devices = %+v", r.Devices)
+				}
+				if s.Linux.CgroupsPath != "/shoal-n1/abc" {
+					t.Errorf("cgroups path = %q", s.Linux.CgroupsPath)
+				}
+			},
+		},
+		{
+			name: "memory, cpu and pids limits",
+			mod: func(in *SpecInput) {
+				in.Limits = api.Resources{MemoryBytes: 64 << 20, NanoCPUs: 500_000_000, Pids: 100}
+			},
+			check: func(t *testing.T, s *specs.Spec) {
+				r := s.Linux.Resources
+				if *r.Memory.Limit != 64<<20 {
+					t.Errorf("memory = %d", *r.Memory.Limit)
+				}
+				if *r.CPU.Period != 100000 || *r.CPU.Quota != 50000 {
+					t.Errorf("cpu = %d/%d", *r.CPU.Quota, *r.CPU.Period)
+				}
+				if *r.Pids.Limit != 100 {
+					t.Errorf("pids = %d", *r.Pids.Limit)
+				}
+			},
+		},
+		{
+			name: "tiny cpu share is clamped to the kernel minimum",
+			mod:  func(in *SpecInput) { in.Limits.NanoCPUs = 1000 },
+			check: func(t *testing.T, s *specs.Spec) {
+				if *s.Linux.Resources.CPU.Quota != 1000 {
+					t.Errorf("quota = %d", *s.Linux.Resources.CPU.Quota)
+				}
+			},
+		},
+		{
+			name: "user and relative cwd",
+			mod: func(in *SpecInput) {
+				in.UID, in.GID, in.ExtraGIDs, in.Cwd = 1000, 100, []uint32{5}, "app"
+			},
+			check: func(t *testing.T, s *specs.Spec) {
+				u := s.Process.User
+				if u.UID != 1000 || u.GID != 100 || !reflect.DeepEqual(u.AdditionalGids, []uint32{5}) {
+					t.Errorf("user = %+v", u)
+				}
+				if s.Process.Cwd != "/app" {
+					t.Errorf("cwd = %q", s.Process.Cwd)
+				}
+			},
+		},
+		{name: "no command", mod: func(in *SpecInput) { in.Args = nil }, wantErr: true},
+		{name: "memory below minimum", mod: func(in *SpecInput) { in.Limits.MemoryBytes = 1 << 20 }, wantErr: true},
+		{name: "negative pids", mod: func(in *SpecInput) { in.Limits.Pids = -1 }, wantErr: true},
+		{name: "missing init", mod: func(in *SpecInput) { in.InitBinary = "" }, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := baseInput()
+			if tt.mod != nil {
+				tt.mod(&in)
+			}
+			s, err := BuildSpec(in)
+			if tt.wantErr {
+				if err == nil {
+					t.Fatal("want error")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, s)
+		})
+	}
+}
+
+func TestResolveCommand(t *testing.T) {
+	img := api.ImageConfig{Entrypoint: []string{"/ep"}, Cmd: []string{"a", "b"}}
+	tests := []struct {
+		name     string
+		img      api.ImageConfig
+		ep, cmd  []string
+		want     []string
+		wantFail bool
+	}{
+		{"image only", img, nil, nil, []string{"/ep", "a", "b"}, false},
+		{"spec cmd replaces image cmd", img, nil, []string{"c"}, []string{"/ep", "c"}, false},
+		{"spec entrypoint drops image cmd", img, []string{"/x"}, nil, []string{"/x"}, false},
+		{"spec entrypoint and cmd", img, []string{"/x"}, []string{"y"}, []string{"/x", "y"}, false},
+		{"cmd only image", api.ImageConfig{Cmd: []string{"sh"}}, nil, nil, []string{"sh"}, false},
+		{"nothing to run", api.ImageConfig{}, nil, nil, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ResolveCommand(tt.img, tt.ep, tt.cmd)
+			if tt.wantFail != (err != nil) {
+				t.Fatalf("err = %v", err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %q want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestMergeEnv(t *testing.T) {
+	tests := []struct {
+		name        string
+		image, spec []string
+		hostname    string
+		want        []string
+	}{
+		{"defaults", nil, nil, "h", []string{"PATH=" + DefaultPath, "HOSTNAME=h"}},
+		{"image path wins over default", []string{"PATH=/x", "A=1"}, nil, "h", []string{"PATH=/x", "HOSTNAME=h", "A=1"}},
+		{"spec overrides image", []string{"A=1", "B=2"}, []string{"A=3", "C=4", "bad"}, "", []string{"PATH=" + DefaultPath, "A=3", "B=2", "C=4"}},
+		{"empty value kept", nil, []string{"E="}, "", []string{"PATH=" + DefaultPath, "E="}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := MergeEnv(tt.image, tt.spec, tt.hostname); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %q want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestResolveUser(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+	os.WriteFile(filepath.Join(root, "etc", "passwd"), []byte("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"), 0o644)
+	os.WriteFile(filepath.Join(root, "etc", "group"), []byte("root:x:0:\napp:x:1000:\nwheel:x:10:app,other\nnogroup:x:65534:\n"), 0o644)
+	tests := []struct {
+		user     string
+		uid, gid uint32
+		extra    []uint32
+		wantErr  bool
+	}{
+		{"", 0, 0, nil, false},
+		{"0", 0, 0, nil, false},
+		{"app", 1000, 1000, []uint32{10}, false},
+		{"1000", 1000, 1000, []uint32{10}, false},
+		{"app:wheel", 1000, 10, nil, false},
+		{"app:5", 1000, 5, nil, false},
+		{"4242", 4242, 0, nil, false},
+		{"4242:4242", 4242, 4242, nil, false},
+		{"nobody", 65534, 65534, nil, false},
+		{"ghost", 0, 0, nil, true},
+		{"app:ghosts", 0, 0, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.user, func(t *testing.T) {
+			uid, gid, extra, err := ResolveUser(root, tt.user)
+			if tt.wantErr != (err != nil) {
+				t.Fatalf("err = %v", err)
+			}
+			if err != nil {
+				return
+			}
+			if uid != tt.uid || gid != tt.gid || !reflect.DeepEqual(extra, tt.extra) {
+				t.Errorf("got %d:%d %v want %d:%d %v", uid, gid, extra, tt.uid, tt.gid, tt.extra)
+			}
+		})
+	}
+	// No /etc/passwd at all: numeric users still work.
+	if uid, gid, _, err := ResolveUser(t.TempDir(), "7:8"); err != nil || uid != 7 || gid != 8 {
+		t.Errorf("numeric without passwd: %d:%d %v", uid, gid, err)
+	}
+}
+
+func TestHostsAndResolvConf(t *testing.T) {
+	h := HostsFile("web1", "10.42.1.5", []string{"db:10.0.0.9", "bad"})
+	for _, want := range []string{"127.0.0.1\tlocalhost", "10.42.1.5\tweb1", "10.0.0.9\tdb"} {
+		if !strings.Contains(h, want) {
+			t.Errorf("hosts lacks %q:\n%s", want, h)
+		}
+	}
+	if h := HostsFile("web1", "", nil); !strings.Contains(h, "127.0.1.1\tweb1") {
+		t.Errorf("hosts without ip:\n%s", h)
+	}
+	host := "nameserver 127.0.0.53\nnameserver 1.1.1.1\nsearch example.org\noptions edns0\n"
+	got := ResolvConf(host, nil)
+	if strings.Contains(got, "127.0.0.53") || !strings.Contains(got, "nameserver 1.1.1.1") || !strings.Contains(got, "search example.org") {
+		t.Errorf("resolv.conf:\n%s", got)
+	}
+	got = ResolvConf(host, []string{"10.42.1.1"})
+	if strings.Contains(got, "1.1.1.1") || !strings.Contains(got, "nameserver 10.42.1.1") {
+		t.Errorf("resolv.conf with dns:\n%s", got)
+	}
+}
+
+func TestHealthStep(t *testing.T) {
+	const S, H, U = api.HealthStarting, api.HealthHealthy, api.HealthUnhealthy
+	tests := []struct {
+		name        string
+		status      string
+		streak      int
+		ok, inStart bool
+		retries     int
+		want        string
+		wantStreak  int
+	}{
+		{"success makes healthy", S, 0, true, false, 3, H, 0},
+		{"success in start period", S, 0, true, true, 3, H, 0},
+		{"failure in start period not counted", S, 0, false, true, 3, S, 0},
+		{"failure after start period counts", S, 0, false, false, 3, S, 1},
+		{"retries reached", S, 2, false, false, 3, U, 3},
+		{"healthy then one failure", H, 0, false, false, 3, H, 1},
+		{"healthy failures in start period count once started", H, 2, false, true, 3, U, 3},
+		{"unhealthy recovers", U, 5, true, false, 3, H, 0},
+		{"single retry", H, 0, false, false, 1, U, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, streak := healthStep(tt.status, tt.streak, tt.ok, tt.inStart, tt.retries)
+			if got != tt.want || streak != tt.wantStreak {
+				t.Errorf("got %s/%d want %s/%d", got, streak, tt.want, tt.wantStreak)
+			}
+		})
+	}
+}
+
+func TestHealthArgs(t *testing.T) {
+	tests := []struct {
+		test    []string
+		want    []string
+		wantErr bool
+	}{
+		{[]string{"CMD", "true"}, []string{"true"}, false},
+		{[]string{"CMD-SHELL", "test -e /x"}, []string{"/bin/sh", "-c", "test -e /x"}, false},
+		{[]string{"curl -f localhost"}, []string{"/bin/sh", "-c", "curl -f localhost"}, false},
+		{[]string{"CMD"}, nil, true},
+		{nil, nil, true},
+	}
+	for _, tt := range tests {
+		got, err := healthArgs(tt.test)
+		if tt.wantErr != (err != nil) || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("healthArgs(%q) = %q, %v", tt.test, got, err)
+		}
+	}
+}
+
+func TestIsInitInvocation(t *testing.T) {
+	for arg0, want := range map[string]bool{
+		"/.shoal/init":              true,
+		"/usr/local/bin/shoal-init": true,
+		"shoal-init":                true,
+		"/usr/bin/shoal":            false,
+		"init":                      false,
+	} {
+		if got := IsInitInvocation(arg0); got != want {
+			t.Errorf("IsInitInvocation(%q) = %v", arg0, got)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	c := DefaultConfig()
+	if err := c.Validate(); err == nil {
+		t.Fatal("empty config validated")
+	}
+	c = DefaultConfig()
+	c.Root, c.RuncRoot, c.CgroupParent = "/r", "/run/x", "/shoal-x"
+	c.Images = fakeImages{}
+	c.RuncBinary = "/bin/sh" // any executable will do for validation
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c.CgroupParent = "relative"
+	if err := c.Validate(); err == nil {
+		t.Fatal("relative cgroup parent validated")
+	}
+}
