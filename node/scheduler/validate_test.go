@@ -1,0 +1,132 @@
+package scheduler
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+func TestValidateSpec(t *testing.T) {
+	good := func() api.ServiceSpec { return api.ServiceSpec{Name: "web", Image: "nginx"} }
+	cases := []struct {
+		name   string
+		mutate func(*api.ServiceSpec)
+		want   string // substring of the error; "" = valid
+	}{
+		{"minimal", func(*api.ServiceSpec) {}, ""},
+		{"defaulted", func(s *api.ServiceSpec) { *s = Defaults(*s) }, ""},
+		{"zero replicas", func(s *api.ServiceSpec) { s.Replicas = 0; s.Mode = api.ModeReplicated }, ""},
+		{"dotted name", func(s *api.ServiceSpec) { s.Name = "a1.b_c-d" }, ""},
+		{"empty name", func(s *api.ServiceSpec) { s.Name = "" }, `name "": must not be empty`},
+		{"name starts with dash", func(s *api.ServiceSpec) { s.Name = "-web" }, "must start with a letter or digit"},
+		{"name with space", func(s *api.ServiceSpec) { s.Name = "my web" }, `character ' ' not allowed`},
+		{"long name", func(s *api.ServiceSpec) { s.Name = strings.Repeat("a", 64) }, "longer than 63"},
+		{"63 chars", func(s *api.ServiceSpec) { s.Name = strings.Repeat("a", 63) }, ""},
+		{"bad mode", func(s *api.ServiceSpec) { s.Mode = "daemon" }, `mode "daemon"`},
+		{"no image", func(s *api.ServiceSpec) { s.Image = " " }, "image: must not be empty"},
+		{"too many replicas", func(s *api.ServiceSpec) { s.Replicas = MaxReplicas + 1 }, "replicas"},
+		{"bad env", func(s *api.ServiceSpec) { s.Env = []string{"=x"} }, "env[0]"},
+		{"port zero", func(s *api.ServiceSpec) { s.Ports = []api.PortConfig{{Published: 0, Target: 80}} }, "published port 0 out of range"},
+		{"port too big", func(s *api.ServiceSpec) { s.Ports = []api.PortConfig{{Published: 80, Target: 70000}} }, "target port 70000"},
+		{"bad protocol", func(s *api.ServiceSpec) { s.Ports = []api.PortConfig{{Published: 80, Target: 80, Protocol: "sctp"}} }, `protocol "sctp"`},
+		{"duplicate port", func(s *api.ServiceSpec) {
+			s.Ports = []api.PortConfig{{Published: 80, Target: 80}, {Published: 80, Target: 81, Protocol: "tcp"}}
+		}, "80/tcp listed twice"},
+		{"same port tcp and udp", func(s *api.ServiceSpec) {
+			s.Ports = []api.PortConfig{{Published: 53, Target: 53, Protocol: "tcp"}, {Published: 53, Target: 53, Protocol: "udp"}}
+		}, ""},
+		{"bad constraint", func(s *api.ServiceSpec) { s.Constraints = []string{"node.zone==a"} }, "unknown key"},
+		{"bad restart", func(s *api.ServiceSpec) { s.RestartPolicy.Condition = "always" }, `restart_policy.condition "always"`},
+		{"negative delay", func(s *api.ServiceSpec) { s.RestartPolicy.Delay = -time.Second }, "restart_policy.delay"},
+		{"bad order", func(s *api.ServiceSpec) { s.UpdateConfig.Order = "random" }, `update_config.order "random"`},
+		{"bad action", func(s *api.ServiceSpec) { s.UpdateConfig.FailureAction = "panic" }, "update_config.failure_action"},
+		{"rollback on rollback", func(s *api.ServiceSpec) { s.RollbackConfig.FailureAction = api.FailureRollback }, "rollback_config.failure_action"},
+		{"negative parallelism", func(s *api.ServiceSpec) { s.UpdateConfig.Parallelism = -1 }, "update_config.parallelism -1"},
+		{"ratio above 1", func(s *api.ServiceSpec) { s.UpdateConfig.MaxFailureRatio = 1.5 }, "max_failure_ratio 1.5"},
+		{"negative monitor", func(s *api.ServiceSpec) { s.RollbackConfig.Monitor = -1 }, "rollback_config.monitor"},
+		{"negative health", func(s *api.ServiceSpec) {
+			s.Healthcheck = &api.HealthConfig{Test: []string{"CMD", "true"}, Interval: -time.Second, Retries: -1}
+		}, "healthcheck.interval"},
+		{"bad health test", func(s *api.ServiceSpec) { s.Healthcheck = &api.HealthConfig{Test: []string{"RUN", "x"}} }, `healthcheck.test[0] "RUN"`},
+		{"negative limit", func(s *api.ServiceSpec) { s.Resources.Limits.MemoryBytes = -1 }, "resources.limits.memory_bytes -1"},
+		{"negative reservation", func(s *api.ServiceSpec) { s.Resources.Reservations.NanoCPUs = -5 }, "resources.reservations.nano_cpus"},
+		{"negative grace", func(s *api.ServiceSpec) { s.StopGracePeriod = -time.Second }, "stop_grace_period"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := good()
+			tc.mutate(&s)
+			err := ValidateSpec(s)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("unexpected error %v", err)
+				}
+				return
+			}
+			if err == nil || !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestValidateSpecListsEveryProblem(t *testing.T) {
+	err := ValidateSpec(api.ServiceSpec{Name: "-x", Mode: "m"})
+	for _, want := range []string{"name", "mode", "image"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("error %v lacks %q", err, want)
+		}
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	in := api.ServiceSpec{Name: "web", Image: "x", Ports: []api.PortConfig{{Published: 80, Target: 80}}}
+	d := Defaults(in)
+	if d.Mode != api.ModeReplicated || d.Replicas != 1 || d.RestartPolicy.Condition != api.RestartAny ||
+		d.RestartPolicy.Delay != 5*time.Second || d.UpdateConfig.Parallelism != 1 ||
+		d.UpdateConfig.Order != api.OrderStopFirst || d.UpdateConfig.FailureAction != api.FailurePause ||
+		d.UpdateConfig.Monitor != 5*time.Second || d.RollbackConfig != d.UpdateConfig ||
+		d.StopGracePeriod != 10*time.Second || d.Ports[0].Protocol != "tcp" {
+		t.Fatalf("defaults %+v", d)
+	}
+	if in.Ports[0].Protocol != "" {
+		t.Fatal("Defaults modified its input's ports")
+	}
+	g := Defaults(api.ServiceSpec{Mode: api.ModeGlobal})
+	if g.Replicas != 0 {
+		t.Fatalf("global got %d replicas", g.Replicas)
+	}
+	keep := Defaults(api.ServiceSpec{Replicas: 3, UpdateConfig: api.UpdateConfig{Order: api.OrderStartFirst, Parallelism: 4}})
+	if keep.Replicas != 3 || keep.UpdateConfig.Order != api.OrderStartFirst || keep.UpdateConfig.Parallelism != 4 {
+		t.Fatalf("defaults overwrote set fields: %+v", keep)
+	}
+}
+
+func TestCheckPortClash(t *testing.T) {
+	existing := []api.Service{
+		{Name: "web", Spec: api.ServiceSpec{Name: "web", Ports: []api.PortConfig{{Published: 80, Target: 80, Protocol: "tcp"}}}},
+		{Name: "dns", Spec: api.ServiceSpec{Name: "dns", Ports: []api.PortConfig{{Published: 53, Target: 53, Protocol: "udp"}}}},
+	}
+	cases := []struct {
+		name  string
+		spec  api.ServiceSpec
+		clash bool
+	}{
+		{"free port", api.ServiceSpec{Name: "api", Ports: []api.PortConfig{{Published: 8080, Target: 80}}}, false},
+		{"taken port", api.ServiceSpec{Name: "api", Ports: []api.PortConfig{{Published: 80, Target: 8080}}}, true},
+		{"other protocol", api.ServiceSpec{Name: "api", Ports: []api.PortConfig{{Published: 53, Target: 53, Protocol: "tcp"}}}, false},
+		{"same protocol", api.ServiceSpec{Name: "api", Ports: []api.PortConfig{{Published: 53, Target: 53, Protocol: "udp"}}}, true},
+		{"own port on update", api.ServiceSpec{Name: "web", Ports: []api.PortConfig{{Published: 80, Target: 80}}}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckPortClash(tc.spec, existing)
+			if (err != nil) != tc.clash || (err != nil && !errors.Is(err, ErrPortInUse)) {
+				t.Fatalf("err = %v, want clash=%v", err, tc.clash)
+			}
+		})
+	}
+}
