@@ -93,7 +93,7 @@ func TestFilters(t *testing.T) {
 		reason string
 	}{
 		{"fits", node(api.NodeReady, api.AvailabilityActive, "a", 1000, 0), true, ""},
-		{"unlimited", node(api.NodeReady, api.AvailabilityActive, "a", 0, 1 << 40), true, ""},
+		{"unlimited", node(api.NodeReady, api.AvailabilityActive, "a", 0, 1<<40), true, ""},
 		{"exactly full", node(api.NodeReady, api.AvailabilityActive, "a", 1000, 900), true, ""},
 		{"down", node(api.NodeDown, api.AvailabilityActive, "a", 0, 0), false, "not ready"},
 		{"paused", node(api.NodeReady, api.AvailabilityPause, "a", 0, 0), false, "paused"},
