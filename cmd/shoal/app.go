@@ -157,9 +157,20 @@ func (s *shell) app() *cli.App {
 func onUsageError(c *cli.Context, err error, _ bool) error {
 	ue := &usageError{err: err}
 	if c != nil && c.Command != nil {
-		ue.cmd = c.Command.FullName()
+		ue.cmd = cmdName(c)
 	}
 	return ue
+}
+
+// cmdName is the command path without the program name ("service ps").
+func cmdName(c *cli.Context) string {
+	if c.Command == nil {
+		return ""
+	}
+	if h := c.Command.HelpName; strings.HasPrefix(h, "shoal ") {
+		return strings.TrimPrefix(h, "shoal ")
+	}
+	return c.Command.FullName()
 }
 
 // setupCommand gives every command in the tree the usage-error hook and
@@ -171,7 +182,7 @@ func setupCommand(cmd *cli.Command) {
 		if cmd.Action == nil {
 			cmd.Action = func(c *cli.Context) error {
 				if c.NArg() > 0 {
-					return usageErrorf("unknown command %q for %q", c.Args().First(), c.Command.FullName())
+					return usageErrorf("unknown command %q for %q", c.Args().First(), cmdName(c))
 				}
 				return cli.ShowSubcommandHelp(c)
 			}
@@ -208,19 +219,16 @@ func reorderArgs(app *cli.App, args []string) []string {
 			break
 		}
 		if isFlagToken(a) {
-			flag, takes := lookupFlag(a, app.Flags, cmdFlagsOf(cmd))
-			if flag == "global" {
-				globals = append(globals, a)
-				if takes && !strings.Contains(a, "=") && i+1 < len(args) {
-					i++
-					globals = append(globals, args[i])
-				}
-				continue
+			scope, f := lookupFlag(a, app.Flags, cmdFlagsOf(cmd))
+			tok := canonicalFlag(a, f)
+			dst := &cmdFlags
+			if scope == "global" {
+				dst = &globals
 			}
-			cmdFlags = append(cmdFlags, a)
-			if takes && !strings.Contains(a, "=") && i+1 < len(args) {
+			*dst = append(*dst, tok)
+			if f != nil && takesValue(f) && !strings.Contains(a, "=") && i+1 < len(args) {
 				i++
-				cmdFlags = append(cmdFlags, args[i])
+				*dst = append(*dst, args[i])
 			}
 			continue
 		}
@@ -260,18 +268,33 @@ func cmdFlagsOf(cmd *cli.Command) []cli.Flag {
 	return cmd.Flags
 }
 
-// lookupFlag finds the flag a token names: "global" when it is an app flag
-// not shadowed by the command, and whether it takes a value.
-func lookupFlag(tok string, global, local []cli.Flag) (string, bool) {
+// lookupFlag finds the flag a token names: scope is "global" when it is an
+// app flag not shadowed by the command; f is nil for unknown flags.
+func lookupFlag(tok string, global, local []cli.Flag) (scope string, f cli.Flag) {
 	name := strings.TrimLeft(tok, "-")
 	name, _, _ = strings.Cut(name, "=")
 	if f := findFlag(local, name); f != nil {
-		return "local", takesValue(f)
+		return "local", f
 	}
 	if f := findFlag(global, name); f != nil {
-		return "global", takesValue(f)
+		return "global", f
 	}
-	return "unknown", false
+	return "unknown", nil
+}
+
+// canonicalFlag rewrites an alias ("-e X") to the flag's main name
+// ("--env X"): urfave/cli refuses a repeated flag given in two forms, which
+// docker users do all the time (-e A=1 --env B=2).
+func canonicalFlag(tok string, f cli.Flag) string {
+	if f == nil {
+		return tok
+	}
+	_, val, hasVal := strings.Cut(tok, "=")
+	out := "--" + f.Names()[0]
+	if hasVal {
+		out += "=" + val
+	}
+	return out
 }
 
 func findFlag(flags []cli.Flag, name string) cli.Flag {
@@ -320,8 +343,8 @@ func needArgs(c *cli.Context, min, max int) error {
 			want = fmt.Sprintf("%d to %d", min, max)
 		}
 		return &usageError{
-			err: fmt.Errorf("%q requires %s argument(s), got %d\nUsage: shoal %s [OPTIONS] %s", c.Command.FullName(), want, n, c.Command.FullName(), usage),
-			cmd: c.Command.FullName(),
+			err: fmt.Errorf("%q requires %s argument(s), got %d\nUsage: shoal %s [OPTIONS] %s", cmdName(c), want, n, cmdName(c), usage),
+			cmd: cmdName(c),
 		}
 	}
 	return nil

@@ -41,6 +41,7 @@ type slotLine struct {
 
 // convergence is the verdict of one poll.
 type convergence struct {
+	Name    string
 	Desired int
 	Running int
 	Slots   []slotLine
@@ -95,7 +96,7 @@ func assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, igno
 		}
 	}
 
-	var conv convergence
+	conv := convergence{Name: name}
 	running := map[string]bool{}
 	staleRunning := false
 	failed := 0
@@ -225,7 +226,7 @@ func (s *shell) waitService(ctx context.Context, cl *api.Client, id, op string, 
 		case err != nil:
 			lastErr = err
 		default:
-			lastErr, last = nil, conv
+			lastErr, last, name = nil, conv, conv.Name
 			if !quiet {
 				for _, sl := range conv.Slots {
 					if printed[sl.Name] != sl.Text {

@@ -1,0 +1,527 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// fakeAgent is an in-memory agent API on a unix socket: enough state for
+// the CLI's commands, and a record of what the CLI sent.
+type fakeAgent struct {
+	t    *testing.T
+	host string
+
+	mu       sync.Mutex
+	status   api.Status
+	nodes    []api.Node
+	services []*api.Service
+	tasks    []api.Task
+	// failTasks makes new tasks fail instead of reaching running.
+	failTasks bool
+	// lastSpec and lastQuery record the last service create/update.
+	lastSpec  api.ServiceSpec
+	lastQuery string
+	lastRun   api.RunRequest
+	logs      []api.LogLine
+	exitCode  int
+}
+
+func newFakeAgent(t *testing.T) *fakeAgent {
+	t.Helper()
+	f := &fakeAgent{
+		t:      t,
+		status: api.Status{ClusterID: "c1", NodeID: "node1aaaaaaaaaaaaaaa", Hostname: "h1", Joined: true},
+		nodes: []api.Node{
+			{ID: "node1aaaaaaaaaaaaaaa", Hostname: "h1", Addr: "10.0.0.1", Status: "ready", Availability: "active", ManagerStatus: "leader"},
+			{ID: "node2bbbbbbbbbbbbbbb", Hostname: "h2", Addr: "10.0.0.2", Status: "down", Availability: "drain"},
+		},
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { f.reply(w, f.status) })
+	mux.HandleFunc("GET /v1/token", func(w http.ResponseWriter, r *http.Request) {
+		f.reply(w, api.InitResponse{Token: "SHOAL-1-abc-def"})
+	})
+	mux.HandleFunc("GET /v1/nodes", func(w http.ResponseWriter, r *http.Request) { f.reply(w, f.nodes) })
+	mux.HandleFunc("GET /v1/nodes/{id}", func(w http.ResponseWriter, r *http.Request) {
+		for _, n := range f.nodes {
+			if n.ID == r.PathValue("id") || n.Hostname == r.PathValue("id") {
+				f.reply(w, n)
+				return
+			}
+		}
+		f.fail(w, http.StatusNotFound, "node "+r.PathValue("id")+" not found")
+	})
+	mux.HandleFunc("POST /v1/services", func(w http.ResponseWriter, r *http.Request) {
+		var spec api.ServiceSpec
+		if err := json.NewDecoder(r.Body).Decode(&spec); err != nil {
+			f.fail(w, 400, err.Error())
+			return
+		}
+		f.mu.Lock()
+		f.lastSpec = spec
+		svc := &api.Service{ID: fmt.Sprintf("svc%d", len(f.services)+1), Name: spec.Name, Version: 1, Spec: spec}
+		f.services = append(f.services, svc)
+		f.scheduleLocked(svc)
+		f.mu.Unlock()
+		f.reply(w, svc)
+	})
+	mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		var out []api.Service
+		for _, s := range f.services {
+			out = append(out, *s)
+		}
+		f.reply(w, out)
+	})
+	mux.HandleFunc("GET /v1/services/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if s := f.service(r.PathValue("id")); s != nil {
+			f.reply(w, s)
+			return
+		}
+		f.fail(w, http.StatusNotFound, "service "+r.PathValue("id")+" not found")
+	})
+	mux.HandleFunc("POST /v1/services/{id}/update", func(w http.ResponseWriter, r *http.Request) {
+		s := f.service(r.PathValue("id"))
+		if s == nil {
+			f.fail(w, http.StatusNotFound, "service not found")
+			return
+		}
+		var spec api.ServiceSpec
+		_ = json.NewDecoder(r.Body).Decode(&spec)
+		f.mu.Lock()
+		f.lastSpec, f.lastQuery = spec, r.URL.RawQuery
+		s.Spec = spec
+		s.Version++
+		f.scheduleLocked(s)
+		f.mu.Unlock()
+		f.reply(w, s)
+	})
+	mux.HandleFunc("POST /v1/services/{id}/scale", func(w http.ResponseWriter, r *http.Request) {
+		s := f.service(r.PathValue("id"))
+		if s == nil {
+			f.fail(w, http.StatusNotFound, "service not found")
+			return
+		}
+		var req api.ScaleRequest
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		f.mu.Lock()
+		s.Spec.Replicas = req.Replicas
+		s.Version++
+		f.scheduleLocked(s)
+		f.mu.Unlock()
+		f.reply(w, s)
+	})
+	mux.HandleFunc("GET /v1/services/{id}/tasks", func(w http.ResponseWriter, r *http.Request) {
+		s := f.service(r.PathValue("id"))
+		if s == nil {
+			f.fail(w, http.StatusNotFound, "service not found")
+			return
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.advanceLocked()
+		var out []api.Task
+		for _, t := range f.tasks {
+			if t.ServiceID == s.ID {
+				out = append(out, t)
+			}
+		}
+		f.reply(w, out)
+	})
+	mux.HandleFunc("POST /v1/containers", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		_ = json.NewDecoder(r.Body).Decode(&f.lastRun)
+		f.mu.Unlock()
+		f.reply(w, api.Container{ID: "ctr1", State: "running"})
+	})
+	mux.HandleFunc("GET /v1/containers/{id}/logs", func(w http.ResponseWriter, r *http.Request) {
+		enc := json.NewEncoder(w)
+		for _, l := range f.logs {
+			_ = enc.Encode(l)
+		}
+	})
+	mux.HandleFunc("POST /v1/containers/{id}/wait", func(w http.ResponseWriter, r *http.Request) {
+		f.reply(w, api.Container{ID: "ctr1", State: "exited", ExitCode: f.exitCode})
+	})
+
+	sock := filepath.Join(t.TempDir(), "shoal.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	f.host = "unix://" + sock
+	return f
+}
+
+func (f *fakeAgent) reply(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (f *fakeAgent) fail(w http.ResponseWriter, code int, msg string) {
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(api.ErrorResponse{Error: msg})
+}
+
+func (f *fakeAgent) service(id string) *api.Service {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, s := range f.services {
+		if s.ID == id || s.Name == id {
+			return s
+		}
+	}
+	return nil
+}
+
+// scheduleLocked makes the tasks match the service's spec: old-spec tasks
+// are shut down and missing slots get a new task.
+func (f *fakeAgent) scheduleLocked(s *api.Service) {
+	have := map[int]bool{}
+	for i, t := range f.tasks {
+		if t.ServiceID != s.ID || t.DesiredState != api.TaskRunning {
+			continue
+		}
+		if specKey(t.Spec) != specKey(s.Spec) || t.Slot > int(s.Spec.Replicas) {
+			f.tasks[i].DesiredState = api.TaskShutdown
+			f.tasks[i].State = api.TaskShutdown
+			continue
+		}
+		have[t.Slot] = true
+	}
+	for slot := 1; slot <= int(s.Spec.Replicas); slot++ {
+		if !have[slot] {
+			f.tasks = append(f.tasks, api.Task{
+				ID: fmt.Sprintf("task%d", len(f.tasks)+1), Name: s.Name + "." + strconv.Itoa(slot),
+				ServiceID: s.ID, Service: s.Name, Slot: slot, NodeID: "node1aaaaaaaaaaaaaaa", Node: "h1",
+				DesiredState: api.TaskRunning, State: api.TaskNew, Image: s.Spec.Image,
+				Spec: s.Spec, SpecVersion: s.Version, CreatedAt: time.Now(),
+			})
+		}
+	}
+}
+
+// advanceLocked moves every live task one state forward (or to failed).
+func (f *fakeAgent) advanceLocked() {
+	for i, t := range f.tasks {
+		if t.DesiredState != api.TaskRunning || api.TaskTerminal(t.State) || t.State == api.TaskRunning {
+			continue
+		}
+		if f.failTasks {
+			f.tasks[i].State = api.TaskFailed
+			f.tasks[i].Error = "exec: no such file"
+			f.tasks[i].DesiredState = api.TaskShutdown
+			continue
+		}
+		switch t.State {
+		case api.TaskNew:
+			f.tasks[i].State = api.TaskStarting
+		default:
+			f.tasks[i].State = api.TaskRunning
+		}
+	}
+	if f.failTasks {
+		for _, s := range f.services {
+			f.scheduleLocked(s)
+		}
+	}
+}
+
+// runCLI runs the CLI in-process against host and returns its outputs.
+func runCLI(t *testing.T, host, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	s := &shell{
+		stdout: &out, stderr: &errOut, stdin: strings.NewReader(stdin),
+		poll: 2 * time.Millisecond,
+		now:  func() time.Time { return time.Date(2024, 1, 1, 12, 0, 0, 0, time.UTC) },
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	code := s.run(ctx, append([]string{"shoal", "--host", host}, args...))
+	return out.String(), errOut.String(), code
+}
+
+func TestCLINodeLs(t *testing.T) {
+	f := newFakeAgent(t)
+
+	out, errOut, code := runCLI(t, f.host, "", "node", "ls", "--format", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var nodes []map[string]any
+	if err := json.Unmarshal([]byte(out), &nodes); err != nil {
+		t.Fatalf("not a JSON array: %v\n%s", err, out)
+	}
+	if len(nodes) != 2 || nodes[0]["id"] != "node1aaaaaaaaaaaaaaa" || nodes[1]["manager_status"] != "" || nodes[0]["hostname"] != "h1" {
+		t.Fatalf("nodes = %v", nodes)
+	}
+
+	out, _, code = runCLI(t, f.host, "", "node", "ls")
+	want := "ID               HOSTNAME   STATUS   AVAILABILITY   MANAGER STATUS   ADDR\n" +
+		"node1aaaaaaa *   h1         ready    active         leader           10.0.0.1\n" +
+		"node2bbbbbbb     h2         down     drain                           10.0.0.2\n"
+	if code != 0 || out != want {
+		t.Fatalf("table:\n%s\nwant:\n%s", out, want)
+	}
+
+	out, _, _ = runCLI(t, f.host, "", "node", "ls", "-q")
+	if out != "node1aaaaaaaaaaaaaaa\nnode2bbbbbbbbbbbbbbb\n" {
+		t.Fatalf("-q: %q", out)
+	}
+
+	out, _, _ = runCLI(t, f.host, "", "node", "inspect", "h2", "--format", "json")
+	var one api.Node
+	if err := json.Unmarshal([]byte(out), &one); err != nil || one.Hostname != "h2" {
+		t.Fatalf("inspect one: %v %s", err, out)
+	}
+	out, _, _ = runCLI(t, f.host, "", "node", "inspect", "h1", "h2")
+	var two []api.Node
+	if err := json.Unmarshal([]byte(out), &two); err != nil || len(two) != 2 {
+		t.Fatalf("inspect two: %v %s", err, out)
+	}
+
+	_, errOut, code = runCLI(t, f.host, "", "node", "inspect", "nope")
+	if code != 1 || !strings.Contains(errOut, "Error: inspect node nope: node nope not found") {
+		t.Fatalf("missing node: exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestCLIServiceCreateSpec(t *testing.T) {
+	full := defaultSpec()
+	full.Name, full.Replicas, full.Image, full.Command = "web", 3, "busybox", []string{"sh", "-c", "echo -n hi --x"}
+	full.Ports = []api.PortConfig{{Published: 8080, Target: 80, Protocol: "tcp"}, {Published: 53, Target: 53, Protocol: "udp"}}
+	full.Env = []string{"A=1", "B=2"}
+	full.Labels = map[string]string{"x": "y"}
+	full.Constraints = []string{"node.labels.zone==a", "node.hostname!=h2"}
+	full.Resources = api.ResourceRequirements{
+		Limits:       api.Resources{MemoryBytes: 64 << 20, NanoCPUs: 500_000_000, Pids: 100},
+		Reservations: api.Resources{MemoryBytes: 32 << 20, NanoCPUs: 250_000_000},
+	}
+	full.Healthcheck = &api.HealthConfig{Test: []string{"CMD-SHELL", "wget -q localhost"}, Interval: 5 * time.Second, Timeout: time.Second, StartPeriod: 2 * time.Second, Retries: 2}
+	full.RestartPolicy = api.RestartPolicy{Condition: "on-failure", Delay: time.Second, MaxAttempts: 3, Window: time.Minute}
+	full.UpdateConfig = api.UpdateConfig{Parallelism: 2, Delay: 10 * time.Second, Order: "start-first", FailureAction: "rollback", Monitor: 3 * time.Second, MaxFailureRatio: 0.2}
+	full.RollbackConfig.Parallelism = 0
+	full.RollbackConfig.FailureAction = "continue"
+	full.StopGracePeriod = 3 * time.Second
+	full.Workdir, full.User, full.Entrypoint = "/app", "nobody", []string{"/bin/sh", "-c"}
+
+	global := defaultSpec()
+	global.Name, global.Mode, global.Replicas, global.Image = "agent", "global", 0, "busybox"
+
+	minimal := defaultSpec()
+	minimal.Image = "busybox"
+
+	tests := []struct {
+		name     string
+		args     []string
+		want     *api.ServiceSpec
+		wantCode int
+	}{
+		{"minimal", []string{"-d", "busybox"}, &minimal, 0},
+		{"full", []string{"--name", "web", "--replicas", "3", "-p", "8080:80", "--publish", "53:53/udp",
+			"-e", "A=1", "--env", "B=2", "--label", "x=y", "--constraint", "node.labels.zone == a", "--constraint", "node.hostname!=h2",
+			"--limit-memory", "64M", "--limit-cpu", "0.5", "--limit-pids", "100", "--reserve-memory", "32m", "--reserve-cpu", "0.25",
+			"--health-cmd", "wget -q localhost", "--health-interval", "5s", "--health-timeout", "1s", "--health-start-period", "2s", "--health-retries", "2",
+			"--restart-condition", "on-failure", "--restart-delay", "1s", "--restart-max-attempts", "3", "--restart-window", "1m",
+			"--update-parallelism", "2", "--update-delay", "10s", "--update-order", "start-first", "--update-failure-action", "rollback",
+			"--update-monitor", "3s", "--update-max-failure-ratio", "0.2", "--rollback-parallelism", "0", "--rollback-failure-action", "continue",
+			"--stop-grace-period", "3s", "--workdir", "/app", "--user", "nobody", "--entrypoint", "/bin/sh -c", "-d",
+			"busybox", "sh", "-c", "echo -n hi --x"}, &full, 0},
+		{"global", []string{"--name", "agent", "--mode", "global", "-d", "busybox"}, &global, 0},
+		{"flags after image are the command", []string{"-d", "busybox", "--name", "x"}, func() *api.ServiceSpec {
+			s := minimal
+			s.Command = []string{"--name", "x"}
+			return &s
+		}(), 0},
+		{"global with replicas", []string{"--mode", "global", "--replicas", "2", "busybox"}, nil, 2},
+		{"bad mode", []string{"--mode", "sometimes", "busybox"}, nil, 2},
+		{"bad constraint", []string{"--constraint", "node.hostname=h1", "busybox"}, nil, 2},
+		{"bad publish", []string{"-p", "80:99999", "busybox"}, nil, 2},
+		{"bad memory", []string{"--limit-memory", "lots", "busybox"}, nil, 2},
+		{"bad cpu", []string{"--limit-cpu", "-1", "busybox"}, nil, 2},
+		{"bad failure action", []string{"--update-failure-action", "explode", "busybox"}, nil, 2},
+		{"rollback cannot rollback", []string{"--rollback-failure-action", "rollback", "busybox"}, nil, 2},
+		{"bad ratio", []string{"--update-max-failure-ratio", "2", "busybox"}, nil, 2},
+		{"health and no health", []string{"--health-cmd", "true", "--no-healthcheck", "busybox"}, nil, 2},
+		{"no image", []string{"--name", "web"}, nil, 2},
+		{"unknown flag", []string{"--frobnicate", "busybox"}, nil, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeAgent(t)
+			out, errOut, code := runCLI(t, f.host, "", append([]string{"service", "create"}, tt.args...)...)
+			if code != tt.wantCode {
+				t.Fatalf("exit %d, want %d; stderr %s", code, tt.wantCode, errOut)
+			}
+			if tt.want == nil {
+				if !strings.HasPrefix(errOut, "Error: ") {
+					t.Fatalf("stderr %q does not start with Error:", errOut)
+				}
+				return
+			}
+			if out != "svc1\n" {
+				t.Fatalf("stdout %q, want the service ID", out)
+			}
+			if !reflect.DeepEqual(f.lastSpec, *tt.want) {
+				got, _ := json.MarshalIndent(f.lastSpec, "", " ")
+				want, _ := json.MarshalIndent(tt.want, "", " ")
+				t.Fatalf("spec:\n%s\nwant:\n%s", got, want)
+			}
+		})
+	}
+}
+
+func TestCLIServiceCreateWaits(t *testing.T) {
+	f := newFakeAgent(t)
+	out, errOut, code := runCLI(t, f.host, "", "service", "create", "--name", "web", "--replicas", "2", "busybox", "sleep", "1000")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if out != "svc1\n" {
+		t.Fatalf("stdout %q", out)
+	}
+	for _, want := range []string{"web.1: running\n", "web.2: running\n", "web: converged, 2/2 running\n"} {
+		if !strings.Contains(errOut, want) {
+			t.Fatalf("progress %q lacks %q", errOut, want)
+		}
+	}
+
+	// Scale and update follow convergence too; update sends the version.
+	if _, errOut, code = runCLI(t, f.host, "", "service", "scale", "web=3"); code != 0 || !strings.Contains(errOut, "web.3: running") {
+		t.Fatalf("scale: exit %d, stderr %s", code, errOut)
+	}
+	_, errOut, code = runCLI(t, f.host, "", "service", "update", "--image", "busybox:2", "--env-add", "A=1", "--force", "web")
+	if code != 0 || !strings.Contains(errOut, "converged, 3/3") {
+		t.Fatalf("update: exit %d, stderr %s", code, errOut)
+	}
+	if f.lastQuery != "version=2" || f.lastSpec.Image != "busybox:2" || !slices.Equal(f.lastSpec.Env, []string{"A=1"}) || f.lastSpec.Replicas != 3 || f.lastSpec.ForceUpdate != 1 {
+		t.Fatalf("update sent %q %+v", f.lastQuery, f.lastSpec)
+	}
+
+	out, _, code = runCLI(t, f.host, "", "service", "ls")
+	if code != 0 || !strings.Contains(out, "web    replicated   0/3        busybox:2") {
+		t.Fatalf("service ls:\n%s", out)
+	}
+	out, _, code = runCLI(t, f.host, "", "service", "ps", "web", "--filter", "desired-state=running", "--format", "json")
+	var tasks []api.Task
+	if err := json.Unmarshal([]byte(out), &tasks); code != 0 || err != nil || len(tasks) != 3 {
+		t.Fatalf("service ps: exit %d, %v, %d tasks", code, err, len(tasks))
+	}
+}
+
+func TestCLIServiceCreateFailing(t *testing.T) {
+	f := newFakeAgent(t)
+	f.failTasks = true
+	_, errOut, code := runCLI(t, f.host, "", "service", "create", "--name", "bad", "busybox")
+	if code != 1 || !strings.Contains(errOut, "Error: tasks of bad keep failing") || !strings.Contains(errOut, "exec: no such file") {
+		t.Fatalf("exit %d, stderr %s", code, errOut)
+	}
+}
+
+func TestCLITimeout(t *testing.T) {
+	f := newFakeAgent(t)
+	// Create detached, then make the tasks vanish so nothing converges.
+	if _, errOut, code := runCLI(t, f.host, "", "service", "create", "-d", "--name", "web", "busybox"); code != 0 {
+		t.Fatal(errOut)
+	}
+	f.mu.Lock()
+	f.tasks = nil
+	f.services[0].Spec.Replicas = 5
+	f.mu.Unlock()
+	_, errOut, code := runCLI(t, f.host, "", "service", "rollback", "--timeout", "50ms", "web")
+	if code != 1 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(errOut, "rollback service web") && !strings.Contains(errOut, "did not converge") {
+		t.Fatalf("stderr %s", errOut)
+	}
+}
+
+func TestCLIRun(t *testing.T) {
+	f := newFakeAgent(t)
+	f.logs = []api.LogLine{{Stream: "stdout", Line: "hello"}, {Stream: "stderr", Line: "oops"}}
+	f.exitCode = 3
+	out, errOut, code := runCLI(t, f.host, "", "run", "--rm", "-e", "A=1", "--memory", "64M", "--cpus", "0.5", "--pids-limit", "20", "busybox", "sh", "-c", "exit 3")
+	if code != 3 || out != "hello\n" || errOut != "oops\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	want := api.RunRequest{Image: "busybox", Command: []string{"sh", "-c", "exit 3"}, Env: []string{"A=1"},
+		Limits: api.Resources{MemoryBytes: 64 << 20, NanoCPUs: 500_000_000, Pids: 20}, Remove: true}
+	if !reflect.DeepEqual(f.lastRun, want) {
+		t.Fatalf("run request %+v, want %+v", f.lastRun, want)
+	}
+	out, _, code = runCLI(t, f.host, "", "run", "-d", "busybox")
+	if code != 0 || out != "ctr1\n" {
+		t.Fatalf("run -d: exit %d, %q", code, out)
+	}
+}
+
+func TestCLIMisc(t *testing.T) {
+	f := newFakeAgent(t)
+	out, _, code := runCLI(t, f.host, "", "token")
+	if code != 0 || out != "SHOAL-1-abc-def\n" {
+		t.Fatalf("token: %d %q", code, out)
+	}
+	_, errOut, code := runCLI(t, "unix://"+filepath.Join(t.TempDir(), "none.sock"), "", "status")
+	if code != 1 || !strings.Contains(errOut, "is `shoal agent` running?") {
+		t.Fatalf("unreachable: %d %q", code, errOut)
+	}
+	_, errOut, code = runCLI(t, f.host, "", "service", "inspect", "ghost")
+	if code != 1 || errOut != "Error: inspect service ghost: service ghost not found\n" {
+		t.Fatalf("missing service: %d %q", code, errOut)
+	}
+	_, errOut, code = runCLI(t, f.host, "", "node", "update", "--availability", "sideways", "h1")
+	if code != 2 || !strings.Contains(errOut, "invalid --availability") {
+		t.Fatalf("bad availability: %d %q", code, errOut)
+	}
+	_, _, code = runCLI(t, f.host, "", "service", "scale", "web")
+	if code != 2 {
+		t.Fatalf("bad scale: exit %d", code)
+	}
+}
+
+func TestReorderArgs(t *testing.T) {
+	app := (&shell{}).app()
+	tests := []struct {
+		in, want string
+	}{
+		{"shoal node ls", "shoal node ls"},
+		{"shoal service ps web --format json", "shoal service ps --format json web"},
+		{"shoal service ps web --format=json -q", "shoal service ps --format=json --quiet web"},
+		{"shoal node ls --host unix:///x.sock", "shoal --host unix:///x.sock node ls"},
+		{"shoal service create --name web busybox sleep -d 1", "shoal service create --name web busybox sleep -d 1"},
+		{"shoal run busybox --rm", "shoal run busybox --rm"},
+		{"shoal image import - app:v1", "shoal image import - app:v1"},
+		{"shoal rm ctr -f", "shoal rm --force ctr"},
+		{"shoal logs -- -weird", "shoal logs -- -weird"},
+		{"shoal stop ctr1 -t 3 ctr2", "shoal stop --time 3 ctr1 ctr2"},
+		{"shoal -H unix:///y.sock ps -aq", "shoal --host unix:///y.sock ps -aq"},
+	}
+	for _, tt := range tests {
+		got := strings.Join(reorderArgs(app, strings.Fields(tt.in)), " ")
+		if got != tt.want {
+			t.Errorf("reorderArgs(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

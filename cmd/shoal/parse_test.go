@@ -1,0 +1,242 @@
+package main
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+func TestParseSize(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    int64
+		wantErr bool
+	}{
+		{"64M", 64 << 20, false},
+		{"64m", 64 << 20, false},
+		{"64MB", 64 << 20, false},
+		{"64MiB", 64 << 20, false},
+		{"1g", 1 << 30, false},
+		{"1.5G", 3 << 29, false},
+		{"512k", 512 << 10, false},
+		{"2t", 2 << 40, false},
+		{"100", 100, false},
+		{"100b", 100, false},
+		{"0", 0, false},
+		{"", 0, true},
+		{"M", 0, true},
+		{"-1m", 0, true},
+		{"12Q", 0, true},
+		{"1e3", 0, true},
+		{"abc", 0, true},
+		{"99999999999t", 0, true},
+	}
+	for _, tt := range tests {
+		got, err := parseSize(tt.in)
+		if tt.wantErr {
+			if !errors.Is(err, errBadSize) {
+				t.Errorf("parseSize(%q) err = %v, want errBadSize", tt.in, err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestParseCPUs(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    int64
+		wantErr bool
+	}{
+		{"0.5", 500_000_000, false},
+		{"1", 1_000_000_000, false},
+		{"2.25", 2_250_000_000, false},
+		{"0.1", 100_000_000, false},
+		{"0.000000001", 1, false},
+		{"0", 0, false},
+		{"0.0000000001", 0, true},
+		{"-1", 0, true},
+		{"", 0, true},
+		{"half", 0, true},
+		{"1e2", 0, true},
+		{"NaN", 0, true},
+	}
+	for _, tt := range tests {
+		got, err := parseCPUs(tt.in)
+		if tt.wantErr {
+			if !errors.Is(err, errBadCPUs) {
+				t.Errorf("parseCPUs(%q) err = %v, want errBadCPUs", tt.in, err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("parseCPUs(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestParsePublish(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    api.PortConfig
+		wantErr bool
+	}{
+		{"8080:80", api.PortConfig{Published: 8080, Target: 80, Protocol: "tcp"}, false},
+		{"53:53/udp", api.PortConfig{Published: 53, Target: 53, Protocol: "udp"}, false},
+		{"53:53/UDP", api.PortConfig{Published: 53, Target: 53, Protocol: "udp"}, false},
+		{"80", api.PortConfig{Target: 80, Protocol: "tcp"}, false},
+		{"80/udp", api.PortConfig{Target: 80, Protocol: "udp"}, false},
+		{"published=8080,target=80", api.PortConfig{Published: 8080, Target: 80, Protocol: "tcp"}, false},
+		{"published=8080,target=80,protocol=udp,mode=ingress", api.PortConfig{Published: 8080, Target: 80, Protocol: "udp"}, false},
+		{"8080:80/sctp", api.PortConfig{}, true},
+		{"0:80", api.PortConfig{}, true},
+		{"8080:70000", api.PortConfig{}, true},
+		{"a:b", api.PortConfig{}, true},
+		{"", api.PortConfig{}, true},
+		{"published=8080", api.PortConfig{}, true},
+		{"published=8080,target=80,mode=host", api.PortConfig{}, true},
+		{"published=8080,foo=1", api.PortConfig{}, true},
+	}
+	for _, tt := range tests {
+		got, err := parsePublish(tt.in)
+		if tt.wantErr {
+			if !errors.Is(err, errBadPublish) {
+				t.Errorf("parsePublish(%q) err = %v, want errBadPublish", tt.in, err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("parsePublish(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestParseConstraint(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    string
+		wantErr bool
+	}{
+		{"node.hostname==h1", "node.hostname==h1", false},
+		{"node.hostname == h1", "node.hostname==h1", false},
+		{"node.labels.zone!=a", "node.labels.zone!=a", false},
+		{"node.role==manager", "node.role==manager", false},
+		{"node.id==abc", "node.id==abc", false},
+		{"engine.labels.disk==ssd", "engine.labels.disk==ssd", false},
+		{"node.hostname=h1", "", true},
+		{"node.hostname==", "", true},
+		{"==h1", "", true},
+		{"node.colour==red", "", true},
+		{"node.labels.==x", "", true},
+		{"node.labels.a==b==c", "", true},
+		{"node host==x", "", true},
+	}
+	for _, tt := range tests {
+		got, err := parseConstraint(tt.in)
+		if tt.wantErr {
+			if !errors.Is(err, errBadConstraint) {
+				t.Errorf("parseConstraint(%q) err = %v, want errBadConstraint", tt.in, err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("parseConstraint(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestParseEnv(t *testing.T) {
+	t.Setenv("SHOAL_TEST_FROM_ENV", "yes")
+	tests := []struct {
+		in     string
+		want   string
+		ok     bool
+		hasErr bool
+	}{
+		{"A=1", "A=1", true, false},
+		{"A=", "A=", true, false},
+		{"A=b=c", "A=b=c", true, false},
+		{"SHOAL_TEST_FROM_ENV", "SHOAL_TEST_FROM_ENV=yes", true, false},
+		{"SHOAL_TEST_UNSET_XYZ", "", false, false},
+		{"=1", "", false, true},
+		{"A B=1", "", false, true},
+	}
+	for _, tt := range tests {
+		got, ok, err := parseEnv(tt.in)
+		if (err != nil) != tt.hasErr || got != tt.want || ok != tt.ok {
+			t.Errorf("parseEnv(%q) = %q, %v, %v; want %q, %v, err=%v", tt.in, got, ok, err, tt.want, tt.ok, tt.hasErr)
+		}
+	}
+}
+
+func TestParseSince(t *testing.T) {
+	now := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
+	tests := []struct {
+		in      string
+		want    time.Time
+		wantErr bool
+	}{
+		{"10m", now.Add(-10 * time.Minute), false},
+		{"2024-05-06T07:00:00Z", time.Date(2024, 5, 6, 7, 0, 0, 0, time.UTC), false},
+		{"2024-05-06", time.Date(2024, 5, 6, 0, 0, 0, 0, time.UTC), false},
+		{"1700000000", time.Unix(1700000000, 0), false},
+		{"yesterday", time.Time{}, true},
+	}
+	for _, tt := range tests {
+		got, err := parseSince(tt.in, now)
+		if (err != nil) != tt.wantErr || !got.Equal(tt.want) {
+			t.Errorf("parseSince(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestParseTail(t *testing.T) {
+	for in, want := range map[string]int{"all": -1, "": -1, "0": 0, "25": 25} {
+		if got, err := parseTail(in); err != nil || got != want {
+			t.Errorf("parseTail(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"-1", "x"} {
+		if _, err := parseTail(in); err == nil {
+			t.Errorf("parseTail(%q) succeeded", in)
+		}
+	}
+}
+
+func TestSplitWords(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    []string
+		wantErr bool
+	}{
+		{"sleep 100", []string{"sleep", "100"}, false},
+		{"  sh   -c 'echo hi there' ", []string{"sh", "-c", "echo hi there"}, false},
+		{`echo "a b" c\ d`, []string{"echo", "a b", "c d"}, false},
+		{`echo ''`, []string{"echo", ""}, false},
+		{"", nil, false},
+		{"echo 'open", nil, true},
+	}
+	for _, tt := range tests {
+		got, err := splitWords(tt.in)
+		if (err != nil) != tt.wantErr || !slices.Equal(got, tt.want) {
+			t.Errorf("splitWords(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestParseScale(t *testing.T) {
+	if n, v, err := parseScale("web=3"); err != nil || n != "web" || v != 3 {
+		t.Fatalf("parseScale(web=3) = %q, %d, %v", n, v, err)
+	}
+	for _, in := range []string{"web", "=3", "web=-1", "web=x"} {
+		if _, _, err := parseScale(in); err == nil {
+			t.Errorf("parseScale(%q) succeeded", in)
+		}
+	}
+}
