@@ -831,6 +831,19 @@ func (r *Runtime) List() []api.Container {
 	return out
 }
 
+// ImageInUse reports whether any container of this node (running or not)
+// was made from imageID; the image store's GC asks before deleting layers.
+func (r *Runtime) ImageInUse(imageID string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.containers {
+		if c.rec.ImageID == imageID {
+			return true
+		}
+	}
+	return false
+}
+
 // Get finds a container by full ID, name, or unique ID prefix.
 func (r *Runtime) Get(idOrName string) (api.Container, error) {
 	c, err := r.lookup(idOrName)
