@@ -127,6 +127,19 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 		f.mu.Unlock()
 		f.reply(w, s)
 	})
+	mux.HandleFunc("POST /v1/services/{id}/rollback", func(w http.ResponseWriter, r *http.Request) {
+		if s := f.service(r.PathValue("id")); s != nil {
+			f.reply(w, s)
+			return
+		}
+		f.fail(w, http.StatusNotFound, "service not found")
+	})
+	mux.HandleFunc("GET /v1/containers", func(w http.ResponseWriter, r *http.Request) {
+		f.reply(w, []api.Container{
+			{ID: "ctr1aaaaaaaaaaaaaaaa", Name: "one", Image: "busybox", State: "running"},
+			{ID: "ctr2bbbbbbbbbbbbbbbb", Name: "two", Image: "busybox", State: "exited"},
+		})
+	})
 	mux.HandleFunc("GET /v1/services/{id}/tasks", func(w http.ResponseWriter, r *http.Request) {
 		s := f.service(r.PathValue("id"))
 		if s == nil {
@@ -453,7 +466,7 @@ func TestCLITimeout(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	if !strings.Contains(errOut, "rollback service web") && !strings.Contains(errOut, "did not converge") {
+	if !strings.Contains(errOut, "Error: service did not converge: web within 50ms (0/5 running)") {
 		t.Fatalf("stderr %s", errOut)
 	}
 }
@@ -498,6 +511,14 @@ func TestCLIMisc(t *testing.T) {
 	_, _, code = runCLI(t, f.host, "", "service", "scale", "web")
 	if code != 2 {
 		t.Fatalf("bad scale: exit %d", code)
+	}
+	out, _, code = runCLI(t, f.host, "", "ps", "-aq")
+	if code != 0 || out != "ctr1aaaaaaaaaaaaaaaa\nctr2bbbbbbbbbbbbbbbb\n" {
+		t.Fatalf("ps -aq: %d %q", code, out)
+	}
+	out, _, code = runCLI(t, f.host, "", "ps", "--format", "{{.Name}} {{.State}}")
+	if code != 0 || out != "one running\n" {
+		t.Fatalf("ps template: %d %q", code, out)
 	}
 }
 

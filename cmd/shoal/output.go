@@ -276,7 +276,7 @@ func renderContainers(w io.Writer, cs []api.Container, noTrunc bool, now time.Ti
 	for _, c := range cs {
 		cmd := strings.Join(c.Command, " ")
 		if !noTrunc && len(cmd) > 20 {
-			cmd = cmd[:19] + "…"
+			cmd = cmd[:17] + "..."
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%q\t%s\t%s\t%s\n", shortID(c.ID, noTrunc), c.Image, cmd, containerStatus(c, now), c.Health, c.Name)
 	}

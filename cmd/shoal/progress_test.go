@@ -1,0 +1,153 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+func TestAssess(t *testing.T) {
+	v1 := api.ServiceSpec{Name: "web", Mode: "replicated", Replicas: 3, Image: "nginx:1"}
+	v2 := v1
+	v2.Image = "nginx:2"
+	svc := func(spec api.ServiceSpec, us *api.UpdateStatus) api.Service {
+		return api.Service{ID: "s1", Name: "web", Spec: spec, Version: 9, UpdateStatus: us}
+	}
+	t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	task := func(slot int, spec api.ServiceSpec, desired, state string, age int) api.Task {
+		return api.Task{
+			ID: fmt.Sprintf("t%d-%s-%d", slot, state, age), Name: fmt.Sprintf("web.%d", slot), Slot: slot, NodeID: "n1",
+			DesiredState: desired, State: state, Spec: spec, Image: spec.Image,
+			CreatedAt: t0.Add(-time.Duration(age) * time.Minute), UpdatedAt: t0.Add(-time.Duration(age) * time.Minute),
+		}
+	}
+	running := func(spec api.ServiceSpec, slots ...int) []api.Task {
+		var ts []api.Task
+		for _, s := range slots {
+			ts = append(ts, task(s, spec, "running", "running", 1))
+		}
+		return ts
+	}
+	scaled := v1
+	scaled.Replicas = 5
+	global := api.ServiceSpec{Name: "agent", Mode: "global", Image: "busybox"}
+	gtask := func(node, state string) api.Task {
+		return api.Task{ID: "g-" + node, Name: "agent." + node, NodeID: node, Node: node, DesiredState: "running", State: state, Spec: global}
+	}
+	nodes := []api.Node{
+		{ID: "n1", Status: "ready", Availability: "active"},
+		{ID: "n2", Status: "ready", Availability: "active"},
+		{ID: "n3", Status: "down", Availability: "active"},
+		{ID: "n4", Status: "ready", Availability: "drain"},
+	}
+
+	tests := []struct {
+		name        string
+		op          string
+		svc         api.Service
+		tasks       []api.Task
+		nodes       []api.Node
+		ignore      map[string]bool
+		wantDone    bool
+		wantRunning int
+		wantDesired int
+		wantErr     string
+	}{
+		{name: "converged", op: opCreate, svc: svc(v1, nil), tasks: running(v1, 1, 2, 3), wantDone: true, wantRunning: 3, wantDesired: 3},
+		{name: "one starting", op: opCreate, svc: svc(v1, nil),
+			tasks:       append(running(v1, 1, 2), task(3, v1, "running", "starting", 0)),
+			wantRunning: 2, wantDesired: 3},
+		{name: "no tasks yet", op: opCreate, svc: svc(v1, nil), wantDesired: 3},
+		{name: "update not started", op: opUpdate, svc: svc(v2, &api.UpdateStatus{State: api.UpdateUpdating}),
+			tasks: running(v1, 1, 2, 3), wantRunning: 0, wantDesired: 3},
+		{name: "update half way", op: opUpdate, svc: svc(v2, &api.UpdateStatus{State: api.UpdateUpdating}),
+			tasks: append(append(running(v2, 1, 2), task(1, v1, "shutdown", "shutdown", 5), task(2, v1, "shutdown", "running", 5)), running(v1, 3)...),
+			wantRunning: 2, wantDesired: 3},
+		{name: "update done, old tasks still stopping", op: opUpdate, svc: svc(v2, &api.UpdateStatus{State: api.UpdateCompleted}),
+			tasks:    append(running(v2, 1, 2, 3), task(3, v1, "shutdown", "running", 5)),
+			wantDone: true, wantRunning: 3, wantDesired: 3},
+		{name: "update paused", op: opUpdate, svc: svc(v2, &api.UpdateStatus{State: api.UpdatePaused, Message: "task web.1 failed"}),
+			tasks: running(v1, 1, 2, 3), wantErr: "update of web paused: task web.1 failed"},
+		{name: "update rolled back", op: opUpdate, svc: svc(v1, &api.UpdateStatus{State: api.UpdateRollbackStarted, Message: "too many failures"}),
+			tasks: running(v1, 1, 2, 3), wantErr: "rolled back: too many failures"},
+		{name: "rollback completes", op: opRollback, svc: svc(v1, &api.UpdateStatus{State: api.UpdateRollbackCompleted}),
+			tasks: running(v1, 1, 2, 3), wantDone: true, wantRunning: 3, wantDesired: 3},
+		{name: "rollback paused", op: opRollback, svc: svc(v1, &api.UpdateStatus{State: api.UpdateRollbackPaused}),
+			tasks: running(v1, 1, 2, 3), wantErr: "rollback of web paused"},
+		{name: "stale paused status ignored by scale", op: opScale, svc: svc(scaled, &api.UpdateStatus{State: api.UpdatePaused}),
+			tasks: running(v1, 1, 2, 3, 4, 5), wantDone: true, wantRunning: 5, wantDesired: 5},
+		{name: "scale down", op: opScale, svc: svc(api.ServiceSpec{Name: "web", Mode: "replicated", Replicas: 1, Image: "nginx:1"}, nil),
+			tasks:    append(running(v1, 1), task(2, v1, "shutdown", "running", 1), task(3, v1, "shutdown", "shutdown", 1)),
+			wantDone: true, wantRunning: 1, wantDesired: 1},
+		{name: "keeps failing", op: opCreate, svc: svc(api.ServiceSpec{Name: "web", Mode: "replicated", Replicas: 1, Image: "nginx:1"}, nil),
+			tasks: func() []api.Task {
+				ts := []api.Task{task(1, v1, "running", "starting", 0)}
+				for i := 1; i <= 3; i++ {
+					f := task(1, v1, "shutdown", "failed", i)
+					f.Error = "exec format error"
+					ts = append(ts, f)
+				}
+				return ts
+			}(),
+			wantErr: "keep failing (3 failures): web.1: exec format error"},
+		{name: "old failures ignored", op: opCreate, svc: svc(api.ServiceSpec{Name: "web", Mode: "replicated", Replicas: 1, Image: "nginx:1"}, nil),
+			tasks: []api.Task{task(1, v1, "running", "running", 0), task(1, v1, "shutdown", "failed", 1),
+				task(1, v1, "shutdown", "failed", 2), task(1, v1, "shutdown", "failed", 3)},
+			ignore:   map[string]bool{"t1-failed-1": true, "t1-failed-2": true, "t1-failed-3": true},
+			wantDone: true, wantRunning: 1, wantDesired: 1},
+		{name: "global converged", op: opCreate, svc: api.Service{Name: "agent", Spec: global},
+			tasks: []api.Task{gtask("n1", "running"), gtask("n2", "running")}, nodes: nodes,
+			wantDone: true, wantRunning: 2, wantDesired: 2},
+		{name: "global starting", op: opCreate, svc: api.Service{Name: "agent", Spec: global},
+			tasks: []api.Task{gtask("n1", "running"), gtask("n2", "preparing")}, nodes: nodes,
+			wantRunning: 1, wantDesired: 2},
+		{name: "global before scheduling", op: opCreate, svc: api.Service{Name: "agent", Spec: global}, nodes: nodes,
+			wantRunning: 0, wantDesired: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := assess(tt.op, tt.svc, tt.tasks, tt.nodes, tt.ignore)
+			if tt.wantErr != "" {
+				if got.Err == nil || !strings.Contains(got.Err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", got.Err, tt.wantErr)
+				}
+				return
+			}
+			if got.Err != nil {
+				t.Fatalf("unexpected err %v", got.Err)
+			}
+			if got.Done != tt.wantDone || got.Running != tt.wantRunning || got.Desired != tt.wantDesired {
+				t.Fatalf("done=%v running=%d desired=%d, want %v %d %d (slots %v)",
+					got.Done, got.Running, got.Desired, tt.wantDone, tt.wantRunning, tt.wantDesired, got.Slots)
+			}
+		})
+	}
+}
+
+func TestAssessSlots(t *testing.T) {
+	spec := api.ServiceSpec{Name: "web", Mode: "replicated", Replicas: 10, Image: "x"}
+	old := spec
+	old.Image = "old"
+	t0 := time.Now()
+	var tasks []api.Task
+	for slot := 1; slot <= 10; slot++ {
+		tasks = append(tasks, api.Task{ID: fmt.Sprint(slot), Name: fmt.Sprintf("web.%d", slot), Slot: slot, DesiredState: "running", State: "running", Spec: spec, CreatedAt: t0})
+	}
+	tasks[1].State, tasks[1].Error = "failed", "boom"
+	tasks[2].Spec = old
+	// An older shut-down task in slot 1 must not speak for the slot.
+	tasks = append(tasks, api.Task{ID: "old1", Name: "web.1", Slot: 1, DesiredState: "shutdown", State: "shutdown", Spec: old, CreatedAt: t0.Add(time.Second)})
+	got := assess(opUpdate, api.Service{Name: "web", Spec: spec}, tasks, nil, nil)
+	var lines []string
+	for _, s := range got.Slots {
+		lines = append(lines, s.Name+": "+s.Text)
+	}
+	want := "web.1: running|web.2: failed: boom|web.3: running (previous version)|web.4: running|web.5: running|" +
+		"web.6: running|web.7: running|web.8: running|web.9: running|web.10: running"
+	if strings.Join(lines, "|") != want {
+		t.Fatalf("slots:\n%s\nwant:\n%s", strings.Join(lines, "|"), want)
+	}
+}
