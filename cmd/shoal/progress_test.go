@@ -64,7 +64,7 @@ func TestAssess(t *testing.T) {
 		{name: "update not started", op: opUpdate, svc: svc(v2, &api.UpdateStatus{State: api.UpdateUpdating}),
 			tasks: running(v1, 1, 2, 3), wantRunning: 0, wantDesired: 3},
 		{name: "update half way", op: opUpdate, svc: svc(v2, &api.UpdateStatus{State: api.UpdateUpdating}),
-			tasks: append(append(running(v2, 1, 2), task(1, v1, "shutdown", "shutdown", 5), task(2, v1, "shutdown", "running", 5)), running(v1, 3)...),
+			tasks:       append(append(running(v2, 1, 2), task(1, v1, "shutdown", "shutdown", 5), task(2, v1, "shutdown", "running", 5)), running(v1, 3)...),
 			wantRunning: 2, wantDesired: 3},
 		{name: "update done, old tasks still stopping", op: opUpdate, svc: svc(v2, &api.UpdateStatus{State: api.UpdateCompleted}),
 			tasks:    append(running(v2, 1, 2, 3), task(3, v1, "shutdown", "running", 5)),
