@@ -34,6 +34,10 @@ func TestMain(m *testing.M) {
 		if os.Geteuid() != 0 {
 			return m.Run()
 		}
+		if os.Getenv(helperEnv) != "" { // a helper agent uses its parent's fixtures
+			testInit, testRootfs = os.Getenv("SHOAL_TEST_INIT"), os.Getenv("SHOAL_TEST_ROOTFS")
+			return m.Run()
+		}
 		dir, err := os.MkdirTemp("", "shoal-runtime-test-")
 		if err != nil {
 			fixtureErr = err
