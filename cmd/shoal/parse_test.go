@@ -240,3 +240,14 @@ func TestParseScale(t *testing.T) {
 		}
 	}
 }
+
+func TestIsInitInvocation(t *testing.T) {
+	for arg0, want := range map[string]bool{
+		"/.shoal/init": true, "/usr/local/bin/shoal-init": true, "shoal-init": true,
+		"/usr/bin/shoal": false, "shoal": false, "/init": false,
+	} {
+		if got := isInitInvocation(arg0); got != want {
+			t.Errorf("isInitInvocation(%q) = %v, want %v", arg0, got, want)
+		}
+	}
+}
