@@ -21,6 +21,8 @@ type NodeInfo struct {
 	Reserved api.Resources
 	// Tasks counts the node's non-terminal tasks with desired state running.
 	Tasks int
+
+	idx int // position in the plan's sorted node list
 }
 
 // Request is what a new task asks of a node.

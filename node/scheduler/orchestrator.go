@@ -47,7 +47,6 @@ type svcRun struct {
 func newSvcRun(r *run, svc api.Service, tasks []*taskRef) *svcRun {
 	s := &svcRun{r: r, orig: svc, tasks: tasks}
 	s.setService(svc)
-	sortTasks(s.tasks)
 	return s
 }
 
@@ -90,8 +89,14 @@ func (s *svcRun) current(t *api.Task) bool {
 
 func (s *svcRun) reconcile() {
 	r := s.r
+	taskCons := map[uint64][]Constraint{}
 	for _, ref := range s.tasks {
-		r.vacate(ref, r.constraints(ref.t.Spec.Constraints))
+		cs, ok := taskCons[ref.t.SpecVersion]
+		if !ok {
+			cs = r.constraints(ref.t.Spec.Constraints)
+			taskCons[ref.t.SpecVersion] = cs
+		}
+		r.vacate(ref, cs)
 	}
 	s.updateStatusBefore()
 	s.group()
@@ -146,12 +151,25 @@ func (s *svcRun) group() {
 	if s.spec.Replicas < MaxReplicas {
 		n = int(s.spec.Replicas)
 	}
+	// Two passes so that all slots share one backing array: one
+	// allocation instead of one per slot.
 	considered := make([]slot, n+1)
+	counts := make([]int32, n+2)
+	for _, ref := range s.tasks {
+		if k := ref.t.Slot; k >= 1 && k <= n {
+			counts[k+1]++
+		}
+	}
+	for k := 1; k <= n; k++ {
+		counts[k+1] += counts[k]
+	}
+	backing := make([]*taskRef, counts[n+1])
 	extra := map[int]*slot{}
 	for _, ref := range s.tasks {
 		k := ref.t.Slot
 		if k >= 1 && k <= n {
-			considered[k].tasks = append(considered[k].tasks, ref)
+			backing[counts[k]] = ref
+			counts[k]++
 			continue
 		}
 		sl := extra[k]
@@ -162,11 +180,19 @@ func (s *svcRun) group() {
 		sl.tasks = append(sl.tasks, ref)
 	}
 	s.slots = make([]*slot, 0, n)
+	start := 0
 	for k := 1; k <= n; k++ {
+		end := int(counts[k])
 		considered[k].num = k
+		// Full slice expression: appending a new task must not overwrite
+		// the next slot's tasks.
+		considered[k].tasks = backing[start:end:end]
+		start = end
+		sortTasks(considered[k].tasks)
 		s.slots = append(s.slots, &considered[k])
 	}
 	for _, sl := range extra {
+		sortTasks(sl.tasks)
 		s.excess = append(s.excess, sl)
 	}
 	sort.Slice(s.excess, func(i, j int) bool { return s.excess[i].num > s.excess[j].num })
@@ -185,6 +211,9 @@ func (s *svcRun) groupGlobal() {
 			byNode[k] = sl
 		}
 		sl.tasks = append(sl.tasks, ref)
+	}
+	for _, sl := range byNode {
+		sortTasks(sl.tasks)
 	}
 	req := Request{Constraints: s.cs}
 	for _, n := range s.r.nodeList {
@@ -235,53 +264,55 @@ func (s *svcRun) eligibleGlobal(n *NodeInfo, req *Request) bool {
 	return true
 }
 
-// best picks the task to keep among several active ones of one kind and
-// shuts the others down: a live task over an ended one, the furthest
-// along, then the newest.
-func (s *svcRun) best(refs []*taskRef) *taskRef {
-	if len(refs) == 0 {
-		return nil
+// better reports whether active task a is a better keeper than b: a live
+// task over an ended one, the furthest along, then the newest.
+func better(a, b *api.Task) bool {
+	at, bt := terminal(a.State), terminal(b.State)
+	if at != bt {
+		return !at
 	}
-	b := refs[0]
-	better := func(a, b *api.Task) bool {
-		at, bt := api.TaskTerminal(a.State), api.TaskTerminal(b.State)
-		if at != bt {
-			return !at
-		}
-		if api.TaskStateOrder[a.State] != api.TaskStateOrder[b.State] {
-			return api.TaskStateOrder[a.State] > api.TaskStateOrder[b.State]
-		}
-		return olderTask(b, a)
+	if rank(a.State) != rank(b.State) {
+		return rank(a.State) > rank(b.State)
 	}
-	for _, ref := range refs[1:] {
-		if better(ref.t, b.t) {
-			b = ref
+	return olderTask(b, a)
+}
+
+// keepers picks the slot's best current and best outdated active tasks and
+// shuts any other active task down.
+func (s *svcRun) keepers(sl *slot) (c, o *taskRef) {
+	dups := false
+	for _, ref := range sl.tasks {
+		if ref.t.DesiredState != api.TaskRunning {
+			continue
+		}
+		best := &o
+		if s.current(ref.t) {
+			best = &c
+		}
+		if *best == nil {
+			*best = ref
+			continue
+		}
+		dups = true
+		if better(ref.t, (*best).t) {
+			*best = ref
 		}
 	}
-	for _, ref := range refs {
-		if ref != b {
-			s.r.shutdown(ref, "duplicate task for slot")
+	if dups {
+		for _, ref := range sl.tasks {
+			if ref != c && ref != o && ref.t.DesiredState == api.TaskRunning {
+				s.r.shutdown(ref, "duplicate task for slot")
+			}
 		}
 	}
-	return b
+	return c, o
 }
 
 // resolve makes one considered slot converge: keep, restart, replace or
 // offer it to the updater.
 func (s *svcRun) resolve(sl *slot) {
 	r := s.r
-	var curs, olds []*taskRef
-	for _, ref := range sl.tasks {
-		if ref.t.DesiredState != api.TaskRunning {
-			continue
-		}
-		if s.current(ref.t) {
-			curs = append(curs, ref)
-		} else {
-			olds = append(olds, ref)
-		}
-	}
-	c, o := s.best(curs), s.best(olds)
+	c, o := s.keepers(sl)
 	switch {
 	case c != nil:
 		s.upd.observe(s, c.t)
@@ -289,12 +320,12 @@ func (s *svcRun) resolve(sl *slot) {
 			r.shutdown(o, "replaced by task "+c.t.ID)
 			o = nil
 		}
-		if api.TaskTerminal(c.t.State) {
+		if terminal(c.t.State) {
 			if s.restart(sl, c.t) == restartNow {
 				r.shutdown(c, "")
 				s.newTask(sl)
 			}
-			if o != nil && api.TaskTerminal(o.t.State) {
+			if o != nil && terminal(o.t.State) {
 				r.shutdown(o, "")
 				o = nil
 			}
@@ -311,7 +342,7 @@ func (s *svcRun) resolve(sl *slot) {
 			s.newTask(sl)
 			return
 		}
-		if !api.TaskTerminal(o.t.State) {
+		if !terminal(o.t.State) {
 			sl.old = o
 			s.upd.candidates = append(s.upd.candidates, sl)
 			return
@@ -340,10 +371,10 @@ func (s *svcRun) resolve(sl *slot) {
 func (s *svcRun) stopping(sl *slot) bool {
 	for _, ref := range sl.tasks {
 		t := ref.t
-		if t.DesiredState == api.TaskRunning || api.TaskTerminal(t.State) || t.State == api.TaskNew || s.current(t) {
+		if t.DesiredState == api.TaskRunning || terminal(t.State) || t.State == api.TaskNew || s.current(t) {
 			continue
 		}
-		if n := s.r.nodes[t.NodeID]; n != nil && n.Node.Status == api.NodeReady && n.Node.Availability != api.AvailabilityDrain {
+		if n := ref.node; n != nil && n.Node.Status == api.NodeReady && n.Node.Availability != api.AvailabilityDrain {
 			return true
 		}
 	}
@@ -376,7 +407,7 @@ func (s *svcRun) newTask(sl *slot) {
 	} else {
 		t.Name = fmt.Sprintf("%s.%d", t.Service, sl.num)
 	}
-	ref := &taskRef{t: t, owned: true, created: true}
+	ref := &taskRef{t: t, owned: true, created: true, node: r.nodes[sl.node]}
 	r.created = append(r.created, ref)
 	sl.tasks = append(sl.tasks, ref)
 	s.newTasks = append(s.newTasks, ref)
@@ -402,7 +433,7 @@ func (s *svcRun) trim(sl *slot) {
 	n := 0
 	for i := len(sl.tasks) - 1; i >= 0; i-- {
 		ref := sl.tasks[i]
-		if ref.deleted || !api.TaskTerminal(ref.t.State) || ref.t.DesiredState == api.TaskRunning {
+		if ref.deleted || !terminal(ref.t.State) || ref.t.DesiredState == api.TaskRunning {
 			continue
 		}
 		n++

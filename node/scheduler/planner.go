@@ -160,6 +160,7 @@ type taskRef struct {
 	created bool // the plan creates this task
 	touched bool // already listed in run.touched
 	deleted bool
+	node    *NodeInfo // t.NodeID resolved; nil if none or unknown
 }
 
 // run is the state of one Plan call.
@@ -195,8 +196,14 @@ func newRun(cfg Config, st State, now time.Time) *run {
 		r.nodeList = append(r.nodeList, &infos[i])
 	}
 	sort.Slice(r.nodeList, func(i, j int) bool { return r.nodeList[i].Node.ID < r.nodeList[j].Node.ID })
+	for i, n := range r.nodeList {
+		n.idx = i
+	}
 	for i := range st.Tasks {
 		r.refs[i].t = &st.Tasks[i]
+		if id := st.Tasks[i].NodeID; id != "" {
+			r.refs[i].node = r.nodes[id]
+		}
 		r.bySvc[st.Tasks[i].ServiceID] = append(r.bySvc[st.Tasks[i].ServiceID], &r.refs[i])
 	}
 	return r
@@ -269,7 +276,7 @@ func (r *run) reconcileDeleted(tasks []*taskRef) {
 	for _, ref := range tasks {
 		r.vacate(ref, nil)
 		r.shutdown(ref, "service removed")
-		if api.TaskTerminal(ref.t.State) {
+		if terminal(ref.t.State) {
 			ref.deleted = true
 			r.deleted = append(r.deleted, ref.t.ID)
 		}
@@ -283,7 +290,7 @@ func (r *run) reconcileDeleted(tasks []*taskRef) {
 // deleted services).
 func (r *run) vacate(ref *taskRef, cs []Constraint) {
 	t := ref.t
-	if api.TaskTerminal(t.State) {
+	if terminal(t.State) {
 		return
 	}
 	if t.State == api.TaskNew {
@@ -296,13 +303,13 @@ func (r *run) vacate(ref *taskRef, cs []Constraint) {
 			return
 		}
 		// A global task waiting for room on its node.
-		n := r.nodes[t.NodeID]
+		n := ref.node
 		if n == nil || n.Node.Status == api.NodeDown || n.Node.Availability == api.AvailabilityDrain {
 			r.shutdown(ref, "node unavailable")
 		}
 		return
 	}
-	n := r.nodes[t.NodeID]
+	n := ref.node
 	if n == nil || n.Node.Status == api.NodeDown {
 		msg := "node down"
 		if n == nil {
@@ -369,7 +376,18 @@ func (r *run) result() Plan {
 
 // sortTasks orders tasks oldest first (CreatedAt, then ID).
 func sortTasks(ts []*taskRef) {
-	sort.Slice(ts, func(i, j int) bool { return olderTask(ts[i].t, ts[j].t) })
+	if len(ts) < 2 {
+		return
+	}
+	slices.SortFunc(ts, func(a, b *taskRef) int {
+		if olderTask(a.t, b.t) {
+			return -1
+		}
+		if olderTask(b.t, a.t) {
+			return 1
+		}
+		return 0
+	})
 }
 
 func olderTask(a, b *api.Task) bool {
@@ -421,12 +439,9 @@ func (r *run) placeAll() {
 	if len(r.places) == 0 {
 		return
 	}
-	count := func(t *api.Task) {
-		if t.NodeID == "" || t.State == api.TaskNew || api.TaskTerminal(t.State) {
-			return
-		}
-		n := r.nodes[t.NodeID]
-		if n == nil {
+	count := func(ref *taskRef) {
+		t, n := ref.t, ref.node
+		if n == nil || t.State == api.TaskNew || terminal(t.State) {
 			return
 		}
 		addRes(&n.Reserved, t.Spec.Resources.Reservations)
@@ -436,11 +451,11 @@ func (r *run) placeAll() {
 	}
 	for i := range r.refs {
 		if !r.refs[i].deleted {
-			count(r.refs[i].t)
+			count(&r.refs[i])
 		}
 	}
 	for _, ref := range r.created {
-		count(ref.t)
+		count(ref)
 	}
 	for _, pl := range r.places {
 		if pl.global {
@@ -460,6 +475,7 @@ func addRes(dst *api.Resources, r api.Resources) {
 func (r *run) assign(ref *taskRef, n *NodeInfo) {
 	e := r.edit(ref)
 	e.NodeID = n.Node.ID
+	ref.node = n
 	e.State = api.TaskAssigned
 	e.Message = ""
 	e.UpdatedAt = r.now
@@ -477,7 +493,7 @@ func (r *run) unplaced(ref *taskRef, msg string) {
 // node still has room.
 func (r *run) placeGlobal(pl *placement) {
 	for _, ref := range pl.tasks {
-		n := r.nodes[ref.t.NodeID]
+		n := ref.node
 		if n == nil {
 			continue
 		}
@@ -523,18 +539,18 @@ func (h *candHeap) Pop() any {
 // the heap; the chosen node's counts grow and it sinks. A node that runs out
 // of room leaves the heap for good (reservations only grow in a plan).
 func (r *run) placeSpread(pl *placement) {
-	perNode := map[string]int{}
+	perNode := make([]int, len(r.nodeList))
 	for _, ref := range pl.all {
 		t := ref.t
-		if ref.deleted || t.NodeID == "" || t.State == api.TaskNew || api.TaskTerminal(t.State) || t.DesiredState != api.TaskRunning {
+		if ref.deleted || ref.node == nil || t.State == api.TaskNew || terminal(t.State) || t.DesiredState != api.TaskRunning {
 			continue
 		}
-		perNode[t.NodeID]++
+		perNode[ref.node.idx]++
 	}
 	h := make(candHeap, 0, len(r.nodeList))
 	for _, n := range r.nodeList {
 		if ok, _ := r.cfg.Pipeline.Check(n, &pl.req); ok {
-			h = append(h, &candidate{n: n, svc: perNode[n.Node.ID]})
+			h = append(h, &candidate{n: n, svc: perNode[n.idx]})
 		}
 	}
 	heap.Init(&h)
@@ -560,4 +576,33 @@ func (r *run) placeSpread(pl *placement) {
 			r.unplaced(ref, msg)
 		}
 	}
+}
+
+// terminal is api.TaskTerminal without the map lookup (hot path).
+func terminal(state string) bool {
+	switch state {
+	case api.TaskComplete, api.TaskFailed, api.TaskShutdown, api.TaskRejected, api.TaskOrphaned:
+		return true
+	}
+	return false
+}
+
+// rank is api.TaskStateOrder without the map lookup.
+func rank(state string) int {
+	switch state {
+	case api.TaskNew:
+		return 0
+	case api.TaskAssigned:
+		return 1
+	case api.TaskPreparing:
+		return 2
+	case api.TaskStarting:
+		return 3
+	case api.TaskRunning:
+		return 4
+	}
+	if terminal(state) {
+		return 5
+	}
+	return 0
 }

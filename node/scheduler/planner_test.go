@@ -410,3 +410,11 @@ func TestPendingMessageStable(t *testing.T) {
 	converge(t, c)
 	checkSlots(t, c, s.ID)
 }
+
+func TestStateHelpersMatchAPI(t *testing.T) {
+	for state, order := range api.TaskStateOrder {
+		if rank(state) != order || terminal(state) != api.TaskTerminal(state) {
+			t.Errorf("state %s: rank %d terminal %v, api says %d %v", state, rank(state), terminal(state), order, api.TaskTerminal(state))
+		}
+	}
+}

@@ -51,7 +51,7 @@ type updater struct {
 
 // observe accounts for the slot's current active task t.
 func (u *updater) observe(s *svcRun, t *api.Task) {
-	if api.TaskTerminal(t.State) {
+	if terminal(t.State) {
 		return
 	}
 	if t.State != api.TaskRunning {
@@ -91,7 +91,7 @@ func (s *svcRun) hasOutdated() bool {
 			continue
 		}
 		if s.global {
-			if n := s.r.nodes[t.NodeID]; n != nil && s.eligibleGlobal(n, &req) {
+			if n := ref.node; n != nil && s.eligibleGlobal(n, &req) {
 				return true
 			}
 		} else if t.Slot >= 1 && uint64(t.Slot) <= s.spec.Replicas {
@@ -174,6 +174,7 @@ func (s *svcRun) rollback(failedTask string) {
 // the slots updated and the tasks that ended within Monitor of starting.
 func (s *svcRun) failures(since time.Time) (failures, updated int, lastFailed string) {
 	slots := map[string]bool{}
+	var last *api.Task
 	for _, ref := range s.tasks {
 		t := ref.t
 		if t.CreatedAt.Before(since) || !s.current(t) {
@@ -188,9 +189,14 @@ func (s *svcRun) failures(since time.Time) (failures, updated int, lastFailed st
 		case api.TaskFailed, api.TaskRejected, api.TaskComplete:
 			if t.StartedAt.IsZero() || t.UpdatedAt.Before(t.StartedAt.Add(s.upd.cfg.Monitor)) {
 				failures++
-				lastFailed = t.ID
+				if last == nil || olderTask(last, t) {
+					last = t
+				}
 			}
 		}
+	}
+	if last != nil {
+		lastFailed = last.ID
 	}
 	return failures, len(slots), lastFailed
 }
@@ -218,7 +224,7 @@ func (s *svcRun) runUpdate() {
 	for _, sl := range u.candidates[:n] {
 		o := sl.old
 		switch {
-		case api.TaskTerminal(o.t.State):
+		case terminal(o.t.State):
 			r.shutdown(o, "")
 			s.newTask(sl)
 		case u.cfg.Order == api.OrderStartFirst:
