@@ -24,12 +24,12 @@ type agentFlags struct {
 	GossipPort      int
 	ClusterPort     int
 	ForceNewCluster bool
-	LogLevel        slog.Level
+	LogLevel        string // debug, info, warn or error (validated)
 	Hostname        string
 }
 
 // agentCommand defines `shoal agent`.
-func agentCommand(_ *shell) *cli.Command {
+func agentCommand(s *shell) *cli.Command {
 	hostname, _ := os.Hostname()
 	return &cli.Command{
 		Name:  "agent",
@@ -53,7 +53,11 @@ func agentCommand(_ *shell) *cli.Command {
 			if err != nil {
 				return err
 			}
-			return runAgent(c.Context, f)
+			start := runAgent
+			if s.startAgent != nil {
+				start = s.startAgent
+			}
+			return start(c.Context, f)
 		},
 	}
 }
@@ -70,7 +74,9 @@ func agentFlagsOf(c *cli.Context) (agentFlags, error) {
 		ForceNewCluster: c.Bool("force-new-cluster"),
 		Hostname:        c.String("hostname"),
 	}
-	if err := f.LogLevel.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+	f.LogLevel = strings.ToLower(c.String("log-level"))
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(f.LogLevel)); err != nil {
 		return f, usageErrorf("invalid --log-level %q: want debug, info, warn or error", c.String("log-level"))
 	}
 	for _, p := range []struct {
@@ -89,9 +95,11 @@ func agentFlagsOf(c *cli.Context) (agentFlags, error) {
 
 // runAgent starts the agent and blocks until ctx ends.
 func runAgent(ctx context.Context, f agentFlags) error {
-	// TODO(lead): wire to the node package:
+	// TODO(lead): wire to the node package (field names match node.Config):
 	//	cfg := node.DefaultConfig()
-	//	cfg.DataDir, cfg.AdvertiseAddr, ... = f.DataDir, f.AdvertiseAddr, ...
+	//	cfg.DataDir, cfg.AdvertiseAddr, cfg.ListenAddr = f.DataDir, f.AdvertiseAddr, f.ListenAddr
+	//	cfg.Socket, cfg.GossipPort, cfg.ClusterPort = f.Socket, f.GossipPort, f.ClusterPort
+	//	cfg.ForceNewCluster, cfg.LogLevel, cfg.Hostname = f.ForceNewCluster, f.LogLevel, f.Hostname
 	//	return node.Run(ctx, cfg)
 	_ = ctx
 	return fmt.Errorf("%w (flags: %+v)", errAgentNotWired, f)

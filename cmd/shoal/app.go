@@ -52,6 +52,8 @@ type shell struct {
 	// poll is the interval of progress polling (200ms; tests shorten it).
 	poll time.Duration
 	now  func() time.Time
+	// startAgent replaces runAgent in tests.
+	startAgent func(context.Context, agentFlags) error
 }
 
 // newShell returns a shell on the process's standard streams.
@@ -190,6 +192,16 @@ func setupCommand(cmd *cli.Command) {
 	}
 	for _, sub := range cmd.Subcommands {
 		setupCommand(sub)
+	}
+	if act := cmd.Action; act != nil && len(cmd.Subcommands) == 0 {
+		cmd.Action = func(c *cli.Context) error {
+			err := act(c)
+			var ue *usageError
+			if errors.As(err, &ue) && ue.cmd == "" {
+				ue.cmd = cmdName(c)
+			}
+			return err
+		}
 	}
 }
 
