@@ -632,15 +632,16 @@ func (r *Runtime) finishExit(c *container, pid int, mayReap bool) {
 	r.log.Info("container exited", "id", ShortID(id), "exit_code", code)
 	r.emit(c)
 	if remove {
-		if err := r.Remove(ctx, id, false); err != nil && !errors.Is(err, ErrNotFound) {
+		if err := r.remove(ctx, c, id, false); err != nil && !errors.Is(err, ErrNotFound) {
 			r.log.Warn("auto-remove", "id", ShortID(id), "err", err)
 		}
 	}
 }
 
-// Stop sends SIGTERM to the container, waits up to grace (0 = the
-// container's or the config's default), then SIGKILLs it. It returns once
-// the container has exited. Stopping a container that is not running is a
+// Stop sends SIGTERM to the container, waits up to grace, then SIGKILLs
+// it; grace 0 means the container's StopGrace or else Config.StopGrace, a
+// negative grace kills at once. It returns once the container has exited
+// (its exit code recorded). Stopping a container that is not running is a
 // no-op.
 func (r *Runtime) Stop(ctx context.Context, idOrName string, grace time.Duration) (api.Container, error) {
 	if err := r.waitReady(ctx); err != nil {
@@ -663,14 +664,14 @@ func (r *Runtime) Stop(ctx context.Context, idOrName string, grace time.Duration
 func (r *Runtime) stopLocked(ctx context.Context, c *container, grace time.Duration) error {
 	r.mu.Lock()
 	id, state, done := c.rec.ID, c.rec.State, c.done
-	if grace <= 0 {
+	if grace == 0 {
 		grace = c.rec.Spec.StopGrace
 	}
 	r.mu.Unlock()
 	if state != api.ContainerRunning {
 		return nil
 	}
-	if grace <= 0 {
+	if grace == 0 {
 		grace = r.cfg.StopGrace
 	}
 	if grace > 0 {
@@ -733,6 +734,12 @@ func (r *Runtime) Remove(ctx context.Context, idOrName string, force bool) error
 	if err != nil {
 		return err
 	}
+	return r.remove(ctx, c, idOrName, force)
+}
+
+// remove is Remove once c is found; it does not wait for Run to be ready,
+// so adoption can auto-remove --rm containers.
+func (r *Runtime) remove(ctx context.Context, c *container, idOrName string, force bool) error {
 	c.op.Lock()
 	defer c.op.Unlock()
 	r.mu.Lock()
@@ -755,20 +762,26 @@ func (r *Runtime) Remove(ctx context.Context, idOrName string, force bool) error
 	c.removed = true
 	stopHealth := c.stopHealth
 	c.stopHealth = nil
+	select {
+	case <-c.done:
+	default:
+		close(c.done) // a created container that never ran: release waiters
+	}
 	r.mu.Unlock()
 	if stopHealth != nil {
 		stopHealth()
 	}
 	c.saveMu.Lock() // wait for an in-flight save
 	c.saveMu.Unlock()
-	err = r.cleanup(ctx, id)
+	err := r.cleanup(ctx, id)
 	r.mu.Lock()
+	ev := Event{ContainerID: id, Name: name, TaskID: c.rec.Spec.TaskID, State: EventRemoved, ExitCode: c.rec.ExitCode, Time: time.Now().UTC()}
 	delete(r.containers, id)
 	if r.names[name] == id {
 		delete(r.names, name)
 	}
 	r.mu.Unlock()
-	r.publish(Event{ContainerID: id, Name: name, TaskID: c.rec.Spec.TaskID, State: EventRemoved, ExitCode: c.rec.ExitCode, Time: time.Now().UTC()})
+	r.publish(ev)
 	if err != nil {
 		return fmt.Errorf("remove %s: %w", ShortID(id), err)
 	}
