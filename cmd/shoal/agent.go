@@ -2,17 +2,15 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
-)
 
-// errAgentNotWired is returned until runAgent calls node.Run.
-var errAgentNotWired = errors.New("agent not wired yet")
+	"github.com/shoal-org/shoal/node"
+)
 
 // agentFlags are the values of `shoal agent`'s flags, to be copied into a
 // node.Config (starting from node.DefaultConfig()).
@@ -93,14 +91,26 @@ func agentFlagsOf(c *cli.Context) (agentFlags, error) {
 	return f, nil
 }
 
-// runAgent starts the agent and blocks until ctx ends.
+// runAgent starts the agent and blocks until ctx ends (SIGTERM or SIGINT).
 func runAgent(ctx context.Context, f agentFlags) error {
-	// TODO(lead): wire to the node package (field names match node.Config):
-	//	cfg := node.DefaultConfig()
-	//	cfg.DataDir, cfg.AdvertiseAddr, cfg.ListenAddr = f.DataDir, f.AdvertiseAddr, f.ListenAddr
-	//	cfg.Socket, cfg.GossipPort, cfg.ClusterPort = f.Socket, f.GossipPort, f.ClusterPort
-	//	cfg.ForceNewCluster, cfg.LogLevel, cfg.Hostname = f.ForceNewCluster, f.LogLevel, f.Hostname
-	//	return node.Run(ctx, cfg)
-	_ = ctx
-	return fmt.Errorf("%w (flags: %+v)", errAgentNotWired, f)
+	cfg := node.DefaultConfig()
+	dataDir, err := filepath.Abs(f.DataDir)
+	if err != nil {
+		return usageErrorf("invalid --data-dir %q: %v", f.DataDir, err)
+	}
+	cfg.DataDir = dataDir
+	cfg.AdvertiseAddr = f.AdvertiseAddr
+	cfg.ListenAddr = f.ListenAddr
+	cfg.Socket = f.Socket
+	cfg.GossipPort = f.GossipPort
+	cfg.ClusterPort = f.ClusterPort
+	cfg.ForceNewCluster = f.ForceNewCluster
+	cfg.LogLevel = f.LogLevel.String()
+	if f.Hostname != "" {
+		cfg.Hostname = f.Hostname
+	}
+	if err := cfg.Validate(); err != nil {
+		return usageErrorf("%v", err)
+	}
+	return node.Run(ctx, cfg)
 }

@@ -49,19 +49,28 @@ type convergence struct {
 	Err     error
 }
 
-// specKey identifies a spec regardless of its replica count, so tasks keep
-// matching after a scale.
+// specKey identifies what a task runs, the fields whose change replaces
+// tasks (as the scheduler's material comparison does): replicas, ports,
+// restart and update policies can change without touching running tasks.
 func specKey(s api.ServiceSpec) string {
-	s.Replicas = 0
-	b, _ := json.Marshal(s)
+	m := api.ServiceSpec{
+		Image: s.Image, Command: s.Command, Entrypoint: s.Entrypoint, Env: s.Env,
+		Workdir: s.Workdir, User: s.User, Labels: s.Labels, Resources: s.Resources,
+		Constraints: s.Constraints, Healthcheck: s.Healthcheck,
+		StopGracePeriod: s.StopGracePeriod, ForceUpdate: s.ForceUpdate,
+	}
+	b, _ := json.Marshal(m)
 	return string(b)
 }
 
 // currentTask reports whether t runs the service's current spec.
 func currentTask(t api.Task, svc api.Service, key string) bool {
+	if svc.Version != 0 && t.SpecVersion == svc.Version {
+		return true
+	}
 	if t.Spec.Image == "" && t.Spec.Name == "" {
 		// The agent did not send the task's spec: compare what it did send.
-		return t.SpecVersion == svc.Version || t.Image == svc.Spec.Image
+		return t.Image == svc.Spec.Image
 	}
 	return specKey(t.Spec) == key
 }

@@ -151,3 +151,28 @@ func TestAssessSlots(t *testing.T) {
 		t.Fatalf("slots:\n%s\nwant:\n%s", strings.Join(lines, "|"), want)
 	}
 }
+
+func TestSpecKeyIgnoresImmaterialFields(t *testing.T) {
+	a := defaultSpec()
+	a.Image, a.Replicas = "x", 1
+	b := a
+	b.Replicas = 5
+	b.Ports = []api.PortConfig{{Published: 80, Target: 80, Protocol: "tcp"}}
+	b.UpdateConfig.Parallelism = 7
+	b.RestartPolicy.Delay = time.Hour
+	if specKey(a) != specKey(b) {
+		t.Fatal("replicas, ports or policies changed the task key")
+	}
+	for name, change := range map[string]func(*api.ServiceSpec){
+		"image": func(s *api.ServiceSpec) { s.Image = "y" },
+		"env":   func(s *api.ServiceSpec) { s.Env = []string{"A=1"} },
+		"force": func(s *api.ServiceSpec) { s.ForceUpdate++ },
+		"limit": func(s *api.ServiceSpec) { s.Resources.Limits.MemoryBytes = 1 },
+	} {
+		c := a
+		change(&c)
+		if specKey(a) == specKey(c) {
+			t.Errorf("%s change kept the task key", name)
+		}
+	}
+}
