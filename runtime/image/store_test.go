@@ -4,8 +4,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
-	"crypto/sha256"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -363,6 +363,47 @@ func TestLoadHostile(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLoadUncompressedDockerSave loads the classic `docker save` format whose
+// layers are plain layer.tar files.
+func TestLoadUncompressedDockerSave(t *testing.T) {
+	tmp := t.TempDir()
+	rootfs := imagetest.BusyboxRootfsTar(t, tmp)
+	good, _ := os.ReadFile(imagetest.DockerSaveArchive(t, rootfs, "old:1", webCfg))
+	plain, _ := os.ReadFile(rootfs)
+	files := map[string][]byte{}
+	tr := tar.NewReader(bytes.NewReader(good))
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		b, _ := io.ReadAll(tr)
+		if strings.HasSuffix(h.Name, ".tar.gz") {
+			files["abc/layer.tar"] = plain
+			continue
+		}
+		files[h.Name] = b
+	}
+	var m []map[string]any
+	if err := json.Unmarshal(files["manifest.json"], &m); err != nil {
+		t.Fatal(err)
+	}
+	m[0]["Layers"] = []string{"abc/layer.tar"}
+	files["manifest.json"], _ = json.Marshal(m)
+	s := newStore(t, filepath.Join(tmp, "store"), nil)
+	imgs, err := s.Load(context.Background(), bytes.NewReader(archive(t, files)))
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	_, cfg, dirs, err := s.Resolve("old:1")
+	if err != nil || cfg.WorkingDir != "/www" || len(dirs) != 1 || len(imgs) != 1 {
+		t.Fatalf("resolve: %v %+v %v", err, cfg, dirs)
+	}
+	if _, err := os.Stat(filepath.Join(dirs[0], "bin/busybox")); err != nil {
+		t.Fatal(err)
 	}
 }
 

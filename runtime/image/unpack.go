@@ -289,7 +289,8 @@ func (u *unpacker) openDir(rel string, create bool) (*os.File, error) {
 			return nil, fmt.Errorf("%w: directory %q: %v", ErrInvalidArchive, rel, err)
 		}
 	}
-	f, err := u.root.Open(name)
+	// O_DIRECTORY: never open (and block on) a fifo the archive put there.
+	f, err := u.root.OpenFile(name, os.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%w: directory %q: %v", ErrInvalidArchive, rel, err)
 	}

@@ -32,9 +32,11 @@ type ent struct {
 
 var testTime = time.Date(2020, 2, 3, 4, 5, 6, 0, time.UTC)
 
-func reg(name, body string) ent  { return ent{name: name, typ: tar.TypeReg, body: body, mode: 0o644} }
-func dir(name string) ent        { return ent{name: name, typ: tar.TypeDir, mode: 0o755} }
-func sym(name, link string) ent  { return ent{name: name, typ: tar.TypeSymlink, link: link, mode: 0o777} }
+func reg(name, body string) ent { return ent{name: name, typ: tar.TypeReg, body: body, mode: 0o644} }
+func dir(name string) ent       { return ent{name: name, typ: tar.TypeDir, mode: 0o755} }
+func sym(name, link string) ent {
+	return ent{name: name, typ: tar.TypeSymlink, link: link, mode: 0o777}
+}
 func hard(name, link string) ent { return ent{name: name, typ: tar.TypeLink, link: link, mode: 0o644} }
 
 func mkTar(t testing.TB, ents ...ent) []byte {
@@ -147,6 +149,8 @@ func hostileCases() []hostileCase {
 		{name: "file too big", data: tarOf(reg("a", strings.Repeat("x", 2000))), limits: Limits{MaxFileSize: 1000}, want: ErrTooLarge},
 		{name: "total too big", data: tarOf(reg("a", strings.Repeat("x", 600)), reg("b", strings.Repeat("x", 600))), limits: Limits{MaxTotalSize: 1000}, want: ErrTooLarge},
 		{name: "too many entries", data: tarOf(reg("a", ""), reg("b", ""), reg("c", "")), limits: Limits{MaxEntries: 2}, want: ErrTooLarge},
+		{name: "fifo as hardlink parent", data: tarOf(ent{name: "p", typ: tar.TypeFifo, mode: 0o644}, hard("h", "p/x")), want: ErrInvalidArchive},
+		{name: "file under symlink to fifo", data: tarOf(ent{name: "p", typ: tar.TypeFifo, mode: 0o644}, sym("l", "p"), reg("l/x", "y")), want: ErrInvalidArchive},
 		{name: "file under a file", data: tarOf(reg("f", "x"), reg("f/g", "y")), want: ErrInvalidArchive},
 	}
 }
