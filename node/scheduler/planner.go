@@ -121,6 +121,13 @@ func (p Plan) Empty() bool {
 	return len(p.Create) == 0 && len(p.Update) == 0 && len(p.Delete) == 0 && len(p.ServiceUpdates) == 0
 }
 
+// Upserts returns Create followed by Update: the tasks of one UpsertTasks
+// command (split into batches by the caller as needed).
+func (p Plan) Upserts() []api.Task {
+	out := make([]api.Task, 0, len(p.Create)+len(p.Update))
+	return append(append(out, p.Create...), p.Update...)
+}
+
 // Planner computes plans. It holds only its config and is safe for
 // concurrent use.
 type Planner struct {
