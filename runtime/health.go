@@ -76,12 +76,12 @@ func (r *Runtime) startHealth(c *container) {
 	started := c.rec.StartedAt
 	r.mu.Unlock()
 
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
+	if !r.spawn(func() {
 		defer cancel()
 		r.healthLoop(ctx, c, *hc, started)
-	}()
+	}) {
+		cancel()
+	}
 }
 
 func (r *Runtime) healthLoop(ctx context.Context, c *container, hc api.HealthConfig, started time.Time) {

@@ -73,9 +73,7 @@ func (r *Runtime) Logs(ctx context.Context, idOrName string, opts LogOptions) (<
 	}
 
 	ch := make(chan api.LogLine, 64)
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
+	ok := r.spawn(func() {
 		defer close(ch)
 		if rd != nil {
 			defer func() { rd.f.Close() }()
@@ -138,7 +136,13 @@ func (r *Runtime) Logs(ctx context.Context, idOrName string, opts LogOptions) (<
 				return
 			}
 		}
-	}()
+	})
+	if !ok {
+		if rd != nil {
+			rd.f.Close()
+		}
+		return nil, ErrClosed
+	}
 	return ch, nil
 }
 

@@ -63,7 +63,24 @@ type Runtime struct {
 	containers map[string]*container // by ID
 	names      map[string]string     // name -> ID
 	subs       map[chan Event]struct{}
-	closed     bool
+	stopping   bool // Run's context ended: spawn refuses
+	closed     bool // Run returned: subscriber channels are closed
+}
+
+// spawn runs fn on a goroutine that Run waits for before returning. It
+// reports false, without running fn, once Run is shutting down.
+func (r *Runtime) spawn(fn func()) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopping {
+		return false
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		fn()
+	}()
+	return true
 }
 
 // New validates cfg, prepares Root and loads the records of containers left
@@ -132,6 +149,9 @@ func (r *Runtime) Run(ctx context.Context) error {
 	close(r.ready)
 
 	<-ctx.Done()
+	r.mu.Lock()
+	r.stopping = true // no goroutine starts after this
+	r.mu.Unlock()
 	r.wg.Wait()
 	r.mu.Lock()
 	r.closed = true
@@ -530,9 +550,7 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) err
 // running for the next agent.
 func (r *Runtime) watch(c *container, pid, pidfd int) {
 	f := os.NewFile(uintptr(pidfd), "pidfd")
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
+	ok := r.spawn(func() {
 		defer f.Close()
 		stop := context.AfterFunc(r.runCtx, func() { _ = f.SetReadDeadline(time.Now()) })
 		defer stop()
@@ -553,7 +571,10 @@ func (r *Runtime) watch(c *container, pid, pidfd int) {
 			return
 		}
 		r.finishExit(c, pid, true)
-	}()
+	})
+	if !ok {
+		f.Close()
+	}
 }
 
 // finishExit records that the container's init ended: exit status from the
