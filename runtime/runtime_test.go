@@ -399,10 +399,10 @@ func TestStopForwardsSIGTERM(t *testing.T) {
 
 func TestStopKillsAfterGrace(t *testing.T) {
 	h := startHarness(t, testConfig(t))
-	c := h.run(t, Spec{Image: "busybox", Command: []string{"sh", "-c", `trap "" TERM; while true; do sleep 1; done`}})
+	c := h.run(t, Spec{Image: "busybox", Command: []string{"sh", "-c", `trap "" TERM; echo armed; while true; do sleep 1; done`}})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	time.Sleep(200 * time.Millisecond) // let the trap be installed
+	poll(t, "trap installed", 10*time.Second, func() bool { return strings.Contains(h.logs(t, c.ID), "armed") })
 	c, err := h.rt.Stop(ctx, c.ID, 500*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
