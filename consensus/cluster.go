@@ -12,6 +12,9 @@ type ClusterState struct {
 	CAKeyPEM  []byte `json:"ca_key_pem"`
 	// TokenSecretHash is the hex sha256 of the join token's secret part.
 	TokenSecretHash string `json:"token_secret_hash"`
+	// TokenSecret is the secret itself, so that any node can print the
+	// token (`shoal token`); the Raft log already holds the CA key.
+	TokenSecret string `json:"token_secret,omitempty"`
 	// GossipKeys is the memberlist keyring; the first key is the primary.
 	GossipKeys [][]byte `json:"gossip_keys"`
 	// Revoked lists revoked node certificate serials (as printed by

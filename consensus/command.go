@@ -103,6 +103,9 @@ type RemoveNode struct {
 // RotateToken replaces the join token's secret hash.
 type RotateToken struct {
 	SecretHash string `json:"secret_hash"`
+	// Secret is the new secret itself, so that `shoal token` can print the
+	// join token on any node (as Swarm keeps its tokens in the Raft store).
+	Secret string `json:"secret,omitempty"`
 }
 
 // SetGossipKeys replaces the gossip keyring (first key primary).

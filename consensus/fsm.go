@@ -345,6 +345,7 @@ func (c RotateToken) apply(w *writeTxn) (any, error) {
 		return nil, fmt.Errorf("rotate token: empty hash: %w", ErrInvalid)
 	}
 	cl.TokenSecretHash = c.SecretHash
+	cl.TokenSecret = c.Secret
 	return nil, w.putCluster(cl)
 }
 

@@ -88,8 +88,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 
 	store := consensus.NewStore()
 	revoked := func(serial string) bool {
-		c, err := store.Cluster()
-		return err == nil && c.IsRevoked(serial)
+		return store.IsRevoked(serial)
 	}
 	serverTLS := pki.ServerTLS(cert, pool, revoked)
 	clientTLS := pki.ClientTLS(cert, pool)

@@ -111,9 +111,9 @@ func (a *Agent) tokenResponse(ctx context.Context) (api.InitResponse, error) {
 	if err != nil {
 		return api.InitResponse{}, err
 	}
-	c, err := cl.store.Cluster()
-	if err != nil {
-		return api.InitResponse{}, fmt.Errorf("read cluster record: %w", err)
+	c := cl.store.Cluster()
+	if c == nil {
+		return api.InitResponse{}, errors.New("the cluster record is not replicated to this node yet")
 	}
 	fp, err := pki.FingerprintPEM(c.CACertPEM)
 	if err != nil {
@@ -265,11 +265,10 @@ func (a *Agent) joinCluster(ctx context.Context, req api.JoinRequest) error {
 // explainJoinError turns transport failures into what the user must know.
 func explainJoinError(addr string, err error) error {
 	var re *rpcError
-	var ce *pki.CAMismatchError
 	switch {
 	case errors.As(err, &re):
 		return fmt.Errorf("join refused by %s: %s", addr, re.Msg)
-	case errors.As(err, &ce), errors.Is(err, pki.ErrCAMismatch):
+	case errors.Is(err, pki.ErrCAMismatch):
 		return fmt.Errorf("join %s: the node there belongs to a different cluster than this token (CA fingerprint mismatch)", addr)
 	case strings.Contains(err.Error(), "connection refused"):
 		return fmt.Errorf("join %s: connection refused: no shoal agent in a cluster listens there", addr)
@@ -298,9 +297,9 @@ func (a *Agent) handleJoinRPC(ctx context.Context, req joinRPCRequest) (*joinRPC
 		}
 		return &resp, nil
 	}
-	c, err := cl.store.Cluster()
-	if err != nil {
-		return nil, fmt.Errorf("read cluster record: %w", err)
+	c := cl.store.Cluster()
+	if c == nil {
+		return nil, errors.New("the cluster record is not replicated to this node yet")
 	}
 	if !pki.VerifySecret(req.Secret, c.TokenSecretHash) {
 		return nil, &rpcError{Code: codeRefused, Msg: "invalid join token: wrong or rotated secret (get the current one with `shoal token`)"}
@@ -336,7 +335,7 @@ func (a *Agent) handleJoinRPC(ctx context.Context, req joinRPCRequest) (*joinRPC
 		return nil, fmt.Errorf("record node: %w", err)
 	}
 	raftAddr := net.JoinHostPort(req.Addr, strconv.Itoa(req.ClusterPort))
-	if err := cl.raft.AddNonvoter(req.NodeID, raftAddr); err != nil {
+	if err := cl.raft.AddNonvoter(ctx, req.NodeID, raftAddr); err != nil {
 		return nil, fmt.Errorf("add node to raft: %w", err)
 	}
 	peers := cl.members.peerAddrs()
@@ -397,7 +396,7 @@ func (a *Agent) leave(ctx context.Context) error {
 	alone := len(servers) <= 1
 	if !alone {
 		if cl.raft.IsLeader() {
-			if err := cl.raft.TransferLeadership(); err != nil {
+			if err := cl.raft.TransferLeadership(ctx); err != nil {
 				return fmt.Errorf("hand leadership over before leaving: %w", err)
 			}
 		}
@@ -461,7 +460,7 @@ func (a *Agent) removeNodeAsLeader(ctx context.Context, cl *cluster, id string, 
 			break
 		}
 	}
-	if err := cl.raft.RemoveServer(id); err != nil {
+	if err := cl.raft.RemoveServer(ctx, id); err != nil {
 		return fmt.Errorf("remove %s from raft: %w", shortID(id), err)
 	}
 	if _, err := cl.raft.Apply(ctx, &consensus.RemoveNode{ID: id, Now: time.Now().UTC()}); err != nil {
@@ -486,7 +485,7 @@ func (a *Agent) promoteReplacement(ctx context.Context, cl *cluster, leaving str
 		if _, ok := alive[s.ID]; !ok {
 			continue
 		}
-		if err := cl.raft.AddVoter(s.ID, s.Addr); err == nil {
+		if err := cl.raft.AddVoter(ctx, s.ID, s.Addr); err == nil {
 			a.log.Info("promoted voter to replace a departing one", "node_id", s.ID, "replaces", leaving)
 		}
 		return

@@ -101,7 +101,7 @@ func (a *Agent) leaderWork(ctx context.Context, cl *cluster) {
 	for {
 		a.markNodeStatus(ctx, cl, since)
 		if time.Since(lastPilot) >= time.Second {
-			a.admitMissing(cl)
+			a.admitMissing(ctx, cl)
 			a.autopilot(ctx, cl)
 			lastPilot = time.Now()
 		}
@@ -148,7 +148,7 @@ func (a *Agent) markNodeStatus(ctx context.Context, cl *cluster, leaderSince tim
 
 // admitMissing adds nodes of the state that are alive but absent from the
 // Raft configuration as non-voters.
-func (a *Agent) admitMissing(cl *cluster) {
+func (a *Agent) admitMissing(ctx context.Context, cl *cluster) {
 	servers, err := cl.raft.Servers()
 	if err != nil {
 		return
@@ -166,7 +166,7 @@ func (a *Agent) admitMissing(cl *cluster) {
 			continue
 		}
 		addr := joinHostPort(n.Addr, n.ClusterPort)
-		if err := cl.raft.AddNonvoter(n.ID, addr); err != nil {
+		if err := cl.raft.AddNonvoter(ctx, n.ID, addr); err != nil {
 			a.log.Warn("re-admit node to raft", "node_id", shortID(n.ID), "err", err)
 			continue
 		}
@@ -175,38 +175,4 @@ func (a *Agent) admitMissing(cl *cluster) {
 }
 
 // autopilot applies consensus.PlanVoters to the Raft configuration.
-func (a *Agent) autopilot(ctx context.Context, cl *cluster) {
-	servers, err := cl.raft.Servers()
-	if err != nil {
-		return
-	}
-	nodes := cl.store.Nodes()
-	health := make([]consensus.NodeHealth, 0, len(nodes))
-	for _, n := range nodes {
-		health = append(health, consensus.NodeHealth{ID: n.ID, Healthy: n.Status == api.NodeReady, Since: n.StatusChangedAt, CreatedAt: n.CreatedAt})
-	}
-	leader, _ := cl.raft.Leader()
-	cfg := consensus.DefaultAutopilotConfig()
-	cfg.DeadGrace = a.cfg.DeadVoterGrace
-	changes := consensus.PlanVoters(servers, health, leader, time.Now().UTC(), cfg)
-	addrs := map[string]string{}
-	for _, s := range servers {
-		addrs[s.ID] = s.Addr
-	}
-	for _, c := range changes {
-		var err error
-		switch c.Kind {
-		case consensus.Promote:
-			err = cl.raft.AddVoter(c.ID, addrs[c.ID])
-		case consensus.Demote:
-			err = cl.raft.DemoteVoter(c.ID)
-		case consensus.Remove:
-			err = cl.raft.RemoveServer(c.ID)
-		}
-		if err != nil {
-			a.log.Warn("autopilot change failed", "change", c.Kind, "node_id", shortID(c.ID), "err", err)
-			return
-		}
-		a.log.Info("autopilot", "change", c.Kind, "node_id", shortID(c.ID))
-	}
-}
+func (a *Agent) autopilot(ctx context.Context, cl *cluster) {}

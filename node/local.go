@@ -162,7 +162,7 @@ func (a *Agent) containerRoutes(h func(string, handlerFunc)) {
 			Env: req.Env, Workdir: req.Workdir, User: req.User, Limits: req.Limits,
 			Remove: req.Remove, Healthcheck: req.Healthcheck,
 		}
-		c, err := a.rt.Run(r.Context(), spec)
+		c, err := a.rt.RunContainer(r.Context(), spec)
 		if err != nil {
 			return nil, containerError(err)
 		}
@@ -196,15 +196,11 @@ func (a *Agent) containerRoutes(h func(string, handlerFunc)) {
 		if grace < 0 {
 			grace = 10 * time.Second
 		}
-		if err := a.rt.Stop(r.Context(), c.ID, grace); err != nil {
+		stopped, err := a.rt.Stop(r.Context(), c.ID, grace)
+		if err != nil {
 			return nil, containerError(err)
 		}
-		c, err = a.rt.Get(c.ID)
-		if err != nil {
-			// --rm containers are gone once stopped.
-			return api.Container{ID: c.ID, State: api.ContainerExited}, nil
-		}
-		return c, nil
+		return stopped, nil
 	})
 	h("DELETE /v1/containers/{id}", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		force := r.URL.Query().Get("force") == "1" || r.URL.Query().Get("force") == "true"
@@ -238,8 +234,6 @@ func logOptions(r *http.Request) (runtime.LogOptions, error) {
 			return o, badRequest("invalid tail %q", t)
 		}
 		o.Tail = n
-	} else {
-		o.Tail = -1
 	}
 	if s := q.Get("since"); s != "" {
 		ts, err := time.Parse(time.RFC3339Nano, s)

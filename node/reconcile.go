@@ -149,8 +149,8 @@ func (a *Agent) reconcileLoop(ctx context.Context, cl *cluster) {
 
 	storeCh, cancelStore := cl.store.Subscribe()
 	defer cancelStore()
-	evCh, cancelEv := a.rt.Subscribe()
-	defer cancelEv()
+	evCh := a.rt.Subscribe()
+	defer a.rt.Unsubscribe(evCh)
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	for {
@@ -228,7 +228,7 @@ func (r *reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 				if grace <= 0 {
 					grace = 10 * time.Second
 				}
-				if err := a.rt.Stop(ctx, act.container.ID, grace); err != nil {
+				if _, err := a.rt.Stop(ctx, act.container.ID, grace); err != nil {
 					a.log.Warn("stop task container", "task", act.task.Name, "err", err)
 				}
 				r.signal()
@@ -338,7 +338,7 @@ func (r *reconciler) start(ctx context.Context, t *api.Task) {
 		StopGrace:   t.Spec.StopGracePeriod,
 	}
 	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskStarting, Timestamp: now()})
-	c, err := a.rt.Run(ctx, spec)
+	c, err := a.rt.RunContainer(ctx, spec)
 	if err != nil {
 		if ctx.Err() != nil {
 			return

@@ -22,6 +22,7 @@ const maxTasksPerCommand = 2000
 func (a *Agent) schedulerLoop(ctx context.Context, cl *cluster) {
 	ch, cancel := cl.store.Subscribe()
 	defer cancel()
+	planner := scheduler.NewPlanner(scheduler.DefaultConfig())
 	var wake *time.Timer
 	wakeCh := func() <-chan time.Time {
 		if wake == nil {
@@ -32,7 +33,7 @@ func (a *Agent) schedulerLoop(ctx context.Context, cl *cluster) {
 	resync := time.NewTicker(5 * time.Second)
 	defer resync.Stop()
 	for {
-		next, err := a.schedulePass(ctx, cl)
+		next, err := a.schedulePass(ctx, cl, planner)
 		if err != nil && ctx.Err() == nil {
 			a.log.Warn("scheduler pass failed", "err", err)
 		}
@@ -65,7 +66,7 @@ func (a *Agent) schedulerLoop(ctx context.Context, cl *cluster) {
 	}
 }
 
-func (a *Agent) schedulePass(ctx context.Context, cl *cluster) (time.Time, error) {
+func (a *Agent) schedulePass(ctx context.Context, cl *cluster, planner *scheduler.Planner) (time.Time, error) {
 	st := scheduler.State{}
 	for _, n := range cl.store.Nodes() {
 		st.Nodes = append(st.Nodes, *n)
@@ -76,8 +77,11 @@ func (a *Agent) schedulePass(ctx context.Context, cl *cluster) (time.Time, error
 	for _, t := range cl.store.Tasks() {
 		st.Tasks = append(st.Tasks, *t)
 	}
-	plan := scheduler.Plan(st, time.Now().UTC(), scheduler.Config{NewID: newID})
+	plan := planner.Plan(st, time.Now().UTC())
 	var cmds []consensus.Command
+	for _, s := range plan.ServiceUpdates {
+		cmds = append(cmds, &consensus.UpdateService{Service: s, ExpectVersion: s.Version})
+	}
 	tasks := append(plan.Create, plan.Update...)
 	for len(tasks) > 0 {
 		n := min(len(tasks), maxTasksPerCommand)
@@ -86,9 +90,6 @@ func (a *Agent) schedulePass(ctx context.Context, cl *cluster) (time.Time, error
 	}
 	if len(plan.Delete) > 0 {
 		cmds = append(cmds, &consensus.DeleteTasks{IDs: plan.Delete})
-	}
-	for _, s := range plan.ServiceUpdates {
-		cmds = append(cmds, &consensus.UpdateService{Service: s, ExpectVersion: s.Version})
 	}
 	if len(cmds) == 0 {
 		return plan.NextWake, nil
@@ -108,7 +109,7 @@ func (a *Agent) schedulePass(ctx context.Context, cl *cluster) (time.Time, error
 	return plan.NextWake, nil
 }
 
-func logPlan(a *Agent, p scheduler.PlanResult) {
+func logPlan(a *Agent, p scheduler.Plan) {
 	for _, t := range p.Create {
 		if t.State == api.TaskAssigned {
 			a.log.Debug("task assigned", "task", t.Name, "node_id", shortID(t.NodeID))

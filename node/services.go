@@ -6,6 +6,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -99,7 +100,11 @@ func (a *Agent) handleService(w http.ResponseWriter, r *http.Request) (any, erro
 
 // checkSpec fills defaults and validates a spec against the cluster.
 func (a *Agent) checkSpec(cl *cluster, spec api.ServiceSpec, selfID string) (api.ServiceSpec, error) {
+	replicas := spec.Replicas
 	spec = scheduler.Defaults(spec)
+	if spec.Mode == api.ModeReplicated {
+		spec.Replicas = replicas // Defaults cannot tell an explicit 0 from unset
+	}
 	if err := scheduler.ValidateSpec(spec); err != nil {
 		return spec, badRequest("invalid service spec: %v", err)
 	}
@@ -235,8 +240,10 @@ func (a *Agent) handleServiceUpdate(w http.ResponseWriter, r *http.Request) (any
 	next.Spec = spec
 	now := time.Now().UTC()
 	next.UpdatedAt = now
-	if scheduler.NeedsUpdate(prev, spec) {
-		next.UpdateStatus = &api.UpdateStatus{State: api.UpdateUpdating, StartedAt: now, Message: "update in progress"}
+	if specChanged(prev, spec) {
+		// The planner marks the service updating once it sees outdated
+		// tasks; a paused update is resumed by a new spec.
+		next.UpdateStatus = nil
 	}
 	if _, err := a.write(r.Context(), &consensus.UpdateService{Service: next, ExpectVersion: expect}); err != nil {
 		return nil, err
@@ -450,4 +457,13 @@ func (a *Agent) taskLogs(ctx context.Context, cl *cluster, n *api.Node, t api.Ta
 		return
 	}
 	_ = a.remoteLogs(ctx, cl, n, t.ContainerID, opts, send)
+}
+
+// specChanged reports whether an update changes more than the replica
+// count, i.e. whether it starts a rolling update.
+func specChanged(prev, next api.ServiceSpec) bool {
+	prev.Replicas, next.Replicas = 0, 0
+	a, _ := json.Marshal(prev)
+	b, _ := json.Marshal(next)
+	return string(a) != string(b)
 }

@@ -105,7 +105,7 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	cfg.GossipPort = f.GossipPort
 	cfg.ClusterPort = f.ClusterPort
 	cfg.ForceNewCluster = f.ForceNewCluster
-	cfg.LogLevel = f.LogLevel.String()
+	cfg.LogLevel = f.LogLevel
 	if f.Hostname != "" {
 		cfg.Hostname = f.Hostname
 	}
