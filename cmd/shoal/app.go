@@ -135,6 +135,7 @@ func (s *shell) app() *cli.App {
 			s.nodeCommand(),
 			s.imageCommand(),
 			s.serviceCommand(),
+			s.stackCommand(),
 			s.runCommand(),
 			s.psCommand(),
 			s.logsCommand(),
@@ -389,4 +390,15 @@ func quietFailure(err error) error {
 		return nil
 	}
 	return &exitCodeError{code: exitError}
+}
+
+// requireFlags fails with a usage error when a mandatory flag is missing
+// (urfave/cli's own Required check does not go through OnUsageError).
+func requireFlags(c *cli.Context, names ...string) error {
+	for _, n := range names {
+		if !c.IsSet(n) || c.String(n) == "" {
+			return &usageError{err: fmt.Errorf("flag --%s is required", n), cmd: cmdName(c)}
+		}
+	}
+	return nil
 }

@@ -47,9 +47,12 @@ func (s *shell) joinCommand() *cli.Command {
 		Name:      "join",
 		Usage:     "join this node to an existing cluster",
 		ArgsUsage: "HOST:PORT",
-		Flags:     []cli.Flag{&cli.StringFlag{Name: "token", Usage: "join token (see `shoal token`)", Required: true}},
+		Flags:     []cli.Flag{&cli.StringFlag{Name: "token", Usage: "join token (see `shoal token`)"}},
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 1, 1); err != nil {
+				return err
+			}
+			if err := requireFlags(c, "token"); err != nil {
 				return err
 			}
 			addr := c.Args().First()
