@@ -160,6 +160,7 @@ type dirMeta struct {
 	mode       uint32
 	uid, gid   int
 	atime, mod time.Time
+	implicit   bool // created for a child entry: no times of its own
 }
 
 type unpacker struct {
@@ -285,8 +286,10 @@ func (u *unpacker) openDir(rel string, create bool) (*os.File, error) {
 		name = "."
 	}
 	if create && name != "." {
-		if err := u.root.MkdirAll(name, 0o755); err != nil {
-			return nil, fmt.Errorf("%w: directory %q: %v", ErrInvalidArchive, rel, err)
+		if _, err := u.root.Stat(name); err != nil {
+			if err := u.mkdirParents(rel); err != nil {
+				return nil, fmt.Errorf("%w: directory %q: %v", ErrInvalidArchive, rel, err)
+			}
 		}
 	}
 	// O_DIRECTORY: never open (and block on) a fifo the archive put there.
@@ -300,6 +303,24 @@ func (u *unpacker) openDir(rel string, create bool) (*os.File, error) {
 		return nil, fmt.Errorf("%w: %q is not a directory", ErrInvalidArchive, rel)
 	}
 	return f, nil
+}
+
+// mkdirParents creates the missing directories of rel one by one and
+// records them as implicit (0755 root:root whatever the umask).
+func (u *unpacker) mkdirParents(rel string) error {
+	parts := strings.Split(rel, "/")
+	for i := range parts {
+		p := strings.Join(parts[:i+1], "/")
+		err := u.root.Mkdir(p, 0o755)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		u.dirs[p] = dirMeta{mode: 0o755, implicit: true}
+	}
+	return nil
 }
 
 // clear removes whatever sits at base in dirfd unless it is a directory and
@@ -622,6 +643,9 @@ func (u *unpacker) finishDir(rel string, m dirMeta) error {
 	}
 	if err := unix.Fchmod(fd, m.mode); err != nil {
 		return fmt.Errorf("chmod directory %q: %w", rel, err)
+	}
+	if m.implicit {
+		return nil
 	}
 	tv := []unix.Timeval{unix.NsecToTimeval(m.atime.UnixNano()), unix.NsecToTimeval(m.mod.UnixNano())}
 	if err := unix.Futimes(fd, tv); err != nil {

@@ -440,3 +440,21 @@ func FuzzUnpack(f *testing.F) {
 		}
 	})
 }
+
+// TestUnpackImplicitDirsIgnoreUmask: parents that the archive does not list
+// are 0755 even under a strict umask, so non-root container users can
+// traverse them.
+func TestUnpackImplicitDirsIgnoreUmask(t *testing.T) {
+	old := unix.Umask(0o077)
+	defer unix.Umask(old)
+	dst, _ := unpackOK(t, mkTar(t, reg("x/y/z", "data"), dir("x/listed/"), ent{name: "x/listed/f", typ: tar.TypeReg, body: "f", mode: 0o644}))
+	for _, d := range []string{"x", "x/y", "x/listed"} {
+		st := lstat(t, filepath.Join(dst, d))
+		if st.Mode&0o7777 != 0o755 {
+			t.Errorf("%s mode %o, want 755", d, st.Mode&0o7777)
+		}
+	}
+	if st := lstat(t, filepath.Join(dst, "x/y/z")); st.Mode&0o777 != 0o644 {
+		t.Errorf("x/y/z mode %o", st.Mode&0o777)
+	}
+}
