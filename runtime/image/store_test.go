@@ -634,3 +634,28 @@ func TestNormalizeTag(t *testing.T) {
 }
 
 func sha256sum(b []byte) [32]byte { return sha256.Sum256(b) }
+
+func TestImportHostileLeavesNothing(t *testing.T) {
+	storeDir := filepath.Join(t.TempDir(), "store")
+	s := newStore(t, storeDir, nil)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	_ = tw.WriteHeader(&tar.Header{Name: "a", Typeflag: tar.TypeSymlink, Linkname: "/etc"})
+	_ = tw.WriteHeader(&tar.Header{Name: "a/shoal-import-escape", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1})
+	_, _ = tw.Write([]byte("x"))
+	_ = tw.Close()
+	if _, err := s.Import(context.Background(), &buf, "evil"); !errors.Is(err, image.ErrInvalidArchive) {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := os.Lstat("/etc/shoal-import-escape"); err == nil {
+		t.Fatal("escaped")
+	}
+	for _, d := range []string{"layers", "blobs/sha256", "images"} {
+		if n := countDir(t, filepath.Join(storeDir, d)); n != 0 {
+			t.Errorf("%s has %d entries", d, n)
+		}
+	}
+	if len(s.List()) != 0 {
+		t.Fatal("image recorded")
+	}
+}
