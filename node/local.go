@@ -177,7 +177,7 @@ func (a *Agent) containerRoutes(h func(string, handlerFunc)) {
 		return c, containerError(err)
 	})
 	h("POST /v1/containers/{id}/stop", func(w http.ResponseWriter, r *http.Request) (any, error) {
-		grace := time.Duration(-1)
+		var grace time.Duration // zero: the container's own grace period
 		if t := r.URL.Query().Get("timeout"); t != "" {
 			d, err := time.ParseDuration(t)
 			if err != nil {
@@ -188,13 +188,13 @@ func (a *Agent) containerRoutes(h func(string, handlerFunc)) {
 				}
 			}
 			grace = d
+			if grace <= 0 {
+				grace = -1 // `stop -t 0`: kill at once, as Docker does
+			}
 		}
 		c, err := a.rt.Get(r.PathValue("id"))
 		if err != nil {
 			return nil, containerError(err)
-		}
-		if grace < 0 {
-			grace = 10 * time.Second
 		}
 		stopped, err := a.rt.Stop(r.Context(), c.ID, grace)
 		if err != nil {

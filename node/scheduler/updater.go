@@ -8,16 +8,15 @@ package scheduler
 // replicas or ports alone replaces nothing). While Service.UpdateStatus is
 // updating (or rollback_started), each Plan call:
 //
-//   - counts slots in flight: a current task not yet running, or running for
-//     less than Monitor; a slot whose outdated task was told to stop
-//     (stop-first) and still runs;
+//   - counts slots in flight: a current task not yet running; a slot whose
+//     outdated task was told to stop (stop-first) and still runs;
 //   - checks failures: current tasks created since the update started that
 //     ended (failed, rejected, complete) within Monitor of starting. When
 //     failures/updated slots > MaxFailureRatio the FailureAction applies:
 //     pause (UpdateStatus paused), rollback (Spec = PreviousSpec, status
 //     rollback_started) or continue;
 //   - starts at most Parallelism − in-flight new slots (0 = all), but not
-//     before the last updated task settled plus Delay; stop-first shuts the
+//     before the last updated task started running plus Delay; stop-first shuts the
 //     old task down and creates the new one once it stopped, start-first
 //     creates the new task at once and shuts the old one down when the new
 //     one runs;
@@ -62,16 +61,14 @@ func (u *updater) observe(s *svcRun, t *api.Task) {
 	if start.IsZero() {
 		start = t.UpdatedAt
 	}
-	settle := start.Add(u.cfg.Monitor)
-	if settle.After(s.r.now) {
-		u.inFlight++
-		if u.active {
-			s.r.wakeAt(settle)
-		}
-		return
+	// A running task no longer holds its slot in flight (as in swarmkit:
+	// the monitor period only decides what counts as a failure), but the
+	// planner wakes at the end of the window to count late failures.
+	if settle := start.Add(u.cfg.Monitor); u.active && settle.After(s.r.now) {
+		s.r.wakeAt(settle)
 	}
-	if u.active && !t.CreatedAt.Before(u.startedAt) && settle.After(u.lastSettle) {
-		u.lastSettle = settle
+	if u.active && !t.CreatedAt.Before(u.startedAt) && start.After(u.lastSettle) {
+		u.lastSettle = start
 	}
 }
 
