@@ -138,14 +138,21 @@ func (a *Agent) run(ctx context.Context) error {
 }
 
 func (a *Agent) startRuntime(ctx context.Context) error {
-	imgs, err := image.Open(image.Config{Root: filepath.Join(a.cfg.DataDir, "runtime", "images")})
+	icfg := image.DefaultConfig(filepath.Join(a.cfg.DataDir, "runtime", "images"))
+	icfg.Logger = a.log.With("sub", "images")
+	// The runtime is created after the store; containers only exist once
+	// it is, so an image is in use only through a.rt.
+	icfg.InUse = func(id string) bool { return a.rt != nil && a.rt.ImageInUse(id) }
+	imgs, err := image.Open(icfg)
 	if err != nil {
 		return fmt.Errorf("open image store: %w", err)
 	}
 	a.images = imgs
 	rc := runtime.DefaultConfig()
 	rc.Root = filepath.Join(a.cfg.DataDir, "runtime")
-	rc.RuncRoot = filepath.Join("/run/shoal-runc", a.id.NodeID)
+	// runc state lives beside the socket, on tmpfs in production (/run):
+	// containers do not survive a reboot, and neither should their state.
+	rc.RuncRoot = filepath.Join(filepath.Dir(a.cfg.Socket), "runc-"+shortID(a.id.NodeID))
 	rc.CgroupParent = "/shoal-" + shortID(a.id.NodeID)
 	rc.Images = imgs
 	rc.Logger = a.log.With("sub", "runtime")
