@@ -39,6 +39,7 @@ type fakeAgent struct {
 	lastRun   api.RunRequest
 	logs      []api.LogLine
 	exitCode  int
+	removed   string
 }
 
 func newFakeAgent(t *testing.T) *fakeAgent {
@@ -168,6 +169,12 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 		for _, l := range f.logs {
 			_ = enc.Encode(l)
 		}
+	})
+	mux.HandleFunc("DELETE /v1/containers/{id}", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		f.removed = r.PathValue("id")
+		f.mu.Unlock()
+		f.reply(w, struct{}{})
 	})
 	mux.HandleFunc("POST /v1/containers/{id}/wait", func(w http.ResponseWriter, r *http.Request) {
 		f.reply(w, api.Container{ID: "ctr1", State: "exited", ExitCode: f.exitCode})
@@ -480,13 +487,16 @@ func TestCLIRun(t *testing.T) {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	want := api.RunRequest{Image: "busybox", Command: []string{"sh", "-c", "exit 3"}, Env: []string{"A=1"},
-		Limits: api.Resources{MemoryBytes: 64 << 20, NanoCPUs: 500_000_000, Pids: 20}, Remove: true}
+		Limits: api.Resources{MemoryBytes: 64 << 20, NanoCPUs: 500_000_000, Pids: 20}}
 	if !reflect.DeepEqual(f.lastRun, want) {
 		t.Fatalf("run request %+v, want %+v", f.lastRun, want)
 	}
-	out, _, code = runCLI(t, f.host, "", "run", "-d", "busybox")
-	if code != 0 || out != "ctr1\n" {
-		t.Fatalf("run -d: exit %d, %q", code, out)
+	if f.removed != "ctr1" {
+		t.Fatalf("--rm did not remove the container after reading its output (removed %q)", f.removed)
+	}
+	out, _, code = runCLI(t, f.host, "", "run", "-d", "--rm", "busybox")
+	if code != 0 || out != "ctr1\n" || !f.lastRun.Remove {
+		t.Fatalf("run -d --rm: exit %d, %q, remove=%v", code, out, f.lastRun.Remove)
 	}
 }
 

@@ -173,6 +173,13 @@ func (s *shell) runContainer(c *cli.Context) error {
 		return err
 	}
 	ctx := c.Context
+	// Attached runs remove the container themselves once its output has
+	// been read: an agent-side --rm could delete the logs before the
+	// stream starts for a short-lived container.
+	removeAfter := req.Remove && !c.Bool("detach")
+	if removeAfter {
+		req.Remove = false
+	}
 	ct, err := cl.RunContainer(ctx, req)
 	if err != nil {
 		return fmt.Errorf("run %s: %w", req.Image, err)
@@ -206,6 +213,11 @@ func (s *shell) runContainer(c *cli.Context) error {
 	case <-time.After(logDrain):
 		cancelLogs()
 		<-logsDone
+	}
+	if removeAfter {
+		if err := cl.RemoveContainer(ctx, ct.ID, true); err != nil && !api.IsNotFound(err) {
+			fmt.Fprintf(s.stderr, "Warning: remove %s: %v\n", ct.ID, err)
+		}
 	}
 	if done.Error != "" && done.ExitCode == 0 {
 		return fmt.Errorf("container %s: %s", ct.ID, done.Error)

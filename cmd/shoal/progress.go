@@ -233,7 +233,9 @@ func (s *shell) waitService(ctx context.Context, cl *api.Client, id, op string, 
 		case api.IsNotFound(err):
 			return fmt.Errorf("service %s: %w", id, err)
 		case err != nil:
-			lastErr = err
+			if ctx.Err() == nil {
+				lastErr = err
+			}
 		default:
 			lastErr, last, name = nil, conv, conv.Name
 			if !quiet {
