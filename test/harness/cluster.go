@@ -146,7 +146,7 @@ func (c *Cluster) AddHost() *Host {
 		Veth:    fmt.Sprintf("%sv%d", c.Name, i),
 		DataDir: filepath.Join(c.Dir, fmt.Sprintf("h%d", i)),
 		RunDir:  filepath.Join(c.RunDir, fmt.Sprintf("h%d", i)),
-		Socket:  filepath.Join(c.RunDir, fmt.Sprintf("h%d.sock", i)),
+		Socket:  filepath.Join(c.RunDir, fmt.Sprintf("h%d", i), "shoal.sock"),
 		LogPath: filepath.Join(c.Dir, fmt.Sprintf("h%d.log", i)),
 	}
 	c.mu.Lock()
