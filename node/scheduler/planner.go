@@ -419,7 +419,8 @@ func materialEqual(a, b *api.ServiceSpec) bool {
 		a.Resources == b.Resources &&
 		slices.Equal(a.Constraints, b.Constraints) &&
 		healthEqual(a.Healthcheck, b.Healthcheck) &&
-		a.StopGracePeriod == b.StopGracePeriod
+		a.StopGracePeriod == b.StopGracePeriod &&
+		a.ForceUpdate == b.ForceUpdate
 }
 
 func healthEqual(a, b *api.HealthConfig) bool {
