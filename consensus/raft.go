@@ -1,0 +1,460 @@
+package consensus
+
+// Why: this file is the only place that touches *raft.Raft. node gets a
+// *Raft with a small surface (Apply, membership changes, leadership signal)
+// and never reaches into hashicorp/raft itself. Storage is raft-wal (log and
+// stable store in one) plus file snapshots; the transport runs over the
+// stream layer node multiplexes on the mutual-TLS cluster port.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
+)
+
+// Config configures a Raft node. Derive it from DefaultConfig; it must not
+// change after New.
+type Config struct {
+	// NodeID is this node's stable ID (the api.Node ID); it is the raft server ID.
+	NodeID string
+	// Addr is the IP:port other nodes dial to reach this node's raft
+	// (the advertise address and cluster port).
+	Addr string
+	// DataDir holds raft/wal (log and stable store) and raft/snapshots.
+	DataDir string
+	// StreamLayer is the raft stream of the cluster port, provided by node.
+	// Raft owns it from New on and closes it on Shutdown.
+	StreamLayer raft.StreamLayer
+	// Transport replaces StreamLayer when set (tests use raft's inmem
+	// transport). Raft closes it on Shutdown when it is an io.Closer.
+	Transport raft.Transport
+	// Logger receives raft's logs; nil discards them.
+	Logger *slog.Logger
+	// LogLevel is the lowest raft log level passed to Logger (default Info).
+	LogLevel hclog.Level
+
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	SnapshotThreshold  uint64
+	SnapshotInterval   time.Duration
+	TrailingLogs       uint64
+	// SnapshotRetain is how many snapshots are kept on disk.
+	SnapshotRetain int
+	// TransportTimeout bounds one raft RPC over the stream layer.
+	TransportTimeout time.Duration
+	// ApplyTimeout bounds Apply, Barrier and membership changes when the
+	// context has no earlier deadline.
+	ApplyTimeout time.Duration
+
+	// ForceNewCluster (--force-new-cluster) rewrites the stored raft
+	// configuration before start so that this node is the only voter,
+	// keeping the log and snapshots. It needs existing state.
+	ForceNewCluster bool
+}
+
+// DefaultConfig returns LAN settings tuned for fast failover on small, busy
+// machines: a leader is suspected after 0.5–1 s of silence and steps down
+// after 250 ms without a quorum.
+func DefaultConfig() Config {
+	return Config{
+		LogLevel:           hclog.Info,
+		HeartbeatTimeout:   500 * time.Millisecond,
+		ElectionTimeout:    500 * time.Millisecond,
+		LeaderLeaseTimeout: 250 * time.Millisecond,
+		CommitTimeout:      20 * time.Millisecond,
+		SnapshotThreshold:  4096,
+		SnapshotInterval:   30 * time.Second,
+		TrailingLogs:       4096,
+		SnapshotRetain:     2,
+		TransportTimeout:   10 * time.Second,
+		ApplyTimeout:       10 * time.Second,
+	}
+}
+
+// Validate checks the config against raft's own rules (lease <= heartbeat
+// <= election, minimums) without needing storage or a transport.
+func (c Config) Validate() error {
+	if c.NodeID == "" {
+		return fmt.Errorf("raft config: empty NodeID: %w", ErrInvalid)
+	}
+	if c.SnapshotRetain < 1 {
+		return fmt.Errorf("raft config: SnapshotRetain %d < 1: %w", c.SnapshotRetain, ErrInvalid)
+	}
+	if c.ApplyTimeout <= 0 || c.TransportTimeout <= 0 {
+		return fmt.Errorf("raft config: ApplyTimeout and TransportTimeout must be positive: %w", ErrInvalid)
+	}
+	if err := raft.ValidateConfig(c.raftConfig(nil)); err != nil {
+		return fmt.Errorf("raft config: %w: %w", ErrInvalid, err)
+	}
+	return nil
+}
+
+func (c Config) raftConfig(logger hclog.Logger) *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(c.NodeID)
+	rc.HeartbeatTimeout = c.HeartbeatTimeout
+	rc.ElectionTimeout = c.ElectionTimeout
+	rc.LeaderLeaseTimeout = c.LeaderLeaseTimeout
+	rc.CommitTimeout = c.CommitTimeout
+	rc.SnapshotThreshold = c.SnapshotThreshold
+	rc.SnapshotInterval = c.SnapshotInterval
+	rc.TrailingLogs = c.TrailingLogs
+	rc.Logger = logger
+	return rc
+}
+
+// Server is one member of the raft configuration.
+type Server struct {
+	ID    string `json:"id"`
+	Addr  string `json:"addr"`
+	Voter bool   `json:"voter"`
+}
+
+// Raft is this node's raft instance and its FSM. All methods are safe for
+// concurrent use.
+type Raft struct {
+	cfg   Config
+	raft  *raft.Raft
+	fsm   *FSM
+	store *Store
+	trans raft.Transport
+	logs  raft.LogStore
+	stab  raft.StableStore
+	snaps raft.SnapshotStore
+	// closers run on Shutdown after raft stopped (transport, WAL).
+	closers []io.Closer
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// storage is the three raft stores plus what must be closed after raft.
+type storage struct {
+	logs    raft.LogStore
+	stable  raft.StableStore
+	snaps   raft.SnapshotStore
+	closers []io.Closer
+}
+
+// New opens (or creates) the raft state under cfg.DataDir and starts raft
+// with an FSM writing into store. It does not bootstrap: call
+// HasExistingState and BootstrapSelf, or join an existing cluster (the
+// leader calls AddNonvoter for this node).
+func New(cfg Config, store *Store) (*Raft, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.DataDir == "" {
+		return nil, fmt.Errorf("raft config: empty DataDir: %w", ErrInvalid)
+	}
+	logger := newHclog(cfg.Logger, "raft", cfg.LogLevel)
+	base := filepath.Join(cfg.DataDir, "raft")
+	walDir := filepath.Join(base, "wal")
+	if err := os.MkdirAll(walDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create raft dir %s: %w", walDir, err)
+	}
+	// raft-wal v0.4's Close leaves its bolt meta store open (and locked),
+	// so we own the meta store and close it after the WAL.
+	meta := &metadb.BoltMetaDB{}
+	wal, err := raftwal.Open(walDir, raftwal.WithLogger(logger.Named("wal")), raftwal.WithMetaStore(meta))
+	if err != nil {
+		_ = meta.Close()
+		return nil, fmt.Errorf("open raft wal %s: %w", walDir, err)
+	}
+	closers := []io.Closer{wal, meta}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(base, cfg.SnapshotRetain, logger.Named("snapshots"))
+	if err != nil {
+		_ = wal.Close()
+		_ = meta.Close()
+		return nil, fmt.Errorf("open raft snapshots in %s: %w", base, err)
+	}
+	return newRaft(cfg, store, logger, storage{logs: wal, stable: wal, snaps: snaps, closers: closers})
+}
+
+// NewInmem starts raft with in-memory log, stable and snapshot stores over
+// trans (usually raft.NewInmemTransport): state is lost on Shutdown. It is
+// for tests; cfg.DataDir is ignored.
+func NewInmem(cfg Config, store *Store, trans raft.Transport) (*Raft, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.Transport = trans
+	mem := raft.NewInmemStore()
+	return newRaft(cfg, store, newHclog(cfg.Logger, "raft", cfg.LogLevel),
+		storage{logs: mem, stable: mem, snaps: raft.NewInmemSnapshotStore()})
+}
+
+func newRaft(cfg Config, store *Store, logger hclog.Logger, st storage) (_ *Raft, err error) {
+	defer func() {
+		if err != nil {
+			for _, c := range st.closers {
+				_ = c.Close()
+			}
+		}
+	}()
+	trans := cfg.Transport
+	if trans == nil {
+		if cfg.StreamLayer == nil {
+			return nil, fmt.Errorf("raft config: neither StreamLayer nor Transport: %w", ErrInvalid)
+		}
+		trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream:  cfg.StreamLayer,
+			MaxPool: 3,
+			Timeout: cfg.TransportTimeout,
+			Logger:  logger.Named("net"),
+		})
+	}
+	if c, ok := trans.(io.Closer); ok {
+		// Transport closes before the WAL.
+		st.closers = append([]io.Closer{c}, st.closers...)
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = string(trans.LocalAddr())
+	}
+	rc := cfg.raftConfig(logger)
+	fsm := NewFSM(store)
+
+	if cfg.ForceNewCluster {
+		has, err := raft.HasExistingState(st.logs, st.stable, st.snaps)
+		if err != nil {
+			return nil, fmt.Errorf("force new cluster: check raft state: %w", err)
+		}
+		if !has {
+			return nil, fmt.Errorf("force new cluster: no raft state in %s: %w", cfg.DataDir, ErrNotBootstrapped)
+		}
+		conf := raft.Configuration{Servers: []raft.Server{{
+			Suffrage: raft.Voter, ID: raft.ServerID(cfg.NodeID), Address: raft.ServerAddress(cfg.Addr)}}}
+		// RecoverCluster replays into a throwaway FSM only to write a
+		// snapshot; the real store is filled by NewRaft's restore.
+		if err := raft.RecoverCluster(rc, NewFSM(NewStore()), st.logs, st.stable, st.snaps, trans, conf); err != nil {
+			return nil, fmt.Errorf("force new cluster: recover raft configuration: %w", err)
+		}
+	}
+
+	r, err := raft.NewRaft(rc, fsm, st.logs, st.stable, st.snaps, trans)
+	if err != nil {
+		return nil, fmt.Errorf("start raft %s: %w", cfg.NodeID, err)
+	}
+	return &Raft{cfg: cfg, raft: r, fsm: fsm, store: store, trans: trans,
+		logs: st.logs, stab: st.stable, snaps: st.snaps, closers: st.closers}, nil
+}
+
+// Store returns the store this node's FSM writes into.
+func (r *Raft) Store() *Store { return r.store }
+
+// HasExistingState reports whether this node has raft state (it was
+// bootstrapped or has joined a cluster before).
+func (r *Raft) HasExistingState() bool {
+	has, err := raft.HasExistingState(r.logs, r.stab, r.snaps)
+	return err == nil && has
+}
+
+// BootstrapSelf starts a new cluster with this node as the only voter. It
+// fails when the node already has state. Follow it with a BootstrapCluster
+// command once this node is leader.
+func (r *Raft) BootstrapSelf() error {
+	conf := raft.Configuration{Servers: []raft.Server{{
+		Suffrage: raft.Voter, ID: raft.ServerID(r.cfg.NodeID), Address: raft.ServerAddress(r.cfg.Addr)}}}
+	if err := r.raft.BootstrapCluster(conf).Error(); err != nil {
+		return fmt.Errorf("bootstrap raft on %s: %w", r.cfg.NodeID, err)
+	}
+	return nil
+}
+
+// timeout is what is left of ctx's deadline, capped by ApplyTimeout.
+func (r *Raft) timeout(ctx context.Context) time.Duration {
+	t := r.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		if left := time.Until(dl); left < t {
+			t = max(left, time.Millisecond)
+		}
+	}
+	return t
+}
+
+// wait waits for a future or ctx. The helper goroutine ends when raft
+// resolves the future, which it always does (at the latest on shutdown).
+func wait(ctx context.Context, f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return mapRaftErr(err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func mapRaftErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrNotVoter):
+		return fmt.Errorf("%w: %w", ErrNotLeader, err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return ErrShutdown
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return fmt.Errorf("%w: %w", ErrTimeout, err)
+	default:
+		return err
+	}
+}
+
+// Apply proposes cmd and waits until it is committed and applied on this
+// node, the leader. It returns ErrNotLeader at once on a follower, the FSM's
+// business refusal as the error (test it with errors.Is), or the command's
+// value. When ctx ends first it returns ctx.Err(); after ErrNotLeader caused
+// by a lost leadership, or a ctx error, the entry may still be committed.
+func (r *Raft) Apply(ctx context.Context, cmd Command) (any, error) {
+	data, err := EncodeCommand(cmd)
+	if err != nil {
+		return nil, err
+	}
+	if r.raft.State() != raft.Leader {
+		return nil, ErrNotLeader
+	}
+	f := r.raft.Apply(data, r.timeout(ctx))
+	if err := wait(ctx, f); err != nil {
+		return nil, fmt.Errorf("apply command type %d: %w", cmd.Type(), err)
+	}
+	res, ok := f.Response().(Result)
+	if !ok {
+		return nil, fmt.Errorf("apply command type %d: unexpected response %T", cmd.Type(), f.Response())
+	}
+	return res.Value, res.Err
+}
+
+// IsLeader reports whether this node is the raft leader right now.
+func (r *Raft) IsLeader() bool { return r.raft.State() == raft.Leader }
+
+// Leader returns the current leader's ID and raft address as this node
+// knows them; both are empty when there is no known leader.
+func (r *Raft) Leader() (id, addr string) {
+	a, i := r.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// LeadershipCh delivers true when this node becomes leader and false when it
+// stops being leader. It has one slot and keeps only the latest transition
+// (raft never blocks on it), so a slow reader must re-check IsLeader. It is
+// meant for exactly one consumer: node's leader loop.
+func (r *Raft) LeadershipCh() <-chan bool { return r.raft.LeaderCh() }
+
+// Barrier waits until every entry before it is applied to the local store.
+// A new leader calls it before reading the store for leader work.
+func (r *Raft) Barrier(ctx context.Context) error {
+	if err := wait(ctx, r.raft.Barrier(r.timeout(ctx))); err != nil {
+		return fmt.Errorf("raft barrier: %w", err)
+	}
+	return nil
+}
+
+// AddNonvoter adds (or keeps) a server that receives the log without voting.
+// Leader only.
+func (r *Raft) AddNonvoter(ctx context.Context, id, addr string) error {
+	if err := wait(ctx, r.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, r.timeout(ctx))); err != nil {
+		return fmt.Errorf("add raft nonvoter %s (%s): %w", id, addr, err)
+	}
+	return nil
+}
+
+// AddVoter adds a server as a voter or promotes an existing nonvoter.
+// Leader only.
+func (r *Raft) AddVoter(ctx context.Context, id, addr string) error {
+	if err := wait(ctx, r.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, r.timeout(ctx))); err != nil {
+		return fmt.Errorf("add raft voter %s (%s): %w", id, addr, err)
+	}
+	return nil
+}
+
+// DemoteVoter turns a voter into a nonvoter. Leader only.
+func (r *Raft) DemoteVoter(ctx context.Context, id string) error {
+	if err := wait(ctx, r.raft.DemoteVoter(raft.ServerID(id), 0, r.timeout(ctx))); err != nil {
+		return fmt.Errorf("demote raft voter %s: %w", id, err)
+	}
+	return nil
+}
+
+// RemoveServer removes a server from the configuration. Leader only.
+func (r *Raft) RemoveServer(ctx context.Context, id string) error {
+	if err := wait(ctx, r.raft.RemoveServer(raft.ServerID(id), 0, r.timeout(ctx))); err != nil {
+		return fmt.Errorf("remove raft server %s: %w", id, err)
+	}
+	return nil
+}
+
+// TransferLeadership asks raft to hand leadership to another voter (before
+// a graceful leave). Leader only.
+func (r *Raft) TransferLeadership(ctx context.Context) error {
+	if err := wait(ctx, r.raft.LeadershipTransfer()); err != nil {
+		return fmt.Errorf("raft leadership transfer: %w", err)
+	}
+	return nil
+}
+
+// Servers returns the latest raft configuration known to this node.
+func (r *Raft) Servers() ([]Server, error) {
+	f := r.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("raft configuration: %w", mapRaftErr(err))
+	}
+	conf := f.Configuration()
+	out := make([]Server, 0, len(conf.Servers))
+	for _, s := range conf.Servers {
+		out = append(out, Server{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter})
+	}
+	return out, nil
+}
+
+// State returns "leader", "follower", "candidate" or "shutdown".
+func (r *Raft) State() string { return strings.ToLower(r.raft.State().String()) }
+
+// LastIndex is the index of the last entry in this node's log.
+func (r *Raft) LastIndex() uint64 { return r.raft.LastIndex() }
+
+// AppliedIndex is the index of the last entry applied to the store.
+func (r *Raft) AppliedIndex() uint64 { return r.raft.AppliedIndex() }
+
+// Stats returns raft's diagnostic counters (for `shoal status` and debugging).
+func (r *Raft) Stats() map[string]string { return r.raft.Stats() }
+
+// Snapshot forces a snapshot now (tests, and before a planned shutdown).
+func (r *Raft) Snapshot() error {
+	if err := r.raft.Snapshot().Error(); err != nil {
+		return fmt.Errorf("raft snapshot: %w", mapRaftErr(err))
+	}
+	return nil
+}
+
+// Shutdown stops raft, then closes the transport and the log store. It is
+// idempotent; later calls return the first result.
+func (r *Raft) Shutdown() error {
+	r.shutdownOnce.Do(func() {
+		var errs []error
+		if err := r.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("shutdown raft: %w", err))
+		}
+		for _, c := range r.closers {
+			if err := c.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close raft storage: %w", err))
+			}
+		}
+		r.shutdownErr = errors.Join(errs...)
+	})
+	return r.shutdownErr
+}

@@ -1,0 +1,461 @@
+package consensus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/shoal-org/shoal/api"
+)
+
+// testRaftConfig derives a fast config from the default (STYLE habit 11).
+func testRaftConfig(id string) Config {
+	c := DefaultConfig()
+	c.NodeID = id
+	c.HeartbeatTimeout = 50 * time.Millisecond
+	c.ElectionTimeout = 50 * time.Millisecond
+	c.LeaderLeaseTimeout = 50 * time.Millisecond
+	c.CommitTimeout = 5 * time.Millisecond
+	c.ApplyTimeout = 5 * time.Second
+	return c
+}
+
+// clusterNode is one member of an in-memory test cluster.
+type clusterNode struct {
+	id    string
+	dir   string
+	store *Store
+	trans *raft.InmemTransport
+	r     *Raft
+	down  bool
+}
+
+// raftCluster is a raft cluster on inmem transports with raft-wal on disk,
+// which can partition nodes and restart them (raft's MakeCluster idea).
+type raftCluster struct {
+	t     *testing.T
+	nodes []*clusterNode
+}
+
+func newRaftCluster(t *testing.T, n int) *raftCluster {
+	t.Helper()
+	c := &raftCluster{t: t}
+	for i := 0; i < n; i++ {
+		node := &clusterNode{id: fmt.Sprintf("n%d", i+1), dir: t.TempDir()}
+		c.start(node, false)
+		c.nodes = append(c.nodes, node)
+	}
+	c.connectAll()
+	t.Cleanup(func() {
+		for _, n := range c.nodes {
+			if !n.down {
+				_ = n.r.Shutdown()
+			}
+		}
+	})
+	return c
+}
+
+// start opens the node's raft from its data dir with a fresh transport.
+func (c *raftCluster) start(n *clusterNode, force bool) {
+	c.t.Helper()
+	_, n.trans = raft.NewInmemTransport("")
+	n.store = NewStore()
+	cfg := testRaftConfig(n.id)
+	cfg.DataDir = n.dir
+	cfg.Transport = n.trans
+	cfg.ForceNewCluster = force
+	r, err := New(cfg, n.store)
+	if err != nil {
+		c.t.Fatalf("start %s: %v", n.id, err)
+	}
+	n.r, n.down = r, false
+}
+
+func (c *raftCluster) connectAll() {
+	for _, a := range c.nodes {
+		for _, b := range c.nodes {
+			if a != b && !a.down && !b.down {
+				a.trans.Connect(b.trans.LocalAddr(), b.trans)
+			}
+		}
+	}
+}
+
+// isolate cuts n off from every other node, both ways.
+func (c *raftCluster) isolate(n *clusterNode) {
+	for _, o := range c.nodes {
+		if o != n {
+			n.trans.Disconnect(o.trans.LocalAddr())
+			o.trans.Disconnect(n.trans.LocalAddr())
+		}
+	}
+}
+
+func (c *raftCluster) stop(n *clusterNode) {
+	c.isolate(n)
+	if err := n.r.Shutdown(); err != nil {
+		c.t.Fatalf("shutdown %s: %v", n.id, err)
+	}
+	n.down = true
+}
+
+// waitFor polls cond until it holds or the deadline passes (STYLE habit 15).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// leader waits for exactly one leader among the given (running) nodes.
+func (c *raftCluster) leader(among ...*clusterNode) *clusterNode {
+	c.t.Helper()
+	if len(among) == 0 {
+		among = c.nodes
+	}
+	var l *clusterNode
+	waitFor(c.t, "a leader", func() bool {
+		l = nil
+		for _, n := range among {
+			if !n.down && n.r.IsLeader() {
+				if l != nil {
+					return false
+				}
+				l = n
+			}
+		}
+		return l != nil
+	})
+	return l
+}
+
+// form bootstraps node 1 and adds the others as voters.
+func (c *raftCluster) form() *clusterNode {
+	c.t.Helper()
+	first := c.nodes[0]
+	if first.r.HasExistingState() {
+		c.t.Fatal("fresh node has state")
+	}
+	if err := first.r.BootstrapSelf(); err != nil {
+		c.t.Fatal(err)
+	}
+	l := c.leader(first)
+	ctx := context.Background()
+	if _, err := l.r.Apply(ctx, BootstrapCluster{Cluster: testCluster(), Node: testNode(first.id, first.id)}); err != nil {
+		c.t.Fatal(err)
+	}
+	for _, n := range c.nodes[1:] {
+		if _, err := l.r.Apply(ctx, UpsertNode{Node: testNode(n.id, n.id)}); err != nil {
+			c.t.Fatal(err)
+		}
+		if err := l.r.AddNonvoter(ctx, n.id, string(n.trans.LocalAddr())); err != nil {
+			c.t.Fatal(err)
+		}
+		if err := l.r.AddVoter(ctx, n.id, string(n.trans.LocalAddr())); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	return l
+}
+
+func (c *raftCluster) waitReplicated(index uint64, nodes ...*clusterNode) {
+	c.t.Helper()
+	for _, n := range nodes {
+		waitFor(c.t, fmt.Sprintf("%s to apply index %d", n.id, index), func() bool { return n.store.Index() >= index })
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	good := testRaftConfig("n1")
+	if err := good.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	def := DefaultConfig()
+	def.NodeID = "x"
+	if err := def.Validate(); err != nil {
+		t.Fatalf("default config: %v", err)
+	}
+	cases := map[string]func(*Config){
+		"no id":              func(c *Config) { c.NodeID = "" },
+		"lease > heartbeat":  func(c *Config) { c.LeaderLeaseTimeout = time.Second },
+		"election < hb":      func(c *Config) { c.ElectionTimeout = 10 * time.Millisecond },
+		"no retain":          func(c *Config) { c.SnapshotRetain = 0 },
+		"tiny commit":        func(c *Config) { c.CommitTimeout = 0 },
+		"zero apply timeout": func(c *Config) { c.ApplyTimeout = 0 },
+	}
+	for name, mut := range cases {
+		c := testRaftConfig("n1")
+		mut(&c)
+		if err := c.Validate(); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: err = %v", name, err)
+		}
+	}
+	if _, err := New(good, NewStore()); !errors.Is(err, ErrInvalid) {
+		t.Errorf("New without DataDir: %v", err)
+	}
+}
+
+func TestRaftElectApplyFailover(t *testing.T) {
+	c := newRaftCluster(t, 3)
+	l := c.form()
+	ctx := context.Background()
+
+	servers, err := l.r.Servers()
+	if err != nil || len(servers) != 3 {
+		t.Fatalf("servers = %v, %v", servers, err)
+	}
+	for _, s := range servers {
+		if !s.Voter {
+			t.Fatalf("server %s is not a voter", s.ID)
+		}
+	}
+	v, err := l.r.Apply(ctx, CreateService{Service: api.Service{ID: "s1", Name: "web"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if svc := v.(*api.Service); svc.Version != l.r.AppliedIndex() {
+		t.Fatalf("version %d, applied %d", svc.Version, l.r.AppliedIndex())
+	}
+	// A business refusal comes back as the error.
+	if _, err := l.r.Apply(ctx, CreateService{Service: api.Service{ID: "s2", Name: "web"}}); !errors.Is(err, ErrNameTaken) {
+		t.Fatalf("duplicate name: %v", err)
+	}
+	c.waitReplicated(l.r.AppliedIndex(), c.nodes...)
+
+	// Followers refuse writes.
+	for _, n := range c.nodes {
+		if n != l {
+			if _, err := n.r.Apply(ctx, RotateToken{SecretHash: "x"}); !errors.Is(err, ErrNotLeader) {
+				t.Fatalf("follower apply: %v", err)
+			}
+			id, addr := n.r.Leader()
+			if id != l.id || addr != string(l.trans.LocalAddr()) {
+				t.Fatalf("follower sees leader %s %s", id, addr)
+			}
+			if n.r.State() != "follower" {
+				t.Fatalf("state = %s", n.r.State())
+			}
+		}
+	}
+	if l.r.State() != "leader" || l.r.Stats()["state"] != "Leader" || l.r.LastIndex() == 0 {
+		t.Fatalf("leader state %s stats %v", l.r.State(), l.r.Stats()["state"])
+	}
+
+	// Kill the leader: the others elect a new one, which accepts writes.
+	c.stop(l)
+	var rest []*clusterNode
+	for _, n := range c.nodes {
+		if n != l {
+			rest = append(rest, n)
+		}
+	}
+	nl := c.leader(rest...)
+	if err := nl.r.Barrier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nl.store.ServiceByName("web"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nl.r.Apply(ctx, CreateService{Service: api.Service{ID: "s3", Name: "db"}}); err != nil {
+		t.Fatalf("apply on new leader: %v", err)
+	}
+	c.waitReplicated(nl.r.AppliedIndex(), rest...)
+	for _, n := range rest {
+		if _, err := n.store.ServiceByName("db"); err != nil {
+			t.Fatalf("%s: %v", n.id, err)
+		}
+	}
+	if err := l.r.Shutdown(); err != nil {
+		t.Fatalf("second shutdown: %v", err)
+	}
+	if _, err := l.r.Apply(ctx, RotateToken{SecretHash: "x"}); !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrShutdown) {
+		t.Fatalf("apply after shutdown: %v", err)
+	}
+}
+
+func TestRaftPartitionedMinorityCannotApply(t *testing.T) {
+	c := newRaftCluster(t, 3)
+	l := c.form()
+	ch := l.r.LeadershipCh()
+	c.isolate(l)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err := l.r.Apply(ctx, RotateToken{SecretHash: "minority"})
+	if !errors.Is(err, ErrNotLeader) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrTimeout) {
+		t.Fatalf("minority apply: %v", err)
+	}
+	waitFor(t, "isolated leader to step down", func() bool { return !l.r.IsLeader() })
+	waitFor(t, "leadership-lost signal", func() bool {
+		select {
+		case v := <-ch:
+			return !v
+		default:
+			return false
+		}
+	})
+
+	var majority []*clusterNode
+	for _, n := range c.nodes {
+		if n != l {
+			majority = append(majority, n)
+		}
+	}
+	nl := c.leader(majority...)
+	if _, err := nl.r.Apply(context.Background(), RotateToken{SecretHash: "majority"}); err != nil {
+		t.Fatalf("majority apply: %v", err)
+	}
+	// Heal: the old leader catches up and never applied its own entry.
+	c.connectAll()
+	c.waitReplicated(nl.r.AppliedIndex(), c.nodes...)
+	if got := l.store.Cluster().TokenSecretHash; got != "majority" {
+		t.Fatalf("old leader token hash %q", got)
+	}
+}
+
+func TestRaftRestartKeepsState(t *testing.T) {
+	c := newRaftCluster(t, 1)
+	n := c.nodes[0]
+	l := c.form()
+	ctx := context.Background()
+	if _, err := l.r.Apply(ctx, CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.r.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	// Entries after the snapshot come back from the WAL.
+	if _, err := l.r.Apply(ctx, CreateService{Service: api.Service{ID: "s2", Name: "db"}}); err != nil {
+		t.Fatal(err)
+	}
+	want := n.store.Index()
+	c.stop(n)
+
+	c.start(n, false)
+	if !n.r.HasExistingState() {
+		t.Fatal("no state after restart")
+	}
+	if err := n.r.BootstrapSelf(); err == nil {
+		t.Fatal("bootstrap over existing state succeeded")
+	}
+	c.leader(n)
+	waitFor(t, "replay", func() bool { return n.store.Index() >= want })
+	for _, name := range []string{"web", "db"} {
+		if _, err := n.store.ServiceByName(name); err != nil {
+			t.Fatalf("after restart: %v", err)
+		}
+	}
+	if n.store.Cluster() == nil {
+		t.Fatal("cluster record lost")
+	}
+}
+
+func TestRaftForceNewCluster(t *testing.T) {
+	c := newRaftCluster(t, 3)
+	l := c.form()
+	ctx := context.Background()
+	if _, err := l.r.Apply(ctx, CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitReplicated(l.r.AppliedIndex(), c.nodes...)
+	for _, n := range c.nodes {
+		c.stop(n)
+	}
+	// Only a follower survives; it comes back alone with --force-new-cluster.
+	var survivor *clusterNode
+	for _, n := range c.nodes {
+		if n != l {
+			survivor = n
+			break
+		}
+	}
+	c.start(survivor, true)
+	sl := c.leader(survivor)
+	servers, err := sl.r.Servers()
+	if err != nil || len(servers) != 1 || servers[0].ID != survivor.id || !servers[0].Voter {
+		t.Fatalf("servers = %+v, %v", servers, err)
+	}
+	if err := sl.r.Barrier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sl.store.ServiceByName("web"); err != nil {
+		t.Fatalf("state lost: %v", err)
+	}
+	if _, err := sl.r.Apply(ctx, CreateService{Service: api.Service{ID: "s2", Name: "db"}}); err != nil {
+		t.Fatalf("apply after recovery: %v", err)
+	}
+
+	// Forcing a node without state is refused.
+	cfg := testRaftConfig("fresh")
+	cfg.DataDir = t.TempDir()
+	_, cfg.Transport = raft.NewInmemTransport("")
+	cfg.ForceNewCluster = true
+	if _, err := New(cfg, NewStore()); !errors.Is(err, ErrNotBootstrapped) {
+		t.Fatalf("force on empty dir: %v", err)
+	}
+}
+
+func TestRaftMembershipChanges(t *testing.T) {
+	c := newRaftCluster(t, 3)
+	l := c.form()
+	ctx := context.Background()
+	var other *clusterNode
+	for _, n := range c.nodes {
+		if n != l {
+			other = n
+			break
+		}
+	}
+	if err := l.r.DemoteVoter(ctx, other.id); err != nil {
+		t.Fatal(err)
+	}
+	servers, _ := l.r.Servers()
+	for _, s := range servers {
+		if s.ID == other.id && s.Voter {
+			t.Fatal("still a voter")
+		}
+	}
+	if err := l.r.RemoveServer(ctx, other.id); err != nil {
+		t.Fatal(err)
+	}
+	if servers, _ := l.r.Servers(); len(servers) != 2 {
+		t.Fatalf("servers after remove = %+v", servers)
+	}
+	// Deadline handling: an already expired context fails fast.
+	expired, cancel := context.WithTimeout(ctx, time.Nanosecond)
+	defer cancel()
+	<-expired.Done()
+	if err := l.r.Barrier(expired); err == nil {
+		t.Log("barrier finished before noticing the expired context (allowed)")
+	}
+}
+
+func TestNewInmem(t *testing.T) {
+	addr, trans := raft.NewInmemTransport("")
+	r, err := NewInmem(testRaftConfig("solo"), NewStore(), trans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Shutdown()
+	if err := r.BootstrapSelf(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "leader", r.IsLeader)
+	if id, a := r.Leader(); id != "solo" || a != string(addr) {
+		t.Fatalf("leader %s %s", id, a)
+	}
+	if _, err := r.Apply(context.Background(), BootstrapCluster{Cluster: testCluster(), Node: testNode("solo", "h")}); err != nil {
+		t.Fatal(err)
+	}
+	if r.Store().Cluster() == nil {
+		t.Fatal("no cluster")
+	}
+}
