@@ -186,10 +186,13 @@ func TestServiceHostFailureAndReturn(t *testing.T) {
 	if err := victim.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	per := waitSlots(t, h1, "web", 6, "", 60*time.Second)
-	if per[victimName] != 0 {
-		t.Fatalf("tasks still running on the dead host: %v", per)
-	}
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		per, msg := runningBySlot(tasksOf(t, h1, "web"), 6, "")
+		if per == nil {
+			return false, msg
+		}
+		return per[victimName] == 0, fmt.Sprintf("running per node %v", per)
+	}, "every replica running on the survivors")
 	// The dead node's tasks are shut down in the state.
 	for _, tk := range tasksOf(t, h1, "web") {
 		if tk.Node == victimName && tk.DesiredState == api.TaskRunning {
