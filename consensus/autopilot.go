@@ -1,0 +1,278 @@
+package consensus
+
+// Why: which nodes vote is decided by a pure function so that every rule
+// (targets, grace periods, quorum safety, never touching the leader) is
+// table-tested without raft. The leader loop in node calls PlanVoters with
+// the raft configuration and the nodes' health, then applies the changes in
+// order with Raft.ApplyVoterChange (STYLE habit 4).
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// AutopilotConfig tunes PlanVoters.
+type AutopilotConfig struct {
+	// DeadGrace is how long a voter may be down before it is replaced. Until
+	// then it still counts as a voter (a restart does not cause churn).
+	DeadGrace time.Duration
+	// MaxVoters caps the voter target: 5 (default), 3 or 1.
+	MaxVoters int
+}
+
+// DefaultAutopilotConfig returns a 10 s grace and at most 5 voters.
+func DefaultAutopilotConfig() AutopilotConfig {
+	return AutopilotConfig{DeadGrace: 10 * time.Second, MaxVoters: 5}
+}
+
+// NodeHealth is what autopilot needs to know about one node of the state.
+type NodeHealth struct {
+	ID string
+	// Ready is true when membership sees the node alive (api.NodeReady).
+	Ready bool
+	// StatusChangedAt is when Ready last changed (down since, when !Ready).
+	StatusChangedAt time.Time
+	// CreatedAt orders promotions: the oldest healthy node first.
+	CreatedAt time.Time
+}
+
+// NodeHealthFrom converts store nodes; availability is deliberately ignored
+// (a drained node still votes).
+func NodeHealthFrom(nodes []*api.Node) []NodeHealth {
+	out := make([]NodeHealth, 0, len(nodes))
+	for _, n := range nodes {
+		out = append(out, NodeHealth{ID: n.ID, Ready: n.Status == api.NodeReady,
+			StatusChangedAt: n.StatusChangedAt, CreatedAt: n.CreatedAt})
+	}
+	return out
+}
+
+// VoterAction is one kind of raft configuration change.
+type VoterAction string
+
+// Voter actions.
+const (
+	ActionPromote VoterAction = "promote"
+	ActionDemote  VoterAction = "demote"
+	ActionRemove  VoterAction = "remove"
+)
+
+// VoterChange is one step of a plan. Addr is the server's raft address
+// (needed by raft to promote).
+type VoterChange struct {
+	Action VoterAction
+	ID     string
+	Addr   string
+}
+
+// AutopilotInput is the world as the leader sees it.
+type AutopilotInput struct {
+	Servers  []Server     // current raft configuration
+	Nodes    []NodeHealth // nodes in the state store
+	LeaderID string
+	Now      time.Time
+}
+
+// VoterTarget is the number of voters for a cluster with alive nodes: 5 from
+// 5 nodes, 3 from 3, else 1, capped by maxVoters.
+func VoterTarget(alive, maxVoters int) int {
+	switch {
+	case alive >= 5 && maxVoters >= 5:
+		return 5
+	case alive >= 3 && maxVoters >= 3:
+		return 3
+	default:
+		return 1
+	}
+}
+
+// health classes of a raft server.
+type serverClass int
+
+const (
+	classHealthy serverClass = iota
+	classSuspect             // down for less than DeadGrace: still counted
+	classDead                // down for DeadGrace or longer
+)
+
+type apServer struct {
+	Server
+	class   serverClass
+	node    NodeHealth
+	planned bool
+}
+
+// PlanVoters returns the ordered changes that move the raft configuration
+// toward the voter target. Rules, in order:
+//
+//  1. Servers whose node is gone from the state are removed (never the leader).
+//  2. The target is VoterTarget of the nodes in the raft configuration that
+//     are ready or down for less than DeadGrace ("alive").
+//  3. Healthy nonvoters are promoted, oldest first, while alive voters < target.
+//  4. A voter down for DeadGrace or longer is demoted once enough alive
+//     voters replace it (alive voters >= target >= 3); with fewer than 3 alive
+//     nodes it stays, so that it counts again the moment it returns.
+//  5. While alive voters > target, extra voters are demoted (down ones
+//     first, then the newest), never the leader.
+//
+// No demotion or removal is planned that would leave the healthy voters
+// without a quorum of the remaining voters. The result is deterministic:
+// input order does not matter. It is empty when LeaderID is empty.
+func PlanVoters(in AutopilotInput, cfg AutopilotConfig) []VoterChange {
+	if in.LeaderID == "" {
+		return nil
+	}
+	if cfg.MaxVoters <= 0 {
+		cfg.MaxVoters = 5
+	}
+	nodes := make(map[string]NodeHealth, len(in.Nodes))
+	for _, n := range in.Nodes {
+		nodes[n.ID] = n
+	}
+	servers := append([]Server(nil), in.Servers...)
+	sort.Slice(servers, func(i, j int) bool { return servers[i].ID < servers[j].ID })
+
+	var plan []VoterChange
+	var members []*apServer
+	voters, healthyVoters := 0, 0
+	for _, s := range servers {
+		n, known := nodes[s.ID]
+		if !known && s.ID != in.LeaderID {
+			// Removing a voter of unknown health never lowers the healthy count.
+			plan = append(plan, VoterChange{Action: ActionRemove, ID: s.ID, Addr: s.Addr})
+			continue
+		}
+		m := &apServer{Server: s, node: n}
+		switch {
+		case s.ID == in.LeaderID || n.Ready:
+			m.class = classHealthy
+		case in.Now.Sub(n.StatusChangedAt) < cfg.DeadGrace:
+			m.class = classSuspect
+		default:
+			m.class = classDead
+		}
+		if s.Voter {
+			voters++
+			if m.class == classHealthy {
+				healthyVoters++
+			}
+		}
+		members = append(members, m)
+	}
+	quorumSafe := func(v, hv int) bool { return v >= 1 && hv >= v/2+1 }
+
+	alive, aliveVoters := 0, 0
+	for _, m := range members {
+		if m.class != classDead {
+			alive++
+			if m.Voter {
+				aliveVoters++
+			}
+		}
+	}
+	target := VoterTarget(alive, cfg.MaxVoters)
+
+	// 3. Promote healthy nonvoters, oldest first.
+	var candidates []*apServer
+	for _, m := range members {
+		if !m.Voter && m.class == classHealthy {
+			candidates = append(candidates, m)
+		}
+	}
+	sort.Slice(candidates, func(i, j int) bool { return olderFirst(candidates[i], candidates[j]) })
+	for _, m := range candidates {
+		if aliveVoters >= target {
+			break
+		}
+		plan = append(plan, VoterChange{Action: ActionPromote, ID: m.ID, Addr: m.Addr})
+		m.Voter, m.planned = true, true
+		voters++
+		healthyVoters++
+		aliveVoters++
+	}
+
+	// 4. Demote voters dead past the grace once replaced.
+	var dead []*apServer
+	for _, m := range members {
+		if m.Voter && m.class == classDead && m.ID != in.LeaderID {
+			dead = append(dead, m)
+		}
+	}
+	sort.Slice(dead, func(i, j int) bool {
+		a, b := dead[i], dead[j]
+		if !a.node.StatusChangedAt.Equal(b.node.StatusChangedAt) {
+			return a.node.StatusChangedAt.Before(b.node.StatusChangedAt)
+		}
+		return a.ID < b.ID
+	})
+	for _, m := range dead {
+		if target < 3 || aliveVoters < target || !quorumSafe(voters-1, healthyVoters) {
+			continue
+		}
+		plan = append(plan, VoterChange{Action: ActionDemote, ID: m.ID, Addr: m.Addr})
+		m.Voter = false
+		voters--
+	}
+
+	// 5. Demote extras: down ones first, then the newest healthy; never the
+	// leader, never one promoted by this plan.
+	if aliveVoters > target {
+		var extras []*apServer
+		for _, m := range members {
+			if m.Voter && m.class != classDead && m.ID != in.LeaderID && !m.planned {
+				extras = append(extras, m)
+			}
+		}
+		sort.Slice(extras, func(i, j int) bool {
+			a, b := extras[i], extras[j]
+			if a.class != b.class {
+				return a.class == classSuspect
+			}
+			return olderFirst(b, a)
+		})
+		for _, m := range extras {
+			if aliveVoters <= target {
+				break
+			}
+			hv := healthyVoters
+			if m.class == classHealthy {
+				hv--
+			}
+			if !quorumSafe(voters-1, hv) {
+				continue
+			}
+			plan = append(plan, VoterChange{Action: ActionDemote, ID: m.ID, Addr: m.Addr})
+			m.Voter = false
+			voters--
+			healthyVoters = hv
+			aliveVoters--
+		}
+	}
+	return plan
+}
+
+func olderFirst(a, b *apServer) bool {
+	if !a.node.CreatedAt.Equal(b.node.CreatedAt) {
+		return a.node.CreatedAt.Before(b.node.CreatedAt)
+	}
+	return a.ID < b.ID
+}
+
+// ApplyVoterChange carries out one planned change on the raft configuration
+// (leader only). The caller then records the new role with SetNodeVoter.
+func (r *Raft) ApplyVoterChange(ctx context.Context, c VoterChange) error {
+	switch c.Action {
+	case ActionPromote:
+		return r.AddVoter(ctx, c.ID, c.Addr)
+	case ActionDemote:
+		return r.DemoteVoter(ctx, c.ID)
+	case ActionRemove:
+		return r.RemoveServer(ctx, c.ID)
+	default:
+		return fmt.Errorf("voter change %q for %s: %w", c.Action, c.ID, ErrInvalid)
+	}
+}

@@ -1,0 +1,314 @@
+package consensus
+
+import (
+	"context"
+	"math/rand"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+var apNow = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+
+// apNode describes one node of an autopilot test case compactly.
+type apNode struct {
+	id         string
+	inRaft     bool // present in the raft configuration
+	voter      bool
+	ready      bool
+	downFor    time.Duration // when !ready
+	age        int           // bigger = created earlier
+	notInState bool
+}
+
+func apInput(leader string, nodes ...apNode) AutopilotInput {
+	in := AutopilotInput{LeaderID: leader, Now: apNow}
+	for _, n := range nodes {
+		if n.inRaft || n.voter {
+			in.Servers = append(in.Servers, Server{ID: n.id, Addr: n.id + ":2377", Voter: n.voter})
+		}
+		if !n.notInState {
+			h := NodeHealth{ID: n.id, Ready: n.ready, CreatedAt: apNow.Add(-time.Duration(n.age) * time.Hour)}
+			if !n.ready {
+				h.StatusChangedAt = apNow.Add(-n.downFor)
+			}
+			in.Nodes = append(in.Nodes, h)
+		}
+	}
+	return in
+}
+
+func v(id string, age int) apNode {
+	return apNode{id: id, inRaft: true, voter: true, ready: true, age: age}
+}
+func nv(id string, age int) apNode { return apNode{id: id, inRaft: true, ready: true, age: age} }
+func down(n apNode, d time.Duration) apNode {
+	n.ready, n.downFor = false, d
+	return n
+}
+
+func promote(id string) VoterChange { return VoterChange{ActionPromote, id, id + ":2377"} }
+func demote(id string) VoterChange  { return VoterChange{ActionDemote, id, id + ":2377"} }
+func remove(id string) VoterChange  { return VoterChange{ActionRemove, id, id + ":2377"} }
+
+func TestPlanVoters(t *testing.T) {
+	const long, short = time.Minute, 3 * time.Second
+	cases := []struct {
+		name string
+		in   AutopilotInput
+		cfg  func(*AutopilotConfig)
+		want []VoterChange
+	}{
+		{name: "single node", in: apInput("a", v("a", 9))},
+		{name: "two nodes keep one voter", in: apInput("a", v("a", 9), nv("b", 5))},
+		{name: "third node: promote both, oldest first",
+			in:   apInput("a", v("a", 9), nv("c", 1), nv("b", 5)),
+			want: []VoterChange{promote("b"), promote("c")}},
+		{name: "five nodes grow to five voters",
+			in:   apInput("a", v("a", 9), v("b", 8), v("c", 7), nv("d", 6), nv("e", 5)),
+			want: []VoterChange{promote("d"), promote("e")}},
+		{name: "four nodes stay at three",
+			in: apInput("a", v("a", 9), v("b", 8), v("c", 7), nv("d", 6))},
+		{name: "six nodes stay at five",
+			in: apInput("a", v("a", 9), v("b", 8), v("c", 7), v("d", 6), v("e", 5), nv("f", 4))},
+		{name: "unhealthy nonvoter is not promoted",
+			in:   apInput("a", v("a", 9), down(nv("b", 8), long), nv("c", 7), nv("d", 1)),
+			want: []VoterChange{promote("c"), promote("d")}},
+		{name: "voter down within grace is not replaced",
+			in: apInput("a", v("a", 9), v("b", 8), down(v("c", 7), short), nv("d", 6))},
+		{name: "voter dead past grace: promote replacement, then demote",
+			in:   apInput("a", v("a", 9), v("b", 8), down(v("c", 7), long), nv("d", 6)),
+			want: []VoterChange{promote("d"), demote("c")}},
+		{name: "dead voter without replacement stays",
+			in: apInput("a", v("a", 9), v("b", 8), down(v("c", 7), long))},
+		{name: "dead voter stays when only a dead nonvoter could replace it",
+			in: apInput("a", v("a", 9), v("b", 8), down(v("c", 7), long), down(nv("d", 6), long))},
+		{name: "five voters, one dead, four alive: shrink to three healthy",
+			in:   apInput("a", v("a", 9), v("b", 8), v("c", 7), v("d", 6), down(v("e", 5), long)),
+			want: []VoterChange{demote("e"), demote("d")}},
+		{name: "five voters, two dead: demote both",
+			in:   apInput("a", v("a", 9), down(v("b", 8), 2*long), v("c", 7), v("d", 6), down(v("e", 5), long)),
+			want: []VoterChange{demote("b"), demote("e")}},
+		{name: "dead leader entry is impossible but the leader is never touched",
+			in: apInput("a", down(v("a", 9), long), v("b", 8), v("c", 7), nv("d", 1))},
+		{name: "removed node is removed from raft",
+			in:   apInput("a", v("a", 9), v("b", 8), v("c", 7), apNode{id: "x", inRaft: true, voter: true, notInState: true}, apNode{id: "y", inRaft: true, notInState: true}),
+			want: []VoterChange{remove("x"), remove("y")}},
+		{name: "leader missing from state is not removed",
+			in: apInput("a", apNode{id: "a", inRaft: true, voter: true, notInState: true}, v("b", 8), v("c", 7))},
+		{name: "removed voter replaced in the same plan",
+			in:   apInput("a", v("a", 9), v("b", 8), apNode{id: "x", voter: true, notInState: true}, nv("d", 6)),
+			want: []VoterChange{remove("x"), promote("d")}},
+		{name: "returning node is a healthy nonvoter again",
+			in: apInput("a", v("a", 9), v("b", 8), v("d", 6), nv("c", 7))},
+		{name: "extra voter demoted, never the leader",
+			in:   apInput("b", v("a", 9), v("b", 1)),
+			want: []VoterChange{demote("a")}},
+		{name: "extras: suspect voter demoted before healthy ones",
+			in:   apInput("a", v("a", 9), v("b", 8), v("c", 7), down(v("d", 6), short), v("e", 1)),
+			cfg:  func(c *AutopilotConfig) { c.MaxVoters = 3 },
+			want: []VoterChange{demote("d"), demote("e")}},
+		{name: "never demote below quorum",
+			// 3 voters, one dead, only 2 alive nodes: target 1, but demoting
+			// the healthy follower would leave 1 healthy of 2 voters.
+			in: apInput("a", v("a", 9), v("b", 8), down(v("c", 7), long))},
+		{name: "max voters three",
+			in:   apInput("a", v("a", 9), nv("b", 8), nv("c", 7), nv("d", 6), nv("e", 5), nv("f", 4)),
+			cfg:  func(c *AutopilotConfig) { c.MaxVoters = 3 },
+			want: []VoterChange{promote("b"), promote("c")}},
+		{name: "ties on age broken by ID",
+			in:   apInput("a", v("a", 9), nv("z", 5), nv("m", 5)),
+			want: []VoterChange{promote("m"), promote("z")}},
+		{name: "node in state but not yet in raft is ignored",
+			in: apInput("a", v("a", 9), apNode{id: "j", ready: true, age: 8}, apNode{id: "k", ready: true, age: 7})},
+		{name: "no leader, no plan",
+			in: apInput("", v("a", 9), nv("b", 8), nv("c", 7))},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultAutopilotConfig()
+			if tc.cfg != nil {
+				tc.cfg(&cfg)
+			}
+			got := PlanVoters(tc.in, cfg)
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("plan = %v, want %v", got, tc.want)
+			}
+			// Deterministic whatever the input order.
+			rng := rand.New(rand.NewSource(1))
+			for i := 0; i < 5; i++ {
+				in := tc.in
+				in.Servers = append([]Server(nil), in.Servers...)
+				in.Nodes = append([]NodeHealth(nil), in.Nodes...)
+				rng.Shuffle(len(in.Servers), func(a, b int) { in.Servers[a], in.Servers[b] = in.Servers[b], in.Servers[a] })
+				rng.Shuffle(len(in.Nodes), func(a, b int) { in.Nodes[a], in.Nodes[b] = in.Nodes[b], in.Nodes[a] })
+				if again := PlanVoters(in, cfg); !reflect.DeepEqual(again, got) {
+					t.Fatalf("shuffled input gave %v, want %v", again, got)
+				}
+			}
+			// Applying the plan keeps a quorum of healthy voters at every step
+			// and reaches a fixed point.
+			checkPlanSafe(t, tc.in, got)
+			if next := PlanVoters(applyPlan(tc.in, got), cfg); len(next) != 0 {
+				t.Fatalf("plan is not a fixed point: then %v", next)
+			}
+		})
+	}
+}
+
+func applyPlan(in AutopilotInput, plan []VoterChange) AutopilotInput {
+	out := in
+	out.Servers = nil
+	byID := map[string]Server{}
+	var order []string
+	for _, s := range in.Servers {
+		byID[s.ID] = s
+		order = append(order, s.ID)
+	}
+	for _, c := range plan {
+		s := byID[c.ID]
+		switch c.Action {
+		case ActionPromote:
+			s.Voter = true
+		case ActionDemote:
+			s.Voter = false
+		case ActionRemove:
+			delete(byID, c.ID)
+			continue
+		}
+		byID[c.ID] = s
+	}
+	for _, id := range order {
+		if s, ok := byID[id]; ok {
+			out.Servers = append(out.Servers, s)
+		}
+	}
+	return out
+}
+
+func checkPlanSafe(t *testing.T, in AutopilotInput, plan []VoterChange) {
+	t.Helper()
+	healthy := map[string]bool{in.LeaderID: true}
+	for _, n := range in.Nodes {
+		if n.Ready {
+			healthy[n.ID] = true
+		}
+	}
+	cur := in
+	for i := range plan {
+		cur = applyPlan(cur, plan[i:i+1])
+		v, hv := 0, 0
+		for _, s := range cur.Servers {
+			if s.Voter {
+				v++
+				if healthy[s.ID] {
+					hv++
+				}
+			}
+			if s.ID == in.LeaderID && !s.Voter {
+				t.Fatalf("step %d demoted the leader", i)
+			}
+		}
+		if in.LeaderID != "" && hv < v/2+1 {
+			t.Fatalf("step %d (%v) leaves %d healthy of %d voters", i, plan[i], hv, v)
+		}
+	}
+}
+
+func TestNodeHealthFrom(t *testing.T) {
+	at := apNow.Add(-time.Minute)
+	got := NodeHealthFrom([]*api.Node{
+		{ID: "a", Status: api.NodeReady, Availability: api.AvailabilityDrain, CreatedAt: apNow},
+		{ID: "b", Status: api.NodeDown, StatusChangedAt: at},
+	})
+	want := []NodeHealth{{ID: "a", Ready: true, CreatedAt: apNow}, {ID: "b", StatusChangedAt: at}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v", got)
+	}
+	if VoterTarget(2, 5) != 1 || VoterTarget(4, 5) != 3 || VoterTarget(7, 5) != 5 || VoterTarget(7, 3) != 3 || VoterTarget(7, 1) != 1 {
+		t.Fatal("VoterTarget")
+	}
+}
+
+// TestAutopilotOnRaft runs plans against a real in-memory cluster: a lone
+// voter with two nonvoters grows to three voters, then shrinks back after
+// one of them dies past the grace with a replacement at hand.
+func TestAutopilotOnRaft(t *testing.T) {
+	c := newRaftCluster(t, 4)
+	first := c.nodes[0]
+	if err := first.r.BootstrapSelf(); err != nil {
+		t.Fatal(err)
+	}
+	l := c.leader(first)
+	ctx := context.Background()
+	for i, n := range c.nodes {
+		node := testNode(n.id, n.id)
+		node.CreatedAt = apNow.Add(time.Duration(i) * time.Minute)
+		if i == 0 {
+			if _, err := l.r.Apply(ctx, BootstrapCluster{Cluster: testCluster(), Node: node}); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if _, err := l.r.Apply(ctx, UpsertNode{Node: node}); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.r.AddNonvoter(ctx, n.id, string(n.trans.LocalAddr())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step := func(now time.Time) []VoterChange {
+		t.Helper()
+		servers, err := l.r.Servers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan := PlanVoters(AutopilotInput{Servers: servers, Nodes: NodeHealthFrom(l.store.Nodes()),
+			LeaderID: l.id, Now: now}, DefaultAutopilotConfig())
+		for _, ch := range plan {
+			if err := l.r.ApplyVoterChange(ctx, ch); err != nil {
+				t.Fatalf("%v: %v", ch, err)
+			}
+			if _, err := l.r.Apply(ctx, SetNodeVoter{ID: ch.ID, Voter: ch.Action == ActionPromote}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return plan
+	}
+	if plan := step(apNow); !reflect.DeepEqual(plan, []VoterChange{
+		{ActionPromote, "n2", string(c.nodes[1].trans.LocalAddr())},
+		{ActionPromote, "n3", string(c.nodes[2].trans.LocalAddr())},
+	}) {
+		t.Fatalf("grow plan = %v", plan)
+	}
+	// n2 dies; after the grace n4 replaces it.
+	c.stop(c.nodes[1])
+	if _, err := l.r.Apply(ctx, SetNodeStatus{Statuses: []NodeStatus{{ID: "n2", Status: api.NodeDown, At: apNow}}}); err != nil {
+		t.Fatal(err)
+	}
+	if plan := step(apNow.Add(time.Second)); len(plan) != 0 {
+		t.Fatalf("plan within grace = %v", plan)
+	}
+	plan := step(apNow.Add(time.Minute))
+	if len(plan) != 2 || plan[0].Action != ActionPromote || plan[0].ID != "n4" || plan[1].Action != ActionDemote || plan[1].ID != "n2" {
+		t.Fatalf("replace plan = %v", plan)
+	}
+	servers, _ := l.r.Servers()
+	voters := map[string]bool{}
+	for _, s := range servers {
+		if s.Voter {
+			voters[s.ID] = true
+		}
+	}
+	if !reflect.DeepEqual(voters, map[string]bool{"n1": true, "n3": true, "n4": true}) {
+		t.Fatalf("voters = %v", voters)
+	}
+	if n, _ := l.store.Node("n2"); n.Voter {
+		t.Fatal("n2 still recorded as voter")
+	}
+	if err := l.r.ApplyVoterChange(ctx, VoterChange{Action: "bogus"}); err == nil {
+		t.Fatal("bogus action accepted")
+	}
+}
