@@ -3,6 +3,7 @@ package consensus
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
@@ -291,7 +292,7 @@ func decodeAs[T Command](body []byte) (Command, error) {
 // EncodeCommand encodes a command as a log entry: type byte, version byte,
 // JSON body.
 func EncodeCommand(cmd Command) ([]byte, error) {
-	if cmd == nil {
+	if isNil(cmd) {
 		return nil, fmt.Errorf("encode command: nil: %w", ErrInvalid)
 	}
 	if _, ok := decoders[cmd.Type()]; !ok {
@@ -327,6 +328,16 @@ func DecodeCommand(data []byte) (Command, error) {
 	return cmd, nil
 }
 
+// isNil reports a nil interface or a typed nil pointer (callers may pass
+// &UpsertNode{...} as well as UpsertNode{...}).
+func isNil(c Command) bool {
+	if c == nil {
+		return true
+	}
+	v := reflect.ValueOf(c)
+	return v.Kind() == reflect.Pointer && v.IsNil()
+}
+
 // batchEntry is one command inside a Batch body.
 type batchEntry struct {
 	Type    CommandType     `json:"type"`
@@ -338,7 +349,7 @@ type batchEntry struct {
 func (b Batch) MarshalJSON() ([]byte, error) {
 	entries := make([]batchEntry, 0, len(b.Commands))
 	for i, c := range b.Commands {
-		if c == nil {
+		if isNil(c) {
 			return nil, fmt.Errorf("batch command %d: nil: %w", i, ErrInvalid)
 		}
 		if c.Type() == TypeBatch {

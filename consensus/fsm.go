@@ -73,6 +73,9 @@ func (f *FSM) Apply(l *raft.Log) any {
 // without Raft; it must not be called concurrently with Apply.
 func (f *FSM) ApplyCommand(index uint64, cmd Command) Result {
 	var res Result
+	if p, ok := cmd.(*Batch); ok && p != nil {
+		cmd = *p
+	}
 	if b, ok := cmd.(Batch); ok {
 		results := make([]Result, 0, len(b.Commands))
 		var errs []error
@@ -92,10 +95,10 @@ func (f *FSM) ApplyCommand(index uint64, cmd Command) Result {
 }
 
 func (f *FSM) applyOne(index uint64, cmd Command) Result {
-	if cmd == nil {
+	if isNil(cmd) {
 		return Result{Err: fmt.Errorf("nil command: %w", ErrInvalid)}
 	}
-	if _, nested := cmd.(Batch); nested {
+	if cmd.Type() == TypeBatch {
 		return Result{Err: fmt.Errorf("nested batch: %w", ErrInvalid)}
 	}
 	tx := &writeTxn{tx: f.store.db.Load().Txn(true), index: index}

@@ -528,6 +528,11 @@ func TestBatch(t *testing.T) {
 	if _, err := EncodeCommand(Batch{Commands: []Command{Batch{}}}); err == nil {
 		t.Fatal("nested batch encoded")
 	}
+	// A *Batch handed straight to the FSM behaves like a Batch.
+	r = h.fsm.ApplyCommand(h.idx+1, &Batch{Commands: []Command{&RotateToken{SecretHash: "p"}}})
+	if r.Err != nil || h.store.Cluster().TokenSecretHash != "p" {
+		t.Fatalf("pointer batch: %v", r.Err)
+	}
 }
 
 func TestApplyPanicsOnGarbage(t *testing.T) {
@@ -789,6 +794,15 @@ func TestDecodeErrors(t *testing.T) {
 	}
 	if _, err := EncodeCommand(nil); err == nil {
 		t.Error("nil encoded")
+	}
+	if _, err := EncodeCommand((*UpsertNode)(nil)); err == nil {
+		t.Error("typed nil encoded")
+	}
+	// Pointers encode like values.
+	a, errA := EncodeCommand(&RotateToken{SecretHash: "x"})
+	b, errB := EncodeCommand(RotateToken{SecretHash: "x"})
+	if errA != nil || errB != nil || !bytes.Equal(a, b) {
+		t.Errorf("pointer encoding differs: %q %q %v %v", a, b, errA, errB)
 	}
 }
 
