@@ -95,20 +95,29 @@ func (a *Agent) leaderWork(ctx context.Context, cl *cluster) {
 		a.schedulerLoop(ctx, cl)
 	}()
 
-	tick := time.NewTicker(200 * time.Millisecond)
+	// Membership events and state changes (a join, a status change) wake
+	// the loop at once; the ticker catches grace periods expiring. Passes
+	// are pure reads unless something must change, so they are cheap, but
+	// they are spaced by at least minPass under a storm of task reports.
+	const minPass = 100 * time.Millisecond
+	storeCh, cancel := cl.store.Subscribe()
+	defer cancel()
+	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	lastPilot := time.Time{}
 	for {
 		a.markNodeStatus(ctx, cl, since)
-		if time.Since(lastPilot) >= time.Second {
-			a.admitMissing(ctx, cl)
-			a.autopilot(ctx, cl)
-			lastPilot = time.Now()
+		a.admitMissing(ctx, cl)
+		a.autopilot(ctx, cl)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(minPass):
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-cl.members.changeCh:
+		case <-storeCh:
 		case <-tick.C:
 		}
 	}
@@ -174,5 +183,27 @@ func (a *Agent) admitMissing(ctx context.Context, cl *cluster) {
 	}
 }
 
-// autopilot applies consensus.PlanVoters to the Raft configuration.
-func (a *Agent) autopilot(ctx context.Context, cl *cluster) {}
+// autopilot applies consensus.PlanVoters to the Raft configuration, one
+// change at a time, stopping at the first failure (the next round replans).
+func (a *Agent) autopilot(ctx context.Context, cl *cluster) {
+	servers, err := cl.raft.Servers()
+	if err != nil {
+		return
+	}
+	leader, _ := cl.raft.Leader()
+	cfg := consensus.DefaultAutopilotConfig()
+	cfg.DeadGrace = a.cfg.DeadVoterGrace
+	changes := consensus.PlanVoters(consensus.AutopilotInput{
+		Servers:  servers,
+		Nodes:    consensus.NodeHealthFrom(cl.store.Nodes()),
+		LeaderID: leader,
+		Now:      time.Now().UTC(),
+	}, cfg)
+	for _, c := range changes {
+		if err := cl.raft.ApplyVoterChange(ctx, c); err != nil {
+			a.log.Warn("autopilot change failed", "action", c.Action, "node_id", shortID(c.ID), "err", err)
+			return
+		}
+		a.log.Info("autopilot", "action", c.Action, "node_id", shortID(c.ID))
+	}
+}

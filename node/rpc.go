@@ -29,6 +29,9 @@ const (
 	rpcPing     = "ping"
 )
 
+// dialTimeout bounds TCP connect plus TLS handshake to a peer on the LAN.
+const dialTimeout = time.Second
+
 type rpcRequest struct {
 	Method string          `json:"method"`
 	Body   json.RawMessage `json:"body,omitempty"`
@@ -166,7 +169,9 @@ func callRPC(ctx context.Context, addr string, cfg *tls.Config, method string, b
 	if timeout <= 0 {
 		return context.DeadlineExceeded
 	}
-	conn, err := dialProto(addr, timeout, cfg, protoRPC)
+	// Connecting is bounded apart from the call: a dead peer (cable pulled)
+	// must not eat the time a retry against the new leader needs.
+	conn, err := dialProto(addr, min(timeout, dialTimeout), cfg, protoRPC)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", addr, err)
 	}

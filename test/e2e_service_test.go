@@ -214,6 +214,10 @@ func TestServiceHostFailureAndReturn(t *testing.T) {
 
 func TestServiceLeaderKilledDuringScale(t *testing.T) {
 	c, _ := svcCluster(t, 3)
+	harness.Eventually(t, 30*time.Second, func() (bool, string) {
+		st, err := c.Host(1).Status()
+		return err == nil && len(st.Voters) == 3, fmt.Sprintf("voters %v", st.Voters)
+	}, "3 voters")
 	leader := c.Leader(t, 30*time.Second)
 	var survivor *harness.Host
 	for _, h := range c.Hosts() {
