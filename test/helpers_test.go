@@ -132,3 +132,44 @@ func mustFail(t *testing.T, err error, what string, words ...string) {
 	}
 	t.Fatalf("%s: error %q mentions none of %q", what, msg, words)
 }
+
+// votersCondition holds when `node ls` on every one of hosts shows n voters
+// (one leader, n-1 reachable) among want nodes, all ready.
+func votersCondition(want, n int, hosts ...*harness.Host) harness.Condition {
+	return func() (bool, string) {
+		for _, h := range hosts {
+			nodes, err := h.Nodes()
+			if err != nil {
+				return false, err.Error()
+			}
+			m := countManager(nodes)
+			ready := 0
+			for _, nd := range nodes {
+				if nd.Status == api.NodeReady {
+					ready++
+				}
+			}
+			if len(nodes) != want || ready != want || m[api.ManagerLeader] != 1 || m[api.ManagerReachable] != n-1 {
+				return false, fmt.Sprintf("%s sees %s", h.Name, harness.Summary(nodes))
+			}
+		}
+		return true, ""
+	}
+}
+
+// waitVoters waits until every running host sees want ready nodes of which
+// n are voters.
+func waitVoters(t *testing.T, c *harness.Cluster, want, n int) {
+	t.Helper()
+	harness.Eventually(t, formTimeout, votersCondition(want, n, c.Running()...), "%d voters among %d ready nodes", n, want)
+}
+
+// writeSucceeds holds once a label write on node id through h is accepted.
+func writeSucceeds(h *harness.Host, id, k, v string) harness.Condition {
+	return func() (bool, string) {
+		if err := labelWrite(h, id, k, v); err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	}
+}

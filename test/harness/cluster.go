@@ -219,11 +219,15 @@ func (c *Cluster) Form(t testing.TB) string {
 	return token
 }
 
-// WaitReady waits until `node ls` on every running host lists n nodes, all
-// ready, with exactly one leader.
-func (c *Cluster) WaitReady(t testing.TB, timeout time.Duration, n int) time.Duration {
+// WaitReady waits until `node ls` on every one of hosts (default: every
+// running host) lists n nodes, all ready, with exactly one leader. It
+// returns how long that took.
+func (c *Cluster) WaitReady(t testing.TB, timeout time.Duration, n int, hosts ...*Host) time.Duration {
 	t.Helper()
-	return Eventually(t, timeout, c.ReadyCondition(n, c.Running()...), "%d ready nodes on every host", n)
+	if len(hosts) == 0 {
+		hosts = c.Running()
+	}
+	return Eventually(t, timeout, c.ReadyCondition(n, hosts...), "%d ready nodes on every host", n)
 }
 
 // ReadyCondition holds when `node ls` on every one of hosts lists exactly n
