@@ -39,7 +39,7 @@ func countManager(nodes []api.Node) map[string]int {
 }
 
 // nodeIDs returns the node ID of every host, in order.
-func nodeIDs(t *testing.T, hosts ...*harness.Host) []string {
+func nodeIDs(t testing.TB, hosts ...*harness.Host) []string {
 	t.Helper()
 	ids := make([]string, len(hosts))
 	for i, h := range hosts {
@@ -116,7 +116,7 @@ func cliStderr(err error) string {
 
 // mustFail fails t unless err is a non-zero CLI exit whose stderr mentions
 // one of words (case-insensitive).
-func mustFail(t *testing.T, err error, what string, words ...string) {
+func mustFail(t testing.TB, err error, what string, words ...string) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("%s: succeeded, want a refusal", what)
@@ -159,7 +159,7 @@ func votersCondition(want, n int, hosts ...*harness.Host) harness.Condition {
 
 // waitVoters waits until every running host sees want ready nodes of which
 // n are voters.
-func waitVoters(t *testing.T, c *harness.Cluster, want, n int) {
+func waitVoters(t testing.TB, c *harness.Cluster, want, n int) {
 	t.Helper()
 	harness.Eventually(t, formTimeout, votersCondition(want, n, c.Running()...), "%d voters among %d ready nodes", n, want)
 }
