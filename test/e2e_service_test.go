@@ -23,14 +23,20 @@ func svcCluster(t *testing.T, n int) (*harness.Cluster, string) {
 	t.Helper()
 	c := harness.New(t, n)
 	c.Form(t)
-	tar := imagetest.BusyboxRootfsTar(t, t.TempDir())
+	tar := busyboxTar(t)
 	c.Host(1).MustCLI(t, "image", "import", tar, "bb:1")
 	return c, tar
 }
 
+// busyboxTar writes the busybox test rootfs as a tarball.
+func busyboxTar(t testing.TB) string {
+	t.Helper()
+	return imagetest.BusyboxRootfsTar(t, t.TempDir())
+}
+
 // svcImportV2 imports a second version of the image: the same rootfs with
 // one more file, hence a different layer and image ID.
-func svcImportV2(t *testing.T, h *harness.Host, rootfs string) {
+func svcImportV2(t testing.TB, h *harness.Host, rootfs string) {
 	t.Helper()
 	dir := t.TempDir()
 	root := filepath.Join(dir, "rootfs")

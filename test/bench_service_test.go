@@ -1,0 +1,136 @@
+package test
+
+// Benchmarks of services on real agents and real containers:
+//
+//	go test -run '^$' -bench Service -benchtime 1x ./test/
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/test/harness"
+)
+
+// untilSlots polls `service ps` until n slots run image (any image when
+// empty) and none runs on the host named avoid; it returns the time since
+// start.
+func untilSlots(b *testing.B, h *harness.Host, svc string, n int, image, avoid string, start time.Time, timeout time.Duration) time.Duration {
+	b.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var tasks []api.Task
+		if err := h.JSON(&tasks, "service", "ps", svc); err == nil {
+			if per, _ := runningBySlot(tasks, n, image); per != nil && per[avoid] == 0 {
+				return time.Since(start)
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%s: %d slots not running after %s", svc, n, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// BenchmarkServiceHostFailover: pull the plug on a host running replicas;
+// time until every slot runs again on the survivors.
+func BenchmarkServiceHostFailover(b *testing.B) {
+	c, _ := formVoters(b, 3, 3)
+	h1 := c.Host(1)
+	h1.MustCLI(b, "image", "import", busyboxTar(b), "bb:1")
+	var samples []time.Duration
+	for i := 0; i < runs(b); i++ {
+		name := fmt.Sprintf("fo%d", i)
+		h1.MustCLI(b, "service", "create", "--name", name, "--replicas", "6", "bb:1", "sleep", "100000")
+		untilSlots(b, h1, name, 6, "", "", time.Now(), time.Minute)
+		victim := c.Host(2 + i%2) // never h1, from which we watch
+		start := time.Now()
+		if err := victim.Kill(); err != nil {
+			b.Fatal(err)
+		}
+		samples = append(samples, untilSlots(b, h1, name, 6, "", victim.NS, start, time.Minute))
+		if err := victim.Restart(); err != nil {
+			b.Fatal(err)
+		}
+		c.WaitReady(b, time.Minute, 3)
+		h1.MustCLI(b, "service", "rm", name)
+	}
+	reportDurations(b, "svc-host-failover", samples)
+}
+
+// BenchmarkServiceScale10to50: one node, scale 10 → 50 replicas, time until
+// all run; reported as tasks per second.
+func BenchmarkServiceScale10to50(b *testing.B) {
+	c := harness.New(b, 1)
+	c.Form(b)
+	h := c.Host(1)
+	h.MustCLI(b, "image", "import", busyboxTar(b), "bb:1")
+	var samples []time.Duration
+	for i := 0; i < runs(b); i++ {
+		name := fmt.Sprintf("sc%d", i)
+		h.MustCLI(b, "service", "create", "--name", name, "--replicas", "10", "bb:1", "sleep", "100000")
+		untilSlots(b, h, name, 10, "", "", time.Now(), time.Minute)
+		start := time.Now()
+		h.MustCLI(b, "service", "scale", "-d", name+"=50")
+		samples = append(samples, untilSlots(b, h, name, 50, "", "", start, 2*time.Minute))
+		h.MustCLI(b, "service", "rm", name)
+		harness.Eventually(b, time.Minute, func() (bool, string) {
+			cs := containersOnB(b, h)
+			return cs == 0, fmt.Sprintf("%d containers left", cs)
+		}, "containers removed")
+	}
+	reportDurations(b, "svc-scale-10-50", samples)
+	var rates []time.Duration
+	for _, d := range samples {
+		// Seconds per task, so the table keeps one unit; tasks/s below.
+		rates = append(rates, d/40)
+	}
+	reportDurations(b, "svc-scale-per-task", rates)
+	med := median(samples)
+	b.ReportMetric(40/med.Seconds(), "tasks/s")
+	fmt.Printf("%-22s %5d %11s\n", "svc-scale-rate", len(samples), fmt.Sprintf("%.1f tasks/s", 40/med.Seconds()))
+}
+
+// BenchmarkServiceRollingUpdate: 10 replicas on 3 nodes, update the image
+// with parallelism 1 and no delay; time per task.
+func BenchmarkServiceRollingUpdate(b *testing.B) {
+	c, _ := formVoters(b, 3, 3)
+	h := c.Host(1)
+	tar := busyboxTar(b)
+	h.MustCLI(b, "image", "import", tar, "bb:1")
+	svcImportV2(b, h, tar)
+	var samples []time.Duration
+	for i := 0; i < runs(b); i++ {
+		name := fmt.Sprintf("ru%d", i)
+		h.MustCLI(b, "service", "create", "--name", name, "--replicas", "10", "--update-parallelism", "1",
+			"--update-delay", "0s", "bb:1", "sleep", "100000")
+		untilSlots(b, h, name, 10, "bb:1", "", time.Now(), time.Minute)
+		start := time.Now()
+		h.MustCLI(b, "service", "update", "-d", "--image", "bb:2", name)
+		d := untilSlots(b, h, name, 10, "bb:2", "", start, 3*time.Minute)
+		samples = append(samples, d/10)
+		h.MustCLI(b, "service", "rm", name)
+	}
+	reportDurations(b, "svc-update-per-task", samples)
+}
+
+func median(s []time.Duration) time.Duration {
+	c := append([]time.Duration(nil), s...)
+	for i := range c {
+		for j := i + 1; j < len(c); j++ {
+			if c[j] < c[i] {
+				c[i], c[j] = c[j], c[i]
+			}
+		}
+	}
+	return c[len(c)/2]
+}
+
+func containersOnB(b *testing.B, h *harness.Host) int {
+	var cs []api.Container
+	if err := h.JSON(&cs, "ps", "-a"); err != nil {
+		b.Fatal(err)
+	}
+	return len(cs)
+}
