@@ -102,6 +102,7 @@ func New(t testing.TB, n int, opts ...Option) *Cluster {
 			t.Fatalf("shoal binary: %v", err)
 		}
 	}
+	reapStale(t.Logf)
 	name, err := pickName()
 	if err != nil {
 		t.Fatal(err)
@@ -117,6 +118,9 @@ func New(t testing.TB, n int, opts ...Option) *Cluster {
 	}
 	if err := os.MkdirAll(c.RunDir, 0o700); err != nil {
 		t.Fatalf("cluster run dir: %v", err)
+	}
+	if err := c.writeOwner(); err != nil {
+		t.Fatal(err)
 	}
 	if err := createBridge(name, x); err != nil {
 		t.Fatal(err)

@@ -27,6 +27,9 @@
 // fails: agents, runc containers under the hosts' runc roots, mounts under
 // the cluster's directories, namespaces, veths and the bridge. When a test
 // fails, the last 100 lines of every agent's log are written to the test log.
+// A test binary that dies without running its cleanups (a -timeout panic)
+// leaves its clusters behind; each cluster records its owner process, and
+// the next New in any process tears down clusters whose owner is gone.
 //
 // Tests that use the harness are skipped (not failed) when not run as root or
 // when ip, nft, nsenter or runc is missing. The shoal binary is taken from

@@ -2,10 +2,12 @@ package harness
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -221,5 +223,57 @@ func TestHarnessCleansRuncAndMounts(t *testing.T) {
 	}
 	if info, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(info), mnt) {
 		t.Errorf("mount %s left", mnt)
+	}
+}
+
+// TestHelperLeakCluster is not a test: TestHarnessReapsStale runs it in a
+// child process that makes a cluster and exits without its cleanups, as a
+// test binary killed by -timeout would.
+func TestHelperLeakCluster(t *testing.T) {
+	bin := os.Getenv("HARNESS_LEAK_BIN")
+	if bin == "" {
+		t.Skip("helper for TestHarnessReapsStale")
+	}
+	c := New(t, 2, WithBinary(bin))
+	c.StartAll(t)
+	fmt.Println("LEAKED", c.Name, c.Dir)
+	os.Exit(0)
+}
+
+func TestHarnessReapsStale(t *testing.T) {
+	bin := buildFake(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperLeakCluster$", "-test.v")
+	cmd.Env = append(os.Environ(), "HARNESS_LEAK_BIN="+bin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("helper: %v\n%s", err, out)
+	}
+	var name, dir string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "LEAKED" {
+			name, dir = f[1], f[2]
+		}
+	}
+	if name == "" {
+		t.Fatalf("helper printed no cluster:\n%s", out)
+	}
+	if ns, _ := run("ip", "netns", "list"); !strings.Contains(ns, name+"-h2") {
+		t.Fatalf("helper left no namespaces to reap: %s", ns)
+	}
+	reapOnce = sync.Once{}
+	reapStale(t.Logf)
+	if ns, _ := run("ip", "netns", "list"); strings.Contains(ns, name) {
+		t.Errorf("namespaces left: %s", ns)
+	}
+	if _, err := run("ip", "link", "show", name); err == nil {
+		t.Errorf("bridge %s left", name)
+	}
+	for _, p := range []string{dir, filepath.Join(RunRoot, name)} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s left", p)
+		}
+	}
+	if out, _ := run("pgrep", "-f", "advertise-addr 10.213.*"+name); out != "" {
+		t.Errorf("agents left: %s", out)
 	}
 }

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Shoal's `make run`, tests and benchmarks need,
+# only when one is missing (then with `apt-get update` first). Idempotent.
+set -euo pipefail
+
+packages=(runc busybox-static iproute2 nftables iputils-ping curl jq conntrack psmisc procps)
+
+missing=()
+for p in "${packages[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		missing+=("$p")
+	fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+	exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "deps: missing packages: ${missing[*]}; run as root (or: sudo apt-get install ${missing[*]})" >&2
+	exit 1
+fi
+
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Tears down what scripts/run-cluster.sh made: the agents, their runc
+# containers, mounts under .run, the namespaces shoal-h1..3 and the bridge
+# shoal0. The data dirs under .run/hN are kept, so `make run` resumes the same
+# cluster (`make clean` deletes them). Idempotent: safe to run at any time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+RUN="$ROOT/.run"
+SOCKDIR=/run/shoal
+BRIDGE=shoal0
+N=3
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "stop-cluster: needs root" >&2
+	exit 1
+fi
+
+# 1. Agents: SIGTERM, then SIGKILL after 15 s.
+pids=()
+for i in $(seq 1 $N); do
+	pidfile="$RUN/h$i/agent.pid"
+	[ -f "$pidfile" ] || continue
+	pid=$(cat "$pidfile")
+	# Only a process that is still our agent (a reused PID is left alone).
+	if [ -n "$pid" ] && grep -qa -- "$RUN/h$i" "/proc/$pid/cmdline" 2>/dev/null; then
+		kill -TERM "$pid" 2>/dev/null || true
+		pids+=("$pid")
+	fi
+	rm -f "$pidfile"
+done
+for pid in "${pids[@]}"; do
+	for _ in $(seq 1 150); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+done
+
+# 2. Containers: those whose runc state points into .run (their bundles and
+#    rootfs live in the agents' data dirs), under the roots beside the sockets.
+if command -v runc >/dev/null; then
+	for root in "$SOCKDIR"/runc-* "$RUN"/h*/data/runc*; do
+		[ -d "$root" ] || continue
+		for state in "$root"/*/state.json; do
+			[ -f "$state" ] || continue
+			grep -q -- "$RUN/" "$state" || continue
+			id=$(basename "$(dirname "$state")")
+			runc --root "$root" delete --force "$id" >/dev/null 2>&1 || true
+		done
+		rmdir "$root" 2>/dev/null || true
+	done
+fi
+
+# 3. Anything still running in the namespaces.
+for i in $(seq 1 $N); do
+	ns="shoal-h$i"
+	if ip netns list 2>/dev/null | grep -qw "$ns"; then
+		for pid in $(ip netns pids "$ns" 2>/dev/null); do
+			kill -KILL "$pid" 2>/dev/null || true
+		done
+	fi
+done
+
+# 4. Mounts under .run, deepest first.
+if [ -d "$RUN" ]; then
+	awk -v run="$RUN" '$5 == run || index($5, run "/") == 1 { print $5 }' /proc/self/mountinfo |
+		sort -r | while read -r mp; do
+		umount -l "$(printf '%b' "$mp")" 2>/dev/null || true
+	done
+fi
+
+# 5. Network: namespaces (their veth ends go with them), veths, bridge.
+for i in $(seq 1 $N); do
+	ip netns del "shoal-h$i" 2>/dev/null || true
+	ip link del "$BRIDGE-v$i" 2>/dev/null || true
+	rm -f "$SOCKDIR/h$i.sock"
+done
+ip link del "$BRIDGE" 2>/dev/null || true
+
+echo "shoal cluster stopped (data kept in .run/; 'make clean' removes it)"
