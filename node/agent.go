@@ -109,7 +109,7 @@ func (a *Agent) run(ctx context.Context) error {
 	} else if a.cfg.ForceNewCluster {
 		return errors.New("--force-new-cluster: this node has no cluster state to recover")
 	}
-	defer a.stopCluster(false)
+	defer a.stopCluster()
 
 	ln, err := listenUnix(a.cfg.Socket)
 	if err != nil {

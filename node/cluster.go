@@ -151,7 +151,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 
 	if opts.bootstrap != nil {
 		if err := a.writeBootstrap(cctx, cl, opts.bootstrap); err != nil {
-			a.stopCluster(false)
+			a.stopCluster()
 			return err
 		}
 	}
@@ -182,15 +182,27 @@ func (a *Agent) writeBootstrap(ctx context.Context, cl *cluster, b *bootstrapInf
 	return nil
 }
 
-// stopCluster shuts the cluster parts down. When leaving, gossip announces
-// the departure first so peers do not wait for failure detection.
-func (a *Agent) stopCluster(leaving bool) {
+// stopCluster shuts the cluster parts down (agent stop or leave). A leader
+// hands leadership over first, and gossip announces the departure, so peers
+// wait for neither an election timeout nor failure detection.
+func (a *Agent) stopCluster() {
 	a.mu.Lock()
 	cl := a.cl
 	a.cl = nil
 	a.mu.Unlock()
 	if cl == nil {
 		return
+	}
+	if cl.raft.IsLeader() {
+		// Hand leadership over so the survivors need not wait for an
+		// election timeout.
+		if servers, err := cl.raft.Servers(); err == nil && countVoters(servers) > 1 {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			if err := cl.raft.TransferLeadership(ctx); err != nil {
+				a.log.Debug("leadership transfer on stop", "err", err)
+			}
+			cancel()
+		}
 	}
 	if cl.members != nil {
 		cl.members.leave(500 * time.Millisecond)
@@ -274,3 +286,13 @@ func readJSONFile(path string, v any) error {
 }
 
 func joinHostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
+
+func countVoters(servers []consensus.Server) int {
+	n := 0
+	for _, s := range servers {
+		if s.Voter {
+			n++
+		}
+	}
+	return n
+}

@@ -12,7 +12,6 @@ import (
 	"io"
 	"net/http"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
@@ -97,7 +96,7 @@ func writeError(w http.ResponseWriter, err error) {
 		status = http.StatusPreconditionFailed
 	case errors.As(err, &re) && re.Code == codeRefused:
 		status = http.StatusBadRequest
-	case strings.HasPrefix(err.Error(), ErrNoQuorum.Error()):
+	case errors.Is(err, ErrNoQuorum):
 		status = http.StatusServiceUnavailable
 	}
 	writeJSON(w, status, api.ErrorResponse{Error: err.Error()})

@@ -407,7 +407,7 @@ func (a *Agent) leave(ctx context.Context) error {
 			return fmt.Errorf("leave: %w", err)
 		}
 	}
-	a.stopCluster(true)
+	a.stopCluster()
 	if err := os.RemoveAll(clusterDir(a.cfg.DataDir)); err != nil {
 		return fmt.Errorf("remove cluster state: %w", err)
 	}

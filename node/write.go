@@ -126,14 +126,14 @@ func (a *Agent) noQuorumError(cl *cluster, last error) error {
 		}
 	}
 	leader, _ := cl.raft.Leader()
-	msg := fmt.Sprintf("%v: the write was not applied: no leader with a majority is reachable from this node (%d of %d voters reachable, need %d)",
-		ErrNoQuorum, reach, voters, voters/2+1)
+	msg := fmt.Sprintf("the write was not applied: no leader with a majority is reachable from this node (%d of %d voters reachable, need %d)",
+		reach, voters, voters/2+1)
 	if leader != "" {
-		msg = fmt.Sprintf("%v: the write was not applied: leader %s did not commit it in %s (%d of %d voters reachable from this node)",
-			ErrNoQuorum, shortID(leader), a.cfg.WriteTimeout, reach, voters)
+		msg = fmt.Sprintf("the write was not applied: leader %s did not commit it in %s (%d of %d voters reachable from this node)",
+			shortID(leader), a.cfg.WriteTimeout, reach, voters)
 	}
 	if last != nil {
 		msg += fmt.Sprintf("; last error: %v", last)
 	}
-	return errors.New(msg)
+	return fmt.Errorf("%w: %s", ErrNoQuorum, msg)
 }
