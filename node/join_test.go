@@ -1,0 +1,227 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/shoal-org/shoal/node/pki"
+)
+
+func TestExplainJoinError(t *testing.T) {
+	const addr = "192.0.2.1:2377"
+	tests := []struct {
+		name string
+		err  error
+		want []string
+		is   error // must still match with errors.Is, when set
+	}{
+		{
+			name: "refused by the leader",
+			err:  &rpcError{Code: codeRefused, Msg: "invalid join token: wrong or rotated secret"},
+			want: []string{"join refused by " + addr, "wrong or rotated secret"},
+		},
+		{
+			name: "refused, wrapped",
+			err:  fmt.Errorf("call: %w", &rpcError{Code: codeRefused, Msg: "node abc is already a live member"}),
+			want: []string{"join refused by " + addr, "already a live member"},
+		},
+		{
+			name: "CA mismatch",
+			err:  fmt.Errorf("connect to %s: %w", addr, fmt.Errorf("join: %w: server CA has fingerprint x", pki.ErrCAMismatch)),
+			want: []string{"join " + addr, "different cluster"},
+		},
+		{
+			name: "nothing listens",
+			err:  fmt.Errorf("connect to %s: dial tcp %s: connect: connection refused", addr, addr),
+			want: []string{"join " + addr, "no shoal agent"},
+		},
+		{
+			name: "TLS handshake with something else",
+			err:  errors.New("connect to x: tls: first record does not look like a TLS handshake"),
+			want: []string{"join " + addr, "not a Shoal cluster node"},
+		},
+		{
+			name: "peer hung up during the handshake",
+			err:  fmt.Errorf("connect to x: %w", io.EOF),
+			want: []string{"not a Shoal cluster node"},
+		},
+		{
+			name: "anything else keeps the cause",
+			err:  fmt.Errorf("connect to x: %w", os.ErrDeadlineExceeded),
+			want: []string{"join " + addr, "i/o timeout"},
+			is:   os.ErrDeadlineExceeded,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := explainJoinError(addr, tt.err)
+			for _, w := range tt.want {
+				if !strings.Contains(got.Error(), w) {
+					t.Errorf("%q lacks %q", got, w)
+				}
+			}
+			if tt.is != nil && !errors.Is(got, tt.is) {
+				t.Errorf("%q no longer wraps %v", got, tt.is)
+			}
+		})
+	}
+}
+
+func TestDedupe(t *testing.T) {
+	tests := []struct {
+		in   []string
+		drop string
+		want []string
+	}{
+		{nil, "", nil},
+		{[]string{"a"}, "", []string{"a"}},
+		{[]string{"a", "b", "a", "c", "b"}, "", []string{"a", "b", "c"}},
+		{[]string{"self", "a", "self", "b"}, "self", []string{"a", "b"}},
+		{[]string{"self"}, "self", nil},
+		{[]string{"", "a"}, "", []string{"a"}},
+	}
+	for _, tt := range tests {
+		if got := dedupe(tt.in, tt.drop); !slices.Equal(got, tt.want) {
+			t.Errorf("dedupe(%q, %q) = %q, want %q", tt.in, tt.drop, got, tt.want)
+		}
+	}
+}
+
+func TestNewID(t *testing.T) {
+	re := regexp.MustCompile(`^[a-z2-7]{26}$`)
+	seen := map[string]bool{}
+	for i := 0; i < 1000; i++ {
+		id := newID()
+		if !re.MatchString(id) {
+			t.Fatalf("newID() = %q: want 26 lowercase base32 characters", id)
+		}
+		if seen[id] {
+			t.Fatalf("newID() repeated %q", id)
+		}
+		seen[id] = true
+	}
+}
+
+func TestShortID(t *testing.T) {
+	for in, want := range map[string]string{"": "", "abc": "abc", "abcdefghijkl": "abcdefghijkl", "abcdefghijklmnop": "abcdefghijkl"} {
+		if got := shortID(in); got != want {
+			t.Errorf("shortID(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestIdentityPersists(t *testing.T) {
+	dir := t.TempDir()
+	id, err := loadOrCreateIdentity(dir, "h1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(id.NodeID) != 26 || id.Hostname != "h1" {
+		t.Fatalf("new identity %+v", id)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "node.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("node.json mode %v, want 0600", fi.Mode().Perm())
+	}
+
+	again, err := loadOrCreateIdentity(dir, "h1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again != id {
+		t.Fatalf("reloaded %+v, want %+v", again, id)
+	}
+
+	// A new hostname keeps the node ID and is remembered.
+	renamed, err := loadOrCreateIdentity(dir, "h2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if renamed.NodeID != id.NodeID || renamed.Hostname != "h2" {
+		t.Fatalf("after rename %+v", renamed)
+	}
+	// An empty hostname keeps the stored one.
+	kept, err := loadOrCreateIdentity(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kept.NodeID != id.NodeID || kept.Hostname != "h2" {
+		t.Fatalf("with no hostname %+v", kept)
+	}
+
+	// Another data dir is another node.
+	other, err := loadOrCreateIdentity(t.TempDir(), "h1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other.NodeID == id.NodeID {
+		t.Fatal("two data dirs share a node ID")
+	}
+}
+
+func TestIdentityCorrupt(t *testing.T) {
+	for name, content := range map[string]string{
+		"not JSON":   "{node_id",
+		"empty":      "",
+		"no node ID": `{"hostname":"h1"}`,
+		"wrong type": `{"node_id":5}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			p := filepath.Join(dir, "node.json")
+			if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := loadOrCreateIdentity(dir, "h1")
+			if err == nil || !strings.Contains(err.Error(), "corrupt node identity") || !strings.Contains(err.Error(), p) {
+				t.Fatalf("err = %v, want a corrupt identity error naming %s", err, p)
+			}
+			// The bad file is left for a human to look at, not replaced.
+			b, _ := os.ReadFile(p)
+			if string(b) != content {
+				t.Error("the corrupt identity file was rewritten")
+			}
+		})
+	}
+}
+
+func TestWriteJSONFileAtomic(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "sub", "x.json")
+	if err := writeJSONFile(p, map[string]int{"a": 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeJSONFile(p, map[string]int{"a": 2}); err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]int
+	if err := readJSONFile(p, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got["a"] != 2 {
+		t.Fatalf("read back %v", got)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(p))
+	if len(entries) != 1 {
+		names := []string{}
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("temp files left behind: %q", names)
+	}
+	raw, _ := os.ReadFile(p)
+	if !json.Valid(raw) {
+		t.Errorf("not JSON: %s", raw)
+	}
+}
