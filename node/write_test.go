@@ -1,0 +1,66 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+	"testing"
+
+	"github.com/shoal-org/shoal/consensus"
+)
+
+func TestRetryable(t *testing.T) {
+	fsm := func(e error) error { return fmt.Errorf("apply command type 7: %w", e) }
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		// Answers of the state machine: the user must see them.
+		{"not found", fsm(consensus.ErrNotFound), false},
+		{"ambiguous", fsm(consensus.ErrAmbiguous), false},
+		{"name taken", fsm(consensus.ErrNameTaken), false},
+		{"exists", fsm(consensus.ErrExists), false},
+		{"version mismatch", fsm(consensus.ErrVersionMismatch), false},
+		{"invalid", fsm(consensus.ErrInvalid), false},
+		{"exhausted", fsm(consensus.ErrExhausted), false},
+		{"not bootstrapped", fsm(consensus.ErrNotBootstrapped), false},
+		{"already bootstrapped", fsm(consensus.ErrAlreadyBootstrapped), false},
+		{"malformed", fsm(consensus.ErrMalformed), false},
+		{"refused by the leader", &rpcError{Code: codeRefused, Msg: "version mismatch"}, false},
+		{"refused by the leader, wrapped", fmt.Errorf("x: %w", &rpcError{Code: codeRefused, Msg: "no"}), false},
+		{"peer error without code", &rpcError{Msg: "unknown rpc method"}, false},
+
+		// Leadership and transport trouble: try again, maybe elsewhere.
+		{"not leader", ErrNotLeader, true},
+		{"not leader, wrapped", fmt.Errorf("apply: %w", consensus.ErrNotLeader), true},
+		{"raft timeout", fmt.Errorf("apply command type 3: %w", consensus.ErrTimeout), true},
+		{"not leader from a peer", &rpcError{Code: codeNotLeader, Msg: "not the raft leader"}, true},
+		{"raft shut down", consensus.ErrShutdown, true},
+		{"connection refused", fmt.Errorf("connect to 10.0.0.1:2377: %w", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}), true},
+		{"connection reset", fmt.Errorf("read apply answer: %w", syscall.ECONNRESET), true},
+		{"plain error", errors.New("something broke"), true},
+		// Not-leader is checked first: such a write was never applied.
+		{"not leader wins over a wrapped sentinel", fmt.Errorf("%w: %w", consensus.ErrNotLeader, consensus.ErrNotFound), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := retryable(tt.err); got != tt.want {
+				t.Errorf("retryable(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestWriteWithoutCluster(t *testing.T) {
+	a := newTestAgent(t)
+	_, err := a.write(context.Background(), &consensus.RotateToken{SecretHash: "h", Secret: "s"})
+	if !errors.Is(err, ErrNoCluster) {
+		t.Fatalf("write outside a cluster: %v, want ErrNoCluster", err)
+	}
+	if _, err := a.applyLocal(context.Background(), nil); !errors.Is(err, ErrNoCluster) {
+		t.Fatalf("applyLocal outside a cluster: %v, want ErrNoCluster", err)
+	}
+}
