@@ -219,21 +219,31 @@ func (a *Agent) stopCluster() {
 }
 
 // gossipJoinLoop joins gossip through the known peers, retrying until at
-// least one answers, and then keeps peers.json fresh so a restarted node
-// finds its way back.
+// least one answers; then, as Serf's reconnect does, it keeps knocking on
+// nodes of the state that gossip considers gone, so both sides of a healed
+// partition (or a node that was declared dead while it was only slow) find
+// each other again. It also keeps peers.json fresh so a restarted node finds
+// its way back.
 func (a *Agent) gossipJoinLoop(ctx context.Context, cl *cluster, peers []string) {
 	joined := len(peers) == 0
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
-	lastSave := time.Time{}
+	var lastSave, lastReconnect time.Time
 	for {
 		if !joined {
 			cand := append([]string{}, peers...)
-			cand = append(cand, a.gossipAddrsFromState(cl)...)
+			cand = append(cand, a.gossipAddrsFromState(cl, nil)...)
 			if n, err := cl.members.join(dedupe(cand, a.selfGossipAddr())); n > 0 {
 				joined = true
 			} else if err != nil {
 				a.log.Debug("gossip join pending", "err", err)
+			}
+		} else if time.Since(lastReconnect) >= reconnectInterval {
+			lastReconnect = time.Now()
+			if gone := a.gossipAddrsFromState(cl, cl.members.aliveSet()); len(gone) > 0 {
+				if n, _ := cl.members.join(gone); n > 0 {
+					a.log.Info("gossip reconnected to nodes it had lost", "count", n)
+				}
 			}
 		}
 		if time.Since(lastSave) > 5*time.Second {
@@ -250,14 +260,22 @@ func (a *Agent) gossipJoinLoop(ctx context.Context, cl *cluster, peers []string)
 	}
 }
 
+// reconnectInterval is how often gossip retries nodes it considers gone.
+const reconnectInterval = 2 * time.Second
+
 func (a *Agent) selfGossipAddr() string {
 	return net.JoinHostPort(a.cfg.AdvertiseAddr, strconv.Itoa(a.cfg.GossipPort))
 }
 
-func (a *Agent) gossipAddrsFromState(cl *cluster) []string {
+// gossipAddrsFromState lists the gossip addresses of the other nodes of
+// the state, skipping those in skip (nil: skip none).
+func (a *Agent) gossipAddrsFromState(cl *cluster, skip map[string]memberMeta) []string {
 	var out []string
 	for _, n := range cl.store.Nodes() {
 		if n.ID == a.id.NodeID || n.Addr == "" || n.GossipPort == 0 {
+			continue
+		}
+		if _, ok := skip[n.ID]; ok {
 			continue
 		}
 		out = append(out, net.JoinHostPort(n.Addr, strconv.Itoa(n.GossipPort)))
