@@ -411,6 +411,16 @@ func (a *Agent) leave(ctx context.Context) error {
 	if err := os.RemoveAll(clusterDir(a.cfg.DataDir)); err != nil {
 		return fmt.Errorf("remove cluster state: %w", err)
 	}
+	// The cluster rescheduled this node's tasks elsewhere; their containers
+	// here must go (one-off `shoal run` containers stay).
+	for _, c := range a.rt.List() {
+		if c.TaskID == "" {
+			continue
+		}
+		if err := a.rt.Remove(ctx, c.ID, true); err != nil {
+			a.log.Warn("remove task container after leave", "container", shortID(c.ID), "err", err)
+		}
+	}
 	a.log.Info("left the cluster")
 	return nil
 }
