@@ -1,0 +1,248 @@
+package overlay
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// containerIfName is the name of the container's side of its veth.
+const containerIfName = "eth0"
+
+// VethName returns the name of the host side of a container's veth: "sh"
+// plus the first 10 characters of the ID when it is made of letters, digits,
+// '-' and '_' (so `ip link` shows which container it is), else "sh" plus 10
+// hex digits of its SHA-256. The full ID is also set as the link's alias,
+// which Attach uses to detect a prefix collision.
+func VethName(containerID string) string {
+	plain := containerID != ""
+	for _, r := range containerID {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return "sh" + containerID[:min(10, len(containerID))]
+	}
+	sum := sha256.Sum256([]byte(containerID))
+	return "sh" + hex.EncodeToString(sum[:5])
+}
+
+// containerMAC derives the container's MAC from its IP (0a:58:a.b.c.d, as
+// the CNI bridge plugin does): when an address is reused, neighbour caches
+// elsewhere that still map it to a MAC stay right.
+func containerMAC(ip netip.Addr) net.HardwareAddr {
+	b := ip.As4()
+	return net.HardwareAddr{0x0a, 0x58, b[0], b[1], b[2], b[3]}
+}
+
+// Attach plugs the container whose network namespace is bind-mounted at
+// netnsPath into the bridge and returns its IP: a veth pair whose host side
+// (VethName) joins the bridge with the overlay MTU and the hairpin flag on
+// (same-host and hairpin service traffic needs it), and whose other side
+// becomes eth0 in the container with the allocated address, the overlay MTU
+// and a default route via the bridge; lo is brought up too.
+//
+// Attach is idempotent: for an attached container it repairs what drifted
+// and returns the same IP, which also survives agent restarts (the
+// allocation is persisted). It needs a successful Setup first (ErrNotSetUp).
+// If it fails for a container it had just allocated an address to, it
+// removes what it created and releases the address.
+func (o *Overlay) Attach(ctx context.Context, containerID, netnsPath string) (string, error) {
+	if containerID == "" || netnsPath == "" {
+		return "", fmt.Errorf("attach container %q at %q: container ID and namespace path are required", containerID, netnsPath)
+	}
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.h == nil {
+		return "", fmt.Errorf("attach container %s: %w", containerID, ErrClosed)
+	}
+	if !o.setUp {
+		return "", fmt.Errorf("attach container %s: %w", containerID, ErrNotSetUp)
+	}
+	br, err := o.h.LinkByName(o.cfg.BridgeName)
+	if err != nil {
+		return "", fmt.Errorf("attach container %s: find bridge %s: %w (%w)", containerID, o.cfg.BridgeName, err, ErrNotSetUp)
+	}
+	ip, fresh, err := o.ipam.Allocate(containerID)
+	if err != nil {
+		return "", fmt.Errorf("attach container %s: %w", containerID, err)
+	}
+	if err := o.plugLocked(containerID, netnsPath, ip, br); err != nil {
+		if fresh {
+			err = errors.Join(err, o.deleteVethLocked(containerID), o.ipam.Release(containerID))
+		}
+		return "", fmt.Errorf("attach container %s: %w", containerID, err)
+	}
+	return ip.String(), nil
+}
+
+// plugLocked creates or repairs the veth of a container. o.mu must be held.
+func (o *Overlay) plugLocked(id, netnsPath string, ip netip.Addr, br netlink.Link) error {
+	cns, err := netns.GetFromPath(netnsPath)
+	if err != nil {
+		return fmt.Errorf("open network namespace %s: %w", netnsPath, err)
+	}
+	defer cns.Close()
+	ch, err := netlink.NewHandleAt(cns)
+	if err != nil {
+		return fmt.Errorf("open netlink handle in %s: %w", netnsPath, err)
+	}
+	defer ch.Close()
+
+	name := VethName(id)
+	host, err := o.h.LinkByName(name)
+	switch {
+	case err == nil:
+		if alias := host.Attrs().Alias; alias != "" && alias != id {
+			return fmt.Errorf("%w: %s belongs to container %s", ErrConflict, name, alias)
+		}
+		// Adopt it only if its peer is the eth0 of this namespace.
+		if eth0, err := ch.LinkByName(containerIfName); err != nil || eth0.Attrs().Index != host.Attrs().ParentIndex {
+			if err := o.h.LinkDel(host); err != nil {
+				return fmt.Errorf("delete stale veth %s: %w", name, err)
+			}
+			host = nil
+		}
+	case errors.As(err, &netlink.LinkNotFoundError{}):
+		host = nil
+	default:
+		return fmt.Errorf("find veth %s: %w", name, err)
+	}
+
+	if host == nil {
+		if stale, err := ch.LinkByName(containerIfName); err == nil {
+			if err := ch.LinkDel(stale); err != nil {
+				return fmt.Errorf("delete stale %s in %s: %w", containerIfName, netnsPath, err)
+			}
+		}
+		attrs := netlink.NewLinkAttrs()
+		attrs.Name, attrs.MTU, attrs.MasterIndex = name, o.mtu, br.Attrs().Index
+		veth := &netlink.Veth{
+			LinkAttrs:        attrs,
+			PeerName:         containerIfName,
+			PeerNamespace:    netlink.NsFd(cns),
+			PeerMTU:          uint32(o.mtu),
+			PeerHardwareAddr: containerMAC(ip),
+		}
+		if err := o.h.LinkAdd(veth); err != nil {
+			return fmt.Errorf("create veth %s: %w", name, err)
+		}
+		if host, err = o.h.LinkByName(name); err != nil {
+			return fmt.Errorf("find new veth %s: %w", name, err)
+		}
+	}
+
+	// Host side.
+	if host.Attrs().Alias != id {
+		if err := o.h.LinkSetAlias(host, id); err != nil {
+			return fmt.Errorf("set alias of %s: %w", name, err)
+		}
+	}
+	if host.Attrs().MTU != o.mtu {
+		if err := o.h.LinkSetMTU(host, o.mtu); err != nil {
+			return fmt.Errorf("set MTU of %s: %w", name, err)
+		}
+	}
+	if host.Attrs().MasterIndex != br.Attrs().Index {
+		if err := o.h.LinkSetMasterByIndex(host, br.Attrs().Index); err != nil {
+			return fmt.Errorf("attach %s to %s: %w", name, o.cfg.BridgeName, err)
+		}
+	}
+	if err := o.h.LinkSetHairpin(host, true); err != nil {
+		return fmt.Errorf("set hairpin on %s: %w", name, err)
+	}
+	if err := o.h.LinkSetUp(host); err != nil {
+		return fmt.Errorf("bring %s up: %w", name, err)
+	}
+
+	// Container side.
+	eth0, err := ch.LinkByName(containerIfName)
+	if err != nil {
+		return fmt.Errorf("find %s in %s: %w", containerIfName, netnsPath, err)
+	}
+	if eth0.Attrs().MTU != o.mtu {
+		if err := ch.LinkSetMTU(eth0, o.mtu); err != nil {
+			return fmt.Errorf("set MTU of %s in %s: %w", containerIfName, netnsPath, err)
+		}
+	}
+	if err := ensureAddr(ch, eth0, netip.PrefixFrom(ip, o.cfg.Subnet.Bits())); err != nil {
+		return fmt.Errorf("in %s: %w", netnsPath, err)
+	}
+	if err := ch.LinkSetUp(eth0); err != nil {
+		return fmt.Errorf("bring %s up in %s: %w", containerIfName, netnsPath, err)
+	}
+	if lo, err := ch.LinkByName("lo"); err != nil {
+		return fmt.Errorf("find lo in %s: %w", netnsPath, err)
+	} else if err := ch.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("bring lo up in %s: %w", netnsPath, err)
+	}
+	if err := ch.RouteReplace(&netlink.Route{
+		LinkIndex: eth0.Attrs().Index,
+		Gw:        o.BridgeIP(),
+		Scope:     netlink.SCOPE_UNIVERSE,
+	}); err != nil {
+		return fmt.Errorf("set default route via %s in %s: %w", o.BridgeIP(), netnsPath, err)
+	}
+	return nil
+}
+
+// Detach unplugs a container: it deletes the host side of its veth (the
+// kernel deletes the other side) and releases its address. It is idempotent
+// and succeeds for an unknown container; netnsPath is not needed (the
+// namespace may already be gone) and may be empty.
+func (o *Overlay) Detach(ctx context.Context, containerID, netnsPath string) error {
+	if containerID == "" {
+		return errors.New("detach: container ID is required")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.h == nil {
+		return fmt.Errorf("detach container %s: %w", containerID, ErrClosed)
+	}
+	if err := o.deleteVethLocked(containerID); err != nil {
+		return fmt.Errorf("detach container %s: %w", containerID, err)
+	}
+	if err := o.ipam.Release(containerID); err != nil {
+		return fmt.Errorf("detach container %s: %w", containerID, err)
+	}
+	return nil
+}
+
+// deleteVethLocked deletes the host side of a container's veth, if it exists
+// and belongs to that container. o.mu must be held.
+func (o *Overlay) deleteVethLocked(id string) error {
+	name := VethName(id)
+	l, err := o.h.LinkByName(name)
+	if errors.As(err, &netlink.LinkNotFoundError{}) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("find veth %s: %w", name, err)
+	}
+	if alias := l.Attrs().Alias; alias != "" && alias != id {
+		return nil // another container's (prefix collision): not ours to delete
+	}
+	if err := o.h.LinkDel(l); err != nil && !errors.As(err, &netlink.LinkNotFoundError{}) {
+		return fmt.Errorf("delete veth %s: %w", name, err)
+	}
+	return nil
+}
+
+// Attached returns the containers that hold an address (container ID →
+// IP), so the agent can Detach those that no longer exist after a crash.
+func (o *Overlay) Attached() map[string]netip.Addr { return o.ipam.All() }

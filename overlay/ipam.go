@@ -1,0 +1,266 @@
+package overlay
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+)
+
+// ipamFile is the allocation file inside Config.StateDir.
+const ipamFile = "ipam.json"
+
+// ipamState is the persisted form of the allocations: one file, rewritten
+// atomically (temp file, fsync, rename) on every change.
+type ipamState struct {
+	// Subnet the allocations belong to; a file for another subnet (the node
+	// rejoined and got a new /24) is discarded.
+	Subnet string `json:"subnet"`
+	// Last is the most recently handed-out address. Allocation continues after
+	// it (next fit) so that a released address is reused as late as possible:
+	// stale conntrack entries, DNS answers and neighbour caches elsewhere
+	// still point at it for a while.
+	Last string `json:"last,omitempty"`
+	// Allocations maps container ID to address.
+	Allocations map[string]string `json:"allocations"`
+}
+
+// ipam hands out the addresses of one subnet to containers: the network
+// address (the VXLAN device's), the first host address (the bridge's) and the
+// broadcast address are never handed out, so a /24 yields .2 to .254.
+// It is safe for concurrent use.
+type ipam struct {
+	path   string
+	subnet netip.Prefix
+	first  netip.Addr // first allocatable address
+	last   netip.Addr // last allocatable address
+
+	mu     sync.Mutex
+	byID   map[string]netip.Addr
+	used   map[netip.Addr]string
+	cursor netip.Addr // last handed-out address (invalid = none yet)
+}
+
+// openIPAM loads the allocations of subnet from dir (creating dir if
+// needed). Allocations recorded for another subnet are dropped.
+func openIPAM(dir string, subnet netip.Prefix) (*ipam, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create state dir %s: %w", dir, err)
+	}
+	first, last, err := hostRange(subnet)
+	if err != nil {
+		return nil, err
+	}
+	a := &ipam{
+		path:   filepath.Join(dir, ipamFile),
+		subnet: subnet,
+		first:  first,
+		last:   last,
+		byID:   map[string]netip.Addr{},
+		used:   map[netip.Addr]string{},
+	}
+	data, err := os.ReadFile(a.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return a, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", a.path, err)
+	}
+	var st ipamState
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", a.path, err)
+	}
+	if st.Subnet != subnet.String() {
+		// The node got another subnet: the old addresses mean nothing here.
+		return a, nil
+	}
+	for id, s := range st.Allocations {
+		ip, err := netip.ParseAddr(s)
+		if err != nil || !a.allocatable(ip) {
+			return nil, fmt.Errorf("decode %s: container %s has bad address %q", a.path, id, s)
+		}
+		if other, dup := a.used[ip]; dup {
+			return nil, fmt.Errorf("decode %s: address %s given to both %s and %s", a.path, ip, other, id)
+		}
+		a.byID[id] = ip
+		a.used[ip] = id
+	}
+	if ip, err := netip.ParseAddr(st.Last); err == nil && a.allocatable(ip) {
+		a.cursor = ip
+	}
+	return a, nil
+}
+
+// hostRange returns the first and last allocatable addresses of subnet.
+func hostRange(subnet netip.Prefix) (first, last netip.Addr, err error) {
+	if !subnet.Addr().Is4() || subnet.Bits() > 30 {
+		return first, last, fmt.Errorf("%w: subnet %s is not an IPv4 prefix of at most /30", ErrInvalidConfig, subnet)
+	}
+	base := subnet.Masked().Addr().As4()
+	n := uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(base[2])<<8 | uint32(base[3])
+	size := uint32(1) << (32 - subnet.Bits())
+	return u32Addr(n + 2), u32Addr(n + size - 2), nil
+}
+
+func u32Addr(n uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
+}
+
+// allocatable reports whether ip may be handed to a container.
+func (a *ipam) allocatable(ip netip.Addr) bool {
+	return ip.Is4() && a.first.Compare(ip) <= 0 && ip.Compare(a.last) <= 0
+}
+
+// Allocate returns the address of id, allocating and persisting a new one if
+// id has none. fresh is true when the address was allocated by this call.
+func (a *ipam) Allocate(id string) (ip netip.Addr, fresh bool, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if ip, ok := a.byID[id]; ok {
+		return ip, false, nil
+	}
+	start := a.first
+	if a.cursor.IsValid() && a.cursor != a.last {
+		start = a.cursor.Next()
+	}
+	ip = start
+	for {
+		if _, taken := a.used[ip]; !taken {
+			break
+		}
+		if ip = ip.Next(); !a.allocatable(ip) {
+			ip = a.first
+		}
+		if ip == start {
+			return netip.Addr{}, false, fmt.Errorf("allocate address for %s in %s: %w", id, a.subnet, ErrSubnetFull)
+		}
+	}
+	prevCursor := a.cursor
+	a.byID[id], a.used[ip], a.cursor = ip, id, ip
+	if err := a.saveLocked(); err != nil {
+		delete(a.byID, id)
+		delete(a.used, ip)
+		a.cursor = prevCursor
+		return netip.Addr{}, false, err
+	}
+	return ip, true, nil
+}
+
+// Lookup returns the address allocated to id, if any.
+func (a *ipam) Lookup(id string) (netip.Addr, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ip, ok := a.byID[id]
+	return ip, ok
+}
+
+// Release frees the address of id; releasing an unknown id is a no-op.
+func (a *ipam) Release(id string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ip, ok := a.byID[id]
+	if !ok {
+		return nil
+	}
+	delete(a.byID, id)
+	delete(a.used, ip)
+	if err := a.saveLocked(); err != nil {
+		a.byID[id], a.used[ip] = ip, id
+		return err
+	}
+	return nil
+}
+
+// All returns a copy of the allocations (container ID → address).
+func (a *ipam) All() map[string]netip.Addr {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[string]netip.Addr, len(a.byID))
+	for id, ip := range a.byID {
+		out[id] = ip
+	}
+	return out
+}
+
+// Remove deletes the allocation file and forgets every allocation.
+func (a *ipam) Remove() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.byID = map[string]netip.Addr{}
+	a.used = map[netip.Addr]string{}
+	a.cursor = netip.Addr{}
+	if err := os.Remove(a.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", a.path, err)
+	}
+	return nil
+}
+
+// saveLocked writes the allocations atomically. a.mu must be held.
+func (a *ipam) saveLocked() error {
+	st := ipamState{Subnet: a.subnet.String(), Allocations: make(map[string]string, len(a.byID))}
+	if a.cursor.IsValid() {
+		st.Last = a.cursor.String()
+	}
+	for id, ip := range a.byID {
+		st.Allocations[id] = ip.String()
+	}
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", a.path, err)
+	}
+	if err := writeFileAtomic(a.path, append(data, '\n')); err != nil {
+		return fmt.Errorf("save address allocations: %w", err)
+	}
+	return nil
+}
+
+// writeFileAtomic replaces path with data so that a crash leaves either the
+// old or the new content: temp file in the same dir, fsync, rename, fsync dir.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("create temp file in %s: %w", dir, err)
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			_ = f.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("rename %s: %w", tmp, err)
+	}
+	ok = true
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return nil
+}
+
+// sortedIDs returns the keys of m in order (stable logs and teardown order).
+func sortedIDs(m map[string]netip.Addr) []string {
+	ids := make([]string, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}

@@ -1,0 +1,487 @@
+// Package overlay connects the containers of all nodes with a routed VXLAN
+// overlay (the flannel "vxlan" scheme): per node a bridge holding the node's
+// subnet, a VXLAN device, and per peer a static route, neighbour and FDB
+// entry programmed with netlink. It also plugs containers into the bridge
+// (Attach/Detach, satisfying runtime.Network) and hands out their addresses
+// from the node's subnet, persisted across agent restarts.
+//
+// One Overlay runs per node, inside the node's network namespace. See
+// peers.go for why the scheme looks the way it does, and README.md.
+package overlay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Overlay is one node's share of the overlay network. Its methods are safe
+// for concurrent use; they serialise on one mutex (netlink calls are short).
+type Overlay struct {
+	cfg    Config
+	mac    net.HardwareAddr // own VTEP MAC
+	bridge netip.Prefix     // bridge address with the subnet's length (.1/24)
+	ipam   *ipam
+	ns     netns.NsHandle // the programmed namespace, or -1 for the current one
+	h      *netlink.Handle
+
+	mu    sync.Mutex
+	setUp bool        // Setup succeeded once: the devices exist
+	mtu   int         // effective MTU, known after Setup
+	peers []peerEntry // desired peers, re-applied by every Setup
+}
+
+// New validates cfg, loads the address allocations from cfg.StateDir and
+// opens a netlink handle on the namespace to program. It changes nothing on
+// the host; call Setup next. Close releases the handle.
+func New(cfg Config) (*Overlay, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	first, _ := u32Range(cfg.Subnet)
+	o := &Overlay{
+		cfg:    cfg,
+		mac:    VTEPMAC(cfg.NodeID),
+		bridge: netip.PrefixFrom(first, cfg.Subnet.Bits()),
+		ns:     netns.None(),
+	}
+	var err error
+	if o.ipam, err = openIPAM(cfg.StateDir, cfg.Subnet); err != nil {
+		return nil, fmt.Errorf("open address allocations: %w", err)
+	}
+	if cfg.NetNS != "" {
+		if o.ns, err = netns.GetFromPath(cfg.NetNS); err != nil {
+			return nil, fmt.Errorf("open network namespace %s: %w", cfg.NetNS, err)
+		}
+		o.h, err = netlink.NewHandleAt(o.ns)
+	} else {
+		o.h, err = netlink.NewHandle()
+	}
+	if err != nil {
+		o.closeNS()
+		return nil, fmt.Errorf("open netlink handle: %w", err)
+	}
+	return o, nil
+}
+
+// u32Range returns the first host address (.1) of subnet and the network
+// address (.0).
+func u32Range(subnet netip.Prefix) (first, network netip.Addr) {
+	network = subnet.Masked().Addr()
+	return network.Next(), network
+}
+
+// BridgeIP is the bridge's address (the subnet's .1): the containers' default
+// gateway and where the node's embedded DNS server listens.
+func (o *Overlay) BridgeIP() net.IP { return net.IP(o.bridge.Addr().AsSlice()) }
+
+// Subnet is this node's subnet.
+func (o *Overlay) Subnet() netip.Prefix { return o.cfg.Subnet }
+
+// VTEPMAC is the MAC of this node's VXLAN device (VTEPMAC(cfg.NodeID)).
+func (o *Overlay) VTEPMAC() net.HardwareAddr { return append(net.HardwareAddr(nil), o.mac...) }
+
+// MTU is the MTU of the overlay devices and container veths; 0 before the
+// first successful Setup when Config.MTU is 0.
+func (o *Overlay) MTU() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.mtu
+}
+
+// Setup creates or adopts the bridge and the VXLAN device, fixing any drift
+// (wrong type, VNI, port, underlay, MTU, MAC or addresses), brings them up,
+// sets the sysctls the data plane needs and re-applies the peers. It is
+// idempotent and cheap when nothing drifted; Run calls it again whenever the
+// kernel removed something. ctx bounds nothing long: it is checked between
+// steps.
+func (o *Overlay) Setup(ctx context.Context) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.setupLocked(ctx)
+}
+
+func (o *Overlay) setupLocked(ctx context.Context) error {
+	if o.h == nil {
+		return fmt.Errorf("setup: %w", ErrClosed)
+	}
+	under, err := o.underlayLink()
+	if err != nil {
+		return err
+	}
+	mtu := o.cfg.MTU
+	if mtu == 0 {
+		mtu = under.Attrs().MTU - vxlanOverhead
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := o.ensureBridge(mtu); err != nil {
+		return err
+	}
+	if err := o.ensureVXLAN(under, mtu); err != nil {
+		return err
+	}
+	if err := o.setSysctls(); err != nil {
+		return err
+	}
+	o.mtu = mtu
+	o.setUp = true
+	if errs := o.applyPeersLocked(); len(errs) > 0 {
+		return fmt.Errorf("setup: %w: %w", ErrPartial, errors.Join(errs...))
+	}
+	return nil
+}
+
+// underlayLink finds the link that carries cfg.UnderlayIP.
+func (o *Overlay) underlayLink() (netlink.Link, error) {
+	addrs, err := o.h.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		return nil, fmt.Errorf("list addresses: %w", err)
+	}
+	want := net.IP(o.cfg.UnderlayIP.AsSlice())
+	for _, a := range addrs {
+		if a.IP.Equal(want) {
+			l, err := o.h.LinkByIndex(a.LinkIndex)
+			if err != nil {
+				return nil, fmt.Errorf("find underlay link %d: %w", a.LinkIndex, err)
+			}
+			return l, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %s", ErrNoUnderlay, o.cfg.UnderlayIP)
+}
+
+// ensureBridge creates or adopts the bridge with the subnet's .1.
+func (o *Overlay) ensureBridge(mtu int) error {
+	name := o.cfg.BridgeName
+	l, err := o.h.LinkByName(name)
+	if err == nil && l.Type() != "bridge" {
+		o.cfg.Logger.Warn("overlay: replacing a non-bridge device that has the bridge's name", "device", name, "type", l.Type())
+		if err := o.h.LinkDel(l); err != nil {
+			return fmt.Errorf("delete device %s of type %s: %w", name, l.Type(), err)
+		}
+		l, err = nil, netlink.LinkNotFoundError{}
+	}
+	if errors.As(err, &netlink.LinkNotFoundError{}) {
+		attrs := netlink.NewLinkAttrs()
+		attrs.Name, attrs.MTU = name, mtu
+		if err := o.h.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
+			return fmt.Errorf("create bridge %s: %w", name, err)
+		}
+		o.cfg.Logger.Info("overlay: created bridge", "device", name, "mtu", mtu)
+		l, err = o.h.LinkByName(name)
+	}
+	if err != nil {
+		return fmt.Errorf("find bridge %s: %w", name, err)
+	}
+	if l.Attrs().MTU != mtu {
+		if err := o.h.LinkSetMTU(l, mtu); err != nil {
+			return fmt.Errorf("set MTU %d on %s: %w", mtu, name, err)
+		}
+	}
+	if err := ensureAddr(o.h, l, o.bridge); err != nil {
+		return err
+	}
+	if err := o.h.LinkSetUp(l); err != nil {
+		return fmt.Errorf("bring %s up: %w", name, err)
+	}
+	return nil
+}
+
+// ensureVXLAN creates or adopts the VXLAN device; a device whose identity
+// (type, VNI, port, local address, underlay link, learning) drifted is
+// re-created.
+func (o *Overlay) ensureVXLAN(under netlink.Link, mtu int) error {
+	name := o.cfg.VXLANName
+	want := o.vxlanSpec(under, mtu)
+	l, err := o.h.LinkByName(name)
+	if err == nil {
+		if why := vxlanDrift(l, want); why != "" {
+			o.cfg.Logger.Warn("overlay: re-creating the VXLAN device", "device", name, "reason", why)
+			if err := o.h.LinkDel(l); err != nil {
+				return fmt.Errorf("delete drifted VXLAN device %s: %w", name, err)
+			}
+			err = netlink.LinkNotFoundError{}
+		}
+	}
+	if errors.As(err, &netlink.LinkNotFoundError{}) {
+		if err := o.h.LinkAdd(want); err != nil {
+			return fmt.Errorf("create VXLAN device %s: %w", name, err)
+		}
+		o.cfg.Logger.Info("overlay: created VXLAN device", "device", name, "vni", o.cfg.VNI,
+			"local", o.cfg.UnderlayIP, "mac", o.mac, "mtu", mtu)
+		l, err = o.h.LinkByName(name)
+	}
+	if err != nil {
+		return fmt.Errorf("find VXLAN device %s: %w", name, err)
+	}
+	if l.Attrs().MTU != mtu {
+		if err := o.h.LinkSetMTU(l, mtu); err != nil {
+			return fmt.Errorf("set MTU %d on %s: %w", mtu, name, err)
+		}
+	}
+	if l.Attrs().HardwareAddr.String() != o.mac.String() {
+		// Changing the MAC of a running device is refused by some drivers.
+		if err := o.h.LinkSetDown(l); err != nil {
+			return fmt.Errorf("bring %s down to change its MAC: %w", name, err)
+		}
+		if err := o.h.LinkSetHardwareAddr(l, o.mac); err != nil {
+			return fmt.Errorf("set MAC %s on %s: %w", o.mac, name, err)
+		}
+	}
+	_, network := u32Range(o.cfg.Subnet)
+	if err := ensureAddr(o.h, l, netip.PrefixFrom(network, 32)); err != nil {
+		return err
+	}
+	if err := o.h.LinkSetUp(l); err != nil {
+		return fmt.Errorf("bring %s up: %w", name, err)
+	}
+	return nil
+}
+
+// vxlanSpec is the VXLAN device Setup wants.
+func (o *Overlay) vxlanSpec(under netlink.Link, mtu int) *netlink.Vxlan {
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name, attrs.MTU, attrs.HardwareAddr = o.cfg.VXLANName, mtu, o.mac
+	return &netlink.Vxlan{
+		LinkAttrs:    attrs,
+		VxlanId:      o.cfg.VNI,
+		VtepDevIndex: under.Attrs().Index,
+		SrcAddr:      net.IP(o.cfg.UnderlayIP.AsSlice()),
+		Port:         o.cfg.Port,
+		Learning:     false,
+	}
+}
+
+// vxlanDrift says why an existing device cannot be adopted as want, or "".
+func vxlanDrift(l netlink.Link, want *netlink.Vxlan) string {
+	have, ok := l.(*netlink.Vxlan)
+	switch {
+	case !ok:
+		return "device type is " + l.Type()
+	case have.VxlanId != want.VxlanId:
+		return fmt.Sprintf("VNI %d, want %d", have.VxlanId, want.VxlanId)
+	case have.Port != want.Port:
+		return fmt.Sprintf("port %d, want %d", have.Port, want.Port)
+	case !have.SrcAddr.Equal(want.SrcAddr):
+		return fmt.Sprintf("local %s, want %s", have.SrcAddr, want.SrcAddr)
+	case have.VtepDevIndex != want.VtepDevIndex:
+		return fmt.Sprintf("underlay link %d, want %d", have.VtepDevIndex, want.VtepDevIndex)
+	case have.Learning:
+		return "learning is on"
+	case have.Group != nil && !have.Group.IsUnspecified():
+		return "has a default remote " + have.Group.String()
+	}
+	return ""
+}
+
+// ensureAddr makes want the only IPv4 address of l: it adds want first, then
+// removes the others (a subnet change leaves the old one behind).
+func ensureAddr(h *netlink.Handle, l netlink.Link, want netip.Prefix) error {
+	name := l.Attrs().Name
+	addrs, err := h.AddrList(l, netlink.FAMILY_V4)
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		return fmt.Errorf("list addresses of %s: %w", name, err)
+	}
+	have := false
+	for _, a := range addrs {
+		if p, ok := ipNetToPrefix(a.IPNet); ok && a.IP.Equal(net.IP(want.Addr().AsSlice())) && p.Bits() == want.Bits() {
+			have = true
+		}
+	}
+	if !have {
+		if err := h.AddrReplace(l, &netlink.Addr{IPNet: &net.IPNet{
+			IP: net.IP(want.Addr().AsSlice()), Mask: net.CIDRMask(want.Bits(), 32),
+		}}); err != nil {
+			return fmt.Errorf("add address %s to %s: %w", want, name, err)
+		}
+	}
+	var errs []error
+	for _, a := range addrs {
+		ones, _ := a.Mask.Size()
+		if a.IP.Equal(net.IP(want.Addr().AsSlice())) && ones == want.Bits() {
+			continue
+		}
+		if err := h.AddrDel(l, &a); err != nil {
+			errs = append(errs, fmt.Errorf("remove stale address %s from %s: %w", a.IPNet, name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// setSysctls enables forwarding in the programmed namespace: the node routes
+// between its bridge and the VXLAN device.
+func (o *Overlay) setSysctls() error {
+	return o.inNS(func() error {
+		return writeSysctl("net/ipv4/ip_forward", "1")
+	})
+}
+
+// Run keeps the devices and peer entries in place until ctx ends: it
+// re-runs Setup (which re-applies the peers) when netlink reports that one
+// of our devices, its addresses or its routes went away, and every
+// ResyncInterval. Failures are logged and retried. Run returns nil when ctx
+// ends, or an error if it cannot subscribe to netlink events.
+func (o *Overlay) Run(ctx context.Context) error {
+	done := make(chan struct{})
+	defer close(done)
+	linkCh := make(chan netlink.LinkUpdate, 64)
+	addrCh := make(chan netlink.AddrUpdate, 64)
+	routeCh := make(chan netlink.RouteUpdate, 64)
+	var nsOpt *netns.NsHandle
+	if o.cfg.NetNS != "" {
+		nsOpt = &o.ns
+	}
+	logErr := func(err error) { o.cfg.Logger.Warn("overlay: netlink subscription", "err", err) }
+	if err := netlink.LinkSubscribeWithOptions(linkCh, done, netlink.LinkSubscribeOptions{Namespace: nsOpt, ErrorCallback: logErr}); err != nil {
+		return fmt.Errorf("subscribe to link updates: %w", err)
+	}
+	if err := netlink.AddrSubscribeWithOptions(addrCh, done, netlink.AddrSubscribeOptions{Namespace: nsOpt, ErrorCallback: logErr}); err != nil {
+		return fmt.Errorf("subscribe to address updates: %w", err)
+	}
+	if err := netlink.RouteSubscribeWithOptions(routeCh, done, netlink.RouteSubscribeOptions{Namespace: nsOpt, ErrorCallback: logErr}); err != nil {
+		return fmt.Errorf("subscribe to route updates: %w", err)
+	}
+
+	var resync <-chan time.Time
+	if o.cfg.ResyncInterval > 0 {
+		t := time.NewTicker(o.cfg.ResyncInterval)
+		defer t.Stop()
+		resync = t.C
+	}
+	// Coalesce bursts (a deleted device removes many routes at once).
+	const debounce = 100 * time.Millisecond
+	kick := time.NewTimer(time.Hour)
+	kick.Stop()
+	defer kick.Stop()
+	pending := false
+	trigger := func(why string) {
+		if !pending {
+			o.cfg.Logger.Debug("overlay: re-applying", "reason", why)
+			pending = true
+			kick.Reset(debounce)
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case u, ok := <-linkCh:
+			if !ok {
+				return fmt.Errorf("link updates stopped")
+			}
+			if o.ownLink(u.Attrs().Name) && (u.Header.Type == unix.RTM_DELLINK || u.IfInfomsg.Flags&unix.IFF_UP == 0) {
+				trigger("link " + u.Attrs().Name + " deleted or down")
+			}
+		case u, ok := <-addrCh:
+			if !ok {
+				return fmt.Errorf("address updates stopped")
+			}
+			if !u.NewAddr && o.ownIndex(u.LinkIndex) {
+				trigger("address removed")
+			}
+		case u, ok := <-routeCh:
+			if !ok {
+				return fmt.Errorf("route updates stopped")
+			}
+			if u.Type == unix.RTM_DELROUTE && o.ownIndex(u.LinkIndex) {
+				trigger("route removed")
+			}
+		case <-resync:
+			trigger("periodic resync")
+		case <-kick.C:
+			pending = false
+			if err := o.Setup(ctx); err != nil && ctx.Err() == nil {
+				o.cfg.Logger.Warn("overlay: re-apply failed; will retry", "err", err)
+				pending = true
+				kick.Reset(time.Second)
+			}
+		}
+	}
+}
+
+func (o *Overlay) ownLink(name string) bool {
+	return name == o.cfg.BridgeName || name == o.cfg.VXLANName
+}
+
+// ownIndex reports whether ifindex is the bridge or the VXLAN device.
+func (o *Overlay) ownIndex(idx int) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.h == nil {
+		return false
+	}
+	for _, name := range []string{o.cfg.BridgeName, o.cfg.VXLANName} {
+		if l, err := o.h.LinkByName(name); err == nil && l.Attrs().Index == idx {
+			return true
+		}
+	}
+	return false
+}
+
+// Teardown removes everything the overlay created: container veths it knows
+// of, the VXLAN device (and with it the peer entries), the bridge and the
+// address allocations. For `shoal leave`; the Overlay must not be used
+// afterwards except for Close. Errors of independent steps are joined.
+func (o *Overlay) Teardown() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.h == nil {
+		return fmt.Errorf("teardown: %w", ErrClosed)
+	}
+	var errs []error
+	for _, id := range sortedIDs(o.ipam.All()) {
+		if err := o.deleteVethLocked(id); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, name := range []string{o.cfg.VXLANName, o.cfg.BridgeName} {
+		l, err := o.h.LinkByName(name)
+		if errors.As(err, &netlink.LinkNotFoundError{}) {
+			continue
+		}
+		if err == nil {
+			err = o.h.LinkDel(l)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("delete %s: %w", name, err))
+		}
+	}
+	if err := o.ipam.Remove(); err != nil {
+		errs = append(errs, err)
+	}
+	o.setUp = false
+	o.peers = nil
+	return errors.Join(errs...)
+}
+
+// Close releases the netlink handle and namespace handle; call it after Run
+// has returned. It changes nothing on the host: containers keep their network
+// across agent restarts. Later calls of other methods return ErrClosed.
+func (o *Overlay) Close() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.h != nil {
+		o.h.Close()
+		o.h = nil
+	}
+	o.setUp = false
+	o.closeNS()
+	return nil
+}
+
+func (o *Overlay) closeNS() {
+	if o.ns.IsOpen() {
+		_ = o.ns.Close()
+		o.ns = netns.None()
+	}
+}

@@ -1,0 +1,286 @@
+package overlay
+
+// Why the overlay looks like this (the flannel "vxlan" backend, L3 flavour).
+//
+// Every node owns one subnet of the cluster CIDR (a /24 of 10.42.0.0/16 by
+// default) and is the only place where addresses of that subnet live. That
+// turns cross-node container traffic into plain IP routing: node A reaches
+// 10.42.7.0/24 by sending it to node 7. The VXLAN device is only the "wire"
+// that carries those routed packets, so nothing has to be learned at run time
+// and nothing floods:
+//
+//   - the device is created with `nolearning` and without a multicast group or
+//     default remote: the kernel never guesses, it only uses what we program;
+//   - each node's VXLAN device has the network address of its subnet as a /32
+//     (10.42.7.0/32 on node 7). That address is the "gateway" of the subnet as
+//     seen from the other nodes, and it gives packets the host itself sends
+//     into the overlay (and the masquerade of the load balancer) a source
+//     address that the remote side can route back;
+//   - for every peer we install three things, all static:
+//     1. a route   10.42.7.0/24 via 10.42.7.0 dev shoal.vx onlink
+//     ("onlink" because 10.42.7.0 is not on any local subnet);
+//     2. a permanent neighbour entry 10.42.7.0 lladdr <VTEP MAC of node 7>,
+//     so the kernel never ARPs across the overlay for the gateway;
+//     3. a forwarding entry <VTEP MAC of node 7> dst <underlay IP of node 7>
+//     in the VXLAN device's own FDB, which tells the kernel which underlay
+//     host the inner Ethernet frame must be tunnelled to.
+//     A packet to 10.42.7.9 thus resolves route → gateway → MAC → underlay IP
+//     without a single broadcast; node 7 decapsulates it, sees its own MAC
+//     and routes the inner packet onto its bridge.
+//
+// The VTEP MAC is derived from the node ID (VTEPMAC) instead of being random:
+// after an agent restart the re-created device has the same MAC, so neighbour
+// entries other nodes still hold stay valid (stale entries pointing at a MAC
+// that no longer exists were a known Docker Swarm failure), and every node can
+// compute a peer's MAC from its ID alone.
+//
+// The kernel drops things behind our back: deleting the device's last IPv4
+// address flushes its routes and its permanent neighbour entries (the FDB
+// survives), and a link going down flushes its routes. So the desired peer
+// set is kept in memory and Setup (run again by Run on netlink events and on
+// a timer) always re-applies it.
+//
+// SetPeers is an idempotent desired-state sync: it first adds or replaces
+// every desired entry, then deletes the entries of peers that are gone, and
+// when some operations fail it carries on and returns one error naming each
+// failed peer and entry (ErrPartial), so a caller can retry later.
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Peer is another node of the overlay, as learned from gossip.
+type Peer struct {
+	// NodeID identifies the peer; a peer with this node's ID is ignored.
+	NodeID string
+	// Subnet is the peer's share of the cluster CIDR.
+	Subnet netip.Prefix
+	// UnderlayIP is the peer's advertise address (VXLAN packets go there).
+	UnderlayIP netip.Addr
+	// VTEPMAC is the MAC of the peer's VXLAN device; nil means
+	// VTEPMAC(NodeID), which is what every Shoal node uses.
+	VTEPMAC net.HardwareAddr
+}
+
+// VTEPMAC returns the MAC address of the VXLAN device of node nodeID: a
+// locally administered unicast address derived from a SHA-256 of the ID, so
+// it is the same across restarts and computable by every other node.
+func VTEPMAC(nodeID string) net.HardwareAddr {
+	sum := sha256.Sum256([]byte("shoal-vtep:" + nodeID))
+	mac := net.HardwareAddr(sum[:6])
+	mac[0] = (mac[0] | 0x02) &^ 0x01 // locally administered, unicast
+	return mac
+}
+
+// peerEntry is a validated peer with its derived values.
+type peerEntry struct {
+	Peer
+	gw  netip.Addr // the peer's subnet network address (its VXLAN device's)
+	mac net.HardwareAddr
+}
+
+// validatePeers filters peers: it drops this node, and reports malformed or
+// overlapping peers (which are left out of the result).
+func (o *Overlay) validatePeers(peers []Peer) ([]peerEntry, []error) {
+	var out []peerEntry
+	var errs []error
+	seen := map[netip.Prefix]string{}
+	sorted := append([]Peer(nil), peers...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].NodeID < sorted[j].NodeID })
+	for _, p := range sorted {
+		if p.NodeID == o.cfg.NodeID {
+			continue
+		}
+		bad := func(format string, args ...any) {
+			errs = append(errs, fmt.Errorf("%w: peer %s: "+format, append([]any{ErrInvalidPeer, p.NodeID}, args...)...))
+		}
+		switch {
+		case p.NodeID == "":
+			bad("empty node ID")
+			continue
+		case !p.Subnet.IsValid() || !p.Subnet.Addr().Is4() || p.Subnet != p.Subnet.Masked():
+			bad("subnet %q is not an IPv4 network prefix", p.Subnet)
+			continue
+		case p.Subnet.Bits() < o.cfg.ClusterCIDR.Bits() || !o.cfg.ClusterCIDR.Contains(p.Subnet.Addr()):
+			bad("subnet %s is outside the cluster CIDR %s", p.Subnet, o.cfg.ClusterCIDR)
+			continue
+		case p.Subnet.Overlaps(o.cfg.Subnet):
+			bad("subnet %s overlaps this node's %s", p.Subnet, o.cfg.Subnet)
+			continue
+		case !p.UnderlayIP.Is4() || p.UnderlayIP.IsUnspecified():
+			bad("underlay address %q is not a usable IPv4 address", p.UnderlayIP)
+			continue
+		}
+		overlap := ""
+		for s, id := range seen {
+			if s.Overlaps(p.Subnet) {
+				overlap = id
+			}
+		}
+		if overlap != "" {
+			bad("subnet %s overlaps the one of peer %s", p.Subnet, overlap)
+			continue
+		}
+		mac := p.VTEPMAC
+		if mac == nil {
+			mac = VTEPMAC(p.NodeID)
+		}
+		if len(mac) != 6 || mac[0]&1 != 0 {
+			bad("VTEP MAC %s is not a unicast Ethernet address", mac)
+			continue
+		}
+		seen[p.Subnet] = p.NodeID
+		out = append(out, peerEntry{Peer: p, gw: p.Subnet.Addr(), mac: mac})
+	}
+	return out, errs
+}
+
+// SetPeers makes the route, neighbour and FDB entries of the VXLAN device
+// match peers exactly (see the comment at the top of this file). It is
+// idempotent and safe for concurrent use; peers is not retained. Peers with
+// this node's ID are ignored; malformed peers are skipped and reported.
+//
+// The peer set is remembered even when programming fails, and Setup
+// re-applies it; before Setup has created the devices, SetPeers only records
+// the peers. On partial failure the error wraps ErrPartial and lists what
+// failed; everything else was applied.
+func (o *Overlay) SetPeers(peers []Peer) error {
+	entries, errs := o.validatePeers(peers)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.peers = entries
+	if o.h == nil {
+		return fmt.Errorf("set peers: %w", ErrClosed)
+	}
+	if !o.setUp {
+		return errors.Join(errs...)
+	}
+	errs = append(errs, o.applyPeersLocked()...)
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrPartial, errors.Join(errs...))
+	}
+	return nil
+}
+
+// applyPeersLocked programs o.peers: adds first, then deletes leftovers. It
+// returns one error per failed operation. o.mu must be held.
+func (o *Overlay) applyPeersLocked() []error {
+	vx, err := o.h.LinkByName(o.cfg.VXLANName)
+	if err != nil {
+		return []error{fmt.Errorf("find VXLAN device %s: %w", o.cfg.VXLANName, err)}
+	}
+	idx := vx.Attrs().Index
+	var errs []error
+	wantRoute := map[netip.Prefix]bool{}
+	wantNeigh := map[netip.Addr]bool{}
+	wantFDB := map[string]bool{}
+	for _, p := range o.peers {
+		wantRoute[p.Subnet] = true
+		wantNeigh[p.gw] = true
+		wantFDB[p.mac.String()] = true
+		fail := func(what string, err error) {
+			errs = append(errs, fmt.Errorf("peer %s (%s at %s): %s: %w", p.NodeID, p.Subnet, p.UnderlayIP, what, err))
+		}
+		// FDB and neighbour first, the route last: once the route exists the
+		// kernel sends traffic, which must find the L2 entries in place.
+		if err := o.h.NeighSet(&netlink.Neigh{
+			LinkIndex:    idx,
+			Family:       unix.AF_BRIDGE,
+			Flags:        netlink.NTF_SELF,
+			State:        netlink.NUD_PERMANENT,
+			IP:           net.IP(p.UnderlayIP.AsSlice()),
+			HardwareAddr: p.mac,
+		}); err != nil {
+			fail("set FDB entry "+p.mac.String(), err)
+			continue
+		}
+		if err := o.h.NeighSet(&netlink.Neigh{
+			LinkIndex:    idx,
+			Family:       netlink.FAMILY_V4,
+			State:        netlink.NUD_PERMANENT,
+			Type:         unix.RTN_UNICAST,
+			IP:           net.IP(p.gw.AsSlice()),
+			HardwareAddr: p.mac,
+		}); err != nil {
+			fail("set neighbour "+p.gw.String(), err)
+			continue
+		}
+		if err := o.h.RouteReplace(&netlink.Route{
+			LinkIndex: idx,
+			Dst:       prefixToIPNet(p.Subnet),
+			Gw:        net.IP(p.gw.AsSlice()),
+			Flags:     int(netlink.FLAG_ONLINK),
+			Scope:     netlink.SCOPE_UNIVERSE,
+		}); err != nil {
+			fail("set route", err)
+		}
+	}
+
+	// Deletions: only entries on our VXLAN device, and for routes only those
+	// inside the cluster CIDR.
+	routes, err := o.h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{LinkIndex: idx}, netlink.RT_FILTER_OIF)
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		errs = append(errs, fmt.Errorf("list routes of %s: %w", o.cfg.VXLANName, err))
+	}
+	for _, r := range routes {
+		if r.Dst == nil {
+			continue
+		}
+		dst, ok := ipNetToPrefix(r.Dst)
+		if !ok || wantRoute[dst] || dst.Bits() < o.cfg.ClusterCIDR.Bits() || !o.cfg.ClusterCIDR.Contains(dst.Addr()) {
+			continue
+		}
+		if err := o.h.RouteDel(&r); err != nil {
+			errs = append(errs, fmt.Errorf("delete stale route %s: %w", dst, err))
+		}
+	}
+	neighs, err := o.h.NeighList(idx, netlink.FAMILY_V4)
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		errs = append(errs, fmt.Errorf("list neighbours of %s: %w", o.cfg.VXLANName, err))
+	}
+	for _, n := range neighs {
+		ip, ok := netip.AddrFromSlice(n.IP)
+		if !ok || n.State&netlink.NUD_PERMANENT == 0 || wantNeigh[ip.Unmap()] {
+			continue
+		}
+		if err := o.h.NeighDel(&n); err != nil {
+			errs = append(errs, fmt.Errorf("delete stale neighbour %s: %w", ip, err))
+		}
+	}
+	fdb, err := o.h.NeighList(idx, unix.AF_BRIDGE)
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		errs = append(errs, fmt.Errorf("list FDB of %s: %w", o.cfg.VXLANName, err))
+	}
+	for _, n := range fdb {
+		if n.LinkIndex != idx || n.IP == nil || n.HardwareAddr == nil || wantFDB[n.HardwareAddr.String()] {
+			continue
+		}
+		if err := o.h.NeighDel(&n); err != nil {
+			errs = append(errs, fmt.Errorf("delete stale FDB entry %s dst %s: %w", n.HardwareAddr, n.IP, err))
+		}
+	}
+	return errs
+}
+
+// prefixToIPNet converts an IPv4 prefix to the form netlink wants.
+func prefixToIPNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// ipNetToPrefix converts a netlink IPv4 network back to a prefix.
+func ipNetToPrefix(n *net.IPNet) (netip.Prefix, bool) {
+	ip, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ones, _ := n.Mask.Size()
+	return netip.PrefixFrom(ip.Unmap(), ones).Masked(), true
+}
