@@ -1,0 +1,222 @@
+package test
+
+// The import rules of DESIGN.md ("Packages"), enforced. They keep the
+// layers honest: consensus, runtime, overlay and lb expose small interfaces
+// that node wires together, so none of them may reach into node, and the
+// wire types in api stay free of everything but the standard library.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/shoal-org/shoal"
+
+// listedPackage is the part of `go list -json` output the rules read.
+type listedPackage struct {
+	ImportPath   string
+	Standard     bool
+	DepOnly      bool
+	Imports      []string
+	Deps         []string
+	TestImports  []string
+	XTestImports []string
+	Error        *struct{ Err string }
+}
+
+// importRule says which packages of this module the packages under pkg may
+// import. A pattern ending in "/..." matches the package and everything
+// below it.
+type importRule struct {
+	pkg   string
+	allow []string
+}
+
+var importRules = []importRule{
+	{"api", nil}, // and only the standard library, checked apart
+	{"consensus/...", []string{"api", "consensus/..."}},
+	{"runtime/...", []string{"api", "runtime/..."}},
+	{"overlay/...", []string{"api", "overlay/..."}},
+	{"lb/...", []string{"api", "lb/..."}},
+	{"node/scheduler/...", []string{"api", "node/scheduler/..."}},
+	// cmd/shoal starts the agent through node and otherwise talks to it only
+	// through api. It also imports runtime, for runtime.InitMain: the same
+	// binary runs inside every container as its init (/.shoal/init), chosen
+	// by argv[0] before the CLI parses anything. That is the one allowed
+	// exception to "api, node (only to start the agent)".
+	{"cmd/shoal", []string{"api", "node", "runtime"}},
+}
+
+// neverNode are the trees that must not depend on node, even transitively
+// or from their tests.
+var neverNode = []string{"api/...", "consensus/...", "runtime/...", "overlay/...", "lb/..."}
+
+// matches reports whether the module-relative path rel matches pattern.
+func matches(pattern, rel string) bool {
+	if base, ok := strings.CutSuffix(pattern, "/..."); ok {
+		return rel == base || strings.HasPrefix(rel, base+"/")
+	}
+	return rel == pattern
+}
+
+// rel returns path relative to the module, and false for other modules.
+func rel(path string) (string, bool) {
+	if path == module {
+		return "", true
+	}
+	return strings.CutPrefix(path, module+"/")
+}
+
+// listPackages runs `go list -e -deps -json ./...` at the module root.
+func listPackages(t *testing.T) (ours []listedPackage, std map[string]bool) {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	cmd := exec.Command(goBin, "list", "-e", "-deps", "-test=false", "-json", "./...")
+	cmd.Dir = ".."
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Skipf("go list failed (no go toolchain?): %v: %s", err, stderr.String())
+	}
+	std = map[string]bool{}
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for {
+		var p listedPackage
+		if err := dec.Decode(&p); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("decode go list output: %v", err)
+		}
+		if p.Standard {
+			std[p.ImportPath] = true
+		}
+		if _, ok := rel(p.ImportPath); ok && !p.DepOnly {
+			ours = append(ours, p)
+		}
+	}
+	if len(ours) == 0 {
+		t.Fatal("go list found no package of this module")
+	}
+	return ours, std
+}
+
+func TestImportRules(t *testing.T) {
+	pkgs, std := listPackages(t)
+	used := map[string]bool{}
+	for _, p := range pkgs {
+		name, _ := rel(p.ImportPath)
+		if p.Error != nil {
+			// Another package may be half-written; its imports may be
+			// incomplete, but what is listed is still checked.
+			t.Logf("%s: %s", name, p.Error.Err)
+		}
+		all := uniq(p.Imports, p.TestImports, p.XTestImports)
+
+		if name == "api" {
+			for _, imp := range p.Imports {
+				if !std[imp] && !isStdPath(imp) {
+					t.Errorf("api imports %s: api may import the standard library only", imp)
+				}
+			}
+		}
+		for _, r := range importRules {
+			if !matches(r.pkg, name) {
+				continue
+			}
+			used[r.pkg] = true
+			for _, imp := range all {
+				ir, ok := rel(imp)
+				if !ok {
+					continue
+				}
+				allowed := false
+				for _, a := range r.allow {
+					if matches(a, ir) {
+						allowed = true
+						break
+					}
+				}
+				if !allowed {
+					t.Errorf("%s imports %s; packages under %s may import only %v of this module", name, ir, r.pkg, r.allow)
+				}
+			}
+		}
+		for _, nn := range neverNode {
+			if !matches(nn, name) {
+				continue
+			}
+			for _, imp := range uniq(p.Deps, all) {
+				if ir, ok := rel(imp); ok && matches("node/...", ir) {
+					t.Errorf("%s depends on %s: %s must never import node (DESIGN.md, Packages)", name, ir, nn)
+				}
+			}
+		}
+	}
+	var unused []string
+	for _, r := range importRules {
+		if !used[r.pkg] {
+			unused = append(unused, r.pkg)
+		}
+	}
+	sort.Strings(unused)
+	if len(unused) > 0 {
+		t.Errorf("rules match no package (renamed? update the rules): %v", unused)
+	}
+}
+
+// uniq returns the sorted union of lists.
+func uniq(lists ...[]string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, l := range lists {
+		for _, s := range l {
+			if !seen[s] {
+				seen[s] = true
+				out = append(out, s)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// isStdPath is the toolchain's own test: a standard library path has no
+// dot in its first element. It covers std packages go list did not report
+// as dependencies (a package that failed to load).
+func isStdPath(path string) bool {
+	first, _, _ := strings.Cut(path, "/")
+	return path == "C" || !strings.Contains(first, ".")
+}
+
+func TestImportRuleMatching(t *testing.T) {
+	for _, tt := range []struct {
+		pattern, rel string
+		want         bool
+	}{
+		{"runtime/...", "runtime", true},
+		{"runtime/...", "runtime/image", true},
+		{"runtime/...", "runtimex", false},
+		{"runtime", "runtime/image", false},
+		{"node/...", "node/scheduler", true},
+		{"node", "node", true},
+	} {
+		if got := matches(tt.pattern, tt.rel); got != tt.want {
+			t.Errorf("matches(%q, %q) = %v, want %v", tt.pattern, tt.rel, got, tt.want)
+		}
+	}
+	if !isStdPath("net/http") || isStdPath("github.com/x/y") || isStdPath(module) {
+		t.Error("isStdPath misjudges")
+	}
+}
