@@ -1,0 +1,191 @@
+package lb
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// Sentinel errors of the package. Callers match them with errors.Is.
+var (
+	// ErrInvalidConfig is returned by Config.Validate and New for a config
+	// that cannot produce a working rule set.
+	ErrInvalidConfig = errors.New("lb: invalid config")
+	// ErrInvalidState is returned by Set for a State that cannot be
+	// programmed (bad VIP, port, protocol or backend address). Nothing is
+	// changed in the kernel when Set returns it.
+	ErrInvalidState = errors.New("lb: invalid state")
+	// ErrClosed is returned by Set after Close or Teardown.
+	ErrClosed = errors.New("lb: closed")
+)
+
+// Config tells an LB where it runs and which devices it may name in rules.
+// It is read once by New and must not be changed afterwards.
+type Config struct {
+	// TableName is the nftables table (family ip) the LB owns entirely:
+	// every sync replaces its whole content.
+	TableName string
+	// NodeIPs are the addresses published ports answer on. Empty means
+	// every local address (`fib daddr type local`), loopback excluded.
+	NodeIPs []net.IP
+	// BridgeName is the node's container bridge. Connections DNATed from a
+	// container on it to a backend on it (same host, hairpin) are
+	// masqueraded so the reply comes back through the node.
+	BridgeName string
+	// VXLANName is the overlay device. Connections from outside the
+	// cluster DNATed to a remote backend are masqueraded as they leave
+	// through it, so the reply returns through the node that took them.
+	VXLANName string
+	// ClusterCIDR is the container address range (10.42.0.0/16).
+	ClusterCIDR *net.IPNet
+	// NetNSPath, when set, is a network namespace file (/var/run/netns/X)
+	// the LB programs instead of the current one. Tests use it; the agent
+	// leaves it empty.
+	NetNSPath string
+	// KeepBridgeNetfilter leaves net.bridge.bridge-nf-call-iptables alone.
+	// By default New sets it to 0 in the namespace, the setting the
+	// data-plane recipe proved for same-host and hairpin traffic.
+	KeepBridgeNetfilter bool
+	// Logger receives sync and error reports; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the names and ranges DESIGN.md gives a node.
+func DefaultConfig() Config {
+	_, cluster, _ := net.ParseCIDR("10.42.0.0/16")
+	return Config{
+		TableName:   "shoal",
+		BridgeName:  "shoal0",
+		VXLANName:   "shoal.vx",
+		ClusterCIDR: cluster,
+	}
+}
+
+// Validate reports the first problem of c, wrapped in ErrInvalidConfig.
+func (c Config) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case c.TableName == "" || len(c.TableName) > 64:
+		return bad("table name %q must be 1-64 bytes", c.TableName)
+	case !validIfName(c.BridgeName):
+		return bad("bridge name %q is not an interface name", c.BridgeName)
+	case !validIfName(c.VXLANName):
+		return bad("vxlan name %q is not an interface name", c.VXLANName)
+	case c.ClusterCIDR == nil || c.ClusterCIDR.IP.To4() == nil:
+		return bad("cluster CIDR must be an IPv4 network")
+	}
+	for _, ip := range c.NodeIPs {
+		if ip.To4() == nil {
+			return bad("node IP %v is not IPv4", ip)
+		}
+	}
+	return nil
+}
+
+func validIfName(s string) bool { return s != "" && len(s) < 16 }
+
+func (c Config) logger() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.Default()
+}
+
+// State is the complete desired load-balancing picture of one node. Set
+// replaces whatever was programmed before with exactly this.
+type State struct {
+	Services []Service
+}
+
+// Service is one service as the data plane sees it.
+type Service struct {
+	// Name is the service name; it only labels chains and maps.
+	Name string
+	// VIP is the service's virtual IPv4 address. Every port of the VIP is
+	// balanced over the backends (Swarm VIP mode), the target ports of
+	// Ports included. Nil means no VIP (published ports only).
+	VIP net.IP
+	// Ports are published on every node: Published → backend:Target.
+	Ports []api.PortConfig
+	// Backends are the running, healthy tasks. Empty means connections are
+	// refused (TCP reset, ICMP port unreachable) instead of blackholed.
+	Backends []Backend
+}
+
+// Backend is one task address of a service.
+type Backend struct {
+	IP net.IP
+	// Local is true when the task sits on this node's bridge.
+	Local bool
+}
+
+// validate checks what the kernel would refuse or what would make the
+// rule set ambiguous, before anything is sent.
+func (st State) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidState, fmt.Sprintf(format, args...))
+	}
+	names := map[string]bool{}
+	vips := map[string]string{}
+	published := map[string]string{}
+	for _, s := range st.Services {
+		if s.Name == "" {
+			return bad("service without a name")
+		}
+		if names[s.Name] {
+			return bad("service %s appears twice", s.Name)
+		}
+		names[s.Name] = true
+		if s.VIP != nil {
+			if s.VIP.To4() == nil {
+				return bad("service %s: VIP %v is not IPv4", s.Name, s.VIP)
+			}
+			if other, ok := vips[s.VIP.String()]; ok {
+				return bad("services %s and %s share VIP %v", other, s.Name, s.VIP)
+			}
+			vips[s.VIP.String()] = s.Name
+		}
+		for _, p := range s.Ports {
+			if _, err := protoNumber(p.Protocol); err != nil {
+				return bad("service %s: %v", s.Name, err)
+			}
+			if p.Published < 1 || p.Published > 65535 || p.Target < 1 || p.Target > 65535 {
+				return bad("service %s: port %d:%d out of range", s.Name, p.Published, p.Target)
+			}
+			key := fmt.Sprintf("%s/%d", protoName(p.Protocol), p.Published)
+			if other, ok := published[key]; ok {
+				return bad("services %s and %s both publish %s", other, s.Name, key)
+			}
+			published[key] = s.Name
+		}
+		for _, b := range s.Backends {
+			if b.IP.To4() == nil {
+				return bad("service %s: backend %v is not IPv4", s.Name, b.IP)
+			}
+		}
+	}
+	return nil
+}
+
+// protoName normalises a PortConfig protocol ("" means tcp).
+func protoName(p string) string {
+	if p == "" {
+		return "tcp"
+	}
+	return p
+}
+
+func protoNumber(p string) (byte, error) {
+	switch protoName(p) {
+	case "tcp":
+		return 6, nil
+	case "udp":
+		return 17, nil
+	}
+	return 0, fmt.Errorf("protocol %q is neither tcp nor udp", p)
+}

@@ -1,0 +1,338 @@
+// Package lb is a node's load balancer: service VIPs and published ports
+// (the routing mesh) programmed in one nftables table, and an embedded DNS
+// server answering service names.
+//
+// The agent runs one LB per node in the node's network namespace and calls
+// Set with the complete desired State whenever services, tasks or the
+// membership change; each Set is one atomic nftables transaction. The rule
+// set and why it looks the way it does are in README.md; it follows the
+// hand-proven recipe in notes/dataplane-recipe.md (variant D).
+package lb
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// LB owns one nftables table in one network namespace. Its methods are safe
+// for concurrent use; Set calls are serialised.
+type LB struct {
+	cfg Config
+	log *slog.Logger
+
+	mu      sync.Mutex
+	nsFile  *os.File // nil: current namespace
+	applied *State   // last State the kernel accepted; nil before the first
+	closed  bool
+}
+
+// New checks cfg, opens the namespace and prepares it (bridge netfilter
+// off unless cfg.KeepBridgeNetfilter). It programs nothing: rules left by a
+// previous agent keep serving traffic until the first Set replaces them.
+func New(cfg Config) (*LB, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	l := &LB{cfg: cfg, log: cfg.logger().With("component", "lb", "table", cfg.TableName)}
+	if cfg.NetNSPath != "" {
+		f, err := os.Open(cfg.NetNSPath)
+		if err != nil {
+			return nil, fmt.Errorf("open netns %s: %w", cfg.NetNSPath, err)
+		}
+		l.nsFile = f
+	}
+	if !cfg.KeepBridgeNetfilter {
+		// Recipe §4: with br_netfilter on, a DNAT back onto the same
+		// bridge is bridged, not routed, and hairpin breaks. The sysctl
+		// only exists once the br_netfilter module is loaded.
+		err := l.inNS(func() error {
+			return writeSysctl("/proc/sys/net/bridge/bridge-nf-call-iptables", "0")
+		})
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			l.log.Warn("cannot turn bridge netfilter off; same-host VIP traffic may fail", "err", err)
+		}
+	}
+	return l, nil
+}
+
+// Set makes the kernel's table exactly st, in one transaction. On error the
+// previous rule set stays in force and the next Set rebuilds everything.
+// After the rules are in, conntrack entries of UDP flows to backends that
+// are gone are deleted (TCP flows end on their own; a stale UDP entry would
+// keep sending a client's datagrams to a dead task). Set does not keep st.
+func (l *LB) Set(st State) error {
+	if err := st.validate(); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	rs := compile(l.cfg, st)
+	if err := l.apply(rs); err != nil {
+		return fmt.Errorf("program nftables table %s: %w", l.cfg.TableName, err)
+	}
+	prev := l.applied
+	snap := st.clone()
+	l.applied = &snap
+	if prev != nil {
+		if err := l.flushConntrack(conntrackPlan(*prev, snap)); err != nil {
+			l.log.Warn("conntrack cleanup incomplete", "err", err)
+		}
+	}
+	l.log.Debug("rules synced", "services", len(st.Services), "chains", len(rs.chains), "rules", len(rs.rules))
+	return nil
+}
+
+// apply replays rs as one batch: add (so the delete cannot fail on a fresh
+// namespace), delete, re-add the table with everything in it.
+func (l *LB) apply(rs *ruleset) error {
+	c, err := l.conn()
+	if err != nil {
+		return err
+	}
+	c.AddTable(rs.table)
+	c.DelTable(rs.table)
+	c.AddTable(rs.table)
+	for _, ch := range rs.chains {
+		c.AddChain(ch)
+	}
+	for _, s := range rs.sets {
+		if err := c.AddSet(s.set, s.elems); err != nil {
+			return fmt.Errorf("add set %s: %w", s.set.Name, err)
+		}
+	}
+	for _, r := range rs.rules {
+		c.AddRule(r)
+	}
+	return c.Flush()
+}
+
+func (l *LB) conn() (*nftables.Conn, error) {
+	var opts []nftables.ConnOption
+	if l.nsFile != nil {
+		opts = append(opts, nftables.WithNetNSFd(int(l.nsFile.Fd())))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("nftables connection: %w", err)
+	}
+	return c, nil
+}
+
+// Close releases the LB but leaves its rules in place: traffic keeps
+// flowing while the agent restarts, and the next agent's first Set replaces
+// them. Close is idempotent.
+func (l *LB) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closeLocked()
+}
+
+func (l *LB) closeLocked() error {
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	if l.nsFile != nil {
+		return l.nsFile.Close()
+	}
+	return nil
+}
+
+// Teardown deletes the LB's table (a node leaving the cluster) and closes
+// the LB. A missing table is not an error.
+func (l *LB) Teardown() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	var err error
+	if c, cerr := l.conn(); cerr != nil {
+		err = cerr
+	} else {
+		t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: l.cfg.TableName}
+		c.AddTable(t)
+		c.DelTable(t)
+		if ferr := c.Flush(); ferr != nil {
+			err = fmt.Errorf("delete nftables table %s: %w", l.cfg.TableName, ferr)
+		}
+	}
+	return errors.Join(err, l.closeLocked())
+}
+
+// conntrackPlan lists the flows whose conntrack entries must go after a
+// switch from prev to next: UDP flows to backends no service uses any more,
+// and UDP flows to VIPs and published ports that had no backend before
+// (their entries record "no DNAT" and would keep bypassing the new ones).
+type ctPlan struct {
+	deadBackends []net.IP
+	revivedVIPs  []net.IP
+	revivedPorts []uint16
+}
+
+func conntrackPlan(prev, next State) ctPlan {
+	var p ctPlan
+	live := map[string]bool{}
+	for _, s := range next.Services {
+		for _, b := range s.Backends {
+			live[b.IP.String()] = true
+		}
+	}
+	seen := map[string]bool{}
+	prevEmpty := map[string]bool{}
+	for _, s := range prev.Services {
+		for _, b := range s.Backends {
+			if k := b.IP.String(); !live[k] && !seen[k] {
+				seen[k] = true
+				p.deadBackends = append(p.deadBackends, b.IP)
+			}
+		}
+		if len(s.Backends) == 0 {
+			prevEmpty[s.Name] = true
+		}
+	}
+	for _, s := range next.Services {
+		if !prevEmpty[s.Name] || len(s.Backends) == 0 {
+			continue
+		}
+		if s.VIP != nil {
+			p.revivedVIPs = append(p.revivedVIPs, s.VIP)
+		}
+		for _, port := range s.Ports {
+			if protoName(port.Protocol) == "udp" {
+				p.revivedPorts = append(p.revivedPorts, uint16(port.Published))
+			}
+		}
+	}
+	return p
+}
+
+func (l *LB) flushConntrack(p ctPlan) error {
+	if len(p.deadBackends)+len(p.revivedVIPs)+len(p.revivedPorts) == 0 {
+		return nil
+	}
+	var filters []netlink.CustomConntrackFilter
+	add := func(build func(f *netlink.ConntrackFilter) error) error {
+		f := &netlink.ConntrackFilter{}
+		if err := f.AddProtocol(unix.IPPROTO_UDP); err != nil {
+			return err
+		}
+		if err := build(f); err != nil {
+			return err
+		}
+		filters = append(filters, f)
+		return nil
+	}
+	var errs error
+	for _, ip := range p.deadBackends {
+		errs = errors.Join(errs, add(func(f *netlink.ConntrackFilter) error { return f.AddIP(netlink.ConntrackReplySrcIP, ip) }))
+	}
+	for _, ip := range p.revivedVIPs {
+		errs = errors.Join(errs, add(func(f *netlink.ConntrackFilter) error { return f.AddIP(netlink.ConntrackOrigDstIP, ip) }))
+	}
+	for _, port := range p.revivedPorts {
+		errs = errors.Join(errs, add(func(f *netlink.ConntrackFilter) error { return f.AddPort(netlink.ConntrackOrigDstPort, port) }))
+	}
+	h, err := l.netlinkHandle()
+	if err != nil {
+		return errors.Join(errs, err)
+	}
+	defer h.Close()
+	n, err := h.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, filters...)
+	if err != nil {
+		errs = errors.Join(errs, fmt.Errorf("delete conntrack entries: %w", err))
+	}
+	l.log.Debug("conntrack entries deleted", "count", n, "dead_backends", len(p.deadBackends))
+	return errs
+}
+
+func (l *LB) netlinkHandle() (*netlink.Handle, error) {
+	if l.nsFile == nil {
+		h, err := netlink.NewHandle(unix.NETLINK_NETFILTER)
+		if err != nil {
+			return nil, fmt.Errorf("netlink handle: %w", err)
+		}
+		return h, nil
+	}
+	h, err := netlink.NewHandleAt(netns.NsHandle(l.nsFile.Fd()), unix.NETLINK_NETFILTER)
+	if err != nil {
+		return nil, fmt.Errorf("netlink handle in %s: %w", l.cfg.NetNSPath, err)
+	}
+	return h, nil
+}
+
+// inNS runs fn with the calling goroutine's thread inside the LB's
+// namespace (or directly when the LB uses the current one).
+func (l *LB) inNS(fn func() error) error {
+	if l.nsFile == nil {
+		return fn()
+	}
+	return runInNS(l.nsFile, fn)
+}
+
+// runInNS runs fn on a locked OS thread switched into the namespace ns. If
+// the thread cannot be switched back it stays locked, so Go discards it.
+func runInNS(ns *os.File, fn func() error) error {
+	errCh := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errCh <- fmt.Errorf("current netns: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(netns.NsHandle(ns.Fd())); err != nil {
+			runtime.UnlockOSThread()
+			errCh <- fmt.Errorf("enter netns: %w", err)
+			return
+		}
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			errCh <- errors.Join(ferr, fmt.Errorf("leave netns: %w", err)) // thread stays locked and dies
+			return
+		}
+		runtime.UnlockOSThread()
+		errCh <- ferr
+	}()
+	return <-errCh
+}
+
+func writeSysctl(path, value string) error {
+	if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
+		return fmt.Errorf("sysctl %s=%s: %w", path, value, err)
+	}
+	return nil
+}
+
+func (st State) clone() State {
+	out := State{Services: make([]Service, len(st.Services))}
+	for i, s := range st.Services {
+		c := s
+		c.VIP = append(net.IP(nil), s.VIP...)
+		if s.VIP == nil {
+			c.VIP = nil
+		}
+		c.Ports = append(c.Ports[:0:0], s.Ports...)
+		c.Backends = make([]Backend, len(s.Backends))
+		for j, b := range s.Backends {
+			c.Backends[j] = Backend{IP: append(net.IP(nil), b.IP...), Local: b.Local}
+		}
+		out.Services[i] = c
+	}
+	return out
+}

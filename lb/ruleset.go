@@ -1,0 +1,323 @@
+package lb
+
+// The rule set (see README.md for the picture and the why).
+//
+// Everything lives in one `table ip <TableName>` the LB owns: every sync
+// deletes and re-adds the table with its whole content in one nftables
+// transaction, so the kernel switches from the old rule set to the new one
+// atomically (a `numgen mod N` rule and its map always change together), and
+// a failed sync leaves the previous rule set in place; the next sync rebuilds
+// everything anyway (kube-proxy's "full resync after a failed partial one"
+// comes for free).
+//
+// compile is pure: State in, ruleset out. apply (lb.go) only replays the
+// ruleset on a netlink connection, and the tests trace packets through the
+// very same expressions (trace_test.go).
+
+import (
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// Chain names of the fixed skeleton.
+const (
+	chainPrerouting   = "prerouting"   // nat, hook prerouting, dstnat
+	chainOutput       = "output"       // nat, hook output, dstnat
+	chainPostrouting  = "postrouting"  // nat, hook postrouting, srcnat
+	chainRejectPre    = "reject-pre"   // filter, hook prerouting, dstnat-10
+	chainRejectOut    = "reject-out"   // filter, hook output, dstnat-10
+	chainServices     = "services"     // VIP and published-port dispatch
+	chainNoBackends   = "no-backends"  // rejects for services without backends
+	setNodeIPs        = "node-ips"     // Config.NodeIPs, when given
+	rtnLocal          = 2              // RTN_LOCAL, the fib address type of local addresses
+	ipsDstNAT         = 0x20           // IPS_DST_NAT conntrack status bit
+	icmpPortUnreach   = 3              // ICMP code port unreachable
+	ifNameLen         = unix.IFNAMSIZ  // meta iifname/oifname compare length
+	maxObjectNameSize = 200            // well below NFT_NAME_MAXLEN (256)
+	regAddr           = unix.NFT_REG_1 // 16-byte registers, as nft uses them
+	regPort           = unix.NFT_REG_2 //
+	protoTCP          = unix.IPPROTO_TCP
+	protoUDP          = unix.IPPROTO_UDP
+)
+
+// ruleset is one complete content of the LB's table, in the order it must
+// be added (sets before the rules that look them up).
+type ruleset struct {
+	table  *nftables.Table
+	chains []*nftables.Chain
+	sets   []setSpec
+	rules  []*nftables.Rule
+}
+
+type setSpec struct {
+	set   *nftables.Set
+	elems []nftables.SetElement
+}
+
+func (rs *ruleset) chain(name string) *nftables.Chain {
+	for _, c := range rs.chains {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func (rs *ruleset) set(name string) *setSpec {
+	for i := range rs.sets {
+		if rs.sets[i].set.Name == name {
+			return &rs.sets[i]
+		}
+	}
+	return nil
+}
+
+func (rs *ruleset) addChain(c *nftables.Chain) *nftables.Chain {
+	c.Table = rs.table
+	rs.chains = append(rs.chains, c)
+	return c
+}
+
+func (rs *ruleset) addRule(c *nftables.Chain, exprs ...expr.Any) {
+	rs.rules = append(rs.rules, &nftables.Rule{Table: rs.table, Chain: c, Exprs: exprs})
+}
+
+func (rs *ruleset) addSet(s *nftables.Set, elems []nftables.SetElement) *nftables.Set {
+	s.Table = rs.table
+	s.ID = uint32(len(rs.sets) + 1) // batch-local ID; we add every set of the batch
+	rs.sets = append(rs.sets, setSpec{set: s, elems: elems})
+	return s
+}
+
+// compile turns a validated State into the table content for cfg.
+func compile(cfg Config, st State) *ruleset {
+	rs := &ruleset{table: &nftables.Table{Family: nftables.TableFamilyIPv4, Name: cfg.TableName}}
+	accept := nftables.ChainPolicyAccept
+	base := func(name string, typ nftables.ChainType, hook *nftables.ChainHook, prio nftables.ChainPriority) *nftables.Chain {
+		return rs.addChain(&nftables.Chain{Name: name, Type: typ, Hooknum: hook,
+			Priority: nftables.ChainPriorityRef(prio), Policy: &accept})
+	}
+	pre := base(chainPrerouting, nftables.ChainTypeNAT, nftables.ChainHookPrerouting, *nftables.ChainPriorityNATDest)
+	out := base(chainOutput, nftables.ChainTypeNAT, nftables.ChainHookOutput, *nftables.ChainPriorityNATDest)
+	post := base(chainPostrouting, nftables.ChainTypeNAT, nftables.ChainHookPostrouting, *nftables.ChainPriorityNATSource)
+	rejPre := base(chainRejectPre, nftables.ChainTypeFilter, nftables.ChainHookPrerouting, *nftables.ChainPriorityNATDest-10)
+	rejOut := base(chainRejectOut, nftables.ChainTypeFilter, nftables.ChainHookOutput, *nftables.ChainPriorityNATDest-10)
+	services := rs.addChain(&nftables.Chain{Name: chainServices})
+	noBackends := rs.addChain(&nftables.Chain{Name: chainNoBackends})
+
+	rs.addRule(pre, jump(chainServices))
+	rs.addRule(out, jump(chainServices))
+	rs.addRule(rejPre, jump(chainNoBackends))
+	rs.addRule(rejOut, jump(chainNoBackends))
+
+	// Same host and hairpin: client and backend both behind the bridge.
+	// Without masquerade the backend would answer the client directly over
+	// L2 and the client would drop a reply from an address it never called.
+	rs.addRule(post, concat(
+		ctStatusDNAT(),
+		ifname(expr.MetaKeyIIFNAME, cfg.BridgeName),
+		ifname(expr.MetaKeyOIFNAME, cfg.BridgeName),
+		[]expr.Any{&expr.Counter{}, &expr.Masq{}},
+	)...)
+	// Routing mesh: a connection from outside the cluster DNATed to a
+	// backend on another node must return through this node.
+	rs.addRule(post, concat(
+		ctStatusDNAT(),
+		notInNet(12, cfg.ClusterCIDR),
+		ifname(expr.MetaKeyOIFNAME, cfg.VXLANName),
+		[]expr.Any{&expr.Counter{}, &expr.Masq{}},
+	)...)
+
+	// Where published ports answer.
+	var published []expr.Any
+	if len(cfg.NodeIPs) > 0 {
+		elems := make([]nftables.SetElement, 0, len(cfg.NodeIPs))
+		seen := map[string]bool{}
+		for _, ip := range cfg.NodeIPs {
+			if !seen[ip.String()] {
+				seen[ip.String()] = true
+				elems = append(elems, nftables.SetElement{Key: ip.To4()})
+			}
+		}
+		s := rs.addSet(&nftables.Set{Name: setNodeIPs, KeyType: nftables.TypeIPAddr}, elems)
+		published = []expr.Any{
+			loadAddr(16),
+			&expr.Lookup{SourceRegister: regAddr, SetName: s.Name, SetID: s.ID},
+		}
+	} else {
+		published = concat(
+			[]expr.Any{
+				&expr.Fib{Register: regAddr, ResultADDRTYPE: true, FlagDADDR: true},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: binaryutil.NativeEndian.PutUint32(rtnLocal)},
+			},
+			// 127.0.0.0/8 never reaches prerouting; from the node itself a
+			// DNAT of a loopback connection to another host cannot work.
+			notInNet(16, &net.IPNet{IP: net.IPv4(127, 0, 0, 0).To4(), Mask: net.CIDRMask(8, 32)}),
+		)
+	}
+
+	names := objectNames(st.Services)
+	for _, s := range st.Services {
+		name := names[s.Name]
+		ports := s.Ports
+		if len(s.Backends) == 0 {
+			if s.VIP != nil {
+				rs.addRule(noBackends, concat(matchAddr(16, s.VIP), matchL4(protoTCP), rejectTCP())...)
+				rs.addRule(noBackends, concat(matchAddr(16, s.VIP), rejectICMP())...)
+			}
+			for _, p := range ports {
+				proto, _ := protoNumber(p.Protocol)
+				r := concat(published, matchL4(proto), matchDport(p.Published))
+				if proto == protoTCP {
+					r = concat(r, rejectTCP())
+				} else {
+					r = concat(r, rejectICMP())
+				}
+				rs.addRule(noBackends, r...)
+			}
+			continue
+		}
+
+		elems := make([]nftables.SetElement, len(s.Backends))
+		for i, b := range s.Backends {
+			elems[i] = nftables.SetElement{Key: binaryutil.NativeEndian.PutUint32(uint32(i)), Val: b.IP.To4()}
+		}
+		m := rs.addSet(&nftables.Set{
+			Name:         "be-" + name,
+			IsMap:        true,
+			KeyType:      nftables.TypeInteger,
+			KeyByteOrder: binaryutil.NativeEndian,
+			DataType:     nftables.TypeIPAddr,
+		}, elems)
+		n := uint32(len(s.Backends))
+
+		if s.VIP != nil {
+			// VIP mode: every port of the VIP, port kept.
+			svc := rs.addChain(&nftables.Chain{Name: "svc-" + name})
+			rs.addRule(services, concat(matchAddr(16, s.VIP), []expr.Any{goTo(svc.Name)})...)
+			rs.addRule(svc, concat([]expr.Any{&expr.Counter{}}, dnatMap(m, n, 0))...)
+		}
+		for _, p := range ports {
+			proto, _ := protoNumber(p.Protocol)
+			pub := rs.addChain(&nftables.Chain{Name: fmt.Sprintf("pub-%s-%s-%d", name, protoName(p.Protocol), p.Published)})
+			rs.addRule(services, concat(published, matchL4(proto), matchDport(p.Published), []expr.Any{goTo(pub.Name)})...)
+			rs.addRule(pub, concat(matchL4(proto), []expr.Any{&expr.Counter{}}, dnatMap(m, n, p.Target))...)
+		}
+	}
+	return rs
+}
+
+// objectNames gives every service a unique, printable name for its chains
+// and maps (service names are user input).
+func objectNames(svcs []Service) map[string]string {
+	out := make(map[string]string, len(svcs))
+	used := map[string]bool{}
+	for i, s := range svcs {
+		n := strings.Map(func(r rune) rune {
+			if r == '-' || r == '_' || r == '.' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
+				return r
+			}
+			return '_'
+		}, s.Name)
+		if len(n) > maxObjectNameSize {
+			n = n[:maxObjectNameSize]
+		}
+		if used[n] {
+			n = fmt.Sprintf("%s~%d", n, i)
+		}
+		used[n] = true
+		out[s.Name] = n
+	}
+	return out
+}
+
+func concat(parts ...[]expr.Any) []expr.Any {
+	var out []expr.Any
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+func jump(chain string) *expr.Verdict { return &expr.Verdict{Kind: expr.VerdictJump, Chain: chain} }
+func goTo(chain string) *expr.Verdict { return &expr.Verdict{Kind: expr.VerdictGoto, Chain: chain} }
+
+// loadAddr loads the IPv4 source (offset 12) or destination (16) address.
+func loadAddr(offset uint32) *expr.Payload {
+	return &expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4}
+}
+
+func matchAddr(offset uint32, ip net.IP) []expr.Any {
+	return []expr.Any{loadAddr(offset), &expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: ip.To4()}}
+}
+
+func notInNet(offset uint32, n *net.IPNet) []expr.Any {
+	return []expr.Any{
+		loadAddr(offset),
+		&expr.Bitwise{SourceRegister: regAddr, DestRegister: regAddr, Len: 4, Mask: []byte(n.Mask), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: regAddr, Data: n.IP.Mask(n.Mask).To4()},
+	}
+}
+
+func matchL4(proto byte) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: regAddr},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: []byte{proto}},
+	}
+}
+
+// matchDport matches the TCP/UDP destination port; it must follow matchL4.
+func matchDport(port int) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: binaryutil.BigEndian.PutUint16(uint16(port))},
+	}
+}
+
+func ifname(key expr.MetaKey, name string) []expr.Any {
+	data := make([]byte, ifNameLen)
+	copy(data, name)
+	return []expr.Any{
+		&expr.Meta{Key: key, Register: regAddr},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: data},
+	}
+}
+
+func ctStatusDNAT() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: regAddr, Key: expr.CtKeySTATUS},
+		&expr.Bitwise{SourceRegister: regAddr, DestRegister: regAddr, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: regAddr, Data: make([]byte, 4)},
+	}
+}
+
+// dnatMap is `dnat to numgen random mod n map @m [: port]`. The modulus and
+// the map are built from the same backend list in the same transaction: a
+// key without an element would mean no DNAT at all (recipe §6).
+func dnatMap(m *nftables.Set, n uint32, port int) []expr.Any {
+	out := []expr.Any{
+		&expr.Numgen{Register: regAddr, Modulus: n, Type: unix.NFT_NG_RANDOM},
+		&expr.Lookup{SourceRegister: regAddr, DestRegister: regAddr, IsDestRegSet: true, SetName: m.Name, SetID: m.ID},
+	}
+	nat := &expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: regAddr}
+	if port != 0 {
+		out = append(out, &expr.Immediate{Register: regPort, Data: binaryutil.BigEndian.PutUint16(uint16(port))})
+		nat.RegProtoMin = regPort
+	}
+	return append(out, nat)
+}
+
+func rejectTCP() []expr.Any {
+	return []expr.Any{&expr.Counter{}, &expr.Reject{Type: unix.NFT_REJECT_TCP_RST}}
+}
+
+func rejectICMP() []expr.Any {
+	return []expr.Any{&expr.Counter{}, &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: icmpPortUnreach}}
+}
