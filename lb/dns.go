@@ -1,0 +1,274 @@
+package lb
+
+// The embedded DNS server. Containers get the bridge address (.1) as their
+// only nameserver; it answers service names from the record set the agent
+// hands over with Set and forwards everything else to the node's own
+// upstream servers, as Docker's embedded DNS does.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// DNSConfig configures a DNS server. It is read by NewDNS and must not be
+// changed afterwards.
+type DNSConfig struct {
+	// Addr is the listen address for both UDP and TCP, normally the
+	// bridge's .1 and port 53. Port 0 picks a free port (tests; see Addr).
+	Addr string
+	// Upstreams are "ip" or "ip:port" servers tried in order for names that
+	// are not ours (see UpstreamsFromResolvConf).
+	Upstreams []string
+	// Search domains: "web.example.org" is looked up as "web" too when
+	// "example.org" is one of them.
+	Search []string
+	// Timeout bounds one forwarded exchange with one upstream; 0 means 2s.
+	Timeout time.Duration
+	// TTL of our A records; 0 (the default) keeps clients from caching an
+	// address of a task that may move at any time.
+	TTL uint32
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Records maps a service name to its VIP and "tasks.NAME" to the task
+// addresses. Names are case-insensitive and may carry a trailing dot.
+type Records map[string][]net.IP
+
+// DNS is the embedded DNS server. Set may be called at any time, from any
+// goroutine, before or during Run.
+type DNS struct {
+	cfg     DNSConfig
+	log     *slog.Logger
+	records atomic.Pointer[map[string][]net.IP]
+
+	ready    chan struct{}
+	addrOnce sync.Once
+	addr     atomic.Value // string, the bound address
+}
+
+// NewDNS returns a server with an empty record set; Run starts it.
+func NewDNS(cfg DNSConfig) *DNS {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 2 * time.Second
+	}
+	ups := make([]string, 0, len(cfg.Upstreams))
+	for _, u := range cfg.Upstreams {
+		if _, _, err := net.SplitHostPort(u); err != nil {
+			u = net.JoinHostPort(u, "53")
+		}
+		ups = append(ups, u)
+	}
+	cfg.Upstreams = ups
+	search := make([]string, 0, len(cfg.Search))
+	for _, s := range cfg.Search {
+		if s = normalize(s); s != "" {
+			search = append(search, s)
+		}
+	}
+	cfg.Search = search
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	d := &DNS{cfg: cfg, log: logger.With("component", "dns"), ready: make(chan struct{})}
+	empty := map[string][]net.IP{}
+	d.records.Store(&empty)
+	return d
+}
+
+// Set replaces the whole record set atomically. The map is copied; the
+// caller keeps ownership of r.
+func (d *DNS) Set(r Records) {
+	m := make(map[string][]net.IP, len(r))
+	for name, ips := range r {
+		var v4 []net.IP
+		for _, ip := range ips {
+			if ip4 := ip.To4(); ip4 != nil {
+				v4 = append(v4, append(net.IP(nil), ip4...))
+			}
+		}
+		n := normalize(name)
+		m[n] = append(m[n], v4...)
+	}
+	d.records.Store(&m)
+}
+
+// Ready is closed once Run has bound its sockets.
+func (d *DNS) Ready() <-chan struct{} { return d.ready }
+
+// Addr is the bound address (UDP and TCP share it), "" before Ready.
+func (d *DNS) Addr() string {
+	s, _ := d.addr.Load().(string)
+	return s
+}
+
+// Run serves UDP and TCP until ctx ends, then shuts both servers down and
+// returns nil. It returns an error if it cannot bind or a server fails.
+func (d *DNS) Run(ctx context.Context) error {
+	pc, err := net.ListenPacket("udp", d.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("dns listen udp %s: %w", d.cfg.Addr, err)
+	}
+	bound := pc.LocalAddr().String()
+	ln, err := net.Listen("tcp", bound)
+	if err != nil {
+		pc.Close()
+		return fmt.Errorf("dns listen tcp %s: %w", bound, err)
+	}
+	udp := &dns.Server{PacketConn: pc, Handler: d}
+	tcp := &dns.Server{Listener: ln, Handler: d}
+	d.addrOnce.Do(func() {
+		d.addr.Store(bound)
+		close(d.ready)
+	})
+	d.log.Info("dns serving", "addr", bound, "upstreams", d.cfg.Upstreams)
+
+	errCh := make(chan error, 2)
+	var wg sync.WaitGroup
+	for _, s := range []*dns.Server{udp, tcp} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errCh <- s.ActivateAndServe()
+		}()
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errCh:
+		runErr = fmt.Errorf("dns server on %s: %w", bound, runErr)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = udp.ShutdownContext(sctx)
+	_ = tcp.ShutdownContext(sctx)
+	pc.Close()
+	ln.Close()
+	wg.Wait()
+	return runErr
+}
+
+// ServeDNS answers one query. It implements dns.Handler.
+func (d *DNS) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	if len(r.Question) != 1 || r.Opcode != dns.OpcodeQuery {
+		m := new(dns.Msg)
+		m.SetRcode(r, dns.RcodeFormatError)
+		_ = w.WriteMsg(m)
+		return
+	}
+	q := r.Question[0]
+	ips, found, ours := d.lookup(q.Name)
+	if !found && !ours {
+		d.forward(w, r)
+		return
+	}
+	m := new(dns.Msg)
+	m.SetReply(r)
+	m.Authoritative = true
+	m.RecursionAvailable = true
+	if !found {
+		m.Rcode = dns.RcodeNameError
+	} else if q.Qclass == dns.ClassINET && (q.Qtype == dns.TypeA || q.Qtype == dns.TypeANY) {
+		// Shuffle so naive clients that take the first address spread.
+		for _, i := range rand.Perm(len(ips)) {
+			m.Answer = append(m.Answer, &dns.A{
+				Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: d.cfg.TTL},
+				A:   ips[i],
+			})
+		}
+	} // other types of a known name: NOERROR, no data
+	if _, isUDP := w.RemoteAddr().(*net.UDPAddr); isUDP {
+		size := dns.MinMsgSize
+		if opt := r.IsEdns0(); opt != nil && int(opt.UDPSize()) > size {
+			size = int(opt.UDPSize())
+		}
+		m.Truncate(size)
+	}
+	if err := w.WriteMsg(m); err != nil {
+		d.log.Debug("dns reply failed", "name", q.Name, "err", err)
+	}
+}
+
+// lookup finds name as asked and with a search domain removed. ours says
+// the name is in the service namespace (one label, or tasks.LABEL), where a
+// miss is an authoritative NXDOMAIN instead of a question for upstream.
+func (d *DNS) lookup(qname string) (ips []net.IP, found, ours bool) {
+	name := normalize(qname)
+	recs := *d.records.Load()
+	labels := strings.Count(name, ".") + 1
+	ours = name != "" && (labels == 1 || (labels == 2 && strings.HasPrefix(name, "tasks.")))
+	if v, ok := recs[name]; ok {
+		return v, true, ours
+	}
+	for _, s := range d.cfg.Search {
+		if short, ok := strings.CutSuffix(name, "."+s); ok {
+			if v, ok := recs[short]; ok {
+				return v, true, ours
+			}
+		}
+	}
+	return nil, false, ours
+}
+
+// forward relays r to the upstreams in order over the client's transport
+// and relays the first answer; SERVFAIL when none answers in time.
+func (d *DNS) forward(w dns.ResponseWriter, r *dns.Msg) {
+	netw := "udp"
+	if _, ok := w.RemoteAddr().(*net.TCPAddr); ok {
+		netw = "tcp"
+	}
+	var errs error
+	for _, up := range d.cfg.Upstreams {
+		c := &dns.Client{Net: netw, Timeout: d.cfg.Timeout}
+		resp, _, err := c.Exchange(r, up)
+		if err != nil {
+			errs = errors.Join(errs, fmt.Errorf("upstream %s: %w", up, err))
+			continue
+		}
+		resp.Id = r.Id
+		if err := w.WriteMsg(resp); err != nil {
+			d.log.Debug("dns reply failed", "name", r.Question[0].Name, "err", err)
+		}
+		return
+	}
+	if errs != nil {
+		d.log.Debug("dns forward failed", "name", r.Question[0].Name, "err", errs)
+	}
+	m := new(dns.Msg)
+	m.SetRcode(r, dns.RcodeServerFailure)
+	m.RecursionAvailable = true
+	_ = w.WriteMsg(m)
+}
+
+// UpstreamsFromResolvConf reads a resolv.conf (normally /etc/resolv.conf of
+// the node) and returns its nameservers as "ip:port", loopback ones dropped
+// (they would point at the container itself), and its search domains.
+func UpstreamsFromResolvConf(path string) (upstreams, search []string, err error) {
+	cc, err := dns.ClientConfigFromFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	for _, s := range cc.Servers {
+		ip := net.ParseIP(s)
+		if ip == nil || ip.IsLoopback() {
+			continue
+		}
+		upstreams = append(upstreams, net.JoinHostPort(s, cc.Port))
+	}
+	return upstreams, cc.Search, nil
+}
+
+func normalize(name string) string {
+	return strings.ToLower(strings.TrimSuffix(strings.TrimSpace(name), "."))
+}

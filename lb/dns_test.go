@@ -1,0 +1,223 @@
+package lb
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// fakeUpstream answers every A question with 192.0.2.1 and counts queries.
+func fakeUpstream(t *testing.T) (addr string, queries func() int) {
+	t.Helper()
+	var mu sync.Mutex
+	n := 0
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		mu.Lock()
+		n++
+		mu.Unlock()
+		m := new(dns.Msg)
+		m.SetReply(r)
+		if r.Question[0].Name == "missing.example.org." {
+			m.Rcode = dns.RcodeNameError
+		} else {
+			m.Answer = append(m.Answer, &dns.A{
+				Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
+				A:   net.IPv4(192, 0, 2, 1),
+			})
+		}
+		_ = w.WriteMsg(m)
+	})
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*dns.Server{{PacketConn: pc, Handler: h}, {Listener: ln, Handler: h}} {
+		go func() { _ = s.ActivateAndServe() }()
+		t.Cleanup(func() { _ = s.Shutdown() })
+	}
+	return pc.LocalAddr().String(), func() int { mu.Lock(); defer mu.Unlock(); return n }
+}
+
+// startDNS runs a DNS on loopback for the test's lifetime.
+func startDNS(t *testing.T, cfg DNSConfig) *DNS {
+	t.Helper()
+	cfg.Addr = "127.0.0.1:0"
+	d := NewDNS(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	select {
+	case <-d.Ready():
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("DNS not ready")
+	}
+	return d
+}
+
+func query(t *testing.T, netw, addr, name string, qtype uint16) *dns.Msg {
+	t.Helper()
+	c := &dns.Client{Net: netw, Timeout: 3 * time.Second}
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	resp, _, err := c.Exchange(m, addr)
+	if err != nil {
+		t.Fatalf("%s %s: %v", netw, name, err)
+	}
+	return resp
+}
+
+func answerIPs(m *dns.Msg) []string {
+	var out []string
+	for _, rr := range m.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			out = append(out, a.A.String())
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestDNSAnswers(t *testing.T) {
+	up, upQueries := fakeUpstream(t)
+	d := startDNS(t, DNSConfig{Upstreams: []string{up}, Search: []string{"corp.example."}})
+	d.Set(Records{
+		"web":       {net.ParseIP("10.43.0.10")},
+		"tasks.web": {net.ParseIP("10.42.1.2"), net.ParseIP("10.42.1.3"), net.ParseIP("10.42.2.2")},
+		"Big.":      {net.ParseIP("10.43.0.11")},
+	})
+	tasks := []string{"10.42.1.2", "10.42.1.3", "10.42.2.2"}
+	cases := []struct {
+		name     string
+		qtype    uint16
+		rcode    int
+		want     []string
+		upstream bool
+	}{
+		{"web.", dns.TypeA, dns.RcodeSuccess, []string{"10.43.0.10"}, false},
+		{"WEB.", dns.TypeA, dns.RcodeSuccess, []string{"10.43.0.10"}, false},
+		{"big.", dns.TypeA, dns.RcodeSuccess, []string{"10.43.0.11"}, false},
+		{"web.corp.example.", dns.TypeA, dns.RcodeSuccess, []string{"10.43.0.10"}, false},
+		{"tasks.web.", dns.TypeA, dns.RcodeSuccess, tasks, false},
+		{"tasks.web.corp.example.", dns.TypeA, dns.RcodeSuccess, tasks, false},
+		{"web.", dns.TypeAAAA, dns.RcodeSuccess, nil, false},
+		{"nope.", dns.TypeA, dns.RcodeNameError, nil, false},
+		{"tasks.nope.", dns.TypeA, dns.RcodeNameError, nil, false},
+		{"www.example.org.", dns.TypeA, dns.RcodeSuccess, []string{"192.0.2.1"}, true},
+		{"nope.corp.example.", dns.TypeA, dns.RcodeSuccess, []string{"192.0.2.1"}, true},
+		{"missing.example.org.", dns.TypeA, dns.RcodeNameError, nil, true},
+	}
+	for _, netw := range []string{"udp", "tcp"} {
+		for _, tc := range cases {
+			t.Run(netw+"/"+tc.name+"/"+dns.TypeToString[tc.qtype], func(t *testing.T) {
+				before := upQueries()
+				resp := query(t, netw, d.Addr(), tc.name, tc.qtype)
+				if resp.Rcode != tc.rcode {
+					t.Fatalf("rcode %s, want %s", dns.RcodeToString[resp.Rcode], dns.RcodeToString[tc.rcode])
+				}
+				if got := answerIPs(resp); !slices.Equal(got, tc.want) {
+					t.Fatalf("answer %v, want %v", got, tc.want)
+				}
+				if asked := upQueries() > before; asked != tc.upstream {
+					t.Fatalf("upstream asked = %v, want %v", asked, tc.upstream)
+				}
+			})
+		}
+	}
+
+	// The record set swaps atomically under concurrent queries.
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			d.Set(Records{"web": {net.IPv4(10, 43, 0, byte(i%200+1))}})
+		}
+	}()
+	for i := 0; i < 50; i++ {
+		if got := answerIPs(query(t, "udp", d.Addr(), "web.", dns.TypeA)); len(got) != 1 {
+			t.Errorf("during swaps: %v", got)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	d.Set(nil)
+	if resp := query(t, "udp", d.Addr(), "web.", dns.TypeA); resp.Rcode != dns.RcodeNameError {
+		t.Fatalf("after Set(nil): %s", dns.RcodeToString[resp.Rcode])
+	}
+}
+
+func TestDNSUpstreamDown(t *testing.T) {
+	// A UDP socket that never answers: the forward times out → SERVFAIL.
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	d := startDNS(t, DNSConfig{Upstreams: []string{pc.LocalAddr().String()}, Timeout: 200 * time.Millisecond})
+	start := time.Now()
+	resp := query(t, "udp", d.Addr(), "www.example.org.", dns.TypeA)
+	if resp.Rcode != dns.RcodeServerFailure {
+		t.Fatalf("rcode %s, want SERVFAIL", dns.RcodeToString[resp.Rcode])
+	}
+	if time.Since(start) > 2*time.Second {
+		t.Fatalf("forward not bounded by timeout: %v", time.Since(start))
+	}
+}
+
+func TestDNSTruncatesLargeUDPAnswers(t *testing.T) {
+	d := startDNS(t, DNSConfig{})
+	var ips []net.IP
+	for i := 0; i < 100; i++ {
+		ips = append(ips, net.IPv4(10, 42, 1, byte(i+2)))
+	}
+	d.Set(Records{"tasks.big": ips})
+	if resp := query(t, "udp", d.Addr(), "tasks.big.", dns.TypeA); !resp.Truncated {
+		t.Fatalf("100 A records over plain UDP not truncated (%d answers)", len(resp.Answer))
+	}
+	if got := answerIPs(query(t, "tcp", d.Addr(), "tasks.big.", dns.TypeA)); len(got) != 100 {
+		t.Fatalf("tcp answers %d, want 100", len(got))
+	}
+}
+
+func TestUpstreamsFromResolvConf(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "resolv.conf")
+	body := "nameserver 127.0.0.53\nnameserver 192.0.2.53\nnameserver ::1\nsearch corp.example lab.example\n"
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ups, search, err := UpstreamsFromResolvConf(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ups, []string{"192.0.2.53:53"}) {
+		t.Fatalf("upstreams %v", ups)
+	}
+	if !slices.Equal(search, []string{"corp.example", "lab.example"}) {
+		t.Fatalf("search %v", search)
+	}
+}
