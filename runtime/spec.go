@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/shoal-org/shoal/api"
@@ -135,7 +134,7 @@ func BuildSpec(in SpecInput) (*specs.Spec, error) {
 		},
 	}
 	if !in.NoSeccomp {
-		sc, err := seccomp.GetDefaultProfile(s)
+		sc, err := defaultSeccomp(s)
 		if err != nil {
 			return nil, fmt.Errorf("default seccomp profile: %w", err)
 		}
