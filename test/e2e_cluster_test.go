@@ -174,7 +174,7 @@ func TestVotersGrowToFive(t *testing.T) {
 
 // TestLeaderHostKilled: pulling the leader's plug elects a new leader among
 // the survivors, writes succeed through every survivor and the old leader
-// is marked down.
+// is marked down; when its host comes back it is a ready voter again.
 func TestLeaderHostKilled(t *testing.T) {
 	harness.Context(t, testTimeout)
 	c := harness.New(t, 3)
@@ -207,6 +207,17 @@ func TestLeaderHostKilled(t *testing.T) {
 	if n := nodesBy(nodes)[ids[old]]; n.ManagerStatus == api.ManagerLeader {
 		t.Errorf("dead node still listed as leader: %s", harness.Summary(nodes))
 	}
+
+	// The old leader's host comes back: same node, ready, a voter again,
+	// and it takes writes.
+	if err := old.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitVoters(t, c, 3, 3)
+	if got := old.NodeID(t); got != ids[old] {
+		t.Fatalf("old leader came back as %s, was %s", got, ids[old])
+	}
+	harness.Eventually(t, electionTimeout, writeSucceeds(old, ids[old], "back", "yes"), "write through the returned host")
 }
 
 // TestAgentKill9Restart: an agent killed with SIGKILL comes back with the

@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 )
@@ -74,18 +75,34 @@ func Poll(ctx context.Context, cond Condition) (time.Duration, error) {
 	}
 }
 
-// Context returns a context that ends after timeout or shortly before the
-// test's own deadline (-timeout), whichever is first, and is cancelled when
-// the test ends. Use it to bound a whole test.
+// bounds holds the deadline Context set for a test (testing.TB → time.Time).
+var bounds sync.Map
+
+// Context bounds the whole test t: from now on every Eventually, Consistently
+// and Cluster wait of t ends by now+timeout (or shortly before the test
+// binary's -timeout, if earlier), so a test that would hang fails with the
+// condition it was waiting for instead. It returns a context with the same
+// deadline, cancelled when the test ends, for the test's own calls.
 func Context(t testing.TB, timeout time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), boundTimeout(t, timeout))
-	t.Cleanup(cancel)
+	d := boundTimeout(t, timeout)
+	bounds.Store(t, time.Now().Add(d))
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(func() {
+		cancel()
+		bounds.Delete(t)
+	})
 	return ctx
 }
 
-// boundTimeout shortens timeout so that it ends before the test binary's
-// deadline, leaving time for cleanup and log dumps.
+// boundTimeout shortens timeout so that it ends by the test's Context bound
+// and before the test binary's deadline, leaving time for cleanup and log
+// dumps. It never returns less than a second.
 func boundTimeout(t testing.TB, timeout time.Duration) time.Duration {
+	if v, ok := bounds.Load(t); ok {
+		if left := time.Until(v.(time.Time)); left < timeout {
+			timeout = max(left, time.Second)
+		}
+	}
 	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
 		if dl, ok := d.Deadline(); ok {
 			if left := time.Until(dl) - 30*time.Second; left < timeout {
