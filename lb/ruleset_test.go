@@ -1,0 +1,254 @@
+package lb
+
+import (
+	"errors"
+	"net"
+	"slices"
+	"testing"
+
+	"github.com/google/nftables"
+	"github.com/shoal-org/shoal/api"
+)
+
+var (
+	pre  = nftables.ChainHookPrerouting
+	out  = nftables.ChainHookOutput
+	post = nftables.ChainHookPostrouting
+)
+
+func testState() State {
+	return State{Services: []Service{
+		{
+			Name:     "web",
+			VIP:      net.ParseIP("10.43.0.10"),
+			Ports:    []api.PortConfig{{Published: 8080, Target: 80, Protocol: "tcp"}},
+			Backends: backends("10.42.1.2", "10.42.1.3", "10.42.2.2"),
+		},
+		{
+			Name:     "dns",
+			VIP:      net.ParseIP("10.43.0.11"),
+			Ports:    []api.PortConfig{{Published: 5353, Target: 53, Protocol: "udp"}},
+			Backends: backends("10.42.3.7"),
+		},
+		{
+			Name:  "down",
+			VIP:   net.ParseIP("10.43.0.12"),
+			Ports: []api.PortConfig{{Published: 9090, Target: 90}, {Published: 9091, Target: 91, Protocol: "udp"}},
+		},
+		{
+			Name:     "novip",
+			Ports:    []api.PortConfig{{Published: 7070, Target: 70}},
+			Backends: backends("10.42.2.9"),
+		},
+	}}
+}
+
+func TestRulesetTrace(t *testing.T) {
+	webAll := []string{"10.42.1.2", "10.42.1.3", "10.42.2.2"}
+	accept := []string{"accept"}
+	cases := []struct {
+		name    string
+		nodeIPs []net.IP
+		p       packet
+		want    []string
+	}{
+		// Service VIPs, every port, port kept.
+		{"container to VIP:80", nil, packet{hook: pre, iif: "shoal0", saddr: "10.42.1.2", daddr: "10.43.0.10", proto: protoTCP, dport: 80}, dnats(0, webAll...)},
+		{"container to VIP:5432", nil, packet{hook: pre, iif: "shoal0", saddr: "10.42.1.5", daddr: "10.43.0.10", proto: protoTCP, dport: 5432}, dnats(0, webAll...)},
+		{"VIP udp", nil, packet{hook: pre, iif: "shoal0", saddr: "10.42.1.5", daddr: "10.43.0.11", proto: protoUDP, dport: 53}, dnats(0, "10.42.3.7")},
+		{"host to VIP", nil, packet{hook: out, saddr: "10.42.1.1", daddr: "10.43.0.10", proto: protoTCP, dport: 80}, dnats(0, webAll...)},
+		{"other VIP untouched", nil, packet{hook: pre, iif: "shoal0", saddr: "10.42.1.5", daddr: "10.43.0.99", proto: protoTCP, dport: 80}, accept},
+
+		// Published ports: every local address, target port.
+		{"external to published", nil, packet{hook: pre, iif: "eth0", saddr: "10.232.1.2", daddr: "10.232.1.1", local: true, proto: protoTCP, dport: 8080}, dnats(80, webAll...)},
+		{"published udp", nil, packet{hook: pre, iif: "eth0", saddr: "10.232.1.2", daddr: "10.232.1.1", local: true, proto: protoUDP, dport: 5353}, dnats(53, "10.42.3.7")},
+		{"published tcp port with udp proto", nil, packet{hook: pre, iif: "eth0", saddr: "10.232.1.2", daddr: "10.232.1.1", local: true, proto: protoUDP, dport: 8080}, accept},
+		{"published port, not a local address", nil, packet{hook: pre, iif: "eth0", saddr: "10.232.1.2", daddr: "10.232.9.9", proto: protoTCP, dport: 8080}, accept},
+		{"unpublished port", nil, packet{hook: pre, iif: "eth0", saddr: "10.232.1.2", daddr: "10.232.1.1", local: true, proto: protoTCP, dport: 8081}, accept},
+		{"service without VIP", nil, packet{hook: pre, iif: "eth0", saddr: "10.232.1.2", daddr: "10.232.1.1", local: true, proto: protoTCP, dport: 7070}, dnats(70, "10.42.2.9")},
+		{"host to own published port", nil, packet{hook: out, saddr: "10.232.1.1", daddr: "10.232.1.1", local: true, proto: protoTCP, dport: 8080}, dnats(80, webAll...)},
+		{"host to loopback published port", nil, packet{hook: out, saddr: "127.0.0.1", daddr: "127.0.0.1", local: true, proto: protoTCP, dport: 8080}, accept},
+		{"node IPs given: listed", ips("10.232.1.1"), packet{hook: pre, iif: "eth0", saddr: "10.232.1.2", daddr: "10.232.1.1", local: true, proto: protoTCP, dport: 8080}, dnats(80, webAll...)},
+		{"node IPs given: other local", ips("10.232.1.1"), packet{hook: pre, iif: "shoal0", saddr: "10.42.1.3", daddr: "10.42.1.1", local: true, proto: protoTCP, dport: 8080}, accept},
+
+		// No backends: refused, not blackholed.
+		{"VIP without backends tcp", nil, packet{hook: pre, iif: "shoal0", saddr: "10.42.1.5", daddr: "10.43.0.12", proto: protoTCP, dport: 90}, []string{"reset"}},
+		{"VIP without backends udp", nil, packet{hook: pre, iif: "shoal0", saddr: "10.42.1.5", daddr: "10.43.0.12", proto: protoUDP, dport: 90}, []string{"unreachable"}},
+		{"host to VIP without backends", nil, packet{hook: out, saddr: "10.42.1.1", daddr: "10.43.0.12", proto: protoTCP, dport: 90}, []string{"reset"}},
+		{"published without backends tcp", nil, packet{hook: pre, iif: "eth0", saddr: "10.232.1.2", daddr: "10.232.1.1", local: true, proto: protoTCP, dport: 9090}, []string{"reset"}},
+		{"published without backends udp", nil, packet{hook: pre, iif: "eth0", saddr: "10.232.1.2", daddr: "10.232.1.1", local: true, proto: protoUDP, dport: 9091}, []string{"unreachable"}},
+		{"published without backends, node IPs", ips("10.232.1.1"), packet{hook: pre, iif: "eth0", saddr: "10.232.1.2", daddr: "10.232.1.1", local: true, proto: protoTCP, dport: 9090}, []string{"reset"}},
+
+		// Source NAT.
+		{"same host pair", nil, packet{hook: post, iif: "shoal0", oif: "shoal0", saddr: "10.42.1.2", daddr: "10.42.1.3", dnat: true, proto: protoTCP, dport: 80}, []string{"masquerade"}},
+		{"hairpin", nil, packet{hook: post, iif: "shoal0", oif: "shoal0", saddr: "10.42.1.2", daddr: "10.42.1.2", dnat: true, proto: protoTCP, dport: 80}, []string{"masquerade"}},
+		{"plain bridge traffic", nil, packet{hook: post, iif: "shoal0", oif: "shoal0", saddr: "10.42.1.2", daddr: "10.42.1.3", proto: protoTCP, dport: 80}, accept},
+		{"ingress to remote backend", nil, packet{hook: post, iif: "eth0", oif: "shoal.vx", saddr: "10.232.1.2", daddr: "10.42.2.2", dnat: true, proto: protoTCP, dport: 80}, []string{"masquerade"}},
+		{"ingress to local backend keeps client IP", nil, packet{hook: post, iif: "eth0", oif: "shoal0", saddr: "10.232.1.2", daddr: "10.42.1.2", dnat: true, proto: protoTCP, dport: 80}, accept},
+		{"container VIP to remote backend keeps IP", nil, packet{hook: post, iif: "shoal0", oif: "shoal.vx", saddr: "10.42.1.2", daddr: "10.42.2.2", dnat: true, proto: protoTCP, dport: 80}, accept},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.NodeIPs = tc.nodeIPs
+			tr := tracer{t: t, rs: compile(cfg, testState())}
+			if got := tr.trace(tc.p); !slices.Equal(got, tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRulesetBackendChanges checks that a removed backend is no longer a
+// destination and that modulus and map always agree (the tracer fails on
+// a numgen value without a map element).
+func TestRulesetBackendChanges(t *testing.T) {
+	vip := packet{hook: pre, iif: "shoal0", saddr: "10.42.1.9", daddr: "10.43.0.10", proto: protoTCP, dport: 80}
+	sets := [][]string{
+		{"10.42.1.2", "10.42.1.3", "10.42.2.2"},
+		{"10.42.1.2", "10.42.2.2"},
+		{"10.42.2.2"},
+		{"10.42.1.2", "10.42.1.3", "10.42.2.2", "10.42.3.2", "10.42.3.3"},
+	}
+	for _, addrs := range sets {
+		st := State{Services: []Service{{Name: "web", VIP: net.ParseIP("10.43.0.10"), Backends: backends(addrs...)}}}
+		tr := tracer{t: t, rs: compile(DefaultConfig(), st)}
+		if got, want := tr.trace(vip), dnats(0, addrs...); !slices.Equal(got, want) {
+			t.Fatalf("backends %v: got %v, want %v", addrs, got, want)
+		}
+	}
+}
+
+// TestRulesetObjects checks what the kernel needs from the batch: unique
+// names, sets with batch IDs, every rule in a chain of the table.
+func TestRulesetObjects(t *testing.T) {
+	st := testState()
+	st.Services = append(st.Services,
+		Service{Name: "a b", VIP: net.ParseIP("10.43.1.1"), Backends: backends("10.42.1.20")},
+		Service{Name: "a_b", VIP: net.ParseIP("10.43.1.2"), Backends: backends("10.42.1.21")},
+	)
+	cfg := DefaultConfig()
+	cfg.NodeIPs = ips("10.232.1.1", "10.232.1.1")
+	rs := compile(cfg, st)
+	chains := map[string]bool{}
+	for _, c := range rs.chains {
+		if chains[c.Name] {
+			t.Fatalf("chain %s twice", c.Name)
+		}
+		chains[c.Name] = true
+	}
+	ids := map[uint32]bool{}
+	for _, s := range rs.sets {
+		if s.set.ID == 0 || ids[s.set.ID] {
+			t.Fatalf("set %s has id %d", s.set.Name, s.set.ID)
+		}
+		ids[s.set.ID] = true
+		if s.set.IsMap && len(s.elems) == 0 {
+			t.Fatalf("empty map %s", s.set.Name)
+		}
+	}
+	if s := rs.set(setNodeIPs); s == nil || len(s.elems) != 1 {
+		t.Fatalf("node IP set not deduplicated: %+v", s)
+	}
+	for _, r := range rs.rules {
+		if !chains[r.Chain.Name] {
+			t.Fatalf("rule in unknown chain %s", r.Chain.Name)
+		}
+	}
+	if rs.chain("svc-a_b") == nil || rs.chain("svc-a_b~5") == nil {
+		t.Fatalf("colliding service names not disambiguated: %v", chains)
+	}
+}
+
+func TestStateValidate(t *testing.T) {
+	ok := testState()
+	if err := ok.validate(); err != nil {
+		t.Fatalf("valid state: %v", err)
+	}
+	svc := func(mod func(*Service)) State {
+		s := Service{Name: "x", VIP: net.ParseIP("10.43.0.1"), Ports: []api.PortConfig{{Published: 80, Target: 80}}, Backends: backends("10.42.1.2")}
+		mod(&s)
+		return State{Services: []Service{s}}
+	}
+	bad := map[string]State{
+		"no name":      svc(func(s *Service) { s.Name = "" }),
+		"v6 VIP":       svc(func(s *Service) { s.VIP = net.ParseIP("fd00::1") }),
+		"bad protocol": svc(func(s *Service) { s.Ports[0].Protocol = "sctp" }),
+		"port 0":       svc(func(s *Service) { s.Ports[0].Target = 0 }),
+		"port 70000":   svc(func(s *Service) { s.Ports[0].Published = 70000 }),
+		"v6 backend":   svc(func(s *Service) { s.Backends = []Backend{{IP: net.ParseIP("fd00::2")}} }),
+		"nil backend":  svc(func(s *Service) { s.Backends = []Backend{{}} }),
+		"dup published": svc(func(s *Service) {
+			s.Ports = append(s.Ports, api.PortConfig{Published: 80, Target: 81, Protocol: "tcp"})
+		}),
+		"dup name": {Services: []Service{{Name: "a"}, {Name: "a"}}},
+		"dup VIP":  {Services: []Service{{Name: "a", VIP: net.ParseIP("10.43.0.1")}, {Name: "b", VIP: net.ParseIP("10.43.0.1")}}},
+	}
+	for name, st := range bad {
+		if err := st.validate(); !errors.Is(err, ErrInvalidState) {
+			t.Errorf("%s: got %v, want ErrInvalidState", name, err)
+		}
+	}
+	udpAndTCP := svc(func(s *Service) {
+		s.Ports = append(s.Ports, api.PortConfig{Published: 80, Target: 80, Protocol: "udp"})
+	})
+	if err := udpAndTCP.validate(); err != nil {
+		t.Errorf("tcp and udp on one port: %v", err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatalf("default: %v", err)
+	}
+	for name, mod := range map[string]func(*Config){
+		"no table":     func(c *Config) { c.TableName = "" },
+		"long bridge":  func(c *Config) { c.BridgeName = "a-very-long-bridge-name" },
+		"no vxlan":     func(c *Config) { c.VXLANName = "" },
+		"no cluster":   func(c *Config) { c.ClusterCIDR = nil },
+		"v6 node addr": func(c *Config) { c.NodeIPs = ips("fd00::1") },
+	} {
+		c := DefaultConfig()
+		mod(&c)
+		if err := c.Validate(); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: got %v", name, err)
+		}
+	}
+}
+
+func TestConntrackPlan(t *testing.T) {
+	mk := func(udpPort int, addrs ...string) State {
+		s := Service{Name: "dns", VIP: net.ParseIP("10.43.0.11"), Backends: backends(addrs...)}
+		if udpPort != 0 {
+			s.Ports = []api.PortConfig{{Published: udpPort, Target: 53, Protocol: "udp"}}
+		}
+		return State{Services: []Service{s}}
+	}
+	str := func(ips []net.IP) []string {
+		var out []string
+		for _, ip := range ips {
+			out = append(out, ip.String())
+		}
+		return out
+	}
+	cases := []struct {
+		name       string
+		prev, next State
+		dead, vips []string
+		ports      []uint16
+	}{
+		{"unchanged", mk(0, "10.42.1.2"), mk(0, "10.42.1.2"), nil, nil, nil},
+		{"one removed", mk(0, "10.42.1.2", "10.42.2.2"), mk(0, "10.42.1.2"), []string{"10.42.2.2"}, nil, nil},
+		{"all removed", mk(0, "10.42.1.2", "10.42.2.2"), mk(0), []string{"10.42.1.2", "10.42.2.2"}, nil, nil},
+		{"revived", mk(5353), mk(5353, "10.42.1.2"), nil, []string{"10.43.0.11"}, []uint16{5353}},
+		{"service gone", mk(0, "10.42.1.2"), State{}, []string{"10.42.1.2"}, nil, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := conntrackPlan(tc.prev, tc.next)
+			if !slices.Equal(str(p.deadBackends), tc.dead) || !slices.Equal(str(p.revivedVIPs), tc.vips) || !slices.Equal(p.revivedPorts, tc.ports) {
+				t.Fatalf("got %+v", p)
+			}
+		})
+	}
+}
