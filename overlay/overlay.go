@@ -329,9 +329,32 @@ func (o *Overlay) setSysctls() error {
 // Run keeps the devices and peer entries in place until ctx ends: it
 // re-runs Setup (which re-applies the peers) when netlink reports that one
 // of our devices, its addresses or its routes went away, and every
-// ResyncInterval. Failures are logged and retried. Run returns nil when ctx
-// ends, or an error if it cannot subscribe to netlink events.
+// ResyncInterval. Failures are logged and retried; a broken netlink
+// subscription is re-opened (followed by a full re-apply, as events may have
+// been missed). Run blocks and returns nil when ctx ends.
 func (o *Overlay) Run(ctx context.Context) error {
+	for {
+		err := o.watch(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		o.cfg.Logger.Warn("overlay: netlink watch ended; restarting", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// errWatchEnded: a netlink subscription closed its channel.
+var errWatchEnded = errors.New("netlink subscription ended")
+
+// watch subscribes to link, address and route updates of the programmed
+// namespace and re-applies the state on relevant ones until ctx ends or a
+// subscription breaks. The subscriptions' goroutines stop when watch
+// returns (done is closed).
+func (o *Overlay) watch(ctx context.Context) error {
 	done := make(chan struct{})
 	defer close(done)
 	linkCh := make(chan netlink.LinkUpdate, 64)
@@ -341,7 +364,13 @@ func (o *Overlay) Run(ctx context.Context) error {
 	if o.cfg.NetNS != "" {
 		nsOpt = &o.ns
 	}
-	logErr := func(err error) { o.cfg.Logger.Warn("overlay: netlink subscription", "err", err) }
+	logErr := func(err error) {
+		select {
+		case <-done: // the socket was closed on purpose
+		default:
+			o.cfg.Logger.Warn("overlay: netlink subscription", "err", err)
+		}
+	}
 	if err := netlink.LinkSubscribeWithOptions(linkCh, done, netlink.LinkSubscribeOptions{Namespace: nsOpt, ErrorCallback: logErr}); err != nil {
 		return fmt.Errorf("subscribe to link updates: %w", err)
 	}
@@ -358,12 +387,12 @@ func (o *Overlay) Run(ctx context.Context) error {
 		defer t.Stop()
 		resync = t.C
 	}
-	// Coalesce bursts (a deleted device removes many routes at once).
+	// Coalesce bursts (a deleted device removes many routes at once). The
+	// first pass runs right away: events before the subscription were missed.
 	const debounce = 100 * time.Millisecond
-	kick := time.NewTimer(time.Hour)
-	kick.Stop()
+	kick := time.NewTimer(0)
 	defer kick.Stop()
-	pending := false
+	pending := true
 	trigger := func(why string) {
 		if !pending {
 			o.cfg.Logger.Debug("overlay: re-applying", "reason", why)
@@ -377,21 +406,21 @@ func (o *Overlay) Run(ctx context.Context) error {
 			return nil
 		case u, ok := <-linkCh:
 			if !ok {
-				return fmt.Errorf("link updates stopped")
+				return fmt.Errorf("links: %w", errWatchEnded)
 			}
 			if o.ownLink(u.Attrs().Name) && (u.Header.Type == unix.RTM_DELLINK || u.IfInfomsg.Flags&unix.IFF_UP == 0) {
 				trigger("link " + u.Attrs().Name + " deleted or down")
 			}
 		case u, ok := <-addrCh:
 			if !ok {
-				return fmt.Errorf("address updates stopped")
+				return fmt.Errorf("addresses: %w", errWatchEnded)
 			}
 			if !u.NewAddr && o.ownIndex(u.LinkIndex) {
 				trigger("address removed")
 			}
 		case u, ok := <-routeCh:
 			if !ok {
-				return fmt.Errorf("route updates stopped")
+				return fmt.Errorf("routes: %w", errWatchEnded)
 			}
 			if u.Type == unix.RTM_DELROUTE && o.ownIndex(u.LinkIndex) {
 				trigger("route removed")

@@ -1,0 +1,290 @@
+package overlay
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func validConfig(t *testing.T) Config {
+	t.Helper()
+	c := DefaultConfig()
+	c.NodeID = "node-a"
+	c.UnderlayIP = netip.MustParseAddr("192.0.2.10")
+	c.Subnet = netip.MustParsePrefix("10.42.3.0/24")
+	c.StateDir = t.TempDir()
+	return c
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(*Config)
+		wantErr string // "" = valid
+	}{
+		{"default plus required", func(*Config) {}, ""},
+		{"explicit MTU", func(c *Config) { c.MTU = 1400 }, ""},
+		{"small subnet", func(c *Config) { c.Subnet = netip.MustParsePrefix("10.42.3.4/30") }, ""},
+		{"missing node ID", func(c *Config) { c.NodeID = "" }, "NodeID"},
+		{"missing underlay", func(c *Config) { c.UnderlayIP = netip.Addr{} }, "UnderlayIP"},
+		{"IPv6 underlay", func(c *Config) { c.UnderlayIP = netip.MustParseAddr("2001:db8::1") }, "UnderlayIP"},
+		{"underlay inside cluster CIDR", func(c *Config) { c.UnderlayIP = netip.MustParseAddr("10.42.9.9") }, "inside ClusterCIDR"},
+		{"missing subnet", func(c *Config) { c.Subnet = netip.Prefix{} }, "Subnet"},
+		{"subnet host bits", func(c *Config) { c.Subnet = netip.MustParsePrefix("10.42.3.1/24") }, "host bits"},
+		{"subnet outside cluster", func(c *Config) { c.Subnet = netip.MustParsePrefix("10.43.3.0/24") }, "not inside ClusterCIDR"},
+		{"subnet larger than cluster", func(c *Config) { c.Subnet = netip.MustParsePrefix("10.0.0.0/8") }, "not inside ClusterCIDR"},
+		{"subnet too small", func(c *Config) { c.Subnet = netip.MustParsePrefix("10.42.3.0/31") }, "too small"},
+		{"cluster CIDR not masked", func(c *Config) { c.ClusterCIDR = netip.MustParsePrefix("10.42.0.1/16") }, "ClusterCIDR"},
+		{"long bridge name", func(c *Config) { c.BridgeName = "abcdefghijklmnop" }, "BridgeName"},
+		{"bridge name with slash", func(c *Config) { c.BridgeName = "a/b" }, "BridgeName"},
+		{"empty VXLAN name", func(c *Config) { c.VXLANName = "" }, "VXLANName"},
+		{"same names", func(c *Config) { c.VXLANName = c.BridgeName }, "must differ"},
+		{"VNI zero", func(c *Config) { c.VNI = 0 }, "VNI"},
+		{"VNI too big", func(c *Config) { c.VNI = 1 << 24 }, "VNI"},
+		{"port zero", func(c *Config) { c.Port = 0 }, "Port"},
+		{"MTU too small", func(c *Config) { c.MTU = 100 }, "MTU"},
+		{"relative state dir", func(c *Config) { c.StateDir = "state" }, "StateDir"},
+		{"relative netns", func(c *Config) { c.NetNS = "netns/x" }, "NetNS"},
+		{"negative resync", func(c *Config) { c.ResyncInterval = -1 }, "ResyncInterval"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validConfig(t)
+			tt.mutate(&c)
+			err := c.Validate()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			if err == nil || !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Validate = %v, want ErrInvalidConfig mentioning %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestDefaultNamesFit(t *testing.T) {
+	c := DefaultConfig()
+	for _, n := range []string{c.BridgeName, c.VXLANName} {
+		if err := checkIfName(n); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestVTEPMAC(t *testing.T) {
+	seen := map[string]string{}
+	for i := range 1000 {
+		id := fmt.Sprintf("node-%d", i)
+		mac := VTEPMAC(id)
+		if len(mac) != 6 {
+			t.Fatalf("VTEPMAC(%q) = %v: want 6 bytes", id, mac)
+		}
+		if mac[0]&0x01 != 0 || mac[0]&0x02 == 0 {
+			t.Fatalf("VTEPMAC(%q) = %v: want locally administered unicast", id, mac)
+		}
+		if again := VTEPMAC(id); again.String() != mac.String() {
+			t.Fatalf("VTEPMAC(%q) not deterministic: %v then %v", id, mac, again)
+		}
+		if other, dup := seen[mac.String()]; dup {
+			t.Fatalf("VTEPMAC collision between %q and %q", id, other)
+		}
+		seen[mac.String()] = id
+	}
+	// A known value pins the derivation: changing it would break every
+	// cluster during a rolling upgrade (peers derive each other's MACs).
+	if got, want := VTEPMAC("node-a").String(), "ca:9b:7a:e4:44:56"; got != want {
+		t.Fatalf("VTEPMAC(node-a) = %s, want %s", got, want)
+	}
+}
+
+func TestVethName(t *testing.T) {
+	tests := []struct{ id, want string }{
+		{"0123456789abcdef0123", "sh0123456789"},
+		{"abc", "shabc"},
+		{"web.1.xyz", ""}, // hashed
+		{"", ""},          // hashed
+	}
+	for _, tt := range tests {
+		got := VethName(tt.id)
+		if err := checkIfName(got); err != nil {
+			t.Errorf("VethName(%q) = %q: %v", tt.id, got, err)
+		}
+		if tt.want != "" && got != tt.want {
+			t.Errorf("VethName(%q) = %q, want %q", tt.id, got, tt.want)
+		}
+		if got != VethName(tt.id) {
+			t.Errorf("VethName(%q) not deterministic", tt.id)
+		}
+	}
+	if VethName("web.1.xyz") == VethName("web.1.xyw") {
+		t.Error("hashed names collide")
+	}
+}
+
+func TestContainerMAC(t *testing.T) {
+	got := containerMAC(netip.MustParseAddr("10.42.3.7"))
+	if want := (net.HardwareAddr{0x0a, 0x58, 10, 42, 3, 7}); got.String() != want.String() {
+		t.Fatalf("containerMAC = %v, want %v", got, want)
+	}
+}
+
+func TestIPAMAllocateReleasePersist(t *testing.T) {
+	dir := t.TempDir()
+	subnet := netip.MustParsePrefix("10.42.3.0/24")
+	a, err := openIPAM(dir, subnet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip1, fresh, err := a.Allocate("c1")
+	if err != nil || !fresh || ip1.String() != "10.42.3.2" {
+		t.Fatalf("Allocate c1 = %v %v %v, want 10.42.3.2 fresh", ip1, fresh, err)
+	}
+	again, fresh, err := a.Allocate("c1")
+	if err != nil || fresh || again != ip1 {
+		t.Fatalf("second Allocate c1 = %v %v %v, want %v not fresh", again, fresh, err, ip1)
+	}
+	ip2, _, err := a.Allocate("c2")
+	if err != nil || ip2.String() != "10.42.3.3" {
+		t.Fatalf("Allocate c2 = %v %v", ip2, err)
+	}
+	if err := a.Release("c1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Release("unknown"); err != nil {
+		t.Fatalf("Release unknown: %v", err)
+	}
+	// Next fit: the released .2 is not reused right away.
+	ip3, _, err := a.Allocate("c3")
+	if err != nil || ip3.String() != "10.42.3.4" {
+		t.Fatalf("Allocate c3 = %v %v, want 10.42.3.4", ip3, err)
+	}
+
+	// Reopen: allocations and the cursor survive.
+	b, err := openIPAM(dir, subnet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ip, ok := b.Lookup("c2"); !ok || ip != ip2 {
+		t.Fatalf("after reopen c2 = %v %v, want %v", ip, ok, ip2)
+	}
+	if _, ok := b.Lookup("c1"); ok {
+		t.Fatal("released c1 came back after reopen")
+	}
+	ip4, _, err := b.Allocate("c4")
+	if err != nil || ip4.String() != "10.42.3.5" {
+		t.Fatalf("Allocate c4 after reopen = %v %v, want 10.42.3.5", ip4, err)
+	}
+
+	// A different subnet discards the old allocations.
+	c, err := openIPAM(dir, netip.MustParsePrefix("10.42.4.0/24"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(c.All()); n != 0 {
+		t.Fatalf("allocations for another subnet kept: %d", n)
+	}
+
+	if err := b.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ipamFile)); !os.IsNotExist(err) {
+		t.Fatalf("state file still there after Remove: %v", err)
+	}
+}
+
+func TestIPAMExhaustionAndWrap(t *testing.T) {
+	a, err := openIPAM(t.TempDir(), netip.MustParsePrefix("10.42.3.0/29")) // .2 - .6
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[netip.Addr]bool{}
+	for i := range 5 {
+		ip, _, err := a.Allocate(fmt.Sprint("c", i))
+		if err != nil {
+			t.Fatalf("Allocate %d: %v", i, err)
+		}
+		if seen[ip] || !a.allocatable(ip) {
+			t.Fatalf("Allocate %d = %v: duplicate or out of range", i, ip)
+		}
+		seen[ip] = true
+	}
+	if _, _, err := a.Allocate("c5"); !errors.Is(err, ErrSubnetFull) {
+		t.Fatalf("Allocate on full subnet = %v, want ErrSubnetFull", err)
+	}
+	if err := a.Release("c2"); err != nil {
+		t.Fatal(err)
+	}
+	ip, _, err := a.Allocate("c6") // wraps around to the only free one
+	if err != nil || ip.String() != "10.42.3.4" {
+		t.Fatalf("Allocate after wrap = %v %v, want 10.42.3.4", ip, err)
+	}
+}
+
+func TestIPAMRejectsCorruptState(t *testing.T) {
+	dir := t.TempDir()
+	subnet := netip.MustParsePrefix("10.42.3.0/24")
+	for name, body := range map[string]string{
+		"not json":     "{",
+		"out of range": `{"subnet":"10.42.3.0/24","allocations":{"c1":"10.42.3.1"}}`,
+		"duplicate":    `{"subnet":"10.42.3.0/24","allocations":{"c1":"10.42.3.9","c2":"10.42.3.9"}}`,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, ipamFile), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := openIPAM(dir, subnet); err == nil {
+			t.Errorf("%s: openIPAM accepted %s", name, body)
+		}
+	}
+}
+
+func TestValidatePeers(t *testing.T) {
+	c := validConfig(t) // node-a, 10.42.3.0/24
+	o := &Overlay{cfg: c}
+	ul := netip.MustParseAddr("192.0.2.20")
+	tests := []struct {
+		name    string
+		peers   []Peer
+		want    int // accepted
+		wantErr string
+	}{
+		{"self ignored", []Peer{{NodeID: "node-a", Subnet: c.Subnet, UnderlayIP: c.UnderlayIP}}, 0, ""},
+		{"good", []Peer{{NodeID: "b", Subnet: netip.MustParsePrefix("10.42.4.0/24"), UnderlayIP: ul}}, 1, ""},
+		{"outside cluster", []Peer{{NodeID: "b", Subnet: netip.MustParsePrefix("10.9.4.0/24"), UnderlayIP: ul}}, 0, "outside"},
+		{"overlaps ours", []Peer{{NodeID: "b", Subnet: netip.MustParsePrefix("10.42.0.0/22"), UnderlayIP: ul}}, 0, "overlaps this node"},
+		{"overlap between peers", []Peer{
+			{NodeID: "b", Subnet: netip.MustParsePrefix("10.42.4.0/24"), UnderlayIP: ul},
+			{NodeID: "c", Subnet: netip.MustParsePrefix("10.42.4.0/24"), UnderlayIP: ul},
+		}, 1, "overlaps the one of peer b"},
+		{"bad underlay", []Peer{{NodeID: "b", Subnet: netip.MustParsePrefix("10.42.4.0/24")}}, 0, "underlay"},
+		{"multicast MAC", []Peer{{NodeID: "b", Subnet: netip.MustParsePrefix("10.42.4.0/24"), UnderlayIP: ul,
+			VTEPMAC: net.HardwareAddr{1, 0, 0, 0, 0, 1}}}, 0, "unicast"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, errs := o.validatePeers(tt.peers)
+			if len(got) != tt.want {
+				t.Errorf("accepted %d peers, want %d", len(got), tt.want)
+			}
+			err := errors.Join(errs...)
+			if tt.wantErr == "" && err != nil {
+				t.Errorf("unexpected error: %v", err)
+			}
+			if tt.wantErr != "" && (!errors.Is(err, ErrInvalidPeer) || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("error = %v, want ErrInvalidPeer mentioning %q", err, tt.wantErr)
+			}
+			for _, p := range got {
+				if p.mac.String() != VTEPMAC(p.NodeID).String() || p.gw != p.Subnet.Addr() {
+					t.Errorf("peer %s: derived mac %v gw %v", p.NodeID, p.mac, p.gw)
+				}
+			}
+		})
+	}
+}
