@@ -109,9 +109,14 @@ if joined 1; then
 else
 	shoal 1 init >/dev/null
 fi
-token=$(shoal 1 token)
+token=""
 for i in $(seq 2 $N); do
-	joined "$i" || shoal "$i" join --token "$token" "$NET.11:2377"
+	joined "$i" && continue
+	if [ -z "$token" ]; then
+		wait_for 30 "the join token" shoal 1 token
+		token=$(shoal 1 token)
+	fi
+	shoal "$i" join --token "$token" "$NET.11:2377"
 done
 
 ready() {
