@@ -220,6 +220,9 @@ func TestOverlayTwoHosts(t *testing.T) {
 	if got := sh(t, "ip", "-n", a.ns, "-4", "addr", "show", a.cfg.BridgeName); !strings.Contains(got, "inet 10.42.1.1/24") {
 		t.Errorf("bridge address:\n%s", got)
 	}
+	if got := sh(t, "ip", "-n", a.ns, "link", "show", a.cfg.BridgeName); !strings.Contains(got, derivedMAC("shoal-bridge:"+a.cfg.NodeID).String()) {
+		t.Errorf("bridge MAC not the derived one:\n%s", got)
+	}
 	if got := a.ov.BridgeIP().String(); got != "10.42.1.1" {
 		t.Errorf("BridgeIP = %s", got)
 	}
@@ -260,6 +263,9 @@ func TestOverlayTwoHosts(t *testing.T) {
 	ip3 := attach(b, "c3", c3Path)
 	if ip1 == ip2 {
 		t.Fatalf("c1 and c2 got the same IP %s", ip1)
+	}
+	if got := sh(t, "ip", "-n", a.ns, "link", "show", a.cfg.BridgeName); !strings.Contains(got, derivedMAC("shoal-bridge:"+a.cfg.NodeID).String()) {
+		t.Errorf("bridge MAC changed when ports were added:\n%s", got)
 	}
 	veth := sh(t, "ip", "-n", a.ns, "-d", "link", "show", VethName("c1"))
 	for _, want := range []string{"mtu 1450", "master " + a.cfg.BridgeName, "hairpin on", "state UP", "alias c1"} {
@@ -472,5 +478,47 @@ func TestSetupWithoutUnderlay(t *testing.T) {
 	defer ov.Close()
 	if err := ov.Setup(t.Context()); !errors.Is(err, ErrNoUnderlay) {
 		t.Fatalf("Setup = %v, want ErrNoUnderlay", err)
+	}
+}
+
+func TestAttachConcurrent(t *testing.T) {
+	requireNetAdmin(t)
+	hosts := newHosts(t, 1)
+	h := hosts[0]
+	h.start(t, t)
+	const n = 6
+	type ctr struct{ ns, path, id, ip string }
+	ctrs := make([]*ctr, n)
+	for i := range ctrs {
+		ns, path := newNetns(t, fmt.Sprintf("k%d", i))
+		ctrs[i] = &ctr{ns: ns, path: path, id: fmt.Sprintf("k%d", i)}
+	}
+	errs := make(chan error, n)
+	for _, c := range ctrs {
+		go func() {
+			ip, err := h.ov.Attach(t.Context(), c.id, c.path)
+			c.ip = ip
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, c := range ctrs {
+			_ = h.ov.Detach(context.Background(), c.id, c.path)
+		}
+	})
+	seen := map[string]bool{}
+	for _, c := range ctrs {
+		if seen[c.ip] {
+			t.Fatalf("address %s handed out twice", c.ip)
+		}
+		seen[c.ip] = true
+	}
+	for _, c := range ctrs[1:] {
+		ping(t, ctrs[0].ns, c.ip)
 	}
 }

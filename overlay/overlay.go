@@ -26,12 +26,17 @@ import (
 // Overlay is one node's share of the overlay network. Its methods are safe
 // for concurrent use; they serialise on one mutex (netlink calls are short).
 type Overlay struct {
-	cfg    Config
-	mac    net.HardwareAddr // own VTEP MAC
-	bridge netip.Prefix     // bridge address with the subnet's length (.1/24)
-	ipam   *ipam
-	ns     netns.NsHandle // the programmed namespace, or -1 for the current one
-	h      *netlink.Handle
+	cfg Config
+	mac net.HardwareAddr // own VTEP MAC
+	// bridgeMAC is fixed too: a bridge without an explicit MAC takes the
+	// lowest MAC of its ports, so it would change as containers come and go
+	// (and on re-creation), leaving the containers' neighbour entry for their
+	// gateway stale.
+	bridgeMAC net.HardwareAddr
+	bridge    netip.Prefix // bridge address with the subnet's length (.1/24)
+	ipam      *ipam
+	ns        netns.NsHandle // the programmed namespace, or -1 for the current one
+	h         *netlink.Handle
 
 	mu    sync.Mutex
 	setUp bool        // Setup succeeded once: the devices exist
@@ -48,10 +53,11 @@ func New(cfg Config) (*Overlay, error) {
 	}
 	first, _ := u32Range(cfg.Subnet)
 	o := &Overlay{
-		cfg:    cfg,
-		mac:    VTEPMAC(cfg.NodeID),
-		bridge: netip.PrefixFrom(first, cfg.Subnet.Bits()),
-		ns:     netns.None(),
+		cfg:       cfg,
+		mac:       VTEPMAC(cfg.NodeID),
+		bridgeMAC: derivedMAC("shoal-bridge:" + cfg.NodeID),
+		bridge:    netip.PrefixFrom(first, cfg.Subnet.Bits()),
+		ns:        netns.None(),
 	}
 	var err error
 	if o.ipam, err = openIPAM(cfg.StateDir, cfg.Subnet); err != nil {
@@ -173,7 +179,7 @@ func (o *Overlay) ensureBridge(mtu int) error {
 	}
 	if errors.As(err, &netlink.LinkNotFoundError{}) {
 		attrs := netlink.NewLinkAttrs()
-		attrs.Name, attrs.MTU = name, mtu
+		attrs.Name, attrs.MTU, attrs.HardwareAddr = name, mtu, o.bridgeMAC
 		if err := o.h.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
 			return fmt.Errorf("create bridge %s: %w", name, err)
 		}
@@ -186,6 +192,11 @@ func (o *Overlay) ensureBridge(mtu int) error {
 	if l.Attrs().MTU != mtu {
 		if err := o.h.LinkSetMTU(l, mtu); err != nil {
 			return fmt.Errorf("set MTU %d on %s: %w", mtu, name, err)
+		}
+	}
+	if l.Attrs().HardwareAddr.String() != o.bridgeMAC.String() {
+		if err := o.h.LinkSetHardwareAddr(l, o.bridgeMAC); err != nil {
+			return fmt.Errorf("set MAC %s on %s: %w", o.bridgeMAC, name, err)
 		}
 	}
 	if err := ensureAddr(o.h, l, o.bridge); err != nil {

@@ -74,7 +74,12 @@ type Peer struct {
 // locally administered unicast address derived from a SHA-256 of the ID, so
 // it is the same across restarts and computable by every other node.
 func VTEPMAC(nodeID string) net.HardwareAddr {
-	sum := sha256.Sum256([]byte("shoal-vtep:" + nodeID))
+	return derivedMAC("shoal-vtep:" + nodeID)
+}
+
+// derivedMAC returns a locally administered unicast MAC derived from seed.
+func derivedMAC(seed string) net.HardwareAddr {
+	sum := sha256.Sum256([]byte(seed))
 	mac := net.HardwareAddr(sum[:6])
 	mac[0] = (mac[0] | 0x02) &^ 0x01 // locally administered, unicast
 	return mac
