@@ -193,8 +193,11 @@ func loadOrCreateIdentity(dir, hostname string) (identity, error) {
 	b, err := os.ReadFile(p)
 	switch {
 	case err == nil:
-		if err := json.Unmarshal(b, &id); err != nil || id.NodeID == "" {
-			return id, fmt.Errorf("corrupt node identity %s: %v", p, err)
+		if err := json.Unmarshal(b, &id); err != nil {
+			return id, fmt.Errorf("corrupt node identity %s: %w", p, err)
+		}
+		if id.NodeID == "" {
+			return id, fmt.Errorf("corrupt node identity %s: missing node_id", p)
 		}
 		if hostname != "" && hostname != id.Hostname {
 			id.Hostname = hostname

@@ -55,7 +55,7 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports the first problem of the configuration.
+// Validate reports every problem of the configuration, joined.
 func (c Config) Validate() error {
 	var errs []error
 	if c.DataDir == "" {
@@ -81,7 +81,7 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("--gossip-port and --cluster-port must differ"))
 	}
 	if c.Hostname == "" {
-		errs = append(errs, errors.New("hostname is empty"))
+		errs = append(errs, errors.New("--hostname is empty"))
 	}
 	if _, _, err := net.ParseCIDR(c.ClusterCIDR); err != nil {
 		errs = append(errs, fmt.Errorf("cluster CIDR: %w", err))

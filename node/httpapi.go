@@ -146,10 +146,6 @@ func (a *Agent) handleJoin(w http.ResponseWriter, r *http.Request) (any, error) 
 		return nil, badRequest("join needs a token and the address of a cluster node (HOST:PORT)")
 	}
 	if err := a.joinCluster(r.Context(), req); err != nil {
-		var re *rpcError
-		if errors.As(err, &re) || errors.Is(err, ErrAlreadyInCluster) {
-			return nil, &httpError{status: http.StatusBadRequest, msg: err.Error()}
-		}
 		return nil, &httpError{status: http.StatusBadRequest, msg: err.Error()}
 	}
 	return a.handleStatus(w, r)

@@ -272,7 +272,7 @@ func explainJoinError(addr string, err error) error {
 		return fmt.Errorf("join %s: the node there belongs to a different cluster than this token (CA fingerprint mismatch)", addr)
 	case strings.Contains(err.Error(), "connection refused"):
 		return fmt.Errorf("join %s: connection refused: no shoal agent in a cluster listens there", addr)
-	case strings.Contains(err.Error(), "tls:") || strings.Contains(err.Error(), "first record") || strings.Contains(err.Error(), "EOF"):
+	case isDialError(err) && (strings.Contains(err.Error(), "tls:") || strings.Contains(err.Error(), "first record") || strings.Contains(err.Error(), "EOF")):
 		return fmt.Errorf("join %s: not a Shoal cluster node (TLS handshake failed: %v)", addr, err)
 	default:
 		return fmt.Errorf("join %s: %w", addr, err)
@@ -505,3 +505,8 @@ func (a *Agent) promoteReplacement(ctx context.Context, cl *cluster, leaving str
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 var _ = tls.VersionTLS13
+
+func isDialError(err error) bool {
+	var de *dialError
+	return errors.As(err, &de)
+}

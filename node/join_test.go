@@ -50,12 +50,12 @@ func TestExplainJoinError(t *testing.T) {
 		},
 		{
 			name: "TLS handshake with something else",
-			err:  errors.New("connect to x: tls: first record does not look like a TLS handshake"),
+			err:  &dialError{errors.New("connect to x: tls: first record does not look like a TLS handshake")},
 			want: []string{"join " + addr, "not a Shoal cluster node"},
 		},
 		{
 			name: "peer hung up during the handshake",
-			err:  fmt.Errorf("connect to x: %w", io.EOF),
+			err:  &dialError{fmt.Errorf("connect to x: %w", io.EOF)},
 			want: []string{"not a Shoal cluster node"},
 		},
 		{

@@ -93,6 +93,13 @@ func computeActions(nodeID string, tasks []*api.Task, containers []api.Container
 					continue
 				}
 				report(t, api.TaskStatus{State: api.TaskRunning, ContainerID: c.ID, Health: c.Health, IP: c.IP})
+			case api.ContainerCreated:
+				// Created but never started: the agent died between the
+				// two steps. Remove it; the next pass starts a fresh one.
+				// (A start in flight also passes through created: pass()
+				// skips the removal while it runs.)
+				cc := c
+				acts = append(acts, action{kind: actRemove, task: t, container: &cc})
 			case api.ContainerExited:
 				st := api.TaskStatus{State: api.TaskComplete, ExitCode: c.ExitCode, ContainerID: c.ID}
 				if c.ExitCode != 0 {
@@ -234,6 +241,9 @@ func (r *reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 				r.signal()
 			}()
 		case actRemove:
+			if act.task != nil && r.busy(r.starting, act.task.ID) {
+				continue
+			}
 			if !r.claim(r.stopping, act.container.ID) {
 				continue
 			}
@@ -292,6 +302,12 @@ func (r *reconciler) claim(m map[string]bool, id string) bool {
 	}
 	m[id] = true
 	return true
+}
+
+func (r *reconciler) busy(m map[string]bool, id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return m[id]
 }
 
 func (r *reconciler) release(m map[string]bool, id string) {

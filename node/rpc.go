@@ -16,6 +16,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/pki"
 )
 
@@ -57,6 +58,66 @@ type rpcError struct {
 
 func (e *rpcError) Error() string { return e.Msg }
 
+// Is maps the code of a forwarded refusal back to the consensus sentinel it
+// was sent for, so callers test forwarded and local errors alike.
+func (e *rpcError) Is(target error) bool {
+	if e.Code == codeNotLeader {
+		return target == ErrNotLeader
+	}
+	for _, s := range rpcSentinels {
+		if s.code == e.Code {
+			return target == s.err
+		}
+	}
+	return false
+}
+
+// rpcSentinels are the state machine's refusals that cross the wire by code.
+var rpcSentinels = []struct {
+	code string
+	err  error
+}{
+	{"not_found", consensus.ErrNotFound},
+	{"ambiguous", consensus.ErrAmbiguous},
+	{"name_taken", consensus.ErrNameTaken},
+	{"exists", consensus.ErrExists},
+	{"version_mismatch", consensus.ErrVersionMismatch},
+	{"invalid", consensus.ErrInvalid},
+	{"exhausted", consensus.ErrExhausted},
+	{"not_bootstrapped", consensus.ErrNotBootstrapped},
+	{"already_bootstrapped", consensus.ErrAlreadyBootstrapped},
+	{"malformed", consensus.ErrMalformed},
+}
+
+// errorCode picks the code an error travels with. Leadership changes and
+// timeouts are retryable by the caller: they travel as not_leader.
+func errorCode(err error) string {
+	var re *rpcError
+	if errors.As(err, &re) {
+		return re.Code
+	}
+	if errors.Is(err, ErrNotLeader) || errors.Is(err, consensus.ErrTimeout) || errors.Is(err, consensus.ErrShutdown) {
+		return codeNotLeader
+	}
+	for _, s := range rpcSentinels {
+		if errors.Is(err, s.err) {
+			return s.code
+		}
+	}
+	return ""
+}
+
+// dialError marks a failure to connect (TCP or TLS) to a peer, as opposed
+// to a failure after the peer answered.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+// maxRequestLine bounds the one request line a peer (possibly one without
+// a certificate) may make the agent buffer.
+const maxRequestLine = 1 << 20
+
 // rpcCall holds the state of one RPC on the server side.
 type rpcCall struct {
 	conn   *tls.Conn
@@ -71,13 +132,7 @@ func (c *rpcCall) reply(body any, err error) error {
 	var resp rpcResponse
 	if err != nil {
 		resp.Error = err.Error()
-		var re *rpcError
-		switch {
-		case errors.As(err, &re):
-			resp.Code = re.Code
-		case errors.Is(err, ErrNotLeader):
-			resp.Code = codeNotLeader
-		}
+		resp.Code = errorCode(err)
 	} else if body != nil {
 		b, merr := json.Marshal(body)
 		if merr != nil {
@@ -96,9 +151,9 @@ func (a *Agent) serveRPC(conn *tls.Conn) {
 	defer conn.Close()
 	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 	r := bufio.NewReader(conn)
-	line, err := r.ReadBytes('\n')
+	line, err := readLine(r, maxRequestLine)
 	if err != nil {
-		return
+		return // includes a request line longer than maxRequestLine
 	}
 	_ = conn.SetReadDeadline(time.Time{})
 	call := &rpcCall{conn: conn, r: r}
@@ -173,7 +228,7 @@ func callRPC(ctx context.Context, addr string, cfg *tls.Config, method string, b
 	// must not eat the time a retry against the new leader needs.
 	conn, err := dialProto(addr, min(timeout, dialTimeout), cfg, protoRPC)
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", addr, err)
+		return &dialError{fmt.Errorf("connect to %s: %w", addr, err)}
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
@@ -214,4 +269,22 @@ func callRPC(ctx context.Context, addr string, cfg *tls.Config, method string, b
 		return stream(r)
 	}
 	return nil
+}
+
+// readLine reads one '\n'-terminated line of at most limit bytes.
+func readLine(r *bufio.Reader, limit int) ([]byte, error) {
+	var line []byte
+	for {
+		frag, err := r.ReadSlice('\n')
+		line = append(line, frag...)
+		if len(line) > limit {
+			return nil, errors.New("request line too long")
+		}
+		if err == nil {
+			return line, nil
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return nil, err
+		}
+	}
 }

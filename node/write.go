@@ -94,10 +94,7 @@ func (a *Agent) applyLocal(ctx context.Context, enc []byte) (json.RawMessage, er
 	}
 	res, err := cl.raft.Apply(ctx, cmd)
 	if err != nil {
-		if retryable(err) {
-			return nil, err
-		}
-		return nil, &rpcError{Code: codeRefused, Msg: err.Error()}
+		return nil, err // the sentinel survives forwarding through errorCode
 	}
 	if res == nil {
 		return nil, nil
