@@ -67,8 +67,9 @@ type Cluster struct {
 
 	opts options
 
-	mu    sync.Mutex
-	hosts []*Host
+	closeOnce sync.Once
+	mu        sync.Mutex
+	hosts     []*Host
 }
 
 // Requirements skips t unless it runs as root with ip, nft, nsenter and runc
@@ -112,7 +113,7 @@ func New(t testing.TB, n int, opts ...Option) *Cluster {
 		t.Fatal(err)
 	}
 	c := &Cluster{t: t, Name: name, Subnet: x, Bin: bin, opts: o, RunDir: filepath.Join(RunRoot, name)}
-	t.Cleanup(c.cleanup)
+	t.Cleanup(c.Close)
 	if c.Dir, err = os.MkdirTemp("", "shoal-e2e-"+name+"-"); err != nil {
 		t.Fatalf("cluster dir: %v", err)
 	}
@@ -328,6 +329,11 @@ func (c *Cluster) Heal() error {
 	}
 	return nil
 }
+
+// Close tears the cluster down now instead of at the end of the test (for
+// benchmarks that make one cluster per run). It is idempotent and is also
+// registered with t.Cleanup.
+func (c *Cluster) Close() { c.closeOnce.Do(c.cleanup) }
 
 // cleanup tears everything down, best effort, logging what it could not
 // undo. It runs even when the test failed or New stopped half way.
