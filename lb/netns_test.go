@@ -1,0 +1,371 @@
+package lb
+
+// Real behaviour in throwaway network namespaces (root only):
+//
+//	X (external client 10.232.Y.2) ──ul0── N (node: bridge shoal0 10.42.1.1/24, our table)
+//	                                        ├── B1 10.42.1.11 busybox httpd (index.html "b1")
+//	                                        ├── B2 10.42.1.12 "b2"
+//	                                        ├── B3 10.42.1.13 "b3"
+//	                                        └── C  10.42.1.50 (client container)
+//
+// Bridge ports have hairpin on, as the overlay sets them.
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/shoal-org/shoal/api"
+)
+
+type lab struct {
+	t       *testing.T
+	node    string // netns names
+	client  string
+	ext     string
+	backend []string
+	nodeIP  string // underlay address of the node, facing ext
+	vip     net.IP
+	bIPs    []string
+}
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (network namespaces, nftables)")
+	}
+	for _, bin := range []string{"ip", "bridge", "/bin/busybox"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("needs %s: %v", bin, err)
+		}
+	}
+}
+
+func run(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func newLab(t *testing.T) *lab {
+	requireRoot(t)
+	id := fmt.Sprintf("%04x", rand.IntN(0x10000))
+	y := 100 + rand.IntN(150)
+	l := &lab{
+		t:      t,
+		node:   "lbn" + id,
+		client: "lbc" + id,
+		ext:    "lbx" + id,
+		nodeIP: fmt.Sprintf("10.232.%d.1", y),
+		vip:    net.ParseIP("10.43.0.10"),
+	}
+	addNS := func(name string) {
+		run(t, "ip", "netns", "add", name)
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+		run(t, "ip", "-n", name, "link", "set", "lo", "up")
+	}
+	addNS(l.node)
+	run(t, "ip", "netns", "exec", l.node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	run(t, "ip", "-n", l.node, "link", "add", "shoal0", "type", "bridge")
+	run(t, "ip", "-n", l.node, "addr", "add", "10.42.1.1/24", "dev", "shoal0")
+	run(t, "ip", "-n", l.node, "link", "set", "shoal0", "up")
+
+	// A container-like netns on the bridge.
+	attach := func(ns, port, addr string) {
+		addNS(ns)
+		run(t, "ip", "-n", l.node, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
+		run(t, "ip", "-n", l.node, "link", "set", port, "master", "shoal0", "up")
+		run(t, "bridge", "-n", l.node, "link", "set", "dev", port, "hairpin", "on")
+		run(t, "ip", "-n", ns, "addr", "add", addr+"/24", "dev", "eth0")
+		run(t, "ip", "-n", ns, "link", "set", "eth0", "up")
+		run(t, "ip", "-n", ns, "route", "add", "default", "via", "10.42.1.1")
+	}
+	for i := 1; i <= 3; i++ {
+		ns := fmt.Sprintf("lbb%d%s", i, id)
+		ip := fmt.Sprintf("10.42.1.%d", 10+i)
+		attach(ns, fmt.Sprintf("vb%d", i), ip)
+		l.backend = append(l.backend, ns)
+		l.bIPs = append(l.bIPs, ip)
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte(fmt.Sprintf("b%d\n", i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("ip", "netns", "exec", ns, "/bin/busybox", "httpd", "-f", "-p", "80", "-h", dir)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	}
+	attach(l.client, "vc", "10.42.1.50")
+
+	// The external client on the node's underlay.
+	addNS(l.ext)
+	run(t, "ip", "-n", l.node, "link", "add", "ul0", "type", "veth", "peer", "name", "eth0", "netns", l.ext)
+	run(t, "ip", "-n", l.node, "addr", "add", l.nodeIP+"/24", "dev", "ul0")
+	run(t, "ip", "-n", l.node, "link", "set", "ul0", "up")
+	run(t, "ip", "-n", l.ext, "addr", "add", fmt.Sprintf("10.232.%d.2/24", y), "dev", "eth0")
+	run(t, "ip", "-n", l.ext, "link", "set", "eth0", "up")
+
+	// Wait for the servers (a direct GET, no LB involved).
+	for i, ns := range l.backend {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if body, err := l.get(ns, "http://127.0.0.1/"); err == nil && body == fmt.Sprintf("b%d", i+1) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("httpd in %s not answering", ns)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return l
+}
+
+// get runs one HTTP GET from inside ns (busybox wget; its -T segfaults, so
+// the bound is timeout(1)) and returns the trimmed body.
+func (l *lab) get(ns, url string) (string, error) {
+	out, err := exec.Command("ip", "netns", "exec", ns, "/bin/busybox", "timeout", "3",
+		"/bin/busybox", "wget", "-q", "-O", "-", url).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("GET %s from %s: %v: %s", url, ns, err, strings.TrimSpace(string(out)))
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// spread makes n GETs and counts answers per backend; every GET must work.
+func (l *lab) spread(ns, url string, n int) map[string]int {
+	l.t.Helper()
+	seen := map[string]int{}
+	for i := 0; i < n; i++ {
+		body, err := l.get(ns, url)
+		if err != nil {
+			l.t.Fatalf("request %d: %v", i, err)
+		}
+		seen[body]++
+	}
+	return seen
+}
+
+func (l *lab) state(backendIdx ...int) State {
+	var bs []Backend
+	for _, i := range backendIdx {
+		bs = append(bs, Backend{IP: net.ParseIP(l.bIPs[i]), Local: true})
+	}
+	return State{Services: []Service{{
+		Name:     "web",
+		VIP:      l.vip,
+		Ports:    []api.PortConfig{{Published: 8080, Target: 80, Protocol: "tcp"}},
+		Backends: bs,
+	}}}
+}
+
+func (l *lab) newLB() *LB {
+	l.t.Helper()
+	cfg := DefaultConfig()
+	cfg.NetNSPath = "/var/run/netns/" + l.node
+	lb, err := New(cfg)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(func() { _ = lb.Close() })
+	return lb
+}
+
+func wantKeys(t *testing.T, what string, seen map[string]int, keys ...string) {
+	t.Helper()
+	var got []string
+	for k := range seen {
+		got = append(got, k)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, keys) {
+		t.Fatalf("%s: answered by %v, want exactly %v", what, seen, keys)
+	}
+}
+
+func TestLBNetns(t *testing.T) {
+	l := newLab(t)
+	lb := l.newLB()
+	if err := lb.Set(l.state(0, 1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	vipURL := "http://" + l.vip.String() + "/"
+	pubURL := "http://" + l.nodeIP + ":8080/"
+
+	t.Run("vip from client", func(t *testing.T) {
+		wantKeys(t, "VIP", l.spread(l.client, vipURL, 60), "b1", "b2", "b3")
+	})
+	t.Run("vip hairpin", func(t *testing.T) {
+		wantKeys(t, "hairpin", l.spread(l.backend[0], vipURL, 60), "b1", "b2", "b3")
+	})
+	t.Run("published from external", func(t *testing.T) {
+		wantKeys(t, "published", l.spread(l.ext, pubURL, 60), "b1", "b2", "b3")
+	})
+	t.Run("published from container", func(t *testing.T) {
+		wantKeys(t, "published", l.spread(l.client, pubURL, 45), "b1", "b2", "b3")
+	})
+	t.Run("published from node", func(t *testing.T) {
+		wantKeys(t, "published", l.spread(l.node, pubURL, 45), "b1", "b2", "b3")
+	})
+	t.Run("backend removed", func(t *testing.T) {
+		if err := lb.Set(l.state(0, 1)); err != nil {
+			t.Fatal(err)
+		}
+		wantKeys(t, "VIP", l.spread(l.client, vipURL, 40), "b1", "b2")
+		wantKeys(t, "published", l.spread(l.ext, pubURL, 40), "b1", "b2")
+	})
+	t.Run("no backends refused", func(t *testing.T) {
+		if err := lb.Set(l.state()); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct{ ns, url string }{{l.client, vipURL}, {l.ext, pubURL}, {l.backend[0], vipURL}} {
+			start := time.Now()
+			_, err := l.get(c.ns, c.url)
+			if err == nil || !strings.Contains(err.Error(), "refused") {
+				t.Fatalf("GET %s from %s: %v, want connection refused", c.url, c.ns, err)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Fatalf("refusal took %v", d)
+			}
+		}
+	})
+	t.Run("restart keeps rules, teardown removes them", func(t *testing.T) {
+		if err := lb.Set(l.state(2)); err != nil {
+			t.Fatal(err)
+		}
+		if err := lb.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := lb.Set(l.state(2)); err != ErrClosed {
+			t.Fatalf("Set after Close: %v", err)
+		}
+		wantKeys(t, "after Close", l.spread(l.client, vipURL, 5), "b3")
+		lb2 := l.newLB()
+		if err := lb2.Set(l.state(0, 2)); err != nil {
+			t.Fatal(err)
+		}
+		wantKeys(t, "new LB", l.spread(l.client, vipURL, 30), "b1", "b3")
+		if err := lb2.Teardown(); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("ip", "netns", "exec", l.node, "nft", "list", "table", "ip", "shoal").CombinedOutput(); err == nil {
+			t.Fatalf("table still there after Teardown:\n%s", out)
+		}
+		if _, err := l.get(l.client, vipURL); err == nil {
+			t.Fatal("VIP still answers after Teardown")
+		}
+	})
+}
+
+// TestLBChurn flips the backend set while a client keeps calling the VIP:
+// every sync is one transaction, so no request may fail (recipe §6).
+func TestLBChurn(t *testing.T) {
+	l := newLab(t)
+	lb := l.newLB()
+	if err := lb.Set(l.state(0, 1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		sets := [][]int{{0, 1}, {0, 1, 2}, {2}, {1, 2}}
+		for i := 0; ctx.Err() == nil; i++ {
+			if err := lb.Set(l.state(sets[i%len(sets)]...)); err != nil {
+				done <- err
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		done <- nil
+	}()
+	seen := l.spread(l.client, "http://"+l.vip.String()+"/", 40)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) < 2 {
+		t.Fatalf("churn answered only by %v", seen)
+	}
+}
+
+// TestDNSInNetns serves DNS on the bridge address inside the node and asks
+// from the client container; forwarding reaches a fake upstream on the
+// test's loopback.
+func TestDNSInNetns(t *testing.T) {
+	l := newLab(t)
+	up, _ := fakeUpstream(t)
+	d := NewDNS(DNSConfig{Addr: "10.42.1.1:53", Upstreams: []string{up}})
+	d.Set(Records{"web": {l.vip}, "tasks.web": ips(l.bIPs...)})
+	nodeNS, err := os.Open("/var/run/netns/" + l.node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nodeNS.Close()
+	clientNS, err := os.Open("/var/run/netns/" + l.client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer clientNS.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		// Sockets are bound in the netns of the thread that creates them;
+		// forwarded queries dial from other threads, i.e. the root netns.
+		done <- runInNS(nodeNS, func() error { return d.Run(ctx) })
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	select {
+	case <-d.Ready():
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("DNS not ready")
+	}
+
+	ask := func(name string) *dns.Msg {
+		var resp *dns.Msg
+		err := runInNS(clientNS, func() error {
+			c := &dns.Client{Timeout: 3 * time.Second}
+			m := new(dns.Msg)
+			m.SetQuestion(name, dns.TypeA)
+			var err error
+			resp, _, err = c.Exchange(m, "10.42.1.1:53")
+			return err
+		})
+		if err != nil {
+			t.Fatalf("query %s: %v", name, err)
+		}
+		return resp
+	}
+	if got := answerIPs(ask("web.")); !slices.Equal(got, []string{"10.43.0.10"}) {
+		t.Fatalf("web: %v", got)
+	}
+	if got := answerIPs(ask("tasks.web.")); !slices.Equal(got, l.bIPs) {
+		t.Fatalf("tasks.web: %v", got)
+	}
+	if r := ask("unknown."); r.Rcode != dns.RcodeNameError {
+		t.Fatalf("unknown: %s", dns.RcodeToString[r.Rcode])
+	}
+	if got := answerIPs(ask("www.example.org.")); !slices.Equal(got, []string{"192.0.2.1"}) {
+		t.Fatalf("forwarded: %v", got)
+	}
+}
