@@ -369,3 +369,92 @@ func TestDNSInNetns(t *testing.T) {
 		t.Fatalf("forwarded: %v", got)
 	}
 }
+
+// TestLBUDPConntrackFlush: a UDP flow sticks to its backend through
+// conntrack; removing that backend must move the very same flow (same
+// source port) to another one, which needs the conntrack entry deleted.
+func TestLBUDPConntrackFlush(t *testing.T) {
+	l := newLab(t)
+	for i, ns := range l.backend {
+		f, err := os.Open("/var/run/netns/" + ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pc net.PacketConn
+		err = runInNS(f, func() error {
+			var err error
+			pc, err = net.ListenPacket("udp", ":53")
+			return err
+		})
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pc.Close() })
+		name := fmt.Sprintf("b%d", i+1)
+		go func() { // ends when Cleanup closes pc
+			buf := make([]byte, 512)
+			for {
+				_, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				_, _ = pc.WriteTo([]byte(name), from)
+			}
+		}()
+	}
+	f, err := os.Open("/var/run/netns/" + l.client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var client net.PacketConn
+	err = runInNS(f, func() error {
+		var err error
+		client, err = net.ListenPacket("udp", "10.42.1.50:0")
+		return err
+	})
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	vip := &net.UDPAddr{IP: l.vip, Port: 53}
+	ask := func() string {
+		t.Helper()
+		if _, err := client.WriteTo([]byte("?"), vip); err != nil {
+			t.Fatal(err)
+		}
+		_ = client.SetReadDeadline(time.Now().Add(2 * time.Second))
+		buf := make([]byte, 64)
+		n, _, err := client.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("udp to VIP: %v", err)
+		}
+		return string(buf[:n])
+	}
+
+	lb := l.newLB()
+	if err := lb.Set(l.state(0, 1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	first := ask()
+	for i := 0; i < 5; i++ {
+		if got := ask(); got != first {
+			t.Fatalf("flow moved from %s to %s without a change", first, got)
+		}
+	}
+	var keep []int
+	for i := range l.backend {
+		if fmt.Sprintf("b%d", i+1) != first {
+			keep = append(keep, i)
+		}
+	}
+	if err := lb.Set(l.state(keep...)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		if got := ask(); got == first {
+			t.Fatalf("flow still reaches removed backend %s", first)
+		}
+	}
+}
