@@ -48,6 +48,7 @@ type Agent struct {
 
 	images *image.Store
 	rt     *runtime.Runtime
+	net    netAttacher // the runtime's network: the overlay once it is up
 
 	// joinMu serialises init, join and leave.
 	joinMu sync.Mutex
@@ -155,6 +156,7 @@ func (a *Agent) startRuntime(ctx context.Context) error {
 	rc.RuncRoot = filepath.Join(filepath.Dir(a.cfg.Socket), "runc-"+shortID(a.id.NodeID))
 	rc.CgroupParent = "/shoal-" + shortID(a.id.NodeID)
 	rc.Images = imgs
+	rc.Network = &a.net
 	rc.Logger = a.log.With("sub", "runtime")
 	rt, err := runtime.New(rc)
 	if err != nil {

@@ -156,7 +156,8 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		}
 	}
 
-	cl.wg.Add(3)
+	cl.wg.Add(4)
+	go func() { defer cl.wg.Done(); a.networkLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.gossipJoinLoop(cctx, cl, peers) }()
 	go func() { defer cl.wg.Done(); a.leadershipLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.reconcileLoop(cctx, cl) }()

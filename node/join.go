@@ -421,6 +421,12 @@ func (a *Agent) leave(ctx context.Context) error {
 			a.log.Warn("remove task container after leave", "container", shortID(c.ID), "err", err)
 		}
 	}
+	if ov := a.net.get(); ov != nil {
+		a.net.set(nil)
+		if err := ov.Teardown(); err != nil {
+			a.log.Warn("remove the overlay after leave", "err", err)
+		}
+	}
 	a.log.Info("left the cluster")
 	return nil
 }

@@ -144,11 +144,12 @@ type reconciler struct {
 	stopping map[string]bool
 	pending  map[string]api.TaskStatus
 	kick     chan struct{}
+	since    time.Time
 }
 
 func (a *Agent) reconcileLoop(ctx context.Context, cl *cluster) {
 	r := &reconciler{a: a, cl: cl, starting: map[string]bool{}, stopping: map[string]bool{},
-		pending: map[string]api.TaskStatus{}, kick: make(chan struct{}, 1)}
+		pending: map[string]api.TaskStatus{}, kick: make(chan struct{}, 1), since: time.Now()}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Add(1)
@@ -334,6 +335,7 @@ func (r *reconciler) start(ctx context.Context, t *api.Task) {
 	a := r.a
 	now := func() time.Time { return time.Now().UTC() }
 	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskPreparing, Timestamp: now()})
+	r.waitNetwork(ctx)
 	if err := a.ensureImage(ctx, r.cl, t.Spec.Image); err != nil {
 		r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRejected, Error: err.Error(), Timestamp: now()})
 		return
@@ -363,6 +365,21 @@ func (r *reconciler) start(ctx context.Context, t *api.Task) {
 		return
 	}
 	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRunning, ContainerID: c.ID, Health: c.Health, IP: c.IP, Timestamp: now()})
+}
+
+// networkGrace is how long a task start waits for the overlay after the
+// reconciler started (a node that just joined learns its subnet within a
+// second); past it tasks start with loopback only rather than never.
+const networkGrace = 10 * time.Second
+
+func (r *reconciler) waitNetwork(ctx context.Context) {
+	for !r.a.net.ready() && time.Since(r.since) < networkGrace {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // reportLoop flushes queued status reports to the leader in batches.

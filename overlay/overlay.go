@@ -229,7 +229,7 @@ func (o *Overlay) ensureVXLAN(under netlink.Link, mtu int) error {
 			return fmt.Errorf("create VXLAN device %s: %w", name, err)
 		}
 		o.cfg.Logger.Info("overlay: created VXLAN device", "device", name, "vni", o.cfg.VNI,
-			"local", o.cfg.UnderlayIP, "mac", o.mac, "mtu", mtu)
+			"local", o.cfg.UnderlayIP, "mac", o.mac.String(), "mtu", mtu)
 		l, err = o.h.LinkByName(name)
 	}
 	if err != nil {
