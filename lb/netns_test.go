@@ -458,3 +458,89 @@ func TestLBUDPConntrackFlush(t *testing.T) {
 		}
 	}
 }
+
+// addRemoteNode adds a second node (bridge 10.42.2.1/24, one httpd backend
+// "b4" at 10.42.2.11) joined to the first by a VXLAN overlay over its own
+// underlay link, flannel style as in the recipe (§2). It returns b4's IP.
+func (l *lab) addRemoteNode() string {
+	t := l.t
+	id := l.node[3:]
+	n2 := "lbm" + id
+	b4 := "lbb4" + id
+	y := strings.Split(l.nodeIP, ".")[2]
+	ul1, ul2 := "10.231."+y+".1", "10.231."+y+".2"
+	addNS := func(name string) {
+		run(t, "ip", "netns", "add", name)
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+		run(t, "ip", "-n", name, "link", "set", "lo", "up")
+	}
+	addNS(n2)
+	run(t, "ip", "netns", "exec", n2, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	run(t, "ip", "-n", l.node, "link", "add", "un2", "type", "veth", "peer", "name", "eth0", "netns", n2)
+	run(t, "ip", "-n", l.node, "addr", "add", ul1+"/24", "dev", "un2")
+	run(t, "ip", "-n", l.node, "link", "set", "un2", "up")
+	run(t, "ip", "-n", n2, "addr", "add", ul2+"/24", "dev", "eth0")
+	run(t, "ip", "-n", n2, "link", "set", "eth0", "up")
+	run(t, "ip", "-n", n2, "link", "add", "shoal0", "type", "bridge")
+	run(t, "ip", "-n", n2, "addr", "add", "10.42.2.1/24", "dev", "shoal0")
+	run(t, "ip", "-n", n2, "link", "set", "shoal0", "up")
+
+	type end struct{ ns, local, dev, subnet string }
+	ends := []end{{l.node, ul1, "un2", "1"}, {n2, ul2, "eth0", "2"}}
+	macs := map[string]string{}
+	for _, e := range ends {
+		run(t, "ip", "-n", e.ns, "link", "add", "shoal.vx", "type", "vxlan", "id", "42", "dstport", "4789",
+			"local", e.local, "dev", e.dev, "nolearning")
+		run(t, "ip", "-n", e.ns, "link", "set", "shoal.vx", "mtu", "1450")
+		run(t, "ip", "-n", e.ns, "addr", "add", "10.42."+e.subnet+".0/32", "dev", "shoal.vx")
+		run(t, "ip", "-n", e.ns, "link", "set", "shoal.vx", "up")
+		macs[e.ns] = strings.TrimSpace(run(t, "ip", "netns", "exec", e.ns, "cat", "/sys/class/net/shoal.vx/address"))
+	}
+	for i, e := range ends {
+		p := ends[1-i]
+		run(t, "ip", "-n", e.ns, "route", "replace", "10.42."+p.subnet+".0/24", "via", "10.42."+p.subnet+".0", "dev", "shoal.vx", "onlink")
+		run(t, "ip", "-n", e.ns, "neigh", "replace", "10.42."+p.subnet+".0", "lladdr", macs[p.ns], "dev", "shoal.vx", "nud", "permanent")
+		run(t, "bridge", "-n", e.ns, "fdb", "append", macs[p.ns], "dev", "shoal.vx", "dst", p.local, "self", "permanent")
+	}
+
+	addNS(b4)
+	run(t, "ip", "-n", n2, "link", "add", "vb4", "type", "veth", "peer", "name", "eth0", "netns", b4)
+	run(t, "ip", "-n", n2, "link", "set", "vb4", "mtu", "1450", "master", "shoal0", "up")
+	run(t, "ip", "-n", b4, "addr", "add", "10.42.2.11/24", "dev", "eth0")
+	run(t, "ip", "-n", b4, "link", "set", "eth0", "mtu", "1450", "up")
+	run(t, "ip", "-n", b4, "route", "add", "default", "via", "10.42.2.1")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte("b4\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", b4, "/bin/busybox", "httpd", "-f", "-p", "80", "-h", dir)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if body, err := l.get(l.client, "http://10.42.2.11/"); err == nil && body == "b4" {
+			return "10.42.2.11"
+		} else if time.Now().After(deadline) {
+			t.Fatalf("b4 not reachable over the overlay: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestLBRemoteBackend: the routing mesh and the VIP reach a backend on
+// another node through the VXLAN device, and replies find their way back.
+func TestLBRemoteBackend(t *testing.T) {
+	l := newLab(t)
+	remote := l.addRemoteNode()
+	lb := l.newLB()
+	st := l.state(0)
+	st.Services[0].Backends = append(st.Services[0].Backends, Backend{IP: net.ParseIP(remote)})
+	if err := lb.Set(st); err != nil {
+		t.Fatal(err)
+	}
+	wantKeys(t, "published from external", l.spread(l.ext, "http://"+l.nodeIP+":8080/", 40), "b1", "b4")
+	wantKeys(t, "VIP from client", l.spread(l.client, "http://"+l.vip.String()+"/", 40), "b1", "b4")
+	wantKeys(t, "VIP hairpin", l.spread(l.backend[0], "http://"+l.vip.String()+"/", 40), "b1", "b4")
+}
