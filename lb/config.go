@@ -45,6 +45,11 @@ type Config struct {
 	// the LB programs instead of the current one. Tests use it; the agent
 	// leaves it empty.
 	NetNSPath string
+	// MasqueradeEgress masquerades connections from containers to
+	// addresses outside ClusterCIDR (Docker's bridge masquerade), so
+	// containers reach the underlay and beyond, and another node's
+	// published port sees a node address it can answer. On by default.
+	MasqueradeEgress bool
 	// KeepBridgeNetfilter leaves net.bridge.bridge-nf-call-iptables alone.
 	// By default New sets it to 0 in the namespace, the setting the
 	// data-plane recipe proved for same-host and hairpin traffic.
@@ -57,10 +62,11 @@ type Config struct {
 func DefaultConfig() Config {
 	_, cluster, _ := net.ParseCIDR("10.42.0.0/16")
 	return Config{
-		TableName:   "shoal",
-		BridgeName:  "shoal0",
-		VXLANName:   "shoal.vx",
-		ClusterCIDR: cluster,
+		TableName:        "shoal",
+		BridgeName:       "shoal0",
+		VXLANName:        "shoal.vx",
+		ClusterCIDR:      cluster,
+		MasqueradeEgress: true,
 	}
 }
 

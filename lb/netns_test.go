@@ -220,6 +220,31 @@ func TestLBNetns(t *testing.T) {
 	t.Run("published from node", func(t *testing.T) {
 		wantKeys(t, "published", l.spread(l.node, pubURL, 45), "b1", "b2", "b3")
 	})
+	t.Run("egress masquerade", func(t *testing.T) {
+		// The external client has no route to the cluster range: only a
+		// masqueraded connection gets an answer.
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte("ext\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("ip", "netns", "exec", l.ext, "/bin/busybox", "httpd", "-f", "-p", "80", "-h", dir)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+		extURL := "http://" + strings.TrimSuffix(l.nodeIP, ".1") + ".2/"
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			body, err := l.get(l.client, extURL)
+			if err == nil && body == "ext" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("container to outside: %q %v", body, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
 	t.Run("backend removed", func(t *testing.T) {
 		if err := lb.Set(l.state(0, 1)); err != nil {
 			t.Fatal(err)

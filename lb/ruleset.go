@@ -134,6 +134,15 @@ func compile(cfg Config, st State) *ruleset {
 		[]expr.Any{&expr.Counter{}, &expr.Masq{}},
 	)...)
 
+	if cfg.MasqueradeEgress {
+		// Containers to the world outside the cluster range.
+		rs.addRule(post, concat(
+			inNet(12, cfg.ClusterCIDR),
+			notInNet(16, cfg.ClusterCIDR),
+			[]expr.Any{&expr.Counter{}, &expr.Masq{}},
+		)...)
+	}
+
 	// Where published ports answer.
 	var published []expr.Any
 	if len(cfg.NodeIPs) > 0 {
@@ -257,11 +266,18 @@ func matchAddr(offset uint32, ip net.IP) []expr.Any {
 	return []expr.Any{loadAddr(offset), &expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: ip.To4()}}
 }
 
-func notInNet(offset uint32, n *net.IPNet) []expr.Any {
+func notInNet(offset uint32, n *net.IPNet) []expr.Any { return netMatch(offset, n, expr.CmpOpNeq) }
+func inNet(offset uint32, n *net.IPNet) []expr.Any    { return netMatch(offset, n, expr.CmpOpEq) }
+
+func netMatch(offset uint32, n *net.IPNet, op expr.CmpOp) []expr.Any {
+	mask := net.IP(n.Mask).To4()
+	if mask == nil { // a 16-byte mask of an IPv4 network
+		mask = net.IP(n.Mask[len(n.Mask)-4:])
+	}
 	return []expr.Any{
 		loadAddr(offset),
-		&expr.Bitwise{SourceRegister: regAddr, DestRegister: regAddr, Len: 4, Mask: []byte(n.Mask), Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: regAddr, Data: n.IP.Mask(n.Mask).To4()},
+		&expr.Bitwise{SourceRegister: regAddr, DestRegister: regAddr, Len: 4, Mask: []byte(mask), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: op, Register: regAddr, Data: n.IP.Mask(n.Mask).To4()},
 	}
 }
 

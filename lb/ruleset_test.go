@@ -85,6 +85,8 @@ func TestRulesetTrace(t *testing.T) {
 		{"plain bridge traffic", nil, packet{hook: post, iif: "shoal0", oif: "shoal0", saddr: "10.42.1.2", daddr: "10.42.1.3", proto: protoTCP, dport: 80}, accept},
 		{"ingress to remote backend", nil, packet{hook: post, iif: "eth0", oif: "shoal.vx", saddr: "10.232.1.2", daddr: "10.42.2.2", dnat: true, proto: protoTCP, dport: 80}, []string{"masquerade"}},
 		{"ingress to local backend keeps client IP", nil, packet{hook: post, iif: "eth0", oif: "shoal0", saddr: "10.232.1.2", daddr: "10.42.1.2", dnat: true, proto: protoTCP, dport: 80}, accept},
+		{"container to outside", nil, packet{hook: post, iif: "shoal0", oif: "eth0", saddr: "10.42.1.2", daddr: "192.0.2.7", proto: protoTCP, dport: 443}, []string{"masquerade"}},
+		{"container to remote container", nil, packet{hook: post, iif: "shoal0", oif: "shoal.vx", saddr: "10.42.1.2", daddr: "10.42.2.2", proto: protoTCP, dport: 80}, accept},
 		{"container VIP to remote backend keeps IP", nil, packet{hook: post, iif: "shoal0", oif: "shoal.vx", saddr: "10.42.1.2", daddr: "10.42.2.2", dnat: true, proto: protoTCP, dport: 80}, accept},
 	}
 	for _, tc := range cases {
@@ -96,6 +98,16 @@ func TestRulesetTrace(t *testing.T) {
 				t.Fatalf("got %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestRulesetEgressMasqueradeOff(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MasqueradeEgress = false
+	tr := tracer{t: t, rs: compile(cfg, testState())}
+	p := packet{hook: post, iif: "shoal0", oif: "eth0", saddr: "10.42.1.2", daddr: "192.0.2.7", proto: protoTCP, dport: 443}
+	if got := tr.trace(p); !slices.Equal(got, []string{"accept"}) {
+		t.Fatalf("got %v", got)
 	}
 }
 
