@@ -173,16 +173,17 @@ func (l *LB) Teardown() error {
 	return errors.Join(err, l.closeLocked())
 }
 
-// conntrackPlan lists the flows whose conntrack entries must go after a
-// switch from prev to next: UDP flows to backends no service uses any more,
-// and UDP flows to VIPs and published ports that had no backend before
-// (their entries record "no DNAT" and would keep bypassing the new ones).
+// ctPlan lists the UDP flows whose conntrack entries must go.
 type ctPlan struct {
 	deadBackends []net.IP
 	revivedVIPs  []net.IP
 	revivedPorts []uint16
 }
 
+// conntrackPlan computes what to flush after a switch from prev to next:
+// UDP flows to backends no service uses any more, and UDP flows to VIPs and
+// published ports that had no backend before (their entries record "no
+// DNAT" and would keep bypassing the new backends).
 func conntrackPlan(prev, next State) ctPlan {
 	var p ctPlan
 	live := map[string]bool{}
