@@ -218,8 +218,14 @@ func TestHarnessCleansRuncAndMounts(t *testing.T) {
 	if id == "" {
 		return
 	}
-	if out, _ := run("runc", "--root", root, "list", "-q"); strings.Contains(out, id) {
-		t.Errorf("container %s left: %s", id, out)
+	// Not `runc list`: runc would create the (removed) root again.
+	if _, err := os.Stat(filepath.Join(root, id)); err == nil {
+		t.Errorf("container %s left under %s", id, root)
+	}
+	if out, _ := run("pgrep", "-f", "busybox sleep 1000"); out != "" {
+		if b, _ := os.ReadFile("/proc/" + strings.Fields(out)[0] + "/cgroup"); strings.Contains(string(b), id) {
+			t.Errorf("container %s still running", id)
+		}
 	}
 	if info, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(info), mnt) {
 		t.Errorf("mount %s left", mnt)
