@@ -25,6 +25,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/lb"
 	"github.com/shoal-org/shoal/node/pki"
 )
 
@@ -425,6 +426,11 @@ func (a *Agent) leave(ctx context.Context) error {
 		a.net.set(nil)
 		if err := ov.Teardown(); err != nil {
 			a.log.Warn("remove the overlay after leave", "err", err)
+		}
+	}
+	if l, err := lb.New(lb.DefaultConfig()); err == nil {
+		if err := l.Teardown(); err != nil {
+			a.log.Warn("remove the load balancer rules after leave", "err", err)
 		}
 	}
 	a.log.Info("left the cluster")

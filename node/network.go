@@ -58,14 +58,21 @@ func (n *netAttacher) Detach(ctx context.Context, containerID, netnsPath string)
 // ready reports whether containers started now get an overlay address.
 func (n *netAttacher) ready() bool { return n.get() != nil }
 
-// networkLoop waits for this node's subnet, sets the overlay up and keeps
-// its peers in step with the state until ctx ends.
+// networkLoop waits for this node's subnet, sets the overlay up, then
+// keeps its peers, the load balancer and DNS in step with the state and
+// gossip until ctx ends.
 func (a *Agent) networkLoop(ctx context.Context, cl *cluster) {
 	ch, cancel := cl.store.Subscribe()
 	defer cancel()
 	var ov *overlay.Overlay
+	var traffic *serviceTraffic
 	var runWG sync.WaitGroup
 	defer runWG.Wait()
+	defer func() {
+		if traffic != nil {
+			traffic.close()
+		}
+	}()
 	retry := time.NewTicker(2 * time.Second)
 	defer retry.Stop()
 	for {
@@ -85,6 +92,12 @@ func (a *Agent) networkLoop(ctx context.Context, cl *cluster) {
 		if ov != nil {
 			if err := ov.SetPeers(a.overlayPeers(cl)); err != nil {
 				a.log.Warn("overlay peers", "err", err)
+			}
+			if traffic == nil {
+				traffic = a.startTraffic(ctx, cl, ov.BridgeIP())
+			}
+			if traffic != nil {
+				traffic.sync(a, cl)
 			}
 		}
 		select {
