@@ -45,21 +45,22 @@ func defaultSeccomp(s *specs.Spec) (*specs.LinuxSeccomp, error) {
 		key = strings.Join(s.Process.Capabilities.Bounding, ",")
 	}
 	seccompCache.mu.Lock()
-	defer seccompCache.mu.Unlock()
-	if sc, ok := seccompCache.byCaps[key]; ok {
-		return cloneSeccomp(sc), nil
+	sc, ok := seccompCache.byCaps[key]
+	if !ok {
+		var err error
+		if sc, err = seccomp.GetDefaultProfile(s); err != nil {
+			seccompCache.mu.Unlock()
+			return nil, err
+		}
+		if !kernelRunsX32() {
+			sc.Architectures = slices.DeleteFunc(sc.Architectures, func(a specs.Arch) bool { return a == specs.ArchX32 })
+		}
+		if seccompCache.byCaps == nil {
+			seccompCache.byCaps = map[string]*specs.LinuxSeccomp{}
+		}
+		seccompCache.byCaps[key] = sc // never modified after this
 	}
-	sc, err := seccomp.GetDefaultProfile(s)
-	if err != nil {
-		return nil, err
-	}
-	if !kernelRunsX32() {
-		sc.Architectures = slices.DeleteFunc(sc.Architectures, func(a specs.Arch) bool { return a == specs.ArchX32 })
-	}
-	if seccompCache.byCaps == nil {
-		seccompCache.byCaps = map[string]*specs.LinuxSeccomp{}
-	}
-	seccompCache.byCaps[key] = sc
+	seccompCache.mu.Unlock()
 	return cloneSeccomp(sc), nil
 }
 
