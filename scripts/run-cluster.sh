@@ -3,8 +3,8 @@
 # namespace per node, for `make run` (which builds bin/shoal first; this
 # script builds nothing).
 #
-#   bridge shoal0 10.213.250.1/24 in the root namespace
-#   shoal-h1..3   10.213.250.11-13, veth shoal0-vN to the bridge
+#   bridge shoalrun0 10.213.250.1/24 in the root namespace
+#   shoal-h1..3   10.213.250.11-13, veth shoalrun0-vN to the bridge
 #   agents        data .run/hN/data, log .run/hN/agent.log,
 #                 socket /run/shoal/hN.sock, detached (setsid nohup)
 #
@@ -17,7 +17,7 @@ ROOT=$(pwd)
 BIN="$ROOT/bin/shoal"
 RUN="$ROOT/.run"
 SOCKDIR=/run/shoal
-BRIDGE=shoal0
+BRIDGE=shoalrun0
 NET=10.213.250
 N=3
 
@@ -139,10 +139,39 @@ Talk to any node through its socket, e.g.:
 Logs: .run/hN/agent.log. Stop everything with: make stop
 MSG
 
-# ============================================================================
-# DEMO HOOK — a later change imports a demo image and creates a web service
-# here (e.g. `shoal 1 image import ... web:1` then
-# `shoal 1 service create --name web --replicas 3 --publish 8080:80 web:1 ...`)
-# and prints how to reach it (curl http://$NET.11:8080/).
-# Helpers available: shoal N ARGS... (CLI against node N), wait_for, $NET, $N.
-# ============================================================================
+# Demo service: a busybox image built from Debian's busybox-static, imported
+# on h1 only (the other nodes fetch its layer from h1 when they need it),
+# and a web service of 3 replicas published on port 8080 of every node.
+if ! shoal 1 service inspect web >/dev/null 2>&1; then
+	img="$RUN/demo-rootfs.tar"
+	if [ ! -f "$img" ]; then
+		tmp=$(mktemp -d)
+		mkdir -p "$tmp"/{bin,etc,tmp,www,proc,sys,dev,root}
+		cp "$(command -v busybox)" "$tmp/bin/busybox"
+		for a in $("$tmp/bin/busybox" --list); do
+			[ "$a" = busybox ] || ln -sf busybox "$tmp/bin/$a"
+		done
+		echo 'root:x:0:0:root:/root:/bin/sh' >"$tmp/etc/passwd"
+		echo 'root:x:0:' >"$tmp/etc/group"
+		tar -C "$tmp" -cf "$img" .
+		rm -rf "$tmp"
+	fi
+	shoal 1 image import "$img" demo:1 >/dev/null
+	shoal 1 service create --name web --replicas 3 --publish 8080:80 demo:1 \
+		sh -c 'echo "hello from $(hostname)" >/www/index.html; exec httpd -f -p 80 -h /www' >/dev/null
+fi
+shoal 1 service ls
+echo
+shoal 1 service ps web
+
+cat <<MSG
+
+A demo service runs: 'web', 3 replicas, published on port 8080 of every node.
+Try:
+
+  curl http://$NET.11:8080/            # any node answers (routing mesh); run it a few times
+  bin/shoal --host unix://$SOCKDIR/h2.sock service scale web=6
+  bin/shoal --host unix://$SOCKDIR/h3.sock service logs web
+  bin/shoal --host unix://$SOCKDIR/h1.sock node update --availability drain shoal-h2
+  ip link set $BRIDGE-v3 down           # pull the plug on h3: its replicas move within seconds
+MSG

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Tears down what scripts/run-cluster.sh made: the agents, their runc
 # containers, mounts under .run, the namespaces shoal-h1..3 and the bridge
-# shoal0. The data dirs under .run/hN are kept, so `make run` resumes the same
+# shoalrun0. The data dirs under .run/hN are kept, so `make run` resumes the same
 # cluster (`make clean` deletes them). Idempotent: safe to run at any time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 RUN="$ROOT/.run"
 SOCKDIR=/run/shoal
-BRIDGE=shoal0
+BRIDGE=shoalrun0
 N=3
 
 if [ "$(id -u)" -ne 0 ]; then
