@@ -157,6 +157,14 @@ func (a *Agent) startRuntime(ctx context.Context) error {
 	rc.CgroupParent = "/shoal-" + shortID(a.id.NodeID)
 	rc.Images = imgs
 	rc.Network = &a.net
+	// Containers on the overlay resolve through the embedded DNS server on
+	// the bridge address (service names, tasks.NAME, then upstream).
+	rc.DNSFunc = func() []string {
+		if ov := a.net.get(); ov != nil {
+			return []string{ov.BridgeIP().String()}
+		}
+		return nil
+	}
 	rc.Logger = a.log.With("sub", "runtime")
 	rt, err := runtime.New(rc)
 	if err != nil {

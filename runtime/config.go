@@ -84,6 +84,11 @@ type Config struct {
 	// DNS, when set, replaces the nameservers of ResolvConf (the embedded DNS
 	// server on the bridge address).
 	DNS []string
+	// DNSFunc, when set, is asked at each container creation for the
+	// nameservers and overrides DNS: the embedded DNS server's address is
+	// only known once the node has joined a cluster and got its subnet.
+	// An empty answer falls back to DNS and ResolvConf.
+	DNSFunc func() []string
 	// NoSeccomp disables the default seccomp profile (debugging only).
 	NoSeccomp bool
 	// Logger receives the runtime's logs.
@@ -154,4 +159,15 @@ func (c *Config) Validate() error {
 		bad("InitBinary must be absolute, got %q", c.InitBinary)
 	}
 	return errors.Join(errs...)
+}
+
+// nameservers returns the nameservers containers get: DNSFunc's answer,
+// else DNS (empty: those of ResolvConf).
+func (r *Runtime) nameservers() []string {
+	if r.cfg.DNSFunc != nil {
+		if ns := r.cfg.DNSFunc(); len(ns) > 0 {
+			return ns
+		}
+	}
+	return r.cfg.DNS
 }
