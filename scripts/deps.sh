@@ -3,7 +3,7 @@
 # only when one is missing (then with `apt-get update` first). Idempotent.
 set -euo pipefail
 
-packages=(runc busybox-static iproute2 nftables iputils-ping curl jq conntrack psmisc procps)
+packages=(runc busybox-static iproute2 nftables iputils-ping curl jq conntrack psmisc procps stress-ng)
 
 missing=()
 for p in "${packages[@]}"; do
