@@ -61,6 +61,19 @@ func displayService(cl *cluster, s *api.Service) api.Service {
 	return out
 }
 
+// pathService resolves the {id} of a service route on this node's replica.
+func (a *Agent) pathService(r *http.Request) (*cluster, *api.Service, error) {
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := a.resolveService(cl, r.PathValue("id"))
+	if err != nil {
+		return nil, nil, err
+	}
+	return cl, s, nil
+}
+
 func (a *Agent) resolveService(cl *cluster, ref string) (*api.Service, error) {
 	s, err := cl.store.ResolveService(ref)
 	if err != nil {
@@ -87,11 +100,7 @@ func (a *Agent) handleServices(w http.ResponseWriter, r *http.Request) (any, err
 }
 
 func (a *Agent) handleService(w http.ResponseWriter, r *http.Request) (any, error) {
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return nil, err
-	}
-	s, err := a.resolveService(cl, r.PathValue("id"))
+	cl, s, err := a.pathService(r)
 	if err != nil {
 		return nil, err
 	}
@@ -199,11 +208,7 @@ func (a *Agent) readBackService(ctx context.Context, cl *cluster, id string, aft
 }
 
 func (a *Agent) handleServiceUpdate(w http.ResponseWriter, r *http.Request) (any, error) {
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return nil, err
-	}
-	cur, err := a.resolveService(cl, r.PathValue("id"))
+	cl, cur, err := a.pathService(r)
 	if err != nil {
 		return nil, err
 	}
@@ -283,11 +288,7 @@ func (a *Agent) handleServiceScale(w http.ResponseWriter, r *http.Request) (any,
 }
 
 func (a *Agent) handleServiceRollback(w http.ResponseWriter, r *http.Request) (any, error) {
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return nil, err
-	}
-	cur, err := a.resolveService(cl, r.PathValue("id"))
+	cl, cur, err := a.pathService(r)
 	if err != nil {
 		return nil, err
 	}
@@ -308,11 +309,7 @@ func (a *Agent) handleServiceRollback(w http.ResponseWriter, r *http.Request) (a
 }
 
 func (a *Agent) handleServiceRemove(w http.ResponseWriter, r *http.Request) (any, error) {
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return nil, err
-	}
-	cur, err := a.resolveService(cl, r.PathValue("id"))
+	_, cur, err := a.pathService(r)
 	if err != nil {
 		return nil, err
 	}
@@ -354,11 +351,7 @@ func displayTasks(cl *cluster, tasks []*api.Task, desired string) []api.Task {
 }
 
 func (a *Agent) handleServiceTasks(w http.ResponseWriter, r *http.Request) (any, error) {
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return nil, err
-	}
-	s, err := a.resolveService(cl, r.PathValue("id"))
+	cl, s, err := a.pathService(r)
 	if err != nil {
 		return nil, err
 	}
@@ -395,11 +388,7 @@ func (a *Agent) handleTasks(w http.ResponseWriter, r *http.Request) (any, error)
 // handleServiceLogs merges the logs of every task of a service, from every
 // node that ran one, into one stream.
 func (a *Agent) handleServiceLogs(w http.ResponseWriter, r *http.Request) (any, error) {
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return nil, err
-	}
-	s, err := a.resolveService(cl, r.PathValue("id"))
+	cl, s, err := a.pathService(r)
 	if err != nil {
 		return nil, err
 	}
