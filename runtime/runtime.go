@@ -347,7 +347,7 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (reco
 	files := map[string]string{
 		p.hosts:    HostsFile(hostname, ip, spec.ExtraHosts),
 		p.hostname: hostname + "\n",
-		p.resolv:   ResolvConf(string(hostResolv), r.cfg.DNS),
+		p.resolv:   ResolvConf(string(hostResolv), r.nameservers()),
 	}
 	for f, content := range files {
 		if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
@@ -383,7 +383,14 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (reco
 	if err != nil {
 		return record{}, err
 	}
-	if err := writeJSON(p.config, s); err != nil {
+	// Written in place: the bundle dir is new and has no record yet, so a
+	// crash mid-write leaves a half-made dir that adopt removes. (A temp file
+	// and rename would cost an inode allocation and a free per container.)
+	b, err := json.Marshal(s)
+	if err != nil {
+		return record{}, fmt.Errorf("encode bundle config: %w", err)
+	}
+	if err := os.WriteFile(p.config, b, 0o600); err != nil {
 		return record{}, fmt.Errorf("write bundle config: %w", err)
 	}
 	hc := spec.Healthcheck
