@@ -102,6 +102,8 @@ func (a *Agent) leaderWork(ctx context.Context, cl *cluster) {
 	const minPass = 100 * time.Millisecond
 	storeCh, cancel := cl.store.Subscribe()
 	defer cancel()
+	memberCh, cancelMembers := cl.members.subscribe()
+	defer cancelMembers()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -116,7 +118,7 @@ func (a *Agent) leaderWork(ctx context.Context, cl *cluster) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-cl.members.changeCh:
+		case <-memberCh:
 		case <-storeCh:
 		case <-tick.C:
 		}

@@ -35,11 +35,14 @@ type memberMeta struct {
 }
 
 // membership owns the memberlist instance and turns its callbacks into
-// state that other loops poll, and a coalescing change signal.
+// state that other loops poll, and coalescing change signals, one per
+// subscriber (the leader loop and the network loop both need every change).
 type membership struct {
-	ml       *memberlist.Memberlist
-	meta     []byte
-	changeCh chan struct{}
+	ml   *memberlist.Memberlist
+	meta []byte
+
+	subMu sync.Mutex
+	subs  map[chan struct{}]struct{}
 
 	mu    sync.Mutex
 	alive map[string]memberMeta // node ID → meta of members alive now
@@ -57,7 +60,7 @@ func (m *membership) everSeen(id string) bool {
 
 func newMembership(cfg Config, nodeID string, meta memberMeta, keys [][]byte, logger *slog.Logger) (*membership, error) {
 	m := &membership{
-		changeCh: make(chan struct{}, 1),
+		subs:     map[chan struct{}]struct{}{},
 		alive:    map[string]memberMeta{},
 		addrs:    map[string]string{},
 	}
@@ -141,10 +144,30 @@ func (m *membership) leave(timeout time.Duration) {
 
 func (m *membership) shutdown() { _ = m.ml.Shutdown() }
 
+// subscribe returns a channel that receives (coalesced) a signal after
+// every membership change, and a function to stop receiving.
+func (m *membership) subscribe() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	m.subMu.Lock()
+	m.subs[ch] = struct{}{}
+	m.subMu.Unlock()
+	return ch, func() {
+		m.subMu.Lock()
+		delete(m.subs, ch)
+		m.subMu.Unlock()
+	}
+}
+
+// signal wakes every subscriber; it never blocks (memberlist callbacks
+// call it).
 func (m *membership) signal() {
-	select {
-	case m.changeCh <- struct{}{}:
-	default:
+	m.subMu.Lock()
+	defer m.subMu.Unlock()
+	for ch := range m.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"context"
 	"net/netip"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"time"
 
@@ -64,7 +65,10 @@ func (n *netAttacher) ready() bool { return n.get() != nil }
 func (a *Agent) networkLoop(ctx context.Context, cl *cluster) {
 	ch, cancel := cl.store.Subscribe()
 	defer cancel()
+	memberCh, cancelMembers := cl.members.subscribe()
+	defer cancelMembers()
 	var ov *overlay.Overlay
+	var lastPeers []overlay.Peer
 	var traffic *serviceTraffic
 	var runWG sync.WaitGroup
 	defer runWG.Wait()
@@ -90,8 +94,13 @@ func (a *Agent) networkLoop(ctx context.Context, cl *cluster) {
 			}
 		}
 		if ov != nil {
-			if err := ov.SetPeers(a.overlayPeers(cl)); err != nil {
-				a.log.Warn("overlay peers", "err", err)
+			// Peers change rarely; the overlay repairs drift by itself.
+			if peers := a.overlayPeers(cl); !reflect.DeepEqual(peers, lastPeers) {
+				if err := ov.SetPeers(peers); err != nil {
+					a.log.Warn("overlay peers", "err", err)
+				} else {
+					lastPeers = peers
+				}
 			}
 			if traffic == nil {
 				traffic = a.startTraffic(ctx, cl, ov.BridgeIP())
@@ -103,9 +112,17 @@ func (a *Agent) networkLoop(ctx context.Context, cl *cluster) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-memberCh: // a dead node's backends go at once
+			continue
 		case <-ch:
-		case <-cl.members.changeCh:
 		case <-retry.C:
+		}
+		// State changes come in bursts (task reports): coalesce them.
+		select {
+		case <-ctx.Done():
+			return
+		case <-memberCh:
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }

@@ -219,8 +219,12 @@ func (a *ipam) saveLocked() error {
 	return nil
 }
 
-// writeFileAtomic replaces path with data so that a crash leaves either the
-// old or the new content: temp file in the same dir, fsync, rename, fsync dir.
+// writeFileAtomic replaces path with data so that a crash of the agent
+// leaves either the old or the new content: temp file in the same dir, then
+// rename. It does not fsync: allocations only matter while their containers
+// run, and no container survives the power loss that could undo a rename
+// (a torn file then reads as corrupt and starts empty). Two fsyncs per
+// attach, under the overlay's lock, would serialise container starts.
 func writeFileAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
@@ -238,9 +242,6 @@ func writeFileAtomic(path string, data []byte) error {
 	if _, err := f.Write(data); err != nil {
 		return fmt.Errorf("write %s: %w", tmp, err)
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", tmp, err)
-	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", tmp, err)
 	}
@@ -248,10 +249,6 @@ func writeFileAtomic(path string, data []byte) error {
 		return fmt.Errorf("rename %s: %w", tmp, err)
 	}
 	ok = true
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
 	return nil
 }
 
