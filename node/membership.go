@@ -60,9 +60,9 @@ func (m *membership) everSeen(id string) bool {
 
 func newMembership(cfg Config, nodeID string, meta memberMeta, keys [][]byte, logger *slog.Logger) (*membership, error) {
 	m := &membership{
-		subs:     map[chan struct{}]struct{}{},
-		alive:    map[string]memberMeta{},
-		addrs:    map[string]string{},
+		subs:  map[chan struct{}]struct{}{},
+		alive: map[string]memberMeta{},
+		addrs: map[string]string{},
 	}
 	b, err := json.Marshal(meta)
 	if err != nil {
