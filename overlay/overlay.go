@@ -368,9 +368,13 @@ var errWatchEnded = errors.New("netlink subscription ended")
 func (o *Overlay) watch(ctx context.Context) error {
 	done := make(chan struct{})
 	defer close(done)
-	linkCh := make(chan netlink.LinkUpdate, 64)
-	addrCh := make(chan netlink.AddrUpdate, 64)
-	routeCh := make(chan netlink.RouteUpdate, 64)
+	// Container starts create veths in bursts (link, address and route
+	// events for each): big channels and socket buffers, so the kernel
+	// does not drop our subscription with ENOBUFS under a scale-up.
+	linkCh := make(chan netlink.LinkUpdate, 1024)
+	addrCh := make(chan netlink.AddrUpdate, 1024)
+	routeCh := make(chan netlink.RouteUpdate, 1024)
+	const rcvbuf = 4 << 20
 	var nsOpt *netns.NsHandle
 	if o.cfg.NetNS != "" {
 		nsOpt = &o.ns
@@ -382,13 +386,13 @@ func (o *Overlay) watch(ctx context.Context) error {
 			o.cfg.Logger.Warn("overlay: netlink subscription", "err", err)
 		}
 	}
-	if err := netlink.LinkSubscribeWithOptions(linkCh, done, netlink.LinkSubscribeOptions{Namespace: nsOpt, ErrorCallback: logErr}); err != nil {
+	if err := netlink.LinkSubscribeWithOptions(linkCh, done, netlink.LinkSubscribeOptions{Namespace: nsOpt, ErrorCallback: logErr, ReceiveBufferSize: rcvbuf, ReceiveBufferForceSize: true}); err != nil {
 		return fmt.Errorf("subscribe to link updates: %w", err)
 	}
-	if err := netlink.AddrSubscribeWithOptions(addrCh, done, netlink.AddrSubscribeOptions{Namespace: nsOpt, ErrorCallback: logErr}); err != nil {
+	if err := netlink.AddrSubscribeWithOptions(addrCh, done, netlink.AddrSubscribeOptions{Namespace: nsOpt, ErrorCallback: logErr, ReceiveBufferSize: rcvbuf, ReceiveBufferForceSize: true}); err != nil {
 		return fmt.Errorf("subscribe to address updates: %w", err)
 	}
-	if err := netlink.RouteSubscribeWithOptions(routeCh, done, netlink.RouteSubscribeOptions{Namespace: nsOpt, ErrorCallback: logErr}); err != nil {
+	if err := netlink.RouteSubscribeWithOptions(routeCh, done, netlink.RouteSubscribeOptions{Namespace: nsOpt, ErrorCallback: logErr, ReceiveBufferSize: rcvbuf, ReceiveBufferForceSize: true}); err != nil {
 		return fmt.Errorf("subscribe to route updates: %w", err)
 	}
 
@@ -404,6 +408,10 @@ func (o *Overlay) watch(ctx context.Context) error {
 	kick := time.NewTimer(0)
 	defer kick.Stop()
 	pending := true
+	// Our devices' indexes, refreshed after every re-apply: address and
+	// route events of container veths are many, and must not each cost
+	// netlink lookups under the lock Attach needs.
+	own := o.ownIndexes()
 	trigger := func(why string) {
 		if !pending {
 			o.cfg.Logger.Debug("overlay: re-applying", "reason", why)
@@ -426,14 +434,14 @@ func (o *Overlay) watch(ctx context.Context) error {
 			if !ok {
 				return fmt.Errorf("addresses: %w", errWatchEnded)
 			}
-			if !u.NewAddr && o.ownIndex(u.LinkIndex) {
+			if !u.NewAddr && own[u.LinkIndex] {
 				trigger("address removed")
 			}
 		case u, ok := <-routeCh:
 			if !ok {
 				return fmt.Errorf("routes: %w", errWatchEnded)
 			}
-			if u.Type == unix.RTM_DELROUTE && o.ownIndex(u.LinkIndex) {
+			if u.Type == unix.RTM_DELROUTE && own[u.LinkIndex] {
 				trigger("route removed")
 			}
 		case <-resync:
@@ -445,6 +453,7 @@ func (o *Overlay) watch(ctx context.Context) error {
 				pending = true
 				kick.Reset(time.Second)
 			}
+			own = o.ownIndexes()
 		}
 	}
 }
@@ -453,19 +462,21 @@ func (o *Overlay) ownLink(name string) bool {
 	return name == o.cfg.BridgeName || name == o.cfg.VXLANName
 }
 
-// ownIndex reports whether ifindex is the bridge or the VXLAN device.
-func (o *Overlay) ownIndex(idx int) bool {
+// ownIndexes returns the interface indexes of the bridge and the VXLAN
+// device (those that exist).
+func (o *Overlay) ownIndexes() map[int]bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	out := map[int]bool{}
 	if o.h == nil {
-		return false
+		return out
 	}
 	for _, name := range []string{o.cfg.BridgeName, o.cfg.VXLANName} {
-		if l, err := o.h.LinkByName(name); err == nil && l.Attrs().Index == idx {
-			return true
+		if l, err := o.h.LinkByName(name); err == nil {
+			out[l.Attrs().Index] = true
 		}
 	}
-	return false
+	return out
 }
 
 // Teardown removes everything the overlay created: container veths it knows
