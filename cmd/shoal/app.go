@@ -383,6 +383,21 @@ func outputOf(c *cli.Context) (outputOpts, error) {
 	return o, nil
 }
 
+// eachArg runs do for every argument of a command that acts on several
+// objects (rm, stop): a failure is printed on stderr and the loop goes on
+// with the next argument; the command then exits 1 without printing the
+// error again. do prints its own success output.
+func (s *shell) eachArg(args []string, do func(arg string) error) error {
+	var failed error
+	for _, a := range args {
+		if err := do(a); err != nil {
+			failed = err
+			fmt.Fprintf(s.stderr, "Error: %v\n", err)
+		}
+	}
+	return quietFailure(failed)
+}
+
 // quietFailure turns an error already printed (by a command acting on
 // several arguments) into exit code 1 without printing it again.
 func quietFailure(err error) error {

@@ -320,16 +320,13 @@ func (s *shell) stopCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			var failed error
-			for _, id := range c.Args().Slice() {
+			return s.eachArg(c.Args().Slice(), func(id string) error {
 				if _, err := cl.StopContainer(c.Context, id, timeout); err != nil {
-					failed = fmt.Errorf("stop %s: %w", id, err)
-					fmt.Fprintf(s.stderr, "Error: %v\n", failed)
-					continue
+					return fmt.Errorf("stop %s: %w", id, err)
 				}
 				fmt.Fprintln(s.stdout, id)
-			}
-			return quietFailure(failed)
+				return nil
+			})
 		},
 	}
 }
@@ -349,16 +346,13 @@ func (s *shell) rmCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			var failed error
-			for _, id := range c.Args().Slice() {
+			return s.eachArg(c.Args().Slice(), func(id string) error {
 				if err := cl.RemoveContainer(c.Context, id, c.Bool("force")); err != nil {
-					failed = fmt.Errorf("remove %s: %w", id, err)
-					fmt.Fprintf(s.stderr, "Error: %v\n", failed)
-					continue
+					return fmt.Errorf("remove %s: %w", id, err)
 				}
 				fmt.Fprintln(s.stdout, id)
-			}
-			return quietFailure(failed)
+				return nil
+			})
 		},
 	}
 }

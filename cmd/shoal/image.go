@@ -202,16 +202,13 @@ func (s *shell) imageRm(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var failed error
-	for _, ref := range c.Args().Slice() {
+	return s.eachArg(c.Args().Slice(), func(ref string) error {
 		if err := cl.RemoveImage(c.Context, ref); err != nil {
-			failed = fmt.Errorf("remove image %s: %w", ref, err)
-			fmt.Fprintf(s.stderr, "Error: %v\n", failed)
-			continue
+			return fmt.Errorf("remove image %s: %w", ref, err)
 		}
 		fmt.Fprintf(s.stdout, "Untagged: %s\n", ref)
-	}
-	return quietFailure(failed)
+		return nil
+	})
 }
 
 func (s *shell) imageInspect(c *cli.Context) error {

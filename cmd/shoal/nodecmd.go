@@ -108,16 +108,13 @@ func (s *shell) nodeRm(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var failed error
-	for _, id := range c.Args().Slice() {
+	return s.eachArg(c.Args().Slice(), func(id string) error {
 		if err := cl.RemoveNode(c.Context, id, c.Bool("force")); err != nil {
-			failed = fmt.Errorf("remove node %s: %w", id, err)
-			fmt.Fprintf(s.stderr, "Error: %v\n", failed)
-			continue
+			return fmt.Errorf("remove node %s: %w", id, err)
 		}
 		fmt.Fprintln(s.stdout, id)
-	}
-	return quietFailure(failed)
+		return nil
+	})
 }
 
 func (s *shell) nodeUpdate(c *cli.Context) error {

@@ -373,16 +373,13 @@ func (s *shell) serviceRm(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var failed error
-	for _, id := range c.Args().Slice() {
+	return s.eachArg(c.Args().Slice(), func(id string) error {
 		if err := cl.RemoveService(c.Context, id); err != nil {
-			failed = fmt.Errorf("remove service %s: %w", id, err)
-			fmt.Fprintf(s.stderr, "Error: %v\n", failed)
-			continue
+			return fmt.Errorf("remove service %s: %w", id, err)
 		}
 		fmt.Fprintln(s.stdout, id)
-	}
-	return quietFailure(failed)
+		return nil
+	})
 }
 
 func (s *shell) serviceLogs(c *cli.Context) error {
