@@ -230,38 +230,30 @@ func (s *shell) runContainer(c *cli.Context) error {
 
 // psCommand defines `shoal ps`.
 func (s *shell) psCommand() *cli.Command {
-	return &cli.Command{
+	return listCommand(s, &cli.Command{
 		Name:  "ps",
 		Usage: "list containers on this node (tasks included)",
-		Flags: append(outputFlags(), noTruncFlag,
-			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "include stopped containers"}),
-		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 0, 0); err != nil {
-				return err
-			}
-			opts, err := outputOf(c)
+		Flags: []cli.Flag{noTruncFlag,
+			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "include stopped containers"}},
+	}, lister[api.Container]{
+		fetch: func(r listRun) ([]api.Container, error) {
+			all, err := r.cl.Containers(r.c.Context)
 			if err != nil {
-				return err
-			}
-			cl, err := s.client(c)
-			if err != nil {
-				return err
-			}
-			all, err := cl.Containers(c.Context)
-			if err != nil {
-				return fmt.Errorf("list containers: %w", err)
+				return nil, fmt.Errorf("list containers: %w", err)
 			}
 			var list []api.Container
 			for _, ct := range all {
-				if c.Bool("all") || ct.State == api.ContainerRunning {
+				if r.c.Bool("all") || ct.State == api.ContainerRunning {
 					list = append(list, ct)
 				}
 			}
-			return writeList(s.stdout, opts, list, func(x api.Container) string { return x.ID }, func(w io.Writer) error {
-				return renderContainers(w, list, opts.noTrunc, s.now())
-			})
+			return list, nil
 		},
-	}
+		id: func(x api.Container) string { return x.ID },
+		table: func(w io.Writer, list []api.Container, r listRun) error {
+			return renderContainers(w, list, r.noTrunc, s.now())
+		},
+	})
 }
 
 // logsCommand defines `shoal logs`.

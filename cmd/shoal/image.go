@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -44,13 +45,24 @@ func (s *shell) imageCommand() *cli.Command {
 				},
 				Action: s.imagePull,
 			},
-			{
+			listCommand(s, &cli.Command{
 				Name:    "ls",
 				Aliases: []string{"list"},
 				Usage:   "list images",
-				Flags:   append(outputFlags(), noTruncFlag),
-				Action:  s.imageLs,
-			},
+				Flags:   []cli.Flag{noTruncFlag},
+			}, lister[api.Image]{
+				fetch: func(r listRun) ([]api.Image, error) {
+					ims, err := r.cl.Images(r.c.Context)
+					if err != nil {
+						return nil, fmt.Errorf("list images: %w", err)
+					}
+					return ims, nil
+				},
+				id: imageID,
+				table: func(w io.Writer, ims []api.Image, r listRun) error {
+					return renderImages(w, ims, r.noTrunc)
+				},
+			}),
 			{
 				Name:      "rm",
 				Aliases:   []string{"remove", "rmi"},
@@ -58,13 +70,13 @@ func (s *shell) imageCommand() *cli.Command {
 				ArgsUsage: "REF...",
 				Action:    s.imageRm,
 			},
-			{
+			inspectCommand(s, &cli.Command{
 				Name:      "inspect",
 				Usage:     "show images as JSON",
 				ArgsUsage: "REF...",
-				Flags:     outputFlags(),
-				Action:    s.imageInspect,
-			},
+			}, "image", func(ctx context.Context, cl *api.Client, ref string) (api.Image, error) {
+				return deref(cl.Image(ctx, ref))
+			}, imageID),
 		},
 	}
 }
@@ -173,27 +185,6 @@ func (s *shell) imagePull(c *cli.Context) error {
 	return nil
 }
 
-func (s *shell) imageLs(c *cli.Context) error {
-	if err := needArgs(c, 0, 0); err != nil {
-		return err
-	}
-	opts, err := outputOf(c)
-	if err != nil {
-		return err
-	}
-	cl, err := s.client(c)
-	if err != nil {
-		return err
-	}
-	ims, err := cl.Images(c.Context)
-	if err != nil {
-		return fmt.Errorf("list images: %w", err)
-	}
-	return writeList(s.stdout, opts, ims, func(i api.Image) string { return i.ID }, func(w io.Writer) error {
-		return renderImages(w, ims, opts.noTrunc)
-	})
-}
-
 func (s *shell) imageRm(c *cli.Context) error {
 	if err := needArgs(c, 1, -1); err != nil {
 		return err
@@ -211,25 +202,5 @@ func (s *shell) imageRm(c *cli.Context) error {
 	})
 }
 
-func (s *shell) imageInspect(c *cli.Context) error {
-	if err := needArgs(c, 1, -1); err != nil {
-		return err
-	}
-	opts, err := outputOf(c)
-	if err != nil {
-		return err
-	}
-	cl, err := s.client(c)
-	if err != nil {
-		return err
-	}
-	var out []api.Image
-	for _, ref := range c.Args().Slice() {
-		im, err := cl.Image(c.Context, ref)
-		if err != nil {
-			return fmt.Errorf("inspect image %s: %w", ref, err)
-		}
-		out = append(out, *im)
-	}
-	return writeInspect(s.stdout, opts, out, func(i api.Image) string { return i.ID })
-}
+// imageID is what -q prints for an image.
+func imageID(i api.Image) string { return i.ID }

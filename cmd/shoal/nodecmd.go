@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 
@@ -15,20 +16,35 @@ func (s *shell) nodeCommand() *cli.Command {
 		Name:  "node",
 		Usage: "manage cluster nodes",
 		Subcommands: []*cli.Command{
-			{
+			listCommand(s, &cli.Command{
 				Name:    "ls",
 				Aliases: []string{"list"},
 				Usage:   "list nodes",
-				Flags:   append(outputFlags(), noTruncFlag),
-				Action:  s.nodeLs,
-			},
-			{
+				Flags:   []cli.Flag{noTruncFlag},
+			}, lister[api.Node]{
+				fetch: func(r listRun) ([]api.Node, error) {
+					nodes, err := r.cl.Nodes(r.c.Context)
+					if err != nil {
+						return nil, fmt.Errorf("list nodes: %w", err)
+					}
+					return nodes, nil
+				},
+				id: nodeID,
+				table: func(w io.Writer, nodes []api.Node, r listRun) error {
+					local := ""
+					if st, err := r.cl.Status(r.c.Context); err == nil {
+						local = st.NodeID
+					}
+					return renderNodes(w, nodes, local, r.noTrunc)
+				},
+			}),
+			inspectCommand(s, &cli.Command{
 				Name:      "inspect",
 				Usage:     "show nodes as JSON",
 				ArgsUsage: "NODE...",
-				Flags:     outputFlags(),
-				Action:    s.nodeInspect,
-			},
+			}, "node", func(ctx context.Context, cl *api.Client, id string) (api.Node, error) {
+				return deref(cl.Node(ctx, id))
+			}, nodeID),
 			{
 				Name:      "rm",
 				Aliases:   []string{"remove"},
@@ -52,53 +68,8 @@ func (s *shell) nodeCommand() *cli.Command {
 	}
 }
 
-func (s *shell) nodeLs(c *cli.Context) error {
-	if err := needArgs(c, 0, 0); err != nil {
-		return err
-	}
-	opts, err := outputOf(c)
-	if err != nil {
-		return err
-	}
-	cl, err := s.client(c)
-	if err != nil {
-		return err
-	}
-	nodes, err := cl.Nodes(c.Context)
-	if err != nil {
-		return fmt.Errorf("list nodes: %w", err)
-	}
-	return writeList(s.stdout, opts, nodes, func(n api.Node) string { return n.ID }, func(w io.Writer) error {
-		local := ""
-		if st, err := cl.Status(c.Context); err == nil {
-			local = st.NodeID
-		}
-		return renderNodes(w, nodes, local, opts.noTrunc)
-	})
-}
-
-func (s *shell) nodeInspect(c *cli.Context) error {
-	if err := needArgs(c, 1, -1); err != nil {
-		return err
-	}
-	opts, err := outputOf(c)
-	if err != nil {
-		return err
-	}
-	cl, err := s.client(c)
-	if err != nil {
-		return err
-	}
-	var out []api.Node
-	for _, id := range c.Args().Slice() {
-		n, err := cl.Node(c.Context, id)
-		if err != nil {
-			return fmt.Errorf("inspect node %s: %w", id, err)
-		}
-		out = append(out, *n)
-	}
-	return writeInspect(s.stdout, opts, out, func(n api.Node) string { return n.ID })
-}
+// nodeID is what -q prints for a node.
+func nodeID(n api.Node) string { return n.ID }
 
 func (s *shell) nodeRm(c *cli.Context) error {
 	if err := needArgs(c, 1, -1); err != nil {

@@ -24,29 +24,43 @@ func (s *shell) serviceCommand() *cli.Command {
 				Flags:     specFlags(false),
 				Action:    s.serviceCreate,
 			},
-			{
+			listCommand(s, &cli.Command{
 				Name:    "ls",
 				Aliases: []string{"list"},
 				Usage:   "list services",
-				Flags: append(outputFlags(), noTruncFlag,
-					&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: "name=PREFIX, id=PREFIX or mode=MODE"}),
-				Action: s.serviceLs,
-			},
-			{
+				Flags: []cli.Flag{noTruncFlag,
+					&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: "name=PREFIX, id=PREFIX or mode=MODE"}},
+			}, lister[api.Service]{
+				filters: func(c *cli.Context) (map[string][]string, error) {
+					return parseFilters(c.StringSlice("filter"), "name", "id", "mode")
+				},
+				fetch: fetchServices,
+				id:    serviceID,
+				table: renderServiceList,
+			}),
+			listCommand(s, &cli.Command{
 				Name:      "ps",
 				Usage:     "list the tasks of services",
 				ArgsUsage: "SERVICE...",
-				Flags: append(outputFlags(), noTruncFlag,
-					&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: "desired-state=running|shutdown|accepted, node=NODE, name=TASK, id=PREFIX"}),
-				Action: s.servicePs,
-			},
-			{
+				Flags: []cli.Flag{noTruncFlag,
+					&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: "desired-state=running|shutdown|accepted, node=NODE, name=TASK, id=PREFIX"}},
+			}, lister[api.Task]{
+				minArgs: 1, maxArgs: -1,
+				filters: taskFilters,
+				fetch:   fetchTasks,
+				id:      func(t api.Task) string { return t.ID },
+				table: func(w io.Writer, tasks []api.Task, r listRun) error {
+					return renderTasks(w, tasks, r.noTrunc, s.now())
+				},
+			}),
+			inspectCommand(s, &cli.Command{
 				Name:      "inspect",
 				Usage:     "show services as JSON",
 				ArgsUsage: "SERVICE...",
-				Flags:     outputFlags(),
-				Action:    s.serviceInspect,
-			},
+			}, "service", func(ctx context.Context, cl *api.Client, id string) (api.Service, error) {
+				sv, err := deref(cl.Service(ctx, id))
+				return serviceView(sv), err
+			}, serviceID),
 			{
 				Name:      "scale",
 				Usage:     "set the replica count of services",
@@ -161,79 +175,65 @@ func matchAny(values []string, f func(string) bool) bool {
 	return false
 }
 
-func (s *shell) serviceLs(c *cli.Context) error {
-	if err := needArgs(c, 0, 0); err != nil {
-		return err
-	}
-	opts, err := outputOf(c)
+// serviceID is what -q prints for a service.
+func serviceID(sv api.Service) string { return sv.ID }
+
+// renderServiceList is renderServices as a lister table.
+func renderServiceList(w io.Writer, list []api.Service, r listRun) error {
+	return renderServices(w, list, r.noTrunc)
+}
+
+// fetchServices gets the services `service ls` shows.
+func fetchServices(r listRun) ([]api.Service, error) {
+	all, err := r.cl.Services(r.c.Context)
 	if err != nil {
-		return err
-	}
-	filters, err := parseFilters(c.StringSlice("filter"), "name", "id", "mode")
-	if err != nil {
-		return err
-	}
-	cl, err := s.client(c)
-	if err != nil {
-		return err
-	}
-	all, err := cl.Services(c.Context)
-	if err != nil {
-		return fmt.Errorf("list services: %w", err)
+		return nil, fmt.Errorf("list services: %w", err)
 	}
 	var list []api.Service
 	for _, sv := range all {
 		sv = serviceView(sv)
-		if matchAny(filters["name"], func(v string) bool { return strings.HasPrefix(sv.Name, v) }) &&
-			matchAny(filters["id"], func(v string) bool { return strings.HasPrefix(sv.ID, v) }) &&
-			matchAny(filters["mode"], func(v string) bool { return sv.Mode == v }) {
+		if matchAny(r.filters["name"], func(v string) bool { return strings.HasPrefix(sv.Name, v) }) &&
+			matchAny(r.filters["id"], func(v string) bool { return strings.HasPrefix(sv.ID, v) }) &&
+			matchAny(r.filters["mode"], func(v string) bool { return sv.Mode == v }) {
 			list = append(list, sv)
 		}
 	}
-	return writeList(s.stdout, opts, list, func(x api.Service) string { return x.ID }, func(w io.Writer) error {
-		return renderServices(w, list, opts.noTrunc)
-	})
+	return list, nil
 }
 
-func (s *shell) servicePs(c *cli.Context) error {
-	if err := needArgs(c, 1, -1); err != nil {
-		return err
-	}
-	opts, err := outputOf(c)
-	if err != nil {
-		return err
-	}
+// taskFilters reads the --filter values of `service ps`.
+func taskFilters(c *cli.Context) (map[string][]string, error) {
 	filters, err := parseFilters(c.StringSlice("filter"), "desired-state", "node", "name", "id")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, d := range filters["desired-state"] {
 		switch d {
 		case "running", "shutdown", "accepted", "ready":
 		default:
-			return usageErrorf("invalid desired-state filter %q: want running, shutdown or accepted", d)
+			return nil, usageErrorf("invalid desired-state filter %q: want running, shutdown or accepted", d)
 		}
 	}
-	cl, err := s.client(c)
-	if err != nil {
-		return err
-	}
+	return filters, nil
+}
+
+// fetchTasks gets the tasks of the services named as arguments that match
+// the filters, in table order.
+func fetchTasks(r listRun) ([]api.Task, error) {
 	var tasks []api.Task
-	for _, id := range c.Args().Slice() {
-		ts, err := cl.ServiceTasks(c.Context, id, api.TaskFilter{})
+	for _, id := range r.c.Args().Slice() {
+		ts, err := r.cl.ServiceTasks(r.c.Context, id, api.TaskFilter{})
 		if err != nil {
-			return fmt.Errorf("tasks of service %s: %w", id, err)
+			return nil, fmt.Errorf("tasks of service %s: %w", id, err)
 		}
 		for _, t := range ts {
-			if taskMatches(t, filters) {
+			if taskMatches(t, r.filters) {
 				tasks = append(tasks, t)
 			}
 		}
 	}
 	sortTasks(tasks)
-	return writeList(s.stdout, opts, tasks, func(t api.Task) string { return t.ID }, func(w io.Writer) error {
-		return renderTasks(w, tasks, opts.noTrunc, s.now())
-	})
+	return tasks, nil
 }
 
 // taskMatches applies `service ps` filters; "accepted" and "ready" mean
@@ -248,29 +248,6 @@ func taskMatches(t api.Task, f map[string][]string) bool {
 		matchAny(f["node"], func(v string) bool { return t.Node == v || strings.HasPrefix(t.NodeID, v) }) &&
 		matchAny(f["name"], func(v string) bool { return t.Name == v || strings.HasPrefix(t.Name, v+".") }) &&
 		matchAny(f["id"], func(v string) bool { return strings.HasPrefix(t.ID, v) })
-}
-
-func (s *shell) serviceInspect(c *cli.Context) error {
-	if err := needArgs(c, 1, -1); err != nil {
-		return err
-	}
-	opts, err := outputOf(c)
-	if err != nil {
-		return err
-	}
-	cl, err := s.client(c)
-	if err != nil {
-		return err
-	}
-	var out []api.Service
-	for _, id := range c.Args().Slice() {
-		sv, err := cl.Service(c.Context, id)
-		if err != nil {
-			return fmt.Errorf("inspect service %s: %w", id, err)
-		}
-		out = append(out, serviceView(*sv))
-	}
-	return writeInspect(s.stdout, opts, out, func(x api.Service) string { return x.ID })
 }
 
 func (s *shell) serviceScale(c *cli.Context) error {

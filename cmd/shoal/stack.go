@@ -401,20 +401,26 @@ func (s *shell) stackCommand() *cli.Command {
 				},
 				Action: s.stackDeploy,
 			},
-			{
+			listCommand(s, &cli.Command{
 				Name:    "ls",
 				Aliases: []string{"list"},
 				Usage:   "list stacks",
-				Flags:   outputFlags(),
-				Action:  s.stackLs,
-			},
-			{
+			}, lister[stackInfo]{
+				fetch: fetchStacks,
+				id:    func(x stackInfo) string { return x.Name },
+				table: renderStacks,
+			}),
+			listCommand(s, &cli.Command{
 				Name:      "services",
 				Usage:     "list the services of a stack",
 				ArgsUsage: "STACK",
-				Flags:     append(outputFlags(), noTruncFlag),
-				Action:    s.stackServices,
-			},
+				Flags:     []cli.Flag{noTruncFlag},
+			}, lister[api.Service]{
+				minArgs: 1, maxArgs: 1,
+				fetch: fetchStackServices,
+				id:    serviceID,
+				table: renderServiceList,
+			}),
 			{
 				Name:      "rm",
 				Aliases:   []string{"remove", "down"},
@@ -513,21 +519,11 @@ type stackInfo struct {
 	Services int    `json:"services"`
 }
 
-func (s *shell) stackLs(c *cli.Context) error {
-	if err := needArgs(c, 0, 0); err != nil {
-		return err
-	}
-	opts, err := outputOf(c)
+// fetchStacks counts the services of every stack, by stack name.
+func fetchStacks(r listRun) ([]stackInfo, error) {
+	all, err := r.cl.Services(r.c.Context)
 	if err != nil {
-		return err
-	}
-	cl, err := s.client(c)
-	if err != nil {
-		return err
-	}
-	all, err := cl.Services(c.Context)
-	if err != nil {
-		return fmt.Errorf("list services: %w", err)
+		return nil, fmt.Errorf("list services: %w", err)
 	}
 	counts := map[string]int{}
 	for _, sv := range all {
@@ -540,39 +536,31 @@ func (s *shell) stackLs(c *cli.Context) error {
 		stacks = append(stacks, stackInfo{Name: n, Services: k})
 	}
 	sort.Slice(stacks, func(i, j int) bool { return stacks[i].Name < stacks[j].Name })
-	return writeList(s.stdout, opts, stacks, func(x stackInfo) string { return x.Name }, func(w io.Writer) error {
-		tw := newTable(w)
-		fmt.Fprintln(tw, "NAME\tSERVICES")
-		for _, st := range stacks {
-			fmt.Fprintf(tw, "%s\t%s\n", st.Name, strconv.Itoa(st.Services))
-		}
-		return tw.Flush()
-	})
+	return stacks, nil
 }
 
-func (s *shell) stackServices(c *cli.Context) error {
-	if err := needArgs(c, 1, 1); err != nil {
-		return err
+// renderStacks draws `stack ls`.
+func renderStacks(w io.Writer, stacks []stackInfo, _ listRun) error {
+	tw := newTable(w)
+	fmt.Fprintln(tw, "NAME\tSERVICES")
+	for _, st := range stacks {
+		fmt.Fprintf(tw, "%s\t%s\n", st.Name, strconv.Itoa(st.Services))
 	}
-	opts, err := outputOf(c)
+	return tw.Flush()
+}
+
+// fetchStackServices gets the services of the stack named as argument; a
+// stack without services is an error, as in docker.
+func fetchStackServices(r listRun) ([]api.Service, error) {
+	all, err := r.cl.Services(r.c.Context)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("list services: %w", err)
 	}
-	cl, err := s.client(c)
-	if err != nil {
-		return err
-	}
-	all, err := cl.Services(c.Context)
-	if err != nil {
-		return fmt.Errorf("list services: %w", err)
-	}
-	list := stackServicesOf(all, c.Args().First())
+	list := stackServicesOf(all, r.c.Args().First())
 	if len(list) == 0 {
-		return fmt.Errorf("nothing found in stack: %s", c.Args().First())
+		return nil, fmt.Errorf("nothing found in stack: %s", r.c.Args().First())
 	}
-	return writeList(s.stdout, opts, list, func(x api.Service) string { return x.ID }, func(w io.Writer) error {
-		return renderServices(w, list, opts.noTrunc)
-	})
+	return list, nil
 }
 
 func (s *shell) stackRm(c *cli.Context) error {
