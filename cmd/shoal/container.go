@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"time"
 
@@ -80,7 +81,7 @@ func (s *shell) runCommand() *cli.Command {
 		Name:      "run",
 		Usage:     "run a one-off container on this node",
 		ArgsUsage: "IMAGE [COMMAND [ARG...]]",
-		Flags: []cli.Flag{
+		Flags: slices.Concat([]cli.Flag{
 			&cli.BoolFlag{Name: "rm", Usage: "remove the container when it exits"},
 			&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "print the container ID and return"},
 			&cli.StringFlag{Name: "name", Usage: "container name"},
@@ -91,13 +92,7 @@ func (s *shell) runCommand() *cli.Command {
 			&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory"},
 			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "user[:group]"},
 			&cli.StringFlag{Name: "entrypoint", Usage: "override the image's entrypoint"},
-			&cli.StringFlag{Name: "health-cmd", Usage: "health check command (run by /bin/sh -c)"},
-			&cli.DurationFlag{Name: "health-interval", Usage: "time between health checks"},
-			&cli.DurationFlag{Name: "health-timeout", Usage: "maximum time a check may run"},
-			&cli.DurationFlag{Name: "health-start-period", Usage: "grace period before failed checks count"},
-			&cli.IntFlag{Name: "health-retries", Usage: "consecutive failures before unhealthy"},
-			&cli.BoolFlag{Name: "no-healthcheck", Usage: "disable the image's health check"},
-		},
+		}, healthFlags("health check command (run by /bin/sh -c)")),
 		Action: s.runContainer,
 	}
 }
@@ -118,47 +113,17 @@ func buildRunRequest(c *cli.Context) (api.RunRequest, error) {
 	if len(req.Command) == 0 {
 		req.Command = nil
 	}
-	for _, e := range c.StringSlice("env") {
-		v, ok, err := parseEnv(e)
-		if err != nil {
-			return req, specError("env", err)
-		}
-		if ok {
-			req.Env = setEnv(req.Env, v)
-		}
+	var err error
+	if req.Env, err = setEnvs(req.Env, c.StringSlice("env")); err != nil {
+		return req, specError("env", err)
 	}
-	if c.IsSet("memory") {
-		n, err := parseSize(c.String("memory"))
-		if err != nil {
-			return req, specError("memory", err)
-		}
-		req.Limits.MemoryBytes = n
-	}
-	if c.IsSet("cpus") {
-		n, err := parseCPUs(c.String("cpus"))
-		if err != nil {
-			return req, specError("cpus", err)
-		}
-		req.Limits.NanoCPUs = n
-	}
-	if c.IsSet("pids-limit") {
-		n, err := parsePids(c.String("pids-limit"))
-		if err != nil {
-			return req, specError("pids-limit", err)
-		}
-		req.Limits.Pids = n
-	}
-	if c.IsSet("entrypoint") {
-		words, err := splitWords(c.String("entrypoint"))
-		if err != nil {
-			return req, specError("entrypoint", err)
-		}
-		req.Entrypoint = words
-	}
-	if err := applyHealth(c, &req.Healthcheck); err != nil {
-		return req, err
-	}
-	return req, nil
+	return req, firstError(
+		setParsed(c, "memory", parseSize, &req.Limits.MemoryBytes),
+		setParsed(c, "cpus", parseCPUs, &req.Limits.NanoCPUs),
+		setParsed(c, "pids-limit", parsePids, &req.Limits.Pids),
+		setParsed(c, "entrypoint", splitWords, &req.Entrypoint),
+		applyHealth(c, &req.Healthcheck),
+	)
 }
 
 // runContainer is the action of `shoal run`: without -d it streams the output and

@@ -98,15 +98,9 @@ func (s *shell) nodeUpdate(c *cli.Context) error {
 	default:
 		return usageErrorf("invalid --availability %q: want active, pause or drain", u.Availability)
 	}
-	for _, l := range c.StringSlice("label-add") {
-		k, v, err := parseLabel(l)
-		if err != nil {
-			return &usageError{err: fmt.Errorf("--label-add: %w", err)}
-		}
-		if u.LabelAdd == nil {
-			u.LabelAdd = map[string]string{}
-		}
-		u.LabelAdd[k] = v
+	var err error
+	if u.LabelAdd, err = setLabels(nil, c.StringSlice("label-add")); err != nil {
+		return specError("label-add", err)
 	}
 	u.LabelRm = c.StringSlice("label-rm")
 	if u.Availability == "" && u.LabelAdd == nil && len(u.LabelRm) == 0 {

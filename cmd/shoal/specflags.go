@@ -37,19 +37,14 @@ func defaultSpec() api.ServiceSpec {
 // specFlags are the flags that shape a ServiceSpec. update selects the
 // update variants (--env-add instead of --env, ...).
 func specFlags(update bool) []cli.Flag {
-	flags := []cli.Flag{
+	flags := slices.Concat([]cli.Flag{
 		&cli.Uint64Flag{Name: "replicas", Usage: "number of tasks (replicated mode, default 1)"},
 		&cli.StringFlag{Name: "limit-memory", Usage: "memory limit (e.g. 64M, 1g)"},
 		&cli.StringFlag{Name: "limit-cpu", Usage: "CPU limit (e.g. 0.5)"},
 		&cli.StringFlag{Name: "limit-pids", Usage: "maximum number of processes"},
 		&cli.StringFlag{Name: "reserve-memory", Usage: "memory the scheduler reserves on the node"},
 		&cli.StringFlag{Name: "reserve-cpu", Usage: "CPUs the scheduler reserves on the node"},
-		&cli.StringFlag{Name: "health-cmd", Usage: "command (run by /bin/sh -c) that checks health"},
-		&cli.DurationFlag{Name: "health-interval", Usage: "time between health checks"},
-		&cli.DurationFlag{Name: "health-timeout", Usage: "maximum time a check may run"},
-		&cli.DurationFlag{Name: "health-start-period", Usage: "grace period before failed checks count"},
-		&cli.IntFlag{Name: "health-retries", Usage: "consecutive failures before unhealthy"},
-		&cli.BoolFlag{Name: "no-healthcheck", Usage: "disable the image's health check"},
+	}, healthFlags("command (run by /bin/sh -c) that checks health"), []cli.Flag{
 		&cli.StringFlag{Name: "restart-condition", Usage: "any, on-failure or none (default any)"},
 		&cli.DurationFlag{Name: "restart-delay", Usage: "delay between restarts (default 5s)"},
 		&cli.IntFlag{Name: "restart-max-attempts", Usage: "maximum restarts per window (0 = unlimited)"},
@@ -58,7 +53,7 @@ func specFlags(update bool) []cli.Flag {
 		&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory in the container"},
 		&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "user[:group] in the container"},
 		&cli.StringFlag{Name: "entrypoint", Usage: "override the image's entrypoint"},
-	}
+	})
 	for _, p := range []string{"update", "rollback"} {
 		flags = append(flags,
 			&cli.IntFlag{Name: p + "-parallelism", Usage: "tasks changed at once, 0 = all (default 1)"},
@@ -95,6 +90,19 @@ func specFlags(update bool) []cli.Flag {
 		)
 	}
 	return append(flags, waitFlags()...)
+}
+
+// healthFlags are the --health-* flags of `run` and of the service
+// commands (applyHealth reads them); cmdUsage describes --health-cmd.
+func healthFlags(cmdUsage string) []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "health-cmd", Usage: cmdUsage},
+		&cli.DurationFlag{Name: "health-interval", Usage: "time between health checks"},
+		&cli.DurationFlag{Name: "health-timeout", Usage: "maximum time a check may run"},
+		&cli.DurationFlag{Name: "health-start-period", Usage: "grace period before failed checks count"},
+		&cli.IntFlag{Name: "health-retries", Usage: "consecutive failures before unhealthy"},
+		&cli.BoolFlag{Name: "no-healthcheck", Usage: "disable the image's health check"},
+	}
 }
 
 // waitFlags control the progress display of commands that change a service.
@@ -149,12 +157,8 @@ func applySpecFlags(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 	if err := applyUpdateConfig(c, "rollback", &spec.RollbackConfig); err != nil {
 		return err
 	}
-	if set("stop-grace-period") {
-		d := c.Duration("stop-grace-period")
-		if d < 0 {
-			return usageErrorf("--stop-grace-period must not be negative")
-		}
-		spec.StopGracePeriod = d
+	if err := setNonNegative(c, "stop-grace-period", c.Duration, &spec.StopGracePeriod); err != nil {
+		return err
 	}
 	if set("workdir") {
 		spec.Workdir = c.String("workdir")
@@ -162,12 +166,8 @@ func applySpecFlags(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 	if set("user") {
 		spec.User = c.String("user")
 	}
-	if set("entrypoint") {
-		words, err := splitWords(c.String("entrypoint"))
-		if err != nil {
-			return specError("entrypoint", err)
-		}
-		spec.Entrypoint = words
+	if err := setParsed(c, "entrypoint", splitWords, &spec.Entrypoint); err != nil {
+		return err
 	}
 	if update {
 		return applyUpdateLists(c, spec)
@@ -177,40 +177,18 @@ func applySpecFlags(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 
 // applyCreateLists sets the repeatable list flags of `service create`.
 func applyCreateLists(c *cli.Context, spec *api.ServiceSpec) error {
-	for _, p := range c.StringSlice("publish") {
-		pc, err := parsePublish(p)
-		if err != nil {
-			return specError("publish", err)
-		}
-		spec.Ports = append(spec.Ports, pc)
+	var err error
+	if spec.Ports, err = appendPorts(spec.Ports, c.StringSlice("publish")); err != nil {
+		return specError("publish", err)
 	}
-	for _, e := range c.StringSlice("env") {
-		v, ok, err := parseEnv(e)
-		if err != nil {
-			return specError("env", err)
-		}
-		if ok {
-			spec.Env = setEnv(spec.Env, v)
-		}
+	if spec.Env, err = setEnvs(spec.Env, c.StringSlice("env")); err != nil {
+		return specError("env", err)
 	}
-	for _, l := range c.StringSlice("label") {
-		k, v, err := parseLabel(l)
-		if err != nil {
-			return specError("label", err)
-		}
-		if spec.Labels == nil {
-			spec.Labels = map[string]string{}
-		}
-		spec.Labels[k] = v
+	if spec.Labels, err = setLabels(spec.Labels, c.StringSlice("label")); err != nil {
+		return specError("label", err)
 	}
-	for _, s := range c.StringSlice("constraint") {
-		con, err := parseConstraint(s)
-		if err != nil {
-			return specError("constraint", err)
-		}
-		if !slices.Contains(spec.Constraints, con) {
-			spec.Constraints = append(spec.Constraints, con)
-		}
+	if spec.Constraints, err = addConstraints(spec.Constraints, c.StringSlice("constraint")); err != nil {
+		return specError("constraint", err)
 	}
 	return nil
 }
@@ -224,37 +202,21 @@ func applyUpdateLists(c *cli.Context, spec *api.ServiceSpec) error {
 		}
 		spec.Image = c.String("image")
 	}
-	if c.IsSet("args") {
-		words, err := splitWords(c.String("args"))
-		if err != nil {
-			return specError("args", err)
-		}
-		spec.Command = words
+	if err := setParsed(c, "args", splitWords, &spec.Command); err != nil {
+		return err
 	}
+	var err error
 	for _, k := range c.StringSlice("env-rm") {
 		spec.Env = slices.DeleteFunc(spec.Env, func(e string) bool { return envKey(e) == envKey(k) })
 	}
-	for _, e := range c.StringSlice("env-add") {
-		v, ok, err := parseEnv(e)
-		if err != nil {
-			return specError("env-add", err)
-		}
-		if ok {
-			spec.Env = setEnv(spec.Env, v)
-		}
+	if spec.Env, err = setEnvs(spec.Env, c.StringSlice("env-add")); err != nil {
+		return specError("env-add", err)
 	}
 	for _, k := range c.StringSlice("label-rm") {
 		delete(spec.Labels, k)
 	}
-	for _, l := range c.StringSlice("label-add") {
-		k, v, err := parseLabel(l)
-		if err != nil {
-			return specError("label-add", err)
-		}
-		if spec.Labels == nil {
-			spec.Labels = map[string]string{}
-		}
-		spec.Labels[k] = v
+	if spec.Labels, err = setLabels(spec.Labels, c.StringSlice("label-add")); err != nil {
+		return specError("label-add", err)
 	}
 	for _, s := range c.StringSlice("constraint-rm") {
 		con, err := parseConstraint(s)
@@ -263,14 +225,8 @@ func applyUpdateLists(c *cli.Context, spec *api.ServiceSpec) error {
 		}
 		spec.Constraints = slices.DeleteFunc(spec.Constraints, func(x string) bool { return x == con })
 	}
-	for _, s := range c.StringSlice("constraint-add") {
-		con, err := parseConstraint(s)
-		if err != nil {
-			return specError("constraint-add", err)
-		}
-		if !slices.Contains(spec.Constraints, con) {
-			spec.Constraints = append(spec.Constraints, con)
-		}
+	if spec.Constraints, err = addConstraints(spec.Constraints, c.StringSlice("constraint-add")); err != nil {
+		return specError("constraint-add", err)
 	}
 	for _, p := range c.StringSlice("publish-rm") {
 		pc, err := parsePublish(p)
@@ -300,6 +256,100 @@ func applyUpdateLists(c *cli.Context, spec *api.ServiceSpec) error {
 	return nil
 }
 
+// setParsed parses the value of flag into dst when the user set it; a bad
+// value is a usage error naming the flag.
+func setParsed[T any](c *cli.Context, flag string, parse func(string) (T, error), dst *T) error {
+	if !c.IsSet(flag) {
+		return nil
+	}
+	v, err := parse(c.String(flag))
+	if err != nil {
+		return specError(flag, err)
+	}
+	*dst = v
+	return nil
+}
+
+// setNonNegative copies a number flag the user set (read with get, e.g.
+// c.Int or c.Duration) into dst; a negative value is a usage error.
+func setNonNegative[T int | time.Duration](c *cli.Context, flag string, get func(string) T, dst *T) error {
+	if !c.IsSet(flag) {
+		return nil
+	}
+	v := get(flag)
+	if v < 0 {
+		return usageErrorf("--%s must not be negative", flag)
+	}
+	*dst = v
+	return nil
+}
+
+// firstError returns the first non-nil error, in argument order.
+func firstError(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setEnvs applies K=V values (a bare K takes the caller's variable, or
+// is skipped when unset) to env.
+func setEnvs(env, values []string) ([]string, error) {
+	for _, e := range values {
+		v, ok, err := parseEnv(e)
+		if err != nil {
+			return env, err
+		}
+		if ok {
+			env = setEnv(env, v)
+		}
+	}
+	return env, nil
+}
+
+// setLabels adds k=v values to labels, making the map on the first one.
+func setLabels(labels map[string]string, values []string) (map[string]string, error) {
+	for _, l := range values {
+		k, v, err := parseLabel(l)
+		if err != nil {
+			return labels, err
+		}
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		labels[k] = v
+	}
+	return labels, nil
+}
+
+// addConstraints appends the constraints not already in cons.
+func addConstraints(cons, values []string) ([]string, error) {
+	for _, s := range values {
+		con, err := parseConstraint(s)
+		if err != nil {
+			return cons, err
+		}
+		if !slices.Contains(cons, con) {
+			cons = append(cons, con)
+		}
+	}
+	return cons, nil
+}
+
+// appendPorts appends published ports given in the --publish syntax.
+func appendPorts[S ~string](ports []api.PortConfig, values []S) ([]api.PortConfig, error) {
+	for _, p := range values {
+		pc, err := parsePublish(string(p))
+		if err != nil {
+			return ports, err
+		}
+		ports = append(ports, pc)
+	}
+	return ports, nil
+}
+
 // protoOf returns a port's protocol, tcp when unset.
 func protoOf(p api.PortConfig) string {
 	if p.Protocol == "" {
@@ -323,40 +373,13 @@ func setEnv(env []string, kv string) []string {
 
 // applyResources sets limits and reservations.
 func applyResources(c *cli.Context, r *api.ResourceRequirements) error {
-	sizes := []struct {
-		flag string
-		dst  *int64
-	}{{"limit-memory", &r.Limits.MemoryBytes}, {"reserve-memory", &r.Reservations.MemoryBytes}}
-	for _, f := range sizes {
-		if c.IsSet(f.flag) {
-			n, err := parseSize(c.String(f.flag))
-			if err != nil {
-				return specError(f.flag, err)
-			}
-			*f.dst = n
-		}
-	}
-	cpus := []struct {
-		flag string
-		dst  *int64
-	}{{"limit-cpu", &r.Limits.NanoCPUs}, {"reserve-cpu", &r.Reservations.NanoCPUs}}
-	for _, f := range cpus {
-		if c.IsSet(f.flag) {
-			n, err := parseCPUs(c.String(f.flag))
-			if err != nil {
-				return specError(f.flag, err)
-			}
-			*f.dst = n
-		}
-	}
-	if c.IsSet("limit-pids") {
-		n, err := parsePids(c.String("limit-pids"))
-		if err != nil {
-			return specError("limit-pids", err)
-		}
-		r.Limits.Pids = n
-	}
-	return nil
+	return firstError(
+		setParsed(c, "limit-memory", parseSize, &r.Limits.MemoryBytes),
+		setParsed(c, "reserve-memory", parseSize, &r.Reservations.MemoryBytes),
+		setParsed(c, "limit-cpu", parseCPUs, &r.Limits.NanoCPUs),
+		setParsed(c, "reserve-cpu", parseCPUs, &r.Reservations.NanoCPUs),
+		setParsed(c, "limit-pids", parsePids, &r.Limits.Pids),
+	)
 }
 
 // parsePids parses a process count limit (0 = unlimited).
@@ -392,23 +415,13 @@ func applyHealth(c *cli.Context, hc **api.HealthConfig) error {
 	if c.Bool("no-healthcheck") {
 		h.Test = []string{"NONE"}
 	}
-	durs := []struct {
-		flag string
-		dst  *time.Duration
-	}{{"health-interval", &h.Interval}, {"health-timeout", &h.Timeout}, {"health-start-period", &h.StartPeriod}}
-	for _, f := range durs {
-		if c.IsSet(f.flag) {
-			if d := c.Duration(f.flag); d < 0 {
-				return usageErrorf("--%s must not be negative", f.flag)
-			}
-			*f.dst = c.Duration(f.flag)
-		}
-	}
-	if c.IsSet("health-retries") {
-		if c.Int("health-retries") < 0 {
-			return usageErrorf("--health-retries must not be negative")
-		}
-		h.Retries = c.Int("health-retries")
+	if err := firstError(
+		setNonNegative(c, "health-interval", c.Duration, &h.Interval),
+		setNonNegative(c, "health-timeout", c.Duration, &h.Timeout),
+		setNonNegative(c, "health-start-period", c.Duration, &h.StartPeriod),
+		setNonNegative(c, "health-retries", c.Int, &h.Retries),
+	); err != nil {
+		return err
 	}
 	*hc = h
 	return nil
@@ -424,45 +437,22 @@ func applyRestart(c *cli.Context, rp *api.RestartPolicy) error {
 			return usageErrorf("invalid --restart-condition %q: want any, on-failure or none", v)
 		}
 	}
-	for _, f := range []struct {
-		flag string
-		dst  *time.Duration
-	}{{"restart-delay", &rp.Delay}, {"restart-window", &rp.Window}} {
-		if c.IsSet(f.flag) {
-			if c.Duration(f.flag) < 0 {
-				return usageErrorf("--%s must not be negative", f.flag)
-			}
-			*f.dst = c.Duration(f.flag)
-		}
-	}
-	if c.IsSet("restart-max-attempts") {
-		if c.Int("restart-max-attempts") < 0 {
-			return usageErrorf("--restart-max-attempts must not be negative")
-		}
-		rp.MaxAttempts = c.Int("restart-max-attempts")
-	}
-	return nil
+	return firstError(
+		setNonNegative(c, "restart-delay", c.Duration, &rp.Delay),
+		setNonNegative(c, "restart-window", c.Duration, &rp.Window),
+		setNonNegative(c, "restart-max-attempts", c.Int, &rp.MaxAttempts),
+	)
 }
 
 // applyUpdateConfig sets the --update-* or --rollback-* flags.
 func applyUpdateConfig(c *cli.Context, prefix string, u *api.UpdateConfig) error {
 	f := func(n string) string { return prefix + "-" + n }
-	if c.IsSet(f("parallelism")) {
-		if c.Int(f("parallelism")) < 0 {
-			return usageErrorf("--%s must not be negative", f("parallelism"))
-		}
-		u.Parallelism = c.Int(f("parallelism"))
-	}
-	for _, d := range []struct {
-		flag string
-		dst  *time.Duration
-	}{{f("delay"), &u.Delay}, {f("monitor"), &u.Monitor}} {
-		if c.IsSet(d.flag) {
-			if c.Duration(d.flag) < 0 {
-				return usageErrorf("--%s must not be negative", d.flag)
-			}
-			*d.dst = c.Duration(d.flag)
-		}
+	if err := firstError(
+		setNonNegative(c, f("parallelism"), c.Int, &u.Parallelism),
+		setNonNegative(c, f("delay"), c.Duration, &u.Delay),
+		setNonNegative(c, f("monitor"), c.Duration, &u.Monitor),
+	); err != nil {
+		return err
 	}
 	if c.IsSet(f("order")) {
 		switch v := c.String(f("order")); v {

@@ -248,21 +248,12 @@ func composeSpec(stack, name string, cs composeService) (api.ServiceSpec, error)
 	for k, v := range cs.Deploy.Labels {
 		spec.Labels[k] = v
 	}
-	for _, e := range cs.Environment {
-		v, ok, err := parseEnv(e)
-		if err != nil {
-			return spec, err
-		}
-		if ok {
-			spec.Env = setEnv(spec.Env, v)
-		}
+	var err error
+	if spec.Env, err = setEnvs(spec.Env, cs.Environment); err != nil {
+		return spec, err
 	}
-	for _, p := range cs.Ports {
-		pc, err := parsePublish(string(p))
-		if err != nil {
-			return spec, err
-		}
-		spec.Ports = append(spec.Ports, pc)
+	if spec.Ports, err = appendPorts(spec.Ports, cs.Ports); err != nil {
+		return spec, err
 	}
 	d := cs.Deploy
 	switch d.Mode {
