@@ -341,6 +341,15 @@ func findCommand(cmds []*cli.Command, name string) *cli.Command {
 	return nil
 }
 
+// connect checks the number of positional arguments, then makes the API
+// client: how most actions start.
+func (s *shell) connect(c *cli.Context, min, max int) (*api.Client, error) {
+	if err := needArgs(c, min, max); err != nil {
+		return nil, err
+	}
+	return s.client(c)
+}
+
 // needArgs checks the number of positional arguments.
 func needArgs(c *cli.Context, min, max int) error {
 	n := c.NArg()

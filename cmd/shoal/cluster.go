@@ -16,10 +16,7 @@ func (s *shell) initCommand() *cli.Command {
 		Usage: "bootstrap a new cluster on this node and print the join command",
 		Flags: []cli.Flag{&cli.StringFlag{Name: "format", Usage: "json"}},
 		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 0, 0); err != nil {
-				return err
-			}
-			cl, err := s.client(c)
+			cl, err := s.connect(c, 0, 0)
 			if err != nil {
 				return err
 			}
@@ -80,10 +77,7 @@ func (s *shell) tokenCommand() *cli.Command {
 		Usage: "print (or rotate) the join token",
 		Flags: []cli.Flag{&cli.BoolFlag{Name: "rotate", Usage: "replace the token; the old one stops working"}},
 		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 0, 0); err != nil {
-				return err
-			}
-			cl, err := s.client(c)
+			cl, err := s.connect(c, 0, 0)
 			if err != nil {
 				return err
 			}
@@ -107,10 +101,7 @@ func (s *shell) leaveCommand() *cli.Command {
 		Name:  "leave",
 		Usage: "make this node leave its cluster",
 		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 0, 0); err != nil {
-				return err
-			}
-			cl, err := s.client(c)
+			cl, err := s.connect(c, 0, 0)
 			if err != nil {
 				return err
 			}
@@ -130,10 +121,7 @@ func (s *shell) statusCommand() *cli.Command {
 		Usage: "show the cluster as this node sees it",
 		Flags: []cli.Flag{&cli.StringFlag{Name: "format", Usage: "json or a Go template"}},
 		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 0, 0); err != nil {
-				return err
-			}
-			cl, err := s.client(c)
+			cl, err := s.connect(c, 0, 0)
 			if err != nil {
 				return err
 			}

@@ -296,10 +296,7 @@ func (s *shell) rmCommand() *cli.Command {
 		ArgsUsage: "CONTAINER...",
 		Flags:     []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "kill a running container first"}},
 		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 1, -1); err != nil {
-				return err
-			}
-			cl, err := s.client(c)
+			cl, err := s.connect(c, 1, -1)
 			if err != nil {
 				return err
 			}

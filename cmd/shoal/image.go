@@ -186,10 +186,7 @@ func (s *shell) imagePull(c *cli.Context) error {
 }
 
 func (s *shell) imageRm(c *cli.Context) error {
-	if err := needArgs(c, 1, -1); err != nil {
-		return err
-	}
-	cl, err := s.client(c)
+	cl, err := s.connect(c, 1, -1)
 	if err != nil {
 		return err
 	}

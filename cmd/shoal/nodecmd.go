@@ -72,10 +72,7 @@ func (s *shell) nodeCommand() *cli.Command {
 func nodeID(n api.Node) string { return n.ID }
 
 func (s *shell) nodeRm(c *cli.Context) error {
-	if err := needArgs(c, 1, -1); err != nil {
-		return err
-	}
-	cl, err := s.client(c)
+	cl, err := s.connect(c, 1, -1)
 	if err != nil {
 		return err
 	}

@@ -294,14 +294,11 @@ func (s *shell) serviceScale(c *cli.Context) error {
 }
 
 func (s *shell) serviceUpdate(c *cli.Context) error {
-	if err := needArgs(c, 1, 1); err != nil {
-		return err
-	}
-	id := c.Args().First()
-	cl, err := s.client(c)
+	cl, err := s.connect(c, 1, 1)
 	if err != nil {
 		return err
 	}
+	id := c.Args().First()
 	if c.Bool("rollback") {
 		return s.rollback(c, cl, id)
 	}
@@ -322,10 +319,7 @@ func (s *shell) serviceUpdate(c *cli.Context) error {
 }
 
 func (s *shell) serviceRollback(c *cli.Context) error {
-	if err := needArgs(c, 1, 1); err != nil {
-		return err
-	}
-	cl, err := s.client(c)
+	cl, err := s.connect(c, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -343,10 +337,7 @@ func (s *shell) rollback(c *cli.Context, cl *api.Client, id string) error {
 }
 
 func (s *shell) serviceRm(c *cli.Context) error {
-	if err := needArgs(c, 1, -1); err != nil {
-		return err
-	}
-	cl, err := s.client(c)
+	cl, err := s.connect(c, 1, -1)
 	if err != nil {
 		return err
 	}

@@ -555,10 +555,7 @@ func fetchStackServices(r listRun) ([]api.Service, error) {
 }
 
 func (s *shell) stackRm(c *cli.Context) error {
-	if err := needArgs(c, 1, -1); err != nil {
-		return err
-	}
-	cl, err := s.client(c)
+	cl, err := s.connect(c, 1, -1)
 	if err != nil {
 		return err
 	}
