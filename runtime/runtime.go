@@ -254,8 +254,16 @@ func pidExited(pidfd int) bool {
 // Create prepares a container (rootfs, netns, network, bundle) without
 // starting it and returns it in state created.
 func (r *Runtime) Create(ctx context.Context, spec Spec) (api.Container, error) {
+	_, out, err := r.create(ctx, spec, false)
+	return out, err
+}
+
+// create is Create. With hold, the container's lifecycle lock (op) is taken
+// before the container becomes visible and is still held on success, so
+// that no Remove or Stop can act on it until the caller releases it.
+func (r *Runtime) create(ctx context.Context, spec Spec, hold bool) (*container, api.Container, error) {
 	if err := r.waitReady(ctx); err != nil {
-		return api.Container{}, err
+		return nil, api.Container{}, err
 	}
 	id := newID()
 	name := spec.Name
@@ -263,12 +271,12 @@ func (r *Runtime) Create(ctx context.Context, spec Spec) (api.Container, error) 
 		name = ShortID(id)
 	}
 	if !nameRE.MatchString(name) {
-		return api.Container{}, fmt.Errorf("%w: bad name %q", ErrInvalidSpec, name)
+		return nil, api.Container{}, fmt.Errorf("%w: bad name %q", ErrInvalidSpec, name)
 	}
 	r.mu.Lock()
 	if _, taken := r.names[name]; taken {
 		r.mu.Unlock()
-		return api.Container{}, fmt.Errorf("%w: %s", ErrNameInUse, name)
+		return nil, api.Container{}, fmt.Errorf("%w: %s", ErrNameInUse, name)
 	}
 	r.names[name] = id // reserve
 	r.mu.Unlock()
@@ -281,20 +289,26 @@ func (r *Runtime) Create(ctx context.Context, spec Spec) (api.Container, error) 
 		if cerr := r.cleanup(context.WithoutCancel(ctx), id); cerr != nil {
 			r.log.Warn("cleanup after failed create", "id", ShortID(id), "err", cerr)
 		}
-		return api.Container{}, err
+		return nil, api.Container{}, err
 	}
 	c := &container{rec: rec, done: make(chan struct{})}
+	if hold {
+		c.op.Lock() // nobody else knows c yet: this cannot block
+	}
 	r.mu.Lock()
 	r.containers[id] = c
 	r.mu.Unlock()
 	if err := r.save(c); err != nil {
+		if hold {
+			c.op.Unlock()
+		}
 		_ = r.Remove(context.WithoutCancel(ctx), id, true)
-		return api.Container{}, err
+		return nil, api.Container{}, err
 	}
 	r.emit(c)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return c.apiLocked(), nil
+	return c, c.apiLocked(), nil
 }
 
 // prepare builds everything a container needs on disk; on error the caller
@@ -417,15 +431,21 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (reco
 
 // RunContainer creates and starts a container (`shoal run`). On a failed
 // start the container is removed again. (Run is the background loop.)
+//
+// Create and start are one step for other callers: the container shows in
+// List as created while it starts, but a Stop or Remove on it waits until
+// the start is over, so a non-forced Remove decided on the state "created"
+// gets ErrRunning rather than removing the container mid-start.
 func (r *Runtime) RunContainer(ctx context.Context, spec Spec) (api.Container, error) {
-	c, err := r.Create(ctx, spec)
+	c, created, err := r.create(ctx, spec, true)
 	if err != nil {
 		return api.Container{}, err
 	}
-	started, err := r.Start(ctx, c.ID)
+	started, err := r.startHeld(ctx, c, created.ID)
+	c.op.Unlock()
 	if err != nil {
-		if rerr := r.Remove(context.WithoutCancel(ctx), c.ID, true); rerr != nil {
-			r.log.Warn("remove after failed start", "id", ShortID(c.ID), "err", rerr)
+		if rerr := r.Remove(context.WithoutCancel(ctx), created.ID, true); rerr != nil {
+			r.log.Warn("remove after failed start", "id", ShortID(created.ID), "err", rerr)
 		}
 		return api.Container{}, err
 	}
@@ -444,6 +464,11 @@ func (r *Runtime) Start(ctx context.Context, idOrName string) (api.Container, er
 	}
 	c.op.Lock()
 	defer c.op.Unlock()
+	return r.startHeld(ctx, c, idOrName)
+}
+
+// startHeld is Start once c is found and its lifecycle lock (op) is held.
+func (r *Runtime) startHeld(ctx context.Context, c *container, idOrName string) (api.Container, error) {
 	r.mu.Lock()
 	if c.removed {
 		r.mu.Unlock()
@@ -754,6 +779,12 @@ func (r *Runtime) waitInitReady(ctx context.Context, id string, done <-chan stru
 // Remove deletes a container and everything it owns: runc state, cgroup,
 // rootfs mount, upper dir, bundle, netns, logs. A running container is
 // killed first when force is set, otherwise ErrRunning is returned.
+//
+// The state is checked under the container's lifecycle lock, after any
+// start in flight has finished. A caller that decided to remove a container
+// from an earlier List (a created or exited container it thinks is stale)
+// must pass force=false: with force, a container that started meanwhile is
+// SIGKILLed (exit code 137).
 func (r *Runtime) Remove(ctx context.Context, idOrName string, force bool) error {
 	if err := r.waitReady(ctx); err != nil {
 		return err
