@@ -15,6 +15,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -252,8 +253,13 @@ func (r *reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 			go func() {
 				defer wg.Done()
 				defer r.release(r.stopping, act.container.ID)
-				if err := a.rt.Remove(ctx, act.container.ID, true); err != nil {
-					a.log.Warn("remove container of a task that no longer exists", "container", shortID(act.container.ID), "err", err)
+				// The decision was made on a snapshot: a container listed as
+				// created may be running by now. Force (SIGKILL) only when
+				// its task is gone; a leftover of a known task is removed
+				// only if it is still not running (the next pass decides).
+				force := act.task == nil
+				if err := a.rt.Remove(ctx, act.container.ID, force); err != nil && !errors.Is(err, runtime.ErrRunning) {
+					a.log.Warn("remove container", "container", shortID(act.container.ID), "err", err)
 				}
 			}()
 		}
@@ -290,7 +296,9 @@ func (r *reconciler) gcFinished(ctx context.Context, tasks []*api.Task) {
 			}
 		}
 		if known {
-			_ = r.a.rt.Remove(ctx, c.ID, true)
+			// Not forced: the list is a snapshot, and a container that
+			// started since must not be killed (the runtime refuses).
+			_ = r.a.rt.Remove(ctx, c.ID, false)
 		}
 	}
 }
