@@ -90,13 +90,20 @@ func (s *svcRun) current(t *api.Task) bool {
 func (s *svcRun) reconcile() {
 	r := s.r
 	taskCons := map[uint64][]Constraint{}
+	var lastVer uint64
+	var lastCons []Constraint
+	haveLast := false
 	for _, ref := range s.tasks {
-		cs, ok := taskCons[ref.t.SpecVersion]
-		if !ok {
-			cs = r.constraints(ref.t.Spec.Constraints)
-			taskCons[ref.t.SpecVersion] = cs
+		v := ref.t.SpecVersion
+		if !haveLast || v != lastVer {
+			cs, ok := taskCons[v]
+			if !ok {
+				cs = r.constraints(ref.t.Spec.Constraints)
+				taskCons[v] = cs
+			}
+			lastVer, lastCons, haveLast = v, cs, true
 		}
-		r.vacate(ref, cs)
+		r.vacate(ref, lastCons)
 	}
 	s.updateStatusBefore()
 	s.group()
@@ -130,13 +137,11 @@ func (s *svcRun) reconcile() {
 		r.svcOut = append(r.svcOut, out)
 	}
 	if len(s.toPlace) > 0 {
-		all := make([]*taskRef, 0, len(s.tasks)+len(s.newTasks))
-		all = append(append(all, s.tasks...), s.newTasks...)
 		r.places = append(r.places, &placement{
 			global: s.global,
 			req:    Request{Constraints: s.cs, Reservations: s.spec.Resources.Reservations},
 			tasks:  s.toPlace,
-			all:    all,
+			all:    [2][]*taskRef{s.tasks, s.newTasks},
 		})
 	}
 }
@@ -153,7 +158,6 @@ func (s *svcRun) group() {
 	}
 	// Two passes so that all slots share one backing array: one
 	// allocation instead of one per slot.
-	considered := make([]slot, n+1)
 	counts := make([]int32, n+2)
 	for _, ref := range s.tasks {
 		if k := ref.t.Slot; k >= 1 && k <= n {
@@ -179,17 +183,43 @@ func (s *svcRun) group() {
 		}
 		sl.tasks = append(sl.tasks, ref)
 	}
-	s.slots = make([]*slot, 0, n)
-	start := 0
+	// A slot whose only task is current and running needs nothing but
+	// the updater's bookkeeping (resolve would keep it, trim has no
+	// history to drop): observe it here and make no slot for it.
+	// counts[k] is now the end of slot k, counts[k-1] (or 0) its start.
+	var todo []int32
+	start := int32(0)
 	for k := 1; k <= n; k++ {
-		end := int(counts[k])
-		considered[k].num = k
+		end := counts[k]
+		if end-start == 1 {
+			t := backing[start].t
+			if t.DesiredState == api.TaskRunning && t.State == api.TaskRunning && s.current(t) {
+				s.upd.observe(s, t)
+				start = end
+				continue
+			}
+		}
+		if todo == nil {
+			todo = make([]int32, 0, n-k+1)
+		}
+		todo = append(todo, int32(k))
+		start = end
+	}
+	considered := make([]slot, len(todo))
+	s.slots = make([]*slot, len(todo))
+	for i, k := range todo {
+		end := counts[k]
+		start := int32(0)
+		if k > 1 {
+			start = counts[k-1]
+		}
+		sl := &considered[i]
+		sl.num = int(k)
 		// Full slice expression: appending a new task must not overwrite
 		// the next slot's tasks.
-		considered[k].tasks = backing[start:end:end]
-		start = end
-		sortTasks(considered[k].tasks)
-		s.slots = append(s.slots, &considered[k])
+		sl.tasks = backing[start:end:end]
+		sortTasks(sl.tasks)
+		s.slots[i] = sl
 	}
 	for _, sl := range extra {
 		sortTasks(sl.tasks)

@@ -196,22 +196,66 @@ func newRun(cfg Config, st State, now time.Time) *run {
 		bySvc: make(map[string][]*taskRef, len(st.Services)),
 		cons:  map[string][]Constraint{},
 	}
+	r.nodeList = make([]*NodeInfo, len(st.Nodes))
 	infos := make([]NodeInfo, len(st.Nodes))
 	for i := range st.Nodes {
 		infos[i].Node = st.Nodes[i]
 		r.nodes[st.Nodes[i].ID] = &infos[i]
-		r.nodeList = append(r.nodeList, &infos[i])
+		r.nodeList[i] = &infos[i]
 	}
 	sort.Slice(r.nodeList, func(i, j int) bool { return r.nodeList[i].Node.ID < r.nodeList[j].Node.ID })
 	for i, n := range r.nodeList {
 		n.idx = i
 	}
-	for i := range st.Tasks {
-		r.refs[i].t = &st.Tasks[i]
-		if id := st.Tasks[i].NodeID; id != "" {
-			r.refs[i].node = r.nodes[id]
+	// Group the tasks by service in two passes over one backing array (in
+	// task order within a service): one allocation instead of a growing
+	// slice per service. Tasks of a service usually come together, so the
+	// last service looked up is remembered.
+	ids := make([]string, 0, len(st.Services))
+	index := make(map[string]int, len(st.Services))
+	var counts []int
+	lastID, last := "", -1
+	group := func(id string) int {
+		if last >= 0 && id == lastID {
+			return last
 		}
-		r.bySvc[st.Tasks[i].ServiceID] = append(r.bySvc[st.Tasks[i].ServiceID], &r.refs[i])
+		k, ok := index[id]
+		if !ok {
+			k = len(counts)
+			index[id] = k
+			ids = append(ids, id)
+			counts = append(counts, 0)
+		}
+		lastID, last = id, k
+		return k
+	}
+	for i := range st.Tasks {
+		counts[group(st.Tasks[i].ServiceID)]++
+	}
+	start := 0
+	for k, c := range counts {
+		counts[k] = start
+		start += c
+	}
+	backing := make([]*taskRef, len(st.Tasks))
+	for i := range st.Tasks {
+		t := &st.Tasks[i]
+		ref := &r.refs[i]
+		ref.t = t
+		if id := t.NodeID; id != "" {
+			ref.node = r.nodes[id]
+		}
+		k := group(t.ServiceID)
+		backing[counts[k]] = ref
+		counts[k]++
+	}
+	start = 0
+	for k, id := range ids {
+		end := counts[k]
+		// Full slice expression: a service's tasks never grow into the
+		// next service's.
+		r.bySvc[id] = backing[start:end:end]
+		start = end
 	}
 	return r
 }
@@ -370,6 +414,15 @@ func (r *run) result() Plan {
 			p.Create = append(p.Create, *ref.t)
 		}
 	}
+	n := 0
+	for _, ref := range r.touched {
+		if !ref.deleted {
+			n++
+		}
+	}
+	if n > 0 {
+		p.Update = make([]api.Task, 0, n)
+	}
 	for _, ref := range r.touched {
 		if !ref.deleted {
 			p.Update = append(p.Update, *ref.t)
@@ -437,8 +490,8 @@ func healthEqual(a, b *api.HealthConfig) bool {
 type placement struct {
 	global bool
 	req    Request
-	tasks  []*taskRef // to place, in slot order
-	all    []*taskRef // every task of the service, for spreading
+	tasks  []*taskRef    // to place, in slot order
+	all    [2][]*taskRef // every task of the service (stored, created), for spreading
 }
 
 // placeAll counts what every node already runs, then places each service's
@@ -548,17 +601,21 @@ func (h *candHeap) Pop() any {
 // of room leaves the heap for good (reservations only grow in a plan).
 func (r *run) placeSpread(pl *placement) {
 	perNode := make([]int, len(r.nodeList))
-	for _, ref := range pl.all {
-		t := ref.t
-		if ref.deleted || ref.node == nil || t.State == api.TaskNew || terminal(t.State) || t.DesiredState != api.TaskRunning {
-			continue
+	for _, refs := range pl.all {
+		for _, ref := range refs {
+			t := ref.t
+			if ref.deleted || ref.node == nil || t.State == api.TaskNew || terminal(t.State) || t.DesiredState != api.TaskRunning {
+				continue
+			}
+			perNode[ref.node.idx]++
 		}
-		perNode[ref.node.idx]++
 	}
+	cands := make([]candidate, 0, len(r.nodeList))
 	h := make(candHeap, 0, len(r.nodeList))
 	for _, n := range r.nodeList {
 		if ok, _ := r.cfg.Pipeline.Check(n, &pl.req); ok {
-			h = append(h, &candidate{n: n, svc: perNode[n.idx]})
+			cands = append(cands, candidate{n: n, svc: perNode[n.idx]})
+			h = append(h, &cands[len(cands)-1])
 		}
 	}
 	heap.Init(&h)

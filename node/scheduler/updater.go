@@ -57,6 +57,9 @@ func (u *updater) observe(s *svcRun, t *api.Task) {
 		u.inFlight++
 		return
 	}
+	if !u.active {
+		return // the rest is update monitoring
+	}
 	start := t.StartedAt
 	if start.IsZero() {
 		start = t.UpdatedAt
