@@ -229,15 +229,9 @@ func newRun(cfg Config, st State, now time.Time) *run {
 		lastID, last = id, k
 		return k
 	}
-	for i := range st.Tasks {
-		counts[group(st.Tasks[i].ServiceID)]++
-	}
-	start := 0
-	for k, c := range counts {
-		counts[k] = start
-		start += c
-	}
-	backing := make([]*taskRef, len(st.Tasks))
+	// One pass over the (large) task records; the second pass reads only
+	// the group numbers it noted.
+	gi := make([]int32, len(st.Tasks))
 	for i := range st.Tasks {
 		t := &st.Tasks[i]
 		ref := &r.refs[i]
@@ -246,7 +240,17 @@ func newRun(cfg Config, st State, now time.Time) *run {
 			ref.node = r.nodes[id]
 		}
 		k := group(t.ServiceID)
-		backing[counts[k]] = ref
+		gi[i] = int32(k)
+		counts[k]++
+	}
+	start := 0
+	for k, c := range counts {
+		counts[k] = start
+		start += c
+	}
+	backing := make([]*taskRef, len(st.Tasks))
+	for i, k := range gi {
+		backing[counts[k]] = &r.refs[i]
 		counts[k]++
 	}
 	start = 0
