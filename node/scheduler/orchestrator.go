@@ -199,10 +199,7 @@ func (s *svcRun) group() {
 				continue
 			}
 		}
-		if todo == nil {
-			todo = make([]int32, 0, n-k+1)
-		}
-		todo = append(todo, int32(k))
+		todo = append(todo, int32(k)) // usually few: let it grow
 		start = end
 	}
 	considered := make([]slot, len(todo))
