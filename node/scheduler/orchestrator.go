@@ -33,6 +33,9 @@ type svcRun struct {
 	global bool
 	tasks  []*taskRef
 	cur    map[uint64]bool // SpecVersion → materially current
+	// outdated is hasOutdated's answer for a replicated service, noted
+	// by reconcile while it vacates (before any rollback).
+	outdated bool
 
 	slots    []*slot // considered slots in order: 1..replicas, or eligible nodes
 	excess   []*slot // replicated slots beyond replicas, highest first
@@ -104,6 +107,13 @@ func (s *svcRun) reconcile() {
 			lastVer, lastCons, haveLast = v, cs, true
 		}
 		r.vacate(ref, lastCons)
+		// hasOutdated's test for a replicated service, while the task
+		// record is at hand.
+		if !s.global && !s.outdated {
+			t := ref.t
+			s.outdated = t.DesiredState == api.TaskRunning && t.Slot >= 1 &&
+				uint64(t.Slot) <= s.spec.Replicas && !s.current(t)
+		}
 	}
 	s.updateStatusBefore()
 	s.group()

@@ -82,19 +82,20 @@ func (s *svcRun) setStatus(st api.UpdateStatus) {
 }
 
 // hasOutdated reports whether a task that should keep running runs an
-// outdated spec.
+// outdated spec: for a replicated service, one in a slot up to Replicas
+// (reconcile notes it while vacating); for a global one, one on an
+// eligible node.
 func (s *svcRun) hasOutdated() bool {
+	if !s.global {
+		return s.outdated
+	}
 	req := Request{Constraints: s.cs}
 	for _, ref := range s.tasks {
 		t := ref.t
 		if t.DesiredState != api.TaskRunning || s.current(t) {
 			continue
 		}
-		if s.global {
-			if n := ref.node; n != nil && s.eligibleGlobal(n, &req) {
-				return true
-			}
-		} else if t.Slot >= 1 && uint64(t.Slot) <= s.spec.Replicas {
+		if n := ref.node; n != nil && s.eligibleGlobal(n, &req) {
 			return true
 		}
 	}
