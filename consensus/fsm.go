@@ -894,40 +894,33 @@ func (s *Store) restore(r io.Reader) error {
 			return err
 		}
 	}
-	for _, n := range data.Nodes {
-		if n == nil {
-			continue
-		}
-		if err := insert(tableNodes, n); err != nil {
-			return err
-		}
-	}
-	for _, sv := range data.Services {
-		if sv == nil {
-			continue
-		}
-		if err := insert(tableServices, sv); err != nil {
-			return err
-		}
-	}
-	for _, t := range data.Tasks {
-		if t == nil {
-			continue
-		}
-		if err := insert(tableTasks, t); err != nil {
-			return err
-		}
-	}
-	for _, img := range data.Images {
-		if img == nil {
-			continue
-		}
-		if err := insert(tableImages, img); err != nil {
+	// In order, stopping at the first failure: the transaction is aborted.
+	for _, step := range []func() error{
+		func() error { return insertAll(insert, tableNodes, data.Nodes) },
+		func() error { return insertAll(insert, tableServices, data.Services) },
+		func() error { return insertAll(insert, tableTasks, data.Tasks) },
+		func() error { return insertAll(insert, tableImages, data.Images) },
+	} {
+		if err := step(); err != nil {
 			return err
 		}
 	}
 	tx.Commit()
 	s.db.Store(db)
 	s.notify(data.Index)
+	return nil
+}
+
+// insertAll restores the non-nil rows of one table; it stops at the first
+// failure (insert has aborted the transaction by then).
+func insertAll[T any](insert func(table string, obj any) error, table string, rows []*T) error {
+	for _, r := range rows {
+		if r == nil {
+			continue
+		}
+		if err := insert(table, r); err != nil {
+			return err
+		}
+	}
 	return nil
 }
