@@ -8,6 +8,7 @@ package node
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -301,7 +302,7 @@ func readJSONFile(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	return jsonUnmarshal(b, v)
+	return json.Unmarshal(b, v)
 }
 
 func joinHostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }

@@ -157,9 +157,9 @@ func (a *Agent) ensureImage(ctx context.Context, cl *cluster, ref string) error 
 		if err != nil || n.Status != api.NodeReady {
 			continue
 		}
-		err = a.fetchImageFrom(ctx, cl, n, ref)
+		img, err := a.fetchImageFrom(ctx, cl, n, ref)
 		if err == nil {
-			a.announceImage(ctx, mustGet(a, ref), "peer")
+			a.announceImage(ctx, img, "peer")
 			return nil
 		}
 		errs = append(errs, fmt.Errorf("from %s: %w", n.Hostname, err))
@@ -178,11 +178,6 @@ func (a *Agent) ensureImage(ctx context.Context, cl *cluster, ref string) error 
 	return fmt.Errorf("fetch image %s: %w", ref, errors.Join(errs...))
 }
 
-func mustGet(a *Agent, ref string) api.Image {
-	img, _ := a.images.Get(ref)
-	return img
-}
-
 // imageDescriptor is the subset of the image store's descriptor this side
 // needs to know which blobs to fetch.
 type imageDescriptor struct {
@@ -194,15 +189,17 @@ type imageDescriptor struct {
 	} `json:"layers"`
 }
 
-func (a *Agent) fetchImageFrom(ctx context.Context, cl *cluster, n *api.Node, ref string) error {
+// fetchImageFrom copies the image ref from node n: its descriptor, then the
+// blobs this node lacks; it returns the image as stored here.
+func (a *Agent) fetchImageFrom(ctx context.Context, cl *cluster, n *api.Node, ref string) (api.Image, error) {
 	addr := joinHostPort(n.Addr, n.ClusterPort)
 	var raw json.RawMessage
 	if err := callRPC(ctx, addr, cl.client, rpcManifest, manifestRPCRequest{Ref: ref}, &raw, nil); err != nil {
-		return err
+		return api.Image{}, err
 	}
 	var d imageDescriptor
 	if err := json.Unmarshal(raw, &d); err != nil {
-		return fmt.Errorf("decode image descriptor: %w", err)
+		return api.Image{}, fmt.Errorf("decode image descriptor: %w", err)
 	}
 	digests := []string{d.Config.Digest}
 	for _, l := range d.Layers {
@@ -216,11 +213,12 @@ func (a *Agent) fetchImageFrom(ctx context.Context, cl *cluster, n *api.Node, re
 			return a.images.IngestBlob(dg, r)
 		})
 		if err != nil {
-			return fmt.Errorf("blob %s: %w", dg, err)
+			return api.Image{}, fmt.Errorf("blob %s: %w", dg, err)
 		}
 	}
-	if _, err := a.images.CommitImage(raw); err != nil {
-		return fmt.Errorf("commit image: %w", err)
+	img, err := a.images.CommitImage(raw)
+	if err != nil {
+		return api.Image{}, fmt.Errorf("commit image: %w", err)
 	}
-	return nil
+	return img, nil
 }

@@ -122,7 +122,7 @@ func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) (any, error
 	st.Leader, st.LeaderAddr = cl.raft.Leader()
 	st.RaftState = cl.raft.State()
 	st.LastIndex = cl.raft.LastIndex()
-	st.Members = len(cl.members.aliveSet()) + 0
+	st.Members = len(cl.members.aliveSet())
 	if servers, err := cl.raft.Servers(); err == nil {
 		for _, s := range servers {
 			if s.Voter {

@@ -10,8 +10,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
-	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -513,10 +511,6 @@ func (a *Agent) promoteReplacement(ctx context.Context, cl *cluster, leaving str
 		return
 	}
 }
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
-
-var _ = tls.VersionTLS13
 
 func isDialError(err error) bool {
 	var de *dialError

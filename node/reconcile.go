@@ -284,18 +284,15 @@ func (r *reconciler) gcFinished(ctx context.Context, tasks []*api.Task) {
 			}
 		}
 	}
+	known := make(map[string]bool, len(tasks))
+	for _, t := range tasks {
+		known[t.ID] = true
+	}
 	for _, c := range r.a.rt.List() {
 		if c.TaskID == "" || keep[c.TaskID] || c.State == api.ContainerRunning {
 			continue
 		}
-		known := false
-		for _, t := range tasks {
-			if t.ID == c.TaskID {
-				known = true
-				break
-			}
-		}
-		if known {
+		if known[c.TaskID] {
 			// Not forced: the list is a snapshot, and a container that
 			// started since must not be killed (the runtime refuses).
 			_ = r.a.rt.Remove(ctx, c.ID, false)
