@@ -182,12 +182,8 @@ func (c BootstrapCluster) apply(w *writeTxn) (any, error) {
 	n := cloneNode(&c.Node)
 	n.Voter = true
 	n.Version = w.index
-	if n.Subnet == "" {
-		subnet, err := allocSubnet(w, cl, n.ID)
-		if err != nil {
-			return nil, fmt.Errorf("bootstrap node %s: %w", n.ID, err)
-		}
-		n.Subnet = subnet
+	if err := ensureSubnet(w, cl, n); err != nil {
+		return nil, fmt.Errorf("bootstrap node %s: %w", n.ID, err)
 	}
 	if err := w.putCluster(cl); err != nil {
 		return nil, err
@@ -208,11 +204,9 @@ func (c UpsertNode) apply(w *writeTxn) (any, error) {
 		if old := first[api.Node](w, tableNodes, indexID, n.ID); old != nil && old.Subnet != "" {
 			n.Subnet = old.Subnet
 		} else if cl, err := w.cluster(); err == nil {
-			subnet, err := allocSubnet(w, cl, n.ID)
-			if err != nil {
+			if err := ensureSubnet(w, cl, n); err != nil {
 				return nil, fmt.Errorf("upsert node %s: %w", n.ID, err)
 			}
-			n.Subnet = subnet
 			if err := w.putCluster(cl); err != nil {
 				return nil, err
 			}
@@ -739,6 +733,20 @@ func unionSorted(a, b []string) []string {
 // allocSubnet picks a free /24 of the cluster CIDR for node id, starting at
 // cl.NextSubnet and wrapping, and advances cl.NextSubnet (the caller stores cl).
 // It returns "" when the cluster has no CIDR.
+// ensureSubnet gives n a free /24 of the cluster CIDR when it has none; cl
+// records the allocation state (the caller stores it).
+func ensureSubnet(w *writeTxn, cl *ClusterState, n *api.Node) error {
+	if n.Subnet != "" {
+		return nil
+	}
+	subnet, err := allocSubnet(w, cl, n.ID)
+	if err != nil {
+		return err
+	}
+	n.Subnet = subnet
+	return nil
+}
+
 func allocSubnet(w *writeTxn, cl *ClusterState, nodeID string) (string, error) {
 	if cl.ClusterCIDR == "" {
 		return "", nil
