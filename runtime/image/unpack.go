@@ -278,6 +278,21 @@ func splitRel(rel string) (parent, base string) {
 	return strings.TrimSuffix(parent, "/"), base
 }
 
+// openCleared opens the parent directory of an entry that is not a
+// directory and removes whatever stands at its name (as a later layer entry
+// replaces an earlier one). The caller closes the directory.
+func (u *unpacker) openCleared(parent, rel, base string) (*os.File, error) {
+	dir, err := u.openDir(parent, true)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := u.clear(int(dir.Fd()), rel, base, false); err != nil {
+		dir.Close()
+		return nil, err
+	}
+	return dir, nil
+}
+
 // openDir opens (creating if needed) the directory rel inside the layer,
 // following symlinks only while they stay inside the layer.
 func (u *unpacker) openDir(rel string, create bool) (*os.File, error) {
@@ -395,15 +410,12 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) error {
 		if hdr.Linkname == "" || strings.IndexByte(hdr.Linkname, 0) >= 0 {
 			return fmt.Errorf("%w: bad symlink target %q", ErrInvalidArchive, hdr.Linkname)
 		}
-		dir, err := u.openDir(parent, true)
+		dir, err := u.openCleared(parent, rel, base)
 		if err != nil {
 			return err
 		}
 		defer dir.Close()
 		dfd := int(dir.Fd())
-		if _, err := u.clear(dfd, rel, base, false); err != nil {
-			return err
-		}
 		if err := unix.Symlinkat(hdr.Linkname, dfd, base); err != nil {
 			return fmt.Errorf("symlink %q: %w", rel, err)
 		}
@@ -411,15 +423,12 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) error {
 	case tar.TypeLink:
 		return u.hardlink(hdr, rel, parent, base)
 	case tar.TypeFifo:
-		dir, err := u.openDir(parent, true)
+		dir, err := u.openCleared(parent, rel, base)
 		if err != nil {
 			return err
 		}
 		defer dir.Close()
 		dfd := int(dir.Fd())
-		if _, err := u.clear(dfd, rel, base, false); err != nil {
-			return err
-		}
 		if err := unix.Mknodat(dfd, base, unix.S_IFIFO|0o600, 0); err != nil {
 			return fmt.Errorf("mkfifo %q: %w", rel, err)
 		}
@@ -447,15 +456,12 @@ func (u *unpacker) regular(hdr *tar.Header, tr io.Reader, rel, parent, base stri
 		return fmt.Errorf("%w: layer exceeds %d bytes", ErrTooLarge, u.limits.MaxTotalSize)
 	}
 	u.total += hdr.Size
-	dir, err := u.openDir(parent, true)
+	dir, err := u.openCleared(parent, rel, base)
 	if err != nil {
 		return err
 	}
 	defer dir.Close()
 	dfd := int(dir.Fd())
-	if _, err := u.clear(dfd, rel, base, false); err != nil {
-		return err
-	}
 	fd, err := unix.Openat(dfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return fmt.Errorf("create %q: %w", rel, err)
@@ -538,14 +544,11 @@ func (u *unpacker) hardlink(hdr *tar.Header, rel, parent, base string) error {
 	if err := unix.Fstatat(int(tdir.Fd()), tbase, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		return fmt.Errorf("%w: hardlink target %q not a file in this layer", ErrInvalidArchive, hdr.Linkname)
 	}
-	dir, err := u.openDir(parent, true)
+	dir, err := u.openCleared(parent, rel, base)
 	if err != nil {
 		return err
 	}
 	defer dir.Close()
-	if _, err := u.clear(int(dir.Fd()), rel, base, false); err != nil {
-		return err
-	}
 	if err := unix.Linkat(int(tdir.Fd()), tbase, int(dir.Fd()), base, 0); err != nil {
 		return fmt.Errorf("hardlink %q: %w", rel, err)
 	}
