@@ -137,15 +137,9 @@ func ValidateSpec(spec api.ServiceSpec) error {
 		bad("constraints: %v", err)
 	}
 	checkResources := func(field string, r api.Resources) {
-		if r.NanoCPUs < 0 {
-			bad("%s.nano_cpus %d: must not be negative", field, r.NanoCPUs)
-		}
-		if r.MemoryBytes < 0 {
-			bad("%s.memory_bytes %d: must not be negative", field, r.MemoryBytes)
-		}
-		if r.Pids < 0 {
-			bad("%s.pids %d: must not be negative", field, r.Pids)
-		}
+		nonNegative(bad, field+".nano_cpus", r.NanoCPUs)
+		nonNegative(bad, field+".memory_bytes", r.MemoryBytes)
+		nonNegative(bad, field+".pids", r.Pids)
 	}
 	checkResources("resources.limits", spec.Resources.Limits)
 	checkResources("resources.reservations", spec.Resources.Reservations)
@@ -156,25 +150,13 @@ func ValidateSpec(spec api.ServiceSpec) error {
 	default:
 		bad("restart_policy.condition %q: want any, on-failure or none", rp.Condition)
 	}
-	if rp.Delay < 0 {
-		bad("restart_policy.delay %s: must not be negative", rp.Delay)
-	}
-	if rp.MaxAttempts < 0 {
-		bad("restart_policy.max_attempts %d: must not be negative", rp.MaxAttempts)
-	}
-	if rp.Window < 0 {
-		bad("restart_policy.window %s: must not be negative", rp.Window)
-	}
+	nonNegative(bad, "restart_policy.delay", rp.Delay)
+	nonNegative(bad, "restart_policy.max_attempts", rp.MaxAttempts)
+	nonNegative(bad, "restart_policy.window", rp.Window)
 	checkUpdate := func(field string, u api.UpdateConfig, rollback bool) {
-		if u.Parallelism < 0 {
-			bad("%s.parallelism %d: must not be negative", field, u.Parallelism)
-		}
-		if u.Delay < 0 {
-			bad("%s.delay %s: must not be negative", field, u.Delay)
-		}
-		if u.Monitor < 0 {
-			bad("%s.monitor %s: must not be negative", field, u.Monitor)
-		}
+		nonNegative(bad, field+".parallelism", u.Parallelism)
+		nonNegative(bad, field+".delay", u.Delay)
+		nonNegative(bad, field+".monitor", u.Monitor)
 		switch u.Order {
 		case "", api.OrderStopFirst, api.OrderStartFirst:
 		default:
@@ -207,22 +189,12 @@ func ValidateSpec(spec api.ServiceSpec) error {
 				bad("healthcheck.test[0] %q: want CMD, CMD-SHELL or NONE", h.Test[0])
 			}
 		}
-		if h.Interval < 0 {
-			bad("healthcheck.interval %s: must not be negative", h.Interval)
-		}
-		if h.Timeout < 0 {
-			bad("healthcheck.timeout %s: must not be negative", h.Timeout)
-		}
-		if h.StartPeriod < 0 {
-			bad("healthcheck.start_period %s: must not be negative", h.StartPeriod)
-		}
-		if h.Retries < 0 {
-			bad("healthcheck.retries %d: must not be negative", h.Retries)
-		}
+		nonNegative(bad, "healthcheck.interval", h.Interval)
+		nonNegative(bad, "healthcheck.timeout", h.Timeout)
+		nonNegative(bad, "healthcheck.start_period", h.StartPeriod)
+		nonNegative(bad, "healthcheck.retries", h.Retries)
 	}
-	if spec.StopGracePeriod < 0 {
-		bad("stop_grace_period %s: must not be negative", spec.StopGracePeriod)
-	}
+	nonNegative(bad, "stop_grace_period", spec.StopGracePeriod)
 	if len(p) == 0 {
 		return nil
 	}
@@ -278,4 +250,11 @@ func portKey(p api.PortConfig) string {
 		proto = DefaultProtocol
 	}
 	return fmt.Sprintf("%d/%s", p.Published, proto)
+}
+
+// nonNegative reports a negative count, size or duration.
+func nonNegative[T ~int | ~int64](bad func(string, ...any), field string, v T) {
+	if v < 0 {
+		bad("%s %v: must not be negative", field, v)
+	}
 }
