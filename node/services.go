@@ -19,6 +19,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/scheduler"
+	"github.com/shoal-org/shoal/runtime/image"
 )
 
 func (a *Agent) serviceRoutes(h func(string, handlerFunc)) {
@@ -142,12 +143,16 @@ func (a *Agent) imageKnown(cl *cluster, ref string) bool {
 	return ok
 }
 
-// findClusterImage finds an image record by tag or ID (prefix).
+// findClusterImage finds an image record by tag (normalised as the image
+// store does) or by ID prefix.
 func findClusterImage(cl *cluster, ref string) (*api.Image, bool) {
-	want := normalizeRef(ref)
+	want, err := image.NormalizeTag(ref)
+	if err != nil {
+		want = ref // an ID or ID prefix
+	}
 	for _, img := range cl.store.Images() {
 		for _, t := range img.Tags {
-			if normalizeRef(t) == want {
+			if nt, err := image.NormalizeTag(t); err == nil && nt == want {
 				return img, true
 			}
 		}
@@ -158,15 +163,6 @@ func findClusterImage(cl *cluster, ref string) (*api.Image, bool) {
 		}
 	}
 	return nil, false
-}
-
-// normalizeRef adds the default tag the way the image store does.
-func normalizeRef(ref string) string {
-	slash := strings.LastIndex(ref, "/")
-	if !strings.Contains(ref[slash+1:], ":") && !strings.Contains(ref, "@") {
-		return ref + ":latest"
-	}
-	return ref
 }
 
 func (a *Agent) handleServiceCreate(w http.ResponseWriter, r *http.Request) (any, error) {
