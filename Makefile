@@ -20,6 +20,9 @@ deps:
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
 	$(GO) vet $(PKGS)
+	@t=$$(mktemp -d) && cp go.mod go.sum $$t/ && $(GO) mod tidy && \
+	  if ! cmp -s go.mod $$t/go.mod || ! cmp -s go.sum $$t/go.sum; then \
+	    diff -u $$t/go.mod go.mod; cp $$t/go.mod $$t/go.sum .; echo "go mod tidy is not a no-op"; exit 1; fi; rm -rf $$t
 
 unit: build
 	$(GO) test -race -count=1 -timeout 20m $(UNIT_PKGS)
