@@ -358,14 +358,14 @@ func TestComputeActionsConverges(t *testing.T) {
 	t.Fatal("computeActions did not converge in 5 rounds")
 }
 
-// TestComputeActionsCreatedContainer documents a known gap: a task whose
-// container exists but was never started (the agent died between the
-// runtime's Create and Start; the runtime re-adopts it as "created") gets
-// no action at all, so the task stays preparing/starting for ever.
+// TestComputeActionsCreatedContainer: a task whose container exists but was
+// never started (the agent died between the runtime's Create and Start; the
+// runtime re-adopts it as "created") gets that container removed, so the
+// next pass starts a fresh one instead of leaving the task starting for ever.
 func TestComputeActionsCreatedContainer(t *testing.T) {
 	tk := task("t1", api.TaskRunning, api.TaskStarting)
 	acts := computeActions(self, []*api.Task{tk}, []api.Container{ctr("c1", "t1", api.ContainerCreated, 0, "")}, true, reconcileNow)
-	if len(acts) == 0 {
-		t.Skip("known bug: a created-but-never-started task container is left alone for ever (reconcile.go computeActions has no case for api.ContainerCreated)")
+	if len(acts) != 1 || acts[0].kind != actRemove || acts[0].container == nil || acts[0].container.ID != "c1" {
+		t.Fatalf("want one removal of c1, got %v", acts)
 	}
 }

@@ -452,10 +452,10 @@ func TestRPCReplyCodes(t *testing.T) {
 	}
 }
 
-// TestRPCReplyLosesRetryableErrors documents a known bug: a leader whose
-// commit times out or whose raft is shutting down answers an rpcError
-// without a code, which the follower's write loop treats as final.
-func TestRPCReplyLosesRetryableErrors(t *testing.T) {
+// TestRPCReplyKeepsRetryableErrors: a leader whose commit times out or whose
+// raft is shutting down answers with a code that keeps the error retryable
+// for the follower's write loop.
+func TestRPCReplyKeepsRetryableErrors(t *testing.T) {
 	for _, e := range []error{
 		fmt.Errorf("apply command type 3: %w", consensus.ErrTimeout),
 		consensus.ErrShutdown,
@@ -464,7 +464,7 @@ func TestRPCReplyLosesRetryableErrors(t *testing.T) {
 			t.Fatalf("retryable(%v) = false locally", e)
 		}
 		if got := replyRoundTrip(t, e); !retryable(got) {
-			t.Skipf("known bug: %q is retryable on the leader but not after the RPC reply (code %q): rpc.go reply() only codes ErrNotLeader", e, got.(*rpcError).Code)
+			t.Errorf("%q is retryable on the leader but not after the RPC reply (%#v)", e, got)
 		}
 	}
 }
