@@ -1,4 +1,4 @@
-package test
+package api_test
 
 // The import rules of DESIGN.md ("Packages"), enforced. They keep the
 // layers honest: consensus, runtime, overlay and lb expose small interfaces

@@ -348,16 +348,17 @@ func TestServiceGlobalConstraintsDrainRestart(t *testing.T) {
 		}
 		return failed == 3, fmt.Sprintf("%d failed tasks", failed)
 	}, "1 try + 2 restarts")
-	time.Sleep(2 * time.Second) // a fourth attempt would show up by now
-	failed := 0
-	for _, tk := range tasksOf(t, h1, "crash") {
-		if tk.State == api.TaskFailed {
-			failed++
+	// A fourth attempt would come 100 ms after the third failed: watch the
+	// slot long enough that it would have shown up many times over.
+	harness.Consistently(t, 2*time.Second, func() (bool, string) {
+		n := 0
+		for _, tk := range tasksOf(t, h1, "crash") {
+			if tk.State == api.TaskFailed || !api.TaskTerminal(tk.State) {
+				n++
+			}
 		}
-	}
-	if failed != 3 {
-		t.Fatalf("restart policy exceeded max attempts: %d failed tasks", failed)
-	}
+		return n == 3, fmt.Sprintf("%d tasks for the slot (3 failed expected, no new attempt)", n)
+	}, "restart policy stops after max attempts")
 }
 
 func TestServiceBadSpecs(t *testing.T) {
