@@ -8,6 +8,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"net"
 	"reflect"
 	"sort"
@@ -64,13 +65,25 @@ func (a *Agent) startTraffic(ctx context.Context, cl *cluster, bridgeIP net.IP) 
 
 // sync pushes the current services to the load balancer and DNS when they
 // changed since the last push.
+//
+// A state the data plane cannot fully program (two services publishing one
+// port, say, from a log written before the state machine refused that) is
+// programmed minus the conflicting parts — the older service keeps what it
+// had — and reported once per change; it is not retried, since only a
+// change of the state can resolve it. Any other failure is retried.
 func (st *serviceTraffic) sync(a *Agent, cl *cluster) {
 	state, records := a.trafficState(cl)
 	st.dns.Set(records)
 	if reflect.DeepEqual(state, st.last) {
 		return
 	}
-	if err := st.lb.Set(state); err != nil {
+	err := st.lb.Set(state)
+	switch {
+	case err == nil:
+	case errors.Is(err, lb.ErrInvalidState):
+		a.log.Error("load balancer: conflicting service state; the conflicting parts are left out, everything else is programmed",
+			"err", err)
+	default:
 		a.log.Warn("load balancer sync failed; will retry", "err", err)
 		st.last = lb.State{} // force a full resync next time
 		return
@@ -90,7 +103,14 @@ func (a *Agent) trafficState(cl *cluster) (lb.State, lb.Records) {
 	records := lb.Records{}
 	var state lb.State
 	svcs := cl.store.Services()
-	sort.Slice(svcs, func(i, j int) bool { return svcs[i].Name < svcs[j].Name })
+	// Oldest first: on a conflict the load balancer keeps the earlier one's
+	// claim (lb.State), so a service that slipped in later never steals it.
+	sort.Slice(svcs, func(i, j int) bool {
+		if !svcs[i].CreatedAt.Equal(svcs[j].CreatedAt) {
+			return svcs[i].CreatedAt.Before(svcs[j].CreatedAt)
+		}
+		return svcs[i].ID < svcs[j].ID
+	})
 	for _, s := range svcs {
 		var backends []lb.Backend
 		var taskIPs []net.IP
