@@ -99,7 +99,8 @@ func NewDNS(cfg DNSConfig) *DNS {
 
 // Set replaces the whole record set atomically. The map is copied; the
 // caller keeps ownership of r. It returns the names that differ from
-// another only in case (sorted): they answer for their exact spelling only.
+// another only in case (sorted): they answer for their exact spelling only,
+// which the caller may want to report.
 func (d *DNS) Set(r Records) (ambiguous []string) {
 	rs := &recordSet{exact: make(map[string][]net.IP, len(r)), folded: make(map[string][]net.IP, len(r))}
 	spellings := map[string][]string{}
@@ -125,9 +126,6 @@ func (d *DNS) Set(r Records) (ambiguous []string) {
 		}
 	}
 	sort.Strings(ambiguous)
-	if len(ambiguous) > 0 {
-		d.log.Warn("DNS names differ only in case: each answers for its exact spelling only", "names", ambiguous)
-	}
 	d.records.Store(rs)
 	return ambiguous
 }

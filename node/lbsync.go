@@ -11,6 +11,7 @@ import (
 	"errors"
 	"net"
 	"reflect"
+	"slices"
 	"sort"
 	"sync"
 
@@ -24,6 +25,9 @@ type serviceTraffic struct {
 	dns  *lb.DNS
 	last lb.State
 	wg   sync.WaitGroup
+
+	// ambiguous are the DNS names last reported as differing only in case.
+	ambiguous []string
 }
 
 // startTraffic creates the load balancer and starts the DNS server on the
@@ -73,7 +77,12 @@ func (a *Agent) startTraffic(ctx context.Context, cl *cluster, bridgeIP net.IP) 
 // change of the state can resolve it. Any other failure is retried.
 func (st *serviceTraffic) sync(a *Agent, cl *cluster) {
 	state, records := a.trafficState(cl)
-	st.dns.Set(records)
+	if amb := st.dns.Set(records); !slices.Equal(amb, st.ambiguous) {
+		if len(amb) > 0 {
+			a.log.Error("DNS: service names differ only in case; each answers for its exact spelling only", "names", amb)
+		}
+		st.ambiguous = amb
+	}
 	if reflect.DeepEqual(state, st.last) {
 		return
 	}
