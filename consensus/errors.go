@@ -33,6 +33,10 @@ var (
 	ErrExhausted = errors.New("address pool exhausted")
 	// ErrMalformed: bytes that are not a valid encoded command.
 	ErrMalformed = errors.New("malformed command")
+	// ErrInUse: the command claims something another object holds and only
+	// one may: a published port (protocol + port), a service VIP, a node
+	// subnet.
+	ErrInUse = errors.New("already in use")
 
 	// ErrNotLeader: this node is not (or no longer) the Raft leader; forward
 	// the write to Leader() and retry.

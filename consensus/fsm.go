@@ -200,6 +200,11 @@ func (c UpsertNode) apply(w *writeTxn) (any, error) {
 	}
 	n := cloneNode(&c.Node)
 	n.Version = w.index
+	if n.Subnet != "" {
+		if err := checkSubnet(w, n); err != nil {
+			return nil, fmt.Errorf("upsert node %s: %w", n.ID, err)
+		}
+	}
 	if n.Subnet == "" {
 		if old := first[api.Node](w, tableNodes, indexID, n.ID); old != nil && old.Subnet != "" {
 			n.Subnet = old.Subnet
@@ -216,6 +221,25 @@ func (c UpsertNode) apply(w *writeTxn) (any, error) {
 		return nil, err
 	}
 	return cloneNode(n), nil
+}
+
+// checkSubnet refuses a node subnet given in a command that is not an IPv4
+// prefix or overlaps another node's: the overlay routes each /24 to one
+// node.
+func checkSubnet(w *writeTxn, n *api.Node) error {
+	p, err := netip.ParsePrefix(n.Subnet)
+	if err != nil || !p.Addr().Is4() {
+		return fmt.Errorf("subnet %q is not an IPv4 prefix: %w", n.Subnet, ErrInvalid)
+	}
+	for _, o := range all[api.Node](w, tableNodes, indexID) {
+		if o.ID == n.ID || o.Subnet == "" {
+			continue
+		}
+		if op, err := netip.ParsePrefix(o.Subnet); err == nil && op.Overlaps(p) {
+			return fmt.Errorf("subnet %s overlaps %s of node %s: %w", p, op, o.ID, ErrInUse)
+		}
+	}
+	return nil
 }
 
 func (c UpdateNode) apply(w *writeTxn) (any, error) {
@@ -403,8 +427,8 @@ func (c CreateService) apply(w *writeTxn) (any, error) {
 	if first[api.Service](w, tableServices, indexID, s.ID) != nil {
 		return nil, fmt.Errorf("create service %s: %w", s.ID, ErrExists)
 	}
-	if first[api.Service](w, tableServices, indexName, s.Name) != nil {
-		return nil, fmt.Errorf("create service %s: %w", s.Name, ErrNameTaken)
+	if err := checkService(w, s, nil); err != nil {
+		return nil, fmt.Errorf("create service %s: %w", s.Name, err)
 	}
 	if s.VIP == "" {
 		if cl, err := w.cluster(); err == nil && cl.VIPCIDR != "" {
@@ -441,13 +465,14 @@ func (c UpdateService) apply(w *writeTxn) (any, error) {
 	if s.Name == "" {
 		s.Name = old.Name
 	}
-	if s.Name != old.Name {
-		if other := first[api.Service](w, tableServices, indexName, s.Name); other != nil {
-			return nil, fmt.Errorf("rename service %s to %s: %w", old.Name, s.Name, ErrNameTaken)
-		}
-	}
 	if s.VIP == "" {
 		s.VIP = old.VIP
+	}
+	if err := checkService(w, s, old); err != nil {
+		if s.Name != old.Name {
+			return nil, fmt.Errorf("rename service %s to %s: %w", old.Name, s.Name, err)
+		}
+		return nil, fmt.Errorf("update service %s: %w", old.Name, err)
 	}
 	s.CreatedAt = old.CreatedAt
 	s.Version = w.index
@@ -455,6 +480,99 @@ func (c UpdateService) apply(w *writeTxn) (any, error) {
 		return nil, err
 	}
 	return cloneService(s), nil
+}
+
+// checkService enforces the invariants a service must keep with every
+// other one, for a create (old nil) or an update of old into s:
+//
+//   - its name is a DNS label (api.ServiceNameProblem) and no other service
+//     has the same name in any case: `web` and `WEB` are one DNS name;
+//   - its published ports are valid and no other service publishes the same
+//     protocol and port: the load balancer cannot send one port two ways;
+//   - its VIP, when set, is an IPv4 address no other service holds.
+//
+// The API checks all of this too, but against its local replica: two
+// concurrent writes through two nodes both pass there, and only the state
+// machine sees them in order. An update is only checked on what it changes
+// (a new name, newly published ports, a new VIP), so a conflict already in
+// the state (written by an older binary) does not block every later update
+// of the services involved.
+func checkService(w *writeTxn, s *api.Service, old *api.Service) error {
+	rename := old == nil || s.Name != old.Name
+	if rename {
+		if p := api.ServiceNameProblem(s.Name); p != "" {
+			return fmt.Errorf("name %q: %s: %w", s.Name, p, ErrInvalid)
+		}
+	}
+	var vip netip.Addr
+	newVIP := s.VIP != "" && (old == nil || s.VIP != old.VIP)
+	if newVIP {
+		a, err := netip.ParseAddr(strings.TrimSpace(s.VIP))
+		if err != nil || !a.Is4() {
+			return fmt.Errorf("VIP %q is not an IPv4 address: %w", s.VIP, ErrInvalid)
+		}
+		vip = a
+	}
+	claimed := map[string]bool{} // published ports this command adds
+	var oldPorts map[string]bool
+	if old != nil {
+		oldPorts = map[string]bool{}
+		for _, p := range old.Spec.Ports {
+			oldPorts[publishedKey(p)] = true
+		}
+	}
+	own := map[string]bool{}
+	for _, p := range s.Spec.Ports {
+		key := publishedKey(p)
+		switch {
+		case p.Published < 1 || p.Published > 65535 || p.Target < 1 || p.Target > 65535:
+			return fmt.Errorf("port %d:%d out of range 1-65535: %w", p.Published, p.Target, ErrInvalid)
+		case p.Protocol != "" && p.Protocol != "tcp" && p.Protocol != "udp":
+			return fmt.Errorf("port %d: protocol %q (want tcp or udp): %w", p.Published, p.Protocol, ErrInvalid)
+		case own[key]:
+			return fmt.Errorf("published port %s listed twice: %w", key, ErrInvalid)
+		}
+		own[key] = true
+		if !oldPorts[key] {
+			claimed[key] = true
+		}
+	}
+	if !rename && !newVIP && len(claimed) == 0 {
+		return nil
+	}
+	for _, o := range all[api.Service](w, tableServices, indexID) {
+		if o.ID == s.ID {
+			continue
+		}
+		if rename && strings.EqualFold(o.Name, s.Name) {
+			if o.Name == s.Name {
+				return fmt.Errorf("a service named %s exists (%s): %w", o.Name, o.ID, ErrNameTaken)
+			}
+			return fmt.Errorf("name %s differs from service %s only in case, and service names are DNS names: %w",
+				s.Name, o.Name, ErrNameTaken)
+		}
+		for _, p := range o.Spec.Ports {
+			if key := publishedKey(p); claimed[key] {
+				return fmt.Errorf("published port %s is taken by service %s: %w", key, o.Name, ErrInUse)
+			}
+		}
+		if newVIP {
+			if a, err := netip.ParseAddr(strings.TrimSpace(o.VIP)); err == nil && a == vip {
+				return fmt.Errorf("VIP %s is taken by service %s: %w", vip, o.Name, ErrInUse)
+			}
+		}
+	}
+	return nil
+}
+
+// publishedKey names what a published port occupies on every node:
+// "8080/tcp" (an empty protocol is tcp, as the API defaults it).
+func publishedKey(p api.PortConfig) string {
+	proto := p.Protocol
+	if proto == "" {
+		proto = "tcp"
+	}
+	return fmt.Sprintf("%d/%s", p.Published, proto)
 }
 
 func (c DeleteService) apply(w *writeTxn) (any, error) {
@@ -492,6 +610,9 @@ func (c UpsertTasks) apply(w *writeTxn) (any, error) {
 		if _, ok := api.TaskStateOrder[t.State]; !ok && t.State != "" {
 			return nil, fmt.Errorf("upsert task %s: state %q: %w", t.ID, t.State, ErrInvalid)
 		}
+		if err := checkTaskRefs(w, &c.Tasks[i]); err != nil {
+			return nil, fmt.Errorf("upsert task %s: %w", t.ID, err)
+		}
 	}
 	groups := map[groupKey]struct{}{}
 	for i := range c.Tasks {
@@ -508,6 +629,33 @@ func (c UpsertTasks) apply(w *writeTxn) (any, error) {
 		groups[taskGroup(nt)] = struct{}{}
 	}
 	return nil, trimGroups(w, groups)
+}
+
+// checkTaskRefs refuses a task that would run for a service or on a node
+// that does not exist: a new task, a task moved to another service or node,
+// and any task whose desired state is running must name an existing service
+// and (when assigned) an existing node. The scheduler plans from a replica
+// read that a DeleteService or RemoveNode may overtake; without this check
+// its stale plan would bring back a task of a deleted service or assign one
+// to a removed node. Tasks that only keep their old references (shutdown
+// and orphan marking of tasks whose service or node is gone) pass.
+func checkTaskRefs(w *writeTxn, t *api.Task) error {
+	old := first[api.Task](w, tableTasks, indexID, t.ID)
+	run := t.DesiredState == api.TaskRunning
+	if old == nil || old.ServiceID != t.ServiceID || run {
+		if t.ServiceID == "" {
+			return fmt.Errorf("no service ID: %w", ErrInvalid)
+		}
+		if first[api.Service](w, tableServices, indexID, t.ServiceID) == nil {
+			return fmt.Errorf("service %s: %w", t.ServiceID, ErrNotFound)
+		}
+	}
+	if t.NodeID != "" && (old == nil || old.NodeID != t.NodeID || run) {
+		if first[api.Node](w, tableNodes, indexID, t.NodeID) == nil {
+			return fmt.Errorf("node %s: %w", t.NodeID, ErrNotFound)
+		}
+	}
+	return nil
 }
 
 // keepObserved protects the forward-only rule against a writer (the

@@ -2,9 +2,11 @@ package consensus
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,6 +70,18 @@ func testNode(id, host string) api.Node {
 func (h *harness) bootstrap() {
 	h.t.Helper()
 	h.must(BootstrapCluster{Cluster: testCluster(), Node: testNode("n1", "host1")})
+}
+
+// withRefs bootstraps h with nodes n1, n2 and services s1, s2, so that
+// tasks may reference them (the FSM refuses tasks of unknown services or
+// nodes).
+func (h *harness) withRefs() *harness {
+	h.t.Helper()
+	h.bootstrap()
+	h.must(UpsertNode{Node: testNode("n2", "host2")})
+	h.must(CreateService{Service: api.Service{ID: "s1", Name: "svc1"}})
+	h.must(CreateService{Service: api.Service{ID: "s2", Name: "svc2"}})
+	return h
 }
 
 func TestBootstrap(t *testing.T) {
@@ -338,7 +352,7 @@ func TestTaskStatusForwardOnly(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t)
+			h := newHarness(t).withRefs()
 			h.must(UpsertTasks{Tasks: []api.Task{{ID: "t1", ServiceID: "s1", Slot: 1, NodeID: "n1", State: tc.stored, DesiredState: api.TaskRunning}}})
 			st := tc.report
 			if st.TaskID == "" {
@@ -366,7 +380,7 @@ func TestTaskStatusForwardOnly(t *testing.T) {
 }
 
 func TestUpsertTasksKeepsObservedState(t *testing.T) {
-	h := newHarness(t)
+	h := newHarness(t).withRefs()
 	task := api.Task{ID: "t1", ServiceID: "s1", Slot: 1, NodeID: "n1", DesiredState: api.TaskRunning, State: api.TaskAssigned}
 	h.must(UpsertTasks{Tasks: []api.Task{task}})
 	h.must(TaskStatus{NodeID: "n1", Statuses: []api.TaskStatus{{TaskID: "t1", State: api.TaskRunning, IP: "10.42.0.9", Message: "started"}}})
@@ -394,7 +408,7 @@ func TestUpsertTasksKeepsObservedState(t *testing.T) {
 }
 
 func TestTrimTasks(t *testing.T) {
-	h := newHarness(t)
+	h := newHarness(t).withRefs()
 	var tasks []api.Task
 	// Slot 1: 8 terminal tasks and one running; slot 2: 3 terminal.
 	for i := 0; i < 8; i++ {
@@ -440,7 +454,7 @@ func TestTrimTasks(t *testing.T) {
 		t.Fatalf("kept %d tasks: %v", len(got), got)
 	}
 	// Status reports that end tasks trim too.
-	h2 := newHarness(t)
+	h2 := newHarness(t).withRefs()
 	var run []api.Task
 	var reports []api.TaskStatus
 	for i := 0; i < 7; i++ {
@@ -828,4 +842,216 @@ func FuzzDecodeCommand(f *testing.F) {
 		h := newHarness(t)
 		h.fsm.ApplyCommand(1, cmd)
 	})
+}
+
+// stateOf is the whole store without its index, to compare before and
+// after a refused command.
+func stateOf(t *testing.T, s *Store) string {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := WriteSnapshot(s, &buf); err != nil {
+		t.Fatal(err)
+	}
+	var data snapshotData
+	if err := json.Unmarshal(buf.Bytes(), &data); err != nil {
+		t.Fatal(err)
+	}
+	data.Index = 0
+	out, err := json.Marshal(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+// invariantsHarness: nodes n1, n2; services web (8080/tcp, 53/udp) and db
+// (5432/tcp); web's task t1 running on n1; deleted service gone (s9) with
+// its task t9 on n2, shut down.
+func invariantsHarness(t *testing.T) *harness {
+	h := newHarness(t)
+	h.bootstrap()
+	h.must(UpsertNode{Node: testNode("n2", "host2")})
+	h.must(CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Name: "web",
+		Ports: []api.PortConfig{{Published: 8080, Target: 80, Protocol: "tcp"}, {Published: 53, Target: 53, Protocol: "udp"}}}}})
+	h.must(CreateService{Service: api.Service{ID: "s2", Name: "db", Spec: api.ServiceSpec{Name: "db",
+		Ports: []api.PortConfig{{Published: 5432, Target: 5432, Protocol: "tcp"}}}}})
+	h.must(CreateService{Service: api.Service{ID: "s9", Name: "gone"}})
+	h.must(UpsertTasks{Tasks: []api.Task{
+		{ID: "t1", ServiceID: "s1", Slot: 1, NodeID: "n1", DesiredState: api.TaskRunning, State: api.TaskRunning},
+		{ID: "t9", ServiceID: "s9", Slot: 1, NodeID: "n2", DesiredState: api.TaskRunning, State: api.TaskRunning},
+	}})
+	h.must(DeleteService{ID: "s9", Now: t0})
+	return h
+}
+
+// TestFSMRefusesBrokenInvariants: every command that would break an
+// invariant of the state is refused by the state machine itself (not only
+// by the API, which reads a replica that a concurrent write may not have
+// reached), with a business error, and leaves the state as it was.
+func TestFSMRefusesBrokenInvariants(t *testing.T) {
+	web := func(mod func(*api.Service)) api.Service {
+		s := api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Name: "web",
+			Ports: []api.PortConfig{{Published: 8080, Target: 80, Protocol: "tcp"}, {Published: 53, Target: 53, Protocol: "udp"}}}}
+		mod(&s)
+		return s
+	}
+	db := func(mod func(*api.Service)) api.Service {
+		s := api.Service{ID: "s2", Name: "db", Spec: api.ServiceSpec{Name: "db",
+			Ports: []api.PortConfig{{Published: 5432, Target: 5432, Protocol: "tcp"}}}}
+		mod(&s)
+		return s
+	}
+	newSvc := func(name string, ports ...api.PortConfig) CreateService {
+		return CreateService{Service: api.Service{ID: "s3", Name: name, Spec: api.ServiceSpec{Name: name, Ports: ports}}}
+	}
+	p := func(published int, proto string) api.PortConfig {
+		return api.PortConfig{Published: published, Target: 80, Protocol: proto}
+	}
+	cases := []struct {
+		name string
+		cmd  Command
+		want error
+		msg  string // substring of the error
+	}{
+		// Published ports: protocol + port once in the cluster.
+		{"create on a taken port", newSvc("api", p(8080, "tcp")), ErrInUse, "published port 8080/tcp is taken by service web"},
+		{"create on a taken port, protocol defaulted", newSvc("api", p(8080, "")), ErrInUse, "8080/tcp is taken by service web"},
+		{"create on a taken udp port", newSvc("api", p(1000, "tcp"), p(53, "udp")), ErrInUse, "53/udp is taken by service web"},
+		{"update onto a taken port", UpdateService{Service: db(func(s *api.Service) {
+			s.Spec.Ports = append(s.Spec.Ports, p(8080, "tcp"))
+		})}, ErrInUse, "update service db: published port 8080/tcp is taken by service web"},
+		{"port listed twice", newSvc("api", p(9000, "tcp"), p(9000, "")), ErrInvalid, "9000/tcp listed twice"},
+		{"port zero", newSvc("api", p(0, "tcp")), ErrInvalid, "out of range"},
+		{"target too big", newSvc("api", api.PortConfig{Published: 9000, Target: 70000}), ErrInvalid, "out of range"},
+		{"bad protocol", newSvc("api", p(9000, "sctp")), ErrInvalid, `protocol "sctp"`},
+
+		// Names: DNS labels, unique regardless of case.
+		{"same name", newSvc("web"), ErrNameTaken, "a service named web exists"},
+		{"name differing in case", newSvc("WEB"), ErrNameTaken, "differs from service web only in case"},
+		{"rename differing in case", UpdateService{Service: db(func(s *api.Service) { s.Name = "Web"; s.Spec.Name = "Web" })},
+			ErrNameTaken, "rename service db to Web"},
+		{"dotted name", newSvc("a.b"), ErrInvalid, `character '.' not allowed`},
+		{"name with space", newSvc("my web"), ErrInvalid, `character ' ' not allowed`},
+		{"long name", newSvc(strings.Repeat("a", 64)), ErrInvalid, "longer than 63"},
+		{"leading dash", newSvc("-api"), ErrInvalid, "must start with a letter or digit"},
+		{"trailing dash", newSvc("api-"), ErrInvalid, "must end with a letter or digit"},
+		{"rename to a non-label", UpdateService{Service: db(func(s *api.Service) { s.Name = "d.b" })}, ErrInvalid, "d.b"},
+
+		// VIPs: one service each.
+		{"create with a taken VIP", CreateService{Service: api.Service{ID: "s3", Name: "api", VIP: "10.43.0.2"}}, ErrInUse, "VIP 10.43.0.2 is taken by service web"},
+		{"update onto a taken VIP", UpdateService{Service: db(func(s *api.Service) { s.VIP = "10.43.0.2" })}, ErrInUse, "VIP 10.43.0.2 is taken by service web"},
+		{"VIP not IPv4", CreateService{Service: api.Service{ID: "s3", Name: "api", VIP: "fd00::1"}}, ErrInvalid, "not an IPv4 address"},
+
+		// Tasks: they reference a service and a node that exist.
+		{"task of an unknown service", UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "nx", Slot: 1, DesiredState: api.TaskRunning}}}, ErrNotFound, "service nx"},
+		{"task of a deleted service", UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s9", Slot: 2, NodeID: "n1", DesiredState: api.TaskRunning}}}, ErrNotFound, "service s9"},
+		{"task without a service", UpsertTasks{Tasks: []api.Task{{ID: "t2", Slot: 1}}}, ErrInvalid, "no service ID"},
+		{"task on an unknown node", UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "nx", DesiredState: api.TaskRunning}}}, ErrNotFound, "node nx"},
+		{"task moved to an unknown node", UpsertTasks{Tasks: []api.Task{{ID: "t1", ServiceID: "s1", Slot: 1, NodeID: "nx", DesiredState: api.TaskRunning}}}, ErrNotFound, "node nx"},
+		{"task of a deleted service revived", UpsertTasks{Tasks: []api.Task{{ID: "t9", ServiceID: "s9", Slot: 1, NodeID: "n2", DesiredState: api.TaskRunning}}}, ErrNotFound, "service s9"},
+		{"one bad task refuses the command", UpsertTasks{Tasks: []api.Task{
+			{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "n2", DesiredState: api.TaskRunning},
+			{ID: "t3", ServiceID: "s1", Slot: 3, NodeID: "nx", DesiredState: api.TaskRunning},
+		}}, ErrNotFound, "upsert task t3: node nx"},
+
+		// Node subnets: one node each.
+		{"node on a taken subnet", UpsertNode{Node: func() api.Node { n := testNode("n3", "host3"); n.Subnet = "10.42.0.0/24"; return n }()},
+			ErrInUse, "overlaps 10.42.0.0/24 of node n1"},
+		{"node subnet not a prefix", UpsertNode{Node: func() api.Node { n := testNode("n3", "host3"); n.Subnet = "nonsense"; return n }()},
+			ErrInvalid, "not an IPv4 prefix"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := invariantsHarness(t)
+			before := stateOf(t, h.store)
+			r := h.apply(tc.cmd)
+			if !errors.Is(r.Err, tc.want) || !strings.Contains(r.Err.Error(), tc.msg) {
+				t.Fatalf("err = %v, want %v containing %q", r.Err, tc.want, tc.msg)
+			}
+			if after := stateOf(t, h.store); after != before {
+				t.Fatalf("refused command changed the state:\nbefore %s\nafter  %s", before, after)
+			}
+		})
+	}
+
+	// What stays allowed next to those refusals.
+	allowed := []struct {
+		name string
+		cmd  Command
+	}{
+		{"same port, other protocol", newSvc("api", p(8080, "udp"))},
+		{"free port", newSvc("api", p(8081, "tcp"))},
+		{"a stack's name", newSvc("shop_web-2")},
+		{"update keeping its own ports", UpdateService{Service: web(func(s *api.Service) { s.Spec.Replicas = 3 })}},
+		{"update moving its own port to udp", UpdateService{Service: web(func(s *api.Service) { s.Spec.Ports[0].Protocol = "udp"; s.Spec.Ports[1].Protocol = "tcp" })}},
+		{"rename to a free name", UpdateService{Service: db(func(s *api.Service) { s.Name = "postgres" })}},
+		{"rename changing only case of its own name", UpdateService{Service: db(func(s *api.Service) { s.Name = "DB" })}},
+		{"deleted service's task shut down", UpsertTasks{Tasks: []api.Task{{ID: "t9", ServiceID: "s9", Slot: 1, NodeID: "n2", DesiredState: api.TaskShutdown}}}},
+		{"new task placed", UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "n2", DesiredState: api.TaskRunning, State: api.TaskAssigned}}}},
+		{"pending task", UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s1", Slot: 2, DesiredState: api.TaskRunning, State: api.TaskNew}}}},
+	}
+	for _, tc := range allowed {
+		t.Run("allowed "+tc.name, func(t *testing.T) {
+			h := invariantsHarness(t)
+			if r := h.apply(tc.cmd); r.Err != nil {
+				t.Fatalf("refused: %v", r.Err)
+			}
+		})
+	}
+}
+
+// TestFSMTasksOfRemovedNode: a task on a node that was removed may still be
+// rewritten (orphan marking) but not set to run there again.
+func TestFSMTasksOfRemovedNode(t *testing.T) {
+	h := invariantsHarness(t)
+	h.must(UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "n2", DesiredState: api.TaskRunning, State: api.TaskRunning}}})
+	h.must(RemoveNode{ID: "n2", Now: t0})
+	h.must(UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "n2", DesiredState: api.TaskShutdown, State: api.TaskOrphaned}}})
+	r := h.apply(UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "n2", DesiredState: api.TaskRunning}}})
+	if !errors.Is(r.Err, ErrNotFound) {
+		t.Fatalf("task set to run on a removed node: %v", r.Err)
+	}
+}
+
+// TestFSMConcurrentCreatesOnePort is issue 14's race at the state machine:
+// two creates that both passed the API's check against a replica that had
+// neither reach the log in some order; the second is refused.
+func TestFSMConcurrentCreatesOnePort(t *testing.T) {
+	h := newHarness(t)
+	h.bootstrap()
+	port := []api.PortConfig{{Published: 8080, Target: 80, Protocol: "tcp"}}
+	r := h.apply(Batch{Commands: []Command{
+		CreateService{Service: api.Service{ID: "a", Name: "web-a", Spec: api.ServiceSpec{Name: "web-a", Ports: port}}},
+		CreateService{Service: api.Service{ID: "b", Name: "web-b", Spec: api.ServiceSpec{Name: "web-b", Ports: port}}},
+	}})
+	res := r.Value.([]Result)
+	if res[0].Err != nil || !errors.Is(res[1].Err, ErrInUse) {
+		t.Fatalf("results = %+v", res)
+	}
+	if len(h.store.Services()) != 1 {
+		t.Fatalf("services = %d", len(h.store.Services()))
+	}
+}
+
+// TestFSMUpdatesDespiteOldConflict: a conflict already in the state (from a
+// log written before these checks) does not block updates that do not add
+// to it, so the scheduler can keep working on both services.
+func TestFSMUpdatesDespiteOldConflict(t *testing.T) {
+	port := []api.PortConfig{{Published: 8080, Target: 80, Protocol: "tcp"}}
+	data := snapshotData{Version: snapshotVersion, Index: 10, Services: []*api.Service{
+		{ID: "a", Name: "web", VIP: "10.43.0.2", Spec: api.ServiceSpec{Name: "web", Ports: port}, Version: 3},
+		{ID: "b", Name: "WEB", VIP: "10.43.0.2", Spec: api.ServiceSpec{Name: "WEB", Ports: port}, Version: 4},
+	}}
+	raw, err := json.Marshal(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t)
+	if err := h.fsm.Restore(readCloser{bytes.NewReader(raw)}); err != nil {
+		t.Fatal(err)
+	}
+	h.idx = 10
+	h.must(UpdateService{Service: api.Service{ID: "b", Name: "WEB", Spec: api.ServiceSpec{Name: "WEB", Replicas: 2, Ports: port}}, ExpectVersion: 4})
+	// Renaming out of the clash is a way out.
+	h.must(UpdateService{Service: api.Service{ID: "b", Name: "web2", Spec: api.ServiceSpec{Name: "web2", Ports: port}}})
 }

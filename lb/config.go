@@ -14,9 +14,12 @@ var (
 	// ErrInvalidConfig is returned by Config.Validate and New for a config
 	// that cannot produce a working rule set.
 	ErrInvalidConfig = errors.New("lb: invalid config")
-	// ErrInvalidState is returned by Set for a State that cannot be
-	// programmed (bad VIP, port, protocol or backend address). Nothing is
-	// changed in the kernel when Set returns it.
+	// ErrInvalidState is wrapped by Set's error when parts of the State
+	// cannot be programmed: a bad VIP, port, protocol or backend address, or
+	// two services claiming one name, VIP or published port (a state the
+	// cluster refuses today, but an older log may hold). Those parts are left
+	// out and named in the error; everything else IS programmed. One bad
+	// service must not freeze every other service's rules.
 	ErrInvalidState = errors.New("lb: invalid state")
 	// ErrClosed is returned by Set after Close or Teardown.
 	ErrClosed = errors.New("lb: closed")
@@ -104,6 +107,11 @@ func (c Config) logger() *slog.Logger {
 
 // State is the complete desired load-balancing picture of one node. Set
 // replaces whatever was programmed before with exactly this.
+//
+// Services are in precedence order: when two claim the same name, VIP or
+// published port, the earlier one keeps it and the later one is programmed
+// without it. The agent lists services oldest first, so a service that
+// slipped in on a port already taken never steals it.
 type State struct {
 	Services []Service
 }
@@ -130,52 +138,73 @@ type Backend struct {
 	Local bool
 }
 
-// validate checks what the kernel would refuse or what would make the
-// rule set ambiguous, before anything is sent.
-func (st State) validate() error {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", ErrInvalidState, fmt.Sprintf(format, args...))
+// resolve returns the part of st that can be programmed and one error
+// (wrapping ErrInvalidState) per part it left out. It is pure and
+// deterministic: the same State always keeps the same parts. A service
+// without a name, or with the name of an earlier one, is left out whole; a
+// bad or taken VIP, a bad or taken published port and a bad backend address
+// are left out alone, and the rest of their service is kept.
+func (st State) resolve() (State, []error) {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s", ErrInvalidState, fmt.Sprintf(format, args...)))
 	}
+	out := State{Services: make([]Service, 0, len(st.Services))}
 	names := map[string]bool{}
 	vips := map[string]string{}
 	published := map[string]string{}
-	for _, s := range st.Services {
+	for i, s := range st.Services {
 		if s.Name == "" {
-			return bad("service without a name")
+			bad("service #%d has no name: left out", i)
+			continue
 		}
 		if names[s.Name] {
-			return bad("service %s appears twice", s.Name)
+			bad("service %s appears twice: the later one is left out", s.Name)
+			continue
 		}
 		names[s.Name] = true
+		c := Service{Name: s.Name}
 		if s.VIP != nil {
 			if s.VIP.To4() == nil {
-				return bad("service %s: VIP %v is not IPv4", s.Name, s.VIP)
+				bad("service %s: VIP %v is not IPv4: served without a VIP", s.Name, s.VIP)
+			} else if other, ok := vips[s.VIP.To4().String()]; ok {
+				bad("services %s and %s share VIP %v: %s keeps it, %s is served without a VIP", other, s.Name, s.VIP, other, s.Name)
+			} else {
+				vips[s.VIP.To4().String()] = s.Name
+				c.VIP = s.VIP
 			}
-			if other, ok := vips[s.VIP.String()]; ok {
-				return bad("services %s and %s share VIP %v", other, s.Name, s.VIP)
-			}
-			vips[s.VIP.String()] = s.Name
 		}
 		for _, p := range s.Ports {
 			if _, err := protoNumber(p.Protocol); err != nil {
-				return bad("service %s: %v", s.Name, err)
+				bad("service %s: port %d: %v: left out", s.Name, p.Published, err)
+				continue
 			}
 			if p.Published < 1 || p.Published > 65535 || p.Target < 1 || p.Target > 65535 {
-				return bad("service %s: port %d:%d out of range", s.Name, p.Published, p.Target)
+				bad("service %s: port %d:%d out of range: left out", s.Name, p.Published, p.Target)
+				continue
 			}
 			key := fmt.Sprintf("%s/%d", protoName(p.Protocol), p.Published)
 			if other, ok := published[key]; ok {
-				return bad("services %s and %s both publish %s", other, s.Name, key)
+				if other == s.Name {
+					bad("service %s publishes %s twice: the later one is left out", s.Name, key)
+				} else {
+					bad("services %s and %s both publish %s: %s keeps it, %s's is left out", other, s.Name, key, other, s.Name)
+				}
+				continue
 			}
 			published[key] = s.Name
+			c.Ports = append(c.Ports, p)
 		}
 		for _, b := range s.Backends {
 			if b.IP.To4() == nil {
-				return bad("service %s: backend %v is not IPv4", s.Name, b.IP)
+				bad("service %s: backend %v is not IPv4: left out", s.Name, b.IP)
+				continue
 			}
+			c.Backends = append(c.Backends, b)
 		}
+		out.Services = append(out.Services, c)
 	}
-	return nil
+	return out, errs
 }
 
 // protoName normalises a PortConfig protocol ("" means tcp).

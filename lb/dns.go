@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,15 +43,25 @@ type DNSConfig struct {
 }
 
 // Records maps a service name to its VIP and "tasks.NAME" to the task
-// addresses. Names are case-insensitive and may carry a trailing dot.
+// addresses. Names may carry a trailing dot. A query matches a name exactly,
+// or else case-insensitively when exactly one name matches that way: DNS
+// names are case-insensitive, and two names differing only in case (which
+// the cluster refuses, but an older state may hold) each answer only for
+// their own spelling — never one for the other, never both merged.
 type Records map[string][]net.IP
+
+// recordSet is a Records as the server looks it up.
+type recordSet struct {
+	exact  map[string][]net.IP // name as given, trailing dot removed
+	folded map[string][]net.IP // lower-cased name, only when one name folds to it
+}
 
 // DNS is the embedded DNS server. Set may be called at any time, from any
 // goroutine, before or during Run.
 type DNS struct {
 	cfg     DNSConfig
 	log     *slog.Logger
-	records atomic.Pointer[map[string][]net.IP]
+	records atomic.Pointer[recordSet]
 
 	ready    chan struct{}
 	addrOnce sync.Once
@@ -82,15 +93,17 @@ func NewDNS(cfg DNSConfig) *DNS {
 		logger = slog.Default()
 	}
 	d := &DNS{cfg: cfg, log: logger.With("component", "dns"), ready: make(chan struct{})}
-	empty := map[string][]net.IP{}
-	d.records.Store(&empty)
+	d.records.Store(&recordSet{})
 	return d
 }
 
 // Set replaces the whole record set atomically. The map is copied; the
-// caller keeps ownership of r.
-func (d *DNS) Set(r Records) {
-	m := make(map[string][]net.IP, len(r))
+// caller keeps ownership of r. It returns the names that differ from
+// another only in case (sorted): they answer for their exact spelling only,
+// which the caller may want to report.
+func (d *DNS) Set(r Records) (ambiguous []string) {
+	rs := &recordSet{exact: make(map[string][]net.IP, len(r)), folded: make(map[string][]net.IP, len(r))}
+	spellings := map[string][]string{}
 	for name, ips := range r {
 		var v4 []net.IP
 		for _, ip := range ips {
@@ -98,10 +111,23 @@ func (d *DNS) Set(r Records) {
 				v4 = append(v4, append(net.IP(nil), ip4...))
 			}
 		}
-		n := normalize(name)
-		m[n] = append(m[n], v4...)
+		n := trimName(name)
+		if _, seen := rs.exact[n]; !seen {
+			f := strings.ToLower(n)
+			spellings[f] = append(spellings[f], n)
+		}
+		rs.exact[n] = append(rs.exact[n], v4...)
 	}
-	d.records.Store(&m)
+	for f, names := range spellings {
+		if len(names) == 1 {
+			rs.folded[f] = rs.exact[names[0]]
+		} else {
+			ambiguous = append(ambiguous, names...)
+		}
+	}
+	sort.Strings(ambiguous)
+	d.records.Store(rs)
+	return ambiguous
 }
 
 // Ready is closed once Run has bound its sockets.
@@ -204,16 +230,28 @@ func (d *DNS) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 // the name is in the service namespace (one label, or tasks.LABEL), where a
 // miss is an authoritative NXDOMAIN instead of a question for upstream.
 func (d *DNS) lookup(qname string) (ips []net.IP, found, ours bool) {
-	name := normalize(qname)
-	recs := *d.records.Load()
+	name := trimName(qname)
+	lower := strings.ToLower(name)
+	rs := d.records.Load()
 	labels := strings.Count(name, ".") + 1
-	ours = name != "" && (labels == 1 || (labels == 2 && strings.HasPrefix(name, "tasks.")))
-	if v, ok := recs[name]; ok {
+	ours = name != "" && (labels == 1 || (labels == 2 && strings.HasPrefix(lower, "tasks.")))
+	find := func(n string) ([]net.IP, bool) {
+		if v, ok := rs.exact[n]; ok {
+			return v, true
+		}
+		v, ok := rs.folded[strings.ToLower(n)]
+		return v, ok
+	}
+	if v, ok := find(name); ok {
 		return v, true, ours
 	}
 	for _, s := range d.cfg.Search {
-		if short, ok := strings.CutSuffix(name, "."+s); ok {
-			if v, ok := recs[short]; ok {
+		if strings.HasSuffix(lower, "."+s) {
+			short := lower[:len(lower)-len(s)-1]
+			if len(name) == len(lower) { // ASCII: keep the asked spelling
+				short = name[:len(short)]
+			}
+			if v, ok := find(short); ok {
 				return v, true, ours
 			}
 		}
@@ -270,5 +308,10 @@ func UpstreamsFromResolvConf(path string) (upstreams, search []string, err error
 }
 
 func normalize(name string) string {
-	return strings.ToLower(strings.TrimSuffix(strings.TrimSpace(name), "."))
+	return strings.ToLower(trimName(name))
+}
+
+// trimName removes spaces and the trailing dot; the case is kept.
+func trimName(name string) string {
+	return strings.TrimSuffix(strings.TrimSpace(name), ".")
 }

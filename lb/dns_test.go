@@ -171,6 +171,53 @@ func TestDNSAnswers(t *testing.T) {
 	}
 }
 
+// TestDNSNamesDifferingInCase is issue 15's leak: with services web and
+// WEB, `web` answered both VIPs and tasks.web both services' tasks. Each
+// spelling now answers for itself only; a third spelling matches neither.
+func TestDNSNamesDifferingInCase(t *testing.T) {
+	up, upQueries := fakeUpstream(t)
+	d := startDNS(t, DNSConfig{Upstreams: []string{up}, Search: []string{"corp.example."}})
+	ambiguous := d.Set(Records{
+		"web":       {net.ParseIP("10.43.0.10")},
+		"tasks.web": {net.ParseIP("10.42.1.2")},
+		"WEB":       {net.ParseIP("10.43.0.20")},
+		"tasks.WEB": {net.ParseIP("10.42.2.2")},
+		"db":        {net.ParseIP("10.43.0.30")},
+	})
+	if want := []string{"WEB", "tasks.WEB", "tasks.web", "web"}; !slices.Equal(ambiguous, want) {
+		t.Fatalf("ambiguous = %v, want %v", ambiguous, want)
+	}
+	cases := []struct {
+		name  string
+		rcode int
+		want  []string
+	}{
+		{"web.", dns.RcodeSuccess, []string{"10.43.0.10"}},
+		{"WEB.", dns.RcodeSuccess, []string{"10.43.0.20"}},
+		{"tasks.web.", dns.RcodeSuccess, []string{"10.42.1.2"}},
+		{"tasks.WEB.", dns.RcodeSuccess, []string{"10.42.2.2"}},
+		{"web.corp.example.", dns.RcodeSuccess, []string{"10.43.0.10"}},
+		{"WEB.CORP.example.", dns.RcodeSuccess, []string{"10.43.0.20"}},
+		{"Web.", dns.RcodeNameError, nil},
+		{"TASKS.Web.", dns.RcodeNameError, nil},
+		{"DB.", dns.RcodeSuccess, []string{"10.43.0.30"}},
+		{"Tasks.db.", dns.RcodeNameError, nil},
+	}
+	for _, tc := range cases {
+		before := upQueries()
+		resp := query(t, "udp", d.Addr(), tc.name, dns.TypeA)
+		if resp.Rcode != tc.rcode {
+			t.Errorf("%s: rcode %s, want %s", tc.name, dns.RcodeToString[resp.Rcode], dns.RcodeToString[tc.rcode])
+		}
+		if got := answerIPs(resp); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: answer %v, want %v", tc.name, got, tc.want)
+		}
+		if upQueries() != before {
+			t.Errorf("%s: asked upstream", tc.name)
+		}
+	}
+}
+
 func TestDNSUpstreamDown(t *testing.T) {
 	// A UDP socket that never answers: the forward times out → SERVFAIL.
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")

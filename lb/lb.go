@@ -65,15 +65,17 @@ func New(cfg Config) (*LB, error) {
 	return l, nil
 }
 
-// Set makes the kernel's table exactly st, in one transaction. On error the
+// Set makes the kernel's table exactly st, in one transaction. Parts of st
+// that cannot be programmed (see ErrInvalidState and State's precedence
+// order) are left out and everything else is programmed: Set then returns
+// an error wrapping ErrInvalidState that names each part left out; calling
+// Set again with the same st changes nothing. On any other error the
 // previous rule set stays in force and the next Set rebuilds everything.
 // After the rules are in, conntrack entries of UDP flows to backends that
 // are gone are deleted (TCP flows end on their own; a stale UDP entry would
 // keep sending a client's datagrams to a dead task). Set does not keep st.
 func (l *LB) Set(st State) error {
-	if err := st.validate(); err != nil {
-		return err
-	}
+	st, skipped := st.resolve()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -92,6 +94,10 @@ func (l *LB) Set(st State) error {
 		}
 	}
 	l.log.Debug("rules synced", "services", len(st.Services), "chains", len(rs.chains), "rules", len(rs.rules))
+	if len(skipped) > 0 {
+		return fmt.Errorf("program nftables table %s: %d part(s) of the state left out, the rest programmed: %w",
+			l.cfg.TableName, len(skipped), errors.Join(skipped...))
+	}
 	return nil
 }
 

@@ -12,6 +12,7 @@ package lb
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -244,6 +245,19 @@ func TestLBNetns(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+	})
+	t.Run("conflicting state programs the rest", func(t *testing.T) {
+		st := l.state(0, 1, 2)
+		st.Services = append(st.Services,
+			Service{Name: "clash", Ports: []api.PortConfig{{Published: 8080, Target: 80, Protocol: "tcp"}}, Backends: st.Services[0].Backends[2:]},
+			Service{Name: "other", Ports: []api.PortConfig{{Published: 9090, Target: 80, Protocol: "tcp"}}, Backends: st.Services[0].Backends[1:2]},
+		)
+		err := lb.Set(st)
+		if !errors.Is(err, ErrInvalidState) || !strings.Contains(err.Error(), "web and clash both publish tcp/8080") {
+			t.Fatalf("Set = %v, want the conflict reported", err)
+		}
+		wantKeys(t, "the other service's port", l.spread(l.ext, "http://"+l.nodeIP+":9090/", 10), "b2")
+		wantKeys(t, "the contested port", l.spread(l.ext, pubURL, 40), "b1", "b2", "b3")
 	})
 	t.Run("backend removed", func(t *testing.T) {
 		if err := lb.Set(l.state(0, 1)); err != nil {

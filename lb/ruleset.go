@@ -95,7 +95,8 @@ func (rs *ruleset) addSet(s *nftables.Set, elems []nftables.SetElement) *nftable
 	return s
 }
 
-// compile turns a validated State into the table content for cfg.
+// compile turns a resolved State (State.resolve) into the table content
+// for cfg.
 func compile(cfg Config, st State) *ruleset {
 	rs := &ruleset{table: &nftables.Table{Family: nftables.TableFamilyIPv4, Name: cfg.TableName}}
 	accept := nftables.ChainPolicyAccept

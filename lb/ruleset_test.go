@@ -3,7 +3,9 @@ package lb
 import (
 	"errors"
 	"net"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/nftables"
@@ -172,40 +174,101 @@ func TestRulesetObjects(t *testing.T) {
 	}
 }
 
-func TestStateValidate(t *testing.T) {
+func TestStateResolve(t *testing.T) {
 	ok := testState()
-	if err := ok.validate(); err != nil {
-		t.Fatalf("valid state: %v", err)
+	if got, errs := ok.resolve(); len(errs) != 0 || !reflect.DeepEqual(got, ok) {
+		t.Fatalf("valid state: %v\n got  %+v\n want %+v", errs, got, ok)
 	}
 	svc := func(mod func(*Service)) State {
 		s := Service{Name: "x", VIP: net.ParseIP("10.43.0.1"), Ports: []api.PortConfig{{Published: 80, Target: 80}}, Backends: backends("10.42.1.2")}
 		mod(&s)
 		return State{Services: []Service{s}}
 	}
-	bad := map[string]State{
-		"no name":      svc(func(s *Service) { s.Name = "" }),
-		"v6 VIP":       svc(func(s *Service) { s.VIP = net.ParseIP("fd00::1") }),
-		"bad protocol": svc(func(s *Service) { s.Ports[0].Protocol = "sctp" }),
-		"port 0":       svc(func(s *Service) { s.Ports[0].Target = 0 }),
-		"port 70000":   svc(func(s *Service) { s.Ports[0].Published = 70000 }),
-		"v6 backend":   svc(func(s *Service) { s.Backends = []Backend{{IP: net.ParseIP("fd00::2")}} }),
-		"nil backend":  svc(func(s *Service) { s.Backends = []Backend{{}} }),
-		"dup published": svc(func(s *Service) {
+	port80 := []api.PortConfig{{Published: 80, Target: 80}}
+	cases := []struct {
+		name string
+		st   State
+		want State // what gets programmed
+		msg  string
+	}{
+		{"no name", svc(func(s *Service) { s.Name = "" }), State{Services: []Service{}}, "has no name"},
+		{"v6 VIP", svc(func(s *Service) { s.VIP = net.ParseIP("fd00::1") }),
+			State{Services: []Service{{Name: "x", Ports: port80, Backends: backends("10.42.1.2")}}}, "not IPv4: served without a VIP"},
+		{"bad protocol", svc(func(s *Service) { s.Ports[0].Protocol = "sctp" }),
+			State{Services: []Service{{Name: "x", VIP: net.ParseIP("10.43.0.1"), Backends: backends("10.42.1.2")}}}, `protocol "sctp"`},
+		{"port 0", svc(func(s *Service) { s.Ports[0].Target = 0 }),
+			State{Services: []Service{{Name: "x", VIP: net.ParseIP("10.43.0.1"), Backends: backends("10.42.1.2")}}}, "80:0 out of range"},
+		{"v6 backend", svc(func(s *Service) { s.Backends = append(s.Backends, Backend{IP: net.ParseIP("fd00::2")}) }),
+			State{Services: []Service{{Name: "x", VIP: net.ParseIP("10.43.0.1"), Ports: port80, Backends: backends("10.42.1.2")}}}, "backend fd00::2"},
+		{"dup published in one service", svc(func(s *Service) {
 			s.Ports = append(s.Ports, api.PortConfig{Published: 80, Target: 81, Protocol: "tcp"})
-		}),
-		"dup name": {Services: []Service{{Name: "a"}, {Name: "a"}}},
-		"dup VIP":  {Services: []Service{{Name: "a", VIP: net.ParseIP("10.43.0.1")}, {Name: "b", VIP: net.ParseIP("10.43.0.1")}}},
+		}), State{Services: []Service{{Name: "x", VIP: net.ParseIP("10.43.0.1"), Ports: port80, Backends: backends("10.42.1.2")}}}, "publishes tcp/80 twice"},
+		{"dup name", State{Services: []Service{{Name: "a", VIP: net.ParseIP("10.43.0.1")}, {Name: "a", VIP: net.ParseIP("10.43.0.2")}}},
+			State{Services: []Service{{Name: "a", VIP: net.ParseIP("10.43.0.1")}}}, "appears twice"},
+		{"dup VIP", State{Services: []Service{{Name: "a", VIP: net.ParseIP("10.43.0.1")}, {Name: "b", VIP: net.ParseIP("10.43.0.1"), Ports: port80}}},
+			State{Services: []Service{{Name: "a", VIP: net.ParseIP("10.43.0.1")}, {Name: "b", Ports: port80}}}, "a keeps it, b is served without a VIP"},
+		{"dup published port", State{Services: []Service{{Name: "b", Ports: port80}, {Name: "a", VIP: net.ParseIP("10.43.0.1"), Ports: port80}}},
+			State{Services: []Service{{Name: "b", Ports: port80}, {Name: "a", VIP: net.ParseIP("10.43.0.1")}}}, "b and a both publish tcp/80: b keeps it"},
 	}
-	for name, st := range bad {
-		if err := st.validate(); !errors.Is(err, ErrInvalidState) {
-			t.Errorf("%s: got %v, want ErrInvalidState", name, err)
-		}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, errs := tc.st.resolve()
+			if len(errs) != 1 || !errors.Is(errs[0], ErrInvalidState) || !strings.Contains(errs[0].Error(), tc.msg) {
+				t.Fatalf("errors %v, want one ErrInvalidState containing %q", errs, tc.msg)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("programmed\n %+v\nwant\n %+v", got, tc.want)
+			}
+			again, errs2 := tc.st.resolve()
+			if !reflect.DeepEqual(again, got) || len(errs2) != 1 || errs2[0].Error() != errs[0].Error() {
+				t.Fatal("resolve is not deterministic")
+			}
+		})
 	}
 	udpAndTCP := svc(func(s *Service) {
 		s.Ports = append(s.Ports, api.PortConfig{Published: 80, Target: 80, Protocol: "udp"})
 	})
-	if err := udpAndTCP.validate(); err != nil {
-		t.Errorf("tcp and udp on one port: %v", err)
+	if _, errs := udpAndTCP.resolve(); len(errs) != 0 {
+		t.Errorf("tcp and udp on one port: %v", errs)
+	}
+}
+
+// TestConflictingStateStillCompiles is issue 14's wedge: two services
+// publishing one port (an impossible state an older log may hold) used to
+// make every Set fail, so nothing changed in nftables any more. Now the
+// earlier service keeps the port, the later one keeps its VIP, and every
+// other service — including one added after the conflict — is programmed.
+func TestConflictingStateStillCompiles(t *testing.T) {
+	st := State{Services: []Service{
+		{Name: "web-a", VIP: net.ParseIP("10.43.0.2"), Ports: []api.PortConfig{{Published: 8080, Target: 80, Protocol: "tcp"}}, Backends: backends("10.42.1.2")},
+		{Name: "web-b", VIP: net.ParseIP("10.43.0.3"), Ports: []api.PortConfig{{Published: 8080, Target: 80, Protocol: "tcp"}}, Backends: backends("10.42.2.2")},
+		{Name: "later", VIP: net.ParseIP("10.43.0.4"), Ports: []api.PortConfig{{Published: 9090, Target: 90, Protocol: "tcp"}}, Backends: backends("10.42.3.2", "10.42.3.3")},
+	}}
+	resolved, errs := st.resolve()
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "web-a and web-b both publish tcp/8080: web-a keeps it") {
+		t.Fatalf("conflict report = %v", errs)
+	}
+	tr := tracer{t: t, rs: compile(DefaultConfig(), resolved)}
+	ext := func(port uint16) packet {
+		return packet{hook: pre, iif: "eth0", saddr: "10.232.1.2", daddr: "10.232.1.1", local: true, proto: protoTCP, dport: port}
+	}
+	vip := func(addr string) packet {
+		return packet{hook: pre, iif: "shoal0", saddr: "10.42.1.9", daddr: addr, proto: protoTCP, dport: 80}
+	}
+	for _, tc := range []struct {
+		name string
+		p    packet
+		want []string
+	}{
+		{"the new service's published port", ext(9090), dnats(90, "10.42.3.2", "10.42.3.3")},
+		{"the new service's VIP", vip("10.43.0.4"), dnats(0, "10.42.3.2", "10.42.3.3")},
+		{"the contested port goes to the earlier service only", ext(8080), dnats(80, "10.42.1.2")},
+		{"the later service keeps its VIP", vip("10.43.0.3"), dnats(0, "10.42.2.2")},
+		{"the earlier service's VIP", vip("10.43.0.2"), dnats(0, "10.42.1.2")},
+	} {
+		if got := tr.trace(tc.p); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
 

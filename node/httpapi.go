@@ -90,7 +90,8 @@ func writeError(w http.ResponseWriter, err error) {
 	case errors.Is(err, consensus.ErrAmbiguous), errors.Is(err, consensus.ErrInvalid),
 		errors.Is(err, consensus.ErrNameTaken), errors.Is(err, consensus.ErrExists):
 		status = http.StatusBadRequest
-	case errors.Is(err, consensus.ErrVersionMismatch), errors.Is(err, ErrAlreadyInCluster):
+	case errors.Is(err, consensus.ErrVersionMismatch), errors.Is(err, ErrAlreadyInCluster),
+		errors.Is(err, consensus.ErrInUse):
 		status = http.StatusConflict
 	case errors.Is(err, ErrNoCluster):
 		status = http.StatusPreconditionFailed

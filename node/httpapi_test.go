@@ -265,6 +265,8 @@ func TestWriteErrorStatus(t *testing.T) {
 		{"name taken", wrap(consensus.ErrNameTaken), http.StatusBadRequest},
 		{"exists", wrap(consensus.ErrExists), http.StatusBadRequest},
 		{"version mismatch", wrap(consensus.ErrVersionMismatch), http.StatusConflict},
+		{"in use", wrap(consensus.ErrInUse), http.StatusConflict},
+		{"in use, forwarded", &rpcError{Code: errorCode(wrap(consensus.ErrInUse)), Msg: "published port 8080/tcp is taken by service web: already in use"}, http.StatusConflict},
 		{"already in cluster", fmt.Errorf("%w abc: run `shoal leave` first", ErrAlreadyInCluster), http.StatusConflict},
 		{"no cluster", ErrNoCluster, http.StatusPreconditionFailed},
 		{"no quorum", fmt.Errorf("%w: the write was not applied: no leader with a majority is reachable", ErrNoQuorum), http.StatusServiceUnavailable},

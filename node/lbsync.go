@@ -8,8 +8,10 @@ package node
 
 import (
 	"context"
+	"errors"
 	"net"
 	"reflect"
+	"slices"
 	"sort"
 	"sync"
 
@@ -23,6 +25,9 @@ type serviceTraffic struct {
 	dns  *lb.DNS
 	last lb.State
 	wg   sync.WaitGroup
+
+	// ambiguous are the DNS names last reported as differing only in case.
+	ambiguous []string
 }
 
 // startTraffic creates the load balancer and starts the DNS server on the
@@ -64,13 +69,30 @@ func (a *Agent) startTraffic(ctx context.Context, cl *cluster, bridgeIP net.IP) 
 
 // sync pushes the current services to the load balancer and DNS when they
 // changed since the last push.
+//
+// A state the data plane cannot fully program (two services publishing one
+// port, say, from a log written before the state machine refused that) is
+// programmed minus the conflicting parts — the older service keeps what it
+// had — and reported once per change; it is not retried, since only a
+// change of the state can resolve it. Any other failure is retried.
 func (st *serviceTraffic) sync(a *Agent, cl *cluster) {
 	state, records := a.trafficState(cl)
-	st.dns.Set(records)
+	if amb := st.dns.Set(records); !slices.Equal(amb, st.ambiguous) {
+		if len(amb) > 0 {
+			a.log.Error("DNS: service names differ only in case; each answers for its exact spelling only", "names", amb)
+		}
+		st.ambiguous = amb
+	}
 	if reflect.DeepEqual(state, st.last) {
 		return
 	}
-	if err := st.lb.Set(state); err != nil {
+	err := st.lb.Set(state)
+	switch {
+	case err == nil:
+	case errors.Is(err, lb.ErrInvalidState):
+		a.log.Error("load balancer: conflicting service state; the conflicting parts are left out, everything else is programmed",
+			"err", err)
+	default:
 		a.log.Warn("load balancer sync failed; will retry", "err", err)
 		st.last = lb.State{} // force a full resync next time
 		return
@@ -90,7 +112,14 @@ func (a *Agent) trafficState(cl *cluster) (lb.State, lb.Records) {
 	records := lb.Records{}
 	var state lb.State
 	svcs := cl.store.Services()
-	sort.Slice(svcs, func(i, j int) bool { return svcs[i].Name < svcs[j].Name })
+	// Oldest first: on a conflict the load balancer keeps the earlier one's
+	// claim (lb.State), so a service that slipped in later never steals it.
+	sort.Slice(svcs, func(i, j int) bool {
+		if !svcs[i].CreatedAt.Equal(svcs[j].CreatedAt) {
+			return svcs[i].CreatedAt.Before(svcs[j].CreatedAt)
+		}
+		return svcs[i].ID < svcs[j].ID
+	})
 	for _, s := range svcs {
 		var backends []lb.Backend
 		var taskIPs []net.IP

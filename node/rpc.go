@@ -87,6 +87,7 @@ var rpcSentinels = []struct {
 	{"not_bootstrapped", consensus.ErrNotBootstrapped},
 	{"already_bootstrapped", consensus.ErrAlreadyBootstrapped},
 	{"malformed", consensus.ErrMalformed},
+	{"in_use", consensus.ErrInUse},
 }
 
 // errorCode picks the code an error travels with. Leadership changes and

@@ -71,7 +71,8 @@ func retryable(err error) bool {
 	// Business refusals of the FSM wrap the consensus sentinels below.
 	for _, e := range []error{consensus.ErrNotFound, consensus.ErrAmbiguous, consensus.ErrNameTaken,
 		consensus.ErrExists, consensus.ErrVersionMismatch, consensus.ErrInvalid, consensus.ErrExhausted,
-		consensus.ErrNotBootstrapped, consensus.ErrAlreadyBootstrapped, consensus.ErrMalformed} {
+		consensus.ErrNotBootstrapped, consensus.ErrAlreadyBootstrapped, consensus.ErrMalformed,
+		consensus.ErrInUse} {
 		if errors.Is(err, e) {
 			return false
 		}

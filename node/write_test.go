@@ -29,6 +29,7 @@ func TestRetryable(t *testing.T) {
 		{"not bootstrapped", fsm(consensus.ErrNotBootstrapped), false},
 		{"already bootstrapped", fsm(consensus.ErrAlreadyBootstrapped), false},
 		{"malformed", fsm(consensus.ErrMalformed), false},
+		{"in use", fsm(consensus.ErrInUse), false},
 		{"refused by the leader", &rpcError{Code: codeRefused, Msg: "version mismatch"}, false},
 		{"refused by the leader, wrapped", fmt.Errorf("x: %w", &rpcError{Code: codeRefused, Msg: "no"}), false},
 		{"peer error without code", &rpcError{Msg: "unknown rpc method"}, false},

@@ -201,25 +201,12 @@ func ValidateSpec(spec api.ServiceSpec) error {
 	return fmt.Errorf("%w: %s", ErrInvalidSpec, strings.Join(p, "; "))
 }
 
-// validateName returns why name is not a valid service name, or "".
+// validateName returns why name is not a valid service name, or "": a
+// service name is one DNS label (api.ServiceNameProblem, the rule the state
+// machine applies too). Names differing only in case are refused by the
+// state machine, which sees every service.
 func validateName(name string) string {
-	if name == "" {
-		return "must not be empty"
-	}
-	if len(name) > maxNameLen {
-		return fmt.Sprintf("longer than %d characters", maxNameLen)
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if i == 0 && !alnum {
-			return "must start with a letter or digit"
-		}
-		if !alnum && c != '_' && c != '.' && c != '-' {
-			return fmt.Sprintf("character %q not allowed (want [a-zA-Z0-9][a-zA-Z0-9_.-]*)", c)
-		}
-	}
-	return ""
+	return api.ServiceNameProblem(name)
 }
 
 // CheckPortClash reports whether spec publishes a port+protocol that another

@@ -1,0 +1,39 @@
+package api
+
+import "fmt"
+
+// MaxServiceNameLen is the longest service name: one DNS label (RFC 1123).
+const MaxServiceNameLen = 63
+
+// ServiceNameProblem returns why name cannot name a service, or "".
+//
+// A service name is what containers resolve through the embedded DNS
+// (`web`, `tasks.web`), so it must be one DNS label: 1-63 letters, digits,
+// '-' and '_', starting and ending with a letter or digit (swarmkit's rule).
+// '_' is RFC 1123's one exception here: stacks name their services
+// STACK_NAME (DESIGN.md), and the embedded DNS answers such names. A dot
+// would make `a.b` a two-label name and `tasks.a.b` ambiguous. Names that
+// differ only in case are one DNS name: the state machine refuses the second.
+// The API (spec validation) and the state machine share this rule.
+func ServiceNameProblem(name string) string {
+	if name == "" {
+		return "must not be empty"
+	}
+	if len(name) > MaxServiceNameLen {
+		return fmt.Sprintf("longer than %d characters (a service name is a DNS label)", MaxServiceNameLen)
+	}
+	alnum := func(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' }
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !alnum(c) && c != '-' && c != '_' {
+			return fmt.Sprintf("character %q not allowed (a service name is a DNS label: letters, digits, '-' and '_')", c)
+		}
+	}
+	if !alnum(name[0]) {
+		return "must start with a letter or digit"
+	}
+	if !alnum(name[len(name)-1]) {
+		return "must end with a letter or digit"
+	}
+	return ""
+}
