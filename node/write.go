@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/shoal-org/shoal/consensus"
@@ -92,6 +93,9 @@ func (a *Agent) applyLocal(ctx context.Context, enc []byte) (json.RawMessage, er
 	if err != nil {
 		return nil, fmt.Errorf("decode forwarded command: %w", err)
 	}
+	if err := checkServiceCommand(cl, cmd); err != nil {
+		return nil, err
+	}
 	res, err := cl.raft.Apply(ctx, cmd)
 	if err != nil {
 		return nil, err // the sentinel survives forwarding through errorCode
@@ -133,4 +137,97 @@ func (a *Agent) noQuorumError(cl *cluster, last error) error {
 		msg += fmt.Sprintf("; last error: %v", last)
 	}
 	return fmt.Errorf("%w: %s", ErrNoQuorum, msg)
+}
+
+// Read your writes across nodes.
+//
+// A node answers reads from its own replica, which may trail the leader by a
+// few entries: `image import` on node 1 returns once the leader applied the
+// image record, and a `service create` through node 2 right after could
+// still find no such image there. So every API handler that decides a write
+// on state it reads (does the image exist, is the name or port free, which
+// service or node is meant, what version is current) first calls
+// syncReplica: the node asks the leader for its read index — the leader
+// confirms with a quorum that it still leads (VerifyLeader) and answers its
+// last log index — and waits until its own replica has applied that index.
+// Everything any client saw acknowledged before the call is then visible.
+// Reads with ?consistent=1 do the same.
+
+// readIndexResponse answers rpcReadIndex.
+type readIndexResponse struct {
+	Index uint64 `json:"index"`
+}
+
+// readIndex is the leader's half: the index a reader must have applied to
+// see every write acknowledged so far. The leader's last log index bounds
+// its commit index from above; a write acknowledged to any client is at or
+// below it.
+func (a *Agent) readIndex(ctx context.Context) (uint64, error) {
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return 0, err
+	}
+	if !cl.raft.IsLeader() {
+		return 0, ErrNotLeader
+	}
+	if err := cl.raft.VerifyLeader(ctx); err != nil {
+		return 0, err
+	}
+	return cl.raft.LastIndex(), nil
+}
+
+// syncReplica waits until this node's replica holds every write the leader
+// had when the call began (see above). It fails, changing nothing, when no
+// leader answers or the replica does not catch up within the write timeout.
+func (a *Agent) syncReplica(ctx context.Context, cl *cluster) error {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.WriteTimeout)
+	defer cancel()
+	for {
+		var idx uint64
+		var err error
+		if cl.raft.IsLeader() {
+			idx, err = a.readIndex(ctx)
+		} else if _, addr := cl.raft.Leader(); addr != "" {
+			var resp readIndexResponse
+			err = callRPC(ctx, addr, cl.client, rpcReadIndex, nil, &resp, nil)
+			idx = resp.Index
+			var re *rpcError
+			if errors.As(err, &re) && re.Code == "" && strings.Contains(re.Msg, "unknown rpc method") {
+				return nil // a leader of an older version: decide on the local replica, as it did
+			}
+		} else {
+			err = ErrNotLeader
+		}
+		if err == nil {
+			return a.waitApplied(ctx, cl, idx)
+		}
+		if !retryable(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return a.noQuorumError(cl, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// waitApplied polls until the local replica applied index idx. Raft moves
+// the applied index after the store notifies, so it polls rather than
+// subscribes.
+func (a *Agent) waitApplied(ctx context.Context, cl *cluster, idx uint64) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		applied := cl.raft.AppliedIndex()
+		if applied >= idx {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: this node's replica did not catch up with the leader (applied %d of %d) in %s",
+				ErrNoQuorum, applied, idx, a.cfg.WriteTimeout)
+		case <-t.C:
+		}
+	}
 }
