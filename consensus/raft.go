@@ -364,15 +364,6 @@ func (r *Raft) Barrier(ctx context.Context) error {
 	return nil
 }
 
-// VerifyLeader confirms with a quorum that this node still leads (no log
-// entry is written). Read-index reads call it before trusting LastIndex.
-func (r *Raft) VerifyLeader(ctx context.Context) error {
-	if err := wait(ctx, r.raft.VerifyLeader()); err != nil {
-		return fmt.Errorf("verify leadership: %w", err)
-	}
-	return nil
-}
-
 // AddNonvoter adds (or keeps) a server that receives the log without voting.
 // Leader only.
 func (r *Raft) AddNonvoter(ctx context.Context, id, addr string) error {

@@ -221,8 +221,9 @@ func TestSyncReplicaOnLeader(t *testing.T) {
 	if err := a.syncReplica(context.Background(), a.cl); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := a.cl.raft.AppliedIndex(), a.cl.raft.LastIndex(); got < want {
-		t.Fatalf("after syncReplica applied %d < last %d", got, want)
+	idx, err := a.readIndex(context.Background())
+	if err != nil || idx == 0 || a.cl.store.Index() < idx {
+		t.Fatalf("read index %d (%v), store at %d", idx, err, a.cl.store.Index())
 	}
 	code, body := do(t, a.routes(), "GET", "/v1/services?consistent=1", "")
 	if code != http.StatusOK {

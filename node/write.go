@@ -148,20 +148,24 @@ func (a *Agent) noQuorumError(cl *cluster, last error) error {
 // on state it reads (does the image exist, is the name or port free, which
 // service or node is meant, what version is current) first calls
 // syncReplica: the node asks the leader for its read index — the leader
-// confirms with a quorum that it still leads (VerifyLeader) and answers its
-// last log index — and waits until its own replica has applied that index.
-// Everything any client saw acknowledged before the call is then visible.
-// Reads with ?consistent=1 do the same.
+// runs a Raft barrier (which proves it still leads and that its store holds
+// every committed entry, those acknowledged by a previous leader included)
+// and answers the index of the last command its store applied — and waits
+// until its own store has applied that index. Everything any client saw
+// acknowledged before the call is then visible. Reads with ?consistent=1 do
+// the same.
+//
+// The store's index, not raft's AppliedIndex, is compared: raft moves
+// AppliedIndex when it hands entries to the FSM, before the FSM applied
+// them, and a reader would race the apply.
 
 // readIndexResponse answers rpcReadIndex.
 type readIndexResponse struct {
 	Index uint64 `json:"index"`
 }
 
-// readIndex is the leader's half: the index a reader must have applied to
-// see every write acknowledged so far. The leader's last log index bounds
-// its commit index from above; a write acknowledged to any client is at or
-// below it.
+// readIndex is the leader's half: the store index a reader must reach to
+// see every write acknowledged so far. It costs one barrier entry.
 func (a *Agent) readIndex(ctx context.Context) (uint64, error) {
 	cl, err := a.clusterOrErr()
 	if err != nil {
@@ -170,15 +174,16 @@ func (a *Agent) readIndex(ctx context.Context) (uint64, error) {
 	if !cl.raft.IsLeader() {
 		return 0, ErrNotLeader
 	}
-	if err := cl.raft.VerifyLeader(ctx); err != nil {
+	if err := cl.raft.Barrier(ctx); err != nil {
 		return 0, err
 	}
-	return cl.raft.LastIndex(), nil
+	return cl.store.Index(), nil
 }
 
-// syncReplica waits until this node's replica holds every write the leader
-// had when the call began (see above). It fails, changing nothing, when no
-// leader answers or the replica does not catch up within the write timeout.
+// syncReplica waits until this node's store holds every write the leader
+// had acknowledged when the call began (see above). It fails, changing
+// nothing, when no leader answers or the store does not catch up within the
+// write timeout.
 func (a *Agent) syncReplica(ctx context.Context, cl *cluster) error {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.WriteTimeout)
 	defer cancel()
@@ -199,7 +204,7 @@ func (a *Agent) syncReplica(ctx context.Context, cl *cluster) error {
 			err = ErrNotLeader
 		}
 		if err == nil {
-			return a.waitApplied(ctx, cl, idx)
+			return a.waitStoreIndex(ctx, cl, idx)
 		}
 		if !retryable(err) {
 			return err
@@ -212,14 +217,12 @@ func (a *Agent) syncReplica(ctx context.Context, cl *cluster) error {
 	}
 }
 
-// waitApplied polls until the local replica applied index idx. Raft moves
-// the applied index after the store notifies, so it polls rather than
-// subscribes.
-func (a *Agent) waitApplied(ctx context.Context, cl *cluster, idx uint64) error {
-	t := time.NewTicker(5 * time.Millisecond)
-	defer t.Stop()
+// waitStoreIndex waits until the local store applied the entry at idx.
+func (a *Agent) waitStoreIndex(ctx context.Context, cl *cluster, idx uint64) error {
+	ch, cancel := cl.store.Subscribe()
+	defer cancel()
 	for {
-		applied := cl.raft.AppliedIndex()
+		applied := cl.store.Index()
 		if applied >= idx {
 			return nil
 		}
@@ -227,7 +230,7 @@ func (a *Agent) waitApplied(ctx context.Context, cl *cluster, idx uint64) error 
 		case <-ctx.Done():
 			return fmt.Errorf("%w: this node's replica did not catch up with the leader (applied %d of %d) in %s",
 				ErrNoQuorum, applied, idx, a.cfg.WriteTimeout)
-		case <-t.C:
+		case <-ch:
 		}
 	}
 }
