@@ -437,6 +437,22 @@ func (c *Client) Service(ctx context.Context, id string) (*Service, error) {
 	return call[*Service](ctx, c, http.MethodGet, "/services/"+escape(id), nil, nil)
 }
 
+// consistentQuery asks a read route to catch up with the leader first.
+var consistentQuery = url.Values{"consistent": {"1"}}
+
+// ServiceConsistent is Service read after the agent's replica caught up
+// with the leader (?consistent=1), so it reflects every write acknowledged
+// before, through any node. Read this way before a write decided on what
+// was read (`service update`, `stack deploy`).
+func (c *Client) ServiceConsistent(ctx context.Context, id string) (*Service, error) {
+	return call[*Service](ctx, c, http.MethodGet, "/services/"+escape(id), consistentQuery, nil)
+}
+
+// ServicesConsistent is Services with ?consistent=1 (see ServiceConsistent).
+func (c *Client) ServicesConsistent(ctx context.Context) ([]Service, error) {
+	return call[[]Service](ctx, c, http.MethodGet, "/services", consistentQuery, nil)
+}
+
 // CreateService creates a service; the answer comes after the Raft commit.
 func (c *Client) CreateService(ctx context.Context, spec ServiceSpec) (*Service, error) {
 	return call[*Service](ctx, c, http.MethodPost, "/services", nil, spec)

@@ -6,6 +6,11 @@ package api
 // ID prefix, or a name (service name, node hostname, container name, image
 // reference).
 //
+// Reads come from the agent's replica, which may trail the leader by a few
+// entries; GET routes of nodes, services and tasks take ?consistent=1 to
+// first catch up with the leader's commit (read your writes across nodes).
+// Write routes always do.
+//
 //	GET    /v1/status                              → Status
 //	POST   /v1/init                                → InitResponse
 //	POST   /v1/join            JoinRequest         → Status

@@ -103,10 +103,45 @@ func writeError(w http.ResponseWriter, err error) {
 	writeJSON(w, status, api.ErrorResponse{Error: err.Error()})
 }
 
+// maxBodyBytes bounds a JSON request body; image archives are streamed and
+// not bounded by it.
+const maxBodyBytes = 4 << 20
+
+// errBodyTooLarge ends a request body read past maxBodyBytes.
+var errBodyTooLarge = fmt.Errorf("request body larger than %d MiB", maxBodyBytes>>20)
+
+// capReader reads at most n bytes, then fails with errBodyTooLarge rather
+// than a silent EOF (which the JSON decoder would report as a truncated
+// body).
+type capReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.n <= 0 {
+		// One byte more tells a body of exactly n bytes from a longer one.
+		var b [1]byte
+		if n, _ := c.r.Read(b[:]); n > 0 {
+			return 0, errBodyTooLarge
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > c.n {
+		p = p[:c.n]
+	}
+	n, err := c.r.Read(p)
+	c.n -= int64(n)
+	return n, err
+}
+
 func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 4<<20))
+	dec := json.NewDecoder(&capReader{r: r.Body, n: maxBodyBytes})
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, errBodyTooLarge) {
+			return &httpError{status: http.StatusRequestEntityTooLarge, msg: errBodyTooLarge.Error()}
+		}
 		return badRequest("malformed request body: %v", err)
 	}
 	return nil
@@ -186,7 +221,7 @@ func (a *Agent) decorateNodes(cl *cluster, nodes []*api.Node) []api.Node {
 }
 
 func (a *Agent) handleNodes(w http.ResponseWriter, r *http.Request) (any, error) {
-	cl, err := a.clusterOrErr()
+	cl, err := a.consistentCluster(r)
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +240,7 @@ func (a *Agent) resolveNode(cl *cluster, ref string) (*api.Node, error) {
 }
 
 func (a *Agent) handleNode(w http.ResponseWriter, r *http.Request) (any, error) {
-	cl, err := a.clusterOrErr()
+	cl, err := a.consistentCluster(r)
 	if err != nil {
 		return nil, err
 	}
@@ -235,6 +270,9 @@ func (a *Agent) handleNodeUpdate(w http.ResponseWriter, r *http.Request) (any, e
 			return nil, badRequest("label keys must not be empty")
 		}
 	}
+	if err := a.syncReplica(r.Context(), cl); err != nil {
+		return nil, err
+	}
 	n, err := a.resolveNode(cl, r.PathValue("id"))
 	if err != nil {
 		return nil, err
@@ -256,6 +294,9 @@ func (a *Agent) handleNodeUpdate(w http.ResponseWriter, r *http.Request) (any, e
 func (a *Agent) handleNodeRemove(w http.ResponseWriter, r *http.Request) (any, error) {
 	cl, err := a.clusterOrErr()
 	if err != nil {
+		return nil, err
+	}
+	if err := a.syncReplica(r.Context(), cl); err != nil {
 		return nil, err
 	}
 	n, err := a.resolveNode(cl, r.PathValue("id"))

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
@@ -73,6 +74,9 @@ func (a *Agent) imageRoutes(h func(string, handlerFunc)) {
 	})
 	h("DELETE /v1/images/{ref...}", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		ref := r.PathValue("ref")
+		if ref == "" {
+			return nil, badRequest("image rm needs an image reference (NAME[:TAG] or ID)")
+		}
 		img, err := a.images.Get(ref)
 		if err != nil {
 			return nil, imageError(err)
@@ -123,10 +127,43 @@ func imageError(err error) error {
 	case errors.Is(err, image.ErrInUse):
 		return &httpError{status: http.StatusConflict, msg: err.Error()}
 	case errors.Is(err, image.ErrInvalidArchive), errors.Is(err, image.ErrDigestMismatch),
-		errors.Is(err, image.ErrUnknownMediaType):
+		errors.Is(err, image.ErrUnknownMediaType), errors.Is(err, image.ErrInvalidRef),
+		errors.Is(err, image.ErrAmbiguous):
 		return &httpError{status: http.StatusBadRequest, msg: err.Error()}
 	}
 	return err
+}
+
+// displayContainer clears the health of a container that does not run: an
+// exited container has no health, whatever its last check said.
+func displayContainer(c api.Container) api.Container {
+	if c.State != api.ContainerRunning {
+		c.Health = ""
+	}
+	return c
+}
+
+// noNUL refuses NUL bytes in what becomes a container's argv, environment,
+// working directory or user: runc cannot pass them to the kernel.
+func noNUL(image string, command, entrypoint, env []string, workdir, user string) error {
+	check := func(field, v string) error {
+		if strings.IndexByte(v, 0) >= 0 {
+			return badRequest("%s %q: contains a NUL byte", field, v)
+		}
+		return nil
+	}
+	for _, f := range []struct {
+		name string
+		vals []string
+	}{{"image", []string{image}}, {"command", command}, {"entrypoint", entrypoint}, {"env", env},
+		{"workdir", []string{workdir}}, {"user", []string{user}}} {
+		for _, v := range f.vals {
+			if err := check(f.name, v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func containerError(err error) error {
@@ -147,6 +184,9 @@ func (a *Agent) containerRoutes(h func(string, handlerFunc)) {
 		if cs == nil {
 			cs = []api.Container{}
 		}
+		for i := range cs {
+			cs[i] = displayContainer(cs[i])
+		}
 		return cs, nil
 	})
 	h("POST /v1/containers", func(w http.ResponseWriter, r *http.Request) (any, error) {
@@ -157,6 +197,9 @@ func (a *Agent) containerRoutes(h func(string, handlerFunc)) {
 		if req.Image == "" {
 			return nil, badRequest("run needs an image")
 		}
+		if err := noNUL(req.Image, req.Command, req.Entrypoint, req.Env, req.Workdir, req.User); err != nil {
+			return nil, err
+		}
 		spec := runtime.Spec{
 			Name: req.Name, Image: req.Image, Command: req.Command, Entrypoint: req.Entrypoint,
 			Env: req.Env, Workdir: req.Workdir, User: req.User, Limits: req.Limits,
@@ -166,15 +209,15 @@ func (a *Agent) containerRoutes(h func(string, handlerFunc)) {
 		if err != nil {
 			return nil, containerError(err)
 		}
-		return c, nil
+		return displayContainer(c), nil
 	})
 	h("GET /v1/containers/{id}", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		c, err := a.rt.Get(r.PathValue("id"))
-		return c, containerError(err)
+		return displayContainer(c), containerError(err)
 	})
 	h("POST /v1/containers/{id}/wait", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		c, err := a.rt.Wait(r.Context(), r.PathValue("id"))
-		return c, containerError(err)
+		return displayContainer(c), containerError(err)
 	})
 	h("POST /v1/containers/{id}/stop", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		var grace time.Duration // zero: the container's own grace period
@@ -200,7 +243,7 @@ func (a *Agent) containerRoutes(h func(string, handlerFunc)) {
 		if err != nil {
 			return nil, containerError(err)
 		}
-		return stopped, nil
+		return displayContainer(stopped), nil
 	})
 	h("DELETE /v1/containers/{id}", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		force := r.URL.Query().Get("force") == "1" || r.URL.Query().Get("force") == "true"

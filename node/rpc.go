@@ -28,6 +28,8 @@ const (
 	rpcManifest = "manifest"
 	rpcLogs     = "logs"
 	rpcPing     = "ping"
+	// rpcReadIndex asks the leader for its read index (syncReplica).
+	rpcReadIndex = "readindex"
 )
 
 // dialTimeout bounds TCP connect plus TLS handshake to a peer on the LAN.
@@ -195,6 +197,9 @@ func (a *Agent) serveRPC(conn *tls.Conn) {
 		}
 		res, err := a.applyLocal(ctx, req.Command)
 		_ = call.reply(res, err)
+	case rpcReadIndex:
+		idx, err := a.readIndex(ctx)
+		_ = call.reply(readIndexResponse{Index: idx}, err)
 	case rpcAdmin:
 		var req adminRPCRequest
 		if err := json.Unmarshal(call.req.Body, &req); err != nil {

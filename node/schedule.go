@@ -3,8 +3,10 @@ package node
 // The leader's scheduler loop: on every state change (debounced) or when the
 // last plan asked to be woken (restart delays, update delays), it runs the
 // pure planner of node/scheduler over a snapshot of the state and writes the
-// result as one batch: new and changed tasks in one UpsertTasks, service
-// update-status changes alongside.
+// result in Raft entries of bounded size (planEntries). A plan creates at
+// most scheduler.DefaultMaxCreate tasks; when it stops there (Plan.More) the
+// loop plans again after its debounce, so a huge scale-up arrives in rounds
+// of bounded entries instead of one entry that stalls the leader.
 
 import (
 	"context"
@@ -15,9 +17,14 @@ import (
 	"github.com/shoal-org/shoal/node/scheduler"
 )
 
-// maxTasksPerCommand bounds one log entry so a 100k-task plan does not
-// produce a giant entry.
-const maxTasksPerCommand = 2000
+// maxTasksPerEntry bounds the tasks of one Raft log entry (about 2 MB), and
+// maxDeletesPerEntry the task IDs of one: a big plan becomes several entries,
+// each applied on its own, so no entry is large enough to stall
+// replication, heartbeats or a follower's apply.
+const (
+	maxTasksPerEntry   = 1000
+	maxDeletesPerEntry = 10000
+)
 
 func (a *Agent) schedulerLoop(ctx context.Context, cl *cluster) {
 	ch, cancel := cl.store.Subscribe()
@@ -78,35 +85,70 @@ func (a *Agent) schedulePass(ctx context.Context, cl *cluster, planner *schedule
 		st.Tasks = append(st.Tasks, *t)
 	}
 	plan := planner.Plan(st, time.Now().UTC())
-	var cmds []consensus.Command
-	for _, s := range plan.ServiceUpdates {
-		cmds = append(cmds, &consensus.UpdateService{Service: s, ExpectVersion: s.Version})
-	}
-	tasks := append(plan.Create, plan.Update...)
-	for len(tasks) > 0 {
-		n := min(len(tasks), maxTasksPerCommand)
-		cmds = append(cmds, &consensus.UpsertTasks{Tasks: tasks[:n]})
-		tasks = tasks[n:]
-	}
-	if len(plan.Delete) > 0 {
-		cmds = append(cmds, &consensus.DeleteTasks{IDs: plan.Delete})
-	}
-	if len(cmds) == 0 {
+	entries := planEntries(plan)
+	if len(entries) == 0 {
 		return plan.NextWake, nil
 	}
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	var err error
-	if len(cmds) == 1 {
-		_, err = cl.raft.Apply(wctx, cmds[0])
-	} else {
-		_, err = cl.raft.Apply(wctx, &consensus.Batch{Commands: cmds})
-	}
-	if err != nil {
-		return time.Now().Add(500 * time.Millisecond), err
+	for _, e := range entries {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := cl.raft.Apply(wctx, e)
+		cancel()
+		if err != nil {
+			// The entries written so far stand; the next plan, computed
+			// from the stored state, redoes the rest.
+			return time.Now().Add(500 * time.Millisecond), err
+		}
 	}
 	logPlan(a, plan)
+	if plan.More {
+		// Plan the next round at once, after the loop's debounce: the
+		// entries just written went through Raft like any other write,
+		// so status reports and user writes were not held up by them.
+		return time.Now(), nil
+	}
 	return plan.NextWake, nil
+}
+
+// planEntries turns a plan into Raft log entries of bounded size, in the
+// order the planner's contract asks: service updates, then task upserts
+// (creates before updates), then deletions. Every command of a Batch
+// applies on its own, so splitting changes what a reader may see in between
+// but not the outcome.
+func planEntries(plan scheduler.Plan) []consensus.Command {
+	var entries []consensus.Command
+	var cur []consensus.Command
+	size := 0
+	flush := func() {
+		switch len(cur) {
+		case 0:
+		case 1:
+			entries = append(entries, cur[0])
+		default:
+			entries = append(entries, &consensus.Batch{Commands: cur})
+		}
+		cur, size = nil, 0
+	}
+	for _, s := range plan.ServiceUpdates {
+		cur = append(cur, &consensus.UpdateService{Service: s, ExpectVersion: s.Version})
+	}
+	tasks := plan.Upserts()
+	for len(tasks) > 0 {
+		n := min(len(tasks), maxTasksPerEntry-size)
+		cur = append(cur, &consensus.UpsertTasks{Tasks: tasks[:n]})
+		size += n
+		tasks = tasks[n:]
+		if size >= maxTasksPerEntry {
+			flush()
+		}
+	}
+	for ids := plan.Delete; len(ids) > 0; {
+		n := min(len(ids), maxDeletesPerEntry)
+		cur = append(cur, &consensus.DeleteTasks{IDs: ids[:n]})
+		ids = ids[n:]
+		flush()
+	}
+	flush()
+	return entries
 }
 
 func logPlan(a *Agent, p scheduler.Plan) {

@@ -3,6 +3,12 @@ package node
 // Service routes: create, update, scale, rollback, remove, ps and logs. The
 // API validates and fills defaults (node/scheduler), then proposes a
 // command; the leader's scheduler turns the stored spec into tasks.
+//
+// Every write route validates the spec it would store exactly as create
+// does (scale and rollback included), after syncReplica so that what it
+// checks against (images, names, ports, versions) includes every write
+// acknowledged before; the leader validates the spec again before it
+// proposes it (checkServiceCommand), whichever node sent it.
 
 import (
 	"context"
@@ -75,6 +81,35 @@ func (a *Agent) pathService(r *http.Request) (*cluster, *api.Service, error) {
 	return cl, s, nil
 }
 
+// syncedPathService is pathService after syncReplica: for routes that
+// decide a write on the service they resolve.
+func (a *Agent) syncedPathService(r *http.Request) (*cluster, *api.Service, error) {
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := a.syncReplica(r.Context(), cl); err != nil {
+		return nil, nil, err
+	}
+	return a.pathService(r)
+}
+
+// consistentCluster returns the cluster for a read route, after
+// syncReplica when the request asks for ?consistent=1 (a client about to
+// decide a write on what it reads, like `stack deploy`).
+func (a *Agent) consistentCluster(r *http.Request) (*cluster, error) {
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return nil, err
+	}
+	if c := r.URL.Query().Get("consistent"); c == "1" || c == "true" {
+		if err := a.syncReplica(r.Context(), cl); err != nil {
+			return nil, err
+		}
+	}
+	return cl, nil
+}
+
 func (a *Agent) resolveService(cl *cluster, ref string) (*api.Service, error) {
 	s, err := cl.store.ResolveService(ref)
 	if err != nil {
@@ -87,7 +122,7 @@ func (a *Agent) resolveService(cl *cluster, ref string) (*api.Service, error) {
 }
 
 func (a *Agent) handleServices(w http.ResponseWriter, r *http.Request) (any, error) {
-	cl, err := a.clusterOrErr()
+	cl, err := a.consistentCluster(r)
 	if err != nil {
 		return nil, err
 	}
@@ -101,6 +136,9 @@ func (a *Agent) handleServices(w http.ResponseWriter, r *http.Request) (any, err
 }
 
 func (a *Agent) handleService(w http.ResponseWriter, r *http.Request) (any, error) {
+	if _, err := a.consistentCluster(r); err != nil {
+		return nil, err
+	}
 	cl, s, err := a.pathService(r)
 	if err != nil {
 		return nil, err
@@ -115,8 +153,21 @@ func (a *Agent) checkSpec(cl *cluster, spec api.ServiceSpec, selfID string) (api
 	if spec.Mode == api.ModeReplicated {
 		spec.Replicas = replicas // Defaults cannot tell an explicit 0 from unset
 	}
+	if err := checkStoredSpec(cl, spec, selfID); err != nil {
+		return spec, badRequest("%v", err)
+	}
+	if !a.imageKnown(cl, spec.Image) {
+		return spec, badRequest("image %s not found on any node: import, load or pull it first (`shoal image import|load|pull`)", spec.Image)
+	}
+	return spec, nil
+}
+
+// checkStoredSpec is what a spec must pass to be stored, on this node's API
+// and again on the leader: ValidateSpec (its error names every bad field)
+// and no published port of another service.
+func checkStoredSpec(cl *cluster, spec api.ServiceSpec, selfID string) error {
 	if err := scheduler.ValidateSpec(spec); err != nil {
-		return spec, badRequest("invalid service spec: %v", err)
+		return err
 	}
 	var others []api.Service
 	for _, s := range cl.store.Services() {
@@ -124,13 +175,43 @@ func (a *Agent) checkSpec(cl *cluster, spec api.ServiceSpec, selfID string) (api
 			others = append(others, *s)
 		}
 	}
-	if err := scheduler.CheckPortClash(spec, others); err != nil {
-		return spec, badRequest("%v", err)
+	return scheduler.CheckPortClash(spec, others)
+}
+
+// checkServiceCommand is the leader's re-validation of a service write
+// before it proposes it, whatever node forwarded it: a node with a bug or an
+// older version must not store a spec this version refuses. The refusal
+// travels back to the forwarding node as a 400.
+func checkServiceCommand(cl *cluster, cmd consensus.Command) error {
+	var err error
+	// Decoded commands are values; commands built here are pointers.
+	switch c := cmd.(type) {
+	case consensus.CreateService:
+		err = checkStoredSpec(cl, c.Service.Spec, c.Service.ID)
+	case *consensus.CreateService:
+		err = checkStoredSpec(cl, c.Service.Spec, c.Service.ID)
+	case consensus.UpdateService:
+		err = checkStoredSpec(cl, c.Service.Spec, c.Service.ID)
+	case *consensus.UpdateService:
+		err = checkStoredSpec(cl, c.Service.Spec, c.Service.ID)
+	case consensus.Batch:
+		return checkServiceCommands(cl, c.Commands)
+	case *consensus.Batch:
+		return checkServiceCommands(cl, c.Commands)
 	}
-	if !a.imageKnown(cl, spec.Image) {
-		return spec, badRequest("image %s not found on any node: import, load or pull it first (`shoal image import|load|pull`)", spec.Image)
+	if err != nil {
+		return &rpcError{Code: codeRefused, Msg: err.Error()}
 	}
-	return spec, nil
+	return nil
+}
+
+func checkServiceCommands(cl *cluster, cmds []consensus.Command) error {
+	for _, c := range cmds {
+		if err := checkServiceCommand(cl, c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // imageKnown reports whether an image is held by this node or recorded in
@@ -174,6 +255,9 @@ func (a *Agent) handleServiceCreate(w http.ResponseWriter, r *http.Request) (any
 	if err := decodeBody(r, &spec); err != nil {
 		return nil, err
 	}
+	if err := a.syncReplica(r.Context(), cl); err != nil {
+		return nil, err
+	}
 	spec, err = a.checkSpec(cl, spec, "")
 	if err != nil {
 		return nil, err
@@ -204,12 +288,12 @@ func (a *Agent) readBackService(ctx context.Context, cl *cluster, id string, aft
 }
 
 func (a *Agent) handleServiceUpdate(w http.ResponseWriter, r *http.Request) (any, error) {
-	cl, cur, err := a.pathService(r)
-	if err != nil {
-		return nil, err
-	}
 	var spec api.ServiceSpec
 	if err := decodeBody(r, &spec); err != nil {
+		return nil, err
+	}
+	cl, cur, err := a.syncedPathService(r)
+	if err != nil {
 		return nil, err
 	}
 	if spec.Name == "" {
@@ -261,6 +345,9 @@ func (a *Agent) handleServiceScale(w http.ResponseWriter, r *http.Request) (any,
 	if err := decodeBody(r, &req); err != nil {
 		return nil, err
 	}
+	if err := a.syncReplica(r.Context(), cl); err != nil {
+		return nil, err
+	}
 	for attempt := 0; ; attempt++ {
 		cur, err := a.resolveService(cl, r.PathValue("id"))
 		if err != nil {
@@ -271,6 +358,12 @@ func (a *Agent) handleServiceScale(w http.ResponseWriter, r *http.Request) (any,
 		}
 		next := *cur
 		next.Spec.Replicas = req.Replicas
+		// The same checks as create (and the same message): a scale is
+		// a spec change like any other. No image check: scaling down
+		// must work when the image is gone.
+		if err := scheduler.ValidateSpec(next.Spec); err != nil {
+			return nil, badRequest("%v", err)
+		}
 		next.UpdatedAt = time.Now().UTC()
 		_, err = a.write(r.Context(), &consensus.UpdateService{Service: next, ExpectVersion: cur.Version})
 		if errors.Is(err, consensus.ErrVersionMismatch) && attempt < 5 {
@@ -284,12 +377,17 @@ func (a *Agent) handleServiceScale(w http.ResponseWriter, r *http.Request) (any,
 }
 
 func (a *Agent) handleServiceRollback(w http.ResponseWriter, r *http.Request) (any, error) {
-	cl, cur, err := a.pathService(r)
+	cl, cur, err := a.syncedPathService(r)
 	if err != nil {
 		return nil, err
 	}
 	if cur.PreviousSpec == nil {
 		return nil, badRequest("service %s has no previous spec to roll back to", cur.Name)
+	}
+	// The previous spec was valid when stored, but by an older version's
+	// rules perhaps, and its ports may have been taken since.
+	if err := checkStoredSpec(cl, *cur.PreviousSpec, cur.ID); err != nil {
+		return nil, badRequest("cannot roll back %s to its previous spec: %v", cur.Name, err)
 	}
 	next := *cur
 	failed := cur.Spec
@@ -305,7 +403,7 @@ func (a *Agent) handleServiceRollback(w http.ResponseWriter, r *http.Request) (a
 }
 
 func (a *Agent) handleServiceRemove(w http.ResponseWriter, r *http.Request) (any, error) {
-	_, cur, err := a.pathService(r)
+	_, cur, err := a.syncedPathService(r)
 	if err != nil {
 		return nil, err
 	}
@@ -347,6 +445,9 @@ func displayTasks(cl *cluster, tasks []*api.Task, desired string) []api.Task {
 }
 
 func (a *Agent) handleServiceTasks(w http.ResponseWriter, r *http.Request) (any, error) {
+	if _, err := a.consistentCluster(r); err != nil {
+		return nil, err
+	}
 	cl, s, err := a.pathService(r)
 	if err != nil {
 		return nil, err
@@ -356,7 +457,7 @@ func (a *Agent) handleServiceTasks(w http.ResponseWriter, r *http.Request) (any,
 }
 
 func (a *Agent) handleTasks(w http.ResponseWriter, r *http.Request) (any, error) {
-	cl, err := a.clusterOrErr()
+	cl, err := a.consistentCluster(r)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/shoal-org/shoal/consensus"
@@ -93,6 +94,9 @@ func (a *Agent) applyLocal(ctx context.Context, enc []byte) (json.RawMessage, er
 	if err != nil {
 		return nil, fmt.Errorf("decode forwarded command: %w", err)
 	}
+	if err := checkServiceCommand(cl, cmd); err != nil {
+		return nil, err
+	}
 	res, err := cl.raft.Apply(ctx, cmd)
 	if err != nil {
 		return nil, err // the sentinel survives forwarding through errorCode
@@ -134,4 +138,100 @@ func (a *Agent) noQuorumError(cl *cluster, last error) error {
 		msg += fmt.Sprintf("; last error: %v", last)
 	}
 	return fmt.Errorf("%w: %s", ErrNoQuorum, msg)
+}
+
+// Read your writes across nodes.
+//
+// A node answers reads from its own replica, which may trail the leader by a
+// few entries: `image import` on node 1 returns once the leader applied the
+// image record, and a `service create` through node 2 right after could
+// still find no such image there. So every API handler that decides a write
+// on state it reads (does the image exist, is the name or port free, which
+// service or node is meant, what version is current) first calls
+// syncReplica: the node asks the leader for its read index — the leader
+// runs a Raft barrier (which proves it still leads and that its store holds
+// every committed entry, those acknowledged by a previous leader included)
+// and answers the index of the last command its store applied — and waits
+// until its own store has applied that index. Everything any client saw
+// acknowledged before the call is then visible. Reads with ?consistent=1 do
+// the same.
+//
+// The store's index, not raft's AppliedIndex, is compared: raft moves
+// AppliedIndex when it hands entries to the FSM, before the FSM applied
+// them, and a reader would race the apply.
+
+// readIndexResponse answers rpcReadIndex.
+type readIndexResponse struct {
+	Index uint64 `json:"index"`
+}
+
+// readIndex is the leader's half: the store index a reader must reach to
+// see every write acknowledged so far. It costs one barrier entry.
+func (a *Agent) readIndex(ctx context.Context) (uint64, error) {
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return 0, err
+	}
+	if !cl.raft.IsLeader() {
+		return 0, ErrNotLeader
+	}
+	if err := cl.raft.Barrier(ctx); err != nil {
+		return 0, err
+	}
+	return cl.store.Index(), nil
+}
+
+// syncReplica waits until this node's store holds every write the leader
+// had acknowledged when the call began (see above). It fails, changing
+// nothing, when no leader answers or the store does not catch up within the
+// write timeout.
+func (a *Agent) syncReplica(ctx context.Context, cl *cluster) error {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.WriteTimeout)
+	defer cancel()
+	for {
+		var idx uint64
+		var err error
+		if cl.raft.IsLeader() {
+			idx, err = a.readIndex(ctx)
+		} else if _, addr := cl.raft.Leader(); addr != "" {
+			var resp readIndexResponse
+			err = callRPC(ctx, addr, cl.client, rpcReadIndex, nil, &resp, nil)
+			idx = resp.Index
+			var re *rpcError
+			if errors.As(err, &re) && re.Code == "" && strings.Contains(re.Msg, "unknown rpc method") {
+				return nil // a leader of an older version: decide on the local replica, as it did
+			}
+		} else {
+			err = ErrNotLeader
+		}
+		if err == nil {
+			return a.waitStoreIndex(ctx, cl, idx)
+		}
+		if !retryable(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return a.noQuorumError(cl, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// waitStoreIndex waits until the local store applied the entry at idx.
+func (a *Agent) waitStoreIndex(ctx context.Context, cl *cluster, idx uint64) error {
+	ch, cancel := cl.store.Subscribe()
+	defer cancel()
+	for {
+		applied := cl.store.Index()
+		if applied >= idx {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: this node's replica did not catch up with the leader (applied %d of %d) in %s",
+				ErrNoQuorum, applied, idx, a.cfg.WriteTimeout)
+		case <-ch:
+		}
+	}
 }

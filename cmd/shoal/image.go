@@ -192,7 +192,9 @@ func (s *shell) imageRm(c *cli.Context) error {
 	}
 	return s.eachArg(c.Args().Slice(), func(ref string) error {
 		if err := cl.RemoveImage(c.Context, ref); err != nil {
-			return fmt.Errorf("remove image %s: %w", ref, err)
+			// The agent's message already names the image (and the
+			// operation): "remove image bb:1: image in use".
+			return err
 		}
 		fmt.Fprintf(s.stdout, "Untagged: %s\n", ref)
 		return nil

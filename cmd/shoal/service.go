@@ -302,7 +302,7 @@ func (s *shell) serviceUpdate(c *cli.Context) error {
 	if c.Bool("rollback") {
 		return s.rollback(c, cl, id)
 	}
-	cur, err := cl.Service(c.Context, id)
+	cur, err := cl.ServiceConsistent(c.Context, id)
 	if err != nil {
 		return fmt.Errorf("update service %s: %w", id, err)
 	}

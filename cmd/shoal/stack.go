@@ -470,7 +470,7 @@ func (s *shell) stackDeploy(c *cli.Context) error {
 		return err
 	}
 	for _, spec := range specs {
-		cur, err := cl.Service(c.Context, spec.Name)
+		cur, err := cl.ServiceConsistent(c.Context, spec.Name)
 		switch {
 		case api.IsNotFound(err):
 			fmt.Fprintf(s.stdout, "Creating service %s\n", spec.Name)
@@ -487,7 +487,7 @@ func (s *shell) stackDeploy(c *cli.Context) error {
 		}
 	}
 	if c.Bool("prune") {
-		all, err := cl.Services(c.Context)
+		all, err := cl.ServicesConsistent(c.Context)
 		if err != nil {
 			return fmt.Errorf("list services: %w", err)
 		}

@@ -162,6 +162,9 @@ func (s *svcRun) group() {
 		s.groupGlobal()
 		return
 	}
+	// A count above MaxReplicas can only come from an older log (the API
+	// refuses it): it is served as MaxReplicas, and tasks of higher slots
+	// are excess.
 	n := MaxReplicas
 	if s.spec.Replicas < MaxReplicas {
 		n = int(s.spec.Replicas)
@@ -197,10 +200,23 @@ func (s *svcRun) group() {
 	// the updater's bookkeeping (resolve would keep it, trim has no
 	// history to drop): observe it here and make no slot for it.
 	// counts[k] is now the end of slot k, counts[k-1] (or 0) its start.
+	// An empty slot only ever gets a new task (resolve's default case), so
+	// empty slots beyond the plan's creation budget are not made at all:
+	// they count as busy for the updater and make the plan say More. This
+	// keeps a plan's memory O(tasks + budget) for any replica count.
 	var todo []int32
+	empty := 0
 	start := int32(0)
 	for k := 1; k <= n; k++ {
 		end := counts[k]
+		if end == start {
+			if empty >= s.r.budget {
+				s.upd.busy++
+				s.r.more = true
+				continue
+			}
+			empty++
+		}
 		if end-start == 1 {
 			t := backing[start].t
 			if t.DesiredState == api.TaskRunning && t.State == api.TaskRunning && s.current(t) {
@@ -420,8 +436,17 @@ func (s *svcRun) stopping(sl *slot) bool {
 
 // newTask creates the slot's next task with the service's current spec. It
 // is placed (or left pending) by placeAll.
+//
+// When the plan's creation budget is spent nothing is created: the slot
+// still counts as busy for the updater, and the next plan (Plan.More)
+// creates the task. Callers may already have shut the slot's old task down;
+// the slot then looks empty to that next plan, which fills it.
 func (s *svcRun) newTask(sl *slot) {
 	r := s.r
+	if !r.take() {
+		s.upd.busy++
+		return
+	}
 	t := &api.Task{
 		ID:           r.cfg.NewID(),
 		ServiceID:    s.svc.ID,

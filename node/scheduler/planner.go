@@ -23,6 +23,14 @@ package scheduler
 // Work is O(tasks + nodes + placements·log nodes): tasks are grouped once by
 // service and slot, tasks are copied only when the plan changes them, and
 // each service places its new tasks from a heap of candidate nodes.
+//
+// Creation is the one amplifier: a spec of a few bytes asks for any number
+// of task records, each stored on every node. So a plan creates at most
+// Config.MaxCreate tasks (slots beyond it are not even materialised) and
+// sets Plan.More; the leader writes that plan and plans again. Whatever was
+// committed — a huge replica count from an older log included — the work
+// and memory of one plan stay O(stored tasks + MaxCreate), and the cluster
+// converges in rounds with the leader free to heartbeat between them.
 
 import (
 	"container/heap"
@@ -42,6 +50,10 @@ import (
 // raised to MaxAttempts+1 for services whose restart policy needs the history.
 const DefaultKeepTerminal = 5
 
+// DefaultMaxCreate is how many tasks one plan creates at most. About 5 MB of
+// task records: a few Raft entries, written in well under a second.
+const DefaultMaxCreate = 2500
+
 // Config parameterises a Planner. Derive it from DefaultConfig.
 type Config struct {
 	// NewID returns a fresh unique task ID. Tests inject a counter so plans
@@ -52,12 +64,16 @@ type Config struct {
 	KeepTerminal int
 	// Pipeline filters nodes for new tasks; DefaultPipeline if nil.
 	Pipeline Pipeline
+	// MaxCreate bounds the tasks one plan creates; the rest wait for the
+	// next plan (Plan.More). Services are served in ID order.
+	MaxCreate int
 }
 
 // DefaultConfig returns random 25-character IDs (as Swarm's), the default
-// history and the default pipeline.
+// history, the default pipeline and creation budget.
 func DefaultConfig() Config {
-	return Config{NewID: RandomID, KeepTerminal: DefaultKeepTerminal, Pipeline: DefaultPipeline()}
+	return Config{NewID: RandomID, KeepTerminal: DefaultKeepTerminal, Pipeline: DefaultPipeline(),
+		MaxCreate: DefaultMaxCreate}
 }
 
 // Validate reports a config Plan cannot run with.
@@ -67,6 +83,9 @@ func (c Config) Validate() error {
 	}
 	if c.KeepTerminal < 1 {
 		return fmt.Errorf("scheduler config: KeepTerminal %d < 1", c.KeepTerminal)
+	}
+	if c.MaxCreate < 1 {
+		return fmt.Errorf("scheduler config: MaxCreate %d < 1", c.MaxCreate)
 	}
 	return nil
 }
@@ -114,6 +133,9 @@ type Plan struct {
 	// NextWake, when not zero, is when Plan must run again even if nothing
 	// changes (restart delays, update monitor periods and delays).
 	NextWake time.Time
+	// More reports that the plan stopped at Config.MaxCreate: more tasks
+	// are due. Write this plan, then plan again (yielding in between).
+	More bool
 }
 
 // Empty reports whether the plan writes nothing (NextWake aside).
@@ -145,6 +167,9 @@ func NewPlanner(cfg Config) *Planner {
 	}
 	if cfg.Pipeline == nil {
 		cfg.Pipeline = d.Pipeline
+	}
+	if cfg.MaxCreate < 1 {
+		cfg.MaxCreate = d.MaxCreate
 	}
 	return &Planner{cfg: cfg}
 }
@@ -185,16 +210,19 @@ type run struct {
 	wake     time.Time
 	cons     map[string][]Constraint
 	places   []*placement
+	budget   int  // tasks this plan may still create
+	more     bool // a task was not created for want of budget
 }
 
 func newRun(cfg Config, st State, now time.Time) *run {
 	r := &run{
-		cfg:   cfg,
-		now:   now,
-		nodes: make(map[string]*NodeInfo, len(st.Nodes)),
-		refs:  make([]taskRef, len(st.Tasks)),
-		bySvc: make(map[string][]*taskRef, len(st.Services)),
-		cons:  map[string][]Constraint{},
+		cfg:    cfg,
+		now:    now,
+		nodes:  make(map[string]*NodeInfo, len(st.Nodes)),
+		refs:   make([]taskRef, len(st.Tasks)),
+		bySvc:  make(map[string][]*taskRef, len(st.Services)),
+		cons:   map[string][]Constraint{},
+		budget: cfg.MaxCreate,
 	}
 	r.nodeList = make([]*NodeInfo, len(st.Nodes))
 	infos := make([]NodeInfo, len(st.Nodes))
@@ -276,6 +304,17 @@ func (r *run) edit(ref *taskRef) *api.Task {
 		r.touched = append(r.touched, ref)
 	}
 	return ref.t
+}
+
+// take spends one creation of the plan's budget; false (and Plan.More) when
+// none is left.
+func (r *run) take() bool {
+	if r.budget <= 0 {
+		r.more = true
+		return false
+	}
+	r.budget--
+	return true
 }
 
 // wakeAt asks for another Plan call at t (if t is in the future).
@@ -435,6 +474,7 @@ func (r *run) result() Plan {
 	p.Delete = r.deleted
 	p.ServiceUpdates = r.svcOut
 	p.NextWake = r.wake
+	p.More = r.more
 	return p
 }
 

@@ -16,9 +16,18 @@ const (
 	DefaultStopGracePeriod = 10 * time.Second
 	DefaultProtocol        = "tcp"
 	maxNameLen             = 63
-	// MaxReplicas bounds Replicas so that a typo cannot make the leader
-	// allocate billions of slots.
-	MaxReplicas = 1 << 20
+	// MaxReplicas bounds Replicas so that a typo cannot take a cluster
+	// down: every task is a record on every node, and creating them costs
+	// the leader about 11 KiB of RSS per task at peak (10,000 pending tasks:
+	// 23 → 131 MiB, test/BenchmarkLeaderRSS10kTasks). 65,536 is what the cluster can
+	// place at all with the default network: each node gets a /24 of the
+	// 10.42.0.0/16 cluster CIDR, 256 nodes × 253 task addresses = 64,768
+	// tasks running at once, far beyond DESIGN's 3 to ~100 machines (about
+	// 25,000). Larger counts could never all run; they would only cost
+	// memory on every node. The planner creates at most Config.MaxCreate
+	// tasks per plan whatever the count, so even this maximum arrives in
+	// bounded rounds.
+	MaxReplicas = 1 << 16
 )
 
 // Defaults returns spec with Docker's defaults filled into zero fields: mode
@@ -99,6 +108,10 @@ func ValidateSpec(spec api.ServiceSpec) error {
 	if spec.Replicas > MaxReplicas {
 		bad("replicas %d: more than %d", spec.Replicas, MaxReplicas)
 	}
+	if spec.Mode == api.ModeGlobal && spec.Replicas != 0 {
+		bad("replicas %d: a global service runs one task on every eligible node; replicas applies to replicated services only", spec.Replicas)
+	}
+	checkNoNUL(bad, spec)
 	if strings.TrimSpace(spec.Image) == "" {
 		bad("image: must not be empty")
 	}
@@ -243,5 +256,36 @@ func portKey(p api.PortConfig) string {
 func nonNegative[T ~int | ~int64](bad func(string, ...any), field string, v T) {
 	if v < 0 {
 		bad("%s %v: must not be negative", field, v)
+	}
+}
+
+// checkNoNUL reports NUL bytes in the strings that become a container's
+// argv, environment, user, working directory, labels or health check: the
+// kernel takes C strings, so runc refuses them and every task of the
+// service would fail and restart forever.
+func checkNoNUL(bad func(string, ...any), spec api.ServiceSpec) {
+	nul := func(field, s string) {
+		if strings.IndexByte(s, 0) >= 0 {
+			bad("%s %q: contains a NUL byte", field, s)
+		}
+	}
+	list := func(field string, l []string) {
+		for i, s := range l {
+			nul(fmt.Sprintf("%s[%d]", field, i), s)
+		}
+	}
+	nul("image", spec.Image)
+	list("command", spec.Command)
+	list("entrypoint", spec.Entrypoint)
+	list("env", spec.Env)
+	nul("workdir", spec.Workdir)
+	nul("user", spec.User)
+	for k, v := range spec.Labels {
+		nul("labels key", k)
+		nul("labels["+k+"]", v)
+	}
+	list("constraints", spec.Constraints)
+	if spec.Healthcheck != nil {
+		list("healthcheck.test", spec.Healthcheck.Test)
 	}
 }

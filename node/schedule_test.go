@@ -1,0 +1,73 @@
+package node
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/scheduler"
+)
+
+func TestPlanEntriesBounded(t *testing.T) {
+	var p scheduler.Plan
+	p.ServiceUpdates = []api.Service{{ID: "s1", Version: 3}, {ID: "s2", Version: 4}}
+	for i := 0; i < 2500; i++ {
+		p.Create = append(p.Create, api.Task{ID: fmt.Sprintf("c%d", i)})
+	}
+	for i := 0; i < 300; i++ {
+		p.Update = append(p.Update, api.Task{ID: fmt.Sprintf("u%d", i)})
+	}
+	for i := 0; i < 25000; i++ {
+		p.Delete = append(p.Delete, fmt.Sprintf("d%d", i))
+	}
+	var order []string // service IDs, task IDs and deleted IDs in write order
+	for i, e := range planEntries(p) {
+		cmds := []consensus.Command{e}
+		if b, ok := e.(*consensus.Batch); ok {
+			cmds = b.Commands
+		}
+		tasks, deletes := 0, 0
+		for _, c := range cmds {
+			switch c := c.(type) {
+			case *consensus.UpdateService:
+				if c.ExpectVersion != c.Service.Version {
+					t.Errorf("service %s written expecting version %d, read %d", c.Service.ID, c.ExpectVersion, c.Service.Version)
+				}
+				order = append(order, c.Service.ID)
+			case *consensus.UpsertTasks:
+				tasks += len(c.Tasks)
+				for _, tk := range c.Tasks {
+					order = append(order, tk.ID)
+				}
+			case *consensus.DeleteTasks:
+				deletes += len(c.IDs)
+				order = append(order, c.IDs...)
+			default:
+				t.Fatalf("entry %d holds %T", i, c)
+			}
+		}
+		if tasks > maxTasksPerEntry || deletes > maxDeletesPerEntry {
+			t.Errorf("entry %d holds %d tasks and %d deletions", i, tasks, deletes)
+		}
+	}
+	var want []string
+	for _, s := range p.ServiceUpdates {
+		want = append(want, s.ID)
+	}
+	for _, tk := range p.Upserts() {
+		want = append(want, tk.ID)
+	}
+	want = append(want, p.Delete...)
+	if len(order) != len(want) {
+		t.Fatalf("entries carry %d items, plan has %d", len(order), len(want))
+	}
+	for i := range want {
+		if order[i] != want[i] {
+			t.Fatalf("item %d is %s, want %s: the plan's order is lost", i, order[i], want[i])
+		}
+	}
+	if got := planEntries(scheduler.Plan{}); len(got) != 0 {
+		t.Errorf("empty plan gives %d entries", len(got))
+	}
+}
