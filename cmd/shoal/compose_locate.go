@@ -25,14 +25,23 @@ var (
 	// ...and the ones that name only a bad value.
 	reBadValue = regexp.MustCompile(`^invalid (?:hostPort|containerPort|proto|port|range)[^:]*: (.*)$`)
 	reVariable = regexp.MustCompile(`variable (\S+) is missing`)
+	// mapstructure's decoding errors, one per line: 'services[web].x' why.
+	reDecode = regexp.MustCompile(`(?m)^\s*'([^']+)' (.*)$`)
+	// the consistency check's: service "web" has neither an image...
+	reService = regexp.MustCompile(`^service "([^"]+)" (.*?)(?:: invalid compose project)?$`)
 )
 
 // locateComposeError rewrites err, a problem loading or mapping files,
 // so that each part names the file, the line and the key where it can.
 func locateComposeError(err error, files []types.ConfigFile) error {
 	var parts []error
-	if j, ok := errors.Unwrap(err).(interface{ Unwrap() []error }); ok {
-		parts = j.Unwrap()
+	if _, ok := err.(interface{ Unwrap() []error }); ok {
+		parts = leafErrors(err)
+	} else if m := reDecode.FindAllStringSubmatch(err.Error(), -1); m != nil {
+		for _, d := range m {
+			path := strings.NewReplacer("[", ".", "]", "").Replace(d[1])
+			parts = append(parts, &keyError{Path: path, Err: errors.New(d[2])})
+		}
 	} else {
 		parts = []error{err}
 	}
@@ -44,6 +53,22 @@ func locateComposeError(err error, files []types.ConfigFile) error {
 		return fmt.Errorf("%w: %s", errBadCompose, msgs[0])
 	}
 	return fmt.Errorf("%w:\n  %s", errBadCompose, strings.Join(msgs, "\n  "))
+}
+
+// leafErrors flattens joined errors (stackSpecs' list of *keyError),
+// leaving out the errBadCompose sentinel they are wrapped with.
+func leafErrors(err error) []error {
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return []error{err}
+	}
+	var out []error
+	for _, e := range j.Unwrap() {
+		if e != errBadCompose {
+			out = append(out, leafErrors(e)...)
+		}
+	}
+	return out
 }
 
 // locateOne returns the message of one problem as "FILE:LINE: KEY: what".
@@ -74,6 +99,9 @@ func locateOne(e error, files []types.ConfigFile) string {
 				msg = "unknown keys " + k[1]
 			}
 		}
+	case reService.MatchString(text):
+		m := reService.FindStringSubmatch(text)
+		path, msg = "services."+m[1], m[2]
 	case reBadValue.MatchString(text):
 		hint = reBadValue.FindStringSubmatch(text)[1]
 		path, msg = "services.*.ports.[]", text

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
@@ -116,6 +117,10 @@ func (s *shell) stackDeploy(c *cli.Context) error {
 			return &usageError{err: err}
 		}
 	}
+	// compose-go reports through logrus (e.g. "version is obsolete"):
+	// print those as the CLI's own warnings.
+	logrus.SetOutput(s.stderr)
+	logrus.SetFormatter(warningFormatter{})
 	in, err := s.composeInput(names, c.StringSlice("profile"), stack)
 	if err != nil {
 		return err
@@ -153,6 +158,15 @@ func (s *shell) stackDeploy(c *cli.Context) error {
 		return err
 	}
 	return s.applyStackPlan(c.Context, cl, plan)
+}
+
+// warningFormatter prints a logrus entry as "Warning: message".
+type warningFormatter struct{}
+
+// Format implements logrus.Formatter.
+func (warningFormatter) Format(e *logrus.Entry) ([]byte, error) {
+	level := e.Level.String()
+	return []byte(strings.ToUpper(level[:1]) + level[1:] + ": " + e.Message + "\n"), nil
 }
 
 // checkStackName refuses names that cannot prefix service names: compose's
