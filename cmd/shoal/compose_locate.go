@@ -20,7 +20,8 @@ import (
 var (
 	// compose-go's messages that name a key.
 	reInterpolate = regexp.MustCompile(`^error while interpolating (\S+): (.*)$`)
-	reValidate    = regexp.MustCompile(`^validating (.+?): (\S+) (.*)$`)
+	reValidate    = regexp.MustCompile(`^validating (.+?): (\S*) (.*)$`)
+	reKeyFirst    = regexp.MustCompile(`^((?:services|networks|volumes|secrets|configs)\.[^\s:]+):? (.*)$`)
 	reUnknownKey  = regexp.MustCompile(`^additional properties? (.+) not allowed$`)
 	// ...and the ones that name only a bad value.
 	reBadValue = regexp.MustCompile(`^invalid (?:hostPort|containerPort|proto|port|range)[^:]*: (.*)$`)
@@ -85,15 +86,19 @@ func locateOne(e error, files []types.ConfigFile) string {
 		if v := reVariable.FindStringSubmatch(msg); v != nil {
 			hint = v[1]
 		}
-	case reValidate.MatchString(text):
-		m := reValidate.FindStringSubmatch(text)
-		path, msg = m[2], m[3]
+	case reValidate.MatchString(text), reKeyFirst.MatchString(text):
+		if m := reValidate.FindStringSubmatch(text); m != nil {
+			path, msg = m[2], m[3]
+		} else {
+			m := reKeyFirst.FindStringSubmatch(text)
+			path, msg = m[1], m[2]
+		}
 		if msg == "false schema" {
 			msg = "unknown key"
 		} else if k := reUnknownKey.FindStringSubmatch(msg); k != nil {
 			// One unknown key is a path of its own; several stay on their parent.
 			if name, err := strconv.Unquote(strings.ReplaceAll(k[1], "'", `"`)); err == nil {
-				path += "." + name
+				path = strings.TrimPrefix(path+"."+name, ".")
 				msg = "unknown key"
 			} else {
 				msg = "unknown keys " + k[1]

@@ -251,6 +251,10 @@ func TestComposeErrors(t *testing.T) {
 			`two-errors.yml:6: services.web.deploy.restart_policy.condition: "sometimes"`,
 			`two-errors.yml:11: services.api.deploy.placement.constraints[0]: invalid constraint "node.color == red"`,
 		}},
+		{"typo-top-level.yml", nil, []string{"typo-top-level.yml:4: servces: unknown key"}},
+		{"negative-replicas.yml", nil, []string{"negative-replicas.yml:5: services.web.deploy.replicas: must be greater than or equal to 0"}},
+		{"bad-memory.yml", nil, []string{"bad-memory.yml:7: services.web.deploy.resources.limits.memory: invalid size: 'lots'"}},
+		{"missing-var-in-list.yml", nil, []string{"missing-var-in-list.yml:6: services.web.ports[1]: required variable P is missing a value: need P"}},
 		{"not-yaml.yml", nil, []string{"not-yaml.yml", "line 2"}},
 	}
 	for _, tt := range tests {
