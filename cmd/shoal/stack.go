@@ -126,14 +126,14 @@ func (s *shell) stackDeploy(c *cli.Context) error {
 		return err
 	}
 	project, ignored, err := loadCompose(c.Context, in)
+	if stack == "" && (err != nil && strings.Contains(err.Error(), "project name must not be empty") || err == nil && project.Name == "") {
+		return usageErrorf("no stack name: give STACK or a name: key in the compose file")
+	}
 	if err != nil {
 		return locateComposeError(err, in.Files)
 	}
 	if stack == "" {
 		stack = project.Name
-		if stack == "" {
-			return usageErrorf("no stack name: give STACK or a name: key in the compose file")
-		}
 		if err := checkStackName(stack); err != nil {
 			return fmt.Errorf("%w: name: %v", errBadCompose, err)
 		}

@@ -183,6 +183,10 @@ func TestCLIStack(t *testing.T) {
 	if code != 2 {
 		t.Fatalf("deploy without -c: %d %q", code, errOut)
 	}
+	_, errOut, code = runCLI(t, f.host, "", "stack", "deploy", "-c", file)
+	if code != 2 || !strings.Contains(errOut, "no stack name") {
+		t.Fatalf("deploy without a name: %d %q", code, errOut)
+	}
 	_, errOut, code = runCLI(t, f.host, "", "stack", "deploy", "-c", file, "App_1")
 	if code != 2 || !strings.Contains(errOut, "invalid stack name") {
 		t.Fatalf("deploy with a bad name: %d %q", code, errOut)
