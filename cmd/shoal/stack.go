@@ -1,22 +1,28 @@
 package main
 
-// `shoal stack`: deploy a compose file as a set of services named
+// `shoal stack`: deploy compose files as a set of services named
 // STACK_SERVICE and labelled with the stack name, as `docker stack` does.
-// Only the compose options that map onto a ServiceSpec are read; others are
-// reported and ignored.
+// compose.go reads the files and maps them onto service specs; here a
+// deploy compares them with the stack's services (planStack, pure) and
+// creates, updates or (with --prune) removes only what differs.
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"slices"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/shoal-org/shoal/api"
 )
@@ -24,356 +30,6 @@ import (
 // stackLabel marks the services of a stack (docker's label, so habits and
 // scripts carry over).
 const stackLabel = "com.docker.stack.namespace"
-
-// errBadCompose wraps every problem found in a compose file.
-var errBadCompose = errors.New("invalid compose file")
-
-// composeFile is the subset of the compose format Shoal understands.
-type composeFile struct {
-	Services map[string]composeService `yaml:"services"`
-}
-
-type composeService struct {
-	Image           string            `yaml:"image"`
-	Command         stringOrList      `yaml:"command"`
-	Entrypoint      stringOrList      `yaml:"entrypoint"`
-	Environment     composeEnv        `yaml:"environment"`
-	Ports           []composePort     `yaml:"ports"`
-	WorkingDir      string            `yaml:"working_dir"`
-	User            string            `yaml:"user"`
-	Labels          map[string]string `yaml:"labels"`
-	StopGracePeriod string            `yaml:"stop_grace_period"`
-	Healthcheck     *composeHealth    `yaml:"healthcheck"`
-	Deploy          composeDeploy     `yaml:"deploy"`
-}
-
-type composeHealth struct {
-	Test        stringOrList `yaml:"test"`
-	Interval    string       `yaml:"interval"`
-	Timeout     string       `yaml:"timeout"`
-	StartPeriod string       `yaml:"start_period"`
-	Retries     int          `yaml:"retries"`
-	Disable     bool         `yaml:"disable"`
-}
-
-type composeResources struct {
-	CPUs   string `yaml:"cpus"`
-	Memory string `yaml:"memory"`
-	Pids   int64  `yaml:"pids"`
-}
-
-type composeUpdate struct {
-	Parallelism     *int    `yaml:"parallelism"`
-	Delay           string  `yaml:"delay"`
-	Order           string  `yaml:"order"`
-	FailureAction   string  `yaml:"failure_action"`
-	Monitor         string  `yaml:"monitor"`
-	MaxFailureRatio float64 `yaml:"max_failure_ratio"`
-}
-
-type composeDeploy struct {
-	Mode      string            `yaml:"mode"`
-	Replicas  *uint64           `yaml:"replicas"`
-	Labels    map[string]string `yaml:"labels"`
-	Resources struct {
-		Limits       composeResources `yaml:"limits"`
-		Reservations composeResources `yaml:"reservations"`
-	} `yaml:"resources"`
-	Placement struct {
-		Constraints []string `yaml:"constraints"`
-	} `yaml:"placement"`
-	RestartPolicy struct {
-		Condition   string `yaml:"condition"`
-		Delay       string `yaml:"delay"`
-		MaxAttempts int    `yaml:"max_attempts"`
-		Window      string `yaml:"window"`
-	} `yaml:"restart_policy"`
-	UpdateConfig   composeUpdate `yaml:"update_config"`
-	RollbackConfig composeUpdate `yaml:"rollback_config"`
-}
-
-// stringOrList is a command given as "sh -c 'x'" or ["sh", "-c", "x"].
-type stringOrList []string
-
-// UnmarshalYAML accepts a scalar (split like a shell) or a sequence.
-func (s *stringOrList) UnmarshalYAML(n *yaml.Node) error {
-	switch n.Kind {
-	case yaml.ScalarNode:
-		words, err := splitWords(n.Value)
-		if err != nil {
-			return err
-		}
-		*s = words
-		return nil
-	case yaml.SequenceNode:
-		var l []string
-		if err := n.Decode(&l); err != nil {
-			return err
-		}
-		*s = l
-		return nil
-	}
-	return fmt.Errorf("line %d: want a string or a list", n.Line)
-}
-
-// composeEnv is environment as a list of K=V or a mapping.
-type composeEnv []string
-
-// UnmarshalYAML accepts both compose forms; a null value in the mapping
-// form takes the variable from the caller's environment.
-func (e *composeEnv) UnmarshalYAML(n *yaml.Node) error {
-	switch n.Kind {
-	case yaml.SequenceNode:
-		var l []string
-		if err := n.Decode(&l); err != nil {
-			return err
-		}
-		*e = l
-		return nil
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i].Value, n.Content[i+1]
-			if v.Tag == "!!null" {
-				*e = append(*e, k)
-				continue
-			}
-			*e = append(*e, k+"="+v.Value)
-		}
-		return nil
-	}
-	return fmt.Errorf("line %d: environment must be a list or a mapping", n.Line)
-}
-
-// composePort is "P:T[/proto]", a bare target port, or the long form.
-type composePort string
-
-// UnmarshalYAML turns every form into the --publish syntax.
-func (p *composePort) UnmarshalYAML(n *yaml.Node) error {
-	switch n.Kind {
-	case yaml.ScalarNode:
-		*p = composePort(n.Value)
-		return nil
-	case yaml.MappingNode:
-		var long struct {
-			Target    string `yaml:"target"`
-			Published string `yaml:"published"`
-			Protocol  string `yaml:"protocol"`
-			Mode      string `yaml:"mode"`
-		}
-		if err := n.Decode(&long); err != nil {
-			return err
-		}
-		parts := []string{"target=" + long.Target}
-		if long.Published != "" {
-			parts = append(parts, "published="+long.Published)
-		}
-		if long.Protocol != "" {
-			parts = append(parts, "protocol="+long.Protocol)
-		}
-		if long.Mode != "" {
-			parts = append(parts, "mode="+long.Mode)
-		}
-		*p = composePort(strings.Join(parts, ","))
-		return nil
-	}
-	return fmt.Errorf("line %d: a port is a string or a mapping", n.Line)
-}
-
-// supportedServiceKeys are the service options stackSpecs reads.
-var supportedServiceKeys = []string{"image", "command", "entrypoint", "environment", "ports", "working_dir",
-	"user", "labels", "stop_grace_period", "healthcheck", "deploy"}
-
-// parseCompose reads a compose file and returns its services and the
-// options it ignores (as "service.option").
-func parseCompose(data []byte) (composeFile, []string, error) {
-	var f composeFile
-	if err := yaml.Unmarshal(data, &f); err != nil {
-		return f, nil, fmt.Errorf("%w: %v", errBadCompose, err)
-	}
-	if len(f.Services) == 0 {
-		return f, nil, fmt.Errorf("%w: no services", errBadCompose)
-	}
-	var raw struct {
-		Top      map[string]any            `yaml:",inline"`
-		Services map[string]map[string]any `yaml:"services"`
-	}
-	var ignored []string
-	if err := yaml.Unmarshal(data, &raw); err == nil {
-		for k := range raw.Top {
-			if k != "version" && k != "services" {
-				ignored = append(ignored, k)
-			}
-		}
-		for name, opts := range raw.Services {
-			for k := range opts {
-				if !slices.Contains(supportedServiceKeys, k) {
-					ignored = append(ignored, name+"."+k)
-				}
-			}
-		}
-	}
-	sort.Strings(ignored)
-	return f, ignored, nil
-}
-
-// stackSpecs turns a compose file into service specs for stack name.
-func stackSpecs(stack string, f composeFile) ([]api.ServiceSpec, error) {
-	names := make([]string, 0, len(f.Services))
-	for n := range f.Services {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	var specs []api.ServiceSpec
-	for _, n := range names {
-		spec, err := composeSpec(stack, n, f.Services[n])
-		if err != nil {
-			return nil, fmt.Errorf("%w: service %s: %v", errBadCompose, n, err)
-		}
-		specs = append(specs, spec)
-	}
-	return specs, nil
-}
-
-// composeSpec converts one compose service.
-func composeSpec(stack, name string, cs composeService) (api.ServiceSpec, error) {
-	spec := defaultSpec()
-	spec.Name = stack + "_" + name
-	spec.Image = cs.Image
-	if spec.Image == "" {
-		return spec, errors.New("no image")
-	}
-	spec.Command, spec.Entrypoint = cs.Command, cs.Entrypoint
-	spec.Workdir, spec.User = cs.WorkingDir, cs.User
-	spec.Labels = map[string]string{stackLabel: stack}
-	for k, v := range cs.Deploy.Labels {
-		spec.Labels[k] = v
-	}
-	var err error
-	if spec.Env, err = setEnvs(spec.Env, cs.Environment); err != nil {
-		return spec, err
-	}
-	if spec.Ports, err = appendPorts(spec.Ports, cs.Ports); err != nil {
-		return spec, err
-	}
-	d := cs.Deploy
-	switch d.Mode {
-	case "", api.ModeReplicated:
-		if d.Replicas != nil {
-			spec.Replicas = *d.Replicas
-		}
-	case api.ModeGlobal:
-		if d.Replicas != nil {
-			return spec, errors.New("deploy.replicas with mode global")
-		}
-		spec.Mode, spec.Replicas = api.ModeGlobal, 0
-	default:
-		return spec, fmt.Errorf("deploy.mode %q: want replicated or global", d.Mode)
-	}
-	for _, c := range d.Placement.Constraints {
-		con, err := parseConstraint(c)
-		if err != nil {
-			return spec, err
-		}
-		spec.Constraints = append(spec.Constraints, con)
-	}
-	if err := composeResourcesInto(d.Resources.Limits, &spec.Resources.Limits); err != nil {
-		return spec, fmt.Errorf("deploy.resources.limits: %w", err)
-	}
-	if err := composeResourcesInto(d.Resources.Reservations, &spec.Resources.Reservations); err != nil {
-		return spec, fmt.Errorf("deploy.resources.reservations: %w", err)
-	}
-	rp := d.RestartPolicy
-	if rp.Condition != "" {
-		switch rp.Condition {
-		case api.RestartAny, api.RestartOnFailure, api.RestartNone:
-			spec.RestartPolicy.Condition = rp.Condition
-		default:
-			return spec, fmt.Errorf("restart_policy.condition %q", rp.Condition)
-		}
-	}
-	spec.RestartPolicy.MaxAttempts = rp.MaxAttempts
-	durs := []durField{
-		{"restart_policy.delay", rp.Delay, &spec.RestartPolicy.Delay},
-		{"restart_policy.window", rp.Window, &spec.RestartPolicy.Window},
-		{"stop_grace_period", cs.StopGracePeriod, &spec.StopGracePeriod},
-		{"update_config.delay", d.UpdateConfig.Delay, &spec.UpdateConfig.Delay},
-		{"update_config.monitor", d.UpdateConfig.Monitor, &spec.UpdateConfig.Monitor},
-		{"rollback_config.delay", d.RollbackConfig.Delay, &spec.RollbackConfig.Delay},
-		{"rollback_config.monitor", d.RollbackConfig.Monitor, &spec.RollbackConfig.Monitor},
-	}
-	if h := cs.Healthcheck; h != nil {
-		hc := &api.HealthConfig{Retries: h.Retries}
-		switch {
-		case h.Disable:
-			hc.Test = []string{"NONE"}
-		case len(h.Test) > 0 && (h.Test[0] == "CMD" || h.Test[0] == "CMD-SHELL" || h.Test[0] == "NONE"):
-			hc.Test = h.Test
-		case len(h.Test) > 0:
-			hc.Test = []string{"CMD-SHELL", strings.Join(h.Test, " ")}
-		}
-		durs = append(durs,
-			durField{"healthcheck.interval", h.Interval, &hc.Interval},
-			durField{"healthcheck.timeout", h.Timeout, &hc.Timeout},
-			durField{"healthcheck.start_period", h.StartPeriod, &hc.StartPeriod})
-		spec.Healthcheck = hc
-	}
-	for _, du := range durs {
-		if du.v == "" {
-			continue
-		}
-		v, err := time.ParseDuration(du.v)
-		if err != nil || v < 0 {
-			return spec, fmt.Errorf("%s %q: want a duration like 10s", du.name, du.v)
-		}
-		*du.dst = v
-	}
-	for _, u := range []struct {
-		in  composeUpdate
-		dst *api.UpdateConfig
-	}{{d.UpdateConfig, &spec.UpdateConfig}, {d.RollbackConfig, &spec.RollbackConfig}} {
-		if u.in.Parallelism != nil {
-			u.dst.Parallelism = *u.in.Parallelism
-		}
-		if u.in.Order != "" {
-			u.dst.Order = u.in.Order
-		}
-		if u.in.FailureAction != "" {
-			u.dst.FailureAction = u.in.FailureAction
-		}
-		if u.in.MaxFailureRatio != 0 {
-			u.dst.MaxFailureRatio = u.in.MaxFailureRatio
-		}
-	}
-	return spec, nil
-}
-
-// durField is a compose duration string and where it goes.
-type durField struct {
-	name, v string
-	dst     *time.Duration
-}
-
-// composeResourcesInto converts compose cpus/memory/pids.
-func composeResourcesInto(in composeResources, out *api.Resources) error {
-	if in.CPUs != "" {
-		n, err := parseCPUs(in.CPUs)
-		if err != nil {
-			return err
-		}
-		out.NanoCPUs = n
-	}
-	if in.Memory != "" {
-		n, err := parseSize(in.Memory)
-		if err != nil {
-			return err
-		}
-		out.MemoryBytes = n
-	}
-	if in.Pids != 0 {
-		out.Pids = in.Pids
-	}
-	return nil
-}
 
 // stackCommand defines `shoal stack deploy|ls|services|ps|rm`.
 func (s *shell) stackCommand() *cli.Command {
@@ -384,11 +40,24 @@ func (s *shell) stackCommand() *cli.Command {
 			{
 				Name:      "deploy",
 				Aliases:   []string{"up"},
-				Usage:     "create or update the services of a compose file",
-				ArgsUsage: "STACK",
+				Usage:     "create or update the services of compose files",
+				ArgsUsage: "[STACK]",
+				Description: `Reads the compose files (the compose specification, as docker compose
+reads it: ${VAR}, ${VAR:-default} and ${VAR:?error} from the environment and
+the .env file beside the first file, env_file, extends, profiles) and makes
+the stack's services, named STACK_SERVICE, match them. Several -c files are
+merged in order, later ones overriding earlier ones. STACK defaults to the
+files' name: key.
+
+Only services whose spec changed are updated; the others keep their tasks.
+Services of the stack that the files no longer have are removed only with
+--prune. Keys Shoal does not implement (volumes, secrets, configs, networks,
+depends_on, ...) are reported by path and ignored; unknown keys, missing
+required variables and invalid values are errors, and then nothing changes.`,
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "compose-file", Aliases: []string{"c"}, Usage: "compose file (- for stdin)"},
-					&cli.BoolFlag{Name: "prune", Usage: "remove services of the stack that the file no longer has"},
+					&cli.StringSliceFlag{Name: "compose-file", Aliases: []string{"c"}, Usage: "compose file, repeatable (- for stdin)"},
+					&cli.StringSliceFlag{Name: "profile", Usage: "enable services of a profile, repeatable (default $COMPOSE_PROFILES)"},
+					&cli.BoolFlag{Name: "prune", Usage: "remove services of the stack that the files no longer have"},
 				},
 				Action: s.stackDeploy,
 			},
@@ -435,71 +104,246 @@ func stackServicesOf(all []api.Service, stack string) []api.Service {
 }
 
 func (s *shell) stackDeploy(c *cli.Context) error {
-	if err := needArgs(c, 1, 1); err != nil {
+	if err := needArgs(c, 0, 1); err != nil {
 		return err
 	}
-	if err := requireFlags(c, "compose-file"); err != nil {
-		return err
+	names := c.StringSlice("compose-file")
+	if len(names) == 0 {
+		return &usageError{err: errors.New("flag --compose-file is required"), cmd: cmdName(c)}
 	}
 	stack := c.Args().First()
-	if stack == "" || strings.ContainsAny(stack, " _/:") {
-		return usageErrorf("invalid stack name %q", stack)
+	if stack != "" {
+		if err := checkStackName(stack); err != nil {
+			return &usageError{err: err}
+		}
 	}
-	in, err := s.openInput(c.String("compose-file"))
+	// compose-go reports through logrus (e.g. "version is obsolete"):
+	// print those as the CLI's own warnings.
+	logrus.SetOutput(s.stderr)
+	logrus.SetFormatter(warningFormatter{})
+	in, err := s.composeInput(names, c.StringSlice("profile"), stack)
 	if err != nil {
 		return err
 	}
-	data, err := io.ReadAll(in)
-	in.Close()
-	if err != nil {
-		return fmt.Errorf("read %s: %w", c.String("compose-file"), err)
+	project, ignored, err := loadCompose(c.Context, in)
+	if stack == "" && (err != nil && strings.Contains(err.Error(), "project name must not be empty") || err == nil && project.Name == "") {
+		return usageErrorf("no stack name: give STACK or a name: key in the compose file")
 	}
-	f, ignored, err := parseCompose(data)
 	if err != nil {
-		return err
+		return locateComposeError(err, in.Files)
+	}
+	if stack == "" {
+		stack = project.Name
+		if err := checkStackName(stack); err != nil {
+			return fmt.Errorf("%w: name: %v", errBadCompose, err)
+		}
 	}
 	for _, k := range ignored {
 		fmt.Fprintf(s.stderr, "Ignoring unsupported option: %s\n", k)
 	}
-	specs, err := stackSpecs(stack, f)
+	specs, err := stackSpecs(stack, project)
 	if err != nil {
-		return err
+		return locateComposeError(err, in.Files)
 	}
 	cl, err := s.client(c)
 	if err != nil {
 		return err
 	}
-	for _, spec := range specs {
-		cur, err := cl.ServiceConsistent(c.Context, spec.Name)
-		switch {
-		case api.IsNotFound(err):
-			fmt.Fprintf(s.stdout, "Creating service %s\n", spec.Name)
-			if _, err := cl.CreateService(c.Context, spec); err != nil {
-				return fmt.Errorf("create service %s: %w", spec.Name, err)
+	all, err := cl.ServicesConsistent(c.Context)
+	if err != nil {
+		return fmt.Errorf("list services: %w", err)
+	}
+	plan, err := planStack(stack, specs, all, c.Bool("prune"))
+	if err != nil {
+		return err
+	}
+	return s.applyStackPlan(c.Context, cl, plan)
+}
+
+// warningFormatter prints a logrus entry as "Warning: message".
+type warningFormatter struct{}
+
+// Format implements logrus.Formatter.
+func (warningFormatter) Format(e *logrus.Entry) ([]byte, error) {
+	level := e.Level.String()
+	return []byte(strings.ToUpper(level[:1]) + level[1:] + ": " + e.Message + "\n"), nil
+}
+
+// checkStackName refuses names that cannot prefix service names: compose's
+// project name rule, without '_' (the separator of STACK_SERVICE).
+func checkStackName(name string) error {
+	ok := name != "" && name[0] != '-'
+	for _, r := range name {
+		ok = ok && (r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-')
+	}
+	if !ok {
+		return fmt.Errorf("invalid stack name %q: use lowercase letters, digits and '-'", name)
+	}
+	return nil
+}
+
+// composeInput reads the -c files (stdin for "-") and the environment.
+func (s *shell) composeInput(names, profiles []string, stack string) (composeInput, error) {
+	in := composeInput{Profiles: profiles, Name: stack, Env: map[string]string{}}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			in.Env[k] = v
+		}
+	}
+	for _, name := range names {
+		path := name
+		if name != "-" {
+			abs, err := filepath.Abs(name)
+			if err != nil {
+				return in, fmt.Errorf("read %s: %w", name, err)
 			}
-		case err != nil:
-			return fmt.Errorf("look up service %s: %w", spec.Name, err)
+			path = abs
+		}
+		r, err := s.openInput(name)
+		if err != nil {
+			return in, err
+		}
+		data, err := io.ReadAll(io.LimitReader(r, maxComposeFile+1))
+		r.Close()
+		if err != nil {
+			return in, fmt.Errorf("read %s: %w", name, err)
+		}
+		if len(data) > maxComposeFile {
+			return in, fmt.Errorf("%w: %s: larger than %d bytes", errBadCompose, name, maxComposeFile)
+		}
+		if in.WorkingDir == "" && name != "-" {
+			in.WorkingDir = filepath.Dir(path)
+		}
+		in.Files = append(in.Files, types.ConfigFile{Filename: path, Content: data})
+	}
+	if in.WorkingDir == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return in, fmt.Errorf("working directory: %w", err)
+		}
+		in.WorkingDir = wd
+	}
+	return in, nil
+}
+
+// maxComposeFile bounds what is read from one -c argument.
+const maxComposeFile = 16 << 20
+
+// stackPlan is what a deploy changes: services to remove (with --prune),
+// create and update, and the names of those left alone.
+type stackPlan struct {
+	remove    []api.Service
+	create    []api.ServiceSpec
+	update    []stackUpdate
+	unchanged []string
+}
+
+// stackUpdate is a new spec for an existing service.
+type stackUpdate struct {
+	cur  api.Service
+	spec api.ServiceSpec
+}
+
+// errNotInStack refuses to take over a service that another stack, or no
+// stack, owns.
+var errNotInStack = errors.New("service exists outside the stack")
+
+// planStack compares the specs of stack with the services in the cluster
+// (all of them). A service whose stored spec already equals its new spec
+// (as the leader would store it) is left alone, so its tasks keep running.
+func planStack(stack string, specs []api.ServiceSpec, all []api.Service, prune bool) (stackPlan, error) {
+	var plan stackPlan
+	byName := map[string]api.Service{}
+	for _, sv := range all {
+		byName[sv.Name] = sv
+	}
+	want := map[string]bool{}
+	for _, spec := range specs {
+		want[spec.Name] = true
+		cur, ok := byName[spec.Name]
+		switch {
+		case !ok:
+			plan.create = append(plan.create, spec)
+		case cur.Spec.Labels[stackLabel] != stack:
+			return stackPlan{}, fmt.Errorf("%w: %s is not a service of stack %s; remove or rename it first", errNotInStack, spec.Name, stack)
 		default:
-			fmt.Fprintf(s.stdout, "Updating service %s\n", spec.Name)
-			if _, err := cl.UpdateService(c.Context, cur.ID, cur.Version, spec); err != nil {
-				return fmt.Errorf("update service %s: %w", spec.Name, err)
+			// `service update --force` counters are not the file's business.
+			spec.ForceUpdate = cur.Spec.ForceUpdate
+			if specsEqual(storedForm(spec), cur.Spec) {
+				plan.unchanged = append(plan.unchanged, spec.Name)
+			} else {
+				plan.update = append(plan.update, stackUpdate{cur: cur, spec: spec})
 			}
 		}
 	}
-	if c.Bool("prune") {
-		all, err := cl.ServicesConsistent(c.Context)
-		if err != nil {
-			return fmt.Errorf("list services: %w", err)
-		}
-		for _, sv := range stackServicesOf(all, stack) {
-			if slices.ContainsFunc(specs, func(sp api.ServiceSpec) bool { return sp.Name == sv.Name }) {
-				continue
-			}
-			fmt.Fprintf(s.stdout, "Removing service %s\n", sv.Name)
-			if err := cl.RemoveService(c.Context, sv.ID); err != nil {
-				return fmt.Errorf("remove service %s: %w", sv.Name, err)
+	if prune {
+		for _, sv := range all {
+			if sv.Spec.Labels[stackLabel] == stack && !want[sv.Name] {
+				plan.remove = append(plan.remove, sv)
 			}
 		}
+	}
+	return plan, nil
+}
+
+// storedForm returns spec as the leader stores it: it fills Docker's
+// defaults into zero fields (scheduler.Defaults, which cmd/shoal may not
+// import), and in particular stores update parallelism 0 as 1.
+func storedForm(spec api.ServiceSpec) api.ServiceSpec {
+	for _, u := range []*api.UpdateConfig{&spec.UpdateConfig, &spec.RollbackConfig} {
+		if u.Parallelism == 0 {
+			u.Parallelism = 1
+		}
+		if u.Order == "" {
+			u.Order = api.OrderStopFirst
+		}
+		if u.FailureAction == "" {
+			u.FailureAction = api.FailurePause
+		}
+		if u.Monitor == 0 {
+			u.Monitor = 5 * time.Second
+		}
+	}
+	if spec.RestartPolicy.Delay == 0 {
+		spec.RestartPolicy.Delay = 5 * time.Second
+	}
+	if spec.StopGracePeriod == 0 {
+		spec.StopGracePeriod = 10 * time.Second
+	}
+	return spec
+}
+
+// specsEqual compares two specs as the API carries them, so that a nil and
+// an empty list (or map) are the same.
+func specsEqual(a, b api.ServiceSpec) bool {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && bytes.Equal(ja, jb)
+}
+
+// applyStackPlan carries out a plan: removals first (as docker does, so a
+// published port can move to a new service), then creations and updates.
+func (s *shell) applyStackPlan(ctx context.Context, cl *api.Client, plan stackPlan) error {
+	for _, sv := range plan.remove {
+		fmt.Fprintf(s.stdout, "Removing service %s\n", sv.Name)
+		if err := cl.RemoveService(ctx, sv.ID); err != nil {
+			return fmt.Errorf("remove service %s: %w", sv.Name, err)
+		}
+	}
+	for _, spec := range plan.create {
+		fmt.Fprintf(s.stdout, "Creating service %s\n", spec.Name)
+		if _, err := cl.CreateService(ctx, spec); err != nil {
+			return fmt.Errorf("create service %s: %w", spec.Name, err)
+		}
+	}
+	for _, u := range plan.update {
+		fmt.Fprintf(s.stdout, "Updating service %s\n", u.spec.Name)
+		if _, err := cl.UpdateService(ctx, u.cur.ID, u.cur.Version, u.spec); err != nil {
+			return fmt.Errorf("update service %s: %w", u.spec.Name, err)
+		}
+	}
+	for _, name := range plan.unchanged {
+		fmt.Fprintf(s.stdout, "Service %s is up to date\n", name)
 	}
 	return nil
 }
@@ -559,7 +403,7 @@ func (s *shell) stackRm(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	all, err := cl.Services(c.Context)
+	all, err := cl.ServicesConsistent(c.Context)
 	if err != nil {
 		return fmt.Errorf("list services: %w", err)
 	}

@@ -1,12 +1,12 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/shoal-org/shoal/api"
 )
@@ -18,7 +18,7 @@ services:
     image: nginx:1
     command: nginx -g 'daemon off;'
     ports:
-      - "8080:80"
+      - "${WEB_PORT:-8080}:80"
       - 53:53/udp
       - target: 443
         published: 8443
@@ -26,110 +26,147 @@ services:
       A: 1
       B: "two"
     deploy:
-      replicas: 3
-      resources:
-        limits:
-          cpus: 0.5
-          memory: 64M
-      placement:
-        constraints: [node.labels.zone == a]
-      restart_policy:
-        condition: on-failure
-        delay: 1s
-      update_config:
-        parallelism: 2
-        order: start-first
-    healthcheck:
-      test: ["CMD-SHELL", "wget -q localhost"]
-      interval: 5s
-      retries: 2
+      replicas: ${APP_REPLICAS}
     networks: [front]
   agent:
     image: busybox
     command: ["sleep", "1000"]
-    environment:
-      - X=1
     deploy:
       mode: global
+networks:
+  front: {}
 volumes:
   data: {}
 `
 
-func TestStackSpecs(t *testing.T) {
-	f, ignored, err := parseCompose([]byte(testCompose))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Join(ignored, ",") != "volumes,web.networks" {
-		t.Fatalf("ignored = %v", ignored)
-	}
-	specs, err := stackSpecs("app", f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	agent := defaultSpec()
-	agent.Name, agent.Mode, agent.Replicas, agent.Image = "app_agent", "global", 0, "busybox"
-	agent.Command, agent.Env = []string{"sleep", "1000"}, []string{"X=1"}
-	agent.Labels = map[string]string{stackLabel: "app"}
+// stored returns spec as a service of the cluster, as the leader stores it.
+func stored(id string, spec api.ServiceSpec) api.Service {
+	return api.Service{ID: id, Name: spec.Name, Version: 3, Spec: storedForm(spec)}
+}
 
-	web := defaultSpec()
-	web.Name, web.Replicas, web.Image = "app_web", 3, "nginx:1"
-	web.Command = []string{"nginx", "-g", "daemon off;"}
-	web.Labels = map[string]string{stackLabel: "app"}
-	web.Env = []string{"A=1", "B=two"}
-	web.Ports = []api.PortConfig{{Published: 8080, Target: 80, Protocol: "tcp"}, {Published: 53, Target: 53, Protocol: "udp"}, {Published: 8443, Target: 443, Protocol: "tcp"}}
-	web.Resources.Limits = api.Resources{NanoCPUs: 500_000_000, MemoryBytes: 64 << 20}
-	web.Constraints = []string{"node.labels.zone==a"}
-	web.RestartPolicy.Condition, web.RestartPolicy.Delay = "on-failure", time.Second
-	web.UpdateConfig.Parallelism, web.UpdateConfig.Order = 2, "start-first"
-	web.Healthcheck = &api.HealthConfig{Test: []string{"CMD-SHELL", "wget -q localhost"}, Interval: 5 * time.Second, Retries: 2}
+func TestPlanStack(t *testing.T) {
+	web := stackSpec("shop", "web", "nginx:1")
+	web.RollbackConfig.Parallelism = 0 // the leader stores 1: still unchanged
+	api1 := stackSpec("shop", "api", "api:1")
+	api2 := stackSpec("shop", "api", "api:2")
+	db := stackSpec("shop", "db", "postgres:16")
+	other := stackSpec("blog", "web", "nginx:1")
+	loose := stackSpec("x", "y", "busybox")
+	loose.Name, loose.Labels = "shop_cache", nil
+	forced := web
+	forced.ForceUpdate = 4
 
-	want := []api.ServiceSpec{agent, web}
-	if !reflect.DeepEqual(specs, want) {
-		t.Fatalf("specs:\n%+v\nwant:\n%+v", specs, want)
+	tests := []struct {
+		name     string
+		specs    []api.ServiceSpec
+		existing []api.Service
+		prune    bool
+		want     stackPlan
+		err      error
+	}{
+		{
+			name:  "new stack: all created",
+			specs: []api.ServiceSpec{api1, web},
+			want:  stackPlan{create: []api.ServiceSpec{api1, web}},
+		},
+		{
+			name:     "same file again: nothing updated",
+			specs:    []api.ServiceSpec{api1, web},
+			existing: []api.Service{stored("s1", api1), stored("s2", web), stored("s3", other)},
+			want:     stackPlan{unchanged: []string{"shop_api", "shop_web"}},
+		},
+		{
+			name:     "one service changed: only it is updated",
+			specs:    []api.ServiceSpec{api2, web},
+			existing: []api.Service{stored("s1", api1), stored("s2", web)},
+			want:     stackPlan{update: []stackUpdate{{cur: stored("s1", api1), spec: api2}}, unchanged: []string{"shop_web"}},
+		},
+		{
+			name:     "a forced update is not undone by a deploy",
+			specs:    []api.ServiceSpec{web},
+			existing: []api.Service{stored("s2", forced)},
+			want:     stackPlan{unchanged: []string{"shop_web"}},
+		},
+		{
+			name:     "a service left the file: kept without --prune",
+			specs:    []api.ServiceSpec{web},
+			existing: []api.Service{stored("s1", api1), stored("s2", web), stored("s3", db)},
+			want:     stackPlan{unchanged: []string{"shop_web"}},
+		},
+		{
+			name:     "a service left the file: removed with --prune, other stacks untouched",
+			specs:    []api.ServiceSpec{web},
+			existing: []api.Service{stored("s1", api1), stored("s2", web), stored("s3", other)},
+			prune:    true,
+			want:     stackPlan{remove: []api.Service{stored("s1", api1)}, unchanged: []string{"shop_web"}},
+		},
+		{
+			name:     "a service of the same name outside the stack is not taken over",
+			specs:    []api.ServiceSpec{api1, stackSpec("shop", "cache", "redis")},
+			existing: []api.Service{stored("s9", loose)},
+			err:      errNotInStack,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := planStack("shop", tt.specs, tt.existing, tt.prune)
+			if !errors.Is(err, tt.err) {
+				t.Fatalf("error %v, want %v", err, tt.err)
+			}
+			if tt.err != nil {
+				return
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("plan\n %+v\nwant\n %+v", got, tt.want)
+			}
+		})
 	}
 }
 
-func TestStackSpecErrors(t *testing.T) {
-	tests := map[string]string{
-		"no services":   "version: '3'\n",
-		"no image":      "services:\n  a:\n    command: x\n",
-		"bad port":      "services:\n  a:\n    image: x\n    ports: ['99999:1']\n",
-		"bad mode":      "services:\n  a:\n    image: x\n    deploy: {mode: sometimes}\n",
-		"global+repl":   "services:\n  a:\n    image: x\n    deploy: {mode: global, replicas: 2}\n",
-		"bad memory":    "services:\n  a:\n    image: x\n    deploy: {resources: {limits: {memory: lots}}}\n",
-		"bad duration":  "services:\n  a:\n    image: x\n    stop_grace_period: soon\n",
-		"not yaml":      "services: [\n",
-		"bad condition": "services:\n  a:\n    image: x\n    deploy: {restart_policy: {condition: sometimes}}\n",
-	}
-	for name, doc := range tests {
-		f, _, err := parseCompose([]byte(doc))
-		if err == nil {
-			_, err = stackSpecs("s", f)
-		}
-		if err == nil {
-			t.Errorf("%s: no error", name)
+func TestCheckStackName(t *testing.T) {
+	for name, ok := range map[string]bool{"shop": true, "my-shop2": true, "": false, "a_b": false, "Shop": false, "-x": false, "a b": false, "a/b": false} {
+		if err := checkStackName(name); (err == nil) != ok {
+			t.Errorf("checkStackName(%q) = %v", name, err)
 		}
 	}
 }
 
 func TestCLIStack(t *testing.T) {
 	f := newFakeAgent(t)
-	file := filepath.Join(t.TempDir(), "compose.yml")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "compose.yml")
 	if err := os.WriteFile(file, []byte(testCompose), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, ".env"), []byte("APP_REPLICAS=3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	out, errOut, code := runCLI(t, f.host, "", "stack", "deploy", "-c", file, "app")
-	if code != 0 || out != "Creating service app_agent\nCreating service app_web\n" || !strings.Contains(errOut, "Ignoring unsupported option: web.networks") {
+	if code != 0 || out != "Creating service app_agent\nCreating service app_web\n" ||
+		!strings.Contains(errOut, "Ignoring unsupported option: services.web.networks\n") || !strings.Contains(errOut, "Ignoring unsupported option: volumes\n") {
 		t.Fatalf("deploy: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
+	if f.lastSpec.Name != "app_web" || f.lastSpec.Replicas != 3 || len(f.lastSpec.Ports) != 3 || f.lastSpec.Ports[0].Published != 8080 {
+		t.Fatalf("created %+v", f.lastSpec)
+	}
+
+	// The same file again changes nothing.
+	f.lastQuery = ""
+	out, errOut, code = runCLI(t, f.host, "", "stack", "deploy", "-c", file, "app")
+	if code != 0 || out != "Service app_agent is up to date\nService app_web is up to date\n" || f.lastQuery != "" {
+		t.Fatalf("redeploy: exit %d, stdout %q, stderr %q, update %q", code, out, errOut, f.lastQuery)
+	}
+
+	// The environment beats .env; stdin works as a file.
+	t.Setenv("APP_REPLICAS", "5")
 	out, errOut, code = runCLI(t, f.host, testCompose, "stack", "deploy", "-c", "-", "app")
-	if code != 0 || out != "Updating service app_agent\nUpdating service app_web\n" {
-		t.Fatalf("redeploy: exit %d, stdout %q, stderr %q", code, out, errOut)
+	if code != 0 || out != "Updating service app_web\nService app_agent is up to date\n" {
+		t.Fatalf("redeploy from stdin: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	if f.lastQuery != "version=1" || f.lastSpec.Name != "app_web" {
-		t.Fatalf("update sent %q %s", f.lastQuery, f.lastSpec.Name)
+	if f.lastQuery != "version=1" || f.lastSpec.Name != "app_web" || f.lastSpec.Replicas != 5 {
+		t.Fatalf("update sent %q %+v", f.lastQuery, f.lastSpec)
 	}
+
 	out, _, code = runCLI(t, f.host, "", "stack", "ls")
 	if code != 0 || out != "NAME   SERVICES\napp    2\n" {
 		t.Fatalf("stack ls: %d %q", code, out)
@@ -145,5 +182,39 @@ func TestCLIStack(t *testing.T) {
 	_, errOut, code = runCLI(t, f.host, "", "stack", "deploy", "app")
 	if code != 2 {
 		t.Fatalf("deploy without -c: %d %q", code, errOut)
+	}
+	_, errOut, code = runCLI(t, f.host, "", "stack", "deploy", "-c", file)
+	if code != 2 || !strings.Contains(errOut, "no stack name") {
+		t.Fatalf("deploy without a name: %d %q", code, errOut)
+	}
+	_, errOut, code = runCLI(t, f.host, "", "stack", "deploy", "-c", file, "App_1")
+	if code != 2 || !strings.Contains(errOut, "invalid stack name") {
+		t.Fatalf("deploy with a bad name: %d %q", code, errOut)
+	}
+}
+
+func TestCLIStackBadFileChangesNothing(t *testing.T) {
+	f := newFakeAgent(t)
+	file := filepath.Join(t.TempDir(), "compose.yml")
+	// Two good services and one typo: nothing may be created.
+	doc := "services:\n  a:\n    image: x\n  b:\n    image: y\n  c:\n    image: z\n    replica: 2\n"
+	if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runCLI(t, f.host, "", "stack", "deploy", "-c", file, "app")
+	if code == 0 || out != "" || !strings.Contains(errOut, file+":8: services.c.replica: unknown key") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if len(f.services) != 0 {
+		t.Fatalf("created %d services", len(f.services))
+	}
+	// A missing required variable, likewise.
+	doc = "services:\n  a:\n    image: x\n  b:\n    image: y:${TAG:?set TAG}\n"
+	if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code = runCLI(t, f.host, "", "stack", "deploy", "-c", file, "app")
+	if code == 0 || !strings.Contains(errOut, file+":5: services.b.image: required variable TAG is missing a value: set TAG") || len(f.services) != 0 {
+		t.Fatalf("exit %d, stderr %q, %d services", code, errOut, len(f.services))
 	}
 }

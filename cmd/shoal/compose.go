@@ -1,0 +1,419 @@
+package main
+
+// Compose files → service specs. Loading (interpolation, .env, env_file,
+// extends, merging several files, profiles) is compose-go's, so a file means
+// here what it means to Docker; stackSpecs, the mapping onto api.ServiceSpec,
+// is a pure function of the loaded project.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/dotenv"
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/tree"
+	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// errBadCompose wraps every problem found in a compose file.
+var errBadCompose = errors.New("invalid compose file")
+
+// composeInput is what loadCompose reads.
+type composeInput struct {
+	// Files are the -c files in order (later ones override earlier ones);
+	// Filename is absolute ("-" for stdin) and Content holds the bytes.
+	Files []types.ConfigFile
+	// WorkingDir is the project directory: .env, env_file, extends files
+	// and relative paths are looked up there (the first file's directory).
+	WorkingDir string
+	// Env is the caller's environment; it wins over .env, as in compose.
+	Env map[string]string
+	// Profiles to enable; empty means COMPOSE_PROFILES of the environment.
+	Profiles []string
+	// Name is the stack name from the command line; empty takes the
+	// file's name: key.
+	Name string
+}
+
+// supportedAttributes are the compose keys stackSpecs turns into a spec, or
+// that compose-go consumes while loading (env_file, extends, profiles).
+// Everything else in a file is reported, by key path, as ignored. A path
+// names one node only: maps whose keys are the user's (environment, labels)
+// need their ".*" too.
+var supportedAttributes = []tree.Path{
+	"name",
+	"services.*.image",
+	"services.*.command",
+	"services.*.entrypoint",
+	"services.*.environment.*",
+	"services.*.env_file.[].path",
+	"services.*.env_file.[].required",
+	"services.*.env_file.[].format",
+	"services.*.extends.service",
+	"services.*.extends.file",
+	"services.*.profiles",
+	"services.*.ports.[].target",
+	"services.*.ports.[].published",
+	"services.*.ports.[].protocol",
+	"services.*.ports.[].mode",
+	"services.*.working_dir",
+	"services.*.user",
+	"services.*.labels.*",
+	"services.*.stop_grace_period",
+	"services.*.healthcheck.test",
+	"services.*.healthcheck.interval",
+	"services.*.healthcheck.timeout",
+	"services.*.healthcheck.start_period",
+	"services.*.healthcheck.retries",
+	"services.*.healthcheck.disable",
+	"services.*.deploy.mode",
+	"services.*.deploy.replicas",
+	"services.*.deploy.labels.*",
+	"services.*.deploy.resources.limits.cpus",
+	"services.*.deploy.resources.limits.memory",
+	"services.*.deploy.resources.limits.pids",
+	"services.*.deploy.resources.reservations.cpus",
+	"services.*.deploy.resources.reservations.memory",
+	"services.*.deploy.placement.constraints",
+	"services.*.deploy.restart_policy.condition",
+	"services.*.deploy.restart_policy.delay",
+	"services.*.deploy.restart_policy.max_attempts",
+	"services.*.deploy.restart_policy.window",
+	"services.*.deploy.update_config.parallelism",
+	"services.*.deploy.update_config.delay",
+	"services.*.deploy.update_config.failure_action",
+	"services.*.deploy.update_config.monitor",
+	"services.*.deploy.update_config.max_failure_ratio",
+	"services.*.deploy.update_config.order",
+	"services.*.deploy.rollback_config.parallelism",
+	"services.*.deploy.rollback_config.delay",
+	"services.*.deploy.rollback_config.failure_action",
+	"services.*.deploy.rollback_config.monitor",
+	"services.*.deploy.rollback_config.max_failure_ratio",
+	"services.*.deploy.rollback_config.order",
+}
+
+// unsupportedValues flag supported keys whose value Shoal cannot honour:
+// every published port goes through the routing mesh.
+var unsupportedValues = []loader.UnsupportedAttributePattern{{
+	Path:   "services.*.ports.[].mode",
+	Detect: func(v any) bool { return v != "ingress" },
+}}
+
+// loadCompose loads and merges the compose files of in and returns the
+// project and the key paths it ignores (sorted, each once, e.g.
+// "services.db.volumes"). It reads .env, env_file and extends files from
+// in.WorkingDir; the compose files themselves are already in in.Files.
+func loadCompose(ctx context.Context, in composeInput) (*types.Project, []string, error) {
+	env := types.Mapping{}
+	maps.Copy(env, in.Env)
+	dotEnv := filepath.Join(in.WorkingDir, ".env")
+	if st, err := os.Stat(dotEnv); err == nil && !st.IsDir() {
+		vars, err := dotenv.GetEnvFromFile(env, []string{dotEnv})
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %v", errBadCompose, err)
+		}
+		env.Merge(vars) // the caller's environment wins
+	}
+	profiles := in.Profiles
+	if len(profiles) == 0 && env["COMPOSE_PROFILES"] != "" {
+		for _, p := range strings.Split(env["COMPOSE_PROFILES"], ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				profiles = append(profiles, p)
+			}
+		}
+	}
+	var ignored []string
+	report := func(found []loader.UnsupportedAttribute) {
+		for _, f := range found {
+			k := strings.ReplaceAll(f.Path.String(), ".[]", "[]")
+			if !slices.Contains(ignored, k) {
+				ignored = append(ignored, k)
+			}
+		}
+	}
+	opts := []func(*loader.Options){
+		loader.WithProfiles(profiles),
+		loader.WithUnsupportedAttributesCheck(unsupportedValues, report),
+		loader.WithSupportedAttributes(supportedAttributes, nil),
+		func(o *loader.Options) {
+			if in.Name != "" {
+				o.SetProjectName(in.Name, true)
+			}
+		},
+	}
+	details := types.ConfigDetails{WorkingDir: in.WorkingDir, ConfigFiles: in.Files, Environment: env}
+	p, err := loader.LoadWithContext(ctx, details, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", errBadCompose, err)
+	}
+	sort.Strings(ignored)
+	return p, ignored, nil
+}
+
+// keyError is a problem with one key of a compose file. Path is dotted with
+// list indexes, as in services.web.ports[1].published.
+type keyError struct {
+	Path string
+	Err  error
+}
+
+func (e *keyError) Error() string { return e.Path + ": " + e.Err.Error() }
+func (e *keyError) Unwrap() error { return e.Err }
+
+// stackSpecs turns the services of a loaded project into the service specs
+// of stack, sorted by name. It checks every service and returns all the
+// problems it finds (each a *keyError, joined), so nothing is created from
+// a file that is only partly right.
+func stackSpecs(stack string, p *types.Project) ([]api.ServiceSpec, error) {
+	if len(p.Services) == 0 {
+		return nil, fmt.Errorf("%w: no services (are they all in profiles not enabled?)", errBadCompose)
+	}
+	var specs []api.ServiceSpec
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(p.Services)) {
+		spec, serr := serviceSpec(stack, p.Services[name])
+		errs = append(errs, serr...)
+		specs = append(specs, spec)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%w: %w", errBadCompose, errors.Join(errs...))
+	}
+	return specs, nil
+}
+
+// serviceSpec converts one compose service, starting from Docker's defaults
+// as `service create` does.
+func serviceSpec(stack string, cs types.ServiceConfig) (api.ServiceSpec, []error) {
+	var errs []error
+	base := "services." + cs.Name
+	bad := func(key string, format string, args ...any) {
+		errs = append(errs, &keyError{Path: base + key, Err: fmt.Errorf(format, args...)})
+	}
+	dur := func(key string, d *types.Duration, dst *time.Duration) {
+		switch {
+		case d == nil:
+		case *d < 0:
+			bad(key, "%s: must not be negative", time.Duration(*d))
+		default:
+			*dst = time.Duration(*d)
+		}
+	}
+
+	spec := defaultSpec()
+	spec.Name = stack + "_" + cs.Name
+	spec.Image = cs.Image
+	if spec.Image == "" {
+		if cs.Build != nil {
+			bad(".build", "building images is not supported: build it, `shoal image load` it and name it in image:")
+		} else {
+			bad(".image", "missing: every service needs an image")
+		}
+	}
+	spec.Command = nilIfEmpty(cs.Command)
+	spec.Entrypoint = nilIfEmpty(cs.Entrypoint)
+	spec.Workdir, spec.User = cs.WorkingDir, cs.User
+	for _, k := range slices.Sorted(maps.Keys(cs.Environment)) {
+		// A variable listed without a value and absent from the
+		// environment is left out, as docker does.
+		if v := cs.Environment[k]; v != nil {
+			spec.Env = append(spec.Env, k+"="+*v)
+		}
+	}
+	// Shoal has one set of labels per service: the container's (labels:)
+	// and the service's (deploy.labels:) both land there, deploy's winning.
+	spec.Labels = map[string]string{}
+	maps.Copy(spec.Labels, cs.Labels)
+	dur(".stop_grace_period", cs.StopGracePeriod, &spec.StopGracePeriod)
+
+	for i, p := range cs.Ports {
+		key := fmt.Sprintf(".ports[%d]", i)
+		pc := api.PortConfig{Target: int(p.Target), Protocol: p.Protocol}
+		if pc.Protocol == "" {
+			pc.Protocol = "tcp"
+		}
+		if pc.Protocol != "tcp" && pc.Protocol != "udp" {
+			bad(key+".protocol", "%q: want tcp or udp", p.Protocol)
+		}
+		if pc.Target < 1 || pc.Target > 65535 {
+			bad(key+".target", "%d: want a port 1-65535", p.Target)
+		}
+		switch n, err := strconv.Atoi(p.Published); {
+		case p.Published == "":
+			bad(key, "target %d has no published port: Shoal publishes every port on every node, give PUBLISHED:TARGET", p.Target)
+		case err != nil:
+			bad(key+".published", "%q: want a port 1-65535 (ranges are not supported)", p.Published)
+		case n < 1 || n > 65535:
+			bad(key+".published", "%d: want a port 1-65535", n)
+		default:
+			pc.Published = n
+		}
+		spec.Ports = append(spec.Ports, pc)
+	}
+
+	if h := cs.HealthCheck; h != nil {
+		hc := &api.HealthConfig{}
+		switch {
+		case h.Disable:
+			hc.Test = []string{"NONE"}
+		case len(h.Test) > 0:
+			hc.Test = slices.Clone([]string(h.Test))
+			switch hc.Test[0] {
+			case "CMD", "CMD-SHELL":
+				if len(hc.Test) < 2 {
+					bad(".healthcheck.test", "%s needs a command", hc.Test[0])
+				}
+			case "NONE":
+			default:
+				bad(".healthcheck.test", "%q: want CMD, CMD-SHELL or NONE first", hc.Test[0])
+			}
+		}
+		if h.Retries != nil {
+			hc.Retries = int(*h.Retries)
+		}
+		dur(".healthcheck.interval", h.Interval, &hc.Interval)
+		dur(".healthcheck.timeout", h.Timeout, &hc.Timeout)
+		dur(".healthcheck.start_period", h.StartPeriod, &hc.StartPeriod)
+		spec.Healthcheck = hc
+	}
+
+	if d := cs.Deploy; d != nil {
+		switch d.Mode {
+		case "", api.ModeReplicated:
+			if d.Replicas != nil {
+				if *d.Replicas < 0 {
+					bad(".deploy.replicas", "%d: must not be negative", *d.Replicas)
+				} else {
+					spec.Replicas = uint64(*d.Replicas)
+				}
+			}
+		case api.ModeGlobal:
+			spec.Mode, spec.Replicas = api.ModeGlobal, 0
+			if d.Replicas != nil {
+				bad(".deploy.replicas", "cannot be used with mode global")
+			}
+		default:
+			bad(".deploy.mode", "%q: want replicated or global", d.Mode)
+		}
+		maps.Copy(spec.Labels, d.Labels)
+		for i, c := range d.Placement.Constraints {
+			con, err := parseConstraint(c)
+			if err != nil {
+				bad(fmt.Sprintf(".deploy.placement.constraints[%d]", i), "%v", err)
+				continue
+			}
+			spec.Constraints = append(spec.Constraints, con)
+		}
+		for _, r := range []struct {
+			key string
+			in  *types.Resource
+			out *api.Resources
+		}{
+			{".deploy.resources.limits", d.Resources.Limits, &spec.Resources.Limits},
+			{".deploy.resources.reservations", d.Resources.Reservations, &spec.Resources.Reservations},
+		} {
+			if r.in == nil {
+				continue
+			}
+			if r.in.NanoCPUs != 0 {
+				// Through the shortest decimal that is the float32, so 0.1
+				// is 100000000 nano CPUs and not 100000001.
+				n, err := parseCPUs(strconv.FormatFloat(float64(r.in.NanoCPUs), 'g', -1, 32))
+				if err != nil {
+					bad(r.key+".cpus", "%v", err)
+				}
+				r.out.NanoCPUs = n
+			}
+			if r.in.MemoryBytes < 0 {
+				bad(r.key+".memory", "must not be negative")
+			}
+			r.out.MemoryBytes = int64(r.in.MemoryBytes)
+			if r.in.Pids < 0 {
+				bad(r.key+".pids", "must not be negative")
+			}
+			r.out.Pids = r.in.Pids
+		}
+		if rp := d.RestartPolicy; rp != nil {
+			switch rp.Condition {
+			case "":
+			case api.RestartAny, api.RestartOnFailure, api.RestartNone:
+				spec.RestartPolicy.Condition = rp.Condition
+			default:
+				bad(".deploy.restart_policy.condition", "%q: want any, on-failure or none", rp.Condition)
+			}
+			if rp.MaxAttempts != nil {
+				spec.RestartPolicy.MaxAttempts = int(*rp.MaxAttempts)
+			}
+			dur(".deploy.restart_policy.delay", rp.Delay, &spec.RestartPolicy.Delay)
+			dur(".deploy.restart_policy.window", rp.Window, &spec.RestartPolicy.Window)
+		}
+		updateConfig(".deploy.update_config", d.UpdateConfig, &spec.UpdateConfig, false, bad)
+		updateConfig(".deploy.rollback_config", d.RollbackConfig, &spec.RollbackConfig, true, bad)
+	}
+	spec.Labels[stackLabel] = stack
+	return spec, errs
+}
+
+// updateConfig applies an update_config or rollback_config section.
+func updateConfig(key string, in *types.UpdateConfig, out *api.UpdateConfig, rollback bool, bad func(string, string, ...any)) {
+	if in == nil {
+		return
+	}
+	if in.Parallelism != nil {
+		out.Parallelism = int(*in.Parallelism)
+	}
+	if in.Delay < 0 {
+		bad(key+".delay", "must not be negative")
+	}
+	out.Delay = time.Duration(in.Delay)
+	if in.Monitor != 0 {
+		if in.Monitor < 0 {
+			bad(key+".monitor", "must not be negative")
+		}
+		out.Monitor = time.Duration(in.Monitor)
+	}
+	switch in.Order {
+	case "":
+	case api.OrderStopFirst, api.OrderStartFirst:
+		out.Order = in.Order
+	default:
+		bad(key+".order", "%q: want stop-first or start-first", in.Order)
+	}
+	switch in.FailureAction {
+	case "":
+	case api.FailurePause, api.FailureContinue:
+		out.FailureAction = in.FailureAction
+	case api.FailureRollback:
+		if rollback {
+			bad(key+".failure_action", "%q: want pause or continue", in.FailureAction)
+		}
+		out.FailureAction = in.FailureAction
+	default:
+		bad(key+".failure_action", "%q: want pause, rollback or continue", in.FailureAction)
+	}
+	// float32 in compose-go: through its shortest decimal, so 0.1 stays 0.1.
+	r, _ := strconv.ParseFloat(strconv.FormatFloat(float64(in.MaxFailureRatio), 'g', -1, 32), 64)
+	if r < 0 || r > 1 {
+		bad(key+".max_failure_ratio", "%g: want 0 to 1", r)
+	}
+	out.MaxFailureRatio = r
+}
+
+// nilIfEmpty makes an empty command nil, as the spec stores it.
+func nilIfEmpty(c types.ShellCommand) []string {
+	if len(c) == 0 {
+		return nil
+	}
+	return slices.Clone([]string(c))
+}
