@@ -1,6 +1,6 @@
 // Package consensus holds Shoal's replicated state: the in-memory state store
 // (go-memdb), the FSM that applies Raft log entries to it, the Raft wiring
-// (raft-wal log store, file snapshots, a transport over the stream layer that
+// (a bbolt log store, file snapshots, a transport over the stream layer that
 // node provides) and the pure autopilot logic that decides which nodes vote.
 //
 // It never imports node: node wires it to the network, to membership health
@@ -46,4 +46,8 @@ var (
 	// ErrTimeout: Raft did not accept or commit the operation in time. The
 	// entry may still be committed later.
 	ErrTimeout = errors.New("raft operation timed out")
+	// ErrLogUnreadable: this node's raft log (or the raft-wal it is migrated
+	// from) cannot be read back. New quarantines it and rejoins (see
+	// logstore_rejoin.go); callers see it only when that failed too.
+	ErrLogUnreadable = errors.New("raft log unreadable")
 )

@@ -2,9 +2,11 @@ package consensus
 
 // Why: this file is the only place that touches *raft.Raft. node gets a
 // *Raft with a small surface (Apply, membership changes, leadership signal)
-// and never reaches into hashicorp/raft itself. Storage is raft-wal (log and
-// stable store in one) plus file snapshots; the transport runs over the
-// stream layer node multiplexes on the mutual-TLS cluster port.
+// and never reaches into hashicorp/raft itself. Storage is our bbolt log and
+// stable store in one file (logstore.go; migrated from raft-wal, quarantined
+// when unreadable: logstore_migrate.go, logstore_rejoin.go) plus file
+// snapshots; the transport runs over the stream layer node multiplexes on
+// the mutual-TLS cluster port.
 
 import (
 	"context"
@@ -12,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,8 +21,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftwal "github.com/hashicorp/raft-wal"
-	"github.com/hashicorp/raft-wal/metadb"
 )
 
 // Config configures a Raft node. Derive it from DefaultConfig; it must not
@@ -32,7 +31,8 @@ type Config struct {
 	// Addr is the IP:port other nodes dial to reach this node's raft
 	// (the advertise address and cluster port).
 	Addr string
-	// DataDir holds raft/wal (log and stable store) and raft/snapshots.
+	// DataDir holds raft/raft.db (log and stable store), raft/snapshots and,
+	// after an unreadable log, raft-rejoin.json and raft.broken-<time>.
 	DataDir string
 	// StreamLayer is the raft stream of the cluster port, provided by node.
 	// Raft owns it from New on and closes it on Shutdown.
@@ -135,7 +135,9 @@ type Raft struct {
 	logs  raft.LogStore
 	stab  raft.StableStore
 	snaps raft.SnapshotStore
-	// closers run on Shutdown after raft stopped (transport, WAL).
+	// gate withholds the vote while a rejoin is pending (nil in memory).
+	gate *voteGate
+	// closers run on Shutdown after raft stopped (transport, log store).
 	closers []io.Closer
 
 	shutdownOnce sync.Once
@@ -144,9 +146,11 @@ type Raft struct {
 
 // storage is the three raft stores plus what must be closed after raft.
 type storage struct {
-	logs    raft.LogStore
-	stable  raft.StableStore
-	snaps   raft.SnapshotStore
+	logs   raft.LogStore
+	stable raft.StableStore
+	snaps  raft.SnapshotStore
+	// gate withholds this node's vote while a rejoin is pending (nil in memory).
+	gate    *voteGate
 	closers []io.Closer
 }
 
@@ -162,27 +166,48 @@ func New(cfg Config, store *Store) (*Raft, error) {
 		return nil, fmt.Errorf("raft config: empty DataDir: %w", ErrInvalid)
 	}
 	logger := newHclog(cfg.Logger, "raft", cfg.LogLevel)
-	base := filepath.Join(cfg.DataDir, "raft")
-	walDir := filepath.Join(base, "wal")
-	if err := os.MkdirAll(walDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create raft dir %s: %w", walDir, err)
-	}
-	// raft-wal v0.4's Close leaves its bolt meta store open (and locked),
-	// so we own the meta store and close it after the WAL.
-	meta := &metadb.BoltMetaDB{}
-	wal, err := raftwal.Open(walDir, raftwal.WithLogger(logger.Named("wal")), raftwal.WithMetaStore(meta))
+	st, err := openDiskStorage(cfg, logger)
 	if err != nil {
-		_ = meta.Close()
-		return nil, fmt.Errorf("open raft wal %s: %w", walDir, err)
+		return nil, err
 	}
-	closers := []io.Closer{wal, meta}
+	return newRaft(cfg, store, logger, st)
+}
+
+// openDiskStorage opens the bolt log + stable store (migrating a raft-wal
+// store, quarantining an unreadable one: logstore_rejoin.go) and the file
+// snapshots under cfg.DataDir/raft.
+func openDiskStorage(cfg Config, logger hclog.Logger) (storage, error) {
+	base := filepath.Join(cfg.DataDir, "raft")
+	rejoin, err := rejoinPending(cfg.DataDir)
+	if err != nil {
+		return storage{}, err
+	}
+	logs, err := openLogStore(base, logger)
+	if errors.Is(err, ErrLogUnreadable) {
+		moved, qerr := quarantineRaftDir(cfg.DataDir, time.Now(), err)
+		if qerr != nil {
+			return storage{}, errors.Join(err, qerr)
+		}
+		logger.Error("this node's raft log is unreadable; it was moved aside and the node starts with an empty log, "+
+			"withholding its vote until the leader has made it a non-voter; the leader then sends it a snapshot",
+			"error", err.Error(), "moved_to", moved)
+		rejoin = true
+		logs, err = openLogStore(base, logger)
+	}
+	if err != nil {
+		return storage{}, err
+	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(base, cfg.SnapshotRetain, logger.Named("snapshots"))
 	if err != nil {
-		_ = wal.Close()
-		_ = meta.Close()
-		return nil, fmt.Errorf("open raft snapshots in %s: %w", base, err)
+		_ = logs.Close()
+		return storage{}, fmt.Errorf("open raft snapshots in %s: %w", base, err)
 	}
-	return newRaft(cfg, store, logger, storage{logs: wal, stable: wal, snaps: snaps, closers: closers})
+	gate := &voteGate{StableStore: logs}
+	gate.closed.Store(rejoin)
+	if rejoin {
+		logger.Warn("raft rejoin pending: this node withholds its vote until the leader has made it a non-voter")
+	}
+	return storage{logs: logs, stable: gate, snaps: snaps, gate: gate, closers: []io.Closer{logs}}, nil
 }
 
 // NewInmem starts raft with in-memory log, stable and snapshot stores over
@@ -245,12 +270,42 @@ func newRaft(cfg Config, store *Store, logger hclog.Logger, st storage) (_ *Raft
 		}
 	}
 
-	r, err := raft.NewRaft(rc, fsm, st.logs, st.stable, st.snaps, trans)
+	r, err := startRaft(rc, fsm, st, trans)
 	if err != nil {
 		return nil, fmt.Errorf("start raft %s: %w", cfg.NodeID, err)
 	}
 	return &Raft{cfg: cfg, raft: r, fsm: fsm, store: store, trans: trans,
-		logs: st.logs, stab: st.stable, snaps: st.snaps, closers: st.closers}, nil
+		logs: st.logs, stab: st.stable, snaps: st.snaps, gate: st.gate, closers: st.closers}, nil
+}
+
+// startRaft is raft.NewRaft with its panics (it panics when a log entry it
+// needs cannot be read) turned into an error, so that the agent prints one
+// line instead of a stack trace. New has read the whole log back before, so
+// this is the last line of defence, not the recovery path.
+func startRaft(rc *raft.Config, fsm *FSM, st storage, trans raft.Transport) (r *raft.Raft, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r, err = nil, fmt.Errorf("raft panicked reading its state: %v: %w", p, ErrLogUnreadable)
+		}
+	}()
+	return raft.NewRaft(rc, fsm, st.logs, st.stable, st.snaps, trans)
+}
+
+// RejoinPending reports whether this node lost its raft log and withholds its
+// vote until the leader has made it a non-voter (then call RejoinDone).
+func (r *Raft) RejoinPending() bool { return r.gate != nil && r.gate.closed.Load() }
+
+// RejoinDone records that the leader has made this node a non-voter: it
+// gives the node its vote back and removes the rejoin marker. Idempotent.
+func (r *Raft) RejoinDone() error {
+	if r.gate == nil {
+		return nil
+	}
+	if err := clearRejoin(r.cfg.DataDir); err != nil {
+		return err
+	}
+	r.gate.closed.Store(false)
+	return nil
 }
 
 // Store returns the store this node's FSM writes into.

@@ -33,7 +33,7 @@ type clusterNode struct {
 	down  bool
 }
 
-// raftCluster is a raft cluster on inmem transports with raft-wal on disk,
+// raftCluster is a raft cluster on inmem transports with the log store on disk,
 // which can partition nodes and restart them (raft's MakeCluster idea).
 type raftCluster struct {
 	t     *testing.T
@@ -62,7 +62,12 @@ func newRaftCluster(t *testing.T, n int) *raftCluster {
 // start opens the node's raft from its data dir with a fresh transport.
 func (c *raftCluster) start(n *clusterNode, force bool) {
 	c.t.Helper()
-	_, n.trans = raft.NewInmemTransport("")
+	// A restarted node keeps its address, as a real one does.
+	var addr raft.ServerAddress
+	if n.trans != nil {
+		addr = n.trans.LocalAddr()
+	}
+	_, n.trans = raft.NewInmemTransport(addr)
 	n.store = NewStore()
 	cfg := testRaftConfig(n.id)
 	cfg.DataDir = n.dir

@@ -207,6 +207,8 @@ func (a *Agent) serveRPC(conn *tls.Conn) {
 			return
 		}
 		_ = call.reply(struct{}{}, a.handleAdminRPC(ctx, call.peerID, req))
+	case rpcRejoin:
+		_ = call.reply(struct{}{}, a.handleRejoinRPC(ctx, call.peerID))
 	case rpcBlob:
 		a.serveBlobRPC(ctx, call)
 	case rpcManifest:

@@ -125,7 +125,7 @@ func TestRPCPing(t *testing.T) {
 func TestRPCWithoutCertificateRefused(t *testing.T) {
 	s := startRPCServer(t)
 	join := pki.JoinTLS(s.pki.ca.Fingerprint())
-	for _, method := range []string{rpcApply, rpcAdmin, rpcBlob, rpcManifest, rpcLogs, "no-such-method"} {
+	for _, method := range []string{rpcApply, rpcAdmin, rpcRejoin, rpcBlob, rpcManifest, rpcLogs, "no-such-method"} {
 		t.Run(method, func(t *testing.T) {
 			err := callRPC(rpcCtx(t), s.addr, join, method, map[string]string{"x": "y"}, nil, nil)
 			var re *rpcError
@@ -152,6 +152,7 @@ func TestRPCWithCertificate(t *testing.T) {
 		{rpcApply, applyRPCRequest{Command: []byte(`{}`)}, ErrNoCluster.Error()},
 		{rpcAdmin, adminRPCRequest{Op: "leave", NodeID: "node-b"}, ErrNoCluster.Error()},
 		{rpcJoin, joinRPCRequest{NodeID: "x"}, "not part of a cluster"},
+		{rpcRejoin, struct{}{}, ErrNoCluster.Error()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method, func(t *testing.T) {
