@@ -124,8 +124,8 @@ func (a *Agent) trafficState(cl *cluster) (lb.State, lb.Records) {
 		var backends []lb.Backend
 		var taskIPs []net.IP
 		for _, t := range cl.store.TasksByService(s.ID) {
-			if t.DesiredState != api.TaskRunning || t.State != api.TaskRunning || t.IP == "" || t.Health == api.HealthUnhealthy {
-				continue
+			if t.DesiredState != api.TaskRunning || !servesTraffic(t) {
+				continue // told to stop: out of every node's backends before it stops (drainStops)
 			}
 			if _, ok := alive[t.NodeID]; !ok && t.NodeID != a.id.NodeID {
 				continue // its node is dead for gossip: drop it now
@@ -149,4 +149,15 @@ func (a *Agent) trafficState(cl *cluster) (lb.State, lb.Records) {
 		records["tasks."+s.Name] = taskIPs
 	}
 	return state, records
+}
+
+// servesTraffic reports whether t, as recorded, can take connections: it
+// runs, has an address and, when it has a health check, is healthy. A task
+// whose health check has not passed yet gets no traffic (Docker activates a
+// task's service binding only once it is healthy): it may not listen yet.
+// A task is a backend while it serves traffic and its desired state is
+// running; once the leader tells it to stop, every node drops it at once and
+// its own node waits a drain period before stopping it (drainStops).
+func servesTraffic(t *api.Task) bool {
+	return t.State == api.TaskRunning && t.IP != "" && (t.Health == "" || t.Health == api.HealthHealthy)
 }

@@ -12,6 +12,11 @@ package node
 // removes a container for a task it does not know until the local replica
 // has caught up with the leader, so an agent restart (or a node coming back
 // from a partition) never kills healthy containers by mistake.
+//
+// A task that served traffic is not stopped the moment the leader says so:
+// drainStops (pure, table-tested) holds its stop for drainPeriod, while every
+// node's load balancer drops it from the same Raft entry, so a rolling update
+// or a scale-down refuses no connection.
 
 import (
 	"context"
@@ -135,6 +140,50 @@ func computeActions(nodeID string, tasks []*api.Task, containers []api.Container
 	return acts
 }
 
+// drainPeriod is how long a node keeps the container of a task that served
+// traffic running after it first sees the leader's order to stop it. Every
+// node applies the same Raft entry at about the same time and drops the task
+// from its load balancer then (servesTraffic); the container must outlive
+// the slowest of them, or a connection some node still sends it is refused.
+// Swarm waits the same 2s for gossip to converge after it removes a task's
+// service binding and before it stops the container. Connections already
+// established keep their conntrack entry and finish within this period.
+const drainPeriod = 2 * time.Second
+
+// drainStops is the pure half of draining: it holds back every stop of a
+// container whose task was told to stop while it served traffic until
+// period has passed since this node first saw that order. seen maps task ID
+// to when this node first saw it (the caller keeps it between passes and
+// must not change it); drainStops returns the actions to do now, the map to
+// keep (tasks whose stop is being drained or was just released), and the
+// earliest time a held stop is due (zero when none is held). Stops of tasks
+// that served no traffic (never healthy, no address, already reported
+// stopped) and of tasks still meant to run (unhealthy) are not delayed.
+func drainStops(acts []action, seen map[string]time.Time, now time.Time, period time.Duration) ([]action, map[string]time.Time, time.Time) {
+	out := acts[:0:0]
+	next := map[string]time.Time{}
+	var wake time.Time
+	for _, act := range acts {
+		if act.kind != actStop || act.task.DesiredState == api.TaskRunning || !servesTraffic(act.task) {
+			out = append(out, act)
+			continue
+		}
+		first, ok := seen[act.task.ID]
+		if !ok {
+			first = now
+		}
+		next[act.task.ID] = first
+		if due := first.Add(period); now.Before(due) {
+			if wake.IsZero() || due.Before(wake) {
+				wake = due
+			}
+			continue
+		}
+		out = append(out, act)
+	}
+	return out, next, wake
+}
+
 // reconciler owns the per-node loop state.
 type reconciler struct {
 	a  *Agent
@@ -146,6 +195,11 @@ type reconciler struct {
 	pending  map[string]api.TaskStatus
 	kick     chan struct{}
 	since    time.Time
+	// drainSeen and drainTimer belong to the loop goroutine (pass): when
+	// this node first saw each draining task's stop order, and the timer
+	// that runs the pass that stops the next one.
+	drainSeen  map[string]time.Time
+	drainTimer *time.Timer
 }
 
 func (a *Agent) reconcileLoop(ctx context.Context, cl *cluster) {
@@ -155,6 +209,11 @@ func (a *Agent) reconcileLoop(ctx context.Context, cl *cluster) {
 	defer wg.Wait()
 	wg.Add(1)
 	go func() { defer wg.Done(); r.reportLoop(ctx) }()
+	defer func() {
+		if r.drainTimer != nil {
+			r.drainTimer.Stop()
+		}
+	}()
 
 	storeCh, cancelStore := cl.store.Subscribe()
 	defer cancelStore()
@@ -209,7 +268,18 @@ func (r *reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 		}
 	}
 	r.mu.Unlock()
-	acts := computeActions(a.id.NodeID, tasks, a.rt.List(), r.synced(), time.Now().UTC())
+	now := time.Now().UTC()
+	acts := computeActions(a.id.NodeID, tasks, a.rt.List(), r.synced(), now)
+	// Stops of tasks that served traffic wait until every node has dropped
+	// them from its load balancer.
+	acts, seen, wake := drainStops(acts, r.drainSeen, now, drainPeriod)
+	r.drainSeen = seen
+	if !wake.IsZero() {
+		if r.drainTimer != nil {
+			r.drainTimer.Stop()
+		}
+		r.drainTimer = time.AfterFunc(wake.Sub(now), r.signal)
+	}
 	for _, act := range acts {
 		act := act
 		switch act.kind {

@@ -3,8 +3,8 @@ package main
 // Waiting for a service to converge after create/update/scale/rollback, the
 // way `docker service create` does without -d: poll the service and its tasks,
 // print one line per slot when its state changes, and stop when the running
-// tasks match the spec, when the update pauses or rolls back, or when tasks
-// keep failing.
+// tasks match the spec and an update has passed its monitor period, when the
+// update pauses or rolls back, or when tasks keep failing.
 
 import (
 	"context"
@@ -45,8 +45,11 @@ type convergence struct {
 	Desired int
 	Running int
 	Slots   []slotLine
-	Done    bool
-	Err     error
+	// Note is a line about the service as a whole (an update's monitor
+	// period), printed when it changes.
+	Note string
+	Done bool
+	Err  error
 }
 
 // specKey identifies what a task runs, the fields whose change replaces
@@ -194,6 +197,21 @@ func assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, igno
 		return conv
 	}
 	conv.Done = conv.Running == conv.Desired && !staleRunning && (!global || conv.Desired > 0 || len(tasks) > 0)
+	// Every task runs the new spec, but the update watches them for its
+	// monitor period before it is complete: a task that dies within it
+	// still pauses or rolls back the update (docker's "verify: waiting").
+	if us := svc.UpdateStatus; conv.Done && us != nil && (op == opUpdate || op == opRollback) &&
+		(us.State == api.UpdateUpdating || us.State == api.UpdateRollbackStarted) {
+		conv.Done = false
+		monitor := spec.UpdateConfig.Monitor
+		if us.State == api.UpdateRollbackStarted {
+			monitor = spec.RollbackConfig.Monitor
+		}
+		conv.Note = fmt.Sprintf("%s: verifying that tasks are stable", name)
+		if monitor > 0 {
+			conv.Note += fmt.Sprintf(" (monitor %s)", monitor)
+		}
+	}
 	return conv
 }
 
@@ -237,6 +255,7 @@ func (s *shell) waitService(ctx context.Context, cl *api.Client, id, op string, 
 				lastErr = err
 			}
 		default:
+			prevNote := last.Note
 			lastErr, last, name = nil, conv, conv.Name
 			if !quiet {
 				for _, sl := range conv.Slots {
@@ -245,6 +264,9 @@ func (s *shell) waitService(ctx context.Context, cl *api.Client, id, op string, 
 						printed[sl.Name] = sl.Text
 					}
 				}
+			}
+			if !quiet && conv.Note != "" && conv.Note != prevNote {
+				fmt.Fprintln(s.stderr, conv.Note)
 			}
 			if conv.Err != nil {
 				return conv.Err

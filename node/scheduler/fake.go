@@ -24,6 +24,10 @@ type FakeCluster struct {
 	// FailImages makes tasks of these images fail (exit code 1) instead of
 	// reaching running when Report starts them.
 	FailImages map[string]bool
+	// SlowHealth makes tasks of these images start with health "starting"
+	// and become healthy on the following Report, as tasks with a health
+	// check do.
+	SlowHealth map[string]bool
 	// CheckIdempotent makes Step plan again after applying and fail when the
 	// second plan is not empty.
 	CheckIdempotent bool
@@ -41,6 +45,7 @@ func NewFakeCluster(now time.Time) *FakeCluster {
 		Services:        map[string]*api.Service{},
 		Tasks:           map[string]*api.Task{},
 		FailImages:      map[string]bool{},
+		SlowHealth:      map[string]bool{},
 		CheckIdempotent: true,
 		index:           100,
 	}
@@ -202,6 +207,8 @@ func (c *FakeCluster) Report() int {
 		switch {
 		case t.DesiredState != api.TaskRunning:
 			t.State = api.TaskShutdown
+		case t.State == api.TaskRunning && t.Health == api.HealthStarting:
+			t.Health = api.HealthHealthy
 		case t.State == api.TaskRunning:
 			continue
 		case c.FailImages[t.Image]:
@@ -210,6 +217,9 @@ func (c *FakeCluster) Report() int {
 		default:
 			t.State = api.TaskRunning
 			t.StartedAt = c.Now
+			if c.SlowHealth[t.Image] {
+				t.Health = api.HealthStarting
+			}
 		}
 		t.UpdatedAt = c.Now
 		moved++

@@ -369,7 +369,7 @@ func (s *svcRun) resolve(sl *slot) {
 	switch {
 	case c != nil:
 		s.upd.observe(s, c.t)
-		if o != nil && c.t.State == api.TaskRunning {
+		if o != nil && ready(c.t) {
 			r.shutdown(o, "replaced by task "+c.t.ID)
 			o = nil
 		}

@@ -8,20 +8,28 @@ package scheduler
 // replicas or ports alone replaces nothing). While Service.UpdateStatus is
 // updating (or rollback_started), each Plan call:
 //
-//   - counts slots in flight: a current task not yet running; a slot whose
-//     outdated task was told to stop (stop-first) and still runs;
-//   - checks failures: current tasks created since the update started that
-//     ended (failed, rejected, complete) within Monitor of starting. When
-//     failures/updated slots > MaxFailureRatio the FailureAction applies:
-//     pause (UpdateStatus paused), rollback (Spec = PreviousSpec, status
-//     rollback_started) or continue;
+//   - counts slots in flight: a current task not yet ready (running and,
+//     with a health check, healthy); a slot whose outdated task was told
+//     to stop (stop-first) and still runs;
+//   - judges failures (judgeFailures, pure): tasks of the update (current
+//     spec, created since it started) that ended — failed, rejected or
+//     complete — before running or within Monitor of starting. When
+//     failures / slots of the update > MaxFailureRatio the FailureAction
+//     applies: pause (UpdateStatus paused), rollback (Spec = PreviousSpec,
+//     status rollback_started, the RollbackConfig drives it; a failing
+//     rollback pauses as rollback_paused) or continue. The status message
+//     names the failed task and its error;
 //   - starts at most Parallelism − in-flight new slots (0 = all), but not
-//     before the last updated task started running plus Delay; stop-first shuts the
-//     old task down and creates the new one once it stopped, start-first
-//     creates the new task at once and shuts the old one down when the new
-//     one runs;
-//   - marks the update completed (rollback_completed) when no slot is
-//     outdated or in flight.
+//     before the last updated task started running plus Delay; stop-first
+//     shuts the old task down and creates the new one once it stopped,
+//     start-first creates the new task at once and shuts the old one down
+//     when the new one is ready;
+//   - marks the update completed (rollback_completed, keeping the reason)
+//     when no slot is outdated or in flight and Monitor has passed since the
+//     last task of the update started (monitorDone, pure): until then a
+//     task that fails still triggers the failure action. Without this wait
+//     an update whose tasks die a second after starting "completed" before
+//     the first of them failed.
 //
 // UpdateStatus is set to updating by Plan itself when outdated tasks appear
 // and no update is recorded (nil, completed, rollback_completed). A paused
@@ -30,6 +38,7 @@ package scheduler
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
@@ -41,11 +50,24 @@ type updater struct {
 	active      bool // updating or rolling back, not paused
 	rollingBack bool
 	startedAt   time.Time
-	inFlight    int       // slots being replaced before this plan
-	busy        int       // slots this plan starts replacing or creates
-	outdated    int       // outdated active tasks left after this plan
-	candidates  []*slot   // slots whose active task is outdated
-	lastSettle  time.Time // latest settle time of an updated task
+	inFlight    int     // slots being replaced before this plan
+	busy        int     // slots this plan starts replacing or creates
+	outdated    int     // outdated active tasks left after this plan
+	candidates  []*slot // slots whose active task is outdated
+	// lastStart is when the latest task created for the update started
+	// running: the next batch waits Delay after it, and the update is not
+	// complete before Monitor after it.
+	lastStart time.Time
+}
+
+// ready reports whether t serves its slot: running and, when it has a
+// health check, healthy. A task still in its health check's start period
+// holds its slot in flight (swarmkit's executor reports such a task
+// running only once it is healthy): a start-first update does not stop
+// the old task, and the next batch does not start, before it can take
+// traffic.
+func ready(t *api.Task) bool {
+	return t.State == api.TaskRunning && t.Health != api.HealthStarting && t.Health != api.HealthUnhealthy
 }
 
 // observe accounts for the slot's current active task t.
@@ -53,25 +75,24 @@ func (u *updater) observe(s *svcRun, t *api.Task) {
 	if terminal(t.State) {
 		return
 	}
-	if t.State != api.TaskRunning {
+	if !ready(t) {
 		u.inFlight++
 		return
 	}
-	if !u.active {
-		return // the rest is update monitoring
+	if !u.active || t.CreatedAt.Before(u.startedAt) {
+		return // the rest is monitoring the tasks of this update
 	}
 	start := t.StartedAt
 	if start.IsZero() {
 		start = t.UpdatedAt
 	}
-	// A running task no longer holds its slot in flight (as in swarmkit:
-	// the monitor period only decides what counts as a failure), but the
-	// planner wakes at the end of the window to count late failures.
-	if settle := start.Add(u.cfg.Monitor); u.active && settle.After(s.r.now) {
-		s.r.wakeAt(settle)
-	}
-	if u.active && !t.CreatedAt.Before(u.startedAt) && start.After(u.lastSettle) {
-		u.lastSettle = start
+	// A ready task no longer holds its slot in flight (as in swarmkit:
+	// the monitor period decides what counts as a failure and when the
+	// update is complete, not when the next batch starts), but the
+	// planner wakes at the end of its window to close the update.
+	s.r.wakeAt(start.Add(u.cfg.Monitor))
+	if start.After(u.lastStart) {
+		u.lastStart = start
 	}
 }
 
@@ -122,84 +143,161 @@ func (s *svcRun) updateStatusBefore() {
 	u.active = true
 	u.startedAt = st.StartedAt
 
-	failures, updated, lastFailed := s.failures(st.StartedAt)
-	if failures == 0 || float64(failures)/float64(updated) <= u.cfg.MaxFailureRatio {
-		return
-	}
-	action := u.cfg.FailureAction
-	if u.rollingBack && action == api.FailureRollback {
-		action = api.FailurePause
-	}
-	what := "update"
-	paused := api.UpdatePaused
-	if u.rollingBack {
-		what, paused = "rollback", api.UpdateRollbackPaused
-	}
-	switch action {
-	case api.FailureContinue:
-		return
+	tasks, pending := s.monitored(st.StartedAt)
+	v := judgeFailures(u.cfg, u.rollingBack, s.svc.PreviousSpec != nil, tasks, pending)
+	switch v.Action {
+	case "":
 	case api.FailureRollback:
-		if s.svc.PreviousSpec != nil {
-			s.rollback(lastFailed)
-			return
-		}
-		s.setStatus(api.UpdateStatus{State: paused, StartedAt: st.StartedAt,
-			Message: fmt.Sprintf("update paused: task %s failed and there is no previous spec to roll back to", lastFailed)})
+		s.rollback(v.Message)
 	default:
-		s.setStatus(api.UpdateStatus{State: paused, StartedAt: st.StartedAt,
-			Message: fmt.Sprintf("%s paused due to failure or early termination of task %s", what, lastFailed)})
+		s.setStatus(api.UpdateStatus{State: v.State, StartedAt: st.StartedAt, Message: v.Message})
+		u.active = false
 	}
-	u.active = false
 }
 
 // rollback switches the working service to its previous spec. Tasks created
 // for it in this plan carry SpecVersion Version+1 as a placeholder; the FSM
 // gives the service its real version and materialEqual recognises them.
-func (s *svcRun) rollback(failedTask string) {
+func (s *svcRun) rollback(reason string) {
 	svc := s.svc
 	failed := svc.Spec
 	svc.Spec = *svc.PreviousSpec
 	svc.PreviousSpec = &failed
 	svc.Version = s.orig.Version + 1
 	svc.Mode, svc.Replicas, svc.Image, svc.Ports = svc.Spec.Mode, svc.Spec.Replicas, svc.Spec.Image, svc.Spec.Ports
-	svc.UpdateStatus = &api.UpdateStatus{
-		State:     api.UpdateRollbackStarted,
-		StartedAt: s.r.now,
-		Message:   fmt.Sprintf("update rolled back due to failure or early termination of task %s", failedTask),
-	}
+	svc.UpdateStatus = &api.UpdateStatus{State: api.UpdateRollbackStarted, StartedAt: s.r.now, Message: reason}
 	s.setService(svc)
 	s.upd = updater{cfg: s.spec.RollbackConfig, active: true, rollingBack: true, startedAt: s.r.now}
 }
 
-// failures counts, among current tasks created since the update started,
-// the slots updated and the tasks that ended within Monitor of starting.
-func (s *svcRun) failures(since time.Time) (failures, updated int, lastFailed string) {
-	slots := map[string]bool{}
-	var last *api.Task
+// monitored lists the tasks the running update created (current spec,
+// created since it started) and counts the slots it has yet to touch
+// (an outdated task is meant to run there and no task of the update is).
+func (s *svcRun) monitored(since time.Time) (tasks []monitoredTask, pending int) {
+	key := func(t *api.Task) string {
+		if s.global {
+			return t.NodeID
+		}
+		return strconv.Itoa(t.Slot)
+	}
+	updated := map[string]bool{}
+	var outdated []string
 	for _, ref := range s.tasks {
 		t := ref.t
-		if t.CreatedAt.Before(since) || !s.current(t) {
+		if !s.current(t) {
+			if t.DesiredState == api.TaskRunning && (s.global || (t.Slot >= 1 && uint64(t.Slot) <= s.spec.Replicas)) {
+				outdated = append(outdated, key(t))
+			}
 			continue
 		}
-		key := t.NodeID
-		if !s.global {
-			key = fmt.Sprint(t.Slot)
+		if t.CreatedAt.Before(since) {
+			continue
 		}
-		slots[key] = true
+		k := key(t)
+		updated[k] = true
+		tasks = append(tasks, monitoredTask{ID: t.ID, Name: t.Name, Slot: k, State: t.State,
+			Error: t.Error, StartedAt: t.StartedAt, EndedAt: t.UpdatedAt})
+	}
+	seen := map[string]bool{}
+	for _, k := range outdated {
+		if !updated[k] && !seen[k] {
+			seen[k] = true
+			pending++
+		}
+	}
+	return tasks, pending
+}
+
+// monitoredTask is what the failure monitor knows of one task created by
+// the running update.
+type monitoredTask struct {
+	ID, Name  string
+	Slot      string // slot number, or node ID for a global service
+	State     string
+	Error     string
+	StartedAt time.Time // zero if it never ran
+	EndedAt   time.Time // when it reached State (the task's UpdatedAt)
+}
+
+// failureVerdict is judgeFailures' decision.
+type failureVerdict struct {
+	// Action is "" (go on), api.FailurePause or api.FailureRollback.
+	Action string
+	// State and Message are the update status to record.
+	State   string
+	Message string
+}
+
+// judgeFailures is the update's failure monitor (swarmkit's
+// failureTriggersAction, as a pure function of the stored tasks). A task of
+// the update that ended — failed, rejected or even complete — before it ran
+// or within cfg.Monitor of starting is a failure. When failures / slots of
+// the update (those it touched plus pending, the ones it has yet to touch)
+// exceed cfg.MaxFailureRatio, cfg.FailureAction applies: pause, rollback
+// (a rollback that fails pauses instead: never roll back a rollback; no
+// previous spec also pauses) or continue (go on as if nothing happened).
+// The message names the latest failed task and why it failed.
+func judgeFailures(cfg api.UpdateConfig, rollingBack, canRollBack bool, tasks []monitoredTask, pending int) failureVerdict {
+	slots := map[string]bool{}
+	failures := 0
+	var last *monitoredTask
+	for i := range tasks {
+		t := &tasks[i]
+		slots[t.Slot] = true
 		switch t.State {
 		case api.TaskFailed, api.TaskRejected, api.TaskComplete:
-			if t.StartedAt.IsZero() || t.UpdatedAt.Before(t.StartedAt.Add(s.upd.cfg.Monitor)) {
-				failures++
-				if last == nil || olderTask(last, t) {
-					last = t
-				}
-			}
+		default:
+			continue
+		}
+		if !t.StartedAt.IsZero() && t.EndedAt.Sub(t.StartedAt) > cfg.Monitor {
+			continue // it ran through its monitor period: not the update's fault
+		}
+		failures++
+		if last == nil || t.EndedAt.After(last.EndedAt) || (t.EndedAt.Equal(last.EndedAt) && t.ID > last.ID) {
+			last = t
 		}
 	}
-	if last != nil {
-		lastFailed = last.ID
+	total := len(slots) + pending
+	if failures == 0 || float64(failures)/float64(max(total, 1)) <= cfg.MaxFailureRatio {
+		return failureVerdict{}
 	}
-	return failures, len(slots), lastFailed
+	what := fmt.Sprintf("task %s (%s) %s", last.Name, last.ID, last.State)
+	switch {
+	case last.Error != "":
+		what += ": " + last.Error
+	case !last.StartedAt.IsZero():
+		what += fmt.Sprintf(" %s after it started", last.EndedAt.Sub(last.StartedAt).Round(10*time.Millisecond))
+	}
+	if failures > 1 {
+		what += fmt.Sprintf(" (%d failures in %d slots)", failures, total)
+	}
+	switch {
+	case cfg.FailureAction == api.FailureContinue:
+		return failureVerdict{}
+	case rollingBack:
+		return failureVerdict{Action: api.FailurePause, State: api.UpdateRollbackPaused, Message: "rollback paused: " + what}
+	case cfg.FailureAction == api.FailureRollback && canRollBack:
+		return failureVerdict{Action: api.FailureRollback, State: api.UpdateRollbackStarted, Message: "update rolled back: " + what}
+	case cfg.FailureAction == api.FailureRollback:
+		return failureVerdict{Action: api.FailurePause, State: api.UpdatePaused, Message: "update paused (no previous spec to roll back to): " + what}
+	default:
+		return failureVerdict{Action: api.FailurePause, State: api.UpdatePaused, Message: "update paused: " + what}
+	}
+}
+
+// monitorDone reports whether an update whose slots are all replaced is
+// complete at now: Monitor has passed since its last task started (swarmkit
+// keeps watching for one more monitoring period before declaring an update
+// complete). Otherwise it returns when to look again.
+func monitorDone(lastStart time.Time, monitor time.Duration, now time.Time) (bool, time.Time) {
+	if lastStart.IsZero() {
+		return true, time.Time{}
+	}
+	end := lastStart.Add(monitor)
+	if now.Before(end) {
+		return false, end
+	}
+	return true, time.Time{}
 }
 
 // runUpdate starts replacing the next outdated slots, within parallelism
@@ -215,8 +313,8 @@ func (s *svcRun) runUpdate() {
 			// task stopped, restarts) are in flight too.
 			n = min(n, max(p-u.inFlight-u.busy, 0))
 		}
-		if u.cfg.Delay > 0 && !u.lastSettle.IsZero() {
-			if at := u.lastSettle.Add(u.cfg.Delay); at.After(r.now) {
+		if u.cfg.Delay > 0 && !u.lastStart.IsZero() {
+			if at := u.lastStart.Add(u.cfg.Delay); at.After(r.now) {
 				r.wakeAt(at)
 				n = 0
 			}
@@ -239,18 +337,29 @@ func (s *svcRun) runUpdate() {
 	u.outdated += len(u.candidates) - n
 }
 
-// updateStatusAfter marks the update done when nothing is left to replace.
+// updateStatusAfter marks the update done when nothing is left to replace
+// and its last tasks have been watched for the monitor period.
 func (s *svcRun) updateStatusAfter() {
 	u := &s.upd
 	if !u.active || u.outdated > 0 || u.inFlight > 0 || u.busy > 0 {
 		return
 	}
-	st := api.UpdateStatus{State: api.UpdateCompleted, Message: "update completed", CompletedAt: s.r.now}
-	if u.rollingBack {
-		st.State, st.Message = api.UpdateRollbackCompleted, "rollback completed"
+	if done, wake := monitorDone(u.lastStart, u.cfg.Monitor, s.r.now); !done {
+		s.r.wakeAt(wake)
+		return
 	}
-	if s.svc.UpdateStatus != nil {
-		st.StartedAt = s.svc.UpdateStatus.StartedAt
+	st := api.UpdateStatus{State: api.UpdateCompleted, Message: "update completed", CompletedAt: s.r.now}
+	if prev := s.svc.UpdateStatus; prev != nil {
+		st.StartedAt = prev.StartedAt
+		if u.rollingBack {
+			// Keep the reason of the rollback.
+			st.State, st.Message = api.UpdateRollbackCompleted, "rollback completed"
+			if prev.Message != "" {
+				st.Message += " (" + prev.Message + ")"
+			}
+		}
+	} else if u.rollingBack {
+		st.State, st.Message = api.UpdateRollbackCompleted, "rollback completed"
 	}
 	s.setStatus(st)
 }

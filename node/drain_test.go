@@ -1,0 +1,113 @@
+package node
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+func TestServesTraffic(t *testing.T) {
+	tests := []struct {
+		name   string
+		state  string
+		ip     string
+		health string
+		want   bool
+	}{
+		{"running, no health check", api.TaskRunning, "10.42.1.2", "", true},
+		{"running, healthy", api.TaskRunning, "10.42.1.2", api.HealthHealthy, true},
+		{"health check not passed yet", api.TaskRunning, "10.42.1.2", api.HealthStarting, false},
+		{"unhealthy", api.TaskRunning, "10.42.1.2", api.HealthUnhealthy, false},
+		{"no address", api.TaskRunning, "", "", false},
+		{"starting", api.TaskStarting, "10.42.1.2", "", false},
+		{"stopped", api.TaskShutdown, "10.42.1.2", "", false},
+	}
+	for _, tt := range tests {
+		tk := task("t1", api.TaskRunning, tt.state, withHealth(tt.health), func(t *api.Task) { t.IP = tt.ip })
+		if got := servesTraffic(tk); got != tt.want {
+			t.Errorf("%s: servesTraffic = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestDrainStops(t *testing.T) {
+	withIP := func(t *api.Task) { t.IP = "10.42.1.2" }
+	serving := task("serving", api.TaskShutdown, api.TaskRunning, withIP)
+	healthy := task("healthy", api.TaskShutdown, api.TaskRunning, withIP, withHealth(api.HealthHealthy))
+	notHealthy := task("nothealthy", api.TaskShutdown, api.TaskRunning, withIP, withHealth(api.HealthStarting))
+	noIP := task("noip", api.TaskShutdown, api.TaskRunning)
+	unhealthy := task("unhealthy", api.TaskRunning, api.TaskRunning, withIP, withHealth(api.HealthUnhealthy))
+	stop := func(tk *api.Task) action {
+		return action{kind: actStop, task: tk, container: &api.Container{ID: "c-" + tk.ID, State: api.ContainerRunning}}
+	}
+	other := []action{
+		{kind: actStart, task: task("new", api.TaskRunning, api.TaskAssigned)},
+		{kind: actReport, task: task("r", api.TaskRunning, api.TaskStarting), status: api.TaskStatus{TaskID: "r", State: api.TaskRunning}},
+	}
+	at := func(d time.Duration) time.Time { return reconcileNow.Add(d) }
+	tests := []struct {
+		name     string
+		acts     []action
+		seen     map[string]time.Time
+		now      time.Time
+		want     []string
+		wantSeen []string
+		wake     time.Time
+	}{
+		{name: "first sight holds the stop", acts: append(slices.Clone(other), stop(serving)), now: at(0),
+			want: []string{"report r running", "start new"}, wantSeen: []string{"serving"}, wake: at(drainPeriod)},
+		{name: "healthy one too", acts: []action{stop(healthy)}, now: at(0),
+			wantSeen: []string{"healthy"}, wake: at(drainPeriod)},
+		{name: "still within the period", acts: []action{stop(serving)}, seen: map[string]time.Time{"serving": at(0)},
+			now: at(drainPeriod - time.Millisecond), wantSeen: []string{"serving"}, wake: at(drainPeriod)},
+		{name: "period over: stop", acts: []action{stop(serving)}, seen: map[string]time.Time{"serving": at(0)},
+			now: at(drainPeriod), want: []string{"stop serving c-serving"}, wantSeen: []string{"serving"}},
+		{name: "earliest wake of two", acts: []action{stop(serving), stop(healthy)},
+			seen: map[string]time.Time{"healthy": at(-time.Second)}, now: at(0),
+			wantSeen: []string{"healthy", "serving"}, wake: at(drainPeriod - time.Second)},
+		{name: "never served: stop at once", acts: []action{stop(notHealthy), stop(noIP)}, now: at(0),
+			want: []string{"stop nothealthy c-nothealthy", "stop noip c-noip"}},
+		{name: "unhealthy task meant to run: stop at once", acts: []action{stop(unhealthy)}, now: at(0),
+			want: []string{"stop unhealthy c-unhealthy"}},
+		{name: "stopped tasks are forgotten", acts: other, seen: map[string]time.Time{"gone": at(0)}, now: at(time.Second),
+			want: []string{"report r running", "start new"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := slices.Clone(tt.acts)
+			got, seen, wake := drainStops(tt.acts, tt.seen, tt.now, drainPeriod)
+			if d := describeAll(got); !slices.Equal(d, sortedCopy(tt.want)) {
+				t.Fatalf("actions %q, want %q", d, tt.want)
+			}
+			var keys []string
+			for k := range seen {
+				keys = append(keys, k)
+			}
+			if !slices.Equal(sortedCopy(keys), sortedCopy(tt.wantSeen)) {
+				t.Fatalf("seen %v, want %v", keys, tt.wantSeen)
+			}
+			for k, v := range tt.seen {
+				if s, ok := seen[k]; ok && !s.Equal(v) {
+					t.Fatalf("first sight of %s moved from %v to %v", k, v, s)
+				}
+			}
+			if !wake.Equal(tt.wake) {
+				t.Fatalf("wake %v, want %v", wake, tt.wake)
+			}
+			if describe(in[0]) != describe(tt.acts[0]) {
+				t.Fatal("the input actions were changed")
+			}
+		})
+	}
+}
+
+func sortedCopy(s []string) []string {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	if c == nil {
+		c = []string{}
+	}
+	return c
+}
