@@ -52,17 +52,11 @@ func TestHelperAgent(t *testing.T) {
 }
 
 // TestAgentKill9: the agent process is SIGKILLed while its container runs;
-// the container keeps running, passes to another reaper (not the new agent),
-// and a new agent re-adopts it and still learns its exit code and logs.
+// the container keeps running under the node supervisor (not the new
+// agent), and a new agent re-adopts it and still learns its exit code and
+// its logs, including what it printed while no agent ran.
 func TestAgentKill9(t *testing.T) {
 	cfg := testConfig(t)
-	// In production the dead agent's containers pass to init, not to the
-	// next agent. Make that true here: this process stops being a subreaper
-	// while the helper runs.
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = setSubreaper() })
 
 	paths, _ := json.Marshal(map[string]string{"Root": cfg.Root, "RuncRoot": cfg.RuncRoot, "CgroupParent": cfg.CgroupParent})
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperAgent$")

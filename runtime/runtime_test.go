@@ -19,16 +19,16 @@ import (
 
 // Shared fixtures, built once by TestMain when running as root.
 var (
-	testInit   string // static init binary
+	testInit   string // tini-static
 	testRootfs string // busybox rootfs used as the single image layer
 	fixtureErr error
 )
 
 func TestMain(m *testing.M) {
-	// The test binary doubles as the init when started as one (it is only
-	// used that way when it is statically linked).
-	if IsInitInvocation(os.Args[0]) {
-		os.Exit(InitMain(os.Args))
+	// The test binary doubles as the node supervisor (Config's default
+	// SupervisorBinary is the running executable).
+	if IsSupervisorInvocation(os.Args[0]) {
+		os.Exit(SupervisorMain(os.Args))
 	}
 	code := func() int {
 		if os.Geteuid() != 0 {
@@ -44,7 +44,7 @@ func TestMain(m *testing.M) {
 			return m.Run()
 		}
 		defer os.RemoveAll(dir)
-		testInit, fixtureErr = buildInit(dir)
+		testInit, fixtureErr = exec.LookPath(DefaultInitBinary)
 		if fixtureErr == nil {
 			testRootfs, fixtureErr = buildBusyboxRootfs(filepath.Join(dir, "busybox"))
 		}
@@ -53,19 +53,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// buildInit returns a static init binary: the test binary itself when it is
-// static, else a CGO_ENABLED=0 build of cmd/shoal-init (race builds are not).
-func buildInit(dir string) (string, error) {
-	if self, err := os.Executable(); err == nil && checkStatic(self) == nil {
-		return self, nil
-	}
-	out := filepath.Join(dir, "shoal-init")
-	cmd := exec.Command("go", "build", "-o", out, "github.com/shoal-org/shoal/runtime/cmd/shoal-init")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build init: %v: %s", err, b)
-	}
-	return out, nil
+// buildGoInit returns a static build (CGO_ENABLED=0) of cmd/shoal-init, the
+// Go init Shoal ran in every container before the supervisor.
+func buildGoInit(dir string) (string, error) {
+	return buildBinary(dir, "shoal-init", "github.com/shoal-org/shoal/runtime/cmd/shoal-init")
 }
 
 // buildBusyboxRootfs makes a minimal image: /bin/busybox with its applets,
@@ -304,7 +295,9 @@ func TestExitCodes(t *testing.T) {
 		}
 	}
 	c, logs := h.runToExit(t, Spec{Command: []string{"no-such-command"}})
-	if c.ExitCode != 127 || !strings.Contains(logs, "not found") {
+	// tini reports it as Docker's --init does: "exec no-such-command
+	// failed: No such file or directory", exit 127.
+	if c.ExitCode != 127 || !strings.Contains(logs, "no-such-command") || !strings.Contains(logs, "No such file") {
 		t.Errorf("missing command: exit %d logs %q", c.ExitCode, logs)
 	}
 }
