@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -388,6 +389,45 @@ func TestStopForwardsSIGTERM(t *testing.T) {
 	if c.State != api.ContainerExited || c.ExitCode != 143 {
 		t.Errorf("state %s exit %d, want exited 143", c.State, c.ExitCode)
 	}
+}
+
+// TestZombiesReaped: orphans inside a container are reaped by its init, so
+// none is left a zombie while the container runs, even when the command
+// itself (here exec'd sleep, which never waits) reaps nothing.
+func TestZombiesReaped(t *testing.T) {
+	h := startHarness(t, testConfig(t))
+	c := h.run(t, Spec{Image: "busybox", Command: []string{"sh", "-c",
+		`for i in 1 2 3 4 5; do (sleep 0.1 &) ; done; sleep 1; echo spawned; exec sleep 1000`}})
+	poll(t, "orphans spawned", 20*time.Second, func() bool { return strings.Contains(h.logs(t, c.ID), "spawned") })
+	// Every process of the container (its cgroup) must be alive or gone,
+	// never a zombie.
+	poll(t, "zombies reaped", 10*time.Second, func() bool {
+		return countZombies(t, c.Pid) == 0
+	})
+}
+
+// countZombies counts zombie processes in the PID namespace of pid.
+func countZombies(t *testing.T, pid int) int {
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if l, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", p)); l != ns {
+			continue
+		}
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 && strings.HasPrefix(string(b[i+1:]), " Z") {
+			n++
+		}
+	}
+	return n
 }
 
 func TestStopKillsAfterGrace(t *testing.T) {
