@@ -269,6 +269,7 @@ func (s *supervisor) run() error {
 	go s.reapLoop(sigCh)
 	go s.pumpLoop()
 	go s.idleLoop()
+	trimMemory()
 	for {
 		conn, err := l.AcceptUnix()
 		if err != nil {
@@ -291,6 +292,43 @@ func (s *supervisor) run() error {
 			}()
 			s.serve(conn)
 		}()
+	}
+}
+
+// trimMemory gives back what starting up cost: the heap the package
+// initialisers of the whole shoal binary left behind, and the page-table
+// references to the binary's code and read-only data that starting touched.
+// Those pages stay in the page cache (shared with the agent, which runs the
+// same binary); only the few the supervisor's loops use come back, so its
+// resident set is what it needs, not what every package's init touched.
+// Writable mappings are left alone: dropping them would lose their data.
+func trimMemory() {
+	debug.FreeOSMemory()
+	exe, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return
+	}
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 6 || f[5] != exe || strings.Contains(f[1], "w") {
+			continue
+		}
+		lo, hi, ok := strings.Cut(f[0], "-")
+		if !ok {
+			continue
+		}
+		start, err1 := strconv.ParseUint(lo, 16, 64)
+		end, err2 := strconv.ParseUint(hi, 16, 64)
+		if err1 != nil || err2 != nil || end <= start {
+			continue
+		}
+		// Addresses from /proc/self/maps, not Go pointers: the raw
+		// syscall keeps them integers.
+		_, _, _ = unix.Syscall(unix.SYS_MADVISE, uintptr(start), uintptr(end-start), unix.MADV_DONTNEED)
 	}
 }
 
