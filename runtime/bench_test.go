@@ -157,7 +157,7 @@ func BenchmarkContainerOverhead(b *testing.B) {
 	for _, p := range inits {
 		initKB += pssKB(p)
 	}
-	supKB := pssKB(supPid)
+	supKB, supAnonKB := pssKB(supPid), smapsKB(supPid, "Pss_Anon")
 	oursKB := float64(initKB+supKB) / n
 	for _, c := range h.rt.List() {
 		if err := h.rt.Remove(ctx, c.ID, true); err != nil {
@@ -169,6 +169,7 @@ func BenchmarkContainerOverhead(b *testing.B) {
 	b.ReportMetric(oursKB, "pss-KiB/container")
 	b.ReportMetric(float64(initKB)/n, "init-pss-KiB/container")
 	b.ReportMetric(float64(supKB), "supervisor-pss-KiB")
+	b.ReportMetric(float64(supAnonKB), "supervisor-anon-KiB")
 	b.ReportMetric(baseKB, "baseline-pss-KiB/container")
 	b.ReportMetric(baseKB/oursKB, "ratio")
 }
@@ -246,13 +247,16 @@ func readPid(p string) (int, error) {
 }
 
 // pssKB is the Pss line of /proc/PID/smaps_rollup, in KiB (0 if gone).
-func pssKB(pid int) int {
+func pssKB(pid int) int { return smapsKB(pid, "Pss") }
+
+// smapsKB is one line of /proc/PID/smaps_rollup, in KiB (0 if gone).
+func smapsKB(pid int, key string) int {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
 	if err != nil {
 		return 0
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "Pss:" {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == key+":" {
 			v, _ := strconv.Atoi(f[1])
 			return v
 		}
