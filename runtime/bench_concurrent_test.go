@@ -20,8 +20,7 @@ import (
 //
 //	go test -run '^$' -bench ConcurrentStart40 -benchtime 3x ./runtime/
 //
-// SHOAL_BENCH_INIT=/path/to/shoal uses that binary as the container init
-// (the production shoal binary is much larger than the test's init).
+// SHOAL_BENCH_INIT=/path/to/init uses that binary as the container init.
 func BenchmarkConcurrentStart40(b *testing.B) {
 	const n = 40
 	cfg := testConfig(b)

@@ -68,10 +68,16 @@ type Config struct {
 	CgroupParent string
 	// RuncBinary is the runc executable (name looked up in PATH, or a path).
 	RuncBinary string
-	// InitBinary is the host path of the static binary bind-mounted into every
-	// container as its init; it must dispatch to InitMain when started as
-	// /.shoal/init. Empty means the running executable (os.Executable).
+	// InitBinary is the host path of the tiny static init bind-mounted into
+	// every container at InitPath and run as its PID 1 (`init -- CMD...`):
+	// it must forward signals to CMD, reap zombies and exit with CMD's
+	// status. Empty means DefaultInitBinary looked up in PATH (Debian's
+	// tini package; scripts/deps.sh installs it).
 	InitBinary string
+	// SupervisorBinary is the binary started (as shoal-supervisor) to be the
+	// node's supervisor when none runs; it must dispatch to SupervisorMain
+	// (see IsSupervisorInvocation). Empty means the running executable.
+	SupervisorBinary string
 	// LogMaxSize caps one container log file; LogMaxFiles is how many files
 	// (current + rotated) are kept.
 	LogMaxSize  int64
@@ -98,6 +104,13 @@ type Config struct {
 	// Network attaches containers to the overlay; nil means loopback only.
 	Network Network
 }
+
+// DefaultInitBinary is the container init looked up in PATH when
+// Config.InitBinary is empty: tini's static build, Docker's --init.
+const DefaultInitBinary = "tini-static"
+
+// InitPath is where the init is bind-mounted (read-only) in containers.
+const InitPath = "/.shoal/init"
 
 // DefaultConfig returns a config with the defaults filled in; the caller
 // sets Root, RuncRoot, CgroupParent and Images.
@@ -149,14 +162,24 @@ func (c *Config) Validate() error {
 		c.RuncBinary = p
 	}
 	if c.InitBinary == "" {
-		p, err := os.Executable()
-		if err != nil {
-			bad("find own executable for InitBinary: %v", err)
+		if p, err := exec.LookPath(DefaultInitBinary); err != nil {
+			bad("container init %s not found (install Debian's tini package: scripts/deps.sh): %v", DefaultInitBinary, err)
+		} else {
+			c.InitBinary = p
 		}
-		c.InitBinary = p
 	}
 	if c.InitBinary != "" && !filepath.IsAbs(c.InitBinary) {
 		bad("InitBinary must be absolute, got %q", c.InitBinary)
+	}
+	if c.SupervisorBinary == "" {
+		p, err := os.Executable()
+		if err != nil {
+			bad("find own executable for SupervisorBinary: %v", err)
+		}
+		c.SupervisorBinary = p
+	}
+	if c.SupervisorBinary != "" && !filepath.IsAbs(c.SupervisorBinary) {
+		bad("SupervisorBinary must be absolute, got %q", c.SupervisorBinary)
 	}
 	return errors.Join(errs...)
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -140,7 +142,7 @@ func (r *Runtime) probe(ctx context.Context, c *container, args []string, timeou
 	r.mu.Unlock()
 	p := r.pathsOf(id)
 	var s specs.Spec
-	b, err := os.ReadFile(p.config)
+	b, err := readCapped(p.dir, "config.json", 16<<20)
 	if err == nil {
 		err = json.Unmarshal(b, &s)
 	}
@@ -151,36 +153,52 @@ func (r *Runtime) probe(ctx context.Context, c *container, args []string, timeou
 	proc.Args = args
 	proc.Terminal = false
 
-	outPath := filepath.Join(p.dir, "health.out")
 	pidPath := filepath.Join(p.dir, "health.pid")
-	out, err := os.OpenFile(outPath, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return false, fmt.Sprintf("open health output: %v", err)
-	}
-	defer out.Close()
 	_ = os.Remove(pidPath)
+	// The probe's output goes through a pipe of which we keep the first
+	// probeOutputCap bytes: a probe printing /dev/zero costs neither disk
+	// nor agent memory.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return false, fmt.Sprintf("health output pipe: %v", err)
+	}
+	outCh := make(chan []byte, 1)
+	go func() {
+		defer pr.Close()
+		b, _ := io.ReadAll(io.LimitReader(pr, probeOutputCap))
+		_, _ = io.Copy(io.Discard, pr) // until every writer is gone or the deadline
+		outCh <- b
+	}()
 
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	err = r.runc.Exec(pctx, id, proc, &runc.ExecOpts{IO: fileIO{out}, PidFile: pidPath})
-	if pctx.Err() != nil {
-		// runc was killed; the probe process may live on: kill and reap it.
-		killAndReap(pidPath)
+	err = r.runc.Exec(pctx, id, proc, &runc.ExecOpts{IO: probeIO{pw}, PidFile: pidPath})
+	pw.Close()
+	timedOut := pctx.Err() != nil
+	if timedOut {
+		// runc was killed; the probe process may live on: kill it.
+		killProbe(p.dir, "health.pid")
+	}
+	// Descendants of the probe may hold the pipe open: stop reading soon.
+	_ = pr.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	out := <-outCh
+	if timedOut {
 		return false, fmt.Sprintf("health check timed out after %s", timeout)
 	}
-	tail := make([]byte, 4096)
-	n, _ := out.ReadAt(tail, 0)
-	msg := strings.TrimSpace(string(tail[:n]))
+	msg := strings.TrimSpace(string(out))
 	if err != nil {
 		return false, msg
 	}
 	return true, msg
 }
 
-// killAndReap SIGKILLs the process in pidFile and, when it became our child
-// (its runc parent died and we are the subreaper), reaps it.
-func killAndReap(pidFile string) {
-	b, err := os.ReadFile(pidFile)
+// probeOutputCap is how much of a health probe's output is kept.
+const probeOutputCap = 4096
+
+// killProbe SIGKILLs the process whose pid runc wrote in dir/name; it is a
+// child of the (killed) runc exec, so its reaper is not us.
+func killProbe(dir, name string) {
+	b, err := readCapped(dir, name, maxSmallFile)
 	if err != nil {
 		return
 	}
@@ -194,7 +212,20 @@ func killAndReap(pidFile string) {
 	}
 	defer unix.Close(fd)
 	_ = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
-	_, _ = unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 2000)
-	var ws unix.WaitStatus
-	_, _ = unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+}
+
+// probeIO gives runc exec (and so the probe) a pipe as stdout and stderr
+// and /dev/null as stdin.
+type probeIO struct{ w *os.File }
+
+func (i probeIO) Close() error          { return nil }
+func (i probeIO) Stdin() io.WriteCloser { return nil }
+func (i probeIO) Stdout() io.ReadCloser { return nil }
+func (i probeIO) Stderr() io.ReadCloser { return nil }
+
+// Set implements runc.IO.
+func (i probeIO) Set(cmd *exec.Cmd) {
+	cmd.Stdin = nil
+	cmd.Stdout = i.w
+	cmd.Stderr = i.w
 }

@@ -47,22 +47,21 @@ func TestHelperAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Printf("CONTAINER %s %d\n", c.ID, c.Pid)
+	away, err := rt.RunContainer(context.Background(), Spec{Image: "busybox", Name: "away", Command: []string{"sh", "-c",
+		`echo before; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo while-away; exit 9`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("CONTAINER %s %d %s\n", c.ID, c.Pid, away.ID)
 	select {}
 }
 
 // TestAgentKill9: the agent process is SIGKILLed while its container runs;
-// the container keeps running, passes to another reaper (not the new agent),
-// and a new agent re-adopts it and still learns its exit code and logs.
+// the container keeps running under the node supervisor (not the new
+// agent), and a new agent re-adopts it and still learns its exit code and
+// its logs, including what it printed while no agent ran.
 func TestAgentKill9(t *testing.T) {
 	cfg := testConfig(t)
-	// In production the dead agent's containers pass to init, not to the
-	// next agent. Make that true here: this process stops being a subreaper
-	// while the helper runs.
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = setSubreaper() })
 
 	paths, _ := json.Marshal(map[string]string{"Root": cfg.Root, "RuncRoot": cfg.RuncRoot, "CgroupParent": cfg.CgroupParent})
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperAgent$")
@@ -87,14 +86,14 @@ func TestAgentKill9(t *testing.T) {
 		}
 		close(lines)
 	}()
-	var id string
+	var id, awayID string
 	var pid int
 	select {
 	case l, ok := <-lines:
 		if !ok {
 			t.Fatal("helper agent exited without starting a container")
 		}
-		fmt.Sscanf(l, "CONTAINER %s %d", &id, &pid)
+		fmt.Sscanf(l, "CONTAINER %s %d %s", &id, &pid, &awayID)
 	case <-time.After(60 * time.Second):
 		t.Fatal("helper agent did not start a container")
 	}
@@ -109,7 +108,20 @@ func TestAgentKill9(t *testing.T) {
 		t.Fatalf("container init %d was reparented to the test process", pid)
 	}
 
+	// "away" prints and exits while no agent runs.
+	rec := filepath.Join(cfg.Root, "containers", awayID, exitRecordFile)
+	if err := os.WriteFile(filepath.Join(cfg.Root, "containers", awayID, "rootfs", "tmp", "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "exit record of a container that ended while no agent ran", 30*time.Second, func() bool { return fileExists(rec) })
+
 	h := startHarness(t, cfg)
+	if c, err := h.rt.Get("away"); err != nil || c.State != api.ContainerExited || c.ExitCode != 9 {
+		t.Errorf("away: %+v %v, want exited 9", c, err)
+	}
+	if logs := h.logs(t, awayID); !strings.Contains(logs, "before\n") || !strings.Contains(logs, "while-away\n") {
+		t.Errorf("away's logs %q", logs)
+	}
 	c, err := h.rt.Get("kill9")
 	if err != nil {
 		t.Fatal(err)

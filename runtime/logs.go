@@ -1,13 +1,11 @@
 package runtime
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -34,7 +32,9 @@ const followPoll = 100 * time.Millisecond
 
 // Logs streams the container's stored output. The channel is closed when
 // everything asked for was sent, or when ctx or Run ends. The log files are
-// written by the init inside the container, so this only reads files.
+// written (and rotated) by the node supervisor, so this only reads files:
+// each opened without following links, as a regular file, with lines of at
+// most maxLogLine bytes (longer ones are skipped).
 func (r *Runtime) Logs(ctx context.Context, idOrName string, opts LogOptions) (<-chan api.LogLine, error) {
 	if err := r.waitReady(ctx); err != nil {
 		return nil, err
@@ -46,21 +46,26 @@ func (r *Runtime) Logs(ctx context.Context, idOrName string, opts LogOptions) (<
 	r.mu.Lock()
 	id := c.rec.ID
 	r.mu.Unlock()
-	logPath := filepath.Join(r.pathsOf(id).log, containerinit.LogFile)
+	logDir := r.pathsOf(id).log
+	logName := containerinit.LogFile
+	logPath := filepath.Join(logDir, logName)
 
 	// Open the current file before reading the rotated ones, so a rotation
 	// in between duplicates lines at worst rather than losing them.
-	cur, err := os.Open(logPath)
+	cur, err := openInDir(logDir, logName)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("open log of %s: %w", ShortID(id), err)
 	}
 	var initial []api.LogLine
 	for i := r.cfg.LogMaxFiles - 1; i >= 1; i-- {
-		f, err := os.Open(logPath + "." + strconv.Itoa(i))
+		f, err := openInDir(logDir, logName+"."+strconv.Itoa(i))
 		if err != nil {
+			if !errors.Is(err, os.ErrNotExist) {
+				r.log.Warn("skipping a log file", "id", ShortID(id), "err", err)
+			}
 			continue
 		}
-		initial = appendLines(initial, f, opts)
+		initial = append(initial, (&lineReader{f: f}).readLines(opts)...)
 		f.Close()
 	}
 	var rd *lineReader
@@ -103,7 +108,7 @@ func (r *Runtime) Logs(ctx context.Context, idOrName string, opts LogOptions) (<
 			running := c.rec.State == api.ContainerRunning && !c.removed
 			r.mu.Unlock()
 			if rd == nil {
-				if f, err := os.Open(logPath); err == nil {
+				if f, err := openInDir(logDir, logName); err == nil {
 					rd = &lineReader{f: f}
 				}
 			}
@@ -126,7 +131,7 @@ func (r *Runtime) Logs(ctx context.Context, idOrName string, opts LogOptions) (<
 				}
 			}
 			if !running {
-				return // exited: the init flushed everything before exiting
+				return // exited: the supervisor drained the output before reporting it
 			}
 			select {
 			case <-t.C:
@@ -147,10 +152,12 @@ func (r *Runtime) Logs(ctx context.Context, idOrName string, opts LogOptions) (<
 }
 
 // lineReader reads whole JSON lines from a growing file, keeping a partial
-// last line for the next call.
+// last line (at most maxLogLine bytes) for the next call. A longer line is
+// skipped up to its newline.
 type lineReader struct {
-	f       *os.File
-	partial []byte
+	f        *os.File
+	partial  []byte
+	skipping bool // inside a line longer than maxLogLine
 }
 
 func (lr *lineReader) readLines(opts LogOptions) []api.LogLine {
@@ -158,35 +165,33 @@ func (lr *lineReader) readLines(opts LogOptions) []api.LogLine {
 	buf := make([]byte, 64<<10)
 	for {
 		n, err := lr.f.Read(buf)
-		if n > 0 {
-			data := append(lr.partial, buf[:n]...)
-			for {
-				i := bytes.IndexByte(data, '\n')
-				if i < 0 {
-					break
+		data := buf[:max(n, 0)]
+		for len(data) > 0 {
+			i := bytes.IndexByte(data, '\n')
+			if i < 0 {
+				if !lr.skipping && len(lr.partial)+len(data) <= maxLogLine {
+					lr.partial = append(lr.partial, data...)
+				} else {
+					lr.partial, lr.skipping = nil, true
 				}
-				if l, ok := decodeLine(data[:i], opts); ok {
+				break
+			}
+			if !lr.skipping && len(lr.partial)+i <= maxLogLine {
+				line := data[:i]
+				if len(lr.partial) > 0 {
+					line = append(lr.partial, line...)
+				}
+				if l, ok := decodeLine(line, opts); ok {
 					out = append(out, l)
 				}
-				data = data[i+1:]
 			}
-			lr.partial = append([]byte(nil), data...)
+			lr.partial, lr.skipping = lr.partial[:0], false
+			data = data[i+1:]
 		}
 		if err != nil || n == 0 {
 			return out
 		}
 	}
-}
-
-func appendLines(out []api.LogLine, f io.Reader, opts LogOptions) []api.LogLine {
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if l, ok := decodeLine(sc.Bytes(), opts); ok {
-			out = append(out, l)
-		}
-	}
-	return out
 }
 
 func decodeLine(b []byte, opts LogOptions) (api.LogLine, bool) {
@@ -203,7 +208,7 @@ func decodeLine(b []byte, opts LogOptions) (api.LogLine, bool) {
 // rotated reports whether path now names a different file than f.
 func rotated(f *os.File, path string) bool {
 	a, err1 := f.Stat()
-	b, err2 := os.Stat(path)
+	b, err2 := os.Lstat(path)
 	if err1 != nil || err2 != nil {
 		return false // not recreated yet: keep reading the old file
 	}

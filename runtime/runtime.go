@@ -3,23 +3,24 @@
 // (containerd/go-runc) without a shim per container, per-container logs and
 // health checks.
 //
-// Supervision. Containers run detached (`runc run --detach`). The agent is a
-// child subreaper, so once runc exits each container's init becomes the
-// agent's child. The agent watches every init through a pidfd on Go's
-// netpoller (no thread per container) and, when it ends, reaps it with a
-// wait4 on that exact pid. It never waits for "any child": a wait4(-1) loop
-// would steal the exit statuses of commands that other packages of the agent
-// run through os/exec (nft, ip), which is the race go-runc's Monitor hook
-// exists to paper over; waiting by pid needs no hook and works with go-runc's
-// default monitor.
+// Supervision. Each container's PID 1 is a tiny static init (tini-static)
+// that forwards signals and reaps zombies. One supervisor process per node
+// (supervisor.go) runs `runc run --detach`, so it becomes the parent of
+// every container's init: it holds the containers' stdout and stderr, writes
+// their logs with rotation, and records each exit status in the bundle dir,
+// out of the container's reach. The agent is not in the data path: it asks
+// the supervisor to start containers and follows one stream of exit events.
+// It never waits for "any child" (a wait4(-1) loop would steal the exit
+// statuses of commands other packages run through os/exec); the supervisor,
+// which runs nothing else, does.
 //
-// Restarts. Each container runs the Shoal init (package containerinit) as
-// PID 1, which records the user command's exit status in a bind-mounted state
-// file before exiting, and writes the container's logs itself. After an agent
-// restart the new agent re-reads container.json records, asks runc which
-// containers still run, watches those by pidfd (they are no longer its
-// children) and learns their exit codes from the state file. Containers keep
-// running while no agent is there; Run returning never stops them.
+// Restarts. The supervisor outlives the agent (kill -9 included). A new
+// agent re-reads container.json records, asks the supervisor which
+// containers it holds, follows those, and reads the exit records of the
+// ones that ended while it was away. Containers keep running while no agent
+// is there; Run returning never stops them. Should the supervisor itself
+// die, its containers keep running but their output is lost; the agent then
+// watches them by pidfd and reports their exit as unrecorded.
 package runtime
 
 import (
@@ -27,16 +28,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"io/fs"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	runc "github.com/containerd/go-runc"
@@ -53,6 +52,7 @@ type Runtime struct {
 	cfg  Config
 	log  *slog.Logger
 	runc *runc.Runc
+	sup  *supClient
 
 	ready   chan struct{} // closed once Run adopted existing containers
 	runCtx  context.Context
@@ -101,6 +101,7 @@ func New(cfg Config) (*Runtime, error) {
 		cfg:        cfg,
 		log:        cfg.Logger.With("component", "runtime"),
 		runc:       &runc.Runc{Command: cfg.RuncBinary, Root: cfg.RuncRoot},
+		sup:        newSupClient(cfg.Root, cfg.SupervisorBinary, cfg.Logger.With("component", "runtime")),
 		ready:      make(chan struct{}),
 		runDone:    make(chan struct{}),
 		containers: map[string]*container{},
@@ -142,10 +143,16 @@ func New(cfg Config) (*Runtime, error) {
 func (r *Runtime) Run(ctx context.Context) error {
 	defer close(r.runDone)
 	r.runCtx = ctx
-	if err := setSubreaper(); err != nil {
-		r.log.Warn("not a subreaper: exit codes come from state files only", "err", err)
+	running, conn, br, err := r.sup.watch(ctx)
+	if err != nil {
+		// Containers already running are watched by pidfd; starts will
+		// try to reach (or start) the supervisor again.
+		r.log.Error("node supervisor unavailable", "err", err)
 	}
-	r.adopt(ctx)
+	r.adopt(ctx, running)
+	if conn != nil {
+		r.spawn(func() { r.sup.follow(ctx, conn, br) })
+	}
 	close(r.ready)
 
 	<-ctx.Done()
@@ -182,10 +189,11 @@ func (r *Runtime) waitReady(ctx context.Context) error {
 	return nil
 }
 
-// adopt reconciles records with runc: running containers are watched again,
-// those that ended while no agent was there get their exit status, and runc
-// containers without a record are deleted.
-func (r *Runtime) adopt(ctx context.Context) {
+// adopt reconciles records with the supervisor (supervised holds the
+// containers it holds, nil when it is unreachable) and runc: running
+// containers are watched again, those that ended while no agent was there
+// get their exit status, and runc containers without a record are deleted.
+func (r *Runtime) adopt(ctx context.Context, supervised map[string]int) {
 	states := map[string]*runc.Container{}
 	if list, err := r.runc.List(ctx); err != nil {
 		r.log.Warn("runc list", "err", err)
@@ -212,25 +220,24 @@ func (r *Runtime) adopt(ctx context.Context) {
 		if c.rec.State != api.ContainerRunning {
 			continue
 		}
+		if _, ok := supervised[id]; ok {
+			r.log.Info("re-adopted running container", "id", ShortID(id), "pid", c.rec.Pid)
+			r.watch(c, c.rec.Pid)
+			r.startHealth(c)
+			continue
+		}
 		st := states[id]
-		if st != nil && (st.Status == "running" || st.Status == "paused") && st.Pid == c.rec.Pid {
-			pidfd, err := unix.PidfdOpen(st.Pid, unix.PIDFD_NONBLOCK)
-			if err == nil && pidExited(pidfd) {
-				// A zombie waiting for us (we were its subreaper all along).
-				unix.Close(pidfd)
-				r.finishExit(c, st.Pid, true)
-				continue
-			}
-			if err == nil {
-				r.log.Info("re-adopted running container", "id", ShortID(id), "pid", st.Pid)
-				r.watch(c, st.Pid, pidfd)
-				r.startHealth(c)
-				continue
-			}
-			r.log.Warn("pidfd_open of adopted container", "id", ShortID(id), "err", err)
+		if st != nil && (st.Status == "running" || st.Status == "paused") && st.Pid == c.rec.Pid &&
+			!fileExists(filepath.Join(r.pathsOf(id).dir, exitRecordFile)) {
+			// Running, but no supervisor holds it: it was started by an
+			// older Shoal, or its supervisor died.
+			r.log.Warn("container runs without a supervisor: its exit code will not be known", "id", ShortID(id), "pid", st.Pid)
+			r.watchPidfd(c, st.Pid)
+			r.startHealth(c)
+			continue
 		}
 		// It ended while we were away (or runc lost it).
-		r.finishExit(c, c.rec.Pid, false)
+		r.finishExit(c, c.rec.Pid)
 	}
 	// Directories without a record: half-made containers.
 	ents, _ := os.ReadDir(filepath.Join(r.cfg.Root, "containers"))
@@ -327,7 +334,7 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (reco
 		hostname = ShortID(id)
 	}
 	p := r.pathsOf(id)
-	for _, d := range []string{p.rootfs, p.upper, p.work, p.state, p.log} {
+	for _, d := range []string{p.rootfs, p.upper, p.work, p.log} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return record{}, fmt.Errorf("create %s: %w", d, err)
 		}
@@ -342,11 +349,6 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (reco
 	uid, gid, extra, err := ResolveUser(p.rootfs, user)
 	if err != nil {
 		return record{}, err
-	}
-	for _, d := range []string{p.state, p.log} {
-		if err := os.Chown(d, int(uid), int(gid)); err != nil {
-			return record{}, fmt.Errorf("chown %s: %w", d, err)
-		}
 	}
 	if err := createNetns(p.netns); err != nil {
 		return record{}, err
@@ -385,13 +387,9 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (reco
 		CgroupsPath:    filepath.Join(r.cfg.CgroupParent, id),
 		NetnsPath:      p.netns,
 		InitBinary:     r.cfg.InitBinary,
-		StateDir:       p.state,
-		LogDir:         p.log,
 		HostsPath:      p.hosts,
 		HostnamePath:   p.hostname,
 		ResolvConfPath: p.resolv,
-		LogMaxSize:     r.cfg.LogMaxSize,
-		LogMaxFiles:    r.cfg.LogMaxFiles,
 		NoSeccomp:      r.cfg.NoSeccomp,
 	})
 	if err != nil {
@@ -500,8 +498,10 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) err
 	if rec.State == api.ContainerExited {
 		// A restart: clear what the last run left behind.
 		_ = r.runc.Delete(ctx, id, &runc.DeleteOpts{Force: true})
-		_ = os.Remove(filepath.Join(p.state, containerinit.ExitFile))
-		_ = os.Remove(filepath.Join(p.state, containerinit.ReadyFile))
+		_ = os.Remove(filepath.Join(p.dir, exitRecordFile))
+		// The state dir of an init of an older Shoal, which the container
+		// could write: gone, so nothing reads it again.
+		_ = os.RemoveAll(p.state)
 	}
 	if !isMountpoint(p.rootfs) { // after a reboot
 		if err := mountOverlay(rec.Layers, p.upper, p.work, p.rootfs); err != nil {
@@ -524,32 +524,21 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) err
 			return fmt.Errorf("write hosts: %w", err)
 		}
 	}
-	initLog, err := os.OpenFile(p.initLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("open init log: %w", err)
-	}
-	defer initLog.Close()
 	_ = os.Remove(p.pidFile)
-	_, err = r.runc.Run(ctx, id, p.dir, &runc.CreateOpts{
-		IO:      fileIO{initLog},
-		PidFile: p.pidFile,
-		Detach:  true,
+	// The slot exists before the start, so an exit reported before we
+	// mark the container running is not missed.
+	r.sup.forget(id)
+	r.sup.slot(id)
+	pid, err := r.sup.start(ctx, supRequest{
+		ID: id, Dir: p.dir, Runc: r.cfg.RuncBinary, RuncRoot: r.cfg.RuncRoot,
+		RuncLog: p.initLog, PidFile: p.pidFile,
+		LogMaxSize: r.cfg.LogMaxSize, LogMaxFiles: r.cfg.LogMaxFiles,
 	})
 	if err != nil {
-		return fmt.Errorf("runc run: %w%s", err, tailOf(p.initLog))
-	}
-	b, err := os.ReadFile(p.pidFile)
-	if err != nil {
-		return fmt.Errorf("read pid file: %w", err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		return fmt.Errorf("parse pid file: %w", err)
-	}
-	pidfd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
-	if err != nil {
-		_ = r.runc.Kill(ctx, id, int(unix.SIGKILL), &runc.KillOpts{All: true})
-		return fmt.Errorf("pidfd_open %d: %w", pid, err)
+		r.sup.forget(id)
+		// A start cut short (ctx) may have left runc's container behind.
+		_ = r.runc.Delete(context.WithoutCancel(ctx), id, &runc.DeleteOpts{Force: true})
+		return err
 	}
 	r.mu.Lock()
 	c.rec.State = api.ContainerRunning
@@ -571,16 +560,43 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) err
 	if err := r.save(c); err != nil {
 		r.log.Warn("save record", "id", ShortID(id), "err", err)
 	}
-	r.watch(c, pid, pidfd)
+	r.watch(c, pid)
 	r.startHealth(c)
 	r.emit(c)
 	return nil
 }
 
-// watch waits, on a goroutine owned by Run, for the init behind pidfd to end,
-// then records its exit. If Run's context ends first, the container is left
-// running for the next agent.
-func (r *Runtime) watch(c *container, pid, pidfd int) {
+// watch waits, on a goroutine owned by Run, for the supervisor to report
+// that c's init (pid) ended, then records the exit. Should the supervisor
+// lose the container, it falls back to watchPidfd. If Run's context ends
+// first, the container is left running for the next agent.
+func (r *Runtime) watch(c *container, pid int) {
+	sl := r.sup.slot(c.rec.ID)
+	r.spawn(func() {
+		select {
+		case <-sl.done:
+			r.finishExit(c, pid)
+		case <-sl.lost:
+			if fileExists(filepath.Join(r.pathsOf(c.rec.ID).dir, exitRecordFile)) {
+				r.finishExit(c, pid)
+				return
+			}
+			r.log.Warn("the supervisor lost a container: its exit code will not be known", "id", ShortID(c.rec.ID), "pid", pid)
+			r.watchPidfd(c, pid)
+		case <-r.runCtx.Done():
+		}
+	})
+}
+
+// watchPidfd waits, on a goroutine owned by Run, for the process pid to
+// end, for containers no supervisor holds, then records the exit.
+func (r *Runtime) watchPidfd(c *container, pid int) {
+	pidfd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		r.log.Warn("pidfd_open of container", "id", ShortID(c.rec.ID), "pid", pid, "err", err)
+		r.spawn(func() { r.finishExit(c, pid) })
+		return
+	}
 	f := os.NewFile(uintptr(pidfd), "pidfd")
 	ok := r.spawn(func() {
 		defer f.Close()
@@ -602,49 +618,41 @@ func (r *Runtime) watch(c *container, pid, pidfd int) {
 			}
 			return
 		}
-		r.finishExit(c, pid, true)
+		r.finishExit(c, pid)
 	})
 	if !ok {
 		f.Close()
 	}
 }
 
-// finishExit records that the container's init ended: exit status from the
-// init's state file, else from wait4 when the init was our child, else 137.
+// finishExit records that the container's init (pid) ended, with the exit
+// status from the supervisor's exit record (or, for a container started by
+// an older Shoal, its init's state file), else 137 and an error saying why.
 // Then it releases the network, deletes the runc state and, for --rm
-// containers, removes the container.
-func (r *Runtime) finishExit(c *container, pid int, mayReap bool) {
+// containers, removes the container. It does nothing unless c is running
+// as pid, so a second report of one exit is harmless.
+func (r *Runtime) finishExit(c *container, pid int) {
+	r.mu.Lock()
+	if c.rec.State != api.ContainerRunning || c.rec.Pid != pid || c.removed {
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
 	id := c.rec.ID
 	p := r.pathsOf(id)
-	code, errMsg := -1, ""
-	if mayReap && pid > 0 {
-		var ws syscall.WaitStatus
-		for {
-			wpid, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
-			if err == syscall.EINTR {
-				continue
-			}
-			if err == nil && wpid == pid {
-				switch {
-				case ws.Exited():
-					code = ws.ExitStatus()
-				case ws.Signaled():
-					code = 128 + int(ws.Signal())
-				}
-			}
-			break
-		}
+	defer r.sup.forget(id)
+	code, errMsg := 137, ""
+	st, ferr := readExitRecord(p.dir)
+	if errors.Is(ferr, fs.ErrNotExist) {
+		st, ferr = readExitRecord(p.state)
 	}
-	st, ferr := containerinit.ReadExit(p.state)
 	switch {
 	case ferr == nil:
-		code = st.ExitCode
-		errMsg = st.Error
-	case code >= 0:
-		// The init itself was killed (SIGKILL, OOM): no state file.
+		code, errMsg = st.ExitCode, st.Error
+	case errors.Is(ferr, fs.ErrNotExist):
+		errMsg = "exit status not recorded (the container's supervisor was gone)"
 	default:
-		code = 137
-		errMsg = "exit status not recorded (init killed while no agent was watching)"
+		errMsg = fmt.Sprintf("exit status unreadable: %v", ferr)
 	}
 	ctx := context.WithoutCancel(r.runCtx)
 	if err := r.runc.Delete(ctx, id, &runc.DeleteOpts{Force: true}); err != nil && !isNotExist(err) {
@@ -661,6 +669,7 @@ func (r *Runtime) finishExit(c *container, pid int, mayReap bool) {
 	c.rec.Pid = 0
 	c.rec.IP = ""
 	c.rec.FinishedAt = time.Now().UTC()
+	c.rec.Error = ""
 	if ferr == nil && !st.FinishedAt.IsZero() {
 		c.rec.FinishedAt = st.FinishedAt
 	}
@@ -716,7 +725,7 @@ func (r *Runtime) Stop(ctx context.Context, idOrName string, grace time.Duration
 
 func (r *Runtime) stopLocked(ctx context.Context, c *container, grace time.Duration) error {
 	r.mu.Lock()
-	id, state, done := c.rec.ID, c.rec.State, c.done
+	id, state, done, pid := c.rec.ID, c.rec.State, c.done, c.rec.Pid
 	if grace == 0 {
 		grace = c.rec.Spec.StopGrace
 	}
@@ -729,7 +738,7 @@ func (r *Runtime) stopLocked(ctx context.Context, c *container, grace time.Durat
 	}
 	if grace > 0 {
 		deadline := time.Now().Add(grace)
-		r.waitInitReady(ctx, id, done, deadline)
+		r.waitInitReady(ctx, pid, done, deadline)
 		if err := r.runc.Kill(ctx, id, int(unix.SIGTERM), nil); err != nil && !isNotRunning(err) {
 			r.log.Warn("runc kill TERM", "id", ShortID(id), "err", err)
 		}
@@ -758,22 +767,44 @@ func (r *Runtime) stopLocked(ctx context.Context, c *container, grace time.Durat
 	}
 }
 
-// waitInitReady waits until the container's init handles signals (its
-// ready file exists), the container exits, or deadline passes.
-func (r *Runtime) waitInitReady(ctx context.Context, id string, done <-chan struct{}, deadline time.Time) {
-	ready := filepath.Join(r.pathsOf(id).state, containerinit.ReadyFile)
-	for time.Now().Before(deadline) {
-		if _, err := os.Stat(ready); err == nil {
-			return
-		}
+// waitInitReady waits until the container's init (pid) handles SIGTERM,
+// the container exits, or deadline passes. A PID 1 drops the signals it has
+// no handler for, so a SIGTERM sent before the init has blocked it would be
+// lost and the stop would cost the whole grace period.
+func (r *Runtime) waitInitReady(ctx context.Context, pid int, done <-chan struct{}, deadline time.Time) {
+	for time.Now().Before(deadline) && !initReady(pid) {
 		select {
 		case <-done:
 			return
 		case <-ctx.Done():
 			return
-		case <-time.After(10 * time.Millisecond):
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
+}
+
+// initReady reports whether the init pid takes SIGTERM: it blocks, catches
+// or ignores it (/proc/PID/status), or it has started its child, which tini
+// does only after blocking every signal (while it waits in sigtimedwait the
+// kernel shows those signals unblocked, so the child is the lasting sign).
+// A process that is gone counts as ready.
+func initReady(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return true
+	}
+	bit := uint64(1) << (uint(unix.SIGTERM) - 1)
+	for _, l := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok || (k != "SigBlk" && k != "SigCgt" && k != "SigIgn") {
+			continue
+		}
+		if m, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64); err == nil && m&bit != 0 {
+			return true
+		}
+	}
+	kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	return err == nil && len(strings.TrimSpace(string(kids))) > 0
 }
 
 // Remove deletes a container and everything it owns: runc state, cgroup,
@@ -832,6 +863,7 @@ func (r *Runtime) remove(ctx context.Context, c *container, idOrName string, for
 	}
 	c.saveMu.Lock() // wait for an in-flight save
 	c.saveMu.Unlock()
+	r.sup.forget(id)
 	err := r.cleanup(ctx, id)
 	r.mu.Lock()
 	ev := Event{ContainerID: id, Name: name, TaskID: c.rec.Spec.TaskID, State: EventRemoved, ExitCode: c.rec.ExitCode, Time: time.Now().UTC()}
@@ -1040,23 +1072,6 @@ func (r *Runtime) publish(ev Event) {
 	}
 }
 
-// fileIO gives runc (and so the detached container init) a file as stdout
-// and stderr and /dev/null as stdin; a file, unlike a pipe, needs no copying
-// goroutine that would outlive runc.
-type fileIO struct{ f *os.File }
-
-func (i fileIO) Close() error          { return nil }
-func (i fileIO) Stdin() io.WriteCloser { return nil }
-func (i fileIO) Stdout() io.ReadCloser { return nil }
-func (i fileIO) Stderr() io.ReadCloser { return nil }
-
-// Set implements runc.IO.
-func (i fileIO) Set(cmd *exec.Cmd) {
-	cmd.Stdin = nil
-	cmd.Stdout = i.f
-	cmd.Stderr = i.f
-}
-
 func isNotExist(err error) bool {
 	return err != nil && (strings.Contains(err.Error(), "does not exist") || strings.Contains(err.Error(), "not exist"))
 }
@@ -1065,16 +1080,24 @@ func isNotRunning(err error) bool {
 	return err != nil && (isNotExist(err) || strings.Contains(err.Error(), "not running") || strings.Contains(err.Error(), "process already finished"))
 }
 
-// tailOf returns the last bytes of a diagnostics file, for error messages.
-func tailOf(p string) string {
-	b, err := os.ReadFile(p)
-	if err != nil || len(b) == 0 {
-		return ""
+// readExitRecord reads the exit record in dir (the supervisor's in the
+// bundle dir, or an older init's state dir) without following links and
+// with a size cap. A missing record gives an error wrapping fs.ErrNotExist.
+func readExitRecord(dir string) (containerinit.ExitStatus, error) {
+	var st containerinit.ExitStatus
+	b, err := readCapped(dir, exitRecordFile, maxExitRecord)
+	if err != nil {
+		return st, err
 	}
-	if len(b) > 512 {
-		b = b[len(b)-512:]
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("decode %s: %w", filepath.Join(dir, exitRecordFile), err)
 	}
-	return ": " + strings.TrimSpace(string(b))
+	return st, nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
 }
 
 func writeJSON(p string, v any) error {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,16 +20,16 @@ import (
 
 // Shared fixtures, built once by TestMain when running as root.
 var (
-	testInit   string // static init binary
+	testInit   string // tini-static
 	testRootfs string // busybox rootfs used as the single image layer
 	fixtureErr error
 )
 
 func TestMain(m *testing.M) {
-	// The test binary doubles as the init when started as one (it is only
-	// used that way when it is statically linked).
-	if IsInitInvocation(os.Args[0]) {
-		os.Exit(InitMain(os.Args))
+	// The test binary doubles as the node supervisor (Config's default
+	// SupervisorBinary is the running executable).
+	if IsSupervisorInvocation(os.Args[0]) {
+		os.Exit(SupervisorMain(os.Args))
 	}
 	code := func() int {
 		if os.Geteuid() != 0 {
@@ -44,7 +45,7 @@ func TestMain(m *testing.M) {
 			return m.Run()
 		}
 		defer os.RemoveAll(dir)
-		testInit, fixtureErr = buildInit(dir)
+		testInit, fixtureErr = exec.LookPath(DefaultInitBinary)
 		if fixtureErr == nil {
 			testRootfs, fixtureErr = buildBusyboxRootfs(filepath.Join(dir, "busybox"))
 		}
@@ -53,19 +54,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// buildInit returns a static init binary: the test binary itself when it is
-// static, else a CGO_ENABLED=0 build of cmd/shoal-init (race builds are not).
-func buildInit(dir string) (string, error) {
-	if self, err := os.Executable(); err == nil && checkStatic(self) == nil {
-		return self, nil
-	}
-	out := filepath.Join(dir, "shoal-init")
-	cmd := exec.Command("go", "build", "-o", out, "github.com/shoal-org/shoal/runtime/cmd/shoal-init")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build init: %v: %s", err, b)
-	}
-	return out, nil
+// buildGoInit returns a static build (CGO_ENABLED=0) of cmd/shoal-init, the
+// Go init Shoal ran in every container before the supervisor.
+func buildGoInit(dir string) (string, error) {
+	return buildBinary(dir, "shoal-init", "github.com/shoal-org/shoal/runtime/cmd/shoal-init")
 }
 
 // buildBusyboxRootfs makes a minimal image: /bin/busybox with its applets,
@@ -304,7 +296,9 @@ func TestExitCodes(t *testing.T) {
 		}
 	}
 	c, logs := h.runToExit(t, Spec{Command: []string{"no-such-command"}})
-	if c.ExitCode != 127 || !strings.Contains(logs, "not found") {
+	// tini reports it as Docker's --init does: "exec no-such-command
+	// failed: No such file or directory", exit 127.
+	if c.ExitCode != 127 || !strings.Contains(logs, "no-such-command") || !strings.Contains(logs, "No such file") {
 		t.Errorf("missing command: exit %d logs %q", c.ExitCode, logs)
 	}
 }
@@ -395,6 +389,45 @@ func TestStopForwardsSIGTERM(t *testing.T) {
 	if c.State != api.ContainerExited || c.ExitCode != 143 {
 		t.Errorf("state %s exit %d, want exited 143", c.State, c.ExitCode)
 	}
+}
+
+// TestZombiesReaped: orphans inside a container are reaped by its init, so
+// none is left a zombie while the container runs, even when the command
+// itself (here exec'd sleep, which never waits) reaps nothing.
+func TestZombiesReaped(t *testing.T) {
+	h := startHarness(t, testConfig(t))
+	c := h.run(t, Spec{Image: "busybox", Command: []string{"sh", "-c",
+		`for i in 1 2 3 4 5; do (sleep 0.1 &) ; done; sleep 1; echo spawned; exec sleep 1000`}})
+	poll(t, "orphans spawned", 20*time.Second, func() bool { return strings.Contains(h.logs(t, c.ID), "spawned") })
+	// Every process of the container (its cgroup) must be alive or gone,
+	// never a zombie.
+	poll(t, "zombies reaped", 10*time.Second, func() bool {
+		return countZombies(t, c.Pid) == 0
+	})
+}
+
+// countZombies counts zombie processes in the PID namespace of pid.
+func countZombies(t *testing.T, pid int) int {
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if l, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", p)); l != ns {
+			continue
+		}
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 && strings.HasPrefix(string(b[i+1:]), " Z") {
+			n++
+		}
+	}
+	return n
 }
 
 func TestStopKillsAfterGrace(t *testing.T) {

@@ -14,7 +14,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/runtime/containerinit"
 )
 
 // DefaultPath is the PATH a container gets when its image sets none.
@@ -59,31 +58,27 @@ type SpecInput struct {
 	// NetnsPath is the named network namespace to join; empty makes runc
 	// create a fresh one.
 	NetnsPath string
-	// InitBinary, StateDir and LogDir are bind-mounted at
-	// containerinit.InitPath, StateDir and LogDir.
+	// InitBinary is bind-mounted read-only at InitPath and runs as PID 1:
+	// InitPath -- Args...
 	InitBinary string
-	StateDir   string
-	LogDir     string
 	// HostsPath, HostnamePath and ResolvConfPath are bind-mounted over the
 	// container's /etc files when set.
 	HostsPath      string
 	HostnamePath   string
 	ResolvConfPath string
-	LogMaxSize     int64
-	LogMaxFiles    int
 	NoSeccomp      bool
 }
 
 // BuildSpec turns in into an OCI runtime spec: Docker's default isolation
 // (capabilities, masked and read-only paths, no-new-privileges, seccomp),
-// the standard mounts, cgroup limits, and the Shoal init as process 1 running
+// the standard mounts, cgroup limits, and the tiny init as process 1 running
 // in.Args. It has no side effects.
 func BuildSpec(in SpecInput) (*specs.Spec, error) {
 	if len(in.Args) == 0 {
 		return nil, ErrNoCommand
 	}
-	if in.RootfsPath == "" || in.InitBinary == "" || in.StateDir == "" || in.LogDir == "" {
-		return nil, fmt.Errorf("%w: rootfs, init binary, state and log dirs are required", ErrInvalidSpec)
+	if in.RootfsPath == "" || in.InitBinary == "" {
+		return nil, fmt.Errorf("%w: rootfs and init binary are required", ErrInvalidSpec)
 	}
 	if in.Limits.MemoryBytes < 0 || in.Limits.NanoCPUs < 0 || in.Limits.Pids < 0 {
 		return nil, fmt.Errorf("%w: negative limits", ErrInvalidSpec)
@@ -99,8 +94,7 @@ func BuildSpec(in SpecInput) (*specs.Spec, error) {
 		cwd = "/" + cwd
 	}
 	caps := slices.Clone(DefaultCapabilities)
-	args := append([]string{containerinit.InitPath},
-		containerinit.Args(in.LogMaxSize, in.LogMaxFiles, in.Args)...)
+	args := append([]string{InitPath, "--"}, in.Args...)
 
 	s := &specs.Spec{
 		Version:  specs.Version,
@@ -189,9 +183,7 @@ func defaultMounts(in SpecInput) []specs.Mount {
 	bind("/etc/hosts", in.HostsPath, false)
 	bind("/etc/hostname", in.HostnamePath, false)
 	bind("/etc/resolv.conf", in.ResolvConfPath, false)
-	bind(containerinit.InitPath, in.InitBinary, true)
-	bind(containerinit.StateDir, in.StateDir, false)
-	bind(containerinit.LogDir, in.LogDir, false)
+	bind(InitPath, in.InitBinary, true)
 	return ms
 }
 

@@ -11,7 +11,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/runtime/containerinit"
 )
 
 func baseInput() SpecInput {
@@ -23,14 +22,10 @@ func baseInput() SpecInput {
 		Cwd:            "/work",
 		CgroupsPath:    "/shoal-n1/abc",
 		NetnsPath:      "/var/lib/shoal/runtime/netns/abc",
-		InitBinary:     "/usr/bin/shoal",
-		StateDir:       "/d/state",
-		LogDir:         "/d/log",
+		InitBinary:     "/usr/bin/tini-static",
 		HostsPath:      "/d/hosts",
 		HostnamePath:   "/d/hostname",
 		ResolvConfPath: "/d/resolv.conf",
-		LogMaxSize:     1000,
-		LogMaxFiles:    2,
 	}
 }
 
@@ -53,7 +48,7 @@ func TestBuildSpec(t *testing.T) {
 		{
 			name: "process runs the init with the user command",
 			check: func(t *testing.T, s *specs.Spec) {
-				want := []string{containerinit.InitPath, "--log-max-size=1000", "--log-max-files=2", "--", "sleep", "10"}
+				want := []string{InitPath, "--", "sleep", "10"}
 				if !reflect.DeepEqual(s.Process.Args, want) {
 					t.Errorf("args = %q, want %q", s.Process.Args, want)
 				}
@@ -127,7 +122,7 @@ func TestBuildSpec(t *testing.T) {
 			name: "standard and shoal mounts",
 			check: func(t *testing.T, s *specs.Spec) {
 				for _, dst := range []string{"/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup",
-					"/etc/hosts", "/etc/hostname", "/etc/resolv.conf", containerinit.InitPath, containerinit.StateDir, containerinit.LogDir} {
+					"/etc/hosts", "/etc/hostname", "/etc/resolv.conf", InitPath} {
 					if mountOf(s, dst) == nil {
 						t.Errorf("no mount at %s", dst)
 					}
@@ -135,11 +130,15 @@ func TestBuildSpec(t *testing.T) {
 				if m := mountOf(s, "/sys"); !slices.Contains(m.Options, "ro") {
 					t.Errorf("/sys not ro: %v", m.Options)
 				}
-				if m := mountOf(s, containerinit.InitPath); m.Source != "/usr/bin/shoal" || !slices.Contains(m.Options, "ro") {
+				if m := mountOf(s, InitPath); m.Source != "/usr/bin/tini-static" || !slices.Contains(m.Options, "ro") {
 					t.Errorf("init mount = %+v", m)
 				}
-				if m := mountOf(s, containerinit.StateDir); slices.Contains(m.Options, "ro") {
-					t.Errorf("state dir read-only")
+				// Nothing the agent or the supervisor reads is mounted in
+				// the container: no state or log dir.
+				for _, m := range s.Mounts {
+					if strings.HasPrefix(m.Destination, "/.shoal/") && m.Destination != InitPath {
+						t.Errorf("unexpected shoal mount %+v", m)
+					}
 				}
 			},
 		},
@@ -391,16 +390,16 @@ func TestHealthArgs(t *testing.T) {
 	}
 }
 
-func TestIsInitInvocation(t *testing.T) {
+func TestIsSupervisorInvocation(t *testing.T) {
 	for arg0, want := range map[string]bool{
-		"/.shoal/init":              true,
-		"/usr/local/bin/shoal-init": true,
-		"shoal-init":                true,
-		"/usr/bin/shoal":            false,
-		"init":                      false,
+		"shoal-supervisor":                true,
+		"/usr/local/bin/shoal-supervisor": true,
+		"/.shoal/init":                    false,
+		"/usr/bin/shoal":                  false,
+		"shoal-supervisor2":               false,
 	} {
-		if got := IsInitInvocation(arg0); got != want {
-			t.Errorf("IsInitInvocation(%q) = %v", arg0, got)
+		if got := IsSupervisorInvocation(arg0); got != want {
+			t.Errorf("IsSupervisorInvocation(%q) = %v", arg0, got)
 		}
 	}
 }
@@ -414,6 +413,7 @@ func TestConfigValidate(t *testing.T) {
 	c.Root, c.RuncRoot, c.CgroupParent = "/r", "/run/x", "/shoal-x"
 	c.Images = fakeImages{}
 	c.RuncBinary = "/bin/sh" // any executable will do for validation
+	c.InitBinary = "/bin/sh"
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}

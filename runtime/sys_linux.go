@@ -148,15 +148,6 @@ func unmount(path string) error {
 	return nil
 }
 
-// setSubreaper makes this process the reaper of orphaned descendants, so
-// container init processes become our children once runc exits.
-func setSubreaper() error {
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("set child subreaper: %w", err)
-	}
-	return nil
-}
-
 // checkStatic refuses a dynamically linked init binary: it would not start in
 // an image without the host's libc.
 func checkStatic(path string) error {

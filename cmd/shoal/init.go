@@ -1,20 +1,17 @@
 package main
 
 import (
-	"path/filepath"
-	"strings"
-
 	"github.com/shoal-org/shoal/runtime"
 )
 
-// isInitInvocation reports whether the binary was started as the container
-// init: the runtime starts this binary inside containers as /.shoal/init
-// (or it is installed as shoal-init).
-func isInitInvocation(argv0 string) bool {
-	return filepath.Base(argv0) == "shoal-init" || strings.HasSuffix(argv0, "/.shoal/init")
+// isSupervisorInvocation reports whether the binary was started as the
+// node's container supervisor: the runtime re-executes this binary under the
+// name shoal-supervisor, once per node.
+func isSupervisorInvocation(argv0 string) bool {
+	return runtime.IsSupervisorInvocation(argv0)
 }
 
-// runInit runs the in-container init and returns its exit code.
-func runInit(args []string) int {
-	return runtime.InitMain(args)
+// runSupervisor runs the node supervisor and returns its exit code.
+func runSupervisor(args []string) int {
+	return runtime.SupervisorMain(args)
 }

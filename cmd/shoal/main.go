@@ -1,6 +1,7 @@
 // Command shoal is the single binary of Shoal: the agent (`shoal agent`), the
 // CLI that talks to it over its unix socket, and, under the name
-// shoal-init, the small init that runs inside containers.
+// shoal-supervisor, the node's container supervisor (one per node, started by
+// the agent; see runtime/supervisor.go).
 package main
 
 import (
@@ -11,8 +12,8 @@ import (
 )
 
 func main() {
-	if isInitInvocation(os.Args[0]) {
-		os.Exit(runInit(os.Args))
+	if isSupervisorInvocation(os.Args[0]) {
+		os.Exit(runSupervisor(os.Args))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := newShell().run(ctx, os.Args)

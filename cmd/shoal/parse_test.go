@@ -241,13 +241,13 @@ func TestParseScale(t *testing.T) {
 	}
 }
 
-func TestIsInitInvocation(t *testing.T) {
+func TestIsSupervisorInvocation(t *testing.T) {
 	for arg0, want := range map[string]bool{
-		"/.shoal/init": true, "/usr/local/bin/shoal-init": true, "shoal-init": true,
-		"/usr/bin/shoal": false, "shoal": false, "/init": false,
+		"shoal-supervisor": true, "/usr/local/bin/shoal-supervisor": true,
+		"/usr/bin/shoal": false, "shoal": false, "/.shoal/init": false, "shoal-init": false,
 	} {
-		if got := isInitInvocation(arg0); got != want {
-			t.Errorf("isInitInvocation(%q) = %v, want %v", arg0, got, want)
+		if got := isSupervisorInvocation(arg0); got != want {
+			t.Errorf("isSupervisorInvocation(%q) = %v, want %v", arg0, got, want)
 		}
 	}
 }

@@ -1,5 +1,12 @@
-// Package containerinit is the tiny init process that runs as PID 1 inside
-// every Shoal container.
+// Package containerinit is the Go init that ran as PID 1 inside every Shoal
+// container before the node supervisor (runtime/supervisor.go) and tini
+// took over. It stays for two reasons: containers started by an older agent
+// still run it (the runtime reads their exit records, safely), and it is the
+// baseline the per-container memory benchmark compares with
+// (BenchmarkContainerOverhead). Its ExitStatus and LogWriter are the formats
+// the supervisor writes too.
+//
+// What follows is why it was built this way.
 //
 // Why an init of our own, and why it writes logs and the exit status itself:
 //
@@ -409,8 +416,15 @@ func (w *LogWriter) WriteLine(stream, line string) {
 	w.size += int64(n)
 }
 
+// openLocked opens (or creates) the current file. It follows no symlink
+// and accepts only a regular file: a log dir a container once could write
+// must not make the writer append to another file.
 func (w *LogWriter) openLocked() error {
-	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	return w.openFlagsLocked(os.O_WRONLY | os.O_CREATE | os.O_APPEND)
+}
+
+func (w *LogWriter) openFlagsLocked(flags int) error {
+	f, err := os.OpenFile(w.path, flags|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o640)
 	if err != nil {
 		return err
 	}
@@ -418,6 +432,10 @@ func (w *LogWriter) openLocked() error {
 	if err != nil {
 		f.Close()
 		return err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return fmt.Errorf("%s is not a regular file", w.path)
 	}
 	w.f, w.size = f, fi.Size()
 	return nil
@@ -427,7 +445,8 @@ func (w *LogWriter) rotateLocked() {
 	w.f.Close()
 	w.f = nil
 	if w.maxFiles <= 1 {
-		_ = os.Truncate(w.path, 0)
+		_ = w.openFlagsLocked(os.O_WRONLY | os.O_CREATE | os.O_APPEND | os.O_TRUNC)
+		return
 	} else {
 		_ = os.Remove(fmt.Sprintf("%s.%d", w.path, w.maxFiles-1))
 		for i := w.maxFiles - 2; i >= 1; i-- {

@@ -1,0 +1,235 @@
+package runtime
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// supClient is the agent's side of the node supervisor (supervisor.go): it
+// starts the supervisor when none answers, asks it to start containers, and
+// keeps one watch connection open while Run runs, turning exit events into
+// closed channels.
+type supClient struct {
+	root string // runtime Root: socket, lock and log of the supervisor
+	bin  string // the binary to run as shoal-supervisor
+	log  *slog.Logger
+
+	spawnMu sync.Mutex // one spawn at a time
+
+	mu    sync.Mutex
+	slots map[string]*exitSlot
+}
+
+// exitSlot is what a container's watcher waits on: done is closed when the
+// supervisor reported the container's exit, lost when a (new) supervisor
+// no longer knows the container, so its exit will never be reported.
+type exitSlot struct {
+	done, lost chan struct{}
+	fired      bool
+}
+
+func newSupClient(root, bin string, log *slog.Logger) *supClient {
+	return &supClient{root: root, bin: bin, log: log, slots: map[string]*exitSlot{}}
+}
+
+// slot returns id's slot, making it if needed.
+func (s *supClient) slot(id string) *exitSlot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.slotLocked(id)
+}
+
+func (s *supClient) slotLocked(id string) *exitSlot {
+	sl := s.slots[id]
+	if sl == nil {
+		sl = &exitSlot{done: make(chan struct{}), lost: make(chan struct{})}
+		s.slots[id] = sl
+	}
+	return sl
+}
+
+// forget drops id's slot (its exit was handled, or it is removed).
+func (s *supClient) forget(id string) {
+	s.mu.Lock()
+	delete(s.slots, id)
+	s.mu.Unlock()
+}
+
+func (s *supClient) exited(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sl := s.slotLocked(id)
+	if !sl.fired {
+		sl.fired = true
+		close(sl.done)
+	}
+}
+
+// markLost closes the lost channel of every slot whose container the
+// supervisor does not hold (running is its answer to a watch).
+func (s *supClient) markLost(running map[string]int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, sl := range s.slots {
+		if _, ok := running[id]; !ok && !sl.fired {
+			sl.fired = true
+			close(sl.lost)
+		}
+	}
+}
+
+// dial connects to the supervisor, starting one when none answers.
+func (s *supClient) dial(ctx context.Context) (net.Conn, error) {
+	sock := filepath.Join(s.root, supervisorSock)
+	var d net.Dialer
+	if c, err := d.DialContext(ctx, "unix", shortSockPath(sock)); err == nil {
+		return c, nil
+	}
+	s.spawnMu.Lock()
+	defer s.spawnMu.Unlock()
+	if c, err := d.DialContext(ctx, "unix", shortSockPath(sock)); err == nil {
+		return c, nil
+	}
+	logf, err := os.OpenFile(filepath.Join(s.root, supervisorLogFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open supervisor log: %w", err)
+	}
+	defer logf.Close()
+	// --detach: the process we start forks the supervisor into its own
+	// session and exits, so the supervisor is nobody's child here.
+	cmd := &exec.Cmd{
+		Path:   s.bin,
+		Args:   []string{supervisorArg0, "--detach", "--root", s.root},
+		Stdout: logf,
+		Stderr: logf,
+	}
+	if err := cmd.Run(); err != nil {
+		tail := strings.TrimSpace(string(tailCapped(s.root, supervisorLogFile, 512)))
+		return nil, fmt.Errorf("start supervisor %s: %w: %s", s.bin, err, tail)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := d.DialContext(ctx, "unix", shortSockPath(sock))
+		if err == nil {
+			return c, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			tail := strings.TrimSpace(string(tailCapped(s.root, supervisorLogFile, 512)))
+			return nil, fmt.Errorf("supervisor not answering on %s: %v: %s", sock, err, tail)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// start asks the supervisor to run the bundle and returns the init's pid.
+func (s *supClient) start(ctx context.Context, req supRequest) (int, error) {
+	req.Op = "start"
+	conn, err := s.dial(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
+	var rep supReply
+	if err := roundTrip(conn, req, &rep); err != nil {
+		return 0, fmt.Errorf("supervisor: %w", err)
+	}
+	if rep.Error != "" {
+		return 0, errors.New(rep.Error)
+	}
+	return rep.Pid, nil
+}
+
+func roundTrip(conn net.Conn, req supRequest, rep *supReply) error {
+	if err := writeLine(conn, req); err != nil {
+		return err
+	}
+	br := bufio.NewReader(conn)
+	line, err := readLine(br, supMaxRequest)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(line, rep)
+}
+
+// watch opens a watch connection and returns the supervisor's running set
+// and a reader for the events that follow.
+func (s *supClient) watch(ctx context.Context) (map[string]int, net.Conn, *bufio.Reader, error) {
+	conn, err := s.dial(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := writeLine(conn, supRequest{Op: "watch"}); err != nil {
+		conn.Close()
+		return nil, nil, nil, err
+	}
+	br := bufio.NewReader(conn)
+	line, err := readLine(br, supMaxRequest)
+	if err != nil {
+		conn.Close()
+		return nil, nil, nil, fmt.Errorf("supervisor watch: %w", err)
+	}
+	var rep supReply
+	if err := json.Unmarshal(line, &rep); err != nil {
+		conn.Close()
+		return nil, nil, nil, fmt.Errorf("supervisor watch: %w", err)
+	}
+	if rep.Running == nil {
+		rep.Running = map[string]int{}
+	}
+	return rep.Running, conn, br, nil
+}
+
+// follow turns the events of one watch connection into closed done
+// channels until the connection ends (or ctx does, which closes it), then
+// reconnects, marking the containers the supervisor lost meanwhile, until
+// ctx ends.
+func (s *supClient) follow(ctx context.Context, conn net.Conn, br *bufio.Reader) {
+	for {
+		stop := context.AfterFunc(ctx, func() { conn.Close() })
+		for {
+			line, err := readLine(br, supMaxRequest)
+			if err != nil {
+				break
+			}
+			var ev supEvent
+			if json.Unmarshal(line, &ev) == nil && ev.ID != "" {
+				s.exited(ev.ID)
+			}
+		}
+		stop()
+		conn.Close()
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("lost the supervisor's watch connection; reconnecting")
+		for {
+			var running map[string]int
+			var err error
+			running, conn, br, err = s.watch(ctx)
+			if err == nil {
+				s.markLost(running)
+				break
+			}
+			s.log.Error("reconnect to supervisor", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}

@@ -1,0 +1,805 @@
+package runtime
+
+// The node's supervisor: one small process per runtime Root (per node), not
+// per container, that holds every container's stdio and exit status.
+//
+// Why. Only a process's parent (or the subreaper it was handed to) learns
+// its exit status, and whoever holds the read end of a container's stdout
+// decides whether its output survives. Before the supervisor, each container
+// ran a copy of the whole shoal binary as its PID 1 to do both: 2.85 MiB PSS
+// per container, charged to the container's memory limit, and it kept its
+// exit record and logs in dirs the container could write (a workload could
+// make the agent read /dev/zero). Now:
+//
+//   - PID 1 inside a container is tini-static (Debian's tini package, as
+//     Docker's --init): it forwards signals to the user's command, reaps
+//     zombies and exits with the command's status. About 50 KiB of its own
+//     memory per container; its 700 KiB of code are one page-cache copy
+//     shared by every container.
+//   - The supervisor (this file, the shoal binary re-executed under the name
+//     shoal-supervisor) is a child subreaper. It runs `runc run --detach`
+//     itself, so when runc exits each container's init becomes its child:
+//     it reaps it by wait4 and records the status in the container's bundle
+//     dir (exit.json), which is not mounted into the container. It holds the
+//     read ends of the container's stdout and stderr pipes on one epoll loop
+//     (no goroutine per container) and writes JSON-lines logs with
+//     size-capped rotation into the bundle dir's log/. Lines are split at
+//     16 KiB, as Docker does.
+//   - The agent talks to it over a root-only unix socket in Root: "start"
+//     (run runc, answer the init's pid) and "watch" (the set of supervised
+//     containers, then one event per exit). It starts the supervisor when
+//     none answers; the supervisor detaches (setsid, re-parented away from
+//     the agent) and exits by itself once it has had no container and no
+//     agent connection for a few seconds. Killing or restarting the agent
+//     leaves it, and so the containers' output and exit codes, untouched.
+//
+// The supervisor never reads what a container writes anywhere but its pipes,
+// and what it reads from them is bounded per line; nothing in it grows with
+// a container's output.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	goruntime "runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/shoal-org/shoal/runtime/containerinit"
+)
+
+// Names of the supervisor's files in Root, and of what it writes in each
+// container's bundle dir.
+const (
+	supervisorArg0    = "shoal-supervisor"
+	supervisorSock    = "supervisor.sock"
+	supervisorLock    = "supervisor.lock"
+	supervisorPidFile = "supervisor.pid"
+	supervisorLogFile = "supervisor.log"
+	// exitRecordFile (containerinit.ExitStatus as JSON) is written in the
+	// bundle dir by the supervisor when the container's init has ended and
+	// its output is drained.
+	exitRecordFile = "exit.json"
+)
+
+const (
+	// supervisorIdleExit is how long the supervisor lingers with no
+	// container and no agent connection before it exits.
+	supervisorIdleExit = 5 * time.Second
+	// supDrainDelay bounds how long output is read after the init exited
+	// (the kernel kills the rest of the PID namespace with it, so EOF
+	// normally follows at once).
+	supDrainDelay = time.Second
+	// supMaxLine splits longer lines, as Docker does at 16 KiB.
+	supMaxLine = 16 << 10
+	// supMaxRequest caps one request or event line on the socket.
+	supMaxRequest = 1 << 20
+	// supRuncTimeout bounds one `runc run --detach`.
+	supRuncTimeout = 2 * time.Minute
+)
+
+// IsSupervisorInvocation reports whether a process started as arg0
+// (os.Args[0]) is the node supervisor; cmd/shoal's main must then call
+// SupervisorMain before anything else:
+//
+//	if runtime.IsSupervisorInvocation(os.Args[0]) {
+//		os.Exit(runtime.SupervisorMain(os.Args))
+//	}
+func IsSupervisorInvocation(arg0 string) bool {
+	return filepath.Base(arg0) == supervisorArg0
+}
+
+// supRequest is one request on the supervisor's socket (one JSON line).
+type supRequest struct {
+	Op          string `json:"op"` // "start" or "watch"
+	ID          string `json:"id,omitempty"`
+	Dir         string `json:"dir,omitempty"` // bundle dir: logs in Dir/log, exit record in Dir/exit.json
+	Runc        string `json:"runc,omitempty"`
+	RuncRoot    string `json:"runc_root,omitempty"`
+	RuncLog     string `json:"runc_log,omitempty"`
+	PidFile     string `json:"pid_file,omitempty"`
+	LogMaxSize  int64  `json:"log_max_size,omitempty"`
+	LogMaxFiles int    `json:"log_max_files,omitempty"`
+}
+
+// supReply answers a request. For "watch", Running lists every container
+// the supervisor holds (pid 0 while its start is under way), and exit
+// events (supEvent lines) follow on the same connection.
+type supReply struct {
+	Pid     int            `json:"pid,omitempty"`
+	Running map[string]int `json:"running,omitempty"`
+	Error   string         `json:"error,omitempty"`
+}
+
+// supEvent reports that a container's init ended; its exit record is
+// already written.
+type supEvent struct {
+	ID       string `json:"id"`
+	ExitCode int    `json:"exit_code"`
+}
+
+// SupervisorMain runs the node supervisor; argv is os.Args:
+// shoal-supervisor [--detach] --root DIR. With --detach it starts a detached
+// copy of itself and returns at once. It returns the exit code.
+func SupervisorMain(argv []string) int {
+	detach, root := false, ""
+	for i := 1; i < len(argv); i++ {
+		switch {
+		case argv[i] == "--detach":
+			detach = true
+		case argv[i] == "--root" && i+1 < len(argv):
+			root = argv[i+1]
+			i++
+		default:
+			fmt.Fprintf(os.Stderr, "shoal-supervisor: unknown argument %q\n", argv[i])
+			return 2
+		}
+	}
+	if !filepath.IsAbs(root) {
+		fmt.Fprintln(os.Stderr, "shoal-supervisor: --root must be an absolute path")
+		return 2
+	}
+	if detach {
+		// Fork again in a new session: the caller reaps this process at
+		// once, and the supervisor is re-parented away from the agent.
+		_, err := syscall.ForkExec("/proc/self/exe", []string{supervisorArg0, "--root", root}, &syscall.ProcAttr{
+			Env:   os.Environ(),
+			Files: []uintptr{0, 1, 2},
+			Sys:   &syscall.SysProcAttr{Setsid: true},
+		})
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "shoal-supervisor: detach: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	// Small and steady beats fast here: one P, a tight heap.
+	goruntime.GOMAXPROCS(1)
+	debug.SetGCPercent(25)
+	s := &supervisor{
+		root:     root,
+		conts:    map[string]*supCont{},
+		byPid:    map[int]*supCont{},
+		children: map[int]chan unix.WaitStatus{},
+		orphans:  map[int]unix.WaitStatus{},
+		streams:  map[int32]*supStream{},
+		watchers: map[*supWatcher]struct{}{},
+	}
+	if err := s.run(); err != nil {
+		fmt.Fprintf(os.Stderr, "shoal-supervisor: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+type supervisor struct {
+	root string
+	epfd int
+	ln   *net.UnixListener
+
+	mu       sync.Mutex
+	conts    map[string]*supCont          // by container ID, until its exit is recorded
+	byPid    map[int]*supCont             // running inits
+	children map[int]chan unix.WaitStatus // runc processes we started
+	orphans  map[int]unix.WaitStatus      // exits of pids not (yet) known
+	streams  map[int32]*supStream         // by epoll token
+	nextTok  int32                        // last epoll token handed out
+	watchers map[*supWatcher]struct{}     // agents' watch connections
+	conns    int                          // open client connections
+	busyAt   time.Time                    // last time there was a container or a connection
+}
+
+// supCont is one supervised container.
+type supCont struct {
+	id, dir string
+	pid     int // 0 while runc runs
+	lw      *containerinit.LogWriter
+	open    []*supStream // pipes not at EOF yet
+	exit    *containerinit.ExitStatus
+	drain   *time.Timer
+}
+
+// supStream is the read end of one of a container's output pipes.
+type supStream struct {
+	tok     int32
+	fd      int
+	name    string // stdout or stderr
+	c       *supCont
+	partial []byte // a line without its newline yet, < supMaxLine
+}
+
+type supWatcher struct {
+	ch   chan supEvent
+	conn net.Conn
+}
+
+func (s *supervisor) run() error {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("set child subreaper: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(s.root, supervisorLock), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	// Another supervisor of this Root may be on its way out: wait a little
+	// for its lock rather than failing the agent's spawn.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			return fmt.Errorf("lock %s: %w (another supervisor runs)", lock.Name(), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	sigCh := make(chan os.Signal, 16)
+	signal.Notify(sigCh, unix.SIGCHLD)
+	signal.Ignore(unix.SIGHUP, unix.SIGPIPE)
+
+	if s.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return fmt.Errorf("epoll: %w", err)
+	}
+	sock := filepath.Join(s.root, supervisorSock)
+	_ = os.Remove(sock)
+	old := unix.Umask(0o177)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: shortSockPath(sock), Net: "unix"})
+	unix.Umask(old)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", sock, err)
+	}
+	s.ln = l
+	_ = os.WriteFile(filepath.Join(s.root, supervisorPidFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
+	s.busyAt = time.Now()
+
+	go s.reapLoop(sigCh)
+	go s.pumpLoop()
+	go s.idleLoop()
+	trimMemory()
+	for {
+		conn, err := l.AcceptUnix()
+		if err != nil {
+			return fmt.Errorf("accept: %w", err)
+		}
+		if !peerIsUs(conn) {
+			conn.Close()
+			continue
+		}
+		s.mu.Lock()
+		s.conns++
+		s.mu.Unlock()
+		go func() {
+			defer func() {
+				conn.Close()
+				s.mu.Lock()
+				s.conns--
+				s.busyAt = time.Now()
+				s.mu.Unlock()
+			}()
+			s.serve(conn)
+		}()
+	}
+}
+
+// trimMemory gives back what starting up cost: the heap the package
+// initialisers of the whole shoal binary left behind, and the page-table
+// references to the binary's code and read-only data that starting touched.
+// Those pages stay in the page cache (shared with the agent, which runs the
+// same binary); only the few the supervisor's loops use come back, so its
+// resident set is what it needs, not what every package's init touched.
+// Writable mappings are left alone: dropping them would lose their data.
+func trimMemory() {
+	debug.FreeOSMemory()
+	exe, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return
+	}
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 6 || f[5] != exe || strings.Contains(f[1], "w") {
+			continue
+		}
+		lo, hi, ok := strings.Cut(f[0], "-")
+		if !ok {
+			continue
+		}
+		start, err1 := strconv.ParseUint(lo, 16, 64)
+		end, err2 := strconv.ParseUint(hi, 16, 64)
+		if err1 != nil || err2 != nil || end <= start {
+			continue
+		}
+		// Addresses from /proc/self/maps, not Go pointers: the raw
+		// syscall keeps them integers.
+		_, _, _ = unix.Syscall(unix.SYS_MADVISE, uintptr(start), uintptr(end-start), unix.MADV_DONTNEED)
+	}
+}
+
+// peerIsUs accepts only connections from our own user (root).
+func peerIsUs(c *net.UnixConn) bool {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ok := false
+	_ = raw.Control(func(fd uintptr) {
+		cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+		ok = err == nil && int(cred.Uid) == os.Geteuid()
+	})
+	return ok
+}
+
+// idleLoop ends the process once it has supervised nothing and served no
+// one for supervisorIdleExit.
+func (s *supervisor) idleLoop() {
+	t := time.NewTicker(supervisorIdleExit / 5)
+	defer t.Stop()
+	for range t.C {
+		s.mu.Lock()
+		if len(s.conts) > 0 || s.conns > 0 {
+			s.busyAt = time.Now()
+		} else if time.Since(s.busyAt) >= supervisorIdleExit {
+			// Exit under the lock: no start can begin meanwhile.
+			_ = os.Remove(filepath.Join(s.root, supervisorPidFile))
+			s.ln.Close() // unlinks the socket
+			os.Exit(0)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// serve answers one connection: one request, and for "watch" the event
+// stream until the agent hangs up.
+func (s *supervisor) serve(conn net.Conn) {
+	br := bufio.NewReaderSize(conn, 4096)
+	line, err := readLine(br, supMaxRequest)
+	if err != nil {
+		return
+	}
+	var req supRequest
+	if err := json.Unmarshal(line, &req); err != nil {
+		writeLine(conn, supReply{Error: "bad request: " + err.Error()})
+		return
+	}
+	switch req.Op {
+	case "start":
+		pid, err := s.start(req)
+		rep := supReply{Pid: pid}
+		if err != nil {
+			rep.Error = err.Error()
+		}
+		writeLine(conn, rep)
+	case "watch":
+		s.watch(conn, br)
+	default:
+		writeLine(conn, supReply{Error: fmt.Sprintf("unknown op %q", req.Op)})
+	}
+}
+
+// start runs `runc run --detach` for one bundle with fresh pipes as the
+// container's stdout and stderr, and returns the init's pid.
+func (s *supervisor) start(req supRequest) (int, error) {
+	if !nameRE.MatchString(req.ID) || !filepath.IsAbs(req.Dir) || !filepath.IsAbs(req.Runc) ||
+		!filepath.IsAbs(req.RuncRoot) || !filepath.IsAbs(req.RuncLog) || !filepath.IsAbs(req.PidFile) {
+		return 0, errors.New("bad start request: id, and absolute dir, runc, runc root, runc log and pid file, are required")
+	}
+	_ = os.Remove(filepath.Join(req.Dir, exitRecordFile))
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return 0, err
+	}
+	defer devnull.Close()
+	var outP, errP [2]int
+	if err := unix.Pipe2(outP[:], unix.O_CLOEXEC); err != nil {
+		return 0, fmt.Errorf("pipe: %w", err)
+	}
+	if err := unix.Pipe2(errP[:], unix.O_CLOEXEC); err != nil {
+		unix.Close(outP[0])
+		unix.Close(outP[1])
+		return 0, fmt.Errorf("pipe: %w", err)
+	}
+
+	s.mu.Lock()
+	if s.conts[req.ID] != nil {
+		s.mu.Unlock()
+		for _, fd := range []int{outP[0], outP[1], errP[0], errP[1]} {
+			unix.Close(fd)
+		}
+		return 0, fmt.Errorf("container %s is already supervised", ShortID(req.ID))
+	}
+	c := &supCont{
+		id: req.ID, dir: req.Dir,
+		lw: containerinit.NewLogWriter(filepath.Join(req.Dir, "log", containerinit.LogFile), req.LogMaxSize, req.LogMaxFiles),
+	}
+	s.conts[req.ID] = c
+	argv := []string{req.Runc, "--root", req.RuncRoot, "--log", req.RuncLog,
+		"run", "--detach", "--pid-file", req.PidFile, "--bundle", req.Dir, req.ID}
+	// Fork under s.mu, so that the reaper cannot see runc's exit before
+	// its channel is registered.
+	runcPid, err := syscall.ForkExec(req.Runc, argv, &syscall.ProcAttr{
+		Dir:   req.Dir,
+		Env:   os.Environ(),
+		Files: []uintptr{devnull.Fd(), uintptr(outP[1]), uintptr(errP[1])},
+	})
+	unix.Close(outP[1])
+	unix.Close(errP[1])
+	if err != nil {
+		delete(s.conts, req.ID)
+		s.mu.Unlock()
+		unix.Close(outP[0])
+		unix.Close(errP[0])
+		return 0, fmt.Errorf("exec %s: %w", req.Runc, err)
+	}
+	done := make(chan unix.WaitStatus, 1)
+	s.children[runcPid] = done
+	s.addStreamLocked(c, outP[0], "stdout")
+	s.addStreamLocked(c, errP[0], "stderr")
+	s.mu.Unlock()
+
+	var ws unix.WaitStatus
+	select {
+	case ws = <-done:
+	case <-time.After(supRuncTimeout):
+		_ = unix.Kill(runcPid, unix.SIGKILL)
+		ws = <-done
+	}
+	if !ws.Exited() || ws.ExitStatus() != 0 {
+		s.mu.Lock()
+		for len(c.open) > 0 {
+			s.closeStreamLocked(c.open[0])
+		}
+		c.lw.Close()
+		delete(s.conts, req.ID)
+		s.mu.Unlock()
+		tail := strings.TrimSpace(string(tailCapped(filepath.Dir(req.RuncLog), filepath.Base(req.RuncLog), 512)))
+		return 0, fmt.Errorf("runc run: %s: %s", describeWait(ws), tail)
+	}
+	b, err := readCapped(filepath.Dir(req.PidFile), filepath.Base(req.PidFile), maxSmallFile)
+	pid := 0
+	if err == nil {
+		pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil || pid <= 0 {
+		// runc said it started the container but gave no pid: it cannot
+		// be supervised. The agent kills it by its runc ID.
+		for len(c.open) > 0 {
+			s.closeStreamLocked(c.open[0])
+		}
+		c.lw.Close()
+		delete(s.conts, req.ID)
+		return 0, fmt.Errorf("read pid file: %v", err)
+	}
+	c.pid = pid
+	if ws, ok := s.orphans[pid]; ok { // it already ended and we reaped it
+		delete(s.orphans, pid)
+		s.exitedLocked(c, ws)
+	} else {
+		s.byPid[pid] = c
+	}
+	return pid, nil
+}
+
+func describeWait(ws unix.WaitStatus) string {
+	if ws.Signaled() {
+		return "killed by " + ws.Signal().String()
+	}
+	return "exit status " + strconv.Itoa(ws.ExitStatus())
+}
+
+// addStreamLocked puts fd (a pipe's read end) on the epoll loop.
+func (s *supervisor) addStreamLocked(c *supCont, fd int, name string) {
+	_ = unix.SetNonblock(fd, true)
+	s.nextTok++
+	st := &supStream{tok: s.nextTok, fd: fd, name: name, c: c}
+	s.streams[st.tok] = st
+	c.open = append(c.open, st)
+	// The token, not the fd, identifies the stream: an fd number is reused
+	// once closed, a token never is.
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLHUP | unix.EPOLLERR, Fd: st.tok}
+	if err := unix.EpollCtl(s.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		fmt.Fprintf(os.Stderr, "shoal-supervisor: epoll add: %v\n", err)
+		s.closeStreamLocked(st)
+	}
+}
+
+// closeStreamLocked flushes and closes one stream; the container's exit is
+// recorded once its init ended and its last stream closed.
+func (s *supervisor) closeStreamLocked(st *supStream) {
+	if len(st.partial) > 0 {
+		st.c.lw.WriteLine(st.name, string(st.partial))
+		st.partial = nil
+	}
+	_ = unix.EpollCtl(s.epfd, unix.EPOLL_CTL_DEL, st.fd, nil)
+	unix.Close(st.fd)
+	delete(s.streams, st.tok)
+	c := st.c
+	for i, o := range c.open {
+		if o == st {
+			c.open = append(c.open[:i], c.open[i+1:]...)
+			break
+		}
+	}
+	if len(c.open) == 0 && c.exit != nil {
+		s.finishLocked(c)
+	}
+}
+
+// pumpLoop reads every container's output on one epoll set.
+func (s *supervisor) pumpLoop() {
+	evs := make([]unix.EpollEvent, 32)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := unix.EpollWait(s.epfd, evs, -1)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			fmt.Fprintf(os.Stderr, "shoal-supervisor: epoll wait: %v\n", err)
+			os.Exit(1)
+		}
+		for _, ev := range evs[:n] {
+			s.mu.Lock()
+			if st := s.streams[ev.Fd]; st != nil {
+				s.readLocked(st, buf)
+			}
+			s.mu.Unlock()
+		}
+	}
+}
+
+// readLocked does one read of st (level-triggered: the next EpollWait
+// comes back for the rest, which keeps a chatty container from starving
+// the others).
+func (s *supervisor) readLocked(st *supStream, buf []byte) {
+	n, err := unix.Read(st.fd, buf)
+	if n > 0 {
+		st.feed(buf[:n])
+		return
+	}
+	if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+		return
+	}
+	s.closeStreamLocked(st) // EOF or a read error
+}
+
+// feed splits data into lines (at most supMaxLine each) for the log.
+func (st *supStream) feed(data []byte) {
+	for len(data) > 0 {
+		i := indexByte(data, '\n')
+		if i >= 0 && len(st.partial)+i <= supMaxLine {
+			if len(st.partial) == 0 {
+				st.c.lw.WriteLine(st.name, string(data[:i]))
+			} else {
+				st.c.lw.WriteLine(st.name, string(append(st.partial, data[:i]...)))
+				st.partial = st.partial[:0]
+			}
+			data = data[i+1:]
+			continue
+		}
+		take := min(len(data), supMaxLine-len(st.partial))
+		if i >= 0 {
+			take = min(take, i)
+		}
+		st.partial = append(st.partial, data[:take]...)
+		data = data[take:]
+		if len(st.partial) == supMaxLine {
+			st.c.lw.WriteLine(st.name, string(st.partial))
+			st.partial = st.partial[:0]
+		}
+	}
+	if len(st.partial) == 0 {
+		st.partial = nil // hold no buffer for an idle stream
+	}
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// reapLoop reaps every child on SIGCHLD: runc processes (their status goes
+// to start) and container inits (their status is recorded).
+func (s *supervisor) reapLoop(sigCh chan os.Signal) {
+	for {
+		for {
+			var ws unix.WaitStatus
+			pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil || pid <= 0 {
+				break
+			}
+			s.childExited(pid, ws)
+		}
+		<-sigCh
+	}
+}
+
+func (s *supervisor) childExited(pid int, ws unix.WaitStatus) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ch, ok := s.children[pid]; ok {
+		delete(s.children, pid)
+		ch <- ws
+		return
+	}
+	if c, ok := s.byPid[pid]; ok {
+		delete(s.byPid, pid)
+		s.exitedLocked(c, ws)
+		return
+	}
+	// An init that ended before start registered its pid, or a stray
+	// process of runc's that was re-parented to us: keep a bounded few.
+	if len(s.orphans) >= 1024 {
+		for p := range s.orphans {
+			delete(s.orphans, p)
+			break
+		}
+	}
+	s.orphans[pid] = ws
+}
+
+// exitedLocked notes that c's init ended; the record is written once its
+// output is drained (or after supDrainDelay).
+func (s *supervisor) exitedLocked(c *supCont, ws unix.WaitStatus) {
+	st := containerinit.ExitStatus{FinishedAt: time.Now().UTC()}
+	switch {
+	case ws.Exited():
+		st.ExitCode = ws.ExitStatus()
+	case ws.Signaled():
+		st.Signal = int(ws.Signal())
+		st.ExitCode = 128 + st.Signal
+	default:
+		st.ExitCode = 255
+	}
+	c.exit = &st
+	if len(c.open) == 0 {
+		s.finishLocked(c)
+		return
+	}
+	c.drain = time.AfterFunc(supDrainDelay, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for len(c.open) > 0 {
+			s.closeStreamLocked(c.open[0]) // finishes c with the last one
+		}
+	})
+}
+
+// finishLocked writes c's exit record, forgets c and tells the agents.
+func (s *supervisor) finishLocked(c *supCont) {
+	if c.drain != nil {
+		c.drain.Stop()
+	}
+	c.lw.Close()
+	if err := writeJSON(filepath.Join(c.dir, exitRecordFile), c.exit); err != nil {
+		fmt.Fprintf(os.Stderr, "shoal-supervisor: record exit of %s: %v\n", ShortID(c.id), err)
+	}
+	delete(s.conts, c.id)
+	ev := supEvent{ID: c.id, ExitCode: c.exit.ExitCode}
+	for w := range s.watchers {
+		select {
+		case w.ch <- ev:
+		default:
+			// A stuck agent: drop its connection. When it reconnects it
+			// finds the exit record on disk.
+			delete(s.watchers, w)
+			w.conn.Close()
+		}
+	}
+}
+
+// watch answers a "watch": the containers supervised now, then one event
+// per exit until the agent hangs up.
+func (s *supervisor) watch(conn net.Conn, br *bufio.Reader) {
+	w := &supWatcher{ch: make(chan supEvent, 1024), conn: conn}
+	s.mu.Lock()
+	running := make(map[string]int, len(s.conts))
+	for id, c := range s.conts {
+		running[id] = c.pid
+	}
+	s.watchers[w] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.watchers, w)
+		s.mu.Unlock()
+	}()
+	if writeLine(conn, supReply{Running: running}) != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		_, _ = io.Copy(io.Discard, br) // the agent never writes again: EOF is its hang-up
+		cancel()
+	}()
+	for {
+		select {
+		case ev := <-w.ch:
+			if writeLine(conn, ev) != nil {
+				return
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// readLine reads one newline-terminated line of at most limit bytes.
+func readLine(br *bufio.Reader, limit int) ([]byte, error) {
+	var out []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		out = append(out, chunk...)
+		if len(out) > limit {
+			return nil, fmt.Errorf("line longer than %d bytes", limit)
+		}
+		if err == nil {
+			return out[:len(out)-1], nil
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return nil, err
+		}
+	}
+}
+
+func writeLine(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// shortSockPath returns a path for a unix socket at p that fits the 108
+// bytes of sockaddr_un: p itself, or the same file reached through
+// /proc/self/fd of its directory (the fd stays open for the process's
+// life; one per process and path).
+func shortSockPath(p string) string {
+	if len(p) < 100 {
+		return p
+	}
+	sockDirFDs.Lock()
+	defer sockDirFDs.Unlock()
+	dir := filepath.Dir(p)
+	fd, ok := sockDirFDs.m[dir]
+	if !ok {
+		var err error
+		fd, err = unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return p
+		}
+		sockDirFDs.m[dir] = fd
+	}
+	return fmt.Sprintf("/proc/self/fd/%d/%s", fd, filepath.Base(p))
+}
+
+var sockDirFDs = struct {
+	sync.Mutex
+	m map[string]int
+}{m: map[string]int{}}
