@@ -9,8 +9,8 @@ UNIT_PKGS := $(shell $(GO) list ./... 2>/dev/null | grep -v '/test$$' | grep -v 
 
 all: build
 
-# The binary is static (CGO_ENABLED=0): it is bind-mounted into every
-# container as its init process.
+# The binary is static (CGO_ENABLED=0): one file runs as the CLI, the agent
+# and the node's container supervisor, on any Debian-like host.
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/shoal
 

@@ -47,12 +47,9 @@ var importRules = []importRule{
 	{"overlay/...", []string{"api", "overlay/..."}},
 	{"lb/...", []string{"api", "lb/..."}},
 	{"node/scheduler/...", []string{"api", "node/scheduler/..."}},
-	// cmd/shoal starts the agent through node and otherwise talks to it only
-	// through api. It also imports runtime, for runtime.InitMain: the same
-	// binary runs inside every container as its init (/.shoal/init), chosen
-	// by argv[0] before the CLI parses anything. That is the one allowed
-	// exception to "api, node (only to start the agent)".
-	{"cmd/shoal", []string{"api", "node", "runtime"}},
+	// cmd/shoal starts the agent (and the node's container supervisor)
+	// through node and otherwise talks to it only through api.
+	{"cmd/shoal", []string{"api", "node"}},
 }
 
 // neverNode are the trees that must not depend on node, even transitively

@@ -9,11 +9,13 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/shoal-org/shoal/node"
 )
 
 func main() {
-	if isSupervisorInvocation(os.Args[0]) {
-		os.Exit(runSupervisor(os.Args))
+	if node.IsSupervisorInvocation(os.Args[0]) {
+		os.Exit(node.SupervisorMain(os.Args))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := newShell().run(ctx, os.Args)
