@@ -50,8 +50,10 @@ type Agent struct {
 	rt     *runtime.Runtime
 	net    netAttacher // the runtime's network: the overlay once it is up
 
-	// joinMu serialises init, join and leave.
+	// joinMu serialises init, join, leave and re-joins after fencing.
 	joinMu sync.Mutex
+	// fenceWG counts re-joins after fencing (fence.go) still running.
+	fenceWG sync.WaitGroup
 
 	mu sync.RWMutex
 	cl *cluster // nil while the node is in no cluster
@@ -104,13 +106,14 @@ func (a *Agent) run(ctx context.Context) error {
 	}()
 
 	if hasClusterState(a.cfg.DataDir) {
-		if err := a.startCluster(ctx, startOpts{}); err != nil {
+		if err := a.startCluster(ctx, startOpts{forceNew: a.cfg.ForceNewCluster}); err != nil {
 			return err
 		}
 	} else if a.cfg.ForceNewCluster {
 		return errors.New("--force-new-cluster: this node has no cluster state to recover")
 	}
 	defer a.stopCluster()
+	defer a.fenceWG.Wait() // before the stop: a re-join may start an instance
 
 	ln, err := listenUnix(a.cfg.Socket)
 	if err != nil {

@@ -7,7 +7,9 @@ package test
 
 import (
 	"fmt"
+	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +21,12 @@ import (
 // voters and a 6-replica service; hosts 2 and 3 die; host 1 is restarted
 // with --force-new-cluster and acknowledges a scale to 4 and a new service;
 // then hosts 2 and 3 return with their old 3-voter configuration.
+//
+// Whether they split the cluster used to be a race: if host 1 re-admitted
+// them (as non-voters, once gossip showed them alive) before they elected a
+// leader among themselves, they followed it; otherwise host 1 followed them.
+// The test makes the bad order certain by holding back gossip (only gossip)
+// between host 1 and the returning hosts.
 func TestForceNewClusterFencesOldVoters(t *testing.T) {
 	harness.Context(t, 9*time.Minute)
 	c, _ := svcCluster(t, 3)
@@ -45,12 +53,30 @@ func TestForceNewClusterFencesOldVoters(t *testing.T) {
 	}, "scale acknowledged by the recovered node")
 	h1.MustCLI(t, "service", "create", "-d", "--name", "other", "--replicas", "1", "bb:1", "sleep", "100000")
 
+	// Hosts 2 and 3 return. Their old configuration has them as 2 of 3
+	// voters. Gossip between them and host 1 is held back until each of
+	// them either follows a leader or has dropped that configuration: host
+	// 1 re-admitting them before they elect among themselves is what made
+	// the issue's fifth run pass, and this makes the other order certain.
+	unblock := blockGossip(t, h1, h2, h3)
 	for _, h := range []*harness.Host{h2, h3} {
 		if err := h.Restart(); err != nil {
 			t.Fatal(err)
 		}
 	}
-
+	harness.Eventually(t, electionTimeout, func() (bool, string) {
+		for _, h := range []*harness.Host{h2, h3} {
+			st, err := h.Status()
+			if err != nil {
+				return false, fmt.Sprintf("%s: %v", h.Name, err)
+			}
+			if st.Leader == "" && len(st.Voters) > 0 {
+				return false, fmt.Sprintf("%s: no leader yet, voters %v", h.Name, st.Voters)
+			}
+		}
+		return true, ""
+	}, "returning hosts settled")
+	unblock()
 	// The acknowledged writes are what every node sees, including the
 	// returning ones.
 	harness.Eventually(t, 3*time.Minute, recoveredStateSeen(all...), "recovered writes seen on every node")
@@ -127,4 +153,38 @@ func runningNamed(h *harness.Host, svc string) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// blockGossip drops gossip (tcp and udp, port harness.GossipPort) between
+// h and peers, in h's namespace; cluster-port traffic still flows. The
+// returned function lifts the block; it is idempotent and also runs at
+// cleanup.
+func blockGossip(t *testing.T, h *harness.Host, peers ...*harness.Host) func() {
+	t.Helper()
+	var ips []string
+	for _, p := range peers {
+		ips = append(ips, p.IP)
+	}
+	const table = "shoal_gossip_block"
+	rules := fmt.Sprintf(`table inet %[1]s {
+	set peers { type ipv4_addr; elements = { %[2]s } }
+	chain input { type filter hook input priority -300; policy accept; ip saddr @peers meta l4proto { tcp, udp } th sport %[3]d drop; ip saddr @peers meta l4proto { tcp, udp } th dport %[3]d drop; }
+	chain output { type filter hook output priority -300; policy accept; ip daddr @peers meta l4proto { tcp, udp } th sport %[3]d drop; ip daddr @peers meta l4proto { tcp, udp } th dport %[3]d drop; }
+}
+`, table, strings.Join(ips, ", "), harness.GossipPort)
+	cmd := exec.Command("ip", "netns", "exec", h.NS, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("block gossip on %s: %v: %s", h.Name, err, out)
+	}
+	var once sync.Once
+	unblock := func() {
+		once.Do(func() {
+			if out, err := exec.Command("ip", "netns", "exec", h.NS, "nft", "delete", "table", "inet", table).CombinedOutput(); err != nil {
+				t.Errorf("unblock gossip on %s: %v: %s", h.Name, err, out)
+			}
+		})
+	}
+	t.Cleanup(unblock)
+	return unblock
 }
