@@ -52,8 +52,8 @@ type Agent struct {
 
 	// joinMu serialises init, join, leave and re-joins after fencing.
 	joinMu sync.Mutex
-	// fenceWG counts re-joins after fencing (fence.go) still running.
-	fenceWG sync.WaitGroup
+	// fenced hands a fenced cluster instance to rejoinLoop (fence.go).
+	fenced chan *cluster
 
 	mu sync.RWMutex
 	cl *cluster // nil while the node is in no cluster
@@ -66,7 +66,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
 	logger := newLogger(cfg.LogLevel)
-	a := &Agent{cfg: cfg, log: logger, ctx: ctx}
+	a := &Agent{cfg: cfg, log: logger, ctx: ctx, fenced: make(chan *cluster, 1)}
 	return a.run(ctx)
 }
 
@@ -113,7 +113,8 @@ func (a *Agent) run(ctx context.Context) error {
 		return errors.New("--force-new-cluster: this node has no cluster state to recover")
 	}
 	defer a.stopCluster()
-	defer a.fenceWG.Wait() // before the stop: a re-join may start an instance
+	wg.Add(1)
+	go func() { defer wg.Done(); a.rejoinLoop(ctx) }()
 
 	ln, err := listenUnix(a.cfg.Socket)
 	if err != nil {

@@ -127,6 +127,8 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 			m.Close()
 		}
 	}()
+	// Only a voter of this node's configuration may fence it.
+	fc.trust(func(id string) bool { return isVoterOf(r, id) })
 	if opts.forceNew {
 		if err = settleForcedEpoch(dir, fc, recordedEpoch, store.Cluster()); err != nil {
 			return err

@@ -17,8 +17,13 @@ package node
 //     recovered node's raft: no RequestVote with a higher term, no
 //     AppendEntries from a leader of the old configuration.
 //
-// A node that sees a newer epoch (from gossip or a raft answer) is fenced:
-// its raft history lost against the recovered cluster's. It stops its
+// A node that meets a newer epoch on a raft connection (the peer's answer,
+// or its dial) from a voter of its own configuration is fenced: its raft
+// history lost against the recovered cluster's. Only a voter can fence:
+// the survivor that ran --force-new-cluster was one, and a node's
+// certificate must not let it wipe its peers' state. A newer epoch in
+// gossip (which any key holder can forge) is only a hint: the node then
+// dials that peer's cluster port, where mutual TLS names the peer. It stops its
 // cluster half, moves DATA/cluster/raft aside, records the newer epoch and
 // starts again with no raft state but its identity (node ID, certificate,
 // gossip key): the recovered leader re-admits it as a non-voter
@@ -28,6 +33,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -40,6 +46,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/pki"
 )
 
 // epochFile holds this node's epoch, beside (not inside) the raft directory
@@ -83,18 +90,27 @@ type fence struct {
 	// it between raft's recovery and the first connection.
 	epoch atomic.Uint64
 
-	once sync.Once
-	ch   chan struct{} // closed when a newer epoch is first seen
+	once  sync.Once
+	ch    chan struct{} // closed when a trusted newer epoch is first seen
+	hints chan string   // cluster addresses of peers gossiping a newer epoch
 
-	mu    sync.Mutex
-	newer uint64 // the newest epoch seen, from whom
-	from  string
+	mu       sync.Mutex
+	mayFence func(peerID string) bool // nil: anyone may (tests)
+	newer    uint64                   // the newest trusted epoch seen, from whom
+	from     string
 }
 
 func newFence(epoch uint64) *fence {
-	f := &fence{ch: make(chan struct{})}
+	f := &fence{ch: make(chan struct{}), hints: make(chan string, 1)}
 	f.epoch.Store(epoch)
 	return f
+}
+
+// trust sets who may fence this node (the voters of its configuration).
+func (f *fence) trust(mayFence func(peerID string) bool) {
+	f.mu.Lock()
+	f.mayFence = mayFence
+	f.mu.Unlock()
 }
 
 // local is this instance's epoch.
@@ -105,22 +121,47 @@ func (f *fence) local() uint64 {
 	return f.epoch.Load()
 }
 
-// check judges a peer's epoch; a newer one marks this instance fenced.
+// check judges the epoch a peer presented on a mutually authenticated raft
+// connection. A newer one from a peer this node trusts marks it fenced.
 func (f *fence) check(peer string, remote uint64) consensus.EpochVerdict {
 	v := consensus.CompareEpochs(f.local(), remote)
-	if v == consensus.EpochSelfStale && f != nil {
-		f.mu.Lock()
-		if remote > f.newer {
-			f.newer, f.from = remote, peer
-		}
-		f.mu.Unlock()
+	if v != consensus.EpochSelfStale || f == nil {
+		return v
+	}
+	f.mu.Lock()
+	trusted := f.mayFence == nil || f.mayFence(peer)
+	if trusted && remote > f.newer {
+		f.newer, f.from = remote, peer
+	}
+	f.mu.Unlock()
+	if trusted {
 		f.once.Do(func() { close(f.ch) })
 	}
 	return v
 }
 
-// fenced is closed once a peer with a newer epoch was seen (nil on a nil
-// fence: never).
+// hint records that a peer gossips a newer epoch; the fence loop checks it
+// over the peer's cluster port. The latest hint wins; it never blocks.
+func (f *fence) hint(clusterAddr string) {
+	if f == nil {
+		return
+	}
+	select {
+	case f.hints <- clusterAddr:
+	default:
+		select { // replace the pending hint with this one
+		case <-f.hints:
+		default:
+		}
+		select {
+		case f.hints <- clusterAddr:
+		default:
+		}
+	}
+}
+
+// fenced is closed once a trusted peer with a newer epoch was seen (nil on
+// a nil fence: never).
 func (f *fence) fenced() <-chan struct{} {
 	if f == nil {
 		return nil
@@ -128,11 +169,25 @@ func (f *fence) fenced() <-chan struct{} {
 	return f.ch
 }
 
-// newest returns the newest epoch seen and the peer that showed it.
+// newest returns the newest trusted epoch seen and the peer that showed it.
 func (f *fence) newest() (uint64, string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.newer, f.from
+}
+
+// isVoterOf reports whether id is a voter of r's latest configuration.
+func isVoterOf(r *consensus.Raft, id string) bool {
+	servers, err := r.Servers()
+	if err != nil {
+		return false
+	}
+	for _, s := range servers {
+		if s.ID == id {
+			return s.Voter
+		}
+	}
+	return false
 }
 
 // sendEpoch and recvEpoch are the two halves of the raft epoch handshake.
@@ -185,55 +240,104 @@ func acceptEpoch(conn net.Conn, f *fence, peer string) (uint64, consensus.EpochV
 	return theirs, f.check(peer, theirs), nil
 }
 
-// fenceLoop waits until this cluster instance is fenced and hands the
-// re-join to its own goroutine (re-joining stops this instance, whose wait
-// group this loop belongs to).
+// fenceLoop waits until this cluster instance is fenced and hands it to
+// rejoinLoop (re-joining stops this instance, whose wait group this loop
+// belongs to). Gossip hints are checked on the peer's cluster port, at most
+// one every probeInterval.
 func (a *Agent) fenceLoop(ctx context.Context, cl *cluster) {
-	select {
-	case <-ctx.Done():
-		return
-	case <-cl.fence.fenced():
+	var lastProbe time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-cl.fence.fenced():
+			epoch, from := cl.fence.newest()
+			a.log.Warn("fenced: a voter runs a newer cluster epoch (a --force-new-cluster happened without this node); "+
+				"dropping this node's raft state to re-join the recovered cluster",
+				"epoch", cl.fence.local(), "newer_epoch", epoch, "seen_from", from)
+			select {
+			case a.fenced <- cl:
+			case <-ctx.Done():
+			}
+			return
+		case addr := <-cl.fence.hints:
+			if wait := probeInterval - time.Since(lastProbe); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
+			lastProbe = time.Now()
+			if err := probeEpoch(addr, cl.client, cl.fence); err != nil && !errors.Is(err, errEpochMismatch) {
+				a.log.Debug("epoch probe", "addr", addr, "err", err)
+			}
+		}
 	}
-	epoch, from := cl.fence.newest()
-	a.log.Warn("fenced: a peer runs a newer cluster epoch (a --force-new-cluster happened without this node); "+
-		"dropping this node's raft state to re-join the recovered cluster",
-		"epoch", cl.fence.local(), "newer_epoch", epoch, "seen_from", from)
-	a.fenceWG.Add(1)
-	go func() {
-		defer a.fenceWG.Done()
-		a.rejoinFenced(cl, epoch)
-	}()
+}
+
+// probeInterval spaces the checks of gossip hints.
+const probeInterval = time.Second
+
+// probeEpoch runs the raft epoch handshake with the cluster port at addr
+// and closes the connection: a newer epoch there fences this node (if that
+// node may), an equal one hands raft a connection that ends at once.
+func probeEpoch(addr string, client *tls.Config, f *fence) error {
+	c, err := dialProto(addr, dialTimeout, client, protoRaft)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	peer := addr
+	if id, ok := pki.PeerNodeID(c.ConnectionState()); ok {
+		peer = id
+	}
+	return dialEpoch(c, f, peer, dialTimeout)
+}
+
+// rejoinLoop re-joins fenced cluster instances, one at a time, until ctx
+// ends. The agent runs it for its whole life.
+func (a *Agent) rejoinLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case cl := <-a.fenced:
+			a.rejoinFenced(ctx, cl)
+		}
+	}
 }
 
 // rejoinFenced restarts the cluster half of a fenced node at the newer
-// epoch with no raft state. It gives up only when the agent stops or the
-// cluster instance is no longer cl (a leave in the meantime).
-func (a *Agent) rejoinFenced(cl *cluster, epoch uint64) {
+// epoch with no raft state. It gives up only when ctx ends or the cluster
+// instance is no longer cl (a leave in the meantime).
+func (a *Agent) rejoinFenced(ctx context.Context, cl *cluster) {
 	a.joinMu.Lock()
 	defer a.joinMu.Unlock()
 	a.mu.RLock()
 	current := a.cl
 	a.mu.RUnlock()
-	if current != cl || a.ctx.Err() != nil {
+	if current != cl || ctx.Err() != nil {
 		return
 	}
+	epoch, _ := cl.fence.newest()
 	a.stopCluster()
 	dir := clusterDir(a.cfg.DataDir)
 	for {
-		err := a.restartAtEpoch(dir, cl.fence.local(), epoch)
+		err := a.restartAtEpoch(ctx, dir, cl.fence.local(), epoch)
 		if err == nil {
 			break
 		}
 		a.log.Error("re-join after fencing failed; retrying", "err", err)
 		select {
-		case <-a.ctx.Done():
+		case <-ctx.Done():
 			return
 		case <-time.After(2 * time.Second):
 		}
 	}
-	if a.ctx.Err() != nil {
-		// The agent stopped while we started: its own stop may have run
-		// before this instance existed.
+	if ctx.Err() != nil {
+		// The agent is stopping; its own stop may have run before this
+		// instance existed.
 		a.stopCluster()
 		return
 	}
@@ -242,14 +346,14 @@ func (a *Agent) rejoinFenced(cl *cluster, epoch uint64) {
 
 // restartAtEpoch moves the raft state aside (once), records epoch and
 // starts the cluster half from the files left in dir.
-func (a *Agent) restartAtEpoch(dir string, old, epoch uint64) error {
+func (a *Agent) restartAtEpoch(ctx context.Context, dir string, old, epoch uint64) error {
 	if err := moveRaftAside(dir, old, time.Now()); err != nil {
 		return err
 	}
 	if err := writeEpoch(dir, epoch); err != nil {
 		return err
 	}
-	return a.startCluster(a.ctx, startOpts{})
+	return a.startCluster(ctx, startOpts{})
 }
 
 // moveRaftAside renames DATA/cluster/raft to raft.fenced-epochN-TIME so the

@@ -68,10 +68,47 @@ func TestFenceCheck(t *testing.T) {
 		})
 	}
 
+	// Only a peer this node trusts (a voter of its configuration) fences it.
+	f := newFence(0)
+	f.trust(func(id string) bool { return id == "voter" })
+	if v := f.check("worker", 7); v != consensus.EpochSelfStale || isFenced(f) {
+		t.Fatalf("a non-voter's newer epoch: verdict %s, fenced %v", v, isFenced(f))
+	}
+	if e, _ := f.newest(); e != 0 {
+		t.Fatalf("an untrusted epoch recorded: %d", e)
+	}
+	if f.check("voter", 1); !isFenced(f) {
+		t.Fatal("a voter's newer epoch did not fence")
+	}
+	if e, from := f.newest(); e != 1 || from != "voter" {
+		t.Fatalf("newest %d from %q", e, from)
+	}
+
 	// A nil fence (a mux built alone) is epoch 0 and never fenced.
 	var nf *fence
 	if nf.local() != 0 || nf.check("x", 0) != consensus.EpochSame || nf.check("x", 5) != consensus.EpochSelfStale || nf.fenced() != nil {
 		t.Fatal("nil fence is not epoch 0")
+	}
+	nf.hint("10.0.0.1:2377") // no-op
+}
+
+func TestFenceHintKeepsLatest(t *testing.T) {
+	f := newFence(0)
+	f.hint("a:2377")
+	f.hint("b:2377")
+	f.hint("c:2377")
+	select {
+	case got := <-f.hints:
+		if got != "c:2377" {
+			t.Fatalf("hint %q, want the latest", got)
+		}
+	default:
+		t.Fatal("no hint pending")
+	}
+	select {
+	case got := <-f.hints:
+		t.Fatalf("a second hint %q pending", got)
+	default:
 	}
 }
 
@@ -190,18 +227,28 @@ func epochMux(t *testing.T, p *testPKI, id string, epoch uint64) (*raftLayer, st
 // side with the older epoch learns that it is fenced, whichever side dials.
 func TestRaftEpochHandshake(t *testing.T) {
 	p := newTestPKI(t, "cluster-a")
+	nobody := func(string) bool { return false }
 	for _, tt := range []struct {
 		name                 string
 		dialer, acceptor     uint64
+		dialerTrust, accTrst func(string) bool
 		dialerFenced, accFen bool
 	}{
 		{name: "same epoch", dialer: 1, acceptor: 1},
 		{name: "old voter dials the recovered node", dialer: 0, acceptor: 1, dialerFenced: true},
 		{name: "recovered node dials an old voter", dialer: 1, acceptor: 0, accFen: true},
+		{name: "a newer epoch from a non-voter is refused but does not fence", dialer: 0, acceptor: 1, dialerTrust: nobody},
+		{name: "a non-voter dialing with a newer epoch does not fence", dialer: 5, acceptor: 1, accTrst: nobody},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dl, _ := epochMux(t, p, "dialer", tt.dialer)
 			al, addr := epochMux(t, p, "acceptor", tt.acceptor)
+			if tt.dialerTrust != nil {
+				dl.fence.trust(tt.dialerTrust)
+			}
+			if tt.accTrst != nil {
+				al.fence.trust(tt.accTrst)
+			}
 			accepted := make(chan net.Conn, 1)
 			go func() {
 				if c, err := al.Accept(); err == nil {
@@ -254,8 +301,15 @@ func TestRaftEpochHandshake(t *testing.T) {
 				if e, from := al.fence.newest(); e != tt.dialer || from != "dialer" {
 					t.Errorf("acceptor saw %d from %q", e, from)
 				}
-			} else if isFenced(al.fence) {
-				t.Error("acceptor fenced")
+			} else {
+				if tt.dialer != tt.acceptor {
+					// The acceptor closes a refused connection after its
+					// verdict: once a raw handshake sees EOF, it is in.
+					handshakeUntilClosed(t, addr, p.client("dialer"), tt.dialer)
+				}
+				if isFenced(al.fence) {
+					t.Error("acceptor fenced")
+				}
 			}
 			if tt.dialerFenced {
 				if e, from := dl.fence.newest(); e != tt.acceptor || from != "acceptor" {
@@ -263,6 +317,50 @@ func TestRaftEpochHandshake(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// handshakeUntilClosed runs the dialer's half of the handshake at epoch by
+// hand and reads until the acceptor closes the connection.
+func handshakeUntilClosed(t *testing.T, addr string, client *tls.Config, epoch uint64) {
+	t.Helper()
+	c, err := dialProto(addr, 2*time.Second, client, protoRaft)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := sendEpoch(c, epoch); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := recvEpoch(c); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(io.Discard, c); err != nil {
+		t.Fatalf("the acceptor kept a refused connection open: %v", err)
+	}
+}
+
+// TestProbeEpoch: a gossip hint is checked on the peer's cluster port,
+// where mutual TLS names the peer.
+func TestProbeEpoch(t *testing.T) {
+	p := newTestPKI(t, "cluster-a")
+	_, newer := epochMux(t, p, "recovered", 1)
+	_, same := epochMux(t, p, "peer", 0)
+	stale := newFence(0)
+	client := p.client("stale")
+	if err := probeEpoch(same, client, stale); err != nil || isFenced(stale) {
+		t.Fatalf("probe at the same epoch: %v, fenced %v", err, isFenced(stale))
+	}
+	stale.trust(func(id string) bool { return id == "recovered" })
+	if err := probeEpoch(newer, client, stale); !errors.Is(err, errEpochMismatch) {
+		t.Fatalf("probe of a newer epoch: %v", err)
+	}
+	if !isFenced(stale) {
+		t.Fatal("a voter's newer epoch on its cluster port did not fence")
+	}
+	if e, from := stale.newest(); e != 1 || from != "recovered" {
+		t.Fatalf("newest %d from %q", e, from)
 	}
 }
 
@@ -290,7 +388,8 @@ func TestMembershipEpoch(t *testing.T) {
 		t.Fatal("an older member fenced this node")
 	}
 	// A member that re-joins at our epoch becomes alive; one that moves to
-	// a newer epoch stops being alive and fences this node.
+	// a newer epoch stops being alive, and its cluster port is to be
+	// asked (gossip alone, forgeable by any key holder, does not fence).
 	m.NotifyUpdate(node("old", 1))
 	m.NotifyUpdate(node("same", 2))
 	alive = m.aliveSet()
@@ -300,8 +399,16 @@ func TestMembershipEpoch(t *testing.T) {
 	if _, ok := alive["same"]; ok {
 		t.Fatal("member of a newer epoch still alive")
 	}
-	if !isFenced(m.fence) {
-		t.Fatal("a newer epoch in gossip did not fence this node")
+	if isFenced(m.fence) {
+		t.Fatal("gossip alone fenced this node")
+	}
+	select {
+	case addr := <-m.fence.hints:
+		if addr != "10.0.0.1:2377" {
+			t.Fatalf("hint %q, want the member's cluster port", addr)
+		}
+	default:
+		t.Fatal("a newer epoch in gossip left no hint")
 	}
 	// Metadata without an epoch (an older agent) is epoch 0.
 	m.NotifyJoin(&memberlist.Node{Name: "legacy", Addr: net.ParseIP("10.0.0.2"), Port: 7946, Meta: []byte(`{"id":"legacy","cp":2377}`)})

@@ -45,7 +45,8 @@ type membership struct {
 	ml   *memberlist.Memberlist
 	meta []byte
 	// fence judges the epoch in each member's metadata: a member of
-	// another epoch is not alive for this node, a newer one fences it.
+	// another epoch is not alive for this node; a newer one is a hint
+	// that this node may be fenced.
 	fence *fence
 
 	subMu sync.Mutex
@@ -208,10 +209,14 @@ func (m *membership) upsert(n *memberlist.Node) {
 	if err := json.Unmarshal(n.Meta, &meta); err != nil || meta.NodeID == "" {
 		meta = memberMeta{NodeID: n.Name}
 	}
-	if v := m.fence.check(n.Name, meta.Epoch); v != consensus.EpochSame {
+	if v := consensus.CompareEpochs(m.fence.local(), meta.Epoch); v != consensus.EpochSame {
 		// Of the raft configuration that --force-new-cluster abandoned
-		// (or of its successor, and then this node is the stale one):
-		// not a member until it re-joins at this epoch.
+		// (or of its successor, and then this node may be the stale one:
+		// the fence checks that over mutual TLS): not a member until both
+		// run at one epoch.
+		if v == consensus.EpochSelfStale && meta.ClusterPort > 0 {
+			m.fence.hint(net.JoinHostPort(n.Addr.String(), strconv.Itoa(meta.ClusterPort)))
+		}
 		m.mu.Lock()
 		delete(m.alive, n.Name)
 		m.mu.Unlock()
