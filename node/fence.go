@@ -23,13 +23,14 @@ package node
 // the survivor that ran --force-new-cluster was one, and a node's
 // certificate must not let it wipe its peers' state. A newer epoch in
 // gossip (which any key holder can forge) is only a hint: the node then
-// dials that peer's cluster port, where mutual TLS names the peer. It stops its
-// cluster half, moves DATA/cluster/raft aside, records the newer epoch and
-// starts again with no raft state but its identity (node ID, certificate,
-// gossip key): the recovered leader re-admits it as a non-voter
-// (admitMissing) and autopilot may promote it. Its replica is rebuilt from
-// the leader, and its reconciler then stops the containers of tasks that
-// were rescheduled while it was away.
+// dials that peer's cluster port, where mutual TLS names the peer.
+//
+// A fenced node stops its cluster half, moves DATA/cluster/raft aside,
+// records the newer epoch and starts again with no raft state but its
+// identity (node ID, certificate, gossip key): the recovered leader
+// re-admits it as a non-voter (admitMissing) and autopilot may promote it.
+// Its replica is rebuilt from the leader, and its reconciler then stops the
+// containers of tasks that were rescheduled while it was away.
 
 import (
 	"context"
