@@ -28,6 +28,9 @@ type ClusterState struct {
 	NextVIP uint32 `json:"next_vip"`
 	// NextSubnet is the /24 index in ClusterCIDR where the next subnet search starts.
 	NextSubnet uint32 `json:"next_subnet"`
+	// Epoch counts the --force-new-cluster recoveries of this cluster (see
+	// epoch.go); 0 until the first one.
+	Epoch uint64 `json:"epoch,omitempty"`
 	// VoterTarget is the number of voters autopilot last aimed for (informational).
 	VoterTarget int       `json:"voter_target"`
 	CreatedAt   time.Time `json:"created_at"`

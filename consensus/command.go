@@ -36,6 +36,7 @@ const (
 	TypeTrimTasks        CommandType = 19
 	TypeRevokeCert       CommandType = 20
 	TypeSetVoterTarget   CommandType = 21
+	TypeSetClusterEpoch  CommandType = 22
 )
 
 // CommandVersion is the second byte of every log entry: the version of the
@@ -122,6 +123,13 @@ type RevokeCert struct {
 // SetVoterTarget records the number of voters autopilot aims for.
 type SetVoterTarget struct {
 	Target int `json:"target"`
+}
+
+// SetClusterEpoch raises the cluster's epoch (see epoch.go) after
+// --force-new-cluster. An epoch not above the recorded one is a no-op, so a
+// retried or late entry never lowers it.
+type SetClusterEpoch struct {
+	Epoch uint64 `json:"epoch"`
 }
 
 // CreateService stores a new service. Name defaults to Spec.Name; an empty
@@ -224,6 +232,9 @@ func (RevokeCert) Type() CommandType { return TypeRevokeCert }
 func (SetVoterTarget) Type() CommandType { return TypeSetVoterTarget }
 
 // Type implements Command.
+func (SetClusterEpoch) Type() CommandType { return TypeSetClusterEpoch }
+
+// Type implements Command.
 func (CreateService) Type() CommandType { return TypeCreateService }
 
 // Type implements Command.
@@ -279,6 +290,7 @@ var decoders = map[CommandType]func([]byte) (Command, error){
 	TypeSetImageNode:     decodeAs[SetImageNode],
 	TypeDeleteImage:      decodeAs[DeleteImage],
 	TypeBatch:            decodeAs[Batch],
+	TypeSetClusterEpoch:  decodeAs[SetClusterEpoch],
 }
 
 func decodeAs[T Command](body []byte) (Command, error) {

@@ -751,6 +751,7 @@ func sampleCommands() []Command {
 		SetGossipKeys{Keys: [][]byte{bytes.Repeat([]byte{7}, 32)}},
 		RevokeCert{Serial: "123"},
 		SetVoterTarget{Target: 5},
+		SetClusterEpoch{Epoch: 2},
 		CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Name: "web", Replicas: 3, Healthcheck: &api.HealthConfig{Test: []string{"CMD", "true"}}}}},
 		UpdateService{Service: api.Service{ID: "s1", Name: "web"}, ExpectVersion: 7},
 		DeleteService{ID: "s1", Now: t0},

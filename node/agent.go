@@ -50,8 +50,10 @@ type Agent struct {
 	rt     *runtime.Runtime
 	net    netAttacher // the runtime's network: the overlay once it is up
 
-	// joinMu serialises init, join and leave.
+	// joinMu serialises init, join, leave and re-joins after fencing.
 	joinMu sync.Mutex
+	// fenced hands a fenced cluster instance to fencedRejoinLoop (fence.go).
+	fenced chan *cluster
 
 	mu sync.RWMutex
 	cl *cluster // nil while the node is in no cluster
@@ -64,7 +66,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
 	logger := newLogger(cfg.LogLevel)
-	a := &Agent{cfg: cfg, log: logger, ctx: ctx}
+	a := &Agent{cfg: cfg, log: logger, ctx: ctx, fenced: make(chan *cluster, 1)}
 	return a.run(ctx)
 }
 
@@ -104,13 +106,15 @@ func (a *Agent) run(ctx context.Context) error {
 	}()
 
 	if hasClusterState(a.cfg.DataDir) {
-		if err := a.startCluster(ctx, startOpts{}); err != nil {
+		if err := a.startCluster(ctx, startOpts{forceNew: a.cfg.ForceNewCluster}); err != nil {
 			return err
 		}
 	} else if a.cfg.ForceNewCluster {
 		return errors.New("--force-new-cluster: this node has no cluster state to recover")
 	}
 	defer a.stopCluster()
+	wg.Add(1)
+	go func() { defer wg.Done(); a.fencedRejoinLoop(ctx) }()
 
 	ln, err := listenUnix(a.cfg.Socket)
 	if err != nil {

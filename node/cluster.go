@@ -35,6 +35,7 @@ type cluster struct {
 	members *membership
 	mux     *mux
 	client  *tls.Config // mutual TLS towards peers
+	fence   *fence      // this instance's epoch (fence.go)
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -50,6 +51,7 @@ func hasClusterState(dataDir string) bool {
 type startOpts struct {
 	bootstrap *bootstrapInfo // set by init
 	joinPeers []string       // gossip addresses handed over by join
+	forceNew  bool           // --force-new-cluster, at agent start only
 }
 
 type bootstrapInfo struct {
@@ -98,8 +100,14 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	if err != nil {
 		return fmt.Errorf("listen on cluster port: %w", err)
 	}
+	fc, recordedEpoch, err := openEpoch(dir, opts.forceNew)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	m := newMux(ln, serverTLS, a.log.With("sub", "mux"), a.serveRPC)
-	layer := &raftLayer{m: m, client: func() *tls.Config { return clientTLS }}
+	m.fence = fc
+	layer := &raftLayer{m: m, client: func() *tls.Config { return clientTLS }, fence: fc}
 
 	rc := consensus.DefaultConfig()
 	rc.NodeID = a.id.NodeID
@@ -107,7 +115,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	rc.DataDir = dir
 	rc.StreamLayer = layer
 	rc.Logger = a.log.With("sub", "raft")
-	rc.ForceNewCluster = a.cfg.ForceNewCluster
+	rc.ForceNewCluster = opts.forceNew
 	r, err := consensus.New(rc, store)
 	if err != nil {
 		m.Close()
@@ -119,9 +127,18 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 			m.Close()
 		}
 	}()
+	// Only a voter of this node's configuration may fence it.
+	fc.trust(func(id string) bool { return isVoterOf(r, id) })
+	if opts.forceNew {
+		if err = settleForcedEpoch(dir, fc, recordedEpoch, store.Cluster()); err != nil {
+			return err
+		}
+		a.log.Warn("forced a new cluster: this node is the only voter; nodes of the old configuration are fenced and re-join when they return",
+			"epoch", fc.local())
+	}
 
 	cctx, cancel := context.WithCancel(ctx)
-	cl := &cluster{id: cf.ClusterID, store: store, raft: r, mux: m, client: clientTLS, cancel: cancel}
+	cl := &cluster{id: cf.ClusterID, store: store, raft: r, mux: m, client: clientTLS, fence: fc, cancel: cancel}
 	cl.wg.Add(1)
 	go func() {
 		defer cl.wg.Done()
@@ -138,7 +155,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		}
 	}
 
-	mem, err := newMembership(a.cfg, a.id.NodeID, memberMeta{NodeID: a.id.NodeID, ClusterPort: a.cfg.ClusterPort}, keys, a.log)
+	mem, err := newMembership(a.cfg, a.id.NodeID, memberMeta{NodeID: a.id.NodeID, ClusterPort: a.cfg.ClusterPort, Epoch: fc.local()}, keys, fc, a.log)
 	if err != nil {
 		cancel()
 		cl.wg.Wait()
@@ -157,8 +174,10 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		}
 	}
 
-	cl.wg.Add(5)
-	go func() { defer cl.wg.Done(); a.rejoinLoop(cctx, cl) }()
+	cl.wg.Add(7)
+	go func() { defer cl.wg.Done(); a.lostLogRejoinLoop(cctx, cl) }()
+	go func() { defer cl.wg.Done(); a.fenceLoop(cctx, cl) }()
+	go func() { defer cl.wg.Done(); a.recordEpochLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.networkLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.gossipJoinLoop(cctx, cl, peers) }()
 	go func() { defer cl.wg.Done(); a.leadershipLoop(cctx, cl) }()

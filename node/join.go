@@ -44,6 +44,9 @@ type joinRPCResponse struct {
 	CAPEM      []byte   `json:"ca_pem"`
 	GossipKeys [][]byte `json:"gossip_keys"`
 	Peers      []string `json:"peers"`
+	// Epoch is the cluster epoch the leader runs at (fence.go); the new
+	// node starts at it so that raft lets it in.
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 type adminRPCRequest struct {
@@ -241,6 +244,12 @@ func (a *Agent) joinCluster(ctx context.Context, req api.JoinRequest) error {
 	if err := a.writeClusterFiles(resp.ClusterID, resp.CertPEM, keyPEM, resp.CAPEM, resp.GossipKeys, resp.Peers); err != nil {
 		return err
 	}
+	if resp.Epoch > 0 {
+		if err := writeEpoch(clusterDir(a.cfg.DataDir), resp.Epoch); err != nil {
+			_ = os.RemoveAll(clusterDir(a.cfg.DataDir))
+			return err
+		}
+	}
 	if err := a.startCluster(a.ctx, startOpts{joinPeers: resp.Peers}); err != nil {
 		_ = os.RemoveAll(clusterDir(a.cfg.DataDir))
 		return err
@@ -342,7 +351,7 @@ func (a *Agent) handleJoinRPC(ctx context.Context, req joinRPCRequest) (*joinRPC
 	a.log.Info("node joined", "node_id", req.NodeID, "hostname", req.Hostname, "addr", req.Addr)
 	return &joinRPCResponse{
 		ClusterID: c.ClusterID, CertPEM: certPEM, CAPEM: c.CACertPEM,
-		GossipKeys: c.GossipKeys, Peers: dedupe(peers, ""),
+		GossipKeys: c.GossipKeys, Peers: dedupe(peers, ""), Epoch: cl.fence.local(),
 	}, nil
 }
 

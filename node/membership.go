@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/shoal-org/shoal/consensus"
 )
 
 // memberMeta is what every node gossips about itself (≤ 512 bytes).
@@ -32,6 +34,8 @@ type memberMeta struct {
 	NodeID      string `json:"id"`
 	ClusterPort int    `json:"cp"`
 	Subnet      string `json:"sn,omitempty"`
+	// Epoch is the node's cluster epoch (fence.go); absent means 0.
+	Epoch uint64 `json:"ep,omitempty"`
 }
 
 // membership owns the memberlist instance and turns its callbacks into
@@ -40,6 +44,10 @@ type memberMeta struct {
 type membership struct {
 	ml   *memberlist.Memberlist
 	meta []byte
+	// fence judges the epoch in each member's metadata: a member of
+	// another epoch is not alive for this node; a newer one is a hint
+	// that this node may be fenced.
+	fence *fence
 
 	subMu sync.Mutex
 	subs  map[chan struct{}]struct{}
@@ -58,8 +66,9 @@ func (m *membership) everSeen(id string) bool {
 	return ok
 }
 
-func newMembership(cfg Config, nodeID string, meta memberMeta, keys [][]byte, logger *slog.Logger) (*membership, error) {
+func newMembership(cfg Config, nodeID string, meta memberMeta, keys [][]byte, fc *fence, logger *slog.Logger) (*membership, error) {
 	m := &membership{
+		fence: fc,
 		subs:  map[chan struct{}]struct{}{},
 		alive: map[string]memberMeta{},
 		addrs: map[string]string{},
@@ -199,6 +208,20 @@ func (m *membership) upsert(n *memberlist.Node) {
 	var meta memberMeta
 	if err := json.Unmarshal(n.Meta, &meta); err != nil || meta.NodeID == "" {
 		meta = memberMeta{NodeID: n.Name}
+	}
+	if v := consensus.CompareEpochs(m.fence.local(), meta.Epoch); v != consensus.EpochSame {
+		// Of the raft configuration that --force-new-cluster abandoned
+		// (or of its successor, and then this node may be the stale one:
+		// the fence checks that over mutual TLS): not a member until both
+		// run at one epoch.
+		if v == consensus.EpochSelfStale && meta.ClusterPort > 0 {
+			m.fence.hint(net.JoinHostPort(n.Addr.String(), strconv.Itoa(meta.ClusterPort)))
+		}
+		m.mu.Lock()
+		delete(m.alive, n.Name)
+		m.mu.Unlock()
+		m.signal()
+		return
 	}
 	m.mu.Lock()
 	m.alive[n.Name] = meta

@@ -5,6 +5,8 @@ package node
 // connections must present a valid, unrevoked node certificate; RPC
 // connections may come without one, because a joining node has no certificate
 // yet, and every RPC method except join checks the peer identity itself.
+// A raft connection then exchanges cluster epochs (fence.go) and goes to
+// raft only when both ends run at the same one.
 
 import (
 	"context"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/pki"
 )
 
@@ -37,6 +40,8 @@ type mux struct {
 	log    *slog.Logger
 	raftCh chan net.Conn
 	rpc    func(conn *tls.Conn)
+	// fence is this cluster instance's epoch (nil: epoch 0). Set before Run.
+	fence *fence
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -100,20 +105,31 @@ func (m *mux) handle(c net.Conn) {
 		_ = tc.Close()
 		return
 	}
-	_ = tc.SetDeadline(time.Time{})
 	switch b[0] {
 	case protoRaft:
-		if _, ok := pki.PeerNodeID(tc.ConnectionState()); !ok {
+		peer, ok := pki.PeerNodeID(tc.ConnectionState())
+		if !ok {
 			m.log.Warn("raft connection without a node certificate refused", "remote", c.RemoteAddr())
 			_ = tc.Close()
 			return
 		}
+		theirs, v, err := acceptEpoch(tc, m.fence, peer)
+		if err != nil || v != consensus.EpochSame {
+			// A stale peer retries with every heartbeat: debug only; the
+			// fenced side says it loudly.
+			m.log.Debug("raft connection refused: epoch mismatch", "peer", peer, "remote", c.RemoteAddr(),
+				"epoch", m.fence.local(), "peer_epoch", theirs, "verdict", v, "err", err)
+			_ = tc.Close()
+			return
+		}
+		_ = tc.SetDeadline(time.Time{})
 		select {
 		case m.raftCh <- tc:
 		case <-m.closed:
 			_ = tc.Close()
 		}
 	case protoRPC:
+		_ = tc.SetDeadline(time.Time{})
 		m.rpc(tc)
 	default:
 		_ = tc.Close()
@@ -132,6 +148,8 @@ func (m *mux) Close() {
 type raftLayer struct {
 	m      *mux
 	client func() *tls.Config
+	// fence is this cluster instance's epoch (nil: epoch 0).
+	fence *fence
 }
 
 var _ raft.StreamLayer = (*raftLayer)(nil)
@@ -149,8 +167,22 @@ func (l *raftLayer) Close() error { l.m.Close(); return nil }
 
 func (l *raftLayer) Addr() net.Addr { return l.m.ln.Addr() }
 
+// Dial connects to a peer's raft and runs the epoch handshake: a peer of
+// another epoch is refused (and a newer one fences this node).
 func (l *raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return dialProto(string(address), timeout, l.client(), protoRaft)
+	c, err := dialProto(string(address), timeout, l.client(), protoRaft)
+	if err != nil {
+		return nil, err
+	}
+	peer := string(address)
+	if id, ok := pki.PeerNodeID(c.ConnectionState()); ok {
+		peer = id
+	}
+	if err := dialEpoch(c, l.fence, peer, timeout); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 // dialProto opens a TLS connection to a cluster port and selects a protocol.

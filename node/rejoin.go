@@ -18,10 +18,10 @@ import (
 
 const rpcRejoin = "rejoin"
 
-// rejoinLoop runs while this node's rejoin is pending: it asks the leader to
+// lostLogRejoinLoop runs while this node's rejoin is pending: it asks the leader to
 // demote it to a non-voter until that succeeds or ctx ends, then gives the
 // node its vote back.
-func (a *Agent) rejoinLoop(ctx context.Context, cl *cluster) {
+func (a *Agent) lostLogRejoinLoop(ctx context.Context, cl *cluster) {
 	if !cl.raft.RejoinPending() {
 		return
 	}
