@@ -55,6 +55,8 @@ type Agent struct {
 
 	mu sync.RWMutex
 	cl *cluster // nil while the node is in no cluster
+
+	removedCh chan removalNotice // a cluster removed this node (removal.go)
 }
 
 // Run starts an agent and blocks until ctx ends. On return every goroutine
@@ -64,7 +66,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
 	logger := newLogger(cfg.LogLevel)
-	a := &Agent{cfg: cfg, log: logger, ctx: ctx}
+	a := &Agent{cfg: cfg, log: logger, ctx: ctx, removedCh: make(chan removalNotice, 1)}
 	return a.run(ctx)
 }
 
@@ -111,6 +113,11 @@ func (a *Agent) run(ctx context.Context) error {
 		return errors.New("--force-new-cluster: this node has no cluster state to recover")
 	}
 	defer a.stopCluster()
+	// A reset after removal needs the runtime: it ends before the runtime.
+	var rmWG sync.WaitGroup
+	defer rmWG.Wait()
+	rmWG.Add(1)
+	go func() { defer rmWG.Done(); a.resetOnRemoval(ctx) }()
 
 	ln, err := listenUnix(a.cfg.Socket)
 	if err != nil {

@@ -157,8 +157,9 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		}
 	}
 
-	cl.wg.Add(4)
+	cl.wg.Add(5)
 	go func() { defer cl.wg.Done(); a.networkLoop(cctx, cl) }()
+	go func() { defer cl.wg.Done(); a.removalLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.gossipJoinLoop(cctx, cl, peers) }()
 	go func() { defer cl.wg.Done(); a.leadershipLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.reconcileLoop(cctx, cl) }()
