@@ -9,6 +9,8 @@ package test
 import (
 	"context"
 	"fmt"
+	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -214,7 +216,7 @@ func TestNodeRmDownNodeReturns(t *testing.T) {
 	}
 	removedAndReset(t, h4, ids[3], rest...)
 	rejoins(t, c, h4)
-	harness.Eventually(t, 30*time.Second, portAnswers(rest...), "published port after the re-join")
+	harness.Eventually(t, 30*time.Second, portAnswers(c.Hosts()...), "published port on every node after the re-join")
 	p.stop(t)
 }
 
@@ -228,6 +230,61 @@ func TestNodeRmForceLiveNode(t *testing.T) {
 	h1.MustCLI(t, "node", "rm", "--force", ids[3])
 	removedAndReset(t, h4, ids[3], rest...)
 	rejoins(t, c, h4)
-	harness.Eventually(t, 30*time.Second, portAnswers(rest...), "published port after the re-join")
+	harness.Eventually(t, 30*time.Second, portAnswers(c.Hosts()...), "published port on every node after the re-join")
 	p.stop(t)
+}
+
+// blockGossip drops the gossip port (7946, tcp and udp) in and out of h's
+// namespace, or lifts the block; the cluster port stays open.
+func blockGossip(t *testing.T, h *harness.Host, on bool) {
+	t.Helper()
+	_ = exec.Command("ip", "netns", "exec", h.NS, "nft", "delete", "table", "inet", "noderm_gossip").Run()
+	if !on {
+		return
+	}
+	rules := `table inet noderm_gossip {
+	chain input { type filter hook input priority -300; policy accept; meta l4proto { tcp, udp } th dport 7946 drop; meta l4proto { tcp, udp } th sport 7946 drop; }
+	chain output { type filter hook output priority -300; policy accept; meta l4proto { tcp, udp } th dport 7946 drop; meta l4proto { tcp, udp } th sport 7946 drop; }
+}
+`
+	cmd := exec.Command("ip", "netns", "exec", h.NS, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("block gossip on %s: %v: %s", h.Name, err, out)
+	}
+	t.Cleanup(func() {
+		_ = exec.Command("ip", "netns", "exec", h.NS, "nft", "delete", "table", "inet", "noderm_gossip").Run()
+	})
+}
+
+// TestNodeRmLeaveWithoutQuorum: a removed node that no gossip hint reaches
+// leaves without a quorum: `shoal leave` asks whether it was removed and
+// resets locally. A node that was not removed still leaves the usual way.
+func TestNodeRmLeaveWithoutQuorum(t *testing.T) {
+	harness.Context(t, testTimeout)
+	c := harness.New(t, 3)
+	c.Form(t)
+	h1, h3 := c.Host(1), c.Host(3)
+	id3 := h3.NodeID(t)
+	blockGossip(t, h3, true)
+	harness.Eventually(t, downTimeout, nodeStatusSeen(id3, api.NodeDown, h1, c.Host(2)), "h3 down for gossip")
+	h1.MustCLI(t, "node", "rm", id3)
+	if _, stderr, err := h3.CLI("leave"); err != nil {
+		t.Fatalf("leave on the removed h3: %v: %s", err, stderr)
+	}
+	st, err := h3.Status()
+	if err != nil || st.Joined {
+		t.Fatalf("h3 after leave: %+v, %v; want in no cluster", st, err)
+	}
+
+	blockGossip(t, h3, false)
+	if err := h3.Join(h1.Token(t), h1); err != nil {
+		t.Fatalf("join after removal: %v", err)
+	}
+	c.WaitReady(t, formTimeout, 3)
+	// Not removed: leave goes through the leader as before.
+	if _, stderr, err := h3.CLI("leave"); err != nil {
+		t.Fatalf("leave of a member: %v: %s", err, stderr)
+	}
+	c.WaitReady(t, formTimeout, 2, h1, c.Host(2))
 }
