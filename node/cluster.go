@@ -35,6 +35,10 @@ type cluster struct {
 	members *membership
 	mux     *mux
 	client  *tls.Config // mutual TLS towards peers
+	// removing holds the IDs of nodes the leader is removing (node ID →
+	// struct{}): between their removal from Raft and from the state,
+	// admitMissing must not take them back.
+	removing sync.Map
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup

@@ -456,6 +456,11 @@ func (a *Agent) removeNodeAsLeader(ctx context.Context, cl *cluster, id string, 
 	if !force && n.Status == api.NodeReady && a.isAlive(cl, id) {
 		return &rpcError{Code: codeRefused, Msg: fmt.Sprintf("node %s is ready: run `shoal leave` on it, or use --force", n.Hostname)}
 	}
+	// Out of Raft first (so the node never sees the entry below and stops
+	// its tasks before the other nodes stop routing to them), then out of
+	// the state; meanwhile the leader loop must not re-admit it.
+	cl.removing.Store(id, struct{}{})
+	defer cl.removing.Delete(id)
 	servers, err := cl.raft.Servers()
 	if err != nil {
 		return err

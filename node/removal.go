@@ -7,7 +7,8 @@ package node
 // sees that entry (it is out of the Raft configuration first), so it must
 // learn about it from a peer:
 //
-//   - Hint. Every node looks for gossip members whose node ID is not in its
+//   - Hint. Every node whose replica is live (it knows a leader and holds
+//     its own record) looks for gossip members whose node ID is not in its
 //     nodes table and sends each a small memberlist user message (best
 //     effort, every removalHintEvery) naming its own cluster address. A hint
 //     proves nothing — a node that just joined may be gossiping before a
@@ -22,12 +23,17 @@ package node
 //     join and ping that a caller without a certificate may use, and it
 //     grants nothing: its answer is a boolean about public facts.
 //   - Statement. The answer counts only when it is positive AND comes from
-//     a witness the asking node trusts by its own replica: a server whose
-//     certificate verifies against the cluster CA, names another node that
-//     the replica knows with that very certificate serial, not revoked.
-//     The server says "removed" only when the serial is revoked in its
-//     replica and no node record carries the ID: a committed RemoveNode,
-//     never the mere absence of information.
+//     a witness the asking node trusts by what it holds itself: a server
+//     whose certificate verifies against the cluster CA and names another
+//     node, not revoked, that the replica knows with that very certificate
+//     serial — or, when the replica has no record of it, that is a server of
+//     the node's last Raft configuration. (A restarted removed node's
+//     replica is empty: hashicorp/raft applies the log only once a leader
+//     reports the commit index, and no leader talks to a removed node. Its
+//     configuration, though, is read from the log at start.) The server
+//     says "removed" only when the serial is revoked in its replica and no
+//     node record carries the ID: a committed RemoveNode, never the mere
+//     absence of information.
 //
 // A node that is only partitioned never resets: nobody can reach it, or
 // whoever answers says "not removed". The removed node then resets: it
@@ -55,6 +61,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/lb"
 	"github.com/shoal-org/shoal/node/pki"
 )
@@ -74,6 +81,9 @@ const (
 	removalAskTimeout = 3 * time.Second
 	// removalAskMax is how many peers one round asks at most.
 	removalAskMax = 5
+	// removalDrain is how long a node that left or was removed keeps its
+	// task containers after leaving gossip and Raft (see dropCluster).
+	removalDrain = 2 * time.Second
 )
 
 // removalHintType is the first byte of a removal hint user message.
@@ -116,21 +126,23 @@ type witness struct {
 	Serial  string    // its serial
 	Record  *api.Node // the asker's replica's record of ID; nil if none
 	Revoked bool      // the serial is revoked in the asker's replica
+	InRaft  bool      // ID is a server of the asker's last Raft configuration
 }
 
 // acceptableWitness reports whether a server may make statements about this
-// node: another node the asker's own replica knows, with the certificate
-// the replica recorded, not revoked. A certificate merely signed by the CA
-// is not enough (every replica holds the CA key).
+// node: another node, not revoked, that the asker's replica knows with the
+// certificate it recorded, or — when the replica has no record of it (an
+// empty replica after a restart) — that the asker's Raft configuration
+// lists. A certificate merely signed by the CA is not enough.
 func acceptableWitness(self string, w witness) error {
 	switch {
 	case w.ID == "" || w.ID == self:
 		return fmt.Errorf("witness %q: not another node", w.ID)
-	case w.Record == nil:
-		return fmt.Errorf("witness %s: not a node of this replica", shortID(w.ID))
 	case w.Revoked:
 		return fmt.Errorf("witness %s: certificate %s revoked", shortID(w.ID), w.Serial)
-	case w.Record.CertSerial != "" && w.Record.CertSerial != w.Serial:
+	case w.Record == nil && !w.InRaft:
+		return fmt.Errorf("witness %s: neither in the replica nor in the raft configuration", shortID(w.ID))
+	case w.Record != nil && w.Record.CertSerial != "" && w.Record.CertSerial != w.Serial:
 		return fmt.Errorf("witness %s: certificate %s, the replica knows %s", shortID(w.ID), w.Serial, w.Record.CertSerial)
 	}
 	return nil
@@ -261,12 +273,18 @@ func (a *Agent) removalLoop(ctx context.Context, cl *cluster) {
 }
 
 // sendRemovalHints hints every suspect member at most every
-// removalHintEvery; lastHint is the loop's memory of when.
+// removalHintEvery; lastHint is the loop's memory of when. A node whose
+// replica is not live (no leader, or no record of itself: just restarted,
+// or removed itself) sends none, or it would suspect everybody.
 func (a *Agent) sendRemovalHints(cl *cluster, lastHint map[string]time.Time, now time.Time) {
-	suspects := removalSuspects(a.id.NodeID, cl.members.aliveSet(), func(id string) bool {
-		_, err := cl.store.Node(id)
-		return err == nil
-	})
+	var suspects []string
+	leader, _ := cl.raft.Leader()
+	if _, err := cl.store.Node(a.id.NodeID); err == nil && leader != "" {
+		suspects = removalSuspects(a.id.NodeID, cl.members.aliveSet(), func(id string) bool {
+			_, err := cl.store.Node(id)
+			return err == nil
+		})
+	}
 	for id := range lastHint {
 		if !slices.Contains(suspects, id) {
 			delete(lastHint, id)
@@ -287,7 +305,8 @@ func (a *Agent) sendRemovalHints(cl *cluster, lastHint map[string]time.Time, now
 }
 
 // askRemoved asks up to removalAskMax peers — the given addresses first,
-// then nodes of the replica in random order — whether this node was removed,
+// then nodes of the replica, then servers of the Raft configuration, each
+// group in random order — whether this node was removed,
 // all at once. It reports the first positive statement (isRemovalStatement)
 // and the witness that made it; anything else is "not removed".
 func (a *Agent) askRemoved(ctx context.Context, cl *cluster, first []string) (string, bool) {
@@ -297,7 +316,16 @@ func (a *Agent) askRemoved(ctx context.Context, cl *cluster, first []string) (st
 		return "", false
 	}
 	req := removalRPCRequest{NodeID: a.id.NodeID, Serial: pki.Serial(cert.Leaf)}
-	addrs := removalAskList(first, a.replicaClusterAddrs(cl), a.cfg.clusterAddr(), removalAskMax)
+	inRaft := map[string]bool{}
+	var raftAddrs []string
+	if servers, err := raftServers(cl); err == nil {
+		for _, s := range servers {
+			inRaft[s.ID] = true
+			raftAddrs = append(raftAddrs, s.Addr)
+		}
+	}
+	rand.Shuffle(len(raftAddrs), func(i, j int) { raftAddrs[i], raftAddrs[j] = raftAddrs[j], raftAddrs[i] })
+	addrs := removalAskList(first, append(a.replicaClusterAddrs(cl), raftAddrs...), a.cfg.clusterAddr(), removalAskMax)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -318,6 +346,7 @@ func (a *Agent) askRemoved(ctx context.Context, cl *cluster, first []string) (st
 					w.Record = n
 				}
 				w.Revoked = cl.store.IsRevoked(w.Serial)
+				w.InRaft = inRaft[w.ID]
 				return acceptableWitness(a.id.NodeID, w)
 			})
 			var resp removalRPCResponse
@@ -335,6 +364,15 @@ func (a *Agent) askRemoved(ctx context.Context, cl *cluster, first []string) (st
 		}
 	}
 	return "", false
+}
+
+// raftServers returns cl's last Raft configuration (none for a cluster
+// without Raft, as in tests).
+func raftServers(cl *cluster) ([]consensus.Server, error) {
+	if cl.raft == nil {
+		return nil, nil
+	}
+	return cl.raft.Servers()
 }
 
 // removalAskList picks whom to ask: first (hint senders), then others, at
@@ -419,12 +457,25 @@ func removedDir(dataDir string) string { return clusterDir(dataDir) + ".removed"
 // that still knows its cluster and does the rest at its next start.
 func (a *Agent) dropCluster(ctx context.Context, aside bool) error {
 	a.stopCluster()
+	var tasks []string
 	for _, c := range a.rt.List() {
-		if c.TaskID == "" {
-			continue
+		if c.TaskID != "" {
+			tasks = append(tasks, c.ID)
 		}
-		if err := a.rt.Remove(ctx, c.ID, true); err != nil {
-			a.log.Warn("remove task container after leaving the cluster", "container", shortID(c.ID), "err", err)
+	}
+	if len(tasks) > 0 {
+		// The other nodes stop sending this node's task containers new
+		// connections once they apply the node's removal; the node that
+		// told us applied it first. Let the others catch up and the
+		// connections they already sent here finish.
+		select {
+		case <-ctx.Done():
+		case <-time.After(removalDrain):
+		}
+	}
+	for _, id := range tasks {
+		if err := a.rt.Remove(ctx, id, true); err != nil {
+			a.log.Warn("remove task container after leaving the cluster", "container", shortID(id), "err", err)
 		}
 	}
 	if ov := a.net.get(); ov != nil {

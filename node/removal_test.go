@@ -61,7 +61,11 @@ func TestIsRemovalStatement(t *testing.T) {
 		{"nil answer", good, nil, nil, false},
 		// Whoever says so must be a member by the asker's own replica.
 		{"from itself", with(func(w *witness) { w.ID = self; w.Record = &api.Node{ID: self, CertSerial: "a1"} }), removed, nil, false},
-		{"from a node unknown to the replica", with(func(w *witness) { w.Record = nil }), removed, nil, false},
+		{"from a node unknown to the replica and to raft", with(func(w *witness) { w.Record = nil }), removed, nil, false},
+		// A restarted removed node's replica is empty: its raft configuration vouches.
+		{"empty replica, witness in the raft configuration", with(func(w *witness) { w.Record = nil; w.InRaft = true }), removed, nil, true},
+		{"empty replica, raft member, revoked", with(func(w *witness) { w.Record = nil; w.InRaft = true; w.Revoked = true }), removed, nil, false},
+		{"replica record wins over raft", with(func(w *witness) { w.Serial = "ff"; w.InRaft = true }), removed, nil, false},
 		{"from a revoked certificate", with(func(w *witness) { w.Revoked = true }), removed, nil, false},
 		{"from another certificate than the replica's", with(func(w *witness) { w.Serial = "ff" }), removed, nil, false},
 		{"from a certificate without a name", with(func(w *witness) { w.ID = "" }), removed, nil, false},
