@@ -4,7 +4,8 @@ package node
 // handshake the first byte the client writes selects Raft or RPC. Raft
 // connections must present a valid, unrevoked node certificate; RPC
 // connections may come without one, because a joining node has no certificate
-// yet, and every RPC method except join checks the peer identity itself.
+// yet, and every RPC method except join, ping and the removal question
+// (removal.go) checks the peer identity itself.
 
 import (
 	"context"
