@@ -57,6 +57,8 @@ type Agent struct {
 
 	mu sync.RWMutex
 	cl *cluster // nil while the node is in no cluster
+
+	removedCh chan removalNotice // a cluster removed this node (removal.go)
 }
 
 // Run starts an agent and blocks until ctx ends. On return every goroutine
@@ -66,7 +68,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
 	logger := newLogger(cfg.LogLevel)
-	a := &Agent{cfg: cfg, log: logger, ctx: ctx, fenced: make(chan *cluster, 1)}
+	a := &Agent{cfg: cfg, log: logger, ctx: ctx, fenced: make(chan *cluster, 1), removedCh: make(chan removalNotice, 1)}
 	return a.run(ctx)
 }
 
@@ -115,6 +117,11 @@ func (a *Agent) run(ctx context.Context) error {
 	defer a.stopCluster()
 	wg.Add(1)
 	go func() { defer wg.Done(); a.fencedRejoinLoop(ctx) }()
+	// A reset after removal needs the runtime: it ends before the runtime.
+	var rmWG sync.WaitGroup
+	defer rmWG.Wait()
+	rmWG.Add(1)
+	go func() { defer rmWG.Done(); a.resetOnRemoval(ctx) }()
 
 	ln, err := listenUnix(a.cfg.Socket)
 	if err != nil {

@@ -36,6 +36,10 @@ type cluster struct {
 	mux     *mux
 	client  *tls.Config // mutual TLS towards peers
 	fence   *fence      // this instance's epoch (fence.go)
+	// removing holds the IDs of nodes the leader is removing (node ID →
+	// struct{}): between their removal from Raft and from the state,
+	// admitMissing must not take them back.
+	removing sync.Map
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -174,11 +178,12 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		}
 	}
 
-	cl.wg.Add(7)
+	cl.wg.Add(8)
 	go func() { defer cl.wg.Done(); a.lostLogRejoinLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.fenceLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.recordEpochLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.networkLoop(cctx, cl) }()
+	go func() { defer cl.wg.Done(); a.removalLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.gossipJoinLoop(cctx, cl, peers) }()
 	go func() { defer cl.wg.Done(); a.leadershipLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.reconcileLoop(cctx, cl) }()

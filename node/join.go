@@ -23,7 +23,6 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/lb"
 	"github.com/shoal-org/shoal/node/pki"
 )
 
@@ -403,6 +402,13 @@ func (a *Agent) leave(ctx context.Context) error {
 	servers, _ := cl.raft.Servers()
 	alone := len(servers) <= 1
 	if !alone {
+		// A removed node needs no cluster to leave it (removal.go).
+		actx, cancel := context.WithTimeout(ctx, removalAskTimeout)
+		by, removed := a.askRemoved(actx, cl, nil)
+		cancel()
+		if removed {
+			return a.resetAfterRemovalLocked(cl, by)
+		}
 		if cl.raft.IsLeader() {
 			if err := cl.raft.TransferLeadership(ctx); err != nil {
 				return fmt.Errorf("hand leadership over before leaving: %w", err)
@@ -415,30 +421,10 @@ func (a *Agent) leave(ctx context.Context) error {
 			return fmt.Errorf("leave: %w", err)
 		}
 	}
-	a.stopCluster()
-	if err := os.RemoveAll(clusterDir(a.cfg.DataDir)); err != nil {
-		return fmt.Errorf("remove cluster state: %w", err)
-	}
 	// The cluster rescheduled this node's tasks elsewhere; their containers
-	// here must go (one-off `shoal run` containers stay).
-	for _, c := range a.rt.List() {
-		if c.TaskID == "" {
-			continue
-		}
-		if err := a.rt.Remove(ctx, c.ID, true); err != nil {
-			a.log.Warn("remove task container after leave", "container", shortID(c.ID), "err", err)
-		}
-	}
-	if ov := a.net.get(); ov != nil {
-		a.net.set(nil)
-		if err := ov.Teardown(); err != nil {
-			a.log.Warn("remove the overlay after leave", "err", err)
-		}
-	}
-	if l, err := lb.New(lb.DefaultConfig()); err == nil {
-		if err := l.Teardown(); err != nil {
-			a.log.Warn("remove the load balancer rules after leave", "err", err)
-		}
+	// here go with the rest of the cluster state.
+	if err := a.dropCluster(ctx, false); err != nil {
+		return err
 	}
 	a.log.Info("left the cluster")
 	return nil
@@ -479,6 +465,11 @@ func (a *Agent) removeNodeAsLeader(ctx context.Context, cl *cluster, id string, 
 	if !force && n.Status == api.NodeReady && a.isAlive(cl, id) {
 		return &rpcError{Code: codeRefused, Msg: fmt.Sprintf("node %s is ready: run `shoal leave` on it, or use --force", n.Hostname)}
 	}
+	// Out of Raft first (so the node never sees the entry below and stops
+	// its tasks before the other nodes stop routing to them), then out of
+	// the state; meanwhile the leader loop must not re-admit it.
+	cl.removing.Store(id, struct{}{})
+	defer cl.removing.Delete(id)
 	servers, err := cl.raft.Servers()
 	if err != nil {
 		return err

@@ -176,6 +176,9 @@ func (a *Agent) admitMissing(ctx context.Context, cl *cluster) {
 		if _, ok := alive[n.ID]; !ok {
 			continue
 		}
+		if _, busy := cl.removing.Load(n.ID); busy {
+			continue
+		}
 		addr := joinHostPort(n.Addr, n.ClusterPort)
 		if err := cl.raft.AddNonvoter(ctx, n.ID, addr); err != nil {
 			a.log.Warn("re-admit node to raft", "node_id", shortID(n.ID), "err", err)

@@ -52,6 +52,8 @@ type membership struct {
 	subMu sync.Mutex
 	subs  map[chan struct{}]struct{}
 
+	msgs chan []byte // user messages (removal hints, see removal.go)
+
 	mu    sync.Mutex
 	alive map[string]memberMeta // node ID → meta of members alive now
 	addrs map[string]string     // node ID → gossip address, kept after death
@@ -70,6 +72,7 @@ func newMembership(cfg Config, nodeID string, meta memberMeta, keys [][]byte, fc
 	m := &membership{
 		fence: fc,
 		subs:  map[chan struct{}]struct{}{},
+		msgs:  make(chan []byte, 16),
 		alive: map[string]memberMeta{},
 		addrs: map[string]string{},
 	}
@@ -188,7 +191,15 @@ func (m *membership) NodeMeta(limit int) []byte {
 	}
 	return m.meta
 }
-func (m *membership) NotifyMsg([]byte)                           {}
+
+// NotifyMsg queues a copy of a user message; when the queue is full the
+// message is dropped (senders repeat them).
+func (m *membership) NotifyMsg(b []byte) {
+	select {
+	case m.msgs <- append([]byte(nil), b...):
+	default:
+	}
+}
 func (m *membership) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (m *membership) LocalState(join bool) []byte                { return nil }
 func (m *membership) MergeRemoteState(buf []byte, join bool)     {}

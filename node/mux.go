@@ -4,9 +4,10 @@ package node
 // handshake the first byte the client writes selects Raft or RPC. Raft
 // connections must present a valid, unrevoked node certificate; RPC
 // connections may come without one, because a joining node has no certificate
-// yet, and every RPC method except join checks the peer identity itself.
-// A raft connection then exchanges cluster epochs (fence.go) and goes to
-// raft only when both ends run at the same one.
+// yet, and every RPC method except join, ping and the removal question
+// (removal.go) checks the peer identity itself. A raft connection then
+// exchanges cluster epochs (fence.go) and goes to raft only when both ends
+// run at the same one.
 
 import (
 	"context"

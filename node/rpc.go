@@ -167,7 +167,7 @@ func (a *Agent) serveRPC(conn *tls.Conn) {
 	if id, ok := pki.PeerNodeID(conn.ConnectionState()); ok {
 		call.peerID = id
 	}
-	if call.req.Method != rpcJoin && call.req.Method != rpcPing && call.peerID == "" {
+	if call.req.Method != rpcJoin && call.req.Method != rpcPing && call.req.Method != rpcRemoval && call.peerID == "" {
 		_ = call.reply(nil, &rpcError{Code: codeRefused, Msg: "a node certificate is required"})
 		return
 	}
@@ -209,6 +209,14 @@ func (a *Agent) serveRPC(conn *tls.Conn) {
 		_ = call.reply(struct{}{}, a.handleAdminRPC(ctx, call.peerID, req))
 	case rpcRejoin:
 		_ = call.reply(struct{}{}, a.handleRejoinRPC(ctx, call.peerID))
+	case rpcRemoval:
+		var req removalRPCRequest
+		if err := json.Unmarshal(call.req.Body, &req); err != nil {
+			_ = call.reply(nil, fmt.Errorf("malformed removal request: %w", err))
+			return
+		}
+		resp, err := a.handleRemovalRPC(req)
+		_ = call.reply(resp, err)
 	case rpcBlob:
 		a.serveBlobRPC(ctx, call)
 	case rpcManifest:

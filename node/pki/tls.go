@@ -126,3 +126,29 @@ func PeerNodeID(state tls.ConnectionState) (string, bool) {
 	}
 	return leaf.Subject.CommonName, true
 }
+
+// AnonymousClientTLS returns the configuration a node uses to dial a cluster
+// port without presenting its certificate: for the one question a node whose
+// certificate may have been revoked can still ask ("was I removed?"), since a
+// revoked certificate is refused during the handshake. The server is
+// verified against caPool under the name "shoal", as ClientTLS does; then,
+// when checkServer is not nil, its verified leaf certificate is passed to it
+// and an error aborts the handshake. The server sees a client without a
+// certificate: PeerNodeID reports false, so every RPC method that needs an
+// identity refuses the call.
+func AnonymousClientTLS(caPool *x509.CertPool, checkServer func(leaf *x509.Certificate) error) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		RootCAs:    caPool,
+		ServerName: ServerName,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return fmt.Errorf("anonymous client: %w", ErrNoPeerCertificate)
+			}
+			if checkServer == nil {
+				return nil
+			}
+			return checkServer(cs.PeerCertificates[0])
+		},
+	}
+}

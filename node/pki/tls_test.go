@@ -15,6 +15,9 @@ import (
 // x509.UnknownAuthorityError.
 var errUnknownAuthority = errors.New("unknown authority")
 
+// errWitness is what the anonymous client's server check returns in tests.
+var errWitness = errors.New("not an acceptable witness")
+
 type handshakeResult struct {
 	state     tls.ConnectionState // server side
 	serverErr error
@@ -138,6 +141,18 @@ func TestTLS(t *testing.T) {
 		{name: "join to server without CA in chain", server: ServerTLS(leafOnly, pool, nil), client: JoinTLS(ca.Fingerprint()),
 			clientMsg:  "sent no CA certificate",
 			wantClient: ErrCAMismatch},
+		// A node whose certificate may be revoked asks without it: the
+		// server sees no identity, the client still verifies the server.
+		{name: "anonymous client", server: server, client: AnonymousClientTLS(pool, nil), wantOK: true},
+		{name: "anonymous client to another cluster", server: ServerTLS(foreignCert, other.Pool(), nil),
+			client: AnonymousClientTLS(pool, nil), clientMsg: "certificate"},
+		{name: "anonymous client refuses the server by its check", server: server,
+			client: AnonymousClientTLS(pool, func(leaf *x509.Certificate) error {
+				if leaf.Subject.CommonName == "node-a" {
+					return errWitness
+				}
+				return nil
+			}), wantClient: errWitness},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
