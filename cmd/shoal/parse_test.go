@@ -240,14 +240,3 @@ func TestParseScale(t *testing.T) {
 		}
 	}
 }
-
-func TestIsSupervisorInvocation(t *testing.T) {
-	for arg0, want := range map[string]bool{
-		"shoal-supervisor": true, "/usr/local/bin/shoal-supervisor": true,
-		"/usr/bin/shoal": false, "shoal": false, "/.shoal/init": false, "shoal-init": false,
-	} {
-		if got := isSupervisorInvocation(arg0); got != want {
-			t.Errorf("isSupervisorInvocation(%q) = %v, want %v", arg0, got, want)
-		}
-	}
-}
