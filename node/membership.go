@@ -196,15 +196,23 @@ func (m *membership) NotifyLeave(n *memberlist.Node) {
 }
 
 func (m *membership) upsert(n *memberlist.Node) {
-	var meta memberMeta
-	if err := json.Unmarshal(n.Meta, &meta); err != nil || meta.NodeID == "" {
-		meta = memberMeta{NodeID: n.Name}
-	}
+	meta := decodeMemberMeta(n.Name, n.Meta)
 	m.mu.Lock()
 	m.alive[n.Name] = meta
 	m.addrs[n.Name] = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
 	m.mu.Unlock()
 	m.signal()
+}
+
+// decodeMemberMeta decodes a peer's gossip metadata (untrusted bytes,
+// fuzzed); anything unusable, or metadata naming another node than the
+// member, falls back to the member's name alone.
+func decodeMemberMeta(name string, b []byte) memberMeta {
+	var meta memberMeta
+	if err := json.Unmarshal(b, &meta); err != nil || meta.NodeID == "" || meta.NodeID != name {
+		return memberMeta{NodeID: name}
+	}
+	return meta
 }
 
 // slogWriter adapts memberlist's *log.Logger output to slog, demoting its
