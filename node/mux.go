@@ -89,6 +89,13 @@ func newMux(ln net.Listener, tlsCfg *tls.Config, log *slog.Logger, rpc func(*tls
 	}
 }
 
+// setLimits replaces the connection caps (tests); safe while Run runs.
+func (m *mux) setLimits(l muxLimits) {
+	m.countMu.Lock()
+	defer m.countMu.Unlock()
+	m.limits = l
+}
+
 // setRaftGate installs the check of Raft peers; call it before Run.
 func (m *mux) setRaftGate(f func(peerID string) error) { m.raftGate.Store(&f) }
 
