@@ -39,6 +39,14 @@ const (
 // to finish TLS and pick a protocol, so idle probes cannot pin goroutines.
 const handshakeTimeout = 5 * time.Second
 
+// maxAnonBytes bounds what the agent reads from a connection before the
+// peer is authenticated: the TLS handshake (a few KiB) plus a joiner's one
+// request (maxAnonRequestLine).
+const maxAnonBytes = 64 << 10
+
+// errAnonBytes ends an unauthenticated connection that sent too much.
+var errAnonBytes = errors.New("too many bytes before authentication")
+
 // muxLimits caps connections on the cluster port.
 type muxLimits struct {
 	// MaxConns bounds all open connections (peers hold a few each).
@@ -193,7 +201,8 @@ func (m *mux) Run(ctx context.Context) error {
 // handle runs one accepted connection; it owns its slot in the counts.
 func (m *mux) handle(c net.Conn, ip string) {
 	anon := true
-	tc := tls.Server(&countedConn{Conn: c, release: func() { m.release(ip, anon) }}, m.tlsCfg)
+	cc := &countedConn{Conn: c, release: func() { m.release(ip, anon) }, limit: maxAnonBytes}
+	tc := tls.Server(cc, m.tlsCfg)
 	_ = tc.SetDeadline(time.Now().Add(handshakeTimeout))
 	if err := tc.Handshake(); err != nil {
 		m.log.Debug("cluster port handshake failed", "remote", c.RemoteAddr(), "err", err)
@@ -210,6 +219,7 @@ func (m *mux) handle(c net.Conn, ip string) {
 	if certified {
 		m.authenticated(ip)
 		anon = false // read by release, which runs in this goroutine or after it
+		cc.authed.Store(true)
 	}
 	switch b[0] {
 	case protoRaft:
@@ -237,11 +247,31 @@ func (m *mux) handle(c net.Conn, ip string) {
 	}
 }
 
-// countedConn releases its slot in the mux counts once, on first Close.
+// countedConn releases its slot in the mux counts once, on first Close,
+// and reads at most limit bytes until authed is set.
 type countedConn struct {
 	net.Conn
 	once    sync.Once
 	release func()
+	limit   int64
+	n       int64 // bytes read while unauthenticated; only the reading goroutine touches it
+	authed  atomic.Bool
+}
+
+func (c *countedConn) Read(p []byte) (int, error) {
+	if c.authed.Load() {
+		return c.Conn.Read(p)
+	}
+	left := c.limit - c.n
+	if left <= 0 {
+		return 0, errAnonBytes
+	}
+	if int64(len(p)) > left {
+		p = p[:left]
+	}
+	k, err := c.Conn.Read(p)
+	c.n += int64(k)
+	return k, err
 }
 
 func (c *countedConn) Close() error {
