@@ -28,6 +28,15 @@ const (
 	ManagerUnreachable = "unreachable"
 )
 
+// Node roles, set by the operator (`shoal node update --role`). A manager may
+// vote and may change the cluster through its API socket; a worker runs tasks,
+// never votes, and its API socket only answers reads. An empty stored role is
+// a manager (nodes recorded before roles existed).
+const (
+	RoleManager = "manager"
+	RoleWorker  = "worker"
+)
+
 // Resources are CPU and memory quantities, on a node (capacity) or in a spec
 // (limits and reservations).
 type Resources struct {
@@ -63,6 +72,9 @@ type Node struct {
 	// StatusChangedAt is when Status last changed (leader clock, put in the command).
 	StatusChangedAt time.Time `json:"status_changed_at"`
 	Version         uint64    `json:"version"`
+	// Role is manager or worker (RoleManager, RoleWorker); the API shows an
+	// empty stored role as manager.
+	Role string `json:"role"`
 }
 
 // NodeUpdate is the body of POST /v1/nodes/{id}/update. Nil or empty fields
@@ -71,6 +83,8 @@ type NodeUpdate struct {
 	Availability string            `json:"availability,omitempty"`
 	LabelAdd     map[string]string `json:"label_add,omitempty"`
 	LabelRm      []string          `json:"label_rm,omitempty"`
+	// Role is manager or worker; empty leaves it unchanged.
+	Role string `json:"role,omitempty"`
 }
 
 // Service modes.
@@ -200,6 +214,9 @@ type Service struct {
 	UpdateStatus *UpdateStatus `json:"update_status,omitempty"`
 	CreatedAt    time.Time     `json:"created_at"`
 	UpdatedAt    time.Time     `json:"updated_at"`
+	// UpdatedBy is the ID of the node whose API socket asked for the last
+	// create or update, as the leader authenticated it.
+	UpdatedBy string `json:"updated_by,omitempty"`
 }
 
 // Task states, in the order a task moves through them. A task's state only

@@ -268,6 +268,13 @@ func (c UpdateNode) apply(w *writeTxn) (any, error) {
 	for _, k := range c.Update.LabelRm {
 		delete(n.Labels, k)
 	}
+	switch c.Update.Role {
+	case "":
+	case api.RoleManager, api.RoleWorker:
+		n.Role = c.Update.Role
+	default:
+		return nil, fmt.Errorf("update node %s: role %q (want manager or worker): %w", c.ID, c.Update.Role, ErrInvalid)
+	}
 	n.UpdatedAt = c.Now
 	n.Version = w.index
 	if err := w.insert(tableNodes, n); err != nil {

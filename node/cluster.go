@@ -125,6 +125,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		m.Close()
 		return fmt.Errorf("start raft: %w", err)
 	}
+	m.setRaftGate(raftGate(r))
 	defer func() {
 		if err != nil {
 			_ = r.Shutdown()

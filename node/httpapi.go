@@ -97,6 +97,8 @@ func writeError(w http.ResponseWriter, err error) {
 		status = http.StatusPreconditionFailed
 	case errors.As(err, &re) && re.Code == codeRefused:
 		status = http.StatusBadRequest
+	case errors.Is(err, ErrForbidden), errors.Is(err, ErrWorker):
+		status = http.StatusForbidden
 	case errors.Is(err, ErrNoQuorum):
 		status = http.StatusServiceUnavailable
 	}
@@ -213,6 +215,9 @@ func (a *Agent) decorateNodes(cl *cluster, nodes []*api.Node) []api.Node {
 		}
 		if nn.Labels == nil {
 			nn.Labels = map[string]string{}
+		}
+		if nn.Role == "" {
+			nn.Role = api.RoleManager
 		}
 		out = append(out, nn)
 	}

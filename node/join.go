@@ -336,6 +336,7 @@ func (a *Agent) handleJoinRPC(ctx context.Context, req joinRPCRequest) (*joinRPC
 	if old, err := cl.store.Node(req.NodeID); err == nil {
 		n.Labels = old.Labels
 		n.Availability = old.Availability
+		n.Role = old.Role
 		n.CreatedAt = old.CreatedAt
 	}
 	if _, err := cl.raft.Apply(ctx, &consensus.UpsertNode{Node: n}); err != nil {

@@ -216,10 +216,7 @@ func (m *membership) NotifyLeave(n *memberlist.Node) {
 }
 
 func (m *membership) upsert(n *memberlist.Node) {
-	var meta memberMeta
-	if err := json.Unmarshal(n.Meta, &meta); err != nil || meta.NodeID == "" {
-		meta = memberMeta{NodeID: n.Name}
-	}
+	meta := decodeMemberMeta(n.Name, n.Meta)
 	if v := consensus.CompareEpochs(m.fence.local(), meta.Epoch); v != consensus.EpochSame {
 		// Of the raft configuration that --force-new-cluster abandoned
 		// (or of its successor, and then this node may be the stale one:
@@ -239,6 +236,17 @@ func (m *membership) upsert(n *memberlist.Node) {
 	m.addrs[n.Name] = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
 	m.mu.Unlock()
 	m.signal()
+}
+
+// decodeMemberMeta decodes a peer's gossip metadata (untrusted bytes,
+// fuzzed); anything unusable, or metadata naming another node than the
+// member, falls back to the member's name alone.
+func decodeMemberMeta(name string, b []byte) memberMeta {
+	var meta memberMeta
+	if err := json.Unmarshal(b, &meta); err != nil || meta.NodeID == "" || meta.NodeID != name {
+		return memberMeta{NodeID: name}
+	}
+	return meta
 }
 
 // slogWriter adapts memberlist's *log.Logger output to slog, demoting its
