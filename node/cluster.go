@@ -35,6 +35,7 @@ type cluster struct {
 	members *membership
 	mux     *mux
 	client  *tls.Config // mutual TLS towards peers
+	tls     *pki.Source // this node's certificate and trusted CAs, swapped on renewal (keys.go)
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -91,8 +92,9 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	revoked := func(serial string) bool {
 		return store.IsRevoked(serial)
 	}
-	serverTLS := pki.ServerTLS(cert, pool, revoked)
-	clientTLS := pki.ClientTLS(cert, pool)
+	src := pki.NewSource(cert, pool)
+	serverTLS := src.ServerTLS(revoked)
+	clientTLS := src.ClientTLS()
 
 	ln, err := net.Listen("tcp", net.JoinHostPort(a.cfg.bindIP(), strconv.Itoa(a.cfg.ClusterPort)))
 	if err != nil {
@@ -121,7 +123,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	}()
 
 	cctx, cancel := context.WithCancel(ctx)
-	cl := &cluster{id: cf.ClusterID, store: store, raft: r, mux: m, client: clientTLS, cancel: cancel}
+	cl := &cluster{id: cf.ClusterID, store: store, raft: r, mux: m, client: clientTLS, tls: src, cancel: cancel}
 	cl.wg.Add(1)
 	go func() {
 		defer cl.wg.Done()
@@ -157,7 +159,8 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		}
 	}
 
-	cl.wg.Add(4)
+	cl.wg.Add(5)
+	go func() { defer cl.wg.Done(); a.keysLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.networkLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.gossipJoinLoop(cctx, cl, peers) }()
 	go func() { defer cl.wg.Done(); a.leadershipLoop(cctx, cl) }()
