@@ -83,7 +83,7 @@ func VerifyRejoin(oldCertPEM, csrPEM []byte, nodeID string, roots []*x509.Certif
 	}
 	if _, err := old.Verify(x509.VerifyOptions{
 		Roots:       pool,
-		CurrentTime: old.NotBefore.Add(time.Second),
+		CurrentTime: old.NotAfter.Add(-time.Second), // the last moment it was valid
 		KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}); err != nil {
 		return "", fmt.Errorf("node ID %s: %w: the certificate is not from this cluster: %w", nodeID, ErrNotRejoin, err)
