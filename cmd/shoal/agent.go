@@ -90,6 +90,9 @@ func agentFlagsOf(c *cli.Context) (agentFlags, error) {
 			return f, usageErrorf("invalid --%s %d", p.name, p.v)
 		}
 	}
+	if f.CertLifetime < time.Minute {
+		return f, usageErrorf("invalid --cert-lifetime %s: at least 1m (certificates renew at half of it)", f.CertLifetime)
+	}
 	if f.DataDir == "" || f.Socket == "" {
 		return f, usageErrorf("--data-dir and --socket must not be empty")
 	}
