@@ -16,6 +16,7 @@ package api
 //	POST   /v1/join            JoinRequest         → Status
 //	GET    /v1/token                               → InitResponse
 //	POST   /v1/token/rotate                        → InitResponse
+//	POST   /v1/ca/rotate?wait=DURATION             → CARotateResponse
 //	POST   /v1/leave                               → {}
 //	GET    /v1/nodes                               → []Node
 //	GET    /v1/nodes/{id}                          → Node

@@ -388,6 +388,18 @@ type InitResponse struct {
 	JoinCommand string `json:"join_command"`
 }
 
+// CARotateResponse answers POST /v1/ca/rotate: the new CA's fingerprint,
+// the new join token (it pins the new CA), and whether every node already
+// has a certificate from the new CA (Pending names those that do not; the
+// old CA stays trusted until they have).
+type CARotateResponse struct {
+	CAFingerprint string   `json:"ca_fingerprint"`
+	Token         string   `json:"token"`
+	JoinCommand   string   `json:"join_command"`
+	Complete      bool     `json:"complete"`
+	Pending       []string `json:"pending,omitempty"`
+}
+
 // JoinRequest is the body of POST /v1/join on the joining node's own socket.
 type JoinRequest struct {
 	Token string `json:"token"`

@@ -103,5 +103,10 @@ func cloneCluster(c *ClusterState) *ClusterState {
 		n.GossipKeys = nil
 	}
 	n.Revoked = slices.Clone(c.Revoked)
+	n.CAKeySealed = slices.Clone(c.CAKeySealed)
+	n.TokenSecretSealed = slices.Clone(c.TokenSecretSealed)
+	n.PrevCACertPEM = slices.Clone(c.PrevCACertPEM)
+	n.CACrossPEM = slices.Clone(c.CACrossPEM)
+	n.RotationPending = slices.Clone(c.RotationPending)
 	return &n
 }

@@ -75,10 +75,14 @@ func TestAuthorizeTable(t *testing.T) {
 		consensus.TypeDeleteImage: internal(consensus.DeleteImage{ID: "sha256:1"}),
 		consensus.TypeBatch: {own: consensus.Batch{Commands: []consensus.Command{status(me), consensus.SetImageNode{ImageID: "x", NodeID: me}}},
 			other: consensus.Batch{Commands: []consensus.Command{status(me), consensus.UpsertTasks{}}}, leader: true, nodeOwn: true},
-		consensus.TypeTrimTasks:       internal(consensus.TrimTasks{}),
-		consensus.TypeRevokeCert:      internal(consensus.RevokeCert{Serial: "s2"}),
-		consensus.TypeSetVoterTarget:  internal(consensus.SetVoterTarget{Target: 5}),
-		consensus.TypeSetClusterEpoch: internal(consensus.SetClusterEpoch{Epoch: 2}),
+		consensus.TypeTrimTasks:        internal(consensus.TrimTasks{}),
+		consensus.TypeRevokeCert:       internal(consensus.RevokeCert{Serial: "s2"}),
+		consensus.TypeSetVoterTarget:   internal(consensus.SetVoterTarget{Target: 5}),
+		consensus.TypeSetClusterEpoch:  internal(consensus.SetClusterEpoch{Epoch: 2}),
+		consensus.TypeSealClusterKeys:  internal(consensus.SealClusterKeys{KEKID: "k"}),
+		consensus.TypeRotateCA:         internal(consensus.RotateCA{ExpectFingerprint: "f"}),
+		consensus.TypeFinishCARotation: internal(consensus.FinishCARotation{CAFingerprint: "f"}),
+		consensus.TypeSetNodeCert:      internal(consensus.SetNodeCert{ID: me, Serial: "s9"}),
 	}
 	// Every command type the log knows is in the table.
 	for ty := 1; ty < 256; ty++ {
@@ -315,6 +319,10 @@ func startTestLeader(t *testing.T) *testLeader {
 		time.Sleep(10 * time.Millisecond) // raft offers no election notification before the leader loop exists
 	}
 	cl := &cluster{id: "c1", store: store, raft: r, mux: s.m, client: s.pki.client(self)}
+	// A voter holds the key-encryption key that seals the join secret.
+	if err := s.a.saveKEK(pki.NewKEK()); err != nil {
+		t.Fatal(err)
+	}
 	s.a.mu.Lock()
 	s.a.cl = cl
 	s.a.mu.Unlock()

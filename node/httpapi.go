@@ -56,6 +56,7 @@ func (a *Agent) routes() http.Handler {
 	h("POST /v1/join", a.handleJoin)
 	h("GET /v1/token", func(w http.ResponseWriter, r *http.Request) (any, error) { return a.tokenResponse(r.Context()) })
 	h("POST /v1/token/rotate", func(w http.ResponseWriter, r *http.Request) (any, error) { return a.rotateToken(r.Context()) })
+	h("POST /v1/ca/rotate", a.handleCARotate)
 	h("POST /v1/leave", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		return struct{}{}, a.leave(r.Context())
 	})

@@ -335,7 +335,7 @@ func (l *raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net
 		return nil, err
 	}
 	peer := string(address)
-	if id, ok := pki.PeerNodeID(c.ConnectionState()); ok {
+	if id, ok := pki.ServerNodeID(c.ConnectionState()); ok {
 		peer = id
 	}
 	if err := dialEpoch(c, l.fence, peer, timeout); err != nil {

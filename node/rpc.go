@@ -231,6 +231,28 @@ func (a *Agent) serveRPC(conn *tls.Conn) {
 			return
 		}
 		_ = call.reply(struct{}{}, a.handleAdminRPC(ctx, call.peerID, req))
+	case rpcKEK:
+		resp, err := a.handleKEKRPC(call.peerID)
+		_ = call.reply(resp, err)
+	case rpcToken:
+		var req tokenRPCRequest
+		if err := json.Unmarshal(call.req.Body, &req); err != nil {
+			_ = call.reply(nil, fmt.Errorf("malformed token request: %w", err))
+			return
+		}
+		resp, err := a.handleTokenRPC(ctx, call.peerID, req)
+		_ = call.reply(resp, err)
+	case rpcRenew:
+		var req renewRPCRequest
+		if err := json.Unmarshal(call.req.Body, &req); err != nil {
+			_ = call.reply(nil, fmt.Errorf("malformed renew request: %w", err))
+			return
+		}
+		resp, err := a.handleRenewRPC(ctx, call.peerID, req)
+		_ = call.reply(resp, err)
+	case rpcCARotate:
+		resp, err := a.handleCARotateRPC(ctx, call.peerID)
+		_ = call.reply(resp, err)
 	case rpcRejoin:
 		_ = call.reply(struct{}{}, a.handleRejoinRPC(ctx, call.peerID))
 	case rpcRemoval:

@@ -23,7 +23,6 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/node/pki"
 )
 
 type applyRPCRequest struct {
@@ -208,8 +207,15 @@ func (a *Agent) applyAdmin(ctx context.Context, peerID string, req adminWriteReq
 	}
 	var cmd consensus.Command
 	if req.Action == actionRotateToken {
-		secret := pki.NewSecret()
-		cmd = &consensus.RotateToken{SecretHash: pki.HashSecret(secret), Secret: secret}
+		// The secret is drawn and sealed on the leader (keys.go): it never
+		// travels or enters the log in the clear.
+		c, _ := callerOf(cl, callerAdmin, peerID)
+		if err := authorize(c, consensus.RotateToken{}, nil); err != nil {
+			a.log.Warn("refused an admin action", "node_id", shortID(peerID), "action", req.Action, "err", err)
+			return nil, err
+		}
+		_, err := a.rotateSecretAsLeader(ctx, cl)
+		return nil, err
 	} else {
 		if cmd, err = consensus.DecodeCommand(req.Command); err != nil {
 			return nil, fmt.Errorf("decode forwarded %s: %w", req.Action, err)

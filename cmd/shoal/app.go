@@ -130,6 +130,7 @@ func (s *shell) app() *cli.App {
 			s.initCommand(),
 			s.joinCommand(),
 			s.tokenCommand(),
+			s.caCommand(),
 			s.leaveCommand(),
 			s.statusCommand(),
 			s.nodeCommand(),

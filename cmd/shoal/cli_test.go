@@ -562,15 +562,18 @@ func TestCLIAgentFlags(t *testing.T) {
 	s := &shell{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, stdin: strings.NewReader(""), poll: time.Millisecond, now: time.Now,
 		startAgent: func(_ context.Context, f agentFlags) error { got = f; return nil }}
 	code := s.run(context.Background(), strings.Fields("shoal agent --data-dir /tmp/d --advertise-addr 10.0.0.5 --listen-addr 0.0.0.0 "+
-		"--socket unix:///tmp/d/s.sock --gossip-port 8946 --cluster-port 3377 --force-new-cluster --log-level DEBUG --hostname n5"))
+		"--socket unix:///tmp/d/s.sock --gossip-port 8946 --cluster-port 3377 --force-new-cluster --log-level DEBUG --hostname n5 --cert-lifetime 5m"))
 	want := agentFlags{DataDir: "/tmp/d", AdvertiseAddr: "10.0.0.5", ListenAddr: "0.0.0.0", Socket: "/tmp/d/s.sock",
-		GossipPort: 8946, ClusterPort: 3377, ForceNewCluster: true, LogLevel: "debug", Hostname: "n5"}
+		GossipPort: 8946, ClusterPort: 3377, ForceNewCluster: true, LogLevel: "debug", Hostname: "n5", CertLifetime: 5 * time.Minute}
 	if code != 0 || got != want {
 		t.Fatalf("exit %d, flags %+v, want %+v", code, got, want)
 	}
 	code = s.run(context.Background(), strings.Fields("shoal agent"))
 	if code != 0 || got.DataDir != "/var/lib/shoal" || got.Socket != "/run/shoal/shoal.sock" || got.GossipPort != 7946 || got.ClusterPort != 2377 || got.LogLevel != "info" || got.Hostname == "" {
 		t.Fatalf("defaults: exit %d, %+v", code, got)
+	}
+	if code := s.run(context.Background(), strings.Fields("shoal agent --cert-lifetime 10s")); code != 2 {
+		t.Fatalf("--cert-lifetime 10s: exit %d, want 2", code)
 	}
 	if code := s.run(context.Background(), strings.Fields("shoal agent --log-level loud")); code != 2 {
 		t.Fatalf("bad log level: exit %d", code)

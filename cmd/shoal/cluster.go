@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -92,6 +93,47 @@ func (s *shell) tokenCommand() *cli.Command {
 			fmt.Fprintln(s.stdout, r.Token)
 			return nil
 		},
+	}
+}
+
+// caCommand defines `shoal ca rotate`: a new cluster CA, every node's
+// certificate re-issued without downtime; prints the new join token.
+func (s *shell) caCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "ca",
+		Usage: "manage the cluster certificate authority",
+		Subcommands: []*cli.Command{{
+			Name:  "rotate",
+			Usage: "replace the cluster CA and re-issue every node's certificate (the join token changes)",
+			Flags: []cli.Flag{
+				&cli.DurationFlag{Name: "wait", Value: time.Minute, Usage: "how long to wait for every node to get a new certificate"},
+				&cli.StringFlag{Name: "format", Usage: "json"},
+			},
+			Action: func(c *cli.Context) error {
+				if err := needArgs(c, 0, 0); err != nil {
+					return err
+				}
+				cl, err := s.connect(c, 0, 0)
+				if err != nil {
+					return err
+				}
+				r, err := cl.RotateCA(c.Context, c.Duration("wait"))
+				if err != nil {
+					return fmt.Errorf("ca rotate: %w", err)
+				}
+				if c.String("format") == "json" {
+					return writeJSON(s.stdout, r)
+				}
+				if r.Complete {
+					fmt.Fprintf(s.stdout, "CA rotated: every node has a certificate from the new CA (%s).\n", r.CAFingerprint)
+				} else {
+					fmt.Fprintf(s.stdout, "CA rotation under way (new CA %s): still waiting for %s; the old CA stays trusted until they renew.\n",
+						r.CAFingerprint, strings.Join(r.Pending, ", "))
+				}
+				fmt.Fprintf(s.stdout, "The join token changed:\n\n    %s\n\n", r.JoinCommand)
+				return nil
+			},
+		}},
 	}
 }
 
