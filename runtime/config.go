@@ -35,6 +35,10 @@ var (
 	ErrInvalidConfig = errors.New("invalid runtime config")
 	// ErrInvalidSpec: a container spec is malformed (bad name, user, limits).
 	ErrInvalidSpec = errors.New("invalid container spec")
+	// ErrVolumeNotFound: no volume of this node has that name.
+	ErrVolumeNotFound = errors.New("no such volume")
+	// ErrVolumeInUse: a container of this node mounts the volume.
+	ErrVolumeInUse = errors.New("volume is in use")
 )
 
 // ImageResolver gives the runtime what it needs from the image store:
