@@ -4,6 +4,7 @@ package test
 // real containers under runc, driven through the CLI.
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -216,22 +217,41 @@ func TestMountsBindTmpfsAndExec(t *testing.T) {
 	if _, err := exec.LookPath("script"); err != nil {
 		t.Fatalf("script (bsdutils) is needed for the TTY test: %v", err)
 	}
+	cli := c.Bin + " --host unix://" + h.Socket
+	got, code := underScript(t, cli+" exec -t tmp.1 sh -c 'tty; exit 5'")
+	if !strings.Contains(got, "/dev/pts/") || code != 5 {
+		t.Fatalf("exec -t: exit %d, output %q; want a /dev/pts/N and exit 5", code, got)
+	}
+	// The terminal has the CLI's size, and follows its resizes (SIGWINCH).
+	if got, _ := underScript(t, "stty cols 100 rows 40; "+cli+" exec -t tmp.1 stty size"); !strings.Contains(got, "40 100") {
+		t.Fatalf("exec -t size: %q, want 40 100", got)
+	}
+	got, code = underScript(t, "stty cols 100 rows 40; "+cli+
+		` exec -t tmp.1 sh -c 'while [ "$(stty size)" != "50 120" ]; do sleep 0.1; done; echo resized' & sleep 1; stty cols 120 rows 50; wait $!`)
+	if !strings.Contains(got, "resized") || code != 0 {
+		t.Fatalf("exec -t resize: exit %d, output %q", code, got)
+	}
+}
+
+// underScript runs a shell command line on a pseudo-terminal (script from
+// bsdutils) and returns its output (without CRs) and exit code.
+func underScript(t *testing.T, line string) (string, int) {
+	t.Helper()
+	if _, err := exec.LookPath("script"); err != nil {
+		t.Fatalf("script (bsdutils) is needed for the TTY tests: %v", err)
+	}
 	pr, pw, err := os.Pipe() // script's stdin: open until the command ends
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pw.Close()
-	line := c.Bin + " --host unix://" + h.Socket + " exec -t tmp.1 sh -c 'tty; stty size; exit 5'"
-	sc := exec.Command("script", "-qec", line, "/dev/null")
+	ctx, cancel := context.WithTimeout(context.Background(), volTimeout)
+	defer cancel()
+	sc := exec.CommandContext(ctx, "script", "-qec", line, "/dev/null")
 	sc.Stdin = pr
 	b, err := sc.Output()
 	pr.Close()
 	got := strings.ReplaceAll(string(b), "\r", "")
-	if !strings.Contains(got, "/dev/pts/") {
-		t.Fatalf("exec -t: tty printed %q (%v)", got, err)
-	}
-	t.Logf("exec -t output: %q", got)
-	if code := exitCodeOf(t, err); code != 5 {
-		t.Fatalf("exec -t: exit %d, want 5 (output %q)", code, got)
-	}
+	t.Logf("under script: %s\n%s", line, got)
+	return got, exitCodeOf(t, err)
 }

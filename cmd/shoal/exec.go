@@ -76,6 +76,16 @@ func (s *shell) execAction(c *cli.Context) error {
 	}
 	in, _ := s.stdin.(*os.File)
 	termIn := in != nil && isTerminal(in.Fd())
+	// Signals are caught before the terminal size is read, so a resize in
+	// between is not lost.
+	sigs := []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT}
+	if req.Tty {
+		sigs = append(sigs, syscall.SIGWINCH)
+	}
+	sigCh := make(chan os.Signal, 8)
+	signal.Notify(sigCh, sigs...)
+	done := make(chan struct{})
+	defer func() { signal.Stop(sigCh); close(done) }()
 	if req.Tty {
 		for _, f := range []any{s.stdin, s.stdout} {
 			if f, ok := f.(*os.File); ok && isTerminal(f.Fd()) {
@@ -108,14 +118,6 @@ func (s *shell) execAction(c *cli.Context) error {
 			defer restore()
 		}
 	}
-	sigs := []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT}
-	if req.Tty {
-		sigs = append(sigs, syscall.SIGWINCH)
-	}
-	sigCh := make(chan os.Signal, 8)
-	signal.Notify(sigCh, sigs...)
-	done := make(chan struct{})
-	defer func() { signal.Stop(sigCh); close(done) }()
 	go func() {
 		for {
 			select {
