@@ -156,6 +156,15 @@ func TestMountsBindTmpfsAndExec(t *testing.T) {
 		t.Fatalf("refused creates left services: %+v %v", svcs, err)
 	}
 
+	// shoal run mounts too; its volume stays after the container.
+	h.MustCLI(t, "run", "--rm", "--mount", "type=volume,source=runvol,target=/d", "bb:1", "sh", "-c", "echo x > /d/f")
+	if v, err := volumeOf(t, h, "runvol"); err != nil || v.InUse {
+		t.Fatalf("volume of a finished run --rm: %+v %v", v, err)
+	} else if b, err := os.ReadFile(filepath.Join(v.Mountpoint, "f")); err != nil || string(b) != "x\n" {
+		t.Fatalf("volume data of run: %q %v", b, err)
+	}
+	h.MustCLI(t, "volume", "rm", "runvol")
+
 	missing := "/nonexistent-shoal-e2e/src"
 	h.MustCLI(t, "service", "create", "-d", "--name", "bindfail", "--restart-condition", "none",
 		"--mount", "type=bind,source="+missing+",target=/x", "bb:1", "sleep", "60")
@@ -222,6 +231,11 @@ func TestMountsBindTmpfsAndExec(t *testing.T) {
 	if !strings.Contains(got, "/dev/pts/") || code != 5 {
 		t.Fatalf("exec -t: exit %d, output %q; want a /dev/pts/N and exit 5", code, got)
 	}
+	// -it: keys typed on the CLI's terminal reach the process's terminal.
+	got, code = underScriptInput(t, cli+" exec -it tmp.1 sh", "echo typed-$((6*7))\nexit 7\n")
+	if !strings.Contains(got, "typed-42") || code != 7 {
+		t.Fatalf("exec -it: exit %d, output %q", code, got)
+	}
 	// The terminal has the CLI's size, and follows its resizes (SIGWINCH).
 	if got, _ := underScript(t, "stty cols 100 rows 40; "+cli+" exec -t tmp.1 stty size"); !strings.Contains(got, "40 100") {
 		t.Fatalf("exec -t size: %q, want 40 100", got)
@@ -237,6 +251,12 @@ func TestMountsBindTmpfsAndExec(t *testing.T) {
 // bsdutils) and returns its output (without CRs) and exit code.
 func underScript(t *testing.T, line string) (string, int) {
 	t.Helper()
+	return underScriptInput(t, line, "")
+}
+
+// underScriptInput is underScript with input typed on the terminal.
+func underScriptInput(t *testing.T, line, input string) (string, int) {
+	t.Helper()
 	if _, err := exec.LookPath("script"); err != nil {
 		t.Fatalf("script (bsdutils) is needed for the TTY tests: %v", err)
 	}
@@ -249,6 +269,11 @@ func underScript(t *testing.T, line string) (string, int) {
 	defer cancel()
 	sc := exec.CommandContext(ctx, "script", "-qec", line, "/dev/null")
 	sc.Stdin = pr
+	if input != "" {
+		if _, err := pw.WriteString(input); err != nil {
+			t.Fatal(err)
+		}
+	}
 	b, err := sc.Output()
 	pr.Close()
 	got := strings.ReplaceAll(string(b), "\r", "")
