@@ -39,6 +39,9 @@ var (
 	ErrVolumeNotFound = errors.New("no such volume")
 	// ErrVolumeInUse: a container of this node mounts the volume.
 	ErrVolumeInUse = errors.New("volume is in use")
+	// ErrExecFailed: runc could not start an exec'd process (no such
+	// executable, bad user or working directory); the message is runc's.
+	ErrExecFailed = errors.New("exec failed")
 )
 
 // ImageResolver gives the runtime what it needs from the image store:

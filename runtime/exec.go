@@ -42,10 +42,6 @@ import (
 	"github.com/shoal-org/shoal/api"
 )
 
-// ErrExecFailed: runc could not start the process (no such executable,
-// bad user or working directory). The message is runc's.
-var ErrExecFailed = errors.New("exec failed")
-
 // ExecOptions describe a process to start in a running container.
 type ExecOptions struct {
 	Args []string
