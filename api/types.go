@@ -176,6 +176,9 @@ type ServiceSpec struct {
 	// ForceUpdate is bumped by `service update --force` so that an otherwise
 	// unchanged spec still differs and every task is replaced.
 	ForceUpdate uint64 `json:"force_update,omitempty"`
+	// Mounts are the volumes, bind mounts and tmpfs of each task's
+	// container (see Mount and MountProblem).
+	Mounts []Mount `json:"mounts,omitempty"`
 }
 
 // Update states of a service.
@@ -328,6 +331,7 @@ type RunRequest struct {
 	Limits      Resources     `json:"limits"`
 	Remove      bool          `json:"remove"` // --rm
 	Healthcheck *HealthConfig `json:"healthcheck,omitempty"`
+	Mounts      []Mount       `json:"mounts,omitempty"`
 }
 
 // Image is a content-addressed image: its ID is the digest of its config.
@@ -420,4 +424,60 @@ type LogLine struct {
 	Task string `json:"task,omitempty"`
 	// Node names the node for `service logs`.
 	Node string `json:"node,omitempty"`
+}
+
+// Mount types.
+const (
+	// MountVolume mounts a named volume of the node that runs the container
+	// (created on first use, kept until `shoal volume rm`).
+	MountVolume = "volume"
+	// MountBind mounts a path of the node that runs the container.
+	MountBind = "bind"
+	// MountTmpfs mounts a fresh tmpfs, gone with the container.
+	MountTmpfs = "tmpfs"
+)
+
+// Mount is one --mount of a service or container. Source is a volume name
+// (volume) or an absolute host path (bind), empty for tmpfs. TmpfsSize (bytes,
+// 0 = the kernel's default) and TmpfsMode (0 = 01777) apply to tmpfs only.
+type Mount struct {
+	Type      string `json:"type"`
+	Source    string `json:"source,omitempty"`
+	Target    string `json:"target"`
+	ReadOnly  bool   `json:"readonly,omitempty"`
+	TmpfsSize int64  `json:"tmpfs_size,omitempty"`
+	TmpfsMode uint32 `json:"tmpfs_mode,omitempty"`
+}
+
+// Volume is a named volume of one node (`shoal volume ls|inspect`).
+type Volume struct {
+	Name string `json:"name"`
+	// Mountpoint is the host directory containers see at their target.
+	Mountpoint string    `json:"mountpoint"`
+	InUse      bool      `json:"in_use"`
+	CreatedAt  time.Time `json:"created_at"`
+	// Containers are the IDs of this node's containers that mount it.
+	Containers []string `json:"containers,omitempty"`
+}
+
+// VolumeCreateRequest is the body of POST /v1/volumes.
+type VolumeCreateRequest struct {
+	Name string `json:"name"`
+}
+
+// ExecRequest is the body of POST /v1/containers/{id}/exec, sent with an
+// HTTP upgrade; once the agent answers 101 the connection carries exec
+// frames (see ExecFrame).
+type ExecRequest struct {
+	Cmd     []string `json:"cmd"`
+	Env     []string `json:"env,omitempty"`
+	User    string   `json:"user,omitempty"`
+	Workdir string   `json:"workdir,omitempty"`
+	Tty     bool     `json:"tty,omitempty"`
+	// Stdin relays the client's input (-i); without it the process reads
+	// /dev/null.
+	Stdin bool `json:"stdin,omitempty"`
+	// Width and Height are the initial terminal size (with Tty).
+	Width  uint16 `json:"width,omitempty"`
+	Height uint16 `json:"height,omitempty"`
 }

@@ -27,6 +27,7 @@ func cloneSpec(s api.ServiceSpec) api.ServiceSpec {
 	c.Labels = maps.Clone(s.Labels)
 	c.Ports = slices.Clone(s.Ports)
 	c.Constraints = slices.Clone(s.Constraints)
+	c.Mounts = slices.Clone(s.Mounts)
 	c.Healthcheck = cloneHealth(s.Healthcheck)
 	return c
 }

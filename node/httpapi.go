@@ -67,6 +67,8 @@ func (a *Agent) routes() http.Handler {
 	a.imageRoutes(h)
 	a.containerRoutes(h)
 	a.serviceRoutes(h)
+	a.volumeRoutes(h)
+	a.execRoutes(mux)
 	return mux
 }
 

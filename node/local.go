@@ -203,7 +203,7 @@ func (a *Agent) containerRoutes(h func(string, handlerFunc)) {
 		spec := runtime.Spec{
 			Name: req.Name, Image: req.Image, Command: req.Command, Entrypoint: req.Entrypoint,
 			Env: req.Env, Workdir: req.Workdir, User: req.User, Limits: req.Limits,
-			Remove: req.Remove, Healthcheck: req.Healthcheck,
+			Remove: req.Remove, Healthcheck: req.Healthcheck, Mounts: req.Mounts,
 		}
 		c, err := a.rt.RunContainer(r.Context(), spec)
 		if err != nil {

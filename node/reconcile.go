@@ -429,6 +429,7 @@ func (r *reconciler) start(ctx context.Context, t *api.Task) {
 		Labels:      map[string]string{"shoal.service": t.Service, "shoal.task": t.Name},
 		Healthcheck: t.Spec.Healthcheck,
 		StopGrace:   t.Spec.StopGracePeriod,
+		Mounts:      t.Spec.Mounts,
 	}
 	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskStarting, Timestamp: now()})
 	c, err := a.rt.RunContainer(ctx, spec)

@@ -102,6 +102,18 @@ var supportedAttributes = []tree.Path{
 	"services.*.deploy.rollback_config.monitor",
 	"services.*.deploy.rollback_config.max_failure_ratio",
 	"services.*.deploy.rollback_config.order",
+	// Mounts (serviceMounts) and the stack's named volumes.
+	"services.*.volumes.[].type",
+	"services.*.volumes.[].source",
+	"services.*.volumes.[].target",
+	"services.*.volumes.[].read_only",
+	"services.*.volumes.[].bind.create_host_path",
+	"services.*.volumes.[].volume.nocopy",
+	"services.*.volumes.[].tmpfs.size",
+	"services.*.volumes.[].tmpfs.mode",
+	"services.*.tmpfs",
+	"volumes.*.name",
+	"volumes.*.external",
 }
 
 // unsupportedValues flag supported keys whose value Shoal cannot honour:
@@ -185,6 +197,9 @@ func stackSpecs(stack string, p *types.Project) ([]api.ServiceSpec, error) {
 	for _, name := range slices.Sorted(maps.Keys(p.Services)) {
 		spec, serr := serviceSpec(stack, p.Services[name])
 		errs = append(errs, serr...)
+		var merr []error
+		spec.Mounts, merr = serviceMounts(stack, p.Services[name], p.Volumes)
+		errs = append(errs, merr...)
 		specs = append(specs, spec)
 	}
 	if len(errs) > 0 {
@@ -416,4 +431,109 @@ func nilIfEmpty(c types.ShellCommand) []string {
 		return nil
 	}
 	return slices.Clone([]string(c))
+}
+
+// serviceMounts maps a compose service's volumes: and tmpfs: onto mounts.
+// A named volume is the stack's volume STACK_KEY (compose-go has already
+// named it so from the project name, which is the stack's) unless the
+// top-level entry is external or gives a name:. Bind sources were made
+// absolute against the project directory by compose-go. Bind sources must
+// exist on the node that runs the task (Shoal never creates them, as Swarm).
+func serviceMounts(stack string, cs types.ServiceConfig, vols types.Volumes) ([]api.Mount, []error) {
+	var errs []error
+	var ms []api.Mount
+	base := "services." + cs.Name
+	bad := func(key string, format string, args ...any) {
+		errs = append(errs, &keyError{Path: base + key, Err: fmt.Errorf(format, args...)})
+	}
+	for i, v := range cs.Volumes {
+		key := fmt.Sprintf(".volumes[%d]", i)
+		m := api.Mount{Type: v.Type, Source: v.Source, Target: v.Target, ReadOnly: v.ReadOnly}
+		switch v.Type {
+		case types.VolumeTypeVolume:
+			if v.Source == "" {
+				bad(key, "anonymous volume at %s: not supported, name it (NAME:%s) and declare it under the top-level volumes:", v.Target, v.Target)
+				continue
+			}
+			if v.Volume != nil && v.Volume.Subpath != "" {
+				bad(key+".volume.subpath", "not supported")
+			}
+			m.Source = stack + "_" + v.Source
+			if vc, ok := vols[v.Source]; ok && vc.Name != "" {
+				m.Source = vc.Name
+			}
+		case types.VolumeTypeBind:
+			if b := v.Bind; b != nil {
+				if b.SELinux != "" {
+					bad(key+".bind.selinux", "not supported")
+				}
+				if b.Propagation != "" && b.Propagation != "rprivate" {
+					bad(key+".bind.propagation", "%q: only rprivate is supported", b.Propagation)
+				}
+			}
+			m.Source = filepath.Clean(v.Source)
+		case types.VolumeTypeTmpfs:
+			m.Source = ""
+			if t := v.Tmpfs; t != nil {
+				m.TmpfsSize = int64(t.Size)
+				m.TmpfsMode = t.Mode
+			}
+		default:
+			bad(key+".type", "%q: want volume, bind or tmpfs", v.Type)
+			continue
+		}
+		if p := api.MountProblem(m); p != "" {
+			bad(key, "%s", p)
+			continue
+		}
+		ms = append(ms, m)
+	}
+	for i, t := range cs.Tmpfs {
+		key := fmt.Sprintf(".tmpfs[%d]", i)
+		m, err := parseComposeTmpfs(t)
+		if err != nil {
+			bad(key, "%v", err)
+			continue
+		}
+		ms = append(ms, m)
+	}
+	if p := api.MountsProblems(ms); len(p) > 0 {
+		bad(".volumes", "%s", strings.Join(p, "; "))
+	}
+	return ms, errs
+}
+
+// parseComposeTmpfs parses a tmpfs: entry, PATH[:size=N,mode=M] (the
+// options docker honours for a service's tmpfs).
+func parseComposeTmpfs(s string) (api.Mount, error) {
+	target, opts, _ := strings.Cut(s, ":")
+	m := api.Mount{Type: api.MountTmpfs, Target: target}
+	if opts != "" {
+		for _, o := range strings.Split(opts, ",") {
+			k, v, _ := strings.Cut(o, "=")
+			switch k {
+			case "size":
+				n, err := parseSize(v)
+				if err != nil {
+					return m, fmt.Errorf("%q: size: %w", s, err)
+				}
+				m.TmpfsSize = n
+			case "mode":
+				n, err := strconv.ParseUint(v, 8, 32)
+				if err != nil {
+					return m, fmt.Errorf("%q: mode %q: want an octal mode", s, v)
+				}
+				m.TmpfsMode = uint32(n)
+			case "ro":
+				m.ReadOnly = true
+			case "rw":
+			default:
+				return m, fmt.Errorf("%q: option %q not supported (size, mode, ro)", s, k)
+			}
+		}
+	}
+	if p := api.MountProblem(m); p != "" {
+		return m, fmt.Errorf("%q: %s", s, p)
+	}
+	return m, nil
 }

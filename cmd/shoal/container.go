@@ -92,6 +92,7 @@ func (s *shell) runCommand() *cli.Command {
 			&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory"},
 			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "user[:group]"},
 			&cli.StringFlag{Name: "entrypoint", Usage: "override the image's entrypoint"},
+			mountFlag(),
 		}, healthFlags("health check command (run by /bin/sh -c)")),
 		Action: s.runContainer,
 	}
@@ -116,6 +117,9 @@ func buildRunRequest(c *cli.Context) (api.RunRequest, error) {
 	var err error
 	if req.Env, err = setEnvs(req.Env, c.StringSlice("env")); err != nil {
 		return req, specError("env", err)
+	}
+	if req.Mounts, err = addMounts(nil, c.StringSlice("mount")); err != nil {
+		return req, specError("mount", err)
 	}
 	return req, firstError(
 		setParsed(c, "memory", parseSize, &req.Limits.MemoryBytes),

@@ -6,6 +6,7 @@ package main
 
 import (
 	"fmt"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -76,6 +77,8 @@ func specFlags(update bool) []cli.Flag {
 			&cli.StringSliceFlag{Name: "constraint-rm", Usage: "remove a placement constraint"},
 			&cli.StringSliceFlag{Name: "publish-add", Usage: "publish a port, P:T[/proto]"},
 			&cli.StringSliceFlag{Name: "publish-rm", Usage: "unpublish a port, by target port (T[/proto]) or P:T"},
+			&cli.StringSliceFlag{Name: "mount-add", Usage: "add or replace a mount (--mount syntax)"},
+			&cli.StringSliceFlag{Name: "mount-rm", Usage: "remove a mount, by target path"},
 			&cli.BoolFlag{Name: "force", Usage: "replace every task even if nothing changed"},
 			&cli.BoolFlag{Name: "rollback", Usage: "roll back to the previous spec"},
 		)
@@ -87,6 +90,7 @@ func specFlags(update bool) []cli.Flag {
 			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "environment variable K=V (repeatable)"},
 			&cli.StringSliceFlag{Name: "label", Aliases: []string{"l"}, Usage: "service label k=v (repeatable)"},
 			&cli.StringSliceFlag{Name: "constraint", Usage: "placement constraint, e.g. node.labels.zone==a (repeatable)"},
+			mountFlag(),
 		)
 	}
 	return append(flags, waitFlags()...)
@@ -190,6 +194,9 @@ func applyCreateLists(c *cli.Context, spec *api.ServiceSpec) error {
 	if spec.Constraints, err = addConstraints(spec.Constraints, c.StringSlice("constraint")); err != nil {
 		return specError("constraint", err)
 	}
+	if spec.Mounts, err = addMounts(spec.Mounts, c.StringSlice("mount")); err != nil {
+		return specError("mount", err)
+	}
 	return nil
 }
 
@@ -250,10 +257,107 @@ func applyUpdateLists(c *cli.Context, spec *api.ServiceSpec) error {
 		})
 		spec.Ports = append(spec.Ports, pc)
 	}
+	for _, t := range c.StringSlice("mount-rm") {
+		target := path.Clean(t)
+		if !path.IsAbs(target) {
+			return specError("mount-rm", fmt.Errorf("%q: want the absolute target path of a mount", t))
+		}
+		spec.Mounts = slices.DeleteFunc(slices.Clone(spec.Mounts), func(m api.Mount) bool { return m.Target == target })
+	}
+	if spec.Mounts, err = addMounts(spec.Mounts, c.StringSlice("mount-add")); err != nil {
+		return specError("mount-add", err)
+	}
 	if c.Bool("force") {
 		spec.ForceUpdate++
 	}
 	return nil
+}
+
+// mountFlag is the --mount flag of `service create` and `run`.
+func mountFlag() cli.Flag {
+	return &cli.StringSliceFlag{Name: "mount", Usage: "type=volume|bind|tmpfs,source=S,target=T[,readonly][,tmpfs-size=64M] (repeatable)"}
+}
+
+// addMounts adds mounts given in the --mount syntax; one on a target
+// already mounted replaces it (as docker's --mount-add does).
+func addMounts(ms []api.Mount, values []string) ([]api.Mount, error) {
+	for _, v := range values {
+		m, err := parseMount(v)
+		if err != nil {
+			return ms, err
+		}
+		ms = slices.DeleteFunc(slices.Clone(ms), func(x api.Mount) bool { return x.Target == m.Target })
+		ms = append(ms, m)
+	}
+	return ms, nil
+}
+
+// parseMount parses docker's --mount syntax: comma-separated key=value
+// pairs type (default volume), source|src, target|destination|dst,
+// readonly|ro (bare or =true|false|1|0), tmpfs-size (64M) and tmpfs-mode
+// (octal). Absolute paths are cleaned ("/data/" is "/data"); the result is
+// checked with api.MountProblem.
+func parseMount(s string) (api.Mount, error) {
+	m := api.Mount{Type: api.MountVolume}
+	if strings.TrimSpace(s) == "" {
+		return m, fmt.Errorf("empty mount: want type=volume|bind|tmpfs,source=S,target=T")
+	}
+	seen := map[string]bool{}
+	for _, field := range strings.Split(s, ",") {
+		k, v, hasVal := strings.Cut(strings.TrimSpace(field), "=")
+		k = strings.ToLower(k)
+		canon := map[string]string{"src": "source", "destination": "target", "dst": "target", "ro": "readonly"}[k]
+		if canon == "" {
+			canon = k
+		}
+		if seen[canon] {
+			return m, fmt.Errorf("%q: %s given twice", s, canon)
+		}
+		seen[canon] = true
+		if !hasVal && canon != "readonly" {
+			return m, fmt.Errorf("%q: %q needs a value (key=value)", s, field)
+		}
+		switch canon {
+		case "type":
+			m.Type = v
+		case "source":
+			m.Source = v
+		case "target":
+			m.Target = v
+		case "readonly":
+			switch strings.ToLower(v) {
+			case "", "1", "true":
+				m.ReadOnly = true
+			case "0", "false":
+				m.ReadOnly = false
+			default:
+				return m, fmt.Errorf("%q: readonly=%q: want true or false", s, v)
+			}
+		case "tmpfs-size":
+			n, err := parseSize(v)
+			if err != nil {
+				return m, fmt.Errorf("%q: tmpfs-size: %w", s, err)
+			}
+			m.TmpfsSize = n
+		case "tmpfs-mode":
+			n, err := strconv.ParseUint(v, 8, 32)
+			if err != nil {
+				return m, fmt.Errorf("%q: tmpfs-mode %q: want an octal mode such as 1777", s, v)
+			}
+			m.TmpfsMode = uint32(n)
+		default:
+			return m, fmt.Errorf("%q: unknown key %q (want type, source, target, readonly, tmpfs-size, tmpfs-mode)", s, k)
+		}
+	}
+	for _, p := range []*string{&m.Source, &m.Target} {
+		if path.IsAbs(*p) {
+			*p = path.Clean(*p)
+		}
+	}
+	if p := api.MountProblem(m); p != "" {
+		return m, fmt.Errorf("%q: %s", s, p)
+	}
+	return m, nil
 }
 
 // setParsed parses the value of flag into dst when the user set it; a bad

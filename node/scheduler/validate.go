@@ -208,6 +208,7 @@ func ValidateSpec(spec api.ServiceSpec) error {
 		nonNegative(bad, "healthcheck.retries", h.Retries)
 	}
 	nonNegative(bad, "stop_grace_period", spec.StopGracePeriod)
+	p = append(p, api.MountsProblems(spec.Mounts)...)
 	if len(p) == 0 {
 		return nil
 	}

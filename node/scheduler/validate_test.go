@@ -35,6 +35,15 @@ func TestValidateSpec(t *testing.T) {
 		{"two million replicas", func(s *api.ServiceSpec) { s.Replicas = 2000000 }, "replicas 2000000: more than 65536"},
 		{"global with replicas", func(s *api.ServiceSpec) { s.Mode = api.ModeGlobal; s.Replicas = 3 }, "replicas 3: a global service"},
 		{"global", func(s *api.ServiceSpec) { s.Mode = api.ModeGlobal }, ""},
+		{"mounts", func(s *api.ServiceSpec) {
+			s.Mounts = []api.Mount{{Type: api.MountVolume, Source: "d", Target: "/d"}, {Type: api.MountTmpfs, Target: "/t"}}
+		}, ""},
+		{"relative bind", func(s *api.ServiceSpec) {
+			s.Mounts = []api.Mount{{Type: api.MountBind, Source: "srv", Target: "/srv"}}
+		}, `mounts[0]: bind source "srv": must be an absolute path`},
+		{"mount on /.shoal", func(s *api.ServiceSpec) {
+			s.Mounts = []api.Mount{{Type: api.MountTmpfs, Target: "/.shoal"}}
+		}, "mounts[0]: target \"/.shoal\": /.shoal is reserved"},
 		{"NUL in env", func(s *api.ServiceSpec) { s.Env = []string{"A=b\x00c"} }, `env[0] "A=b\x00c": contains a NUL byte`},
 		{"NUL in command", func(s *api.ServiceSpec) { s.Command = []string{"sh", "-c", "x\x00"} }, "command[2]"},
 		{"NUL in entrypoint", func(s *api.ServiceSpec) { s.Entrypoint = []string{"\x00"} }, "entrypoint[0]"},
