@@ -36,6 +36,8 @@ const (
 	TypeTrimTasks        CommandType = 19
 	TypeRevokeCert       CommandType = 20
 	TypeSetVoterTarget   CommandType = 21
+	TypeCreateNetwork    CommandType = 22
+	TypeDeleteNetwork    CommandType = 23
 )
 
 // CommandVersion is the second byte of every log entry: the version of the
@@ -193,6 +195,24 @@ type Batch struct {
 	Commands []Command `json:"-"`
 }
 
+// CreateNetwork stores a new network. An empty Subnet is allocated from
+// the network pool (NetworkPool), a zero VNI is the lowest free one above
+// api.DefaultVNI. The stored network is returned.
+type CreateNetwork struct {
+	Network api.Network `json:"network"`
+}
+
+// DeleteNetwork removes a network; refused while a service names it.
+type DeleteNetwork struct {
+	ID string `json:"id"`
+}
+
+// Type implements Command.
+func (CreateNetwork) Type() CommandType { return TypeCreateNetwork }
+
+// Type implements Command.
+func (DeleteNetwork) Type() CommandType { return TypeDeleteNetwork }
+
 // Type implements Command.
 func (BootstrapCluster) Type() CommandType { return TypeBootstrapCluster }
 
@@ -279,6 +299,8 @@ var decoders = map[CommandType]func([]byte) (Command, error){
 	TypeSetImageNode:     decodeAs[SetImageNode],
 	TypeDeleteImage:      decodeAs[DeleteImage],
 	TypeBatch:            decodeAs[Batch],
+	TypeCreateNetwork:    decodeAs[CreateNetwork],
+	TypeDeleteNetwork:    decodeAs[DeleteNetwork],
 }
 
 func decodeAs[T Command](body []byte) (Command, error) {

@@ -762,6 +762,8 @@ func sampleCommands() []Command {
 		SetImageNode{ImageID: "sha256:aa", NodeID: "n1", Present: true},
 		DeleteImage{ID: "sha256:aa"},
 		Batch{Commands: []Command{RotateToken{SecretHash: "x"}, DeleteTasks{IDs: []string{"a"}}}},
+		CreateNetwork{Network: api.Network{ID: "nw1", Name: "front", Subnet: "10.50.0.0/16", VNI: 4300, Internal: true, CreatedAt: t0}},
+		DeleteNetwork{ID: "nw1"},
 	}
 }
 
