@@ -66,6 +66,7 @@ func (a *Agent) routes() http.Handler {
 	a.imageRoutes(h)
 	a.containerRoutes(h)
 	a.serviceRoutes(h)
+	a.networkRoutes(h)
 	return mux
 }
 

@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"sync"
 	"time"
@@ -417,7 +418,7 @@ func (r *reconciler) reportLoop(ctx context.Context) {
 		}
 		r.mu.Lock()
 		for _, st := range batch {
-			if cur, ok := r.pending[st.TaskID]; ok && cur == st {
+			if cur, ok := r.pending[st.TaskID]; ok && reflect.DeepEqual(cur, st) {
 				delete(r.pending, st.TaskID)
 			}
 		}

@@ -76,6 +76,8 @@ func specFlags(update bool) []cli.Flag {
 			&cli.StringSliceFlag{Name: "constraint-rm", Usage: "remove a placement constraint"},
 			&cli.StringSliceFlag{Name: "publish-add", Usage: "publish a port, P:T[/proto]"},
 			&cli.StringSliceFlag{Name: "publish-rm", Usage: "unpublish a port, by target port (T[/proto]) or P:T"},
+			&cli.StringSliceFlag{Name: "network-add", Usage: "join a network (tasks are replaced)"},
+			&cli.StringSliceFlag{Name: "network-rm", Usage: "leave a network (tasks are replaced)"},
 			&cli.BoolFlag{Name: "force", Usage: "replace every task even if nothing changed"},
 			&cli.BoolFlag{Name: "rollback", Usage: "roll back to the previous spec"},
 		)
@@ -87,6 +89,7 @@ func specFlags(update bool) []cli.Flag {
 			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "environment variable K=V (repeatable)"},
 			&cli.StringSliceFlag{Name: "label", Aliases: []string{"l"}, Usage: "service label k=v (repeatable)"},
 			&cli.StringSliceFlag{Name: "constraint", Usage: "placement constraint, e.g. node.labels.zone==a (repeatable)"},
+			&cli.StringSliceFlag{Name: "network", Usage: "network to join (repeatable; default: the default network)"},
 		)
 	}
 	return append(flags, waitFlags()...)
@@ -190,7 +193,7 @@ func applyCreateLists(c *cli.Context, spec *api.ServiceSpec) error {
 	if spec.Constraints, err = addConstraints(spec.Constraints, c.StringSlice("constraint")); err != nil {
 		return specError("constraint", err)
 	}
-	return nil
+	return applyNetworks(c, spec, false)
 }
 
 // applyUpdateLists applies the -add/-rm flags and the other update-only
@@ -250,9 +253,50 @@ func applyUpdateLists(c *cli.Context, spec *api.ServiceSpec) error {
 		})
 		spec.Ports = append(spec.Ports, pc)
 	}
+	if err := applyNetworks(c, spec, true); err != nil {
+		return err
+	}
 	if c.Bool("force") {
 		spec.ForceUpdate++
 	}
+	return nil
+}
+
+// applyNetworks reads --network (create) or --network-add/--network-rm
+// (update). Leaving every network puts the service back on the default one.
+func applyNetworks(c *cli.Context, spec *api.ServiceSpec, update bool) error {
+	if !update {
+		for _, n := range c.StringSlice("network") {
+			if n == "" || slices.Contains(spec.Networks, n) {
+				return usageErrorf("invalid --network %q: empty or given twice", n)
+			}
+			spec.Networks = append(spec.Networks, n)
+		}
+		return nil
+	}
+	rm, add := c.StringSlice("network-rm"), c.StringSlice("network-add")
+	if len(rm) == 0 && len(add) == 0 {
+		return nil
+	}
+	nets := slices.Clone(api.SpecNetworks(*spec))
+	for _, n := range rm {
+		if !slices.Contains(nets, n) {
+			return usageErrorf("invalid --network-rm %q: the service is not on that network (it is on %s)", n, strings.Join(nets, ", "))
+		}
+		nets = slices.DeleteFunc(nets, func(x string) bool { return x == n })
+	}
+	for _, n := range add {
+		if n == "" {
+			return usageErrorf("invalid --network-add: empty name")
+		}
+		if !slices.Contains(nets, n) {
+			nets = append(nets, n)
+		}
+	}
+	if len(nets) == 1 && nets[0] == api.DefaultNetwork {
+		nets = nil
+	}
+	spec.Networks = nets
 	return nil
 }
 
