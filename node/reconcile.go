@@ -362,7 +362,7 @@ func (r *reconciler) start(ctx context.Context, t *api.Task) {
 		StopGrace:   t.Spec.StopGracePeriod,
 	}
 	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskStarting, Timestamp: now()})
-	c, err := a.rt.RunContainer(ctx, spec)
+	c, err := a.rt.RunContainer(withNetworks(ctx, api.SpecNetworks(t.Spec)), spec)
 	if err != nil {
 		if ctx.Err() != nil {
 			return
@@ -370,7 +370,7 @@ func (r *reconciler) start(ctx context.Context, t *api.Task) {
 		r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRejected, Error: fmt.Sprintf("start container: %v", err), Timestamp: now()})
 		return
 	}
-	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRunning, ContainerID: c.ID, Health: c.Health, IP: c.IP, Timestamp: now()})
+	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRunning, ContainerID: c.ID, Health: c.Health, IP: c.IP, IPs: a.net.ips(c.ID), Timestamp: now()})
 }
 
 // networkGrace is how long a task start waits for the overlay after the
