@@ -9,6 +9,7 @@ package test
 // busybox (nsenter --net), which needs no exec support in the agent.
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -72,6 +73,16 @@ func resolves(ns, dns, name string) (bool, string) {
 		return false, out
 	}
 	return true, out[i:]
+}
+
+// netJSON is Host.JSON for `network` subcommands (the flag goes last; the
+// CLI moves it before the arguments).
+func netJSON(h *harness.Host, v any, args ...string) error {
+	out, stderr, err := h.CLI(append([]string{"network"}, append(args, "--format", "json")...)...)
+	if err != nil {
+		return fmt.Errorf("shoal network %v: %w: %s", args, err, stderr)
+	}
+	return json.Unmarshal([]byte(out), v)
 }
 
 func runningTasks(t *testing.T, h *harness.Host, svc string) []api.Task {
@@ -145,10 +156,10 @@ func TestNetworksIsolation(t *testing.T) {
 	h1.MustCLI(t, "network", "create", "neta")
 	h1.MustCLI(t, "network", "create", "--subnet", "10.60.0.0/16", "--internal", "netb")
 	var neta, netb api.Network
-	if err := h1.JSON(&neta, "network", "inspect", "neta"); err != nil {
+	if err := netJSON(h1, &neta, "inspect", "neta"); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Host(2).JSON(&netb, "network", "inspect", "netb"); err != nil {
+	if err := netJSON(c.Host(2), &netb, "inspect", "netb"); err != nil {
 		t.Fatal(err)
 	}
 	if neta.ID == "" || neta.Subnet == "" || neta.VNI == 0 || neta.Internal || neta.Encrypted ||
@@ -162,7 +173,7 @@ func TestNetworksIsolation(t *testing.T) {
 		t.Fatalf("overlapping subnet: err %v, stderr %q", err, stderr)
 	}
 	var nets []api.Network
-	if err := h1.JSON(&nets, "network", "ls"); err != nil || len(nets) != 3 || nets[0].Name != api.DefaultNetwork {
+	if err := netJSON(h1, &nets, "ls"); err != nil || len(nets) != 3 || nets[0].Name != api.DefaultNetwork {
 		t.Fatalf("network ls: %v %+v", err, nets)
 	}
 
@@ -300,7 +311,7 @@ func TestNetworksIsolation(t *testing.T) {
 	if _, stderr, err := h1.CLI("network", "rm", "default"); err == nil || !strings.Contains(stderr, "cannot be removed") {
 		t.Fatalf("rm default: err %v, stderr %q", err, stderr)
 	}
-	if err := h1.JSON(&nets, "network", "ls"); err != nil || len(nets) != 3 {
+	if err := netJSON(h1, &nets, "ls"); err != nil || len(nets) != 3 {
 		t.Fatalf("a refused rm changed the networks: %v %+v", err, nets)
 	}
 	h1.MustCLI(t, "service", "rm", "svca", "svcab")
