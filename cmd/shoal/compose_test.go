@@ -71,6 +71,7 @@ func shopSpecs() map[string]api.ServiceSpec {
 	db.Healthcheck = &api.HealthConfig{Test: []string{"CMD-SHELL", "pg_isready -U postgres"}, Interval: 5 * time.Second}
 	db.StopGracePeriod = time.Minute
 	db.Constraints = []string{"node.role==manager"}
+	db.Networks = []string{"shop_back"}
 
 	web := stackSpec("shop", "web", "nginx:1.25")
 	web.Replicas = 2
@@ -90,7 +91,7 @@ func shopSpecs() map[string]api.ServiceSpec {
 }
 
 // shopIgnored are the keys of the shop files Shoal reports and ignores.
-var shopIgnored = []string{"networks", "secrets", "services.api.secrets", "services.db.networks",
+var shopIgnored = []string{"secrets", "services.api.secrets",
 	"services.db.volumes", "services.web.depends_on", "services.web.logging", "volumes"}
 
 func TestComposeCorpus(t *testing.T) {
@@ -166,6 +167,9 @@ func TestComposeCorpus(t *testing.T) {
 				for k, s := range m {
 					s.Name = "store_" + k
 					s.Labels[stackLabel] = "store"
+					for i, n := range s.Networks {
+						s.Networks[i] = strings.Replace(n, "shop_", "store_", 1)
+					}
 					m[k] = s
 				}
 			},

@@ -157,6 +157,13 @@ func (s *shell) stackDeploy(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	nets, err := stackNetworks(stack, project)
+	if err != nil {
+		return locateComposeError(fmt.Errorf("%w: %w", errBadCompose, err), in.Files)
+	}
+	if err := s.ensureStackNetworks(c.Context, cl, nets); err != nil {
+		return err
+	}
 	return s.applyStackPlan(c.Context, cl, plan)
 }
 
