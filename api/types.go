@@ -325,6 +325,9 @@ type RunRequest struct {
 	Limits      Resources     `json:"limits"`
 	Remove      bool          `json:"remove"` // --rm
 	Healthcheck *HealthConfig `json:"healthcheck,omitempty"`
+	// Networks the container joins (each must be attachable, or the
+	// default network); empty means the default network.
+	Networks []string `json:"networks,omitempty"`
 }
 
 // Image is a content-addressed image: its ID is the digest of its config.

@@ -5,6 +5,7 @@ package node
 // what it can tell is wrong first, with the same words.
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -105,4 +106,34 @@ func (a *Agent) handleNetworkRemove(w http.ResponseWriter, r *http.Request) (any
 		return nil, err
 	}
 	return struct{}{}, nil
+}
+
+// runNetworks checks the networks of a `shoal run` container (each must be
+// attachable, or the default network) and returns ctx carrying them for
+// the network attacher.
+func (a *Agent) runNetworks(ctx context.Context, names []string) (context.Context, error) {
+	if len(names) == 0 {
+		return ctx, nil
+	}
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, name := range names {
+		n, err := a.resolveNetwork(cl.store, name)
+		if err != nil {
+			return nil, err
+		}
+		if n.Name != api.DefaultNetwork && !n.Attachable {
+			return nil, badRequest("network %s is not attachable: only services may join it (create it with --attachable)", n.Name)
+		}
+		if seen[n.Name] {
+			return nil, badRequest("network %s given twice", n.Name)
+		}
+		seen[n.Name] = true
+		out = append(out, n.Name)
+	}
+	return withNetworks(ctx, out), nil
 }

@@ -326,7 +326,8 @@ func TestNetworksIsolation(t *testing.T) {
 func TestNetworksServiceUpdate(t *testing.T) {
 	c, _ := svcCluster(t, 2)
 	h1 := c.Host(1)
-	h1.MustCLI(t, "network", "create", "neta")
+	h1.MustCLI(t, "network", "create", "--attachable", "neta")
+	h1.MustCLI(t, "network", "create", "netx")
 	h1.MustCLI(t, "service", "create", "--name", "web", "bb:1", "sh", "-c", webCmd)
 	h1.MustCLI(t, "service", "create", "--name", "client", "--network", "neta", "bb:1", "sh", "-c", webCmd)
 	waitSlots(t, h1, "web", 1, "", 90*time.Second)
@@ -352,4 +353,15 @@ func TestNetworksServiceUpdate(t *testing.T) {
 		out, err := wgetFrom(ns, "http://"+web.VIPs["neta"]+"/")
 		return err == nil && strings.Contains(out, "hello from web."), fmt.Sprintf("%v %q", err, out)
 	}, "web answers on neta")
+
+	// shoal run joins attachable networks only, and then sees that
+	// network's services.
+	if _, stderr, err := h1.CLI("run", "--rm", "--network", "netx", "bb:1", "true"); err == nil || !strings.Contains(stderr, "not attachable") {
+		t.Fatalf("run on a network that is not attachable: err %v, stderr %q", err, stderr)
+	}
+	out := c.Host(2).MustCLI(t, "run", "--rm", "--network", "neta", "bb:1", "sh", "-c",
+		"timeout 3 wget -q -O - http://"+web.VIPs["neta"]+"/; nslookup web 2>&1; true")
+	if !strings.Contains(out, "hello from web.") || !strings.Contains(out, web.VIPs["neta"]) {
+		t.Fatalf("run --network neta: %q", out)
+	}
 }
