@@ -51,7 +51,8 @@ files' name: key.
 
 Only services whose spec changed are updated; the others keep their tasks.
 Services of the stack that the files no longer have are removed only with
---prune. Keys Shoal does not implement (volumes, secrets, configs, networks,
+--prune. Networks the services name are created first (STACK_NAME; external
+ones must exist). Keys Shoal does not implement (volumes, secrets, configs,
 depends_on, ...) are reported by path and ignored; unknown keys, missing
 required variables and invalid values are errors, and then nothing changes.`,
 				Flags: []cli.Flag{
