@@ -179,6 +179,9 @@ type ServiceSpec struct {
 	// Mounts are the volumes, bind mounts and tmpfs of each task's
 	// container (see Mount and MountProblem).
 	Mounts []Mount `json:"mounts,omitempty"`
+	// Networks are the names of the networks the tasks join, in order (the
+	// first carries the default route). Empty means DefaultNetwork.
+	Networks []string `json:"networks,omitempty"`
 }
 
 // Update states of a service.
@@ -203,20 +206,26 @@ type UpdateStatus struct {
 // The flat fields Mode, Replicas, Image, Ports and Running are filled for
 // display by the API from Spec and the task table.
 type Service struct {
-	ID           string        `json:"id"`
-	Name         string        `json:"name"`
-	Mode         string        `json:"mode"`
-	Replicas     uint64        `json:"replicas"`
-	Running      int           `json:"running"`
-	Image        string        `json:"image"`
-	Ports        []PortConfig  `json:"ports"`
-	VIP          string        `json:"vip"`
-	Version      uint64        `json:"version"`
-	Spec         ServiceSpec   `json:"spec"`
-	PreviousSpec *ServiceSpec  `json:"previous_spec,omitempty"`
-	UpdateStatus *UpdateStatus `json:"update_status,omitempty"`
-	CreatedAt    time.Time     `json:"created_at"`
-	UpdatedAt    time.Time     `json:"updated_at"`
+	ID       string       `json:"id"`
+	Name     string       `json:"name"`
+	Mode     string       `json:"mode"`
+	Replicas uint64       `json:"replicas"`
+	Running  int          `json:"running"`
+	Image    string       `json:"image"`
+	Ports    []PortConfig `json:"ports"`
+	VIP      string       `json:"vip"`
+	// Networks lists the service's networks (display, from Spec.Networks;
+	// DefaultNetwork when the spec names none).
+	Networks []string `json:"networks"`
+	// VIPs maps each network of the service to its VIP there. The state
+	// machine allocates them; VIP is the one on DefaultNetwork.
+	VIPs         map[string]string `json:"vips"`
+	Version      uint64            `json:"version"`
+	Spec         ServiceSpec       `json:"spec"`
+	PreviousSpec *ServiceSpec      `json:"previous_spec,omitempty"`
+	UpdateStatus *UpdateStatus     `json:"update_status,omitempty"`
+	CreatedAt    time.Time         `json:"created_at"`
+	UpdatedAt    time.Time         `json:"updated_at"`
 	// UpdatedBy is the ID of the node whose API socket asked for the last
 	// create or update, as the leader authenticated it.
 	UpdatedBy string `json:"updated_by,omitempty"`
@@ -249,41 +258,46 @@ func TaskTerminal(state string) bool { return TaskStateOrder[state] >= 5 }
 // Task is one scheduled instance of a service on one node. It carries the
 // spec it runs so that rolling updates can tell old tasks from new ones.
 type Task struct {
-	ID           string      `json:"id"`
-	Name         string      `json:"name"` // web.3, or web.NODEID for global
-	ServiceID    string      `json:"service_id"`
-	Service      string      `json:"service"` // service name
-	Slot         int         `json:"slot"`
-	NodeID       string      `json:"node_id"`
-	Node         string      `json:"node"` // hostname, filled at read time
-	DesiredState string      `json:"desired_state"`
-	State        string      `json:"state"`
-	Message      string      `json:"message,omitempty"`
-	Error        string      `json:"error,omitempty"`
-	ExitCode     int         `json:"exit_code"`
-	IP           string      `json:"ip,omitempty"`
-	Image        string      `json:"image"`
-	ContainerID  string      `json:"container_id,omitempty"`
-	Health       string      `json:"health,omitempty"`
-	SpecVersion  uint64      `json:"spec_version"`
-	Spec         ServiceSpec `json:"spec"`
-	CreatedAt    time.Time   `json:"created_at"`
-	UpdatedAt    time.Time   `json:"updated_at"`
-	StartedAt    time.Time   `json:"started_at,omitempty"`
+	ID           string `json:"id"`
+	Name         string `json:"name"` // web.3, or web.NODEID for global
+	ServiceID    string `json:"service_id"`
+	Service      string `json:"service"` // service name
+	Slot         int    `json:"slot"`
+	NodeID       string `json:"node_id"`
+	Node         string `json:"node"` // hostname, filled at read time
+	DesiredState string `json:"desired_state"`
+	State        string `json:"state"`
+	Message      string `json:"message,omitempty"`
+	Error        string `json:"error,omitempty"`
+	ExitCode     int    `json:"exit_code"`
+	IP           string `json:"ip,omitempty"`
+	// IPs maps each network of the task to its address there (IP is the
+	// one on the first network).
+	IPs         map[string]string `json:"ips,omitempty"`
+	Image       string            `json:"image"`
+	ContainerID string            `json:"container_id,omitempty"`
+	Health      string            `json:"health,omitempty"`
+	SpecVersion uint64            `json:"spec_version"`
+	Spec        ServiceSpec       `json:"spec"`
+	CreatedAt   time.Time         `json:"created_at"`
+	UpdatedAt   time.Time         `json:"updated_at"`
+	StartedAt   time.Time         `json:"started_at,omitempty"`
 }
 
 // TaskStatus is what a node reports about one of its tasks; the leader batches
 // these into one Raft command.
 type TaskStatus struct {
-	TaskID      string    `json:"task_id"`
-	State       string    `json:"state"`
-	Message     string    `json:"message,omitempty"`
-	Error       string    `json:"error,omitempty"`
-	ExitCode    int       `json:"exit_code"`
-	ContainerID string    `json:"container_id,omitempty"`
-	IP          string    `json:"ip,omitempty"`
-	Health      string    `json:"health,omitempty"`
-	Timestamp   time.Time `json:"timestamp"`
+	TaskID      string `json:"task_id"`
+	State       string `json:"state"`
+	Message     string `json:"message,omitempty"`
+	Error       string `json:"error,omitempty"`
+	ExitCode    int    `json:"exit_code"`
+	ContainerID string `json:"container_id,omitempty"`
+	IP          string `json:"ip,omitempty"`
+	// IPs maps network name to address, for tasks on several networks.
+	IPs       map[string]string `json:"ips,omitempty"`
+	Health    string            `json:"health,omitempty"`
+	Timestamp time.Time         `json:"timestamp"`
 }
 
 // Container states as `shoal ps` shows them.
@@ -332,6 +346,9 @@ type RunRequest struct {
 	Remove      bool          `json:"remove"` // --rm
 	Healthcheck *HealthConfig `json:"healthcheck,omitempty"`
 	Mounts      []Mount       `json:"mounts,omitempty"`
+	// Networks the container joins (each must be attachable, or the
+	// default network); empty means the default network.
+	Networks []string `json:"networks,omitempty"`
 }
 
 // Image is a content-addressed image: its ID is the digest of its config.

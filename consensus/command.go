@@ -41,6 +41,8 @@ const (
 	TypeRotateCA         CommandType = 24
 	TypeFinishCARotation CommandType = 25
 	TypeSetNodeCert      CommandType = 26
+	TypeCreateNetwork    CommandType = 27
+	TypeDeleteNetwork    CommandType = 28
 )
 
 // CommandVersion is the second byte of every log entry: the version of the
@@ -248,6 +250,24 @@ type Batch struct {
 	Commands []Command `json:"-"`
 }
 
+// CreateNetwork stores a new network. An empty Subnet is allocated from
+// the network pool (NetworkPool), a zero VNI is the lowest free one above
+// api.DefaultVNI. The stored network is returned.
+type CreateNetwork struct {
+	Network api.Network `json:"network"`
+}
+
+// DeleteNetwork removes a network; refused while a service names it.
+type DeleteNetwork struct {
+	ID string `json:"id"`
+}
+
+// Type implements Command.
+func (CreateNetwork) Type() CommandType { return TypeCreateNetwork }
+
+// Type implements Command.
+func (DeleteNetwork) Type() CommandType { return TypeDeleteNetwork }
+
 // Type implements Command.
 func (BootstrapCluster) Type() CommandType { return TypeBootstrapCluster }
 
@@ -354,6 +374,8 @@ var decoders = map[CommandType]func([]byte) (Command, error){
 	TypeRotateCA:         decodeAs[RotateCA],
 	TypeFinishCARotation: decodeAs[FinishCARotation],
 	TypeSetNodeCert:      decodeAs[SetNodeCert],
+	TypeCreateNetwork:    decodeAs[CreateNetwork],
+	TypeDeleteNetwork:    decodeAs[DeleteNetwork],
 }
 
 func decodeAs[T Command](body []byte) (Command, error) {

@@ -69,6 +69,7 @@ func (a *Agent) routes() http.Handler {
 	a.serviceRoutes(h)
 	a.volumeRoutes(h)
 	a.execRoutes(mux)
+	a.networkRoutes(h)
 	return mux
 }
 

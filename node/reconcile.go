@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"sync"
 	"time"
@@ -432,7 +433,7 @@ func (r *reconciler) start(ctx context.Context, t *api.Task) {
 		Mounts:      t.Spec.Mounts,
 	}
 	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskStarting, Timestamp: now()})
-	c, err := a.rt.RunContainer(ctx, spec)
+	c, err := a.rt.RunContainer(withNetworks(ctx, api.SpecNetworks(t.Spec)), spec)
 	if err != nil {
 		if ctx.Err() != nil {
 			return
@@ -440,7 +441,7 @@ func (r *reconciler) start(ctx context.Context, t *api.Task) {
 		r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRejected, Error: fmt.Sprintf("start container: %v", err), Timestamp: now()})
 		return
 	}
-	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRunning, ContainerID: c.ID, Health: c.Health, IP: c.IP, Timestamp: now()})
+	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRunning, ContainerID: c.ID, Health: c.Health, IP: c.IP, IPs: a.net.ips(c.ID), Timestamp: now()})
 }
 
 // networkGrace is how long a task start waits for the overlay after the
@@ -488,7 +489,7 @@ func (r *reconciler) reportLoop(ctx context.Context) {
 		}
 		r.mu.Lock()
 		for _, st := range batch {
-			if cur, ok := r.pending[st.TaskID]; ok && cur == st {
+			if cur, ok := r.pending[st.TaskID]; ok && reflect.DeepEqual(cur, st) {
 				delete(r.pending, st.TaskID)
 			}
 		}

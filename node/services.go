@@ -62,6 +62,13 @@ func displayService(cl *cluster, s *api.Service) api.Service {
 		}
 	}
 	out.Running = running
+	out.Networks = api.SpecNetworks(s.Spec)
+	if out.VIPs == nil { // stored before services had networks
+		out.VIPs = map[string]string{}
+		if s.VIP != "" {
+			out.VIPs[api.DefaultNetwork] = s.VIP
+		}
+	}
 	if s.Spec.Mode == api.ModeGlobal {
 		out.Replicas = uint64(desired)
 	}

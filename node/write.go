@@ -248,6 +248,10 @@ func (a *Agent) applyAdmin(ctx context.Context, peerID string, req adminWriteReq
 		subject = x.ID
 	case consensus.UpdateNode:
 		subject = x.ID
+	case consensus.CreateNetwork:
+		subject = x.Network.Name
+	case consensus.DeleteNetwork:
+		subject = x.ID
 	}
 	res, err := applyResult(cl.raft.Apply(ctx, cmd))
 	if err == nil {

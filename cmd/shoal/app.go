@@ -136,6 +136,7 @@ func (s *shell) app() *cli.App {
 			s.nodeCommand(),
 			s.imageCommand(),
 			s.serviceCommand(),
+			s.networkCommand(),
 			s.stackCommand(),
 			s.runCommand(),
 			s.psCommand(),

@@ -114,6 +114,14 @@ var supportedAttributes = []tree.Path{
 	"services.*.tmpfs",
 	"volumes.*.name",
 	"volumes.*.external",
+	"services.*.networks.*",
+	"networks.*",
+	"networks.*.name",
+	"networks.*.driver",
+	"networks.*.external",
+	"networks.*.internal",
+	"networks.*.attachable",
+	"networks.*.ipam.config.[].subnet",
 }
 
 // unsupportedValues flag supported keys whose value Shoal cannot honour:
@@ -200,7 +208,11 @@ func stackSpecs(stack string, p *types.Project) ([]api.ServiceSpec, error) {
 		var merr []error
 		spec.Mounts, merr = serviceMounts(stack, p.Services[name], p.Volumes)
 		errs = append(errs, merr...)
+		spec.Networks = serviceNetworks(stack, p, p.Services[name])
 		specs = append(specs, spec)
+	}
+	if _, err := stackNetworks(stack, p); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %w", errBadCompose, errors.Join(errs...))
@@ -536,4 +548,117 @@ func parseComposeTmpfs(s string) (api.Mount, error) {
 		return m, fmt.Errorf("%q: %s", s, p)
 	}
 	return m, nil
+}
+
+// stackNetwork is a network a stack's services use: created by stack
+// deploy unless External, which must exist.
+type stackNetwork struct {
+	api.Network
+	External bool
+}
+
+// composeNetworkName maps a compose network key to a Shoal network name:
+// "default" (the network compose gives services that name none) is the
+// cluster's default network, not STACK_default, so a stack's services
+// still reach services outside the stack as before networks existed; an
+// external network keeps its name; any other is STACK_KEY (or its name:).
+func composeNetworkName(stack, key string, cfg types.NetworkConfig) string {
+	switch {
+	case key == "default":
+		return api.DefaultNetwork
+	case cfg.Name != "":
+		return cfg.Name
+	case bool(cfg.External):
+		return key
+	}
+	return stack + "_" + key
+}
+
+// serviceNetworks returns the networks of a compose service in order
+// (priority: first, then key), nil for the default network alone.
+func serviceNetworks(stack string, p *types.Project, cs types.ServiceConfig) []string {
+	keys := slices.Sorted(maps.Keys(cs.Networks))
+	prio := func(k string) int {
+		if c := cs.Networks[k]; c != nil {
+			return c.Priority
+		}
+		return 0
+	}
+	sort.SliceStable(keys, func(i, j int) bool { return prio(keys[i]) > prio(keys[j]) })
+	var out []string
+	for _, k := range keys {
+		out = append(out, composeNetworkName(stack, k, p.Networks[k]))
+	}
+	if len(out) == 1 && out[0] == api.DefaultNetwork {
+		return nil
+	}
+	return out
+}
+
+// stackNetworks returns the networks the services of p use (the default
+// one aside), sorted by name, or the problems of their definitions.
+func stackNetworks(stack string, p *types.Project) ([]stackNetwork, error) {
+	used := map[string]bool{}
+	for _, cs := range p.Services {
+		for k := range cs.Networks {
+			used[k] = true
+		}
+	}
+	var out []stackNetwork
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(used)) {
+		if k == "default" {
+			continue
+		}
+		cfg, ok := p.Networks[k]
+		bad := func(key, format string, args ...any) {
+			errs = append(errs, &keyError{Path: "networks." + k + key, Err: fmt.Errorf(format, args...)})
+		}
+		if !ok {
+			bad("", "used by a service but not defined")
+			continue
+		}
+		if cfg.Driver != "" && cfg.Driver != "overlay" {
+			bad(".driver", "%q: only overlay networks exist", cfg.Driver)
+		}
+		n := stackNetwork{Network: api.Network{Name: composeNetworkName(stack, k, cfg), Internal: cfg.Internal, Attachable: cfg.Attachable},
+			External: bool(cfg.External)}
+		for i, pool := range cfg.Ipam.Config {
+			if pool == nil || pool.Subnet == "" {
+				continue
+			}
+			if i > 0 || n.Subnet != "" {
+				bad(fmt.Sprintf(".ipam.config[%d].subnet", i), "only one subnet per network")
+				continue
+			}
+			n.Subnet = pool.Subnet
+		}
+		out = append(out, n)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+// ensureStackNetworks creates the stack's networks that do not exist and
+// checks that its external ones do, before any service names them.
+func (s *shell) ensureStackNetworks(ctx context.Context, cl *api.Client, nets []stackNetwork) error {
+	for _, n := range nets {
+		_, err := cl.Network(ctx, n.Name)
+		var ae *api.APIError
+		switch {
+		case err == nil:
+			continue
+		case !errors.As(err, &ae) || ae.Status != 404:
+			return fmt.Errorf("network %s: %w", n.Name, err)
+		case n.External:
+			return fmt.Errorf("network %s is declared external but does not exist: create it with `shoal network create`", n.Name)
+		}
+		if _, err := cl.CreateNetwork(ctx, n.Network); err != nil {
+			return fmt.Errorf("create network %s: %w", n.Name, err)
+		}
+		fmt.Fprintf(s.stdout, "Creating network %s\n", n.Name)
+	}
+	return nil
 }

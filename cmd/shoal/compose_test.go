@@ -72,6 +72,7 @@ func shopSpecs() map[string]api.ServiceSpec {
 	db.StopGracePeriod = time.Minute
 	db.Constraints = []string{"node.role==manager"}
 	db.Mounts = []api.Mount{{Type: api.MountVolume, Source: "shop_db_data", Target: "/var/lib/postgresql/data"}}
+	db.Networks = []string{"shop_back"}
 
 	web := stackSpec("shop", "web", "nginx:1.25")
 	web.Replicas = 2
@@ -91,7 +92,7 @@ func shopSpecs() map[string]api.ServiceSpec {
 }
 
 // shopIgnored are the keys of the shop files Shoal reports and ignores.
-var shopIgnored = []string{"networks", "secrets", "services.api.secrets", "services.db.networks",
+var shopIgnored = []string{"secrets", "services.api.secrets",
 	"services.web.depends_on", "services.web.logging"}
 
 func TestComposeCorpus(t *testing.T) {
@@ -167,6 +168,9 @@ func TestComposeCorpus(t *testing.T) {
 				for k, s := range m {
 					s.Name = "store_" + k
 					s.Labels[stackLabel] = "store"
+					for i, n := range s.Networks {
+						s.Networks[i] = strings.Replace(n, "shop_", "store_", 1)
+					}
 					m[k] = s
 				}
 				db := m["db"]

@@ -85,6 +85,7 @@ func (s *shell) runCommand() *cli.Command {
 			&cli.BoolFlag{Name: "rm", Usage: "remove the container when it exits"},
 			&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "print the container ID and return"},
 			&cli.StringFlag{Name: "name", Usage: "container name"},
+			&cli.StringSliceFlag{Name: "network", Usage: "network to join (repeatable; must be attachable)"},
 			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "environment variable K=V"},
 			&cli.StringFlag{Name: "memory", Aliases: []string{"m"}, Usage: "memory limit (e.g. 64M)"},
 			&cli.StringFlag{Name: "cpus", Usage: "CPU limit (e.g. 0.5)"},
@@ -104,12 +105,13 @@ func buildRunRequest(c *cli.Context) (api.RunRequest, error) {
 		return api.RunRequest{}, err
 	}
 	req := api.RunRequest{
-		Name:    c.String("name"),
-		Image:   c.Args().First(),
-		Command: c.Args().Tail(),
-		Workdir: c.String("workdir"),
-		User:    c.String("user"),
-		Remove:  c.Bool("rm"),
+		Name:     c.String("name"),
+		Image:    c.Args().First(),
+		Command:  c.Args().Tail(),
+		Workdir:  c.String("workdir"),
+		User:     c.String("user"),
+		Remove:   c.Bool("rm"),
+		Networks: c.StringSlice("network"),
 	}
 	if len(req.Command) == 0 {
 		req.Command = nil

@@ -79,6 +79,8 @@ func specFlags(update bool) []cli.Flag {
 			&cli.StringSliceFlag{Name: "publish-rm", Usage: "unpublish a port, by target port (T[/proto]) or P:T"},
 			&cli.StringSliceFlag{Name: "mount-add", Usage: "add or replace a mount (--mount syntax)"},
 			&cli.StringSliceFlag{Name: "mount-rm", Usage: "remove a mount, by target path"},
+			&cli.StringSliceFlag{Name: "network-add", Usage: "join a network (tasks are replaced)"},
+			&cli.StringSliceFlag{Name: "network-rm", Usage: "leave a network (tasks are replaced)"},
 			&cli.BoolFlag{Name: "force", Usage: "replace every task even if nothing changed"},
 			&cli.BoolFlag{Name: "rollback", Usage: "roll back to the previous spec"},
 		)
@@ -91,6 +93,7 @@ func specFlags(update bool) []cli.Flag {
 			&cli.StringSliceFlag{Name: "label", Aliases: []string{"l"}, Usage: "service label k=v (repeatable)"},
 			&cli.StringSliceFlag{Name: "constraint", Usage: "placement constraint, e.g. node.labels.zone==a (repeatable)"},
 			mountFlag(),
+			&cli.StringSliceFlag{Name: "network", Usage: "network to join (repeatable; default: the default network)"},
 		)
 	}
 	return append(flags, waitFlags()...)
@@ -197,7 +200,7 @@ func applyCreateLists(c *cli.Context, spec *api.ServiceSpec) error {
 	if spec.Mounts, err = addMounts(spec.Mounts, c.StringSlice("mount")); err != nil {
 		return specError("mount", err)
 	}
-	return nil
+	return applyNetworks(c, spec, false)
 }
 
 // applyUpdateLists applies the -add/-rm flags and the other update-only
@@ -266,6 +269,9 @@ func applyUpdateLists(c *cli.Context, spec *api.ServiceSpec) error {
 	}
 	if spec.Mounts, err = addMounts(spec.Mounts, c.StringSlice("mount-add")); err != nil {
 		return specError("mount-add", err)
+	}
+	if err := applyNetworks(c, spec, true); err != nil {
+		return err
 	}
 	if c.Bool("force") {
 		spec.ForceUpdate++
@@ -358,6 +364,44 @@ func parseMount(s string) (api.Mount, error) {
 		return m, fmt.Errorf("%q: %s", s, p)
 	}
 	return m, nil
+}
+
+// applyNetworks reads --network (create) or --network-add/--network-rm
+// (update). Leaving every network puts the service back on the default one.
+func applyNetworks(c *cli.Context, spec *api.ServiceSpec, update bool) error {
+	if !update {
+		for _, n := range c.StringSlice("network") {
+			if n == "" || slices.Contains(spec.Networks, n) {
+				return usageErrorf("invalid --network %q: empty or given twice", n)
+			}
+			spec.Networks = append(spec.Networks, n)
+		}
+		return nil
+	}
+	rm, add := c.StringSlice("network-rm"), c.StringSlice("network-add")
+	if len(rm) == 0 && len(add) == 0 {
+		return nil
+	}
+	nets := slices.Clone(api.SpecNetworks(*spec))
+	for _, n := range rm {
+		if !slices.Contains(nets, n) {
+			return usageErrorf("invalid --network-rm %q: the service is not on that network (it is on %s)", n, strings.Join(nets, ", "))
+		}
+		nets = slices.DeleteFunc(nets, func(x string) bool { return x == n })
+	}
+	for _, n := range add {
+		if n == "" {
+			return usageErrorf("invalid --network-add: empty name")
+		}
+		if !slices.Contains(nets, n) {
+			nets = append(nets, n)
+		}
+	}
+	if len(nets) == 1 && nets[0] == api.DefaultNetwork {
+		nets = nil
+	}
+	spec.Networks = nets
+	return nil
 }
 
 // setParsed parses the value of flag into dst when the user set it; a bad

@@ -517,7 +517,8 @@ func materialEqual(a, b *api.ServiceSpec) bool {
 		slices.Equal(a.Constraints, b.Constraints) &&
 		healthEqual(a.Healthcheck, b.Healthcheck) &&
 		a.StopGracePeriod == b.StopGracePeriod &&
-		a.ForceUpdate == b.ForceUpdate
+		a.ForceUpdate == b.ForceUpdate &&
+		slices.Equal(api.SpecNetworks(*a), api.SpecNetworks(*b)) // a task's interfaces are set at start
 }
 
 func healthEqual(a, b *api.HealthConfig) bool {
