@@ -44,6 +44,7 @@ type nemesis struct {
 	faults []string
 
 	epochs []atomic.Int64 // per host (Index-1): bumped when its agent dies
+	active atomic.Bool    // a fault is in place
 
 	mu       sync.Mutex
 	counts   map[string]int
@@ -150,6 +151,8 @@ func (n *nemesis) round(ctx context.Context, fault string, hold time.Duration) {
 	pick := running[n.rng.Intn(len(running))]
 	hosts := n.c.Hosts()
 	start := time.Now()
+	n.active.Store(true)
+	defer n.active.Store(false)
 	var what string
 	switch fault {
 	case faultKillLeader, faultKill9:
