@@ -134,6 +134,15 @@ func TestSoak(t *testing.T) {
 	for _, w := range writers {
 		w.checkFinal(st)
 	}
+	// The audit must see the artifacts of running containers, or it
+	// would pass for looking in the wrong place.
+	orphans, seen := soakOrphans(t, c, st)
+	t.Logf("audit with services running: %v, %d orphans", seen, len(orphans))
+	for _, k := range []string{"runc", "netns", "cgroup", "veth", "mount"} {
+		if seen[k] == 0 {
+			st.violate("the orphan audit sees no %s while containers run", k)
+		}
+	}
 
 	// Remove everything; nothing may be left behind.
 	for _, w := range writers {
@@ -146,7 +155,9 @@ func TestSoak(t *testing.T) {
 	cancelR()
 	monCancel()
 	<-monDone
-	for _, o := range soakOrphans(t, c, st) {
+	orphans, seen = soakOrphans(t, c, st)
+	t.Logf("audit after removing every service: %v", seen)
+	for _, o := range orphans {
 		st.violate("orphan: %s", o)
 	}
 
@@ -573,9 +584,11 @@ func rssOf(pid int) int64 {
 // soakOrphans audits every host for what containers leave behind: runc
 // state, netns files, cgroups, veths and mounts of containers the agent does
 // not know (`ps -a`), and VIPs of removed services in nftables.
-func soakOrphans(t *testing.T, c *harness.Cluster, st *soakState) []string {
+// seen counts every artifact found, owned or not, by kind: an audit that
+// sees nothing while containers run looks in the wrong places.
+func soakOrphans(t *testing.T, c *harness.Cluster, st *soakState) (out []string, seen map[string]int) {
 	t.Helper()
-	var out []string
+	seen = map[string]int{}
 	st.mu.Lock()
 	vips := make([]string, 0, len(st.removedVIP))
 	for v := range st.removedVIP {
@@ -597,6 +610,7 @@ func soakOrphans(t *testing.T, c *harness.Cluster, st *soakState) []string {
 		}
 		id := h.NodeID(t)
 		unknown := func(kind, name string) {
+			seen[strings.Fields(kind)[0]]++
 			if !known[name] {
 				out = append(out, fmt.Sprintf("%s: %s %s", h.Name, kind, name))
 			}
@@ -634,6 +648,9 @@ func soakOrphans(t *testing.T, c *harness.Cluster, st *soakState) []string {
 					continue
 				}
 				name := strings.SplitN(strings.TrimSuffix(f[1], ":"), "@", 2)[0]
+				if strings.HasPrefix(name, "sh") {
+					seen["veth"]++
+				}
 				if strings.HasPrefix(name, "sh") && !veths[name] {
 					out = append(out, fmt.Sprintf("%s: veth %s", h.Name, name))
 				}
@@ -653,7 +670,7 @@ func soakOrphans(t *testing.T, c *harness.Cluster, st *soakState) []string {
 			}
 		}
 	}
-	return out
+	return out, seen
 }
 
 // findDirs returns directories named name under base, at most depth down.
