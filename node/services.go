@@ -53,10 +53,18 @@ func displayService(cl *cluster, s *api.Service) api.Service {
 	}
 	running := 0
 	desired := 0
+	down := map[string]bool{}
+	for _, n := range cl.store.Nodes() {
+		if n.Status == api.NodeDown {
+			down[n.ID] = true
+		}
+	}
 	for _, t := range cl.store.TasksByService(s.ID) {
 		if t.DesiredState == api.TaskRunning {
 			desired++
-			if t.State == api.TaskRunning {
+			// A task kept for a node that is down (the disconnect grace)
+			// is not known to run: its replacement is counted instead.
+			if t.State == api.TaskRunning && !down[t.NodeID] {
 				running++
 			}
 		}
