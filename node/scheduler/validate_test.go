@@ -36,7 +36,7 @@ func TestValidateSpec(t *testing.T) {
 		{"global with replicas", func(s *api.ServiceSpec) { s.Mode = api.ModeGlobal; s.Replicas = 3 }, "replicas 3: a global service"},
 		{"global", func(s *api.ServiceSpec) { s.Mode = api.ModeGlobal }, ""},
 		{"negative disconnect grace", func(s *api.ServiceSpec) { s.DisconnectGrace = -time.Second }, "disconnect_grace"},
-		{"at most once", func(s *api.ServiceSpec) { s.AtMostOnce, s.DisconnectGrace = true, 5 * time.Second }, ""},
+		{"at most once", func(s *api.ServiceSpec) { s.AtMostOnce, s.DisconnectGrace = true, 5*time.Second }, ""},
 		{"NUL in env", func(s *api.ServiceSpec) { s.Env = []string{"A=b\x00c"} }, `env[0] "A=b\x00c": contains a NUL byte`},
 		{"NUL in command", func(s *api.ServiceSpec) { s.Command = []string{"sh", "-c", "x\x00"} }, "command[2]"},
 		{"NUL in entrypoint", func(s *api.ServiceSpec) { s.Entrypoint = []string{"\x00"} }, "entrypoint[0]"},
