@@ -542,9 +542,14 @@ func (r *reconciler) queue(st api.TaskStatus) {
 	r.mu.Lock()
 	r.pending[st.TaskID] = st
 	r.mu.Unlock()
-	select {
-	case r.flush <- struct{}{}:
-	default:
+	// Running and ended are what the scheduler waits for (the next batch,
+	// the replacement of a stopped task); the steps before ride along with
+	// them or with the next retry tick, to keep the writes few.
+	if st.State == api.TaskRunning || api.TaskTerminal(st.State) {
+		select {
+		case r.flush <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -601,12 +606,12 @@ func (r *reconciler) waitNetwork(ctx context.Context) {
 }
 
 // reportLoop flushes queued status reports to the leader in batches: as
-// soon as one is queued (after reportCoalesce, so that a burst of starts
-// goes in one write), and again every reportRetry while some are left (a
-// failed write).
+// soon as a task is running or ended (after reportCoalesce, so that a burst
+// of starts goes in one write), and every reportRetry otherwise (the earlier
+// steps of a start, a failed write).
 func (r *reconciler) reportLoop(ctx context.Context) {
 	const (
-		reportCoalesce = 2 * time.Millisecond
+		reportCoalesce = 5 * time.Millisecond
 		reportRetry    = 100 * time.Millisecond
 	)
 	tick := time.NewTicker(reportRetry)
