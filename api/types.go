@@ -182,6 +182,22 @@ type ServiceSpec struct {
 	// Networks are the names of the networks the tasks join, in order (the
 	// first carries the default route). Empty means DefaultNetwork.
 	Networks []string `json:"networks,omitempty"`
+	// DisconnectGrace is how long the tasks of a node that stopped answering
+	// are kept for it (0 = 60s). Replacements start at once elsewhere; if
+	// the node returns within the grace period with the tasks still running,
+	// they stay and the replacements are stopped, so a network blip restarts
+	// nothing. Past it, the tasks are written off (orphaned).
+	DisconnectGrace time.Duration `json:"disconnect_grace,omitempty"`
+	// AtMostOnce services never have two tasks of one slot running at once:
+	// a task on a node that stopped answering is not replaced before the
+	// grace period (plus the stop grace period) has passed, and the node
+	// stops it by itself once it has not heard from a leader for the grace
+	// period (fencing).
+	AtMostOnce bool `json:"at_most_once,omitempty"`
+	// NoRebalance keeps the tasks where they are when a node joins or
+	// returns; by default a few at a time (update parallelism and delay)
+	// move to even out the spread, each started before the old one stops.
+	NoRebalance bool `json:"no_rebalance,omitempty"`
 }
 
 // Update states of a service.
@@ -282,6 +298,10 @@ type Task struct {
 	CreatedAt   time.Time         `json:"created_at"`
 	UpdatedAt   time.Time         `json:"updated_at"`
 	StartedAt   time.Time         `json:"started_at,omitempty"`
+	// Replaces is the ID of the task of the same slot this one was started
+	// to replace when rebalancing moved the slot to another node: that task
+	// keeps running until this one is ready, then it is stopped.
+	Replaces string `json:"replaces,omitempty"`
 }
 
 // TaskStatus is what a node reports about one of its tasks; the leader batches

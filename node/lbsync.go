@@ -78,6 +78,9 @@ func (a *Agent) startTraffic(ctx context.Context, cl *cluster, bridgeIP net.IP) 
 // had — and reported once per change; it is not retried, since only a
 // change of the state can resolve it. Any other failure is retried.
 func (st *serviceTraffic) sync(a *Agent, cl *cluster) {
+	// Everything up to idx is in the state read below: once it is
+	// programmed, the load balancer has synced through idx.
+	idx := cl.store.Index()
 	state, views, sources := a.trafficState(cl)
 	state.DNS = st.bridgeIP
 	if amb := st.dns.SetViews(views, sources); !slices.Equal(amb, st.ambiguous) {
@@ -87,6 +90,7 @@ func (st *serviceTraffic) sync(a *Agent, cl *cluster) {
 		st.ambiguous = amb
 	}
 	if reflect.DeepEqual(state, st.last) {
+		cl.members.setLBIndex(idx)
 		return
 	}
 	err := st.lb.Set(state)
@@ -101,6 +105,7 @@ func (st *serviceTraffic) sync(a *Agent, cl *cluster) {
 		return
 	}
 	st.last = state
+	cl.members.setLBIndex(idx)
 }
 
 func (st *serviceTraffic) close() {

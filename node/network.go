@@ -225,6 +225,11 @@ func (a *Agent) networkLoop(ctx context.Context, cl *cluster) {
 				traffic.sync(a, cl)
 			}
 		}
+		if traffic == nil {
+			// No load balancer here: nothing on this node sends traffic
+			// to tasks, so nothing to wait for (drainStops).
+			cl.members.setLBIndex(cl.store.Index())
+		}
 		select {
 		case <-ctx.Done():
 			return

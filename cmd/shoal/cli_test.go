@@ -398,6 +398,12 @@ func TestCLIServiceCreateSpec(t *testing.T) {
 			s.Command = []string{"--name", "x"}
 			return &s
 		}(), 0},
+		{"calm", []string{"--disconnect-grace", "30s", "--at-most-once", "--no-rebalance", "-d", "busybox"}, func() *api.ServiceSpec {
+			s := minimal
+			s.DisconnectGrace, s.AtMostOnce, s.NoRebalance = 30*time.Second, true, true
+			return &s
+		}(), 0},
+		{"negative disconnect grace", []string{"--disconnect-grace", "-1s", "busybox"}, nil, 2},
 		{"global with replicas", []string{"--mode", "global", "--replicas", "2", "busybox"}, nil, 2},
 		{"bad mode", []string{"--mode", "sometimes", "busybox"}, nil, 2},
 		{"bad constraint", []string{"--constraint", "node.hostname=h1", "busybox"}, nil, 2},

@@ -54,6 +54,9 @@ func specFlags(update bool) []cli.Flag {
 		&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory in the container"},
 		&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "user[:group] in the container"},
 		&cli.StringFlag{Name: "entrypoint", Usage: "override the image's entrypoint"},
+		&cli.DurationFlag{Name: "disconnect-grace", Usage: "how long the tasks of a node that stopped answering are kept for it; replacements run meanwhile and the originals win if it returns (default 60s)"},
+		&cli.BoolFlag{Name: "at-most-once", Usage: "never run two tasks of one slot at once: tasks of an unreachable node are replaced only after --disconnect-grace, and that node stops them itself"},
+		&cli.BoolFlag{Name: "no-rebalance", Usage: "do not move tasks to even out the spread when a node joins or returns"},
 	})
 	for _, p := range []string{"update", "rollback"} {
 		flags = append(flags,
@@ -166,6 +169,15 @@ func applySpecFlags(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 	}
 	if err := setNonNegative(c, "stop-grace-period", c.Duration, &spec.StopGracePeriod); err != nil {
 		return err
+	}
+	if err := setNonNegative(c, "disconnect-grace", c.Duration, &spec.DisconnectGrace); err != nil {
+		return err
+	}
+	if set("at-most-once") {
+		spec.AtMostOnce = c.Bool("at-most-once")
+	}
+	if set("no-rebalance") {
+		spec.NoRebalance = c.Bool("no-rebalance")
 	}
 	if set("workdir") {
 		spec.Workdir = c.String("workdir")

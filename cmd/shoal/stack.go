@@ -296,10 +296,11 @@ func planStack(stack string, specs []api.ServiceSpec, all []api.Service, prune b
 
 // storedForm returns spec as the leader stores it: it fills Docker's
 // defaults into zero fields (scheduler.Defaults, which cmd/shoal may not
-// import), and in particular stores update parallelism 0 as 1.
+// import), and in particular stores the parallelism of an entirely unset
+// update config as 1.
 func storedForm(spec api.ServiceSpec) api.ServiceSpec {
 	for _, u := range []*api.UpdateConfig{&spec.UpdateConfig, &spec.RollbackConfig} {
-		if u.Parallelism == 0 {
+		if *u == (api.UpdateConfig{}) {
 			u.Parallelism = 1
 		}
 		if u.Order == "" {

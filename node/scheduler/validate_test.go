@@ -44,6 +44,8 @@ func TestValidateSpec(t *testing.T) {
 		{"mount on /.shoal", func(s *api.ServiceSpec) {
 			s.Mounts = []api.Mount{{Type: api.MountTmpfs, Target: "/.shoal"}}
 		}, "mounts[0]: target \"/.shoal\": /.shoal is reserved"},
+		{"negative disconnect grace", func(s *api.ServiceSpec) { s.DisconnectGrace = -time.Second }, "disconnect_grace"},
+		{"at most once", func(s *api.ServiceSpec) { s.AtMostOnce, s.DisconnectGrace = true, 5*time.Second }, ""},
 		{"NUL in env", func(s *api.ServiceSpec) { s.Env = []string{"A=b\x00c"} }, `env[0] "A=b\x00c": contains a NUL byte`},
 		{"NUL in command", func(s *api.ServiceSpec) { s.Command = []string{"sh", "-c", "x\x00"} }, "command[2]"},
 		{"NUL in entrypoint", func(s *api.ServiceSpec) { s.Entrypoint = []string{"\x00"} }, "entrypoint[0]"},
@@ -125,6 +127,12 @@ func TestDefaults(t *testing.T) {
 	keep := Defaults(api.ServiceSpec{Replicas: 3, UpdateConfig: api.UpdateConfig{Order: api.OrderStartFirst, Parallelism: 4}})
 	if keep.Replicas != 3 || keep.UpdateConfig.Order != api.OrderStartFirst || keep.UpdateConfig.Parallelism != 4 {
 		t.Fatalf("defaults overwrote set fields: %+v", keep)
+	}
+	// `--update-parallelism 0` (all at once): an update config with any
+	// field set keeps parallelism 0.
+	all := Defaults(api.ServiceSpec{Replicas: 3, UpdateConfig: api.UpdateConfig{Order: api.OrderStopFirst}})
+	if all.UpdateConfig.Parallelism != 0 || all.RollbackConfig.Parallelism != 1 {
+		t.Fatalf("parallelism 0 of a set update config: %+v / %+v", all.UpdateConfig, all.RollbackConfig)
 	}
 }
 
