@@ -89,6 +89,8 @@ func writeError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &he):
 		status = he.status
+	case errors.Is(err, ErrOutcomeUnknown):
+		status = http.StatusServiceUnavailable
 	case errors.Is(err, consensus.ErrNotFound):
 		status = http.StatusNotFound
 	case errors.Is(err, consensus.ErrAmbiguous), errors.Is(err, consensus.ErrInvalid),
