@@ -198,6 +198,41 @@ type ServiceSpec struct {
 	// returns; by default a few at a time (update parallelism and delay)
 	// move to even out the spread, each started before the old one stops.
 	NoRebalance bool `json:"no_rebalance,omitempty"`
+	// Autoscale, when set on a replicated service, lets the leader change
+	// Replicas within [Min, Max] from the usage its tasks report. Nil
+	// leaves the replica count to the user.
+	Autoscale *AutoscaleConfig `json:"autoscale,omitempty"`
+}
+
+// AutoscaleConfig is `--autoscale min=2,max=10,cpu=70%,memory=80%`. A
+// target is the average usage of the service's running tasks the leader
+// aims for: CPU as a share of the task's CPU limit (of one core without a
+// limit), memory as a share of its memory limit. Zero leaves a metric out;
+// at least one is set.
+type AutoscaleConfig struct {
+	Min           uint64  `json:"min"`
+	Max           uint64  `json:"max"`
+	CPUPercent    float64 `json:"cpu_percent,omitempty"`
+	MemoryPercent float64 `json:"memory_percent,omitempty"`
+	// ScaleUpDelay is how long the average must stay above a target
+	// before the service grows (0 = 15s); ScaleDownDelay how long it must
+	// stay below every target before it shrinks by one (0 = 60s). Both
+	// count from the last change of the replica count.
+	ScaleUpDelay   time.Duration `json:"scale_up_delay,omitempty"`
+	ScaleDownDelay time.Duration `json:"scale_down_delay,omitempty"`
+}
+
+// AutoscaleStatus is the autoscaler's last change of a service's replica
+// count and why it made it, as the leader recorded it.
+type AutoscaleStatus struct {
+	From   uint64    `json:"from"`
+	To     uint64    `json:"to"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+	// CPUPercent and MemoryPercent are the averages the decision saw
+	// (0 when the metric is not a target).
+	CPUPercent    float64 `json:"cpu_percent,omitempty"`
+	MemoryPercent float64 `json:"memory_percent,omitempty"`
 }
 
 // Update states of a service.
@@ -240,8 +275,11 @@ type Service struct {
 	Spec         ServiceSpec       `json:"spec"`
 	PreviousSpec *ServiceSpec      `json:"previous_spec,omitempty"`
 	UpdateStatus *UpdateStatus     `json:"update_status,omitempty"`
-	CreatedAt    time.Time         `json:"created_at"`
-	UpdatedAt    time.Time         `json:"updated_at"`
+	// AutoscaleStatus is the autoscaler's last decision (nil before its
+	// first change of the replica count).
+	AutoscaleStatus *AutoscaleStatus `json:"autoscale_status,omitempty"`
+	CreatedAt       time.Time        `json:"created_at"`
+	UpdatedAt       time.Time        `json:"updated_at"`
 	// UpdatedBy is the ID of the node whose API socket asked for the last
 	// create or update, as the leader authenticated it.
 	UpdatedBy string `json:"updated_by,omitempty"`
