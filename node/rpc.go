@@ -217,6 +217,9 @@ func (a *Agent) serveRPC(conn *tls.Conn) {
 		}
 		res, err := a.applyAdmin(ctx, call.peerID, req)
 		_ = call.reply(res, err)
+	case rpcUsage:
+		rep, err := a.handleUsageRPC()
+		_ = call.reply(rep, err)
 	case rpcReadIndex:
 		idx, err := a.readIndex(ctx)
 		_ = call.reply(readIndexResponse{Index: idx}, err)
