@@ -157,7 +157,7 @@ func applySpecFlags(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 	if err := setParsed(c, "autoscale", parseAutoscale, &spec.Autoscale); err != nil {
 		return err
 	}
-	if !update && spec.Autoscale != nil && !set("replicas") {
+	if !update && spec.Autoscale != nil && spec.Mode == api.ModeReplicated && !set("replicas") {
 		spec.Replicas = spec.Autoscale.Min // start at the minimum
 	}
 	if err := applyResources(c, &spec.Resources); err != nil {
