@@ -339,8 +339,8 @@ func PlanRestore(f *SnapshotFile, cur *Store, force bool) (*RestorePlan, error) 
 }
 
 // RestoreSnapshot installs plan as this leader's state (raft.Restore) and
-// returns once a no-op entry after it is committed, i.e. a quorum holds the
-// restored state. Leader only. The restored state's index is past every
+// returns once an entry after it is committed and applied here, i.e. a
+// quorum holds the restored state. Leader only. The restored state's index is past every
 // entry of the log so far, so that versions stay monotonic and a follower's
 // consistent read waits for the restore.
 func (r *Raft) RestoreSnapshot(ctx context.Context, plan *RestorePlan) error {
@@ -361,8 +361,16 @@ func (r *Raft) RestoreSnapshot(ctx context.Context, plan *RestorePlan) error {
 		if err != nil {
 			return fmt.Errorf("restore snapshot: %w", mapRaftErr(err))
 		}
-		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("restore snapshot: %w (it may still complete)", ctx.Err())
 	}
+	// raft.Restore ends with a no-op entry, which no FSM sees: until a
+	// command is applied after it, every store's index trails the log's
+	// last index, and loops that wait for their replica to catch up
+	// (removing containers of unknown tasks) would wait for the next write.
+	// A TrimTasks is that command, and harmless.
+	if _, err := r.Apply(ctx, TrimTasks{}); err != nil {
+		return fmt.Errorf("restore snapshot: restored, but the entry after it failed: %w", err)
+	}
+	return nil
 }
