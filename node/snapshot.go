@@ -37,6 +37,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -150,7 +151,7 @@ func (a *Agent) handleSnapshotRestore(w http.ResponseWriter, r *http.Request) (a
 			resp, err = a.restoreAsLeader(ctx, cl, f, force, a.id.NodeID)
 			return err
 		}
-		return callSnapshotRestoreRPC(ctx, addr, cl, snapshotRestoreRPCRequest{Force: force, Size: int64(len(raw))}, raw, &resp)
+		return callSnapshotRestoreRPC(ctx, addr, cl.client, snapshotRestoreRPCRequest{Force: force, Size: int64(len(raw))}, raw, &resp)
 	})
 	if err != nil {
 		if errors.Is(err, consensus.ErrOtherCluster) {
@@ -199,8 +200,8 @@ func (a *Agent) restoreAsLeader(ctx context.Context, cl *cluster, f *consensus.S
 
 // callSnapshotRestoreRPC sends the file to the leader at addr: the request
 // line, then the raw file, then it reads the one answer line.
-func callSnapshotRestoreRPC(ctx context.Context, addr string, cl *cluster, req snapshotRestoreRPCRequest, raw []byte, out *api.SnapshotRestoreResponse) error {
-	conn, err := dialProto(addr, dialTimeout, cl.client, protoRPC)
+func callSnapshotRestoreRPC(ctx context.Context, addr string, cfg *tls.Config, req snapshotRestoreRPCRequest, raw []byte, out *api.SnapshotRestoreResponse) error {
+	conn, err := dialProto(addr, dialTimeout, cfg, protoRPC)
 	if err != nil {
 		return &dialError{fmt.Errorf("connect to %s: %w", addr, err)}
 	}

@@ -210,6 +210,15 @@ func TestSnapshotRestoreRunningCluster(t *testing.T) {
 	waitSlots(t, h1, "web", 4, "", 90*time.Second)
 }
 
+// caPin is the CA fingerprint part of a join token.
+func caPin(token string) string {
+	parts := strings.Split(token, "-")
+	if len(parts) != 4 {
+		return ""
+	}
+	return parts[2]
+}
+
 func sha256Hex(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
@@ -243,6 +252,7 @@ func TestSnapshotInitFromSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	oldCluster := st.ClusterID
+	oldToken := old.Token(t)
 	dir := t.TempDir()
 	path, file := saveSnapshot(t, c.Host(2), dir)
 	truncated, tampered := damaged(t, dir, file)
@@ -273,6 +283,11 @@ func TestSnapshotInitFromSnapshot(t *testing.T) {
 	}
 	h1.MustCLI(t, "image", "import", tar, "bb:1")
 	token := h1.Token(t)
+	// A new identity: the token pins another CA (SHOAL-1-<CA hash>-<secret>),
+	// so the old cluster's certificates and token mean nothing here.
+	if caPin(token) == caPin(oldToken) || caPin(token) == "" {
+		t.Fatalf("new cluster pins CA %q, the old one pinned %q", caPin(token), caPin(oldToken))
+	}
 	for _, h := range c2.Hosts()[1:] {
 		if err := h.Join(token, h1); err != nil {
 			t.Fatal(err)
