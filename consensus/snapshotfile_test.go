@@ -323,3 +323,29 @@ func TestRaftRestoreSnapshot(t *testing.T) {
 		}
 	}
 }
+
+// FuzzReadSnapshotFile: a snapshot file comes from the user's disk; the
+// reader must never panic, and whatever it accepts is consistent.
+func FuzzReadSnapshotFile(f *testing.F) {
+	// savedState only fails its T on a broken FSM, which other tests catch.
+	h := savedState(&testing.T{})
+	var buf bytes.Buffer
+	if _, err := WriteSnapshotFile(h.store.Snapshot(), &buf, t0); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
+	f.Add([]byte("SHOAL-SNAPSHOT\n{\"format\":1,\"size\":2,\"sha256\":\"44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a\"}\n{}"))
+	f.Add([]byte("SHOAL-SNAPSHOT\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		sf, err := ReadSnapshotFile(bytes.NewReader(b), 1<<20)
+		if err != nil {
+			if !errors.Is(err, ErrSnapshotFile) && !errors.Is(err, ErrSnapshotFormat) {
+				t.Fatalf("error without a sentinel: %v", err)
+			}
+			return
+		}
+		if sf.Cluster() == nil || sf.Cluster().ClusterID != sf.Header.ClusterID || sf.data.Index != sf.Header.Index {
+			t.Fatalf("accepted an inconsistent file: %+v", sf.Header)
+		}
+	})
+}
