@@ -131,6 +131,7 @@ func (s *shell) app() *cli.App {
 			s.joinCommand(),
 			s.tokenCommand(),
 			s.caCommand(),
+			s.snapshotCommand(),
 			s.leaveCommand(),
 			s.statusCommand(),
 			s.nodeCommand(),
