@@ -26,8 +26,10 @@ package runtime
 //     size-capped rotation into the bundle dir's log/. Lines are split at
 //     16 KiB, as Docker does.
 //   - The agent talks to it over a root-only unix socket in Root: "start"
-//     (run runc, answer the init's pid) and "watch" (the set of supervised
-//     containers, then one event per exit). It starts the supervisor when
+//     (run runc, answer the init's pid), "watch" (the set of supervised
+//     containers, then one event per exit) and "exec" (run `runc exec
+//     --detach` with the stdio the agent passes as SCM_RIGHTS, answer the
+//     pid, forward "signal" lines, report the exit; see exec.go). It starts the supervisor when
 //     none answers; the supervisor detaches (setsid, re-parented away from
 //     the agent) and exits by itself once it has had no container and no
 //     agent connection for a few seconds. Killing or restarting the agent
