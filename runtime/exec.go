@@ -363,8 +363,10 @@ func (r *Runtime) startExec(ctx context.Context, id string, p paths, proc specs.
 // and Done is closed anyway.
 func (r *Runtime) waitExec(p *ExecProcess, br *bufio.Reader) {
 	fn := func() {
-		defer close(p.done)
+		// Done is closed before the connection, so a Signal that finds
+		// the connection closed also finds Done closed (no error).
 		defer p.conn.Close()
+		defer close(p.done)
 		p.code = -1
 		stop := context.AfterFunc(r.runCtx, func() { p.conn.Close() })
 		defer stop()
