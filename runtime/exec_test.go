@@ -1,10 +1,13 @@
 package runtime
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -244,4 +247,75 @@ func TestExecExitCodeWithoutSubreaper(t *testing.T) {
 		t.Errorf("exec -t after an agent restart: %q code %d, want a pts and 6", out, code)
 	}
 	_ = unix.Kill(p.Pid, unix.SIGKILL)
+}
+
+// TestSupervisorExecBadRequests: exec requests the supervisor cannot act on
+// get a clear error, start nothing and leave it serving.
+func TestSupervisorExecBadRequests(t *testing.T) {
+	cfg := testConfig(t)
+	h := startHarness(t, cfg)
+	c := h.run(t, Spec{Image: "busybox", Command: []string{"sleep", "3600"}})
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devnull.Close()
+	ask := func(req supRequest, files ...*os.File) supReply {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := h.rt.sup.dial(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		b, _ := json.Marshal(req)
+		var oob []byte
+		if len(files) > 0 {
+			fds := make([]int, len(files))
+			for i, f := range files {
+				fds[i] = int(f.Fd())
+			}
+			oob = unix.UnixRights(fds...)
+		}
+		if _, _, err := conn.(*net.UnixConn).WriteMsgUnix(append(b, '\n'), oob, nil); err != nil {
+			t.Fatal(err)
+		}
+		line, err := readLine(bufio.NewReader(conn), supMaxRequest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep supReply
+		if err := json.Unmarshal(line, &rep); err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	dir := t.TempDir()
+	good := supRequest{Op: "exec", ID: c.ID, Runc: h.rt.cfg.RuncBinary, RuncRoot: cfg.RuncRoot,
+		Process: filepath.Join(dir, "process.json"), PidFile: filepath.Join(dir, "pid")}
+	for _, tc := range []struct {
+		name  string
+		req   supRequest
+		files []*os.File
+		want  string
+	}{
+		{"no descriptors", good, nil, "want 3 file descriptors"},
+		{"two descriptors", good, []*os.File{devnull, devnull}, "want 3 file descriptors"},
+		{"four descriptors", good, []*os.File{devnull, devnull, devnull, devnull}, "more than 3 file descriptors"},
+		{"relative process", func() supRequest { r := good; r.Process = "process.json"; return r }(), []*os.File{devnull, devnull, devnull}, "bad exec request"},
+		{"bad id", func() supRequest { r := good; r.ID = "../x"; return r }(), []*os.File{devnull, devnull, devnull}, "bad exec request"},
+		{"descriptors with watch", supRequest{Op: "watch"}, []*os.File{devnull}, "takes no file descriptors"},
+	} {
+		if rep := ask(tc.req, tc.files...); !strings.Contains(rep.Error, tc.want) || rep.Pid != 0 {
+			t.Errorf("%s: reply %+v, want an error with %q", tc.name, rep, tc.want)
+		}
+	}
+	// runc's refusal (no process.json) is marked as runc's.
+	if rep := ask(good, devnull, devnull, devnull); !rep.RuncFailed || rep.Pid != 0 {
+		t.Errorf("exec without a process file: reply %+v, want runc_failed", rep)
+	}
+	if _, _, code := execCollect(t, h.rt, c.ID, ExecOptions{Args: []string{"sh", "-c", "exit 9"}}, ""); code != 9 {
+		t.Errorf("exec after bad requests: code %d, want 9", code)
+	}
 }

@@ -410,7 +410,7 @@ func (s *supervisor) serve(conn *net.UnixConn) {
 	if err != nil {
 		return
 	}
-	if flags&unix.MSG_CTRUNC != 0 {
+	if flags&unix.MSG_CTRUNC != 0 || len(fds) > supMaxFDs { // the space is rounded up
 		writeLine(conn, supReply{Error: fmt.Sprintf("bad request: more than %d file descriptors", supMaxFDs)})
 		return
 	}
