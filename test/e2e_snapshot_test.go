@@ -54,7 +54,7 @@ func servicesOn(t *testing.T, h *harness.Host) map[string]serviceView {
 	return out
 }
 
-func names(m map[string]serviceView) []string {
+func serviceNames(m map[string]serviceView) []string {
 	var out []string
 	for n := range m {
 		out = append(out, n)
@@ -166,7 +166,7 @@ func TestSnapshotRestoreRunningCluster(t *testing.T) {
 	refused(t, h3, "snapshot", "restore", truncated)
 	refused(t, h3, "snapshot", "restore", tampered)
 	if got := servicesOn(t, h1); !reflect.DeepEqual(got, after) {
-		t.Fatalf("a refused restore changed the services: %v, want %v", names(got), names(after))
+		t.Fatalf("a refused restore changed the services: %v, want %v", serviceNames(got), serviceNames(after))
 	}
 	waitSlots(t, h1, "extra", 2, "", 30*time.Second)
 
@@ -198,7 +198,7 @@ func TestSnapshotRestoreRunningCluster(t *testing.T) {
 		h := h
 		harness.Eventually(t, 60*time.Second, func() (bool, string) {
 			got := servicesOn(t, h)
-			return reflect.DeepEqual(got, want), fmt.Sprintf("%s: services %v, want %v", h.Name, names(got), names(want))
+			return reflect.DeepEqual(got, want), fmt.Sprintf("%s: services %v, want %v", h.Name, serviceNames(got), serviceNames(want))
 		}, "restored services on %s", h.Name)
 	}
 	waitSlots(t, h2, "web", 3, "", 90*time.Second)
@@ -302,7 +302,7 @@ func TestSnapshotInitFromSnapshot(t *testing.T) {
 	c2.WaitReady(t, formTimeout, 3)
 	for _, h := range c2.Hosts() {
 		if got := servicesOn(t, h); !reflect.DeepEqual(got, want) {
-			t.Fatalf("%s: services %v, want %v", h.Name, names(got), names(want))
+			t.Fatalf("%s: services %v, want %v", h.Name, serviceNames(got), serviceNames(want))
 		}
 	}
 	waitSlots(t, c2.Host(2), "web", 3, "", 2*time.Minute)
