@@ -59,6 +59,8 @@ type Agent struct {
 	cl *cluster // nil while the node is in no cluster
 
 	removedCh chan removalNotice // a cluster removed this node (removal.go)
+
+	obs observer // event history and metrics (events.go, metrics.go)
 }
 
 // Run starts an agent and blocks until ctx ends. On return every goroutine
@@ -122,6 +124,16 @@ func (a *Agent) run(ctx context.Context) error {
 	defer rmWG.Wait()
 	rmWG.Add(1)
 	go func() { defer rmWG.Done(); a.resetOnRemoval(ctx) }()
+
+	wg.Add(1)
+	go func() { defer wg.Done(); a.eventsLoop(ctx) }()
+	if a.cfg.MetricsAddr != "" {
+		_, waitMetrics, err := a.serveMetrics(ctx)
+		if err != nil {
+			return err
+		}
+		defer waitMetrics()
+	}
 
 	ln, err := listenUnix(a.cfg.Socket)
 	if err != nil {

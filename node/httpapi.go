@@ -66,6 +66,7 @@ func (a *Agent) routes() http.Handler {
 	a.imageRoutes(h)
 	a.containerRoutes(h)
 	a.serviceRoutes(h)
+	h("GET /v1/events", a.handleEvents)
 	return mux
 }
 

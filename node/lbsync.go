@@ -14,6 +14,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/lb"
@@ -76,6 +77,7 @@ func (a *Agent) startTraffic(ctx context.Context, cl *cluster, bridgeIP net.IP) 
 // had — and reported once per change; it is not retried, since only a
 // change of the state can resolve it. Any other failure is retried.
 func (st *serviceTraffic) sync(a *Agent, cl *cluster) {
+	defer observeSince(a.obs.m().lbSyncDuration, time.Now())
 	state, records := a.trafficState(cl)
 	if amb := st.dns.Set(records); !slices.Equal(amb, st.ambiguous) {
 		if len(amb) > 0 {

@@ -24,6 +24,7 @@ type agentFlags struct {
 	ForceNewCluster bool
 	LogLevel        string // debug, info, warn or error (validated)
 	Hostname        string
+	MetricsAddr     string // IP:PORT of /metrics; empty = off
 }
 
 // agentCommand defines `shoal agent`.
@@ -42,6 +43,7 @@ func agentCommand(s *shell) *cli.Command {
 			&cli.BoolFlag{Name: "force-new-cluster", Usage: "restart as a single-voter cluster from the local state"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "hostname", Value: hostname, Usage: "node name shown in the cluster"},
+			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at http://IP:PORT/metrics (e.g. 127.0.0.1:9323; default off)"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 0, 0); err != nil {
@@ -71,6 +73,7 @@ func agentFlagsOf(c *cli.Context) (agentFlags, error) {
 		ClusterPort:     c.Int("cluster-port"),
 		ForceNewCluster: c.Bool("force-new-cluster"),
 		Hostname:        c.String("hostname"),
+		MetricsAddr:     c.String("metrics-addr"),
 	}
 	f.LogLevel = strings.ToLower(c.String("log-level"))
 	var lvl slog.Level
@@ -106,6 +109,7 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	cfg.ClusterPort = f.ClusterPort
 	cfg.ForceNewCluster = f.ForceNewCluster
 	cfg.LogLevel = f.LogLevel
+	cfg.MetricsAddr = f.MetricsAddr
 	if f.Hostname != "" {
 		cfg.Hostname = f.Hostname
 	}

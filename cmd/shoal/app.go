@@ -141,6 +141,7 @@ func (s *shell) app() *cli.App {
 			s.logsCommand(),
 			s.stopCommand(),
 			s.rmCommand(),
+			s.eventsCommand(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
