@@ -20,7 +20,7 @@ package node
 //
 // The history is a bounded ring (maxEvents, maxEventAge) so `--since`
 // works after the fact. It lives in memory: a restarted agent starts with
-// the entries it replays from the log after its last Raft snapshot.
+// an empty history, from the state it recovered.
 
 import (
 	"bufio"
@@ -29,7 +29,6 @@ import (
 	"maps"
 	"net/http"
 	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
@@ -50,6 +49,10 @@ const (
 	// subBuffer is how many events a slow stream may fall behind before it
 	// is ended (the client sees the stream end and may resume with --since).
 	subBuffer = 4096
+	// diffInterval is the least time between two diffs of the replica: a
+	// diff reads the whole state, so a burst of entries (a big scale, a
+	// flood of task reports) costs one read per interval, not per entry.
+	diffInterval = 100 * time.Millisecond
 )
 
 // Event actions. Task events use the task's new state as their action.
@@ -278,9 +281,8 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // containerActions returns the actions that lead from a container's last
-// event (nil: none seen) to ev. oom reports whether an exit was an OOM
-// kill; it is asked only for exits.
-func containerActions(prev *runtime.Event, ev runtime.Event, oom func() bool) []string {
+// event (nil: none seen) to ev.
+func containerActions(prev *runtime.Event, ev runtime.Event) []string {
 	var out []string
 	prevState, prevHealth := "", ""
 	if prev != nil {
@@ -296,7 +298,7 @@ func containerActions(prev *runtime.Event, ev runtime.Event, oom func() bool) []
 			}
 			out = append(out, ActionStart)
 		case api.ContainerExited:
-			if oom != nil && oom() {
+			if ev.OOMKilled {
 				out = append(out, ActionOOM)
 			}
 			out = append(out, ActionDie)
@@ -544,6 +546,10 @@ func (a *Agent) eventsLoop(ctx context.Context) {
 		unsub    = func() {}
 		prev     eventState
 		baseline bool // prev is a real state (the store had applied something)
+		// gate is running for diffInterval after a diff; dirty records
+		// that the store advanced meanwhile.
+		gate  <-chan time.Time
+		dirty bool
 	)
 	defer func() { unsub() }()
 	attach := func() {
@@ -552,13 +558,23 @@ func (a *Agent) eventsLoop(ctx context.Context) {
 			return
 		}
 		unsub()
-		cl, storeCh, unsub, baseline = cur, nil, func() {}, false
+		cl, storeCh, unsub, baseline, dirty = cur, nil, func() {}, false, false
 		if cl != nil {
 			storeCh, unsub = cl.store.Subscribe()
 			if cl.store.Index() > 0 {
 				prev, baseline = stateOf(cl.store), true
 			}
 		}
+	}
+	diff := func() {
+		cur := stateOf(cl.store)
+		// The first state a store reaches (a restored snapshot, or the
+		// first entries of a new member) is the baseline, not a burst of
+		// "created" for everything that already existed.
+		if baseline {
+			hub.publish(diffEvents(prev, cur, time.Now())...)
+		}
+		prev, baseline = cur, true
 	}
 	attach()
 	tick := time.NewTicker(500 * time.Millisecond)
@@ -570,21 +586,26 @@ func (a *Agent) eventsLoop(ctx context.Context) {
 		case <-tick.C:
 			attach()
 		case <-storeCh:
-			cur := stateOf(cl.store)
-			// The first state a store reaches (a restored snapshot, or
-			// the first entries of a new member) is the baseline, not
-			// a burst of "created" for everything that already existed.
-			if baseline {
-				hub.publish(diffEvents(prev, cur, time.Now())...)
+			if gate != nil {
+				dirty = true
+				continue
 			}
-			prev, baseline = cur, true
+			diff()
+			gate = time.After(diffInterval)
+		case <-gate:
+			gate = nil
+			if dirty && cl != nil && storeCh != nil {
+				diff()
+				gate = time.After(diffInterval)
+			}
+			dirty = false
 		case ev, ok := <-rtCh:
 			if !ok {
 				rtCh = nil
 				continue
 			}
 			last := containers[ev.ContainerID]
-			acts := containerActions(last, ev, func() bool { return a.containerOOMKilled(ev.ContainerID) })
+			acts := containerActions(last, ev)
 			if ev.State == runtime.EventRemoved {
 				delete(containers, ev.ContainerID)
 			} else {
@@ -627,22 +648,6 @@ func (a *Agent) containerEvents(cl *cluster, ev runtime.Event, acts []string) []
 			ID: ev.ContainerID, Name: ev.Name, NodeID: a.id.NodeID, Attributes: attrs})
 	}
 	return out
-}
-
-// containerOOMKilled reports whether the kernel's OOM killer struck in the
-// container's memory cgroup. Best effort: once runc has deleted the cgroup
-// the answer is no.
-func (a *Agent) containerOOMKilled(id string) bool {
-	rel := filepath.Join(a.cgroupParent(), id)
-	for _, p := range []string{
-		filepath.Join("/sys/fs/cgroup/memory", rel, "memory.oom_control"), // v1
-		filepath.Join("/sys/fs/cgroup", rel, "memory.events"),             // v2
-	} {
-		if v, ok := readKeyed(p, "oom_kill"); ok && v > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // readKeyed reads "key value" lines (cgroup stat files) and returns key's

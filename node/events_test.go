@@ -175,25 +175,23 @@ func TestDiffEvents(t *testing.T) {
 
 func TestContainerActions(t *testing.T) {
 	ev := func(state, health string) runtime.Event { return runtime.Event{State: state, Health: health} }
-	oom := func() bool { return true }
 	cases := []struct {
 		name string
 		prev *runtime.Event
 		ev   runtime.Event
-		oom  func() bool
 		want []string
 	}{
-		{"created", nil, ev(api.ContainerCreated, ""), nil, []string{"create"}},
-		{"started", &runtime.Event{State: api.ContainerCreated}, ev(api.ContainerRunning, ""), nil, []string{"start"}},
-		{"first seen running", nil, ev(api.ContainerRunning, ""), nil, []string{"create", "start"}},
-		{"exit", &runtime.Event{State: api.ContainerRunning}, ev(api.ContainerExited, ""), nil, []string{"die"}},
-		{"oom kill", &runtime.Event{State: api.ContainerRunning}, ev(api.ContainerExited, ""), oom, []string{"oom", "die"}},
-		{"removed", &runtime.Event{State: api.ContainerExited}, ev(runtime.EventRemoved, ""), nil, []string{"destroy"}},
-		{"health", &runtime.Event{State: api.ContainerRunning, Health: api.HealthStarting}, ev(api.ContainerRunning, api.HealthHealthy), nil, []string{"health_status"}},
-		{"same again", &runtime.Event{State: api.ContainerRunning, Health: api.HealthHealthy}, ev(api.ContainerRunning, api.HealthHealthy), nil, nil},
+		{"created", nil, ev(api.ContainerCreated, ""), []string{"create"}},
+		{"started", &runtime.Event{State: api.ContainerCreated}, ev(api.ContainerRunning, ""), []string{"start"}},
+		{"first seen running", nil, ev(api.ContainerRunning, ""), []string{"create", "start"}},
+		{"exit", &runtime.Event{State: api.ContainerRunning}, ev(api.ContainerExited, ""), []string{"die"}},
+		{"oom kill", &runtime.Event{State: api.ContainerRunning}, runtime.Event{State: api.ContainerExited, OOMKilled: true}, []string{"oom", "die"}},
+		{"removed", &runtime.Event{State: api.ContainerExited}, ev(runtime.EventRemoved, ""), []string{"destroy"}},
+		{"health", &runtime.Event{State: api.ContainerRunning, Health: api.HealthStarting}, ev(api.ContainerRunning, api.HealthHealthy), []string{"health_status"}},
+		{"same again", &runtime.Event{State: api.ContainerRunning, Health: api.HealthHealthy}, ev(api.ContainerRunning, api.HealthHealthy), nil},
 	}
 	for _, tc := range cases {
-		if got := containerActions(tc.prev, tc.ev, tc.oom); !slices.Equal(got, tc.want) {
+		if got := containerActions(tc.prev, tc.ev); !slices.Equal(got, tc.want) {
 			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
 		}
 	}

@@ -350,6 +350,12 @@ func checkMetrics(t *testing.T, ids map[string]*harness.Host, h *harness.Host) (
 		}
 		l, _ := value(mfs, "shoal_raft_leader", nil)
 		leaders += int(l)
+		if n, _ := value(mfs, "shoal_raft_commit_duration_seconds", nil); l == 1 && n == 0 {
+			return false, fmt.Sprintf("%s leads but timed no commit", host.Name)
+		}
+		if n, _ := value(mfs, "shoal_raft_apply_duration_seconds", nil); n == 0 {
+			return false, fmt.Sprintf("%s timed no apply", host.Name)
+		}
 		checks := []struct {
 			name   string
 			labels map[string]string
@@ -407,4 +413,38 @@ func checkMetrics(t *testing.T, ids map[string]*harness.Host, h *harness.Host) (
 		return false, fmt.Sprintf("%d nodes report shoal_raft_leader 1, want exactly one", leaders)
 	}
 	return true, ""
+}
+
+// TestEventsContainerOOM: a container killed by the OOM killer shows an
+// oom event before its die event on its node.
+func TestEventsContainerOOM(t *testing.T) {
+	c := harness.New(t, 1)
+	c.Form(t)
+	h := c.Host(1)
+	h.MustCLI(t, "image", "import", busyboxTar(t), "bb:1")
+	start := time.Now().Add(-time.Second)
+	// tail keeps the whole newline-free stream in memory.
+	_, _, err := h.CLI("run", "--name", "hog", "--memory", "16M", "bb:1", "sh", "-c", "head -c 300000000 /dev/zero | tail")
+	if err == nil {
+		t.Fatal("the memory hog exited 0; want it OOM-killed")
+	}
+	harness.Eventually(t, 30*time.Second, func() (bool, string) {
+		out, _, err := h.CLI("events", "--format", "json", "--filter", "type=container", "--filter", "name=hog",
+			"--since", start.UTC().Format(time.RFC3339Nano), "--until", time.Now().UTC().Format(time.RFC3339Nano))
+		if err != nil {
+			return false, err.Error()
+		}
+		var evs []api.Event
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			var ev api.Event
+			if json.Unmarshal([]byte(line), &ev) == nil {
+				evs = append(evs, ev)
+			}
+		}
+		return inOrder(evs, []milestone{
+			{api.EventContainer, "start", "hog"},
+			{api.EventContainer, "oom", "hog"},
+			{api.EventContainer, "die", "hog"},
+		})
+	}, "oom and die events of the memory hog")
 }
