@@ -96,6 +96,13 @@ func (a *Agent) run(ctx context.Context) error {
 	if err := a.startRuntime(ctx); err != nil {
 		return err
 	}
+	if a.cfg.MetricsAddr != "" {
+		_, stopMetrics, err := a.serveMetrics()
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -126,14 +133,7 @@ func (a *Agent) run(ctx context.Context) error {
 	go func() { defer rmWG.Done(); a.resetOnRemoval(ctx) }()
 
 	wg.Add(1)
-	go func() { defer wg.Done(); a.eventsLoop(ctx) }()
-	if a.cfg.MetricsAddr != "" {
-		_, waitMetrics, err := a.serveMetrics(ctx)
-		if err != nil {
-			return err
-		}
-		defer waitMetrics()
-	}
+	go func() { defer wg.Done(); a.eventsLoop(rtCtx) }()
 
 	ln, err := listenUnix(a.cfg.Socket)
 	if err != nil {

@@ -155,11 +155,11 @@ func (a *Agent) registry() *prometheus.Registry {
 	return reg
 }
 
-// serveMetrics binds --metrics-addr and serves /metrics until ctx ends;
-// wait waits for the server to stop. The listener is bound before it
-// returns (addr is its address), so a taken port fails the agent's start
-// with a clear error.
-func (a *Agent) serveMetrics(ctx context.Context) (addr string, wait func(), err error) {
+// serveMetrics binds --metrics-addr and serves /metrics until stop is
+// called; stop returns once the server has stopped. The listener is bound
+// before it returns (addr is its address), so a taken port fails the
+// agent's start with a clear error.
+func (a *Agent) serveMetrics() (addr string, stop func(), err error) {
 	ln, err := net.Listen("tcp", a.cfg.MetricsAddr)
 	if err != nil {
 		return "", nil, fmt.Errorf("--metrics-addr: %w", err)
@@ -175,14 +175,15 @@ func (a *Agent) serveMetrics(ctx context.Context) (addr string, wait func(), err
 			a.log.Error("metrics server stopped", "err", err)
 		}
 	}()
-	go func() {
-		<-ctx.Done()
+	a.log.Info("serving metrics", "addr", ln.Addr().String())
+	return ln.Addr().String(), func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	a.log.Info("serving metrics", "addr", ln.Addr().String())
-	return ln.Addr().String(), func() { <-done }, nil
+		if srv.Shutdown(sctx) != nil {
+			_ = srv.Close()
+		}
+		<-done
+	}, nil
 }
 
 // Descriptions of the metrics read at scrape time.

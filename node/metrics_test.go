@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"strings"
@@ -87,13 +86,17 @@ func TestMetricsLint(t *testing.T) {
 func TestMetricsEndpoint(t *testing.T) {
 	a := newTestAgent(t)
 	a.cfg.MetricsAddr = "127.0.0.1:0"
-	ctx, cancel := context.WithCancel(context.Background())
-	addr, wait, err := a.serveMetrics(ctx)
+	addr, stop, err := a.serveMetrics()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer wait()
-	defer cancel()
+	defer stop()
+	// A second agent on the same address is refused with a clear error.
+	b := newTestAgent(t)
+	b.cfg.MetricsAddr = addr
+	if _, _, err := b.serveMetrics(); err == nil || !strings.Contains(err.Error(), "--metrics-addr") {
+		t.Fatalf("second bind of %s: %v", addr, err)
+	}
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
