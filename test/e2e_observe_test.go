@@ -126,14 +126,23 @@ func TestEventsAndMetrics(t *testing.T) {
 	h1.MustCLI(t, "image", "import", busyboxTar(t), "bb:1")
 	start := time.Now().Add(-time.Second) // the same clock as the agents'
 	stream := startEventStream(t, c, h3)
-	// The stream is live once it shows a change made after it started.
-	h1.MustCLI(t, "node", "update", "--label-add", "observe=1", hostname(h1))
-	harness.Eventually(t, 30*time.Second, func() (bool, string) {
+	// The stream is live once it shows a change made after it started:
+	// change a label until it does (the first may come before the CLI
+	// has connected).
+	probe := 0
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
 		evs, err := stream.snapshot()
 		if err != nil {
 			return false, err.Error()
 		}
-		return inOrder(evs, []milestone{{api.EventNode, "updated", hostname(h1)}})
+		if ok, _ := inOrder(evs, []milestone{{api.EventNode, "updated", hostname(h1)}}); ok {
+			return true, ""
+		}
+		probe++
+		if _, _, err := h1.CLI("node", "update", "--label-add", fmt.Sprintf("observe=%d", probe), hostname(h1)); err != nil {
+			return false, err.Error()
+		}
+		return false, fmt.Sprintf("no node updated event after %d label changes", probe)
 	}, "the stream on node 3 is live")
 	h1.MustCLI(t, "service", "create", "--name", "ev", "--replicas", "2", "bb:1", "sleep", "1000")
 	h1.MustCLI(t, "service", "scale", "ev=4")
