@@ -3,6 +3,7 @@ module github.com/shoal-org/shoal
 go 1.26.0
 
 require (
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/compose-spec/compose-go/v2 v2.16.2
 	github.com/containerd/go-runc v1.2.1
 	github.com/google/go-containerregistry v0.22.1

@@ -312,6 +312,16 @@ func (c *Client) Token(ctx context.Context) (*InitResponse, error) {
 	return call[*InitResponse](ctx, c, http.MethodGet, "/token", nil, nil)
 }
 
+// RotateCA replaces the cluster CA and re-issues every node's certificate;
+// wait bounds how long the agent waits for every node (0: its default).
+func (c *Client) RotateCA(ctx context.Context, wait time.Duration) (*CARotateResponse, error) {
+	q := url.Values{}
+	if wait > 0 {
+		q.Set("wait", wait.String())
+	}
+	return call[*CARotateResponse](ctx, c, http.MethodPost, "/ca/rotate", q, nil)
+}
+
 // RotateToken replaces the join token; the old one stops working.
 func (c *Client) RotateToken(ctx context.Context) (*InitResponse, error) {
 	return call[*InitResponse](ctx, c, http.MethodPost, "/token/rotate", nil, nil)

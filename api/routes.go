@@ -16,6 +16,7 @@ package api
 //	POST   /v1/join            JoinRequest         → Status
 //	GET    /v1/token                               → InitResponse
 //	POST   /v1/token/rotate                        → InitResponse
+//	POST   /v1/ca/rotate?wait=DURATION             → CARotateResponse
 //	POST   /v1/leave                               → {}
 //	GET    /v1/nodes                               → []Node
 //	GET    /v1/nodes/{id}                          → Node
@@ -34,6 +35,11 @@ package api
 //	POST   /v1/containers/{id}/stop?timeout=10s    → Container
 //	DELETE /v1/containers/{id}?force=1             → {}
 //	GET    /v1/containers/{id}/logs?follow=1&tail=N&since=RFC3339 → NDJSON of LogLine
+//	POST   /v1/containers/{id}/exec ExecRequest (Upgrade: shoal-exec/1) → 101, then exec frames (exec.go)
+//	GET    /v1/volumes                             → []Volume (this node's)
+//	POST   /v1/volumes         VolumeCreateRequest → Volume
+//	GET    /v1/volumes/{name}                      → Volume
+//	DELETE /v1/volumes/{name}                      → {} (409 while a container uses it)
 //	GET    /v1/services                            → []Service
 //	POST   /v1/services        ServiceSpec         → Service
 //	GET    /v1/services/{id}                       → Service

@@ -38,15 +38,17 @@ type NodeHealth struct {
 	StatusChangedAt time.Time
 	// CreatedAt orders promotions: the oldest healthy node first.
 	CreatedAt time.Time
+	// Worker is true for a node with role worker: it never votes.
+	Worker bool
 }
 
 // NodeHealthFrom converts store nodes; availability is deliberately ignored
-// (a drained node still votes).
+// (a drained node still votes), the role is not (a worker never votes).
 func NodeHealthFrom(nodes []*api.Node) []NodeHealth {
 	out := make([]NodeHealth, 0, len(nodes))
 	for _, n := range nodes {
 		out = append(out, NodeHealth{ID: n.ID, Ready: n.Status == api.NodeReady,
-			StatusChangedAt: n.StatusChangedAt, CreatedAt: n.CreatedAt})
+			StatusChangedAt: n.StatusChangedAt, CreatedAt: n.CreatedAt, Worker: n.Role == api.RoleWorker})
 	}
 	return out
 }
@@ -59,6 +61,9 @@ const (
 	ActionPromote VoterAction = "promote"
 	ActionDemote  VoterAction = "demote"
 	ActionRemove  VoterAction = "remove"
+	// ActionTransfer hands leadership to another voter: the leader's node
+	// became a worker, and a leader cannot demote itself.
+	ActionTransfer VoterAction = "transfer"
 )
 
 // VoterChange is one step of a plan. Addr is the server's raft address
@@ -118,6 +123,11 @@ type apServer struct {
 //     nodes it stays, so that it counts again the moment it returns.
 //  5. While alive voters > target, extra voters are demoted (down ones
 //     first, then the newest), never the leader.
+//  6. Workers (role worker) never vote: they are not promoted, do not count
+//     toward the target, and a voting worker is demoted (after the
+//     promotions that replace it). A leader that is a worker hands
+//     leadership over (ActionTransfer, last) once another healthy manager
+//     votes; the next leader demotes it.
 //
 // No demotion or removal is planned that would leave the healthy voters
 // without a quorum of the remaining voters. The result is deterministic:
@@ -167,7 +177,7 @@ func PlanVoters(in AutopilotInput, cfg AutopilotConfig) []VoterChange {
 
 	alive, aliveVoters := 0, 0
 	for _, m := range members {
-		if m.class != classDead {
+		if m.class != classDead && !m.node.Worker {
 			alive++
 			if m.Voter {
 				aliveVoters++
@@ -179,7 +189,7 @@ func PlanVoters(in AutopilotInput, cfg AutopilotConfig) []VoterChange {
 	// 3. Promote healthy nonvoters, oldest first.
 	var candidates []*apServer
 	for _, m := range members {
-		if !m.Voter && m.class == classHealthy {
+		if !m.Voter && m.class == classHealthy && !m.node.Worker {
 			candidates = append(candidates, m)
 		}
 	}
@@ -195,10 +205,29 @@ func PlanVoters(in AutopilotInput, cfg AutopilotConfig) []VoterChange {
 		aliveVoters++
 	}
 
+	// 6a. Demote voting workers (never the leader: see 6b), when the
+	// remaining voters keep a quorum.
+	for _, m := range members {
+		if !m.Voter || !m.node.Worker || m.ID == in.LeaderID {
+			continue
+		}
+		hv := healthyVoters
+		if m.class == classHealthy {
+			hv--
+		}
+		if !quorumSafe(voters-1, hv) {
+			continue
+		}
+		plan = append(plan, VoterChange{Action: ActionDemote, ID: m.ID, Addr: m.Addr})
+		m.Voter = false
+		voters--
+		healthyVoters = hv
+	}
+
 	// 4. Demote voters dead past the grace once replaced.
 	var dead []*apServer
 	for _, m := range members {
-		if m.Voter && m.class == classDead && m.ID != in.LeaderID {
+		if m.Voter && m.class == classDead && m.ID != in.LeaderID && !m.node.Worker {
 			dead = append(dead, m)
 		}
 	}
@@ -223,7 +252,7 @@ func PlanVoters(in AutopilotInput, cfg AutopilotConfig) []VoterChange {
 	if aliveVoters > target {
 		var extras []*apServer
 		for _, m := range members {
-			if m.Voter && m.class != classDead && m.ID != in.LeaderID && !m.planned {
+			if m.Voter && m.class != classDead && m.ID != in.LeaderID && !m.planned && !m.node.Worker {
 				extras = append(extras, m)
 			}
 		}
@@ -252,7 +281,26 @@ func PlanVoters(in AutopilotInput, cfg AutopilotConfig) []VoterChange {
 			aliveVoters--
 		}
 	}
+
+	// 6b. A worker leads: hand over to a healthy manager that votes.
+	if lm := leaderMember(members, in.LeaderID); lm != nil && lm.node.Worker {
+		for _, m := range members {
+			if m.Voter && m.ID != in.LeaderID && m.class == classHealthy && !m.node.Worker {
+				plan = append(plan, VoterChange{Action: ActionTransfer, ID: in.LeaderID, Addr: lm.Addr})
+				break
+			}
+		}
+	}
 	return plan
+}
+
+func leaderMember(members []*apServer, id string) *apServer {
+	for _, m := range members {
+		if m.ID == id {
+			return m
+		}
+	}
+	return nil
 }
 
 func olderFirst(a, b *apServer) bool {
@@ -272,6 +320,8 @@ func (r *Raft) ApplyVoterChange(ctx context.Context, c VoterChange) error {
 		return r.DemoteVoter(ctx, c.ID)
 	case ActionRemove:
 		return r.RemoveServer(ctx, c.ID)
+	case ActionTransfer:
+		return r.TransferLeadership(ctx)
 	default:
 		return fmt.Errorf("voter change %q for %s: %w", c.Action, c.ID, ErrInvalid)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand"
 	"reflect"
+	"sort"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ type apNode struct {
 	downFor    time.Duration // when !ready
 	age        int           // bigger = created earlier
 	notInState bool
+	worker     bool // role worker
 }
 
 func apInput(leader string, nodes ...apNode) AutopilotInput {
@@ -30,7 +32,7 @@ func apInput(leader string, nodes ...apNode) AutopilotInput {
 			in.Servers = append(in.Servers, Server{ID: n.id, Addr: n.id + ":2377", Voter: n.voter})
 		}
 		if !n.notInState {
-			h := NodeHealth{ID: n.id, Ready: n.ready, CreatedAt: apNow.Add(-time.Duration(n.age) * time.Hour)}
+			h := NodeHealth{ID: n.id, Ready: n.ready, CreatedAt: apNow.Add(-time.Duration(n.age) * time.Hour), Worker: n.worker}
 			if !n.ready {
 				h.StatusChangedAt = apNow.Add(-n.downFor)
 			}
@@ -49,9 +51,12 @@ func down(n apNode, d time.Duration) apNode {
 	return n
 }
 
-func promote(id string) VoterChange { return VoterChange{ActionPromote, id, id + ":2377"} }
-func demote(id string) VoterChange  { return VoterChange{ActionDemote, id, id + ":2377"} }
-func remove(id string) VoterChange  { return VoterChange{ActionRemove, id, id + ":2377"} }
+func wk(n apNode) apNode { n.worker = true; return n }
+
+func transfer(id string) VoterChange { return VoterChange{ActionTransfer, id, id + ":2377"} }
+func promote(id string) VoterChange  { return VoterChange{ActionPromote, id, id + ":2377"} }
+func demote(id string) VoterChange   { return VoterChange{ActionDemote, id, id + ":2377"} }
+func remove(id string) VoterChange   { return VoterChange{ActionRemove, id, id + ":2377"} }
 
 func TestPlanVoters(t *testing.T) {
 	const long, short = time.Minute, 3 * time.Second
@@ -123,6 +128,29 @@ func TestPlanVoters(t *testing.T) {
 			want: []VoterChange{promote("m"), promote("z")}},
 		{name: "node in state but not yet in raft is ignored",
 			in: apInput("a", v("a", 9), apNode{id: "j", ready: true, age: 8}, apNode{id: "k", ready: true, age: 7})},
+		{name: "worker nonvoter is never promoted, nor counted",
+			// a and c are the only managers: two nodes, one voter.
+			in: apInput("a", v("a", 9), wk(nv("b", 8)), nv("c", 7))},
+		{name: "workers do not make up the target",
+			in:   apInput("a", v("a", 9), wk(nv("b", 8)), wk(nv("c", 7)), nv("d", 6), nv("e", 5)),
+			want: []VoterChange{promote("d"), promote("e")}},
+		{name: "voting worker replaced, then demoted",
+			in:   apInput("a", v("a", 9), wk(v("b", 8)), v("c", 7), nv("d", 6)),
+			want: []VoterChange{promote("d"), demote("b")}},
+		{name: "voting worker demoted even without a replacement",
+			in:   apInput("a", v("a", 9), wk(v("b", 8)), v("c", 7)),
+			want: []VoterChange{demote("b"), demote("c")}},
+		{name: "dead voting worker is demoted when quorum allows",
+			in:   apInput("a", v("a", 9), v("b", 8), v("c", 7), down(wk(v("d", 6)), long), v("e", 5)),
+			want: []VoterChange{demote("d"), demote("e")}},
+		{name: "worker leader hands leadership to a manager",
+			in:   apInput("a", wk(v("a", 9)), v("b", 8), v("c", 7)),
+			want: []VoterChange{demote("c"), transfer("a")}},
+		{name: "lone worker leader promotes a manager first",
+			in:   apInput("a", wk(v("a", 9)), nv("b", 8)),
+			want: []VoterChange{promote("b"), transfer("a")}},
+		{name: "lone worker leader with no manager keeps leading",
+			in: apInput("a", wk(v("a", 9)), wk(nv("b", 8)))},
 		{name: "no leader, no plan",
 			in: apInput("", v("a", 9), nv("b", 8), nv("c", 7))},
 	}
@@ -150,8 +178,18 @@ func TestPlanVoters(t *testing.T) {
 			}
 			// Applying the plan keeps a quorum of healthy voters at every step
 			// and reaches a fixed point.
+			// A transfer hands the rest to the next leader: allow one more
+			// round, which must not transfer again.
 			checkPlanSafe(t, tc.in, got)
-			if next := PlanVoters(applyPlan(tc.in, got), cfg); len(next) != 0 {
+			next := PlanVoters(applyPlan(tc.in, got), cfg)
+			if hasTransfer(got) {
+				after := applyPlan(applyPlan(tc.in, got), next)
+				if hasTransfer(next) {
+					t.Fatalf("second transfer: %v", next)
+				}
+				next = PlanVoters(after, cfg)
+			}
+			if len(next) != 0 {
 				t.Fatalf("plan is not a fixed point: then %v", next)
 			}
 		})
@@ -177,6 +215,18 @@ func applyPlan(in AutopilotInput, plan []VoterChange) AutopilotInput {
 		case ActionRemove:
 			delete(byID, c.ID)
 			continue
+		case ActionTransfer:
+			// raft picks a voter; the first healthy manager voter by ID here.
+			out.LeaderID = ""
+			ids := append([]string(nil), order...)
+			sort.Strings(ids)
+			for _, id := range ids {
+				if s, ok := byID[id]; ok && s.Voter && id != c.ID && healthyManager(in, id) {
+					out.LeaderID = id
+					break
+				}
+			}
+			continue
 		}
 		byID[c.ID] = s
 	}
@@ -186,6 +236,24 @@ func applyPlan(in AutopilotInput, plan []VoterChange) AutopilotInput {
 		}
 	}
 	return out
+}
+
+func hasTransfer(plan []VoterChange) bool {
+	for _, c := range plan {
+		if c.Action == ActionTransfer {
+			return true
+		}
+	}
+	return false
+}
+
+func healthyManager(in AutopilotInput, id string) bool {
+	for _, n := range in.Nodes {
+		if n.ID == id {
+			return n.Ready && !n.Worker
+		}
+	}
+	return false
 }
 
 func checkPlanSafe(t *testing.T, in AutopilotInput, plan []VoterChange) {

@@ -6,15 +6,42 @@ import "time"
 // cluster secrets, so it is never returned by the HTTP API as is.
 type ClusterState struct {
 	ClusterID string `json:"cluster_id"`
-	// CACertPEM and CAKeyPEM are the cluster CA; the leader signs node CSRs
-	// with the key.
+	// CACertPEM is the cluster CA certificate (the one new certificates
+	// are issued by).
 	CACertPEM []byte `json:"ca_cert_pem"`
-	CAKeyPEM  []byte `json:"ca_key_pem"`
-	// TokenSecretHash is the hex sha256 of the join token's secret part.
+	// CAKeyPEM is the CA key in the clear, as clusters made before sealing
+	// stored it. The leader migrates it to CAKeySealed (SealClusterKeys);
+	// nothing writes it any more.
+	CAKeyPEM []byte `json:"ca_key_pem,omitempty"`
+	// TokenSecretHash is the hex sha256 of the join token's secret part;
+	// the leader compares hashes in constant time.
 	TokenSecretHash string `json:"token_secret_hash"`
-	// TokenSecret is the secret itself, so that any node can print the
-	// token (`shoal token`); the Raft log already holds the CA key.
+	// TokenSecret is the secret in the clear, as clusters made before
+	// sealing stored it; migrated to TokenSecretSealed like CAKeyPEM.
 	TokenSecret string `json:"token_secret,omitempty"`
+
+	// KEKID names the key-encryption key that opens the sealed fields
+	// below (node/pki KEKID). Only voters hold the key itself, in their
+	// data directory; every node stores the ciphertext.
+	KEKID string `json:"kek_id,omitempty"`
+	// CAKeySealed is the CA private key (PEM) sealed with the KEK.
+	CAKeySealed []byte `json:"ca_key_sealed,omitempty"`
+	// TokenSecretSealed is the join secret sealed with the KEK, so that
+	// voters can print the token; other nodes ask a voter.
+	TokenSecretSealed []byte `json:"token_secret_sealed,omitempty"`
+	// CAFingerprint is the fingerprint of CACertPEM (node/pki
+	// Fingerprint), given by the proposer: the FSM only compares it.
+	CAFingerprint string `json:"ca_fingerprint,omitempty"`
+	// PrevCACertPEM is the CA being replaced while a CA rotation is under
+	// way: every node still trusts it. Empty otherwise.
+	PrevCACertPEM []byte `json:"prev_ca_cert_pem,omitempty"`
+	// CACrossPEM is CACertPEM cross-signed by PrevCACertPEM during a
+	// rotation: nodes present it so that peers trusting only the previous
+	// CA accept the new certificates.
+	CACrossPEM []byte `json:"ca_cross_pem,omitempty"`
+	// RotationPending lists the nodes that have no certificate from the
+	// current CA yet, during a rotation (sorted).
+	RotationPending []string `json:"rotation_pending,omitempty"`
 	// GossipKeys is the memberlist keyring; the first key is the primary.
 	GossipKeys [][]byte `json:"gossip_keys"`
 	// Revoked lists revoked node certificate serials (as printed by

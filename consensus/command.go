@@ -37,6 +37,12 @@ const (
 	TypeRevokeCert       CommandType = 20
 	TypeSetVoterTarget   CommandType = 21
 	TypeSetClusterEpoch  CommandType = 22
+	TypeSealClusterKeys  CommandType = 23
+	TypeRotateCA         CommandType = 24
+	TypeFinishCARotation CommandType = 25
+	TypeSetNodeCert      CommandType = 26
+	TypeCreateNetwork    CommandType = 27
+	TypeDeleteNetwork    CommandType = 28
 )
 
 // CommandVersion is the second byte of every log entry: the version of the
@@ -105,9 +111,12 @@ type RemoveNode struct {
 // RotateToken replaces the join token's secret hash.
 type RotateToken struct {
 	SecretHash string `json:"secret_hash"`
-	// Secret is the new secret itself, so that `shoal token` can print the
-	// join token on any node (as Swarm keeps its tokens in the Raft store).
+	// Secret is the new secret in the clear, as older agents proposed it.
+	// New proposers leave it empty and set SecretSealed.
 	Secret string `json:"secret,omitempty"`
+	// SecretSealed is the new secret sealed with the voters' KEK, so that
+	// voters can print the join token.
+	SecretSealed []byte `json:"secret_sealed,omitempty"`
 }
 
 // SetGossipKeys replaces the gossip keyring (first key primary).
@@ -130,6 +139,46 @@ type SetVoterTarget struct {
 // retried or late entry never lowers it.
 type SetClusterEpoch struct {
 	Epoch uint64 `json:"epoch"`
+}
+
+// SealClusterKeys replaces the plaintext CA key and join secret of the
+// cluster record with their sealed forms (migration of clusters made before
+// sealing). The sealing, and its random nonce, happened before proposing.
+type SealClusterKeys struct {
+	KEKID             string `json:"kek_id"`
+	CAKeySealed       []byte `json:"ca_key_sealed"`
+	TokenSecretSealed []byte `json:"token_secret_sealed,omitempty"`
+	CAFingerprint     string `json:"ca_fingerprint"`
+}
+
+// RotateCA starts a CA rotation: CACertPEM becomes the CA that issues
+// certificates, the previous one stays trusted (PrevCACertPEM) until every
+// node has a certificate from the new one (FinishCARotation). It is refused
+// while a rotation is under way, or when ExpectFingerprint is not the
+// current CA's (the proposer read a stale record).
+type RotateCA struct {
+	CACertPEM         []byte `json:"ca_cert_pem"`
+	CAFingerprint     string `json:"ca_fingerprint"`
+	CAKeySealed       []byte `json:"ca_key_sealed"`
+	CACrossPEM        []byte `json:"ca_cross_pem,omitempty"`
+	ExpectFingerprint string `json:"expect_fingerprint"`
+}
+
+// FinishCARotation drops the previous CA once every node has a certificate
+// from the current one. It is a no-op unless CAFingerprint is the current
+// CA's (a later rotation is not finished by an earlier proposal).
+type FinishCARotation struct {
+	CAFingerprint string `json:"ca_fingerprint"`
+}
+
+// SetNodeCert records a node's new certificate serial (renewal, CA
+// rotation) issued by the CA with fingerprint CAFingerprint, and revokes
+// the serials in Revoke.
+type SetNodeCert struct {
+	ID            string   `json:"id"`
+	Serial        string   `json:"serial"`
+	CAFingerprint string   `json:"ca_fingerprint"`
+	Revoke        []string `json:"revoke,omitempty"`
 }
 
 // CreateService stores a new service. Name defaults to Spec.Name; an empty
@@ -201,6 +250,24 @@ type Batch struct {
 	Commands []Command `json:"-"`
 }
 
+// CreateNetwork stores a new network. An empty Subnet is allocated from
+// the network pool (NetworkPool), a zero VNI is the lowest free one above
+// api.DefaultVNI. The stored network is returned.
+type CreateNetwork struct {
+	Network api.Network `json:"network"`
+}
+
+// DeleteNetwork removes a network; refused while a service names it.
+type DeleteNetwork struct {
+	ID string `json:"id"`
+}
+
+// Type implements Command.
+func (CreateNetwork) Type() CommandType { return TypeCreateNetwork }
+
+// Type implements Command.
+func (DeleteNetwork) Type() CommandType { return TypeDeleteNetwork }
+
 // Type implements Command.
 func (BootstrapCluster) Type() CommandType { return TypeBootstrapCluster }
 
@@ -267,6 +334,18 @@ func (DeleteImage) Type() CommandType { return TypeDeleteImage }
 // Type implements Command.
 func (Batch) Type() CommandType { return TypeBatch }
 
+// Type implements Command.
+func (SealClusterKeys) Type() CommandType { return TypeSealClusterKeys }
+
+// Type implements Command.
+func (RotateCA) Type() CommandType { return TypeRotateCA }
+
+// Type implements Command.
+func (FinishCARotation) Type() CommandType { return TypeFinishCARotation }
+
+// Type implements Command.
+func (SetNodeCert) Type() CommandType { return TypeSetNodeCert }
+
 // decoders maps each type byte to a decoder of its JSON body.
 var decoders = map[CommandType]func([]byte) (Command, error){
 	TypeBootstrapCluster: decodeAs[BootstrapCluster],
@@ -291,6 +370,12 @@ var decoders = map[CommandType]func([]byte) (Command, error){
 	TypeDeleteImage:      decodeAs[DeleteImage],
 	TypeBatch:            decodeAs[Batch],
 	TypeSetClusterEpoch:  decodeAs[SetClusterEpoch],
+	TypeSealClusterKeys:  decodeAs[SealClusterKeys],
+	TypeRotateCA:         decodeAs[RotateCA],
+	TypeFinishCARotation: decodeAs[FinishCARotation],
+	TypeSetNodeCert:      decodeAs[SetNodeCert],
+	TypeCreateNetwork:    decodeAs[CreateNetwork],
+	TypeDeleteNetwork:    decodeAs[DeleteNetwork],
 }
 
 func decodeAs[T Command](body []byte) (Command, error) {

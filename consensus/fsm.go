@@ -268,6 +268,13 @@ func (c UpdateNode) apply(w *writeTxn) (any, error) {
 	for _, k := range c.Update.LabelRm {
 		delete(n.Labels, k)
 	}
+	switch c.Update.Role {
+	case "":
+	case api.RoleManager, api.RoleWorker:
+		n.Role = c.Update.Role
+	default:
+		return nil, fmt.Errorf("update node %s: role %q (want manager or worker): %w", c.ID, c.Update.Role, ErrInvalid)
+	}
 	n.UpdatedAt = c.Now
 	n.Version = w.index
 	if err := w.insert(tableNodes, n); err != nil {
@@ -367,6 +374,114 @@ func (c RotateToken) apply(w *writeTxn) (any, error) {
 	}
 	cl.TokenSecretHash = c.SecretHash
 	cl.TokenSecret = c.Secret
+	cl.TokenSecretSealed = slices.Clone(c.SecretSealed)
+	return nil, w.putCluster(cl)
+}
+
+// ---- cluster keys (sealing, CA rotation, certificates) ----
+
+func (c SealClusterKeys) apply(w *writeTxn) (any, error) {
+	cl, err := w.cluster()
+	if err != nil {
+		return nil, fmt.Errorf("seal cluster keys: %w", err)
+	}
+	if c.KEKID == "" || len(c.CAKeySealed) == 0 || c.CAFingerprint == "" {
+		return nil, fmt.Errorf("seal cluster keys: KEK ID, sealed CA key and CA fingerprint are required: %w", ErrInvalid)
+	}
+	if cl.TokenSecret != "" && len(c.TokenSecretSealed) == 0 {
+		return nil, fmt.Errorf("seal cluster keys: the join secret is not sealed: %w", ErrInvalid)
+	}
+	cl.KEKID = c.KEKID
+	cl.CAKeySealed = slices.Clone(c.CAKeySealed)
+	cl.CAFingerprint = c.CAFingerprint
+	if len(c.TokenSecretSealed) > 0 {
+		cl.TokenSecretSealed = slices.Clone(c.TokenSecretSealed)
+	}
+	cl.CAKeyPEM = nil
+	cl.TokenSecret = ""
+	return nil, w.putCluster(cl)
+}
+
+func (c RotateCA) apply(w *writeTxn) (any, error) {
+	cl, err := w.cluster()
+	if err != nil {
+		return nil, fmt.Errorf("rotate CA: %w", err)
+	}
+	if len(c.CACertPEM) == 0 || len(c.CAKeySealed) == 0 || c.CAFingerprint == "" {
+		return nil, fmt.Errorf("rotate CA: certificate, sealed key and fingerprint are required: %w", ErrInvalid)
+	}
+	if len(cl.PrevCACertPEM) > 0 {
+		return nil, fmt.Errorf("rotate CA: a rotation is under way (%d nodes have no new certificate yet): %w",
+			len(cl.RotationPending), ErrInUse)
+	}
+	if c.ExpectFingerprint != cl.CAFingerprint {
+		return nil, fmt.Errorf("rotate CA: the current CA is %s, not %s: %w", cl.CAFingerprint, c.ExpectFingerprint, ErrVersionMismatch)
+	}
+	cl.PrevCACertPEM = cl.CACertPEM
+	cl.CACertPEM = slices.Clone(c.CACertPEM)
+	cl.CAFingerprint = c.CAFingerprint
+	cl.CAKeySealed = slices.Clone(c.CAKeySealed)
+	cl.CAKeyPEM = nil
+	cl.CACrossPEM = slices.Clone(c.CACrossPEM)
+	cl.RotationPending = nil
+	for _, n := range all[api.Node](w, tableNodes, indexID) {
+		cl.RotationPending = append(cl.RotationPending, n.ID)
+	}
+	slices.Sort(cl.RotationPending)
+	return nil, w.putCluster(cl)
+}
+
+func (c FinishCARotation) apply(w *writeTxn) (any, error) {
+	cl, err := w.cluster()
+	if err != nil {
+		return nil, fmt.Errorf("finish CA rotation: %w", err)
+	}
+	if c.CAFingerprint != cl.CAFingerprint || len(cl.PrevCACertPEM) == 0 {
+		return nil, nil
+	}
+	cl.PrevCACertPEM = nil
+	cl.CACrossPEM = nil
+	cl.RotationPending = nil
+	return nil, w.putCluster(cl)
+}
+
+func (c SetNodeCert) apply(w *writeTxn) (any, error) {
+	if c.ID == "" || c.Serial == "" {
+		return nil, fmt.Errorf("set node certificate: ID and serial are required: %w", ErrInvalid)
+	}
+	old := first[api.Node](w, tableNodes, indexID, c.ID)
+	if old == nil {
+		return nil, fmt.Errorf("set node %s certificate: %w", c.ID, ErrNotFound)
+	}
+	cl, err := w.cluster()
+	if err != nil {
+		return nil, fmt.Errorf("set node %s certificate: %w", c.ID, err)
+	}
+	if cl.IsRevoked(c.Serial) {
+		return nil, fmt.Errorf("set node %s certificate: serial %s is revoked: %w", c.ID, c.Serial, ErrInvalid)
+	}
+	n := cloneNode(old)
+	n.CertSerial = c.Serial
+	n.Version = w.index
+	if err := w.insert(tableNodes, n); err != nil {
+		return nil, err
+	}
+	changed := false
+	for _, s := range c.Revoke {
+		if s != "" && s != c.Serial && !cl.IsRevoked(s) {
+			cl.Revoked = append(cl.Revoked, s)
+			changed = true
+		}
+	}
+	if c.CAFingerprint != "" && c.CAFingerprint == cl.CAFingerprint {
+		if i := slices.Index(cl.RotationPending, c.ID); i >= 0 {
+			cl.RotationPending = slices.Delete(cl.RotationPending, i, i+1)
+			changed = true
+		}
+	}
+	if !changed {
+		return nil, nil
+	}
 	return nil, w.putCluster(cl)
 }
 
@@ -430,16 +545,14 @@ func (c CreateService) apply(w *writeTxn) (any, error) {
 	if err := checkService(w, s, nil); err != nil {
 		return nil, fmt.Errorf("create service %s: %w", s.Name, err)
 	}
-	if s.VIP == "" {
-		if cl, err := w.cluster(); err == nil && cl.VIPCIDR != "" {
-			vip, err := allocVIP(w, cl)
-			if err != nil {
-				return nil, fmt.Errorf("create service %s: %w", s.Name, err)
-			}
-			s.VIP = vip
-			if err := w.putCluster(cl); err != nil {
-				return nil, err
-			}
+	cl, _ := w.cluster() // nil before bootstrap: no VIP
+	changed, err := assignNetworks(w, cl, s, nil)
+	if err != nil {
+		return nil, fmt.Errorf("create service %s: %w", s.Name, err)
+	}
+	if changed {
+		if err := w.putCluster(cl); err != nil {
+			return nil, err
 		}
 	}
 	s.Version = w.index
@@ -473,6 +586,16 @@ func (c UpdateService) apply(w *writeTxn) (any, error) {
 			return nil, fmt.Errorf("rename service %s to %s: %w", old.Name, s.Name, err)
 		}
 		return nil, fmt.Errorf("update service %s: %w", old.Name, err)
+	}
+	cl, _ := w.cluster()
+	changed, err := assignNetworks(w, cl, s, old)
+	if err != nil {
+		return nil, fmt.Errorf("update service %s: %w", old.Name, err)
+	}
+	if changed {
+		if err := w.putCluster(cl); err != nil {
+			return nil, err
+		}
 	}
 	s.CreatedAt = old.CreatedAt
 	s.Version = w.index
@@ -671,6 +794,7 @@ func keepObserved(old, next *api.Task) {
 	next.ExitCode = old.ExitCode
 	next.ContainerID = old.ContainerID
 	next.IP = old.IP
+	next.IPs = old.IPs
 	next.Health = old.Health
 	next.StartedAt = old.StartedAt
 	// Once a node handles the task, its reports own the message.
@@ -701,6 +825,9 @@ func (c TaskStatus) apply(w *writeTxn) (any, error) {
 		}
 		if st.IP != "" {
 			t.IP = st.IP
+		}
+		if st.IPs != nil {
+			t.IPs = st.IPs
 		}
 		t.Health = st.Health
 		if !st.Timestamp.IsZero() {
@@ -979,6 +1106,7 @@ type snapshotData struct {
 	Services []*api.Service `json:"services"`
 	Tasks    []*api.Task    `json:"tasks"`
 	Images   []*api.Image   `json:"images"`
+	Networks []*api.Network `json:"networks,omitempty"`
 }
 
 type fsmSnapshot struct {
@@ -1014,6 +1142,7 @@ func WriteSnapshot(s *Store, out io.Writer) error {
 		Services: collect(tx, tableServices, indexID, func(n *api.Service) *api.Service { return n }),
 		Tasks:    collect(tx, tableTasks, indexID, func(n *api.Task) *api.Task { return n }),
 		Images:   collect(tx, tableImages, indexID, func(n *api.Image) *api.Image { return n }),
+		Networks: collect(tx, tableNetworks, indexID, func(n *api.Network) *api.Network { return n }),
 	}
 	if err := json.NewEncoder(out).Encode(&data); err != nil {
 		return fmt.Errorf("encode snapshot: %w", err)
@@ -1056,6 +1185,7 @@ func (s *Store) restore(r io.Reader) error {
 		func() error { return insertAll(insert, tableServices, data.Services) },
 		func() error { return insertAll(insert, tableTasks, data.Tasks) },
 		func() error { return insertAll(insert, tableImages, data.Images) },
+		func() error { return insertAll(insert, tableNetworks, data.Networks) },
 	} {
 		if err := step(); err != nil {
 			return err

@@ -404,6 +404,10 @@ func (r *Raft) Leader() (id, addr string) {
 	return string(i), string(a)
 }
 
+// LastContact returns when this node last heard from a leader (zero if
+// never since start; not maintained on the leader itself).
+func (r *Raft) LastContact() time.Time { return r.raft.LastContact() }
+
 // LeadershipCh delivers true when this node becomes leader and false when it
 // stops being leader. It has one slot and keeps only the latest transition
 // (raft never blocks on it), so a slow reader must re-check IsLeader. It is

@@ -31,6 +31,11 @@ var (
 	ErrAlreadyInCluster = errors.New("this node is already part of a cluster")
 	// ErrNoQuorum: no leader could commit the write within the write timeout.
 	ErrNoQuorum = errors.New("no quorum")
+	// ErrOutcomeUnknown: an attempt of the write may have been committed
+	// (leadership changed, or the connection broke, after it was sent) and
+	// the retry was refused by the state it may have changed itself, so
+	// whether the write took effect cannot be told from the answer.
+	ErrOutcomeUnknown = errors.New("the write may or may not have been applied (the leader changed while it was being committed)")
 )
 
 // identity is what makes a node the same node across restarts.

@@ -40,6 +40,7 @@ type cluster struct {
 	// struct{}): between their removal from Raft and from the state,
 	// admitMissing must not take them back.
 	removing sync.Map
+	tls      *pki.Source // this node's certificate and trusted CAs, swapped on renewal (keys.go)
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -97,8 +98,9 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	revoked := func(serial string) bool {
 		return store.IsRevoked(serial)
 	}
-	serverTLS := pki.ServerTLS(cert, pool, revoked)
-	clientTLS := pki.ClientTLS(cert, pool)
+	src := pki.NewSource(cert, pool)
+	serverTLS := src.ServerTLS(revoked)
+	clientTLS := src.ClientTLS()
 
 	ln, err := net.Listen("tcp", net.JoinHostPort(a.cfg.bindIP(), strconv.Itoa(a.cfg.ClusterPort)))
 	if err != nil {
@@ -125,6 +127,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		m.Close()
 		return fmt.Errorf("start raft: %w", err)
 	}
+	m.setRaftGate(raftGate(r))
 	defer func() {
 		if err != nil {
 			_ = r.Shutdown()
@@ -142,7 +145,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	}
 
 	cctx, cancel := context.WithCancel(ctx)
-	cl := &cluster{id: cf.ClusterID, store: store, raft: r, mux: m, client: clientTLS, fence: fc, cancel: cancel}
+	cl := &cluster{id: cf.ClusterID, store: store, raft: r, mux: m, client: clientTLS, tls: src, fence: fc, cancel: cancel}
 	cl.wg.Add(1)
 	go func() {
 		defer cl.wg.Done()
@@ -178,10 +181,11 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		}
 	}
 
-	cl.wg.Add(8)
+	cl.wg.Add(9)
 	go func() { defer cl.wg.Done(); a.lostLogRejoinLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.fenceLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.recordEpochLoop(cctx, cl) }()
+	go func() { defer cl.wg.Done(); a.keysLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.networkLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.removalLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.gossipJoinLoop(cctx, cl, peers) }()

@@ -10,6 +10,8 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/shoal-org/shoal/node/pki"
 )
 
 // Config configures an agent. Derive it from DefaultConfig; it is not
@@ -37,6 +39,9 @@ type Config struct {
 	// DeadVoterGrace is how long a voter may stay down before autopilot
 	// replaces it with a healthy non-voter.
 	DeadVoterGrace time.Duration
+	// CertLifetime is the lifetime of the node certificates this node
+	// signs while it leads (--cert-lifetime); they renew at 1/2 to 2/3 of it.
+	CertLifetime time.Duration
 
 	// MetricsAddr is the IP:PORT that serves Prometheus metrics at
 	// /metrics; empty = off.
@@ -57,6 +62,7 @@ func DefaultConfig() Config {
 		VIPCIDR:        "10.43.0.0/16",
 		WriteTimeout:   10 * time.Second,
 		DeadVoterGrace: 10 * time.Second,
+		CertLifetime:   pki.DefaultNodeCertValidity,
 	}
 }
 
@@ -93,6 +99,9 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.ParseCIDR(c.VIPCIDR); err != nil {
 		errs = append(errs, fmt.Errorf("VIP CIDR: %w", err))
+	}
+	if c.CertLifetime < pki.MinNodeCertValidity {
+		errs = append(errs, fmt.Errorf("--cert-lifetime %s is shorter than %s", c.CertLifetime, pki.MinNodeCertValidity))
 	}
 	if c.WriteTimeout <= 0 {
 		errs = append(errs, errors.New("write timeout must be positive"))

@@ -290,7 +290,7 @@ func probeEpoch(addr string, client *tls.Config, f *fence) error {
 	}
 	defer c.Close()
 	peer := addr
-	if id, ok := pki.PeerNodeID(c.ConnectionState()); ok {
+	if id, ok := pki.ServerNodeID(c.ConnectionState()); ok {
 		peer = id
 	}
 	return dialEpoch(c, f, peer, dialTimeout)

@@ -52,10 +52,11 @@ func (a *Agent) routes() http.Handler {
 		})
 	}
 	h("GET /v1/status", a.handleStatus)
-	h("POST /v1/init", func(w http.ResponseWriter, r *http.Request) (any, error) { return a.initCluster(r.Context()) })
+	h("POST /v1/init", func(w http.ResponseWriter, r *http.Request) (any, error) { return a.initCluster(r.Context(), nil) })
 	h("POST /v1/join", a.handleJoin)
 	h("GET /v1/token", func(w http.ResponseWriter, r *http.Request) (any, error) { return a.tokenResponse(r.Context()) })
 	h("POST /v1/token/rotate", func(w http.ResponseWriter, r *http.Request) (any, error) { return a.rotateToken(r.Context()) })
+	h("POST /v1/ca/rotate", a.handleCARotate)
 	h("POST /v1/leave", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		return struct{}{}, a.leave(r.Context())
 	})
@@ -66,6 +67,10 @@ func (a *Agent) routes() http.Handler {
 	a.imageRoutes(h)
 	a.containerRoutes(h)
 	a.serviceRoutes(h)
+	a.volumeRoutes(h)
+	a.execRoutes(mux)
+	a.networkRoutes(h)
+	a.snapshotRoutes(h)
 	h("GET /v1/events", a.handleEvents)
 	return mux
 }
@@ -86,6 +91,8 @@ func writeError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &he):
 		status = he.status
+	case errors.Is(err, ErrOutcomeUnknown):
+		status = http.StatusServiceUnavailable
 	case errors.Is(err, consensus.ErrNotFound):
 		status = http.StatusNotFound
 	case errors.Is(err, consensus.ErrAmbiguous), errors.Is(err, consensus.ErrInvalid),
@@ -98,6 +105,8 @@ func writeError(w http.ResponseWriter, err error) {
 		status = http.StatusPreconditionFailed
 	case errors.As(err, &re) && re.Code == codeRefused:
 		status = http.StatusBadRequest
+	case errors.Is(err, ErrForbidden), errors.Is(err, ErrWorker):
+		status = http.StatusForbidden
 	case errors.Is(err, ErrNoQuorum):
 		status = http.StatusServiceUnavailable
 	}
@@ -214,6 +223,9 @@ func (a *Agent) decorateNodes(cl *cluster, nodes []*api.Node) []api.Node {
 		}
 		if nn.Labels == nil {
 			nn.Labels = map[string]string{}
+		}
+		if nn.Role == "" {
+			nn.Role = api.RoleManager
 		}
 		out = append(out, nn)
 	}

@@ -35,6 +35,9 @@ type joinRPCRequest struct {
 	ClusterPort int           `json:"cluster_port"`
 	GossipPort  int           `json:"gossip_port"`
 	Resources   api.Resources `json:"resources"`
+	// OldCertPEM proves a re-join under an existing node ID: that node's
+	// certificate, whose key signed CSR (see admitJoinID).
+	OldCertPEM []byte `json:"old_cert_pem,omitempty"`
 }
 
 type joinRPCResponse struct {
@@ -46,6 +49,10 @@ type joinRPCResponse struct {
 	// Epoch is the cluster epoch the leader runs at (fence.go); the new
 	// node starts at it so that raft lets it in.
 	Epoch uint64 `json:"epoch,omitempty"`
+	// PrevCAPEM and CrossPEM are the previous CA and the cross-signed new
+	// one while a CA rotation is under way (see keys.go).
+	PrevCAPEM []byte `json:"prev_ca_pem,omitempty"`
+	CrossPEM  []byte `json:"cross_pem,omitempty"`
 }
 
 type adminRPCRequest struct {
@@ -57,7 +64,10 @@ type adminRPCRequest struct {
 const rpcAdmin = "admin"
 
 // initCluster bootstraps a new cluster with this node as its only voter.
-func (a *Agent) initCluster(ctx context.Context) (api.InitResponse, error) {
+// seed is the snapshot file of `init --from-snapshot` (nil otherwise): the
+// new cluster keeps its address pools; the caller then restores it
+// (snapshot.go).
+func (a *Agent) initCluster(ctx context.Context, seed *consensus.SnapshotFile) (api.InitResponse, error) {
 	a.joinMu.Lock()
 	defer a.joinMu.Unlock()
 	if cl, err := a.clusterOrErr(); err == nil {
@@ -69,7 +79,7 @@ func (a *Agent) initCluster(ctx context.Context) (api.InitResponse, error) {
 	if err != nil {
 		return api.InitResponse{}, fmt.Errorf("create cluster CA: %w", err)
 	}
-	certPEM, keyPEM, serial, err := ca.IssueNodeCert(a.id.NodeID, []net.IP{net.ParseIP(a.cfg.AdvertiseAddr)}, now)
+	certPEM, keyPEM, serial, err := ca.IssueNodeCertFor(a.id.NodeID, []net.IP{net.ParseIP(a.cfg.AdvertiseAddr)}, now, a.cfg.CertLifetime)
 	if err != nil {
 		return api.InitResponse{}, fmt.Errorf("issue node certificate: %w", err)
 	}
@@ -77,27 +87,29 @@ func (a *Agent) initCluster(ctx context.Context) (api.InitResponse, error) {
 	if _, err := rand.Read(gossipKey); err != nil {
 		return api.InitResponse{}, err
 	}
-	secret := pki.NewSecret()
+	kek := pki.NewKEK()
+	record, err := sealedClusterRecord(clusterID, ca, pki.NewSecret(), kek)
+	if err != nil {
+		return api.InitResponse{}, err
+	}
 	if err := a.writeClusterFiles(clusterID, certPEM, keyPEM, ca.CertPEM(), [][]byte{gossipKey}, nil); err != nil {
+		return api.InitResponse{}, err
+	}
+	if err := a.saveKEK(kek); err != nil {
+		_ = os.RemoveAll(clusterDir(a.cfg.DataDir))
 		return api.InitResponse{}, err
 	}
 	node := a.selfNode(now, serial)
 	node.Voter = true
-	b := &bootstrapInfo{
-		cluster: consensus.ClusterState{
-			ClusterID:       clusterID,
-			CACertPEM:       ca.CertPEM(),
-			CAKeyPEM:        ca.KeyPEM(),
-			TokenSecretHash: pki.HashSecret(secret),
-			TokenSecret:     secret,
-			GossipKeys:      [][]byte{gossipKey},
-			ClusterCIDR:     a.cfg.ClusterCIDR,
-			VIPCIDR:         a.cfg.VIPCIDR,
-			VoterTarget:     1,
-			CreatedAt:       now,
-		},
-		node: node,
+	record.GossipKeys = [][]byte{gossipKey}
+	record.ClusterCIDR = a.cfg.ClusterCIDR
+	record.VIPCIDR = a.cfg.VIPCIDR
+	if cidr, vip := snapshotPools(seed); cidr != "" && vip != "" {
+		record.ClusterCIDR, record.VIPCIDR = cidr, vip
 	}
+	record.VoterTarget = 1
+	record.CreatedAt = now
+	b := &bootstrapInfo{cluster: record, node: node}
 	if err := a.startCluster(a.ctx, startOpts{bootstrap: b}); err != nil {
 		_ = os.RemoveAll(clusterDir(a.cfg.DataDir))
 		return api.InitResponse{}, err
@@ -120,7 +132,11 @@ func (a *Agent) tokenResponse(ctx context.Context) (api.InitResponse, error) {
 	if err != nil {
 		return api.InitResponse{}, err
 	}
-	tok := pki.FormatToken(fp, c.TokenSecret)
+	secret, err := a.currentSecret(ctx, cl, c)
+	if err != nil {
+		return api.InitResponse{}, err
+	}
+	tok := pki.FormatToken(fp, secret)
 	return api.InitResponse{
 		ClusterID:   c.ClusterID,
 		NodeID:      a.id.NodeID,
@@ -131,8 +147,14 @@ func (a *Agent) tokenResponse(ctx context.Context) (api.InitResponse, error) {
 
 // rotateToken replaces the join secret; the old token stops working at once.
 func (a *Agent) rotateToken(ctx context.Context) (api.InitResponse, error) {
-	secret := pki.NewSecret()
-	if _, err := a.write(ctx, &consensus.RotateToken{SecretHash: pki.HashSecret(secret), Secret: secret}); err != nil {
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return api.InitResponse{}, err
+	}
+	if err := a.localWriteAllowed(cl); err != nil {
+		return api.InitResponse{}, err
+	}
+	if err := a.rotateSecret(ctx, cl); err != nil {
 		return api.InitResponse{}, err
 	}
 	return a.tokenResponse(ctx)
@@ -217,7 +239,7 @@ func (a *Agent) joinCluster(ctx context.Context, req api.JoinRequest) error {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		addr = net.JoinHostPort(addr, "2377")
 	}
-	key, err := pki.NewKey()
+	key, oldCert, err := a.joinKey()
 	if err != nil {
 		return err
 	}
@@ -232,7 +254,7 @@ func (a *Agent) joinCluster(ctx context.Context, req api.JoinRequest) error {
 	jreq := joinRPCRequest{
 		Secret: tok.Secret, CSR: csr, NodeID: a.id.NodeID, Hostname: a.id.Hostname,
 		Addr: a.cfg.AdvertiseAddr, ClusterPort: a.cfg.ClusterPort, GossipPort: a.cfg.GossipPort,
-		Resources: hostResources(),
+		Resources: hostResources(), OldCertPEM: oldCert,
 	}
 	var resp joinRPCResponse
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
@@ -240,7 +262,16 @@ func (a *Agent) joinCluster(ctx context.Context, req api.JoinRequest) error {
 	if err := callRPC(cctx, addr, pki.JoinTLS(tok.CAFingerprint), rpcJoin, jreq, &resp, nil); err != nil {
 		return explainJoinError(addr, err)
 	}
-	if err := a.writeClusterFiles(resp.ClusterID, resp.CertPEM, keyPEM, resp.CAPEM, resp.GossipKeys, resp.Peers); err != nil {
+	// Nothing is written unless the answer is for this token's cluster.
+	if err := checkJoinReply(tok, a.id.NodeID, keyPEM, &resp); err != nil {
+		return fmt.Errorf("join %s: %w", addr, err)
+	}
+	bundle := append(append([]byte{}, resp.CAPEM...), resp.PrevCAPEM...)
+	if err := pki.WriteTrust(pkiDir(a.cfg.DataDir), bundle, resp.CrossPEM); err != nil {
+		_ = os.RemoveAll(clusterDir(a.cfg.DataDir))
+		return err
+	}
+	if err := a.writeClusterFiles(resp.ClusterID, resp.CertPEM, keyPEM, bundle, resp.GossipKeys, resp.Peers); err != nil {
 		return err
 	}
 	if resp.Epoch > 0 {
@@ -308,22 +339,23 @@ func (a *Agent) handleJoinRPC(ctx context.Context, req joinRPCRequest) (*joinRPC
 	if c == nil {
 		return nil, errors.New("the cluster record is not replicated to this node yet")
 	}
-	if !pki.VerifySecret(req.Secret, c.TokenSecretHash) {
+	if !verifyJoinSecret(c, req.Secret) {
 		return nil, &rpcError{Code: codeRefused, Msg: "invalid join token: wrong or rotated secret (get the current one with `shoal token`)"}
 	}
 	ip := net.ParseIP(req.Addr)
 	if ip == nil || req.NodeID == "" || req.Hostname == "" || req.ClusterPort <= 0 || req.GossipPort <= 0 {
 		return nil, &rpcError{Code: codeRefused, Msg: "join request is missing node ID, hostname, address or ports"}
 	}
-	if old, err := cl.store.Node(req.NodeID); err == nil && old.Status == api.NodeReady && a.isAlive(cl, req.NodeID) {
-		return nil, &rpcError{Code: codeRefused, Msg: fmt.Sprintf("node %s is already a live member of this cluster", shortID(req.NodeID))}
-	}
-	ca, err := pki.LoadCA(c.CACertPEM, c.CAKeyPEM)
+	revoke, err := a.admitJoinID(cl, c, req)
 	if err != nil {
-		return nil, fmt.Errorf("load cluster CA: %w", err)
+		return nil, err
+	}
+	ca, err := a.clusterCA(c)
+	if err != nil {
+		return nil, &rpcError{Code: codeRefused, Msg: fmt.Sprintf("the leader cannot sign certificates yet: %v", err)}
 	}
 	now := time.Now().UTC()
-	certPEM, serial, err := ca.SignCSR(req.CSR, req.NodeID, []net.IP{ip}, now, 365*24*time.Hour)
+	certPEM, serial, err := ca.SignCSR(req.CSR, req.NodeID, []net.IP{ip}, now, a.cfg.CertLifetime)
 	if err != nil {
 		return nil, &rpcError{Code: codeRefused, Msg: fmt.Sprintf("certificate request refused: %v", err)}
 	}
@@ -336,9 +368,10 @@ func (a *Agent) handleJoinRPC(ctx context.Context, req joinRPCRequest) (*joinRPC
 	if old, err := cl.store.Node(req.NodeID); err == nil {
 		n.Labels = old.Labels
 		n.Availability = old.Availability
+		n.Role = old.Role
 		n.CreatedAt = old.CreatedAt
 	}
-	if _, err := cl.raft.Apply(ctx, &consensus.UpsertNode{Node: n}); err != nil {
+	if _, err := cl.raft.Apply(ctx, joinRecord(n, revoke)); err != nil {
 		return nil, fmt.Errorf("record node: %w", err)
 	}
 	raftAddr := net.JoinHostPort(req.Addr, strconv.Itoa(req.ClusterPort))
@@ -351,6 +384,7 @@ func (a *Agent) handleJoinRPC(ctx context.Context, req joinRPCRequest) (*joinRPC
 	return &joinRPCResponse{
 		ClusterID: c.ClusterID, CertPEM: certPEM, CAPEM: c.CACertPEM,
 		GossipKeys: c.GossipKeys, Peers: dedupe(peers, ""), Epoch: cl.fence.local(),
+		PrevCAPEM: c.PrevCACertPEM, CrossPEM: c.CACrossPEM,
 	}, nil
 }
 

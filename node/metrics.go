@@ -205,7 +205,7 @@ var (
 	descTasks         = prometheus.NewDesc("shoal_tasks", "Tasks of the cluster by observed state.", []string{"state"}, nil)
 	descNodeTasks     = prometheus.NewDesc("shoal_node_tasks", "Tasks assigned to this node by observed state.", []string{"state"}, nil)
 	descPendingTasks  = prometheus.NewDesc("shoal_scheduler_pending_tasks", "Tasks that should run but are not placed on a node yet.", nil, nil)
-	descLBBackends    = prometheus.NewDesc("shoal_lb_backends", "Backends this node's load balancer sends a service's traffic to.", []string{"service"}, nil)
+	descLBBackends    = prometheus.NewDesc("shoal_lb_backends", "Backends this node's load balancer sends a service's traffic to, per network (empty: the default one).", []string{"service", "network"}, nil)
 	descOverlayPeers  = prometheus.NewDesc("shoal_overlay_peers", "Other nodes this node's overlay has a route, neighbour and FDB entry for.", nil, nil)
 	descContainers    = prometheus.NewDesc("shoal_containers", "Containers on this node by state.", []string{"state"}, nil)
 	containerLabels   = []string{"service", "task", "container"}
@@ -347,9 +347,9 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descPendingTasks, float64(pending))
 
 	// Data plane as this node would program it now.
-	lbState, _ := a.trafficState(cl)
+	lbState, _, _ := a.trafficState(cl)
 	for _, s := range lbState.Services {
-		gauge(descLBBackends, float64(len(s.Backends)), s.Name)
+		gauge(descLBBackends, float64(len(s.Backends)), s.Name, s.Network)
 	}
 	gauge(descOverlayPeers, float64(len(a.overlayPeers(cl))))
 }

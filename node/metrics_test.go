@@ -34,7 +34,7 @@ var lintSamples = map[*prometheus.Desc]struct {
 	descTasks:         {prometheus.GaugeValue, []string{"running"}},
 	descNodeTasks:     {prometheus.GaugeValue, []string{"running"}},
 	descPendingTasks:  {prometheus.GaugeValue, nil},
-	descLBBackends:    {prometheus.GaugeValue, []string{"web"}},
+	descLBBackends:    {prometheus.GaugeValue, []string{"web", "front"}},
 	descOverlayPeers:  {prometheus.GaugeValue, nil},
 	descContainers:    {prometheus.GaugeValue, []string{"running"}},
 	descContainerCPU:  {prometheus.CounterValue, []string{"web", "web.1", "c1"}},

@@ -8,6 +8,14 @@ package node
 // (removal.go) checks the peer identity itself. A raft connection then
 // exchanges cluster epochs (fence.go) and goes to raft only when both ends
 // run at the same one.
+//
+// Before the TLS handshake nobody is known, so the port is cheap to hold
+// open: connections are capped globally and per source IP while they are
+// unauthenticated (handshake, protocol byte, a joiner's one request), the
+// handshake and protocol byte must come within handshakeTimeout, and
+// nothing is buffered beyond TLS records until the peer is known. A Raft
+// connection is admitted only from a member of the Raft configuration
+// (raftPeerAllowed in authz.go).
 
 import (
 	"context"
@@ -17,6 +25,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -34,6 +43,29 @@ const (
 // to finish TLS and pick a protocol, so idle probes cannot pin goroutines.
 const handshakeTimeout = 5 * time.Second
 
+// maxAnonBytes bounds what the agent reads from a connection before the
+// peer is authenticated: the TLS handshake (a few KiB) plus a joiner's one
+// request (maxAnonRequestLine).
+const maxAnonBytes = 64 << 10
+
+// errAnonBytes ends an unauthenticated connection that sent too much.
+var errAnonBytes = errors.New("too many bytes before authentication")
+
+// muxLimits caps connections on the cluster port.
+type muxLimits struct {
+	// MaxConns bounds all open connections (peers hold a few each).
+	MaxConns int
+	// MaxAnon bounds connections not yet authenticated, in total and per
+	// source IP (MaxAnonPerIP): a node's own handshakes finish in
+	// milliseconds, a joiner needs one.
+	MaxAnon      int
+	MaxAnonPerIP int
+}
+
+func defaultMuxLimits() muxLimits {
+	return muxLimits{MaxConns: 2048, MaxAnon: 256, MaxAnonPerIP: 32}
+}
+
 // mux accepts TLS connections on the cluster port and routes them.
 type mux struct {
 	ln     net.Listener
@@ -42,7 +74,16 @@ type mux struct {
 	raftCh chan net.Conn
 	rpc    func(conn *tls.Conn)
 	// fence is this cluster instance's epoch (nil: epoch 0). Set before Run.
-	fence *fence
+	fence  *fence
+	limits muxLimits
+	// raftGate, when set, admits or refuses a Raft connection by the node
+	// ID of its certificate.
+	raftGate atomic.Pointer[func(peerID string) error]
+
+	countMu  sync.Mutex
+	open     int
+	anon     int
+	anonByIP map[string]int
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -51,13 +92,78 @@ type mux struct {
 
 func newMux(ln net.Listener, tlsCfg *tls.Config, log *slog.Logger, rpc func(*tls.Conn)) *mux {
 	return &mux{
-		ln:     ln,
-		tlsCfg: tlsCfg,
-		log:    log,
-		raftCh: make(chan net.Conn, 16),
-		rpc:    rpc,
-		closed: make(chan struct{}),
+		ln:       ln,
+		tlsCfg:   tlsCfg,
+		log:      log,
+		raftCh:   make(chan net.Conn, 16),
+		rpc:      rpc,
+		closed:   make(chan struct{}),
+		limits:   defaultMuxLimits(),
+		anonByIP: map[string]int{},
 	}
+}
+
+// setLimits replaces the connection caps (tests); safe while Run runs.
+func (m *mux) setLimits(l muxLimits) {
+	m.countMu.Lock()
+	defer m.countMu.Unlock()
+	m.limits = l
+}
+
+// setRaftGate installs the check of Raft peers; call it before Run.
+func (m *mux) setRaftGate(f func(peerID string) error) { m.raftGate.Store(&f) }
+
+// admit counts a new unauthenticated connection from ip, or refuses it
+// when a cap is reached.
+func (m *mux) admit(ip string) bool {
+	m.countMu.Lock()
+	defer m.countMu.Unlock()
+	if m.open >= m.limits.MaxConns || m.anon >= m.limits.MaxAnon || m.anonByIP[ip] >= m.limits.MaxAnonPerIP {
+		return false
+	}
+	m.open++
+	m.anon++
+	m.anonByIP[ip]++
+	return true
+}
+
+// authenticated moves a connection from ip out of the unauthenticated count.
+func (m *mux) authenticated(ip string) {
+	m.countMu.Lock()
+	defer m.countMu.Unlock()
+	m.dropAnonLocked(ip)
+}
+
+func (m *mux) dropAnonLocked(ip string) {
+	m.anon--
+	if m.anonByIP[ip]--; m.anonByIP[ip] <= 0 {
+		delete(m.anonByIP, ip)
+	}
+}
+
+// release forgets a closed connection.
+func (m *mux) release(ip string, anon bool) {
+	m.countMu.Lock()
+	defer m.countMu.Unlock()
+	m.open--
+	if anon {
+		m.dropAnonLocked(ip)
+	}
+}
+
+// counts returns the open and unauthenticated connections (tests).
+func (m *mux) counts() (open, anon int) {
+	m.countMu.Lock()
+	defer m.countMu.Unlock()
+	return m.open, m.anon
+}
+
+func remoteIP(c net.Conn) string {
+	host, _, err := net.SplitHostPort(c.RemoteAddr().String())
+	if err != nil {
+		return c.RemoteAddr().String()
+	}
+	return host
 }
 
 // Run accepts connections until ctx ends or the listener is closed.
@@ -85,20 +191,28 @@ func (m *mux) Run(ctx context.Context) error {
 			m.wg.Wait()
 			return fmt.Errorf("accept on cluster port: %w", err)
 		}
+		ip := remoteIP(c)
+		if !m.admit(ip) {
+			_ = c.Close()
+			continue
+		}
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			m.handle(c)
+			m.handle(c, ip)
 		}()
 	}
 }
 
-func (m *mux) handle(c net.Conn) {
-	tc := tls.Server(c, m.tlsCfg)
+// handle runs one accepted connection; it owns its slot in the counts.
+func (m *mux) handle(c net.Conn, ip string) {
+	anon := true
+	cc := &countedConn{Conn: c, release: func() { m.release(ip, anon) }, limit: maxAnonBytes}
+	tc := tls.Server(cc, m.tlsCfg)
 	_ = tc.SetDeadline(time.Now().Add(handshakeTimeout))
 	if err := tc.Handshake(); err != nil {
 		m.log.Debug("cluster port handshake failed", "remote", c.RemoteAddr(), "err", err)
-		_ = c.Close()
+		_ = tc.Close()
 		return
 	}
 	var b [1]byte
@@ -106,22 +220,37 @@ func (m *mux) handle(c net.Conn) {
 		_ = tc.Close()
 		return
 	}
+	peerID, certified := pki.PeerNodeID(tc.ConnectionState())
+	if certified {
+		m.authenticated(ip)
+		anon = false // read by release, which runs in this goroutine or after it
+		cc.authed.Store(true)
+	}
 	switch b[0] {
 	case protoRaft:
-		peer, ok := pki.PeerNodeID(tc.ConnectionState())
-		if !ok {
+		if !certified {
 			m.log.Warn("raft connection without a node certificate refused", "remote", c.RemoteAddr())
 			_ = tc.Close()
 			return
 		}
-		theirs, v, err := acceptEpoch(tc, m.fence, peer)
+		theirs, v, err := acceptEpoch(tc, m.fence, peerID)
 		if err != nil || v != consensus.EpochSame {
 			// A stale peer retries with every heartbeat: debug only; the
 			// fenced side says it loudly.
-			m.log.Debug("raft connection refused: epoch mismatch", "peer", peer, "remote", c.RemoteAddr(),
+			m.log.Debug("raft connection refused: epoch mismatch", "peer", peerID, "remote", c.RemoteAddr(),
 				"epoch", m.fence.local(), "peer_epoch", theirs, "verdict", v, "err", err)
 			_ = tc.Close()
 			return
+		}
+		// The epoch goes first: a returning voter of an abandoned
+		// configuration learns from this answer that it is fenced, even
+		// though it is no member here any more.
+		if gate := m.raftGate.Load(); gate != nil {
+			if err := (*gate)(peerID); err != nil {
+				m.log.Warn("raft connection refused", "remote", c.RemoteAddr(), "node_id", shortID(peerID), "err", err)
+				_ = tc.Close()
+				return
+			}
 		}
 		_ = tc.SetDeadline(time.Time{})
 		select {
@@ -135,6 +264,39 @@ func (m *mux) handle(c net.Conn) {
 	default:
 		_ = tc.Close()
 	}
+}
+
+// countedConn releases its slot in the mux counts once, on first Close,
+// and reads at most limit bytes until authed is set.
+type countedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+	limit   int64
+	n       int64 // bytes read while unauthenticated; only the reading goroutine touches it
+	authed  atomic.Bool
+}
+
+func (c *countedConn) Read(p []byte) (int, error) {
+	if c.authed.Load() {
+		return c.Conn.Read(p)
+	}
+	left := c.limit - c.n
+	if left <= 0 {
+		return 0, errAnonBytes
+	}
+	if int64(len(p)) > left {
+		p = p[:left]
+	}
+	k, err := c.Conn.Read(p)
+	c.n += int64(k)
+	return k, err
+}
+
+func (c *countedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }
 
 // Close stops accepting; it is idempotent.
@@ -176,7 +338,7 @@ func (l *raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net
 		return nil, err
 	}
 	peer := string(address)
-	if id, ok := pki.PeerNodeID(c.ConnectionState()); ok {
+	if id, ok := pki.ServerNodeID(c.ConnectionState()); ok {
 		peer = id
 	}
 	if err := dialEpoch(c, l.fence, peer, timeout); err != nil {

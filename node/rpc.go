@@ -90,6 +90,8 @@ var rpcSentinels = []struct {
 	{"already_bootstrapped", consensus.ErrAlreadyBootstrapped},
 	{"malformed", consensus.ErrMalformed},
 	{"in_use", consensus.ErrInUse},
+	{codeForbidden, ErrForbidden},
+	{"worker", ErrWorker},
 }
 
 // errorCode picks the code an error travels with. Leadership changes and
@@ -117,9 +119,15 @@ type dialError struct{ err error }
 func (e *dialError) Error() string { return e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
 
-// maxRequestLine bounds the one request line a peer (possibly one without
-// a certificate) may make the agent buffer.
-const maxRequestLine = 1 << 20
+// maxRequestLine bounds the one request line a certified peer may make the
+// agent buffer; maxAnonRequestLine bounds it for a peer without a
+// certificate (a joiner: its request is a CSR and a few fields), which must
+// also send it within anonRequestTimeout.
+const (
+	maxRequestLine     = 1 << 20
+	maxAnonRequestLine = 16 << 10
+	anonRequestTimeout = 5 * time.Second
+)
 
 // rpcCall holds the state of one RPC on the server side.
 type rpcCall struct {
@@ -152,20 +160,24 @@ func (c *rpcCall) reply(body any, err error) error {
 // serveRPC reads one request from conn and dispatches it.
 func (a *Agent) serveRPC(conn *tls.Conn) {
 	defer conn.Close()
-	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-	r := bufio.NewReader(conn)
-	line, err := readLine(r, maxRequestLine)
-	if err != nil {
-		return // includes a request line longer than maxRequestLine
-	}
-	_ = conn.SetReadDeadline(time.Time{})
-	call := &rpcCall{conn: conn, r: r}
-	if err := json.Unmarshal(line, &call.req); err != nil {
-		_ = call.reply(nil, fmt.Errorf("malformed rpc request: %w", err))
-		return
-	}
+	call := &rpcCall{conn: conn}
 	if id, ok := pki.PeerNodeID(conn.ConnectionState()); ok {
 		call.peerID = id
+	}
+	limit, wait := maxRequestLine, 30*time.Second
+	if call.peerID == "" {
+		limit, wait = maxAnonRequestLine, anonRequestTimeout
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(wait))
+	call.r = bufio.NewReaderSize(conn, 4096)
+	line, err := readLine(call.r, limit)
+	if err != nil {
+		return // includes a request line longer than the limit
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	if call.req, err = decodeRPCRequest(line); err != nil {
+		_ = call.reply(nil, err)
+		return
 	}
 	if call.req.Method != rpcJoin && call.req.Method != rpcPing && call.req.Method != rpcRemoval && call.peerID == "" {
 		_ = call.reply(nil, &rpcError{Code: codeRefused, Msg: "a node certificate is required"})
@@ -195,7 +207,15 @@ func (a *Agent) serveRPC(conn *tls.Conn) {
 			_ = call.reply(nil, fmt.Errorf("malformed apply request: %w", err))
 			return
 		}
-		res, err := a.applyLocal(ctx, req.Command)
+		res, err := a.applyNodeCommand(ctx, call.peerID, req.Command)
+		_ = call.reply(res, err)
+	case rpcAdminWrite:
+		var req adminWriteRequest
+		if err := json.Unmarshal(call.req.Body, &req); err != nil {
+			_ = call.reply(nil, fmt.Errorf("malformed admin write: %w", err))
+			return
+		}
+		res, err := a.applyAdmin(ctx, call.peerID, req)
 		_ = call.reply(res, err)
 	case rpcReadIndex:
 		idx, err := a.readIndex(ctx)
@@ -206,9 +226,37 @@ func (a *Agent) serveRPC(conn *tls.Conn) {
 			_ = call.reply(nil, fmt.Errorf("malformed admin request: %w", err))
 			return
 		}
+		if err := a.adminOpAllowed(call.peerID, req.Op); err != nil {
+			_ = call.reply(nil, err)
+			return
+		}
 		_ = call.reply(struct{}{}, a.handleAdminRPC(ctx, call.peerID, req))
+	case rpcKEK:
+		resp, err := a.handleKEKRPC(call.peerID)
+		_ = call.reply(resp, err)
+	case rpcToken:
+		var req tokenRPCRequest
+		if err := json.Unmarshal(call.req.Body, &req); err != nil {
+			_ = call.reply(nil, fmt.Errorf("malformed token request: %w", err))
+			return
+		}
+		resp, err := a.handleTokenRPC(ctx, call.peerID, req)
+		_ = call.reply(resp, err)
+	case rpcRenew:
+		var req renewRPCRequest
+		if err := json.Unmarshal(call.req.Body, &req); err != nil {
+			_ = call.reply(nil, fmt.Errorf("malformed renew request: %w", err))
+			return
+		}
+		resp, err := a.handleRenewRPC(ctx, call.peerID, req)
+		_ = call.reply(resp, err)
+	case rpcCARotate:
+		resp, err := a.handleCARotateRPC(ctx, call.peerID)
+		_ = call.reply(resp, err)
 	case rpcRejoin:
 		_ = call.reply(struct{}{}, a.handleRejoinRPC(ctx, call.peerID))
+	case rpcSnapshotRestore:
+		a.serveSnapshotRestoreRPC(ctx, call)
 	case rpcRemoval:
 		var req removalRPCRequest
 		if err := json.Unmarshal(call.req.Body, &req); err != nil {
@@ -217,15 +265,36 @@ func (a *Agent) serveRPC(conn *tls.Conn) {
 		}
 		resp, err := a.handleRemovalRPC(req)
 		_ = call.reply(resp, err)
-	case rpcBlob:
-		a.serveBlobRPC(ctx, call)
-	case rpcManifest:
-		a.serveManifestRPC(ctx, call)
-	case rpcLogs:
-		a.serveLogsRPC(ctx, call)
+	case rpcBlob, rpcManifest, rpcLogs:
+		if err := a.fetchAllowed(call.req); err != nil {
+			a.log.Warn("refused a fetch from a node", "node_id", shortID(call.peerID), "method", call.req.Method, "err", err)
+			_ = call.reply(nil, err)
+			return
+		}
+		switch call.req.Method {
+		case rpcBlob:
+			a.serveBlobRPC(ctx, call)
+		case rpcManifest:
+			a.serveManifestRPC(ctx, call)
+		default:
+			a.serveLogsRPC(ctx, call)
+		}
 	default:
 		_ = call.reply(nil, fmt.Errorf("unknown rpc method %q", call.req.Method))
 	}
+}
+
+// decodeRPCRequest decodes one request line of a peer (fuzzed: the bytes
+// may come from a node without a certificate).
+func decodeRPCRequest(line []byte) (rpcRequest, error) {
+	var req rpcRequest
+	if err := json.Unmarshal(line, &req); err != nil {
+		return rpcRequest{}, fmt.Errorf("malformed rpc request: %w", err)
+	}
+	if req.Method == "" {
+		return rpcRequest{}, errors.New("malformed rpc request: no method")
+	}
+	return req, nil
 }
 
 // callRPC performs one request/response RPC against addr. When stream is

@@ -5,6 +5,13 @@ package node
 // directly on the leader, forwarded over RPC otherwise, and retried across
 // leader changes until the write timeout. A write that cannot find a leader
 // with quorum fails with ErrNoQuorum instead of hanging.
+//
+// Two shapes cross the wire (authz.go says why): a node's report about
+// itself travels as a raw command (rpcApply); what a user asked on the API
+// socket travels as an admin action (rpcAdminWrite), which the leader
+// re-validates and records with the asking node's ID. The leader's own API
+// goes through the same checks, so a spec is validated on the leader however
+// it arrived.
 
 import (
 	"context"
@@ -14,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 )
 
@@ -21,35 +29,67 @@ type applyRPCRequest struct {
 	Command []byte `json:"command"`
 }
 
+// adminWriteRequest is one admin action a user asked for on the sending
+// node's API socket. Command is the encoded command of that action (absent
+// for rotate_token: the leader makes the new secret itself).
+type adminWriteRequest struct {
+	Action  string `json:"action"`
+	Command []byte `json:"command,omitempty"`
+}
+
+const rpcAdminWrite = "admin_write"
+
 // write commits cmd through the leader and returns the FSM's result.
 func (a *Agent) write(ctx context.Context, cmd consensus.Command) (json.RawMessage, error) {
 	cl, err := a.clusterOrErr()
 	if err != nil {
 		return nil, err
 	}
+	action := adminAction(cmd)
+	if action != "" {
+		if err := a.localWriteAllowed(cl); err != nil {
+			return nil, err
+		}
+	}
 	enc, err := consensus.EncodeCommand(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("encode command: %w", err)
 	}
+	if action == actionRotateToken {
+		enc = nil // the leader makes the secret
+	}
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.WriteTimeout)
 	defer cancel()
 	var last error
+	sent := false // an earlier attempt may have been committed
 	for {
 		var res json.RawMessage
 		var err error
 		if cl.raft.IsLeader() {
-			res, err = a.applyLocal(ctx, enc)
+			if action != "" {
+				res, err = a.applyAdmin(ctx, a.id.NodeID, adminWriteRequest{Action: action, Command: enc})
+			} else {
+				res, err = a.applyLocal(ctx, enc)
+			}
 		} else if _, addr := cl.raft.Leader(); addr != "" {
-			err = callRPC(ctx, addr, cl.client, rpcApply, applyRPCRequest{Command: enc}, &res, nil)
+			if action != "" {
+				err = callRPC(ctx, addr, cl.client, rpcAdminWrite, adminWriteRequest{Action: action, Command: enc}, &res, nil)
+			} else {
+				err = callRPC(ctx, addr, cl.client, rpcApply, applyRPCRequest{Command: enc}, &res, nil)
+			}
 		} else {
-			err = ErrNotLeader
+			err = errNoLeaderKnown
 		}
 		if err == nil {
 			return res, nil
 		}
 		if !retryable(err) {
-			return nil, err
+			return nil, settleRetry(cmd, err, sent)
 		}
+		// Anything but "no leader known" may have reached a leader that
+		// committed the entry before it lost leadership or the answer was
+		// lost: the next attempt may meet the state this one made.
+		sent = sent || !errors.Is(err, errNoLeaderKnown)
 		last = err
 		select {
 		case <-ctx.Done():
@@ -57,6 +97,33 @@ func (a *Agent) write(ctx context.Context, cmd consensus.Command) (json.RawMessa
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// errNoLeaderKnown: no attempt was sent, this node knows no leader yet.
+var errNoLeaderKnown = fmt.Errorf("no leader known: %w", ErrNotLeader)
+
+// settleRetry interprets a refusal that ends the retries of write. A
+// refusal by the state (the object exists, is gone, has another version)
+// after an attempt that may have been committed can be that attempt's own
+// doing: a create refused because its (random, fresh) ID exists was
+// applied; any other such refusal leaves the outcome unknown, which is
+// what the caller is told — never a refusal of a write that took effect.
+// Validation refusals do not depend on the state and stand.
+func settleRetry(cmd consensus.Command, err error, sent bool) error {
+	if !sent {
+		return err
+	}
+	if cmd.Type() == consensus.TypeCreateService && errors.Is(err, consensus.ErrExists) {
+		return nil
+	}
+	// (A name taken is not among them: the FSM checks the ID and the
+	// version first, so an attempt of this write would have met those.)
+	for _, e := range []error{consensus.ErrExists, consensus.ErrNotFound, consensus.ErrVersionMismatch, consensus.ErrInUse} {
+		if errors.Is(err, e) {
+			return fmt.Errorf("%w: the retry was refused with: %v", ErrOutcomeUnknown, err)
+		}
+	}
+	return err
 }
 
 // retryable tells transport and leadership failures (retry) from answers
@@ -73,7 +140,7 @@ func retryable(err error) bool {
 	for _, e := range []error{consensus.ErrNotFound, consensus.ErrAmbiguous, consensus.ErrNameTaken,
 		consensus.ErrExists, consensus.ErrVersionMismatch, consensus.ErrInvalid, consensus.ErrExhausted,
 		consensus.ErrNotBootstrapped, consensus.ErrAlreadyBootstrapped, consensus.ErrMalformed,
-		consensus.ErrInUse} {
+		consensus.ErrInUse, ErrForbidden, ErrWorker} {
 		if errors.Is(err, e) {
 			return false
 		}
@@ -81,7 +148,8 @@ func retryable(err error) bool {
 	return true // connection refused, reset, leadership lost...
 }
 
-// applyLocal applies an encoded command on this node, which must lead.
+// applyLocal applies an encoded command of the leader's own (its reports
+// about itself) on this node, which must lead.
 func (a *Agent) applyLocal(ctx context.Context, enc []byte) (json.RawMessage, error) {
 	cl, err := a.clusterOrErr()
 	if err != nil {
@@ -97,7 +165,11 @@ func (a *Agent) applyLocal(ctx context.Context, enc []byte) (json.RawMessage, er
 	if err := checkServiceCommand(cl, cmd); err != nil {
 		return nil, err
 	}
-	res, err := cl.raft.Apply(ctx, cmd)
+	return applyResult(cl.raft.Apply(ctx, cmd))
+}
+
+// applyResult encodes what Raft.Apply returned for the RPC answer.
+func applyResult(res any, err error) (json.RawMessage, error) {
 	if err != nil {
 		return nil, err // the sentinel survives forwarding through errorCode
 	}
@@ -109,6 +181,115 @@ func (a *Agent) applyLocal(ctx context.Context, enc []byte) (json.RawMessage, er
 		return nil, err
 	}
 	return b, nil
+}
+
+// localWriteAllowed refuses admin actions on a worker's API socket before
+// anything is sent: the leader would refuse them too.
+func (a *Agent) localWriteAllowed(cl *cluster) error {
+	if n, err := cl.store.Node(a.id.NodeID); err == nil && n.Role == api.RoleWorker {
+		return fmt.Errorf("%w: its API answers reads but refuses changes; run the command on a manager node, or make this node a manager with `shoal node update --role manager %s` there",
+			ErrWorker, n.Hostname)
+	}
+	return nil
+}
+
+// callerOf describes a peer for authorize from the leader's replica.
+func callerOf(cl *cluster, kind callerKind, peerID string) (caller, *api.Node) {
+	c := caller{Kind: kind, NodeID: peerID}
+	n, err := cl.store.Node(peerID)
+	if err != nil {
+		return c, nil
+	}
+	c.Worker = n.Role == api.RoleWorker
+	return c, n
+}
+
+// applyNodeCommand is rpcApply on the leader: a raw command a peer proposes
+// about itself, authorized by its certificate's node ID.
+func (a *Agent) applyNodeCommand(ctx context.Context, peerID string, enc []byte) (json.RawMessage, error) {
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return nil, err
+	}
+	if !cl.raft.IsLeader() {
+		return nil, ErrNotLeader
+	}
+	cmd, err := consensus.DecodeCommand(enc)
+	if err != nil {
+		return nil, fmt.Errorf("decode forwarded command: %w", err)
+	}
+	c, self := callerOf(cl, callerNode, peerID)
+	if err := authorize(c, cmd, self); err != nil {
+		a.log.Warn("refused a command from a node", "node_id", shortID(peerID), "command", typeName(cmd), "err", err)
+		return nil, err
+	}
+	return applyResult(cl.raft.Apply(ctx, cmd))
+}
+
+// applyAdmin runs an admin action on the leader for a user on node
+// peerID's API socket (peerID is this node for its own socket): authorize,
+// re-validate, record who asked, propose.
+func (a *Agent) applyAdmin(ctx context.Context, peerID string, req adminWriteRequest) (json.RawMessage, error) {
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return nil, err
+	}
+	if !cl.raft.IsLeader() {
+		return nil, ErrNotLeader
+	}
+	var cmd consensus.Command
+	if req.Action == actionRotateToken {
+		// The secret is drawn and sealed on the leader (keys.go): it never
+		// travels or enters the log in the clear.
+		c, _ := callerOf(cl, callerAdmin, peerID)
+		if err := authorize(c, consensus.RotateToken{}, nil); err != nil {
+			a.log.Warn("refused an admin action", "node_id", shortID(peerID), "action", req.Action, "err", err)
+			return nil, err
+		}
+		_, err := a.rotateSecretAsLeader(ctx, cl)
+		return nil, err
+	} else {
+		if cmd, err = consensus.DecodeCommand(req.Command); err != nil {
+			return nil, fmt.Errorf("decode forwarded %s: %w", req.Action, err)
+		}
+		if got := adminAction(cmd); got != req.Action {
+			return nil, fmt.Errorf("%w: admin action %q carries a %s command", ErrForbidden, req.Action, typeName(cmd))
+		}
+	}
+	c, _ := callerOf(cl, callerAdmin, peerID)
+	if err := authorize(c, cmd, nil); err != nil {
+		a.log.Warn("refused an admin action", "node_id", shortID(peerID), "action", req.Action, "err", err)
+		return nil, err
+	}
+	subject := ""
+	switch x := cmd.(type) {
+	case consensus.CreateService:
+		if err := checkSpecOnLeader(x.Service.Spec, nil, cl.store.Nodes()); err != nil {
+			return nil, err
+		}
+		x.Service.UpdatedBy = peerID
+		cmd, subject = x, x.Service.Name
+	case consensus.UpdateService:
+		old, _ := cl.store.Service(x.Service.ID)
+		if err := checkSpecOnLeader(x.Service.Spec, old, cl.store.Nodes()); err != nil {
+			return nil, err
+		}
+		x.Service.UpdatedBy = peerID
+		cmd, subject = x, x.Service.Name
+	case consensus.DeleteService:
+		subject = x.ID
+	case consensus.UpdateNode:
+		subject = x.ID
+	case consensus.CreateNetwork:
+		subject = x.Network.Name
+	case consensus.DeleteNetwork:
+		subject = x.ID
+	}
+	res, err := applyResult(cl.raft.Apply(ctx, cmd))
+	if err == nil {
+		a.log.Info("admin action", "action", req.Action, "subject", subject, "by", shortID(peerID))
+	}
+	return res, err
 }
 
 // noQuorumError explains why a write could not be committed.

@@ -40,6 +40,8 @@ type Spec struct {
 	Remove bool `json:"remove,omitempty"`
 	// ExtraHosts are "host:ip" entries added to /etc/hosts.
 	ExtraHosts []string `json:"extra_hosts,omitempty"`
+	// Mounts are volumes, bind mounts and tmpfs (mounts.go).
+	Mounts []api.Mount `json:"mounts,omitempty"`
 }
 
 // Event reports a change of a container's state or health. Events are sent

@@ -53,6 +53,7 @@ type Runtime struct {
 	log  *slog.Logger
 	runc *runc.Runc
 	sup  *supClient
+	vols *volumeStore // named volumes (mounts.go)
 
 	ready   chan struct{} // closed once Run adopted existing containers
 	runCtx  context.Context
@@ -108,6 +109,11 @@ func New(cfg Config) (*Runtime, error) {
 		names:      map[string]string{},
 		subs:       map[chan Event]struct{}{},
 	}
+	vols, err := newVolumeStore(filepath.Join(cfg.Root, "volumes"))
+	if err != nil {
+		return nil, err
+	}
+	r.vols = vols
 	ents, err := os.ReadDir(filepath.Join(cfg.Root, "containers"))
 	if err != nil {
 		return nil, fmt.Errorf("read containers dir: %w", err)
@@ -288,7 +294,13 @@ func (r *Runtime) create(ctx context.Context, spec Spec, hold bool) (*container,
 	r.names[name] = id // reserve
 	r.mu.Unlock()
 
-	rec, err := r.prepare(ctx, id, name, spec)
+	// Volumes stay in use from here until the container is registered.
+	release, err := r.prepareMounts(spec.Mounts)
+	defer release()
+	var rec record
+	if err == nil {
+		rec, err = r.prepare(ctx, id, name, spec)
+	}
 	if err != nil {
 		r.mu.Lock()
 		delete(r.names, name)
@@ -391,6 +403,8 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (reco
 		HostnamePath:   p.hostname,
 		ResolvConfPath: p.resolv,
 		NoSeccomp:      r.cfg.NoSeccomp,
+		Mounts:         spec.Mounts,
+		VolumesDir:     r.vols.dir,
 	})
 	if err != nil {
 		return record{}, err

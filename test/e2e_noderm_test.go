@@ -9,8 +9,6 @@ package test
 import (
 	"context"
 	"fmt"
-	"os/exec"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -245,29 +243,6 @@ func TestNodeRmForceLiveNode(t *testing.T) {
 	rejoins(t, c, h4)
 }
 
-// blockGossip drops the gossip port (7946, tcp and udp) in and out of h's
-// namespace, or lifts the block; the cluster port stays open.
-func blockGossip(t *testing.T, h *harness.Host, on bool) {
-	t.Helper()
-	_ = exec.Command("ip", "netns", "exec", h.NS, "nft", "delete", "table", "inet", "noderm_gossip").Run()
-	if !on {
-		return
-	}
-	rules := `table inet noderm_gossip {
-	chain input { type filter hook input priority -300; policy accept; meta l4proto { tcp, udp } th dport 7946 drop; meta l4proto { tcp, udp } th sport 7946 drop; }
-	chain output { type filter hook output priority -300; policy accept; meta l4proto { tcp, udp } th dport 7946 drop; meta l4proto { tcp, udp } th sport 7946 drop; }
-}
-`
-	cmd := exec.Command("ip", "netns", "exec", h.NS, "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(rules)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("block gossip on %s: %v: %s", h.Name, err, out)
-	}
-	t.Cleanup(func() {
-		_ = exec.Command("ip", "netns", "exec", h.NS, "nft", "delete", "table", "inet", "noderm_gossip").Run()
-	})
-}
-
 // TestNodeRmLeaveWithoutQuorum: a removed node that no gossip hint reaches
 // leaves without a quorum: `shoal leave` asks whether it was removed and
 // resets locally. A node that was not removed still leaves the usual way.
@@ -277,7 +252,7 @@ func TestNodeRmLeaveWithoutQuorum(t *testing.T) {
 	c.Form(t)
 	h1, h3 := c.Host(1), c.Host(3)
 	id3 := h3.NodeID(t)
-	blockGossip(t, h3, true)
+	unblock := blockGossip(t, h3, h1, c.Host(2))
 	harness.Eventually(t, downTimeout, nodeStatusSeen(id3, api.NodeDown, h1, c.Host(2)), "h3 down for gossip")
 	h1.MustCLI(t, "node", "rm", id3)
 	if _, stderr, err := h3.CLI("leave"); err != nil {
@@ -288,7 +263,7 @@ func TestNodeRmLeaveWithoutQuorum(t *testing.T) {
 		t.Fatalf("h3 after leave: %+v, %v; want in no cluster", st, err)
 	}
 
-	blockGossip(t, h3, false)
+	unblock()
 	if err := h3.Join(h1.Token(t), h1); err != nil {
 		t.Fatalf("join after removal: %v", err)
 	}

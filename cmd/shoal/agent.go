@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -24,6 +25,7 @@ type agentFlags struct {
 	ForceNewCluster bool
 	LogLevel        string // debug, info, warn or error (validated)
 	Hostname        string
+	CertLifetime    time.Duration
 	MetricsAddr     string // IP:PORT of /metrics; empty = off
 }
 
@@ -43,6 +45,8 @@ func agentCommand(s *shell) *cli.Command {
 			&cli.BoolFlag{Name: "force-new-cluster", Usage: "restart as a single-voter cluster from the local state"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "hostname", Value: hostname, Usage: "node name shown in the cluster"},
+			&cli.DurationFlag{Name: "cert-lifetime", Value: node.DefaultConfig().CertLifetime,
+				Usage: "lifetime of the node certificates this node signs as leader (they renew at 1/2 to 2/3 of it)"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at http://IP:PORT/metrics (e.g. 127.0.0.1:9323; default off)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -73,6 +77,7 @@ func agentFlagsOf(c *cli.Context) (agentFlags, error) {
 		ClusterPort:     c.Int("cluster-port"),
 		ForceNewCluster: c.Bool("force-new-cluster"),
 		Hostname:        c.String("hostname"),
+		CertLifetime:    c.Duration("cert-lifetime"),
 		MetricsAddr:     c.String("metrics-addr"),
 	}
 	f.LogLevel = strings.ToLower(c.String("log-level"))
@@ -87,6 +92,9 @@ func agentFlagsOf(c *cli.Context) (agentFlags, error) {
 		if p.v < 0 || p.v > 65535 {
 			return f, usageErrorf("invalid --%s %d", p.name, p.v)
 		}
+	}
+	if f.CertLifetime < time.Minute {
+		return f, usageErrorf("invalid --cert-lifetime %s: at least 1m (certificates renew at half of it)", f.CertLifetime)
 	}
 	if f.DataDir == "" || f.Socket == "" {
 		return f, usageErrorf("--data-dir and --socket must not be empty")
@@ -109,6 +117,9 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	cfg.ClusterPort = f.ClusterPort
 	cfg.ForceNewCluster = f.ForceNewCluster
 	cfg.LogLevel = f.LogLevel
+	if f.CertLifetime != 0 {
+		cfg.CertLifetime = f.CertLifetime
+	}
 	cfg.MetricsAddr = f.MetricsAddr
 	if f.Hostname != "" {
 		cfg.Hostname = f.Hostname

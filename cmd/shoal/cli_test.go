@@ -40,6 +40,7 @@ type fakeAgent struct {
 	logs      []api.LogLine
 	exitCode  int
 	removed   string
+	networks  []api.Network
 }
 
 func newFakeAgent(t *testing.T) *fakeAgent {
@@ -58,6 +59,29 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 		f.reply(w, api.InitResponse{Token: "SHOAL-1-abc-def"})
 	})
 	mux.HandleFunc("GET /v1/nodes", func(w http.ResponseWriter, r *http.Request) { f.reply(w, f.nodes) })
+	mux.HandleFunc("GET /v1/networks/{id}", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, n := range f.networks {
+			if n.Name == r.PathValue("id") {
+				f.reply(w, n)
+				return
+			}
+		}
+		f.fail(w, http.StatusNotFound, "no such network: "+r.PathValue("id"))
+	})
+	mux.HandleFunc("POST /v1/networks", func(w http.ResponseWriter, r *http.Request) {
+		var n api.Network
+		if err := json.NewDecoder(r.Body).Decode(&n); err != nil {
+			f.fail(w, 400, err.Error())
+			return
+		}
+		f.mu.Lock()
+		n.ID = fmt.Sprintf("net%d", len(f.networks)+1)
+		f.networks = append(f.networks, n)
+		f.mu.Unlock()
+		f.reply(w, n)
+	})
 	mux.HandleFunc("GET /v1/nodes/{id}", func(w http.ResponseWriter, r *http.Request) {
 		for _, n := range f.nodes {
 			if n.ID == r.PathValue("id") || n.Hostname == r.PathValue("id") {
@@ -374,6 +398,12 @@ func TestCLIServiceCreateSpec(t *testing.T) {
 			s.Command = []string{"--name", "x"}
 			return &s
 		}(), 0},
+		{"calm", []string{"--disconnect-grace", "30s", "--at-most-once", "--no-rebalance", "-d", "busybox"}, func() *api.ServiceSpec {
+			s := minimal
+			s.DisconnectGrace, s.AtMostOnce, s.NoRebalance = 30*time.Second, true, true
+			return &s
+		}(), 0},
+		{"negative disconnect grace", []string{"--disconnect-grace", "-1s", "busybox"}, nil, 2},
 		{"global with replicas", []string{"--mode", "global", "--replicas", "2", "busybox"}, nil, 2},
 		{"bad mode", []string{"--mode", "sometimes", "busybox"}, nil, 2},
 		{"bad constraint", []string{"--constraint", "node.hostname=h1", "busybox"}, nil, 2},
@@ -562,15 +592,18 @@ func TestCLIAgentFlags(t *testing.T) {
 	s := &shell{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, stdin: strings.NewReader(""), poll: time.Millisecond, now: time.Now,
 		startAgent: func(_ context.Context, f agentFlags) error { got = f; return nil }}
 	code := s.run(context.Background(), strings.Fields("shoal agent --data-dir /tmp/d --advertise-addr 10.0.0.5 --listen-addr 0.0.0.0 "+
-		"--socket unix:///tmp/d/s.sock --gossip-port 8946 --cluster-port 3377 --force-new-cluster --log-level DEBUG --hostname n5"))
+		"--socket unix:///tmp/d/s.sock --gossip-port 8946 --cluster-port 3377 --force-new-cluster --log-level DEBUG --hostname n5 --cert-lifetime 5m"))
 	want := agentFlags{DataDir: "/tmp/d", AdvertiseAddr: "10.0.0.5", ListenAddr: "0.0.0.0", Socket: "/tmp/d/s.sock",
-		GossipPort: 8946, ClusterPort: 3377, ForceNewCluster: true, LogLevel: "debug", Hostname: "n5"}
+		GossipPort: 8946, ClusterPort: 3377, ForceNewCluster: true, LogLevel: "debug", Hostname: "n5", CertLifetime: 5 * time.Minute}
 	if code != 0 || got != want {
 		t.Fatalf("exit %d, flags %+v, want %+v", code, got, want)
 	}
 	code = s.run(context.Background(), strings.Fields("shoal agent"))
 	if code != 0 || got.DataDir != "/var/lib/shoal" || got.Socket != "/run/shoal/shoal.sock" || got.GossipPort != 7946 || got.ClusterPort != 2377 || got.LogLevel != "info" || got.Hostname == "" {
 		t.Fatalf("defaults: exit %d, %+v", code, got)
+	}
+	if code := s.run(context.Background(), strings.Fields("shoal agent --cert-lifetime 10s")); code != 2 {
+		t.Fatalf("--cert-lifetime 10s: exit %d, want 2", code)
 	}
 	if code := s.run(context.Background(), strings.Fields("shoal agent --log-level loud")); code != 2 {
 		t.Fatalf("bad log level: exit %d", code)

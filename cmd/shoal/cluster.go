@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -14,20 +16,42 @@ func (s *shell) initCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "init",
 		Usage: "bootstrap a new cluster on this node and print the join command",
-		Flags: []cli.Flag{&cli.StringFlag{Name: "format", Usage: "json"}},
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "format", Usage: "json"},
+			&cli.StringFlag{Name: "from-snapshot", Usage: "start the cluster with the services of a `FILE` written by `shoal snapshot save` (a new cluster identity: nodes join with the new token)"},
+		},
 		Action: func(c *cli.Context) error {
 			cl, err := s.connect(c, 0, 0)
 			if err != nil {
 				return err
 			}
-			r, err := cl.Init(c.Context)
-			if err != nil {
+			var r *api.InitResponse
+			var restored *api.SnapshotRestoreResponse
+			if path := c.String("from-snapshot"); path != "" {
+				f, err := os.Open(path)
+				if err != nil {
+					return fmt.Errorf("init: %w", err)
+				}
+				defer f.Close()
+				rr, err := cl.InitFromSnapshot(c.Context, f)
+				if err != nil {
+					return fmt.Errorf("init: %w", err)
+				}
+				if c.String("format") == "json" {
+					return writeJSON(s.stdout, rr)
+				}
+				r, restored = &rr.InitResponse, &rr.Restore
+			} else if r, err = cl.Init(c.Context); err != nil {
 				return fmt.Errorf("init: %w", err)
 			}
 			if c.String("format") == "json" {
 				return writeJSON(s.stdout, r)
 			}
 			fmt.Fprintf(s.stdout, "Cluster %s initialized: current node (%s) is now a voter.\n\n", r.ClusterID, r.NodeID)
+			if restored != nil {
+				fmt.Fprintf(s.stdout, "Its services come from the snapshot of cluster %s: %s. Their tasks start on the nodes that join; load their images where the old cluster had them.\n\n",
+					restored.FileClusterID, strings.Join(restored.Services, ", "))
+			}
 			join := r.JoinCommand
 			if join == "" {
 				join = "shoal join --token " + r.Token + " THIS-NODE-IP:2377"
@@ -92,6 +116,47 @@ func (s *shell) tokenCommand() *cli.Command {
 			fmt.Fprintln(s.stdout, r.Token)
 			return nil
 		},
+	}
+}
+
+// caCommand defines `shoal ca rotate`: a new cluster CA, every node's
+// certificate re-issued without downtime; prints the new join token.
+func (s *shell) caCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "ca",
+		Usage: "manage the cluster certificate authority",
+		Subcommands: []*cli.Command{{
+			Name:  "rotate",
+			Usage: "replace the cluster CA and re-issue every node's certificate (the join token changes)",
+			Flags: []cli.Flag{
+				&cli.DurationFlag{Name: "wait", Value: time.Minute, Usage: "how long to wait for every node to get a new certificate"},
+				&cli.StringFlag{Name: "format", Usage: "json"},
+			},
+			Action: func(c *cli.Context) error {
+				if err := needArgs(c, 0, 0); err != nil {
+					return err
+				}
+				cl, err := s.connect(c, 0, 0)
+				if err != nil {
+					return err
+				}
+				r, err := cl.RotateCA(c.Context, c.Duration("wait"))
+				if err != nil {
+					return fmt.Errorf("ca rotate: %w", err)
+				}
+				if c.String("format") == "json" {
+					return writeJSON(s.stdout, r)
+				}
+				if r.Complete {
+					fmt.Fprintf(s.stdout, "CA rotated: every node has a certificate from the new CA (%s).\n", r.CAFingerprint)
+				} else {
+					fmt.Fprintf(s.stdout, "CA rotation under way (new CA %s): still waiting for %s; the old CA stays trusted until they renew.\n",
+						r.CAFingerprint, strings.Join(r.Pending, ", "))
+				}
+				fmt.Fprintf(s.stdout, "The join token changed:\n\n    %s\n\n", r.JoinCommand)
+				return nil
+			},
+		}},
 	}
 }
 

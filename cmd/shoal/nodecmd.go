@@ -55,10 +55,11 @@ func (s *shell) nodeCommand() *cli.Command {
 			},
 			{
 				Name:      "update",
-				Usage:     "change a node's availability or labels",
+				Usage:     "change a node's availability, role or labels",
 				ArgsUsage: "NODE",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "availability", Usage: "active, pause or drain"},
+					&cli.StringFlag{Name: "role", Usage: "manager (may vote and change the cluster) or worker (runs tasks, never votes, its API is read-only)"},
 					&cli.StringSliceFlag{Name: "label-add", Usage: "add or update a label (k=v)"},
 					&cli.StringSliceFlag{Name: "label-rm", Usage: "remove a label"},
 				},
@@ -95,13 +96,19 @@ func (s *shell) nodeUpdate(c *cli.Context) error {
 	default:
 		return usageErrorf("invalid --availability %q: want active, pause or drain", u.Availability)
 	}
+	u.Role = c.String("role")
+	switch u.Role {
+	case "", api.RoleManager, api.RoleWorker:
+	default:
+		return usageErrorf("invalid --role %q: want manager or worker", u.Role)
+	}
 	var err error
 	if u.LabelAdd, err = setLabels(nil, c.StringSlice("label-add")); err != nil {
 		return specError("label-add", err)
 	}
 	u.LabelRm = c.StringSlice("label-rm")
-	if u.Availability == "" && u.LabelAdd == nil && len(u.LabelRm) == 0 {
-		return usageErrorf("nothing to update: give --availability, --label-add or --label-rm")
+	if u.Availability == "" && u.Role == "" && u.LabelAdd == nil && len(u.LabelRm) == 0 {
+		return usageErrorf("nothing to update: give --availability, --role, --label-add or --label-rm")
 	}
 	cl, err := s.client(c)
 	if err != nil {

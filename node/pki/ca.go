@@ -21,7 +21,10 @@ const (
 	CAValidity = 10 * 365 * 24 * time.Hour
 	// DefaultNodeCertValidity is the lifetime of a node certificate when
 	// SignCSR is given a zero validity, and the one IssueNodeCert uses.
-	DefaultNodeCertValidity = 365 * 24 * time.Hour
+	// Certificates renew themselves at 1/2 to 2/3 of it (RenewalTime).
+	DefaultNodeCertValidity = 30 * 24 * time.Hour
+	// MinNodeCertValidity is the shortest lifetime SignCSR accepts.
+	MinNodeCertValidity = time.Minute
 	// ClockSkew is how far before "now" certificates become valid, so that
 	// a node whose clock lags a little accepts a fresh certificate.
 	ClockSkew = 5 * time.Minute
@@ -80,7 +83,10 @@ func NewCA(clusterID string, now time.Time) (*CA, error) {
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
-		MaxPathLenZero:        true,
+		// One intermediate below the root: the next CA, cross-signed by
+		// this one during a rotation (CrossSign). A path length of zero
+		// would make cross-signed chains invalid.
+		MaxPathLen: 1,
 		// SubjectKeyId is filled in by x509.CreateCertificate for CAs.
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
@@ -123,7 +129,8 @@ func LoadCA(certPEM, keyPEM []byte) (*CA, error) {
 func (ca *CA) CertPEM() []byte { return bytes.Clone(ca.certPEM) }
 
 // KeyPEM returns the CA private key in PEM (PKCS#8). It is secret: it goes
-// into Raft and nowhere else. The caller may keep it; it is a copy.
+// into Raft only sealed (Seal) and is never written to disk in the clear.
+// The caller may keep it; it is a copy.
 func (ca *CA) KeyPEM() []byte { return bytes.Clone(ca.keyPEM) }
 
 // Cert returns the parsed CA certificate. The caller must not modify it.
@@ -270,4 +277,40 @@ func randomSerial() (*big.Int, error) {
 			return n, nil
 		}
 	}
+}
+
+// CrossSign returns next's certificate re-issued by this CA: same subject,
+// same public key and key ID, signed by this CA's key (PEM). During a CA
+// rotation, nodes present it between their new certificate and the new CA,
+// so that nodes still trusting only this CA accept the new certificates.
+// It fails with ErrNotCA when this CA's path length forbids an
+// intermediate (CAs made before cross-signing existed).
+func (ca *CA) CrossSign(next *x509.Certificate, now time.Time) ([]byte, error) {
+	if ca.cert.MaxPathLen == 0 && ca.cert.MaxPathLenZero {
+		return nil, fmt.Errorf("cross-sign %q: %w: path length 0 allows no intermediate", next.Subject.CommonName, ErrNotCA)
+	}
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, fmt.Errorf("cross-sign %q: %w", next.Subject.CommonName, err)
+	}
+	notAfter := next.NotAfter
+	if notAfter.After(ca.cert.NotAfter) {
+		notAfter = ca.cert.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               next.Subject,
+		NotBefore:             now.Add(-ClockSkew),
+		NotAfter:              notAfter,
+		KeyUsage:              next.KeyUsage,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+		SubjectKeyId:          next.SubjectKeyId,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, next.PublicKey, ca.key)
+	if err != nil {
+		return nil, fmt.Errorf("cross-sign %q: %w", next.Subject.CommonName, err)
+	}
+	return encodeCert(der), nil
 }

@@ -85,6 +85,11 @@ func (ca *CA) SignCSR(csrPEM []byte, nodeID string, ips []net.IP, now time.Time,
 // the node that runs `shoal init` (it is its own CA, so there is no CSR to
 // send). It uses DefaultNodeCertValidity.
 func (ca *CA) IssueNodeCert(nodeID string, ips []net.IP, now time.Time) (certPEM, keyPEM []byte, serial string, err error) {
+	return ca.IssueNodeCertFor(nodeID, ips, now, DefaultNodeCertValidity)
+}
+
+// IssueNodeCertFor is IssueNodeCert with a lifetime (see SignCSR).
+func (ca *CA) IssueNodeCertFor(nodeID string, ips []net.IP, now time.Time, validity time.Duration) (certPEM, keyPEM []byte, serial string, err error) {
 	key, err := NewKey()
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("issue certificate for node %s: %w", nodeID, err)
@@ -93,7 +98,7 @@ func (ca *CA) IssueNodeCert(nodeID string, ips []net.IP, now time.Time) (certPEM
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("issue certificate for node %s: %w", nodeID, err)
 	}
-	certPEM, serial, err = ca.SignCSR(csr, nodeID, ips, now, DefaultNodeCertValidity)
+	certPEM, serial, err = ca.SignCSR(csr, nodeID, ips, now, validity)
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("issue certificate for node %s: %w", nodeID, err)
 	}
@@ -108,7 +113,13 @@ func (ca *CA) issue(pub *ecdsa.PublicKey, nodeID string, ips []net.IP, now time.
 	if validity <= 0 {
 		validity = DefaultNodeCertValidity
 	}
+	if validity < MinNodeCertValidity {
+		validity = MinNodeCertValidity
+	}
 	notAfter := now.Add(validity)
+	// Back-date by the clock skew allowance, but by no more than a tenth
+	// of a short lifetime: renewal is scheduled from NotBefore.
+	skew := min(ClockSkew, validity/10)
 	if notAfter.After(ca.cert.NotAfter) {
 		notAfter = ca.cert.NotAfter
 	}
@@ -123,7 +134,7 @@ func (ca *CA) issue(pub *ecdsa.PublicKey, nodeID string, ips []net.IP, now time.
 			Organization:       []string{Organization},
 			OrganizationalUnit: []string{NodeOU},
 		},
-		NotBefore:             now.Add(-ClockSkew),
+		NotBefore:             now.Add(-skew),
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
@@ -230,7 +241,8 @@ func LoadKeyPair(dir string) (certPEM, keyPEM []byte, err error) {
 	return certPEM, keyPEM, nil
 }
 
-// WriteCACert stores the cluster CA certificate (not its key) as CAFile in dir.
+// WriteCACert stores the cluster CA certificate (not its key) as CAFile in
+// dir; during a CA rotation it is a bundle, the current CA first.
 func WriteCACert(dir string, caPEM []byte) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("write CA certificate: %w", err)
@@ -250,8 +262,9 @@ func LoadCACert(dir string) ([]byte, error) {
 	return b, nil
 }
 
-// LoadNodeTLS reads dir (WriteKeyPair and WriteCACert) and returns what
-// ServerTLS and ClientTLS need: the node's chain and the CA pool.
+// LoadNodeTLS reads dir (WriteKeyPair, WriteCACert or WriteTrust) and
+// returns what ServerTLS and ClientTLS need: the node's chain and the CA
+// pool (see NodeTLS).
 func LoadNodeTLS(dir string) (tls.Certificate, *x509.CertPool, error) {
 	certPEM, keyPEM, err := LoadKeyPair(dir)
 	if err != nil {
@@ -261,15 +274,11 @@ func LoadNodeTLS(dir string) (tls.Certificate, *x509.CertPool, error) {
 	if err != nil {
 		return tls.Certificate{}, nil, err
 	}
-	cert, err := TLSCertificate(certPEM, keyPEM, caPEM)
+	crossPEM, err := LoadCross(dir)
 	if err != nil {
 		return tls.Certificate{}, nil, err
 	}
-	pool, err := CertPool(caPEM)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	return cert, pool, nil
+	return NodeTLS(certPEM, keyPEM, caPEM, crossPEM)
 }
 
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {

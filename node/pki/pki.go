@@ -20,6 +20,14 @@
 //     false.
 //   - Revocation is a set of certificate serials kept in Raft; [ServerTLS]
 //     consults it on every handshake.
+//   - The CA key and the join secret are replicated sealed ([Seal]) with a
+//     key-encryption key only voters hold; non-voters see ciphertext.
+//   - Node certificates are short-lived (30 days by default) and renew
+//     themselves between 1/2 and 2/3 of their lifetime ([RenewalTime]); a
+//     [Source] swaps them into live TLS configurations without a restart.
+//   - A CA rotation cross-signs the new CA with the old one ([CA.CrossSign]):
+//     nodes that still trust only the old CA verify new certificates through
+//     the cross-signed intermediate, so no node is ever locked out mid-way.
 //
 // Serials are lower-case hexadecimal without leading zeros ([Serial]).
 // Fingerprints are lower-case base32 (RFC 4648 standard alphabet) without
@@ -54,4 +62,11 @@ var (
 	ErrNotCA = errors.New("certificate is not a CA")
 	// ErrNoPeerCertificate means the server sent no certificate during a join.
 	ErrNoPeerCertificate = errors.New("peer sent no certificate")
+	// ErrUnseal means a sealed blob could not be opened: wrong
+	// key-encryption key, wrong purpose, or corrupted data.
+	ErrUnseal = errors.New("cannot open sealed data")
+	// ErrNotRejoin means a node asked for an existing node ID without
+	// proving it holds that node's key (a certificate of this cluster for
+	// the ID and a CSR signed by the same key).
+	ErrNotRejoin = errors.New("no proof of the node ID's key")
 )

@@ -19,26 +19,7 @@ import (
 // it is called on every handshake from many goroutines, so it must be safe
 // for concurrent use and fast (a lookup in an in-memory set).
 func ServerTLS(cert tls.Certificate, caPool *x509.CertPool, isRevoked func(serial string) bool) *tls.Config {
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
-		ClientCAs:    caPool,
-		ClientAuth:   tls.VerifyClientCertIfGiven,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return nil // joining node; the RPC layer gates it
-			}
-			if len(cs.VerifiedChains) == 0 {
-				// Unreachable with VerifyClientCertIfGiven; be explicit anyway.
-				return fmt.Errorf("client certificate %s not verified", cs.PeerCertificates[0].Subject.CommonName)
-			}
-			leaf := cs.PeerCertificates[0]
-			if isRevoked != nil && isRevoked(Serial(leaf)) {
-				return fmt.Errorf("client node %s serial %s: %w", leaf.Subject.CommonName, Serial(leaf), ErrRevoked)
-			}
-			return nil
-		},
-	}
+	return NewSource(cert, caPool).ServerTLS(isRevoked)
 }
 
 // ClientTLS returns the configuration a node uses to dial another node's
@@ -46,17 +27,7 @@ func ServerTLS(cert tls.Certificate, caPool *x509.CertPool, isRevoked func(seria
 // "shoal" (node certificates carry it; nodes are dialled by IP), and cert
 // always presented as the client certificate.
 func ClientTLS(cert tls.Certificate, caPool *x509.CertPool) *tls.Config {
-	return &tls.Config{
-		MinVersion: tls.VersionTLS13,
-		RootCAs:    caPool,
-		ServerName: ServerName,
-		// Always send our certificate, even when the server's list of
-		// acceptable CAs does not name our issuer, so that a node of another
-		// cluster is refused loudly instead of being treated as a joiner.
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			return &cert, nil
-		},
-	}
+	return NewSource(cert, caPool).ClientTLS()
 }
 
 // JoinTLS returns the configuration a joining node uses to dial the cluster
@@ -121,6 +92,25 @@ func PeerNodeID(state tls.ConnectionState) (string, bool) {
 		return "", false
 	}
 	leaf := state.VerifiedChains[0][0]
+	if leaf.Subject.CommonName == "" || !slices.Contains(leaf.Subject.OrganizationalUnit, NodeOU) {
+		return "", false
+	}
+	return leaf.Subject.CommonName, true
+}
+
+// ServerNodeID is PeerNodeID for the dialling side of a connection made
+// with ClientTLS (or a Source's ClientTLS): those configurations verify the
+// server's chain themselves in VerifyConnection, against the trusted CAs of
+// the moment, so crypto/tls leaves VerifiedChains empty; a completed
+// handshake means the leaf was verified.
+func ServerNodeID(state tls.ConnectionState) (string, bool) {
+	if id, ok := PeerNodeID(state); ok {
+		return id, true
+	}
+	if !state.HandshakeComplete || len(state.PeerCertificates) == 0 {
+		return "", false
+	}
+	leaf := state.PeerCertificates[0]
 	if leaf.Subject.CommonName == "" || !slices.Contains(leaf.Subject.OrganizationalUnit, NodeOU) {
 		return "", false
 	}
