@@ -71,6 +71,7 @@ func (a *Agent) routes() http.Handler {
 	a.execRoutes(mux)
 	a.networkRoutes(h)
 	a.snapshotRoutes(h)
+	h("GET /v1/events", a.handleEvents)
 	return mux
 }
 
