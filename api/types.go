@@ -501,6 +501,29 @@ type LogLine struct {
 	Node string `json:"node,omitempty"`
 }
 
+// Event types.
+const (
+	EventNode      = "node"
+	EventService   = "service"
+	EventTask      = "task"
+	EventContainer = "container"
+)
+
+// Event is one thing that changed in the cluster (node, service, task,
+// derived from Raft-committed state) or on the answering node (container,
+// from its runtime). `shoal events --format json` prints one per line.
+type Event struct {
+	Time   time.Time `json:"time"`
+	Type   string    `json:"type"`   // node, service, task or container
+	Action string    `json:"action"` // e.g. created, scaled, running, die
+	ID     string    `json:"id"`
+	Name   string    `json:"name"`
+	// NodeID is the node the event is about (node events), runs on (task
+	// events) or happened on (container events).
+	NodeID     string            `json:"node_id"`
+	Attributes map[string]string `json:"attributes"`
+}
+
 // Mount types.
 const (
 	// MountVolume mounts a named volume of the node that runs the container

@@ -64,6 +64,8 @@ type Agent struct {
 	cl *cluster // nil while the node is in no cluster
 
 	removedCh chan removalNotice // a cluster removed this node (removal.go)
+
+	obs observer // event history and metrics (events.go, metrics.go)
 }
 
 // Run starts an agent and blocks until ctx ends. On return every goroutine
@@ -99,6 +101,13 @@ func (a *Agent) run(ctx context.Context) error {
 	if err := a.startRuntime(ctx); err != nil {
 		return err
 	}
+	if a.cfg.MetricsAddr != "" {
+		_, stopMetrics, err := a.serveMetrics()
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -127,6 +136,9 @@ func (a *Agent) run(ctx context.Context) error {
 	defer rmWG.Wait()
 	rmWG.Add(1)
 	go func() { defer rmWG.Done(); a.resetOnRemoval(ctx) }()
+
+	wg.Add(1)
+	go func() { defer wg.Done(); a.eventsLoop(rtCtx) }()
 
 	ln, err := listenUnix(a.cfg.Socket)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/lb"
@@ -78,6 +79,7 @@ func (a *Agent) startTraffic(ctx context.Context, cl *cluster, bridgeIP net.IP) 
 // had — and reported once per change; it is not retried, since only a
 // change of the state can resolve it. Any other failure is retried.
 func (st *serviceTraffic) sync(a *Agent, cl *cluster) {
+	defer observeSince(a.obs.m().lbSyncDuration, time.Now())
 	// Everything up to idx is in the state read below: once it is
 	// programmed, the load balancer has synced through idx.
 	idx := cl.store.Index()

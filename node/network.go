@@ -212,6 +212,7 @@ func (a *Agent) networkLoop(ctx context.Context, cl *cluster) {
 			// Peers change rarely; the overlay repairs drift by itself.
 			if peers := a.overlayPeers(cl); !reflect.DeepEqual(peers, lastPeers) {
 				if err := ov.SetPeers(peers); err != nil {
+					a.obs.m().overlaySyncErrors.Inc()
 					a.log.Warn("overlay peers", "err", err)
 				} else {
 					lastPeers = peers

@@ -5,20 +5,27 @@ package runtime
 // The process runs under `runc exec --detach`: runc starts it in the
 // container's namespaces, cgroup and security settings (taken from the
 // bundle's config.json, with the caller's command, environment, user and
-// working directory) and exits. The agent is a child subreaper, so the
-// process is then the agent's child: its exit status comes from a wait4 on
-// its pid once its pidfd says it ended (never a wait for any child, as for
-// containers), and signals go to it through the pidfd.
+// working directory) and exits. Only a process's parent, or the subreaper
+// it is handed to when runc exits, learns its exit status, and the agent is
+// not a subreaper (it would adopt the node supervisor, which must outlive
+// it). So the node supervisor (supervisor.go), already the subreaper of
+// every container's init, runs runc for an exec too: the agent sends it an
+// "exec" request with the process's stdin, stdout and stderr as SCM_RIGHTS,
+// the supervisor answers the pid once runc exited, and on the same
+// connection forwards the agent's signals to the process and reports its
+// exit code when it reaps it. The supervisor holds none of the process's
+// stdio after runc started: the agent reads it directly.
 //
 // With a TTY, runc allocates the pty inside the container and hands the
-// master to the agent over a console socket (SCM_RIGHTS); the caller relays
-// it and resizes it. Without, the process gets pipes the agent made: its
-// stdin (or /dev/null), stdout and stderr. runc detaches, so it needs no
-// copying goroutine of its own; its error messages land on the stderr pipe,
-// which the agent reads back when runc fails before the process started.
+// master to the agent over a console socket the agent listens on
+// (SCM_RIGHTS); the caller relays it and resizes it. Without, the process
+// gets pipes the agent made: its stdin (or /dev/null), stdout and stderr.
+// runc's own error messages land on the stderr it was given (the process's
+// stderr pipe, or with a TTY a pipe of their own), which the agent reads
+// back when runc fails before the process started.
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,11 +33,9 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -71,10 +76,13 @@ type ExecProcess struct {
 	Stdin          *os.File
 	Stdout, Stderr *os.File
 
-	pidfd *os.File
-	done  chan struct{}
-	code  int
-	once  sync.Once
+	// conn is the supervisor's connection for this process: "signal"
+	// lines go out on it, its exit comes back on it.
+	conn *net.UnixConn
+	wmu  sync.Mutex // one signal line at a time
+	done chan struct{}
+	code int
+	once sync.Once
 }
 
 // Done is closed once the process has ended and ExitCode is known.
@@ -87,27 +95,29 @@ func (p *ExecProcess) ExitCode() int {
 	return p.code
 }
 
-// Signal sends sig to the process; a process that ended is not an error.
+// Signal sends sig to the process (through the supervisor, which sends it
+// only while the process is unreaped, so never to a reused pid); a process
+// that ended is not an error.
 func (p *ExecProcess) Signal(sig syscall.Signal) error {
 	select {
 	case <-p.done:
 		return nil
 	default:
 	}
-	rc, err := p.pidfd.SyscallConn()
-	if err != nil {
-		return err
+	if sig <= 0 || sig > 64 {
+		return fmt.Errorf("signal %d: out of range", sig)
 	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = unix.PidfdSendSignal(int(fd), sig, nil, 0)
-	}); err != nil {
-		return err
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	if err := writeLine(p.conn, supRequest{Op: "signal", Signal: int(sig)}); err != nil {
+		select {
+		case <-p.done: // it ended meanwhile; the connection is closed
+			return nil
+		default:
+		}
+		return fmt.Errorf("signal exec'd process %d: %w", p.Pid, err)
 	}
-	if errors.Is(serr, unix.ESRCH) {
-		return nil
-	}
-	return serr
+	return nil
 }
 
 // Resize sets the terminal size of a Tty process.
@@ -177,10 +187,6 @@ func (r *Runtime) Exec(ctx context.Context, idOrName string, opts ExecOptions) (
 	r.mu.Unlock()
 	if state != api.ContainerRunning {
 		return nil, fmt.Errorf("exec in %s: %w", ShortID(id), ErrNotRunning)
-	}
-	if on, err := unix.PrctlRetInt(unix.PR_GET_CHILD_SUBREAPER, 0, 0, 0, 0); err == nil && on == 0 {
-		// The exit status would go to whoever adopts the process.
-		return nil, fmt.Errorf("exec needs the agent to be a child subreaper")
 	}
 	p := r.pathsOf(id)
 	proc, err := r.execProcessSpec(p, opts)
@@ -253,8 +259,7 @@ func (r *Runtime) startExec(ctx context.Context, id string, p paths, proc specs.
 	if err := os.WriteFile(procFile, b, 0o600); err != nil {
 		return nil, fmt.Errorf("write exec process: %w", err)
 	}
-	args := []string{"--root", r.cfg.RuncRoot, "exec", "--detach", "--process", procFile, "--pid-file", pidFile}
-	cmd := exec.CommandContext(ctx, r.cfg.RuncBinary)
+	req := supRequest{ID: id, Runc: r.cfg.RuncBinary, RuncRoot: r.cfg.RuncRoot, Process: procFile, PidFile: pidFile}
 	out := &ExecProcess{done: make(chan struct{})}
 	defer func() {
 		if err != nil {
@@ -262,79 +267,75 @@ func (r *Runtime) startExec(ctx context.Context, id string, p paths, proc specs.
 		}
 	}()
 	var (
-		mine      []*os.File // the process's ends, closed once runc exited
-		runcErr   bytes.Buffer
+		stdio     [3]*os.File // runc's and the process's; ours closed once sent
+		runcErr   *os.File    // where runc's error message can be read
 		consoleCh chan consoleResult
 	)
 	defer func() {
-		for _, f := range mine {
-			f.Close()
+		for _, f := range stdio {
+			if f != nil {
+				f.Close()
+			}
 		}
 	}()
+	pipe := func() (*os.File, *os.File) {
+		if err != nil {
+			return nil, nil
+		}
+		var pr, pw *os.File
+		pr, pw, err = os.Pipe()
+		return pr, pw
+	}
 	if opts.Tty {
 		sock := filepath.Join(tmp, "console.sock")
-		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
-		if err != nil {
-			return nil, fmt.Errorf("console socket: %w", err)
+		ln, lerr := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+		if lerr != nil {
+			return nil, fmt.Errorf("console socket: %w", lerr)
 		}
 		defer ln.Close()
 		consoleCh = make(chan consoleResult, 1)
 		go func() { consoleCh <- receiveConsole(ln) }()
-		args = append(args, "--tty", "--console-socket", sock)
-		cmd.Stdout, cmd.Stderr = &runcErr, &runcErr
+		req.ConsoleSocket = sock
+		// runc's stdout and stderr are one pipe (closing it twice is
+		// harmless: os.File knows).
+		var ew *os.File
+		runcErr, ew = pipe()
+		if runcErr != nil {
+			defer runcErr.Close()
+		}
+		stdio[1], stdio[2] = ew, ew
 	} else {
 		if opts.Stdin {
-			pr, pw, err := os.Pipe()
-			if err != nil {
-				return nil, err
-			}
-			cmd.Stdin, out.Stdin = pr, pw
-			mine = append(mine, pr)
+			stdio[0], out.Stdin = pipe()
 		}
-		or, ow, err := os.Pipe()
-		if err != nil {
-			return nil, err
-		}
-		out.Stdout = or
-		mine = append(mine, ow)
-		er, ew, err := os.Pipe()
-		if err != nil {
-			return nil, err
-		}
-		out.Stderr = er
-		mine = append(mine, ew)
-		cmd.Stdout, cmd.Stderr = ow, ew
+		out.Stdout, stdio[1] = pipe()
+		out.Stderr, stdio[2] = pipe()
+		runcErr = out.Stderr
 	}
-	cmd.Args = append(append([]string{r.cfg.RuncBinary}, args...), id)
-	runErr := cmd.Run()
-	for _, f := range mine {
+	if err != nil {
+		return nil, fmt.Errorf("exec pipes: %w", err)
+	}
+	if stdio[0] == nil {
+		if stdio[0], err = os.Open(os.DevNull); err != nil {
+			return nil, err
+		}
+	}
+	pid, conn, br, err := r.sup.exec(ctx, req, stdio)
+	for i, f := range stdio {
 		f.Close()
+		stdio[i] = nil
 	}
-	mine = nil
-	if runErr != nil {
-		msg := runcErr.String()
-		if !opts.Tty {
-			// runc wrote its error where the process's stderr would go;
-			// nothing else holds the pipe now.
-			_ = out.Stderr.SetReadDeadline(time.Now().Add(time.Second))
-			eb, _ := io.ReadAll(io.LimitReader(out.Stderr, 16<<10))
-			msg = string(eb)
-		}
-		return nil, fmt.Errorf("%w: %s", ErrExecFailed, runcMessage(msg, runErr))
+	if errors.Is(err, errRuncExec) {
+		// runc wrote its error to the stderr it was given; nothing else
+		// holds that pipe's write end now.
+		_ = runcErr.SetReadDeadline(time.Now().Add(time.Second))
+		eb, _ := io.ReadAll(io.LimitReader(runcErr, 16<<10))
+		return nil, fmt.Errorf("%w: %s", ErrExecFailed, runcMessage(string(eb), err))
 	}
-	pb, err := os.ReadFile(pidFile)
 	if err != nil {
-		return nil, fmt.Errorf("exec: read pid file: %w", err)
+		return nil, fmt.Errorf("exec in %s: %w", ShortID(id), err)
 	}
-	out.Pid, err = strconv.Atoi(strings.TrimSpace(string(pb)))
-	if err != nil {
-		return nil, fmt.Errorf("exec: parse pid file: %w", err)
-	}
-	pidfd, err := unix.PidfdOpen(out.Pid, unix.PIDFD_NONBLOCK)
-	if err != nil {
-		return nil, fmt.Errorf("exec: pidfd_open %d: %w", out.Pid, err)
-	}
-	out.pidfd = os.NewFile(uintptr(pidfd), "exec-pidfd")
+	out.Pid, out.conn = pid, conn
 	if opts.Tty {
 		var res consoleResult
 		select {
@@ -344,7 +345,7 @@ func (r *Runtime) startExec(ctx context.Context, id string, p paths, proc specs.
 		}
 		if res.err != nil {
 			_ = out.Signal(unix.SIGKILL)
-			r.reapExec(out)
+			r.waitExec(out, br)
 			return nil, fmt.Errorf("exec: receive terminal: %w", res.err)
 		}
 		out.Console = res.f
@@ -352,51 +353,34 @@ func (r *Runtime) startExec(ctx context.Context, id string, p paths, proc specs.
 			r.log.Debug("exec: initial terminal size", "err", err)
 		}
 	}
-	r.reapExec(out)
+	r.waitExec(out, br)
 	return out, nil
 }
 
-// reapExec waits, on a goroutine, for the process to end, then collects
-// its status by pid and closes Done. If Run ends first the status is lost
-// (-1) and Done is closed anyway.
-func (r *Runtime) reapExec(p *ExecProcess) {
+// waitExec waits, on a goroutine, for the supervisor to report the
+// process's end on its connection, then closes Done. If the connection
+// breaks (the supervisor died) or Run ends first, the status is lost (-1)
+// and Done is closed anyway.
+func (r *Runtime) waitExec(p *ExecProcess, br *bufio.Reader) {
 	fn := func() {
+		// Done is closed before the connection, so a Signal that finds
+		// the connection closed also finds Done closed (no error).
+		defer p.conn.Close()
 		defer close(p.done)
-		defer p.pidfd.Close()
 		p.code = -1
-		stop := context.AfterFunc(r.runCtx, func() { _ = p.pidfd.SetReadDeadline(time.Now()) })
+		stop := context.AfterFunc(r.runCtx, func() { p.conn.Close() })
 		defer stop()
-		rc, err := p.pidfd.SyscallConn()
+		line, err := readLine(br, supMaxRequest)
 		if err != nil {
 			return
 		}
-		exited := false
-		_ = rc.Read(func(fd uintptr) bool {
-			exited = pidExited(int(fd))
-			return exited
-		})
-		if !exited {
-			return
-		}
-		var ws syscall.WaitStatus
-		for {
-			wpid, err := syscall.Wait4(p.Pid, &ws, syscall.WNOHANG, nil)
-			if err == syscall.EINTR {
-				continue
-			}
-			if err == nil && wpid == p.Pid {
-				switch {
-				case ws.Exited():
-					p.code = ws.ExitStatus()
-				case ws.Signaled():
-					p.code = 128 + int(ws.Signal())
-				}
-			}
-			return
+		var ev supEvent
+		if json.Unmarshal(line, &ev) == nil && ev.ID != "" {
+			p.code = ev.ExitCode
 		}
 	}
 	if !r.spawn(fn) {
-		p.pidfd.Close()
+		p.conn.Close()
 		p.code = -1
 		close(p.done)
 	}

@@ -1,15 +1,23 @@
 package runtime
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/shoal-org/shoal/api"
 )
@@ -130,5 +138,184 @@ func TestExec(t *testing.T) {
 		Mounts: []api.Mount{{Type: api.MountBind, Source: "/nonexistent/src", Target: "/x"}}})
 	if !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), "type=bind,source=/nonexistent/src,target=/x") {
 		t.Fatalf("missing bind source: %v", err)
+	}
+}
+
+// childSubreaper reports PR_GET_CHILD_SUBREAPER of this process.
+func childSubreaper(t *testing.T) int32 {
+	t.Helper()
+	var on int32
+	if err := unix.Prctl(unix.PR_GET_CHILD_SUBREAPER, uintptr(unsafe.Pointer(&on)), 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	return on
+}
+
+// TestExecExitCodeWithoutSubreaper: the agent (this test process) is not a
+// child subreaper, yet exec'd processes report their exit codes: the node
+// supervisor is their parent once runc exits, reaps them and tells the
+// agent. Codes from concurrent execs do not mix, a process that ends before
+// runc does is not lost, and a new agent on the same Root (a restart) execs
+// through the same supervisor.
+func TestExecExitCodeWithoutSubreaper(t *testing.T) {
+	if on := childSubreaper(t); on != 0 {
+		t.Fatalf("PR_GET_CHILD_SUBREAPER = %d in the test process, want 0", on)
+	}
+	cfg := testConfig(t)
+	a := startHarness(t, cfg)
+	c := a.run(t, Spec{Image: "busybox", Command: []string{"sleep", "3600"}})
+
+	cases := []struct {
+		args []string
+		want int
+	}{
+		{[]string{"true"}, 0}, // likely ends before runc exits
+		{[]string{"false"}, 1},
+		{[]string{"sh", "-c", "exit 7"}, 7},
+		{[]string{"sh", "-c", "sleep 0.3; exit 42"}, 42},
+		{[]string{"sh", "-c", "kill -TERM $$"}, 128 + 15},
+		{[]string{"sh", "-c", "echo out; exit 3"}, 3},
+	}
+	var wg sync.WaitGroup
+	got := make([]int, len(cases))
+	for i, tc := range cases {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			p, err := a.rt.Exec(ctx, c.ID, ExecOptions{Args: tc.args})
+			if err != nil {
+				t.Errorf("exec %q: %v", tc.args, err)
+				return
+			}
+			defer p.Close()
+			go io.Copy(io.Discard, p.Stdout)
+			go io.Copy(io.Discard, p.Stderr)
+			select {
+			case <-p.Done():
+				got[i] = p.ExitCode()
+			case <-ctx.Done():
+				t.Errorf("exec %q did not end", tc.args)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, tc := range cases {
+		if got[i] != tc.want {
+			t.Errorf("exec %q: exit code %d, want %d", tc.args, got[i], tc.want)
+		}
+	}
+
+	// The process is the supervisor's child, not this process's.
+	p, err := a.rt.Exec(context.Background(), c.ID, ExecOptions{Args: []string{"sleep", "100"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	sb, err := os.ReadFile(filepath.Join(cfg.Root, supervisorPidFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "PPid:\t" + strings.TrimSpace(string(sb)) + "\n"; !strings.Contains(string(st), want) {
+		t.Errorf("exec'd process %d: want %q in its status:\n%s", p.Pid, want, st)
+	}
+
+	// The agent goes away: the process it started keeps running (its
+	// status is lost to that agent), and a new agent execs as before.
+	a.stop()
+	select {
+	case <-p.Done():
+		if p.ExitCode() != -1 {
+			t.Errorf("exec after its agent stopped: code %d, want -1", p.ExitCode())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Done not closed when Run ended")
+	}
+	if err := unix.Kill(p.Pid, 0); err != nil {
+		t.Errorf("exec'd process gone with its agent: %v", err)
+	}
+	b := startHarness(t, cfg)
+	if _, _, code := execCollect(t, b.rt, c.ID, ExecOptions{Args: []string{"sh", "-c", "exit 5"}}, ""); code != 5 {
+		t.Errorf("exec after an agent restart: code %d, want 5", code)
+	}
+	if out, _, code := execCollect(t, b.rt, c.ID, ExecOptions{Args: []string{"sh", "-c", "tty; exit 6"}, Tty: true}, ""); code != 6 || !strings.Contains(out, "/dev/pts/") {
+		t.Errorf("exec -t after an agent restart: %q code %d, want a pts and 6", out, code)
+	}
+	_ = unix.Kill(p.Pid, unix.SIGKILL)
+}
+
+// TestSupervisorExecBadRequests: exec requests the supervisor cannot act on
+// get a clear error, start nothing and leave it serving.
+func TestSupervisorExecBadRequests(t *testing.T) {
+	cfg := testConfig(t)
+	h := startHarness(t, cfg)
+	c := h.run(t, Spec{Image: "busybox", Command: []string{"sleep", "3600"}})
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devnull.Close()
+	ask := func(req supRequest, files ...*os.File) supReply {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := h.rt.sup.dial(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		b, _ := json.Marshal(req)
+		var oob []byte
+		if len(files) > 0 {
+			fds := make([]int, len(files))
+			for i, f := range files {
+				fds[i] = int(f.Fd())
+			}
+			oob = unix.UnixRights(fds...)
+		}
+		if _, _, err := conn.(*net.UnixConn).WriteMsgUnix(append(b, '\n'), oob, nil); err != nil {
+			t.Fatal(err)
+		}
+		line, err := readLine(bufio.NewReader(conn), supMaxRequest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep supReply
+		if err := json.Unmarshal(line, &rep); err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	dir := t.TempDir()
+	good := supRequest{Op: "exec", ID: c.ID, Runc: h.rt.cfg.RuncBinary, RuncRoot: cfg.RuncRoot,
+		Process: filepath.Join(dir, "process.json"), PidFile: filepath.Join(dir, "pid")}
+	for _, tc := range []struct {
+		name  string
+		req   supRequest
+		files []*os.File
+		want  string
+	}{
+		{"no descriptors", good, nil, "want 3 file descriptors"},
+		{"two descriptors", good, []*os.File{devnull, devnull}, "want 3 file descriptors"},
+		{"four descriptors", good, []*os.File{devnull, devnull, devnull, devnull}, "more than 3 file descriptors"},
+		{"relative process", func() supRequest { r := good; r.Process = "process.json"; return r }(), []*os.File{devnull, devnull, devnull}, "bad exec request"},
+		{"bad id", func() supRequest { r := good; r.ID = "../x"; return r }(), []*os.File{devnull, devnull, devnull}, "bad exec request"},
+		{"descriptors with watch", supRequest{Op: "watch"}, []*os.File{devnull}, "takes no file descriptors"},
+	} {
+		if rep := ask(tc.req, tc.files...); !strings.Contains(rep.Error, tc.want) || rep.Pid != 0 {
+			t.Errorf("%s: reply %+v, want an error with %q", tc.name, rep, tc.want)
+		}
+	}
+	// runc's refusal (no process.json) is marked as runc's.
+	if rep := ask(good, devnull, devnull, devnull); !rep.RuncFailed || rep.Pid != 0 {
+		t.Errorf("exec without a process file: reply %+v, want runc_failed", rep)
+	}
+	if _, _, code := execCollect(t, h.rt, c.ID, ExecOptions{Args: []string{"sh", "-c", "exit 9"}}, ""); code != 9 {
+		t.Errorf("exec after bad requests: code %d, want 9", code)
 	}
 }

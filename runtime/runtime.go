@@ -560,6 +560,7 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) err
 	c.rec.IP = ip
 	c.rec.ExitCode = 0
 	c.rec.Error = ""
+	c.rec.OOMKilled = false
 	c.rec.StartedAt = time.Now().UTC()
 	c.rec.FinishedAt = time.Time{}
 	select {
@@ -669,6 +670,7 @@ func (r *Runtime) finishExit(c *container, pid int) {
 		errMsg = fmt.Sprintf("exit status unreadable: %v", ferr)
 	}
 	ctx := context.WithoutCancel(r.runCtx)
+	oom := oomKilled(filepath.Join(r.cfg.CgroupParent, id)) // before runc delete removes the cgroup
 	if err := r.runc.Delete(ctx, id, &runc.DeleteOpts{Force: true}); err != nil && !isNotExist(err) {
 		r.log.Warn("runc delete", "id", ShortID(id), "err", err)
 	}
@@ -680,6 +682,7 @@ func (r *Runtime) finishExit(c *container, pid int) {
 	r.mu.Lock()
 	c.rec.State = api.ContainerExited
 	c.rec.ExitCode = code
+	c.rec.OOMKilled = oom
 	c.rec.Pid = 0
 	c.rec.IP = ""
 	c.rec.FinishedAt = time.Now().UTC()
@@ -1068,7 +1071,7 @@ func (r *Runtime) emit(c *container) {
 	ev := Event{
 		ContainerID: c.rec.ID, Name: c.rec.Name, TaskID: c.rec.Spec.TaskID,
 		State: c.rec.State, ExitCode: c.rec.ExitCode, Health: c.health, IP: c.rec.IP,
-		Error: c.rec.Error, Time: time.Now().UTC(),
+		Error: c.rec.Error, Time: time.Now().UTC(), OOMKilled: c.rec.OOMKilled,
 	}
 	r.mu.Unlock()
 	r.publish(ev)

@@ -131,6 +131,7 @@ func (s *shell) app() *cli.App {
 			s.joinCommand(),
 			s.tokenCommand(),
 			s.caCommand(),
+			s.snapshotCommand(),
 			s.leaveCommand(),
 			s.statusCommand(),
 			s.nodeCommand(),
@@ -145,6 +146,7 @@ func (s *shell) app() *cli.App {
 			s.rmCommand(),
 			s.execCommand(),
 			s.volumeCommand(),
+			s.eventsCommand(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
