@@ -377,3 +377,17 @@ func trimSamples(samples []scheduler.AutoscaleSample, now time.Time, cfg *api.Au
 	}
 	return append(samples[:0], samples[i:]...)
 }
+
+// autoscaleReason is the reason of the autoscaler's decision that changed
+// service was into s, or "" when s carries no new decision (events.go puts
+// it in the service's scaled event).
+func autoscaleReason(was, s *api.Service) string {
+	st := s.AutoscaleStatus
+	if st == nil || st.To != s.Spec.Replicas || st.From != was.Spec.Replicas {
+		return ""
+	}
+	if w := was.AutoscaleStatus; w != nil && w.At.Equal(st.At) {
+		return ""
+	}
+	return st.Reason
+}

@@ -97,3 +97,36 @@ func TestServiceSample(t *testing.T) {
 		})
 	}
 }
+
+// TestAutoscaleEvent: the autoscaler's change of the replica count is a
+// scaled event that says why; a user's scale of the same service is not.
+func TestAutoscaleEvent(t *testing.T) {
+	at := evNow.Add(-time.Second)
+	status := func(from, to uint64, reason string, at time.Time) func(*api.Service) {
+		return func(s *api.Service) {
+			s.AutoscaleStatus = &api.AutoscaleStatus{From: from, To: to, Reason: reason, At: at}
+		}
+	}
+	tests := []struct {
+		name       string
+		was, cur   *api.Service
+		wantReason string
+	}{
+		{"autoscaled", evSvc("s1", 1), evSvc("s1", 2, status(1, 2, "cpu 100% (target 50%) above target for 15s: scale up 1 → 2", at)),
+			"cpu 100% (target 50%) above target for 15s: scale up 1 → 2"},
+		{"user scale after an autoscale", evSvc("s1", 2, status(1, 2, "up", at)), evSvc("s1", 5, status(1, 2, "up", at)), ""},
+		{"user scale back to the same count", evSvc("s1", 1, status(1, 2, "up", at)), evSvc("s1", 2, status(1, 2, "up", at)), ""},
+		{"user scale, never autoscaled", evSvc("s1", 1), evSvc("s1", 3), ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			evs := diffEvents(evState(nil, []*api.Service{tc.was}, nil), evState(nil, []*api.Service{tc.cur}, nil), evNow)
+			if len(evs) != 1 || evs[0].Action != ActionScaled {
+				t.Fatalf("events %+v, want one scaled event", evs)
+			}
+			if got := evs[0].Attributes["reason"]; got != tc.wantReason {
+				t.Fatalf("reason %q, want %q", got, tc.wantReason)
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ package test
 // not wait for the defaults of 15 s and 60 s.
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -41,6 +42,7 @@ func TestAutoscale(t *testing.T) {
 		t.Fatal("a refused create left a service behind")
 	}
 
+	start := time.Now()
 	h1.MustCLI(t, "service", "create", "-d", "--name", "burn", "--limit-cpu", "0.2",
 		"--autoscale", "min=1,max=3,cpu=50%,up-delay=5s,down-delay=10s",
 		"bb:1", "sh", "-c", "while :; do :; done")
@@ -82,6 +84,27 @@ func TestAutoscale(t *testing.T) {
 		t.Fatalf("autoscale status after scaling down: %+v", s.AutoscaleStatus)
 	}
 	t.Logf("3 → 1 in %s after the load stopped (steps seen: %v); last decision: %+v", down.Round(time.Second), seen, s.AutoscaleStatus)
+
+	// Every change is a scaled event that says why, on any node.
+	out := h2.MustCLI(t, "events", "--format", "json", "--filter", "type=service", "--filter", "name=burn",
+		"--since", start.UTC().Format(time.RFC3339Nano), "--until", time.Now().UTC().Format(time.RFC3339Nano))
+	var steps []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var ev api.Event
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("event line %q: %v", line, err)
+		}
+		if ev.Action == "scaled" {
+			if !strings.Contains(ev.Attributes["reason"], "target") {
+				t.Errorf("scaled event without the autoscaler's reason: %+v", ev)
+			}
+			steps = append(steps, ev.Attributes["previous_replicas"]+"→"+ev.Attributes["replicas"])
+		}
+	}
+	if len(steps) < 3 || steps[len(steps)-1] != "2→1" {
+		t.Fatalf("scaled events %v, want the way up and down to 1", steps)
+	}
+	t.Logf("scaled events: %v", steps)
 
 	// --autoscale off: the replica count is the user's again.
 	h2.MustCLI(t, "service", "update", "-d", "--autoscale", "off", "burn")
