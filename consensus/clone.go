@@ -28,6 +28,8 @@ func cloneSpec(s api.ServiceSpec) api.ServiceSpec {
 	c.Ports = slices.Clone(s.Ports)
 	c.Constraints = slices.Clone(s.Constraints)
 	c.Healthcheck = cloneHealth(s.Healthcheck)
+	c.Secrets = slices.Clone(s.Secrets)
+	c.Configs = slices.Clone(s.Configs)
 	return c
 }
 

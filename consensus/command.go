@@ -41,6 +41,11 @@ const (
 	TypeRotateCA         CommandType = 24
 	TypeFinishCARotation CommandType = 25
 	TypeSetNodeCert      CommandType = 26
+	// Secrets and configs (secrets.go).
+	TypeCreateSecret CommandType = 27
+	TypeDeleteSecret CommandType = 28
+	TypeCreateConfig CommandType = 29
+	TypeDeleteConfig CommandType = 30
 )
 
 // CommandVersion is the second byte of every log entry: the version of the
@@ -354,6 +359,11 @@ var decoders = map[CommandType]func([]byte) (Command, error){
 	TypeRotateCA:         decodeAs[RotateCA],
 	TypeFinishCARotation: decodeAs[FinishCARotation],
 	TypeSetNodeCert:      decodeAs[SetNodeCert],
+	// Secrets and configs (secrets.go).
+	TypeCreateSecret: decodeAs[CreateSecret],
+	TypeDeleteSecret: decodeAs[DeleteSecret],
+	TypeCreateConfig: decodeAs[CreateConfig],
+	TypeDeleteConfig: decodeAs[DeleteConfig],
 }
 
 func decodeAs[T Command](body []byte) (Command, error) {
