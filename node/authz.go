@@ -95,6 +95,11 @@ const (
 	actionDeleteService = "delete_service"
 	actionUpdateNode    = "update_node"
 	actionRotateToken   = "rotate_token"
+	// Secrets and configs (secrets.go).
+	actionCreateSecret = "create_secret"
+	actionDeleteSecret = "delete_secret"
+	actionCreateConfig = "create_config"
+	actionDeleteConfig = "delete_config"
 )
 
 // adminAction names the admin action a command performs, or "" for a
@@ -115,6 +120,14 @@ func adminAction(cmd consensus.Command) string {
 		return actionUpdateNode
 	case consensus.TypeRotateToken:
 		return actionRotateToken
+	case consensus.TypeCreateSecret:
+		return actionCreateSecret
+	case consensus.TypeDeleteSecret:
+		return actionDeleteSecret
+	case consensus.TypeCreateConfig:
+		return actionCreateConfig
+	case consensus.TypeDeleteConfig:
+		return actionDeleteConfig
 	}
 	return ""
 }

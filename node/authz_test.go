@@ -83,6 +83,11 @@ func TestAuthorizeTable(t *testing.T) {
 		consensus.TypeRotateCA:         internal(consensus.RotateCA{ExpectFingerprint: "f"}),
 		consensus.TypeFinishCARotation: internal(consensus.FinishCARotation{CAFingerprint: "f"}),
 		consensus.TypeSetNodeCert:      internal(consensus.SetNodeCert{ID: me, Serial: "s9"}),
+		// Secrets and configs.
+		consensus.TypeCreateSecret: adminCase(consensus.CreateSecret{Secret: consensus.Secret{ID: "x", Name: "pw"}, Plaintext: []byte("pw")}),
+		consensus.TypeDeleteSecret: adminCase(consensus.DeleteSecret{ID: "x"}),
+		consensus.TypeCreateConfig: adminCase(consensus.CreateConfig{Config: consensus.ConfigObject{ID: "x", Name: "c"}}),
+		consensus.TypeDeleteConfig: adminCase(consensus.DeleteConfig{ID: "x"}),
 	}
 	// Every command type the log knows is in the table.
 	for ty := 1; ty < 256; ty++ {

@@ -335,6 +335,13 @@ func (r *reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 		}
 	}
 	r.gcFinished(ctx, tasks)
+	r.mu.Lock()
+	keep := make(map[string]bool, len(r.starting))
+	for id := range r.starting {
+		keep[id] = true
+	}
+	r.mu.Unlock()
+	a.gcTaskFiles(keep)
 }
 
 // gcFinished removes containers of terminal tasks once they are no longer
@@ -415,6 +422,14 @@ func (r *reconciler) start(ctx context.Context, t *api.Task) {
 		r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRejected, Error: err.Error(), Timestamp: now()})
 		return
 	}
+	files, err := a.prepareTaskFiles(ctx, r.cl, t)
+	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRejected, Error: fmt.Sprintf("secrets and configs: %v", err), Timestamp: now()})
+		return
+	}
 	spec := runtime.Spec{
 		Name:        fmt.Sprintf("%s.%s", t.Name, shortID(t.ID)),
 		Image:       t.Spec.Image,
@@ -429,6 +444,7 @@ func (r *reconciler) start(ctx context.Context, t *api.Task) {
 		Labels:      map[string]string{"shoal.service": t.Service, "shoal.task": t.Name},
 		Healthcheck: t.Spec.Healthcheck,
 		StopGrace:   t.Spec.StopGracePeriod,
+		Files:       files,
 	}
 	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskStarting, Timestamp: now()})
 	c, err := a.rt.RunContainer(ctx, spec)

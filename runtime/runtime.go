@@ -391,6 +391,7 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (reco
 		HostnamePath:   p.hostname,
 		ResolvConfPath: p.resolv,
 		NoSeccomp:      r.cfg.NoSeccomp,
+		Files:          spec.Files,
 	})
 	if err != nil {
 		return record{}, err

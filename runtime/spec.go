@@ -67,6 +67,8 @@ type SpecInput struct {
 	HostnamePath   string
 	ResolvConfPath string
 	NoSeccomp      bool
+	// Files are secret and config files on a host tmpfs (secrets.go).
+	Files []FileMount
 }
 
 // BuildSpec turns in into an OCI runtime spec: Docker's default isolation
@@ -112,7 +114,7 @@ func BuildSpec(in SpecInput) (*specs.Spec, error) {
 			},
 			NoNewPrivileges: true,
 		},
-		Mounts: defaultMounts(in),
+		Mounts: append(defaultMounts(in), fileMounts(in.Files)...),
 		Linux: &specs.Linux{
 			CgroupsPath: in.CgroupsPath,
 			Resources:   resources(in.Limits),
