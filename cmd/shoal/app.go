@@ -137,6 +137,8 @@ func (s *shell) app() *cli.App {
 			s.imageCommand(),
 			s.serviceCommand(),
 			s.stackCommand(),
+			s.secretCommand(),
+			s.configCommand(),
 			s.runCommand(),
 			s.psCommand(),
 			s.logsCommand(),
