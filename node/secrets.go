@@ -17,8 +17,8 @@ package node
 //   - Configs are not secret: they are stored as given and read from the
 //     local replica, but materialised the same way and only for tasks
 //     assigned here.
-//   - The tmpfs of a task is unmounted once the task has no container on
-//     this node (gcTaskFiles).
+//   - The tmpfs of a task is unmounted once the task has no live container
+//     on this node (gcTaskFiles).
 
 import (
 	"context"
@@ -384,8 +384,9 @@ func (a *Agent) prepareTaskFiles(ctx context.Context, cl *cluster, t *api.Task) 
 	return mounts, nil
 }
 
-// gcTaskFiles unmounts the secret tmpfs of every task that has no
-// container on this node and no start in flight (keep).
+// gcTaskFiles unmounts the secret tmpfs of every task that has no live
+// (created or running) container on this node and no start in flight
+// (keep).
 func (a *Agent) gcTaskFiles(keep map[string]bool) {
 	root := a.taskFilesDir()
 	ents, err := os.ReadDir(root)
@@ -393,7 +394,9 @@ func (a *Agent) gcTaskFiles(keep map[string]bool) {
 		return
 	}
 	for _, c := range a.rt.List() {
-		if c.TaskID != "" {
+		// An exited container is never started again (a new task gets a
+		// new container): its secrets leave memory with it.
+		if c.TaskID != "" && c.State != api.ContainerExited {
 			keep[c.TaskID] = true
 		}
 	}
