@@ -517,7 +517,14 @@ func materialEqual(a, b *api.ServiceSpec) bool {
 		slices.Equal(a.Constraints, b.Constraints) &&
 		healthEqual(a.Healthcheck, b.Healthcheck) &&
 		a.StopGracePeriod == b.StopGracePeriod &&
-		a.ForceUpdate == b.ForceUpdate
+		a.ForceUpdate == b.ForceUpdate &&
+		fileRefsEqual(a, b)
+}
+
+// fileRefsEqual compares the secrets and configs of two specs: changing
+// them rolls the tasks, as Swarm does.
+func fileRefsEqual(a, b *api.ServiceSpec) bool {
+	return slices.Equal(a.Secrets, b.Secrets) && slices.Equal(a.Configs, b.Configs)
 }
 
 func healthEqual(a, b *api.HealthConfig) bool {
