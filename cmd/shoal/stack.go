@@ -157,6 +157,11 @@ func (s *shell) stackDeploy(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// Secrets and configs first: the services refer to them.
+	objs, _ := stackObjects(stack, project)
+	if err := s.ensureStackObjects(c.Context, cl, objs); err != nil {
+		return err
+	}
 	return s.applyStackPlan(c.Context, cl, plan)
 }
 
