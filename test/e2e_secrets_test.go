@@ -104,6 +104,10 @@ func TestSecretsEndToEnd(t *testing.T) {
 	mustFail(t, err, "a secret name used twice", "already exists")
 	_, _, err = h1.CLI("service", "create", "--name", "nope", "--secret", "missing", "bb:1", "sleep", "1")
 	mustFail(t, err, "a service with an unknown secret", "not found")
+	// Exactly 500 KiB passes, through a node that forwards it to the leader.
+	maxFile := writeTemp(t, "max", make([]byte, api.MaxSecretSize))
+	task.MustCLI(t, "secret", "create", "max_size", maxFile)
+	task.MustCLI(t, "secret", "rm", "max_size")
 	var secrets []api.Secret
 	if err := objJSON(h1, &secrets, "secret", "ls"); err != nil || len(secrets) != 1 || secrets[0].ID != id {
 		t.Fatalf("secret ls after bad input: %+v %v", secrets, err)
