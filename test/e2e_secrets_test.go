@@ -204,3 +204,86 @@ func TestSecretsEndToEnd(t *testing.T) {
 		t.Fatalf("secret ls after rm: %+v %v", secrets, err)
 	}
 }
+
+// TestSecretsStack: `stack deploy` makes a stack's secrets and configs
+// from their files before its services, a redeploy keeps them, a file over
+// 500 KiB creates nothing, and `stack rm` removes them with the services.
+func TestSecretsStack(t *testing.T) {
+	c, _ := svcCluster(t, 2)
+	h1 := c.Host(1)
+	dir := t.TempDir()
+	var rnd [12]byte
+	_, _ = rand.Read(rnd[:])
+	plain := "st-" + hex.EncodeToString(rnd[:])
+	sum := sha256.Sum256([]byte(plain))
+	write := func(name string, data []byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("pw.txt", []byte(plain))
+	write("app.conf", []byte("mode=stack\n"))
+	write("big.txt", make([]byte, api.MaxSecretSize+1))
+	write("compose.yml", []byte(`name: vault
+services:
+  app:
+    image: bb:1
+    command: ["sh", "-c", "sha256sum /run/secrets/db_password; cat /etc/app.conf; echo READY; exec sleep 3600"]
+    secrets: [db_password]
+    configs:
+      - source: app_conf
+        target: /etc/app.conf
+secrets:
+  db_password:
+    file: ./pw.txt
+configs:
+  app_conf:
+    file: ./app.conf
+`))
+	write("big.yml", []byte(`name: big
+services:
+  app:
+    image: bb:1
+    command: ["sleep", "3600"]
+    secrets: [huge]
+secrets:
+  huge:
+    file: ./big.txt
+`))
+	_, _, err := h1.CLI("stack", "deploy", "-c", filepath.Join(dir, "big.yml"))
+	mustFail(t, err, "a stack with a secret over 500 KiB", "500 KiB")
+	var secrets []api.Secret
+	if err := objJSON(h1, &secrets, "secret", "ls"); err != nil || len(secrets) != 0 {
+		t.Fatalf("secrets after a refused deploy: %+v %v", secrets, err)
+	}
+	if _, ok := stackServices(t, h1)["big_app"]; ok {
+		t.Fatal("a refused deploy created its service")
+	}
+
+	out := h1.MustCLI(t, "stack", "deploy", "-c", filepath.Join(dir, "compose.yml"))
+	for _, want := range []string{"Creating secret vault_db_password", "Creating config vault_app_conf", "Creating service vault_app"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("deploy output lacks %q:\n%s", want, out)
+		}
+	}
+	harness.Eventually(t, 90*time.Second, func() (bool, string) {
+		logs := serviceLogs(h1, "vault_app")
+		return strings.Contains(logs, "READY") && strings.Contains(logs, hex.EncodeToString(sum[:])) &&
+			strings.Contains(logs, "mode=stack"), "logs: " + logs
+	}, "the stack's task reads its secret and config")
+	if out := h1.MustCLI(t, "stack", "deploy", "-c", filepath.Join(dir, "compose.yml")); strings.Contains(out, "Creating secret") {
+		t.Fatalf("a redeploy created the secret again:\n%s", out)
+	}
+
+	out = h1.MustCLI(t, "stack", "rm", "vault")
+	if !strings.Contains(out, "Removing secret vault_db_password") || !strings.Contains(out, "Removing config vault_app_conf") {
+		t.Fatalf("stack rm output:\n%s", out)
+	}
+	var configs []api.Config
+	if err := objJSON(h1, &secrets, "secret", "ls"); err != nil || len(secrets) != 0 {
+		t.Fatalf("secrets after stack rm: %+v %v", secrets, err)
+	}
+	if err := objJSON(h1, &configs, "config", "ls"); err != nil || len(configs) != 0 {
+		t.Fatalf("configs after stack rm: %+v %v", configs, err)
+	}
+}

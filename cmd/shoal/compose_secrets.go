@@ -193,3 +193,37 @@ func stackOf(name string) string {
 	}
 	return name
 }
+
+// removeStackObjects removes the secrets and configs `stack deploy` made
+// for stack (labelled with its namespace), as `docker stack rm` does; it
+// runs after the stack's services are gone, so none is in use by them.
+func (s *shell) removeStackObjects(ctx context.Context, cl *api.Client, stack string) error {
+	var errs []error
+	secrets, err := cl.Secrets(ctx)
+	if err != nil {
+		return fmt.Errorf("list secrets: %w", err)
+	}
+	for _, x := range secrets {
+		if x.Labels[stackLabel] != stack {
+			continue
+		}
+		fmt.Fprintf(s.stdout, "Removing secret %s\n", x.Name)
+		if err := cl.RemoveSecret(ctx, x.ID); err != nil {
+			errs = append(errs, fmt.Errorf("remove secret %s: %w", x.Name, err))
+		}
+	}
+	configs, err := cl.Configs(ctx)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("list configs: %w", err))...)
+	}
+	for _, x := range configs {
+		if x.Labels[stackLabel] != stack {
+			continue
+		}
+		fmt.Fprintf(s.stdout, "Removing config %s\n", x.Name)
+		if err := cl.RemoveConfig(ctx, x.ID); err != nil {
+			errs = append(errs, fmt.Errorf("remove config %s: %w", x.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}

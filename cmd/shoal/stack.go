@@ -427,6 +427,10 @@ func (s *shell) stackRm(c *cli.Context) error {
 				fmt.Fprintf(s.stderr, "Error: %v\n", failed)
 			}
 		}
+		if err := s.removeStackObjects(c.Context, cl, stack); err != nil {
+			failed = err
+			fmt.Fprintf(s.stderr, "Error: %v\n", failed)
+		}
 	}
 	return quietFailure(failed)
 }
