@@ -443,12 +443,12 @@ type FileReference struct {
 	GID    uint32 `json:"gid,omitempty"`
 }
 
-// Secret describes a secret; its data is never returned by the API.
+// Secret describes a secret; neither its data nor its size is returned
+// by the API.
 type Secret struct {
 	ID        string            `json:"id"`
 	Name      string            `json:"name"`
 	CreatedAt time.Time         `json:"created_at"`
-	Size      int               `json:"size"`
 	Labels    map[string]string `json:"labels,omitempty"`
 }
 

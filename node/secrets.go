@@ -99,7 +99,7 @@ func (a *Agent) secretRoutes(h func(string, handlerFunc)) {
 }
 
 func displaySecret(s *consensus.Secret) api.Secret {
-	return api.Secret{ID: s.ID, Name: s.Name, CreatedAt: s.CreatedAt, Size: s.Size, Labels: s.Labels}
+	return api.Secret{ID: s.ID, Name: s.Name, CreatedAt: s.CreatedAt, Labels: s.Labels}
 }
 
 func displayConfig(c *consensus.ConfigObject) api.Config {
@@ -178,8 +178,11 @@ func (a *Agent) createObject(r *http.Request, secret bool) (any, error) {
 		}
 		return err == nil
 	})
-	if out == nil {
-		out = api.Secret{ID: id, Name: req.Name, CreatedAt: now, Size: len(req.Data)}
+	if out == nil { // committed, but this replica is slow: answer from the request
+		out = api.Secret{ID: id, Name: req.Name, CreatedAt: now}
+		if !secret {
+			out = api.Config{ID: id, Name: req.Name, CreatedAt: now, Size: len(req.Data)}
+		}
 	}
 	return out, nil
 }

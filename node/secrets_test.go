@@ -1,7 +1,10 @@
 package node
 
 import (
+	"bytes"
+	"encoding/base64"
 	"errors"
+	"os"
 	"reflect"
 	"testing"
 
@@ -106,5 +109,61 @@ func TestCheckFileRefs(t *testing.T) {
 		if err := checkFileRefs(store, tc.spec); (err == nil) != tc.ok {
 			t.Errorf("%s: %v", tc.name, err)
 		}
+	}
+}
+
+// What the leader proposes for a secret, and the snapshot after it, hold
+// only the sealed form; the KEK opens it.
+func TestSealSecretOnLeaderLeavesNoPlaintext(t *testing.T) {
+	dir := t.TempDir()
+	a := &Agent{cfg: Config{DataDir: dir}}
+	kek := pki.NewKEK()
+	if err := os.MkdirAll(clusterDir(dir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.saveKEK(kek); err != nil {
+		t.Fatal(err)
+	}
+	store := consensus.NewStore()
+	fsm := consensus.NewFSM(store)
+	fsm.ApplyCommand(1, consensus.BootstrapCluster{Cluster: consensus.ClusterState{ClusterID: "c1", KEKID: pki.KEKID(kek)},
+		Node: api.Node{ID: "n1", Hostname: "h1"}})
+	cl := &cluster{store: store}
+	plain := []byte("correct horse battery staple")
+	in := consensus.CreateSecret{Secret: consensus.Secret{ID: "s1", Name: "pw"}, Plaintext: plain}
+
+	// The FSM refuses the command as it travels to the leader.
+	if r := fsm.ApplyCommand(2, in); !errors.Is(r.Err, consensus.ErrInvalid) {
+		t.Fatalf("unsealed secret applied: %v", r.Err)
+	}
+	out, err := a.sealSecretOnLeader(cl, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := consensus.EncodeCommand(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b64 := base64.StdEncoding.EncodeToString(plain)
+	if bytes.Contains(enc, plain) || bytes.Contains(enc, []byte(b64)) || len(out.Plaintext) != 0 {
+		t.Fatalf("the proposed command holds the plaintext: %s", enc)
+	}
+	if r := fsm.ApplyCommand(3, out); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	var snap bytes.Buffer
+	if err := consensus.WriteSnapshot(store, &snap); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(snap.Bytes(), plain) || bytes.Contains(snap.Bytes(), []byte(b64)) {
+		t.Fatal("the snapshot holds the plaintext")
+	}
+	s, _ := store.SecretByName("pw")
+	if got, err := pki.Open(kek, s.Sealed, aadUserSecret("c1", "s1")); err != nil || !bytes.Equal(got, plain) {
+		t.Fatalf("open the stored secret: %q %v", got, err)
+	}
+	// A forwarded command that is already "sealed" is refused.
+	if _, err := a.sealSecretOnLeader(cl, consensus.CreateSecret{Secret: consensus.Secret{ID: "s2", Name: "x", Sealed: []byte("junk")}, Plaintext: plain}); err == nil {
+		t.Fatal("a pre-sealed secret was accepted")
 	}
 }
