@@ -27,9 +27,11 @@ func cloneSpec(s api.ServiceSpec) api.ServiceSpec {
 	c.Labels = maps.Clone(s.Labels)
 	c.Ports = slices.Clone(s.Ports)
 	c.Constraints = slices.Clone(s.Constraints)
+	c.Mounts = slices.Clone(s.Mounts)
 	c.Healthcheck = cloneHealth(s.Healthcheck)
 	c.Secrets = slices.Clone(s.Secrets)
 	c.Configs = slices.Clone(s.Configs)
+	c.Networks = slices.Clone(s.Networks)
 	return c
 }
 
@@ -49,6 +51,8 @@ func cloneService(s *api.Service) *api.Service {
 	c := *s
 	c.Ports = slices.Clone(s.Ports)
 	c.Spec = cloneSpec(s.Spec)
+	c.Networks = slices.Clone(s.Networks)
+	c.VIPs = maps.Clone(s.VIPs)
 	if s.PreviousSpec != nil {
 		p := cloneSpec(*s.PreviousSpec)
 		c.PreviousSpec = &p
@@ -66,6 +70,7 @@ func cloneTask(t *api.Task) *api.Task {
 	}
 	c := *t
 	c.Spec = cloneSpec(t.Spec)
+	c.IPs = maps.Clone(t.IPs)
 	return &c
 }
 
@@ -111,4 +116,13 @@ func cloneCluster(c *ClusterState) *ClusterState {
 	n.CACrossPEM = slices.Clone(c.CACrossPEM)
 	n.RotationPending = slices.Clone(c.RotationPending)
 	return &n
+}
+
+func cloneNetwork(n *api.Network) *api.Network {
+	if n == nil {
+		return nil
+	}
+	c := *n
+	c.Labels = maps.Clone(n.Labels)
+	return &c
 }

@@ -41,11 +41,13 @@ const (
 	TypeRotateCA         CommandType = 24
 	TypeFinishCARotation CommandType = 25
 	TypeSetNodeCert      CommandType = 26
+	TypeCreateNetwork    CommandType = 27
+	TypeDeleteNetwork    CommandType = 28
 	// Secrets and configs (secrets.go).
-	TypeCreateSecret CommandType = 27
-	TypeDeleteSecret CommandType = 28
-	TypeCreateConfig CommandType = 29
-	TypeDeleteConfig CommandType = 30
+	TypeCreateSecret CommandType = 29
+	TypeDeleteSecret CommandType = 30
+	TypeCreateConfig CommandType = 31
+	TypeDeleteConfig CommandType = 32
 )
 
 // CommandVersion is the second byte of every log entry: the version of the
@@ -253,6 +255,24 @@ type Batch struct {
 	Commands []Command `json:"-"`
 }
 
+// CreateNetwork stores a new network. An empty Subnet is allocated from
+// the network pool (NetworkPool), a zero VNI is the lowest free one above
+// api.DefaultVNI. The stored network is returned.
+type CreateNetwork struct {
+	Network api.Network `json:"network"`
+}
+
+// DeleteNetwork removes a network; refused while a service names it.
+type DeleteNetwork struct {
+	ID string `json:"id"`
+}
+
+// Type implements Command.
+func (CreateNetwork) Type() CommandType { return TypeCreateNetwork }
+
+// Type implements Command.
+func (DeleteNetwork) Type() CommandType { return TypeDeleteNetwork }
+
 // Type implements Command.
 func (BootstrapCluster) Type() CommandType { return TypeBootstrapCluster }
 
@@ -359,6 +379,8 @@ var decoders = map[CommandType]func([]byte) (Command, error){
 	TypeRotateCA:         decodeAs[RotateCA],
 	TypeFinishCARotation: decodeAs[FinishCARotation],
 	TypeSetNodeCert:      decodeAs[SetNodeCert],
+	TypeCreateNetwork:    decodeAs[CreateNetwork],
+	TypeDeleteNetwork:    decodeAs[DeleteNetwork],
 	// Secrets and configs (secrets.go).
 	TypeCreateSecret: decodeAs[CreateSecret],
 	TypeDeleteSecret: decodeAs[DeleteSecret],

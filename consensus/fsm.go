@@ -548,16 +548,14 @@ func (c CreateService) apply(w *writeTxn) (any, error) {
 	if err := checkFileRefs(w, s.Spec); err != nil {
 		return nil, fmt.Errorf("create service %s: %w", s.Name, err)
 	}
-	if s.VIP == "" {
-		if cl, err := w.cluster(); err == nil && cl.VIPCIDR != "" {
-			vip, err := allocVIP(w, cl)
-			if err != nil {
-				return nil, fmt.Errorf("create service %s: %w", s.Name, err)
-			}
-			s.VIP = vip
-			if err := w.putCluster(cl); err != nil {
-				return nil, err
-			}
+	cl, _ := w.cluster() // nil before bootstrap: no VIP
+	changed, err := assignNetworks(w, cl, s, nil)
+	if err != nil {
+		return nil, fmt.Errorf("create service %s: %w", s.Name, err)
+	}
+	if changed {
+		if err := w.putCluster(cl); err != nil {
+			return nil, err
 		}
 	}
 	s.Version = w.index
@@ -594,6 +592,16 @@ func (c UpdateService) apply(w *writeTxn) (any, error) {
 	}
 	if err := checkFileRefs(w, s.Spec); err != nil {
 		return nil, fmt.Errorf("update service %s: %w", old.Name, err)
+	}
+	cl, _ := w.cluster()
+	changed, err := assignNetworks(w, cl, s, old)
+	if err != nil {
+		return nil, fmt.Errorf("update service %s: %w", old.Name, err)
+	}
+	if changed {
+		if err := w.putCluster(cl); err != nil {
+			return nil, err
+		}
 	}
 	s.CreatedAt = old.CreatedAt
 	s.Version = w.index
@@ -792,6 +800,7 @@ func keepObserved(old, next *api.Task) {
 	next.ExitCode = old.ExitCode
 	next.ContainerID = old.ContainerID
 	next.IP = old.IP
+	next.IPs = old.IPs
 	next.Health = old.Health
 	next.StartedAt = old.StartedAt
 	// Once a node handles the task, its reports own the message.
@@ -822,6 +831,9 @@ func (c TaskStatus) apply(w *writeTxn) (any, error) {
 		}
 		if st.IP != "" {
 			t.IP = st.IP
+		}
+		if st.IPs != nil {
+			t.IPs = st.IPs
 		}
 		t.Health = st.Health
 		if !st.Timestamp.IsZero() {
@@ -1100,6 +1112,7 @@ type snapshotData struct {
 	Services []*api.Service  `json:"services"`
 	Tasks    []*api.Task     `json:"tasks"`
 	Images   []*api.Image    `json:"images"`
+	Networks []*api.Network  `json:"networks,omitempty"`
 	Secrets  []*Secret       `json:"secrets,omitempty"`
 	Configs  []*ConfigObject `json:"configs,omitempty"`
 }
@@ -1139,6 +1152,7 @@ func WriteSnapshot(s *Store, out io.Writer) error {
 		Images:   collect(tx, tableImages, indexID, func(n *api.Image) *api.Image { return n }),
 		Secrets:  collect(tx, tableSecrets, indexID, func(n *Secret) *Secret { return n }),
 		Configs:  collect(tx, tableConfigs, indexID, func(n *ConfigObject) *ConfigObject { return n }),
+		Networks: collect(tx, tableNetworks, indexID, func(n *api.Network) *api.Network { return n }),
 	}
 	if err := json.NewEncoder(out).Encode(&data); err != nil {
 		return fmt.Errorf("encode snapshot: %w", err)
@@ -1183,6 +1197,7 @@ func (s *Store) restore(r io.Reader) error {
 		func() error { return insertAll(insert, tableImages, data.Images) },
 		func() error { return insertAll(insert, tableSecrets, data.Secrets) },
 		func() error { return insertAll(insert, tableConfigs, data.Configs) },
+		func() error { return insertAll(insert, tableNetworks, data.Networks) },
 	} {
 		if err := step(); err != nil {
 			return err

@@ -771,6 +771,8 @@ func sampleCommands() []Command {
 		DeleteSecret{ID: "sec1"},
 		CreateConfig{Config: ConfigObject{ID: "cfg1", Name: "app.conf", CreatedAt: t0, Data: []byte("x=1")}},
 		DeleteConfig{ID: "cfg1"},
+		CreateNetwork{Network: api.Network{ID: "nw1", Name: "front", Subnet: "10.50.0.0/16", VNI: 4300, Internal: true, CreatedAt: t0}},
+		DeleteNetwork{ID: "nw1"},
 	}
 }
 

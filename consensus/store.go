@@ -17,6 +17,7 @@ const (
 	tableTasks    = "tasks"
 	tableImages   = "images"
 	tableCluster  = "cluster"
+	tableNetworks = "networks"
 
 	indexID          = "id"
 	indexHostname    = "hostname"
@@ -77,6 +78,10 @@ func schema() *memdb.DBSchema {
 			indexName: {Name: indexName, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
 		}},
 		tableConfigs: {Name: tableConfigs, Indexes: map[string]*memdb.IndexSchema{
+			indexID:   id("ID"),
+			indexName: {Name: indexName, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
+		}},
+		tableNetworks: {Name: tableNetworks, Indexes: map[string]*memdb.IndexSchema{
 			indexID:   id("ID"),
 			indexName: {Name: indexName, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
 		}},

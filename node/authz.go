@@ -96,10 +96,12 @@ const (
 	actionUpdateNode    = "update_node"
 	actionRotateToken   = "rotate_token"
 	// Secrets and configs (secrets.go).
-	actionCreateSecret = "create_secret"
-	actionDeleteSecret = "delete_secret"
-	actionCreateConfig = "create_config"
-	actionDeleteConfig = "delete_config"
+	actionCreateSecret  = "create_secret"
+	actionDeleteSecret  = "delete_secret"
+	actionCreateConfig  = "create_config"
+	actionDeleteConfig  = "delete_config"
+	actionCreateNetwork = "create_network"
+	actionDeleteNetwork = "delete_network"
 )
 
 // adminAction names the admin action a command performs, or "" for a
@@ -128,6 +130,10 @@ func adminAction(cmd consensus.Command) string {
 		return actionCreateConfig
 	case consensus.TypeDeleteConfig:
 		return actionDeleteConfig
+	case consensus.TypeCreateNetwork:
+		return actionCreateNetwork
+	case consensus.TypeDeleteNetwork:
+		return actionDeleteNetwork
 	}
 	return ""
 }

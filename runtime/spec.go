@@ -69,6 +69,10 @@ type SpecInput struct {
 	NoSeccomp      bool
 	// Files are secret and config files on a host tmpfs (secrets.go).
 	Files []FileMount
+	// Mounts are the user's mounts, after the standard ones; volume
+	// sources are directories of VolumesDir (see ociMounts).
+	Mounts     []api.Mount
+	VolumesDir string
 }
 
 // BuildSpec turns in into an OCI runtime spec: Docker's default isolation
@@ -95,6 +99,10 @@ func BuildSpec(in SpecInput) (*specs.Spec, error) {
 	if !path.IsAbs(cwd) {
 		cwd = "/" + cwd
 	}
+	userMounts, err := ociMounts(in.Mounts, in.VolumesDir)
+	if err != nil {
+		return nil, err
+	}
 	caps := slices.Clone(DefaultCapabilities)
 	args := append([]string{InitPath, "--"}, in.Args...)
 
@@ -114,7 +122,7 @@ func BuildSpec(in SpecInput) (*specs.Spec, error) {
 			},
 			NoNewPrivileges: true,
 		},
-		Mounts: append(defaultMounts(in), fileMounts(in.Files)...),
+		Mounts: append(defaultMounts(in), append(userMounts, fileMounts(in.Files)...)...),
 		Linux: &specs.Linux{
 			CgroupsPath: in.CgroupsPath,
 			Resources:   resources(in.Limits),
