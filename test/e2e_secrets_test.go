@@ -142,6 +142,26 @@ func TestSecretsEndToEnd(t *testing.T) {
 		}
 	}
 
+	// Read back through `shoal exec` on the task's node (the output stays
+	// in this process: nothing is written anywhere).
+	var ctr api.Container
+	for _, cc := range containersOn(t, task, false) {
+		if strings.HasPrefix(cc.Name, "vault.") {
+			ctr = cc
+		}
+	}
+	if ctr.ID == "" {
+		t.Fatal("no vault container on the task's node")
+	}
+	for _, p := range []string{"/run/secrets/db_pass", "/run/secrets/other"} {
+		if out := task.MustCLI(t, "exec", ctr.ID, "cat", p); out != plain {
+			t.Fatalf("exec cat %s: %q", p, out)
+		}
+	}
+	if _, _, err := task.CLI("exec", ctr.ID, "sh", "-c", "echo x > /run/secrets/db_pass"); err == nil {
+		t.Fatal("the task could write its secret file")
+	}
+
 	// Removing a secret in use is refused and keeps it.
 	_, _, err = h1.CLI("secret", "rm", "db_pass")
 	mustFail(t, err, "removing an in-use secret", "used by service vault")
