@@ -176,6 +176,9 @@ type ServiceSpec struct {
 	// ForceUpdate is bumped by `service update --force` so that an otherwise
 	// unchanged spec still differs and every task is replaced.
 	ForceUpdate uint64 `json:"force_update,omitempty"`
+	// Secrets and Configs are mounted into every task (see FileReference).
+	Secrets []FileReference `json:"secrets,omitempty"`
+	Configs []FileReference `json:"configs,omitempty"`
 	// Mounts are the volumes, bind mounts and tmpfs of each task's
 	// container (see Mount and MountProblem).
 	Mounts []Mount `json:"mounts,omitempty"`
@@ -499,6 +502,51 @@ type LogLine struct {
 	Task string `json:"task,omitempty"`
 	// Node names the node for `service logs`.
 	Node string `json:"node,omitempty"`
+}
+
+// MaxSecretSize is the largest secret or config, as Swarm allows (500 KiB).
+const MaxSecretSize = 500 << 10
+
+// SecretsDir is where a secret with a relative target is mounted in a task.
+const SecretsDir = "/run/secrets"
+
+// FileReference mounts a secret or config named Source into a service's
+// tasks. Target is a file name under SecretsDir for a secret (default:
+// Source; an absolute path is used as is) and an absolute path for a
+// config (default: "/" + Source). Mode defaults to 0444, UID and GID to 0.
+type FileReference struct {
+	Source string `json:"source"`
+	Target string `json:"target,omitempty"`
+	Mode   uint32 `json:"mode,omitempty"`
+	UID    uint32 `json:"uid,omitempty"`
+	GID    uint32 `json:"gid,omitempty"`
+}
+
+// Secret describes a secret; neither its data nor its size is returned
+// by the API.
+type Secret struct {
+	ID        string            `json:"id"`
+	Name      string            `json:"name"`
+	CreatedAt time.Time         `json:"created_at"`
+	Labels    map[string]string `json:"labels,omitempty"`
+}
+
+// Config is a config object; configs are not secret and inspect returns
+// their data.
+type Config struct {
+	ID        string            `json:"id"`
+	Name      string            `json:"name"`
+	CreatedAt time.Time         `json:"created_at"`
+	Size      int               `json:"size"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	Data      []byte            `json:"data,omitempty"`
+}
+
+// SecretCreateRequest is the body of POST /v1/secrets and POST /v1/configs.
+type SecretCreateRequest struct {
+	Name   string            `json:"name"`
+	Data   []byte            `json:"data"`
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // Event types.

@@ -29,6 +29,8 @@ func cloneSpec(s api.ServiceSpec) api.ServiceSpec {
 	c.Constraints = slices.Clone(s.Constraints)
 	c.Mounts = slices.Clone(s.Mounts)
 	c.Healthcheck = cloneHealth(s.Healthcheck)
+	c.Secrets = slices.Clone(s.Secrets)
+	c.Configs = slices.Clone(s.Configs)
 	c.Networks = slices.Clone(s.Networks)
 	if s.Autoscale != nil {
 		a := *s.Autoscale

@@ -43,6 +43,11 @@ const (
 	TypeSetNodeCert      CommandType = 26
 	TypeCreateNetwork    CommandType = 27
 	TypeDeleteNetwork    CommandType = 28
+	// Secrets and configs (secrets.go).
+	TypeCreateSecret CommandType = 29
+	TypeDeleteSecret CommandType = 30
+	TypeCreateConfig CommandType = 31
+	TypeDeleteConfig CommandType = 32
 )
 
 // CommandVersion is the second byte of every log entry: the version of the
@@ -376,6 +381,11 @@ var decoders = map[CommandType]func([]byte) (Command, error){
 	TypeSetNodeCert:      decodeAs[SetNodeCert],
 	TypeCreateNetwork:    decodeAs[CreateNetwork],
 	TypeDeleteNetwork:    decodeAs[DeleteNetwork],
+	// Secrets and configs (secrets.go).
+	TypeCreateSecret: decodeAs[CreateSecret],
+	TypeDeleteSecret: decodeAs[DeleteSecret],
+	TypeCreateConfig: decodeAs[CreateConfig],
+	TypeDeleteConfig: decodeAs[DeleteConfig],
 }
 
 func decodeAs[T Command](body []byte) (Command, error) {

@@ -256,6 +256,14 @@ func (a *Agent) serveRPC(conn *tls.Conn) {
 	case rpcCARotate:
 		resp, err := a.handleCARotateRPC(ctx, call.peerID)
 		_ = call.reply(resp, err)
+	case rpcSecrets:
+		var req secretsRPCRequest
+		if err := json.Unmarshal(call.req.Body, &req); err != nil {
+			_ = call.reply(nil, fmt.Errorf("malformed secrets request: %w", err))
+			return
+		}
+		resp, err := a.handleSecretsRPC(call.peerID, req)
+		_ = call.reply(resp, err)
 	case rpcRejoin:
 		_ = call.reply(struct{}{}, a.handleRejoinRPC(ctx, call.peerID))
 	case rpcSnapshotRestore:

@@ -139,6 +139,8 @@ func (s *shell) app() *cli.App {
 			s.serviceCommand(),
 			s.networkCommand(),
 			s.stackCommand(),
+			s.secretCommand(),
+			s.configCommand(),
 			s.runCommand(),
 			s.psCommand(),
 			s.logsCommand(),

@@ -82,6 +82,10 @@ func specFlags(update bool) []cli.Flag {
 			&cli.StringSliceFlag{Name: "constraint-rm", Usage: "remove a placement constraint"},
 			&cli.StringSliceFlag{Name: "publish-add", Usage: "publish a port, P:T[/proto]"},
 			&cli.StringSliceFlag{Name: "publish-rm", Usage: "unpublish a port, by target port (T[/proto]) or P:T"},
+			&cli.StringSliceFlag{Name: "secret-add", Usage: "mount a secret: NAME or source=NAME,target=T,mode=0400,uid=U,gid=G"},
+			&cli.StringSliceFlag{Name: "secret-rm", Usage: "stop mounting a secret (by name)"},
+			&cli.StringSliceFlag{Name: "config-add", Usage: "mount a config: source=NAME,target=/path[,mode=0444]"},
+			&cli.StringSliceFlag{Name: "config-rm", Usage: "stop mounting a config (by name)"},
 			&cli.StringSliceFlag{Name: "mount-add", Usage: "add or replace a mount (--mount syntax)"},
 			&cli.StringSliceFlag{Name: "mount-rm", Usage: "remove a mount, by target path"},
 			&cli.StringSliceFlag{Name: "network-add", Usage: "join a network (tasks are replaced)"},
@@ -97,6 +101,8 @@ func specFlags(update bool) []cli.Flag {
 			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "environment variable K=V (repeatable)"},
 			&cli.StringSliceFlag{Name: "label", Aliases: []string{"l"}, Usage: "service label k=v (repeatable)"},
 			&cli.StringSliceFlag{Name: "constraint", Usage: "placement constraint, e.g. node.labels.zone==a (repeatable)"},
+			&cli.StringSliceFlag{Name: "secret", Usage: "mount a secret at /run/secrets: NAME or source=NAME,target=T,mode=0400,uid=U,gid=G (repeatable)"},
+			&cli.StringSliceFlag{Name: "config", Usage: "mount a config: source=NAME,target=/path[,mode=0444] (repeatable)"},
 			mountFlag(),
 			&cli.StringSliceFlag{Name: "network", Usage: "network to join (repeatable; default: the default network)"},
 		)
@@ -217,6 +223,12 @@ func applyCreateLists(c *cli.Context, spec *api.ServiceSpec) error {
 	if spec.Constraints, err = addConstraints(spec.Constraints, c.StringSlice("constraint")); err != nil {
 		return specError("constraint", err)
 	}
+	if spec.Secrets, err = addFileRefs(spec.Secrets, c.StringSlice("secret"), true); err != nil {
+		return specError("secret", err)
+	}
+	if spec.Configs, err = addFileRefs(spec.Configs, c.StringSlice("config"), false); err != nil {
+		return specError("config", err)
+	}
 	if spec.Mounts, err = addMounts(spec.Mounts, c.StringSlice("mount")); err != nil {
 		return specError("mount", err)
 	}
@@ -279,6 +291,14 @@ func applyUpdateLists(c *cli.Context, spec *api.ServiceSpec) error {
 			return x.Target == pc.Target && protoOf(x) == pc.Protocol
 		})
 		spec.Ports = append(spec.Ports, pc)
+	}
+	spec.Secrets = removeFileRefs(spec.Secrets, c.StringSlice("secret-rm"))
+	if spec.Secrets, err = addFileRefs(spec.Secrets, c.StringSlice("secret-add"), true); err != nil {
+		return specError("secret-add", err)
+	}
+	spec.Configs = removeFileRefs(spec.Configs, c.StringSlice("config-rm"))
+	if spec.Configs, err = addFileRefs(spec.Configs, c.StringSlice("config-add"), false); err != nil {
+		return specError("config-add", err)
 	}
 	for _, t := range c.StringSlice("mount-rm") {
 		target := path.Clean(t)
