@@ -527,6 +527,7 @@ func materialEqual(a, b *api.ServiceSpec) bool {
 		a.StopGracePeriod == b.StopGracePeriod &&
 		a.ForceUpdate == b.ForceUpdate &&
 		slices.Equal(api.SpecNetworks(*a), api.SpecNetworks(*b)) && // a task's interfaces are set at start
+		slices.Equal(a.Mounts, b.Mounts) && // mounts are made at container creation
 		fileRefsEqual(a, b)
 }
 
