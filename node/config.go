@@ -41,6 +41,9 @@ type Config struct {
 	// CertLifetime is the lifetime of the node certificates this node
 	// signs while it leads (--cert-lifetime); they renew at 1/2 to 2/3 of it.
 	CertLifetime time.Duration
+	// UIAddr is the web dashboard's IP:PORT (--ui-addr); empty = off. A
+	// non-loopback address needs a UI token (node/ui.go).
+	UIAddr string
 }
 
 // DefaultConfig returns the settings of a production agent.
@@ -97,6 +100,11 @@ func (c Config) Validate() error {
 	}
 	if c.CertLifetime < pki.MinNodeCertValidity {
 		errs = append(errs, fmt.Errorf("--cert-lifetime %s is shorter than %s", c.CertLifetime, pki.MinNodeCertValidity))
+	}
+	if c.UIAddr != "" {
+		if _, err := uiAddrLoopback(c.UIAddr); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.WriteTimeout <= 0 {
 		errs = append(errs, errors.New("write timeout must be positive"))

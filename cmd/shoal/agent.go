@@ -26,6 +26,7 @@ type agentFlags struct {
 	LogLevel        string // debug, info, warn or error (validated)
 	Hostname        string
 	CertLifetime    time.Duration
+	UIAddr          string // web dashboard IP:PORT, empty = off
 }
 
 // agentCommand defines `shoal agent`.
@@ -46,6 +47,7 @@ func agentCommand(s *shell) *cli.Command {
 			&cli.StringFlag{Name: "hostname", Value: hostname, Usage: "node name shown in the cluster"},
 			&cli.DurationFlag{Name: "cert-lifetime", Value: node.DefaultConfig().CertLifetime,
 				Usage: "lifetime of the node certificates this node signs as leader (they renew at 1/2 to 2/3 of it)"},
+			&cli.StringFlag{Name: "ui-addr", Usage: "serve the web dashboard on IP:PORT (off by default; a non-loopback address needs `shoal ui token`)"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 0, 0); err != nil {
@@ -76,6 +78,7 @@ func agentFlagsOf(c *cli.Context) (agentFlags, error) {
 		ForceNewCluster: c.Bool("force-new-cluster"),
 		Hostname:        c.String("hostname"),
 		CertLifetime:    c.Duration("cert-lifetime"),
+		UIAddr:          c.String("ui-addr"),
 	}
 	f.LogLevel = strings.ToLower(c.String("log-level"))
 	var lvl slog.Level
@@ -114,6 +117,7 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	cfg.ClusterPort = f.ClusterPort
 	cfg.ForceNewCluster = f.ForceNewCluster
 	cfg.LogLevel = f.LogLevel
+	cfg.UIAddr = f.UIAddr
 	if f.CertLifetime != 0 {
 		cfg.CertLifetime = f.CertLifetime
 	}

@@ -145,6 +145,7 @@ func (s *shell) app() *cli.App {
 			s.rmCommand(),
 			s.execCommand(),
 			s.volumeCommand(),
+			s.uiCommand(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
