@@ -301,6 +301,18 @@ func (a *Agent) uiHandler(g uiGuard) http.Handler {
 	// The CLI's handlers: the same checks, forwarding and write path.
 	serve("POST /ui/v1/services/{id}/scale", a.handleServiceScale)
 	serve("POST /ui/v1/nodes/{id}/update", a.handleNodeUpdate)
+	// The page asks first whether it may go on, so a locked dashboard
+	// shows the token form rather than a failed request.
+	mux.HandleFunc("GET /ui/v1/auth", func(w http.ResponseWriter, r *http.Request) {
+		res := uiAuthResponse{OK: true}
+		if tok, err := g.token(); err != nil || tok != "" {
+			res.TokenRequired = true
+		}
+		if err := g.check(r); err != nil {
+			res.OK, res.Error = false, err.Error()
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
 	mux.Handle("/ui/v1/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := g.check(r); err != nil {
 			writeError(w, err)
@@ -312,6 +324,14 @@ func (a *Agent) uiHandler(g uiGuard) http.Handler {
 		uiSecurityHeaders(w.Header())
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// uiAuthResponse answers GET /ui/v1/auth: whether the request's
+// credentials would be accepted.
+type uiAuthResponse struct {
+	TokenRequired bool   `json:"token_required"`
+	OK            bool   `json:"ok"`
+	Error         string `json:"error,omitempty"`
 }
 
 // uiState is the document the page renders.

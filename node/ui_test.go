@@ -369,6 +369,20 @@ func TestUIHandler(t *testing.T) {
 			t.Fatalf("GET %s: security headers missing: %v", p, res.Header)
 		}
 	}
+	for _, tc := range []struct {
+		hdr map[string]string
+		ok  bool
+	}{{nil, false}, {map[string]string{uiTokenHeader: "SHOALUI-nope"}, false}, {map[string]string{uiTokenHeader: tok}, true}} {
+		res := do("GET", "/ui/v1/auth", tc.hdr)
+		var ar uiAuthResponse
+		if err := json.NewDecoder(res.Body).Decode(&ar); err != nil || res.StatusCode != 200 {
+			t.Fatalf("auth: %d, %v", res.StatusCode, err)
+		}
+		res.Body.Close()
+		if !ar.TokenRequired || ar.OK != tc.ok {
+			t.Fatalf("auth with %v = %+v, want token_required and ok=%v", tc.hdr, ar, tc.ok)
+		}
+	}
 	if res := do("GET", "/ui/v1/state", nil); res.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("state without token: %d", res.StatusCode)
 	}

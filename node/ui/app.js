@@ -146,6 +146,7 @@ function renderNodes(s) {
     tr.dataset.id = n.id;
     tr.dataset.hostname = n.hostname;
     tr.dataset.status = n.status;
+    tr.dataset.availability = n.availability;
     const name = el("td", "hostname", n.hostname);
     if (n.id === s.node_id) name.append(el("span", "muted", " (this node)"));
     tr.append(name);
@@ -261,6 +262,27 @@ async function act(button, path, body) {
   }
 }
 
+// open asks whether the stored token (or none) is accepted, then streams
+// or shows the token form.
+async function connect() {
+  try {
+    const res = await fetch("/ui/v1/auth", { headers: headers(), credentials: "omit", cache: "no-store" });
+    const a = await res.json();
+    if (!a.ok) {
+      if (a.token_required) showLogin(token() ? "wrong UI token" : "");
+      else { setLive(false, "refused"); showError(a.error); }
+      return;
+    }
+  } catch (e) {
+    showError("cannot reach the agent: " + e.message);
+    setLive(false, "offline");
+    await sleep(2000);
+    connect();
+    return;
+  }
+  stream();
+}
+
 function start() {
   $("#login").addEventListener("submit", (e) => {
     e.preventDefault();
@@ -270,9 +292,9 @@ function start() {
     $("#token").value = "";
     $("#login").classList.add("hidden");
     showError("");
-    stream();
+    connect();
   });
-  stream();
+  connect();
 }
 
 document.addEventListener("DOMContentLoaded", start);
