@@ -482,8 +482,9 @@ func (a *Agent) uiState() uiState {
 }
 
 // uiStreamRecheck is how often the stream looks for changes the store does
-// not announce (a new leader, joining or leaving a cluster).
-const uiStreamRecheck = 2 * time.Second
+// not announce (a new leader, joining or leaving a cluster). A variable so
+// a test can show that store changes are pushed without it.
+var uiStreamRecheck = 2 * time.Second
 
 // uiStreamKeepalive bounds the silence on an idle stream, so proxies and
 // the page notice a dead connection.

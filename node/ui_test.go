@@ -429,3 +429,112 @@ func TestUIHandler(t *testing.T) {
 		t.Fatalf("stream began %q", buf)
 	}
 }
+
+// sseReader reads "event: state" blocks off a stream.
+type sseReader struct {
+	t   *testing.T
+	r   io.Reader
+	buf []byte
+}
+
+func (s *sseReader) next() uiState {
+	s.t.Helper()
+	for {
+		if i := strings.Index(string(s.buf), "\n\n"); i >= 0 {
+			block := string(s.buf[:i])
+			s.buf = s.buf[i+2:]
+			data, ok := strings.CutPrefix(block, "event: state\ndata: ")
+			if !ok {
+				continue // a keepalive
+			}
+			var st uiState
+			if err := json.Unmarshal([]byte(data), &st); err != nil {
+				s.t.Fatalf("state event %q: %v", data, err)
+			}
+			return st
+		}
+		chunk := make([]byte, 4096)
+		n, err := s.r.Read(chunk)
+		s.buf = append(s.buf, chunk[:n]...)
+		if err != nil {
+			s.t.Fatalf("stream read: %v (buffered %q)", err, s.buf)
+		}
+	}
+}
+
+// The stream pushes a write made through the dashboard's buttons (the
+// CLI's scale and node-update handlers) as soon as the store applies it:
+// with the periodic recheck out of the way, only Store.Subscribe can wake it.
+func TestUIStreamPushesStoreChanges(t *testing.T) {
+	old := uiStreamRecheck
+	uiStreamRecheck = time.Hour
+	t.Cleanup(func() { uiStreamRecheck = old })
+	a := newSoloAgent(t)
+	srv := httptest.NewServer(a.newUIServer(true).Handler) // loopback, no token
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	r, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/ui/v1/stream", nil)
+	res, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("stream: %d", res.StatusCode)
+	}
+	events := &sseReader{t: t, r: res.Body}
+	replicas := func(st uiState, name string) uint64 {
+		for _, s := range st.Services {
+			if s.Name == name {
+				return s.Replicas
+			}
+		}
+		t.Fatalf("no service %s in %+v", name, st.Services)
+		return 0
+	}
+	st := events.next()
+	if !st.Joined || len(st.Nodes) != 1 || replicas(st, "web") != 3 {
+		t.Fatalf("first state: %+v", st)
+	}
+
+	post := func(path, body string) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, "POST", srv.URL+path, strings.NewReader(body))
+		req.Header.Set(uiCSRFHeader, "1")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			t.Fatalf("POST %s: %d %s", path, res.StatusCode, b)
+		}
+	}
+	post("/ui/v1/services/web/scale", `{"replicas":5}`)
+	for st = events.next(); replicas(st, "web") != 5; st = events.next() {
+	}
+	post("/ui/v1/nodes/"+a.id.NodeID+"/update", `{"availability":"drain"}`)
+	for st = events.next(); st.Nodes[0].Availability != api.AvailabilityDrain; st = events.next() {
+	}
+	if got := replicas(st, "web"); got != 5 {
+		t.Fatalf("web replicas %d after the drain, want 5", got)
+	}
+	// Bad input through the dashboard is refused by the CLI's checks and
+	// changes nothing.
+	req, _ := http.NewRequestWithContext(ctx, "POST", srv.URL+"/ui/v1/services/web/scale", strings.NewReader(`{"replicas":2000000}`))
+	req.Header.Set(uiCSRFHeader, "1")
+	bad, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad.Body.Close()
+	if bad.StatusCode != http.StatusBadRequest {
+		t.Fatalf("scale to 2000000: %d, want 400", bad.StatusCode)
+	}
+	if s, _ := a.cl.store.ServiceByName("web"); s.Spec.Replicas != 5 {
+		t.Fatalf("refused scale changed replicas to %d", s.Spec.Replicas)
+	}
+}
