@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -85,6 +86,32 @@ func TestUIDashboard(t *testing.T) {
 	}
 	h1.MustStart(t, "--ui-addr", uiAddr)
 	c.Form(t)
+	// From the network: the page is public, the API needs the token, a
+	// write also the CSRF header.
+	for _, tc := range []struct {
+		method, path string
+		hdr          map[string]string
+		want         int
+	}{
+		{"GET", "/", nil, http.StatusOK},
+		{"GET", "/ui/v1/state", nil, http.StatusUnauthorized},
+		{"GET", "/ui/v1/state", map[string]string{"X-Shoal-UI-Token": tok + "x"}, http.StatusUnauthorized},
+		{"GET", "/ui/v1/state", map[string]string{"X-Shoal-UI-Token": tok}, http.StatusOK},
+		{"POST", "/ui/v1/services/web/scale", map[string]string{"X-Shoal-UI-Token": tok}, http.StatusForbidden},
+	} {
+		req, _ := http.NewRequest(tc.method, "http://"+uiAddr+tc.path, strings.NewReader(`{"replicas":2}`))
+		for k, v := range tc.hdr {
+			req.Header.Set(k, v)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", tc.method, tc.path, err)
+		}
+		res.Body.Close()
+		if res.StatusCode != tc.want {
+			t.Fatalf("%s %s with %d headers: %d, want %d", tc.method, tc.path, len(tc.hdr), res.StatusCode, tc.want)
+		}
+	}
 	h1.MustCLI(t, "image", "import", busyboxTar(t), "bb:1")
 	h2 := c.Host(2)
 	h2.MustCLI(t, "service", "create", "-d", "--name", "web", "--replicas", "1", "bb:1", "sleep", "100000")
