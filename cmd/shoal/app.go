@@ -149,6 +149,7 @@ func (s *shell) app() *cli.App {
 			s.execCommand(),
 			s.volumeCommand(),
 			s.eventsCommand(),
+			s.uiCommand(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
