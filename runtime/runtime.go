@@ -36,6 +36,7 @@ import (
 	runc "github.com/containerd/go-runc"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/atomicfile"
 )
 
 // Runtime manages the containers of this node. Create it with New and drive
@@ -264,10 +265,13 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
+// writeJSON replaces p with v as JSON (mode 0600), atomically but without
+// fsync, as the container records are written: they describe containers,
+// which do not survive the power loss that could tear the file.
 func writeJSON(p string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(p, b, 0o600)
+	return atomicfile.WriteFile(p, b, 0o600, atomicfile.NoSync())
 }
