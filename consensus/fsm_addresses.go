@@ -8,9 +8,6 @@ import (
 	"github.com/shoal-org/shoal/api"
 )
 
-// allocSubnet picks a free /24 of the cluster CIDR for node id, starting at
-// cl.NextSubnet and wrapping, and advances cl.NextSubnet (the caller stores cl).
-// It returns "" when the cluster has no CIDR.
 // ensureSubnet gives n a free /24 of the cluster CIDR when it has none; cl
 // records the allocation state (the caller stores it).
 func ensureSubnet(w *writeTxn, cl *ClusterState, n *api.Node) error {
@@ -25,6 +22,9 @@ func ensureSubnet(w *writeTxn, cl *ClusterState, n *api.Node) error {
 	return nil
 }
 
+// allocSubnet picks a free /24 of the cluster CIDR for node id, starting at
+// cl.NextSubnet and wrapping, and advances cl.NextSubnet (the caller stores cl).
+// It returns "" when the cluster has no CIDR.
 func allocSubnet(w *writeTxn, cl *ClusterState, nodeID string) (string, error) {
 	if cl.ClusterCIDR == "" {
 		return "", nil
