@@ -39,6 +39,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+	"github.com/shoal-org/shoal/api/atomicfile"
 )
 
 // rejoinMarkerFile is the marker under Config.DataDir.
@@ -74,11 +75,7 @@ func quarantineRaftDir(dataDir string, now time.Time, reason error) (string, err
 	base := filepath.Join(dataDir, "raft")
 	broken := base + ".broken-" + now.UTC().Format("20060102T150405.000000000Z")
 	m, _ := json.MarshalIndent(rejoinMarker{Reason: reason.Error(), BrokenDir: broken, At: now.UTC()}, "", "  ")
-	tmp := filepath.Join(dataDir, rejoinMarkerFile+".tmp")
-	if err := writeFileSync(tmp, m); err != nil {
-		return "", fmt.Errorf("write raft rejoin marker: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dataDir, rejoinMarkerFile)); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dataDir, rejoinMarkerFile), m, 0o600); err != nil {
 		return "", fmt.Errorf("write raft rejoin marker: %w", err)
 	}
 	if err := os.Rename(base, broken); err != nil && !os.IsNotExist(err) {
@@ -96,22 +93,6 @@ func clearRejoin(dataDir string) error {
 		return fmt.Errorf("remove raft rejoin marker: %w", err)
 	}
 	return syncDir(dataDir)
-}
-
-func writeFileSync(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // probeLogStore reads every stored entry and the stable values, as

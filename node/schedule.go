@@ -74,16 +74,7 @@ func (a *Agent) schedulerLoop(ctx context.Context, cl *cluster) {
 }
 
 func (a *Agent) schedulePass(ctx context.Context, cl *cluster, planner *scheduler.Planner) (time.Time, error) {
-	st := scheduler.State{}
-	for _, n := range cl.store.Nodes() {
-		st.Nodes = append(st.Nodes, *n)
-	}
-	for _, s := range cl.store.Services() {
-		st.Services = append(st.Services, *s)
-	}
-	for _, t := range cl.store.Tasks() {
-		st.Tasks = append(st.Tasks, *t)
-	}
+	st := schedulerState(cl.store)
 	plan := timed(a.obs.m().planDuration, func() scheduler.Plan { return planner.Plan(st, time.Now().UTC()) })
 	entries := planEntries(plan)
 	if len(entries) == 0 {
@@ -107,6 +98,26 @@ func (a *Agent) schedulePass(ctx context.Context, cl *cluster, planner *schedule
 		return time.Now(), nil
 	}
 	return plan.NextWake, nil
+}
+
+// schedulerState is the planner's input, read from one point-in-time view
+// of the store. Reading table by table would let an entry applied between
+// two reads show the planner a state no log prefix ever had: a task whose
+// service it did not see (and would not plan for), or a service without
+// the tasks created with it (and would create them twice).
+func schedulerState(store *consensus.Store) scheduler.State {
+	snap := store.Snapshot()
+	st := scheduler.State{}
+	for _, n := range snap.Nodes() {
+		st.Nodes = append(st.Nodes, *n)
+	}
+	for _, s := range snap.Services() {
+		st.Services = append(st.Services, *s)
+	}
+	for _, t := range snap.Tasks() {
+		st.Tasks = append(st.Tasks, *t)
+	}
+	return st
 }
 
 // planEntries turns a plan into Raft log entries of bounded size, in the

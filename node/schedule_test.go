@@ -71,3 +71,69 @@ func TestPlanEntriesBounded(t *testing.T) {
 		t.Errorf("empty plan gives %d entries", len(got))
 	}
 }
+
+// TestSchedulerStateIsOneView: while entries are applied, every state the
+// scheduler reads is one the log produced. Each round adds a node, a
+// service and a task on both; a table-by-table read that saw the nodes or
+// services before a round and the tasks after it would show a task whose
+// node or service is missing.
+func TestSchedulerStateIsOneView(t *testing.T) {
+	r := newReplica(t)
+	const rounds = 200
+	done := make(chan error, 1)
+	go func() {
+		idx := r.idx
+		apply := func(cmd consensus.Command) error {
+			idx++
+			if res := r.fsm.ApplyCommand(idx, cmd); res.Err != nil {
+				return fmt.Errorf("apply %T: %w", cmd, res.Err)
+			}
+			return nil
+		}
+		for i := 0; i < rounds; i++ {
+			n, s := fmt.Sprintf("n%d", i), fmt.Sprintf("s%d", i)
+			for _, cmd := range []consensus.Command{
+				consensus.UpsertNode{Node: api.Node{ID: n, Hostname: n, Addr: "127.0.0.1", ClusterPort: 1, Status: api.NodeReady, CertSerial: n}},
+				consensus.CreateService{Service: api.Service{ID: s, Name: fmt.Sprintf("svc%d", i)}},
+				consensus.UpsertTasks{Tasks: []api.Task{{ID: "t" + s, ServiceID: s, Slot: 1, NodeID: n,
+					State: api.TaskAssigned, DesiredState: api.TaskRunning}}},
+			} {
+				if err := apply(cmd); err != nil {
+					done <- err
+					return
+				}
+			}
+		}
+		done <- nil
+	}()
+	reads := 0
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st := schedulerState(r.store); len(st.Tasks) != rounds {
+				t.Fatalf("final state has %d tasks, want %d", len(st.Tasks), rounds)
+			}
+			t.Logf("%d reads while %d rounds were applied", reads, rounds)
+			return
+		default:
+		}
+		st := schedulerState(r.store)
+		reads++
+		nodes, services := map[string]bool{}, map[string]bool{}
+		for _, n := range st.Nodes {
+			nodes[n.ID] = true
+		}
+		for _, s := range st.Services {
+			services[s.ID] = true
+		}
+		for _, tk := range st.Tasks {
+			if !nodes[tk.NodeID] || !services[tk.ServiceID] {
+				t.Fatalf("read %d: task %s of service %s on node %s, but the same read has node %v, service %v",
+					reads, tk.ID, tk.ServiceID, tk.NodeID, nodes[tk.NodeID], services[tk.ServiceID])
+			}
+		}
+	}
+}

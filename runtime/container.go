@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/atomicfile"
 )
 
 // Spec is what a caller asks to run: `shoal run` through the HTTP API, or a
@@ -153,7 +154,7 @@ func (r *Runtime) pathsOf(id string) paths {
 	}
 }
 
-// save persists c's record atomically.
+// save persists c's record atomically, without fsync (see writeJSON).
 func (r *Runtime) save(c *container) error {
 	c.saveMu.Lock()
 	defer c.saveMu.Unlock()
@@ -169,18 +170,10 @@ func (r *Runtime) save(c *container) error {
 		return fmt.Errorf("encode record of %s: %w", rec.ID, err)
 	}
 	p := r.pathsOf(rec.ID).record
-	if err := writeFileAtomic(p, b, 0o600); err != nil {
+	if err := atomicfile.WriteFile(p, b, 0o600, atomicfile.NoSync()); err != nil {
 		return fmt.Errorf("save record of %s: %w", rec.ID, err)
 	}
 	return nil
-}
-
-func writeFileAtomic(p string, b []byte, mode os.FileMode) error {
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, b, mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp, p)
 }
 
 func loadRecord(p string) (record, error) {

@@ -2,13 +2,14 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/atomicfile"
 )
 
 // snapshotCommand defines `shoal snapshot save FILE | restore FILE`.
@@ -77,35 +78,15 @@ func (s *shell) snapshotCommand() *cli.Command {
 // file in the same directory (mode 0600: the file holds every service spec
 // and the cluster's sealed keys), renamed into place only when complete.
 func saveSnapshotFile(c *cli.Context, cl *api.Client, path string) (*api.SnapshotInfo, error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	var info *api.SnapshotInfo
+	err := atomicfile.Write(path, 0o600, func(w io.Writer) error {
+		var err error
+		info, err = cl.SaveSnapshot(c.Context, w)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(0o600); err != nil {
-		return nil, err
-	}
-	info, err := cl.SaveSnapshot(c.Context, tmp)
-	if err != nil {
-		return nil, err
-	}
-	if err := tmp.Sync(); err != nil {
-		return nil, err
-	}
-	if err := tmp.Close(); err != nil {
-		return nil, err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return nil, err
-	}
-	ok = true
 	return info, nil
 }
 

@@ -14,6 +14,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/shoal-org/shoal/api/atomicfile"
 )
 
 // File names inside a node's PKI directory (WriteKeyPair, WriteCACert).
@@ -281,30 +283,7 @@ func LoadNodeTLS(dir string) (tls.Certificate, *x509.CertPool, error) {
 	return NodeTLS(certPEM, keyPEM, caPEM, crossPEM)
 }
 
+// writeFileAtomic replaces path with data (temp file, fsync, rename).
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return nil
+	return atomicfile.WriteFile(path, data, mode)
 }

@@ -30,8 +30,8 @@
 //     which is where it belongs anyway.
 //
 // The init is the shoal binary itself (static, CGO_ENABLED=0), bind-mounted
-// read-only at InitPath. It imports only the standard library and x/sys so it
-// starts fast and stays small in memory.
+// read-only at InitPath. It imports only the standard library (and the
+// stdlib-only api/atomicfile) so it starts fast and stays small in memory.
 package containerinit
 
 import (
@@ -50,6 +50,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/shoal-org/shoal/api/atomicfile"
 )
 
 // Paths inside the container. The runtime bind-mounts the init binary at
@@ -328,23 +330,7 @@ func writeExit(dir string, st ExitStatus) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, ExitFile+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(dir, ExitFile))
+	return atomicfile.WriteFile(filepath.Join(dir, ExitFile), b, 0o644)
 }
 
 // ReadExit reads the exit status recorded in dir (StateDir's host side). It

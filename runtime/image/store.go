@@ -38,6 +38,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/atomicfile"
 )
 
 // Config configures a Store. It is not changed after Open.
@@ -214,36 +215,12 @@ func (s *Store) loadIndex() error {
 	return nil
 }
 
-// writeFileAtomic writes data to a temporary file beside name, syncs it and
-// renames it over name.
-func writeFileAtomic(name string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, name)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-	}
-	return err
-}
-
 func (s *Store) saveRecordLocked(rec *record) error {
 	data, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(s.path("images", strings.TrimPrefix(rec.ID, "sha256:")+".json"), data)
+	return atomicfile.WriteFile(s.path("images", strings.TrimPrefix(rec.ID, "sha256:")+".json"), data, 0o600)
 }
 
 func (s *Store) saveTagsLocked() error {
@@ -251,7 +228,7 @@ func (s *Store) saveTagsLocked() error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(s.path("tags.json"), data)
+	return atomicfile.WriteFile(s.path("tags.json"), data, 0o600)
 }
 
 // validDigest checks "sha256:<64 lowercase hex>".

@@ -1,6 +1,7 @@
-// Command shoal-init is the container init on its own, for tests and for
-// installations that prefer a separate static binary to bind-mounting the
-// shoal binary. Build it with CGO_ENABLED=0.
+// Command shoal-init is the old Go container init (runtime/containerinit)
+// on its own. Nothing in production runs it any more (containers run under
+// tini and the node supervisor); the runtime's tests build it, static with
+// CGO_ENABLED=0, as the baseline of BenchmarkContainerOverhead.
 package main
 
 import (

@@ -1,0 +1,133 @@
+package consensus
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/raft"
+	"github.com/shoal-org/shoal/api"
+)
+
+// snapshotVersion is the layout version of the snapshot JSON.
+const snapshotVersion = 1
+
+// snapshotData is the whole store as one JSON document.
+type snapshotData struct {
+	Version  int             `json:"version"`
+	Index    uint64          `json:"index"`
+	Cluster  *ClusterState   `json:"cluster,omitempty"`
+	Nodes    []*api.Node     `json:"nodes"`
+	Services []*api.Service  `json:"services"`
+	Tasks    []*api.Task     `json:"tasks"`
+	Images   []*api.Image    `json:"images"`
+	Networks []*api.Network  `json:"networks,omitempty"`
+	Secrets  []*Secret       `json:"secrets,omitempty"`
+	Configs  []*ConfigObject `json:"configs,omitempty"`
+}
+
+type fsmSnapshot struct {
+	view *Store
+}
+
+// Snapshot implements raft.FSM. It takes an O(1) point-in-time view; the
+// encoding happens in Persist, off the FSM goroutine.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	return &fsmSnapshot{view: f.store.Snapshot()}, nil
+}
+
+// Persist implements raft.FSMSnapshot.
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := WriteSnapshot(s.view, sink); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+// Release implements raft.FSMSnapshot.
+func (s *fsmSnapshot) Release() {}
+
+// WriteSnapshot writes the whole store as one JSON document.
+func WriteSnapshot(s *Store, out io.Writer) error {
+	tx := s.txn()
+	data := snapshotData{
+		Version:  snapshotVersion,
+		Index:    s.Index(),
+		Cluster:  getCluster(tx),
+		Nodes:    collect(tx, tableNodes, indexID, func(n *api.Node) *api.Node { return n }),
+		Services: collect(tx, tableServices, indexID, func(n *api.Service) *api.Service { return n }),
+		Tasks:    collect(tx, tableTasks, indexID, func(n *api.Task) *api.Task { return n }),
+		Images:   collect(tx, tableImages, indexID, func(n *api.Image) *api.Image { return n }),
+		Secrets:  collect(tx, tableSecrets, indexID, func(n *Secret) *Secret { return n }),
+		Configs:  collect(tx, tableConfigs, indexID, func(n *ConfigObject) *ConfigObject { return n }),
+		Networks: collect(tx, tableNetworks, indexID, func(n *api.Network) *api.Network { return n }),
+	}
+	if err := json.NewEncoder(out).Encode(&data); err != nil {
+		return fmt.Errorf("encode snapshot: %w", err)
+	}
+	return nil
+}
+
+// Restore implements raft.FSM: it replaces the whole store atomically with
+// the snapshot's content and notifies subscribers.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	return f.store.restore(rc)
+}
+
+func (s *Store) restore(r io.Reader) error {
+	var data snapshotData
+	if err := json.NewDecoder(r).Decode(&data); err != nil {
+		return fmt.Errorf("decode snapshot: %w", err)
+	}
+	if data.Version != snapshotVersion {
+		return fmt.Errorf("snapshot version %d: %w", data.Version, ErrMalformed)
+	}
+	db := newMemDB()
+	tx := db.Txn(true)
+	insert := func(table string, obj any) error {
+		if err := tx.Insert(table, obj); err != nil {
+			tx.Abort()
+			return fmt.Errorf("restore %s: %w", table, err)
+		}
+		return nil
+	}
+	if data.Cluster != nil {
+		if err := insert(tableCluster, &clusterRow{ID: clusterRowID, State: data.Cluster}); err != nil {
+			return err
+		}
+	}
+	// In order, stopping at the first failure: the transaction is aborted.
+	for _, step := range []func() error{
+		func() error { return insertAll(insert, tableNodes, data.Nodes) },
+		func() error { return insertAll(insert, tableServices, data.Services) },
+		func() error { return insertAll(insert, tableTasks, data.Tasks) },
+		func() error { return insertAll(insert, tableImages, data.Images) },
+		func() error { return insertAll(insert, tableSecrets, data.Secrets) },
+		func() error { return insertAll(insert, tableConfigs, data.Configs) },
+		func() error { return insertAll(insert, tableNetworks, data.Networks) },
+	} {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	tx.Commit()
+	s.db.Store(db)
+	s.notify(data.Index)
+	return nil
+}
+
+// insertAll restores the non-nil rows of one table; it stops at the first
+// failure (insert has aborted the transaction by then).
+func insertAll[T any](insert func(table string, obj any) error, table string, rows []*T) error {
+	for _, r := range rows {
+		if r == nil {
+			continue
+		}
+		if err := insert(table, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}

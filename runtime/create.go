@@ -1,0 +1,213 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// Create prepares a container (rootfs, netns, network, bundle) without
+// starting it and returns it in state created.
+func (r *Runtime) Create(ctx context.Context, spec Spec) (api.Container, error) {
+	_, out, err := r.create(ctx, spec, false)
+	return out, err
+}
+
+// create is Create. With hold, the container's lifecycle lock (op) is taken
+// before the container becomes visible and is still held on success, so
+// that no Remove or Stop can act on it until the caller releases it.
+func (r *Runtime) create(ctx context.Context, spec Spec, hold bool) (*container, api.Container, error) {
+	if err := r.waitReady(ctx); err != nil {
+		return nil, api.Container{}, err
+	}
+	id := newID()
+	name := spec.Name
+	if name == "" {
+		name = ShortID(id)
+	}
+	if !nameRE.MatchString(name) {
+		return nil, api.Container{}, fmt.Errorf("%w: bad name %q", ErrInvalidSpec, name)
+	}
+	r.mu.Lock()
+	if _, taken := r.names[name]; taken {
+		r.mu.Unlock()
+		return nil, api.Container{}, fmt.Errorf("%w: %s", ErrNameInUse, name)
+	}
+	r.names[name] = id // reserve
+	r.mu.Unlock()
+
+	// Volumes stay in use from here until the container is registered.
+	release, err := r.prepareMounts(spec.Mounts)
+	defer release()
+	var rec record
+	if err == nil {
+		rec, err = r.prepare(ctx, id, name, spec)
+	}
+	if err != nil {
+		r.mu.Lock()
+		delete(r.names, name)
+		r.mu.Unlock()
+		if cerr := r.cleanup(context.WithoutCancel(ctx), id); cerr != nil {
+			r.log.Warn("cleanup after failed create", "id", ShortID(id), "err", cerr)
+		}
+		return nil, api.Container{}, err
+	}
+	c := &container{rec: rec, done: make(chan struct{})}
+	if hold {
+		c.op.Lock() // nobody else knows c yet: this cannot block
+	}
+	r.mu.Lock()
+	r.containers[id] = c
+	r.mu.Unlock()
+	if err := r.save(c); err != nil {
+		if hold {
+			c.op.Unlock()
+		}
+		_ = r.Remove(context.WithoutCancel(ctx), id, true)
+		return nil, api.Container{}, err
+	}
+	r.emit(c)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return c, c.apiLocked(), nil
+}
+
+// prepare builds everything a container needs on disk; on error the caller
+// cleans up with r.cleanup(id).
+func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (record, error) {
+	img, icfg, layers, err := r.cfg.Images.Resolve(spec.Image)
+	if err != nil {
+		return record{}, fmt.Errorf("resolve image %s: %w", spec.Image, err)
+	}
+	args, err := ResolveCommand(icfg, spec.Entrypoint, spec.Command)
+	if err != nil {
+		return record{}, err
+	}
+	hostname := spec.Hostname
+	if hostname == "" {
+		hostname = ShortID(id)
+	}
+	p := r.pathsOf(id)
+	for _, d := range []string{p.rootfs, p.upper, p.work, p.log} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return record{}, fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	if err := mountOverlay(layers, p.upper, p.work, p.rootfs); err != nil {
+		return record{}, err
+	}
+	user := spec.User
+	if user == "" {
+		user = icfg.User
+	}
+	uid, gid, extra, err := ResolveUser(p.rootfs, user)
+	if err != nil {
+		return record{}, err
+	}
+	if err := createNetns(p.netns); err != nil {
+		return record{}, err
+	}
+	ip := ""
+	if r.cfg.Network != nil {
+		if ip, err = r.cfg.Network.Attach(ctx, id, p.netns); err != nil {
+			return record{}, fmt.Errorf("attach network: %w", err)
+		}
+	}
+	hostResolv, _ := os.ReadFile(r.cfg.ResolvConf)
+	files := map[string]string{
+		p.hosts:    HostsFile(hostname, ip, spec.ExtraHosts),
+		p.hostname: hostname + "\n",
+		p.resolv:   ResolvConf(string(hostResolv), r.nameservers()),
+	}
+	for f, content := range files {
+		if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
+			return record{}, fmt.Errorf("write %s: %w", f, err)
+		}
+	}
+	cwd := spec.Workdir
+	if cwd == "" {
+		cwd = icfg.WorkingDir
+	}
+	s, err := BuildSpec(SpecInput{
+		Hostname:       hostname,
+		RootfsPath:     "rootfs",
+		Args:           args,
+		Env:            MergeEnv(icfg.Env, spec.Env, hostname),
+		Cwd:            cwd,
+		UID:            uid,
+		GID:            gid,
+		ExtraGIDs:      extra,
+		Limits:         spec.Limits,
+		CgroupsPath:    filepath.Join(r.cfg.CgroupParent, id),
+		NetnsPath:      p.netns,
+		InitBinary:     r.cfg.InitBinary,
+		HostsPath:      p.hosts,
+		HostnamePath:   p.hostname,
+		ResolvConfPath: p.resolv,
+		NoSeccomp:      r.cfg.NoSeccomp,
+		Files:          spec.Files,
+		Mounts:         spec.Mounts,
+		VolumesDir:     r.vols.dir,
+	})
+	if err != nil {
+		return record{}, err
+	}
+	// Written in place: the bundle dir is new and has no record yet, so a
+	// crash mid-write leaves a half-made dir that adopt removes. (A temp file
+	// and rename would cost an inode allocation and a free per container.)
+	b, err := json.Marshal(s)
+	if err != nil {
+		return record{}, fmt.Errorf("encode bundle config: %w", err)
+	}
+	if err := os.WriteFile(p.config, b, 0o600); err != nil {
+		return record{}, fmt.Errorf("write bundle config: %w", err)
+	}
+	hc := spec.Healthcheck
+	if hc == nil {
+		hc = icfg.Healthcheck
+	}
+	if hc != nil && (len(hc.Test) == 0 || hc.Test[0] == "NONE") {
+		hc = nil
+	}
+	return record{
+		ID:        id,
+		Name:      name,
+		Spec:      spec,
+		ImageID:   img.ID,
+		Layers:    layers,
+		Args:      args,
+		Hostname:  hostname,
+		Health:    hc,
+		State:     api.ContainerCreated,
+		IP:        ip,
+		CreatedAt: time.Now().UTC(),
+	}, nil
+}
+
+// RunContainer creates and starts a container (`shoal run`). On a failed
+// start the container is removed again. (Run is the background loop.)
+//
+// Create and start are one step for other callers: the container shows in
+// List as created while it starts, but a Stop or Remove on it waits until
+// the start is over, so a non-forced Remove decided on the state "created"
+// gets ErrRunning rather than removing the container mid-start.
+func (r *Runtime) RunContainer(ctx context.Context, spec Spec) (api.Container, error) {
+	c, created, err := r.create(ctx, spec, true)
+	if err != nil {
+		return api.Container{}, err
+	}
+	started, err := r.startHeld(ctx, c, created.ID)
+	c.op.Unlock()
+	if err != nil {
+		if rerr := r.Remove(context.WithoutCancel(ctx), created.ID, true); rerr != nil {
+			r.log.Warn("remove after failed start", "id", ShortID(created.ID), "err", rerr)
+		}
+		return api.Container{}, err
+	}
+	return started, nil
+}

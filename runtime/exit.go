@@ -1,0 +1,175 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	runc "github.com/containerd/go-runc"
+	"golang.org/x/sys/unix"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/containerinit"
+)
+
+// pidExited reports whether the process behind pidfd has ended.
+func pidExited(pidfd int) bool {
+	n, _ := unix.Poll([]unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}, 0)
+	return n > 0
+}
+
+// watch waits, on a goroutine owned by Run, for the supervisor to report
+// that c's init (pid) ended, then records the exit. Should the supervisor
+// lose the container, it falls back to watchPidfd. If Run's context ends
+// first, the container is left running for the next agent.
+func (r *Runtime) watch(c *container, pid int) {
+	sl := r.sup.slot(c.rec.ID)
+	r.spawn(func() {
+		select {
+		case <-sl.done:
+			r.finishExit(c, pid)
+		case <-sl.lost:
+			if fileExists(filepath.Join(r.pathsOf(c.rec.ID).dir, exitRecordFile)) {
+				r.finishExit(c, pid)
+				return
+			}
+			r.log.Warn("the supervisor lost a container: its exit code will not be known", "id", ShortID(c.rec.ID), "pid", pid)
+			r.watchPidfd(c, pid)
+		case <-r.runCtx.Done():
+		}
+	})
+}
+
+// watchPidfd waits, on a goroutine owned by Run, for the process pid to
+// end, for containers no supervisor holds, then records the exit.
+func (r *Runtime) watchPidfd(c *container, pid int) {
+	pidfd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		r.log.Warn("pidfd_open of container", "id", ShortID(c.rec.ID), "pid", pid, "err", err)
+		r.spawn(func() { r.finishExit(c, pid) })
+		return
+	}
+	f := os.NewFile(uintptr(pidfd), "pidfd")
+	ok := r.spawn(func() {
+		defer f.Close()
+		stop := context.AfterFunc(r.runCtx, func() { _ = f.SetReadDeadline(time.Now()) })
+		defer stop()
+		rc, err := f.SyscallConn()
+		if err != nil {
+			r.log.Error("pidfd conn", "pid", pid, "err", err)
+			return
+		}
+		exited := false
+		err = rc.Read(func(fd uintptr) bool {
+			exited = pidExited(int(fd))
+			return exited
+		})
+		if !exited {
+			if r.runCtx.Err() == nil {
+				r.log.Error("watch container", "pid", pid, "err", err)
+			}
+			return
+		}
+		r.finishExit(c, pid)
+	})
+	if !ok {
+		f.Close()
+	}
+}
+
+// finishExit records that the container's init (pid) ended, with the exit
+// status from the supervisor's exit record (or, for a container started by
+// an older Shoal, its init's state file), else 137 and an error saying why.
+// Then it releases the network, deletes the runc state and, for --rm
+// containers, removes the container. It does nothing unless c is running
+// as pid, so a second report of one exit is harmless.
+func (r *Runtime) finishExit(c *container, pid int) {
+	r.mu.Lock()
+	if c.rec.State != api.ContainerRunning || c.rec.Pid != pid || c.removed {
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
+	id := c.rec.ID
+	p := r.pathsOf(id)
+	defer r.sup.forget(id)
+	code, errMsg := 137, ""
+	st, ferr := readExitRecord(p.dir)
+	if errors.Is(ferr, fs.ErrNotExist) {
+		st, ferr = readExitRecord(p.state)
+	}
+	switch {
+	case ferr == nil:
+		code, errMsg = st.ExitCode, st.Error
+	case errors.Is(ferr, fs.ErrNotExist):
+		errMsg = "exit status not recorded (the container's supervisor was gone)"
+	default:
+		errMsg = fmt.Sprintf("exit status unreadable: %v", ferr)
+	}
+	ctx := context.WithoutCancel(r.runCtx)
+	oom := oomKilled(filepath.Join(r.cfg.CgroupParent, id)) // before runc delete removes the cgroup
+	if err := r.runc.Delete(ctx, id, &runc.DeleteOpts{Force: true}); err != nil && !isNotExist(err) {
+		r.log.Warn("runc delete", "id", ShortID(id), "err", err)
+	}
+	if r.cfg.Network != nil {
+		if err := r.cfg.Network.Detach(ctx, id, p.netns); err != nil {
+			r.log.Warn("detach network", "id", ShortID(id), "err", err)
+		}
+	}
+	r.mu.Lock()
+	c.rec.State = api.ContainerExited
+	c.rec.ExitCode = code
+	c.rec.OOMKilled = oom
+	c.rec.Pid = 0
+	c.rec.IP = ""
+	c.rec.FinishedAt = time.Now().UTC()
+	c.rec.Error = ""
+	if ferr == nil && !st.FinishedAt.IsZero() {
+		c.rec.FinishedAt = st.FinishedAt
+	}
+	if errMsg != "" {
+		c.rec.Error = errMsg
+	}
+	stopHealth := c.stopHealth
+	c.stopHealth = nil
+	select {
+	case <-c.done:
+	default:
+		close(c.done)
+	}
+	remove := c.rec.Spec.Remove
+	r.mu.Unlock()
+	if stopHealth != nil {
+		stopHealth()
+	}
+	if err := r.save(c); err != nil {
+		r.log.Warn("save record", "id", ShortID(id), "err", err)
+	}
+	r.log.Info("container exited", "id", ShortID(id), "exit_code", code)
+	r.emit(c)
+	if remove {
+		if err := r.remove(ctx, c, id, false); err != nil && !errors.Is(err, ErrNotFound) {
+			r.log.Warn("auto-remove", "id", ShortID(id), "err", err)
+		}
+	}
+}
+
+// readExitRecord reads the exit record in dir (the supervisor's in the
+// bundle dir, or an older init's state dir) without following links and
+// with a size cap. A missing record gives an error wrapping fs.ErrNotExist.
+func readExitRecord(dir string) (containerinit.ExitStatus, error) {
+	var st containerinit.ExitStatus
+	b, err := readCapped(dir, exitRecordFile, maxExitRecord)
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("decode %s: %w", filepath.Join(dir, exitRecordFile), err)
+	}
+	return st, nil
+}

@@ -1,0 +1,130 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	runc "github.com/containerd/go-runc"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// Start starts a created (or exited) container and returns once its process
+// runs. Starting a running container is a no-op.
+func (r *Runtime) Start(ctx context.Context, idOrName string) (api.Container, error) {
+	if err := r.waitReady(ctx); err != nil {
+		return api.Container{}, err
+	}
+	c, err := r.lookup(idOrName)
+	if err != nil {
+		return api.Container{}, err
+	}
+	c.op.Lock()
+	defer c.op.Unlock()
+	return r.startHeld(ctx, c, idOrName)
+}
+
+// startHeld is Start once c is found and its lifecycle lock (op) is held.
+func (r *Runtime) startHeld(ctx context.Context, c *container, idOrName string) (api.Container, error) {
+	r.mu.Lock()
+	if c.removed {
+		r.mu.Unlock()
+		return api.Container{}, fmt.Errorf("start %s: %w", idOrName, ErrNotFound)
+	}
+	if c.rec.State == api.ContainerRunning {
+		out := c.apiLocked()
+		r.mu.Unlock()
+		return out, nil
+	}
+	rec := c.rec
+	r.mu.Unlock()
+
+	if err := r.startLocked(ctx, c, rec); err != nil {
+		r.mu.Lock()
+		c.rec.Error = err.Error()
+		r.mu.Unlock()
+		_ = r.save(c)
+		return api.Container{}, fmt.Errorf("start %s: %w", ShortID(rec.ID), err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return c.apiLocked(), nil
+}
+
+func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) error {
+	id := rec.ID
+	p := r.pathsOf(id)
+	if rec.State == api.ContainerExited {
+		// A restart: clear what the last run left behind.
+		_ = r.runc.Delete(ctx, id, &runc.DeleteOpts{Force: true})
+		_ = os.Remove(filepath.Join(p.dir, exitRecordFile))
+		// The state dir of an init of an older Shoal, which the container
+		// could write: gone, so nothing reads it again.
+		_ = os.RemoveAll(p.state)
+	}
+	if !isMountpoint(p.rootfs) { // after a reboot
+		if err := mountOverlay(rec.Layers, p.upper, p.work, p.rootfs); err != nil {
+			return err
+		}
+	}
+	if !isNetnsMount(p.netns) {
+		_ = removeNetns(p.netns)
+		if err := createNetns(p.netns); err != nil {
+			return err
+		}
+	}
+	ip := rec.IP
+	if ip == "" && r.cfg.Network != nil {
+		var err error
+		if ip, err = r.cfg.Network.Attach(ctx, id, p.netns); err != nil {
+			return fmt.Errorf("attach network: %w", err)
+		}
+		if err := os.WriteFile(p.hosts, []byte(HostsFile(rec.Hostname, ip, rec.Spec.ExtraHosts)), 0o644); err != nil {
+			return fmt.Errorf("write hosts: %w", err)
+		}
+	}
+	_ = os.Remove(p.pidFile)
+	// The slot exists before the start, so an exit reported before we
+	// mark the container running is not missed.
+	r.sup.forget(id)
+	r.sup.slot(id)
+	pid, err := r.sup.start(ctx, supRequest{
+		ID: id, Dir: p.dir, Runc: r.cfg.RuncBinary, RuncRoot: r.cfg.RuncRoot,
+		RuncLog: p.initLog, PidFile: p.pidFile,
+		LogMaxSize: r.cfg.LogMaxSize, LogMaxFiles: r.cfg.LogMaxFiles,
+	})
+	if err != nil {
+		r.sup.forget(id)
+		// A start cut short (ctx) may have left runc's container behind.
+		_ = r.runc.Delete(context.WithoutCancel(ctx), id, &runc.DeleteOpts{Force: true})
+		return err
+	}
+	r.mu.Lock()
+	c.rec.State = api.ContainerRunning
+	c.rec.Pid = pid
+	c.rec.IP = ip
+	c.rec.ExitCode = 0
+	c.rec.Error = ""
+	c.rec.OOMKilled = false
+	c.rec.StartedAt = time.Now().UTC()
+	c.rec.FinishedAt = time.Time{}
+	select {
+	case <-c.done:
+		c.done = make(chan struct{})
+	default:
+	}
+	if c.rec.Health != nil {
+		c.health = api.HealthStarting
+	}
+	r.mu.Unlock()
+	if err := r.save(c); err != nil {
+		r.log.Warn("save record", "id", ShortID(id), "err", err)
+	}
+	r.watch(c, pid)
+	r.startHealth(c)
+	r.emit(c)
+	return nil
+}
