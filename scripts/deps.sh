@@ -4,7 +4,7 @@
 # tini provides tini-static, the init every container runs as its PID 1.
 set -euo pipefail
 
-packages=(runc tini busybox-static iproute2 nftables iputils-ping curl jq conntrack psmisc procps stress-ng)
+packages=(runc tini busybox-static iproute2 nftables iputils-ping curl jq conntrack psmisc procps stress-ng tcpdump iperf3)
 
 missing=()
 for p in "${packages[@]}"; do
