@@ -75,6 +75,10 @@ type Node struct {
 	// Role is manager or worker (RoleManager, RoleWorker); the API shows an
 	// empty stored role as manager.
 	Role string `json:"role"`
+	// WireGuardKey is the node's WireGuard public key (base64), published
+	// by the node itself once an encrypted network exists; its private key
+	// never leaves the node.
+	WireGuardKey string `json:"wireguard_key,omitempty"`
 }
 
 // NodeUpdate is the body of POST /v1/nodes/{id}/update. Nil or empty fields
@@ -93,12 +97,24 @@ const (
 	ModeGlobal     = "global"
 )
 
-// PortConfig publishes a service's target port on every node.
+// PortConfig publishes a service's target port on every node (the routing
+// mesh, Mode ingress) or only on the nodes running a task (Mode host).
 type PortConfig struct {
 	Published int    `json:"published"`
 	Target    int    `json:"target"`
 	Protocol  string `json:"protocol"` // tcp or udp
+	// Mode is PublishIngress (also when empty) or PublishHost.
+	Mode string `json:"mode,omitempty"`
 }
+
+// Publish modes of a PortConfig. Ingress answers on every node and may
+// hide the client's address from a backend on another node; host answers
+// only on nodes running a task, to local tasks, keeping the client's
+// address (Swarm's mode=host without a per-task port mapping).
+const (
+	PublishIngress = "ingress"
+	PublishHost    = "host"
+)
 
 // ResourceRequirements bound a task: limits are enforced by the runtime,
 // reservations are what the scheduler counts against a node's capacity.

@@ -101,9 +101,6 @@ func (c CreateNetwork) apply(w *writeTxn) (any, error) {
 	if strings.EqualFold(n.Name, api.DefaultNetwork) {
 		return nil, fmt.Errorf("create network: the name %s is reserved for the cluster's default network: %w", n.Name, ErrNameTaken)
 	}
-	if n.Encrypted {
-		return nil, fmt.Errorf("create network %s: encrypted networks are not supported yet: %w", n.Name, ErrInvalid)
-	}
 	if first[api.Network](w, tableNetworks, indexID, n.ID) != nil {
 		return nil, fmt.Errorf("create network %s: ID %s: %w", n.Name, n.ID, ErrExists)
 	}

@@ -49,7 +49,6 @@ func TestCreateNetwork(t *testing.T) {
 		{"too small", netCmd("n1", "x", "10.80.0.0/24"), ErrInvalid, "must be a /19 or larger"},
 		{"host bits", netCmd("n1", "x", "10.80.0.1/16"), ErrInvalid, "host bits"},
 		{"not v4", netCmd("n1", "x", "fd00::/64"), ErrInvalid, "not an IPv4 prefix"},
-		{"encrypted", CreateNetwork{Network: api.Network{ID: "n1", Name: "x", Encrypted: true}}, ErrInvalid, "not supported yet"},
 		{"taken VNI", CreateNetwork{Network: api.Network{ID: "n1", Name: "x", VNI: a.VNI}}, ErrInUse, "VNI 4243 is taken by network front"},
 		{"default VNI", CreateNetwork{Network: api.Network{ID: "n1", Name: "x", VNI: api.DefaultVNI}}, ErrInvalid, "VNI 4242"},
 	}

@@ -56,6 +56,14 @@ type Config struct {
 	// VXLANPort is the overlay's UDP port; with State.Peers set, VXLAN
 	// packets to it are accepted only from the peers. 0 means 4789.
 	VXLANPort int
+	// EncryptedVXLANPort is the UDP port of the encrypted networks' VXLAN
+	// devices, which run inside the WireGuard tunnel; with State.Peers set,
+	// VXLAN packets to it are accepted only from WireGuardName, so nothing
+	// injected on the underlay reaches an encrypted network. 0 means no
+	// such rule.
+	EncryptedVXLANPort int
+	// WireGuardName is the node's WireGuard device (see EncryptedVXLANPort).
+	WireGuardName string
 	// KeepBridgeNetfilter leaves net.bridge.bridge-nf-call-iptables alone.
 	// By default New sets it to 0 in the namespace, the setting the
 	// data-plane recipe proved for same-host and hairpin traffic.
@@ -74,6 +82,10 @@ func DefaultConfig() Config {
 		ClusterCIDR:      cluster,
 		MasqueradeEgress: true,
 		VXLANPort:        4789,
+		// overlay.EncryptedVXLANPort and overlay.DefaultWireGuardName
+		// (lb does not import overlay).
+		EncryptedVXLANPort: 4800,
+		WireGuardName:      "shoal.wg",
 	}
 }
 
@@ -93,6 +105,10 @@ func (c Config) Validate() error {
 		return bad("cluster CIDR must be an IPv4 network")
 	case c.VXLANPort < 0 || c.VXLANPort > 65535:
 		return bad("VXLAN port %d out of range", c.VXLANPort)
+	case c.EncryptedVXLANPort < 0 || c.EncryptedVXLANPort > 65535:
+		return bad("encrypted VXLAN port %d out of range", c.EncryptedVXLANPort)
+	case c.EncryptedVXLANPort != 0 && !validIfName(c.WireGuardName):
+		return bad("WireGuard device name %q is not an interface name", c.WireGuardName)
 	}
 	for _, ip := range c.NodeIPs {
 		if ip.To4() == nil {
@@ -163,7 +179,10 @@ type Service struct {
 	// balanced over the backends (Swarm VIP mode), the target ports of
 	// Ports included. Nil means no VIP (published ports only).
 	VIP net.IP
-	// Ports are published on every node: Published → backend:Target.
+	// Ports are published on every node: Published → backend:Target. A
+	// port of Mode api.PublishHost is published only where the service has
+	// local backends, balanced over those only, and never masqueraded: the
+	// backend sees the client's address.
 	Ports []api.PortConfig
 	// Backends are the running, healthy tasks. Empty means connections are
 	// refused (TCP reset, ICMP port unreachable) instead of blackholed.
@@ -241,6 +260,10 @@ func (st State) resolve() (State, []error) {
 		for _, p := range s.Ports {
 			if _, err := protoNumber(p.Protocol); err != nil {
 				bad("service %s: port %d: %v: left out", s.Name, p.Published, err)
+				continue
+			}
+			if p.Mode != "" && p.Mode != api.PublishIngress && p.Mode != api.PublishHost {
+				bad("service %s: port %d: mode %q is neither ingress nor host: left out", s.Name, p.Published, p.Mode)
 				continue
 			}
 			if p.Published < 1 || p.Published > 65535 || p.Target < 1 || p.Target > 65535 {

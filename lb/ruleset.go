@@ -22,6 +22,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"github.com/shoal-org/shoal/api"
 	"golang.org/x/sys/unix"
 )
 
@@ -235,6 +236,9 @@ func compile(cfg Config, st State) *ruleset {
 				}
 			}
 			for _, p := range ports {
+				if p.Mode == api.PublishHost {
+					continue // published only where a task runs: not here
+				}
 				proto, _ := protoNumber(p.Protocol)
 				r := concat(published, matchL4(proto), matchDport(p.Published))
 				if proto == protoTCP {
@@ -269,8 +273,38 @@ func compile(cfg Config, st State) *ruleset {
 			}
 			rs.addRule(svc, concat([]expr.Any{&expr.Counter{}}, dnatMap(m, n, 0))...)
 		}
+		var hostMap *nftables.Set // local backends, for host-mode ports
+		var local []nftables.SetElement
+		for _, b := range s.Backends {
+			if b.Local {
+				local = append(local, nftables.SetElement{Key: binaryutil.NativeEndian.PutUint32(uint32(len(local))), Val: b.IP.To4()})
+			}
+		}
+		nLocal := uint32(len(local))
 		for _, p := range ports {
 			proto, _ := protoNumber(p.Protocol)
+			if p.Mode == api.PublishHost {
+				// Host mode (Swarm's mode=host): only on a node running a
+				// task, only to its local tasks. The connection goes from
+				// the node's interface to the bridge, so no masquerade rule
+				// matches and the task sees the client's address.
+				if nLocal == 0 {
+					continue // no task here: not published on this node
+				}
+				if hostMap == nil {
+					hostMap = rs.addSet(&nftables.Set{
+						Name:         "beh-" + name,
+						IsMap:        true,
+						KeyType:      nftables.TypeInteger,
+						KeyByteOrder: binaryutil.NativeEndian,
+						DataType:     nftables.TypeIPAddr,
+					}, local)
+				}
+				pub := rs.addChain(&nftables.Chain{Name: fmt.Sprintf("host-%s-%s-%d", name, protoName(p.Protocol), p.Published)})
+				both(services, servicesOut, concat(published, matchL4(proto), matchDport(p.Published), []expr.Any{goTo(pub.Name)})...)
+				rs.addRule(pub, concat(matchL4(proto), []expr.Any{&expr.Counter{}}, dnatMap(hostMap, nLocal, p.Target))...)
+				continue
+			}
 			pub := rs.addChain(&nftables.Chain{Name: fmt.Sprintf("pub-%s-%s-%d", name, protoName(p.Protocol), p.Published)})
 			both(services, servicesOut, concat(published, matchL4(proto), matchDport(p.Published), []expr.Any{goTo(pub.Name)})...)
 			rs.addRule(pub, concat(matchL4(proto), []expr.Any{&expr.Counter{}}, dnatMap(m, n, p.Target))...)
@@ -358,6 +392,13 @@ func compileInputFilter(cfg Config, rs *ruleset, st State, nets []Network) {
 			loadAddr(12),
 			&expr.Lookup{SourceRegister: regAddr, SetName: s.Name, SetID: s.ID, Invert: true},
 		}, dropV)...)
+		if cfg.EncryptedVXLANPort != 0 {
+			// Encrypted networks: their VXLAN travels inside WireGuard
+			// only. The same packet arriving on the underlay is an
+			// injection (or a leak) and goes no further.
+			rs.addRule(in, concat(matchL4(protoUDP), matchDport(cfg.EncryptedVXLANPort),
+				ifnameNot(expr.MetaKeyIIFNAME, cfg.WireGuardName), dropV)...)
+		}
 	}
 	if dns := st.DNS.To4(); dns != nil {
 		for _, proto := range []byte{protoUDP, protoTCP} {
@@ -452,6 +493,12 @@ func ifname(key expr.MetaKey, name string) []expr.Any {
 		&expr.Meta{Key: key, Register: regAddr},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: data},
 	}
+}
+
+func ifnameNot(key expr.MetaKey, name string) []expr.Any {
+	m := ifname(key, name)
+	m[1].(*expr.Cmp).Op = expr.CmpOpNeq
+	return m
 }
 
 // ctStateEstablished is `ct state established,related`.

@@ -243,6 +243,7 @@ func nodeFieldsNotOwned(cur, next api.Node) []string {
 	owned.ClusterPort = next.ClusterPort
 	owned.GossipPort = next.GossipPort
 	owned.Resources = next.Resources
+	owned.WireGuardKey = next.WireGuardKey
 	owned.UpdatedAt = next.UpdatedAt
 	// Derived at read time or by the FSM: never compared.
 	owned.Version, next.Version = 0, 0

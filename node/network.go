@@ -10,6 +10,14 @@ package node
 // the node's /24, so no allocation is needed). A network removed from the
 // state is torn down.
 //
+// Encrypted networks (overlay/wireguard.go) run their VXLAN inside
+// WireGuard: while the state holds one, the node runs a WireGuard device,
+// publishes its public key in its own node record (a node-owned field), and
+// configures as WireGuard peers the nodes whose keys it knows. An encrypted
+// network's overlay uses the tunnel addresses as its underlay and its own
+// VXLAN port. A node whose key is not known yet is no WireGuard peer, so
+// traffic to it is dropped by WireGuard until it is, never sent in clear.
+//
 // The runtime plugs containers in through netAttacher, which exists from
 // agent start: before the node is in a cluster (or before its subnet is
 // known) containers get loopback only, as `docker run --network none`
@@ -28,9 +36,11 @@ import (
 	"path/filepath"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/overlay"
 )
 
@@ -72,6 +82,13 @@ type netAttacher struct {
 	// is not its first: the cluster CIDR and the VIP range.
 	defaultRoutes []netip.Prefix
 	nets          map[string]*netOverlay // by network name
+
+	// WireGuard of the encrypted networks, owned by networkLoop's
+	// goroutine (syncNetworks, closeNetworks): nil while no encrypted
+	// network exists.
+	wg           *overlay.WireGuard
+	wgPeers      []overlay.WGPeer
+	wgPublishing atomic.Bool // a write of this node's public key is under way
 }
 
 func (n *netAttacher) set(ov *overlay.Overlay) {
@@ -333,8 +350,10 @@ func networkVXLAN(n api.Network) string {
 	return fmt.Sprintf("shv%x", n.VNI)
 }
 
-// networkPeers lists the shares of network subnet of every other node.
-func networkPeers(nodes []*api.Node, self string, subnet, cluster netip.Prefix) []overlay.Peer {
+// networkPeers lists the shares of network subnet of every other node. With
+// a valid tunnel prefix (an encrypted network) a peer's underlay address is
+// its WireGuard tunnel address (overlay.TunnelAddr).
+func networkPeers(nodes []*api.Node, self string, subnet, cluster, tunnel netip.Prefix) []overlay.Peer {
 	var peers []overlay.Peer
 	for _, n := range nodes {
 		if n.ID == self || n.Subnet == "" {
@@ -349,9 +368,102 @@ func networkPeers(nodes []*api.Node, self string, subnet, cluster netip.Prefix) 
 		if err != nil {
 			continue
 		}
+		if tunnel.IsValid() {
+			if ip, err = overlay.TunnelAddr(tunnel, cluster, sub); err != nil {
+				continue
+			}
+		}
 		peers = append(peers, overlay.Peer{NodeID: n.ID, Subnet: share, UnderlayIP: ip})
 	}
 	return peers
+}
+
+// wireGuardPeers lists the WireGuard peers of this node: every other node
+// with a subnet, an address and a published public key, at its underlay
+// address and port, allowed its tunnel address only. It is pure.
+func wireGuardPeers(nodes []*api.Node, self string, cluster, tunnel netip.Prefix, port uint16) []overlay.WGPeer {
+	var peers []overlay.WGPeer
+	for _, n := range nodes {
+		if n.ID == self || n.Subnet == "" || n.WireGuardKey == "" {
+			continue
+		}
+		sub, err1 := netip.ParsePrefix(n.Subnet)
+		ip, err2 := netip.ParseAddr(n.Addr)
+		if err1 != nil || err2 != nil || !ip.Is4() {
+			continue
+		}
+		tip, err := overlay.TunnelAddr(tunnel, cluster, sub)
+		if err != nil {
+			continue
+		}
+		peers = append(peers, overlay.WGPeer{NodeID: n.ID, PublicKey: n.WireGuardKey,
+			Endpoint: netip.AddrPortFrom(ip, port), TunnelIP: tip})
+	}
+	return peers
+}
+
+// syncWireGuard runs WireGuard while the state holds an encrypted network
+// (and stops it when none is left), publishes this node's public key and
+// keeps the peers in step. It returns the device, or nil while it is not
+// up (the caller skips the encrypted networks until it is).
+func (a *Agent) syncWireGuard(cl *cluster, self *api.Node, nodes []*api.Node, cluster, nodeSub netip.Prefix, need bool) *overlay.WireGuard {
+	n := &a.net
+	if !need {
+		if n.wg != nil {
+			_ = n.wg.Close()
+			n.wg, n.wgPeers = nil, nil
+			a.log.Info("wireguard stopped: no encrypted network left")
+		}
+		return nil
+	}
+	if n.wg != nil {
+		select {
+		case <-n.wg.Done(): // the device went away: start it again
+			a.log.Warn("wireguard device stopped; restarting it")
+			_ = n.wg.Close()
+			n.wg, n.wgPeers = nil, nil
+		default:
+		}
+	}
+	if n.wg == nil {
+		cfg := overlay.DefaultWireGuardConfig()
+		cfg.Logger = a.log.With("sub", "wireguard")
+		cfg.KeyFile = filepath.Join(clusterDir(a.cfg.DataDir), "wireguard", "private.key")
+		tip, err := overlay.TunnelAddr(cfg.TunnelCIDR, cluster, nodeSub)
+		if err != nil {
+			a.log.Error("wireguard: tunnel address", "err", err)
+			return nil
+		}
+		cfg.TunnelIP = tip
+		wg, err := overlay.NewWireGuard(cfg)
+		if err != nil {
+			a.log.Warn("wireguard: start failed; retrying", "err", err)
+			return nil
+		}
+		n.wg = wg
+	}
+	if self.WireGuardKey != n.wg.PublicKey() && n.wgPublishing.CompareAndSwap(false, true) {
+		// Through the leader like any report of a node about itself; a
+		// stale copy of the record is refused there and retried on the
+		// next pass. In a goroutine: the loop must not wait for quorum.
+		rec := *self
+		rec.WireGuardKey = n.wg.PublicKey()
+		go func() {
+			defer n.wgPublishing.Store(false)
+			if _, err := a.write(context.Background(), &consensus.UpsertNode{Node: rec}); err != nil {
+				a.log.Warn("wireguard: publishing the public key failed; retrying", "err", err)
+			}
+		}()
+	}
+	peers := wireGuardPeers(nodes, a.id.NodeID, cluster, netip.MustParsePrefix(overlay.DefaultTunnelCIDR), overlay.DefaultWireGuardPort)
+	if !reflect.DeepEqual(peers, n.wgPeers) {
+		if err := n.wg.SetPeers(peers); err != nil {
+			a.log.Warn("wireguard peers", "err", err)
+		} else {
+			n.wgPeers = peers
+		}
+	}
+	return n.wg
 }
 
 // syncNetworks brings up the overlays of networks new in the state, keeps
@@ -370,8 +482,14 @@ func (a *Agent) syncNetworks(ctx context.Context, cl *cluster) {
 		return
 	}
 	nodes := cl.store.Nodes()
+	networks := cl.store.Networks()
+	needWG := false
+	for _, n := range networks {
+		needWG = needWG || n.Encrypted
+	}
+	wg := a.syncWireGuard(cl, self, nodes, cluster, nodeSub, needWG)
 	want := map[string]bool{}
-	for _, n := range cl.store.Networks() {
+	for _, n := range networks {
 		if n.Name == api.DefaultNetwork {
 			continue
 		}
@@ -387,6 +505,13 @@ func (a *Agent) syncNetworks(ctx context.Context, cl *cluster) {
 			a.removeNetwork(no) // same name, another network: rebuild
 			no = nil
 		}
+		var tunnel netip.Prefix // valid for an encrypted network
+		if n.Encrypted {
+			if wg == nil {
+				continue // not before WireGuard is up: never in clear
+			}
+			tunnel = netip.MustParsePrefix(overlay.DefaultTunnelCIDR)
+		}
 		if no == nil {
 			share, err := api.NodeShare(subnet, cluster, nodeSub)
 			if err != nil {
@@ -401,6 +526,10 @@ func (a *Agent) syncNetworks(ctx context.Context, cl *cluster) {
 			cfg.BridgeName, cfg.VXLANName = networkBridge(*n), networkVXLAN(*n)
 			cfg.VethPrefix = fmt.Sprintf("s%x", n.VNI)
 			cfg.VNI = n.VNI
+			if n.Encrypted {
+				// VXLAN inside WireGuard: the tunnel is the underlay.
+				cfg.UnderlayIP, cfg.Port = wg.TunnelIP(), overlay.EncryptedVXLANPort
+			}
 			ov, err := overlay.New(cfg)
 			if err != nil {
 				a.log.Error("network overlay config", "network", n.Name, "err", err)
@@ -427,7 +556,7 @@ func (a *Agent) syncNetworks(ctx context.Context, cl *cluster) {
 			a.net.mu.Unlock()
 			a.log.Info("network up", "network", n.Name, "vni", n.VNI, "share", share.String(), "bridge", cfg.BridgeName)
 		}
-		if peers := networkPeers(nodes, a.id.NodeID, subnet, cluster); !reflect.DeepEqual(peers, no.peers) {
+		if peers := networkPeers(nodes, a.id.NodeID, subnet, cluster, tunnel); !reflect.DeepEqual(peers, no.peers) {
 			if err := no.ov.SetPeers(peers); err != nil {
 				a.log.Warn("network overlay peers", "network", n.Name, "err", err)
 			} else {
@@ -476,5 +605,11 @@ func (a *Agent) closeNetworks() {
 		no.cancel()
 		<-no.done
 		_ = no.ov.Close()
+	}
+	// The TUN device goes with WireGuard (it belongs to this process
+	// anyway); the encrypted networks come back with the next agent.
+	if a.net.wg != nil {
+		_ = a.net.wg.Close()
+		a.net.wg, a.net.wgPeers = nil, nil
 	}
 }

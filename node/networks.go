@@ -66,9 +66,6 @@ func (a *Agent) handleNetworkCreate(w http.ResponseWriter, r *http.Request) (any
 	if p := api.ServiceNameProblem(req.Name); p != "" {
 		return nil, badRequest("network name %q: %s", req.Name, p)
 	}
-	if req.Encrypted {
-		return nil, badRequest("network %s: encrypted networks are not supported yet", req.Name)
-	}
 	if err := a.syncReplica(r.Context(), cl); err != nil {
 		return nil, err
 	}
@@ -76,7 +73,7 @@ func (a *Agent) handleNetworkCreate(w http.ResponseWriter, r *http.Request) (any
 		return nil, badRequest("a network named %s already exists", req.Name)
 	}
 	n := api.Network{ID: newID(), Name: req.Name, Subnet: strings.TrimSpace(req.Subnet), VNI: req.VNI,
-		Internal: req.Internal, Attachable: req.Attachable, Labels: req.Labels, CreatedAt: time.Now().UTC()}
+		Internal: req.Internal, Encrypted: req.Encrypted, Attachable: req.Attachable, Labels: req.Labels, CreatedAt: time.Now().UTC()}
 	if _, err := a.write(r.Context(), &consensus.CreateNetwork{Network: n}); err != nil {
 		return nil, err
 	}

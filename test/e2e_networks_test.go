@@ -166,9 +166,6 @@ func TestNetworksIsolation(t *testing.T) {
 		netb.Subnet != "10.60.0.0/16" || !netb.Internal || netb.VNI == neta.VNI || netb.VNI == api.DefaultVNI {
 		t.Fatalf("networks: %+v %+v", neta, netb)
 	}
-	if _, stderr, err := h1.CLI("network", "create", "--encrypted", "sec"); err == nil || !strings.Contains(stderr, "not supported yet") {
-		t.Fatalf("--encrypted: err %v, stderr %q", err, stderr)
-	}
 	if _, stderr, err := h1.CLI("network", "create", "--subnet", neta.Subnet, "clash"); err == nil || !strings.Contains(stderr, "overlaps network neta") {
 		t.Fatalf("overlapping subnet: err %v, stderr %q", err, stderr)
 	}

@@ -25,7 +25,7 @@ func (s *shell) networkCommand() *cli.Command {
 					&cli.StringFlag{Name: "subnet", Usage: "IPv4 subnet in CIDR form, e.g. 10.50.0.0/16 (default: a free /16 of 10.44.0.0–10.99.0.0)"},
 					&cli.BoolFlag{Name: "internal", Usage: "no route out of the cluster"},
 					&cli.BoolFlag{Name: "attachable", Usage: "allow `shoal run --network`"},
-					&cli.BoolFlag{Name: "encrypted", Usage: "encrypt traffic between nodes (not supported yet)"},
+					&cli.BoolFlag{Name: "encrypted", Usage: "encrypt traffic between nodes (WireGuard)"},
 				},
 				Action: s.networkCreate,
 			},
@@ -69,10 +69,8 @@ func (s *shell) networkCreate(c *cli.Context) error {
 	if err := needArgs(c, 1, 1); err != nil {
 		return err
 	}
-	req := api.Network{Name: c.Args().First(), Internal: c.Bool("internal"), Attachable: c.Bool("attachable")}
-	if c.Bool("encrypted") {
-		return usageErrorf("--encrypted: encrypted networks are not supported yet")
-	}
+	req := api.Network{Name: c.Args().First(), Internal: c.Bool("internal"), Attachable: c.Bool("attachable"),
+		Encrypted: c.Bool("encrypted")}
 	if v := c.String("subnet"); v != "" {
 		p, err := netip.ParsePrefix(v)
 		if err != nil || !p.Addr().Is4() {

@@ -114,8 +114,12 @@ func parsePublish(s string) (api.PortConfig, error) {
 			case "protocol":
 				pc.Protocol = strings.ToLower(strings.TrimSpace(v))
 			case "mode":
-				if v != "ingress" {
-					return bad("only mode=ingress is supported")
+				switch v {
+				case api.PublishIngress:
+				case api.PublishHost:
+					pc.Mode = api.PublishHost
+				default:
+					return bad("mode must be ingress or host")
 				}
 			default:
 				return bad("unknown field " + k)

@@ -100,7 +100,8 @@ func TestParsePublish(t *testing.T) {
 		{"a:b", api.PortConfig{}, true},
 		{"", api.PortConfig{}, true},
 		{"published=8080", api.PortConfig{}, true},
-		{"published=8080,target=80,mode=host", api.PortConfig{}, true},
+		{"published=8080,target=80,mode=host", api.PortConfig{Published: 8080, Target: 80, Protocol: "tcp", Mode: "host"}, false},
+		{"published=8080,target=80,mode=local", api.PortConfig{}, true},
 		{"published=8080,foo=1", api.PortConfig{}, true},
 	}
 	for _, tt := range tests {

@@ -97,7 +97,7 @@ func specFlags(update bool) []cli.Flag {
 		flags = append(flags,
 			&cli.StringFlag{Name: "name", Usage: "service name"},
 			&cli.StringFlag{Name: "mode", Usage: "replicated or global (default replicated)"},
-			&cli.StringSliceFlag{Name: "publish", Aliases: []string{"p"}, Usage: "publish a port, P:T[/proto] (repeatable)"},
+			&cli.StringSliceFlag{Name: "publish", Aliases: []string{"p"}, Usage: "publish a port, P:T[/proto] or published=P,target=T[,protocol=udp][,mode=host] (repeatable; mode=host: only on nodes running a task, client address kept)"},
 			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "environment variable K=V (repeatable)"},
 			&cli.StringSliceFlag{Name: "label", Aliases: []string{"l"}, Usage: "service label k=v (repeatable)"},
 			&cli.StringSliceFlag{Name: "constraint", Usage: "placement constraint, e.g. node.labels.zone==a (repeatable)"},

@@ -67,6 +67,9 @@ func Defaults(spec api.ServiceSpec) api.ServiceSpec {
 			if ports[i].Protocol == "" {
 				ports[i].Protocol = DefaultProtocol
 			}
+			if ports[i].Mode == api.PublishIngress {
+				ports[i].Mode = "" // the default: one spelling, so specs compare equal
+			}
 		}
 		spec.Ports = ports
 	}
@@ -141,6 +144,9 @@ func ValidateSpec(spec api.ServiceSpec) error {
 		}
 		if proto != "tcp" && proto != "udp" {
 			bad("ports[%d]: protocol %q: want tcp or udp", i, port.Protocol)
+		}
+		if port.Mode != "" && port.Mode != api.PublishIngress && port.Mode != api.PublishHost {
+			bad("ports[%d]: mode %q: want ingress or host", i, port.Mode)
 		}
 		key := fmt.Sprintf("%d/%s", port.Published, proto)
 		if seen[key] {
