@@ -75,6 +75,9 @@ type Node struct {
 	// Role is manager or worker (RoleManager, RoleWorker); the API shows an
 	// empty stored role as manager.
 	Role string `json:"role"`
+	// AgentVersion is the release the node's agent runs (as its gossip
+	// last said; empty when unknown). Filled at read time, not in Raft.
+	AgentVersion string `json:"agent_version"`
 }
 
 // NodeUpdate is the body of POST /v1/nodes/{id}/update. Nil or empty fields

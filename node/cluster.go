@@ -169,6 +169,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		return err
 	}
 	cl.members = mem
+	r.SetCommandGate(commandGate(r, mem))
 
 	a.mu.Lock()
 	a.cl = cl

@@ -36,6 +36,11 @@ type memberMeta struct {
 	Subnet      string `json:"sn,omitempty"`
 	// Epoch is the node's cluster epoch (fence.go); absent means 0.
 	Epoch uint64 `json:"ep,omitempty"`
+	// Version is the node's release (node.Version) and Level the newest
+	// command level its binary applies (consensus.ProtocolLevel); both are
+	// absent on releases before the upgrade gate (docs/upgrades.md).
+	Version string `json:"v,omitempty"`
+	Level   int    `json:"pl,omitempty"`
 }
 
 // membership owns the memberlist instance and turns its callbacks into
@@ -57,6 +62,9 @@ type membership struct {
 	mu    sync.Mutex
 	alive map[string]memberMeta // node ID → meta of members alive now
 	addrs map[string]string     // node ID → gossip address, kept after death
+	// seen is the last metadata of every member ever alive, kept after
+	// death: a down node's release still shows and still gates commands.
+	seen map[string]memberMeta
 }
 
 // everSeen reports whether gossip has ever reported the node alive since
@@ -75,7 +83,9 @@ func newMembership(cfg Config, nodeID string, meta memberMeta, keys [][]byte, fc
 		msgs:  make(chan []byte, 16),
 		alive: map[string]memberMeta{},
 		addrs: map[string]string{},
+		seen:  map[string]memberMeta{},
 	}
+	meta.Version, meta.Level = Version, consensus.ProtocolLevel
 	b, err := json.Marshal(meta)
 	if err != nil {
 		return nil, err
@@ -133,6 +143,26 @@ func (m *membership) aliveSet() map[string]memberMeta {
 	out := make(map[string]memberMeta, len(m.alive))
 	for k, v := range m.alive {
 		out[k] = v
+	}
+	return out
+}
+
+// versionOf returns the release a member last advertised ("" when gossip
+// never reported it, or it runs a release that does not advertise one).
+func (m *membership) versionOf(id string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.seen[id].Version
+}
+
+// peerLevels returns what gossip last said of each node's protocol level.
+func (m *membership) peerLevels(ids []string) []consensus.PeerLevel {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]consensus.PeerLevel, 0, len(ids))
+	for _, id := range ids {
+		meta, ok := m.seen[id]
+		out = append(out, consensus.PeerLevel{ID: id, Level: meta.Level, Version: meta.Version, Known: ok})
 	}
 	return out
 }
@@ -233,6 +263,7 @@ func (m *membership) upsert(n *memberlist.Node) {
 	}
 	m.mu.Lock()
 	m.alive[n.Name] = meta
+	m.seen[n.Name] = meta
 	m.addrs[n.Name] = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
 	m.mu.Unlock()
 	m.signal()
