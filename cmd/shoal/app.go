@@ -54,6 +54,8 @@ type shell struct {
 	now  func() time.Time
 	// startAgent replaces runAgent in tests.
 	startAgent func(context.Context, agentFlags) error
+	// agentConfig replaces DefaultAgentConfig in tests.
+	agentConfig string
 }
 
 // newShell returns a shell on the process's standard streams.
