@@ -237,6 +237,8 @@ func (a *Agent) stopCluster() {
 		}
 	}
 	if cl.members != nil {
+		// Containers outlive the agent: ask the leader to wait for it.
+		cl.members.announceRestart(a.id.NodeID, 500*time.Millisecond)
 		cl.members.leave(500 * time.Millisecond)
 	}
 	cl.cancel()

@@ -65,6 +65,40 @@ type membership struct {
 	// seen is the last metadata of every member ever alive, kept after
 	// death: a down node's release still shows and still gates commands.
 	seen map[string]memberMeta
+	// restarts records when a member announced that its agent is
+	// stopping cleanly (restartMsgType): a restart or an upgrade, its
+	// containers still running. Cleared when it joins again.
+	restarts map[string]time.Time
+}
+
+// restartMsgType is the first byte of the user message an agent sends every
+// member, over TCP, just before it leaves gossip on a clean stop; the rest
+// is its node ID. memberlist does not tell a goodbye from a failure to the
+// event delegate, so the agent says it.
+const restartMsgType byte = 'S'
+
+// announceRestart tells every other member that this agent stops cleanly
+// and its containers keep running, so the leader holds off marking the node
+// down for Config.RestartGrace. Best effort, bounded by timeout.
+func (m *membership) announceRestart(self string, timeout time.Duration) {
+	msg := append([]byte{restartMsgType}, self...)
+	var wg sync.WaitGroup
+	for _, n := range m.ml.Members() {
+		if n.Name == self {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = m.ml.SendReliable(n, msg)
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+	}
 }
 
 // everSeen reports whether gossip has ever reported the node alive since
@@ -78,12 +112,13 @@ func (m *membership) everSeen(id string) bool {
 
 func newMembership(cfg Config, nodeID string, meta memberMeta, keys [][]byte, fc *fence, logger *slog.Logger) (*membership, error) {
 	m := &membership{
-		fence: fc,
-		subs:  map[chan struct{}]struct{}{},
-		msgs:  make(chan []byte, 16),
-		alive: map[string]memberMeta{},
-		addrs: map[string]string{},
-		seen:  map[string]memberMeta{},
+		fence:    fc,
+		subs:     map[chan struct{}]struct{}{},
+		msgs:     make(chan []byte, 16),
+		alive:    map[string]memberMeta{},
+		addrs:    map[string]string{},
+		seen:     map[string]memberMeta{},
+		restarts: map[string]time.Time{},
 	}
 	meta.Version, meta.Level = Version, consensus.ProtocolLevel
 	b, err := json.Marshal(meta)
@@ -145,6 +180,17 @@ func (m *membership) aliveSet() map[string]memberMeta {
 		out[k] = v
 	}
 	return out
+}
+
+// restarting reports whether the member announced a clean stop less than
+// grace ago and has not joined since: an agent being restarted or
+// upgraded, whose containers keep running (docs/upgrades.md). The leader
+// holds off marking it down, and so rescheduling its tasks, for that long.
+func (m *membership) restarting(id string, grace time.Duration) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	at, ok := m.restarts[id]
+	return ok && time.Since(at) < grace
 }
 
 // versionOf returns the release a member last advertised ("" when gossip
@@ -222,9 +268,16 @@ func (m *membership) NodeMeta(limit int) []byte {
 	return m.meta
 }
 
-// NotifyMsg queues a copy of a user message; when the queue is full the
-// message is dropped (senders repeat them).
+// NotifyMsg records restart announcements and queues a copy of other user
+// messages; when the queue is full the message is dropped (senders repeat
+// them).
 func (m *membership) NotifyMsg(b []byte) {
+	if len(b) > 1 && len(b) <= 65 && b[0] == restartMsgType {
+		m.mu.Lock()
+		m.restarts[string(b[1:])] = time.Now()
+		m.mu.Unlock()
+		return
+	}
 	select {
 	case m.msgs <- append([]byte(nil), b...):
 	default:
@@ -236,7 +289,12 @@ func (m *membership) MergeRemoteState(buf []byte, join bool)     {}
 
 // memberlist.EventDelegate: must not block.
 
-func (m *membership) NotifyJoin(n *memberlist.Node)   { m.upsert(n) }
+func (m *membership) NotifyJoin(n *memberlist.Node) {
+	m.mu.Lock()
+	delete(m.restarts, n.Name) // back (or new): a later stop announces again
+	m.mu.Unlock()
+	m.upsert(n)
+}
 func (m *membership) NotifyUpdate(n *memberlist.Node) { m.upsert(n) }
 func (m *membership) NotifyLeave(n *memberlist.Node) {
 	m.mu.Lock()

@@ -114,10 +114,34 @@ func taskContainers(t *testing.T, h *harness.Host) map[string]containerKey {
 	out := map[string]containerKey{}
 	for _, c := range containersOn(t, h, false) {
 		if c.TaskID != "" && c.State == "running" {
-			out[c.TaskID] = containerKey{ID: c.ID, PID: c.PID}
+			out[c.TaskID] = containerKey{ID: c.ID, PID: c.Pid}
 		}
 	}
 	return out
+}
+
+// sameContainers is a condition: every task of want runs on h in the very
+// container (ID) and process (PID) it ran in before. Other containers may
+// come and go.
+func sameContainers(t *testing.T, h *harness.Host, want map[string]containerKey) harness.Condition {
+	return func() (bool, string) {
+		now := taskContainers(t, h)
+		for task, k := range want {
+			if got, ok := now[task]; !ok || got != k {
+				return false, fmt.Sprintf("%s: task %s had container %.12s pid %d, now %.12s pid %d (listed %v)", h.Name, task, k.ID, k.PID, got.ID, got.PID, ok)
+			}
+		}
+		return true, ""
+	}
+}
+
+// taskTable renders `service ps web` for a failure message.
+func taskTable(t *testing.T, h *harness.Host) string {
+	var b strings.Builder
+	for _, tk := range tasksOf(t, h, "web") {
+		fmt.Fprintf(&b, "  %s %s node=%s desired=%s state=%s container=%.12s err=%q msg=%q\n", tk.ID, tk.Name, tk.Node, tk.DesiredState, tk.State, tk.ContainerID, tk.Error, tk.Message)
+	}
+	return b.String()
 }
 
 // versionsSeen is a condition: `node ls` through via shows want[hostname]
@@ -251,11 +275,12 @@ func TestRollingUpgrade(t *testing.T) {
 
 		// Live restore: the restarted agent re-adopted every container it
 		// had, untouched (same container, same process).
-		after := taskContainers(t, h)
-		for task, k := range before[h] {
-			if got, ok := after[task]; !ok || got != k {
-				t.Fatalf("%s: task %s had container %s pid %d before the upgrade, now %+v (present %v)", h.Name, task, k.ID, k.PID, got, ok)
-			}
+		pctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		_, err := harness.Poll(pctx, sameContainers(t, h, before[h]))
+		cancel()
+		if err != nil {
+			_, msg := sameContainers(t, h, before[h])()
+			t.Fatalf("%s did not keep its containers across the restart: %s\ntasks:\n%s", h.Name, msg, taskTable(t, hosts[(i+1)%len(hosts)]))
 		}
 
 		if i == 0 {
@@ -277,11 +302,8 @@ func TestRollingUpgrade(t *testing.T) {
 	// Every task still runs on its original container; the writes landed.
 	waitSlots(t, h1, "web", 8, "bb:1", time.Minute)
 	for _, h := range hosts {
-		now := taskContainers(t, h)
-		for task, k := range before[h] {
-			if now[task] != k {
-				t.Fatalf("%s: task %s container changed from %+v to %+v", h.Name, task, k, now[task])
-			}
+		if ok, msg := sameContainers(t, h, before[h])(); !ok {
+			t.Fatal(msg)
 		}
 	}
 	node, err := h1.Node(target)
