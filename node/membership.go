@@ -187,6 +187,9 @@ func (m *membership) aliveSet() map[string]memberMeta {
 // upgraded, whose containers keep running (docs/upgrades.md). The leader
 // holds off marking it down, and so rescheduling its tasks, for that long.
 func (m *membership) restarting(id string, grace time.Duration) bool {
+	if m == nil {
+		return false
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	at, ok := m.restarts[id]
@@ -196,6 +199,9 @@ func (m *membership) restarting(id string, grace time.Duration) bool {
 // versionOf returns the release a member last advertised ("" when gossip
 // never reported it, or it runs a release that does not advertise one).
 func (m *membership) versionOf(id string) string {
+	if m == nil {
+		return "" // a cluster without gossip (tests)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.seen[id].Version
@@ -203,9 +209,15 @@ func (m *membership) versionOf(id string) string {
 
 // peerLevels returns what gossip last said of each node's protocol level.
 func (m *membership) peerLevels(ids []string) []consensus.PeerLevel {
+	out := make([]consensus.PeerLevel, 0, len(ids))
+	if m == nil {
+		for _, id := range ids {
+			out = append(out, consensus.PeerLevel{ID: id})
+		}
+		return out
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]consensus.PeerLevel, 0, len(ids))
 	for _, id := range ids {
 		meta, ok := m.seen[id]
 		out = append(out, consensus.PeerLevel{ID: id, Level: meta.Level, Version: meta.Version, Known: ok})
@@ -274,6 +286,9 @@ func (m *membership) NodeMeta(limit int) []byte {
 func (m *membership) NotifyMsg(b []byte) {
 	if len(b) > 1 && len(b) <= 65 && b[0] == restartMsgType {
 		m.mu.Lock()
+		if m.restarts == nil {
+			m.restarts = map[string]time.Time{}
+		}
 		m.restarts[string(b[1:])] = time.Now()
 		m.mu.Unlock()
 		return
@@ -321,6 +336,9 @@ func (m *membership) upsert(n *memberlist.Node) {
 	}
 	m.mu.Lock()
 	m.alive[n.Name] = meta
+	if m.seen == nil {
+		m.seen = map[string]memberMeta{}
+	}
 	m.seen[n.Name] = meta
 	m.addrs[n.Name] = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
 	m.mu.Unlock()
