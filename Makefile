@@ -11,7 +11,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X github.com/shoal-org/shoal/node.Version=$(VERSION)
 DIST      := dist
 
-.PHONY: all build deps test unit e2e bench run stop vet fmt clean deb docs upgrade-test
+.PHONY: all build deps test unit e2e bench soak run stop vet fmt clean deb docs upgrade-test
 
 all: build
 
@@ -61,6 +61,14 @@ bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./node/scheduler/
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./runtime/...
 	SHOAL_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/...
+
+# Chaos soak and the long linearizability run, not part of `make test`:
+# SHOAL_SOAK (default 10m) of faults on 5 nodes each (test/soak_test.go,
+# test/lin_e2e_test.go). Prints figures; fails on any invariant violation.
+SHOAL_SOAK ?= 10m
+soak: deps build
+	SHOAL_BIN=$(CURDIR)/$(BIN) SHOAL_SOAK=$(SHOAL_SOAK) $(GO) test -count=1 -v -timeout 90m -run '^TestSoak$$' ./test/
+	SHOAL_BIN=$(CURDIR)/$(BIN) SHOAL_LIN_DURATION=$(SHOAL_SOAK) SHOAL_LIN_NODES=5 $(GO) test -count=1 -v -timeout 90m -run '^TestLinearizability$$' ./test/
 
 run: deps build
 	bash scripts/run-cluster.sh

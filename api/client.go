@@ -518,3 +518,67 @@ func (c *Client) Tasks(ctx context.Context, f TaskFilter) ([]Task, error) {
 	}
 	return call[[]Task](ctx, c, http.MethodGet, "/tasks", q, nil)
 }
+
+// EventOptions select the events of an event stream.
+type EventOptions struct {
+	// Since replays the kept history from this time on; zero means only
+	// events from now on.
+	Since time.Time
+	// Until ends the stream once events reach this time (at once when it
+	// is in the past); zero means the stream stays open.
+	Until time.Time
+	// Types and Names filter: an event matches when its type is one of
+	// Types and its name, ID or service is one of Names (empty: all).
+	Types []string
+	Names []string
+}
+
+func (o EventOptions) query() url.Values {
+	q := url.Values{}
+	if !o.Since.IsZero() {
+		q.Set("since", o.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if !o.Until.IsZero() {
+		q.Set("until", o.Until.UTC().Format(time.RFC3339Nano))
+	}
+	for _, t := range o.Types {
+		q.Add("type", t)
+	}
+	for _, n := range o.Names {
+		q.Add("name", n)
+	}
+	return q
+}
+
+// Events streams GET /v1/events and hands each event to fn. It returns nil
+// when the agent ends the stream (Until reached), fn's error if fn fails,
+// or the context's error if the context ends first.
+func (c *Client) Events(ctx context.Context, opts EventOptions, fn func(Event) error) error {
+	resp, err := c.send(ctx, http.MethodGet, "/events", opts.query(), nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		b := bytes.TrimSpace(sc.Bytes())
+		if len(b) == 0 {
+			continue
+		}
+		var ev Event
+		if err := json.Unmarshal(b, &ev); err != nil {
+			return fmt.Errorf("events: decode event: %w", err)
+		}
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("events: read stream: %w", err)
+	}
+	return ctx.Err()
+}

@@ -35,6 +35,11 @@ package api
 //	POST   /v1/containers/{id}/stop?timeout=10s    → Container
 //	DELETE /v1/containers/{id}?force=1             → {}
 //	GET    /v1/containers/{id}/logs?follow=1&tail=N&since=RFC3339 → NDJSON of LogLine
+//	POST   /v1/containers/{id}/exec ExecRequest (Upgrade: shoal-exec/1) → 101, then exec frames (exec.go)
+//	GET    /v1/volumes                             → []Volume (this node's)
+//	POST   /v1/volumes         VolumeCreateRequest → Volume
+//	GET    /v1/volumes/{name}                      → Volume
+//	DELETE /v1/volumes/{name}                      → {} (409 while a container uses it)
 //	GET    /v1/services                            → []Service
 //	POST   /v1/services        ServiceSpec         → Service
 //	GET    /v1/services/{id}                       → Service
@@ -45,6 +50,9 @@ package api
 //	GET    /v1/services/{id}/tasks?desired_state=running → []Task
 //	GET    /v1/services/{id}/logs?follow=1&tail=N&since=RFC3339 → NDJSON of LogLine
 //	GET    /v1/tasks?service=ID&node=ID            → []Task
+//	GET    /v1/events?since=RFC3339&until=RFC3339&type=T&name=N → NDJSON of Event
+//	       (history from since, then live until until or the client leaves;
+//	       type and name may repeat: same key ORs, different keys AND)
 const APIVersion = "v1"
 
 // ScaleRequest is the body of POST /v1/services/{id}/scale.

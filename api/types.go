@@ -179,6 +179,28 @@ type ServiceSpec struct {
 	// ForceUpdate is bumped by `service update --force` so that an otherwise
 	// unchanged spec still differs and every task is replaced.
 	ForceUpdate uint64 `json:"force_update,omitempty"`
+	// Mounts are the volumes, bind mounts and tmpfs of each task's
+	// container (see Mount and MountProblem).
+	Mounts []Mount `json:"mounts,omitempty"`
+	// Networks are the names of the networks the tasks join, in order (the
+	// first carries the default route). Empty means DefaultNetwork.
+	Networks []string `json:"networks,omitempty"`
+	// DisconnectGrace is how long the tasks of a node that stopped answering
+	// are kept for it (0 = 60s). Replacements start at once elsewhere; if
+	// the node returns within the grace period with the tasks still running,
+	// they stay and the replacements are stopped, so a network blip restarts
+	// nothing. Past it, the tasks are written off (orphaned).
+	DisconnectGrace time.Duration `json:"disconnect_grace,omitempty"`
+	// AtMostOnce services never have two tasks of one slot running at once:
+	// a task on a node that stopped answering is not replaced before the
+	// grace period (plus the stop grace period) has passed, and the node
+	// stops it by itself once it has not heard from a leader for the grace
+	// period (fencing).
+	AtMostOnce bool `json:"at_most_once,omitempty"`
+	// NoRebalance keeps the tasks where they are when a node joins or
+	// returns; by default a few at a time (update parallelism and delay)
+	// move to even out the spread, each started before the old one stops.
+	NoRebalance bool `json:"no_rebalance,omitempty"`
 }
 
 // Update states of a service.
@@ -203,20 +225,26 @@ type UpdateStatus struct {
 // The flat fields Mode, Replicas, Image, Ports and Running are filled for
 // display by the API from Spec and the task table.
 type Service struct {
-	ID           string        `json:"id"`
-	Name         string        `json:"name"`
-	Mode         string        `json:"mode"`
-	Replicas     uint64        `json:"replicas"`
-	Running      int           `json:"running"`
-	Image        string        `json:"image"`
-	Ports        []PortConfig  `json:"ports"`
-	VIP          string        `json:"vip"`
-	Version      uint64        `json:"version"`
-	Spec         ServiceSpec   `json:"spec"`
-	PreviousSpec *ServiceSpec  `json:"previous_spec,omitempty"`
-	UpdateStatus *UpdateStatus `json:"update_status,omitempty"`
-	CreatedAt    time.Time     `json:"created_at"`
-	UpdatedAt    time.Time     `json:"updated_at"`
+	ID       string       `json:"id"`
+	Name     string       `json:"name"`
+	Mode     string       `json:"mode"`
+	Replicas uint64       `json:"replicas"`
+	Running  int          `json:"running"`
+	Image    string       `json:"image"`
+	Ports    []PortConfig `json:"ports"`
+	VIP      string       `json:"vip"`
+	// Networks lists the service's networks (display, from Spec.Networks;
+	// DefaultNetwork when the spec names none).
+	Networks []string `json:"networks"`
+	// VIPs maps each network of the service to its VIP there. The state
+	// machine allocates them; VIP is the one on DefaultNetwork.
+	VIPs         map[string]string `json:"vips"`
+	Version      uint64            `json:"version"`
+	Spec         ServiceSpec       `json:"spec"`
+	PreviousSpec *ServiceSpec      `json:"previous_spec,omitempty"`
+	UpdateStatus *UpdateStatus     `json:"update_status,omitempty"`
+	CreatedAt    time.Time         `json:"created_at"`
+	UpdatedAt    time.Time         `json:"updated_at"`
 	// UpdatedBy is the ID of the node whose API socket asked for the last
 	// create or update, as the leader authenticated it.
 	UpdatedBy string `json:"updated_by,omitempty"`
@@ -249,41 +277,50 @@ func TaskTerminal(state string) bool { return TaskStateOrder[state] >= 5 }
 // Task is one scheduled instance of a service on one node. It carries the
 // spec it runs so that rolling updates can tell old tasks from new ones.
 type Task struct {
-	ID           string      `json:"id"`
-	Name         string      `json:"name"` // web.3, or web.NODEID for global
-	ServiceID    string      `json:"service_id"`
-	Service      string      `json:"service"` // service name
-	Slot         int         `json:"slot"`
-	NodeID       string      `json:"node_id"`
-	Node         string      `json:"node"` // hostname, filled at read time
-	DesiredState string      `json:"desired_state"`
-	State        string      `json:"state"`
-	Message      string      `json:"message,omitempty"`
-	Error        string      `json:"error,omitempty"`
-	ExitCode     int         `json:"exit_code"`
-	IP           string      `json:"ip,omitempty"`
-	Image        string      `json:"image"`
-	ContainerID  string      `json:"container_id,omitempty"`
-	Health       string      `json:"health,omitempty"`
-	SpecVersion  uint64      `json:"spec_version"`
-	Spec         ServiceSpec `json:"spec"`
-	CreatedAt    time.Time   `json:"created_at"`
-	UpdatedAt    time.Time   `json:"updated_at"`
-	StartedAt    time.Time   `json:"started_at,omitempty"`
+	ID           string `json:"id"`
+	Name         string `json:"name"` // web.3, or web.NODEID for global
+	ServiceID    string `json:"service_id"`
+	Service      string `json:"service"` // service name
+	Slot         int    `json:"slot"`
+	NodeID       string `json:"node_id"`
+	Node         string `json:"node"` // hostname, filled at read time
+	DesiredState string `json:"desired_state"`
+	State        string `json:"state"`
+	Message      string `json:"message,omitempty"`
+	Error        string `json:"error,omitempty"`
+	ExitCode     int    `json:"exit_code"`
+	IP           string `json:"ip,omitempty"`
+	// IPs maps each network of the task to its address there (IP is the
+	// one on the first network).
+	IPs         map[string]string `json:"ips,omitempty"`
+	Image       string            `json:"image"`
+	ContainerID string            `json:"container_id,omitempty"`
+	Health      string            `json:"health,omitempty"`
+	SpecVersion uint64            `json:"spec_version"`
+	Spec        ServiceSpec       `json:"spec"`
+	CreatedAt   time.Time         `json:"created_at"`
+	UpdatedAt   time.Time         `json:"updated_at"`
+	StartedAt   time.Time         `json:"started_at,omitempty"`
+	// Replaces is the ID of the task of the same slot this one was started
+	// to replace when rebalancing moved the slot to another node: that task
+	// keeps running until this one is ready, then it is stopped.
+	Replaces string `json:"replaces,omitempty"`
 }
 
 // TaskStatus is what a node reports about one of its tasks; the leader batches
 // these into one Raft command.
 type TaskStatus struct {
-	TaskID      string    `json:"task_id"`
-	State       string    `json:"state"`
-	Message     string    `json:"message,omitempty"`
-	Error       string    `json:"error,omitempty"`
-	ExitCode    int       `json:"exit_code"`
-	ContainerID string    `json:"container_id,omitempty"`
-	IP          string    `json:"ip,omitempty"`
-	Health      string    `json:"health,omitempty"`
-	Timestamp   time.Time `json:"timestamp"`
+	TaskID      string `json:"task_id"`
+	State       string `json:"state"`
+	Message     string `json:"message,omitempty"`
+	Error       string `json:"error,omitempty"`
+	ExitCode    int    `json:"exit_code"`
+	ContainerID string `json:"container_id,omitempty"`
+	IP          string `json:"ip,omitempty"`
+	// IPs maps network name to address, for tasks on several networks.
+	IPs       map[string]string `json:"ips,omitempty"`
+	Health    string            `json:"health,omitempty"`
+	Timestamp time.Time         `json:"timestamp"`
 }
 
 // Container states as `shoal ps` shows them.
@@ -331,6 +368,10 @@ type RunRequest struct {
 	Limits      Resources     `json:"limits"`
 	Remove      bool          `json:"remove"` // --rm
 	Healthcheck *HealthConfig `json:"healthcheck,omitempty"`
+	Mounts      []Mount       `json:"mounts,omitempty"`
+	// Networks the container joins (each must be attachable, or the
+	// default network); empty means the default network.
+	Networks []string `json:"networks,omitempty"`
 }
 
 // Image is a content-addressed image: its ID is the digest of its config.
@@ -423,4 +464,83 @@ type LogLine struct {
 	Task string `json:"task,omitempty"`
 	// Node names the node for `service logs`.
 	Node string `json:"node,omitempty"`
+}
+
+// Event types.
+const (
+	EventNode      = "node"
+	EventService   = "service"
+	EventTask      = "task"
+	EventContainer = "container"
+)
+
+// Event is one thing that changed in the cluster (node, service, task,
+// derived from Raft-committed state) or on the answering node (container,
+// from its runtime). `shoal events --format json` prints one per line.
+type Event struct {
+	Time   time.Time `json:"time"`
+	Type   string    `json:"type"`   // node, service, task or container
+	Action string    `json:"action"` // e.g. created, scaled, running, die
+	ID     string    `json:"id"`
+	Name   string    `json:"name"`
+	// NodeID is the node the event is about (node events), runs on (task
+	// events) or happened on (container events).
+	NodeID     string            `json:"node_id"`
+	Attributes map[string]string `json:"attributes"`
+}
+
+// Mount types.
+const (
+	// MountVolume mounts a named volume of the node that runs the container
+	// (created on first use, kept until `shoal volume rm`).
+	MountVolume = "volume"
+	// MountBind mounts a path of the node that runs the container.
+	MountBind = "bind"
+	// MountTmpfs mounts a fresh tmpfs, gone with the container.
+	MountTmpfs = "tmpfs"
+)
+
+// Mount is one --mount of a service or container. Source is a volume name
+// (volume) or an absolute host path (bind), empty for tmpfs. TmpfsSize (bytes,
+// 0 = the kernel's default) and TmpfsMode (0 = 01777) apply to tmpfs only.
+type Mount struct {
+	Type      string `json:"type"`
+	Source    string `json:"source,omitempty"`
+	Target    string `json:"target"`
+	ReadOnly  bool   `json:"readonly,omitempty"`
+	TmpfsSize int64  `json:"tmpfs_size,omitempty"`
+	TmpfsMode uint32 `json:"tmpfs_mode,omitempty"`
+}
+
+// Volume is a named volume of one node (`shoal volume ls|inspect`).
+type Volume struct {
+	Name string `json:"name"`
+	// Mountpoint is the host directory containers see at their target.
+	Mountpoint string    `json:"mountpoint"`
+	InUse      bool      `json:"in_use"`
+	CreatedAt  time.Time `json:"created_at"`
+	// Containers are the IDs of this node's containers that mount it.
+	Containers []string `json:"containers,omitempty"`
+}
+
+// VolumeCreateRequest is the body of POST /v1/volumes.
+type VolumeCreateRequest struct {
+	Name string `json:"name"`
+}
+
+// ExecRequest is the body of POST /v1/containers/{id}/exec, sent with an
+// HTTP upgrade; once the agent answers 101 the connection carries exec
+// frames (see ExecFrame).
+type ExecRequest struct {
+	Cmd     []string `json:"cmd"`
+	Env     []string `json:"env,omitempty"`
+	User    string   `json:"user,omitempty"`
+	Workdir string   `json:"workdir,omitempty"`
+	Tty     bool     `json:"tty,omitempty"`
+	// Stdin relays the client's input (-i); without it the process reads
+	// /dev/null.
+	Stdin bool `json:"stdin,omitempty"`
+	// Width and Height are the initial terminal size (with Tty).
+	Width  uint16 `json:"width,omitempty"`
+	Height uint16 `json:"height,omitempty"`
 }

@@ -27,7 +27,9 @@ func cloneSpec(s api.ServiceSpec) api.ServiceSpec {
 	c.Labels = maps.Clone(s.Labels)
 	c.Ports = slices.Clone(s.Ports)
 	c.Constraints = slices.Clone(s.Constraints)
+	c.Mounts = slices.Clone(s.Mounts)
 	c.Healthcheck = cloneHealth(s.Healthcheck)
+	c.Networks = slices.Clone(s.Networks)
 	return c
 }
 
@@ -47,6 +49,8 @@ func cloneService(s *api.Service) *api.Service {
 	c := *s
 	c.Ports = slices.Clone(s.Ports)
 	c.Spec = cloneSpec(s.Spec)
+	c.Networks = slices.Clone(s.Networks)
+	c.VIPs = maps.Clone(s.VIPs)
 	if s.PreviousSpec != nil {
 		p := cloneSpec(*s.PreviousSpec)
 		c.PreviousSpec = &p
@@ -64,6 +68,7 @@ func cloneTask(t *api.Task) *api.Task {
 	}
 	c := *t
 	c.Spec = cloneSpec(t.Spec)
+	c.IPs = maps.Clone(t.IPs)
 	return &c
 }
 
@@ -109,4 +114,13 @@ func cloneCluster(c *ClusterState) *ClusterState {
 	n.CACrossPEM = slices.Clone(c.CACrossPEM)
 	n.RotationPending = slices.Clone(c.RotationPending)
 	return &n
+}
+
+func cloneNetwork(n *api.Network) *api.Network {
+	if n == nil {
+		return nil
+	}
+	c := *n
+	c.Labels = maps.Clone(n.Labels)
+	return &c
 }

@@ -44,6 +44,8 @@ const (
 	TypeRotateCA         CommandType = 24
 	TypeFinishCARotation CommandType = 25
 	TypeSetNodeCert      CommandType = 26
+	TypeCreateNetwork    CommandType = 27
+	TypeDeleteNetwork    CommandType = 28
 )
 
 // CommandVersion is the second byte of every log entry: the version of the
@@ -251,6 +253,24 @@ type Batch struct {
 	Commands []Command `json:"-"`
 }
 
+// CreateNetwork stores a new network. An empty Subnet is allocated from
+// the network pool (NetworkPool), a zero VNI is the lowest free one above
+// api.DefaultVNI. The stored network is returned.
+type CreateNetwork struct {
+	Network api.Network `json:"network"`
+}
+
+// DeleteNetwork removes a network; refused while a service names it.
+type DeleteNetwork struct {
+	ID string `json:"id"`
+}
+
+// Type implements Command.
+func (CreateNetwork) Type() CommandType { return TypeCreateNetwork }
+
+// Type implements Command.
+func (DeleteNetwork) Type() CommandType { return TypeDeleteNetwork }
+
 // Type implements Command.
 func (BootstrapCluster) Type() CommandType { return TypeBootstrapCluster }
 
@@ -357,6 +377,8 @@ var decoders = map[CommandType]func([]byte) (Command, error){
 	TypeRotateCA:         decodeAs[RotateCA],
 	TypeFinishCARotation: decodeAs[FinishCARotation],
 	TypeSetNodeCert:      decodeAs[SetNodeCert],
+	TypeCreateNetwork:    decodeAs[CreateNetwork],
+	TypeDeleteNetwork:    decodeAs[DeleteNetwork],
 }
 
 func decodeAs[T Command](body []byte) (Command, error) {
@@ -493,8 +515,9 @@ const ProtocolLevel = 1
 
 // BaseProtocolLevel is assumed for a node that advertises no level: the
 // builds before the gate existed. Level 1 is every type up to
-// TypeSetNodeCert, the types of the tree the gate was added to; no release
-// was made before it.
+// TypeDeleteNetwork, the types of the tree the gate was added to; no
+// release was made before it. A type merged after the gate gets level 2
+// (and ProtocolLevel becomes 2); the next release that adds types, 3.
 const BaseProtocolLevel = 1
 
 // commandSince is the protocol level that introduced each command type. A
@@ -528,6 +551,8 @@ var commandSince = map[CommandType]int{
 	TypeRotateCA:         1,
 	TypeFinishCARotation: 1,
 	TypeSetNodeCert:      1,
+	TypeCreateNetwork:    1,
+	TypeDeleteNetwork:    1,
 }
 
 // ErrCommandUnsupported: a member of the Raft configuration runs a release

@@ -545,16 +545,14 @@ func (c CreateService) apply(w *writeTxn) (any, error) {
 	if err := checkService(w, s, nil); err != nil {
 		return nil, fmt.Errorf("create service %s: %w", s.Name, err)
 	}
-	if s.VIP == "" {
-		if cl, err := w.cluster(); err == nil && cl.VIPCIDR != "" {
-			vip, err := allocVIP(w, cl)
-			if err != nil {
-				return nil, fmt.Errorf("create service %s: %w", s.Name, err)
-			}
-			s.VIP = vip
-			if err := w.putCluster(cl); err != nil {
-				return nil, err
-			}
+	cl, _ := w.cluster() // nil before bootstrap: no VIP
+	changed, err := assignNetworks(w, cl, s, nil)
+	if err != nil {
+		return nil, fmt.Errorf("create service %s: %w", s.Name, err)
+	}
+	if changed {
+		if err := w.putCluster(cl); err != nil {
+			return nil, err
 		}
 	}
 	s.Version = w.index
@@ -588,6 +586,16 @@ func (c UpdateService) apply(w *writeTxn) (any, error) {
 			return nil, fmt.Errorf("rename service %s to %s: %w", old.Name, s.Name, err)
 		}
 		return nil, fmt.Errorf("update service %s: %w", old.Name, err)
+	}
+	cl, _ := w.cluster()
+	changed, err := assignNetworks(w, cl, s, old)
+	if err != nil {
+		return nil, fmt.Errorf("update service %s: %w", old.Name, err)
+	}
+	if changed {
+		if err := w.putCluster(cl); err != nil {
+			return nil, err
+		}
 	}
 	s.CreatedAt = old.CreatedAt
 	s.Version = w.index
@@ -786,6 +794,7 @@ func keepObserved(old, next *api.Task) {
 	next.ExitCode = old.ExitCode
 	next.ContainerID = old.ContainerID
 	next.IP = old.IP
+	next.IPs = old.IPs
 	next.Health = old.Health
 	next.StartedAt = old.StartedAt
 	// Once a node handles the task, its reports own the message.
@@ -816,6 +825,9 @@ func (c TaskStatus) apply(w *writeTxn) (any, error) {
 		}
 		if st.IP != "" {
 			t.IP = st.IP
+		}
+		if st.IPs != nil {
+			t.IPs = st.IPs
 		}
 		t.Health = st.Health
 		if !st.Timestamp.IsZero() {
@@ -1094,6 +1106,7 @@ type snapshotData struct {
 	Services []*api.Service `json:"services"`
 	Tasks    []*api.Task    `json:"tasks"`
 	Images   []*api.Image   `json:"images"`
+	Networks []*api.Network `json:"networks,omitempty"`
 }
 
 type fsmSnapshot struct {
@@ -1129,6 +1142,7 @@ func WriteSnapshot(s *Store, out io.Writer) error {
 		Services: collect(tx, tableServices, indexID, func(n *api.Service) *api.Service { return n }),
 		Tasks:    collect(tx, tableTasks, indexID, func(n *api.Task) *api.Task { return n }),
 		Images:   collect(tx, tableImages, indexID, func(n *api.Image) *api.Image { return n }),
+		Networks: collect(tx, tableNetworks, indexID, func(n *api.Network) *api.Network { return n }),
 	}
 	if err := json.NewEncoder(out).Encode(&data); err != nil {
 		return fmt.Errorf("encode snapshot: %w", err)
@@ -1171,6 +1185,7 @@ func (s *Store) restore(r io.Reader) error {
 		func() error { return insertAll(insert, tableServices, data.Services) },
 		func() error { return insertAll(insert, tableTasks, data.Tasks) },
 		func() error { return insertAll(insert, tableImages, data.Images) },
+		func() error { return insertAll(insert, tableNetworks, data.Networks) },
 	} {
 		if err := step(); err != nil {
 			return err

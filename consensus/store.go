@@ -17,6 +17,7 @@ const (
 	tableTasks    = "tasks"
 	tableImages   = "images"
 	tableCluster  = "cluster"
+	tableNetworks = "networks"
 
 	indexID          = "id"
 	indexHostname    = "hostname"
@@ -71,6 +72,10 @@ func schema() *memdb.DBSchema {
 		}},
 		tableCluster: {Name: tableCluster, Indexes: map[string]*memdb.IndexSchema{
 			indexID: id("ID"),
+		}},
+		tableNetworks: {Name: tableNetworks, Indexes: map[string]*memdb.IndexSchema{
+			indexID:   id("ID"),
+			indexName: {Name: indexName, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
 		}},
 	}}
 }

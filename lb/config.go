@@ -53,6 +53,9 @@ type Config struct {
 	// containers reach the underlay and beyond, and another node's
 	// published port sees a node address it can answer. On by default.
 	MasqueradeEgress bool
+	// VXLANPort is the overlay's UDP port; with State.Peers set, VXLAN
+	// packets to it are accepted only from the peers. 0 means 4789.
+	VXLANPort int
 	// KeepBridgeNetfilter leaves net.bridge.bridge-nf-call-iptables alone.
 	// By default New sets it to 0 in the namespace, the setting the
 	// data-plane recipe proved for same-host and hairpin traffic.
@@ -70,6 +73,7 @@ func DefaultConfig() Config {
 		VXLANName:        "shoal.vx",
 		ClusterCIDR:      cluster,
 		MasqueradeEgress: true,
+		VXLANPort:        4789,
 	}
 }
 
@@ -87,6 +91,8 @@ func (c Config) Validate() error {
 		return bad("vxlan name %q is not an interface name", c.VXLANName)
 	case c.ClusterCIDR == nil || c.ClusterCIDR.IP.To4() == nil:
 		return bad("cluster CIDR must be an IPv4 network")
+	case c.VXLANPort < 0 || c.VXLANPort > 65535:
+		return bad("VXLAN port %d out of range", c.VXLANPort)
 	}
 	for _, ip := range c.NodeIPs {
 		if ip.To4() == nil {
@@ -114,6 +120,39 @@ func (c Config) logger() *slog.Logger {
 // slipped in on a port already taken never steals it.
 type State struct {
 	Services []Service
+	// Networks are the node's container networks, the default one first.
+	// Empty means one network made of Config's bridge, VXLAN device and
+	// cluster CIDR, with no filtering (the rule set of a single flat
+	// overlay). With networks, the table also keeps them apart and closes
+	// them to the outside (see README.md): a VIP is balanced only for
+	// sources on its service's network, containers reach only containers of
+	// their own networks, and from anywhere else containers and VIPs are
+	// reachable only through published ports.
+	Networks []Network
+	// Peers are the underlay addresses of the other nodes. When not nil,
+	// VXLAN (Config.VXLANPort) is accepted from them only.
+	Peers []net.IP
+	// DNS is the embedded DNS server's address. When set, DNS to it is
+	// accepted only from the networks' bridges (containers) and loopback.
+	DNS net.IP
+}
+
+// Network is one container network as the data plane sees it.
+type Network struct {
+	// Name matches Service.Network.
+	Name string
+	// Subnet is the whole network: every node's share and, for networks
+	// other than the default one, their VIPs.
+	Subnet *net.IPNet
+	// VIPs is a VIP range outside Subnet (the default network's
+	// 10.43.0.0/16), or nil.
+	VIPs *net.IPNet
+	// Bridge and VXLAN are the network's devices on this node.
+	Bridge, VXLAN string
+	// Internal networks have no way out of the cluster: no egress
+	// masquerade, and forwarding from their bridge to anything but their
+	// own subnet is dropped.
+	Internal bool
 }
 
 // Service is one service as the data plane sees it.
@@ -129,6 +168,11 @@ type Service struct {
 	// Backends are the running, healthy tasks. Empty means connections are
 	// refused (TCP reset, ICMP port unreachable) instead of blackholed.
 	Backends []Backend
+	// Network is the network whose containers may use the VIP (with
+	// State.Networks; empty means the first). A service on several
+	// networks is one Service per network, each with that network's VIP and
+	// its tasks' addresses there.
+	Network string
 }
 
 // Backend is one task address of a service.
@@ -149,7 +193,23 @@ func (st State) resolve() (State, []error) {
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%w: %s", ErrInvalidState, fmt.Sprintf(format, args...)))
 	}
-	out := State{Services: make([]Service, 0, len(st.Services))}
+	out := State{Services: make([]Service, 0, len(st.Services)), Peers: st.Peers, DNS: st.DNS}
+	netNames := map[string]bool{}
+	for _, n := range st.Networks {
+		switch {
+		case n.Name == "" && len(st.Networks) > 1:
+			bad("network #%d has no name: left out", len(out.Networks))
+		case netNames[n.Name]:
+			bad("network %s appears twice: the later one is left out", n.Name)
+		case n.Subnet == nil || n.Subnet.IP.To4() == nil || (n.VIPs != nil && n.VIPs.IP.To4() == nil):
+			bad("network %s: subnet or VIP range is not IPv4: left out", n.Name)
+		case !validIfName(n.Bridge) || !validIfName(n.VXLAN):
+			bad("network %s: bridge %q or VXLAN device %q is not an interface name: left out", n.Name, n.Bridge, n.VXLAN)
+		default:
+			netNames[n.Name] = true
+			out.Networks = append(out.Networks, n)
+		}
+	}
 	names := map[string]bool{}
 	vips := map[string]string{}
 	published := map[string]string{}
@@ -163,7 +223,11 @@ func (st State) resolve() (State, []error) {
 			continue
 		}
 		names[s.Name] = true
-		c := Service{Name: s.Name}
+		c := Service{Name: s.Name, Network: s.Network}
+		if s.VIP != nil && len(out.Networks) > 0 && s.Network != "" && !netNames[s.Network] {
+			bad("service %s: network %s is unknown: served without a VIP", s.Name, s.Network)
+			s.VIP = nil
+		}
 		if s.VIP != nil {
 			if s.VIP.To4() == nil {
 				bad("service %s: VIP %v is not IPv4: served without a VIP", s.Name, s.VIP)

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -62,6 +63,9 @@ type DNS struct {
 	cfg     DNSConfig
 	log     *slog.Logger
 	records atomic.Pointer[recordSet]
+	// views, once SetViews was called, replaces records: answers depend on
+	// the asker's networks, and strangers are refused.
+	views atomic.Pointer[viewSet]
 
 	ready    chan struct{}
 	addrOnce sync.Once
@@ -102,6 +106,95 @@ func NewDNS(cfg DNSConfig) *DNS {
 // another only in case (sorted): they answer for their exact spelling only,
 // which the caller may want to report.
 func (d *DNS) Set(r Records) (ambiguous []string) {
+	rs, ambiguous := newRecordSet(r)
+	d.records.Store(rs)
+	return ambiguous
+}
+
+// View is what the containers of one network may resolve.
+type View struct {
+	// Subnets hold the network's container addresses.
+	Subnets []netip.Prefix
+	// Records are the network's service names (each with its VIP on this
+	// network) and tasks.NAME (its tasks' addresses on this network).
+	Records Records
+}
+
+// viewSet is the per-network form of the records.
+type viewSet struct {
+	byNet   map[string]*recordSet
+	subnets []netSubnet             // sorted by network name
+	sources map[netip.Addr][]string // container address → its networks, in order
+}
+
+type netSubnet struct {
+	prefix  netip.Prefix
+	network string
+}
+
+// SetViews switches the server to per-network answers and replaces them
+// atomically: a query is answered from the views of the networks its
+// source is on — sources[addr] when the address is known (a container on
+// several networks sees all of them, its first network first), else the
+// network whose subnet holds it. A source on no network is refused
+// (REFUSED, nothing forwarded): the server is no open resolver. The maps
+// are copied. It returns the names that differ from another of the same
+// view only in case (sorted, deduplicated).
+func (d *DNS) SetViews(views map[string]View, sources map[netip.Addr][]string) (ambiguous []string) {
+	vs := &viewSet{byNet: make(map[string]*recordSet, len(views)), sources: make(map[netip.Addr][]string, len(sources))}
+	seen := map[string]bool{}
+	for name, v := range views {
+		rs, amb := newRecordSet(v.Records)
+		vs.byNet[name] = rs
+		for _, a := range amb {
+			if !seen[a] {
+				seen[a] = true
+				ambiguous = append(ambiguous, a)
+			}
+		}
+		for _, p := range v.Subnets {
+			vs.subnets = append(vs.subnets, netSubnet{prefix: p.Masked(), network: name})
+		}
+	}
+	sort.Slice(vs.subnets, func(i, j int) bool {
+		if vs.subnets[i].network != vs.subnets[j].network {
+			return vs.subnets[i].network < vs.subnets[j].network
+		}
+		return vs.subnets[i].prefix.String() < vs.subnets[j].prefix.String()
+	})
+	for a, nets := range sources {
+		vs.sources[a.Unmap()] = append([]string(nil), nets...)
+	}
+	sort.Strings(ambiguous)
+	d.views.Store(vs)
+	return ambiguous
+}
+
+// networksOf returns the record sets a source may see, in order.
+func (vs *viewSet) networksOf(src netip.Addr) []*recordSet {
+	var out []*recordSet
+	if nets, ok := vs.sources[src]; ok {
+		for _, n := range nets {
+			if rs := vs.byNet[n]; rs != nil {
+				out = append(out, rs)
+			}
+		}
+		if len(out) > 0 {
+			return out
+		}
+	}
+	for _, s := range vs.subnets {
+		if s.prefix.Contains(src) {
+			if rs := vs.byNet[s.network]; rs != nil {
+				out = append(out, rs)
+			}
+		}
+	}
+	return out
+}
+
+func newRecordSet(r Records) (*recordSet, []string) {
+	var ambiguous []string
 	rs := &recordSet{exact: make(map[string][]net.IP, len(r)), folded: make(map[string][]net.IP, len(r))}
 	spellings := map[string][]string{}
 	for name, ips := range r {
@@ -126,8 +219,7 @@ func (d *DNS) Set(r Records) (ambiguous []string) {
 		}
 	}
 	sort.Strings(ambiguous)
-	d.records.Store(rs)
-	return ambiguous
+	return rs, ambiguous
 }
 
 // Ready is closed once Run has bound its sockets.
@@ -194,7 +286,24 @@ func (d *DNS) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		return
 	}
 	q := r.Question[0]
-	ips, found, ours := d.lookup(q.Name)
+	sets := []*recordSet{d.records.Load()}
+	if vs := d.views.Load(); vs != nil {
+		src := remoteAddr(w)
+		if sets = vs.networksOf(src); len(sets) == 0 {
+			d.log.Debug("dns: query from outside the container networks refused", "source", src.String(), "name", q.Name)
+			m := new(dns.Msg)
+			m.SetRcode(r, dns.RcodeRefused)
+			_ = w.WriteMsg(m)
+			return
+		}
+	}
+	var ips []net.IP
+	var found, ours bool
+	for _, rs := range sets {
+		if ips, found, ours = d.lookup(rs, q.Name); found {
+			break
+		}
+	}
 	if !found && !ours {
 		d.forward(w, r)
 		return
@@ -229,10 +338,9 @@ func (d *DNS) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 // lookup finds name as asked and with a search domain removed. ours says
 // the name is in the service namespace (one label, or tasks.LABEL), where a
 // miss is an authoritative NXDOMAIN instead of a question for upstream.
-func (d *DNS) lookup(qname string) (ips []net.IP, found, ours bool) {
+func (d *DNS) lookup(rs *recordSet, qname string) (ips []net.IP, found, ours bool) {
 	name := trimName(qname)
 	lower := strings.ToLower(name)
-	rs := d.records.Load()
 	labels := strings.Count(name, ".") + 1
 	ours = name != "" && (labels == 1 || (labels == 2 && strings.HasPrefix(lower, "tasks.")))
 	find := func(n string) ([]net.IP, bool) {
@@ -257,6 +365,19 @@ func (d *DNS) lookup(qname string) (ips []net.IP, found, ours bool) {
 		}
 	}
 	return nil, false, ours
+}
+
+// remoteAddr is the asker's address (invalid when unknown).
+func remoteAddr(w dns.ResponseWriter) netip.Addr {
+	var ip net.IP
+	switch a := w.RemoteAddr().(type) {
+	case *net.UDPAddr:
+		ip = a.IP
+	case *net.TCPAddr:
+		ip = a.IP
+	}
+	addr, _ := netip.AddrFromSlice(ip)
+	return addr.Unmap()
 }
 
 // forward relays r to the upstreams in order over the client's transport

@@ -327,7 +327,16 @@ func writeSysctl(path, value string) error {
 }
 
 func (st State) clone() State {
-	out := State{Services: make([]Service, len(st.Services))}
+	out := State{Services: make([]Service, len(st.Services)), Networks: append([]Network(nil), st.Networks...)}
+	for _, ip := range st.Peers {
+		out.Peers = append(out.Peers, append(net.IP(nil), ip...))
+	}
+	if st.Peers != nil && out.Peers == nil {
+		out.Peers = []net.IP{}
+	}
+	if st.DNS != nil {
+		out.DNS = append(net.IP(nil), st.DNS...)
+	}
 	for i, s := range st.Services {
 		c := s
 		c.VIP = append(net.IP(nil), s.VIP...)

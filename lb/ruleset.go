@@ -27,23 +27,29 @@ import (
 
 // Chain names of the fixed skeleton.
 const (
-	chainPrerouting   = "prerouting"   // nat, hook prerouting, dstnat
-	chainOutput       = "output"       // nat, hook output, dstnat
-	chainPostrouting  = "postrouting"  // nat, hook postrouting, srcnat
-	chainRejectPre    = "reject-pre"   // filter, hook prerouting, dstnat-10
-	chainRejectOut    = "reject-out"   // filter, hook output, dstnat-10
-	chainServices     = "services"     // VIP and published-port dispatch
-	chainNoBackends   = "no-backends"  // rejects for services without backends
-	setNodeIPs        = "node-ips"     // Config.NodeIPs, when given
-	rtnLocal          = 2              // RTN_LOCAL, the fib address type of local addresses
-	ipsDstNAT         = 0x20           // IPS_DST_NAT conntrack status bit
-	icmpPortUnreach   = 3              // ICMP code port unreachable
-	ifNameLen         = unix.IFNAMSIZ  // meta iifname/oifname compare length
-	maxObjectNameSize = 200            // well below NFT_NAME_MAXLEN (256)
-	regAddr           = unix.NFT_REG_1 // 16-byte registers, as nft uses them
-	regPort           = unix.NFT_REG_2 //
-	protoTCP          = unix.IPPROTO_TCP
-	protoUDP          = unix.IPPROTO_UDP
+	chainPrerouting           = "prerouting"      // nat, hook prerouting, dstnat
+	chainOutput               = "output"          // nat, hook output, dstnat
+	chainPostrouting          = "postrouting"     // nat, hook postrouting, srcnat
+	chainRejectPre            = "reject-pre"      // filter, hook prerouting, dstnat-10
+	chainRejectOut            = "reject-out"      // filter, hook output, dstnat-10
+	chainServices             = "services"        // VIP and published-port dispatch
+	chainNoBackends           = "no-backends"     // rejects for services without backends
+	chainServicesOut          = "services-out"    // services for the node itself (with networks)
+	chainNoBackendsOut        = "no-backends-out" // rejects for the node itself (with networks)
+	chainFilterForward        = "filter-forward"  // filter, hook forward: networks apart, closed to the outside
+	chainFilterInput          = "filter-input"    // filter, hook input: VXLAN from peers, DNS for containers
+	setVXLANPeers             = "vxlan-peers"     // State.Peers
+	setNodeIPs                = "node-ips"        // Config.NodeIPs, when given
+	rtnLocal                  = 2                 // RTN_LOCAL, the fib address type of local addresses
+	ipsDstNAT                 = 0x20              // IPS_DST_NAT conntrack status bit
+	ctStateEstablishedRelated = 0x2 | 0x4         // NF_CT_STATE_BIT(ESTABLISHED) | NF_CT_STATE_BIT(RELATED)
+	icmpPortUnreach           = 3                 // ICMP code port unreachable
+	ifNameLen                 = unix.IFNAMSIZ     // meta iifname/oifname compare length
+	maxObjectNameSize         = 200               // well below NFT_NAME_MAXLEN (256)
+	regAddr                   = unix.NFT_REG_1    // 16-byte registers, as nft uses them
+	regPort                   = unix.NFT_REG_2    //
+	protoTCP                  = unix.IPPROTO_TCP
+	protoUDP                  = unix.IPPROTO_UDP
 )
 
 // ruleset is one complete content of the LB's table, in the order it must
@@ -104,6 +110,18 @@ func compile(cfg Config, st State) *ruleset {
 		return rs.addChain(&nftables.Chain{Name: name, Type: typ, Hooknum: hook,
 			Priority: nftables.ChainPriorityRef(prio), Policy: &accept})
 	}
+	// With networks the table keeps them apart and closes them to the
+	// outside; without, it is the single flat overlay of Config.
+	filtered := len(st.Networks) > 0
+	nets := st.Networks
+	if !filtered {
+		nets = []Network{{Subnet: cfg.ClusterCIDR, Bridge: cfg.BridgeName, VXLAN: cfg.VXLANName}}
+	}
+	netByName := map[string]Network{}
+	for _, n := range nets {
+		netByName[n.Name] = n
+	}
+
 	pre := base(chainPrerouting, nftables.ChainTypeNAT, nftables.ChainHookPrerouting, *nftables.ChainPriorityNATDest)
 	out := base(chainOutput, nftables.ChainTypeNAT, nftables.ChainHookOutput, *nftables.ChainPriorityNATDest)
 	post := base(chainPostrouting, nftables.ChainTypeNAT, nftables.ChainHookPostrouting, *nftables.ChainPriorityNATSource)
@@ -111,37 +129,46 @@ func compile(cfg Config, st State) *ruleset {
 	rejOut := base(chainRejectOut, nftables.ChainTypeFilter, nftables.ChainHookOutput, *nftables.ChainPriorityNATDest-10)
 	services := rs.addChain(&nftables.Chain{Name: chainServices})
 	noBackends := rs.addChain(&nftables.Chain{Name: chainNoBackends})
+	// The node itself may use every VIP: in output, VIPs are not bound to
+	// a source network. Without networks one chain serves both hooks.
+	servicesOut, noBackendsOut := services, noBackends
+	if filtered {
+		servicesOut = rs.addChain(&nftables.Chain{Name: chainServicesOut})
+		noBackendsOut = rs.addChain(&nftables.Chain{Name: chainNoBackendsOut})
+	}
 
 	rs.addRule(pre, jump(chainServices))
-	rs.addRule(out, jump(chainServices))
+	rs.addRule(out, jump(servicesOut.Name))
 	rs.addRule(rejPre, jump(chainNoBackends))
-	rs.addRule(rejOut, jump(chainNoBackends))
+	rs.addRule(rejOut, jump(noBackendsOut.Name))
 
-	// Same host and hairpin: client and backend both behind the bridge.
-	// Without masquerade the backend would answer the client directly over
-	// L2 and the client would drop a reply from an address it never called.
-	rs.addRule(post, concat(
-		ctStatusDNAT(),
-		ifname(expr.MetaKeyIIFNAME, cfg.BridgeName),
-		ifname(expr.MetaKeyOIFNAME, cfg.BridgeName),
-		[]expr.Any{&expr.Counter{}, &expr.Masq{}},
-	)...)
-	// Routing mesh: a connection from outside the cluster DNATed to a
-	// backend on another node must return through this node.
-	rs.addRule(post, concat(
-		ctStatusDNAT(),
-		notInNet(12, cfg.ClusterCIDR),
-		ifname(expr.MetaKeyOIFNAME, cfg.VXLANName),
-		[]expr.Any{&expr.Counter{}, &expr.Masq{}},
-	)...)
-
-	if cfg.MasqueradeEgress {
-		// Containers to the world outside the cluster range.
+	for _, n := range nets {
+		// Same host and hairpin: client and backend both behind the
+		// bridge. Without masquerade the backend would answer the client
+		// directly over L2 and the client would drop a reply from an
+		// address it never called.
 		rs.addRule(post, concat(
-			inNet(12, cfg.ClusterCIDR),
-			notInNet(16, cfg.ClusterCIDR),
+			ctStatusDNAT(),
+			ifname(expr.MetaKeyIIFNAME, n.Bridge),
+			ifname(expr.MetaKeyOIFNAME, n.Bridge),
 			[]expr.Any{&expr.Counter{}, &expr.Masq{}},
 		)...)
+		// Routing mesh: a connection from outside the network DNATed to a
+		// backend on another node must return through this node.
+		rs.addRule(post, concat(
+			ctStatusDNAT(),
+			notInNet(12, n.Subnet),
+			ifname(expr.MetaKeyOIFNAME, n.VXLAN),
+			[]expr.Any{&expr.Counter{}, &expr.Masq{}},
+		)...)
+		if cfg.MasqueradeEgress && !n.Internal {
+			// Containers to the world outside their network.
+			rs.addRule(post, concat(
+				inNet(12, n.Subnet),
+				notInNet(16, n.Subnet),
+				[]expr.Any{&expr.Counter{}, &expr.Masq{}},
+			)...)
+		}
 	}
 
 	// Where published ports answer.
@@ -171,6 +198,28 @@ func compile(cfg Config, st State) *ruleset {
 			notInNet(16, &net.IPNet{IP: net.IPv4(127, 0, 0, 0).To4(), Mask: net.CIDRMask(8, 32)}),
 		)
 	}
+	// vipSource restricts a VIP rule of prerouting to its network's
+	// containers (and the VXLAN of other nodes, whose sources are in the
+	// network too).
+	vipSource := func(s Service) []expr.Any {
+		if !filtered {
+			return nil
+		}
+		n, ok := netByName[s.Network]
+		if s.Network == "" {
+			n, ok = nets[0], true
+		}
+		if !ok {
+			return nil // resolve left such a VIP out
+		}
+		return inNet(12, n.Subnet)
+	}
+	both := func(a, b *nftables.Chain, exprs ...expr.Any) {
+		rs.addRule(a, exprs...)
+		if b != a {
+			rs.addRule(b, exprs...)
+		}
+	}
 
 	names := objectNames(st.Services)
 	for _, s := range st.Services {
@@ -178,8 +227,12 @@ func compile(cfg Config, st State) *ruleset {
 		ports := s.Ports
 		if len(s.Backends) == 0 {
 			if s.VIP != nil {
-				rs.addRule(noBackends, concat(matchAddr(16, s.VIP), matchL4(protoTCP), rejectTCP())...)
-				rs.addRule(noBackends, concat(matchAddr(16, s.VIP), rejectICMP())...)
+				rs.addRule(noBackends, concat(vipSource(s), matchAddr(16, s.VIP), matchL4(protoTCP), rejectTCP())...)
+				rs.addRule(noBackends, concat(vipSource(s), matchAddr(16, s.VIP), rejectICMP())...)
+				if filtered {
+					rs.addRule(noBackendsOut, concat(matchAddr(16, s.VIP), matchL4(protoTCP), rejectTCP())...)
+					rs.addRule(noBackendsOut, concat(matchAddr(16, s.VIP), rejectICMP())...)
+				}
 			}
 			for _, p := range ports {
 				proto, _ := protoNumber(p.Protocol)
@@ -189,7 +242,7 @@ func compile(cfg Config, st State) *ruleset {
 				} else {
 					r = concat(r, rejectICMP())
 				}
-				rs.addRule(noBackends, r...)
+				both(noBackends, noBackendsOut, r...)
 			}
 			continue
 		}
@@ -210,17 +263,112 @@ func compile(cfg Config, st State) *ruleset {
 		if s.VIP != nil {
 			// VIP mode: every port of the VIP, port kept.
 			svc := rs.addChain(&nftables.Chain{Name: "svc-" + name})
-			rs.addRule(services, concat(matchAddr(16, s.VIP), []expr.Any{goTo(svc.Name)})...)
+			rs.addRule(services, concat(vipSource(s), matchAddr(16, s.VIP), []expr.Any{goTo(svc.Name)})...)
+			if filtered {
+				rs.addRule(servicesOut, concat(matchAddr(16, s.VIP), []expr.Any{goTo(svc.Name)})...)
+			}
 			rs.addRule(svc, concat([]expr.Any{&expr.Counter{}}, dnatMap(m, n, 0))...)
 		}
 		for _, p := range ports {
 			proto, _ := protoNumber(p.Protocol)
 			pub := rs.addChain(&nftables.Chain{Name: fmt.Sprintf("pub-%s-%s-%d", name, protoName(p.Protocol), p.Published)})
-			rs.addRule(services, concat(published, matchL4(proto), matchDport(p.Published), []expr.Any{goTo(pub.Name)})...)
+			both(services, servicesOut, concat(published, matchL4(proto), matchDport(p.Published), []expr.Any{goTo(pub.Name)})...)
 			rs.addRule(pub, concat(matchL4(proto), []expr.Any{&expr.Counter{}}, dnatMap(m, n, p.Target))...)
 		}
 	}
+	if filtered {
+		compileForwardFilter(rs, nets)
+	}
+	compileInputFilter(cfg, rs, st, nets)
 	return rs
+}
+
+// compileForwardFilter keeps networks apart and closes them to the
+// outside. In order:
+//
+//   - replies of connections already let through pass;
+//   - DNATed connections pass: VIPs are only DNATed for sources on their
+//     network (prerouting), and published ports are the way in from
+//     anywhere;
+//   - a container reaches its own network (this node's bridge, or other
+//     nodes through the network's VXLAN device), and a packet from a VXLAN
+//     device passes when it stays inside that device's network;
+//   - anything else to a container network or a VIP range is dropped:
+//     another network's containers and VIPs, and the LAN (a host with a
+//     route to 10.42.0.0/16 via this node reaches nothing but published
+//     ports);
+//   - containers of internal networks go nowhere else; the others reach
+//     the world (masqueraded in postrouting).
+func compileForwardFilter(rs *ruleset, nets []Network) {
+	policy := nftables.ChainPolicyAccept
+	fwd := rs.addChain(&nftables.Chain{Name: chainFilterForward, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &policy})
+	rs.addRule(fwd, concat(ctStateEstablished(), []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}})...)
+	rs.addRule(fwd, concat(ctStatusDNAT(), []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}})...)
+	for _, n := range nets {
+		rs.addRule(fwd, concat(ifname(expr.MetaKeyIIFNAME, n.Bridge), inNet(16, n.Subnet),
+			[]expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}})...)
+		rs.addRule(fwd, concat(ifname(expr.MetaKeyIIFNAME, n.VXLAN), inNet(12, n.Subnet), inNet(16, n.Subnet),
+			[]expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}})...)
+	}
+	for _, n := range nets {
+		for _, p := range []*net.IPNet{n.Subnet, n.VIPs} {
+			if p != nil {
+				rs.addRule(fwd, concat(inNet(16, p), []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}})...)
+			}
+		}
+	}
+	for _, n := range nets {
+		if n.Internal {
+			rs.addRule(fwd, concat(ifname(expr.MetaKeyIIFNAME, n.Bridge),
+				[]expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}})...)
+		}
+	}
+}
+
+// compileInputFilter guards what the node itself serves: VXLAN only from
+// peers (st.Peers), the embedded DNS server only for containers (their
+// bridges) and the node (loopback), never the LAN, so it is no open
+// resolver. Everything else (the agent's cluster ports among it) is left
+// alone.
+func compileInputFilter(cfg Config, rs *ruleset, st State, nets []Network) {
+	if st.Peers == nil && st.DNS == nil {
+		return
+	}
+	policy := nftables.ChainPolicyAccept
+	in := rs.addChain(&nftables.Chain{Name: chainFilterInput, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &policy})
+	dropV := []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}}
+	acceptV := []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}
+	if st.Peers != nil {
+		port := cfg.VXLANPort
+		if port == 0 {
+			port = 4789
+		}
+		elems := []nftables.SetElement{}
+		seen := map[string]bool{}
+		for _, ip := range st.Peers {
+			if ip4 := ip.To4(); ip4 != nil && !seen[ip4.String()] {
+				seen[ip4.String()] = true
+				elems = append(elems, nftables.SetElement{Key: ip4})
+			}
+		}
+		s := rs.addSet(&nftables.Set{Name: setVXLANPeers, KeyType: nftables.TypeIPAddr}, elems)
+		rs.addRule(in, concat(matchL4(protoUDP), matchDport(port), []expr.Any{
+			loadAddr(12),
+			&expr.Lookup{SourceRegister: regAddr, SetName: s.Name, SetID: s.ID, Invert: true},
+		}, dropV)...)
+	}
+	if dns := st.DNS.To4(); dns != nil {
+		for _, proto := range []byte{protoUDP, protoTCP} {
+			dnsPort := concat(matchAddr(16, dns), matchL4(proto), matchDport(53))
+			rs.addRule(in, concat(dnsPort, ifname(expr.MetaKeyIIFNAME, "lo"), acceptV)...)
+			for _, n := range nets {
+				rs.addRule(in, concat(dnsPort, ifname(expr.MetaKeyIIFNAME, n.Bridge), acceptV)...)
+			}
+			rs.addRule(in, concat(dnsPort, dropV)...)
+		}
+	}
 }
 
 // objectNames gives every service a unique, printable name for its chains
@@ -303,6 +451,16 @@ func ifname(key expr.MetaKey, name string) []expr.Any {
 	return []expr.Any{
 		&expr.Meta{Key: key, Register: regAddr},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: data},
+	}
+}
+
+// ctStateEstablished is `ct state established,related`.
+func ctStateEstablished() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: regAddr, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: regAddr, DestRegister: regAddr, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(ctStateEstablishedRelated), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: regAddr, Data: make([]byte, 4)},
 	}
 }
 

@@ -25,12 +25,13 @@ type packet struct {
 	proto        byte
 	dport        uint16
 	local        bool // fib daddr type local
-	dnat         bool // ct status dnat (postrouting)
+	dnat         bool // ct status dnat (postrouting, forward)
+	established  bool // ct state established,related (a reply or a known flow)
 }
 
 // verdict is what the table did to a packet at one hook.
 type verdict struct {
-	kind string // accept, dnat, masquerade, reset, unreachable
+	kind string // accept, drop, dnat, masquerade, reset, unreachable
 	addr string // dnat target
 	port uint16 // dnat port, 0 = unchanged
 }
@@ -154,12 +155,19 @@ func (tr tracer) rule(r *nftables.Rule, p packet, rnd uint32, depth int) (v verd
 			}
 			regs[e.Register] = binaryutil.NativeEndian.PutUint32(typ)
 		case *expr.Ct:
-			if e.Key != expr.CtKeySTATUS {
-				tr.t.Fatalf("unsupported ct key %v", e.Key)
-			}
 			var st uint32
-			if p.dnat {
-				st = ipsDstNAT
+			switch e.Key {
+			case expr.CtKeySTATUS:
+				if p.dnat {
+					st = ipsDstNAT
+				}
+			case expr.CtKeySTATE:
+				st = 0x8 // new
+				if p.established {
+					st = 0x2
+				}
+			default:
+				tr.t.Fatalf("unsupported ct key %v", e.Key)
 			}
 			regs[e.Register] = binaryutil.NativeEndian.PutUint32(st)
 		case *expr.Bitwise:
@@ -236,6 +244,8 @@ func (tr tracer) rule(r *nftables.Rule, p packet, rnd uint32, depth int) (v verd
 				return v, final, !final
 			case expr.VerdictAccept:
 				return verdict{kind: "accept"}, true, false
+			case expr.VerdictDrop:
+				return verdict{kind: "drop"}, true, false
 			case expr.VerdictReturn:
 				return verdict{}, false, true
 			}

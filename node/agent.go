@@ -31,6 +31,11 @@ var (
 	ErrAlreadyInCluster = errors.New("this node is already part of a cluster")
 	// ErrNoQuorum: no leader could commit the write within the write timeout.
 	ErrNoQuorum = errors.New("no quorum")
+	// ErrOutcomeUnknown: an attempt of the write may have been committed
+	// (leadership changed, or the connection broke, after it was sent) and
+	// the retry was refused by the state it may have changed itself, so
+	// whether the write took effect cannot be told from the answer.
+	ErrOutcomeUnknown = errors.New("the write may or may not have been applied (the leader changed while it was being committed)")
 )
 
 // identity is what makes a node the same node across restarts.
@@ -59,6 +64,8 @@ type Agent struct {
 	cl *cluster // nil while the node is in no cluster
 
 	removedCh chan removalNotice // a cluster removed this node (removal.go)
+
+	obs observer // event history and metrics (events.go, metrics.go)
 }
 
 // Run starts an agent and blocks until ctx ends. On return every goroutine
@@ -94,6 +101,13 @@ func (a *Agent) run(ctx context.Context) error {
 	if err := a.startRuntime(ctx); err != nil {
 		return err
 	}
+	if a.cfg.MetricsAddr != "" {
+		_, stopMetrics, err := a.serveMetrics()
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -122,6 +136,9 @@ func (a *Agent) run(ctx context.Context) error {
 	defer rmWG.Wait()
 	rmWG.Add(1)
 	go func() { defer rmWG.Done(); a.resetOnRemoval(ctx) }()
+
+	wg.Add(1)
+	go func() { defer wg.Done(); a.eventsLoop(rtCtx) }()
 
 	ln, err := listenUnix(a.cfg.Socket)
 	if err != nil {

@@ -95,6 +95,8 @@ const (
 	actionDeleteService = "delete_service"
 	actionUpdateNode    = "update_node"
 	actionRotateToken   = "rotate_token"
+	actionCreateNetwork = "create_network"
+	actionDeleteNetwork = "delete_network"
 )
 
 // adminAction names the admin action a command performs, or "" for a
@@ -115,6 +117,10 @@ func adminAction(cmd consensus.Command) string {
 		return actionUpdateNode
 	case consensus.TypeRotateToken:
 		return actionRotateToken
+	case consensus.TypeCreateNetwork:
+		return actionCreateNetwork
+	case consensus.TypeDeleteNetwork:
+		return actionDeleteNetwork
 	}
 	return ""
 }

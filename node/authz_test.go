@@ -83,6 +83,8 @@ func TestAuthorizeTable(t *testing.T) {
 		consensus.TypeRotateCA:         internal(consensus.RotateCA{ExpectFingerprint: "f"}),
 		consensus.TypeFinishCARotation: internal(consensus.FinishCARotation{CAFingerprint: "f"}),
 		consensus.TypeSetNodeCert:      internal(consensus.SetNodeCert{ID: me, Serial: "s9"}),
+		consensus.TypeCreateNetwork:    adminCase(consensus.CreateNetwork{Network: api.Network{ID: "n1", Name: "front"}}),
+		consensus.TypeDeleteNetwork:    adminCase(consensus.DeleteNetwork{ID: "n1"}),
 	}
 	// Every command type the log knows is in the table.
 	for ty := 1; ty < 256; ty++ {

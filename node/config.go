@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/shoal-org/shoal/node/pki"
@@ -47,6 +48,10 @@ type Config struct {
 	// containers keep running. A node that fails without a goodbye is
 	// marked down at once, as before.
 	RestartGrace time.Duration
+
+	// MetricsAddr is the IP:PORT that serves Prometheus metrics at
+	// /metrics; empty = off.
+	MetricsAddr string
 }
 
 // DefaultConfig returns the settings of a production agent.
@@ -107,6 +112,13 @@ func (c Config) Validate() error {
 	}
 	if c.WriteTimeout <= 0 {
 		errs = append(errs, errors.New("write timeout must be positive"))
+	}
+	if c.MetricsAddr != "" {
+		if host, port, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("--metrics-addr %q: want IP:PORT (e.g. 127.0.0.1:9323)", c.MetricsAddr))
+		} else if p, perr := strconv.Atoi(port); perr != nil || p < 0 || p > 65535 || (host != "" && net.ParseIP(host) == nil) {
+			errs = append(errs, fmt.Errorf("--metrics-addr %q: want IP:PORT (e.g. 127.0.0.1:9323)", c.MetricsAddr))
+		}
 	}
 	return errors.Join(errs...)
 }

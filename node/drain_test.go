@@ -50,8 +50,9 @@ func TestDrainStops(t *testing.T) {
 	tests := []struct {
 		name     string
 		acts     []action
-		seen     map[string]time.Time
+		seen     map[string]drainMark
 		now      time.Time
+		lbs      map[string]uint64
 		want     []string
 		wantSeen []string
 		wake     time.Time
@@ -60,24 +61,35 @@ func TestDrainStops(t *testing.T) {
 			want: []string{"report r running", "start new"}, wantSeen: []string{"serving"}, wake: at(drainPeriod)},
 		{name: "healthy one too", acts: []action{stop(healthy)}, now: at(0),
 			wantSeen: []string{"healthy"}, wake: at(drainPeriod)},
-		{name: "still within the period", acts: []action{stop(serving)}, seen: map[string]time.Time{"serving": at(0)},
+		{name: "still within the period", acts: []action{stop(serving)}, seen: map[string]drainMark{"serving": {at(0), 10}},
 			now: at(drainPeriod - time.Millisecond), wantSeen: []string{"serving"}, wake: at(drainPeriod)},
-		{name: "period over: stop", acts: []action{stop(serving)}, seen: map[string]time.Time{"serving": at(0)},
+		{name: "period over: stop", acts: []action{stop(serving)}, seen: map[string]drainMark{"serving": {at(0), 10}},
 			now: at(drainPeriod), want: []string{"stop serving c-serving"}, wantSeen: []string{"serving"}},
+		{name: "first sight notes the index", acts: []action{stop(serving)}, now: at(0), lbs: map[string]uint64{"a": 9, "b": 12},
+			wantSeen: []string{"serving"}, wake: at(drainPeriod)},
+		{name: "every load balancer past: stop now", acts: []action{stop(serving)}, seen: map[string]drainMark{"serving": {at(0), 10}},
+			now: at(time.Millisecond), lbs: map[string]uint64{"a": 10, "b": 12},
+			want: []string{"stop serving c-serving"}, wantSeen: []string{"serving"}},
+		{name: "one load balancer behind: hold", acts: []action{stop(serving)}, seen: map[string]drainMark{"serving": {at(0), 10}},
+			now: at(time.Millisecond), lbs: map[string]uint64{"a": 9, "b": 12},
+			wantSeen: []string{"serving"}, wake: at(drainPeriod)},
+		{name: "behind but the period is over", acts: []action{stop(serving)}, seen: map[string]drainMark{"serving": {at(0), 10}},
+			now: at(drainPeriod), lbs: map[string]uint64{"a": 0},
+			want: []string{"stop serving c-serving"}, wantSeen: []string{"serving"}},
 		{name: "earliest wake of two", acts: []action{stop(serving), stop(healthy)},
-			seen: map[string]time.Time{"healthy": at(-time.Second)}, now: at(0),
+			seen: map[string]drainMark{"healthy": {at(-time.Second), 10}}, now: at(0),
 			wantSeen: []string{"healthy", "serving"}, wake: at(drainPeriod - time.Second)},
 		{name: "never served: stop at once", acts: []action{stop(notHealthy), stop(noIP)}, now: at(0),
 			want: []string{"stop nothealthy c-nothealthy", "stop noip c-noip"}},
 		{name: "unhealthy task meant to run: stop at once", acts: []action{stop(unhealthy)}, now: at(0),
 			want: []string{"stop unhealthy c-unhealthy"}},
-		{name: "stopped tasks are forgotten", acts: other, seen: map[string]time.Time{"gone": at(0)}, now: at(time.Second),
+		{name: "stopped tasks are forgotten", acts: other, seen: map[string]drainMark{"gone": {at(0), 10}}, now: at(time.Second),
 			want: []string{"report r running", "start new"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := slices.Clone(tt.acts)
-			got, seen, wake := drainStops(tt.acts, tt.seen, tt.now, drainPeriod)
+			got, seen, wake := drainStops(tt.acts, tt.seen, tt.now, 10, tt.lbs, drainPeriod)
 			if d := describeAll(got); !slices.Equal(d, sortedCopy(tt.want)) {
 				t.Fatalf("actions %q, want %q", d, tt.want)
 			}
@@ -89,7 +101,7 @@ func TestDrainStops(t *testing.T) {
 				t.Fatalf("seen %v, want %v", keys, tt.wantSeen)
 			}
 			for k, v := range tt.seen {
-				if s, ok := seen[k]; ok && !s.Equal(v) {
+				if s, ok := seen[k]; ok && s != v {
 					t.Fatalf("first sight of %s moved from %v to %v", k, v, s)
 				}
 			}

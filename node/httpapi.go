@@ -52,7 +52,7 @@ func (a *Agent) routes() http.Handler {
 		})
 	}
 	h("GET /v1/status", a.handleStatus)
-	h("POST /v1/init", func(w http.ResponseWriter, r *http.Request) (any, error) { return a.initCluster(r.Context()) })
+	h("POST /v1/init", func(w http.ResponseWriter, r *http.Request) (any, error) { return a.initCluster(r.Context(), nil) })
 	h("POST /v1/join", a.handleJoin)
 	h("GET /v1/token", func(w http.ResponseWriter, r *http.Request) (any, error) { return a.tokenResponse(r.Context()) })
 	h("POST /v1/token/rotate", func(w http.ResponseWriter, r *http.Request) (any, error) { return a.rotateToken(r.Context()) })
@@ -67,6 +67,11 @@ func (a *Agent) routes() http.Handler {
 	a.imageRoutes(h)
 	a.containerRoutes(h)
 	a.serviceRoutes(h)
+	a.volumeRoutes(h)
+	a.execRoutes(mux)
+	a.networkRoutes(h)
+	a.snapshotRoutes(h)
+	h("GET /v1/events", a.handleEvents)
 	return mux
 }
 
@@ -86,6 +91,8 @@ func writeError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &he):
 		status = he.status
+	case errors.Is(err, ErrOutcomeUnknown):
+		status = http.StatusServiceUnavailable
 	case errors.Is(err, consensus.ErrNotFound):
 		status = http.StatusNotFound
 	case errors.Is(err, consensus.ErrAmbiguous), errors.Is(err, consensus.ErrInvalid),

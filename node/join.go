@@ -64,7 +64,10 @@ type adminRPCRequest struct {
 const rpcAdmin = "admin"
 
 // initCluster bootstraps a new cluster with this node as its only voter.
-func (a *Agent) initCluster(ctx context.Context) (api.InitResponse, error) {
+// seed is the snapshot file of `init --from-snapshot` (nil otherwise): the
+// new cluster keeps its address pools; the caller then restores it
+// (snapshot.go).
+func (a *Agent) initCluster(ctx context.Context, seed *consensus.SnapshotFile) (api.InitResponse, error) {
 	a.joinMu.Lock()
 	defer a.joinMu.Unlock()
 	if cl, err := a.clusterOrErr(); err == nil {
@@ -101,6 +104,9 @@ func (a *Agent) initCluster(ctx context.Context) (api.InitResponse, error) {
 	record.GossipKeys = [][]byte{gossipKey}
 	record.ClusterCIDR = a.cfg.ClusterCIDR
 	record.VIPCIDR = a.cfg.VIPCIDR
+	if cidr, vip := snapshotPools(seed); cidr != "" && vip != "" {
+		record.ClusterCIDR, record.VIPCIDR = cidr, vip
+	}
 	record.VoterTarget = 1
 	record.CreatedAt = now
 	b := &bootstrapInfo{cluster: record, node: node}

@@ -10,10 +10,12 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"reflect"
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/lb"
@@ -21,10 +23,11 @@ import (
 
 // serviceTraffic owns the node's load balancer and DNS server.
 type serviceTraffic struct {
-	lb   *lb.LB
-	dns  *lb.DNS
-	last lb.State
-	wg   sync.WaitGroup
+	lb       *lb.LB
+	dns      *lb.DNS
+	bridgeIP net.IP // where the DNS server listens
+	last     lb.State
+	wg       sync.WaitGroup
 
 	// ambiguous are the DNS names last reported as differing only in case.
 	ambiguous []string
@@ -46,7 +49,7 @@ func (a *Agent) startTraffic(ctx context.Context, cl *cluster, bridgeIP net.IP) 
 		a.log.Error("load balancer unavailable: services get no VIP or published ports on this node", "err", err)
 		return nil
 	}
-	st := &serviceTraffic{lb: l}
+	st := &serviceTraffic{lb: l, bridgeIP: bridgeIP}
 	ups, search, err := lb.UpstreamsFromResolvConf("/etc/resolv.conf")
 	if err != nil {
 		a.log.Warn("DNS: no upstream servers", "err", err)
@@ -76,14 +79,20 @@ func (a *Agent) startTraffic(ctx context.Context, cl *cluster, bridgeIP net.IP) 
 // had — and reported once per change; it is not retried, since only a
 // change of the state can resolve it. Any other failure is retried.
 func (st *serviceTraffic) sync(a *Agent, cl *cluster) {
-	state, records := a.trafficState(cl)
-	if amb := st.dns.Set(records); !slices.Equal(amb, st.ambiguous) {
+	defer observeSince(a.obs.m().lbSyncDuration, time.Now())
+	// Everything up to idx is in the state read below: once it is
+	// programmed, the load balancer has synced through idx.
+	idx := cl.store.Index()
+	state, views, sources := a.trafficState(cl)
+	state.DNS = st.bridgeIP
+	if amb := st.dns.SetViews(views, sources); !slices.Equal(amb, st.ambiguous) {
 		if len(amb) > 0 {
 			a.log.Error("DNS: service names differ only in case; each answers for its exact spelling only", "names", amb)
 		}
 		st.ambiguous = amb
 	}
 	if reflect.DeepEqual(state, st.last) {
+		cl.members.setLBIndex(idx)
 		return
 	}
 	err := st.lb.Set(state)
@@ -98,6 +107,7 @@ func (st *serviceTraffic) sync(a *Agent, cl *cluster) {
 		return
 	}
 	st.last = state
+	cl.members.setLBIndex(idx)
 }
 
 func (st *serviceTraffic) close() {
@@ -105,12 +115,38 @@ func (st *serviceTraffic) close() {
 	_ = st.lb.Close() // rules stay: traffic keeps flowing across restarts
 }
 
-// trafficState computes the load balancer state and DNS records from the
-// replica and gossip's view of which nodes are alive.
-func (a *Agent) trafficState(cl *cluster) (lb.State, lb.Records) {
+// trafficState computes the load balancer state and the DNS views from
+// the replica and gossip's view of which nodes are alive. A service on
+// several networks is one lb.Service per network (its VIP there and its
+// tasks' addresses there); published ports go to its first network.
+func (a *Agent) trafficState(cl *cluster) (lb.State, map[string]lb.View, map[netip.Addr][]string) {
 	alive := cl.members.aliveSet()
-	records := lb.Records{}
 	var state lb.State
+	views := map[string]lb.View{}
+	sources := map[netip.Addr][]string{}
+	var vipRange *net.IPNet
+	if c := cl.store.Cluster(); c != nil {
+		_, vipRange, _ = net.ParseCIDR(c.VIPCIDR)
+	}
+	for _, n := range cl.store.Networks() {
+		_, subnet, err := net.ParseCIDR(n.Subnet)
+		p, err2 := netip.ParsePrefix(n.Subnet)
+		if err != nil || err2 != nil {
+			continue
+		}
+		ln := lb.Network{Name: n.Name, Subnet: subnet, Bridge: networkBridge(*n), VXLAN: networkVXLAN(*n), Internal: n.Internal}
+		if n.Name == api.DefaultNetwork {
+			ln.VIPs = vipRange
+		}
+		state.Networks = append(state.Networks, ln)
+		views[n.Name] = lb.View{Subnets: []netip.Prefix{p}, Records: lb.Records{}}
+	}
+	state.Peers = []net.IP{}
+	for _, n := range cl.store.Nodes() {
+		if ip := net.ParseIP(n.Addr); ip != nil && n.ID != a.id.NodeID {
+			state.Peers = append(state.Peers, ip)
+		}
+	}
 	svcs := cl.store.Services()
 	// Oldest first: on a conflict the load balancer keeps the earlier one's
 	// claim (lb.State), so a service that slipped in later never steals it.
@@ -121,8 +157,7 @@ func (a *Agent) trafficState(cl *cluster) (lb.State, lb.Records) {
 		return svcs[i].ID < svcs[j].ID
 	})
 	for _, s := range svcs {
-		var backends []lb.Backend
-		var taskIPs []net.IP
+		var tasks []*api.Task
 		for _, t := range cl.store.TasksByService(s.ID) {
 			if t.DesiredState != api.TaskRunning || !servesTraffic(t) {
 				continue // told to stop: out of every node's backends before it stops (drainStops)
@@ -130,25 +165,60 @@ func (a *Agent) trafficState(cl *cluster) (lb.State, lb.Records) {
 			if _, ok := alive[t.NodeID]; !ok && t.NodeID != a.id.NodeID {
 				continue // its node is dead for gossip: drop it now
 			}
-			ip := net.ParseIP(t.IP)
-			if ip == nil {
+			tasks = append(tasks, t)
+			for _, ip := range taskIPs(t) {
+				if addr, err := netip.ParseAddr(ip); err == nil {
+					sources[addr] = api.SpecNetworks(t.Spec)
+				}
+			}
+		}
+		for i, network := range api.SpecNetworks(s.Spec) {
+			var backends []lb.Backend
+			var addrs []net.IP
+			for _, t := range tasks {
+				ip := net.ParseIP(taskIPs(t)[network])
+				if ip == nil {
+					continue
+				}
+				backends = append(backends, lb.Backend{IP: ip, Local: t.NodeID == a.id.NodeID})
+				addrs = append(addrs, ip)
+			}
+			sort.Slice(backends, func(i, j int) bool { return backends[i].IP.String() < backends[j].IP.String() })
+			vip := net.ParseIP(s.VIPs[network])
+			if network == api.DefaultNetwork && s.VIP != "" {
+				vip = net.ParseIP(s.VIP)
+			}
+			ls := lb.Service{Name: s.Name, Network: network, VIP: vip, Backends: backends}
+			if i == 0 {
+				ls.Ports = s.Spec.Ports
+			} else {
+				ls.Name = s.Name + "@" + network
+			}
+			if vip == nil && len(ls.Ports) == 0 {
 				continue
 			}
-			backends = append(backends, lb.Backend{IP: ip, Local: t.NodeID == a.id.NodeID})
-			taskIPs = append(taskIPs, ip)
+			state.Services = append(state.Services, ls)
+			if v, ok := views[network]; ok {
+				if vip != nil {
+					v.Records[s.Name] = []net.IP{vip}
+				}
+				v.Records["tasks."+s.Name] = addrs
+			}
 		}
-		sort.Slice(backends, func(i, j int) bool { return backends[i].IP.String() < backends[j].IP.String() })
-		vip := net.ParseIP(s.VIP)
-		if vip == nil && len(s.Spec.Ports) == 0 {
-			continue
-		}
-		state.Services = append(state.Services, lb.Service{Name: s.Name, VIP: vip, Ports: s.Spec.Ports, Backends: backends})
-		if vip != nil {
-			records[s.Name] = []net.IP{vip}
-		}
-		records["tasks."+s.Name] = taskIPs
 	}
-	return state, records
+	return state, views, sources
+}
+
+// taskIPs returns a task's address on each of its networks: IPs as
+// reported, or IP on its first network (tasks reported before networks).
+func taskIPs(t *api.Task) map[string]string {
+	if len(t.IPs) > 0 {
+		return t.IPs
+	}
+	if t.IP == "" {
+		return nil
+	}
+	return map[string]string{api.SpecNetworks(t.Spec)[0]: t.IP}
 }
 
 // servesTraffic reports whether t, as recorded, can take connections: it

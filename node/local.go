@@ -203,9 +203,13 @@ func (a *Agent) containerRoutes(h func(string, handlerFunc)) {
 		spec := runtime.Spec{
 			Name: req.Name, Image: req.Image, Command: req.Command, Entrypoint: req.Entrypoint,
 			Env: req.Env, Workdir: req.Workdir, User: req.User, Limits: req.Limits,
-			Remove: req.Remove, Healthcheck: req.Healthcheck,
+			Remove: req.Remove, Healthcheck: req.Healthcheck, Mounts: req.Mounts,
 		}
-		c, err := a.rt.RunContainer(r.Context(), spec)
+		ctx, err := a.runNetworks(r.Context(), req.Networks)
+		if err != nil {
+			return nil, err
+		}
+		c, err := a.rt.RunContainer(ctx, spec)
 		if err != nil {
 			return nil, containerError(err)
 		}

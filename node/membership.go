@@ -41,14 +41,25 @@ type memberMeta struct {
 	// absent on releases before the upgrade gate (docs/upgrades.md).
 	Version string `json:"v,omitempty"`
 	Level   int    `json:"pl,omitempty"`
+	// LB is the Raft index this node's load balancer has synced through
+	// (lbsync.go): a node that drains a task waits until every live node is
+	// past the entry that took the task out (drainStops).
+	LB uint64 `json:"lb,omitempty"`
 }
 
 // membership owns the memberlist instance and turns its callbacks into
 // state that other loops poll, and coalescing change signals, one per
 // subscriber (the leader loop and the network loop both need every change).
 type membership struct {
-	ml   *memberlist.Memberlist
-	meta []byte
+	ml *memberlist.Memberlist
+
+	metaMu   sync.Mutex
+	meta     []byte     // guarded by metaMu
+	self     memberMeta // guarded by metaMu
+	pubCh    chan struct{}
+	stopCh   chan struct{}
+	stopOnce sync.Once
+	lbSubs   map[chan struct{}]struct{} // guarded by subMu
 	// fence judges the epoch in each member's metadata: a member of
 	// another epoch is not alive for this node; a newer one is a hint
 	// that this node may be fenced.
@@ -114,9 +125,12 @@ func newMembership(cfg Config, nodeID string, meta memberMeta, keys [][]byte, fc
 	m := &membership{
 		fence:    fc,
 		subs:     map[chan struct{}]struct{}{},
+		lbSubs:   map[chan struct{}]struct{}{},
 		msgs:     make(chan []byte, 16),
 		alive:    map[string]memberMeta{},
 		addrs:    map[string]string{},
+		pubCh:    make(chan struct{}, 1),
+		stopCh:   make(chan struct{}),
 		seen:     map[string]memberMeta{},
 		restarts: map[string]time.Time{},
 	}
@@ -126,6 +140,7 @@ func newMembership(cfg Config, nodeID string, meta memberMeta, keys [][]byte, fc
 		return nil, err
 	}
 	m.meta = b
+	m.self = meta
 
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = nodeID
@@ -159,7 +174,83 @@ func newMembership(cfg Config, nodeID string, meta memberMeta, keys [][]byte, fc
 		return nil, fmt.Errorf("start gossip on %s:%d: %w", mc.BindAddr, mc.BindPort, err)
 	}
 	m.ml = ml
+	go m.publish()
 	return m, nil
+}
+
+// publish gossips this node's metadata again after each change (coalesced).
+// UpdateNode waits for the broadcast to spread; a newer one replaces it, so
+// the wait is cut short and the newest metadata is always what spreads.
+func (m *membership) publish() {
+	for {
+		select {
+		case <-m.stopCh:
+			return
+		case <-m.pubCh:
+		}
+		_ = m.ml.UpdateNode(10 * time.Millisecond) // a timeout only means it is still spreading
+	}
+}
+
+// setLBIndex records that this node's load balancer reflects the state up
+// to Raft index i, wakes lbSubscribe's subscribers and gossips it. It never
+// blocks; an index not above the last one is ignored.
+func (m *membership) setLBIndex(i uint64) {
+	m.metaMu.Lock()
+	if i <= m.self.LB {
+		m.metaMu.Unlock()
+		return
+	}
+	m.self.LB = i
+	if b, err := json.Marshal(m.self); err == nil {
+		m.meta = b
+	}
+	m.metaMu.Unlock()
+	select {
+	case m.pubCh <- struct{}{}:
+	default:
+	}
+	m.signalLB()
+}
+
+// lbIndexes returns the load balancer index of every member alive now (0
+// for one that never said: an older agent) and of this node.
+func (m *membership) lbIndexes(selfID string) map[string]uint64 {
+	m.mu.Lock()
+	out := make(map[string]uint64, len(m.alive)+1)
+	for id, meta := range m.alive {
+		out[id] = meta.LB
+	}
+	m.mu.Unlock()
+	m.metaMu.Lock()
+	out[selfID] = m.self.LB
+	m.metaMu.Unlock()
+	return out
+}
+
+// lbSubscribe is subscribe for changes of any member's load balancer index
+// (this node's included); it also fires on every membership change.
+func (m *membership) lbSubscribe() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	m.subMu.Lock()
+	m.lbSubs[ch] = struct{}{}
+	m.subMu.Unlock()
+	return ch, func() {
+		m.subMu.Lock()
+		delete(m.lbSubs, ch)
+		m.subMu.Unlock()
+	}
+}
+
+func (m *membership) signalLB() {
+	m.subMu.Lock()
+	defer m.subMu.Unlock()
+	for ch := range m.lbSubs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // join contacts any of the given gossip addresses; it is fine for some to
@@ -242,7 +333,10 @@ func (m *membership) leave(timeout time.Duration) {
 	_ = m.ml.Leave(timeout)
 }
 
-func (m *membership) shutdown() { _ = m.ml.Shutdown() }
+func (m *membership) shutdown() {
+	m.stopOnce.Do(func() { close(m.stopCh) })
+	_ = m.ml.Shutdown()
+}
 
 // subscribe returns a channel that receives (coalesced) a signal after
 // every membership change, and a function to stop receiving.
@@ -261,6 +355,7 @@ func (m *membership) subscribe() (<-chan struct{}, func()) {
 // signal wakes every subscriber; it never blocks (memberlist callbacks
 // call it).
 func (m *membership) signal() {
+	m.signalLB()
 	m.subMu.Lock()
 	defer m.subMu.Unlock()
 	for ch := range m.subs {
@@ -274,6 +369,8 @@ func (m *membership) signal() {
 // memberlist.Delegate: must not block.
 
 func (m *membership) NodeMeta(limit int) []byte {
+	m.metaMu.Lock()
+	defer m.metaMu.Unlock()
 	if len(m.meta) > limit {
 		return nil
 	}

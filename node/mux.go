@@ -233,13 +233,6 @@ func (m *mux) handle(c net.Conn, ip string) {
 			_ = tc.Close()
 			return
 		}
-		if gate := m.raftGate.Load(); gate != nil {
-			if err := (*gate)(peerID); err != nil {
-				m.log.Warn("raft connection refused", "remote", c.RemoteAddr(), "node_id", shortID(peerID), "err", err)
-				_ = tc.Close()
-				return
-			}
-		}
 		theirs, v, err := acceptEpoch(tc, m.fence, peerID)
 		if err != nil || v != consensus.EpochSame {
 			// A stale peer retries with every heartbeat: debug only; the
@@ -248,6 +241,16 @@ func (m *mux) handle(c net.Conn, ip string) {
 				"epoch", m.fence.local(), "peer_epoch", theirs, "verdict", v, "err", err)
 			_ = tc.Close()
 			return
+		}
+		// The epoch goes first: a returning voter of an abandoned
+		// configuration learns from this answer that it is fenced, even
+		// though it is no member here any more.
+		if gate := m.raftGate.Load(); gate != nil {
+			if err := (*gate)(peerID); err != nil {
+				m.log.Warn("raft connection refused", "remote", c.RemoteAddr(), "node_id", shortID(peerID), "err", err)
+				_ = tc.Close()
+				return
+			}
 		}
 		_ = tc.SetDeadline(time.Time{})
 		select {

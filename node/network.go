@@ -1,28 +1,77 @@
 package node
 
-// The node's container network: once the leader has given this node its
-// /24 (recorded in Raft at join), the overlay brings up the bridge and the
-// VXLAN device, and keeps one route, neighbour and FDB entry per peer in
-// step with the state. The runtime plugs containers in through netAttacher,
-// which exists from agent start: before the node is in a cluster (or before
-// its subnet is known) containers get loopback only, as `docker run
-// --network none` would.
+// The node's container networks. Once the leader has given this node its
+// /24 (recorded in Raft at join), the overlay of the default network brings
+// up the bridge and the VXLAN device, and keeps one route, neighbour and
+// FDB entry per peer in step with the state. Every other network (a Raft
+// object, consensus/network.go) gets an overlay of its own on every node:
+// its own VNI, bridge and VXLAN device, and as node subnet this node's
+// share of the network's subnet (api.NodeShare, derived from the index of
+// the node's /24, so no allocation is needed). A network removed from the
+// state is torn down.
+//
+// The runtime plugs containers in through netAttacher, which exists from
+// agent start: before the node is in a cluster (or before its subnet is
+// known) containers get loopback only, as `docker run --network none`
+// would. A task's container joins the networks of its spec, one interface
+// each (eth0, eth1, ...); the first carries the default route, the others
+// route their network's subnet (and, for the default network, the VIP
+// range). The reconciler hands the network list over in the context of
+// RunContainer (withNetworks): the runtime's Network interface knows only
+// the container ID.
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"reflect"
 	"sync"
 	"time"
 
+	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/overlay"
 )
 
-// netAttacher implements runtime.Network over the overlay of the moment.
+// netsKey carries a container's network names in a context.
+type netsKey struct{}
+
+// withNetworks returns ctx carrying the networks a container must join, in
+// order (the first is its primary network).
+func withNetworks(ctx context.Context, names []string) context.Context {
+	return context.WithValue(ctx, netsKey{}, names)
+}
+
+func networksOf(ctx context.Context) []string {
+	if v, ok := ctx.Value(netsKey{}).([]string); ok && len(v) > 0 {
+		return v
+	}
+	return []string{api.DefaultNetwork}
+}
+
+// errNetworkDown: a container names a network whose overlay is not up on
+// this node (yet).
+var errNetworkDown = errors.New("network not set up on this node")
+
+// netOverlay is one non-default network's overlay on this node.
+type netOverlay struct {
+	net    api.Network
+	ov     *overlay.Overlay
+	subnet netip.Prefix // the whole network
+	peers  []overlay.Peer
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// netAttacher implements runtime.Network over the overlays of the moment.
 type netAttacher struct {
 	mu sync.RWMutex
-	ov *overlay.Overlay
+	ov *overlay.Overlay // the default network
+	// defaultRoutes are the routes of a container whose default network
+	// is not its first: the cluster CIDR and the VIP range.
+	defaultRoutes []netip.Prefix
+	nets          map[string]*netOverlay // by network name
 }
 
 func (n *netAttacher) set(ov *overlay.Overlay) {
@@ -37,31 +86,96 @@ func (n *netAttacher) get() *overlay.Overlay {
 	return n.ov
 }
 
-// Attach gives the container an address on this node's subnet, or none
-// while the overlay is not up.
-func (n *netAttacher) Attach(ctx context.Context, containerID, netnsPath string) (string, error) {
-	ov := n.get()
-	if ov == nil {
-		return "", nil
+// lookup returns the overlay of a network and the routes a non-primary
+// interface on it gets.
+func (n *netAttacher) lookup(name string) (*overlay.Overlay, []netip.Prefix) {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if name == api.DefaultNetwork {
+		return n.ov, n.defaultRoutes
 	}
-	return ov.Attach(ctx, containerID, netnsPath)
+	if no := n.nets[name]; no != nil {
+		return no.ov, []netip.Prefix{no.subnet}
+	}
+	return nil, nil
 }
 
-// Detach releases the container's address; unknown containers are fine.
+// all returns every overlay (default first), by network name.
+func (n *netAttacher) all() map[string]*overlay.Overlay {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	out := map[string]*overlay.Overlay{}
+	if n.ov != nil {
+		out[api.DefaultNetwork] = n.ov
+	}
+	for name, no := range n.nets {
+		out[name] = no.ov
+	}
+	return out
+}
+
+// Attach plugs the container into the networks named in ctx (withNetworks;
+// the default network otherwise) and returns its address on the first. A
+// container on the default network only gets none while the overlay is not
+// up; any other network that is not up is an error (the task is rejected
+// and replaced).
+func (n *netAttacher) Attach(ctx context.Context, containerID, netnsPath string) (string, error) {
+	names := networksOf(ctx)
+	var first string
+	for i, name := range names {
+		ov, routes := n.lookup(name)
+		if ov == nil {
+			if len(names) == 1 && name == api.DefaultNetwork {
+				return "", nil
+			}
+			err := fmt.Errorf("attach container to network %s: %w", name, errNetworkDown)
+			return "", errors.Join(err, n.Detach(context.WithoutCancel(ctx), containerID, netnsPath))
+		}
+		ip, err := ov.AttachWith(ctx, containerID, netnsPath, overlay.AttachOptions{
+			IfName: fmt.Sprintf("eth%d", i), Primary: i == 0, Routes: routes})
+		if err != nil {
+			err = fmt.Errorf("network %s: %w", name, err)
+			return "", errors.Join(err, n.Detach(context.WithoutCancel(ctx), containerID, netnsPath))
+		}
+		if i == 0 {
+			first = ip
+		}
+	}
+	return first, nil
+}
+
+// Detach releases the container's addresses on every network; unknown
+// containers are fine.
 func (n *netAttacher) Detach(ctx context.Context, containerID, netnsPath string) error {
-	ov := n.get()
-	if ov == nil {
+	var errs []error
+	for name, ov := range n.all() {
+		if err := ov.Detach(ctx, containerID, netnsPath); err != nil {
+			errs = append(errs, fmt.Errorf("network %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ips returns the container's address on each network it is attached to.
+func (n *netAttacher) ips(containerID string) map[string]string {
+	out := map[string]string{}
+	for name, ov := range n.all() {
+		if ip, ok := ov.AddressOf(containerID); ok {
+			out[name] = ip.String()
+		}
+	}
+	if len(out) == 0 {
 		return nil
 	}
-	return ov.Detach(ctx, containerID, netnsPath)
+	return out
 }
 
 // ready reports whether containers started now get an overlay address.
 func (n *netAttacher) ready() bool { return n.get() != nil }
 
 // networkLoop waits for this node's subnet, sets the overlay up, then
-// keeps its peers, the load balancer and DNS in step with the state and
-// gossip until ctx ends.
+// keeps its peers, the other networks, the load balancer and DNS in step
+// with the state and gossip until ctx ends.
 func (a *Agent) networkLoop(ctx context.Context, cl *cluster) {
 	ch, cancel := cl.store.Subscribe()
 	defer cancel()
@@ -77,6 +191,7 @@ func (a *Agent) networkLoop(ctx context.Context, cl *cluster) {
 			traffic.close()
 		}
 	}()
+	defer a.closeNetworks()
 	retry := time.NewTicker(2 * time.Second)
 	defer retry.Stop()
 	for {
@@ -97,17 +212,24 @@ func (a *Agent) networkLoop(ctx context.Context, cl *cluster) {
 			// Peers change rarely; the overlay repairs drift by itself.
 			if peers := a.overlayPeers(cl); !reflect.DeepEqual(peers, lastPeers) {
 				if err := ov.SetPeers(peers); err != nil {
+					a.obs.m().overlaySyncErrors.Inc()
 					a.log.Warn("overlay peers", "err", err)
 				} else {
 					lastPeers = peers
 				}
 			}
+			a.syncNetworks(ctx, cl)
 			if traffic == nil {
 				traffic = a.startTraffic(ctx, cl, ov.BridgeIP())
 			}
 			if traffic != nil {
 				traffic.sync(a, cl)
 			}
+		}
+		if traffic == nil {
+			// No load balancer here: nothing on this node sends traffic
+			// to tasks, so nothing to wait for (drainStops).
+			cl.members.setLBIndex(cl.store.Index())
 		}
 		select {
 		case <-ctx.Done():
@@ -156,6 +278,10 @@ func (a *Agent) setupOverlay(ctx context.Context, cl *cluster) *overlay.Overlay 
 			return nil
 		}
 	}
+	routes := []netip.Prefix{cfg.ClusterCIDR}
+	if p, err := netip.ParsePrefix(c.VIPCIDR); err == nil {
+		routes = append(routes, p)
+	}
 	ov, err := overlay.New(cfg)
 	if err != nil {
 		a.log.Error("overlay config", "err", err)
@@ -165,6 +291,9 @@ func (a *Agent) setupOverlay(ctx context.Context, cl *cluster) *overlay.Overlay 
 		a.log.Warn("overlay setup failed; retrying", "err", err)
 		return nil
 	}
+	a.net.mu.Lock()
+	a.net.defaultRoutes = routes
+	a.net.mu.Unlock()
 	a.log.Info("overlay up", "subnet", self.Subnet, "bridge_ip", ov.BridgeIP().String())
 	return ov
 }
@@ -184,4 +313,168 @@ func (a *Agent) overlayPeers(cl *cluster) []overlay.Peer {
 		peers = append(peers, overlay.Peer{NodeID: n.ID, Subnet: sub, UnderlayIP: ip})
 	}
 	return peers
+}
+
+// Device names of a network other than the default one, from its VNI (at
+// most 6 hex digits): bridge "shb<vni>", VXLAN device "shv<vni>", container
+// veths "s<vni>" + container ID ("sh" + ID on the default network; a hex
+// VNI never starts with 'h').
+func networkBridge(n api.Network) string {
+	if n.Name == api.DefaultNetwork {
+		return overlay.DefaultBridgeName
+	}
+	return fmt.Sprintf("shb%x", n.VNI)
+}
+
+func networkVXLAN(n api.Network) string {
+	if n.Name == api.DefaultNetwork {
+		return overlay.DefaultVXLANName
+	}
+	return fmt.Sprintf("shv%x", n.VNI)
+}
+
+// networkPeers lists the shares of network subnet of every other node.
+func networkPeers(nodes []*api.Node, self string, subnet, cluster netip.Prefix) []overlay.Peer {
+	var peers []overlay.Peer
+	for _, n := range nodes {
+		if n.ID == self || n.Subnet == "" {
+			continue
+		}
+		sub, err1 := netip.ParsePrefix(n.Subnet)
+		ip, err2 := netip.ParseAddr(n.Addr)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		share, err := api.NodeShare(subnet, cluster, sub)
+		if err != nil {
+			continue
+		}
+		peers = append(peers, overlay.Peer{NodeID: n.ID, Subnet: share, UnderlayIP: ip})
+	}
+	return peers
+}
+
+// syncNetworks brings up the overlays of networks new in the state, keeps
+// their peers in step and tears down those of removed networks. Failures
+// are logged and retried on the next pass.
+func (a *Agent) syncNetworks(ctx context.Context, cl *cluster) {
+	self, err := cl.store.Node(a.id.NodeID)
+	c := cl.store.Cluster()
+	if err != nil || self.Subnet == "" || c == nil {
+		return
+	}
+	nodeSub, err1 := netip.ParsePrefix(self.Subnet)
+	cluster, err2 := netip.ParsePrefix(c.ClusterCIDR)
+	underlay, err3 := netip.ParseAddr(a.cfg.AdvertiseAddr)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return
+	}
+	nodes := cl.store.Nodes()
+	want := map[string]bool{}
+	for _, n := range cl.store.Networks() {
+		if n.Name == api.DefaultNetwork {
+			continue
+		}
+		want[n.ID] = true
+		subnet, err := netip.ParsePrefix(n.Subnet)
+		if err != nil {
+			continue
+		}
+		a.net.mu.RLock()
+		no := a.net.nets[n.Name]
+		a.net.mu.RUnlock()
+		if no != nil && no.net.ID != n.ID {
+			a.removeNetwork(no) // same name, another network: rebuild
+			no = nil
+		}
+		if no == nil {
+			share, err := api.NodeShare(subnet, cluster, nodeSub)
+			if err != nil {
+				a.log.Warn("network: no share for this node", "network", n.Name, "err", err)
+				continue
+			}
+			cfg := overlay.DefaultConfig()
+			cfg.NodeID = a.id.NodeID
+			cfg.Logger = a.log.With("sub", "overlay", "network", n.Name)
+			cfg.StateDir = filepath.Join(clusterDir(a.cfg.DataDir), "overlay", "net-"+n.ID)
+			cfg.UnderlayIP, cfg.Subnet, cfg.ClusterCIDR = underlay, share, subnet
+			cfg.BridgeName, cfg.VXLANName = networkBridge(*n), networkVXLAN(*n)
+			cfg.VethPrefix = fmt.Sprintf("s%x", n.VNI)
+			cfg.VNI = n.VNI
+			ov, err := overlay.New(cfg)
+			if err != nil {
+				a.log.Error("network overlay config", "network", n.Name, "err", err)
+				continue
+			}
+			if err := ov.Setup(ctx); err != nil {
+				a.log.Warn("network overlay setup failed; retrying", "network", n.Name, "err", err)
+				_ = ov.Close()
+				continue
+			}
+			rctx, cancel := context.WithCancel(ctx)
+			no = &netOverlay{net: *n, ov: ov, subnet: subnet, cancel: cancel, done: make(chan struct{})}
+			go func() {
+				defer close(no.done)
+				if err := ov.Run(rctx); err != nil {
+					a.log.Warn("network overlay watcher stopped", "network", n.Name, "err", err)
+				}
+			}()
+			a.net.mu.Lock()
+			if a.net.nets == nil {
+				a.net.nets = map[string]*netOverlay{}
+			}
+			a.net.nets[n.Name] = no
+			a.net.mu.Unlock()
+			a.log.Info("network up", "network", n.Name, "vni", n.VNI, "share", share.String(), "bridge", cfg.BridgeName)
+		}
+		if peers := networkPeers(nodes, a.id.NodeID, subnet, cluster); !reflect.DeepEqual(peers, no.peers) {
+			if err := no.ov.SetPeers(peers); err != nil {
+				a.log.Warn("network overlay peers", "network", n.Name, "err", err)
+			} else {
+				no.peers = peers
+			}
+		}
+	}
+	a.net.mu.RLock()
+	var gone []*netOverlay
+	for _, no := range a.net.nets {
+		if !want[no.net.ID] {
+			gone = append(gone, no)
+		}
+	}
+	a.net.mu.RUnlock()
+	for _, no := range gone {
+		a.removeNetwork(no)
+	}
+}
+
+// removeNetwork tears down the overlay of a network that left the state.
+func (a *Agent) removeNetwork(no *netOverlay) {
+	a.net.mu.Lock()
+	if a.net.nets[no.net.Name] == no {
+		delete(a.net.nets, no.net.Name)
+	}
+	a.net.mu.Unlock()
+	no.cancel()
+	<-no.done
+	if err := no.ov.Teardown(); err != nil {
+		a.log.Warn("network teardown", "network", no.net.Name, "err", err)
+	}
+	_ = no.ov.Close()
+	a.log.Info("network removed", "network", no.net.Name)
+}
+
+// closeNetworks stops the watchers of the non-default overlays and releases
+// them; their devices stay (containers keep their network across agent
+// restarts).
+func (a *Agent) closeNetworks() {
+	a.net.mu.Lock()
+	nets := a.net.nets
+	a.net.nets = nil
+	a.net.mu.Unlock()
+	for _, no := range nets {
+		no.cancel()
+		<-no.done
+		_ = no.ov.Close()
+	}
 }

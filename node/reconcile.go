@@ -14,20 +14,27 @@ package node
 // from a partition) never kills healthy containers by mistake.
 //
 // A task that served traffic is not stopped the moment the leader says so:
-// drainStops (pure, table-tested) holds its stop for drainPeriod, while every
-// node's load balancer drops it from the same Raft entry, so a rolling update
-// or a scale-down refuses no connection.
+// drainStops (pure, table-tested) holds its stop until every live node's load
+// balancer has synced past the Raft entry that took it out (each node gossips
+// the index its load balancer reflects), drainPeriod at most, so a rolling
+// update or a scale-down refuses no connection and waits no fixed time.
+//
+// Fencing: a node that has not heard from a leader for a service's disconnect
+// grace period stops that service's at-most-once tasks (fenceActions, pure):
+// by then the leader may replace them elsewhere (node/scheduler/calm.go).
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/scheduler"
 	"github.com/shoal-org/shoal/runtime"
 )
 
@@ -140,28 +147,41 @@ func computeActions(nodeID string, tasks []*api.Task, containers []api.Container
 	return acts
 }
 
-// drainPeriod is how long a node keeps the container of a task that served
+// drainPeriod is the most a node keeps the container of a task that served
 // traffic running after it first sees the leader's order to stop it. Every
 // node applies the same Raft entry at about the same time and drops the task
 // from its load balancer then (servesTraffic); the container must outlive
 // the slowest of them, or a connection some node still sends it is refused.
-// Swarm waits the same 2s for gossip to converge after it removes a task's
-// service binding and before it stops the container. Connections already
+// Nodes say how far their load balancer got (gossip metadata, lbsync.go), so
+// the stop usually goes out as soon as the last of them got there; this
+// period is the cap for a node that does not say (an older agent) or whose
+// word is slow to arrive. Swarm waits a fixed 2s. Connections already
 // established keep their conntrack entry and finish within this period.
 const drainPeriod = 2 * time.Second
 
+// drainMark is what a node notes when it first sees the order to stop a task
+// that served traffic: when, and its store's index then (at or after the
+// entry that gave the order).
+type drainMark struct {
+	At    time.Time
+	Index uint64
+}
+
 // drainStops is the pure half of draining: it holds back every stop of a
-// container whose task was told to stop while it served traffic until
-// period has passed since this node first saw that order. seen maps task ID
-// to when this node first saw it (the caller keeps it between passes and
-// must not change it); drainStops returns the actions to do now, the map to
-// keep (tasks whose stop is being drained or was just released), and the
-// earliest time a held stop is due (zero when none is held). Stops of tasks
-// that served no traffic (never healthy, no address, already reported
-// stopped) and of tasks still meant to run (unhealthy) are not delayed.
-func drainStops(acts []action, seen map[string]time.Time, now time.Time, period time.Duration) ([]action, map[string]time.Time, time.Time) {
+// container whose task was told to stop while it served traffic until every
+// live node's load balancer has synced through the index this node had
+// applied when it first saw that order (lbs: node ID → index, this node
+// included), or period has passed since then. seen maps task ID to that
+// first sight (the caller keeps it between passes and must not change it);
+// index is the store's index read after the tasks the actions were computed
+// from. drainStops returns the actions to do now, the map to keep (tasks
+// whose stop is being drained or was just released), and the earliest time a
+// held stop is due anyway (zero when none is held). Stops of tasks that
+// served no traffic (never healthy, no address, already reported stopped) and
+// of tasks still meant to run (unhealthy, fenced) are not delayed.
+func drainStops(acts []action, seen map[string]drainMark, now time.Time, index uint64, lbs map[string]uint64, period time.Duration) ([]action, map[string]drainMark, time.Time) {
 	out := acts[:0:0]
-	next := map[string]time.Time{}
+	next := map[string]drainMark{}
 	var wake time.Time
 	for _, act := range acts {
 		if act.kind != actStop || act.task.DesiredState == api.TaskRunning || !servesTraffic(act.task) {
@@ -170,10 +190,10 @@ func drainStops(acts []action, seen map[string]time.Time, now time.Time, period 
 		}
 		first, ok := seen[act.task.ID]
 		if !ok {
-			first = now
+			first = drainMark{At: now, Index: index}
 		}
 		next[act.task.ID] = first
-		if due := first.Add(period); now.Before(due) {
+		if due := first.At.Add(period); now.Before(due) && !lbsPast(lbs, first.Index) {
 			if wake.IsZero() || due.Before(wake) {
 				wake = due
 			}
@@ -182,6 +202,72 @@ func drainStops(acts []action, seen map[string]time.Time, now time.Time, period 
 		out = append(out, act)
 	}
 	return out, next, wake
+}
+
+// lbsPast reports whether every load balancer in lbs has synced through
+// index (false when there are none: nobody said).
+func lbsPast(lbs map[string]uint64, index uint64) bool {
+	if len(lbs) == 0 || index == 0 {
+		return false
+	}
+	for _, i := range lbs {
+		if i < index {
+			return false
+		}
+	}
+	return true
+}
+
+// fenceActions is the pure half of fencing. quiet is how long this node has
+// not heard from a leader (0 on the leader). Every task assigned here that
+// is meant to run, of a service that is at most once (specs: the services'
+// current specs by ID; the task's own copy when missing) whose disconnect
+// grace has passed in quiet, is fenced: no start, and its running container
+// is stopped (the leader may start its replacement elsewhere once the grace
+// period and the stop grace period have passed since it marked this node
+// down, which is never before this node last heard from it).
+func fenceActions(acts []action, nodeID string, tasks []*api.Task, containers []api.Container, specs map[string]api.ServiceSpec, quiet time.Duration) []action {
+	if quiet <= 0 {
+		return acts
+	}
+	fenced := map[string]*api.Task{}
+	for _, t := range tasks {
+		if t.NodeID != nodeID || t.DesiredState != api.TaskRunning || api.TaskTerminal(t.State) {
+			continue
+		}
+		spec, ok := specs[t.ServiceID]
+		if !ok {
+			spec = t.Spec
+		}
+		if spec.AtMostOnce && quiet >= scheduler.DisconnectGrace(spec) {
+			fenced[t.ID] = t
+		}
+	}
+	if len(fenced) == 0 {
+		return acts
+	}
+	out := acts[:0:0]
+	stopping := map[string]bool{}
+	for _, act := range acts {
+		if act.task != nil && fenced[act.task.ID] != nil {
+			switch act.kind {
+			case actStart:
+				continue
+			case actStop:
+				stopping[act.container.ID] = true
+			}
+		}
+		out = append(out, act)
+	}
+	for _, c := range containers {
+		t := fenced[c.TaskID]
+		if t == nil || c.State != api.ContainerRunning || stopping[c.ID] {
+			continue
+		}
+		cc := c
+		out = append(out, action{kind: actStop, task: t, container: &cc})
+	}
+	return out
 }
 
 // reconciler owns the per-node loop state.
@@ -198,13 +284,20 @@ type reconciler struct {
 	// drainSeen and drainTimer belong to the loop goroutine (pass): when
 	// this node first saw each draining task's stop order, and the timer
 	// that runs the pass that stops the next one.
-	drainSeen  map[string]time.Time
+	drainSeen  map[string]drainMark
 	drainTimer *time.Timer
+	// contact (loop goroutine) is when this node last heard from a leader
+	// (or was one), for fencing.
+	contact time.Time
+	// flush asks reportLoop to send the queued reports now.
+	flush chan struct{}
 }
 
 func (a *Agent) reconcileLoop(ctx context.Context, cl *cluster) {
 	r := &reconciler{a: a, cl: cl, starting: map[string]bool{}, stopping: map[string]bool{},
-		pending: map[string]api.TaskStatus{}, kick: make(chan struct{}, 1), since: time.Now()}
+		pending: map[string]api.TaskStatus{}, kick: make(chan struct{}, 1), since: time.Now(),
+		flush: make(chan struct{}, 1)}
+	r.contact = r.since
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Add(1)
@@ -219,10 +312,17 @@ func (a *Agent) reconcileLoop(ctx context.Context, cl *cluster) {
 	defer cancelStore()
 	evCh := a.rt.Subscribe()
 	defer a.rt.Unsubscribe(evCh)
+	lbCh, cancelLB := cl.members.lbSubscribe()
+	defer cancelLB()
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	for {
 		r.pass(ctx, &wg)
+		// Load balancer progress matters only while a stop is drained.
+		var drainCh <-chan struct{}
+		if len(r.drainSeen) > 0 {
+			drainCh = lbCh
+		}
 		// Coalesce bursts: wait for a change, then a short quiet period.
 		select {
 		case <-ctx.Done():
@@ -230,6 +330,8 @@ func (a *Agent) reconcileLoop(ctx context.Context, cl *cluster) {
 		case <-storeCh:
 		case <-evCh:
 		case <-r.kick:
+		case <-drainCh:
+			continue // the held stops are due or not: no need to coalesce
 		case <-tick.C:
 		}
 		timer := time.NewTimer(20 * time.Millisecond)
@@ -268,11 +370,15 @@ func (r *reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 		}
 	}
 	r.mu.Unlock()
+	// Read after the tasks: every order they carry is at or before index.
+	index := r.cl.store.Index()
 	now := time.Now().UTC()
-	acts := computeActions(a.id.NodeID, tasks, a.rt.List(), r.synced(), now)
+	containers := a.rt.List()
+	acts := computeActions(a.id.NodeID, tasks, containers, r.synced(), now)
+	acts = fenceActions(acts, a.id.NodeID, tasks, containers, r.specs(tasks), r.quiet(now))
 	// Stops of tasks that served traffic wait until every node has dropped
 	// them from its load balancer.
-	acts, seen, wake := drainStops(acts, r.drainSeen, now, drainPeriod)
+	acts, seen, wake := drainStops(acts, r.drainSeen, now, index, r.cl.members.lbIndexes(a.id.NodeID), drainPeriod)
 	r.drainSeen = seen
 	if !wake.IsZero() {
 		if r.drainTimer != nil {
@@ -335,6 +441,40 @@ func (r *reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 		}
 	}
 	r.gcFinished(ctx, tasks)
+}
+
+// quiet returns how long this node has not heard from a leader, for
+// fencing: 0 on the leader. A node whose own record in its replica has been
+// down for longer counts from then: it hears the log, but the leader does not
+// hear it (gossip), and will replace its at-most-once tasks.
+func (r *reconciler) quiet(now time.Time) time.Duration {
+	if r.cl.raft.IsLeader() {
+		r.contact = now
+		return 0
+	}
+	if lc := r.cl.raft.LastContact(); lc.After(r.contact) {
+		r.contact = lc
+	}
+	q := now.Sub(r.contact)
+	if self, err := r.cl.store.Node(r.a.id.NodeID); err == nil && self.Status == api.NodeDown &&
+		!self.StatusChangedAt.IsZero() && now.Sub(self.StatusChangedAt) > q {
+		q = now.Sub(self.StatusChangedAt)
+	}
+	return q
+}
+
+// specs returns the current specs of the services of tasks, by ID.
+func (r *reconciler) specs(tasks []*api.Task) map[string]api.ServiceSpec {
+	out := map[string]api.ServiceSpec{}
+	for _, t := range tasks {
+		if _, ok := out[t.ServiceID]; ok {
+			continue
+		}
+		if s, err := r.cl.store.Service(t.ServiceID); err == nil && s != nil {
+			out[t.ServiceID] = s.Spec
+		}
+	}
+	return out
 }
 
 // gcFinished removes containers of terminal tasks once they are no longer
@@ -403,6 +543,15 @@ func (r *reconciler) queue(st api.TaskStatus) {
 	r.mu.Lock()
 	r.pending[st.TaskID] = st
 	r.mu.Unlock()
+	// Running and ended are what the scheduler waits for (the next batch,
+	// the replacement of a stopped task); the steps before ride along with
+	// them or with the next retry tick, to keep the writes few.
+	if st.State == api.TaskRunning || api.TaskTerminal(st.State) {
+		select {
+		case r.flush <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // start prepares the image and runs the task's container.
@@ -429,9 +578,10 @@ func (r *reconciler) start(ctx context.Context, t *api.Task) {
 		Labels:      map[string]string{"shoal.service": t.Service, "shoal.task": t.Name},
 		Healthcheck: t.Spec.Healthcheck,
 		StopGrace:   t.Spec.StopGracePeriod,
+		Mounts:      t.Spec.Mounts,
 	}
 	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskStarting, Timestamp: now()})
-	c, err := a.rt.RunContainer(ctx, spec)
+	c, err := a.rt.RunContainer(withNetworks(ctx, api.SpecNetworks(t.Spec)), spec)
 	if err != nil {
 		if ctx.Err() != nil {
 			return
@@ -439,7 +589,7 @@ func (r *reconciler) start(ctx context.Context, t *api.Task) {
 		r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRejected, Error: fmt.Sprintf("start container: %v", err), Timestamp: now()})
 		return
 	}
-	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRunning, ContainerID: c.ID, Health: c.Health, IP: c.IP, Timestamp: now()})
+	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRunning, ContainerID: c.ID, Health: c.Health, IP: c.IP, IPs: a.net.ips(c.ID), Timestamp: now()})
 }
 
 // networkGrace is how long a task start waits for the overlay after the
@@ -457,15 +607,30 @@ func (r *reconciler) waitNetwork(ctx context.Context) {
 	}
 }
 
-// reportLoop flushes queued status reports to the leader in batches.
+// reportLoop flushes queued status reports to the leader in batches: as
+// soon as a task is running or ended (after reportCoalesce, so that a burst
+// of starts goes in one write), and every reportRetry otherwise (the earlier
+// steps of a start, a failed write).
 func (r *reconciler) reportLoop(ctx context.Context) {
-	tick := time.NewTicker(50 * time.Millisecond)
+	const (
+		reportCoalesce = 5 * time.Millisecond
+		reportRetry    = 100 * time.Millisecond
+	)
+	tick := time.NewTicker(reportRetry)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-r.flush:
+			t := time.NewTimer(reportCoalesce)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
 		}
 		r.mu.Lock()
 		if len(r.pending) == 0 {
@@ -487,7 +652,7 @@ func (r *reconciler) reportLoop(ctx context.Context) {
 		}
 		r.mu.Lock()
 		for _, st := range batch {
-			if cur, ok := r.pending[st.TaskID]; ok && cur == st {
+			if cur, ok := r.pending[st.TaskID]; ok && reflect.DeepEqual(cur, st) {
 				delete(r.pending, st.TaskID)
 			}
 		}

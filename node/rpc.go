@@ -256,6 +256,8 @@ func (a *Agent) serveRPC(conn *tls.Conn) {
 		_ = call.reply(resp, err)
 	case rpcRejoin:
 		_ = call.reply(struct{}{}, a.handleRejoinRPC(ctx, call.peerID))
+	case rpcSnapshotRestore:
+		a.serveSnapshotRestoreRPC(ctx, call)
 	case rpcRemoval:
 		var req removalRPCRequest
 		if err := json.Unmarshal(call.req.Body, &req); err != nil {

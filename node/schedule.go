@@ -84,7 +84,7 @@ func (a *Agent) schedulePass(ctx context.Context, cl *cluster, planner *schedule
 	for _, t := range cl.store.Tasks() {
 		st.Tasks = append(st.Tasks, *t)
 	}
-	plan := planner.Plan(st, time.Now().UTC())
+	plan := timed(a.obs.m().planDuration, func() scheduler.Plan { return planner.Plan(st, time.Now().UTC()) })
 	entries := planEntries(plan)
 	if len(entries) == 0 {
 		return plan.NextWake, nil

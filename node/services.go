@@ -53,15 +53,30 @@ func displayService(cl *cluster, s *api.Service) api.Service {
 	}
 	running := 0
 	desired := 0
+	down := map[string]bool{}
+	for _, n := range cl.store.Nodes() {
+		if n.Status == api.NodeDown {
+			down[n.ID] = true
+		}
+	}
 	for _, t := range cl.store.TasksByService(s.ID) {
 		if t.DesiredState == api.TaskRunning {
 			desired++
-			if t.State == api.TaskRunning {
+			// A task kept for a node that is down (the disconnect grace)
+			// is not known to run: its replacement is counted instead.
+			if t.State == api.TaskRunning && !down[t.NodeID] {
 				running++
 			}
 		}
 	}
 	out.Running = running
+	out.Networks = api.SpecNetworks(s.Spec)
+	if out.VIPs == nil { // stored before services had networks
+		out.VIPs = map[string]string{}
+		if s.VIP != "" {
+			out.VIPs[api.DefaultNetwork] = s.VIP
+		}
+	}
 	if s.Spec.Mode == api.ModeGlobal {
 		out.Replicas = uint64(desired)
 	}
@@ -414,11 +429,17 @@ func (a *Agent) handleServiceRemove(w http.ResponseWriter, r *http.Request) (any
 }
 
 // displayTasks fills node hostnames and sorts like `docker service ps`:
-// by slot, newest first.
+// by slot, newest first. A task still meant to run on a node that is down
+// (kept for the disconnect grace, node/scheduler calm.go) shows as orphaned
+// with desired state running: nobody knows whether it runs, and it is not
+// counted as running; if the node returns in time it shows its real state
+// again.
 func displayTasks(cl *cluster, tasks []*api.Task, desired string) []api.Task {
 	hosts := map[string]string{}
+	down := map[string]bool{}
 	for _, n := range cl.store.Nodes() {
 		hosts[n.ID] = n.Hostname
+		down[n.ID] = n.Status == api.NodeDown
 	}
 	out := make([]api.Task, 0, len(tasks))
 	for _, t := range tasks {
@@ -427,6 +448,12 @@ func displayTasks(cl *cluster, tasks []*api.Task, desired string) []api.Task {
 		}
 		tt := *t
 		tt.Node = hosts[t.NodeID]
+		if down[t.NodeID] && t.DesiredState == api.TaskRunning && !api.TaskTerminal(t.State) && t.State != api.TaskNew {
+			tt.State = api.TaskOrphaned
+			if tt.Message == "" || t.State == api.TaskRunning {
+				tt.Message = "node down: kept for it during the disconnect grace period"
+			}
+		}
 		out = append(out, tt)
 	}
 	sort.SliceStable(out, func(i, j int) bool {

@@ -61,6 +61,7 @@ func (a *Agent) write(ctx context.Context, cmd consensus.Command) (json.RawMessa
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.WriteTimeout)
 	defer cancel()
 	var last error
+	sent := false // an earlier attempt may have been committed
 	for {
 		var res json.RawMessage
 		var err error
@@ -77,14 +78,18 @@ func (a *Agent) write(ctx context.Context, cmd consensus.Command) (json.RawMessa
 				err = callRPC(ctx, addr, cl.client, rpcApply, applyRPCRequest{Command: enc}, &res, nil)
 			}
 		} else {
-			err = ErrNotLeader
+			err = errNoLeaderKnown
 		}
 		if err == nil {
 			return res, nil
 		}
 		if !retryable(err) {
-			return nil, err
+			return nil, settleRetry(cmd, err, sent)
 		}
+		// Anything but "no leader known" may have reached a leader that
+		// committed the entry before it lost leadership or the answer was
+		// lost: the next attempt may meet the state this one made.
+		sent = sent || !errors.Is(err, errNoLeaderKnown)
 		last = err
 		select {
 		case <-ctx.Done():
@@ -92,6 +97,33 @@ func (a *Agent) write(ctx context.Context, cmd consensus.Command) (json.RawMessa
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// errNoLeaderKnown: no attempt was sent, this node knows no leader yet.
+var errNoLeaderKnown = fmt.Errorf("no leader known: %w", ErrNotLeader)
+
+// settleRetry interprets a refusal that ends the retries of write. A
+// refusal by the state (the object exists, is gone, has another version)
+// after an attempt that may have been committed can be that attempt's own
+// doing: a create refused because its (random, fresh) ID exists was
+// applied; any other such refusal leaves the outcome unknown, which is
+// what the caller is told — never a refusal of a write that took effect.
+// Validation refusals do not depend on the state and stand.
+func settleRetry(cmd consensus.Command, err error, sent bool) error {
+	if !sent {
+		return err
+	}
+	if cmd.Type() == consensus.TypeCreateService && errors.Is(err, consensus.ErrExists) {
+		return nil
+	}
+	// (A name taken is not among them: the FSM checks the ID and the
+	// version first, so an attempt of this write would have met those.)
+	for _, e := range []error{consensus.ErrExists, consensus.ErrNotFound, consensus.ErrVersionMismatch, consensus.ErrInUse} {
+		if errors.Is(err, e) {
+			return fmt.Errorf("%w: the retry was refused with: %v", ErrOutcomeUnknown, err)
+		}
+	}
+	return err
 }
 
 // retryable tells transport and leadership failures (retry) from answers
@@ -248,6 +280,10 @@ func (a *Agent) applyAdmin(ctx context.Context, peerID string, req adminWriteReq
 	case consensus.DeleteService:
 		subject = x.ID
 	case consensus.UpdateNode:
+		subject = x.ID
+	case consensus.CreateNetwork:
+		subject = x.Network.Name
+	case consensus.DeleteNetwork:
 		subject = x.ID
 	}
 	res, err := applyResult(cl.raft.Apply(ctx, cmd))

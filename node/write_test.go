@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 )
 
@@ -63,5 +64,53 @@ func TestWriteWithoutCluster(t *testing.T) {
 	}
 	if _, err := a.applyLocal(context.Background(), nil); !errors.Is(err, ErrNoCluster) {
 		t.Fatalf("applyLocal outside a cluster: %v, want ErrNoCluster", err)
+	}
+}
+
+// TestSettleRetry: a refusal after an attempt that may have been committed
+// is never reported as a refusal of a write that took effect.
+func TestSettleRetry(t *testing.T) {
+	create := &consensus.CreateService{Service: api.Service{ID: "s1", Name: "web"}}
+	del := &consensus.DeleteService{ID: "s1"}
+	upd := &consensus.UpdateService{Service: api.Service{ID: "s1"}, ExpectVersion: 3}
+	exists := fmt.Errorf("create service s1: %w", consensus.ErrExists)
+	gone := fmt.Errorf("delete service s1: %w", consensus.ErrNotFound)
+	moved := fmt.Errorf("update service web: %w", consensus.ErrVersionMismatch)
+	taken := fmt.Errorf("create service web: %w", consensus.ErrNameTaken)
+	invalid := fmt.Errorf("bad spec: %w", consensus.ErrInvalid)
+	tests := []struct {
+		name    string
+		cmd     consensus.Command
+		err     error
+		sent    bool
+		want    error // nil: success
+		unknown bool
+	}{
+		{"first attempt refused stands", create, exists, false, exists, false},
+		{"create met its own ID", create, exists, true, nil, false},
+		{"create: name taken by another", create, taken, true, taken, false},
+		{"delete after a lost answer", del, gone, true, nil, true},
+		{"update after a lost answer", upd, moved, true, nil, true},
+		{"validation stands", upd, invalid, true, invalid, false},
+		{"delete refused at once", del, gone, false, gone, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := settleRetry(tt.cmd, tt.err, tt.sent)
+			switch {
+			case tt.unknown:
+				if !errors.Is(got, ErrOutcomeUnknown) {
+					t.Fatalf("got %v, want outcome unknown", got)
+				}
+			case tt.want == nil:
+				if got != nil {
+					t.Fatalf("got %v, want success", got)
+				}
+			default:
+				if got != tt.want {
+					t.Fatalf("got %v, want %v", got, tt.want)
+				}
+			}
+		})
 	}
 }

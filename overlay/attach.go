@@ -13,7 +13,8 @@ import (
 	"github.com/vishvananda/netns"
 )
 
-// containerIfName is the name of the container's side of its veth.
+// containerIfName is the name of the container's side of its veth on its
+// first network.
 const containerIfName = "eth0"
 
 // VethName returns the name of the host side of a container's veth: "sh"
@@ -21,7 +22,12 @@ const containerIfName = "eth0"
 // '-' and '_' (so `ip link` shows which container it is), else "sh" plus 10
 // hex digits of its SHA-256. The full ID is also set as the link's alias,
 // which Attach uses to detect a prefix collision.
-func VethName(containerID string) string {
+func VethName(containerID string) string { return vethName(DefaultVethPrefix, containerID) }
+
+// vethName is VethName with another prefix; the ID part is shortened so the
+// name fits in 15 characters.
+func vethName(prefix, containerID string) string {
+	n := maxIfName - len(prefix)
 	plain := containerID != ""
 	for _, r := range containerID {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
@@ -29,11 +35,26 @@ func VethName(containerID string) string {
 			break
 		}
 	}
+	n = min(n, 10)
 	if plain {
-		return "sh" + containerID[:min(10, len(containerID))]
+		return prefix + containerID[:min(n, len(containerID))]
 	}
 	sum := sha256.Sum256([]byte(containerID))
-	return "sh" + hex.EncodeToString(sum[:5])
+	return prefix + hex.EncodeToString(sum[:5])[:n]
+}
+
+// AttachOptions say how a container joins this overlay when it is on
+// several networks.
+type AttachOptions struct {
+	// IfName is the interface in the container ("eth0" when empty).
+	IfName string
+	// Primary gives the container its default route through this overlay
+	// (the first network of a container is its primary one).
+	Primary bool
+	// Routes are sent through this overlay's bridge when it is not the
+	// primary one: the network's whole subnet (other nodes' containers and
+	// the VIPs), and for the default network the VIP range.
+	Routes []netip.Prefix
 }
 
 // containerMAC derives the container's MAC from its IP (0a:58:a.b.c.d, as
@@ -57,6 +78,16 @@ func containerMAC(ip netip.Addr) net.HardwareAddr {
 // If it fails for a container it had just allocated an address to, it
 // removes what it created and releases the address.
 func (o *Overlay) Attach(ctx context.Context, containerID, netnsPath string) (string, error) {
+	return o.AttachWith(ctx, containerID, netnsPath, AttachOptions{Primary: true})
+}
+
+// AttachWith is Attach with the container's interface name and routes
+// chosen by the caller (a container on several networks has one interface
+// per network, and only the first carries the default route).
+func (o *Overlay) AttachWith(ctx context.Context, containerID, netnsPath string, opts AttachOptions) (string, error) {
+	if opts.IfName == "" {
+		opts.IfName = containerIfName
+	}
 	if containerID == "" || netnsPath == "" {
 		return "", fmt.Errorf("attach container %q at %q: container ID and namespace path are required", containerID, netnsPath)
 	}
@@ -79,7 +110,7 @@ func (o *Overlay) Attach(ctx context.Context, containerID, netnsPath string) (st
 	if err != nil {
 		return "", fmt.Errorf("attach container %s: %w", containerID, err)
 	}
-	if err := o.plugLocked(containerID, netnsPath, ip, br); err != nil {
+	if err := o.plugLocked(containerID, netnsPath, ip, br, opts); err != nil {
 		if fresh {
 			err = errors.Join(err, o.deleteVethLocked(containerID), o.ipam.Release(containerID))
 		}
@@ -89,7 +120,8 @@ func (o *Overlay) Attach(ctx context.Context, containerID, netnsPath string) (st
 }
 
 // plugLocked creates or repairs the veth of a container. o.mu must be held.
-func (o *Overlay) plugLocked(id, netnsPath string, ip netip.Addr, br netlink.Link) error {
+func (o *Overlay) plugLocked(id, netnsPath string, ip netip.Addr, br netlink.Link, opts AttachOptions) error {
+	ifName := opts.IfName
 	cns, err := netns.GetFromPath(netnsPath)
 	if err != nil {
 		return fmt.Errorf("open network namespace %s: %w", netnsPath, err)
@@ -101,7 +133,7 @@ func (o *Overlay) plugLocked(id, netnsPath string, ip netip.Addr, br netlink.Lin
 	}
 	defer ch.Close()
 
-	name := VethName(id)
+	name := vethName(o.cfg.VethPrefix, id)
 	host, err := o.h.LinkByName(name)
 	switch {
 	case err == nil:
@@ -109,7 +141,7 @@ func (o *Overlay) plugLocked(id, netnsPath string, ip netip.Addr, br netlink.Lin
 			return fmt.Errorf("%w: %s belongs to container %s", ErrConflict, name, alias)
 		}
 		// Adopt it only if its peer is the eth0 of this namespace.
-		if eth0, err := ch.LinkByName(containerIfName); err != nil || eth0.Attrs().Index != host.Attrs().ParentIndex {
+		if eth0, err := ch.LinkByName(ifName); err != nil || eth0.Attrs().Index != host.Attrs().ParentIndex {
 			if err := o.h.LinkDel(host); err != nil {
 				return fmt.Errorf("delete stale veth %s: %w", name, err)
 			}
@@ -122,16 +154,16 @@ func (o *Overlay) plugLocked(id, netnsPath string, ip netip.Addr, br netlink.Lin
 	}
 
 	if host == nil {
-		if stale, err := ch.LinkByName(containerIfName); err == nil {
+		if stale, err := ch.LinkByName(ifName); err == nil {
 			if err := ch.LinkDel(stale); err != nil {
-				return fmt.Errorf("delete stale %s in %s: %w", containerIfName, netnsPath, err)
+				return fmt.Errorf("delete stale %s in %s: %w", ifName, netnsPath, err)
 			}
 		}
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name, attrs.MTU, attrs.MasterIndex = name, o.mtu, br.Attrs().Index
 		veth := &netlink.Veth{
 			LinkAttrs:        attrs,
-			PeerName:         containerIfName,
+			PeerName:         ifName,
 			PeerNamespace:    netlink.NsFd(cns),
 			PeerMTU:          uint32(o.mtu),
 			PeerHardwareAddr: containerMAC(ip),
@@ -168,32 +200,45 @@ func (o *Overlay) plugLocked(id, netnsPath string, ip netip.Addr, br netlink.Lin
 	}
 
 	// Container side.
-	eth0, err := ch.LinkByName(containerIfName)
+	eth0, err := ch.LinkByName(ifName)
 	if err != nil {
-		return fmt.Errorf("find %s in %s: %w", containerIfName, netnsPath, err)
+		return fmt.Errorf("find %s in %s: %w", ifName, netnsPath, err)
 	}
 	if eth0.Attrs().MTU != o.mtu {
 		if err := ch.LinkSetMTU(eth0, o.mtu); err != nil {
-			return fmt.Errorf("set MTU of %s in %s: %w", containerIfName, netnsPath, err)
+			return fmt.Errorf("set MTU of %s in %s: %w", ifName, netnsPath, err)
 		}
 	}
 	if err := ensureAddr(ch, eth0, netip.PrefixFrom(ip, o.cfg.Subnet.Bits())); err != nil {
 		return fmt.Errorf("in %s: %w", netnsPath, err)
 	}
 	if err := ch.LinkSetUp(eth0); err != nil {
-		return fmt.Errorf("bring %s up in %s: %w", containerIfName, netnsPath, err)
+		return fmt.Errorf("bring %s up in %s: %w", ifName, netnsPath, err)
 	}
 	if lo, err := ch.LinkByName("lo"); err != nil {
 		return fmt.Errorf("find lo in %s: %w", netnsPath, err)
 	} else if err := ch.LinkSetUp(lo); err != nil {
 		return fmt.Errorf("bring lo up in %s: %w", netnsPath, err)
 	}
-	if err := ch.RouteReplace(&netlink.Route{
-		LinkIndex: eth0.Attrs().Index,
-		Gw:        o.BridgeIP(),
-		Scope:     netlink.SCOPE_UNIVERSE,
-	}); err != nil {
-		return fmt.Errorf("set default route via %s in %s: %w", o.BridgeIP(), netnsPath, err)
+	if opts.Primary {
+		if err := ch.RouteReplace(&netlink.Route{
+			LinkIndex: eth0.Attrs().Index,
+			Gw:        o.BridgeIP(),
+			Scope:     netlink.SCOPE_UNIVERSE,
+		}); err != nil {
+			return fmt.Errorf("set default route via %s in %s: %w", o.BridgeIP(), netnsPath, err)
+		}
+		return nil
+	}
+	for _, p := range opts.Routes {
+		if err := ch.RouteReplace(&netlink.Route{
+			LinkIndex: eth0.Attrs().Index,
+			Dst:       prefixToIPNet(p.Masked()),
+			Gw:        o.BridgeIP(),
+			Scope:     netlink.SCOPE_UNIVERSE,
+		}); err != nil {
+			return fmt.Errorf("set route %s via %s in %s: %w", p, o.BridgeIP(), netnsPath, err)
+		}
 	}
 	return nil
 }
@@ -226,7 +271,7 @@ func (o *Overlay) Detach(ctx context.Context, containerID, netnsPath string) err
 // deleteVethLocked deletes the host side of a container's veth, if it exists
 // and belongs to that container. o.mu must be held.
 func (o *Overlay) deleteVethLocked(id string) error {
-	name := VethName(id)
+	name := vethName(o.cfg.VethPrefix, id)
 	l, err := o.h.LinkByName(name)
 	if errors.As(err, &netlink.LinkNotFoundError{}) {
 		return nil
@@ -246,3 +291,6 @@ func (o *Overlay) deleteVethLocked(id string) error {
 // Attached returns the containers that hold an address (container ID →
 // IP), so the agent can Detach those that no longer exist after a crash.
 func (o *Overlay) Attached() map[string]netip.Addr { return o.ipam.All() }
+
+// AddressOf returns the address of an attached container on this overlay.
+func (o *Overlay) AddressOf(containerID string) (netip.Addr, bool) { return o.ipam.Lookup(containerID) }

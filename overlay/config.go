@@ -38,6 +38,7 @@ const (
 	DefaultBridgeName  = "shoal0"
 	DefaultVXLANName   = "shoal.vx"
 	DefaultVNI         = 4242
+	DefaultVethPrefix  = "sh"
 	DefaultPort        = 4789 // IANA VXLAN port
 	DefaultClusterCIDR = "10.42.0.0/16"
 	// vxlanOverhead is what VXLAN over IPv4 adds to every frame: outer IPv4
@@ -69,6 +70,10 @@ type Config struct {
 	// VNI is the VXLAN network identifier, Port the UDP destination port.
 	VNI  int
 	Port int
+	// VethPrefix starts the host-side name of every container veth of this
+	// overlay (see VethName); each overlay of a node needs its own. 1-7
+	// characters.
+	VethPrefix string
 	// MTU of the VXLAN device, the bridge and every container veth; 0 means
 	// the underlay link's MTU minus the 50 bytes of VXLAN encapsulation.
 	MTU int
@@ -95,6 +100,7 @@ func DefaultConfig() Config {
 		VXLANName:      DefaultVXLANName,
 		VNI:            DefaultVNI,
 		Port:           DefaultPort,
+		VethPrefix:     DefaultVethPrefix,
 		ResyncInterval: 30 * time.Second,
 		Logger:         slog.Default(),
 	}
@@ -133,6 +139,9 @@ func (c *Config) Validate() error {
 		if err := checkIfName(n.name); err != nil {
 			bad("%s: %v", n.field, err)
 		}
+	}
+	if c.VethPrefix == "" || len(c.VethPrefix) > 7 || checkIfName(c.VethPrefix) != nil {
+		bad("VethPrefix must have 1-7 interface-name characters, got %q", c.VethPrefix)
 	}
 	if c.BridgeName != "" && c.BridgeName == c.VXLANName {
 		bad("BridgeName and VXLANName must differ")

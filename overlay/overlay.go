@@ -54,8 +54,8 @@ func New(cfg Config) (*Overlay, error) {
 	first, _ := u32Range(cfg.Subnet)
 	o := &Overlay{
 		cfg:       cfg,
-		mac:       VTEPMAC(cfg.NodeID),
-		bridgeMAC: derivedMAC("shoal-bridge:" + cfg.NodeID),
+		mac:       VTEPMACFor(cfg.NodeID, cfg.VNI),
+		bridgeMAC: bridgeMAC(cfg.NodeID, cfg.VNI),
 		bridge:    netip.PrefixFrom(first, cfg.Subnet.Bits()),
 		ns:        netns.None(),
 	}
@@ -76,6 +76,15 @@ func New(cfg Config) (*Overlay, error) {
 		return nil, fmt.Errorf("open netlink handle: %w", err)
 	}
 	return o, nil
+}
+
+// bridgeMAC derives the bridge's MAC from the node ID (and the VNI, for
+// networks other than the default one).
+func bridgeMAC(nodeID string, vni int) net.HardwareAddr {
+	if vni == DefaultVNI {
+		return derivedMAC("shoal-bridge:" + nodeID)
+	}
+	return derivedMAC(fmt.Sprintf("shoal-bridge:%s:%d", nodeID, vni))
 }
 
 // u32Range returns the first host address (.1) of subnet and the network

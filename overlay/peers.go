@@ -66,7 +66,7 @@ type Peer struct {
 	// UnderlayIP is the peer's advertise address (VXLAN packets go there).
 	UnderlayIP netip.Addr
 	// VTEPMAC is the MAC of the peer's VXLAN device; nil means
-	// VTEPMAC(NodeID), which is what every Shoal node uses.
+	// VTEPMACFor(NodeID, Config.VNI), which is what every Shoal node uses.
 	VTEPMAC net.HardwareAddr
 }
 
@@ -75,6 +75,16 @@ type Peer struct {
 // it is the same across restarts and computable by every other node.
 func VTEPMAC(nodeID string) net.HardwareAddr {
 	return derivedMAC("shoal-vtep:" + nodeID)
+}
+
+// VTEPMACFor is the MAC of node nodeID's VXLAN device of network vni:
+// VTEPMAC(nodeID) for the default VNI (so existing clusters keep theirs),
+// else derived from the ID and the VNI.
+func VTEPMACFor(nodeID string, vni int) net.HardwareAddr {
+	if vni == DefaultVNI {
+		return VTEPMAC(nodeID)
+	}
+	return derivedMAC(fmt.Sprintf("shoal-vtep:%s:%d", nodeID, vni))
 }
 
 // derivedMAC returns a locally administered unicast MAC derived from seed.
@@ -136,7 +146,7 @@ func (o *Overlay) validatePeers(peers []Peer) ([]peerEntry, []error) {
 		}
 		mac := p.VTEPMAC
 		if mac == nil {
-			mac = VTEPMAC(p.NodeID)
+			mac = VTEPMACFor(p.NodeID, o.cfg.VNI)
 		}
 		if len(mac) != 6 || mac[0]&1 != 0 {
 			bad("VTEP MAC %s is not a unicast Ethernet address", mac)

@@ -35,6 +35,13 @@ var (
 	ErrInvalidConfig = errors.New("invalid runtime config")
 	// ErrInvalidSpec: a container spec is malformed (bad name, user, limits).
 	ErrInvalidSpec = errors.New("invalid container spec")
+	// ErrVolumeNotFound: no volume of this node has that name.
+	ErrVolumeNotFound = errors.New("no such volume")
+	// ErrVolumeInUse: a container of this node mounts the volume.
+	ErrVolumeInUse = errors.New("volume is in use")
+	// ErrExecFailed: runc could not start an exec'd process (no such
+	// executable, bad user or working directory); the message is runc's.
+	ErrExecFailed = errors.New("exec failed")
 )
 
 // ImageResolver gives the runtime what it needs from the image store:

@@ -40,6 +40,8 @@ type Spec struct {
 	Remove bool `json:"remove,omitempty"`
 	// ExtraHosts are "host:ip" entries added to /etc/hosts.
 	ExtraHosts []string `json:"extra_hosts,omitempty"`
+	// Mounts are volumes, bind mounts and tmpfs (mounts.go).
+	Mounts []api.Mount `json:"mounts,omitempty"`
 }
 
 // Event reports a change of a container's state or health. Events are sent
@@ -54,6 +56,9 @@ type Event struct {
 	IP          string    `json:"ip,omitempty"`
 	Error       string    `json:"error,omitempty"`
 	Time        time.Time `json:"time"`
+	// OOMKilled is set on an exit when the kernel's OOM killer struck in
+	// the container's memory cgroup during the run.
+	OOMKilled bool `json:"oom_killed,omitempty"`
 }
 
 // EventRemoved is the State of the event sent after a container is removed.
@@ -77,6 +82,7 @@ type record struct {
 	StartedAt  time.Time         `json:"started_at,omitempty"`
 	FinishedAt time.Time         `json:"finished_at,omitempty"`
 	Error      string            `json:"error,omitempty"`
+	OOMKilled  bool              `json:"oom_killed,omitempty"`
 }
 
 // container is the in-memory state of one container. Fields below mu are

@@ -53,6 +53,7 @@ type Runtime struct {
 	log  *slog.Logger
 	runc *runc.Runc
 	sup  *supClient
+	vols *volumeStore // named volumes (mounts.go)
 
 	ready   chan struct{} // closed once Run adopted existing containers
 	runCtx  context.Context
@@ -108,6 +109,11 @@ func New(cfg Config) (*Runtime, error) {
 		names:      map[string]string{},
 		subs:       map[chan Event]struct{}{},
 	}
+	vols, err := newVolumeStore(filepath.Join(cfg.Root, "volumes"))
+	if err != nil {
+		return nil, err
+	}
+	r.vols = vols
 	ents, err := os.ReadDir(filepath.Join(cfg.Root, "containers"))
 	if err != nil {
 		return nil, fmt.Errorf("read containers dir: %w", err)
@@ -288,7 +294,13 @@ func (r *Runtime) create(ctx context.Context, spec Spec, hold bool) (*container,
 	r.names[name] = id // reserve
 	r.mu.Unlock()
 
-	rec, err := r.prepare(ctx, id, name, spec)
+	// Volumes stay in use from here until the container is registered.
+	release, err := r.prepareMounts(spec.Mounts)
+	defer release()
+	var rec record
+	if err == nil {
+		rec, err = r.prepare(ctx, id, name, spec)
+	}
 	if err != nil {
 		r.mu.Lock()
 		delete(r.names, name)
@@ -391,6 +403,8 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (reco
 		HostnamePath:   p.hostname,
 		ResolvConfPath: p.resolv,
 		NoSeccomp:      r.cfg.NoSeccomp,
+		Mounts:         spec.Mounts,
+		VolumesDir:     r.vols.dir,
 	})
 	if err != nil {
 		return record{}, err
@@ -546,6 +560,7 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) err
 	c.rec.IP = ip
 	c.rec.ExitCode = 0
 	c.rec.Error = ""
+	c.rec.OOMKilled = false
 	c.rec.StartedAt = time.Now().UTC()
 	c.rec.FinishedAt = time.Time{}
 	select {
@@ -655,6 +670,7 @@ func (r *Runtime) finishExit(c *container, pid int) {
 		errMsg = fmt.Sprintf("exit status unreadable: %v", ferr)
 	}
 	ctx := context.WithoutCancel(r.runCtx)
+	oom := oomKilled(filepath.Join(r.cfg.CgroupParent, id)) // before runc delete removes the cgroup
 	if err := r.runc.Delete(ctx, id, &runc.DeleteOpts{Force: true}); err != nil && !isNotExist(err) {
 		r.log.Warn("runc delete", "id", ShortID(id), "err", err)
 	}
@@ -666,6 +682,7 @@ func (r *Runtime) finishExit(c *container, pid int) {
 	r.mu.Lock()
 	c.rec.State = api.ContainerExited
 	c.rec.ExitCode = code
+	c.rec.OOMKilled = oom
 	c.rec.Pid = 0
 	c.rec.IP = ""
 	c.rec.FinishedAt = time.Now().UTC()
@@ -1054,7 +1071,7 @@ func (r *Runtime) emit(c *container) {
 	ev := Event{
 		ContainerID: c.rec.ID, Name: c.rec.Name, TaskID: c.rec.Spec.TaskID,
 		State: c.rec.State, ExitCode: c.rec.ExitCode, Health: c.health, IP: c.rec.IP,
-		Error: c.rec.Error, Time: time.Now().UTC(),
+		Error: c.rec.Error, Time: time.Now().UTC(), OOMKilled: c.rec.OOMKilled,
 	}
 	r.mu.Unlock()
 	r.publish(ev)

@@ -67,6 +67,10 @@ type SpecInput struct {
 	HostnamePath   string
 	ResolvConfPath string
 	NoSeccomp      bool
+	// Mounts are the user's mounts, after the standard ones; volume
+	// sources are directories of VolumesDir (see ociMounts).
+	Mounts     []api.Mount
+	VolumesDir string
 }
 
 // BuildSpec turns in into an OCI runtime spec: Docker's default isolation
@@ -93,6 +97,10 @@ func BuildSpec(in SpecInput) (*specs.Spec, error) {
 	if !path.IsAbs(cwd) {
 		cwd = "/" + cwd
 	}
+	userMounts, err := ociMounts(in.Mounts, in.VolumesDir)
+	if err != nil {
+		return nil, err
+	}
 	caps := slices.Clone(DefaultCapabilities)
 	args := append([]string{InitPath, "--"}, in.Args...)
 
@@ -112,7 +120,7 @@ func BuildSpec(in SpecInput) (*specs.Spec, error) {
 			},
 			NoNewPrivileges: true,
 		},
-		Mounts: defaultMounts(in),
+		Mounts: append(defaultMounts(in), userMounts...),
 		Linux: &specs.Linux{
 			CgroupsPath: in.CgroupsPath,
 			Resources:   resources(in.Limits),

@@ -11,10 +11,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // supClient is the agent's side of the node supervisor (supervisor.go): it
@@ -232,4 +235,79 @@ func (s *supClient) follow(ctx context.Context, conn net.Conn, br *bufio.Reader)
 			}
 		}
 	}
+}
+
+// exec asks the supervisor to run `runc exec --detach` (req.Process,
+// req.PidFile, req.ConsoleSocket) in container req.ID, with stdio as runc's
+// and the process's stdin, stdout and stderr (sent over the socket; the
+// caller still closes its copies). It returns once runc has exited: the
+// process's pid, and the connection on which the supervisor takes "signal"
+// lines and reports the process's end (one supEvent). The caller owns and
+// closes conn. A cancelled ctx abandons the request; once the pid is
+// answered the process runs on regardless.
+func (s *supClient) exec(ctx context.Context, req supRequest, stdio [3]*os.File) (int, *net.UnixConn, *bufio.Reader, error) {
+	req.Op = "exec"
+	c, err := s.dial(ctx)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	conn := c.(*net.UnixConn)
+	finished, watched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-ctx.Done():
+			_ = conn.SetDeadline(time.Now())
+		case <-finished:
+		}
+	}()
+	pid, br, err := func() (int, *bufio.Reader, error) {
+		b, err := json.Marshal(req)
+		if err != nil {
+			return 0, nil, err
+		}
+		fds := make([]int, len(stdio))
+		for i, f := range stdio {
+			fds[i] = int(f.Fd())
+		}
+		// One sendmsg: the descriptors travel with the request's first byte.
+		_, _, err = conn.WriteMsgUnix(append(b, '\n'), unix.UnixRights(fds...), nil)
+		goruntime.KeepAlive(stdio)
+		if err != nil {
+			return 0, nil, err
+		}
+		br := bufio.NewReader(conn)
+		line, err := readLine(br, supMaxRequest)
+		if err != nil {
+			return 0, nil, err
+		}
+		var rep supReply
+		if err := json.Unmarshal(line, &rep); err != nil {
+			return 0, nil, err
+		}
+		if rep.Error != "" && rep.RuncFailed {
+			return 0, nil, fmt.Errorf("%w: %s", errRuncExec, strings.TrimPrefix(rep.Error, errRuncExec.Error()+": "))
+		}
+		if rep.Error != "" {
+			return 0, nil, errors.New(rep.Error)
+		}
+		if rep.Pid <= 0 {
+			return 0, nil, errors.New("no pid in the answer")
+		}
+		return rep.Pid, br, nil
+	}()
+	close(finished)
+	<-watched
+	if err != nil {
+		conn.Close()
+		if ctx.Err() != nil {
+			return 0, nil, nil, ctx.Err()
+		}
+		if errors.Is(err, errRuncExec) {
+			return 0, nil, nil, err
+		}
+		return 0, nil, nil, fmt.Errorf("supervisor: %w", err)
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return pid, conn, br, nil
 }

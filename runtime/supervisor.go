@@ -26,8 +26,10 @@ package runtime
 //     size-capped rotation into the bundle dir's log/. Lines are split at
 //     16 KiB, as Docker does.
 //   - The agent talks to it over a root-only unix socket in Root: "start"
-//     (run runc, answer the init's pid) and "watch" (the set of supervised
-//     containers, then one event per exit). It starts the supervisor when
+//     (run runc, answer the init's pid), "watch" (the set of supervised
+//     containers, then one event per exit) and "exec" (run `runc exec
+//     --detach` with the stdio the agent passes as SCM_RIGHTS, answer the
+//     pid, forward "signal" lines, report the exit; see exec.go). It starts the supervisor when
 //     none answers; the supervisor detaches (setsid, re-parented away from
 //     the agent) and exits by itself once it has had no container and no
 //     agent connection for a few seconds. Killing or restarting the agent
@@ -39,6 +41,7 @@ package runtime
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -104,7 +107,7 @@ func IsSupervisorInvocation(arg0 string) bool {
 
 // supRequest is one request on the supervisor's socket (one JSON line).
 type supRequest struct {
-	Op          string `json:"op"` // "start" or "watch"
+	Op          string `json:"op"` // "start", "watch", "exec", or "signal" on an exec's connection
 	ID          string `json:"id,omitempty"`
 	Dir         string `json:"dir,omitempty"` // bundle dir: logs in Dir/log, exit record in Dir/exit.json
 	Runc        string `json:"runc,omitempty"`
@@ -113,6 +116,14 @@ type supRequest struct {
 	PidFile     string `json:"pid_file,omitempty"`
 	LogMaxSize  int64  `json:"log_max_size,omitempty"`
 	LogMaxFiles int    `json:"log_max_files,omitempty"`
+	// Process (the process.json of `runc exec`) and ConsoleSocket (where
+	// runc sends a terminal's master; empty without a terminal) are for
+	// "exec", whose message carries the process's stdin, stdout and stderr
+	// as SCM_RIGHTS.
+	Process       string `json:"process,omitempty"`
+	ConsoleSocket string `json:"console_socket,omitempty"`
+	// Signal is for "signal": the number to send to the exec'd process.
+	Signal int `json:"signal,omitempty"`
 }
 
 // supReply answers a request. For "watch", Running lists every container
@@ -122,10 +133,14 @@ type supReply struct {
 	Pid     int            `json:"pid,omitempty"`
 	Running map[string]int `json:"running,omitempty"`
 	Error   string         `json:"error,omitempty"`
+	// RuncFailed marks an Error of "exec" that is runc's refusal (its
+	// message went to the stderr the agent passed), not the supervisor's.
+	RuncFailed bool `json:"runc_failed,omitempty"`
 }
 
-// supEvent reports that a container's init ended; its exit record is
-// already written.
+// supEvent reports that a container's init ended (its exit record is
+// already written), or, on an exec's connection, that the exec'd process
+// ended.
 type supEvent struct {
 	ID       string `json:"id"`
 	ExitCode int    `json:"exit_code"`
@@ -174,6 +189,7 @@ func SupervisorMain(argv []string) int {
 		conts:    map[string]*supCont{},
 		byPid:    map[int]*supCont{},
 		children: map[int]chan unix.WaitStatus{},
+		execs:    map[int]*supExec{},
 		orphans:  map[int]unix.WaitStatus{},
 		streams:  map[int32]*supStream{},
 		watchers: map[*supWatcher]struct{}{},
@@ -194,6 +210,7 @@ type supervisor struct {
 	conts    map[string]*supCont          // by container ID, until its exit is recorded
 	byPid    map[int]*supCont             // running inits
 	children map[int]chan unix.WaitStatus // runc processes we started
+	execs    map[int]*supExec             // exec'd processes, by pid, until reaped
 	orphans  map[int]unix.WaitStatus      // exits of pids not (yet) known
 	streams  map[int32]*supStream         // by epoll token
 	nextTok  int32                        // last epoll token handed out
@@ -219,6 +236,14 @@ type supStream struct {
 	name    string // stdout or stderr
 	c       *supCont
 	partial []byte // a line without its newline yet, < supMaxLine
+}
+
+// supExec is a process started by `runc exec --detach`: runc exits at
+// once and the process, its child, is handed to us (the subreaper).
+type supExec struct {
+	pid    int
+	done   chan unix.WaitStatus // buffered: the reaper never blocks on it
+	reaped bool                 // under supervisor.mu; then pid may be reused
 }
 
 type supWatcher struct {
@@ -365,10 +390,31 @@ func (s *supervisor) idleLoop() {
 	}
 }
 
+// errRuncExec is `runc exec` exiting with an error.
+var errRuncExec = errors.New("runc exec")
+
+// supMaxFDs is how many descriptors a request may carry (an exec's stdin,
+// stdout and stderr).
+const supMaxFDs = 3
+
 // serve answers one connection: one request, and for "watch" the event
-// stream until the agent hangs up.
-func (s *supervisor) serve(conn net.Conn) {
-	br := bufio.NewReaderSize(conn, 4096)
+// stream until the agent hangs up, for "exec" the process's exit.
+func (s *supervisor) serve(conn *net.UnixConn) {
+	// The request's first bytes come with the descriptors it passes (the
+	// agent sends both in one sendmsg); what follows is read as a stream.
+	first := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(supMaxFDs*4))
+	n, oobn, flags, _, err := conn.ReadMsgUnix(first, oob)
+	fds := parseRights(oob[:oobn])
+	defer func() { closeFDs(fds) }()
+	if err != nil {
+		return
+	}
+	if flags&unix.MSG_CTRUNC != 0 || len(fds) > supMaxFDs { // the space is rounded up
+		writeLine(conn, supReply{Error: fmt.Sprintf("bad request: more than %d file descriptors", supMaxFDs)})
+		return
+	}
+	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(first[:n]), conn), 4096)
 	line, err := readLine(br, supMaxRequest)
 	if err != nil {
 		return
@@ -376,6 +422,10 @@ func (s *supervisor) serve(conn net.Conn) {
 	var req supRequest
 	if err := json.Unmarshal(line, &req); err != nil {
 		writeLine(conn, supReply{Error: "bad request: " + err.Error()})
+		return
+	}
+	if req.Op != "exec" && len(fds) > 0 {
+		writeLine(conn, supReply{Error: fmt.Sprintf("bad request: %q takes no file descriptors", req.Op)})
 		return
 	}
 	switch req.Op {
@@ -388,6 +438,10 @@ func (s *supervisor) serve(conn net.Conn) {
 		writeLine(conn, rep)
 	case "watch":
 		s.watch(conn, br)
+	case "exec":
+		stdio := fds
+		fds = nil // startExec closes them
+		s.exec(conn, br, req, stdio)
 	default:
 		writeLine(conn, supReply{Error: fmt.Sprintf("unknown op %q", req.Op)})
 	}
@@ -496,6 +550,158 @@ func (s *supervisor) start(req supRequest) (int, error) {
 		s.byPid[pid] = c
 	}
 	return pid, nil
+}
+
+// exec runs one process in a container (`runc exec --detach`, with the
+// agent's stdio descriptors), answers its pid, then forwards the agent's
+// "signal" lines to it and writes one supEvent when it ended. If the agent
+// hangs up first, the process is still reaped; its status is dropped.
+func (s *supervisor) exec(conn net.Conn, br *bufio.Reader, req supRequest, stdio []int) {
+	e, err := s.startExec(req, stdio)
+	if err != nil {
+		writeLine(conn, supReply{Error: err.Error(), RuncFailed: errors.Is(err, errRuncExec)})
+		return
+	}
+	if writeLine(conn, supReply{Pid: e.pid}) != nil {
+		return
+	}
+	hup := make(chan struct{})
+	go func() {
+		defer close(hup)
+		for {
+			line, err := readLine(br, supMaxRequest)
+			if err != nil {
+				return // the agent hung up, or we closed the connection
+			}
+			var sig supRequest
+			if json.Unmarshal(line, &sig) == nil && sig.Op == "signal" && sig.Signal > 0 && sig.Signal <= 64 {
+				s.signalExec(e, unix.Signal(sig.Signal))
+			}
+		}
+	}()
+	select {
+	case ws := <-e.done:
+		writeLine(conn, supEvent{ID: req.ID, ExitCode: exitCodeOf(ws)})
+	case <-hup:
+	}
+}
+
+// signalExec sends sig to e unless it was reaped (its pid may be another
+// process's by now). A zombie not yet reaped takes the signal harmlessly.
+func (s *supervisor) signalExec(e *supExec, sig unix.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !e.reaped {
+		_ = unix.Kill(e.pid, sig)
+	}
+}
+
+// startExec runs `runc exec --detach` with stdio (stdin, stdout, stderr;
+// it closes them) as runc's and the process's stdio, and returns the
+// process, registered for reaping.
+func (s *supervisor) startExec(req supRequest, stdio []int) (*supExec, error) {
+	defer func() { closeFDs(stdio) }()
+	if !nameRE.MatchString(req.ID) || !filepath.IsAbs(req.Runc) || !filepath.IsAbs(req.RuncRoot) ||
+		!filepath.IsAbs(req.Process) || !filepath.IsAbs(req.PidFile) ||
+		(req.ConsoleSocket != "" && !filepath.IsAbs(req.ConsoleSocket)) {
+		return nil, errors.New("bad exec request: id, and absolute runc, runc root, process and pid file, are required")
+	}
+	if len(stdio) != 3 {
+		return nil, fmt.Errorf("bad exec request: want 3 file descriptors (stdin, stdout, stderr), got %d", len(stdio))
+	}
+	argv := []string{req.Runc, "--root", req.RuncRoot, "exec", "--detach", "--process", req.Process, "--pid-file", req.PidFile}
+	if req.ConsoleSocket != "" {
+		argv = append(argv, "--tty", "--console-socket", req.ConsoleSocket)
+	}
+	argv = append(argv, req.ID)
+	s.mu.Lock()
+	// Fork under s.mu, as in start: the reaper must find runc's channel.
+	runcPid, err := syscall.ForkExec(req.Runc, argv, &syscall.ProcAttr{
+		Dir:   "/",
+		Env:   os.Environ(),
+		Files: []uintptr{uintptr(stdio[0]), uintptr(stdio[1]), uintptr(stdio[2])},
+	})
+	if err != nil {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("exec %s: %w", req.Runc, err)
+	}
+	done := make(chan unix.WaitStatus, 1)
+	s.children[runcPid] = done
+	s.mu.Unlock()
+	// Only runc and the process hold the agent's pipes from now on: their
+	// EOF is the process's.
+	closeFDs(stdio)
+	stdio = nil
+
+	var ws unix.WaitStatus
+	select {
+	case ws = <-done:
+	case <-time.After(supRuncTimeout):
+		_ = unix.Kill(runcPid, unix.SIGKILL)
+		ws = <-done
+	}
+	if !ws.Exited() || ws.ExitStatus() != 0 {
+		// runc's message went to the stderr the agent passed.
+		return nil, fmt.Errorf("%w: %s", errRuncExec, describeWait(ws))
+	}
+	b, err := readCapped(filepath.Dir(req.PidFile), filepath.Base(req.PidFile), maxSmallFile)
+	pid := 0
+	if err == nil {
+		pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
+	}
+	if err != nil || pid <= 0 {
+		return nil, fmt.Errorf("runc exec: read pid file: %v", err)
+	}
+	e := &supExec{pid: pid, done: make(chan unix.WaitStatus, 1)}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ws, ok := s.orphans[pid]; ok { // it already ended and we reaped it
+		delete(s.orphans, pid)
+		e.reaped = true
+		e.done <- ws
+	} else {
+		s.execs[pid] = e
+	}
+	return e, nil
+}
+
+// parseRights returns the descriptors of the SCM_RIGHTS messages in oob,
+// close-on-exec (so no other runc inherits them).
+func parseRights(oob []byte) []int {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil
+	}
+	var fds []int
+	for i := range msgs {
+		got, err := unix.ParseUnixRights(&msgs[i])
+		if err != nil {
+			continue
+		}
+		for _, fd := range got {
+			unix.CloseOnExec(fd)
+		}
+		fds = append(fds, got...)
+	}
+	return fds
+}
+
+func closeFDs(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+// exitCodeOf is a process's exit code as a shell reports it: its status,
+// or 128+N when killed by signal N.
+func exitCodeOf(ws unix.WaitStatus) int {
+	switch {
+	case ws.Exited():
+		return ws.ExitStatus()
+	case ws.Signaled():
+		return 128 + int(ws.Signal())
+	}
+	return 255
 }
 
 func describeWait(ws unix.WaitStatus) string {
@@ -621,7 +827,8 @@ func indexByte(b []byte, c byte) int {
 }
 
 // reapLoop reaps every child on SIGCHLD: runc processes (their status goes
-// to start) and container inits (their status is recorded).
+// to start or startExec), container inits (their status is recorded) and
+// exec'd processes (their status goes to the agent that asked).
 func (s *supervisor) reapLoop(sigCh chan os.Signal) {
 	for {
 		for {
@@ -652,7 +859,13 @@ func (s *supervisor) childExited(pid int, ws unix.WaitStatus) {
 		s.exitedLocked(c, ws)
 		return
 	}
-	// An init that ended before start registered its pid, or a stray
+	if e, ok := s.execs[pid]; ok {
+		delete(s.execs, pid)
+		e.reaped = true
+		e.done <- ws
+		return
+	}
+	// An init or exec'd process that ended before its pid was known, or a stray
 	// process of runc's that was re-parented to us: keep a bounded few.
 	if len(s.orphans) >= 1024 {
 		for p := range s.orphans {

@@ -145,3 +145,54 @@ func containersOnB(b *testing.B, h *harness.Host) int {
 	}
 	return len(cs)
 }
+
+// BenchmarkServiceCreate10: one node, `service create -d` of 10 replicas;
+// time until the last of them runs (from the task records).
+func BenchmarkServiceCreate10(b *testing.B) {
+	c := harness.New(b, 1)
+	c.Form(b)
+	h := c.Host(1)
+	h.MustCLI(b, "image", "import", busyboxTar(b), "bb:1")
+	var samples []time.Duration
+	for i := 0; i < runs(b); i++ {
+		name := fmt.Sprintf("cr%d", i)
+		start := time.Now()
+		h.MustCLI(b, "service", "create", "-d", "--name", name, "--replicas", "10", "bb:1", "sleep", "100000")
+		samples = append(samples, untilSlots(b, h, name, 10, "", "", start, time.Minute))
+		h.MustCLI(b, "service", "rm", name)
+		harness.Eventually(b, time.Minute, func() (bool, string) {
+			cs := containersOnB(b, h)
+			return cs == 0, fmt.Sprintf("%d containers left", cs)
+		}, "containers removed")
+	}
+	reportDurations(b, "svc-create-10", samples)
+}
+
+// BenchmarkServiceUpdateAll10: one node, 10 replicas, update the image all
+// at once (--update-parallelism 0); time until all 10 run the new image.
+// Nothing in the path should wait on a fixed tick: this is a handful of
+// Raft round trips and container starts.
+func BenchmarkServiceUpdateAll10(b *testing.B) {
+	c := harness.New(b, 1)
+	c.Form(b)
+	h := c.Host(1)
+	tar := busyboxTar(b)
+	h.MustCLI(b, "image", "import", tar, "bb:1")
+	svcImportV2(b, h, tar)
+	var samples []time.Duration
+	for i := 0; i < runs(b); i++ {
+		name := fmt.Sprintf("ua%d", i)
+		h.MustCLI(b, "service", "create", "--name", name, "--replicas", "10", "--update-parallelism", "0",
+			"bb:1", "sleep", "100000")
+		untilSlots(b, h, name, 10, "bb:1", "", time.Now(), time.Minute)
+		start := time.Now()
+		h.MustCLI(b, "service", "update", "-d", "--image", "bb:2", name)
+		samples = append(samples, untilSlots(b, h, name, 10, "bb:2", "", start, 3*time.Minute))
+		h.MustCLI(b, "service", "rm", name)
+		harness.Eventually(b, time.Minute, func() (bool, string) {
+			cs := containersOnB(b, h)
+			return cs == 0, fmt.Sprintf("%d containers left", cs)
+		}, "containers removed")
+	}
+	reportDurations(b, "svc-update-all-10", samples)
+}

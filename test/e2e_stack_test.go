@@ -100,10 +100,8 @@ func TestStackDeployComposeUpdatePrune(t *testing.T) {
 	if err != nil {
 		t.Fatalf("deploy: %v", err)
 	}
-	for _, w := range []string{"Ignoring unsupported option: services.worker.volumes", "Ignoring unsupported option: volumes"} {
-		if !strings.Contains(errOut, w) {
-			t.Errorf("deploy stderr %q lacks %q", errOut, w)
-		}
+	if strings.Contains(errOut, "volumes") {
+		t.Errorf("deploy stderr %q: volumes are supported", errOut)
 	}
 	if out != "Creating service shop_api\nCreating service shop_web\nCreating service shop_worker\n" {
 		t.Errorf("deploy stdout %q", out)
@@ -115,6 +113,15 @@ func TestStackDeployComposeUpdatePrune(t *testing.T) {
 	}
 	if worker.Mode != api.ModeGlobal {
 		t.Errorf("shop_worker mode %q", worker.Mode)
+	}
+	if want := []api.Mount{{Type: api.MountVolume, Source: "shop_data", Target: "/data"}}; !slices.Equal(worker.Spec.Mounts, want) {
+		t.Errorf("shop_worker mounts %+v, want %+v", worker.Spec.Mounts, want)
+	}
+	for _, h := range []*harness.Host{h1, h2} { // the stack's volume, on every node that runs a worker
+		harness.Eventually(t, volTimeout, func() (bool, string) {
+			v, err := volumeOf(t, h, "shop_data")
+			return err == nil && v.InUse, cliStderr(err)
+		}, "volume shop_data in use on %s", h.Name)
 	}
 	var inspected api.Service
 	if err := h1.JSON(&inspected, "service", "inspect", "shop_api"); err != nil {

@@ -107,9 +107,9 @@ type containerKey struct {
 	PID int
 }
 
-// taskContainers maps task ID → running container of every task container
+// liveTaskContainers maps task ID → running container of every task container
 // on h.
-func taskContainers(t *testing.T, h *harness.Host) map[string]containerKey {
+func liveTaskContainers(t *testing.T, h *harness.Host) map[string]containerKey {
 	t.Helper()
 	out := map[string]containerKey{}
 	for _, c := range containersOn(t, h, false) {
@@ -125,7 +125,7 @@ func taskContainers(t *testing.T, h *harness.Host) map[string]containerKey {
 // come and go.
 func sameContainers(t *testing.T, h *harness.Host, want map[string]containerKey) harness.Condition {
 	return func() (bool, string) {
-		now := taskContainers(t, h)
+		now := liveTaskContainers(t, h)
 		for task, k := range want {
 			if got, ok := now[task]; !ok || got != k {
 				return false, fmt.Sprintf("%s: task %s had container %.12s pid %d, now %.12s pid %d (listed %v)", h.Name, task, k.ID, k.PID, got.ID, got.PID, ok)
@@ -247,7 +247,7 @@ func TestRollingUpgrade(t *testing.T) {
 	before := map[*harness.Host]map[string]containerKey{}
 	total := 0
 	for _, h := range hosts {
-		before[h] = taskContainers(t, h)
+		before[h] = liveTaskContainers(t, h)
 		total += len(before[h])
 	}
 	if total != 6 {
@@ -288,7 +288,7 @@ func TestRollingUpgrade(t *testing.T) {
 			h.MustCLI(t, "service", "scale", "web=8")
 			waitSlots(t, hosts[2], "web", 8, "bb:1", 2*time.Minute)
 			for _, hh := range hosts {
-				before[hh] = taskContainers(t, hh) // the new replicas must survive the next restarts too
+				before[hh] = liveTaskContainers(t, hh) // the new replicas must survive the next restarts too
 			}
 		}
 	}

@@ -26,6 +26,7 @@ type agentFlags struct {
 	LogLevel        string // debug, info, warn or error (validated)
 	Hostname        string
 	CertLifetime    time.Duration
+	MetricsAddr     string // IP:PORT of /metrics; empty = off
 }
 
 // agentCommand defines `shoal agent`.
@@ -46,6 +47,7 @@ func agentCommand(s *shell) *cli.Command {
 			&cli.StringFlag{Name: "hostname", Value: hostname, DefaultText: "this host's name", Usage: "node name shown in the cluster"},
 			&cli.DurationFlag{Name: "cert-lifetime", Value: node.DefaultConfig().CertLifetime,
 				Usage: "lifetime of the node certificates this node signs as leader (they renew at 1/2 to 2/3 of it)"},
+			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at http://IP:PORT/metrics (e.g. 127.0.0.1:9323; default off)"},
 			&cli.StringFlag{Name: "config", Value: DefaultAgentConfig, Usage: "YAML file of agent flags (keys are the flag names; flags given here win); read only if present unless set"},
 		},
 		Action: func(c *cli.Context) error {
@@ -84,6 +86,7 @@ func agentFlagsOf(c *cli.Context) (agentFlags, error) {
 		ForceNewCluster: c.Bool("force-new-cluster"),
 		Hostname:        c.String("hostname"),
 		CertLifetime:    c.Duration("cert-lifetime"),
+		MetricsAddr:     c.String("metrics-addr"),
 	}
 	f.LogLevel = strings.ToLower(c.String("log-level"))
 	var lvl slog.Level
@@ -130,6 +133,7 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	if f.CertLifetime != 0 {
 		cfg.CertLifetime = f.CertLifetime
 	}
+	cfg.MetricsAddr = f.MetricsAddr
 	if f.Hostname != "" {
 		cfg.Hostname = f.Hostname
 	}

@@ -140,17 +140,22 @@ func (s *shell) app() *cli.App {
 			s.joinCommand(),
 			s.tokenCommand(),
 			s.caCommand(),
+			s.snapshotCommand(),
 			s.leaveCommand(),
 			s.statusCommand(),
 			s.nodeCommand(),
 			s.imageCommand(),
 			s.serviceCommand(),
+			s.networkCommand(),
 			s.stackCommand(),
 			s.runCommand(),
 			s.psCommand(),
 			s.logsCommand(),
 			s.stopCommand(),
 			s.rmCommand(),
+			s.execCommand(),
+			s.volumeCommand(),
+			s.eventsCommand(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -219,7 +224,7 @@ func setupCommand(cmd *cli.Command) {
 // tailArgCommands are the commands whose arguments after the first
 // positional one belong to a container command (IMAGE [CMD...]) and are
 // never flags of shoal's.
-var tailArgCommands = map[string]bool{"run": true, "service create": true}
+var tailArgCommands = map[string]bool{"run": true, "service create": true, "exec": true}
 
 // reorderArgs lets flags follow positional arguments, as docker allows
 // (`shoal service ps web --format json`): urfave/cli stops parsing flags at

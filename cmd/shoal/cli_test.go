@@ -40,6 +40,7 @@ type fakeAgent struct {
 	logs      []api.LogLine
 	exitCode  int
 	removed   string
+	networks  []api.Network
 }
 
 func newFakeAgent(t *testing.T) *fakeAgent {
@@ -58,6 +59,29 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 		f.reply(w, api.InitResponse{Token: "SHOAL-1-abc-def"})
 	})
 	mux.HandleFunc("GET /v1/nodes", func(w http.ResponseWriter, r *http.Request) { f.reply(w, f.nodes) })
+	mux.HandleFunc("GET /v1/networks/{id}", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, n := range f.networks {
+			if n.Name == r.PathValue("id") {
+				f.reply(w, n)
+				return
+			}
+		}
+		f.fail(w, http.StatusNotFound, "no such network: "+r.PathValue("id"))
+	})
+	mux.HandleFunc("POST /v1/networks", func(w http.ResponseWriter, r *http.Request) {
+		var n api.Network
+		if err := json.NewDecoder(r.Body).Decode(&n); err != nil {
+			f.fail(w, 400, err.Error())
+			return
+		}
+		f.mu.Lock()
+		n.ID = fmt.Sprintf("net%d", len(f.networks)+1)
+		f.networks = append(f.networks, n)
+		f.mu.Unlock()
+		f.reply(w, n)
+	})
 	mux.HandleFunc("GET /v1/nodes/{id}", func(w http.ResponseWriter, r *http.Request) {
 		for _, n := range f.nodes {
 			if n.ID == r.PathValue("id") || n.Hostname == r.PathValue("id") {
@@ -375,6 +399,12 @@ func TestCLIServiceCreateSpec(t *testing.T) {
 			s.Command = []string{"--name", "x"}
 			return &s
 		}(), 0},
+		{"calm", []string{"--disconnect-grace", "30s", "--at-most-once", "--no-rebalance", "-d", "busybox"}, func() *api.ServiceSpec {
+			s := minimal
+			s.DisconnectGrace, s.AtMostOnce, s.NoRebalance = 30*time.Second, true, true
+			return &s
+		}(), 0},
+		{"negative disconnect grace", []string{"--disconnect-grace", "-1s", "busybox"}, nil, 2},
 		{"global with replicas", []string{"--mode", "global", "--replicas", "2", "busybox"}, nil, 2},
 		{"bad mode", []string{"--mode", "sometimes", "busybox"}, nil, 2},
 		{"bad constraint", []string{"--constraint", "node.hostname=h1", "busybox"}, nil, 2},

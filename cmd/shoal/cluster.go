@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -15,20 +16,42 @@ func (s *shell) initCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "init",
 		Usage: "bootstrap a new cluster on this node and print the join command",
-		Flags: []cli.Flag{&cli.StringFlag{Name: "format", Usage: "json"}},
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "format", Usage: "json"},
+			&cli.StringFlag{Name: "from-snapshot", Usage: "start the cluster with the services of a `FILE` written by `shoal snapshot save` (a new cluster identity: nodes join with the new token)"},
+		},
 		Action: func(c *cli.Context) error {
 			cl, err := s.connect(c, 0, 0)
 			if err != nil {
 				return err
 			}
-			r, err := cl.Init(c.Context)
-			if err != nil {
+			var r *api.InitResponse
+			var restored *api.SnapshotRestoreResponse
+			if path := c.String("from-snapshot"); path != "" {
+				f, err := os.Open(path)
+				if err != nil {
+					return fmt.Errorf("init: %w", err)
+				}
+				defer f.Close()
+				rr, err := cl.InitFromSnapshot(c.Context, f)
+				if err != nil {
+					return fmt.Errorf("init: %w", err)
+				}
+				if c.String("format") == "json" {
+					return writeJSON(s.stdout, rr)
+				}
+				r, restored = &rr.InitResponse, &rr.Restore
+			} else if r, err = cl.Init(c.Context); err != nil {
 				return fmt.Errorf("init: %w", err)
 			}
 			if c.String("format") == "json" {
 				return writeJSON(s.stdout, r)
 			}
 			fmt.Fprintf(s.stdout, "Cluster %s initialized: current node (%s) is now a voter.\n\n", r.ClusterID, r.NodeID)
+			if restored != nil {
+				fmt.Fprintf(s.stdout, "Its services come from the snapshot of cluster %s: %s. Their tasks start on the nodes that join; load their images where the old cluster had them.\n\n",
+					restored.FileClusterID, strings.Join(restored.Services, ", "))
+			}
 			join := r.JoinCommand
 			if join == "" {
 				join = "shoal join --token " + r.Token + " THIS-NODE-IP:2377"

@@ -102,6 +102,26 @@ var supportedAttributes = []tree.Path{
 	"services.*.deploy.rollback_config.monitor",
 	"services.*.deploy.rollback_config.max_failure_ratio",
 	"services.*.deploy.rollback_config.order",
+	// Mounts (serviceMounts) and the stack's named volumes.
+	"services.*.volumes.[].type",
+	"services.*.volumes.[].source",
+	"services.*.volumes.[].target",
+	"services.*.volumes.[].read_only",
+	"services.*.volumes.[].bind.create_host_path",
+	"services.*.volumes.[].volume.nocopy",
+	"services.*.volumes.[].tmpfs.size",
+	"services.*.volumes.[].tmpfs.mode",
+	"services.*.tmpfs",
+	"volumes.*.name",
+	"volumes.*.external",
+	"services.*.networks.*",
+	"networks.*",
+	"networks.*.name",
+	"networks.*.driver",
+	"networks.*.external",
+	"networks.*.internal",
+	"networks.*.attachable",
+	"networks.*.ipam.config.[].subnet",
 }
 
 // unsupportedValues flag supported keys whose value Shoal cannot honour:
@@ -185,7 +205,14 @@ func stackSpecs(stack string, p *types.Project) ([]api.ServiceSpec, error) {
 	for _, name := range slices.Sorted(maps.Keys(p.Services)) {
 		spec, serr := serviceSpec(stack, p.Services[name])
 		errs = append(errs, serr...)
+		var merr []error
+		spec.Mounts, merr = serviceMounts(stack, p.Services[name], p.Volumes)
+		errs = append(errs, merr...)
+		spec.Networks = serviceNetworks(stack, p, p.Services[name])
 		specs = append(specs, spec)
+	}
+	if _, err := stackNetworks(stack, p); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %w", errBadCompose, errors.Join(errs...))
@@ -416,4 +443,222 @@ func nilIfEmpty(c types.ShellCommand) []string {
 		return nil
 	}
 	return slices.Clone([]string(c))
+}
+
+// serviceMounts maps a compose service's volumes: and tmpfs: onto mounts.
+// A named volume is the stack's volume STACK_KEY (compose-go has already
+// named it so from the project name, which is the stack's) unless the
+// top-level entry is external or gives a name:. Bind sources were made
+// absolute against the project directory by compose-go. Bind sources must
+// exist on the node that runs the task (Shoal never creates them, as Swarm).
+func serviceMounts(stack string, cs types.ServiceConfig, vols types.Volumes) ([]api.Mount, []error) {
+	var errs []error
+	var ms []api.Mount
+	base := "services." + cs.Name
+	bad := func(key string, format string, args ...any) {
+		errs = append(errs, &keyError{Path: base + key, Err: fmt.Errorf(format, args...)})
+	}
+	for i, v := range cs.Volumes {
+		key := fmt.Sprintf(".volumes[%d]", i)
+		m := api.Mount{Type: v.Type, Source: v.Source, Target: v.Target, ReadOnly: v.ReadOnly}
+		switch v.Type {
+		case types.VolumeTypeVolume:
+			if v.Source == "" {
+				bad(key, "anonymous volume at %s: not supported, name it (NAME:%s) and declare it under the top-level volumes:", v.Target, v.Target)
+				continue
+			}
+			if v.Volume != nil && v.Volume.Subpath != "" {
+				bad(key+".volume.subpath", "not supported")
+			}
+			m.Source = stack + "_" + v.Source
+			if vc, ok := vols[v.Source]; ok && vc.Name != "" {
+				m.Source = vc.Name
+			}
+		case types.VolumeTypeBind:
+			if b := v.Bind; b != nil {
+				if b.SELinux != "" {
+					bad(key+".bind.selinux", "not supported")
+				}
+				if b.Propagation != "" && b.Propagation != "rprivate" {
+					bad(key+".bind.propagation", "%q: only rprivate is supported", b.Propagation)
+				}
+			}
+			m.Source = filepath.Clean(v.Source)
+		case types.VolumeTypeTmpfs:
+			m.Source = ""
+			if t := v.Tmpfs; t != nil {
+				m.TmpfsSize = int64(t.Size)
+				m.TmpfsMode = t.Mode
+			}
+		default:
+			bad(key+".type", "%q: want volume, bind or tmpfs", v.Type)
+			continue
+		}
+		if p := api.MountProblem(m); p != "" {
+			bad(key, "%s", p)
+			continue
+		}
+		ms = append(ms, m)
+	}
+	for i, t := range cs.Tmpfs {
+		key := fmt.Sprintf(".tmpfs[%d]", i)
+		m, err := parseComposeTmpfs(t)
+		if err != nil {
+			bad(key, "%v", err)
+			continue
+		}
+		ms = append(ms, m)
+	}
+	if p := api.MountsProblems(ms); len(p) > 0 {
+		bad(".volumes", "%s", strings.Join(p, "; "))
+	}
+	return ms, errs
+}
+
+// parseComposeTmpfs parses a tmpfs: entry, PATH[:size=N,mode=M] (the
+// options docker honours for a service's tmpfs).
+func parseComposeTmpfs(s string) (api.Mount, error) {
+	target, opts, _ := strings.Cut(s, ":")
+	m := api.Mount{Type: api.MountTmpfs, Target: target}
+	if opts != "" {
+		for _, o := range strings.Split(opts, ",") {
+			k, v, _ := strings.Cut(o, "=")
+			switch k {
+			case "size":
+				n, err := parseSize(v)
+				if err != nil {
+					return m, fmt.Errorf("%q: size: %w", s, err)
+				}
+				m.TmpfsSize = n
+			case "mode":
+				n, err := strconv.ParseUint(v, 8, 32)
+				if err != nil {
+					return m, fmt.Errorf("%q: mode %q: want an octal mode", s, v)
+				}
+				m.TmpfsMode = uint32(n)
+			case "ro":
+				m.ReadOnly = true
+			case "rw":
+			default:
+				return m, fmt.Errorf("%q: option %q not supported (size, mode, ro)", s, k)
+			}
+		}
+	}
+	if p := api.MountProblem(m); p != "" {
+		return m, fmt.Errorf("%q: %s", s, p)
+	}
+	return m, nil
+}
+
+// stackNetwork is a network a stack's services use: created by stack
+// deploy unless External, which must exist.
+type stackNetwork struct {
+	api.Network
+	External bool
+}
+
+// composeNetworkName maps a compose network key to a Shoal network name:
+// "default" (the network compose gives services that name none) is the
+// cluster's default network, not STACK_default, so a stack's services
+// still reach services outside the stack as before networks existed; an
+// external network keeps its name; any other is STACK_KEY (or its name:).
+func composeNetworkName(stack, key string, cfg types.NetworkConfig) string {
+	switch {
+	case key == "default":
+		return api.DefaultNetwork
+	case cfg.Name != "":
+		return cfg.Name
+	case bool(cfg.External):
+		return key
+	}
+	return stack + "_" + key
+}
+
+// serviceNetworks returns the networks of a compose service in order
+// (priority: first, then key), nil for the default network alone.
+func serviceNetworks(stack string, p *types.Project, cs types.ServiceConfig) []string {
+	keys := slices.Sorted(maps.Keys(cs.Networks))
+	prio := func(k string) int {
+		if c := cs.Networks[k]; c != nil {
+			return c.Priority
+		}
+		return 0
+	}
+	sort.SliceStable(keys, func(i, j int) bool { return prio(keys[i]) > prio(keys[j]) })
+	var out []string
+	for _, k := range keys {
+		out = append(out, composeNetworkName(stack, k, p.Networks[k]))
+	}
+	if len(out) == 1 && out[0] == api.DefaultNetwork {
+		return nil
+	}
+	return out
+}
+
+// stackNetworks returns the networks the services of p use (the default
+// one aside), sorted by name, or the problems of their definitions.
+func stackNetworks(stack string, p *types.Project) ([]stackNetwork, error) {
+	used := map[string]bool{}
+	for _, cs := range p.Services {
+		for k := range cs.Networks {
+			used[k] = true
+		}
+	}
+	var out []stackNetwork
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(used)) {
+		if k == "default" {
+			continue
+		}
+		cfg, ok := p.Networks[k]
+		bad := func(key, format string, args ...any) {
+			errs = append(errs, &keyError{Path: "networks." + k + key, Err: fmt.Errorf(format, args...)})
+		}
+		if !ok {
+			bad("", "used by a service but not defined")
+			continue
+		}
+		if cfg.Driver != "" && cfg.Driver != "overlay" {
+			bad(".driver", "%q: only overlay networks exist", cfg.Driver)
+		}
+		n := stackNetwork{Network: api.Network{Name: composeNetworkName(stack, k, cfg), Internal: cfg.Internal, Attachable: cfg.Attachable},
+			External: bool(cfg.External)}
+		for i, pool := range cfg.Ipam.Config {
+			if pool == nil || pool.Subnet == "" {
+				continue
+			}
+			if i > 0 || n.Subnet != "" {
+				bad(fmt.Sprintf(".ipam.config[%d].subnet", i), "only one subnet per network")
+				continue
+			}
+			n.Subnet = pool.Subnet
+		}
+		out = append(out, n)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+// ensureStackNetworks creates the stack's networks that do not exist and
+// checks that its external ones do, before any service names them.
+func (s *shell) ensureStackNetworks(ctx context.Context, cl *api.Client, nets []stackNetwork) error {
+	for _, n := range nets {
+		_, err := cl.Network(ctx, n.Name)
+		var ae *api.APIError
+		switch {
+		case err == nil:
+			continue
+		case !errors.As(err, &ae) || ae.Status != 404:
+			return fmt.Errorf("network %s: %w", n.Name, err)
+		case n.External:
+			return fmt.Errorf("network %s is declared external but does not exist: create it with `shoal network create`", n.Name)
+		}
+		if _, err := cl.CreateNetwork(ctx, n.Network); err != nil {
+			return fmt.Errorf("create network %s: %w", n.Name, err)
+		}
+		fmt.Fprintf(s.stdout, "Creating network %s\n", n.Name)
+	}
+	return nil
 }

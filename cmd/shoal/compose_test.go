@@ -71,6 +71,8 @@ func shopSpecs() map[string]api.ServiceSpec {
 	db.Healthcheck = &api.HealthConfig{Test: []string{"CMD-SHELL", "pg_isready -U postgres"}, Interval: 5 * time.Second}
 	db.StopGracePeriod = time.Minute
 	db.Constraints = []string{"node.role==manager"}
+	db.Mounts = []api.Mount{{Type: api.MountVolume, Source: "shop_db_data", Target: "/var/lib/postgresql/data"}}
+	db.Networks = []string{"shop_back"}
 
 	web := stackSpec("shop", "web", "nginx:1.25")
 	web.Replicas = 2
@@ -90,8 +92,8 @@ func shopSpecs() map[string]api.ServiceSpec {
 }
 
 // shopIgnored are the keys of the shop files Shoal reports and ignores.
-var shopIgnored = []string{"networks", "secrets", "services.api.secrets", "services.db.networks",
-	"services.db.volumes", "services.web.depends_on", "services.web.logging", "volumes"}
+var shopIgnored = []string{"secrets", "services.api.secrets",
+	"services.web.depends_on", "services.web.logging"}
 
 func TestComposeCorpus(t *testing.T) {
 	const shop = "testdata/compose/shop"
@@ -166,8 +168,14 @@ func TestComposeCorpus(t *testing.T) {
 				for k, s := range m {
 					s.Name = "store_" + k
 					s.Labels[stackLabel] = "store"
+					for i, n := range s.Networks {
+						s.Networks[i] = strings.Replace(n, "shop_", "store_", 1)
+					}
 					m[k] = s
 				}
+				db := m["db"]
+				db.Mounts = []api.Mount{{Type: api.MountVolume, Source: "store_db_data", Target: "/var/lib/postgresql/data"}}
+				m["db"] = db
 			},
 		},
 	}
@@ -309,5 +317,139 @@ func TestSplitKeyPath(t *testing.T) {
 		if got := splitKeyPath(in); !reflect.DeepEqual(got, want) {
 			t.Errorf("splitKeyPath(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestComposeVolumes maps service volumes: short and long syntax, named
+// volumes (the stack's, external, or named), binds relative to the project
+// directory, tmpfs; and refuses what cannot be mounted, naming the key.
+func TestComposeVolumes(t *testing.T) {
+	tests := []struct {
+		name  string
+		yaml  string
+		want  []api.Mount
+		err   []string
+		clean bool // nothing about volumes is reported as ignored
+	}{
+		{
+			name: "short syntax",
+			yaml: `
+services:
+  app:
+    image: busybox
+    volumes:
+      - data:/data
+      - logs:/var/log:ro
+      - ./conf:/etc/app:ro
+      - /srv/static:/static
+volumes:
+  data:
+  logs:
+`,
+			want: []api.Mount{
+				{Type: api.MountVolume, Source: "s_data", Target: "/data"},
+				{Type: api.MountVolume, Source: "s_logs", Target: "/var/log", ReadOnly: true},
+				{Type: api.MountBind, Source: "PROJECT/conf", Target: "/etc/app", ReadOnly: true},
+				{Type: api.MountBind, Source: "/srv/static", Target: "/static"},
+			},
+			clean: true,
+		},
+		{
+			name: "long syntax, external and named volumes, tmpfs",
+			yaml: `
+services:
+  app:
+    image: busybox
+    volumes:
+      - type: volume
+        source: shared
+        target: /shared
+        read_only: true
+        volume:
+          nocopy: true
+      - type: volume
+        source: named
+        target: /named
+      - type: bind
+        source: ../up/
+        target: /up
+      - type: tmpfs
+        target: /scratch
+        tmpfs:
+          size: 64m
+          mode: 0700
+    tmpfs:
+      - /run
+      - /cache:size=1m,mode=755
+volumes:
+  shared:
+    external: true
+  named:
+    name: precious
+`,
+			want: []api.Mount{
+				{Type: api.MountVolume, Source: "shared", Target: "/shared", ReadOnly: true},
+				{Type: api.MountVolume, Source: "precious", Target: "/named"},
+				{Type: api.MountBind, Source: "PARENT/up", Target: "/up"},
+				{Type: api.MountTmpfs, Target: "/scratch", TmpfsSize: 64 << 20, TmpfsMode: 0o700},
+				{Type: api.MountTmpfs, Target: "/run"},
+				{Type: api.MountTmpfs, Target: "/cache", TmpfsSize: 1 << 20, TmpfsMode: 0o755},
+			},
+			clean: true,
+		},
+		{
+			name: "anonymous volume",
+			yaml: "services:\n  app:\n    image: busybox\n    volumes:\n      - /data\n",
+			err:  []string{"services.app.volumes[0]: anonymous volume at /data: not supported"},
+		},
+		{
+			name: "reserved target and bad tmpfs option",
+			yaml: "services:\n  app:\n    image: busybox\n    volumes:\n      - /srv:/proc/x\n    tmpfs:\n      - /t:uid=5\n",
+			err: []string{
+				`services.app.volumes[0]: target "/proc/x": /proc is reserved`,
+				`services.app.tmpfs[0]: "/t:uid=5": option "uid" not supported`,
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			dir := filepath.Join(root, "project")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "compose.yml"), []byte(tt.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			files := readCompose(t, dir, []string{"compose.yml"})
+			p, ignored, err := loadCompose(context.Background(), composeInput{Files: files, WorkingDir: dir, Name: "s"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			specs, err := stackSpecs("s", p)
+			if tt.err != nil {
+				if err == nil {
+					t.Fatalf("no error, want %q", tt.err)
+				}
+				for _, w := range tt.err {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %v lacks %q", err, w)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range tt.want {
+				tt.want[i].Source = strings.NewReplacer("PROJECT", dir, "PARENT", root).Replace(tt.want[i].Source)
+			}
+			if got := specs[0].Mounts; !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("mounts\n %v\nwant\n %v", got, tt.want)
+			}
+			if tt.clean && len(ignored) > 0 {
+				t.Fatalf("reported as ignored: %q", ignored)
+			}
+		})
 	}
 }

@@ -85,6 +85,7 @@ func (s *shell) runCommand() *cli.Command {
 			&cli.BoolFlag{Name: "rm", Usage: "remove the container when it exits"},
 			&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "print the container ID and return"},
 			&cli.StringFlag{Name: "name", Usage: "container name"},
+			&cli.StringSliceFlag{Name: "network", Usage: "network to join (repeatable; must be attachable)"},
 			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "environment variable K=V"},
 			&cli.StringFlag{Name: "memory", Aliases: []string{"m"}, Usage: "memory limit (e.g. 64M)"},
 			&cli.StringFlag{Name: "cpus", Usage: "CPU limit (e.g. 0.5)"},
@@ -92,6 +93,7 @@ func (s *shell) runCommand() *cli.Command {
 			&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory"},
 			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "user[:group]"},
 			&cli.StringFlag{Name: "entrypoint", Usage: "override the image's entrypoint"},
+			mountFlag(),
 		}, healthFlags("health check command (run by /bin/sh -c)")),
 		Action: s.runContainer,
 	}
@@ -103,12 +105,13 @@ func buildRunRequest(c *cli.Context) (api.RunRequest, error) {
 		return api.RunRequest{}, err
 	}
 	req := api.RunRequest{
-		Name:    c.String("name"),
-		Image:   c.Args().First(),
-		Command: c.Args().Tail(),
-		Workdir: c.String("workdir"),
-		User:    c.String("user"),
-		Remove:  c.Bool("rm"),
+		Name:     c.String("name"),
+		Image:    c.Args().First(),
+		Command:  c.Args().Tail(),
+		Workdir:  c.String("workdir"),
+		User:     c.String("user"),
+		Remove:   c.Bool("rm"),
+		Networks: c.StringSlice("network"),
 	}
 	if len(req.Command) == 0 {
 		req.Command = nil
@@ -116,6 +119,9 @@ func buildRunRequest(c *cli.Context) (api.RunRequest, error) {
 	var err error
 	if req.Env, err = setEnvs(req.Env, c.StringSlice("env")); err != nil {
 		return req, specError("env", err)
+	}
+	if req.Mounts, err = addMounts(nil, c.StringSlice("mount")); err != nil {
+		return req, specError("mount", err)
 	}
 	return req, firstError(
 		setParsed(c, "memory", parseSize, &req.Limits.MemoryBytes),

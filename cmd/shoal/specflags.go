@@ -6,6 +6,7 @@ package main
 
 import (
 	"fmt"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,6 +54,9 @@ func specFlags(update bool) []cli.Flag {
 		&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory in the container"},
 		&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "user[:group] in the container"},
 		&cli.StringFlag{Name: "entrypoint", Usage: "override the image's entrypoint"},
+		&cli.DurationFlag{Name: "disconnect-grace", Usage: "how long the tasks of a node that stopped answering are kept for it; replacements run meanwhile and the originals win if it returns (default 60s)"},
+		&cli.BoolFlag{Name: "at-most-once", Usage: "never run two tasks of one slot at once: tasks of an unreachable node are replaced only after --disconnect-grace, and that node stops them itself"},
+		&cli.BoolFlag{Name: "no-rebalance", Usage: "do not move tasks to even out the spread when a node joins or returns"},
 	})
 	for _, p := range []string{"update", "rollback"} {
 		flags = append(flags,
@@ -76,6 +80,10 @@ func specFlags(update bool) []cli.Flag {
 			&cli.StringSliceFlag{Name: "constraint-rm", Usage: "remove a placement constraint"},
 			&cli.StringSliceFlag{Name: "publish-add", Usage: "publish a port, P:T[/proto]"},
 			&cli.StringSliceFlag{Name: "publish-rm", Usage: "unpublish a port, by target port (T[/proto]) or P:T"},
+			&cli.StringSliceFlag{Name: "mount-add", Usage: "add or replace a mount (--mount syntax)"},
+			&cli.StringSliceFlag{Name: "mount-rm", Usage: "remove a mount, by target path"},
+			&cli.StringSliceFlag{Name: "network-add", Usage: "join a network (tasks are replaced)"},
+			&cli.StringSliceFlag{Name: "network-rm", Usage: "leave a network (tasks are replaced)"},
 			&cli.BoolFlag{Name: "force", Usage: "replace every task even if nothing changed"},
 			&cli.BoolFlag{Name: "rollback", Usage: "roll back to the previous spec"},
 		)
@@ -87,6 +95,8 @@ func specFlags(update bool) []cli.Flag {
 			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "environment variable K=V (repeatable)"},
 			&cli.StringSliceFlag{Name: "label", Aliases: []string{"l"}, Usage: "service label k=v (repeatable)"},
 			&cli.StringSliceFlag{Name: "constraint", Usage: "placement constraint, e.g. node.labels.zone==a (repeatable)"},
+			mountFlag(),
+			&cli.StringSliceFlag{Name: "network", Usage: "network to join (repeatable; default: the default network)"},
 		)
 	}
 	return append(flags, waitFlags()...)
@@ -160,6 +170,15 @@ func applySpecFlags(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 	if err := setNonNegative(c, "stop-grace-period", c.Duration, &spec.StopGracePeriod); err != nil {
 		return err
 	}
+	if err := setNonNegative(c, "disconnect-grace", c.Duration, &spec.DisconnectGrace); err != nil {
+		return err
+	}
+	if set("at-most-once") {
+		spec.AtMostOnce = c.Bool("at-most-once")
+	}
+	if set("no-rebalance") {
+		spec.NoRebalance = c.Bool("no-rebalance")
+	}
 	if set("workdir") {
 		spec.Workdir = c.String("workdir")
 	}
@@ -190,7 +209,10 @@ func applyCreateLists(c *cli.Context, spec *api.ServiceSpec) error {
 	if spec.Constraints, err = addConstraints(spec.Constraints, c.StringSlice("constraint")); err != nil {
 		return specError("constraint", err)
 	}
-	return nil
+	if spec.Mounts, err = addMounts(spec.Mounts, c.StringSlice("mount")); err != nil {
+		return specError("mount", err)
+	}
+	return applyNetworks(c, spec, false)
 }
 
 // applyUpdateLists applies the -add/-rm flags and the other update-only
@@ -250,9 +272,147 @@ func applyUpdateLists(c *cli.Context, spec *api.ServiceSpec) error {
 		})
 		spec.Ports = append(spec.Ports, pc)
 	}
+	for _, t := range c.StringSlice("mount-rm") {
+		target := path.Clean(t)
+		if !path.IsAbs(target) {
+			return specError("mount-rm", fmt.Errorf("%q: want the absolute target path of a mount", t))
+		}
+		spec.Mounts = slices.DeleteFunc(slices.Clone(spec.Mounts), func(m api.Mount) bool { return m.Target == target })
+	}
+	if spec.Mounts, err = addMounts(spec.Mounts, c.StringSlice("mount-add")); err != nil {
+		return specError("mount-add", err)
+	}
+	if err := applyNetworks(c, spec, true); err != nil {
+		return err
+	}
 	if c.Bool("force") {
 		spec.ForceUpdate++
 	}
+	return nil
+}
+
+// mountFlag is the --mount flag of `service create` and `run`.
+func mountFlag() cli.Flag {
+	return &cli.StringSliceFlag{Name: "mount", Usage: "type=volume|bind|tmpfs,source=S,target=T[,readonly][,tmpfs-size=64M] (repeatable)"}
+}
+
+// addMounts adds mounts given in the --mount syntax; one on a target
+// already mounted replaces it (as docker's --mount-add does).
+func addMounts(ms []api.Mount, values []string) ([]api.Mount, error) {
+	for _, v := range values {
+		m, err := parseMount(v)
+		if err != nil {
+			return ms, err
+		}
+		ms = slices.DeleteFunc(slices.Clone(ms), func(x api.Mount) bool { return x.Target == m.Target })
+		ms = append(ms, m)
+	}
+	return ms, nil
+}
+
+// parseMount parses docker's --mount syntax: comma-separated key=value
+// pairs type (default volume), source|src, target|destination|dst,
+// readonly|ro (bare or =true|false|1|0), tmpfs-size (64M) and tmpfs-mode
+// (octal). Absolute paths are cleaned ("/data/" is "/data"); the result is
+// checked with api.MountProblem.
+func parseMount(s string) (api.Mount, error) {
+	m := api.Mount{Type: api.MountVolume}
+	if strings.TrimSpace(s) == "" {
+		return m, fmt.Errorf("empty mount: want type=volume|bind|tmpfs,source=S,target=T")
+	}
+	seen := map[string]bool{}
+	for _, field := range strings.Split(s, ",") {
+		k, v, hasVal := strings.Cut(strings.TrimSpace(field), "=")
+		k = strings.ToLower(k)
+		canon := map[string]string{"src": "source", "destination": "target", "dst": "target", "ro": "readonly"}[k]
+		if canon == "" {
+			canon = k
+		}
+		if seen[canon] {
+			return m, fmt.Errorf("%q: %s given twice", s, canon)
+		}
+		seen[canon] = true
+		if !hasVal && canon != "readonly" {
+			return m, fmt.Errorf("%q: %q needs a value (key=value)", s, field)
+		}
+		switch canon {
+		case "type":
+			m.Type = v
+		case "source":
+			m.Source = v
+		case "target":
+			m.Target = v
+		case "readonly":
+			switch strings.ToLower(v) {
+			case "", "1", "true":
+				m.ReadOnly = true
+			case "0", "false":
+				m.ReadOnly = false
+			default:
+				return m, fmt.Errorf("%q: readonly=%q: want true or false", s, v)
+			}
+		case "tmpfs-size":
+			n, err := parseSize(v)
+			if err != nil {
+				return m, fmt.Errorf("%q: tmpfs-size: %w", s, err)
+			}
+			m.TmpfsSize = n
+		case "tmpfs-mode":
+			n, err := strconv.ParseUint(v, 8, 32)
+			if err != nil {
+				return m, fmt.Errorf("%q: tmpfs-mode %q: want an octal mode such as 1777", s, v)
+			}
+			m.TmpfsMode = uint32(n)
+		default:
+			return m, fmt.Errorf("%q: unknown key %q (want type, source, target, readonly, tmpfs-size, tmpfs-mode)", s, k)
+		}
+	}
+	for _, p := range []*string{&m.Source, &m.Target} {
+		if path.IsAbs(*p) {
+			*p = path.Clean(*p)
+		}
+	}
+	if p := api.MountProblem(m); p != "" {
+		return m, fmt.Errorf("%q: %s", s, p)
+	}
+	return m, nil
+}
+
+// applyNetworks reads --network (create) or --network-add/--network-rm
+// (update). Leaving every network puts the service back on the default one.
+func applyNetworks(c *cli.Context, spec *api.ServiceSpec, update bool) error {
+	if !update {
+		for _, n := range c.StringSlice("network") {
+			if n == "" || slices.Contains(spec.Networks, n) {
+				return usageErrorf("invalid --network %q: empty or given twice", n)
+			}
+			spec.Networks = append(spec.Networks, n)
+		}
+		return nil
+	}
+	rm, add := c.StringSlice("network-rm"), c.StringSlice("network-add")
+	if len(rm) == 0 && len(add) == 0 {
+		return nil
+	}
+	nets := slices.Clone(api.SpecNetworks(*spec))
+	for _, n := range rm {
+		if !slices.Contains(nets, n) {
+			return usageErrorf("invalid --network-rm %q: the service is not on that network (it is on %s)", n, strings.Join(nets, ", "))
+		}
+		nets = slices.DeleteFunc(nets, func(x string) bool { return x == n })
+	}
+	for _, n := range add {
+		if n == "" {
+			return usageErrorf("invalid --network-add: empty name")
+		}
+		if !slices.Contains(nets, n) {
+			nets = append(nets, n)
+		}
+	}
+	if len(nets) == 1 && nets[0] == api.DefaultNetwork {
+		nets = nil
+	}
+	spec.Networks = nets
 	return nil
 }
 

@@ -51,7 +51,8 @@ files' name: key.
 
 Only services whose spec changed are updated; the others keep their tasks.
 Services of the stack that the files no longer have are removed only with
---prune. Keys Shoal does not implement (volumes, secrets, configs, networks,
+--prune. Networks the services name are created first (STACK_NAME; external
+ones must exist). Keys Shoal does not implement (volumes, secrets, configs,
 depends_on, ...) are reported by path and ignored; unknown keys, missing
 required variables and invalid values are errors, and then nothing changes.`,
 				Flags: []cli.Flag{
@@ -155,6 +156,13 @@ func (s *shell) stackDeploy(c *cli.Context) error {
 	}
 	plan, err := planStack(stack, specs, all, c.Bool("prune"))
 	if err != nil {
+		return err
+	}
+	nets, err := stackNetworks(stack, project)
+	if err != nil {
+		return locateComposeError(fmt.Errorf("%w: %w", errBadCompose, err), in.Files)
+	}
+	if err := s.ensureStackNetworks(c.Context, cl, nets); err != nil {
 		return err
 	}
 	return s.applyStackPlan(c.Context, cl, plan)
@@ -288,10 +296,11 @@ func planStack(stack string, specs []api.ServiceSpec, all []api.Service, prune b
 
 // storedForm returns spec as the leader stores it: it fills Docker's
 // defaults into zero fields (scheduler.Defaults, which cmd/shoal may not
-// import), and in particular stores update parallelism 0 as 1.
+// import), and in particular stores the parallelism of an entirely unset
+// update config as 1.
 func storedForm(spec api.ServiceSpec) api.ServiceSpec {
 	for _, u := range []*api.UpdateConfig{&spec.UpdateConfig, &spec.RollbackConfig} {
-		if u.Parallelism == 0 {
+		if *u == (api.UpdateConfig{}) {
 			u.Parallelism = 1
 		}
 		if u.Order == "" {

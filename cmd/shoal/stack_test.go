@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -142,12 +143,16 @@ func TestCLIStack(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, errOut, code := runCLI(t, f.host, "", "stack", "deploy", "-c", file, "app")
-	if code != 0 || out != "Creating service app_agent\nCreating service app_web\n" ||
-		!strings.Contains(errOut, "Ignoring unsupported option: services.web.networks\n") || !strings.Contains(errOut, "Ignoring unsupported option: volumes\n") {
+	if code != 0 || out != "Creating network app_front\nCreating service app_agent\nCreating service app_web\n" ||
+		strings.Contains(errOut, "networks") || strings.Contains(errOut, "volumes") {
 		t.Fatalf("deploy: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	if f.lastSpec.Name != "app_web" || f.lastSpec.Replicas != 3 || len(f.lastSpec.Ports) != 3 || f.lastSpec.Ports[0].Published != 8080 {
+	if f.lastSpec.Name != "app_web" || f.lastSpec.Replicas != 3 || len(f.lastSpec.Ports) != 3 || f.lastSpec.Ports[0].Published != 8080 ||
+		!slices.Equal(f.lastSpec.Networks, []string{"app_front"}) {
 		t.Fatalf("created %+v", f.lastSpec)
+	}
+	if len(f.networks) != 1 || f.networks[0].Name != "app_front" {
+		t.Fatalf("networks created: %+v", f.networks)
 	}
 
 	// The same file again changes nothing.

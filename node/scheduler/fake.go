@@ -64,6 +64,15 @@ func (c *FakeCluster) AddNode(id string, labels map[string]string) *api.Node {
 	return n
 }
 
+// SetNodeStatus changes a node's status as the leader records gossip's
+// verdict: StatusChangedAt becomes c.Now.
+func (c *FakeCluster) SetNodeStatus(id, status string) {
+	n := c.Nodes[id]
+	n.Status = status
+	n.StatusChangedAt = c.Now
+	n.UpdatedAt = c.Now
+}
+
 // CreateService stores a service with spec exactly as given (call Defaults
 // first for Docker's defaults) and returns it. The ID is "svc-" + name.
 func (c *FakeCluster) CreateService(spec api.ServiceSpec) *api.Service {

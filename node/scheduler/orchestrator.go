@@ -45,6 +45,14 @@ type svcRun struct {
 	upd      updater
 	newTasks []*taskRef
 	toPlace  []*taskRef
+
+	// Rebalancing (rebalance.go): ready current tasks that may move, how
+	// many moves are in flight, the tasks they replace, and whether a move
+	// may not start now.
+	movable  []*taskRef
+	moving   int
+	replaced map[string]bool
+	noMoves  bool
 }
 
 func newSvcRun(r *run, svc api.Service, tasks []*taskRef) *svcRun {
@@ -106,6 +114,9 @@ func (s *svcRun) reconcile() {
 			}
 			lastVer, lastCons, haveLast = v, cs, true
 		}
+		if s.keepAway(ref) {
+			continue // its node may come back: neither vacated nor outdated
+		}
 		r.vacate(ref, lastCons)
 		// hasOutdated's test for a replicated service, while the task
 		// record is at hand.
@@ -141,6 +152,7 @@ func (s *svcRun) reconcile() {
 		}
 	}
 	s.updateStatusAfter()
+	s.noteRebalance()
 	if s.svc.UpdateStatus != s.orig.UpdateStatus {
 		out := s.svc
 		out.Version = s.orig.Version
@@ -217,10 +229,11 @@ func (s *svcRun) group() {
 			}
 			empty++
 		}
-		if end-start == 1 {
+		if end-start == 1 && !backing[start].away {
 			t := backing[start].t
 			if t.DesiredState == api.TaskRunning && t.State == api.TaskRunning && s.current(t) {
 				s.upd.observe(s, t)
+				s.noteMovable(backing[start])
 				start = end
 				continue
 			}
@@ -290,6 +303,9 @@ func (s *svcRun) groupGlobal() {
 		keep := n != nil && n.Node.Status != api.NodeDown &&
 			n.Node.Availability != api.AvailabilityDrain && (n.Node.Status != api.NodeReady ||
 			(n.Node.Availability == api.AvailabilityPause && s.matches(n)))
+		if n != nil && n.Node.Status == api.NodeDown && s.r.now.Before(s.awayUntil(n)) {
+			keep = true // its task is kept for it (keepAway)
+		}
 		if keep {
 			s.idle = append(s.idle, sl)
 		} else {
@@ -318,11 +334,20 @@ func (s *svcRun) eligibleGlobal(n *NodeInfo, req *Request) bool {
 }
 
 // better reports whether active task a is a better keeper than b: a live
-// task over an ended one, the furthest along, then the newest.
+// task over an ended one, a ready one (running and healthy) over one that
+// is not; of two ready tasks the one that has run longest, so the original
+// task of a node that came back after a blip stays and its replacement goes
+// (nothing serving is restarted); otherwise the furthest along, then the
+// newest.
 func better(a, b *api.Task) bool {
 	at, bt := terminal(a.State), terminal(b.State)
 	if at != bt {
 		return !at
+	}
+	if ra, rb := ready(a), ready(b); ra != rb {
+		return ra
+	} else if ra {
+		return olderTask(a, b)
 	}
 	if rank(a.State) != rank(b.State) {
 		return rank(a.State) > rank(b.State)
@@ -333,9 +358,10 @@ func better(a, b *api.Task) bool {
 // keepers picks the slot's best current and best outdated active tasks and
 // shuts any other active task down.
 func (s *svcRun) keepers(sl *slot) (c, o *taskRef) {
+	moving := s.moves(sl)
 	dups := false
 	for _, ref := range sl.tasks {
-		if ref.t.DesiredState != api.TaskRunning {
+		if ref.t.DesiredState != api.TaskRunning || ref.away || moving[ref] {
 			continue
 		}
 		best := &o
@@ -352,9 +378,13 @@ func (s *svcRun) keepers(sl *slot) (c, o *taskRef) {
 		}
 	}
 	if dups {
+		kept := c
+		if kept == nil {
+			kept = o
+		}
 		for _, ref := range sl.tasks {
-			if ref != c && ref != o && ref.t.DesiredState == api.TaskRunning {
-				s.r.shutdown(ref, "duplicate task for slot")
+			if ref != c && ref != o && !ref.away && !moving[ref] && ref.t.DesiredState == api.TaskRunning {
+				s.r.shutdown(ref, "duplicate task for slot: task "+kept.t.ID+" serves it")
 			}
 		}
 	}
@@ -366,12 +396,20 @@ func (s *svcRun) keepers(sl *slot) (c, o *taskRef) {
 func (s *svcRun) resolve(sl *slot) {
 	r := s.r
 	c, o := s.keepers(sl)
+	if c == nil && o == nil && s.spec.AtMostOnce && s.hasAway(sl) {
+		// Its task may still run on the node that stopped answering: no
+		// second one before that node is written off (keepAway).
+		return
+	}
 	switch {
 	case c != nil:
 		s.upd.observe(s, c.t)
 		if o != nil && ready(c.t) {
 			r.shutdown(o, "replaced by task "+c.t.ID)
 			o = nil
+		}
+		if o == nil && !s.hasAway(sl) {
+			s.noteMovable(c)
 		}
 		if terminal(c.t.State) {
 			if s.restart(sl, c.t) == restartNow {
@@ -447,6 +485,18 @@ func (s *svcRun) newTask(sl *slot) {
 		s.upd.busy++
 		return
 	}
+	ref := s.makeTask(sl.num, sl.node)
+	sl.tasks = append(sl.tasks, ref)
+	s.toPlace = append(s.toPlace, ref)
+	s.upd.busy++
+}
+
+// makeTask creates (in the plan) a new task of the service for slot num, or
+// for node on a global service, with the service's current spec. The
+// caller has taken it from the creation budget and places it.
+func (s *svcRun) makeTask(num int, node string) *taskRef {
+	r := s.r
+	sl := slot{num: num, node: node}
 	t := &api.Task{
 		ID:           r.cfg.NewID(),
 		ServiceID:    s.svc.ID,
@@ -471,10 +521,8 @@ func (s *svcRun) newTask(sl *slot) {
 	}
 	ref := &taskRef{t: t, owned: true, created: true, node: r.nodes[sl.node]}
 	r.created = append(r.created, ref)
-	sl.tasks = append(sl.tasks, ref)
 	s.newTasks = append(s.newTasks, ref)
-	s.toPlace = append(s.toPlace, ref)
-	s.upd.busy++
+	return ref
 }
 
 func shortID(id string) string {

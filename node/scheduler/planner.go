@@ -181,6 +181,7 @@ func (p *Planner) Plan(st State, now time.Time) Plan {
 	r := newRun(p.cfg, st, now)
 	r.reconcileAll(st)
 	r.placeAll()
+	r.rebalanceAll()
 	return r.result()
 }
 
@@ -193,6 +194,9 @@ type taskRef struct {
 	touched bool // already listed in run.touched
 	deleted bool
 	node    *NodeInfo // t.NodeID resolved; nil if none or unknown
+	// away: the task's node is down but within the service's disconnect
+	// grace period; the task is kept as it is (keepAway).
+	away bool
 }
 
 // run is the state of one Plan call.
@@ -212,6 +216,10 @@ type run struct {
 	places   []*placement
 	budget   int  // tasks this plan may still create
 	more     bool // a task was not created for want of budget
+	// rebalance are the services that may move tasks in this plan, in
+	// service ID order; counted is set once node usage is counted.
+	rebalance []*svcRun
+	counted   bool
 }
 
 func newRun(cfg Config, st State, now time.Time) *run {
@@ -517,7 +525,8 @@ func materialEqual(a, b *api.ServiceSpec) bool {
 		slices.Equal(a.Constraints, b.Constraints) &&
 		healthEqual(a.Healthcheck, b.Healthcheck) &&
 		a.StopGracePeriod == b.StopGracePeriod &&
-		a.ForceUpdate == b.ForceUpdate
+		a.ForceUpdate == b.ForceUpdate &&
+		slices.Equal(api.SpecNetworks(*a), api.SpecNetworks(*b)) // a task's interfaces are set at start
 }
 
 func healthEqual(a, b *api.HealthConfig) bool {
@@ -544,6 +553,23 @@ func (r *run) placeAll() {
 	if len(r.places) == 0 {
 		return
 	}
+	r.countUsage()
+	for _, pl := range r.places {
+		if pl.global {
+			r.placeGlobal(pl)
+		} else {
+			r.placeSpread(pl)
+		}
+	}
+}
+
+// countUsage counts, once per plan, the reservations and active tasks of
+// every node.
+func (r *run) countUsage() {
+	if r.counted {
+		return
+	}
+	r.counted = true
 	count := func(ref *taskRef) {
 		t, n := ref.t, ref.node
 		if n == nil || t.State == api.TaskNew || terminal(t.State) {
@@ -561,13 +587,6 @@ func (r *run) placeAll() {
 	}
 	for _, ref := range r.created {
 		count(ref)
-	}
-	for _, pl := range r.places {
-		if pl.global {
-			r.placeGlobal(pl)
-		} else {
-			r.placeSpread(pl)
-		}
 	}
 }
 

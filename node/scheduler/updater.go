@@ -185,7 +185,7 @@ func (s *svcRun) monitored(since time.Time) (tasks []monitoredTask, pending int)
 	for _, ref := range s.tasks {
 		t := ref.t
 		if !s.current(t) {
-			if t.DesiredState == api.TaskRunning && (s.global || (t.Slot >= 1 && uint64(t.Slot) <= s.spec.Replicas)) {
+			if t.DesiredState == api.TaskRunning && !ref.away && (s.global || (t.Slot >= 1 && uint64(t.Slot) <= s.spec.Replicas)) {
 				outdated = append(outdated, key(t))
 			}
 			continue

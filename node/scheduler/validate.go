@@ -37,9 +37,11 @@ const (
 //
 // A uint64 cannot tell "unset" from 0, so Replicas 0 becomes 1: a caller that
 // means 0 (`service create --replicas 0`, `service scale web=0`) sets Replicas
-// after calling Defaults. Parallelism 0 ("all at once") likewise becomes 1;
-// callers that mean 0 set it afterwards. The input is not modified (slices
-// that change are copied).
+// after calling Defaults. An update (or rollback) config that is entirely
+// unset gets parallelism 1, as Docker's API does when UpdateConfig is
+// absent; one with any field set keeps its parallelism, so 0 ("all at once",
+// `--update-parallelism 0`) stays 0. The input is not modified (slices that
+// change are copied).
 func Defaults(spec api.ServiceSpec) api.ServiceSpec {
 	if spec.Mode == "" {
 		spec.Mode = api.ModeReplicated
@@ -74,7 +76,7 @@ func Defaults(spec api.ServiceSpec) api.ServiceSpec {
 // defaultUpdateConfig fills an update or rollback config; parallelism is only
 // defaulted when asked (the planner treats a stored 0 as "all at once").
 func defaultUpdateConfig(u api.UpdateConfig, parallelism bool) api.UpdateConfig {
-	if parallelism && u.Parallelism == 0 {
+	if parallelism && u == (api.UpdateConfig{}) {
 		u.Parallelism = 1
 	}
 	if u.Order == "" {
@@ -208,6 +210,8 @@ func ValidateSpec(spec api.ServiceSpec) error {
 		nonNegative(bad, "healthcheck.retries", h.Retries)
 	}
 	nonNegative(bad, "stop_grace_period", spec.StopGracePeriod)
+	p = append(p, api.MountsProblems(spec.Mounts)...)
+	nonNegative(bad, "disconnect_grace", spec.DisconnectGrace)
 	if len(p) == 0 {
 		return nil
 	}

@@ -35,6 +35,17 @@ func TestValidateSpec(t *testing.T) {
 		{"two million replicas", func(s *api.ServiceSpec) { s.Replicas = 2000000 }, "replicas 2000000: more than 65536"},
 		{"global with replicas", func(s *api.ServiceSpec) { s.Mode = api.ModeGlobal; s.Replicas = 3 }, "replicas 3: a global service"},
 		{"global", func(s *api.ServiceSpec) { s.Mode = api.ModeGlobal }, ""},
+		{"mounts", func(s *api.ServiceSpec) {
+			s.Mounts = []api.Mount{{Type: api.MountVolume, Source: "d", Target: "/d"}, {Type: api.MountTmpfs, Target: "/t"}}
+		}, ""},
+		{"relative bind", func(s *api.ServiceSpec) {
+			s.Mounts = []api.Mount{{Type: api.MountBind, Source: "srv", Target: "/srv"}}
+		}, `mounts[0]: bind source "srv": must be an absolute path`},
+		{"mount on /.shoal", func(s *api.ServiceSpec) {
+			s.Mounts = []api.Mount{{Type: api.MountTmpfs, Target: "/.shoal"}}
+		}, "mounts[0]: target \"/.shoal\": /.shoal is reserved"},
+		{"negative disconnect grace", func(s *api.ServiceSpec) { s.DisconnectGrace = -time.Second }, "disconnect_grace"},
+		{"at most once", func(s *api.ServiceSpec) { s.AtMostOnce, s.DisconnectGrace = true, 5*time.Second }, ""},
 		{"NUL in env", func(s *api.ServiceSpec) { s.Env = []string{"A=b\x00c"} }, `env[0] "A=b\x00c": contains a NUL byte`},
 		{"NUL in command", func(s *api.ServiceSpec) { s.Command = []string{"sh", "-c", "x\x00"} }, "command[2]"},
 		{"NUL in entrypoint", func(s *api.ServiceSpec) { s.Entrypoint = []string{"\x00"} }, "entrypoint[0]"},
@@ -116,6 +127,12 @@ func TestDefaults(t *testing.T) {
 	keep := Defaults(api.ServiceSpec{Replicas: 3, UpdateConfig: api.UpdateConfig{Order: api.OrderStartFirst, Parallelism: 4}})
 	if keep.Replicas != 3 || keep.UpdateConfig.Order != api.OrderStartFirst || keep.UpdateConfig.Parallelism != 4 {
 		t.Fatalf("defaults overwrote set fields: %+v", keep)
+	}
+	// `--update-parallelism 0` (all at once): an update config with any
+	// field set keeps parallelism 0.
+	all := Defaults(api.ServiceSpec{Replicas: 3, UpdateConfig: api.UpdateConfig{Order: api.OrderStopFirst}})
+	if all.UpdateConfig.Parallelism != 0 || all.RollbackConfig.Parallelism != 1 {
+		t.Fatalf("parallelism 0 of a set update config: %+v / %+v", all.UpdateConfig, all.RollbackConfig)
 	}
 }
 

@@ -307,7 +307,7 @@ func (h *Host) JSON(v any, args ...string) error {
 }
 
 // commandGroups are the CLI commands that take a subcommand.
-var commandGroups = map[string]bool{"node": true, "service": true, "image": true, "stack": true, "container": true}
+var commandGroups = map[string]bool{"node": true, "service": true, "image": true, "stack": true, "container": true, "volume": true}
 
 // WithFormatJSON inserts `--format json` after the command words of args.
 func WithFormatJSON(args []string) []string {

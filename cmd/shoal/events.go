@@ -1,0 +1,127 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// eventsCommand defines `shoal events`.
+func (s *shell) eventsCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "events",
+		Usage:     "stream what changes in the cluster and on this node's containers",
+		UsageText: "shoal events [--since T] [--until T] [--filter type=service|node|task|container] [--filter name=X] [--format json]",
+		Description: "Streams node, service and task events of the cluster and container events of this node.\n" +
+			"--since replays the events the agent kept (up to 10,000, one hour); --until ends the stream.\n" +
+			"Filters of the same key are ORed, different keys ANDed; name=X matches an event's name or ID\n" +
+			"and the service of task and container events.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "since", Usage: "replay kept events since a time (RFC 3339, Unix seconds) or for a duration (10m)"},
+			&cli.StringFlag{Name: "until", Usage: "stop at a time (RFC 3339, Unix seconds) or a duration from now (10m)"},
+			&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: "type=node|service|task|container or name=NAME (repeatable)"},
+			&cli.StringFlag{Name: "format", Usage: "json (one object per line)"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 0, 0); err != nil {
+				return err
+			}
+			opts, err := s.eventOptions(c)
+			if err != nil {
+				return err
+			}
+			format := c.String("format")
+			if format != "" && format != "json" {
+				return usageErrorf("invalid --format %q: want json", format)
+			}
+			cl, err := s.client(c)
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(s.stdout)
+			return cl.Events(c.Context, opts, func(ev api.Event) error {
+				if format == "json" {
+					return enc.Encode(ev)
+				}
+				return writeEventLine(s.stdout, ev)
+			})
+		},
+	}
+}
+
+// eventOptions reads the time and filter flags of `shoal events`.
+func (s *shell) eventOptions(c *cli.Context) (api.EventOptions, error) {
+	var o api.EventOptions
+	now := s.now()
+	if v := c.String("since"); v != "" {
+		t, err := parseSince(v, now)
+		if err != nil {
+			return o, usageErrorf("invalid --since: %v", err)
+		}
+		o.Since = t
+	}
+	if v := c.String("until"); v != "" {
+		t, err := parseUntil(v, now)
+		if err != nil {
+			return o, usageErrorf("invalid --until: %v", err)
+		}
+		o.Until = t
+	}
+	if !o.Since.IsZero() && !o.Until.IsZero() && o.Until.Before(o.Since) {
+		return o, usageErrorf("--until is before --since")
+	}
+	for _, f := range c.StringSlice("filter") {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok || v == "" {
+			return o, usageErrorf("invalid --filter %q: want type=TYPE or name=NAME", f)
+		}
+		switch k {
+		case "type":
+			switch v {
+			case api.EventNode, api.EventService, api.EventTask, api.EventContainer:
+			default:
+				return o, usageErrorf("invalid --filter %q: type is node, service, task or container", f)
+			}
+			o.Types = append(o.Types, v)
+		case "name":
+			o.Names = append(o.Names, v)
+		default:
+			return o, usageErrorf("invalid --filter %q: the keys are type and name", f)
+		}
+	}
+	return o, nil
+}
+
+// parseUntil is parseSince looking forward: a duration is from now.
+func parseUntil(v string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(v); err == nil {
+		return now.Add(d), nil
+	}
+	return parseSince(v, now)
+}
+
+// writeEventLine prints an event as `docker events` does:
+// TIME TYPE ACTION ID (k=v, ...).
+func writeEventLine(w io.Writer, ev api.Event) error {
+	attrs := make([]string, 0, len(ev.Attributes)+1)
+	if ev.Name != "" {
+		attrs = append(attrs, "name="+ev.Name)
+	}
+	keys := make([]string, 0, len(ev.Attributes))
+	for k := range ev.Attributes {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		attrs = append(attrs, k+"="+ev.Attributes[k])
+	}
+	_, err := fmt.Fprintf(w, "%s %s %s %s (%s)\n", ev.Time.Local().Format(time.RFC3339Nano), ev.Type, ev.Action, ev.ID, strings.Join(attrs, ", "))
+	return err
+}

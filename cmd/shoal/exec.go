@@ -1,0 +1,219 @@
+package main
+
+// `shoal exec`: a process in a running container of this node, relayed over
+// an upgraded API connection (api/exec.go). With -t the process gets a
+// terminal; with -i the CLI's stdin is relayed (and, on a terminal with -t,
+// put in raw mode so keys such as ^C reach the process's terminal). Without
+// a terminal, SIGINT and SIGTERM are forwarded to the process. The CLI exits
+// with the process's exit code.
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// Exit codes of `shoal exec` when the process could not be started, as
+// docker's: 127 for a command that does not exist, 126 otherwise.
+const (
+	exitCannotInvoke = 126
+	exitNotFound     = 127
+)
+
+// execCommand defines `shoal exec`.
+func (s *shell) execCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "exec",
+		Usage:     "run a command in a running container of this node (container or task name, e.g. web.1)",
+		ArgsUsage: "CONTAINER COMMAND [ARG...]",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "interactive", Aliases: []string{"i"}, Usage: "relay stdin"},
+			&cli.BoolFlag{Name: "tty", Aliases: []string{"t"}, Usage: "allocate a terminal"},
+			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "environment variable K=V"},
+			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "user[:group] to run as"},
+			&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory (absolute)"},
+		},
+		Action: s.execAction,
+	}
+}
+
+// buildExecRequest turns the flags and arguments into a request.
+func buildExecRequest(c *cli.Context) (string, api.ExecRequest, error) {
+	if err := needArgs(c, 2, -1); err != nil {
+		return "", api.ExecRequest{}, err
+	}
+	req := api.ExecRequest{
+		Cmd:     c.Args().Tail(),
+		User:    c.String("user"),
+		Workdir: c.String("workdir"),
+		Tty:     c.Bool("tty"),
+		Stdin:   c.Bool("interactive"),
+	}
+	if req.Workdir != "" && !strings.HasPrefix(req.Workdir, "/") {
+		return "", req, usageErrorf("--workdir %q: must be an absolute path", req.Workdir)
+	}
+	var err error
+	if req.Env, err = setEnvs(nil, c.StringSlice("env")); err != nil {
+		return "", req, specError("env", err)
+	}
+	return c.Args().First(), req, nil
+}
+
+func (s *shell) execAction(c *cli.Context) error {
+	ref, req, err := buildExecRequest(c)
+	if err != nil {
+		return err
+	}
+	in, _ := s.stdin.(*os.File)
+	termIn := in != nil && isTerminal(in.Fd())
+	// Signals are caught before the terminal size is read, so a resize in
+	// between is not lost.
+	sigs := []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT}
+	if req.Tty {
+		sigs = append(sigs, syscall.SIGWINCH)
+	}
+	sigCh := make(chan os.Signal, 8)
+	signal.Notify(sigCh, sigs...)
+	done := make(chan struct{})
+	defer func() { signal.Stop(sigCh); close(done) }()
+	if req.Tty {
+		for _, f := range []any{s.stdin, s.stdout} {
+			if f, ok := f.(*os.File); ok && isTerminal(f.Fd()) {
+				req.Width, req.Height = termSize(f.Fd())
+				break
+			}
+		}
+	}
+	cl, err := s.client(c)
+	if err != nil {
+		return err
+	}
+	conn, err := cl.Exec(c.Context, ref, req)
+	if err != nil {
+		var ae *api.APIError
+		if errors.As(err, &ae) && ae.Status == http.StatusUnprocessableEntity {
+			fmt.Fprintf(s.stderr, "Error: %v\n", err)
+			if strings.Contains(ae.Message, "not found") || strings.Contains(ae.Message, "no such file") {
+				return &exitCodeError{code: exitNotFound}
+			}
+			return &exitCodeError{code: exitCannotInvoke}
+		}
+		return fmt.Errorf("exec in %s: %w", ref, err)
+	}
+	defer conn.Close()
+
+	if req.Tty && req.Stdin && termIn {
+		restore, err := makeRaw(in.Fd())
+		if err == nil {
+			defer restore()
+		}
+	}
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case sig := <-sigCh:
+				if sig == syscall.SIGWINCH {
+					for _, f := range []any{s.stdin, s.stdout} {
+						if f, ok := f.(*os.File); ok && isTerminal(f.Fd()) {
+							_ = conn.Resize(termSize(f.Fd()))
+							break
+						}
+					}
+					continue
+				}
+				_ = conn.Signal(int(sig.(syscall.Signal)))
+			}
+		}
+	}()
+	if req.Stdin {
+		go func() {
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := s.stdin.Read(buf)
+				if n > 0 && conn.Stdin(buf[:n]) != nil {
+					return
+				}
+				if err != nil {
+					_ = conn.CloseStdin()
+					return
+				}
+			}
+		}()
+	}
+	for {
+		typ, p, err := conn.Next()
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return fmt.Errorf("exec in %s: the agent ended the session without an exit status", ref)
+			}
+			return fmt.Errorf("exec in %s: %w", ref, err)
+		}
+		switch typ {
+		case api.ExecStdout:
+			_, _ = s.stdout.Write(p)
+		case api.ExecStderr:
+			_, _ = s.stderr.Write(p)
+		case api.ExecError:
+			return fmt.Errorf("exec in %s: %s", ref, p)
+		case api.ExecExit:
+			code, err := api.DecodeExit(p)
+			if err != nil {
+				return fmt.Errorf("exec in %s: %w", ref, err)
+			}
+			if code != 0 {
+				if code < 0 {
+					code = exitCannotInvoke
+				}
+				return &exitCodeError{code: code}
+			}
+			return nil
+		}
+	}
+}
+
+func isTerminal(fd uintptr) bool {
+	_, err := unix.IoctlGetTermios(int(fd), unix.TCGETS)
+	return err == nil
+}
+
+// termSize returns a terminal's width and height (0, 0 if unknown).
+func termSize(fd uintptr) (uint16, uint16) {
+	ws, err := unix.IoctlGetWinsize(int(fd), unix.TIOCGWINSZ)
+	if err != nil {
+		return 0, 0
+	}
+	return ws.Col, ws.Row
+}
+
+// makeRaw puts a terminal in raw mode (cfmakeraw) and returns how to
+// restore it.
+func makeRaw(fd uintptr) (func(), error) {
+	old, err := unix.IoctlGetTermios(int(fd), unix.TCGETS)
+	if err != nil {
+		return nil, err
+	}
+	t := *old
+	t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+	t.Oflag &^= unix.OPOST
+	t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	t.Cflag &^= unix.CSIZE | unix.PARENB
+	t.Cflag |= unix.CS8
+	t.Cc[unix.VMIN] = 1
+	t.Cc[unix.VTIME] = 0
+	if err := unix.IoctlSetTermios(int(fd), unix.TCSETS, &t); err != nil {
+		return nil, err
+	}
+	return func() { _ = unix.IoctlSetTermios(int(fd), unix.TCSETS, old) }, nil
+}

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// networkCommand defines `shoal network ...`.
+func (s *shell) networkCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "network",
+		Usage: "manage overlay networks",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "create",
+				Usage:     "create an overlay network",
+				ArgsUsage: "NAME",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "subnet", Usage: "IPv4 subnet in CIDR form, e.g. 10.50.0.0/16 (default: a free /16 of 10.44.0.0–10.99.0.0)"},
+					&cli.BoolFlag{Name: "internal", Usage: "no route out of the cluster"},
+					&cli.BoolFlag{Name: "attachable", Usage: "allow `shoal run --network`"},
+					&cli.BoolFlag{Name: "encrypted", Usage: "encrypt traffic between nodes (not supported yet)"},
+				},
+				Action: s.networkCreate,
+			},
+			listCommand(s, &cli.Command{
+				Name:    "ls",
+				Aliases: []string{"list"},
+				Usage:   "list networks",
+				Flags:   []cli.Flag{noTruncFlag},
+			}, lister[api.Network]{
+				fetch: func(r listRun) ([]api.Network, error) {
+					ns, err := r.cl.Networks(r.c.Context)
+					if err != nil {
+						return nil, fmt.Errorf("list networks: %w", err)
+					}
+					return ns, nil
+				},
+				id: networkID,
+				table: func(w io.Writer, ns []api.Network, r listRun) error {
+					return renderNetworks(w, ns, r.noTrunc)
+				},
+			}),
+			inspectCommand(s, &cli.Command{
+				Name:      "inspect",
+				Usage:     "show networks as JSON",
+				ArgsUsage: "NETWORK...",
+			}, "network", func(ctx context.Context, cl *api.Client, ref string) (api.Network, error) {
+				return deref(cl.Network(ctx, ref))
+			}, networkID),
+			{
+				Name:      "rm",
+				Aliases:   []string{"remove"},
+				Usage:     "remove networks no service uses",
+				ArgsUsage: "NETWORK...",
+				Action:    s.networkRm,
+			},
+		},
+	}
+}
+
+func (s *shell) networkCreate(c *cli.Context) error {
+	if err := needArgs(c, 1, 1); err != nil {
+		return err
+	}
+	req := api.Network{Name: c.Args().First(), Internal: c.Bool("internal"), Attachable: c.Bool("attachable")}
+	if c.Bool("encrypted") {
+		return usageErrorf("--encrypted: encrypted networks are not supported yet")
+	}
+	if v := c.String("subnet"); v != "" {
+		p, err := netip.ParsePrefix(v)
+		if err != nil || !p.Addr().Is4() {
+			return usageErrorf("invalid --subnet %q: want an IPv4 prefix such as 10.50.0.0/16", v)
+		}
+		req.Subnet = p.String()
+	}
+	cl, err := s.connect(c, 1, 1)
+	if err != nil {
+		return err
+	}
+	n, err := cl.CreateNetwork(c.Context, req)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(s.stdout, n.ID)
+	return nil
+}
+
+func (s *shell) networkRm(c *cli.Context) error {
+	cl, err := s.connect(c, 1, -1)
+	if err != nil {
+		return err
+	}
+	return s.eachArg(c.Args().Slice(), func(ref string) error {
+		if err := cl.RemoveNetwork(c.Context, ref); err != nil {
+			return err
+		}
+		fmt.Fprintln(s.stdout, ref)
+		return nil
+	})
+}
+
+// networkID is what -q prints for a network.
+func networkID(n api.Network) string { return n.ID }
+
+// renderNetworks draws `network ls`.
+func renderNetworks(w io.Writer, ns []api.Network, noTrunc bool) error {
+	tw := newTable(w)
+	fmt.Fprintln(tw, "NETWORK ID\tNAME\tSUBNET\tVNI\tINTERNAL\tATTACHABLE")
+	for _, n := range ns {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%v\t%v\n", shortID(n.ID, noTrunc), n.Name, n.Subnet, n.VNI, n.Internal, n.Attachable)
+	}
+	return tw.Flush()
+}

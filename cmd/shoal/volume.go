@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// volumeCommand defines `shoal volume create|ls|inspect|rm`: the named
+// volumes of the node whose agent the CLI talks to.
+func (s *shell) volumeCommand() *cli.Command {
+	volName := func(v api.Volume) string { return v.Name }
+	return &cli.Command{
+		Name:  "volume",
+		Usage: "manage the named volumes of this node",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "create",
+				Usage:     "create a volume (a no-op if it exists)",
+				ArgsUsage: "NAME",
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, 1, 1); err != nil {
+						return err
+					}
+					name := c.Args().First()
+					if p := api.VolumeNameProblem(name); p != "" {
+						return usageErrorf("invalid volume name %q: %s", name, p)
+					}
+					cl, err := s.client(c)
+					if err != nil {
+						return err
+					}
+					v, err := cl.CreateVolume(c.Context, name)
+					if err != nil {
+						return fmt.Errorf("create volume %s: %w", name, err)
+					}
+					fmt.Fprintln(s.stdout, v.Name)
+					return nil
+				},
+			},
+			listCommand(s, &cli.Command{
+				Name:    "ls",
+				Aliases: []string{"list"},
+				Usage:   "list volumes",
+			}, lister[api.Volume]{
+				fetch: func(r listRun) ([]api.Volume, error) {
+					vs, err := r.cl.Volumes(r.c.Context)
+					if err != nil {
+						return nil, fmt.Errorf("list volumes: %w", err)
+					}
+					return vs, nil
+				},
+				id: volName,
+				table: func(w io.Writer, vs []api.Volume, r listRun) error {
+					tw := newTable(w)
+					fmt.Fprintln(tw, "NAME\tIN USE\tMOUNTPOINT")
+					for _, v := range vs {
+						use := "no"
+						if v.InUse {
+							use = "yes"
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Name, use, v.Mountpoint)
+					}
+					return tw.Flush()
+				},
+			}),
+			inspectCommand(s, &cli.Command{
+				Name:      "inspect",
+				Usage:     "show volumes as JSON",
+				ArgsUsage: "NAME...",
+			}, "volume", func(ctx context.Context, cl *api.Client, name string) (api.Volume, error) {
+				return deref(cl.Volume(ctx, name))
+			}, volName),
+			{
+				Name:      "rm",
+				Aliases:   []string{"remove"},
+				Usage:     "remove volumes and their data (refused while a container of this node uses one)",
+				ArgsUsage: "NAME...",
+				Action: func(c *cli.Context) error {
+					cl, err := s.connect(c, 1, -1)
+					if err != nil {
+						return err
+					}
+					return s.eachArg(c.Args().Slice(), func(name string) error {
+						if err := cl.RemoveVolume(c.Context, name); err != nil {
+							return fmt.Errorf("remove volume %s: %w", name, err)
+						}
+						fmt.Fprintln(s.stdout, name)
+						return nil
+					})
+				},
+			},
+		},
+	}
+}

@@ -1,0 +1,678 @@
+package node
+
+// Events: what changed in the cluster and on this node, as `shoal events`
+// streams it.
+//
+// Why diff snapshots instead of hooking the FSM: the FSM is a pure function
+// of the log and must not grow side effects, and every node already holds
+// a replica that advances through the same committed entries. So each node
+// derives the same cluster events by itself — it compares the state before
+// and after the store's index advanced (diffEvents, pure and table-tested)
+// — and any node can answer `shoal events`. The store's Subscribe coalesces:
+// under load a burst of entries is one diff, so a task that went through
+// preparing and starting between two looks shows only its newest state.
+// Times come from the records (the leader's clock, put in the commands)
+// where a record says when; removals carry no record and take the local
+// clock.
+//
+// Container events are local: they come from this node's runtime
+// (runtime.Subscribe) and describe containers of this node only.
+//
+// The history is a bounded ring (maxEvents, maxEventAge) so `--since`
+// works after the fact. It lives in memory: a restarted agent starts with
+// an empty history, from the state it recovered.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"maps"
+	"net/http"
+	"os"
+	"reflect"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/runtime"
+)
+
+// Bounds of the event history.
+const (
+	maxEvents   = 10000
+	maxEventAge = time.Hour
+	// subBuffer is how many events a slow stream may fall behind before it
+	// is ended (the client sees the stream end and may resume with --since).
+	subBuffer = 4096
+	// diffInterval is the least time between two diffs of the replica: a
+	// diff reads the whole state, so a burst of entries (a big scale, a
+	// flood of task reports) costs one read per interval, not per entry.
+	// On a big state the pause grows to diffPause times the diff's own
+	// duration, so the loop keeps to a fifth of a core (BenchmarkEventsDiff10k:
+	// ~25 ms of CPU per diff at 10,000 tasks).
+	diffInterval = 100 * time.Millisecond
+	diffPause    = 4
+)
+
+// Event actions. Task events use the task's new state as their action.
+const (
+	ActionJoined       = "joined"
+	ActionReady        = "ready"
+	ActionDown         = "down"
+	ActionUpdated      = "updated"
+	ActionPromoted     = "promoted"
+	ActionDemoted      = "demoted"
+	ActionRemoved      = "removed"
+	ActionCreated      = "created"
+	ActionScaled       = "scaled"
+	ActionUpdateStatus = "update_status"
+	ActionDesiredState = "desired_state"
+	ActionHealthStatus = "health_status"
+	// Container actions, as Docker names them.
+	ActionCreate  = "create"
+	ActionStart   = "start"
+	ActionDie     = "die"
+	ActionOOM     = "oom"
+	ActionDestroy = "destroy"
+)
+
+// eventState is the part of the replicated state events are derived from,
+// keyed by ID.
+type eventState struct {
+	nodes    map[string]*api.Node
+	services map[string]*api.Service
+	tasks    map[string]*api.Task
+}
+
+// stateOf reads s at one point in time.
+func stateOf(s *consensus.Store) eventState {
+	snap := s.Snapshot()
+	st := eventState{nodes: map[string]*api.Node{}, services: map[string]*api.Service{}, tasks: map[string]*api.Task{}}
+	for _, n := range snap.Nodes() {
+		st.nodes[n.ID] = n
+	}
+	for _, sv := range snap.Services() {
+		st.services[sv.ID] = sv
+	}
+	for _, t := range snap.Tasks() {
+		st.tasks[t.ID] = t
+	}
+	return st
+}
+
+// diffEvents returns the events that lead from old to cur, in a stable
+// order: nodes that appeared or changed, services created or changed, task
+// changes, then removed services and removed nodes (so a service's removal
+// follows the shutdown of its tasks). now stamps the events that no record
+// dates. It is pure.
+func diffEvents(old, cur eventState, now time.Time) []api.Event {
+	var out []api.Event
+	at := func(ts ...time.Time) time.Time {
+		for _, t := range ts {
+			if !t.IsZero() {
+				return t.UTC()
+			}
+		}
+		return now.UTC()
+	}
+	hostname := func(id string) string {
+		if n := cur.nodes[id]; n != nil {
+			return n.Hostname
+		}
+		if n := old.nodes[id]; n != nil {
+			return n.Hostname
+		}
+		return ""
+	}
+	nodeEv := func(n *api.Node, action string, t time.Time, attrs map[string]string) api.Event {
+		if attrs == nil {
+			attrs = map[string]string{}
+		}
+		attrs["addr"] = n.Addr
+		return api.Event{Time: t, Type: api.EventNode, Action: action, ID: n.ID, Name: n.Hostname, NodeID: n.ID, Attributes: attrs}
+	}
+	for _, id := range sortedKeys(cur.nodes) {
+		n, was := cur.nodes[id], old.nodes[id]
+		if was == nil {
+			out = append(out, nodeEv(n, ActionJoined, at(n.CreatedAt, n.UpdatedAt), map[string]string{"status": n.Status}))
+			continue
+		}
+		if n.Status != was.Status {
+			action := n.Status
+			if action != api.NodeReady && action != api.NodeDown {
+				action = ActionUpdated
+			}
+			out = append(out, nodeEv(n, action, at(n.StatusChangedAt, n.UpdatedAt),
+				map[string]string{"status": n.Status, "previous_status": was.Status}))
+		}
+		if n.Voter != was.Voter {
+			action := ActionPromoted
+			if !n.Voter {
+				action = ActionDemoted
+			}
+			out = append(out, nodeEv(n, action, at(n.UpdatedAt), map[string]string{"voter": strconv.FormatBool(n.Voter)}))
+		}
+		if n.Availability != was.Availability || !maps.Equal(n.Labels, was.Labels) {
+			attrs := map[string]string{"availability": n.Availability}
+			if n.Availability != was.Availability {
+				attrs["previous_availability"] = was.Availability
+			}
+			out = append(out, nodeEv(n, ActionUpdated, at(n.UpdatedAt), attrs))
+		}
+	}
+	svcEv := func(s *api.Service, action string, t time.Time, attrs map[string]string) api.Event {
+		if attrs == nil {
+			attrs = map[string]string{}
+		}
+		attrs["image"] = s.Spec.Image
+		attrs["version"] = strconv.FormatUint(s.Version, 10)
+		return api.Event{Time: t, Type: api.EventService, Action: action, ID: s.ID, Name: s.Spec.Name, Attributes: attrs}
+	}
+	for _, id := range sortedKeys(cur.services) {
+		s, was := cur.services[id], old.services[id]
+		if was == nil {
+			attrs := map[string]string{"mode": s.Spec.Mode}
+			if s.Spec.Mode != api.ModeGlobal {
+				attrs["replicas"] = strconv.FormatUint(s.Spec.Replicas, 10)
+			}
+			out = append(out, svcEv(s, ActionCreated, at(s.CreatedAt, s.UpdatedAt), attrs))
+			continue
+		}
+		if !reflect.DeepEqual(s.Spec, was.Spec) {
+			// Only the replica count differs: a scale, as `service scale` does.
+			same := was.Spec
+			same.Replicas = s.Spec.Replicas
+			action := ActionUpdated
+			if reflect.DeepEqual(s.Spec, same) {
+				action = ActionScaled
+			}
+			attrs := map[string]string{}
+			if s.Spec.Replicas != was.Spec.Replicas {
+				attrs["replicas"] = strconv.FormatUint(s.Spec.Replicas, 10)
+				attrs["previous_replicas"] = strconv.FormatUint(was.Spec.Replicas, 10)
+			}
+			if s.Spec.Image != was.Spec.Image {
+				attrs["previous_image"] = was.Spec.Image
+			}
+			out = append(out, svcEv(s, action, at(s.UpdatedAt), attrs))
+		}
+		if us, wus := updateState(s), updateState(was); us != wus && us != "" {
+			attrs := map[string]string{"state": us}
+			if s.UpdateStatus.Message != "" {
+				attrs["message"] = s.UpdateStatus.Message
+			}
+			out = append(out, svcEv(s, ActionUpdateStatus, at(s.UpdateStatus.CompletedAt, s.UpdatedAt), attrs))
+		}
+	}
+	taskEv := func(t *api.Task, action string, tm time.Time, attrs map[string]string) api.Event {
+		if attrs == nil {
+			attrs = map[string]string{}
+		}
+		attrs["service"] = t.Service
+		attrs["slot"] = strconv.Itoa(t.Slot)
+		attrs["state"] = t.State
+		attrs["desired_state"] = t.DesiredState
+		if t.NodeID != "" {
+			attrs["node"] = hostname(t.NodeID)
+		}
+		return api.Event{Time: tm, Type: api.EventTask, Action: action, ID: t.ID, Name: t.Name, NodeID: t.NodeID, Attributes: attrs}
+	}
+	// Tasks in creation order, so a scale-up reads slot by slot.
+	taskIDs := sortedKeys(cur.tasks)
+	sort.SliceStable(taskIDs, func(i, j int) bool {
+		a, b := cur.tasks[taskIDs[i]], cur.tasks[taskIDs[j]]
+		if !a.CreatedAt.Equal(b.CreatedAt) {
+			return a.CreatedAt.Before(b.CreatedAt)
+		}
+		return a.Slot < b.Slot
+	})
+	for _, id := range taskIDs {
+		t, was := cur.tasks[id], old.tasks[id]
+		if was == nil {
+			out = append(out, taskEv(t, t.State, at(t.UpdatedAt, t.CreatedAt), nil))
+			continue
+		}
+		if t.State != was.State {
+			attrs := map[string]string{"previous_state": was.State}
+			if t.Error != "" {
+				attrs["error"] = t.Error
+			}
+			if api.TaskTerminal(t.State) {
+				attrs["exit_code"] = strconv.Itoa(t.ExitCode)
+			}
+			out = append(out, taskEv(t, t.State, at(t.UpdatedAt), attrs))
+		}
+		if t.DesiredState != was.DesiredState {
+			out = append(out, taskEv(t, ActionDesiredState, at(t.UpdatedAt),
+				map[string]string{"previous_desired_state": was.DesiredState}))
+		}
+		if t.Health != was.Health && t.Health != "" {
+			out = append(out, taskEv(t, ActionHealthStatus, at(t.UpdatedAt), map[string]string{"health": t.Health}))
+		}
+	}
+	for _, id := range sortedKeys(old.tasks) {
+		if cur.tasks[id] == nil {
+			out = append(out, taskEv(old.tasks[id], ActionRemoved, now.UTC(), nil))
+		}
+	}
+	for _, id := range sortedKeys(old.services) {
+		if cur.services[id] == nil {
+			out = append(out, svcEv(old.services[id], ActionRemoved, now.UTC(), nil))
+		}
+	}
+	for _, id := range sortedKeys(old.nodes) {
+		if cur.nodes[id] == nil {
+			out = append(out, nodeEv(old.nodes[id], ActionRemoved, now.UTC(), nil))
+		}
+	}
+	return out
+}
+
+func updateState(s *api.Service) string {
+	if s.UpdateStatus == nil {
+		return ""
+	}
+	return s.UpdateStatus.State
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+// containerActions returns the actions that lead from a container's last
+// event (nil: none seen) to ev.
+func containerActions(prev *runtime.Event, ev runtime.Event) []string {
+	var out []string
+	prevState, prevHealth := "", ""
+	if prev != nil {
+		prevState, prevHealth = prev.State, prev.Health
+	}
+	if ev.State != prevState {
+		switch ev.State {
+		case api.ContainerCreated:
+			out = append(out, ActionCreate)
+		case api.ContainerRunning:
+			if prev == nil {
+				out = append(out, ActionCreate)
+			}
+			out = append(out, ActionStart)
+		case api.ContainerExited:
+			if ev.OOMKilled {
+				out = append(out, ActionOOM)
+			}
+			out = append(out, ActionDie)
+		case runtime.EventRemoved:
+			out = append(out, ActionDestroy)
+		}
+	}
+	if ev.Health != prevHealth && ev.Health != "" && ev.State == api.ContainerRunning {
+		out = append(out, ActionHealthStatus)
+	}
+	return out
+}
+
+// eventHub keeps the bounded history and fans events out to streams.
+type eventHub struct {
+	mu   sync.Mutex
+	ring []api.Event
+	subs map[*eventSub]struct{}
+	now  func() time.Time
+}
+
+// eventSub is one stream. ch is closed when the stream falls more than
+// subBuffer events behind, or on cancel.
+type eventSub struct {
+	ch     chan api.Event
+	closed bool
+}
+
+func newEventHub(now func() time.Time) *eventHub {
+	return &eventHub{subs: map[*eventSub]struct{}{}, now: now}
+}
+
+// publish appends events to the history and hands them to every stream.
+// It never blocks: a stream that cannot keep up is ended.
+func (h *eventHub) publish(evs ...api.Event) {
+	if len(evs) == 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ring = append(h.ring, evs...)
+	cut := max(0, len(h.ring)-maxEvents)
+	limit := h.now().Add(-maxEventAge)
+	for cut < len(h.ring) && h.ring[cut].Time.Before(limit) {
+		cut++
+	}
+	if cut > 0 {
+		// Copy so the dropped head does not pin the array forever.
+		h.ring = append([]api.Event(nil), h.ring[cut:]...)
+	}
+	for s := range h.subs {
+		for _, ev := range evs {
+			select {
+			case s.ch <- ev:
+			default:
+				delete(h.subs, s)
+				s.closed = true
+				close(s.ch)
+			}
+			if s.closed {
+				break
+			}
+		}
+	}
+}
+
+// subscribe returns the kept events from since on (none for a zero since)
+// and a stream of the events published afterwards, with nothing lost or
+// repeated between the two. cancel is safe to call twice.
+func (h *eventHub) subscribe(since time.Time) ([]api.Event, *eventSub, func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var hist []api.Event
+	if !since.IsZero() {
+		for _, ev := range h.ring {
+			if !ev.Time.Before(since) {
+				hist = append(hist, ev)
+			}
+		}
+	}
+	s := &eventSub{ch: make(chan api.Event, subBuffer)}
+	h.subs[s] = struct{}{}
+	return hist, s, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if !s.closed {
+			delete(h.subs, s)
+			s.closed = true
+			close(s.ch)
+		}
+	}
+}
+
+// eventFilter is a parsed ?type=&name= filter: the same key ORs, different
+// keys AND.
+type eventFilter struct {
+	types map[string]bool
+	names map[string]bool
+}
+
+func parseEventFilter(q map[string][]string) (eventFilter, error) {
+	f := eventFilter{types: map[string]bool{}, names: map[string]bool{}}
+	for k, vs := range q {
+		switch k {
+		case "type":
+			for _, v := range vs {
+				switch v {
+				case api.EventNode, api.EventService, api.EventTask, api.EventContainer:
+					f.types[v] = true
+				default:
+					return f, badRequest("invalid event type filter %q: want node, service, task or container", v)
+				}
+			}
+		case "name":
+			for _, v := range vs {
+				if v == "" {
+					return f, badRequest("empty name filter")
+				}
+				f.names[v] = true
+			}
+		case "since", "until":
+		default:
+			return f, badRequest("unknown event filter %q: want type or name", k)
+		}
+	}
+	return f, nil
+}
+
+// match reports whether ev passes the filter. A name matches the event's
+// name or ID, and the service of a task or container event, so
+// `--filter name=web` follows a service and its tasks.
+func (f eventFilter) match(ev api.Event) bool {
+	if len(f.types) > 0 && !f.types[ev.Type] {
+		return false
+	}
+	if len(f.names) > 0 && !f.names[ev.Name] && !f.names[ev.ID] &&
+		(ev.Attributes["service"] == "" || !f.names[ev.Attributes["service"]]) {
+		return false
+	}
+	return true
+}
+
+// handleEvents streams GET /v1/events as JSON lines: the history from
+// ?since, then live events until ?until or until the client leaves.
+func (a *Agent) handleEvents(w http.ResponseWriter, r *http.Request) (any, error) {
+	q := r.URL.Query()
+	parseTime := func(key string) (time.Time, error) {
+		v := q.Get(key)
+		if v == "" {
+			return time.Time{}, nil
+		}
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return time.Time{}, badRequest("invalid %s %q: want an RFC 3339 time", key, v)
+		}
+		return t, nil
+	}
+	since, err := parseTime("since")
+	if err != nil {
+		return nil, err
+	}
+	until, err := parseTime("until")
+	if err != nil {
+		return nil, err
+	}
+	if !since.IsZero() && !until.IsZero() && until.Before(since) {
+		return nil, badRequest("--until %s is before --since %s", until.Format(time.RFC3339), since.Format(time.RFC3339))
+	}
+	filter, err := parseEventFilter(q)
+	if err != nil {
+		return nil, err
+	}
+	hist, sub, cancel := a.obs.hub().subscribe(since)
+	defer cancel()
+
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	flusher, _ := w.(http.Flusher)
+	flush := func() {
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+	flush()
+	enc := json.NewEncoder(w)
+	past := func(ev api.Event) bool { return !until.IsZero() && ev.Time.After(until) }
+	for _, ev := range hist {
+		if past(ev) {
+			return streamed, nil
+		}
+		if filter.match(ev) {
+			if err := enc.Encode(ev); err != nil {
+				return streamed, nil
+			}
+		}
+	}
+	flush()
+	var untilC <-chan time.Time
+	if !until.IsZero() {
+		d := time.Until(until)
+		if d <= 0 {
+			return streamed, nil
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		untilC = t.C
+	}
+	for {
+		select {
+		case <-r.Context().Done():
+			return streamed, nil
+		case <-untilC:
+			return streamed, nil
+		case ev, ok := <-sub.ch:
+			if !ok {
+				a.log.Warn("event stream fell behind and was ended", "behind", subBuffer)
+				return streamed, nil
+			}
+			if past(ev) {
+				return streamed, nil
+			}
+			if !filter.match(ev) {
+				continue
+			}
+			if err := enc.Encode(ev); err != nil {
+				return streamed, nil
+			}
+			flush()
+		}
+	}
+}
+
+// eventsLoop derives events until ctx ends: cluster events from the
+// replica of whichever cluster this node is in (it changes on init, join,
+// leave and re-join), container events from the runtime.
+func (a *Agent) eventsLoop(ctx context.Context) {
+	hub := a.obs.hub()
+	rtCh := a.rt.Subscribe()
+	defer a.rt.Unsubscribe(rtCh)
+	containers := map[string]*runtime.Event{}
+
+	var (
+		cl       *cluster
+		storeCh  <-chan uint64
+		unsub    = func() {}
+		prev     eventState
+		baseline bool // prev is a real state (the store had applied something)
+		// gate is running for diffInterval after a diff; dirty records
+		// that the store advanced meanwhile.
+		gate  <-chan time.Time
+		dirty bool
+	)
+	defer func() { unsub() }()
+	attach := func() {
+		cur, _ := a.clusterOrErr()
+		if cur == cl {
+			return
+		}
+		unsub()
+		cl, storeCh, unsub, baseline, dirty = cur, nil, func() {}, false, false
+		if cl != nil {
+			storeCh, unsub = cl.store.Subscribe()
+			if cl.store.Index() > 0 {
+				prev, baseline = stateOf(cl.store), true
+			}
+		}
+	}
+	diff := func() {
+		t0 := time.Now()
+		defer func() { gate = time.After(max(diffInterval, diffPause*time.Since(t0))) }()
+		cur := stateOf(cl.store)
+		// The first state a store reaches (a restored snapshot, or the
+		// first entries of a new member) is the baseline, not a burst of
+		// "created" for everything that already existed.
+		if baseline {
+			hub.publish(diffEvents(prev, cur, time.Now())...)
+		}
+		prev, baseline = cur, true
+	}
+	attach()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			attach()
+		case <-storeCh:
+			if gate != nil {
+				dirty = true
+				continue
+			}
+			diff()
+		case <-gate:
+			gate = nil
+			if dirty && cl != nil && storeCh != nil {
+				diff()
+			}
+			dirty = false
+		case ev, ok := <-rtCh:
+			if !ok {
+				rtCh = nil
+				continue
+			}
+			last := containers[ev.ContainerID]
+			acts := containerActions(last, ev)
+			if ev.State == runtime.EventRemoved {
+				delete(containers, ev.ContainerID)
+			} else {
+				e := ev
+				containers[ev.ContainerID] = &e
+			}
+			if last != nil && last.State == api.ContainerCreated && slices.Contains(acts, ActionStart) {
+				a.obs.m().containerStart.Observe(ev.Time.Sub(last.Time).Seconds())
+			}
+			hub.publish(a.containerEvents(cl, ev, acts)...)
+		}
+	}
+}
+
+// containerEvents turns runtime actions into events, naming the task and
+// service of a task's container from the replica.
+func (a *Agent) containerEvents(cl *cluster, ev runtime.Event, acts []string) []api.Event {
+	out := make([]api.Event, 0, len(acts))
+	for _, act := range acts {
+		attrs := map[string]string{"state": ev.State}
+		if ev.TaskID != "" {
+			attrs["task_id"] = ev.TaskID
+			if cl != nil {
+				if t, err := cl.store.Task(ev.TaskID); err == nil {
+					attrs["task"] = t.Name
+					attrs["service"] = t.Service
+				}
+			}
+		}
+		switch act {
+		case ActionDie:
+			attrs["exit_code"] = strconv.Itoa(ev.ExitCode)
+			if ev.Error != "" {
+				attrs["error"] = ev.Error
+			}
+		case ActionHealthStatus:
+			attrs["health"] = ev.Health
+		}
+		out = append(out, api.Event{Time: ev.Time.UTC(), Type: api.EventContainer, Action: act,
+			ID: ev.ContainerID, Name: ev.Name, NodeID: a.id.NodeID, Attributes: attrs})
+	}
+	return out
+}
+
+// readKeyed reads "key value" lines (cgroup stat files) and returns key's
+// value. The file is kernel-made but read with a size cap all the same.
+func readKeyed(path, key string) (uint64, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(&capReader{r: f, n: 64 << 10})
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), " ")
+		if ok && k == key {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
+}
+
+// cgroupParent is the cgroup the runtime puts this agent's containers
+// under (startRuntime sets runtime.Config.CgroupParent the same way).
+func (a *Agent) cgroupParent() string { return "/shoal-" + shortID(a.id.NodeID) }

@@ -1,0 +1,65 @@
+package node
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+func TestFenceActions(t *testing.T) {
+	amo := func(t *api.Task) { t.ServiceID = "db" }
+	plain := func(t *api.Task) { t.ServiceID = "web" }
+	specs := map[string]api.ServiceSpec{
+		"db":  {AtMostOnce: true, DisconnectGrace: 10 * time.Second},
+		"web": {DisconnectGrace: 10 * time.Second},
+	}
+	running := task("run", api.TaskRunning, api.TaskRunning, amo)
+	fresh := task("fresh", api.TaskRunning, api.TaskAssigned, amo)
+	web := task("web", api.TaskRunning, api.TaskRunning, plain)
+	// A task whose service is gone from the replica: its own spec copy.
+	copyOnly := task("copy", api.TaskRunning, api.TaskRunning, func(t *api.Task) {
+		t.ServiceID = "gone"
+		t.Spec.AtMostOnce, t.Spec.DisconnectGrace = true, 10*time.Second
+	})
+	told := task("told", api.TaskShutdown, api.TaskRunning, amo)
+	tasks := []*api.Task{running, fresh, web, copyOnly, told}
+	containers := []api.Container{
+		ctr("c-run", "run", api.ContainerRunning, 0, ""),
+		ctr("c-web", "web", api.ContainerRunning, 0, ""),
+		ctr("c-copy", "copy", api.ContainerRunning, 0, ""),
+		ctr("c-told", "told", api.ContainerRunning, 0, ""),
+	}
+	acts := []action{
+		{kind: actStart, task: fresh},
+		{kind: actStop, task: told, container: &containers[3]},
+		{kind: actReport, task: running, status: api.TaskStatus{TaskID: "run", State: api.TaskRunning}},
+	}
+	base := describeAll(acts)
+	for _, tt := range []struct {
+		name  string
+		quiet time.Duration
+		want  []string
+	}{
+		{"leader or in touch", 0, base},
+		{"quiet within the grace", 10*time.Second - time.Millisecond, base},
+		{"quiet past the grace", 10 * time.Second, []string{
+			"report run running", "stop copy c-copy", "stop run c-run", "stop told c-told"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := describeAll(fenceActions(slices.Clone(acts), self, tasks, containers, specs, tt.quiet))
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("actions %q, want %q", got, tt.want)
+			}
+		})
+	}
+	// The default grace (60s) applies when the service does not set one.
+	def := map[string]api.ServiceSpec{"db": {AtMostOnce: true}}
+	if got := fenceActions(nil, self, []*api.Task{running}, containers[:1], def, 59*time.Second); len(got) != 0 {
+		t.Fatalf("fenced before the default grace: %q", describeAll(got))
+	}
+	if got := fenceActions(nil, self, []*api.Task{running}, containers[:1], def, 60*time.Second); len(got) != 1 {
+		t.Fatalf("not fenced at the default grace: %q", describeAll(got))
+	}
+}

@@ -1,0 +1,323 @@
+package scheduler
+
+// Calm: the orchestrator must not turn a short network blip into churn, and
+// must even out the spread when a node joins or comes back.
+//
+// Disconnects (Nomad's disconnect { reconcile = "keep_original" }). A task
+// whose node is down keeps its record untouched — desired running, last
+// observed state — for the service's DisconnectGrace (default 60s, counted
+// from the node's StatusChangedAt). Its slot is served by a replacement
+// started at once elsewhere (availability first); the away task is neither
+// a keeper nor a duplicate while its node is down. When the node comes back
+// within the grace period the slot holds two ready tasks, and better()
+// keeps the one that has run longest — the original — so the replacement
+// is stopped and nothing that served through the blip is restarted. Past
+// the grace period the task is written off (orphaned, desired shutdown) as
+// before, and a node that comes back later stops it.
+//
+// At-most-once services (AtMostOnce) never run two tasks of one slot: the
+// slot of an away task gets no replacement until the node is written off,
+// which for them is the grace period plus the stop grace period. The node
+// itself stops such tasks once it has not heard from a leader for the
+// grace period (the reconciler's fence, node/reconcile.go), so by the time
+// the leader replaces the task it has been stopped (killed at worst) — the
+// node's last contact is never later than the leader's down mark.
+//
+// Rebalancing. A replicated service (unless NoRebalance) whose active tasks
+// are spread unevenly over the nodes that could run them — a node joined or
+// came back and got nothing — moves tasks from the fullest nodes to the
+// emptiest, at most UpdateConfig.Parallelism at a time (0 = all) and Delay
+// after the last move started. A move is start-first: a new task of the
+// same slot with Replaces = the old task's ID is placed on the target; the
+// old one is stopped only when the new one is ready, so the running count
+// never drops below the replicas. A move that fails is stopped, the old
+// task stays, and the service makes no other move for rebalanceBackoff.
+// Moves wait while the service updates, places or starts tasks. planMoves
+// is the pure decision; it is table-tested.
+
+import (
+	"sort"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// DefaultDisconnectGrace is how long tasks of a down node are kept for it
+// when the service does not say (ServiceSpec.DisconnectGrace 0).
+const DefaultDisconnectGrace = 60 * time.Second
+
+// rebalanceBackoff is how long a service makes no rebalancing move after
+// one failed.
+const rebalanceBackoff = time.Minute
+
+// DisconnectGrace returns the service's disconnect grace period: how long
+// the tasks of a down node are kept for it, and how long a node that hears
+// from no leader keeps running at-most-once tasks.
+func DisconnectGrace(spec api.ServiceSpec) time.Duration {
+	if spec.DisconnectGrace > 0 {
+		return spec.DisconnectGrace
+	}
+	return DefaultDisconnectGrace
+}
+
+// awayUntil is when the tasks of down node n are written off for this
+// service. A node without a recorded status change is written off at once.
+func (s *svcRun) awayUntil(n *NodeInfo) time.Time {
+	if n.Node.StatusChangedAt.IsZero() {
+		return time.Time{}
+	}
+	g := DisconnectGrace(s.spec)
+	if s.spec.AtMostOnce {
+		stop := s.spec.StopGracePeriod
+		if stop <= 0 {
+			stop = DefaultStopGracePeriod
+		}
+		g += stop
+	}
+	return n.Node.StatusChangedAt.Add(g)
+}
+
+// keepAway reports whether ref is a task meant to run on a node that is
+// down but within the grace period: such a task is left exactly as it is
+// (marked away for this plan) and the planner wakes when the grace ends.
+func (s *svcRun) keepAway(ref *taskRef) bool {
+	t, n := ref.t, ref.node
+	if n == nil || n.Node.Status != api.NodeDown || t.DesiredState != api.TaskRunning ||
+		t.State == api.TaskNew || terminal(t.State) {
+		return false
+	}
+	until := s.awayUntil(n)
+	if !s.r.now.Before(until) {
+		return false
+	}
+	s.r.wakeAt(until)
+	ref.away = true
+	return true
+}
+
+// hasAway reports whether the slot has a task kept for its down node.
+func (s *svcRun) hasAway(sl *slot) bool {
+	for _, ref := range sl.tasks {
+		if ref.away {
+			return true
+		}
+	}
+	return false
+}
+
+// moves settles the rebalancing moves of a slot: a task started to replace
+// another of the slot (Replaces) takes over once it is ready (the other is
+// stopped), is stopped if it ended, and is otherwise in flight. It returns
+// the moves in flight: they and the tasks they replace are kept as they are.
+func (s *svcRun) moves(sl *slot) map[*taskRef]bool {
+	var moving map[*taskRef]bool
+	for _, x := range sl.tasks {
+		if x.t.Replaces == "" || x.t.DesiredState != api.TaskRunning || x.away {
+			continue
+		}
+		var y *taskRef
+		for _, ref := range sl.tasks {
+			if ref.t.ID == x.t.Replaces && ref.t.DesiredState == api.TaskRunning && !ref.away && !terminal(ref.t.State) {
+				y = ref
+			}
+		}
+		if y == nil {
+			continue // an ordinary task now
+		}
+		switch {
+		case terminal(x.t.State):
+			s.r.shutdown(x, "rebalancing move failed; task "+y.t.ID+" stays")
+		case ready(x.t):
+			s.r.shutdown(y, "rebalanced: moved to node "+shortID(x.t.NodeID)+" (task "+x.t.ID+")")
+		default:
+			if moving == nil {
+				moving = map[*taskRef]bool{}
+			}
+			moving[x] = true
+			s.moving++
+			if s.replaced == nil {
+				s.replaced = map[string]bool{}
+			}
+			s.replaced[y.t.ID] = true
+		}
+	}
+	return moving
+}
+
+// noteMovable records a slot's keeper as a candidate for a rebalancing move.
+func (s *svcRun) noteMovable(ref *taskRef) {
+	if s.global || s.spec.NoRebalance || ref.node == nil || !ready(ref.t) || s.replaced[ref.t.ID] {
+		return
+	}
+	s.movable = append(s.movable, ref)
+}
+
+// noteRebalance decides, once the service's slots are resolved, whether it
+// may move tasks in this plan, and queues it for rebalanceAll.
+func (s *svcRun) noteRebalance() {
+	u := &s.upd
+	if s.global || s.spec.NoRebalance || len(s.movable) == 0 || u.inFlight > 0 || u.busy > 0 || u.outdated > 0 ||
+		len(s.toPlace) > 0 {
+		return
+	}
+	// The status as this plan leaves it: the plan that completes an update
+	// may already move tasks (the next one would, and plans are idempotent).
+	if st := s.svc.UpdateStatus; st != nil && (st.State == api.UpdateUpdating || st.State == api.UpdateRollbackStarted) {
+		return
+	}
+	var lastStart time.Time
+	for _, ref := range s.tasks {
+		t := ref.t
+		if t.Replaces == "" {
+			continue
+		}
+		if (t.State == api.TaskFailed || t.State == api.TaskRejected) && s.r.now.Before(t.UpdatedAt.Add(rebalanceBackoff)) {
+			s.r.wakeAt(t.UpdatedAt.Add(rebalanceBackoff))
+			return
+		}
+		if t.StartedAt.After(lastStart) {
+			lastStart = t.StartedAt
+		}
+	}
+	if d := s.spec.UpdateConfig.Delay; d > 0 && !lastStart.IsZero() && s.r.now.Before(lastStart.Add(d)) {
+		// Only when there is something to move: planMoves decides, so
+		// wake then and look again.
+		s.noMoves = true
+		s.r.wakeAt(lastStart.Add(d))
+	}
+	s.r.rebalance = append(s.r.rebalance, s)
+}
+
+// rebalanceAll moves tasks of the services noteRebalance queued, services
+// in ID order, after every new task of the plan has been placed.
+func (r *run) rebalanceAll() {
+	if len(r.rebalance) == 0 {
+		return
+	}
+	r.countUsage()
+	for _, s := range r.rebalance {
+		s.rebalance()
+	}
+}
+
+// rebalance plans and creates one service's moves.
+func (s *svcRun) rebalance() {
+	r := s.r
+	req := Request{Constraints: s.cs, Reservations: s.spec.Resources.Reservations}
+	idx := map[*NodeInfo]int{}
+	var nodes []moveNode
+	var infos []*NodeInfo
+	for _, n := range r.nodeList {
+		if s.eligibleGlobal(n, &req) {
+			idx[n] = len(nodes)
+			nodes = append(nodes, moveNode{ID: n.Node.ID})
+			infos = append(infos, n)
+		}
+	}
+	if len(nodes) < 2 {
+		return
+	}
+	for _, refs := range [2][]*taskRef{s.tasks, s.newTasks} {
+		for _, ref := range refs {
+			t := ref.t
+			if ref.deleted || ref.away || ref.node == nil || t.DesiredState != api.TaskRunning ||
+				terminal(t.State) || s.replaced[t.ID] {
+				continue
+			}
+			if i, ok := idx[ref.node]; ok {
+				nodes[i].Count++
+			}
+		}
+	}
+	byNode := make([][]*taskRef, len(nodes))
+	for _, ref := range s.movable {
+		if i, ok := idx[ref.node]; ok && ref.t.DesiredState == api.TaskRunning {
+			byNode[i] = append(byNode[i], ref)
+			nodes[i].Movable++
+		}
+	}
+	budget := -1
+	if p := s.spec.UpdateConfig.Parallelism; p > 0 {
+		budget = max(p-s.moving, 0)
+	}
+	if s.noMoves {
+		budget = 0
+	}
+	canTake := func(i, extra int) bool {
+		n := *infos[i]
+		for k := 0; k < extra; k++ {
+			addRes(&n.Reserved, req.Reservations)
+		}
+		ok, _ := r.cfg.Pipeline.Check(&n, &req)
+		return ok
+	}
+	moves := planMoves(nodes, budget, canTake)
+	if len(moves) == 0 {
+		return
+	}
+	// Move the newest tasks first: they have served the least.
+	for _, b := range byNode {
+		sort.Slice(b, func(i, j int) bool { return olderTask(b[j].t, b[i].t) })
+	}
+	for _, m := range moves {
+		if !r.take() {
+			return
+		}
+		y := byNode[m.From][0]
+		byNode[m.From] = byNode[m.From][1:]
+		x := s.makeTask(y.t.Slot, "")
+		x.t.Replaces = y.t.ID
+		r.assign(x, infos[m.To])
+		x.t.Message = "rebalancing: replaces task " + y.t.ID + " on node " + shortID(y.t.NodeID)
+	}
+}
+
+// moveNode is one node a rebalanced service may run on: its active tasks of
+// the service (moves counted at their target) and how many of them may move.
+type moveNode struct {
+	ID      string
+	Count   int
+	Movable int
+}
+
+// move is one rebalancing move, from and to indexes of planMoves' nodes.
+type move struct{ From, To int }
+
+// planMoves decides rebalancing moves (pure): while the fullest node that
+// has a movable task holds at least two tasks more than the emptiest node
+// that can take one (canTake(i, extra): node i with extra more tasks of the
+// service placed by this plan), move one, at most budget moves (negative =
+// no limit). Ties go to the first node in the given order.
+func planMoves(nodes []moveNode, budget int, canTake func(i, extra int) bool) []move {
+	ns := append([]moveNode(nil), nodes...)
+	extra := make([]int, len(ns))
+	var out []move
+	for budget != 0 {
+		from := -1
+		for i, n := range ns {
+			if n.Movable > 0 && (from < 0 || n.Count > ns[from].Count) {
+				from = i
+			}
+		}
+		if from < 0 {
+			break
+		}
+		to := -1
+		for i, n := range ns {
+			if i == from || (to >= 0 && n.Count >= ns[to].Count) || !canTake(i, extra[i]) {
+				continue
+			}
+			to = i
+		}
+		if to < 0 || ns[from].Count-ns[to].Count <= 1 {
+			break
+		}
+		out = append(out, move{From: from, To: to})
+		ns[from].Count--
+		ns[from].Movable--
+		ns[to].Count++
+		extra[to]++
+		budget--
+	}
+	return out
+}

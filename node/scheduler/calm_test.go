@@ -1,0 +1,359 @@
+package scheduler
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// tasksOn lists the IDs of a service's active tasks on a node, sorted.
+func tasksOn(c *FakeCluster, svc, node string) []string {
+	var ids []string
+	for _, t := range c.Active(svc) {
+		if t.NodeID == node {
+			ids = append(ids, t.ID)
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// runningCount is `service ls`'s running column: desired and observed
+// running.
+func runningCount(c *FakeCluster, svc string) int {
+	n := 0
+	for _, k := range c.RunningPerNode(svc) {
+		n += k
+	}
+	return n
+}
+
+// spreadOf returns the running tasks per node as "n1=2 n2=2 ...".
+func spreadOf(c *FakeCluster, svc string, nodes ...string) string {
+	per := c.RunningPerNode(svc)
+	var parts []string
+	for _, n := range nodes {
+		parts = append(parts, fmt.Sprintf("%s=%d", n, per[n]))
+	}
+	return strings.Join(parts, " ")
+}
+
+// blip takes node down for d (stepping and reporting on the way, as the
+// leader and the other nodes would) and brings it back.
+func blip(t *testing.T, c *FakeCluster, node string, d time.Duration) {
+	t.Helper()
+	c.SetNodeStatus(node, api.NodeDown)
+	step(t, c)
+	c.Report()
+	step(t, c)
+	c.Report()
+	c.Now = c.Now.Add(d)
+	step(t, c)
+	c.SetNodeStatus(node, api.NodeReady)
+}
+
+func TestBlipKeepsOriginals(t *testing.T) {
+	c := cluster(t, "n1", "n2", "n3")
+	s := c.CreateService(testSpec("web", 6))
+	converge(t, c)
+	before := tasksOn(c, s.ID, "n2")
+	if len(before) != 2 {
+		t.Fatalf("spread before: %s", spreadOf(c, s.ID, "n1", "n2", "n3"))
+	}
+
+	c.SetNodeStatus("n2", api.NodeDown)
+	p := step(t, c)
+	// Availability first: replacements for n2's slots start at once, and
+	// n2's tasks are left as they are (no orphaning, no shutdown order).
+	if len(p.Create) != 2 {
+		t.Fatalf("node down: want 2 replacements, got %s", summarize(p))
+	}
+	for _, u := range p.Update {
+		if u.NodeID == "n2" {
+			t.Fatalf("node down: task %s of n2 changed within the grace period: %s", u.ID, summarize(p))
+		}
+	}
+	if p.NextWake != t0.Add(DefaultDisconnectGrace) && !p.NextWake.Before(t0.Add(DefaultDisconnectGrace+time.Second)) {
+		t.Fatalf("next wake %v, want the end of the grace period", p.NextWake)
+	}
+	c.Report()
+	if p := step(t, c); !p.Empty() {
+		t.Fatalf("replacements running: want nothing more, got %s", summarize(p))
+	}
+	if got := runningCount(c, s.ID); got != 8 {
+		t.Fatalf("while n2 is down: %d tasks recorded running (6 + 2 away), want 8", got)
+	}
+
+	c.Now = c.Now.Add(3 * time.Second)
+	c.SetNodeStatus("n2", api.NodeReady)
+	p = step(t, c)
+	if len(p.Create) != 0 || len(p.Update) != 2 {
+		t.Fatalf("node back: want the 2 replacements stopped, got %s", summarize(p))
+	}
+	for _, u := range p.Update {
+		if u.NodeID == "n2" || u.DesiredState != api.TaskShutdown {
+			t.Fatalf("node back: want only replacements stopped, got %s", summarize(p))
+		}
+	}
+	converge(t, c)
+	if after := tasksOn(c, s.ID, "n2"); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("n2 runs %v after the blip, want its original tasks %v", after, before)
+	}
+	checkSlots(t, c, s.ID)
+	if got := spreadOf(c, s.ID, "n1", "n2", "n3"); got != "n1=2 n2=2 n3=2" {
+		t.Fatalf("spread after the blip: %s", got)
+	}
+}
+
+// A returning node whose original task is not ready (its health check
+// failing, say) does not win over a ready replacement.
+func TestBlipReadyReplacementWins(t *testing.T) {
+	c := cluster(t, "n1", "n2")
+	s := c.CreateService(testSpec("web", 2))
+	converge(t, c)
+	orig := tasksOn(c, s.ID, "n2")[0]
+	blip(t, c, "n2", 3*time.Second)
+	c.Tasks[orig].Health = api.HealthUnhealthy
+	step(t, c)
+	if c.Tasks[orig].DesiredState != api.TaskShutdown {
+		t.Fatalf("unhealthy original kept over a ready replacement")
+	}
+}
+
+func TestBlipPastGraceWritesOff(t *testing.T) {
+	c := cluster(t, "n1", "n2")
+	sp := testSpec("web", 4)
+	sp.DisconnectGrace = 10 * time.Second
+	s := c.CreateService(sp)
+	converge(t, c)
+	orig := tasksOn(c, s.ID, "n2")
+	c.SetNodeStatus("n2", api.NodeDown)
+	p := step(t, c)
+	if want := t0.Add(10 * time.Second); !p.NextWake.Equal(c.Now.Add(10 * time.Second)) {
+		t.Fatalf("next wake %v, want %v", p.NextWake, want)
+	}
+	c.Report()
+	c.Now = c.Now.Add(10 * time.Second)
+	step(t, c)
+	for _, id := range orig {
+		if tk := c.Tasks[id]; tk.State != api.TaskOrphaned || tk.DesiredState != api.TaskShutdown {
+			t.Fatalf("past the grace period task %s is %s/%s, want orphaned/shutdown", id, tk.State, tk.DesiredState)
+		}
+	}
+	c.SetNodeStatus("n2", api.NodeReady)
+	converge(t, c)
+	checkSlots(t, c, s.ID)
+	for _, id := range orig {
+		if c.Tasks[id] != nil && c.Tasks[id].DesiredState == api.TaskRunning {
+			t.Fatalf("written-off task %s revived", id)
+		}
+	}
+	// The returning node is empty: rebalancing evens the spread out.
+	if got := spreadOf(c, s.ID, "n1", "n2"); got != "n1=2 n2=2" {
+		t.Fatalf("spread after the node came back empty: %s", got)
+	}
+}
+
+func TestAtMostOnceNotReplacedWithinGrace(t *testing.T) {
+	c := cluster(t, "n1", "n2")
+	sp := testSpec("db", 2)
+	sp.AtMostOnce = true
+	sp.DisconnectGrace = 20 * time.Second
+	sp.StopGracePeriod = 5 * time.Second
+	s := c.CreateService(sp)
+	converge(t, c)
+	orig := tasksOn(c, s.ID, "n2")
+	down := c.Now
+	c.SetNodeStatus("n2", api.NodeDown)
+	p := step(t, c)
+	if !p.Empty() {
+		t.Fatalf("at-most-once: node down must change nothing yet, got %s", summarize(p))
+	}
+	// Written off after the grace plus the stop grace: the node's own
+	// fence (at the grace period without a leader) has stopped it by then.
+	if want := down.Add(25 * time.Second); !p.NextWake.Equal(want) {
+		t.Fatalf("next wake %v, want %v", p.NextWake, want)
+	}
+	c.Now = down.Add(25*time.Second - time.Millisecond)
+	if p := step(t, c); !p.Empty() {
+		t.Fatalf("at-most-once: replaced before the grace ended: %s", summarize(p))
+	}
+	c.Now = down.Add(25 * time.Second)
+	p = step(t, c)
+	if len(p.Create) != 1 || c.Tasks[orig[0]].DesiredState != api.TaskShutdown {
+		t.Fatalf("at-most-once past the grace: want the task written off and replaced, got %s", summarize(p))
+	}
+	converge(t, c)
+	checkSlots(t, c, s.ID)
+}
+
+func TestAtMostOnceBackWithinGrace(t *testing.T) {
+	c := cluster(t, "n1", "n2")
+	sp := testSpec("db", 2)
+	sp.AtMostOnce = true
+	s := c.CreateService(sp)
+	converge(t, c)
+	orig := tasksOn(c, s.ID, "n2")
+	blip(t, c, "n2", 5*time.Second)
+	converge(t, c)
+	if got := tasksOn(c, s.ID, "n2"); fmt.Sprint(got) != fmt.Sprint(orig) {
+		t.Fatalf("n2 runs %v, want %v", got, orig)
+	}
+	if len(c.Tasks) != 2 {
+		t.Fatalf("at-most-once blip created tasks: %d tasks", len(c.Tasks))
+	}
+}
+
+// A global service's task on a node that blips is kept too.
+func TestBlipGlobalKept(t *testing.T) {
+	c := cluster(t, "n1", "n2")
+	sp := testSpec("agent", 0)
+	sp.Mode = api.ModeGlobal
+	s := c.CreateService(sp)
+	converge(t, c)
+	orig := tasksOn(c, s.ID, "n2")
+	blip(t, c, "n2", 3*time.Second)
+	converge(t, c)
+	if got := tasksOn(c, s.ID, "n2"); fmt.Sprint(got) != fmt.Sprint(orig) || len(c.Tasks) != 2 {
+		t.Fatalf("global task after a blip: %v (want %v), %d tasks", got, orig, len(c.Tasks))
+	}
+}
+
+func TestRebalanceOnJoin(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		parallelism int
+		noRebalance bool
+		maxMoving   int // most moves in flight at once
+		want        string
+	}{
+		{"one at a time", 1, false, 1, "n1=2 n2=2 n3=2"},
+		{"all at once", 0, false, 2, "n1=2 n2=2 n3=2"},
+		{"opted out", 1, true, 0, "n1=3 n2=3 n3=0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := cluster(t, "n1", "n2")
+			sp := testSpec("web", 6)
+			sp.UpdateConfig.Parallelism = tc.parallelism
+			sp.NoRebalance = tc.noRebalance
+			s := c.CreateService(sp)
+			converge(t, c)
+			c.AddNode("n3", nil)
+			maxMoving := 0
+			for i := 0; i < 50; i++ {
+				p := step(t, c)
+				moving := 0
+				for _, tk := range c.Tasks {
+					if tk.Replaces != "" && tk.DesiredState == api.TaskRunning && !ready(tk) {
+						moving++
+					}
+				}
+				maxMoving = max(maxMoving, moving)
+				if got := runningCount(c, s.ID); got < 6 {
+					t.Fatalf("step %d: %d running, below the 6 replicas", i, got)
+				}
+				if c.Report() == 0 && p.Empty() {
+					break
+				}
+			}
+			if got := spreadOf(c, s.ID, "n1", "n2", "n3"); got != tc.want {
+				t.Fatalf("spread %s, want %s", got, tc.want)
+			}
+			if maxMoving != tc.maxMoving {
+				t.Fatalf("%d moves in flight at most, want %d", maxMoving, tc.maxMoving)
+			}
+			checkSlots(t, c, s.ID)
+		})
+	}
+}
+
+// Moves wait Delay after the last move started, like update batches.
+func TestRebalanceDelay(t *testing.T) {
+	c := cluster(t, "n1", "n2")
+	sp := testSpec("web", 4)
+	sp.UpdateConfig.Delay = 10 * time.Second
+	s := c.CreateService(sp)
+	converge(t, c)
+	c.AddNode("n3", nil)
+	c.AddNode("n4", nil)
+	p := step(t, c)
+	if len(p.Create) != 1 {
+		t.Fatalf("first move: %s", summarize(p))
+	}
+	c.Report()
+	step(t, c) // the old task stops
+	c.Report()
+	p = step(t, c)
+	if len(p.Create) != 0 || !p.NextWake.Equal(c.Now.Add(10*time.Second)) {
+		t.Fatalf("second move before the delay: %s (wake %v)", summarize(p), p.NextWake)
+	}
+	converge(t, c)
+	if got := spreadOf(c, s.ID, "n1", "n2", "n3", "n4"); got != "n1=1 n2=1 n3=1 n4=1" {
+		t.Fatalf("spread %s", got)
+	}
+}
+
+// A move that fails is stopped, the old task stays, and the service makes
+// no other move for a while.
+func TestRebalanceFailedMove(t *testing.T) {
+	c := cluster(t, "n1")
+	sp := testSpec("web", 2)
+	s := c.CreateService(sp)
+	converge(t, c)
+	c.AddNode("n2", nil)
+	p := step(t, c)
+	if len(p.Create) != 1 || p.Create[0].Replaces == "" {
+		t.Fatalf("move: %s", summarize(p))
+	}
+	x, y := p.Create[0].ID, p.Create[0].Replaces
+	c.Tasks[x].State, c.Tasks[x].UpdatedAt = api.TaskRejected, c.Now
+	p = step(t, c)
+	if c.Tasks[x].DesiredState != api.TaskShutdown || c.Tasks[y].DesiredState != api.TaskRunning || len(p.Create) != 0 {
+		t.Fatalf("failed move: %s", summarize(p))
+	}
+	if !p.NextWake.Equal(c.Now.Add(rebalanceBackoff)) {
+		t.Fatalf("next wake %v, want the backoff's end", p.NextWake)
+	}
+	converge(t, c)
+	if got := spreadOf(c, s.ID, "n1", "n2"); got != "n1=1 n2=1" {
+		t.Fatalf("spread after the backoff: %s", got)
+	}
+}
+
+func TestPlanMoves(t *testing.T) {
+	all := func(int, int) bool { return true }
+	for _, tc := range []struct {
+		name    string
+		nodes   []moveNode
+		budget  int
+		canTake func(i, extra int) bool
+		want    string
+	}{
+		{"balanced", []moveNode{{"a", 2, 2}, {"b", 2, 2}, {"c", 2, 2}}, -1, all, ""},
+		{"off by one is even", []moveNode{{"a", 3, 3}, {"b", 2, 2}}, -1, all, ""},
+		{"new node", []moveNode{{"a", 3, 3}, {"b", 3, 3}, {"c", 0, 0}}, -1, all, "a>c b>c"},
+		{"budget", []moveNode{{"a", 3, 3}, {"b", 3, 3}, {"c", 0, 0}}, 1, all, "a>c"},
+		{"no budget", []moveNode{{"a", 3, 3}, {"b", 3, 3}, {"c", 0, 0}}, 0, all, ""},
+		{"two new nodes", []moveNode{{"a", 6, 6}, {"b", 0, 0}, {"c", 0, 0}}, -1, all, "a>b a>c a>b a>c"},
+		{"nothing movable on the fullest", []moveNode{{"a", 4, 0}, {"b", 1, 1}, {"c", 0, 0}}, -1, all, ""},
+		{"movable on the next", []moveNode{{"a", 4, 0}, {"b", 3, 3}, {"c", 0, 0}}, -1, all, "b>c"},
+		{"target full", []moveNode{{"a", 4, 4}, {"b", 0, 0}}, -1,
+			func(i, extra int) bool { return i != 1 || extra < 1 }, "a>b"},
+		{"no room anywhere", []moveNode{{"a", 4, 4}, {"b", 0, 0}}, -1,
+			func(i, _ int) bool { return i == 0 }, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			for _, m := range planMoves(tc.nodes, tc.budget, tc.canTake) {
+				got = append(got, tc.nodes[m.From].ID+">"+tc.nodes[m.To].ID)
+			}
+			if s := strings.Join(got, " "); s != tc.want {
+				t.Fatalf("moves %q, want %q", s, tc.want)
+			}
+		})
+	}
+}

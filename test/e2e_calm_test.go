@@ -1,0 +1,319 @@
+package test
+
+// Calm: a short network blip restarts nothing, at-most-once services never
+// run a slot twice, and a node that joins gets its share of the tasks.
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/test/harness"
+)
+
+// calmCluster forms n nodes with the busybox image imported on host 1.
+func calmCluster(t *testing.T, n int) *harness.Cluster {
+	t.Helper()
+	c := harness.New(t, n)
+	c.Form(t)
+	c.Host(1).MustCLI(t, "image", "import", busyboxTar(t), "bb:1")
+	return c
+}
+
+// activeOn returns the IDs of svc's tasks meant to run and running on the
+// node named node, sorted.
+func activeOn(tasks []api.Task, node string) []string {
+	var ids []string
+	for _, tk := range tasks {
+		if tk.Node == node && tk.DesiredState == api.TaskRunning && tk.State == api.TaskRunning {
+			ids = append(ids, tk.ID)
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// serviceRunning is `service ls`'s running column for svc.
+func serviceRunning(h *harness.Host, svc string) (int, error) {
+	var svcs []api.Service
+	if err := h.JSON(&svcs, "service", "ls"); err != nil {
+		return 0, err
+	}
+	for _, s := range svcs {
+		if s.Name == svc {
+			return s.Running, nil
+		}
+	}
+	return 0, fmt.Errorf("service %s not listed", svc)
+}
+
+// victimOf picks a host that is not the leader and runs tasks of svc.
+func victimOf(t *testing.T, c *harness.Cluster, leader *harness.Host, svc string) *harness.Host {
+	t.Helper()
+	tasks := tasksOf(t, leader, svc)
+	for _, h := range c.Hosts() {
+		if h != leader && len(activeOn(tasks, hostname(h))) > 0 {
+			return h
+		}
+	}
+	t.Fatalf("no host but the leader runs %s", svc)
+	return nil
+}
+
+// cutUntilDown cuts victim's link, waits until the leader has marked it
+// down (so the orchestrator has acted on it), keeps it cut for hold more,
+// and restores it.
+func cutUntilDown(t *testing.T, leader, victim *harness.Host, hold time.Duration) {
+	t.Helper()
+	id := victim.NodeID(t)
+	if err := victim.CutLink(); err != nil {
+		t.Fatal(err)
+	}
+	restored := false
+	defer func() {
+		if !restored {
+			_ = victim.RestoreLink()
+		}
+	}()
+	harness.Eventually(t, time.Minute, nodeStatusSeen(id, api.NodeDown, leader), "victim marked down")
+	// Keep the link down a little longer, as a blip of a few seconds would:
+	// this is the fault's duration, not a wait for a condition.
+	time.Sleep(hold)
+	if err := victim.RestoreLink(); err != nil {
+		t.Fatal(err)
+	}
+	restored = true
+}
+
+// A 3s-ish link cut on a node running 2 of 6 replicas: replacements run
+// elsewhere while it is away; when it returns its original tasks are still
+// the ones running there and the replacements are gone.
+func TestCalmBlipKeepsOriginals(t *testing.T) {
+	c := calmCluster(t, 3)
+	leader := c.Leader(t, time.Minute)
+	leader.MustCLI(t, "service", "create", "--name", "blip", "--replicas", "6", "bb:1", "sleep", "100000")
+	waitSlots(t, leader, "blip", 6, "", 2*time.Minute)
+	victim := victimOf(t, c, leader, "blip")
+	all := tasksOf(t, leader, "blip")
+	before := activeOn(all, hostname(victim))
+	t.Logf("victim %s runs %v", victim.Name, before)
+	known := map[string]bool{}
+	for _, tk := range all {
+		known[tk.ID] = true
+	}
+
+	cutUntilDown(t, leader, victim, 2*time.Second)
+	// While it was away, its slots were served elsewhere.
+	afterCut := tasksOf(t, leader, "blip")
+	replacements := 0
+	for _, tk := range afterCut {
+		if !known[tk.ID] {
+			replacements++
+		}
+	}
+	t.Logf("%d tasks created elsewhere while the victim was down", replacements)
+
+	harness.Eventually(t, 2*time.Minute, func() (bool, string) {
+		var tasks []api.Task
+		if err := leader.JSON(&tasks, "service", "ps", "blip"); err != nil {
+			return false, err.Error()
+		}
+		on := activeOn(tasks, hostname(victim))
+		if !slices.Equal(on, before) {
+			return false, fmt.Sprintf("victim runs %v, want its originals %v", on, before)
+		}
+		desired := 0
+		for _, tk := range tasks {
+			if tk.DesiredState == api.TaskRunning {
+				desired++
+			}
+		}
+		if desired != 6 {
+			return false, fmt.Sprintf("%d tasks meant to run, want 6 (replacements not stopped)", desired)
+		}
+		n, err := serviceRunning(leader, "blip")
+		if err != nil || n != 6 {
+			return false, fmt.Sprintf("service ls running %d (%v), want 6", n, err)
+		}
+		return true, ""
+	}, "originals kept, replacements gone")
+	// The originals were never told to stop.
+	for _, tk := range tasksOf(t, leader, "blip") {
+		if slices.Contains(before, tk.ID) && (tk.DesiredState != api.TaskRunning || tk.State != api.TaskRunning) {
+			t.Fatalf("original %s is %s/%s", tk.ID, tk.State, tk.DesiredState)
+		}
+	}
+}
+
+// runningPerSlot sums, over every host's `shoal ps`, the running containers
+// of svc's tasks by slot (container names are NAME.SLOT.TASKID).
+func runningPerSlot(hosts []*harness.Host, svc string) (map[string]int, error) {
+	per := map[string]int{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errs := make([]error, len(hosts))
+	for i, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var cs []api.Container
+			if err := h.JSON(&cs, "ps"); err != nil {
+				errs[i] = err
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, ct := range cs {
+				if ct.State != api.ContainerRunning || ct.TaskID == "" || !strings.HasPrefix(ct.Name, svc+".") {
+					continue
+				}
+				parts := strings.Split(ct.Name, ".")
+				if len(parts) >= 2 {
+					per[parts[1]]++
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return per, err
+		}
+	}
+	return per, nil
+}
+
+// An at-most-once service never has two running containers for one slot,
+// polled every 100 ms on every node through a blip; its tasks stay where
+// they were.
+func TestCalmAtMostOnceNeverTwice(t *testing.T) {
+	c := calmCluster(t, 3)
+	leader := c.Leader(t, time.Minute)
+	leader.MustCLI(t, "service", "create", "--name", "amo", "--replicas", "3", "--at-most-once",
+		"--disconnect-grace", "60s", "bb:1", "sleep", "100000")
+	waitSlots(t, leader, "amo", 3, "", 2*time.Minute)
+	victim := victimOf(t, c, leader, "amo")
+	before := activeOn(tasksOf(t, leader, "amo"), hostname(victim))
+
+	ctx, cancel := context.WithCancel(harness.Context(t, 5*time.Minute))
+	var (
+		mu     sync.Mutex
+		worst  string
+		polls  int
+		pollWG sync.WaitGroup
+	)
+	pollWG.Add(1)
+	go func() {
+		defer pollWG.Done()
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			per, err := runningPerSlot(c.Hosts(), "amo")
+			mu.Lock()
+			if err == nil {
+				polls++
+			}
+			for slot, n := range per {
+				if n > 1 && worst == "" {
+					worst = fmt.Sprintf("slot %s had %d running containers (%v)", slot, n, per)
+				}
+			}
+			mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+
+	// Long enough after the down mark that a replacement would have
+	// started and run (it takes well under a second here).
+	cutUntilDown(t, leader, victim, 4*time.Second)
+	harness.Eventually(t, 2*time.Minute, func() (bool, string) {
+		n, err := serviceRunning(leader, "amo")
+		if err != nil || n != 3 {
+			return false, fmt.Sprintf("running %d (%v)", n, err)
+		}
+		on := activeOn(tasksOf(t, leader, "amo"), hostname(victim))
+		return slices.Equal(on, before), fmt.Sprintf("victim runs %v, want %v", on, before)
+	}, "at-most-once service back to 3 with the victim's tasks")
+	cancel()
+	pollWG.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("%d polls", polls)
+	if worst != "" {
+		t.Fatalf("at-most-once violated: %s", worst)
+	}
+	if polls < 5 {
+		t.Fatalf("only %d polls succeeded", polls)
+	}
+}
+
+// 6 replicas on 2 nodes; a 3rd joins: the spread becomes 2/2/2 and the
+// running count never drops below 6 on the way.
+func TestCalmRebalanceOnJoin(t *testing.T) {
+	c := calmCluster(t, 2)
+	h1 := c.Host(1)
+	token := h1.Token(t)
+	h1.MustCLI(t, "service", "create", "--name", "spread", "--replicas", "6", "bb:1", "sleep", "100000")
+	per := waitSlots(t, h1, "spread", 6, "", 2*time.Minute)
+	t.Logf("before the join: %v", per)
+
+	ctx, cancel := context.WithCancel(harness.Context(t, 5*time.Minute))
+	var (
+		mu     sync.Mutex
+		lowest = 6
+		polls  int
+		pollWG sync.WaitGroup
+	)
+	pollWG.Add(1)
+	go func() {
+		defer pollWG.Done()
+		for ctx.Err() == nil {
+			if n, err := serviceRunning(h1, "spread"); err == nil {
+				mu.Lock()
+				polls++
+				lowest = min(lowest, n)
+				mu.Unlock()
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+
+	h3 := c.AddHost()
+	h3.MustStart(t)
+	if err := h3.Join(token, h1); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 3*time.Minute, func() (bool, string) {
+		per, msg := runningBySlot(tasksOf(t, h1, "spread"), 6, "")
+		if per == nil {
+			return false, msg
+		}
+		for _, h := range c.Hosts() {
+			if per[hostname(h)] != 2 {
+				return false, fmt.Sprintf("spread %v", per)
+			}
+		}
+		return len(per) == 3, fmt.Sprintf("spread %v", per)
+	}, "2/2/2 after the join")
+	cancel()
+	pollWG.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("%d polls, lowest running count %d", polls, lowest)
+	if lowest < 6 {
+		t.Fatalf("running count dropped to %d during rebalancing", lowest)
+	}
+}
