@@ -46,10 +46,12 @@ force-new-cluster: true
 log-level: WARN
 hostname: edge-1
 cert-lifetime: 48h
+metrics-addr: 127.0.0.1:9323
 `
 	got, errOut, code := runAgentCLI(t, "", "--config", writeConfig(t, full))
 	want := agentFlags{DataDir: "/srv/shoal", AdvertiseAddr: "192.0.2.7", ListenAddr: "0.0.0.0", Socket: "/run/s/shoal.sock",
-		GossipPort: 8946, ClusterPort: 3377, ForceNewCluster: true, LogLevel: "warn", Hostname: "edge-1", CertLifetime: 48 * time.Hour}
+		GossipPort: 8946, ClusterPort: 3377, ForceNewCluster: true, LogLevel: "warn", Hostname: "edge-1", CertLifetime: 48 * time.Hour,
+		MetricsAddr: "127.0.0.1:9323"}
 	if code != 0 || got != want {
 		t.Fatalf("exit %d (%s), flags %+v, want %+v", code, errOut, got, want)
 	}
@@ -98,6 +100,8 @@ func TestAgentConfigFileErrors(t *testing.T) {
 		{"port out of range", "cluster-port: 70000\n", []string{"cluster-port", "out of range"}},
 		{"bool not a bool", "force-new-cluster: maybe\n", []string{"force-new-cluster", "true or false"}},
 		{"bad log level", "log-level: loud\n", []string{"log-level", "loud"}},
+		{"metrics address without a port", "metrics-addr: 127.0.0.1\n", []string{"metrics-addr", "IP:PORT"}},
+		{"metrics address not an IP", "metrics-addr: metrics.local:9323\n", []string{"metrics-addr", "not an IP address"}},
 		{"bad duration", "cert-lifetime: 3 days\n", []string{"cert-lifetime", "not a duration"}},
 		{"list value", "hostname: [a, b]\n", []string{"hostname", "single value"}},
 		{"duplicate key", "hostname: a\nhostname: b\n", []string{"hostname", "twice"}},
