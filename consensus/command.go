@@ -594,12 +594,12 @@ type PeerLevel struct {
 // A peer of unknown level counts as BaseProtocolLevel: it may come back
 // running the oldest release that can still be in the cluster. Pure.
 func CheckCommandLevel(cmd Command, peers []PeerLevel) error {
-	return checkLevel(cmd.Type(), SinceLevel(cmd), peers)
+	return CheckLevel(cmd.Type(), SinceLevel(cmd), peers)
 }
 
-// checkLevel is CheckCommandLevel for a command of type t that needs level
+// CheckLevel is CheckCommandLevel for a command of type t that needs level
 // need (tests pass levels above this binary's).
-func checkLevel(t CommandType, need int, peers []PeerLevel) error {
+func CheckLevel(t CommandType, need int, peers []PeerLevel) error {
 	var behind []string
 	for _, p := range peers {
 		lvl := p.Level
@@ -622,6 +622,6 @@ func checkLevel(t CommandType, need int, peers []PeerLevel) error {
 		return nil
 	}
 	sort.Strings(behind)
-	return fmt.Errorf("%w: command type %d needs protocol level %d, and %s run an older release; upgrade them first (docs/upgrades.md)",
+	return fmt.Errorf("%w: command type %d needs protocol level %d, and these nodes run an older release: %s; upgrade them first (docs/upgrades.md)",
 		ErrCommandUnsupported, t, need, strings.Join(behind, ", "))
 }

@@ -76,7 +76,7 @@ func TestCheckLevel(t *testing.T) {
 		{"no peers", 5, nil, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := checkLevel(TypeRotateToken, tc.need, tc.peers)
+			err := CheckLevel(TypeRotateToken, tc.need, tc.peers)
 			if tc.bad == nil {
 				if err != nil {
 					t.Fatalf("refused: %v", err)

@@ -16,8 +16,15 @@ var Version = "dev"
 // voter or not, must advertise a protocol level that can apply it. Commands
 // every release applies skip the lookup.
 func commandGate(r *consensus.Raft, m *membership) func(consensus.Command) error {
+	return levelGate(r, m, consensus.SinceLevel)
+}
+
+// levelGate is commandGate with the command levels from since (tests
+// raise them above this binary's).
+func levelGate(r *consensus.Raft, m *membership, since func(consensus.Command) int) func(consensus.Command) error {
 	return func(cmd consensus.Command) error {
-		if consensus.SinceLevel(cmd) <= consensus.BaseProtocolLevel {
+		need := since(cmd)
+		if need <= consensus.BaseProtocolLevel {
 			return nil
 		}
 		servers, err := r.Servers()
@@ -28,6 +35,6 @@ func commandGate(r *consensus.Raft, m *membership) func(consensus.Command) error
 		for _, s := range servers {
 			ids = append(ids, s.ID)
 		}
-		return consensus.CheckCommandLevel(cmd, m.peerLevels(ids))
+		return consensus.CheckLevel(cmd.Type(), need, m.peerLevels(ids))
 	}
 }
