@@ -50,6 +50,14 @@ package api
 //	GET    /v1/services/{id}/tasks?desired_state=running → []Task
 //	GET    /v1/services/{id}/logs?follow=1&tail=N&since=RFC3339 → NDJSON of LogLine
 //	GET    /v1/tasks?service=ID&node=ID            → []Task
+//	GET    /v1/secrets                             → []Secret
+//	POST   /v1/secrets         SecretCreateRequest → Secret
+//	GET    /v1/secrets/{id}                        → Secret (never its data)
+//	DELETE /v1/secrets/{id}                        → {}
+//	GET    /v1/configs                             → []Config (without data)
+//	POST   /v1/configs         SecretCreateRequest → Config
+//	GET    /v1/configs/{id}                        → Config (with data)
+//	DELETE /v1/configs/{id}                        → {}
 //	GET    /v1/events?since=RFC3339&until=RFC3339&type=T&name=N → NDJSON of Event
 //	       (history from since, then live until until or the client leaves;
 //	       type and name may repeat: same key ORs, different keys AND)

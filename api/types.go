@@ -179,6 +179,9 @@ type ServiceSpec struct {
 	// ForceUpdate is bumped by `service update --force` so that an otherwise
 	// unchanged spec still differs and every task is replaced.
 	ForceUpdate uint64 `json:"force_update,omitempty"`
+	// Secrets and Configs are mounted into every task (see FileReference).
+	Secrets []FileReference `json:"secrets,omitempty"`
+	Configs []FileReference `json:"configs,omitempty"`
 	// Mounts are the volumes, bind mounts and tmpfs of each task's
 	// container (see Mount and MountProblem).
 	Mounts []Mount `json:"mounts,omitempty"`
@@ -201,6 +204,41 @@ type ServiceSpec struct {
 	// returns; by default a few at a time (update parallelism and delay)
 	// move to even out the spread, each started before the old one stops.
 	NoRebalance bool `json:"no_rebalance,omitempty"`
+	// Autoscale, when set on a replicated service, lets the leader change
+	// Replicas within [Min, Max] from the usage its tasks report. Nil
+	// leaves the replica count to the user.
+	Autoscale *AutoscaleConfig `json:"autoscale,omitempty"`
+}
+
+// AutoscaleConfig is `--autoscale min=2,max=10,cpu=70%,memory=80%`. A
+// target is the average usage of the service's running tasks the leader
+// aims for: CPU as a share of the task's CPU limit (of one core without a
+// limit), memory as a share of its memory limit. Zero leaves a metric out;
+// at least one is set.
+type AutoscaleConfig struct {
+	Min           uint64  `json:"min"`
+	Max           uint64  `json:"max"`
+	CPUPercent    float64 `json:"cpu_percent,omitempty"`
+	MemoryPercent float64 `json:"memory_percent,omitempty"`
+	// ScaleUpDelay is how long the average must stay above a target
+	// before the service grows (0 = 15s); ScaleDownDelay how long it must
+	// stay below every target before it shrinks by one (0 = 60s). Both
+	// count from the last change of the replica count.
+	ScaleUpDelay   time.Duration `json:"scale_up_delay,omitempty"`
+	ScaleDownDelay time.Duration `json:"scale_down_delay,omitempty"`
+}
+
+// AutoscaleStatus is the autoscaler's last change of a service's replica
+// count and why it made it, as the leader recorded it.
+type AutoscaleStatus struct {
+	From   uint64    `json:"from"`
+	To     uint64    `json:"to"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+	// CPUPercent and MemoryPercent are the averages the decision saw
+	// (0 when the metric is not a target).
+	CPUPercent    float64 `json:"cpu_percent,omitempty"`
+	MemoryPercent float64 `json:"memory_percent,omitempty"`
 }
 
 // Update states of a service.
@@ -243,8 +281,11 @@ type Service struct {
 	Spec         ServiceSpec       `json:"spec"`
 	PreviousSpec *ServiceSpec      `json:"previous_spec,omitempty"`
 	UpdateStatus *UpdateStatus     `json:"update_status,omitempty"`
-	CreatedAt    time.Time         `json:"created_at"`
-	UpdatedAt    time.Time         `json:"updated_at"`
+	// AutoscaleStatus is the autoscaler's last decision (nil before its
+	// first change of the replica count).
+	AutoscaleStatus *AutoscaleStatus `json:"autoscale_status,omitempty"`
+	CreatedAt       time.Time        `json:"created_at"`
+	UpdatedAt       time.Time        `json:"updated_at"`
 	// UpdatedBy is the ID of the node whose API socket asked for the last
 	// create or update, as the leader authenticated it.
 	UpdatedBy string `json:"updated_by,omitempty"`
@@ -464,6 +505,51 @@ type LogLine struct {
 	Task string `json:"task,omitempty"`
 	// Node names the node for `service logs`.
 	Node string `json:"node,omitempty"`
+}
+
+// MaxSecretSize is the largest secret or config, as Swarm allows (500 KiB).
+const MaxSecretSize = 500 << 10
+
+// SecretsDir is where a secret with a relative target is mounted in a task.
+const SecretsDir = "/run/secrets"
+
+// FileReference mounts a secret or config named Source into a service's
+// tasks. Target is a file name under SecretsDir for a secret (default:
+// Source; an absolute path is used as is) and an absolute path for a
+// config (default: "/" + Source). Mode defaults to 0444, UID and GID to 0.
+type FileReference struct {
+	Source string `json:"source"`
+	Target string `json:"target,omitempty"`
+	Mode   uint32 `json:"mode,omitempty"`
+	UID    uint32 `json:"uid,omitempty"`
+	GID    uint32 `json:"gid,omitempty"`
+}
+
+// Secret describes a secret; neither its data nor its size is returned
+// by the API.
+type Secret struct {
+	ID        string            `json:"id"`
+	Name      string            `json:"name"`
+	CreatedAt time.Time         `json:"created_at"`
+	Labels    map[string]string `json:"labels,omitempty"`
+}
+
+// Config is a config object; configs are not secret and inspect returns
+// their data.
+type Config struct {
+	ID        string            `json:"id"`
+	Name      string            `json:"name"`
+	CreatedAt time.Time         `json:"created_at"`
+	Size      int               `json:"size"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	Data      []byte            `json:"data,omitempty"`
+}
+
+// SecretCreateRequest is the body of POST /v1/secrets and POST /v1/configs.
+type SecretCreateRequest struct {
+	Name   string            `json:"name"`
+	Data   []byte            `json:"data"`
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // Event types.

@@ -29,7 +29,13 @@ func cloneSpec(s api.ServiceSpec) api.ServiceSpec {
 	c.Constraints = slices.Clone(s.Constraints)
 	c.Mounts = slices.Clone(s.Mounts)
 	c.Healthcheck = cloneHealth(s.Healthcheck)
+	c.Secrets = slices.Clone(s.Secrets)
+	c.Configs = slices.Clone(s.Configs)
 	c.Networks = slices.Clone(s.Networks)
+	if s.Autoscale != nil {
+		a := *s.Autoscale
+		c.Autoscale = &a
+	}
 	return c
 }
 
@@ -58,6 +64,10 @@ func cloneService(s *api.Service) *api.Service {
 	if s.UpdateStatus != nil {
 		u := *s.UpdateStatus
 		c.UpdateStatus = &u
+	}
+	if s.AutoscaleStatus != nil {
+		a := *s.AutoscaleStatus
+		c.AutoscaleStatus = &a
 	}
 	return &c
 }

@@ -46,6 +46,11 @@ const (
 	TypeSetNodeCert      CommandType = 26
 	TypeCreateNetwork    CommandType = 27
 	TypeDeleteNetwork    CommandType = 28
+	// Secrets and configs (secrets.go).
+	TypeCreateSecret CommandType = 29
+	TypeDeleteSecret CommandType = 30
+	TypeCreateConfig CommandType = 31
+	TypeDeleteConfig CommandType = 32
 )
 
 // CommandVersion is the second byte of every log entry: the version of the
@@ -379,6 +384,11 @@ var decoders = map[CommandType]func([]byte) (Command, error){
 	TypeSetNodeCert:      decodeAs[SetNodeCert],
 	TypeCreateNetwork:    decodeAs[CreateNetwork],
 	TypeDeleteNetwork:    decodeAs[DeleteNetwork],
+	// Secrets and configs (secrets.go).
+	TypeCreateSecret: decodeAs[CreateSecret],
+	TypeDeleteSecret: decodeAs[DeleteSecret],
+	TypeCreateConfig: decodeAs[CreateConfig],
+	TypeDeleteConfig: decodeAs[DeleteConfig],
 }
 
 func decodeAs[T Command](body []byte) (Command, error) {
@@ -515,7 +525,7 @@ const ProtocolLevel = 1
 
 // BaseProtocolLevel is assumed for a node that advertises no level: the
 // builds before the gate existed. Level 1 is every type up to
-// TypeDeleteNetwork, the types of the tree the gate was added to; no
+// TypeDeleteConfig, the types of the tree the gate was added to; no
 // release was made before it. A type merged after the gate gets level 2
 // (and ProtocolLevel becomes 2); the next release that adds types, 3.
 const BaseProtocolLevel = 1
@@ -553,6 +563,10 @@ var commandSince = map[CommandType]int{
 	TypeSetNodeCert:      1,
 	TypeCreateNetwork:    1,
 	TypeDeleteNetwork:    1,
+	TypeCreateSecret:     1,
+	TypeDeleteSecret:     1,
+	TypeCreateConfig:     1,
+	TypeDeleteConfig:     1,
 }
 
 // ErrCommandUnsupported: a member of the Raft configuration runs a release

@@ -545,6 +545,9 @@ func (c CreateService) apply(w *writeTxn) (any, error) {
 	if err := checkService(w, s, nil); err != nil {
 		return nil, fmt.Errorf("create service %s: %w", s.Name, err)
 	}
+	if err := checkFileRefs(w, s.Spec); err != nil {
+		return nil, fmt.Errorf("create service %s: %w", s.Name, err)
+	}
 	cl, _ := w.cluster() // nil before bootstrap: no VIP
 	changed, err := assignNetworks(w, cl, s, nil)
 	if err != nil {
@@ -585,6 +588,9 @@ func (c UpdateService) apply(w *writeTxn) (any, error) {
 		if s.Name != old.Name {
 			return nil, fmt.Errorf("rename service %s to %s: %w", old.Name, s.Name, err)
 		}
+		return nil, fmt.Errorf("update service %s: %w", old.Name, err)
+	}
+	if err := checkFileRefs(w, s.Spec); err != nil {
 		return nil, fmt.Errorf("update service %s: %w", old.Name, err)
 	}
 	cl, _ := w.cluster()
@@ -1099,14 +1105,16 @@ const snapshotVersion = 1
 
 // snapshotData is the whole store as one JSON document.
 type snapshotData struct {
-	Version  int            `json:"version"`
-	Index    uint64         `json:"index"`
-	Cluster  *ClusterState  `json:"cluster,omitempty"`
-	Nodes    []*api.Node    `json:"nodes"`
-	Services []*api.Service `json:"services"`
-	Tasks    []*api.Task    `json:"tasks"`
-	Images   []*api.Image   `json:"images"`
-	Networks []*api.Network `json:"networks,omitempty"`
+	Version  int             `json:"version"`
+	Index    uint64          `json:"index"`
+	Cluster  *ClusterState   `json:"cluster,omitempty"`
+	Nodes    []*api.Node     `json:"nodes"`
+	Services []*api.Service  `json:"services"`
+	Tasks    []*api.Task     `json:"tasks"`
+	Images   []*api.Image    `json:"images"`
+	Networks []*api.Network  `json:"networks,omitempty"`
+	Secrets  []*Secret       `json:"secrets,omitempty"`
+	Configs  []*ConfigObject `json:"configs,omitempty"`
 }
 
 type fsmSnapshot struct {
@@ -1142,6 +1150,8 @@ func WriteSnapshot(s *Store, out io.Writer) error {
 		Services: collect(tx, tableServices, indexID, func(n *api.Service) *api.Service { return n }),
 		Tasks:    collect(tx, tableTasks, indexID, func(n *api.Task) *api.Task { return n }),
 		Images:   collect(tx, tableImages, indexID, func(n *api.Image) *api.Image { return n }),
+		Secrets:  collect(tx, tableSecrets, indexID, func(n *Secret) *Secret { return n }),
+		Configs:  collect(tx, tableConfigs, indexID, func(n *ConfigObject) *ConfigObject { return n }),
 		Networks: collect(tx, tableNetworks, indexID, func(n *api.Network) *api.Network { return n }),
 	}
 	if err := json.NewEncoder(out).Encode(&data); err != nil {
@@ -1185,6 +1195,8 @@ func (s *Store) restore(r io.Reader) error {
 		func() error { return insertAll(insert, tableServices, data.Services) },
 		func() error { return insertAll(insert, tableTasks, data.Tasks) },
 		func() error { return insertAll(insert, tableImages, data.Images) },
+		func() error { return insertAll(insert, tableSecrets, data.Secrets) },
+		func() error { return insertAll(insert, tableConfigs, data.Configs) },
 		func() error { return insertAll(insert, tableNetworks, data.Networks) },
 	} {
 		if err := step(); err != nil {

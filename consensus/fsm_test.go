@@ -767,6 +767,10 @@ func sampleCommands() []Command {
 		RotateCA{CACertPEM: []byte("ca2"), CAFingerprint: "fp2", CAKeySealed: []byte("sealed2"), CACrossPEM: []byte("x"), ExpectFingerprint: "fp"},
 		FinishCARotation{CAFingerprint: "fp2"},
 		SetNodeCert{ID: "n1", Serial: "s2", CAFingerprint: "fp2", Revoke: []string{"s1"}},
+		CreateSecret{Secret: Secret{ID: "sec1", Name: "db_pass", CreatedAt: t0, Size: 3, KEKID: "k1", Sealed: []byte("sealed")}},
+		DeleteSecret{ID: "sec1"},
+		CreateConfig{Config: ConfigObject{ID: "cfg1", Name: "app.conf", CreatedAt: t0, Data: []byte("x=1")}},
+		DeleteConfig{ID: "cfg1"},
 		CreateNetwork{Network: api.Network{ID: "nw1", Name: "front", Subnet: "10.50.0.0/16", VNI: 4300, Internal: true, CreatedAt: t0}},
 		DeleteNetwork{ID: "nw1"},
 	}

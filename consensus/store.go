@@ -73,6 +73,14 @@ func schema() *memdb.DBSchema {
 		tableCluster: {Name: tableCluster, Indexes: map[string]*memdb.IndexSchema{
 			indexID: id("ID"),
 		}},
+		tableSecrets: {Name: tableSecrets, Indexes: map[string]*memdb.IndexSchema{
+			indexID:   id("ID"),
+			indexName: {Name: indexName, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
+		}},
+		tableConfigs: {Name: tableConfigs, Indexes: map[string]*memdb.IndexSchema{
+			indexID:   id("ID"),
+			indexName: {Name: indexName, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
+		}},
 		tableNetworks: {Name: tableNetworks, Indexes: map[string]*memdb.IndexSchema{
 			indexID:   id("ID"),
 			indexName: {Name: indexName, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},

@@ -98,6 +98,19 @@ func (a *Agent) run(ctx context.Context) error {
 	a.id = id
 	a.log = a.log.With("node", shortID(id.NodeID))
 
+	// The dashboard first: a refused --ui-addr stops the agent before it
+	// starts anything.
+	if a.cfg.UIAddr != "" {
+		uiLn, loopback, err := a.listenUI()
+		if err != nil {
+			return err
+		}
+		uiSrv := a.newUIServer(loopback)
+		uiDone := make(chan struct{})
+		go func() { defer close(uiDone); _ = uiSrv.Serve(uiLn) }()
+		defer func() { _ = uiSrv.Close(); <-uiDone }()
+		a.log.Info("dashboard listening", "addr", uiLn.Addr().String(), "loopback_only", loopback)
+	}
 	if err := a.startRuntime(ctx); err != nil {
 		return err
 	}

@@ -95,6 +95,11 @@ const (
 	actionDeleteService = "delete_service"
 	actionUpdateNode    = "update_node"
 	actionRotateToken   = "rotate_token"
+	// Secrets and configs (secrets.go).
+	actionCreateSecret  = "create_secret"
+	actionDeleteSecret  = "delete_secret"
+	actionCreateConfig  = "create_config"
+	actionDeleteConfig  = "delete_config"
 	actionCreateNetwork = "create_network"
 	actionDeleteNetwork = "delete_network"
 )
@@ -117,6 +122,14 @@ func adminAction(cmd consensus.Command) string {
 		return actionUpdateNode
 	case consensus.TypeRotateToken:
 		return actionRotateToken
+	case consensus.TypeCreateSecret:
+		return actionCreateSecret
+	case consensus.TypeDeleteSecret:
+		return actionDeleteSecret
+	case consensus.TypeCreateConfig:
+		return actionCreateConfig
+	case consensus.TypeDeleteConfig:
+		return actionDeleteConfig
 	case consensus.TypeCreateNetwork:
 		return actionCreateNetwork
 	case consensus.TypeDeleteNetwork:

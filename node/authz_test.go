@@ -83,8 +83,13 @@ func TestAuthorizeTable(t *testing.T) {
 		consensus.TypeRotateCA:         internal(consensus.RotateCA{ExpectFingerprint: "f"}),
 		consensus.TypeFinishCARotation: internal(consensus.FinishCARotation{CAFingerprint: "f"}),
 		consensus.TypeSetNodeCert:      internal(consensus.SetNodeCert{ID: me, Serial: "s9"}),
-		consensus.TypeCreateNetwork:    adminCase(consensus.CreateNetwork{Network: api.Network{ID: "n1", Name: "front"}}),
-		consensus.TypeDeleteNetwork:    adminCase(consensus.DeleteNetwork{ID: "n1"}),
+		// Secrets and configs.
+		consensus.TypeCreateSecret:  adminCase(consensus.CreateSecret{Secret: consensus.Secret{ID: "x", Name: "pw"}, Plaintext: []byte("pw")}),
+		consensus.TypeDeleteSecret:  adminCase(consensus.DeleteSecret{ID: "x"}),
+		consensus.TypeCreateConfig:  adminCase(consensus.CreateConfig{Config: consensus.ConfigObject{ID: "x", Name: "c"}}),
+		consensus.TypeDeleteConfig:  adminCase(consensus.DeleteConfig{ID: "x"}),
+		consensus.TypeCreateNetwork: adminCase(consensus.CreateNetwork{Network: api.Network{ID: "n1", Name: "front"}}),
+		consensus.TypeDeleteNetwork: adminCase(consensus.DeleteNetwork{ID: "n1"}),
 	}
 	// Every command type the log knows is in the table.
 	for ty := 1; ty < 256; ty++ {

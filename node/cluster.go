@@ -41,6 +41,8 @@ type cluster struct {
 	// admitMissing must not take them back.
 	removing sync.Map
 	tls      *pki.Source // this node's certificate and trusted CAs, swapped on renewal (keys.go)
+	// usage holds the rolling usage of this node's autoscaled tasks (autoscale.go).
+	usage usageSampler
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -192,6 +194,8 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	go func() { defer cl.wg.Done(); a.gossipJoinLoop(cctx, cl, peers) }()
 	go func() { defer cl.wg.Done(); a.leadershipLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.reconcileLoop(cctx, cl) }()
+	cl.wg.Add(1)
+	go func() { defer cl.wg.Done(); a.usageLoop(cctx, cl) }()
 	return nil
 }
 

@@ -52,6 +52,9 @@ type Config struct {
 	// MetricsAddr is the IP:PORT that serves Prometheus metrics at
 	// /metrics; empty = off.
 	MetricsAddr string
+	// UIAddr is the web dashboard's IP:PORT (--ui-addr); empty = off. A
+	// non-loopback address needs a UI token (node/ui.go).
+	UIAddr string
 }
 
 // DefaultConfig returns the settings of a production agent.
@@ -109,6 +112,11 @@ func (c Config) Validate() error {
 	}
 	if c.CertLifetime < pki.MinNodeCertValidity {
 		errs = append(errs, fmt.Errorf("--cert-lifetime %s is shorter than %s", c.CertLifetime, pki.MinNodeCertValidity))
+	}
+	if c.UIAddr != "" {
+		if _, err := uiAddrLoopback(c.UIAddr); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.WriteTimeout <= 0 {
 		errs = append(errs, errors.New("write timeout must be positive"))

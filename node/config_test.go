@@ -23,6 +23,8 @@ func TestConfigValid(t *testing.T) {
 		{"listen on all addresses", func(c *Config) { c.ListenAddr = "0.0.0.0" }},
 		{"explicit listen address", func(c *Config) { c.ListenAddr = "192.0.2.10" }},
 		{"high ports", func(c *Config) { c.GossipPort, c.ClusterPort = 65535, 1 }},
+		{"dashboard on loopback", func(c *Config) { c.UIAddr = "127.0.0.1:8080" }},
+		{"dashboard on an address (token checked at start)", func(c *Config) { c.UIAddr = "192.0.2.10:8080" }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := validConfig()
@@ -57,6 +59,8 @@ func TestConfigInvalid(t *testing.T) {
 		{"bad cluster CIDR", func(c *Config) { c.ClusterCIDR = "10.42.0.0" }, "cluster CIDR"},
 		{"bad VIP CIDR", func(c *Config) { c.VIPCIDR = "10.43.0.0/33" }, "VIP CIDR"},
 		{"zero write timeout", func(c *Config) { c.WriteTimeout = 0 }, "write timeout"},
+		{"dashboard without a port", func(c *Config) { c.UIAddr = "127.0.0.1" }, "--ui-addr"},
+		{"dashboard on a host name", func(c *Config) { c.UIAddr = "dash.example:8080" }, "--ui-addr"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := validConfig()

@@ -199,6 +199,9 @@ func diffEvents(old, cur eventState, now time.Time) []api.Event {
 			if s.Spec.Image != was.Spec.Image {
 				attrs["previous_image"] = was.Spec.Image
 			}
+			if r := autoscaleReason(was, s); r != "" {
+				attrs["reason"] = r // the autoscaler's (autoscale.go)
+			}
 			out = append(out, svcEv(s, action, at(s.UpdatedAt), attrs))
 		}
 		if us, wus := updateState(s), updateState(was); us != wus && us != "" {

@@ -67,6 +67,7 @@ func (a *Agent) routes() http.Handler {
 	a.imageRoutes(h)
 	a.containerRoutes(h)
 	a.serviceRoutes(h)
+	a.secretRoutes(h)
 	a.volumeRoutes(h)
 	a.execRoutes(mux)
 	a.networkRoutes(h)

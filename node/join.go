@@ -124,6 +124,12 @@ func (a *Agent) tokenResponse(ctx context.Context) (api.InitResponse, error) {
 	if err != nil {
 		return api.InitResponse{}, err
 	}
+	// A token read from a replica behind a rotation (or a CA rotation) made
+	// through another node would be refused at once: read the record as of
+	// now.
+	if err := a.syncReplica(ctx, cl); err != nil {
+		return api.InitResponse{}, fmt.Errorf("read the join token: %w", err)
+	}
 	c := cl.store.Cluster()
 	if c == nil {
 		return api.InitResponse{}, errors.New("the cluster record is not replicated to this node yet")

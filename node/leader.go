@@ -94,6 +94,11 @@ func (a *Agent) leaderWork(ctx context.Context, cl *cluster) {
 		defer wg.Done()
 		a.schedulerLoop(ctx, cl)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.autoscaleLoop(ctx, cl)
+	}()
 
 	// Membership events and state changes (a join, a status change) wake
 	// the loop at once; the ticker catches grace periods expiring. Passes

@@ -441,6 +441,13 @@ func (r *reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 		}
 	}
 	r.gcFinished(ctx, tasks)
+	r.mu.Lock()
+	keep := make(map[string]bool, len(r.starting))
+	for id := range r.starting {
+		keep[id] = true
+	}
+	r.mu.Unlock()
+	a.gcTaskFiles(keep)
 }
 
 // quiet returns how long this node has not heard from a leader, for
@@ -564,6 +571,14 @@ func (r *reconciler) start(ctx context.Context, t *api.Task) {
 		r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRejected, Error: err.Error(), Timestamp: now()})
 		return
 	}
+	files, err := a.prepareTaskFiles(ctx, r.cl, t)
+	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRejected, Error: fmt.Sprintf("secrets and configs: %v", err), Timestamp: now()})
+		return
+	}
 	spec := runtime.Spec{
 		Name:        fmt.Sprintf("%s.%s", t.Name, shortID(t.ID)),
 		Image:       t.Spec.Image,
@@ -578,6 +593,7 @@ func (r *reconciler) start(ctx context.Context, t *api.Task) {
 		Labels:      map[string]string{"shoal.service": t.Service, "shoal.task": t.Name},
 		Healthcheck: t.Spec.Healthcheck,
 		StopGrace:   t.Spec.StopGracePeriod,
+		Files:       files,
 		Mounts:      t.Spec.Mounts,
 	}
 	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskStarting, Timestamp: now()})

@@ -218,6 +218,9 @@ func (a *Agent) serveRPC(conn *tls.Conn) {
 		}
 		res, err := a.applyAdmin(ctx, call.peerID, req)
 		_ = call.reply(res, err)
+	case rpcUsage:
+		rep, err := a.handleUsageRPC()
+		_ = call.reply(rep, err)
 	case rpcReadIndex:
 		idx, err := a.readIndex(ctx)
 		_ = call.reply(readIndexResponse{Index: idx}, err)
@@ -253,6 +256,14 @@ func (a *Agent) serveRPC(conn *tls.Conn) {
 		_ = call.reply(resp, err)
 	case rpcCARotate:
 		resp, err := a.handleCARotateRPC(ctx, call.peerID)
+		_ = call.reply(resp, err)
+	case rpcSecrets:
+		var req secretsRPCRequest
+		if err := json.Unmarshal(call.req.Body, &req); err != nil {
+			_ = call.reply(nil, fmt.Errorf("malformed secrets request: %w", err))
+			return
+		}
+		resp, err := a.handleSecretsRPC(call.peerID, req)
 		_ = call.reply(resp, err)
 	case rpcRejoin:
 		_ = call.reply(struct{}{}, a.handleRejoinRPC(ctx, call.peerID))

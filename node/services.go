@@ -184,6 +184,9 @@ func checkStoredSpec(cl *cluster, spec api.ServiceSpec, selfID string) error {
 	if err := scheduler.ValidateSpec(spec); err != nil {
 		return err
 	}
+	if err := checkFileRefs(cl.store, spec); err != nil {
+		return err
+	}
 	var others []api.Service
 	for _, s := range cl.store.Services() {
 		if s.ID != selfID {

@@ -268,6 +268,9 @@ func (a *Agent) applyAdmin(ctx context.Context, peerID string, req adminWriteReq
 		if err := checkSpecOnLeader(x.Service.Spec, nil, cl.store.Nodes()); err != nil {
 			return nil, err
 		}
+		if err := checkFileRefs(cl.store, x.Service.Spec); err != nil {
+			return nil, fmt.Errorf("%w: %w", consensus.ErrInvalid, err)
+		}
 		x.Service.UpdatedBy = peerID
 		cmd, subject = x, x.Service.Name
 	case consensus.UpdateService:
@@ -275,8 +278,27 @@ func (a *Agent) applyAdmin(ctx context.Context, peerID string, req adminWriteReq
 		if err := checkSpecOnLeader(x.Service.Spec, old, cl.store.Nodes()); err != nil {
 			return nil, err
 		}
+		if err := checkFileRefs(cl.store, x.Service.Spec); err != nil {
+			return nil, fmt.Errorf("%w: %w", consensus.ErrInvalid, err)
+		}
 		x.Service.UpdatedBy = peerID
 		cmd, subject = x, x.Service.Name
+	case consensus.CreateSecret:
+		// The plaintext came over mutual TLS; only the sealed form is
+		// proposed (secrets.go).
+		if x, err = a.sealSecretOnLeader(cl, x); err != nil {
+			return nil, err
+		}
+		cmd, subject = x, x.Secret.Name
+	case consensus.CreateConfig:
+		if err := checkObject(api.SecretCreateRequest{Name: x.Config.Name, Data: x.Config.Data}, false); err != nil {
+			return nil, err
+		}
+		subject = x.Config.Name
+	case consensus.DeleteSecret:
+		subject = x.ID
+	case consensus.DeleteConfig:
+		subject = x.ID
 	case consensus.DeleteService:
 		subject = x.ID
 	case consensus.UpdateNode:

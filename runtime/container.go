@@ -40,6 +40,9 @@ type Spec struct {
 	Remove bool `json:"remove,omitempty"`
 	// ExtraHosts are "host:ip" entries added to /etc/hosts.
 	ExtraHosts []string `json:"extra_hosts,omitempty"`
+	// Files are secrets and configs prepared with PrepareFiles
+	// (secrets.go), bind-mounted read-only at their targets.
+	Files []FileMount `json:"files,omitempty"`
 	// Mounts are volumes, bind mounts and tmpfs (mounts.go).
 	Mounts []api.Mount `json:"mounts,omitempty"`
 }

@@ -403,6 +403,7 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (reco
 		HostnamePath:   p.hostname,
 		ResolvConfPath: p.resolv,
 		NoSeccomp:      r.cfg.NoSeccomp,
+		Files:          spec.Files,
 		Mounts:         spec.Mounts,
 		VolumesDir:     r.vols.dir,
 	})

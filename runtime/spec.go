@@ -67,6 +67,8 @@ type SpecInput struct {
 	HostnamePath   string
 	ResolvConfPath string
 	NoSeccomp      bool
+	// Files are secret and config files on a host tmpfs (secrets.go).
+	Files []FileMount
 	// Mounts are the user's mounts, after the standard ones; volume
 	// sources are directories of VolumesDir (see ociMounts).
 	Mounts     []api.Mount
@@ -120,7 +122,7 @@ func BuildSpec(in SpecInput) (*specs.Spec, error) {
 			},
 			NoNewPrivileges: true,
 		},
-		Mounts: append(defaultMounts(in), userMounts...),
+		Mounts: append(defaultMounts(in), append(userMounts, fileMounts(in.Files)...)...),
 		Linux: &specs.Linux{
 			CgroupsPath: in.CgroupsPath,
 			Resources:   resources(in.Limits),

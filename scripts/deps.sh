@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Shoal's `make run`, tests and benchmarks need,
 # only when one is missing (then with `apt-get update` first). Idempotent.
-# tini provides tini-static, the init every container runs as its PID 1.
+# tini provides tini-static, the init every container runs as its PID 1;
+# chromium runs headless for the dashboard's browser test (test/e2e_ui_test.go).
 set -euo pipefail
 
-packages=(runc tini busybox-static iproute2 nftables iputils-ping curl jq conntrack psmisc procps stress-ng)
+packages=(runc tini busybox-static iproute2 nftables iputils-ping curl jq conntrack psmisc procps stress-ng chromium)
 
 missing=()
 for p in "${packages[@]}"; do

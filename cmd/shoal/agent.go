@@ -27,6 +27,7 @@ type agentFlags struct {
 	Hostname        string
 	CertLifetime    time.Duration
 	MetricsAddr     string // IP:PORT of /metrics; empty = off
+	UIAddr          string // web dashboard IP:PORT, empty = off
 }
 
 // agentCommand defines `shoal agent`.
@@ -48,6 +49,7 @@ func agentCommand(s *shell) *cli.Command {
 			&cli.DurationFlag{Name: "cert-lifetime", Value: node.DefaultConfig().CertLifetime,
 				Usage: "lifetime of the node certificates this node signs as leader (they renew at 1/2 to 2/3 of it)"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at http://IP:PORT/metrics (e.g. 127.0.0.1:9323; default off)"},
+			&cli.StringFlag{Name: "ui-addr", Usage: "serve the web dashboard on IP:PORT (off by default; a non-loopback address needs `shoal ui token`)"},
 			&cli.StringFlag{Name: "config", Value: DefaultAgentConfig, Usage: "YAML file of agent flags (keys are the flag names; flags given here win); read only if present unless set"},
 		},
 		Action: func(c *cli.Context) error {
@@ -87,6 +89,7 @@ func agentFlagsOf(c *cli.Context) (agentFlags, error) {
 		Hostname:        c.String("hostname"),
 		CertLifetime:    c.Duration("cert-lifetime"),
 		MetricsAddr:     c.String("metrics-addr"),
+		UIAddr:          c.String("ui-addr"),
 	}
 	f.LogLevel = strings.ToLower(c.String("log-level"))
 	var lvl slog.Level
@@ -130,6 +133,7 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	cfg.ClusterPort = f.ClusterPort
 	cfg.ForceNewCluster = f.ForceNewCluster
 	cfg.LogLevel = f.LogLevel
+	cfg.UIAddr = f.UIAddr
 	if f.CertLifetime != 0 {
 		cfg.CertLifetime = f.CertLifetime
 	}

@@ -148,6 +148,8 @@ func (s *shell) app() *cli.App {
 			s.serviceCommand(),
 			s.networkCommand(),
 			s.stackCommand(),
+			s.secretCommand(),
+			s.configCommand(),
 			s.runCommand(),
 			s.psCommand(),
 			s.logsCommand(),
@@ -156,6 +158,7 @@ func (s *shell) app() *cli.App {
 			s.execCommand(),
 			s.volumeCommand(),
 			s.eventsCommand(),
+			s.uiCommand(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {

@@ -102,6 +102,28 @@ var supportedAttributes = []tree.Path{
 	"services.*.deploy.rollback_config.monitor",
 	"services.*.deploy.rollback_config.max_failure_ratio",
 	"services.*.deploy.rollback_config.order",
+	// Secrets and configs (compose_secrets.go).
+	"services.*.secrets.[].source",
+	"services.*.secrets.[].target",
+	"services.*.secrets.[].uid",
+	"services.*.secrets.[].gid",
+	"services.*.secrets.[].mode",
+	"services.*.configs.[].source",
+	"services.*.configs.[].target",
+	"services.*.configs.[].uid",
+	"services.*.configs.[].gid",
+	"services.*.configs.[].mode",
+	"secrets.*.file",
+	"secrets.*.environment",
+	"secrets.*.name",
+	"secrets.*.external",
+	"secrets.*.labels.*",
+	"configs.*.file",
+	"configs.*.environment",
+	"configs.*.content",
+	"configs.*.name",
+	"configs.*.external",
+	"configs.*.labels.*",
 	// Mounts (serviceMounts) and the stack's named volumes.
 	"services.*.volumes.[].type",
 	"services.*.volumes.[].source",
@@ -201,10 +223,11 @@ func stackSpecs(stack string, p *types.Project) ([]api.ServiceSpec, error) {
 		return nil, fmt.Errorf("%w: no services (are they all in profiles not enabled?)", errBadCompose)
 	}
 	var specs []api.ServiceSpec
-	var errs []error
+	objs, errs := stackObjects(stack, p)
 	for _, name := range slices.Sorted(maps.Keys(p.Services)) {
 		spec, serr := serviceSpec(stack, p.Services[name])
 		errs = append(errs, serr...)
+		errs = append(errs, serviceFileRefs(objs, p.Services[name], &spec)...)
 		var merr []error
 		spec.Mounts, merr = serviceMounts(stack, p.Services[name], p.Volumes)
 		errs = append(errs, merr...)

@@ -88,12 +88,12 @@ func shopSpecs() map[string]api.ServiceSpec {
 	web.RestartPolicy = api.RestartPolicy{Condition: api.RestartOnFailure, Delay: 2 * time.Second, MaxAttempts: 3, Window: time.Minute}
 	web.Constraints = []string{"node.labels.zone==a"}
 
+	api_.Secrets = []api.FileReference{{Source: "shop_api_key", Target: "/run/secrets/api_key"}}
 	return map[string]api.ServiceSpec{"api": api_, "cache": cache, "db": db, "web": web}
 }
 
 // shopIgnored are the keys of the shop files Shoal reports and ignores.
-var shopIgnored = []string{"secrets", "services.api.secrets",
-	"services.web.depends_on", "services.web.logging"}
+var shopIgnored = []string{"services.web.depends_on", "services.web.logging"}
 
 func TestComposeCorpus(t *testing.T) {
 	const shop = "testdata/compose/shop"
@@ -168,6 +168,9 @@ func TestComposeCorpus(t *testing.T) {
 				for k, s := range m {
 					s.Name = "store_" + k
 					s.Labels[stackLabel] = "store"
+					for i := range s.Secrets {
+						s.Secrets[i].Source = "store_api_key"
+					}
 					for i, n := range s.Networks {
 						s.Networks[i] = strings.Replace(n, "shop_", "store_", 1)
 					}

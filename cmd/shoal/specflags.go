@@ -6,6 +6,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"path"
 	"slices"
 	"strconv"
@@ -57,6 +58,7 @@ func specFlags(update bool) []cli.Flag {
 		&cli.DurationFlag{Name: "disconnect-grace", Usage: "how long the tasks of a node that stopped answering are kept for it; replacements run meanwhile and the originals win if it returns (default 60s)"},
 		&cli.BoolFlag{Name: "at-most-once", Usage: "never run two tasks of one slot at once: tasks of an unreachable node are replaced only after --disconnect-grace, and that node stops them itself"},
 		&cli.BoolFlag{Name: "no-rebalance", Usage: "do not move tasks to even out the spread when a node joins or returns"},
+		&cli.StringFlag{Name: "autoscale", Usage: "scale with load: min=N,max=M,cpu=P%[,memory=P%][,up-delay=15s][,down-delay=60s] (`off` on update)"},
 	})
 	for _, p := range []string{"update", "rollback"} {
 		flags = append(flags,
@@ -80,6 +82,10 @@ func specFlags(update bool) []cli.Flag {
 			&cli.StringSliceFlag{Name: "constraint-rm", Usage: "remove a placement constraint"},
 			&cli.StringSliceFlag{Name: "publish-add", Usage: "publish a port, P:T[/proto]"},
 			&cli.StringSliceFlag{Name: "publish-rm", Usage: "unpublish a port, by target port (T[/proto]) or P:T"},
+			&cli.StringSliceFlag{Name: "secret-add", Usage: "mount a secret: NAME or source=NAME,target=T,mode=0400,uid=U,gid=G"},
+			&cli.StringSliceFlag{Name: "secret-rm", Usage: "stop mounting a secret (by name)"},
+			&cli.StringSliceFlag{Name: "config-add", Usage: "mount a config: source=NAME,target=/path[,mode=0444]"},
+			&cli.StringSliceFlag{Name: "config-rm", Usage: "stop mounting a config (by name)"},
 			&cli.StringSliceFlag{Name: "mount-add", Usage: "add or replace a mount (--mount syntax)"},
 			&cli.StringSliceFlag{Name: "mount-rm", Usage: "remove a mount, by target path"},
 			&cli.StringSliceFlag{Name: "network-add", Usage: "join a network (tasks are replaced)"},
@@ -95,6 +101,8 @@ func specFlags(update bool) []cli.Flag {
 			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "environment variable K=V (repeatable)"},
 			&cli.StringSliceFlag{Name: "label", Aliases: []string{"l"}, Usage: "service label k=v (repeatable)"},
 			&cli.StringSliceFlag{Name: "constraint", Usage: "placement constraint, e.g. node.labels.zone==a (repeatable)"},
+			&cli.StringSliceFlag{Name: "secret", Usage: "mount a secret at /run/secrets: NAME or source=NAME,target=T,mode=0400,uid=U,gid=G (repeatable)"},
+			&cli.StringSliceFlag{Name: "config", Usage: "mount a config: source=NAME,target=/path[,mode=0444] (repeatable)"},
 			mountFlag(),
 			&cli.StringSliceFlag{Name: "network", Usage: "network to join (repeatable; default: the default network)"},
 		)
@@ -152,6 +160,12 @@ func applySpecFlags(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 		}
 		spec.Replicas = c.Uint64("replicas")
 	}
+	if err := setParsed(c, "autoscale", parseAutoscale, &spec.Autoscale); err != nil {
+		return err
+	}
+	if !update && spec.Autoscale != nil && spec.Mode == api.ModeReplicated && !set("replicas") {
+		spec.Replicas = spec.Autoscale.Min // start at the minimum
+	}
 	if err := applyResources(c, &spec.Resources); err != nil {
 		return err
 	}
@@ -208,6 +222,12 @@ func applyCreateLists(c *cli.Context, spec *api.ServiceSpec) error {
 	}
 	if spec.Constraints, err = addConstraints(spec.Constraints, c.StringSlice("constraint")); err != nil {
 		return specError("constraint", err)
+	}
+	if spec.Secrets, err = addFileRefs(spec.Secrets, c.StringSlice("secret"), true); err != nil {
+		return specError("secret", err)
+	}
+	if spec.Configs, err = addFileRefs(spec.Configs, c.StringSlice("config"), false); err != nil {
+		return specError("config", err)
 	}
 	if spec.Mounts, err = addMounts(spec.Mounts, c.StringSlice("mount")); err != nil {
 		return specError("mount", err)
@@ -271,6 +291,14 @@ func applyUpdateLists(c *cli.Context, spec *api.ServiceSpec) error {
 			return x.Target == pc.Target && protoOf(x) == pc.Protocol
 		})
 		spec.Ports = append(spec.Ports, pc)
+	}
+	spec.Secrets = removeFileRefs(spec.Secrets, c.StringSlice("secret-rm"))
+	if spec.Secrets, err = addFileRefs(spec.Secrets, c.StringSlice("secret-add"), true); err != nil {
+		return specError("secret-add", err)
+	}
+	spec.Configs = removeFileRefs(spec.Configs, c.StringSlice("config-rm"))
+	if spec.Configs, err = addFileRefs(spec.Configs, c.StringSlice("config-add"), false); err != nil {
+		return specError("config-add", err)
 	}
 	for _, t := range c.StringSlice("mount-rm") {
 		target := path.Clean(t)
@@ -638,4 +666,72 @@ func applyUpdateConfig(c *cli.Context, prefix string, u *api.UpdateConfig) error
 		u.MaxFailureRatio = r
 	}
 	return nil
+}
+
+// parseAutoscale parses --autoscale: `min=N,max=M,cpu=P%[,memory=P%]
+// [,up-delay=D][,down-delay=D]`, or `off` (nil: autoscaling disabled). The
+// leader checks the ranges again (scheduler.ValidateSpec).
+func parseAutoscale(s string) (*api.AutoscaleConfig, error) {
+	if strings.TrimSpace(s) == "off" {
+		return nil, nil
+	}
+	var a api.AutoscaleConfig
+	seen := map[string]bool{}
+	for _, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || v == "" {
+			return nil, fmt.Errorf("%q: want key=value (min, max, cpu, memory, up-delay, down-delay) or off", part)
+		}
+		if seen[k] {
+			return nil, fmt.Errorf("%s given twice", k)
+		}
+		seen[k] = true
+		var err error
+		switch k {
+		case "min", "max":
+			var n uint64
+			if n, err = strconv.ParseUint(v, 10, 64); err != nil {
+				return nil, fmt.Errorf("%s=%s: want a whole number", k, v)
+			}
+			if k == "min" {
+				a.Min = n
+			} else {
+				a.Max = n
+			}
+		case "cpu", "memory":
+			var f float64
+			f, err = strconv.ParseFloat(strings.TrimSuffix(v, "%"), 64)
+			if err != nil || f <= 0 || math.IsInf(f, 0) || math.IsNaN(f) {
+				return nil, fmt.Errorf("%s=%s: want a percentage above 0, like 70%%", k, v)
+			}
+			if k == "cpu" {
+				a.CPUPercent = f
+			} else {
+				a.MemoryPercent = f
+			}
+		case "up-delay", "down-delay":
+			var d time.Duration
+			if d, err = time.ParseDuration(v); err != nil || d < 0 {
+				return nil, fmt.Errorf("%s=%s: want a non-negative duration like 30s", k, v)
+			}
+			if k == "up-delay" {
+				a.ScaleUpDelay = d
+			} else {
+				a.ScaleDownDelay = d
+			}
+		default:
+			return nil, fmt.Errorf("unknown key %q: want min, max, cpu, memory, up-delay or down-delay", k)
+		}
+	}
+	switch {
+	case !seen["min"] || !seen["max"]:
+		return nil, fmt.Errorf("%q: min and max are required", s)
+	case a.Min < 1:
+		return nil, fmt.Errorf("min=%d: must be at least 1", a.Min)
+	case a.Max < a.Min:
+		return nil, fmt.Errorf("max=%d: must be at least min (%d)", a.Max, a.Min)
+	case !seen["cpu"] && !seen["memory"]:
+		return nil, fmt.Errorf("%q: needs a cpu or memory target", s)
+	}
+	return &a, nil
 }

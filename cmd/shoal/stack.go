@@ -158,6 +158,11 @@ func (s *shell) stackDeploy(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// Secrets and configs first: the services refer to them.
+	objs, _ := stackObjects(stack, project)
+	if err := s.ensureStackObjects(c.Context, cl, objs); err != nil {
+		return err
+	}
 	nets, err := stackNetworks(stack, project)
 	if err != nil {
 		return locateComposeError(fmt.Errorf("%w: %w", errBadCompose, err), in.Files)
@@ -430,6 +435,10 @@ func (s *shell) stackRm(c *cli.Context) error {
 				failed = fmt.Errorf("remove service %s: %w", sv.Name, err)
 				fmt.Fprintf(s.stderr, "Error: %v\n", failed)
 			}
+		}
+		if err := s.removeStackObjects(c.Context, cl, stack); err != nil {
+			failed = err
+			fmt.Fprintf(s.stderr, "Error: %v\n", failed)
 		}
 	}
 	return quietFailure(failed)

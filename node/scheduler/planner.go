@@ -526,7 +526,15 @@ func materialEqual(a, b *api.ServiceSpec) bool {
 		healthEqual(a.Healthcheck, b.Healthcheck) &&
 		a.StopGracePeriod == b.StopGracePeriod &&
 		a.ForceUpdate == b.ForceUpdate &&
-		slices.Equal(api.SpecNetworks(*a), api.SpecNetworks(*b)) // a task's interfaces are set at start
+		slices.Equal(api.SpecNetworks(*a), api.SpecNetworks(*b)) && // a task's interfaces are set at start
+		slices.Equal(a.Mounts, b.Mounts) && // mounts are made at container creation
+		fileRefsEqual(a, b)
+}
+
+// fileRefsEqual compares the secrets and configs of two specs: changing
+// them rolls the tasks, as Swarm does.
+func fileRefsEqual(a, b *api.ServiceSpec) bool {
+	return slices.Equal(a.Secrets, b.Secrets) && slices.Equal(a.Configs, b.Configs)
 }
 
 func healthEqual(a, b *api.HealthConfig) bool {

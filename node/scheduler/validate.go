@@ -212,6 +212,7 @@ func ValidateSpec(spec api.ServiceSpec) error {
 	nonNegative(bad, "stop_grace_period", spec.StopGracePeriod)
 	p = append(p, api.MountsProblems(spec.Mounts)...)
 	nonNegative(bad, "disconnect_grace", spec.DisconnectGrace)
+	p = append(p, autoscaleProblems(spec)...)
 	if len(p) == 0 {
 		return nil
 	}

@@ -1,0 +1,133 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"path"
+	"strings"
+)
+
+// Secrets lists the cluster's secrets (never their data).
+func (c *Client) Secrets(ctx context.Context) ([]Secret, error) {
+	return call[[]Secret](ctx, c, http.MethodGet, "/secrets", nil, nil)
+}
+
+// Secret returns one secret by ID, ID prefix or name (never its data).
+func (c *Client) Secret(ctx context.Context, id string) (*Secret, error) {
+	return call[*Secret](ctx, c, http.MethodGet, "/secrets/"+escape(id), nil, nil)
+}
+
+// CreateSecret stores a secret; the answer comes after the Raft commit.
+func (c *Client) CreateSecret(ctx context.Context, req SecretCreateRequest) (*Secret, error) {
+	return call[*Secret](ctx, c, http.MethodPost, "/secrets", nil, req)
+}
+
+// RemoveSecret deletes a secret that no service uses.
+func (c *Client) RemoveSecret(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/secrets/"+escape(id), nil, nil, nil)
+}
+
+// Configs lists the cluster's configs (without their data).
+func (c *Client) Configs(ctx context.Context) ([]Config, error) {
+	return call[[]Config](ctx, c, http.MethodGet, "/configs", nil, nil)
+}
+
+// Config returns one config by ID, ID prefix or name, with its data.
+func (c *Client) Config(ctx context.Context, id string) (*Config, error) {
+	return call[*Config](ctx, c, http.MethodGet, "/configs/"+escape(id), nil, nil)
+}
+
+// CreateConfig stores a config; the answer comes after the Raft commit.
+func (c *Client) CreateConfig(ctx context.Context, req SecretCreateRequest) (*Config, error) {
+	return call[*Config](ctx, c, http.MethodPost, "/configs", nil, req)
+}
+
+// RemoveConfig deletes a config that no service uses.
+func (c *Client) RemoveConfig(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/configs/"+escape(id), nil, nil, nil)
+}
+
+// MaxObjectNameLen bounds secret and config names (Swarm's limit).
+const MaxObjectNameLen = 64
+
+// ObjectNameProblem returns why name cannot name a secret or config, or "".
+// Swarm's rule: letters, digits, '-', '_' and '.', starting and ending with
+// a letter or digit, at most 64 characters. The name also becomes the
+// default file name under SecretsDir, so it can never hold a '/'.
+func ObjectNameProblem(name string) string {
+	if name == "" {
+		return "must not be empty"
+	}
+	if len(name) > MaxObjectNameLen {
+		return fmt.Sprintf("longer than %d characters", MaxObjectNameLen)
+	}
+	alnum := func(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' }
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !alnum(c) && c != '-' && c != '_' && c != '.' {
+			return fmt.Sprintf("character %q not allowed (letters, digits, '-', '_' and '.')", c)
+		}
+	}
+	if !alnum(name[0]) || !alnum(name[len(name)-1]) {
+		return "must start and end with a letter or digit"
+	}
+	return ""
+}
+
+// SecretTarget is the path inside the container where a secret reference
+// is mounted: Target (default Source) under SecretsDir unless absolute.
+func SecretTarget(r FileReference) string {
+	t := r.Target
+	if t == "" {
+		t = r.Source
+	}
+	if path.IsAbs(t) {
+		return path.Clean(t)
+	}
+	return path.Join(SecretsDir, t)
+}
+
+// ConfigTarget is the path inside the container where a config reference
+// is mounted: Target, or "/" + Source when empty.
+func ConfigTarget(r FileReference) string {
+	t := r.Target
+	if t == "" {
+		t = "/" + r.Source
+	}
+	return path.Clean(t)
+}
+
+// FileMode is the mode of a mounted secret or config file (default 0444).
+func FileMode(r FileReference) uint32 {
+	if r.Mode == 0 {
+		return 0o444
+	}
+	return r.Mode
+}
+
+// FileReferenceProblem returns why a secret (secret true) or config
+// reference is invalid, or "".
+func FileReferenceProblem(r FileReference, secret bool) string {
+	if p := ObjectNameProblem(r.Source); p != "" {
+		return fmt.Sprintf("source %q: %s", r.Source, p)
+	}
+	if r.Mode&^0o777 != 0 {
+		return fmt.Sprintf("mode %#o: only permission bits (0-0777) are allowed", r.Mode)
+	}
+	if !secret && r.Target != "" && !path.IsAbs(r.Target) {
+		return fmt.Sprintf("target %q must be an absolute path", r.Target)
+	}
+	for _, part := range strings.Split(r.Target, "/") {
+		if part == ".." {
+			return fmt.Sprintf("target %q must not contain '..'", r.Target)
+		}
+	}
+	t := ConfigTarget(r)
+	if secret {
+		t = SecretTarget(r)
+	}
+	if t == "/" || strings.HasSuffix(r.Target, "/") {
+		return fmt.Sprintf("target %q must name a file", r.Target)
+	}
+	return ""
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+func TestParseAutoscale(t *testing.T) {
+	tests := []struct {
+		in   string
+		want *api.AutoscaleConfig
+		err  string
+	}{
+		{"min=2,max=10,cpu=70%", &api.AutoscaleConfig{Min: 2, Max: 10, CPUPercent: 70}, ""},
+		{"min=2,max=10,cpu=70%,memory=80%", &api.AutoscaleConfig{Min: 2, Max: 10, CPUPercent: 70, MemoryPercent: 80}, ""},
+		{"max=3, min=1, cpu=50", &api.AutoscaleConfig{Min: 1, Max: 3, CPUPercent: 50}, ""},
+		{"min=1,max=1,memory=12.5%", &api.AutoscaleConfig{Min: 1, Max: 1, MemoryPercent: 12.5}, ""},
+		{"min=1,max=3,cpu=50%,up-delay=5s,down-delay=10s", &api.AutoscaleConfig{Min: 1, Max: 3, CPUPercent: 50, ScaleUpDelay: 5 * time.Second, ScaleDownDelay: 10 * time.Second}, ""},
+		{"off", nil, ""},
+		{"", nil, "want key=value"},
+		{"min=2,max=10", nil, "needs a cpu or memory target"},
+		{"max=10,cpu=70%", nil, "min and max are required"},
+		{"min=2,cpu=70%", nil, "min and max are required"},
+		{"min=0,max=3,cpu=50%", nil, "min=0: must be at least 1"},
+		{"min=3,max=2,cpu=50%", nil, "max=2: must be at least min (3)"},
+		{"min=-1,max=2,cpu=50%", nil, "min=-1: want a whole number"},
+		{"min=1,max=2,cpu=abc", nil, "cpu=abc: want a percentage"},
+		{"min=1,max=2,cpu=0%", nil, "cpu=0%: want a percentage above 0"},
+		{"min=1,max=2,cpu=-5%", nil, "want a percentage above 0"},
+		{"min=1,max=2,cpu=NaN", nil, "want a percentage above 0"},
+		{"min=1,max=2,cpu=50%,cpu=60%", nil, "cpu given twice"},
+		{"min=1,max=2,cpu=50%,disk=5%", nil, `unknown key "disk"`},
+		{"min=1,max=2,cpu=50%,up-delay=-1s", nil, "up-delay=-1s: want a non-negative duration"},
+		{"min=1,max=2,cpu", nil, `"cpu": want key=value`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := parseAutoscale(tc.in)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want it to contain %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			if (got == nil) != (tc.want == nil) || (got != nil && *got != *tc.want) {
+				t.Fatalf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestCLIAutoscale: create starts at the minimum unless --replicas says
+// otherwise, update changes or removes the config, bad values exit 2.
+func TestCLIAutoscale(t *testing.T) {
+	f := newFakeAgent(t)
+	if _, errOut, code := runCLI(t, f.host, "", "service", "create", "-d", "--name", "web", "--autoscale", "min=2,max=10,cpu=70%", "busybox"); code != 0 {
+		t.Fatalf("create: exit %d: %s", code, errOut)
+	}
+	if a := f.lastSpec.Autoscale; a == nil || *a != (api.AutoscaleConfig{Min: 2, Max: 10, CPUPercent: 70}) || f.lastSpec.Replicas != 2 {
+		t.Fatalf("create sent replicas %d autoscale %+v", f.lastSpec.Replicas, f.lastSpec.Autoscale)
+	}
+	if _, errOut, code := runCLI(t, f.host, "", "service", "update", "-d", "--autoscale", "min=1,max=4,memory=80%", "web"); code != 0 {
+		t.Fatalf("update: exit %d: %s", code, errOut)
+	}
+	if a := f.lastSpec.Autoscale; a == nil || *a != (api.AutoscaleConfig{Min: 1, Max: 4, MemoryPercent: 80}) || f.lastSpec.Replicas != 2 {
+		t.Fatalf("update sent replicas %d autoscale %+v", f.lastSpec.Replicas, f.lastSpec.Autoscale)
+	}
+	if _, errOut, code := runCLI(t, f.host, "", "service", "update", "-d", "--autoscale", "off", "web"); code != 0 {
+		t.Fatalf("update off: exit %d: %s", code, errOut)
+	}
+	if f.lastSpec.Autoscale != nil {
+		t.Fatalf("off sent autoscale %+v", f.lastSpec.Autoscale)
+	}
+
+	g := newFakeAgent(t)
+	if _, errOut, code := runCLI(t, g.host, "", "service", "create", "-d", "--name", "web", "--replicas", "4", "--autoscale", "min=2,max=10,cpu=70%", "busybox"); code != 0 {
+		t.Fatalf("create with replicas: exit %d: %s", code, errOut)
+	}
+	if g.lastSpec.Replicas != 4 {
+		t.Fatalf("create with --replicas 4 sent %d", g.lastSpec.Replicas)
+	}
+	_, errOut, code := runCLI(t, g.host, "", "service", "create", "-d", "--name", "bad", "--autoscale", "min=2,max=1,cpu=70%", "busybox")
+	if code != 2 || !strings.Contains(errOut, "--autoscale: max=1: must be at least min (2)") {
+		t.Fatalf("bad autoscale: exit %d: %s", code, errOut)
+	}
+}

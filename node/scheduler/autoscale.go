@@ -1,0 +1,251 @@
+package scheduler
+
+// Autoscaling decisions, as a pure function of what the leader observed
+// (node/autoscale.go gathers the samples and writes the result).
+//
+// A sample is the average usage of a service's running tasks at one moment,
+// as a percentage of each task's limit. The decision only looks at samples
+// taken at the current replica count and after the last change it made, so
+// every change is followed by a fresh observation period (the cool-down):
+//
+//   - outside [Min, Max]: move to the nearest bound at once;
+//   - up: every sample of the last ScaleUpDelay is above a target, and the
+//     observation covers that long: replicas × average/target (as
+//     Kubernetes' HPA), at least one more, at most double, at most Max;
+//   - down: every sample of the last ScaleDownDelay is below every target,
+//     the observation covers that long, and the load of the remaining tasks
+//     (average × n/(n−1)) would still be below every target: one fewer, at
+//     least Min. The projection keeps the service from flapping between n
+//     and n−1.
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// Default autoscaling delays (api.AutoscaleConfig zero values).
+const (
+	DefaultScaleUpDelay   = 15 * time.Second
+	DefaultScaleDownDelay = 60 * time.Second
+)
+
+// AutoscaleSample is the average usage of one service's running tasks at
+// one moment. CPUPercent is a share of each task's CPU limit (of one core
+// without a limit); MemoryPercent a share of its memory limit.
+type AutoscaleSample struct {
+	At            time.Time
+	Replicas      uint64 // the service's replica count when taken
+	Tasks         int    // running tasks that reported usage
+	CPUPercent    float64
+	MemoryPercent float64
+}
+
+// AutoscaleInput is what DecideAutoscale needs; nothing else is read.
+type AutoscaleInput struct {
+	Config   api.AutoscaleConfig
+	Replicas uint64
+	// Samples in any order; those before LastScale or at another replica
+	// count are ignored.
+	Samples   []AutoscaleSample
+	LastScale time.Time
+	Now       time.Time
+}
+
+// AutoscaleDecision is the replica count the service should have and why.
+// Reason is empty when Replicas is unchanged.
+type AutoscaleDecision struct {
+	Replicas      uint64
+	Reason        string
+	CPUPercent    float64 // averages over the deciding window
+	MemoryPercent float64
+}
+
+// DecideAutoscale returns the replica count a service with in.Config should
+// have. It is pure: the same input gives the same answer.
+func DecideAutoscale(in AutoscaleInput) AutoscaleDecision {
+	cfg := in.Config
+	cur := in.Replicas
+	keep := AutoscaleDecision{Replicas: cur}
+	if cur < cfg.Min {
+		return AutoscaleDecision{Replicas: cfg.Min, Reason: fmt.Sprintf("%d replicas is below the autoscale minimum %d", cur, cfg.Min)}
+	}
+	if cfg.Max > 0 && cur > cfg.Max {
+		return AutoscaleDecision{Replicas: cfg.Max, Reason: fmt.Sprintf("%d replicas is above the autoscale maximum %d", cur, cfg.Max)}
+	}
+	var rel []AutoscaleSample
+	var first time.Time
+	for _, s := range in.Samples {
+		if s.Replicas != cur || s.Tasks <= 0 || !s.At.After(in.LastScale) || s.At.After(in.Now) {
+			continue
+		}
+		rel = append(rel, s)
+		if first.IsZero() || s.At.Before(first) {
+			first = s.At
+		}
+	}
+	if len(rel) == 0 {
+		return keep
+	}
+	observed := in.Now.Sub(first)
+
+	up := cfg.ScaleUpDelay
+	if up <= 0 {
+		up = DefaultScaleUpDelay
+	}
+	if observed >= up && cur < cfg.Max {
+		w := window(rel, in.Now.Add(-up))
+		allAbove := len(w) > 0
+		for _, s := range w {
+			if !above(cfg, s) {
+				allAbove = false
+				break
+			}
+		}
+		if allAbove {
+			cpu, mem := means(w)
+			factor := 0.0
+			if cfg.CPUPercent > 0 {
+				factor = max(factor, cpu/cfg.CPUPercent)
+			}
+			if cfg.MemoryPercent > 0 {
+				factor = max(factor, mem/cfg.MemoryPercent)
+			}
+			want := uint64(math.Ceil(float64(cur) * factor))
+			want = max(want, cur+1)
+			want = min(want, 2*cur, cfg.Max)
+			return AutoscaleDecision{
+				Replicas:      want,
+				Reason:        fmt.Sprintf("%s above target for %s: scale up %d → %d", usageText(cfg, cpu, mem), up, cur, want),
+				CPUPercent:    cpu,
+				MemoryPercent: mem,
+			}
+		}
+	}
+
+	down := cfg.ScaleDownDelay
+	if down <= 0 {
+		down = DefaultScaleDownDelay
+	}
+	if observed >= down && cur > cfg.Min && cur > 1 {
+		w := window(rel, in.Now.Add(-down))
+		allBelow := len(w) > 0
+		for _, s := range w {
+			if !below(cfg, s) {
+				allBelow = false
+				break
+			}
+		}
+		if allBelow {
+			cpu, mem := means(w)
+			// The remaining tasks take over the load of the one removed.
+			k := float64(cur) / float64(cur-1)
+			if below(cfg, AutoscaleSample{CPUPercent: cpu * k, MemoryPercent: mem * k}) {
+				want := cur - 1
+				return AutoscaleDecision{
+					Replicas:      want,
+					Reason:        fmt.Sprintf("%s below target for %s: scale down %d → %d", usageText(cfg, cpu, mem), down, cur, want),
+					CPUPercent:    cpu,
+					MemoryPercent: mem,
+				}
+			}
+		}
+	}
+	return keep
+}
+
+// window returns the samples at or after from.
+func window(samples []AutoscaleSample, from time.Time) []AutoscaleSample {
+	var w []AutoscaleSample
+	for _, s := range samples {
+		if !s.At.Before(from) {
+			w = append(w, s)
+		}
+	}
+	return w
+}
+
+// above reports whether a sample exceeds any target.
+func above(cfg api.AutoscaleConfig, s AutoscaleSample) bool {
+	return (cfg.CPUPercent > 0 && s.CPUPercent > cfg.CPUPercent) ||
+		(cfg.MemoryPercent > 0 && s.MemoryPercent > cfg.MemoryPercent)
+}
+
+// below reports whether a sample is under every target.
+func below(cfg api.AutoscaleConfig, s AutoscaleSample) bool {
+	return (cfg.CPUPercent <= 0 || s.CPUPercent < cfg.CPUPercent) &&
+		(cfg.MemoryPercent <= 0 || s.MemoryPercent < cfg.MemoryPercent)
+}
+
+func means(w []AutoscaleSample) (cpu, mem float64) {
+	for _, s := range w {
+		cpu += s.CPUPercent
+		mem += s.MemoryPercent
+	}
+	n := float64(len(w))
+	return cpu / n, mem / n
+}
+
+// usageText names the averages against their targets, e.g.
+// "cpu 96% (target 50%)".
+func usageText(cfg api.AutoscaleConfig, cpu, mem float64) string {
+	var s string
+	if cfg.CPUPercent > 0 {
+		s = fmt.Sprintf("cpu %.0f%% (target %g%%)", cpu, cfg.CPUPercent)
+	}
+	if cfg.MemoryPercent > 0 {
+		if s != "" {
+			s += ", "
+		}
+		s += fmt.Sprintf("memory %.0f%% (target %g%%)", mem, cfg.MemoryPercent)
+	}
+	return s
+}
+
+// MaxAutoscaleCPUPercent bounds a CPU target: without a CPU limit usage is
+// counted against one core, and a task may use several.
+const MaxAutoscaleCPUPercent = 1000
+
+// autoscaleProblems lists what is wrong with a spec's autoscale config
+// (ValidateSpec reports them with the rest).
+func autoscaleProblems(spec api.ServiceSpec) []string {
+	a := spec.Autoscale
+	if a == nil {
+		return nil
+	}
+	var p []string
+	bad := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+	if spec.Mode == api.ModeGlobal {
+		bad("autoscale: a global service runs one task on every eligible node; autoscale applies to replicated services only")
+	}
+	if a.Min < 1 {
+		bad("autoscale.min %d: must be at least 1", a.Min)
+	}
+	if a.Max < a.Min {
+		bad("autoscale.max %d: must be at least min (%d)", a.Max, a.Min)
+	}
+	if a.Max > MaxReplicas {
+		bad("autoscale.max %d: more than %d", a.Max, MaxReplicas)
+	}
+	if a.CPUPercent == 0 && a.MemoryPercent == 0 {
+		bad("autoscale: needs a cpu or memory target")
+	}
+	if a.CPUPercent < 0 || a.CPUPercent > MaxAutoscaleCPUPercent || math.IsNaN(a.CPUPercent) {
+		bad("autoscale.cpu_percent %g: must be between 0 and %d", a.CPUPercent, MaxAutoscaleCPUPercent)
+	}
+	if a.MemoryPercent < 0 || a.MemoryPercent > 100 || math.IsNaN(a.MemoryPercent) {
+		bad("autoscale.memory_percent %g: must be between 0 and 100", a.MemoryPercent)
+	}
+	if a.MemoryPercent > 0 && spec.Resources.Limits.MemoryBytes <= 0 {
+		bad("autoscale.memory_percent: a memory target needs a memory limit (--limit-memory)")
+	}
+	if a.ScaleUpDelay < 0 {
+		bad("autoscale.scale_up_delay %s: must not be negative", a.ScaleUpDelay)
+	}
+	if a.ScaleDownDelay < 0 {
+		bad("autoscale.scale_down_delay %s: must not be negative", a.ScaleDownDelay)
+	}
+	return p
+}

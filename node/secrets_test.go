@@ -1,0 +1,169 @@
+package node
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"os"
+	"reflect"
+	"testing"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/pki"
+)
+
+func TestSecretsAllowed(t *testing.T) {
+	spec := api.ServiceSpec{Name: "web", Secrets: []api.FileReference{{Source: "db_pass"}, {Source: "api_key", Target: "key"}, {Source: "db_pass", Target: "again"}}}
+	task := func(node, desired, state string) *api.Task {
+		return &api.Task{ID: "t1", Name: "web.1", NodeID: node, DesiredState: desired, State: state, Spec: spec}
+	}
+	cases := []struct {
+		name  string
+		peer  string
+		task  *api.Task
+		want  []string
+		allow bool
+	}{
+		{"its own running task", "n1", task("n1", api.TaskRunning, api.TaskAssigned), []string{"db_pass", "api_key"}, true},
+		{"a task of another node", "n2", task("n1", api.TaskRunning, api.TaskRunning), nil, false},
+		{"an unassigned task", "n1", task("", api.TaskRunning, api.TaskNew), nil, false},
+		{"a task being shut down", "n1", task("n1", api.TaskShutdown, api.TaskRunning), nil, false},
+		{"a finished task", "n1", task("n1", api.TaskRunning, api.TaskFailed), nil, false},
+		{"an unknown task", "n1", nil, nil, false},
+		{"no certificate", "", task("", api.TaskRunning, api.TaskAssigned), nil, false},
+		{"a task without secrets", "n1", &api.Task{NodeID: "n1", DesiredState: api.TaskRunning}, nil, true},
+	}
+	for _, tc := range cases {
+		got, err := secretsAllowed(tc.peer, tc.task)
+		if tc.allow != (err == nil) {
+			t.Errorf("%s: allowed=%v, err %v", tc.name, err == nil, err)
+			continue
+		}
+		if !tc.allow && !errors.Is(err, ErrForbidden) {
+			t.Errorf("%s: refusal %v is not ErrForbidden", tc.name, err)
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: names %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestCheckObject(t *testing.T) {
+	cases := []struct {
+		req api.SecretCreateRequest
+		ok  bool
+	}{
+		{api.SecretCreateRequest{Name: "db_pass", Data: []byte("x")}, true},
+		{api.SecretCreateRequest{Name: "max", Data: make([]byte, api.MaxSecretSize)}, true},
+		{api.SecretCreateRequest{Name: "big", Data: make([]byte, api.MaxSecretSize+1)}, false},
+		{api.SecretCreateRequest{Name: "empty"}, false},
+		{api.SecretCreateRequest{Name: "../x", Data: []byte("x")}, false},
+		{api.SecretCreateRequest{Name: "", Data: []byte("x")}, false},
+	}
+	for _, tc := range cases {
+		err := checkObject(tc.req, true)
+		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, consensus.ErrInvalid)) {
+			t.Errorf("%s (%d bytes): %v", tc.req.Name, len(tc.req.Data), err)
+		}
+	}
+}
+
+// The sealed form opens only with the KEK and the secret's own ID.
+func TestUserSecretSealBinding(t *testing.T) {
+	kek := pki.NewKEK()
+	sealed, err := pki.Seal(kek, []byte("hunter2"), aadUserSecret("c1", "s1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := pki.Open(kek, sealed, aadUserSecret("c1", "s1")); err != nil || string(got) != "hunter2" {
+		t.Fatalf("open: %q %v", got, err)
+	}
+	if _, err := pki.Open(kek, sealed, aadUserSecret("c1", "s2")); err == nil {
+		t.Fatal("a sealed secret opened under another secret's ID")
+	}
+	if _, err := pki.Open(pki.NewKEK(), sealed, aadUserSecret("c1", "s1")); err == nil {
+		t.Fatal("a sealed secret opened with another KEK")
+	}
+}
+
+func TestCheckFileRefs(t *testing.T) {
+	store := consensus.NewStore()
+	fsm := consensus.NewFSM(store)
+	fsm.ApplyCommand(1, consensus.CreateSecret{Secret: consensus.Secret{ID: "s1", Name: "pw", Size: 1, KEKID: "k", Sealed: make([]byte, 30)}})
+	fsm.ApplyCommand(2, consensus.CreateConfig{Config: consensus.ConfigObject{ID: "c1", Name: "conf", Data: []byte("x")}})
+	cases := []struct {
+		name string
+		spec api.ServiceSpec
+		ok   bool
+	}{
+		{"both", api.ServiceSpec{Secrets: []api.FileReference{{Source: "pw"}}, Configs: []api.FileReference{{Source: "conf", Target: "/etc/c"}}}, true},
+		{"unknown secret", api.ServiceSpec{Secrets: []api.FileReference{{Source: "nope"}}}, false},
+		{"unknown config", api.ServiceSpec{Configs: []api.FileReference{{Source: "nope"}}}, false},
+		{"relative config target", api.ServiceSpec{Configs: []api.FileReference{{Source: "conf", Target: "etc/c"}}}, false},
+		{"dot-dot target", api.ServiceSpec{Secrets: []api.FileReference{{Source: "pw", Target: "../etc/passwd"}}}, false},
+		{"same target twice", api.ServiceSpec{Secrets: []api.FileReference{{Source: "pw"}, {Source: "pw"}}}, false},
+		{"bad mode", api.ServiceSpec{Secrets: []api.FileReference{{Source: "pw", Mode: 0o4755}}}, false},
+	}
+	for _, tc := range cases {
+		if err := checkFileRefs(store, tc.spec); (err == nil) != tc.ok {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+}
+
+// What the leader proposes for a secret, and the snapshot after it, hold
+// only the sealed form; the KEK opens it.
+func TestSealSecretOnLeaderLeavesNoPlaintext(t *testing.T) {
+	dir := t.TempDir()
+	a := &Agent{cfg: Config{DataDir: dir}}
+	kek := pki.NewKEK()
+	if err := os.MkdirAll(clusterDir(dir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.saveKEK(kek); err != nil {
+		t.Fatal(err)
+	}
+	store := consensus.NewStore()
+	fsm := consensus.NewFSM(store)
+	fsm.ApplyCommand(1, consensus.BootstrapCluster{Cluster: consensus.ClusterState{ClusterID: "c1", KEKID: pki.KEKID(kek)},
+		Node: api.Node{ID: "n1", Hostname: "h1"}})
+	cl := &cluster{store: store}
+	plain := []byte("correct horse battery staple")
+	in := consensus.CreateSecret{Secret: consensus.Secret{ID: "s1", Name: "pw"}, Plaintext: plain}
+
+	// The FSM refuses the command as it travels to the leader.
+	if r := fsm.ApplyCommand(2, in); !errors.Is(r.Err, consensus.ErrInvalid) {
+		t.Fatalf("unsealed secret applied: %v", r.Err)
+	}
+	out, err := a.sealSecretOnLeader(cl, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := consensus.EncodeCommand(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b64 := base64.StdEncoding.EncodeToString(plain)
+	if bytes.Contains(enc, plain) || bytes.Contains(enc, []byte(b64)) || len(out.Plaintext) != 0 {
+		t.Fatalf("the proposed command holds the plaintext: %s", enc)
+	}
+	if r := fsm.ApplyCommand(3, out); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	var snap bytes.Buffer
+	if err := consensus.WriteSnapshot(store, &snap); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(snap.Bytes(), plain) || bytes.Contains(snap.Bytes(), []byte(b64)) {
+		t.Fatal("the snapshot holds the plaintext")
+	}
+	s, _ := store.SecretByName("pw")
+	if got, err := pki.Open(kek, s.Sealed, aadUserSecret("c1", "s1")); err != nil || !bytes.Equal(got, plain) {
+		t.Fatalf("open the stored secret: %q %v", got, err)
+	}
+	// A forwarded command that is already "sealed" is refused.
+	if _, err := a.sealSecretOnLeader(cl, consensus.CreateSecret{Secret: consensus.Secret{ID: "s2", Name: "x", Sealed: []byte("junk")}, Plaintext: plain}); err == nil {
+		t.Fatal("a pre-sealed secret was accepted")
+	}
+}
