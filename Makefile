@@ -5,14 +5,36 @@ PKGS      := ./...
 # Unit and package tests; the end-to-end suite in ./test runs after them.
 UNIT_PKGS := $(shell $(GO) list ./... 2>/dev/null | grep -v '/test$$' | grep -v '/test/')
 
-.PHONY: all build deps test unit e2e bench soak run stop vet fmt clean
+# The release the binary reports (`shoal --version`, `node ls`): the
+# nearest tag and commit, "dev" outside a git checkout. `make VERSION=v1.2.3`.
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X github.com/shoal-org/shoal/node.Version=$(VERSION)
+DIST      := dist
+
+.PHONY: all build deps test unit e2e bench soak run stop vet fmt clean deb docs upgrade-test
 
 all: build
 
 # The binary is static (CGO_ENABLED=0): one file runs as the CLI, the agent
 # and the node's container supervisor, on any Debian-like host.
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/shoal
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/shoal
+
+# The Debian package (dist/shoal_<version>_<arch>.deb; never committed):
+# binary, systemd unit, /etc/shoal/agent.yaml, man page, completions.
+deb: build
+	bash scripts/build-deb.sh $(BIN) $(VERSION) $(DIST)
+
+# The CLI reference (docs/cli.md) and man page (docs/shoal.1) are generated
+# from the command tree; a unit test fails when they are stale.
+docs:
+	$(GO) test -count=1 -run '^TestCLIDocsCurrent$$' ./cmd/shoal -update-docs
+
+# Rolling upgrade from an older commit (UPGRADE_FROM, default HEAD~1) to
+# this tree, in the netns harness (root). See docs/upgrades.md.
+UPGRADE_FROM ?= HEAD~1
+upgrade-test: build
+	SHOAL_BIN=$(CURDIR)/$(BIN) SHOAL_UPGRADE_FROM=$(UPGRADE_FROM) $(GO) test -count=1 -timeout 30m -run '^TestRollingUpgrade' -v ./test/
 
 deps:
 	bash scripts/deps.sh
@@ -58,4 +80,4 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 clean: stop
-	rm -rf bin .run
+	rm -rf bin .run $(DIST)

@@ -79,6 +79,9 @@ type Node struct {
 	// by the node itself once an encrypted network exists; its private key
 	// never leaves the node.
 	WireGuardKey string `json:"wireguard_key,omitempty"`
+	// AgentVersion is the release the node's agent runs (as its gossip
+	// last said; empty when unknown). Filled at read time, not in Raft.
+	AgentVersion string `json:"agent_version"`
 }
 
 // NodeUpdate is the body of POST /v1/nodes/{id}/update. Nil or empty fields

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -139,6 +140,8 @@ type Raft struct {
 	gate *voteGate
 	// closers run on Shutdown after raft stopped (transport, log store).
 	closers []io.Closer
+	// cmdGate refuses commands some member cannot apply (gate.go).
+	cmdGate atomic.Pointer[func(Command) error]
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -382,6 +385,9 @@ func (r *Raft) Apply(ctx context.Context, cmd Command) (any, error) {
 	}
 	if r.raft.State() != raft.Leader {
 		return nil, ErrNotLeader
+	}
+	if err := r.checkGate(cmd); err != nil {
+		return nil, err
 	}
 	f := r.raft.Apply(data, r.timeout(ctx))
 	if err := wait(ctx, f); err != nil {

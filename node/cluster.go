@@ -171,6 +171,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		return err
 	}
 	cl.members = mem
+	r.SetCommandGate(commandGate(r, mem))
 
 	a.mu.Lock()
 	a.cl = cl
@@ -240,6 +241,8 @@ func (a *Agent) stopCluster() {
 		}
 	}
 	if cl.members != nil {
+		// Containers outlive the agent: ask the leader to wait for it.
+		cl.members.announceRestart(a.id.NodeID, 500*time.Millisecond)
 		cl.members.leave(500 * time.Millisecond)
 	}
 	cl.cancel()

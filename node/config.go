@@ -42,6 +42,12 @@ type Config struct {
 	// CertLifetime is the lifetime of the node certificates this node
 	// signs while it leads (--cert-lifetime); they renew at 1/2 to 2/3 of it.
 	CertLifetime time.Duration
+	// RestartGrace is how long the leader waits before it marks down (and
+	// reschedules the tasks of) a node whose agent stopped cleanly, saying
+	// goodbye to gossip: a restart or an upgrade, during which the node's
+	// containers keep running. A node that fails without a goodbye is
+	// marked down at once, as before.
+	RestartGrace time.Duration
 
 	// MetricsAddr is the IP:PORT that serves Prometheus metrics at
 	// /metrics; empty = off.
@@ -66,6 +72,7 @@ func DefaultConfig() Config {
 		WriteTimeout:   10 * time.Second,
 		DeadVoterGrace: 10 * time.Second,
 		CertLifetime:   pki.DefaultNodeCertValidity,
+		RestartGrace:   15 * time.Second,
 	}
 }
 

@@ -100,7 +100,7 @@ func writeError(w http.ResponseWriter, err error) {
 		errors.Is(err, consensus.ErrNameTaken), errors.Is(err, consensus.ErrExists):
 		status = http.StatusBadRequest
 	case errors.Is(err, consensus.ErrVersionMismatch), errors.Is(err, ErrAlreadyInCluster),
-		errors.Is(err, consensus.ErrInUse):
+		errors.Is(err, consensus.ErrInUse), errors.Is(err, consensus.ErrCommandUnsupported):
 		status = http.StatusConflict
 	case errors.Is(err, ErrNoCluster):
 		status = http.StatusPreconditionFailed
@@ -212,6 +212,7 @@ func (a *Agent) decorateNodes(cl *cluster, nodes []*api.Node) []api.Node {
 	for _, n := range nodes {
 		nn := *n
 		nn.Voter = voters[n.ID]
+		nn.AgentVersion = cl.members.versionOf(n.ID)
 		switch {
 		case n.ID == leader && leader != "":
 			nn.ManagerStatus = api.ManagerLeader

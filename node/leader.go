@@ -144,6 +144,9 @@ func (a *Agent) markNodeStatus(ctx context.Context, cl *cluster, leaderSince tim
 		if want == api.NodeDown && time.Since(leaderSince) < statusGrace && !cl.members.everSeen(n.ID) {
 			continue
 		}
+		if want == api.NodeDown && n.Status == api.NodeReady && cl.members.restarting(n.ID, a.cfg.RestartGrace) {
+			continue // an agent restart or upgrade: its tasks keep running
+		}
 		if n.Status != want {
 			changes = append(changes, consensus.NodeStatus{ID: n.ID, Status: want, At: now})
 		}

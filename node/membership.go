@@ -36,6 +36,11 @@ type memberMeta struct {
 	Subnet      string `json:"sn,omitempty"`
 	// Epoch is the node's cluster epoch (fence.go); absent means 0.
 	Epoch uint64 `json:"ep,omitempty"`
+	// Version is the node's release (node.Version) and Level the newest
+	// command level its binary applies (consensus.ProtocolLevel); both are
+	// absent on releases before the upgrade gate (docs/upgrades.md).
+	Version string `json:"v,omitempty"`
+	Level   int    `json:"pl,omitempty"`
 	// LB is the Raft index this node's load balancer has synced through
 	// (lbsync.go): a node that drains a task waits until every live node is
 	// past the entry that took the task out (drainStops).
@@ -68,6 +73,43 @@ type membership struct {
 	mu    sync.Mutex
 	alive map[string]memberMeta // node ID → meta of members alive now
 	addrs map[string]string     // node ID → gossip address, kept after death
+	// seen is the last metadata of every member ever alive, kept after
+	// death: a down node's release still shows and still gates commands.
+	seen map[string]memberMeta
+	// restarts records when a member announced that its agent is
+	// stopping cleanly (restartMsgType): a restart or an upgrade, its
+	// containers still running. Cleared when it joins again.
+	restarts map[string]time.Time
+}
+
+// restartMsgType is the first byte of the user message an agent sends every
+// member, over TCP, just before it leaves gossip on a clean stop; the rest
+// is its node ID. memberlist does not tell a goodbye from a failure to the
+// event delegate, so the agent says it.
+const restartMsgType byte = 'S'
+
+// announceRestart tells every other member that this agent stops cleanly
+// and its containers keep running, so the leader holds off marking the node
+// down for Config.RestartGrace. Best effort, bounded by timeout.
+func (m *membership) announceRestart(self string, timeout time.Duration) {
+	msg := append([]byte{restartMsgType}, self...)
+	var wg sync.WaitGroup
+	for _, n := range m.ml.Members() {
+		if n.Name == self {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = m.ml.SendReliable(n, msg)
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+	}
 }
 
 // everSeen reports whether gossip has ever reported the node alive since
@@ -81,15 +123,18 @@ func (m *membership) everSeen(id string) bool {
 
 func newMembership(cfg Config, nodeID string, meta memberMeta, keys [][]byte, fc *fence, logger *slog.Logger) (*membership, error) {
 	m := &membership{
-		fence:  fc,
-		subs:   map[chan struct{}]struct{}{},
-		lbSubs: map[chan struct{}]struct{}{},
-		msgs:   make(chan []byte, 16),
-		alive:  map[string]memberMeta{},
-		addrs:  map[string]string{},
-		pubCh:  make(chan struct{}, 1),
-		stopCh: make(chan struct{}),
+		fence:    fc,
+		subs:     map[chan struct{}]struct{}{},
+		lbSubs:   map[chan struct{}]struct{}{},
+		msgs:     make(chan []byte, 16),
+		alive:    map[string]memberMeta{},
+		addrs:    map[string]string{},
+		pubCh:    make(chan struct{}, 1),
+		stopCh:   make(chan struct{}),
+		seen:     map[string]memberMeta{},
+		restarts: map[string]time.Time{},
 	}
+	meta.Version, meta.Level = Version, consensus.ProtocolLevel
 	b, err := json.Marshal(meta)
 	if err != nil {
 		return nil, err
@@ -228,6 +273,49 @@ func (m *membership) aliveSet() map[string]memberMeta {
 	return out
 }
 
+// restarting reports whether the member announced a clean stop less than
+// grace ago and has not joined since: an agent being restarted or
+// upgraded, whose containers keep running (docs/upgrades.md). The leader
+// holds off marking it down, and so rescheduling its tasks, for that long.
+func (m *membership) restarting(id string, grace time.Duration) bool {
+	if m == nil {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	at, ok := m.restarts[id]
+	return ok && time.Since(at) < grace
+}
+
+// versionOf returns the release a member last advertised ("" when gossip
+// never reported it, or it runs a release that does not advertise one).
+func (m *membership) versionOf(id string) string {
+	if m == nil {
+		return "" // a cluster without gossip (tests)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.seen[id].Version
+}
+
+// peerLevels returns what gossip last said of each node's protocol level.
+func (m *membership) peerLevels(ids []string) []consensus.PeerLevel {
+	out := make([]consensus.PeerLevel, 0, len(ids))
+	if m == nil {
+		for _, id := range ids {
+			out = append(out, consensus.PeerLevel{ID: id})
+		}
+		return out
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, id := range ids {
+		meta, ok := m.seen[id]
+		out = append(out, consensus.PeerLevel{ID: id, Level: meta.Level, Version: meta.Version, Known: ok})
+	}
+	return out
+}
+
 // peerAddrs lists the gossip addresses of members known alive.
 func (m *membership) peerAddrs() []string {
 	m.mu.Lock()
@@ -289,9 +377,19 @@ func (m *membership) NodeMeta(limit int) []byte {
 	return m.meta
 }
 
-// NotifyMsg queues a copy of a user message; when the queue is full the
-// message is dropped (senders repeat them).
+// NotifyMsg records restart announcements and queues a copy of other user
+// messages; when the queue is full the message is dropped (senders repeat
+// them).
 func (m *membership) NotifyMsg(b []byte) {
+	if len(b) > 1 && len(b) <= 65 && b[0] == restartMsgType {
+		m.mu.Lock()
+		if m.restarts == nil {
+			m.restarts = map[string]time.Time{}
+		}
+		m.restarts[string(b[1:])] = time.Now()
+		m.mu.Unlock()
+		return
+	}
 	select {
 	case m.msgs <- append([]byte(nil), b...):
 	default:
@@ -303,7 +401,12 @@ func (m *membership) MergeRemoteState(buf []byte, join bool)     {}
 
 // memberlist.EventDelegate: must not block.
 
-func (m *membership) NotifyJoin(n *memberlist.Node)   { m.upsert(n) }
+func (m *membership) NotifyJoin(n *memberlist.Node) {
+	m.mu.Lock()
+	delete(m.restarts, n.Name) // back (or new): a later stop announces again
+	m.mu.Unlock()
+	m.upsert(n)
+}
 func (m *membership) NotifyUpdate(n *memberlist.Node) { m.upsert(n) }
 func (m *membership) NotifyLeave(n *memberlist.Node) {
 	m.mu.Lock()
@@ -330,6 +433,10 @@ func (m *membership) upsert(n *memberlist.Node) {
 	}
 	m.mu.Lock()
 	m.alive[n.Name] = meta
+	if m.seen == nil {
+		m.seen = map[string]memberMeta{}
+	}
+	m.seen[n.Name] = meta
 	m.addrs[n.Name] = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
 	m.mu.Unlock()
 	m.signal()

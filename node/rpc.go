@@ -92,6 +92,7 @@ var rpcSentinels = []struct {
 	{"in_use", consensus.ErrInUse},
 	{codeForbidden, ErrForbidden},
 	{"worker", ErrWorker},
+	{"command_unsupported", consensus.ErrCommandUnsupported},
 }
 
 // errorCode picks the code an error travels with. Leadership changes and

@@ -140,7 +140,8 @@ func retryable(err error) bool {
 	for _, e := range []error{consensus.ErrNotFound, consensus.ErrAmbiguous, consensus.ErrNameTaken,
 		consensus.ErrExists, consensus.ErrVersionMismatch, consensus.ErrInvalid, consensus.ErrExhausted,
 		consensus.ErrNotBootstrapped, consensus.ErrAlreadyBootstrapped, consensus.ErrMalformed,
-		consensus.ErrInUse, ErrForbidden, ErrWorker} {
+		consensus.ErrInUse, ErrForbidden, ErrWorker,
+		consensus.ErrCommandUnsupported} {
 		if errors.Is(err, e) {
 			return false
 		}

@@ -217,9 +217,22 @@ func TestServiceHostFailureAndReturn(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.WaitReady(t, 60*time.Second, 3)
+	// Stale: a container of a task written off. The spread may move new
+	// tasks onto the returning node meanwhile; their containers are not.
 	harness.Eventually(t, 60*time.Second, func() (bool, string) {
-		cs := containersOn(t, victim, false)
-		return len(cs) == 0, fmt.Sprintf("%d stale containers still running on %s", len(cs), victim.Name)
+		wanted := map[string]bool{}
+		for _, tk := range tasksOf(t, h1, "web") {
+			if tk.Node == victimName && tk.DesiredState == api.TaskRunning {
+				wanted[tk.ID] = true
+			}
+		}
+		stale := 0
+		for _, ct := range containersOn(t, victim, false) {
+			if !wanted[ct.TaskID] {
+				stale++
+			}
+		}
+		return stale == 0, fmt.Sprintf("%d stale containers still running on %s", stale, victim.Name)
 	}, "stale containers stopped")
 	waitSlots(t, h1, "web", 6, "", 30*time.Second)
 }

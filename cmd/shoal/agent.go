@@ -38,21 +38,29 @@ func agentCommand(s *shell) *cli.Command {
 		Usage: "run the shoal agent on this node",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "data-dir", Value: "/var/lib/shoal", Usage: "state directory (raft log, images, containers)"},
-			&cli.StringFlag{Name: "advertise-addr", Usage: "IP other nodes reach this node at"},
+			&cli.StringFlag{Name: "advertise-addr", Usage: "IP other nodes reach this node at, or \"auto\" for the source address of the default route"},
 			&cli.StringFlag{Name: "listen-addr", Usage: "IP to listen on for gossip and cluster traffic (default: advertise address)"},
 			&cli.StringFlag{Name: "socket", Value: "/run/shoal/shoal.sock", Usage: "path of the API unix socket"},
 			&cli.IntFlag{Name: "gossip-port", Value: 7946, Usage: "memberlist port (tcp+udp)"},
 			&cli.IntFlag{Name: "cluster-port", Value: 2377, Usage: "mutual-TLS raft and RPC port"},
 			&cli.BoolFlag{Name: "force-new-cluster", Usage: "restart as a single-voter cluster from the local state"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
-			&cli.StringFlag{Name: "hostname", Value: hostname, Usage: "node name shown in the cluster"},
+			&cli.StringFlag{Name: "hostname", Value: hostname, DefaultText: "this host's name", Usage: "node name shown in the cluster"},
 			&cli.DurationFlag{Name: "cert-lifetime", Value: node.DefaultConfig().CertLifetime,
 				Usage: "lifetime of the node certificates this node signs as leader (they renew at 1/2 to 2/3 of it)"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at http://IP:PORT/metrics (e.g. 127.0.0.1:9323; default off)"},
 			&cli.StringFlag{Name: "ui-addr", Usage: "serve the web dashboard on IP:PORT (off by default; a non-loopback address needs `shoal ui token`)"},
+			&cli.StringFlag{Name: "config", Value: DefaultAgentConfig, Usage: "YAML file of agent flags (keys are the flag names; flags given here win); read only if present unless set"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 0, 0); err != nil {
+				return err
+			}
+			def := DefaultAgentConfig
+			if s.agentConfig != "" {
+				def = s.agentConfig
+			}
+			if err := applyAgentConfig(c, def); err != nil {
 				return err
 			}
 			f, err := agentFlagsOf(c)
@@ -114,6 +122,11 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	}
 	cfg.DataDir = dataDir
 	cfg.AdvertiseAddr = f.AdvertiseAddr
+	if f.AdvertiseAddr == autoAdvertise {
+		if cfg.AdvertiseAddr, err = detectAdvertiseAddr(); err != nil {
+			return usageErrorf("%v", err)
+		}
+	}
 	cfg.ListenAddr = f.ListenAddr
 	cfg.Socket = f.Socket
 	cfg.GossipPort = f.GossipPort
@@ -131,5 +144,8 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	if err := cfg.Validate(); err != nil {
 		return usageErrorf("%v", err)
 	}
+	nctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go notifyWhenListening(nctx, cfg.Socket, 100*time.Millisecond)
 	return node.Run(ctx, cfg)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node"
 )
 
 // Exit codes of the CLI.
@@ -54,6 +55,8 @@ type shell struct {
 	now  func() time.Time
 	// startAgent replaces runAgent in tests.
 	startAgent func(context.Context, agentFlags) error
+	// agentConfig replaces DefaultAgentConfig in tests.
+	agentConfig string
 }
 
 // newShell returns a shell on the process's standard streams.
@@ -74,6 +77,10 @@ func (s *shell) client(c *cli.Context) (*api.Client, error) {
 // the process exit code. Errors are printed on stderr as "Error: ...".
 func (s *shell) run(ctx context.Context, args []string) int {
 	app := s.app()
+	if isCompletion(args) {
+		complete(s.stdout, app, args)
+		return exitOK
+	}
 	err := app.RunContext(ctx, reorderArgs(app, args))
 	return s.exitCode(err)
 }
@@ -116,6 +123,8 @@ func (s *shell) app() *cli.App {
 		DisableSliceFlagSeparator: true,
 		UseShortOptionHandling:    true,
 		ExitErrHandler:            func(*cli.Context, error) {},
+		// Version is node.Version, set at build (Makefile); `shoal --version`.
+		Version: node.Version,
 		Flags: []cli.Flag{
 			&cli.StringFlag{
 				Name:    "host",

@@ -49,7 +49,7 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 		t:      t,
 		status: api.Status{ClusterID: "c1", NodeID: "node1aaaaaaaaaaaaaaa", Hostname: "h1", Joined: true},
 		nodes: []api.Node{
-			{ID: "node1aaaaaaaaaaaaaaa", Hostname: "h1", Addr: "10.0.0.1", Status: "ready", Availability: "active", ManagerStatus: "leader"},
+			{ID: "node1aaaaaaaaaaaaaaa", Hostname: "h1", Addr: "10.0.0.1", Status: "ready", Availability: "active", ManagerStatus: "leader", AgentVersion: "v1.2.0"},
 			{ID: "node2bbbbbbbbbbbbbbb", Hostname: "h2", Addr: "10.0.0.2", Status: "down", Availability: "drain"},
 		},
 	}
@@ -317,14 +317,15 @@ func TestCLINodeLs(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &nodes); err != nil {
 		t.Fatalf("not a JSON array: %v\n%s", err, out)
 	}
-	if len(nodes) != 2 || nodes[0]["id"] != "node1aaaaaaaaaaaaaaa" || nodes[1]["manager_status"] != "" || nodes[0]["hostname"] != "h1" {
+	if len(nodes) != 2 || nodes[0]["id"] != "node1aaaaaaaaaaaaaaa" || nodes[1]["manager_status"] != "" || nodes[0]["hostname"] != "h1" ||
+		nodes[0]["agent_version"] != "v1.2.0" {
 		t.Fatalf("nodes = %v", nodes)
 	}
 
 	out, _, code = runCLI(t, f.host, "", "node", "ls")
-	want := "ID               HOSTNAME   STATUS   AVAILABILITY   MANAGER STATUS   ADDR\n" +
-		"node1aaaaaaa *   h1         ready    active         leader           10.0.0.1\n" +
-		"node2bbbbbbb     h2         down     drain                           10.0.0.2\n"
+	want := "ID               HOSTNAME   STATUS   AVAILABILITY   MANAGER STATUS   ADDR       VERSION\n" +
+		"node1aaaaaaa *   h1         ready    active         leader           10.0.0.1   v1.2.0\n" +
+		"node2bbbbbbb     h2         down     drain                           10.0.0.2   \n"
 	if code != 0 || out != want {
 		t.Fatalf("table:\n%s\nwant:\n%s", out, want)
 	}

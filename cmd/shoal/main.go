@@ -10,8 +10,15 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/shoal-org/shoal/node"
 )
+
+func init() {
+	// --version only: -v is too easily meant as "verbose" in a subcommand.
+	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version and exit", DisableDefaultText: true}
+}
 
 func main() {
 	if node.IsSupervisorInvocation(os.Args[0]) {

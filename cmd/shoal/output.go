@@ -123,13 +123,13 @@ func writeInspect[T any](w io.Writer, opts outputOpts, items []T, id func(T) str
 // renderNodes draws `node ls`; localID gets a "*" like docker's "self".
 func renderNodes(w io.Writer, nodes []api.Node, localID string, noTrunc bool) error {
 	tw := newTable(w)
-	fmt.Fprintln(tw, "ID\tHOSTNAME\tSTATUS\tAVAILABILITY\tMANAGER STATUS\tADDR")
+	fmt.Fprintln(tw, "ID\tHOSTNAME\tSTATUS\tAVAILABILITY\tMANAGER STATUS\tADDR\tVERSION")
 	for _, n := range nodes {
 		id := shortID(n.ID, noTrunc)
 		if n.ID == localID && localID != "" {
 			id += " *"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", id, n.Hostname, n.Status, n.Availability, n.ManagerStatus, n.Addr)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", id, n.Hostname, n.Status, n.Availability, n.ManagerStatus, n.Addr, n.AgentVersion)
 	}
 	return tw.Flush()
 }
