@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/pki"
 )
 
@@ -229,5 +231,91 @@ func TestRevokedConnsClosed(t *testing.T) {
 	_ = connC.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := connC.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("read on a connection to a revoked server: %v, want net.ErrClosed", err)
+	}
+}
+
+// TestRejoinRevokesOldSerials: a node ID that re-joins (proving it holds
+// the old key) gets a new certificate, and every serial the cluster knew
+// for that ID — the one it presented and the one in its record — is
+// revoked in the same entry; the old certificate cannot re-join again.
+func TestRejoinRevokesOldSerials(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	leader := startRaftNode(t, "n1")
+	if err := leader.raft.BootstrapSelf(); err != nil {
+		t.Fatal(err)
+	}
+	for !leader.raft.IsLeader() {
+		select {
+		case <-ctx.Done():
+			t.Fatal("no leader")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	a := newTestAgent(t)
+	a.id.NodeID = "n1"
+	cl := &cluster{id: "c1", store: leader.store, raft: leader.raft}
+	ca, err := pki.NewCA("c1", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	record, err := sealedClusterRecord("c1", ca, pki.NewSecret(), pki.NewKEK())
+	if err != nil {
+		t.Fatal(err)
+	}
+	record.ClusterCIDR, record.VIPCIDR = "10.42.0.0/16", "10.43.0.0/16"
+	if _, err := leader.raft.Apply(ctx, &consensus.BootstrapCluster{Cluster: record, Node: api.Node{ID: "n1", Hostname: "h1", Addr: "127.0.0.1"}}); err != nil {
+		t.Fatal(err)
+	}
+	ips := []net.IP{net.ParseIP("127.0.0.1")}
+	// The joiner still has S1; its record names S0 (a renewal it lost).
+	certPEM, keyPEM, s1, err := ca.IssueNodeCert("n2", ips, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, s0, err := ca.IssueNodeCert("n2", ips, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leader.raft.Apply(ctx, &consensus.UpsertNode{Node: api.Node{ID: "n2", Hostname: "h2", Addr: "127.0.0.2",
+		Status: api.NodeDown, CertSerial: s0}}); err != nil {
+		t.Fatal(err)
+	}
+	key, err := pki.ParseKeyPEM(keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := pki.NewCSR(key, "n2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := joinRPCRequest{NodeID: "n2", CSR: csr, OldCertPEM: certPEM}
+	revoke, err := a.admitJoinID(cl, leader.store.Cluster(), req)
+	if err != nil {
+		t.Fatalf("re-join with the old key refused: %v", err)
+	}
+	slices.Sort(revoke)
+	want := []string{s0, s1}
+	slices.Sort(want)
+	if !slices.Equal(revoke, want) {
+		t.Fatalf("re-join revokes %v, want %v", revoke, want)
+	}
+	_, _, sNew, err := ca.IssueNodeCert("n2", ips, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leader.raft.Apply(ctx, joinRecord(api.Node{ID: "n2", Hostname: "h2", Addr: "127.0.0.2", Status: api.NodeDown, CertSerial: sNew}, revoke)); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{s0, s1} {
+		if !leader.store.IsRevoked(s) {
+			t.Errorf("old serial %s not revoked after the re-join", s)
+		}
+	}
+	if leader.store.IsRevoked(sNew) {
+		t.Error("the new serial is revoked")
+	}
+	if _, err := a.admitJoinID(cl, leader.store.Cluster(), req); err == nil {
+		t.Fatal("the revoked old certificate re-joined again")
 	}
 }
