@@ -220,6 +220,16 @@ func (m *membership) applyKeyring(keys [][]byte) (bool, error) {
 	return true, nil
 }
 
+// republish gossips this node's metadata again (coalesced, never
+// blocks): during a key rotation the leader waits for every node's keyring
+// fingerprint, and a lost broadcast would otherwise wait for a push-pull.
+func (m *membership) republish() {
+	select {
+	case m.pubCh <- struct{}{}:
+	default:
+	}
+}
+
 // keyringFP returns the fingerprint of the keyring this node applied last
 // ("" when gossip is not encrypted).
 func (m *membership) keyringFP() string {

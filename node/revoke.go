@@ -164,6 +164,9 @@ func (a *Agent) revokeLoop(ctx context.Context, cl *cluster) {
 		case <-ch:
 		case <-tick.C:
 			a.closeRevokedConns(cl)
+			if c := cl.store.Cluster(); c != nil && len(c.GossipKeys) > 1 && cl.members != nil {
+				cl.members.republish() // a rotation waits for our fingerprint
+			}
 		}
 	}
 }
