@@ -13,8 +13,10 @@ package node
 //     pooled connections, RPC calls, streams) — is tracked by the peer's
 //     certificate serial once the handshake is done. revokeLoop watches the
 //     store and closes the raw TCP connection of every peer whose serial is
-//     revoked: the reader and writer on either end fail at once, with no
-//     TLS close_notify to wait for. A removed node's own outgoing
+//     revoked and whose node record is gone (cutOff: a renewal revokes the
+//     old serial too, and must not cut the node's own renewal call): the
+//     reader and writer on either end fail at once, with no TLS
+//     close_notify to wait for. A removed node's own outgoing
 //     connections therefore fail on their next read or write, because the
 //     other end closed them.
 //   - Gossip is cut. The removed node keeps the gossip key it had, so the
@@ -110,14 +112,14 @@ func (c *trackedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// closeRevoked closes every tracked connection whose peer serial isRevoked
-// reports true and returns the peers (node IDs) it cut off.
-func (t *connTracker) closeRevoked(isRevoked func(serial string) bool) []string {
+// closeRevoked closes every identified connection for which cut(serial,
+// peer) reports true and returns the peers (node IDs) it cut off.
+func (t *connTracker) closeRevoked(cut func(serial, peer string) bool) []string {
 	t.mu.Lock()
 	var victims []*trackedConn
 	var peers []string
 	for c := range t.conns {
-		if c.serial != "" && isRevoked(c.serial) {
+		if c.serial != "" && cut(c.serial, c.peer) {
 			victims = append(victims, c)
 			peers = append(peers, c.peer)
 			delete(t.conns, c)
@@ -171,13 +173,31 @@ func (a *Agent) revokeLoop(ctx context.Context, cl *cluster) {
 	}
 }
 
-// closeRevokedConns closes accepted and dialled connections of revoked peers.
+// cutOff decides whether a live connection with a peer (its node ID and
+// certificate serial) must end: when the serial is revoked and the node is
+// no member any more. A serial revoked while the node record stays was
+// replaced by the node itself (renewal, CA rotation, re-join with its own
+// key): the connections it opened with it are its own, and one of them may
+// be carrying the new certificate back to it, so they end naturally; new
+// handshakes with the old serial are refused anyway.
+func cutOff(serial, peer string, isRevoked func(serial string) bool, isMember func(id string) bool) bool {
+	return isRevoked(serial) && !isMember(peer)
+}
+
+// closeRevokedConns closes accepted and dialled connections of removed
+// peers (cutOff).
 func (a *Agent) closeRevokedConns(cl *cluster) {
+	cut := func(serial, peer string) bool {
+		return cutOff(serial, peer, cl.store.IsRevoked, func(id string) bool {
+			_, err := cl.store.Node(id)
+			return err == nil
+		})
+	}
 	var peers []string
 	if cl.mux != nil {
-		peers = append(peers, cl.mux.conns.closeRevoked(cl.store.IsRevoked)...)
+		peers = append(peers, cl.mux.conns.closeRevoked(cut)...)
 	}
-	peers = append(peers, dialedConns.closeRevoked(cl.store.IsRevoked)...)
+	peers = append(peers, dialedConns.closeRevoked(cut)...)
 	if len(peers) > 0 {
 		a.log.Info("closed connections of revoked certificates", "count", len(peers), "peers", dedupe(peers, ""))
 	}

@@ -157,6 +157,26 @@ func TestKeysAcked(t *testing.T) {
 	}
 }
 
+func TestCutOff(t *testing.T) {
+	revoked := func(s string) bool { return s == "old" }
+	tests := []struct {
+		name, serial string
+		member, want bool
+	}{
+		{name: "removed node", serial: "old", want: true},
+		{name: "renewed node keeps its connections", serial: "old", member: true},
+		{name: "valid serial", serial: "cur", member: true},
+		{name: "valid serial, no record yet (joining)", serial: "cur"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := cutOff(tt.serial, "n", revoked, func(string) bool { return tt.member }); got != tt.want {
+				t.Fatalf("cutOff = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestKeyringFPOrder(t *testing.T) {
 	a, b := key('a'), key('b')
 	if keyringFP([][]byte{a, b}) == keyringFP([][]byte{b, a}) {
@@ -209,7 +229,7 @@ func TestRevokedConnsClosed(t *testing.T) {
 	}
 
 	s.revoked.Store(serialB, true)
-	isRevoked := func(serial string) bool { _, ok := s.revoked.Load(serial); return ok }
+	isRevoked := func(serial, _ string) bool { _, ok := s.revoked.Load(serial); return ok }
 	if peers := s.m.conns.closeRevoked(isRevoked); !slices.Equal(peers, []string{"node-b"}) {
 		t.Fatalf("closed connections of %v, want [node-b]", peers)
 	}
@@ -225,7 +245,7 @@ func TestRevokedConnsClosed(t *testing.T) {
 	}
 
 	// The dialling side: the server's serial is revoked.
-	if peers := dialedConns.closeRevoked(func(serial string) bool { return serial == serverSerial }); len(peers) == 0 {
+	if peers := dialedConns.closeRevoked(func(serial, _ string) bool { return serial == serverSerial }); len(peers) == 0 {
 		t.Fatal("no dialled connection to the revoked server was closed")
 	}
 	_ = connC.SetReadDeadline(time.Now().Add(5 * time.Second))
