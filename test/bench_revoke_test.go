@@ -36,7 +36,7 @@ func BenchmarkRevokeRunningNode(b *testing.B) {
 		}
 		r := removeRunningNode(b, leader, victim, survivors)
 		handshake = append(handshake, r.handshake)
-		held = append(held, max(r.held, 0))
+		held = append(held, r.held)
 		conns = append(conns, r.conns)
 		gossip = append(gossip, r.gossip)
 		all = append(all, max(r.handshake, r.held, r.conns, r.gossip))

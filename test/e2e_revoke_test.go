@@ -121,7 +121,7 @@ func clusterConnsWith(t testing.TB, h *harness.Host, ip string) int {
 	return n
 }
 
-// revokeTimes is how long after `node rm` returned each path was cut off.
+// revokeTimes is how long after `node rm` started each path was cut off.
 type revokeTimes struct {
 	handshake time.Duration // Raft, RPC and blob fetch refuse its certificate on every survivor
 	held      time.Duration // the connection it held open was closed
@@ -177,8 +177,8 @@ func removeRunningNode(t testing.TB, via, victim *harness.Host, survivors []*har
 		heldClosed <- time.Now()
 	}()
 
+	removed := time.Now() // times count from the start of `node rm`
 	via.MustCLI(t, "node", "rm", "--force", victimID)
-	removed := time.Now()
 	var out revokeTimes
 
 	blob := rpcLine("blob", map[string]string{"digest": "sha256:" + strings.Repeat("0", 64)})
@@ -249,7 +249,7 @@ func TestRevokeRunningNodeCutOff(t *testing.T) {
 		survivors = append(survivors, h)
 	}
 	times := removeRunningNode(t, leader, victim, survivors)
-	t.Logf("cut off after node rm: handshakes refused %v, held connection closed %v, all connections gone %v, gossip ignored %v",
+	t.Logf("cut off after node rm started: handshakes refused %v, held connection closed %v, all connections gone %v, gossip ignored %v",
 		times.handshake, times.held, times.conns, times.gossip)
 
 	// It stays out while it keeps running with its old key.
