@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
@@ -41,6 +42,8 @@ type cluster struct {
 	// admitMissing must not take them back.
 	removing sync.Map
 	tls      *pki.Source // this node's certificate and trusted CAs, swapped on renewal (keys.go)
+	// keyTarget is the gossip key this leader is rotating to (revoke.go).
+	keyTarget atomic.Pointer[[]byte]
 	// usage holds the rolling usage of this node's autoscaled tasks (autoscale.go).
 	usage usageSampler
 
@@ -102,7 +105,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	}
 	src := pki.NewSource(cert, pool)
 	serverTLS := src.ServerTLS(revoked)
-	clientTLS := src.ClientTLS()
+	clientTLS := src.CheckedClientTLS(revoked)
 
 	ln, err := net.Listen("tcp", net.JoinHostPort(a.cfg.bindIP(), strconv.Itoa(a.cfg.ClusterPort)))
 	if err != nil {
@@ -196,6 +199,8 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	go func() { defer cl.wg.Done(); a.reconcileLoop(cctx, cl) }()
 	cl.wg.Add(1)
 	go func() { defer cl.wg.Done(); a.usageLoop(cctx, cl) }()
+	cl.wg.Add(1)
+	go func() { defer cl.wg.Done(); a.revokeLoop(cctx, cl) }()
 	return nil
 }
 

@@ -523,7 +523,7 @@ func (a *Agent) removeNodeAsLeader(ctx context.Context, cl *cluster, id string, 
 	if err := cl.raft.RemoveServer(ctx, id); err != nil {
 		return fmt.Errorf("remove %s from raft: %w", shortID(id), err)
 	}
-	if _, err := cl.raft.Apply(ctx, &consensus.RemoveNode{ID: id, Now: time.Now().UTC()}); err != nil {
+	if err := a.applyRemoval(ctx, cl, &consensus.RemoveNode{ID: id, Now: time.Now().UTC()}); err != nil {
 		return fmt.Errorf("remove node record: %w", err)
 	}
 	a.log.Info("node removed", "node_id", id, "hostname", n.Hostname)

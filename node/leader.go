@@ -115,6 +115,7 @@ func (a *Agent) leaderWork(ctx context.Context, cl *cluster) {
 		a.markNodeStatus(ctx, cl, since)
 		a.admitMissing(ctx, cl)
 		a.autopilot(ctx, cl)
+		a.rotateGossipKeys(ctx, cl)
 		select {
 		case <-ctx.Done():
 			return

@@ -45,6 +45,10 @@ type memberMeta struct {
 	// (lbsync.go): a node that drains a task waits until every live node is
 	// past the entry that took the task out (drainStops).
 	LB uint64 `json:"lb,omitempty"`
+	// GK is the fingerprint of the gossip keyring this node applied
+	// (keyringFP, revoke.go): the leader takes the next step of a key
+	// rotation only when every live node reports the keyring in the store.
+	GK string `json:"gk,omitempty"`
 }
 
 // membership owns the memberlist instance and turns its callbacks into
@@ -52,6 +56,10 @@ type memberMeta struct {
 // subscriber (the leader loop and the network loop both need every change).
 type membership struct {
 	ml *memberlist.Memberlist
+	// keyring is gossip's keyring (nil: gossip is not encrypted); keysMu
+	// serialises applyKeyring.
+	keyring *memberlist.Keyring
+	keysMu  sync.Mutex
 
 	metaMu   sync.Mutex
 	meta     []byte     // guarded by metaMu
@@ -135,6 +143,7 @@ func newMembership(cfg Config, nodeID string, meta memberMeta, keys [][]byte, fc
 		restarts: map[string]time.Time{},
 	}
 	meta.Version, meta.Level = Version, consensus.ProtocolLevel
+	meta.GK = keyringFP(keys)
 	b, err := json.Marshal(meta)
 	if err != nil {
 		return nil, err
@@ -166,6 +175,7 @@ func newMembership(cfg Config, nodeID string, meta memberMeta, keys [][]byte, fc
 			return nil, fmt.Errorf("gossip keyring: %w", err)
 		}
 		mc.Keyring = kr
+		m.keyring = kr
 		mc.GossipVerifyIncoming = true
 		mc.GossipVerifyOutgoing = true
 	}
@@ -211,6 +221,66 @@ func (m *membership) setLBIndex(i uint64) {
 	default:
 	}
 	m.signalLB()
+}
+
+// applyKeyring makes gossip use keys (primary first, as in the store):
+// it installs the keys it lacks, switches the primary, then removes the
+// keys no longer listed (keyringPlan), and gossips the fingerprint of the
+// result. It reports whether anything changed. Gossip without encryption
+// (no keyring at start) cannot be switched on live: it reports no change.
+func (m *membership) applyKeyring(keys [][]byte) (bool, error) {
+	if m.keyring == nil || len(keys) == 0 {
+		return false, nil
+	}
+	m.keysMu.Lock()
+	defer m.keysMu.Unlock()
+	fp := keyringFP(keys)
+	if m.keyringFP() == fp {
+		return false, nil
+	}
+	add, primary, remove := keyringPlan(m.keyring.GetKeys(), keys)
+	for _, k := range add {
+		if err := m.keyring.AddKey(k); err != nil {
+			return false, fmt.Errorf("install gossip key: %w", err)
+		}
+	}
+	if err := m.keyring.UseKey(primary); err != nil {
+		return false, fmt.Errorf("use gossip key: %w", err)
+	}
+	for _, k := range remove {
+		if err := m.keyring.RemoveKey(k); err != nil {
+			return false, fmt.Errorf("remove gossip key: %w", err)
+		}
+	}
+	m.metaMu.Lock()
+	m.self.GK = fp
+	if b, err := json.Marshal(m.self); err == nil {
+		m.meta = b
+	}
+	m.metaMu.Unlock()
+	select {
+	case m.pubCh <- struct{}{}:
+	default:
+	}
+	return true, nil
+}
+
+// republish gossips this node's metadata again (coalesced, never
+// blocks): during a key rotation the leader waits for every node's keyring
+// fingerprint, and a lost broadcast would otherwise wait for a push-pull.
+func (m *membership) republish() {
+	select {
+	case m.pubCh <- struct{}{}:
+	default:
+	}
+}
+
+// keyringFP returns the fingerprint of the keyring this node applied last
+// ("" when gossip is not encrypted).
+func (m *membership) keyringFP() string {
+	m.metaMu.Lock()
+	defer m.metaMu.Unlock()
+	return m.self.GK
 }
 
 // lbIndexes returns the load balancer index of every member alive now (0

@@ -79,6 +79,9 @@ type mux struct {
 	// raftGate, when set, admits or refuses a Raft connection by the node
 	// ID of its certificate.
 	raftGate atomic.Pointer[func(peerID string) error]
+	// conns tracks accepted connections by the peer's certificate serial,
+	// so that a revocation closes them (revoke.go).
+	conns *connTracker
 
 	countMu  sync.Mutex
 	open     int
@@ -100,6 +103,7 @@ func newMux(ln net.Listener, tlsCfg *tls.Config, log *slog.Logger, rpc func(*tls
 		closed:   make(chan struct{}),
 		limits:   defaultMuxLimits(),
 		anonByIP: map[string]int{},
+		conns:    newConnTracker(),
 	}
 }
 
@@ -207,7 +211,8 @@ func (m *mux) Run(ctx context.Context) error {
 // handle runs one accepted connection; it owns its slot in the counts.
 func (m *mux) handle(c net.Conn, ip string) {
 	anon := true
-	cc := &countedConn{Conn: c, release: func() { m.release(ip, anon) }, limit: maxAnonBytes}
+	tracked := m.conns.wrap(c)
+	cc := &countedConn{Conn: tracked, release: func() { m.release(ip, anon) }, limit: maxAnonBytes}
 	tc := tls.Server(cc, m.tlsCfg)
 	_ = tc.SetDeadline(time.Now().Add(handshakeTimeout))
 	if err := tc.Handshake(); err != nil {
@@ -222,6 +227,7 @@ func (m *mux) handle(c net.Conn, ip string) {
 	}
 	peerID, certified := pki.PeerNodeID(tc.ConnectionState())
 	if certified {
+		m.conns.identify(tracked, pki.Serial(tc.ConnectionState().PeerCertificates[0]), peerID)
 		m.authenticated(ip)
 		anon = false // read by release, which runs in this goroutine or after it
 		cc.authed.Store(true)
@@ -348,18 +354,25 @@ func (l *raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net
 	return c, nil
 }
 
-// dialProto opens a TLS connection to a cluster port and selects a protocol.
+// dialProto opens a TLS connection to a cluster port and selects a
+// protocol. The connection is tracked by the server's certificate serial
+// until it is closed (dialedConns), so that a revocation closes it.
 func dialProto(addr string, timeout time.Duration, cfg *tls.Config, proto byte) (*tls.Conn, error) {
 	d := &net.Dialer{Timeout: timeout}
-	raw, err := d.Dial("tcp", addr)
+	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
+	raw := dialedConns.wrap(conn)
 	tc := tls.Client(raw, cfg)
 	_ = tc.SetDeadline(time.Now().Add(timeout))
 	if err := tc.Handshake(); err != nil {
 		_ = raw.Close()
 		return nil, err
+	}
+	if st := tc.ConnectionState(); len(st.PeerCertificates) > 0 {
+		id, _ := pki.ServerNodeID(st)
+		dialedConns.identify(raw, pki.Serial(st.PeerCertificates[0]), id)
 	}
 	if _, err := tc.Write([]byte{proto}); err != nil {
 		_ = tc.Close()

@@ -85,15 +85,32 @@ func (s *Source) ServerTLS(isRevoked func(serial string) bool) *tls.Config {
 // ClientTLS is like the package function ClientTLS, reading the Source's
 // current certificate and pool on every handshake. The server chain is
 // verified by VerifyConnection against the current pool (the standard
-// verifier would read a pool fixed when the config was made).
-func (s *Source) ClientTLS() *tls.Config {
+// verifier would read a pool fixed when the config was made). It checks no
+// revocation list; nodes use CheckedClientTLS.
+func (s *Source) ClientTLS() *tls.Config { return s.CheckedClientTLS(nil) }
+
+// CheckedClientTLS is ClientTLS that also refuses a server whose
+// certificate serial isRevoked reports true (ErrRevoked), so that
+// revocation holds on both ends of a mutual-TLS connection: a node removed
+// with `node rm` that still listens with its old certificate is not
+// trusted as a server either. isRevoked may be nil (nothing revoked); it is
+// called on every handshake from many goroutines, so it must be safe for
+// concurrent use and fast.
+func (s *Source) CheckedClientTLS(isRevoked func(serial string) bool) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		ServerName: ServerName,
 		// Verification is done below against the pool of the moment.
 		InsecureSkipVerify: true,
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			return verifyServerChain(cs.PeerCertificates, s.cur.Load().pool)
+			if err := verifyServerChain(cs.PeerCertificates, s.cur.Load().pool); err != nil {
+				return err
+			}
+			leaf := cs.PeerCertificates[0]
+			if isRevoked != nil && isRevoked(Serial(leaf)) {
+				return fmt.Errorf("server node %s serial %s: %w", leaf.Subject.CommonName, Serial(leaf), ErrRevoked)
+			}
+			return nil
 		},
 		// Always send our certificate, even when the server's list of
 		// acceptable CAs does not name our issuer, so that a node of another

@@ -130,6 +130,12 @@ func TestTLS(t *testing.T) {
 		{name: "client from another CA refused", server: server, client: ClientTLS(foreignCert, pool), wantServer: errUnknownAuthority},
 		{name: "server from another CA refused", server: ServerTLS(foreignCert, other.Pool(), nil), client: ClientTLS(clientCert, pool)},
 		{name: "TLS 1.2 refused", server: server, client: tls12},
+		// Revocation holds on the dialling side too: a removed node that
+		// still listens with its old certificate is no server for us.
+		{name: "checked client to unrevoked server", server: server,
+			client: NewSource(clientCert, pool).CheckedClientTLS(isRevoked), wantOK: true, wantPeer: "node-b"},
+		{name: "revoked server refused by the client", server: ServerTLS(revokedCert, pool, nil),
+			client: NewSource(clientCert, pool).CheckedClientTLS(isRevoked), wantClient: ErrRevoked, clientMsg: "server node node-gone"},
 		{name: "join with right fingerprint", server: server, client: JoinTLS(ca.Fingerprint()), wantOK: true},
 		{name: "join with upper-case fingerprint", server: server, client: JoinTLS(strings.ToUpper(ca.Fingerprint())), wantOK: true},
 		{name: "join with wrong fingerprint", server: server, client: JoinTLS(other.Fingerprint()),

@@ -1,0 +1,341 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/pki"
+)
+
+func key(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
+
+func TestKeyringPlan(t *testing.T) {
+	a, b, c := key('a'), key('b'), key('c')
+	tests := []struct {
+		name               string
+		installed, desired [][]byte
+		add, remove        [][]byte
+		primary            []byte
+	}{
+		{name: "unchanged", installed: [][]byte{a}, desired: [][]byte{a}, primary: a},
+		{name: "install beside", installed: [][]byte{a}, desired: [][]byte{a, b}, add: [][]byte{b}, primary: a},
+		{name: "switch primary", installed: [][]byte{a, b}, desired: [][]byte{b, a}, primary: b},
+		{name: "remove old", installed: [][]byte{b, a}, desired: [][]byte{b}, primary: b, remove: [][]byte{a}},
+		// A node that missed steps (down, then caught up by Raft) jumps:
+		// it installs before it removes, so it never has no key.
+		{name: "jump to the end", installed: [][]byte{a}, desired: [][]byte{c}, add: [][]byte{c}, primary: c, remove: [][]byte{a}},
+		{name: "duplicates installed once", installed: [][]byte{a}, desired: [][]byte{b, b, a}, add: [][]byte{b}, primary: b},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			add, primary, remove := keyringPlan(tt.installed, tt.desired)
+			if !keysEqual(add, tt.add) || !bytes.Equal(primary, tt.primary) || !keysEqual(remove, tt.remove) {
+				t.Fatalf("keyringPlan = add %q primary %q remove %q; want add %q primary %q remove %q",
+					add, primary, remove, tt.add, tt.primary, tt.remove)
+			}
+		})
+	}
+}
+
+func keysEqual(x, y [][]byte) bool {
+	return slices.EqualFunc(x, y, func(a, b []byte) bool { return bytes.Equal(a, b) })
+}
+
+func TestNextKeyStep(t *testing.T) {
+	old, nw, fresh, other := key('o'), key('n'), key('f'), key('x')
+	tests := []struct {
+		name string
+		in   keyRotation
+		want keyStep
+	}{
+		{name: "no encryption", in: keyRotation{Acked: true, Fresh: fresh}},
+		{name: "steady", in: keyRotation{Keys: [][]byte{old}, Acked: true, Fresh: fresh}},
+		{name: "installed, waiting for every node", in: keyRotation{Keys: [][]byte{old, nw}, Target: nw},
+			want: keyStep{Target: nw}},
+		{name: "installed everywhere: use it", in: keyRotation{Keys: [][]byte{old, nw}, Target: nw, Acked: true},
+			want: keyStep{Propose: [][]byte{nw, old}, Target: nw}},
+		{name: "primary, waiting", in: keyRotation{Keys: [][]byte{nw, old}, Target: nw},
+			want: keyStep{Target: nw}},
+		{name: "primary everywhere: remove the old", in: keyRotation{Keys: [][]byte{nw, old}, Target: nw, Acked: true},
+			want: keyStep{Propose: [][]byte{nw}, Target: nw}},
+		{name: "done", in: keyRotation{Keys: [][]byte{nw}, Target: nw, Acked: true}},
+		{name: "done, not yet applied everywhere", in: keyRotation{Keys: [][]byte{nw}, Target: nw},
+			want: keyStep{Target: nw}},
+		// A new leader cannot tell [old,new] from [new,old]: start over.
+		{name: "rotation of another leader", in: keyRotation{Keys: [][]byte{nw, old}, Acked: true, Fresh: fresh},
+			want: keyStep{Propose: [][]byte{nw, old, fresh}, Target: fresh}},
+		{name: "rotation of another leader, no fresh key", in: keyRotation{Keys: [][]byte{nw, old}, Acked: true}},
+		{name: "rotation of another leader, waiting", in: keyRotation{Keys: [][]byte{nw, old}, Fresh: fresh}},
+		{name: "target gone from the store", in: keyRotation{Keys: [][]byte{other}, Target: nw, Acked: true, Fresh: fresh}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := nextKeyStep(tt.in)
+			if !keysEqual(got.Propose, tt.want.Propose) || !bytes.Equal(got.Target, tt.want.Target) {
+				t.Fatalf("nextKeyStep = propose %q target %q; want propose %q target %q",
+					got.Propose, got.Target, tt.want.Propose, tt.want.Target)
+			}
+		})
+	}
+}
+
+// TestKeyRotationWalk runs a whole rotation through nextKeyStep and
+// keyringPlan with two nodes that apply each committed keyring one after
+// the other, and checks that at every moment each node can read what the
+// other sends (the sender's primary is installed at the receiver), and that
+// the old key is gone at the end.
+func TestKeyRotationWalk(t *testing.T) {
+	old, nw := key('o'), key('n')
+	store := [][]byte{old, nw} // committed with the removal (applyRemoval)
+	target := nw
+	nodes := [][][]byte{{old}, {old}}
+	apply := func(i int) {
+		add, primary, remove := keyringPlan(nodes[i], store)
+		ring := append(slices.Clone(nodes[i]), add...)
+		// use primary: move it to the front
+		ring = slices.DeleteFunc(ring, func(k []byte) bool { return bytes.Equal(k, primary) })
+		ring = append([][]byte{primary}, ring...)
+		ring = slices.DeleteFunc(ring, func(k []byte) bool { return containsKey(remove, k) })
+		nodes[i] = ring
+		for j := range nodes {
+			for k := range nodes {
+				if !containsKey(nodes[k], nodes[j][0]) {
+					t.Fatalf("node %d cannot read node %d (primary %q, keys %q)", k, j, nodes[j][0], nodes[k])
+				}
+			}
+		}
+	}
+	for steps := 0; ; steps++ {
+		if steps > 10 {
+			t.Fatal("rotation does not end")
+		}
+		apply(0)
+		apply(1)
+		acked := keyringFP(nodes[0]) == keyringFP(store) && keyringFP(nodes[1]) == keyringFP(store)
+		step := nextKeyStep(keyRotation{Keys: store, Target: target, Acked: acked})
+		if step.Propose == nil {
+			break
+		}
+		store, target = step.Propose, step.Target
+	}
+	for i, ring := range nodes {
+		if !keysEqual(ring, [][]byte{nw}) {
+			t.Fatalf("node %d ends with keyring %q, want only the new key", i, ring)
+		}
+	}
+}
+
+func TestKeysAcked(t *testing.T) {
+	nodes := []*api.Node{{ID: "self"}, {ID: "b"}, {ID: "c"}}
+	tests := []struct {
+		name   string
+		alive  map[string]memberMeta
+		selfFP string
+		want   bool
+	}{
+		{name: "all applied", alive: map[string]memberMeta{"b": {GK: "k"}, "c": {GK: "k"}}, selfFP: "k", want: true},
+		{name: "one behind", alive: map[string]memberMeta{"b": {GK: "k"}, "c": {GK: "j"}}, selfFP: "k"},
+		{name: "self behind", alive: map[string]memberMeta{"b": {GK: "k"}, "c": {GK: "k"}}, selfFP: "j"},
+		{name: "down node does not hold it up", alive: map[string]memberMeta{"b": {GK: "k"}}, selfFP: "k", want: true},
+		{name: "removed member does not count", alive: map[string]memberMeta{"b": {GK: "k"}, "c": {GK: "k"}, "gone": {GK: "j"}},
+			selfFP: "k", want: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := keysAcked("k", nodes, tt.alive, "self", tt.selfFP); got != tt.want {
+				t.Fatalf("keysAcked = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestCutOff(t *testing.T) {
+	revoked := func(s string) bool { return s == "old" }
+	tests := []struct {
+		name, serial string
+		member, want bool
+	}{
+		{name: "removed node", serial: "old", want: true},
+		{name: "renewed node keeps its connections", serial: "old", member: true},
+		{name: "valid serial", serial: "cur", member: true},
+		{name: "valid serial, no record yet (joining)", serial: "cur"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := cutOff(tt.serial, "n", revoked, func(string) bool { return tt.member }); got != tt.want {
+				t.Fatalf("cutOff = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestKeyringFPOrder(t *testing.T) {
+	a, b := key('a'), key('b')
+	if keyringFP([][]byte{a, b}) == keyringFP([][]byte{b, a}) {
+		t.Fatal("the fingerprint must tell the primary apart")
+	}
+	if keyringFP(nil) != "" {
+		t.Fatal("no keyring has no fingerprint")
+	}
+}
+
+// TestRevokedConnsClosed opens RPC connections through the real mux, as a
+// node that sent the protocol byte and holds the connection, then revokes
+// one client's serial: its connection ends at once on both ends, the other
+// one stays. Then the dialling side revokes the server: its own tracked
+// connection ends.
+func TestRevokedConnsClosed(t *testing.T) {
+	s := startRPCServer(t)
+	certB, serialB := s.pki.node("node-b")
+	certC, _ := s.pki.node("node-c")
+	connB, err := dialProto(s.addr, 5*time.Second, pki.ClientTLS(certB, s.pki.ca.Pool()), protoRPC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer connB.Close()
+	connC, err := dialProto(s.addr, 5*time.Second, pki.ClientTLS(certC, s.pki.ca.Pool()), protoRPC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer connC.Close()
+	serverSerial := pki.Serial(connC.ConnectionState().PeerCertificates[0])
+
+	// The mux identifies a connection once it read the protocol byte.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.m.conns.mu.Lock()
+		n := 0
+		for c := range s.m.conns.conns {
+			if c.serial != "" {
+				n++
+			}
+		}
+		s.m.conns.mu.Unlock()
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mux identified %d connections, want 2", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	s.revoked.Store(serialB, true)
+	isRevoked := func(serial, _ string) bool { _, ok := s.revoked.Load(serial); return ok }
+	if peers := s.m.conns.closeRevoked(isRevoked); !slices.Equal(peers, []string{"node-b"}) {
+		t.Fatalf("closed connections of %v, want [node-b]", peers)
+	}
+	_ = connB.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	if _, err := connB.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read on the revoked client's connection: %v, want it closed by the server", err)
+	}
+	t.Logf("revoked client's connection ended after %v", time.Since(start))
+	_ = connC.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if _, err := connC.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read on the other client's connection: %v, want it still open (deadline)", err)
+	}
+
+	// The dialling side: the server's serial is revoked.
+	if peers := dialedConns.closeRevoked(func(serial, _ string) bool { return serial == serverSerial }); len(peers) == 0 {
+		t.Fatal("no dialled connection to the revoked server was closed")
+	}
+	_ = connC.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := connC.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("read on a connection to a revoked server: %v, want net.ErrClosed", err)
+	}
+}
+
+// TestRejoinRevokesOldSerials: a node ID that re-joins (proving it holds
+// the old key) gets a new certificate, and every serial the cluster knew
+// for that ID — the one it presented and the one in its record — is
+// revoked in the same entry; the old certificate cannot re-join again.
+func TestRejoinRevokesOldSerials(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	leader := startRaftNode(t, "n1")
+	if err := leader.raft.BootstrapSelf(); err != nil {
+		t.Fatal(err)
+	}
+	for !leader.raft.IsLeader() {
+		select {
+		case <-ctx.Done():
+			t.Fatal("no leader")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	a := newTestAgent(t)
+	a.id.NodeID = "n1"
+	cl := &cluster{id: "c1", store: leader.store, raft: leader.raft}
+	ca, err := pki.NewCA("c1", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	record, err := sealedClusterRecord("c1", ca, pki.NewSecret(), pki.NewKEK())
+	if err != nil {
+		t.Fatal(err)
+	}
+	record.ClusterCIDR, record.VIPCIDR = "10.42.0.0/16", "10.43.0.0/16"
+	if _, err := leader.raft.Apply(ctx, &consensus.BootstrapCluster{Cluster: record, Node: api.Node{ID: "n1", Hostname: "h1", Addr: "127.0.0.1"}}); err != nil {
+		t.Fatal(err)
+	}
+	ips := []net.IP{net.ParseIP("127.0.0.1")}
+	// The joiner still has S1; its record names S0 (a renewal it lost).
+	certPEM, keyPEM, s1, err := ca.IssueNodeCert("n2", ips, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, s0, err := ca.IssueNodeCert("n2", ips, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leader.raft.Apply(ctx, &consensus.UpsertNode{Node: api.Node{ID: "n2", Hostname: "h2", Addr: "127.0.0.2",
+		Status: api.NodeDown, CertSerial: s0}}); err != nil {
+		t.Fatal(err)
+	}
+	key, err := pki.ParseKeyPEM(keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := pki.NewCSR(key, "n2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := joinRPCRequest{NodeID: "n2", CSR: csr, OldCertPEM: certPEM}
+	revoke, err := a.admitJoinID(cl, leader.store.Cluster(), req)
+	if err != nil {
+		t.Fatalf("re-join with the old key refused: %v", err)
+	}
+	slices.Sort(revoke)
+	want := []string{s0, s1}
+	slices.Sort(want)
+	if !slices.Equal(revoke, want) {
+		t.Fatalf("re-join revokes %v, want %v", revoke, want)
+	}
+	_, _, sNew, err := ca.IssueNodeCert("n2", ips, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leader.raft.Apply(ctx, joinRecord(api.Node{ID: "n2", Hostname: "h2", Addr: "127.0.0.2", Status: api.NodeDown, CertSerial: sNew}, revoke)); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{s0, s1} {
+		if !leader.store.IsRevoked(s) {
+			t.Errorf("old serial %s not revoked after the re-join", s)
+		}
+	}
+	if leader.store.IsRevoked(sNew) {
+		t.Error("the new serial is revoked")
+	}
+	if _, err := a.admitJoinID(cl, leader.store.Cluster(), req); err == nil {
+		t.Fatal("the revoked old certificate re-joined again")
+	}
+}

@@ -1,0 +1,277 @@
+package test
+
+// End-to-end tests of "removal is final" (issue 7): `node rm --force` of a
+// RUNNING node cuts it off from every path at once — its certificate is
+// refused for Raft, RPC and blob fetch, the connections it held are closed,
+// and the gossip key is rotated so that its gossip (still encrypted with the
+// old key) is ignored by the others.
+//
+// A removed node that can ask a peer learns that it was removed and resets
+// itself (node/removal.go), leaving gossip on its own; that would make the
+// gossip check pass for the wrong reason. So the removed host's outgoing
+// connections to the cluster port are dropped with nftables in its own
+// namespace first: it keeps running with its old certificate and its old
+// gossip key, as a node that does not want to go would.
+
+import (
+	"bufio"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-org/shoal/node/pki"
+	"github.com/shoal-org/shoal/test/harness"
+)
+
+// revokeTable is the nftables table the test adds in the removed host's
+// namespace.
+const revokeTable = "shoal_test_revoke"
+
+// blockClusterPortOut drops h's outgoing connections to any cluster port.
+func blockClusterPortOut(t testing.TB, h *harness.Host) {
+	t.Helper()
+	rules := fmt.Sprintf(`table inet %s {
+	chain out {
+		type filter hook output priority 0; policy accept;
+		tcp dport %d drop
+	}
+}
+`, revokeTable, harness.ClusterPort)
+	cmd := exec.Command("ip", "netns", "exec", h.NS, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("block the cluster port on %s: %v: %s", h.Name, err, out)
+	}
+	t.Cleanup(func() {
+		_ = exec.Command("ip", "netns", "exec", h.NS, "nft", "delete", "table", "inet", revokeTable).Run()
+	})
+}
+
+// asNode dials addr from the test process with the certificate and key in
+// h's data dir (as h's root could), selects proto and sends line (may be
+// empty). It returns the connection after the handshake started.
+func asNode(h *harness.Host, addr string, proto byte, line string) (*tls.Conn, error) {
+	cert, pool, err := pki.LoadNodeTLS(filepath.Join(h.DataDir, "cluster", "pki"))
+	if err != nil {
+		return nil, fmt.Errorf("load %s's certificate: %w", h.Name, err)
+	}
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	conn, err := tls.DialWithDialer(d, "tcp", addr, pki.ClientTLS(cert, pool))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.Write(append([]byte{proto}, line...)); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+// rpcLine is one RPC request line.
+func rpcLine(method string, body any) string {
+	b, _ := json.Marshal(body)
+	req, _ := json.Marshal(map[string]any{"method": method, "body": json.RawMessage(b)})
+	return string(req) + "\n"
+}
+
+// refusedAt reports whether a connection as h to addr with proto (and one
+// request line) is refused during the TLS handshake for h's certificate
+// (the server's alert surfaces on the first read in TLS 1.3), with what
+// happened otherwise.
+func refusedAt(h *harness.Host, addr string, proto byte, line string) (bool, string) {
+	conn, err := asNode(h, addr, proto, line)
+	if err != nil {
+		return strings.Contains(err.Error(), "remote error: tls"), err.Error()
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err = bufio.NewReader(conn).ReadByte()
+	if err == nil {
+		return false, "the server answered"
+	}
+	return strings.Contains(err.Error(), "remote error: tls"), err.Error()
+}
+
+// clusterConnsWith counts the established TCP connections in h's namespace
+// between h's cluster port and ip, or from h to ip's cluster port.
+func clusterConnsWith(t testing.TB, h *harness.Host, ip string) int {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", h.NS, "ss", "-Htn", "state", "established").Output()
+	if err != nil {
+		t.Fatalf("ss on %s: %v", h.Name, err)
+	}
+	port := fmt.Sprintf(":%d", harness.ClusterPort)
+	n := 0
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 4 {
+			continue
+		}
+		local, peer := f[len(f)-2], f[len(f)-1]
+		if strings.HasPrefix(peer, ip+":") && (strings.HasSuffix(local, port) || peer == ip+port) {
+			n++
+		}
+	}
+	return n
+}
+
+// revokeTimes is how long after `node rm` started each path was cut off.
+type revokeTimes struct {
+	handshake time.Duration // Raft, RPC and blob fetch refuse its certificate on every survivor
+	held      time.Duration // the connection it held open was closed
+	conns     time.Duration // no established cluster-port connection with it on any survivor
+	gossip    time.Duration // every survivor counts one member less
+}
+
+// removeRunningNode removes victim (running, blocked from asking whether it
+// was removed) through via with `node rm --force` and polls until every
+// path is cut. survivors are the other hosts.
+func removeRunningNode(t testing.TB, via, victim *harness.Host, survivors []*harness.Host) revokeTimes {
+	t.Helper()
+	victimID := victim.NodeID(t)
+	before := len(survivors) + 1
+
+	// Preconditions, so that every check below can fail: the victim's
+	// certificate works, it holds connections with the survivors, and
+	// gossip counts it.
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		for _, s := range survivors {
+			if ok, what := refusedAt(victim, s.Addr(), 'C', rpcLine("ping", nil)); ok || what != "the server answered" {
+				return false, fmt.Sprintf("ping as %s to %s: %s", victim.Name, s.Name, what)
+			}
+			st, err := s.Status()
+			if err != nil || st.Members != before {
+				return false, fmt.Sprintf("%s: %d members (%v)", s.Name, st.Members, err)
+			}
+		}
+		return true, ""
+	}, "the victim's certificate accepted and gossip complete")
+	blockClusterPortOut(t, victim)
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		n := 0
+		for _, s := range survivors {
+			n += clusterConnsWith(t, s, victim.IP)
+		}
+		return n > 0, fmt.Sprintf("%d connections", n)
+	}, "survivors connected with the victim on the cluster port")
+	held, err := asNode(victim, via.Addr(), 'C', "") // a request line never comes
+	if err != nil {
+		t.Fatalf("hold a connection as the victim: %v", err)
+	}
+	defer held.Close()
+	heldClosed := make(chan time.Time, 1)
+	go func() {
+		// The server waits 30 s for a request line; closing sooner is the
+		// revocation's doing.
+		_ = held.SetReadDeadline(time.Now().Add(25 * time.Second))
+		_, err := held.Read(make([]byte, 1))
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			return
+		}
+		heldClosed <- time.Now()
+	}()
+
+	removed := time.Now() // times count from the start of `node rm`
+	via.MustCLI(t, "node", "rm", "--force", victimID)
+	var out revokeTimes
+
+	blob := rpcLine("blob", map[string]string{"digest": "sha256:" + strings.Repeat("0", 64)})
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		for _, s := range survivors {
+			for _, p := range []struct {
+				name  string
+				proto byte
+				line  string
+			}{{"raft", 'R', ""}, {"rpc", 'C', rpcLine("ping", nil)}, {"blob fetch", 'C', blob}} {
+				if ok, what := refusedAt(victim, s.Addr(), p.proto, p.line); !ok {
+					return false, fmt.Sprintf("%s as the victim to %s: %s", p.name, s.Name, what)
+				}
+			}
+		}
+		return true, ""
+	}, "the victim's certificate refused for raft, rpc and blob fetch everywhere")
+	out.handshake = time.Since(removed)
+	select {
+	case at := <-heldClosed:
+		out.held = at.Sub(removed)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the connection the victim held open was not closed")
+	}
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		for _, s := range survivors {
+			if n := clusterConnsWith(t, s, victim.IP); n > 0 {
+				return false, fmt.Sprintf("%s still has %d connections with the victim", s.Name, n)
+			}
+		}
+		return true, ""
+	}, "no survivor connected with the victim")
+	out.conns = time.Since(removed)
+	membersAre := func(n int) harness.Condition {
+		return func() (bool, string) {
+			for _, s := range survivors {
+				st, err := s.Status()
+				if err != nil || st.Members != n {
+					return false, fmt.Sprintf("%s: %d members (%v)", s.Name, st.Members, err)
+				}
+			}
+			return true, ""
+		}
+	}
+	harness.Eventually(t, 60*time.Second, membersAre(len(survivors)), "the victim's gossip ignored by every survivor")
+	out.gossip = time.Since(removed)
+	return out
+}
+
+// TestRevokeRunningNodeCutOff: `node rm --force` of a running node that
+// does not want to go (it keeps its old certificate and gossip key, and
+// cannot ask whether it was removed) → it can reach neither Raft, RPC nor
+// blob fetch on any survivor, the connections it held are closed, and its
+// gossip is ignored: the survivors count 3 members and keep counting 3
+// while it keeps running.
+func TestRevokeRunningNodeCutOff(t *testing.T) {
+	harness.Context(t, testTimeout)
+	c := harness.New(t, 4)
+	c.Form(t)
+	leader := c.Leader(t, electionTimeout)
+	var victim *harness.Host
+	var survivors []*harness.Host
+	for _, h := range c.Hosts() {
+		if h != leader && victim == nil {
+			victim = h
+			continue
+		}
+		survivors = append(survivors, h)
+	}
+	times := removeRunningNode(t, leader, victim, survivors)
+	t.Logf("cut off after node rm started: handshakes refused %v, held connection closed %v, all connections gone %v, gossip ignored %v",
+		times.handshake, times.held, times.conns, times.gossip)
+
+	// It stays out while it keeps running with its old key.
+	harness.Consistently(t, 10*time.Second, func() (bool, string) {
+		if !victim.Running() {
+			return false, "the removed agent stopped; the test needs it running with its old key"
+		}
+		for _, s := range survivors {
+			st, err := s.Status()
+			if err != nil || st.Members != len(survivors) {
+				return false, fmt.Sprintf("%s counts %d members (%v), want %d: the removed node's gossip was accepted", s.Name, st.Members, err, len(survivors))
+			}
+		}
+		return true, ""
+	}, "the removed node stays out of gossip")
+	st, err := victim.Status()
+	if err != nil {
+		t.Fatalf("status on the removed node: %v", err)
+	}
+	if st.ClusterID == "" {
+		t.Fatal("the removed node reset itself: the check above proved nothing")
+	}
+	c.WaitReady(t, 60*time.Second, len(survivors), survivors...)
+
+}
