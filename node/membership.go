@@ -300,14 +300,18 @@ func (m *membership) lbIndexes(selfID string) map[string]uint64 {
 
 // lbSubscribe is subscribe for changes of any member's load balancer index
 // (this node's included); it also fires on every membership change.
-func (m *membership) lbSubscribe() (<-chan struct{}, func()) {
+func (m *membership) lbSubscribe() (<-chan struct{}, func()) { return m.subscribeTo(m.lbSubs) }
+
+// subscribeTo adds a coalescing channel to set (guarded by subMu) and
+// returns it with the function that removes it.
+func (m *membership) subscribeTo(set map[chan struct{}]struct{}) (<-chan struct{}, func()) {
 	ch := make(chan struct{}, 1)
 	m.subMu.Lock()
-	m.lbSubs[ch] = struct{}{}
+	set[ch] = struct{}{}
 	m.subMu.Unlock()
 	return ch, func() {
 		m.subMu.Lock()
-		delete(m.lbSubs, ch)
+		delete(set, ch)
 		m.subMu.Unlock()
 	}
 }
@@ -410,17 +414,7 @@ func (m *membership) shutdown() {
 
 // subscribe returns a channel that receives (coalesced) a signal after
 // every membership change, and a function to stop receiving.
-func (m *membership) subscribe() (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
-	m.subMu.Lock()
-	m.subs[ch] = struct{}{}
-	m.subMu.Unlock()
-	return ch, func() {
-		m.subMu.Lock()
-		delete(m.subs, ch)
-		m.subMu.Unlock()
-	}
-}
+func (m *membership) subscribe() (<-chan struct{}, func()) { return m.subscribeTo(m.subs) }
 
 // signal wakes every subscriber; it never blocks (memberlist callbacks
 // call it).

@@ -149,19 +149,29 @@ func retryable(err error) bool {
 	return true // connection refused, reset, leadership lost...
 }
 
-// applyLocal applies an encoded command of the leader's own (its reports
-// about itself) on this node, which must lead.
-func (a *Agent) applyLocal(ctx context.Context, enc []byte) (json.RawMessage, error) {
+// leaderCommand decodes a command to propose on this node, which must
+// lead.
+func (a *Agent) leaderCommand(enc []byte) (*cluster, consensus.Command, error) {
 	cl, err := a.clusterOrErr()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !cl.raft.IsLeader() {
-		return nil, ErrNotLeader
+		return nil, nil, ErrNotLeader
 	}
 	cmd, err := consensus.DecodeCommand(enc)
 	if err != nil {
-		return nil, fmt.Errorf("decode forwarded command: %w", err)
+		return nil, nil, fmt.Errorf("decode forwarded command: %w", err)
+	}
+	return cl, cmd, nil
+}
+
+// applyLocal applies an encoded command of the leader's own (its reports
+// about itself) on this node, which must lead.
+func (a *Agent) applyLocal(ctx context.Context, enc []byte) (json.RawMessage, error) {
+	cl, cmd, err := a.leaderCommand(enc)
+	if err != nil {
+		return nil, err
 	}
 	if err := checkServiceCommand(cl, cmd); err != nil {
 		return nil, err
@@ -208,16 +218,9 @@ func callerOf(cl *cluster, kind callerKind, peerID string) (caller, *api.Node) {
 // applyNodeCommand is rpcApply on the leader: a raw command a peer proposes
 // about itself, authorized by its certificate's node ID.
 func (a *Agent) applyNodeCommand(ctx context.Context, peerID string, enc []byte) (json.RawMessage, error) {
-	cl, err := a.clusterOrErr()
+	cl, cmd, err := a.leaderCommand(enc)
 	if err != nil {
 		return nil, err
-	}
-	if !cl.raft.IsLeader() {
-		return nil, ErrNotLeader
-	}
-	cmd, err := consensus.DecodeCommand(enc)
-	if err != nil {
-		return nil, fmt.Errorf("decode forwarded command: %w", err)
 	}
 	c, self := callerOf(cl, callerNode, peerID)
 	if err := authorize(c, cmd, self); err != nil {
