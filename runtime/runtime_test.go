@@ -352,8 +352,11 @@ func TestMemoryLimit(t *testing.T) {
 func TestPidsLimit(t *testing.T) {
 	cfg := testConfig(t)
 	h := startHarness(t, cfg)
+	// busybox sh gives up at the first fork that fails: the forking loop
+	// runs in a subshell so the container lives on (exec: no fork) while
+	// pids.current is read.
 	c := h.run(t, Spec{Image: "busybox", Command: []string{"sh", "-c",
-		`i=0; while [ $i -lt 60 ]; do sleep 30 & i=$((i+1)); done; echo spawned; sleep 30`},
+		`(i=0; while [ $i -lt 60 ]; do sleep 30 & i=$((i+1)); done); echo spawned; exec sleep 30`},
 		Limits: api.Resources{Pids: 20}})
 	cur := filepath.Join("/sys/fs/cgroup/pids", cfg.CgroupParent, c.ID, "pids.current")
 	poll(t, "fork attempts", 10*time.Second, func() bool { return strings.Contains(h.logs(t, c.ID), "fork") })
