@@ -376,13 +376,24 @@ func newGossipKey() []byte {
 // errRemoveNode wraps a refusal of RemoveNode inside the removal batch.
 var errRemoveNode = errors.New("remove node record")
 
+// rotateGossipOnRemoval turns the gossip key rotation of applyRemoval on.
+const rotateGossipOnRemoval = false
+
 // applyRemoval commits rm together with the first step of a gossip key
 // rotation (a new key installed beside the current ones) in one log entry,
 // so that a removal never lands without its rotation, and makes this
 // leader drive the rest of the rotation (rotateGossipKeys).
 func (a *Agent) applyRemoval(ctx context.Context, cl *cluster, rm *consensus.RemoveNode) error {
 	c := cl.store.Cluster()
-	if c == nil || len(c.GossipKeys) == 0 {
+	// Rotating the gossip key on removal is off for now: with it, a node
+	// removed while down that comes back and re-joins under its old ID is
+	// joined again (gossip, Raft) but its new task does not answer through
+	// the routing mesh for 30 s and more (TestNodeRmDownNodeReturns failed
+	// 3 of 4 runs with it, passes without). Until that is understood the
+	// removed node is cut off by certificate only (both ends of every
+	// connection, live connections closed); the rotation machinery below
+	// stays and is unit-tested.
+	if !rotateGossipOnRemoval || c == nil || len(c.GossipKeys) == 0 {
 		_, err := cl.raft.Apply(ctx, rm)
 		return err
 	}
