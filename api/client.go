@@ -263,7 +263,15 @@ func dialCause(err error) error {
 // It returns nil at the end of the stream, fn's error if fn fails, or the
 // context's error if the context ends first.
 func (c *Client) stream(ctx context.Context, path string, opts LogOptions, fn func(LogLine) error) error {
-	resp, err := c.send(ctx, http.MethodGet, path, opts.query(), nil)
+	return streamNDJSON(ctx, c, path, opts.query(), "logs "+path, fn)
+}
+
+// streamNDJSON GETs path and hands each JSON line of the answer, decoded
+// as T, to fn. It returns nil at the end of the stream, fn's error if fn
+// fails, or the context's error if the context ends first; what names the
+// stream in errors.
+func streamNDJSON[T any](ctx context.Context, c *Client, path string, q url.Values, what string, fn func(T) error) error {
+	resp, err := c.send(ctx, http.MethodGet, path, q, nil)
 	if err != nil {
 		return err
 	}
@@ -275,11 +283,11 @@ func (c *Client) stream(ctx context.Context, path string, opts LogOptions, fn fu
 		if len(b) == 0 {
 			continue
 		}
-		var l LogLine
-		if err := json.Unmarshal(b, &l); err != nil {
-			return fmt.Errorf("logs %s: decode line: %w", path, err)
+		var v T
+		if err := json.Unmarshal(b, &v); err != nil {
+			return fmt.Errorf("%s: decode line: %w", what, err)
 		}
-		if err := fn(l); err != nil {
+		if err := fn(v); err != nil {
 			return err
 		}
 	}
@@ -287,7 +295,7 @@ func (c *Client) stream(ctx context.Context, path string, opts LogOptions, fn fu
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("logs %s: read stream: %w", path, err)
+		return fmt.Errorf("%s: read stream: %w", what, err)
 	}
 	return ctx.Err()
 }
@@ -554,31 +562,5 @@ func (o EventOptions) query() url.Values {
 // when the agent ends the stream (Until reached), fn's error if fn fails,
 // or the context's error if the context ends first.
 func (c *Client) Events(ctx context.Context, opts EventOptions, fn func(Event) error) error {
-	resp, err := c.send(ctx, http.MethodGet, "/events", opts.query(), nil)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		b := bytes.TrimSpace(sc.Bytes())
-		if len(b) == 0 {
-			continue
-		}
-		var ev Event
-		if err := json.Unmarshal(b, &ev); err != nil {
-			return fmt.Errorf("events: decode event: %w", err)
-		}
-		if err := fn(ev); err != nil {
-			return err
-		}
-	}
-	if err := sc.Err(); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("events: read stream: %w", err)
-	}
-	return ctx.Err()
+	return streamNDJSON(ctx, c, "/events", opts.query(), "events", fn)
 }
