@@ -220,10 +220,10 @@ func WriteKeyPair(dir string, certPEM, keyPEM []byte) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("write key pair: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, KeyFile), keyPEM, 0o600); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, KeyFile), keyPEM, 0o600); err != nil {
 		return fmt.Errorf("write key pair: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, CertFile), certPEM, 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, CertFile), certPEM, 0o644); err != nil {
 		return fmt.Errorf("write key pair: %w", err)
 	}
 	return nil
@@ -249,7 +249,7 @@ func WriteCACert(dir string, caPEM []byte) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("write CA certificate: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, CAFile), caPEM, 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, CAFile), caPEM, 0o644); err != nil {
 		return fmt.Errorf("write CA certificate: %w", err)
 	}
 	return nil
@@ -283,7 +283,3 @@ func LoadNodeTLS(dir string) (tls.Certificate, *x509.CertPool, error) {
 	return NodeTLS(certPEM, keyPEM, caPEM, crossPEM)
 }
 
-// writeFileAtomic replaces path with data (temp file, fsync, rename).
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	return atomicfile.WriteFile(path, data, mode)
-}

@@ -16,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
+
+	"github.com/shoal-org/shoal/api/atomicfile"
 )
 
 // CrossFile holds the current CA cross-signed by the previous one while a
@@ -237,7 +239,7 @@ func WriteTrust(dir string, bundlePEM, crossPEM []byte) error {
 		}
 		return nil
 	}
-	if err := writeFileAtomic(p, crossPEM, 0o644); err != nil {
+	if err := atomicfile.WriteFile(p, crossPEM, 0o644); err != nil {
 		return fmt.Errorf("write cross-signed CA: %w", err)
 	}
 	return nil
