@@ -282,4 +282,3 @@ func LoadNodeTLS(dir string) (tls.Certificate, *x509.CertPool, error) {
 	}
 	return NodeTLS(certPEM, keyPEM, caPEM, crossPEM)
 }
-
