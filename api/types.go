@@ -224,6 +224,24 @@ type ServiceSpec struct {
 	// Replicas within [Min, Max] from the usage its tasks report. Nil
 	// leaves the replica count to the user.
 	Autoscale *AutoscaleConfig `json:"autoscale,omitempty"`
+	// RegistryAuth carries the credentials of the image's registry
+	// (`--with-registry-auth`), so that every node can pull a private
+	// image. Nil: anonymous pulls.
+	RegistryAuth *RegistryAuth `json:"registry_auth,omitempty"`
+}
+
+// RegistryAuth is a registry's credentials as a service carries them. The
+// CLI sends Username and Password to its agent; the leader seals them with
+// the voters' key (bound to the cluster and the service) into Sealed and
+// clears them, so the Raft log and snapshots only hold ciphertext; a node
+// gets them in the clear only for a task the leader assigned to it, over
+// the cluster port. Registry (the host) is not secret.
+type RegistryAuth struct {
+	Registry string `json:"registry,omitempty"`
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	Sealed   []byte `json:"sealed,omitempty"`
+	KEKID    string `json:"kek_id,omitempty"`
 }
 
 // AutoscaleConfig is `--autoscale min=2,max=10,cpu=70%,memory=80%`. A

@@ -36,6 +36,11 @@ func cloneSpec(s api.ServiceSpec) api.ServiceSpec {
 		a := *s.Autoscale
 		c.Autoscale = &a
 	}
+	if s.RegistryAuth != nil {
+		r := *s.RegistryAuth
+		r.Sealed = slices.Clone(s.RegistryAuth.Sealed)
+		c.RegistryAuth = &r
+	}
 	return c
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/runtime"
+	"github.com/shoal-org/shoal/runtime/image"
 )
 
 type runtimeLogOptions = runtime.LogOptions
@@ -138,37 +139,66 @@ func (a *Agent) remoteLogs(ctx context.Context, cl *cluster, n *api.Node, contai
 	})
 }
 
+// registryCreds returns the credentials for a pull from the image's
+// registry; nil means anonymous. ensureImage calls it only when it has to
+// pull (a task's credentials come from the leader: no round trip when a peer
+// has the image).
+type registryCreds func(ctx context.Context) (*api.RegistryAuth, error)
+
 // ensureImage makes ref available locally: already here, fetched from a
-// peer that holds it, or pulled from its registry.
-func (a *Agent) ensureImage(ctx context.Context, cl *cluster, ref string) error {
+// peer that holds it, or pulled from its registry (with creds, when the
+// service carries registry credentials). An image the cluster does not know
+// is pulled from its registry only with credentials (`--with-registry-auth`
+// lets a service name an image no node has yet, as docker does).
+func (a *Agent) ensureImage(ctx context.Context, cl *cluster, ref string, creds registryCreds) error {
 	if _, err := a.images.Get(ref); err == nil {
 		return nil
 	}
 	rec, ok := findClusterImage(cl, ref)
-	if !ok {
+	if !ok && creds == nil {
 		return fmt.Errorf("image %s is not known in the cluster", ref)
 	}
 	var errs []error
-	for _, nodeID := range rec.Nodes {
-		if nodeID == a.id.NodeID {
-			continue
+	src := ref
+	if ok {
+		for _, nodeID := range rec.Nodes {
+			if nodeID == a.id.NodeID {
+				continue
+			}
+			n, err := cl.store.Node(nodeID)
+			if err != nil || n.Status != api.NodeReady {
+				continue
+			}
+			img, err := a.fetchImageFrom(ctx, cl, n, ref)
+			if err == nil {
+				a.announceImage(ctx, img, "peer")
+				return nil
+			}
+			errs = append(errs, fmt.Errorf("from %s: %w", n.Hostname, err))
 		}
-		n, err := cl.store.Node(nodeID)
-		if err != nil || n.Status != api.NodeReady {
-			continue
+		var pulled bool
+		if src, pulled = strings.CutPrefix(rec.Source, "pull "); !pulled {
+			src = ""
 		}
-		img, err := a.fetchImageFrom(ctx, cl, n, ref)
-		if err == nil {
-			a.announceImage(ctx, img, "peer")
-			return nil
-		}
-		errs = append(errs, fmt.Errorf("from %s: %w", n.Hostname, err))
 	}
-	if src, ok := strings.CutPrefix(rec.Source, "pull "); ok {
-		img, err := a.images.Pull(ctx, api.PullRequest{Ref: src})
+	if src != "" {
+		req := api.PullRequest{Ref: src}
+		if creds != nil {
+			auth, err := creds(ctx)
+			if err != nil {
+				return fmt.Errorf("image %s: registry credentials: %w", ref, err)
+			}
+			if auth != nil {
+				req.Username, req.Password = auth.Username, auth.Password
+			}
+		}
+		img, err := a.images.Pull(ctx, req)
 		if err == nil {
-			a.announceImage(ctx, img, rec.Source)
+			a.announceImage(ctx, img, "pull "+src)
 			return nil
+		}
+		if req.Username == "" && errors.Is(err, image.ErrUnauthorized) {
+			err = fmt.Errorf("%w (the registry wants credentials: create or update the service with --with-registry-auth)", err)
 		}
 		errs = append(errs, fmt.Errorf("pull %s: %w", src, err))
 	}

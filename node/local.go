@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -166,6 +167,27 @@ func noNUL(image string, command, entrypoint, env []string, workdir, user string
 	return nil
 }
 
+// ensureRunImage makes the image of `shoal run` available here: an image
+// only another node holds is fetched from it (or pulled from the registry
+// it came from), as a service's task would. An image this node has, or a
+// node in no cluster, is left to the runtime, whose "not found" names it.
+func (a *Agent) ensureRunImage(ctx context.Context, ref string) error {
+	if _, err := a.images.Get(ref); err == nil {
+		return nil
+	}
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return nil
+	}
+	if _, ok := findClusterImage(cl, ref); !ok {
+		return &httpError{status: http.StatusNotFound, msg: fmt.Sprintf("image %s not found on any node: import, load or pull it first (`shoal image import|load|pull`)", ref)}
+	}
+	if err := a.ensureImage(ctx, cl, ref, nil); err != nil {
+		return &httpError{status: http.StatusBadGateway, msg: err.Error()}
+	}
+	return nil
+}
+
 func containerError(err error) error {
 	switch {
 	case errors.Is(err, runtime.ErrNotFound):
@@ -207,6 +229,9 @@ func (a *Agent) containerRoutes(h func(string, handlerFunc)) {
 		}
 		ctx, err := a.runNetworks(r.Context(), req.Networks)
 		if err != nil {
+			return nil, err
+		}
+		if err := a.ensureRunImage(ctx, req.Image); err != nil {
 			return nil, err
 		}
 		c, err := a.rt.RunContainer(ctx, spec)

@@ -567,7 +567,11 @@ func (r *reconciler) start(ctx context.Context, t *api.Task) {
 	now := func() time.Time { return time.Now().UTC() }
 	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskPreparing, Timestamp: now()})
 	r.waitNetwork(ctx)
-	if err := a.ensureImage(ctx, r.cl, t.Spec.Image); err != nil {
+	var creds registryCreds
+	if t.Spec.RegistryAuth != nil {
+		creds = func(ctx context.Context) (*api.RegistryAuth, error) { return a.fetchRegistryAuth(ctx, r.cl, t) }
+	}
+	if err := a.ensureImage(ctx, r.cl, t.Spec.Image, creds); err != nil {
 		r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRejected, Error: err.Error(), Timestamp: now()})
 		return
 	}

@@ -247,11 +247,17 @@ func (a *Agent) sealSecretOnLeader(cl *cluster, c consensus.CreateSecret) (conse
 
 type secretsRPCRequest struct {
 	TaskID string `json:"task_id"`
+	// RegistryAuth asks for the registry credentials of the task's
+	// service instead of its secrets (registryauth.go).
+	RegistryAuth bool `json:"registry_auth,omitempty"`
 }
 
 type secretsRPCResponse struct {
 	// Secrets maps a secret name to its data.
 	Secrets map[string][]byte `json:"secrets"`
+	// RegistryAuth holds the task's registry credentials in the clear,
+	// when asked for and the task's spec has some.
+	RegistryAuth *api.RegistryAuth `json:"registry_auth,omitempty"`
 }
 
 // secretsAllowed is the authorization of rpcSecrets: node peerID may have
@@ -299,12 +305,24 @@ func (a *Agent) handleSecretsRPC(peerID string, req secretsRPCRequest) (*secrets
 		return nil, consensus.ErrNotBootstrapped
 	}
 	resp := &secretsRPCResponse{Secrets: map[string][]byte{}}
-	if len(names) == 0 {
+	if req.RegistryAuth {
+		names = nil
+		if t.Spec.RegistryAuth == nil {
+			return resp, nil
+		}
+	} else if len(names) == 0 {
 		return resp, nil
 	}
 	kek, err := a.kekFor(st)
 	if err != nil {
 		return nil, &rpcError{Code: codeRefused, Msg: err.Error()}
+	}
+	if req.RegistryAuth {
+		if resp.RegistryAuth, err = openRegistryAuth(kek, st.ClusterID, t.ServiceID, t.Spec.RegistryAuth); err != nil {
+			return nil, &rpcError{Code: codeRefused, Msg: fmt.Sprintf("task %s: %v", t.Name, err)}
+		}
+		a.log.Info("handed registry credentials to the node of a task", "node_id", shortID(peerID), "task", t.Name)
+		return resp, nil
 	}
 	for _, n := range names {
 		s, err := cl.store.SecretByName(n)
@@ -324,11 +342,33 @@ func (a *Agent) handleSecretsRPC(peerID string, req secretsRPCRequest) (*secrets
 // fetchSecrets gets the secrets of task t (assigned to this node) from the
 // leader, in memory.
 func (a *Agent) fetchSecrets(ctx context.Context, cl *cluster, t *api.Task) (map[string][]byte, error) {
-	req := secretsRPCRequest{TaskID: t.ID}
+	resp, err := a.callSecretsRPC(ctx, cl, secretsRPCRequest{TaskID: t.ID})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Secrets, nil
+}
+
+// fetchRegistryAuth gets the registry credentials of task t (assigned to
+// this node) from the leader, in memory; nil when its spec has none.
+func (a *Agent) fetchRegistryAuth(ctx context.Context, cl *cluster, t *api.Task) (*api.RegistryAuth, error) {
+	if t.Spec.RegistryAuth == nil {
+		return nil, nil
+	}
+	resp, err := a.callSecretsRPC(ctx, cl, secretsRPCRequest{TaskID: t.ID, RegistryAuth: true})
+	if err != nil {
+		return nil, fmt.Errorf("fetch from the leader: %w", err)
+	}
+	return resp.RegistryAuth, nil
+}
+
+// callSecretsRPC asks the leader (this node, when it leads) for what req
+// names.
+func (a *Agent) callSecretsRPC(ctx context.Context, cl *cluster, req secretsRPCRequest) (*secretsRPCResponse, error) {
 	if cl.raft.IsLeader() {
 		resp, err := a.handleSecretsRPC(a.id.NodeID, req)
 		if err == nil {
-			return resp.Secrets, nil
+			return resp, nil
 		}
 		if !errors.Is(err, ErrNotLeader) {
 			return nil, err
@@ -341,7 +381,7 @@ func (a *Agent) fetchSecrets(ctx context.Context, cl *cluster, t *api.Task) (map
 	if err != nil {
 		return nil, err
 	}
-	return resp.Secrets, nil
+	return &resp, nil
 }
 
 // taskFilesDir is the per-node root of the tasks' secret tmpfs mounts: in

@@ -171,7 +171,9 @@ func (a *Agent) checkSpec(cl *cluster, spec api.ServiceSpec, selfID string) (api
 	if err := checkStoredSpec(cl, spec, selfID); err != nil {
 		return spec, badRequest("%v", err)
 	}
-	if !a.imageKnown(cl, spec.Image) {
+	// With registry credentials the nodes pull an image no node has yet
+	// from its registry, as docker does.
+	if !a.imageKnown(cl, spec.Image) && spec.RegistryAuth == nil {
 		return spec, badRequest("image %s not found on any node: import, load or pull it first (`shoal image import|load|pull`)", spec.Image)
 	}
 	return spec, nil

@@ -274,10 +274,17 @@ func (a *Agent) applyAdmin(ctx context.Context, peerID string, req adminWriteReq
 		if err := checkFileRefs(cl.store, x.Service.Spec); err != nil {
 			return nil, fmt.Errorf("%w: %w", consensus.ErrInvalid, err)
 		}
+		// Registry credentials are proposed only sealed (registryauth.go).
+		if err := a.sealServiceAuthOnLeader(cl, &x.Service, nil); err != nil {
+			return nil, err
+		}
 		x.Service.UpdatedBy = peerID
 		cmd, subject = x, x.Service.Name
 	case consensus.UpdateService:
 		old, _ := cl.store.Service(x.Service.ID)
+		if err := a.sealServiceAuthOnLeader(cl, &x.Service, old); err != nil {
+			return nil, err
+		}
 		if err := checkSpecOnLeader(x.Service.Spec, old, cl.store.Nodes()); err != nil {
 			return nil, err
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -172,6 +173,14 @@ func (s *shell) imagePull(c *cli.Context) error {
 	}
 	if (req.Username == "") != (req.Password == "") {
 		return usageErrorf("--username and --password go together")
+	}
+	if req.Username == "" {
+		// As docker does: the credentials of the docker config file.
+		if ra, err := registryAuthFor(req.Ref); err == nil {
+			req.Username, req.Password = ra.Username, ra.Password
+		} else if !errors.Is(err, errNoRegistryAuth) && !errors.Is(err, errBadImageRef) {
+			fmt.Fprintf(s.stderr, "Warning: %v (pulling without credentials)\n", err)
+		}
 	}
 	cl, err := s.client(c)
 	if err != nil {

@@ -107,6 +107,7 @@ func specFlags(update bool) []cli.Flag {
 			&cli.StringSliceFlag{Name: "network", Usage: "network to join (repeatable; default: the default network)"},
 		)
 	}
+	flags = append(flags, withRegistryAuthFlag())
 	return append(flags, waitFlags()...)
 }
 
@@ -202,10 +203,14 @@ func applySpecFlags(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 	if err := setParsed(c, "entrypoint", splitWords, &spec.Entrypoint); err != nil {
 		return err
 	}
+	lists := applyCreateLists
 	if update {
-		return applyUpdateLists(c, spec)
+		lists = applyUpdateLists
 	}
-	return applyCreateLists(c, spec)
+	if err := lists(c, spec); err != nil {
+		return err
+	}
+	return applyRegistryAuth(c, spec) // after --image
 }
 
 // applyCreateLists sets the repeatable list flags of `service create`.

@@ -59,6 +59,7 @@ required variables and invalid values are errors, and then nothing changes.`,
 					&cli.StringSliceFlag{Name: "compose-file", Aliases: []string{"c"}, Usage: "compose file, repeatable (- for stdin)"},
 					&cli.StringSliceFlag{Name: "profile", Usage: "enable services of a profile, repeatable (default $COMPOSE_PROFILES)"},
 					&cli.BoolFlag{Name: "prune", Usage: "remove services of the stack that the files no longer have"},
+					withRegistryAuthFlag(),
 				},
 				Action: s.stackDeploy,
 			},
@@ -145,6 +146,11 @@ func (s *shell) stackDeploy(c *cli.Context) error {
 	specs, err := stackSpecs(stack, project)
 	if err != nil {
 		return locateComposeError(err, in.Files)
+	}
+	for i := range specs {
+		if err := applyRegistryAuth(c, &specs[i]); err != nil {
+			return fmt.Errorf("service %s: %w", specs[i].Name, err)
+		}
 	}
 	cl, err := s.client(c)
 	if err != nil {
@@ -282,6 +288,11 @@ func planStack(stack string, specs []api.ServiceSpec, all []api.Service, prune b
 		default:
 			// `service update --force` counters are not the file's business.
 			spec.ForceUpdate = cur.Spec.ForceUpdate
+			// Without --with-registry-auth a service keeps its sealed
+			// credentials, as `service update` does.
+			if spec.RegistryAuth == nil {
+				spec.RegistryAuth = cur.Spec.RegistryAuth
+			}
 			if specsEqual(storedForm(spec), cur.Spec) {
 				plan.unchanged = append(plan.unchanged, spec.Name)
 			} else {

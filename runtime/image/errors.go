@@ -23,4 +23,7 @@ var (
 	ErrUnknownMediaType = errors.New("unknown media type")
 	// ErrInUse: the image is used by a container (Config.InUse said so).
 	ErrInUse = errors.New("image in use")
+	// ErrUnauthorized: a registry refused a pull (HTTP 401 or 403): the
+	// credentials are missing or wrong.
+	ErrUnauthorized = errors.New("registry refused the credentials")
 )

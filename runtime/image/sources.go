@@ -20,6 +20,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
@@ -450,6 +451,10 @@ func (s *Store) Pull(ctx context.Context, req api.PullRequest) (api.Image, error
 	}
 	img, err := remote.Image(ref, ropts...)
 	if err != nil {
+		var te *transport.Error
+		if errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden) {
+			return api.Image{}, fmt.Errorf("pull %s: %w: %v", req.Ref, ErrUnauthorized, err)
+		}
 		return api.Image{}, fmt.Errorf("pull %s: %w", req.Ref, err)
 	}
 	ai, err := s.ingestImage(ctx, img, []string{tag}, "pull "+req.Ref, nil)
