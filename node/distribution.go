@@ -200,7 +200,7 @@ func (a *Agent) ensureImage(ctx context.Context, cl *cluster, ref string, creds 
 		if req.Username == "" && errors.Is(err, image.ErrUnauthorized) {
 			err = fmt.Errorf("%w (the registry wants credentials: create or update the service with --with-registry-auth)", err)
 		}
-		errs = append(errs, fmt.Errorf("pull %s: %w", src, err))
+		errs = append(errs, err) // "pull REF: ..."
 	}
 	if len(errs) == 0 {
 		return fmt.Errorf("image %s: no ready node holds it", ref)

@@ -555,8 +555,11 @@ func TestPull(t *testing.T) {
 	if got.Tags[0] != anonRef || got.Source != "pull "+anonRef {
 		t.Fatalf("pulled %+v", got)
 	}
-	if _, err := s.Pull(ctx, api.PullRequest{Ref: authRef}); err == nil {
-		t.Fatal("pull without credentials succeeded")
+	if _, err := s.Pull(ctx, api.PullRequest{Ref: authRef}); !errors.Is(err, image.ErrUnauthorized) {
+		t.Fatalf("pull without credentials: %v, want ErrUnauthorized", err)
+	}
+	if _, err := s.Pull(ctx, api.PullRequest{Ref: authRef, Username: user, Password: "wrong"}); !errors.Is(err, image.ErrUnauthorized) {
+		t.Fatalf("pull with a wrong password: %v, want ErrUnauthorized", err)
 	}
 	got2, err := s.Pull(ctx, api.PullRequest{Ref: authRef, Username: user, Password: pass, Insecure: true})
 	if err != nil {

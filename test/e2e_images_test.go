@@ -1,0 +1,179 @@
+package test
+
+// Images follow the work (issue 8): `shoal run` of an image only a peer
+// holds fetches it from that peer; a service of a private registry's image
+// carries the CLI user's credentials (`--with-registry-auth`), sealed, so
+// that every node can pull it, and no data dir ever holds the password.
+
+import (
+	"encoding/base64"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/image/imagetest"
+	"github.com/shoal-org/shoal/test/harness"
+)
+
+func TestRunFetchesImageFromPeer(t *testing.T) {
+	harness.Context(t, testTimeout)
+	c := harness.New(t, 2)
+	c.Form(t)
+	h1, h2 := c.Host(1), c.Host(2)
+	h1.MustCLI(t, "image", "import", busyboxTar(t), "bb:1")
+
+	// Node 2 has never seen the image: `run` fetches it from node 1.
+	out, stderr, err := h2.CLI("run", "--rm", "bb:1", "sh", "-c", "echo hello from a fetched image")
+	if err != nil || !strings.Contains(out, "hello from a fetched image") {
+		t.Fatalf("run on the node without the image: %v\nstdout %q\nstderr %q", err, out, stderr)
+	}
+	var imgs []api.Image
+	if err := h2.JSON(&imgs, "image", "ls"); err != nil || len(imgs) != 1 || !strings.Contains(strings.Join(imgs[0].Tags, ","), "bb:1") {
+		t.Fatalf("image ls on node 2 after run: %+v %v", imgs, err)
+	}
+	// An image no node has: a clear error, nothing run.
+	_, _, err = h2.CLI("run", "--rm", "nope:1", "true")
+	mustFail(t, err, "run of an image no node has", "nope:1", "not found on any node")
+	var cs []api.Container
+	if err := h2.JSON(&cs, "ps", "-a"); err != nil || len(cs) != 0 {
+		t.Fatalf("containers after the runs: %+v %v", cs, err)
+	}
+}
+
+// privateRegistry serves an in-process registry that wants basic auth on
+// the cluster's bridge address (reachable from every host) and pushes the
+// busybox image under each of refs (repository paths). It returns the
+// registry's host:port.
+func privateRegistry(t *testing.T, c *harness.Cluster, user, pass string, repos ...string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", fmt.Sprintf("10.213.%d.1:0", c.Subnet))
+	if err != nil {
+		t.Fatalf("registry listener: %v", err)
+	}
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != user || p != pass {
+			w.Header().Set("WWW-Authenticate", `Basic realm="shoal-test"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	host := ln.Addr().String()
+	img := imagetest.Image(t, api.ImageConfig{Cmd: []string{"sh"}}, false, busyboxTar(t))
+	for _, repo := range repos {
+		ref, err := name.ParseReference(host + "/" + repo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Write(ref, img, remote.WithAuth(&authn.Basic{Username: user, Password: pass})); err != nil {
+			t.Fatalf("push %s: %v", ref, err)
+		}
+	}
+	return host
+}
+
+func TestServiceWithRegistryAuth(t *testing.T) {
+	harness.Context(t, testTimeout)
+	c := harness.New(t, 3)
+	c.Form(t)
+	h1, h2 := c.Host(1), c.Host(2)
+	const user = "deployer"
+	pass := "reg-pw-" + strings.ReplaceAll(t.Name(), "/", "-") + fmt.Sprint(time.Now().UnixNano())
+	reg := privateRegistry(t, c, user, pass, "team/app:1", "team/app:2")
+	ref1, ref2 := reg+"/team/app:1", reg+"/team/app:2"
+
+	// The CLI user's docker config file holds the credentials; the agents
+	// never read it.
+	cfgDir := t.TempDir()
+	auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))
+	if err := os.WriteFile(filepath.Join(cfgDir, "config.json"), []byte(`{"auths":{"`+reg+`":{"auth":"`+auth+`"}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HOME", t.TempDir())
+
+	// Without the flag: node 1 pulled the image with -u/-p once and removed
+	// it, so the cluster knows it only as "pulled from the registry"; the
+	// nodes' anonymous pulls fail, each task saying what to do.
+	h1.MustCLI(t, "image", "pull", "-u", user, "-p", pass, ref1)
+	h1.MustCLI(t, "image", "rm", ref1)
+	h2.MustCLI(t, "service", "create", "--name", "noauth", "-d", "--replicas", "2", ref1, "sleep", "3600")
+	harness.Eventually(t, 90*time.Second, func() (bool, string) {
+		var tasks []api.Task
+		if err := h2.JSON(&tasks, "service", "ps", "noauth"); err != nil {
+			return false, err.Error()
+		}
+		for _, tk := range tasks {
+			if tk.State == api.TaskRejected && strings.Contains(tk.Error, "--with-registry-auth") && strings.Contains(tk.Error, ref1) {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("tasks: %+v", tasks)
+	}, "a task of a private image without credentials is rejected with a clear error")
+	h2.MustCLI(t, "service", "rm", "noauth")
+	// --with-registry-auth without credentials for the registry: refused,
+	// nothing created.
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	_, _, err := h2.CLI("service", "create", "--name", "nocreds", "--with-registry-auth", "-d", ref2, "sleep", "3600")
+	mustFail(t, err, "--with-registry-auth without credentials", "no registry credentials", reg)
+	if _, _, err := h2.CLI("service", "inspect", "nocreds"); err == nil {
+		t.Fatal("a refused create made a service")
+	}
+
+	// With the flag: an image no node has yet (as docker allows), every
+	// replica pulls or fetches it and runs.
+	t.Setenv("DOCKER_CONFIG", cfgDir)
+	h2.MustCLI(t, "service", "create", "--name", "priv", "--with-registry-auth", "-d", "--replicas", "3", ref2, "sleep", "3600")
+	harness.Eventually(t, 120*time.Second, func() (bool, string) {
+		var tasks []api.Task
+		if err := h1.JSON(&tasks, "service", "ps", "priv"); err != nil {
+			return false, err.Error()
+		}
+		running, nodes := 0, map[string]bool{}
+		for _, tk := range tasks {
+			if tk.DesiredState == api.TaskRunning && tk.State == api.TaskRunning {
+				running++
+				nodes[tk.NodeID] = true
+			}
+		}
+		return running == 3 && len(nodes) == 3, fmt.Sprintf("tasks: %+v", tasks)
+	}, "every replica of the private image runs")
+	insp := h1.MustCLI(t, "service", "inspect", "--format", "json", "priv")
+	if strings.Contains(insp, pass) || strings.Contains(insp, auth) || !strings.Contains(insp, `"sealed"`) {
+		t.Fatalf("service inspect shows the credentials, or no sealed form:\n%s", insp)
+	}
+	// An update without the flag keeps the sealed credentials.
+	h1.MustCLI(t, "service", "update", "-d", "--env-add", "X=1", "priv")
+	var svc api.Service
+	if err := h1.JSON(&svc, "service", "inspect", "priv"); err != nil || svc.Spec.RegistryAuth == nil || len(svc.Spec.RegistryAuth.Sealed) == 0 {
+		t.Fatalf("credentials after an update without the flag: %+v %v", svc.Spec.RegistryAuth, err)
+	}
+
+	// No data dir or agent log holds the password (raft log, snapshots,
+	// task records), in the clear or as the docker config encodes it.
+	for _, h := range c.Hosts() {
+		for _, needle := range []string{pass, auth} {
+			if hits := grepRun(h.DataDir, []byte(needle)); len(hits) > 0 {
+				t.Errorf("%s's data dir holds the registry password: %v", h.Name, hits)
+			}
+		}
+	}
+	if hits := grepRun(c.Dir, []byte(pass)); len(hits) > 0 {
+		t.Errorf("the cluster dir (data dirs, logs) holds the registry password: %v", hits)
+	}
+}
