@@ -56,6 +56,10 @@ func TestPlanStack(t *testing.T) {
 	loose.Name, loose.Labels = "shop_cache", nil
 	forced := web
 	forced.ForceUpdate = 4
+	sealedWeb := web
+	sealedWeb.RegistryAuth = &api.RegistryAuth{Registry: "reg", Sealed: []byte("ciphertext")}
+	credWeb := web
+	credWeb.RegistryAuth = &api.RegistryAuth{Registry: "reg", Username: "u", Password: "p"}
 
 	tests := []struct {
 		name     string
@@ -87,6 +91,18 @@ func TestPlanStack(t *testing.T) {
 			specs:    []api.ServiceSpec{web},
 			existing: []api.Service{stored("s2", forced)},
 			want:     stackPlan{unchanged: []string{"shop_web"}},
+		},
+		{
+			name:     "without --with-registry-auth a deploy keeps the sealed credentials",
+			specs:    []api.ServiceSpec{web},
+			existing: []api.Service{stored("s2", sealedWeb)},
+			want:     stackPlan{unchanged: []string{"shop_web"}},
+		},
+		{
+			name:     "with --with-registry-auth the credentials go to the leader (which keeps the ciphertext if they did not change)",
+			specs:    []api.ServiceSpec{credWeb},
+			existing: []api.Service{stored("s2", sealedWeb)},
+			want:     stackPlan{update: []stackUpdate{{cur: stored("s2", sealedWeb), spec: credWeb}}},
 		},
 		{
 			name:     "a service left the file: kept without --prune",
