@@ -54,6 +54,9 @@ func MountProblem(m Mount) string {
 	if m.Type != MountTmpfs && (m.TmpfsSize != 0 || m.TmpfsMode != 0) {
 		return "tmpfs-size and tmpfs-mode apply to tmpfs mounts only"
 	}
+	if m.Type != MountVolume && m.NoCopy {
+		return "volume-nocopy applies to volume mounts only"
+	}
 	switch m.Type {
 	case MountVolume:
 		if m.Source == "" {
@@ -144,6 +147,9 @@ func (m Mount) String() string {
 	}
 	if m.TmpfsMode != 0 {
 		fmt.Fprintf(&b, ",tmpfs-mode=%o", m.TmpfsMode)
+	}
+	if m.NoCopy {
+		b.WriteString(",volume-nocopy")
 	}
 	return b.String()
 }

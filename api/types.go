@@ -630,6 +630,10 @@ type Mount struct {
 	ReadOnly  bool   `json:"readonly,omitempty"`
 	TmpfsSize int64  `json:"tmpfs_size,omitempty"`
 	TmpfsMode uint32 `json:"tmpfs_mode,omitempty"`
+	// NoCopy (`volume-nocopy`) keeps an empty volume empty: by default a
+	// named volume that is empty when a container is created gets the
+	// image's content at the target, as docker does.
+	NoCopy bool `json:"nocopy,omitempty"`
 }
 
 // Volume is a named volume of one node (`shoal volume ls|inspect`).

@@ -101,6 +101,10 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (reco
 	if err := mountOverlay(layers, p.upper, p.work, p.rootfs); err != nil {
 		return record{}, err
 	}
+	// Before the container ever runs: its rootfs is still the image's.
+	if err := seedVolumes(p.rootfs, r.vols.dir, spec.Mounts); err != nil {
+		return record{}, err
+	}
 	user := spec.User
 	if user == "" {
 		user = icfg.User

@@ -326,7 +326,7 @@ func applyUpdateLists(c *cli.Context, spec *api.ServiceSpec) error {
 
 // mountFlag is the --mount flag of `service create` and `run`.
 func mountFlag() cli.Flag {
-	return &cli.StringSliceFlag{Name: "mount", Usage: "type=volume|bind|tmpfs,source=S,target=T[,readonly][,tmpfs-size=64M] (repeatable)"}
+	return &cli.StringSliceFlag{Name: "mount", Usage: "type=volume|bind|tmpfs,source=S,target=T[,readonly][,volume-nocopy][,tmpfs-size=64M] (repeatable; an empty volume gets the image's content at T unless volume-nocopy)"}
 }
 
 // addMounts adds mounts given in the --mount syntax; one on a target
@@ -345,7 +345,7 @@ func addMounts(ms []api.Mount, values []string) ([]api.Mount, error) {
 
 // parseMount parses docker's --mount syntax: comma-separated key=value
 // pairs type (default volume), source|src, target|destination|dst,
-// readonly|ro (bare or =true|false|1|0), tmpfs-size (64M) and tmpfs-mode
+// readonly|ro and volume-nocopy (bare or =true|false|1|0), tmpfs-size (64M) and tmpfs-mode
 // (octal). Absolute paths are cleaned ("/data/" is "/data"); the result is
 // checked with api.MountProblem.
 func parseMount(s string) (api.Mount, error) {
@@ -365,7 +365,7 @@ func parseMount(s string) (api.Mount, error) {
 			return m, fmt.Errorf("%q: %s given twice", s, canon)
 		}
 		seen[canon] = true
-		if !hasVal && canon != "readonly" {
+		if !hasVal && canon != "readonly" && canon != "volume-nocopy" {
 			return m, fmt.Errorf("%q: %q needs a value (key=value)", s, field)
 		}
 		switch canon {
@@ -384,6 +384,15 @@ func parseMount(s string) (api.Mount, error) {
 			default:
 				return m, fmt.Errorf("%q: readonly=%q: want true or false", s, v)
 			}
+		case "volume-nocopy":
+			switch strings.ToLower(v) {
+			case "", "1", "true":
+				m.NoCopy = true
+			case "0", "false":
+				m.NoCopy = false
+			default:
+				return m, fmt.Errorf("%q: volume-nocopy=%q: want true or false", s, v)
+			}
 		case "tmpfs-size":
 			n, err := parseSize(v)
 			if err != nil {
@@ -397,7 +406,7 @@ func parseMount(s string) (api.Mount, error) {
 			}
 			m.TmpfsMode = uint32(n)
 		default:
-			return m, fmt.Errorf("%q: unknown key %q (want type, source, target, readonly, tmpfs-size, tmpfs-mode)", s, k)
+			return m, fmt.Errorf("%q: unknown key %q (want type, source, target, readonly, volume-nocopy, tmpfs-size, tmpfs-mode)", s, k)
 		}
 	}
 	for _, p := range []*string{&m.Source, &m.Target} {

@@ -1,0 +1,212 @@
+package runtime
+
+// Volume copy-up (docker's behaviour): when a container is created with a
+// named volume whose data dir is empty, the image's content at the mount
+// target is copied into it first — a database image's initial files, an
+// app's default config — with its owners and modes, so the container sees
+// what it would have seen without the volume. `volume-nocopy` opts out. A
+// volume with anything in it is never touched, so data a task wrote is
+// never overwritten by a later task or a new image.
+//
+// What is read and written. The source is the container's freshly mounted
+// rootfs (image layers plus an upper dir nothing has written yet), before
+// any process of the container ran; the target path is resolved inside it
+// with openat2(RESOLVE_IN_ROOT), so an image's symlink cannot lead the
+// agent out of the rootfs, and the tree is walked without following links
+// (a symlink is copied as a symlink). The destination is the volume's data
+// dir, opened without following links from the agent's volumes dir, and
+// every entry is created relative to its parent's descriptor, exclusively
+// and without following links: a container that shares the volume and
+// races the copy cannot redirect it. Devices, fifos and sockets are
+// skipped (image layers hold none).
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// seedVolumes copies the image content of rootfs into every empty named
+// volume of ms that does not say volume-nocopy. volumesDir holds the
+// volumes (which prepareMounts created). Errors name the mount.
+func seedVolumes(rootfs, volumesDir string, ms []api.Mount) error {
+	for _, m := range ms {
+		if m.Type != api.MountVolume || m.NoCopy {
+			continue
+		}
+		if _, err := seedVolume(rootfs, m.Target, volumesDir, m.Source); err != nil {
+			return fmt.Errorf("mount %s: copy the image's %s into the empty volume: %w", m, m.Target, err)
+		}
+	}
+	return nil
+}
+
+// seedVolume copies rootfs's target into volume name when the volume's data
+// dir is empty, and reports whether it copied. A target the image lacks
+// (or that is not a directory) leaves the volume empty.
+func seedVolume(rootfs, target, volumesDir, name string) (bool, error) {
+	dst, err := openVolumeData(volumesDir, name)
+	if err != nil {
+		return false, err
+	}
+	defer unix.Close(dst)
+	if empty, err := dirEmpty(dst); err != nil || !empty {
+		return false, err
+	}
+	root, err := unix.Open(rootfs, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_RDONLY, 0)
+	if err != nil {
+		return false, fmt.Errorf("open rootfs: %w", err)
+	}
+	defer unix.Close(root)
+	src, err := unix.Openat2(root, target, &unix.OpenHow{
+		Flags:   unix.O_DIRECTORY | unix.O_CLOEXEC | unix.O_RDONLY,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
+	})
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("open %s in the image: %w", target, err)
+	}
+	defer unix.Close(src)
+	if empty, err := dirEmpty(src); err != nil || empty {
+		return false, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(src, &st); err != nil {
+		return false, err
+	}
+	if err := copyTree(src, dst); err != nil {
+		return false, err
+	}
+	// The volume's root takes the owner and mode of the image's directory
+	// (a database that runs as its own user must be able to write it).
+	if err := unix.Fchown(dst, int(st.Uid), int(st.Gid)); err != nil {
+		return false, err
+	}
+	return true, unix.Fchmod(dst, st.Mode&0o7777)
+}
+
+// openVolumeData opens the data dir of volume name without following links.
+func openVolumeData(volumesDir, name string) (int, error) {
+	if p := api.VolumeNameProblem(name); p != "" {
+		return -1, fmt.Errorf("%w: volume name %q: %s", ErrInvalidSpec, name, p)
+	}
+	const flags = unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_RDONLY
+	dir, err := unix.Open(volumesDir, flags, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open %s: %w", volumesDir, err)
+	}
+	defer unix.Close(dir)
+	vol, err := unix.Openat(dir, name, flags, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open volume %s: %w", name, err)
+	}
+	defer unix.Close(vol)
+	data, err := unix.Openat(vol, volumeDataDir, flags, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open volume %s data dir: %w", name, err)
+	}
+	return data, nil
+}
+
+// readNames lists directory fd (which stays open and is not moved).
+func readNames(fd int) ([]string, error) {
+	dup, err := unix.Openat(fd, ".", unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_RDONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(dup), "dir")
+	defer f.Close()
+	return f.Readdirnames(-1)
+}
+
+func dirEmpty(fd int) (bool, error) {
+	names, err := readNames(fd)
+	return len(names) == 0, err
+}
+
+// copyTree copies the entries of directory src into directory dst, which
+// must not have them yet.
+func copyTree(src, dst int) error {
+	names, err := readNames(src)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := copyEntry(src, dst, n); err != nil {
+			return fmt.Errorf("%s: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// copyEntry copies entry n of src into dst: a directory recursively, a file
+// by content, a symlink as a symlink; owners and modes kept.
+func copyEntry(src, dst int, n string) error {
+	var st unix.Stat_t
+	if err := unix.Fstatat(src, n, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return err
+	}
+	mode := st.Mode & 0o7777
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		if err := unix.Mkdirat(dst, n, 0o700); err != nil {
+			return err
+		}
+		const flags = unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_RDONLY
+		s, err := unix.Openat(src, n, flags, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(s)
+		d, err := unix.Openat(dst, n, flags, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(d)
+		if err := copyTree(s, d); err != nil {
+			return err
+		}
+		if err := unix.Fchown(d, int(st.Uid), int(st.Gid)); err != nil {
+			return err
+		}
+		return unix.Fchmod(d, mode)
+	case unix.S_IFREG:
+		s, err := unix.Openat(src, n, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		in := os.NewFile(uintptr(s), n)
+		defer in.Close()
+		d, err := unix.Openat(dst, n, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return err
+		}
+		out := os.NewFile(uintptr(d), n)
+		defer out.Close()
+		if _, err := io.Copy(out, in); err != nil {
+			return err
+		}
+		if err := unix.Fchown(d, int(st.Uid), int(st.Gid)); err != nil {
+			return err
+		}
+		return unix.Fchmod(d, mode)
+	case unix.S_IFLNK:
+		buf := make([]byte, unix.PathMax)
+		k, err := unix.Readlinkat(src, n, buf)
+		if err != nil {
+			return err
+		}
+		if err := unix.Symlinkat(string(buf[:k]), dst, n); err != nil {
+			return err
+		}
+		return unix.Fchownat(dst, n, int(st.Uid), int(st.Gid), unix.AT_SYMLINK_NOFOLLOW)
+	}
+	return nil // device, fifo, socket: not copied
+}
