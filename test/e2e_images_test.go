@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -175,5 +176,79 @@ func TestServiceWithRegistryAuth(t *testing.T) {
 	}
 	if hits := grepRun(c.Dir, []byte(pass)); len(hits) > 0 {
 		t.Errorf("the cluster dir (data dirs, logs) holds the registry password: %v", hits)
+	}
+}
+
+// importSeedImage imports the busybox rootfs plus /var/lib/app (a file
+// owned by uid 7, mode 0640, and a subdirectory) as NAME.
+func importSeedImage(t *testing.T, h *harness.Host, ref string) {
+	t.Helper()
+	dir := t.TempDir()
+	root := filepath.Join(dir, "rootfs")
+	if err := os.MkdirAll(filepath.Join(root, "var/lib/app/sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("tar", "-C", root, "-xf", busyboxTar(t)).CombinedOutput(); err != nil {
+		t.Fatalf("untar: %v: %s", err, out)
+	}
+	for p, data := range map[string]string{"var/lib/app/seed.txt": "from the image\n", "var/lib/app/sub/deep": "deep\n"} {
+		if err := os.WriteFile(filepath.Join(root, p), []byte(data), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(filepath.Join(root, "var/lib/app/seed.txt"), 7, 7); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "seed.tar")
+	if out, err := exec.Command("tar", "--numeric-owner", "-C", root, "-cf", p, ".").CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v: %s", err, out)
+	}
+	h.MustCLI(t, "image", "import", p, ref)
+}
+
+func TestVolumeSeededFromImage(t *testing.T) {
+	harness.Context(t, testTimeout)
+	c := harness.New(t, 1)
+	c.Form(t)
+	h := c.Host(1)
+	importSeedImage(t, h, "seeded:1")
+
+	// A service's new volume starts with the image's content at the target.
+	h.MustCLI(t, "service", "create", "-d", "--name", "app", "--stop-grace-period", "1s",
+		"--mount", "type=volume,source=appdata,target=/var/lib/app",
+		"seeded:1", "sh", "-c", "echo task >> /var/lib/app/seed.txt; exec sleep 3600")
+	first := runningTask(t, h, "app", "")
+	v, err := volumeOf(t, h, "appdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := filepath.Join(v.Mountpoint, "seed.txt")
+	harness.Eventually(t, volTimeout, func() (bool, string) {
+		b, _ := os.ReadFile(seed)
+		return string(b) == "from the image\ntask\n", string(b)
+	}, "the volume holds the image's file and the task's line")
+	if fi, err := os.Stat(seed); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Fatalf("seeded file mode: %v %v", fi, err)
+	}
+	if out := execOut(t, h, "app.1", "sh", "-c", "stat -c '%u %a' /var/lib/app/seed.txt; cat /var/lib/app/sub/deep"); out != "7 640\ndeep\n" {
+		t.Fatalf("seeded owner, mode and subdirectory in the task: %q", out)
+	}
+	// The replacement task finds the data, not a fresh copy of the image's.
+	h.MustCLI(t, "service", "update", "-d", "--force", "app")
+	runningTask(t, h, "app", first.ID)
+	harness.Eventually(t, volTimeout, func() (bool, string) {
+		b, _ := os.ReadFile(seed)
+		return string(b) == "from the image\ntask\ntask\n", string(b)
+	}, "the second task appends to the seeded file, no re-seed")
+
+	// volume-nocopy keeps a new volume empty.
+	out, stderr, err := h.CLI("run", "--rm", "--mount", "type=volume,source=bare,target=/var/lib/app,volume-nocopy", "seeded:1", "ls", "-A", "/var/lib/app")
+	if err != nil || strings.TrimSpace(out) != "" {
+		t.Fatalf("run with volume-nocopy: %v, ls %q %s", err, out, stderr)
+	}
+	// Without it, `run` seeds as well.
+	out, stderr, err = h.CLI("run", "--rm", "--mount", "type=volume,source=fresh,target=/var/lib/app", "seeded:1", "cat", "/var/lib/app/seed.txt")
+	if err != nil || out != "from the image\n" {
+		t.Fatalf("run with a new volume: %v, %q %s", err, out, stderr)
 	}
 }
