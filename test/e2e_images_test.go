@@ -165,6 +165,51 @@ func TestServiceWithRegistryAuth(t *testing.T) {
 		t.Fatalf("credentials after an update without the flag: %+v %v", svc.Spec.RegistryAuth, err)
 	}
 
+	// stack deploy --with-registry-auth: the stack runs; deploying it again
+	// with the same credentials keeps the sealed form, so no task is rolled.
+	compose := filepath.Join(t.TempDir(), "compose.yml")
+	if err := os.WriteFile(compose, []byte("services:\n  app:\n    image: "+ref2+"\n    command: [\"sleep\", \"3600\"]\n    deploy:\n      replicas: 2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h2.MustCLI(t, "stack", "deploy", "--with-registry-auth", "-c", compose, "shop")
+	running := func() map[string]bool {
+		ids := map[string]bool{}
+		var tasks []api.Task
+		if err := h1.JSON(&tasks, "service", "ps", "shop_app"); err != nil {
+			return ids
+		}
+		for _, tk := range tasks {
+			if tk.DesiredState == api.TaskRunning && tk.State == api.TaskRunning {
+				ids[tk.ID] = true
+			}
+		}
+		return ids
+	}
+	harness.Eventually(t, 120*time.Second, func() (bool, string) {
+		n := len(running())
+		return n == 2, fmt.Sprintf("%d running", n)
+	}, "the stack's private image runs")
+	before := running()
+	var stackSvc api.Service
+	if err := h1.JSON(&stackSvc, "service", "inspect", "shop_app"); err != nil || stackSvc.Spec.RegistryAuth == nil {
+		t.Fatalf("stack service credentials: %+v %v", stackSvc.Spec.RegistryAuth, err)
+	}
+	h2.MustCLI(t, "stack", "deploy", "--with-registry-auth", "-c", compose, "shop")
+	var again api.Service
+	if err := h1.JSON(&again, "service", "inspect", "shop_app"); err != nil || again.Spec.RegistryAuth == nil ||
+		string(again.Spec.RegistryAuth.Sealed) != string(stackSvc.Spec.RegistryAuth.Sealed) {
+		t.Fatalf("a redeploy with the same credentials changed the sealed form: %v", err)
+	}
+	harness.Consistently(t, 5*time.Second, func() (bool, string) {
+		now := running()
+		for id := range before {
+			if !now[id] {
+				return false, "task " + id + " was replaced"
+			}
+		}
+		return true, ""
+	}, "a redeploy with the same credentials rolls no task")
+
 	// No data dir or agent log holds the password (raft log, snapshots,
 	// task records), in the clear or as the docker config encodes it.
 	for _, h := range c.Hosts() {
