@@ -493,6 +493,7 @@ func serviceMounts(stack string, cs types.ServiceConfig, vols types.Volumes) ([]
 			if v.Volume != nil && v.Volume.Subpath != "" {
 				bad(key+".volume.subpath", "not supported")
 			}
+			m.NoCopy = v.Volume != nil && v.Volume.NoCopy // no copy-up from the image
 			m.Source = stack + "_" + v.Source
 			if vc, ok := vols[v.Source]; ok && vc.Name != "" {
 				m.Source = vc.Name

@@ -391,7 +391,7 @@ volumes:
     name: precious
 `,
 			want: []api.Mount{
-				{Type: api.MountVolume, Source: "shared", Target: "/shared", ReadOnly: true},
+				{Type: api.MountVolume, Source: "shared", Target: "/shared", ReadOnly: true, NoCopy: true},
 				{Type: api.MountVolume, Source: "precious", Target: "/named"},
 				{Type: api.MountBind, Source: "PARENT/up", Target: "/up"},
 				{Type: api.MountTmpfs, Target: "/scratch", TmpfsSize: 64 << 20, TmpfsMode: 0o700},
