@@ -347,11 +347,12 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descPendingTasks, float64(pending))
 
 	// Data plane as this node would program it now.
-	lbState, _, _ := a.trafficState(cl)
+	ns := readNetState(snap)
+	lbState, _, _ := trafficState(ns, cl.members.aliveSet(), a.id.NodeID)
 	for _, s := range lbState.Services {
 		gauge(descLBBackends, float64(len(s.Backends)), s.Name, s.Network)
 	}
-	gauge(descOverlayPeers, float64(len(a.overlayPeers(cl))))
+	gauge(descOverlayPeers, float64(len(overlayPeers(ns, a.id.NodeID))))
 }
 
 // containerUsage is what the cgroups and the container's network
