@@ -19,6 +19,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/lb"
+	"github.com/shoal-org/shoal/node/metrics"
 )
 
 // serviceTraffic owns the node's load balancer and DNS server.
@@ -79,7 +80,7 @@ func (a *Agent) startTraffic(ctx context.Context, cl *cluster, bridgeIP net.IP) 
 // had — and reported once per change; it is not retried, since only a
 // change of the state can resolve it. Any other failure is retried.
 func (st *serviceTraffic) sync(a *Agent, cl *cluster, ns netState) {
-	defer observeSince(a.obs.m().lbSyncDuration, time.Now())
+	defer metrics.ObserveSince(a.obs.m().LBSyncDuration, time.Now())
 	// Everything up to ns.Index is in ns: once it is programmed, the load
 	// balancer has synced through that index.
 	idx := ns.Index

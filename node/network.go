@@ -231,7 +231,7 @@ func (a *Agent) networkLoop(ctx context.Context, cl *cluster) {
 			// Peers change rarely; the overlay repairs drift by itself.
 			if peers := overlayPeers(ns, a.id.NodeID); !reflect.DeepEqual(peers, lastPeers) {
 				if err := ov.SetPeers(peers); err != nil {
-					a.obs.m().overlaySyncErrors.Inc()
+					a.obs.m().OverlaySyncErrors.Inc()
 					a.log.Warn("overlay peers", "err", err)
 				} else {
 					lastPeers = peers

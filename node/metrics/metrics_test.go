@@ -1,128 +1,13 @@
-package node
+package metrics
 
 import (
-	"io"
-	"net/http"
-	"strings"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	dto "github.com/prometheus/client_model/go"
 )
-
-// lintCollector emits one sample of every scrape-time metric, so promlint
-// sees all of them without a running cluster.
-type lintCollector struct{}
-
-var lintSamples = map[*prometheus.Desc]struct {
-	kind   prometheus.ValueType
-	labels []string
-}{
-	descNodeInfo:      {prometheus.GaugeValue, []string{"n1", "h1"}},
-	descRaftLeader:    {prometheus.GaugeValue, nil},
-	descRaftTerm:      {prometheus.GaugeValue, nil},
-	descRaftLast:      {prometheus.GaugeValue, nil},
-	descRaftCommit:    {prometheus.GaugeValue, nil},
-	descRaftApplied:   {prometheus.GaugeValue, nil},
-	descRaftVoters:    {prometheus.GaugeValue, nil},
-	descRaftLogBytes:  {prometheus.GaugeValue, nil},
-	descGossipMembers: {prometheus.GaugeValue, []string{"alive"}},
-	descNodes:         {prometheus.GaugeValue, []string{"ready"}},
-	descServices:      {prometheus.GaugeValue, nil},
-	descTasks:         {prometheus.GaugeValue, []string{"running"}},
-	descNodeTasks:     {prometheus.GaugeValue, []string{"running"}},
-	descPendingTasks:  {prometheus.GaugeValue, nil},
-	descLBBackends:    {prometheus.GaugeValue, []string{"web", "front"}},
-	descOverlayPeers:  {prometheus.GaugeValue, nil},
-	descContainers:    {prometheus.GaugeValue, []string{"running"}},
-	descContainerCPU:  {prometheus.CounterValue, []string{"web", "web.1", "c1"}},
-	descContainerMem:  {prometheus.GaugeValue, []string{"web", "web.1", "c1"}},
-	descContainerRx:   {prometheus.CounterValue, []string{"web", "web.1", "c1"}},
-	descContainerTx:   {prometheus.CounterValue, []string{"web", "web.1", "c1"}},
-}
-
-func (lintCollector) Describe(ch chan<- *prometheus.Desc) { stateCollector{}.Describe(ch) }
-func (lintCollector) Collect(ch chan<- prometheus.Metric) {
-	for d, s := range lintSamples {
-		ch <- prometheus.MustNewConstMetric(d, s.kind, 1, s.labels...)
-	}
-}
-
-// TestMetricsLint runs promlint over every metric the agent exports, and
-// checks the names carry the shoal_ prefix.
-func TestMetricsLint(t *testing.T) {
-	if len(lintSamples) != len(stateDescriptions) {
-		t.Fatalf("lintSamples covers %d of %d scrape-time metrics: add the new ones", len(lintSamples), len(stateDescriptions))
-	}
-	a := newTestAgent(t)
-	m := a.obs.m()
-	m.planDuration.Observe(0.01)
-	sink.AddSample([]string{"raft", "commitTime"}, 3)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(m.planDuration, m.lbSyncDuration, m.containerStart, m.overlaySyncErrors,
-		sink.raftCommit, sink.raftApply, sink.gossipProbe, lintCollector{})
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
-	}
-	for _, mf := range mfs {
-		if !strings.HasPrefix(mf.GetName(), "shoal_") {
-			t.Errorf("metric %s lacks the shoal_ prefix", mf.GetName())
-		}
-	}
-}
-
-// TestMetricsEndpoint serves an agent's registry (no cluster) and parses
-// the answer with the Prometheus text parser.
-func TestMetricsEndpoint(t *testing.T) {
-	a := newTestAgent(t)
-	a.cfg.MetricsAddr = "127.0.0.1:0"
-	addr, stop, err := a.serveMetrics()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	// A second agent on the same address is refused with a clear error.
-	b := newTestAgent(t)
-	b.cfg.MetricsAddr = addr
-	if _, _, err := b.serveMetrics(); err == nil || !strings.Contains(err.Error(), "--metrics-addr") {
-		t.Fatalf("second bind of %s: %v", addr, err)
-	}
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := parser.TextToMetricFamilies(strings.NewReader(string(body)))
-	if err != nil {
-		t.Fatalf("parse: %v\n%s", err, body)
-	}
-	for _, name := range []string{"shoal_node_info", "shoal_scheduler_plan_duration_seconds", "shoal_raft_commit_duration_seconds", "go_goroutines"} {
-		if mfs[name] == nil {
-			t.Errorf("%s missing", name)
-		}
-	}
-	problems, err := promlint.New(strings.NewReader(string(body))).Lint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		if strings.HasPrefix(p.Metric, "shoal_") {
-			t.Errorf("promlint: %s: %s", p.Metric, p.Text)
-		}
-	}
-}
 
 func TestParseNetDev(t *testing.T) {
 	const s = `Inter-|   Receive                                                |  Transmit
@@ -140,18 +25,50 @@ func TestParseNetDev(t *testing.T) {
 	}
 }
 
-func TestConfigMetricsAddr(t *testing.T) {
-	base := DefaultConfig()
-	base.DataDir = t.TempDir()
-	base.AdvertiseAddr = "127.0.0.1"
-	for addr, ok := range map[string]bool{
-		"": true, "127.0.0.1:9323": true, ":9323": true, "[::1]:9323": true,
-		"localhost:9323": false, "127.0.0.1": false, "127.0.0.1:99999": false, "127.0.0.1:x": false,
-	} {
-		c := base
-		c.MetricsAddr = addr
-		if err := c.Validate(); (err == nil) != ok {
-			t.Errorf("--metrics-addr %q: err=%v, want ok=%v", addr, err, ok)
+// TestSinkRoutes: the go-metrics keys of raft and memberlist land in their
+// histograms, in seconds; every other key is dropped.
+func TestSinkRoutes(t *testing.T) {
+	s := &hashiSink{
+		raftCommit:  prometheus.NewHistogram(prometheus.HistogramOpts{Name: "c"}),
+		raftApply:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "a"}),
+		gossipProbe: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "p"}),
+	}
+	s.AddSample([]string{"raft", "commitTime"}, 3)
+	s.AddSample([]string{"raft", "fsm", "apply"}, 1500)
+	s.AddSample([]string{"memberlist", "probeNode"}, 20)
+	s.AddSample([]string{"raft", "other"}, 99)
+	for _, tc := range []struct {
+		h   prometheus.Histogram
+		sum float64
+	}{{s.raftCommit, 0.003}, {s.raftApply, 1.5}, {s.gossipProbe, 0.02}} {
+		var m dto.Metric
+		if err := tc.h.Write(&m); err != nil {
+			t.Fatal(err)
 		}
+		if got := m.GetHistogram(); got.GetSampleCount() != 1 || got.GetSampleSum() != tc.sum {
+			t.Errorf("%s: %d samples, sum %g; want 1, %g", tc.h.Desc(), got.GetSampleCount(), got.GetSampleSum(), tc.sum)
+		}
+	}
+}
+
+// TestReadKeyedAndDirSize: the cgroup readers take "key value" lines and
+// regular files only.
+func TestReadKeyedAndDirSize(t *testing.T) {
+	dir := t.TempDir()
+	stat := filepath.Join(dir, "cpu.stat")
+	if err := os.WriteFile(stat, []byte("usage_usec 1234\nuser_usec 1000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := readKeyed(stat, "user_usec"); !ok || v != 1000 {
+		t.Fatalf("readKeyed = %d, %v; want 1000, true", v, ok)
+	}
+	if _, ok := readKeyed(stat, "missing"); ok {
+		t.Fatal("readKeyed found a missing key")
+	}
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := DirFilesSize(dir), int64(len("usage_usec 1234\nuser_usec 1000\n")); got != want {
+		t.Fatalf("DirFilesSize = %d, want %d", got, want)
 	}
 }

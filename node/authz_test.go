@@ -1,0 +1,381 @@
+package node
+
+import (
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/authz"
+	"github.com/shoal-org/shoal/node/pki"
+)
+
+// testLeader is an agent leading a one-voter raft cluster that runs on the
+// real mux on loopback, with its store bootstrapped and two more nodes in
+// it: "node-b" (a member of the raft configuration) and "node-w" (a
+// worker). Peers are played by certificates from the same CA.
+type testLeader struct {
+	*rpcServer
+	cl *cluster
+}
+
+func startTestLeader(t *testing.T) *testLeader {
+	t.Helper()
+	s := startRPCServer(t)
+	rc := consensus.DefaultConfig()
+	rc.NodeID = s.a.id.NodeID
+	rc.Addr = s.addr
+	rc.DataDir = t.TempDir()
+	self := s.a.id.NodeID
+	rc.StreamLayer = &raftLayer{m: s.m, client: func() *tls.Config { return s.pki.client(self) }}
+	store := consensus.NewStore()
+	r, err := consensus.New(rc, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Shutdown() })
+	s.m.setRaftGate(raftGate(r))
+	if err := r.BootstrapSelf(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !r.IsLeader() {
+		if time.Now().After(deadline) {
+			t.Fatal("no leader")
+		}
+		time.Sleep(10 * time.Millisecond) // raft offers no election notification before the leader loop exists
+	}
+	cl := &cluster{id: "c1", store: store, raft: r, mux: s.m, client: s.pki.client(self)}
+	// A voter holds the key-encryption key that seals the join secret.
+	if err := s.a.saveKEK(pki.NewKEK()); err != nil {
+		t.Fatal(err)
+	}
+	s.a.mu.Lock()
+	s.a.cl = cl
+	s.a.mu.Unlock()
+	ctx := rpcCtx(t)
+	now := time.Now().UTC()
+	node := func(id, host string) api.Node {
+		return api.Node{ID: id, Hostname: host, Addr: "127.0.0.1", ClusterPort: 2377, GossipPort: 7946,
+			Status: api.NodeReady, Availability: api.AvailabilityActive, CreatedAt: now}
+	}
+	must := func(cmd consensus.Command) {
+		t.Helper()
+		if _, err := r.Apply(ctx, cmd); err != nil {
+			t.Fatalf("%T: %v", cmd, err)
+		}
+	}
+	must(consensus.BootstrapCluster{Cluster: consensus.ClusterState{ClusterID: "c1", ClusterCIDR: "10.42.0.0/16",
+		VIPCIDR: "10.43.0.0/16", VoterTarget: 1, CreatedAt: now}, Node: node(self, "leader")})
+	must(consensus.UpsertNode{Node: node("node-b", "b")})
+	must(consensus.UpsertNode{Node: node("node-w", "w")})
+	must(consensus.UpdateNode{ID: "node-w", Update: api.NodeUpdate{Role: api.RoleWorker}, Now: now})
+	must(consensus.CreateService{Service: api.Service{ID: "svc1", Name: "web", Spec: api.ServiceSpec{Name: "web", Image: "busybox", Mode: api.ModeReplicated, Replicas: 1}}})
+	must(consensus.UpsertTasks{Tasks: []api.Task{{ID: "task-b", ServiceID: "svc1", Service: "web", Slot: 1, NodeID: "node-b",
+		DesiredState: api.TaskRunning, State: api.TaskAssigned, CreatedAt: now}}})
+	if err := r.AddNonvoter(ctx, "node-b", "127.0.0.1:1"); err != nil {
+		t.Fatal(err)
+	}
+	return &testLeader{rpcServer: s, cl: cl}
+}
+
+// apply sends cmd over rpcApply as peer.
+func (l *testLeader) apply(t *testing.T, peer string, cmd consensus.Command) error {
+	t.Helper()
+	enc, err := consensus.EncodeCommand(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return callRPC(rpcCtx(t), l.addr, l.pki.client(peer), rpcApply, applyRPCRequest{Command: enc}, nil, nil)
+}
+
+// admin sends cmd as the admin action of a user on peer's socket.
+func (l *testLeader) admin(t *testing.T, peer string, cmd consensus.Command) error {
+	t.Helper()
+	enc, err := consensus.EncodeCommand(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return callRPC(rpcCtx(t), l.addr, l.pki.client(peer), rpcAdminWrite, adminWriteRequest{Action: authz.AdminAction(cmd), Command: enc}, nil, nil)
+}
+
+func TestLeaderRefusesForgedCommands(t *testing.T) {
+	l := startTestLeader(t)
+	task := func() *api.Task {
+		tk, err := l.cl.store.Task("task-b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tk
+	}
+	forged := consensus.TaskStatus{NodeID: "node-b", Statuses: []api.TaskStatus{{TaskID: "task-b", State: api.TaskRunning, IP: "10.42.66.66"}}}
+
+	// Node w claims to be node b and reports b's task running at its own IP.
+	err := l.apply(t, "node-w", forged)
+	if !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "own tasks") {
+		t.Fatalf("forged TaskStatus: %v, want a forbidden refusal", err)
+	}
+	if got := task(); got.State != api.TaskAssigned || got.IP != "" {
+		t.Fatalf("forged TaskStatus changed the task: state %s ip %s", got.State, got.IP)
+	}
+	// Node b itself may.
+	if err := l.apply(t, "node-b", forged); err != nil {
+		t.Fatalf("own TaskStatus: %v", err)
+	}
+	if got := task(); got.State != api.TaskRunning || got.IP != "10.42.66.66" {
+		t.Fatalf("own TaskStatus not applied: state %s ip %s", got.State, got.IP)
+	}
+
+	// A raw UpsertNode for another node, and cluster-internal commands.
+	b, _ := l.cl.store.Node("node-b")
+	hijack := *b
+	hijack.Addr = "10.9.9.9"
+	for name, cmd := range map[string]consensus.Command{
+		"upsert another node":   consensus.UpsertNode{Node: hijack},
+		"rotate token raw":      consensus.RotateToken{SecretHash: "h", Secret: "s"},
+		"gossip keys":           consensus.SetGossipKeys{Keys: [][]byte{make([]byte, 32)}},
+		"task assignments":      consensus.UpsertTasks{Tasks: []api.Task{{ID: "task-b", NodeID: "node-w"}}},
+		"voter":                 consensus.SetNodeVoter{ID: "node-w", Voter: true},
+		"create service as raw": consensus.CreateService{Service: api.Service{ID: "x", Name: "x", Spec: api.ServiceSpec{Name: "x", Image: "busybox"}}},
+	} {
+		if err := l.apply(t, "node-w", cmd); !errors.Is(err, ErrForbidden) {
+			t.Errorf("%s over rpcApply: %v, want forbidden", name, err)
+		}
+	}
+	if n, _ := l.cl.store.Node("node-b"); n.Addr != "127.0.0.1" {
+		t.Fatalf("node b's address became %s", n.Addr)
+	}
+	// Its own address a node may update.
+	w, _ := l.cl.store.Node("node-w")
+	mine := *w
+	mine.Addr = "127.0.0.2"
+	if err := l.apply(t, "node-w", consensus.UpsertNode{Node: mine}); err != nil {
+		t.Fatalf("own node record: %v", err)
+	}
+
+	// Admin actions: allowed from a manager, refused from a worker, and a
+	// spec is validated on the leader, who records who asked.
+	spec := api.ServiceSpec{Name: "api", Image: "busybox", Mode: api.ModeReplicated, Replicas: 1}
+	create := consensus.CreateService{Service: api.Service{ID: "svc2", Name: "api", Spec: spec}}
+	if err := l.admin(t, "node-w", create); !errors.Is(err, ErrWorker) || !strings.Contains(err.Error(), "worker") {
+		t.Fatalf("create from a worker: %v", err)
+	}
+	bad := create
+	bad.Service.Spec.Ports = []api.PortConfig{{Published: 2377, Target: 80, Protocol: "tcp"}}
+	if err := l.admin(t, "node-b", bad); !errors.Is(err, consensus.ErrInvalid) || !strings.Contains(err.Error(), "2377") {
+		t.Fatalf("publishing 2377: %v", err)
+	}
+	invalid := create
+	invalid.Service.Spec.Image = " " // the FSM does not check images: only the leader's validation does
+	if err := l.admin(t, "node-b", invalid); !errors.Is(err, consensus.ErrInvalid) {
+		t.Fatalf("invalid spec forwarded: %v", err)
+	}
+	if err := l.admin(t, "node-b", create); err != nil {
+		t.Fatalf("create from a manager: %v", err)
+	}
+	s, err := l.cl.store.Service("svc2")
+	if err != nil || s.UpdatedBy != "node-b" {
+		t.Fatalf("service %+v %v: want updated_by node-b", s, err)
+	}
+	// An admin action must carry the command it names.
+	enc, _ := consensus.EncodeCommand(consensus.SetNodeVoter{ID: "node-w", Voter: true})
+	err = callRPC(rpcCtx(t), l.addr, l.pki.client("node-b"), rpcAdminWrite, adminWriteRequest{Action: authz.ActionUpdateNode, Command: enc}, nil, nil)
+	if !errors.Is(err, ErrForbidden) {
+		t.Fatalf("admin action with a mismatched command: %v", err)
+	}
+	// Token rotation is a narrow request: the leader makes the secret.
+	before := l.cl.store.Cluster().TokenSecretHash
+	err = callRPC(rpcCtx(t), l.addr, l.pki.client("node-b"), rpcAdminWrite, adminWriteRequest{Action: authz.ActionRotateToken}, nil, nil)
+	if err != nil || l.cl.store.Cluster().TokenSecretHash == before {
+		t.Fatalf("rotate token: %v", err)
+	}
+	// Removing a node is refused from a worker.
+	err = callRPC(rpcCtx(t), l.addr, l.pki.client("node-w"), rpcAdmin, adminRPCRequest{Op: "remove", NodeID: "node-b", Force: true}, nil, nil)
+	if !errors.Is(err, ErrWorker) {
+		t.Fatalf("node rm from a worker: %v", err)
+	}
+}
+
+// dialStream is a raft.StreamLayer that only dials, as a given node.
+type dialStream struct {
+	cfg    *tls.Config
+	closed chan struct{}
+}
+
+func (d *dialStream) Accept() (net.Conn, error) { <-d.closed; return nil, net.ErrClosed }
+func (d *dialStream) Close() error              { return nil }
+func (d *dialStream) Addr() net.Addr            { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+func (d *dialStream) Dial(a raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	c, err := dialProto(string(a), timeout, d.cfg, protoRaft)
+	if err != nil {
+		return nil, err
+	}
+	// The leader runs at epoch 0, as a nil fence does.
+	if err := dialEpoch(c, nil, string(a), timeout); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func TestRaftFromNonMemberRefused(t *testing.T) {
+	l := startTestLeader(t)
+	termOf := func() string { return l.cl.raft.Stats()["term"] }
+	appendEntries := func(peer string) error {
+		stream := &dialStream{cfg: l.pki.client(peer), closed: make(chan struct{})}
+		defer close(stream.closed)
+		trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream: stream, MaxPool: 1, Timeout: 2 * time.Second,
+			Logger: hclog.NewNullLogger(),
+		})
+		defer trans.Close()
+		req := &raft.AppendEntriesRequest{
+			RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(peer), Addr: []byte("127.0.0.1:1")},
+			Term:      1000,
+		}
+		var resp raft.AppendEntriesResponse
+		return trans.AppendEntries(raft.ServerID(l.a.id.NodeID), raft.ServerAddress(l.addr), req, &resp)
+	}
+	term := termOf()
+	// A certified node outside the raft configuration: the connection is
+	// closed before raft reads it; the leader keeps its term and its lead.
+	if err := appendEntries("node-x"); err == nil {
+		t.Fatal("AppendEntries from a non-member was answered")
+	}
+	if termOf() != term || !l.cl.raft.IsLeader() {
+		t.Fatalf("a non-member moved the leader: term %s → %s, leader %v", term, termOf(), l.cl.raft.IsLeader())
+	}
+	// A member of the configuration reaches raft (which, as raft does,
+	// adopts the higher term): the gate is what stopped node-x.
+	if err := appendEntries("node-b"); err != nil {
+		t.Fatalf("AppendEntries from a member: %v", err)
+	}
+	if termOf() == term {
+		t.Fatal("the member's AppendEntries never reached raft")
+	}
+}
+
+func TestWorkerAPIRefusesWrites(t *testing.T) {
+	l := startTestLeader(t)
+	ctx := rpcCtx(t)
+	self := l.a.id.NodeID
+	if _, err := l.cl.raft.Apply(ctx, consensus.UpdateNode{ID: self, Update: api.NodeUpdate{Role: api.RoleWorker}, Now: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	h := l.a.routes()
+	code, body := do(t, h, "POST", "/v1/nodes/node-b/update", `{"availability":"drain"}`)
+	if code != http.StatusForbidden || !strings.Contains(string(body), "worker") {
+		t.Fatalf("node update on a worker: %d %s", code, body)
+	}
+	code, body = do(t, h, "POST", "/v1/token/rotate", "")
+	if code != http.StatusForbidden || !strings.Contains(string(body), "worker") {
+		t.Fatalf("token rotate on a worker: %d %s", code, body)
+	}
+	if n, _ := l.cl.store.Node("node-b"); n.Availability != api.AvailabilityActive {
+		t.Fatalf("a worker's API changed node b: %s", n.Availability)
+	}
+	// Reads still answer, and show the role.
+	code, body = do(t, h, "GET", "/v1/nodes", "")
+	if code != http.StatusOK {
+		t.Fatalf("node ls on a worker: %d %s", code, body)
+	}
+	var nodes []api.Node
+	if err := json.Unmarshal(body, &nodes); err != nil {
+		t.Fatal(err)
+	}
+	roles := map[string]string{}
+	for _, n := range nodes {
+		roles[n.ID] = n.Role
+	}
+	if roles[self] != api.RoleWorker || roles["node-b"] != api.RoleManager {
+		t.Fatalf("roles %v", roles)
+	}
+	// Back to manager (on the leader's own loops' path here), writes work.
+	if _, err := l.cl.raft.Apply(ctx, consensus.UpdateNode{ID: self, Update: api.NodeUpdate{Role: api.RoleManager}, Now: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	code, body = do(t, h, "POST", "/v1/nodes/node-b/update", `{"availability":"drain"}`)
+	if code != http.StatusOK {
+		t.Fatalf("node update on a manager: %d %s", code, body)
+	}
+}
+
+func TestMuxLimitsUnauthenticatedConnections(t *testing.T) {
+	s := startRPCServer(t)
+	s.m.setLimits(muxLimits{MaxConns: 100, MaxAnon: 50, MaxAnonPerIP: 4})
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	// Idle TCP connections that never start TLS: at most 4 are held.
+	for i := 0; i < 10; i++ {
+		c, err := net.Dial("tcp", s.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	waitFor(t, "4 unauthenticated connections held", func() bool { _, anon := s.m.counts(); return anon == 4 })
+	closedByServer := 0
+	for _, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); err == io.EOF {
+			closedByServer++
+		}
+	}
+	if closedByServer != 6 {
+		t.Fatalf("%d connections closed at once by the server, want 6", closedByServer)
+	}
+	// A certified peer is still served while an address is at its cap:
+	// caps are per source address, and loopback is the same one here, so
+	// free the slots first.
+	for _, c := range conns {
+		c.Close()
+	}
+	waitFor(t, "slots released", func() bool { open, anon := s.m.counts(); return open == 0 && anon == 0 })
+	var out map[string]string
+	if err := callRPC(rpcCtx(t), s.addr, s.pki.client("node-b"), rpcPing, nil, &out, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "ping's slot released", func() bool { open, anon := s.m.counts(); return open == 0 && anon == 0 })
+}
+
+func TestRPCAnonymousRequestLineIsSmall(t *testing.T) {
+	s := startRPCServer(t)
+	c, err := dialProto(s.addr, time.Second, pki.JoinTLS(s.pki.ca.Fingerprint()), protoRPC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Longer than a joiner ever needs, far below the certified limit.
+	line := `{"method":"join","body":"` + strings.Repeat("x", maxAnonRequestLine) + `"}` + "\n"
+	go func() { _, _ = c.Write([]byte(line)) }()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(c)
+	if len(b) != 0 {
+		t.Fatalf("answered an oversized anonymous request: %q (%v)", b, err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a counter; nothing to subscribe to
+	}
+}

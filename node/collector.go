@@ -1,0 +1,267 @@
+package node
+
+// The agent's side of metrics (node/metrics holds the instruments, the
+// go-metrics sink and the cgroup readers): the /metrics server at
+// --metrics-addr and the collector that reads the agent's state at scrape
+// time.
+//
+// Most of what an operator wants to see is state the agent already holds,
+// so it is read at scrape time by one Collector (stateCollector) — the
+// replica of the store, the Raft and gossip views, the runtime's containers
+// and their cgroups — instead of instrumenting every loop. What is only
+// visible while it happens is timed where it happens (metrics.Set).
+// TestMetricsLint runs promlint over a scrape.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/events"
+	"github.com/shoal-org/shoal/node/metrics"
+)
+
+// observer holds an agent's event history and its metrics. The zero value
+// is ready: both are made on first use, so loops may report into them
+// whether or not --metrics-addr is set.
+type observer struct {
+	once sync.Once
+	h    *events.Hub
+	mm   *metrics.Set
+}
+
+func (o *observer) init() {
+	o.once.Do(func() {
+		o.h = events.NewHub(time.Now)
+		o.mm = metrics.New()
+	})
+}
+
+func (o *observer) hub() *events.Hub { o.init(); return o.h }
+func (o *observer) m() *metrics.Set  { o.init(); return o.mm }
+
+// registry gathers every metric of the agent.
+func (a *Agent) registry() *prometheus.Registry {
+	m := a.obs.m()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		stateCollector{a: a},
+	)
+	reg.MustRegister(m.Collectors()...)
+	reg.MustRegister(metrics.SinkCollectors()...)
+	return reg
+}
+
+// serveMetrics binds --metrics-addr and serves /metrics until stop is
+// called; stop returns once the server has stopped. The listener is bound
+// before it returns (addr is its address), so a taken port fails the
+// agent's start with a clear error.
+func (a *Agent) serveMetrics() (addr string, stop func(), err error) {
+	ln, err := net.Listen("tcp", a.cfg.MetricsAddr)
+	if err != nil {
+		return "", nil, fmt.Errorf("--metrics-addr: %w", err)
+	}
+	metrics.InstallSink()
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry(), promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	a.log.Info("serving metrics", "addr", ln.Addr().String())
+	return ln.Addr().String(), func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if srv.Shutdown(sctx) != nil {
+			_ = srv.Close()
+		}
+		<-done
+	}, nil
+}
+
+// Descriptions of the metrics read at scrape time.
+var (
+	descNodeInfo = prometheus.NewDesc("shoal_node_info", "This node's identity (always 1).", []string{"node_id", "hostname"}, nil)
+
+	descRaftLeader   = prometheus.NewDesc("shoal_raft_leader", "1 when this node is the Raft leader, else 0.", nil, nil)
+	descRaftTerm     = prometheus.NewDesc("shoal_raft_term", "Current Raft term.", nil, nil)
+	descRaftLast     = prometheus.NewDesc("shoal_raft_last_log_index", "Index of the last entry in this node's Raft log.", nil, nil)
+	descRaftCommit   = prometheus.NewDesc("shoal_raft_commit_index", "Highest Raft log index known committed.", nil, nil)
+	descRaftApplied  = prometheus.NewDesc("shoal_raft_applied_index", "Highest Raft log index applied to this node's state.", nil, nil)
+	descRaftVoters   = prometheus.NewDesc("shoal_raft_voters", "Voters in the Raft configuration.", nil, nil)
+	descRaftLogBytes = prometheus.NewDesc("shoal_raft_log_size_bytes", "Size on disk of this node's Raft log store.", nil, nil)
+
+	descGossipMembers = prometheus.NewDesc("shoal_gossip_members", "Nodes of the cluster by gossip state as this node sees them.", []string{"state"}, nil)
+
+	descNodes         = prometheus.NewDesc("shoal_nodes", "Nodes of the cluster by status.", []string{"status"}, nil)
+	descServices      = prometheus.NewDesc("shoal_services", "Services of the cluster.", nil, nil)
+	descTasks         = prometheus.NewDesc("shoal_tasks", "Tasks of the cluster by observed state.", []string{"state"}, nil)
+	descNodeTasks     = prometheus.NewDesc("shoal_node_tasks", "Tasks assigned to this node by observed state.", []string{"state"}, nil)
+	descPendingTasks  = prometheus.NewDesc("shoal_scheduler_pending_tasks", "Tasks that should run but are not placed on a node yet.", nil, nil)
+	descLBBackends    = prometheus.NewDesc("shoal_lb_backends", "Backends this node's load balancer sends a service's traffic to, per network (empty: the default one).", []string{"service", "network"}, nil)
+	descOverlayPeers  = prometheus.NewDesc("shoal_overlay_peers", "Other nodes this node's overlay has a route, neighbour and FDB entry for.", nil, nil)
+	descContainers    = prometheus.NewDesc("shoal_containers", "Containers on this node by state.", []string{"state"}, nil)
+	containerLabels   = []string{"service", "task", "container"}
+	descContainerCPU  = prometheus.NewDesc("shoal_container_cpu_usage_seconds_total", "CPU time a running container used (cgroup).", containerLabels, nil)
+	descContainerMem  = prometheus.NewDesc("shoal_container_memory_usage_bytes", "Memory a running container uses, page cache included (cgroup).", containerLabels, nil)
+	descContainerRx   = prometheus.NewDesc("shoal_container_network_receive_bytes_total", "Bytes a running container received on its interfaces.", containerLabels, nil)
+	descContainerTx   = prometheus.NewDesc("shoal_container_network_transmit_bytes_total", "Bytes a running container sent on its interfaces.", containerLabels, nil)
+	stateDescriptions = []*prometheus.Desc{descNodeInfo, descRaftLeader, descRaftTerm, descRaftLast, descRaftCommit,
+		descRaftApplied, descRaftVoters, descRaftLogBytes, descGossipMembers, descNodes, descServices, descTasks,
+		descNodeTasks, descPendingTasks, descLBBackends, descOverlayPeers, descContainers, descContainerCPU,
+		descContainerMem, descContainerRx, descContainerTx}
+)
+
+// stateCollector reads the agent's state at scrape time. Collect takes no
+// lock the agent's loops hold for long: every source is a copy or a
+// snapshot.
+type stateCollector struct{ a *Agent }
+
+func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range stateDescriptions {
+		ch <- d
+	}
+}
+
+func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
+	a := c.a
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	gauge(descNodeInfo, 1, a.id.NodeID, a.id.Hostname)
+	cl, _ := a.clusterOrErr()
+
+	// Runtime: this node's containers.
+	if a.rt != nil {
+		byState := map[string]int{api.ContainerCreated: 0, api.ContainerRunning: 0, api.ContainerExited: 0}
+		for _, ct := range a.rt.List() {
+			byState[ct.State]++
+			if ct.State != api.ContainerRunning {
+				continue
+			}
+			svc, task := "", ""
+			if ct.TaskID != "" && cl != nil {
+				if t, err := cl.store.Task(ct.TaskID); err == nil {
+					svc, task = t.Service, t.Name
+				}
+			}
+			u := metrics.ReadContainerUsage(a.cgroupParent(), ct.ID, ct.Pid)
+			if u.CPUOK {
+				counter(descContainerCPU, u.CPUSeconds, svc, task, ct.Name)
+			}
+			if u.MemOK {
+				gauge(descContainerMem, float64(u.MemBytes), svc, task, ct.Name)
+			}
+			if u.NetOK {
+				counter(descContainerRx, float64(u.RxBytes), svc, task, ct.Name)
+				counter(descContainerTx, float64(u.TxBytes), svc, task, ct.Name)
+			}
+		}
+		for st, n := range byState {
+			gauge(descContainers, float64(n), st)
+		}
+	}
+	if cl == nil {
+		return
+	}
+
+	// Raft.
+	leader := 0.0
+	if cl.raft.IsLeader() {
+		leader = 1
+	}
+	gauge(descRaftLeader, leader)
+	stats := cl.raft.Stats()
+	for d, key := range map[*prometheus.Desc]string{descRaftTerm: "term", descRaftLast: "last_log_index",
+		descRaftCommit: "commit_index", descRaftApplied: "applied_index"} {
+		if v, err := strconv.ParseUint(stats[key], 10, 64); err == nil {
+			gauge(d, float64(v))
+		}
+	}
+	if servers, err := cl.raft.Servers(); err == nil {
+		gauge(descRaftVoters, float64(countVoters(servers)))
+	}
+	gauge(descRaftLogBytes, float64(metrics.DirFilesSize(filepath.Join(clusterDir(a.cfg.DataDir), "raft"))))
+
+	// Gossip, against the nodes of the state.
+	snap := cl.store.Snapshot()
+	nodes := snap.Nodes()
+	members := map[string]memberlist.NodeStateType{}
+	for _, m := range cl.members.ml.Members() {
+		members[m.Name] = m.State
+	}
+	gm := map[string]int{"alive": 0, "suspect": 0, "dead": 0}
+	for _, st := range members {
+		if st == memberlist.StateSuspect {
+			gm["suspect"]++
+		} else {
+			gm["alive"]++
+		}
+	}
+	nodeStatus := map[string]int{api.NodeReady: 0, api.NodeDown: 0}
+	for _, n := range nodes {
+		nodeStatus[n.Status]++
+		if _, ok := members[n.ID]; !ok {
+			gm["dead"]++
+		}
+	}
+	for st, n := range gm {
+		gauge(descGossipMembers, float64(n), st)
+	}
+	for st, n := range nodeStatus {
+		gauge(descNodes, float64(n), st)
+	}
+
+	// Scheduler's view: services and tasks of the whole cluster.
+	gauge(descServices, float64(len(snap.Services())))
+	all, mine := map[string]int{}, map[string]int{}
+	for st := range api.TaskStateOrder {
+		all[st], mine[st] = 0, 0
+	}
+	pending := 0
+	for _, t := range snap.Tasks() {
+		all[t.State]++
+		if t.NodeID == a.id.NodeID {
+			mine[t.State]++
+		}
+		if t.DesiredState == api.TaskRunning && (t.NodeID == "" || t.State == api.TaskNew) {
+			pending++
+		}
+	}
+	for st, n := range all {
+		gauge(descTasks, float64(n), st)
+	}
+	for st, n := range mine {
+		gauge(descNodeTasks, float64(n), st)
+	}
+	gauge(descPendingTasks, float64(pending))
+
+	// Data plane as this node would program it now.
+	ns := readNetState(snap)
+	lbState, _, _ := trafficState(ns, cl.members.aliveSet(), a.id.NodeID)
+	for _, s := range lbState.Services {
+		gauge(descLBBackends, float64(len(s.Backends)), s.Name, s.Network)
+	}
+	gauge(descOverlayPeers, float64(len(overlayPeers(ns, a.id.NodeID))))
+}
