@@ -56,6 +56,7 @@ var importRules = []importRule{
 	{"node/autoscale/...", []string{"api", "node/scheduler", "node/autoscale/..."}},
 	{"node/events/...", []string{"api", "consensus", "runtime", "node/autoscale", "node/events/..."}},
 	{"node/metrics/...", []string{"node/metrics/..."}},
+	{"node/ui/...", []string{"api", "api/atomicfile", "node/ui/..."}},
 	// cmd/shoal starts the agent (and the node's container supervisor)
 	// through node and otherwise talks to it only through api.
 	{"cmd/shoal", []string{"api", "api/atomicfile", "node"}},

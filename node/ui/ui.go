@@ -1,13 +1,18 @@
-package node
+// Package ui is the web dashboard's own part (`shoal agent --ui-addr`):
+// the page embedded from this directory, the UI token file, the guard every
+// API request passes, and the pure shaping of the replica into the page's
+// document (BuildState). The agent (node/dashboard.go) serves it and feeds
+// it the state.
+package ui
 
 // The web dashboard (`shoal agent --ui-addr ADDR:PORT`, off by default).
 //
 // Why it looks like this:
 //
 //   - The page is plain HTML, CSS and JavaScript embedded in the binary
-//     (node/ui/): no CDN, no build step, so it works on an air-gapped
+//     (this directory): no CDN, no build step, so it works on an air-gapped
 //     cluster and the binary stays the only artefact.
-//   - What the page shows is one JSON document (uiState) built from one
+//   - What the page shows is one JSON document (State) built from one
 //     Store.Snapshot(), pushed again over a server-sent-event stream after
 //     every change the store applies (Store.Subscribe), so the page never
 //     polls and never mixes two states.
@@ -35,13 +40,11 @@ package node
 //     Content-Security-Policy allowing only the page's own files.
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -54,45 +57,48 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/atomicfile"
 )
 
-//go:embed ui
-var uiAssets embed.FS
+//go:embed index.html app.js style.css
+var assets embed.FS
 
-// UITokenFile is the name of the dashboard token's file in the data dir.
-const UITokenFile = "ui-token"
+// Assets is the page: index.html, app.js and style.css.
+func Assets() fs.FS { return assets }
 
-// uiTokenPrefix marks a dashboard token so it is not mistaken for a join token.
-const uiTokenPrefix = "SHOALUI-"
+// TokenFile is the name of the dashboard token's file in the data dir.
+const TokenFile = "ui-token"
+
+// tokenPrefix marks a dashboard token so it is not mistaken for a join token.
+const tokenPrefix = "SHOALUI-"
 
 // Headers of the dashboard's API.
 const (
-	// uiTokenHeader carries the UI token.
-	uiTokenHeader = "X-Shoal-UI-Token"
-	// uiCSRFHeader must be present on state-changing requests.
-	uiCSRFHeader = "X-Shoal-UI"
+	// TokenHeader carries the UI token.
+	TokenHeader = "X-Shoal-UI-Token"
+	// CSRFHeader must be present on state-changing requests.
+	CSRFHeader = "X-Shoal-UI"
 )
 
 // Sentinel errors of the dashboard.
 var (
-	// ErrNoUIToken: no UI token exists in the data dir.
-	ErrNoUIToken = errors.New("no UI token: create one with `shoal ui token`")
-	// ErrUINeedsToken: --ui-addr is not a loopback address and no UI token exists.
-	ErrUINeedsToken = errors.New("a non-loopback --ui-addr needs a UI token")
+	// ErrNoToken: no UI token exists in the data dir.
+	ErrNoToken = errors.New("no UI token: create one with `shoal ui token`")
+	// ErrNeedsToken: --ui-addr is not a loopback address and no UI token exists.
+	ErrNeedsToken = errors.New("a non-loopback --ui-addr needs a UI token")
 )
 
-// UITokenPath is where the UI token of the agent with this data dir lives.
-func UITokenPath(dataDir string) string { return filepath.Join(dataDir, UITokenFile) }
+// TokenPath is where the UI token of the agent with this data dir lives.
+func TokenPath(dataDir string) string { return filepath.Join(dataDir, TokenFile) }
 
-// LoadUIToken reads the UI token of dataDir; ErrNoUIToken if there is none.
+// LoadToken reads the UI token of dataDir; ErrNoToken if there is none.
 // The file is opened without following links and read with a size cap.
-func LoadUIToken(dataDir string) (string, error) {
-	f, err := os.OpenFile(UITokenPath(dataDir), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+func LoadToken(dataDir string) (string, error) {
+	f, err := os.OpenFile(TokenPath(dataDir), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if errors.Is(err, os.ErrNotExist) {
-		return "", ErrNoUIToken
+		return "", ErrNoToken
 	}
 	if err != nil {
 		return "", fmt.Errorf("read UI token: %w", err)
@@ -103,19 +109,19 @@ func LoadUIToken(dataDir string) (string, error) {
 		return "", fmt.Errorf("read UI token: %w", err)
 	}
 	tok := strings.TrimSpace(string(b))
-	if !strings.HasPrefix(tok, uiTokenPrefix) || len(tok) < len(uiTokenPrefix)+32 {
-		return "", fmt.Errorf("UI token file %s is malformed: rotate it with `shoal ui token --rotate`", UITokenPath(dataDir))
+	if !strings.HasPrefix(tok, tokenPrefix) || len(tok) < len(tokenPrefix)+32 {
+		return "", fmt.Errorf("UI token file %s is malformed: rotate it with `shoal ui token --rotate`", TokenPath(dataDir))
 	}
 	return tok, nil
 }
 
-// EnsureUIToken returns the UI token of dataDir, creating it (0600) when
+// EnsureToken returns the UI token of dataDir, creating it (0600) when
 // there is none or when rotate is set. A running agent picks up a new or
 // rotated token at its next request.
-func EnsureUIToken(dataDir string, rotate bool) (string, error) {
+func EnsureToken(dataDir string, rotate bool) (string, error) {
 	if !rotate {
-		tok, err := LoadUIToken(dataDir)
-		if !errors.Is(err, ErrNoUIToken) {
+		tok, err := LoadToken(dataDir)
+		if !errors.Is(err, ErrNoToken) {
 			return tok, err
 		}
 	}
@@ -123,20 +129,21 @@ func EnsureUIToken(dataDir string, rotate bool) (string, error) {
 	if _, err := rand.Read(b); err != nil {
 		return "", fmt.Errorf("UI token: %w", err)
 	}
-	tok := uiTokenPrefix + hex.EncodeToString(b)
+	tok := tokenPrefix + hex.EncodeToString(b)
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return "", fmt.Errorf("UI token: create data dir: %w", err)
 	}
-	if err := writeFileAtomic(UITokenPath(dataDir), []byte(tok+"\n"), 0o600); err != nil {
+	if err := atomicfile.WriteFile(TokenPath(dataDir), []byte(tok+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("UI token: %w", err)
 	}
 	return tok, nil
 }
 
-// uiTokenSource reads the token file again when it changed (`shoal ui token
-// --rotate` while the agent runs). Safe for concurrent use.
-type uiTokenSource struct {
-	dataDir string
+// TokenSource reads the token file again when it changed (`shoal ui token
+// --rotate` while the agent runs). Safe for concurrent use; the zero value
+// with DataDir set is ready.
+type TokenSource struct {
+	DataDir string
 
 	mu     sync.Mutex
 	loaded bool
@@ -145,10 +152,10 @@ type uiTokenSource struct {
 	err    error
 }
 
-// token returns the current token, "" with a nil error when there is none.
+// Token returns the current token, "" with a nil error when there is none.
 // An unreadable or malformed file is an error: the caller refuses requests.
-func (s *uiTokenSource) token() (string, error) {
-	st, err := os.Lstat(UITokenPath(s.dataDir))
+func (s *TokenSource) Token() (string, error) {
+	st, err := os.Lstat(TokenPath(s.DataDir))
 	stamp := ""
 	if err == nil {
 		var ino uint64
@@ -167,14 +174,14 @@ func (s *uiTokenSource) token() (string, error) {
 	s.loaded, s.stamp = true, stamp
 	s.tok, s.err = "", nil
 	if stamp != "" {
-		s.tok, s.err = LoadUIToken(s.dataDir)
+		s.tok, s.err = LoadToken(s.DataDir)
 	}
 	return s.tok, s.err
 }
 
-// uiAddrLoopback reports whether an --ui-addr host names a loopback address
+// AddrLoopback reports whether an --ui-addr host names a loopback address
 // (an IP literal or "localhost"); the empty host (all addresses) is not.
-func uiAddrLoopback(addr string) (bool, error) {
+func AddrLoopback(addr string) (bool, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false, fmt.Errorf("--ui-addr %q: want IP:PORT: %w", addr, err)
@@ -195,8 +202,8 @@ func uiAddrLoopback(addr string) (bool, error) {
 	return ip.IsLoopback(), nil
 }
 
-// loopbackHost reports whether a Host header names the loopback interface.
-func loopbackHost(hostport string) bool {
+// LoopbackHost reports whether a Host header names the loopback interface.
+func LoopbackHost(hostport string) bool {
 	host := hostport
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
 		host = h
@@ -209,14 +216,23 @@ func loopbackHost(hostport string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// uiGuard authenticates the dashboard's API requests.
-type uiGuard struct {
-	// loopback: the dashboard listens on a loopback address only, so it
+// Guard authenticates the dashboard's API requests.
+type Guard struct {
+	// Loopback: the dashboard listens on a loopback address only, so it
 	// may run without a token.
-	loopback bool
-	// token returns the configured token, "" if none.
-	token func() (string, error)
+	Loopback bool
+	// Token returns the configured token, "" if none (TokenSource.Token).
+	Token func() (string, error)
 }
+
+// Refusal is why Guard.Check refused a request, with the HTTP status to
+// answer (401 without or with a wrong token, 403 otherwise).
+type Refusal struct {
+	Status int
+	Msg    string
+}
+
+func (r *Refusal) Error() string { return r.Msg }
 
 // tokensEqual compares in constant time, whatever the lengths.
 func tokensEqual(got, want string) bool {
@@ -227,42 +243,42 @@ func tokensEqual(got, want string) bool {
 // safeMethod: the request cannot change state.
 func safeMethod(m string) bool { return m == http.MethodGet || m == http.MethodHead }
 
-// check returns nil when r may proceed, else an *httpError (401 or 403).
-func (g uiGuard) check(r *http.Request) error {
+// Check returns nil when r may proceed, else a *Refusal (401 or 403).
+func (g Guard) Check(r *http.Request) error {
 	if !safeMethod(r.Method) {
-		if r.Header.Get(uiCSRFHeader) == "" {
-			return &httpError{status: http.StatusForbidden, msg: "missing " + uiCSRFHeader + " header (cross-site request refused)"}
+		if r.Header.Get(CSRFHeader) == "" {
+			return &Refusal{Status: http.StatusForbidden, Msg: "missing " + CSRFHeader + " header (cross-site request refused)"}
 		}
 		if o := r.Header.Get("Origin"); o != "" && o != "http://"+r.Host && o != "https://"+r.Host {
-			return &httpError{status: http.StatusForbidden, msg: "cross-origin request refused"}
+			return &Refusal{Status: http.StatusForbidden, Msg: "cross-origin request refused"}
 		}
 	}
-	tok, err := g.token()
+	tok, err := g.Token()
 	if err != nil {
-		return &httpError{status: http.StatusForbidden, msg: err.Error()}
+		return &Refusal{Status: http.StatusForbidden, Msg: err.Error()}
 	}
 	if tok == "" {
 		// No token: only a loopback listener, reached by a loopback name.
-		if !g.loopback {
-			return &httpError{status: http.StatusForbidden, msg: ErrNoUIToken.Error()}
+		if !g.Loopback {
+			return &Refusal{Status: http.StatusForbidden, Msg: ErrNoToken.Error()}
 		}
-		if !loopbackHost(r.Host) {
-			return &httpError{status: http.StatusForbidden, msg: "the dashboard answers only to a loopback host name without a UI token"}
+		if !LoopbackHost(r.Host) {
+			return &Refusal{Status: http.StatusForbidden, Msg: "the dashboard answers only to a loopback host name without a UI token"}
 		}
 		return nil
 	}
-	got := r.Header.Get(uiTokenHeader)
+	got := r.Header.Get(TokenHeader)
 	if got == "" {
-		return &httpError{status: http.StatusUnauthorized, msg: "missing UI token (print it with `shoal ui token` on the node)"}
+		return &Refusal{Status: http.StatusUnauthorized, Msg: "missing UI token (print it with `shoal ui token` on the node)"}
 	}
 	if !tokensEqual(got, tok) {
-		return &httpError{status: http.StatusUnauthorized, msg: "wrong UI token"}
+		return &Refusal{Status: http.StatusUnauthorized, Msg: "wrong UI token"}
 	}
 	return nil
 }
 
-// uiSecurityHeaders are set on every dashboard response.
-func uiSecurityHeaders(h http.Header) {
+// SecurityHeaders are set on every dashboard response.
+func SecurityHeaders(h http.Header) {
 	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -270,85 +286,22 @@ func uiSecurityHeaders(h http.Header) {
 	h.Set("Cache-Control", "no-store")
 }
 
-// uiHandler is the dashboard: the embedded page, unauthenticated (it holds
-// no data), and the API under /ui/v1/, behind the guard.
-func (a *Agent) uiHandler(g uiGuard) http.Handler {
-	assets, err := fs.Sub(uiAssets, "ui")
-	if err != nil {
-		panic(err) // the embed directive guarantees the directory
-	}
-	files := http.FileServerFS(assets)
-	mux := http.NewServeMux()
-	mux.Handle("GET /{$}", files)
-	mux.Handle("GET /app.js", files)
-	mux.Handle("GET /style.css", files)
-
-	api := http.NewServeMux()
-	serve := func(pattern string, f handlerFunc) {
-		api.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-			v, err := f(w, r)
-			if err != nil {
-				writeError(w, err)
-				return
-			}
-			if v != streamed {
-				writeJSON(w, http.StatusOK, v)
-			}
-		})
-	}
-	serve("GET /ui/v1/state", func(w http.ResponseWriter, r *http.Request) (any, error) { return a.uiState(), nil })
-	serve("GET /ui/v1/stream", a.handleUIStream)
-	// The CLI's handlers: the same checks, forwarding and write path.
-	serve("POST /ui/v1/services/{id}/scale", a.handleServiceScale)
-	serve("POST /ui/v1/nodes/{id}/update", a.handleNodeUpdate)
-	// The page asks first whether it may go on, so a locked dashboard
-	// shows the token form rather than a failed request.
-	mux.HandleFunc("GET /ui/v1/auth", func(w http.ResponseWriter, r *http.Request) {
-		res := uiAuthResponse{OK: true}
-		if tok, err := g.token(); err != nil || tok != "" {
-			res.TokenRequired = true
-		}
-		if err := g.check(r); err != nil {
-			res.OK, res.Error = false, err.Error()
-		}
-		writeJSON(w, http.StatusOK, res)
-	})
-	mux.Handle("/ui/v1/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := g.check(r); err != nil {
-			writeError(w, err)
-			return
-		}
-		api.ServeHTTP(w, r)
-	}))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		uiSecurityHeaders(w.Header())
-		mux.ServeHTTP(w, r)
-	})
-}
-
-// uiAuthResponse answers GET /ui/v1/auth: whether the request's
-// credentials would be accepted.
-type uiAuthResponse struct {
-	TokenRequired bool   `json:"token_required"`
-	OK            bool   `json:"ok"`
-	Error         string `json:"error,omitempty"`
-}
-
-// uiState is the document the page renders.
-type uiState struct {
+// State is the document the page renders.
+type State struct {
 	Joined    bool   `json:"joined"`
 	ClusterID string `json:"cluster_id,omitempty"`
 	// NodeID and Hostname are the node serving the page.
 	NodeID   string `json:"node_id"`
 	Hostname string `json:"hostname"`
 	// Leader is the leader's node ID as this node sees it.
-	Leader   string      `json:"leader"`
-	Index    uint64      `json:"index"`
-	Nodes    []uiNode    `json:"nodes"`
-	Services []uiService `json:"services"`
+	Leader   string    `json:"leader"`
+	Index    uint64    `json:"index"`
+	Nodes    []Node    `json:"nodes"`
+	Services []Service `json:"services"`
 }
 
-type uiNode struct {
+// Node is a node on the page.
+type Node struct {
 	ID            string        `json:"id"`
 	Hostname      string        `json:"hostname"`
 	Addr          string        `json:"addr"`
@@ -362,7 +315,8 @@ type uiNode struct {
 	Running int `json:"running"`
 }
 
-type uiService struct {
+// Service is a service on the page.
+type Service struct {
 	ID       string `json:"id"`
 	Name     string `json:"name"`
 	Mode     string `json:"mode"`
@@ -375,16 +329,18 @@ type uiService struct {
 	Update string `json:"update,omitempty"`
 	// Placement lists the service's current tasks by node, in the order
 	// of Nodes; tasks not placed yet come last under an empty node_id.
-	Placement []uiPlacement `json:"placement"`
+	Placement []Placement `json:"placement"`
 }
 
-type uiPlacement struct {
-	NodeID   string   `json:"node_id"`
-	Hostname string   `json:"hostname"`
-	Tasks    []uiTask `json:"tasks"`
+// Placement is a service's tasks on one node.
+type Placement struct {
+	NodeID   string `json:"node_id"`
+	Hostname string `json:"hostname"`
+	Tasks    []Task `json:"tasks"`
 }
 
-type uiTask struct {
+// Task is a task on the page.
+type Task struct {
 	ID    string `json:"id"`
 	Name  string `json:"name"`
 	Slot  int    `json:"slot"`
@@ -393,16 +349,16 @@ type uiTask struct {
 	IP    string `json:"ip,omitempty"`
 }
 
-// buildUIState shapes display nodes, services and tasks (as the API
+// BuildState shapes display nodes, services and tasks (as the API
 // shows them) into the page's document. tasks are the ones meant to run;
 // it is pure.
-func buildUIState(head uiState, nodes []api.Node, services []api.Service, tasks []api.Task) uiState {
+func BuildState(head State, nodes []api.Node, services []api.Service, tasks []api.Task) State {
 	st := head
-	st.Nodes = make([]uiNode, 0, len(nodes))
+	st.Nodes = make([]Node, 0, len(nodes))
 	order := map[string]int{}
 	for i, n := range nodes {
 		order[n.ID] = i
-		st.Nodes = append(st.Nodes, uiNode{ID: n.ID, Hostname: n.Hostname, Addr: n.Addr, Status: n.Status,
+		st.Nodes = append(st.Nodes, Node{ID: n.ID, Hostname: n.Hostname, Addr: n.Addr, Status: n.Status,
 			Availability: n.Availability, Role: n.Role, ManagerStatus: n.ManagerStatus, Version: n.Version,
 			Resources: n.Resources})
 	}
@@ -413,14 +369,14 @@ func buildUIState(head uiState, nodes []api.Node, services []api.Service, tasks 
 			st.Nodes[i].Running++
 		}
 	}
-	st.Services = make([]uiService, 0, len(services))
+	st.Services = make([]Service, 0, len(services))
 	for _, s := range services {
-		us := uiService{ID: s.ID, Name: s.Name, Mode: s.Mode, Image: s.Image, Replicas: s.Replicas,
-			Running: s.Running, Version: s.Version, VIP: s.VIP, Placement: []uiPlacement{}}
+		us := Service{ID: s.ID, Name: s.Name, Mode: s.Mode, Image: s.Image, Replicas: s.Replicas,
+			Running: s.Running, Version: s.Version, VIP: s.VIP, Placement: []Placement{}}
 		if s.UpdateStatus != nil {
 			us.Update = s.UpdateStatus.State
 		}
-		groups := map[string]*uiPlacement{}
+		groups := map[string]*Placement{}
 		for _, t := range byService[s.ID] {
 			nodeID := t.NodeID
 			if _, known := order[nodeID]; !known {
@@ -428,13 +384,13 @@ func buildUIState(head uiState, nodes []api.Node, services []api.Service, tasks 
 			}
 			g := groups[nodeID]
 			if g == nil {
-				g = &uiPlacement{NodeID: nodeID, Hostname: t.Node, Tasks: []uiTask{}}
+				g = &Placement{NodeID: nodeID, Hostname: t.Node, Tasks: []Task{}}
 				if nodeID == "" {
 					g.Hostname = ""
 				}
 				groups[nodeID] = g
 			}
-			g.Tasks = append(g.Tasks, uiTask{ID: t.ID, Name: t.Name, Slot: t.Slot, State: t.State, Error: t.Error, IP: t.IP})
+			g.Tasks = append(g.Tasks, Task{ID: t.ID, Name: t.Name, Slot: t.Slot, State: t.State, Error: t.Error, IP: t.IP})
 		}
 		for _, g := range groups {
 			sort.SliceStable(g.Tasks, func(i, j int) bool {
@@ -457,148 +413,4 @@ func buildUIState(head uiState, nodes []api.Node, services []api.Service, tasks 
 	}
 	sort.Slice(st.Services, func(i, j int) bool { return st.Services[i].Name < st.Services[j].Name })
 	return st
-}
-
-// uiState reads this node's replica, from one snapshot.
-func (a *Agent) uiState() uiState {
-	head := uiState{NodeID: a.id.NodeID, Hostname: a.id.Hostname}
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return buildUIState(head, nil, nil, nil)
-	}
-	head.Joined = true
-	head.ClusterID = cl.id
-	head.Leader, _ = cl.raft.Leader()
-	view := &cluster{id: cl.id, store: cl.store.Snapshot()}
-	head.Index = view.store.Index()
-	nodes := a.decorateNodes(cl, view.store.Nodes())
-	svcs := view.store.Services()
-	services := make([]api.Service, 0, len(svcs))
-	for _, s := range svcs {
-		services = append(services, displayService(view, s))
-	}
-	tasks := displayTasks(view, view.store.Tasks(), api.TaskRunning)
-	return buildUIState(head, nodes, services, tasks)
-}
-
-// uiStreamRecheck is how often the stream looks for changes the store does
-// not announce (a new leader, joining or leaving a cluster). A variable so
-// a test can show that store changes are pushed without it.
-var uiStreamRecheck = 2 * time.Second
-
-// uiStreamKeepalive bounds the silence on an idle stream, so proxies and
-// the page notice a dead connection.
-const uiStreamKeepalive = 15 * time.Second
-
-// uiStreamCoalesce gathers a burst of applied entries into one push.
-const uiStreamCoalesce = 100 * time.Millisecond
-
-// handleUIStream pushes the state as server-sent events ("event: state"),
-// once at once and again whenever it changed; it returns when the client
-// goes or the agent stops.
-func (a *Agent) handleUIStream(w http.ResponseWriter, r *http.Request) (any, error) {
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		return nil, errors.New("streaming unsupported")
-	}
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	flusher.Flush()
-
-	var last []byte
-	lastWrite := time.Now()
-	push := func() error {
-		b, err := json.Marshal(a.uiState())
-		if err != nil {
-			return err
-		}
-		if bytes.Equal(b, last) {
-			if time.Since(lastWrite) < uiStreamKeepalive {
-				return nil
-			}
-			_, err = io.WriteString(w, ": keepalive\n\n")
-		} else {
-			last = b
-			_, err = fmt.Fprintf(w, "event: state\ndata: %s\n\n", b)
-		}
-		if err != nil {
-			return err
-		}
-		lastWrite = time.Now()
-		flusher.Flush()
-		return nil
-	}
-
-	tick := time.NewTicker(uiStreamRecheck)
-	defer tick.Stop()
-	var (
-		subCl  *cluster
-		change <-chan uint64
-		unsub  = func() {}
-	)
-	defer func() { unsub() }()
-	for {
-		if cl, _ := a.clusterOrErr(); cl != subCl {
-			unsub()
-			subCl, change, unsub = cl, nil, func() {}
-			if cl != nil {
-				change, unsub = cl.store.Subscribe()
-			}
-		}
-		if err := push(); err != nil {
-			return streamed, nil // the client went away
-		}
-		select {
-		case <-r.Context().Done():
-			return streamed, nil
-		case <-a.ctx.Done():
-			return streamed, nil
-		case <-tick.C:
-		case <-change:
-			// Let a burst of entries (a scale writes several) land.
-			t := time.NewTimer(uiStreamCoalesce)
-			select {
-			case <-t.C:
-			case <-r.Context().Done():
-				t.Stop()
-				return streamed, nil
-			}
-		}
-	}
-}
-
-// newUIServer makes the dashboard's server; loopback says whether it
-// listens on a loopback address only.
-func (a *Agent) newUIServer(loopback bool) *http.Server {
-	src := &uiTokenSource{dataDir: a.cfg.DataDir}
-	g := uiGuard{loopback: loopback, token: src.token}
-	return &http.Server{Handler: a.uiHandler(g), ReadHeaderTimeout: 10 * time.Second}
-}
-
-// listenUI checks --ui-addr against the token rule and binds it. A
-// non-loopback address without a UI token is refused (ErrUINeedsToken).
-func (a *Agent) listenUI() (net.Listener, bool, error) {
-	loopback, err := uiAddrLoopback(a.cfg.UIAddr)
-	if err != nil {
-		return nil, false, err
-	}
-	if !loopback {
-		if _, err := LoadUIToken(a.cfg.DataDir); err != nil {
-			if errors.Is(err, ErrNoUIToken) {
-				return nil, false, fmt.Errorf("%w: --ui-addr %s is not a loopback address; create a token first with `shoal ui token --data-dir %s`, or bind 127.0.0.1",
-					ErrUINeedsToken, a.cfg.UIAddr, a.cfg.DataDir)
-			}
-			return nil, false, err
-		}
-	}
-	addr := a.cfg.UIAddr
-	if host, port, _ := net.SplitHostPort(addr); strings.EqualFold(host, "localhost") {
-		addr = net.JoinHostPort("127.0.0.1", port)
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, false, fmt.Errorf("dashboard: %w", err)
-	}
-	return ln, loopback, nil
 }
