@@ -50,6 +50,13 @@ var importRules = []importRule{
 	{"overlay/...", []string{"api", "api/atomicfile", "overlay/..."}},
 	{"lb/...", []string{"api", "api/atomicfile", "lb/..."}},
 	{"node/scheduler/...", []string{"api", "node/scheduler/..."}},
+	// The leaf parts of the agent (node/README.md): each has one job and
+	// never reaches back into node, so they stay testable on their own.
+	{"node/authz/...", []string{"api", "consensus", "overlay", "node/scheduler", "node/authz/..."}},
+	{"node/autoscale/...", []string{"api", "node/scheduler", "node/autoscale/..."}},
+	{"node/events/...", []string{"api", "consensus", "runtime", "node/autoscale", "node/events/..."}},
+	{"node/metrics/...", []string{"node/metrics/..."}},
+	{"node/ui/...", []string{"api", "api/atomicfile", "node/ui/..."}},
 	// cmd/shoal starts the agent (and the node's container supervisor)
 	// through node and otherwise talks to it only through api.
 	{"cmd/shoal", []string{"api", "api/atomicfile", "node"}},

@@ -6,6 +6,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/authz"
 )
 
 // The decoders of bytes a peer controls never panic, and what they accept
@@ -47,44 +48,8 @@ func FuzzDecodeRPCRequest(f *testing.F) {
 		// A forwarded command decodes or is refused, and authorize has an
 		// answer for whatever decodes.
 		if cmd, err := consensus.DecodeCommand(p.Command); err == nil {
-			_ = authorize(caller{Kind: callerNode, NodeID: "n"}, cmd, &api.Node{ID: "n"})
-			_ = authorize(caller{Kind: callerAdmin, NodeID: "n"}, cmd, nil)
-		}
-	})
-}
-
-func FuzzAuthorizeForwardedCommand(f *testing.F) {
-	for _, cmd := range []consensus.Command{
-		consensus.TaskStatus{NodeID: "n", Statuses: []api.TaskStatus{{TaskID: "t", State: api.TaskRunning}}},
-		consensus.UpsertNode{Node: api.Node{ID: "n", Addr: "10.0.0.2"}},
-		consensus.UpsertImage{Image: api.Image{ID: "sha256:1", Nodes: []string{"n", "m"}}},
-		consensus.Batch{Commands: []consensus.Command{consensus.SetImageNode{ImageID: "i", NodeID: "n"}, consensus.TrimTasks{}}},
-		consensus.CreateService{Service: api.Service{ID: "s", Spec: api.ServiceSpec{Name: "web", Image: "busybox", Ports: []api.PortConfig{{Published: 2377, Target: 80}}}}},
-	} {
-		enc, err := consensus.EncodeCommand(cmd)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(enc)
-	}
-	self := &api.Node{ID: "n", Addr: "10.0.0.1", Labels: map[string]string{"a": "b"}}
-	f.Fuzz(func(t *testing.T, enc []byte) {
-		cmd, err := consensus.DecodeCommand(enc)
-		if err != nil {
-			return
-		}
-		own := authorize(caller{Kind: callerNode, NodeID: "n"}, cmd, self)
-		if own == nil && adminAction(cmd) != "" {
-			t.Fatalf("a node's own command %s is an admin action", typeName(cmd))
-		}
-		if authorize(caller{Kind: callerLeader}, cmd, nil) != nil {
-			t.Fatal("the leader's own command was refused")
-		}
-		if authorize(caller{Kind: callerAdmin, NodeID: "n", Worker: true}, cmd, nil) == nil {
-			t.Fatal("a worker's admin action was allowed")
-		}
-		if s, ok := cmd.(consensus.CreateService); ok {
-			_ = checkSpecOnLeader(s.Service.Spec, nil, []*api.Node{self})
+			_ = authz.Authorize(authz.Caller{Kind: authz.Node, NodeID: "n"}, cmd, &api.Node{ID: "n"})
+			_ = authz.Authorize(authz.Caller{Kind: authz.Admin, NodeID: "n"}, cmd, nil)
 		}
 	})
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/autoscale"
 	"github.com/shoal-org/shoal/node/pki"
 )
 
@@ -44,8 +45,8 @@ type cluster struct {
 	tls      *pki.Source // this node's certificate and trusted CAs, swapped on renewal (keys.go)
 	// keyTarget is the gossip key this leader is rotating to (revoke.go).
 	keyTarget atomic.Pointer[[]byte]
-	// usage holds the rolling usage of this node's autoscaled tasks (autoscale.go).
-	usage usageSampler
+	// usage holds the rolling usage of this node's autoscaled tasks (autoscaleloop.go).
+	usage autoscale.Sampler
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/node/pki"
+	"github.com/shoal-org/shoal/node/ui"
 )
 
 // Config configures an agent. Derive it from DefaultConfig; it is not
@@ -53,7 +54,7 @@ type Config struct {
 	// /metrics; empty = off.
 	MetricsAddr string
 	// UIAddr is the web dashboard's IP:PORT (--ui-addr); empty = off. A
-	// non-loopback address needs a UI token (node/ui.go).
+	// non-loopback address needs a UI token (node/ui).
 	UIAddr string
 }
 
@@ -114,7 +115,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--cert-lifetime %s is shorter than %s", c.CertLifetime, pki.MinNodeCertValidity))
 	}
 	if c.UIAddr != "" {
-		if _, err := uiAddrLoopback(c.UIAddr); err != nil {
+		if _, err := ui.AddrLoopback(c.UIAddr); err != nil {
 			errs = append(errs, err)
 		}
 	}

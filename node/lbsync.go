@@ -19,6 +19,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/lb"
+	"github.com/shoal-org/shoal/node/metrics"
 )
 
 // serviceTraffic owns the node's load balancer and DNS server.
@@ -78,12 +79,12 @@ func (a *Agent) startTraffic(ctx context.Context, cl *cluster, bridgeIP net.IP) 
 // programmed minus the conflicting parts — the older service keeps what it
 // had — and reported once per change; it is not retried, since only a
 // change of the state can resolve it. Any other failure is retried.
-func (st *serviceTraffic) sync(a *Agent, cl *cluster) {
-	defer observeSince(a.obs.m().lbSyncDuration, time.Now())
-	// Everything up to idx is in the state read below: once it is
-	// programmed, the load balancer has synced through idx.
-	idx := cl.store.Index()
-	state, views, sources := a.trafficState(cl)
+func (st *serviceTraffic) sync(a *Agent, cl *cluster, ns netState) {
+	defer metrics.ObserveSince(a.obs.m().LBSyncDuration, time.Now())
+	// Everything up to ns.Index is in ns: once it is programmed, the load
+	// balancer has synced through that index.
+	idx := ns.Index
+	state, views, sources := trafficState(ns, cl.members.aliveSet(), a.id.NodeID)
 	state.DNS = st.bridgeIP
 	if amb := st.dns.SetViews(views, sources); !slices.Equal(amb, st.ambiguous) {
 		if len(amb) > 0 {
@@ -116,19 +117,20 @@ func (st *serviceTraffic) close() {
 }
 
 // trafficState computes the load balancer state and the DNS views from
-// the replica and gossip's view of which nodes are alive. A service on
-// several networks is one lb.Service per network (its VIP there and its
-// tasks' addresses there); published ports go to its first network.
-func (a *Agent) trafficState(cl *cluster) (lb.State, map[string]lb.View, map[netip.Addr][]string) {
-	alive := cl.members.aliveSet()
+// one view of the replica (readNetState), gossip's view of which nodes are
+// alive (by node ID) and this node's ID. It is pure: it reads nothing else
+// and changes nothing in st. A service on several networks is one
+// lb.Service per network (its VIP there and its tasks' addresses there);
+// published ports go to its first network.
+func trafficState(st netState, alive map[string]memberMeta, self string) (lb.State, map[string]lb.View, map[netip.Addr][]string) {
 	var state lb.State
 	views := map[string]lb.View{}
 	sources := map[netip.Addr][]string{}
 	var vipRange *net.IPNet
-	if c := cl.store.Cluster(); c != nil {
+	if c := st.Cluster; c != nil {
 		_, vipRange, _ = net.ParseCIDR(c.VIPCIDR)
 	}
-	for _, n := range cl.store.Networks() {
+	for _, n := range st.Networks {
 		_, subnet, err := net.ParseCIDR(n.Subnet)
 		p, err2 := netip.ParsePrefix(n.Subnet)
 		if err != nil || err2 != nil {
@@ -142,12 +144,12 @@ func (a *Agent) trafficState(cl *cluster) (lb.State, map[string]lb.View, map[net
 		views[n.Name] = lb.View{Subnets: []netip.Prefix{p}, Records: lb.Records{}}
 	}
 	state.Peers = []net.IP{}
-	for _, n := range cl.store.Nodes() {
-		if ip := net.ParseIP(n.Addr); ip != nil && n.ID != a.id.NodeID {
+	for _, n := range st.Nodes {
+		if ip := net.ParseIP(n.Addr); ip != nil && n.ID != self {
 			state.Peers = append(state.Peers, ip)
 		}
 	}
-	svcs := cl.store.Services()
+	svcs := slices.Clone(st.Services)
 	// Oldest first: on a conflict the load balancer keeps the earlier one's
 	// claim (lb.State), so a service that slipped in later never steals it.
 	sort.Slice(svcs, func(i, j int) bool {
@@ -158,11 +160,11 @@ func (a *Agent) trafficState(cl *cluster) (lb.State, map[string]lb.View, map[net
 	})
 	for _, s := range svcs {
 		var tasks []*api.Task
-		for _, t := range cl.store.TasksByService(s.ID) {
+		for _, t := range st.Tasks[s.ID] {
 			if t.DesiredState != api.TaskRunning || !servesTraffic(t) {
 				continue // told to stop: out of every node's backends before it stops (drainStops)
 			}
-			if _, ok := alive[t.NodeID]; !ok && t.NodeID != a.id.NodeID {
+			if _, ok := alive[t.NodeID]; !ok && t.NodeID != self {
 				continue // its node is dead for gossip: drop it now
 			}
 			tasks = append(tasks, t)
@@ -180,7 +182,7 @@ func (a *Agent) trafficState(cl *cluster) (lb.State, map[string]lb.View, map[net
 				if ip == nil {
 					continue
 				}
-				backends = append(backends, lb.Backend{IP: ip, Local: t.NodeID == a.id.NodeID})
+				backends = append(backends, lb.Backend{IP: ip, Local: t.NodeID == self})
 				addrs = append(addrs, ip)
 			}
 			sort.Slice(backends, func(i, j int) bool { return backends[i].IP.String() < backends[j].IP.String() })

@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/shoal-org/shoal/node/metrics"
 )
 
 // lintCollector emits one sample of every scrape-time metric, so promlint
@@ -58,11 +60,11 @@ func TestMetricsLint(t *testing.T) {
 	}
 	a := newTestAgent(t)
 	m := a.obs.m()
-	m.planDuration.Observe(0.01)
-	sink.AddSample([]string{"raft", "commitTime"}, 3)
+	m.PlanDuration.Observe(0.01)
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(m.planDuration, m.lbSyncDuration, m.containerStart, m.overlaySyncErrors,
-		sink.raftCommit, sink.raftApply, sink.gossipProbe, lintCollector{})
+	reg.MustRegister(m.Collectors()...)
+	reg.MustRegister(metrics.SinkCollectors()...)
+	reg.MustRegister(lintCollector{})
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -121,22 +123,6 @@ func TestMetricsEndpoint(t *testing.T) {
 		if strings.HasPrefix(p.Metric, "shoal_") {
 			t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 		}
-	}
-}
-
-func TestParseNetDev(t *testing.T) {
-	const s = `Inter-|   Receive                                                |  Transmit
- face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
-    lo:     100       2    0    0    0     0          0         0      100       2    0    0    0     0       0          0
-  eth0:    1500      10    0    0    0     0          0         0      700       5    0    0    0     0       0          0
-  eth1:      20       1    0    0    0     0          0         0       30       1    0    0    0     0       0          0
-`
-	rx, tx, ok := parseNetDev(s)
-	if !ok || rx != 1520 || tx != 730 {
-		t.Fatalf("got rx=%d tx=%d ok=%v, want 1520 730 true (loopback left out)", rx, tx, ok)
-	}
-	if _, _, ok := parseNetDev("garbage"); ok {
-		t.Fatal("garbage parsed")
 	}
 }
 

@@ -15,7 +15,7 @@ package node
 // handshake and protocol byte must come within handshakeTimeout, and
 // nothing is buffered beyond TLS records until the peer is known. A Raft
 // connection is admitted only from a member of the Raft configuration
-// (raftPeerAllowed in authz.go).
+// (authz.RaftPeerAllowed, gated in access.go).
 
 import (
 	"context"

@@ -226,21 +226,23 @@ func (a *Agent) networkLoop(ctx context.Context, cl *cluster) {
 			}
 		}
 		if ov != nil {
+			// One view of the state for the whole pass (netstate.go).
+			ns := readNetState(cl.store)
 			// Peers change rarely; the overlay repairs drift by itself.
-			if peers := a.overlayPeers(cl); !reflect.DeepEqual(peers, lastPeers) {
+			if peers := overlayPeers(ns, a.id.NodeID); !reflect.DeepEqual(peers, lastPeers) {
 				if err := ov.SetPeers(peers); err != nil {
-					a.obs.m().overlaySyncErrors.Inc()
+					a.obs.m().OverlaySyncErrors.Inc()
 					a.log.Warn("overlay peers", "err", err)
 				} else {
 					lastPeers = peers
 				}
 			}
-			a.syncNetworks(ctx, cl)
+			a.syncNetworks(ctx, cl, ns)
 			if traffic == nil {
 				traffic = a.startTraffic(ctx, cl, ov.BridgeIP())
 			}
 			if traffic != nil {
-				traffic.sync(a, cl)
+				traffic.sync(a, cl, ns)
 			}
 		}
 		if traffic == nil {
@@ -315,11 +317,15 @@ func (a *Agent) setupOverlay(ctx context.Context, cl *cluster) *overlay.Overlay 
 	return ov
 }
 
-// overlayPeers lists every other node of the state that has a subnet.
-func (a *Agent) overlayPeers(cl *cluster) []overlay.Peer {
+// overlayPeers lists the default network's overlay peers in one view of
+// the state: every node but self that has a subnet and an address, in the
+// view's order (by ID). Liveness does not matter: a peer's route,
+// neighbour and FDB entry are static (overlay/peers.go), and a dead node's
+// backends leave the load balancer instead (trafficState). It is pure.
+func overlayPeers(st netState, self string) []overlay.Peer {
 	var peers []overlay.Peer
-	for _, n := range cl.store.Nodes() {
-		if n.ID == a.id.NodeID || n.Subnet == "" {
+	for _, n := range st.Nodes {
+		if n.ID == self || n.Subnet == "" {
 			continue
 		}
 		sub, err1 := netip.ParsePrefix(n.Subnet)
@@ -469,10 +475,9 @@ func (a *Agent) syncWireGuard(cl *cluster, self *api.Node, nodes []*api.Node, cl
 // syncNetworks brings up the overlays of networks new in the state, keeps
 // their peers in step and tears down those of removed networks. Failures
 // are logged and retried on the next pass.
-func (a *Agent) syncNetworks(ctx context.Context, cl *cluster) {
-	self, err := cl.store.Node(a.id.NodeID)
-	c := cl.store.Cluster()
-	if err != nil || self.Subnet == "" || c == nil {
+func (a *Agent) syncNetworks(ctx context.Context, cl *cluster, ns netState) {
+	self, c := ns.node(a.id.NodeID), ns.Cluster
+	if self == nil || self.Subnet == "" || c == nil {
 		return
 	}
 	nodeSub, err1 := netip.ParsePrefix(self.Subnet)
@@ -481,8 +486,7 @@ func (a *Agent) syncNetworks(ctx context.Context, cl *cluster) {
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return
 	}
-	nodes := cl.store.Nodes()
-	networks := cl.store.Networks()
+	nodes, networks := ns.Nodes, ns.Networks
 	needWG := false
 	for _, n := range networks {
 		needWG = needWG || n.Encrypted

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/overlay"
 )
 
@@ -63,11 +64,11 @@ func TestNodeOwnsItsWireGuardKey(t *testing.T) {
 	cur := api.Node{ID: "me", Addr: "10.0.0.1", Status: api.NodeReady}
 	next := cur
 	next.WireGuardKey = "k"
-	if f := nodeFieldsNotOwned(cur, next); len(f) != 0 {
+	if f := authz.NodeFieldsNotOwned(cur, next); len(f) != 0 {
 		t.Fatalf("publishing the key touches %v", f)
 	}
 	next.Status = api.NodeDown
-	if f := nodeFieldsNotOwned(cur, next); len(f) != 1 || f[0] != "status" {
+	if f := authz.NodeFieldsNotOwned(cur, next); len(f) != 1 || f[0] != "status" {
 		t.Fatalf("fields not owned: %v", f)
 	}
 }

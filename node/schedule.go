@@ -14,6 +14,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/metrics"
 	"github.com/shoal-org/shoal/node/scheduler"
 )
 
@@ -75,7 +76,7 @@ func (a *Agent) schedulerLoop(ctx context.Context, cl *cluster) {
 
 func (a *Agent) schedulePass(ctx context.Context, cl *cluster, planner *scheduler.Planner) (time.Time, error) {
 	st := schedulerState(cl.store)
-	plan := timed(a.obs.m().planDuration, func() scheduler.Plan { return planner.Plan(st, time.Now().UTC()) })
+	plan := metrics.Timed(a.obs.m().PlanDuration, func() scheduler.Plan { return planner.Plan(st, time.Now().UTC()) })
 	entries := planEntries(plan)
 	if len(entries) == 0 {
 		return plan.NextWake, nil

@@ -6,7 +6,7 @@ package node
 // leader changes until the write timeout. A write that cannot find a leader
 // with quorum fails with ErrNoQuorum instead of hanging.
 //
-// Two shapes cross the wire (authz.go says why): a node's report about
+// Two shapes cross the wire (node/authz says why): a node's report about
 // itself travels as a raw command (rpcApply); what a user asked on the API
 // socket travels as an admin action (rpcAdminWrite), which the leader
 // re-validates and records with the asking node's ID. The leader's own API
@@ -23,6 +23,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/authz"
 )
 
 type applyRPCRequest struct {
@@ -45,7 +46,7 @@ func (a *Agent) write(ctx context.Context, cmd consensus.Command) (json.RawMessa
 	if err != nil {
 		return nil, err
 	}
-	action := adminAction(cmd)
+	action := authz.AdminAction(cmd)
 	if action != "" {
 		if err := a.localWriteAllowed(cl); err != nil {
 			return nil, err
@@ -55,7 +56,7 @@ func (a *Agent) write(ctx context.Context, cmd consensus.Command) (json.RawMessa
 	if err != nil {
 		return nil, fmt.Errorf("encode command: %w", err)
 	}
-	if action == actionRotateToken {
+	if action == authz.ActionRotateToken {
 		enc = nil // the leader makes the secret
 	}
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.WriteTimeout)
@@ -205,8 +206,8 @@ func (a *Agent) localWriteAllowed(cl *cluster) error {
 }
 
 // callerOf describes a peer for authorize from the leader's replica.
-func callerOf(cl *cluster, kind callerKind, peerID string) (caller, *api.Node) {
-	c := caller{Kind: kind, NodeID: peerID}
+func callerOf(cl *cluster, kind authz.Kind, peerID string) (authz.Caller, *api.Node) {
+	c := authz.Caller{Kind: kind, NodeID: peerID}
 	n, err := cl.store.Node(peerID)
 	if err != nil {
 		return c, nil
@@ -222,9 +223,9 @@ func (a *Agent) applyNodeCommand(ctx context.Context, peerID string, enc []byte)
 	if err != nil {
 		return nil, err
 	}
-	c, self := callerOf(cl, callerNode, peerID)
-	if err := authorize(c, cmd, self); err != nil {
-		a.log.Warn("refused a command from a node", "node_id", shortID(peerID), "command", typeName(cmd), "err", err)
+	c, self := callerOf(cl, authz.Node, peerID)
+	if err := authz.Authorize(c, cmd, self); err != nil {
+		a.log.Warn("refused a command from a node", "node_id", shortID(peerID), "command", authz.TypeName(cmd), "err", err)
 		return nil, err
 	}
 	return applyResult(cl.raft.Apply(ctx, cmd))
@@ -242,11 +243,11 @@ func (a *Agent) applyAdmin(ctx context.Context, peerID string, req adminWriteReq
 		return nil, ErrNotLeader
 	}
 	var cmd consensus.Command
-	if req.Action == actionRotateToken {
+	if req.Action == authz.ActionRotateToken {
 		// The secret is drawn and sealed on the leader (keys.go): it never
 		// travels or enters the log in the clear.
-		c, _ := callerOf(cl, callerAdmin, peerID)
-		if err := authorize(c, consensus.RotateToken{}, nil); err != nil {
+		c, _ := callerOf(cl, authz.Admin, peerID)
+		if err := authz.Authorize(c, consensus.RotateToken{}, nil); err != nil {
 			a.log.Warn("refused an admin action", "node_id", shortID(peerID), "action", req.Action, "err", err)
 			return nil, err
 		}
@@ -256,19 +257,19 @@ func (a *Agent) applyAdmin(ctx context.Context, peerID string, req adminWriteReq
 		if cmd, err = consensus.DecodeCommand(req.Command); err != nil {
 			return nil, fmt.Errorf("decode forwarded %s: %w", req.Action, err)
 		}
-		if got := adminAction(cmd); got != req.Action {
-			return nil, fmt.Errorf("%w: admin action %q carries a %s command", ErrForbidden, req.Action, typeName(cmd))
+		if got := authz.AdminAction(cmd); got != req.Action {
+			return nil, fmt.Errorf("%w: admin action %q carries a %s command", ErrForbidden, req.Action, authz.TypeName(cmd))
 		}
 	}
-	c, _ := callerOf(cl, callerAdmin, peerID)
-	if err := authorize(c, cmd, nil); err != nil {
+	c, _ := callerOf(cl, authz.Admin, peerID)
+	if err := authz.Authorize(c, cmd, nil); err != nil {
 		a.log.Warn("refused an admin action", "node_id", shortID(peerID), "action", req.Action, "err", err)
 		return nil, err
 	}
 	subject := ""
 	switch x := cmd.(type) {
 	case consensus.CreateService:
-		if err := checkSpecOnLeader(x.Service.Spec, nil, cl.store.Nodes()); err != nil {
+		if err := authz.CheckSpecOnLeader(x.Service.Spec, nil, cl.store.Nodes()); err != nil {
 			return nil, err
 		}
 		if err := checkFileRefs(cl.store, x.Service.Spec); err != nil {
@@ -285,7 +286,7 @@ func (a *Agent) applyAdmin(ctx context.Context, peerID string, req adminWriteReq
 		if err := a.sealServiceAuthOnLeader(cl, &x.Service, old); err != nil {
 			return nil, err
 		}
-		if err := checkSpecOnLeader(x.Service.Spec, old, cl.store.Nodes()); err != nil {
+		if err := authz.CheckSpecOnLeader(x.Service.Spec, old, cl.store.Nodes()); err != nil {
 			return nil, err
 		}
 		if err := checkFileRefs(cl.store, x.Service.Spec); err != nil {

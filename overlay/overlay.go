@@ -42,6 +42,9 @@ type Overlay struct {
 	setUp bool        // Setup succeeded once: the devices exist
 	mtu   int         // effective MTU, known after Setup
 	peers []peerEntry // desired peers, re-applied by every Setup
+	// synced: the kernel holds peers as of the last full apply or diff
+	// without error, so the next SetPeers may program only the difference.
+	synced bool
 }
 
 // New validates cfg, loads the address allocations from cfg.StateDir and
@@ -150,7 +153,9 @@ func (o *Overlay) setupLocked(ctx context.Context) error {
 	}
 	o.mtu = mtu
 	o.setUp = true
-	if errs := o.applyPeersLocked(); len(errs) > 0 {
+	errs := o.applyPeersLocked()
+	o.synced = len(errs) == 0
+	if len(errs) > 0 {
 		return fmt.Errorf("setup: %w: %w", ErrPartial, errors.Join(errs...))
 	}
 	return nil
@@ -519,7 +524,7 @@ func (o *Overlay) Teardown() error {
 	if err := o.ipam.Remove(); err != nil {
 		errs = append(errs, err)
 	}
-	o.setUp = false
+	o.setUp, o.synced = false, false
 	o.peers = nil
 	return errors.Join(errs...)
 }
@@ -534,7 +539,7 @@ func (o *Overlay) Close() error {
 		o.h.Close()
 		o.h = nil
 	}
-	o.setUp = false
+	o.setUp, o.synced = false, false
 	o.closeNS()
 	return nil
 }

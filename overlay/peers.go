@@ -41,9 +41,14 @@ package overlay
 // a timer) always re-applies it.
 //
 // SetPeers is an idempotent desired-state sync: it first adds or replaces
-// every desired entry, then deletes the entries of peers that are gone, and
+// the desired entries, then deletes the entries of peers that are gone, and
 // when some operations fail it carries on and returns one error naming each
-// failed peer and entry (ErrPartial), so a caller can retry later.
+// failed peer and entry (ErrPartial), so a caller can retry later. While
+// the kernel is known to hold the last peer set (the previous sync fully
+// succeeded) it programs only the difference (diffPeers, pure: current
+// peers, desired peers → add / update / remove and the entries nobody uses
+// any more); after a failure, and in every Setup, it resyncs in full
+// against what the kernel lists.
 
 import (
 	"crypto/sha256"
@@ -51,6 +56,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 
 	"github.com/vishvananda/netlink"
@@ -171,14 +177,22 @@ func (o *Overlay) SetPeers(peers []Peer) error {
 	entries, errs := o.validatePeers(peers)
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.peers = entries
+	prev, synced := o.peers, o.synced
+	o.peers, o.synced = entries, false
 	if o.h == nil {
 		return fmt.Errorf("set peers: %w", ErrClosed)
 	}
 	if !o.setUp {
 		return errors.Join(errs...)
 	}
-	errs = append(errs, o.applyPeersLocked()...)
+	var applyErrs []error
+	if synced {
+		applyErrs = o.applyPeerDiffLocked(diffPeers(prev, entries))
+	} else {
+		applyErrs = o.applyPeersLocked()
+	}
+	o.synced = len(applyErrs) == 0
+	errs = append(errs, applyErrs...)
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrPartial, errors.Join(errs...))
 	}
@@ -201,41 +215,8 @@ func (o *Overlay) applyPeersLocked() []error {
 		wantRoute[p.Subnet] = true
 		wantNeigh[p.gw] = true
 		wantFDB[p.mac.String()] = true
-		fail := func(what string, err error) {
-			errs = append(errs, fmt.Errorf("peer %s (%s at %s): %s: %w", p.NodeID, p.Subnet, p.UnderlayIP, what, err))
-		}
-		// FDB and neighbour first, the route last: once the route exists the
-		// kernel sends traffic, which must find the L2 entries in place.
-		if err := o.h.NeighSet(&netlink.Neigh{
-			LinkIndex:    idx,
-			Family:       unix.AF_BRIDGE,
-			Flags:        netlink.NTF_SELF,
-			State:        netlink.NUD_PERMANENT,
-			IP:           net.IP(p.UnderlayIP.AsSlice()),
-			HardwareAddr: p.mac,
-		}); err != nil {
-			fail("set FDB entry "+p.mac.String(), err)
-			continue
-		}
-		if err := o.h.NeighSet(&netlink.Neigh{
-			LinkIndex:    idx,
-			Family:       netlink.FAMILY_V4,
-			State:        netlink.NUD_PERMANENT,
-			Type:         unix.RTN_UNICAST,
-			IP:           net.IP(p.gw.AsSlice()),
-			HardwareAddr: p.mac,
-		}); err != nil {
-			fail("set neighbour "+p.gw.String(), err)
-			continue
-		}
-		if err := o.h.RouteReplace(&netlink.Route{
-			LinkIndex: idx,
-			Dst:       prefixToIPNet(p.Subnet),
-			Gw:        net.IP(p.gw.AsSlice()),
-			Flags:     int(netlink.FLAG_ONLINK),
-			Scope:     netlink.SCOPE_UNIVERSE,
-		}); err != nil {
-			fail("set route", err)
+		if err := o.setPeerLocked(idx, p); err != nil {
+			errs = append(errs, err)
 		}
 	}
 
@@ -280,6 +261,148 @@ func (o *Overlay) applyPeersLocked() []error {
 		}
 		if err := o.h.NeighDel(&n); err != nil {
 			errs = append(errs, fmt.Errorf("delete stale FDB entry %s dst %s: %w", n.HardwareAddr, n.IP, err))
+		}
+	}
+	return errs
+}
+
+// setPeerLocked adds or replaces the FDB entry, neighbour and route of one
+// peer on the VXLAN device idx. o.mu must be held.
+func (o *Overlay) setPeerLocked(idx int, p peerEntry) error {
+	fail := func(what string, err error) error {
+		return fmt.Errorf("peer %s (%s at %s): %s: %w", p.NodeID, p.Subnet, p.UnderlayIP, what, err)
+	}
+	// FDB and neighbour first, the route last: once the route exists the
+	// kernel sends traffic, which must find the L2 entries in place.
+	if err := o.h.NeighSet(&netlink.Neigh{
+		LinkIndex:    idx,
+		Family:       unix.AF_BRIDGE,
+		Flags:        netlink.NTF_SELF,
+		State:        netlink.NUD_PERMANENT,
+		IP:           net.IP(p.UnderlayIP.AsSlice()),
+		HardwareAddr: p.mac,
+	}); err != nil {
+		return fail("set FDB entry "+p.mac.String(), err)
+	}
+	if err := o.h.NeighSet(&netlink.Neigh{
+		LinkIndex:    idx,
+		Family:       netlink.FAMILY_V4,
+		State:        netlink.NUD_PERMANENT,
+		Type:         unix.RTN_UNICAST,
+		IP:           net.IP(p.gw.AsSlice()),
+		HardwareAddr: p.mac,
+	}); err != nil {
+		return fail("set neighbour "+p.gw.String(), err)
+	}
+	if err := o.h.RouteReplace(&netlink.Route{
+		LinkIndex: idx,
+		Dst:       prefixToIPNet(p.Subnet),
+		Gw:        net.IP(p.gw.AsSlice()),
+		Flags:     int(netlink.FLAG_ONLINK),
+		Scope:     netlink.SCOPE_UNIVERSE,
+	}); err != nil {
+		return fail("set route", err)
+	}
+	return nil
+}
+
+// peerDiff is how a desired peer set differs from the current one: the
+// peers to program (new or changed) and the kernel entries of the current
+// set that no desired peer uses any more. Entries are compared, not only
+// node IDs, so a subnet that moves from one peer to another keeps its
+// route (replaced, never deleted).
+type peerDiff struct {
+	add    []peerEntry // peers only in the desired set
+	update []peerEntry // peers in both whose subnet, underlay or MAC changed (desired form)
+	remove []string    // node IDs only in the current set
+
+	staleRoutes []netip.Prefix // subnets of current peers no desired peer routes
+	staleNeighs []netip.Addr   // gateways no desired peer uses
+	staleFDB    []peerEntry    // current peers whose MAC no desired peer uses (MAC, underlay)
+}
+
+// empty reports whether applying d changes nothing.
+func (d peerDiff) empty() bool {
+	return len(d.add)+len(d.update)+len(d.remove)+len(d.staleRoutes)+len(d.staleNeighs)+len(d.staleFDB) == 0
+}
+
+// diffPeers compares the current peer set (as last programmed) with the
+// desired one, both as validatePeers returns them (unique node IDs and
+// subnets). It is pure; the result follows the desired set's order, then
+// the current set's.
+func diffPeers(cur, want []peerEntry) peerDiff {
+	var d peerDiff
+	curByID := make(map[string]peerEntry, len(cur))
+	for _, p := range cur {
+		curByID[p.NodeID] = p
+	}
+	wantID := map[string]bool{}
+	wantRoute := map[netip.Prefix]bool{}
+	wantNeigh := map[netip.Addr]bool{}
+	wantFDB := map[string]bool{}
+	for _, p := range want {
+		wantID[p.NodeID] = true
+		wantRoute[p.Subnet] = true
+		wantNeigh[p.gw] = true
+		wantFDB[p.mac.String()] = true
+		old, ok := curByID[p.NodeID]
+		switch {
+		case !ok:
+			d.add = append(d.add, p)
+		case old.Subnet != p.Subnet || old.gw != p.gw || old.UnderlayIP != p.UnderlayIP || old.mac.String() != p.mac.String():
+			d.update = append(d.update, p)
+		}
+	}
+	for _, p := range cur {
+		if !wantID[p.NodeID] {
+			d.remove = append(d.remove, p.NodeID)
+		}
+		if !wantRoute[p.Subnet] {
+			d.staleRoutes = append(d.staleRoutes, p.Subnet)
+		}
+		if !wantNeigh[p.gw] {
+			d.staleNeighs = append(d.staleNeighs, p.gw)
+		}
+		if !wantFDB[p.mac.String()] {
+			d.staleFDB = append(d.staleFDB, p)
+		}
+	}
+	return d
+}
+
+// applyPeerDiffLocked programs d: the new and changed peers first, then
+// the deletion of stale entries (an entry already gone is fine). It
+// returns one error per failed operation. o.mu must be held.
+func (o *Overlay) applyPeerDiffLocked(d peerDiff) []error {
+	if d.empty() {
+		return nil
+	}
+	vx, err := o.h.LinkByName(o.cfg.VXLANName)
+	if err != nil {
+		return []error{fmt.Errorf("find VXLAN device %s: %w", o.cfg.VXLANName, err)}
+	}
+	idx := vx.Attrs().Index
+	var errs []error
+	for _, p := range append(slices.Clone(d.add), d.update...) {
+		if err := o.setPeerLocked(idx, p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	gone := func(err error) bool { return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) }
+	for _, dst := range d.staleRoutes {
+		if err := o.h.RouteDel(&netlink.Route{LinkIndex: idx, Dst: prefixToIPNet(dst)}); err != nil && !gone(err) {
+			errs = append(errs, fmt.Errorf("delete stale route %s: %w", dst, err))
+		}
+	}
+	for _, gw := range d.staleNeighs {
+		if err := o.h.NeighDel(&netlink.Neigh{LinkIndex: idx, Family: netlink.FAMILY_V4, IP: net.IP(gw.AsSlice())}); err != nil && !gone(err) {
+			errs = append(errs, fmt.Errorf("delete stale neighbour %s: %w", gw, err))
+		}
+	}
+	for _, p := range d.staleFDB {
+		if err := o.h.NeighDel(&netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, Flags: netlink.NTF_SELF,
+			IP: net.IP(p.UnderlayIP.AsSlice()), HardwareAddr: p.mac}); err != nil && !gone(err) {
+			errs = append(errs, fmt.Errorf("delete stale FDB entry %s dst %s: %w", p.mac, p.UnderlayIP, err))
 		}
 	}
 	return errs

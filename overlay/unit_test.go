@@ -288,3 +288,113 @@ func TestValidatePeers(t *testing.T) {
 		})
 	}
 }
+
+// TestDiffPeers: the pure half of SetPeers. What it must get right is
+// which kernel entries go: only those no desired peer uses any more, so a
+// subnet or gateway handed from one peer to another is replaced in place
+// and never deleted after the add.
+func TestDiffPeers(t *testing.T) {
+	o := &Overlay{cfg: validConfig(t)} // node-a, 10.42.3.0/24
+	entries := func(peers ...Peer) []peerEntry {
+		t.Helper()
+		out, errs := o.validatePeers(peers)
+		if len(errs) > 0 {
+			t.Fatalf("test peers: %v", errors.Join(errs...))
+		}
+		return out
+	}
+	peer := func(id, subnet, underlay string) Peer {
+		return Peer{NodeID: id, Subnet: netip.MustParsePrefix(subnet), UnderlayIP: netip.MustParseAddr(underlay)}
+	}
+	b := peer("b", "10.42.4.0/24", "192.0.2.20")
+	c := peer("c", "10.42.5.0/24", "192.0.2.30")
+	bMoved := peer("b", "10.42.4.0/24", "192.0.2.21")
+	bResubnet := peer("b", "10.42.6.0/24", "192.0.2.20")
+	dTakesB := peer("d", "10.42.4.0/24", "192.0.2.40")
+	bOtherMAC := b
+	bOtherMAC.VTEPMAC = net.HardwareAddr{0x02, 0, 0, 0, 0, 0x0b}
+
+	type want struct {
+		add, update, remove          []string // node IDs
+		routes, neighs, fdb, fdbDsts []string
+	}
+	summary := func(d peerDiff) want {
+		var w want
+		for _, p := range d.add {
+			w.add = append(w.add, p.NodeID)
+		}
+		for _, p := range d.update {
+			w.update = append(w.update, p.NodeID)
+		}
+		w.remove = d.remove
+		for _, r := range d.staleRoutes {
+			w.routes = append(w.routes, r.String())
+		}
+		for _, n := range d.staleNeighs {
+			w.neighs = append(w.neighs, n.String())
+		}
+		for _, p := range d.staleFDB {
+			w.fdb = append(w.fdb, p.NodeID)
+			w.fdbDsts = append(w.fdbDsts, p.UnderlayIP.String())
+		}
+		return w
+	}
+	for _, tt := range []struct {
+		name      string
+		cur, want []Peer
+		diff      want
+	}{
+		{"nothing to nothing", nil, nil, want{}},
+		{"same set", []Peer{b, c}, []Peer{c, b}, want{}},
+		{"first peers", nil, []Peer{b, c}, want{add: []string{"b", "c"}}},
+		{"a peer added", []Peer{b}, []Peer{b, c}, want{add: []string{"c"}}},
+		{"a peer gone: its route, neighbour and FDB entry go", []Peer{b, c}, []Peer{c},
+			want{remove: []string{"b"}, routes: []string{"10.42.4.0/24"}, neighs: []string{"10.42.4.0"},
+				fdb: []string{"b"}, fdbDsts: []string{"192.0.2.20"}}},
+		{"all gone", []Peer{b, c}, nil,
+			want{remove: []string{"b", "c"}, routes: []string{"10.42.4.0/24", "10.42.5.0/24"},
+				neighs: []string{"10.42.4.0", "10.42.5.0"}, fdb: []string{"b", "c"}, fdbDsts: []string{"192.0.2.20", "192.0.2.30"}}},
+		{"new underlay address: FDB entry replaced, nothing deleted", []Peer{b}, []Peer{bMoved},
+			want{update: []string{"b"}}},
+		{"new subnet: the old route and gateway go, the MAC stays", []Peer{b}, []Peer{bResubnet},
+			want{update: []string{"b"}, routes: []string{"10.42.4.0/24"}, neighs: []string{"10.42.4.0"}}},
+		{"new MAC: the old FDB entry goes", []Peer{b}, []Peer{bOtherMAC},
+			want{update: []string{"b"}, fdb: []string{"b"}, fdbDsts: []string{"192.0.2.20"}}},
+		{"a subnet handed to another node: route and gateway replaced, never deleted", []Peer{b, c}, []Peer{c, dTakesB},
+			want{add: []string{"d"}, remove: []string{"b"}, fdb: []string{"b"}, fdbDsts: []string{"192.0.2.20"}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := diffPeers(entries(tt.cur...), entries(tt.want...))
+			if got := summary(d); fmt.Sprint(got) != fmt.Sprint(tt.diff) {
+				t.Errorf("diff:\n got %+v\nwant %+v", got, tt.diff)
+			}
+			if d.empty() != (fmt.Sprint(tt.diff) == fmt.Sprint(want{})) {
+				t.Errorf("empty() = %v", d.empty())
+			}
+			// Applying the diff to cur yields want: the peers kept, updated
+			// and added are exactly the desired ones.
+			ids := map[string]bool{}
+			for _, p := range entries(tt.cur...) {
+				ids[p.NodeID] = true
+			}
+			for _, id := range d.remove {
+				delete(ids, id)
+			}
+			for _, p := range d.add {
+				if ids[p.NodeID] {
+					t.Errorf("peer %s added twice", p.NodeID)
+				}
+				ids[p.NodeID] = true
+			}
+			for _, p := range entries(tt.want...) {
+				if !ids[p.NodeID] {
+					t.Errorf("desired peer %s missing after the diff", p.NodeID)
+				}
+				delete(ids, p.NodeID)
+			}
+			if len(ids) > 0 {
+				t.Errorf("peers left that are not desired: %v", ids)
+			}
+		})
+	}
+}

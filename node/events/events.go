@@ -1,4 +1,8 @@
-package node
+// Package events derives what changed in the cluster and on this node, as
+// `shoal events` streams it, and keeps the bounded history and the fan-out
+// to streams (Hub). The agent (node) runs the loop that feeds it and serves
+// the HTTP stream; everything here is pure or owns only its own lock.
+package events
 
 // Events: what changed in the cluster and on this node, as `shoal events`
 // streams it.
@@ -7,7 +11,7 @@ package node
 // of the log and must not grow side effects, and every node already holds
 // a replica that advances through the same committed entries. So each node
 // derives the same cluster events by itself — it compares the state before
-// and after the store's index advanced (diffEvents, pure and table-tested)
+// and after the store's index advanced (Diff, pure and table-tested)
 // — and any node can answer `shoal events`. The store's Subscribe coalesces:
 // under load a burst of entries is one diff, so a task that went through
 // preparing and starting between two looks shows only its newest state.
@@ -18,45 +22,42 @@ package node
 // Container events are local: they come from this node's runtime
 // (runtime.Subscribe) and describe containers of this node only.
 //
-// The history is a bounded ring (maxEvents, maxEventAge) so `--since`
+// The history is a bounded ring (MaxEvents, MaxEventAge) so `--since`
 // works after the fact. It lives in memory: a restarted agent starts with
 // an empty history, from the state it recovered.
 
 import (
-	"bufio"
-	"context"
-	"encoding/json"
+	"errors"
+	"fmt"
 	"maps"
-	"net/http"
-	"os"
 	"reflect"
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/autoscale"
 	"github.com/shoal-org/shoal/runtime"
 )
 
 // Bounds of the event history.
 const (
-	maxEvents   = 10000
-	maxEventAge = time.Hour
-	// subBuffer is how many events a slow stream may fall behind before it
+	MaxEvents   = 10000
+	MaxEventAge = time.Hour
+	// SubBuffer is how many events a slow stream may fall behind before it
 	// is ended (the client sees the stream end and may resume with --since).
-	subBuffer = 4096
-	// diffInterval is the least time between two diffs of the replica: a
+	SubBuffer = 4096
+	// DiffInterval is the least time between two diffs of the replica: a
 	// diff reads the whole state, so a burst of entries (a big scale, a
 	// flood of task reports) costs one read per interval, not per entry.
-	// On a big state the pause grows to diffPause times the diff's own
+	// On a big state the pause grows to DiffPause times the diff's own
 	// duration, so the loop keeps to a fifth of a core (BenchmarkEventsDiff10k:
 	// ~25 ms of CPU per diff at 10,000 tasks).
-	diffInterval = 100 * time.Millisecond
-	diffPause    = 4
+	DiffInterval = 100 * time.Millisecond
+	DiffPause    = 4
 )
 
 // Event actions. Task events use the task's new state as their action.
@@ -81,18 +82,18 @@ const (
 	ActionDestroy = "destroy"
 )
 
-// eventState is the part of the replicated state events are derived from,
+// State is the part of the replicated state events are derived from,
 // keyed by ID.
-type eventState struct {
+type State struct {
 	nodes    map[string]*api.Node
 	services map[string]*api.Service
 	tasks    map[string]*api.Task
 }
 
-// stateOf reads s at one point in time.
-func stateOf(s *consensus.Store) eventState {
+// StateOf reads s at one point in time (one Store.Snapshot()).
+func StateOf(s *consensus.Store) State {
 	snap := s.Snapshot()
-	st := eventState{nodes: map[string]*api.Node{}, services: map[string]*api.Service{}, tasks: map[string]*api.Task{}}
+	st := State{nodes: map[string]*api.Node{}, services: map[string]*api.Service{}, tasks: map[string]*api.Task{}}
 	for _, n := range snap.Nodes() {
 		st.nodes[n.ID] = n
 	}
@@ -105,12 +106,12 @@ func stateOf(s *consensus.Store) eventState {
 	return st
 }
 
-// diffEvents returns the events that lead from old to cur, in a stable
+// Diff returns the events that lead from old to cur, in a stable
 // order: nodes that appeared or changed, services created or changed, task
 // changes, then removed services and removed nodes (so a service's removal
 // follows the shutdown of its tasks). now stamps the events that no record
 // dates. It is pure.
-func diffEvents(old, cur eventState, now time.Time) []api.Event {
+func Diff(old, cur State, now time.Time) []api.Event {
 	var out []api.Event
 	at := func(ts ...time.Time) time.Time {
 		for _, t := range ts {
@@ -199,8 +200,8 @@ func diffEvents(old, cur eventState, now time.Time) []api.Event {
 			if s.Spec.Image != was.Spec.Image {
 				attrs["previous_image"] = was.Spec.Image
 			}
-			if r := autoscaleReason(was, s); r != "" {
-				attrs["reason"] = r // the autoscaler's (autoscale.go)
+			if r := autoscale.Reason(was, s); r != "" {
+				attrs["reason"] = r // the autoscaler's (node/autoscale)
 			}
 			out = append(out, svcEv(s, action, at(s.UpdatedAt), attrs))
 		}
@@ -287,9 +288,9 @@ func sortedKeys[V any](m map[string]V) []string {
 	return slices.Sorted(maps.Keys(m))
 }
 
-// containerActions returns the actions that lead from a container's last
+// ContainerActions returns the actions that lead from a container's last
 // event (nil: none seen) to ev.
-func containerActions(prev *runtime.Event, ev runtime.Event) []string {
+func ContainerActions(prev *runtime.Event, ev runtime.Event) []string {
 	var out []string
 	prevState, prevHealth := "", ""
 	if prev != nil {
@@ -319,36 +320,41 @@ func containerActions(prev *runtime.Event, ev runtime.Event) []string {
 	return out
 }
 
-// eventHub keeps the bounded history and fans events out to streams.
-type eventHub struct {
+// Hub keeps the bounded history and fans events out to streams. It is
+// safe for concurrent use.
+type Hub struct {
 	mu   sync.Mutex
 	ring []api.Event
-	subs map[*eventSub]struct{}
+	subs map[*Sub]struct{}
 	now  func() time.Time
 }
 
-// eventSub is one stream. ch is closed when the stream falls more than
-// subBuffer events behind, or on cancel.
-type eventSub struct {
+// Sub is one stream. Its channel (Events) is closed when the stream falls
+// more than SubBuffer events behind, or on cancel.
+type Sub struct {
 	ch     chan api.Event
 	closed bool
 }
 
-func newEventHub(now func() time.Time) *eventHub {
-	return &eventHub{subs: map[*eventSub]struct{}{}, now: now}
+// Events returns the stream's channel; it is closed when the stream ends.
+func (s *Sub) Events() <-chan api.Event { return s.ch }
+
+// NewHub returns an empty hub; now dates the age limit of the history.
+func NewHub(now func() time.Time) *Hub {
+	return &Hub{subs: map[*Sub]struct{}{}, now: now}
 }
 
-// publish appends events to the history and hands them to every stream.
+// Publish appends events to the history and hands them to every stream.
 // It never blocks: a stream that cannot keep up is ended.
-func (h *eventHub) publish(evs ...api.Event) {
+func (h *Hub) Publish(evs ...api.Event) {
 	if len(evs) == 0 {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.ring = append(h.ring, evs...)
-	cut := max(0, len(h.ring)-maxEvents)
-	limit := h.now().Add(-maxEventAge)
+	cut := max(0, len(h.ring)-MaxEvents)
+	limit := h.now().Add(-MaxEventAge)
 	for cut < len(h.ring) && h.ring[cut].Time.Before(limit) {
 		cut++
 	}
@@ -372,10 +378,10 @@ func (h *eventHub) publish(evs ...api.Event) {
 	}
 }
 
-// subscribe returns the kept events from since on (none for a zero since)
+// Subscribe returns the kept events from since on (none for a zero since)
 // and a stream of the events published afterwards, with nothing lost or
 // repeated between the two. cancel is safe to call twice.
-func (h *eventHub) subscribe(since time.Time) ([]api.Event, *eventSub, func()) {
+func (h *Hub) Subscribe(since time.Time) ([]api.Event, *Sub, func()) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var hist []api.Event
@@ -386,7 +392,7 @@ func (h *eventHub) subscribe(since time.Time) ([]api.Event, *eventSub, func()) {
 			}
 		}
 	}
-	s := &eventSub{ch: make(chan api.Event, subBuffer)}
+	s := &Sub{ch: make(chan api.Event, SubBuffer)}
 	h.subs[s] = struct{}{}
 	return hist, s, func() {
 		h.mu.Lock()
@@ -399,15 +405,20 @@ func (h *eventHub) subscribe(since time.Time) ([]api.Event, *eventSub, func()) {
 	}
 }
 
-// eventFilter is a parsed ?type=&name= filter: the same key ORs, different
+// ErrBadFilter: a filter of an events request is malformed.
+var ErrBadFilter = errors.New("invalid event filter")
+
+// Filter is a parsed ?type=&name= filter: the same key ORs, different
 // keys AND.
-type eventFilter struct {
+type Filter struct {
 	types map[string]bool
 	names map[string]bool
 }
 
-func parseEventFilter(q map[string][]string) (eventFilter, error) {
-	f := eventFilter{types: map[string]bool{}, names: map[string]bool{}}
+// ParseFilter parses the filter keys of a query (since and until are
+// ignored). Errors wrap ErrBadFilter and say what is wrong.
+func ParseFilter(q map[string][]string) (Filter, error) {
+	f := Filter{types: map[string]bool{}, names: map[string]bool{}}
 	for k, vs := range q {
 		switch k {
 		case "type":
@@ -416,28 +427,28 @@ func parseEventFilter(q map[string][]string) (eventFilter, error) {
 				case api.EventNode, api.EventService, api.EventTask, api.EventContainer:
 					f.types[v] = true
 				default:
-					return f, badRequest("invalid event type filter %q: want node, service, task or container", v)
+					return f, fmt.Errorf("%w: type %q: want node, service, task or container", ErrBadFilter, v)
 				}
 			}
 		case "name":
 			for _, v := range vs {
 				if v == "" {
-					return f, badRequest("empty name filter")
+					return f, fmt.Errorf("%w: empty name", ErrBadFilter)
 				}
 				f.names[v] = true
 			}
 		case "since", "until":
 		default:
-			return f, badRequest("unknown event filter %q: want type or name", k)
+			return f, fmt.Errorf("%w: unknown key %q: want type or name", ErrBadFilter, k)
 		}
 	}
 	return f, nil
 }
 
-// match reports whether ev passes the filter. A name matches the event's
+// Match reports whether ev passes the filter. A name matches the event's
 // name or ID, and the service of a task or container event, so
 // `--filter name=web` follows a service and its tasks.
-func (f eventFilter) match(ev api.Event) bool {
+func (f Filter) Match(ev api.Event) bool {
 	if len(f.types) > 0 && !f.types[ev.Type] {
 		return false
 	}
@@ -447,235 +458,3 @@ func (f eventFilter) match(ev api.Event) bool {
 	}
 	return true
 }
-
-// handleEvents streams GET /v1/events as JSON lines: the history from
-// ?since, then live events until ?until or until the client leaves.
-func (a *Agent) handleEvents(w http.ResponseWriter, r *http.Request) (any, error) {
-	q := r.URL.Query()
-	parseTime := func(key string) (time.Time, error) {
-		v := q.Get(key)
-		if v == "" {
-			return time.Time{}, nil
-		}
-		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil {
-			return time.Time{}, badRequest("invalid %s %q: want an RFC 3339 time", key, v)
-		}
-		return t, nil
-	}
-	since, err := parseTime("since")
-	if err != nil {
-		return nil, err
-	}
-	until, err := parseTime("until")
-	if err != nil {
-		return nil, err
-	}
-	if !since.IsZero() && !until.IsZero() && until.Before(since) {
-		return nil, badRequest("--until %s is before --since %s", until.Format(time.RFC3339), since.Format(time.RFC3339))
-	}
-	filter, err := parseEventFilter(q)
-	if err != nil {
-		return nil, err
-	}
-	hist, sub, cancel := a.obs.hub().subscribe(since)
-	defer cancel()
-
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.WriteHeader(http.StatusOK)
-	flusher, _ := w.(http.Flusher)
-	flush := func() {
-		if flusher != nil {
-			flusher.Flush()
-		}
-	}
-	flush()
-	enc := json.NewEncoder(w)
-	past := func(ev api.Event) bool { return !until.IsZero() && ev.Time.After(until) }
-	for _, ev := range hist {
-		if past(ev) {
-			return streamed, nil
-		}
-		if filter.match(ev) {
-			if err := enc.Encode(ev); err != nil {
-				return streamed, nil
-			}
-		}
-	}
-	flush()
-	var untilC <-chan time.Time
-	if !until.IsZero() {
-		d := time.Until(until)
-		if d <= 0 {
-			return streamed, nil
-		}
-		t := time.NewTimer(d)
-		defer t.Stop()
-		untilC = t.C
-	}
-	for {
-		select {
-		case <-r.Context().Done():
-			return streamed, nil
-		case <-untilC:
-			return streamed, nil
-		case ev, ok := <-sub.ch:
-			if !ok {
-				a.log.Warn("event stream fell behind and was ended", "behind", subBuffer)
-				return streamed, nil
-			}
-			if past(ev) {
-				return streamed, nil
-			}
-			if !filter.match(ev) {
-				continue
-			}
-			if err := enc.Encode(ev); err != nil {
-				return streamed, nil
-			}
-			flush()
-		}
-	}
-}
-
-// eventsLoop derives events until ctx ends: cluster events from the
-// replica of whichever cluster this node is in (it changes on init, join,
-// leave and re-join), container events from the runtime.
-func (a *Agent) eventsLoop(ctx context.Context) {
-	hub := a.obs.hub()
-	rtCh := a.rt.Subscribe()
-	defer a.rt.Unsubscribe(rtCh)
-	containers := map[string]*runtime.Event{}
-
-	var (
-		cl       *cluster
-		storeCh  <-chan uint64
-		unsub    = func() {}
-		prev     eventState
-		baseline bool // prev is a real state (the store had applied something)
-		// gate is running for diffInterval after a diff; dirty records
-		// that the store advanced meanwhile.
-		gate  <-chan time.Time
-		dirty bool
-	)
-	defer func() { unsub() }()
-	attach := func() {
-		cur, _ := a.clusterOrErr()
-		if cur == cl {
-			return
-		}
-		unsub()
-		cl, storeCh, unsub, baseline, dirty = cur, nil, func() {}, false, false
-		if cl != nil {
-			storeCh, unsub = cl.store.Subscribe()
-			if cl.store.Index() > 0 {
-				prev, baseline = stateOf(cl.store), true
-			}
-		}
-	}
-	diff := func() {
-		t0 := time.Now()
-		defer func() { gate = time.After(max(diffInterval, diffPause*time.Since(t0))) }()
-		cur := stateOf(cl.store)
-		// The first state a store reaches (a restored snapshot, or the
-		// first entries of a new member) is the baseline, not a burst of
-		// "created" for everything that already existed.
-		if baseline {
-			hub.publish(diffEvents(prev, cur, time.Now())...)
-		}
-		prev, baseline = cur, true
-	}
-	attach()
-	tick := time.NewTicker(500 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			attach()
-		case <-storeCh:
-			if gate != nil {
-				dirty = true
-				continue
-			}
-			diff()
-		case <-gate:
-			gate = nil
-			if dirty && cl != nil && storeCh != nil {
-				diff()
-			}
-			dirty = false
-		case ev, ok := <-rtCh:
-			if !ok {
-				rtCh = nil
-				continue
-			}
-			last := containers[ev.ContainerID]
-			acts := containerActions(last, ev)
-			if ev.State == runtime.EventRemoved {
-				delete(containers, ev.ContainerID)
-			} else {
-				e := ev
-				containers[ev.ContainerID] = &e
-			}
-			if last != nil && last.State == api.ContainerCreated && slices.Contains(acts, ActionStart) {
-				a.obs.m().containerStart.Observe(ev.Time.Sub(last.Time).Seconds())
-			}
-			hub.publish(a.containerEvents(cl, ev, acts)...)
-		}
-	}
-}
-
-// containerEvents turns runtime actions into events, naming the task and
-// service of a task's container from the replica.
-func (a *Agent) containerEvents(cl *cluster, ev runtime.Event, acts []string) []api.Event {
-	out := make([]api.Event, 0, len(acts))
-	for _, act := range acts {
-		attrs := map[string]string{"state": ev.State}
-		if ev.TaskID != "" {
-			attrs["task_id"] = ev.TaskID
-			if cl != nil {
-				if t, err := cl.store.Task(ev.TaskID); err == nil {
-					attrs["task"] = t.Name
-					attrs["service"] = t.Service
-				}
-			}
-		}
-		switch act {
-		case ActionDie:
-			attrs["exit_code"] = strconv.Itoa(ev.ExitCode)
-			if ev.Error != "" {
-				attrs["error"] = ev.Error
-			}
-		case ActionHealthStatus:
-			attrs["health"] = ev.Health
-		}
-		out = append(out, api.Event{Time: ev.Time.UTC(), Type: api.EventContainer, Action: act,
-			ID: ev.ContainerID, Name: ev.Name, NodeID: a.id.NodeID, Attributes: attrs})
-	}
-	return out
-}
-
-// readKeyed reads "key value" lines (cgroup stat files) and returns key's
-// value. The file is kernel-made but read with a size cap all the same.
-func readKeyed(path, key string) (uint64, bool) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(&capReader{r: f, n: 64 << 10})
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), " ")
-		if ok && k == key {
-			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-			return n, err == nil
-		}
-	}
-	return 0, false
-}
-
-// cgroupParent is the cgroup the runtime puts this agent's containers
-// under (startRuntime sets runtime.Config.CgroupParent the same way).
-func (a *Agent) cgroupParent() string { return "/shoal-" + shortID(a.id.NodeID) }

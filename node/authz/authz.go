@@ -1,4 +1,9 @@
-package node
+// Package authz is the leader's authorization table: which caller (the
+// leader's own loops, a member node by its certificate, a user on a node's
+// API socket) may propose which command, what a node may change of its own
+// record, which ports no service may publish, and who may speak Raft. It is
+// pure: the agent (node) looks up the caller and its record and asks.
+package authz
 
 // Authorization on the leader. A node's certificate speaks only for that
 // node (DESIGN.md, Trust model); the leader checks every command that
@@ -18,17 +23,16 @@ package node
 //     refused when node X is a worker: a worker's root cannot change the
 //     cluster.
 //
-// authorize is the whole decision, a pure function of the caller, the
+// Authorize is the whole decision, a pure function of the caller, the
 // command and the caller's stored node record, table-tested over every
 // command type (authz_test.go). Raft traffic is gated separately at accept
-// time (mux.go): only members of the Raft configuration may send it.
+// time (node/mux.go, RaftPeerAllowed): only members of the Raft configuration may send it.
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,7 +42,6 @@ import (
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/scheduler"
 	"github.com/shoal-org/shoal/overlay"
-	"github.com/shoal-org/shoal/runtime/image"
 )
 
 var (
@@ -50,116 +53,113 @@ var (
 	ErrReservedPort = errors.New("reserved port")
 )
 
-// codeForbidden carries ErrForbidden and ErrWorker refusals across RPC.
-const codeForbidden = "forbidden"
-
-// callerKind is who proposes a command, as the leader sees it.
-type callerKind int
+// Kind is who proposes a command, as the leader sees it.
+type Kind int
 
 const (
-	// callerLeader is the leader's own loops (scheduler, autopilot, node
+	// Leader is the leader's own loops (scheduler, autopilot, node
 	// status, join admission): everything is allowed.
-	callerLeader callerKind = iota
-	// callerNode is a member node proposing a raw command (rpcApply): it may
+	Leader Kind = iota
+	// Node is a member node proposing a raw command (rpcApply): it may
 	// only speak about its own objects.
-	callerNode
-	// callerAdmin is a user on a node's API socket (rpcAdminWrite, or the
+	Node
+	// Admin is a user on a node's API socket (rpcAdminWrite, or the
 	// leader's own socket): admin actions only, and never from a worker.
-	callerAdmin
+	Admin
 )
 
-func (k callerKind) String() string {
+func (k Kind) String() string {
 	switch k {
-	case callerLeader:
+	case Leader:
 		return "leader"
-	case callerNode:
+	case Node:
 		return "node"
-	case callerAdmin:
+	case Admin:
 		return "admin"
 	}
 	return "unknown"
 }
 
-// caller identifies the proposer of a command.
-type caller struct {
-	Kind   callerKind
-	NodeID string // from the peer certificate; the leader's own ID for callerLeader
+// Caller identifies the proposer of a command.
+type Caller struct {
+	Kind   Kind
+	NodeID string // from the peer certificate; the leader's own ID for Leader
 	// Worker is true when the caller's node record has role worker.
 	Worker bool
 }
 
 // Admin actions: the narrow requests a node's API socket may forward.
 const (
-	actionCreateService = "create_service"
-	actionUpdateService = "update_service"
-	actionDeleteService = "delete_service"
-	actionUpdateNode    = "update_node"
-	actionRotateToken   = "rotate_token"
-	// Secrets and configs (secrets.go).
-	actionCreateSecret  = "create_secret"
-	actionDeleteSecret  = "delete_secret"
-	actionCreateConfig  = "create_config"
-	actionDeleteConfig  = "delete_config"
-	actionCreateNetwork = "create_network"
-	actionDeleteNetwork = "delete_network"
+	ActionCreateService = "create_service"
+	ActionUpdateService = "update_service"
+	ActionDeleteService = "delete_service"
+	ActionUpdateNode    = "update_node"
+	ActionRotateToken   = "rotate_token"
+	// Secrets and configs (node/secrets.go).
+	ActionCreateSecret  = "create_secret"
+	ActionDeleteSecret  = "delete_secret"
+	ActionCreateConfig  = "create_config"
+	ActionDeleteConfig  = "delete_config"
+	ActionCreateNetwork = "create_network"
+	ActionDeleteNetwork = "delete_network"
 )
 
-// adminAction names the admin action a command performs, or "" for a
+// AdminAction names the admin action a command performs, or "" for a
 // command that is not an admin action (a node's own report, or a
 // cluster-internal command).
-func adminAction(cmd consensus.Command) string {
+func AdminAction(cmd consensus.Command) string {
 	if cmd == nil {
 		return ""
 	}
 	switch cmd.Type() {
 	case consensus.TypeCreateService:
-		return actionCreateService
+		return ActionCreateService
 	case consensus.TypeUpdateService:
-		return actionUpdateService
+		return ActionUpdateService
 	case consensus.TypeDeleteService:
-		return actionDeleteService
+		return ActionDeleteService
 	case consensus.TypeUpdateNode:
-		return actionUpdateNode
+		return ActionUpdateNode
 	case consensus.TypeRotateToken:
-		return actionRotateToken
+		return ActionRotateToken
 	case consensus.TypeCreateSecret:
-		return actionCreateSecret
+		return ActionCreateSecret
 	case consensus.TypeDeleteSecret:
-		return actionDeleteSecret
+		return ActionDeleteSecret
 	case consensus.TypeCreateConfig:
-		return actionCreateConfig
+		return ActionCreateConfig
 	case consensus.TypeDeleteConfig:
-		return actionDeleteConfig
+		return ActionDeleteConfig
 	case consensus.TypeCreateNetwork:
-		return actionCreateNetwork
+		return ActionCreateNetwork
 	case consensus.TypeDeleteNetwork:
-		return actionDeleteNetwork
+		return ActionDeleteNetwork
 	}
 	return ""
 }
 
-// authorize decides whether c may propose cmd. self is the caller's node
+// Authorize decides whether c may propose cmd. self is the caller's node
 // record in the leader's replica (nil when unknown); only UpsertNode reads
 // it. It returns nil or an error wrapping ErrForbidden (ErrWorker for an
 // admin action from a worker) that says why. It does not validate the
-// command's content beyond identity (specs: checkSpecOnLeader).
-func authorize(c caller, cmd consensus.Command, self *api.Node) error {
+// command's content beyond identity (specs: CheckSpecOnLeader).
+func Authorize(c Caller, cmd consensus.Command, self *api.Node) error {
 	if cmd == nil {
 		return fmt.Errorf("%w: empty command", ErrForbidden)
 	}
 	switch c.Kind {
-	case callerLeader:
+	case Leader:
 		return nil
-	case callerAdmin:
-		if adminAction(cmd) == "" {
-			return fmt.Errorf("%w: %s is not an admin action: only the leader proposes it", ErrForbidden, typeName(cmd))
+	case Admin:
+		if AdminAction(cmd) == "" {
+			return fmt.Errorf("%w: %s is not an admin action: only the leader proposes it", ErrForbidden, TypeName(cmd))
 		}
 		if c.Worker {
 			return fmt.Errorf("%w: node %s is a worker: workers cannot change the cluster (make it a manager with `shoal node update --role manager` on a manager)",
 				ErrWorker, shortID(c.NodeID))
 		}
 		return nil
-	case callerNode:
+	case Node:
 		return authorizeOwn(c.NodeID, cmd, self)
 	}
 	return fmt.Errorf("%w: unknown caller", ErrForbidden)
@@ -200,7 +200,7 @@ func authorizeOwn(id string, cmd consensus.Command, self *api.Node) error {
 		if self == nil {
 			return refuse("has no node record to update (it joins through the join RPC)")
 		}
-		if f := nodeFieldsNotOwned(*self, c.Node); len(f) > 0 {
+		if f := NodeFieldsNotOwned(*self, c.Node); len(f) > 0 {
 			return refuse("may change only the fields a node owns (addresses, ports, resources), not %s", strings.Join(f, ", "))
 		}
 		return nil
@@ -212,7 +212,7 @@ func authorizeOwn(id string, cmd consensus.Command, self *api.Node) error {
 		}
 		return nil
 	}
-	return refuse("%s is cluster-internal: only the leader proposes it", typeName(cmd))
+	return refuse("%s is cluster-internal: only the leader proposes it", TypeName(cmd))
 }
 
 // deref turns the *T commands callers build into the T values the decoder
@@ -233,9 +233,9 @@ func deref(cmd consensus.Command) consensus.Command {
 	return cmd
 }
 
-// nodeFieldsNotOwned lists the JSON fields in which next differs from cur
+// NodeFieldsNotOwned lists the JSON fields in which next differs from cur
 // other than those a node owns about itself.
-func nodeFieldsNotOwned(cur, next api.Node) []string {
+func NodeFieldsNotOwned(cur, next api.Node) []string {
 	// Copy the node-owned fields over, then compare what is left.
 	owned := cur
 	owned.Hostname = next.Hostname
@@ -263,108 +263,32 @@ func nodeFieldsNotOwned(cur, next api.Node) []string {
 	return diff
 }
 
-// typeName names a command type for messages.
-func typeName(cmd consensus.Command) string {
+// TypeName names a command type for messages.
+func TypeName(cmd consensus.Command) string {
 	name := fmt.Sprintf("%T", deref(cmd))
 	return strings.TrimPrefix(name, "consensus.")
 }
 
-// adminOpCheck gates the membership operations of rpcAdmin: any node may
-// leave (itself: join.go checks), only a manager may remove another node.
-func adminOpCheck(op string, c caller) error {
+// AdminOpCheck gates the membership operations of the admin RPC: any node
+// may leave (itself: node/join.go checks), only a manager may remove
+// another node.
+func AdminOpCheck(op string, c Caller) error {
 	if op == "remove" && c.Worker {
 		return fmt.Errorf("%w: node %s is a worker: workers cannot remove nodes", ErrWorker, shortID(c.NodeID))
 	}
 	return nil
 }
 
-// adminOpAllowed is adminOpCheck for a peer, from this node's replica.
-func (a *Agent) adminOpAllowed(peerID, op string) error {
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return err
-	}
-	c, _ := callerOf(cl, callerAdmin, peerID)
-	return adminOpCheck(op, c)
-}
-
-// fetchAllowed limits what a peer may read from this node to what a node
-// needs: blobs and descriptors of images recorded in the cluster (a task
-// anywhere may need them), and the logs of task containers (`service logs`
-// from any node), never of one-off `shoal run` containers.
-func (a *Agent) fetchAllowed(req rpcRequest) error {
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return err
-	}
-	switch req.Method {
-	case rpcBlob:
-		var b blobRPCRequest
-		if err := json.Unmarshal(req.Body, &b); err != nil {
-			return fmt.Errorf("malformed blob request: %w", err)
-		}
-		if !a.clusterBlob(cl, b.Digest) {
-			return fmt.Errorf("%w: blob %s belongs to no image of the cluster", ErrForbidden, b.Digest)
-		}
-	case rpcManifest:
-		var m manifestRPCRequest
-		if err := json.Unmarshal(req.Body, &m); err != nil {
-			return fmt.Errorf("malformed manifest request: %w", err)
-		}
-		if _, ok := findClusterImage(cl, m.Ref); !ok {
-			return fmt.Errorf("%w: image %s is not an image of the cluster", ErrForbidden, m.Ref)
-		}
-	case rpcLogs:
-		var l logsRPCRequest
-		if err := json.Unmarshal(req.Body, &l); err != nil {
-			return fmt.Errorf("malformed logs request: %w", err)
-		}
-		c, err := a.rt.Get(l.ContainerID)
-		if err != nil {
-			return err
-		}
-		if c.TaskID == "" {
-			return fmt.Errorf("%w: container %s is not a task's", ErrForbidden, l.ContainerID)
-		}
-	}
-	return nil
-}
-
-// clusterBlob reports whether digest is the config or a layer of an image
-// recorded in the cluster state.
-func (a *Agent) clusterBlob(cl *cluster, digest string) bool {
-	if digest == "" {
-		return false
-	}
-	for _, img := range cl.store.Images() {
-		if img.ID == digest || slices.Contains(img.Layers, digest) {
-			return true
-		}
-	}
-	// Records made without layer digests: ask the local descriptors.
-	for _, img := range cl.store.Images() {
-		raw, err := a.images.Manifest(img.ID)
-		if err != nil {
-			continue
-		}
-		d, err := image.ParseDescriptor(raw)
-		if err == nil && slices.Contains(d.Blobs(), digest) {
-			return true
-		}
-	}
-	return false
-}
-
 // Ports the cluster itself uses on every node, whatever the flags say: a
 // service publishing one would take the cluster down on every node.
-var defaultReservedPorts = []int{2377, 7946, overlay.DefaultPort, 51820}
+var DefaultReservedPorts = []int{2377, 7946, overlay.DefaultPort, 51820}
 
-// reservedPorts returns the port numbers no service may publish: the
+// ReservedPorts returns the port numbers no service may publish: the
 // defaults plus the cluster and gossip ports every node advertises in its
 // record.
-func reservedPorts(nodes []*api.Node) map[int]string {
+func ReservedPorts(nodes []*api.Node) map[int]string {
 	out := map[int]string{}
-	for _, p := range defaultReservedPorts {
+	for _, p := range DefaultReservedPorts {
 		out[p] = "a port of the cluster (raft/RPC 2377, gossip 7946, VXLAN 4789, WireGuard 51820)"
 	}
 	for _, n := range nodes {
@@ -378,10 +302,10 @@ func reservedPorts(nodes []*api.Node) map[int]string {
 	return out
 }
 
-// checkReservedPorts refuses published ports the cluster uses. Ports in
+// CheckReservedPorts refuses published ports the cluster uses. Ports in
 // keep (already published by the stored spec) are not checked again, so a
 // service stored before this rule can still be scaled or removed.
-func checkReservedPorts(spec api.ServiceSpec, reserved map[int]string, keep []api.PortConfig) error {
+func CheckReservedPorts(spec api.ServiceSpec, reserved map[int]string, keep []api.PortConfig) error {
 	kept := map[int]bool{}
 	for _, p := range keep {
 		kept[p.Published] = true
@@ -399,10 +323,10 @@ func checkReservedPorts(spec api.ServiceSpec, reserved map[int]string, keep []ap
 	return nil
 }
 
-// checkSpecOnLeader re-validates a spec the leader is about to commit for
+// CheckSpecOnLeader re-validates a spec the leader is about to commit for
 // an admin action: the shared validation of node/scheduler and the
 // reserved ports. old is the stored service for an update (nil on create).
-func checkSpecOnLeader(spec api.ServiceSpec, old *api.Service, nodes []*api.Node) error {
+func CheckSpecOnLeader(spec api.ServiceSpec, old *api.Service, nodes []*api.Node) error {
 	if err := scheduler.ValidateSpec(spec); err != nil {
 		return fmt.Errorf("%w: invalid service spec: %w", consensus.ErrInvalid, err)
 	}
@@ -410,17 +334,17 @@ func checkSpecOnLeader(spec api.ServiceSpec, old *api.Service, nodes []*api.Node
 	if old != nil {
 		keep = old.Spec.Ports
 	}
-	if err := checkReservedPorts(spec, reservedPorts(nodes), keep); err != nil {
+	if err := CheckReservedPorts(spec, ReservedPorts(nodes), keep); err != nil {
 		return fmt.Errorf("%w: %w", consensus.ErrInvalid, err)
 	}
 	return nil
 }
 
-// raftLostAfter is how long a follower may go without hearing from a
+// RaftLostAfter is how long a follower may go without hearing from a
 // leader before it stops trusting its own Raft configuration to be current.
-const raftLostAfter = 10 * time.Second
+const RaftLostAfter = 10 * time.Second
 
-// raftPeerAllowed decides at accept time whether a certified peer may speak
+// RaftPeerAllowed decides at accept time whether a certified peer may speak
 // Raft to this node. Only members of the Raft configuration may: a node
 // with a valid certificate that is not a member (removed, or from before a
 // --force-new-cluster) must not make a follower adopt its term or a leader
@@ -430,12 +354,12 @@ const raftLostAfter = 10 * time.Second
 //     non-voter and dials it (the joiner never dials Raft: it is no
 //     candidate until it votes, and followers only answer), so the first
 //     AppendEntries comes from a peer it cannot know yet;
-//   - a follower that has not heard from a leader for raftLostAfter may
+//   - a follower that has not heard from a leader for RaftLostAfter may
 //     hold a stale configuration (it was away while nodes joined and one of
 //     them became leader); it has no leader to lose, so it listens.
 //
 // A leader never accepts a non-member.
-func raftPeerAllowed(servers []consensus.Server, peerID string, leader bool, lastContact, now time.Time) error {
+func RaftPeerAllowed(servers []consensus.Server, peerID string, leader bool, lastContact, now time.Time) error {
 	if len(servers) == 0 {
 		return nil
 	}
@@ -444,19 +368,16 @@ func raftPeerAllowed(servers []consensus.Server, peerID string, leader bool, las
 			return nil
 		}
 	}
-	if !leader && now.Sub(lastContact) > raftLostAfter {
+	if !leader && now.Sub(lastContact) > RaftLostAfter {
 		return nil
 	}
 	return fmt.Errorf("%w: node %s is not a member of the raft configuration", ErrForbidden, shortID(peerID))
 }
 
-// raftGate is the mux's Raft admission check for the running raft r.
-func raftGate(r *consensus.Raft) func(peerID string) error {
-	return func(peerID string) error {
-		servers, err := r.Servers()
-		if err != nil {
-			return err
-		}
-		return raftPeerAllowed(servers, peerID, r.IsLeader(), r.LastContact(), time.Now())
+// shortID is the form of a node ID in messages (as node's shortID).
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
 	}
+	return id
 }

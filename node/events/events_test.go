@@ -1,13 +1,8 @@
-package node
+package events
 
 import (
-	"bufio"
-	"context"
-	"encoding/json"
-	"net/http"
-	"net/http/httptest"
+	"net/url"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -17,8 +12,8 @@ import (
 
 var evNow = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
-func evState(nodes []*api.Node, svcs []*api.Service, tasks []*api.Task) eventState {
-	st := eventState{nodes: map[string]*api.Node{}, services: map[string]*api.Service{}, tasks: map[string]*api.Task{}}
+func evState(nodes []*api.Node, svcs []*api.Service, tasks []*api.Task) State {
+	st := State{nodes: map[string]*api.Node{}, services: map[string]*api.Service{}, tasks: map[string]*api.Task{}}
 	for _, n := range nodes {
 		st.nodes[n.ID] = n
 	}
@@ -76,7 +71,7 @@ func TestDiffEvents(t *testing.T) {
 	running := evTask("t1", api.TaskRunning, api.TaskRunning)
 	cases := []struct {
 		name     string
-		old, cur eventState
+		old, cur State
 		keys     []string
 		want     []string
 		// wantTime, when set, is the time of every event.
@@ -150,7 +145,7 @@ func TestDiffEvents(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			evs := diffEvents(tc.old, tc.cur, evNow)
+			evs := Diff(tc.old, tc.cur, evNow)
 			var got []string
 			for _, ev := range evs {
 				got = append(got, brief(ev, tc.keys...))
@@ -165,7 +160,7 @@ func TestDiffEvents(t *testing.T) {
 				t.Errorf("events:\n got %q\nwant %q", got, tc.want)
 			}
 			// Pure: the same inputs give the same events.
-			again := diffEvents(tc.old, tc.cur, evNow)
+			again := Diff(tc.old, tc.cur, evNow)
 			if len(again) != len(evs) {
 				t.Errorf("not deterministic: %d then %d events", len(evs), len(again))
 			}
@@ -191,7 +186,7 @@ func TestContainerActions(t *testing.T) {
 		{"same again", &runtime.Event{State: api.ContainerRunning, Health: api.HealthHealthy}, ev(api.ContainerRunning, api.HealthHealthy), nil},
 	}
 	for _, tc := range cases {
-		if got := containerActions(tc.prev, tc.ev); !slices.Equal(got, tc.want) {
+		if got := ContainerActions(tc.prev, tc.ev); !slices.Equal(got, tc.want) {
 			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
 		}
 	}
@@ -199,53 +194,53 @@ func TestContainerActions(t *testing.T) {
 
 func TestEventHubHistoryAndStreams(t *testing.T) {
 	now := evNow
-	h := newEventHub(func() time.Time { return now })
+	h := NewHub(func() time.Time { return now })
 	at := func(d time.Duration, action string) api.Event {
 		return api.Event{Time: evNow.Add(d), Type: api.EventService, Action: action}
 	}
-	h.publish(at(-2*time.Hour, "too-old"), at(-time.Minute, "a"), at(-time.Second, "b"))
-	hist, sub, cancel := h.subscribe(evNow.Add(-90 * time.Second))
+	h.Publish(at(-2*time.Hour, "too-old"), at(-time.Minute, "a"), at(-time.Second, "b"))
+	hist, sub, cancel := h.Subscribe(evNow.Add(-90 * time.Second))
 	if got := actions(hist); !slices.Equal(got, []string{"a", "b"}) {
 		t.Fatalf("history since -90s: %q, want [a b] (older than an hour is dropped)", got)
 	}
-	h.publish(at(0, "c"))
-	if ev := <-sub.ch; ev.Action != "c" {
+	h.Publish(at(0, "c"))
+	if ev := <-sub.Events(); ev.Action != "c" {
 		t.Fatalf("live event %q, want c", ev.Action)
 	}
 	cancel()
 	cancel() // safe twice
-	if _, ok := <-sub.ch; ok {
+	if _, ok := <-sub.Events(); ok {
 		t.Fatal("stream not closed by cancel")
 	}
 	// No since: no history.
-	hist, _, cancel = h.subscribe(time.Time{})
+	hist, _, cancel = h.Subscribe(time.Time{})
 	defer cancel()
 	if len(hist) != 0 {
 		t.Fatalf("history without since: %d events", len(hist))
 	}
 
 	// The history is bounded by count.
-	for i := 0; i < maxEvents+10; i++ {
-		h.publish(at(time.Duration(i), "x"))
+	for i := 0; i < MaxEvents+10; i++ {
+		h.Publish(at(time.Duration(i), "x"))
 	}
-	if n := len(h.ring); n != maxEvents {
-		t.Fatalf("ring holds %d events, want %d", n, maxEvents)
+	if n := len(h.ring); n != MaxEvents {
+		t.Fatalf("ring holds %d events, want %d", n, MaxEvents)
 	}
 }
 
 func TestEventHubEndsSlowStream(t *testing.T) {
-	h := newEventHub(func() time.Time { return evNow })
-	_, sub, cancel := h.subscribe(time.Time{})
+	h := NewHub(func() time.Time { return evNow })
+	_, sub, cancel := h.Subscribe(time.Time{})
 	defer cancel()
-	for i := 0; i < subBuffer+1; i++ {
-		h.publish(api.Event{Time: evNow, Action: "x"}) // never blocks
+	for i := 0; i < SubBuffer+1; i++ {
+		h.Publish(api.Event{Time: evNow, Action: "x"}) // never blocks
 	}
 	n := 0
-	for range sub.ch {
+	for range sub.Events() {
 		n++
 	}
-	if n != subBuffer {
-		t.Fatalf("slow stream got %d events before it ended, want %d", n, subBuffer)
+	if n != SubBuffer {
+		t.Fatalf("slow stream got %d events before it ended, want %d", n, SubBuffer)
 	}
 }
 
@@ -274,110 +269,56 @@ func TestEventFilter(t *testing.T) {
 	}
 	for _, tc := range cases {
 		q, _ := parseQuery(tc.q)
-		f, err := parseEventFilter(q)
+		f, err := ParseFilter(q)
 		if err != nil {
 			t.Fatalf("%q: %v", tc.q, err)
 		}
-		got := []bool{f.match(task), f.match(svc), f.match(node)}
+		got := []bool{f.Match(task), f.Match(svc), f.Match(node)}
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("%q: got %v, want %v", tc.q, got, tc.want)
 		}
 	}
 	for _, bad := range []string{"type=pod", "name=", "colour=red"} {
 		q, _ := parseQuery(bad)
-		if _, err := parseEventFilter(q); err == nil {
+		if _, err := ParseFilter(q); err == nil {
 			t.Errorf("%q: accepted", bad)
 		}
 	}
 }
 
 func parseQuery(s string) (map[string][]string, error) {
-	req := httptest.NewRequest(http.MethodGet, "/v1/events?"+s, nil)
-	return req.URL.Query(), nil
+	return url.ParseQuery(s)
 }
 
-func TestEventsEndpoint(t *testing.T) {
-	a := newTestAgent(t)
-	h := a.routes()
-	evNow := time.Now().UTC().Add(-time.Minute) // within the kept hour
-	a.obs.hub().publish(
-		api.Event{Time: evNow, Type: api.EventService, Action: "created", Name: "web", ID: "s1"},
-		api.Event{Time: evNow.Add(time.Second), Type: api.EventNode, Action: "down", Name: "h2", ID: "n2"},
-		api.Event{Time: evNow.Add(2 * time.Second), Type: api.EventService, Action: "removed", Name: "web", ID: "s1"},
-	)
-	since := evNow.Add(-time.Minute).Format(time.RFC3339Nano)
-	until := evNow.Add(1500 * time.Millisecond).Format(time.RFC3339Nano)
-
-	// A past --until ends the stream after the replay.
-	code, body := do(t, h, http.MethodGet, "/v1/events?since="+since+"&until="+until, "")
-	if code != http.StatusOK {
-		t.Fatalf("status %d: %s", code, body)
-	}
-	if got := decodeActions(t, string(body)); !slices.Equal(got, []string{"created", "down"}) {
-		t.Fatalf("replay until +1.5s: %q", got)
-	}
-	_, body = do(t, h, http.MethodGet, "/v1/events?since="+since+"&until="+until+"&type=service", "")
-	if got := decodeActions(t, string(body)); !slices.Equal(got, []string{"created"}) {
-		t.Fatalf("replay of service events: %q", got)
-	}
-
-	for _, bad := range []string{"since=yesterday", "type=pod", "until=" + since + "&since=" + until, "bogus=1"} {
-		if code, body := do(t, h, http.MethodGet, "/v1/events?"+bad, ""); code != http.StatusBadRequest {
-			t.Errorf("%s: status %d (%s), want 400", bad, code, body)
+// TestAutoscaleEvent: the autoscaler's change of the replica count is a
+// scaled event that says why; a user's scale of the same service is not.
+func TestAutoscaleEvent(t *testing.T) {
+	at := evNow.Add(-time.Second)
+	status := func(from, to uint64, reason string, at time.Time) func(*api.Service) {
+		return func(s *api.Service) {
+			s.AutoscaleStatus = &api.AutoscaleStatus{From: from, To: to, Reason: reason, At: at}
 		}
 	}
-}
-
-// TestEventsEndpointLive streams over a real HTTP server: history, then a
-// live event, filtered.
-func TestEventsEndpointLive(t *testing.T) {
-	a := newTestAgent(t)
-	srv := httptest.NewServer(a.routes())
-	defer srv.Close()
-	evNow := time.Now().UTC().Add(-time.Minute)
-	a.obs.hub().publish(api.Event{Time: evNow, Type: api.EventService, Action: "created", Name: "web", ID: "s1"})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/v1/events?type=service&since="+evNow.Add(-time.Second).Format(time.RFC3339Nano), nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name       string
+		was, cur   *api.Service
+		wantReason string
+	}{
+		{"autoscaled", evSvc("s1", 1), evSvc("s1", 2, status(1, 2, "cpu 100% (target 50%) above target for 15s: scale up 1 → 2", at)),
+			"cpu 100% (target 50%) above target for 15s: scale up 1 → 2"},
+		{"user scale after an autoscale", evSvc("s1", 2, status(1, 2, "up", at)), evSvc("s1", 5, status(1, 2, "up", at)), ""},
+		{"user scale back to the same count", evSvc("s1", 1, status(1, 2, "up", at)), evSvc("s1", 2, status(1, 2, "up", at)), ""},
+		{"user scale, never autoscaled", evSvc("s1", 1), evSvc("s1", 3), ""},
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	next := func() api.Event {
-		t.Helper()
-		if !sc.Scan() {
-			t.Fatalf("stream ended: %v", sc.Err())
-		}
-		var ev api.Event
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			t.Fatal(err)
-		}
-		return ev
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			evs := Diff(evState(nil, []*api.Service{tc.was}, nil), evState(nil, []*api.Service{tc.cur}, nil), evNow)
+			if len(evs) != 1 || evs[0].Action != ActionScaled {
+				t.Fatalf("events %+v, want one scaled event", evs)
+			}
+			if got := evs[0].Attributes["reason"]; got != tc.wantReason {
+				t.Fatalf("reason %q, want %q", got, tc.wantReason)
+			}
+		})
 	}
-	if ev := next(); ev.Action != "created" {
-		t.Fatalf("first event %q, want the replayed created", ev.Action)
-	}
-	a.obs.hub().publish(api.Event{Time: time.Now(), Type: api.EventNode, Action: "down", Name: "h2"},
-		api.Event{Time: time.Now(), Type: api.EventService, Action: "scaled", Name: "web"})
-	if ev := next(); ev.Action != "scaled" {
-		t.Fatalf("live event %q, want scaled (the node event is filtered out)", ev.Action)
-	}
-}
-
-func decodeActions(t *testing.T, body string) []string {
-	t.Helper()
-	var out []string
-	for _, line := range strings.Split(strings.TrimSpace(body), "\n") {
-		if line == "" {
-			continue
-		}
-		var ev api.Event
-		if err := json.Unmarshal([]byte(line), &ev); err != nil {
-			t.Fatalf("line %q: %v", line, err)
-		}
-		out = append(out, ev.Action)
-	}
-	return out
 }

@@ -1,4 +1,4 @@
-package node
+package events
 
 import (
 	"fmt"
@@ -38,8 +38,8 @@ func BenchmarkEventsDiff10k(b *testing.B) {
 	if n := len(store.Tasks()); n != 10000 {
 		b.Fatalf("store holds %d tasks", n)
 	}
-	prev := stateOf(store)
-	cur := stateOf(store)
+	prev := StateOf(store)
+	cur := StateOf(store)
 	for i := 0; i < 100; i++ {
 		t := *cur.tasks[tasks[i*100].ID]
 		t.State = api.TaskShutdown
@@ -47,8 +47,8 @@ func BenchmarkEventsDiff10k(b *testing.B) {
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		_ = stateOf(store)
-		if evs := diffEvents(prev, cur, time.Now()); len(evs) != 100 {
+		_ = StateOf(store)
+		if evs := Diff(prev, cur, time.Now()); len(evs) != 100 {
 			b.Fatalf("%d events", len(evs))
 		}
 	}

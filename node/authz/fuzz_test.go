@@ -1,0 +1,48 @@
+package authz
+
+import (
+	"testing"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
+)
+
+// Authorize has an answer for every command a peer can make the decoder
+// produce. `go test` runs the seeds; `go test -fuzz
+// FuzzAuthorizeForwardedCommand ./node/authz/` explores.
+
+func FuzzAuthorizeForwardedCommand(f *testing.F) {
+	for _, cmd := range []consensus.Command{
+		consensus.TaskStatus{NodeID: "n", Statuses: []api.TaskStatus{{TaskID: "t", State: api.TaskRunning}}},
+		consensus.UpsertNode{Node: api.Node{ID: "n", Addr: "10.0.0.2"}},
+		consensus.UpsertImage{Image: api.Image{ID: "sha256:1", Nodes: []string{"n", "m"}}},
+		consensus.Batch{Commands: []consensus.Command{consensus.SetImageNode{ImageID: "i", NodeID: "n"}, consensus.TrimTasks{}}},
+		consensus.CreateService{Service: api.Service{ID: "s", Spec: api.ServiceSpec{Name: "web", Image: "busybox", Ports: []api.PortConfig{{Published: 2377, Target: 80}}}}},
+	} {
+		enc, err := consensus.EncodeCommand(cmd)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(enc)
+	}
+	self := &api.Node{ID: "n", Addr: "10.0.0.1", Labels: map[string]string{"a": "b"}}
+	f.Fuzz(func(t *testing.T, enc []byte) {
+		cmd, err := consensus.DecodeCommand(enc)
+		if err != nil {
+			return
+		}
+		own := Authorize(Caller{Kind: Node, NodeID: "n"}, cmd, self)
+		if own == nil && AdminAction(cmd) != "" {
+			t.Fatalf("a node's own command %s is an admin action", TypeName(cmd))
+		}
+		if Authorize(Caller{Kind: Leader}, cmd, nil) != nil {
+			t.Fatal("the leader's own command was refused")
+		}
+		if Authorize(Caller{Kind: Admin, NodeID: "n", Worker: true}, cmd, nil) == nil {
+			t.Fatal("a worker's admin action was allowed")
+		}
+		if s, ok := cmd.(consensus.CreateService); ok {
+			_ = CheckSpecOnLeader(s.Service.Spec, nil, []*api.Node{self})
+		}
+	})
+}
