@@ -122,8 +122,11 @@ func NewStore() *Store {
 // O(1) to take. Its Subscribe channel never fires.
 func (s *Store) Snapshot() *Store {
 	v := &Store{readOnly: true, subs: map[int]chan uint64{}}
-	v.db.Store(s.db.Load().Snapshot())
+	// The index is read before the data: the FSM commits data, then the
+	// index, so this order can only make the view's index lag what it holds
+	// (a reader waits once more), never run ahead of it.
 	v.index.Store(s.index.Load())
+	v.db.Store(s.db.Load().Snapshot())
 	return v
 }
 
