@@ -55,12 +55,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
@@ -232,16 +233,20 @@ type WGPeer struct {
 	PublicKey string
 	// Endpoint is the peer's underlay address and WireGuard port.
 	Endpoint netip.AddrPort
-	// TunnelIP is the peer's tunnel address, its only allowed IP.
+	// TunnelIP is the peer's tunnel address, one of its allowed IPs.
 	TunnelIP netip.Addr
+	// Subnets are the peer's shares of the encrypted networks: its other
+	// allowed IPs, routed straight into WireGuard (wireguard_routed.go).
+	Subnets []netip.Prefix
 }
 
 // PeersConfig is the wireguard-go configuration (UAPI "set" text) that
 // makes the device's peers exactly peers: replace_peers, then per peer
-// (sorted by node ID) its key, endpoint and tunnel address /32. It is
-// pure. Peers with this node's key, a malformed key or endpoint, or a key
-// or tunnel address another peer already has are left out and reported;
-// the rest is configured.
+// (sorted by node ID) its key, endpoint, and as allowed IPs its tunnel
+// address /32 and its subnets. It is pure. Peers with this node's key, a
+// malformed key, endpoint or subnet, or a key, tunnel address or subnet
+// overlapping another peer's are left out and reported; the rest is
+// configured.
 func PeersConfig(self KeyPair, peers []WGPeer) (string, []error) {
 	var errs []error
 	sorted := append([]WGPeer(nil), peers...)
@@ -250,6 +255,7 @@ func PeersConfig(self KeyPair, peers []WGPeer) (string, []error) {
 	b.WriteString("replace_peers=true\n")
 	keys := map[[32]byte]string{}
 	tunnels := map[netip.Addr]string{}
+	subnets := map[netip.Prefix]string{} // allowed subnets taken, by peer
 	for _, p := range sorted {
 		key, err := ParseKey(p.PublicKey)
 		switch {
@@ -272,11 +278,44 @@ func PeersConfig(self KeyPair, peers []WGPeer) (string, []error) {
 			errs = append(errs, fmt.Errorf("%w: peer %s has the tunnel address of peer %s", ErrInvalidPeer, p.NodeID, tunnels[p.TunnelIP]))
 			continue
 		}
+		if err := checkPeerSubnets(p, subnets); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		keys[key], tunnels[p.TunnelIP] = p.NodeID, p.NodeID
-		fmt.Fprintf(&b, "public_key=%s\nendpoint=%s\nreplace_allowed_ips=true\nallowed_ip=%s/32\npersistent_keepalive_interval=25\n",
+		for _, s := range p.Subnets {
+			subnets[s] = p.NodeID
+		}
+		fmt.Fprintf(&b, "public_key=%s\nendpoint=%s\nreplace_allowed_ips=true\nallowed_ip=%s/32\n",
 			hex.EncodeToString(key[:]), p.Endpoint, p.TunnelIP)
+		for _, s := range p.Subnets {
+			fmt.Fprintf(&b, "allowed_ip=%s\n", s)
+		}
+		b.WriteString("persistent_keepalive_interval=25\n")
 	}
 	return b.String(), errs
+}
+
+// checkPeerSubnets refuses subnets of p that are not IPv4 network
+// prefixes, contain a tunnel address, or overlap one another or one that
+// taken gives to another peer (WireGuard would silently move it).
+func checkPeerSubnets(p WGPeer, taken map[netip.Prefix]string) error {
+	for i, s := range p.Subnets {
+		if !s.IsValid() || !s.Addr().Is4() || s != s.Masked() || s.Contains(p.TunnelIP) {
+			return fmt.Errorf("%w: peer %s: subnet %q", ErrInvalidPeer, p.NodeID, s)
+		}
+		for _, o := range p.Subnets[:i] {
+			if o.Overlaps(s) {
+				return fmt.Errorf("%w: peer %s: subnets %s and %s overlap", ErrInvalidPeer, p.NodeID, o, s)
+			}
+		}
+		for o, id := range taken {
+			if o.Overlaps(s) {
+				return fmt.Errorf("%w: peer %s: subnet %s overlaps %s of peer %s", ErrInvalidPeer, p.NodeID, s, o, id)
+			}
+		}
+	}
+	return nil
 }
 
 // WireGuardConfig configures a node's WireGuard device.
@@ -398,7 +437,10 @@ func (w *WireGuard) up() error {
 		}
 		h.Close()
 	}
-	td, err := createTUN(w.cfg.Name, w.cfg.MTU)
+	// tun.CreateTUN turns on the virtio header and with it TSO/GRO
+	// (wireguard_routed.go): TCP arrives as 64 KiB segments and leaves
+	// coalesced.
+	td, err := tun.CreateTUN(w.cfg.Name, w.cfg.MTU)
 	if err != nil {
 		return fmt.Errorf("create TUN device %s: %w", w.cfg.Name, err)
 	}
@@ -436,34 +478,6 @@ func (w *WireGuard) up() error {
 	return nil
 }
 
-// createTUN creates the TUN device without IFF_VNET_HDR, unlike
-// tun.CreateTUN: with the virtio header wireguard-go coalesces the
-// decrypted VXLAN datagrams into UDP GSO super-packets (its UDP GRO), which
-// the kernel's VXLAN socket does not take apart, and bulk TCP over an
-// encrypted network stalled at 0 Gbit/s (BenchmarkWireGuardThroughput).
-// One packet per read and write is slower but correct.
-func createTUN(name string, mtu int) (tun.Device, error) {
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open /dev/net/tun: %w", err)
-	}
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
-	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("TUNSETIFF %s: %w", name, err)
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	return tun.CreateTUNFromFile(os.NewFile(uintptr(fd), "/dev/net/tun"), mtu)
-}
-
 // PublicKey is this node's public key (base64), to publish.
 func (w *WireGuard) PublicKey() string { return w.keys.PublicKey() }
 
@@ -493,6 +507,57 @@ func (w *WireGuard) SetPeers(peers []WGPeer) error {
 		return fmt.Errorf("%w: %w", ErrPartial, errors.Join(errs...))
 	}
 	return nil
+}
+
+// LastHandshakes returns, by public key (base64), the time of each
+// configured peer's last completed handshake (zero: none yet). For tests
+// and diagnostics.
+func (w *WireGuard) LastHandshakes() (map[string]time.Time, error) {
+	w.mu.Lock()
+	dev := w.dev
+	w.mu.Unlock()
+	if dev == nil {
+		return nil, fmt.Errorf("wireguard handshakes: %w", ErrClosed)
+	}
+	text, err := dev.IpcGet()
+	if err != nil {
+		return nil, fmt.Errorf("read WireGuard state: %w", err)
+	}
+	return parseHandshakes(text), nil
+}
+
+// parseHandshakes reads the peers' last handshake times out of UAPI "get"
+// text.
+func parseHandshakes(text string) map[string]time.Time {
+	out := map[string]time.Time{}
+	var key string
+	var sec, nsec int64
+	flush := func() {
+		if key != "" {
+			t := time.Time{}
+			if sec != 0 || nsec != 0 {
+				t = time.Unix(sec, nsec)
+			}
+			out[key] = t
+		}
+	}
+	for _, line := range strings.Split(text, "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		switch k {
+		case "public_key":
+			flush()
+			key, sec, nsec = "", 0, 0
+			if b, err := hex.DecodeString(v); err == nil && len(b) == 32 {
+				key = base64.StdEncoding.EncodeToString(b)
+			}
+		case "last_handshake_time_sec":
+			sec, _ = strconv.ParseInt(v, 10, 64)
+		case "last_handshake_time_nsec":
+			nsec, _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	flush()
+	return out
 }
 
 // Done is closed when the device stopped (Close, or its TUN device was
