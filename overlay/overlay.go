@@ -508,9 +508,8 @@ func (o *Overlay) Teardown() error {
 		}
 	}
 	owned := []string{o.cfg.VXLANName, o.cfg.BridgeName}
-	if o.cfg.Routed { // not ours: only our routes through it go
-		o.peers = nil
-		errs = append(errs, o.applyRoutedPeersLocked()...)
+	if o.cfg.Routed { // not ours: only our routes and address on it go
+		errs = append(errs, o.teardownRoutedLocked()...)
 		owned = owned[1:]
 	}
 	for _, name := range owned {

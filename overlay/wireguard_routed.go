@@ -27,6 +27,7 @@ import (
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // setupRoutedLocked is Setup of a routed overlay: the bridge, forwarding,
@@ -51,12 +52,72 @@ func (o *Overlay) setupRoutedLocked(ctx context.Context) error {
 	if err := o.setSysctls(); err != nil {
 		return err
 	}
+	if err := o.ensureRoutedAddr(dev); err != nil {
+		return err
+	}
 	o.mtu = mtu
 	o.setUp = true
 	if errs := o.applyRoutedPeersLocked(); len(errs) > 0 {
 		return fmt.Errorf("setup: %w: %w", ErrPartial, errors.Join(errs...))
 	}
 	return nil
+}
+
+// routedAddr is the address the overlay puts on the route device: its
+// subnet's network address (as the VXLAN device has it in a VXLAN
+// overlay), with the length of the whole ClusterCIDR (the network) and no
+// prefix route. It is what the kernel picks as source for packets the
+// node itself sends into the network through the device, and what the load
+// balancer's masquerade of mesh traffic picks (the address of the device
+// whose mask covers the destination): an address inside the network, which
+// the other nodes' filters and WireGuard let in, and which is routed back
+// here. Each network's address matches only its own destinations.
+func (o *Overlay) routedAddr() *netlink.Addr {
+	_, network := u32Range(o.cfg.Subnet)
+	return &netlink.Addr{
+		IPNet: prefixToIPNet(netip.PrefixFrom(network, o.cfg.ClusterCIDR.Bits())),
+		Flags: unix.IFA_F_NOPREFIXROUTE,
+	}
+}
+
+// ensureRoutedAddr adds routedAddr to the route device unless it is there;
+// the device's other addresses (the tunnel's, other networks') stay.
+func (o *Overlay) ensureRoutedAddr(dev netlink.Link) error {
+	want := o.routedAddr()
+	addrs, err := o.h.AddrList(dev, netlink.FAMILY_V4)
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		return fmt.Errorf("list addresses of %s: %w", o.cfg.VXLANName, err)
+	}
+	for _, a := range addrs {
+		if a.IPNet.String() == want.IPNet.String() {
+			return nil
+		}
+	}
+	if err := o.h.AddrReplace(dev, want); err != nil {
+		return fmt.Errorf("add address %s to %s: %w", want.IPNet, o.cfg.VXLANName, err)
+	}
+	return nil
+}
+
+// teardownRoutedLocked removes what the overlay put on the route device:
+// its routes and its address. The device itself belongs to WireGuard.
+func (o *Overlay) teardownRoutedLocked() []error {
+	o.peers = nil
+	errs := o.applyRoutedPeersLocked()
+	dev, err := o.h.LinkByName(o.cfg.VXLANName)
+	if errors.As(err, &netlink.LinkNotFoundError{}) {
+		return errs
+	}
+	if err == nil {
+		err = o.h.AddrDel(dev, o.routedAddr())
+		if errors.Is(err, unix.EADDRNOTAVAIL) {
+			err = nil
+		}
+	}
+	if err != nil {
+		errs = append(errs, fmt.Errorf("remove address %s from %s: %w", o.routedAddr().IPNet, o.cfg.VXLANName, err))
+	}
+	return errs
 }
 
 // applyRoutedPeersLocked makes the routes through the route device inside
