@@ -451,6 +451,8 @@ func (a *Agent) syncWireGuard(cl *cluster, self *api.Node, nodes []*api.Node, cl
 			return nil
 		}
 		cfg.TunnelIP = tip
+		// The TUN's MTU follows the underlay link (overlay.WireGuardConfig).
+		cfg.UnderlayIP, _ = netip.ParseAddr(a.cfg.AdvertiseAddr)
 		wg, err := overlay.NewWireGuard(cfg)
 		if err != nil {
 			a.log.Warn("wireguard: start failed; retrying", "err", err)

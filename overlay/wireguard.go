@@ -33,9 +33,11 @@ package overlay
 // WireGuard peer: packets to its tunnel address are dropped by WireGuard
 // ("no peer"), never sent in the clear.
 //
-// MTU: the TUN device gets underlay − 80 (WireGuard's worst case, as
-// wg-quick does), and the encrypted VXLAN device derives its own from it
-// (−50), so nothing depends on fragmentation.
+// MTU: the TUN device gets the underlay link's MTU − 60, what WireGuard
+// adds over IPv4 (20 IP + 8 UDP + 16 header + 16 tag; endpoints are IPv4
+// only, PeersConfig), so an encrypted packet never needs fragmenting, and
+// a jumbo-frame underlay gives jumbo packets inside. The encrypted
+// networks' bridges and container veths take the TUN's MTU.
 //
 // Lifetime: the TUN device belongs to the agent process; it disappears
 // when the agent stops, and with it the encrypted networks' VXLAN devices
@@ -78,9 +80,9 @@ const (
 	// DefaultTunnelCIDR holds the nodes' tunnel addresses (RFC 6598 shared
 	// space: not a range users give their networks).
 	DefaultTunnelCIDR = "100.64.0.0/16"
-	// wireGuardOverhead is what WireGuard adds in the worst case (IPv6
-	// outer header), as wg-quick assumes.
-	wireGuardOverhead = 80
+	// wireGuardOverhead is what WireGuard adds to a packet over an IPv4
+	// underlay (wg-quick assumes 80, for IPv6).
+	wireGuardOverhead = 60
 	keyFileMode       = 0o600
 )
 
@@ -330,9 +332,12 @@ type WireGuardConfig struct {
 	// of them (TunnelAddr).
 	TunnelIP   netip.Addr
 	TunnelCIDR netip.Prefix
-	// MTU of the TUN device: the underlay's minus WireGuard's overhead
-	// (1420 by default).
+	// MTU of the TUN device; 0 means the MTU of the link holding
+	// UnderlayIP (1500 when it is not set or not found) minus WireGuard's
+	// overhead.
 	MTU int
+	// UnderlayIP is the node's underlay address (optional, see MTU).
+	UnderlayIP netip.Addr
 	// NetNS is a network namespace path to create the device in (tests);
 	// empty means the calling process's.
 	NetNS  string
@@ -346,7 +351,6 @@ func DefaultWireGuardConfig() WireGuardConfig {
 		Name:       DefaultWireGuardName,
 		Port:       DefaultWireGuardPort,
 		TunnelCIDR: netip.MustParsePrefix(DefaultTunnelCIDR),
-		MTU:        1500 - wireGuardOverhead,
 		Logger:     slog.Default(),
 	}
 }
@@ -369,8 +373,8 @@ func (c *WireGuardConfig) Validate() error {
 	if !c.TunnelCIDR.IsValid() || !c.TunnelCIDR.Addr().Is4() || !c.TunnelIP.Is4() || !c.TunnelCIDR.Contains(c.TunnelIP) {
 		bad("TunnelIP %q must be an IPv4 address inside TunnelCIDR %q", c.TunnelIP, c.TunnelCIDR)
 	}
-	if c.MTU < 576 || c.MTU > 65535 {
-		bad("MTU must be in 576..65535, got %d", c.MTU)
+	if c.MTU != 0 && (c.MTU < 576 || c.MTU > 65535) {
+		bad("MTU must be 0 (derived) or in 576..65535, got %d", c.MTU)
 	}
 	if c.NetNS != "" && !filepath.IsAbs(c.NetNS) {
 		bad("NetNS must be empty or an absolute path, got %q", c.NetNS)
@@ -440,6 +444,9 @@ func (w *WireGuard) up() error {
 	// tun.CreateTUN turns on the virtio header and with it TSO/GRO
 	// (wireguard_routed.go): TCP arrives as 64 KiB segments and leaves
 	// coalesced.
+	if w.cfg.MTU == 0 {
+		w.cfg.MTU = underlayMTU(w.cfg.UnderlayIP) - wireGuardOverhead
+	}
 	td, err := tun.CreateTUN(w.cfg.Name, w.cfg.MTU)
 	if err != nil {
 		return fmt.Errorf("create TUN device %s: %w", w.cfg.Name, err)
@@ -477,6 +484,36 @@ func (w *WireGuard) up() error {
 		"public_key", w.keys.PublicKey(), "mtu", w.cfg.MTU)
 	return nil
 }
+
+// underlayMTU is the MTU of the link holding ip in the current namespace,
+// or 1500 when there is none.
+func underlayMTU(ip netip.Addr) int {
+	const fallback = 1500
+	if !ip.IsValid() {
+		return fallback
+	}
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return fallback
+	}
+	defer h.Close()
+	addrs, err := h.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		return fallback
+	}
+	for _, a := range addrs {
+		if a.IP.Equal(ip.AsSlice()) {
+			if l, err := h.LinkByIndex(a.LinkIndex); err == nil && l.Attrs().MTU >= 576+wireGuardOverhead {
+				return l.Attrs().MTU
+			}
+		}
+	}
+	return fallback
+}
+
+// MTU is the TUN device's MTU, which the encrypted networks' bridges and
+// veths take.
+func (w *WireGuard) MTU() int { return w.cfg.MTU }
 
 // PublicKey is this node's public key (base64), to publish.
 func (w *WireGuard) PublicKey() string { return w.keys.PublicKey() }

@@ -34,7 +34,7 @@ func newWGHosts(t *testing.T) []*wgHost {
 		cfg := DefaultWireGuardConfig()
 		cfg.KeyFile = filepath.Join(t.TempDir(), "private.key")
 		cfg.TunnelIP = netip.AddrFrom4([4]byte{100, 64, 0, byte(2 + i)})
-		cfg.NetNS = h.nsPath
+		cfg.NetNS, cfg.UnderlayIP = h.nsPath, h.cfg.UnderlayIP
 		cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 		wg, err := NewWireGuard(cfg)
 		if err != nil {
@@ -139,8 +139,8 @@ func TestWireGuardRoutedTwoHosts(t *testing.T) {
 	}
 	connectWG(t, hosts)
 
-	if got := a.ov.MTU(); got != 1420 {
-		t.Fatalf("MTU = %d, want 1420 (the WireGuard device's)", got)
+	if got := a.ov.MTU(); got != 1440 || a.wg.MTU() != 1440 {
+		t.Fatalf("MTU = %d (WireGuard's %d), want 1440 (1500 underlay - 60)", got, a.wg.MTU())
 	}
 	if got := sh(t, "ip", "-n", a.ns, "route", "show", "dev", a.cfg.VXLANName); !strings.Contains(got, "10.42.2.0/24 scope link") {
 		t.Fatalf("no route of b's subnet into WireGuard on a:\n%s", got)

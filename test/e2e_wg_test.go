@@ -11,14 +11,11 @@ package test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -373,81 +370,6 @@ func TestPublishKeepsClientAddress(t *testing.T) {
 		return err == nil && strings.HasPrefix(out, "10.42.") && out != want,
 			fmt.Sprintf("mesh via %s (remote backend): %v %q", remote.Name, err, out)
 	}, "the mesh through another node shows that node's overlay address")
-}
-
-// BenchmarkWireGuardThroughput measures one TCP stream (iperf3, 5 s)
-// between containers on two hosts, over an encrypted network and over a
-// plain one, median of three runs each, and reports both and their ratio.
-// Timings are reported, never asserted.
-func BenchmarkWireGuardThroughput(b *testing.B) {
-	if _, err := exec.LookPath("iperf3"); err != nil {
-		b.Fatalf("iperf3 is required (scripts/deps.sh installs it): %v", err)
-	}
-	c := harness.New(b, 2)
-	c.Form(b)
-	h1 := c.Host(1)
-	h1.MustCLI(b, "image", "import", busyboxTar(b), "bb:1")
-	h1.MustCLI(b, "network", "create", "--encrypted", "sec")
-	h1.MustCLI(b, "network", "create", "pln")
-	h1.MustCLI(b, "service", "create", "--name", "s", "--mode", "global", "--network", "sec", "bb:1", "sleep", "100000")
-	h1.MustCLI(b, "service", "create", "--name", "p", "--mode", "global", "--network", "pln", "bb:1", "sleep", "100000")
-	measure := func(svc, network string) float64 {
-		var a, z api.Task
-		harness.Eventually(b, 120*time.Second, func() (bool, string) {
-			var tasks []api.Task
-			if err := h1.JSON(&tasks, "service", "ps", svc); err != nil {
-				return false, err.Error()
-			}
-			for _, x := range tasks {
-				for _, y := range tasks {
-					if x.State == api.TaskRunning && y.State == api.TaskRunning && x.NodeID != y.NodeID && x.IPs[network] != "" && y.IPs[network] != "" {
-						a, z = x, y
-						return true, ""
-					}
-				}
-			}
-			return false, "waiting for two tasks"
-		}, svc+" on two hosts")
-		nsOf := func(tk api.Task) string {
-			return filepath.Join(hostOfB(b, c, tk).DataDir, "runtime", "netns", tk.ContainerID)
-		}
-		var runs []float64
-		for i := 0; i < 3; i++ {
-			srv := exec.Command("nsenter", "--net="+nsOf(z), "iperf3", "-s")
-			if err := srv.Start(); err != nil {
-				b.Fatal(err)
-			}
-			stopSrv := func() { _ = srv.Process.Kill(); _ = srv.Wait() }
-			var res struct {
-				Error string `json:"error"`
-				End   struct {
-					SumReceived struct {
-						BitsPerSecond float64 `json:"bits_per_second"`
-					} `json:"sum_received"`
-				} `json:"end"`
-			}
-			harness.Eventually(b, 30*time.Second, func() (bool, string) {
-				out, err := exec.Command("nsenter", "--net="+nsOf(a), "iperf3", "-c", z.IPs[network], "-t", "5", "-J").Output()
-				res.Error, res.End.SumReceived.BitsPerSecond = "", 0
-				if jerr := json.Unmarshal(out, &res); err != nil || jerr != nil || res.Error != "" {
-					return false, fmt.Sprintf("%v %v %s", err, jerr, res.Error)
-				}
-				return res.End.SumReceived.BitsPerSecond > 0, "no bytes received"
-			}, "iperf3 client")
-			stopSrv()
-			runs = append(runs, res.End.SumReceived.BitsPerSecond/1e9)
-		}
-		sort.Float64s(runs)
-		b.Logf("%s (%s): %.2f Gbit/s (runs %v)", network, svc, runs[1], runs)
-		return runs[1]
-	}
-	for i := 0; i < b.N; i++ {
-		enc := measure("s", "sec")
-		plain := measure("p", "pln")
-		b.ReportMetric(enc, "enc-Gbit/s")
-		b.ReportMetric(plain, "plain-Gbit/s")
-		b.ReportMetric(enc/plain, "enc/plain")
-	}
 }
 
 func hostOfB(b *testing.B, c *harness.Cluster, tk api.Task) *harness.Host {
