@@ -13,8 +13,10 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -23,6 +25,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/overlay"
 	"github.com/shoal-org/shoal/test/harness"
 )
 
@@ -228,6 +231,188 @@ func TestWireGuardEncryptedNetwork(t *testing.T) {
 	}, "the encrypted network works again after an agent restart")
 	if k := nodeKey(t, h1, sb.NodeID); k != keyBefore {
 		t.Fatalf("the node's WireGuard key changed across a restart: %s -> %s", keyBefore, k)
+	}
+}
+
+// TestWireGuardRemovedNodeCutOff: once a node is removed (`node rm`),
+// every other node drops it as a WireGuard peer, so its key opens nothing
+// any more. The removed node's agent is killed and an impostor device
+// holding its private key, tunnel address and network share takes its
+// place in its namespace. Before the removal (positive control) it
+// completes handshakes with both survivors and pings their containers on
+// the encrypted network; after it, its established sessions stop working
+// and a fresh device with the same key never gets a handshake answered.
+func TestWireGuardRemovedNodeCutOff(t *testing.T) {
+	c, _ := svcCluster(t, 3)
+	leader := c.Leader(t, electionTimeout)
+	leader.MustCLI(t, "network", "create", "--encrypted", "sec")
+	leader.MustCLI(t, "service", "create", "--name", "sweb", "--mode", "global", "--network", "sec", "bb:1", "sh", "-c", canaryWebCmd)
+	var sec api.Network
+	if err := netJSON(leader, &sec, "inspect", "sec"); err != nil {
+		t.Fatal(err)
+	}
+	var victim *harness.Host
+	var survivors []*harness.Host
+	for _, h := range c.Hosts() {
+		if h != leader && victim == nil {
+			victim = h
+		} else {
+			survivors = append(survivors, h)
+		}
+	}
+	// Every node's key published, a sweb task with its sec address on
+	// every node.
+	byHost := map[string]api.Node{}
+	target := map[string]string{} // survivor hostname -> container IP on sec
+	harness.Eventually(t, 120*time.Second, func() (bool, string) {
+		nodes, err := leader.Nodes()
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, n := range nodes {
+			if n.WireGuardKey == "" {
+				return false, "no WireGuard key yet for " + n.Hostname
+			}
+			byHost[n.Hostname] = n
+		}
+		for _, tk := range runningTasks(t, leader, "sweb") {
+			if tk.IPs["sec"] != "" {
+				target[tk.Node] = tk.IPs["sec"]
+			}
+		}
+		for _, h := range survivors {
+			if target[hostname(h)] == "" {
+				return false, "no sweb address on sec for " + h.Name
+			}
+		}
+		return len(byHost) == 3, fmt.Sprintf("%d nodes", len(byHost))
+	}, "keys published and sweb running on the survivors")
+
+	cluster, err := netip.ParsePrefix("10.42.0.0/16")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secNet := netip.MustParsePrefix(sec.Subnet)
+	tunnelCIDR := netip.MustParsePrefix(overlay.DefaultTunnelCIDR)
+	wgPeerOf := func(h *harness.Host) overlay.WGPeer {
+		n := byHost[hostname(h)]
+		sub := netip.MustParsePrefix(n.Subnet)
+		tip, err := overlay.TunnelAddr(tunnelCIDR, cluster, sub)
+		share, err2 := api.NodeShare(secNet, cluster, sub)
+		if err != nil || err2 != nil {
+			t.Fatal(err, err2)
+		}
+		return overlay.WGPeer{NodeID: n.ID, PublicKey: n.WireGuardKey, TunnelIP: tip, Subnets: []netip.Prefix{share},
+			Endpoint: netip.AddrPortFrom(netip.MustParseAddr(h.IP), overlay.DefaultWireGuardPort)}
+	}
+	self := wgPeerOf(victim) // the victim's own tunnel address and share
+	var peers []overlay.WGPeer
+	for _, h := range survivors {
+		peers = append(peers, wgPeerOf(h))
+	}
+
+	// The victim's private key, copied before anything may move it.
+	key, err := os.ReadFile(filepath.Join(victim.DataDir, "cluster", "wireguard", "private.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "victim.key")
+	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := victim.KillProcess(); err != nil { // its TUN device goes with it
+		t.Fatal(err)
+	}
+
+	// impostor brings up a WireGuard device with the victim's identity in
+	// its namespace, routing the survivors' shares of sec into it from
+	// the victim's share.
+	impostor := func() *overlay.WireGuard {
+		t.Helper()
+		cfg := overlay.DefaultWireGuardConfig()
+		cfg.Name, cfg.KeyFile, cfg.TunnelIP = "imp.wg", keyFile, self.TunnelIP
+		cfg.NetNS, cfg.UnderlayIP = "/run/netns/"+victim.NS, netip.MustParseAddr(victim.IP)
+		wg, err := overlay.NewWireGuard(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = wg.Close() })
+		if err := wg.SetPeers(peers); err != nil {
+			t.Fatal(err)
+		}
+		src := self.Subnets[0].Addr().String()
+		out, err := exec.Command("ip", "-n", victim.NS, "addr", "add", src+"/32", "dev", cfg.Name).CombinedOutput()
+		if err != nil {
+			t.Fatalf("impostor address: %v %s", err, out)
+		}
+		for _, p := range peers {
+			out, err := exec.Command("ip", "-n", victim.NS, "route", "replace", p.Subnets[0].String(), "dev", cfg.Name, "src", src).CombinedOutput()
+			if err != nil {
+				t.Fatalf("impostor route: %v %s", err, out)
+			}
+		}
+		return wg
+	}
+	reaches := func(h *harness.Host) bool {
+		_, err := inNS(victim.NS, "ping", "-c1", "-W1", target[hostname(h)])
+		return err == nil
+	}
+
+	// Positive control: the victim's key still works while it is a member.
+	imp := impostor()
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		for _, h := range survivors {
+			if !reaches(h) {
+				return false, "no answer from sweb on " + h.Name
+			}
+		}
+		hs, err := imp.LastHandshakes()
+		for _, p := range peers {
+			if err != nil || hs[p.PublicKey].IsZero() {
+				return false, fmt.Sprintf("handshakes %v %v", hs, err)
+			}
+		}
+		return true, ""
+	}, "the victim's key reaches the survivors' containers before node rm")
+
+	victimID := byHost[hostname(victim)].ID
+	leader.MustCLI(t, "node", "rm", "--force", victimID)
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		for _, h := range survivors {
+			if _, err := h.Node(victimID); err == nil {
+				return false, h.Name + " still knows the victim"
+			}
+		}
+		return true, ""
+	}, "the survivors' replicas lose the victim")
+	// Its sessions die with its peer entries...
+	harness.Eventually(t, 30*time.Second, func() (bool, string) {
+		for _, h := range survivors {
+			if reaches(h) {
+				return false, "sweb on " + h.Name + " still answers the removed node"
+			}
+		}
+		return true, ""
+	}, "the removed node's established sessions stop working")
+	// ...and a fresh handshake with its key is never answered: 20 s are
+	// four handshake attempts (one per 5 s) towards each survivor.
+	_ = imp.Close()
+	imp = impostor()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+		for _, h := range survivors {
+			if reaches(h) {
+				t.Fatalf("the removed node's key reached sweb on %s", h.Name)
+			}
+		}
+	}
+	hs, err := imp.LastHandshakes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range peers {
+		if !hs[p.PublicKey].IsZero() {
+			t.Fatalf("node %s answered a handshake of the removed node (at %s)", p.NodeID, hs[p.PublicKey])
+		}
 	}
 }
 
