@@ -166,6 +166,32 @@ func TestWireGuardEncryptedNetwork(t *testing.T) {
 		return err == nil && strings.Contains(out, canary), fmt.Sprintf("pweb %s -> %s: %v %q", pa.Node, pb.IPs["pln"], err, out)
 	}, "plain network across hosts")
 
+	// Routed straight through WireGuard: no VXLAN device carries the
+	// encrypted network (the plain one has its own), and bulk TCP flows
+	// through the TUN's segmentation offloads.
+	for _, h := range c.Hosts() {
+		out, err := exec.Command("ip", "-n", h.NS, "-d", "link", "show", "type", "vxlan").CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip link on %s: %v %s", h.Name, err, out)
+		}
+		if strings.Contains(string(out), fmt.Sprintf("vxlan id %d ", sec.VNI)) {
+			t.Fatalf("%s carries the encrypted network over VXLAN:\n%s", h.Name, out)
+		}
+	}
+	if _, err := exec.LookPath("iperf3"); err != nil {
+		t.Fatalf("iperf3 is required (scripts/deps.sh installs it): %v", err)
+	}
+	srv := exec.Command("nsenter", "--net="+netnsOf(t, c, sb), "iperf3", "-s")
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		out, err := exec.Command("nsenter", "--net="+nsS, "timeout", "60", "iperf3", "-c", sb.IPs["sec"], "-n", "16M").CombinedOutput()
+		return err == nil, fmt.Sprintf("%v %s", err, tail(string(out), 500))
+	}, "16 MiB of TCP across the encrypted network")
+	_ = srv.Process.Kill()
+	_ = srv.Wait()
+
 	// Encrypted: the canary crosses the underlay only inside WireGuard.
 	// Five requests are at least 5×(3 handshake + request + response + 4
 	// teardown) packets, all of which the capture must see as WireGuard.
