@@ -1,6 +1,6 @@
 package overlay
 
-// Encrypted networks: VXLAN inside WireGuard.
+// Encrypted networks: routed through WireGuard.
 //
 // The kernel here has neither WireGuard nor ESP crypto, so every node runs
 // userspace wireguard-go on one TUN device, "shoal.wg", listening on UDP
@@ -8,23 +8,23 @@ package overlay
 // /24 of the cluster CIDR (node 10.42.7.0/24 → 100.64.0.8; TunnelAddr), so
 // nobody allocates anything and every node can compute every other node's.
 // The TUN device holds the node's address with the whole tunnel prefix
-// (100.64.0.8/16): the connected route sends every peer's tunnel address
-// into WireGuard, and WireGuard knows each peer by its public key, its
-// underlay endpoint and, as its only allowed IP, its tunnel address /32.
+// (100.64.0.8/16). WireGuard knows each peer by its public key, its
+// underlay endpoint and its allowed IPs: its tunnel address /32 and its
+// share of every encrypted network (WGPeer.Subnets).
 //
-// An encrypted network is then an ordinary Overlay (peers.go) whose
-// "underlay" is the tunnel: its VXLAN device has the tunnel address as
-// local address and the TUN device as link, and its FDB entries point at
-// the peers' tunnel addresses. Its VXLAN packets are routed into shoal.wg,
-// encrypted and authenticated by WireGuard, and only WireGuard's UDP
-// leaves the node. Nothing is special-cased in the VXLAN code.
+// An encrypted network is an Overlay without VXLAN (Config.Routed,
+// wireguard_routed.go): its bridge holds the node's share, and each peer's
+// share is routed straight into shoal.wg, where WireGuard encrypts and
+// authenticates it for the peer whose allowed IPs hold the destination.
+// Only WireGuard's UDP leaves the node. (It used to be VXLAN inside the
+// tunnel, at a twentieth of the plain overlay's throughput.)
 //
-// Injection: the VXLAN devices of encrypted networks use their own UDP
-// port (EncryptedVXLANPort, not 4789), and the load balancer's input
-// filter drops that port unless it arrives through shoal.wg. A forged
-// VXLAN packet with an encrypted network's VNI sent to 4789 finds no
-// device (the kernel matches the VNI per port), and sent to 4800 on the
-// underlay it is dropped.
+// Injection: there is no VXLAN device for an encrypted network's VNI, so a
+// forged VXLAN packet finds none; the load balancer's input filter still
+// drops UDP EncryptedVXLANPort (the old inner VXLAN port) unless it
+// arrives through shoal.wg, and its forward filter lets from shoal.wg only
+// packets that stay inside one network. A peer can only send from its own
+// shares: WireGuard drops a source outside the sender's allowed IPs.
 //
 // Keys: the private key is made on the node (crypto/ecdh X25519), kept in
 // the data directory with mode 0600 and never sent anywhere; the public key
@@ -40,9 +40,9 @@ package overlay
 // networks' bridges and container veths take the TUN's MTU.
 //
 // Lifetime: the TUN device belongs to the agent process; it disappears
-// when the agent stops, and with it the encrypted networks' VXLAN devices
-// (the kernel deletes a VXLAN device whose link goes). Containers keep
-// their bridge; traffic across nodes resumes when the agent is back.
+// when the agent stops, and with it the routes into it. Containers keep
+// their bridge; traffic across nodes resumes when the agent is back (the
+// overlays' Setup re-applies the routes once the device exists again).
 
 import (
 	"crypto/ecdh"
@@ -74,8 +74,9 @@ import (
 const (
 	DefaultWireGuardName = "shoal.wg"
 	DefaultWireGuardPort = 51820
-	// EncryptedVXLANPort is the VXLAN port of encrypted networks (see the
-	// comment at the top of this file).
+	// EncryptedVXLANPort was the VXLAN port of encrypted networks inside
+	// the tunnel; the load balancer still drops it outside shoal.wg (see
+	// the comment at the top of this file).
 	EncryptedVXLANPort = 4800
 	// DefaultTunnelCIDR holds the nodes' tunnel addresses (RFC 6598 shared
 	// space: not a range users give their networks).
