@@ -128,6 +128,10 @@ func TestWireGuardEncryptedNetwork(t *testing.T) {
 	}
 	h1.MustCLI(t, "service", "create", "--name", "sweb", "--mode", "global", "--network", "sec", "bb:1", "sh", "-c", canaryWebCmd)
 	h1.MustCLI(t, "service", "create", "--name", "pweb", "--mode", "global", "--network", "pln", "bb:1", "sh", "-c", canaryWebCmd)
+	// A second encrypted network shares the WireGuard device, not its
+	// containers.
+	h1.MustCLI(t, "network", "create", "--encrypted", "sec2")
+	h1.MustCLI(t, "service", "create", "--name", "sweb2", "--mode", "global", "--network", "sec2", "bb:1", "sh", "-c", canaryWebCmd)
 
 	// Every node publishes its own WireGuard public key.
 	harness.Eventually(t, 60*time.Second, func() (bool, string) {
@@ -165,6 +169,39 @@ func TestWireGuardEncryptedNetwork(t *testing.T) {
 		out, err := wgetFrom(nsP, "http://"+pb.IPs["pln"]+"/")
 		return err == nil && strings.Contains(out, canary), fmt.Sprintf("pweb %s -> %s: %v %q", pa.Node, pb.IPs["pln"], err, out)
 	}, "plain network across hosts")
+
+	// Networks stay apart across hosts: encrypted to the other encrypted
+	// network (both through shoal.wg) and to the plain one, and back.
+	s2a, s2b := crossPair(t, h1, "sweb2", "sec2")
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		out, err := wgetFrom(netnsOf(t, c, s2a), "http://"+s2b.IPs["sec2"]+"/")
+		return err == nil && strings.Contains(out, canary), fmt.Sprintf("sweb2 -> %s: %v %q", s2b.IPs["sec2"], err, out)
+	}, "the second encrypted network across hosts")
+	// other returns the running task of svc on another node than src.
+	other := func(svc string, src api.Task) api.Task {
+		t.Helper()
+		for _, tk := range runningTasks(t, h1, svc) {
+			if tk.NodeID != src.NodeID {
+				return tk
+			}
+		}
+		t.Fatalf("no running %s task beside node %s", svc, src.Node)
+		return api.Task{}
+	}
+	for _, probe := range []struct {
+		src                api.Task
+		from, svc, network string
+	}{
+		{sa, "sec", "sweb2", "sec2"},
+		{s2a, "sec2", "sweb", "sec"},
+		{sa, "sec", "pweb", "pln"},
+		{pa, "pln", "sweb", "sec"},
+	} {
+		dst := other(probe.svc, probe.src)
+		if out, err := wgetFrom(netnsOf(t, c, probe.src), "http://"+dst.IPs[probe.network]+"/"); err == nil {
+			t.Fatalf("a container on %s reached one on %s on another host (%s): %q", probe.from, probe.network, dst.IPs[probe.network], out)
+		}
+	}
 
 	// Routed straight through WireGuard: no VXLAN device carries the
 	// encrypted network (the plain one has its own), and bulk TCP flows
