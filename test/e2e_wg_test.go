@@ -479,6 +479,26 @@ func TestWireGuardRemovedNodeCutOff(t *testing.T) {
 	}
 }
 
+// TestWireGuardPublishedPort: a port published by a service on an
+// encrypted network answers through both nodes, the one running the
+// replica and the one that must send the connection through WireGuard
+// (the mesh's masquerade takes the node's address on shoal.wg inside the
+// network, which the backend's node lets in and routes back).
+func TestWireGuardPublishedPort(t *testing.T) {
+	c, _ := svcCluster(t, 2)
+	h1 := c.Host(1)
+	h1.MustCLI(t, "network", "create", "--encrypted", "sec")
+	h1.MustCLI(t, "service", "create", "--name", "sweb", "--replicas", "1", "--network", "sec",
+		"--publish", "18095:80", "bb:1", "sh", "-c", canaryWebCmd)
+	waitSlots(t, h1, "sweb", 1, "", 90*time.Second)
+	for _, h := range c.Hosts() {
+		harness.Eventually(t, 60*time.Second, func() (bool, string) {
+			out, err := get(fmt.Sprintf("http://%s:18095/", h.IP))
+			return err == nil && strings.Contains(out, canary), fmt.Sprintf("via %s: %v %q", h.Name, err, out)
+		}, "the published port answers via "+h.Name)
+	}
+}
+
 func nodeKey(t *testing.T, h *harness.Host, id string) string {
 	t.Helper()
 	n, err := h.Node(id)
