@@ -251,11 +251,48 @@ type WGPeer struct {
 // overlapping another peer's are left out and reported; the rest is
 // configured.
 func PeersConfig(self KeyPair, peers []WGPeer) (string, []error) {
+	text, _, errs := PeersUpdate(self, peers, nil)
+	return text, errs
+}
+
+// PeersUpdate is PeersConfig for a device whose peers are those with the
+// keys current: rather than replacing every peer, which drops every
+// session (each pair handshakes again, and packets on the way are lost),
+// it removes the peers that are gone and updates the others in place, so
+// a node joining or a network created costs no one a session. current ==
+// nil means the device's peers are unknown: replace them all. It returns
+// the keys of the peers configured after it. It is pure.
+func PeersUpdate(self KeyPair, peers []WGPeer, current [][32]byte) (text string, keys [][32]byte, errs []error) {
+	body, keys, errs := peersBody(self, peers)
+	if current == nil {
+		return "replace_peers=true\n" + body, keys, errs
+	}
+	keep := map[[32]byte]bool{}
+	for _, k := range keys {
+		keep[k] = true
+	}
+	gone := [][32]byte{}
+	for _, k := range current {
+		if !keep[k] {
+			gone = append(gone, k)
+		}
+	}
+	sort.Slice(gone, func(i, j int) bool { return string(gone[i][:]) < string(gone[j][:]) })
+	var b strings.Builder
+	for _, k := range gone {
+		fmt.Fprintf(&b, "public_key=%s\nremove=true\n", hex.EncodeToString(k[:]))
+	}
+	return b.String() + body, keys, errs
+}
+
+// peersBody is the per-peer part of PeersConfig and the keys it
+// configures, in order.
+func peersBody(self KeyPair, peers []WGPeer) (string, [][32]byte, []error) {
 	var errs []error
 	sorted := append([]WGPeer(nil), peers...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].NodeID < sorted[j].NodeID })
 	var b strings.Builder
-	b.WriteString("replace_peers=true\n")
+	var order [][32]byte
 	keys := map[[32]byte]string{}
 	tunnels := map[netip.Addr]string{}
 	subnets := map[netip.Prefix]string{} // allowed subnets taken, by peer
@@ -286,6 +323,7 @@ func PeersConfig(self KeyPair, peers []WGPeer) (string, []error) {
 			continue
 		}
 		keys[key], tunnels[p.TunnelIP] = p.NodeID, p.NodeID
+		order = append(order, key)
 		for _, s := range p.Subnets {
 			subnets[s] = p.NodeID
 		}
@@ -296,7 +334,7 @@ func PeersConfig(self KeyPair, peers []WGPeer) (string, []error) {
 		}
 		b.WriteString("persistent_keepalive_interval=25\n")
 	}
-	return b.String(), errs
+	return b.String(), order, errs
 }
 
 // checkPeerSubnets refuses subnets of p that are not IPv4 network
@@ -392,9 +430,10 @@ type WireGuard struct {
 	cfg  WireGuardConfig
 	keys KeyPair
 
-	mu      sync.Mutex
-	dev     *device.Device
-	lastCfg string
+	mu       sync.Mutex
+	dev      *device.Device
+	lastCfg  string     // the last UAPI text applied
+	peerKeys [][32]byte // the peers configured; nil: unknown, replace all
 }
 
 // NewWireGuard loads (or creates) the node's key and brings the device up
@@ -526,20 +565,30 @@ func (w *WireGuard) TunnelIP() netip.Addr { return w.cfg.TunnelIP }
 func (w *WireGuard) Name() string { return w.cfg.Name }
 
 // SetPeers makes the device's peers exactly peers (PeersConfig); it is
-// idempotent and cheap when nothing changed. Malformed peers are left out
-// and reported (ErrPartial); the others are configured.
+// idempotent and cheap when nothing changed. Peers that stay keep their
+// sessions (PeersUpdate); peers that are gone lose theirs at once.
+// Malformed peers are left out and reported (ErrPartial); the others are
+// configured.
 func (w *WireGuard) SetPeers(peers []WGPeer) error {
-	text, errs := PeersConfig(w.keys, peers)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.dev == nil {
 		return fmt.Errorf("wireguard set peers: %w", ErrClosed)
 	}
+	text, keys, errs := PeersUpdate(w.keys, peers, w.peerKeys)
 	if text != w.lastCfg {
 		if err := w.dev.IpcSet(text); err != nil {
+			// Partly applied, maybe: replace everything next time.
+			w.peerKeys, w.lastCfg = nil, ""
 			return fmt.Errorf("configure WireGuard peers: %w", err)
 		}
-		w.lastCfg = text
+		if keys == nil {
+			keys = [][32]byte{} // known: no peers
+		}
+		w.peerKeys = keys
+		// The next identical call yields only the update part (no
+		// removals): remember that, so it is skipped.
+		w.lastCfg, _, _ = PeersUpdate(w.keys, peers, keys)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrPartial, errors.Join(errs...))

@@ -189,6 +189,18 @@ func TestWireGuardRoutedTwoHosts(t *testing.T) {
 		t.Fatalf("a's handshake with b: %v %v", hs, err)
 	}
 
+	// Changing a peer (one more allowed subnet, as a new encrypted
+	// network gives) keeps its session: no new handshake is needed.
+	more := wgPeersOf(b)
+	more[0].Subnets = append(more[0].Subnets, netip.MustParsePrefix("10.77.2.0/24"))
+	if err := a.wg.SetPeers(more); err != nil {
+		t.Fatal(err)
+	}
+	ping(t, c1, ip2)
+	if hs2, err := a.wg.LastHandshakes(); err != nil || !hs2[b.wg.PublicKey()].Equal(hs[b.wg.PublicKey()]) {
+		t.Fatalf("updating peer b made a new session: handshakes %v, before %v (%v)", hs2, hs, err)
+	}
+
 	// b removed as a's peer: nothing crosses either way any more.
 	if err := a.wg.SetPeers(nil); err != nil {
 		t.Fatal(err)

@@ -153,6 +153,20 @@ func TestPeersConfig(t *testing.T) {
 		t.Fatal("the peer config carries the private key")
 	}
 
+	// An update in place: the gone peer removed, no replace_peers (which
+	// would drop the sessions of those that stay).
+	gone, _ := GenerateKeyPair()
+	upd, keys, errs := PeersUpdate(self, peers, [][32]byte{k2.Public, gone.Public, k1.Public})
+	if len(errs) > 0 || len(keys) != 2 || keys[0] != k1.Public || keys[1] != k2.Public {
+		t.Fatalf("update: keys %v errs %v", keys, errs)
+	}
+	if wantUpd := "public_key=" + hexOf(gone) + "\nremove=true\n" + strings.TrimPrefix(want, "replace_peers=true\n"); upd != wantUpd {
+		t.Fatalf("update:\n%s\nwant:\n%s", upd, wantUpd)
+	}
+	if upd, _, _ := PeersUpdate(self, nil, [][32]byte{k1.Public}); upd != "public_key="+hexOf(k1)+"\nremove=true\n" {
+		t.Fatalf("update to no peers: %q", upd)
+	}
+
 	// No peers: every peer removed.
 	if got, errs := PeersConfig(self, nil); got != "replace_peers=true\n" || len(errs) > 0 {
 		t.Fatalf("empty: %q %v", got, errs)
