@@ -10,13 +10,16 @@ package node
 // the node's /24, so no allocation is needed). A network removed from the
 // state is torn down.
 //
-// Encrypted networks (overlay/wireguard.go) run their VXLAN inside
-// WireGuard: while the state holds one, the node runs a WireGuard device,
-// publishes its public key in its own node record (a node-owned field), and
-// configures as WireGuard peers the nodes whose keys it knows. An encrypted
-// network's overlay uses the tunnel addresses as its underlay and its own
-// VXLAN port. A node whose key is not known yet is no WireGuard peer, so
-// traffic to it is dropped by WireGuard until it is, never sent in clear.
+// Encrypted networks (overlay/wireguard.go) are routed through WireGuard:
+// while the state holds one, the node runs a WireGuard device, publishes
+// its public key in its own node record (a node-owned field), and
+// configures as WireGuard peers the nodes whose keys it knows, each allowed
+// its tunnel address and its shares of the encrypted networks. An
+// encrypted network's overlay is a bridge whose peers' shares are routed
+// straight into the WireGuard device (overlay.Config.Routed), no VXLAN. A
+// node whose key is not known yet (or that was removed) is no WireGuard
+// peer, so traffic to it is dropped by WireGuard, never sent in clear, and
+// its handshakes go unanswered.
 //
 // The runtime plugs containers in through netAttacher, which exists from
 // agent start: before the node is in a cluster (or before its subnet is
@@ -349,9 +352,15 @@ func networkBridge(n api.Network) string {
 	return fmt.Sprintf("shb%x", n.VNI)
 }
 
+// networkVXLAN is the device a network reaches other nodes through: its
+// VXLAN device, or for an encrypted network the WireGuard device (the load
+// balancer's filter treats it the same way).
 func networkVXLAN(n api.Network) string {
 	if n.Name == api.DefaultNetwork {
 		return overlay.DefaultVXLANName
+	}
+	if n.Encrypted {
+		return overlay.DefaultWireGuardName
 	}
 	return fmt.Sprintf("shv%x", n.VNI)
 }
@@ -386,8 +395,9 @@ func networkPeers(nodes []*api.Node, self string, subnet, cluster, tunnel netip.
 
 // wireGuardPeers lists the WireGuard peers of this node: every other node
 // with a subnet, an address and a published public key, at its underlay
-// address and port, allowed its tunnel address only. It is pure.
-func wireGuardPeers(nodes []*api.Node, self string, cluster, tunnel netip.Prefix, port uint16) []overlay.WGPeer {
+// address and port, allowed its tunnel address and its shares of the
+// encrypted networks' subnets (encrypted). It is pure.
+func wireGuardPeers(nodes []*api.Node, self string, cluster, tunnel netip.Prefix, port uint16, encrypted []netip.Prefix) []overlay.WGPeer {
 	var peers []overlay.WGPeer
 	for _, n := range nodes {
 		if n.ID == self || n.Subnet == "" || n.WireGuardKey == "" {
@@ -402,8 +412,14 @@ func wireGuardPeers(nodes []*api.Node, self string, cluster, tunnel netip.Prefix
 		if err != nil {
 			continue
 		}
+		var shares []netip.Prefix
+		for _, subnet := range encrypted {
+			if share, err := api.NodeShare(subnet, cluster, sub); err == nil {
+				shares = append(shares, share)
+			}
+		}
 		peers = append(peers, overlay.WGPeer{NodeID: n.ID, PublicKey: n.WireGuardKey,
-			Endpoint: netip.AddrPortFrom(ip, port), TunnelIP: tip})
+			Endpoint: netip.AddrPortFrom(ip, port), TunnelIP: tip, Subnets: shares})
 	}
 	return peers
 }
@@ -412,9 +428,9 @@ func wireGuardPeers(nodes []*api.Node, self string, cluster, tunnel netip.Prefix
 // (and stops it when none is left), publishes this node's public key and
 // keeps the peers in step. It returns the device, or nil while it is not
 // up (the caller skips the encrypted networks until it is).
-func (a *Agent) syncWireGuard(cl *cluster, self *api.Node, nodes []*api.Node, cluster, nodeSub netip.Prefix, need bool) *overlay.WireGuard {
+func (a *Agent) syncWireGuard(cl *cluster, self *api.Node, nodes []*api.Node, cluster, nodeSub netip.Prefix, encrypted []netip.Prefix) *overlay.WireGuard {
 	n := &a.net
-	if !need {
+	if len(encrypted) == 0 {
 		if n.wg != nil {
 			_ = n.wg.Close()
 			n.wg, n.wgPeers = nil, nil
@@ -441,6 +457,8 @@ func (a *Agent) syncWireGuard(cl *cluster, self *api.Node, nodes []*api.Node, cl
 			return nil
 		}
 		cfg.TunnelIP = tip
+		// The TUN's MTU follows the underlay link (overlay.WireGuardConfig).
+		cfg.UnderlayIP, _ = netip.ParseAddr(a.cfg.AdvertiseAddr)
 		wg, err := overlay.NewWireGuard(cfg)
 		if err != nil {
 			a.log.Warn("wireguard: start failed; retrying", "err", err)
@@ -461,7 +479,7 @@ func (a *Agent) syncWireGuard(cl *cluster, self *api.Node, nodes []*api.Node, cl
 			}
 		}()
 	}
-	peers := wireGuardPeers(nodes, a.id.NodeID, cluster, netip.MustParsePrefix(overlay.DefaultTunnelCIDR), overlay.DefaultWireGuardPort)
+	peers := wireGuardPeers(nodes, a.id.NodeID, cluster, netip.MustParsePrefix(overlay.DefaultTunnelCIDR), overlay.DefaultWireGuardPort, encrypted)
 	if !reflect.DeepEqual(peers, n.wgPeers) {
 		if err := n.wg.SetPeers(peers); err != nil {
 			a.log.Warn("wireguard peers", "err", err)
@@ -487,11 +505,13 @@ func (a *Agent) syncNetworks(ctx context.Context, cl *cluster, ns netState) {
 		return
 	}
 	nodes, networks := ns.Nodes, ns.Networks
-	needWG := false
+	var encrypted []netip.Prefix // subnets of the encrypted networks
 	for _, n := range networks {
-		needWG = needWG || n.Encrypted
+		if p, err := netip.ParsePrefix(n.Subnet); err == nil && n.Encrypted && n.Name != api.DefaultNetwork {
+			encrypted = append(encrypted, p)
+		}
 	}
-	wg := a.syncWireGuard(cl, self, nodes, cluster, nodeSub, needWG)
+	wg := a.syncWireGuard(cl, self, nodes, cluster, nodeSub, encrypted)
 	want := map[string]bool{}
 	for _, n := range networks {
 		if n.Name == api.DefaultNetwork {
@@ -531,8 +551,10 @@ func (a *Agent) syncNetworks(ctx context.Context, cl *cluster, ns netState) {
 			cfg.VethPrefix = fmt.Sprintf("s%x", n.VNI)
 			cfg.VNI = n.VNI
 			if n.Encrypted {
-				// VXLAN inside WireGuard: the tunnel is the underlay.
-				cfg.UnderlayIP, cfg.Port = wg.TunnelIP(), overlay.EncryptedVXLANPort
+				// Routed through WireGuard (no VXLAN): the peers' shares
+				// go straight into the TUN device, whose MTU the bridge
+				// and veths take.
+				cfg.UnderlayIP, cfg.Routed = wg.TunnelIP(), true
 			}
 			ov, err := overlay.New(cfg)
 			if err != nil {

@@ -27,13 +27,34 @@ func TestEncryptedNetworkPeers(t *testing.T) {
 	}
 	cluster := netip.MustParsePrefix("10.42.0.0/16")
 	tunnel := netip.MustParsePrefix(overlay.DefaultTunnelCIDR)
-	got := wireGuardPeers(nodes, "n1", cluster, tunnel, 51820)
+	got := wireGuardPeers(nodes, "n1", cluster, tunnel, 51820, nil)
 	want := []overlay.WGPeer{
 		{NodeID: "n2", PublicKey: k2.PublicKey(), Endpoint: netip.MustParseAddrPort("10.213.1.12:51820"), TunnelIP: netip.MustParseAddr("100.64.0.3")},
 		{NodeID: "n3", PublicKey: k3.PublicKey(), Endpoint: netip.MustParseAddrPort("10.213.1.13:51820"), TunnelIP: netip.MustParseAddr("100.64.0.4")},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("wireguard peers:\n got %+v\nwant %+v", got, want)
+	}
+
+	// With encrypted networks, each peer is also allowed its share of
+	// each (its containers' addresses, routed into WireGuard).
+	encA, encB := netip.MustParsePrefix("10.44.0.0/16"), netip.MustParsePrefix("10.45.0.0/18")
+	withNets := wireGuardPeers(nodes, "n1", cluster, tunnel, 51820, []netip.Prefix{encA, encB})
+	if len(withNets) != len(want) {
+		t.Fatalf("peers with encrypted networks: %+v", withNets)
+	}
+	for i, p := range withNets {
+		sub := netip.MustParsePrefix(nodes[i+1].Subnet)
+		shareA, errA := api.NodeShare(encA, cluster, sub)
+		shareB, errB := api.NodeShare(encB, cluster, sub)
+		if errA != nil || errB != nil {
+			t.Fatal(errA, errB)
+		}
+		w := want[i]
+		w.Subnets = []netip.Prefix{shareA, shareB}
+		if !reflect.DeepEqual(p, w) {
+			t.Fatalf("peer %d:\n got %+v\nwant %+v", i, p, w)
+		}
 	}
 
 	netSub := netip.MustParsePrefix("10.44.0.0/16")

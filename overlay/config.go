@@ -67,6 +67,13 @@ type Config struct {
 	// BridgeName and VXLANName are the devices the overlay owns (≤15 chars).
 	BridgeName string
 	VXLANName  string
+	// Routed means VXLANName is not a VXLAN device of ours but an existing
+	// layer-3 device that carries the peers' subnets by itself (an
+	// encrypted network's WireGuard TUN, wireguard.go): the overlay
+	// creates no VXLAN device and routes each peer's subnet straight into
+	// that device (no gateway, neighbour or FDB entry), never deletes it,
+	// and takes MTU (or, when 0, the device's MTU) for its bridge and veths.
+	Routed bool
 	// VNI is the VXLAN network identifier, Port the UDP destination port.
 	VNI  int
 	Port int

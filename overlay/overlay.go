@@ -131,6 +131,9 @@ func (o *Overlay) setupLocked(ctx context.Context) error {
 	if o.h == nil {
 		return fmt.Errorf("setup: %w", ErrClosed)
 	}
+	if o.cfg.Routed {
+		return o.setupRoutedLocked(ctx) // wireguard.go
+	}
 	under, err := o.underlayLink()
 	if err != nil {
 		return err
@@ -509,7 +512,12 @@ func (o *Overlay) Teardown() error {
 			errs = append(errs, err)
 		}
 	}
-	for _, name := range []string{o.cfg.VXLANName, o.cfg.BridgeName} {
+	owned := []string{o.cfg.VXLANName, o.cfg.BridgeName}
+	if o.cfg.Routed { // not ours: only our routes and address on it go
+		errs = append(errs, o.teardownRoutedLocked()...)
+		owned = owned[1:]
+	}
+	for _, name := range owned {
 		l, err := o.h.LinkByName(name)
 		if errors.As(err, &netlink.LinkNotFoundError{}) {
 			continue

@@ -202,6 +202,9 @@ func (o *Overlay) SetPeers(peers []Peer) error {
 // applyPeersLocked programs o.peers: adds first, then deletes leftovers. It
 // returns one error per failed operation. o.mu must be held.
 func (o *Overlay) applyPeersLocked() []error {
+	if o.cfg.Routed {
+		return o.applyRoutedPeersLocked() // wireguard.go
+	}
 	vx, err := o.h.LinkByName(o.cfg.VXLANName)
 	if err != nil {
 		return []error{fmt.Errorf("find VXLAN device %s: %w", o.cfg.VXLANName, err)}

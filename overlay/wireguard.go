@@ -1,6 +1,6 @@
 package overlay
 
-// Encrypted networks: VXLAN inside WireGuard.
+// Encrypted networks: routed through WireGuard.
 //
 // The kernel here has neither WireGuard nor ESP crypto, so every node runs
 // userspace wireguard-go on one TUN device, "shoal.wg", listening on UDP
@@ -8,23 +8,23 @@ package overlay
 // /24 of the cluster CIDR (node 10.42.7.0/24 → 100.64.0.8; TunnelAddr), so
 // nobody allocates anything and every node can compute every other node's.
 // The TUN device holds the node's address with the whole tunnel prefix
-// (100.64.0.8/16): the connected route sends every peer's tunnel address
-// into WireGuard, and WireGuard knows each peer by its public key, its
-// underlay endpoint and, as its only allowed IP, its tunnel address /32.
+// (100.64.0.8/16). WireGuard knows each peer by its public key, its
+// underlay endpoint and its allowed IPs: its tunnel address /32 and its
+// share of every encrypted network (WGPeer.Subnets).
 //
-// An encrypted network is then an ordinary Overlay (peers.go) whose
-// "underlay" is the tunnel: its VXLAN device has the tunnel address as
-// local address and the TUN device as link, and its FDB entries point at
-// the peers' tunnel addresses. Its VXLAN packets are routed into shoal.wg,
-// encrypted and authenticated by WireGuard, and only WireGuard's UDP
-// leaves the node. Nothing is special-cased in the VXLAN code.
+// An encrypted network is an Overlay without VXLAN (Config.Routed,
+// wireguard_routed.go): its bridge holds the node's share, and each peer's
+// share is routed straight into shoal.wg, where WireGuard encrypts and
+// authenticates it for the peer whose allowed IPs hold the destination.
+// Only WireGuard's UDP leaves the node. (It used to be VXLAN inside the
+// tunnel, at a twentieth of the plain overlay's throughput.)
 //
-// Injection: the VXLAN devices of encrypted networks use their own UDP
-// port (EncryptedVXLANPort, not 4789), and the load balancer's input
-// filter drops that port unless it arrives through shoal.wg. A forged
-// VXLAN packet with an encrypted network's VNI sent to 4789 finds no
-// device (the kernel matches the VNI per port), and sent to 4800 on the
-// underlay it is dropped.
+// Injection: there is no VXLAN device for an encrypted network's VNI, so a
+// forged VXLAN packet finds none; the load balancer's input filter still
+// drops UDP EncryptedVXLANPort (the old inner VXLAN port) unless it
+// arrives through shoal.wg, and its forward filter lets from shoal.wg only
+// packets that stay inside one network. A peer can only send from its own
+// shares: WireGuard drops a source outside the sender's allowed IPs.
 //
 // Keys: the private key is made on the node (crypto/ecdh X25519), kept in
 // the data directory with mode 0600 and never sent anywhere; the public key
@@ -33,14 +33,16 @@ package overlay
 // WireGuard peer: packets to its tunnel address are dropped by WireGuard
 // ("no peer"), never sent in the clear.
 //
-// MTU: the TUN device gets underlay − 80 (WireGuard's worst case, as
-// wg-quick does), and the encrypted VXLAN device derives its own from it
-// (−50), so nothing depends on fragmentation.
+// MTU: the TUN device gets the underlay link's MTU − 60, what WireGuard
+// adds over IPv4 (20 IP + 8 UDP + 16 header + 16 tag; endpoints are IPv4
+// only, PeersConfig), so an encrypted packet never needs fragmenting, and
+// a jumbo-frame underlay gives jumbo packets inside. The encrypted
+// networks' bridges and container veths take the TUN's MTU.
 //
 // Lifetime: the TUN device belongs to the agent process; it disappears
-// when the agent stops, and with it the encrypted networks' VXLAN devices
-// (the kernel deletes a VXLAN device whose link goes). Containers keep
-// their bridge; traffic across nodes resumes when the agent is back.
+// when the agent stops, and with it the routes into it. Containers keep
+// their bridge; traffic across nodes resumes when the agent is back (the
+// overlays' Setup re-applies the routes once the device exists again).
 
 import (
 	"crypto/ecdh"
@@ -55,12 +57,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
@@ -71,15 +74,16 @@ import (
 const (
 	DefaultWireGuardName = "shoal.wg"
 	DefaultWireGuardPort = 51820
-	// EncryptedVXLANPort is the VXLAN port of encrypted networks (see the
-	// comment at the top of this file).
+	// EncryptedVXLANPort was the VXLAN port of encrypted networks inside
+	// the tunnel; the load balancer still drops it outside shoal.wg (see
+	// the comment at the top of this file).
 	EncryptedVXLANPort = 4800
 	// DefaultTunnelCIDR holds the nodes' tunnel addresses (RFC 6598 shared
 	// space: not a range users give their networks).
 	DefaultTunnelCIDR = "100.64.0.0/16"
-	// wireGuardOverhead is what WireGuard adds in the worst case (IPv6
-	// outer header), as wg-quick assumes.
-	wireGuardOverhead = 80
+	// wireGuardOverhead is what WireGuard adds to a packet over an IPv4
+	// underlay (wg-quick assumes 80, for IPv6).
+	wireGuardOverhead = 60
 	keyFileMode       = 0o600
 )
 
@@ -232,24 +236,66 @@ type WGPeer struct {
 	PublicKey string
 	// Endpoint is the peer's underlay address and WireGuard port.
 	Endpoint netip.AddrPort
-	// TunnelIP is the peer's tunnel address, its only allowed IP.
+	// TunnelIP is the peer's tunnel address, one of its allowed IPs.
 	TunnelIP netip.Addr
+	// Subnets are the peer's shares of the encrypted networks: its other
+	// allowed IPs, routed straight into WireGuard (wireguard_routed.go).
+	Subnets []netip.Prefix
 }
 
 // PeersConfig is the wireguard-go configuration (UAPI "set" text) that
 // makes the device's peers exactly peers: replace_peers, then per peer
-// (sorted by node ID) its key, endpoint and tunnel address /32. It is
-// pure. Peers with this node's key, a malformed key or endpoint, or a key
-// or tunnel address another peer already has are left out and reported;
-// the rest is configured.
+// (sorted by node ID) its key, endpoint, and as allowed IPs its tunnel
+// address /32 and its subnets. It is pure. Peers with this node's key, a
+// malformed key, endpoint or subnet, or a key, tunnel address or subnet
+// overlapping another peer's are left out and reported; the rest is
+// configured.
 func PeersConfig(self KeyPair, peers []WGPeer) (string, []error) {
+	text, _, errs := PeersUpdate(self, peers, nil)
+	return text, errs
+}
+
+// PeersUpdate is PeersConfig for a device whose peers are those with the
+// keys current: rather than replacing every peer, which drops every
+// session (each pair handshakes again, and packets on the way are lost),
+// it removes the peers that are gone and updates the others in place, so
+// a node joining or a network created costs no one a session. current ==
+// nil means the device's peers are unknown: replace them all. It returns
+// the keys of the peers configured after it. It is pure.
+func PeersUpdate(self KeyPair, peers []WGPeer, current [][32]byte) (text string, keys [][32]byte, errs []error) {
+	body, keys, errs := peersBody(self, peers)
+	if current == nil {
+		return "replace_peers=true\n" + body, keys, errs
+	}
+	keep := map[[32]byte]bool{}
+	for _, k := range keys {
+		keep[k] = true
+	}
+	gone := [][32]byte{}
+	for _, k := range current {
+		if !keep[k] {
+			gone = append(gone, k)
+		}
+	}
+	sort.Slice(gone, func(i, j int) bool { return string(gone[i][:]) < string(gone[j][:]) })
+	var b strings.Builder
+	for _, k := range gone {
+		fmt.Fprintf(&b, "public_key=%s\nremove=true\n", hex.EncodeToString(k[:]))
+	}
+	return b.String() + body, keys, errs
+}
+
+// peersBody is the per-peer part of PeersConfig and the keys it
+// configures, in order.
+func peersBody(self KeyPair, peers []WGPeer) (string, [][32]byte, []error) {
 	var errs []error
 	sorted := append([]WGPeer(nil), peers...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].NodeID < sorted[j].NodeID })
 	var b strings.Builder
-	b.WriteString("replace_peers=true\n")
+	var order [][32]byte
 	keys := map[[32]byte]string{}
 	tunnels := map[netip.Addr]string{}
+	subnets := map[netip.Prefix]string{} // allowed subnets taken, by peer
 	for _, p := range sorted {
 		key, err := ParseKey(p.PublicKey)
 		switch {
@@ -272,11 +318,45 @@ func PeersConfig(self KeyPair, peers []WGPeer) (string, []error) {
 			errs = append(errs, fmt.Errorf("%w: peer %s has the tunnel address of peer %s", ErrInvalidPeer, p.NodeID, tunnels[p.TunnelIP]))
 			continue
 		}
+		if err := checkPeerSubnets(p, subnets); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		keys[key], tunnels[p.TunnelIP] = p.NodeID, p.NodeID
-		fmt.Fprintf(&b, "public_key=%s\nendpoint=%s\nreplace_allowed_ips=true\nallowed_ip=%s/32\npersistent_keepalive_interval=25\n",
+		order = append(order, key)
+		for _, s := range p.Subnets {
+			subnets[s] = p.NodeID
+		}
+		fmt.Fprintf(&b, "public_key=%s\nendpoint=%s\nreplace_allowed_ips=true\nallowed_ip=%s/32\n",
 			hex.EncodeToString(key[:]), p.Endpoint, p.TunnelIP)
+		for _, s := range p.Subnets {
+			fmt.Fprintf(&b, "allowed_ip=%s\n", s)
+		}
+		b.WriteString("persistent_keepalive_interval=25\n")
 	}
-	return b.String(), errs
+	return b.String(), order, errs
+}
+
+// checkPeerSubnets refuses subnets of p that are not IPv4 network
+// prefixes, contain a tunnel address, or overlap one another or one that
+// taken gives to another peer (WireGuard would silently move it).
+func checkPeerSubnets(p WGPeer, taken map[netip.Prefix]string) error {
+	for i, s := range p.Subnets {
+		if !s.IsValid() || !s.Addr().Is4() || s != s.Masked() || s.Contains(p.TunnelIP) {
+			return fmt.Errorf("%w: peer %s: subnet %q", ErrInvalidPeer, p.NodeID, s)
+		}
+		for _, o := range p.Subnets[:i] {
+			if o.Overlaps(s) {
+				return fmt.Errorf("%w: peer %s: subnets %s and %s overlap", ErrInvalidPeer, p.NodeID, o, s)
+			}
+		}
+		for o, id := range taken {
+			if o.Overlaps(s) {
+				return fmt.Errorf("%w: peer %s: subnet %s overlaps %s of peer %s", ErrInvalidPeer, p.NodeID, s, o, id)
+			}
+		}
+	}
+	return nil
 }
 
 // WireGuardConfig configures a node's WireGuard device.
@@ -291,9 +371,12 @@ type WireGuardConfig struct {
 	// of them (TunnelAddr).
 	TunnelIP   netip.Addr
 	TunnelCIDR netip.Prefix
-	// MTU of the TUN device: the underlay's minus WireGuard's overhead
-	// (1420 by default).
+	// MTU of the TUN device; 0 means the MTU of the link holding
+	// UnderlayIP (1500 when it is not set or not found) minus WireGuard's
+	// overhead.
 	MTU int
+	// UnderlayIP is the node's underlay address (optional, see MTU).
+	UnderlayIP netip.Addr
 	// NetNS is a network namespace path to create the device in (tests);
 	// empty means the calling process's.
 	NetNS  string
@@ -307,7 +390,6 @@ func DefaultWireGuardConfig() WireGuardConfig {
 		Name:       DefaultWireGuardName,
 		Port:       DefaultWireGuardPort,
 		TunnelCIDR: netip.MustParsePrefix(DefaultTunnelCIDR),
-		MTU:        1500 - wireGuardOverhead,
 		Logger:     slog.Default(),
 	}
 }
@@ -330,8 +412,8 @@ func (c *WireGuardConfig) Validate() error {
 	if !c.TunnelCIDR.IsValid() || !c.TunnelCIDR.Addr().Is4() || !c.TunnelIP.Is4() || !c.TunnelCIDR.Contains(c.TunnelIP) {
 		bad("TunnelIP %q must be an IPv4 address inside TunnelCIDR %q", c.TunnelIP, c.TunnelCIDR)
 	}
-	if c.MTU < 576 || c.MTU > 65535 {
-		bad("MTU must be in 576..65535, got %d", c.MTU)
+	if c.MTU != 0 && (c.MTU < 576 || c.MTU > 65535) {
+		bad("MTU must be 0 (derived) or in 576..65535, got %d", c.MTU)
 	}
 	if c.NetNS != "" && !filepath.IsAbs(c.NetNS) {
 		bad("NetNS must be empty or an absolute path, got %q", c.NetNS)
@@ -348,9 +430,10 @@ type WireGuard struct {
 	cfg  WireGuardConfig
 	keys KeyPair
 
-	mu      sync.Mutex
-	dev     *device.Device
-	lastCfg string
+	mu       sync.Mutex
+	dev      *device.Device
+	lastCfg  string     // the last UAPI text applied
+	peerKeys [][32]byte // the peers configured; nil: unknown, replace all
 }
 
 // NewWireGuard loads (or creates) the node's key and brings the device up
@@ -398,7 +481,13 @@ func (w *WireGuard) up() error {
 		}
 		h.Close()
 	}
-	td, err := createTUN(w.cfg.Name, w.cfg.MTU)
+	// tun.CreateTUN turns on the virtio header and with it TSO/GRO
+	// (wireguard_routed.go): TCP arrives as 64 KiB segments and leaves
+	// coalesced.
+	if w.cfg.MTU == 0 {
+		w.cfg.MTU = underlayMTU(w.cfg.UnderlayIP) - wireGuardOverhead
+	}
+	td, err := tun.CreateTUN(w.cfg.Name, w.cfg.MTU)
 	if err != nil {
 		return fmt.Errorf("create TUN device %s: %w", w.cfg.Name, err)
 	}
@@ -436,33 +525,35 @@ func (w *WireGuard) up() error {
 	return nil
 }
 
-// createTUN creates the TUN device without IFF_VNET_HDR, unlike
-// tun.CreateTUN: with the virtio header wireguard-go coalesces the
-// decrypted VXLAN datagrams into UDP GSO super-packets (its UDP GRO), which
-// the kernel's VXLAN socket does not take apart, and bulk TCP over an
-// encrypted network stalled at 0 Gbit/s (BenchmarkWireGuardThroughput).
-// One packet per read and write is slower but correct.
-func createTUN(name string, mtu int) (tun.Device, error) {
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+// underlayMTU is the MTU of the link holding ip in the current namespace,
+// or 1500 when there is none.
+func underlayMTU(ip netip.Addr) int {
+	const fallback = 1500
+	if !ip.IsValid() {
+		return fallback
+	}
+	h, err := netlink.NewHandle()
 	if err != nil {
-		return nil, fmt.Errorf("open /dev/net/tun: %w", err)
+		return fallback
 	}
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		unix.Close(fd)
-		return nil, err
+	defer h.Close()
+	addrs, err := h.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		return fallback
 	}
-	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
-	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("TUNSETIFF %s: %w", name, err)
+	for _, a := range addrs {
+		if a.IP.Equal(ip.AsSlice()) {
+			if l, err := h.LinkByIndex(a.LinkIndex); err == nil && l.Attrs().MTU >= 576+wireGuardOverhead {
+				return l.Attrs().MTU
+			}
+		}
 	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	return tun.CreateTUNFromFile(os.NewFile(uintptr(fd), "/dev/net/tun"), mtu)
+	return fallback
 }
+
+// MTU is the TUN device's MTU, which the encrypted networks' bridges and
+// veths take.
+func (w *WireGuard) MTU() int { return w.cfg.MTU }
 
 // PublicKey is this node's public key (base64), to publish.
 func (w *WireGuard) PublicKey() string { return w.keys.PublicKey() }
@@ -474,25 +565,86 @@ func (w *WireGuard) TunnelIP() netip.Addr { return w.cfg.TunnelIP }
 func (w *WireGuard) Name() string { return w.cfg.Name }
 
 // SetPeers makes the device's peers exactly peers (PeersConfig); it is
-// idempotent and cheap when nothing changed. Malformed peers are left out
-// and reported (ErrPartial); the others are configured.
+// idempotent and cheap when nothing changed. Peers that stay keep their
+// sessions (PeersUpdate); peers that are gone lose theirs at once.
+// Malformed peers are left out and reported (ErrPartial); the others are
+// configured.
 func (w *WireGuard) SetPeers(peers []WGPeer) error {
-	text, errs := PeersConfig(w.keys, peers)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.dev == nil {
 		return fmt.Errorf("wireguard set peers: %w", ErrClosed)
 	}
+	text, keys, errs := PeersUpdate(w.keys, peers, w.peerKeys)
 	if text != w.lastCfg {
 		if err := w.dev.IpcSet(text); err != nil {
+			// Partly applied, maybe: replace everything next time.
+			w.peerKeys, w.lastCfg = nil, ""
 			return fmt.Errorf("configure WireGuard peers: %w", err)
 		}
-		w.lastCfg = text
+		if keys == nil {
+			keys = [][32]byte{} // known: no peers
+		}
+		w.peerKeys = keys
+		// The next identical call yields only the update part (no
+		// removals): remember that, so it is skipped.
+		w.lastCfg, _, _ = PeersUpdate(w.keys, peers, keys)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrPartial, errors.Join(errs...))
 	}
 	return nil
+}
+
+// LastHandshakes returns, by public key (base64), the time of each
+// configured peer's last completed handshake (zero: none yet). For tests
+// and diagnostics.
+func (w *WireGuard) LastHandshakes() (map[string]time.Time, error) {
+	w.mu.Lock()
+	dev := w.dev
+	w.mu.Unlock()
+	if dev == nil {
+		return nil, fmt.Errorf("wireguard handshakes: %w", ErrClosed)
+	}
+	text, err := dev.IpcGet()
+	if err != nil {
+		return nil, fmt.Errorf("read WireGuard state: %w", err)
+	}
+	return parseHandshakes(text), nil
+}
+
+// parseHandshakes reads the peers' last handshake times out of UAPI "get"
+// text.
+func parseHandshakes(text string) map[string]time.Time {
+	out := map[string]time.Time{}
+	var key string
+	var sec, nsec int64
+	flush := func() {
+		if key != "" {
+			t := time.Time{}
+			if sec != 0 || nsec != 0 {
+				t = time.Unix(sec, nsec)
+			}
+			out[key] = t
+		}
+	}
+	for _, line := range strings.Split(text, "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		switch k {
+		case "public_key":
+			flush()
+			key, sec, nsec = "", 0, 0
+			if b, err := hex.DecodeString(v); err == nil && len(b) == 32 {
+				key = base64.StdEncoding.EncodeToString(b)
+			}
+		case "last_handshake_time_sec":
+			sec, _ = strconv.ParseInt(v, 10, 64)
+		case "last_handshake_time_nsec":
+			nsec, _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	flush()
+	return out
 }
 
 // Done is closed when the device stopped (Close, or its TUN device was

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLoadOrCreateKeyPair(t *testing.T) {
@@ -134,7 +135,8 @@ func TestPeersConfig(t *testing.T) {
 	hexOf := func(k KeyPair) string { return hex.EncodeToString(k.Public[:]) }
 
 	peers := []WGPeer{
-		{NodeID: "n2", PublicKey: k2.PublicKey(), Endpoint: ep("10.213.1.13:51820"), TunnelIP: ip("100.64.0.3")},
+		{NodeID: "n2", PublicKey: k2.PublicKey(), Endpoint: ep("10.213.1.13:51820"), TunnelIP: ip("100.64.0.3"),
+			Subnets: []netip.Prefix{netip.MustParsePrefix("10.44.1.0/24"), netip.MustParsePrefix("10.45.0.128/25")}},
 		{NodeID: "n1", PublicKey: k1.PublicKey(), Endpoint: ep("10.213.1.12:51820"), TunnelIP: ip("100.64.0.2")},
 	}
 	got, errs := PeersConfig(self, peers)
@@ -143,12 +145,26 @@ func TestPeersConfig(t *testing.T) {
 	}
 	want := "replace_peers=true\n" +
 		"public_key=" + hexOf(k1) + "\nendpoint=10.213.1.12:51820\nreplace_allowed_ips=true\nallowed_ip=100.64.0.2/32\npersistent_keepalive_interval=25\n" +
-		"public_key=" + hexOf(k2) + "\nendpoint=10.213.1.13:51820\nreplace_allowed_ips=true\nallowed_ip=100.64.0.3/32\npersistent_keepalive_interval=25\n"
+		"public_key=" + hexOf(k2) + "\nendpoint=10.213.1.13:51820\nreplace_allowed_ips=true\nallowed_ip=100.64.0.3/32\nallowed_ip=10.44.1.0/24\nallowed_ip=10.45.0.128/25\npersistent_keepalive_interval=25\n"
 	if got != want {
 		t.Fatalf("config:\n%s\nwant:\n%s", got, want)
 	}
 	if strings.Contains(got, hex.EncodeToString(self.Private[:])) {
 		t.Fatal("the peer config carries the private key")
+	}
+
+	// An update in place: the gone peer removed, no replace_peers (which
+	// would drop the sessions of those that stay).
+	gone, _ := GenerateKeyPair()
+	upd, keys, errs := PeersUpdate(self, peers, [][32]byte{k2.Public, gone.Public, k1.Public})
+	if len(errs) > 0 || len(keys) != 2 || keys[0] != k1.Public || keys[1] != k2.Public {
+		t.Fatalf("update: keys %v errs %v", keys, errs)
+	}
+	if wantUpd := "public_key=" + hexOf(gone) + "\nremove=true\n" + strings.TrimPrefix(want, "replace_peers=true\n"); upd != wantUpd {
+		t.Fatalf("update:\n%s\nwant:\n%s", upd, wantUpd)
+	}
+	if upd, _, _ := PeersUpdate(self, nil, [][32]byte{k1.Public}); upd != "public_key="+hexOf(k1)+"\nremove=true\n" {
+		t.Fatalf("update to no peers: %q", upd)
 	}
 
 	// No peers: every peer removed.
@@ -164,12 +180,22 @@ func TestPeersConfig(t *testing.T) {
 		WGPeer{NodeID: "n6", PublicKey: mustKey(t), Endpoint: ep("10.213.1.17:51820"), TunnelIP: ip("100.64.0.2")},
 		WGPeer{NodeID: "n7", PublicKey: mustKey(t), TunnelIP: ip("100.64.0.8")},
 		WGPeer{NodeID: "n8", PublicKey: mustKey(t), Endpoint: ep("10.213.1.19:51820")},
+		// Subnets: another peer's (WireGuard would move it silently),
+		// host bits, overlapping each other, holding a tunnel address.
+		WGPeer{NodeID: "n9", PublicKey: mustKey(t), Endpoint: ep("10.213.1.20:51820"), TunnelIP: ip("100.64.0.10"),
+			Subnets: []netip.Prefix{netip.MustParsePrefix("10.44.1.128/25")}},
+		WGPeer{NodeID: "na", PublicKey: mustKey(t), Endpoint: ep("10.213.1.21:51820"), TunnelIP: ip("100.64.0.11"),
+			Subnets: []netip.Prefix{netip.MustParsePrefix("10.44.9.1/24")}},
+		WGPeer{NodeID: "nb", PublicKey: mustKey(t), Endpoint: ep("10.213.1.22:51820"), TunnelIP: ip("100.64.0.12"),
+			Subnets: []netip.Prefix{netip.MustParsePrefix("10.46.0.0/24"), netip.MustParsePrefix("10.46.0.0/25")}},
+		WGPeer{NodeID: "nc", PublicKey: mustKey(t), Endpoint: ep("10.213.1.23:51820"), TunnelIP: ip("100.64.0.13"),
+			Subnets: []netip.Prefix{netip.MustParsePrefix("100.64.0.0/24")}},
 	)
 	got, errs = PeersConfig(self, bad)
-	if got != want || len(errs) != 6 {
+	if got != want || len(errs) != 10 {
 		t.Fatalf("with bad peers: %d errors %v\n%s", len(errs), errs, got)
 	}
-	for i, w := range []string{"n3", "n4", "n5", "n6", "n7", "n8"} {
+	for i, w := range []string{"n3", "n4", "n5", "n6", "n7", "n8", "n9", "na", "nb", "nc"} {
 		if !strings.Contains(errs[i].Error(), "peer "+w) {
 			t.Errorf("error %d = %v, want peer %s", i, errs[i], w)
 		}
@@ -204,5 +230,23 @@ func TestWireGuardConfigValidate(t *testing.T) {
 		if err := c.Validate(); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+func TestParseHandshakes(t *testing.T) {
+	k1, k2 := mustKey(t), mustKey(t)
+	hexOf := func(b64 string) string {
+		k, err := ParseKey(b64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hex.EncodeToString(k[:])
+	}
+	text := "private_key=00\nlisten_port=51820\n" +
+		"public_key=" + hexOf(k1) + "\nendpoint=10.0.0.1:51820\nlast_handshake_time_sec=1700000000\nlast_handshake_time_nsec=5\n" +
+		"public_key=" + hexOf(k2) + "\nlast_handshake_time_sec=0\nlast_handshake_time_nsec=0\nerrno=0\n"
+	got := parseHandshakes(text)
+	if len(got) != 2 || !got[k1].Equal(time.Unix(1700000000, 5)) || !got[k2].IsZero() {
+		t.Fatalf("handshakes: %v", got)
 	}
 }

@@ -1,0 +1,264 @@
+package overlay
+
+// Real data-plane tests of routed overlays through WireGuard (as root, in
+// throwaway namespaces; see netns_test.go): two hosts, each with a
+// wireguard-go device and an overlay whose peers' subnets are routed into
+// it, containers pinging and streaming TCP across.
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// wgHost is a test host with its WireGuard device.
+type wgHost struct {
+	*testHost
+	wg *WireGuard
+	ul netip.Addr // underlay address
+}
+
+// newWGHosts builds two hosts (newHosts) with WireGuard up in each and a
+// routed overlay config (Setup left to the caller); the devices have no
+// peers yet.
+func newWGHosts(t *testing.T) []*wgHost {
+	t.Helper()
+	var out []*wgHost
+	for i, h := range newHosts(t, 2) {
+		cfg := DefaultWireGuardConfig()
+		cfg.KeyFile = filepath.Join(t.TempDir(), "private.key")
+		cfg.TunnelIP = netip.AddrFrom4([4]byte{100, 64, 0, byte(2 + i)})
+		cfg.NetNS, cfg.UnderlayIP = h.nsPath, h.cfg.UnderlayIP
+		cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+		wg, err := NewWireGuard(cfg)
+		if err != nil {
+			t.Fatalf("NewWireGuard on %s: %v", h.ns, err)
+		}
+		t.Cleanup(func() { _ = wg.Close() })
+		ul := h.cfg.UnderlayIP
+		h.cfg.VXLANName, h.cfg.Routed, h.cfg.UnderlayIP = cfg.Name, true, cfg.TunnelIP
+		out = append(out, &wgHost{testHost: h, wg: wg, ul: ul})
+	}
+	return out
+}
+
+// wgPeersOf lists hosts as WireGuard peers, each allowed its subnet.
+func wgPeersOf(hosts ...*wgHost) []WGPeer {
+	var ps []WGPeer
+	for _, h := range hosts {
+		ps = append(ps, WGPeer{NodeID: h.cfg.NodeID, PublicKey: h.wg.PublicKey(),
+			Endpoint: netip.AddrPortFrom(h.ul, DefaultWireGuardPort), TunnelIP: h.wg.TunnelIP(),
+			Subnets: []netip.Prefix{h.cfg.Subnet}})
+	}
+	return ps
+}
+
+// connectWG sets every host's WireGuard and overlay peers to the others.
+func connectWG(t testing.TB, hosts []*wgHost) {
+	t.Helper()
+	for _, h := range hosts {
+		var others []*wgHost
+		var ovPeers []Peer
+		for _, o := range hosts {
+			if o != h {
+				others = append(others, o)
+				ovPeers = append(ovPeers, Peer{NodeID: o.cfg.NodeID, Subnet: o.cfg.Subnet, UnderlayIP: o.wg.TunnelIP()})
+			}
+		}
+		if err := h.wg.SetPeers(wgPeersOf(others...)); err != nil {
+			t.Fatalf("WireGuard SetPeers on %s: %v", h.cfg.NodeID, err)
+		}
+		if err := h.ov.SetPeers(ovPeers); err != nil {
+			t.Fatalf("overlay SetPeers on %s: %v", h.cfg.NodeID, err)
+		}
+	}
+}
+
+// iperf runs one iperf3 TCP stream from client to server (namespaces) for
+// the given flags and returns the receiver's Gbit/s.
+func iperf(t testing.TB, server, client, ip string, flags ...string) float64 {
+	t.Helper()
+	srv := exec.Command("ip", "netns", "exec", server, "iperf3", "-s")
+	var srvOut strings.Builder
+	srv.Stdout, srv.Stderr = &srvOut, &srvOut
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
+	var res struct {
+		Error string `json:"error"`
+		End   struct {
+			SumReceived struct {
+				Bytes         float64 `json:"bytes"`
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		args := append([]string{"netns", "exec", client, "timeout", "60", "iperf3", "-c", ip, "-J"}, flags...)
+		out, err := exec.Command("ip", args...).Output()
+		jerr := json.Unmarshal(out, &res)
+		if err == nil && jerr == nil && res.Error == "" {
+			return res.End.SumReceived.BitsPerSecond / 1e9
+		}
+		if time.Now().After(deadline) || !strings.Contains(res.Error, "connect") {
+			_ = srv.Process.Kill()
+			_ = srv.Wait()
+			t.Fatalf("iperf3 %s -> %s: %v %v %q; server: %s", client, ip, err, jerr, res.Error, srvOut.String())
+		}
+		time.Sleep(100 * time.Millisecond) // the server is not listening yet
+	}
+}
+
+func requireIperf(t testing.TB) {
+	t.Helper()
+	if _, err := exec.LookPath("iperf3"); err != nil {
+		t.Skipf("needs iperf3: %v", err)
+	}
+}
+
+// TestWireGuardRoutedTwoHosts: containers on two hosts reach each other
+// through WireGuard with their subnets routed into the TUN (no VXLAN),
+// bulk TCP flows (the TUN's segmentation offloads), a peer removed from
+// WireGuard can no longer reach anything, and tearing the overlay down
+// removes its routes but leaves WireGuard's device alone.
+func TestWireGuardRoutedTwoHosts(t *testing.T) {
+	requireNetAdmin(t)
+	requireIperf(t)
+	hosts := newWGHosts(t)
+	a, b := hosts[0], hosts[1]
+	for _, h := range hosts {
+		h.start(t, t)
+	}
+	connectWG(t, hosts)
+
+	if got := a.ov.MTU(); got != 1440 || a.wg.MTU() != 1440 {
+		t.Fatalf("MTU = %d (WireGuard's %d), want 1440 (1500 underlay - 60)", got, a.wg.MTU())
+	}
+	if got := sh(t, "ip", "-n", a.ns, "route", "show", "dev", a.cfg.VXLANName); !strings.Contains(got, "10.42.2.0/24 scope link") {
+		t.Fatalf("no route of b's subnet into WireGuard on a:\n%s", got)
+	}
+	if got := sh(t, "ip", "-n", a.ns, "-d", "link", "show"); strings.Contains(got, "vxlan") {
+		t.Fatalf("a routed overlay made a VXLAN device:\n%s", got)
+	}
+	if got := sh(t, "ip", "-n", a.ns, "-4", "addr", "show", a.cfg.BridgeName); !strings.Contains(got, "inet 10.42.1.1/24") {
+		t.Errorf("bridge address:\n%s", got)
+	}
+
+	ctx := t.Context()
+	c1, c1Path := newNetns(t, "c1")
+	c2, c2Path := newNetns(t, "c2")
+	t.Cleanup(func() {
+		_ = a.ov.Detach(ctx, "c1", c1Path)
+		_ = b.ov.Detach(ctx, "c2", c2Path)
+	})
+	ip1, err := a.ov.Attach(ctx, "c1", c1Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip2, err := b.ov.Attach(ctx, "c2", c2Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ping(t, c1, ip2)
+	ping(t, c2, ip1)
+	// The node itself reaches the other node's containers from its
+	// address on the device (the network address of its subnet, masked
+	// like the whole network), which the other side routes back: what the
+	// load balancer's masquerade relies on.
+	if got := sh(t, "ip", "-n", a.ns, "-4", "addr", "show", a.cfg.VXLANName); !strings.Contains(got, "inet 10.42.1.0/16") || !strings.Contains(got, "noprefixroute") {
+		t.Fatalf("no network address on the WireGuard device:\n%s", got)
+	}
+	ping(t, a.ns, ip2)
+	// 16 MiB of one TCP stream each way: with the virtio header, segments
+	// of up to 64 KiB cross the TUN; a broken offload path stalls here.
+	for _, dir := range [][3]string{{c2, c1, ip2}, {c1, c2, ip1}} {
+		if g := iperf(t, dir[0], dir[1], dir[2], "-n", "16M"); g <= 0 {
+			t.Fatalf("iperf3 %s -> %s: %.3f Gbit/s", dir[1], dir[2], g)
+		}
+	}
+	hs, err := a.wg.LastHandshakes()
+	if err != nil || hs[b.wg.PublicKey()].IsZero() {
+		t.Fatalf("a's handshake with b: %v %v", hs, err)
+	}
+
+	// Changing a peer (one more allowed subnet, as a new encrypted
+	// network gives) keeps its session: no new handshake is needed.
+	more := wgPeersOf(b)
+	more[0].Subnets = append(more[0].Subnets, netip.MustParsePrefix("10.77.2.0/24"))
+	if err := a.wg.SetPeers(more); err != nil {
+		t.Fatal(err)
+	}
+	ping(t, c1, ip2)
+	if hs2, err := a.wg.LastHandshakes(); err != nil || !hs2[b.wg.PublicKey()].Equal(hs[b.wg.PublicKey()]) {
+		t.Fatalf("updating peer b made a new session: handshakes %v, before %v (%v)", hs2, hs, err)
+	}
+
+	// b removed as a's peer: nothing crosses either way any more.
+	if err := a.wg.SetPeers(nil); err != nil {
+		t.Fatal(err)
+	}
+	noPing(t, c2, ip1)
+	noPing(t, c1, ip2)
+	if hs, _ := a.wg.LastHandshakes(); len(hs) != 0 {
+		t.Fatalf("a still has WireGuard peers: %v", hs)
+	}
+
+	// Routes follow the overlay's peers; Teardown leaves WireGuard's
+	// device and its tunnel route.
+	if err := a.ov.SetPeers(nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := sh(t, "ip", "-n", a.ns, "route", "show", "dev", a.cfg.VXLANName); strings.Contains(got, "10.42.2.0") {
+		t.Fatalf("route of a removed peer remains:\n%s", got)
+	}
+	_ = a.ov.Detach(ctx, "c1", c1Path)
+	if err := a.ov.Teardown(); err != nil {
+		t.Fatal(err)
+	}
+	if got := sh(t, "ip", "-n", a.ns, "route", "show", "dev", a.cfg.VXLANName); !strings.Contains(got, "100.64.0.0/16") {
+		t.Fatalf("Teardown touched WireGuard's device:\n%s", got)
+	}
+	if got := sh(t, "ip", "-n", a.ns, "-4", "addr", "show", a.cfg.VXLANName); strings.Contains(got, "10.42.1.0") || !strings.Contains(got, "100.64.0.2/16") {
+		t.Fatalf("Teardown left its address on (or took the tunnel's off) the WireGuard device:\n%s", got)
+	}
+}
+
+// TestWireGuardRoutedThroughput reports (never asserts) the throughput of
+// one TCP stream across the routed WireGuard overlay; it runs only with
+// SHOAL_WG_THROUGHPUT set, for profiling (go test -cpuprofile).
+func TestWireGuardRoutedThroughput(t *testing.T) {
+	requireNetAdmin(t)
+	requireIperf(t)
+	if os.Getenv("SHOAL_WG_THROUGHPUT") == "" {
+		t.Skip("a measurement, not a test: set SHOAL_WG_THROUGHPUT=1")
+	}
+	hosts := newWGHosts(t)
+	for _, h := range hosts {
+		h.start(t, t)
+	}
+	connectWG(t, hosts)
+	ctx := t.Context()
+	c1, c1Path := newNetns(t, "c1")
+	c2, c2Path := newNetns(t, "c2")
+	t.Cleanup(func() {
+		_ = hosts[0].ov.Detach(ctx, "c1", c1Path)
+		_ = hosts[1].ov.Detach(ctx, "c2", c2Path)
+	})
+	if _, err := hosts[0].ov.Attach(ctx, "c1", c1Path); err != nil {
+		t.Fatal(err)
+	}
+	ip2, err := hosts[1].ov.Attach(ctx, "c2", c2Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ping(t, c1, ip2)
+	t.Logf("one TCP stream through WireGuard: %.2f Gbit/s", iperf(t, c2, c1, ip2, "-t", "5"))
+}
