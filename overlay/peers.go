@@ -186,7 +186,9 @@ func (o *Overlay) SetPeers(peers []Peer) error {
 		return errors.Join(errs...)
 	}
 	var applyErrs []error
-	if synced {
+	if synced && !o.cfg.Routed {
+		// Routed (WireGuard) overlays have no FDB or neighbours to diff;
+		// applyRoutedPeersLocked is already an in-place update.
 		applyErrs = o.applyPeerDiffLocked(diffPeers(prev, entries))
 	} else {
 		applyErrs = o.applyPeersLocked()
