@@ -2,13 +2,13 @@ package test
 
 // End-to-end tests of "removal is final" (issue 7): `node rm --force` of a
 // RUNNING node cuts it off from every path at once — its certificate is
-// refused for Raft, RPC and blob fetch and the connections it held are
-// closed. (Rotating the gossip key on removal, which would also make its
-// gossip ignored, is off for now: node/revoke.go rotateGossipOnRemoval.)
+// refused for Raft, RPC and blob fetch, the connections it held are closed,
+// and the gossip key is rotated so that its gossip (still encrypted with the
+// old key) is ignored by the others.
 //
 // A removed node that can ask a peer learns that it was removed and resets
-// itself (node/removal.go), closing its connections on its own; that would
-// make the checks pass for the wrong reason. So the removed host's outgoing
+// itself (node/removal.go), closing its connections and leaving gossip on
+// its own; that would make the checks pass for the wrong reason. So the removed host's outgoing
 // connections to the cluster port are dropped with nftables in its own
 // namespace first: it keeps running with its old certificate and its old
 // gossip key, as a node that does not want to go would.
@@ -126,6 +126,20 @@ type revokeTimes struct {
 	handshake time.Duration // Raft, RPC and blob fetch refuse its certificate on every survivor
 	held      time.Duration // the connection it held open was closed
 	conns     time.Duration // no established cluster-port connection with it on any survivor
+	gossip    time.Duration // every survivor's gossip counts it out (its messages are not read)
+}
+
+// membersAre holds when every one of hosts counts n live gossip members.
+func membersAre(n int, hosts ...*harness.Host) harness.Condition {
+	return func() (bool, string) {
+		for _, h := range hosts {
+			st, err := h.Status()
+			if err != nil || st.Members != n {
+				return false, fmt.Sprintf("%s counts %d gossip members (%v), want %d", h.Name, st.Members, err, n)
+			}
+		}
+		return true, ""
+	}
 }
 
 // removeRunningNode removes victim (running, blocked from asking whether it
@@ -211,14 +225,21 @@ func removeRunningNode(t testing.TB, via, victim *harness.Host, survivors []*har
 		return true, ""
 	}, "no survivor connected with the victim")
 	out.conns = time.Since(removed)
+	// The victim keeps gossiping with the key it had; once the rotation
+	// retired that key nobody reads it, nobody answers its probes, and every
+	// survivor declares it dead.
+	harness.Eventually(t, 60*time.Second, membersAre(len(survivors), survivors...), "the victim's gossip ignored by every survivor")
+	out.gossip = time.Since(removed)
 	return out
 }
 
 // TestRevokeRunningNodeCutOff: `node rm --force` of a running node that
 // does not want to go (it keeps its old certificate and gossip key, and
 // cannot ask whether it was removed) → it can reach neither Raft, RPC nor
-// blob fetch on any survivor, the connections it held are closed, and no
-// survivor holds a cluster-port connection with it while it keeps running.
+// blob fetch on any survivor, the connections it held are closed, no
+// survivor holds a cluster-port connection with it, and its gossip is
+// ignored: the survivors count 3 members and keep counting 3 while it keeps
+// running and gossiping with its old key.
 func TestRevokeRunningNodeCutOff(t *testing.T) {
 	harness.Context(t, testTimeout)
 	c := harness.New(t, 4)
@@ -234,23 +255,24 @@ func TestRevokeRunningNodeCutOff(t *testing.T) {
 		survivors = append(survivors, h)
 	}
 	times := removeRunningNode(t, leader, victim, survivors)
-	t.Logf("cut off after node rm started: handshakes refused %v, held connection closed %v, all connections gone %v",
-		times.handshake, times.held, times.conns)
+	t.Logf("cut off after node rm started: handshakes refused %v, held connection closed %v, all connections gone %v, gossip ignored %v",
+		times.handshake, times.held, times.conns, times.gossip)
 
-	// It stays out while it keeps running with its old certificate. (Its
-	// gossip is not cut: rotating the gossip key on removal is off, see
-	// node/revoke.go rotateGossipOnRemoval.)
-	harness.Consistently(t, 5*time.Second, func() (bool, string) {
+	// It stays out while it keeps running with its old certificate and key.
+	harness.Consistently(t, 10*time.Second, func() (bool, string) {
 		if !victim.Running() {
-			return false, "the removed agent stopped; the test needs it running with its old certificate"
+			return false, "the removed agent stopped; the test needs it running with its old certificate and key"
 		}
 		for _, s := range survivors {
 			if n := clusterConnsWith(t, s, victim.IP); n > 0 {
 				return false, fmt.Sprintf("%s has %d cluster-port connections with the removed node", s.Name, n)
 			}
 		}
+		if ok, what := membersAre(len(survivors), survivors...)(); !ok {
+			return false, what + ": the removed node's gossip was accepted"
+		}
 		return true, ""
-	}, "the removed node stays cut off from the cluster port")
+	}, "the removed node stays cut off from the cluster port and from gossip")
 	st, err := victim.Status()
 	if err != nil {
 		t.Fatalf("status on the removed node: %v", err)
