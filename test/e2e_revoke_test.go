@@ -15,16 +15,20 @@ package test
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/test/harness"
 )
@@ -282,4 +286,99 @@ func TestRevokeRunningNodeCutOff(t *testing.T) {
 	}
 	c.WaitReady(t, 60*time.Second, len(survivors), survivors...)
 
+}
+
+// gossipKeyring reads the gossip keyring h's agent persisted last.
+func gossipKeyring(h *harness.Host) ([][]byte, error) {
+	b, err := os.ReadFile(filepath.Join(h.DataDir, "cluster", "keyring.json"))
+	if err != nil {
+		return nil, err
+	}
+	var keys [][]byte
+	if err := json.Unmarshal(b, &keys); err != nil {
+		return nil, fmt.Errorf("%s's keyring: %w", h.Name, err)
+	}
+	return keys, nil
+}
+
+func hasKey(keys [][]byte, k []byte) bool {
+	return slices.ContainsFunc(keys, func(x []byte) bool { return bytes.Equal(x, k) })
+}
+
+// TestRevokeRotationWhileDown: a node that is down while a removal rotates
+// the gossip key to its end (the key it knows retired) comes back, catches
+// up through Raft (which needs no gossip key), applies the new keyring and
+// is a gossip member again, ready on every node.
+func TestRevokeRotationWhileDown(t *testing.T) {
+	harness.Context(t, testTimeout)
+	c := harness.New(t, 4)
+	c.Form(t)
+	leader := c.Leader(t, electionTimeout)
+	var nodes []api.Node
+	if err := leader.JSON(&nodes, "node", "ls"); err != nil {
+		t.Fatal(err)
+	}
+	status := map[string]string{}
+	for _, n := range nodes {
+		status[n.Hostname] = n.ManagerStatus
+	}
+	// Keep the quorum: of the two hosts away, at most one votes.
+	var down, gone *harness.Host
+	for _, h := range c.Hosts() {
+		if h != leader && status[hostname(h)] == "" && gone == nil {
+			gone = h
+		}
+	}
+	for _, h := range c.Hosts() {
+		if h != leader && h != gone && down == nil {
+			down = h
+		}
+	}
+	if gone == nil || down == nil {
+		t.Fatalf("want a non-voter and another follower among %v", status)
+	}
+	rest := hostsExcept(c.Hosts(), down, gone)
+	before, err := gossipKeyring(down)
+	if err != nil || len(before) != 1 {
+		t.Fatalf("%s's keyring before: %d keys, %v", down.Name, len(before), err)
+	}
+	goneID, downID := gone.NodeID(t), down.NodeID(t)
+	for _, h := range []*harness.Host{gone, down} {
+		if err := h.Kill(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	harness.Eventually(t, downTimeout, nodeStatusSeen(goneID, api.NodeDown, rest...), "%s down", gone.Name)
+	harness.Eventually(t, downTimeout, nodeStatusSeen(downID, api.NodeDown, rest...), "%s down", down.Name)
+	leader.MustCLI(t, "node", "rm", goneID)
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		for _, h := range rest {
+			keys, err := gossipKeyring(h)
+			if err != nil || len(keys) != 1 || hasKey(keys, before[0]) {
+				return false, fmt.Sprintf("%s's keyring: %d keys, the old one among them: %v (%v)", h.Name, len(keys), hasKey(keys, before[0]), err)
+			}
+		}
+		return true, ""
+	}, "the rotation finished: the key %s knows retired everywhere else", down.Name)
+	if now, err := gossipKeyring(down); err != nil || len(now) != 1 || !bytes.Equal(now[0], before[0]) {
+		t.Fatalf("%s's keyring changed while it was down: %d keys (%v)", down.Name, len(now), err)
+	}
+
+	if err := down.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	back := append(rest, down)
+	c.WaitReady(t, formTimeout, 3, back...)
+	harness.Eventually(t, 60*time.Second, membersAre(3, back...), "%s a gossip member again", down.Name)
+	want, err := gossipKeyring(leader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 30*time.Second, func() (bool, string) {
+		keys, err := gossipKeyring(down)
+		if err != nil || len(keys) != 1 || !bytes.Equal(keys[0], want[0]) {
+			return false, fmt.Sprintf("%s's keyring: %d keys, the current one: %v (%v)", down.Name, len(keys), hasKey(keys, want[0]), err)
+		}
+		return true, ""
+	}, "%s persisted the current keyring", down.Name)
 }
