@@ -479,7 +479,23 @@ func (a *Agent) leave(ctx context.Context) error {
 			}
 		}
 		err := a.forwardToLeader(ctx, cl, func(ctx context.Context, addr string) error {
-			return callRPC(ctx, addr, cl.client, rpcAdmin, adminRPCRequest{Op: "leave", NodeID: a.id.NodeID}, nil, nil)
+			err := callRPC(ctx, addr, cl.client, rpcAdmin, adminRPCRequest{Op: "leave", NodeID: a.id.NodeID}, nil, nil)
+			var re *rpcError
+			if err == nil || errors.As(err, &re) {
+				return err
+			}
+			// The leader closes a removed node's connections once the
+			// removal is applied (revoke.go), which may be before this
+			// node read the answer to its own leave; every retry is then
+			// refused for the revoked certificate. The removal question
+			// (no certificate needed) tells whether the leave went through.
+			actx, cancel := context.WithTimeout(ctx, removalAskTimeout)
+			defer cancel()
+			if by, removed := a.askRemoved(actx, cl, []string{addr}); removed {
+				a.log.Info("leave: the answer was lost, but the cluster says this node is out", "err", err, "told_by", shortID(by))
+				return nil
+			}
+			return err
 		})
 		if err != nil {
 			return fmt.Errorf("leave: %w", err)
