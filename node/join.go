@@ -53,6 +53,13 @@ type joinRPCResponse struct {
 	// one while a CA rotation is under way (see keys.go).
 	PrevCAPEM []byte `json:"prev_ca_pem,omitempty"`
 	CrossPEM  []byte `json:"cross_pem,omitempty"`
+	// Index is the leader's store index as of GossipKeys, past the entry
+	// that records the node. The new node's replica starts empty and
+	// replays the log: until it reaches Index it holds keyrings the
+	// cluster retired and, for a node that was removed and joins again
+	// under its ID, its previous record (another subnet). The node applies
+	// neither before (revoke.go). 0 from leaders that do not send it.
+	Index uint64 `json:"index,omitempty"`
 }
 
 type adminRPCRequest struct {
@@ -286,18 +293,28 @@ func (a *Agent) joinCluster(ctx context.Context, req api.JoinRequest) error {
 			return err
 		}
 	}
+	if resp.Index > 0 {
+		dir := clusterDir(a.cfg.DataDir)
+		if err := errors.Join(writeIndexFile(filepath.Join(dir, joinIndexFile), resp.Index),
+			writeIndexFile(filepath.Join(dir, keyringIndexFile), resp.Index)); err != nil {
+			_ = os.RemoveAll(dir)
+			return fmt.Errorf("write cluster files: %w", err)
+		}
+	}
 	if err := a.startCluster(a.ctx, startOpts{joinPeers: resp.Peers}); err != nil {
 		_ = os.RemoveAll(clusterDir(a.cfg.DataDir))
 		return err
 	}
 	// Wait until the replicated state has caught up far enough to show this
-	// node, so `node ls` right after join is complete.
+	// node as the leader admitted it now (not a record of a previous
+	// membership that the replay passes through), so `node ls` right after
+	// join is complete.
 	cl, err := a.clusterOrErr()
 	if err != nil {
 		return err
 	}
 	for cctx.Err() == nil {
-		if n, err := cl.store.Node(a.id.NodeID); err == nil && n.Status == api.NodeReady {
+		if n, err := cl.store.Node(a.id.NodeID); err == nil && n.Status == api.NodeReady && replicaCurrent(cl.store.Index(), resp.Index) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -384,13 +401,20 @@ func (a *Agent) handleJoinRPC(ctx context.Context, req joinRPCRequest) (*joinRPC
 	if err := cl.raft.AddNonvoter(ctx, req.NodeID, raftAddr); err != nil {
 		return nil, fmt.Errorf("add node to raft: %w", err)
 	}
+	// The keyring as of an index past the node's record, both from one
+	// view (joinRPCResponse.Index).
+	snap := cl.store.Snapshot()
+	keys := c.GossipKeys
+	if sc := snap.Cluster(); sc != nil {
+		keys = sc.GossipKeys
+	}
 	peers := cl.members.peerAddrs()
 	peers = append(peers, a.selfGossipAddr())
 	a.log.Info("node joined", "node_id", req.NodeID, "hostname", req.Hostname, "addr", req.Addr)
 	return &joinRPCResponse{
 		ClusterID: c.ClusterID, CertPEM: certPEM, CAPEM: c.CACertPEM,
-		GossipKeys: c.GossipKeys, Peers: dedupe(peers, ""), Epoch: cl.fence.local(),
-		PrevCAPEM: c.PrevCACertPEM, CrossPEM: c.CACrossPEM,
+		GossipKeys: keys, Peers: dedupe(peers, ""), Epoch: cl.fence.local(),
+		PrevCAPEM: c.PrevCACertPEM, CrossPEM: c.CACrossPEM, Index: snap.Index(),
 	}, nil
 }
 
@@ -455,7 +479,23 @@ func (a *Agent) leave(ctx context.Context) error {
 			}
 		}
 		err := a.forwardToLeader(ctx, cl, func(ctx context.Context, addr string) error {
-			return callRPC(ctx, addr, cl.client, rpcAdmin, adminRPCRequest{Op: "leave", NodeID: a.id.NodeID}, nil, nil)
+			err := callRPC(ctx, addr, cl.client, rpcAdmin, adminRPCRequest{Op: "leave", NodeID: a.id.NodeID}, nil, nil)
+			var re *rpcError
+			if err == nil || errors.As(err, &re) {
+				return err
+			}
+			// The leader closes a removed node's connections once the
+			// removal is applied (revoke.go), which may be before this
+			// node read the answer to its own leave; every retry is then
+			// refused for the revoked certificate. The removal question
+			// (no certificate needed) tells whether the leave went through.
+			actx, cancel := context.WithTimeout(ctx, removalAskTimeout)
+			defer cancel()
+			if by, removed := a.askRemoved(actx, cl, []string{addr}); removed {
+				a.log.Info("leave: the answer was lost, but the cluster says this node is out", "err", err, "told_by", shortID(by))
+				return nil
+			}
+			return err
 		})
 		if err != nil {
 			return fmt.Errorf("leave: %w", err)

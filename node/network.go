@@ -214,8 +214,12 @@ func (a *Agent) networkLoop(ctx context.Context, cl *cluster) {
 	defer a.closeNetworks()
 	retry := time.NewTicker(2 * time.Second)
 	defer retry.Stop()
+	joinFloor := readIndexFile(filepath.Join(clusterDir(a.cfg.DataDir), joinIndexFile))
 	for {
-		if ov == nil {
+		// A replica replaying the log toward the join floor may still hold
+		// this node's record of a previous membership, with another subnet:
+		// an overlay built from it is never rebuilt (revoke.go).
+		if ov == nil && replicaCurrent(cl.store.Index(), joinFloor) {
 			ov = a.setupOverlay(ctx, cl)
 			if ov != nil {
 				a.net.set(ov)

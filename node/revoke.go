@@ -32,7 +32,20 @@ package node
 //                      the others declare it dead.
 //     Every node applies the keyring of its replica (syncGossipKeys) and
 //     persists it, so a node down during the rotation catches up through
-//     Raft, which does not depend on gossip. A leader that did not start the
+//     Raft, which does not depend on gossip. A replica that is catching up
+//     replays history, though: a node that joins (or re-joins after its
+//     removal) replays the log from the start, and with it every keyring
+//     the cluster ever had — the very key a rotation retired among them.
+//     Applying those would make the node drop the current key and speak the
+//     old one (nobody reads it; it reads the removed node), and each switch
+//     changes its gossip metadata and wakes every membership subscriber in
+//     the middle of the replay (the network loop then built the overlay from
+//     the node's record of its previous membership: the old subnet, and its
+//     new task did not answer through the routing mesh). So a node keeps,
+//     beside its keyring, the Raft index that keyring is current as of (the
+//     join reply's, or that of the replica it took the keyring from), and
+//     applies its replica's keyring only from that index on
+//     (replicaKeyring). A leader that did not start the
 //     rotation it finds (it took over in the middle) cannot tell step 1
 //     from step 2, so it starts a fresh rotation from whatever is there:
 //     every key a removed node may know still goes.
@@ -150,14 +163,18 @@ func (a *Agent) revokeLoop(ctx context.Context, cl *cluster) {
 	tick := time.NewTicker(revokeResync)
 	defer tick.Stop()
 	revoked := -1
+	floor := readIndexFile(filepath.Join(clusterDir(a.cfg.DataDir), keyringIndexFile))
 	for {
-		if c := cl.store.Cluster(); c != nil {
+		snap := cl.store.Snapshot() // the keyring together with the index it is as of
+		if c := snap.Cluster(); c != nil {
 			if n := len(c.Revoked); n != revoked {
 				revoked = n
 				a.closeRevokedConns(cl)
 			}
-			if err := a.syncGossipKeys(cl, c.GossipKeys); err != nil {
-				a.log.Warn("apply gossip keyring", "err", err)
+			if keys := replicaKeyring(snap.Index(), floor, c.GossipKeys); keys != nil {
+				if err := a.syncGossipKeys(cl, keys, snap.Index()); err != nil {
+					a.log.Warn("apply gossip keyring", "err", err)
+				}
 			}
 		}
 		select {
@@ -203,9 +220,10 @@ func (a *Agent) closeRevokedConns(cl *cluster) {
 	}
 }
 
-// syncGossipKeys makes gossip use keys and persists them for the next
-// start; a no-op when they are already applied.
-func (a *Agent) syncGossipKeys(cl *cluster, keys [][]byte) error {
+// syncGossipKeys makes gossip use keys, the keyring of the replica as of
+// Raft index, and persists both for the next start; a no-op when they are
+// already applied.
+func (a *Agent) syncGossipKeys(cl *cluster, keys [][]byte, index uint64) error {
 	if cl.members == nil || len(keys) == 0 {
 		return nil
 	}
@@ -213,12 +231,63 @@ func (a *Agent) syncGossipKeys(cl *cluster, keys [][]byte) error {
 	if err != nil || !changed {
 		return err
 	}
-	if err := writeJSONFile(filepath.Join(clusterDir(a.cfg.DataDir), "keyring.json"), keys); err != nil {
+	// The index first: a crash between the two writes leaves an older
+	// keyring under a newer index, which only delays the next apply; the
+	// other way round, the next start would replay older keyrings.
+	dir := clusterDir(a.cfg.DataDir)
+	if err := writeIndexFile(filepath.Join(dir, keyringIndexFile), index); err != nil {
+		return fmt.Errorf("persist gossip keyring index: %w", err)
+	}
+	if err := writeJSONFile(filepath.Join(dir, "keyring.json"), keys); err != nil {
 		return fmt.Errorf("persist gossip keyring: %w", err)
 	}
-	a.log.Info("gossip keyring applied", "keys", len(keys), "fingerprint", keyringFP(keys))
+	a.log.Info("gossip keyring applied", "keys", len(keys), "fingerprint", keyringFP(keys), "index", index)
 	return nil
 }
+
+// Files beside keyring.json under DATA/cluster, each an indexRecord.
+const (
+	// keyringIndexFile: the Raft index keyring.json is current as of.
+	keyringIndexFile = "keyring-index.json"
+	// joinIndexFile: the leader's index when it admitted this node; until
+	// the replica reaches it, what it says of this node may be of a
+	// previous membership (a node removed and joined again under its ID).
+	joinIndexFile = "join-index.json"
+)
+
+type indexRecord struct {
+	Index uint64 `json:"index"`
+}
+
+// readIndexFile returns the index recorded at path; 0 when there is none
+// (init, or a node that joined before these files existed).
+func readIndexFile(path string) uint64 {
+	var r indexRecord
+	if err := readJSONFile(path, &r); err != nil {
+		return 0
+	}
+	return r.Index
+}
+
+func writeIndexFile(path string, index uint64) error {
+	return writeJSONFile(path, indexRecord{Index: index})
+}
+
+// replicaKeyring returns the keyring to apply from a replica at index whose
+// cluster record holds keys, or nil while the replica is behind floor, the
+// index this node's keyring is current as of (see the top of this file):
+// such a replica replays keyrings the cluster has retired.
+func replicaKeyring(index, floor uint64, keys [][]byte) [][]byte {
+	if len(keys) == 0 || index < floor {
+		return nil
+	}
+	return keys
+}
+
+// replicaCurrent reports whether a replica at index has reached this
+// node's join floor (joinIndexFile): before that, the record it holds of
+// this node may be of a previous membership, with another subnet.
+func replicaCurrent(index, joinFloor uint64) bool { return index >= joinFloor }
 
 // ---- keyring steps (pure) ----
 
@@ -376,24 +445,13 @@ func newGossipKey() []byte {
 // errRemoveNode wraps a refusal of RemoveNode inside the removal batch.
 var errRemoveNode = errors.New("remove node record")
 
-// rotateGossipOnRemoval turns the gossip key rotation of applyRemoval on.
-const rotateGossipOnRemoval = false
-
 // applyRemoval commits rm together with the first step of a gossip key
 // rotation (a new key installed beside the current ones) in one log entry,
 // so that a removal never lands without its rotation, and makes this
 // leader drive the rest of the rotation (rotateGossipKeys).
 func (a *Agent) applyRemoval(ctx context.Context, cl *cluster, rm *consensus.RemoveNode) error {
 	c := cl.store.Cluster()
-	// Rotating the gossip key on removal is off for now: with it, a node
-	// removed while down that comes back and re-joins under its old ID is
-	// joined again (gossip, Raft) but its new task does not answer through
-	// the routing mesh for 30 s and more (TestNodeRmDownNodeReturns failed
-	// 3 of 4 runs with it, passes without). Until that is understood the
-	// removed node is cut off by certificate only (both ends of every
-	// connection, live connections closed); the rotation machinery below
-	// stays and is unit-tested.
-	if !rotateGossipOnRemoval || c == nil || len(c.GossipKeys) == 0 {
+	if c == nil || len(c.GossipKeys) == 0 {
 		_, err := cl.raft.Apply(ctx, rm)
 		return err
 	}

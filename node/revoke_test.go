@@ -339,3 +339,99 @@ func TestRejoinRevokesOldSerials(t *testing.T) {
 		t.Fatal("the revoked old certificate re-joined again")
 	}
 }
+
+func TestReplicaKeyring(t *testing.T) {
+	k := [][]byte{key('k')}
+	tests := []struct {
+		name         string
+		index, floor uint64
+		keys         [][]byte
+		want         [][]byte
+	}{
+		{name: "no floor (init, older joins)", index: 1, keys: k, want: k},
+		{name: "replica behind the floor", index: 9, floor: 10, keys: k},
+		{name: "replica at the floor", index: 10, floor: 10, keys: k, want: k},
+		{name: "replica past the floor", index: 11, floor: 10, keys: k, want: k},
+		{name: "no keyring (gossip not encrypted)", index: 11, floor: 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := replicaKeyring(tt.index, tt.floor, tt.keys); !keysEqual(got, tt.want) {
+				t.Fatalf("replicaKeyring(%d, %d) = %q, want %q", tt.index, tt.floor, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestRejoinReplayKeepsCurrentState replays, entry by entry as a joining
+// node's replica does, the log of a cluster that removed node "n4" (with a
+// gossip key rotation) and admitted it again under its ID. Nothing the
+// node takes from its replica while it catches up may be of the past: it
+// never applies a keyring without the key the join reply gave it (the
+// retired key would cut it off from gossip and let the removed node's
+// messages in), and the first subnet the overlay may use is the new one.
+func TestRejoinReplayKeepsCurrentState(t *testing.T) {
+	old, nw := make([]byte, 32), key('n') // newReplica's bootstrap key is zeros
+	leader := newReplica(t)
+	var log []consensus.Command
+	apply := func(cmd consensus.Command) {
+		leader.apply(cmd)
+		log = append(log, cmd)
+	}
+	log = append(log, consensus.BootstrapCluster{ // what newReplica applied
+		Cluster: consensus.ClusterState{ClusterID: "c1", GossipKeys: [][]byte{old},
+			ClusterCIDR: "10.42.0.0/16", VIPCIDR: "10.43.0.0/16", TokenSecretHash: "x"},
+		Node: api.Node{ID: "boot", Hostname: "boot", Addr: "127.0.0.1", Status: api.NodeReady, CertSerial: "b0"},
+	})
+	n4 := func(serial string) consensus.Command {
+		return consensus.UpsertNode{Node: api.Node{ID: "n4", Hostname: "n4", Addr: "127.0.0.1", ClusterPort: 1,
+			Status: api.NodeReady, CertSerial: serial}}
+	}
+	apply(n4("s1"))
+	oldRec, err := leader.store.Node("n4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(consensus.Batch{Commands: []consensus.Command{consensus.RemoveNode{ID: "n4", Now: time.Now()},
+		consensus.SetGossipKeys{Keys: [][]byte{old, nw}}}})
+	apply(consensus.SetGossipKeys{Keys: [][]byte{nw, old}})
+	apply(consensus.SetGossipKeys{Keys: [][]byte{nw}})
+	apply(n4("s2"))
+	// The join reply (handleJoinRPC): keyring and index of one view.
+	snap := leader.store.Snapshot()
+	replyKeys, floor := snap.Cluster().GossipKeys, snap.Index()
+	newRec, err := snap.Node("n4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if newRec.Subnet == oldRec.Subnet {
+		t.Fatalf("the re-joined node kept subnet %s; the test needs a new one", newRec.Subnet)
+	}
+
+	joiner := consensus.NewStore()
+	fsm := consensus.NewFSM(joiner)
+	installed := replyKeys // keyring.json as join wrote it
+	overlaySubnet := ""
+	for i, cmd := range log {
+		if res := fsm.ApplyCommand(uint64(i+1), cmd); res.Err != nil {
+			t.Fatalf("replay %T: %v", cmd, res.Err)
+		}
+		if keys := replicaKeyring(joiner.Index(), floor, joiner.Cluster().GossipKeys); keys != nil {
+			installed = keys
+		}
+		if !containsKey(installed, nw) {
+			t.Fatalf("after replaying entry %d the joiner applied keyring %q: it lost the current key", i+1, installed)
+		}
+		if overlaySubnet == "" && replicaCurrent(joiner.Index(), floor) {
+			if n, err := joiner.Node("n4"); err == nil {
+				overlaySubnet = n.Subnet
+			}
+		}
+	}
+	if overlaySubnet != newRec.Subnet {
+		t.Fatalf("the overlay would come up on subnet %q, want the new %s (the old one was %s)", overlaySubnet, newRec.Subnet, oldRec.Subnet)
+	}
+	if !keysEqual(installed, [][]byte{nw}) {
+		t.Fatalf("the joiner ends with keyring %q, want only the new key", installed)
+	}
+}

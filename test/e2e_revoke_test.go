@@ -2,29 +2,33 @@ package test
 
 // End-to-end tests of "removal is final" (issue 7): `node rm --force` of a
 // RUNNING node cuts it off from every path at once — its certificate is
-// refused for Raft, RPC and blob fetch and the connections it held are
-// closed. (Rotating the gossip key on removal, which would also make its
-// gossip ignored, is off for now: node/revoke.go rotateGossipOnRemoval.)
+// refused for Raft, RPC and blob fetch, the connections it held are closed,
+// and the gossip key is rotated so that its gossip (still encrypted with the
+// old key) is ignored by the others.
 //
 // A removed node that can ask a peer learns that it was removed and resets
-// itself (node/removal.go), closing its connections on its own; that would
-// make the checks pass for the wrong reason. So the removed host's outgoing
+// itself (node/removal.go), closing its connections and leaving gossip on
+// its own; that would make the checks pass for the wrong reason. So the removed host's outgoing
 // connections to the cluster port are dropped with nftables in its own
 // namespace first: it keeps running with its old certificate and its old
 // gossip key, as a node that does not want to go would.
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/test/harness"
 )
@@ -126,6 +130,20 @@ type revokeTimes struct {
 	handshake time.Duration // Raft, RPC and blob fetch refuse its certificate on every survivor
 	held      time.Duration // the connection it held open was closed
 	conns     time.Duration // no established cluster-port connection with it on any survivor
+	gossip    time.Duration // every survivor's gossip counts it out (its messages are not read)
+}
+
+// membersAre holds when every one of hosts counts n live gossip members.
+func membersAre(n int, hosts ...*harness.Host) harness.Condition {
+	return func() (bool, string) {
+		for _, h := range hosts {
+			st, err := h.Status()
+			if err != nil || st.Members != n {
+				return false, fmt.Sprintf("%s counts %d gossip members (%v), want %d", h.Name, st.Members, err, n)
+			}
+		}
+		return true, ""
+	}
 }
 
 // removeRunningNode removes victim (running, blocked from asking whether it
@@ -211,14 +229,21 @@ func removeRunningNode(t testing.TB, via, victim *harness.Host, survivors []*har
 		return true, ""
 	}, "no survivor connected with the victim")
 	out.conns = time.Since(removed)
+	// The victim keeps gossiping with the key it had; once the rotation
+	// retired that key nobody reads it, nobody answers its probes, and every
+	// survivor declares it dead.
+	harness.Eventually(t, 60*time.Second, membersAre(len(survivors), survivors...), "the victim's gossip ignored by every survivor")
+	out.gossip = time.Since(removed)
 	return out
 }
 
 // TestRevokeRunningNodeCutOff: `node rm --force` of a running node that
 // does not want to go (it keeps its old certificate and gossip key, and
 // cannot ask whether it was removed) → it can reach neither Raft, RPC nor
-// blob fetch on any survivor, the connections it held are closed, and no
-// survivor holds a cluster-port connection with it while it keeps running.
+// blob fetch on any survivor, the connections it held are closed, no
+// survivor holds a cluster-port connection with it, and its gossip is
+// ignored: the survivors count 3 members and keep counting 3 while it keeps
+// running and gossiping with its old key.
 func TestRevokeRunningNodeCutOff(t *testing.T) {
 	harness.Context(t, testTimeout)
 	c := harness.New(t, 4)
@@ -234,23 +259,24 @@ func TestRevokeRunningNodeCutOff(t *testing.T) {
 		survivors = append(survivors, h)
 	}
 	times := removeRunningNode(t, leader, victim, survivors)
-	t.Logf("cut off after node rm started: handshakes refused %v, held connection closed %v, all connections gone %v",
-		times.handshake, times.held, times.conns)
+	t.Logf("cut off after node rm started: handshakes refused %v, held connection closed %v, all connections gone %v, gossip ignored %v",
+		times.handshake, times.held, times.conns, times.gossip)
 
-	// It stays out while it keeps running with its old certificate. (Its
-	// gossip is not cut: rotating the gossip key on removal is off, see
-	// node/revoke.go rotateGossipOnRemoval.)
-	harness.Consistently(t, 5*time.Second, func() (bool, string) {
+	// It stays out while it keeps running with its old certificate and key.
+	harness.Consistently(t, 10*time.Second, func() (bool, string) {
 		if !victim.Running() {
-			return false, "the removed agent stopped; the test needs it running with its old certificate"
+			return false, "the removed agent stopped; the test needs it running with its old certificate and key"
 		}
 		for _, s := range survivors {
 			if n := clusterConnsWith(t, s, victim.IP); n > 0 {
 				return false, fmt.Sprintf("%s has %d cluster-port connections with the removed node", s.Name, n)
 			}
 		}
+		if ok, what := membersAre(len(survivors), survivors...)(); !ok {
+			return false, what + ": the removed node's gossip was accepted"
+		}
 		return true, ""
-	}, "the removed node stays cut off from the cluster port")
+	}, "the removed node stays cut off from the cluster port and from gossip")
 	st, err := victim.Status()
 	if err != nil {
 		t.Fatalf("status on the removed node: %v", err)
@@ -260,4 +286,99 @@ func TestRevokeRunningNodeCutOff(t *testing.T) {
 	}
 	c.WaitReady(t, 60*time.Second, len(survivors), survivors...)
 
+}
+
+// gossipKeyring reads the gossip keyring h's agent persisted last.
+func gossipKeyring(h *harness.Host) ([][]byte, error) {
+	b, err := os.ReadFile(filepath.Join(h.DataDir, "cluster", "keyring.json"))
+	if err != nil {
+		return nil, err
+	}
+	var keys [][]byte
+	if err := json.Unmarshal(b, &keys); err != nil {
+		return nil, fmt.Errorf("%s's keyring: %w", h.Name, err)
+	}
+	return keys, nil
+}
+
+func hasKey(keys [][]byte, k []byte) bool {
+	return slices.ContainsFunc(keys, func(x []byte) bool { return bytes.Equal(x, k) })
+}
+
+// TestRevokeRotationWhileDown: a node that is down while a removal rotates
+// the gossip key to its end (the key it knows retired) comes back, catches
+// up through Raft (which needs no gossip key), applies the new keyring and
+// is a gossip member again, ready on every node.
+func TestRevokeRotationWhileDown(t *testing.T) {
+	harness.Context(t, testTimeout)
+	c := harness.New(t, 4)
+	c.Form(t)
+	leader := c.Leader(t, electionTimeout)
+	var nodes []api.Node
+	if err := leader.JSON(&nodes, "node", "ls"); err != nil {
+		t.Fatal(err)
+	}
+	status := map[string]string{}
+	for _, n := range nodes {
+		status[n.Hostname] = n.ManagerStatus
+	}
+	// Keep the quorum: of the two hosts away, at most one votes.
+	var down, gone *harness.Host
+	for _, h := range c.Hosts() {
+		if h != leader && status[hostname(h)] == "" && gone == nil {
+			gone = h
+		}
+	}
+	for _, h := range c.Hosts() {
+		if h != leader && h != gone && down == nil {
+			down = h
+		}
+	}
+	if gone == nil || down == nil {
+		t.Fatalf("want a non-voter and another follower among %v", status)
+	}
+	rest := hostsExcept(c.Hosts(), down, gone)
+	before, err := gossipKeyring(down)
+	if err != nil || len(before) != 1 {
+		t.Fatalf("%s's keyring before: %d keys, %v", down.Name, len(before), err)
+	}
+	goneID, downID := gone.NodeID(t), down.NodeID(t)
+	for _, h := range []*harness.Host{gone, down} {
+		if err := h.Kill(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	harness.Eventually(t, downTimeout, nodeStatusSeen(goneID, api.NodeDown, rest...), "%s down", gone.Name)
+	harness.Eventually(t, downTimeout, nodeStatusSeen(downID, api.NodeDown, rest...), "%s down", down.Name)
+	leader.MustCLI(t, "node", "rm", goneID)
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		for _, h := range rest {
+			keys, err := gossipKeyring(h)
+			if err != nil || len(keys) != 1 || hasKey(keys, before[0]) {
+				return false, fmt.Sprintf("%s's keyring: %d keys, the old one among them: %v (%v)", h.Name, len(keys), hasKey(keys, before[0]), err)
+			}
+		}
+		return true, ""
+	}, "the rotation finished: the key %s knows retired everywhere else", down.Name)
+	if now, err := gossipKeyring(down); err != nil || len(now) != 1 || !bytes.Equal(now[0], before[0]) {
+		t.Fatalf("%s's keyring changed while it was down: %d keys (%v)", down.Name, len(now), err)
+	}
+
+	if err := down.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	back := append(rest, down)
+	c.WaitReady(t, formTimeout, 3, back...)
+	harness.Eventually(t, 60*time.Second, membersAre(3, back...), "%s a gossip member again", down.Name)
+	want, err := gossipKeyring(leader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 30*time.Second, func() (bool, string) {
+		keys, err := gossipKeyring(down)
+		if err != nil || len(keys) != 1 || !bytes.Equal(keys[0], want[0]) {
+			return false, fmt.Sprintf("%s's keyring: %d keys, the current one: %v (%v)", down.Name, len(keys), hasKey(keys, want[0]), err)
+		}
+		return true, ""
+	}, "%s persisted the current keyring", down.Name)
 }
