@@ -189,6 +189,18 @@ func checkPeer(t *testing.T, h *testHost, p *testHost, present bool) {
 	if !present && (strings.Contains(routes, p.cfg.Subnet.String()) || strings.Contains(neighs, gw+" ") || strings.Contains(fdb, mac)) {
 		t.Errorf("%s still has entries of %s:\n%s%s%s", h.cfg.NodeID, p.cfg.NodeID, routes, neighs, fdb)
 	}
+	// The routing mesh's return path to p (meshreturn.go).
+	mark := ReturnMark(VTEPMAC(p.cfg.NodeID))
+	rules := sh(t, "ip", "-n", h.ns, "-4", "rule", "show", "pref", fmt.Sprint(ReturnRulePriority))
+	table := sh(t, "ip", "-n", h.ns, "-4", "route", "show", "table", fmt.Sprint(mark))
+	rule := fmt.Sprintf("fwmark %#x iif %s lookup %d", mark, h.cfg.BridgeName, mark)
+	route := fmt.Sprintf("default via %s dev %s onlink", gw, h.cfg.VXLANName)
+	if got := strings.Count(rules, rule); present && got != 1 || !present && got != 0 {
+		t.Errorf("%s: return rule %q appears %d times (want present=%v) in:\n%s", h.cfg.NodeID, rule, got, present, rules)
+	}
+	if got := strings.Count(table, route); present && got != 1 || !present && got != 0 {
+		t.Errorf("%s: return route %q appears %d times in table %d (want present=%v):\n%s", h.cfg.NodeID, route, got, mark, present, table)
+	}
 }
 
 func TestOverlayTwoHosts(t *testing.T) {
@@ -432,6 +444,9 @@ func TestOverlayTwoHosts(t *testing.T) {
 			if strings.Contains(links, name+":") || strings.Contains(links, name+"@") {
 				t.Errorf("%s still exists after Teardown:\n%s", name, links)
 			}
+		}
+		if rules := sh(t, "ip", "-n", b.ns, "-4", "rule", "show", "pref", fmt.Sprint(ReturnRulePriority)); strings.TrimSpace(rules) != "" {
+			t.Errorf("mesh return rules kept after Teardown:\n%s", rules)
 		}
 		if len(b.ov.Attached()) != 0 {
 			t.Error("allocations kept after Teardown")
