@@ -1,7 +1,8 @@
 package test
 
 // Benchmarks of the data plane (issue 9): throughput ratios measured with
-// iperf3 (one TCP stream, 5 s, median of 3 runs per path) between
+// iperf3 (one TCP stream, 5 s; 3 interleaved pairs of runs after a warm-up,
+// the median of the per-pair ratios is reported) between
 // containers on real agents, and how fast a dead host's backend stops
 // receiving connections. Goals (reported, never asserted; the machine is
 // shared and noisy): overlay/bridge ≥ 0.75, VIP/direct ≥ 0.95, routing mesh
@@ -40,34 +41,66 @@ func nsCmd(ns string, argv ...string) *exec.Cmd {
 	return exec.Command("nsenter", append([]string{"--net=" + ns}, argv...)...)
 }
 
-// iperf measures one TCP stream from clientNS to addr:port (a server must
-// run there) iperfRuns times and returns the median and all runs in Gbit/s.
-func iperf(b *testing.B, clientNS, addr string, port int) (float64, []float64) {
+// path is one iperf3 client: its namespace ("" = the test's own) and the
+// server's address and port.
+type path struct {
+	ns, addr string
+	port     int
+}
+
+// iperfOnce measures one TCP stream (5 s) along p in Gbit/s.
+func iperfOnce(b *testing.B, p path) float64 {
 	b.Helper()
-	var runs []float64
+	var gbps float64
+	harness.Eventually(b, 60*time.Second, func() (bool, string) {
+		out, err := nsCmd(p.ns, "iperf3", "-c", p.addr, "-p", fmt.Sprint(p.port), "-t", "5", "-J").Output()
+		var res struct {
+			Error string `json:"error"`
+			End   struct {
+				SumReceived struct {
+					BitsPerSecond float64 `json:"bits_per_second"`
+				} `json:"sum_received"`
+			} `json:"end"`
+		}
+		if jerr := json.Unmarshal(out, &res); err != nil || jerr != nil || res.Error != "" {
+			return false, fmt.Sprintf("iperf3 to %s:%d: %v %v %s", p.addr, p.port, err, jerr, res.Error)
+		}
+		gbps = res.End.SumReceived.BitsPerSecond / 1e9
+		return gbps > 0, "no bytes received"
+	}, "iperf3 client")
+	return gbps
+}
+
+// compare measures paths num and den in iperfRuns interleaved pairs (after
+// one discarded warm-up run each), so that both see the same load of the
+// shared machine, and reports median throughputs and the median of the
+// per-pair ratios num/den as NAME.
+func compare(b *testing.B, name string, num, den path, goal float64) {
+	b.Helper()
+	iperfOnce(b, num)
+	iperfOnce(b, den)
+	var nums, dens, ratios []float64
 	for i := 0; i < iperfRuns; i++ {
-		var gbps float64
-		harness.Eventually(b, 60*time.Second, func() (bool, string) {
-			out, err := nsCmd(clientNS, "iperf3", "-c", addr, "-p", fmt.Sprint(port), "-t", "5", "-J").Output()
-			var res struct {
-				Error string `json:"error"`
-				End   struct {
-					SumReceived struct {
-						BitsPerSecond float64 `json:"bits_per_second"`
-					} `json:"sum_received"`
-				} `json:"end"`
-			}
-			if jerr := json.Unmarshal(out, &res); err != nil || jerr != nil || res.Error != "" {
-				return false, fmt.Sprintf("iperf3 to %s:%d: %v %v %s", addr, port, err, jerr, res.Error)
-			}
-			gbps = res.End.SumReceived.BitsPerSecond / 1e9
-			return gbps > 0, "no bytes received"
-		}, "iperf3 client")
-		runs = append(runs, gbps)
+		n, d := iperfOnce(b, num), iperfOnce(b, den)
+		nums, dens, ratios = append(nums, n), append(dens, d), append(ratios, n/d)
 	}
-	s := append([]float64(nil), runs...)
-	sort.Float64s(s)
-	return s[len(s)/2], runs
+	med := func(r []float64) float64 {
+		s := append([]float64(nil), r...)
+		sort.Float64s(s)
+		return s[len(s)/2]
+	}
+	f := func(r []float64) string {
+		s := make([]string, len(r))
+		for i, x := range r {
+			s[i] = fmt.Sprintf("%.2f", x)
+		}
+		return strings.Join(s, " ")
+	}
+	b.ReportMetric(med(ratios), name)
+	b.ReportMetric(med(nums), name+"-num-Gbit/s")
+	b.ReportMetric(med(dens), name+"-den-Gbit/s")
+	printRow(b, name, iperfRuns, fmt.Sprintf("%.2f", med(ratios)), fmt.Sprintf("%.2f Gb/s", med(nums)), fmt.Sprintf("%.2f Gb/s", med(dens)),
+		fmt.Sprintf("goal ≥ %.2f; Gbit/s %s vs %s", goal, f(nums), f(dens)))
 }
 
 // iperfServer starts an iperf3 server in ns on port until the benchmark
@@ -79,22 +112,6 @@ func iperfServer(b *testing.B, ns string, port int) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
-}
-
-// reportRatio reports a/b as NAME and prints a table row with both figures.
-func reportRatio(b *testing.B, name string, num, den float64, numRuns, denRuns []float64, goal float64) {
-	b.Helper()
-	ratio := num / den
-	b.ReportMetric(ratio, name)
-	f := func(r []float64) string {
-		s := make([]string, len(r))
-		for i, x := range r {
-			s[i] = fmt.Sprintf("%.2f", x)
-		}
-		return strings.Join(s, " ")
-	}
-	printRow(b, name, len(numRuns), fmt.Sprintf("%.2f", ratio), fmt.Sprintf("%.2f Gb/s", num), fmt.Sprintf("%.2f Gb/s", den),
-		fmt.Sprintf("goal ≥ %.2f; runs %s vs %s", goal, f(numRuns), f(denRuns)))
 }
 
 // netBench forms an n-node cluster with the busybox image imported.
@@ -155,11 +172,7 @@ func BenchmarkNetworkOverlay(b *testing.B) {
 	server := pair[1]
 	iperfServer(b, taskNS(b, c, server), 5201)
 	for i := 0; i < b.N; i++ {
-		bridge, bridgeRuns := iperf(b, taskNS(b, c, pair[0]), server.IP, 5201)
-		overlay, overlayRuns := iperf(b, taskNS(b, c, single[0]), server.IP, 5201)
-		b.ReportMetric(bridge, "bridge-Gbit/s")
-		b.ReportMetric(overlay, "overlay-Gbit/s")
-		reportRatio(b, "overlay/bridge", overlay, bridge, overlayRuns, bridgeRuns, 0.75)
+		compare(b, "overlay/bridge", path{taskNS(b, c, single[0]), server.IP, 5201}, path{taskNS(b, c, pair[0]), server.IP, 5201}, 0.75)
 	}
 }
 
@@ -182,11 +195,7 @@ func BenchmarkNetworkVIP(b *testing.B) {
 	}
 	iperfServer(b, taskNS(b, c, srv), 5201)
 	for i := 0; i < b.N; i++ {
-		direct, directRuns := iperf(b, taskNS(b, c, cli), srv.IP, 5201)
-		vip, vipRuns := iperf(b, taskNS(b, c, cli), svc.VIP, 5201)
-		b.ReportMetric(direct, "direct-Gbit/s")
-		b.ReportMetric(vip, "vip-Gbit/s")
-		reportRatio(b, "vip/direct", vip, direct, vipRuns, directRuns, 0.95)
+		compare(b, "vip/direct", path{taskNS(b, c, cli), svc.VIP, 5201}, path{taskNS(b, c, cli), srv.IP, 5201}, 0.95)
 	}
 }
 
@@ -204,11 +213,7 @@ func BenchmarkNetworkMesh(b *testing.B) {
 	}
 	iperfServer(b, taskNS(b, c, srv), 5201)
 	for i := 0; i < b.N; i++ {
-		local, localRuns := iperf(b, "", with.IP, 15201)
-		remote, remoteRuns := iperf(b, "", without.IP, 15201)
-		b.ReportMetric(local, "with-replica-Gbit/s")
-		b.ReportMetric(remote, "without-replica-Gbit/s")
-		reportRatio(b, "mesh-remote/local", remote, local, remoteRuns, localRuns, 0.75)
+		compare(b, "mesh-remote/local", path{"", without.IP, 15201}, path{"", with.IP, 15201}, 0.75)
 	}
 }
 
