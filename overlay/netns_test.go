@@ -537,3 +537,26 @@ func TestAttachConcurrent(t *testing.T) {
 		ping(t, ctrs[0].ns, c.ip)
 	}
 }
+
+// TestSetupLoosensStrictRPFilter: mesh connections arrive on the VXLAN
+// device from client addresses the main table routes through the
+// underlay, so a strict reverse-path filter is made loose on that device
+// (and an unset one is left alone).
+func TestSetupLoosensStrictRPFilter(t *testing.T) {
+	requireNetAdmin(t)
+	hosts := newHosts(t, 2)
+	strict, off := hosts[0], hosts[1]
+	sh(t, "ip", "netns", "exec", strict.ns, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1")
+	sh(t, "ip", "netns", "exec", off.ns, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0")
+	strict.start(t, t)
+	off.start(t, t)
+	read := func(h *testHost) string {
+		return strings.TrimSpace(sh(t, "ip", "netns", "exec", h.ns, "cat", "/proc/sys/net/ipv4/conf/"+h.cfg.VXLANName+"/rp_filter"))
+	}
+	if got := read(strict); got != "2" {
+		t.Errorf("strict host: %s rp_filter = %s, want 2 (loose)", strict.cfg.VXLANName, got)
+	}
+	if got := read(off); got != "0" {
+		t.Errorf("host without rp_filter: %s rp_filter = %s, want 0 (left alone)", off.cfg.VXLANName, got)
+	}
+}
