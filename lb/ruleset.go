@@ -160,7 +160,7 @@ func compile(cfg Config, st State) *ruleset {
 			// Routing mesh, the old way: a connection from outside the
 			// network DNATed to a backend on another node is masqueraded so
 			// it returns through this node. Without it, the backend's node
-			// sends the reply back here by policy routing (meshReturn).
+			// sends the reply back here by policy routing (compileMeshReturn).
 			rs.addRule(post, concat(
 				ctStatusDNAT(),
 				notInNet(12, n.Subnet),
