@@ -16,7 +16,10 @@ import (
 func TestMeshKeepsClientAddressAcrossNodes(t *testing.T) {
 	c, _ := svcCluster(t, 3)
 	h1 := c.Host(1)
-	h1.MustCLI(t, "service", "create", "--name", "far", "--publish", "18095:80", "bb:1", "sh", "-c", ipCmd)
+	// Never on h1: it holds the only copy of the image (the replacement
+	// task fetches it from there) and routes the LAN host.
+	h1.MustCLI(t, "service", "create", "--name", "far", "--publish", "18095:80",
+		"--constraint", "node.hostname!="+hostname(h1), "bb:1", "sh", "-c", ipCmd)
 	waitSlots(t, h1, "far", 1, "", 90*time.Second)
 	lan, lanIP := lanHost(t, c, h1)
 
