@@ -1,6 +1,8 @@
 package lb
 
 import (
+	"encoding/binary"
+	"fmt"
 	"net"
 	"slices"
 	"testing"
@@ -15,7 +17,8 @@ import (
 // "sec" is an encrypted network (its VXLAN runs inside WireGuard).
 func clientIPState() State {
 	st := netState()
-	st.Networks = append(st.Networks, Network{Name: "sec", Subnet: cidr("10.52.0.0/16"), Bridge: "shb1095", VXLAN: "shv1095"})
+	st.Networks = append(st.Networks, Network{Name: "sec", Subnet: cidr("10.52.0.0/16"), Bridge: "shb1095", VXLAN: "shv1095"},
+		Network{Name: "wg", Subnet: cidr("10.62.0.0/16"), Bridge: "shb2000", VXLAN: "shoal.wg", Routed: true})
 	local := func(addrs ...string) []Backend {
 		b := backends(addrs...)
 		b[0].Local = true
@@ -28,6 +31,8 @@ func clientIPState() State {
 			Ports: []api.PortConfig{{Published: 9001, Target: 80, Protocol: "tcp", Mode: api.PublishHost}}},
 		Service{Name: "mesh", Network: "sec", VIP: net.ParseIP("10.52.128.1"), Backends: local("10.52.0.130", "10.52.1.5"),
 			Ports: []api.PortConfig{{Published: 9002, Target: 80, Protocol: "tcp"}}},
+		Service{Name: "wgmesh", Network: "wg", VIP: net.ParseIP("10.62.128.1"), Backends: local("10.62.0.130", "10.62.1.5"),
+			Ports: []api.PortConfig{{Published: 9004, Target: 80, Protocol: "tcp"}}},
 		Service{Name: "gone", Network: "default", VIP: net.ParseIP("10.43.0.22"),
 			Ports: []api.PortConfig{{Published: 9003, Target: 80, Protocol: "tcp", Mode: api.PublishHost}}},
 	)
@@ -35,11 +40,11 @@ func clientIPState() State {
 }
 
 // TestClientIPTrace: which paths keep the client's address. Host mode and
-// the mesh to a local backend do (no masquerade after the DNAT); the mesh
-// to a backend on another node cannot (the reply must come back through
-// the node that took the connection), and neither can a container calling
-// a published port or VIP served by a task on its own bridge (without
-// br_netfilter the backend would answer it over L2).
+// the mesh do (no masquerade after the DNAT; for a backend on another node
+// that node marks the connection with the ingress node's VTEP MAC and
+// routes its replies back there); a container calling a published port or
+// VIP served by a task on its own bridge does not (without br_netfilter
+// the backend would answer it over L2).
 func TestClientIPTrace(t *testing.T) {
 	const (
 		lan  = "10.213.1.99"
@@ -65,6 +70,12 @@ func TestClientIPTrace(t *testing.T) {
 		return packet{hook: in, iif: iif, saddr: saddr, daddr: node, proto: protoUDP, dport: dport}
 	}
 	accept := []string{"accept"}
+	const ingressMAC = "02:a1:b2:c3:d4:e5" // the ingress node's VTEP MAC
+	vtepMark := binary.NativeEndian.Uint32([]byte{0xb2, 0xc3, 0xd4, 0xe5})
+	ingressMark := fmt.Sprintf("ctmark=%#x", vtepMark)
+	fromVX := func(p packet) packet { p.srcMAC = ingressMAC; return p }
+	ctMarked := func(p packet) packet { p.ctmark, p.established = vtepMark, true; return p }
+	established := func(p packet) packet { p.established = true; return p }
 	cases := []struct {
 		name string
 		p    packet
@@ -82,8 +93,31 @@ func TestClientIPTrace(t *testing.T) {
 		// The routing mesh.
 		{"LAN to a mesh port: every task", localDst(tcp("pre", "eth0", "", lan, node, 9002)), dnats(80, "10.52.0.130", "10.52.1.5")},
 		{"mesh to a local task keeps the client's address", dnated(tcp("post", "eth0", "shb1095", lan, "10.52.0.130", 80)), accept},
-		{"mesh to a task on another node is masqueraded", dnated(tcp("post", "eth0", "shv1095", lan, "10.52.1.5", 80)), []string{"masquerade"}},
+		{"mesh to a task on another node keeps the client's address", dnated(tcp("post", "eth0", "shv1095", lan, "10.52.1.5", 80)), accept},
+		{"mesh to a task on another node is let through", dnated(tcp("fwd", "eth0", "shv1095", lan, "10.52.1.5", 80)), accept},
+
+		// The backend's node of a mesh connection another node took: the
+		// connection is marked with the ingress node's VTEP MAC, let
+		// through to the task, and the task's replies carry the mark (the
+		// overlay's rule for that mark routes them back to that node).
+		{"mesh connection from another node is marked with its VTEP MAC", fromVX(tcp("pre", "shv1095", "", lan, "10.52.0.130", 80)), []string{"accept " + ingressMark}},
+		{"mesh connection from another node is let through to the task", fromVX(tcp("fwd", "shv1095", "shb1095", lan, "10.52.0.130", 80)), accept},
+		{"the task's reply carries the ingress node's mark", ctMarked(tcp("pre", "shb1095", "", "10.52.0.130", lan, 40000)), []string{fmt.Sprintf("accept mark=%#x", vtepMark)}},
+		{"a reply of an unmarked connection is not marked", tcp("pre", "shb1095", "", "10.52.0.130", lan, 40000), accept},
+		{"the same on the default network", fromVX(tcp("pre", "shoal.vx", "", lan, "10.42.1.7", 80)), []string{"accept " + ingressMark}},
+		{"a known connection is not marked again", established(fromVX(tcp("pre", "shv1095", "", lan, "10.52.0.130", 80))), accept},
+		{"traffic between containers over VXLAN is not marked", fromVX(tcp("pre", "shv1095", "", "10.52.1.5", "10.52.0.130", 80)), accept},
+		{"another network's address over VXLAN is not marked", fromVX(tcp("pre", "shv1095", "", "10.42.2.2", "10.52.0.130", 80)), accept},
+		{"another network's address over VXLAN stays out", fromVX(tcp("fwd", "shv1095", "shb1095", "10.42.2.2", "10.52.0.130", 80)), []string{"drop"}},
+		{"an outside address over VXLAN reaches only the device's network", fromVX(tcp("fwd", "shv1095", "shoal0", lan, "10.42.1.7", 80)), []string{"drop"}},
+		{"an outside address to the node's bridge from the LAN is not marked", tcp("pre", "eth0", "", lan, "10.52.0.130", 80), accept},
 		{"a container to a published port served on its own bridge is masqueraded", dnated(tcp("post", "shb1095", "shb1095", "10.52.0.131", "10.52.0.130", 80)), []string{"masquerade"}},
+
+		// A routed (encrypted) network has no VTEP MAC to mark by: the mesh
+		// masquerades to its remote tasks, and marks nothing.
+		{"mesh to a task on another node of a routed network is masqueraded", dnated(tcp("post", "eth0", "shoal.wg", lan, "10.62.1.5", 80)), []string{"masquerade"}},
+		{"mesh to a local task of a routed network keeps the client's address", dnated(tcp("post", "eth0", "shb2000", lan, "10.62.0.130", 80)), accept},
+		{"nothing arriving through WireGuard is marked", fromVX(tcp("pre", "shoal.wg", "", lan, "10.62.0.130", 80)), accept},
 
 		// Encrypted networks: their VXLAN arrives through WireGuard only.
 		{"encrypted VXLAN through WireGuard", udp("shoal.wg", "100.64.0.3", 4800), accept},

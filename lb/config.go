@@ -64,6 +64,14 @@ type Config struct {
 	EncryptedVXLANPort int
 	// WireGuardName is the node's WireGuard device (see EncryptedVXLANPort).
 	WireGuardName string
+	// MeshMasquerade restores the routing mesh of older versions: a
+	// connection DNATed to a backend on another node is masqueraded to this
+	// node's VXLAN address, so that backend sees the node instead of the
+	// client. Off by default: the backend's node routes the replies back
+	// through this node instead (overlay's mesh return rules), and the
+	// client's address is kept. Turn it on while nodes without those rules
+	// (older agents) may hold backends.
+	MeshMasquerade bool
 	// KeepBridgeNetfilter leaves net.bridge.bridge-nf-call-iptables alone.
 	// By default New sets it to 0 in the namespace, the setting the
 	// data-plane recipe proved for same-host and hairpin traffic.
@@ -169,6 +177,12 @@ type Network struct {
 	// masquerade, and forwarding from their bridge to anything but their
 	// own subnet is dropped.
 	Internal bool
+	// Routed networks (encrypted ones: routed into WireGuard, no inner
+	// Ethernet frame) carry no VTEP MAC to tell the ingress node by, so
+	// the routing mesh masquerades connections to their remote backends,
+	// as MeshMasquerade does for every network: the backend sees the
+	// ingress node's address.
+	Routed bool
 }
 
 // Service is one service as the data plane sees it.

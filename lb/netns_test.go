@@ -12,6 +12,7 @@ package lb
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -542,6 +543,27 @@ func (l *lab) addRemoteNode() string {
 		run(t, "bridge", "-n", e.ns, "fdb", "append", macs[p.ns], "dev", "shoal.vx", "dst", p.local, "self", "permanent")
 	}
 
+	// The remote node runs an LB of its own (its mesh-mark chain) and the
+	// return rule the overlay installs per peer: replies of connections
+	// node 1's routing mesh forwarded without masquerade go back there.
+	cfg2 := DefaultConfig()
+	cfg2.NetNSPath = "/var/run/netns/" + n2
+	lb2, err := New(cfg2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lb2.Close() })
+	if err := lb2.Set(State{}); err != nil {
+		t.Fatal(err)
+	}
+	mac1, err := net.ParseMAC(macs[l.node])
+	if err != nil {
+		t.Fatal(err)
+	}
+	mark := fmt.Sprint(binary.NativeEndian.Uint32(mac1[2:6]))
+	run(t, "ip", "-n", n2, "route", "replace", "default", "via", "10.42.1.0", "dev", "shoal.vx", "onlink", "table", mark)
+	run(t, "ip", "-n", n2, "rule", "add", "pref", "31000", "fwmark", mark, "iif", "shoal0", "lookup", mark)
+
 	addNS(b4)
 	run(t, "ip", "-n", n2, "link", "add", "vb4", "type", "veth", "peer", "name", "eth0", "netns", b4)
 	run(t, "ip", "-n", n2, "link", "set", "vb4", "mtu", "1450", "master", "shoal0", "up")
@@ -550,6 +572,14 @@ func (l *lab) addRemoteNode() string {
 	run(t, "ip", "-n", b4, "route", "add", "default", "via", "10.42.2.1")
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte("b4\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// /cgi-bin/ip answers the address the backend sees as its client.
+	if err := os.MkdirAll(filepath.Join(dir, "cgi-bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cgi := "#!/bin/busybox sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\necho \"client=$REMOTE_ADDR\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "cgi-bin", "ip"), []byte(cgi), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("ip", "netns", "exec", b4, "/bin/busybox", "httpd", "-f", "-p", "80", "-h", dir)
@@ -582,4 +612,31 @@ func TestLBRemoteBackend(t *testing.T) {
 	wantKeys(t, "published from external", l.spread(l.ext, "http://"+l.nodeIP+":8080/", 40), "b1", "b4")
 	wantKeys(t, "VIP from client", l.spread(l.client, "http://"+l.vip.String()+"/", 40), "b1", "b4")
 	wantKeys(t, "VIP hairpin", l.spread(l.backend[0], "http://"+l.vip.String()+"/", 40), "b1", "b4")
+}
+
+// TestLBRemoteBackendKeepsClientAddress: through the routing mesh, a
+// backend on another node sees the external client's own address (not the
+// node's VXLAN address), and the reply still finds its way back through
+// the node that took the connection.
+func TestLBRemoteBackendKeepsClientAddress(t *testing.T) {
+	l := newLab(t)
+	remote := l.addRemoteNode()
+	lb := l.newLB()
+	st := l.state(0)
+	st.Services = append(st.Services, Service{Name: "far",
+		Ports:    []api.PortConfig{{Published: 8081, Target: 80, Protocol: "tcp"}},
+		Backends: []Backend{{IP: net.ParseIP(remote)}}})
+	if err := lb.Set(st); err != nil {
+		t.Fatal(err)
+	}
+	extIP := strings.TrimSuffix(l.nodeIP, ".1") + ".2"
+	for i := 0; i < 10; i++ {
+		body, err := l.get(l.ext, "http://"+l.nodeIP+":8081/cgi-bin/ip")
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if a := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(body, "client="), "[::ffff:"), "]"); a != extIP {
+			t.Fatalf("request %d: the remote backend saw %q, want the client %s", i, body, extIP)
+		}
+	}
 }

@@ -111,7 +111,7 @@ func TestNetworksTrace(t *testing.T) {
 		{"front egress masqueraded", tcp(post, "shb1093", "eth0", cFr, "192.0.2.7", 443), []string{"masquerade"}},
 		{"back: no egress masquerade", tcp(post, "shb1094", "eth0", cBack, "192.0.2.7", 443), accept},
 		{"front hairpin", with(tcp(post, "shb1093", "shb1093", cFr, cFr, 80), dnated), []string{"masquerade"}},
-		{"ingress to a remote front backend", with(tcp(post, "eth0", "shv1093", lan, "10.50.1.5", 80), dnated), []string{"masquerade"}},
+		{"ingress to a remote front backend keeps the client's address", with(tcp(post, "eth0", "shv1093", lan, "10.50.1.5", 80), dnated), accept},
 		{"front VIP to a remote front backend keeps the client", with(tcp(post, "shb1093", "shv1093", cFr, "10.50.1.5", 80), dnated), accept},
 
 		// What the node serves.

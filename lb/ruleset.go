@@ -39,6 +39,8 @@ const (
 	chainNoBackendsOut        = "no-backends-out" // rejects for the node itself (with networks)
 	chainFilterForward        = "filter-forward"  // filter, hook forward: networks apart, closed to the outside
 	chainFilterInput          = "filter-input"    // filter, hook input: VXLAN from peers, DNS for containers
+	chainMeshMark             = "mesh-mark"       // filter, hook prerouting, mangle: routing-mesh replies back to the ingress node
+	ctStateNewBit             = 0x8               // NF_CT_STATE_BIT(NEW)
 	setVXLANPeers             = "vxlan-peers"     // State.Peers
 	setNodeIPs                = "node-ips"        // Config.NodeIPs, when given
 	rtnLocal                  = 2                 // RTN_LOCAL, the fib address type of local addresses
@@ -154,14 +156,18 @@ func compile(cfg Config, st State) *ruleset {
 			ifname(expr.MetaKeyOIFNAME, n.Bridge),
 			[]expr.Any{&expr.Counter{}, &expr.Masq{}},
 		)...)
-		// Routing mesh: a connection from outside the network DNATed to a
-		// backend on another node must return through this node.
-		rs.addRule(post, concat(
-			ctStatusDNAT(),
-			notInNet(12, n.Subnet),
-			ifname(expr.MetaKeyOIFNAME, n.VXLAN),
-			[]expr.Any{&expr.Counter{}, &expr.Masq{}},
-		)...)
+		if cfg.MeshMasquerade || n.Routed {
+			// Routing mesh, the old way: a connection from outside the
+			// network DNATed to a backend on another node is masqueraded so
+			// it returns through this node. Without it, the backend's node
+			// sends the reply back here by policy routing (compileMeshReturn).
+			rs.addRule(post, concat(
+				ctStatusDNAT(),
+				notInNet(12, n.Subnet),
+				ifname(expr.MetaKeyOIFNAME, n.VXLAN),
+				[]expr.Any{&expr.Counter{}, &expr.Masq{}},
+			)...)
+		}
 		if cfg.MasqueradeEgress && !n.Internal {
 			// Containers to the world outside their network.
 			rs.addRule(post, concat(
@@ -310,11 +316,71 @@ func compile(cfg Config, st State) *ruleset {
 			rs.addRule(pub, concat(matchL4(proto), []expr.Any{&expr.Counter{}}, dnatMap(m, n, p.Target))...)
 		}
 	}
+	if !cfg.MeshMasquerade {
+		compileMeshReturn(rs, nets)
+	}
 	if filtered {
 		compileForwardFilter(rs, nets)
 	}
 	compileInputFilter(cfg, rs, st, nets)
 	return rs
+}
+
+// compileMeshReturn marks the connections another node's routing mesh
+// forwards here with the client's own address, so that their replies go
+// back through that node (see README.md, "Keeping the client's address"):
+//
+//   - a new connection arriving through a network's VXLAN device from an
+//     address outside every network (the client, left unmasqueraded by the
+//     ingress node) gets a conntrack mark made of the last four bytes of
+//     the inner frame's source MAC, which is the ingress node's VTEP MAC
+//     of that network (derived from its node ID, so it identifies the node
+//     and survives restarts);
+//   - a packet of such a connection coming back from the network's bridge
+//     (the backend's reply) carries that mark as its packet mark, and the
+//     overlay's policy rule `fwmark M iif BRIDGE lookup M` routes it to the
+//     ingress node over the VXLAN device, where conntrack undoes the DNAT.
+//
+// Only the overlay knows which marks belong to live peers: a mark without
+// a rule (the ingress node died) falls through to the main table.
+func compileMeshReturn(rs *ruleset, nets []Network) {
+	accept := nftables.ChainPolicyAccept
+	c := rs.addChain(&nftables.Chain{Name: chainMeshMark, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityMangle, Policy: &accept})
+	for _, n := range nets {
+		if n.Routed {
+			continue // masqueraded instead (Network.Routed)
+		}
+		rs.addRule(c, concat(
+			ifname(expr.MetaKeyIIFNAME, n.VXLAN),
+			outsideNets(nets),
+			inNet(16, n.Subnet),
+			ctStateNew(),
+			[]expr.Any{
+				// Source MAC bytes 2-5: Ethernet destination (6) + 2.
+				&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseLLHeader, Offset: 8, Len: 4},
+				&expr.Counter{},
+				&expr.Ct{Key: expr.CtKeyMARK, Register: regAddr, SourceRegister: true},
+			},
+		)...)
+		rs.addRule(c, concat(
+			ifname(expr.MetaKeyIIFNAME, n.Bridge),
+			[]expr.Any{
+				&expr.Ct{Key: expr.CtKeyMARK, Register: regAddr},
+				&expr.Cmp{Op: expr.CmpOpNeq, Register: regAddr, Data: make([]byte, 4)},
+				&expr.Meta{Key: expr.MetaKeyMARK, Register: regAddr, SourceRegister: true},
+			},
+		)...)
+	}
+}
+
+// outsideNets matches a source address outside every container network.
+func outsideNets(nets []Network) []expr.Any {
+	var out []expr.Any
+	for _, n := range nets {
+		out = append(out, notInNet(12, n.Subnet)...)
+	}
+	return out
 }
 
 // compileForwardFilter keeps networks apart and closes them to the
@@ -343,6 +409,10 @@ func compileForwardFilter(rs *ruleset, nets []Network) {
 		rs.addRule(fwd, concat(ifname(expr.MetaKeyIIFNAME, n.Bridge), inNet(16, n.Subnet),
 			[]expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}})...)
 		rs.addRule(fwd, concat(ifname(expr.MetaKeyIIFNAME, n.VXLAN), inNet(12, n.Subnet), inNet(16, n.Subnet),
+			[]expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}})...)
+		// The routing mesh of another node: the client's own address
+		// (outside every network) to a container of the device's network.
+		rs.addRule(fwd, concat(ifname(expr.MetaKeyIIFNAME, n.VXLAN), outsideNets(nets), inNet(16, n.Subnet),
 			[]expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}})...)
 	}
 	for _, n := range nets {
@@ -507,6 +577,16 @@ func ctStateEstablished() []expr.Any {
 		&expr.Ct{Register: regAddr, Key: expr.CtKeySTATE},
 		&expr.Bitwise{SourceRegister: regAddr, DestRegister: regAddr, Len: 4,
 			Mask: binaryutil.NativeEndian.PutUint32(ctStateEstablishedRelated), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: regAddr, Data: make([]byte, 4)},
+	}
+}
+
+// ctStateNew is `ct state new`.
+func ctStateNew() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: regAddr, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: regAddr, DestRegister: regAddr, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(ctStateNewBit), Xor: make([]byte, 4)},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: regAddr, Data: make([]byte, 4)},
 	}
 }

@@ -85,7 +85,7 @@ func TestRulesetTrace(t *testing.T) {
 		{"same host pair", nil, packet{hook: post, iif: "shoal0", oif: "shoal0", saddr: "10.42.1.2", daddr: "10.42.1.3", dnat: true, proto: protoTCP, dport: 80}, []string{"masquerade"}},
 		{"hairpin", nil, packet{hook: post, iif: "shoal0", oif: "shoal0", saddr: "10.42.1.2", daddr: "10.42.1.2", dnat: true, proto: protoTCP, dport: 80}, []string{"masquerade"}},
 		{"plain bridge traffic", nil, packet{hook: post, iif: "shoal0", oif: "shoal0", saddr: "10.42.1.2", daddr: "10.42.1.3", proto: protoTCP, dport: 80}, accept},
-		{"ingress to remote backend", nil, packet{hook: post, iif: "eth0", oif: "shoal.vx", saddr: "10.232.1.2", daddr: "10.42.2.2", dnat: true, proto: protoTCP, dport: 80}, []string{"masquerade"}},
+		{"ingress to remote backend keeps client IP (the backend's node routes the reply back)", nil, packet{hook: post, iif: "eth0", oif: "shoal.vx", saddr: "10.232.1.2", daddr: "10.42.2.2", dnat: true, proto: protoTCP, dport: 80}, accept},
 		{"ingress to local backend keeps client IP", nil, packet{hook: post, iif: "eth0", oif: "shoal0", saddr: "10.232.1.2", daddr: "10.42.1.2", dnat: true, proto: protoTCP, dport: 80}, accept},
 		{"container to outside", nil, packet{hook: post, iif: "shoal0", oif: "eth0", saddr: "10.42.1.2", daddr: "192.0.2.7", proto: protoTCP, dport: 443}, []string{"masquerade"}},
 		{"container to remote container", nil, packet{hook: post, iif: "shoal0", oif: "shoal.vx", saddr: "10.42.1.2", daddr: "10.42.2.2", proto: protoTCP, dport: 80}, accept},
@@ -100,6 +100,26 @@ func TestRulesetTrace(t *testing.T) {
 				t.Fatalf("got %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestRulesetMeshMasquerade: the old routing mesh (for clusters with
+// agents that lack the return rules) masquerades remote backends again and
+// marks nothing.
+func TestRulesetMeshMasquerade(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MeshMasquerade = true
+	tr := tracer{t: t, rs: compile(cfg, testState())}
+	p := packet{hook: post, iif: "eth0", oif: "shoal.vx", saddr: "10.232.1.2", daddr: "10.42.2.2", dnat: true, proto: protoTCP, dport: 80}
+	if got := tr.trace(p); !slices.Equal(got, []string{"masquerade"}) {
+		t.Fatalf("ingress to a remote backend: got %v", got)
+	}
+	p = packet{hook: pre, iif: "shoal.vx", saddr: "10.232.1.2", daddr: "10.42.1.2", proto: protoTCP, dport: 80, srcMAC: "02:11:22:33:44:55"}
+	if got := tr.trace(p); !slices.Equal(got, []string{"accept"}) {
+		t.Fatalf("mesh connection from another node: got %v", got)
+	}
+	if rs := compile(cfg, testState()); rs.chain(chainMeshMark) != nil {
+		t.Fatalf("chain %s compiled with MeshMasquerade", chainMeshMark)
 	}
 }
 

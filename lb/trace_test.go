@@ -24,9 +24,11 @@ type packet struct {
 	saddr, daddr string
 	proto        byte
 	dport        uint16
-	local        bool // fib daddr type local
-	dnat         bool // ct status dnat (postrouting, forward)
-	established  bool // ct state established,related (a reply or a known flow)
+	local        bool   // fib daddr type local
+	dnat         bool   // ct status dnat (postrouting, forward)
+	established  bool   // ct state established,related (a reply or a known flow)
+	srcMAC       string // the Ethernet source of the frame (ether saddr)
+	ctmark       uint32 // the connection's conntrack mark before the hook
 }
 
 // verdict is what the table did to a packet at one hook.
@@ -34,21 +36,39 @@ type verdict struct {
 	kind string // accept, drop, dnat, masquerade, reset, unreachable
 	addr string // dnat target
 	port uint16 // dnat port, 0 = unchanged
+	// ctmark and mark are the conntrack and packet marks the hook set (0 =
+	// none set).
+	ctmark, mark uint32
 }
 
 func (v verdict) String() string {
+	s := v.kind
 	switch {
 	case v.kind == "dnat" && v.port != 0:
-		return fmt.Sprintf("dnat %s:%d", v.addr, v.port)
+		s = fmt.Sprintf("dnat %s:%d", v.addr, v.port)
 	case v.kind == "dnat":
-		return "dnat " + v.addr
+		s = "dnat " + v.addr
 	}
-	return v.kind
+	if v.ctmark != 0 {
+		s += fmt.Sprintf(" ctmark=%#x", v.ctmark)
+	}
+	if v.mark != 0 {
+		s += fmt.Sprintf(" mark=%#x", v.mark)
+	}
+	return s
 }
 
 type tracer struct {
 	t  *testing.T
 	rs *ruleset
+	fx *effects // marks set so far during one hook
+}
+
+// effects are what the rules of one hook set on the packet and its
+// connection, kept across the hook's base chains.
+type effects struct {
+	ctmark, mark uint32
+	ctmarkSet    bool
 }
 
 // trace returns every distinct verdict the hook can reach (numgen random
@@ -76,12 +96,20 @@ func (tr tracer) hook(p packet, rnd uint32) verdict {
 		}
 	}
 	sort.SliceStable(bases, func(i, j int) bool { return *bases[i].Priority < *bases[j].Priority })
+	tr.fx = &effects{}
+	marked := func(v verdict) verdict {
+		if tr.fx.ctmarkSet {
+			v.ctmark = tr.fx.ctmark
+		}
+		v.mark = tr.fx.mark
+		return v
+	}
 	for _, c := range bases {
 		if v, final := tr.chain(c.Name, p, rnd, 0); final && v.kind != "accept" {
-			return v
+			return marked(v)
 		}
 	}
-	return verdict{kind: "accept"}
+	return marked(verdict{kind: "accept"})
 }
 
 func (tr tracer) chain(name string, p packet, rnd uint32, depth int) (verdict, bool) {
@@ -122,6 +150,12 @@ func (tr tracer) rule(r *nftables.Rule, p packet, rnd uint32, depth int) (v verd
 				regs[e.DestRegister] = net.ParseIP(p.saddr).To4()
 			case e.Base == expr.PayloadBaseNetworkHeader && e.Offset == 16 && e.Len == 4:
 				regs[e.DestRegister] = net.ParseIP(p.daddr).To4()
+			case e.Base == expr.PayloadBaseLLHeader && e.Offset >= 6 && e.Offset+e.Len <= 12:
+				mac, err := net.ParseMAC(p.srcMAC)
+				if err != nil {
+					tr.t.Fatalf("rule reads the source MAC of a packet without one (%q)", p.srcMAC)
+				}
+				regs[e.DestRegister] = append([]byte(nil), mac[e.Offset-6:e.Offset-6+e.Len]...)
 			case e.Base == expr.PayloadBaseTransportHeader && e.Offset == 2 && e.Len == 2:
 				if p.proto != protoTCP && p.proto != protoUDP {
 					tr.t.Fatalf("rule reads a port of protocol %d without an l4proto match", p.proto)
@@ -131,6 +165,13 @@ func (tr tracer) rule(r *nftables.Rule, p packet, rnd uint32, depth int) (v verd
 				tr.t.Fatalf("unsupported payload %+v", e)
 			}
 		case *expr.Meta:
+			if e.SourceRegister {
+				if e.Key != expr.MetaKeyMARK {
+					tr.t.Fatalf("unsupported meta set %v", e.Key)
+				}
+				tr.fx.mark = binaryutil.NativeEndian.Uint32(regs[e.Register][:4])
+				continue
+			}
 			switch e.Key {
 			case expr.MetaKeyL4PROTO:
 				regs[e.Register] = []byte{p.proto}
@@ -155,8 +196,20 @@ func (tr tracer) rule(r *nftables.Rule, p packet, rnd uint32, depth int) (v verd
 			}
 			regs[e.Register] = binaryutil.NativeEndian.PutUint32(typ)
 		case *expr.Ct:
+			if e.SourceRegister {
+				if e.Key != expr.CtKeyMARK {
+					tr.t.Fatalf("unsupported ct set %v", e.Key)
+				}
+				tr.fx.ctmark, tr.fx.ctmarkSet = binaryutil.NativeEndian.Uint32(regs[e.Register][:4]), true
+				continue
+			}
 			var st uint32
 			switch e.Key {
+			case expr.CtKeyMARK:
+				st = p.ctmark
+				if tr.fx.ctmarkSet {
+					st = tr.fx.ctmark
+				}
 			case expr.CtKeySTATUS:
 				if p.dnat {
 					st = ipsDstNAT

@@ -189,6 +189,18 @@ func checkPeer(t *testing.T, h *testHost, p *testHost, present bool) {
 	if !present && (strings.Contains(routes, p.cfg.Subnet.String()) || strings.Contains(neighs, gw+" ") || strings.Contains(fdb, mac)) {
 		t.Errorf("%s still has entries of %s:\n%s%s%s", h.cfg.NodeID, p.cfg.NodeID, routes, neighs, fdb)
 	}
+	// The routing mesh's return path to p (meshreturn.go).
+	mark := ReturnMark(VTEPMAC(p.cfg.NodeID))
+	rules := sh(t, "ip", "-n", h.ns, "-4", "rule", "show", "pref", fmt.Sprint(ReturnRulePriority))
+	table := sh(t, "ip", "-n", h.ns, "-4", "route", "show", "table", fmt.Sprint(mark))
+	rule := fmt.Sprintf("fwmark %#x iif %s lookup %d", mark, h.cfg.BridgeName, mark)
+	route := fmt.Sprintf("default via %s dev %s onlink", gw, h.cfg.VXLANName)
+	if got := strings.Count(rules, rule); present && got != 1 || !present && got != 0 {
+		t.Errorf("%s: return rule %q appears %d times (want present=%v) in:\n%s", h.cfg.NodeID, rule, got, present, rules)
+	}
+	if got := strings.Count(table, route); present && got != 1 || !present && got != 0 {
+		t.Errorf("%s: return route %q appears %d times in table %d (want present=%v):\n%s", h.cfg.NodeID, route, got, mark, present, table)
+	}
 }
 
 func TestOverlayTwoHosts(t *testing.T) {
@@ -433,6 +445,9 @@ func TestOverlayTwoHosts(t *testing.T) {
 				t.Errorf("%s still exists after Teardown:\n%s", name, links)
 			}
 		}
+		if rules := sh(t, "ip", "-n", b.ns, "-4", "rule", "show", "pref", fmt.Sprint(ReturnRulePriority)); strings.TrimSpace(rules) != "" {
+			t.Errorf("mesh return rules kept after Teardown:\n%s", rules)
+		}
 		if len(b.ov.Attached()) != 0 {
 			t.Error("allocations kept after Teardown")
 		}
@@ -520,5 +535,28 @@ func TestAttachConcurrent(t *testing.T) {
 	}
 	for _, c := range ctrs[1:] {
 		ping(t, ctrs[0].ns, c.ip)
+	}
+}
+
+// TestSetupLoosensStrictRPFilter: mesh connections arrive on the VXLAN
+// device from client addresses the main table routes through the
+// underlay, so a strict reverse-path filter is made loose on that device
+// (and an unset one is left alone).
+func TestSetupLoosensStrictRPFilter(t *testing.T) {
+	requireNetAdmin(t)
+	hosts := newHosts(t, 2)
+	strict, off := hosts[0], hosts[1]
+	sh(t, "ip", "netns", "exec", strict.ns, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1")
+	sh(t, "ip", "netns", "exec", off.ns, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0")
+	strict.start(t, t)
+	off.start(t, t)
+	read := func(h *testHost) string {
+		return strings.TrimSpace(sh(t, "ip", "netns", "exec", h.ns, "cat", "/proc/sys/net/ipv4/conf/"+h.cfg.VXLANName+"/rp_filter"))
+	}
+	if got := read(strict); got != "2" {
+		t.Errorf("strict host: %s rp_filter = %s, want 2 (loose)", strict.cfg.VXLANName, got)
+	}
+	if got := read(off); got != "0" {
+		t.Errorf("host without rp_filter: %s rp_filter = %s, want 0 (left alone)", off.cfg.VXLANName, got)
 	}
 }

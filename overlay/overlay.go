@@ -346,11 +346,15 @@ func ensureAddr(h *netlink.Handle, l netlink.Link, want netip.Prefix) error {
 	return errors.Join(errs...)
 }
 
-// setSysctls enables forwarding in the programmed namespace: the node routes
-// between its bridge and the VXLAN device.
+// setSysctls enables forwarding in the programmed namespace (the node routes
+// between its bridge and the VXLAN device) and keeps a strict reverse-path
+// filter from dropping mesh connections on the VXLAN device (meshreturn.go).
 func (o *Overlay) setSysctls() error {
 	return o.inNS(func() error {
-		return writeSysctl("net/ipv4/ip_forward", "1")
+		if err := writeSysctl("net/ipv4/ip_forward", "1"); err != nil {
+			return err
+		}
+		return looseRPFilter(o.cfg.VXLANName)
 	})
 }
 
@@ -507,6 +511,9 @@ func (o *Overlay) Teardown() error {
 		return fmt.Errorf("teardown: %w", ErrClosed)
 	}
 	var errs []error
+	if err := o.deleteReturnRulesLocked(); err != nil {
+		errs = append(errs, err)
+	}
 	for _, id := range sortedIDs(o.ipam.All()) {
 		if err := o.deleteVethLocked(id); err != nil {
 			errs = append(errs, err)

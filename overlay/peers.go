@@ -268,7 +268,8 @@ func (o *Overlay) applyPeersLocked() []error {
 			errs = append(errs, fmt.Errorf("delete stale FDB entry %s dst %s: %w", n.HardwareAddr, n.IP, err))
 		}
 	}
-	return errs
+	// The return paths of the routing mesh (meshreturn.go).
+	return append(errs, o.applyReturnLocked(idx)...)
 }
 
 // setPeerLocked adds or replaces the FDB entry, neighbour and route of one
