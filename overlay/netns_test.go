@@ -124,7 +124,9 @@ func peersOf(hosts []*testHost) []Peer {
 // few seconds (the first packets may race neighbour resolution).
 func ping(t *testing.T, ns, ip string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	// 15 s: a WireGuard handshake initiation that reached the peer before
+	// the peer knew the sender is retried only after REKEY_TIMEOUT (5 s).
+	deadline := time.Now().Add(15 * time.Second)
 	for {
 		out, err := exec.Command("ip", "netns", "exec", ns, "/bin/busybox", "ping", "-c1", "-W1", ip).CombinedOutput()
 		if err == nil {

@@ -411,7 +411,9 @@ func (o *Overlay) applyPeerDiffLocked(d peerDiff) []error {
 			errs = append(errs, fmt.Errorf("delete stale FDB entry %s dst %s: %w", p.mac, p.UnderlayIP, err))
 		}
 	}
-	return errs
+	// The routing mesh's return paths follow o.peers too; their sync is
+	// already a small idempotent pass over the rules this overlay owns.
+	return append(errs, o.applyReturnLocked(idx)...)
 }
 
 // prefixToIPNet converts an IPv4 prefix to the form netlink wants.

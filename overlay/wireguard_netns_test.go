@@ -91,7 +91,7 @@ func iperf(t testing.TB, server, client, ip string, flags ...string) float64 {
 		t.Fatal(err)
 	}
 	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
-	var res struct {
+	type result struct {
 		Error string `json:"error"`
 		End   struct {
 			SumReceived struct {
@@ -102,6 +102,7 @@ func iperf(t testing.TB, server, client, ip string, flags ...string) float64 {
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
+		var res result // fresh: Unmarshal leaves fields the output lacks, such as an earlier error
 		args := append([]string{"netns", "exec", client, "timeout", "60", "iperf3", "-c", ip, "-J"}, flags...)
 		out, err := exec.Command("ip", args...).Output()
 		jerr := json.Unmarshal(out, &res)
