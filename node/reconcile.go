@@ -353,7 +353,7 @@ func (a *Agent) reconcileLoop(ctx context.Context, cl *cluster) {
 // synced reports whether the local replica has caught up with a leader.
 func (r *reconciler) synced() bool {
 	leader, _ := r.cl.raft.Leader()
-	return leader != "" && r.cl.store.Index() >= r.cl.raft.LastIndex()
+	return leader != "" && r.cl.raft.CaughtUp()
 }
 
 func (r *reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
