@@ -14,6 +14,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -272,6 +274,7 @@ func (a *Agent) gossipJoinLoop(ctx context.Context, cl *cluster, peers []string)
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	var lastSave, lastReconnect time.Time
+	var saved []string // what peers.json holds, sorted
 	for {
 		if !joined {
 			cand := append([]string{}, peers...)
@@ -289,9 +292,17 @@ func (a *Agent) gossipJoinLoop(ctx context.Context, cl *cluster, peers []string)
 				}
 			}
 		}
+		// Written when the peers changed, not on every round: an idle
+		// node does no disk I/O here.
 		if time.Since(lastSave) > 5*time.Second {
 			if addrs := cl.members.peerAddrs(); len(addrs) > 1 {
-				_ = writeJSONFile(filepath.Join(clusterDir(a.cfg.DataDir), "peers.json"), dedupe(addrs, a.selfGossipAddr()))
+				addrs = dedupe(addrs, a.selfGossipAddr())
+				sort.Strings(addrs)
+				if !slices.Equal(addrs, saved) {
+					if err := writeJSONFile(filepath.Join(clusterDir(a.cfg.DataDir), "peers.json"), addrs); err == nil {
+						saved = addrs
+					}
+				}
 				lastSave = time.Now()
 			}
 		}

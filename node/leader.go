@@ -101,15 +101,21 @@ func (a *Agent) leaderWork(ctx context.Context, cl *cluster) {
 	}()
 
 	// Membership events and state changes (a join, a status change) wake
-	// the loop at once; the ticker catches grace periods expiring. Passes
-	// are pure reads unless something must change, so they are cheap, but
-	// they are spaced by at least minPass under a storm of task reports.
-	const minPass = 100 * time.Millisecond
+	// the loop at once; the ticker only catches grace periods expiring
+	// (statusGrace, RestartGrace, the autopilot's DeadGrace), which a
+	// second's lateness does not hurt. Passes are pure reads unless
+	// something must change, but each reads every node and the Raft
+	// configuration, so they are spaced by at least minPass under a storm
+	// of task reports and run once a second when idle.
+	const (
+		minPass  = 100 * time.Millisecond
+		idlePass = time.Second
+	)
 	storeCh, cancel := cl.store.Subscribe()
 	defer cancel()
 	memberCh, cancelMembers := cl.members.subscribe()
 	defer cancelMembers()
-	tick := time.NewTicker(250 * time.Millisecond)
+	tick := time.NewTicker(idlePass)
 	defer tick.Stop()
 	for {
 		a.markNodeStatus(ctx, cl, since)
