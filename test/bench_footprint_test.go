@@ -5,7 +5,7 @@ package test
 // with runc alone. Figures are printed, never asserted (the machine is shared):
 //
 //	go test -run '^$' -bench Footprint -benchtime 1x ./test/
-//	SHOAL_BENCH_NODES=50 SHOAL_BENCH_IDLE=2m go test -run '^$' -bench FootprintScale -benchtime 1x ./test/
+//	SHOAL_BENCH_NODES=50 SHOAL_BENCH_IDLE=2m go test -run '^$' -bench FootprintCluster -benchtime 1x ./test/
 //
 // Idle CPU is CPU-seconds (utime+stime from /proc/PID/stat) over a window of
 // SHOAL_BENCH_IDLE (default 60s) divided by the window: the agent's own
@@ -131,6 +131,36 @@ func reportCPU(b *testing.B, name string, pct []float64, window time.Duration) {
 		fmt.Sprintf("%% of a core per agent over %s (sum %.2f %%; goal <= 0.3)", window, sum))
 }
 
+// reportAnon reports median and max RssAnon of the hosts' agents in MiB:
+// the memory each agent holds alone. VmRSS adds the pages of the binary
+// mapped from the page cache, one copy for every agent on the machine.
+func reportAnon(b *testing.B, name string, hosts []*harness.Host) {
+	b.Helper()
+	var mib []float64
+	for _, h := range hosts {
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", h.PID()))
+		if err != nil {
+			b.Fatalf("%s: %v", h.Name, err)
+		}
+		for _, line := range strings.Split(string(raw), "\n") {
+			if rest, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+				if f := strings.Fields(rest); len(f) > 0 {
+					kb, _ := strconv.ParseFloat(f[0], 64)
+					mib = append(mib, kb/1024)
+				}
+			}
+		}
+	}
+	if len(mib) == 0 {
+		b.Fatal("no RssAnon read")
+	}
+	sort.Float64s(mib)
+	med := mib[len(mib)/2]
+	b.ReportMetric(med, "MiB/"+name+"-median")
+	printRow(b, name, len(mib), fmt.Sprintf("%.1f MiB", med), fmt.Sprintf("%.1f MiB", mib[0]),
+		fmt.Sprintf("%.1f MiB", mib[len(mib)-1]), "RssAnon of each agent (its own memory; goal <= 20)")
+}
+
 // settle waits until every host lists n ready nodes and then lets the
 // cluster run for a short observation window, so the idle measurement does
 // not include forming (voter promotion, first snapshots).
@@ -180,16 +210,19 @@ func BenchmarkFootprintIdle3(b *testing.B) {
 	b.StopTimer()
 	reportCPU(b, "idle-cpu-3", pct, w)
 	reportRSS(b, "idle-rss-3", c.Hosts())
+	reportAnon(b, "idle-anon-3", c.Hosts())
 	down := nodeDownEvents(b, c.Host(1), since, time.Now())
 	b.ReportMetric(float64(down), "false-down")
 	printRow(b, "idle-false-down-3", 1, strconv.Itoa(down), "", "", "node down events while idle (goal 0)")
 }
 
-// BenchmarkFootprintScale: SHOAL_BENCH_NODES agents (default 25) start at
+// BenchmarkFootprintCluster: SHOAL_BENCH_NODES agents (default 25) start at
 // once and join through the first; formation is the time until the first
-// node lists every node ready. Then the idle window: CPU per agent, RSS of
-// the leader and of the others, and `down` events (goal 0).
-func BenchmarkFootprintScale(b *testing.B) {
+// node lists every node ready. A join refused for a reason worth retrying
+// (a leader change under load) is retried up to twice and counted. Then the
+// idle window: CPU per agent, RSS of the leader and of the others, and
+// `down` events (goal 0).
+func BenchmarkFootprintCluster(b *testing.B) {
 	n := benchNodes(b)
 	ensureNeighbourRoom(b, n)
 	c := harness.New(b, n)
@@ -200,14 +233,24 @@ func BenchmarkFootprintScale(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	retried := 0
 	errs := make(chan error, n)
 	for _, h := range c.Hosts()[1:] {
 		wg.Add(1)
 		go func(h *harness.Host) {
 			defer wg.Done()
-			if err := h.Join(token, h1); err != nil {
-				errs <- fmt.Errorf("%s: %w", h.Name, err)
+			var err error
+			for try := 0; try < 3; try++ {
+				if err = h.Join(token, h1); err == nil {
+					return
+				}
+				b.Logf("join of %s refused (try %d): %v", h.Name, try+1, err)
+				mu.Lock()
+				retried++
+				mu.Unlock()
 			}
+			errs <- fmt.Errorf("%s: %w", h.Name, err)
 		}(h)
 	}
 	wg.Wait()
@@ -216,11 +259,13 @@ func BenchmarkFootprintScale(b *testing.B) {
 		b.Fatal(err)
 	}
 	joined := time.Since(start)
+	b.ReportMetric(float64(retried), "join-retries")
 	harness.Eventually(b, 5*time.Minute, c.ReadyCondition(n, h1), "every node ready on h1")
 	formed := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(formed.Seconds(), "s/formed")
-	printRow(b, fmt.Sprintf("form-%d joins", n), 1, fmt.Sprintf("%.2f s", joined.Seconds()), "", "", "every `join` returned")
+	printRow(b, fmt.Sprintf("form-%d joins", n), 1, fmt.Sprintf("%.2f s", joined.Seconds()), "", "",
+		fmt.Sprintf("every `join` returned; %d refused and retried (goal 0)", retried))
 	printRow(b, fmt.Sprintf("form-%d", n), 1, fmt.Sprintf("%.2f s", formed.Seconds()), "", "", "node 1 lists every node ready (goal <= 30 s at 100)")
 
 	settle(b, c, n)
@@ -237,6 +282,8 @@ func BenchmarkFootprintScale(b *testing.B) {
 		}
 	}
 	reportRSS(b, fmt.Sprintf("idle-rss-%d", n), others)
+	reportAnon(b, fmt.Sprintf("leader-anon-%d", n), []*harness.Host{leader})
+	reportAnon(b, fmt.Sprintf("idle-anon-%d", n), others)
 	down := nodeDownEvents(b, leader, since, time.Now())
 	b.ReportMetric(float64(down), "false-down")
 	printRow(b, fmt.Sprintf("idle-false-down-%d", n), 1, strconv.Itoa(down), "", "", "node down events while idle (goal 0)")
