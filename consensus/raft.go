@@ -68,8 +68,12 @@ type Config struct {
 }
 
 // DefaultConfig returns LAN settings for small, busy machines that keep an
-// idle cluster nearly free: a leader is suspected after 1–2 s of silence and
-// steps down after 500 ms without a quorum.
+// idle cluster nearly free: a leader is suspected after 2–4 s of silence and
+// steps down after 1 s without a quorum. Shorter (0.5 s / 250 ms, then
+// 1 s / 500 ms) lost the leader while 25–50 agents joined at once on a
+// loaded 2-core machine: the joins it was committing failed. A dead node is
+// still found by gossip within 2 s; only a dead leader's replacement waits
+// for the heartbeat timeout.
 //
 // What an idle cluster costs is raft's traffic to every follower (voters
 // and non-voters alike): a heartbeat every HeartbeatTimeout/10–/5 and an
@@ -82,13 +86,13 @@ type Config struct {
 // after every write instead, so CommitTimeout is only the fallback for
 // entries written without Apply (barriers, configuration changes), whose
 // commit no store waits for (Raft.CaughtUp). What is left grows with the
-// cluster on the leader alone: heartbeats, ~0.1 % of a core per follower.
+// cluster on the leader alone: heartbeats, ~0.05 % of a core per follower.
 func DefaultConfig() Config {
 	return Config{
 		LogLevel:           hclog.Info,
-		HeartbeatTimeout:   time.Second,
-		ElectionTimeout:    time.Second,
-		LeaderLeaseTimeout: 500 * time.Millisecond,
+		HeartbeatTimeout:   2 * time.Second,
+		ElectionTimeout:    2 * time.Second,
+		LeaderLeaseTimeout: time.Second,
 		CommitTimeout:      2 * time.Second,
 		SnapshotThreshold:  4096,
 		SnapshotInterval:   30 * time.Second,
