@@ -160,6 +160,10 @@ type Raft struct {
 	// cmdGate refuses commands some member cannot apply (gate.go).
 	cmdGate atomic.Pointer[func(Command) error]
 
+	// expedited says whether ExpediteElection shortened the timeouts.
+	expedited  atomic.Bool
+	expediteMu sync.Mutex
+
 	// nudgeCh (one slot, coalescing) asks nudgeLoop to tell followers the
 	// commit index; nudgeStop ends it and nudgeDone says it has.
 	nudgeCh   chan struct{}
@@ -335,6 +339,36 @@ func (r *Raft) nudgeLoop() {
 		// the next leader's own entries carry its commit index.
 		_ = r.raft.Barrier(r.cfg.ApplyTimeout).Error()
 	}
+}
+
+// ExpediteElection shortens this node's heartbeat and election timeouts to
+// LeaderLeaseTimeout (on) or restores the configured ones (off).
+//
+// Why: the configured timeouts are long so that a leader starved of CPU
+// for a moment is not deposed (DefaultConfig), which would make a dead
+// leader's replacement wait 2–4 s of silence. Gossip finds a dead node
+// within 2 s; node calls this with on while gossip says the leader it
+// knows is dead (or it knows none), so the election starts at once, and
+// with off once a live leader is known again. A follower whose timer has
+// already run past the short timeout starts its election immediately.
+// Idempotent; safe for concurrent use.
+func (r *Raft) ExpediteElection(on bool) error {
+	r.expediteMu.Lock()
+	defer r.expediteMu.Unlock()
+	if r.expedited.Load() == on {
+		return nil
+	}
+	rc := r.raft.ReloadableConfig()
+	rc.HeartbeatTimeout, rc.ElectionTimeout = r.cfg.HeartbeatTimeout, r.cfg.ElectionTimeout
+	if on {
+		short := max(r.cfg.LeaderLeaseTimeout, time.Millisecond)
+		rc.HeartbeatTimeout, rc.ElectionTimeout = min(short, rc.HeartbeatTimeout), min(short, rc.ElectionTimeout)
+	}
+	if err := r.raft.ReloadConfig(rc); err != nil {
+		return fmt.Errorf("raft timeouts (expedite %v): %w", on, err)
+	}
+	r.expedited.Store(on)
+	return nil
 }
 
 // nudge wakes nudgeLoop; it never blocks.

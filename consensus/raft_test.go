@@ -525,3 +525,64 @@ func TestRaftCommitNudgeReachesFollowers(t *testing.T) {
 		waitFor(t, n.id+" caught up", n.r.CaughtUp)
 	}
 }
+
+// With long timeouts a dead leader's replacement waits for the heartbeat
+// timeout (10-20 s of silence here); ExpediteElection on the survivors
+// (what node does once gossip declares the leader dead, which takes a
+// while) starts the election at once. Off restores the configured timeouts.
+func TestRaftExpediteElection(t *testing.T) {
+	const hb, lease = 10 * time.Second, 2500 * time.Millisecond
+	c := newRaftClusterWith(t, 3, func(cfg *Config) {
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = hb, hb, lease
+	})
+	// A lone bootstrapped node also waits the heartbeat timeout first.
+	if err := c.nodes[0].r.ExpediteElection(true); err != nil {
+		t.Fatal(err)
+	}
+	l := c.form()
+	for _, n := range c.nodes {
+		if err := n.r.ExpediteElection(false); err != nil {
+			t.Fatal(err)
+		}
+		if got := n.r.raft.ReloadableConfig().HeartbeatTimeout; got != hb {
+			t.Fatalf("%s: heartbeat timeout %s after off, want %s", n.id, got, hb)
+		}
+	}
+	c.stop(l)
+	var rest []*clusterNode
+	for _, n := range c.nodes {
+		if n != l {
+			rest = append(rest, n)
+		}
+	}
+	// Gossip needs a while to declare the leader dead: by then the
+	// survivors have not heard from it for more than the lease.
+	for _, n := range rest {
+		waitFor(t, n.id+" silent past the lease", func() bool { return time.Since(n.r.LastContact()) > lease })
+	}
+	expedited := time.Now()
+	for _, n := range rest {
+		for range 2 { // idempotent
+			if err := n.r.ExpediteElection(true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := n.r.raft.ReloadableConfig().HeartbeatTimeout; got != lease {
+			t.Fatalf("%s: heartbeat timeout %s expedited, want the lease %s", n.id, got, lease)
+		}
+	}
+	// Without expediting, no survivor could campaign before hb-lease from
+	// now (its silence reaches hb no earlier).
+	deadline := expedited.Add(hb - lease)
+	for !rest[0].r.IsLeader() && !rest[1].r.IsLeader() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no leader %s after expediting", time.Since(expedited))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("leader elected %s after expediting", time.Since(expedited))
+	nl := c.leader(rest...)
+	if _, err := nl.r.Apply(context.Background(), CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
+		t.Fatal(err)
+	}
+}

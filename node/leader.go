@@ -53,9 +53,12 @@ func (a *Agent) leadershipLoop(ctx context.Context, cl *cluster) {
 	if cl.raft.IsLeader() {
 		start()
 	}
+	memberCh, cancelMembers := cl.members.subscribe()
+	defer cancelMembers()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
+		a.expediteElection(cl)
 		select {
 		case <-ctx.Done():
 			return
@@ -65,6 +68,7 @@ func (a *Agent) leadershipLoop(ctx context.Context, cl *cluster) {
 			} else {
 				stop()
 			}
+		case <-memberCh:
 		case <-tick.C:
 			// Belt and braces: NotifyCh may drop a transition under load.
 			if cl.raft.IsLeader() {
@@ -74,6 +78,35 @@ func (a *Agent) leadershipLoop(ctx context.Context, cl *cluster) {
 			}
 		}
 	}
+}
+
+// expediteElection lets gossip's verdict start an election: while this
+// node is not the leader and knows no leader, or gossip has declared the
+// leader it knows dead, Raft's long heartbeat timeout (which keeps a
+// starved leader in office) is cut to the lease (consensus.Raft.
+// ExpediteElection). A leader gossip has never seen (it just joined) is
+// not suspected.
+func (a *Agent) expediteElection(cl *cluster) {
+	if err := cl.raft.ExpediteElection(suspectLeader(cl.raft.IsLeader(), leaderID(cl), cl.members.aliveSet(), cl.members.everSeen)); err != nil {
+		a.log.Debug("raft timeouts", "err", err)
+	}
+}
+
+func leaderID(cl *cluster) string {
+	id, _ := cl.raft.Leader()
+	return id
+}
+
+// suspectLeader is the pure half of expediteElection.
+func suspectLeader(self bool, leader string, alive map[string]memberMeta, everSeen func(string) bool) bool {
+	if self {
+		return false
+	}
+	if leader == "" {
+		return true
+	}
+	_, ok := alive[leader]
+	return !ok && everSeen(leader)
 }
 
 func (a *Agent) leaderWork(ctx context.Context, cl *cluster) {
