@@ -271,8 +271,11 @@ func (a *Agent) stopCluster() {
 // its way back.
 func (a *Agent) gossipJoinLoop(ctx context.Context, cl *cluster, peers []string) {
 	joined := len(peers) == 0
+	// Retries are quick until gossip is joined; afterwards the loop has
+	// nothing to do more often than reconnectInterval.
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
+	slow := false
 	var lastSave, lastReconnect time.Time
 	var saved []string // what peers.json holds, sorted
 	for {
@@ -284,7 +287,7 @@ func (a *Agent) gossipJoinLoop(ctx context.Context, cl *cluster, peers []string)
 			} else if err != nil {
 				a.log.Debug("gossip join pending", "err", err)
 			}
-		} else if time.Since(lastReconnect) >= reconnectInterval {
+		} else if slow || time.Since(lastReconnect) >= reconnectInterval {
 			lastReconnect = time.Now()
 			if gone := a.gossipAddrsFromState(cl, cl.members.aliveSet()); len(gone) > 0 {
 				if n, _ := cl.members.join(gone); n > 0 {
@@ -305,6 +308,10 @@ func (a *Agent) gossipJoinLoop(ctx context.Context, cl *cluster, peers []string)
 				}
 				lastSave = time.Now()
 			}
+		}
+		if joined && !slow {
+			tick.Reset(reconnectInterval)
+			slow = true
 		}
 		select {
 		case <-ctx.Done():
