@@ -107,7 +107,7 @@ func TestForceNewClusterRestoresBeforeStart(t *testing.T) {
 	if _, err := l.r.Apply(ctx, CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
 		t.Fatal(err)
 	}
-	c.waitReplicated(l.r.AppliedIndex(), c.nodes...)
+	c.waitReplicated(l.store.Index(), c.nodes...)
 	for _, n := range c.nodes {
 		c.stop(n)
 	}

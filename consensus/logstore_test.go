@@ -360,8 +360,8 @@ func TestRaftRestartAfterTailOverwritten(t *testing.T) {
 		}
 	}
 	c.connectAll()
-	c.waitReplicated(nl.r.AppliedIndex(), c.nodes...)
-	want := nl.r.AppliedIndex()
+	c.waitReplicated(nl.store.Index(), c.nodes...)
+	want := nl.store.Index()
 	c.stop(old)
 	c.start(old, false)
 	c.connectAll()

@@ -67,16 +67,33 @@ type Config struct {
 	ForceNewCluster bool
 }
 
-// DefaultConfig returns LAN settings tuned for fast failover on small, busy
-// machines: a leader is suspected after 0.5–1 s of silence and steps down
-// after 250 ms without a quorum.
+// DefaultConfig returns LAN settings for small, busy machines that keep an
+// idle cluster nearly free: a leader is suspected after 2–4 s of silence and
+// steps down after 1 s without a quorum. Shorter (0.5 s / 250 ms, then
+// 1 s / 500 ms) lost the leader while 25–50 agents joined at once on a
+// loaded 2-core machine: the joins it was committing failed. A dead node is
+// still found by gossip within 2 s; only a dead leader's replacement waits
+// for the heartbeat timeout.
+//
+// What an idle cluster costs is raft's traffic to every follower (voters
+// and non-voters alike): a heartbeat every HeartbeatTimeout/10–/5 and an
+// empty AppendEntries every CommitTimeout–2×CommitTimeout, each a TLS round
+// trip of ~0.2 ms of CPU on both ends here. At 0.5 s / 20 ms that was ~45
+// round trips a second per follower: 1.5–2 % of a core on a follower and
+// ~1 % per follower on the leader, so a 100-node leader spent most of a
+// core on it. The empty appends exist only to tell followers the commit
+// index when writes stop; the commit nudge (nudgeLoop) tells them at once
+// after every write instead, so CommitTimeout is only the fallback for
+// entries written without Apply (barriers, configuration changes), whose
+// commit no store waits for (Raft.CaughtUp). What is left grows with the
+// cluster on the leader alone: heartbeats, ~0.05 % of a core per follower.
 func DefaultConfig() Config {
 	return Config{
 		LogLevel:           hclog.Info,
-		HeartbeatTimeout:   500 * time.Millisecond,
-		ElectionTimeout:    500 * time.Millisecond,
-		LeaderLeaseTimeout: 250 * time.Millisecond,
-		CommitTimeout:      20 * time.Millisecond,
+		HeartbeatTimeout:   2 * time.Second,
+		ElectionTimeout:    2 * time.Second,
+		LeaderLeaseTimeout: time.Second,
+		CommitTimeout:      2 * time.Second,
 		SnapshotThreshold:  4096,
 		SnapshotInterval:   30 * time.Second,
 		TrailingLogs:       4096,
@@ -142,6 +159,16 @@ type Raft struct {
 	closers []io.Closer
 	// cmdGate refuses commands some member cannot apply (gate.go).
 	cmdGate atomic.Pointer[func(Command) error]
+
+	// expedited says whether ExpediteElection shortened the timeouts.
+	expedited  atomic.Bool
+	expediteMu sync.Mutex
+
+	// nudgeCh (one slot, coalescing) asks nudgeLoop to tell followers the
+	// commit index; nudgeStop ends it and nudgeDone says it has.
+	nudgeCh   chan struct{}
+	nudgeStop chan struct{}
+	nudgeDone chan struct{}
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -277,8 +304,79 @@ func newRaft(cfg Config, store *Store, logger hclog.Logger, st storage) (_ *Raft
 	if err != nil {
 		return nil, fmt.Errorf("start raft %s: %w", cfg.NodeID, err)
 	}
-	return &Raft{cfg: cfg, raft: r, fsm: fsm, store: store, trans: trans,
-		logs: st.logs, stab: st.stable, snaps: st.snaps, gate: st.gate, closers: st.closers}, nil
+	rr := &Raft{cfg: cfg, raft: r, fsm: fsm, store: store, trans: trans,
+		logs: st.logs, stab: st.stable, snaps: st.snaps, gate: st.gate, closers: st.closers,
+		nudgeCh: make(chan struct{}, 1), nudgeStop: make(chan struct{}), nudgeDone: make(chan struct{})}
+	go rr.nudgeLoop()
+	return rr, nil
+}
+
+// nudgeLoop tells followers the commit index soon after a write commits.
+//
+// Why: a follower learns that an entry is committed only from the next
+// AppendEntries the leader sends it. While writes flow, the next write
+// carries it; after the last write of a burst, raft sends nothing but
+// heartbeats (which carry no commit index) until CommitTimeout, which we
+// keep long so that an idle cluster is quiet (DefaultConfig). So after a
+// write commits and nothing else is in flight, the loop appends a barrier:
+// replicating it carries the commit index to every follower at once, and
+// the barrier itself changes no state. Writes are coalesced: one barrier
+// answers every nudge that came before it, and none is appended while
+// other entries are still in flight (they carry the index themselves, and
+// the Apply that wrote them nudges again).
+func (r *Raft) nudgeLoop() {
+	defer close(r.nudgeDone)
+	for {
+		select {
+		case <-r.nudgeStop:
+			return
+		case <-r.nudgeCh:
+		}
+		if r.raft.State() != raft.Leader || r.raft.LastIndex() > r.raft.AppliedIndex() {
+			continue
+		}
+		// An error means leadership was lost or raft is shutting down:
+		// the next leader's own entries carry its commit index.
+		_ = r.raft.Barrier(r.cfg.ApplyTimeout).Error()
+	}
+}
+
+// ExpediteElection shortens this node's heartbeat and election timeouts to
+// LeaderLeaseTimeout (on) or restores the configured ones (off).
+//
+// Why: the configured timeouts are long so that a leader starved of CPU
+// for a moment is not deposed (DefaultConfig), which would make a dead
+// leader's replacement wait 2–4 s of silence. Gossip finds a dead node
+// within 2 s; node calls this with on while gossip says the leader it
+// knows is dead (or it knows none), so the election starts at once, and
+// with off once a live leader is known again. A follower whose timer has
+// already run past the short timeout starts its election immediately.
+// Idempotent; safe for concurrent use.
+func (r *Raft) ExpediteElection(on bool) error {
+	r.expediteMu.Lock()
+	defer r.expediteMu.Unlock()
+	if r.expedited.Load() == on {
+		return nil
+	}
+	rc := r.raft.ReloadableConfig()
+	rc.HeartbeatTimeout, rc.ElectionTimeout = r.cfg.HeartbeatTimeout, r.cfg.ElectionTimeout
+	if on {
+		short := max(r.cfg.LeaderLeaseTimeout, time.Millisecond)
+		rc.HeartbeatTimeout, rc.ElectionTimeout = min(short, rc.HeartbeatTimeout), min(short, rc.ElectionTimeout)
+	}
+	if err := r.raft.ReloadConfig(rc); err != nil {
+		return fmt.Errorf("raft timeouts (expedite %v): %w", on, err)
+	}
+	r.expedited.Store(on)
+	return nil
+}
+
+// nudge wakes nudgeLoop; it never blocks.
+func (r *Raft) nudge() {
+	select {
+	case r.nudgeCh <- struct{}{}:
+	default:
+	}
 }
 
 // startRaft is raft.NewRaft with its panics (it panics when a log entry it
@@ -393,6 +491,7 @@ func (r *Raft) Apply(ctx context.Context, cmd Command) (any, error) {
 	if err := wait(ctx, f); err != nil {
 		return nil, fmt.Errorf("apply command type %d: %w", cmd.Type(), err)
 	}
+	r.nudge()
 	res, ok := f.Response().(Result)
 	if !ok {
 		return nil, fmt.Errorf("apply command type %d: unexpected response %T", cmd.Type(), f.Response())
@@ -492,8 +591,30 @@ func (r *Raft) State() string { return strings.ToLower(r.raft.State().String()) 
 // LastIndex is the index of the last entry in this node's log.
 func (r *Raft) LastIndex() uint64 { return r.raft.LastIndex() }
 
-// AppliedIndex is the index of the last entry applied to the store.
+// AppliedIndex is the index of the last entry raft applied, counting the
+// entries that never reach the store (barriers, no-ops, configuration
+// changes): it can be above the store's index.
 func (r *Raft) AppliedIndex() uint64 { return r.raft.AppliedIndex() }
+
+// CaughtUp reports whether the store holds every command in this node's
+// log. Entries raft writes for itself (barriers, the commit nudge's among
+// them, no-ops, configuration changes) never reach the store, so a log
+// that ends with them counts as caught up once the commands before them
+// are applied; comparing the store's index with LastIndex would wait for
+// the next write. It says nothing of entries this node has not received.
+func (r *Raft) CaughtUp() bool {
+	applied := r.store.Index()
+	for i := r.raft.LastIndex(); i > applied; i-- {
+		var l raft.Log
+		if err := r.logs.GetLog(i, &l); err != nil {
+			return false // compacted or unreadable: cannot tell
+		}
+		if l.Type == raft.LogCommand {
+			return false
+		}
+	}
+	return true
+}
 
 // Stats returns raft's diagnostic counters (for `shoal status` and debugging).
 func (r *Raft) Stats() map[string]string { return r.raft.Stats() }
@@ -511,9 +632,11 @@ func (r *Raft) Snapshot() error {
 func (r *Raft) Shutdown() error {
 	r.shutdownOnce.Do(func() {
 		var errs []error
+		close(r.nudgeStop)
 		if err := r.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("shutdown raft: %w", err))
 		}
+		<-r.nudgeDone // its barrier, if any, ended with raft's shutdown
 		for _, c := range r.closers {
 			if err := c.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("close raft storage: %w", err))

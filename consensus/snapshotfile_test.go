@@ -305,7 +305,7 @@ func TestRaftRestoreSnapshot(t *testing.T) {
 		}
 		// Replicas count as caught up again (node's reconciler waits for
 		// this before it removes containers of tasks it does not know).
-		waitFor(t, n.id+" store caught up with its log", func() bool { return n.store.Index() >= n.r.LastIndex() })
+		waitFor(t, n.id+" store caught up with its log", n.r.CaughtUp)
 	}
 	// The cluster goes on: writes after the restore get later versions.
 	mustApply(CreateService{Service: api.Service{ID: "s3", Name: "after", Spec: api.ServiceSpec{Name: "after", Replicas: 1}}})

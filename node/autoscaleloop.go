@@ -21,25 +21,43 @@ import (
 // rpcUsage asks a node for the rolling usage of its task containers.
 const rpcUsage = "usage"
 
-// usageLoop samples this node's task containers of autoscaled services.
+// usageLoop samples this node's task containers of autoscaled services
+// every autoscale.SampleInterval while there are any; while there are none
+// it sleeps until the state changes (an idle node runs no sampling timer).
 func (a *Agent) usageLoop(ctx context.Context, cl *cluster) {
+	storeCh, cancel := cl.store.Subscribe()
+	defer cancel()
 	tick := time.NewTicker(autoscale.SampleInterval)
 	defer tick.Stop()
 	for {
+		var tickCh <-chan time.Time
+		if a.sampleUsage(cl) {
+			tickCh = tick.C
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-tickCh:
+		case <-storeCh:
+			// A burst of changes samples at most once per interval.
+			if tickCh != nil {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tickCh:
+				}
+			}
 		}
-		a.sampleUsage(cl)
 	}
 }
 
-func (a *Agent) sampleUsage(cl *cluster) {
+// sampleUsage records a usage point of every running task container of an
+// autoscaled service here; it reports whether any service is autoscaled.
+func (a *Agent) sampleUsage(cl *cluster) bool {
 	live := map[string]bool{}
 	defer cl.usage.KeepOnly(live)
 	if a.rt == nil {
-		return
+		return false
 	}
 	autoscaled := map[string]bool{}
 	for _, s := range cl.store.Services() {
@@ -48,7 +66,7 @@ func (a *Agent) sampleUsage(cl *cluster) {
 		}
 	}
 	if len(autoscaled) == 0 {
-		return
+		return false
 	}
 	for _, t := range cl.store.TasksByNode(a.id.NodeID) {
 		if autoscaled[t.ServiceID] {
@@ -69,6 +87,7 @@ func (a *Agent) sampleUsage(cl *cluster) {
 		live[c.TaskID] = true
 		cl.usage.Record(c.TaskID, c.ID, autoscale.Point{At: time.Now(), CPUNanos: st.CPUNanos, Memory: st.MemoryBytes})
 	}
+	return true
 }
 
 // handleUsageRPC answers rpcUsage.

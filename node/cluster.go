@@ -14,6 +14,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -270,9 +272,13 @@ func (a *Agent) stopCluster() {
 // its way back.
 func (a *Agent) gossipJoinLoop(ctx context.Context, cl *cluster, peers []string) {
 	joined := len(peers) == 0
+	// Retries are quick until gossip is joined; afterwards the loop has
+	// nothing to do more often than reconnectInterval.
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
+	slow := false
 	var lastSave, lastReconnect time.Time
+	var saved []string // what peers.json holds, sorted
 	for {
 		if !joined {
 			cand := append([]string{}, peers...)
@@ -282,7 +288,7 @@ func (a *Agent) gossipJoinLoop(ctx context.Context, cl *cluster, peers []string)
 			} else if err != nil {
 				a.log.Debug("gossip join pending", "err", err)
 			}
-		} else if time.Since(lastReconnect) >= reconnectInterval {
+		} else if slow || time.Since(lastReconnect) >= reconnectInterval {
 			lastReconnect = time.Now()
 			if gone := a.gossipAddrsFromState(cl, cl.members.aliveSet()); len(gone) > 0 {
 				if n, _ := cl.members.join(gone); n > 0 {
@@ -290,11 +296,23 @@ func (a *Agent) gossipJoinLoop(ctx context.Context, cl *cluster, peers []string)
 				}
 			}
 		}
+		// Written when the peers changed, not on every round: an idle
+		// node does no disk I/O here.
 		if time.Since(lastSave) > 5*time.Second {
 			if addrs := cl.members.peerAddrs(); len(addrs) > 1 {
-				_ = writeJSONFile(filepath.Join(clusterDir(a.cfg.DataDir), "peers.json"), dedupe(addrs, a.selfGossipAddr()))
+				addrs = dedupe(addrs, a.selfGossipAddr())
+				sort.Strings(addrs)
+				if !slices.Equal(addrs, saved) {
+					if err := writeJSONFile(filepath.Join(clusterDir(a.cfg.DataDir), "peers.json"), addrs); err == nil {
+						saved = addrs
+					}
+				}
 				lastSave = time.Now()
 			}
+		}
+		if joined && !slow {
+			tick.Reset(reconnectInterval)
+			slow = true
 		}
 		select {
 		case <-ctx.Done():

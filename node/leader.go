@@ -53,9 +53,12 @@ func (a *Agent) leadershipLoop(ctx context.Context, cl *cluster) {
 	if cl.raft.IsLeader() {
 		start()
 	}
+	memberCh, cancelMembers := cl.members.subscribe()
+	defer cancelMembers()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
+		a.expediteElection(cl)
 		select {
 		case <-ctx.Done():
 			return
@@ -65,6 +68,7 @@ func (a *Agent) leadershipLoop(ctx context.Context, cl *cluster) {
 			} else {
 				stop()
 			}
+		case <-memberCh:
 		case <-tick.C:
 			// Belt and braces: NotifyCh may drop a transition under load.
 			if cl.raft.IsLeader() {
@@ -74,6 +78,35 @@ func (a *Agent) leadershipLoop(ctx context.Context, cl *cluster) {
 			}
 		}
 	}
+}
+
+// expediteElection lets gossip's verdict start an election: while this
+// node is not the leader and knows no leader, or gossip has declared the
+// leader it knows dead, Raft's long heartbeat timeout (which keeps a
+// starved leader in office) is cut to the lease (consensus.Raft.
+// ExpediteElection). A leader gossip has never seen (it just joined) is
+// not suspected.
+func (a *Agent) expediteElection(cl *cluster) {
+	if err := cl.raft.ExpediteElection(suspectLeader(cl.raft.IsLeader(), leaderID(cl), cl.members.aliveSet(), cl.members.everSeen)); err != nil {
+		a.log.Debug("raft timeouts", "err", err)
+	}
+}
+
+func leaderID(cl *cluster) string {
+	id, _ := cl.raft.Leader()
+	return id
+}
+
+// suspectLeader is the pure half of expediteElection.
+func suspectLeader(self bool, leader string, alive map[string]memberMeta, everSeen func(string) bool) bool {
+	if self {
+		return false
+	}
+	if leader == "" {
+		return true
+	}
+	_, ok := alive[leader]
+	return !ok && everSeen(leader)
 }
 
 func (a *Agent) leaderWork(ctx context.Context, cl *cluster) {
@@ -101,15 +134,21 @@ func (a *Agent) leaderWork(ctx context.Context, cl *cluster) {
 	}()
 
 	// Membership events and state changes (a join, a status change) wake
-	// the loop at once; the ticker catches grace periods expiring. Passes
-	// are pure reads unless something must change, so they are cheap, but
-	// they are spaced by at least minPass under a storm of task reports.
-	const minPass = 100 * time.Millisecond
+	// the loop at once; the ticker only catches grace periods expiring
+	// (statusGrace, RestartGrace, the autopilot's DeadGrace), which a
+	// second's lateness does not hurt. Passes are pure reads unless
+	// something must change, but each reads every node and the Raft
+	// configuration, so they are spaced by at least minPass under a storm
+	// of task reports and run once a second when idle.
+	const (
+		minPass  = 100 * time.Millisecond
+		idlePass = time.Second
+	)
 	storeCh, cancel := cl.store.Subscribe()
 	defer cancel()
 	memberCh, cancelMembers := cl.members.subscribe()
 	defer cancelMembers()
-	tick := time.NewTicker(250 * time.Millisecond)
+	tick := time.NewTicker(idlePass)
 	defer tick.Stop()
 	for {
 		a.markNodeStatus(ctx, cl, since)

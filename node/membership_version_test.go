@@ -129,3 +129,70 @@ func TestWriteGatedByMemberLevels(t *testing.T) {
 		t.Fatalf("write after the upgrade: %v", err)
 	}
 }
+
+func TestOnlyLBMoved(t *testing.T) {
+	base := memberMeta{NodeID: "n1", ClusterPort: 2377, Subnet: "10.42.1.0/24", Epoch: 1, Version: "v1", Level: 3, LB: 10, GK: "k1"}
+	cases := map[string]struct {
+		mut  func(*memberMeta)
+		want bool
+	}{
+		"lb forward": {func(m *memberMeta) { m.LB = 11 }, true},
+		"same":       {func(m *memberMeta) {}, true},
+		"subnet":     {func(m *memberMeta) { m.Subnet = "10.42.2.0/24"; m.LB = 11 }, false},
+		"epoch":      {func(m *memberMeta) { m.Epoch = 2 }, false},
+		"version":    {func(m *memberMeta) { m.Version = "v2"; m.LB = 11 }, false},
+		"level":      {func(m *memberMeta) { m.Level = 4 }, false},
+		"keyring":    {func(m *memberMeta) { m.GK = "k2"; m.LB = 12 }, false},
+		"port":       {func(m *memberMeta) { m.ClusterPort = 2378 }, false},
+	}
+	for name, c := range cases {
+		cur := base
+		c.mut(&cur)
+		if got := onlyLBMoved(base, cur); got != c.want {
+			t.Errorf("%s: onlyLBMoved = %v, want %v", name, got, c.want)
+		}
+	}
+}
+
+// A member whose load balancer index alone moved wakes the drains
+// (lbSubscribe) but not the general subscribers (leader and network loops,
+// which read the whole state): with n nodes every write brings n of these.
+// Any other change, a join and a leave wake both.
+func TestMembershipLBIndexWakesOnlyDrains(t *testing.T) {
+	m := testMembership()
+	m.lbSubs = map[chan struct{}]struct{}{}
+	gen, cancelGen := m.subscribe()
+	defer cancelGen()
+	lb, cancelLB := m.lbSubscribe()
+	defer cancelLB()
+	drain := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	m.NotifyJoin(gossipNode("n1", `{"id":"n1","lb":5}`))
+	if !drain(gen) || !drain(lb) {
+		t.Fatal("a join must wake every subscriber")
+	}
+	m.NotifyUpdate(gossipNode("n1", `{"id":"n1","lb":6}`))
+	if drain(gen) {
+		t.Fatal("an LB index update woke the general subscribers")
+	}
+	if !drain(lb) {
+		t.Fatal("an LB index update did not wake the drains")
+	}
+	if got := m.lbIndexes("self")["n1"]; got != 6 {
+		t.Fatalf("lb index of n1 = %d, want 6", got)
+	}
+	m.NotifyUpdate(gossipNode("n1", `{"id":"n1","lb":7,"sn":"10.42.3.0/24"}`))
+	if !drain(gen) || !drain(lb) {
+		t.Fatal("a subnet change must wake every subscriber")
+	}
+	m.NotifyLeave(gossipNode("n1", ""))
+	if !drain(gen) || !drain(lb) {
+		t.Fatal("a leave must wake every subscriber")
+	}
+}

@@ -289,14 +289,16 @@ type reconciler struct {
 	// contact (loop goroutine) is when this node last heard from a leader
 	// (or was one), for fencing.
 	contact time.Time
-	// flush asks reportLoop to send the queued reports now.
-	flush chan struct{}
+	// flush asks reportLoop to send the queued reports now; queued tells
+	// it that reports wait for the next retry (both one slot, coalescing).
+	flush  chan struct{}
+	queued chan struct{}
 }
 
 func (a *Agent) reconcileLoop(ctx context.Context, cl *cluster) {
 	r := &reconciler{a: a, cl: cl, starting: map[string]bool{}, stopping: map[string]bool{},
 		pending: map[string]api.TaskStatus{}, kick: make(chan struct{}, 1), since: time.Now(),
-		flush: make(chan struct{}, 1)}
+		flush: make(chan struct{}, 1), queued: make(chan struct{}, 1)}
 	r.contact = r.since
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -353,7 +355,7 @@ func (a *Agent) reconcileLoop(ctx context.Context, cl *cluster) {
 // synced reports whether the local replica has caught up with a leader.
 func (r *reconciler) synced() bool {
 	leader, _ := r.cl.raft.Leader()
-	return leader != "" && r.cl.store.Index() >= r.cl.raft.LastIndex()
+	return leader != "" && r.cl.raft.CaughtUp()
 }
 
 func (r *reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
@@ -553,11 +555,13 @@ func (r *reconciler) queue(st api.TaskStatus) {
 	// Running and ended are what the scheduler waits for (the next batch,
 	// the replacement of a stopped task); the steps before ride along with
 	// them or with the next retry tick, to keep the writes few.
+	ch := r.queued
 	if st.State == api.TaskRunning || api.TaskTerminal(st.State) {
-		select {
-		case r.flush <- struct{}{}:
-		default:
-		}
+		ch = r.flush
+	}
+	select {
+	case ch <- struct{}{}:
+	default:
 	}
 }
 
@@ -629,20 +633,33 @@ func (r *reconciler) waitNetwork(ctx context.Context) {
 
 // reportLoop flushes queued status reports to the leader in batches: as
 // soon as a task is running or ended (after reportCoalesce, so that a burst
-// of starts goes in one write), and every reportRetry otherwise (the earlier
-// steps of a start, a failed write).
+// of starts goes in one write), and reportRetry after anything else was
+// queued (the earlier steps of a start) or a write failed. With nothing
+// queued it sleeps: no timer runs on an idle node.
 func (r *reconciler) reportLoop(ctx context.Context) {
 	const (
 		reportCoalesce = 5 * time.Millisecond
 		reportRetry    = 100 * time.Millisecond
 	)
-	tick := time.NewTicker(reportRetry)
-	defer tick.Stop()
+	retry := time.NewTimer(reportRetry)
+	retry.Stop()
+	armed := false
+	rearm := func() {
+		if !armed {
+			retry.Reset(reportRetry)
+			armed = true
+		}
+	}
+	defer retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-r.queued:
+			rearm()
+			continue
+		case <-retry.C:
+			armed = false
 		case <-r.flush:
 			t := time.NewTimer(reportCoalesce)
 			select {
@@ -668,6 +685,7 @@ func (r *reconciler) reportLoop(ctx context.Context) {
 		cancel()
 		if err != nil {
 			r.a.log.Debug("task status report failed; will retry", "err", err)
+			rearm()
 			continue
 		}
 		r.mu.Lock()
@@ -676,7 +694,11 @@ func (r *reconciler) reportLoop(ctx context.Context) {
 				delete(r.pending, st.TaskID)
 			}
 		}
+		left := len(r.pending)
 		r.mu.Unlock()
+		if left > 0 {
+			rearm() // queued while the write was under way
+		}
 		r.signal()
 	}
 }
