@@ -65,10 +65,14 @@ type Node struct {
 	Voter bool `json:"voter"`
 	// ManagerStatus is filled at read time: leader, reachable, unreachable or
 	// empty for non-voters.
-	ManagerStatus string    `json:"manager_status"`
-	CertSerial    string    `json:"cert_serial,omitempty"`
-	CreatedAt     time.Time `json:"created_at"`
-	UpdatedAt     time.Time `json:"updated_at"`
+	ManagerStatus string `json:"manager_status"`
+	CertSerial    string `json:"cert_serial,omitempty"`
+	// CertKey is the hex SHA-256 of the public key the leader certified at
+	// the node's join: a join retried after a lost reply proves it with a
+	// CSR signed by that key.
+	CertKey   string    `json:"cert_key,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 	// StatusChangedAt is when Status last changed (leader clock, put in the command).
 	StatusChangedAt time.Time `json:"status_changed_at"`
 	Version         uint64    `json:"version"`

@@ -319,6 +319,8 @@ func (a *Agent) joinCluster(ctx context.Context, req api.JoinRequest) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// The key now lives with the certificate; a later join starts afresh.
+	_ = os.Remove(filepath.Join(a.cfg.DataDir, joinPendingKeyFile))
 	a.log.Info("joined cluster", "cluster_id", resp.ClusterID, "via", addr)
 	return nil
 }
@@ -382,11 +384,15 @@ func (a *Agent) handleJoinRPC(ctx context.Context, req joinRPCRequest) (*joinRPC
 	if err != nil {
 		return nil, &rpcError{Code: codeRefused, Msg: fmt.Sprintf("certificate request refused: %v", err)}
 	}
+	keyFP, err := pki.CSRKeyFingerprint(req.CSR)
+	if err != nil {
+		return nil, &rpcError{Code: codeRefused, Msg: fmt.Sprintf("certificate request refused: %v", err)}
+	}
 	n := api.Node{
 		ID: req.NodeID, Hostname: req.Hostname, Addr: req.Addr,
 		ClusterPort: req.ClusterPort, GossipPort: req.GossipPort,
 		Status: api.NodeReady, Availability: api.AvailabilityActive, Labels: map[string]string{},
-		Resources: req.Resources, CertSerial: serial, CreatedAt: now, UpdatedAt: now,
+		Resources: req.Resources, CertSerial: serial, CertKey: keyFP, CreatedAt: now, UpdatedAt: now,
 	}
 	if old, err := cl.store.Node(req.NodeID); err == nil {
 		n.Labels = old.Labels

@@ -731,6 +731,14 @@ func (a *Agent) admitJoinID(cl *cluster, c *consensus.ClusterState, req joinRPCR
 	if errNode == nil && old.Status == api.NodeReady && a.isAlive(cl, req.NodeID) || req.NodeID == a.id.NodeID {
 		return nil, &rpcError{Code: codeRefused, Msg: fmt.Sprintf("node %s is already a live member of this cluster", shortID(req.NodeID))}
 	}
+	if len(req.OldCertPEM) == 0 && errNode == nil && pki.VerifyRetriedJoin(req.CSR, req.NodeID, old.CertKey) == nil {
+		// The same joiner again: its earlier join was applied but the reply
+		// never reached it. The certificate it never got is revoked.
+		if old.CertSerial != "" {
+			return []string{old.CertSerial}, nil
+		}
+		return nil, nil
+	}
 	roots, err := pki.ParseCertsPEM(trustBundle(c))
 	if err != nil {
 		return nil, fmt.Errorf("cluster CA: %w", err)
@@ -766,7 +774,7 @@ func joinRecord(n api.Node, revoke []string) consensus.Command {
 // joinKey returns the key a joiner's CSR is signed with: the key of a
 // certificate left in DATA/cluster/pki by an earlier membership (then the
 // certificate goes along as proof for a re-join under the same ID), or a
-// new one.
+// pending one (joinPendingKeyFile).
 func (a *Agent) joinKey() (*ecdsa.PrivateKey, []byte, error) {
 	if certPEM, keyPEM, err := pki.LoadKeyPair(pkiDir(a.cfg.DataDir)); err == nil {
 		if key, err := pki.ParseKeyPEM(keyPEM); err == nil {
@@ -775,8 +783,36 @@ func (a *Agent) joinKey() (*ecdsa.PrivateKey, []byte, error) {
 			}
 		}
 	}
-	key, err := pki.NewKey()
+	key, err := a.pendingJoinKey()
 	return key, nil, err
+}
+
+// joinPendingKeyFile holds a joiner's key until a join succeeds, outside
+// DATA/cluster (which a failed join removes): a join whose reply was lost
+// has been applied on the leader, and only a retry with the same key can
+// prove it is the same joiner (pki.VerifyRetriedJoin).
+const joinPendingKeyFile = "join-key.pem"
+
+// pendingJoinKey loads the pending join key, or makes and stores one.
+func (a *Agent) pendingJoinKey() (*ecdsa.PrivateKey, error) {
+	path := filepath.Join(a.cfg.DataDir, joinPendingKeyFile)
+	if b, err := os.ReadFile(path); err == nil {
+		if key, err := pki.ParseKeyPEM(b); err == nil {
+			return key, nil
+		}
+	}
+	key, err := pki.NewKey()
+	if err != nil {
+		return nil, err
+	}
+	b, err := pki.EncodeKey(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("store pending join key: %w", err)
+	}
+	return key, nil
 }
 
 // handleCARotate is POST /v1/ca/rotate[?wait=D].

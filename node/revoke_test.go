@@ -258,9 +258,12 @@ func TestRevokedConnsClosed(t *testing.T) {
 // the old key) gets a new certificate, and every serial the cluster knew
 // for that ID — the one it presented and the one in its record — is
 // revoked in the same entry; the old certificate cannot re-join again.
-func TestRejoinRevokesOldSerials(t *testing.T) {
+// joinFixture is a one-node cluster (n1 leads) and its agent, to ask
+// admitJoinID about joiners.
+func joinFixture(t *testing.T) (context.Context, *Agent, *cluster, *pki.CA) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	leader := startRaftNode(t, "n1")
 	if err := leader.raft.BootstrapSelf(); err != nil {
 		t.Fatal(err)
@@ -287,6 +290,11 @@ func TestRejoinRevokesOldSerials(t *testing.T) {
 	if _, err := leader.raft.Apply(ctx, &consensus.BootstrapCluster{Cluster: record, Node: api.Node{ID: "n1", Hostname: "h1", Addr: "127.0.0.1"}}); err != nil {
 		t.Fatal(err)
 	}
+	return ctx, a, cl, ca
+}
+
+func TestRejoinRevokesOldSerials(t *testing.T) {
+	ctx, a, cl, ca := joinFixture(t)
 	ips := []net.IP{net.ParseIP("127.0.0.1")}
 	// The joiner still has S1; its record names S0 (a renewal it lost).
 	certPEM, keyPEM, s1, err := ca.IssueNodeCert("n2", ips, time.Now())
@@ -297,7 +305,7 @@ func TestRejoinRevokesOldSerials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := leader.raft.Apply(ctx, &consensus.UpsertNode{Node: api.Node{ID: "n2", Hostname: "h2", Addr: "127.0.0.2",
+	if _, err := cl.raft.Apply(ctx, &consensus.UpsertNode{Node: api.Node{ID: "n2", Hostname: "h2", Addr: "127.0.0.2",
 		Status: api.NodeDown, CertSerial: s0}}); err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +318,7 @@ func TestRejoinRevokesOldSerials(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := joinRPCRequest{NodeID: "n2", CSR: csr, OldCertPEM: certPEM}
-	revoke, err := a.admitJoinID(cl, leader.store.Cluster(), req)
+	revoke, err := a.admitJoinID(cl, cl.store.Cluster(), req)
 	if err != nil {
 		t.Fatalf("re-join with the old key refused: %v", err)
 	}
@@ -324,18 +332,18 @@ func TestRejoinRevokesOldSerials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := leader.raft.Apply(ctx, joinRecord(api.Node{ID: "n2", Hostname: "h2", Addr: "127.0.0.2", Status: api.NodeDown, CertSerial: sNew}, revoke)); err != nil {
+	if _, err := cl.raft.Apply(ctx, joinRecord(api.Node{ID: "n2", Hostname: "h2", Addr: "127.0.0.2", Status: api.NodeDown, CertSerial: sNew}, revoke)); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range []string{s0, s1} {
-		if !leader.store.IsRevoked(s) {
+		if !cl.store.IsRevoked(s) {
 			t.Errorf("old serial %s not revoked after the re-join", s)
 		}
 	}
-	if leader.store.IsRevoked(sNew) {
+	if cl.store.IsRevoked(sNew) {
 		t.Error("the new serial is revoked")
 	}
-	if _, err := a.admitJoinID(cl, leader.store.Cluster(), req); err == nil {
+	if _, err := a.admitJoinID(cl, cl.store.Cluster(), req); err == nil {
 		t.Fatal("the revoked old certificate re-joined again")
 	}
 }
@@ -433,5 +441,51 @@ func TestRejoinReplayKeepsCurrentState(t *testing.T) {
 	}
 	if !keysEqual(installed, [][]byte{nw}) {
 		t.Fatalf("the joiner ends with keyring %q, want only the new key", installed)
+	}
+}
+
+// TestRetriedJoinSameKey: a join applied on the leader whose reply was lost
+// is retried without a certificate; the retry gets in when its CSR is
+// signed by the key the cluster certified (the certificate it never got is
+// revoked), and a CSR for the same ID with another key does not.
+func TestRetriedJoinSameKey(t *testing.T) {
+	ctx, a, cl, ca := joinFixture(t)
+	key, err := pki.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := pki.NewCSR(key, "n3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp, err := pki.CSRKeyFingerprint(csr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, lost, err := ca.SignCSR(csr, "n3", []net.IP{net.ParseIP("127.0.0.3")}, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.raft.Apply(ctx, &consensus.UpsertNode{Node: api.Node{ID: "n3", Hostname: "h3", Addr: "127.0.0.3",
+		Status: api.NodeDown, CertSerial: lost, CertKey: fp}}); err != nil {
+		t.Fatal(err)
+	}
+	revoke, err := a.admitJoinID(cl, cl.store.Cluster(), joinRPCRequest{NodeID: "n3", CSR: csr})
+	if err != nil {
+		t.Fatalf("retried join with the certified key refused: %v", err)
+	}
+	if !slices.Equal(revoke, []string{lost}) {
+		t.Fatalf("retried join revokes %v, want the lost certificate's %s", revoke, lost)
+	}
+	other, err := pki.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stolen, err := pki.NewCSR(other, "n3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.admitJoinID(cl, cl.store.Cluster(), joinRPCRequest{NodeID: "n3", CSR: stolen}); err == nil {
+		t.Fatal("a join claiming n3 with another key was admitted")
 	}
 }

@@ -2,7 +2,9 @@ package pki
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"time"
@@ -106,4 +108,56 @@ func VerifyRejoin(oldCertPEM, csrPEM []byte, nodeID string, roots []*x509.Certif
 		return "", fmt.Errorf("node ID %s: %w: the CSR's key is not the certificate's", nodeID, ErrNotRejoin)
 	}
 	return Serial(old), nil
+}
+
+// CSRKeyFingerprint is the hex SHA-256 of the public key (SubjectPublicKeyInfo)
+// of a CSR whose signature checks out: what the leader records for the key
+// it certified at a join, so that a retried join can prove it is the same
+// joiner (VerifyRetriedJoin).
+func CSRKeyFingerprint(csrPEM []byte) (string, error) {
+	csr, err := parseSignedCSR(csrPEM)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(csr.RawSubjectPublicKeyInfo)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// VerifyRetriedJoin checks that csrPEM is for nodeID and signed by the key
+// whose fingerprint the cluster recorded when it admitted nodeID (keyFP).
+// It is how a joiner whose join was applied but whose reply was lost (a
+// timeout, a leader change) gets in again: it never held the certificate
+// VerifyRejoin wants, but it still holds the key the cluster certified.
+func VerifyRetriedJoin(csrPEM []byte, nodeID, keyFP string) error {
+	if keyFP == "" {
+		return fmt.Errorf("node ID %s: %w", nodeID, ErrNotRejoin)
+	}
+	csr, err := parseSignedCSR(csrPEM)
+	if err != nil {
+		return fmt.Errorf("node ID %s: %w", nodeID, err)
+	}
+	if csr.Subject.CommonName != nodeID {
+		return fmt.Errorf("node ID %s: %w: the CSR is for %q", nodeID, ErrNotRejoin, csr.Subject.CommonName)
+	}
+	sum := sha256.Sum256(csr.RawSubjectPublicKeyInfo)
+	if hex.EncodeToString(sum[:]) != keyFP {
+		return fmt.Errorf("node ID %s: %w: the CSR's key is not the one the cluster certified", nodeID, ErrNotRejoin)
+	}
+	return nil
+}
+
+// parseSignedCSR decodes a PEM CSR and checks its self-signature.
+func parseSignedCSR(csrPEM []byte) (*x509.CertificateRequest, error) {
+	block, _ := pem.Decode(csrPEM)
+	if block == nil || block.Type != pemCSR {
+		return nil, ErrBadCSR
+	}
+	csr, err := x509.ParseCertificateRequest(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadCSR, err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadCSR, err)
+	}
+	return csr, nil
 }
