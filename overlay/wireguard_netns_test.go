@@ -327,7 +327,10 @@ func TestWireGuardOffloads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ping(t, c1, ip2)
+	// The first ping starts the handshake; under load (-race, the whole
+	// package at once) it can take longer than ping's 5 s, which is also
+	// WireGuard's retry interval when an initiation is lost.
+	pingWithin(t, c1, ip2, 30*time.Second)
 	snd, rcv := hosts[0], hosts[1]
 	sb, rb := linkCounters(t, snd.ns), linkCounters(t, rcv.ns)
 	gbit := iperf(t, c2, c1, ip2, "-n", "64M")
@@ -357,4 +360,20 @@ func TestWireGuardOffloads(t *testing.T) {
 		}
 	}
 	t.Logf("64 MiB at %.2f Gbit/s", gbit)
+}
+
+// pingWithin is ping with a deadline of d.
+func pingWithin(t *testing.T, ns, ip string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		out, err := exec.Command("ip", "netns", "exec", ns, "/bin/busybox", "ping", "-c1", "-W1", ip).CombinedOutput()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ping %s from %s for %s: %v\n%s", ip, ns, d, err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
