@@ -67,11 +67,11 @@ import (
 // Names of the supervisor's files in Root, and of what it writes in each
 // container's bundle dir.
 const (
-	Arg0    = "shoal-supervisor"
-	SockFile    = "supervisor.sock"
-	LockFile    = "supervisor.lock"
-	PidFile = "supervisor.pid"
-	LogFile = "supervisor.log"
+	Arg0     = "shoal-supervisor"
+	SockFile = "supervisor.sock"
+	LockFile = "supervisor.lock"
+	PidFile  = "supervisor.pid"
+	LogFile  = "supervisor.log"
 	// ExitRecordFile (containerinit.ExitStatus as JSON) is written in the
 	// bundle dir by the supervisor when the container's init has ended and
 	// its output is drained.
