@@ -103,7 +103,10 @@ const (
 // init, prometheus and its protobufs more), whose heap and code pages the
 // supervisor would otherwise carry for its whole life. cmd/shoal's call of
 // node.SupervisorMain stays as the documented entry point (and is reached
-// only by binaries whose order differs).
+// only by binaries whose order differs). The supervisor then runs on the
+// main goroutine, which the Go runtime keeps locked to the main thread
+// during init; nothing here depends on which thread it runs on (no
+// Pdeathsig, no per-thread state).
 func init() {
 	if len(os.Args) > 0 && IsInvocation(os.Args[0]) {
 		os.Exit(Main(os.Args))
@@ -197,9 +200,12 @@ func Main(argv []string) int {
 		}
 		return 0
 	}
-	// Small and steady beats fast here: one P, a tight heap.
+	// Small and steady beats fast here: one P, a tight heap, and no
+	// allocation sampling for a memory profile no one reads (each sample
+	// keeps a bucket with its stack for the life of the process).
 	goruntime.GOMAXPROCS(1)
 	debug.SetGCPercent(25)
+	goruntime.MemProfileRate = 0
 	s := &supervisor{
 		root:     root,
 		conts:    map[string]*supCont{},
