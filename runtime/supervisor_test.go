@@ -1,0 +1,118 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+var shoalBin struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// shoalBinary is the real shoal binary: SHOAL_BIN, else built once here.
+// The supervisor tests need it rather than the test binary, which has none
+// of the agent's big dependencies.
+func shoalBinary(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("SHOAL_BIN"); p != "" {
+		return p
+	}
+	shoalBin.once.Do(func() {
+		dir, err := os.MkdirTemp("", "shoal-bin-")
+		if err != nil {
+			shoalBin.err = err
+			return
+		}
+		shoalBin.path, shoalBin.err = buildBinary(dir, "shoal", "github.com/shoal-org/shoal/cmd/shoal")
+	})
+	if shoalBin.err != nil {
+		t.Fatal(shoalBin.err)
+	}
+	return shoalBin.path
+}
+
+// TestSupervisorSkipsAgentInit: the shoal binary started as
+// shoal-supervisor runs the supervisor before the package initialisers of
+// the agent's big dependencies, whose heap it would otherwise keep (3 MB
+// allocated at init, the jsonschema of compose-go 1.7 MB of it).
+func TestSupervisorSkipsAgentInit(t *testing.T) {
+	cmd := exec.Command(shoalBinary(t), "--root", "relative")
+	cmd.Args[0] = supervisorArg0
+	cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+		t.Fatalf("supervisor with a relative root: %v, want exit 2; stderr:\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "--root must be an absolute path") {
+		t.Fatalf("not the supervisor's refusal:\n%s", stderr.String())
+	}
+	inits := 0
+	for _, l := range strings.Split(stderr.String(), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 || f[0] != "init" {
+			continue
+		}
+		inits++
+		for _, heavy := range []string{
+			"main",
+			"github.com/santhosh-tekuri/jsonschema/v6",
+			"github.com/compose-spec/compose-go/v2/loader",
+			"github.com/prometheus/client_golang/prometheus",
+			"github.com/hashicorp/raft",
+			"github.com/shoal-org/shoal/node",
+		} {
+			if f[1] == heavy {
+				t.Errorf("the supervisor ran the init of %s", heavy)
+			}
+		}
+	}
+	if inits == 0 {
+		t.Fatalf("no init trace (GODEBUG=inittrace=1) in:\n%s", stderr.String())
+	}
+}
+
+// TestSupervisorTrimsAfterStarts: starting containers makes the supervisor
+// touch its binary all over, and the kernel's fault-around maps 16 pages
+// per fault; once quiet it gives those page references back, so its
+// file-backed PSS comes down to what its loops use (about 1.2 MiB of the
+// shoal binary; 6-8 MiB when it trimmed at start only).
+func TestSupervisorTrimsAfterStarts(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.SupervisorBinary = shoalBinary(t)
+	h := startHarness(t, cfg)
+	for i := 0; i < 20; i++ {
+		h.run(t, Spec{Image: "busybox", Command: []string{"sleep", "100000"}})
+	}
+	pid, err := readPid(filepath.Join(cfg.Root, supervisorPidFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const maxFileKB = 3 << 10
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		file := smapsKB(pid, "Pss_File")
+		if file > 0 && file <= maxFileKB {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("supervisor's file-backed PSS stays at %d KiB, want <= %d KiB once quiet", file, maxFileKB)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, c := range h.rt.List() {
+		if err := h.rt.Remove(context.Background(), c.ID, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
