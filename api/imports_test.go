@@ -57,6 +57,9 @@ var importRules = []importRule{
 	{"node/events/...", []string{"api", "consensus", "runtime", "node/autoscale", "node/events/..."}},
 	{"node/metrics/...", []string{"node/metrics/..."}},
 	{"node/ui/...", []string{"api", "api/atomicfile", "node/ui/..."}},
+	// The HTTP side of the API socket: it reaches the agent only through
+	// its interfaces, and consensus only for the sentinel errors it maps.
+	{"node/httpapi/...", []string{"api", "consensus", "node/httpapi/..."}},
 	// cmd/shoal starts the agent (and the node's container supervisor)
 	// through node and otherwise talks to it only through api.
 	{"cmd/shoal", []string{"api", "api/atomicfile", "node"}},

@@ -49,6 +49,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/httpapi"
 )
 
 // rpcSnapshotRestore carries a snapshot file to the leader: the request
@@ -110,8 +111,8 @@ func (a *Agent) handleSnapshotSave(w http.ResponseWriter, r *http.Request) (any,
 // readSnapshotBody reads a whole uploaded snapshot file (bounded) and
 // verifies it. Nothing has changed when it fails.
 func readSnapshotBody(r io.Reader) ([]byte, *consensus.SnapshotFile, error) {
-	raw, err := io.ReadAll(&capReader{r: r, n: maxSnapshotBytes})
-	if errors.Is(err, errBodyTooLarge) {
+	raw, err := io.ReadAll(httpapi.CapReader(r, maxSnapshotBytes))
+	if errors.Is(err, httpapi.ErrBodyTooLarge) {
 		return nil, nil, &httpError{status: http.StatusRequestEntityTooLarge,
 			msg: fmt.Sprintf("snapshot file larger than %d MiB", maxSnapshotBytes>>20)}
 	}
