@@ -71,7 +71,7 @@ func (a *Agent) routes() http.Handler {
 	a.secretRoutes(h)
 	a.volumeRoutes(h)
 	a.execRoutes(rt.Mux())
-	a.networkRoutes(h)
+	httpapi.NetworkRoutes(rt, apiAgent{a})
 	a.snapshotRoutes(h)
 	h("GET /v1/events", a.handleEvents)
 	return rt.Mux()
@@ -80,7 +80,10 @@ func (a *Agent) routes() http.Handler {
 // apiAgent is the agent as node/httpapi sees it.
 type apiAgent struct{ a *Agent }
 
-var _ httpapi.Cluster = apiAgent{}
+var (
+	_ httpapi.Cluster  = apiAgent{}
+	_ httpapi.Networks = apiAgent{}
+)
 
 func (x apiAgent) Status() api.Status { return x.a.status() }
 

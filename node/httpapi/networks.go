@@ -1,4 +1,4 @@
-package node
+package httpapi
 
 // Network routes: create, list, inspect, remove. The state machine checks
 // names, subnets and VNIs again (consensus/network.go); the API refuses
@@ -6,131 +6,102 @@ package node
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/consensus"
 )
 
-func (a *Agent) networkRoutes(h func(string, handlerFunc)) {
-	h("GET /v1/networks", a.handleNetworks)
-	h("POST /v1/networks", a.handleNetworkCreate)
-	h("GET /v1/networks/{id}", a.handleNetwork)
-	h("DELETE /v1/networks/{id}", a.handleNetworkRemove)
+// Replica is the part of the agent every cluster route starts with.
+type Replica interface {
+	// InCluster fails (the agent's no-cluster error) while the node is in
+	// no cluster; every route but status and join checks it first.
+	InCluster() error
+	// SyncReplica waits until this node's replica holds every write
+	// acknowledged before the call (read index).
+	SyncReplica(ctx context.Context) error
 }
 
-func (a *Agent) handleNetworks(w http.ResponseWriter, r *http.Request) (any, error) {
-	cl, err := a.consistentCluster(r)
-	if err != nil {
+// Networks is what the network routes need of the agent.
+type Networks interface {
+	Replica
+	// Networks lists the networks of the replica.
+	Networks() ([]api.Network, error)
+	// Network resolves ref (ID, prefix or name): NotFound or BadRequest
+	// when it names no single network.
+	Network(ref string) (*api.Network, error)
+	// CreateNetwork stores n (checked here) under a new ID and returns it
+	// as this node's replica then has it.
+	CreateNetwork(ctx context.Context, n api.Network) (*api.Network, error)
+	// RemoveNetwork removes the network with this ID.
+	RemoveNetwork(ctx context.Context, id string) error
+}
+
+// NetworkRoutes routes the network routes to c.
+func NetworkRoutes(rt *Router, c Networks) {
+	h := &networkHandlers{c: c}
+	rt.Handle("GET /v1/networks", h.list)
+	rt.Handle("POST /v1/networks", h.create)
+	rt.Handle("GET /v1/networks/{id}", h.inspect)
+	rt.Handle("DELETE /v1/networks/{id}", h.remove)
+}
+
+type networkHandlers struct{ c Networks }
+
+func (h *networkHandlers) list(w http.ResponseWriter, r *http.Request) (any, error) {
+	if err := ConsistentRead(r, h.c); err != nil {
 		return nil, err
 	}
-	out := []api.Network{}
-	for _, n := range cl.store.Networks() {
-		out = append(out, *n)
-	}
-	return out, nil
+	return h.c.Networks()
 }
 
-func (a *Agent) resolveNetwork(cl *consensus.Store, ref string) (*api.Network, error) {
-	n, err := cl.ResolveNetwork(ref)
-	if err != nil {
-		if errors.Is(err, consensus.ErrNotFound) {
-			return nil, notFound("no such network: %s", ref)
-		}
-		return nil, badRequest("network %s: %v", ref, err)
-	}
-	return n, nil
-}
-
-func (a *Agent) handleNetwork(w http.ResponseWriter, r *http.Request) (any, error) {
-	cl, err := a.consistentCluster(r)
-	if err != nil {
+func (h *networkHandlers) inspect(w http.ResponseWriter, r *http.Request) (any, error) {
+	if err := ConsistentRead(r, h.c); err != nil {
 		return nil, err
 	}
-	return a.resolveNetwork(cl.store, r.PathValue("id"))
+	return h.c.Network(r.PathValue("id"))
 }
 
-func (a *Agent) handleNetworkCreate(w http.ResponseWriter, r *http.Request) (any, error) {
-	cl, err := a.clusterOrErr()
-	if err != nil {
+func (h *networkHandlers) create(w http.ResponseWriter, r *http.Request) (any, error) {
+	if err := h.c.InCluster(); err != nil {
 		return nil, err
 	}
 	var req api.Network
-	if err := decodeBody(r, &req); err != nil {
+	if err := DecodeBody(r, &req); err != nil {
 		return nil, err
 	}
 	req.Name = strings.TrimSpace(req.Name)
 	if p := api.ServiceNameProblem(req.Name); p != "" {
-		return nil, badRequest("network name %q: %s", req.Name, p)
+		return nil, BadRequest("network name %q: %s", req.Name, p)
 	}
-	if err := a.syncReplica(r.Context(), cl); err != nil {
+	if err := h.c.SyncReplica(r.Context()); err != nil {
 		return nil, err
 	}
-	if _, err := cl.store.ResolveNetwork(req.Name); err == nil || strings.EqualFold(req.Name, api.DefaultNetwork) {
-		return nil, badRequest("a network named %s already exists", req.Name)
+	if _, err := h.c.Network(req.Name); err == nil || strings.EqualFold(req.Name, api.DefaultNetwork) {
+		return nil, BadRequest("a network named %s already exists", req.Name)
 	}
-	n := api.Network{ID: newID(), Name: req.Name, Subnet: strings.TrimSpace(req.Subnet), VNI: req.VNI,
-		Internal: req.Internal, Encrypted: req.Encrypted, Attachable: req.Attachable, Labels: req.Labels, CreatedAt: time.Now().UTC()}
-	if _, err := a.write(r.Context(), &consensus.CreateNetwork{Network: n}); err != nil {
-		return nil, err
-	}
-	a.waitLocal(r.Context(), cl, func() bool {
-		_, err := cl.store.ResolveNetwork(n.ID)
-		return err == nil
-	})
-	return a.resolveNetwork(cl.store, n.ID)
+	// Only what a client may choose; ID and creation time are the agent's.
+	n := api.Network{Name: req.Name, Subnet: strings.TrimSpace(req.Subnet), VNI: req.VNI,
+		Internal: req.Internal, Encrypted: req.Encrypted, Attachable: req.Attachable, Labels: req.Labels}
+	return h.c.CreateNetwork(r.Context(), n)
 }
 
-func (a *Agent) handleNetworkRemove(w http.ResponseWriter, r *http.Request) (any, error) {
-	cl, err := a.clusterOrErr()
-	if err != nil {
+func (h *networkHandlers) remove(w http.ResponseWriter, r *http.Request) (any, error) {
+	if err := h.c.InCluster(); err != nil {
 		return nil, err
 	}
-	if err := a.syncReplica(r.Context(), cl); err != nil {
+	if err := h.c.SyncReplica(r.Context()); err != nil {
 		return nil, err
 	}
-	n, err := a.resolveNetwork(cl.store, r.PathValue("id"))
+	n, err := h.c.Network(r.PathValue("id"))
 	if err != nil {
 		return nil, err
 	}
 	if n.Name == api.DefaultNetwork {
-		return nil, badRequest("the default network cannot be removed")
+		return nil, BadRequest("the default network cannot be removed")
 	}
-	if _, err := a.write(r.Context(), &consensus.DeleteNetwork{ID: n.ID}); err != nil {
+	if err := h.c.RemoveNetwork(r.Context(), n.ID); err != nil {
 		return nil, err
 	}
 	return struct{}{}, nil
-}
-
-// runNetworks checks the networks of a `shoal run` container (each must be
-// attachable, or the default network) and returns ctx carrying them for
-// the network attacher.
-func (a *Agent) runNetworks(ctx context.Context, names []string) (context.Context, error) {
-	if len(names) == 0 {
-		return ctx, nil
-	}
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return nil, err
-	}
-	seen := map[string]bool{}
-	var out []string
-	for _, name := range names {
-		n, err := a.resolveNetwork(cl.store, name)
-		if err != nil {
-			return nil, err
-		}
-		if n.Name != api.DefaultNetwork && !n.Attachable {
-			return nil, badRequest("network %s is not attachable: only services may join it (create it with --attachable)", n.Name)
-		}
-		if seen[n.Name] {
-			return nil, badRequest("network %s given twice", n.Name)
-		}
-		seen[n.Name] = true
-		out = append(out, n.Name)
-	}
-	return withNetworks(ctx, out), nil
 }

@@ -13,17 +13,12 @@ import (
 
 // Cluster is what the cluster and node routes need of the agent.
 type Cluster interface {
+	Replica
 	// Status is this node's identity and, once it is in a cluster, its
 	// view of it. It never fails: a node in no cluster says so.
 	Status() api.Status
 	// Join joins the cluster req names (token and address checked).
 	Join(ctx context.Context, req api.JoinRequest) error
-	// InCluster fails (the agent's no-cluster error) while the node is in
-	// no cluster; every route but status and join checks it first.
-	InCluster() error
-	// SyncReplica waits until this node's replica holds every write
-	// acknowledged before the call (read index).
-	SyncReplica(ctx context.Context) error
 	// Nodes lists the nodes of the replica, decorated with the Raft view
 	// (manager status, voter) and sorted.
 	Nodes() ([]api.Node, error)
@@ -70,10 +65,7 @@ func (h *nodeHandlers) join(w http.ResponseWriter, r *http.Request) (any, error)
 
 // ConsistentRead checks that the node is in a cluster and, when r asks for
 // ?consistent=1, syncs its replica first.
-func ConsistentRead(r *http.Request, c interface {
-	InCluster() error
-	SyncReplica(context.Context) error
-}) error {
+func ConsistentRead(r *http.Request, c Replica) error {
 	if err := c.InCluster(); err != nil {
 		return err
 	}
