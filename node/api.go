@@ -67,7 +67,8 @@ func (a *Agent) routes() http.Handler {
 	})
 	a.imageRoutes(h)
 	a.containerRoutes(h)
-	a.serviceRoutes(h)
+	httpapi.ServiceRoutes(rt, apiAgent{a})
+	h("GET /v1/services/{id}/logs", a.handleServiceLogs)
 	a.secretRoutes(h)
 	a.volumeRoutes(h)
 	a.execRoutes(rt.Mux())
@@ -83,6 +84,7 @@ type apiAgent struct{ a *Agent }
 var (
 	_ httpapi.Cluster  = apiAgent{}
 	_ httpapi.Networks = apiAgent{}
+	_ httpapi.Services = apiAgent{}
 )
 
 func (x apiAgent) Status() api.Status { return x.a.status() }
