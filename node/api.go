@@ -15,6 +15,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/httpapi"
+	"github.com/shoal-org/shoal/runtime"
 )
 
 // apiErrors maps the agent's sentinel errors to HTTP statuses (httpapi).
@@ -69,8 +70,8 @@ func (a *Agent) routes() http.Handler {
 	a.containerRoutes(h)
 	httpapi.ServiceRoutes(rt, apiAgent{a})
 	h("GET /v1/services/{id}/logs", a.handleServiceLogs)
-	a.secretRoutes(h)
-	a.volumeRoutes(h)
+	httpapi.ObjectRoutes(rt, apiAgent{a})
+	httpapi.VolumeRoutes(rt, apiAgent{a})
 	a.execRoutes(rt.Mux())
 	httpapi.NetworkRoutes(rt, apiAgent{a})
 	a.snapshotRoutes(h)
@@ -85,6 +86,8 @@ var (
 	_ httpapi.Cluster  = apiAgent{}
 	_ httpapi.Networks = apiAgent{}
 	_ httpapi.Services = apiAgent{}
+	_ httpapi.Objects  = apiAgent{}
+	_ httpapi.Volumes  = apiAgent{}
 )
 
 func (x apiAgent) Status() api.Status { return x.a.status() }
@@ -173,6 +176,36 @@ func (x apiAgent) RemoveNode(ctx context.Context, ref string, force bool) error 
 		return callRPC(ctx, addr, cl.client, rpcAdmin, adminRPCRequest{Op: "remove", NodeID: n.ID, Force: force}, nil, nil)
 	})
 }
+
+// volumeError gives the runtime's volume errors their status.
+func volumeError(err error) error {
+	switch {
+	case errors.Is(err, runtime.ErrVolumeNotFound):
+		return &httpError{status: http.StatusNotFound, msg: err.Error()}
+	case errors.Is(err, runtime.ErrVolumeInUse):
+		return &httpError{status: http.StatusConflict, msg: err.Error()}
+	case errors.Is(err, runtime.ErrInvalidSpec):
+		return &httpError{status: http.StatusBadRequest, msg: err.Error()}
+	}
+	return err
+}
+
+func (x apiAgent) Volumes() ([]api.Volume, error) {
+	vs, err := x.a.rt.Volumes()
+	return vs, volumeError(err)
+}
+
+func (x apiAgent) Volume(name string) (api.Volume, error) {
+	v, err := x.a.rt.Volume(name)
+	return v, volumeError(err)
+}
+
+func (x apiAgent) CreateVolume(name string) (api.Volume, error) {
+	v, err := x.a.rt.CreateVolume(name)
+	return v, volumeError(err)
+}
+
+func (x apiAgent) RemoveVolume(name string) error { return volumeError(x.a.rt.RemoveVolume(name)) }
 
 // handleNodeUpdate is the node update route, for the dashboard.
 func (a *Agent) handleNodeUpdate(w http.ResponseWriter, r *http.Request) (any, error) {

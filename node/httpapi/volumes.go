@@ -1,50 +1,43 @@
-package node
+package httpapi
 
 // Routes for this node's named volumes (`shoal volume`). Volumes are local
 // to a node and live in the runtime (runtime/mounts.go); nothing about them
 // is in Raft.
 
 import (
-	"errors"
 	"net/http"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/runtime"
 )
 
-func volumeError(err error) error {
-	switch {
-	case errors.Is(err, runtime.ErrVolumeNotFound):
-		return &httpError{status: http.StatusNotFound, msg: err.Error()}
-	case errors.Is(err, runtime.ErrVolumeInUse):
-		return &httpError{status: http.StatusConflict, msg: err.Error()}
-	case errors.Is(err, runtime.ErrInvalidSpec):
-		return &httpError{status: http.StatusBadRequest, msg: err.Error()}
-	}
-	return err
+// Volumes is this node's volume store. Its errors carry their status
+// (StatusError: not found, in use, invalid) where the runtime says which.
+type Volumes interface {
+	Volumes() ([]api.Volume, error)
+	Volume(name string) (api.Volume, error)
+	CreateVolume(name string) (api.Volume, error)
+	RemoveVolume(name string) error
 }
 
-func (a *Agent) volumeRoutes(h func(string, handlerFunc)) {
-	h("GET /v1/volumes", func(w http.ResponseWriter, r *http.Request) (any, error) {
-		vs, err := a.rt.Volumes()
-		return vs, volumeError(err)
+// VolumeRoutes routes the volume routes to v.
+func VolumeRoutes(rt *Router, v Volumes) {
+	rt.Handle("GET /v1/volumes", func(w http.ResponseWriter, r *http.Request) (any, error) {
+		return v.Volumes()
 	})
-	h("POST /v1/volumes", func(w http.ResponseWriter, r *http.Request) (any, error) {
+	rt.Handle("POST /v1/volumes", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		var req api.VolumeCreateRequest
-		if err := decodeBody(r, &req); err != nil {
+		if err := DecodeBody(r, &req); err != nil {
 			return nil, err
 		}
 		if p := api.VolumeNameProblem(req.Name); p != "" {
-			return nil, badRequest("volume name %q: %s", req.Name, p)
+			return nil, BadRequest("volume name %q: %s", req.Name, p)
 		}
-		v, err := a.rt.CreateVolume(req.Name)
-		return v, volumeError(err)
+		return v.CreateVolume(req.Name)
 	})
-	h("GET /v1/volumes/{name}", func(w http.ResponseWriter, r *http.Request) (any, error) {
-		v, err := a.rt.Volume(r.PathValue("name"))
-		return v, volumeError(err)
+	rt.Handle("GET /v1/volumes/{name}", func(w http.ResponseWriter, r *http.Request) (any, error) {
+		return v.Volume(r.PathValue("name"))
 	})
-	h("DELETE /v1/volumes/{name}", func(w http.ResponseWriter, r *http.Request) (any, error) {
-		return struct{}{}, volumeError(a.rt.RemoveVolume(r.PathValue("name")))
+	rt.Handle("DELETE /v1/volumes/{name}", func(w http.ResponseWriter, r *http.Request) (any, error) {
+		return struct{}{}, v.RemoveVolume(r.PathValue("name"))
 	})
 }
