@@ -18,9 +18,6 @@ import (
 	"github.com/shoal-org/shoal/node/scheduler"
 )
 
-// rpcUsage asks a node for the rolling usage of its task containers.
-const rpcUsage = "usage"
-
 // usageLoop samples this node's task containers of autoscaled services.
 func (a *Agent) usageLoop(ctx context.Context, cl *cluster) {
 	tick := time.NewTicker(autoscale.SampleInterval)

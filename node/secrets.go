@@ -35,9 +35,6 @@ import (
 	"github.com/shoal-org/shoal/runtime"
 )
 
-// rpcSecrets asks the leader for the secrets of a task assigned to the caller.
-const rpcSecrets = "secrets"
-
 // aadUserSecret binds a sealed user secret to its cluster and its ID, so
 // that one secret's ciphertext cannot be passed off as another's.
 func aadUserSecret(clusterID, secretID string) []byte {
@@ -231,21 +228,6 @@ func (a *Agent) sealSecretOnLeader(cl *cluster, c consensus.CreateSecret) (conse
 }
 
 // ---- handing secrets to the node of a task ----
-
-type secretsRPCRequest struct {
-	TaskID string `json:"task_id"`
-	// RegistryAuth asks for the registry credentials of the task's
-	// service instead of its secrets (registryauth.go).
-	RegistryAuth bool `json:"registry_auth,omitempty"`
-}
-
-type secretsRPCResponse struct {
-	// Secrets maps a secret name to its data.
-	Secrets map[string][]byte `json:"secrets"`
-	// RegistryAuth holds the task's registry credentials in the clear,
-	// when asked for and the task's spec has some.
-	RegistryAuth *api.RegistryAuth `json:"registry_auth,omitempty"`
-}
 
 // secretsAllowed is the authorization of rpcSecrets: node peerID may have
 // the secrets of task t only when t is assigned to it and still meant to

@@ -52,10 +52,6 @@ import (
 	"github.com/shoal-org/shoal/node/httpapi"
 )
 
-// rpcSnapshotRestore carries a snapshot file to the leader: the request
-// line, then exactly Size raw bytes of the file.
-const rpcSnapshotRestore = "snapshotrestore"
-
 // maxSnapshotBytes bounds a snapshot file an agent accepts (body and
 // header); the state of a 100-node cluster is a few MiB.
 const maxSnapshotBytes = 256 << 20
@@ -65,11 +61,6 @@ const snapshotBodyTimeout = time.Minute
 
 // restoreMu serializes restores on one leader.
 var restoreMu sync.Mutex
-
-type snapshotRestoreRPCRequest struct {
-	Force bool  `json:"force"`
-	Size  int64 `json:"size"`
-}
 
 func (a *Agent) snapshotRoutes(h func(string, handlerFunc)) {
 	h("GET /v1/snapshot", a.handleSnapshotSave)
