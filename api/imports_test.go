@@ -57,6 +57,12 @@ var importRules = []importRule{
 	{"node/events/...", []string{"api", "consensus", "runtime", "node/autoscale", "node/events/..."}},
 	{"node/metrics/...", []string{"node/metrics/..."}},
 	{"node/ui/...", []string{"api", "api/atomicfile", "node/ui/..."}},
+	// The HTTP side of the API socket: it reaches the agent only through
+	// its interfaces, and consensus only for the sentinel errors it maps.
+	{"node/httpapi/...", []string{"api", "consensus", "node/httpapi/..."}},
+	// The RPC protocol as bytes: the refusals it maps to codes come from
+	// consensus and node/authz.
+	{"node/wire/...", []string{"api", "consensus", "node/authz", "node/wire/..."}},
 	// cmd/shoal starts the agent (and the node's container supervisor)
 	// through node and otherwise talks to it only through api.
 	{"cmd/shoal", []string{"api", "api/atomicfile", "node"}},

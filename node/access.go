@@ -28,9 +28,6 @@ var (
 
 const callerAdmin = authz.Admin
 
-// codeForbidden carries ErrForbidden and ErrWorker refusals across RPC.
-const codeForbidden = "forbidden"
-
 // adminOpAllowed is authz.AdminOpCheck for a peer, from this node's replica.
 func (a *Agent) adminOpAllowed(peerID, op string) error {
 	cl, err := a.clusterOrErr()

@@ -18,9 +18,6 @@ import (
 	"github.com/shoal-org/shoal/node/scheduler"
 )
 
-// rpcUsage asks a node for the rolling usage of its task containers.
-const rpcUsage = "usage"
-
 // usageLoop samples this node's task containers of autoscaled services
 // every autoscale.SampleInterval while there are any; while there are none
 // it sleeps until the state changes (an idle node runs no sampling timer).

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/node/ui"
 )
 
@@ -49,19 +50,9 @@ func (a *Agent) uiHandler(g ui.Guard) http.Handler {
 	mux.Handle("GET /app.js", files)
 	mux.Handle("GET /style.css", files)
 
-	api := http.NewServeMux()
-	serve := func(pattern string, f handlerFunc) {
-		api.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-			v, err := f(w, r)
-			if err != nil {
-				writeError(w, err)
-				return
-			}
-			if v != streamed {
-				writeJSON(w, http.StatusOK, v)
-			}
-		})
-	}
+	// The same encoding and error mapping as the API socket.
+	api := httpapi.NewRouter(apiErrors)
+	serve := api.Handle
 	serve("GET /ui/v1/state", func(w http.ResponseWriter, r *http.Request) (any, error) { return a.uiState(), nil })
 	serve("GET /ui/v1/stream", a.handleUIStream)
 	// The CLI's handlers: the same checks, forwarding and write path.
@@ -84,7 +75,7 @@ func (a *Agent) uiHandler(g ui.Guard) http.Handler {
 			writeError(w, uiRefusal(err))
 			return
 		}
-		api.ServeHTTP(w, r)
+		api.Mux().ServeHTTP(w, r)
 	}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ui.SecurityHeaders(w.Header())

@@ -22,25 +22,6 @@ import (
 
 type runtimeLogOptions = runtime.LogOptions
 
-type blobRPCRequest struct {
-	Digest string `json:"digest"`
-}
-
-type blobRPCResponse struct {
-	Size int64 `json:"size"`
-}
-
-type manifestRPCRequest struct {
-	Ref string `json:"ref"`
-}
-
-type logsRPCRequest struct {
-	ContainerID string `json:"container_id"`
-	Follow      bool   `json:"follow"`
-	Tail        int    `json:"tail"`
-	Since       string `json:"since,omitempty"`
-}
-
 func (a *Agent) serveBlobRPC(ctx context.Context, call *rpcCall) {
 	var req blobRPCRequest
 	if err := json.Unmarshal(call.req.Body, &req); err != nil {

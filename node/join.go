@@ -26,50 +26,6 @@ import (
 	"github.com/shoal-org/shoal/node/pki"
 )
 
-type joinRPCRequest struct {
-	Secret      string        `json:"secret"`
-	CSR         []byte        `json:"csr"`
-	NodeID      string        `json:"node_id"`
-	Hostname    string        `json:"hostname"`
-	Addr        string        `json:"addr"`
-	ClusterPort int           `json:"cluster_port"`
-	GossipPort  int           `json:"gossip_port"`
-	Resources   api.Resources `json:"resources"`
-	// OldCertPEM proves a re-join under an existing node ID: that node's
-	// certificate, whose key signed CSR (see admitJoinID).
-	OldCertPEM []byte `json:"old_cert_pem,omitempty"`
-}
-
-type joinRPCResponse struct {
-	ClusterID  string   `json:"cluster_id"`
-	CertPEM    []byte   `json:"cert_pem"`
-	CAPEM      []byte   `json:"ca_pem"`
-	GossipKeys [][]byte `json:"gossip_keys"`
-	Peers      []string `json:"peers"`
-	// Epoch is the cluster epoch the leader runs at (fence.go); the new
-	// node starts at it so that raft lets it in.
-	Epoch uint64 `json:"epoch,omitempty"`
-	// PrevCAPEM and CrossPEM are the previous CA and the cross-signed new
-	// one while a CA rotation is under way (see keys.go).
-	PrevCAPEM []byte `json:"prev_ca_pem,omitempty"`
-	CrossPEM  []byte `json:"cross_pem,omitempty"`
-	// Index is the leader's store index as of GossipKeys, past the entry
-	// that records the node. The new node's replica starts empty and
-	// replays the log: until it reaches Index it holds keyrings the
-	// cluster retired and, for a node that was removed and joins again
-	// under its ID, its previous record (another subnet). The node applies
-	// neither before (revoke.go). 0 from leaders that do not send it.
-	Index uint64 `json:"index,omitempty"`
-}
-
-type adminRPCRequest struct {
-	Op     string `json:"op"` // leave | remove
-	NodeID string `json:"node_id"`
-	Force  bool   `json:"force"`
-}
-
-const rpcAdmin = "admin"
-
 // initCluster bootstraps a new cluster with this node as its only voter.
 // seed is the snapshot file of `init --from-snapshot` (nil otherwise): the
 // new cluster keeps its address pools; the caller then restores it

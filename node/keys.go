@@ -46,14 +46,6 @@ import (
 	"github.com/shoal-org/shoal/node/pki"
 )
 
-// RPC methods of the keys (see the handlers for who may call them).
-const (
-	rpcKEK      = "kek"
-	rpcToken    = "token"
-	rpcRenew    = "renew"
-	rpcCARotate = "carotate"
-)
-
 // kekFile is the voters' key-encryption key under DATA/cluster.
 const kekFile = "kek"
 
@@ -212,10 +204,6 @@ func trustBundle(c *consensus.ClusterState) []byte {
 
 // ---- RPC handlers ----
 
-type kekRPCResponse struct {
-	KEK []byte `json:"kek"`
-}
-
 // handleKEKRPC hands the KEK to another voter. Allowed callers: nodes that
 // are voters in this node's current Raft configuration, other than itself.
 func (a *Agent) handleKEKRPC(peerID string) (*kekRPCResponse, error) {
@@ -242,14 +230,6 @@ func (a *Agent) handleKEKRPC(peerID string) (*kekRPCResponse, error) {
 	}
 	a.log.Info("handed the key-encryption key to a voter", "node_id", shortID(peerID))
 	return &kekRPCResponse{KEK: kek}, nil
-}
-
-type tokenRPCRequest struct {
-	Rotate bool `json:"rotate"`
-}
-
-type tokenRPCResponse struct {
-	Secret string `json:"secret"`
 }
 
 // handleTokenRPC tells (or, on the leader, rotates) the join secret.
@@ -579,10 +559,6 @@ func (a *Agent) migrateClusterKeys(ctx context.Context, cl *cluster, c *consensu
 }
 
 // ---- CA rotation ----
-
-type caRotateRPCResponse struct {
-	CAFingerprint string `json:"ca_fingerprint"`
-}
 
 // handleCARotateRPC starts a CA rotation on the leader. Allowed callers:
 // any node of the cluster's state (an admin operation from any node's API,

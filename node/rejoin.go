@@ -16,8 +16,6 @@ import (
 	"time"
 )
 
-const rpcRejoin = "rejoin"
-
 // lostLogRejoinLoop runs while this node's rejoin is pending: it asks the leader to
 // demote it to a non-voter until that succeeds or ctx ends, then gives the
 // node its vote back.

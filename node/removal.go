@@ -66,8 +66,6 @@ import (
 	"github.com/shoal-org/shoal/node/pki"
 )
 
-const rpcRemoval = "removal"
-
 // Timing of hints and questions.
 const (
 	// removalHintEvery is how often a node hints one suspect member.
@@ -95,15 +93,6 @@ const maxRemovalField = 128
 type removalHint struct {
 	From string `json:"from"` // sender's node ID
 	Addr string `json:"addr"` // sender's cluster address, where to ask
-}
-
-type removalRPCRequest struct {
-	NodeID string `json:"node_id"`
-	Serial string `json:"serial"`
-}
-
-type removalRPCResponse struct {
-	Removed bool `json:"removed"`
 }
 
 // removalNotice asks the agent to reset after a removal (see resetOnRemoval).

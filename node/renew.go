@@ -24,16 +24,6 @@ import (
 	"github.com/shoal-org/shoal/node/pki"
 )
 
-type renewRPCRequest struct {
-	CSR []byte `json:"csr"`
-}
-
-type renewRPCResponse struct {
-	CertPEM   []byte `json:"cert_pem"`
-	BundlePEM []byte `json:"bundle_pem"`
-	CrossPEM  []byte `json:"cross_pem,omitempty"`
-}
-
 // handleRenewRPC signs a new certificate for the caller. Allowed callers:
 // the node itself only — the certificate is issued for the caller's node ID
 // (from its verified, unrevoked certificate), and the CSR must ask for that

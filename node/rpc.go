@@ -11,107 +11,15 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"time"
 
-	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/pki"
-)
-
-// RPC method names.
-const (
-	rpcJoin     = "join"
-	rpcApply    = "apply"
-	rpcBlob     = "blob"
-	rpcManifest = "manifest"
-	rpcLogs     = "logs"
-	rpcPing     = "ping"
-	// rpcReadIndex asks the leader for its read index (syncReplica).
-	rpcReadIndex = "readindex"
 )
 
 // dialTimeout bounds TCP connect plus TLS handshake to a peer on the LAN.
 const dialTimeout = time.Second
-
-type rpcRequest struct {
-	Method string          `json:"method"`
-	Body   json.RawMessage `json:"body,omitempty"`
-}
-
-type rpcResponse struct {
-	Error string          `json:"error,omitempty"`
-	Code  string          `json:"code,omitempty"`
-	Body  json.RawMessage `json:"body,omitempty"`
-}
-
-// Error codes carried across RPC so callers can react to them.
-const (
-	codeNotLeader = "not_leader"
-	codeRefused   = "refused"
-)
-
-// rpcError is an error answered by a peer.
-type rpcError struct {
-	Code string
-	Msg  string
-}
-
-func (e *rpcError) Error() string { return e.Msg }
-
-// Is maps the code of a forwarded refusal back to the consensus sentinel it
-// was sent for, so callers test forwarded and local errors alike.
-func (e *rpcError) Is(target error) bool {
-	if e.Code == codeNotLeader {
-		return target == ErrNotLeader
-	}
-	for _, s := range rpcSentinels {
-		if s.code == e.Code {
-			return target == s.err
-		}
-	}
-	return false
-}
-
-// rpcSentinels are the state machine's refusals that cross the wire by code.
-var rpcSentinels = []struct {
-	code string
-	err  error
-}{
-	{"not_found", consensus.ErrNotFound},
-	{"ambiguous", consensus.ErrAmbiguous},
-	{"name_taken", consensus.ErrNameTaken},
-	{"exists", consensus.ErrExists},
-	{"version_mismatch", consensus.ErrVersionMismatch},
-	{"invalid", consensus.ErrInvalid},
-	{"exhausted", consensus.ErrExhausted},
-	{"not_bootstrapped", consensus.ErrNotBootstrapped},
-	{"already_bootstrapped", consensus.ErrAlreadyBootstrapped},
-	{"malformed", consensus.ErrMalformed},
-	{"in_use", consensus.ErrInUse},
-	{codeForbidden, ErrForbidden},
-	{"worker", ErrWorker},
-	{"command_unsupported", consensus.ErrCommandUnsupported},
-}
-
-// errorCode picks the code an error travels with. Leadership changes and
-// timeouts are retryable by the caller: they travel as not_leader.
-func errorCode(err error) string {
-	var re *rpcError
-	if errors.As(err, &re) {
-		return re.Code
-	}
-	if errors.Is(err, ErrNotLeader) || errors.Is(err, consensus.ErrTimeout) || errors.Is(err, consensus.ErrShutdown) {
-		return codeNotLeader
-	}
-	for _, s := range rpcSentinels {
-		if errors.Is(err, s.err) {
-			return s.code
-		}
-	}
-	return ""
-}
 
 // dialError marks a failure to connect (TCP or TLS) to a peer, as opposed
 // to a failure after the peer answered.
@@ -296,19 +204,6 @@ func (a *Agent) serveRPC(conn *tls.Conn) {
 	}
 }
 
-// decodeRPCRequest decodes one request line of a peer (fuzzed: the bytes
-// may come from a node without a certificate).
-func decodeRPCRequest(line []byte) (rpcRequest, error) {
-	var req rpcRequest
-	if err := json.Unmarshal(line, &req); err != nil {
-		return rpcRequest{}, fmt.Errorf("malformed rpc request: %w", err)
-	}
-	if req.Method == "" {
-		return rpcRequest{}, errors.New("malformed rpc request: no method")
-	}
-	return req, nil
-}
-
 // callRPC performs one request/response RPC against addr. When stream is
 // non-nil the connection stays open after the response and is handed to it.
 func callRPC(ctx context.Context, addr string, cfg *tls.Config, method string, body any, out any, stream func(io.Reader) error) error {
@@ -366,22 +261,4 @@ func callRPC(ctx context.Context, addr string, cfg *tls.Config, method string, b
 		return stream(r)
 	}
 	return nil
-}
-
-// readLine reads one '\n'-terminated line of at most limit bytes.
-func readLine(r *bufio.Reader, limit int) ([]byte, error) {
-	var line []byte
-	for {
-		frag, err := r.ReadSlice('\n')
-		line = append(line, frag...)
-		if len(line) > limit {
-			return nil, errors.New("request line too long")
-		}
-		if err == nil {
-			return line, nil
-		}
-		if !errors.Is(err, bufio.ErrBufferFull) {
-			return nil, err
-		}
-	}
 }

@@ -24,7 +24,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -36,66 +35,64 @@ import (
 	"github.com/shoal-org/shoal/runtime"
 )
 
-// rpcSecrets asks the leader for the secrets of a task assigned to the caller.
-const rpcSecrets = "secrets"
-
 // aadUserSecret binds a sealed user secret to its cluster and its ID, so
 // that one secret's ciphertext cannot be passed off as another's.
 func aadUserSecret(clusterID, secretID string) []byte {
 	return []byte("shoal user secret\x00" + clusterID + "\x00" + secretID)
 }
 
-func (a *Agent) secretRoutes(h func(string, handlerFunc)) {
-	h("GET /v1/secrets", func(w http.ResponseWriter, r *http.Request) (any, error) {
-		cl, err := a.consistentCluster(r)
-		if err != nil {
-			return nil, err
-		}
-		out := []api.Secret{}
-		for _, s := range cl.store.Secrets() {
-			out = append(out, displaySecret(s))
-		}
-		return out, nil
-	})
-	h("GET /v1/secrets/{id}", func(w http.ResponseWriter, r *http.Request) (any, error) {
-		cl, err := a.consistentCluster(r)
-		if err != nil {
-			return nil, err
-		}
-		s, err := cl.store.ResolveSecret(r.PathValue("id"))
-		if err != nil {
-			return nil, err
-		}
-		return displaySecret(s), nil
-	})
-	h("POST /v1/secrets", func(w http.ResponseWriter, r *http.Request) (any, error) { return a.createObject(r, true) })
-	h("DELETE /v1/secrets/{id}", func(w http.ResponseWriter, r *http.Request) (any, error) { return a.removeObject(r, true) })
-	h("GET /v1/configs", func(w http.ResponseWriter, r *http.Request) (any, error) {
-		cl, err := a.consistentCluster(r)
-		if err != nil {
-			return nil, err
-		}
-		out := []api.Config{}
-		for _, c := range cl.store.Configs() {
-			d := displayConfig(c)
-			d.Data = nil
-			out = append(out, d)
-		}
-		return out, nil
-	})
-	h("GET /v1/configs/{id}", func(w http.ResponseWriter, r *http.Request) (any, error) {
-		cl, err := a.consistentCluster(r)
-		if err != nil {
-			return nil, err
-		}
-		c, err := cl.store.ResolveConfig(r.PathValue("id"))
-		if err != nil {
-			return nil, err
-		}
-		return displayConfig(c), nil
-	})
-	h("POST /v1/configs", func(w http.ResponseWriter, r *http.Request) (any, error) { return a.createObject(r, false) })
-	h("DELETE /v1/configs/{id}", func(w http.ResponseWriter, r *http.Request) (any, error) { return a.removeObject(r, false) })
+func (x apiAgent) Secrets() ([]api.Secret, error) {
+	cl, err := x.a.clusterOrErr()
+	if err != nil {
+		return nil, err
+	}
+	out := []api.Secret{}
+	for _, s := range cl.store.Secrets() {
+		out = append(out, displaySecret(s))
+	}
+	return out, nil
+}
+
+func (x apiAgent) Secret(ref string) (api.Secret, error) {
+	cl, err := x.a.clusterOrErr()
+	if err != nil {
+		return api.Secret{}, err
+	}
+	s, err := cl.store.ResolveSecret(ref)
+	if err != nil {
+		return api.Secret{}, err
+	}
+	return displaySecret(s), nil
+}
+
+func (x apiAgent) Configs() ([]api.Config, error) {
+	cl, err := x.a.clusterOrErr()
+	if err != nil {
+		return nil, err
+	}
+	out := []api.Config{}
+	for _, c := range cl.store.Configs() {
+		d := displayConfig(c)
+		d.Data = nil
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func (x apiAgent) Config(ref string) (api.Config, error) {
+	cl, err := x.a.clusterOrErr()
+	if err != nil {
+		return api.Config{}, err
+	}
+	c, err := cl.store.ResolveConfig(ref)
+	if err != nil {
+		return api.Config{}, err
+	}
+	return displayConfig(c), nil
+}
+
+func (x apiAgent) CheckObject(req api.SecretCreateRequest, secret bool) error {
+	return checkObject(req, secret)
 }
 
 func displaySecret(s *consensus.Secret) api.Secret {
@@ -128,19 +125,10 @@ func checkObject(req api.SecretCreateRequest, secret bool) error {
 	return nil
 }
 
-func (a *Agent) createObject(r *http.Request, secret bool) (any, error) {
+func (x apiAgent) CreateObject(ctx context.Context, req api.SecretCreateRequest, secret bool) (any, error) {
+	a := x.a
 	cl, err := a.clusterOrErr()
 	if err != nil {
-		return nil, err
-	}
-	var req api.SecretCreateRequest
-	if err := decodeBody(r, &req); err != nil {
-		return nil, err
-	}
-	if err := checkObject(req, secret); err != nil {
-		return nil, badRequest("%v", err)
-	}
-	if err := a.syncReplica(r.Context(), cl); err != nil {
 		return nil, err
 	}
 	kind := kindName(secret)
@@ -158,11 +146,11 @@ func (a *Agent) createObject(r *http.Request, secret bool) (any, error) {
 		}
 		cmd = &consensus.CreateConfig{Config: consensus.ConfigObject{ID: id, Name: req.Name, CreatedAt: now, Labels: req.Labels, Data: req.Data}}
 	}
-	if _, err := a.write(r.Context(), cmd); err != nil {
+	if _, err := a.write(ctx, cmd); err != nil {
 		return nil, fmt.Errorf("create %s %s: %w", kind, req.Name, err)
 	}
 	var out any
-	a.waitLocal(r.Context(), cl, func() bool {
+	a.waitLocal(ctx, cl, func() bool {
 		if secret {
 			s, err := cl.store.ResolveSecret(id)
 			if err == nil {
@@ -187,32 +175,28 @@ func (a *Agent) createObject(r *http.Request, secret bool) (any, error) {
 	return out, nil
 }
 
-func (a *Agent) removeObject(r *http.Request, secret bool) (any, error) {
+func (x apiAgent) RemoveObject(ctx context.Context, ref string, secret bool) error {
+	a := x.a
 	cl, err := a.clusterOrErr()
 	if err != nil {
-		return nil, err
-	}
-	if err := a.syncReplica(r.Context(), cl); err != nil {
-		return nil, err
+		return err
 	}
 	var cmd consensus.Command
 	if secret {
-		s, err := cl.store.ResolveSecret(r.PathValue("id"))
+		s, err := cl.store.ResolveSecret(ref)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		cmd = &consensus.DeleteSecret{ID: s.ID}
 	} else {
-		c, err := cl.store.ResolveConfig(r.PathValue("id"))
+		c, err := cl.store.ResolveConfig(ref)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		cmd = &consensus.DeleteConfig{ID: c.ID}
 	}
-	if _, err := a.write(r.Context(), cmd); err != nil {
-		return nil, err
-	}
-	return struct{}{}, nil
+	_, err = a.write(ctx, cmd)
+	return err
 }
 
 // sealSecretOnLeader turns a forwarded CreateSecret carrying the plaintext
@@ -244,21 +228,6 @@ func (a *Agent) sealSecretOnLeader(cl *cluster, c consensus.CreateSecret) (conse
 }
 
 // ---- handing secrets to the node of a task ----
-
-type secretsRPCRequest struct {
-	TaskID string `json:"task_id"`
-	// RegistryAuth asks for the registry credentials of the task's
-	// service instead of its secrets (registryauth.go).
-	RegistryAuth bool `json:"registry_auth,omitempty"`
-}
-
-type secretsRPCResponse struct {
-	// Secrets maps a secret name to its data.
-	Secrets map[string][]byte `json:"secrets"`
-	// RegistryAuth holds the task's registry credentials in the clear,
-	// when asked for and the task's spec has some.
-	RegistryAuth *api.RegistryAuth `json:"registry_auth,omitempty"`
-}
 
 // secretsAllowed is the authorization of rpcSecrets: node peerID may have
 // the secrets of task t only when t is assigned to it and still meant to

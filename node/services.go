@@ -1,8 +1,9 @@
 package node
 
-// Service routes: create, update, scale, rollback, remove, ps and logs. The
-// API validates and fills defaults (node/scheduler), then proposes a
-// command; the leader's scheduler turns the stored spec into tasks.
+// The agent's side of the service routes (node/httpapi services.go, through
+// apiAgent) and the logs route. The API validates and fills defaults
+// (node/scheduler), then proposes a command; the leader's scheduler turns
+// the stored spec into tasks.
 //
 // Every write route validates the spec it would store exactly as create
 // does (scale and rollback included), after syncReplica so that what it
@@ -17,29 +18,16 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/node/scheduler"
 	"github.com/shoal-org/shoal/runtime/image"
 )
-
-func (a *Agent) serviceRoutes(h func(string, handlerFunc)) {
-	h("GET /v1/services", a.handleServices)
-	h("POST /v1/services", a.handleServiceCreate)
-	h("GET /v1/services/{id}", a.handleService)
-	h("POST /v1/services/{id}/update", a.handleServiceUpdate)
-	h("POST /v1/services/{id}/scale", a.handleServiceScale)
-	h("POST /v1/services/{id}/rollback", a.handleServiceRollback)
-	h("DELETE /v1/services/{id}", a.handleServiceRemove)
-	h("GET /v1/services/{id}/tasks", a.handleServiceTasks)
-	h("GET /v1/services/{id}/logs", a.handleServiceLogs)
-	h("GET /v1/tasks", a.handleTasks)
-}
 
 // displayService fills the flat fields shown by `service ls`.
 func displayService(cl *cluster, s *api.Service) api.Service {
@@ -83,32 +71,6 @@ func displayService(cl *cluster, s *api.Service) api.Service {
 	return out
 }
 
-// pathService resolves the {id} of a service route on this node's replica.
-func (a *Agent) pathService(r *http.Request) (*cluster, *api.Service, error) {
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return nil, nil, err
-	}
-	s, err := a.resolveService(cl, r.PathValue("id"))
-	if err != nil {
-		return nil, nil, err
-	}
-	return cl, s, nil
-}
-
-// syncedPathService is pathService after syncReplica: for routes that
-// decide a write on the service they resolve.
-func (a *Agent) syncedPathService(r *http.Request) (*cluster, *api.Service, error) {
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := a.syncReplica(r.Context(), cl); err != nil {
-		return nil, nil, err
-	}
-	return a.pathService(r)
-}
-
 // consistentCluster returns the cluster for a read route, after
 // syncReplica when the request asks for ?consistent=1 (a client about to
 // decide a write on what it reads, like `stack deploy`).
@@ -134,31 +96,6 @@ func (a *Agent) resolveService(cl *cluster, ref string) (*api.Service, error) {
 		return nil, badRequest("service %s: %v", ref, err)
 	}
 	return s, nil
-}
-
-func (a *Agent) handleServices(w http.ResponseWriter, r *http.Request) (any, error) {
-	cl, err := a.consistentCluster(r)
-	if err != nil {
-		return nil, err
-	}
-	svcs := cl.store.Services()
-	out := make([]api.Service, 0, len(svcs))
-	for _, s := range svcs {
-		out = append(out, displayService(cl, s))
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
-}
-
-func (a *Agent) handleService(w http.ResponseWriter, r *http.Request) (any, error) {
-	if _, err := a.consistentCluster(r); err != nil {
-		return nil, err
-	}
-	cl, s, err := a.pathService(r)
-	if err != nil {
-		return nil, err
-	}
-	return displayService(cl, s), nil
 }
 
 // checkSpec fills defaults and validates a spec against the cluster.
@@ -266,171 +203,18 @@ func findClusterImage(cl *cluster, ref string) (*api.Image, bool) {
 	return nil, false
 }
 
-func (a *Agent) handleServiceCreate(w http.ResponseWriter, r *http.Request) (any, error) {
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return nil, err
-	}
-	var spec api.ServiceSpec
-	if err := decodeBody(r, &spec); err != nil {
-		return nil, err
-	}
-	if err := a.syncReplica(r.Context(), cl); err != nil {
-		return nil, err
-	}
-	spec, err = a.checkSpec(cl, spec, "")
-	if err != nil {
-		return nil, err
-	}
-	if _, err := cl.store.ServiceByName(spec.Name); err == nil {
-		return nil, badRequest("a service named %s already exists", spec.Name)
-	}
-	now := time.Now().UTC()
-	svc := api.Service{ID: newID(), Name: spec.Name, Spec: spec, CreatedAt: now, UpdatedAt: now}
-	if _, err := a.write(r.Context(), &consensus.CreateService{Service: svc}); err != nil {
-		return nil, err
-	}
-	return a.readBackService(r.Context(), cl, svc.ID, 0)
-}
-
 // readBackService waits until this node's replica holds the service at a
 // version newer than after, and returns it for display.
-func (a *Agent) readBackService(ctx context.Context, cl *cluster, id string, after uint64) (any, error) {
+func (a *Agent) readBackService(ctx context.Context, cl *cluster, id string, after uint64) (api.Service, error) {
 	a.waitLocal(ctx, cl, func() bool {
 		s, err := cl.store.Service(id)
 		return err == nil && s.Version > after
 	})
 	s, err := cl.store.Service(id)
 	if err != nil {
-		return nil, err
+		return api.Service{}, err
 	}
 	return displayService(cl, s), nil
-}
-
-func (a *Agent) handleServiceUpdate(w http.ResponseWriter, r *http.Request) (any, error) {
-	var spec api.ServiceSpec
-	if err := decodeBody(r, &spec); err != nil {
-		return nil, err
-	}
-	cl, cur, err := a.syncedPathService(r)
-	if err != nil {
-		return nil, err
-	}
-	if spec.Name == "" {
-		spec.Name = cur.Name
-	}
-	if spec.Name != cur.Name {
-		return nil, badRequest("a service cannot be renamed (%s → %s)", cur.Name, spec.Name)
-	}
-	if spec.Mode == "" {
-		spec.Mode = cur.Spec.Mode
-	}
-	if spec.Mode != cur.Spec.Mode {
-		return nil, badRequest("the mode of a service cannot change (%s → %s)", cur.Spec.Mode, spec.Mode)
-	}
-	spec, err = a.checkSpec(cl, spec, cur.ID)
-	if err != nil {
-		return nil, err
-	}
-	var expect uint64
-	if v := r.URL.Query().Get("version"); v != "" {
-		expect, err = strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			return nil, badRequest("invalid version %q", v)
-		}
-	}
-	next := *cur
-	prev := cur.Spec
-	next.PreviousSpec = &prev
-	next.Spec = spec
-	now := time.Now().UTC()
-	next.UpdatedAt = now
-	if specChanged(prev, spec) {
-		// The planner marks the service updating once it sees outdated
-		// tasks; a paused update is resumed by a new spec.
-		next.UpdateStatus = nil
-	}
-	if _, err := a.write(r.Context(), &consensus.UpdateService{Service: next, ExpectVersion: expect}); err != nil {
-		return nil, err
-	}
-	return a.readBackService(r.Context(), cl, cur.ID, cur.Version)
-}
-
-func (a *Agent) handleServiceScale(w http.ResponseWriter, r *http.Request) (any, error) {
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return nil, err
-	}
-	var req api.ScaleRequest
-	if err := decodeBody(r, &req); err != nil {
-		return nil, err
-	}
-	if err := a.syncReplica(r.Context(), cl); err != nil {
-		return nil, err
-	}
-	for attempt := 0; ; attempt++ {
-		cur, err := a.resolveService(cl, r.PathValue("id"))
-		if err != nil {
-			return nil, err
-		}
-		if cur.Spec.Mode != api.ModeReplicated {
-			return nil, badRequest("scale applies to replicated services only; %s is %s", cur.Name, cur.Spec.Mode)
-		}
-		next := *cur
-		next.Spec.Replicas = req.Replicas
-		// The same checks as create (and the same message): a scale is
-		// a spec change like any other. No image check: scaling down
-		// must work when the image is gone.
-		if err := scheduler.ValidateSpec(next.Spec); err != nil {
-			return nil, badRequest("%v", err)
-		}
-		next.UpdatedAt = time.Now().UTC()
-		_, err = a.write(r.Context(), &consensus.UpdateService{Service: next, ExpectVersion: cur.Version})
-		if errors.Is(err, consensus.ErrVersionMismatch) && attempt < 5 {
-			continue // a concurrent change (e.g. the updater): re-read and retry
-		}
-		if err != nil {
-			return nil, err
-		}
-		return a.readBackService(r.Context(), cl, cur.ID, cur.Version)
-	}
-}
-
-func (a *Agent) handleServiceRollback(w http.ResponseWriter, r *http.Request) (any, error) {
-	cl, cur, err := a.syncedPathService(r)
-	if err != nil {
-		return nil, err
-	}
-	if cur.PreviousSpec == nil {
-		return nil, badRequest("service %s has no previous spec to roll back to", cur.Name)
-	}
-	// The previous spec was valid when stored, but by an older version's
-	// rules perhaps, and its ports may have been taken since.
-	if err := checkStoredSpec(cl, *cur.PreviousSpec, cur.ID); err != nil {
-		return nil, badRequest("cannot roll back %s to its previous spec: %v", cur.Name, err)
-	}
-	next := *cur
-	failed := cur.Spec
-	next.Spec = *cur.PreviousSpec
-	next.PreviousSpec = &failed
-	now := time.Now().UTC()
-	next.UpdatedAt = now
-	next.UpdateStatus = &api.UpdateStatus{State: api.UpdateRollbackStarted, StartedAt: now, Message: "manual rollback"}
-	if _, err := a.write(r.Context(), &consensus.UpdateService{Service: next, ExpectVersion: cur.Version}); err != nil {
-		return nil, err
-	}
-	return a.readBackService(r.Context(), cl, cur.ID, cur.Version)
-}
-
-func (a *Agent) handleServiceRemove(w http.ResponseWriter, r *http.Request) (any, error) {
-	_, cur, err := a.syncedPathService(r)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := a.write(r.Context(), &consensus.DeleteService{ID: cur.ID, Now: time.Now().UTC()}); err != nil {
-		return nil, err
-	}
-	return struct{}{}, nil
 }
 
 // displayTasks fills node hostnames and sorts like `docker service ps`:
@@ -476,48 +260,14 @@ func displayTasks(cl *cluster, tasks []*api.Task, desired string) []api.Task {
 	return out
 }
 
-func (a *Agent) handleServiceTasks(w http.ResponseWriter, r *http.Request) (any, error) {
-	if _, err := a.consistentCluster(r); err != nil {
-		return nil, err
-	}
-	cl, s, err := a.pathService(r)
-	if err != nil {
-		return nil, err
-	}
-	desired := r.URL.Query().Get("desired_state")
-	return displayTasks(cl, cl.store.TasksByService(s.ID), desired), nil
-}
-
-func (a *Agent) handleTasks(w http.ResponseWriter, r *http.Request) (any, error) {
-	cl, err := a.consistentCluster(r)
-	if err != nil {
-		return nil, err
-	}
-	q := r.URL.Query()
-	var tasks []*api.Task
-	switch {
-	case q.Get("service") != "":
-		s, err := a.resolveService(cl, q.Get("service"))
-		if err != nil {
-			return nil, err
-		}
-		tasks = cl.store.TasksByService(s.ID)
-	case q.Get("node") != "":
-		n, err := a.resolveNode(cl, q.Get("node"))
-		if err != nil {
-			return nil, err
-		}
-		tasks = cl.store.TasksByNode(n.ID)
-	default:
-		tasks = cl.store.Tasks()
-	}
-	return displayTasks(cl, tasks, q.Get("desired_state")), nil
-}
-
 // handleServiceLogs merges the logs of every task of a service, from every
 // node that ran one, into one stream.
 func (a *Agent) handleServiceLogs(w http.ResponseWriter, r *http.Request) (any, error) {
-	cl, s, err := a.pathService(r)
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return nil, err
+	}
+	s, err := a.resolveService(cl, r.PathValue("id"))
 	if err != nil {
 		return nil, err
 	}
@@ -584,4 +334,180 @@ func specChanged(prev, next api.ServiceSpec) bool {
 	a, _ := json.Marshal(prev)
 	b, _ := json.Marshal(next)
 	return string(a) != string(b)
+}
+
+func (x apiAgent) Services() ([]api.Service, error) {
+	cl, err := x.a.clusterOrErr()
+	if err != nil {
+		return nil, err
+	}
+	svcs := cl.store.Services()
+	out := make([]api.Service, 0, len(svcs))
+	for _, s := range svcs {
+		out = append(out, displayService(cl, s))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func (x apiAgent) Service(ref string) (*api.Service, error) {
+	cl, err := x.a.clusterOrErr()
+	if err != nil {
+		return nil, err
+	}
+	return x.a.resolveService(cl, ref)
+}
+
+func (x apiAgent) DisplayService(s *api.Service) (api.Service, error) {
+	cl, err := x.a.clusterOrErr()
+	if err != nil {
+		return api.Service{}, err
+	}
+	return displayService(cl, s), nil
+}
+
+func (x apiAgent) CheckSpec(spec api.ServiceSpec, self string) (api.ServiceSpec, error) {
+	cl, err := x.a.clusterOrErr()
+	if err != nil {
+		return spec, err
+	}
+	return x.a.checkSpec(cl, spec, self)
+}
+
+func (x apiAgent) CreateService(ctx context.Context, spec api.ServiceSpec) (api.Service, error) {
+	a := x.a
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return api.Service{}, err
+	}
+	spec, err = a.checkSpec(cl, spec, "")
+	if err != nil {
+		return api.Service{}, err
+	}
+	if _, err := cl.store.ServiceByName(spec.Name); err == nil {
+		return api.Service{}, badRequest("a service named %s already exists", spec.Name)
+	}
+	now := time.Now().UTC()
+	svc := api.Service{ID: newID(), Name: spec.Name, Spec: spec, CreatedAt: now, UpdatedAt: now}
+	if _, err := a.write(ctx, &consensus.CreateService{Service: svc}); err != nil {
+		return api.Service{}, err
+	}
+	return a.readBackService(ctx, cl, svc.ID, 0)
+}
+
+func (x apiAgent) UpdateService(ctx context.Context, cur *api.Service, spec api.ServiceSpec, expect uint64) (api.Service, error) {
+	a := x.a
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return api.Service{}, err
+	}
+	next := *cur
+	prev := cur.Spec
+	next.PreviousSpec = &prev
+	next.Spec = spec
+	now := time.Now().UTC()
+	next.UpdatedAt = now
+	if specChanged(prev, spec) {
+		// The planner marks the service updating once it sees outdated
+		// tasks; a paused update is resumed by a new spec.
+		next.UpdateStatus = nil
+	}
+	if _, err := a.write(ctx, &consensus.UpdateService{Service: next, ExpectVersion: expect}); err != nil {
+		return api.Service{}, err
+	}
+	return a.readBackService(ctx, cl, cur.ID, cur.Version)
+}
+
+func (x apiAgent) ScaleService(ctx context.Context, ref string, replicas uint64) (api.Service, error) {
+	a := x.a
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return api.Service{}, err
+	}
+	for attempt := 0; ; attempt++ {
+		cur, err := a.resolveService(cl, ref)
+		if err != nil {
+			return api.Service{}, err
+		}
+		if cur.Spec.Mode != api.ModeReplicated {
+			return api.Service{}, badRequest("scale applies to replicated services only; %s is %s", cur.Name, cur.Spec.Mode)
+		}
+		next := *cur
+		next.Spec.Replicas = replicas
+		// The same checks as create (and the same message): a scale is
+		// a spec change like any other. No image check: scaling down
+		// must work when the image is gone.
+		if err := scheduler.ValidateSpec(next.Spec); err != nil {
+			return api.Service{}, badRequest("%v", err)
+		}
+		next.UpdatedAt = time.Now().UTC()
+		_, err = a.write(ctx, &consensus.UpdateService{Service: next, ExpectVersion: cur.Version})
+		if errors.Is(err, consensus.ErrVersionMismatch) && attempt < 5 {
+			continue // a concurrent change (e.g. the updater): re-read and retry
+		}
+		if err != nil {
+			return api.Service{}, err
+		}
+		return a.readBackService(ctx, cl, cur.ID, cur.Version)
+	}
+}
+
+func (x apiAgent) RollbackService(ctx context.Context, cur *api.Service) (api.Service, error) {
+	a := x.a
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return api.Service{}, err
+	}
+	// The previous spec was valid when stored, but by an older version's
+	// rules perhaps, and its ports may have been taken since.
+	if err := checkStoredSpec(cl, *cur.PreviousSpec, cur.ID); err != nil {
+		return api.Service{}, badRequest("cannot roll back %s to its previous spec: %v", cur.Name, err)
+	}
+	next := *cur
+	failed := cur.Spec
+	next.Spec = *cur.PreviousSpec
+	next.PreviousSpec = &failed
+	now := time.Now().UTC()
+	next.UpdatedAt = now
+	next.UpdateStatus = &api.UpdateStatus{State: api.UpdateRollbackStarted, StartedAt: now, Message: "manual rollback"}
+	if _, err := a.write(ctx, &consensus.UpdateService{Service: next, ExpectVersion: cur.Version}); err != nil {
+		return api.Service{}, err
+	}
+	return a.readBackService(ctx, cl, cur.ID, cur.Version)
+}
+
+func (x apiAgent) RemoveService(ctx context.Context, id string) error {
+	_, err := x.a.write(ctx, &consensus.DeleteService{ID: id, Now: time.Now().UTC()})
+	return err
+}
+
+func (x apiAgent) Tasks(f httpapi.TaskFilter) ([]api.Task, error) {
+	a := x.a
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return nil, err
+	}
+	var tasks []*api.Task
+	switch {
+	case f.Service != "":
+		s, err := a.resolveService(cl, f.Service)
+		if err != nil {
+			return nil, err
+		}
+		tasks = cl.store.TasksByService(s.ID)
+	case f.Node != "":
+		n, err := a.resolveNode(cl, f.Node)
+		if err != nil {
+			return nil, err
+		}
+		tasks = cl.store.TasksByNode(n.ID)
+	default:
+		tasks = cl.store.Tasks()
+	}
+	return displayTasks(cl, tasks, f.DesiredState), nil
+}
+
+// handleServiceScale is the scale route, for the dashboard.
+func (a *Agent) handleServiceScale(w http.ResponseWriter, r *http.Request) (any, error) {
+	return httpapi.ServiceScaleHandler(apiAgent{a})(w, r)
 }

@@ -49,11 +49,8 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/httpapi"
 )
-
-// rpcSnapshotRestore carries a snapshot file to the leader: the request
-// line, then exactly Size raw bytes of the file.
-const rpcSnapshotRestore = "snapshotrestore"
 
 // maxSnapshotBytes bounds a snapshot file an agent accepts (body and
 // header); the state of a 100-node cluster is a few MiB.
@@ -64,11 +61,6 @@ const snapshotBodyTimeout = time.Minute
 
 // restoreMu serializes restores on one leader.
 var restoreMu sync.Mutex
-
-type snapshotRestoreRPCRequest struct {
-	Force bool  `json:"force"`
-	Size  int64 `json:"size"`
-}
 
 func (a *Agent) snapshotRoutes(h func(string, handlerFunc)) {
 	h("GET /v1/snapshot", a.handleSnapshotSave)
@@ -110,8 +102,8 @@ func (a *Agent) handleSnapshotSave(w http.ResponseWriter, r *http.Request) (any,
 // readSnapshotBody reads a whole uploaded snapshot file (bounded) and
 // verifies it. Nothing has changed when it fails.
 func readSnapshotBody(r io.Reader) ([]byte, *consensus.SnapshotFile, error) {
-	raw, err := io.ReadAll(&capReader{r: r, n: maxSnapshotBytes})
-	if errors.Is(err, errBodyTooLarge) {
+	raw, err := io.ReadAll(httpapi.CapReader(r, maxSnapshotBytes))
+	if errors.Is(err, httpapi.ErrBodyTooLarge) {
 		return nil, nil, &httpError{status: http.StatusRequestEntityTooLarge,
 			msg: fmt.Sprintf("snapshot file larger than %d MiB", maxSnapshotBytes>>20)}
 	}

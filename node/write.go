@@ -26,20 +26,6 @@ import (
 	"github.com/shoal-org/shoal/node/authz"
 )
 
-type applyRPCRequest struct {
-	Command []byte `json:"command"`
-}
-
-// adminWriteRequest is one admin action a user asked for on the sending
-// node's API socket. Command is the encoded command of that action (absent
-// for rotate_token: the leader makes the new secret itself).
-type adminWriteRequest struct {
-	Action  string `json:"action"`
-	Command []byte `json:"command,omitempty"`
-}
-
-const rpcAdminWrite = "admin_write"
-
 // write commits cmd through the leader and returns the FSM's result.
 func (a *Agent) write(ctx context.Context, cmd consensus.Command) (json.RawMessage, error) {
 	cl, err := a.clusterOrErr()
@@ -374,11 +360,6 @@ func (a *Agent) noQuorumError(cl *cluster, last error) error {
 // The store's index, not raft's AppliedIndex, is compared: raft moves
 // AppliedIndex when it hands entries to the FSM, before the FSM applied
 // them, and a reader would race the apply.
-
-// readIndexResponse answers rpcReadIndex.
-type readIndexResponse struct {
-	Index uint64 `json:"index"`
-}
 
 // readIndex is the leader's half: the store index a reader must reach to
 // see every write acknowledged so far. It costs one barrier entry.

@@ -1,0 +1,89 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+type fakeObjects struct {
+	inCluster error
+	syncs     int
+	calls     []string
+}
+
+func (f *fakeObjects) rec(format string, args ...any) {
+	f.calls = append(f.calls, fmt.Sprintf(format, args...))
+}
+func (f *fakeObjects) InCluster() error                      { return f.inCluster }
+func (f *fakeObjects) SyncReplica(ctx context.Context) error { f.syncs++; return nil }
+func (f *fakeObjects) Secrets() ([]api.Secret, error)        { f.rec("secrets"); return []api.Secret{}, nil }
+func (f *fakeObjects) Secret(ref string) (api.Secret, error) {
+	f.rec("secret %s", ref)
+	return api.Secret{Name: ref}, nil
+}
+func (f *fakeObjects) Configs() ([]api.Config, error) { f.rec("configs"); return []api.Config{}, nil }
+func (f *fakeObjects) Config(ref string) (api.Config, error) {
+	f.rec("config %s", ref)
+	return api.Config{Name: ref}, nil
+}
+func (f *fakeObjects) CheckObject(req api.SecretCreateRequest, secret bool) error {
+	if req.Name == "bad" {
+		return errors.New("invalid: name bad")
+	}
+	return nil
+}
+func (f *fakeObjects) CreateObject(ctx context.Context, req api.SecretCreateRequest, secret bool) (any, error) {
+	f.rec("create %s secret=%v", req.Name, secret)
+	return api.Secret{Name: req.Name}, nil
+}
+func (f *fakeObjects) RemoveObject(ctx context.Context, ref string, secret bool) error {
+	f.rec("remove %s secret=%v", ref, secret)
+	return nil
+}
+
+func TestObjectRoutes(t *testing.T) {
+	for _, tt := range []struct {
+		name, method, path, body string
+		noCluster                bool
+		code, syncs              int
+		calls, bodyHas           string
+	}{
+		{name: "secrets", method: "GET", path: "/v1/secrets", code: 200, calls: "secrets"},
+		{name: "configs, consistent", method: "GET", path: "/v1/configs?consistent=1", code: 200, syncs: 1, calls: "configs"},
+		{name: "inspect config", method: "GET", path: "/v1/configs/c", code: 200, calls: "config c"},
+		{name: "inspect secret in no cluster", method: "GET", path: "/v1/secrets/s", noCluster: true, code: 412},
+		{name: "create secret", method: "POST", path: "/v1/secrets", body: `{"name":"s","data":"eA=="}`, code: 200, syncs: 1, calls: "create s secret=true"},
+		{name: "create config", method: "POST", path: "/v1/configs", body: `{"name":"c","data":"eA=="}`, code: 200, syncs: 1, calls: "create c secret=false"},
+		// A refused name is said before the replica is synced.
+		{name: "create, bad name", method: "POST", path: "/v1/secrets", body: `{"name":"bad","data":"eA=="}`, code: 400, bodyHas: "invalid: name bad"},
+		{name: "create, bad body", method: "POST", path: "/v1/secrets", body: `{"name":1}`, code: 400, bodyHas: "malformed request body"},
+		{name: "create in no cluster", method: "POST", path: "/v1/configs", body: `{`, noCluster: true, code: 412},
+		{name: "remove", method: "DELETE", path: "/v1/configs/c", code: 200, syncs: 1, calls: "remove c secret=false"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeObjects{}
+			if tt.noCluster {
+				f.inCluster = errNoClu
+			}
+			rt := NewRouter(testErrors)
+			ObjectRoutes(rt, f)
+			rec := httptest.NewRecorder()
+			rt.Mux().ServeHTTP(rec, httptest.NewRequest(tt.method, tt.path, strings.NewReader(tt.body)))
+			if rec.Code != tt.code || !strings.Contains(rec.Body.String(), tt.bodyHas) {
+				t.Errorf("%d %s, want %d with %q", rec.Code, rec.Body.String(), tt.code, tt.bodyHas)
+			}
+			if f.syncs != tt.syncs {
+				t.Errorf("%d syncs, want %d", f.syncs, tt.syncs)
+			}
+			if got := strings.Join(f.calls, "; "); got != tt.calls {
+				t.Errorf("agent calls %q, want %q", got, tt.calls)
+			}
+		})
+	}
+}

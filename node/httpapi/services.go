@@ -1,0 +1,225 @@
+package httpapi
+
+// Service routes: create, update, scale, rollback, remove, ps. The routes
+// decode and check what a request alone can tell (a rename, a mode change,
+// the expected version); the agent validates the spec against the cluster
+// (node/services.go) and writes it.
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// Services is what the service routes need of the agent.
+type Services interface {
+	Replica
+	// Services lists the services of the replica for display, by name.
+	Services() ([]api.Service, error)
+	// Service resolves ref (ID, prefix or name) to the stored service:
+	// NotFound or BadRequest when it names no single service.
+	Service(ref string) (*api.Service, error)
+	// DisplayService fills the flat fields `service ls` shows.
+	DisplayService(s *api.Service) (api.Service, error)
+	// CheckSpec fills a spec's defaults and validates it against the
+	// cluster, as the service with ID self (none for a new one).
+	CheckSpec(spec api.ServiceSpec, self string) (api.ServiceSpec, error)
+	// CreateService checks and stores a new service and returns it for
+	// display once this node's replica holds it.
+	CreateService(ctx context.Context, spec api.ServiceSpec) (api.Service, error)
+	// UpdateService stores a checked spec for cur (expect: the version the
+	// client read, 0 for any) and returns the service for display.
+	UpdateService(ctx context.Context, cur *api.Service, spec api.ServiceSpec, expect uint64) (api.Service, error)
+	// ScaleService sets the replica count of the service ref names.
+	ScaleService(ctx context.Context, ref string, replicas uint64) (api.Service, error)
+	// RollbackService puts cur's previous spec back.
+	RollbackService(ctx context.Context, cur *api.Service) (api.Service, error)
+	// RemoveService removes the service with this ID.
+	RemoveService(ctx context.Context, id string) error
+	// Tasks lists the tasks f selects for display, like `docker service ps`.
+	Tasks(f TaskFilter) ([]api.Task, error)
+}
+
+// TaskFilter selects tasks: of one service or one node (references as the
+// user gave them), in one desired state; empty fields select all.
+type TaskFilter struct {
+	Service, Node, DesiredState string
+}
+
+// ServiceRoutes routes the service routes to c but for the logs (streamed
+// by the agent).
+func ServiceRoutes(rt *Router, c Services) {
+	h := &serviceHandlers{c: c}
+	rt.Handle("GET /v1/services", h.list)
+	rt.Handle("POST /v1/services", h.create)
+	rt.Handle("GET /v1/services/{id}", h.inspect)
+	rt.Handle("POST /v1/services/{id}/update", h.update)
+	rt.Handle("POST /v1/services/{id}/scale", h.scale)
+	rt.Handle("POST /v1/services/{id}/rollback", h.rollback)
+	rt.Handle("DELETE /v1/services/{id}", h.remove)
+	rt.Handle("GET /v1/services/{id}/tasks", h.serviceTasks)
+	rt.Handle("GET /v1/tasks", h.tasks)
+}
+
+// ServiceScaleHandler is the scale route on its own, for the dashboard,
+// which serves the CLI's handlers under its own guard.
+func ServiceScaleHandler(c Services) HandlerFunc { return (&serviceHandlers{c: c}).scale }
+
+type serviceHandlers struct{ c Services }
+
+func (h *serviceHandlers) list(w http.ResponseWriter, r *http.Request) (any, error) {
+	if err := ConsistentRead(r, h.c); err != nil {
+		return nil, err
+	}
+	return h.c.Services()
+}
+
+// synced checks the cluster and syncs the replica: for routes that decide
+// a write on what they read.
+func (h *serviceHandlers) synced(r *http.Request) error {
+	if err := h.c.InCluster(); err != nil {
+		return err
+	}
+	return h.c.SyncReplica(r.Context())
+}
+
+// pathService resolves the {id} of a service route.
+func (h *serviceHandlers) pathService(r *http.Request) (*api.Service, error) {
+	if err := h.c.InCluster(); err != nil {
+		return nil, err
+	}
+	return h.c.Service(r.PathValue("id"))
+}
+
+func (h *serviceHandlers) inspect(w http.ResponseWriter, r *http.Request) (any, error) {
+	if err := ConsistentRead(r, h.c); err != nil {
+		return nil, err
+	}
+	s, err := h.pathService(r)
+	if err != nil {
+		return nil, err
+	}
+	return h.c.DisplayService(s)
+}
+
+func (h *serviceHandlers) create(w http.ResponseWriter, r *http.Request) (any, error) {
+	if err := h.c.InCluster(); err != nil {
+		return nil, err
+	}
+	var spec api.ServiceSpec
+	if err := DecodeBody(r, &spec); err != nil {
+		return nil, err
+	}
+	if err := h.c.SyncReplica(r.Context()); err != nil {
+		return nil, err
+	}
+	return h.c.CreateService(r.Context(), spec)
+}
+
+func (h *serviceHandlers) update(w http.ResponseWriter, r *http.Request) (any, error) {
+	var spec api.ServiceSpec
+	if err := DecodeBody(r, &spec); err != nil {
+		return nil, err
+	}
+	if err := h.synced(r); err != nil {
+		return nil, err
+	}
+	cur, err := h.pathService(r)
+	if err != nil {
+		return nil, err
+	}
+	if spec.Name == "" {
+		spec.Name = cur.Name
+	}
+	if spec.Name != cur.Name {
+		return nil, BadRequest("a service cannot be renamed (%s → %s)", cur.Name, spec.Name)
+	}
+	if spec.Mode == "" {
+		spec.Mode = cur.Spec.Mode
+	}
+	if spec.Mode != cur.Spec.Mode {
+		return nil, BadRequest("the mode of a service cannot change (%s → %s)", cur.Spec.Mode, spec.Mode)
+	}
+	spec, err = h.c.CheckSpec(spec, cur.ID)
+	if err != nil {
+		return nil, err
+	}
+	var expect uint64
+	if v := r.URL.Query().Get("version"); v != "" {
+		expect, err = strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return nil, BadRequest("invalid version %q", v)
+		}
+	}
+	return h.c.UpdateService(r.Context(), cur, spec, expect)
+}
+
+func (h *serviceHandlers) scale(w http.ResponseWriter, r *http.Request) (any, error) {
+	if err := h.c.InCluster(); err != nil {
+		return nil, err
+	}
+	var req api.ScaleRequest
+	if err := DecodeBody(r, &req); err != nil {
+		return nil, err
+	}
+	if err := h.c.SyncReplica(r.Context()); err != nil {
+		return nil, err
+	}
+	return h.c.ScaleService(r.Context(), r.PathValue("id"), req.Replicas)
+}
+
+func (h *serviceHandlers) rollback(w http.ResponseWriter, r *http.Request) (any, error) {
+	if err := h.synced(r); err != nil {
+		return nil, err
+	}
+	cur, err := h.pathService(r)
+	if err != nil {
+		return nil, err
+	}
+	if cur.PreviousSpec == nil {
+		return nil, BadRequest("service %s has no previous spec to roll back to", cur.Name)
+	}
+	return h.c.RollbackService(r.Context(), cur)
+}
+
+func (h *serviceHandlers) remove(w http.ResponseWriter, r *http.Request) (any, error) {
+	if err := h.synced(r); err != nil {
+		return nil, err
+	}
+	cur, err := h.pathService(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.c.RemoveService(r.Context(), cur.ID); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+func (h *serviceHandlers) serviceTasks(w http.ResponseWriter, r *http.Request) (any, error) {
+	if err := ConsistentRead(r, h.c); err != nil {
+		return nil, err
+	}
+	s, err := h.pathService(r)
+	if err != nil {
+		return nil, err
+	}
+	return h.c.Tasks(TaskFilter{Service: s.ID, DesiredState: r.URL.Query().Get("desired_state")})
+}
+
+func (h *serviceHandlers) tasks(w http.ResponseWriter, r *http.Request) (any, error) {
+	if err := ConsistentRead(r, h.c); err != nil {
+		return nil, err
+	}
+	q := r.URL.Query()
+	f := TaskFilter{DesiredState: q.Get("desired_state")}
+	switch {
+	case q.Get("service") != "":
+		f.Service = q.Get("service")
+	case q.Get("node") != "":
+		f.Node = q.Get("node")
+	}
+	return h.c.Tasks(f)
+}

@@ -1,0 +1,125 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// fakeServices holds one service, web (replicated, version 7), and
+// records what the routes asked of the agent.
+type fakeServices struct {
+	inCluster error
+	syncs     int
+	calls     []string
+}
+
+func (f *fakeServices) InCluster() error                      { return f.inCluster }
+func (f *fakeServices) SyncReplica(ctx context.Context) error { f.syncs++; return nil }
+func (f *fakeServices) rec(format string, args ...any) {
+	f.calls = append(f.calls, fmt.Sprintf(format, args...))
+}
+func (f *fakeServices) Services() ([]api.Service, error) { f.rec("list"); return []api.Service{}, nil }
+func (f *fakeServices) Service(ref string) (*api.Service, error) {
+	if ref != "web" {
+		return nil, NotFound("no such service: %s", ref)
+	}
+	return &api.Service{ID: "s1", Name: "web", Version: 7, Spec: api.ServiceSpec{Name: "web", Mode: api.ModeReplicated}}, nil
+}
+func (f *fakeServices) DisplayService(s *api.Service) (api.Service, error) {
+	f.rec("display %s", s.ID)
+	return *s, nil
+}
+func (f *fakeServices) CheckSpec(spec api.ServiceSpec, self string) (api.ServiceSpec, error) {
+	f.rec("check %s as %s", spec.Name, self)
+	if spec.Image == "" {
+		return spec, BadRequest("image is required")
+	}
+	return spec, nil
+}
+func (f *fakeServices) CreateService(ctx context.Context, spec api.ServiceSpec) (api.Service, error) {
+	f.rec("create %s", spec.Name)
+	return api.Service{Name: spec.Name}, nil
+}
+func (f *fakeServices) UpdateService(ctx context.Context, cur *api.Service, spec api.ServiceSpec, expect uint64) (api.Service, error) {
+	f.rec("update %s %s expect=%d", cur.ID, spec.Mode, expect)
+	return *cur, nil
+}
+func (f *fakeServices) ScaleService(ctx context.Context, ref string, replicas uint64) (api.Service, error) {
+	f.rec("scale %s %d", ref, replicas)
+	return api.Service{}, nil
+}
+func (f *fakeServices) RollbackService(ctx context.Context, cur *api.Service) (api.Service, error) {
+	f.rec("rollback %s", cur.ID)
+	return *cur, nil
+}
+func (f *fakeServices) RemoveService(ctx context.Context, id string) error {
+	f.rec("remove %s", id)
+	return nil
+}
+func (f *fakeServices) Tasks(tf TaskFilter) ([]api.Task, error) {
+	f.rec("tasks %+v", tf)
+	return []api.Task{}, nil
+}
+
+func TestServiceRoutes(t *testing.T) {
+	for _, tt := range []struct {
+		name, method, path, body string
+		noCluster                bool
+		code, syncs              int
+		calls                    string
+		bodyHas                  string
+	}{
+		{name: "list", method: "GET", path: "/v1/services", code: 200, calls: "list"},
+		{name: "list, consistent", method: "GET", path: "/v1/services?consistent=1", code: 200, syncs: 1, calls: "list"},
+		{name: "inspect", method: "GET", path: "/v1/services/web", code: 200, calls: "display s1"},
+		{name: "inspect, none", method: "GET", path: "/v1/services/db", code: 404, bodyHas: "no such service: db"},
+		{name: "create", method: "POST", path: "/v1/services", body: `{"name":"db","image":"bb:1"}`, code: 200, syncs: 1, calls: "create db"},
+		{name: "create in no cluster, bad body", method: "POST", path: "/v1/services", body: `{`, noCluster: true, code: 412},
+		{name: "create, bad body", method: "POST", path: "/v1/services", body: `{"nope":1}`, code: 400, bodyHas: "malformed request body"},
+		{name: "update", method: "POST", path: "/v1/services/web/update?version=7", body: `{"image":"bb:2"}`, code: 200, syncs: 1,
+			calls: "check web as s1; update s1 replicated expect=7"},
+		// update decodes its body before anything else (FuzzServiceSpecBody
+		// relies on it: 4xx whatever the body, in no cluster).
+		{name: "update in no cluster, bad body", method: "POST", path: "/v1/services/web/update", body: `{`, noCluster: true, code: 400, bodyHas: "malformed request body"},
+		{name: "update in no cluster", method: "POST", path: "/v1/services/web/update", body: `{}`, noCluster: true, code: 412},
+		{name: "rename", method: "POST", path: "/v1/services/web/update", body: `{"name":"www","image":"bb:2"}`, code: 400, syncs: 1, bodyHas: "cannot be renamed (web → www)"},
+		{name: "mode change", method: "POST", path: "/v1/services/web/update", body: `{"mode":"global","image":"bb:2"}`, code: 400, syncs: 1, bodyHas: "the mode of a service cannot change"},
+		// The spec is checked before the version is read.
+		{name: "bad spec and version", method: "POST", path: "/v1/services/web/update?version=x", body: `{}`, code: 400, syncs: 1, calls: "check web as s1", bodyHas: "image is required"},
+		{name: "bad version", method: "POST", path: "/v1/services/web/update?version=x", body: `{"image":"bb:2"}`, code: 400, syncs: 1, calls: "check web as s1", bodyHas: `invalid version \"x\"`},
+		{name: "scale", method: "POST", path: "/v1/services/web/scale", body: `{"replicas":3}`, code: 200, syncs: 1, calls: "scale web 3"},
+		{name: "scale, negative", method: "POST", path: "/v1/services/web/scale", body: `{"replicas":-1}`, code: 400, bodyHas: "malformed request body"},
+		{name: "rollback without a previous spec", method: "POST", path: "/v1/services/web/rollback", code: 400, syncs: 1, bodyHas: "no previous spec"},
+		{name: "remove", method: "DELETE", path: "/v1/services/web", code: 200, syncs: 1, calls: "remove s1"},
+		{name: "remove, none", method: "DELETE", path: "/v1/services/db", code: 404, syncs: 1},
+		{name: "service tasks", method: "GET", path: "/v1/services/web/tasks?desired_state=running", code: 200,
+			calls: "tasks {Service:s1 Node: DesiredState:running}"},
+		{name: "tasks of a node", method: "GET", path: "/v1/tasks?node=h2", code: 200, calls: "tasks {Service: Node:h2 DesiredState:}"},
+		{name: "tasks, service wins", method: "GET", path: "/v1/tasks?node=h2&service=web", code: 200, calls: "tasks {Service:web Node: DesiredState:}"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeServices{}
+			if tt.noCluster {
+				f.inCluster = errNoClu
+			}
+			rt := NewRouter(testErrors)
+			ServiceRoutes(rt, f)
+			rec := httptest.NewRecorder()
+			rt.Mux().ServeHTTP(rec, httptest.NewRequest(tt.method, tt.path, strings.NewReader(tt.body)))
+			if rec.Code != tt.code || !strings.Contains(rec.Body.String(), tt.bodyHas) {
+				t.Errorf("%d %s, want %d with %q", rec.Code, rec.Body.String(), tt.code, tt.bodyHas)
+			}
+			if f.syncs != tt.syncs {
+				t.Errorf("%d syncs, want %d", f.syncs, tt.syncs)
+			}
+			if got := strings.Join(f.calls, "; "); got != tt.calls {
+				t.Errorf("agent calls %q, want %q", got, tt.calls)
+			}
+		})
+	}
+}
