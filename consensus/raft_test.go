@@ -530,11 +530,13 @@ func TestRaftCommitNudgeReachesFollowers(t *testing.T) {
 }
 
 // With long timeouts a dead leader's replacement waits for the heartbeat
-// timeout (10-20 s of silence here); ExpediteElection on the survivors
+// timeout (20-40 s of silence here; long, so that the two survivors
+// campaigning at once and splitting the vote, then again after an
+// election timeout of 2.5-5 s, still shows the difference); ExpediteElection on the survivors
 // (what node does once gossip declares the leader dead, which takes a
 // while) starts the election at once. Off restores the configured timeouts.
 func TestRaftExpediteElection(t *testing.T) {
-	const hb, lease = 10 * time.Second, 2500 * time.Millisecond
+	const hb, lease = 20 * time.Second, 2500 * time.Millisecond
 	c := newRaftClusterWith(t, 3, func(cfg *Config) {
 		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = hb, hb, lease
 	})
