@@ -227,22 +227,7 @@ func (o *Overlay) applyPeersLocked() []error {
 
 	// Deletions: only entries on our VXLAN device, and for routes only those
 	// inside the cluster CIDR.
-	routes, err := o.h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{LinkIndex: idx}, netlink.RT_FILTER_OIF)
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-		errs = append(errs, fmt.Errorf("list routes of %s: %w", o.cfg.VXLANName, err))
-	}
-	for _, r := range routes {
-		if r.Dst == nil {
-			continue
-		}
-		dst, ok := ipNetToPrefix(r.Dst)
-		if !ok || wantRoute[dst] || dst.Bits() < o.cfg.ClusterCIDR.Bits() || !o.cfg.ClusterCIDR.Contains(dst.Addr()) {
-			continue
-		}
-		if err := o.h.RouteDel(&r); err != nil {
-			errs = append(errs, fmt.Errorf("delete stale route %s: %w", dst, err))
-		}
-	}
+	errs = append(errs, o.deleteStaleRoutesLocked(idx, wantRoute)...)
 	neighs, err := o.h.NeighList(idx, netlink.FAMILY_V4)
 	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
 		errs = append(errs, fmt.Errorf("list neighbours of %s: %w", o.cfg.VXLANName, err))
@@ -429,4 +414,28 @@ func ipNetToPrefix(n *net.IPNet) (netip.Prefix, bool) {
 	}
 	ones, _ := n.Mask.Size()
 	return netip.PrefixFrom(ip.Unmap(), ones).Masked(), true
+}
+
+// deleteStaleRoutesLocked deletes the routes of device idx inside the
+// cluster CIDR that want does not hold (routes elsewhere are not ours).
+// o.mu must be held.
+func (o *Overlay) deleteStaleRoutesLocked(idx int, want map[netip.Prefix]bool) []error {
+	var errs []error
+	routes, err := o.h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{LinkIndex: idx}, netlink.RT_FILTER_OIF)
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		errs = append(errs, fmt.Errorf("list routes of %s: %w", o.cfg.VXLANName, err))
+	}
+	for _, r := range routes {
+		if r.Dst == nil {
+			continue
+		}
+		dst, ok := ipNetToPrefix(r.Dst)
+		if !ok || want[dst] || dst.Bits() < o.cfg.ClusterCIDR.Bits() || !o.cfg.ClusterCIDR.Contains(dst.Addr()) {
+			continue
+		}
+		if err := o.h.RouteDel(&r); err != nil {
+			errs = append(errs, fmt.Errorf("delete stale route %s via %s: %w", dst, o.cfg.VXLANName, err))
+		}
+	}
+	return errs
 }

@@ -242,25 +242,7 @@ func TestWireGuardRoutedThroughput(t *testing.T) {
 	if os.Getenv("SHOAL_WG_THROUGHPUT") == "" {
 		t.Skip("a measurement, not a test: set SHOAL_WG_THROUGHPUT=1")
 	}
-	hosts := newWGHosts(t)
-	for _, h := range hosts {
-		h.start(t, t)
-	}
-	connectWG(t, hosts)
-	ctx := t.Context()
-	c1, c1Path := newNetns(t, "c1")
-	c2, c2Path := newNetns(t, "c2")
-	t.Cleanup(func() {
-		_ = hosts[0].ov.Detach(ctx, "c1", c1Path)
-		_ = hosts[1].ov.Detach(ctx, "c2", c2Path)
-	})
-	if _, err := hosts[0].ov.Attach(ctx, "c1", c1Path); err != nil {
-		t.Fatal(err)
-	}
-	ip2, err := hosts[1].ov.Attach(ctx, "c2", c2Path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, c1, c2, ip2 := wgPair(t)
 	ping(t, c1, ip2)
 	t.Logf("one TCP stream through WireGuard: %.2f Gbit/s", iperf(t, c2, c1, ip2, "-t", "5"))
 }
@@ -309,25 +291,7 @@ func linkCounters(t testing.TB, ns string) map[string][4]uint64 {
 func TestWireGuardOffloads(t *testing.T) {
 	requireNetAdmin(t)
 	requireIperf(t)
-	hosts := newWGHosts(t)
-	for _, h := range hosts {
-		h.start(t, t)
-	}
-	connectWG(t, hosts)
-	ctx := t.Context()
-	c1, c1Path := newNetns(t, "c1")
-	c2, c2Path := newNetns(t, "c2")
-	t.Cleanup(func() {
-		_ = hosts[0].ov.Detach(ctx, "c1", c1Path)
-		_ = hosts[1].ov.Detach(ctx, "c2", c2Path)
-	})
-	if _, err := hosts[0].ov.Attach(ctx, "c1", c1Path); err != nil {
-		t.Fatal(err)
-	}
-	ip2, err := hosts[1].ov.Attach(ctx, "c2", c2Path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	hosts, c1, c2, ip2 := wgPair(t)
 	// The first ping starts the handshake; under load (-race, the whole
 	// package at once) it can take longer than ping's 5 s, which is also
 	// WireGuard's retry interval when an initiation is lost.
@@ -377,4 +341,31 @@ func pingWithin(t *testing.T, ns, ip string, d time.Duration) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// wgPair starts two routed WireGuard hosts with one container each (c1 on
+// the first, c2 on the second) and returns c2's address.
+func wgPair(t *testing.T) (hosts []*wgHost, c1, c2, ip2 string) {
+	t.Helper()
+	hosts = newWGHosts(t)
+	for _, h := range hosts {
+		h.start(t, t)
+	}
+	connectWG(t, hosts)
+	ctx := t.Context()
+	var c1Path, c2Path string
+	c1, c1Path = newNetns(t, "c1")
+	c2, c2Path = newNetns(t, "c2")
+	t.Cleanup(func() {
+		_ = hosts[0].ov.Detach(ctx, "c1", c1Path)
+		_ = hosts[1].ov.Detach(ctx, "c2", c2Path)
+	})
+	if _, err := hosts[0].ov.Attach(ctx, "c1", c1Path); err != nil {
+		t.Fatal(err)
+	}
+	ip2, err := hosts[1].ov.Attach(ctx, "c2", c2Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hosts, c1, c2, ip2
 }

@@ -146,21 +146,5 @@ func (o *Overlay) applyRoutedPeersLocked() []error {
 			errs = append(errs, fmt.Errorf("peer %s (%s): set route via %s: %w", p.NodeID, p.Subnet, o.cfg.VXLANName, err))
 		}
 	}
-	routes, err := o.h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{LinkIndex: idx}, netlink.RT_FILTER_OIF)
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-		errs = append(errs, fmt.Errorf("list routes of %s: %w", o.cfg.VXLANName, err))
-	}
-	for _, r := range routes {
-		if r.Dst == nil {
-			continue
-		}
-		dst, ok := ipNetToPrefix(r.Dst)
-		if !ok || want[dst] || dst.Bits() < o.cfg.ClusterCIDR.Bits() || !o.cfg.ClusterCIDR.Contains(dst.Addr()) {
-			continue
-		}
-		if err := o.h.RouteDel(&r); err != nil {
-			errs = append(errs, fmt.Errorf("delete stale route %s via %s: %w", dst, o.cfg.VXLANName, err))
-		}
-	}
-	return errs
+	return append(errs, o.deleteStaleRoutesLocked(idx, want)...)
 }
