@@ -224,7 +224,7 @@ func (a *Agent) status() api.Status {
 	st.Leader, st.LeaderAddr = cl.raft.Leader()
 	st.RaftState = cl.raft.State()
 	st.LastIndex = cl.raft.LastIndex()
-	st.Members = len(cl.members.aliveSet())
+	st.Members = len(cl.members.AliveSet())
 	if servers, err := cl.raft.Servers(); err == nil {
 		for _, s := range servers {
 			if s.Voter {
@@ -253,7 +253,7 @@ func (a *Agent) decorateNodes(cl *cluster, nodes []*api.Node) []api.Node {
 	for _, n := range nodes {
 		nn := *n
 		nn.Voter = voters[n.ID]
-		nn.AgentVersion = cl.members.versionOf(n.ID)
+		nn.AgentVersion = cl.members.VersionOf(n.ID)
 		switch {
 		case n.ID == leader && leader != "":
 			nn.ManagerStatus = api.ManagerLeader

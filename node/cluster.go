@@ -24,8 +24,13 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/autoscale"
+	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/pki"
 )
+
+// memberMeta is what a node gossips about itself (node/membership); the
+// short name keeps the pure functions that read the alive set readable.
+type memberMeta = membership.Meta
 
 type clusterFile struct {
 	ClusterID string `json:"cluster_id"`
@@ -36,7 +41,7 @@ type cluster struct {
 	id      string
 	store   *consensus.Store
 	raft    *consensus.Raft
-	members *membership
+	members *membership.Membership
 	mux     *mux
 	client  *tls.Config // mutual TLS towards peers
 	fence   *fence      // this instance's epoch (fence.go)
@@ -170,7 +175,16 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		}
 	}
 
-	mem, err := newMembership(a.cfg, a.id.NodeID, memberMeta{NodeID: a.id.NodeID, ClusterPort: a.cfg.ClusterPort, Epoch: fc.local()}, keys, fc, a.log)
+	mem, err := membership.New(membership.Config{
+		Name:          a.id.NodeID,
+		BindAddr:      a.cfg.bindIP(),
+		BindPort:      a.cfg.GossipPort,
+		AdvertiseAddr: a.cfg.AdvertiseAddr,
+		AdvertisePort: a.cfg.GossipPort,
+		Keys:          keys,
+		Fence:         fc,
+		Logger:        a.log,
+	}, membership.Meta{NodeID: a.id.NodeID, ClusterPort: a.cfg.ClusterPort, Epoch: fc.local(), Version: Version, Level: consensus.ProtocolLevel})
 	if err != nil {
 		cancel()
 		cl.wg.Wait()
@@ -250,8 +264,8 @@ func (a *Agent) stopCluster() {
 	}
 	if cl.members != nil {
 		// Containers outlive the agent: ask the leader to wait for it.
-		cl.members.announceRestart(a.id.NodeID, 500*time.Millisecond)
-		cl.members.leave(500 * time.Millisecond)
+		cl.members.AnnounceRestart(a.id.NodeID, 500*time.Millisecond)
+		cl.members.Leave(500 * time.Millisecond)
 	}
 	cl.cancel()
 	cl.mux.Close()
@@ -259,7 +273,7 @@ func (a *Agent) stopCluster() {
 		a.log.Warn("raft shutdown", "err", err)
 	}
 	if cl.members != nil {
-		cl.members.shutdown()
+		cl.members.Shutdown()
 	}
 	cl.wg.Wait()
 }
@@ -283,15 +297,15 @@ func (a *Agent) gossipJoinLoop(ctx context.Context, cl *cluster, peers []string)
 		if !joined {
 			cand := append([]string{}, peers...)
 			cand = append(cand, a.gossipAddrsFromState(cl, nil)...)
-			if n, err := cl.members.join(dedupe(cand, a.selfGossipAddr())); n > 0 {
+			if n, err := cl.members.Join(dedupe(cand, a.selfGossipAddr())); n > 0 {
 				joined = true
 			} else if err != nil {
 				a.log.Debug("gossip join pending", "err", err)
 			}
 		} else if slow || time.Since(lastReconnect) >= reconnectInterval {
 			lastReconnect = time.Now()
-			if gone := a.gossipAddrsFromState(cl, cl.members.aliveSet()); len(gone) > 0 {
-				if n, _ := cl.members.join(gone); n > 0 {
+			if gone := a.gossipAddrsFromState(cl, cl.members.AliveSet()); len(gone) > 0 {
+				if n, _ := cl.members.Join(gone); n > 0 {
 					a.log.Info("gossip reconnected to nodes it had lost", "count", n)
 				}
 			}
@@ -299,7 +313,7 @@ func (a *Agent) gossipJoinLoop(ctx context.Context, cl *cluster, peers []string)
 		// Written when the peers changed, not on every round: an idle
 		// node does no disk I/O here.
 		if time.Since(lastSave) > 5*time.Second {
-			if addrs := cl.members.peerAddrs(); len(addrs) > 1 {
+			if addrs := cl.members.PeerAddrs(); len(addrs) > 1 {
 				addrs = dedupe(addrs, a.selfGossipAddr())
 				sort.Strings(addrs)
 				if !slices.Equal(addrs, saved) {

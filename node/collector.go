@@ -207,10 +207,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	// Gossip, against the nodes of the state.
 	snap := cl.store.Snapshot()
 	nodes := snap.Nodes()
-	members := map[string]memberlist.NodeStateType{}
-	for _, m := range cl.members.ml.Members() {
-		members[m.Name] = m.State
-	}
+	members := cl.members.MemberStates()
 	gm := map[string]int{"alive": 0, "suspect": 0, "dead": 0}
 	for _, st := range members {
 		if st == memberlist.StateSuspect {
@@ -259,7 +256,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 
 	// Data plane as this node would program it now.
 	ns := readNetState(snap)
-	lbState, _, _ := trafficState(ns, cl.members.aliveSet(), a.id.NodeID)
+	lbState, _, _ := trafficState(ns, cl.members.AliveSet(), a.id.NodeID)
 	for _, s := range lbState.Services {
 		gauge(descLBBackends, float64(len(s.Backends)), s.Name, s.Network)
 	}

@@ -141,6 +141,11 @@ func (f *fence) check(peer string, remote uint64) consensus.EpochVerdict {
 	return v
 }
 
+// Local and Hint make the fence the one node/membership asks about the
+// epoch in each member's metadata (membership.Fence).
+func (f *fence) Local() uint64           { return f.local() }
+func (f *fence) Hint(clusterAddr string) { f.hint(clusterAddr) }
+
 // hint records that a peer gossips a newer epoch; the fence loop checks it
 // over the peer's cluster port. The latest hint wins; it never blocks.
 func (f *fence) hint(clusterAddr string) {

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -13,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 
 	"github.com/shoal-org/shoal/consensus"
@@ -361,58 +359,5 @@ func TestProbeEpoch(t *testing.T) {
 	}
 	if e, from := stale.newest(); e != 1 || from != "recovered" {
 		t.Fatalf("newest %d from %q", e, from)
-	}
-}
-
-// TestMembershipEpoch: a member gossiping another epoch is not alive for
-// this node; a newer one fences it.
-func TestMembershipEpoch(t *testing.T) {
-	m := &membership{fence: newFence(1), subs: map[chan struct{}]struct{}{}, alive: map[string]memberMeta{}, addrs: map[string]string{}}
-	meta := func(id string, epoch uint64) []byte {
-		b, _ := json.Marshal(memberMeta{NodeID: id, ClusterPort: 2377, Epoch: epoch})
-		return b
-	}
-	node := func(id string, epoch uint64) *memberlist.Node {
-		return &memberlist.Node{Name: id, Addr: net.ParseIP("10.0.0.1"), Port: 7946, Meta: meta(id, epoch)}
-	}
-	m.NotifyJoin(node("same", 1))
-	m.NotifyJoin(node("old", 0))
-	alive := m.aliveSet()
-	if _, ok := alive["same"]; !ok {
-		t.Fatal("member of the same epoch not alive")
-	}
-	if _, ok := alive["old"]; ok {
-		t.Fatal("member of an older epoch counted alive")
-	}
-	if isFenced(m.fence) {
-		t.Fatal("an older member fenced this node")
-	}
-	// A member that re-joins at our epoch becomes alive; one that moves to
-	// a newer epoch stops being alive, and its cluster port is to be
-	// asked (gossip alone, forgeable by any key holder, does not fence).
-	m.NotifyUpdate(node("old", 1))
-	m.NotifyUpdate(node("same", 2))
-	alive = m.aliveSet()
-	if _, ok := alive["old"]; !ok {
-		t.Fatal("re-joined member not alive")
-	}
-	if _, ok := alive["same"]; ok {
-		t.Fatal("member of a newer epoch still alive")
-	}
-	if isFenced(m.fence) {
-		t.Fatal("gossip alone fenced this node")
-	}
-	select {
-	case addr := <-m.fence.hints:
-		if addr != "10.0.0.1:2377" {
-			t.Fatalf("hint %q, want the member's cluster port", addr)
-		}
-	default:
-		t.Fatal("a newer epoch in gossip left no hint")
-	}
-	// Metadata without an epoch (an older agent) is epoch 0.
-	m.NotifyJoin(&memberlist.Node{Name: "legacy", Addr: net.ParseIP("10.0.0.2"), Port: 7946, Meta: []byte(`{"id":"legacy","cp":2377}`)})
-	if _, ok := m.aliveSet()["legacy"]; ok {
-		t.Fatal("a member without epoch counted at epoch 1")
 	}
 }

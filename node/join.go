@@ -370,7 +370,7 @@ func (a *Agent) handleJoinRPC(ctx context.Context, req joinRPCRequest) (*joinRPC
 	if sc := snap.Cluster(); sc != nil {
 		keys = sc.GossipKeys
 	}
-	peers := cl.members.peerAddrs()
+	peers := cl.members.PeerAddrs()
 	peers = append(peers, a.selfGossipAddr())
 	a.log.Info("node joined", "node_id", req.NodeID, "hostname", req.Hostname, "addr", req.Addr)
 	return &joinRPCResponse{
@@ -384,7 +384,7 @@ func (a *Agent) isAlive(cl *cluster, id string) bool {
 	if id == a.id.NodeID {
 		return true
 	}
-	_, ok := cl.members.aliveSet()[id]
+	_, ok := cl.members.AliveSet()[id]
 	return ok
 }
 
@@ -539,7 +539,7 @@ func (a *Agent) promoteReplacement(ctx context.Context, cl *cluster, leaving str
 	if err != nil {
 		return
 	}
-	alive := cl.members.aliveSet()
+	alive := cl.members.AliveSet()
 	for _, s := range servers {
 		if s.Voter || s.ID == leaving {
 			continue

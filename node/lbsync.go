@@ -84,7 +84,7 @@ func (st *serviceTraffic) sync(a *Agent, cl *cluster, ns netState) {
 	// Everything up to ns.Index is in ns: once it is programmed, the load
 	// balancer has synced through that index.
 	idx := ns.Index
-	state, views, sources := trafficState(ns, cl.members.aliveSet(), a.id.NodeID)
+	state, views, sources := trafficState(ns, cl.members.AliveSet(), a.id.NodeID)
 	state.DNS = st.bridgeIP
 	if amb := st.dns.SetViews(views, sources); !slices.Equal(amb, st.ambiguous) {
 		if len(amb) > 0 {
@@ -93,7 +93,7 @@ func (st *serviceTraffic) sync(a *Agent, cl *cluster, ns netState) {
 		st.ambiguous = amb
 	}
 	if reflect.DeepEqual(state, st.last) {
-		cl.members.setLBIndex(idx)
+		cl.members.SetLBIndex(idx)
 		return
 	}
 	err := st.lb.Set(state)
@@ -108,7 +108,7 @@ func (st *serviceTraffic) sync(a *Agent, cl *cluster, ns netState) {
 		return
 	}
 	st.last = state
-	cl.members.setLBIndex(idx)
+	cl.members.SetLBIndex(idx)
 }
 
 func (st *serviceTraffic) close() {

@@ -53,7 +53,7 @@ func (a *Agent) leadershipLoop(ctx context.Context, cl *cluster) {
 	if cl.raft.IsLeader() {
 		start()
 	}
-	memberCh, cancelMembers := cl.members.subscribe()
+	memberCh, cancelMembers := cl.members.Subscribe()
 	defer cancelMembers()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -87,7 +87,7 @@ func (a *Agent) leadershipLoop(ctx context.Context, cl *cluster) {
 // ExpediteElection). A leader gossip has never seen (it just joined) is
 // not suspected.
 func (a *Agent) expediteElection(cl *cluster) {
-	if err := cl.raft.ExpediteElection(suspectLeader(cl.raft.IsLeader(), leaderID(cl), cl.members.aliveSet(), cl.members.everSeen)); err != nil {
+	if err := cl.raft.ExpediteElection(suspectLeader(cl.raft.IsLeader(), leaderID(cl), cl.members.AliveSet(), cl.members.EverSeen)); err != nil {
 		a.log.Debug("raft timeouts", "err", err)
 	}
 }
@@ -146,7 +146,7 @@ func (a *Agent) leaderWork(ctx context.Context, cl *cluster) {
 	)
 	storeCh, cancel := cl.store.Subscribe()
 	defer cancel()
-	memberCh, cancelMembers := cl.members.subscribe()
+	memberCh, cancelMembers := cl.members.Subscribe()
 	defer cancelMembers()
 	tick := time.NewTicker(idlePass)
 	defer tick.Stop()
@@ -173,7 +173,7 @@ func (a *Agent) leaderWork(ctx context.Context, cl *cluster) {
 // markNodeStatus writes gossip's verdict for every node whose recorded
 // status differs, in one command.
 func (a *Agent) markNodeStatus(ctx context.Context, cl *cluster, leaderSince time.Time) {
-	alive := cl.members.aliveSet()
+	alive := cl.members.AliveSet()
 	now := time.Now().UTC()
 	var changes []consensus.NodeStatus
 	for _, n := range cl.store.Nodes() {
@@ -181,10 +181,10 @@ func (a *Agent) markNodeStatus(ctx context.Context, cl *cluster, leaderSince tim
 		if _, ok := alive[n.ID]; ok || n.ID == a.id.NodeID {
 			want = api.NodeReady
 		}
-		if want == api.NodeDown && time.Since(leaderSince) < statusGrace && !cl.members.everSeen(n.ID) {
+		if want == api.NodeDown && time.Since(leaderSince) < statusGrace && !cl.members.EverSeen(n.ID) {
 			continue
 		}
-		if want == api.NodeDown && n.Status == api.NodeReady && cl.members.restarting(n.ID, a.cfg.RestartGrace) {
+		if want == api.NodeDown && n.Status == api.NodeReady && cl.members.Restarting(n.ID, a.cfg.RestartGrace) {
 			continue // an agent restart or upgrade: its tasks keep running
 		}
 		if n.Status != want {
@@ -216,7 +216,7 @@ func (a *Agent) admitMissing(ctx context.Context, cl *cluster) {
 	for _, s := range servers {
 		in[s.ID] = true
 	}
-	alive := cl.members.aliveSet()
+	alive := cl.members.AliveSet()
 	for _, n := range cl.store.Nodes() {
 		if in[n.ID] {
 			continue

@@ -199,7 +199,7 @@ func (n *netAttacher) ready() bool { return n.get() != nil }
 func (a *Agent) networkLoop(ctx context.Context, cl *cluster) {
 	ch, cancel := cl.store.Subscribe()
 	defer cancel()
-	memberCh, cancelMembers := cl.members.subscribe()
+	memberCh, cancelMembers := cl.members.Subscribe()
 	defer cancelMembers()
 	var ov *overlay.Overlay
 	var lastPeers []overlay.Peer
@@ -255,7 +255,7 @@ func (a *Agent) networkLoop(ctx context.Context, cl *cluster) {
 		if traffic == nil {
 			// No load balancer here: nothing on this node sends traffic
 			// to tasks, so nothing to wait for (drainStops).
-			cl.members.setLBIndex(cl.store.Index())
+			cl.members.SetLBIndex(cl.store.Index())
 		}
 		select {
 		case <-ctx.Done():

@@ -314,7 +314,7 @@ func (a *Agent) reconcileLoop(ctx context.Context, cl *cluster) {
 	defer cancelStore()
 	evCh := a.rt.Subscribe()
 	defer a.rt.Unsubscribe(evCh)
-	lbCh, cancelLB := cl.members.lbSubscribe()
+	lbCh, cancelLB := cl.members.LBSubscribe()
 	defer cancelLB()
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
@@ -380,7 +380,7 @@ func (r *reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 	acts = fenceActions(acts, a.id.NodeID, tasks, containers, r.specs(tasks), r.quiet(now))
 	// Stops of tasks that served traffic wait until every node has dropped
 	// them from its load balancer.
-	acts, seen, wake := drainStops(acts, r.drainSeen, now, index, r.cl.members.lbIndexes(a.id.NodeID), drainPeriod)
+	acts, seen, wake := drainStops(acts, r.drainSeen, now, index, r.cl.members.LBIndexes(a.id.NodeID), drainPeriod)
 	r.drainSeen = seen
 	if !wake.IsZero() {
 		if r.drainTimer != nil {

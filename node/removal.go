@@ -58,8 +58,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/memberlist"
-
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/lb"
@@ -190,31 +188,12 @@ func parseRemovalHint(msg []byte) (removalHint, bool) {
 	return h, true
 }
 
-// sendBestEffort sends a user message to the member named id over UDP; a
-// lost message is repeated by the caller's next round.
-func (m *membership) sendBestEffort(id string, msg []byte) error {
-	var target *memberlist.Node
-	for _, n := range m.ml.Members() {
-		if n.Name == id {
-			target = n
-			break
-		}
-	}
-	if target == nil {
-		return fmt.Errorf("gossip member %s: not found", shortID(id))
-	}
-	return m.ml.SendBestEffort(target, msg)
-}
-
-// userMessages returns the channel of user messages gossip delivered.
-func (m *membership) userMessages() <-chan []byte { return m.msgs }
-
 // removalLoop hints unknown gossip members, and asks whether this node was
 // removed when hinted or leaderless. On a positive statement it hands the
 // reset to the agent (the reset stops this cluster, so it cannot run on one
 // of the cluster's goroutines) and returns.
 func (a *Agent) removalLoop(ctx context.Context, cl *cluster) {
-	memberCh, stop := cl.members.subscribe()
+	memberCh, stop := cl.members.Subscribe()
 	defer stop()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -225,7 +204,7 @@ func (a *Agent) removalLoop(ctx context.Context, cl *cluster) {
 		select {
 		case <-ctx.Done():
 			return
-		case msg := <-cl.members.userMessages():
+		case msg := <-cl.members.UserMessages():
 			if h, ok := parseRemovalHint(msg); ok && h.From != a.id.NodeID {
 				hinted[h.Addr] = true
 			}
@@ -269,7 +248,7 @@ func (a *Agent) sendRemovalHints(cl *cluster, lastHint map[string]time.Time, now
 	var suspects []string
 	leader, _ := cl.raft.Leader()
 	if _, err := cl.store.Node(a.id.NodeID); err == nil && leader != "" {
-		suspects = removalSuspects(a.id.NodeID, cl.members.aliveSet(), func(id string) bool {
+		suspects = removalSuspects(a.id.NodeID, cl.members.AliveSet(), func(id string) bool {
 			_, err := cl.store.Node(id)
 			return err == nil
 		})
@@ -285,7 +264,7 @@ func (a *Agent) sendRemovalHints(cl *cluster, lastHint map[string]time.Time, now
 			continue
 		}
 		lastHint[id] = now
-		if err := cl.members.sendBestEffort(id, msg); err != nil {
+		if err := cl.members.SendBestEffort(id, msg); err != nil {
 			a.log.Debug("removal hint", "to", shortID(id), "err", err)
 		} else {
 			a.log.Debug("gossip member unknown to the state: hinted it to ask whether it was removed", "member", shortID(id))

@@ -23,7 +23,7 @@ package node
 //     leader rotates the key in the same log entry that removes the node
 //     (applyRemoval) and then in two more steps (nextKeyStep), each taken
 //     only when every live node of the state gossips the fingerprint of the
-//     keyring in the store (memberMeta.GK):
+//     keyring in the store (membership.Meta.GK):
 //       1. [old, new]  every node installs the new key; old stays primary;
 //       2. [new, old]  every node sends with the new key, still reads old;
 //       3. [new]       old is removed: the removed node's messages, still
@@ -54,8 +54,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -65,6 +63,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/membership"
 )
 
 // revokeResync is how often revokeLoop re-checks tracked connections and
@@ -184,7 +183,7 @@ func (a *Agent) revokeLoop(ctx context.Context, cl *cluster) {
 		case <-tick.C:
 			a.closeRevokedConns(cl)
 			if c := cl.store.Cluster(); c != nil && len(c.GossipKeys) > 1 && cl.members != nil {
-				cl.members.republish() // a rotation waits for our fingerprint
+				cl.members.Republish() // a rotation waits for our fingerprint
 			}
 		}
 	}
@@ -227,7 +226,7 @@ func (a *Agent) syncGossipKeys(cl *cluster, keys [][]byte, index uint64) error {
 	if cl.members == nil || len(keys) == 0 {
 		return nil
 	}
-	changed, err := cl.members.applyKeyring(keys)
+	changed, err := cl.members.ApplyKeyring(keys)
 	if err != nil || !changed {
 		return err
 	}
@@ -241,7 +240,7 @@ func (a *Agent) syncGossipKeys(cl *cluster, keys [][]byte, index uint64) error {
 	if err := writeJSONFile(filepath.Join(dir, "keyring.json"), keys); err != nil {
 		return fmt.Errorf("persist gossip keyring: %w", err)
 	}
-	a.log.Info("gossip keyring applied", "keys", len(keys), "fingerprint", keyringFP(keys), "index", index)
+	a.log.Info("gossip keyring applied", "keys", len(keys), "fingerprint", membership.Fingerprint(keys), "index", index)
 	return nil
 }
 
@@ -291,41 +290,6 @@ func replicaCurrent(index, joinFloor uint64) bool { return index >= joinFloor }
 
 // ---- keyring steps (pure) ----
 
-// keyringFP is a short fingerprint of a keyring, order included (the
-// primary is part of the state): what nodes gossip to say which keyring
-// they applied. It is not secret-revealing: 8 bytes of a SHA-256.
-func keyringFP(keys [][]byte) string {
-	if len(keys) == 0 {
-		return ""
-	}
-	h := sha256.New()
-	for _, k := range keys {
-		h.Write([]byte{byte(len(k))})
-		h.Write(k)
-	}
-	return hex.EncodeToString(h.Sum(nil)[:8])
-}
-
-// keyringPlan is what a node does to move its gossip keyring from
-// installed to desired (primary first): install the keys it lacks, make
-// desired[0] primary, then remove the keys no longer listed.
-func keyringPlan(installed, desired [][]byte) (add [][]byte, primary []byte, remove [][]byte) {
-	for _, k := range desired {
-		if !containsKey(installed, k) && !containsKey(add, k) {
-			add = append(add, k)
-		}
-	}
-	if len(desired) > 0 {
-		primary = desired[0]
-	}
-	for _, k := range installed {
-		if !containsKey(desired, k) {
-			remove = append(remove, k)
-		}
-	}
-	return add, primary, remove
-}
-
 func containsKey(keys [][]byte, k []byte) bool {
 	for _, x := range keys {
 		if bytes.Equal(x, k) {
@@ -341,7 +305,7 @@ type keyRotation struct {
 	Keys [][]byte
 	// Target is the key this leader is rotating to; nil when it runs none.
 	Target []byte
-	// Acked: every live node of the state gossips keyringFP(Keys).
+	// Acked: every live node of the state gossips membership.Fingerprint(Keys).
 	Acked bool
 	// Fresh is a new random key, used if a rotation must start.
 	Fresh []byte
@@ -482,11 +446,11 @@ func (a *Agent) rotateGossipKeys(ctx context.Context, cl *cluster) {
 	if p := cl.keyTarget.Load(); p != nil {
 		target = *p
 	}
-	fp := keyringFP(c.GossipKeys)
+	fp := membership.Fingerprint(c.GossipKeys)
 	in := keyRotation{
 		Keys:   c.GossipKeys,
 		Target: target,
-		Acked:  keysAcked(fp, cl.store.Nodes(), cl.members.aliveSet(), a.id.NodeID, cl.members.keyringFP()),
+		Acked:  keysAcked(fp, cl.store.Nodes(), cl.members.AliveSet(), a.id.NodeID, cl.members.KeyringFP()),
 	}
 	if in.Acked && target == nil && distinctKeys(in.Keys) > 1 {
 		in.Fresh = newGossipKey()
@@ -506,5 +470,5 @@ func (a *Agent) rotateGossipKeys(ctx context.Context, cl *cluster) {
 	}
 	t := step.Target
 	cl.keyTarget.Store(&t)
-	a.log.Info("gossip key rotation step", "keys", len(step.Propose), "fingerprint", keyringFP(step.Propose))
+	a.log.Info("gossip key rotation step", "keys", len(step.Propose), "fingerprint", membership.Fingerprint(step.Propose))
 }

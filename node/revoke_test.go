@@ -12,38 +12,11 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/pki"
 )
 
 func key(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
-
-func TestKeyringPlan(t *testing.T) {
-	a, b, c := key('a'), key('b'), key('c')
-	tests := []struct {
-		name               string
-		installed, desired [][]byte
-		add, remove        [][]byte
-		primary            []byte
-	}{
-		{name: "unchanged", installed: [][]byte{a}, desired: [][]byte{a}, primary: a},
-		{name: "install beside", installed: [][]byte{a}, desired: [][]byte{a, b}, add: [][]byte{b}, primary: a},
-		{name: "switch primary", installed: [][]byte{a, b}, desired: [][]byte{b, a}, primary: b},
-		{name: "remove old", installed: [][]byte{b, a}, desired: [][]byte{b}, primary: b, remove: [][]byte{a}},
-		// A node that missed steps (down, then caught up by Raft) jumps:
-		// it installs before it removes, so it never has no key.
-		{name: "jump to the end", installed: [][]byte{a}, desired: [][]byte{c}, add: [][]byte{c}, primary: c, remove: [][]byte{a}},
-		{name: "duplicates installed once", installed: [][]byte{a}, desired: [][]byte{b, b, a}, add: [][]byte{b}, primary: b},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			add, primary, remove := keyringPlan(tt.installed, tt.desired)
-			if !keysEqual(add, tt.add) || !bytes.Equal(primary, tt.primary) || !keysEqual(remove, tt.remove) {
-				t.Fatalf("keyringPlan = add %q primary %q remove %q; want add %q primary %q remove %q",
-					add, primary, remove, tt.add, tt.primary, tt.remove)
-			}
-		})
-	}
-}
 
 func keysEqual(x, y [][]byte) bool {
 	return slices.EqualFunc(x, y, func(a, b []byte) bool { return bytes.Equal(a, b) })
@@ -98,7 +71,7 @@ func TestKeyRotationWalk(t *testing.T) {
 	target := nw
 	nodes := [][][]byte{{old}, {old}}
 	apply := func(i int) {
-		add, primary, remove := keyringPlan(nodes[i], store)
+		add, primary, remove := membership.KeyringPlan(nodes[i], store)
 		ring := append(slices.Clone(nodes[i]), add...)
 		// use primary: move it to the front
 		ring = slices.DeleteFunc(ring, func(k []byte) bool { return bytes.Equal(k, primary) })
@@ -119,7 +92,7 @@ func TestKeyRotationWalk(t *testing.T) {
 		}
 		apply(0)
 		apply(1)
-		acked := keyringFP(nodes[0]) == keyringFP(store) && keyringFP(nodes[1]) == keyringFP(store)
+		acked := membership.Fingerprint(nodes[0]) == membership.Fingerprint(store) && membership.Fingerprint(nodes[1]) == membership.Fingerprint(store)
 		step := nextKeyStep(keyRotation{Keys: store, Target: target, Acked: acked})
 		if step.Propose == nil {
 			break
@@ -174,16 +147,6 @@ func TestCutOff(t *testing.T) {
 				t.Fatalf("cutOff = %v, want %v", got, tt.want)
 			}
 		})
-	}
-}
-
-func TestKeyringFPOrder(t *testing.T) {
-	a, b := key('a'), key('b')
-	if keyringFP([][]byte{a, b}) == keyringFP([][]byte{b, a}) {
-		t.Fatal("the fingerprint must tell the primary apart")
-	}
-	if keyringFP(nil) != "" {
-		t.Fatal("no keyring has no fingerprint")
 	}
 }
 

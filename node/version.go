@@ -1,6 +1,9 @@
 package node
 
-import "github.com/shoal-org/shoal/consensus"
+import (
+	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/membership"
+)
 
 // Version is this binary's release, set at build time with
 //
@@ -15,13 +18,13 @@ var Version = "dev"
 // (consensus.Raft.SetCommandGate): every member of the Raft configuration,
 // voter or not, must advertise a protocol level that can apply it. Commands
 // every release applies skip the lookup.
-func commandGate(r *consensus.Raft, m *membership) func(consensus.Command) error {
+func commandGate(r *consensus.Raft, m *membership.Membership) func(consensus.Command) error {
 	return levelGate(r, m, consensus.SinceLevel)
 }
 
 // levelGate is commandGate with the command levels from since (tests
 // raise them above this binary's).
-func levelGate(r *consensus.Raft, m *membership, since func(consensus.Command) int) func(consensus.Command) error {
+func levelGate(r *consensus.Raft, m *membership.Membership, since func(consensus.Command) int) func(consensus.Command) error {
 	return func(cmd consensus.Command) error {
 		need := since(cmd)
 		if need <= consensus.BaseProtocolLevel {
@@ -35,6 +38,6 @@ func levelGate(r *consensus.Raft, m *membership, since func(consensus.Command) i
 		for _, s := range servers {
 			ids = append(ids, s.ID)
 		}
-		return consensus.CheckLevel(cmd.Type(), need, m.peerLevels(ids))
+		return consensus.CheckLevel(cmd.Type(), need, m.PeerLevels(ids))
 	}
 }

@@ -315,7 +315,7 @@ func (a *Agent) applyAdmin(ctx context.Context, peerID string, req adminWriteReq
 // noQuorumError explains why a write could not be committed.
 func (a *Agent) noQuorumError(cl *cluster, last error) error {
 	servers, _ := cl.raft.Servers()
-	alive := cl.members.aliveSet()
+	alive := cl.members.AliveSet()
 	voters, reach := 0, 0
 	for _, s := range servers {
 		if !s.Voter {

@@ -1,4 +1,8 @@
-package node
+// Package membership is the agent's gossip (hashicorp/memberlist): the
+// tuning, what each node says about itself (Meta), who is alive now, and
+// coalescing change signals for the agent's loops. It does not import node:
+// what it needs of the agent (its cluster epoch) comes in through Config.
+package membership
 
 // Membership is gossip (hashicorp/memberlist) tuned for a LAN of small,
 // busy machines: a host that dies must be declared dead on every node within
@@ -22,7 +26,11 @@ package node
 // an idle agent's CPU (a peer that compresses is still understood).
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -38,8 +46,39 @@ import (
 	"github.com/shoal-org/shoal/consensus"
 )
 
-// memberMeta is what every node gossips about itself (≤ 512 bytes).
-type memberMeta struct {
+// ErrUnknownMember is returned for a message to a node gossip does not know.
+var ErrUnknownMember = errors.New("not a gossip member")
+
+// Fence is the part of the agent's cluster-epoch fence that gossip needs
+// (node/fence.go): this node's epoch, and where to send a hint that a peer
+// gossips a newer one. Its methods must not block (memberlist callbacks
+// call them).
+type Fence interface {
+	Local() uint64
+	Hint(clusterAddr string)
+}
+
+// Config is what New needs to start gossip. The timers are not in it: they
+// are this package's (see the arithmetic at the top of this file).
+type Config struct {
+	// Name is this node's ID, its memberlist name.
+	Name string
+	// BindAddr and BindPort are where gossip listens (TCP and UDP);
+	// AdvertiseAddr and AdvertisePort what peers are told.
+	BindAddr      string
+	BindPort      int
+	AdvertiseAddr string
+	AdvertisePort int
+	// Keys is the gossip keyring, primary first; none: not encrypted.
+	Keys [][]byte
+	// Fence judges members' epochs; nil counts every member at epoch 0.
+	Fence Fence
+	// Logger receives memberlist's log lines (nil: discarded).
+	Logger *slog.Logger
+}
+
+// Meta is what every node gossips about itself (≤ 512 bytes).
+type Meta struct {
 	NodeID      string `json:"id"`
 	ClusterPort int    `json:"cp"`
 	Subnet      string `json:"sn,omitempty"`
@@ -55,24 +94,24 @@ type memberMeta struct {
 	// past the entry that took the task out (drainStops).
 	LB uint64 `json:"lb,omitempty"`
 	// GK is the fingerprint of the gossip keyring this node applied
-	// (keyringFP, revoke.go): the leader takes the next step of a key
+	// (Fingerprint): the leader takes the next step of a key
 	// rotation only when every live node reports the keyring in the store.
 	GK string `json:"gk,omitempty"`
 }
 
-// membership owns the memberlist instance and turns its callbacks into
+// Membership owns the memberlist instance and turns its callbacks into
 // state that other loops poll, and coalescing change signals, one per
 // subscriber (the leader loop and the network loop both need every change).
-type membership struct {
+type Membership struct {
 	ml *memberlist.Memberlist
 	// keyring is gossip's keyring (nil: gossip is not encrypted); keysMu
-	// serialises applyKeyring.
+	// serialises ApplyKeyring.
 	keyring *memberlist.Keyring
 	keysMu  sync.Mutex
 
 	metaMu   sync.Mutex
-	meta     []byte     // guarded by metaMu
-	self     memberMeta // guarded by metaMu
+	meta     []byte // guarded by metaMu
+	self     Meta   // guarded by metaMu
 	pubCh    chan struct{}
 	stopCh   chan struct{}
 	stopOnce sync.Once
@@ -80,7 +119,7 @@ type membership struct {
 	// fence judges the epoch in each member's metadata: a member of
 	// another epoch is not alive for this node; a newer one is a hint
 	// that this node may be fenced.
-	fence *fence
+	fence Fence
 
 	subMu sync.Mutex
 	subs  map[chan struct{}]struct{}
@@ -88,11 +127,11 @@ type membership struct {
 	msgs chan []byte // user messages (removal hints, see removal.go)
 
 	mu    sync.Mutex
-	alive map[string]memberMeta // node ID → meta of members alive now
-	addrs map[string]string     // node ID → gossip address, kept after death
+	alive map[string]Meta   // node ID → meta of members alive now
+	addrs map[string]string // node ID → gossip address, kept after death
 	// seen is the last metadata of every member ever alive, kept after
 	// death: a down node's release still shows and still gates commands.
-	seen map[string]memberMeta
+	seen map[string]Meta
 	// restarts records when a member announced that its agent is
 	// stopping cleanly (restartMsgType): a restart or an upgrade, its
 	// containers still running. Cleared when it joins again.
@@ -105,10 +144,10 @@ type membership struct {
 // event delegate, so the agent says it.
 const restartMsgType byte = 'S'
 
-// announceRestart tells every other member that this agent stops cleanly
+// AnnounceRestart tells every other member that this agent stops cleanly
 // and its containers keep running, so the leader holds off marking the node
 // down for Config.RestartGrace. Best effort, bounded by timeout.
-func (m *membership) announceRestart(self string, timeout time.Duration) {
+func (m *Membership) AnnounceRestart(self string, timeout time.Duration) {
 	msg := append([]byte{restartMsgType}, self...)
 	var wg sync.WaitGroup
 	for _, n := range m.ml.Members() {
@@ -129,43 +168,38 @@ func (m *membership) announceRestart(self string, timeout time.Duration) {
 	}
 }
 
-// everSeen reports whether gossip has ever reported the node alive since
+// EverSeen reports whether gossip has ever reported the node alive since
 // this agent started.
-func (m *membership) everSeen(id string) bool {
+func (m *Membership) EverSeen(id string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	_, ok := m.addrs[id]
 	return ok
 }
 
-func newMembership(cfg Config, nodeID string, meta memberMeta, keys [][]byte, fc *fence, logger *slog.Logger) (*membership, error) {
-	m := &membership{
-		fence:    fc,
-		subs:     map[chan struct{}]struct{}{},
-		lbSubs:   map[chan struct{}]struct{}{},
-		msgs:     make(chan []byte, 16),
-		alive:    map[string]memberMeta{},
-		addrs:    map[string]string{},
-		pubCh:    make(chan struct{}, 1),
-		stopCh:   make(chan struct{}),
-		seen:     map[string]memberMeta{},
-		restarts: map[string]time.Time{},
-	}
-	meta.Version, meta.Level = Version, consensus.ProtocolLevel
-	meta.GK = keyringFP(keys)
+// New starts gossip on cfg's address with this node's metadata (its
+// fingerprint of cfg.Keys is filled in here); Join then contacts peers.
+func New(cfg Config, meta Meta) (*Membership, error) {
+	m := newMembership(cfg.Fence)
+	meta.GK = Fingerprint(cfg.Keys)
 	b, err := json.Marshal(meta)
 	if err != nil {
 		return nil, err
 	}
 	m.meta = b
 	m.self = meta
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	keys := cfg.Keys
 
 	mc := memberlist.DefaultLANConfig()
-	mc.Name = nodeID
-	mc.BindAddr = cfg.bindIP()
-	mc.BindPort = cfg.GossipPort
+	mc.Name = cfg.Name
+	mc.BindAddr = cfg.BindAddr
+	mc.BindPort = cfg.BindPort
 	mc.AdvertiseAddr = cfg.AdvertiseAddr
-	mc.AdvertisePort = cfg.GossipPort
+	mc.AdvertisePort = cfg.AdvertisePort
 	mc.ProbeInterval = 200 * time.Millisecond
 	mc.ProbeTimeout = 400 * time.Millisecond
 	mc.SuspicionMult = 3
@@ -198,10 +232,31 @@ func newMembership(cfg Config, nodeID string, meta memberMeta, keys [][]byte, fc
 	return m, nil
 }
 
+// NewDetached returns a Membership with no gossip behind it: its member
+// view changes only through the memberlist delegate methods called
+// directly (NotifyJoin, NotifyMsg, ...), which is how the agent's tests
+// stage members. Join, Leave and messages to members must not be used.
+func NewDetached(f Fence) *Membership { return newMembership(f) }
+
+func newMembership(f Fence) *Membership {
+	return &Membership{
+		fence:    f,
+		subs:     map[chan struct{}]struct{}{},
+		lbSubs:   map[chan struct{}]struct{}{},
+		msgs:     make(chan []byte, 16),
+		alive:    map[string]Meta{},
+		addrs:    map[string]string{},
+		pubCh:    make(chan struct{}, 1),
+		stopCh:   make(chan struct{}),
+		seen:     map[string]Meta{},
+		restarts: map[string]time.Time{},
+	}
+}
+
 // publish gossips this node's metadata again after each change (coalesced).
 // UpdateNode waits for the broadcast to spread; a newer one replaces it, so
 // the wait is cut short and the newest metadata is always what spreads.
-func (m *membership) publish() {
+func (m *Membership) publish() {
 	for {
 		select {
 		case <-m.stopCh:
@@ -212,10 +267,10 @@ func (m *membership) publish() {
 	}
 }
 
-// setLBIndex records that this node's load balancer reflects the state up
-// to Raft index i, wakes lbSubscribe's subscribers and gossips it. It never
+// SetLBIndex records that this node's load balancer reflects the state up
+// to Raft index i, wakes LBSubscribe's subscribers and gossips it. It never
 // blocks; an index not above the last one is ignored.
-func (m *membership) setLBIndex(i uint64) {
+func (m *Membership) SetLBIndex(i uint64) {
 	m.metaMu.Lock()
 	if i <= m.self.LB {
 		m.metaMu.Unlock()
@@ -233,22 +288,22 @@ func (m *membership) setLBIndex(i uint64) {
 	m.signalLB()
 }
 
-// applyKeyring makes gossip use keys (primary first, as in the store):
+// ApplyKeyring makes gossip use keys (primary first, as in the store):
 // it installs the keys it lacks, switches the primary, then removes the
-// keys no longer listed (keyringPlan), and gossips the fingerprint of the
+// keys no longer listed (KeyringPlan), and gossips the fingerprint of the
 // result. It reports whether anything changed. Gossip without encryption
 // (no keyring at start) cannot be switched on live: it reports no change.
-func (m *membership) applyKeyring(keys [][]byte) (bool, error) {
+func (m *Membership) ApplyKeyring(keys [][]byte) (bool, error) {
 	if m.keyring == nil || len(keys) == 0 {
 		return false, nil
 	}
 	m.keysMu.Lock()
 	defer m.keysMu.Unlock()
-	fp := keyringFP(keys)
-	if m.keyringFP() == fp {
+	fp := Fingerprint(keys)
+	if m.KeyringFP() == fp {
 		return false, nil
 	}
-	add, primary, remove := keyringPlan(m.keyring.GetKeys(), keys)
+	add, primary, remove := KeyringPlan(m.keyring.GetKeys(), keys)
 	for _, k := range add {
 		if err := m.keyring.AddKey(k); err != nil {
 			return false, fmt.Errorf("install gossip key: %w", err)
@@ -275,27 +330,27 @@ func (m *membership) applyKeyring(keys [][]byte) (bool, error) {
 	return true, nil
 }
 
-// republish gossips this node's metadata again (coalesced, never
+// Republish gossips this node's metadata again (coalesced, never
 // blocks): during a key rotation the leader waits for every node's keyring
 // fingerprint, and a lost broadcast would otherwise wait for a push-pull.
-func (m *membership) republish() {
+func (m *Membership) Republish() {
 	select {
 	case m.pubCh <- struct{}{}:
 	default:
 	}
 }
 
-// keyringFP returns the fingerprint of the keyring this node applied last
+// KeyringFP returns the fingerprint of the keyring this node applied last
 // ("" when gossip is not encrypted).
-func (m *membership) keyringFP() string {
+func (m *Membership) KeyringFP() string {
 	m.metaMu.Lock()
 	defer m.metaMu.Unlock()
 	return m.self.GK
 }
 
-// lbIndexes returns the load balancer index of every member alive now (0
+// LBIndexes returns the load balancer index of every member alive now (0
 // for one that never said: an older agent) and of this node.
-func (m *membership) lbIndexes(selfID string) map[string]uint64 {
+func (m *Membership) LBIndexes(selfID string) map[string]uint64 {
 	m.mu.Lock()
 	out := make(map[string]uint64, len(m.alive)+1)
 	for id, meta := range m.alive {
@@ -308,13 +363,13 @@ func (m *membership) lbIndexes(selfID string) map[string]uint64 {
 	return out
 }
 
-// lbSubscribe is subscribe for changes of any member's load balancer index
+// LBSubscribe is Subscribe for changes of any member's load balancer index
 // (this node's included); it also fires on every membership change.
-func (m *membership) lbSubscribe() (<-chan struct{}, func()) { return m.subscribeTo(m.lbSubs) }
+func (m *Membership) LBSubscribe() (<-chan struct{}, func()) { return m.subscribeTo(m.lbSubs) }
 
 // subscribeTo adds a coalescing channel to set (guarded by subMu) and
 // returns it with the function that removes it.
-func (m *membership) subscribeTo(set map[chan struct{}]struct{}) (<-chan struct{}, func()) {
+func (m *Membership) subscribeTo(set map[chan struct{}]struct{}) (<-chan struct{}, func()) {
 	ch := make(chan struct{}, 1)
 	m.subMu.Lock()
 	set[ch] = struct{}{}
@@ -326,7 +381,7 @@ func (m *membership) subscribeTo(set map[chan struct{}]struct{}) (<-chan struct{
 	}
 }
 
-func (m *membership) signalLB() {
+func (m *Membership) signalLB() {
 	m.subMu.Lock()
 	defer m.subMu.Unlock()
 	for ch := range m.lbSubs {
@@ -339,29 +394,29 @@ func (m *membership) signalLB() {
 
 // join contacts any of the given gossip addresses; it is fine for some to
 // be dead.
-func (m *membership) join(addrs []string) (int, error) {
+func (m *Membership) Join(addrs []string) (int, error) {
 	if len(addrs) == 0 {
 		return 0, nil
 	}
 	return m.ml.Join(addrs)
 }
 
-// aliveSet returns a copy of the members alive now.
-func (m *membership) aliveSet() map[string]memberMeta {
+// AliveSet returns a copy of the members alive now.
+func (m *Membership) AliveSet() map[string]Meta {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make(map[string]memberMeta, len(m.alive))
+	out := make(map[string]Meta, len(m.alive))
 	for k, v := range m.alive {
 		out[k] = v
 	}
 	return out
 }
 
-// restarting reports whether the member announced a clean stop less than
+// Restarting reports whether the member announced a clean stop less than
 // grace ago and has not joined since: an agent being restarted or
 // upgraded, whose containers keep running (docs/upgrades.md). The leader
 // holds off marking it down, and so rescheduling its tasks, for that long.
-func (m *membership) restarting(id string, grace time.Duration) bool {
+func (m *Membership) Restarting(id string, grace time.Duration) bool {
 	if m == nil {
 		return false
 	}
@@ -371,9 +426,9 @@ func (m *membership) restarting(id string, grace time.Duration) bool {
 	return ok && time.Since(at) < grace
 }
 
-// versionOf returns the release a member last advertised ("" when gossip
+// VersionOf returns the release a member last advertised ("" when gossip
 // never reported it, or it runs a release that does not advertise one).
-func (m *membership) versionOf(id string) string {
+func (m *Membership) VersionOf(id string) string {
 	if m == nil {
 		return "" // a cluster without gossip (tests)
 	}
@@ -382,8 +437,8 @@ func (m *membership) versionOf(id string) string {
 	return m.seen[id].Version
 }
 
-// peerLevels returns what gossip last said of each node's protocol level.
-func (m *membership) peerLevels(ids []string) []consensus.PeerLevel {
+// PeerLevels returns what gossip last said of each node's protocol level.
+func (m *Membership) PeerLevels(ids []string) []consensus.PeerLevel {
 	out := make([]consensus.PeerLevel, 0, len(ids))
 	if m == nil {
 		for _, id := range ids {
@@ -400,8 +455,8 @@ func (m *membership) peerLevels(ids []string) []consensus.PeerLevel {
 	return out
 }
 
-// peerAddrs lists the gossip addresses of members known alive.
-func (m *membership) peerAddrs() []string {
+// PeerAddrs lists the gossip addresses of members known alive.
+func (m *Membership) PeerAddrs() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make([]string, 0, len(m.addrs))
@@ -413,22 +468,24 @@ func (m *membership) peerAddrs() []string {
 	return out
 }
 
-func (m *membership) leave(timeout time.Duration) {
+// Leave tells the members this node leaves (a clean stop).
+func (m *Membership) Leave(timeout time.Duration) {
 	_ = m.ml.Leave(timeout)
 }
 
-func (m *membership) shutdown() {
+// Shutdown stops gossip; the Membership is not used after it.
+func (m *Membership) Shutdown() {
 	m.stopOnce.Do(func() { close(m.stopCh) })
 	_ = m.ml.Shutdown()
 }
 
-// subscribe returns a channel that receives (coalesced) a signal after
+// Subscribe returns a channel that receives (coalesced) a signal after
 // every membership change, and a function to stop receiving.
-func (m *membership) subscribe() (<-chan struct{}, func()) { return m.subscribeTo(m.subs) }
+func (m *Membership) Subscribe() (<-chan struct{}, func()) { return m.subscribeTo(m.subs) }
 
 // signal wakes every subscriber; it never blocks (memberlist callbacks
 // call it).
-func (m *membership) signal() {
+func (m *Membership) signal() {
 	m.signalLB()
 	m.subMu.Lock()
 	defer m.subMu.Unlock()
@@ -442,7 +499,7 @@ func (m *membership) signal() {
 
 // memberlist.Delegate: must not block.
 
-func (m *membership) NodeMeta(limit int) []byte {
+func (m *Membership) NodeMeta(limit int) []byte {
 	m.metaMu.Lock()
 	defer m.metaMu.Unlock()
 	if len(m.meta) > limit {
@@ -454,7 +511,7 @@ func (m *membership) NodeMeta(limit int) []byte {
 // NotifyMsg records restart announcements and queues a copy of other user
 // messages; when the queue is full the message is dropped (senders repeat
 // them).
-func (m *membership) NotifyMsg(b []byte) {
+func (m *Membership) NotifyMsg(b []byte) {
 	if len(b) > 1 && len(b) <= 65 && b[0] == restartMsgType {
 		m.mu.Lock()
 		if m.restarts == nil {
@@ -469,35 +526,35 @@ func (m *membership) NotifyMsg(b []byte) {
 	default:
 	}
 }
-func (m *membership) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (m *membership) LocalState(join bool) []byte                { return nil }
-func (m *membership) MergeRemoteState(buf []byte, join bool)     {}
+func (m *Membership) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (m *Membership) LocalState(join bool) []byte                { return nil }
+func (m *Membership) MergeRemoteState(buf []byte, join bool)     {}
 
 // memberlist.EventDelegate: must not block.
 
-func (m *membership) NotifyJoin(n *memberlist.Node) {
+func (m *Membership) NotifyJoin(n *memberlist.Node) {
 	m.mu.Lock()
 	delete(m.restarts, n.Name) // back (or new): a later stop announces again
 	m.mu.Unlock()
 	m.upsert(n)
 }
-func (m *membership) NotifyUpdate(n *memberlist.Node) { m.upsert(n) }
-func (m *membership) NotifyLeave(n *memberlist.Node) {
+func (m *Membership) NotifyUpdate(n *memberlist.Node) { m.upsert(n) }
+func (m *Membership) NotifyLeave(n *memberlist.Node) {
 	m.mu.Lock()
 	delete(m.alive, n.Name)
 	m.mu.Unlock()
 	m.signal()
 }
 
-func (m *membership) upsert(n *memberlist.Node) {
-	meta := decodeMemberMeta(n.Name, n.Meta)
-	if v := consensus.CompareEpochs(m.fence.local(), meta.Epoch); v != consensus.EpochSame {
+func (m *Membership) upsert(n *memberlist.Node) {
+	meta := decodeMeta(n.Name, n.Meta)
+	if v := consensus.CompareEpochs(fenceLocal(m.fence), meta.Epoch); v != consensus.EpochSame {
 		// Of the raft configuration that --force-new-cluster abandoned
 		// (or of its successor, and then this node may be the stale one:
 		// the fence checks that over mutual TLS): not a member until both
 		// run at one epoch.
-		if v == consensus.EpochSelfStale && meta.ClusterPort > 0 {
-			m.fence.hint(net.JoinHostPort(n.Addr.String(), strconv.Itoa(meta.ClusterPort)))
+		if v == consensus.EpochSelfStale && meta.ClusterPort > 0 && m.fence != nil {
+			m.fence.Hint(net.JoinHostPort(n.Addr.String(), strconv.Itoa(meta.ClusterPort)))
 		}
 		m.mu.Lock()
 		delete(m.alive, n.Name)
@@ -511,7 +568,7 @@ func (m *membership) upsert(n *memberlist.Node) {
 	lbOnly := wasAlive && m.addrs[n.Name] == addr && onlyLBMoved(prev, meta)
 	m.alive[n.Name] = meta
 	if m.seen == nil {
-		m.seen = map[string]memberMeta{}
+		m.seen = map[string]Meta{}
 	}
 	m.seen[n.Name] = meta
 	m.addrs[n.Name] = addr
@@ -523,27 +580,104 @@ func (m *membership) upsert(n *memberlist.Node) {
 	m.signal()
 }
 
+// fenceLocal is f's epoch, 0 without a fence.
+func fenceLocal(f Fence) uint64 {
+	if f == nil {
+		return 0
+	}
+	return f.Local()
+}
+
 // onlyLBMoved reports whether a live member's new metadata differs from
 // the old in its load balancer index alone. Every node gossips that index
 // after each Raft entry its load balancer took in (lbsync.go), so in a
 // cluster of n nodes every write brings n such updates to every node; only
-// the drains waiting on lbSubscribe care about them. Waking the general
+// the drains waiting on LBSubscribe care about them. Waking the general
 // subscribers too (the leader loop, the network loop: each reads the whole
 // state) made every write cost O(n²) passes across the cluster.
-func onlyLBMoved(old, cur memberMeta) bool {
+func onlyLBMoved(old, cur Meta) bool {
 	old.LB = cur.LB
 	return old == cur
 }
 
-// decodeMemberMeta decodes a peer's gossip metadata (untrusted bytes,
+// decodeMeta decodes a peer's gossip metadata (untrusted bytes,
 // fuzzed); anything unusable, or metadata naming another node than the
 // member, falls back to the member's name alone.
-func decodeMemberMeta(name string, b []byte) memberMeta {
-	var meta memberMeta
+func decodeMeta(name string, b []byte) Meta {
+	var meta Meta
 	if err := json.Unmarshal(b, &meta); err != nil || meta.NodeID == "" || meta.NodeID != name {
-		return memberMeta{NodeID: name}
+		return Meta{NodeID: name}
 	}
 	return meta
+}
+
+// SendBestEffort sends a user message to the member named id over UDP; a
+// lost message is repeated by the caller's next round.
+func (m *Membership) SendBestEffort(id string, msg []byte) error {
+	for _, n := range m.ml.Members() {
+		if n.Name == id {
+			return m.ml.SendBestEffort(n, msg)
+		}
+	}
+	return fmt.Errorf("gossip member %s: %w", id, ErrUnknownMember)
+}
+
+// UserMessages returns the channel of user messages gossip delivered
+// (other than restart announcements); NotifyMsg drops them when it is full.
+func (m *Membership) UserMessages() <-chan []byte { return m.msgs }
+
+// MemberStates returns memberlist's own state of every member it knows
+// (alive, suspect, dead, left), for the metrics.
+func (m *Membership) MemberStates() map[string]memberlist.NodeStateType {
+	out := map[string]memberlist.NodeStateType{}
+	for _, n := range m.ml.Members() {
+		out[n.Name] = n.State
+	}
+	return out
+}
+
+// Fingerprint is a short fingerprint of a keyring, order included (the
+// primary is part of the state): what nodes gossip to say which keyring
+// they applied. It is not secret-revealing: 8 bytes of a SHA-256.
+func Fingerprint(keys [][]byte) string {
+	if len(keys) == 0 {
+		return ""
+	}
+	h := sha256.New()
+	for _, k := range keys {
+		h.Write([]byte{byte(len(k))})
+		h.Write(k)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// KeyringPlan is what a node does to move its gossip keyring from
+// installed to desired (primary first): install the keys it lacks, make
+// desired[0] primary, then remove the keys no longer listed.
+func KeyringPlan(installed, desired [][]byte) (add [][]byte, primary []byte, remove [][]byte) {
+	for _, k := range desired {
+		if !containsKey(installed, k) && !containsKey(add, k) {
+			add = append(add, k)
+		}
+	}
+	if len(desired) > 0 {
+		primary = desired[0]
+	}
+	for _, k := range installed {
+		if !containsKey(desired, k) {
+			remove = append(remove, k)
+		}
+	}
+	return add, primary, remove
+}
+
+func containsKey(keys [][]byte, k []byte) bool {
+	for _, x := range keys {
+		if bytes.Equal(x, k) {
+			return true
+		}
+	}
+	return false
 }
 
 // slogWriter adapts memberlist's *log.Logger output to slog, demoting its
