@@ -57,6 +57,9 @@ var importRules = []importRule{
 	{"node/events/...", []string{"api", "consensus", "runtime", "node/autoscale", "node/events/..."}},
 	{"node/metrics/...", []string{"node/metrics/..."}},
 	{"node/ui/...", []string{"api", "api/atomicfile", "node/ui/..."}},
+	// Gossip: epochs and protocol levels from consensus; the agent's fence
+	// comes in as an interface.
+	{"node/membership/...", []string{"consensus", "node/membership/..."}},
 	// The HTTP side of the API socket: it reaches the agent only through
 	// its interfaces, and consensus only for the sentinel errors it maps.
 	{"node/httpapi/...", []string{"api", "consensus", "node/httpapi/..."}},

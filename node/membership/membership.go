@@ -82,7 +82,7 @@ type Meta struct {
 	NodeID      string `json:"id"`
 	ClusterPort int    `json:"cp"`
 	Subnet      string `json:"sn,omitempty"`
-	// Epoch is the node's cluster epoch (fence.go); absent means 0.
+	// Epoch is the node's cluster epoch (node/fence.go); absent means 0.
 	Epoch uint64 `json:"ep,omitempty"`
 	// Version is the node's release (node.Version) and Level the newest
 	// command level its binary applies (consensus.ProtocolLevel); both are
@@ -90,8 +90,8 @@ type Meta struct {
 	Version string `json:"v,omitempty"`
 	Level   int    `json:"pl,omitempty"`
 	// LB is the Raft index this node's load balancer has synced through
-	// (lbsync.go): a node that drains a task waits until every live node is
-	// past the entry that took the task out (drainStops).
+	// (node/lbsync.go): a node that drains a task waits until every live node is
+	// past the entry that took the task out (node.drainStops).
 	LB uint64 `json:"lb,omitempty"`
 	// GK is the fingerprint of the gossip keyring this node applied
 	// (Fingerprint): the leader takes the next step of a key
@@ -124,7 +124,7 @@ type Membership struct {
 	subMu sync.Mutex
 	subs  map[chan struct{}]struct{}
 
-	msgs chan []byte // user messages (removal hints, see removal.go)
+	msgs chan []byte // user messages (removal hints, see node/removal.go)
 
 	mu    sync.Mutex
 	alive map[string]Meta   // node ID → meta of members alive now
@@ -146,7 +146,7 @@ const restartMsgType byte = 'S'
 
 // AnnounceRestart tells every other member that this agent stops cleanly
 // and its containers keep running, so the leader holds off marking the node
-// down for Config.RestartGrace. Best effort, bounded by timeout.
+// down for node.Config.RestartGrace. Best effort, bounded by timeout.
 func (m *Membership) AnnounceRestart(self string, timeout time.Duration) {
 	msg := append([]byte{restartMsgType}, self...)
 	var wg sync.WaitGroup
@@ -590,7 +590,7 @@ func fenceLocal(f Fence) uint64 {
 
 // onlyLBMoved reports whether a live member's new metadata differs from
 // the old in its load balancer index alone. Every node gossips that index
-// after each Raft entry its load balancer took in (lbsync.go), so in a
+// after each Raft entry its load balancer took in (node/lbsync.go), so in a
 // cluster of n nodes every write brings n such updates to every node; only
 // the drains waiting on LBSubscribe care about them. Waking the general
 // subscribers too (the leader loop, the network loop: each reads the whole
