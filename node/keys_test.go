@@ -35,6 +35,21 @@ type raftNode struct {
 	trans *raft.InmemTransport
 }
 
+// bootstrapLeader makes n a one-voter cluster and waits until it leads.
+func bootstrapLeader(ctx context.Context, t *testing.T, n *raftNode) {
+	t.Helper()
+	if err := n.raft.BootstrapSelf(); err != nil {
+		t.Fatal(err)
+	}
+	for !n.raft.IsLeader() {
+		select {
+		case <-ctx.Done():
+			t.Fatal("no leader")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
 func startRaftNode(t *testing.T, id string) *raftNode {
 	t.Helper()
 	n := &raftNode{id: id, dir: t.TempDir(), store: consensus.NewStore()}
@@ -109,16 +124,7 @@ func TestNonVoterRaftHoldsNoSecrets(t *testing.T) {
 	leader, follower := startRaftNode(t, "n1"), startRaftNode(t, "n2")
 	leader.trans.Connect(follower.trans.LocalAddr(), follower.trans)
 	follower.trans.Connect(leader.trans.LocalAddr(), leader.trans)
-	if err := leader.raft.BootstrapSelf(); err != nil {
-		t.Fatal(err)
-	}
-	for !leader.raft.IsLeader() {
-		select {
-		case <-ctx.Done():
-			t.Fatal("no leader")
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	bootstrapLeader(ctx, t, leader)
 
 	a := newTestAgent(t)
 	a.id.NodeID = "n1"
@@ -201,16 +207,7 @@ func TestMigrationSealsPlaintextRecord(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	n := startRaftNode(t, "n1")
-	if err := n.raft.BootstrapSelf(); err != nil {
-		t.Fatal(err)
-	}
-	for !n.raft.IsLeader() {
-		select {
-		case <-ctx.Done():
-			t.Fatal("no leader")
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	bootstrapLeader(ctx, t, n)
 	ca, _ := pki.NewCA("c1", time.Now())
 	secret := pki.NewSecret()
 	legacy := consensus.ClusterState{ClusterID: "c1", CACertPEM: ca.CertPEM(), CAKeyPEM: ca.KeyPEM(),

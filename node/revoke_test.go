@@ -228,16 +228,7 @@ func joinFixture(t *testing.T) (context.Context, *Agent, *cluster, *pki.CA) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	leader := startRaftNode(t, "n1")
-	if err := leader.raft.BootstrapSelf(); err != nil {
-		t.Fatal(err)
-	}
-	for !leader.raft.IsLeader() {
-		select {
-		case <-ctx.Done():
-			t.Fatal("no leader")
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	bootstrapLeader(ctx, t, leader)
 	a := newTestAgent(t)
 	a.id.NodeID = "n1"
 	cl := &cluster{id: "c1", store: leader.store, raft: leader.raft}
