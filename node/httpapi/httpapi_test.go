@@ -71,11 +71,9 @@ func TestErrorsStatus(t *testing.T) {
 
 // fakeCluster records what the node routes asked of the agent.
 type fakeCluster struct {
-	inCluster error
-	syncs     int
-	calls     []string
-	joinErr   error
-	upd       api.NodeUpdate
+	fakeAgent
+	joinErr error
+	upd     api.NodeUpdate
 }
 
 func (f *fakeCluster) Status() api.Status {
@@ -85,8 +83,6 @@ func (f *fakeCluster) Join(ctx context.Context, req api.JoinRequest) error {
 	f.calls = append(f.calls, "join "+req.Addr)
 	return f.joinErr
 }
-func (f *fakeCluster) InCluster() error                      { return f.inCluster }
-func (f *fakeCluster) SyncReplica(ctx context.Context) error { f.syncs++; return nil }
 func (f *fakeCluster) Nodes() ([]api.Node, error) {
 	f.calls = append(f.calls, "nodes")
 	return []api.Node{{ID: "n1"}}, nil
@@ -177,7 +173,7 @@ func TestNodeRoutes(t *testing.T) {
 }
 
 func TestJoinFailureIsBadRequest(t *testing.T) {
-	f := &fakeCluster{inCluster: errNoClu, joinErr: errors.New("invalid join token")}
+	f := &fakeCluster{fakeAgent: fakeAgent{inCluster: errNoClu}, joinErr: errors.New("invalid join token")}
 	code, body := serve(t, f, "POST", "/v1/join", `{"token":"t","addr":"h:1"}`)
 	if code != http.StatusBadRequest || !strings.Contains(body, "invalid join token") {
 		t.Fatalf("%d %s", code, body)
@@ -194,5 +190,49 @@ func TestDecodeBodyLimit(t *testing.T) {
 	var he *Error
 	if !errors.As(err, &he) || he.Status != http.StatusRequestEntityTooLarge {
 		t.Fatalf("one byte more: %v", err)
+	}
+}
+
+// fakeAgent is what every route group's fake shares: whether there is a
+// cluster, how often the replica was synced, and what the agent was asked.
+type fakeAgent struct {
+	inCluster error
+	syncs     int
+	calls     []string
+}
+
+func (f *fakeAgent) rec(format string, args ...any) {
+	f.calls = append(f.calls, fmt.Sprintf(format, args...))
+}
+func (f *fakeAgent) InCluster() error                      { return f.inCluster }
+func (f *fakeAgent) SyncReplica(ctx context.Context) error { f.syncs++; return nil }
+
+// routeCase is one request to a route group and what must come of it.
+type routeCase struct {
+	name, method, path, body string
+	noCluster                bool
+	code, syncs              int
+	calls, bodyHas           string
+}
+
+// checkRoute serves tt through the routes register adds, on an agent
+// whose shared half is fa, and checks status, body, syncs and calls.
+func checkRoute(t *testing.T, tt routeCase, fa *fakeAgent, register func(*Router)) {
+	t.Helper()
+	if tt.noCluster {
+		fa.inCluster = errNoClu
+	}
+	rt := NewRouter(testErrors)
+	register(rt)
+	rec := httptest.NewRecorder()
+	rt.Mux().ServeHTTP(rec, httptest.NewRequest(tt.method, tt.path, strings.NewReader(tt.body)))
+	if rec.Code != tt.code || !strings.Contains(rec.Body.String(), tt.bodyHas) {
+		t.Errorf("%d %s, want %d with %q", rec.Code, rec.Body.String(), tt.code, tt.bodyHas)
+	}
+	if fa.syncs != tt.syncs {
+		t.Errorf("%d syncs, want %d", fa.syncs, tt.syncs)
+	}
+	if got := strings.Join(fa.calls, "; "); got != tt.calls {
+		t.Errorf("agent calls %q, want %q", got, tt.calls)
 	}
 }

@@ -3,26 +3,14 @@ package httpapi
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net/http/httptest"
-	"strings"
 	"testing"
 
 	"github.com/shoal-org/shoal/api"
 )
 
-type fakeObjects struct {
-	inCluster error
-	syncs     int
-	calls     []string
-}
+type fakeObjects struct{ fakeAgent }
 
-func (f *fakeObjects) rec(format string, args ...any) {
-	f.calls = append(f.calls, fmt.Sprintf(format, args...))
-}
-func (f *fakeObjects) InCluster() error                      { return f.inCluster }
-func (f *fakeObjects) SyncReplica(ctx context.Context) error { f.syncs++; return nil }
-func (f *fakeObjects) Secrets() ([]api.Secret, error)        { f.rec("secrets"); return []api.Secret{}, nil }
+func (f *fakeObjects) Secrets() ([]api.Secret, error) { f.rec("secrets"); return []api.Secret{}, nil }
 func (f *fakeObjects) Secret(ref string) (api.Secret, error) {
 	f.rec("secret %s", ref)
 	return api.Secret{Name: ref}, nil
@@ -48,12 +36,7 @@ func (f *fakeObjects) RemoveObject(ctx context.Context, ref string, secret bool)
 }
 
 func TestObjectRoutes(t *testing.T) {
-	for _, tt := range []struct {
-		name, method, path, body string
-		noCluster                bool
-		code, syncs              int
-		calls, bodyHas           string
-	}{
+	for _, tt := range []routeCase{
 		{name: "secrets", method: "GET", path: "/v1/secrets", code: 200, calls: "secrets"},
 		{name: "configs, consistent", method: "GET", path: "/v1/configs?consistent=1", code: 200, syncs: 1, calls: "configs"},
 		{name: "inspect config", method: "GET", path: "/v1/configs/c", code: 200, calls: "config c"},
@@ -68,22 +51,7 @@ func TestObjectRoutes(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := &fakeObjects{}
-			if tt.noCluster {
-				f.inCluster = errNoClu
-			}
-			rt := NewRouter(testErrors)
-			ObjectRoutes(rt, f)
-			rec := httptest.NewRecorder()
-			rt.Mux().ServeHTTP(rec, httptest.NewRequest(tt.method, tt.path, strings.NewReader(tt.body)))
-			if rec.Code != tt.code || !strings.Contains(rec.Body.String(), tt.bodyHas) {
-				t.Errorf("%d %s, want %d with %q", rec.Code, rec.Body.String(), tt.code, tt.bodyHas)
-			}
-			if f.syncs != tt.syncs {
-				t.Errorf("%d syncs, want %d", f.syncs, tt.syncs)
-			}
-			if got := strings.Join(f.calls, "; "); got != tt.calls {
-				t.Errorf("agent calls %q, want %q", got, tt.calls)
-			}
+			checkRoute(t, tt, &f.fakeAgent, func(rt *Router) { ObjectRoutes(rt, f) })
 		})
 	}
 }

@@ -2,9 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"fmt"
-	"net/http/httptest"
-	"strings"
 	"testing"
 
 	"github.com/shoal-org/shoal/api"
@@ -12,17 +9,8 @@ import (
 
 // fakeServices holds one service, web (replicated, version 7), and
 // records what the routes asked of the agent.
-type fakeServices struct {
-	inCluster error
-	syncs     int
-	calls     []string
-}
+type fakeServices struct{ fakeAgent }
 
-func (f *fakeServices) InCluster() error                      { return f.inCluster }
-func (f *fakeServices) SyncReplica(ctx context.Context) error { f.syncs++; return nil }
-func (f *fakeServices) rec(format string, args ...any) {
-	f.calls = append(f.calls, fmt.Sprintf(format, args...))
-}
 func (f *fakeServices) Services() ([]api.Service, error) { f.rec("list"); return []api.Service{}, nil }
 func (f *fakeServices) Service(ref string) (*api.Service, error) {
 	if ref != "web" {
@@ -67,13 +55,7 @@ func (f *fakeServices) Tasks(tf TaskFilter) ([]api.Task, error) {
 }
 
 func TestServiceRoutes(t *testing.T) {
-	for _, tt := range []struct {
-		name, method, path, body string
-		noCluster                bool
-		code, syncs              int
-		calls                    string
-		bodyHas                  string
-	}{
+	for _, tt := range []routeCase{
 		{name: "list", method: "GET", path: "/v1/services", code: 200, calls: "list"},
 		{name: "list, consistent", method: "GET", path: "/v1/services?consistent=1", code: 200, syncs: 1, calls: "list"},
 		{name: "inspect", method: "GET", path: "/v1/services/web", code: 200, calls: "display s1"},
@@ -104,22 +86,7 @@ func TestServiceRoutes(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := &fakeServices{}
-			if tt.noCluster {
-				f.inCluster = errNoClu
-			}
-			rt := NewRouter(testErrors)
-			ServiceRoutes(rt, f)
-			rec := httptest.NewRecorder()
-			rt.Mux().ServeHTTP(rec, httptest.NewRequest(tt.method, tt.path, strings.NewReader(tt.body)))
-			if rec.Code != tt.code || !strings.Contains(rec.Body.String(), tt.bodyHas) {
-				t.Errorf("%d %s, want %d with %q", rec.Code, rec.Body.String(), tt.code, tt.bodyHas)
-			}
-			if f.syncs != tt.syncs {
-				t.Errorf("%d syncs, want %d", f.syncs, tt.syncs)
-			}
-			if got := strings.Join(f.calls, "; "); got != tt.calls {
-				t.Errorf("agent calls %q, want %q", got, tt.calls)
-			}
+			checkRoute(t, tt, &f.fakeAgent, func(rt *Router) { ServiceRoutes(rt, f) })
 		})
 	}
 }
