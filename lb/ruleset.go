@@ -572,30 +572,20 @@ func ifnameNot(key expr.MetaKey, name string) []expr.Any {
 }
 
 // ctStateEstablished is `ct state established,related`.
-func ctStateEstablished() []expr.Any {
-	return []expr.Any{
-		&expr.Ct{Register: regAddr, Key: expr.CtKeySTATE},
-		&expr.Bitwise{SourceRegister: regAddr, DestRegister: regAddr, Len: 4,
-			Mask: binaryutil.NativeEndian.PutUint32(ctStateEstablishedRelated), Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: regAddr, Data: make([]byte, 4)},
-	}
-}
+func ctStateEstablished() []expr.Any { return ctAnyBit(expr.CtKeySTATE, ctStateEstablishedRelated) }
 
 // ctStateNew is `ct state new`.
-func ctStateNew() []expr.Any {
-	return []expr.Any{
-		&expr.Ct{Register: regAddr, Key: expr.CtKeySTATE},
-		&expr.Bitwise{SourceRegister: regAddr, DestRegister: regAddr, Len: 4,
-			Mask: binaryutil.NativeEndian.PutUint32(ctStateNewBit), Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: regAddr, Data: make([]byte, 4)},
-	}
-}
+func ctStateNew() []expr.Any { return ctAnyBit(expr.CtKeySTATE, ctStateNewBit) }
 
-func ctStatusDNAT() []expr.Any {
+// ctStatusDNAT is `ct status dnat`.
+func ctStatusDNAT() []expr.Any { return ctAnyBit(expr.CtKeySTATUS, ipsDstNAT) }
+
+// ctAnyBit matches when the conntrack field key has any bit of mask set.
+func ctAnyBit(key expr.CtKey, mask uint32) []expr.Any {
 	return []expr.Any{
-		&expr.Ct{Register: regAddr, Key: expr.CtKeySTATUS},
+		&expr.Ct{Register: regAddr, Key: key},
 		&expr.Bitwise{SourceRegister: regAddr, DestRegister: regAddr, Len: 4,
-			Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: make([]byte, 4)},
+			Mask: binaryutil.NativeEndian.PutUint32(mask), Xor: make([]byte, 4)},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: regAddr, Data: make([]byte, 4)},
 	}
 }
