@@ -136,7 +136,7 @@ func trafficState(st netState, alive map[string]memberMeta, self string) (lb.Sta
 		if err != nil || err2 != nil {
 			continue
 		}
-		ln := lb.Network{Name: n.Name, Subnet: subnet, Bridge: networkBridge(*n), VXLAN: networkVXLAN(*n), Internal: n.Internal, Routed: n.Encrypted && n.Name != api.DefaultNetwork}
+		ln := lb.Network{Name: n.Name, Subnet: subnet, Bridge: networkBridge(*n), VXLAN: networkVXLAN(*n), Internal: n.Internal, Routed: routedNetwork(*n)}
 		if n.Name == api.DefaultNetwork {
 			ln.VIPs = vipRange
 		}

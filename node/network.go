@@ -356,6 +356,14 @@ func networkBridge(n api.Network) string {
 	return fmt.Sprintf("shb%x", n.VNI)
 }
 
+// routedNetwork tells whether n is routed through WireGuard instead of
+// VXLAN: an encrypted network other than the default one (which is always
+// plain VXLAN). The overlay, the WireGuard peers and the load balancer
+// (which cannot tell the ingress node by VTEP MAC on it) all go by this.
+func routedNetwork(n api.Network) bool {
+	return n.Encrypted && n.Name != api.DefaultNetwork
+}
+
 // networkVXLAN is the device a network reaches other nodes through: its
 // VXLAN device, or for an encrypted network the WireGuard device (the load
 // balancer's filter treats it the same way).
@@ -363,7 +371,7 @@ func networkVXLAN(n api.Network) string {
 	if n.Name == api.DefaultNetwork {
 		return overlay.DefaultVXLANName
 	}
-	if n.Encrypted {
+	if routedNetwork(n) {
 		return overlay.DefaultWireGuardName
 	}
 	return fmt.Sprintf("shv%x", n.VNI)
@@ -511,7 +519,7 @@ func (a *Agent) syncNetworks(ctx context.Context, cl *cluster, ns netState) {
 	nodes, networks := ns.Nodes, ns.Networks
 	var encrypted []netip.Prefix // subnets of the encrypted networks
 	for _, n := range networks {
-		if p, err := netip.ParsePrefix(n.Subnet); err == nil && n.Encrypted && n.Name != api.DefaultNetwork {
+		if p, err := netip.ParsePrefix(n.Subnet); err == nil && routedNetwork(*n) {
 			encrypted = append(encrypted, p)
 		}
 	}
@@ -534,7 +542,7 @@ func (a *Agent) syncNetworks(ctx context.Context, cl *cluster, ns netState) {
 			no = nil
 		}
 		var tunnel netip.Prefix // valid for an encrypted network
-		if n.Encrypted {
+		if routedNetwork(*n) {
 			if wg == nil {
 				continue // not before WireGuard is up: never in clear
 			}
@@ -554,7 +562,7 @@ func (a *Agent) syncNetworks(ctx context.Context, cl *cluster, ns netState) {
 			cfg.BridgeName, cfg.VXLANName = networkBridge(*n), networkVXLAN(*n)
 			cfg.VethPrefix = fmt.Sprintf("s%x", n.VNI)
 			cfg.VNI = n.VNI
-			if n.Encrypted {
+			if routedNetwork(*n) {
 				// Routed through WireGuard (no VXLAN): the peers' shares
 				// go straight into the TUN device, whose MTU the bridge
 				// and veths take.
