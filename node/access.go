@@ -12,21 +12,9 @@ import (
 
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/authz"
+	"github.com/shoal-org/shoal/node/wire"
 	"github.com/shoal-org/shoal/runtime/image"
 )
-
-// Names of node/authz that files under concurrent edit elsewhere (keys.go,
-// secrets.go, snapshot.go) use unqualified; new code uses authz directly.
-var (
-	// ErrForbidden: the caller's identity does not allow the command.
-	ErrForbidden = authz.ErrForbidden
-	// ErrWorker: a worker node's API socket answers reads only.
-	ErrWorker = authz.ErrWorker
-
-	authorize = authz.Authorize
-)
-
-const callerAdmin = authz.Admin
 
 // adminOpAllowed is authz.AdminOpCheck for a peer, from this node's replica.
 func (a *Agent) adminOpAllowed(peerID, op string) error {
@@ -42,30 +30,30 @@ func (a *Agent) adminOpAllowed(peerID, op string) error {
 // needs: blobs and descriptors of images recorded in the cluster (a task
 // anywhere may need them), and the logs of task containers (`service logs`
 // from any node), never of one-off `shoal run` containers.
-func (a *Agent) fetchAllowed(req rpcRequest) error {
+func (a *Agent) fetchAllowed(req wire.Request) error {
 	cl, err := a.clusterOrErr()
 	if err != nil {
 		return err
 	}
 	switch req.Method {
-	case rpcBlob:
-		var b blobRPCRequest
+	case wire.MethodBlob:
+		var b wire.BlobRequest
 		if err := json.Unmarshal(req.Body, &b); err != nil {
 			return fmt.Errorf("malformed blob request: %w", err)
 		}
 		if !a.clusterBlob(cl, b.Digest) {
-			return fmt.Errorf("%w: blob %s belongs to no image of the cluster", ErrForbidden, b.Digest)
+			return fmt.Errorf("%w: blob %s belongs to no image of the cluster", authz.ErrForbidden, b.Digest)
 		}
-	case rpcManifest:
-		var m manifestRPCRequest
+	case wire.MethodManifest:
+		var m wire.ManifestRequest
 		if err := json.Unmarshal(req.Body, &m); err != nil {
 			return fmt.Errorf("malformed manifest request: %w", err)
 		}
 		if _, ok := findClusterImage(cl, m.Ref); !ok {
-			return fmt.Errorf("%w: image %s is not an image of the cluster", ErrForbidden, m.Ref)
+			return fmt.Errorf("%w: image %s is not an image of the cluster", authz.ErrForbidden, m.Ref)
 		}
-	case rpcLogs:
-		var l logsRPCRequest
+	case wire.MethodLogs:
+		var l wire.LogsRequest
 		if err := json.Unmarshal(req.Body, &l); err != nil {
 			return fmt.Errorf("malformed logs request: %w", err)
 		}
@@ -74,7 +62,7 @@ func (a *Agent) fetchAllowed(req rpcRequest) error {
 			return err
 		}
 		if c.TaskID == "" {
-			return fmt.Errorf("%w: container %s is not a task's", ErrForbidden, l.ContainerID)
+			return fmt.Errorf("%w: container %s is not a task's", authz.ErrForbidden, l.ContainerID)
 		}
 	}
 	return nil

@@ -14,7 +14,9 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/httpapi"
+	"github.com/shoal-org/shoal/node/wire"
 	"github.com/shoal-org/shoal/runtime"
 )
 
@@ -23,12 +25,12 @@ var apiErrors = httpapi.Errors{
 	OutcomeUnknown:   ErrOutcomeUnknown,
 	AlreadyInCluster: ErrAlreadyInCluster,
 	NoCluster:        ErrNoCluster,
-	Forbidden:        ErrForbidden,
-	Worker:           ErrWorker,
+	Forbidden:        authz.ErrForbidden,
+	Worker:           authz.ErrWorker,
 	NoQuorum:         ErrNoQuorum,
 	Refused: func(err error) bool {
-		var re *rpcError
-		return errors.As(err, &re) && re.Code == codeRefused
+		var re *wire.Error
+		return errors.As(err, &re) && re.Code == wire.CodeRefused
 	},
 }
 
@@ -41,15 +43,6 @@ type httpError struct {
 func (e *httpError) Error() string   { return e.msg }
 func (e *httpError) HTTPStatus() int { return e.status }
 
-type handlerFunc = httpapi.HandlerFunc
-
-var streamed = httpapi.Streamed
-
-const maxBodyBytes = httpapi.MaxBodyBytes
-
-func badRequest(format string, args ...any) error { return httpapi.BadRequest(format, args...) }
-func notFound(format string, args ...any) error   { return httpapi.NotFound(format, args...) }
-func decodeBody(r *http.Request, v any) error     { return httpapi.DecodeBody(r, v) }
 func writeError(w http.ResponseWriter, err error) { apiErrors.Write(w, err) }
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	httpapi.WriteJSON(w, status, v)
@@ -173,7 +166,7 @@ func (x apiAgent) RemoveNode(ctx context.Context, ref string, force bool) error 
 		if cl.raft.IsLeader() {
 			return a.removeNodeAsLeader(ctx, cl, n.ID, force)
 		}
-		return callRPC(ctx, addr, cl.client, rpcAdmin, adminRPCRequest{Op: "remove", NodeID: n.ID, Force: force}, nil, nil)
+		return callRPC(ctx, addr, cl.client, wire.MethodAdmin, wire.AdminRequest{Op: "remove", NodeID: n.ID, Force: force}, nil, nil)
 	})
 }
 
@@ -280,9 +273,9 @@ func (a *Agent) resolveNode(cl *cluster, ref string) (*api.Node, error) {
 	n, err := cl.store.ResolveNode(ref)
 	if err != nil {
 		if errors.Is(err, consensus.ErrNotFound) {
-			return nil, notFound("no such node: %s", ref)
+			return nil, httpapi.NotFound("no such node: %s", ref)
 		}
-		return nil, badRequest("node %s: %v", ref, err)
+		return nil, httpapi.BadRequest("node %s: %v", ref, err)
 	}
 	return n, nil
 }

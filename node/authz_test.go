@@ -18,6 +18,7 @@ import (
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/pki"
+	"github.com/shoal-org/shoal/node/wire"
 )
 
 // testLeader is an agent leading a one-voter raft cluster that runs on the
@@ -89,14 +90,14 @@ func startTestLeader(t *testing.T) *testLeader {
 	return &testLeader{rpcServer: s, cl: cl}
 }
 
-// apply sends cmd over rpcApply as peer.
+// apply sends cmd over wire.MethodApply as peer.
 func (l *testLeader) apply(t *testing.T, peer string, cmd consensus.Command) error {
 	t.Helper()
 	enc, err := consensus.EncodeCommand(cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return callRPC(rpcCtx(t), l.addr, l.pki.client(peer), rpcApply, applyRPCRequest{Command: enc}, nil, nil)
+	return callRPC(rpcCtx(t), l.addr, l.pki.client(peer), wire.MethodApply, wire.ApplyRequest{Command: enc}, nil, nil)
 }
 
 // admin sends cmd as the admin action of a user on peer's socket.
@@ -106,7 +107,7 @@ func (l *testLeader) admin(t *testing.T, peer string, cmd consensus.Command) err
 	if err != nil {
 		t.Fatal(err)
 	}
-	return callRPC(rpcCtx(t), l.addr, l.pki.client(peer), rpcAdminWrite, adminWriteRequest{Action: authz.AdminAction(cmd), Command: enc}, nil, nil)
+	return callRPC(rpcCtx(t), l.addr, l.pki.client(peer), wire.MethodAdminWrite, wire.AdminWriteRequest{Action: authz.AdminAction(cmd), Command: enc}, nil, nil)
 }
 
 func TestLeaderRefusesForgedCommands(t *testing.T) {
@@ -122,7 +123,7 @@ func TestLeaderRefusesForgedCommands(t *testing.T) {
 
 	// Node w claims to be node b and reports b's task running at its own IP.
 	err := l.apply(t, "node-w", forged)
-	if !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "own tasks") {
+	if !errors.Is(err, authz.ErrForbidden) || !strings.Contains(err.Error(), "own tasks") {
 		t.Fatalf("forged TaskStatus: %v, want a forbidden refusal", err)
 	}
 	if got := task(); got.State != api.TaskAssigned || got.IP != "" {
@@ -148,8 +149,8 @@ func TestLeaderRefusesForgedCommands(t *testing.T) {
 		"voter":                 consensus.SetNodeVoter{ID: "node-w", Voter: true},
 		"create service as raw": consensus.CreateService{Service: api.Service{ID: "x", Name: "x", Spec: api.ServiceSpec{Name: "x", Image: "busybox"}}},
 	} {
-		if err := l.apply(t, "node-w", cmd); !errors.Is(err, ErrForbidden) {
-			t.Errorf("%s over rpcApply: %v, want forbidden", name, err)
+		if err := l.apply(t, "node-w", cmd); !errors.Is(err, authz.ErrForbidden) {
+			t.Errorf("%s over wire.MethodApply: %v, want forbidden", name, err)
 		}
 	}
 	if n, _ := l.cl.store.Node("node-b"); n.Addr != "127.0.0.1" {
@@ -167,7 +168,7 @@ func TestLeaderRefusesForgedCommands(t *testing.T) {
 	// spec is validated on the leader, who records who asked.
 	spec := api.ServiceSpec{Name: "api", Image: "busybox", Mode: api.ModeReplicated, Replicas: 1}
 	create := consensus.CreateService{Service: api.Service{ID: "svc2", Name: "api", Spec: spec}}
-	if err := l.admin(t, "node-w", create); !errors.Is(err, ErrWorker) || !strings.Contains(err.Error(), "worker") {
+	if err := l.admin(t, "node-w", create); !errors.Is(err, authz.ErrWorker) || !strings.Contains(err.Error(), "worker") {
 		t.Fatalf("create from a worker: %v", err)
 	}
 	bad := create
@@ -189,19 +190,19 @@ func TestLeaderRefusesForgedCommands(t *testing.T) {
 	}
 	// An admin action must carry the command it names.
 	enc, _ := consensus.EncodeCommand(consensus.SetNodeVoter{ID: "node-w", Voter: true})
-	err = callRPC(rpcCtx(t), l.addr, l.pki.client("node-b"), rpcAdminWrite, adminWriteRequest{Action: authz.ActionUpdateNode, Command: enc}, nil, nil)
-	if !errors.Is(err, ErrForbidden) {
+	err = callRPC(rpcCtx(t), l.addr, l.pki.client("node-b"), wire.MethodAdminWrite, wire.AdminWriteRequest{Action: authz.ActionUpdateNode, Command: enc}, nil, nil)
+	if !errors.Is(err, authz.ErrForbidden) {
 		t.Fatalf("admin action with a mismatched command: %v", err)
 	}
 	// Token rotation is a narrow request: the leader makes the secret.
 	before := l.cl.store.Cluster().TokenSecretHash
-	err = callRPC(rpcCtx(t), l.addr, l.pki.client("node-b"), rpcAdminWrite, adminWriteRequest{Action: authz.ActionRotateToken}, nil, nil)
+	err = callRPC(rpcCtx(t), l.addr, l.pki.client("node-b"), wire.MethodAdminWrite, wire.AdminWriteRequest{Action: authz.ActionRotateToken}, nil, nil)
 	if err != nil || l.cl.store.Cluster().TokenSecretHash == before {
 		t.Fatalf("rotate token: %v", err)
 	}
 	// Removing a node is refused from a worker.
-	err = callRPC(rpcCtx(t), l.addr, l.pki.client("node-w"), rpcAdmin, adminRPCRequest{Op: "remove", NodeID: "node-b", Force: true}, nil, nil)
-	if !errors.Is(err, ErrWorker) {
+	err = callRPC(rpcCtx(t), l.addr, l.pki.client("node-w"), wire.MethodAdmin, wire.AdminRequest{Op: "remove", NodeID: "node-b", Force: true}, nil, nil)
+	if !errors.Is(err, authz.ErrWorker) {
 		t.Fatalf("node rm from a worker: %v", err)
 	}
 }
@@ -346,7 +347,7 @@ func TestMuxLimitsUnauthenticatedConnections(t *testing.T) {
 	}
 	waitFor(t, "slots released", func() bool { open, anon := s.m.counts(); return open == 0 && anon == 0 })
 	var out map[string]string
-	if err := callRPC(rpcCtx(t), s.addr, s.pki.client("node-b"), rpcPing, nil, &out, nil); err != nil {
+	if err := callRPC(rpcCtx(t), s.addr, s.pki.client("node-b"), wire.MethodPing, nil, &out, nil); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "ping's slot released", func() bool { open, anon := s.m.counts(); return open == 0 && anon == 0 })

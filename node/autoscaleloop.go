@@ -16,6 +16,7 @@ import (
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/autoscale"
 	"github.com/shoal-org/shoal/node/scheduler"
+	"github.com/shoal-org/shoal/node/wire"
 )
 
 // usageLoop samples this node's task containers of autoscaled services
@@ -87,7 +88,7 @@ func (a *Agent) sampleUsage(cl *cluster) bool {
 	return true
 }
 
-// handleUsageRPC answers rpcUsage.
+// handleUsageRPC answers wire.MethodUsage.
 func (a *Agent) handleUsageRPC() (autoscale.Report, error) {
 	cl, err := a.clusterOrErr()
 	if err != nil {
@@ -207,7 +208,7 @@ func (a *Agent) gatherUsage(ctx context.Context, cl *cluster, nodes map[string]b
 		go func() {
 			defer wg.Done()
 			var rep autoscale.Report
-			if err := callRPC(ctx, joinHostPort(n.Addr, n.ClusterPort), cl.client, rpcUsage, nil, &rep, nil); err != nil {
+			if err := callRPC(ctx, joinHostPort(n.Addr, n.ClusterPort), cl.client, wire.MethodUsage, nil, &rep, nil); err != nil {
 				a.log.Debug("autoscale: no usage from node", "node_id", shortID(n.ID), "err", err)
 				return
 			}

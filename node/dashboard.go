@@ -179,13 +179,13 @@ func (a *Agent) handleUIStream(w http.ResponseWriter, r *http.Request) (any, err
 			}
 		}
 		if err := push(); err != nil {
-			return streamed, nil // the client went away
+			return httpapi.Streamed, nil // the client went away
 		}
 		select {
 		case <-r.Context().Done():
-			return streamed, nil
+			return httpapi.Streamed, nil
 		case <-a.ctx.Done():
-			return streamed, nil
+			return httpapi.Streamed, nil
 		case <-tick.C:
 		case <-change:
 			// Let a burst of entries (a scale writes several) land.
@@ -194,7 +194,7 @@ func (a *Agent) handleUIStream(w http.ResponseWriter, r *http.Request) (any, err
 			case <-t.C:
 			case <-r.Context().Done():
 				t.Stop()
-				return streamed, nil
+				return httpapi.Streamed, nil
 			}
 		}
 	}

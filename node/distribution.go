@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/wire"
 	"github.com/shoal-org/shoal/runtime"
 	"github.com/shoal-org/shoal/runtime/image"
 )
@@ -23,7 +24,7 @@ import (
 type runtimeLogOptions = runtime.LogOptions
 
 func (a *Agent) serveBlobRPC(ctx context.Context, call *rpcCall) {
-	var req blobRPCRequest
+	var req wire.BlobRequest
 	if err := json.Unmarshal(call.req.Body, &req); err != nil {
 		_ = call.reply(nil, fmt.Errorf("malformed blob request: %w", err))
 		return
@@ -34,14 +35,14 @@ func (a *Agent) serveBlobRPC(ctx context.Context, call *rpcCall) {
 		return
 	}
 	defer rc.Close()
-	if err := call.reply(blobRPCResponse{Size: size}, nil); err != nil {
+	if err := call.reply(wire.BlobResponse{Size: size}, nil); err != nil {
 		return
 	}
 	_, _ = io.Copy(call.conn, rc)
 }
 
 func (a *Agent) serveManifestRPC(ctx context.Context, call *rpcCall) {
-	var req manifestRPCRequest
+	var req wire.ManifestRequest
 	if err := json.Unmarshal(call.req.Body, &req); err != nil {
 		_ = call.reply(nil, fmt.Errorf("malformed manifest request: %w", err))
 		return
@@ -55,7 +56,7 @@ func (a *Agent) serveManifestRPC(ctx context.Context, call *rpcCall) {
 }
 
 func (a *Agent) serveLogsRPC(ctx context.Context, call *rpcCall) {
-	var req logsRPCRequest
+	var req wire.LogsRequest
 	if err := json.Unmarshal(call.req.Body, &req); err != nil {
 		_ = call.reply(nil, fmt.Errorf("malformed logs request: %w", err))
 		return
@@ -97,13 +98,13 @@ func (a *Agent) serveLogsRPC(ctx context.Context, call *rpcCall) {
 
 // remoteLogs streams a container's logs from node n into send.
 func (a *Agent) remoteLogs(ctx context.Context, cl *cluster, n *api.Node, containerID string, opts runtime.LogOptions, send func(api.LogLine) bool) error {
-	req := logsRPCRequest{ContainerID: containerID, Follow: opts.Follow, Tail: opts.Tail}
+	req := wire.LogsRequest{ContainerID: containerID, Follow: opts.Follow, Tail: opts.Tail}
 	if !opts.Since.IsZero() {
 		b, _ := opts.Since.MarshalText()
 		req.Since = string(b)
 	}
 	addr := joinHostPort(n.Addr, n.ClusterPort)
-	return callRPC(ctx, addr, cl.client, rpcLogs, req, nil, func(r io.Reader) error {
+	return callRPC(ctx, addr, cl.client, wire.MethodLogs, req, nil, func(r io.Reader) error {
 		dec := json.NewDecoder(r)
 		for {
 			var l api.LogLine
@@ -205,7 +206,7 @@ type imageDescriptor struct {
 func (a *Agent) fetchImageFrom(ctx context.Context, cl *cluster, n *api.Node, ref string) (api.Image, error) {
 	addr := joinHostPort(n.Addr, n.ClusterPort)
 	var raw json.RawMessage
-	if err := callRPC(ctx, addr, cl.client, rpcManifest, manifestRPCRequest{Ref: ref}, &raw, nil); err != nil {
+	if err := callRPC(ctx, addr, cl.client, wire.MethodManifest, wire.ManifestRequest{Ref: ref}, &raw, nil); err != nil {
 		return api.Image{}, err
 	}
 	var d imageDescriptor
@@ -220,7 +221,7 @@ func (a *Agent) fetchImageFrom(ctx context.Context, cl *cluster, n *api.Node, re
 		if dg == "" || a.images.HasBlob(dg) {
 			continue
 		}
-		err := callRPC(ctx, addr, cl.client, rpcBlob, blobRPCRequest{Digest: dg}, nil, func(r io.Reader) error {
+		err := callRPC(ctx, addr, cl.client, wire.MethodBlob, wire.BlobRequest{Digest: dg}, nil, func(r io.Reader) error {
 			return a.images.IngestBlob(dg, r)
 		})
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/node/events"
+	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/runtime"
 )
 
@@ -29,7 +30,7 @@ func (a *Agent) handleEvents(w http.ResponseWriter, r *http.Request) (any, error
 		}
 		t, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
-			return time.Time{}, badRequest("invalid %s %q: want an RFC 3339 time", key, v)
+			return time.Time{}, httpapi.BadRequest("invalid %s %q: want an RFC 3339 time", key, v)
 		}
 		return t, nil
 	}
@@ -42,11 +43,11 @@ func (a *Agent) handleEvents(w http.ResponseWriter, r *http.Request) (any, error
 		return nil, err
 	}
 	if !since.IsZero() && !until.IsZero() && until.Before(since) {
-		return nil, badRequest("--until %s is before --since %s", until.Format(time.RFC3339), since.Format(time.RFC3339))
+		return nil, httpapi.BadRequest("--until %s is before --since %s", until.Format(time.RFC3339), since.Format(time.RFC3339))
 	}
 	filter, err := events.ParseFilter(q)
 	if err != nil {
-		return nil, badRequest("%v", err)
+		return nil, httpapi.BadRequest("%v", err)
 	}
 	hist, sub, cancel := a.obs.hub().Subscribe(since)
 	defer cancel()
@@ -64,11 +65,11 @@ func (a *Agent) handleEvents(w http.ResponseWriter, r *http.Request) (any, error
 	past := func(ev api.Event) bool { return !until.IsZero() && ev.Time.After(until) }
 	for _, ev := range hist {
 		if past(ev) {
-			return streamed, nil
+			return httpapi.Streamed, nil
 		}
 		if filter.Match(ev) {
 			if err := enc.Encode(ev); err != nil {
-				return streamed, nil
+				return httpapi.Streamed, nil
 			}
 		}
 	}
@@ -77,7 +78,7 @@ func (a *Agent) handleEvents(w http.ResponseWriter, r *http.Request) (any, error
 	if !until.IsZero() {
 		d := time.Until(until)
 		if d <= 0 {
-			return streamed, nil
+			return httpapi.Streamed, nil
 		}
 		t := time.NewTimer(d)
 		defer t.Stop()
@@ -86,22 +87,22 @@ func (a *Agent) handleEvents(w http.ResponseWriter, r *http.Request) (any, error
 	for {
 		select {
 		case <-r.Context().Done():
-			return streamed, nil
+			return httpapi.Streamed, nil
 		case <-untilC:
-			return streamed, nil
+			return httpapi.Streamed, nil
 		case ev, ok := <-sub.Events():
 			if !ok {
 				a.log.Warn("event stream fell behind and was ended", "behind", events.SubBuffer)
-				return streamed, nil
+				return httpapi.Streamed, nil
 			}
 			if past(ev) {
-				return streamed, nil
+				return httpapi.Streamed, nil
 			}
 			if !filter.Match(ev) {
 				continue
 			}
 			if err := enc.Encode(ev); err != nil {
-				return streamed, nil
+				return httpapi.Streamed, nil
 			}
 			flush()
 		}

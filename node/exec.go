@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/runtime"
 )
 
@@ -67,16 +68,16 @@ func execError(err error) error {
 
 func (a *Agent) handleExec(w http.ResponseWriter, r *http.Request) {
 	if !strings.EqualFold(r.Header.Get("Upgrade"), api.ExecProtocol) {
-		writeError(w, badRequest("exec needs the header Upgrade: %s", api.ExecProtocol))
+		writeError(w, httpapi.BadRequest("exec needs the header Upgrade: %s", api.ExecProtocol))
 		return
 	}
 	var req api.ExecRequest
-	if err := decodeBody(r, &req); err != nil {
+	if err := httpapi.DecodeBody(r, &req); err != nil {
 		writeError(w, err)
 		return
 	}
 	if len(req.Cmd) == 0 || req.Cmd[0] == "" {
-		writeError(w, badRequest("exec needs a command"))
+		writeError(w, httpapi.BadRequest("exec needs a command"))
 		return
 	}
 	c, err := a.execTarget(r.PathValue("id"))

@@ -58,7 +58,7 @@ func FuzzServiceSpecBody(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req := httptest.NewRequest(http.MethodPost, "/v1/services", bytes.NewReader(body))
 		var spec api.ServiceSpec
-		if err := decodeBody(req, &spec); err != nil {
+		if err := httpapi.DecodeBody(req, &spec); err != nil {
 			var he httpapi.StatusError
 			if !errors.As(err, &he) || (he.HTTPStatus() != http.StatusBadRequest && he.HTTPStatus() != http.StatusRequestEntityTooLarge) {
 				t.Fatalf("decode error %v is not a 400/413", err)
@@ -96,7 +96,7 @@ func checkSpecStable(t *testing.T, spec api.ServiceSpec) {
 		t.Fatalf("encode a valid spec: %v", err)
 	}
 	var again api.ServiceSpec
-	if err := decodeBody(httptest.NewRequest(http.MethodPost, "/v1/services", bytes.NewReader(enc)), &again); err != nil {
+	if err := httpapi.DecodeBody(httptest.NewRequest(http.MethodPost, "/v1/services", bytes.NewReader(enc)), &again); err != nil {
 		t.Fatalf("a valid spec does not decode again: %v\n%s", err, enc)
 	}
 	enc2, _ := json.Marshal(again)

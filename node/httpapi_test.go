@@ -16,7 +16,9 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/node/pki"
+	"github.com/shoal-org/shoal/node/wire"
 )
 
 // newTestAgent returns an agent in no cluster, without runtime or image
@@ -257,8 +259,8 @@ func TestWriteErrorStatus(t *testing.T) {
 		want int
 	}{
 		{"http error keeps its status", &httpError{status: http.StatusTeapot, msg: "x"}, http.StatusTeapot},
-		{"bad request helper", badRequest("bad %s", "thing"), http.StatusBadRequest},
-		{"not found helper", notFound("no such %s", "thing"), http.StatusNotFound},
+		{"bad request helper", httpapi.BadRequest("bad %s", "thing"), http.StatusBadRequest},
+		{"not found helper", httpapi.NotFound("no such %s", "thing"), http.StatusNotFound},
 		{"not found", wrap(consensus.ErrNotFound), http.StatusNotFound},
 		{"ambiguous", wrap(consensus.ErrAmbiguous), http.StatusBadRequest},
 		{"invalid", wrap(consensus.ErrInvalid), http.StatusBadRequest},
@@ -266,14 +268,14 @@ func TestWriteErrorStatus(t *testing.T) {
 		{"exists", wrap(consensus.ErrExists), http.StatusBadRequest},
 		{"version mismatch", wrap(consensus.ErrVersionMismatch), http.StatusConflict},
 		{"in use", wrap(consensus.ErrInUse), http.StatusConflict},
-		{"in use, forwarded", &rpcError{Code: errorCode(wrap(consensus.ErrInUse)), Msg: "published port 8080/tcp is taken by service web: already in use"}, http.StatusConflict},
+		{"in use, forwarded", &wire.Error{Code: wire.ErrorCode(wrap(consensus.ErrInUse)), Msg: "published port 8080/tcp is taken by service web: already in use"}, http.StatusConflict},
 		{"already in cluster", fmt.Errorf("%w abc: run `shoal leave` first", ErrAlreadyInCluster), http.StatusConflict},
 		{"no cluster", ErrNoCluster, http.StatusPreconditionFailed},
 		{"no quorum", fmt.Errorf("%w: the write was not applied: no leader with a majority is reachable", ErrNoQuorum), http.StatusServiceUnavailable},
 		{"no quorum, wrapped", fmt.Errorf("leave: %w", fmt.Errorf("%w: 1 of 3 voters reachable", ErrNoQuorum)), http.StatusServiceUnavailable},
-		{"refused by a peer", &rpcError{Code: codeRefused, Msg: "invalid join token"}, http.StatusBadRequest},
-		{"refused by a peer, wrapped", fmt.Errorf("leave: %w", &rpcError{Code: codeRefused, Msg: "no"}), http.StatusBadRequest},
-		{"not leader from a peer", &rpcError{Code: codeNotLeader, Msg: "not the raft leader"}, http.StatusInternalServerError},
+		{"refused by a peer", &wire.Error{Code: wire.CodeRefused, Msg: "invalid join token"}, http.StatusBadRequest},
+		{"refused by a peer, wrapped", fmt.Errorf("leave: %w", &wire.Error{Code: wire.CodeRefused, Msg: "no"}), http.StatusBadRequest},
+		{"not leader from a peer", &wire.Error{Code: wire.CodeNotLeader, Msg: "not the raft leader"}, http.StatusInternalServerError},
 		{"anything else", errors.New("disk on fire"), http.StatusInternalServerError},
 	}
 	for _, tt := range tests {
@@ -295,13 +297,13 @@ func TestWriteErrorStatus(t *testing.T) {
 
 // TestWriteErrorAfterApply documents how a refusal of the state machine
 // reaches the user after write(): applyLocal turns every non-retryable
-// error into an rpcError (code refused) on the leader, whether the write
+// error into a wire.Error (code refused) on the leader, whether the write
 // was local or forwarded, so the consensus sentinel is lost on the way.
 func TestWriteErrorAfterApply(t *testing.T) {
 	fsmErr := fmt.Errorf("update service: %w", consensus.ErrVersionMismatch)
 	// Local path: applyLocal returns the FSM error itself.
-	// Forwarded path: it crosses the wire as a code and comes back as rpcError.
-	forwarded := &rpcError{Code: errorCode(fsmErr), Msg: fsmErr.Error()}
+	// Forwarded path: it crosses the wire as a code and comes back as wire.Error.
+	forwarded := &wire.Error{Code: wire.ErrorCode(fsmErr), Msg: fsmErr.Error()}
 	for name, err := range map[string]error{"local": fsmErr, "forwarded": forwarded} {
 		rec := httptest.NewRecorder()
 		writeError(rec, err)

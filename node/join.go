@@ -24,6 +24,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/pki"
+	"github.com/shoal-org/shoal/node/wire"
 )
 
 // initCluster bootstraps a new cluster with this node as its only voter.
@@ -220,15 +221,15 @@ func (a *Agent) joinCluster(ctx context.Context, req api.JoinRequest) error {
 	if err != nil {
 		return err
 	}
-	jreq := joinRPCRequest{
+	jreq := wire.JoinRequest{
 		Secret: tok.Secret, CSR: csr, NodeID: a.id.NodeID, Hostname: a.id.Hostname,
 		Addr: a.cfg.AdvertiseAddr, ClusterPort: a.cfg.ClusterPort, GossipPort: a.cfg.GossipPort,
 		Resources: hostResources(), OldCertPEM: oldCert,
 	}
-	var resp joinRPCResponse
+	var resp wire.JoinResponse
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	if err := callRPC(cctx, addr, pki.JoinTLS(tok.CAFingerprint), rpcJoin, jreq, &resp, nil); err != nil {
+	if err := callRPC(cctx, addr, pki.JoinTLS(tok.CAFingerprint), wire.MethodJoin, jreq, &resp, nil); err != nil {
 		return explainJoinError(addr, err)
 	}
 	// Nothing is written unless the answer is for this token's cluster.
@@ -283,7 +284,7 @@ func (a *Agent) joinCluster(ctx context.Context, req api.JoinRequest) error {
 
 // explainJoinError turns transport failures into what the user must know.
 func explainJoinError(addr string, err error) error {
-	var re *rpcError
+	var re *wire.Error
 	switch {
 	case errors.As(err, &re):
 		return fmt.Errorf("join refused by %s: %s", addr, re.Msg)
@@ -301,15 +302,15 @@ func explainJoinError(addr string, err error) error {
 // handleJoinRPC admits a node. Any node may receive it; it is forwarded to
 // the leader, which checks the secret, signs the certificate, records the
 // node and adds it to Raft as a non-voter.
-func (a *Agent) handleJoinRPC(ctx context.Context, req joinRPCRequest) (*joinRPCResponse, error) {
+func (a *Agent) handleJoinRPC(ctx context.Context, req wire.JoinRequest) (*wire.JoinResponse, error) {
 	cl, err := a.clusterOrErr()
 	if err != nil {
-		return nil, &rpcError{Code: codeRefused, Msg: "this node is not part of a cluster"}
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: "this node is not part of a cluster"}
 	}
 	if !cl.raft.IsLeader() {
-		var resp joinRPCResponse
+		var resp wire.JoinResponse
 		err := a.forwardToLeader(ctx, cl, func(ctx context.Context, addr string) error {
-			return callRPC(ctx, addr, cl.client, rpcJoin, req, &resp, nil)
+			return callRPC(ctx, addr, cl.client, wire.MethodJoin, req, &resp, nil)
 		})
 		if err != nil {
 			return nil, err
@@ -321,11 +322,11 @@ func (a *Agent) handleJoinRPC(ctx context.Context, req joinRPCRequest) (*joinRPC
 		return nil, errors.New("the cluster record is not replicated to this node yet")
 	}
 	if !verifyJoinSecret(c, req.Secret) {
-		return nil, &rpcError{Code: codeRefused, Msg: "invalid join token: wrong or rotated secret (get the current one with `shoal token`)"}
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: "invalid join token: wrong or rotated secret (get the current one with `shoal token`)"}
 	}
 	ip := net.ParseIP(req.Addr)
 	if ip == nil || req.NodeID == "" || req.Hostname == "" || req.ClusterPort <= 0 || req.GossipPort <= 0 {
-		return nil, &rpcError{Code: codeRefused, Msg: "join request is missing node ID, hostname, address or ports"}
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: "join request is missing node ID, hostname, address or ports"}
 	}
 	revoke, err := a.admitJoinID(cl, c, req)
 	if err != nil {
@@ -333,16 +334,16 @@ func (a *Agent) handleJoinRPC(ctx context.Context, req joinRPCRequest) (*joinRPC
 	}
 	ca, err := a.clusterCA(c)
 	if err != nil {
-		return nil, &rpcError{Code: codeRefused, Msg: fmt.Sprintf("the leader cannot sign certificates yet: %v", err)}
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("the leader cannot sign certificates yet: %v", err)}
 	}
 	now := time.Now().UTC()
 	certPEM, serial, err := ca.SignCSR(req.CSR, req.NodeID, []net.IP{ip}, now, a.cfg.CertLifetime)
 	if err != nil {
-		return nil, &rpcError{Code: codeRefused, Msg: fmt.Sprintf("certificate request refused: %v", err)}
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("certificate request refused: %v", err)}
 	}
 	keyFP, err := pki.CSRKeyFingerprint(req.CSR)
 	if err != nil {
-		return nil, &rpcError{Code: codeRefused, Msg: fmt.Sprintf("certificate request refused: %v", err)}
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("certificate request refused: %v", err)}
 	}
 	n := api.Node{
 		ID: req.NodeID, Hostname: req.Hostname, Addr: req.Addr,
@@ -364,7 +365,7 @@ func (a *Agent) handleJoinRPC(ctx context.Context, req joinRPCRequest) (*joinRPC
 		return nil, fmt.Errorf("add node to raft: %w", err)
 	}
 	// The keyring as of an index past the node's record, both from one
-	// view (joinRPCResponse.Index).
+	// view (wire.JoinResponse.Index).
 	snap := cl.store.Snapshot()
 	keys := c.GossipKeys
 	if sc := snap.Cluster(); sc != nil {
@@ -373,7 +374,7 @@ func (a *Agent) handleJoinRPC(ctx context.Context, req joinRPCRequest) (*joinRPC
 	peers := cl.members.PeerAddrs()
 	peers = append(peers, a.selfGossipAddr())
 	a.log.Info("node joined", "node_id", req.NodeID, "hostname", req.Hostname, "addr", req.Addr)
-	return &joinRPCResponse{
+	return &wire.JoinResponse{
 		ClusterID: c.ClusterID, CertPEM: certPEM, CAPEM: c.CACertPEM,
 		GossipKeys: keys, Peers: dedupe(peers, ""), Epoch: cl.fence.local(),
 		PrevCAPEM: c.PrevCACertPEM, CrossPEM: c.CACrossPEM, Index: snap.Index(),
@@ -401,8 +402,8 @@ func (a *Agent) forwardToLeader(ctx context.Context, cl *cluster, call func(ctx 
 			if err == nil {
 				return nil
 			}
-			var re *rpcError
-			if errors.As(err, &re) && re.Code != codeNotLeader {
+			var re *wire.Error
+			if errors.As(err, &re) && re.Code != wire.CodeNotLeader {
 				return err // an answer, not a transport problem
 			}
 			last = err
@@ -441,8 +442,8 @@ func (a *Agent) leave(ctx context.Context) error {
 			}
 		}
 		err := a.forwardToLeader(ctx, cl, func(ctx context.Context, addr string) error {
-			err := callRPC(ctx, addr, cl.client, rpcAdmin, adminRPCRequest{Op: "leave", NodeID: a.id.NodeID}, nil, nil)
-			var re *rpcError
+			err := callRPC(ctx, addr, cl.client, wire.MethodAdmin, wire.AdminRequest{Op: "leave", NodeID: a.id.NodeID}, nil, nil)
+			var re *wire.Error
 			if err == nil || errors.As(err, &re) {
 				return err
 			}
@@ -473,7 +474,7 @@ func (a *Agent) leave(ctx context.Context) error {
 }
 
 // handleAdminRPC runs membership operations that only the leader may do.
-func (a *Agent) handleAdminRPC(ctx context.Context, peerID string, req adminRPCRequest) error {
+func (a *Agent) handleAdminRPC(ctx context.Context, peerID string, req wire.AdminRequest) error {
 	cl, err := a.clusterOrErr()
 	if err != nil {
 		return err
@@ -484,7 +485,7 @@ func (a *Agent) handleAdminRPC(ctx context.Context, peerID string, req adminRPCR
 	switch req.Op {
 	case "leave":
 		if peerID != req.NodeID {
-			return &rpcError{Code: codeRefused, Msg: "a node may only remove itself with leave"}
+			return &wire.Error{Code: wire.CodeRefused, Msg: "a node may only remove itself with leave"}
 		}
 		return a.removeNodeAsLeader(ctx, cl, req.NodeID, true)
 	case "remove":
@@ -499,13 +500,13 @@ func (a *Agent) handleAdminRPC(ctx context.Context, peerID string, req adminRPCR
 func (a *Agent) removeNodeAsLeader(ctx context.Context, cl *cluster, id string, force bool) error {
 	n, err := cl.store.Node(id)
 	if err != nil {
-		return &rpcError{Code: codeRefused, Msg: fmt.Sprintf("node %s: %v", id, err)}
+		return &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s: %v", id, err)}
 	}
 	if id == a.id.NodeID {
-		return &rpcError{Code: codeRefused, Msg: "the leader cannot remove itself; run `shoal leave` on it"}
+		return &wire.Error{Code: wire.CodeRefused, Msg: "the leader cannot remove itself; run `shoal leave` on it"}
 	}
 	if !force && n.Status == api.NodeReady && a.isAlive(cl, id) {
-		return &rpcError{Code: codeRefused, Msg: fmt.Sprintf("node %s is ready: run `shoal leave` on it, or use --force", n.Hostname)}
+		return &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s is ready: run `shoal leave` on it, or use --force", n.Hostname)}
 	}
 	// Out of Raft first (so the node never sees the entry below and stops
 	// its tasks before the other nodes stop routing to them), then out of

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/node/pki"
+	"github.com/shoal-org/shoal/node/wire"
 )
 
 func TestExplainJoinError(t *testing.T) {
@@ -30,12 +31,12 @@ func TestExplainJoinError(t *testing.T) {
 	}{
 		{
 			name: "refused by the leader",
-			err:  &rpcError{Code: codeRefused, Msg: "invalid join token: wrong or rotated secret"},
+			err:  &wire.Error{Code: wire.CodeRefused, Msg: "invalid join token: wrong or rotated secret"},
 			want: []string{"join refused by " + addr, "wrong or rotated secret"},
 		},
 		{
 			name: "refused, wrapped",
-			err:  fmt.Errorf("call: %w", &rpcError{Code: codeRefused, Msg: "node abc is already a live member"}),
+			err:  fmt.Errorf("call: %w", &wire.Error{Code: wire.CodeRefused, Msg: "node abc is already a live member"}),
 			want: []string{"join refused by " + addr, "already a live member"},
 		},
 		{
@@ -252,7 +253,7 @@ func TestExplainJoinErrorAfterHandshake(t *testing.T) {
 
 	cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer ccancel()
-	err = callRPC(cctx, ln.Addr().String(), pki.JoinTLS(p.ca.Fingerprint()), rpcJoin, joinRPCRequest{}, nil, nil)
+	err = callRPC(cctx, ln.Addr().String(), pki.JoinTLS(p.ca.Fingerprint()), wire.MethodJoin, wire.JoinRequest{}, nil, nil)
 	if err == nil {
 		t.Fatal("a node that hangs up answered")
 	}

@@ -10,14 +10,14 @@ package node
 //   - init makes the KEK and proposes the bootstrap record already sealed
 //     (the nonce is drawn before proposing: the FSM stays pure).
 //   - A node that finds itself a voter in the Raft configuration without the
-//     KEK pulls it from another voter (rpcKEK, answered to voters only); a
+//     KEK pulls it from another voter (wire.MethodKEK, answered to voters only); a
 //     node demoted to non-voter deletes its copy.
 //   - A cluster whose record still holds the plaintext key or secret (made
 //     before sealing) is migrated by its leader: it seals both and proposes
 //     SealClusterKeys. The older log entries and snapshots that hold the
 //     plaintext remain on every node until Raft compacts them (a snapshot,
 //     then TrailingLogs later entries); nothing rewrites them earlier.
-//   - `shoal token` on a node without the KEK asks the leader (rpcToken).
+//   - `shoal token` on a node without the KEK asks the leader (wire.MethodToken).
 //     The secret is kept sealed rather than only hashed so that the token
 //     stays printable from any node, as Swarm's is; only voters can open it.
 //
@@ -43,7 +43,10 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/authz"
+	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/node/pki"
+	"github.com/shoal-org/shoal/node/wire"
 )
 
 // kekFile is the voters' key-encryption key under DATA/cluster.
@@ -170,7 +173,7 @@ func verifyJoinSecret(c *consensus.ClusterState, secret string) bool {
 // checkJoinReply refuses a join answer whose CA is not the one the token
 // pins, or whose certificate is not for this node's ID and key, before
 // anything is written.
-func checkJoinReply(tok pki.Token, nodeID string, keyPEM []byte, resp *joinRPCResponse) error {
+func checkJoinReply(tok pki.Token, nodeID string, keyPEM []byte, resp *wire.JoinResponse) error {
 	fp, err := pki.FingerprintPEM(resp.CAPEM)
 	if err != nil {
 		return fmt.Errorf("join reply: CA certificate: %w", err)
@@ -206,7 +209,7 @@ func trustBundle(c *consensus.ClusterState) []byte {
 
 // handleKEKRPC hands the KEK to another voter. Allowed callers: nodes that
 // are voters in this node's current Raft configuration, other than itself.
-func (a *Agent) handleKEKRPC(peerID string) (*kekRPCResponse, error) {
+func (a *Agent) handleKEKRPC(peerID string) (*wire.KEKResponse, error) {
 	cl, err := a.clusterOrErr()
 	if err != nil {
 		return nil, err
@@ -222,42 +225,42 @@ func (a *Agent) handleKEKRPC(peerID string) (*kekRPCResponse, error) {
 		}
 	}
 	if !voter || peerID == a.id.NodeID {
-		return nil, &rpcError{Code: codeRefused, Msg: fmt.Sprintf("node %s is not a voter: the key-encryption key goes to voters only", shortID(peerID))}
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s is not a voter: the key-encryption key goes to voters only", shortID(peerID))}
 	}
 	kek, err := a.loadKEK()
 	if err != nil {
-		return nil, &rpcError{Code: codeRefused, Msg: err.Error()}
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: err.Error()}
 	}
 	a.log.Info("handed the key-encryption key to a voter", "node_id", shortID(peerID))
-	return &kekRPCResponse{KEK: kek}, nil
+	return &wire.KEKResponse{KEK: kek}, nil
 }
 
 // handleTokenRPC tells (or, on the leader, rotates) the join secret.
 // Allowed callers: any node of the cluster's state — root on any node is
 // an admin (DESIGN.md, trust model), so a node may print the token as it
 // may forward any write.
-func (a *Agent) handleTokenRPC(ctx context.Context, peerID string, req tokenRPCRequest) (*tokenRPCResponse, error) {
+func (a *Agent) handleTokenRPC(ctx context.Context, peerID string, req wire.TokenRequest) (*wire.TokenResponse, error) {
 	cl, err := a.clusterOrErr()
 	if err != nil {
 		return nil, err
 	}
 	if _, err := cl.store.Node(peerID); err != nil {
-		return nil, &rpcError{Code: codeRefused, Msg: fmt.Sprintf("node %s is not a member of this cluster", shortID(peerID))}
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s is not a member of this cluster", shortID(peerID))}
 	}
 	if req.Rotate {
 		if !cl.raft.IsLeader() {
 			return nil, ErrNotLeader
 		}
 		// Rotating is an admin action: a worker's root may not do it.
-		c, _ := callerOf(cl, callerAdmin, peerID)
-		if err := authorize(c, consensus.RotateToken{}, nil); err != nil {
+		c, _ := callerOf(cl, authz.Admin, peerID)
+		if err := authz.Authorize(c, consensus.RotateToken{}, nil); err != nil {
 			return nil, err
 		}
 		secret, err := a.rotateSecretAsLeader(ctx, cl)
 		if err != nil {
 			return nil, err
 		}
-		return &tokenRPCResponse{Secret: secret}, nil
+		return &wire.TokenResponse{Secret: secret}, nil
 	}
 	c := cl.store.Cluster()
 	if c == nil {
@@ -266,11 +269,11 @@ func (a *Agent) handleTokenRPC(ctx context.Context, peerID string, req tokenRPCR
 	secret, err := a.joinSecret(c)
 	if err != nil {
 		if cl.raft.IsLeader() {
-			return nil, &rpcError{Code: codeRefused, Msg: err.Error()}
+			return nil, &wire.Error{Code: wire.CodeRefused, Msg: err.Error()}
 		}
 		return nil, ErrNotLeader // let the caller find a voter that can open it
 	}
-	return &tokenRPCResponse{Secret: secret}, nil
+	return &wire.TokenResponse{Secret: secret}, nil
 }
 
 // rotateSecretAsLeader draws a new join secret, seals it and records it.
@@ -281,7 +284,7 @@ func (a *Agent) rotateSecretAsLeader(ctx context.Context, cl *cluster) (string, 
 	}
 	kek, err := a.kekFor(c)
 	if err != nil {
-		return "", &rpcError{Code: codeRefused, Msg: fmt.Sprintf("rotate token: %v", err)}
+		return "", &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("rotate token: %v", err)}
 	}
 	secret := pki.NewSecret()
 	sealed, err := pki.Seal(kek, []byte(secret), aadSecret(c.ClusterID))
@@ -300,9 +303,9 @@ func (a *Agent) currentSecret(ctx context.Context, cl *cluster, c *consensus.Clu
 	if s, err := a.joinSecret(c); err == nil {
 		return s, nil
 	}
-	var resp tokenRPCResponse
+	var resp wire.TokenResponse
 	err := a.forwardToLeader(ctx, cl, func(ctx context.Context, addr string) error {
-		return callRPC(ctx, addr, cl.client, rpcToken, tokenRPCRequest{}, &resp, nil)
+		return callRPC(ctx, addr, cl.client, wire.MethodToken, wire.TokenRequest{}, &resp, nil)
 	})
 	if err != nil {
 		return "", fmt.Errorf("ask the leader for the join token: %w", err)
@@ -317,7 +320,7 @@ func (a *Agent) rotateSecret(ctx context.Context, cl *cluster) error {
 		return err
 	}
 	return a.forwardToLeader(ctx, cl, func(ctx context.Context, addr string) error {
-		return callRPC(ctx, addr, cl.client, rpcToken, tokenRPCRequest{Rotate: true}, nil, nil)
+		return callRPC(ctx, addr, cl.client, wire.MethodToken, wire.TokenRequest{Rotate: true}, nil, nil)
 	})
 }
 
@@ -425,8 +428,8 @@ func (a *Agent) syncKEK(ctx context.Context, cl *cluster, c *consensus.ClusterSt
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		var resp kekRPCResponse
-		err := callRPC(cctx, s.Addr, cl.client, rpcKEK, nil, &resp, nil)
+		var resp wire.KEKResponse
+		err := callRPC(cctx, s.Addr, cl.client, wire.MethodKEK, nil, &resp, nil)
 		cancel()
 		if err != nil {
 			a.log.Debug("pull key-encryption key", "from", shortID(s.ID), "err", err)
@@ -563,13 +566,13 @@ func (a *Agent) migrateClusterKeys(ctx context.Context, cl *cluster, c *consensu
 // handleCARotateRPC starts a CA rotation on the leader. Allowed callers:
 // any node of the cluster's state (an admin operation from any node's API,
 // as forwarded writes are).
-func (a *Agent) handleCARotateRPC(ctx context.Context, peerID string) (*caRotateRPCResponse, error) {
+func (a *Agent) handleCARotateRPC(ctx context.Context, peerID string) (*wire.CARotateResponse, error) {
 	cl, err := a.clusterOrErr()
 	if err != nil {
 		return nil, err
 	}
 	if _, err := cl.store.Node(peerID); err != nil {
-		return nil, &rpcError{Code: codeRefused, Msg: fmt.Sprintf("node %s is not a member of this cluster", shortID(peerID))}
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s is not a member of this cluster", shortID(peerID))}
 	}
 	if !cl.raft.IsLeader() {
 		return nil, ErrNotLeader
@@ -578,7 +581,7 @@ func (a *Agent) handleCARotateRPC(ctx context.Context, peerID string) (*caRotate
 	if err != nil {
 		return nil, err
 	}
-	return &caRotateRPCResponse{CAFingerprint: fp}, nil
+	return &wire.CARotateResponse{CAFingerprint: fp}, nil
 }
 
 // rotateCAAsLeader makes a new CA, cross-signs it with the current one,
@@ -591,18 +594,18 @@ func (a *Agent) rotateCAAsLeader(ctx context.Context, cl *cluster) (string, erro
 		return "", consensus.ErrNotBootstrapped
 	}
 	if len(c.PrevCACertPEM) > 0 {
-		return "", &rpcError{Code: "in_use", Msg: fmt.Sprintf("a CA rotation is under way: %d nodes have no certificate from the new CA yet", len(c.RotationPending))}
+		return "", &wire.Error{Code: "in_use", Msg: fmt.Sprintf("a CA rotation is under way: %d nodes have no certificate from the new CA yet", len(c.RotationPending))}
 	}
 	if c.KEKID == "" || c.CAFingerprint == "" {
-		return "", &rpcError{Code: codeRefused, Msg: "the cluster keys are being sealed; try again in a moment"}
+		return "", &wire.Error{Code: wire.CodeRefused, Msg: "the cluster keys are being sealed; try again in a moment"}
 	}
 	old, err := a.clusterCA(c)
 	if err != nil {
-		return "", &rpcError{Code: codeRefused, Msg: err.Error()}
+		return "", &wire.Error{Code: wire.CodeRefused, Msg: err.Error()}
 	}
 	kek, err := a.kekFor(c)
 	if err != nil {
-		return "", &rpcError{Code: codeRefused, Msg: err.Error()}
+		return "", &wire.Error{Code: wire.CodeRefused, Msg: err.Error()}
 	}
 	now := time.Now().UTC()
 	next, err := pki.NewCA(c.ClusterID, now)
@@ -644,9 +647,9 @@ func (a *Agent) rotateCA(ctx context.Context, wait time.Duration) (api.CARotateR
 	if cl.raft.IsLeader() {
 		fp, err = a.rotateCAAsLeader(ctx, cl)
 	} else {
-		var resp caRotateRPCResponse
+		var resp wire.CARotateResponse
 		err = a.forwardToLeader(ctx, cl, func(ctx context.Context, addr string) error {
-			return callRPC(ctx, addr, cl.client, rpcCARotate, nil, &resp, nil)
+			return callRPC(ctx, addr, cl.client, wire.MethodCARotate, nil, &resp, nil)
 		})
 		fp = resp.CAFingerprint
 	}
@@ -691,7 +694,7 @@ func (a *Agent) rotateCA(ctx context.Context, wait time.Duration) (api.CARotateR
 // when the joiner proves it is that node — its old certificate from this
 // cluster and a CSR signed by the same key (pki.VerifyRejoin) — and never
 // while that node is alive. The old serials are then revoked.
-func (a *Agent) admitJoinID(cl *cluster, c *consensus.ClusterState, req joinRPCRequest) ([]string, error) {
+func (a *Agent) admitJoinID(cl *cluster, c *consensus.ClusterState, req wire.JoinRequest) ([]string, error) {
 	old, errNode := cl.store.Node(req.NodeID)
 	known := errNode == nil || req.NodeID == a.id.NodeID
 	if servers, err := cl.raft.Servers(); err == nil {
@@ -705,7 +708,7 @@ func (a *Agent) admitJoinID(cl *cluster, c *consensus.ClusterState, req joinRPCR
 		return nil, nil
 	}
 	if errNode == nil && old.Status == api.NodeReady && a.isAlive(cl, req.NodeID) || req.NodeID == a.id.NodeID {
-		return nil, &rpcError{Code: codeRefused, Msg: fmt.Sprintf("node %s is already a live member of this cluster", shortID(req.NodeID))}
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s is already a live member of this cluster", shortID(req.NodeID))}
 	}
 	if len(req.OldCertPEM) == 0 && errNode == nil && pki.VerifyRetriedJoin(req.CSR, req.NodeID, old.CertKey) == nil {
 		// The same joiner again: its earlier join was applied but the reply
@@ -722,7 +725,7 @@ func (a *Agent) admitJoinID(cl *cluster, c *consensus.ClusterState, req joinRPCR
 	serial, err := pki.VerifyRejoin(req.OldCertPEM, req.CSR, req.NodeID, roots, cl.store.IsRevoked)
 	if err != nil {
 		a.log.Warn("join refused: node ID taken", "node_id", shortID(req.NodeID), "err", err)
-		return nil, &rpcError{Code: codeRefused, Msg: fmt.Sprintf(
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf(
 			"node ID %s belongs to a member of this cluster and the joiner did not prove it holds that node's key; "+
 				"remove the old node with `shoal node rm` first, or join with a fresh node ID", shortID(req.NodeID))}
 	}
@@ -797,7 +800,7 @@ func (a *Agent) handleCARotate(w http.ResponseWriter, r *http.Request) (any, err
 	if s := r.URL.Query().Get("wait"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil || d <= 0 || d > 10*time.Minute {
-			return nil, badRequest("wait %q: want a duration between 1s and 10m", s)
+			return nil, httpapi.BadRequest("wait %q: want a duration between 1s and 10m", s)
 		}
 		wait = d
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/pki"
+	"github.com/shoal-org/shoal/node/wire"
 )
 
 // raftNode is one on-disk raft over an in-memory transport.
@@ -258,9 +259,9 @@ func TestJoinReplyForeignCARefused(t *testing.T) {
 		if err != nil {
 			return
 		}
-		var req rpcRequest
+		var req wire.Request
 		_ = json.Unmarshal(line, &req)
-		var jr joinRPCRequest
+		var jr wire.JoinRequest
 		_ = json.Unmarshal(req.Body, &jr)
 		// A certificate for the joiner's own key and ID, from the foreign CA.
 		certPEM, _, err := foreign.ca.SignCSR(jr.CSR, jr.NodeID, nil, time.Now(), time.Hour)
@@ -268,9 +269,9 @@ func TestJoinReplyForeignCARefused(t *testing.T) {
 			t.Errorf("sign: %v", err)
 			return
 		}
-		body, _ := json.Marshal(joinRPCResponse{ClusterID: "cluster-b", CertPEM: certPEM, CAPEM: foreign.ca.CertPEM(),
+		body, _ := json.Marshal(wire.JoinResponse{ClusterID: "cluster-b", CertPEM: certPEM, CAPEM: foreign.ca.CertPEM(),
 			GossipKeys: [][]byte{make([]byte, 32)}})
-		b, _ := json.Marshal(rpcResponse{Body: body})
+		b, _ := json.Marshal(wire.Response{Body: body})
 		_, _ = c.Write(append(b, '\n'))
 	}
 	m := newMux(ln, pki.ServerTLS(cert, pinned.ca.Pool(), nil), slog.New(slog.NewTextHandler(io.Discard, nil)), answer)
@@ -312,15 +313,15 @@ func TestCheckJoinReply(t *testing.T) {
 	tok := pki.Token{Version: 1, CAFingerprint: p.ca.Fingerprint(), Secret: pki.NewSecret()}
 	tests := []struct {
 		name string
-		resp joinRPCResponse
+		resp wire.JoinResponse
 		want error
 	}{
-		{name: "good", resp: joinRPCResponse{CertPEM: good, CAPEM: p.ca.CertPEM()}},
-		{name: "foreign CA", resp: joinRPCResponse{CertPEM: foreign, CAPEM: other.ca.CertPEM()}, want: pki.ErrCAMismatch},
-		{name: "pinned CA, foreign certificate", resp: joinRPCResponse{CertPEM: foreign, CAPEM: p.ca.CertPEM()}, want: pki.ErrCAMismatch},
-		{name: "certificate for another key", resp: joinRPCResponse{CertPEM: notMine, CAPEM: p.ca.CertPEM()}, want: pki.ErrKeyMismatch},
-		{name: "certificate for another ID", resp: joinRPCResponse{CertPEM: forYou, CAPEM: p.ca.CertPEM()}, want: pki.ErrNodeIDMismatch},
-		{name: "no CA", resp: joinRPCResponse{CertPEM: good}, want: pki.ErrBadPEM},
+		{name: "good", resp: wire.JoinResponse{CertPEM: good, CAPEM: p.ca.CertPEM()}},
+		{name: "foreign CA", resp: wire.JoinResponse{CertPEM: foreign, CAPEM: other.ca.CertPEM()}, want: pki.ErrCAMismatch},
+		{name: "pinned CA, foreign certificate", resp: wire.JoinResponse{CertPEM: foreign, CAPEM: p.ca.CertPEM()}, want: pki.ErrCAMismatch},
+		{name: "certificate for another key", resp: wire.JoinResponse{CertPEM: notMine, CAPEM: p.ca.CertPEM()}, want: pki.ErrKeyMismatch},
+		{name: "certificate for another ID", resp: wire.JoinResponse{CertPEM: forYou, CAPEM: p.ca.CertPEM()}, want: pki.ErrNodeIDMismatch},
+		{name: "no CA", resp: wire.JoinResponse{CertPEM: good}, want: pki.ErrBadPEM},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

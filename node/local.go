@@ -17,11 +17,12 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/runtime"
 	"github.com/shoal-org/shoal/runtime/image"
 )
 
-func (a *Agent) imageRoutes(h func(string, handlerFunc)) {
+func (a *Agent) imageRoutes(h func(string, httpapi.HandlerFunc)) {
 	h("GET /v1/images", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		imgs := a.images.List()
 		if imgs == nil {
@@ -32,7 +33,7 @@ func (a *Agent) imageRoutes(h func(string, handlerFunc)) {
 	h("POST /v1/images/import", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		ref := r.URL.Query().Get("ref")
 		if ref == "" {
-			return nil, badRequest("import needs a NAME[:TAG] for the image")
+			return nil, httpapi.BadRequest("import needs a NAME[:TAG] for the image")
 		}
 		img, err := a.images.Import(r.Context(), r.Body, ref)
 		if err != nil {
@@ -53,11 +54,11 @@ func (a *Agent) imageRoutes(h func(string, handlerFunc)) {
 	})
 	h("POST /v1/images/pull", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		var req api.PullRequest
-		if err := decodeBody(r, &req); err != nil {
+		if err := httpapi.DecodeBody(r, &req); err != nil {
 			return nil, err
 		}
 		if req.Ref == "" {
-			return nil, badRequest("pull needs an image reference")
+			return nil, httpapi.BadRequest("pull needs an image reference")
 		}
 		img, err := a.images.Pull(r.Context(), req)
 		if err != nil {
@@ -76,7 +77,7 @@ func (a *Agent) imageRoutes(h func(string, handlerFunc)) {
 	h("DELETE /v1/images/{ref...}", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		ref := r.PathValue("ref")
 		if ref == "" {
-			return nil, badRequest("image rm needs an image reference (NAME[:TAG] or ID)")
+			return nil, httpapi.BadRequest("image rm needs an image reference (NAME[:TAG] or ID)")
 		}
 		img, err := a.images.Get(ref)
 		if err != nil {
@@ -149,7 +150,7 @@ func displayContainer(c api.Container) api.Container {
 func noNUL(image string, command, entrypoint, env []string, workdir, user string) error {
 	check := func(field, v string) error {
 		if strings.IndexByte(v, 0) >= 0 {
-			return badRequest("%s %q: contains a NUL byte", field, v)
+			return httpapi.BadRequest("%s %q: contains a NUL byte", field, v)
 		}
 		return nil
 	}
@@ -200,7 +201,7 @@ func containerError(err error) error {
 	return imageError(err)
 }
 
-func (a *Agent) containerRoutes(h func(string, handlerFunc)) {
+func (a *Agent) containerRoutes(h func(string, httpapi.HandlerFunc)) {
 	h("GET /v1/containers", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		cs := a.rt.List()
 		if cs == nil {
@@ -213,11 +214,11 @@ func (a *Agent) containerRoutes(h func(string, handlerFunc)) {
 	})
 	h("POST /v1/containers", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		var req api.RunRequest
-		if err := decodeBody(r, &req); err != nil {
+		if err := httpapi.DecodeBody(r, &req); err != nil {
 			return nil, err
 		}
 		if req.Image == "" {
-			return nil, badRequest("run needs an image")
+			return nil, httpapi.BadRequest("run needs an image")
 		}
 		if err := noNUL(req.Image, req.Command, req.Entrypoint, req.Env, req.Workdir, req.User); err != nil {
 			return nil, err
@@ -256,7 +257,7 @@ func (a *Agent) containerRoutes(h func(string, handlerFunc)) {
 				if n, err2 := strconv.Atoi(t); err2 == nil {
 					d = time.Duration(n) * time.Second
 				} else {
-					return nil, badRequest("invalid timeout %q", t)
+					return nil, httpapi.BadRequest("invalid timeout %q", t)
 				}
 			}
 			grace = d
@@ -292,7 +293,7 @@ func (a *Agent) containerRoutes(h func(string, handlerFunc)) {
 			return nil, containerError(err)
 		}
 		streamLogs(w, ch, "", "")
-		return streamed, nil
+		return httpapi.Streamed, nil
 	})
 }
 
@@ -303,14 +304,14 @@ func logOptions(r *http.Request) (runtime.LogOptions, error) {
 	if t := q.Get("tail"); t != "" && t != "all" {
 		n, err := strconv.Atoi(t)
 		if err != nil || n < 0 {
-			return o, badRequest("invalid tail %q", t)
+			return o, httpapi.BadRequest("invalid tail %q", t)
 		}
 		o.Tail = n
 	}
 	if s := q.Get("since"); s != "" {
 		ts, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
-			return o, badRequest("invalid since %q (RFC 3339 expected)", s)
+			return o, httpapi.BadRequest("invalid since %q (RFC 3339 expected)", s)
 		}
 		o.Since = ts
 	}

@@ -9,7 +9,7 @@ package node
 // a voter, seals them with the KEK, bound to the cluster and the service ID
 // (sealRegistryAuth), and proposes only the sealed form: no log entry or
 // snapshot holds the password. A node that must pull the image of a task
-// asks the leader over rpcSecrets, which answers only the node the task is
+// asks the leader over wire.MethodSecrets, which answers only the node the task is
 // assigned to (secretsAllowed) and opens the credentials for it; the node
 // keeps them in memory for the pull.
 //
@@ -26,6 +26,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/pki"
+	"github.com/shoal-org/shoal/node/wire"
 )
 
 // aadRegistryAuth binds sealed registry credentials to their cluster and
@@ -126,7 +127,7 @@ func (a *Agent) sealServiceAuthOnLeader(cl *cluster, svc *api.Service, old *api.
 	}
 	kek, err := a.kekFor(st)
 	if err != nil {
-		return &rpcError{Code: codeRefused, Msg: fmt.Sprintf("seal the registry credentials of service %s: %v", svc.Name, err)}
+		return &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("seal the registry credentials of service %s: %v", svc.Name, err)}
 	}
 	var prior []*api.RegistryAuth
 	if old != nil {

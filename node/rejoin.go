@@ -14,6 +14,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/shoal-org/shoal/node/wire"
 )
 
 // lostLogRejoinLoop runs while this node's rejoin is pending: it asks the leader to
@@ -33,7 +35,7 @@ func (a *Agent) lostLogRejoinLoop(ctx context.Context, cl *cluster) {
 			err = nil
 		} else {
 			err = a.forwardToLeader(ctx, cl, func(ctx context.Context, addr string) error {
-				return callRPC(ctx, addr, cl.client, rpcRejoin, struct{}{}, nil, nil)
+				return callRPC(ctx, addr, cl.client, wire.MethodRejoin, struct{}{}, nil, nil)
 			})
 		}
 		if err == nil {
@@ -66,11 +68,11 @@ func (a *Agent) handleRejoinRPC(ctx context.Context, peerID string) error {
 		return ErrNotLeader
 	}
 	if peerID == a.id.NodeID {
-		return &rpcError{Code: codeRefused, Msg: "the leader does not rejoin itself"}
+		return &wire.Error{Code: wire.CodeRefused, Msg: "the leader does not rejoin itself"}
 	}
 	n, err := cl.store.Node(peerID)
 	if err != nil {
-		return &rpcError{Code: codeRefused, Msg: fmt.Sprintf("rejoin: node %s: %v", shortID(peerID), err)}
+		return &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("rejoin: node %s: %v", shortID(peerID), err)}
 	}
 	servers, err := cl.raft.Servers()
 	if err != nil {

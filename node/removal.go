@@ -62,6 +62,7 @@ import (
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/lb"
 	"github.com/shoal-org/shoal/node/pki"
+	"github.com/shoal-org/shoal/node/wire"
 )
 
 // Timing of hints and questions.
@@ -138,7 +139,7 @@ func acceptableWitness(self string, w witness) error {
 // isRemovalStatement is the asking node's decision: only a positive answer
 // from an acceptable witness counts. A failed call, a refusal or "not
 // removed" is the absence of a statement, never a reason to reset.
-func isRemovalStatement(self string, w witness, answer *removalRPCResponse, callErr error) bool {
+func isRemovalStatement(self string, w witness, answer *wire.RemovalResponse, callErr error) bool {
 	return callErr == nil && answer != nil && answer.Removed && acceptableWitness(self, w) == nil
 }
 
@@ -283,7 +284,7 @@ func (a *Agent) askRemoved(ctx context.Context, cl *cluster, first []string) (st
 		a.log.Warn("removal check: load own certificate", "err", err)
 		return "", false
 	}
-	req := removalRPCRequest{NodeID: a.id.NodeID, Serial: pki.Serial(cert.Leaf)}
+	req := wire.RemovalRequest{NodeID: a.id.NodeID, Serial: pki.Serial(cert.Leaf)}
 	inRaft := map[string]bool{}
 	var raftAddrs []string
 	if servers, err := raftServers(cl); err == nil {
@@ -317,8 +318,8 @@ func (a *Agent) askRemoved(ctx context.Context, cl *cluster, first []string) (st
 				w.InRaft = inRaft[w.ID]
 				return acceptableWitness(a.id.NodeID, w)
 			})
-			var resp removalRPCResponse
-			err := callRPC(ctx, addr, tlsCfg, rpcRemoval, req, &resp, nil)
+			var resp wire.RemovalResponse
+			err := callRPC(ctx, addr, tlsCfg, wire.MethodRemoval, req, &resp, nil)
 			if err != nil {
 				a.log.Debug("removal check", "peer", addr, "err", err)
 			}
@@ -369,16 +370,16 @@ func (a *Agent) replicaClusterAddrs(cl *cluster) []string {
 
 // handleRemovalRPC answers "is node X with serial S removed?" from this
 // node's replica. Callers need no certificate (see the top of this file).
-func (a *Agent) handleRemovalRPC(req removalRPCRequest) (*removalRPCResponse, error) {
+func (a *Agent) handleRemovalRPC(req wire.RemovalRequest) (*wire.RemovalResponse, error) {
 	if req.NodeID == "" || req.Serial == "" || len(req.NodeID) > maxRemovalField || len(req.Serial) > maxRemovalField {
-		return nil, &rpcError{Code: codeRefused, Msg: "removal question needs a node ID and a certificate serial"}
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: "removal question needs a node ID and a certificate serial"}
 	}
 	cl, err := a.clusterOrErr()
 	if err != nil {
-		return nil, &rpcError{Code: codeRefused, Msg: "this node is not part of a cluster"}
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: "this node is not part of a cluster"}
 	}
 	_, nerr := cl.store.Node(req.NodeID)
-	return &removalRPCResponse{Removed: removalVerdict(cl.store.IsRevoked(req.Serial), nerr == nil)}, nil
+	return &wire.RemovalResponse{Removed: removalVerdict(cl.store.IsRevoked(req.Serial), nerr == nil)}, nil
 }
 
 // resetOnRemoval runs for the agent's lifetime and resets the node when a

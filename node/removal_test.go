@@ -13,6 +13,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/pki"
+	"github.com/shoal-org/shoal/node/wire"
 )
 
 func TestRemovalVerdict(t *testing.T) {
@@ -38,7 +39,7 @@ func TestRemovalVerdict(t *testing.T) {
 func TestIsRemovalStatement(t *testing.T) {
 	const self = "self"
 	good := witness{ID: "peer", Serial: "a1", Record: &api.Node{ID: "peer", CertSerial: "a1"}}
-	removed := &removalRPCResponse{Removed: true}
+	removed := &wire.RemovalResponse{Removed: true}
 	with := func(f func(*witness)) witness {
 		w := good
 		f(&w)
@@ -47,7 +48,7 @@ func TestIsRemovalStatement(t *testing.T) {
 	tests := []struct {
 		name    string
 		w       witness
-		answer  *removalRPCResponse
+		answer  *wire.RemovalResponse
 		callErr error
 		want    bool
 	}{
@@ -55,8 +56,8 @@ func TestIsRemovalStatement(t *testing.T) {
 		{"record without serial (older state)", with(func(w *witness) { w.Record = &api.Node{ID: "peer"} }), removed, nil, true},
 		// A partitioned node hears nothing, or hears "not removed": never a reset.
 		{"no answer (partition)", good, nil, errors.New("connect: no route to host"), false},
-		{"refusal", good, nil, &rpcError{Code: codeRefused, Msg: "this node is not part of a cluster"}, false},
-		{"not removed", good, &removalRPCResponse{Removed: false}, nil, false},
+		{"refusal", good, nil, &wire.Error{Code: wire.CodeRefused, Msg: "this node is not part of a cluster"}, false},
+		{"not removed", good, &wire.RemovalResponse{Removed: false}, nil, false},
 		{"answer and an error", good, removed, errors.New("read: EOF"), false},
 		{"nil answer", good, nil, nil, false},
 		// Whoever says so must be a member by the asker's own replica.
@@ -190,8 +191,8 @@ func TestRemovalRPC(t *testing.T) {
 	anon := pki.AnonymousClientTLS(s.pki.ca.Pool(), nil)
 
 	ask := func(id, serial string) (bool, error) {
-		var resp removalRPCResponse
-		err := callRPC(rpcCtx(t), s.addr, anon, rpcRemoval, removalRPCRequest{NodeID: id, Serial: serial}, &resp, nil)
+		var resp wire.RemovalResponse
+		err := callRPC(rpcCtx(t), s.addr, anon, wire.MethodRemoval, wire.RemovalRequest{NodeID: id, Serial: serial}, &resp, nil)
 		return resp.Removed, err
 	}
 	if _, err := ask("gone", "g1"); err == nil || !strings.Contains(err.Error(), "not part of a cluster") {
@@ -216,7 +217,7 @@ func TestRemovalRPC(t *testing.T) {
 		t.Errorf("empty question: %v", err)
 	}
 	// The anonymous path opens nothing else.
-	for _, method := range []string{rpcApply, rpcAdmin, rpcBlob, rpcLogs} {
+	for _, method := range []string{wire.MethodApply, wire.MethodAdmin, wire.MethodBlob, wire.MethodLogs} {
 		err := callRPC(rpcCtx(t), s.addr, anon, method, map[string]string{}, nil, nil)
 		if err == nil || !strings.Contains(err.Error(), "certificate is required") {
 			t.Errorf("%s without a certificate: %v", method, err)
@@ -280,7 +281,7 @@ func serialOf(t *testing.T, s *rpcServer) string {
 		serial = pki.Serial(leaf)
 		return nil
 	})
-	if err := callRPC(rpcCtx(t), s.addr, cfg, rpcPing, nil, nil, nil); err != nil {
+	if err := callRPC(rpcCtx(t), s.addr, cfg, wire.MethodPing, nil, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	return serial

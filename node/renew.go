@@ -4,7 +4,7 @@ package node
 // default) and renew themselves at 1/2 to 2/3 of it (pki.RenewalTime; the
 // point is fixed per node), or at once when the cluster CA changed (a
 // rotation). The node keeps its key and sends a CSR signed with it over
-// rpcRenew, authenticated by its current certificate; the leader signs a new
+// wire.MethodRenew, authenticated by its current certificate; the leader signs a new
 // certificate for the caller's own node ID, records the serial and revokes
 // the previous one. The new certificate is written (one atomic file) and
 // swapped into the TLS configurations: connections opened from then on use
@@ -22,13 +22,14 @@ import (
 
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/pki"
+	"github.com/shoal-org/shoal/node/wire"
 )
 
 // handleRenewRPC signs a new certificate for the caller. Allowed callers:
 // the node itself only — the certificate is issued for the caller's node ID
 // (from its verified, unrevoked certificate), and the CSR must ask for that
 // ID; the node must still be in the cluster's state. Leader only.
-func (a *Agent) handleRenewRPC(ctx context.Context, peerID string, req renewRPCRequest) (*renewRPCResponse, error) {
+func (a *Agent) handleRenewRPC(ctx context.Context, peerID string, req wire.RenewRequest) (*wire.RenewResponse, error) {
 	cl, err := a.clusterOrErr()
 	if err != nil {
 		return nil, err
@@ -40,10 +41,10 @@ func (a *Agent) handleRenewRPC(ctx context.Context, peerID string, req renewRPCR
 }
 
 // issueRenewal signs csr for node id and records it (leader).
-func (a *Agent) issueRenewal(ctx context.Context, cl *cluster, id string, csr []byte) (*renewRPCResponse, error) {
+func (a *Agent) issueRenewal(ctx context.Context, cl *cluster, id string, csr []byte) (*wire.RenewResponse, error) {
 	n, err := cl.store.Node(id)
 	if err != nil {
-		return nil, &rpcError{Code: codeRefused, Msg: fmt.Sprintf("node %s is not a member of this cluster", shortID(id))}
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s is not a member of this cluster", shortID(id))}
 	}
 	c := cl.store.Cluster()
 	if c == nil {
@@ -51,11 +52,11 @@ func (a *Agent) issueRenewal(ctx context.Context, cl *cluster, id string, csr []
 	}
 	ca, err := a.clusterCA(c)
 	if err != nil {
-		return nil, &rpcError{Code: codeRefused, Msg: err.Error()}
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: err.Error()}
 	}
 	certPEM, serial, err := ca.SignCSR(csr, id, []net.IP{net.ParseIP(n.Addr)}, time.Now().UTC(), a.cfg.CertLifetime)
 	if err != nil {
-		return nil, &rpcError{Code: codeRefused, Msg: fmt.Sprintf("certificate request refused: %v", err)}
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("certificate request refused: %v", err)}
 	}
 	cmd := &consensus.SetNodeCert{ID: id, Serial: serial, CAFingerprint: c.CAFingerprint}
 	if n.CertSerial != "" && n.CertSerial != serial {
@@ -64,7 +65,7 @@ func (a *Agent) issueRenewal(ctx context.Context, cl *cluster, id string, csr []
 	if _, err := cl.raft.Apply(ctx, cmd); err != nil {
 		return nil, fmt.Errorf("record renewed certificate: %w", err)
 	}
-	return &renewRPCResponse{CertPEM: certPEM, BundlePEM: trustBundle(c), CrossPEM: c.CACrossPEM}, nil
+	return &wire.RenewResponse{CertPEM: certPEM, BundlePEM: trustBundle(c), CrossPEM: c.CACrossPEM}, nil
 }
 
 // renewIfDue renews this node's certificate when it is due or was not
@@ -115,7 +116,7 @@ func (a *Agent) renewCert(ctx context.Context, cl *cluster, dir string, old *x50
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	var resp *renewRPCResponse
+	var resp *wire.RenewResponse
 	if cl.raft.IsLeader() {
 		resp, err = a.issueRenewal(cctx, cl, a.id.NodeID, csr)
 	} else {
@@ -123,8 +124,8 @@ func (a *Agent) renewCert(ctx context.Context, cl *cluster, dir string, old *x50
 		if addr == "" {
 			return errors.New("no leader to renew the certificate with")
 		}
-		resp = &renewRPCResponse{}
-		err = callRPC(cctx, addr, cl.client, rpcRenew, renewRPCRequest{CSR: csr}, resp, nil)
+		resp = &wire.RenewResponse{}
+		err = callRPC(cctx, addr, cl.client, wire.MethodRenew, wire.RenewRequest{CSR: csr}, resp, nil)
 	}
 	if err != nil {
 		return err
@@ -134,7 +135,7 @@ func (a *Agent) renewCert(ctx context.Context, cl *cluster, dir string, old *x50
 
 // installCert checks a renewed certificate, writes it and the trust it came
 // with, and swaps it into the TLS configurations.
-func (a *Agent) installCert(cl *cluster, dir string, resp *renewRPCResponse, keyPEM []byte, old *x509.Certificate) error {
+func (a *Agent) installCert(cl *cluster, dir string, resp *wire.RenewResponse, keyPEM []byte, old *x509.Certificate) error {
 	tc, pool, err := pki.NodeTLS(resp.CertPEM, keyPEM, resp.BundlePEM, resp.CrossPEM)
 	if err != nil {
 		return fmt.Errorf("renewed certificate: %w", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/pki"
+	"github.com/shoal-org/shoal/node/wire"
 )
 
 func key(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
@@ -271,7 +272,7 @@ func TestRejoinRevokesOldSerials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := joinRPCRequest{NodeID: "n2", CSR: csr, OldCertPEM: certPEM}
+	req := wire.JoinRequest{NodeID: "n2", CSR: csr, OldCertPEM: certPEM}
 	revoke, err := a.admitJoinID(cl, cl.store.Cluster(), req)
 	if err != nil {
 		t.Fatalf("re-join with the old key refused: %v", err)
@@ -424,7 +425,7 @@ func TestRetriedJoinSameKey(t *testing.T) {
 		Status: api.NodeDown, CertSerial: lost, CertKey: fp}}); err != nil {
 		t.Fatal(err)
 	}
-	revoke, err := a.admitJoinID(cl, cl.store.Cluster(), joinRPCRequest{NodeID: "n3", CSR: csr})
+	revoke, err := a.admitJoinID(cl, cl.store.Cluster(), wire.JoinRequest{NodeID: "n3", CSR: csr})
 	if err != nil {
 		t.Fatalf("retried join with the certified key refused: %v", err)
 	}
@@ -439,7 +440,7 @@ func TestRetriedJoinSameKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.admitJoinID(cl, cl.store.Cluster(), joinRPCRequest{NodeID: "n3", CSR: stolen}); err == nil {
+	if _, err := a.admitJoinID(cl, cl.store.Cluster(), wire.JoinRequest{NodeID: "n3", CSR: stolen}); err == nil {
 		t.Fatal("a join claiming n3 with another key was admitted")
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/node/pki"
+	"github.com/shoal-org/shoal/node/wire"
 )
 
 // dialTimeout bounds TCP connect plus TLS handshake to a peer on the LAN.
@@ -43,16 +44,16 @@ type rpcCall struct {
 	conn   *tls.Conn
 	r      *bufio.Reader
 	peerID string // empty when the peer presented no certificate
-	req    rpcRequest
+	req    wire.Request
 }
 
 // reply writes the response line; for streaming methods the caller then
 // writes raw bytes to conn.
 func (c *rpcCall) reply(body any, err error) error {
-	var resp rpcResponse
+	var resp wire.Response
 	if err != nil {
 		resp.Error = err.Error()
-		resp.Code = errorCode(err)
+		resp.Code = wire.ErrorCode(err)
 	} else if body != nil {
 		b, merr := json.Marshal(body)
 		if merr != nil {
@@ -79,17 +80,17 @@ func (a *Agent) serveRPC(conn *tls.Conn) {
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(wait))
 	call.r = bufio.NewReaderSize(conn, 4096)
-	line, err := readLine(call.r, limit)
+	line, err := wire.ReadLine(call.r, limit)
 	if err != nil {
 		return // includes a request line longer than the limit
 	}
 	_ = conn.SetReadDeadline(time.Time{})
-	if call.req, err = decodeRPCRequest(line); err != nil {
+	if call.req, err = wire.DecodeRequest(line); err != nil {
 		_ = call.reply(nil, err)
 		return
 	}
-	if call.req.Method != rpcJoin && call.req.Method != rpcPing && call.req.Method != rpcRemoval && call.peerID == "" {
-		_ = call.reply(nil, &rpcError{Code: codeRefused, Msg: "a node certificate is required"})
+	if call.req.Method != wire.MethodJoin && call.req.Method != wire.MethodPing && call.req.Method != wire.MethodRemoval && call.peerID == "" {
+		_ = call.reply(nil, &wire.Error{Code: wire.CodeRefused, Msg: "a node certificate is required"})
 		return
 	}
 	ctx, cancel := context.WithCancel(a.ctx)
@@ -100,40 +101,40 @@ func (a *Agent) serveRPC(conn *tls.Conn) {
 		_ = conn.SetDeadline(time.Now())
 	}()
 	switch call.req.Method {
-	case rpcPing:
+	case wire.MethodPing:
 		_ = call.reply(map[string]string{"node_id": a.id.NodeID}, nil)
-	case rpcJoin:
-		var req joinRPCRequest
+	case wire.MethodJoin:
+		var req wire.JoinRequest
 		if err := json.Unmarshal(call.req.Body, &req); err != nil {
 			_ = call.reply(nil, fmt.Errorf("malformed join request: %w", err))
 			return
 		}
 		resp, err := a.handleJoinRPC(ctx, req)
 		_ = call.reply(resp, err)
-	case rpcApply:
-		var req applyRPCRequest
+	case wire.MethodApply:
+		var req wire.ApplyRequest
 		if err := json.Unmarshal(call.req.Body, &req); err != nil {
 			_ = call.reply(nil, fmt.Errorf("malformed apply request: %w", err))
 			return
 		}
 		res, err := a.applyNodeCommand(ctx, call.peerID, req.Command)
 		_ = call.reply(res, err)
-	case rpcAdminWrite:
-		var req adminWriteRequest
+	case wire.MethodAdminWrite:
+		var req wire.AdminWriteRequest
 		if err := json.Unmarshal(call.req.Body, &req); err != nil {
 			_ = call.reply(nil, fmt.Errorf("malformed admin write: %w", err))
 			return
 		}
 		res, err := a.applyAdmin(ctx, call.peerID, req)
 		_ = call.reply(res, err)
-	case rpcUsage:
+	case wire.MethodUsage:
 		rep, err := a.handleUsageRPC()
 		_ = call.reply(rep, err)
-	case rpcReadIndex:
+	case wire.MethodReadIndex:
 		idx, err := a.readIndex(ctx)
-		_ = call.reply(readIndexResponse{Index: idx}, err)
-	case rpcAdmin:
-		var req adminRPCRequest
+		_ = call.reply(wire.ReadIndexResponse{Index: idx}, err)
+	case wire.MethodAdmin:
+		var req wire.AdminRequest
 		if err := json.Unmarshal(call.req.Body, &req); err != nil {
 			_ = call.reply(nil, fmt.Errorf("malformed admin request: %w", err))
 			return
@@ -143,58 +144,58 @@ func (a *Agent) serveRPC(conn *tls.Conn) {
 			return
 		}
 		_ = call.reply(struct{}{}, a.handleAdminRPC(ctx, call.peerID, req))
-	case rpcKEK:
+	case wire.MethodKEK:
 		resp, err := a.handleKEKRPC(call.peerID)
 		_ = call.reply(resp, err)
-	case rpcToken:
-		var req tokenRPCRequest
+	case wire.MethodToken:
+		var req wire.TokenRequest
 		if err := json.Unmarshal(call.req.Body, &req); err != nil {
 			_ = call.reply(nil, fmt.Errorf("malformed token request: %w", err))
 			return
 		}
 		resp, err := a.handleTokenRPC(ctx, call.peerID, req)
 		_ = call.reply(resp, err)
-	case rpcRenew:
-		var req renewRPCRequest
+	case wire.MethodRenew:
+		var req wire.RenewRequest
 		if err := json.Unmarshal(call.req.Body, &req); err != nil {
 			_ = call.reply(nil, fmt.Errorf("malformed renew request: %w", err))
 			return
 		}
 		resp, err := a.handleRenewRPC(ctx, call.peerID, req)
 		_ = call.reply(resp, err)
-	case rpcCARotate:
+	case wire.MethodCARotate:
 		resp, err := a.handleCARotateRPC(ctx, call.peerID)
 		_ = call.reply(resp, err)
-	case rpcSecrets:
-		var req secretsRPCRequest
+	case wire.MethodSecrets:
+		var req wire.SecretsRequest
 		if err := json.Unmarshal(call.req.Body, &req); err != nil {
 			_ = call.reply(nil, fmt.Errorf("malformed secrets request: %w", err))
 			return
 		}
 		resp, err := a.handleSecretsRPC(call.peerID, req)
 		_ = call.reply(resp, err)
-	case rpcRejoin:
+	case wire.MethodRejoin:
 		_ = call.reply(struct{}{}, a.handleRejoinRPC(ctx, call.peerID))
-	case rpcSnapshotRestore:
+	case wire.MethodSnapshotRestore:
 		a.serveSnapshotRestoreRPC(ctx, call)
-	case rpcRemoval:
-		var req removalRPCRequest
+	case wire.MethodRemoval:
+		var req wire.RemovalRequest
 		if err := json.Unmarshal(call.req.Body, &req); err != nil {
 			_ = call.reply(nil, fmt.Errorf("malformed removal request: %w", err))
 			return
 		}
 		resp, err := a.handleRemovalRPC(req)
 		_ = call.reply(resp, err)
-	case rpcBlob, rpcManifest, rpcLogs:
+	case wire.MethodBlob, wire.MethodManifest, wire.MethodLogs:
 		if err := a.fetchAllowed(call.req); err != nil {
 			a.log.Warn("refused a fetch from a node", "node_id", shortID(call.peerID), "method", call.req.Method, "err", err)
 			_ = call.reply(nil, err)
 			return
 		}
 		switch call.req.Method {
-		case rpcBlob:
+		case wire.MethodBlob:
 			a.serveBlobRPC(ctx, call)
-		case rpcManifest:
+		case wire.MethodManifest:
 			a.serveManifestRPC(ctx, call)
 		default:
 			a.serveLogsRPC(ctx, call)
@@ -225,7 +226,7 @@ func callRPC(ctx context.Context, addr string, cfg *tls.Config, method string, b
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 	defer stop()
-	req := rpcRequest{Method: method}
+	req := wire.Request{Method: method}
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
@@ -245,12 +246,12 @@ func callRPC(ctx context.Context, addr string, cfg *tls.Config, method string, b
 		}
 		return fmt.Errorf("read %s answer from %s: %w", method, addr, err)
 	}
-	var resp rpcResponse
+	var resp wire.Response
 	if err := json.Unmarshal(line, &resp); err != nil {
 		return fmt.Errorf("malformed %s answer from %s: %w", method, addr, err)
 	}
 	if resp.Error != "" {
-		return &rpcError{Code: resp.Code, Msg: resp.Error}
+		return &wire.Error{Code: resp.Code, Msg: resp.Error}
 	}
 	if out != nil && len(resp.Body) > 0 {
 		if err := json.Unmarshal(resp.Body, out); err != nil {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/pki"
+	"github.com/shoal-org/shoal/node/wire"
 )
 
 // testPKI is a cluster CA that mints node certificates for loopback.
@@ -112,7 +113,7 @@ func TestRPCPing(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			var out map[string]string
-			if err := callRPC(rpcCtx(t), s.addr, cfg, rpcPing, nil, &out, nil); err != nil {
+			if err := callRPC(rpcCtx(t), s.addr, cfg, wire.MethodPing, nil, &out, nil); err != nil {
 				t.Fatalf("ping: %v", err)
 			}
 			if out["node_id"] != s.a.id.NodeID {
@@ -125,11 +126,11 @@ func TestRPCPing(t *testing.T) {
 func TestRPCWithoutCertificateRefused(t *testing.T) {
 	s := startRPCServer(t)
 	join := pki.JoinTLS(s.pki.ca.Fingerprint())
-	for _, method := range []string{rpcApply, rpcAdmin, rpcRejoin, rpcBlob, rpcManifest, rpcLogs, "no-such-method"} {
+	for _, method := range []string{wire.MethodApply, wire.MethodAdmin, wire.MethodRejoin, wire.MethodBlob, wire.MethodManifest, wire.MethodLogs, "no-such-method"} {
 		t.Run(method, func(t *testing.T) {
 			err := callRPC(rpcCtx(t), s.addr, join, method, map[string]string{"x": "y"}, nil, nil)
-			var re *rpcError
-			if !errors.As(err, &re) || re.Code != codeRefused || !strings.Contains(re.Msg, "certificate is required") {
+			var re *wire.Error
+			if !errors.As(err, &re) || re.Code != wire.CodeRefused || !strings.Contains(re.Msg, "certificate is required") {
 				t.Fatalf("err = %#v, want a refusal saying a certificate is required", err)
 			}
 			if retryable(err) {
@@ -148,16 +149,16 @@ func TestRPCWithCertificate(t *testing.T) {
 		want   string
 	}{
 		{"no-such-method", nil, `unknown rpc method "no-such-method"`},
-		{rpcApply, "not an object", "malformed apply request"},
-		{rpcApply, applyRPCRequest{Command: []byte(`{}`)}, ErrNoCluster.Error()},
-		{rpcAdmin, adminRPCRequest{Op: "leave", NodeID: "node-b"}, ErrNoCluster.Error()},
-		{rpcJoin, joinRPCRequest{NodeID: "x"}, "not part of a cluster"},
-		{rpcRejoin, struct{}{}, ErrNoCluster.Error()},
+		{wire.MethodApply, "not an object", "malformed apply request"},
+		{wire.MethodApply, wire.ApplyRequest{Command: []byte(`{}`)}, ErrNoCluster.Error()},
+		{wire.MethodAdmin, wire.AdminRequest{Op: "leave", NodeID: "node-b"}, ErrNoCluster.Error()},
+		{wire.MethodJoin, wire.JoinRequest{NodeID: "x"}, "not part of a cluster"},
+		{wire.MethodRejoin, struct{}{}, ErrNoCluster.Error()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method, func(t *testing.T) {
 			err := callRPC(rpcCtx(t), s.addr, client, tt.method, tt.body, nil, nil)
-			var re *rpcError
+			var re *wire.Error
 			if !errors.As(err, &re) || !strings.Contains(re.Msg, tt.want) {
 				t.Fatalf("err = %v, want an answer containing %q", err, tt.want)
 			}
@@ -180,7 +181,7 @@ func TestRPCMalformedRequestLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var resp rpcResponse
+	var resp wire.Response
 	if err := json.Unmarshal(line, &resp); err != nil || !strings.Contains(resp.Error, "malformed rpc request") {
 		t.Fatalf("answer %s (%v), want a malformed request error", line, err)
 	}
@@ -191,14 +192,14 @@ func TestRPCOtherClusterAndRevoked(t *testing.T) {
 	other := newTestPKI(t, "cluster-b")
 
 	t.Run("node of another cluster", func(t *testing.T) {
-		err := callRPC(rpcCtx(t), s.addr, other.client("node-x"), rpcPing, nil, nil, nil)
+		err := callRPC(rpcCtx(t), s.addr, other.client("node-x"), wire.MethodPing, nil, nil, nil)
 		if err == nil {
 			t.Fatal("a node of another cluster got through")
 		}
 	})
 	t.Run("client certificate of another CA, trusting ours", func(t *testing.T) {
 		cert, _ := other.node("node-x")
-		err := callRPC(rpcCtx(t), s.addr, pki.ClientTLS(cert, s.pki.ca.Pool()), rpcPing, nil, nil, nil)
+		err := callRPC(rpcCtx(t), s.addr, pki.ClientTLS(cert, s.pki.ca.Pool()), wire.MethodPing, nil, nil, nil)
 		if err == nil {
 			t.Fatal("a certificate of another CA got through")
 		}
@@ -206,16 +207,16 @@ func TestRPCOtherClusterAndRevoked(t *testing.T) {
 	t.Run("revoked certificate", func(t *testing.T) {
 		cert, serial := s.pki.node("node-r")
 		client := pki.ClientTLS(cert, s.pki.ca.Pool())
-		if err := callRPC(rpcCtx(t), s.addr, client, rpcPing, nil, nil, nil); err != nil {
+		if err := callRPC(rpcCtx(t), s.addr, client, wire.MethodPing, nil, nil, nil); err != nil {
 			t.Fatalf("before revocation: %v", err)
 		}
 		s.revoked.Store(serial, true)
-		if err := callRPC(rpcCtx(t), s.addr, client, rpcPing, nil, nil, nil); err == nil {
+		if err := callRPC(rpcCtx(t), s.addr, client, wire.MethodPing, nil, nil, nil); err == nil {
 			t.Fatal("a revoked certificate got through")
 		}
 	})
 	t.Run("join token of another cluster", func(t *testing.T) {
-		err := callRPC(rpcCtx(t), s.addr, pki.JoinTLS(other.ca.Fingerprint()), rpcJoin, joinRPCRequest{}, nil, nil)
+		err := callRPC(rpcCtx(t), s.addr, pki.JoinTLS(other.ca.Fingerprint()), wire.MethodJoin, wire.JoinRequest{}, nil, nil)
 		if !errors.Is(err, pki.ErrCAMismatch) {
 			t.Fatalf("err = %v, want ErrCAMismatch", err)
 		}
@@ -354,7 +355,7 @@ func TestCallRPCDeadlines(t *testing.T) {
 	t.Run("expired context", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), -time.Second)
 		defer cancel()
-		if err := callRPC(ctx, "127.0.0.1:1", &tls.Config{}, rpcPing, nil, nil, nil); !errors.Is(err, context.DeadlineExceeded) {
+		if err := callRPC(ctx, "127.0.0.1:1", &tls.Config{}, wire.MethodPing, nil, nil, nil); !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("err = %v, want DeadlineExceeded", err)
 		}
 	})
@@ -390,7 +391,7 @@ func TestCallRPCDeadlines(t *testing.T) {
 			mu.Unlock()
 		}()
 		start := time.Now()
-		err = callRPC(rpcCtx(t), ln.Addr().String(), pki.JoinTLS("x"), rpcPing, nil, nil, nil)
+		err = callRPC(rpcCtx(t), ln.Addr().String(), pki.JoinTLS("x"), wire.MethodPing, nil, nil, nil)
 		if err == nil {
 			t.Fatal("a silent peer answered")
 		}
@@ -407,7 +408,7 @@ func TestCallRPCDeadlines(t *testing.T) {
 		var calls atomic.Int32
 		errc := make(chan error, 1)
 		go func() {
-			errc <- callRPC(ctx, s.addr, s.pki.client("node-b"), rpcPing, nil, nil, func(r io.Reader) error {
+			errc <- callRPC(ctx, s.addr, s.pki.client("node-b"), wire.MethodPing, nil, nil, func(r io.Reader) error {
 				calls.Add(1)
 				_, err := io.Copy(io.Discard, r) // the server closes after ping
 				return err
@@ -437,7 +438,7 @@ func TestRPCReplyCodes(t *testing.T) {
 	}{
 		{"not leader", ErrNotLeader, true},
 		{"not leader, wrapped", fmt.Errorf("%w: leadership lost", consensus.ErrNotLeader), true},
-		{"refusal", &rpcError{Code: codeRefused, Msg: "version mismatch"}, false},
+		{"refusal", &wire.Error{Code: wire.CodeRefused, Msg: "version mismatch"}, false},
 		{"unknown method", errors.New(`unknown rpc method "x"`), false},
 	}
 	for _, tt := range tests {
@@ -493,9 +494,9 @@ func replyRoundTrip(t *testing.T, err error) error {
 	if e := <-werr; e != nil {
 		t.Fatal(e)
 	}
-	var resp rpcResponse
+	var resp wire.Response
 	if e := json.Unmarshal(line, &resp); e != nil {
 		t.Fatal(e)
 	}
-	return &rpcError{Code: resp.Code, Msg: resp.Error}
+	return &wire.Error{Code: resp.Code, Msg: resp.Error}
 }

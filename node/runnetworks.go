@@ -10,15 +10,16 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/httpapi"
 )
 
 func (a *Agent) resolveNetwork(cl *consensus.Store, ref string) (*api.Network, error) {
 	n, err := cl.ResolveNetwork(ref)
 	if err != nil {
 		if errors.Is(err, consensus.ErrNotFound) {
-			return nil, notFound("no such network: %s", ref)
+			return nil, httpapi.NotFound("no such network: %s", ref)
 		}
-		return nil, badRequest("network %s: %v", ref, err)
+		return nil, httpapi.BadRequest("network %s: %v", ref, err)
 	}
 	return n, nil
 }
@@ -42,10 +43,10 @@ func (a *Agent) runNetworks(ctx context.Context, names []string) (context.Contex
 			return nil, err
 		}
 		if n.Name != api.DefaultNetwork && !n.Attachable {
-			return nil, badRequest("network %s is not attachable: only services may join it (create it with --attachable)", n.Name)
+			return nil, httpapi.BadRequest("network %s is not attachable: only services may join it (create it with --attachable)", n.Name)
 		}
 		if seen[n.Name] {
-			return nil, badRequest("network %s given twice", n.Name)
+			return nil, httpapi.BadRequest("network %s given twice", n.Name)
 		}
 		seen[n.Name] = true
 		out = append(out, n.Name)

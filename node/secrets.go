@@ -3,12 +3,12 @@ package node
 // Secrets and configs (issue 8; DESIGN.md, Trust model).
 //
 //   - `secret create` on any node sends the plaintext to the leader inside
-//     the admin write (rpcAdminWrite, mutual TLS); the leader, a voter,
+//     the admin write (wire.MethodAdminWrite, mutual TLS); the leader, a voter,
 //     seals it with the KEK (bound to the cluster and the secret's ID) and
 //     proposes only the sealed form. Non-voters have no KEK and never see
 //     more than ciphertext in their log and snapshots.
 //   - A node that starts a task using secrets asks the leader for them
-//     (rpcSecrets). The leader answers only a node whose certificate names
+//     (wire.MethodSecrets). The leader answers only a node whose certificate names
 //     the node the task is assigned to, for a task still meant to run, and
 //     only the secrets that task's spec names (secretsAllowed, pure and
 //     table-tested). The node keeps them in memory and writes them to a
@@ -31,7 +31,10 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/authz"
+	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/node/pki"
+	"github.com/shoal-org/shoal/node/wire"
 	"github.com/shoal-org/shoal/runtime"
 )
 
@@ -136,13 +139,13 @@ func (x apiAgent) CreateObject(ctx context.Context, req api.SecretCreateRequest,
 	id, now := newID(), time.Now().UTC()
 	if secret {
 		if _, err := cl.store.SecretByName(req.Name); err == nil {
-			return nil, badRequest("a secret named %s already exists (secrets are immutable: remove it first, or use a new name)", req.Name)
+			return nil, httpapi.BadRequest("a secret named %s already exists (secrets are immutable: remove it first, or use a new name)", req.Name)
 		}
 		cmd = &consensus.CreateSecret{Secret: consensus.Secret{ID: id, Name: req.Name, CreatedAt: now, Size: len(req.Data), Labels: req.Labels},
 			Plaintext: req.Data}
 	} else {
 		if _, err := cl.store.ConfigByName(req.Name); err == nil {
-			return nil, badRequest("a config named %s already exists (configs are immutable: remove it first, or use a new name)", req.Name)
+			return nil, httpapi.BadRequest("a config named %s already exists (configs are immutable: remove it first, or use a new name)", req.Name)
 		}
 		cmd = &consensus.CreateConfig{Config: consensus.ConfigObject{ID: id, Name: req.Name, CreatedAt: now, Labels: req.Labels, Data: req.Data}}
 	}
@@ -214,7 +217,7 @@ func (a *Agent) sealSecretOnLeader(cl *cluster, c consensus.CreateSecret) (conse
 	}
 	kek, err := a.kekFor(st)
 	if err != nil {
-		return c, &rpcError{Code: codeRefused, Msg: fmt.Sprintf("seal secret %s: %v", c.Secret.Name, err)}
+		return c, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("seal secret %s: %v", c.Secret.Name, err)}
 	}
 	sealed, err := pki.Seal(kek, c.Plaintext, aadUserSecret(st.ClusterID, c.Secret.ID))
 	if err != nil {
@@ -229,21 +232,21 @@ func (a *Agent) sealSecretOnLeader(cl *cluster, c consensus.CreateSecret) (conse
 
 // ---- handing secrets to the node of a task ----
 
-// secretsAllowed is the authorization of rpcSecrets: node peerID may have
+// secretsAllowed is the authorization of wire.MethodSecrets: node peerID may have
 // the secrets of task t only when t is assigned to it and still meant to
 // run. It returns the names of the secrets the task's spec uses.
 func secretsAllowed(peerID string, t *api.Task) ([]string, error) {
 	if peerID == "" {
-		return nil, fmt.Errorf("%w: a node certificate is required", ErrForbidden)
+		return nil, fmt.Errorf("%w: a node certificate is required", authz.ErrForbidden)
 	}
 	if t == nil {
-		return nil, fmt.Errorf("%w: node %s asked for the secrets of an unknown task", ErrForbidden, shortID(peerID))
+		return nil, fmt.Errorf("%w: node %s asked for the secrets of an unknown task", authz.ErrForbidden, shortID(peerID))
 	}
 	if t.NodeID != peerID {
-		return nil, fmt.Errorf("%w: task %s is not assigned to node %s", ErrForbidden, t.Name, shortID(peerID))
+		return nil, fmt.Errorf("%w: task %s is not assigned to node %s", authz.ErrForbidden, t.Name, shortID(peerID))
 	}
 	if t.DesiredState != api.TaskRunning || api.TaskTerminal(t.State) {
-		return nil, fmt.Errorf("%w: task %s is not meant to run", ErrForbidden, t.Name)
+		return nil, fmt.Errorf("%w: task %s is not meant to run", authz.ErrForbidden, t.Name)
 	}
 	var names []string
 	for _, r := range t.Spec.Secrets {
@@ -254,8 +257,8 @@ func secretsAllowed(peerID string, t *api.Task) ([]string, error) {
 	return names, nil
 }
 
-// handleSecretsRPC answers rpcSecrets on the leader.
-func (a *Agent) handleSecretsRPC(peerID string, req secretsRPCRequest) (*secretsRPCResponse, error) {
+// handleSecretsRPC answers wire.MethodSecrets on the leader.
+func (a *Agent) handleSecretsRPC(peerID string, req wire.SecretsRequest) (*wire.SecretsResponse, error) {
 	cl, err := a.clusterOrErr()
 	if err != nil {
 		return nil, err
@@ -273,7 +276,7 @@ func (a *Agent) handleSecretsRPC(peerID string, req secretsRPCRequest) (*secrets
 	if st == nil {
 		return nil, consensus.ErrNotBootstrapped
 	}
-	resp := &secretsRPCResponse{Secrets: map[string][]byte{}}
+	resp := &wire.SecretsResponse{Secrets: map[string][]byte{}}
 	if req.RegistryAuth {
 		names = nil
 		if t.Spec.RegistryAuth == nil {
@@ -284,11 +287,11 @@ func (a *Agent) handleSecretsRPC(peerID string, req secretsRPCRequest) (*secrets
 	}
 	kek, err := a.kekFor(st)
 	if err != nil {
-		return nil, &rpcError{Code: codeRefused, Msg: err.Error()}
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: err.Error()}
 	}
 	if req.RegistryAuth {
 		if resp.RegistryAuth, err = openRegistryAuth(kek, st.ClusterID, t.ServiceID, t.Spec.RegistryAuth); err != nil {
-			return nil, &rpcError{Code: codeRefused, Msg: fmt.Sprintf("task %s: %v", t.Name, err)}
+			return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("task %s: %v", t.Name, err)}
 		}
 		a.log.Info("handed registry credentials to the node of a task", "node_id", shortID(peerID), "task", t.Name)
 		return resp, nil
@@ -300,7 +303,7 @@ func (a *Agent) handleSecretsRPC(peerID string, req secretsRPCRequest) (*secrets
 		}
 		data, err := pki.Open(kek, s.Sealed, aadUserSecret(st.ClusterID, s.ID))
 		if err != nil {
-			return nil, &rpcError{Code: codeRefused, Msg: fmt.Sprintf("open secret %s: %v", n, err)}
+			return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("open secret %s: %v", n, err)}
 		}
 		resp.Secrets[n] = data
 	}
@@ -311,7 +314,7 @@ func (a *Agent) handleSecretsRPC(peerID string, req secretsRPCRequest) (*secrets
 // fetchSecrets gets the secrets of task t (assigned to this node) from the
 // leader, in memory.
 func (a *Agent) fetchSecrets(ctx context.Context, cl *cluster, t *api.Task) (map[string][]byte, error) {
-	resp, err := a.callSecretsRPC(ctx, cl, secretsRPCRequest{TaskID: t.ID})
+	resp, err := a.callSecretsRPC(ctx, cl, wire.SecretsRequest{TaskID: t.ID})
 	if err != nil {
 		return nil, err
 	}
@@ -324,7 +327,7 @@ func (a *Agent) fetchRegistryAuth(ctx context.Context, cl *cluster, t *api.Task)
 	if t.Spec.RegistryAuth == nil {
 		return nil, nil
 	}
-	resp, err := a.callSecretsRPC(ctx, cl, secretsRPCRequest{TaskID: t.ID, RegistryAuth: true})
+	resp, err := a.callSecretsRPC(ctx, cl, wire.SecretsRequest{TaskID: t.ID, RegistryAuth: true})
 	if err != nil {
 		return nil, fmt.Errorf("fetch from the leader: %w", err)
 	}
@@ -333,7 +336,7 @@ func (a *Agent) fetchRegistryAuth(ctx context.Context, cl *cluster, t *api.Task)
 
 // callSecretsRPC asks the leader (this node, when it leads) for what req
 // names.
-func (a *Agent) callSecretsRPC(ctx context.Context, cl *cluster, req secretsRPCRequest) (*secretsRPCResponse, error) {
+func (a *Agent) callSecretsRPC(ctx context.Context, cl *cluster, req wire.SecretsRequest) (*wire.SecretsResponse, error) {
 	if cl.raft.IsLeader() {
 		resp, err := a.handleSecretsRPC(a.id.NodeID, req)
 		if err == nil {
@@ -343,9 +346,9 @@ func (a *Agent) callSecretsRPC(ctx context.Context, cl *cluster, req secretsRPCR
 			return nil, err
 		}
 	}
-	var resp secretsRPCResponse
+	var resp wire.SecretsResponse
 	err := a.forwardToLeader(ctx, cl, func(ctx context.Context, addr string) error {
-		return callRPC(ctx, addr, cl.client, rpcSecrets, req, &resp, nil)
+		return callRPC(ctx, addr, cl.client, wire.MethodSecrets, req, &resp, nil)
 	})
 	if err != nil {
 		return nil, err

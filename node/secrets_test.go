@@ -10,6 +10,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/pki"
 )
 
@@ -40,8 +41,8 @@ func TestSecretsAllowed(t *testing.T) {
 			t.Errorf("%s: allowed=%v, err %v", tc.name, err == nil, err)
 			continue
 		}
-		if !tc.allow && !errors.Is(err, ErrForbidden) {
-			t.Errorf("%s: refusal %v is not ErrForbidden", tc.name, err)
+		if !tc.allow && !errors.Is(err, authz.ErrForbidden) {
+			t.Errorf("%s: refusal %v is not authz.ErrForbidden", tc.name, err)
 		}
 		if !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: names %v, want %v", tc.name, got, tc.want)

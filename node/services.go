@@ -26,6 +26,7 @@ import (
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/node/scheduler"
+	"github.com/shoal-org/shoal/node/wire"
 	"github.com/shoal-org/shoal/runtime/image"
 )
 
@@ -91,9 +92,9 @@ func (a *Agent) resolveService(cl *cluster, ref string) (*api.Service, error) {
 	s, err := cl.store.ResolveService(ref)
 	if err != nil {
 		if errors.Is(err, consensus.ErrNotFound) {
-			return nil, notFound("no such service: %s", ref)
+			return nil, httpapi.NotFound("no such service: %s", ref)
 		}
-		return nil, badRequest("service %s: %v", ref, err)
+		return nil, httpapi.BadRequest("service %s: %v", ref, err)
 	}
 	return s, nil
 }
@@ -106,12 +107,12 @@ func (a *Agent) checkSpec(cl *cluster, spec api.ServiceSpec, selfID string) (api
 		spec.Replicas = replicas // Defaults cannot tell an explicit 0 from unset
 	}
 	if err := checkStoredSpec(cl, spec, selfID); err != nil {
-		return spec, badRequest("%v", err)
+		return spec, httpapi.BadRequest("%v", err)
 	}
 	// With registry credentials the nodes pull an image no node has yet
 	// from its registry, as docker does.
 	if !a.imageKnown(cl, spec.Image) && spec.RegistryAuth == nil {
-		return spec, badRequest("image %s not found on any node: import, load or pull it first (`shoal image import|load|pull`)", spec.Image)
+		return spec, httpapi.BadRequest("image %s not found on any node: import, load or pull it first (`shoal image import|load|pull`)", spec.Image)
 	}
 	return spec, nil
 }
@@ -157,7 +158,7 @@ func checkServiceCommand(cl *cluster, cmd consensus.Command) error {
 		return checkServiceCommands(cl, c.Commands)
 	}
 	if err != nil {
-		return &rpcError{Code: codeRefused, Msg: err.Error()}
+		return &wire.Error{Code: wire.CodeRefused, Msg: err.Error()}
 	}
 	return nil
 }
@@ -296,7 +297,7 @@ func (a *Agent) handleServiceLogs(w http.ResponseWriter, r *http.Request) (any, 
 	}
 	go func() { wg.Wait(); close(out) }()
 	streamLogs(w, out, "", "")
-	return streamed, nil
+	return httpapi.Streamed, nil
 }
 
 // taskLogs copies one task's log lines into out, locally or from its node.
@@ -385,7 +386,7 @@ func (x apiAgent) CreateService(ctx context.Context, spec api.ServiceSpec) (api.
 		return api.Service{}, err
 	}
 	if _, err := cl.store.ServiceByName(spec.Name); err == nil {
-		return api.Service{}, badRequest("a service named %s already exists", spec.Name)
+		return api.Service{}, httpapi.BadRequest("a service named %s already exists", spec.Name)
 	}
 	now := time.Now().UTC()
 	svc := api.Service{ID: newID(), Name: spec.Name, Spec: spec, CreatedAt: now, UpdatedAt: now}
@@ -430,7 +431,7 @@ func (x apiAgent) ScaleService(ctx context.Context, ref string, replicas uint64)
 			return api.Service{}, err
 		}
 		if cur.Spec.Mode != api.ModeReplicated {
-			return api.Service{}, badRequest("scale applies to replicated services only; %s is %s", cur.Name, cur.Spec.Mode)
+			return api.Service{}, httpapi.BadRequest("scale applies to replicated services only; %s is %s", cur.Name, cur.Spec.Mode)
 		}
 		next := *cur
 		next.Spec.Replicas = replicas
@@ -438,7 +439,7 @@ func (x apiAgent) ScaleService(ctx context.Context, ref string, replicas uint64)
 		// a spec change like any other. No image check: scaling down
 		// must work when the image is gone.
 		if err := scheduler.ValidateSpec(next.Spec); err != nil {
-			return api.Service{}, badRequest("%v", err)
+			return api.Service{}, httpapi.BadRequest("%v", err)
 		}
 		next.UpdatedAt = time.Now().UTC()
 		_, err = a.write(ctx, &consensus.UpdateService{Service: next, ExpectVersion: cur.Version})
@@ -461,7 +462,7 @@ func (x apiAgent) RollbackService(ctx context.Context, cur *api.Service) (api.Se
 	// The previous spec was valid when stored, but by an older version's
 	// rules perhaps, and its ports may have been taken since.
 	if err := checkStoredSpec(cl, *cur.PreviousSpec, cur.ID); err != nil {
-		return api.Service{}, badRequest("cannot roll back %s to its previous spec: %v", cur.Name, err)
+		return api.Service{}, httpapi.BadRequest("cannot roll back %s to its previous spec: %v", cur.Name, err)
 	}
 	next := *cur
 	failed := cur.Spec

@@ -14,7 +14,9 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/node/scheduler"
+	"github.com/shoal-org/shoal/node/wire"
 )
 
 // newSoloAgent returns a test agent that leads a one-node cluster on an
@@ -202,8 +204,8 @@ func TestLeaderRevalidatesForwardedSpecs(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err = a.applyLocal(context.Background(), enc)
-			var re *rpcError
-			if !errors.As(err, &re) || re.Code != codeRefused || !strings.Contains(re.Msg, tc.want) {
+			var re *wire.Error
+			if !errors.As(err, &re) || re.Code != wire.CodeRefused || !strings.Contains(re.Msg, tc.want) {
 				t.Fatalf("applyLocal: %v, want a refusal mentioning %q", err, tc.want)
 			}
 			if retryable(err) {
@@ -263,7 +265,7 @@ func TestDisplayContainerHealth(t *testing.T) {
 
 func TestBodyTooLarge(t *testing.T) {
 	a := newTestAgent(t)
-	big := fmt.Sprintf(`{"token":"%s","addr":"x"}`, strings.Repeat("a", maxBodyBytes))
+	big := fmt.Sprintf(`{"token":"%s","addr":"x"}`, strings.Repeat("a", httpapi.MaxBodyBytes))
 	code, body := do(t, a.routes(), "POST", "/v1/join", big)
 	if code != http.StatusRequestEntityTooLarge {
 		t.Fatalf("status %d, want 413: %.200s", code, body)
@@ -272,9 +274,9 @@ func TestBodyTooLarge(t *testing.T) {
 		t.Fatalf("error %q", msg)
 	}
 	// Exactly at the limit is still read (and then judged on content).
-	exact := `{"token":"` + strings.Repeat("a", maxBodyBytes-len(`{"token":""}`)) + `"}`
+	exact := `{"token":"` + strings.Repeat("a", httpapi.MaxBodyBytes-len(`{"token":""}`)) + `"}`
 	if code, body := do(t, a.routes(), "POST", "/v1/join", exact); code != http.StatusBadRequest ||
 		!strings.Contains(errorBody(t, body), "join needs a token and the address") {
-		t.Fatalf("a body of exactly %d bytes: %d %.200s", maxBodyBytes, code, body)
+		t.Fatalf("a body of exactly %d bytes: %d %.200s", httpapi.MaxBodyBytes, code, body)
 	}
 }

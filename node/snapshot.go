@@ -49,7 +49,9 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/httpapi"
+	"github.com/shoal-org/shoal/node/wire"
 )
 
 // maxSnapshotBytes bounds a snapshot file an agent accepts (body and
@@ -62,7 +64,7 @@ const snapshotBodyTimeout = time.Minute
 // restoreMu serializes restores on one leader.
 var restoreMu sync.Mutex
 
-func (a *Agent) snapshotRoutes(h func(string, handlerFunc)) {
+func (a *Agent) snapshotRoutes(h func(string, httpapi.HandlerFunc)) {
 	h("GET /v1/snapshot", a.handleSnapshotSave)
 	h("POST /v1/snapshot/restore", a.handleSnapshotRestore)
 	h("POST /v1/init/snapshot", a.handleInitFromSnapshot)
@@ -96,7 +98,7 @@ func (a *Agent) handleSnapshotSave(w http.ResponseWriter, r *http.Request) (any,
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(buf.Bytes())
 	a.log.Info("snapshot saved", "index", hd.Index, "bytes", buf.Len())
-	return streamed, nil
+	return httpapi.Streamed, nil
 }
 
 // readSnapshotBody reads a whole uploaded snapshot file (bounded) and
@@ -108,11 +110,11 @@ func readSnapshotBody(r io.Reader) ([]byte, *consensus.SnapshotFile, error) {
 			msg: fmt.Sprintf("snapshot file larger than %d MiB", maxSnapshotBytes>>20)}
 	}
 	if err != nil {
-		return nil, nil, badRequest("read snapshot file: %v", err)
+		return nil, nil, httpapi.BadRequest("read snapshot file: %v", err)
 	}
 	f, err := consensus.ReadSnapshotFile(bytes.NewReader(raw), maxSnapshotBytes)
 	if err != nil {
-		return nil, nil, badRequest("snapshot file refused, nothing changed: %v", err)
+		return nil, nil, httpapi.BadRequest("snapshot file refused, nothing changed: %v", err)
 	}
 	return raw, f, nil
 }
@@ -143,7 +145,7 @@ func (a *Agent) handleSnapshotRestore(w http.ResponseWriter, r *http.Request) (a
 			resp, err = a.restoreAsLeader(ctx, cl, f, force, a.id.NodeID)
 			return err
 		}
-		return callSnapshotRestoreRPC(ctx, addr, cl.client, snapshotRestoreRPCRequest{Force: force, Size: int64(len(raw))}, raw, &resp)
+		return callSnapshotRestoreRPC(ctx, addr, cl.client, wire.SnapshotRestoreRequest{Force: force, Size: int64(len(raw))}, raw, &resp)
 	})
 	if err != nil {
 		if errors.Is(err, consensus.ErrOtherCluster) {
@@ -192,7 +194,7 @@ func (a *Agent) restoreAsLeader(ctx context.Context, cl *cluster, f *consensus.S
 
 // callSnapshotRestoreRPC sends the file to the leader at addr: the request
 // line, then the raw file, then it reads the one answer line.
-func callSnapshotRestoreRPC(ctx context.Context, addr string, cfg *tls.Config, req snapshotRestoreRPCRequest, raw []byte, out *api.SnapshotRestoreResponse) error {
+func callSnapshotRestoreRPC(ctx context.Context, addr string, cfg *tls.Config, req wire.SnapshotRestoreRequest, raw []byte, out *api.SnapshotRestoreResponse) error {
 	conn, err := dialProto(addr, dialTimeout, cfg, protoRPC)
 	if err != nil {
 		return &dialError{fmt.Errorf("connect to %s: %w", addr, err)}
@@ -201,7 +203,7 @@ func callSnapshotRestoreRPC(ctx context.Context, addr string, cfg *tls.Config, r
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 	defer stop()
 	body, _ := json.Marshal(req)
-	line, _ := json.Marshal(rpcRequest{Method: rpcSnapshotRestore, Body: body})
+	line, _ := json.Marshal(wire.Request{Method: wire.MethodSnapshotRestore, Body: body})
 	if _, err := conn.Write(append(line, '\n')); err != nil {
 		return fmt.Errorf("send snapshot to %s: %w", addr, err)
 	}
@@ -215,12 +217,12 @@ func callSnapshotRestoreRPC(ctx context.Context, addr string, cfg *tls.Config, r
 		}
 		return fmt.Errorf("read restore answer from %s: %w", addr, err)
 	}
-	var resp rpcResponse
+	var resp wire.Response
 	if err := json.Unmarshal(answer, &resp); err != nil {
 		return fmt.Errorf("malformed restore answer from %s: %w", addr, err)
 	}
 	if resp.Error != "" {
-		return &rpcError{Code: resp.Code, Msg: resp.Error}
+		return &wire.Error{Code: resp.Code, Msg: resp.Error}
 	}
 	if err := json.Unmarshal(resp.Body, out); err != nil {
 		return fmt.Errorf("decode restore answer from %s: %w", addr, err)
@@ -228,7 +230,7 @@ func callSnapshotRestoreRPC(ctx context.Context, addr string, cfg *tls.Config, r
 	return nil
 }
 
-// serveSnapshotRestoreRPC is rpcSnapshotRestore on the leader. Callers: a
+// serveSnapshotRestoreRPC is wire.MethodSnapshotRestore on the leader. Callers: a
 // manager node (as for every admin action; workers' sockets are read-only),
 // for a user on its API socket. The file is verified again here.
 func (a *Agent) serveSnapshotRestoreRPC(ctx context.Context, call *rpcCall) {
@@ -237,24 +239,24 @@ func (a *Agent) serveSnapshotRestoreRPC(ctx context.Context, call *rpcCall) {
 		_ = call.reply(nil, err)
 		return
 	}
-	if c, _ := callerOf(cl, callerAdmin, call.peerID); c.Worker {
-		_ = call.reply(nil, fmt.Errorf("%w: node %s is a worker: workers cannot restore the cluster", ErrWorker, shortID(call.peerID)))
+	if c, _ := callerOf(cl, authz.Admin, call.peerID); c.Worker {
+		_ = call.reply(nil, fmt.Errorf("%w: node %s is a worker: workers cannot restore the cluster", authz.ErrWorker, shortID(call.peerID)))
 		return
 	}
 	if !cl.raft.IsLeader() {
 		_ = call.reply(nil, ErrNotLeader)
 		return
 	}
-	var req snapshotRestoreRPCRequest
+	var req wire.SnapshotRestoreRequest
 	if err := json.Unmarshal(call.req.Body, &req); err != nil || req.Size <= 0 || req.Size > maxSnapshotBytes {
-		_ = call.reply(nil, &rpcError{Code: codeRefused, Msg: "malformed snapshot restore request"})
+		_ = call.reply(nil, &wire.Error{Code: wire.CodeRefused, Msg: "malformed snapshot restore request"})
 		return
 	}
 	_ = call.conn.SetReadDeadline(time.Now().Add(snapshotBodyTimeout))
 	f, err := consensus.ReadSnapshotFile(io.LimitReader(call.r, req.Size), maxSnapshotBytes)
 	_ = call.conn.SetReadDeadline(time.Time{})
 	if err != nil {
-		_ = call.reply(nil, &rpcError{Code: codeRefused, Msg: fmt.Sprintf("snapshot file refused, nothing changed: %v", err)})
+		_ = call.reply(nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("snapshot file refused, nothing changed: %v", err)})
 		return
 	}
 	resp, err := a.restoreAsLeader(ctx, cl, f, req.Force, call.peerID)

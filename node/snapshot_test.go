@@ -8,6 +8,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/node/pki"
+	"github.com/shoal-org/shoal/node/wire"
 )
 
 // TestInitFromSnapshotRefusesBadFile: a damaged file changes nothing — the
@@ -54,9 +55,9 @@ func TestSnapshotRoutesWithoutCluster(t *testing.T) {
 func TestSnapshotRestoreRPC(t *testing.T) {
 	s := startRPCServer(t)
 	var out api.SnapshotRestoreResponse
-	req := snapshotRestoreRPCRequest{Size: 5}
+	req := wire.SnapshotRestoreRequest{Size: 5}
 	err := callSnapshotRestoreRPC(rpcCtx(t), s.addr, pki.JoinTLS(s.pki.ca.Fingerprint()), req, []byte("hello"), &out)
-	var re *rpcError
+	var re *wire.Error
 	if !errors.As(err, &re) || !strings.Contains(re.Msg, "certificate is required") {
 		t.Fatalf("without a certificate: %v", err)
 	}

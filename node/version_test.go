@@ -12,6 +12,7 @@ import (
 
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/membership"
+	"github.com/shoal-org/shoal/node/wire"
 )
 
 // The leader refuses a command some member of the Raft configuration is
@@ -43,8 +44,8 @@ func TestWriteGatedByMemberLevels(t *testing.T) {
 	if a.cl.store.Index() != before {
 		t.Fatal("a refused command changed the state")
 	}
-	if errorCode(err) != "command_unsupported" {
-		t.Fatalf("forwarded as %q", errorCode(err))
+	if wire.ErrorCode(err) != "command_unsupported" {
+		t.Fatalf("forwarded as %q", wire.ErrorCode(err))
 	}
 	// Commands every release applies are not held back.
 	if _, err := a.write(ctx, &consensus.SetVoterTarget{Target: 3}); err != nil {

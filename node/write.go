@@ -7,8 +7,8 @@ package node
 // with quorum fails with ErrNoQuorum instead of hanging.
 //
 // Two shapes cross the wire (node/authz says why): a node's report about
-// itself travels as a raw command (rpcApply); what a user asked on the API
-// socket travels as an admin action (rpcAdminWrite), which the leader
+// itself travels as a raw command (wire.MethodApply); what a user asked on the API
+// socket travels as an admin action (wire.MethodAdminWrite), which the leader
 // re-validates and records with the asking node's ID. The leader's own API
 // goes through the same checks, so a spec is validated on the leader however
 // it arrived.
@@ -24,6 +24,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/authz"
+	"github.com/shoal-org/shoal/node/wire"
 )
 
 // write commits cmd through the leader and returns the FSM's result.
@@ -54,15 +55,15 @@ func (a *Agent) write(ctx context.Context, cmd consensus.Command) (json.RawMessa
 		var err error
 		if cl.raft.IsLeader() {
 			if action != "" {
-				res, err = a.applyAdmin(ctx, a.id.NodeID, adminWriteRequest{Action: action, Command: enc})
+				res, err = a.applyAdmin(ctx, a.id.NodeID, wire.AdminWriteRequest{Action: action, Command: enc})
 			} else {
 				res, err = a.applyLocal(ctx, enc)
 			}
 		} else if _, addr := cl.raft.Leader(); addr != "" {
 			if action != "" {
-				err = callRPC(ctx, addr, cl.client, rpcAdminWrite, adminWriteRequest{Action: action, Command: enc}, &res, nil)
+				err = callRPC(ctx, addr, cl.client, wire.MethodAdminWrite, wire.AdminWriteRequest{Action: action, Command: enc}, &res, nil)
 			} else {
-				err = callRPC(ctx, addr, cl.client, rpcApply, applyRPCRequest{Command: enc}, &res, nil)
+				err = callRPC(ctx, addr, cl.client, wire.MethodApply, wire.ApplyRequest{Command: enc}, &res, nil)
 			}
 		} else {
 			err = errNoLeaderKnown
@@ -116,9 +117,9 @@ func settleRetry(cmd consensus.Command, err error, sent bool) error {
 // retryable tells transport and leadership failures (retry) from answers
 // of the state machine (return to the user).
 func retryable(err error) bool {
-	var re *rpcError
+	var re *wire.Error
 	if errors.As(err, &re) {
-		return re.Code == codeNotLeader
+		return re.Code == wire.CodeNotLeader
 	}
 	if errors.Is(err, consensus.ErrNotLeader) || errors.Is(err, consensus.ErrTimeout) {
 		return true
@@ -127,7 +128,7 @@ func retryable(err error) bool {
 	for _, e := range []error{consensus.ErrNotFound, consensus.ErrAmbiguous, consensus.ErrNameTaken,
 		consensus.ErrExists, consensus.ErrVersionMismatch, consensus.ErrInvalid, consensus.ErrExhausted,
 		consensus.ErrNotBootstrapped, consensus.ErrAlreadyBootstrapped, consensus.ErrMalformed,
-		consensus.ErrInUse, ErrForbidden, ErrWorker,
+		consensus.ErrInUse, authz.ErrForbidden, authz.ErrWorker,
 		consensus.ErrCommandUnsupported} {
 		if errors.Is(err, e) {
 			return false
@@ -169,7 +170,7 @@ func (a *Agent) applyLocal(ctx context.Context, enc []byte) (json.RawMessage, er
 // applyResult encodes what Raft.Apply returned for the RPC answer.
 func applyResult(res any, err error) (json.RawMessage, error) {
 	if err != nil {
-		return nil, err // the sentinel survives forwarding through errorCode
+		return nil, err // the sentinel survives forwarding through wire.ErrorCode
 	}
 	if res == nil {
 		return nil, nil
@@ -186,12 +187,12 @@ func applyResult(res any, err error) (json.RawMessage, error) {
 func (a *Agent) localWriteAllowed(cl *cluster) error {
 	if n, err := cl.store.Node(a.id.NodeID); err == nil && n.Role == api.RoleWorker {
 		return fmt.Errorf("%w: its API answers reads but refuses changes; run the command on a manager node, or make this node a manager with `shoal node update --role manager %s` there",
-			ErrWorker, n.Hostname)
+			authz.ErrWorker, n.Hostname)
 	}
 	return nil
 }
 
-// callerOf describes a peer for authorize from the leader's replica.
+// callerOf describes a peer for authz.Authorize from the leader's replica.
 func callerOf(cl *cluster, kind authz.Kind, peerID string) (authz.Caller, *api.Node) {
 	c := authz.Caller{Kind: kind, NodeID: peerID}
 	n, err := cl.store.Node(peerID)
@@ -202,7 +203,7 @@ func callerOf(cl *cluster, kind authz.Kind, peerID string) (authz.Caller, *api.N
 	return c, n
 }
 
-// applyNodeCommand is rpcApply on the leader: a raw command a peer proposes
+// applyNodeCommand is wire.MethodApply on the leader: a raw command a peer proposes
 // about itself, authorized by its certificate's node ID.
 func (a *Agent) applyNodeCommand(ctx context.Context, peerID string, enc []byte) (json.RawMessage, error) {
 	cl, cmd, err := a.leaderCommand(enc)
@@ -218,9 +219,9 @@ func (a *Agent) applyNodeCommand(ctx context.Context, peerID string, enc []byte)
 }
 
 // applyAdmin runs an admin action on the leader for a user on node
-// peerID's API socket (peerID is this node for its own socket): authorize,
+// peerID's API socket (peerID is this node for its own socket): authz.Authorize,
 // re-validate, record who asked, propose.
-func (a *Agent) applyAdmin(ctx context.Context, peerID string, req adminWriteRequest) (json.RawMessage, error) {
+func (a *Agent) applyAdmin(ctx context.Context, peerID string, req wire.AdminWriteRequest) (json.RawMessage, error) {
 	cl, err := a.clusterOrErr()
 	if err != nil {
 		return nil, err
@@ -244,7 +245,7 @@ func (a *Agent) applyAdmin(ctx context.Context, peerID string, req adminWriteReq
 			return nil, fmt.Errorf("decode forwarded %s: %w", req.Action, err)
 		}
 		if got := authz.AdminAction(cmd); got != req.Action {
-			return nil, fmt.Errorf("%w: admin action %q carries a %s command", ErrForbidden, req.Action, authz.TypeName(cmd))
+			return nil, fmt.Errorf("%w: admin action %q carries a %s command", authz.ErrForbidden, req.Action, authz.TypeName(cmd))
 		}
 	}
 	c, _ := callerOf(cl, authz.Admin, peerID)
@@ -390,10 +391,10 @@ func (a *Agent) syncReplica(ctx context.Context, cl *cluster) error {
 		if cl.raft.IsLeader() {
 			idx, err = a.readIndex(ctx)
 		} else if _, addr := cl.raft.Leader(); addr != "" {
-			var resp readIndexResponse
-			err = callRPC(ctx, addr, cl.client, rpcReadIndex, nil, &resp, nil)
+			var resp wire.ReadIndexResponse
+			err = callRPC(ctx, addr, cl.client, wire.MethodReadIndex, nil, &resp, nil)
 			idx = resp.Index
-			var re *rpcError
+			var re *wire.Error
 			if errors.As(err, &re) && re.Code == "" && strings.Contains(re.Msg, "unknown rpc method") {
 				return nil // a leader of an older version: decide on the local replica, as it did
 			}

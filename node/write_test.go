@@ -10,6 +10,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/wire"
 )
 
 func TestRetryable(t *testing.T) {
@@ -31,15 +32,15 @@ func TestRetryable(t *testing.T) {
 		{"already bootstrapped", fsm(consensus.ErrAlreadyBootstrapped), false},
 		{"malformed", fsm(consensus.ErrMalformed), false},
 		{"in use", fsm(consensus.ErrInUse), false},
-		{"refused by the leader", &rpcError{Code: codeRefused, Msg: "version mismatch"}, false},
-		{"refused by the leader, wrapped", fmt.Errorf("x: %w", &rpcError{Code: codeRefused, Msg: "no"}), false},
-		{"peer error without code", &rpcError{Msg: "unknown rpc method"}, false},
+		{"refused by the leader", &wire.Error{Code: wire.CodeRefused, Msg: "version mismatch"}, false},
+		{"refused by the leader, wrapped", fmt.Errorf("x: %w", &wire.Error{Code: wire.CodeRefused, Msg: "no"}), false},
+		{"peer error without code", &wire.Error{Msg: "unknown rpc method"}, false},
 
 		// Leadership and transport trouble: try again, maybe elsewhere.
 		{"not leader", ErrNotLeader, true},
 		{"not leader, wrapped", fmt.Errorf("apply: %w", consensus.ErrNotLeader), true},
 		{"raft timeout", fmt.Errorf("apply command type 3: %w", consensus.ErrTimeout), true},
-		{"not leader from a peer", &rpcError{Code: codeNotLeader, Msg: "not the raft leader"}, true},
+		{"not leader from a peer", &wire.Error{Code: wire.CodeNotLeader, Msg: "not the raft leader"}, true},
 		{"raft shut down", consensus.ErrShutdown, true},
 		{"connection refused", fmt.Errorf("connect to 10.0.0.1:2377: %w", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}), true},
 		{"connection reset", fmt.Errorf("read apply answer: %w", syscall.ECONNRESET), true},
