@@ -277,14 +277,9 @@ func (m *Membership) SetLBIndex(i uint64) {
 		return
 	}
 	m.self.LB = i
-	if b, err := json.Marshal(m.self); err == nil {
-		m.meta = b
-	}
+	m.encodeSelfLocked()
 	m.metaMu.Unlock()
-	select {
-	case m.pubCh <- struct{}{}:
-	default:
-	}
+	m.Republish()
 	m.signalLB()
 }
 
@@ -319,15 +314,19 @@ func (m *Membership) ApplyKeyring(keys [][]byte) (bool, error) {
 	}
 	m.metaMu.Lock()
 	m.self.GK = fp
+	m.encodeSelfLocked()
+	m.metaMu.Unlock()
+	m.Republish()
+	return true, nil
+}
+
+// encodeSelfLocked re-encodes m.self as the metadata gossip sends next
+// (a Meta always encodes; on the impossible error the last one stays).
+// metaMu must be held.
+func (m *Membership) encodeSelfLocked() {
 	if b, err := json.Marshal(m.self); err == nil {
 		m.meta = b
 	}
-	m.metaMu.Unlock()
-	select {
-	case m.pubCh <- struct{}{}:
-	default:
-	}
-	return true, nil
 }
 
 // Republish gossips this node's metadata again (coalesced, never

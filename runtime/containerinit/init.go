@@ -261,7 +261,7 @@ func supervise(o Options, lw *LogWriter, sigCh chan os.Signal) ExitStatus {
 			}
 			if wpid == pid {
 				exited = true
-				st = statusOf(ws)
+				st = StatusOf(ws)
 			}
 		}
 	}
@@ -297,7 +297,9 @@ func supervise(o Options, lw *LogWriter, sigCh chan os.Signal) ExitStatus {
 	return st
 }
 
-func statusOf(ws syscall.WaitStatus) ExitStatus {
+// StatusOf is the exit record of a process that ended with ws: its exit
+// code, or 128+N and the signal for a kill by signal N (the shell's rule).
+func StatusOf(ws syscall.WaitStatus) ExitStatus {
 	st := ExitStatus{FinishedAt: time.Now().UTC()}
 	switch {
 	case ws.Exited():

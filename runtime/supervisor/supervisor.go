@@ -927,16 +927,7 @@ func (s *supervisor) childExited(pid int, ws unix.WaitStatus) {
 // exitedLocked notes that c's init ended; the record is written once its
 // output is drained (or after DrainDelay).
 func (s *supervisor) exitedLocked(c *supCont, ws unix.WaitStatus) {
-	st := containerinit.ExitStatus{FinishedAt: time.Now().UTC()}
-	switch {
-	case ws.Exited():
-		st.ExitCode = ws.ExitStatus()
-	case ws.Signaled():
-		st.Signal = int(ws.Signal())
-		st.ExitCode = 128 + st.Signal
-	default:
-		st.ExitCode = 255
-	}
+	st := containerinit.StatusOf(syscall.WaitStatus(ws))
 	c.exit = &st
 	if len(c.open) == 0 {
 		s.finishLocked(c)
