@@ -159,6 +159,9 @@ type Raft struct {
 	gate *voteGate
 	// closers run on Shutdown after raft stopped (transport, log store).
 	closers []io.Closer
+	// cut ends every raft connection as Shutdown begins (nil with a
+	// caller's transport).
+	cut *cutLayer
 	// cmdGate refuses commands some member cannot apply (gate.go).
 	cmdGate atomic.Pointer[func(Command) error]
 
@@ -264,12 +267,14 @@ func newRaft(cfg Config, store *Store, logger hclog.Logger, st storage) (_ *Raft
 		}
 	}()
 	trans := cfg.Transport
+	var cut *cutLayer
 	if trans == nil {
 		if cfg.StreamLayer == nil {
 			return nil, fmt.Errorf("raft config: neither StreamLayer nor Transport: %w", ErrInvalid)
 		}
+		cut = newCutLayer(cfg.StreamLayer)
 		trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-			Stream:  cfg.StreamLayer,
+			Stream:  cut,
 			MaxPool: 3,
 			Timeout: cfg.TransportTimeout,
 			Logger:  logger.Named("net"),
@@ -307,7 +312,7 @@ func newRaft(cfg Config, store *Store, logger hclog.Logger, st storage) (_ *Raft
 		return nil, fmt.Errorf("start raft %s: %w", cfg.NodeID, err)
 	}
 	rr := &Raft{cfg: cfg, raft: r, fsm: fsm, store: store, trans: trans,
-		logs: st.logs, stab: st.stable, snaps: st.snaps, gate: st.gate, closers: st.closers,
+		logs: st.logs, stab: st.stable, snaps: st.snaps, gate: st.gate, closers: st.closers, cut: cut,
 		nudgeCh: make(chan struct{}, 1), nudgeStop: make(chan struct{}), nudgeDone: make(chan struct{})}
 	go rr.nudgeLoop()
 	return rr, nil
@@ -635,6 +640,9 @@ func (r *Raft) Shutdown() error {
 	r.shutdownOnce.Do(func() {
 		var errs []error
 		close(r.nudgeStop)
+		if r.cut != nil {
+			r.cut.Cut()
+		}
 		if err := r.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("shutdown raft: %w", err))
 		}
