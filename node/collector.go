@@ -166,16 +166,17 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 					svc, task = t.Service, t.Name
 				}
 			}
-			u := metrics.ReadContainerUsage(a.cgroupParent(), ct.ID, ct.Pid)
-			if u.CPUOK {
-				counter(descContainerCPU, u.CPUSeconds, svc, task, ct.Name)
+			if st, err := a.rt.Stats(ct.ID); err == nil {
+				if st.HasCPU {
+					counter(descContainerCPU, float64(st.CPUNanos)/1e9, svc, task, ct.Name)
+				}
+				if st.HasMemory {
+					gauge(descContainerMem, float64(st.MemoryUsageBytes), svc, task, ct.Name)
+				}
 			}
-			if u.MemOK {
-				gauge(descContainerMem, float64(u.MemBytes), svc, task, ct.Name)
-			}
-			if u.NetOK {
-				counter(descContainerRx, float64(u.RxBytes), svc, task, ct.Name)
-				counter(descContainerTx, float64(u.TxBytes), svc, task, ct.Name)
+			if rx, tx, ok := metrics.ReadNetUsage(ct.Pid); ok {
+				counter(descContainerRx, float64(rx), svc, task, ct.Name)
+				counter(descContainerTx, float64(tx), svc, task, ct.Name)
 			}
 		}
 		for st, n := range byState {

@@ -227,7 +227,3 @@ func (a *Agent) containerEvents(cl *cluster, ev runtime.Event, acts []string) []
 	}
 	return out
 }
-
-// cgroupParent is the cgroup the runtime puts this agent's containers
-// under (startRuntime sets runtime.Config.CgroupParent the same way).
-func (a *Agent) cgroupParent() string { return "/shoal-" + shortID(a.id.NodeID) }

@@ -1,6 +1,7 @@
 package runtime
 
-// Usage of a container read from its cgroup, for the autoscaler.
+// Usage of a container read from its cgroup, for the autoscaler and the
+// node's metrics (the one reader of container cgroups in the agent).
 //
 // runc places each container at CgroupParent/<id> in every hierarchy. On a
 // hybrid host (cgroup v1 controllers, with a v2 mount beside them at
@@ -42,6 +43,13 @@ type Stats struct {
 	CPUNanos uint64
 	// MemoryBytes is the memory in use, without inactive page cache.
 	MemoryBytes uint64
+	// MemoryUsageBytes is the cgroup's whole charge, page cache included
+	// (memory.usage_in_bytes, memory.current): what the memory limit is
+	// held against.
+	MemoryUsageBytes uint64
+	// HasCPU and HasMemory say which halves were found (a host may lack a
+	// controller).
+	HasCPU, HasMemory bool
 }
 
 // Stats reads the cgroup usage of container id. It does not take the
@@ -69,7 +77,7 @@ func readCgroupStats(root, rel string) (Stats, error) {
 		}
 	}
 	if v, err := readUint(filepath.Join(root, "memory", rel, "memory.usage_in_bytes")); err == nil {
-		st.MemoryBytes, memOK = v, true
+		st.MemoryBytes, st.MemoryUsageBytes, memOK = v, v, true
 		if kv, err := readKeyed(filepath.Join(root, "memory", rel, "memory.stat")); err == nil {
 			st.MemoryBytes = subFloor(st.MemoryBytes, kv["total_inactive_file"])
 		}
@@ -86,7 +94,7 @@ func readCgroupStats(root, rel string) (Stats, error) {
 			}
 			if !memOK {
 				if v, err := readUint(filepath.Join(dir, "memory.current")); err == nil {
-					st.MemoryBytes, memOK = v, true
+					st.MemoryBytes, st.MemoryUsageBytes, memOK = v, v, true
 					if kv, err := readKeyed(filepath.Join(dir, "memory.stat")); err == nil {
 						st.MemoryBytes = subFloor(st.MemoryBytes, kv["inactive_file"])
 					}
@@ -97,6 +105,7 @@ func readCgroupStats(root, rel string) (Stats, error) {
 	if !cpuOK && !memOK {
 		return Stats{}, fmt.Errorf("%w at %s", ErrNoStats, rel)
 	}
+	st.HasCPU, st.HasMemory = cpuOK, memOK
 	return st, nil
 }
 

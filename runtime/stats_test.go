@@ -30,21 +30,24 @@ func TestReadCgroupStats(t *testing.T) {
 			"cpuacct/" + rel + "/cpuacct.usage":        "123456789\n",
 			"memory/" + rel + "/memory.usage_in_bytes": "10000000\n",
 			"memory/" + rel + "/memory.stat":           "cache 5\ntotal_inactive_file 2000000\nbogus\n",
-		}, Stats{CPUNanos: 123456789, MemoryBytes: 8000000}, nil},
+		}, Stats{CPUNanos: 123456789, MemoryBytes: 8000000, MemoryUsageBytes: 10000000, HasCPU: true, HasMemory: true}, nil},
 		{"v1 co-mounted cpu,cpuacct", map[string]string{
 			"cpu,cpuacct/" + rel + "/cpuacct.usage":    "42\n",
 			"memory/" + rel + "/memory.usage_in_bytes": "100\n",
-		}, Stats{CPUNanos: 42, MemoryBytes: 100}, nil},
+		}, Stats{CPUNanos: 42, MemoryBytes: 100, MemoryUsageBytes: 100, HasCPU: true, HasMemory: true}, nil},
 		{"pure v2", map[string]string{
 			rel + "/cpu.stat":       "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n",
 			rel + "/memory.current": "4096\n",
 			rel + "/memory.stat":    "anon 4096\ninactive_file 1024\n",
-		}, Stats{CPUNanos: 1500000, MemoryBytes: 3072}, nil},
+		}, Stats{CPUNanos: 1500000, MemoryBytes: 3072, MemoryUsageBytes: 4096, HasCPU: true, HasMemory: true}, nil},
 		{"inactive above usage floors at 0", map[string]string{
 			"cpuacct/" + rel + "/cpuacct.usage":        "1\n",
 			"memory/" + rel + "/memory.usage_in_bytes": "10\n",
 			"memory/" + rel + "/memory.stat":           "total_inactive_file 20\n",
-		}, Stats{CPUNanos: 1}, nil},
+		}, Stats{CPUNanos: 1, MemoryUsageBytes: 10, HasCPU: true, HasMemory: true}, nil},
+		{"cpu only", map[string]string{
+			"cpuacct/" + rel + "/cpuacct.usage": "7\n",
+		}, Stats{CPUNanos: 7, HasCPU: true}, nil},
 		{"nothing", map[string]string{"cpuacct/other/cpuacct.usage": "1"}, Stats{}, ErrNoStats},
 	}
 	for _, tc := range tests {

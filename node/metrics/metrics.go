@@ -130,40 +130,18 @@ func (s *hashiSink) AddSampleWithLabels(key []string, val float32, _ []gometrics
 	h.Observe(float64(val) / 1000)
 }
 
-// ContainerUsage is what the cgroups and the container's network
-// namespace say about one container; each part may be missing (its OK
-// field is false).
-type ContainerUsage struct {
-	CPUSeconds       float64
-	MemBytes         uint64
-	RxBytes, TxBytes uint64
-	CPUOK, MemOK     bool
-	NetOK            bool
-}
-
-// ReadContainerUsage reads the container's cgroup under parent — cgroup v1
-// controllers first (this platform is hybrid: runc puts containers in the
-// v1 hierarchies), then the unified v2 layout — and its interfaces'
-// counters from /proc/PID/net/dev.
-func ReadContainerUsage(parent, id string, pid int) ContainerUsage {
-	var u ContainerUsage
-	rel := filepath.Join(parent, id)
-	if v, ok := readUint(filepath.Join("/sys/fs/cgroup/cpuacct", rel, "cpuacct.usage")); ok {
-		u.CPUSeconds, u.CPUOK = float64(v)/1e9, true
-	} else if v, ok := readKeyed(filepath.Join("/sys/fs/cgroup", rel, "cpu.stat"), "usage_usec"); ok {
-		u.CPUSeconds, u.CPUOK = float64(v)/1e6, true
+// ReadNetUsage sums the byte counters of a container's interfaces (but
+// loopback) from /proc/PID/net/dev. Its CPU and memory come from the
+// runtime's cgroup reader (runtime.Stats), the one the autoscaler uses.
+func ReadNetUsage(pid int) (rx, tx uint64, ok bool) {
+	if pid <= 0 {
+		return 0, 0, false
 	}
-	if v, ok := readUint(filepath.Join("/sys/fs/cgroup/memory", rel, "memory.usage_in_bytes")); ok {
-		u.MemBytes, u.MemOK = v, true
-	} else if v, ok := readUint(filepath.Join("/sys/fs/cgroup", rel, "memory.current")); ok {
-		u.MemBytes, u.MemOK = v, true
+	b, err := readCapped(filepath.Join("/proc", strconv.Itoa(pid), "net", "dev"), 64<<10)
+	if err != nil {
+		return 0, 0, false
 	}
-	if pid > 0 {
-		if b, err := readCapped(filepath.Join("/proc", strconv.Itoa(pid), "net", "dev"), 64<<10); err == nil {
-			u.RxBytes, u.TxBytes, u.NetOK = parseNetDev(string(b))
-		}
-	}
-	return u
+	return parseNetDev(string(b))
 }
 
 // parseNetDev sums the byte counters of every interface but loopback in
@@ -187,15 +165,6 @@ func parseNetDev(s string) (rx, tx uint64, ok bool) {
 		rx, tx, ok = rx+r, tx+t, true
 	}
 	return rx, tx, ok
-}
-
-func readUint(path string) (uint64, bool) {
-	b, err := readCapped(path, 64)
-	if err != nil {
-		return 0, false
-	}
-	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-	return v, err == nil
 }
 
 func readCapped(path string, n int64) ([]byte, error) {
@@ -223,21 +192,4 @@ func DirFilesSize(dir string) int64 {
 		}
 	}
 	return total
-}
-
-// readKeyed reads "key value" lines (cgroup stat files) and returns key's
-// value. The file is kernel-made but read with a size cap all the same.
-func readKeyed(path, key string) (uint64, bool) {
-	b, err := readCapped(path, 64<<10)
-	if err != nil {
-		return 0, false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, " ")
-		if ok && k == key {
-			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-			return n, err == nil
-		}
-	}
-	return 0, false
 }
