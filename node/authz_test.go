@@ -17,6 +17,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/authz"
+	"github.com/shoal-org/shoal/node/clusterport"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -38,14 +39,14 @@ func startTestLeader(t *testing.T) *testLeader {
 	rc.Addr = s.addr
 	rc.DataDir = t.TempDir()
 	self := s.a.id.NodeID
-	rc.StreamLayer = &raftLayer{m: s.m, client: func() *tls.Config { return s.pki.client(self) }}
+	rc.StreamLayer = newRaftLayer(s.m, func() *tls.Config { return s.pki.client(self) }, nil)
 	store := consensus.NewStore()
 	r, err := consensus.New(rc, store)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = r.Shutdown() })
-	s.m.setRaftGate(raftGate(r))
+	s.m.SetRaftGate(raftGate(r))
 	if err := r.BootstrapSelf(); err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +223,7 @@ func (d *dialStream) Dial(a raft.ServerAddress, timeout time.Duration) (net.Conn
 		return nil, err
 	}
 	// The leader runs at epoch 0, as a nil fence does.
-	if err := dialEpoch(c, nil, string(a), timeout); err != nil {
+	if err := clusterport.DialEpoch(c, nil, string(a), timeout); err != nil {
 		_ = c.Close()
 		return nil, err
 	}
@@ -313,7 +314,7 @@ func TestWorkerAPIRefusesWrites(t *testing.T) {
 
 func TestMuxLimitsUnauthenticatedConnections(t *testing.T) {
 	s := startRPCServer(t)
-	s.m.setLimits(muxLimits{MaxConns: 100, MaxAnon: 50, MaxAnonPerIP: 4})
+	s.m.SetLimits(clusterport.Limits{MaxConns: 100, MaxAnon: 50, MaxAnonPerIP: 4})
 	var conns []net.Conn
 	defer func() {
 		for _, c := range conns {
@@ -328,7 +329,7 @@ func TestMuxLimitsUnauthenticatedConnections(t *testing.T) {
 		}
 		conns = append(conns, c)
 	}
-	waitFor(t, "4 unauthenticated connections held", func() bool { _, anon := s.m.counts(); return anon == 4 })
+	waitFor(t, "4 unauthenticated connections held", func() bool { _, anon := s.m.Counts(); return anon == 4 })
 	closedByServer := 0
 	for _, c := range conns {
 		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
@@ -345,12 +346,12 @@ func TestMuxLimitsUnauthenticatedConnections(t *testing.T) {
 	for _, c := range conns {
 		c.Close()
 	}
-	waitFor(t, "slots released", func() bool { open, anon := s.m.counts(); return open == 0 && anon == 0 })
+	waitFor(t, "slots released", func() bool { open, anon := s.m.Counts(); return open == 0 && anon == 0 })
 	var out map[string]string
 	if err := callRPC(rpcCtx(t), s.addr, s.pki.client("node-b"), wire.MethodPing, nil, &out, nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "ping's slot released", func() bool { open, anon := s.m.counts(); return open == 0 && anon == 0 })
+	waitFor(t, "ping's slot released", func() bool { open, anon := s.m.Counts(); return open == 0 && anon == 0 })
 }
 
 func TestRPCAnonymousRequestLineIsSmall(t *testing.T) {
@@ -361,7 +362,7 @@ func TestRPCAnonymousRequestLineIsSmall(t *testing.T) {
 	}
 	defer c.Close()
 	// Longer than a joiner ever needs, far below the certified limit.
-	line := `{"method":"join","body":"` + strings.Repeat("x", maxAnonRequestLine) + `"}` + "\n"
+	line := `{"method":"join","body":"` + strings.Repeat("x", clusterport.MaxAnonRequestLine) + `"}` + "\n"
 	go func() { _, _ = c.Write([]byte(line)) }()
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	b, err := io.ReadAll(c)

@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/clusterport"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -82,7 +83,7 @@ func startRPCServer(t *testing.T) *rpcServer {
 		t.Fatal(err)
 	}
 	s.addr = ln.Addr().String()
-	s.m = newMux(ln, srvTLS, slog.New(slog.NewTextHandler(io.Discard, nil)), s.a.serveRPC)
+	s.m = newMux(ln, srvTLS, slog.New(slog.NewTextHandler(io.Discard, nil)), s.a.serveRPC, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { s.done <- s.m.Run(ctx) }()
 	t.Cleanup(func() {
@@ -256,7 +257,7 @@ func TestJoinThroughAPIRefused(t *testing.T) {
 
 func TestMuxRaftNeedsCertificate(t *testing.T) {
 	s := startRPCServer(t)
-	layer := &raftLayer{m: s.m, client: func() *tls.Config { return s.pki.client("node-b") }}
+	layer := newRaftLayer(s.m, func() *tls.Config { return s.pki.client("node-b") }, nil)
 
 	// Without a certificate the raft connection is dropped after the
 	// protocol byte and never reaches raft.
@@ -325,7 +326,7 @@ func TestMuxUnknownProtocolByte(t *testing.T) {
 
 func TestMuxCloseStopsRaftLayer(t *testing.T) {
 	s := startRPCServer(t)
-	layer := &raftLayer{m: s.m}
+	layer := newRaftLayer(s.m, nil, nil)
 	errc := make(chan error, 1)
 	go func() { _, err := layer.Accept(); errc <- err }()
 	if err := layer.Close(); err != nil {
@@ -485,7 +486,7 @@ func replyRoundTrip(t *testing.T, err error) error {
 	defer cs.Close()
 	defer cc.Close()
 	werr := make(chan error, 1)
-	go func() { werr <- (&rpcCall{conn: srv}).reply(nil, err) }()
+	go func() { werr <- (&clusterport.Call{Conn: srv}).Reply(nil, err) }()
 	_ = cli.SetDeadline(time.Now().Add(5 * time.Second))
 	line, rerr := bufio.NewReader(cli).ReadBytes('\n')
 	if rerr != nil {

@@ -1,4 +1,4 @@
-package node
+package clusterport
 
 // Node-to-node RPC on the cluster port. One request per connection keeps the
 // protocol trivial to reason about: the client writes one JSON request line,
@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -19,37 +20,50 @@ import (
 	"github.com/shoal-org/shoal/node/wire"
 )
 
-// dialTimeout bounds TCP connect plus TLS handshake to a peer on the LAN.
-const dialTimeout = time.Second
+// DialTimeout bounds TCP connect plus TLS handshake to a peer on the LAN.
+const DialTimeout = time.Second
 
-// dialError marks a failure to connect (TCP or TLS) to a peer, as opposed
+// DialError marks a failure to connect (TCP or TLS) to a peer, as opposed
 // to a failure after the peer answered.
-type dialError struct{ err error }
+type DialError struct{ Err error }
 
-func (e *dialError) Error() string { return e.err.Error() }
-func (e *dialError) Unwrap() error { return e.err }
+func (e *DialError) Error() string { return e.Err.Error() }
+func (e *DialError) Unwrap() error { return e.Err }
+
+// IsDialError reports whether err is (or wraps) a DialError.
+func IsDialError(err error) bool {
+	var de *DialError
+	return errors.As(err, &de)
+}
 
 // maxRequestLine bounds the one request line a certified peer may make the
-// agent buffer; maxAnonRequestLine bounds it for a peer without a
+// agent buffer; MaxAnonRequestLine bounds it for a peer without a
 // certificate (a joiner: its request is a CSR and a few fields), which must
 // also send it within anonRequestTimeout.
 const (
 	maxRequestLine     = 1 << 20
-	maxAnonRequestLine = 16 << 10
+	MaxAnonRequestLine = 16 << 10
 	anonRequestTimeout = 5 * time.Second
 )
 
-// rpcCall holds the state of one RPC on the server side.
-type rpcCall struct {
-	conn   *tls.Conn
-	r      *bufio.Reader
-	peerID string // empty when the peer presented no certificate
-	req    wire.Request
+// Call is one RPC on the server side. A handler owns it until it returns;
+// the server then closes the connection.
+type Call struct {
+	// Conn is the connection; a streaming method writes its bytes to it
+	// after Reply.
+	Conn *tls.Conn
+	// R reads what the peer sends after its request line (buffered).
+	R *bufio.Reader
+	// PeerID is the node ID of the peer's certificate; empty when the peer
+	// presented none (only join, ping and removal get that far).
+	PeerID string
+	// Req is the decoded request line.
+	Req wire.Request
 }
 
-// reply writes the response line; for streaming methods the caller then
-// writes raw bytes to conn.
-func (c *rpcCall) reply(body any, err error) error {
+// Reply writes the response line; for streaming methods the caller then
+// writes raw bytes to Conn.
+func (c *Call) Reply(body any, err error) error {
 	var resp wire.Response
 	if err != nil {
 		resp.Error = err.Error()
@@ -63,151 +77,98 @@ func (c *rpcCall) reply(body any, err error) error {
 	}
 	b, _ := json.Marshal(resp)
 	b = append(b, '\n')
-	_, werr := c.conn.Write(b)
+	_, werr := c.Conn.Write(b)
 	return werr
 }
 
-// serveRPC reads one request from conn and dispatches it.
-func (a *Agent) serveRPC(conn *tls.Conn) {
+// Handler serves one method. ctx ends when the server's context ends or
+// the call is over (a streaming method then stops).
+type Handler func(ctx context.Context, call *Call)
+
+// Methods finds the handler of a method; nil means the method is unknown.
+type Methods func(method string) Handler
+
+// anonymous are the methods a peer without a certificate may call: a
+// joiner has none yet, ping says who answers, and a removed node asks
+// whether it was removed after its certificate was revoked.
+func anonymous(method string) bool {
+	return method == wire.MethodJoin || method == wire.MethodPing || method == wire.MethodRemoval
+}
+
+// Serve reads one request from conn and hands it to its method's handler;
+// it closes conn when the handler returns. A request without a certificate
+// for another method than join, ping or removal, an unknown method and a
+// line that is not a request are answered here. ctx is the agent's: when
+// it ends, a streaming call ends too.
+func Serve(ctx context.Context, conn *tls.Conn, methods Methods) {
 	defer conn.Close()
-	call := &rpcCall{conn: conn}
+	call := &Call{Conn: conn}
 	if id, ok := pki.PeerNodeID(conn.ConnectionState()); ok {
-		call.peerID = id
+		call.PeerID = id
 	}
 	limit, wait := maxRequestLine, 30*time.Second
-	if call.peerID == "" {
-		limit, wait = maxAnonRequestLine, anonRequestTimeout
+	if call.PeerID == "" {
+		limit, wait = MaxAnonRequestLine, anonRequestTimeout
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(wait))
-	call.r = bufio.NewReaderSize(conn, 4096)
-	line, err := wire.ReadLine(call.r, limit)
+	call.R = bufio.NewReaderSize(conn, 4096)
+	line, err := wire.ReadLine(call.R, limit)
 	if err != nil {
 		return // includes a request line longer than the limit
 	}
 	_ = conn.SetReadDeadline(time.Time{})
-	if call.req, err = wire.DecodeRequest(line); err != nil {
-		_ = call.reply(nil, err)
+	if call.Req, err = wire.DecodeRequest(line); err != nil {
+		_ = call.Reply(nil, err)
 		return
 	}
-	if call.req.Method != wire.MethodJoin && call.req.Method != wire.MethodPing && call.req.Method != wire.MethodRemoval && call.peerID == "" {
-		_ = call.reply(nil, &wire.Error{Code: wire.CodeRefused, Msg: "a node certificate is required"})
+	if !anonymous(call.Req.Method) && call.PeerID == "" {
+		_ = call.Reply(nil, &wire.Error{Code: wire.CodeRefused, Msg: "a node certificate is required"})
 		return
 	}
-	ctx, cancel := context.WithCancel(a.ctx)
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
 		// A streaming method ends when the peer goes away.
 		<-ctx.Done()
 		_ = conn.SetDeadline(time.Now())
 	}()
-	switch call.req.Method {
-	case wire.MethodPing:
-		_ = call.reply(map[string]string{"node_id": a.id.NodeID}, nil)
-	case wire.MethodJoin:
-		var req wire.JoinRequest
-		if err := json.Unmarshal(call.req.Body, &req); err != nil {
-			_ = call.reply(nil, fmt.Errorf("malformed join request: %w", err))
+	h := methods(call.Req.Method)
+	if h == nil {
+		_ = call.Reply(nil, fmt.Errorf("unknown rpc method %q", call.Req.Method))
+		return
+	}
+	h(ctx, call)
+}
+
+// Unary is the handler of a method whose body decodes into a Req and whose
+// answer is one response line: a body that does not decode is answered
+// "malformed WHAT: ..." and f is not called.
+func Unary[Req any](what string, f func(ctx context.Context, peerID string, req Req) (any, error)) Handler {
+	return func(ctx context.Context, call *Call) {
+		var req Req
+		if err := json.Unmarshal(call.Req.Body, &req); err != nil {
+			_ = call.Reply(nil, fmt.Errorf("malformed %s: %w", what, err))
 			return
 		}
-		resp, err := a.handleJoinRPC(ctx, req)
-		_ = call.reply(resp, err)
-	case wire.MethodApply:
-		var req wire.ApplyRequest
-		if err := json.Unmarshal(call.req.Body, &req); err != nil {
-			_ = call.reply(nil, fmt.Errorf("malformed apply request: %w", err))
-			return
-		}
-		res, err := a.applyNodeCommand(ctx, call.peerID, req.Command)
-		_ = call.reply(res, err)
-	case wire.MethodAdminWrite:
-		var req wire.AdminWriteRequest
-		if err := json.Unmarshal(call.req.Body, &req); err != nil {
-			_ = call.reply(nil, fmt.Errorf("malformed admin write: %w", err))
-			return
-		}
-		res, err := a.applyAdmin(ctx, call.peerID, req)
-		_ = call.reply(res, err)
-	case wire.MethodUsage:
-		rep, err := a.handleUsageRPC()
-		_ = call.reply(rep, err)
-	case wire.MethodReadIndex:
-		idx, err := a.readIndex(ctx)
-		_ = call.reply(wire.ReadIndexResponse{Index: idx}, err)
-	case wire.MethodAdmin:
-		var req wire.AdminRequest
-		if err := json.Unmarshal(call.req.Body, &req); err != nil {
-			_ = call.reply(nil, fmt.Errorf("malformed admin request: %w", err))
-			return
-		}
-		if err := a.adminOpAllowed(call.peerID, req.Op); err != nil {
-			_ = call.reply(nil, err)
-			return
-		}
-		_ = call.reply(struct{}{}, a.handleAdminRPC(ctx, call.peerID, req))
-	case wire.MethodKEK:
-		resp, err := a.handleKEKRPC(call.peerID)
-		_ = call.reply(resp, err)
-	case wire.MethodToken:
-		var req wire.TokenRequest
-		if err := json.Unmarshal(call.req.Body, &req); err != nil {
-			_ = call.reply(nil, fmt.Errorf("malformed token request: %w", err))
-			return
-		}
-		resp, err := a.handleTokenRPC(ctx, call.peerID, req)
-		_ = call.reply(resp, err)
-	case wire.MethodRenew:
-		var req wire.RenewRequest
-		if err := json.Unmarshal(call.req.Body, &req); err != nil {
-			_ = call.reply(nil, fmt.Errorf("malformed renew request: %w", err))
-			return
-		}
-		resp, err := a.handleRenewRPC(ctx, call.peerID, req)
-		_ = call.reply(resp, err)
-	case wire.MethodCARotate:
-		resp, err := a.handleCARotateRPC(ctx, call.peerID)
-		_ = call.reply(resp, err)
-	case wire.MethodSecrets:
-		var req wire.SecretsRequest
-		if err := json.Unmarshal(call.req.Body, &req); err != nil {
-			_ = call.reply(nil, fmt.Errorf("malformed secrets request: %w", err))
-			return
-		}
-		resp, err := a.handleSecretsRPC(call.peerID, req)
-		_ = call.reply(resp, err)
-	case wire.MethodRejoin:
-		_ = call.reply(struct{}{}, a.handleRejoinRPC(ctx, call.peerID))
-	case wire.MethodSnapshotRestore:
-		a.serveSnapshotRestoreRPC(ctx, call)
-	case wire.MethodRemoval:
-		var req wire.RemovalRequest
-		if err := json.Unmarshal(call.req.Body, &req); err != nil {
-			_ = call.reply(nil, fmt.Errorf("malformed removal request: %w", err))
-			return
-		}
-		resp, err := a.handleRemovalRPC(req)
-		_ = call.reply(resp, err)
-	case wire.MethodBlob, wire.MethodManifest, wire.MethodLogs:
-		if err := a.fetchAllowed(call.req); err != nil {
-			a.log.Warn("refused a fetch from a node", "node_id", shortID(call.peerID), "method", call.req.Method, "err", err)
-			_ = call.reply(nil, err)
-			return
-		}
-		switch call.req.Method {
-		case wire.MethodBlob:
-			a.serveBlobRPC(ctx, call)
-		case wire.MethodManifest:
-			a.serveManifestRPC(ctx, call)
-		default:
-			a.serveLogsRPC(ctx, call)
-		}
-	default:
-		_ = call.reply(nil, fmt.Errorf("unknown rpc method %q", call.req.Method))
+		res, err := f(ctx, call.PeerID, req)
+		_ = call.Reply(res, err)
 	}
 }
 
-// callRPC performs one request/response RPC against addr. When stream is
+// NoBody is the handler of a method that reads no body and answers one
+// response line.
+func NoBody(f func(ctx context.Context, peerID string) (any, error)) Handler {
+	return func(ctx context.Context, call *Call) {
+		res, err := f(ctx, call.PeerID)
+		_ = call.Reply(res, err)
+	}
+}
+
+// Call performs one request/response RPC against addr. When stream is
 // non-nil the connection stays open after the response and is handed to it.
-func callRPC(ctx context.Context, addr string, cfg *tls.Config, method string, body any, out any, stream func(io.Reader) error) error {
+// A failure to connect is a *DialError; a refusal or failure the peer
+// answered is a *wire.Error.
+func (d Dialer) Call(ctx context.Context, addr string, cfg *tls.Config, method string, body any, out any, stream func(io.Reader) error) error {
 	timeout := 5 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
 		if d := time.Until(dl); d < timeout {
@@ -219,9 +180,9 @@ func callRPC(ctx context.Context, addr string, cfg *tls.Config, method string, b
 	}
 	// Connecting is bounded apart from the call: a dead peer (cable pulled)
 	// must not eat the time a retry against the new leader needs.
-	conn, err := dialProto(addr, min(timeout, dialTimeout), cfg, protoRPC)
+	conn, err := d.Dial(addr, min(timeout, DialTimeout), cfg, ProtoRPC)
 	if err != nil {
-		return &dialError{fmt.Errorf("connect to %s: %w", addr, err)}
+		return &DialError{fmt.Errorf("connect to %s: %w", addr, err)}
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })

@@ -1,10 +1,13 @@
-package node
-
-// Image distribution and remote logs over the cluster port. A node that must
-// run an image it lacks asks the cluster record which nodes hold it, fetches
-// the image descriptor from one of them, then only the blobs it is missing;
-// the image store verifies every digest on ingest. Images that came from a
-// registry are pulled from it instead when no peer has them.
+// Package imagedist moves images and task logs between nodes over the
+// cluster port. A node that must run an image it lacks asks the cluster
+// record which nodes hold it, fetches the image descriptor from one of
+// them, then only the blobs it is missing; the image store verifies every
+// digest on ingest. Images that came from a registry are pulled from it
+// instead when no peer has them.
+//
+// Who may fetch what (only images of the cluster, only task logs) is the
+// agent's decision (node/access.go), taken before a Serve function runs.
+package imagedist
 
 import (
 	"bufio"
@@ -16,55 +19,80 @@ import (
 	"strings"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/clusterport"
 	"github.com/shoal-org/shoal/node/wire"
 	"github.com/shoal-org/shoal/runtime"
 	"github.com/shoal-org/shoal/runtime/image"
 )
 
-type runtimeLogOptions = runtime.LogOptions
+// Store is the part of the local image store (runtime/image.Store) that
+// distribution reads and fills.
+type Store interface {
+	Get(ref string) (api.Image, error)
+	Manifest(ref string) ([]byte, error)
+	OpenBlob(digest string) (io.ReadCloser, int64, error)
+	HasBlob(digest string) bool
+	IngestBlob(digest string, r io.Reader) error
+	CommitImage(descriptor []byte) (api.Image, error)
+	Pull(ctx context.Context, req api.PullRequest) (api.Image, error)
+}
 
-func (a *Agent) serveBlobRPC(ctx context.Context, call *rpcCall) {
+var _ Store = (*image.Store)(nil)
+
+// Logs streams a container's stored output (runtime.Runtime.Logs).
+type Logs func(ctx context.Context, containerID string, opts runtime.LogOptions) (<-chan api.LogLine, error)
+
+// Caller performs one RPC against the cluster port at addr with the agent's
+// TLS (clusterport.Dialer.Call); stream, when set, gets the rest of the
+// connection after the answer.
+type Caller func(ctx context.Context, addr, method string, body, out any, stream func(io.Reader) error) error
+
+// ServeBlob answers wire.MethodBlob: the blob's size, then its bytes.
+func ServeBlob(store Store, call *clusterport.Call) {
 	var req wire.BlobRequest
-	if err := json.Unmarshal(call.req.Body, &req); err != nil {
-		_ = call.reply(nil, fmt.Errorf("malformed blob request: %w", err))
+	if err := json.Unmarshal(call.Req.Body, &req); err != nil {
+		_ = call.Reply(nil, fmt.Errorf("malformed blob request: %w", err))
 		return
 	}
-	rc, size, err := a.images.OpenBlob(req.Digest)
+	rc, size, err := store.OpenBlob(req.Digest)
 	if err != nil {
-		_ = call.reply(nil, err)
+		_ = call.Reply(nil, err)
 		return
 	}
 	defer rc.Close()
-	if err := call.reply(wire.BlobResponse{Size: size}, nil); err != nil {
+	if err := call.Reply(wire.BlobResponse{Size: size}, nil); err != nil {
 		return
 	}
-	_, _ = io.Copy(call.conn, rc)
+	_, _ = io.Copy(call.Conn, rc)
 }
 
-func (a *Agent) serveManifestRPC(ctx context.Context, call *rpcCall) {
+// ServeManifest answers wire.MethodManifest with the image's descriptor.
+func ServeManifest(store Store, call *clusterport.Call) {
 	var req wire.ManifestRequest
-	if err := json.Unmarshal(call.req.Body, &req); err != nil {
-		_ = call.reply(nil, fmt.Errorf("malformed manifest request: %w", err))
+	if err := json.Unmarshal(call.Req.Body, &req); err != nil {
+		_ = call.Reply(nil, fmt.Errorf("malformed manifest request: %w", err))
 		return
 	}
-	raw, err := a.images.Manifest(req.Ref)
+	raw, err := store.Manifest(req.Ref)
 	if err != nil {
-		_ = call.reply(nil, err)
+		_ = call.Reply(nil, err)
 		return
 	}
-	_ = call.reply(json.RawMessage(raw), nil)
+	_ = call.Reply(json.RawMessage(raw), nil)
 }
 
-func (a *Agent) serveLogsRPC(ctx context.Context, call *rpcCall) {
+// ServeLogs answers wire.MethodLogs: an empty answer, then one JSON log
+// line after another until the logs end, ctx ends or the peer hangs up.
+func ServeLogs(ctx context.Context, logs Logs, call *clusterport.Call) {
 	var req wire.LogsRequest
-	if err := json.Unmarshal(call.req.Body, &req); err != nil {
-		_ = call.reply(nil, fmt.Errorf("malformed logs request: %w", err))
+	if err := json.Unmarshal(call.Req.Body, &req); err != nil {
+		_ = call.Reply(nil, fmt.Errorf("malformed logs request: %w", err))
 		return
 	}
 	opts := runtime.LogOptions{Follow: req.Follow, Tail: req.Tail}
 	if req.Since != "" {
 		if err := opts.Since.UnmarshalText([]byte(req.Since)); err != nil {
-			_ = call.reply(nil, fmt.Errorf("bad since: %w", err))
+			_ = call.Reply(nil, fmt.Errorf("bad since: %w", err))
 			return
 		}
 	}
@@ -72,18 +100,18 @@ func (a *Agent) serveLogsRPC(ctx context.Context, call *rpcCall) {
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
-		_, _ = io.Copy(io.Discard, call.r)
+		_, _ = io.Copy(io.Discard, call.R)
 		cancel()
 	}()
-	ch, err := a.rt.Logs(lctx, req.ContainerID, opts)
+	ch, err := logs(lctx, req.ContainerID, opts)
 	if err != nil {
-		_ = call.reply(nil, err)
+		_ = call.Reply(nil, err)
 		return
 	}
-	if err := call.reply(struct{}{}, nil); err != nil {
+	if err := call.Reply(struct{}{}, nil); err != nil {
 		return
 	}
-	w := bufio.NewWriter(call.conn)
+	w := bufio.NewWriter(call.Conn)
 	enc := json.NewEncoder(w)
 	for l := range ch {
 		if enc.Encode(l) != nil {
@@ -96,15 +124,15 @@ func (a *Agent) serveLogsRPC(ctx context.Context, call *rpcCall) {
 	_ = w.Flush()
 }
 
-// remoteLogs streams a container's logs from node n into send.
-func (a *Agent) remoteLogs(ctx context.Context, cl *cluster, n *api.Node, containerID string, opts runtime.LogOptions, send func(api.LogLine) bool) error {
+// RemoteLogs streams a container's logs from the node at addr into send,
+// until the logs end, ctx ends or send returns false.
+func RemoteLogs(ctx context.Context, call Caller, addr, containerID string, opts runtime.LogOptions, send func(api.LogLine) bool) error {
 	req := wire.LogsRequest{ContainerID: containerID, Follow: opts.Follow, Tail: opts.Tail}
 	if !opts.Since.IsZero() {
 		b, _ := opts.Since.MarshalText()
 		req.Since = string(b)
 	}
-	addr := joinHostPort(n.Addr, n.ClusterPort)
-	return callRPC(ctx, addr, cl.client, wire.MethodLogs, req, nil, func(r io.Reader) error {
+	return call(ctx, addr, wire.MethodLogs, req, nil, func(r io.Reader) error {
 		dec := json.NewDecoder(r)
 		for {
 			var l api.LogLine
@@ -121,50 +149,65 @@ func (a *Agent) remoteLogs(ctx context.Context, cl *cluster, n *api.Node, contai
 	})
 }
 
-// registryCreds returns the credentials for a pull from the image's
-// registry; nil means anonymous. ensureImage calls it only when it has to
-// pull (a task's credentials come from the leader: no round trip when a peer
-// has the image).
-type registryCreds func(ctx context.Context) (*api.RegistryAuth, error)
+// Creds returns the credentials for a pull from the image's registry; nil
+// means anonymous. Ensure calls it only when it has to pull (a task's
+// credentials come from the leader: no round trip when a peer has the
+// image).
+type Creds func(ctx context.Context) (*api.RegistryAuth, error)
 
-// ensureImage makes ref available locally: already here, fetched from a
-// peer that holds it, or pulled from its registry (with creds, when the
-// service carries registry credentials). An image the cluster does not know
+// Peer is a ready node that holds an image.
+type Peer struct {
+	Hostname string
+	Addr     string // its cluster port, host:port
+}
+
+// Source is what the cluster knows of an image.
+type Source struct {
+	// Record is the image's cluster record; nil when the cluster does not
+	// know the image.
+	Record *api.Image
+	// Peer resolves a node ID of Record.Nodes to a node to fetch from;
+	// false skips it (this node itself, a node that is not ready). It is
+	// asked just before each attempt.
+	Peer func(nodeID string) (Peer, bool)
+}
+
+// Ensure makes ref available in store: already there (announce is not
+// called), fetched from a peer that holds it (announce(img, "peer")), or
+// pulled from its registry (announce(img, "pull REF")), with creds when the
+// service carries registry credentials. An image the cluster does not know
 // is pulled from its registry only with credentials (`--with-registry-auth`
 // lets a service name an image no node has yet, as docker does).
-func (a *Agent) ensureImage(ctx context.Context, cl *cluster, ref string, creds registryCreds) error {
-	if _, err := a.images.Get(ref); err == nil {
+func Ensure(ctx context.Context, store Store, call Caller, ref string, src Source, creds Creds, announce func(img api.Image, source string)) error {
+	if _, err := store.Get(ref); err == nil {
 		return nil
 	}
-	rec, ok := findClusterImage(cl, ref)
-	if !ok && creds == nil {
+	rec := src.Record
+	if rec == nil && creds == nil {
 		return fmt.Errorf("image %s is not known in the cluster", ref)
 	}
 	var errs []error
-	src := ref
-	if ok {
+	from := ref
+	if rec != nil {
 		for _, nodeID := range rec.Nodes {
-			if nodeID == a.id.NodeID {
+			p, ok := src.Peer(nodeID)
+			if !ok {
 				continue
 			}
-			n, err := cl.store.Node(nodeID)
-			if err != nil || n.Status != api.NodeReady {
-				continue
-			}
-			img, err := a.fetchImageFrom(ctx, cl, n, ref)
+			img, err := Fetch(ctx, store, call, p.Addr, ref)
 			if err == nil {
-				a.announceImage(ctx, img, "peer")
+				announce(img, "peer")
 				return nil
 			}
-			errs = append(errs, fmt.Errorf("from %s: %w", n.Hostname, err))
+			errs = append(errs, fmt.Errorf("from %s: %w", p.Hostname, err))
 		}
 		var pulled bool
-		if src, pulled = strings.CutPrefix(rec.Source, "pull "); !pulled {
-			src = ""
+		if from, pulled = strings.CutPrefix(rec.Source, "pull "); !pulled {
+			from = ""
 		}
 	}
-	if src != "" {
-		req := api.PullRequest{Ref: src}
+	if from != "" {
+		req := api.PullRequest{Ref: from}
 		if creds != nil {
 			auth, err := creds(ctx)
 			if err != nil {
@@ -174,9 +217,9 @@ func (a *Agent) ensureImage(ctx context.Context, cl *cluster, ref string, creds 
 				req.Username, req.Password = auth.Username, auth.Password
 			}
 		}
-		img, err := a.images.Pull(ctx, req)
+		img, err := store.Pull(ctx, req)
 		if err == nil {
-			a.announceImage(ctx, img, "pull "+src)
+			announce(img, "pull "+from)
 			return nil
 		}
 		if req.Username == "" && errors.Is(err, image.ErrUnauthorized) {
@@ -190,9 +233,9 @@ func (a *Agent) ensureImage(ctx context.Context, cl *cluster, ref string, creds 
 	return fmt.Errorf("fetch image %s: %w", ref, errors.Join(errs...))
 }
 
-// imageDescriptor is the subset of the image store's descriptor this side
+// descriptor is the subset of the image store's descriptor this side
 // needs to know which blobs to fetch.
-type imageDescriptor struct {
+type descriptor struct {
 	Config struct {
 		Digest string `json:"digest"`
 	} `json:"config"`
@@ -201,15 +244,14 @@ type imageDescriptor struct {
 	} `json:"layers"`
 }
 
-// fetchImageFrom copies the image ref from node n: its descriptor, then the
-// blobs this node lacks; it returns the image as stored here.
-func (a *Agent) fetchImageFrom(ctx context.Context, cl *cluster, n *api.Node, ref string) (api.Image, error) {
-	addr := joinHostPort(n.Addr, n.ClusterPort)
+// Fetch copies the image ref from the node at addr into store: its
+// descriptor, then the blobs store lacks; it returns the image as stored.
+func Fetch(ctx context.Context, store Store, call Caller, addr, ref string) (api.Image, error) {
 	var raw json.RawMessage
-	if err := callRPC(ctx, addr, cl.client, wire.MethodManifest, wire.ManifestRequest{Ref: ref}, &raw, nil); err != nil {
+	if err := call(ctx, addr, wire.MethodManifest, wire.ManifestRequest{Ref: ref}, &raw, nil); err != nil {
 		return api.Image{}, err
 	}
-	var d imageDescriptor
+	var d descriptor
 	if err := json.Unmarshal(raw, &d); err != nil {
 		return api.Image{}, fmt.Errorf("decode image descriptor: %w", err)
 	}
@@ -218,17 +260,17 @@ func (a *Agent) fetchImageFrom(ctx context.Context, cl *cluster, n *api.Node, re
 		digests = append(digests, l.Digest)
 	}
 	for _, dg := range digests {
-		if dg == "" || a.images.HasBlob(dg) {
+		if dg == "" || store.HasBlob(dg) {
 			continue
 		}
-		err := callRPC(ctx, addr, cl.client, wire.MethodBlob, wire.BlobRequest{Digest: dg}, nil, func(r io.Reader) error {
-			return a.images.IngestBlob(dg, r)
+		err := call(ctx, addr, wire.MethodBlob, wire.BlobRequest{Digest: dg}, nil, func(r io.Reader) error {
+			return store.IngestBlob(dg, r)
 		})
 		if err != nil {
 			return api.Image{}, fmt.Errorf("blob %s: %w", dg, err)
 		}
 	}
-	img, err := a.images.CommitImage(raw)
+	img, err := store.CommitImage(raw)
 	if err != nil {
 		return api.Image{}, fmt.Errorf("commit image: %w", err)
 	}
