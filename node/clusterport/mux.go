@@ -5,7 +5,7 @@ package clusterport
 // connections must present a valid, unrevoked node certificate; RPC
 // connections may come without one, because a joining node has no certificate
 // yet, and every RPC method except join, ping and the removal question
-// (removal.go) checks the peer identity itself. A raft connection then
+// (the agent's removal.go) checks the peer identity itself. A raft connection then
 // exchanges cluster epochs (epoch.go; the agent's fence judges them) and
 // goes to raft only when both ends run at the same one.
 //
