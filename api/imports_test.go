@@ -66,6 +66,14 @@ var importRules = []importRule{
 	// The RPC protocol as bytes: the refusals it maps to codes come from
 	// consensus and node/authz.
 	{"node/wire/...", []string{"api", "consensus", "node/authz", "node/wire/..."}},
+	// The cluster port: TLS, the protocol byte, caps, one RPC per
+	// connection and the Raft epoch handshake. The agent's fence, its
+	// connection trackers and its RPC handlers come in as interfaces and
+	// funcs.
+	{"node/clusterport/...", []string{"consensus", "node/pki", "node/wire", "node/clusterport/..."}},
+	// Images and task logs between peers: the image store as an interface,
+	// RPCs through a caller the agent binds to its TLS.
+	{"node/imagedist/...", []string{"api", "runtime", "runtime/image", "node/clusterport", "node/wire", "node/imagedist/..."}},
 	// cmd/shoal starts the agent (and the node's container supervisor)
 	// through node and otherwise talks to it only through api.
 	{"cmd/shoal", []string{"api", "api/atomicfile", "node"}},

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/authz"
+	"github.com/shoal-org/shoal/node/clusterport"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -38,14 +38,14 @@ func startTestLeader(t *testing.T) *testLeader {
 	rc.Addr = s.addr
 	rc.DataDir = t.TempDir()
 	self := s.a.id.NodeID
-	rc.StreamLayer = &raftLayer{m: s.m, client: func() *tls.Config { return s.pki.client(self) }}
+	rc.StreamLayer = newRaftLayer(s.m, func() *tls.Config { return s.pki.client(self) }, nil)
 	store := consensus.NewStore()
 	r, err := consensus.New(rc, store)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = r.Shutdown() })
-	s.m.setRaftGate(raftGate(r))
+	s.m.SetRaftGate(raftGate(r))
 	if err := r.BootstrapSelf(); err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +222,7 @@ func (d *dialStream) Dial(a raft.ServerAddress, timeout time.Duration) (net.Conn
 		return nil, err
 	}
 	// The leader runs at epoch 0, as a nil fence does.
-	if err := dialEpoch(c, nil, string(a), timeout); err != nil {
+	if err := clusterport.DialEpoch(c, nil, string(a), timeout); err != nil {
 		_ = c.Close()
 		return nil, err
 	}
@@ -308,75 +308,5 @@ func TestWorkerAPIRefusesWrites(t *testing.T) {
 	code, body = do(t, h, "POST", "/v1/nodes/node-b/update", `{"availability":"drain"}`)
 	if code != http.StatusOK {
 		t.Fatalf("node update on a manager: %d %s", code, body)
-	}
-}
-
-func TestMuxLimitsUnauthenticatedConnections(t *testing.T) {
-	s := startRPCServer(t)
-	s.m.setLimits(muxLimits{MaxConns: 100, MaxAnon: 50, MaxAnonPerIP: 4})
-	var conns []net.Conn
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	// Idle TCP connections that never start TLS: at most 4 are held.
-	for i := 0; i < 10; i++ {
-		c, err := net.Dial("tcp", s.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
-	}
-	waitFor(t, "4 unauthenticated connections held", func() bool { _, anon := s.m.counts(); return anon == 4 })
-	closedByServer := 0
-	for _, c := range conns {
-		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-		if _, err := c.Read(make([]byte, 1)); err == io.EOF {
-			closedByServer++
-		}
-	}
-	if closedByServer != 6 {
-		t.Fatalf("%d connections closed at once by the server, want 6", closedByServer)
-	}
-	// A certified peer is still served while an address is at its cap:
-	// caps are per source address, and loopback is the same one here, so
-	// free the slots first.
-	for _, c := range conns {
-		c.Close()
-	}
-	waitFor(t, "slots released", func() bool { open, anon := s.m.counts(); return open == 0 && anon == 0 })
-	var out map[string]string
-	if err := callRPC(rpcCtx(t), s.addr, s.pki.client("node-b"), wire.MethodPing, nil, &out, nil); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "ping's slot released", func() bool { open, anon := s.m.counts(); return open == 0 && anon == 0 })
-}
-
-func TestRPCAnonymousRequestLineIsSmall(t *testing.T) {
-	s := startRPCServer(t)
-	c, err := dialProto(s.addr, time.Second, pki.JoinTLS(s.pki.ca.Fingerprint()), protoRPC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	// Longer than a joiner ever needs, far below the certified limit.
-	line := `{"method":"join","body":"` + strings.Repeat("x", maxAnonRequestLine) + `"}` + "\n"
-	go func() { _, _ = c.Write([]byte(line)) }()
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	b, err := io.ReadAll(c)
-	if len(b) != 0 {
-		t.Fatalf("answered an oversized anonymous request: %q (%v)", b, err)
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling a counter; nothing to subscribe to
 	}
 }

@@ -124,9 +124,8 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		ln.Close()
 		return err
 	}
-	m := newMux(ln, serverTLS, a.log.With("sub", "mux"), a.serveRPC)
-	m.fence = fc
-	layer := &raftLayer{m: m, client: func() *tls.Config { return clientTLS }, fence: fc}
+	m := newMux(ln, serverTLS, a.log.With("sub", "mux"), a.serveRPC, fc)
+	layer := newRaftLayer(m, func() *tls.Config { return clientTLS }, fc)
 
 	rc := consensus.DefaultConfig()
 	rc.NodeID = a.id.NodeID
@@ -140,7 +139,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		m.Close()
 		return fmt.Errorf("start raft: %w", err)
 	}
-	m.setRaftGate(raftGate(r))
+	m.SetRaftGate(raftGate(r))
 	defer func() {
 		if err != nil {
 			_ = r.Shutdown()

@@ -35,11 +35,8 @@ package node
 import (
 	"context"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -47,16 +44,13 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/clusterport"
 	"github.com/shoal-org/shoal/node/pki"
 )
 
 // epochFile holds this node's epoch, beside (not inside) the raft directory
 // that fencing moves aside.
 const epochFile = "epoch.json"
-
-// errEpochMismatch: a raft connection was refused because the two ends run
-// at different epochs.
-var errEpochMismatch = errors.New("raft epoch mismatch")
 
 type epochRecord struct {
 	Epoch uint64 `json:"epoch"`
@@ -142,9 +136,14 @@ func (f *fence) check(peer string, remote uint64) consensus.EpochVerdict {
 }
 
 // Local and Hint make the fence the one node/membership asks about the
-// epoch in each member's metadata (membership.Fence).
+// epoch in each member's metadata (membership.Fence); Local and Check make
+// it the one the cluster port's Raft handshake presents and judges
+// (clusterport.Fence).
 func (f *fence) Local() uint64           { return f.local() }
 func (f *fence) Hint(clusterAddr string) { f.hint(clusterAddr) }
+func (f *fence) Check(peer string, remote uint64) consensus.EpochVerdict {
+	return f.check(peer, remote)
+}
 
 // hint records that a peer gossips a newer epoch; the fence loop checks it
 // over the peer's cluster port. The latest hint wins; it never blocks.
@@ -196,56 +195,6 @@ func isVoterOf(r *consensus.Raft, id string) bool {
 	return false
 }
 
-// sendEpoch and recvEpoch are the two halves of the raft epoch handshake.
-func sendEpoch(w io.Writer, epoch uint64) error {
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], epoch)
-	_, err := w.Write(b[:])
-	return err
-}
-
-func recvEpoch(r io.Reader) (uint64, error) {
-	var b [8]byte
-	if _, err := io.ReadFull(r, b[:]); err != nil {
-		return 0, err
-	}
-	return binary.BigEndian.Uint64(b[:]), nil
-}
-
-// dialEpoch runs the dialer's half of the handshake on a fresh raft
-// connection: it presents our epoch and refuses a peer of another one.
-func dialEpoch(conn net.Conn, f *fence, peer string, timeout time.Duration) error {
-	_ = conn.SetDeadline(time.Now().Add(timeout))
-	if err := sendEpoch(conn, f.local()); err != nil {
-		return fmt.Errorf("raft epoch handshake with %s: %w", peer, err)
-	}
-	theirs, err := recvEpoch(conn)
-	if err != nil {
-		// An acceptor of an older binary, or one that refused us before
-		// answering.
-		return fmt.Errorf("raft epoch handshake with %s: %w", peer, err)
-	}
-	if v := f.check(peer, theirs); v != consensus.EpochSame {
-		return fmt.Errorf("raft to %s: %w: ours %d, theirs %d (%s)", peer, errEpochMismatch, f.local(), theirs, v)
-	}
-	_ = conn.SetDeadline(time.Time{})
-	return nil
-}
-
-// acceptEpoch runs the acceptor's half: it reads the dialer's epoch,
-// answers with ours (so a stale dialer learns it is fenced) and reports
-// whether the connection may go to raft.
-func acceptEpoch(conn net.Conn, f *fence, peer string) (uint64, consensus.EpochVerdict, error) {
-	theirs, err := recvEpoch(conn)
-	if err != nil {
-		return 0, 0, err
-	}
-	if err := sendEpoch(conn, f.local()); err != nil {
-		return theirs, 0, err
-	}
-	return theirs, f.check(peer, theirs), nil
-}
-
 // fenceLoop waits until this cluster instance is fenced and hands it to
 // fencedRejoinLoop (re-joining stops this instance, whose wait group this loop
 // belongs to). Gossip hints are checked on the peer's cluster port, at most
@@ -275,7 +224,7 @@ func (a *Agent) fenceLoop(ctx context.Context, cl *cluster) {
 				}
 			}
 			lastProbe = time.Now()
-			if err := probeEpoch(addr, cl.client, cl.fence); err != nil && !errors.Is(err, errEpochMismatch) {
+			if err := probeEpoch(addr, cl.client, cl.fence); err != nil && !errors.Is(err, clusterport.ErrEpochMismatch) {
 				a.log.Debug("epoch probe", "addr", addr, "err", err)
 			}
 		}
@@ -289,7 +238,7 @@ const probeInterval = time.Second
 // and closes the connection: a newer epoch there fences this node (if that
 // node may), an equal one hands raft a connection that ends at once.
 func probeEpoch(addr string, client *tls.Config, f *fence) error {
-	c, err := dialProto(addr, dialTimeout, client, protoRaft)
+	c, err := dialProto(addr, dialTimeout, client, clusterport.ProtoRaft)
 	if err != nil {
 		return err
 	}
@@ -298,7 +247,7 @@ func probeEpoch(addr string, client *tls.Config, f *fence) error {
 	if id, ok := pki.ServerNodeID(c.ConnectionState()); ok {
 		peer = id
 	}
-	return dialEpoch(c, f, peer, dialTimeout)
+	return clusterport.DialEpoch(c, f, peer, dialTimeout)
 }
 
 // fencedRejoinLoop re-joins fenced cluster instances, one at a time, until ctx

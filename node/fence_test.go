@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/clusterport"
 	"github.com/shoal-org/shoal/node/pki"
 )
 
@@ -198,18 +199,23 @@ func TestMoveRaftAside(t *testing.T) {
 	}
 }
 
+// epochLayer is a raft layer with the fence it presents.
+type epochLayer struct {
+	*clusterport.RaftLayer
+	fence *fence
+}
+
 // epochMux serves raft on loopback with a fence at epoch, for the
 // handshake tests.
-func epochMux(t *testing.T, p *testPKI, id string, epoch uint64) (*raftLayer, string) {
+func epochMux(t *testing.T, p *testPKI, id string, epoch uint64) (*epochLayer, string) {
 	t.Helper()
 	cert, _ := p.node(id)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := newMux(ln, pki.ServerTLS(cert, p.ca.Pool(), nil), slog.New(slog.NewTextHandler(io.Discard, nil)), func(c *tls.Conn) { c.Close() })
 	fc := newFence(epoch)
-	m.fence = fc
+	m := newMux(ln, pki.ServerTLS(cert, p.ca.Pool(), nil), slog.New(slog.NewTextHandler(io.Discard, nil)), func(c *tls.Conn) { c.Close() }, fc)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
@@ -218,7 +224,7 @@ func epochMux(t *testing.T, p *testPKI, id string, epoch uint64) (*raftLayer, st
 		<-done
 	})
 	client := pki.ClientTLS(cert, p.ca.Pool())
-	return &raftLayer{m: m, client: func() *tls.Config { return client }, fence: fc}, ln.Addr().String()
+	return &epochLayer{newRaftLayer(m, func() *tls.Config { return client }, fc), fc}, ln.Addr().String()
 }
 
 // TestRaftEpochHandshake: raft traffic flows only between equal epochs; the
@@ -275,7 +281,7 @@ func TestRaftEpochHandshake(t *testing.T) {
 					t.Fatal("connection at equal epochs never reached raft")
 				}
 			} else {
-				if !errors.Is(err, errEpochMismatch) {
+				if !errors.Is(err, clusterport.ErrEpochMismatch) {
 					t.Fatalf("dial from epoch %d to %d: %v, want an epoch mismatch", tt.dialer, tt.acceptor, err)
 				}
 				// The acceptor must have judged (and closed) it without
@@ -328,10 +334,10 @@ func handshakeUntilClosed(t *testing.T, addr string, client *tls.Config, epoch u
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if err := sendEpoch(c, epoch); err != nil {
+	if err := clusterport.SendEpoch(c, epoch); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := recvEpoch(c); err != nil {
+	if _, err := clusterport.RecvEpoch(c); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := io.Copy(io.Discard, c); err != nil {
@@ -351,7 +357,7 @@ func TestProbeEpoch(t *testing.T) {
 		t.Fatalf("probe at the same epoch: %v, fenced %v", err, isFenced(stale))
 	}
 	stale.trust(func(id string) bool { return id == "recovered" })
-	if err := probeEpoch(newer, client, stale); !errors.Is(err, errEpochMismatch) {
+	if err := probeEpoch(newer, client, stale); !errors.Is(err, clusterport.ErrEpochMismatch) {
 		t.Fatalf("probe of a newer epoch: %v", err)
 	}
 	if !isFenced(stale) {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/clusterport"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -555,7 +556,9 @@ func (a *Agent) promoteReplacement(ctx context.Context, cl *cluster, leaving str
 	}
 }
 
+// isDialError reports a failure to connect to a peer, through callRPC
+// (clusterport.DialError) or a connection dialled here (dialError).
 func isDialError(err error) bool {
 	var de *dialError
-	return errors.As(err, &de)
+	return clusterport.IsDialError(err) || errors.As(err, &de)
 }

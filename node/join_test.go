@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-org/shoal/node/clusterport"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -51,12 +52,12 @@ func TestExplainJoinError(t *testing.T) {
 		},
 		{
 			name: "TLS handshake with something else",
-			err:  &dialError{errors.New("connect to x: tls: first record does not look like a TLS handshake")},
+			err:  &clusterport.DialError{Err: errors.New("connect to x: tls: first record does not look like a TLS handshake")},
 			want: []string{"join " + addr, "not a Shoal cluster node"},
 		},
 		{
 			name: "peer hung up during the handshake",
-			err:  &dialError{fmt.Errorf("connect to x: %w", io.EOF)},
+			err:  &clusterport.DialError{Err: fmt.Errorf("connect to x: %w", io.EOF)},
 			want: []string{"not a Shoal cluster node"},
 		},
 		{
@@ -245,7 +246,7 @@ func TestExplainJoinErrorAfterHandshake(t *testing.T) {
 	}
 	// A node that completes TLS and the protocol byte, then hangs up.
 	m := newMux(ln, pki.ServerTLS(cert, p.ca.Pool(), nil), slog.New(slog.NewTextHandler(io.Discard, nil)),
-		func(c *tls.Conn) { c.Close() })
+		func(c *tls.Conn) { c.Close() }, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = m.Run(ctx) }()

@@ -274,7 +274,7 @@ func TestJoinReplyForeignCARefused(t *testing.T) {
 		b, _ := json.Marshal(wire.Response{Body: body})
 		_, _ = c.Write(append(b, '\n'))
 	}
-	m := newMux(ln, pki.ServerTLS(cert, pinned.ca.Pool(), nil), slog.New(slog.NewTextHandler(io.Discard, nil)), answer)
+	m := newMux(ln, pki.ServerTLS(cert, pinned.ca.Pool(), nil), slog.New(slog.NewTextHandler(io.Discard, nil)), answer, nil)
 	mctx, mcancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = m.Run(mctx) }()

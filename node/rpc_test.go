@@ -13,13 +13,11 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/clusterport"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -82,7 +80,7 @@ func startRPCServer(t *testing.T) *rpcServer {
 		t.Fatal(err)
 	}
 	s.addr = ln.Addr().String()
-	s.m = newMux(ln, srvTLS, slog.New(slog.NewTextHandler(io.Discard, nil)), s.a.serveRPC)
+	s.m = newMux(ln, srvTLS, slog.New(slog.NewTextHandler(io.Discard, nil)), s.a.serveRPC, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { s.done <- s.m.Run(ctx) }()
 	t.Cleanup(func() {
@@ -166,27 +164,6 @@ func TestRPCWithCertificate(t *testing.T) {
 	}
 }
 
-func TestRPCMalformedRequestLine(t *testing.T) {
-	s := startRPCServer(t)
-	conn, err := dialProto(s.addr, time.Second, s.pki.client("node-b"), protoRPC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := conn.Write([]byte("this is not json\n")); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(conn).ReadBytes('\n')
-	if err != nil {
-		t.Fatal(err)
-	}
-	var resp wire.Response
-	if err := json.Unmarshal(line, &resp); err != nil || !strings.Contains(resp.Error, "malformed rpc request") {
-		t.Fatalf("answer %s (%v), want a malformed request error", line, err)
-	}
-}
-
 func TestRPCOtherClusterAndRevoked(t *testing.T) {
 	s := startRPCServer(t)
 	other := newTestPKI(t, "cluster-b")
@@ -254,180 +231,6 @@ func TestJoinThroughAPIRefused(t *testing.T) {
 	}
 }
 
-func TestMuxRaftNeedsCertificate(t *testing.T) {
-	s := startRPCServer(t)
-	layer := &raftLayer{m: s.m, client: func() *tls.Config { return s.pki.client("node-b") }}
-
-	// Without a certificate the raft connection is dropped after the
-	// protocol byte and never reaches raft.
-	c, err := dialProto(s.addr, time.Second, pki.JoinTLS(s.pki.ca.Fingerprint()), protoRaft)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Read(make([]byte, 1)); err == nil {
-		t.Error("raft connection without a certificate was kept open")
-	}
-	c.Close()
-
-	// With one it is handed to raft.
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		conn, err := layer.Accept()
-		if err == nil {
-			accepted <- conn
-		}
-	}()
-	rc, err := layer.Dial(raft.ServerAddress(s.addr), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	select {
-	case conn := <-accepted:
-		tc, ok := conn.(*tls.Conn)
-		if !ok {
-			t.Fatalf("raft got a %T", conn)
-		}
-		if id, ok := pki.PeerNodeID(tc.ConnectionState()); !ok || id != "node-b" {
-			t.Errorf("raft peer %q %v, want node-b", id, ok)
-		}
-		// Bytes flow both ways.
-		if _, err := rc.Write([]byte("x")); err != nil {
-			t.Fatal(err)
-		}
-		b := make([]byte, 1)
-		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.ReadFull(conn, b); err != nil || b[0] != 'x' {
-			t.Fatalf("read %q %v", b, err)
-		}
-		conn.Close()
-	case <-time.After(5 * time.Second):
-		t.Fatal("raft connection with a certificate never reached raft")
-	}
-	if layer.Addr().String() != s.addr {
-		t.Errorf("layer address %s, want %s", layer.Addr(), s.addr)
-	}
-}
-
-func TestMuxUnknownProtocolByte(t *testing.T) {
-	s := startRPCServer(t)
-	c, err := dialProto(s.addr, time.Second, s.pki.client("node-b"), 'X')
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Read(make([]byte, 1)); err == nil {
-		t.Error("a connection with an unknown protocol byte was kept open")
-	}
-}
-
-func TestMuxCloseStopsRaftLayer(t *testing.T) {
-	s := startRPCServer(t)
-	layer := &raftLayer{m: s.m}
-	errc := make(chan error, 1)
-	go func() { _, err := layer.Accept(); errc <- err }()
-	if err := layer.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s.m.Close() // idempotent
-	select {
-	case err := <-errc:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Errorf("Accept after close: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Accept did not return after Close")
-	}
-	select {
-	case err := <-s.done:
-		if err != nil {
-			t.Errorf("mux.Run: %v", err)
-		}
-		s.done <- nil // for the cleanup
-	case <-time.After(5 * time.Second):
-		t.Fatal("mux.Run did not return after Close")
-	}
-}
-
-func TestCallRPCDeadlines(t *testing.T) {
-	t.Run("expired context", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(context.Background(), -time.Second)
-		defer cancel()
-		if err := callRPC(ctx, "127.0.0.1:1", &tls.Config{}, wire.MethodPing, nil, nil, nil); !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("err = %v, want DeadlineExceeded", err)
-		}
-	})
-	t.Run("peer accepts but never answers", func(t *testing.T) {
-		// A TCP server that swallows everything: the TLS handshake never
-		// completes, and the connect bound (dialTimeout) must end the call.
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var conns []net.Conn
-		var mu sync.Mutex
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				mu.Lock()
-				conns = append(conns, c)
-				mu.Unlock()
-			}
-		}()
-		defer func() {
-			ln.Close()
-			<-done
-			mu.Lock()
-			for _, c := range conns {
-				c.Close()
-			}
-			mu.Unlock()
-		}()
-		start := time.Now()
-		err = callRPC(rpcCtx(t), ln.Addr().String(), pki.JoinTLS("x"), wire.MethodPing, nil, nil, nil)
-		if err == nil {
-			t.Fatal("a silent peer answered")
-		}
-		if !retryable(err) {
-			t.Errorf("a silent peer is a transport problem and should be retryable: %v", err)
-		}
-		if d := time.Since(start); d > 4*time.Second {
-			t.Errorf("the call took %v, connect should be bounded by %v", d, dialTimeout)
-		}
-	})
-	t.Run("a streaming call gets the rest of the connection", func(t *testing.T) {
-		s := startRPCServer(t)
-		ctx := rpcCtx(t)
-		var calls atomic.Int32
-		errc := make(chan error, 1)
-		go func() {
-			errc <- callRPC(ctx, s.addr, s.pki.client("node-b"), wire.MethodPing, nil, nil, func(r io.Reader) error {
-				calls.Add(1)
-				_, err := io.Copy(io.Discard, r) // the server closes after ping
-				return err
-			})
-		}()
-		select {
-		case err := <-errc:
-			if err != nil {
-				t.Fatalf("stream: %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("stream did not end")
-		}
-		if calls.Load() != 1 {
-			t.Errorf("stream called %d times", calls.Load())
-		}
-	})
-}
-
 // TestRPCReplyCodes checks which errors a peer marks so that the caller's
 // write loop can tell "retry, maybe elsewhere" from "this is the answer".
 func TestRPCReplyCodes(t *testing.T) {
@@ -485,7 +288,7 @@ func replyRoundTrip(t *testing.T, err error) error {
 	defer cs.Close()
 	defer cc.Close()
 	werr := make(chan error, 1)
-	go func() { werr <- (&rpcCall{conn: srv}).reply(nil, err) }()
+	go func() { werr <- (&clusterport.Call{Conn: srv}).Reply(nil, err) }()
 	_ = cli.SetDeadline(time.Now().Add(5 * time.Second))
 	line, rerr := bufio.NewReader(cli).ReadBytes('\n')
 	if rerr != nil {

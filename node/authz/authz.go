@@ -26,7 +26,7 @@ package authz
 // Authorize is the whole decision, a pure function of the caller, the
 // command and the caller's stored node record, table-tested over every
 // command type (authz_test.go). Raft traffic is gated separately at accept
-// time (node/mux.go, RaftPeerAllowed): only members of the Raft configuration may send it.
+// time (node/clusterport, RaftPeerAllowed): only members of the Raft configuration may send it.
 
 import (
 	"bytes"

@@ -72,7 +72,7 @@ type ReadIndexResponse struct {
 	Index uint64 `json:"index"`
 }
 
-// ---- distribution.go ----
+// ---- node/imagedist ----
 
 // BlobRequest is MethodBlob; the response is followed by Size raw bytes.
 type BlobRequest struct {

@@ -1,13 +1,13 @@
-package node
+package clusterport
 
 // One TCP port (2377) carries two protocols, as Consul does: after the TLS
 // handshake the first byte the client writes selects Raft or RPC. Raft
 // connections must present a valid, unrevoked node certificate; RPC
 // connections may come without one, because a joining node has no certificate
 // yet, and every RPC method except join, ping and the removal question
-// (removal.go) checks the peer identity itself. A raft connection then
-// exchanges cluster epochs (fence.go) and goes to raft only when both ends
-// run at the same one.
+// (the agent's removal.go) checks the peer identity itself. A raft connection then
+// exchanges cluster epochs (epoch.go; the agent's fence judges them) and
+// goes to raft only when both ends run at the same one.
 //
 // Before the TLS handshake nobody is known, so the port is cheap to hold
 // open: connections are capped globally and per source IP while they are
@@ -15,7 +15,7 @@ package node
 // handshake and protocol byte must come within handshakeTimeout, and
 // nothing is buffered beyond TLS records until the peer is known. A Raft
 // connection is admitted only from a member of the Raft configuration
-// (authz.RaftPeerAllowed, gated in access.go).
+// (authz.RaftPeerAllowed; the agent installs the gate, SetRaftGate).
 
 import (
 	"context"
@@ -34,9 +34,10 @@ import (
 	"github.com/shoal-org/shoal/node/pki"
 )
 
+// The protocol byte a client writes after the TLS handshake.
 const (
-	protoRaft byte = 'R'
-	protoRPC  byte = 'C'
+	ProtoRaft byte = 'R'
+	ProtoRPC  byte = 'C'
 )
 
 // handshakeTimeout bounds how long an unauthenticated connection may take
@@ -45,14 +46,14 @@ const handshakeTimeout = 5 * time.Second
 
 // maxAnonBytes bounds what the agent reads from a connection before the
 // peer is authenticated: the TLS handshake (a few KiB) plus a joiner's one
-// request (maxAnonRequestLine).
+// request (MaxAnonRequestLine).
 const maxAnonBytes = 64 << 10
 
 // errAnonBytes ends an unauthenticated connection that sent too much.
 var errAnonBytes = errors.New("too many bytes before authentication")
 
-// muxLimits caps connections on the cluster port.
-type muxLimits struct {
+// Limits caps connections on the cluster port.
+type Limits struct {
 	// MaxConns bounds all open connections (peers hold a few each).
 	MaxConns int
 	// MaxAnon bounds connections not yet authenticated, in total and per
@@ -62,26 +63,60 @@ type muxLimits struct {
 	MaxAnonPerIP int
 }
 
-func defaultMuxLimits() muxLimits {
-	return muxLimits{MaxConns: 2048, MaxAnon: 256, MaxAnonPerIP: 32}
+// DefaultLimits are the caps of a production agent.
+func DefaultLimits() Limits {
+	return Limits{MaxConns: 2048, MaxAnon: 256, MaxAnonPerIP: 32}
 }
 
-// mux accepts TLS connections on the cluster port and routes them.
-type mux struct {
+// Fence is the cluster epoch the Raft handshake presents and judges (the
+// agent's fence). Check may record that a newer epoch fenced this node; both
+// must be safe for concurrent use. A nil Fence is epoch 0 and fences nothing.
+type Fence interface {
+	// Local is this cluster instance's epoch.
+	Local() uint64
+	// Check judges the epoch a certified peer presented.
+	Check(peer string, theirs uint64) consensus.EpochVerdict
+}
+
+// Tracker follows the connections of one side of the port by the peer's
+// certificate, so that a revocation can close them (the agent's revoke.go).
+// Both methods must be safe for concurrent use.
+type Tracker interface {
+	// Track starts following raw; the TLS connection is built on what it
+	// returns, and closing that forgets it.
+	Track(raw net.Conn) net.Conn
+	// Identify records the certificate a handshake verified on c, a value
+	// Track returned.
+	Identify(c net.Conn, serial, peerID string)
+}
+
+// MuxConfig is what NewMux needs.
+type MuxConfig struct {
+	Listener net.Listener
+	TLS      *tls.Config
+	Log      *slog.Logger
+	// RPC serves one RPC connection (Serve); it owns conn and closes it.
+	RPC func(conn *tls.Conn)
+	// Fence is this cluster instance's epoch (nil: epoch 0).
+	Fence Fence
+	// Tracker follows accepted connections (nil: none are followed).
+	Tracker Tracker
+}
+
+// Mux accepts TLS connections on the cluster port and routes them: Raft
+// connections to its RaftLayer, RPC connections to MuxConfig.RPC.
+type Mux struct {
 	ln     net.Listener
 	tlsCfg *tls.Config
 	log    *slog.Logger
 	raftCh chan net.Conn
 	rpc    func(conn *tls.Conn)
-	// fence is this cluster instance's epoch (nil: epoch 0). Set before Run.
-	fence  *fence
-	limits muxLimits
+	fence  Fence
+	conns  Tracker
+	limits Limits
 	// raftGate, when set, admits or refuses a Raft connection by the node
 	// ID of its certificate.
 	raftGate atomic.Pointer[func(peerID string) error]
-	// conns tracks accepted connections by the peer's certificate serial,
-	// so that a revocation closes them (revoke.go).
-	conns *connTracker
 
 	countMu  sync.Mutex
 	open     int
@@ -93,33 +128,35 @@ type mux struct {
 	wg        sync.WaitGroup
 }
 
-func newMux(ln net.Listener, tlsCfg *tls.Config, log *slog.Logger, rpc func(*tls.Conn)) *mux {
-	return &mux{
-		ln:       ln,
-		tlsCfg:   tlsCfg,
-		log:      log,
+// NewMux returns a mux with DefaultLimits; Run starts it.
+func NewMux(cfg MuxConfig) *Mux {
+	return &Mux{
+		ln:       cfg.Listener,
+		tlsCfg:   cfg.TLS,
+		log:      cfg.Log,
 		raftCh:   make(chan net.Conn, 16),
-		rpc:      rpc,
+		rpc:      cfg.RPC,
+		fence:    cfg.Fence,
+		conns:    cfg.Tracker,
 		closed:   make(chan struct{}),
-		limits:   defaultMuxLimits(),
+		limits:   DefaultLimits(),
 		anonByIP: map[string]int{},
-		conns:    newConnTracker(),
 	}
 }
 
-// setLimits replaces the connection caps (tests); safe while Run runs.
-func (m *mux) setLimits(l muxLimits) {
+// SetLimits replaces the connection caps (tests); safe while Run runs.
+func (m *Mux) SetLimits(l Limits) {
 	m.countMu.Lock()
 	defer m.countMu.Unlock()
 	m.limits = l
 }
 
-// setRaftGate installs the check of Raft peers; call it before Run.
-func (m *mux) setRaftGate(f func(peerID string) error) { m.raftGate.Store(&f) }
+// SetRaftGate installs the check of Raft peers; call it before Run.
+func (m *Mux) SetRaftGate(f func(peerID string) error) { m.raftGate.Store(&f) }
 
 // admit counts a new unauthenticated connection from ip, or refuses it
 // when a cap is reached.
-func (m *mux) admit(ip string) bool {
+func (m *Mux) admit(ip string) bool {
 	m.countMu.Lock()
 	defer m.countMu.Unlock()
 	if m.open >= m.limits.MaxConns || m.anon >= m.limits.MaxAnon || m.anonByIP[ip] >= m.limits.MaxAnonPerIP {
@@ -132,13 +169,13 @@ func (m *mux) admit(ip string) bool {
 }
 
 // authenticated moves a connection from ip out of the unauthenticated count.
-func (m *mux) authenticated(ip string) {
+func (m *Mux) authenticated(ip string) {
 	m.countMu.Lock()
 	defer m.countMu.Unlock()
 	m.dropAnonLocked(ip)
 }
 
-func (m *mux) dropAnonLocked(ip string) {
+func (m *Mux) dropAnonLocked(ip string) {
 	m.anon--
 	if m.anonByIP[ip]--; m.anonByIP[ip] <= 0 {
 		delete(m.anonByIP, ip)
@@ -146,7 +183,7 @@ func (m *mux) dropAnonLocked(ip string) {
 }
 
 // release forgets a closed connection.
-func (m *mux) release(ip string, anon bool) {
+func (m *Mux) release(ip string, anon bool) {
 	m.countMu.Lock()
 	defer m.countMu.Unlock()
 	m.open--
@@ -155,8 +192,8 @@ func (m *mux) release(ip string, anon bool) {
 	}
 }
 
-// counts returns the open and unauthenticated connections (tests).
-func (m *mux) counts() (open, anon int) {
+// Counts returns the open and unauthenticated connections (tests).
+func (m *Mux) Counts() (open, anon int) {
 	m.countMu.Lock()
 	defer m.countMu.Unlock()
 	return m.open, m.anon
@@ -171,7 +208,7 @@ func remoteIP(c net.Conn) string {
 }
 
 // Run accepts connections until ctx ends or the listener is closed.
-func (m *mux) Run(ctx context.Context) error {
+func (m *Mux) Run(ctx context.Context) error {
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -209,9 +246,12 @@ func (m *mux) Run(ctx context.Context) error {
 }
 
 // handle runs one accepted connection; it owns its slot in the counts.
-func (m *mux) handle(c net.Conn, ip string) {
+func (m *Mux) handle(c net.Conn, ip string) {
 	anon := true
-	tracked := m.conns.wrap(c)
+	tracked := c
+	if m.conns != nil {
+		tracked = m.conns.Track(c)
+	}
 	cc := &countedConn{Conn: tracked, release: func() { m.release(ip, anon) }, limit: maxAnonBytes}
 	tc := tls.Server(cc, m.tlsCfg)
 	_ = tc.SetDeadline(time.Now().Add(handshakeTimeout))
@@ -227,13 +267,15 @@ func (m *mux) handle(c net.Conn, ip string) {
 	}
 	peerID, certified := pki.PeerNodeID(tc.ConnectionState())
 	if certified {
-		m.conns.identify(tracked, pki.Serial(tc.ConnectionState().PeerCertificates[0]), peerID)
+		if m.conns != nil {
+			m.conns.Identify(tracked, pki.Serial(tc.ConnectionState().PeerCertificates[0]), peerID)
+		}
 		m.authenticated(ip)
 		anon = false // read by release, which runs in this goroutine or after it
 		cc.authed.Store(true)
 	}
 	switch b[0] {
-	case protoRaft:
+	case ProtoRaft:
 		if !certified {
 			m.log.Warn("raft connection without a node certificate refused", "remote", c.RemoteAddr())
 			_ = tc.Close()
@@ -244,7 +286,7 @@ func (m *mux) handle(c net.Conn, ip string) {
 			// A stale peer retries with every heartbeat: debug only; the
 			// fenced side says it loudly.
 			m.log.Debug("raft connection refused: epoch mismatch", "peer", peerID, "remote", c.RemoteAddr(),
-				"epoch", m.fence.local(), "peer_epoch", theirs, "verdict", v, "err", err)
+				"epoch", localEpoch(m.fence), "peer_epoch", theirs, "verdict", v, "err", err)
 			_ = tc.Close()
 			return
 		}
@@ -264,7 +306,7 @@ func (m *mux) handle(c net.Conn, ip string) {
 		case <-m.closed:
 			_ = tc.Close()
 		}
-	case protoRPC:
+	case ProtoRPC:
 		_ = tc.SetDeadline(time.Time{})
 		m.rpc(tc)
 	default:
@@ -306,40 +348,47 @@ func (c *countedConn) Close() error {
 }
 
 // Close stops accepting; it is idempotent.
-func (m *mux) Close() {
+func (m *Mux) Close() {
 	m.closeOnce.Do(func() {
 		close(m.closed)
 		_ = m.ln.Close()
 	})
 }
 
-// raftLayer adapts the mux to raft.StreamLayer.
-type raftLayer struct {
-	m      *mux
-	client func() *tls.Config
-	// fence is this cluster instance's epoch (nil: epoch 0).
-	fence *fence
+// RaftLayer adapts the mux to raft.StreamLayer.
+type RaftLayer struct {
+	Mux *Mux
+	// Client is the TLS towards peers, read at every dial (it changes on
+	// renewal).
+	Client func() *tls.Config
+	// Fence is this cluster instance's epoch (nil: epoch 0).
+	Fence Fence
+	// Dialer opens the connections (and tracks them).
+	Dialer Dialer
 }
 
-var _ raft.StreamLayer = (*raftLayer)(nil)
+var _ raft.StreamLayer = (*RaftLayer)(nil)
 
-func (l *raftLayer) Accept() (net.Conn, error) {
+// Accept returns the next Raft connection the mux admitted.
+func (l *RaftLayer) Accept() (net.Conn, error) {
 	select {
-	case c := <-l.m.raftCh:
+	case c := <-l.Mux.raftCh:
 		return c, nil
-	case <-l.m.closed:
+	case <-l.Mux.closed:
 		return nil, net.ErrClosed
 	}
 }
 
-func (l *raftLayer) Close() error { l.m.Close(); return nil }
+// Close closes the mux.
+func (l *RaftLayer) Close() error { l.Mux.Close(); return nil }
 
-func (l *raftLayer) Addr() net.Addr { return l.m.ln.Addr() }
+// Addr is the cluster port's address.
+func (l *RaftLayer) Addr() net.Addr { return l.Mux.ln.Addr() }
 
 // Dial connects to a peer's raft and runs the epoch handshake: a peer of
 // another epoch is refused (and a newer one fences this node).
-func (l *raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	c, err := dialProto(string(address), timeout, l.client(), protoRaft)
+func (l *RaftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	c, err := l.Dialer.Dial(string(address), timeout, l.Client(), ProtoRaft)
 	if err != nil {
 		return nil, err
 	}
@@ -347,32 +396,40 @@ func (l *raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net
 	if id, ok := pki.ServerNodeID(c.ConnectionState()); ok {
 		peer = id
 	}
-	if err := dialEpoch(c, l.fence, peer, timeout); err != nil {
+	if err := DialEpoch(c, l.Fence, peer, timeout); err != nil {
 		_ = c.Close()
 		return nil, err
 	}
 	return c, nil
 }
 
-// dialProto opens a TLS connection to a cluster port and selects a
-// protocol. The connection is tracked by the server's certificate serial
-// until it is closed (dialedConns), so that a revocation closes it.
-func dialProto(addr string, timeout time.Duration, cfg *tls.Config, proto byte) (*tls.Conn, error) {
-	d := &net.Dialer{Timeout: timeout}
-	conn, err := d.Dial("tcp", addr)
+// Dialer opens connections to cluster ports. The zero value tracks nothing.
+type Dialer struct {
+	// Tracker, when set, follows every dialled connection by the server's
+	// certificate serial until it is closed, so that a revocation closes it.
+	Tracker Tracker
+}
+
+// Dial opens a TLS connection to a cluster port and selects a protocol.
+func (d Dialer) Dial(addr string, timeout time.Duration, cfg *tls.Config, proto byte) (*tls.Conn, error) {
+	nd := &net.Dialer{Timeout: timeout}
+	conn, err := nd.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	raw := dialedConns.wrap(conn)
+	raw := conn
+	if d.Tracker != nil {
+		raw = d.Tracker.Track(conn)
+	}
 	tc := tls.Client(raw, cfg)
 	_ = tc.SetDeadline(time.Now().Add(timeout))
 	if err := tc.Handshake(); err != nil {
 		_ = raw.Close()
 		return nil, err
 	}
-	if st := tc.ConnectionState(); len(st.PeerCertificates) > 0 {
+	if st := tc.ConnectionState(); len(st.PeerCertificates) > 0 && d.Tracker != nil {
 		id, _ := pki.ServerNodeID(st)
-		dialedConns.identify(raw, pki.Serial(st.PeerCertificates[0]), id)
+		d.Tracker.Identify(raw, pki.Serial(st.PeerCertificates[0]), id)
 	}
 	if _, err := tc.Write([]byte{proto}); err != nil {
 		_ = tc.Close()

@@ -1,0 +1,278 @@
+// Package imagedist moves images and task logs between nodes over the
+// cluster port. A node that must run an image it lacks asks the cluster
+// record which nodes hold it, fetches the image descriptor from one of
+// them, then only the blobs it is missing; the image store verifies every
+// digest on ingest. Images that came from a registry are pulled from it
+// instead when no peer has them.
+//
+// Who may fetch what (only images of the cluster, only task logs) is the
+// agent's decision (node/access.go), taken before a Serve function runs.
+package imagedist
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/clusterport"
+	"github.com/shoal-org/shoal/node/wire"
+	"github.com/shoal-org/shoal/runtime"
+	"github.com/shoal-org/shoal/runtime/image"
+)
+
+// Store is the part of the local image store (runtime/image.Store) that
+// distribution reads and fills.
+type Store interface {
+	Get(ref string) (api.Image, error)
+	Manifest(ref string) ([]byte, error)
+	OpenBlob(digest string) (io.ReadCloser, int64, error)
+	HasBlob(digest string) bool
+	IngestBlob(digest string, r io.Reader) error
+	CommitImage(descriptor []byte) (api.Image, error)
+	Pull(ctx context.Context, req api.PullRequest) (api.Image, error)
+}
+
+var _ Store = (*image.Store)(nil)
+
+// Logs streams a container's stored output (runtime.Runtime.Logs).
+type Logs func(ctx context.Context, containerID string, opts runtime.LogOptions) (<-chan api.LogLine, error)
+
+// Caller performs one RPC against the cluster port at addr with the agent's
+// TLS (clusterport.Dialer.Call); stream, when set, gets the rest of the
+// connection after the answer.
+type Caller func(ctx context.Context, addr, method string, body, out any, stream func(io.Reader) error) error
+
+// ServeBlob answers wire.MethodBlob: the blob's size, then its bytes.
+func ServeBlob(store Store, call *clusterport.Call) {
+	var req wire.BlobRequest
+	if err := json.Unmarshal(call.Req.Body, &req); err != nil {
+		_ = call.Reply(nil, fmt.Errorf("malformed blob request: %w", err))
+		return
+	}
+	rc, size, err := store.OpenBlob(req.Digest)
+	if err != nil {
+		_ = call.Reply(nil, err)
+		return
+	}
+	defer rc.Close()
+	if err := call.Reply(wire.BlobResponse{Size: size}, nil); err != nil {
+		return
+	}
+	_, _ = io.Copy(call.Conn, rc)
+}
+
+// ServeManifest answers wire.MethodManifest with the image's descriptor.
+func ServeManifest(store Store, call *clusterport.Call) {
+	var req wire.ManifestRequest
+	if err := json.Unmarshal(call.Req.Body, &req); err != nil {
+		_ = call.Reply(nil, fmt.Errorf("malformed manifest request: %w", err))
+		return
+	}
+	raw, err := store.Manifest(req.Ref)
+	if err != nil {
+		_ = call.Reply(nil, err)
+		return
+	}
+	_ = call.Reply(json.RawMessage(raw), nil)
+}
+
+// ServeLogs answers wire.MethodLogs: an empty answer, then one JSON log
+// line after another until the logs end, ctx ends or the peer hangs up.
+func ServeLogs(ctx context.Context, logs Logs, call *clusterport.Call) {
+	var req wire.LogsRequest
+	if err := json.Unmarshal(call.Req.Body, &req); err != nil {
+		_ = call.Reply(nil, fmt.Errorf("malformed logs request: %w", err))
+		return
+	}
+	opts := runtime.LogOptions{Follow: req.Follow, Tail: req.Tail}
+	if req.Since != "" {
+		if err := opts.Since.UnmarshalText([]byte(req.Since)); err != nil {
+			_ = call.Reply(nil, fmt.Errorf("bad since: %w", err))
+			return
+		}
+	}
+	// The stream ends when the peer hangs up: watch the read side.
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		_, _ = io.Copy(io.Discard, call.R)
+		cancel()
+	}()
+	ch, err := logs(lctx, req.ContainerID, opts)
+	if err != nil {
+		_ = call.Reply(nil, err)
+		return
+	}
+	if err := call.Reply(struct{}{}, nil); err != nil {
+		return
+	}
+	w := bufio.NewWriter(call.Conn)
+	enc := json.NewEncoder(w)
+	for l := range ch {
+		if enc.Encode(l) != nil {
+			return
+		}
+		if len(ch) == 0 && w.Flush() != nil {
+			return
+		}
+	}
+	_ = w.Flush()
+}
+
+// RemoteLogs streams a container's logs from the node at addr into send,
+// until the logs end, ctx ends or send returns false.
+func RemoteLogs(ctx context.Context, call Caller, addr, containerID string, opts runtime.LogOptions, send func(api.LogLine) bool) error {
+	req := wire.LogsRequest{ContainerID: containerID, Follow: opts.Follow, Tail: opts.Tail}
+	if !opts.Since.IsZero() {
+		b, _ := opts.Since.MarshalText()
+		req.Since = string(b)
+	}
+	return call(ctx, addr, wire.MethodLogs, req, nil, func(r io.Reader) error {
+		dec := json.NewDecoder(r)
+		for {
+			var l api.LogLine
+			if err := dec.Decode(&l); err != nil {
+				if errors.Is(err, io.EOF) {
+					return nil
+				}
+				return err
+			}
+			if !send(l) {
+				return nil
+			}
+		}
+	})
+}
+
+// Creds returns the credentials for a pull from the image's registry; nil
+// means anonymous. Ensure calls it only when it has to pull (a task's
+// credentials come from the leader: no round trip when a peer has the
+// image).
+type Creds func(ctx context.Context) (*api.RegistryAuth, error)
+
+// Peer is a ready node that holds an image.
+type Peer struct {
+	Hostname string
+	Addr     string // its cluster port, host:port
+}
+
+// Source is what the cluster knows of an image.
+type Source struct {
+	// Record is the image's cluster record; nil when the cluster does not
+	// know the image.
+	Record *api.Image
+	// Peer resolves a node ID of Record.Nodes to a node to fetch from;
+	// false skips it (this node itself, a node that is not ready). It is
+	// asked just before each attempt.
+	Peer func(nodeID string) (Peer, bool)
+}
+
+// Ensure makes ref available in store: already there (announce is not
+// called), fetched from a peer that holds it (announce(img, "peer")), or
+// pulled from its registry (announce(img, "pull REF")), with creds when the
+// service carries registry credentials. An image the cluster does not know
+// is pulled from its registry only with credentials (`--with-registry-auth`
+// lets a service name an image no node has yet, as docker does).
+func Ensure(ctx context.Context, store Store, call Caller, ref string, src Source, creds Creds, announce func(img api.Image, source string)) error {
+	if _, err := store.Get(ref); err == nil {
+		return nil
+	}
+	rec := src.Record
+	if rec == nil && creds == nil {
+		return fmt.Errorf("image %s is not known in the cluster", ref)
+	}
+	var errs []error
+	from := ref
+	if rec != nil {
+		for _, nodeID := range rec.Nodes {
+			p, ok := src.Peer(nodeID)
+			if !ok {
+				continue
+			}
+			img, err := Fetch(ctx, store, call, p.Addr, ref)
+			if err == nil {
+				announce(img, "peer")
+				return nil
+			}
+			errs = append(errs, fmt.Errorf("from %s: %w", p.Hostname, err))
+		}
+		var pulled bool
+		if from, pulled = strings.CutPrefix(rec.Source, "pull "); !pulled {
+			from = ""
+		}
+	}
+	if from != "" {
+		req := api.PullRequest{Ref: from}
+		if creds != nil {
+			auth, err := creds(ctx)
+			if err != nil {
+				return fmt.Errorf("image %s: registry credentials: %w", ref, err)
+			}
+			if auth != nil {
+				req.Username, req.Password = auth.Username, auth.Password
+			}
+		}
+		img, err := store.Pull(ctx, req)
+		if err == nil {
+			announce(img, "pull "+from)
+			return nil
+		}
+		if req.Username == "" && errors.Is(err, image.ErrUnauthorized) {
+			err = fmt.Errorf("%w (the registry wants credentials: create or update the service with --with-registry-auth)", err)
+		}
+		errs = append(errs, err) // "pull REF: ..."
+	}
+	if len(errs) == 0 {
+		return fmt.Errorf("image %s: no ready node holds it", ref)
+	}
+	return fmt.Errorf("fetch image %s: %w", ref, errors.Join(errs...))
+}
+
+// descriptor is the subset of the image store's descriptor this side
+// needs to know which blobs to fetch.
+type descriptor struct {
+	Config struct {
+		Digest string `json:"digest"`
+	} `json:"config"`
+	Layers []struct {
+		Digest string `json:"digest"`
+	} `json:"layers"`
+}
+
+// Fetch copies the image ref from the node at addr into store: its
+// descriptor, then the blobs store lacks; it returns the image as stored.
+func Fetch(ctx context.Context, store Store, call Caller, addr, ref string) (api.Image, error) {
+	var raw json.RawMessage
+	if err := call(ctx, addr, wire.MethodManifest, wire.ManifestRequest{Ref: ref}, &raw, nil); err != nil {
+		return api.Image{}, err
+	}
+	var d descriptor
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return api.Image{}, fmt.Errorf("decode image descriptor: %w", err)
+	}
+	digests := []string{d.Config.Digest}
+	for _, l := range d.Layers {
+		digests = append(digests, l.Digest)
+	}
+	for _, dg := range digests {
+		if dg == "" || store.HasBlob(dg) {
+			continue
+		}
+		err := call(ctx, addr, wire.MethodBlob, wire.BlobRequest{Digest: dg}, nil, func(r io.Reader) error {
+			return store.IngestBlob(dg, r)
+		})
+		if err != nil {
+			return api.Image{}, fmt.Errorf("blob %s: %w", dg, err)
+		}
+	}
+	img, err := store.CommitImage(raw)
+	if err != nil {
+		return api.Image{}, fmt.Errorf("commit image: %w", err)
+	}
+	return img, nil
+}

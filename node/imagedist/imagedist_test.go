@@ -1,0 +1,410 @@
+package imagedist
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/clusterport"
+	"github.com/shoal-org/shoal/node/pki"
+	"github.com/shoal-org/shoal/node/wire"
+	"github.com/shoal-org/shoal/runtime"
+	"github.com/shoal-org/shoal/runtime/image"
+)
+
+// fakeStore is an image store in memory: descriptors by ref, blobs by
+// digest. It records what it was asked to pull and commit.
+type fakeStore struct {
+	mu        sync.Mutex
+	images    map[string]api.Image
+	manifests map[string][]byte
+	blobs     map[string][]byte
+	pullErr   error
+	pulled    []api.PullRequest
+	ingested  []string
+	committed [][]byte
+}
+
+func newFakeStore() *fakeStore {
+	return &fakeStore{images: map[string]api.Image{}, manifests: map[string][]byte{}, blobs: map[string][]byte{}}
+}
+
+func (s *fakeStore) Get(ref string) (api.Image, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	img, ok := s.images[ref]
+	if !ok {
+		return api.Image{}, fmt.Errorf("image %s: %w", ref, errors.New("not found"))
+	}
+	return img, nil
+}
+
+func (s *fakeStore) Manifest(ref string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.manifests[ref]
+	if !ok {
+		return nil, fmt.Errorf("image %s not found", ref)
+	}
+	return m, nil
+}
+
+func (s *fakeStore) OpenBlob(digest string) (io.ReadCloser, int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.blobs[digest]
+	if !ok {
+		return nil, 0, fmt.Errorf("blob %s not found", digest)
+	}
+	return io.NopCloser(bytes.NewReader(b)), int64(len(b)), nil
+}
+
+func (s *fakeStore) HasBlob(digest string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.blobs[digest]
+	return ok
+}
+
+func (s *fakeStore) IngestBlob(digest string, r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.blobs[digest] = b
+	s.ingested = append(s.ingested, digest)
+	return nil
+}
+
+func (s *fakeStore) CommitImage(descriptor []byte) (api.Image, error) {
+	var d struct {
+		ID   string   `json:"id"`
+		Tags []string `json:"tags"`
+	}
+	if err := json.Unmarshal(descriptor, &d); err != nil {
+		return api.Image{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.committed = append(s.committed, descriptor)
+	img := api.Image{ID: d.ID, Tags: d.Tags}
+	for _, t := range d.Tags {
+		s.images[t] = img
+	}
+	return img, nil
+}
+
+func (s *fakeStore) Pull(_ context.Context, req api.PullRequest) (api.Image, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pulled = append(s.pulled, req)
+	if s.pullErr != nil {
+		return api.Image{}, fmt.Errorf("pull %s: %w", req.Ref, s.pullErr)
+	}
+	img := api.Image{ID: "sha256:pulled", Tags: []string{req.Ref}}
+	s.images[req.Ref] = img
+	return img, nil
+}
+
+// holder is a node serving a store's images on a loopback cluster port.
+type holder struct {
+	addr  string
+	store *fakeStore
+	calls []string // methods served
+	mu    sync.Mutex
+}
+
+var testPKI struct {
+	once sync.Once
+	ca   *pki.CA
+	err  error
+}
+
+func ca(t *testing.T) *pki.CA {
+	t.Helper()
+	testPKI.once.Do(func() { testPKI.ca, testPKI.err = pki.NewCA("cluster-a", time.Now()) })
+	if testPKI.err != nil {
+		t.Fatal(testPKI.err)
+	}
+	return testPKI.ca
+}
+
+func certFor(t *testing.T, id string) tls.Certificate {
+	t.Helper()
+	certPEM, keyPEM, _, err := ca(t).IssueNodeCert(id, []net.IP{net.ParseIP("127.0.0.1")}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := pki.TLSCertificate(certPEM, keyPEM, ca(t).CertPEM())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
+}
+
+// startHolder serves store's blobs, descriptors and logs (from logs) over
+// the real cluster port.
+func startHolder(t *testing.T, store *fakeStore, logs Logs) *holder {
+	t.Helper()
+	h := &holder{store: store}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.addr = ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	methods := func(method string) clusterport.Handler {
+		return func(ctx context.Context, call *clusterport.Call) {
+			h.mu.Lock()
+			h.calls = append(h.calls, method)
+			h.mu.Unlock()
+			switch method {
+			case wire.MethodBlob:
+				ServeBlob(store, call)
+			case wire.MethodManifest:
+				ServeManifest(store, call)
+			case wire.MethodLogs:
+				ServeLogs(ctx, logs, call)
+			}
+		}
+	}
+	m := clusterport.NewMux(clusterport.MuxConfig{
+		Listener: ln, TLS: pki.ServerTLS(certFor(t, "holder"), ca(t).Pool(), nil),
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		RPC: func(c *tls.Conn) { clusterport.Serve(ctx, c, methods) },
+	})
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return h
+}
+
+func (h *holder) served() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string{}, h.calls...)
+}
+
+// caller calls as node "fetcher" of the same cluster.
+func caller(t *testing.T) Caller {
+	cfg := pki.ClientTLS(certFor(t, "fetcher"), ca(t).Pool())
+	return func(ctx context.Context, addr, method string, body, out any, stream func(io.Reader) error) error {
+		return clusterport.Dialer{}.Call(ctx, addr, cfg, method, body, out, stream)
+	}
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// webImage puts an image with a config and two layers in s.
+func webImage(s *fakeStore) {
+	s.blobs["sha256:cfg"] = []byte(`{"config":true}`)
+	s.blobs["sha256:l1"] = []byte("layer one")
+	s.blobs["sha256:l2"] = []byte("layer two")
+	s.manifests["web:1"] = []byte(`{"id":"sha256:cfg","tags":["web:1"],"config":{"digest":"sha256:cfg"},"layers":[{"digest":"sha256:l1"},{"digest":"sha256:l2"}]}`)
+	s.images["web:1"] = api.Image{ID: "sha256:cfg", Tags: []string{"web:1"}}
+}
+
+// TestFetchOnlyMissingBlobs copies an image over the cluster port: the
+// descriptor, then only the blobs this side lacks, byte for byte.
+func TestFetchOnlyMissingBlobs(t *testing.T) {
+	src := newFakeStore()
+	webImage(src)
+	h := startHolder(t, src, nil)
+	dst := newFakeStore()
+	dst.blobs["sha256:l1"] = []byte("layer one") // shared with another image
+	img, err := Fetch(ctx(t), dst, caller(t), h.addr, "web:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.ID != "sha256:cfg" {
+		t.Errorf("fetched %+v", img)
+	}
+	if want := []string{"sha256:cfg", "sha256:l2"}; !slices.Equal(dst.ingested, want) {
+		t.Errorf("ingested %v, want %v", dst.ingested, want)
+	}
+	for d, b := range src.blobs {
+		if !bytes.Equal(dst.blobs[d], b) {
+			t.Errorf("blob %s: %q, want %q", d, dst.blobs[d], b)
+		}
+	}
+	if len(dst.committed) != 1 || !bytes.Equal(dst.committed[0], src.manifests["web:1"]) {
+		t.Errorf("committed %q, want the holder's descriptor", dst.committed)
+	}
+	if want := []string{wire.MethodManifest, wire.MethodBlob, wire.MethodBlob}; !slices.Equal(h.served(), want) {
+		t.Errorf("holder served %v, want %v", h.served(), want)
+	}
+}
+
+func TestFetchErrors(t *testing.T) {
+	src := newFakeStore()
+	webImage(src)
+	delete(src.blobs, "sha256:l2")
+	h := startHolder(t, src, nil)
+	dst := newFakeStore()
+	if _, err := Fetch(ctx(t), dst, caller(t), h.addr, "nope:1"); err == nil || !strings.Contains(err.Error(), "nope:1 not found") {
+		t.Errorf("unknown image: %v", err)
+	}
+	_, err := Fetch(ctx(t), dst, caller(t), h.addr, "web:1")
+	if err == nil || !strings.Contains(err.Error(), "blob sha256:l2") {
+		t.Errorf("missing blob: %v", err)
+	}
+	if len(dst.committed) != 0 {
+		t.Error("an image with a missing blob was committed")
+	}
+}
+
+// TestEnsure walks the sources in order: here, a ready peer, the
+// registry; and says where the image came from.
+func TestEnsure(t *testing.T) {
+	src := newFakeStore()
+	webImage(src)
+	h := startHolder(t, src, nil)
+	record := func(source string, nodes ...string) *api.Image {
+		return &api.Image{ID: "sha256:cfg", Tags: []string{"web:1"}, Nodes: nodes, Source: source}
+	}
+	peers := map[string]Peer{
+		"holder": {Hostname: "holder-host", Addr: h.addr},
+		"dead":   {Hostname: "dead-host", Addr: "127.0.0.1:1"},
+	}
+	peer := func(id string) (Peer, bool) { p, ok := peers[id]; return p, ok }
+	creds := func(context.Context) (*api.RegistryAuth, error) {
+		return &api.RegistryAuth{Username: "u", Password: "p"}, nil
+	}
+	for _, tt := range []struct {
+		name      string
+		local     bool
+		rec       *api.Image
+		creds     Creds
+		pullErr   error
+		announced string // "" when nothing was announced
+		pulled    string
+		wantErr   string
+	}{
+		{name: "already here", local: true, rec: record("", "holder"), announced: ""},
+		{name: "from a ready peer", rec: record("", "self", "unready", "holder"), announced: "peer"},
+		{name: "a dead peer, then a ready one", rec: record("", "dead", "holder"), announced: "peer"},
+		{name: "unknown to the cluster, no credentials", wantErr: "image web:1 is not known in the cluster"},
+		{name: "unknown to the cluster, with credentials: pulled", creds: creds, announced: "pull web:1", pulled: "web:1"},
+		{name: "no peer has it, pulled image: pulled again", rec: record("pull registry.example/web:1", "dead"),
+			announced: "pull registry.example/web:1", pulled: "registry.example/web:1"},
+		{name: "no ready node holds an imported image", rec: record("import", "self"), wantErr: "image web:1: no ready node holds it"},
+		{name: "every source failed", rec: record("import", "dead"), wantErr: "fetch image web:1: from dead-host: connect to 127.0.0.1:1"},
+		{name: "the registry wants credentials", rec: record("pull web:1"), pullErr: image.ErrUnauthorized,
+			pulled: "web:1", wantErr: "--with-registry-auth"},
+		{name: "credentials the registry refused", rec: record("pull web:1"), creds: creds, pullErr: image.ErrUnauthorized,
+			pulled: "web:1", wantErr: "registry refused the credentials"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dst := newFakeStore()
+			dst.pullErr = tt.pullErr
+			if tt.local {
+				dst.images["web:1"] = api.Image{ID: "sha256:cfg"}
+			}
+			var announced []string
+			err := Ensure(ctx(t), dst, caller(t), "web:1", Source{Record: tt.rec, Peer: peer}, tt.creds, func(img api.Image, source string) {
+				announced = append(announced, source)
+			})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				if tt.creds != nil && strings.Contains(err.Error(), "--with-registry-auth") {
+					t.Errorf("the credentials hint on a pull that had credentials: %v", err)
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if want := []string{}; tt.announced != "" {
+				want = []string{tt.announced}
+				if !slices.Equal(announced, want) {
+					t.Errorf("announced %v, want %v", announced, want)
+				}
+			} else if len(announced) != 0 {
+				t.Errorf("announced %v, want nothing", announced)
+			}
+			var pulled []string
+			for _, p := range dst.pulled {
+				pulled = append(pulled, p.Ref)
+				if (tt.creds != nil) != (p.Username == "u") {
+					t.Errorf("pull credentials %q, with creds %v", p.Username, tt.creds != nil)
+				}
+			}
+			if want := []string{}; tt.pulled != "" {
+				want = []string{tt.pulled}
+				if !slices.Equal(pulled, want) {
+					t.Errorf("pulled %v, want %v", pulled, want)
+				}
+			} else if len(pulled) != 0 {
+				t.Errorf("pulled %v, want nothing", pulled)
+			}
+		})
+	}
+}
+
+// TestLogsRoundTrip streams a container's log lines from ServeLogs to
+// RemoteLogs, options included.
+func TestLogsRoundTrip(t *testing.T) {
+	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	var got runtime.LogOptions
+	var gotID string
+	logs := func(_ context.Context, id string, opts runtime.LogOptions) (<-chan api.LogLine, error) {
+		if id == "missing" {
+			return nil, errors.New("no such container")
+		}
+		gotID, got = id, opts
+		ch := make(chan api.LogLine, 3)
+		for i := range 3 {
+			ch <- api.LogLine{Stream: "stdout", Line: fmt.Sprintf("line %d", i)}
+		}
+		close(ch)
+		return ch, nil
+	}
+	h := startHolder(t, newFakeStore(), logs)
+	var lines []string
+	opts := runtime.LogOptions{Tail: 7, Since: since}
+	err := RemoteLogs(ctx(t), caller(t), h.addr, "c1", opts, func(l api.LogLine) bool {
+		lines = append(lines, l.Line)
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gotID != "c1" || got.Tail != 7 || !got.Since.Equal(since) || got.Follow {
+		t.Errorf("served %q with %+v, want c1 with %+v", gotID, got, opts)
+	}
+	if want := []string{"line 0", "line 1", "line 2"}; !slices.Equal(lines, want) {
+		t.Errorf("lines %v, want %v", lines, want)
+	}
+	// send may stop the stream early.
+	lines = nil
+	err = RemoteLogs(ctx(t), caller(t), h.addr, "c1", runtime.LogOptions{}, func(l api.LogLine) bool {
+		lines = append(lines, l.Line)
+		return false
+	})
+	if err != nil || len(lines) != 1 {
+		t.Errorf("stopped stream: %v, %v", lines, err)
+	}
+	err = RemoteLogs(ctx(t), caller(t), h.addr, "missing", runtime.LogOptions{}, func(api.LogLine) bool { return true })
+	var re *wire.Error
+	if !errors.As(err, &re) || !strings.Contains(re.Msg, "no such container") {
+		t.Errorf("missing container: %v", err)
+	}
+}

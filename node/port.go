@@ -1,0 +1,186 @@
+package node
+
+// The agent's side of the cluster port (node/clusterport): which handler
+// answers which RPC method, and the agent's parts the port is built with —
+// its fence (fence.go) for the Raft epoch handshake and its trackers of
+// accepted and dialled connections (revoke.go), which a revocation closes.
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/shoal-org/shoal/node/clusterport"
+	"github.com/shoal-org/shoal/node/imagedist"
+	"github.com/shoal-org/shoal/node/wire"
+)
+
+// The protocol bytes and the connect bound of the cluster port, under the
+// names this package's callers use.
+const (
+	protoRaft   = clusterport.ProtoRaft
+	protoRPC    = clusterport.ProtoRPC
+	dialTimeout = clusterport.DialTimeout
+)
+
+// dialError marks a failure to connect to a peer on a connection dialled
+// here rather than through callRPC (whose failures to connect are
+// clusterport.DialError): snapshot.go sends its file that way.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+// portTracker makes a connTracker the port's clusterport.Tracker.
+type portTracker struct{ t *connTracker }
+
+func (p portTracker) Track(raw net.Conn) net.Conn { return p.t.wrap(raw) }
+
+func (p portTracker) Identify(c net.Conn, serial, peerID string) {
+	if tc, ok := c.(*trackedConn); ok {
+		p.t.identify(tc, serial, peerID)
+	}
+}
+
+// peerDialer dials every connection of this process to a cluster port,
+// tracked in dialedConns.
+var peerDialer = clusterport.Dialer{Tracker: portTracker{dialedConns}}
+
+// dialProto opens a TLS connection to a cluster port and selects a
+// protocol; the connection is tracked in dialedConns until it is closed.
+func dialProto(addr string, timeout time.Duration, cfg *tls.Config, proto byte) (*tls.Conn, error) {
+	return peerDialer.Dial(addr, timeout, cfg, proto)
+}
+
+// callRPC performs one RPC against the cluster port at addr
+// (clusterport.Dialer.Call).
+func callRPC(ctx context.Context, addr string, cfg *tls.Config, method string, body any, out any, stream func(io.Reader) error) error {
+	return peerDialer.Call(ctx, addr, cfg, method, body, out, stream)
+}
+
+// mux is the cluster port's mux with the tracker of the connections it
+// accepted (revoke.go closes those of revoked peers).
+type mux struct {
+	*clusterport.Mux
+	conns *connTracker
+}
+
+// newMux serves the cluster port on ln; fc is the epoch (nil: 0).
+func newMux(ln net.Listener, tlsCfg *tls.Config, log *slog.Logger, rpc func(*tls.Conn), fc *fence) *mux {
+	conns := newConnTracker()
+	return &mux{
+		Mux: clusterport.NewMux(clusterport.MuxConfig{
+			Listener: ln, TLS: tlsCfg, Log: log, RPC: rpc, Fence: fc, Tracker: portTracker{conns},
+		}),
+		conns: conns,
+	}
+}
+
+// newRaftLayer is Raft's transport over m; fc is the epoch (nil: 0).
+func newRaftLayer(m *mux, client func() *tls.Config, fc *fence) *clusterport.RaftLayer {
+	return &clusterport.RaftLayer{Mux: m.Mux, Client: client, Fence: fc, Dialer: peerDialer}
+}
+
+// serveRPC answers one RPC connection.
+func (a *Agent) serveRPC(conn *tls.Conn) { clusterport.Serve(a.ctx, conn, a.rpcMethod) }
+
+// rpcMethod is the handler of each RPC method; nil for an unknown one.
+func (a *Agent) rpcMethod(method string) clusterport.Handler {
+	switch method {
+	case wire.MethodPing:
+		return clusterport.NoBody(func(context.Context, string) (any, error) {
+			return map[string]string{"node_id": a.id.NodeID}, nil
+		})
+	case wire.MethodJoin:
+		return clusterport.Unary("join request", func(ctx context.Context, _ string, req wire.JoinRequest) (any, error) {
+			return a.handleJoinRPC(ctx, req)
+		})
+	case wire.MethodApply:
+		return clusterport.Unary("apply request", func(ctx context.Context, peerID string, req wire.ApplyRequest) (any, error) {
+			return a.applyNodeCommand(ctx, peerID, req.Command)
+		})
+	case wire.MethodAdminWrite:
+		return clusterport.Unary("admin write", func(ctx context.Context, peerID string, req wire.AdminWriteRequest) (any, error) {
+			return a.applyAdmin(ctx, peerID, req)
+		})
+	case wire.MethodUsage:
+		return clusterport.NoBody(func(context.Context, string) (any, error) { return a.handleUsageRPC() })
+	case wire.MethodReadIndex:
+		return clusterport.NoBody(func(ctx context.Context, _ string) (any, error) {
+			idx, err := a.readIndex(ctx)
+			return wire.ReadIndexResponse{Index: idx}, err
+		})
+	case wire.MethodAdmin:
+		return clusterport.Unary("admin request", func(ctx context.Context, peerID string, req wire.AdminRequest) (any, error) {
+			if err := a.adminOpAllowed(peerID, req.Op); err != nil {
+				return nil, err
+			}
+			return struct{}{}, a.handleAdminRPC(ctx, peerID, req)
+		})
+	case wire.MethodKEK:
+		return clusterport.NoBody(func(_ context.Context, peerID string) (any, error) { return a.handleKEKRPC(peerID) })
+	case wire.MethodToken:
+		return clusterport.Unary("token request", func(ctx context.Context, peerID string, req wire.TokenRequest) (any, error) {
+			return a.handleTokenRPC(ctx, peerID, req)
+		})
+	case wire.MethodRenew:
+		return clusterport.Unary("renew request", func(ctx context.Context, peerID string, req wire.RenewRequest) (any, error) {
+			return a.handleRenewRPC(ctx, peerID, req)
+		})
+	case wire.MethodCARotate:
+		return clusterport.NoBody(func(ctx context.Context, peerID string) (any, error) { return a.handleCARotateRPC(ctx, peerID) })
+	case wire.MethodSecrets:
+		return clusterport.Unary("secrets request", func(_ context.Context, peerID string, req wire.SecretsRequest) (any, error) {
+			return a.handleSecretsRPC(peerID, req)
+		})
+	case wire.MethodRejoin:
+		return clusterport.NoBody(func(ctx context.Context, peerID string) (any, error) {
+			return struct{}{}, a.handleRejoinRPC(ctx, peerID)
+		})
+	case wire.MethodSnapshotRestore:
+		return func(ctx context.Context, call *clusterport.Call) {
+			a.serveSnapshotRestoreRPC(ctx, &rpcCall{conn: call.Conn, r: call.R, peerID: call.PeerID, req: call.Req})
+		}
+	case wire.MethodRemoval:
+		return clusterport.Unary("removal request", func(_ context.Context, _ string, req wire.RemovalRequest) (any, error) {
+			return a.handleRemovalRPC(req)
+		})
+	case wire.MethodBlob, wire.MethodManifest, wire.MethodLogs:
+		return a.serveFetch
+	}
+	return nil
+}
+
+// serveFetch answers the methods a peer reads images and logs with, once
+// fetchAllowed (access.go) lets it.
+func (a *Agent) serveFetch(ctx context.Context, call *clusterport.Call) {
+	if err := a.fetchAllowed(call.Req); err != nil {
+		a.log.Warn("refused a fetch from a node", "node_id", shortID(call.PeerID), "method", call.Req.Method, "err", err)
+		_ = call.Reply(nil, err)
+		return
+	}
+	switch call.Req.Method {
+	case wire.MethodBlob:
+		imagedist.ServeBlob(a.images, call)
+	case wire.MethodManifest:
+		imagedist.ServeManifest(a.images, call)
+	default:
+		imagedist.ServeLogs(ctx, a.rt.Logs, call)
+	}
+}
+
+// rpcCall is the call as serveSnapshotRestoreRPC (snapshot.go) reads it.
+type rpcCall struct {
+	conn   *tls.Conn
+	r      *bufio.Reader
+	peerID string
+	req    wire.Request
+}
+
+func (c *rpcCall) reply(body any, err error) error {
+	return (&clusterport.Call{Conn: c.conn, R: c.r, PeerID: c.peerID, Req: c.req}).Reply(body, err)
+}
