@@ -19,7 +19,8 @@ package node
 // straight into the WireGuard device (overlay.Config.Routed), no VXLAN. A
 // node whose key is not known yet (or that was removed) is no WireGuard
 // peer, so traffic to it is dropped by WireGuard, never sent in clear, and
-// its handshakes go unanswered.
+// its handshakes go unanswered. Every removal makes the remaining nodes
+// rotate their keys (wgrotate.go).
 //
 // The runtime plugs containers in through netAttacher, which exists from
 // agent start: before the node is in a cluster (or before its subnet is
@@ -407,9 +408,10 @@ func networkPeers(nodes []*api.Node, self string, subnet, cluster, tunnel netip.
 }
 
 // wireGuardPeers lists the WireGuard peers of this node: every other node
-// with a subnet, an address and a published public key, at its underlay
-// address and port, allowed its tunnel address and its shares of the
-// encrypted networks' subnets (encrypted). It is pure.
+// with a subnet, an address and a published public key (the one in use
+// during a key rotation, wgPeerKey), at its underlay address and port,
+// allowed its tunnel address and its shares of the encrypted networks'
+// subnets (encrypted). It is pure.
 func wireGuardPeers(nodes []*api.Node, self string, cluster, tunnel netip.Prefix, port uint16, encrypted []netip.Prefix) []overlay.WGPeer {
 	var peers []overlay.WGPeer
 	for _, n := range nodes {
