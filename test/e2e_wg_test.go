@@ -705,9 +705,10 @@ func countLines(t *testing.T, h *harness.Host, s string) int {
 
 // TestWireGuardKeyRotation: `node rm` makes every remaining node rotate
 // its WireGuard key — once per removal, through a restart in the middle,
-// and not again on a later restart — after which traffic crosses the
-// encrypted network again and a survivor's old key no longer completes a
-// handshake with anyone (while its new key, the positive control, does).
+// for a node that was down at the time when it returns, and not again on a
+// later restart — after which traffic crosses the encrypted network again
+// and a survivor's old key no longer completes a handshake with anyone
+// (while its new key, the positive control, does).
 func TestWireGuardKeyRotation(t *testing.T) {
 	c, _ := svcCluster(t, 4)
 	leader := c.Leader(t, electionTimeout)
@@ -719,24 +720,26 @@ func TestWireGuardKeyRotation(t *testing.T) {
 	}
 	sec := netip.MustParsePrefix(secNet.Subnet)
 	// victim: removed; restarted: a survivor restarted in the middle of
-	// the rotation; imp: the survivor whose old key the impostor holds.
-	var victim, restarted *harness.Host
+	// the rotation; down: a survivor down when the removal is committed,
+	// which holds the rotation up until it is marked down or comes back;
+	// imp: the survivor whose old key the impostor holds.
+	var victim, restarted, down *harness.Host
 	var survivors []*harness.Host
 	for _, h := range c.Hosts() {
 		switch {
-		case h != leader && victim == nil:
-			victim = h
-		default:
+		case h == leader:
 			survivors = append(survivors, h)
-			if h != leader && restarted == nil {
-				restarted = h
-			}
+		case victim == nil:
+			victim = h
+		case restarted == nil:
+			restarted = h
+			survivors = append(survivors, h)
+		default:
+			down = h
+			survivors = append(survivors, h)
 		}
 	}
-	imp := survivors[len(survivors)-1]
-	if imp == restarted {
-		imp = survivors[0]
-	}
+	imp := down
 
 	oldNode := map[string]api.Node{} // by hostname
 	target := map[string]string{}    // hostname -> sweb's address on sec
@@ -798,9 +801,27 @@ func TestWireGuardKeyRotation(t *testing.T) {
 	}
 
 	victimID := oldNode[hostname(victim)].ID
+	if err := down.KillProcess(); err != nil {
+		t.Fatal(err)
+	}
 	leader.MustCLI(t, "node", "rm", "--force", victimID)
-	// A restart in the middle of the rotation.
+	// A restart in the middle of the rotation: restarted has published its
+	// next key, and (most likely: down is not marked down yet) not
+	// switched to it.
+	harness.Eventually(t, 120*time.Second, func() (bool, string) {
+		n, err := leader.Node(oldNode[hostname(restarted)].ID)
+		if err != nil {
+			return false, err.Error()
+		}
+		return n.WireGuardNextKey != "" || n.WireGuardKey != oldNode[n.Hostname].WireGuardKey, "no next key yet"
+	}, restarted.Name+" publishes its next key")
+	n, _ := leader.Node(oldNode[hostname(restarted)].ID)
+	t.Logf("restarting %s with key %s, next key %q (old key %s)", restarted.Name, n.WireGuardKey, n.WireGuardNextKey, oldNode[n.Hostname].WireGuardKey)
 	if err := restarted.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	// down comes back and rotates too.
+	if err := down.Start(); err != nil {
 		t.Fatal(err)
 	}
 	newNode := map[string]api.Node{}
