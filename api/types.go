@@ -83,6 +83,15 @@ type Node struct {
 	// by the node itself once an encrypted network exists; its private key
 	// never leaves the node.
 	WireGuardKey string `json:"wireguard_key,omitempty"`
+	// WireGuardKeyEpoch is the Raft index of the last node removal
+	// WireGuardKey postdates (consensus.ClusterState.LastRemovalIndex):
+	// a removal after it makes the node rotate its key (node/wgrotate.go).
+	WireGuardKeyEpoch uint64 `json:"wireguard_key_epoch,omitempty"`
+	// WireGuardNextKey is the key the node rotates to, published before
+	// it is used, with the removal index it answers (WireGuardNextEpoch);
+	// every node switches to it once all nodes have published theirs.
+	WireGuardNextKey   string `json:"wireguard_next_key,omitempty"`
+	WireGuardNextEpoch uint64 `json:"wireguard_next_epoch,omitempty"`
 	// AgentVersion is the release the node's agent runs (as its gossip
 	// last said; empty when unknown). Filled at read time, not in Raft.
 	AgentVersion string `json:"agent_version"`

@@ -47,6 +47,10 @@ type ClusterState struct {
 	// Revoked lists revoked node certificate serials (as printed by
 	// big.Int.String or hex; consensus only compares strings).
 	Revoked []string `json:"revoked,omitempty"`
+	// LastRemovalIndex is the Raft index of the last committed RemoveNode:
+	// every node rotates its WireGuard key once per removal, keyed to
+	// this index (node/wgrotate.go).
+	LastRemovalIndex uint64 `json:"last_removal_index,omitempty"`
 	// ClusterCIDR is the pool node subnets (/24) are allocated from.
 	ClusterCIDR string `json:"cluster_cidr"`
 	// VIPCIDR is the pool service VIPs are allocated from.

@@ -166,12 +166,14 @@ func (c RemoveNode) apply(w *writeTxn) (any, error) {
 	if err := w.delete(tableNodes, old); err != nil {
 		return nil, err
 	}
-	if old.CertSerial != "" {
-		if cl, err := w.cluster(); err == nil && !cl.IsRevoked(old.CertSerial) {
+	if cl, err := w.cluster(); err == nil {
+		if old.CertSerial != "" && !cl.IsRevoked(old.CertSerial) {
 			cl.Revoked = append(cl.Revoked, old.CertSerial)
-			if err := w.putCluster(cl); err != nil {
-				return nil, err
-			}
+		}
+		// The log index, not a clock: every replica records the same.
+		cl.LastRemovalIndex = w.index
+		if err := w.putCluster(cl); err != nil {
+			return nil, err
 		}
 	}
 	groups := map[groupKey]struct{}{}

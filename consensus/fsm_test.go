@@ -208,9 +208,15 @@ func TestRemoveNode(t *testing.T) {
 		{ID: "t3", ServiceID: "s1", Slot: 3, NodeID: "n1", DesiredState: api.TaskRunning, State: api.TaskRunning},
 	}})
 	h.must(UpsertImage{Image: api.Image{ID: "sha256:aa", Nodes: []string{"n1", "n2"}}})
+	if got := h.store.Cluster().LastRemovalIndex; got != 0 {
+		t.Fatalf("last removal index before any removal = %d", got)
+	}
 	h.must(RemoveNode{ID: "n2", Now: t0})
 	if _, err := h.store.Node("n2"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("node still there: %v", err)
+	}
+	if got := h.store.Cluster().LastRemovalIndex; got != h.idx {
+		t.Fatalf("last removal index = %d, want the removal's entry %d", got, h.idx)
 	}
 	if !h.store.IsRevoked("serial-n2") || h.store.IsRevoked("serial-n1") {
 		t.Fatalf("revoked = %v", h.store.Cluster().Revoked)

@@ -19,7 +19,8 @@ package node
 // straight into the WireGuard device (overlay.Config.Routed), no VXLAN. A
 // node whose key is not known yet (or that was removed) is no WireGuard
 // peer, so traffic to it is dropped by WireGuard, never sent in clear, and
-// its handshakes go unanswered.
+// its handshakes go unanswered. Every removal makes the remaining nodes
+// rotate their keys (wgrotate.go).
 //
 // The runtime plugs containers in through netAttacher, which exists from
 // agent start: before the node is in a cluster (or before its subnet is
@@ -91,6 +92,7 @@ type netAttacher struct {
 	// network exists.
 	wg           *overlay.WireGuard
 	wgPeers      []overlay.WGPeer
+	wgKeys       *wgKeys     // the device's keys on disk (wgrotate.go)
 	wgPublishing atomic.Bool // a write of this node's public key is under way
 }
 
@@ -406,13 +408,15 @@ func networkPeers(nodes []*api.Node, self string, subnet, cluster, tunnel netip.
 }
 
 // wireGuardPeers lists the WireGuard peers of this node: every other node
-// with a subnet, an address and a published public key, at its underlay
-// address and port, allowed its tunnel address and its shares of the
-// encrypted networks' subnets (encrypted). It is pure.
+// with a subnet, an address and a published public key (the one in use
+// during a key rotation, wgPeerKey), at its underlay address and port,
+// allowed its tunnel address and its shares of the encrypted networks'
+// subnets (encrypted). It is pure.
 func wireGuardPeers(nodes []*api.Node, self string, cluster, tunnel netip.Prefix, port uint16, encrypted []netip.Prefix) []overlay.WGPeer {
 	var peers []overlay.WGPeer
 	for _, n := range nodes {
-		if n.ID == self || n.Subnet == "" || n.WireGuardKey == "" {
+		key := wgPeerKey(n, nodes)
+		if n.ID == self || n.Subnet == "" || key == "" {
 			continue
 		}
 		sub, err1 := netip.ParsePrefix(n.Subnet)
@@ -430,7 +434,7 @@ func wireGuardPeers(nodes []*api.Node, self string, cluster, tunnel netip.Prefix
 				shares = append(shares, share)
 			}
 		}
-		peers = append(peers, overlay.WGPeer{NodeID: n.ID, PublicKey: n.WireGuardKey,
+		peers = append(peers, overlay.WGPeer{NodeID: n.ID, PublicKey: key,
 			Endpoint: netip.AddrPortFrom(ip, port), TunnelIP: tip, Subnets: shares})
 	}
 	return peers
@@ -440,12 +444,16 @@ func wireGuardPeers(nodes []*api.Node, self string, cluster, tunnel netip.Prefix
 // (and stops it when none is left), publishes this node's public key and
 // keeps the peers in step. It returns the device, or nil while it is not
 // up (the caller skips the encrypted networks until it is).
-func (a *Agent) syncWireGuard(cl *cluster, self *api.Node, nodes []*api.Node, cluster, nodeSub netip.Prefix, encrypted []netip.Prefix) *overlay.WireGuard {
+//
+// It also takes this node's key rotation one step further (wgrotate.go):
+// removalIndex is the replica's last removal, index what the replica has
+// applied (the epoch of a key made now).
+func (a *Agent) syncWireGuard(cl *cluster, self *api.Node, nodes []*api.Node, cluster, nodeSub netip.Prefix, encrypted []netip.Prefix, removalIndex, index uint64) *overlay.WireGuard {
 	n := &a.net
 	if len(encrypted) == 0 {
 		if n.wg != nil {
 			_ = n.wg.Close()
-			n.wg, n.wgPeers = nil, nil
+			n.wg, n.wgPeers, n.wgKeys = nil, nil, nil
 			a.log.Info("wireguard stopped: no encrypted network left")
 		}
 		return nil
@@ -455,7 +463,7 @@ func (a *Agent) syncWireGuard(cl *cluster, self *api.Node, nodes []*api.Node, cl
 		case <-n.wg.Done(): // the device went away: start it again
 			a.log.Warn("wireguard device stopped; restarting it")
 			_ = n.wg.Close()
-			n.wg, n.wgPeers = nil, nil
+			n.wg, n.wgPeers, n.wgKeys = nil, nil, nil
 		default:
 		}
 	}
@@ -478,20 +486,61 @@ func (a *Agent) syncWireGuard(cl *cluster, self *api.Node, nodes []*api.Node, cl
 		}
 		n.wg = wg
 	}
-	if self.WireGuardKey != n.wg.PublicKey() && n.wgPublishing.CompareAndSwap(false, true) {
-		// Through the leader like any report of a node about itself; a
-		// stale copy of the record is refused there and retried on the
-		// next pass. In a goroutine: the loop must not wait for quorum.
-		rec := *self
-		rec.WireGuardKey = n.wg.PublicKey()
-		go func() {
-			defer n.wgPublishing.Store(false)
-			if _, err := a.write(context.Background(), &consensus.UpsertNode{Node: rec}); err != nil {
-				a.log.Warn("wireguard: publishing the public key failed; retrying", "err", err)
-			}
-		}()
+	if n.wgKeys == nil {
+		// The device loaded (or made) private.key; read it with its epoch
+		// and a next key left by a rotation under way.
+		dir := filepath.Join(clusterDir(a.cfg.DataDir), "wireguard")
+		cur, err := overlay.LoadKeyPair(filepath.Join(dir, wgKeyFile))
+		if err == nil {
+			n.wgKeys, err = loadWGKeys(dir, cur, index)
+		}
+		if err != nil {
+			a.log.Warn("wireguard: reading the keys failed; retrying", "err", err)
+			return n.wg
+		}
 	}
-	peers := wireGuardPeers(nodes, a.id.NodeID, cluster, netip.MustParsePrefix(overlay.DefaultTunnelCIDR), overlay.DefaultWireGuardPort, encrypted)
+	tunnelCIDR := netip.MustParsePrefix(overlay.DefaultTunnelCIDR)
+	for range 3 { // at most generate, switch, publish
+		cur, pending := n.wgKeys.in()
+		step := wgRotationNext(wgRotationIn{RemovalIndex: removalIndex, Self: *self, Nodes: nodes, Current: cur, Pending: pending})
+		if step.Generate > 0 {
+			if err := n.wgKeys.generate(step.Generate); err != nil {
+				a.log.Warn("wireguard: making the next key failed; retrying", "err", err)
+				return n.wg
+			}
+			a.log.Info("wireguard: key rotation started", "removal_index", step.Generate, "next_public_key", n.wgKeys.next.PublicKey())
+			continue
+		}
+		if step.Switch {
+			peers := wireGuardPeers(nodes, a.id.NodeID, cluster, tunnelCIDR, overlay.DefaultWireGuardPort, encrypted)
+			if err := n.wg.SwitchKey(*n.wgKeys.next, peers); err != nil && !errors.Is(err, overlay.ErrPartial) {
+				a.log.Warn("wireguard: switching to the next key failed; retrying", "err", err)
+				n.wgPeers = nil
+				return n.wg
+			}
+			n.wgPeers = peers
+			if err := n.wgKeys.promote(); err != nil {
+				a.log.Warn("wireguard: keeping the next key failed; retrying", "err", err)
+				return n.wg
+			}
+			continue
+		}
+		if step.Publish != nil && n.wgPublishing.CompareAndSwap(false, true) {
+			// Through the leader like any report of a node about itself;
+			// a stale copy of the record is refused there and retried on
+			// the next pass. In a goroutine: the loop must not wait for
+			// quorum.
+			rec := *step.Publish
+			go func() {
+				defer n.wgPublishing.Store(false)
+				if _, err := a.write(context.Background(), &consensus.UpsertNode{Node: rec}); err != nil {
+					a.log.Warn("wireguard: publishing the public key failed; retrying", "err", err)
+				}
+			}()
+		}
+		break
+	}
+	peers := wireGuardPeers(nodes, a.id.NodeID, cluster, tunnelCIDR, overlay.DefaultWireGuardPort, encrypted)
 	if !reflect.DeepEqual(peers, n.wgPeers) {
 		if err := n.wg.SetPeers(peers); err != nil {
 			a.log.Warn("wireguard peers", "err", err)
@@ -523,7 +572,7 @@ func (a *Agent) syncNetworks(ctx context.Context, cl *cluster, ns netState) {
 			encrypted = append(encrypted, p)
 		}
 	}
-	wg := a.syncWireGuard(cl, self, nodes, cluster, nodeSub, encrypted)
+	wg := a.syncWireGuard(cl, self, nodes, cluster, nodeSub, encrypted, c.LastRemovalIndex, ns.Index)
 	want := map[string]bool{}
 	for _, n := range networks {
 		if n.Name == api.DefaultNetwork {
@@ -648,6 +697,6 @@ func (a *Agent) closeNetworks() {
 	// anyway); the encrypted networks come back with the next agent.
 	if a.net.wg != nil {
 		_ = a.net.wg.Close()
-		a.net.wg, a.net.wgPeers = nil, nil
+		a.net.wg, a.net.wgPeers, a.net.wgKeys = nil, nil, nil
 	}
 }

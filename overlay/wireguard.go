@@ -139,64 +139,80 @@ func ParseKey(s string) ([32]byte, error) {
 	return k, nil
 }
 
-// LoadOrCreateKeyPair reads the private key at path (base64, as `wg
-// genkey` writes it) or, when there is none, generates one and writes it
-// with mode 0600 (atomically: a crash leaves either no file or a whole
-// one). A file readable by group or others is refused (ErrKeyFileMode), a
-// malformed one too (ErrBadKey); neither is overwritten.
+// LoadOrCreateKeyPair reads the private key at path (LoadKeyPair) or,
+// when there is none, generates one and writes it with mode 0600
+// (WriteKeyPair). A file readable by group or others is refused
+// (ErrKeyFileMode), a malformed one too (ErrBadKey); neither is
+// overwritten.
 func LoadOrCreateKeyPair(path string) (KeyPair, error) {
-	st, err := os.Lstat(path)
-	switch {
-	case err == nil:
-		if !st.Mode().IsRegular() {
-			return KeyPair{}, fmt.Errorf("WireGuard key %s: not a regular file", path)
-		}
-		if st.Mode().Perm()&0o077 != 0 {
-			return KeyPair{}, fmt.Errorf("%w: %s has mode %04o, want 0600", ErrKeyFileMode, path, st.Mode().Perm())
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return KeyPair{}, fmt.Errorf("read WireGuard key: %w", err)
-		}
-		priv, err := ParseKey(string(b))
-		if err != nil {
-			return KeyPair{}, fmt.Errorf("WireGuard key %s: %w", path, err)
-		}
-		return keyPairOf(priv[:])
-	case !errors.Is(err, fs.ErrNotExist):
-		return KeyPair{}, fmt.Errorf("WireGuard key: %w", err)
+	kp, err := LoadKeyPair(path)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return kp, err
 	}
-	kp, err := GenerateKeyPair()
+	kp, err = GenerateKeyPair()
 	if err != nil {
 		return KeyPair{}, err
 	}
+	if err := WriteKeyPair(path, kp); err != nil {
+		return KeyPair{}, err
+	}
+	return kp, nil
+}
+
+// LoadKeyPair reads the private key at path (base64, as `wg genkey`
+// writes it). No file is an error wrapping fs.ErrNotExist; a file readable
+// by group or others is refused (ErrKeyFileMode), a malformed one too
+// (ErrBadKey).
+func LoadKeyPair(path string) (KeyPair, error) {
+	st, err := os.Lstat(path)
+	if err != nil {
+		return KeyPair{}, fmt.Errorf("WireGuard key: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return KeyPair{}, fmt.Errorf("WireGuard key %s: not a regular file", path)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return KeyPair{}, fmt.Errorf("%w: %s has mode %04o, want 0600", ErrKeyFileMode, path, st.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return KeyPair{}, fmt.Errorf("read WireGuard key: %w", err)
+	}
+	priv, err := ParseKey(string(b))
+	if err != nil {
+		return KeyPair{}, fmt.Errorf("WireGuard key %s: %w", path, err)
+	}
+	return keyPairOf(priv[:])
+}
+
+// WriteKeyPair writes kp's private key to path with mode 0600, atomically:
+// a crash leaves either the old file or the whole new one.
+func WriteKeyPair(path string, kp KeyPair) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return KeyPair{}, fmt.Errorf("WireGuard key directory: %w", err)
+		return fmt.Errorf("WireGuard key directory: %w", err)
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".wgkey-*")
 	if err != nil {
-		return KeyPair{}, fmt.Errorf("write WireGuard key: %w", err)
+		return fmt.Errorf("write WireGuard key: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // no-op after the rename
-	if err := tmp.Chmod(keyFileMode); err == nil {
+	err = tmp.Chmod(keyFileMode)
+	if err == nil {
 		_, err = tmp.WriteString(base64.StdEncoding.EncodeToString(kp.Private[:]) + "\n")
-		if err == nil {
-			err = tmp.Sync()
-		}
-		if cerr := tmp.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = os.Rename(tmp.Name(), path)
-		}
-		if err != nil {
-			return KeyPair{}, fmt.Errorf("write WireGuard key: %w", err)
-		}
-	} else {
-		_ = tmp.Close()
-		return KeyPair{}, fmt.Errorf("write WireGuard key: %w", err)
 	}
-	return kp, nil
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("write WireGuard key: %w", err)
+	}
+	return nil
 }
 
 // TunnelAddr is the tunnel address of the node owning nodeSubnet (a share
@@ -556,7 +572,11 @@ func underlayMTU(ip netip.Addr) int {
 func (w *WireGuard) MTU() int { return w.cfg.MTU }
 
 // PublicKey is this node's public key (base64), to publish.
-func (w *WireGuard) PublicKey() string { return w.keys.PublicKey() }
+func (w *WireGuard) PublicKey() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.keys.PublicKey()
+}
 
 // TunnelIP is this node's tunnel address.
 func (w *WireGuard) TunnelIP() netip.Addr { return w.cfg.TunnelIP }
@@ -575,6 +595,10 @@ func (w *WireGuard) SetPeers(peers []WGPeer) error {
 	if w.dev == nil {
 		return fmt.Errorf("wireguard set peers: %w", ErrClosed)
 	}
+	return w.setPeersLocked(peers)
+}
+
+func (w *WireGuard) setPeersLocked(peers []WGPeer) error {
 	text, keys, errs := PeersUpdate(w.keys, peers, w.peerKeys)
 	if text != w.lastCfg {
 		if err := w.dev.IpcSet(text); err != nil {
@@ -590,6 +614,45 @@ func (w *WireGuard) SetPeers(peers []WGPeer) error {
 		// removals): remember that, so it is skipped.
 		w.lastCfg, _, _ = PeersUpdate(w.keys, peers, keys)
 	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrPartial, errors.Join(errs...))
+	}
+	return nil
+}
+
+// SwitchKey makes kp the device's key pair and peers its peers, in one
+// configuration step, so that no packet leaves with the new key towards a
+// peer still configured with another node's old key. wireguard-go expires
+// every session made with the old key; the peers whose key changed are new
+// peers to it and get a handshake at once (their keepalive is turned on),
+// so traffic resumes as soon as both ends switched. It is idempotent.
+// Malformed peers are left out and reported (ErrPartial), as in SetPeers.
+func (w *WireGuard) SwitchKey(kp KeyPair, peers []WGPeer) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.dev == nil {
+		return fmt.Errorf("wireguard switch key: %w", ErrClosed)
+	}
+	if kp == w.keys {
+		return w.setPeersLocked(peers)
+	}
+	text, keys, errs := PeersUpdate(kp, peers, w.peerKeys)
+	if err := w.dev.IpcSet("private_key=" + hex.EncodeToString(kp.Private[:]) + "\n" + text); err != nil {
+		// The key may or may not have changed: find out, and replace every
+		// peer next time.
+		w.peerKeys, w.lastCfg = nil, ""
+		if got, gerr := w.dev.IpcGet(); gerr == nil && strings.Contains(got, "private_key="+hex.EncodeToString(kp.Private[:])+"\n") {
+			w.keys = kp
+		}
+		return fmt.Errorf("switch WireGuard key: %w", err)
+	}
+	w.keys = kp
+	if keys == nil {
+		keys = [][32]byte{}
+	}
+	w.peerKeys = keys
+	w.lastCfg, _, _ = PeersUpdate(w.keys, peers, keys)
+	w.cfg.Logger.Info("wireguard: key switched", "public_key", kp.PublicKey())
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrPartial, errors.Join(errs...))
 	}

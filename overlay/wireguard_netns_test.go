@@ -369,3 +369,71 @@ func wgPair(t *testing.T) (hosts []*wgHost, c1, c2, ip2 string) {
 	}
 	return hosts, c1, c2, ip2
 }
+
+// TestWireGuardSwitchKey: both hosts switch to new keys, each in one step
+// with the other's new key (as every node does at a rotation's cutover):
+// traffic resumes on sessions of the new keys, and the old keys are gone
+// from both devices.
+func TestWireGuardSwitchKey(t *testing.T) {
+	requireNetAdmin(t)
+	hosts := newWGHosts(t)
+	a, b := hosts[0], hosts[1]
+	for _, h := range hosts {
+		h.start(t, t)
+	}
+	connectWG(t, hosts)
+	ctx := t.Context()
+	c1, c1Path := newNetns(t, "c1")
+	c2, c2Path := newNetns(t, "c2")
+	t.Cleanup(func() {
+		_ = a.ov.Detach(ctx, "c1", c1Path)
+		_ = b.ov.Detach(ctx, "c2", c2Path)
+	})
+	ip1, err := a.ov.Attach(ctx, "c1", c1Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip2, err := b.ov.Attach(ctx, "c2", c2Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ping(t, c1, ip2)
+	oldA, oldB := a.wg.PublicKey(), b.wg.PublicKey()
+
+	ka, err := GenerateKeyPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := GenerateKeyPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	peerA, peerB := wgPeersOf(a), wgPeersOf(b)
+	peerA[0].PublicKey, peerB[0].PublicKey = ka.PublicKey(), kb.PublicKey()
+	if err := a.wg.SwitchKey(ka, peerB); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.wg.SwitchKey(ka, peerB); err != nil { // idempotent
+		t.Fatal(err)
+	}
+	if err := b.wg.SwitchKey(kb, peerA); err != nil {
+		t.Fatal(err)
+	}
+	if a.wg.PublicKey() != ka.PublicKey() || b.wg.PublicKey() != kb.PublicKey() {
+		t.Fatalf("public keys after the switch: %s %s", a.wg.PublicKey(), b.wg.PublicKey())
+	}
+	ping(t, c1, ip2)
+	ping(t, c2, ip1)
+	for _, x := range []struct {
+		h        *wgHost
+		old, new string
+	}{{a, oldB, kb.PublicKey()}, {b, oldA, ka.PublicKey()}} {
+		hs, err := x.h.wg.LastHandshakes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := hs[x.old]; ok || hs[x.new].IsZero() || len(hs) != 1 {
+			t.Fatalf("%s: handshakes %v, want one with %s only", x.h.cfg.NodeID, hs, x.new)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -195,4 +196,196 @@ func (d linkDelta) avg() string {
 		return "-"
 	}
 	return strconv.FormatUint(d.bytes/d.packets, 10)
+}
+
+// BenchmarkWireGuardKeyRotation measures the WireGuard key rotation that
+// `node rm` sets off (node/wgrotate.go) on a 4-node cluster with an
+// encrypted network, three times (a fresh host joins between rounds):
+// the time from `node rm` until every remaining node's record holds its
+// new key, the time until traffic flows across hosts over the new keys,
+// and the traffic gap: two probes (a container on one survivor fetching
+// from one on another, both ways) run back to back through the whole
+// round, and the gap is the longest time between two completed fetches.
+// The probe period without a rotation is printed beside it. Timings are
+// reported, never asserted.
+func BenchmarkWireGuardKeyRotation(b *testing.B) {
+	harness.Context(b, 30*time.Minute)
+	c := harness.New(b, 4)
+	token := c.Form(b)
+	h1 := c.Host(1)
+	h1.MustCLI(b, "image", "import", busyboxTar(b), "bb:1")
+	h1.MustCLI(b, "network", "create", "--encrypted", "sec")
+	h1.MustCLI(b, "service", "create", "--name", "sweb", "--mode", "global", "--network", "sec", "bb:1", "sh", "-c", canaryWebCmd)
+	type probe struct{ end time.Time }
+	secs := func(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()) }
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.0f", float64(d.Milliseconds())) }
+	var rotated, flowing, gaps, periods []time.Duration
+	for i := 0; i < b.N; i++ {
+		for round := 0; round < 3; round++ {
+			live := c.Running()
+			leader := c.Leader(b, 60*time.Second, live...)
+			// Every node with a key and a sweb task on sec.
+			nodes := map[string]api.Node{} // by hostname
+			tasks := map[string]api.Task{} // by hostname
+			harness.Eventually(b, 240*time.Second, func() (bool, string) {
+				ns, err := leader.Nodes()
+				if err != nil {
+					return false, err.Error()
+				}
+				for _, n := range ns {
+					if n.WireGuardKey == "" || n.WireGuardNextKey != "" || n.Status != api.NodeReady {
+						return false, "no settled WireGuard key yet for " + n.Hostname
+					}
+					nodes[n.Hostname] = n
+				}
+				var ts []api.Task
+				if err := leader.JSON(&ts, "service", "ps", "sweb"); err != nil {
+					return false, err.Error()
+				}
+				for _, tk := range ts {
+					if tk.State == api.TaskRunning && tk.DesiredState == api.TaskRunning && tk.IPs["sec"] != "" {
+						tasks[tk.Node] = tk
+					}
+				}
+				for _, h := range live {
+					if tasks[hostname(h)].ContainerID == "" {
+						return false, "no sweb on " + h.Name
+					}
+				}
+				return len(nodes) == len(live), fmt.Sprintf("%d of %d nodes", len(nodes), len(live))
+			}, "keys and sweb everywhere")
+			var victim *harness.Host
+			var pair []*harness.Host
+			for _, h := range live {
+				if h != leader && victim == nil {
+					victim = h
+				} else if len(pair) < 2 {
+					pair = append(pair, h)
+				}
+			}
+			nsOf := func(h *harness.Host) string {
+				return filepath.Join(h.DataDir, "runtime", "netns", tasks[hostname(h)].ContainerID)
+			}
+			// The probes, back to back until stop.
+			var mu sync.Mutex
+			oks := make([][]probe, 2)
+			count := func(k int, after time.Time) int {
+				mu.Lock()
+				defer mu.Unlock()
+				n := 0
+				for _, p := range oks[k] {
+					if p.end.After(after) {
+						n++
+					}
+				}
+				return n
+			}
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			for k, d := range [][2]*harness.Host{{pair[0], pair[1]}, {pair[1], pair[0]}} {
+				from, url := nsOf(d[0]), "http://"+tasks[hostname(d[1])].IPs["sec"]+"/"
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						if out, err := wgetFrom(from, url); err == nil && strings.Contains(out, canary) {
+							mu.Lock()
+							oks[k] = append(oks[k], probe{end: time.Now()})
+							mu.Unlock()
+						}
+					}
+				}()
+			}
+			baseline := time.Now()
+			harness.Eventually(b, 120*time.Second, func() (bool, string) {
+				return count(0, baseline) >= 20 && count(1, baseline) >= 20, "probing before the rotation"
+			}, "20 fetches each way before node rm")
+			t0 := time.Now()
+			leader.MustCLI(b, "node", "rm", "--force", nodes[hostname(victim)].ID)
+			var tRot time.Time
+			harness.Eventually(b, 300*time.Second, func() (bool, string) {
+				ns, err := leader.Nodes()
+				if err != nil {
+					return false, err.Error()
+				}
+				for _, n := range ns {
+					if n.Hostname == hostname(victim) {
+						return false, "victim still a node"
+					}
+					if n.WireGuardKey == nodes[n.Hostname].WireGuardKey || n.WireGuardNextKey != "" {
+						return false, n.Hostname + " not rotated yet"
+					}
+				}
+				tRot = time.Now()
+				return true, ""
+			}, "every remaining node rotated")
+			harness.Eventually(b, 120*time.Second, func() (bool, string) {
+				return count(0, tRot) >= 20 && count(1, tRot) >= 20, "probing after the rotation"
+			}, "20 fetches each way on the new keys")
+			close(stop)
+			wg.Wait()
+			var gap, period time.Duration
+			var flow time.Time
+			for _, ok := range oks {
+				var first time.Time // first fetch completed after the rotation
+				var n int
+				var base time.Duration
+				for k := 1; k < len(ok); k++ {
+					d := ok[k].end.Sub(ok[k-1].end)
+					if ok[k].end.Before(t0) && ok[k-1].end.After(baseline) {
+						base += d
+						n++
+					}
+					if ok[k].end.After(t0) && d > gap {
+						gap = d
+					}
+				}
+				for _, p := range ok {
+					if p.end.After(tRot) {
+						first = p.end
+						break
+					}
+				}
+				if first.IsZero() {
+					b.Fatalf("no fetch completed after the rotation")
+				}
+				if first.After(flow) {
+					flow = first
+				}
+				if n > 0 && base/time.Duration(n) > period {
+					period = base / time.Duration(n)
+				}
+			}
+			rotated, flowing = append(rotated, tRot.Sub(t0)), append(flowing, flow.Sub(t0))
+			gaps, periods = append(gaps, gap), append(periods, period)
+			b.Logf("round %d: rotated after %s s, flowing after %s s, gap %s ms (probe period %s ms)",
+				round, secs(tRot.Sub(t0)), secs(flow.Sub(t0)), ms(gap), ms(period))
+			if err := victim.KillProcess(); err != nil {
+				b.Fatal(err)
+			}
+			if round < 2 {
+				h := c.AddHost()
+				h.MustStart(b)
+				if err := h.Join(token, leader); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	row := func(name string, xs []time.Duration, f func(time.Duration) string, note string) {
+		s := append([]time.Duration(nil), xs...)
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+		printRow(b, name, len(s), f(s[len(s)/2]), f(s[0]), f(s[len(s)-1]), note)
+	}
+	row("wg rotate: rm→rotated s", rotated, secs, "node rm until every remaining node's record holds a new key")
+	row("wg rotate: rm→flowing s", flowing, secs, "node rm until both probes completed a fetch after that")
+	row("wg rotate: gap ms", gaps, ms, "longest time between two completed fetches across hosts")
+	row("wg rotate: period ms", periods, ms, "the probe's period before the rotation (resolution of the gap)")
+	sort.Slice(gaps, func(i, j int) bool { return gaps[i] < gaps[j] })
+	b.ReportMetric(float64(gaps[len(gaps)/2].Milliseconds()), "gap-ms")
 }

@@ -648,3 +648,302 @@ func hostOfB(b *testing.B, c *harness.Cluster, tk api.Task) *harness.Host {
 	b.Fatalf("task %s on unknown node %q", tk.Name, tk.Node)
 	return nil
 }
+
+// wgImpostor brings up a WireGuard device in namespace ns that claims to
+// be the node self (its tunnel address and share) with the private key in
+// keyFile, talking to peers, and routes the peers' shares into it from
+// self's share. It is closed at the end of the test.
+func wgImpostor(t *testing.T, ns, underlay, keyFile string, self overlay.WGPeer, peers []overlay.WGPeer) *overlay.WireGuard {
+	t.Helper()
+	cfg := overlay.DefaultWireGuardConfig()
+	cfg.Name, cfg.KeyFile, cfg.TunnelIP = "imp.wg", keyFile, self.TunnelIP
+	cfg.NetNS, cfg.UnderlayIP = "/run/netns/"+ns, netip.MustParseAddr(underlay)
+	wg, err := overlay.NewWireGuard(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = wg.Close() })
+	if err := wg.SetPeers(peers); err != nil {
+		t.Fatal(err)
+	}
+	src := self.Subnets[0].Addr().String()
+	if out, err := exec.Command("ip", "-n", ns, "addr", "add", src+"/32", "dev", cfg.Name).CombinedOutput(); err != nil {
+		t.Fatalf("impostor address: %v %s", err, out)
+	}
+	for _, p := range peers {
+		out, err := exec.Command("ip", "-n", ns, "route", "replace", p.Subnets[0].String(), "dev", cfg.Name, "src", src).CombinedOutput()
+		if err != nil {
+			t.Fatalf("impostor route: %v %s", err, out)
+		}
+	}
+	return wg
+}
+
+// wgPeerOfNode is node n as a WireGuard peer on network sec, known by key.
+func wgPeerOfNode(t *testing.T, n api.Node, key string, sec netip.Prefix) overlay.WGPeer {
+	t.Helper()
+	cluster := netip.MustParsePrefix("10.42.0.0/16")
+	sub := netip.MustParsePrefix(n.Subnet)
+	tip, err := overlay.TunnelAddr(netip.MustParsePrefix(overlay.DefaultTunnelCIDR), cluster, sub)
+	share, err2 := api.NodeShare(sec, cluster, sub)
+	if err != nil || err2 != nil {
+		t.Fatal(err, err2)
+	}
+	return overlay.WGPeer{NodeID: n.ID, PublicKey: key, TunnelIP: tip, Subnets: []netip.Prefix{share},
+		Endpoint: netip.AddrPortFrom(netip.MustParseAddr(n.Addr), overlay.DefaultWireGuardPort)}
+}
+
+// countLines counts the lines of a host's log (all its runs) containing s.
+func countLines(t *testing.T, h *harness.Host, s string) int {
+	t.Helper()
+	b, err := os.ReadFile(h.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), s)
+}
+
+// TestWireGuardKeyRotation: `node rm` makes every remaining node rotate
+// its WireGuard key — once per removal, through a restart in the middle,
+// for a node that was down at the time when it returns, and not again on a
+// later restart — after which traffic crosses the encrypted network again
+// and a survivor's old key no longer completes a handshake with anyone
+// (while its new key, the positive control, does).
+func TestWireGuardKeyRotation(t *testing.T) {
+	c, _ := svcCluster(t, 4)
+	leader := c.Leader(t, electionTimeout)
+	leader.MustCLI(t, "network", "create", "--encrypted", "sec")
+	leader.MustCLI(t, "service", "create", "--name", "sweb", "--mode", "global", "--network", "sec", "bb:1", "sh", "-c", canaryWebCmd)
+	var secNet api.Network
+	if err := netJSON(leader, &secNet, "inspect", "sec"); err != nil {
+		t.Fatal(err)
+	}
+	sec := netip.MustParsePrefix(secNet.Subnet)
+	// victim: removed; restarted: a survivor restarted in the middle of
+	// the rotation; down: a survivor down when the removal is committed,
+	// which holds the rotation up until it is marked down or comes back;
+	// imp: the survivor whose old key the impostor holds.
+	var victim, restarted, down *harness.Host
+	var survivors []*harness.Host
+	for _, h := range c.Hosts() {
+		switch {
+		case h == leader:
+			survivors = append(survivors, h)
+		case victim == nil:
+			victim = h
+		case restarted == nil:
+			restarted = h
+			survivors = append(survivors, h)
+		default:
+			down = h
+			survivors = append(survivors, h)
+		}
+	}
+	imp := down
+
+	oldNode := map[string]api.Node{} // by hostname
+	target := map[string]string{}    // hostname -> sweb's address on sec
+	harness.Eventually(t, 180*time.Second, func() (bool, string) {
+		nodes, err := leader.Nodes()
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, n := range nodes {
+			if n.WireGuardKey == "" {
+				return false, "no WireGuard key yet for " + n.Hostname
+			}
+			oldNode[n.Hostname] = n
+		}
+		for _, tk := range runningTasks(t, leader, "sweb") {
+			if tk.IPs["sec"] != "" {
+				target[tk.Node] = tk.IPs["sec"]
+			}
+		}
+		for _, h := range c.Hosts() {
+			if target[hostname(h)] == "" {
+				return false, "no sweb address on sec for " + h.Name
+			}
+		}
+		return len(oldNode) == 4, fmt.Sprintf("%d nodes", len(oldNode))
+	}, "keys published and sweb running everywhere")
+	// Traffic works before (the control of the check after).
+	crossAll := func() (bool, string) {
+		for _, from := range survivors {
+			var src api.Task
+			for _, tk := range runningTasks(t, leader, "sweb") {
+				if tk.Node == hostname(from) {
+					src = tk
+				}
+			}
+			if src.ContainerID == "" {
+				return false, "no sweb task on " + from.Name
+			}
+			for _, to := range survivors {
+				if to == from {
+					continue
+				}
+				out, err := wgetFrom(netnsOf(t, c, src), "http://"+target[hostname(to)]+"/")
+				if err != nil || !strings.Contains(out, canary) {
+					return false, fmt.Sprintf("%s -> %s: %v %q", from.Name, to.Name, err, out)
+				}
+			}
+		}
+		return true, ""
+	}
+	harness.Eventually(t, 90*time.Second, crossAll, "sweb answers across every pair of survivors before node rm")
+	oldKey, err := os.ReadFile(filepath.Join(imp.DataDir, "cluster", "wireguard", "private.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldKeyFile := filepath.Join(t.TempDir(), "old.key")
+	if err := os.WriteFile(oldKeyFile, oldKey, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	victimID := oldNode[hostname(victim)].ID
+	if err := down.KillProcess(); err != nil {
+		t.Fatal(err)
+	}
+	leader.MustCLI(t, "node", "rm", "--force", victimID)
+	// A restart in the middle of the rotation: restarted has published its
+	// next key, and (most likely: down is not marked down yet) not
+	// switched to it.
+	harness.Eventually(t, 120*time.Second, func() (bool, string) {
+		n, err := leader.Node(oldNode[hostname(restarted)].ID)
+		if err != nil {
+			return false, err.Error()
+		}
+		return n.WireGuardNextKey != "" || n.WireGuardKey != oldNode[n.Hostname].WireGuardKey, "no next key yet"
+	}, restarted.Name+" publishes its next key")
+	n, _ := leader.Node(oldNode[hostname(restarted)].ID)
+	t.Logf("restarting %s with key %s, next key %q (old key %s)", restarted.Name, n.WireGuardKey, n.WireGuardNextKey, oldNode[n.Hostname].WireGuardKey)
+	if err := restarted.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	// down comes back and rotates too.
+	if err := down.Start(); err != nil {
+		t.Fatal(err)
+	}
+	newNode := map[string]api.Node{}
+	harness.Eventually(t, 240*time.Second, func() (bool, string) {
+		nodes, err := leader.Nodes()
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, n := range nodes {
+			if n.ID == victimID {
+				return false, "the victim is still a node"
+			}
+			if n.WireGuardKey == oldNode[n.Hostname].WireGuardKey || n.WireGuardNextKey != "" {
+				return false, fmt.Sprintf("%s not rotated yet: key %s (was %s) next %q", n.Hostname,
+					n.WireGuardKey, oldNode[n.Hostname].WireGuardKey, n.WireGuardNextKey)
+			}
+			newNode[n.Hostname] = n
+		}
+		return len(newNode) == 3, fmt.Sprintf("%d nodes", len(newNode))
+	}, "every remaining node rotated its WireGuard key")
+	harness.Eventually(t, 120*time.Second, crossAll, "sweb answers across every pair of survivors after the rotation")
+	// A TCP transfer across two survivors over the rotated keys.
+	a, b := crossPair(t, leader, "sweb", "sec")
+	srv := exec.Command("nsenter", "--net="+netnsOf(t, c, b), "iperf3", "-s")
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		out, err := exec.Command("nsenter", "--net="+netnsOf(t, c, a), "timeout", "60", "iperf3", "-c", b.IPs["sec"], "-n", "8M").CombinedOutput()
+		return err == nil, fmt.Sprintf("%v %s", err, tail(string(out), 500))
+	}, "8 MiB of TCP across the encrypted network after the rotation")
+
+	// Once per removal: every survivor started one rotation, the restarted
+	// one too, and a restart now (the log replayed, the removal seen again)
+	// changes nothing.
+	for _, h := range survivors {
+		if n := countLines(t, h, "key rotation started"); n != 1 {
+			t.Fatalf("%s started %d key rotations for one removal:\n%s", h.Name, n, h.LogTail(60))
+		}
+		for _, f := range []string{"private.key", "key-epoch.json"} {
+			st, err := os.Stat(filepath.Join(h.DataDir, "cluster", "wireguard", f))
+			if err != nil || st.Mode().Perm() != 0o600 {
+				t.Fatalf("%s: %s: %v %v", h.Name, f, st, err)
+			}
+		}
+		key, err := os.ReadFile(filepath.Join(h.DataDir, "cluster", "wireguard", "private.key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if log, _ := os.ReadFile(h.LogPath); bytes.Contains(log, bytes.TrimSpace(key)) {
+			t.Fatalf("%s logged its private key", h.Name)
+		}
+	}
+	if err := restarted.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 120*time.Second, crossAll, "sweb answers across every pair after another restart")
+	if n := countLines(t, restarted, "key rotation started"); n != 1 {
+		t.Fatalf("%s rotated again on restart (%d rotations):\n%s", restarted.Name, n, restarted.LogTail(60))
+	}
+	if k := nodeKey(t, leader, newNode[hostname(restarted)].ID); k != newNode[hostname(restarted)].WireGuardKey {
+		t.Fatalf("%s changed its key on restart: %s, was %s", restarted.Name, k, newNode[hostname(restarted)].WireGuardKey)
+	}
+
+	// The impostor: imp's identity in the removed host's namespace (its
+	// agent stopped), talking to the other survivors by their new keys.
+	if err := victim.KillProcess(); err != nil {
+		t.Fatal(err)
+	}
+	self := wgPeerOfNode(t, newNode[hostname(imp)], newNode[hostname(imp)].WireGuardKey, sec)
+	var peers []overlay.WGPeer
+	var others []*harness.Host
+	for _, h := range survivors {
+		if h != imp {
+			others = append(others, h)
+			peers = append(peers, wgPeerOfNode(t, newNode[hostname(h)], newNode[hostname(h)].WireGuardKey, sec))
+		}
+	}
+	reaches := func(h *harness.Host) bool {
+		_, err := inNS(victim.NS, "ping", "-c1", "-W1", target[hostname(h)])
+		return err == nil
+	}
+	// imp's old key: 20 s are four handshake attempts towards each peer.
+	old := wgImpostor(t, victim.NS, victim.IP, oldKeyFile, self, peers)
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+		for _, h := range others {
+			if reaches(h) {
+				t.Fatalf("%s's old key reached sweb on %s", imp.Name, h.Name)
+			}
+		}
+	}
+	hs, err := old.LastHandshakes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range peers {
+		if !hs[p.PublicKey].IsZero() {
+			t.Fatalf("node %s answered a handshake with %s's old key (at %s)", p.NodeID, imp.Name, hs[p.PublicKey])
+		}
+	}
+	_ = old.Close()
+	// Positive control: the same impostor with imp's new key is answered.
+	newKeyFile := filepath.Join(t.TempDir(), "new.key")
+	newKey, err := os.ReadFile(filepath.Join(imp.DataDir, "cluster", "wireguard", "private.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(newKeyFile, newKey, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cur := wgImpostor(t, victim.NS, victim.IP, newKeyFile, self, peers)
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		for _, h := range others {
+			_ = reaches(h) // a packet starts a handshake
+		}
+		hs, err := cur.LastHandshakes()
+		for _, p := range peers {
+			if err != nil || hs[p.PublicKey].IsZero() {
+				return false, fmt.Sprintf("handshakes %v %v", hs, err)
+			}
+		}
+		return true, ""
+	}, "the new key completes handshakes (the impostor set-up works)")
+}

@@ -244,6 +244,9 @@ func NodeFieldsNotOwned(cur, next api.Node) []string {
 	owned.GossipPort = next.GossipPort
 	owned.Resources = next.Resources
 	owned.WireGuardKey = next.WireGuardKey
+	owned.WireGuardKeyEpoch = next.WireGuardKeyEpoch
+	owned.WireGuardNextKey = next.WireGuardNextKey
+	owned.WireGuardNextEpoch = next.WireGuardNextEpoch
 	owned.UpdatedAt = next.UpdatedAt
 	// Derived at read time or by the FSM: never compared.
 	owned.Version, next.Version = 0, 0

@@ -157,6 +157,10 @@ func TestAuthorizeOwnNodeRecord(t *testing.T) {
 			n.Resources = api.Resources{NanoCPUs: 2e9, MemoryBytes: 1 << 30}
 			n.UpdatedAt = now.Add(time.Minute)
 		}, ""},
+		{"wireguard keys and their rotation", func(n *api.Node) {
+			n.WireGuardKey, n.WireGuardKeyEpoch = "a2V5", 40
+			n.WireGuardNextKey, n.WireGuardNextEpoch = "bmV4dA==", 57
+		}, ""},
 		{"version and manager status are derived", func(n *api.Node) { n.Version, n.ManagerStatus = 99, api.ManagerLeader }, ""},
 		{"role", func(n *api.Node) { n.Role = api.RoleManager }, "role"},
 		{"labels", func(n *api.Node) { n.Labels = map[string]string{"zone": "b"} }, "labels"},
