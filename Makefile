@@ -1,6 +1,8 @@
 # Shoal — see README.md. Every target that needs root says so.
 GO        ?= go
 BIN       := bin/shoal
+# The container init, next to the binary (runtime/init: C, no libc).
+INIT      := bin/shoal-init
 PKGS      := ./...
 # Unit and package tests; the end-to-end suite in ./test runs after them.
 UNIT_PKGS := $(shell $(GO) list ./... 2>/dev/null | grep -v '/test$$' | grep -v '/test/')
@@ -16,9 +18,12 @@ DIST      := dist
 all: build
 
 # The binary is static (CGO_ENABLED=0): one file runs as the CLI, the agent
-# and the node's container supervisor, on any Debian-like host.
+# and the node's container supervisor, on any Debian-like host. Beside it,
+# shoal-init, every container's PID 1 (runtime/init; the agent looks for it
+# next to its executable, then in /usr/lib/shoal).
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/shoal
+	sh runtime/init/build.sh $(INIT)
 
 # The Debian package (dist/shoal_<version>_<arch>.deb; never committed):
 # binary, systemd unit, /etc/shoal/agent.yaml, man page, completions.

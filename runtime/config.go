@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
@@ -78,8 +79,10 @@ type Config struct {
 	// InitBinary is the host path of the tiny static init bind-mounted into
 	// every container at InitPath and run as its PID 1 (`init -- CMD...`):
 	// it must forward signals to CMD, reap zombies and exit with CMD's
-	// status. Empty means DefaultInitBinary looked up in PATH (Debian's
-	// tini package; scripts/deps.sh installs it).
+	// status. Empty means Shoal's own (InitName: next to the running
+	// executable, else in InitDir), else DefaultInitBinary looked up in PATH
+	// (Debian's tini package), with a warning: it costs ~60 KiB more per
+	// container.
 	InitBinary string
 	// SupervisorBinary is the binary started (as shoal-supervisor) to be the
 	// node's supervisor when none runs; it must dispatch to SupervisorMain
@@ -112,9 +115,44 @@ type Config struct {
 	Network Network
 }
 
+// InitName is the file name of Shoal's container init (runtime/init, built
+// by `make build` next to the shoal binary), and InitDir where the Debian
+// package installs it. Config.InitBinary defaults to the first found.
+const (
+	InitName = "shoal-init"
+	InitDir  = "/usr/lib/shoal"
+)
+
 // DefaultInitBinary is the container init looked up in PATH when
-// Config.InitBinary is empty: tini's static build, Docker's --init.
+// Config.InitBinary is empty and no shoal-init is found: tini's static
+// build, Docker's --init.
 const DefaultInitBinary = "tini-static"
+
+// initCandidates lists where Validate looks for shoal-init, in order: next
+// to the executable exe (a build tree's bin/, or a test's own build), then
+// InitDir (the package's).
+func initCandidates(exe string) []string {
+	var c []string
+	if exe != "" {
+		c = append(c, filepath.Join(filepath.Dir(exe), InitName))
+	}
+	return append(c, filepath.Join(InitDir, InitName))
+}
+
+// findInit returns the first of candidates that is an executable regular
+// file, else DefaultInitBinary found by lookPath with fallback true.
+func findInit(candidates []string, lookPath func(string) (string, error)) (path string, fallback bool, err error) {
+	for _, p := range candidates {
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
+			return p, false, nil
+		}
+	}
+	p, err := lookPath(DefaultInitBinary)
+	if err != nil {
+		return "", true, fmt.Errorf("no %s in %s and %s not found: %w", InitName, strings.Join(candidates, " or "), DefaultInitBinary, err)
+	}
+	return p, true, nil
+}
 
 // InitPath is where the init is bind-mounted (read-only) in containers.
 const InitPath = "/.shoal/init"
@@ -133,7 +171,8 @@ func DefaultConfig() Config {
 }
 
 // Validate checks the config and resolves InitBinary and RuncBinary to
-// absolute paths. It does not touch the filesystem otherwise.
+// absolute paths (logging a warning when the init falls back to tini). It
+// does not touch the filesystem otherwise.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) {
@@ -169,10 +208,16 @@ func (c *Config) Validate() error {
 		c.RuncBinary = p
 	}
 	if c.InitBinary == "" {
-		if p, err := exec.LookPath(DefaultInitBinary); err != nil {
-			bad("container init %s not found (install Debian's tini package: scripts/deps.sh): %v", DefaultInitBinary, err)
+		exe, _ := os.Executable()
+		cands := initCandidates(exe)
+		if p, fallback, err := findInit(cands, exec.LookPath); err != nil {
+			bad("container init: %v (make build puts %s next to shoal)", err, InitName)
 		} else {
 			c.InitBinary = p
+			if fallback {
+				c.Logger.Warn("container init "+InitName+" not found; containers run under "+p+", ~60 KiB more per container",
+					"looked_in", strings.Join(cands, " "))
+			}
 		}
 	}
 	if c.InitBinary != "" && !filepath.IsAbs(c.InitBinary) {

@@ -22,8 +22,9 @@ var built struct {
 }
 
 // Binary returns the path of the shoal binary the harness runs: $SHOAL_BIN if
-// set, else a binary built once per process with `CGO_ENABLED=0 go build`
-// from the module root found above the working directory. It is safe for
+// set (make build leaves shoal-init beside it), else a binary built once per
+// process with `CGO_ENABLED=0 go build` from the module root found above the
+// working directory, with shoal-init built beside it. It is safe for
 // concurrent use; a failed build is reported to every caller.
 func Binary() (string, error) {
 	if p := os.Getenv(EnvBinary); p != "" {
@@ -88,6 +89,14 @@ func buildBinary() (path, dir string, err error) {
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return "", "", fmt.Errorf("build shoal in %s: %w\n%s", root, err, out)
+	}
+	// The container init, next to the binary, where the agent looks first
+	// (as make build leaves it in bin/).
+	cmd = exec.CommandContext(ctx, "sh", filepath.Join("runtime", "init", "build.sh"), filepath.Join(dir, "shoal-init"))
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		_ = os.RemoveAll(dir)
+		return "", "", fmt.Errorf("build shoal-init in %s: %w\n%s", root, err, out)
 	}
 	return path, dir, nil
 }
