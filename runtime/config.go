@@ -86,7 +86,11 @@ type Config struct {
 	InitBinary string
 	// SupervisorBinary is the binary started (as shoal-supervisor) to be the
 	// node's supervisor when none runs; it must dispatch to SupervisorMain
-	// (see IsSupervisorInvocation). Empty means the running executable.
+	// (see IsSupervisorInvocation). Empty means the supervisor's own binary
+	// (SupervisorName, runtime/cmd/shoal-supervisor: next to the running
+	// executable, else in InitDir), else the running executable, which costs
+	// the supervisor about 2 MiB more (the agent's package data; see
+	// runtime/README.md).
 	SupervisorBinary string
 	// LogMaxSize caps one container log file; LogMaxFiles is how many files
 	// (current + rotated) are kept.
@@ -115,12 +119,15 @@ type Config struct {
 	Network Network
 }
 
-// InitName is the file name of Shoal's container init (runtime/init, built
-// by `make build` next to the shoal binary), and InitDir where the Debian
-// package installs it. Config.InitBinary defaults to the first found.
+// InitName is the file name of Shoal's container init (runtime/init) and
+// SupervisorName that of the node supervisor's own binary
+// (runtime/cmd/shoal-supervisor), both built by `make build` next to the
+// shoal binary; InitDir is where the Debian package installs them.
+// Config.InitBinary and SupervisorBinary default to the first found.
 const (
-	InitName = "shoal-init"
-	InitDir  = "/usr/lib/shoal"
+	InitName       = "shoal-init"
+	SupervisorName = "shoal-supervisor"
+	InitDir        = "/usr/lib/shoal"
 )
 
 // DefaultInitBinary is the container init looked up in PATH when
@@ -128,24 +135,33 @@ const (
 // build, Docker's --init.
 const DefaultInitBinary = "tini-static"
 
-// initCandidates lists where Validate looks for shoal-init, in order: next
-// to the executable exe (a build tree's bin/, or a test's own build), then
-// InitDir (the package's).
-func initCandidates(exe string) []string {
+// companions lists where Validate looks for Shoal's helper binary name
+// (InitName, SupervisorName), in order: next to the executable exe (a build
+// tree's bin/, or a test's own build), then InitDir (the package's).
+func companions(exe, name string) []string {
 	var c []string
 	if exe != "" {
-		c = append(c, filepath.Join(filepath.Dir(exe), InitName))
+		c = append(c, filepath.Join(filepath.Dir(exe), name))
 	}
-	return append(c, filepath.Join(InitDir, InitName))
+	return append(c, filepath.Join(InitDir, name))
+}
+
+// firstExecutable returns the first of paths that is an executable regular
+// file, or "".
+func firstExecutable(paths []string) string {
+	for _, p := range paths {
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
+			return p
+		}
+	}
+	return ""
 }
 
 // findInit returns the first of candidates that is an executable regular
 // file, else DefaultInitBinary found by lookPath with fallback true.
 func findInit(candidates []string, lookPath func(string) (string, error)) (path string, fallback bool, err error) {
-	for _, p := range candidates {
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
-			return p, false, nil
-		}
+	if p := firstExecutable(candidates); p != "" {
+		return p, false, nil
 	}
 	p, err := lookPath(DefaultInitBinary)
 	if err != nil {
@@ -209,7 +225,7 @@ func (c *Config) Validate() error {
 	}
 	if c.InitBinary == "" {
 		exe, _ := os.Executable()
-		cands := initCandidates(exe)
+		cands := companions(exe, InitName)
 		if p, fallback, err := findInit(cands, exec.LookPath); err != nil {
 			bad("container init: %v (make build puts %s next to shoal)", err, InitName)
 		} else {
@@ -227,8 +243,13 @@ func (c *Config) Validate() error {
 		p, err := os.Executable()
 		if err != nil {
 			bad("find own executable for SupervisorBinary: %v", err)
+		} else if own := firstExecutable(companions(p, SupervisorName)); own != "" {
+			c.SupervisorBinary = own
+		} else {
+			c.SupervisorBinary = p
+			c.Logger.Info("supervisor binary "+SupervisorName+" not found; the node supervisor runs as "+p+", ~2 MiB more",
+				"looked_in", strings.Join(companions(p, SupervisorName), " "))
 		}
-		c.SupervisorBinary = p
 	}
 	if c.SupervisorBinary != "" && !filepath.IsAbs(c.SupervisorBinary) {
 		bad("SupervisorBinary must be absolute, got %q", c.SupervisorBinary)

@@ -258,11 +258,11 @@ func TestContainerInitFootprint(t *testing.T) {
 // executable, else in InitDir, else tini-static from PATH (fallback), else
 // an error; a file that is not an executable regular file is passed over.
 func TestFindInit(t *testing.T) {
-	if got := initCandidates("/opt/shoal/bin/shoal"); !slices.Equal(got, []string{"/opt/shoal/bin/shoal-init", "/usr/lib/shoal/shoal-init"}) {
-		t.Errorf("initCandidates = %q", got)
+	if got := companions("/opt/shoal/bin/shoal", InitName); !slices.Equal(got, []string{"/opt/shoal/bin/shoal-init", "/usr/lib/shoal/shoal-init"}) {
+		t.Errorf("companions = %q", got)
 	}
-	if got := initCandidates(""); !slices.Equal(got, []string{"/usr/lib/shoal/shoal-init"}) {
-		t.Errorf("initCandidates(\"\") = %q", got)
+	if got := companions("", SupervisorName); !slices.Equal(got, []string{"/usr/lib/shoal/shoal-supervisor"}) {
+		t.Errorf("companions(\"\") = %q", got)
 	}
 	dir := t.TempDir()
 	exe, plain, sub, pkg := filepath.Join(dir, "exe", InitName), filepath.Join(dir, "plain", InitName), filepath.Join(dir, "dir", InitName), filepath.Join(dir, "pkg", InitName)

@@ -58,6 +58,7 @@ func TestDebianPackage(t *testing.T) {
 	for path, want := range map[string]string{
 		"/usr/bin/shoal":                               "-rwxr-xr-x root/root",
 		"/usr/lib/shoal/shoal-init":                    "-rwxr-xr-x root/root",
+		"/usr/lib/shoal/shoal-supervisor":              "-rwxr-xr-x root/root",
 		"/lib/systemd/system/shoal.service":            "-rw-r--r-- root/root",
 		"/etc/shoal/agent.yaml":                        "-rw-r--r-- root/root",
 		"/usr/share/man/man1/shoal.1.gz":               "-rw-r--r-- root/root",
