@@ -75,7 +75,7 @@ func TestDebianPackage(t *testing.T) {
 	if err != nil {
 		t.Fatalf("dpkg-deb -I: %v", err)
 	}
-	for _, want := range []string{"Package: shoal", "Version: 1.2.3+4.gabc1234", "Depends: runc (>= 1.1), nftables, tini",
+	for _, want := range []string{"Package: shoal", "Version: 1.2.3+4.gabc1234", "Depends: runc (>= 1.1), nftables\n",
 		" conffiles", " postinst", " prerm", " postrm"} {
 		if !strings.Contains(string(info), want) {
 			t.Errorf("dpkg-deb -I lacks %q:\n%s", want, info)
