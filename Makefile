@@ -1,6 +1,10 @@
 # Shoal — see README.md. Every target that needs root says so.
 GO        ?= go
 BIN       := bin/shoal
+# Beside it: the container init (runtime/init: C, no libc) and the node
+# supervisor on its own (runtime/cmd/shoal-supervisor).
+INIT      := bin/shoal-init
+SUP       := bin/shoal-supervisor
 PKGS      := ./...
 # Unit and package tests; the end-to-end suite in ./test runs after them.
 UNIT_PKGS := $(shell $(GO) list ./... 2>/dev/null | grep -v '/test$$' | grep -v '/test/')
@@ -16,9 +20,14 @@ DIST      := dist
 all: build
 
 # The binary is static (CGO_ENABLED=0): one file runs as the CLI, the agent
-# and the node's container supervisor, on any Debian-like host.
+# and the node's container supervisor, on any Debian-like host. Beside it,
+# shoal-init, every container's PID 1, and shoal-supervisor, the supervisor
+# without the agent's packages (2 MiB less; the agent looks for both next to
+# its executable, then in /usr/lib/shoal: runtime/README.md).
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/shoal
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(SUP) ./runtime/cmd/shoal-supervisor
+	sh runtime/init/build.sh $(INIT)
 
 # The Debian package (dist/shoal_<version>_<arch>.deb; never committed):
 # binary, systemd unit, /etc/shoal/agent.yaml, man page, completions.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
@@ -78,12 +79,18 @@ type Config struct {
 	// InitBinary is the host path of the tiny static init bind-mounted into
 	// every container at InitPath and run as its PID 1 (`init -- CMD...`):
 	// it must forward signals to CMD, reap zombies and exit with CMD's
-	// status. Empty means DefaultInitBinary looked up in PATH (Debian's
-	// tini package; scripts/deps.sh installs it).
+	// status. Empty means Shoal's own (InitName: next to the running
+	// executable, else in InitDir), else DefaultInitBinary looked up in PATH
+	// (Debian's tini package), with a warning: it costs ~60 KiB more per
+	// container.
 	InitBinary string
 	// SupervisorBinary is the binary started (as shoal-supervisor) to be the
 	// node's supervisor when none runs; it must dispatch to SupervisorMain
-	// (see IsSupervisorInvocation). Empty means the running executable.
+	// (see IsSupervisorInvocation). Empty means the supervisor's own binary
+	// (SupervisorName, runtime/cmd/shoal-supervisor: next to the running
+	// executable, else in InitDir), else the running executable, which costs
+	// the supervisor about 2 MiB more (the agent's package data; see
+	// runtime/README.md).
 	SupervisorBinary string
 	// LogMaxSize caps one container log file; LogMaxFiles is how many files
 	// (current + rotated) are kept.
@@ -112,9 +119,56 @@ type Config struct {
 	Network Network
 }
 
+// InitName is the file name of Shoal's container init (runtime/init) and
+// SupervisorName that of the node supervisor's own binary
+// (runtime/cmd/shoal-supervisor), both built by `make build` next to the
+// shoal binary; InitDir is where the Debian package installs them.
+// Config.InitBinary and SupervisorBinary default to the first found.
+const (
+	InitName       = "shoal-init"
+	SupervisorName = "shoal-supervisor"
+	InitDir        = "/usr/lib/shoal"
+)
+
 // DefaultInitBinary is the container init looked up in PATH when
-// Config.InitBinary is empty: tini's static build, Docker's --init.
+// Config.InitBinary is empty and no shoal-init is found: tini's static
+// build, Docker's --init.
 const DefaultInitBinary = "tini-static"
+
+// companions lists where Validate looks for Shoal's helper binary name
+// (InitName, SupervisorName), in order: next to the executable exe (a build
+// tree's bin/, or a test's own build), then InitDir (the package's).
+func companions(exe, name string) []string {
+	var c []string
+	if exe != "" {
+		c = append(c, filepath.Join(filepath.Dir(exe), name))
+	}
+	return append(c, filepath.Join(InitDir, name))
+}
+
+// firstExecutable returns the first of paths that is an executable regular
+// file, or "".
+func firstExecutable(paths []string) string {
+	for _, p := range paths {
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
+			return p
+		}
+	}
+	return ""
+}
+
+// findInit returns the first of candidates that is an executable regular
+// file, else DefaultInitBinary found by lookPath with fallback true.
+func findInit(candidates []string, lookPath func(string) (string, error)) (path string, fallback bool, err error) {
+	if p := firstExecutable(candidates); p != "" {
+		return p, false, nil
+	}
+	p, err := lookPath(DefaultInitBinary)
+	if err != nil {
+		return "", true, fmt.Errorf("no %s in %s and %s not found: %w", InitName, strings.Join(candidates, " or "), DefaultInitBinary, err)
+	}
+	return p, true, nil
+}
 
 // InitPath is where the init is bind-mounted (read-only) in containers.
 const InitPath = "/.shoal/init"
@@ -133,7 +187,8 @@ func DefaultConfig() Config {
 }
 
 // Validate checks the config and resolves InitBinary and RuncBinary to
-// absolute paths. It does not touch the filesystem otherwise.
+// absolute paths (logging a warning when the init falls back to tini). It
+// does not touch the filesystem otherwise.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) {
@@ -169,10 +224,16 @@ func (c *Config) Validate() error {
 		c.RuncBinary = p
 	}
 	if c.InitBinary == "" {
-		if p, err := exec.LookPath(DefaultInitBinary); err != nil {
-			bad("container init %s not found (install Debian's tini package: scripts/deps.sh): %v", DefaultInitBinary, err)
+		exe, _ := os.Executable()
+		cands := companions(exe, InitName)
+		if p, fallback, err := findInit(cands, exec.LookPath); err != nil {
+			bad("container init: %v (make build puts %s next to shoal)", err, InitName)
 		} else {
 			c.InitBinary = p
+			if fallback {
+				c.Logger.Warn("container init "+InitName+" not found; containers run under "+p+", ~60 KiB more per container",
+					"looked_in", strings.Join(cands, " "))
+			}
 		}
 	}
 	if c.InitBinary != "" && !filepath.IsAbs(c.InitBinary) {
@@ -182,8 +243,13 @@ func (c *Config) Validate() error {
 		p, err := os.Executable()
 		if err != nil {
 			bad("find own executable for SupervisorBinary: %v", err)
+		} else if own := firstExecutable(companions(p, SupervisorName)); own != "" {
+			c.SupervisorBinary = own
+		} else {
+			c.SupervisorBinary = p
+			c.Logger.Info("supervisor binary "+SupervisorName+" not found; the node supervisor runs as "+p+", ~2 MiB more",
+				"looked_in", strings.Join(companions(p, SupervisorName), " "))
 		}
-		c.SupervisorBinary = p
 	}
 	if c.SupervisorBinary != "" && !filepath.IsAbs(c.SupervisorBinary) {
 		bad("SupervisorBinary must be absolute, got %q", c.SupervisorBinary)

@@ -3,8 +3,9 @@
 // (containerd/go-runc) without a shim per container, per-container logs and
 // health checks.
 //
-// Supervision. Each container's PID 1 is a tiny static init (tini-static)
-// that forwards signals and reaps zombies. One supervisor process per node
+// Supervision. Each container's PID 1 is a tiny static init (shoal-init,
+// runtime/init, C without libc; tini-static when it is not installed) that
+// forwards signals and reaps zombies. One supervisor process per node
 // (supervisor.go) runs `runc run --detach`, so it becomes the parent of
 // every container's init: it holds the containers' stdout and stderr, writes
 // their logs with rotation, and records each exit status in the bundle dir,

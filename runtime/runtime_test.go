@@ -20,7 +20,7 @@ import (
 
 // Shared fixtures, built once by TestMain when running as root.
 var (
-	testInit   string // tini-static
+	testInit   string // shoal-init, built from init/shoal-init.c
 	testRootfs string // busybox rootfs used as the single image layer
 	fixtureErr error
 )
@@ -45,13 +45,22 @@ func TestMain(m *testing.M) {
 			return m.Run()
 		}
 		defer os.RemoveAll(dir)
-		testInit, fixtureErr = exec.LookPath(DefaultInitBinary)
+		testInit, fixtureErr = buildShoalInit(dir)
 		if fixtureErr == nil {
 			testRootfs, fixtureErr = buildBusyboxRootfs(filepath.Join(dir, "busybox"))
 		}
 		return m.Run()
 	}()
 	os.Exit(code)
+}
+
+// buildShoalInit builds the container init (init/build.sh) into dir.
+func buildShoalInit(dir string) (string, error) {
+	out := filepath.Join(dir, InitName)
+	if b, err := exec.Command("sh", filepath.Join("init", "build.sh"), out).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s: %v: %s", InitName, err, b)
+	}
+	return out, nil
 }
 
 // buildGoInit returns a static build (CGO_ENABLED=0) of cmd/shoal-init, the
@@ -296,8 +305,8 @@ func TestExitCodes(t *testing.T) {
 		}
 	}
 	c, logs := h.runToExit(t, Spec{Command: []string{"no-such-command"}})
-	// tini reports it as Docker's --init does: "exec no-such-command
-	// failed: No such file or directory", exit 127.
+	// shoal-init reports it as tini (Docker's --init) does: "exec
+	// no-such-command failed: No such file or directory", exit 127.
 	if c.ExitCode != 127 || !strings.Contains(logs, "no-such-command") || !strings.Contains(logs, "No such file") {
 		t.Errorf("missing command: exit %d logs %q", c.ExitCode, logs)
 	}

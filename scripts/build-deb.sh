@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Debian package of Shoal from a built binary:
 #   scripts/build-deb.sh BIN VERSION OUTDIR   →   OUTDIR/shoal_<debversion>_<arch>.deb
+# The container init, shoal-init, and the node supervisor's own binary,
+# shoal-supervisor, are taken from next to BIN (make build puts them there)
+# and installed in /usr/lib/shoal, where the agent looks for them.
 # (make deb runs it). Only dpkg-deb is needed: no debhelper, no fakeroot
 # (--root-owner-group). The layout, unit and maintainer scripts are in
 # scripts/packaging; their reasoning in scripts/packaging/README.md.
@@ -11,6 +14,13 @@ if [ $# -ne 3 ]; then
 	exit 2
 fi
 bin=$1 version=$2 out=$3
+helpers=("$(dirname "$bin")/shoal-init" "$(dirname "$bin")/shoal-supervisor")
+for h in "${helpers[@]}"; do
+	if [ ! -x "$h" ]; then
+		echo "$0: $h not found: build it with make build" >&2
+		exit 1
+	fi
+done
 here=$(cd "$(dirname "$0")" && pwd)
 pkg=$here/packaging
 root=$(cd "$here/.." && pwd)
@@ -33,10 +43,13 @@ arch=$(dpkg --print-architecture 2>/dev/null || echo amd64)
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 d=$stage/shoal
-install -d -m 0755 "$d/DEBIAN" "$d/usr/bin" "$d/lib/systemd/system" "$d/etc/shoal" \
+install -d -m 0755 "$d/DEBIAN" "$d/usr/bin" "$d/usr/lib/shoal" "$d/lib/systemd/system" "$d/etc/shoal" \
 	"$d/usr/share/man/man1" "$d/usr/share/bash-completion/completions" \
 	"$d/usr/share/zsh/vendor-completions" "$d/usr/share/doc/shoal"
 install -m 0755 "$bin" "$d/usr/bin/shoal"
+for h in "${helpers[@]}"; do
+	install -m 0755 "$h" "$d/usr/lib/shoal/$(basename "$h")"
+done
 install -m 0644 "$pkg/shoal.service" "$d/lib/systemd/system/shoal.service"
 install -m 0644 "$pkg/agent.yaml" "$d/etc/shoal/agent.yaml"
 gzip -9n <"$root/docs/shoal.1" >"$d/usr/share/man/man1/shoal.1.gz"

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Shoal's `make run`, tests and benchmarks need,
 # only when one is missing (then with `apt-get update` first). Idempotent.
-# tini provides tini-static, the init every container runs as its PID 1;
+# gcc (with the kernel headers of linux-libc-dev, which it pulls in) builds
+# shoal-init, every container's PID 1 (runtime/init); tini provides
+# tini-static, the fallback init when shoal-init is not found;
 # chromium runs headless for the dashboard's browser test (test/e2e_ui_test.go);
 # tcpdump and iperf3 check and measure encrypted networks (test/e2e_wg_test.go).
 set -euo pipefail
 
-packages=(runc tini busybox-static iproute2 nftables iputils-ping curl jq conntrack psmisc procps stress-ng chromium tcpdump iperf3)
+packages=(runc gcc linux-libc-dev tini busybox-static iproute2 nftables iputils-ping curl jq conntrack psmisc procps stress-ng chromium tcpdump iperf3)
 
 missing=()
 for p in "${packages[@]}"; do

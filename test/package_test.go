@@ -57,6 +57,8 @@ func TestDebianPackage(t *testing.T) {
 	}
 	for path, want := range map[string]string{
 		"/usr/bin/shoal":                               "-rwxr-xr-x root/root",
+		"/usr/lib/shoal/shoal-init":                    "-rwxr-xr-x root/root",
+		"/usr/lib/shoal/shoal-supervisor":              "-rwxr-xr-x root/root",
 		"/lib/systemd/system/shoal.service":            "-rw-r--r-- root/root",
 		"/etc/shoal/agent.yaml":                        "-rw-r--r-- root/root",
 		"/usr/share/man/man1/shoal.1.gz":               "-rw-r--r-- root/root",
@@ -73,7 +75,7 @@ func TestDebianPackage(t *testing.T) {
 	if err != nil {
 		t.Fatalf("dpkg-deb -I: %v", err)
 	}
-	for _, want := range []string{"Package: shoal", "Version: 1.2.3+4.gabc1234", "Depends: runc (>= 1.1), nftables, tini",
+	for _, want := range []string{"Package: shoal", "Version: 1.2.3+4.gabc1234", "Depends: runc (>= 1.1), nftables\n",
 		" conffiles", " postinst", " prerm", " postrm"} {
 		if !strings.Contains(string(info), want) {
 			t.Errorf("dpkg-deb -I lacks %q:\n%s", want, info)

@@ -11,11 +11,11 @@ package supervisor
 // exit record and logs in dirs the container could write (a workload could
 // make the agent read /dev/zero). Now:
 //
-//   - PID 1 inside a container is tini-static (Debian's tini package, as
-//     Docker's --init): it forwards signals to the user's command, reaps
-//     zombies and exits with the command's status. About 50 KiB of its own
-//     memory per container; its 700 KiB of code are one page-cache copy
-//     shared by every container.
+//   - PID 1 inside a container is shoal-init (runtime/init, C without libc;
+//     tini-static, Docker's --init, when it is not installed): it forwards
+//     signals to the user's command, reaps zombies and exits with the
+//     command's status. Its stack, 4–8 KiB, is all it has of its own per
+//     container; its one page of code is shared by every container.
 //   - The supervisor (this file, the shoal binary re-executed under the name
 //     shoal-supervisor) is a child subreaper. It runs `runc run --detach`
 //     itself, so when runc exits each container's init becomes its child:

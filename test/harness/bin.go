@@ -22,8 +22,9 @@ var built struct {
 }
 
 // Binary returns the path of the shoal binary the harness runs: $SHOAL_BIN if
-// set, else a binary built once per process with `CGO_ENABLED=0 go build`
-// from the module root found above the working directory. It is safe for
+// set (make build leaves shoal-init and shoal-supervisor beside it), else a
+// binary built once per process with `CGO_ENABLED=0 go build` from the
+// module root found above the working directory, with those two beside it. It is safe for
 // concurrent use; a failed build is reported to every caller.
 func Binary() (string, error) {
 	if p := os.Getenv(EnvBinary); p != "" {
@@ -88,6 +89,20 @@ func buildBinary() (path, dir string, err error) {
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return "", "", fmt.Errorf("build shoal in %s: %w\n%s", root, err, out)
+	}
+	// The container init and the supervisor's own binary, next to the
+	// binary, where the agent looks first (as make build leaves them in bin/).
+	for _, args := range [][]string{
+		{"go", "build", "-o", filepath.Join(dir, "shoal-supervisor"), "./runtime/cmd/shoal-supervisor"},
+		{"sh", filepath.Join("runtime", "init", "build.sh"), filepath.Join(dir, "shoal-init")},
+	} {
+		cmd = exec.CommandContext(ctx, args[0], args[1:]...)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			_ = os.RemoveAll(dir)
+			return "", "", fmt.Errorf("%s in %s: %w\n%s", args, root, err, out)
+		}
 	}
 	return path, dir, nil
 }

@@ -1,0 +1,385 @@
+/*
+ * shoal-init: PID 1 of every Shoal container, run as `init -- CMD ARGS...`.
+ *
+ * Why it exists. The node supervisor (runtime/supervisor) holds every
+ * container's output and exit status, so the init inside the container has
+ * only PID 1's duties, the ones tini (Docker's --init) has when run without
+ * flags, as Shoal ran it:
+ *
+ *   - run CMD as its one child, in a process group of its own (the terminal's
+ *     foreground group when stdin is one), found through PATH like execvp;
+ *     exit 127 when it does not exist, 126 when it cannot be run, with
+ *     "exec CMD failed: <reason>" on stderr;
+ *   - forward every signal it can catch to CMD (a PID 1 has no default
+ *     actions: without this, SIGTERM would never reach a CMD);
+ *   - reap every zombie, orphans of CMD included (in a pid namespace they
+ *     are all handed to PID 1);
+ *   - exit with CMD's status as soon as CMD ends, 128+N when signal N killed
+ *     it; the kernel then kills whatever else is left in the namespace.
+ *
+ * Why not tini itself: its memory. It is one copy per container, charged to
+ * the container's memory limit, and Debian's tini-static is glibc linked
+ * statically: 56 KiB of anonymous memory each (stack, data, relro, heap) and
+ * 632 KiB of file pages. This one is built with -nostdlib: raw system calls,
+ * no libc, no heap, no writable global, one page of code and the stack the
+ * kernel gives it (argv and environment, a few hundred bytes of frames), so
+ * about 8 KiB of PSS per container (runtime/README.md has the figures).
+ *
+ * The parent blocks the signals it forwards and takes them synchronously with
+ * rt_sigtimedwait, as tini does: no handler, no async-signal-safety to get
+ * wrong, and /proc/PID/status shows SIGTERM blocked before CMD starts, which
+ * the runtime waits for before a stop (runtime/stop.go initReady). The
+ * synchronous signals (SIGSEGV & co.) and SIGTTIN/SIGTTOU are left alone, as
+ * tini leaves them; the latter two are ignored so that a background read of
+ * the terminal does not stop PID 1.
+ *
+ * Build: runtime/init/build.sh OUT (the Makefile and the tests use it).
+ * Architectures: x86_64 and aarch64 (the syscall wrapper below).
+ */
+
+#include <asm/unistd.h>
+#include <asm-generic/errno.h>
+#include <asm/ioctls.h>
+#include <linux/wait.h>
+
+typedef unsigned long ulong;
+
+/* -- system calls ---------------------------------------------------------- */
+
+#if defined(__x86_64__)
+static long sys6(long n, long a, long b, long c, long d, long e, long f)
+{
+	register long r10 __asm__("r10") = d;
+	register long r8 __asm__("r8") = e;
+	register long r9 __asm__("r9") = f;
+	long ret;
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+			 : "rcx", "r11", "memory");
+	return ret;
+}
+
+/* The kernel enters with argc at (%rsp); hand main the stack pointer. */
+__asm__(".text\n"
+	".global _start\n"
+	"_start:\n"
+	"	xor %rbp, %rbp\n"
+	"	mov %rsp, %rdi\n"
+	"	and $-16, %rsp\n"
+	"	call start_c\n"
+	"	hlt\n");
+#elif defined(__aarch64__)
+static long sys6(long n, long a, long b, long c, long d, long e, long f)
+{
+	register long x8 __asm__("x8") = n;
+	register long x0 __asm__("x0") = a;
+	register long x1 __asm__("x1") = b;
+	register long x2 __asm__("x2") = c;
+	register long x3 __asm__("x3") = d;
+	register long x4 __asm__("x4") = e;
+	register long x5 __asm__("x5") = f;
+	__asm__ volatile("svc 0"
+			 : "+r"(x0)
+			 : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5)
+			 : "memory");
+	return x0;
+}
+
+__asm__(".text\n"
+	".global _start\n"
+	"_start:\n"
+	"	mov x29, #0\n"
+	"	mov x30, #0\n"
+	"	mov x0, sp\n"
+	"	and sp, x0, #-16\n"
+	"	bl start_c\n"
+	"	brk #0\n");
+#else
+#error "shoal-init: only x86_64 and aarch64 are supported"
+#endif
+
+#define sys0(n) sys6(n, 0, 0, 0, 0, 0, 0)
+#define sys1(n, a) sys6(n, (long)(a), 0, 0, 0, 0, 0)
+#define sys2(n, a, b) sys6(n, (long)(a), (long)(b), 0, 0, 0, 0)
+#define sys3(n, a, b, c) sys6(n, (long)(a), (long)(b), (long)(c), 0, 0, 0)
+#define sys4(n, a, b, c, d) sys6(n, (long)(a), (long)(b), (long)(c), (long)(d), 0, 0)
+
+/* The compiler may emit calls to these for struct copies and zeroing. */
+void *memset(void *d, int c, ulong n)
+{
+	unsigned char *p = d;
+	while (n--)
+		*p++ = (unsigned char)c;
+	return d;
+}
+
+void *memcpy(void *d, const void *s, ulong n)
+{
+	unsigned char *p = d;
+	const unsigned char *q = s;
+	while (n--)
+		*p++ = *q++;
+	return d;
+}
+
+static __attribute__((noreturn)) void die(int code)
+{
+	for (;;)
+		sys1(__NR_exit_group, code);
+}
+
+/* -- signals --------------------------------------------------------------- */
+
+#define SIGHUP 1
+#define SIGILL 4
+#define SIGTRAP 5
+#define SIGABRT 6
+#define SIGBUS 7
+#define SIGFPE 8
+#define SIGKILL 9
+#define SIGSEGV 11
+#define SIGCHLD 17
+#define SIGSTOP 19
+#define SIGTTIN 21
+#define SIGTTOU 22
+#define SIGSYS 31
+#define NSIG 64
+
+#define SIG_SETMASK 2
+#define BIT(s) (1UL << ((s)-1))
+
+/* Left out of the forwarded set, as tini leaves them: the synchronous faults
+ * (blocking them would kill instead of deliver) and the two terminal stops,
+ * which PID 1 ignores. */
+#define UNTOUCHED (BIT(SIGKILL) | BIT(SIGSTOP) | BIT(SIGILL) | BIT(SIGTRAP) | BIT(SIGABRT) | \
+		   BIT(SIGBUS) | BIT(SIGFPE) | BIT(SIGSEGV) | BIT(SIGSYS) | BIT(SIGTTIN) | BIT(SIGTTOU))
+
+/* The kernel's struct sigaction (x86_64 and arm64 both have sa_restorer). */
+struct ksigaction {
+	ulong handler;
+	ulong flags;
+	ulong restorer;
+	ulong mask;
+};
+
+static void set_disposition(int sig, ulong handler)
+{
+	struct ksigaction sa = {handler, 0, 0, 0};
+	sys4(__NR_rt_sigaction, sig, &sa, 0, sizeof(ulong));
+}
+
+/* -- output ---------------------------------------------------------------- */
+
+static ulong slen(const char *s)
+{
+	ulong n = 0;
+	while (s[n])
+		n++;
+	return n;
+}
+
+static void puts2(const char *s)
+{
+	sys3(__NR_write, 2, s, slen(s));
+}
+
+/* strerror for what execve can say; anything else as "error N". */
+static const char *reason(long err, char *buf)
+{
+	switch (err) {
+	case ENOENT: return "No such file or directory";
+	case EACCES: return "Permission denied";
+	case ENOEXEC: return "Exec format error";
+	case ENOTDIR: return "Not a directory";
+	case EISDIR: return "Is a directory";
+	case ELOOP: return "Too many levels of symbolic links";
+	case ENAMETOOLONG: return "File name too long";
+	case E2BIG: return "Argument list too long";
+	case ENOMEM: return "Cannot allocate memory";
+	case ETXTBSY: return "Text file busy";
+	case EPERM: return "Operation not permitted";
+	case EIO: return "Input/output error";
+	case ELIBBAD: return "Accessing a corrupted shared library";
+	}
+	char *p = buf + 24;
+	*--p = 0;
+	do {
+		*--p = (char)('0' + err % 10);
+		err /= 10;
+	} while (err && p > buf + 7);
+	p -= 6;
+	memcpy(p, "error ", 6);
+	return p;
+}
+
+/* -- running CMD (in the child) --------------------------------------------- */
+
+static int has_slash(const char *s)
+{
+	for (; *s; s++)
+		if (*s == '/')
+			return 1;
+	return 0;
+}
+
+/* exec runs file as execvp does: straight when it has a slash, else through
+ * each PATH entry (default "/bin:/usr/bin"), remembering EACCES; a file the
+ * kernel cannot run (ENOEXEC) goes to /bin/sh as a script. Returns the errno
+ * execvp would leave. */
+static long exec_cmd(char **argv, char **envp)
+{
+	const char *file = argv[0];
+	long err;
+	if (has_slash(file)) {
+		err = sys3(__NR_execve, file, argv, envp);
+		goto noexec;
+	}
+	const char *path = "/bin:/usr/bin";
+	for (char **e = envp; *e; e++) {
+		const char *v = *e;
+		if (v[0] == 'P' && v[1] == 'A' && v[2] == 'T' && v[3] == 'H' && v[4] == '=') {
+			path = v + 5;
+			break;
+		}
+	}
+	ulong flen = slen(file);
+	if (flen == 0)
+		return -ENOENT;
+	int seen_eacces = 0;
+	char buf[4096];
+	err = -ENOENT;
+	for (const char *p = path;; p++) {
+		const char *q = p;
+		while (*q && *q != ':')
+			q++;
+		ulong dlen = (ulong)(q - p);
+		if (dlen + 1 + flen + 1 <= sizeof(buf)) {
+			ulong n = 0;
+			if (dlen) {
+				memcpy(buf, p, dlen);
+				n = dlen;
+				buf[n++] = '/';
+			}
+			memcpy(buf + n, file, flen + 1);
+			err = sys3(__NR_execve, buf, argv, envp);
+			if (err == -ENOEXEC) {
+				file = buf;
+				goto noexec;
+			}
+			if (err == -EACCES)
+				seen_eacces = 1;
+			else if (err != -ENOENT && err != -ENOTDIR && err != -ESTALE && err != -ENODEV && err != -ETIMEDOUT)
+				return err;
+		}
+		if (!*q)
+			break;
+		p = q;
+	}
+	return seen_eacces ? -EACCES : err;
+
+noexec:
+	if (err == -ENOEXEC) {
+		/* A script without #!: run it with /bin/sh, as execvp does. */
+		int argc = 0;
+		while (argv[argc])
+			argc++;
+		char *sh[argc + 2];
+		sh[0] = (char *)"/bin/sh";
+		sh[1] = (char *)file;
+		for (int i = 1; i <= argc; i++)
+			sh[i + 1] = argv[i];
+		sys3(__NR_execve, "/bin/sh", sh, envp);
+	}
+	return err;
+}
+
+static __attribute__((noreturn)) void child(char **argv, char **envp)
+{
+	/* Its own process group, the terminal's foreground one if stdin is a
+	 * terminal (errors ignored: it is not one, or has no session). */
+	sys2(__NR_setpgid, 0, 0);
+	int pgrp = (int)sys0(__NR_getpid);
+	set_disposition(SIGTTOU, 1); /* tcsetpgrp from a background group */
+	sys3(__NR_ioctl, 0, TIOCSPGRP, &pgrp);
+	set_disposition(SIGTTIN, 0);
+	set_disposition(SIGTTOU, 0);
+	ulong none = 0;
+	sys4(__NR_rt_sigprocmask, SIG_SETMASK, &none, 0, sizeof(ulong));
+
+	long err = exec_cmd(argv, envp);
+	char buf[24];
+	puts2("shoal-init: exec ");
+	puts2(argv[0]);
+	puts2(" failed: ");
+	puts2(reason(-err, buf));
+	puts2("\n");
+	die(err == -ENOENT ? 127 : 126);
+}
+
+/* -- PID 1 ----------------------------------------------------------------- */
+
+/* exit_code is CMD's status as a shell reports it. */
+static int exit_code(int status)
+{
+	if ((status & 0x7f) == 0)
+		return (status >> 8) & 0xff;
+	return 128 + (status & 0x7f);
+}
+
+__attribute__((used, noreturn)) void start_c(long *sp)
+{
+	int argc = (int)sp[0];
+	char **argv = (char **)(sp + 1);
+	char **envp = argv + argc + 1;
+
+	int first = 1;
+	if (argc > 1 && argv[1][0] == '-' && argv[1][1] == '-' && argv[1][2] == 0)
+		first = 2;
+	if (argc <= first) {
+		puts2("usage: shoal-init -- CMD [ARG...]\n");
+		die(2);
+	}
+
+	ulong forwarded = ~UNTOUCHED;
+	sys4(__NR_rt_sigprocmask, SIG_SETMASK, &forwarded, 0, sizeof(ulong));
+	set_disposition(SIGTTIN, 1);
+	set_disposition(SIGTTOU, 1);
+
+	long pid = sys6(__NR_clone, SIGCHLD, 0, 0, 0, 0, 0);
+	if (pid < 0) {
+		char buf[24];
+		puts2("shoal-init: fork: ");
+		puts2(reason(-pid, buf));
+		puts2("\n");
+		die(1);
+	}
+	if (pid == 0)
+		child(argv + first, envp);
+
+	for (;;) {
+		/* siginfo_t is 128 bytes; only si_signo (the first int) is read. */
+		int info[32];
+		long sig = sys4(__NR_rt_sigtimedwait, &forwarded, info, 0, sizeof(ulong));
+		if (sig < 0)
+			continue; /* EINTR (a stop/continue) */
+		if (sig != SIGCHLD) {
+			sys2(__NR_kill, pid, sig);
+			continue;
+		}
+		for (;;) {
+			int status = 0;
+			long r = sys4(__NR_wait4, -1, &status, WNOHANG, 0);
+			if (r <= 0)
+				break;
+			if (r == pid) {
+				/* Reap what is already dead, then leave: the kernel
+				 * kills the rest of the namespace with us. */
+				int other;
+				while (sys4(__NR_wait4, -1, &other, WNOHANG, 0) > 0)
+					;
+				die(exit_code(status));
+			}
+		}
+	}
+}

@@ -1,0 +1,298 @@
+package runtime
+
+import (
+	"bufio"
+	"context"
+	"debug/elf"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The container init (init/shoal-init.c) on its own: run as PID 1 of a fresh
+// pid namespace, as in a container, with the host's /bin/sh as its command.
+
+func needInit(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (a pid namespace)")
+	}
+	if testInit == "" {
+		t.Fatalf("shoal-init not built: %v", fixtureErr)
+	}
+}
+
+// startInit starts `shoal-init -- args...` as PID 1 of a new pid namespace;
+// its stdout and stderr go to the returned pipe.
+func startInit(t *testing.T, args ...string) (*exec.Cmd, *os.File) {
+	t.Helper()
+	cmd := exec.Command(testInit, append([]string{"--"}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		r.Close()
+	})
+	return cmd, r
+}
+
+// runInit runs shoal-init to its end and returns its exit code and output.
+func runInit(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	cmd, out := startInit(t, args...)
+	b, err := io.ReadAll(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exitCode(t, cmd), string(b)
+}
+
+func exitCode(t *testing.T, cmd *exec.Cmd) int {
+	t.Helper()
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if ws.Signaled() {
+		t.Fatalf("shoal-init itself killed by %v", ws.Signal())
+	}
+	return ws.ExitStatus()
+}
+
+func TestShoalInitExitStatus(t *testing.T) {
+	needInit(t)
+	dir := t.TempDir()
+	noexec := filepath.Join(dir, "noexec")
+	if err := os.WriteFile(noexec, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(dir, "script") // no #!: execvp runs it with /bin/sh
+	if err := os.WriteFile(script, []byte("echo script $1; exit 4\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args     []string
+		want     int
+		wantOut  string
+		exactOut bool
+	}{
+		{args: []string{"sh", "-c", "exit 0"}, want: 0},
+		{args: []string{"sh", "-c", "echo out; echo err >&2; exit 3"}, want: 3, wantOut: "out\nerr\n", exactOut: true},
+		{args: []string{"/bin/sh", "-c", "exit 255"}, want: 255},
+		{args: []string{"sh", "-c", "kill -9 $$"}, want: 128 + 9},
+		{args: []string{"sh", "-c", "kill -USR1 $$"}, want: 128 + 10},
+		{args: []string{"no-such-command"}, want: 127, wantOut: "exec no-such-command failed: No such file or directory"},
+		{args: []string{"/no/such"}, want: 127, wantOut: "exec /no/such failed: No such file or directory"},
+		{args: []string{noexec}, want: 126, wantOut: "failed: Permission denied"},
+		{args: []string{script, "x"}, want: 4, wantOut: "script x\n", exactOut: true},
+	}
+	for _, tt := range tests {
+		code, out := runInit(t, tt.args...)
+		if code != tt.want {
+			t.Errorf("%q: exit %d, want %d (output %q)", tt.args, code, tt.want, out)
+		}
+		if tt.exactOut && out != tt.wantOut || !strings.Contains(out, tt.wantOut) {
+			t.Errorf("%q: output %q, want %q", tt.args, out, tt.wantOut)
+		}
+	}
+}
+
+func TestShoalInitUsage(t *testing.T) {
+	needInit(t)
+	for _, args := range [][]string{{}, {"--"}} {
+		cmd := exec.Command(testInit, args...)
+		out, _ := cmd.CombinedOutput()
+		if cmd.ProcessState.ExitCode() != 2 || !strings.Contains(string(out), "usage") {
+			t.Errorf("%q: exit %d output %q, want 2 and the usage", args, cmd.ProcessState.ExitCode(), out)
+		}
+	}
+}
+
+// TestShoalInitForwardsSignals: a signal to the init reaches the command —
+// which dies of it (exit 128+N) or handles it — and the init outlives it.
+func TestShoalInitForwardsSignals(t *testing.T) {
+	needInit(t)
+	for _, tt := range []struct {
+		sig  unix.Signal
+		args []string
+		want int
+	}{
+		{unix.SIGTERM, []string{"sleep", "1000"}, 128 + 15},
+		{unix.SIGHUP, []string{"sleep", "1000"}, 128 + 1},
+		{unix.SIGINT, []string{"sh", "-c", `trap "echo got INT; exit 7" INT; echo ready; while :; do sleep 0.05; done`}, 7},
+		{unix.SIGUSR2, []string{"sh", "-c", `trap "echo got USR2; exit 8" USR2; echo ready; while :; do sleep 0.05; done`}, 8},
+	} {
+		cmd, out := startInit(t, tt.args...)
+		rd := bufio.NewReader(out)
+		if tt.args[0] == "sh" {
+			if l, err := rd.ReadString('\n'); l != "ready\n" {
+				t.Fatalf("%v: first line %q %v", tt.sig, l, err)
+			}
+		} else {
+			// As the runtime does before a stop (stop.go): until the init
+			// has blocked the signal, a PID 1 would drop it.
+			deadline := time.Now().Add(30 * time.Second)
+			for !initReady(cmd.Process.Pid) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%v: init never ready", tt.sig)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		if err := cmd.Process.Signal(tt.sig); err != nil {
+			t.Fatal(err)
+		}
+		if code := exitCode(t, cmd); code != tt.want {
+			t.Errorf("%v to %q: init exit %d, want %d", tt.sig, tt.args, code, tt.want)
+		}
+	}
+}
+
+// TestShoalInitReapsOrphans: a process orphaned inside the namespace is
+// handed to the init, which must reap it when it ends, while the command
+// runs on.
+func TestShoalInitReapsOrphans(t *testing.T) {
+	needInit(t)
+	cmd, _ := startInit(t, "sh", "-c", "(sleep 1 &); exec sleep 1000")
+	pid := cmd.Process.Pid
+	children := func() []string {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + strconv.Itoa(pid) + "/children")
+		return strings.Fields(string(b))
+	}
+	// The orphan (sleep 1) joins the command as the init's child...
+	deadline := time.Now().Add(30 * time.Second)
+	for len(children()) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the orphan never became the init's child: children %v", children())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// ...and is gone, not a zombie, soon after it ends.
+	deadline = time.Now().Add(30 * time.Second)
+	for len(children()) != 1 {
+		if time.Now().After(deadline) {
+			var states []string
+			for _, c := range children() {
+				b, _ := os.ReadFile("/proc/" + c + "/stat")
+				states = append(states, string(b))
+			}
+			t.Fatalf("orphan not reaped: %q", states)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(unix.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := exitCode(t, cmd); code != 143 {
+		t.Errorf("exit %d after SIGTERM, want 143", code)
+	}
+}
+
+// TestShoalInitStatic: no loader (it must start in any image) and no
+// writable segment — nothing of it is copied per container but the stack.
+func TestShoalInitStatic(t *testing.T) {
+	needInit(t)
+	f, err := elf.Open(testInit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Error("shoal-init has an interpreter: not static")
+		}
+		if p.Type == elf.PT_LOAD && p.Flags&elf.PF_W != 0 {
+			t.Errorf("shoal-init has a writable segment of %d bytes", p.Memsz)
+		}
+	}
+}
+
+// TestContainerInitFootprint: what one container's init costs in memory,
+// for a container started through the runtime — its anonymous memory is
+// charged to the container's limit and copied per container. tini-static,
+// the init before, had 52–56 KiB; shoal-init has its stack (one or two
+// pages). The budget is a size, not a time.
+func TestContainerInitFootprint(t *testing.T) {
+	h := startHarness(t, testConfig(t))
+	c, err := h.rt.RunContainer(context.Background(), Spec{Image: "busybox", Command: []string{"sleep", "1000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !initReady(c.Pid) {
+		if time.Now().After(deadline) {
+			t.Fatal("init never ready")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	anon, rss := smapsKB(c.Pid, "Anonymous"), smapsKB(c.Pid, "Rss")
+	t.Logf("container init: Rss %d KiB, Anonymous %d KiB, Pss %d KiB", rss, anon, pssKB(c.Pid))
+	if rss == 0 || anon > 12 || rss > 16 {
+		t.Errorf("container init uses Rss %d KiB (anonymous %d): want ≤ 16 KiB (≤ 12 anonymous)", rss, anon)
+	}
+}
+
+// TestFindInit: Config.InitBinary's default — shoal-init next to the
+// executable, else in InitDir, else tini-static from PATH (fallback), else
+// an error; a file that is not an executable regular file is passed over.
+func TestFindInit(t *testing.T) {
+	if got := companions("/opt/shoal/bin/shoal", InitName); !slices.Equal(got, []string{"/opt/shoal/bin/shoal-init", "/usr/lib/shoal/shoal-init"}) {
+		t.Errorf("companions = %q", got)
+	}
+	if got := companions("", SupervisorName); !slices.Equal(got, []string{"/usr/lib/shoal/shoal-supervisor"}) {
+		t.Errorf("companions(\"\") = %q", got)
+	}
+	dir := t.TempDir()
+	exe, plain, sub, pkg := filepath.Join(dir, "exe", InitName), filepath.Join(dir, "plain", InitName), filepath.Join(dir, "dir", InitName), filepath.Join(dir, "pkg", InitName)
+	for p, mode := range map[string]os.FileMode{exe: 0o755, plain: 0o644, pkg: 0o755} {
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, nil, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tini := func(string) (string, error) { return "/usr/bin/tini-static", nil }
+	noTini := func(string) (string, error) { return "", exec.ErrNotFound }
+	for _, tt := range []struct {
+		cands        []string
+		look         func(string) (string, error)
+		want         string
+		wantFallback bool
+		wantErr      bool
+	}{
+		{cands: []string{exe, pkg}, look: tini, want: exe},
+		{cands: []string{filepath.Join(dir, "none", InitName), pkg}, look: tini, want: pkg},
+		{cands: []string{plain, sub, pkg}, look: noTini, want: pkg},
+		{cands: []string{plain, sub}, look: tini, want: "/usr/bin/tini-static", wantFallback: true},
+		{cands: []string{plain}, look: noTini, wantFallback: true, wantErr: true},
+	} {
+		got, fallback, err := findInit(tt.cands, tt.look)
+		if got != tt.want || fallback != tt.wantFallback || (err != nil) != tt.wantErr {
+			t.Errorf("findInit(%q) = %q, %v, %v; want %q, %v, error %v", tt.cands, got, fallback, err, tt.want, tt.wantFallback, tt.wantErr)
+		}
+	}
+}
