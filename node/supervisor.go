@@ -2,10 +2,11 @@ package node
 
 import "github.com/shoal-org/shoal/runtime"
 
-// The node's container supervisor is the shoal binary re-executed under the
-// name shoal-supervisor (runtime/supervisor.go). main picks it by argv[0]
-// before the CLI parses anything; these two hooks keep cmd/shoal talking to
-// node only, as DESIGN.md's import rules say.
+// The node's container supervisor is runtime/cmd/shoal-supervisor when it
+// is installed beside the agent (or in /usr/lib/shoal); otherwise the shoal
+// binary re-executed under the name shoal-supervisor, which main picks by
+// argv[0] before the CLI parses anything. These two hooks keep cmd/shoal
+// talking to node only, as DESIGN.md's import rules say.
 
 // IsSupervisorInvocation reports whether the binary was started as the
 // node's container supervisor.

@@ -115,7 +115,7 @@ func waitGone(pidFile string) {
 // smaps_rollup) of every process Shoal added — each container's init and
 // the node supervisor — summed and divided by 50, against a budget of
 // OverheadBudgetKiB (the benchmark fails above it). The baseline is the
-// design before the supervisor: the Go init (cmd/shoal-init, built static)
+// design before the supervisor: the Go init (cmd/goinit, built static)
 // as every container's PID 1, writing its own logs and exit record. Run it
 // as
 //

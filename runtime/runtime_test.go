@@ -63,10 +63,10 @@ func buildShoalInit(dir string) (string, error) {
 	return out, nil
 }
 
-// buildGoInit returns a static build (CGO_ENABLED=0) of cmd/shoal-init, the
+// buildGoInit returns a static build (CGO_ENABLED=0) of cmd/goinit, the
 // Go init Shoal ran in every container before the supervisor.
 func buildGoInit(dir string) (string, error) {
-	return buildBinary(dir, "shoal-init", "github.com/shoal-org/shoal/runtime/cmd/shoal-init")
+	return buildBinary(dir, "goinit", "github.com/shoal-org/shoal/runtime/cmd/goinit")
 }
 
 // buildBusyboxRootfs makes a minimal image: /bin/busybox with its applets,

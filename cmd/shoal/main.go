@@ -1,7 +1,8 @@
-// Command shoal is the single binary of Shoal: the agent (`shoal agent`), the
-// CLI that talks to it over its unix socket, and, under the name
-// shoal-supervisor, the node's container supervisor (one per node, started by
-// the agent; see runtime/supervisor.go).
+// Command shoal is the binary of Shoal: the agent (`shoal agent`) and the
+// CLI that talks to it over its unix socket. Under the name
+// shoal-supervisor it is also the node's container supervisor when the
+// smaller runtime/cmd/shoal-supervisor is not installed beside it (one per
+// node, started by the agent; see runtime/README.md).
 package main
 
 import (
