@@ -1,21 +1,29 @@
 package node
 
-// The agent's side of node/httpapi: the route table, the agent's sentinel
-// errors for the status mapping, and apiAgent, through which the routes
-// that moved to httpapi reach the replica and the write path. The
-// handlers still in this package use the short names below.
+// The agent's side of the API socket: the route table, the agent's
+// sentinel errors for the status mapping, and the narrow views of the
+// agent the route packages get: apiAgent (node/httpapi's cluster, node and
+// volume routes), replicaAgent (node/handlers: services, networks, secrets
+// and configs over the replica) and localAgent (node/localapi: images,
+// containers, exec). The handlers still in this package (init, token, CA
+// rotation, leave, service logs, snapshots, events) use the short names
+// below.
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/authz"
+	"github.com/shoal-org/shoal/node/handlers"
 	"github.com/shoal-org/shoal/node/httpapi"
+	"github.com/shoal-org/shoal/node/localapi"
 	"github.com/shoal-org/shoal/node/wire"
 	"github.com/shoal-org/shoal/runtime"
 )
@@ -59,14 +67,13 @@ func (a *Agent) routes() http.Handler {
 	h("POST /v1/leave", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		return struct{}{}, a.leave(r.Context())
 	})
-	a.imageRoutes(h)
-	a.containerRoutes(h)
-	httpapi.ServiceRoutes(rt, apiAgent{a})
+	a.localRoutes().Register(rt)
+	cluster := handlers.New(replicaAgent{a})
+	httpapi.ServiceRoutes(rt, cluster)
 	h("GET /v1/services/{id}/logs", a.handleServiceLogs)
-	httpapi.ObjectRoutes(rt, apiAgent{a})
+	httpapi.ObjectRoutes(rt, cluster)
 	httpapi.VolumeRoutes(rt, apiAgent{a})
-	a.execRoutes(rt.Mux())
-	httpapi.NetworkRoutes(rt, apiAgent{a})
+	httpapi.NetworkRoutes(rt, cluster)
 	a.snapshotRoutes(h)
 	h("GET /v1/events", a.handleEvents)
 	return rt.Mux()
@@ -76,11 +83,8 @@ func (a *Agent) routes() http.Handler {
 type apiAgent struct{ a *Agent }
 
 var (
-	_ httpapi.Cluster  = apiAgent{}
-	_ httpapi.Networks = apiAgent{}
-	_ httpapi.Services = apiAgent{}
-	_ httpapi.Objects  = apiAgent{}
-	_ httpapi.Volumes  = apiAgent{}
+	_ httpapi.Cluster = apiAgent{}
+	_ httpapi.Volumes = apiAgent{}
 )
 
 func (x apiAgent) Status() api.Status { return x.a.status() }
@@ -138,7 +142,7 @@ func (x apiAgent) UpdateNode(ctx context.Context, ref string, upd api.NodeUpdate
 	if _, err := a.write(ctx, &consensus.UpdateNode{ID: n.ID, Update: upd, Now: time.Now().UTC()}); err != nil {
 		return api.Node{}, err
 	}
-	a.waitLocal(ctx, cl, func() bool {
+	handlers.WaitLocal(ctx, cl.store, func() bool {
 		cur, err := cl.store.Node(n.ID)
 		return err == nil && cur.Version > n.Version
 	})
@@ -270,30 +274,174 @@ func (a *Agent) decorateNodes(cl *cluster, nodes []*api.Node) []api.Node {
 }
 
 func (a *Agent) resolveNode(cl *cluster, ref string) (*api.Node, error) {
-	n, err := cl.store.ResolveNode(ref)
-	if err != nil {
-		if errors.Is(err, consensus.ErrNotFound) {
-			return nil, httpapi.NotFound("no such node: %s", ref)
-		}
-		return nil, httpapi.BadRequest("node %s: %v", ref, err)
-	}
-	return n, nil
+	return handlers.ResolveNode(cl.store, ref)
 }
 
-// waitLocal waits (bounded) until this node's replica satisfies cond, so a
-// write answered through the leader is visible to the caller's next read.
-func (a *Agent) waitLocal(ctx context.Context, cl *cluster, cond func() bool) {
-	ch, cancel := cl.store.Subscribe()
-	defer cancel()
-	deadline := time.NewTimer(3 * time.Second)
-	defer deadline.Stop()
-	for !cond() {
+// replicaAgent is the agent as node/handlers sees it.
+type replicaAgent struct{ a *Agent }
+
+var _ handlers.Agent = replicaAgent{}
+
+func (x replicaAgent) Store() (*consensus.Store, error) {
+	cl, err := x.a.clusterOrErr()
+	if err != nil {
+		return nil, err
+	}
+	return cl.store, nil
+}
+
+func (x replicaAgent) SyncReplica(ctx context.Context) error {
+	return apiAgent(x).SyncReplica(ctx)
+}
+
+func (x replicaAgent) Write(ctx context.Context, cmd consensus.Command) error {
+	_, err := x.a.write(ctx, cmd)
+	return err
+}
+
+func (x replicaAgent) HasImage(ref string) bool {
+	_, err := x.a.images.Get(ref)
+	return err == nil
+}
+
+func (x replicaAgent) NewID() string { return newID() }
+
+// handleServiceScale is the scale route, for the dashboard.
+func (a *Agent) handleServiceScale(w http.ResponseWriter, r *http.Request) (any, error) {
+	return httpapi.ServiceScaleHandler(handlers.New(replicaAgent{a}))(w, r)
+}
+
+// findClusterImage finds an image record of the replica by tag or ID prefix.
+func findClusterImage(cl *cluster, ref string) (*api.Image, bool) {
+	return handlers.FindClusterImage(cl.store, ref)
+}
+
+// localRoutes are the routes of this node's images, containers and exec.
+func (a *Agent) localRoutes() *localapi.Routes {
+	return &localapi.Routes{Images: a.images, Containers: a.rt, Agent: localAgent{a}, Log: a.log, Stopping: a.ctx}
+}
+
+// localAgent is the agent as node/localapi sees it.
+type localAgent struct{ a *Agent }
+
+var _ localapi.Agent = localAgent{}
+
+func (x localAgent) AnnounceImage(ctx context.Context, img api.Image, source string) {
+	x.a.announceImage(ctx, img, source)
+}
+
+func (x localAgent) ForgetImage(ctx context.Context, id string) {
+	a := x.a
+	if _, err := a.clusterOrErr(); err != nil {
+		return
+	}
+	if _, err := a.write(ctx, &consensus.SetImageNode{ImageID: id, NodeID: a.id.NodeID, Present: false}); err != nil {
+		a.log.Warn("record image removal", "image", id, "err", err)
+	}
+}
+
+func (x localAgent) RunNetworks(ctx context.Context, names []string) (context.Context, error) {
+	return x.a.runNetworks(ctx, names)
+}
+
+func (x localAgent) EnsureRunImage(ctx context.Context, ref string) error {
+	a := x.a
+	if _, err := a.images.Get(ref); err == nil {
+		return nil
+	}
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return nil
+	}
+	if _, ok := findClusterImage(cl, ref); !ok {
+		return &httpError{status: http.StatusNotFound, msg: fmt.Sprintf("image %s not found on any node: import, load or pull it first (`shoal image import|load|pull`)", ref)}
+	}
+	if err := a.ensureImage(ctx, cl, ref, nil); err != nil {
+		return &httpError{status: http.StatusBadGateway, msg: err.Error()}
+	}
+	return nil
+}
+
+// announceImage records a local image in the cluster state (best effort:
+// a node in no cluster, or a cluster without quorum, keeps it local).
+func (a *Agent) announceImage(ctx context.Context, img api.Image, source string) {
+	if _, err := a.clusterOrErr(); err != nil {
+		return
+	}
+	rec := img
+	rec.Config = nil
+	rec.Nodes = []string{a.id.NodeID}
+	if rec.Source == "" {
+		rec.Source = source
+	}
+	if _, err := a.write(ctx, &consensus.UpsertImage{Image: rec}); err != nil {
+		a.log.Warn("record image in cluster", "image", img.ID, "err", err)
+	}
+}
+
+// handleServiceLogs merges the logs of every task of a service, from every
+// node that ran one, into one stream.
+func (a *Agent) handleServiceLogs(w http.ResponseWriter, r *http.Request) (any, error) {
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return nil, err
+	}
+	s, err := handlers.ResolveService(cl.store, r.PathValue("id"))
+	if err != nil {
+		return nil, err
+	}
+	opts, err := localapi.LogOptions(r)
+	if err != nil {
+		return nil, err
+	}
+	nodes := map[string]*api.Node{}
+	for _, n := range cl.store.Nodes() {
+		nodes[n.ID] = n
+	}
+	ctx := r.Context()
+	out := make(chan api.LogLine, 256)
+	var wg sync.WaitGroup
+	for _, t := range cl.store.TasksByService(s.ID) {
+		n := nodes[t.NodeID]
+		if n == nil || t.ContainerID == "" {
+			continue
+		}
+		t := *t
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.taskLogs(ctx, cl, n, t, opts, out)
+		}()
+	}
+	go func() { wg.Wait(); close(out) }()
+	localapi.StreamLogs(w, out, "", "")
+	return httpapi.Streamed, nil
+}
+
+// taskLogs copies one task's log lines into out, locally or from its node.
+func (a *Agent) taskLogs(ctx context.Context, cl *cluster, n *api.Node, t api.Task, opts runtimeLogOptions, out chan<- api.LogLine) {
+	name := fmt.Sprintf("%s.%s", t.Name, shortID(t.ID))
+	send := func(l api.LogLine) bool {
+		l.Task = name
+		l.Node = n.Hostname
 		select {
-		case <-ch:
-		case <-deadline.C:
-			return
+		case out <- l:
+			return true
 		case <-ctx.Done():
-			return
+			return false
 		}
 	}
+	if n.ID == a.id.NodeID {
+		ch, err := a.rt.Logs(ctx, t.ContainerID, opts)
+		if err != nil {
+			return
+		}
+		for l := range ch {
+			if !send(l) {
+				return
+			}
+		}
+		return
+	}
+	_ = a.remoteLogs(ctx, cl, n, t.ContainerID, opts, send)
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/handlers"
 	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/node/ui"
 )
@@ -101,15 +102,15 @@ func (a *Agent) uiState() ui.State {
 	head.Joined = true
 	head.ClusterID = cl.id
 	head.Leader, _ = cl.raft.Leader()
-	view := &cluster{id: cl.id, store: cl.store.Snapshot()}
-	head.Index = view.store.Index()
-	nodes := a.decorateNodes(cl, view.store.Nodes())
-	svcs := view.store.Services()
+	view := cl.store.Snapshot()
+	head.Index = view.Index()
+	nodes := a.decorateNodes(cl, view.Nodes())
+	svcs := view.Services()
 	services := make([]api.Service, 0, len(svcs))
 	for _, s := range svcs {
-		services = append(services, displayService(view, s))
+		services = append(services, handlers.DisplayService(view, s))
 	}
-	tasks := displayTasks(view, view.store.Tasks(), api.TaskRunning)
+	tasks := handlers.DisplayTasks(view, view.Tasks(), api.TaskRunning)
 	return ui.BuildState(head, nodes, services, tasks)
 }
 

@@ -50,6 +50,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/authz"
+	"github.com/shoal-org/shoal/node/handlers"
 	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -153,7 +154,7 @@ func (a *Agent) handleSnapshotRestore(w http.ResponseWriter, r *http.Request) (a
 		}
 		return nil, err
 	}
-	a.waitLocal(r.Context(), cl, func() bool { return cl.store.Index() >= resp.Index })
+	handlers.WaitLocal(r.Context(), cl.store, func() bool { return cl.store.Index() >= resp.Index })
 	return resp, nil
 }
 
