@@ -74,7 +74,7 @@ func (a *Agent) routes() http.Handler {
 	httpapi.ObjectRoutes(rt, cluster)
 	httpapi.VolumeRoutes(rt, apiAgent{a})
 	httpapi.NetworkRoutes(rt, cluster)
-	a.snapshotRoutes(h)
+	handlers.SnapshotRoutes(rt, snapshotAgent{replicaAgent{a}}, a.log)
 	h("GET /v1/events", a.handleEvents)
 	return rt.Mux()
 }
