@@ -54,7 +54,7 @@ var importRules = []importRule{
 	// never reaches back into node, so they stay testable on their own.
 	{"node/authz/...", []string{"api", "consensus", "overlay", "node/scheduler", "node/authz/..."}},
 	{"node/autoscale/...", []string{"api", "node/scheduler", "node/autoscale/..."}},
-	{"node/events/...", []string{"api", "consensus", "runtime", "node/autoscale", "node/events/..."}},
+	{"node/events/...", []string{"api", "consensus", "runtime", "node/autoscale", "node/httpapi", "node/events/..."}},
 	{"node/metrics/...", []string{"node/metrics/..."}},
 	// The dashboard serves its routes with httpapi's router and error
 	// mapping; the agent comes in as ui.Backend.

@@ -21,6 +21,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/authz"
+	"github.com/shoal-org/shoal/node/events"
 	"github.com/shoal-org/shoal/node/handlers"
 	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/node/localapi"
@@ -75,7 +76,7 @@ func (a *Agent) routes() http.Handler {
 	httpapi.VolumeRoutes(rt, apiAgent{a})
 	httpapi.NetworkRoutes(rt, cluster)
 	handlers.SnapshotRoutes(rt, snapshotAgent{replicaAgent{a}}, a.log)
-	h("GET /v1/events", a.handleEvents)
+	h("GET /v1/events", events.StreamHandler(a.obs.hub, a.log))
 	return rt.Mux()
 }
 
