@@ -66,9 +66,9 @@ var importRules = []importRule{
 	// its interfaces, and consensus only for the sentinel errors it maps.
 	{"node/httpapi/...", []string{"api", "consensus", "node/httpapi/..."}},
 	// The agent's side of the cluster routes: the replica (consensus), the
-	// spec rules (node/scheduler), image tags (runtime/image); writes go
-	// through handlers.Agent.
-	{"node/handlers/...", []string{"api", "consensus", "node/httpapi", "node/scheduler", "runtime/image", "node/handlers/..."}},
+	// spec rules (node/scheduler), image tags (runtime/image), the log
+	// options and writer of node/localapi; writes go through handlers.Agent.
+	{"node/handlers/...", []string{"api", "consensus", "runtime", "runtime/image", "node/httpapi", "node/localapi", "node/scheduler", "node/handlers/..."}},
 	// This node's images, containers and exec: the runtime and the image
 	// store behind interfaces, the cluster through localapi.Agent.
 	{"node/localapi/...", []string{"api", "runtime", "runtime/image", "node/httpapi", "node/localapi/..."}},

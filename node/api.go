@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
@@ -71,7 +70,7 @@ func (a *Agent) routes() http.Handler {
 	a.localRoutes().Register(rt)
 	cluster := handlers.New(replicaAgent{a})
 	httpapi.ServiceRoutes(rt, cluster)
-	h("GET /v1/services/{id}/logs", a.handleServiceLogs)
+	h("GET /v1/services/{id}/logs", handlers.ServiceLogs(replicaAgent{a}))
 	httpapi.ObjectRoutes(rt, cluster)
 	httpapi.VolumeRoutes(rt, apiAgent{a})
 	httpapi.NetworkRoutes(rt, cluster)
@@ -380,60 +379,12 @@ func (a *Agent) announceImage(ctx context.Context, img api.Image, source string)
 	}
 }
 
-// handleServiceLogs merges the logs of every task of a service, from every
-// node that ran one, into one stream.
-func (a *Agent) handleServiceLogs(w http.ResponseWriter, r *http.Request) (any, error) {
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return nil, err
-	}
-	s, err := handlers.ResolveService(cl.store, r.PathValue("id"))
-	if err != nil {
-		return nil, err
-	}
-	opts, err := localapi.LogOptions(r)
-	if err != nil {
-		return nil, err
-	}
-	nodes := map[string]*api.Node{}
-	for _, n := range cl.store.Nodes() {
-		nodes[n.ID] = n
-	}
-	ctx := r.Context()
-	out := make(chan api.LogLine, 256)
-	var wg sync.WaitGroup
-	for _, t := range cl.store.TasksByService(s.ID) {
-		n := nodes[t.NodeID]
-		if n == nil || t.ContainerID == "" {
-			continue
-		}
-		t := *t
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			a.taskLogs(ctx, cl, n, t, opts, out)
-		}()
-	}
-	go func() { wg.Wait(); close(out) }()
-	localapi.StreamLogs(w, out, "", "")
-	return httpapi.Streamed, nil
-}
-
-// taskLogs copies one task's log lines into out, locally or from its node.
-func (a *Agent) taskLogs(ctx context.Context, cl *cluster, n *api.Node, t api.Task, opts runtimeLogOptions, out chan<- api.LogLine) {
-	name := fmt.Sprintf("%s.%s", t.Name, shortID(t.ID))
-	send := func(l api.LogLine) bool {
-		l.Task = name
-		l.Node = n.Hostname
-		select {
-		case out <- l:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
+// TaskLogs copies the lines of one task container's log into send: from
+// the runtime when n is this node, else from n over the cluster port.
+func (x replicaAgent) TaskLogs(ctx context.Context, n *api.Node, containerID string, opts runtime.LogOptions, send func(api.LogLine) bool) {
+	a := x.a
 	if n.ID == a.id.NodeID {
-		ch, err := a.rt.Logs(ctx, t.ContainerID, opts)
+		ch, err := a.rt.Logs(ctx, containerID, opts)
 		if err != nil {
 			return
 		}
@@ -444,5 +395,9 @@ func (a *Agent) taskLogs(ctx context.Context, cl *cluster, n *api.Node, t api.Ta
 		}
 		return
 	}
-	_ = a.remoteLogs(ctx, cl, n, t.ContainerID, opts, send)
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return
+	}
+	_ = a.remoteLogs(ctx, cl, n, containerID, opts, send)
 }
