@@ -236,41 +236,17 @@ func (a *Agent) status() api.Status {
 	return st
 }
 
-// decorateNodes fills ManagerStatus and Voter from the Raft configuration
-// and the leader this node sees.
+// decorateNodes fills ManagerStatus, Voter and the agent version from the
+// Raft configuration, the leader this node sees and gossip.
 func (a *Agent) decorateNodes(cl *cluster, nodes []*api.Node) []api.Node {
-	leader, _ := cl.raft.Leader()
-	voters := map[string]bool{}
+	v := handlers.RaftView{VersionOf: cl.members.VersionOf, Voters: map[string]bool{}}
+	v.Leader, _ = cl.raft.Leader()
 	if servers, err := cl.raft.Servers(); err == nil {
 		for _, s := range servers {
-			voters[s.ID] = s.Voter
+			v.Voters[s.ID] = s.Voter
 		}
 	}
-	out := make([]api.Node, 0, len(nodes))
-	for _, n := range nodes {
-		nn := *n
-		nn.Voter = voters[n.ID]
-		nn.AgentVersion = cl.members.VersionOf(n.ID)
-		switch {
-		case n.ID == leader && leader != "":
-			nn.ManagerStatus = api.ManagerLeader
-		case nn.Voter && n.Status == api.NodeReady:
-			nn.ManagerStatus = api.ManagerReachable
-		case nn.Voter:
-			nn.ManagerStatus = api.ManagerUnreachable
-		default:
-			nn.ManagerStatus = ""
-		}
-		if nn.Labels == nil {
-			nn.Labels = map[string]string{}
-		}
-		if nn.Role == "" {
-			nn.Role = api.RoleManager
-		}
-		out = append(out, nn)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Hostname+out[i].ID < out[j].Hostname+out[j].ID })
-	return out
+	return handlers.DecorateNodes(nodes, v)
 }
 
 func (a *Agent) resolveNode(cl *cluster, ref string) (*api.Node, error) {

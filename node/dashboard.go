@@ -7,11 +7,8 @@ package node
 // scale and node update, handed to node/ui as its Backend.
 
 import (
-	"errors"
-	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
@@ -100,29 +97,8 @@ func (a *Agent) newUIServer(loopback bool) *http.Server {
 	return &http.Server{Handler: a.uiHandler(g), ReadHeaderTimeout: 10 * time.Second}
 }
 
-// listenUI checks --ui-addr against the token rule and binds it. A
-// non-loopback address without a UI token is refused (ui.ErrNeedsToken).
+// listenUI binds --ui-addr (ui.Listen: a non-loopback address needs a
+// UI token).
 func (a *Agent) listenUI() (net.Listener, bool, error) {
-	loopback, err := ui.AddrLoopback(a.cfg.UIAddr)
-	if err != nil {
-		return nil, false, err
-	}
-	if !loopback {
-		if _, err := ui.LoadToken(a.cfg.DataDir); err != nil {
-			if errors.Is(err, ui.ErrNoToken) {
-				return nil, false, fmt.Errorf("%w: --ui-addr %s is not a loopback address; create a token first with `shoal ui token --data-dir %s`, or bind 127.0.0.1",
-					ui.ErrNeedsToken, a.cfg.UIAddr, a.cfg.DataDir)
-			}
-			return nil, false, err
-		}
-	}
-	addr := a.cfg.UIAddr
-	if host, port, _ := net.SplitHostPort(addr); strings.EqualFold(host, "localhost") {
-		addr = net.JoinHostPort("127.0.0.1", port)
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, false, fmt.Errorf("dashboard: %w", err)
-	}
-	return ln, loopback, nil
+	return ui.Listen(a.cfg.UIAddr, a.cfg.DataDir)
 }
