@@ -54,15 +54,24 @@ var importRules = []importRule{
 	// never reaches back into node, so they stay testable on their own.
 	{"node/authz/...", []string{"api", "consensus", "overlay", "node/scheduler", "node/authz/..."}},
 	{"node/autoscale/...", []string{"api", "node/scheduler", "node/autoscale/..."}},
-	{"node/events/...", []string{"api", "consensus", "runtime", "node/autoscale", "node/events/..."}},
+	{"node/events/...", []string{"api", "consensus", "runtime", "node/autoscale", "node/httpapi", "node/events/..."}},
 	{"node/metrics/...", []string{"node/metrics/..."}},
-	{"node/ui/...", []string{"api", "api/atomicfile", "node/ui/..."}},
+	// The dashboard serves its routes with httpapi's router and error
+	// mapping; the agent comes in as ui.Backend.
+	{"node/ui/...", []string{"api", "api/atomicfile", "node/httpapi", "node/ui/..."}},
 	// Gossip: epochs and protocol levels from consensus; the agent's fence
 	// comes in as an interface.
 	{"node/membership/...", []string{"consensus", "node/membership/..."}},
 	// The HTTP side of the API socket: it reaches the agent only through
 	// its interfaces, and consensus only for the sentinel errors it maps.
 	{"node/httpapi/...", []string{"api", "consensus", "node/httpapi/..."}},
+	// The agent's side of the cluster routes: the replica (consensus), the
+	// spec rules (node/scheduler), image tags (runtime/image), the log
+	// options and writer of node/localapi; writes go through handlers.Agent.
+	{"node/handlers/...", []string{"api", "consensus", "runtime", "runtime/image", "node/httpapi", "node/localapi", "node/scheduler", "node/handlers/..."}},
+	// This node's images, containers and exec: the runtime and the image
+	// store behind interfaces, the cluster through localapi.Agent.
+	{"node/localapi/...", []string{"api", "runtime", "runtime/image", "node/httpapi", "node/localapi/..."}},
 	// The RPC protocol as bytes: the refusals it maps to codes come from
 	// consensus and node/authz.
 	{"node/wire/...", []string{"api", "consensus", "node/authz", "node/wire/..."}},

@@ -1,13 +1,18 @@
 package node
 
-// The agent's side of node/httpapi: the route table, the agent's sentinel
-// errors for the status mapping, and apiAgent, through which the routes
-// that moved to httpapi reach the replica and the write path. The
-// handlers still in this package use the short names below.
+// The agent's side of the API socket: the route table, the agent's
+// sentinel errors for the status mapping, and the narrow views of the
+// agent the route packages get: apiAgent (node/httpapi's cluster, node and
+// volume routes), replicaAgent (node/handlers: services, networks, secrets
+// and configs over the replica) and localAgent (node/localapi: images,
+// containers, exec). The handlers still in this package (init, token, CA
+// rotation, leave, service logs, snapshots, events) use the short names
+// below.
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sort"
 	"time"
@@ -15,7 +20,10 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/authz"
+	"github.com/shoal-org/shoal/node/events"
+	"github.com/shoal-org/shoal/node/handlers"
 	"github.com/shoal-org/shoal/node/httpapi"
+	"github.com/shoal-org/shoal/node/localapi"
 	"github.com/shoal-org/shoal/node/wire"
 	"github.com/shoal-org/shoal/runtime"
 )
@@ -59,16 +67,15 @@ func (a *Agent) routes() http.Handler {
 	h("POST /v1/leave", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		return struct{}{}, a.leave(r.Context())
 	})
-	a.imageRoutes(h)
-	a.containerRoutes(h)
-	httpapi.ServiceRoutes(rt, apiAgent{a})
-	h("GET /v1/services/{id}/logs", a.handleServiceLogs)
-	httpapi.ObjectRoutes(rt, apiAgent{a})
+	a.localRoutes().Register(rt)
+	cluster := handlers.New(replicaAgent{a})
+	httpapi.ServiceRoutes(rt, cluster)
+	h("GET /v1/services/{id}/logs", handlers.ServiceLogs(replicaAgent{a}))
+	httpapi.ObjectRoutes(rt, cluster)
 	httpapi.VolumeRoutes(rt, apiAgent{a})
-	a.execRoutes(rt.Mux())
-	httpapi.NetworkRoutes(rt, apiAgent{a})
-	a.snapshotRoutes(h)
-	h("GET /v1/events", a.handleEvents)
+	httpapi.NetworkRoutes(rt, cluster)
+	handlers.SnapshotRoutes(rt, snapshotAgent{replicaAgent{a}}, a.log)
+	h("GET /v1/events", events.StreamHandler(a.obs.hub, a.log))
 	return rt.Mux()
 }
 
@@ -76,11 +83,8 @@ func (a *Agent) routes() http.Handler {
 type apiAgent struct{ a *Agent }
 
 var (
-	_ httpapi.Cluster  = apiAgent{}
-	_ httpapi.Networks = apiAgent{}
-	_ httpapi.Services = apiAgent{}
-	_ httpapi.Objects  = apiAgent{}
-	_ httpapi.Volumes  = apiAgent{}
+	_ httpapi.Cluster = apiAgent{}
+	_ httpapi.Volumes = apiAgent{}
 )
 
 func (x apiAgent) Status() api.Status { return x.a.status() }
@@ -138,7 +142,7 @@ func (x apiAgent) UpdateNode(ctx context.Context, ref string, upd api.NodeUpdate
 	if _, err := a.write(ctx, &consensus.UpdateNode{ID: n.ID, Update: upd, Now: time.Now().UTC()}); err != nil {
 		return api.Node{}, err
 	}
-	a.waitLocal(ctx, cl, func() bool {
+	handlers.WaitLocal(ctx, cl.store, func() bool {
 		cur, err := cl.store.Node(n.ID)
 		return err == nil && cur.Version > n.Version
 	})
@@ -232,68 +236,144 @@ func (a *Agent) status() api.Status {
 	return st
 }
 
-// decorateNodes fills ManagerStatus and Voter from the Raft configuration
-// and the leader this node sees.
+// decorateNodes fills ManagerStatus, Voter and the agent version from the
+// Raft configuration, the leader this node sees and gossip.
 func (a *Agent) decorateNodes(cl *cluster, nodes []*api.Node) []api.Node {
-	leader, _ := cl.raft.Leader()
-	voters := map[string]bool{}
+	v := handlers.RaftView{VersionOf: cl.members.VersionOf, Voters: map[string]bool{}}
+	v.Leader, _ = cl.raft.Leader()
 	if servers, err := cl.raft.Servers(); err == nil {
 		for _, s := range servers {
-			voters[s.ID] = s.Voter
+			v.Voters[s.ID] = s.Voter
 		}
 	}
-	out := make([]api.Node, 0, len(nodes))
-	for _, n := range nodes {
-		nn := *n
-		nn.Voter = voters[n.ID]
-		nn.AgentVersion = cl.members.VersionOf(n.ID)
-		switch {
-		case n.ID == leader && leader != "":
-			nn.ManagerStatus = api.ManagerLeader
-		case nn.Voter && n.Status == api.NodeReady:
-			nn.ManagerStatus = api.ManagerReachable
-		case nn.Voter:
-			nn.ManagerStatus = api.ManagerUnreachable
-		default:
-			nn.ManagerStatus = ""
-		}
-		if nn.Labels == nil {
-			nn.Labels = map[string]string{}
-		}
-		if nn.Role == "" {
-			nn.Role = api.RoleManager
-		}
-		out = append(out, nn)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Hostname+out[i].ID < out[j].Hostname+out[j].ID })
-	return out
+	return handlers.DecorateNodes(nodes, v)
 }
 
 func (a *Agent) resolveNode(cl *cluster, ref string) (*api.Node, error) {
-	n, err := cl.store.ResolveNode(ref)
-	if err != nil {
-		if errors.Is(err, consensus.ErrNotFound) {
-			return nil, httpapi.NotFound("no such node: %s", ref)
-		}
-		return nil, httpapi.BadRequest("node %s: %v", ref, err)
-	}
-	return n, nil
+	return handlers.ResolveNode(cl.store, ref)
 }
 
-// waitLocal waits (bounded) until this node's replica satisfies cond, so a
-// write answered through the leader is visible to the caller's next read.
-func (a *Agent) waitLocal(ctx context.Context, cl *cluster, cond func() bool) {
-	ch, cancel := cl.store.Subscribe()
-	defer cancel()
-	deadline := time.NewTimer(3 * time.Second)
-	defer deadline.Stop()
-	for !cond() {
-		select {
-		case <-ch:
-		case <-deadline.C:
-			return
-		case <-ctx.Done():
+// replicaAgent is the agent as node/handlers sees it.
+type replicaAgent struct{ a *Agent }
+
+var _ handlers.Agent = replicaAgent{}
+
+func (x replicaAgent) Store() (*consensus.Store, error) {
+	cl, err := x.a.clusterOrErr()
+	if err != nil {
+		return nil, err
+	}
+	return cl.store, nil
+}
+
+func (x replicaAgent) SyncReplica(ctx context.Context) error {
+	return apiAgent(x).SyncReplica(ctx)
+}
+
+func (x replicaAgent) Write(ctx context.Context, cmd consensus.Command) error {
+	_, err := x.a.write(ctx, cmd)
+	return err
+}
+
+func (x replicaAgent) HasImage(ref string) bool {
+	_, err := x.a.images.Get(ref)
+	return err == nil
+}
+
+func (x replicaAgent) NewID() string { return newID() }
+
+// handleServiceScale is the scale route, for the dashboard.
+func (a *Agent) handleServiceScale(w http.ResponseWriter, r *http.Request) (any, error) {
+	return httpapi.ServiceScaleHandler(handlers.New(replicaAgent{a}))(w, r)
+}
+
+// findClusterImage finds an image record of the replica by tag or ID prefix.
+func findClusterImage(cl *cluster, ref string) (*api.Image, bool) {
+	return handlers.FindClusterImage(cl.store, ref)
+}
+
+// localRoutes are the routes of this node's images, containers and exec.
+func (a *Agent) localRoutes() *localapi.Routes {
+	return &localapi.Routes{Images: a.images, Containers: a.rt, Agent: localAgent{a}, Log: a.log, Stopping: a.ctx}
+}
+
+// localAgent is the agent as node/localapi sees it.
+type localAgent struct{ a *Agent }
+
+var _ localapi.Agent = localAgent{}
+
+func (x localAgent) AnnounceImage(ctx context.Context, img api.Image, source string) {
+	x.a.announceImage(ctx, img, source)
+}
+
+func (x localAgent) ForgetImage(ctx context.Context, id string) {
+	a := x.a
+	if _, err := a.clusterOrErr(); err != nil {
+		return
+	}
+	if _, err := a.write(ctx, &consensus.SetImageNode{ImageID: id, NodeID: a.id.NodeID, Present: false}); err != nil {
+		a.log.Warn("record image removal", "image", id, "err", err)
+	}
+}
+
+func (x localAgent) RunNetworks(ctx context.Context, names []string) (context.Context, error) {
+	return x.a.runNetworks(ctx, names)
+}
+
+func (x localAgent) EnsureRunImage(ctx context.Context, ref string) error {
+	a := x.a
+	if _, err := a.images.Get(ref); err == nil {
+		return nil
+	}
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return nil
+	}
+	if _, ok := findClusterImage(cl, ref); !ok {
+		return &httpError{status: http.StatusNotFound, msg: fmt.Sprintf("image %s not found on any node: import, load or pull it first (`shoal image import|load|pull`)", ref)}
+	}
+	if err := a.ensureImage(ctx, cl, ref, nil); err != nil {
+		return &httpError{status: http.StatusBadGateway, msg: err.Error()}
+	}
+	return nil
+}
+
+// announceImage records a local image in the cluster state (best effort:
+// a node in no cluster, or a cluster without quorum, keeps it local).
+func (a *Agent) announceImage(ctx context.Context, img api.Image, source string) {
+	if _, err := a.clusterOrErr(); err != nil {
+		return
+	}
+	rec := img
+	rec.Config = nil
+	rec.Nodes = []string{a.id.NodeID}
+	if rec.Source == "" {
+		rec.Source = source
+	}
+	if _, err := a.write(ctx, &consensus.UpsertImage{Image: rec}); err != nil {
+		a.log.Warn("record image in cluster", "image", img.ID, "err", err)
+	}
+}
+
+// TaskLogs copies the lines of one task container's log into send: from
+// the runtime when n is this node, else from n over the cluster port.
+func (x replicaAgent) TaskLogs(ctx context.Context, n *api.Node, containerID string, opts runtime.LogOptions, send func(api.LogLine) bool) {
+	a := x.a
+	if n.ID == a.id.NodeID {
+		ch, err := a.rt.Logs(ctx, containerID, opts)
+		if err != nil {
 			return
 		}
+		for l := range ch {
+			if !send(l) {
+				return
+			}
+		}
+		return
 	}
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return
+	}
+	_ = a.remoteLogs(ctx, cl, n, containerID, opts, send)
 }

@@ -1,24 +1,18 @@
 package node
 
 // The agent's side of the web dashboard (node/ui holds the page, the token,
-// the guard and the pure shaping of the state; its why-block says who may
-// use it): the server, the state document read from one Store.Snapshot(),
-// the server-sent-event stream, and the CLI's own handlers for scale and
-// node update.
+// the guard, the handlers and the stream, and the pure shaping of the
+// state; its why-block says who may use it): the listener, the state
+// document read from one Store.Snapshot(), and the CLI's own handlers for
+// scale and node update, handed to node/ui as its Backend.
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/node/httpapi"
+	"github.com/shoal-org/shoal/node/handlers"
 	"github.com/shoal-org/shoal/node/ui"
 )
 
@@ -33,62 +27,39 @@ func EnsureUIToken(dataDir string, rotate bool) (string, error) {
 }
 
 // uiRefusal turns the guard's refusal into the API's error with its status.
-func uiRefusal(err error) error {
-	var r *ui.Refusal
-	if errors.As(err, &r) {
-		return &httpError{status: r.Status, msg: r.Msg}
-	}
-	return err
-}
-
-// uiHandler is the dashboard: the embedded page, unauthenticated (it holds
-// no data), and the API under /ui/v1/, behind the guard.
+// uiHandler is the dashboard (node/ui Handler) over this agent.
 func (a *Agent) uiHandler(g ui.Guard) http.Handler {
-	files := http.FileServerFS(ui.Assets())
-	mux := http.NewServeMux()
-	mux.Handle("GET /{$}", files)
-	mux.Handle("GET /app.js", files)
-	mux.Handle("GET /style.css", files)
-
-	// The same encoding and error mapping as the API socket.
-	api := httpapi.NewRouter(apiErrors)
-	serve := api.Handle
-	serve("GET /ui/v1/state", func(w http.ResponseWriter, r *http.Request) (any, error) { return a.uiState(), nil })
-	serve("GET /ui/v1/stream", a.handleUIStream)
-	// The CLI's handlers: the same checks, forwarding and write path.
-	serve("POST /ui/v1/services/{id}/scale", a.handleServiceScale)
-	serve("POST /ui/v1/nodes/{id}/update", a.handleNodeUpdate)
-	// The page asks first whether it may go on, so a locked dashboard
-	// shows the token form rather than a failed request.
-	mux.HandleFunc("GET /ui/v1/auth", func(w http.ResponseWriter, r *http.Request) {
-		res := uiAuthResponse{OK: true}
-		if tok, err := g.Token(); err != nil || tok != "" {
-			res.TokenRequired = true
-		}
-		if err := g.Check(r); err != nil {
-			res.OK, res.Error = false, err.Error()
-		}
-		writeJSON(w, http.StatusOK, res)
-	})
-	mux.Handle("/ui/v1/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := g.Check(r); err != nil {
-			writeError(w, uiRefusal(err))
-			return
-		}
-		api.Mux().ServeHTTP(w, r)
-	}))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ui.SecurityHeaders(w.Header())
-		mux.ServeHTTP(w, r)
-	})
+	timing := ui.DefaultStreamTiming()
+	timing.Recheck = uiStreamRecheck
+	return ui.Handler(g, uiBackend{a}, apiErrors, timing)
 }
 
-// uiAuthResponse answers GET /ui/v1/auth: whether the request's
-// credentials would be accepted.
-type uiAuthResponse struct {
-	TokenRequired bool   `json:"token_required"`
-	OK            bool   `json:"ok"`
-	Error         string `json:"error,omitempty"`
+// uiAuthResponse answers GET /ui/v1/auth.
+type uiAuthResponse = ui.AuthResponse
+
+// uiBackend is the agent as the dashboard sees it.
+type uiBackend struct{ a *Agent }
+
+var _ ui.Backend = uiBackend{}
+
+func (b uiBackend) State() ui.State { return b.a.uiState() }
+
+func (b uiBackend) Replica() ui.Replica {
+	cl, err := b.a.clusterOrErr()
+	if err != nil {
+		return nil
+	}
+	return cl.store
+}
+
+func (b uiBackend) Stopping() <-chan struct{} { return b.a.ctx.Done() }
+
+func (b uiBackend) Scale(w http.ResponseWriter, r *http.Request) (any, error) {
+	return b.a.handleServiceScale(w, r)
+}
+
+func (b uiBackend) UpdateNode(w http.ResponseWriter, r *http.Request) (any, error) {
+	return b.a.handleNodeUpdate(w, r)
 }
 
 // uiState reads this node's replica, from one snapshot.
@@ -101,104 +72,22 @@ func (a *Agent) uiState() ui.State {
 	head.Joined = true
 	head.ClusterID = cl.id
 	head.Leader, _ = cl.raft.Leader()
-	view := &cluster{id: cl.id, store: cl.store.Snapshot()}
-	head.Index = view.store.Index()
-	nodes := a.decorateNodes(cl, view.store.Nodes())
-	svcs := view.store.Services()
+	view := cl.store.Snapshot()
+	head.Index = view.Index()
+	nodes := a.decorateNodes(cl, view.Nodes())
+	svcs := view.Services()
 	services := make([]api.Service, 0, len(svcs))
 	for _, s := range svcs {
-		services = append(services, displayService(view, s))
+		services = append(services, handlers.DisplayService(view, s))
 	}
-	tasks := displayTasks(view, view.store.Tasks(), api.TaskRunning)
+	tasks := handlers.DisplayTasks(view, view.Tasks(), api.TaskRunning)
 	return ui.BuildState(head, nodes, services, tasks)
 }
 
 // uiStreamRecheck is how often the stream looks for changes the store does
-// not announce (a new leader, joining or leaving a cluster). A variable so
-// a test can show that store changes are pushed without it.
-var uiStreamRecheck = 2 * time.Second
-
-// uiStreamKeepalive bounds the silence on an idle stream, so proxies and
-// the page notice a dead connection.
-const uiStreamKeepalive = 15 * time.Second
-
-// uiStreamCoalesce gathers a burst of applied entries into one push.
-const uiStreamCoalesce = 100 * time.Millisecond
-
-// handleUIStream pushes the state as server-sent events ("event: state"),
-// once at once and again whenever it changed; it returns when the client
-// goes or the agent stops.
-func (a *Agent) handleUIStream(w http.ResponseWriter, r *http.Request) (any, error) {
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		return nil, errors.New("streaming unsupported")
-	}
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	flusher.Flush()
-
-	var last []byte
-	lastWrite := time.Now()
-	push := func() error {
-		b, err := json.Marshal(a.uiState())
-		if err != nil {
-			return err
-		}
-		if bytes.Equal(b, last) {
-			if time.Since(lastWrite) < uiStreamKeepalive {
-				return nil
-			}
-			_, err = io.WriteString(w, ": keepalive\n\n")
-		} else {
-			last = b
-			_, err = fmt.Fprintf(w, "event: state\ndata: %s\n\n", b)
-		}
-		if err != nil {
-			return err
-		}
-		lastWrite = time.Now()
-		flusher.Flush()
-		return nil
-	}
-
-	tick := time.NewTicker(uiStreamRecheck)
-	defer tick.Stop()
-	var (
-		subCl  *cluster
-		change <-chan uint64
-		unsub  = func() {}
-	)
-	defer func() { unsub() }()
-	for {
-		if cl, _ := a.clusterOrErr(); cl != subCl {
-			unsub()
-			subCl, change, unsub = cl, nil, func() {}
-			if cl != nil {
-				change, unsub = cl.store.Subscribe()
-			}
-		}
-		if err := push(); err != nil {
-			return httpapi.Streamed, nil // the client went away
-		}
-		select {
-		case <-r.Context().Done():
-			return httpapi.Streamed, nil
-		case <-a.ctx.Done():
-			return httpapi.Streamed, nil
-		case <-tick.C:
-		case <-change:
-			// Let a burst of entries (a scale writes several) land.
-			t := time.NewTimer(uiStreamCoalesce)
-			select {
-			case <-t.C:
-			case <-r.Context().Done():
-				t.Stop()
-				return httpapi.Streamed, nil
-			}
-		}
-	}
-}
+// not announce (ui.StreamTiming). A variable so a test can show that store
+// changes are pushed without it.
+var uiStreamRecheck = ui.DefaultStreamTiming().Recheck
 
 // newUIServer makes the dashboard's server; loopback says whether it
 // listens on a loopback address only.
@@ -208,29 +97,8 @@ func (a *Agent) newUIServer(loopback bool) *http.Server {
 	return &http.Server{Handler: a.uiHandler(g), ReadHeaderTimeout: 10 * time.Second}
 }
 
-// listenUI checks --ui-addr against the token rule and binds it. A
-// non-loopback address without a UI token is refused (ui.ErrNeedsToken).
+// listenUI binds --ui-addr (ui.Listen: a non-loopback address needs a
+// UI token).
 func (a *Agent) listenUI() (net.Listener, bool, error) {
-	loopback, err := ui.AddrLoopback(a.cfg.UIAddr)
-	if err != nil {
-		return nil, false, err
-	}
-	if !loopback {
-		if _, err := ui.LoadToken(a.cfg.DataDir); err != nil {
-			if errors.Is(err, ui.ErrNoToken) {
-				return nil, false, fmt.Errorf("%w: --ui-addr %s is not a loopback address; create a token first with `shoal ui token --data-dir %s`, or bind 127.0.0.1",
-					ui.ErrNeedsToken, a.cfg.UIAddr, a.cfg.DataDir)
-			}
-			return nil, false, err
-		}
-	}
-	addr := a.cfg.UIAddr
-	if host, port, _ := net.SplitHostPort(addr); strings.EqualFold(host, "localhost") {
-		addr = net.JoinHostPort("127.0.0.1", port)
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, false, fmt.Errorf("dashboard: %w", err)
-	}
-	return ln, loopback, nil
+	return ui.Listen(a.cfg.UIAddr, a.cfg.DataDir)
 }

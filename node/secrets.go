@@ -27,12 +27,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"time"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/authz"
-	"github.com/shoal-org/shoal/node/httpapi"
+	"github.com/shoal-org/shoal/node/handlers"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 	"github.com/shoal-org/shoal/runtime"
@@ -44,168 +43,10 @@ func aadUserSecret(clusterID, secretID string) []byte {
 	return []byte("shoal user secret\x00" + clusterID + "\x00" + secretID)
 }
 
-func (x apiAgent) Secrets() ([]api.Secret, error) {
-	cl, err := x.a.clusterOrErr()
-	if err != nil {
-		return nil, err
-	}
-	out := []api.Secret{}
-	for _, s := range cl.store.Secrets() {
-		out = append(out, displaySecret(s))
-	}
-	return out, nil
-}
-
-func (x apiAgent) Secret(ref string) (api.Secret, error) {
-	cl, err := x.a.clusterOrErr()
-	if err != nil {
-		return api.Secret{}, err
-	}
-	s, err := cl.store.ResolveSecret(ref)
-	if err != nil {
-		return api.Secret{}, err
-	}
-	return displaySecret(s), nil
-}
-
-func (x apiAgent) Configs() ([]api.Config, error) {
-	cl, err := x.a.clusterOrErr()
-	if err != nil {
-		return nil, err
-	}
-	out := []api.Config{}
-	for _, c := range cl.store.Configs() {
-		d := displayConfig(c)
-		d.Data = nil
-		out = append(out, d)
-	}
-	return out, nil
-}
-
-func (x apiAgent) Config(ref string) (api.Config, error) {
-	cl, err := x.a.clusterOrErr()
-	if err != nil {
-		return api.Config{}, err
-	}
-	c, err := cl.store.ResolveConfig(ref)
-	if err != nil {
-		return api.Config{}, err
-	}
-	return displayConfig(c), nil
-}
-
-func (x apiAgent) CheckObject(req api.SecretCreateRequest, secret bool) error {
-	return checkObject(req, secret)
-}
-
-func displaySecret(s *consensus.Secret) api.Secret {
-	return api.Secret{ID: s.ID, Name: s.Name, CreatedAt: s.CreatedAt, Labels: s.Labels}
-}
-
-func displayConfig(c *consensus.ConfigObject) api.Config {
-	return api.Config{ID: c.ID, Name: c.Name, CreatedAt: c.CreatedAt, Size: len(c.Data), Labels: c.Labels, Data: c.Data}
-}
-
-func kindName(secret bool) string {
-	if secret {
-		return "secret"
-	}
-	return "config"
-}
-
-// checkObject validates a create request: name and size.
-func checkObject(req api.SecretCreateRequest, secret bool) error {
-	kind := kindName(secret)
-	if p := api.ObjectNameProblem(req.Name); p != "" {
-		return fmt.Errorf("%w: %s name %q: %s", consensus.ErrInvalid, kind, req.Name, p)
-	}
-	if len(req.Data) == 0 {
-		return fmt.Errorf("%w: %s %s is empty", consensus.ErrInvalid, kind, req.Name)
-	}
-	if len(req.Data) > api.MaxSecretSize {
-		return fmt.Errorf("%w: %s %s is %d bytes: at most %d (500 KiB) allowed", consensus.ErrInvalid, kind, req.Name, len(req.Data), api.MaxSecretSize)
-	}
-	return nil
-}
-
-func (x apiAgent) CreateObject(ctx context.Context, req api.SecretCreateRequest, secret bool) (any, error) {
-	a := x.a
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return nil, err
-	}
-	kind := kindName(secret)
-	var cmd consensus.Command
-	id, now := newID(), time.Now().UTC()
-	if secret {
-		if _, err := cl.store.SecretByName(req.Name); err == nil {
-			return nil, httpapi.BadRequest("a secret named %s already exists (secrets are immutable: remove it first, or use a new name)", req.Name)
-		}
-		cmd = &consensus.CreateSecret{Secret: consensus.Secret{ID: id, Name: req.Name, CreatedAt: now, Size: len(req.Data), Labels: req.Labels},
-			Plaintext: req.Data}
-	} else {
-		if _, err := cl.store.ConfigByName(req.Name); err == nil {
-			return nil, httpapi.BadRequest("a config named %s already exists (configs are immutable: remove it first, or use a new name)", req.Name)
-		}
-		cmd = &consensus.CreateConfig{Config: consensus.ConfigObject{ID: id, Name: req.Name, CreatedAt: now, Labels: req.Labels, Data: req.Data}}
-	}
-	if _, err := a.write(ctx, cmd); err != nil {
-		return nil, fmt.Errorf("create %s %s: %w", kind, req.Name, err)
-	}
-	var out any
-	a.waitLocal(ctx, cl, func() bool {
-		if secret {
-			s, err := cl.store.ResolveSecret(id)
-			if err == nil {
-				out = displaySecret(s)
-			}
-			return err == nil
-		}
-		c, err := cl.store.ResolveConfig(id)
-		if err == nil {
-			d := displayConfig(c)
-			d.Data = nil
-			out = d
-		}
-		return err == nil
-	})
-	if out == nil { // committed, but this replica is slow: answer from the request
-		out = api.Secret{ID: id, Name: req.Name, CreatedAt: now}
-		if !secret {
-			out = api.Config{ID: id, Name: req.Name, CreatedAt: now, Size: len(req.Data)}
-		}
-	}
-	return out, nil
-}
-
-func (x apiAgent) RemoveObject(ctx context.Context, ref string, secret bool) error {
-	a := x.a
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return err
-	}
-	var cmd consensus.Command
-	if secret {
-		s, err := cl.store.ResolveSecret(ref)
-		if err != nil {
-			return err
-		}
-		cmd = &consensus.DeleteSecret{ID: s.ID}
-	} else {
-		c, err := cl.store.ResolveConfig(ref)
-		if err != nil {
-			return err
-		}
-		cmd = &consensus.DeleteConfig{ID: c.ID}
-	}
-	_, err = a.write(ctx, cmd)
-	return err
-}
-
 // sealSecretOnLeader turns a forwarded CreateSecret carrying the plaintext
 // into the command the log may hold: sealed with the KEK, plaintext gone.
 func (a *Agent) sealSecretOnLeader(cl *cluster, c consensus.CreateSecret) (consensus.CreateSecret, error) {
-	if err := checkObject(api.SecretCreateRequest{Name: c.Secret.Name, Data: c.Plaintext}, true); err != nil {
+	if err := handlers.CheckObject(api.SecretCreateRequest{Name: c.Secret.Name, Data: c.Plaintext}, true); err != nil {
 		return c, err
 	}
 	if len(c.Secret.Sealed) > 0 || c.Secret.ID == "" {
@@ -423,40 +264,4 @@ func (a *Agent) gcTaskFiles(keep map[string]bool) {
 			a.log.Warn("release the secrets of a task", "task_id", shortID(e.Name()), "err", err)
 		}
 	}
-}
-
-// checkFileRefs validates the secret and config references of a spec
-// against the replica: well formed, targets unique, objects present.
-func checkFileRefs(store *consensus.Store, spec api.ServiceSpec) error {
-	targets := map[string]bool{}
-	check := func(refs []api.FileReference, secret bool) error {
-		kind := kindName(secret)
-		for _, r := range refs {
-			if p := api.FileReferenceProblem(r, secret); p != "" {
-				return fmt.Errorf("%s %s: %s", kind, r.Source, p)
-			}
-			t := api.ConfigTarget(r)
-			if secret {
-				t = api.SecretTarget(r)
-			}
-			if targets[t] {
-				return fmt.Errorf("%s %s: target %s is used twice", kind, r.Source, t)
-			}
-			targets[t] = true
-			var err error
-			if secret {
-				_, err = store.SecretByName(r.Source)
-			} else {
-				_, err = store.ConfigByName(r.Source)
-			}
-			if err != nil {
-				return fmt.Errorf("%s %s not found: create it first (`shoal %s create %s FILE`)", kind, r.Source, kind, r.Source)
-			}
-		}
-		return nil
-	}
-	if err := check(spec.Secrets, true); err != nil {
-		return err
-	}
-	return check(spec.Configs, false)
 }

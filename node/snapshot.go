@@ -35,28 +35,24 @@ package node
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/authz"
-	"github.com/shoal-org/shoal/node/httpapi"
+	"github.com/shoal-org/shoal/node/handlers"
 	"github.com/shoal-org/shoal/node/wire"
 )
 
-// maxSnapshotBytes bounds a snapshot file an agent accepts (body and
-// header); the state of a 100-node cluster is a few MiB.
-const maxSnapshotBytes = 256 << 20
+// maxSnapshotBytes bounds a snapshot file an agent accepts.
+const maxSnapshotBytes = handlers.MaxSnapshotBytes
 
 // snapshotBodyTimeout bounds reading a forwarded file from a peer.
 const snapshotBodyTimeout = time.Minute
@@ -64,82 +60,29 @@ const snapshotBodyTimeout = time.Minute
 // restoreMu serializes restores on one leader.
 var restoreMu sync.Mutex
 
-func (a *Agent) snapshotRoutes(h func(string, httpapi.HandlerFunc)) {
-	h("GET /v1/snapshot", a.handleSnapshotSave)
-	h("POST /v1/snapshot/restore", a.handleSnapshotRestore)
-	h("POST /v1/init/snapshot", a.handleInitFromSnapshot)
+// snapshotAgent is the agent as node/handlers' snapshot routes see it.
+type snapshotAgent struct{ replicaAgent }
+
+var _ handlers.Snapshots = snapshotAgent{}
+
+func (x snapshotAgent) LocalWriteAllowed() error {
+	cl, err := x.a.clusterOrErr()
+	if err != nil {
+		return err
+	}
+	return x.a.localWriteAllowed(cl)
 }
 
-// handleSnapshotSave answers the file itself; the summary travels in the
-// api.SnapshotInfoHeader header, so the body is exactly the file.
-func (a *Agent) handleSnapshotSave(w http.ResponseWriter, r *http.Request) (any, error) {
+// Restore has the leader restore f: this node when it leads, else the
+// leader it forwards raw to over the cluster port.
+func (x snapshotAgent) Restore(ctx context.Context, raw []byte, f *consensus.SnapshotFile, force bool) (api.SnapshotRestoreResponse, error) {
+	a := x.a
 	cl, err := a.clusterOrErr()
 	if err != nil {
-		return nil, err
-	}
-	if err := a.syncReplica(r.Context(), cl); err != nil {
-		return nil, fmt.Errorf("snapshot: catch up with the leader: %w", err)
-	}
-	view := cl.store.Snapshot()
-	var buf bytes.Buffer
-	hd, err := consensus.WriteSnapshotFile(view, &buf, time.Now())
-	if err != nil {
-		return nil, err
-	}
-	info := api.SnapshotInfo{
-		Format: hd.Format, ClusterID: hd.ClusterID, Index: hd.Index, CreatedAt: hd.CreatedAt.Format(time.RFC3339),
-		Size: hd.Size, SHA256: hd.SHA256,
-		Nodes: len(view.Nodes()), Services: len(view.Services()), Tasks: len(view.Tasks()),
-	}
-	b, _ := json.Marshal(info)
-	w.Header().Set(api.SnapshotInfoHeader, string(b))
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(buf.Bytes())
-	a.log.Info("snapshot saved", "index", hd.Index, "bytes", buf.Len())
-	return httpapi.Streamed, nil
-}
-
-// readSnapshotBody reads a whole uploaded snapshot file (bounded) and
-// verifies it. Nothing has changed when it fails.
-func readSnapshotBody(r io.Reader) ([]byte, *consensus.SnapshotFile, error) {
-	raw, err := io.ReadAll(httpapi.CapReader(r, maxSnapshotBytes))
-	if errors.Is(err, httpapi.ErrBodyTooLarge) {
-		return nil, nil, &httpError{status: http.StatusRequestEntityTooLarge,
-			msg: fmt.Sprintf("snapshot file larger than %d MiB", maxSnapshotBytes>>20)}
-	}
-	if err != nil {
-		return nil, nil, httpapi.BadRequest("read snapshot file: %v", err)
-	}
-	f, err := consensus.ReadSnapshotFile(bytes.NewReader(raw), maxSnapshotBytes)
-	if err != nil {
-		return nil, nil, httpapi.BadRequest("snapshot file refused, nothing changed: %v", err)
-	}
-	return raw, f, nil
-}
-
-func (a *Agent) handleSnapshotRestore(w http.ResponseWriter, r *http.Request) (any, error) {
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return nil, err
-	}
-	if err := a.localWriteAllowed(cl); err != nil {
-		return nil, err
-	}
-	raw, f, err := readSnapshotBody(r.Body)
-	if err != nil {
-		return nil, err
-	}
-	force := r.URL.Query().Get("force") == "1" || r.URL.Query().Get("force") == "true"
-	// The leader checks again; this answers the common mistake at once.
-	if c := cl.store.Cluster(); c != nil && c.ClusterID != f.Header.ClusterID && !force {
-		return nil, &httpError{status: http.StatusConflict, msg: fmt.Sprintf(
-			"snapshot file refused, nothing changed: it was saved from cluster %s, this is cluster %s (use --force to replace this cluster's services with it anyway)",
-			f.Header.ClusterID, c.ClusterID)}
+		return api.SnapshotRestoreResponse{}, err
 	}
 	var resp api.SnapshotRestoreResponse
-	err = a.forwardToLeader(r.Context(), cl, func(ctx context.Context, addr string) error {
+	err = a.forwardToLeader(ctx, cl, func(ctx context.Context, addr string) error {
 		if cl.raft.IsLeader() {
 			var err error
 			resp, err = a.restoreAsLeader(ctx, cl, f, force, a.id.NodeID)
@@ -147,14 +90,40 @@ func (a *Agent) handleSnapshotRestore(w http.ResponseWriter, r *http.Request) (a
 		}
 		return callSnapshotRestoreRPC(ctx, addr, cl.client, wire.SnapshotRestoreRequest{Force: force, Size: int64(len(raw))}, raw, &resp)
 	})
-	if err != nil {
-		if errors.Is(err, consensus.ErrOtherCluster) {
-			return nil, &httpError{status: http.StatusConflict, msg: err.Error()}
-		}
-		return nil, err
+	return resp, err
+}
+
+func (x snapshotAgent) NotInCluster() error {
+	if cl, err := x.a.clusterOrErr(); err == nil {
+		return fmt.Errorf("%w %s: run `shoal leave` first", ErrAlreadyInCluster, cl.id)
 	}
-	a.waitLocal(r.Context(), cl, func() bool { return cl.store.Index() >= resp.Index })
-	return resp, nil
+	return nil
+}
+
+// InitFrom is `shoal init --from-snapshot` once the file is verified: init,
+// then the restore onto the new cluster. A failed restore leaves no
+// half-made cluster behind.
+func (x snapshotAgent) InitFrom(ctx context.Context, f *consensus.SnapshotFile) (api.InitFromSnapshotResponse, error) {
+	a := x.a
+	if _, err := a.initCluster(ctx, f); err != nil {
+		return api.InitFromSnapshotResponse{}, err
+	}
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return api.InitFromSnapshotResponse{}, err
+	}
+	restored, err := a.restoreAsLeader(ctx, cl, f, true, a.id.NodeID)
+	if err != nil {
+		if derr := a.dropCluster(context.WithoutCancel(ctx), false); derr != nil {
+			err = errors.Join(err, derr)
+		}
+		return api.InitFromSnapshotResponse{}, fmt.Errorf("init from snapshot: %w (the new cluster was removed again)", err)
+	}
+	init, err := a.tokenResponse(ctx)
+	if err != nil {
+		return api.InitFromSnapshotResponse{}, err
+	}
+	return api.InitFromSnapshotResponse{InitResponse: init, Restore: restored}, nil
 }
 
 // restoreAsLeader merges f into this leader's state and installs it. by is
@@ -261,38 +230,6 @@ func (a *Agent) serveSnapshotRestoreRPC(ctx context.Context, call *rpcCall) {
 	}
 	resp, err := a.restoreAsLeader(ctx, cl, f, req.Force, call.peerID)
 	_ = call.reply(resp, err)
-}
-
-// handleInitFromSnapshot is `shoal init --from-snapshot`: the file is
-// verified before anything is made; then init, then the restore onto the
-// new cluster. A failed restore leaves no half-made cluster behind.
-func (a *Agent) handleInitFromSnapshot(w http.ResponseWriter, r *http.Request) (any, error) {
-	if cl, err := a.clusterOrErr(); err == nil {
-		return nil, fmt.Errorf("%w %s: run `shoal leave` first", ErrAlreadyInCluster, cl.id)
-	}
-	_, f, err := readSnapshotBody(r.Body)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := a.initCluster(r.Context(), f); err != nil {
-		return nil, err
-	}
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return nil, err
-	}
-	restored, err := a.restoreAsLeader(r.Context(), cl, f, true, a.id.NodeID)
-	if err != nil {
-		if derr := a.dropCluster(context.WithoutCancel(r.Context()), false); derr != nil {
-			err = errors.Join(err, derr)
-		}
-		return nil, fmt.Errorf("init from snapshot: %w (the new cluster was removed again)", err)
-	}
-	init, err := a.tokenResponse(r.Context())
-	if err != nil {
-		return nil, err
-	}
-	return api.InitFromSnapshotResponse{InitResponse: init, Restore: restored}, nil
 }
 
 // snapshotPools returns the address pools of a seed file's cluster (empty

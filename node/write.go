@@ -24,6 +24,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/authz"
+	"github.com/shoal-org/shoal/node/handlers"
 	"github.com/shoal-org/shoal/node/wire"
 )
 
@@ -259,7 +260,7 @@ func (a *Agent) applyAdmin(ctx context.Context, peerID string, req wire.AdminWri
 		if err := authz.CheckSpecOnLeader(x.Service.Spec, nil, cl.store.Nodes()); err != nil {
 			return nil, err
 		}
-		if err := checkFileRefs(cl.store, x.Service.Spec); err != nil {
+		if err := handlers.CheckFileRefs(cl.store, x.Service.Spec); err != nil {
 			return nil, fmt.Errorf("%w: %w", consensus.ErrInvalid, err)
 		}
 		// Registry credentials are proposed only sealed (registryauth.go).
@@ -276,7 +277,7 @@ func (a *Agent) applyAdmin(ctx context.Context, peerID string, req wire.AdminWri
 		if err := authz.CheckSpecOnLeader(x.Service.Spec, old, cl.store.Nodes()); err != nil {
 			return nil, err
 		}
-		if err := checkFileRefs(cl.store, x.Service.Spec); err != nil {
+		if err := handlers.CheckFileRefs(cl.store, x.Service.Spec); err != nil {
 			return nil, fmt.Errorf("%w: %w", consensus.ErrInvalid, err)
 		}
 		x.Service.UpdatedBy = peerID
@@ -289,7 +290,7 @@ func (a *Agent) applyAdmin(ctx context.Context, peerID string, req wire.AdminWri
 		}
 		cmd, subject = x, x.Secret.Name
 	case consensus.CreateConfig:
-		if err := checkObject(api.SecretCreateRequest{Name: x.Config.Name, Data: x.Config.Data}, false); err != nil {
+		if err := handlers.CheckObject(api.SecretCreateRequest{Name: x.Config.Name, Data: x.Config.Data}, false); err != nil {
 			return nil, err
 		}
 		subject = x.Config.Name
@@ -431,4 +432,40 @@ func (a *Agent) waitStoreIndex(ctx context.Context, cl *cluster, idx uint64) err
 		case <-ch:
 		}
 	}
+}
+
+// checkServiceCommand is the leader's re-validation of a service write
+// before it proposes it, whatever node forwarded it: a node with a bug or an
+// older version must not store a spec this version refuses. The refusal
+// travels back to the forwarding node as a 400.
+func checkServiceCommand(cl *cluster, cmd consensus.Command) error {
+	var err error
+	// Decoded commands are values; commands built here are pointers.
+	switch c := cmd.(type) {
+	case consensus.CreateService:
+		err = handlers.CheckStoredSpec(cl.store, c.Service.Spec, c.Service.ID)
+	case *consensus.CreateService:
+		err = handlers.CheckStoredSpec(cl.store, c.Service.Spec, c.Service.ID)
+	case consensus.UpdateService:
+		err = handlers.CheckStoredSpec(cl.store, c.Service.Spec, c.Service.ID)
+	case *consensus.UpdateService:
+		err = handlers.CheckStoredSpec(cl.store, c.Service.Spec, c.Service.ID)
+	case consensus.Batch:
+		return checkServiceCommands(cl, c.Commands)
+	case *consensus.Batch:
+		return checkServiceCommands(cl, c.Commands)
+	}
+	if err != nil {
+		return &wire.Error{Code: wire.CodeRefused, Msg: err.Error()}
+	}
+	return nil
+}
+
+func checkServiceCommands(cl *cluster, cmds []consensus.Command) error {
+	for _, c := range cmds {
+		if err := checkServiceCommand(cl, c); err != nil {
+			return err
+		}
+	}
+	return nil
 }

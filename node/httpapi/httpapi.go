@@ -199,3 +199,7 @@ func Consistent(r *http.Request) bool {
 	c := r.URL.Query().Get("consistent")
 	return c == "1" || c == "true"
 }
+
+// WriteError answers err as every route of rt does, for a handler that
+// does not answer through Handle (exec, before it takes the connection).
+func (rt *Router) WriteError(w http.ResponseWriter, err error) { rt.errs.Write(w, err) }

@@ -1,4 +1,4 @@
-package node
+package localapi
 
 // `shoal exec`: POST /v1/containers/{id}/exec upgrades the connection
 // (api/exec.go describes the frames). The process is started before the
@@ -29,21 +29,17 @@ import (
 // for what a background child keeps writing to the same pipes or terminal.
 const execDrain = 2 * time.Second
 
-func (a *Agent) execRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /v1/containers/{id}/exec", a.handleExec)
-}
-
 // execTarget finds the container of a `shoal exec`: a container ID, name or
 // ID prefix, or a task name (web.1, web.NODEID) whose newest running
 // container is on this node.
-func (a *Agent) execTarget(ref string) (api.Container, error) {
-	c, err := a.rt.Get(ref)
+func (l *Routes) execTarget(ref string) (api.Container, error) {
+	c, err := l.Containers.Get(ref)
 	if err == nil || !errors.Is(err, runtime.ErrNotFound) {
 		return c, err
 	}
 	var best api.Container
 	found := false
-	for _, x := range a.rt.List() {
+	for _, x := range l.Containers.List() {
 		// Task containers are named TASKNAME.TASKID-PREFIX.
 		rest, ok := strings.CutPrefix(x.Name, ref+".")
 		if !ok || rest == "" || strings.Contains(rest, ".") || x.TaskID == "" || x.State != api.ContainerRunning {
@@ -61,12 +57,14 @@ func (a *Agent) execTarget(ref string) (api.Container, error) {
 
 func execError(err error) error {
 	if errors.Is(err, runtime.ErrExecFailed) {
-		return &httpError{status: http.StatusUnprocessableEntity, msg: err.Error()}
+		return &httpapi.Error{Status: http.StatusUnprocessableEntity, Msg: err.Error()}
 	}
-	return containerError(err)
+	return ContainerError(err)
 }
 
-func (a *Agent) handleExec(w http.ResponseWriter, r *http.Request) {
+// handleExec answers an exec request; writeError answers a refusal made
+// before the upgrade.
+func (l *Routes) handleExec(w http.ResponseWriter, r *http.Request, writeError func(http.ResponseWriter, error)) {
 	if !strings.EqualFold(r.Header.Get("Upgrade"), api.ExecProtocol) {
 		writeError(w, httpapi.BadRequest("exec needs the header Upgrade: %s", api.ExecProtocol))
 		return
@@ -80,12 +78,12 @@ func (a *Agent) handleExec(w http.ResponseWriter, r *http.Request) {
 		writeError(w, httpapi.BadRequest("exec needs a command"))
 		return
 	}
-	c, err := a.execTarget(r.PathValue("id"))
+	c, err := l.execTarget(r.PathValue("id"))
 	if err != nil {
-		writeError(w, containerError(err))
+		writeError(w, ContainerError(err))
 		return
 	}
-	proc, err := a.rt.Exec(r.Context(), c.ID, runtime.ExecOptions{
+	proc, err := l.Containers.Exec(r.Context(), c.ID, runtime.ExecOptions{
 		Args: req.Cmd, Env: req.Env, User: req.User, Workdir: req.Workdir,
 		Tty: req.Tty, Stdin: req.Stdin && !req.Tty, Width: req.Width, Height: req.Height,
 	})
@@ -95,7 +93,7 @@ func (a *Agent) handleExec(w http.ResponseWriter, r *http.Request) {
 	}
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		a.log.Warn("exec: hijack", "err", err)
+		l.Log.Warn("exec: hijack", "err", err)
 		_ = proc.Signal(syscall.SIGKILL)
 		proc.Close()
 		return
@@ -106,19 +104,19 @@ func (a *Agent) handleExec(w http.ResponseWriter, r *http.Request) {
 		proc.Close()
 		return
 	}
-	a.relayExec(conn, brw.Reader, proc, req.Tty)
+	l.relayExec(conn, brw.Reader, proc, req.Tty)
 }
 
 // relayExec runs an exec session on an upgraded connection until the
 // process ended and its exit code was sent, the client went away, or the
 // agent stops. A client that goes away closes the process's terminal (a
 // hangup) or pipes; the process is still reaped by the runtime.
-func (a *Agent) relayExec(conn net.Conn, in *bufio.Reader, p *runtime.ExecProcess, tty bool) {
+func (l *Routes) relayExec(conn net.Conn, in *bufio.Reader, p *runtime.ExecProcess, tty bool) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer conn.Close()
 	defer p.Close()
-	stop := context.AfterFunc(a.ctx, func() { conn.Close() })
+	stop := context.AfterFunc(l.Stopping, func() { conn.Close() })
 	defer stop()
 
 	var wmu sync.Mutex
@@ -203,7 +201,7 @@ func (a *Agent) relayExec(conn net.Conn, in *bufio.Reader, p *runtime.ExecProces
 		}
 		<-outDone
 		return
-	case <-a.ctx.Done():
+	case <-l.Stopping.Done():
 		for _, f := range outs {
 			_ = f.SetReadDeadline(time.Now())
 		}

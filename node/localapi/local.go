@@ -1,30 +1,94 @@
-package node
-
-// Routes for this node's images and containers (`shoal image`, `shoal run`,
-// `shoal ps`...). Images imported or pulled here are also recorded in the
-// cluster state, so that any node can schedule them and fetch the layers
-// from a node that holds them.
+// Package localapi answers the API routes about this node alone: its
+// images (`shoal image`), its containers (`shoal run`, `ps`, `logs`,
+// `stop`, `rm`) and `shoal exec`. Images imported or pulled here are also
+// recorded in the cluster state, so that any node can schedule them and
+// fetch the layers from a node that holds them; that, and whatever else
+// needs the cluster, the agent does behind Agent.
+package localapi
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/runtime"
 	"github.com/shoal-org/shoal/runtime/image"
 )
 
-func (a *Agent) imageRoutes(h func(string, httpapi.HandlerFunc)) {
+// Images is this node's image store (*image.Store).
+type Images interface {
+	List() []api.Image
+	Import(ctx context.Context, r io.Reader, ref string) (api.Image, error)
+	Load(ctx context.Context, r io.Reader) ([]api.Image, error)
+	Pull(ctx context.Context, req api.PullRequest) (api.Image, error)
+	Get(ref string) (api.Image, error)
+	Remove(ref string) error
+	GC() (freed int64, err error)
+}
+
+// Containers is this node's runtime (*runtime.Runtime).
+type Containers interface {
+	List() []api.Container
+	RunContainer(ctx context.Context, spec runtime.Spec) (api.Container, error)
+	Get(idOrName string) (api.Container, error)
+	Wait(ctx context.Context, idOrName string) (api.Container, error)
+	Stop(ctx context.Context, idOrName string, grace time.Duration) (api.Container, error)
+	Remove(ctx context.Context, idOrName string, force bool) error
+	Logs(ctx context.Context, idOrName string, opts runtime.LogOptions) (<-chan api.LogLine, error)
+	Exec(ctx context.Context, idOrName string, opts runtime.ExecOptions) (*runtime.ExecProcess, error)
+}
+
+// Agent is what these routes need of the cluster. Its methods may block
+// on a write to the leader; none holds a lock of the caller.
+type Agent interface {
+	// AnnounceImage records an image of this node in the cluster state,
+	// best effort: a node in no cluster, or without quorum, keeps it local.
+	AnnounceImage(ctx context.Context, img api.Image, source string)
+	// ForgetImage records, best effort, that this node no longer holds
+	// the image with this ID.
+	ForgetImage(ctx context.Context, id string)
+	// RunNetworks checks the networks of a `shoal run` container (each
+	// attachable, or the default) and returns ctx carrying them for the
+	// runtime's network attacher.
+	RunNetworks(ctx context.Context, names []string) (context.Context, error)
+	// EnsureRunImage makes the image of `shoal run` available here: one
+	// only another node holds is fetched from it (404 when no node has
+	// it, 502 when the fetch fails). An image this node has, or a node in
+	// no cluster, is left to the runtime, whose "not found" names it.
+	EnsureRunImage(ctx context.Context, ref string) error
+}
+
+// Routes are the node-local routes. Set every field before Register; they
+// are not changed afterwards.
+type Routes struct {
+	Images     Images
+	Containers Containers
+	Agent      Agent
+	Log        *slog.Logger
+	// Stopping ends when the agent stops; open exec sessions end with it.
+	Stopping context.Context
+}
+
+// Register routes the image, container and exec routes to l.
+func (l *Routes) Register(rt *httpapi.Router) {
+	l.imageRoutes(rt.Handle)
+	l.containerRoutes(rt.Handle)
+	rt.Mux().HandleFunc("POST /v1/containers/{id}/exec", func(w http.ResponseWriter, r *http.Request) {
+		l.handleExec(w, r, rt.WriteError)
+	})
+}
+
+func (l *Routes) imageRoutes(h func(string, httpapi.HandlerFunc)) {
 	h("GET /v1/images", func(w http.ResponseWriter, r *http.Request) (any, error) {
-		imgs := a.images.List()
+		imgs := l.Images.List()
 		if imgs == nil {
 			imgs = []api.Image{}
 		}
@@ -35,20 +99,20 @@ func (a *Agent) imageRoutes(h func(string, httpapi.HandlerFunc)) {
 		if ref == "" {
 			return nil, httpapi.BadRequest("import needs a NAME[:TAG] for the image")
 		}
-		img, err := a.images.Import(r.Context(), r.Body, ref)
+		img, err := l.Images.Import(r.Context(), r.Body, ref)
 		if err != nil {
-			return nil, imageError(err)
+			return nil, ImageError(err)
 		}
-		a.announceImage(r.Context(), img, "import")
+		l.Agent.AnnounceImage(r.Context(), img, "import")
 		return img, nil
 	})
 	h("POST /v1/images/load", func(w http.ResponseWriter, r *http.Request) (any, error) {
-		imgs, err := a.images.Load(r.Context(), r.Body)
+		imgs, err := l.Images.Load(r.Context(), r.Body)
 		if err != nil {
-			return nil, imageError(err)
+			return nil, ImageError(err)
 		}
 		for _, img := range imgs {
-			a.announceImage(r.Context(), img, "load")
+			l.Agent.AnnounceImage(r.Context(), img, "load")
 		}
 		return imgs, nil
 	})
@@ -60,17 +124,17 @@ func (a *Agent) imageRoutes(h func(string, httpapi.HandlerFunc)) {
 		if req.Ref == "" {
 			return nil, httpapi.BadRequest("pull needs an image reference")
 		}
-		img, err := a.images.Pull(r.Context(), req)
+		img, err := l.Images.Pull(r.Context(), req)
 		if err != nil {
-			return nil, imageError(err)
+			return nil, ImageError(err)
 		}
-		a.announceImage(r.Context(), img, "pull "+req.Ref)
+		l.Agent.AnnounceImage(r.Context(), img, "pull "+req.Ref)
 		return img, nil
 	})
 	h("GET /v1/images/{ref...}", func(w http.ResponseWriter, r *http.Request) (any, error) {
-		img, err := a.images.Get(r.PathValue("ref"))
+		img, err := l.Images.Get(r.PathValue("ref"))
 		if err != nil {
-			return nil, imageError(err)
+			return nil, ImageError(err)
 		}
 		return img, nil
 	})
@@ -79,59 +143,34 @@ func (a *Agent) imageRoutes(h func(string, httpapi.HandlerFunc)) {
 		if ref == "" {
 			return nil, httpapi.BadRequest("image rm needs an image reference (NAME[:TAG] or ID)")
 		}
-		img, err := a.images.Get(ref)
+		img, err := l.Images.Get(ref)
 		if err != nil {
-			return nil, imageError(err)
+			return nil, ImageError(err)
 		}
-		if err := a.images.Remove(ref); err != nil {
-			return nil, imageError(err)
+		if err := l.Images.Remove(ref); err != nil {
+			return nil, ImageError(err)
 		}
-		if _, err := a.images.Get(img.ID); err != nil {
-			a.forgetImage(r.Context(), img.ID)
+		if _, err := l.Images.Get(img.ID); err != nil {
+			l.Agent.ForgetImage(r.Context(), img.ID)
 		}
-		if _, err := a.images.GC(); err != nil {
-			a.log.Warn("image garbage collection", "err", err)
+		if _, err := l.Images.GC(); err != nil {
+			l.Log.Warn("image garbage collection", "err", err)
 		}
 		return struct{}{}, nil
 	})
 }
 
-// announceImage records a local image in the cluster state (best effort:
-// a node in no cluster, or a cluster without quorum, keeps it local).
-func (a *Agent) announceImage(ctx context.Context, img api.Image, source string) {
-	if _, err := a.clusterOrErr(); err != nil {
-		return
-	}
-	rec := img
-	rec.Config = nil
-	rec.Nodes = []string{a.id.NodeID}
-	if rec.Source == "" {
-		rec.Source = source
-	}
-	if _, err := a.write(ctx, &consensus.UpsertImage{Image: rec}); err != nil {
-		a.log.Warn("record image in cluster", "image", img.ID, "err", err)
-	}
-}
-
-func (a *Agent) forgetImage(ctx context.Context, id string) {
-	if _, err := a.clusterOrErr(); err != nil {
-		return
-	}
-	if _, err := a.write(ctx, &consensus.SetImageNode{ImageID: id, NodeID: a.id.NodeID, Present: false}); err != nil {
-		a.log.Warn("record image removal", "image", id, "err", err)
-	}
-}
-
-func imageError(err error) error {
+// ImageError gives the image store's errors their status.
+func ImageError(err error) error {
 	switch {
 	case errors.Is(err, image.ErrNotFound):
-		return &httpError{status: http.StatusNotFound, msg: err.Error()}
+		return &httpapi.Error{Status: http.StatusNotFound, Msg: err.Error()}
 	case errors.Is(err, image.ErrInUse):
-		return &httpError{status: http.StatusConflict, msg: err.Error()}
+		return &httpapi.Error{Status: http.StatusConflict, Msg: err.Error()}
 	case errors.Is(err, image.ErrInvalidArchive), errors.Is(err, image.ErrDigestMismatch),
 		errors.Is(err, image.ErrUnknownMediaType), errors.Is(err, image.ErrInvalidRef),
 		errors.Is(err, image.ErrAmbiguous):
-		return &httpError{status: http.StatusBadRequest, msg: err.Error()}
+		return &httpapi.Error{Status: http.StatusBadRequest, Msg: err.Error()}
 	}
 	return err
 }
@@ -168,42 +207,23 @@ func noNUL(image string, command, entrypoint, env []string, workdir, user string
 	return nil
 }
 
-// ensureRunImage makes the image of `shoal run` available here: an image
-// only another node holds is fetched from it (or pulled from the registry
-// it came from), as a service's task would. An image this node has, or a
-// node in no cluster, is left to the runtime, whose "not found" names it.
-func (a *Agent) ensureRunImage(ctx context.Context, ref string) error {
-	if _, err := a.images.Get(ref); err == nil {
-		return nil
-	}
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return nil
-	}
-	if _, ok := findClusterImage(cl, ref); !ok {
-		return &httpError{status: http.StatusNotFound, msg: fmt.Sprintf("image %s not found on any node: import, load or pull it first (`shoal image import|load|pull`)", ref)}
-	}
-	if err := a.ensureImage(ctx, cl, ref, nil); err != nil {
-		return &httpError{status: http.StatusBadGateway, msg: err.Error()}
-	}
-	return nil
-}
-
-func containerError(err error) error {
+// ContainerError gives the runtime's errors their status, and the
+// image store's (a run of an unknown image).
+func ContainerError(err error) error {
 	switch {
 	case errors.Is(err, runtime.ErrNotFound):
-		return &httpError{status: http.StatusNotFound, msg: err.Error()}
+		return &httpapi.Error{Status: http.StatusNotFound, Msg: err.Error()}
 	case errors.Is(err, runtime.ErrNameInUse), errors.Is(err, runtime.ErrRunning), errors.Is(err, runtime.ErrNotRunning):
-		return &httpError{status: http.StatusConflict, msg: err.Error()}
+		return &httpapi.Error{Status: http.StatusConflict, Msg: err.Error()}
 	case errors.Is(err, runtime.ErrAmbiguous), errors.Is(err, runtime.ErrNoCommand), errors.Is(err, runtime.ErrInvalidSpec):
-		return &httpError{status: http.StatusBadRequest, msg: err.Error()}
+		return &httpapi.Error{Status: http.StatusBadRequest, Msg: err.Error()}
 	}
-	return imageError(err)
+	return ImageError(err)
 }
 
-func (a *Agent) containerRoutes(h func(string, httpapi.HandlerFunc)) {
+func (l *Routes) containerRoutes(h func(string, httpapi.HandlerFunc)) {
 	h("GET /v1/containers", func(w http.ResponseWriter, r *http.Request) (any, error) {
-		cs := a.rt.List()
+		cs := l.Containers.List()
 		if cs == nil {
 			cs = []api.Container{}
 		}
@@ -228,26 +248,26 @@ func (a *Agent) containerRoutes(h func(string, httpapi.HandlerFunc)) {
 			Env: req.Env, Workdir: req.Workdir, User: req.User, Limits: req.Limits,
 			Remove: req.Remove, Healthcheck: req.Healthcheck, Mounts: req.Mounts,
 		}
-		ctx, err := a.runNetworks(r.Context(), req.Networks)
+		ctx, err := l.Agent.RunNetworks(r.Context(), req.Networks)
 		if err != nil {
 			return nil, err
 		}
-		if err := a.ensureRunImage(ctx, req.Image); err != nil {
+		if err := l.Agent.EnsureRunImage(ctx, req.Image); err != nil {
 			return nil, err
 		}
-		c, err := a.rt.RunContainer(ctx, spec)
+		c, err := l.Containers.RunContainer(ctx, spec)
 		if err != nil {
-			return nil, containerError(err)
+			return nil, ContainerError(err)
 		}
 		return displayContainer(c), nil
 	})
 	h("GET /v1/containers/{id}", func(w http.ResponseWriter, r *http.Request) (any, error) {
-		c, err := a.rt.Get(r.PathValue("id"))
-		return displayContainer(c), containerError(err)
+		c, err := l.Containers.Get(r.PathValue("id"))
+		return displayContainer(c), ContainerError(err)
 	})
 	h("POST /v1/containers/{id}/wait", func(w http.ResponseWriter, r *http.Request) (any, error) {
-		c, err := a.rt.Wait(r.Context(), r.PathValue("id"))
-		return displayContainer(c), containerError(err)
+		c, err := l.Containers.Wait(r.Context(), r.PathValue("id"))
+		return displayContainer(c), ContainerError(err)
 	})
 	h("POST /v1/containers/{id}/stop", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		var grace time.Duration // zero: the container's own grace period
@@ -265,39 +285,40 @@ func (a *Agent) containerRoutes(h func(string, httpapi.HandlerFunc)) {
 				grace = -1 // `stop -t 0`: kill at once, as Docker does
 			}
 		}
-		c, err := a.rt.Get(r.PathValue("id"))
+		c, err := l.Containers.Get(r.PathValue("id"))
 		if err != nil {
-			return nil, containerError(err)
+			return nil, ContainerError(err)
 		}
-		stopped, err := a.rt.Stop(r.Context(), c.ID, grace)
+		stopped, err := l.Containers.Stop(r.Context(), c.ID, grace)
 		if err != nil {
-			return nil, containerError(err)
+			return nil, ContainerError(err)
 		}
 		return displayContainer(stopped), nil
 	})
 	h("DELETE /v1/containers/{id}", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		force := r.URL.Query().Get("force") == "1" || r.URL.Query().Get("force") == "true"
-		c, err := a.rt.Get(r.PathValue("id"))
+		c, err := l.Containers.Get(r.PathValue("id"))
 		if err != nil {
-			return nil, containerError(err)
+			return nil, ContainerError(err)
 		}
-		return struct{}{}, containerError(a.rt.Remove(r.Context(), c.ID, force))
+		return struct{}{}, ContainerError(l.Containers.Remove(r.Context(), c.ID, force))
 	})
 	h("GET /v1/containers/{id}/logs", func(w http.ResponseWriter, r *http.Request) (any, error) {
-		opts, err := logOptions(r)
+		opts, err := LogOptions(r)
 		if err != nil {
 			return nil, err
 		}
-		ch, err := a.rt.Logs(r.Context(), r.PathValue("id"), opts)
+		ch, err := l.Containers.Logs(r.Context(), r.PathValue("id"), opts)
 		if err != nil {
-			return nil, containerError(err)
+			return nil, ContainerError(err)
 		}
-		streamLogs(w, ch, "", "")
+		StreamLogs(w, ch, "", "")
 		return httpapi.Streamed, nil
 	})
 }
 
-func logOptions(r *http.Request) (runtime.LogOptions, error) {
+// LogOptions reads the ?follow, ?tail and ?since of a logs route.
+func LogOptions(r *http.Request) (runtime.LogOptions, error) {
 	q := r.URL.Query()
 	var o runtime.LogOptions
 	o.Follow = q.Get("follow") == "1" || q.Get("follow") == "true"
@@ -318,8 +339,8 @@ func logOptions(r *http.Request) (runtime.LogOptions, error) {
 	return o, nil
 }
 
-// streamLogs writes log lines as NDJSON, flushing each one.
-func streamLogs(w http.ResponseWriter, ch <-chan api.LogLine, task, node string) {
+// StreamLogs writes log lines as NDJSON, flushing each one.
+func StreamLogs(w http.ResponseWriter, ch <-chan api.LogLine, task, node string) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	fl, _ := w.(http.Flusher)

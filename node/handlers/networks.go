@@ -1,0 +1,67 @@
+package handlers
+
+// The network routes' side of the replica (node/httpapi networks.go routes
+// them here; what a request alone can tell is checked there).
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/httpapi"
+)
+
+// ResolveNetwork resolves ref (ID, prefix or name): NotFound or BadRequest
+// when it names no single network.
+func ResolveNetwork(store *consensus.Store, ref string) (*api.Network, error) {
+	n, err := store.ResolveNetwork(ref)
+	if err != nil {
+		if errors.Is(err, consensus.ErrNotFound) {
+			return nil, httpapi.NotFound("no such network: %s", ref)
+		}
+		return nil, httpapi.BadRequest("network %s: %v", ref, err)
+	}
+	return n, nil
+}
+
+func (x *API) Networks() ([]api.Network, error) {
+	store, err := x.agent.Store()
+	if err != nil {
+		return nil, err
+	}
+	out := []api.Network{}
+	for _, n := range store.Networks() {
+		out = append(out, *n)
+	}
+	return out, nil
+}
+
+func (x *API) Network(ref string) (*api.Network, error) {
+	store, err := x.agent.Store()
+	if err != nil {
+		return nil, err
+	}
+	return ResolveNetwork(store, ref)
+}
+
+func (x *API) CreateNetwork(ctx context.Context, n api.Network) (*api.Network, error) {
+	store, err := x.agent.Store()
+	if err != nil {
+		return nil, err
+	}
+	n.ID, n.CreatedAt = x.agent.NewID(), time.Now().UTC()
+	if err := x.agent.Write(ctx, &consensus.CreateNetwork{Network: n}); err != nil {
+		return nil, err
+	}
+	WaitLocal(ctx, store, func() bool {
+		_, err := store.ResolveNetwork(n.ID)
+		return err == nil
+	})
+	return ResolveNetwork(store, n.ID)
+}
+
+func (x *API) RemoveNetwork(ctx context.Context, id string) error {
+	return x.agent.Write(ctx, &consensus.DeleteNetwork{ID: id})
+}
