@@ -14,12 +14,6 @@ import (
 	"github.com/shoal-org/shoal/runtime"
 )
 
-type runtimeLogOptions = runtime.LogOptions
-
-// registryCreds returns the credentials for a pull from an image's
-// registry (imagedist.Creds).
-type registryCreds = imagedist.Creds
-
 // caller is callRPC with the cluster's TLS towards peers.
 func (cl *cluster) caller() imagedist.Caller {
 	return func(ctx context.Context, addr, method string, body, out any, stream func(io.Reader) error) error {
@@ -35,7 +29,7 @@ func (a *Agent) remoteLogs(ctx context.Context, cl *cluster, n *api.Node, contai
 // ensureImage makes ref available locally: already here, fetched from a
 // ready peer that holds it, or pulled from its registry (imagedist.Ensure),
 // and records in the cluster that this node now holds it.
-func (a *Agent) ensureImage(ctx context.Context, cl *cluster, ref string, creds registryCreds) error {
+func (a *Agent) ensureImage(ctx context.Context, cl *cluster, ref string, creds imagedist.Creds) error {
 	src := imagedist.Source{Peer: func(nodeID string) (imagedist.Peer, bool) {
 		if nodeID == a.id.NodeID {
 			return imagedist.Peer{}, false

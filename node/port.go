@@ -6,7 +6,6 @@ package node
 // accepted and dialled connections (revoke.go), which a revocation closes.
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"io"
@@ -143,7 +142,7 @@ func (a *Agent) rpcMethod(method string) clusterport.Handler {
 		})
 	case wire.MethodSnapshotRestore:
 		return func(ctx context.Context, call *clusterport.Call) {
-			a.serveSnapshotRestoreRPC(ctx, &rpcCall{conn: call.Conn, r: call.R, peerID: call.PeerID, req: call.Req})
+			a.serveSnapshotRestoreRPC(ctx, call)
 		}
 	case wire.MethodRemoval:
 		return clusterport.Unary("removal request", func(_ context.Context, _ string, req wire.RemovalRequest) (any, error) {
@@ -171,16 +170,4 @@ func (a *Agent) serveFetch(ctx context.Context, call *clusterport.Call) {
 	default:
 		imagedist.ServeLogs(ctx, a.rt.Logs, call)
 	}
-}
-
-// rpcCall is the call as serveSnapshotRestoreRPC (snapshot.go) reads it.
-type rpcCall struct {
-	conn   *tls.Conn
-	r      *bufio.Reader
-	peerID string
-	req    wire.Request
-}
-
-func (c *rpcCall) reply(body any, err error) error {
-	return (&clusterport.Call{Conn: c.conn, R: c.r, PeerID: c.peerID, Req: c.req}).Reply(body, err)
 }

@@ -34,6 +34,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/imagedist"
 	"github.com/shoal-org/shoal/node/scheduler"
 	"github.com/shoal-org/shoal/runtime"
 )
@@ -571,7 +572,7 @@ func (r *reconciler) start(ctx context.Context, t *api.Task) {
 	now := func() time.Time { return time.Now().UTC() }
 	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskPreparing, Timestamp: now()})
 	r.waitNetwork(ctx)
-	var creds registryCreds
+	var creds imagedist.Creds
 	if t.Spec.RegistryAuth != nil {
 		creds = func(ctx context.Context) (*api.RegistryAuth, error) { return a.fetchRegistryAuth(ctx, r.cl, t) }
 	}

@@ -274,7 +274,7 @@ func TestRPCReplyKeepsRetryableErrors(t *testing.T) {
 	}
 }
 
-// replyRoundTrip sends err through rpcCall.reply over a TLS pipe and parses
+// replyRoundTrip sends err through clusterport.Call.Reply over a TLS pipe and parses
 // it back as callRPC does.
 func replyRoundTrip(t *testing.T, err error) error {
 	t.Helper()

@@ -47,6 +47,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/authz"
+	"github.com/shoal-org/shoal/node/clusterport"
 	"github.com/shoal-org/shoal/node/handlers"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -202,34 +203,34 @@ func callSnapshotRestoreRPC(ctx context.Context, addr string, cfg *tls.Config, r
 // serveSnapshotRestoreRPC is wire.MethodSnapshotRestore on the leader. Callers: a
 // manager node (as for every admin action; workers' sockets are read-only),
 // for a user on its API socket. The file is verified again here.
-func (a *Agent) serveSnapshotRestoreRPC(ctx context.Context, call *rpcCall) {
+func (a *Agent) serveSnapshotRestoreRPC(ctx context.Context, call *clusterport.Call) {
 	cl, err := a.clusterOrErr()
 	if err != nil {
-		_ = call.reply(nil, err)
+		_ = call.Reply(nil, err)
 		return
 	}
-	if c, _ := callerOf(cl, authz.Admin, call.peerID); c.Worker {
-		_ = call.reply(nil, fmt.Errorf("%w: node %s is a worker: workers cannot restore the cluster", authz.ErrWorker, shortID(call.peerID)))
+	if c, _ := callerOf(cl, authz.Admin, call.PeerID); c.Worker {
+		_ = call.Reply(nil, fmt.Errorf("%w: node %s is a worker: workers cannot restore the cluster", authz.ErrWorker, shortID(call.PeerID)))
 		return
 	}
 	if !cl.raft.IsLeader() {
-		_ = call.reply(nil, ErrNotLeader)
+		_ = call.Reply(nil, ErrNotLeader)
 		return
 	}
 	var req wire.SnapshotRestoreRequest
-	if err := json.Unmarshal(call.req.Body, &req); err != nil || req.Size <= 0 || req.Size > maxSnapshotBytes {
-		_ = call.reply(nil, &wire.Error{Code: wire.CodeRefused, Msg: "malformed snapshot restore request"})
+	if err := json.Unmarshal(call.Req.Body, &req); err != nil || req.Size <= 0 || req.Size > maxSnapshotBytes {
+		_ = call.Reply(nil, &wire.Error{Code: wire.CodeRefused, Msg: "malformed snapshot restore request"})
 		return
 	}
-	_ = call.conn.SetReadDeadline(time.Now().Add(snapshotBodyTimeout))
-	f, err := consensus.ReadSnapshotFile(io.LimitReader(call.r, req.Size), maxSnapshotBytes)
-	_ = call.conn.SetReadDeadline(time.Time{})
+	_ = call.Conn.SetReadDeadline(time.Now().Add(snapshotBodyTimeout))
+	f, err := consensus.ReadSnapshotFile(io.LimitReader(call.R, req.Size), maxSnapshotBytes)
+	_ = call.Conn.SetReadDeadline(time.Time{})
 	if err != nil {
-		_ = call.reply(nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("snapshot file refused, nothing changed: %v", err)})
+		_ = call.Reply(nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("snapshot file refused, nothing changed: %v", err)})
 		return
 	}
-	resp, err := a.restoreAsLeader(ctx, cl, f, req.Force, call.peerID)
-	_ = call.reply(resp, err)
+	resp, err := a.restoreAsLeader(ctx, cl, f, req.Force, call.PeerID)
+	_ = call.Reply(resp, err)
 }
 
 // snapshotPools returns the address pools of a seed file's cluster (empty
