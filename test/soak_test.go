@@ -68,10 +68,10 @@ type soakState struct {
 	// desiredDoubleInFault counts samples of a slot of a service that is
 	// not at-most-once desired twice (an away task and its replacement).
 	desiredDoubleInFault int
-	samples        int
-	peakRSS        int64
-	removedVIP     map[string]string // VIP → service name, of removed services
-	removedSvc     map[string]bool   // service IDs removed
+	samples              int
+	peakRSS              int64
+	removedVIP           map[string]string // VIP → service name, of removed services
+	removedSvc           map[string]bool   // service IDs removed
 }
 
 func (s *soakState) violate(format string, args ...any) {
