@@ -325,31 +325,8 @@ func TestWireGuardRemovedNodeCutOff(t *testing.T) {
 	}
 	// Every node's key published, a sweb task with its sec address on
 	// every node.
-	byHost := map[string]api.Node{}
-	target := map[string]string{} // survivor hostname -> container IP on sec
-	harness.Eventually(t, 120*time.Second, func() (bool, string) {
-		nodes, err := leader.Nodes()
-		if err != nil {
-			return false, err.Error()
-		}
-		for _, n := range nodes {
-			if n.WireGuardKey == "" {
-				return false, "no WireGuard key yet for " + n.Hostname
-			}
-			byHost[n.Hostname] = n
-		}
-		for _, tk := range runningTasks(t, leader, "sweb") {
-			if tk.IPs["sec"] != "" {
-				target[tk.Node] = tk.IPs["sec"]
-			}
-		}
-		for _, h := range survivors {
-			if target[hostname(h)] == "" {
-				return false, "no sweb address on sec for " + h.Name
-			}
-		}
-		return len(byHost) == 3, fmt.Sprintf("%d nodes", len(byHost))
-	}, "keys published and sweb running on the survivors")
+	// byHost: survivor hostname -> node; target: -> container IP on sec.
+	byHost, target := wgKeysAndSweb(t, leader, survivors, 3, 120*time.Second)
 
 	cluster, err := netip.ParsePrefix("10.42.0.0/16")
 	if err != nil {
@@ -741,31 +718,8 @@ func TestWireGuardKeyRotation(t *testing.T) {
 	}
 	imp := down
 
-	oldNode := map[string]api.Node{} // by hostname
-	target := map[string]string{}    // hostname -> sweb's address on sec
-	harness.Eventually(t, 180*time.Second, func() (bool, string) {
-		nodes, err := leader.Nodes()
-		if err != nil {
-			return false, err.Error()
-		}
-		for _, n := range nodes {
-			if n.WireGuardKey == "" {
-				return false, "no WireGuard key yet for " + n.Hostname
-			}
-			oldNode[n.Hostname] = n
-		}
-		for _, tk := range runningTasks(t, leader, "sweb") {
-			if tk.IPs["sec"] != "" {
-				target[tk.Node] = tk.IPs["sec"]
-			}
-		}
-		for _, h := range c.Hosts() {
-			if target[hostname(h)] == "" {
-				return false, "no sweb address on sec for " + h.Name
-			}
-		}
-		return len(oldNode) == 4, fmt.Sprintf("%d nodes", len(oldNode))
-	}, "keys published and sweb running everywhere")
+	// oldNode: hostname -> node; target: -> sweb's address on sec.
+	oldNode, target := wgKeysAndSweb(t, leader, c.Hosts(), 4, 180*time.Second)
 	// Traffic works before (the control of the check after).
 	crossAll := func() (bool, string) {
 		for _, from := range survivors {
@@ -946,4 +900,37 @@ func TestWireGuardKeyRotation(t *testing.T) {
 		}
 		return true, ""
 	}, "the new key completes handshakes (the impostor set-up works)")
+}
+
+// wgKeysAndSweb waits until n nodes have published a WireGuard key and each
+// of hosts runs an sweb task with an address on the network sec; it returns
+// the nodes and those addresses by hostname.
+func wgKeysAndSweb(t *testing.T, leader *harness.Host, hosts []*harness.Host, n int, timeout time.Duration) (map[string]api.Node, map[string]string) {
+	t.Helper()
+	byHost := map[string]api.Node{}
+	target := map[string]string{}
+	harness.Eventually(t, timeout, func() (bool, string) {
+		nodes, err := leader.Nodes()
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, nd := range nodes {
+			if nd.WireGuardKey == "" {
+				return false, "no WireGuard key yet for " + nd.Hostname
+			}
+			byHost[nd.Hostname] = nd
+		}
+		for _, tk := range runningTasks(t, leader, "sweb") {
+			if tk.IPs["sec"] != "" {
+				target[tk.Node] = tk.IPs["sec"]
+			}
+		}
+		for _, h := range hosts {
+			if target[hostname(h)] == "" {
+				return false, "no sweb address on sec for " + h.Name
+			}
+		}
+		return len(byHost) == n, fmt.Sprintf("%d nodes", len(byHost))
+	}, "keys published and sweb running on %d hosts", len(hosts))
+	return byHost, target
 }
