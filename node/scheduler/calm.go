@@ -23,10 +23,10 @@ package scheduler
 // the leader replaces the task it has been stopped (killed at worst) — the
 // node's last contact is never later than the leader's down mark.
 //
-// Rebalancing. A replicated service (unless NoRebalance) whose active tasks
-// are spread unevenly over the nodes that could run them — a node joined or
-// came back and got nothing — moves tasks from the fullest nodes to the
-// emptiest, at most UpdateConfig.Parallelism at a time (0 = all) and Delay
+// Rebalancing. A replicated service (unless NoRebalance or AtMostOnce)
+// whose active tasks are spread unevenly over the nodes that could run
+// them — a node joined or came back and got nothing — moves tasks from the
+// fullest nodes to the emptiest, at most UpdateConfig.Parallelism at a time (0 = all) and Delay
 // after the last move started. A move is start-first: a new task of the
 // same slot with Replaces = the old task's ID is placed on the target; the
 // old one is stopped only when the new one is ready, so the running count
@@ -144,9 +144,17 @@ func (s *svcRun) moves(sl *slot) map[*taskRef]bool {
 	return moving
 }
 
+// rebalances reports whether the service may move tasks toward an even
+// spread. Not a global service (one per node already), not one that opted
+// out, and not an at-most-once service: a move is start-first, so it would
+// run one slot twice until the old task stops.
+func (s *svcRun) rebalances() bool {
+	return !s.global && !s.spec.NoRebalance && !s.spec.AtMostOnce
+}
+
 // noteMovable records a slot's keeper as a candidate for a rebalancing move.
 func (s *svcRun) noteMovable(ref *taskRef) {
-	if s.global || s.spec.NoRebalance || ref.node == nil || !ready(ref.t) || s.replaced[ref.t.ID] {
+	if !s.rebalances() || ref.node == nil || !ready(ref.t) || s.replaced[ref.t.ID] {
 		return
 	}
 	s.movable = append(s.movable, ref)
@@ -156,7 +164,7 @@ func (s *svcRun) noteMovable(ref *taskRef) {
 // may move tasks in this plan, and queues it for rebalanceAll.
 func (s *svcRun) noteRebalance() {
 	u := &s.upd
-	if s.global || s.spec.NoRebalance || len(s.movable) == 0 || u.inFlight > 0 || u.busy > 0 || u.outdated > 0 ||
+	if !s.rebalances() || len(s.movable) == 0 || u.inFlight > 0 || u.busy > 0 || u.outdated > 0 ||
 		len(s.toPlace) > 0 {
 		return
 	}

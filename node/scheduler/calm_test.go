@@ -228,18 +228,22 @@ func TestRebalanceOnJoin(t *testing.T) {
 		name        string
 		parallelism int
 		noRebalance bool
+		atMostOnce  bool
 		maxMoving   int // most moves in flight at once
 		want        string
 	}{
-		{"one at a time", 1, false, 1, "n1=2 n2=2 n3=2"},
-		{"all at once", 0, false, 2, "n1=2 n2=2 n3=2"},
-		{"opted out", 1, true, 0, "n1=3 n2=3 n3=0"},
+		{"one at a time", 1, false, false, 1, "n1=2 n2=2 n3=2"},
+		{"all at once", 0, false, false, 2, "n1=2 n2=2 n3=2"},
+		{"opted out", 1, true, false, 0, "n1=3 n2=3 n3=0"},
+		// A move is start-first: it would run a slot twice.
+		{"at-most-once never moves", 1, false, true, 0, "n1=3 n2=3 n3=0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := cluster(t, "n1", "n2")
 			sp := testSpec("web", 6)
 			sp.UpdateConfig.Parallelism = tc.parallelism
 			sp.NoRebalance = tc.noRebalance
+			sp.AtMostOnce = tc.atMostOnce
 			s := c.CreateService(sp)
 			converge(t, c)
 			c.AddNode("n3", nil)

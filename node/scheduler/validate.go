@@ -198,6 +198,15 @@ func ValidateSpec(spec api.ServiceSpec) error {
 	}
 	checkUpdate("update_config", spec.UpdateConfig, false)
 	checkUpdate("rollback_config", spec.RollbackConfig, true)
+	if spec.AtMostOnce {
+		// Start-first runs the new task of a slot beside the old one.
+		if spec.UpdateConfig.Order == api.OrderStartFirst {
+			bad("update_config.order start-first: an at-most-once service never runs two tasks of one slot; use stop-first")
+		}
+		if spec.RollbackConfig.Order == api.OrderStartFirst {
+			bad("rollback_config.order start-first: an at-most-once service never runs two tasks of one slot; use stop-first")
+		}
+	}
 	if h := spec.Healthcheck; h != nil {
 		if len(h.Test) > 0 {
 			switch h.Test[0] {

@@ -77,6 +77,15 @@ func TestValidateSpec(t *testing.T) {
 		}, "healthcheck.interval"},
 		{"bad health test", func(s *api.ServiceSpec) { s.Healthcheck = &api.HealthConfig{Test: []string{"RUN", "x"}} }, `healthcheck.test[0] "RUN"`},
 		{"negative limit", func(s *api.ServiceSpec) { s.Resources.Limits.MemoryBytes = -1 }, "resources.limits.memory_bytes -1"},
+		{"at most once, start-first update", func(s *api.ServiceSpec) {
+			s.AtMostOnce, s.UpdateConfig.Order = true, api.OrderStartFirst
+		}, "update_config.order start-first: an at-most-once service never runs two tasks of one slot"},
+		{"at most once, start-first rollback", func(s *api.ServiceSpec) {
+			s.AtMostOnce, s.RollbackConfig.Order = true, api.OrderStartFirst
+		}, "rollback_config.order start-first"},
+		{"at most once, stop-first", func(s *api.ServiceSpec) {
+			s.AtMostOnce, s.UpdateConfig.Order = true, api.OrderStopFirst
+		}, ""},
 		{"negative reservation", func(s *api.ServiceSpec) { s.Resources.Reservations.NanoCPUs = -5 }, "resources.reservations.nano_cpus"},
 		{"negative grace", func(s *api.ServiceSpec) { s.StopGracePeriod = -time.Second }, "stop_grace_period"},
 	}
