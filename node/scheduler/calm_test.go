@@ -361,3 +361,44 @@ func TestPlanMoves(t *testing.T) {
 		})
 	}
 }
+
+// An at-most-once slot that was scaled away and back, or whose task was told
+// to stop by anything else, gets a new task only once the old one has
+// stopped: until the node reports it, it may still run.
+func TestAtMostOnceWaitsForStoppingTask(t *testing.T) {
+	for _, atMostOnce := range []bool{false, true} {
+		t.Run(fmt.Sprintf("at-most-once=%v", atMostOnce), func(t *testing.T) {
+			c := cluster(t, "n1", "n2")
+			sp := testSpec("db", 2)
+			sp.AtMostOnce = atMostOnce
+			s := c.CreateService(sp)
+			converge(t, c)
+			c.UpdateService(s.ID, func(sp *api.ServiceSpec) { sp.Replicas = 1 })
+			step(t, c)
+			var stopping *api.Task
+			for _, tk := range c.Tasks {
+				if tk.DesiredState == api.TaskShutdown && tk.State == api.TaskRunning {
+					stopping = tk
+				}
+			}
+			if stopping == nil {
+				t.Fatal("scale to 1 told no running task to stop")
+			}
+			c.UpdateService(s.ID, func(sp *api.ServiceSpec) { sp.Replicas = 2 })
+			p := step(t, c)
+			created := false
+			for _, tk := range p.Create {
+				created = created || tk.Slot == stopping.Slot
+			}
+			if created == atMostOnce {
+				t.Fatalf("slot %d while its old task still runs: created %v, want %v (%s)", stopping.Slot, created, !atMostOnce, summarize(p))
+			}
+			c.Report() // the old task stops
+			converge(t, c)
+			if got := runningCount(c, s.ID); got != 2 {
+				t.Fatalf("%d running after the old task stopped, want 2", got)
+			}
+			checkSlots(t, c, s.ID)
+		})
+	}
+}

@@ -449,12 +449,37 @@ func (s *svcRun) resolve(sl *slot) {
 			s.upd.candidates = append(s.upd.candidates, sl)
 		}
 	default:
-		if s.stopping(sl) {
+		if s.stopping(sl) || s.stillRuns(sl) {
 			s.upd.inFlight++
 			return
 		}
 		s.newTask(sl)
 	}
+}
+
+// stillRuns reports, for an at-most-once service, whether a task of the
+// slot that was told to stop (scaled away, updated, removed from a node)
+// may still run: until its node reports it stopped, or the node is written
+// off (its own fence has stopped it by then), the slot gets no new task.
+func (s *svcRun) stillRuns(sl *slot) bool {
+	if !s.spec.AtMostOnce {
+		return false
+	}
+	for _, ref := range sl.tasks {
+		t, n := ref.t, ref.node
+		if terminal(t.State) || t.State == api.TaskNew || n == nil {
+			continue
+		}
+		if n.Node.Status == api.NodeDown {
+			until := s.awayUntil(n)
+			if !s.r.now.Before(until) {
+				continue
+			}
+			s.r.wakeAt(until)
+		}
+		return true
+	}
+	return false
 }
 
 // stopping reports whether the slot is in a stop-first update: an outdated
