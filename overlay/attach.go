@@ -94,8 +94,13 @@ func (o *Overlay) AttachWith(ctx context.Context, containerID, netnsPath string,
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
+	// Shared: attaches of different containers run in parallel (each
+	// only touches its own veth and the ipam, which has its own lock); a
+	// burst of starts used to queue here one veth at a time. The caller
+	// (the runtime, one lifecycle lock per container) never attaches or
+	// detaches one container twice at once.
+	o.mu.RLock()
+	defer o.mu.RUnlock()
 	if o.h == nil {
 		return "", fmt.Errorf("attach container %s: %w", containerID, ErrClosed)
 	}
@@ -119,7 +124,8 @@ func (o *Overlay) AttachWith(ctx context.Context, containerID, netnsPath string,
 	return ip.String(), nil
 }
 
-// plugLocked creates or repairs the veth of a container. o.mu must be held.
+// plugLocked creates or repairs the veth of a container. o.mu must be held
+// (shared is enough).
 func (o *Overlay) plugLocked(id, netnsPath string, ip netip.Addr, br netlink.Link, opts AttachOptions) error {
 	ifName := opts.IfName
 	cns, err := netns.GetFromPath(netnsPath)
@@ -254,8 +260,8 @@ func (o *Overlay) Detach(ctx context.Context, containerID, netnsPath string) err
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
+	o.mu.RLock() // shared, as in AttachWith
+	defer o.mu.RUnlock()
 	if o.h == nil {
 		return fmt.Errorf("detach container %s: %w", containerID, ErrClosed)
 	}
@@ -269,7 +275,7 @@ func (o *Overlay) Detach(ctx context.Context, containerID, netnsPath string) err
 }
 
 // deleteVethLocked deletes the host side of a container's veth, if it exists
-// and belongs to that container. o.mu must be held.
+// and belongs to that container. o.mu must be held (shared is enough).
 func (o *Overlay) deleteVethLocked(id string) error {
 	name := vethName(o.cfg.VethPrefix, id)
 	l, err := o.h.LinkByName(name)

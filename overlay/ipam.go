@@ -16,7 +16,8 @@ import (
 const ipamFile = "ipam.json"
 
 // ipamState is the persisted form of the allocations: one file, rewritten
-// atomically (temp file, fsync, rename) on every change.
+// atomically (temp file, rename); changes that come together share a write
+// (ipam.persist).
 type ipamState struct {
 	// Subnet the allocations belong to; a file for another subnet (the node
 	// rejoined and got a new /24) is discarded.
@@ -44,6 +45,17 @@ type ipam struct {
 	byID   map[string]netip.Addr
 	used   map[netip.Addr]string
 	cursor netip.Addr // last handed-out address (invalid = none yet)
+	gen    uint64     // bumped by every change of the three above
+
+	// saveMu orders the file writes; saved is the gen the file holds
+	// (guarded by saveMu). A change returns once the file holds it, and a
+	// write holds every change made before it: changes that queue behind a
+	// write find themselves saved by the next one (group commit), so a
+	// burst of container starts costs a few writes, not one per start in
+	// line. write is writeFileAtomic (tests slow it down).
+	saveMu sync.Mutex
+	saved  uint64
+	write  func(path string, data []byte) error
 }
 
 // openIPAM loads the allocations of subnet from dir (creating dir if
@@ -63,6 +75,7 @@ func openIPAM(dir string, subnet netip.Prefix) (*ipam, error) {
 		last:   last,
 		byID:   map[string]netip.Addr{},
 		used:   map[netip.Addr]string{},
+		write:  writeFileAtomic,
 	}
 	data, err := os.ReadFile(a.path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -118,17 +131,53 @@ func (a *ipam) allocatable(ip netip.Addr) bool {
 
 // Allocate returns the address of id, allocating and persisting a new one if
 // id has none. fresh is true when the address was allocated by this call.
+// Concurrent allocations share file writes (persist); the caller of one
+// that is not yet saved waits for it.
 func (a *ipam) Allocate(id string) (ip netip.Addr, fresh bool, err error) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if ip, ok := a.byID[id]; ok {
+		gen := a.gen
+		a.mu.Unlock()
+		// Allocated by a concurrent call that may still be saving it.
+		if err := a.persist(gen); err != nil {
+			return netip.Addr{}, false, err
+		}
 		return ip, false, nil
 	}
+	ip, err = a.pickLocked(id)
+	if err != nil {
+		a.mu.Unlock()
+		return netip.Addr{}, false, err
+	}
+	prevCursor := a.cursor
+	a.byID[id], a.used[ip], a.cursor = ip, id, ip
+	a.gen++
+	gen := a.gen
+	a.mu.Unlock()
+	if err := a.persist(gen); err != nil {
+		a.mu.Lock()
+		if a.byID[id] == ip {
+			delete(a.byID, id)
+			delete(a.used, ip)
+			if a.cursor == ip {
+				a.cursor = prevCursor
+			}
+			a.gen++
+		}
+		a.mu.Unlock()
+		return netip.Addr{}, false, err
+	}
+	return ip, true, nil
+}
+
+// pickLocked returns the next free address after the cursor. a.mu must be
+// held.
+func (a *ipam) pickLocked(id string) (netip.Addr, error) {
 	start := a.first
 	if a.cursor.IsValid() && a.cursor != a.last {
 		start = a.cursor.Next()
 	}
-	ip = start
+	ip := start
 	for {
 		if _, taken := a.used[ip]; !taken {
 			break
@@ -137,18 +186,32 @@ func (a *ipam) Allocate(id string) (ip netip.Addr, fresh bool, err error) {
 			ip = a.first
 		}
 		if ip == start {
-			return netip.Addr{}, false, fmt.Errorf("allocate address for %s in %s: %w", id, a.subnet, ErrSubnetFull)
+			return netip.Addr{}, fmt.Errorf("allocate address for %s in %s: %w", id, a.subnet, ErrSubnetFull)
 		}
 	}
-	prevCursor := a.cursor
-	a.byID[id], a.used[ip], a.cursor = ip, id, ip
-	if err := a.saveLocked(); err != nil {
-		delete(a.byID, id)
-		delete(a.used, ip)
-		a.cursor = prevCursor
-		return netip.Addr{}, false, err
+	return ip, nil
+}
+
+// persist returns once the file holds generation gen or a later one: it
+// writes everything allocated so far unless a write since gen did.
+func (a *ipam) persist(gen uint64) error {
+	a.saveMu.Lock()
+	defer a.saveMu.Unlock()
+	if a.saved >= gen {
+		return nil
 	}
-	return ip, true, nil
+	a.mu.Lock()
+	data, err := a.encodeLocked()
+	cur := a.gen
+	a.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := a.write(a.path, data); err != nil {
+		return fmt.Errorf("save address allocations: %w", err)
+	}
+	a.saved = cur
+	return nil
 }
 
 // Lookup returns the address allocated to id, if any.
@@ -162,15 +225,25 @@ func (a *ipam) Lookup(id string) (netip.Addr, bool) {
 // Release frees the address of id; releasing an unknown id is a no-op.
 func (a *ipam) Release(id string) error {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	ip, ok := a.byID[id]
 	if !ok {
+		a.mu.Unlock()
 		return nil
 	}
 	delete(a.byID, id)
 	delete(a.used, ip)
-	if err := a.saveLocked(); err != nil {
-		a.byID[id], a.used[ip] = ip, id
+	a.gen++
+	gen := a.gen
+	a.mu.Unlock()
+	if err := a.persist(gen); err != nil {
+		a.mu.Lock()
+		if _, taken := a.used[ip]; !taken {
+			if _, again := a.byID[id]; !again {
+				a.byID[id], a.used[ip] = ip, id
+				a.gen++
+			}
+		}
+		a.mu.Unlock()
 		return err
 	}
 	return nil
@@ -189,19 +262,23 @@ func (a *ipam) All() map[string]netip.Addr {
 
 // Remove deletes the allocation file and forgets every allocation.
 func (a *ipam) Remove() error {
+	a.saveMu.Lock() // no write in flight recreates the file
+	defer a.saveMu.Unlock()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.byID = map[string]netip.Addr{}
 	a.used = map[netip.Addr]string{}
 	a.cursor = netip.Addr{}
+	a.gen++
+	a.saved = a.gen
 	if err := os.Remove(a.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", a.path, err)
 	}
 	return nil
 }
 
-// saveLocked writes the allocations atomically. a.mu must be held.
-func (a *ipam) saveLocked() error {
+// encodeLocked is the file's content for the allocations. a.mu must be held.
+func (a *ipam) encodeLocked() ([]byte, error) {
 	st := ipamState{Subnet: a.subnet.String(), Allocations: make(map[string]string, len(a.byID))}
 	if a.cursor.IsValid() {
 		st.Last = a.cursor.String()
@@ -211,12 +288,9 @@ func (a *ipam) saveLocked() error {
 	}
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
-		return fmt.Errorf("encode %s: %w", a.path, err)
+		return nil, fmt.Errorf("encode %s: %w", a.path, err)
 	}
-	if err := writeFileAtomic(a.path, append(data, '\n')); err != nil {
-		return fmt.Errorf("save address allocations: %w", err)
-	}
-	return nil
+	return append(data, '\n'), nil
 }
 
 // writeFileAtomic replaces path with data so that a crash of the agent

@@ -14,10 +14,14 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 var nsSeq atomic.Int32
@@ -560,5 +564,61 @@ func TestSetupLoosensStrictRPFilter(t *testing.T) {
 	}
 	if got := read(off); got != "0" {
 		t.Errorf("host without rp_filter: %s rp_filter = %s, want 0 (left alone)", off.cfg.VXLANName, got)
+	}
+}
+
+// TestAttachDoesNotQueue: an attach that is slow (here: its namespace path
+// is a FIFO, whose open blocks until a writer comes) does not hold up the
+// attach of another container. A burst of container starts used to plug
+// one veth at a time behind the overlay's lock.
+func TestAttachDoesNotQueue(t *testing.T) {
+	requireNetAdmin(t)
+	hosts := newHosts(t, 1)
+	h := hosts[0]
+	h.start(t, t)
+	fifo := filepath.Join(t.TempDir(), "slowns")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	slow := make(chan error, 1)
+	go func() {
+		_, err := h.ov.Attach(context.Background(), "slow", fifo)
+		slow <- err
+	}()
+	// Release the slow attach however the test ends.
+	release := sync.OnceFunc(func() {
+		if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+			f.Close()
+		}
+	})
+	defer release()
+	// Wait until the slow attach is in its open, holding whatever it holds.
+	eventually(t, 10*time.Second, func() error {
+		if _, ok := h.ov.AddressOf("slow"); !ok {
+			return errors.New("slow attach has no address yet")
+		}
+		return nil
+	})
+	_, cPath := newNetns(t, "fast")
+	fast := make(chan error, 1)
+	go func() {
+		_, err := h.ov.Attach(context.Background(), "fast", cPath)
+		fast <- err
+	}()
+	select {
+	case err := <-fast:
+		if err != nil {
+			t.Fatalf("attach while another is under way: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("attach waited for another container's attach to finish")
+	}
+	t.Cleanup(func() { _ = h.ov.Detach(context.Background(), "fast", cPath) })
+	release()
+	if err := <-slow; err == nil {
+		t.Fatal("attach on a FIFO succeeded")
+	}
+	if _, ok := h.ov.AddressOf("slow"); ok {
+		t.Fatal("the failed attach kept its address")
 	}
 }

@@ -38,7 +38,10 @@ type Overlay struct {
 	ns        netns.NsHandle // the programmed namespace, or -1 for the current one
 	h         *netlink.Handle
 
-	mu    sync.Mutex
+	// mu guards the fields below and the devices. Attach and Detach take
+	// it shared (attach.go): each touches only its own container's veth
+	// and the ipam (its own lock), so container starts plug in parallel.
+	mu    sync.RWMutex
 	setUp bool        // Setup succeeded once: the devices exist
 	mtu   int         // effective MTU, known after Setup
 	peers []peerEntry // desired peers, re-applied by every Setup

@@ -2,8 +2,10 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -53,8 +55,13 @@ func (r *Runtime) stopLocked(ctx context.Context, c *container, grace time.Durat
 	if grace > 0 {
 		deadline := time.Now().Add(grace)
 		r.waitInitReady(ctx, pid, done, deadline)
-		if err := r.runc.Kill(ctx, id, int(unix.SIGTERM), nil); err != nil && !isNotRunning(err) {
-			r.log.Warn("runc kill TERM", "id", ShortID(id), "err", err)
+		// Straight to the init (one pidfd) rather than through `runc
+		// kill`, a process start per stop: an update of N tasks stops N
+		// containers at once, on the CPU their replacements start on.
+		if err := signalInit(pid, r.cgroupOf(id), unix.SIGTERM); err != nil {
+			if err := r.runc.Kill(ctx, id, int(unix.SIGTERM), nil); err != nil && !isNotRunning(err) {
+				r.log.Warn("runc kill TERM", "id", ShortID(id), "err", err)
+			}
 		}
 		t := time.NewTimer(time.Until(deadline))
 		defer t.Stop()
@@ -119,4 +126,57 @@ func initReady(pid int) bool {
 	}
 	kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
 	return err == nil && len(strings.TrimSpace(string(kids))) > 0
+}
+
+// errNotInit: the process behind a recorded pid is not (or no longer) the
+// container's init.
+var errNotInit = errors.New("not the container's init")
+
+// cgroupOf is the cgroup path of container id (BuildSpec's CgroupsPath), as
+// /proc/PID/cgroup lists it.
+func (r *Runtime) cgroupOf(id string) string {
+	return filepath.Join("/", r.cfg.CgroupParent, id)
+}
+
+// signalInit sends sig to the process pid if it is the init of the
+// container whose cgroup is cgroup, without `runc kill`. A pid is reused
+// once its process is reaped (the supervisor reaps inits at once, before the
+// agent hears of the exit), so the check runs on a pidfd: the process the
+// pidfd holds is in cgroup, and is still unreaped after that read (so the
+// read was of that process), and only then gets the signal. Any doubt is an
+// error and nothing is sent; the caller falls back to runc kill.
+func signalInit(pid int, cgroup string, sig unix.Signal) error {
+	if pid <= 0 {
+		return errNotInit
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	defer unix.Close(fd)
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return fmt.Errorf("cgroup of %d: %w", pid, err)
+	}
+	if !inCgroup(string(b), cgroup) {
+		return fmt.Errorf("pid %d: %w", pid, errNotInit)
+	}
+	// Still the process the pidfd holds (the pid was not reused between
+	// the open and the read).
+	if err := unix.PidfdSendSignal(fd, 0, nil, 0); err != nil {
+		return fmt.Errorf("pid %d: %w", pid, err)
+	}
+	return unix.PidfdSendSignal(fd, sig, nil, 0)
+}
+
+// inCgroup reports whether a /proc/PID/cgroup listing puts the process in
+// cgroup (in any hierarchy: v1 lines "N:controllers:/path", v2 "0::/path").
+func inCgroup(listing, cgroup string) bool {
+	for _, l := range strings.Split(listing, "\n") {
+		parts := strings.SplitN(l, ":", 3)
+		if len(parts) == 3 && parts[2] == cgroup {
+			return true
+		}
+	}
+	return false
 }

@@ -234,12 +234,16 @@ func firstNonEmpty(ss ...string) string {
 
 // waitService polls service id until it converges, fails or timeout passes,
 // printing per-slot progress lines on stderr. Transient API errors are
-// retried until the timeout.
+// retried until the timeout. It polls again as soon as the agent's event
+// stream says the service or one of its tasks changed (watchService), and
+// every s.poll regardless, so a lost or missing stream only costs latency.
 func (s *shell) waitService(ctx context.Context, cl *api.Client, id, op string, timeout time.Duration, quiet bool) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	ticker := time.NewTicker(s.poll)
 	defer ticker.Stop()
+	began := time.Now()
+	var changed <-chan struct{}
 	printed := map[string]string{}
 	var ignore map[string]bool
 	var lastErr error
@@ -255,6 +259,10 @@ func (s *shell) waitService(ctx context.Context, cl *api.Client, id, op string, 
 				lastErr = err
 			}
 		default:
+			if changed == nil {
+				// From before the first poll on: no change is missed.
+				changed = watchService(ctx, cl, began, id, conv.Name)
+			}
 			prevNote := last.Note
 			lastErr, last, name = nil, conv, conv.Name
 			if !quiet {
@@ -289,8 +297,33 @@ func (s *shell) waitService(ctx context.Context, cl *api.Client, id, op string, 
 			}
 			return ctx.Err()
 		case <-ticker.C:
+		case <-changed:
 		}
 	}
+}
+
+// watchService follows the agent's events about the service (by ID or
+// name) and its tasks from since on, and signals the returned channel
+// (coalescing) for each, until ctx ends. Without a stream (an agent that
+// refuses it, a broken connection) the channel never fires: the caller's
+// ticker still polls.
+func watchService(ctx context.Context, cl *api.Client, since time.Time, id, name string) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	names := []string{id}
+	if name != "" && name != id {
+		names = append(names, name)
+	}
+	opts := api.EventOptions{Since: since, Types: []string{api.EventService, api.EventTask}, Names: names}
+	go func() {
+		_ = cl.Events(ctx, opts, func(api.Event) error {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+			return nil
+		})
+	}()
+	return ch
 }
 
 // pollService fetches the service and its tasks once and assesses them.
