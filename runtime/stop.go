@@ -104,28 +104,46 @@ func (r *Runtime) waitInitReady(ctx context.Context, pid int, done <-chan struct
 	}
 }
 
-// initReady reports whether the init pid takes SIGTERM: it blocks, catches
-// or ignores it (/proc/PID/status), or it has started its child, which tini
-// does only after blocking every signal (while it waits in sigtimedwait the
-// kernel shows those signals unblocked, so the child is the lasting sign).
+// initReady reports whether the init pid takes SIGTERM: it is no longer
+// runc's init, and it blocks, catches or ignores it (statusTakesTERM), or
+// it has started its child, which the init does only after blocking every
+// signal (while it waits in sigtimedwait the kernel shows those signals
+// unblocked, so the child is the lasting sign).
 // A process that is gone counts as ready.
 func initReady(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return true
 	}
-	bit := uint64(1) << (uint(unix.SIGTERM) - 1)
-	for _, l := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(l, ":")
-		if !ok || (k != "SigBlk" && k != "SigCgt" && k != "SigIgn") {
-			continue
-		}
-		if m, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64); err == nil && m&bit != 0 {
-			return true
-		}
+	if ready, known := statusTakesTERM(string(b)); known {
+		return ready
 	}
 	kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
 	return err == nil && len(strings.TrimSpace(string(kids))) > 0
+}
+
+// statusTakesTERM reads /proc/PID/status: not ready while the process is
+// still runc's own init (a Go program: it catches everything, then execs
+// the container's init, and a signal sent now is lost), ready when SIGTERM
+// is blocked, caught or ignored; otherwise unknown.
+func statusTakesTERM(status string) (ready, known bool) {
+	bit := uint64(1) << (uint(unix.SIGTERM) - 1)
+	for _, l := range strings.Split(status, "\n") {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok {
+			continue
+		}
+		if k == "Name" && strings.HasPrefix(strings.TrimSpace(v), "runc:[") {
+			return false, true
+		}
+		if k != "SigBlk" && k != "SigCgt" && k != "SigIgn" {
+			continue
+		}
+		if m, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64); err == nil && m&bit != 0 {
+			return true, true
+		}
+	}
+	return false, false
 }
 
 // errNotInit: the process behind a recorded pid is not (or no longer) the

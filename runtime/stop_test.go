@@ -91,3 +91,20 @@ func TestStopWithoutRuncKill(t *testing.T) {
 		t.Errorf("runc calls %q: a graceful stop ran runc kill", strings.Fields(string(b)))
 	}
 }
+
+func TestStatusTakesTERM(t *testing.T) {
+	for _, tc := range []struct {
+		name, status string
+		ready, known bool
+	}{
+		{"runc's init, catching everything", "Name:\trunc:[2:INIT]\nSigBlk:\t0000000000000000\nSigCgt:\tfffffffe7fc1feff\n", false, true},
+		{"init blocking every signal", "Name:\tshoal-init\nSigBlk:\tfffffffffffbfeff\nSigCgt:\t0000000000000000\n", true, true},
+		{"init catching SIGTERM", "Name:\tinit\nSigBlk:\t0000000000000000\nSigCgt:\t0000000000004000\n", true, true},
+		{"nothing set up yet", "Name:\tshoal-init\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\nSigCgt:\t0000000000000000\n", false, false},
+	} {
+		ready, known := statusTakesTERM(tc.status)
+		if ready != tc.ready || known != tc.known {
+			t.Errorf("%s: ready %v known %v, want %v %v", tc.name, ready, known, tc.ready, tc.known)
+		}
+	}
+}
