@@ -244,7 +244,10 @@ func (d *DNS) Run(ctx context.Context) error {
 		pc.Close()
 		return fmt.Errorf("dns listen tcp %s: %w", bound, err)
 	}
-	udp := &dns.Server{PacketConn: pc, Handler: d}
+	// The UDP server's read timeout only paces its read loop (a shutdown
+	// closes the socket): the default 2 s woke every idle node twice a
+	// second for nothing (issue 10).
+	udp := &dns.Server{PacketConn: pc, Handler: d, ReadTimeout: time.Hour}
 	tcp := &dns.Server{Listener: ln, Handler: d}
 	d.addrOnce.Do(func() {
 		d.addr.Store(bound)

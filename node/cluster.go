@@ -56,7 +56,9 @@ type cluster struct {
 	usage autoscale.Sampler
 
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// done closes when cancel has been called: the cluster is stopping.
+	done <-chan struct{}
+	wg   sync.WaitGroup
 }
 
 func clusterDir(dataDir string) string { return filepath.Join(dataDir, "cluster") }
@@ -157,7 +159,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	}
 
 	cctx, cancel := context.WithCancel(ctx)
-	cl := &cluster{id: cf.ClusterID, store: store, raft: r, mux: m, client: clientTLS, tls: src, fence: fc, cancel: cancel}
+	cl := &cluster{id: cf.ClusterID, store: store, raft: r, mux: m, client: clientTLS, tls: src, fence: fc, cancel: cancel, done: cctx.Done()}
 	cl.wg.Add(1)
 	go func() {
 		defer cl.wg.Done()

@@ -18,7 +18,10 @@ import (
 
 // eventsLoop derives events until ctx ends: cluster events from the
 // replica of whichever cluster this node is in (it changes on init, join,
-// leave and re-join), container events from the runtime.
+// leave and re-join), container events from the runtime. It looks for a
+// cluster twice a second only while it has none: an attached cluster's end
+// (cluster.done) is what sends it looking again, so an idle member does not
+// wake for it (issue 10).
 func (a *Agent) eventsLoop(ctx context.Context) {
 	hub := a.obs.hub()
 	rtCh := a.rt.Subscribe()
@@ -35,6 +38,9 @@ func (a *Agent) eventsLoop(ctx context.Context) {
 		// that the store advanced meanwhile.
 		gate  <-chan time.Time
 		dirty bool
+		// ended is an attached cluster seen stopping while it was still
+		// the agent's: the loop looks for its successor by the tick.
+		ended *cluster
 	)
 	defer func() { unsub() }()
 	attach := func() {
@@ -67,10 +73,20 @@ func (a *Agent) eventsLoop(ctx context.Context) {
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	for {
+		var tickC <-chan time.Time
+		var clDone <-chan struct{}
+		if cl == nil || cl == ended {
+			tickC = tick.C
+		} else {
+			clDone = cl.done
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-tickC:
+			attach()
+		case <-clDone:
+			ended = cl
 			attach()
 		case <-storeCh:
 			if gate != nil {

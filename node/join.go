@@ -362,8 +362,15 @@ func (a *Agent) handleJoinRPC(ctx context.Context, req wire.JoinRequest) (*wire.
 		return nil, fmt.Errorf("record node: %w", err)
 	}
 	raftAddr := net.JoinHostPort(req.Addr, strconv.Itoa(req.ClusterPort))
-	if err := cl.raft.AddNonvoter(ctx, req.NodeID, raftAddr); err != nil {
+	actx, cancel := context.WithTimeout(ctx, joinAdmitWait)
+	err = cl.raft.AddNonvoter(actx, req.NodeID, raftAddr)
+	cancel()
+	if err != nil && !admitLater(err) {
 		return nil, fmt.Errorf("add node to raft: %w", err)
+	}
+	if err != nil {
+		a.log.Info("node recorded; its raft admission waits behind other configuration changes (the leader loop admits it)",
+			"node_id", req.NodeID, "err", err)
 	}
 	// The keyring as of an index past the node's record, both from one
 	// view (wire.JoinResponse.Index).
@@ -380,6 +387,23 @@ func (a *Agent) handleJoinRPC(ctx context.Context, req wire.JoinRequest) (*wire.
 		GossipKeys: keys, Peers: dedupe(peers, ""), Epoch: cl.fence.local(),
 		PrevCAPEM: c.PrevCACertPEM, CrossPEM: c.CACrossPEM, Index: snap.Index(),
 	}, nil
+}
+
+// joinAdmitWait bounds how long a join waits for the node's raft
+// admission. Raft takes one configuration change at a time, each after the
+// previous one committed, so a storm of joins (100 agents at once) queues
+// behind each other; past the bound the join answers anyway, since the
+// node's record is committed and the leader loop admits every recorded,
+// live node missing from raft (admitMissing). Waiting longer only made
+// joins time out and retry, which loaded the leader further (issue 10).
+const joinAdmitWait = 3 * time.Second
+
+// admitLater reports whether a failed raft admission of a recorded node
+// can be left to the leader loop: the change timed out in raft's queue or
+// the join's wait for it ran out. A lost leadership is not: the record may
+// not be committed, and the joiner must ask the new leader.
+func admitLater(err error) bool {
+	return errors.Is(err, consensus.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
 }
 
 func (a *Agent) isAlive(cl *cluster, id string) bool {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/clusterport"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
@@ -261,5 +262,26 @@ func TestExplainJoinErrorAfterHandshake(t *testing.T) {
 	msg := explainJoinError(ln.Addr().String(), err).Error()
 	if strings.Contains(msg, "not a Shoal cluster node") {
 		t.Errorf("the handshake with the pinned CA succeeded, yet the error says %q", msg)
+	}
+}
+
+// A join whose raft admission is stuck in raft's one-change-at-a-time
+// queue answers anyway (the leader loop admits the recorded node); a lost
+// leadership or any other failure still refuses it.
+func TestAdmitLater(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"queue timeout", fmt.Errorf("add raft nonvoter x: %w: timed out enqueuing operation", consensus.ErrTimeout), true},
+		{"wait ran out", fmt.Errorf("add raft nonvoter x: %w", context.DeadlineExceeded), true},
+		{"leadership lost", fmt.Errorf("add raft nonvoter x: %w: leadership lost while committing log", consensus.ErrNotLeader), false},
+		{"shut down", consensus.ErrShutdown, false},
+		{"canceled", context.Canceled, false},
+	} {
+		if got := admitLater(c.err); got != c.want {
+			t.Errorf("%s: admitLater = %v, want %v", c.name, got, c.want)
+		}
 	}
 }

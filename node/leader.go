@@ -21,6 +21,10 @@ import (
 	"github.com/shoal-org/shoal/consensus"
 )
 
+// leadershipRecheck is how often leadershipLoop re-reads raft's state
+// without a notification.
+const leadershipRecheck = 5 * time.Second
+
 // statusGrace is how long a new leader trusts gossip to converge before it
 // marks nodes it has never seen as down.
 const statusGrace = 3 * time.Second
@@ -55,7 +59,10 @@ func (a *Agent) leadershipLoop(ctx context.Context, cl *cluster) {
 	}
 	memberCh, cancelMembers := cl.members.Subscribe()
 	defer cancelMembers()
-	tick := time.NewTicker(time.Second)
+	// raft's leadership channel keeps the newest transition when one is
+	// missed, so the check below is only a backstop; once a second it was
+	// one of an idle follower's steady wake-ups (issue 10).
+	tick := time.NewTicker(leadershipRecheck)
 	defer tick.Stop()
 	for {
 		a.expediteElection(cl)
@@ -151,6 +158,7 @@ func (a *Agent) leaderWork(ctx context.Context, cl *cluster) {
 	tick := time.NewTicker(idlePass)
 	defer tick.Stop()
 	for {
+		passed := time.Now()
 		a.markNodeStatus(ctx, cl, since)
 		a.admitMissing(ctx, cl)
 		a.autopilot(ctx, cl)
@@ -158,14 +166,19 @@ func (a *Agent) leaderWork(ctx context.Context, cl *cluster) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(minPass):
-		}
-		select {
-		case <-ctx.Done():
-			return
 		case <-memberCh:
 		case <-storeCh:
 		case <-tick.C:
+		}
+		// The spacing is waited out after the wake-up, not before it: an
+		// idle leader's ticker comes long after minPass and costs one
+		// wake-up, not two.
+		if rest := minPass - time.Since(passed); rest > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(rest):
+			}
 		}
 	}
 }

@@ -266,6 +266,7 @@ func (a *Agent) networkLoop(ctx context.Context, cl *cluster) {
 			continue
 		case <-ch:
 		case <-retry.C:
+			continue // a retry is no burst: no need to coalesce (one wake-up, not two)
 		}
 		// State changes come in bursts (task reports): coalesce them.
 		select {

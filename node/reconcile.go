@@ -336,6 +336,7 @@ func (a *Agent) reconcileLoop(ctx context.Context, cl *cluster) {
 		case <-drainCh:
 			continue // the held stops are due or not: no need to coalesce
 		case <-tick.C:
+			continue // a resync is no burst: no need to coalesce (one wake-up, not two)
 		}
 		timer := time.NewTimer(20 * time.Millisecond)
 	drain:

@@ -76,6 +76,11 @@ const (
 	removalLeaderless = 10 * time.Second
 	// removalAskTimeout bounds one round of questions.
 	removalAskTimeout = 3 * time.Second
+	// removalIdleTick is how often the loop looks without a wake-up
+	// while there is a leader and nobody to hint or ask about: the
+	// leaderless clock then starts at most this late, against the
+	// removalLeaderless it waits anyway (issue 10: an idle node's wake-ups).
+	removalIdleTick = 5 * time.Second
 	// removalAskMax is how many peers one round asks at most.
 	removalAskMax = 5
 	// removalDrain is how long a node that left or was removed keeps its
@@ -156,6 +161,16 @@ func removalSuspects(self string, alive map[string]memberMeta, known func(id str
 	return out
 }
 
+// removalTick is the removal loop's period: a second while it counts a
+// leaderless stretch or has members to hint or hints to follow up, else
+// removalIdleTick (gossip changes wake it at once either way).
+func removalTick(leaderKnown bool, pending int) time.Duration {
+	if !leaderKnown || pending > 0 {
+		return time.Second
+	}
+	return removalIdleTick
+}
+
 // shouldAskRemoval decides whether the node asks now: after a hint, or after
 // a long time without a leader; never twice within removalCheckGap, and
 // without hints only every removalLeaderless.
@@ -196,12 +211,17 @@ func parseRemovalHint(msg []byte) (removalHint, bool) {
 func (a *Agent) removalLoop(ctx context.Context, cl *cluster) {
 	memberCh, stop := cl.members.Subscribe()
 	defer stop()
-	tick := time.NewTicker(time.Second)
+	period := time.Second
+	tick := time.NewTicker(period)
 	defer tick.Stop()
 	hinted := map[string]bool{} // cluster addresses that hinted
 	lastHint := map[string]time.Time{}
 	var lastAsk, leaderlessSince time.Time
 	for {
+		if p := removalTick(leaderlessSince.IsZero(), len(lastHint)+len(hinted)); p != period {
+			period = p
+			tick.Reset(p)
+		}
 		select {
 		case <-ctx.Done():
 			return

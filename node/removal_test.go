@@ -286,3 +286,26 @@ func serialOf(t *testing.T, s *rpcServer) string {
 	}
 	return serial
 }
+
+// An idle node with a leader and nobody to hint wakes for the removal loop
+// every removalIdleTick, not every second (issue 10); a leaderless stretch
+// or pending hints keep the one-second period the hint and ask timings need.
+func TestRemovalTick(t *testing.T) {
+	for _, c := range []struct {
+		leaderKnown bool
+		pending     int
+		want        time.Duration
+	}{
+		{true, 0, removalIdleTick},
+		{false, 0, time.Second},
+		{true, 1, time.Second},
+		{false, 2, time.Second},
+	} {
+		if got := removalTick(c.leaderKnown, c.pending); got != c.want {
+			t.Errorf("removalTick(%v, %d) = %s, want %s", c.leaderKnown, c.pending, got, c.want)
+		}
+	}
+	if removalIdleTick >= removalLeaderless {
+		t.Errorf("removalIdleTick %s must stay well under removalLeaderless %s", removalIdleTick, removalLeaderless)
+	}
+}

@@ -68,8 +68,25 @@ import (
 
 // revokeResync is how often revokeLoop re-checks tracked connections and
 // the keyring without a store change (a connection identified a moment
-// after the revocation was applied, a failed keyring step).
-const revokeResync = time.Second
+// after the revocation was applied, a failed keyring step) while that can
+// matter: for revokeHot after a revocation and while a key rotation is in
+// flight. Otherwise it re-checks every revokeIdleResync, so an idle node
+// does not wake for it every second (issue 10).
+const (
+	revokeResync     = time.Second
+	revokeHot        = 10 * time.Second
+	revokeIdleResync = 10 * time.Second
+)
+
+// revokePeriod is revokeLoop's resync period at now, given when the
+// revocation list last changed (zero: never seen changing) and whether a
+// gossip key rotation is in flight (more than one key in the store).
+func revokePeriod(now, changed time.Time, rotating bool) time.Duration {
+	if rotating || (!changed.IsZero() && now.Sub(changed) < revokeHot) {
+		return revokeResync
+	}
+	return revokeIdleResync
+}
 
 // ---- connection tracking ----
 
@@ -159,15 +176,19 @@ func (t *connTracker) len() int {
 func (a *Agent) revokeLoop(ctx context.Context, cl *cluster) {
 	ch, cancel := cl.store.Subscribe()
 	defer cancel()
-	tick := time.NewTicker(revokeResync)
+	period := revokeResync
+	tick := time.NewTicker(period)
 	defer tick.Stop()
 	revoked := -1
+	var changed time.Time // when the revocation list last changed (first sight counts)
 	floor := readIndexFile(filepath.Join(clusterDir(a.cfg.DataDir), keyringIndexFile))
 	for {
 		snap := cl.store.Snapshot() // the keyring together with the index it is as of
+		rotating := false
 		if c := snap.Cluster(); c != nil {
+			rotating = len(c.GossipKeys) > 1
 			if n := len(c.Revoked); n != revoked {
-				revoked = n
+				revoked, changed = n, time.Now()
 				a.closeRevokedConns(cl)
 			}
 			if keys := replicaKeyring(snap.Index(), floor, c.GossipKeys); keys != nil {
@@ -175,6 +196,10 @@ func (a *Agent) revokeLoop(ctx context.Context, cl *cluster) {
 					a.log.Warn("apply gossip keyring", "err", err)
 				}
 			}
+		}
+		if p := revokePeriod(time.Now(), changed, rotating); p != period {
+			period = p
+			tick.Reset(p)
 		}
 		select {
 		case <-ctx.Done():

@@ -444,3 +444,24 @@ func TestRetriedJoinSameKey(t *testing.T) {
 		t.Fatal("a join claiming n3 with another key was admitted")
 	}
 }
+
+// revokeLoop re-checks every second only while it can matter: just after
+// the revocation list changed and while a key rotation is in flight.
+func TestRevokePeriod(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		name     string
+		changed  time.Time
+		rotating bool
+		want     time.Duration
+	}{
+		{"idle, never changed", time.Time{}, false, revokeIdleResync},
+		{"idle, changed long ago", now.Add(-time.Minute), false, revokeIdleResync},
+		{"just revoked", now.Add(-time.Second), false, revokeResync},
+		{"rotating", now.Add(-time.Hour), true, revokeResync},
+	} {
+		if got := revokePeriod(now, c.changed, c.rotating); got != c.want {
+			t.Errorf("%s: %s, want %s", c.name, got, c.want)
+		}
+	}
+}

@@ -120,23 +120,84 @@ func runNanos(pid int) (int64, error) {
 	return sum, nil
 }
 
-// idleCPU measures each host's agent over window and returns its CPU use
-// in percent of one core, sorted ascending: by utime+stime (ticks) and by
-// schedstat (exact run time).
-func idleCPU(b *testing.B, hosts []*harness.Host, window time.Duration) (ticks, exact []float64) {
+// hostPIDs returns the processes Shoal runs for host h: its agent and, when
+// one is running, the node's container supervisor (a process of its own that
+// outlives the agent, found by its --root under the host's run directory).
+func hostPIDs(h *harness.Host) []int {
+	pids := []int{h.PID()}
+	root := filepath.Join(h.RunDir, "runtime")
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+		if len(args) < 3 || !strings.Contains(args[0], "supervisor") {
+			continue
+		}
+		for i := 1; i+1 < len(args); i++ {
+			if args[i] == "--root" && args[i+1] == root {
+				if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
+					pids = append(pids, pid)
+				}
+			}
+		}
+	}
+	return pids
+}
+
+// switches sums the context switches of pid's threads (voluntary and
+// not): each is a wake-up of a thread, the unit an idle agent pays in.
+func switches(pid int) int64 {
+	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	var sum int64
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(raw), "\n") {
+			if rest, ok := strings.CutPrefix(line, "voluntary_ctxt_switches:"); ok {
+				n, _ := strconv.ParseInt(strings.TrimSpace(rest), 10, 64)
+				sum += n
+			} else if rest, ok := strings.CutPrefix(line, "nonvoluntary_ctxt_switches:"); ok {
+				n, _ := strconv.ParseInt(strings.TrimSpace(rest), 10, 64)
+				sum += n
+			}
+		}
+	}
+	return sum
+}
+
+// idleCPU measures each host's agent and supervisor together over window
+// and returns their CPU use in percent of one core, sorted ascending: by
+// utime+stime (ticks) and by schedstat (exact run time); and the agents'
+// thread wake-ups (context switches) per second.
+func idleCPU(b *testing.B, hosts []*harness.Host, window time.Duration) (ticks, exact, wakeups []float64) {
 	b.Helper()
+	pids := make([][]int, len(hosts))
+	read := func(i int) (t, ns int64) {
+		for _, pid := range pids[i] {
+			pt, err := cpuTicks(pid)
+			if err != nil {
+				b.Fatalf("%s: %v", hosts[i].Name, err)
+			}
+			pns, err := runNanos(pid)
+			if err != nil {
+				b.Fatalf("%s: %v", hosts[i].Name, err)
+			}
+			t, ns = t+pt, ns+pns
+		}
+		return t, ns
+	}
 	before := make([]int64, len(hosts))
 	beforeNs := make([]int64, len(hosts))
+	beforeSw := make([]int64, len(hosts))
 	for i, h := range hosts {
-		t, err := cpuTicks(h.PID())
-		if err != nil {
-			b.Fatalf("%s: %v", h.Name, err)
-		}
-		ns, err := runNanos(h.PID())
-		if err != nil {
-			b.Fatalf("%s: %v", h.Name, err)
-		}
-		before[i], beforeNs[i] = t, ns
+		pids[i] = hostPIDs(h)
+		before[i], beforeNs[i] = read(i)
+		beforeSw[i] = switches(h.PID())
 	}
 	start := time.Now()
 	// The window is the measurement itself, not a wait for a condition.
@@ -144,21 +205,25 @@ func idleCPU(b *testing.B, hosts []*harness.Host, window time.Duration) (ticks, 
 	wall := time.Since(start)
 	ticks = make([]float64, len(hosts))
 	exact = make([]float64, len(hosts))
+	wakeups = make([]float64, len(hosts))
 	for i, h := range hosts {
-		t, err := cpuTicks(h.PID())
-		if err != nil {
-			b.Fatalf("%s: %v", h.Name, err)
-		}
-		ns, err := runNanos(h.PID())
-		if err != nil {
-			b.Fatalf("%s: %v", h.Name, err)
-		}
+		t, ns := read(i)
 		ticks[i] = 100 * float64(t-before[i]) / clockTicks / wall.Seconds()
 		exact[i] = 100 * float64(ns-beforeNs[i]) / float64(wall.Nanoseconds())
+		wakeups[i] = float64(switches(h.PID())-beforeSw[i]) / wall.Seconds()
 	}
 	sort.Float64s(ticks)
 	sort.Float64s(exact)
-	return ticks, exact
+	sort.Float64s(wakeups)
+	return ticks, exact, wakeups
+}
+
+// reportWakeups prints median and max thread wake-ups per second per agent.
+func reportWakeups(b *testing.B, name string, w []float64) {
+	b.Helper()
+	b.ReportMetric(w[len(w)/2], "wakeups/s/"+name+"-median")
+	printRow(b, name, len(w), fmt.Sprintf("%.0f /s", w[len(w)/2]), fmt.Sprintf("%.0f /s", w[0]),
+		fmt.Sprintf("%.0f /s", w[len(w)-1]), "thread wake-ups (context switches) of each agent: what idle CPU is made of")
 }
 
 // reportCPU prints and reports median and max idle CPU of one agent.
@@ -251,10 +316,11 @@ func BenchmarkFootprintIdle3(b *testing.B) {
 	w := idleWindow(b)
 	b.ResetTimer()
 	since := time.Now()
-	ticks, exact := idleCPU(b, c.Hosts(), w)
+	ticks, exact, wake := idleCPU(b, c.Hosts(), w)
 	b.StopTimer()
-	reportCPU(b, "idle-cpu-3", ticks, w, "utime+stime")
-	reportCPU(b, "idle-cpu-3-exact", exact, w, "schedstat")
+	reportCPU(b, "idle-cpu-3", ticks, w, "utime+stime, agent and supervisor")
+	reportCPU(b, "idle-cpu-3-exact", exact, w, "schedstat, agent and supervisor")
+	reportWakeups(b, "idle-wakeups-3", wake)
 	reportRSS(b, "idle-rss-3", c.Hosts())
 	reportAnon(b, "idle-anon-3", c.Hosts())
 	down := nodeDownEvents(b, c.Host(1), since, time.Now())
@@ -317,9 +383,10 @@ func BenchmarkFootprintCluster(b *testing.B) {
 	settle(b, c, n)
 	w := idleWindow(b)
 	since := time.Now()
-	ticks, exact := idleCPU(b, c.Hosts(), w)
-	reportCPU(b, fmt.Sprintf("idle-cpu-%d", n), ticks, w, "utime+stime")
-	reportCPU(b, fmt.Sprintf("idle-cpu-%d-exact", n), exact, w, "schedstat")
+	ticks, exact, wake := idleCPU(b, c.Hosts(), w)
+	reportCPU(b, fmt.Sprintf("idle-cpu-%d", n), ticks, w, "utime+stime, agent and supervisor")
+	reportCPU(b, fmt.Sprintf("idle-cpu-%d-exact", n), exact, w, "schedstat, agent and supervisor")
+	reportWakeups(b, fmt.Sprintf("idle-wakeups-%d", n), wake)
 	leader := c.Leader(b, time.Minute)
 	reportRSS(b, fmt.Sprintf("leader-rss-%d", n), []*harness.Host{leader})
 	var others []*harness.Host

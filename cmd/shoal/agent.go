@@ -28,6 +28,7 @@ type agentFlags struct {
 	CertLifetime    time.Duration
 	MetricsAddr     string // IP:PORT of /metrics; empty = off
 	UIAddr          string // web dashboard IP:PORT, empty = off
+	PprofAddr       string // hidden: loopback IP:PORT of net/http/pprof, empty = off
 }
 
 // agentCommand defines `shoal agent`.
@@ -50,6 +51,7 @@ func agentCommand(s *shell) *cli.Command {
 				Usage: "lifetime of the node certificates this node signs as leader (they renew at 1/2 to 2/3 of it)"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at http://IP:PORT/metrics (e.g. 127.0.0.1:9323; default off)"},
 			&cli.StringFlag{Name: "ui-addr", Usage: "serve the web dashboard on IP:PORT (off by default; a non-loopback address needs `shoal ui token`)"},
+			&cli.StringFlag{Name: "debug-pprof-addr", Hidden: true, Usage: "serve net/http/pprof on a loopback IP:PORT (debugging; default off)"},
 			&cli.StringFlag{Name: "config", Value: DefaultAgentConfig, Usage: "YAML file of agent flags (keys are the flag names; flags given here win); read only if present unless set"},
 		},
 		Action: func(c *cli.Context) error {
@@ -90,6 +92,7 @@ func agentFlagsOf(c *cli.Context) (agentFlags, error) {
 		CertLifetime:    c.Duration("cert-lifetime"),
 		MetricsAddr:     c.String("metrics-addr"),
 		UIAddr:          c.String("ui-addr"),
+		PprofAddr:       c.String("debug-pprof-addr"),
 	}
 	f.LogLevel = strings.ToLower(c.String("log-level"))
 	var lvl slog.Level
@@ -106,6 +109,9 @@ func agentFlagsOf(c *cli.Context) (agentFlags, error) {
 	}
 	if f.CertLifetime < time.Minute {
 		return f, usageErrorf("invalid --cert-lifetime %s: at least 1m (certificates renew at half of it)", f.CertLifetime)
+	}
+	if err := checkPprofAddr(f.PprofAddr); err != nil {
+		return f, usageErrorf("%v", err)
 	}
 	if f.DataDir == "" || f.Socket == "" {
 		return f, usageErrorf("--data-dir and --socket must not be empty")
@@ -146,6 +152,11 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	}
 	nctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if f.PprofAddr != "" {
+		if err := servePprof(nctx, f.PprofAddr); err != nil {
+			return err
+		}
+	}
 	go notifyWhenListening(nctx, cfg.Socket, 100*time.Millisecond)
 	return node.Run(ctx, cfg)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -147,5 +148,20 @@ func TestAdvertiseAuto(t *testing.T) {
 	}
 	if p := net.ParseIP(ip); p == nil || p.IsLoopback() || p.IsUnspecified() {
 		t.Fatalf("detected %q", ip)
+	}
+}
+
+// The hidden pprof listener must be loopback-only: a profile endpoint shows
+// goroutine stacks and burns CPU on demand.
+func TestCheckPprofAddr(t *testing.T) {
+	for _, ok := range []string{"", "127.0.0.1:6060", "[::1]:6060"} {
+		if err := checkPprofAddr(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"0.0.0.0:6060", "10.0.0.1:6060", ":6060", "localhost:6060", "127.0.0.1"} {
+		if err := checkPprofAddr(bad); !errors.Is(err, errPprofNotLoopback) {
+			t.Errorf("%q: got %v, want errPprofNotLoopback", bad, err)
+		}
 	}
 }

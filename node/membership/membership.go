@@ -6,24 +6,34 @@ package membership
 
 // Membership is gossip (hashicorp/memberlist) tuned for a LAN of small,
 // busy machines: a host that dies must be declared dead on every node within
-// about two seconds, and a 2-core machine under CPU load must not be.
+// about a second, and a 2-core machine under CPU load must not be.
 //
-// The arithmetic: a node is probed by some member every ProbeInterval
-// (200 ms); a failed probe plus indirect probes take ProbeTimeout (400 ms);
-// the suspicion then lasts SuspicionMult*ProbeInterval*max(1,log10(n)) =
-// 3*200ms = 600 ms for n ≤ 10, shortened by independent confirmations.
-// Worst case ≈ 0.2+0.4+0.6+gossip ≈ 1.4 s; measured ≈ 1.1 s. Lifeguard's
-// awareness multiplier stretches probe timeouts on a node that is itself
-// slow, which is what keeps a loaded machine from accusing healthy peers.
+// The arithmetic (Timing, tested in membership_test.go): some member probes
+// a given node every ProbeInterval on average, so a dead node's first failed
+// probe starts PI/2 after the death on average; the probe is suspect at the
+// end of its interval (memberlist waits out the interval for indirect acks,
+// so a ProbeTimeout above the interval is the interval: with the old 400 ms
+// timeout over a 200 ms interval the indirect probes were asked and judged
+// in the same instant); the suspicion then lasts SuspicionMult*PI*
+// max(1,log10(n)). With PI 300 ms, timeout 150 ms and SuspicionMult 1:
+// 0.15+0.3+0.3 = 0.75 s expected at n ≤ 10, 0.96 s at 50, 1.05 s at 100.
+// The suspicion is short, so what keeps a loaded machine from accusing a
+// healthy peer is that the direct ping gets 150 ms and three indirect
+// probes (with nacks, Lifeguard) the other 150 ms, and Lifeguard's awareness
+// stretching the whole interval (up to 8×) on a prober that is itself slow.
 //
-// Idle cost: probes and gossip rounds are most of what an idle agent does
-// once Raft is quiet (consensus.DefaultConfig), each a wakeup, an AES-GCM
-// seal and a UDP round trip: ~0.4 % of a core per agent here. 300 ms probes
-// and 200 ms gossip rounds cost about half of that but made detection
-// 1.6 s (2.05 s worst) and leader failover 2.2 s; detection in about a
-// second is what Shoal is for, so the faster timers stay. Compression is
-// off: pings and acks are tens of bytes, and compressing each was 10 % of
-// an idle agent's CPU (a peer that compresses is still understood).
+// Idle cost (issue 10, measured with pprof, a runtime trace and strace on
+// a 3-node idle cluster): an idle agent does almost nothing per event, but
+// each wake-up costs ~0.2 ms of CPU here (the goroutine hand-offs, sysmon
+// spinning back up, the UDP or TLS path through two network namespaces).
+// So what counts is wake-ups per second, not bytes: the prober's tick, the
+// target's ping and the prober's ack make ~3 per ProbeInterval per node,
+// and every GossipInterval one more, even with nothing to send. At 200 ms
+// and 100 ms that was 25 of an idle follower's ~45 wake-ups a second; at
+// 300 ms and 300 ms it is 13, and detection got faster (0.90 s median
+// against 1.09 s, node-down bench, same load). Compression is off: pings
+// and acks are tens of bytes, and compressing each was 10 % of an idle
+// agent's CPU (a peer that compresses is still understood).
 
 import (
 	"bytes"
@@ -35,6 +45,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -56,6 +67,56 @@ var ErrUnknownMember = errors.New("not a gossip member")
 type Fence interface {
 	Local() uint64
 	Hint(clusterAddr string)
+}
+
+// Timing is gossip's timers (see the arithmetic at the top of this file).
+type Timing struct {
+	// ProbeInterval: each member probes one other member this often.
+	ProbeInterval time.Duration
+	// ProbeTimeout is how long the direct ping waits for its ack before
+	// indirect probes are asked; it must leave them part of the interval.
+	ProbeTimeout time.Duration
+	// SuspicionMult scales the suspicion that follows a failed probe:
+	// SuspicionMult*ProbeInterval*max(1,log10(n)).
+	SuspicionMult int
+	// GossipInterval is how often a member gossips pending broadcasts
+	// (and wakes up to find none when idle).
+	GossipInterval time.Duration
+}
+
+// DefaultTiming is what New uses.
+var DefaultTiming = Timing{
+	ProbeInterval:  300 * time.Millisecond,
+	ProbeTimeout:   150 * time.Millisecond,
+	SuspicionMult:  1,
+	GossipInterval: 300 * time.Millisecond,
+}
+
+// apply sets t on memberlist's config.
+func (t Timing) apply(mc *memberlist.Config) {
+	mc.ProbeInterval = t.ProbeInterval
+	mc.ProbeTimeout = t.ProbeTimeout
+	mc.SuspicionMult = t.SuspicionMult
+	mc.SuspicionMaxTimeoutMult = 4
+	mc.GossipInterval = t.GossipInterval
+}
+
+// ExpectedDetection is how long after a member of an n-member cluster dies
+// the first survivor declares it dead, on average: half a probe interval
+// until some member probes it, the interval of that probe (memberlist
+// waits it out for indirect acks), then the suspicion. A suspicion that
+// waits for confirmations (SuspicionMult > 2) is counted at its shortest.
+func (t Timing) ExpectedDetection(n int) time.Duration {
+	scale := math.Max(1, math.Log10(math.Max(1, float64(n))))
+	suspicion := time.Duration(float64(t.SuspicionMult) * scale * float64(t.ProbeInterval))
+	return t.ProbeInterval/2 + t.ProbeInterval + suspicion
+}
+
+// IdleWakeups is how many times a second gossip wakes an idle member: per
+// probe interval its own probe tick, the ack of its probe and the ping of
+// the member probing it; per gossip interval one gossip tick.
+func (t Timing) IdleWakeups() float64 {
+	return 3/t.ProbeInterval.Seconds() + 1/t.GossipInterval.Seconds()
 }
 
 // Config is what New needs to start gossip. The timers are not in it: they
@@ -200,11 +261,7 @@ func New(cfg Config, meta Meta) (*Membership, error) {
 	mc.BindPort = cfg.BindPort
 	mc.AdvertiseAddr = cfg.AdvertiseAddr
 	mc.AdvertisePort = cfg.AdvertisePort
-	mc.ProbeInterval = 200 * time.Millisecond
-	mc.ProbeTimeout = 400 * time.Millisecond
-	mc.SuspicionMult = 3
-	mc.SuspicionMaxTimeoutMult = 4
-	mc.GossipInterval = 100 * time.Millisecond
+	DefaultTiming.apply(mc)
 	mc.EnableCompression = false
 	mc.GossipToTheDeadTime = 5 * time.Second
 	mc.PushPullInterval = 30 * time.Second // a full state exchange; a backstop, gossip carries changes

@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"math"
 	"net"
 	"testing"
 	"time"
@@ -137,5 +138,50 @@ func TestMembershipLBIndexWakesOnlyDrains(t *testing.T) {
 	m.NotifyLeave(gossipNode("n1", ""))
 	if !drain(gen) || !drain(lb) {
 		t.Fatal("a leave must wake every subscriber")
+	}
+}
+
+func TestTimingArithmetic(t *testing.T) {
+	for _, c := range []struct {
+		t       Timing
+		n       int
+		want    time.Duration
+		wakeups float64
+	}{
+		// The old timers: 0.1+0.2+3*0.2; 3 wake-ups per 200 ms probe, 10 gossip ticks.
+		{Timing{200 * time.Millisecond, 400 * time.Millisecond, 3, 100 * time.Millisecond}, 3, 900 * time.Millisecond, 25},
+		{Timing{300 * time.Millisecond, 150 * time.Millisecond, 1, 300 * time.Millisecond}, 3, 750 * time.Millisecond, 13.333},
+		// log10(100) = 2 doubles the suspicion.
+		{Timing{300 * time.Millisecond, 150 * time.Millisecond, 1, 300 * time.Millisecond}, 100, 1050 * time.Millisecond, 13.333},
+		{Timing{300 * time.Millisecond, 150 * time.Millisecond, 1, 300 * time.Millisecond}, 1, 750 * time.Millisecond, 13.333},
+	} {
+		if got := c.t.ExpectedDetection(c.n); got != c.want {
+			t.Errorf("%+v n=%d: detection %s, want %s", c.t, c.n, got, c.want)
+		}
+		if got := c.t.IdleWakeups(); math.Abs(got-c.wakeups) > 0.01 {
+			t.Errorf("%+v: %.3f wake-ups/s, want %.3f", c.t, got, c.wakeups)
+		}
+	}
+}
+
+// The budget of issue 10 and issue 9: a dead node is found in well under a
+// second (backend removal ≤ 1 s) up to 50 nodes and about a second at 100,
+// while an idle member wakes for gossip at most 15 times a second, and the
+// direct ping leaves the indirect probes part of the interval.
+func TestDefaultTimingBudget(t *testing.T) {
+	d := DefaultTiming
+	if d.ProbeTimeout*3 > d.ProbeInterval*2 {
+		t.Errorf("probe timeout %s leaves indirect probes less than a third of the %s interval", d.ProbeTimeout, d.ProbeInterval)
+	}
+	for _, c := range []struct {
+		n   int
+		max time.Duration
+	}{{3, 900 * time.Millisecond}, {50, 1000 * time.Millisecond}, {100, 1100 * time.Millisecond}} {
+		if got := d.ExpectedDetection(c.n); got > c.max {
+			t.Errorf("n=%d: expected detection %s > %s", c.n, got, c.max)
+		}
+	}
+	if w := d.IdleWakeups(); w > 15 {
+		t.Errorf("%.1f gossip wake-ups a second when idle, want <= 15", w)
 	}
 }
