@@ -455,6 +455,13 @@ func TestRaftEpochMismatch(t *testing.T) {
 			}
 		})
 	}
+	// The dialer learns the mismatch from the acceptor's epoch alone, so
+	// the acceptor may judge the last dial after Dial returned.
+	waitFor(t, "the acceptor judges both dials", func() bool {
+		acc.mu.Lock()
+		defer acc.mu.Unlock()
+		return len(acc.seen) >= 2
+	})
 	acc.mu.Lock()
 	defer acc.mu.Unlock()
 	if len(acc.seen) != 2 || acc.seen[0] != 1 || acc.seen[1] != 0 {
