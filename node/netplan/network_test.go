@@ -1,4 +1,4 @@
-package node
+package netplan
 
 import (
 	"net/netip"
@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/overlay"
 )
 
@@ -27,7 +26,7 @@ func TestEncryptedNetworkPeers(t *testing.T) {
 	}
 	cluster := netip.MustParsePrefix("10.42.0.0/16")
 	tunnel := netip.MustParsePrefix(overlay.DefaultTunnelCIDR)
-	got := wireGuardPeers(nodes, "n1", cluster, tunnel, 51820, nil)
+	got := WireGuardPeers(nodes, "n1", cluster, tunnel, 51820, nil)
 	want := []overlay.WGPeer{
 		{NodeID: "n2", PublicKey: k2.PublicKey(), Endpoint: netip.MustParseAddrPort("10.213.1.12:51820"), TunnelIP: netip.MustParseAddr("100.64.0.3")},
 		{NodeID: "n3", PublicKey: k3.PublicKey(), Endpoint: netip.MustParseAddrPort("10.213.1.13:51820"), TunnelIP: netip.MustParseAddr("100.64.0.4")},
@@ -39,7 +38,7 @@ func TestEncryptedNetworkPeers(t *testing.T) {
 	// With encrypted networks, each peer is also allowed its share of
 	// each (its containers' addresses, routed into WireGuard).
 	encA, encB := netip.MustParsePrefix("10.44.0.0/16"), netip.MustParsePrefix("10.45.0.0/18")
-	withNets := wireGuardPeers(nodes, "n1", cluster, tunnel, 51820, []netip.Prefix{encA, encB})
+	withNets := WireGuardPeers(nodes, "n1", cluster, tunnel, 51820, []netip.Prefix{encA, encB})
 	if len(withNets) != len(want) {
 		t.Fatalf("peers with encrypted networks: %+v", withNets)
 	}
@@ -58,8 +57,8 @@ func TestEncryptedNetworkPeers(t *testing.T) {
 	}
 
 	netSub := netip.MustParsePrefix("10.44.0.0/16")
-	plain := networkPeers(nodes[:4], "n1", netSub, cluster, netip.Prefix{})
-	enc := networkPeers(nodes[:4], "n1", netSub, cluster, tunnel)
+	plain := NetworkPeers(nodes[:4], "n1", netSub, cluster, netip.Prefix{})
+	enc := NetworkPeers(nodes[:4], "n1", netSub, cluster, tunnel)
 	if len(plain) != 3 || len(enc) != 3 {
 		t.Fatalf("peers: plain %+v encrypted %+v", plain, enc)
 	}
@@ -76,20 +75,5 @@ func TestEncryptedNetworkPeers(t *testing.T) {
 	// but no WireGuard peer, so its traffic is dropped, never sent in clear.
 	if enc[2].NodeID != "n4" {
 		t.Fatalf("n4 missing from the encrypted overlay peers: %+v", enc)
-	}
-}
-
-// TestNodeOwnsItsWireGuardKey: a node may publish its own key through an
-// UpsertNode of its own record (authz), and nothing else with it.
-func TestNodeOwnsItsWireGuardKey(t *testing.T) {
-	cur := api.Node{ID: "me", Addr: "10.0.0.1", Status: api.NodeReady}
-	next := cur
-	next.WireGuardKey = "k"
-	if f := authz.NodeFieldsNotOwned(cur, next); len(f) != 0 {
-		t.Fatalf("publishing the key touches %v", f)
-	}
-	next.Status = api.NodeDown
-	if f := authz.NodeFieldsNotOwned(cur, next); len(f) != 1 || f[0] != "status" {
-		t.Fatalf("fields not owned: %v", f)
 	}
 }

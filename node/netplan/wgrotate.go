@@ -1,4 +1,4 @@
-package node
+package netplan
 
 // WireGuard key rotation on node removal (issue 9).
 //
@@ -27,7 +27,7 @@ package node
 //     leader allows for node-owned fields only (node/authz). Meanwhile the
 //     current keys keep working: nobody uses a next key yet.
 //  2. Cut over. Once every node of the state that is not down has a key
-//     for R or later published (wgCutover), every replica agrees from the
+//     for R or later published (WGCutover), every replica agrees from the
 //     same log entry on: each node configures its peers' next keys and
 //     switches its own device to its next key in one configuration step
 //     (overlay.WireGuard.SwitchKey). The gap is the time between two
@@ -35,46 +35,32 @@ package node
 //  3. Promote. Each node moves its next key over its key, on disk and
 //     then in its record (WireGuardKey, WireGuardKeyEpoch = R, next
 //     empty). Peers' configuration does not change: the effective key
-//     (wgPeerKey) was already the next one.
+//     (WGPeerKey) was already the next one.
 //
 // Idempotent: every step is decided from the replica and the files
-// (wgRotationNext, pure), so a restart anywhere converges: a next key on
+// (WGRotationNext, pure), so a restart anywhere converges: a next key on
 // disk that the record already publishes is used, one that is not yet is
 // published again, a key switched on disk but not yet in the record is
 // published. A node rotates only when the removal index is above its key's
 // epoch, so replaying the log after a restart (old removals go by again)
 // never rotates twice. A node that was down during the removal rotates
 // when it comes back; nodes that are down do not hold the others up.
+//
+// This file is the decision (pure, table-tested here); the key files and
+// the device it drives are the agent's (node/wgrotate.go, node/network.go).
 
-import (
-	"errors"
-	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
+import "github.com/shoal-org/shoal/api"
 
-	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/overlay"
-)
-
-// Files of the WireGuard keys under DATA/cluster/wireguard.
-const (
-	wgKeyFile       = "private.key"
-	wgKeyEpochFile  = "key-epoch.json"
-	wgNextFile      = "next.key"
-	wgNextEpochFile = "next-epoch.json"
-)
-
-// wgLocalKey is a key this node holds: its public half and the removal
+// WGLocalKey is a key this node holds: its public half and the removal
 // index it postdates.
-type wgLocalKey struct {
+type WGLocalKey struct {
 	Public string
 	Epoch  uint64
 }
 
-// wgRotationIn is what the rotation decision reads: the replica and the
+// WGRotationIn is what the rotation decision reads: the replica and the
 // keys on disk.
-type wgRotationIn struct {
+type WGRotationIn struct {
 	// RemovalIndex is the replica's ClusterState.LastRemovalIndex.
 	RemovalIndex uint64
 	// Self is this node's record, Nodes all records (Self among them).
@@ -82,13 +68,13 @@ type wgRotationIn struct {
 	Nodes []*api.Node
 	// Current is the key the device runs, Pending the next key on disk
 	// (nil: none).
-	Current wgLocalKey
-	Pending *wgLocalKey
+	Current WGLocalKey
+	Pending *WGLocalKey
 }
 
-// wgRotationStep is the next move of this node's rotation. At most one of
+// WGRotationStep is the next move of this node's rotation. At most one of
 // Switch and Generate is set; Publish may come with neither.
-type wgRotationStep struct {
+type WGRotationStep struct {
 	// Switch: make the pending key the device's key and the current one on
 	// disk (cut over: every node published a key for its epoch).
 	Switch bool
@@ -98,44 +84,44 @@ type wgRotationStep struct {
 	Publish *api.Node
 }
 
-// wgRotationNext decides the next step of this node's key rotation (see
+// WGRotationNext decides the next step of this node's key rotation (see
 // the top of this file). It is pure; the caller applies Switch or Generate
 // and asks again.
-func wgRotationNext(in wgRotationIn) wgRotationStep {
+func WGRotationNext(in WGRotationIn) WGRotationStep {
 	want := in.Self
 	want.WireGuardKey, want.WireGuardKeyEpoch = in.Current.Public, in.Current.Epoch
 	want.WireGuardNextKey, want.WireGuardNextEpoch = "", 0
 	if p := in.Pending; p != nil {
 		published := in.Self.WireGuardNextKey == p.Public && in.Self.WireGuardNextEpoch == p.Epoch
-		if published && wgCutover(p.Epoch, in.Nodes) {
-			return wgRotationStep{Switch: true}
+		if published && WGCutover(p.Epoch, in.Nodes) {
+			return WGRotationStep{Switch: true}
 		}
 		if !published && p.Epoch < in.RemovalIndex {
 			// Superseded by a later removal before anyone could use it:
 			// make the key of the later one instead.
-			return wgRotationStep{Generate: in.RemovalIndex}
+			return WGRotationStep{Generate: in.RemovalIndex}
 		}
 		// Published (even if superseded: peers may be cutting over to it
 		// right now; the next rotation follows the switch) or to publish.
 		want.WireGuardNextKey, want.WireGuardNextEpoch = p.Public, p.Epoch
 	} else if in.Current.Epoch < in.RemovalIndex {
-		return wgRotationStep{Generate: in.RemovalIndex}
+		return WGRotationStep{Generate: in.RemovalIndex}
 	}
 	if want.WireGuardKey == in.Self.WireGuardKey && want.WireGuardKeyEpoch == in.Self.WireGuardKeyEpoch &&
 		want.WireGuardNextKey == in.Self.WireGuardNextKey && want.WireGuardNextEpoch == in.Self.WireGuardNextEpoch {
-		return wgRotationStep{}
+		return WGRotationStep{}
 	}
-	return wgRotationStep{Publish: &want}
+	return WGRotationStep{Publish: &want}
 }
 
-// wgCutover reports whether every WireGuard node of the state that is not
+// WGCutover reports whether every WireGuard node of the state that is not
 // down has published a key (current or next) postdating epoch: from then on
 // every node uses its next key of that epoch. Nodes without a key yet are
 // no WireGuard peers and do not count, nor do nodes that are down (they
 // catch up when they return). It is pure and, as nodes only ever publish
 // later epochs, stays true once true (but for a down node coming back
 // before it has published, which the promotion step makes harmless).
-func wgCutover(epoch uint64, nodes []*api.Node) bool {
+func WGCutover(epoch uint64, nodes []*api.Node) bool {
 	for _, n := range nodes {
 		if n.Status == api.NodeDown || (n.WireGuardKey == "" && n.WireGuardNextKey == "") {
 			continue
@@ -151,101 +137,13 @@ func wgCutover(epoch uint64, nodes []*api.Node) bool {
 	return true
 }
 
-// wgPeerKey is the public key under which peers know node n: its next key
+// WGPeerKey is the public key under which peers know node n: its next key
 // once the cutover to that key's epoch happened, else its current key ("":
 // n is no WireGuard peer). It is pure.
-func wgPeerKey(n *api.Node, nodes []*api.Node) string {
+func WGPeerKey(n *api.Node, nodes []*api.Node) string {
 	if n.WireGuardNextKey != "" && (n.WireGuardKey == "" || n.WireGuardNextEpoch > n.WireGuardKeyEpoch) &&
-		wgCutover(n.WireGuardNextEpoch, nodes) {
+		WGCutover(n.WireGuardNextEpoch, nodes) {
 		return n.WireGuardNextKey
 	}
 	return n.WireGuardKey
-}
-
-// ---- the node's keys on disk (impure half) ----
-
-// wgKeys are this node's key pairs as on disk: current and, during a
-// rotation, next. Owned by the network loop.
-type wgKeys struct {
-	dir       string
-	cur       overlay.KeyPair
-	curEpoch  uint64
-	next      *overlay.KeyPair
-	nextEpoch uint64
-}
-
-// loadWGKeys reads the keys under dir. The current key must exist (the
-// device made it); a key without an epoch file (made by an agent before
-// rotation, or just now) postdates index: what the replica has applied.
-// A next key without its epoch, or unreadable, is dropped: it was never
-// published whole.
-func loadWGKeys(dir string, cur overlay.KeyPair, index uint64) (*wgKeys, error) {
-	k := &wgKeys{dir: dir, cur: cur}
-	if _, err := os.Stat(filepath.Join(dir, wgKeyEpochFile)); errors.Is(err, fs.ErrNotExist) {
-		if err := writeIndexFile(filepath.Join(dir, wgKeyEpochFile), index); err != nil {
-			return nil, fmt.Errorf("WireGuard key epoch: %w", err)
-		}
-		k.curEpoch = index
-	} else {
-		k.curEpoch = readIndexFile(filepath.Join(dir, wgKeyEpochFile))
-	}
-	next, err := overlay.LoadKeyPair(filepath.Join(dir, wgNextFile))
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return nil, err
-	default:
-		e := readIndexFile(filepath.Join(dir, wgNextEpochFile))
-		if e == 0 || next == cur {
-			_ = os.Remove(filepath.Join(dir, wgNextFile))
-			break
-		}
-		k.next, k.nextEpoch = &next, e
-	}
-	return k, nil
-}
-
-// in is the keys' part of the decision's input.
-func (k *wgKeys) in() (wgLocalKey, *wgLocalKey) {
-	cur := wgLocalKey{Public: k.cur.PublicKey(), Epoch: k.curEpoch}
-	if k.next == nil {
-		return cur, nil
-	}
-	return cur, &wgLocalKey{Public: k.next.PublicKey(), Epoch: k.nextEpoch}
-}
-
-// generate makes a fresh next key postdating epoch, epoch file first: a
-// crash between the two leaves an epoch without a key, which is ignored.
-func (k *wgKeys) generate(epoch uint64) error {
-	kp, err := overlay.GenerateKeyPair()
-	if err != nil {
-		return err
-	}
-	if err := writeIndexFile(filepath.Join(k.dir, wgNextEpochFile), epoch); err != nil {
-		return fmt.Errorf("WireGuard next key epoch: %w", err)
-	}
-	if err := overlay.WriteKeyPair(filepath.Join(k.dir, wgNextFile), kp); err != nil {
-		return err
-	}
-	k.next, k.nextEpoch = &kp, epoch
-	return nil
-}
-
-// promote makes the next key the current one on disk, after the device
-// switched to it. Epoch first: a crash after it leaves next.key in place,
-// still published, and the next start switches again (idempotent); a
-// crash after the rename leaves the new key with its epoch.
-func (k *wgKeys) promote() error {
-	if k.next == nil {
-		return nil
-	}
-	if err := writeIndexFile(filepath.Join(k.dir, wgKeyEpochFile), k.nextEpoch); err != nil {
-		return fmt.Errorf("WireGuard key epoch: %w", err)
-	}
-	if err := os.Rename(filepath.Join(k.dir, wgNextFile), filepath.Join(k.dir, wgKeyFile)); err != nil {
-		return fmt.Errorf("promote WireGuard key: %w", err)
-	}
-	_ = os.Remove(filepath.Join(k.dir, wgNextEpochFile))
-	k.cur, k.curEpoch, k.next, k.nextEpoch = *k.next, k.nextEpoch, nil, 0
-	return nil
 }

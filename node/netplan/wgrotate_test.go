@@ -1,13 +1,10 @@
-package node
+package netplan
 
 import (
-	"os"
-	"path/filepath"
 	"reflect"
 	"testing"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/overlay"
 )
 
 // wgNode is a node record with WireGuard keys: key@epoch, next@nextEpoch.
@@ -36,8 +33,8 @@ func TestWGCutover(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := wgCutover(tt.epoch, tt.nodes); got != tt.want {
-				t.Fatalf("wgCutover(%d) = %v, want %v", tt.epoch, got, tt.want)
+			if got := WGCutover(tt.epoch, tt.nodes); got != tt.want {
+				t.Fatalf("WGCutover(%d) = %v, want %v", tt.epoch, got, tt.want)
 			}
 		})
 	}
@@ -60,8 +57,8 @@ func TestWGPeerKey(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := wgPeerKey(tt.n, tt.nodes); got != tt.want {
-				t.Fatalf("wgPeerKey = %q, want %q", got, tt.want)
+			if got := WGPeerKey(tt.n, tt.nodes); got != tt.want {
+				t.Fatalf("WGPeerKey = %q, want %q", got, tt.want)
 			}
 		})
 	}
@@ -79,47 +76,47 @@ func TestWGRotationNext(t *testing.T) {
 		removal uint64
 		self    *api.Node
 		peers   []*api.Node
-		cur     wgLocalKey
-		pending *wgLocalKey
-		want    wgRotationStep
+		cur     WGLocalKey
+		pending *WGLocalKey
+		want    WGRotationStep
 	}{
 		{"steady: nothing to do", 0, rec("K", 3, "", 0), []*api.Node{peerOld},
-			wgLocalKey{"K", 3}, nil, wgRotationStep{}},
+			WGLocalKey{"K", 3}, nil, WGRotationStep{}},
 		{"first key: publish it", 0, rec("", 0, "", 0), []*api.Node{peerOld},
-			wgLocalKey{"K", 3}, nil, wgRotationStep{Publish: rec("K", 3, "", 0)}},
+			WGLocalKey{"K", 3}, nil, WGRotationStep{Publish: rec("K", 3, "", 0)}},
 		{"a removal after the key: make the next key", 50, rec("K", 3, "", 0), []*api.Node{peerOld},
-			wgLocalKey{"K", 3}, nil, wgRotationStep{Generate: 50}},
+			WGLocalKey{"K", 3}, nil, WGRotationStep{Generate: 50}},
 		{"a removal before the key (log replay after a restart): nothing", 50, rec("K", 60, "", 0), []*api.Node{peerOld},
-			wgLocalKey{"K", 60}, nil, wgRotationStep{}},
+			WGLocalKey{"K", 60}, nil, WGRotationStep{}},
 		{"next key made: publish it beside the current one", 50, rec("K", 3, "", 0), []*api.Node{peerOld},
-			wgLocalKey{"K", 3}, &wgLocalKey{"N", 50}, wgRotationStep{Publish: rec("K", 3, "N", 50)}},
+			WGLocalKey{"K", 3}, &WGLocalKey{"N", 50}, WGRotationStep{Publish: rec("K", 3, "N", 50)}},
 		{"published, a peer has not: wait", 50, rec("K", 3, "N", 50), []*api.Node{peerOld},
-			wgLocalKey{"K", 3}, &wgLocalKey{"N", 50}, wgRotationStep{}},
+			WGLocalKey{"K", 3}, &WGLocalKey{"N", 50}, WGRotationStep{}},
 		{"published by all: switch", 50, rec("K", 3, "N", 50), []*api.Node{peerNext},
-			wgLocalKey{"K", 3}, &wgLocalKey{"N", 50}, wgRotationStep{Switch: true}},
+			WGLocalKey{"K", 3}, &WGLocalKey{"N", 50}, WGRotationStep{Switch: true}},
 		{"switched: publish the next key as the key", 50, rec("K", 3, "N", 50), []*api.Node{peerNext},
-			wgLocalKey{"N", 50}, nil, wgRotationStep{Publish: rec("N", 50, "", 0)}},
+			WGLocalKey{"N", 50}, nil, WGRotationStep{Publish: rec("N", 50, "", 0)}},
 		{"promoted in the record: done", 50, rec("N", 50, "", 0), []*api.Node{peerNext},
-			wgLocalKey{"N", 50}, nil, wgRotationStep{}},
+			WGLocalKey{"N", 50}, nil, WGRotationStep{}},
 		{"a second removal before the next key was published: make a newer one", 70, rec("K", 3, "", 0), []*api.Node{peerOld},
-			wgLocalKey{"K", 3}, &wgLocalKey{"N", 50}, wgRotationStep{Generate: 70}},
+			WGLocalKey{"K", 3}, &WGLocalKey{"N", 50}, WGRotationStep{Generate: 70}},
 		{"a second removal after the next key was published: keep it until the switch", 70, rec("K", 3, "N", 50), []*api.Node{peerOld},
-			wgLocalKey{"K", 3}, &wgLocalKey{"N", 50}, wgRotationStep{}},
+			WGLocalKey{"K", 3}, &WGLocalKey{"N", 50}, WGRotationStep{}},
 		{"... which the other nodes' newer keys complete", 70, rec("K", 3, "N", 50), []*api.Node{wgNode("b", r, "B", 3, "B3", 70)},
-			wgLocalKey{"K", 3}, &wgLocalKey{"N", 50}, wgRotationStep{Switch: true}},
+			WGLocalKey{"K", 3}, &WGLocalKey{"N", 50}, WGRotationStep{Switch: true}},
 		{"... and then the next rotation", 70, rec("K", 3, "N", 50), []*api.Node{wgNode("b", r, "B", 3, "B3", 70)},
-			wgLocalKey{"N", 50}, nil, wgRotationStep{Generate: 70}},
+			WGLocalKey{"N", 50}, nil, WGRotationStep{Generate: 70}},
 		{"restart after the switch, record not yet written: publish", 50, rec("K", 3, "N", 50), []*api.Node{peerNext},
-			wgLocalKey{"N", 50}, nil, wgRotationStep{Publish: rec("N", 50, "", 0)}},
+			WGLocalKey{"N", 50}, nil, WGRotationStep{Publish: rec("N", 50, "", 0)}},
 		{"restart with the next key on disk, already published, cut over: switch", 50, rec("K", 3, "N", 50), []*api.Node{peerNext},
-			wgLocalKey{"K", 50}, &wgLocalKey{"N", 50}, wgRotationStep{Switch: true}},
+			WGLocalKey{"K", 50}, &WGLocalKey{"N", 50}, WGRotationStep{Switch: true}},
 		{"a record naming another next key (lost on disk): publish ours", 50, rec("K", 3, "X", 50), []*api.Node{peerOld},
-			wgLocalKey{"K", 3}, &wgLocalKey{"N", 50}, wgRotationStep{Publish: rec("K", 3, "N", 50)}},
+			WGLocalKey{"K", 3}, &WGLocalKey{"N", 50}, WGRotationStep{Publish: rec("K", 3, "N", 50)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			nodes := append([]*api.Node{tt.self}, tt.peers...)
-			got := wgRotationNext(wgRotationIn{RemovalIndex: tt.removal, Self: *tt.self, Nodes: nodes, Current: tt.cur, Pending: tt.pending})
+			got := WGRotationNext(WGRotationIn{RemovalIndex: tt.removal, Self: *tt.self, Nodes: nodes, Current: tt.cur, Pending: tt.pending})
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("got %+v (publish %+v)\nwant %+v (publish %+v)", got, got.Publish, tt.want, tt.want.Publish)
 			}
@@ -132,8 +129,8 @@ func TestWGRotationNext(t *testing.T) {
 // and every node ends up knowing every other by its new key.
 func TestWGRotationConverges(t *testing.T) {
 	type local struct {
-		cur     wgLocalKey
-		pending *wgLocalKey
+		cur     WGLocalKey
+		pending *WGLocalKey
 		device  string // the key the device runs
 	}
 	ids := []string{"a", "b", "c"}
@@ -141,7 +138,7 @@ func TestWGRotationConverges(t *testing.T) {
 	locs := map[string]*local{}
 	for _, id := range ids {
 		recs[id] = wgNode(id, api.NodeReady, id+"0", 3, "", 0)
-		locs[id] = &local{cur: wgLocalKey{id + "0", 3}, device: id + "0"}
+		locs[id] = &local{cur: WGLocalKey{id + "0", 3}, device: id + "0"}
 	}
 	nodes := func() []*api.Node {
 		var out []*api.Node
@@ -157,11 +154,11 @@ func TestWGRotationConverges(t *testing.T) {
 			moved := false
 			for _, id := range ids {
 				l := locs[id]
-				step := wgRotationNext(wgRotationIn{RemovalIndex: removal, Self: *recs[id], Nodes: nodes(), Current: l.cur, Pending: l.pending})
+				step := WGRotationNext(WGRotationIn{RemovalIndex: removal, Self: *recs[id], Nodes: nodes(), Current: l.cur, Pending: l.pending})
 				switch {
 				case step.Generate > 0:
 					generated[id]++
-					l.pending = &wgLocalKey{Public: id + string(rune('0'+generated[id])), Epoch: step.Generate}
+					l.pending = &WGLocalKey{Public: id + string(rune('0'+generated[id])), Epoch: step.Generate}
 					moved = true
 				case step.Switch:
 					l.device, l.cur, l.pending = l.pending.Public, *l.pending, nil
@@ -188,70 +185,9 @@ func TestWGRotationConverges(t *testing.T) {
 			t.Fatalf("node %s: device %s, record %+v, want %s", id, locs[id].device, recs[id], want)
 		}
 		for _, other := range ids {
-			if got := wgPeerKey(recs[other], nodes()); got != other+"1" {
+			if got := WGPeerKey(recs[other], nodes()); got != other+"1" {
 				t.Fatalf("peers know %s by %s", other, got)
 			}
 		}
-	}
-}
-
-// TestWGKeysOnDisk: the next key is made, kept and promoted with mode
-// 0600, its epoch beside it, and a restart at any point reads back what
-// the decision needs.
-func TestWGKeysOnDisk(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "wireguard")
-	cur, err := overlay.LoadOrCreateKeyPair(filepath.Join(dir, wgKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := loadWGKeys(dir, cur, 12)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c, p := k.in(); c.Epoch != 12 || c.Public != cur.PublicKey() || p != nil {
-		t.Fatalf("fresh keys: %+v %+v", c, p)
-	}
-	if err := k.generate(50); err != nil {
-		t.Fatal(err)
-	}
-	st, err := os.Stat(filepath.Join(dir, wgNextFile))
-	if err != nil || st.Mode().Perm() != 0o600 {
-		t.Fatalf("next key file: %v %v", st, err)
-	}
-	next := *k.next
-	// Restart: the epoch of the current key stays, the next key is back.
-	k2, err := loadWGKeys(dir, cur, 99)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, p := k2.in()
-	if c.Epoch != 12 || p == nil || p.Public != next.PublicKey() || p.Epoch != 50 {
-		t.Fatalf("after restart: %+v %+v", c, p)
-	}
-	if err := k2.promote(); err != nil {
-		t.Fatal(err)
-	}
-	got, err := overlay.LoadKeyPair(filepath.Join(dir, wgKeyFile))
-	if err != nil || got != next {
-		t.Fatalf("promoted key on disk: %v", err)
-	}
-	k3, err := loadWGKeys(dir, got, 99)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c, p := k3.in(); c.Epoch != 50 || c.Public != next.PublicKey() || p != nil {
-		t.Fatalf("after promotion: %+v %+v", c, p)
-	}
-	// A next key whose epoch file is missing was never made whole: dropped.
-	if err := overlay.WriteKeyPair(filepath.Join(dir, wgNextFile), cur); err != nil {
-		t.Fatal(err)
-	}
-	_ = os.Remove(filepath.Join(dir, wgNextEpochFile))
-	k4, err := loadWGKeys(dir, got, 99)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, p := k4.in(); p != nil {
-		t.Fatalf("half-made next key kept: %+v", p)
 	}
 }

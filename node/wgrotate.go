@@ -1,0 +1,118 @@
+package node
+
+// WireGuard key rotation on node removal (issue 9): the node's side. What
+// to do next is decided by netplan.WGRotationNext (pure; the protocol is
+// described in node/netplan/wgrotate.go) from the replica and the keys
+// this node holds; this file keeps those keys on disk, and syncWireGuard
+// (network.go) applies each step to the files, the device and this node's
+// record.
+//
+// Each node keeps, under DATA/cluster/wireguard/, its key (private.key)
+// with the removal index it postdates (key-epoch.json), and during a
+// rotation the next key (next.key, next-epoch.json). All 0600, never sent
+// anywhere.
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/shoal-org/shoal/node/netplan"
+	"github.com/shoal-org/shoal/overlay"
+)
+
+// Files of the WireGuard keys under DATA/cluster/wireguard.
+const (
+	wgKeyFile       = "private.key"
+	wgKeyEpochFile  = "key-epoch.json"
+	wgNextFile      = "next.key"
+	wgNextEpochFile = "next-epoch.json"
+)
+
+// wgKeys are this node's key pairs as on disk: current and, during a
+// rotation, next. Owned by the network loop.
+type wgKeys struct {
+	dir       string
+	cur       overlay.KeyPair
+	curEpoch  uint64
+	next      *overlay.KeyPair
+	nextEpoch uint64
+}
+
+// loadWGKeys reads the keys under dir. The current key must exist (the
+// device made it); a key without an epoch file (made by an agent before
+// rotation, or just now) postdates index: what the replica has applied.
+// A next key without its epoch, or unreadable, is dropped: it was never
+// published whole.
+func loadWGKeys(dir string, cur overlay.KeyPair, index uint64) (*wgKeys, error) {
+	k := &wgKeys{dir: dir, cur: cur}
+	if _, err := os.Stat(filepath.Join(dir, wgKeyEpochFile)); errors.Is(err, fs.ErrNotExist) {
+		if err := writeIndexFile(filepath.Join(dir, wgKeyEpochFile), index); err != nil {
+			return nil, fmt.Errorf("WireGuard key epoch: %w", err)
+		}
+		k.curEpoch = index
+	} else {
+		k.curEpoch = readIndexFile(filepath.Join(dir, wgKeyEpochFile))
+	}
+	next, err := overlay.LoadKeyPair(filepath.Join(dir, wgNextFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, err
+	default:
+		e := readIndexFile(filepath.Join(dir, wgNextEpochFile))
+		if e == 0 || next == cur {
+			_ = os.Remove(filepath.Join(dir, wgNextFile))
+			break
+		}
+		k.next, k.nextEpoch = &next, e
+	}
+	return k, nil
+}
+
+// in is the keys' part of the decision's input.
+func (k *wgKeys) in() (netplan.WGLocalKey, *netplan.WGLocalKey) {
+	cur := netplan.WGLocalKey{Public: k.cur.PublicKey(), Epoch: k.curEpoch}
+	if k.next == nil {
+		return cur, nil
+	}
+	return cur, &netplan.WGLocalKey{Public: k.next.PublicKey(), Epoch: k.nextEpoch}
+}
+
+// generate makes a fresh next key postdating epoch, epoch file first: a
+// crash between the two leaves an epoch without a key, which is ignored.
+func (k *wgKeys) generate(epoch uint64) error {
+	kp, err := overlay.GenerateKeyPair()
+	if err != nil {
+		return err
+	}
+	if err := writeIndexFile(filepath.Join(k.dir, wgNextEpochFile), epoch); err != nil {
+		return fmt.Errorf("WireGuard next key epoch: %w", err)
+	}
+	if err := overlay.WriteKeyPair(filepath.Join(k.dir, wgNextFile), kp); err != nil {
+		return err
+	}
+	k.next, k.nextEpoch = &kp, epoch
+	return nil
+}
+
+// promote makes the next key the current one on disk, after the device
+// switched to it. Epoch first: a crash after it leaves next.key in place,
+// still published, and the next start switches again (idempotent); a
+// crash after the rename leaves the new key with its epoch.
+func (k *wgKeys) promote() error {
+	if k.next == nil {
+		return nil
+	}
+	if err := writeIndexFile(filepath.Join(k.dir, wgKeyEpochFile), k.nextEpoch); err != nil {
+		return fmt.Errorf("WireGuard key epoch: %w", err)
+	}
+	if err := os.Rename(filepath.Join(k.dir, wgNextFile), filepath.Join(k.dir, wgKeyFile)); err != nil {
+		return fmt.Errorf("promote WireGuard key: %w", err)
+	}
+	_ = os.Remove(filepath.Join(k.dir, wgNextEpochFile))
+	k.cur, k.curEpoch, k.next, k.nextEpoch = *k.next, k.nextEpoch, nil, 0
+	return nil
+}
