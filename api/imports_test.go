@@ -83,6 +83,10 @@ var importRules = []importRule{
 	// Images and task logs between peers: the image store as an interface,
 	// RPCs through a caller the agent binds to its TLS.
 	{"node/imagedist/...", []string{"api", "runtime", "runtime/image", "node/clusterport", "node/wire", "node/imagedist/..."}},
+	// What this node's data plane should be, from one snapshot (pure): the
+	// replica's types, and the load balancer's and overlay's desired-state
+	// types it fills in; the agent applies them.
+	{"node/netplan/...", []string{"api", "consensus", "lb", "overlay", "node/netplan/..."}},
 	// cmd/shoal starts the agent (and the node's container supervisor)
 	// through node and otherwise talks to it only through api.
 	{"cmd/shoal", []string{"api", "api/atomicfile", "node"}},

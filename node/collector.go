@@ -31,6 +31,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/node/events"
 	"github.com/shoal-org/shoal/node/metrics"
+	"github.com/shoal-org/shoal/node/netplan"
 )
 
 // observer holds an agent's event history and its metrics. The zero value
@@ -256,10 +257,10 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descPendingTasks, float64(pending))
 
 	// Data plane as this node would program it now.
-	ns := readNetState(snap)
-	lbState, _, _ := trafficState(ns, cl.members.AliveSet(), a.id.NodeID)
+	ns := netplan.Read(snap)
+	lbState, _, _ := netplan.Traffic(ns, cl.members.AliveSet(), a.id.NodeID)
 	for _, s := range lbState.Services {
 		gauge(descLBBackends, float64(len(s.Backends)), s.Name, s.Network)
 	}
-	gauge(descOverlayPeers, float64(len(overlayPeers(ns, a.id.NodeID))))
+	gauge(descOverlayPeers, float64(len(netplan.OverlayPeers(ns, a.id.NodeID))))
 }

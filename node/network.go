@@ -20,7 +20,7 @@ package node
 // node whose key is not known yet (or that was removed) is no WireGuard
 // peer, so traffic to it is dropped by WireGuard, never sent in clear, and
 // its handshakes go unanswered. Every removal makes the remaining nodes
-// rotate their keys (wgrotate.go).
+// rotate their keys (wgrotate.go, netplan.WGRotationNext).
 //
 // The runtime plugs containers in through netAttacher, which exists from
 // agent start: before the node is in a cluster (or before its subnet is
@@ -45,6 +45,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/netplan"
 	"github.com/shoal-org/shoal/overlay"
 )
 
@@ -235,10 +236,10 @@ func (a *Agent) networkLoop(ctx context.Context, cl *cluster) {
 			}
 		}
 		if ov != nil {
-			// One view of the state for the whole pass (netstate.go).
-			ns := readNetState(cl.store)
+			// One view of the state for the whole pass (netplan.Read).
+			ns := netplan.Read(cl.store)
 			// Peers change rarely; the overlay repairs drift by itself.
-			if peers := overlayPeers(ns, a.id.NodeID); !reflect.DeepEqual(peers, lastPeers) {
+			if peers := netplan.OverlayPeers(ns, a.id.NodeID); !reflect.DeepEqual(peers, lastPeers) {
 				if err := ov.SetPeers(peers); err != nil {
 					a.obs.m().OverlaySyncErrors.Inc()
 					a.log.Warn("overlay peers", "err", err)
@@ -327,120 +328,6 @@ func (a *Agent) setupOverlay(ctx context.Context, cl *cluster) *overlay.Overlay 
 	return ov
 }
 
-// overlayPeers lists the default network's overlay peers in one view of
-// the state: every node but self that has a subnet and an address, in the
-// view's order (by ID). Liveness does not matter: a peer's route,
-// neighbour and FDB entry are static (overlay/peers.go), and a dead node's
-// backends leave the load balancer instead (trafficState). It is pure.
-func overlayPeers(st netState, self string) []overlay.Peer {
-	var peers []overlay.Peer
-	for _, n := range st.Nodes {
-		if n.ID == self || n.Subnet == "" {
-			continue
-		}
-		sub, err1 := netip.ParsePrefix(n.Subnet)
-		ip, err2 := netip.ParseAddr(n.Addr)
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		peers = append(peers, overlay.Peer{NodeID: n.ID, Subnet: sub, UnderlayIP: ip})
-	}
-	return peers
-}
-
-// Device names of a network other than the default one, from its VNI (at
-// most 6 hex digits): bridge "shb<vni>", VXLAN device "shv<vni>", container
-// veths "s<vni>" + container ID ("sh" + ID on the default network; a hex
-// VNI never starts with 'h').
-func networkBridge(n api.Network) string {
-	if n.Name == api.DefaultNetwork {
-		return overlay.DefaultBridgeName
-	}
-	return fmt.Sprintf("shb%x", n.VNI)
-}
-
-// routedNetwork tells whether n is routed through WireGuard instead of
-// VXLAN: an encrypted network other than the default one (which is always
-// plain VXLAN). The overlay, the WireGuard peers and the load balancer
-// (which cannot tell the ingress node by VTEP MAC on it) all go by this.
-func routedNetwork(n api.Network) bool {
-	return n.Encrypted && n.Name != api.DefaultNetwork
-}
-
-// networkVXLAN is the device a network reaches other nodes through: its
-// VXLAN device, or for an encrypted network the WireGuard device (the load
-// balancer's filter treats it the same way).
-func networkVXLAN(n api.Network) string {
-	if n.Name == api.DefaultNetwork {
-		return overlay.DefaultVXLANName
-	}
-	if routedNetwork(n) {
-		return overlay.DefaultWireGuardName
-	}
-	return fmt.Sprintf("shv%x", n.VNI)
-}
-
-// networkPeers lists the shares of network subnet of every other node. With
-// a valid tunnel prefix (an encrypted network) a peer's underlay address is
-// its WireGuard tunnel address (overlay.TunnelAddr).
-func networkPeers(nodes []*api.Node, self string, subnet, cluster, tunnel netip.Prefix) []overlay.Peer {
-	var peers []overlay.Peer
-	for _, n := range nodes {
-		if n.ID == self || n.Subnet == "" {
-			continue
-		}
-		sub, err1 := netip.ParsePrefix(n.Subnet)
-		ip, err2 := netip.ParseAddr(n.Addr)
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		share, err := api.NodeShare(subnet, cluster, sub)
-		if err != nil {
-			continue
-		}
-		if tunnel.IsValid() {
-			if ip, err = overlay.TunnelAddr(tunnel, cluster, sub); err != nil {
-				continue
-			}
-		}
-		peers = append(peers, overlay.Peer{NodeID: n.ID, Subnet: share, UnderlayIP: ip})
-	}
-	return peers
-}
-
-// wireGuardPeers lists the WireGuard peers of this node: every other node
-// with a subnet, an address and a published public key (the one in use
-// during a key rotation, wgPeerKey), at its underlay address and port,
-// allowed its tunnel address and its shares of the encrypted networks'
-// subnets (encrypted). It is pure.
-func wireGuardPeers(nodes []*api.Node, self string, cluster, tunnel netip.Prefix, port uint16, encrypted []netip.Prefix) []overlay.WGPeer {
-	var peers []overlay.WGPeer
-	for _, n := range nodes {
-		key := wgPeerKey(n, nodes)
-		if n.ID == self || n.Subnet == "" || key == "" {
-			continue
-		}
-		sub, err1 := netip.ParsePrefix(n.Subnet)
-		ip, err2 := netip.ParseAddr(n.Addr)
-		if err1 != nil || err2 != nil || !ip.Is4() {
-			continue
-		}
-		tip, err := overlay.TunnelAddr(tunnel, cluster, sub)
-		if err != nil {
-			continue
-		}
-		var shares []netip.Prefix
-		for _, subnet := range encrypted {
-			if share, err := api.NodeShare(subnet, cluster, sub); err == nil {
-				shares = append(shares, share)
-			}
-		}
-		peers = append(peers, overlay.WGPeer{NodeID: n.ID, PublicKey: key,
-			Endpoint: netip.AddrPortFrom(ip, port), TunnelIP: tip, Subnets: shares})
-	}
-	return peers
-}
-
 // syncWireGuard runs WireGuard while the state holds an encrypted network
 // (and stops it when none is left), publishes this node's public key and
 // keeps the peers in step. It returns the device, or nil while it is not
@@ -503,7 +390,7 @@ func (a *Agent) syncWireGuard(cl *cluster, self *api.Node, nodes []*api.Node, cl
 	tunnelCIDR := netip.MustParsePrefix(overlay.DefaultTunnelCIDR)
 	for range 3 { // at most generate, switch, publish
 		cur, pending := n.wgKeys.in()
-		step := wgRotationNext(wgRotationIn{RemovalIndex: removalIndex, Self: *self, Nodes: nodes, Current: cur, Pending: pending})
+		step := netplan.WGRotationNext(netplan.WGRotationIn{RemovalIndex: removalIndex, Self: *self, Nodes: nodes, Current: cur, Pending: pending})
 		if step.Generate > 0 {
 			if err := n.wgKeys.generate(step.Generate); err != nil {
 				a.log.Warn("wireguard: making the next key failed; retrying", "err", err)
@@ -513,7 +400,7 @@ func (a *Agent) syncWireGuard(cl *cluster, self *api.Node, nodes []*api.Node, cl
 			continue
 		}
 		if step.Switch {
-			peers := wireGuardPeers(nodes, a.id.NodeID, cluster, tunnelCIDR, overlay.DefaultWireGuardPort, encrypted)
+			peers := netplan.WireGuardPeers(nodes, a.id.NodeID, cluster, tunnelCIDR, overlay.DefaultWireGuardPort, encrypted)
 			if err := n.wg.SwitchKey(*n.wgKeys.next, peers); err != nil && !errors.Is(err, overlay.ErrPartial) {
 				a.log.Warn("wireguard: switching to the next key failed; retrying", "err", err)
 				n.wgPeers = nil
@@ -541,7 +428,7 @@ func (a *Agent) syncWireGuard(cl *cluster, self *api.Node, nodes []*api.Node, cl
 		}
 		break
 	}
-	peers := wireGuardPeers(nodes, a.id.NodeID, cluster, tunnelCIDR, overlay.DefaultWireGuardPort, encrypted)
+	peers := netplan.WireGuardPeers(nodes, a.id.NodeID, cluster, tunnelCIDR, overlay.DefaultWireGuardPort, encrypted)
 	if !reflect.DeepEqual(peers, n.wgPeers) {
 		if err := n.wg.SetPeers(peers); err != nil {
 			a.log.Warn("wireguard peers", "err", err)
@@ -555,8 +442,8 @@ func (a *Agent) syncWireGuard(cl *cluster, self *api.Node, nodes []*api.Node, cl
 // syncNetworks brings up the overlays of networks new in the state, keeps
 // their peers in step and tears down those of removed networks. Failures
 // are logged and retried on the next pass.
-func (a *Agent) syncNetworks(ctx context.Context, cl *cluster, ns netState) {
-	self, c := ns.node(a.id.NodeID), ns.Cluster
+func (a *Agent) syncNetworks(ctx context.Context, cl *cluster, ns netplan.State) {
+	self, c := ns.Node(a.id.NodeID), ns.Cluster
 	if self == nil || self.Subnet == "" || c == nil {
 		return
 	}
@@ -567,12 +454,7 @@ func (a *Agent) syncNetworks(ctx context.Context, cl *cluster, ns netState) {
 		return
 	}
 	nodes, networks := ns.Nodes, ns.Networks
-	var encrypted []netip.Prefix // subnets of the encrypted networks
-	for _, n := range networks {
-		if p, err := netip.ParsePrefix(n.Subnet); err == nil && routedNetwork(*n) {
-			encrypted = append(encrypted, p)
-		}
-	}
+	encrypted := netplan.EncryptedSubnets(networks)
 	wg := a.syncWireGuard(cl, self, nodes, cluster, nodeSub, encrypted, c.LastRemovalIndex, ns.Index)
 	want := map[string]bool{}
 	for _, n := range networks {
@@ -592,7 +474,7 @@ func (a *Agent) syncNetworks(ctx context.Context, cl *cluster, ns netState) {
 			no = nil
 		}
 		var tunnel netip.Prefix // valid for an encrypted network
-		if routedNetwork(*n) {
+		if netplan.Routed(*n) {
 			if wg == nil {
 				continue // not before WireGuard is up: never in clear
 			}
@@ -609,10 +491,10 @@ func (a *Agent) syncNetworks(ctx context.Context, cl *cluster, ns netState) {
 			cfg.Logger = a.log.With("sub", "overlay", "network", n.Name)
 			cfg.StateDir = filepath.Join(clusterDir(a.cfg.DataDir), "overlay", "net-"+n.ID)
 			cfg.UnderlayIP, cfg.Subnet, cfg.ClusterCIDR = underlay, share, subnet
-			cfg.BridgeName, cfg.VXLANName = networkBridge(*n), networkVXLAN(*n)
-			cfg.VethPrefix = fmt.Sprintf("s%x", n.VNI)
+			cfg.BridgeName, cfg.VXLANName = netplan.BridgeName(*n), netplan.VXLANName(*n)
+			cfg.VethPrefix = netplan.VethPrefix(*n)
 			cfg.VNI = n.VNI
-			if routedNetwork(*n) {
+			if netplan.Routed(*n) {
 				// Routed through WireGuard (no VXLAN): the peers' shares
 				// go straight into the TUN device, whose MTU the bridge
 				// and veths take.
@@ -644,7 +526,7 @@ func (a *Agent) syncNetworks(ctx context.Context, cl *cluster, ns netState) {
 			a.net.mu.Unlock()
 			a.log.Info("network up", "network", n.Name, "vni", n.VNI, "share", share.String(), "bridge", cfg.BridgeName)
 		}
-		if peers := networkPeers(nodes, a.id.NodeID, subnet, cluster, tunnel); !reflect.DeepEqual(peers, no.peers) {
+		if peers := netplan.NetworkPeers(nodes, a.id.NodeID, subnet, cluster, tunnel); !reflect.DeepEqual(peers, no.peers) {
 			if err := no.ov.SetPeers(peers); err != nil {
 				a.log.Warn("network overlay peers", "network", n.Name, "err", err)
 			} else {

@@ -1,4 +1,4 @@
-package node
+package netplan
 
 import (
 	"fmt"
@@ -22,7 +22,7 @@ import (
 // subnet, a service with a VIP and a running task of it on that node; a
 // table-by-table read that saw the nodes or services before a round and the
 // tasks after it would show a task whose node or service is missing — and
-// trafficState would then program a service without a backend it has, or
+// Traffic would then program a service without a backend it has, or
 // a backend on a node it has no overlay peer for.
 func TestNetStateIsOneView(t *testing.T) {
 	r := newReplica(t)
@@ -49,7 +49,7 @@ func TestNetStateIsOneView(t *testing.T) {
 		}
 		done <- nil
 	}()
-	check := func(read int, ns netState) {
+	check := func(read int, ns State) {
 		t.Helper()
 		nodes, services, tasks := map[string]bool{}, map[string]bool{}, 0
 		for _, n := range ns.Nodes {
@@ -69,18 +69,18 @@ func TestNetStateIsOneView(t *testing.T) {
 		}
 		// Every node but the bootstrap one is a peer with a backend; the
 		// pure halves agree with the view they were given.
-		alive := map[string]memberMeta{}
+		alive := map[string]struct{}{}
 		for id := range nodes {
-			alive[id] = memberMeta{}
+			alive[id] = struct{}{}
 		}
-		state, _, _ := trafficState(ns, alive, "boot")
+		state, _, _ := Traffic(ns, alive, "boot")
 		backends := 0
 		for _, s := range state.Services {
 			backends += len(s.Backends)
 		}
-		if backends != tasks || len(overlayPeers(ns, "boot")) != len(ns.Nodes)-1 {
+		if backends != tasks || len(OverlayPeers(ns, "boot")) != len(ns.Nodes)-1 {
 			t.Fatalf("read %d: %d tasks, %d backends, %d nodes, %d overlay peers",
-				read, tasks, backends, len(ns.Nodes), len(overlayPeers(ns, "boot")))
+				read, tasks, backends, len(ns.Nodes), len(OverlayPeers(ns, "boot")))
 		}
 	}
 	reads := 0
@@ -90,7 +90,7 @@ func TestNetStateIsOneView(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ns := readNetState(r.store)
+			ns := Read(r.store)
 			check(reads, ns)
 			if len(ns.Services) != rounds || ns.Index != r.store.Index() {
 				t.Fatalf("final view has %d services at index %d, want %d at %d", len(ns.Services), ns.Index, rounds, r.store.Index())
@@ -100,7 +100,7 @@ func TestNetStateIsOneView(t *testing.T) {
 		default:
 		}
 		reads++
-		check(reads, readNetState(r.store))
+		check(reads, Read(r.store))
 	}
 }
 
@@ -149,21 +149,21 @@ func TestTrafficState(t *testing.T) {
 		CreatedAt: t0.Add(time.Second), Spec: api.ServiceSpec{Networks: []string{api.DefaultNetwork, "back"}}}
 	novip := &api.Service{ID: "s-novip", Name: "novip", CreatedAt: t0.Add(2 * time.Second)}
 	older := &api.Service{ID: "s-z", Name: "older", VIP: "10.43.0.9", CreatedAt: t0.Add(-time.Hour)}
-	allAlive := map[string]memberMeta{"self": {}, "n2": {}, "n3": {}}
+	allAlive := map[string]struct{}{"self": {}, "n2": {}, "n3": {}}
 
 	for _, tc := range []struct {
 		name  string
-		st    netState
-		alive map[string]memberMeta
+		st    State
+		alive map[string]struct{}
 		want  []string
 		dns   map[string]lb.Records // by network; nil: not checked
 	}{{
 		name:  "empty state: no services, peers are the other nodes with an address",
-		st:    netState{Nodes: nodes, Networks: networks},
+		st:    State{Nodes: nodes, Networks: networks},
 		alive: allAlive,
 	}, {
 		name: "running tasks on live nodes are backends, local ones marked",
-		st: netState{Nodes: nodes, Networks: networks, Services: []*api.Service{web}, Tasks: map[string][]*api.Task{
+		st: State{Nodes: nodes, Networks: networks, Services: []*api.Service{web}, Tasks: map[string][]*api.Task{
 			"s-web": {task("t1", "s-web", "self", "10.42.1.2", nil), task("t2", "s-web", "n2", "10.42.2.2", nil)}}},
 		alive: allAlive,
 		want:  []string{"web@default vip=10.43.0.2 ports=1 [10.42.1.2* 10.42.2.2]"},
@@ -171,14 +171,14 @@ func TestTrafficState(t *testing.T) {
 			"web": {mustIP("10.43.0.2")}, "tasks.web": {mustIP("10.42.1.2"), mustIP("10.42.2.2")}}},
 	}, {
 		name: "a task on a node gossip calls dead is dropped at once; this node's never",
-		st: netState{Nodes: nodes, Networks: networks, Services: []*api.Service{web}, Tasks: map[string][]*api.Task{
+		st: State{Nodes: nodes, Networks: networks, Services: []*api.Service{web}, Tasks: map[string][]*api.Task{
 			"s-web": {task("t1", "s-web", "self", "10.42.1.2", nil), task("t2", "s-web", "n2", "10.42.2.2", nil),
 				task("t3", "s-web", "n3", "10.42.3.2", nil)}}},
-		alive: map[string]memberMeta{"n3": {}},
+		alive: map[string]struct{}{"n3": {}},
 		want:  []string{"web@default vip=10.43.0.2 ports=1 [10.42.1.2* 10.42.3.2]"},
 	}, {
 		name: "told to stop, not running, no address, unhealthy or not yet healthy: no backend",
-		st: netState{Nodes: nodes, Networks: networks, Services: []*api.Service{web}, Tasks: map[string][]*api.Task{
+		st: State{Nodes: nodes, Networks: networks, Services: []*api.Service{web}, Tasks: map[string][]*api.Task{
 			"s-web": {
 				task("stop", "s-web", "n2", "10.42.2.2", func(t *api.Task) { t.DesiredState = api.TaskShutdown }),
 				task("start", "s-web", "n2", "10.42.2.3", func(t *api.Task) { t.State = api.TaskStarting }),
@@ -191,7 +191,7 @@ func TestTrafficState(t *testing.T) {
 		want:  []string{"web@default vip=10.43.0.2 ports=1 [10.42.2.6]"},
 	}, {
 		name: "a service on two networks is one lb service per network; ports on the first",
-		st: netState{Nodes: nodes, Networks: networks, Services: []*api.Service{both}, Tasks: map[string][]*api.Task{
+		st: State{Nodes: nodes, Networks: networks, Services: []*api.Service{both}, Tasks: map[string][]*api.Task{
 			"s-both": {task("t1", "s-both", "n2", "10.42.2.7", func(t *api.Task) {
 				t.Spec = both.Spec
 				t.IPs = map[string]string{api.DefaultNetwork: "10.42.2.7", "back": "10.50.1.7"}
@@ -205,14 +205,14 @@ func TestTrafficState(t *testing.T) {
 		},
 	}, {
 		name: "no VIP and no ports: nothing to program; oldest service first",
-		st: netState{Nodes: nodes, Networks: networks, Services: []*api.Service{novip, web, older}, Tasks: map[string][]*api.Task{
+		st: State{Nodes: nodes, Networks: networks, Services: []*api.Service{novip, web, older}, Tasks: map[string][]*api.Task{
 			"s-novip": {task("t1", "s-novip", "n2", "10.42.2.9", nil)}}},
 		alive: allAlive,
 		want:  []string{"older@default vip=10.43.0.9 ports=0 []", "web@default vip=10.43.0.2 ports=1 []"},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := slices.Clone(tc.st.Services)
-			state, views, _ := trafficState(tc.st, tc.alive, "self")
+			state, views, _ := Traffic(tc.st, tc.alive, "self")
 			if got := trafficSummary(state); !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("services:\n got %q\nwant %q", got, tc.want)
 			}
@@ -237,14 +237,14 @@ func TestTrafficState(t *testing.T) {
 				}
 			}
 			if !reflect.DeepEqual(tc.st.Services, before) {
-				t.Errorf("trafficState reordered its input")
+				t.Errorf("Traffic reordered its input")
 			}
 		})
 	}
 }
 
 func TestOverlayPeers(t *testing.T) {
-	st := netState{Nodes: []*api.Node{
+	st := State{Nodes: []*api.Node{
 		{ID: "a", Addr: "192.168.0.1", Subnet: "10.42.1.0/24"},
 		{ID: "b", Addr: "192.168.0.2", Subnet: "10.42.2.0/24"},
 		{ID: "nosubnet", Addr: "192.168.0.3"},
@@ -254,11 +254,11 @@ func TestOverlayPeers(t *testing.T) {
 	}}
 	for _, tc := range []struct {
 		name string
-		st   netState
+		st   State
 		self string
 		want []overlay.Peer
 	}{
-		{"no nodes", netState{}, "self", nil},
+		{"no nodes", State{}, "self", nil},
 		{"every other node with a subnet and an address", st, "self", []overlay.Peer{
 			{NodeID: "a", Subnet: netip.MustParsePrefix("10.42.1.0/24"), UnderlayIP: netip.MustParseAddr("192.168.0.1")},
 			{NodeID: "b", Subnet: netip.MustParsePrefix("10.42.2.0/24"), UnderlayIP: netip.MustParseAddr("192.168.0.2")},
@@ -269,8 +269,8 @@ func TestOverlayPeers(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := overlayPeers(tc.st, tc.self); !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("overlayPeers:\n got %v\nwant %v", got, tc.want)
+			if got := OverlayPeers(tc.st, tc.self); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("OverlayPeers:\n got %v\nwant %v", got, tc.want)
 			}
 		})
 	}
@@ -282,4 +282,26 @@ func mustIP(s string) net.IP {
 		panic("bad IP " + s)
 	}
 	return ip
+}
+
+// replica is a store with its FSM, bootstrapped, for tests that apply
+// entries while reading.
+type replica struct {
+	fsm   *consensus.FSM
+	store *consensus.Store
+	idx   uint64
+}
+
+func newReplica(t *testing.T) *replica {
+	t.Helper()
+	s := consensus.NewStore()
+	r := &replica{fsm: consensus.NewFSM(s), store: s, idx: 1}
+	if res := r.fsm.ApplyCommand(r.idx, consensus.BootstrapCluster{
+		Cluster: consensus.ClusterState{ClusterID: "c1", GossipKeys: [][]byte{make([]byte, 32)},
+			ClusterCIDR: "10.42.0.0/16", VIPCIDR: "10.43.0.0/16", TokenSecretHash: "x"},
+		Node: api.Node{ID: "boot", Hostname: "boot", Addr: "127.0.0.1", Status: api.NodeReady, CertSerial: "b0"},
+	}); res.Err != nil {
+		t.Fatalf("bootstrap: %v", res.Err)
+	}
+	return r
 }

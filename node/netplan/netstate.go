@@ -1,4 +1,16 @@
-package node
+// Package netplan decides what this node's data plane should be, from one
+// snapshot of the replica: the default overlay's peers, the overlays and
+// WireGuard peers of the other networks, the load balancer's state and the
+// DNS views, and the next step of this node's WireGuard key rotation.
+//
+// Everything here is pure: (State, alive set, self, keys) → desired host
+// state. The agent's network loop (node/network.go, node/lbsync.go,
+// node/wgrotate.go) reads one State per pass, asks this package what the
+// host should look like, and applies the answer through overlay, lb and
+// the WireGuard device. Kept apart so the decisions are table-tested
+// without a device, a netns or an *Agent, and so nothing here can reach
+// the host by accident.
+package netplan
 
 // One consistent read per pass of the network loop. The overlay peers, the
 // overlays of the other networks and the load balancer are all derived from
@@ -6,22 +18,22 @@ package node
 // two reads show a pass a state no log prefix ever had — a running task of
 // a service the pass did not see (a backend silently missing until the next
 // change), or a node's subnet without the node. So each pass reads one
-// Store.Snapshot() into a netState, and the functions that turn it into
-// desired host state (overlayPeers, trafficState) are pure: (netState,
-// alive set, self) → desired state, table-tested like computeActions.
+// Store.Snapshot() into a State, and the functions that turn it into
+// desired host state (OverlayPeers, Traffic) are pure: (State, alive set,
+// self) → desired state, table-tested like the reconciler's actions.
 
 import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 )
 
-// netState is what one pass of the network loop reads: one point-in-time
+// State is what one pass of the network loop reads: one point-in-time
 // view of the replica. Its slices and records are the pass's own copies.
-type netState struct {
+type State struct {
 	// Index is a Raft index the view includes everything up to: once the
 	// view is programmed, the load balancer has synced through Index. It
 	// may be older than the view (never newer), which only makes the
-	// reconciler's drain wait (drainStops) err on the safe side.
+	// reconciler's drain wait err on the safe side.
 	Index    uint64
 	Cluster  *consensus.ClusterState // nil before bootstrap
 	Nodes    []*api.Node             // ordered by ID
@@ -31,15 +43,15 @@ type netState struct {
 	Tasks map[string][]*api.Task
 }
 
-// readNetState reads the state one network-loop pass needs from one
-// snapshot of store. It never blocks on the FSM.
-func readNetState(store *consensus.Store) netState {
+// Read reads the state one network-loop pass needs from one snapshot of
+// store. It never blocks on the FSM.
+func Read(store *consensus.Store) State {
 	// The FSM stores an entry's data before it publishes its index, so an
 	// index read before the snapshot never claims more than the snapshot
 	// holds (Snapshot's own Index, read after its data, may).
 	idx := store.Index()
 	snap := store.Snapshot()
-	st := netState{
+	st := State{
 		Index:    idx,
 		Cluster:  snap.Cluster(),
 		Nodes:    snap.Nodes(),
@@ -53,8 +65,8 @@ func readNetState(store *consensus.Store) netState {
 	return st
 }
 
-// node returns the node with this ID in the view, or nil.
-func (st netState) node(id string) *api.Node {
+// Node returns the node with this ID in the view, or nil.
+func (st State) Node(id string) *api.Node {
 	for _, n := range st.Nodes {
 		if n.ID == id {
 			return n

@@ -1,0 +1,136 @@
+package netplan
+
+// Service traffic: the node's view of every service (VIP, published ports,
+// running and healthy backends) as the load balancer and the embedded DNS
+// should have it. Backends on nodes that gossip declares dead are left out
+// at once, before the leader has even written the node down in Raft.
+
+import (
+	"net"
+	"net/netip"
+	"slices"
+	"sort"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/lb"
+)
+
+// Traffic computes the load balancer state and the DNS views from
+// one view of the replica (Read), gossip's view of which nodes are
+// alive (by node ID) and this node's ID. It is pure: it reads nothing else
+// and changes nothing in st. Only alive's keys are read, so it takes any
+// set keyed by node ID (the agent passes gossip's alive set as it is) and
+// netplan needs no gossip types. A service on several networks is one
+// lb.Service per network (its VIP there and its tasks' addresses there);
+// published ports go to its first network.
+func Traffic[M any](st State, alive map[string]M, self string) (lb.State, map[string]lb.View, map[netip.Addr][]string) {
+	var state lb.State
+	views := map[string]lb.View{}
+	sources := map[netip.Addr][]string{}
+	var vipRange *net.IPNet
+	if c := st.Cluster; c != nil {
+		_, vipRange, _ = net.ParseCIDR(c.VIPCIDR)
+	}
+	for _, n := range st.Networks {
+		_, subnet, err := net.ParseCIDR(n.Subnet)
+		p, err2 := netip.ParsePrefix(n.Subnet)
+		if err != nil || err2 != nil {
+			continue
+		}
+		ln := lb.Network{Name: n.Name, Subnet: subnet, Bridge: BridgeName(*n), VXLAN: VXLANName(*n), Internal: n.Internal, Routed: Routed(*n)}
+		if n.Name == api.DefaultNetwork {
+			ln.VIPs = vipRange
+		}
+		state.Networks = append(state.Networks, ln)
+		views[n.Name] = lb.View{Subnets: []netip.Prefix{p}, Records: lb.Records{}}
+	}
+	state.Peers = []net.IP{}
+	for _, n := range st.Nodes {
+		if ip := net.ParseIP(n.Addr); ip != nil && n.ID != self {
+			state.Peers = append(state.Peers, ip)
+		}
+	}
+	svcs := slices.Clone(st.Services)
+	// Oldest first: on a conflict the load balancer keeps the earlier one's
+	// claim (lb.State), so a service that slipped in later never steals it.
+	sort.Slice(svcs, func(i, j int) bool {
+		if !svcs[i].CreatedAt.Equal(svcs[j].CreatedAt) {
+			return svcs[i].CreatedAt.Before(svcs[j].CreatedAt)
+		}
+		return svcs[i].ID < svcs[j].ID
+	})
+	for _, s := range svcs {
+		var tasks []*api.Task
+		for _, t := range st.Tasks[s.ID] {
+			if t.DesiredState != api.TaskRunning || !ServesTraffic(t) {
+				continue // told to stop: out of every node's backends before it stops (the reconciler's drain)
+			}
+			if _, ok := alive[t.NodeID]; !ok && t.NodeID != self {
+				continue // its node is dead for gossip: drop it now
+			}
+			tasks = append(tasks, t)
+			for _, ip := range TaskIPs(t) {
+				if addr, err := netip.ParseAddr(ip); err == nil {
+					sources[addr] = api.SpecNetworks(t.Spec)
+				}
+			}
+		}
+		for i, network := range api.SpecNetworks(s.Spec) {
+			var backends []lb.Backend
+			var addrs []net.IP
+			for _, t := range tasks {
+				ip := net.ParseIP(TaskIPs(t)[network])
+				if ip == nil {
+					continue
+				}
+				backends = append(backends, lb.Backend{IP: ip, Local: t.NodeID == self})
+				addrs = append(addrs, ip)
+			}
+			sort.Slice(backends, func(i, j int) bool { return backends[i].IP.String() < backends[j].IP.String() })
+			vip := net.ParseIP(s.VIPs[network])
+			if network == api.DefaultNetwork && s.VIP != "" {
+				vip = net.ParseIP(s.VIP)
+			}
+			ls := lb.Service{Name: s.Name, Network: network, VIP: vip, Backends: backends}
+			if i == 0 {
+				ls.Ports = s.Spec.Ports
+			} else {
+				ls.Name = s.Name + "@" + network
+			}
+			if vip == nil && len(ls.Ports) == 0 {
+				continue
+			}
+			state.Services = append(state.Services, ls)
+			if v, ok := views[network]; ok {
+				if vip != nil {
+					v.Records[s.Name] = []net.IP{vip}
+				}
+				v.Records["tasks."+s.Name] = addrs
+			}
+		}
+	}
+	return state, views, sources
+}
+
+// TaskIPs returns a task's address on each of its networks: IPs as
+// reported, or IP on its first network (tasks reported before networks).
+func TaskIPs(t *api.Task) map[string]string {
+	if len(t.IPs) > 0 {
+		return t.IPs
+	}
+	if t.IP == "" {
+		return nil
+	}
+	return map[string]string{api.SpecNetworks(t.Spec)[0]: t.IP}
+}
+
+// ServesTraffic reports whether t, as recorded, can take connections: it
+// runs, has an address and, when it has a health check, is healthy. A task
+// whose health check has not passed yet gets no traffic (Docker activates a
+// task's service binding only once it is healthy): it may not listen yet.
+// A task is a backend while it serves traffic and its desired state is
+// running; once the leader tells it to stop, every node drops it at once and
+// its own node waits a drain period before stopping it (the reconciler's drain).
+func ServesTraffic(t *api.Task) bool {
+	return t.State == api.TaskRunning && t.IP != "" && (t.Health == "" || t.Health == api.HealthHealthy)
+}

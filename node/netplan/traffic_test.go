@@ -1,0 +1,72 @@
+package netplan
+
+import (
+	"net/netip"
+	"reflect"
+	"testing"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// TestServesTraffic: a task is a backend only while it runs with an
+// address and, with a health check, is healthy (Docker's rule: a task that
+// may not listen yet gets no connections).
+func TestServesTraffic(t *testing.T) {
+	tests := []struct {
+		name   string
+		state  string
+		ip     string
+		health string
+		want   bool
+	}{
+		{"running, no health check", api.TaskRunning, "10.42.1.2", "", true},
+		{"running, healthy", api.TaskRunning, "10.42.1.2", api.HealthHealthy, true},
+		{"health check not passed yet", api.TaskRunning, "10.42.1.2", api.HealthStarting, false},
+		{"unhealthy", api.TaskRunning, "10.42.1.2", api.HealthUnhealthy, false},
+		{"no address", api.TaskRunning, "", "", false},
+		{"starting", api.TaskStarting, "10.42.1.2", "", false},
+		{"stopped", api.TaskShutdown, "10.42.1.2", "", false},
+	}
+	for _, tt := range tests {
+		tk := &api.Task{ID: "t1", State: tt.state, DesiredState: api.TaskRunning, IP: tt.ip, Health: tt.health}
+		if got := ServesTraffic(tk); got != tt.want {
+			t.Errorf("%s: ServesTraffic = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestTaskIPs: a task reported before it had several networks has one IP,
+// which is its address on its first network.
+func TestTaskIPs(t *testing.T) {
+	multi := &api.Task{IP: "10.42.1.2", IPs: map[string]string{api.DefaultNetwork: "10.42.1.2", "back": "10.50.1.2"}}
+	if got := TaskIPs(multi); !reflect.DeepEqual(got, multi.IPs) {
+		t.Errorf("IPs reported: %v", got)
+	}
+	old := &api.Task{IP: "10.50.1.3", Spec: api.ServiceSpec{Networks: []string{"back", api.DefaultNetwork}}}
+	if got, want := TaskIPs(old), map[string]string{"back": "10.50.1.3"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("IP only: %v, want %v", got, want)
+	}
+	if got := TaskIPs(&api.Task{}); got != nil {
+		t.Errorf("no address: %v", got)
+	}
+}
+
+// TestEncryptedSubnets: only encrypted networks other than the default one
+// are routed through WireGuard, in the order given; a broken subnet is
+// left out.
+func TestEncryptedSubnets(t *testing.T) {
+	nets := []*api.Network{
+		{Name: api.DefaultNetwork, Subnet: "10.42.0.0/16", Encrypted: true},
+		{Name: "plain", Subnet: "10.50.0.0/16"},
+		{Name: "b", Subnet: "10.52.0.0/16", Encrypted: true},
+		{Name: "broken", Subnet: "nonsense", Encrypted: true},
+		{Name: "a", Subnet: "10.51.0.0/16", Encrypted: true},
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("10.52.0.0/16"), netip.MustParsePrefix("10.51.0.0/16")}
+	if got := EncryptedSubnets(nets); !reflect.DeepEqual(got, want) {
+		t.Errorf("EncryptedSubnets = %v, want %v", got, want)
+	}
+	if got := EncryptedSubnets(nil); got != nil {
+		t.Errorf("no networks: %v", got)
+	}
+}
