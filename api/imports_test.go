@@ -83,6 +83,10 @@ var importRules = []importRule{
 	// Images and task logs between peers: the image store as an interface,
 	// RPCs through a caller the agent binds to its TLS.
 	{"node/imagedist/...", []string{"api", "runtime", "runtime/image", "node/clusterport", "node/wire", "node/imagedist/..."}},
+	// What this node's containers should do, from one snapshot: the
+	// reconciler's pure compute half (the disconnect grace from the
+	// scheduler's spec rules); the runtime and the store stay in node.
+	{"node/taskplan/...", []string{"api", "node/scheduler", "node/taskplan/..."}},
 	// cmd/shoal starts the agent (and the node's container supervisor)
 	// through node and otherwise talks to it only through api.
 	{"cmd/shoal", []string{"api", "api/atomicfile", "node"}},

@@ -1,4 +1,4 @@
-package node
+package taskplan
 
 import (
 	"slices"
@@ -26,8 +26,8 @@ func TestServesTraffic(t *testing.T) {
 	}
 	for _, tt := range tests {
 		tk := task("t1", api.TaskRunning, tt.state, withHealth(tt.health), func(t *api.Task) { t.IP = tt.ip })
-		if got := servesTraffic(tk); got != tt.want {
-			t.Errorf("%s: servesTraffic = %v, want %v", tt.name, got, tt.want)
+		if got := ServesTraffic(tk); got != tt.want {
+			t.Errorf("%s: ServesTraffic = %v, want %v", tt.name, got, tt.want)
 		}
 	}
 }
@@ -39,18 +39,18 @@ func TestDrainStops(t *testing.T) {
 	notHealthy := task("nothealthy", api.TaskShutdown, api.TaskRunning, withIP, withHealth(api.HealthStarting))
 	noIP := task("noip", api.TaskShutdown, api.TaskRunning)
 	unhealthy := task("unhealthy", api.TaskRunning, api.TaskRunning, withIP, withHealth(api.HealthUnhealthy))
-	stop := func(tk *api.Task) action {
-		return action{kind: actStop, task: tk, container: &api.Container{ID: "c-" + tk.ID, State: api.ContainerRunning}}
+	stop := func(tk *api.Task) Action {
+		return Action{Kind: Stop, Task: tk, Container: &api.Container{ID: "c-" + tk.ID, State: api.ContainerRunning}}
 	}
-	other := []action{
-		{kind: actStart, task: task("new", api.TaskRunning, api.TaskAssigned)},
-		{kind: actReport, task: task("r", api.TaskRunning, api.TaskStarting), status: api.TaskStatus{TaskID: "r", State: api.TaskRunning}},
+	other := []Action{
+		{Kind: Start, Task: task("new", api.TaskRunning, api.TaskAssigned)},
+		{Kind: Report, Task: task("r", api.TaskRunning, api.TaskStarting), Status: api.TaskStatus{TaskID: "r", State: api.TaskRunning}},
 	}
 	at := func(d time.Duration) time.Time { return reconcileNow.Add(d) }
 	tests := []struct {
 		name     string
-		acts     []action
-		seen     map[string]drainMark
+		acts     []Action
+		seen     map[string]DrainMark
 		now      time.Time
 		lbs      map[string]uint64
 		want     []string
@@ -58,38 +58,38 @@ func TestDrainStops(t *testing.T) {
 		wake     time.Time
 	}{
 		{name: "first sight holds the stop", acts: append(slices.Clone(other), stop(serving)), now: at(0),
-			want: []string{"report r running", "start new"}, wantSeen: []string{"serving"}, wake: at(drainPeriod)},
-		{name: "healthy one too", acts: []action{stop(healthy)}, now: at(0),
-			wantSeen: []string{"healthy"}, wake: at(drainPeriod)},
-		{name: "still within the period", acts: []action{stop(serving)}, seen: map[string]drainMark{"serving": {at(0), 10}},
-			now: at(drainPeriod - time.Millisecond), wantSeen: []string{"serving"}, wake: at(drainPeriod)},
-		{name: "period over: stop", acts: []action{stop(serving)}, seen: map[string]drainMark{"serving": {at(0), 10}},
-			now: at(drainPeriod), want: []string{"stop serving c-serving"}, wantSeen: []string{"serving"}},
-		{name: "first sight notes the index", acts: []action{stop(serving)}, now: at(0), lbs: map[string]uint64{"a": 9, "b": 12},
-			wantSeen: []string{"serving"}, wake: at(drainPeriod)},
-		{name: "every load balancer past: stop now", acts: []action{stop(serving)}, seen: map[string]drainMark{"serving": {at(0), 10}},
+			want: []string{"report r running", "start new"}, wantSeen: []string{"serving"}, wake: at(DrainPeriod)},
+		{name: "healthy one too", acts: []Action{stop(healthy)}, now: at(0),
+			wantSeen: []string{"healthy"}, wake: at(DrainPeriod)},
+		{name: "still within the period", acts: []Action{stop(serving)}, seen: map[string]DrainMark{"serving": {at(0), 10}},
+			now: at(DrainPeriod - time.Millisecond), wantSeen: []string{"serving"}, wake: at(DrainPeriod)},
+		{name: "period over: stop", acts: []Action{stop(serving)}, seen: map[string]DrainMark{"serving": {at(0), 10}},
+			now: at(DrainPeriod), want: []string{"stop serving c-serving"}, wantSeen: []string{"serving"}},
+		{name: "first sight notes the index", acts: []Action{stop(serving)}, now: at(0), lbs: map[string]uint64{"a": 9, "b": 12},
+			wantSeen: []string{"serving"}, wake: at(DrainPeriod)},
+		{name: "every load balancer past: stop now", acts: []Action{stop(serving)}, seen: map[string]DrainMark{"serving": {at(0), 10}},
 			now: at(time.Millisecond), lbs: map[string]uint64{"a": 10, "b": 12},
 			want: []string{"stop serving c-serving"}, wantSeen: []string{"serving"}},
-		{name: "one load balancer behind: hold", acts: []action{stop(serving)}, seen: map[string]drainMark{"serving": {at(0), 10}},
+		{name: "one load balancer behind: hold", acts: []Action{stop(serving)}, seen: map[string]DrainMark{"serving": {at(0), 10}},
 			now: at(time.Millisecond), lbs: map[string]uint64{"a": 9, "b": 12},
-			wantSeen: []string{"serving"}, wake: at(drainPeriod)},
-		{name: "behind but the period is over", acts: []action{stop(serving)}, seen: map[string]drainMark{"serving": {at(0), 10}},
-			now: at(drainPeriod), lbs: map[string]uint64{"a": 0},
+			wantSeen: []string{"serving"}, wake: at(DrainPeriod)},
+		{name: "behind but the period is over", acts: []Action{stop(serving)}, seen: map[string]DrainMark{"serving": {at(0), 10}},
+			now: at(DrainPeriod), lbs: map[string]uint64{"a": 0},
 			want: []string{"stop serving c-serving"}, wantSeen: []string{"serving"}},
-		{name: "earliest wake of two", acts: []action{stop(serving), stop(healthy)},
-			seen: map[string]drainMark{"healthy": {at(-time.Second), 10}}, now: at(0),
-			wantSeen: []string{"healthy", "serving"}, wake: at(drainPeriod - time.Second)},
-		{name: "never served: stop at once", acts: []action{stop(notHealthy), stop(noIP)}, now: at(0),
+		{name: "earliest wake of two", acts: []Action{stop(serving), stop(healthy)},
+			seen: map[string]DrainMark{"healthy": {at(-time.Second), 10}}, now: at(0),
+			wantSeen: []string{"healthy", "serving"}, wake: at(DrainPeriod - time.Second)},
+		{name: "never served: stop at once", acts: []Action{stop(notHealthy), stop(noIP)}, now: at(0),
 			want: []string{"stop nothealthy c-nothealthy", "stop noip c-noip"}},
-		{name: "unhealthy task meant to run: stop at once", acts: []action{stop(unhealthy)}, now: at(0),
+		{name: "unhealthy task meant to run: stop at once", acts: []Action{stop(unhealthy)}, now: at(0),
 			want: []string{"stop unhealthy c-unhealthy"}},
-		{name: "stopped tasks are forgotten", acts: other, seen: map[string]drainMark{"gone": {at(0), 10}}, now: at(time.Second),
+		{name: "stopped tasks are forgotten", acts: other, seen: map[string]DrainMark{"gone": {at(0), 10}}, now: at(time.Second),
 			want: []string{"report r running", "start new"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := slices.Clone(tt.acts)
-			got, seen, wake := drainStops(tt.acts, tt.seen, tt.now, 10, tt.lbs, drainPeriod)
+			got, seen, wake := DrainStops(tt.acts, tt.seen, tt.now, 10, tt.lbs, DrainPeriod)
 			if d := describeAll(got); !slices.Equal(d, sortedCopy(tt.want)) {
 				t.Fatalf("actions %q, want %q", d, tt.want)
 			}
