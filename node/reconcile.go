@@ -137,13 +137,7 @@ func (r *reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 	// Reports not yet flushed count as the task's state, so one state is
 	// reported once.
 	r.mu.Lock()
-	for i, t := range tasks {
-		if st, ok := r.pending[t.ID]; ok {
-			tt := *t
-			tt.State, tt.Health, tt.ContainerID = st.State, st.Health, st.ContainerID
-			tasks[i] = &tt
-		}
-	}
+	taskplan.WithPending(tasks, r.pending)
 	r.mu.Unlock()
 	// Read after the tasks: every order they carry is at or before index.
 	index := r.cl.store.Index()
@@ -260,35 +254,13 @@ func (r *reconciler) specs(tasks []*api.Task) map[string]api.ServiceSpec {
 }
 
 // gcFinished removes containers of terminal tasks once they are no longer
-// among the newest few of their slot; the task history keeps their record.
+// among the newest few of their slot (taskplan.GCFinished); the task history
+// keeps their record.
 func (r *reconciler) gcFinished(ctx context.Context, tasks []*api.Task) {
-	keep := map[string]bool{}
-	groups := map[string][]*api.Task{}
-	for _, t := range tasks {
-		k := fmt.Sprintf("%s/%d", t.ServiceID, t.Slot)
-		groups[k] = append(groups[k], t)
-	}
-	for _, g := range groups {
-		sort.Slice(g, func(i, j int) bool { return g[i].CreatedAt.After(g[j].CreatedAt) })
-		for i, t := range g {
-			if i < 2 || !api.TaskTerminal(t.State) {
-				keep[t.ID] = true
-			}
-		}
-	}
-	known := make(map[string]bool, len(tasks))
-	for _, t := range tasks {
-		known[t.ID] = true
-	}
-	for _, c := range r.a.rt.List() {
-		if c.TaskID == "" || keep[c.TaskID] || c.State == api.ContainerRunning {
-			continue
-		}
-		if known[c.TaskID] {
-			// Not forced: the list is a snapshot, and a container that
-			// started since must not be killed (the runtime refuses).
-			_ = r.a.rt.Remove(ctx, c.ID, false)
-		}
+	for _, id := range taskplan.GCFinished(tasks, r.a.rt.List()) {
+		// Not forced: the list is a snapshot, and a container that
+		// started since must not be killed (the runtime refuses).
+		_ = r.a.rt.Remove(ctx, id, false)
 	}
 }
 
