@@ -147,7 +147,7 @@ func (r *reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 	acts = taskplan.FenceActions(acts, a.id.NodeID, tasks, containers, r.specs(tasks), r.quiet(now))
 	// Stops of tasks that served traffic wait until every node has dropped
 	// them from its load balancer.
-	acts, seen, wake := taskplan.DrainStops(acts, r.drainSeen, now, index, r.cl.members.LBIndexes(a.id.NodeID), taskplan.DrainPeriod)
+	acts, seen, wake := taskplan.DrainStops(acts, r.drainSeen, now, index, r.cl.members.LBIndexes(a.id.NodeID), taskplan.DrainPeriod, servesTraffic)
 	r.drainSeen = seen
 	if !wake.IsZero() {
 		if r.drainTimer != nil {

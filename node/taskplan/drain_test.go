@@ -8,30 +8,6 @@ import (
 	"github.com/shoal-org/shoal/api"
 )
 
-func TestServesTraffic(t *testing.T) {
-	tests := []struct {
-		name   string
-		state  string
-		ip     string
-		health string
-		want   bool
-	}{
-		{"running, no health check", api.TaskRunning, "10.42.1.2", "", true},
-		{"running, healthy", api.TaskRunning, "10.42.1.2", api.HealthHealthy, true},
-		{"health check not passed yet", api.TaskRunning, "10.42.1.2", api.HealthStarting, false},
-		{"unhealthy", api.TaskRunning, "10.42.1.2", api.HealthUnhealthy, false},
-		{"no address", api.TaskRunning, "", "", false},
-		{"starting", api.TaskStarting, "10.42.1.2", "", false},
-		{"stopped", api.TaskShutdown, "10.42.1.2", "", false},
-	}
-	for _, tt := range tests {
-		tk := task("t1", api.TaskRunning, tt.state, withHealth(tt.health), func(t *api.Task) { t.IP = tt.ip })
-		if got := ServesTraffic(tk); got != tt.want {
-			t.Errorf("%s: ServesTraffic = %v, want %v", tt.name, got, tt.want)
-		}
-	}
-}
-
 func TestDrainStops(t *testing.T) {
 	withIP := func(t *api.Task) { t.IP = "10.42.1.2" }
 	serving := task("serving", api.TaskShutdown, api.TaskRunning, withIP)
@@ -39,6 +15,12 @@ func TestDrainStops(t *testing.T) {
 	notHealthy := task("nothealthy", api.TaskShutdown, api.TaskRunning, withIP, withHealth(api.HealthStarting))
 	noIP := task("noip", api.TaskShutdown, api.TaskRunning)
 	unhealthy := task("unhealthy", api.TaskRunning, api.TaskRunning, withIP, withHealth(api.HealthUnhealthy))
+	// The load balancers' rule comes in; here it is a plain list, so the
+	// table is about the drain, not the rule (node's servesTraffic). The
+	// unhealthy task is on it to show that a task still meant to run is
+	// stopped at once whatever the rule says.
+	backends := map[*api.Task]bool{serving: true, healthy: true, unhealthy: true}
+	serves := func(t *api.Task) bool { return backends[t] }
 	stop := func(tk *api.Task) Action {
 		return Action{Kind: Stop, Task: tk, Container: &api.Container{ID: "c-" + tk.ID, State: api.ContainerRunning}}
 	}
@@ -89,7 +71,7 @@ func TestDrainStops(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := slices.Clone(tt.acts)
-			got, seen, wake := DrainStops(tt.acts, tt.seen, tt.now, 10, tt.lbs, DrainPeriod)
+			got, seen, wake := DrainStops(tt.acts, tt.seen, tt.now, 10, tt.lbs, DrainPeriod, serves)
 			if d := describeAll(got); !slices.Equal(d, sortedCopy(tt.want)) {
 				t.Fatalf("actions %q, want %q", d, tt.want)
 			}
