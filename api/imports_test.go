@@ -50,6 +50,11 @@ var importRules = []importRule{
 	{"overlay/...", []string{"api", "api/atomicfile", "overlay/..."}},
 	{"lb/...", []string{"api", "api/atomicfile", "lb/..."}},
 	{"node/scheduler/...", []string{"api", "node/scheduler/..."}},
+	// Each node's planner beside the leader's: what this node's containers
+	// should do, from one snapshot (the reconciler's pure compute half; the
+	// disconnect grace from the scheduler's spec rules). The runtime and
+	// the store stay in node.
+	{"node/taskplan/...", []string{"api", "node/scheduler", "node/taskplan/..."}},
 	// The leaf parts of the agent (node/README.md): each has one job and
 	// never reaches back into node, so they stay testable on their own.
 	{"node/authz/...", []string{"api", "consensus", "overlay", "node/scheduler", "node/authz/..."}},
@@ -83,10 +88,6 @@ var importRules = []importRule{
 	// Images and task logs between peers: the image store as an interface,
 	// RPCs through a caller the agent binds to its TLS.
 	{"node/imagedist/...", []string{"api", "runtime", "runtime/image", "node/clusterport", "node/wire", "node/imagedist/..."}},
-	// What this node's containers should do, from one snapshot: the
-	// reconciler's pure compute half (the disconnect grace from the
-	// scheduler's spec rules); the runtime and the store stay in node.
-	{"node/taskplan/...", []string{"api", "node/scheduler", "node/taskplan/..."}},
 	// cmd/shoal starts the agent (and the node's container supervisor)
 	// through node and otherwise talks to it only through api.
 	{"cmd/shoal", []string{"api", "api/atomicfile", "node"}},
