@@ -231,12 +231,11 @@ func (r *reconciler) quiet(now time.Time) time.Duration {
 	if lc := r.cl.raft.LastContact(); lc.After(r.contact) {
 		r.contact = lc
 	}
-	q := now.Sub(r.contact)
-	if self, err := r.cl.store.Node(r.a.id.NodeID); err == nil && self.Status == api.NodeDown &&
-		!self.StatusChangedAt.IsZero() && now.Sub(self.StatusChangedAt) > q {
-		q = now.Sub(self.StatusChangedAt)
+	self, err := r.cl.store.Node(r.a.id.NodeID)
+	if err != nil {
+		self = nil
 	}
-	return q
+	return taskplan.Quiet(now, r.contact, self)
 }
 
 // specs returns the current specs of the services of tasks, by ID.

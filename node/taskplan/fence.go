@@ -61,3 +61,20 @@ func FenceActions(acts []Action, nodeID string, tasks []*api.Task, containers []
 	}
 	return out
 }
+
+// Quiet is how long this node counts as cut off from a leader, for
+// FenceActions: since contact (the last time it heard from a leader, or
+// was one), or since its own record (self, from its replica; nil when
+// unknown) was marked down, whichever is longer. A node that still hears
+// the log but whose gossip does not reach the leader is marked down and
+// will have its at-most-once tasks replaced, so it must count from the mark
+// even though the leader's messages still arrive. The leader itself is
+// never quiet: the caller passes 0 then and does not call Quiet.
+func Quiet(now, contact time.Time, self *api.Node) time.Duration {
+	q := now.Sub(contact)
+	if self != nil && self.Status == api.NodeDown &&
+		!self.StatusChangedAt.IsZero() && now.Sub(self.StatusChangedAt) > q {
+		q = now.Sub(self.StatusChangedAt)
+	}
+	return q
+}

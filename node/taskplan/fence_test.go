@@ -63,3 +63,30 @@ func TestFenceActions(t *testing.T) {
 		t.Fatalf("not fenced at the default grace: %q", describeAll(got))
 	}
 }
+
+func TestQuiet(t *testing.T) {
+	now := reconcileNow
+	ago := func(d time.Duration) time.Time { return now.Add(-d) }
+	tests := []struct {
+		name    string
+		contact time.Time
+		self    *api.Node
+		want    time.Duration
+	}{
+		{"heard just now", now, nil, 0},
+		{"since the last contact", ago(5 * time.Second), nil, 5 * time.Second},
+		{"own record ready: the contact counts", ago(5 * time.Second),
+			&api.Node{Status: api.NodeReady, StatusChangedAt: ago(time.Minute)}, 5 * time.Second},
+		{"marked down before the last contact: counts from the mark", ago(5 * time.Second),
+			&api.Node{Status: api.NodeDown, StatusChangedAt: ago(time.Minute)}, time.Minute},
+		{"marked down after the last contact: the contact counts", ago(time.Minute),
+			&api.Node{Status: api.NodeDown, StatusChangedAt: ago(5 * time.Second)}, time.Minute},
+		{"a down record without a time changes nothing", ago(5 * time.Second),
+			&api.Node{Status: api.NodeDown}, 5 * time.Second},
+	}
+	for _, tt := range tests {
+		if got := Quiet(now, tt.contact, tt.self); got != tt.want {
+			t.Errorf("%s: Quiet = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
