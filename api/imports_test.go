@@ -50,6 +50,11 @@ var importRules = []importRule{
 	{"overlay/...", []string{"api", "api/atomicfile", "overlay/..."}},
 	{"lb/...", []string{"api", "api/atomicfile", "lb/..."}},
 	{"node/scheduler/...", []string{"api", "node/scheduler/..."}},
+	// Each node's planner beside the leader's: what this node's containers
+	// should do, from one snapshot (the reconciler's pure compute half; the
+	// disconnect grace from the scheduler's spec rules). The runtime and
+	// the store stay in node.
+	{"node/taskplan/...", []string{"api", "node/scheduler", "node/taskplan/..."}},
 	// The leaf parts of the agent (node/README.md): each has one job and
 	// never reaches back into node, so they stay testable on their own.
 	{"node/authz/...", []string{"api", "consensus", "overlay", "node/scheduler", "node/authz/..."}},

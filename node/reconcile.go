@@ -4,8 +4,8 @@ package node
 // leader assigned to this node (desired, from the local replica) and the
 // containers the runtime reports (actual):
 //
-//	compute(tasks, containers) → actions      (pure, table-tested)
-//	apply(actions)                            (runtime calls, status reports)
+//	compute(tasks, containers) → actions      (node/taskplan: pure, table-tested)
+//	apply(actions)                            (here: runtime calls, status reports)
 //
 // It runs a full pass at start, on every state change and container event,
 // and every few seconds. Status reports go to the leader in batches. It never
@@ -14,14 +14,17 @@ package node
 // from a partition) never kills healthy containers by mistake.
 //
 // A task that served traffic is not stopped the moment the leader says so:
-// drainStops (pure, table-tested) holds its stop until every live node's load
-// balancer has synced past the Raft entry that took it out (each node gossips
-// the index its load balancer reflects), drainPeriod at most, so a rolling
-// update or a scale-down refuses no connection and waits no fixed time.
+// taskplan.DrainStops holds its stop until every live node's load balancer
+// has synced past the Raft entry that took it out (each node gossips the
+// index its load balancer reflects), taskplan.DrainPeriod at most, so a
+// rolling update or a scale-down refuses no connection and waits no fixed
+// time. This file keeps what the plan needs from the world: the first sight
+// of each drained stop between passes, and a timer for the next one due.
 //
 // Fencing: a node that has not heard from a leader for a service's disconnect
-// grace period stops that service's at-most-once tasks (fenceActions, pure):
-// by then the leader may replace them elsewhere (node/scheduler/calm.go).
+// grace period stops that service's at-most-once tasks
+// (taskplan.FenceActions): by then the leader may replace them elsewhere
+// (node/scheduler/calm.go). This file measures the silence (quiet).
 
 import (
 	"context"
@@ -35,241 +38,9 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/imagedist"
-	"github.com/shoal-org/shoal/node/scheduler"
+	"github.com/shoal-org/shoal/node/taskplan"
 	"github.com/shoal-org/shoal/runtime"
 )
-
-type actionKind int
-
-const (
-	actStart  actionKind = iota // prepare image, create and start the task's container
-	actStop                     // stop the running container of a task
-	actRemove                   // remove a container (task gone or long finished)
-	actReport                   // report an observed state to the leader
-)
-
-type action struct {
-	kind      actionKind
-	task      *api.Task
-	container *api.Container
-	status    api.TaskStatus
-}
-
-// computeActions is the pure half of the reconciler.
-func computeActions(nodeID string, tasks []*api.Task, containers []api.Container, synced bool, now time.Time) []action {
-	byTask := map[string]api.Container{}
-	for _, c := range containers {
-		if c.TaskID == "" {
-			continue
-		}
-		if old, ok := byTask[c.TaskID]; ok && old.CreatedAt.After(c.CreatedAt) {
-			continue
-		}
-		byTask[c.TaskID] = c
-	}
-	known := map[string]bool{}
-	var acts []action
-	report := func(t *api.Task, st api.TaskStatus) {
-		if api.TaskStateOrder[st.State] < api.TaskStateOrder[t.State] {
-			return
-		}
-		if st.State == t.State && st.Health == t.Health && st.ContainerID == t.ContainerID {
-			return
-		}
-		st.TaskID = t.ID
-		st.Timestamp = now
-		acts = append(acts, action{kind: actReport, task: t, status: st})
-	}
-	for _, t := range tasks {
-		if t.NodeID != nodeID {
-			continue
-		}
-		known[t.ID] = true
-		c, has := byTask[t.ID]
-		switch {
-		case t.DesiredState == api.TaskRunning && !api.TaskTerminal(t.State):
-			if !has {
-				if api.TaskStateOrder[t.State] >= api.TaskStateOrder[api.TaskStarting] && t.ContainerID != "" {
-					// It had a container that is gone (removed by hand or
-					// lost with the machine): the task failed.
-					report(t, api.TaskStatus{State: api.TaskFailed, Error: "container disappeared", ExitCode: -1, ContainerID: t.ContainerID})
-					continue
-				}
-				acts = append(acts, action{kind: actStart, task: t})
-				continue
-			}
-			switch c.State {
-			case api.ContainerRunning:
-				if c.Health == api.HealthUnhealthy {
-					cc := c
-					acts = append(acts, action{kind: actStop, task: t, container: &cc})
-					report(t, api.TaskStatus{State: api.TaskFailed, Error: "task: container unhealthy", ExitCode: c.ExitCode, ContainerID: c.ID, Health: c.Health})
-					continue
-				}
-				report(t, api.TaskStatus{State: api.TaskRunning, ContainerID: c.ID, Health: c.Health, IP: c.IP})
-			case api.ContainerCreated:
-				// Created but never started: the agent died between the
-				// two steps. Remove it; the next pass starts a fresh one.
-				// (A start in flight also passes through created: pass()
-				// skips the removal while it runs.)
-				cc := c
-				acts = append(acts, action{kind: actRemove, task: t, container: &cc})
-			case api.ContainerExited:
-				st := api.TaskStatus{State: api.TaskComplete, ExitCode: c.ExitCode, ContainerID: c.ID}
-				if c.ExitCode != 0 {
-					st.State = api.TaskFailed
-					st.Error = fmt.Sprintf("task: non-zero exit (%d)", c.ExitCode)
-				}
-				report(t, st)
-			}
-		default: // desired shutdown (or the task is finished)
-			if has && c.State == api.ContainerRunning {
-				cc := c
-				acts = append(acts, action{kind: actStop, task: t, container: &cc})
-				continue
-			}
-			if !api.TaskTerminal(t.State) {
-				st := api.TaskStatus{State: api.TaskShutdown, ContainerID: t.ContainerID}
-				if has {
-					st.ExitCode = c.ExitCode
-				}
-				report(t, st)
-			}
-		}
-	}
-	if synced {
-		for id, c := range byTask {
-			if !known[id] {
-				cc := c
-				acts = append(acts, action{kind: actRemove, container: &cc})
-			}
-		}
-	}
-	return acts
-}
-
-// drainPeriod is the most a node keeps the container of a task that served
-// traffic running after it first sees the leader's order to stop it. Every
-// node applies the same Raft entry at about the same time and drops the task
-// from its load balancer then (servesTraffic); the container must outlive
-// the slowest of them, or a connection some node still sends it is refused.
-// Nodes say how far their load balancer got (gossip metadata, lbsync.go), so
-// the stop usually goes out as soon as the last of them got there; this
-// period is the cap for a node that does not say (an older agent) or whose
-// word is slow to arrive. Swarm waits a fixed 2s. Connections already
-// established keep their conntrack entry and finish within this period.
-const drainPeriod = 2 * time.Second
-
-// drainMark is what a node notes when it first sees the order to stop a task
-// that served traffic: when, and its store's index then (at or after the
-// entry that gave the order).
-type drainMark struct {
-	At    time.Time
-	Index uint64
-}
-
-// drainStops is the pure half of draining: it holds back every stop of a
-// container whose task was told to stop while it served traffic until every
-// live node's load balancer has synced through the index this node had
-// applied when it first saw that order (lbs: node ID → index, this node
-// included), or period has passed since then. seen maps task ID to that
-// first sight (the caller keeps it between passes and must not change it);
-// index is the store's index read after the tasks the actions were computed
-// from. drainStops returns the actions to do now, the map to keep (tasks
-// whose stop is being drained or was just released), and the earliest time a
-// held stop is due anyway (zero when none is held). Stops of tasks that
-// served no traffic (never healthy, no address, already reported stopped) and
-// of tasks still meant to run (unhealthy, fenced) are not delayed.
-func drainStops(acts []action, seen map[string]drainMark, now time.Time, index uint64, lbs map[string]uint64, period time.Duration) ([]action, map[string]drainMark, time.Time) {
-	out := acts[:0:0]
-	next := map[string]drainMark{}
-	var wake time.Time
-	for _, act := range acts {
-		if act.kind != actStop || act.task.DesiredState == api.TaskRunning || !servesTraffic(act.task) {
-			out = append(out, act)
-			continue
-		}
-		first, ok := seen[act.task.ID]
-		if !ok {
-			first = drainMark{At: now, Index: index}
-		}
-		next[act.task.ID] = first
-		if due := first.At.Add(period); now.Before(due) && !lbsPast(lbs, first.Index) {
-			if wake.IsZero() || due.Before(wake) {
-				wake = due
-			}
-			continue
-		}
-		out = append(out, act)
-	}
-	return out, next, wake
-}
-
-// lbsPast reports whether every load balancer in lbs has synced through
-// index (false when there are none: nobody said).
-func lbsPast(lbs map[string]uint64, index uint64) bool {
-	if len(lbs) == 0 || index == 0 {
-		return false
-	}
-	for _, i := range lbs {
-		if i < index {
-			return false
-		}
-	}
-	return true
-}
-
-// fenceActions is the pure half of fencing. quiet is how long this node has
-// not heard from a leader (0 on the leader). Every task assigned here that
-// is meant to run, of a service that is at most once (specs: the services'
-// current specs by ID; the task's own copy when missing) whose disconnect
-// grace has passed in quiet, is fenced: no start, and its running container
-// is stopped (the leader may start its replacement elsewhere once the grace
-// period and the stop grace period have passed since it marked this node
-// down, which is never before this node last heard from it).
-func fenceActions(acts []action, nodeID string, tasks []*api.Task, containers []api.Container, specs map[string]api.ServiceSpec, quiet time.Duration) []action {
-	if quiet <= 0 {
-		return acts
-	}
-	fenced := map[string]*api.Task{}
-	for _, t := range tasks {
-		if t.NodeID != nodeID || t.DesiredState != api.TaskRunning || api.TaskTerminal(t.State) {
-			continue
-		}
-		spec, ok := specs[t.ServiceID]
-		if !ok {
-			spec = t.Spec
-		}
-		if spec.AtMostOnce && quiet >= scheduler.DisconnectGrace(spec) {
-			fenced[t.ID] = t
-		}
-	}
-	if len(fenced) == 0 {
-		return acts
-	}
-	out := acts[:0:0]
-	stopping := map[string]bool{}
-	for _, act := range acts {
-		if act.task != nil && fenced[act.task.ID] != nil {
-			switch act.kind {
-			case actStart:
-				continue
-			case actStop:
-				stopping[act.container.ID] = true
-			}
-		}
-		out = append(out, act)
-	}
-	for _, c := range containers {
-		t := fenced[c.TaskID]
-		if t == nil || c.State != api.ContainerRunning || stopping[c.ID] {
-			continue
-		}
-		cc := c
-		out = append(out, action{kind: actStop, task: t, container: &cc})
-	}
-	return out
-}
 
 // reconciler owns the per-node loop state.
 type reconciler struct {
@@ -285,7 +56,7 @@ type reconciler struct {
 	// drainSeen and drainTimer belong to the loop goroutine (pass): when
 	// this node first saw each draining task's stop order, and the timer
 	// that runs the pass that stops the next one.
-	drainSeen  map[string]drainMark
+	drainSeen  map[string]taskplan.DrainMark
 	drainTimer *time.Timer
 	// contact (loop goroutine) is when this node last heard from a leader
 	// (or was one), for fencing.
@@ -366,23 +137,17 @@ func (r *reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 	// Reports not yet flushed count as the task's state, so one state is
 	// reported once.
 	r.mu.Lock()
-	for i, t := range tasks {
-		if st, ok := r.pending[t.ID]; ok {
-			tt := *t
-			tt.State, tt.Health, tt.ContainerID = st.State, st.Health, st.ContainerID
-			tasks[i] = &tt
-		}
-	}
+	taskplan.WithPending(tasks, r.pending)
 	r.mu.Unlock()
 	// Read after the tasks: every order they carry is at or before index.
 	index := r.cl.store.Index()
 	now := time.Now().UTC()
 	containers := a.rt.List()
-	acts := computeActions(a.id.NodeID, tasks, containers, r.synced(), now)
-	acts = fenceActions(acts, a.id.NodeID, tasks, containers, r.specs(tasks), r.quiet(now))
+	acts := taskplan.ComputeActions(a.id.NodeID, tasks, containers, r.synced(), now)
+	acts = taskplan.FenceActions(acts, a.id.NodeID, tasks, containers, r.specs(tasks), r.quiet(now))
 	// Stops of tasks that served traffic wait until every node has dropped
 	// them from its load balancer.
-	acts, seen, wake := drainStops(acts, r.drainSeen, now, index, r.cl.members.LBIndexes(a.id.NodeID), drainPeriod)
+	acts, seen, wake := taskplan.DrainStops(acts, r.drainSeen, now, index, r.cl.members.LBIndexes(a.id.NodeID), taskplan.DrainPeriod, servesTraffic)
 	r.drainSeen = seen
 	if !wake.IsZero() {
 		if r.drainTimer != nil {
@@ -392,54 +157,54 @@ func (r *reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 	}
 	for _, act := range acts {
 		act := act
-		switch act.kind {
-		case actReport:
-			r.queue(act.status)
-		case actStart:
-			if !r.claim(r.starting, act.task.ID) {
+		switch act.Kind {
+		case taskplan.Report:
+			r.queue(act.Status)
+		case taskplan.Start:
+			if !r.claim(r.starting, act.Task.ID) {
 				continue
 			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer r.release(r.starting, act.task.ID)
-				r.start(ctx, act.task)
+				defer r.release(r.starting, act.Task.ID)
+				r.start(ctx, act.Task)
 			}()
-		case actStop:
-			if !r.claim(r.stopping, act.container.ID) {
+		case taskplan.Stop:
+			if !r.claim(r.stopping, act.Container.ID) {
 				continue
 			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer r.release(r.stopping, act.container.ID)
-				grace := act.task.Spec.StopGracePeriod
+				defer r.release(r.stopping, act.Container.ID)
+				grace := act.Task.Spec.StopGracePeriod
 				if grace <= 0 {
 					grace = 10 * time.Second
 				}
-				if _, err := a.rt.Stop(ctx, act.container.ID, grace); err != nil {
-					a.log.Warn("stop task container", "task", act.task.Name, "err", err)
+				if _, err := a.rt.Stop(ctx, act.Container.ID, grace); err != nil {
+					a.log.Warn("stop task container", "task", act.Task.Name, "err", err)
 				}
 				r.signal()
 			}()
-		case actRemove:
-			if act.task != nil && r.busy(r.starting, act.task.ID) {
+		case taskplan.Remove:
+			if act.Task != nil && r.busy(r.starting, act.Task.ID) {
 				continue
 			}
-			if !r.claim(r.stopping, act.container.ID) {
+			if !r.claim(r.stopping, act.Container.ID) {
 				continue
 			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer r.release(r.stopping, act.container.ID)
+				defer r.release(r.stopping, act.Container.ID)
 				// The decision was made on a snapshot: a container listed as
 				// created may be running by now. Force (SIGKILL) only when
 				// its task is gone; a leftover of a known task is removed
 				// only if it is still not running (the next pass decides).
-				force := act.task == nil
-				if err := a.rt.Remove(ctx, act.container.ID, force); err != nil && !errors.Is(err, runtime.ErrRunning) {
-					a.log.Warn("remove container", "container", shortID(act.container.ID), "err", err)
+				force := act.Task == nil
+				if err := a.rt.Remove(ctx, act.Container.ID, force); err != nil && !errors.Is(err, runtime.ErrRunning) {
+					a.log.Warn("remove container", "container", shortID(act.Container.ID), "err", err)
 				}
 			}()
 		}
@@ -466,12 +231,11 @@ func (r *reconciler) quiet(now time.Time) time.Duration {
 	if lc := r.cl.raft.LastContact(); lc.After(r.contact) {
 		r.contact = lc
 	}
-	q := now.Sub(r.contact)
-	if self, err := r.cl.store.Node(r.a.id.NodeID); err == nil && self.Status == api.NodeDown &&
-		!self.StatusChangedAt.IsZero() && now.Sub(self.StatusChangedAt) > q {
-		q = now.Sub(self.StatusChangedAt)
+	self, err := r.cl.store.Node(r.a.id.NodeID)
+	if err != nil {
+		self = nil
 	}
-	return q
+	return taskplan.Quiet(now, r.contact, self)
 }
 
 // specs returns the current specs of the services of tasks, by ID.
@@ -489,35 +253,13 @@ func (r *reconciler) specs(tasks []*api.Task) map[string]api.ServiceSpec {
 }
 
 // gcFinished removes containers of terminal tasks once they are no longer
-// among the newest few of their slot; the task history keeps their record.
+// among the newest few of their slot (taskplan.GCFinished); the task history
+// keeps their record.
 func (r *reconciler) gcFinished(ctx context.Context, tasks []*api.Task) {
-	keep := map[string]bool{}
-	groups := map[string][]*api.Task{}
-	for _, t := range tasks {
-		k := fmt.Sprintf("%s/%d", t.ServiceID, t.Slot)
-		groups[k] = append(groups[k], t)
-	}
-	for _, g := range groups {
-		sort.Slice(g, func(i, j int) bool { return g[i].CreatedAt.After(g[j].CreatedAt) })
-		for i, t := range g {
-			if i < 2 || !api.TaskTerminal(t.State) {
-				keep[t.ID] = true
-			}
-		}
-	}
-	known := make(map[string]bool, len(tasks))
-	for _, t := range tasks {
-		known[t.ID] = true
-	}
-	for _, c := range r.a.rt.List() {
-		if c.TaskID == "" || keep[c.TaskID] || c.State == api.ContainerRunning {
-			continue
-		}
-		if known[c.TaskID] {
-			// Not forced: the list is a snapshot, and a container that
-			// started since must not be killed (the runtime refuses).
-			_ = r.a.rt.Remove(ctx, c.ID, false)
-		}
+	for _, id := range taskplan.GCFinished(tasks, r.a.rt.List()) {
+		// Not forced: the list is a snapshot, and a container that
+		// started since must not be killed (the runtime refuses).
+		_ = r.a.rt.Remove(ctx, id, false)
 	}
 }
 

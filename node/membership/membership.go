@@ -152,7 +152,7 @@ type Meta struct {
 	Level   int    `json:"pl,omitempty"`
 	// LB is the Raft index this node's load balancer has synced through
 	// (node/lbsync.go): a node that drains a task waits until every live node is
-	// past the entry that took the task out (node.drainStops).
+	// past the entry that took the task out (taskplan.DrainStops).
 	LB uint64 `json:"lb,omitempty"`
 	// GK is the fingerprint of the gossip keyring this node applied
 	// (Fingerprint): the leader takes the next step of a key

@@ -1,4 +1,4 @@
-package node
+package taskplan
 
 import (
 	"slices"
@@ -31,10 +31,10 @@ func TestFenceActions(t *testing.T) {
 		ctr("c-copy", "copy", api.ContainerRunning, 0, ""),
 		ctr("c-told", "told", api.ContainerRunning, 0, ""),
 	}
-	acts := []action{
-		{kind: actStart, task: fresh},
-		{kind: actStop, task: told, container: &containers[3]},
-		{kind: actReport, task: running, status: api.TaskStatus{TaskID: "run", State: api.TaskRunning}},
+	acts := []Action{
+		{Kind: Start, Task: fresh},
+		{Kind: Stop, Task: told, Container: &containers[3]},
+		{Kind: Report, Task: running, Status: api.TaskStatus{TaskID: "run", State: api.TaskRunning}},
 	}
 	base := describeAll(acts)
 	for _, tt := range []struct {
@@ -48,7 +48,7 @@ func TestFenceActions(t *testing.T) {
 			"report run running", "stop copy c-copy", "stop run c-run", "stop told c-told"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			got := describeAll(fenceActions(slices.Clone(acts), self, tasks, containers, specs, tt.quiet))
+			got := describeAll(FenceActions(slices.Clone(acts), self, tasks, containers, specs, tt.quiet))
 			if !slices.Equal(got, tt.want) {
 				t.Fatalf("actions %q, want %q", got, tt.want)
 			}
@@ -56,10 +56,37 @@ func TestFenceActions(t *testing.T) {
 	}
 	// The default grace (60s) applies when the service does not set one.
 	def := map[string]api.ServiceSpec{"db": {AtMostOnce: true}}
-	if got := fenceActions(nil, self, []*api.Task{running}, containers[:1], def, 59*time.Second); len(got) != 0 {
+	if got := FenceActions(nil, self, []*api.Task{running}, containers[:1], def, 59*time.Second); len(got) != 0 {
 		t.Fatalf("fenced before the default grace: %q", describeAll(got))
 	}
-	if got := fenceActions(nil, self, []*api.Task{running}, containers[:1], def, 60*time.Second); len(got) != 1 {
+	if got := FenceActions(nil, self, []*api.Task{running}, containers[:1], def, 60*time.Second); len(got) != 1 {
 		t.Fatalf("not fenced at the default grace: %q", describeAll(got))
+	}
+}
+
+func TestQuiet(t *testing.T) {
+	now := reconcileNow
+	ago := func(d time.Duration) time.Time { return now.Add(-d) }
+	tests := []struct {
+		name    string
+		contact time.Time
+		self    *api.Node
+		want    time.Duration
+	}{
+		{"heard just now", now, nil, 0},
+		{"since the last contact", ago(5 * time.Second), nil, 5 * time.Second},
+		{"own record ready: the contact counts", ago(5 * time.Second),
+			&api.Node{Status: api.NodeReady, StatusChangedAt: ago(time.Minute)}, 5 * time.Second},
+		{"marked down before the last contact: counts from the mark", ago(5 * time.Second),
+			&api.Node{Status: api.NodeDown, StatusChangedAt: ago(time.Minute)}, time.Minute},
+		{"marked down after the last contact: the contact counts", ago(time.Minute),
+			&api.Node{Status: api.NodeDown, StatusChangedAt: ago(5 * time.Second)}, time.Minute},
+		{"a down record without a time changes nothing", ago(5 * time.Second),
+			&api.Node{Status: api.NodeDown}, 5 * time.Second},
+	}
+	for _, tt := range tests {
+		if got := Quiet(now, tt.contact, tt.self); got != tt.want {
+			t.Errorf("%s: Quiet = %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }

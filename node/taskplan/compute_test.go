@@ -1,4 +1,4 @@
-package node
+package taskplan
 
 import (
 	"fmt"
@@ -32,16 +32,16 @@ func ctr(id, taskID, state string, exit int, health string) api.Container {
 }
 
 // describe renders an action in a form a table can spell out.
-func describe(a action) string {
-	switch a.kind {
-	case actStart:
-		return "start " + a.task.ID
-	case actStop:
-		return fmt.Sprintf("stop %s %s", a.task.ID, a.container.ID)
-	case actRemove:
-		return "remove " + a.container.ID
-	case actReport:
-		s := a.status
+func describe(a Action) string {
+	switch a.Kind {
+	case Start:
+		return "start " + a.Task.ID
+	case Stop:
+		return fmt.Sprintf("stop %s %s", a.Task.ID, a.Container.ID)
+	case Remove:
+		return "remove " + a.Container.ID
+	case Report:
+		s := a.Status
 		out := fmt.Sprintf("report %s %s", s.TaskID, s.State)
 		if s.ContainerID != "" {
 			out += " c=" + s.ContainerID
@@ -57,10 +57,10 @@ func describe(a action) string {
 		}
 		return out
 	}
-	return fmt.Sprintf("unknown action %d", a.kind)
+	return fmt.Sprintf("unknown action %d", a.Kind)
 }
 
-func describeAll(acts []action) []string {
+func describeAll(acts []Action) []string {
 	out := make([]string, 0, len(acts))
 	for _, a := range acts {
 		out = append(out, describe(a))
@@ -247,7 +247,7 @@ func TestComputeActions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			acts := computeActions(self, tt.tasks, tt.containers, tt.synced, reconcileNow)
+			acts := ComputeActions(self, tt.tasks, tt.containers, tt.synced, reconcileNow)
 			got := describeAll(acts)
 			want := slices.Clone(tt.want)
 			sort.Strings(want)
@@ -255,11 +255,11 @@ func TestComputeActions(t *testing.T) {
 				t.Fatalf("actions:\n got  %q\n want %q", got, want)
 			}
 			for _, a := range acts {
-				if a.kind == actReport && !a.status.Timestamp.Equal(reconcileNow) {
-					t.Errorf("report timestamp = %v, want %v", a.status.Timestamp, reconcileNow)
+				if a.Kind == Report && !a.Status.Timestamp.Equal(reconcileNow) {
+					t.Errorf("report timestamp = %v, want %v", a.Status.Timestamp, reconcileNow)
 				}
-				if a.kind == actReport && a.status.TaskID != a.task.ID {
-					t.Errorf("report task ID = %q, want %q", a.status.TaskID, a.task.ID)
+				if a.Kind == Report && a.Status.TaskID != a.Task.ID {
+					t.Errorf("report task ID = %q, want %q", a.Status.TaskID, a.Task.ID)
 				}
 			}
 		})
@@ -288,26 +288,26 @@ func TestComputeActionsInvariants(t *testing.T) {
 								cs1 = []api.Container{ctr("c1", "t1", cs, 0, h)}
 							}
 							name := fmt.Sprintf("desired=%s state=%s cid=%q container=%q health=%q synced=%v", desired, st, cid, cs, h, synced)
-							for _, a := range computeActions(self, []*api.Task{tk}, cs1, synced, reconcileNow) {
-								switch a.kind {
-								case actReport:
-									if api.TaskStateOrder[a.status.State] < api.TaskStateOrder[tk.State] {
-										t.Errorf("%s: reports %s, backwards from %s", name, a.status.State, tk.State)
+							for _, a := range ComputeActions(self, []*api.Task{tk}, cs1, synced, reconcileNow) {
+								switch a.Kind {
+								case Report:
+									if api.TaskStateOrder[a.Status.State] < api.TaskStateOrder[tk.State] {
+										t.Errorf("%s: reports %s, backwards from %s", name, a.Status.State, tk.State)
 									}
-									if a.status.State == tk.State && a.status.Health == tk.Health && a.status.ContainerID == tk.ContainerID {
-										t.Errorf("%s: repeats the task's own state %s", name, a.status.State)
+									if a.Status.State == tk.State && a.Status.Health == tk.Health && a.Status.ContainerID == tk.ContainerID {
+										t.Errorf("%s: repeats the task's own state %s", name, a.Status.State)
 									}
-								case actStop:
-									if a.container == nil || a.container.State != api.ContainerRunning {
-										t.Errorf("%s: stop of a container that is not running: %+v", name, a.container)
+								case Stop:
+									if a.Container == nil || a.Container.State != api.ContainerRunning {
+										t.Errorf("%s: stop of a container that is not running: %+v", name, a.Container)
 									}
-								case actRemove:
+								case Remove:
 									// Only a container created but never started is
 									// removed (and recreated) for a known task.
 									if cs != api.ContainerCreated {
 										t.Errorf("%s: removes the container of a known task", name)
 									}
-								case actStart:
+								case Start:
 									if cs != "" {
 										t.Errorf("%s: starts a second container", name)
 									}
@@ -338,7 +338,7 @@ func TestComputeActionsConverges(t *testing.T) {
 		ctr("c3", "t3", api.ContainerExited, 2, ""),
 	}
 	for round := 0; round < 5; round++ {
-		acts := computeActions(self, tasks, containers, true, reconcileNow)
+		acts := ComputeActions(self, tasks, containers, true, reconcileNow)
 		if len(acts) == 0 {
 			want := map[string]string{"t1": api.TaskRunning, "t2": api.TaskShutdown, "t3": api.TaskFailed}
 			for _, tk := range tasks {
@@ -349,10 +349,10 @@ func TestComputeActionsConverges(t *testing.T) {
 			return
 		}
 		for _, a := range acts {
-			if a.kind != actReport {
+			if a.Kind != Report {
 				t.Fatalf("round %d: unexpected %s", round, describe(a))
 			}
-			a.task.State, a.task.Health, a.task.ContainerID = a.status.State, a.status.Health, a.status.ContainerID
+			a.Task.State, a.Task.Health, a.Task.ContainerID = a.Status.State, a.Status.Health, a.Status.ContainerID
 		}
 	}
 	t.Fatal("computeActions did not converge in 5 rounds")
@@ -364,8 +364,8 @@ func TestComputeActionsConverges(t *testing.T) {
 // next pass starts a fresh one instead of leaving the task starting for ever.
 func TestComputeActionsCreatedContainer(t *testing.T) {
 	tk := task("t1", api.TaskRunning, api.TaskStarting)
-	acts := computeActions(self, []*api.Task{tk}, []api.Container{ctr("c1", "t1", api.ContainerCreated, 0, "")}, true, reconcileNow)
-	if len(acts) != 1 || acts[0].kind != actRemove || acts[0].container == nil || acts[0].container.ID != "c1" {
+	acts := ComputeActions(self, []*api.Task{tk}, []api.Container{ctr("c1", "t1", api.ContainerCreated, 0, "")}, true, reconcileNow)
+	if len(acts) != 1 || acts[0].Kind != Remove || acts[0].Container == nil || acts[0].Container.ID != "c1" {
 		t.Fatalf("want one removal of c1, got %v", acts)
 	}
 }

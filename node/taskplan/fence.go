@@ -1,0 +1,80 @@
+package taskplan
+
+import (
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/scheduler"
+)
+
+// FenceActions is the at-most-once fence. quiet is how long this node has
+// not heard from a leader (0 on the leader, or while in touch). Every task
+// assigned to nodeID that is meant to run, of a service that is at most once
+// (specs: the services' current specs by ID; the task's own copy when
+// missing) whose disconnect grace has passed in quiet, is fenced: its Start
+// is dropped from acts and its running container is stopped. The leader may
+// start its replacement elsewhere once the grace period and the stop grace
+// period have passed since it marked this node down, which is never before
+// this node last heard from it: so the two never run at once
+// (node/scheduler/calm.go). acts is not changed; the result may share its
+// backing array only when nothing is fenced.
+func FenceActions(acts []Action, nodeID string, tasks []*api.Task, containers []api.Container, specs map[string]api.ServiceSpec, quiet time.Duration) []Action {
+	if quiet <= 0 {
+		return acts
+	}
+	fenced := map[string]*api.Task{}
+	for _, t := range tasks {
+		if t.NodeID != nodeID || t.DesiredState != api.TaskRunning || api.TaskTerminal(t.State) {
+			continue
+		}
+		spec, ok := specs[t.ServiceID]
+		if !ok {
+			spec = t.Spec
+		}
+		if spec.AtMostOnce && quiet >= scheduler.DisconnectGrace(spec) {
+			fenced[t.ID] = t
+		}
+	}
+	if len(fenced) == 0 {
+		return acts
+	}
+	out := acts[:0:0]
+	stopping := map[string]bool{}
+	for _, act := range acts {
+		if act.Task != nil && fenced[act.Task.ID] != nil {
+			switch act.Kind {
+			case Start:
+				continue
+			case Stop:
+				stopping[act.Container.ID] = true
+			}
+		}
+		out = append(out, act)
+	}
+	for _, c := range containers {
+		t := fenced[c.TaskID]
+		if t == nil || c.State != api.ContainerRunning || stopping[c.ID] {
+			continue
+		}
+		cc := c
+		out = append(out, Action{Kind: Stop, Task: t, Container: &cc})
+	}
+	return out
+}
+
+// Quiet is how long this node counts as cut off from a leader, for
+// FenceActions: since contact (the last time it heard from a leader, or
+// was one), or since its own record (self, from its replica; nil when
+// unknown) was marked down, whichever is longer. A node that still hears
+// the log but whose gossip does not reach the leader is marked down and
+// will have its at-most-once tasks replaced, so it must count from the mark
+// even though the leader's messages still arrive. The leader itself is
+// never quiet: the caller passes 0 then and does not call Quiet.
+func Quiet(now, contact time.Time, self *api.Node) time.Duration {
+	q := now.Sub(contact)
+	if self != nil && self.Status == api.NodeDown &&
+		!self.StatusChangedAt.IsZero() && now.Sub(self.StatusChangedAt) > q {
+		q = now.Sub(self.StatusChangedAt)
+	}
+	return q
+}
