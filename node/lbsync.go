@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/lb"
 	"github.com/shoal-org/shoal/node/metrics"
 	"github.com/shoal-org/shoal/node/netplan"
@@ -114,7 +113,3 @@ func (st *serviceTraffic) close() {
 	st.wg.Wait()
 	_ = st.lb.Close() // rules stay: traffic keeps flowing across restarts
 }
-
-// servesTraffic is netplan.ServesTraffic: the reconciler's drain wait
-// (drainStops) goes by the rule the load balancer drops backends by.
-func servesTraffic(t *api.Task) bool { return netplan.ServesTraffic(t) }

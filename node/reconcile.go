@@ -38,6 +38,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/imagedist"
+	"github.com/shoal-org/shoal/node/netplan"
 	"github.com/shoal-org/shoal/node/taskplan"
 	"github.com/shoal-org/shoal/runtime"
 )
@@ -147,7 +148,7 @@ func (r *reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 	acts = taskplan.FenceActions(acts, a.id.NodeID, tasks, containers, r.specs(tasks), r.quiet(now))
 	// Stops of tasks that served traffic wait until every node has dropped
 	// them from its load balancer.
-	acts, seen, wake := taskplan.DrainStops(acts, r.drainSeen, now, index, r.cl.members.LBIndexes(a.id.NodeID), taskplan.DrainPeriod, servesTraffic)
+	acts, seen, wake := taskplan.DrainStops(acts, r.drainSeen, now, index, r.cl.members.LBIndexes(a.id.NodeID), taskplan.DrainPeriod, netplan.ServesTraffic) // the load balancers' own rule
 	r.drainSeen = seen
 	if !wake.IsZero() {
 		if r.drainTimer != nil {
