@@ -160,7 +160,15 @@ func (r *reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 		act := act
 		switch act.Kind {
 		case taskplan.Report:
-			r.queue(act.Status)
+			st := act.Status
+			if st.State == api.TaskRunning && st.IPs == nil {
+				// The pass saw the container running before the start
+				// queued its own report: this one must carry the
+				// addresses too, or, queued after it, it would replace
+				// them and the task would serve no network.
+				st.IPs = a.net.ips(st.ContainerID)
+			}
+			r.queue(st)
 		case taskplan.Start:
 			if !r.claim(r.starting, act.Task.ID) {
 				continue
@@ -295,7 +303,7 @@ func (r *reconciler) signal() {
 
 func (r *reconciler) queue(st api.TaskStatus) {
 	r.mu.Lock()
-	r.pending[st.TaskID] = st
+	r.pending[st.TaskID] = keepAddresses(r.pending[st.TaskID], st)
 	r.mu.Unlock()
 	// Running and ended are what the scheduler waits for (the next batch,
 	// the replacement of a stopped task); the steps before ride along with
@@ -308,6 +316,17 @@ func (r *reconciler) queue(st api.TaskStatus) {
 	case ch <- struct{}{}:
 	default:
 	}
+}
+
+// keepAddresses returns next, the newer report of a task, with the
+// addresses of prev (the one it replaces before it was sent) when next is
+// the same state of the same container and carries none: a report without
+// addresses must not erase what the start found.
+func keepAddresses(prev, next api.TaskStatus) api.TaskStatus {
+	if next.IPs == nil && next.IP == "" && prev.TaskID == next.TaskID && prev.State == next.State && prev.ContainerID == next.ContainerID {
+		next.IP, next.IPs = prev.IP, prev.IPs
+	}
+	return next
 }
 
 // start prepares the image and runs the task's container.
