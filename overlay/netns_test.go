@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,10 +50,47 @@ func sh(t *testing.T, args ...string) string {
 	return string(out)
 }
 
+// reapOnce removes, before the first namespace of this test process, the
+// namespaces a test process that is gone left behind (killed before its
+// cleanups ran: a -timeout panic, a SIGKILL): their names carry its pid.
+var reapOnce sync.Once
+
+func reapStaleNetns(t *testing.T) {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+		pid, ok := staleOwner(name)
+		if !ok || pid == os.Getpid() {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			continue // its owner still runs
+		}
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Logf("reap stale namespace %s: %v %s", name, err, out)
+		}
+	}
+}
+
+// staleOwner returns the pid in a namespace name made by newNetns.
+func staleOwner(name string) (int, bool) {
+	rest, ok := strings.CutPrefix(name, "ovt")
+	if !ok {
+		return 0, false
+	}
+	digits, _, ok := strings.Cut(rest, "-")
+	pid, err := strconv.Atoi(digits)
+	return pid, ok && err == nil && pid > 0
+}
+
 // newNetns creates a named network namespace removed at cleanup and
 // returns its name and bind-mount path.
 func newNetns(t *testing.T, role string) (name, path string) {
 	t.Helper()
+	reapOnce.Do(func() { reapStaleNetns(t) })
 	name = fmt.Sprintf("ovt%d-%d-%s", os.Getpid(), nsSeq.Add(1), role)
 	sh(t, "ip", "netns", "add", name)
 	t.Cleanup(func() {
