@@ -293,7 +293,7 @@ func explainJoinError(addr string, err error) error {
 		return fmt.Errorf("join %s: the node there belongs to a different cluster than this token (CA fingerprint mismatch)", addr)
 	case strings.Contains(err.Error(), "connection refused"):
 		return fmt.Errorf("join %s: connection refused: no shoal agent in a cluster listens there", addr)
-	case isDialError(err) && (strings.Contains(err.Error(), "tls:") || strings.Contains(err.Error(), "first record") || strings.Contains(err.Error(), "EOF")):
+	case clusterport.IsDialError(err) && (strings.Contains(err.Error(), "tls:") || strings.Contains(err.Error(), "first record") || strings.Contains(err.Error(), "EOF")):
 		return fmt.Errorf("join %s: not a Shoal cluster node (TLS handshake failed: %v)", addr, err)
 	default:
 		return fmt.Errorf("join %s: %w", addr, err)
@@ -578,11 +578,4 @@ func (a *Agent) promoteReplacement(ctx context.Context, cl *cluster, leaving str
 		}
 		return
 	}
-}
-
-// isDialError reports a failure to connect to a peer, through callRPC
-// (clusterport.DialError) or a connection dialled here (dialError).
-func isDialError(err error) bool {
-	var de *dialError
-	return clusterport.IsDialError(err) || errors.As(err, &de)
 }

@@ -26,14 +26,6 @@ const (
 	dialTimeout = clusterport.DialTimeout
 )
 
-// dialError marks a failure to connect to a peer on a connection dialled
-// here rather than through callRPC (whose failures to connect are
-// clusterport.DialError): snapshot.go sends its file that way.
-type dialError struct{ err error }
-
-func (e *dialError) Error() string { return e.err.Error() }
-func (e *dialError) Unwrap() error { return e.err }
-
 // portTracker makes a connTracker the port's clusterport.Tracker.
 type portTracker struct{ t *connTracker }
 

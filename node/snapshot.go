@@ -167,7 +167,7 @@ func (a *Agent) restoreAsLeader(ctx context.Context, cl *cluster, f *consensus.S
 func callSnapshotRestoreRPC(ctx context.Context, addr string, cfg *tls.Config, req wire.SnapshotRestoreRequest, raw []byte, out *api.SnapshotRestoreResponse) error {
 	conn, err := dialProto(addr, dialTimeout, cfg, protoRPC)
 	if err != nil {
-		return &dialError{fmt.Errorf("connect to %s: %w", addr, err)}
+		return &clusterport.DialError{Err: fmt.Errorf("connect to %s: %w", addr, err)}
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
