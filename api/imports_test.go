@@ -92,6 +92,11 @@ var importRules = []importRule{
 	// replica's types, and the load balancer's and overlay's desired-state
 	// types it fills in; the agent applies them.
 	{"node/netplan/...", []string{"api", "consensus", "lb", "overlay", "node/netplan/..."}},
+	// What only the leader runs (scheduling passes, autoscale polling,
+	// node status, re-admission, autopilot): the replica and Raft from
+	// consensus, gossip's verdicts, the planners; the agent's gossip key
+	// rotation and its RPC caller come in as funcs.
+	{"node/leaderloop/...", []string{"api", "consensus", "node/autoscale", "node/membership", "node/metrics", "node/scheduler", "node/leaderloop/..."}},
 	// cmd/shoal starts the agent (and the node's container supervisor)
 	// through node and otherwise talks to it only through api.
 	{"cmd/shoal", []string{"api", "api/atomicfile", "node"}},

@@ -24,8 +24,10 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/autoscale"
+	"github.com/shoal-org/shoal/node/leaderloop"
 	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/pki"
+	"github.com/shoal-org/shoal/node/wire"
 )
 
 // memberMeta is what a node gossips about itself (node/membership); the
@@ -46,13 +48,13 @@ type cluster struct {
 	client  *tls.Config // mutual TLS towards peers
 	fence   *fence      // this instance's epoch (fence.go)
 	// removing holds the IDs of nodes the leader is removing (node ID →
-	// struct{}): between their removal from Raft and from the state,
-	// admitMissing must not take them back.
+	// struct{}): between their removal from Raft and from the state, the
+	// leader loop's re-admission must not take them back.
 	removing sync.Map
 	tls      *pki.Source // this node's certificate and trusted CAs, swapped on renewal (keys.go)
 	// keyTarget is the gossip key this leader is rotating to (revoke.go).
 	keyTarget atomic.Pointer[[]byte]
-	// usage holds the rolling usage of this node's autoscaled tasks (autoscaleloop.go).
+	// usage holds the rolling usage of this node's autoscaled tasks (usage.go).
 	usage autoscale.Sampler
 
 	cancel context.CancelFunc
@@ -213,13 +215,32 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	go func() { defer cl.wg.Done(); a.networkLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.removalLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.gossipJoinLoop(cctx, cl, peers) }()
-	go func() { defer cl.wg.Done(); a.leadershipLoop(cctx, cl) }()
+	go func() { defer cl.wg.Done(); a.newLeaderLoop(cl).Run(cctx) }()
 	go func() { defer cl.wg.Done(); a.reconcileLoop(cctx, cl) }()
 	cl.wg.Add(1)
 	go func() { defer cl.wg.Done(); a.usageLoop(cctx, cl) }()
 	cl.wg.Add(1)
 	go func() { defer cl.wg.Done(); a.revokeLoop(cctx, cl) }()
 	return nil
+}
+
+// newLeaderLoop is what this node runs while it leads cl (node/leaderloop).
+func (a *Agent) newLeaderLoop(cl *cluster) *leaderloop.Loop {
+	return leaderloop.New(leaderloop.Config{
+		NodeID: a.id.NodeID, Store: cl.store, Raft: cl.raft, Members: cl.members, Log: a.log, Metrics: a.obs.m(),
+		RestartGrace: a.cfg.RestartGrace, DeadVoterGrace: a.cfg.DeadVoterGrace,
+		Removing: func(id string) bool {
+			_, busy := cl.removing.Load(id)
+			return busy
+		},
+		RotateGossipKeys: func(ctx context.Context) { a.rotateGossipKeys(ctx, cl) },
+		LocalUsage:       cl.usage.Report,
+		Usage: func(ctx context.Context, addr string) (autoscale.Report, error) {
+			var rep autoscale.Report
+			err := callRPC(ctx, addr, cl.client, wire.MethodUsage, nil, &rep, nil)
+			return rep, err
+		},
+	})
 }
 
 // writeBootstrap waits for the single-voter cluster to elect this node and

@@ -1,4 +1,9 @@
-package node
+// Package leaderloop is what only the leader runs: one loop per term,
+// started from Raft's leadership notifications, that writes gossip's
+// verdict on nodes into Raft, re-admits nodes missing from the Raft
+// configuration, keeps the voters (autopilot), schedules and autoscales.
+// It holds the cluster's parts it needs in Config and never imports node.
+package leaderloop
 
 // Leader work runs in one loop per term, started from Raft's leadership
 // notifications after a barrier (so the local state holds every committed
@@ -10,16 +15,62 @@ package node
 //     (a returning node after force-new-cluster, a join interrupted by a
 //     leader change) are added back as non-voters;
 //   - autopilot: keeps 3 (or 5) voters among healthy nodes;
-//   - scheduling: services → tasks (scheduler.go).
+//   - scheduling: services → tasks (schedule.go);
+//   - autoscaling: usage polled from the nodes → replica counts (autoscale.go);
+//   - the gossip key rotation's leader step (node's revoke.go, through
+//     Config.RotateGossipKeys).
 
 import (
 	"context"
+	"log/slog"
+	"net"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/autoscale"
+	"github.com/shoal-org/shoal/node/membership"
+	"github.com/shoal-org/shoal/node/metrics"
 )
+
+// Config is what the leader's loops need of the cluster instance they run
+// in. Every field is required; none is changed after New.
+type Config struct {
+	NodeID  string                 // this node
+	Store   *consensus.Store       // the local replica
+	Raft    *consensus.Raft        // proposals, configuration changes, leadership
+	Members *membership.Membership // gossip's verdicts
+	Log     *slog.Logger
+	Metrics *metrics.Set // the scheduler's plan timing
+
+	// RestartGrace is how long a node that announced a restart is not
+	// marked down; DeadVoterGrace how long autopilot waits before it
+	// replaces a dead voter (node.Config).
+	RestartGrace   time.Duration
+	DeadVoterGrace time.Duration
+
+	// Removing reports whether the leader is removing the node (between
+	// its removal from Raft and from the state): it is not re-admitted.
+	Removing func(nodeID string) bool
+	// RotateGossipKeys takes the gossip key rotation's next step, if any;
+	// it runs on every pass and must not block for long.
+	RotateGossipKeys func(ctx context.Context)
+	// LocalUsage is this node's usage report; Usage asks the node whose
+	// cluster port is addr for its report (RPC usage).
+	LocalUsage func() autoscale.Report
+	Usage      func(ctx context.Context, addr string) (autoscale.Report, error)
+}
+
+// Loop runs the leader's work while this node leads.
+type Loop struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns the loop of one cluster instance; Run starts it.
+func New(cfg Config) *Loop { return &Loop{cfg: cfg, log: cfg.Log} }
 
 // leadershipRecheck is how often leadershipLoop re-reads raft's state
 // without a notification.
@@ -29,7 +80,12 @@ const leadershipRecheck = 5 * time.Second
 // marks nodes it has never seen as down.
 const statusGrace = 3 * time.Second
 
-func (a *Agent) leadershipLoop(ctx context.Context, cl *cluster) {
+// Run follows this node's leadership until ctx ends: it runs the leader's
+// work (after a barrier) for as long as this node leads, and while it does
+// not, lets gossip's verdict on the leader start an election early. It
+// blocks; on return the leader's work has stopped.
+func (l *Loop) Run(ctx context.Context) {
+	cl := l.cfg
 	var (
 		lcancel context.CancelFunc
 		lwg     sync.WaitGroup
@@ -51,13 +107,13 @@ func (a *Agent) leadershipLoop(ctx context.Context, cl *cluster) {
 		lwg.Add(1)
 		go func() {
 			defer lwg.Done()
-			a.leaderWork(lctx, cl)
+			l.leaderWork(lctx)
 		}()
 	}
-	if cl.raft.IsLeader() {
+	if cl.Raft.IsLeader() {
 		start()
 	}
-	memberCh, cancelMembers := cl.members.Subscribe()
+	memberCh, cancelMembers := cl.Members.Subscribe()
 	defer cancelMembers()
 	// raft's leadership channel keeps the newest transition when one is
 	// missed, so the check below is only a backstop; once a second it was
@@ -65,11 +121,11 @@ func (a *Agent) leadershipLoop(ctx context.Context, cl *cluster) {
 	tick := time.NewTicker(leadershipRecheck)
 	defer tick.Stop()
 	for {
-		a.expediteElection(cl)
+		l.expediteElection()
 		select {
 		case <-ctx.Done():
 			return
-		case isLeader := <-cl.raft.LeadershipCh():
+		case isLeader := <-cl.Raft.LeadershipCh():
 			if isLeader {
 				start()
 			} else {
@@ -78,7 +134,7 @@ func (a *Agent) leadershipLoop(ctx context.Context, cl *cluster) {
 		case <-memberCh:
 		case <-tick.C:
 			// Belt and braces: NotifyCh may drop a transition under load.
-			if cl.raft.IsLeader() {
+			if cl.Raft.IsLeader() {
 				start()
 			} else {
 				stop()
@@ -93,19 +149,19 @@ func (a *Agent) leadershipLoop(ctx context.Context, cl *cluster) {
 // starved leader in office) is cut to the lease (consensus.Raft.
 // ExpediteElection). A leader gossip has never seen (it just joined) is
 // not suspected.
-func (a *Agent) expediteElection(cl *cluster) {
-	if err := cl.raft.ExpediteElection(suspectLeader(cl.raft.IsLeader(), leaderID(cl), cl.members.AliveSet(), cl.members.EverSeen)); err != nil {
-		a.log.Debug("raft timeouts", "err", err)
+func (l *Loop) expediteElection() {
+	cl := l.cfg
+	leader, _ := cl.Raft.Leader()
+	if err := cl.Raft.ExpediteElection(SuspectLeader(cl.Raft.IsLeader(), leader, cl.Members.AliveSet(), cl.Members.EverSeen)); err != nil {
+		l.log.Debug("raft timeouts", "err", err)
 	}
 }
 
-func leaderID(cl *cluster) string {
-	id, _ := cl.raft.Leader()
-	return id
-}
-
-// suspectLeader is the pure half of expediteElection.
-func suspectLeader(self bool, leader string, alive map[string]memberMeta, everSeen func(string) bool) bool {
+// SuspectLeader is the pure half of expediteElection: whether this node
+// (self: it leads) should cut Raft's heartbeat timeout to the lease, given
+// the leader it knows ("" for none), gossip's alive set and whether gossip
+// ever saw a node.
+func SuspectLeader(self bool, leader string, alive map[string]membership.Meta, everSeen func(string) bool) bool {
 	if self {
 		return false
 	}
@@ -116,28 +172,29 @@ func suspectLeader(self bool, leader string, alive map[string]memberMeta, everSe
 	return !ok && everSeen(leader)
 }
 
-func (a *Agent) leaderWork(ctx context.Context, cl *cluster) {
+func (l *Loop) leaderWork(ctx context.Context) {
+	cl := l.cfg
 	bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err := cl.raft.Barrier(bctx)
+	err := cl.Raft.Barrier(bctx)
 	cancel()
 	if err != nil {
-		a.log.Warn("leader barrier failed", "err", err)
+		l.log.Warn("leader barrier failed", "err", err)
 		return
 	}
 	since := time.Now()
-	a.log.Info("leading the cluster")
+	l.log.Info("leading the cluster")
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		a.schedulerLoop(ctx, cl)
+		l.schedulerLoop(ctx)
 	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		a.autoscaleLoop(ctx, cl)
+		l.autoscaleLoop(ctx)
 	}()
 
 	// Membership events and state changes (a join, a status change) wake
@@ -151,18 +208,18 @@ func (a *Agent) leaderWork(ctx context.Context, cl *cluster) {
 		minPass  = 100 * time.Millisecond
 		idlePass = time.Second
 	)
-	storeCh, cancel := cl.store.Subscribe()
+	storeCh, cancel := cl.Store.Subscribe()
 	defer cancel()
-	memberCh, cancelMembers := cl.members.Subscribe()
+	memberCh, cancelMembers := cl.Members.Subscribe()
 	defer cancelMembers()
 	tick := time.NewTicker(idlePass)
 	defer tick.Stop()
 	for {
 		passed := time.Now()
-		a.markNodeStatus(ctx, cl, since)
-		a.admitMissing(ctx, cl)
-		a.autopilot(ctx, cl)
-		a.rotateGossipKeys(ctx, cl)
+		l.markNodeStatus(ctx, since)
+		l.admitMissing(ctx)
+		l.autopilot(ctx)
+		cl.RotateGossipKeys(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -185,43 +242,55 @@ func (a *Agent) leaderWork(ctx context.Context, cl *cluster) {
 
 // markNodeStatus writes gossip's verdict for every node whose recorded
 // status differs, in one command.
-func (a *Agent) markNodeStatus(ctx context.Context, cl *cluster, leaderSince time.Time) {
-	alive := cl.members.AliveSet()
-	now := time.Now().UTC()
+func (l *Loop) markNodeStatus(ctx context.Context, leaderSince time.Time) {
+	cl := l.cfg
+	changes := StatusChanges(cl.Store.Nodes(), cl.NodeID, cl.Members.AliveSet(), time.Since(leaderSince) < statusGrace,
+		cl.Members.EverSeen, func(id string) bool { return cl.Members.Restarting(id, cl.RestartGrace) }, time.Now().UTC())
+	if len(changes) == 0 {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := cl.Raft.Apply(wctx, &consensus.SetNodeStatus{Statuses: changes}); err != nil {
+		l.log.Warn("record node status", "err", err)
+		return
+	}
+	for _, c := range changes {
+		l.log.Info("node status changed", "node_id", shortID(c.ID), "status", c.Status)
+	}
+}
+
+// StatusChanges is the pure half of markNodeStatus: the status gossip's
+// verdict gives each node of nodes whose recorded status differs. self
+// (this leader) is ready; a node gossip does not count alive is down,
+// except, while the new leader is in its grace (inGrace), one gossip never
+// saw, and a ready node that announced a restart (restarting).
+func StatusChanges(nodes []*api.Node, self string, alive map[string]membership.Meta, inGrace bool,
+	everSeen, restarting func(id string) bool, now time.Time) []consensus.NodeStatus {
 	var changes []consensus.NodeStatus
-	for _, n := range cl.store.Nodes() {
+	for _, n := range nodes {
 		want := api.NodeDown
-		if _, ok := alive[n.ID]; ok || n.ID == a.id.NodeID {
+		if _, ok := alive[n.ID]; ok || n.ID == self {
 			want = api.NodeReady
 		}
-		if want == api.NodeDown && time.Since(leaderSince) < statusGrace && !cl.members.EverSeen(n.ID) {
+		if want == api.NodeDown && inGrace && !everSeen(n.ID) {
 			continue
 		}
-		if want == api.NodeDown && n.Status == api.NodeReady && cl.members.Restarting(n.ID, a.cfg.RestartGrace) {
+		if want == api.NodeDown && n.Status == api.NodeReady && restarting(n.ID) {
 			continue // an agent restart or upgrade: its tasks keep running
 		}
 		if n.Status != want {
 			changes = append(changes, consensus.NodeStatus{ID: n.ID, Status: want, At: now})
 		}
 	}
-	if len(changes) == 0 {
-		return
-	}
-	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if _, err := cl.raft.Apply(wctx, &consensus.SetNodeStatus{Statuses: changes}); err != nil {
-		a.log.Warn("record node status", "err", err)
-		return
-	}
-	for _, c := range changes {
-		a.log.Info("node status changed", "node_id", shortID(c.ID), "status", c.Status)
-	}
+	return changes
 }
 
 // admitMissing adds nodes of the state that are alive but absent from the
 // Raft configuration as non-voters.
-func (a *Agent) admitMissing(ctx context.Context, cl *cluster) {
-	servers, err := cl.raft.Servers()
+func (l *Loop) admitMissing(ctx context.Context) {
+	cl := l.cfg
+	servers, err := cl.Raft.Servers()
 	if err != nil {
 		return
 	}
@@ -229,47 +298,57 @@ func (a *Agent) admitMissing(ctx context.Context, cl *cluster) {
 	for _, s := range servers {
 		in[s.ID] = true
 	}
-	alive := cl.members.AliveSet()
-	for _, n := range cl.store.Nodes() {
+	alive := cl.Members.AliveSet()
+	for _, n := range cl.Store.Nodes() {
 		if in[n.ID] {
 			continue
 		}
 		if _, ok := alive[n.ID]; !ok {
 			continue
 		}
-		if _, busy := cl.removing.Load(n.ID); busy {
+		if cl.Removing(n.ID) {
 			continue
 		}
 		addr := joinHostPort(n.Addr, n.ClusterPort)
-		if err := cl.raft.AddNonvoter(ctx, n.ID, addr); err != nil {
-			a.log.Warn("re-admit node to raft", "node_id", shortID(n.ID), "err", err)
+		if err := cl.Raft.AddNonvoter(ctx, n.ID, addr); err != nil {
+			l.log.Warn("re-admit node to raft", "node_id", shortID(n.ID), "err", err)
 			continue
 		}
-		a.log.Info("re-admitted node to raft as non-voter", "node_id", shortID(n.ID))
+		l.log.Info("re-admitted node to raft as non-voter", "node_id", shortID(n.ID))
 	}
 }
 
 // autopilot applies consensus.PlanVoters to the Raft configuration, one
 // change at a time, stopping at the first failure (the next round replans).
-func (a *Agent) autopilot(ctx context.Context, cl *cluster) {
-	servers, err := cl.raft.Servers()
+func (l *Loop) autopilot(ctx context.Context) {
+	cl := l.cfg
+	servers, err := cl.Raft.Servers()
 	if err != nil {
 		return
 	}
-	leader, _ := cl.raft.Leader()
+	leader, _ := cl.Raft.Leader()
 	cfg := consensus.DefaultAutopilotConfig()
-	cfg.DeadGrace = a.cfg.DeadVoterGrace
+	cfg.DeadGrace = cl.DeadVoterGrace
 	changes := consensus.PlanVoters(consensus.AutopilotInput{
 		Servers:  servers,
-		Nodes:    consensus.NodeHealthFrom(cl.store.Nodes()),
+		Nodes:    consensus.NodeHealthFrom(cl.Store.Nodes()),
 		LeaderID: leader,
 		Now:      time.Now().UTC(),
 	}, cfg)
 	for _, c := range changes {
-		if err := cl.raft.ApplyVoterChange(ctx, c); err != nil {
-			a.log.Warn("autopilot change failed", "action", c.Action, "node_id", shortID(c.ID), "err", err)
+		if err := cl.Raft.ApplyVoterChange(ctx, c); err != nil {
+			l.log.Warn("autopilot change failed", "action", c.Action, "node_id", shortID(c.ID), "err", err)
 			return
 		}
-		a.log.Info("autopilot", "action", c.Action, "node_id", shortID(c.ID))
+		l.log.Info("autopilot", "action", c.Action, "node_id", shortID(c.ID))
 	}
+}
+
+func joinHostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
 }

@@ -1,9 +1,15 @@
-package node
+package leaderloop
 
-import "testing"
+import (
+	"testing"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/membership"
+)
 
 func TestSuspectLeader(t *testing.T) {
-	alive := map[string]memberMeta{"l": {NodeID: "l"}}
+	alive := map[string]membership.Meta{"l": {NodeID: "l"}}
 	seen := func(id string) bool { return id == "l" || id == "gone" }
 	cases := []struct {
 		name   string
@@ -18,8 +24,62 @@ func TestSuspectLeader(t *testing.T) {
 		{"leader gossip never saw (just joined)", false, "new", false},
 	}
 	for _, c := range cases {
-		if got := suspectLeader(c.self, c.leader, alive, seen); got != c.want {
-			t.Errorf("%s: suspectLeader = %v, want %v", c.name, got, c.want)
+		if got := SuspectLeader(c.self, c.leader, alive, seen); got != c.want {
+			t.Errorf("%s: SuspectLeader = %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// TestStatusChanges: gossip's verdict becomes the recorded status, except
+// for the nodes a new leader has not heard of yet and ready nodes that
+// announced a restart.
+func TestStatusChanges(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	node := func(id, status string) *api.Node { return &api.Node{ID: id, Status: status} }
+	alive := map[string]membership.Meta{"up": {NodeID: "up"}, "back": {NodeID: "back"}}
+	seen := func(id string) bool { return id != "unseen" }
+	restarting := func(id string) bool { return id == "restarting" }
+	nodes := []*api.Node{
+		node("self", api.NodeDown),         // the leader itself: ready even without gossip
+		node("up", api.NodeReady),          // no change
+		node("back", api.NodeDown),         // alive again
+		node("gone", api.NodeReady),        // dead
+		node("unseen", api.NodeReady),      // dead, but never seen: waits out the grace
+		node("restarting", api.NodeReady),  // dead, announced a restart
+		node("restarting2", api.NodeReady), // dead, no announcement
+		node("downalready", api.NodeDown),  // no change
+	}
+	cases := []struct {
+		name    string
+		inGrace bool
+		want    map[string]string
+	}{
+		{"in grace", true, map[string]string{"self": api.NodeReady, "back": api.NodeReady, "gone": api.NodeDown,
+			"restarting2": api.NodeDown}},
+		{"after grace", false, map[string]string{"self": api.NodeReady, "back": api.NodeReady, "gone": api.NodeDown,
+			"unseen": api.NodeDown, "restarting2": api.NodeDown}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := StatusChanges(nodes, "self", alive, c.inGrace, seen, restarting, now)
+			m := map[string]string{}
+			for _, ch := range got {
+				if !ch.At.Equal(now) {
+					t.Errorf("%s: At = %v, want %v", ch.ID, ch.At, now)
+				}
+				m[ch.ID] = ch.Status
+			}
+			if len(m) != len(c.want) {
+				t.Errorf("changes %v, want %v", m, c.want)
+			}
+			for id, st := range c.want {
+				if m[id] != st {
+					t.Errorf("%s: status %q, want %q (all: %v)", id, m[id], st, m)
+				}
+			}
+		})
+	}
+	if got := StatusChanges(nil, "self", alive, false, seen, restarting, now); got != nil {
+		t.Errorf("no nodes: %v, want none", got)
 	}
 }

@@ -1,9 +1,9 @@
-package node
+package leaderloop
 
 // The leader's scheduler loop: on every state change (debounced) or when the
 // last plan asked to be woken (restart delays, update delays), it runs the
 // pure planner of node/scheduler over a snapshot of the state and writes the
-// result in Raft entries of bounded size (planEntries). A plan creates at
+// result in Raft entries of bounded size (PlanEntries). A plan creates at
 // most scheduler.DefaultMaxCreate tasks; when it stops there (Plan.More) the
 // loop plans again after its debounce, so a huge scale-up arrives in rounds
 // of bounded entries instead of one entry that stalls the leader.
@@ -27,8 +27,8 @@ const (
 	maxDeletesPerEntry = 10000
 )
 
-func (a *Agent) schedulerLoop(ctx context.Context, cl *cluster) {
-	ch, cancel := cl.store.Subscribe()
+func (l *Loop) schedulerLoop(ctx context.Context) {
+	ch, cancel := l.cfg.Store.Subscribe()
 	defer cancel()
 	planner := scheduler.NewPlanner(scheduler.DefaultConfig())
 	var wake *time.Timer
@@ -41,9 +41,9 @@ func (a *Agent) schedulerLoop(ctx context.Context, cl *cluster) {
 	resync := time.NewTicker(5 * time.Second)
 	defer resync.Stop()
 	for {
-		next, err := a.schedulePass(ctx, cl, planner)
+		next, err := l.schedulePass(ctx, planner)
 		if err != nil && ctx.Err() == nil {
-			a.log.Warn("scheduler pass failed", "err", err)
+			l.log.Warn("scheduler pass failed", "err", err)
 		}
 		if wake != nil {
 			wake.Stop()
@@ -74,16 +74,16 @@ func (a *Agent) schedulerLoop(ctx context.Context, cl *cluster) {
 	}
 }
 
-func (a *Agent) schedulePass(ctx context.Context, cl *cluster, planner *scheduler.Planner) (time.Time, error) {
-	st := schedulerState(cl.store)
-	plan := metrics.Timed(a.obs.m().PlanDuration, func() scheduler.Plan { return planner.Plan(st, time.Now().UTC()) })
-	entries := planEntries(plan)
+func (l *Loop) schedulePass(ctx context.Context, planner *scheduler.Planner) (time.Time, error) {
+	st := SchedulerState(l.cfg.Store)
+	plan := metrics.Timed(l.cfg.Metrics.PlanDuration, func() scheduler.Plan { return planner.Plan(st, time.Now().UTC()) })
+	entries := PlanEntries(plan)
 	if len(entries) == 0 {
 		return plan.NextWake, nil
 	}
 	for _, e := range entries {
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := cl.raft.Apply(wctx, e)
+		_, err := l.cfg.Raft.Apply(wctx, e)
 		cancel()
 		if err != nil {
 			// The entries written so far stand; the next plan, computed
@@ -91,7 +91,7 @@ func (a *Agent) schedulePass(ctx context.Context, cl *cluster, planner *schedule
 			return time.Now().Add(500 * time.Millisecond), err
 		}
 	}
-	logPlan(a, plan)
+	l.logPlan(plan)
 	if plan.More {
 		// Plan the next round at once, after the loop's debounce: the
 		// entries just written went through Raft like any other write,
@@ -101,12 +101,12 @@ func (a *Agent) schedulePass(ctx context.Context, cl *cluster, planner *schedule
 	return plan.NextWake, nil
 }
 
-// schedulerState is the planner's input, read from one point-in-time view
+// SchedulerState is the planner's input, read from one point-in-time view
 // of the store. Reading table by table would let an entry applied between
 // two reads show the planner a state no log prefix ever had: a task whose
 // service it did not see (and would not plan for), or a service without
 // the tasks created with it (and would create them twice).
-func schedulerState(store *consensus.Store) scheduler.State {
+func SchedulerState(store *consensus.Store) scheduler.State {
 	snap := store.Snapshot()
 	st := scheduler.State{}
 	for _, n := range snap.Nodes() {
@@ -121,12 +121,12 @@ func schedulerState(store *consensus.Store) scheduler.State {
 	return st
 }
 
-// planEntries turns a plan into Raft log entries of bounded size, in the
+// PlanEntries turns a plan into Raft log entries of bounded size, in the
 // order the planner's contract asks: service updates, then task upserts
 // (creates before updates), then deletions. Every command of a Batch
 // applies on its own, so splitting changes what a reader may see in between
 // but not the outcome.
-func planEntries(plan scheduler.Plan) []consensus.Command {
+func PlanEntries(plan scheduler.Plan) []consensus.Command {
 	var entries []consensus.Command
 	var cur []consensus.Command
 	size := 0
@@ -163,10 +163,10 @@ func planEntries(plan scheduler.Plan) []consensus.Command {
 	return entries
 }
 
-func logPlan(a *Agent, p scheduler.Plan) {
+func (l *Loop) logPlan(p scheduler.Plan) {
 	for _, t := range p.Create {
 		if t.State == api.TaskAssigned {
-			a.log.Debug("task assigned", "task", t.Name, "node_id", shortID(t.NodeID))
+			l.log.Debug("task assigned", "task", t.Name, "node_id", shortID(t.NodeID))
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package node
+package leaderloop
 
 import (
 	"fmt"
@@ -22,7 +22,7 @@ func TestPlanEntriesBounded(t *testing.T) {
 		p.Delete = append(p.Delete, fmt.Sprintf("d%d", i))
 	}
 	var order []string // service IDs, task IDs and deleted IDs in write order
-	for i, e := range planEntries(p) {
+	for i, e := range PlanEntries(p) {
 		cmds := []consensus.Command{e}
 		if b, ok := e.(*consensus.Batch); ok {
 			cmds = b.Commands
@@ -67,7 +67,7 @@ func TestPlanEntriesBounded(t *testing.T) {
 			t.Fatalf("item %d is %s, want %s: the plan's order is lost", i, order[i], want[i])
 		}
 	}
-	if got := planEntries(scheduler.Plan{}); len(got) != 0 {
+	if got := PlanEntries(scheduler.Plan{}); len(got) != 0 {
 		t.Errorf("empty plan gives %d entries", len(got))
 	}
 }
@@ -78,14 +78,22 @@ func TestPlanEntriesBounded(t *testing.T) {
 // services before a round and the tasks after it would show a task whose
 // node or service is missing.
 func TestSchedulerStateIsOneView(t *testing.T) {
-	r := newReplica(t)
+	store := consensus.NewStore()
+	fsm := consensus.NewFSM(store)
+	if res := fsm.ApplyCommand(1, consensus.BootstrapCluster{
+		Cluster: consensus.ClusterState{ClusterID: "c1", GossipKeys: [][]byte{make([]byte, 32)},
+			ClusterCIDR: "10.42.0.0/16", VIPCIDR: "10.43.0.0/16", TokenSecretHash: "x"},
+		Node: api.Node{ID: "boot", Hostname: "boot", Addr: "127.0.0.1", Status: api.NodeReady, CertSerial: "b0"},
+	}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
 	const rounds = 200
 	done := make(chan error, 1)
 	go func() {
-		idx := r.idx
+		idx := uint64(1)
 		apply := func(cmd consensus.Command) error {
 			idx++
-			if res := r.fsm.ApplyCommand(idx, cmd); res.Err != nil {
+			if res := fsm.ApplyCommand(idx, cmd); res.Err != nil {
 				return fmt.Errorf("apply %T: %w", cmd, res.Err)
 			}
 			return nil
@@ -113,14 +121,14 @@ func TestSchedulerStateIsOneView(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if st := schedulerState(r.store); len(st.Tasks) != rounds {
+			if st := SchedulerState(store); len(st.Tasks) != rounds {
 				t.Fatalf("final state has %d tasks, want %d", len(st.Tasks), rounds)
 			}
 			t.Logf("%d reads while %d rounds were applied", reads, rounds)
 			return
 		default:
 		}
-		st := schedulerState(r.store)
+		st := SchedulerState(store)
 		reads++
 		nodes, services := map[string]bool{}, map[string]bool{}
 		for _, n := range st.Nodes {
