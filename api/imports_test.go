@@ -97,6 +97,12 @@ var importRules = []importRule{
 	// consensus, gossip's verdicts, the planners; the agent's gossip key
 	// rotation and its RPC caller come in as funcs.
 	{"node/leaderloop/...", []string{"api", "consensus", "node/autoscale", "node/membership", "node/metrics", "node/scheduler", "node/leaderloop/..."}},
+	// How a write reaches the leader and is applied once: Raft and the
+	// replica, the authorization table, the leader's re-validation
+	// (node/handlers), sealing (node/pki), the RPC protocol and the
+	// cluster port's restore call; the agent's RPC caller, dialler, KEK
+	// and token rotation come in as funcs.
+	{"node/writes/...", []string{"api", "consensus", "node/authz", "node/clusterport", "node/handlers", "node/membership", "node/pki", "node/wire", "node/writes/..."}},
 	// cmd/shoal starts the agent (and the node's container supervisor)
 	// through node and otherwise talks to it only through api.
 	{"cmd/shoal", []string{"api", "api/atomicfile", "node"}},

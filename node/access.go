@@ -1,7 +1,7 @@
 package node
 
 // The agent's side of authorization (node/authz holds the pure table): who
-// a peer is in this node's replica, what a peer may fetch from this node,
+// a peer is in this node's replica (callerOf), what a peer may fetch from this node,
 // and the Raft admission gate of the mux.
 
 import (
@@ -10,11 +10,19 @@ import (
 	"slices"
 	"time"
 
+	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/wire"
+	"github.com/shoal-org/shoal/node/writes"
 	"github.com/shoal-org/shoal/runtime/image"
 )
+
+// callerOf describes a peer for authz.Authorize from cl's replica
+// (writes.CallerOf).
+func callerOf(cl *cluster, kind authz.Kind, peerID string) (authz.Caller, *api.Node) {
+	return writes.CallerOf(cl.store, kind, peerID)
+}
 
 // adminOpAllowed is authz.AdminOpCheck for a peer, from this node's replica.
 func (a *Agent) adminOpAllowed(peerID, op string) error {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/shoal-org/shoal/api/atomicfile"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/writes"
 	"github.com/shoal-org/shoal/runtime"
 	"github.com/shoal-org/shoal/runtime/image"
 )
@@ -31,12 +32,11 @@ var (
 	// ErrAlreadyInCluster: init or join on a node that already is in one.
 	ErrAlreadyInCluster = errors.New("this node is already part of a cluster")
 	// ErrNoQuorum: no leader could commit the write within the write timeout.
-	ErrNoQuorum = errors.New("no quorum")
+	ErrNoQuorum = writes.ErrNoQuorum
 	// ErrOutcomeUnknown: an attempt of the write may have been committed
-	// (leadership changed, or the connection broke, after it was sent) and
-	// the retry was refused by the state it may have changed itself, so
-	// whether the write took effect cannot be told from the answer.
-	ErrOutcomeUnknown = errors.New("the write may or may not have been applied (the leader changed while it was being committed)")
+	// and the retry was refused by the state it may have changed itself
+	// (writes.ErrOutcomeUnknown).
+	ErrOutcomeUnknown = writes.ErrOutcomeUnknown
 )
 
 // identity is what makes a node the same node across restarts.

@@ -28,6 +28,7 @@ import (
 	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
+	"github.com/shoal-org/shoal/node/writes"
 )
 
 // memberMeta is what a node gossips about itself (node/membership); the
@@ -239,6 +240,24 @@ func (a *Agent) newLeaderLoop(cl *cluster) *leaderloop.Loop {
 			var rep autoscale.Report
 			err := callRPC(ctx, addr, cl.client, wire.MethodUsage, nil, &rep, nil)
 			return rep, err
+		},
+	})
+}
+
+// writer is the write path of cl (node/writes). It holds no state, so it
+// is made per call: a cluster built without one (tests) has one too.
+func (a *Agent) writer(cl *cluster) *writes.Writer {
+	return writes.New(writes.Config{
+		NodeID: a.id.NodeID, ClusterID: cl.id, Store: cl.store, Raft: cl.raft, Members: cl.members,
+		Log: a.log, WriteTimeout: a.cfg.WriteTimeout,
+		Call: func(ctx context.Context, addr, method string, body, out any) error {
+			return callRPC(ctx, addr, cl.client, method, body, out, nil)
+		},
+		Dial: rpcDialer(cl.client),
+		KEK:  a.kekFor,
+		RotateToken: func(ctx context.Context) error {
+			_, err := a.rotateSecretAsLeader(ctx, cl)
+			return err
 		},
 	})
 }

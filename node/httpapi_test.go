@@ -19,6 +19,7 @@ import (
 	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
+	"github.com/shoal-org/shoal/node/writes"
 )
 
 // newTestAgent returns an agent in no cluster, without runtime or image
@@ -310,7 +311,7 @@ func TestWriteErrorAfterApply(t *testing.T) {
 		if rec.Code != http.StatusConflict || !errors.Is(err, consensus.ErrVersionMismatch) {
 			t.Errorf("%s: version mismatch answers %d (want 409), errors.Is=%v", name, rec.Code, errors.Is(err, consensus.ErrVersionMismatch))
 		}
-		if retryable(err) {
+		if writes.Retryable(err) {
 			t.Errorf("%s: a business refusal must not be retried", name)
 		}
 	}

@@ -134,7 +134,12 @@ func (a *Agent) rpcMethod(method string) clusterport.Handler {
 		})
 	case wire.MethodSnapshotRestore:
 		return func(ctx context.Context, call *clusterport.Call) {
-			a.serveSnapshotRestoreRPC(ctx, call)
+			cl, err := a.clusterOrErr()
+			if err != nil {
+				_ = call.Reply(nil, err)
+				return
+			}
+			a.writer(cl).ServeSnapshotRestore(ctx, call)
 		}
 	case wire.MethodRemoval:
 		return clusterport.Unary("removal request", func(_ context.Context, _ string, req wire.RemovalRequest) (any, error) {

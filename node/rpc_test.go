@@ -20,6 +20,7 @@ import (
 	"github.com/shoal-org/shoal/node/clusterport"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
+	"github.com/shoal-org/shoal/node/writes"
 )
 
 // testPKI is a cluster CA that mints node certificates for loopback.
@@ -131,7 +132,7 @@ func TestRPCWithoutCertificateRefused(t *testing.T) {
 			if !errors.As(err, &re) || re.Code != wire.CodeRefused || !strings.Contains(re.Msg, "certificate is required") {
 				t.Fatalf("err = %#v, want a refusal saying a certificate is required", err)
 			}
-			if retryable(err) {
+			if writes.Retryable(err) {
 				t.Error("a refusal must not be retried")
 			}
 		})
@@ -247,8 +248,8 @@ func TestRPCReplyCodes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := replyRoundTrip(t, tt.err)
-			if retryable(got) != tt.retryable {
-				t.Errorf("after the wire, retryable(%#v) = %v, want %v", got, retryable(got), tt.retryable)
+			if writes.Retryable(got) != tt.retryable {
+				t.Errorf("after the wire, writes.Retryable(%#v) = %v, want %v", got, writes.Retryable(got), tt.retryable)
 			}
 			if got.Error() != tt.err.Error() {
 				t.Errorf("message %q, want %q", got, tt.err)
@@ -265,10 +266,10 @@ func TestRPCReplyKeepsRetryableErrors(t *testing.T) {
 		fmt.Errorf("apply command type 3: %w", consensus.ErrTimeout),
 		consensus.ErrShutdown,
 	} {
-		if !retryable(e) {
-			t.Fatalf("retryable(%v) = false locally", e)
+		if !writes.Retryable(e) {
+			t.Fatalf("writes.Retryable(%v) = false locally", e)
 		}
-		if got := replyRoundTrip(t, e); !retryable(got) {
+		if got := replyRoundTrip(t, e); !writes.Retryable(got) {
 			t.Errorf("%q is retryable on the leader but not after the RPC reply (%#v)", e, got)
 		}
 	}

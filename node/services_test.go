@@ -17,6 +17,7 @@ import (
 	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/node/scheduler"
 	"github.com/shoal-org/shoal/node/wire"
+	"github.com/shoal-org/shoal/node/writes"
 )
 
 // newSoloAgent returns a test agent that leads a one-node cluster on an
@@ -208,7 +209,7 @@ func TestLeaderRevalidatesForwardedSpecs(t *testing.T) {
 			if !errors.As(err, &re) || re.Code != wire.CodeRefused || !strings.Contains(re.Msg, tc.want) {
 				t.Fatalf("applyLocal: %v, want a refusal mentioning %q", err, tc.want)
 			}
-			if retryable(err) {
+			if writes.Retryable(err) {
 				t.Errorf("the refusal %v would be retried", err)
 			}
 			if after := servicesJSON(t, a); after != before {

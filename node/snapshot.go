@@ -15,8 +15,8 @@ package node
 // checksum) and the cluster ID before anything else; then the leader (the
 // file travels to it over the cluster port, and is verified again there)
 // merges it with the running cluster (PlanRestore) and installs the result
-// with raft's user-snapshot restore, which followers receive as a snapshot.
-// The reconcilers then converge: tasks of services that are not in the file
+// with raft's user-snapshot restore, which followers receive as a snapshot
+// (node/writes restore.go). The reconcilers then converge: tasks of services that are not in the file
 // lose their record and every node removes their containers; services of
 // the file get their missing tasks from the scheduler; tasks that kept
 // running since the save are left alone.
@@ -34,32 +34,18 @@ package node
 // services on the nodes that join.
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"sync"
-	"time"
+	"net"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/node/authz"
-	"github.com/shoal-org/shoal/node/clusterport"
 	"github.com/shoal-org/shoal/node/handlers"
 	"github.com/shoal-org/shoal/node/wire"
+	"github.com/shoal-org/shoal/node/writes"
 )
-
-// maxSnapshotBytes bounds a snapshot file an agent accepts.
-const maxSnapshotBytes = handlers.MaxSnapshotBytes
-
-// snapshotBodyTimeout bounds reading a forwarded file from a peer.
-const snapshotBodyTimeout = time.Minute
-
-// restoreMu serializes restores on one leader.
-var restoreMu sync.Mutex
 
 // snapshotAgent is the agent as node/handlers' snapshot routes see it.
 type snapshotAgent struct{ replicaAgent }
@@ -86,7 +72,7 @@ func (x snapshotAgent) Restore(ctx context.Context, raw []byte, f *consensus.Sna
 	err = a.forwardToLeader(ctx, cl, func(ctx context.Context, addr string) error {
 		if cl.raft.IsLeader() {
 			var err error
-			resp, err = a.restoreAsLeader(ctx, cl, f, force, a.id.NodeID)
+			resp, err = a.writer(cl).RestoreAsLeader(ctx, f, force, a.id.NodeID)
 			return err
 		}
 		return callSnapshotRestoreRPC(ctx, addr, cl.client, wire.SnapshotRestoreRequest{Force: force, Size: int64(len(raw))}, raw, &resp)
@@ -113,7 +99,7 @@ func (x snapshotAgent) InitFrom(ctx context.Context, f *consensus.SnapshotFile) 
 	if err != nil {
 		return api.InitFromSnapshotResponse{}, err
 	}
-	restored, err := a.restoreAsLeader(ctx, cl, f, true, a.id.NodeID)
+	restored, err := a.writer(cl).RestoreAsLeader(ctx, f, true, a.id.NodeID)
 	if err != nil {
 		if derr := a.dropCluster(context.WithoutCancel(ctx), false); derr != nil {
 			err = errors.Join(err, derr)
@@ -127,110 +113,22 @@ func (x snapshotAgent) InitFrom(ctx context.Context, f *consensus.SnapshotFile) 
 	return api.InitFromSnapshotResponse{InitResponse: init, Restore: restored}, nil
 }
 
-// restoreAsLeader merges f into this leader's state and installs it. by is
-// the node whose API socket asked (for the log).
-func (a *Agent) restoreAsLeader(ctx context.Context, cl *cluster, f *consensus.SnapshotFile, force bool, by string) (api.SnapshotRestoreResponse, error) {
-	restoreMu.Lock()
-	defer restoreMu.Unlock()
-	if !cl.raft.IsLeader() {
-		return api.SnapshotRestoreResponse{}, ErrNotLeader
-	}
-	// Every acknowledged write is in the state the plan merges with.
-	if err := cl.raft.Barrier(ctx); err != nil {
-		return api.SnapshotRestoreResponse{}, err
-	}
-	plan, err := consensus.PlanRestore(f, cl.store.Snapshot(), force)
-	if err != nil {
-		return api.SnapshotRestoreResponse{}, err
-	}
-	if err := cl.raft.RestoreSnapshot(ctx, plan); err != nil {
-		return api.SnapshotRestoreResponse{}, err
-	}
-	resp := api.SnapshotRestoreResponse{
-		ClusterID: cl.id, FileClusterID: f.Header.ClusterID, Index: cl.store.Index(),
-		Services: plan.Services, DroppedNodes: plan.DroppedNodes, DroppedTasks: plan.DroppedTasks,
-	}
-	if resp.Services == nil {
-		resp.Services = []string{}
-	}
-	if resp.DroppedNodes == nil {
-		resp.DroppedNodes = []string{}
-	}
-	a.log.Warn("cluster state restored from a snapshot file", "file_cluster_id", f.Header.ClusterID,
-		"file_index", f.Header.Index, "index", resp.Index, "services", len(plan.Services),
-		"dropped_nodes", plan.DroppedNodes, "by", shortID(by))
-	return resp, nil
-}
-
-// callSnapshotRestoreRPC sends the file to the leader at addr: the request
-// line, then the raw file, then it reads the one answer line.
+// callSnapshotRestoreRPC sends the file to the leader at addr
+// (writes.CallSnapshotRestore over this process's tracked dialler).
 func callSnapshotRestoreRPC(ctx context.Context, addr string, cfg *tls.Config, req wire.SnapshotRestoreRequest, raw []byte, out *api.SnapshotRestoreResponse) error {
-	conn, err := dialProto(addr, dialTimeout, cfg, protoRPC)
-	if err != nil {
-		return &clusterport.DialError{Err: fmt.Errorf("connect to %s: %w", addr, err)}
-	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
-	defer stop()
-	body, _ := json.Marshal(req)
-	line, _ := json.Marshal(wire.Request{Method: wire.MethodSnapshotRestore, Body: body})
-	if _, err := conn.Write(append(line, '\n')); err != nil {
-		return fmt.Errorf("send snapshot to %s: %w", addr, err)
-	}
-	if _, err := conn.Write(raw); err != nil {
-		return fmt.Errorf("send snapshot to %s: %w", addr, err)
-	}
-	answer, err := bufio.NewReader(conn).ReadBytes('\n')
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("read restore answer from %s: %w", addr, err)
-	}
-	var resp wire.Response
-	if err := json.Unmarshal(answer, &resp); err != nil {
-		return fmt.Errorf("malformed restore answer from %s: %w", addr, err)
-	}
-	if resp.Error != "" {
-		return &wire.Error{Code: resp.Code, Msg: resp.Error}
-	}
-	if err := json.Unmarshal(resp.Body, out); err != nil {
-		return fmt.Errorf("decode restore answer from %s: %w", addr, err)
-	}
-	return nil
+	return writes.CallSnapshotRestore(ctx, rpcDialer(cfg), addr, req, raw, out)
 }
 
-// serveSnapshotRestoreRPC is wire.MethodSnapshotRestore on the leader. Callers: a
-// manager node (as for every admin action; workers' sockets are read-only),
-// for a user on its API socket. The file is verified again here.
-func (a *Agent) serveSnapshotRestoreRPC(ctx context.Context, call *clusterport.Call) {
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		_ = call.Reply(nil, err)
-		return
+// rpcDialer opens RPC connections to cluster ports with cfg, tracked in
+// dialedConns.
+func rpcDialer(cfg *tls.Config) func(addr string) (net.Conn, error) {
+	return func(addr string) (net.Conn, error) {
+		c, err := dialProto(addr, dialTimeout, cfg, protoRPC)
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
 	}
-	if c, _ := callerOf(cl, authz.Admin, call.PeerID); c.Worker {
-		_ = call.Reply(nil, fmt.Errorf("%w: node %s is a worker: workers cannot restore the cluster", authz.ErrWorker, shortID(call.PeerID)))
-		return
-	}
-	if !cl.raft.IsLeader() {
-		_ = call.Reply(nil, ErrNotLeader)
-		return
-	}
-	var req wire.SnapshotRestoreRequest
-	if err := json.Unmarshal(call.Req.Body, &req); err != nil || req.Size <= 0 || req.Size > maxSnapshotBytes {
-		_ = call.Reply(nil, &wire.Error{Code: wire.CodeRefused, Msg: "malformed snapshot restore request"})
-		return
-	}
-	_ = call.Conn.SetReadDeadline(time.Now().Add(snapshotBodyTimeout))
-	f, err := consensus.ReadSnapshotFile(io.LimitReader(call.R, req.Size), maxSnapshotBytes)
-	_ = call.Conn.SetReadDeadline(time.Time{})
-	if err != nil {
-		_ = call.Reply(nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("snapshot file refused, nothing changed: %v", err)})
-		return
-	}
-	resp, err := a.restoreAsLeader(ctx, cl, f, req.Force, call.PeerID)
-	_ = call.Reply(resp, err)
 }
 
 // snapshotPools returns the address pools of a seed file's cluster (empty

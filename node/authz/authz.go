@@ -95,7 +95,7 @@ const (
 	ActionDeleteService = "delete_service"
 	ActionUpdateNode    = "update_node"
 	ActionRotateToken   = "rotate_token"
-	// Secrets and configs (node/secrets.go).
+	// Secrets and configs (node/writes secrets.go).
 	ActionCreateSecret  = "create_secret"
 	ActionDeleteSecret  = "delete_secret"
 	ActionCreateConfig  = "create_config"

@@ -8,7 +8,7 @@
 //
 // The package never imports node (api/imports_test.go): the agent hands
 // itself over as Agent. The leader's re-validation of a forwarded write
-// (node write.go) uses the same checks (CheckStoredSpec, CheckObject).
+// (node/writes) uses the same checks (CheckStoredSpec, CheckObject).
 package handlers
 
 import (

@@ -2,7 +2,7 @@ package handlers
 
 // The secret and config routes' side of the replica (node/httpapi
 // objects.go routes them here). A secret's plaintext travels to the leader
-// inside the write and is sealed there (node secrets.go): the replica, and
+// inside the write and is sealed there (node/writes secrets.go): the replica, and
 // so every answer here, holds only its name, size and labels.
 
 import (

@@ -52,7 +52,7 @@ type AdminRequest struct {
 	Force  bool   `json:"force"`
 }
 
-// ---- write.go ----
+// ---- node/writes write.go ----
 
 // ApplyRequest is MethodApply: a node's raw command, about itself.
 type ApplyRequest struct {
@@ -147,13 +147,13 @@ type RenewResponse struct {
 	CrossPEM  []byte `json:"cross_pem,omitempty"`
 }
 
-// ---- secrets.go ----
+// ---- node/writes secrets.go ----
 
 // SecretsRequest is MethodSecrets.
 type SecretsRequest struct {
 	TaskID string `json:"task_id"`
 	// RegistryAuth asks for the registry credentials of the task's
-	// service instead of its secrets (registryauth.go).
+	// service instead of its secrets (node/writes registryauth.go).
 	RegistryAuth bool `json:"registry_auth,omitempty"`
 }
 
@@ -166,7 +166,7 @@ type SecretsResponse struct {
 	RegistryAuth *api.RegistryAuth `json:"registry_auth,omitempty"`
 }
 
-// ---- snapshot.go ----
+// ---- node/writes restore.go ----
 
 // SnapshotRestoreRequest is MethodSnapshotRestore.
 type SnapshotRestoreRequest struct {

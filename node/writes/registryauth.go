@@ -1,4 +1,4 @@
-package node
+package writes
 
 // Registry credentials of a service (`--with-registry-auth`, issue 8).
 //
@@ -7,10 +7,10 @@ package node
 // sends them in the clear to its agent over the root-only socket, which
 // forwards the create or update to the leader over mutual TLS. The leader,
 // a voter, seals them with the KEK, bound to the cluster and the service ID
-// (sealRegistryAuth), and proposes only the sealed form: no log entry or
+// (SealRegistryAuth), and proposes only the sealed form: no log entry or
 // snapshot holds the password. A node that must pull the image of a task
 // asks the leader over wire.MethodSecrets, which answers only the node the task is
-// assigned to (secretsAllowed) and opens the credentials for it; the node
+// assigned to (SecretsAllowed) and opens the credentials for it; the node
 // keeps them in memory for the pull.
 //
 // Sealing draws a fresh nonce, so re-sealing the same credentials would
@@ -47,12 +47,12 @@ func hasPlaintext(ra *api.RegistryAuth) bool {
 	return ra != nil && (ra.Username != "" || ra.Password != "")
 }
 
-// sealRegistryAuth returns the form of ra the log may hold. Credentials in
+// SealRegistryAuth returns the form of ra the log may hold. Credentials in
 // the clear are sealed under kek for (clusterID, serviceID), reusing the
 // ciphertext of one of prior (the service's current and previous specs)
 // that opens to the same credentials; an already sealed ra must open for
 // this service. Nil stays nil. It is pure but for the nonce Seal draws.
-func sealRegistryAuth(kek []byte, clusterID, serviceID string, ra *api.RegistryAuth, prior ...*api.RegistryAuth) (*api.RegistryAuth, error) {
+func SealRegistryAuth(kek []byte, clusterID, serviceID string, ra *api.RegistryAuth, prior ...*api.RegistryAuth) (*api.RegistryAuth, error) {
 	if ra == nil {
 		return nil, nil
 	}
@@ -93,9 +93,9 @@ func sealRegistryAuth(kek []byte, clusterID, serviceID string, ra *api.RegistryA
 	return &api.RegistryAuth{Registry: ra.Registry, Sealed: sealed, KEKID: pki.KEKID(kek)}, nil
 }
 
-// openRegistryAuth returns the credentials sealed in ra for serviceID, in
+// OpenRegistryAuth returns the credentials sealed in ra for serviceID, in
 // the clear (nil for nil).
-func openRegistryAuth(kek []byte, clusterID, serviceID string, ra *api.RegistryAuth) (*api.RegistryAuth, error) {
+func OpenRegistryAuth(kek []byte, clusterID, serviceID string, ra *api.RegistryAuth) (*api.RegistryAuth, error) {
 	if ra == nil || len(ra.Sealed) == 0 {
 		return nil, nil
 	}
@@ -114,18 +114,18 @@ func openRegistryAuth(kek []byte, clusterID, serviceID string, ra *api.RegistryA
 // about to be proposed (create or update; old is the stored service, nil
 // for a create). The previous spec must already be sealed: only the new
 // spec may bring credentials in the clear.
-func (a *Agent) sealServiceAuthOnLeader(cl *cluster, svc *api.Service, old *api.Service) error {
+func (w *Writer) sealServiceAuthOnLeader(svc *api.Service, old *api.Service) error {
 	if svc.PreviousSpec != nil && hasPlaintext(svc.PreviousSpec.RegistryAuth) {
 		return fmt.Errorf("%w: service %s: the previous spec holds registry credentials in the clear", consensus.ErrInvalid, svc.Name)
 	}
 	if svc.Spec.RegistryAuth == nil && (svc.PreviousSpec == nil || svc.PreviousSpec.RegistryAuth == nil) {
 		return nil
 	}
-	st := cl.store.Cluster()
+	st := w.cfg.Store.Cluster()
 	if st == nil {
 		return consensus.ErrNotBootstrapped
 	}
-	kek, err := a.kekFor(st)
+	kek, err := w.cfg.KEK(st)
 	if err != nil {
 		return &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("seal the registry credentials of service %s: %v", svc.Name, err)}
 	}
@@ -136,14 +136,14 @@ func (a *Agent) sealServiceAuthOnLeader(cl *cluster, svc *api.Service, old *api.
 			prior = append(prior, old.PreviousSpec.RegistryAuth)
 		}
 	}
-	ra, err := sealRegistryAuth(kek, st.ClusterID, svc.ID, svc.Spec.RegistryAuth, prior...)
+	ra, err := SealRegistryAuth(kek, st.ClusterID, svc.ID, svc.Spec.RegistryAuth, prior...)
 	if err != nil {
 		return fmt.Errorf("service %s: %w", svc.Name, err)
 	}
 	svc.Spec.RegistryAuth = ra
 	if svc.PreviousSpec != nil && svc.PreviousSpec.RegistryAuth != nil {
 		prev := *svc.PreviousSpec
-		if prev.RegistryAuth, err = sealRegistryAuth(kek, st.ClusterID, svc.ID, prev.RegistryAuth); err != nil {
+		if prev.RegistryAuth, err = SealRegistryAuth(kek, st.ClusterID, svc.ID, prev.RegistryAuth); err != nil {
 			return fmt.Errorf("service %s: previous spec: %w", svc.Name, err)
 		}
 		svc.PreviousSpec = &prev

@@ -1,4 +1,4 @@
-package node
+package writes
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ func TestSealRegistryAuth(t *testing.T) {
 	kek := pki.NewKEK()
 	const cluster, svc = "c1", "s1"
 	plain := &api.RegistryAuth{Registry: "reg:5000", Username: "alice", Password: "hunter2-secret"}
-	sealed, err := sealRegistryAuth(kek, cluster, svc, plain)
+	sealed, err := SealRegistryAuth(kek, cluster, svc, plain)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,12 +27,12 @@ func TestSealRegistryAuth(t *testing.T) {
 	if sealed.Registry != "reg:5000" || len(sealed.Sealed) == 0 || sealed.KEKID != pki.KEKID(kek) {
 		t.Fatalf("sealed form: %+v", sealed)
 	}
-	got, err := openRegistryAuth(kek, cluster, svc, sealed)
+	got, err := OpenRegistryAuth(kek, cluster, svc, sealed)
 	if err != nil || got.Username != "alice" || got.Password != "hunter2-secret" || got.Registry != "reg:5000" {
 		t.Fatalf("open: %+v %v", got, err)
 	}
 	// Another service cannot open it, nor present it as its own.
-	if _, err := openRegistryAuth(kek, cluster, "s2", sealed); err == nil {
+	if _, err := OpenRegistryAuth(kek, cluster, "s2", sealed); err == nil {
 		t.Fatal("another service opened the credentials")
 	}
 
@@ -60,7 +60,7 @@ func TestSealRegistryAuth(t *testing.T) {
 			if tc.svc != "" {
 				id = tc.svc
 			}
-			out, err := sealRegistryAuth(kek, cluster, id, tc.in, tc.prior...)
+			out, err := SealRegistryAuth(kek, cluster, id, tc.in, tc.prior...)
 			if tc.wantErr {
 				if !errors.Is(err, consensus.ErrInvalid) {
 					t.Fatalf("want ErrInvalid, got %+v %v", out, err)
@@ -82,7 +82,7 @@ func TestSealRegistryAuth(t *testing.T) {
 			if tc.same != bytes.Equal(out.Sealed, sealed.Sealed) {
 				t.Fatalf("ciphertext kept = %v, want %v", !tc.same, tc.same)
 			}
-			back, err := openRegistryAuth(kek, cluster, id, out)
+			back, err := OpenRegistryAuth(kek, cluster, id, out)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -92,7 +92,7 @@ func TestSealRegistryAuth(t *testing.T) {
 		})
 	}
 	// A KEK that is not the voters' cannot open it.
-	if _, err := openRegistryAuth(pki.NewKEK(), cluster, svc, sealed); err == nil || !strings.Contains(err.Error(), "open registry credentials") {
+	if _, err := OpenRegistryAuth(pki.NewKEK(), cluster, svc, sealed); err == nil || !strings.Contains(err.Error(), "open registry credentials") {
 		t.Fatalf("a foreign KEK: %v", err)
 	}
 }

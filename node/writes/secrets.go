@@ -1,4 +1,4 @@
-package node
+package writes
 
 // Secrets and configs (issue 8; DESIGN.md, Trust model).
 //
@@ -8,9 +8,9 @@ package node
 //     proposes only the sealed form. Non-voters have no KEK and never see
 //     more than ciphertext in their log and snapshots.
 //   - A node that starts a task using secrets asks the leader for them
-//     (wire.MethodSecrets). The leader answers only a node whose certificate names
+//     (wire.MethodSecrets, node's taskfiles.go). The leader answers only a node whose certificate names
 //     the node the task is assigned to, for a task still meant to run, and
-//     only the secrets that task's spec names (secretsAllowed, pure and
+//     only the secrets that task's spec names (SecretsAllowed, pure and
 //     table-tested). The node keeps them in memory and writes them to a
 //     tmpfs of the task under its run dir (runtime.PrepareFiles), which
 //     the container gets as read-only bind mounts.
@@ -18,14 +18,10 @@ package node
 //     local replica, but materialised the same way and only for tasks
 //     assigned here.
 //   - The tmpfs of a task is unmounted once the task has no live container
-//     on this node (gcTaskFiles).
+//     on this node (node's gcTaskFiles).
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 
 	"github.com/shoal-org/shoal/api"
@@ -34,7 +30,6 @@ import (
 	"github.com/shoal-org/shoal/node/handlers"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
-	"github.com/shoal-org/shoal/runtime"
 )
 
 // aadUserSecret binds a sealed user secret to its cluster and its ID, so
@@ -45,18 +40,18 @@ func aadUserSecret(clusterID, secretID string) []byte {
 
 // sealSecretOnLeader turns a forwarded CreateSecret carrying the plaintext
 // into the command the log may hold: sealed with the KEK, plaintext gone.
-func (a *Agent) sealSecretOnLeader(cl *cluster, c consensus.CreateSecret) (consensus.CreateSecret, error) {
+func (w *Writer) sealSecretOnLeader(c consensus.CreateSecret) (consensus.CreateSecret, error) {
 	if err := handlers.CheckObject(api.SecretCreateRequest{Name: c.Secret.Name, Data: c.Plaintext}, true); err != nil {
 		return c, err
 	}
 	if len(c.Secret.Sealed) > 0 || c.Secret.ID == "" {
 		return c, fmt.Errorf("%w: secret %s: the leader seals the data; send it in the clear with an ID", consensus.ErrInvalid, c.Secret.Name)
 	}
-	st := cl.store.Cluster()
+	st := w.cfg.Store.Cluster()
 	if st == nil {
 		return c, consensus.ErrNotBootstrapped
 	}
-	kek, err := a.kekFor(st)
+	kek, err := w.cfg.KEK(st)
 	if err != nil {
 		return c, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("seal secret %s: %v", c.Secret.Name, err)}
 	}
@@ -73,10 +68,10 @@ func (a *Agent) sealSecretOnLeader(cl *cluster, c consensus.CreateSecret) (conse
 
 // ---- handing secrets to the node of a task ----
 
-// secretsAllowed is the authorization of wire.MethodSecrets: node peerID may have
+// SecretsAllowed is the authorization of wire.MethodSecrets: node peerID may have
 // the secrets of task t only when t is assigned to it and still meant to
 // run. It returns the names of the secrets the task's spec uses.
-func secretsAllowed(peerID string, t *api.Task) ([]string, error) {
+func SecretsAllowed(peerID string, t *api.Task) ([]string, error) {
 	if peerID == "" {
 		return nil, fmt.Errorf("%w: a node certificate is required", authz.ErrForbidden)
 	}
@@ -98,22 +93,21 @@ func secretsAllowed(peerID string, t *api.Task) ([]string, error) {
 	return names, nil
 }
 
-// handleSecretsRPC answers wire.MethodSecrets on the leader.
-func (a *Agent) handleSecretsRPC(peerID string, req wire.SecretsRequest) (*wire.SecretsResponse, error) {
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return nil, err
-	}
-	if !cl.raft.IsLeader() {
+// Secrets answers wire.MethodSecrets on the leader: node peerID asks for
+// the secrets (or, with req.RegistryAuth, the registry credentials) of a
+// task, which the leader opens for it when SecretsAllowed.
+func (w *Writer) Secrets(peerID string, req wire.SecretsRequest) (*wire.SecretsResponse, error) {
+	cl := w.cfg
+	if !cl.Raft.IsLeader() {
 		return nil, ErrNotLeader
 	}
-	t, _ := cl.store.Task(req.TaskID)
-	names, err := secretsAllowed(peerID, t)
+	t, _ := cl.Store.Task(req.TaskID)
+	names, err := SecretsAllowed(peerID, t)
 	if err != nil {
-		a.log.Warn("refused secrets to a node", "node_id", shortID(peerID), "task", req.TaskID, "err", err)
+		w.log.Warn("refused secrets to a node", "node_id", shortID(peerID), "task", req.TaskID, "err", err)
 		return nil, err
 	}
-	st := cl.store.Cluster()
+	st := cl.Store.Cluster()
 	if st == nil {
 		return nil, consensus.ErrNotBootstrapped
 	}
@@ -126,19 +120,19 @@ func (a *Agent) handleSecretsRPC(peerID string, req wire.SecretsRequest) (*wire.
 	} else if len(names) == 0 {
 		return resp, nil
 	}
-	kek, err := a.kekFor(st)
+	kek, err := cl.KEK(st)
 	if err != nil {
 		return nil, &wire.Error{Code: wire.CodeRefused, Msg: err.Error()}
 	}
 	if req.RegistryAuth {
-		if resp.RegistryAuth, err = openRegistryAuth(kek, st.ClusterID, t.ServiceID, t.Spec.RegistryAuth); err != nil {
+		if resp.RegistryAuth, err = OpenRegistryAuth(kek, st.ClusterID, t.ServiceID, t.Spec.RegistryAuth); err != nil {
 			return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("task %s: %v", t.Name, err)}
 		}
-		a.log.Info("handed registry credentials to the node of a task", "node_id", shortID(peerID), "task", t.Name)
+		w.log.Info("handed registry credentials to the node of a task", "node_id", shortID(peerID), "task", t.Name)
 		return resp, nil
 	}
 	for _, n := range names {
-		s, err := cl.store.SecretByName(n)
+		s, err := cl.Store.SecretByName(n)
 		if err != nil {
 			return nil, err
 		}
@@ -148,120 +142,6 @@ func (a *Agent) handleSecretsRPC(peerID string, req wire.SecretsRequest) (*wire.
 		}
 		resp.Secrets[n] = data
 	}
-	a.log.Info("handed secrets to the node of a task", "node_id", shortID(peerID), "task", t.Name, "secrets", len(names))
+	w.log.Info("handed secrets to the node of a task", "node_id", shortID(peerID), "task", t.Name, "secrets", len(names))
 	return resp, nil
-}
-
-// fetchSecrets gets the secrets of task t (assigned to this node) from the
-// leader, in memory.
-func (a *Agent) fetchSecrets(ctx context.Context, cl *cluster, t *api.Task) (map[string][]byte, error) {
-	resp, err := a.callSecretsRPC(ctx, cl, wire.SecretsRequest{TaskID: t.ID})
-	if err != nil {
-		return nil, err
-	}
-	return resp.Secrets, nil
-}
-
-// fetchRegistryAuth gets the registry credentials of task t (assigned to
-// this node) from the leader, in memory; nil when its spec has none.
-func (a *Agent) fetchRegistryAuth(ctx context.Context, cl *cluster, t *api.Task) (*api.RegistryAuth, error) {
-	if t.Spec.RegistryAuth == nil {
-		return nil, nil
-	}
-	resp, err := a.callSecretsRPC(ctx, cl, wire.SecretsRequest{TaskID: t.ID, RegistryAuth: true})
-	if err != nil {
-		return nil, fmt.Errorf("fetch from the leader: %w", err)
-	}
-	return resp.RegistryAuth, nil
-}
-
-// callSecretsRPC asks the leader (this node, when it leads) for what req
-// names.
-func (a *Agent) callSecretsRPC(ctx context.Context, cl *cluster, req wire.SecretsRequest) (*wire.SecretsResponse, error) {
-	if cl.raft.IsLeader() {
-		resp, err := a.handleSecretsRPC(a.id.NodeID, req)
-		if err == nil {
-			return resp, nil
-		}
-		if !errors.Is(err, ErrNotLeader) {
-			return nil, err
-		}
-	}
-	var resp wire.SecretsResponse
-	err := a.forwardToLeader(ctx, cl, func(ctx context.Context, addr string) error {
-		return callRPC(ctx, addr, cl.client, wire.MethodSecrets, req, &resp, nil)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &resp, nil
-}
-
-// taskFilesDir is the per-node root of the tasks' secret tmpfs mounts: in
-// the run dir beside the socket (memory), never in the data dir.
-func (a *Agent) taskFilesDir() string {
-	return filepath.Join(filepath.Dir(a.cfg.Socket), "files-"+shortID(a.id.NodeID))
-}
-
-// prepareTaskFiles fetches the secrets and reads the configs of task t and
-// writes them to the task's tmpfs; the mounts go into the container spec.
-// A task without secrets or configs costs nothing.
-func (a *Agent) prepareTaskFiles(ctx context.Context, cl *cluster, t *api.Task) ([]runtime.FileMount, error) {
-	if len(t.Spec.Secrets) == 0 && len(t.Spec.Configs) == 0 {
-		return nil, nil
-	}
-	var files []runtime.File
-	if len(t.Spec.Secrets) > 0 {
-		data, err := a.fetchSecrets(ctx, cl, t)
-		if err != nil {
-			return nil, fmt.Errorf("fetch secrets from the leader: %w", err)
-		}
-		for _, r := range t.Spec.Secrets {
-			d, ok := data[r.Source]
-			if !ok {
-				return nil, fmt.Errorf("secret %s: the leader did not send it", r.Source)
-			}
-			files = append(files, runtime.File{Target: api.SecretTarget(r), Data: d,
-				Mode: os.FileMode(api.FileMode(r)), UID: int(r.UID), GID: int(r.GID)})
-		}
-	}
-	for _, r := range t.Spec.Configs {
-		c, err := cl.store.ConfigByName(r.Source)
-		if err != nil {
-			return nil, fmt.Errorf("config %s: %w", r.Source, err)
-		}
-		files = append(files, runtime.File{Target: api.ConfigTarget(r), Data: c.Data,
-			Mode: os.FileMode(api.FileMode(r)), UID: int(r.UID), GID: int(r.GID)})
-	}
-	mounts, err := runtime.PrepareFiles(filepath.Join(a.taskFilesDir(), t.ID), files)
-	if err != nil {
-		return nil, err
-	}
-	return mounts, nil
-}
-
-// gcTaskFiles unmounts the secret tmpfs of every task that has no live
-// (created or running) container on this node and no start in flight
-// (keep).
-func (a *Agent) gcTaskFiles(keep map[string]bool) {
-	root := a.taskFilesDir()
-	ents, err := os.ReadDir(root)
-	if err != nil {
-		return
-	}
-	for _, c := range a.rt.List() {
-		// An exited container is never started again (a new task gets a
-		// new container): its secrets leave memory with it.
-		if c.TaskID != "" && c.State != api.ContainerExited {
-			keep[c.TaskID] = true
-		}
-	}
-	for _, e := range ents {
-		if keep[e.Name()] {
-			continue
-		}
-		if err := runtime.ReleaseFiles(filepath.Join(root, e.Name())); err != nil {
-			a.log.Warn("release the secrets of a task", "task_id", shortID(e.Name()), "err", err)
-		}
-	}
 }

@@ -1,10 +1,9 @@
-package node
+package writes
 
 import (
 	"bytes"
 	"encoding/base64"
 	"errors"
-	"os"
 	"reflect"
 	"testing"
 
@@ -36,7 +35,7 @@ func TestSecretsAllowed(t *testing.T) {
 		{"a task without secrets", "n1", &api.Task{NodeID: "n1", DesiredState: api.TaskRunning}, nil, true},
 	}
 	for _, tc := range cases {
-		got, err := secretsAllowed(tc.peer, tc.task)
+		got, err := SecretsAllowed(tc.peer, tc.task)
 		if tc.allow != (err == nil) {
 			t.Errorf("%s: allowed=%v, err %v", tc.name, err == nil, err)
 			continue
@@ -71,20 +70,17 @@ func TestUserSecretSealBinding(t *testing.T) {
 // What the leader proposes for a secret, and the snapshot after it, hold
 // only the sealed form; the KEK opens it.
 func TestSealSecretOnLeaderLeavesNoPlaintext(t *testing.T) {
-	dir := t.TempDir()
-	a := &Agent{cfg: Config{DataDir: dir}}
 	kek := pki.NewKEK()
-	if err := os.MkdirAll(clusterDir(dir), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.saveKEK(kek); err != nil {
-		t.Fatal(err)
-	}
 	store := consensus.NewStore()
 	fsm := consensus.NewFSM(store)
 	fsm.ApplyCommand(1, consensus.BootstrapCluster{Cluster: consensus.ClusterState{ClusterID: "c1", KEKID: pki.KEKID(kek)},
 		Node: api.Node{ID: "n1", Hostname: "h1"}})
-	cl := &cluster{store: store}
+	w := New(Config{Store: store, KEK: func(st *consensus.ClusterState) ([]byte, error) {
+		if st.KEKID != pki.KEKID(kek) {
+			return nil, errors.New("not this cluster's KEK")
+		}
+		return kek, nil
+	}})
 	plain := []byte("correct horse battery staple")
 	in := consensus.CreateSecret{Secret: consensus.Secret{ID: "s1", Name: "pw"}, Plaintext: plain}
 
@@ -92,7 +88,7 @@ func TestSealSecretOnLeaderLeavesNoPlaintext(t *testing.T) {
 	if r := fsm.ApplyCommand(2, in); !errors.Is(r.Err, consensus.ErrInvalid) {
 		t.Fatalf("unsealed secret applied: %v", r.Err)
 	}
-	out, err := a.sealSecretOnLeader(cl, in)
+	out, err := w.sealSecretOnLeader(in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +115,7 @@ func TestSealSecretOnLeaderLeavesNoPlaintext(t *testing.T) {
 		t.Fatalf("open the stored secret: %q %v", got, err)
 	}
 	// A forwarded command that is already "sealed" is refused.
-	if _, err := a.sealSecretOnLeader(cl, consensus.CreateSecret{Secret: consensus.Secret{ID: "s2", Name: "x", Sealed: []byte("junk")}, Plaintext: plain}); err == nil {
+	if _, err := w.sealSecretOnLeader(consensus.CreateSecret{Secret: consensus.Secret{ID: "s2", Name: "x", Sealed: []byte("junk")}, Plaintext: plain}); err == nil {
 		t.Fatal("a pre-sealed secret was accepted")
 	}
 }

@@ -1,4 +1,12 @@
-package node
+// Package writes is how a write reaches the leader and is applied once:
+// forwarded from any node, retried across leader changes, re-validated,
+// authorized and recorded on the leader, with the secret material a write
+// brings (user secrets, registry credentials) sealed before it is proposed
+// and opened only for the node of a task that needs it; the read index that
+// lets a node decide a write on its replica; and the restore of a snapshot
+// file, the largest write of all. It holds one cluster instance's parts in
+// Config and never imports node.
+package writes
 
 // Writes from any node. The API builds a command (timestamps and IDs are
 // filled here, never in the FSM), and write() gets it committed: applied
@@ -18,6 +26,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"strings"
 	"time"
 
@@ -25,18 +35,70 @@ import (
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/handlers"
+	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/wire"
 )
 
-// write commits cmd through the leader and returns the FSM's result.
-func (a *Agent) write(ctx context.Context, cmd consensus.Command) (json.RawMessage, error) {
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return nil, err
-	}
+// Errors of the write path; node's API maps them to HTTP statuses.
+var (
+	// ErrNotLeader: the write reached a node that is not the leader.
+	ErrNotLeader = consensus.ErrNotLeader
+	// ErrNoQuorum: no leader could commit the write within the write timeout.
+	ErrNoQuorum = errors.New("no quorum")
+	// ErrOutcomeUnknown: an attempt of the write may have been committed
+	// (leadership changed, or the connection broke, after it was sent) and
+	// the retry was refused by the state it may have changed itself, so
+	// whether the write took effect cannot be told from the answer.
+	ErrOutcomeUnknown = errors.New("the write may or may not have been applied (the leader changed while it was being committed)")
+)
+
+// Config is what the write path needs of one running cluster instance.
+// Store, Raft, Log and WriteTimeout are always required; Members, Call,
+// Dial, KEK and RotateToken by the paths that use them. Nothing is changed
+// after New.
+type Config struct {
+	NodeID    string // this node
+	ClusterID string // the running cluster's ID (a restore's answer)
+	Store     *consensus.Store
+	Raft      *consensus.Raft
+	// Members is gossip's view, read to say how many voters a failed write
+	// could reach.
+	Members *membership.Membership
+	Log     *slog.Logger
+	// WriteTimeout bounds a write, and a replica's catching up, before
+	// ErrNoQuorum.
+	WriteTimeout time.Duration
+	// Call performs one RPC against the cluster port at addr with this
+	// node's TLS (node's callRPC).
+	Call func(ctx context.Context, addr, method string, body, out any) error
+	// Dial opens an RPC connection to the cluster port at addr, for the
+	// snapshot restore, whose body follows the request line. A connect
+	// failure is a *clusterport.DialError.
+	Dial func(addr string) (net.Conn, error)
+	// KEK returns the key-encryption key of the cluster st, which only a
+	// voter holds (node's keys.go).
+	KEK func(st *consensus.ClusterState) ([]byte, error)
+	// RotateToken draws and seals a new join secret on this leader and
+	// proposes it (node's keys.go): the secret never travels.
+	RotateToken func(ctx context.Context) error
+}
+
+// Writer is the write path of one cluster instance. It holds no state of
+// its own, so making one per call is as good as keeping one.
+type Writer struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns the write path over cfg.
+func New(cfg Config) *Writer { return &Writer{cfg: cfg, log: cfg.Log} }
+
+// Write commits cmd through the leader and returns the FSM's result.
+func (w *Writer) Write(ctx context.Context, cmd consensus.Command) (json.RawMessage, error) {
+	cl := w.cfg
 	action := authz.AdminAction(cmd)
 	if action != "" {
-		if err := a.localWriteAllowed(cl); err != nil {
+		if err := w.LocalWriteAllowed(); err != nil {
 			return nil, err
 		}
 	}
@@ -47,24 +109,24 @@ func (a *Agent) write(ctx context.Context, cmd consensus.Command) (json.RawMessa
 	if action == authz.ActionRotateToken {
 		enc = nil // the leader makes the secret
 	}
-	ctx, cancel := context.WithTimeout(ctx, a.cfg.WriteTimeout)
+	ctx, cancel := context.WithTimeout(ctx, cl.WriteTimeout)
 	defer cancel()
 	var last error
 	sent := false // an earlier attempt may have been committed
 	for {
 		var res json.RawMessage
 		var err error
-		if cl.raft.IsLeader() {
+		if cl.Raft.IsLeader() {
 			if action != "" {
-				res, err = a.applyAdmin(ctx, a.id.NodeID, wire.AdminWriteRequest{Action: action, Command: enc})
+				res, err = w.ApplyAdmin(ctx, cl.NodeID, wire.AdminWriteRequest{Action: action, Command: enc})
 			} else {
-				res, err = a.applyLocal(ctx, enc)
+				res, err = w.ApplyLocal(ctx, enc)
 			}
-		} else if _, addr := cl.raft.Leader(); addr != "" {
+		} else if _, addr := cl.Raft.Leader(); addr != "" {
 			if action != "" {
-				err = callRPC(ctx, addr, cl.client, wire.MethodAdminWrite, wire.AdminWriteRequest{Action: action, Command: enc}, &res, nil)
+				err = cl.Call(ctx, addr, wire.MethodAdminWrite, wire.AdminWriteRequest{Action: action, Command: enc}, &res)
 			} else {
-				err = callRPC(ctx, addr, cl.client, wire.MethodApply, wire.ApplyRequest{Command: enc}, &res, nil)
+				err = cl.Call(ctx, addr, wire.MethodApply, wire.ApplyRequest{Command: enc}, &res)
 			}
 		} else {
 			err = errNoLeaderKnown
@@ -72,8 +134,8 @@ func (a *Agent) write(ctx context.Context, cmd consensus.Command) (json.RawMessa
 		if err == nil {
 			return res, nil
 		}
-		if !retryable(err) {
-			return nil, settleRetry(cmd, err, sent)
+		if !Retryable(err) {
+			return nil, SettleRetry(cmd, err, sent)
 		}
 		// Anything but "no leader known" may have reached a leader that
 		// committed the entry before it lost leadership or the answer was
@@ -82,7 +144,7 @@ func (a *Agent) write(ctx context.Context, cmd consensus.Command) (json.RawMessa
 		last = err
 		select {
 		case <-ctx.Done():
-			return nil, a.noQuorumError(cl, last)
+			return nil, w.NoQuorumError(last)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -91,14 +153,14 @@ func (a *Agent) write(ctx context.Context, cmd consensus.Command) (json.RawMessa
 // errNoLeaderKnown: no attempt was sent, this node knows no leader yet.
 var errNoLeaderKnown = fmt.Errorf("no leader known: %w", ErrNotLeader)
 
-// settleRetry interprets a refusal that ends the retries of write. A
+// SettleRetry interprets a refusal that ends the retries of write. A
 // refusal by the state (the object exists, is gone, has another version)
 // after an attempt that may have been committed can be that attempt's own
 // doing: a create refused because its (random, fresh) ID exists was
 // applied; any other such refusal leaves the outcome unknown, which is
 // what the caller is told — never a refusal of a write that took effect.
 // Validation refusals do not depend on the state and stand.
-func settleRetry(cmd consensus.Command, err error, sent bool) error {
+func SettleRetry(cmd consensus.Command, err error, sent bool) error {
 	if !sent {
 		return err
 	}
@@ -115,9 +177,9 @@ func settleRetry(cmd consensus.Command, err error, sent bool) error {
 	return err
 }
 
-// retryable tells transport and leadership failures (retry) from answers
+// Retryable tells transport and leadership failures (retry) from answers
 // of the state machine (return to the user).
-func retryable(err error) bool {
+func Retryable(err error) bool {
 	var re *wire.Error
 	if errors.As(err, &re) {
 		return re.Code == wire.CodeNotLeader
@@ -140,32 +202,28 @@ func retryable(err error) bool {
 
 // leaderCommand decodes a command to propose on this node, which must
 // lead.
-func (a *Agent) leaderCommand(enc []byte) (*cluster, consensus.Command, error) {
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return nil, nil, err
-	}
-	if !cl.raft.IsLeader() {
-		return nil, nil, ErrNotLeader
+func (w *Writer) leaderCommand(enc []byte) (consensus.Command, error) {
+	if !w.cfg.Raft.IsLeader() {
+		return nil, ErrNotLeader
 	}
 	cmd, err := consensus.DecodeCommand(enc)
 	if err != nil {
-		return nil, nil, fmt.Errorf("decode forwarded command: %w", err)
+		return nil, fmt.Errorf("decode forwarded command: %w", err)
 	}
-	return cl, cmd, nil
+	return cmd, nil
 }
 
-// applyLocal applies an encoded command of the leader's own (its reports
+// ApplyLocal applies an encoded command of the leader's own (its reports
 // about itself) on this node, which must lead.
-func (a *Agent) applyLocal(ctx context.Context, enc []byte) (json.RawMessage, error) {
-	cl, cmd, err := a.leaderCommand(enc)
+func (w *Writer) ApplyLocal(ctx context.Context, enc []byte) (json.RawMessage, error) {
+	cmd, err := w.leaderCommand(enc)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkServiceCommand(cl, cmd); err != nil {
+	if err := CheckServiceCommand(w.cfg.Store, cmd); err != nil {
 		return nil, err
 	}
-	return applyResult(cl.raft.Apply(ctx, cmd))
+	return applyResult(w.cfg.Raft.Apply(ctx, cmd))
 }
 
 // applyResult encodes what Raft.Apply returned for the RPC answer.
@@ -183,20 +241,20 @@ func applyResult(res any, err error) (json.RawMessage, error) {
 	return b, nil
 }
 
-// localWriteAllowed refuses admin actions on a worker's API socket before
+// LocalWriteAllowed refuses admin actions on a worker's API socket before
 // anything is sent: the leader would refuse them too.
-func (a *Agent) localWriteAllowed(cl *cluster) error {
-	if n, err := cl.store.Node(a.id.NodeID); err == nil && n.Role == api.RoleWorker {
+func (w *Writer) LocalWriteAllowed() error {
+	if n, err := w.cfg.Store.Node(w.cfg.NodeID); err == nil && n.Role == api.RoleWorker {
 		return fmt.Errorf("%w: its API answers reads but refuses changes; run the command on a manager node, or make this node a manager with `shoal node update --role manager %s` there",
 			authz.ErrWorker, n.Hostname)
 	}
 	return nil
 }
 
-// callerOf describes a peer for authz.Authorize from the leader's replica.
-func callerOf(cl *cluster, kind authz.Kind, peerID string) (authz.Caller, *api.Node) {
+// CallerOf describes a peer for authz.Authorize from the leader's replica.
+func CallerOf(store *consensus.Store, kind authz.Kind, peerID string) (authz.Caller, *api.Node) {
 	c := authz.Caller{Kind: kind, NodeID: peerID}
-	n, err := cl.store.Node(peerID)
+	n, err := store.Node(peerID)
 	if err != nil {
 		return c, nil
 	}
@@ -204,43 +262,40 @@ func callerOf(cl *cluster, kind authz.Kind, peerID string) (authz.Caller, *api.N
 	return c, n
 }
 
-// applyNodeCommand is wire.MethodApply on the leader: a raw command a peer proposes
+// ApplyNodeCommand is wire.MethodApply on the leader: a raw command a peer proposes
 // about itself, authorized by its certificate's node ID.
-func (a *Agent) applyNodeCommand(ctx context.Context, peerID string, enc []byte) (json.RawMessage, error) {
-	cl, cmd, err := a.leaderCommand(enc)
+func (w *Writer) ApplyNodeCommand(ctx context.Context, peerID string, enc []byte) (json.RawMessage, error) {
+	cmd, err := w.leaderCommand(enc)
 	if err != nil {
 		return nil, err
 	}
-	c, self := callerOf(cl, authz.Node, peerID)
+	c, self := CallerOf(w.cfg.Store, authz.Node, peerID)
 	if err := authz.Authorize(c, cmd, self); err != nil {
-		a.log.Warn("refused a command from a node", "node_id", shortID(peerID), "command", authz.TypeName(cmd), "err", err)
+		w.log.Warn("refused a command from a node", "node_id", shortID(peerID), "command", authz.TypeName(cmd), "err", err)
 		return nil, err
 	}
-	return applyResult(cl.raft.Apply(ctx, cmd))
+	return applyResult(w.cfg.Raft.Apply(ctx, cmd))
 }
 
-// applyAdmin runs an admin action on the leader for a user on node
+// ApplyAdmin runs an admin action on the leader for a user on node
 // peerID's API socket (peerID is this node for its own socket): authz.Authorize,
 // re-validate, record who asked, propose.
-func (a *Agent) applyAdmin(ctx context.Context, peerID string, req wire.AdminWriteRequest) (json.RawMessage, error) {
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return nil, err
-	}
-	if !cl.raft.IsLeader() {
+func (w *Writer) ApplyAdmin(ctx context.Context, peerID string, req wire.AdminWriteRequest) (json.RawMessage, error) {
+	cl := w.cfg
+	if !cl.Raft.IsLeader() {
 		return nil, ErrNotLeader
 	}
 	var cmd consensus.Command
+	var err error
 	if req.Action == authz.ActionRotateToken {
-		// The secret is drawn and sealed on the leader (keys.go): it never
-		// travels or enters the log in the clear.
-		c, _ := callerOf(cl, authz.Admin, peerID)
+		// The secret is drawn and sealed on the leader (node's keys.go): it
+		// never travels or enters the log in the clear.
+		c, _ := CallerOf(cl.Store, authz.Admin, peerID)
 		if err := authz.Authorize(c, consensus.RotateToken{}, nil); err != nil {
-			a.log.Warn("refused an admin action", "node_id", shortID(peerID), "action", req.Action, "err", err)
+			w.log.Warn("refused an admin action", "node_id", shortID(peerID), "action", req.Action, "err", err)
 			return nil, err
 		}
-		_, err := a.rotateSecretAsLeader(ctx, cl)
-		return nil, err
+		return nil, cl.RotateToken(ctx)
 	} else {
 		if cmd, err = consensus.DecodeCommand(req.Command); err != nil {
 			return nil, fmt.Errorf("decode forwarded %s: %w", req.Action, err)
@@ -249,35 +304,35 @@ func (a *Agent) applyAdmin(ctx context.Context, peerID string, req wire.AdminWri
 			return nil, fmt.Errorf("%w: admin action %q carries a %s command", authz.ErrForbidden, req.Action, authz.TypeName(cmd))
 		}
 	}
-	c, _ := callerOf(cl, authz.Admin, peerID)
+	c, _ := CallerOf(cl.Store, authz.Admin, peerID)
 	if err := authz.Authorize(c, cmd, nil); err != nil {
-		a.log.Warn("refused an admin action", "node_id", shortID(peerID), "action", req.Action, "err", err)
+		w.log.Warn("refused an admin action", "node_id", shortID(peerID), "action", req.Action, "err", err)
 		return nil, err
 	}
 	subject := ""
 	switch x := cmd.(type) {
 	case consensus.CreateService:
-		if err := authz.CheckSpecOnLeader(x.Service.Spec, nil, cl.store.Nodes()); err != nil {
+		if err := authz.CheckSpecOnLeader(x.Service.Spec, nil, cl.Store.Nodes()); err != nil {
 			return nil, err
 		}
-		if err := handlers.CheckFileRefs(cl.store, x.Service.Spec); err != nil {
+		if err := handlers.CheckFileRefs(cl.Store, x.Service.Spec); err != nil {
 			return nil, fmt.Errorf("%w: %w", consensus.ErrInvalid, err)
 		}
 		// Registry credentials are proposed only sealed (registryauth.go).
-		if err := a.sealServiceAuthOnLeader(cl, &x.Service, nil); err != nil {
+		if err := w.sealServiceAuthOnLeader(&x.Service, nil); err != nil {
 			return nil, err
 		}
 		x.Service.UpdatedBy = peerID
 		cmd, subject = x, x.Service.Name
 	case consensus.UpdateService:
-		old, _ := cl.store.Service(x.Service.ID)
-		if err := a.sealServiceAuthOnLeader(cl, &x.Service, old); err != nil {
+		old, _ := cl.Store.Service(x.Service.ID)
+		if err := w.sealServiceAuthOnLeader(&x.Service, old); err != nil {
 			return nil, err
 		}
-		if err := authz.CheckSpecOnLeader(x.Service.Spec, old, cl.store.Nodes()); err != nil {
+		if err := authz.CheckSpecOnLeader(x.Service.Spec, old, cl.Store.Nodes()); err != nil {
 			return nil, err
 		}
-		if err := handlers.CheckFileRefs(cl.store, x.Service.Spec); err != nil {
+		if err := handlers.CheckFileRefs(cl.Store, x.Service.Spec); err != nil {
 			return nil, fmt.Errorf("%w: %w", consensus.ErrInvalid, err)
 		}
 		x.Service.UpdatedBy = peerID
@@ -285,7 +340,7 @@ func (a *Agent) applyAdmin(ctx context.Context, peerID string, req wire.AdminWri
 	case consensus.CreateSecret:
 		// The plaintext came over mutual TLS; only the sealed form is
 		// proposed (secrets.go).
-		if x, err = a.sealSecretOnLeader(cl, x); err != nil {
+		if x, err = w.sealSecretOnLeader(x); err != nil {
 			return nil, err
 		}
 		cmd, subject = x, x.Secret.Name
@@ -307,35 +362,37 @@ func (a *Agent) applyAdmin(ctx context.Context, peerID string, req wire.AdminWri
 	case consensus.DeleteNetwork:
 		subject = x.ID
 	}
-	res, err := applyResult(cl.raft.Apply(ctx, cmd))
+	res, err := applyResult(cl.Raft.Apply(ctx, cmd))
 	if err == nil {
-		a.log.Info("admin action", "action", req.Action, "subject", subject, "by", shortID(peerID))
+		w.log.Info("admin action", "action", req.Action, "subject", subject, "by", shortID(peerID))
 	}
 	return res, err
 }
 
-// noQuorumError explains why a write could not be committed.
-func (a *Agent) noQuorumError(cl *cluster, last error) error {
-	servers, _ := cl.raft.Servers()
-	alive := cl.members.AliveSet()
+// NoQuorumError explains why a write could not be committed; last is the
+// last attempt's error (nil for none).
+func (w *Writer) NoQuorumError(last error) error {
+	cl := w.cfg
+	servers, _ := cl.Raft.Servers()
+	alive := cl.Members.AliveSet()
 	voters, reach := 0, 0
 	for _, s := range servers {
 		if !s.Voter {
 			continue
 		}
 		voters++
-		if s.ID == a.id.NodeID {
+		if s.ID == cl.NodeID {
 			reach++
 		} else if _, ok := alive[s.ID]; ok {
 			reach++
 		}
 	}
-	leader, _ := cl.raft.Leader()
+	leader, _ := cl.Raft.Leader()
 	msg := fmt.Sprintf("the write was not applied: no leader with a majority is reachable from this node (%d of %d voters reachable, need %d)",
 		reach, voters, voters/2+1)
 	if leader != "" {
 		msg = fmt.Sprintf("the write was not applied: leader %s did not commit it in %s (%d of %d voters reachable from this node)",
-			shortID(leader), a.cfg.WriteTimeout, reach, voters)
+			shortID(leader), cl.WriteTimeout, reach, voters)
 	}
 	if last != nil {
 		msg += fmt.Sprintf("; last error: %v", last)
@@ -351,7 +408,7 @@ func (a *Agent) noQuorumError(cl *cluster, last error) error {
 // still find no such image there. So every API handler that decides a write
 // on state it reads (does the image exist, is the name or port free, which
 // service or node is meant, what version is current) first calls
-// syncReplica: the node asks the leader for its read index — the leader
+// SyncReplica: the node asks the leader for its read index — the leader
 // runs a Raft barrier (which proves it still leads and that its store holds
 // every committed entry, those acknowledged by a previous leader included)
 // and answers the index of the last command its store applied — and waits
@@ -363,37 +420,34 @@ func (a *Agent) noQuorumError(cl *cluster, last error) error {
 // AppliedIndex when it hands entries to the FSM, before the FSM applied
 // them, and a reader would race the apply.
 
-// readIndex is the leader's half: the store index a reader must reach to
+// ReadIndex is the leader's half: the store index a reader must reach to
 // see every write acknowledged so far. It costs one barrier entry.
-func (a *Agent) readIndex(ctx context.Context) (uint64, error) {
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return 0, err
-	}
-	if !cl.raft.IsLeader() {
+func (w *Writer) ReadIndex(ctx context.Context) (uint64, error) {
+	if !w.cfg.Raft.IsLeader() {
 		return 0, ErrNotLeader
 	}
-	if err := cl.raft.Barrier(ctx); err != nil {
+	if err := w.cfg.Raft.Barrier(ctx); err != nil {
 		return 0, err
 	}
-	return cl.store.Index(), nil
+	return w.cfg.Store.Index(), nil
 }
 
-// syncReplica waits until this node's store holds every write the leader
+// SyncReplica waits until this node's store holds every write the leader
 // had acknowledged when the call began (see above). It fails, changing
 // nothing, when no leader answers or the store does not catch up within the
 // write timeout.
-func (a *Agent) syncReplica(ctx context.Context, cl *cluster) error {
-	ctx, cancel := context.WithTimeout(ctx, a.cfg.WriteTimeout)
+func (w *Writer) SyncReplica(ctx context.Context) error {
+	cl := w.cfg
+	ctx, cancel := context.WithTimeout(ctx, cl.WriteTimeout)
 	defer cancel()
 	for {
 		var idx uint64
 		var err error
-		if cl.raft.IsLeader() {
-			idx, err = a.readIndex(ctx)
-		} else if _, addr := cl.raft.Leader(); addr != "" {
+		if cl.Raft.IsLeader() {
+			idx, err = w.ReadIndex(ctx)
+		} else if _, addr := cl.Raft.Leader(); addr != "" {
 			var resp wire.ReadIndexResponse
-			err = callRPC(ctx, addr, cl.client, wire.MethodReadIndex, nil, &resp, nil)
+			err = cl.Call(ctx, addr, wire.MethodReadIndex, nil, &resp)
 			idx = resp.Index
 			var re *wire.Error
 			if errors.As(err, &re) && re.Code == "" && strings.Contains(re.Msg, "unknown rpc method") {
@@ -403,57 +457,58 @@ func (a *Agent) syncReplica(ctx context.Context, cl *cluster) error {
 			err = ErrNotLeader
 		}
 		if err == nil {
-			return a.waitStoreIndex(ctx, cl, idx)
+			return w.waitStoreIndex(ctx, idx)
 		}
-		if !retryable(err) {
+		if !Retryable(err) {
 			return err
 		}
 		select {
 		case <-ctx.Done():
-			return a.noQuorumError(cl, err)
+			return w.NoQuorumError(err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
 
 // waitStoreIndex waits until the local store applied the entry at idx.
-func (a *Agent) waitStoreIndex(ctx context.Context, cl *cluster, idx uint64) error {
-	ch, cancel := cl.store.Subscribe()
+func (w *Writer) waitStoreIndex(ctx context.Context, idx uint64) error {
+	cl := w.cfg
+	ch, cancel := cl.Store.Subscribe()
 	defer cancel()
 	for {
-		applied := cl.store.Index()
+		applied := cl.Store.Index()
 		if applied >= idx {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w: this node's replica did not catch up with the leader (applied %d of %d) in %s",
-				ErrNoQuorum, applied, idx, a.cfg.WriteTimeout)
+				ErrNoQuorum, applied, idx, cl.WriteTimeout)
 		case <-ch:
 		}
 	}
 }
 
-// checkServiceCommand is the leader's re-validation of a service write
+// CheckServiceCommand is the leader's re-validation of a service write
 // before it proposes it, whatever node forwarded it: a node with a bug or an
 // older version must not store a spec this version refuses. The refusal
 // travels back to the forwarding node as a 400.
-func checkServiceCommand(cl *cluster, cmd consensus.Command) error {
+func CheckServiceCommand(store *consensus.Store, cmd consensus.Command) error {
 	var err error
 	// Decoded commands are values; commands built here are pointers.
 	switch c := cmd.(type) {
 	case consensus.CreateService:
-		err = handlers.CheckStoredSpec(cl.store, c.Service.Spec, c.Service.ID)
+		err = handlers.CheckStoredSpec(store, c.Service.Spec, c.Service.ID)
 	case *consensus.CreateService:
-		err = handlers.CheckStoredSpec(cl.store, c.Service.Spec, c.Service.ID)
+		err = handlers.CheckStoredSpec(store, c.Service.Spec, c.Service.ID)
 	case consensus.UpdateService:
-		err = handlers.CheckStoredSpec(cl.store, c.Service.Spec, c.Service.ID)
+		err = handlers.CheckStoredSpec(store, c.Service.Spec, c.Service.ID)
 	case *consensus.UpdateService:
-		err = handlers.CheckStoredSpec(cl.store, c.Service.Spec, c.Service.ID)
+		err = handlers.CheckStoredSpec(store, c.Service.Spec, c.Service.ID)
 	case consensus.Batch:
-		return checkServiceCommands(cl, c.Commands)
+		return checkServiceCommands(store, c.Commands)
 	case *consensus.Batch:
-		return checkServiceCommands(cl, c.Commands)
+		return checkServiceCommands(store, c.Commands)
 	}
 	if err != nil {
 		return &wire.Error{Code: wire.CodeRefused, Msg: err.Error()}
@@ -461,11 +516,18 @@ func checkServiceCommand(cl *cluster, cmd consensus.Command) error {
 	return nil
 }
 
-func checkServiceCommands(cl *cluster, cmds []consensus.Command) error {
+func checkServiceCommands(store *consensus.Store, cmds []consensus.Command) error {
 	for _, c := range cmds {
-		if err := checkServiceCommand(cl, c); err != nil {
+		if err := CheckServiceCommand(store, c); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
 }

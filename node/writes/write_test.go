@@ -1,7 +1,6 @@
-package node
+package writes
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -50,21 +49,10 @@ func TestRetryable(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := retryable(tt.err); got != tt.want {
-				t.Errorf("retryable(%v) = %v, want %v", tt.err, got, tt.want)
+			if got := Retryable(tt.err); got != tt.want {
+				t.Errorf("Retryable(%v) = %v, want %v", tt.err, got, tt.want)
 			}
 		})
-	}
-}
-
-func TestWriteWithoutCluster(t *testing.T) {
-	a := newTestAgent(t)
-	_, err := a.write(context.Background(), &consensus.RotateToken{SecretHash: "h", Secret: "s"})
-	if !errors.Is(err, ErrNoCluster) {
-		t.Fatalf("write outside a cluster: %v, want ErrNoCluster", err)
-	}
-	if _, err := a.applyLocal(context.Background(), nil); !errors.Is(err, ErrNoCluster) {
-		t.Fatalf("applyLocal outside a cluster: %v, want ErrNoCluster", err)
 	}
 }
 
@@ -97,7 +85,7 @@ func TestSettleRetry(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := settleRetry(tt.cmd, tt.err, tt.sent)
+			got := SettleRetry(tt.cmd, tt.err, tt.sent)
 			switch {
 			case tt.unknown:
 				if !errors.Is(got, ErrOutcomeUnknown) {

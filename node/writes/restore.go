@@ -1,0 +1,141 @@
+package writes
+
+// Restore: the snapshot file's way to the leader (the file format and the
+// merge rules are in consensus/snapshotfile.go; node's snapshot.go is the
+// API side). The node that got the file verifies it whole (format, size,
+// checksum) and the cluster ID before anything else; then the leader (the
+// file travels to it over the cluster port, and is verified again there)
+// merges it with the running cluster (PlanRestore) and installs the result
+// with raft's user-snapshot restore, which followers receive as a snapshot.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/authz"
+	"github.com/shoal-org/shoal/node/clusterport"
+	"github.com/shoal-org/shoal/node/handlers"
+	"github.com/shoal-org/shoal/node/wire"
+)
+
+// MaxSnapshotBytes bounds a snapshot file an agent accepts.
+const MaxSnapshotBytes = handlers.MaxSnapshotBytes
+
+// snapshotBodyTimeout bounds reading a forwarded file from a peer.
+const snapshotBodyTimeout = time.Minute
+
+// restoreMu serializes restores on one leader.
+var restoreMu sync.Mutex
+
+// RestoreAsLeader merges f into this leader's state and installs it. by is
+// the node whose API socket asked (for the log). Restores on one leader
+// run one at a time.
+func (w *Writer) RestoreAsLeader(ctx context.Context, f *consensus.SnapshotFile, force bool, by string) (api.SnapshotRestoreResponse, error) {
+	cl := w.cfg
+	restoreMu.Lock()
+	defer restoreMu.Unlock()
+	if !cl.Raft.IsLeader() {
+		return api.SnapshotRestoreResponse{}, ErrNotLeader
+	}
+	// Every acknowledged write is in the state the plan merges with.
+	if err := cl.Raft.Barrier(ctx); err != nil {
+		return api.SnapshotRestoreResponse{}, err
+	}
+	plan, err := consensus.PlanRestore(f, cl.Store.Snapshot(), force)
+	if err != nil {
+		return api.SnapshotRestoreResponse{}, err
+	}
+	if err := cl.Raft.RestoreSnapshot(ctx, plan); err != nil {
+		return api.SnapshotRestoreResponse{}, err
+	}
+	resp := api.SnapshotRestoreResponse{
+		ClusterID: cl.ClusterID, FileClusterID: f.Header.ClusterID, Index: cl.Store.Index(),
+		Services: plan.Services, DroppedNodes: plan.DroppedNodes, DroppedTasks: plan.DroppedTasks,
+	}
+	if resp.Services == nil {
+		resp.Services = []string{}
+	}
+	if resp.DroppedNodes == nil {
+		resp.DroppedNodes = []string{}
+	}
+	w.log.Warn("cluster state restored from a snapshot file", "file_cluster_id", f.Header.ClusterID,
+		"file_index", f.Header.Index, "index", resp.Index, "services", len(plan.Services),
+		"dropped_nodes", plan.DroppedNodes, "by", shortID(by))
+	return resp, nil
+}
+
+// CallSnapshotRestore sends the file to the leader at addr over a
+// connection dial opens (an RPC connection of the cluster port): the
+// request line, then the raw file, then it reads the one answer line.
+func CallSnapshotRestore(ctx context.Context, dial func(addr string) (net.Conn, error), addr string, req wire.SnapshotRestoreRequest, raw []byte, out *api.SnapshotRestoreResponse) error {
+	conn, err := dial(addr)
+	if err != nil {
+		return &clusterport.DialError{Err: fmt.Errorf("connect to %s: %w", addr, err)}
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
+	body, _ := json.Marshal(req)
+	line, _ := json.Marshal(wire.Request{Method: wire.MethodSnapshotRestore, Body: body})
+	if _, err := conn.Write(append(line, '\n')); err != nil {
+		return fmt.Errorf("send snapshot to %s: %w", addr, err)
+	}
+	if _, err := conn.Write(raw); err != nil {
+		return fmt.Errorf("send snapshot to %s: %w", addr, err)
+	}
+	answer, err := bufio.NewReader(conn).ReadBytes('\n')
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("read restore answer from %s: %w", addr, err)
+	}
+	var resp wire.Response
+	if err := json.Unmarshal(answer, &resp); err != nil {
+		return fmt.Errorf("malformed restore answer from %s: %w", addr, err)
+	}
+	if resp.Error != "" {
+		return &wire.Error{Code: resp.Code, Msg: resp.Error}
+	}
+	if err := json.Unmarshal(resp.Body, out); err != nil {
+		return fmt.Errorf("decode restore answer from %s: %w", addr, err)
+	}
+	return nil
+}
+
+// ServeSnapshotRestore is wire.MethodSnapshotRestore on the leader. Callers: a
+// manager node (as for every admin action; workers' sockets are read-only),
+// for a user on its API socket. The file is verified again here.
+func (w *Writer) ServeSnapshotRestore(ctx context.Context, call *clusterport.Call) {
+	cl := w.cfg
+	if c, _ := CallerOf(cl.Store, authz.Admin, call.PeerID); c.Worker {
+		_ = call.Reply(nil, fmt.Errorf("%w: node %s is a worker: workers cannot restore the cluster", authz.ErrWorker, shortID(call.PeerID)))
+		return
+	}
+	if !cl.Raft.IsLeader() {
+		_ = call.Reply(nil, ErrNotLeader)
+		return
+	}
+	var req wire.SnapshotRestoreRequest
+	if err := json.Unmarshal(call.Req.Body, &req); err != nil || req.Size <= 0 || req.Size > MaxSnapshotBytes {
+		_ = call.Reply(nil, &wire.Error{Code: wire.CodeRefused, Msg: "malformed snapshot restore request"})
+		return
+	}
+	_ = call.Conn.SetReadDeadline(time.Now().Add(snapshotBodyTimeout))
+	f, err := consensus.ReadSnapshotFile(io.LimitReader(call.R, req.Size), MaxSnapshotBytes)
+	_ = call.Conn.SetReadDeadline(time.Time{})
+	if err != nil {
+		_ = call.Reply(nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("snapshot file refused, nothing changed: %v", err)})
+		return
+	}
+	resp, err := w.RestoreAsLeader(ctx, f, req.Force, call.PeerID)
+	_ = call.Reply(resp, err)
+}
