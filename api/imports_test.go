@@ -103,6 +103,11 @@ var importRules = []importRule{
 	// cluster port's restore call; the agent's RPC caller, dialler, KEK
 	// and token rotation come in as funcs.
 	{"node/writes/...", []string{"api", "consensus", "node/authz", "node/clusterport", "node/handlers", "node/membership", "node/pki", "node/wire", "node/writes/..."}},
+	// --metrics-addr: the registry, the server and the collector that
+	// reads the replica, Raft, gossip, the data plane's desired state
+	// (node/netplan) and the containers' cgroups at scrape time; the agent
+	// comes in as collector.Config.
+	{"node/collector/...", []string{"api", "consensus", "runtime", "node/membership", "node/metrics", "node/netplan", "node/collector/..."}},
 	// cmd/shoal starts the agent (and the node's container supervisor)
 	// through node and otherwise talks to it only through api.
 	{"cmd/shoal", []string{"api", "api/atomicfile", "node"}},

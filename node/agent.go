@@ -66,7 +66,7 @@ type Agent struct {
 
 	removedCh chan removalNotice // a cluster removed this node (removal.go)
 
-	obs observer // event history and metrics (node/events, node/metrics; collector.go)
+	obs observer // event history and metrics (node/events, node/metrics; observer.go)
 }
 
 // Run starts an agent and blocks until ctx ends. On return every goroutine

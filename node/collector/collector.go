@@ -1,12 +1,11 @@
-package node
+// Package collector serves --metrics-addr: the registry of every metric of
+// the agent, the /metrics server, and the collector that reads the agent's
+// state at scrape time (node/metrics holds the instruments, the go-metrics
+// sink and the container network counters).
+package collector
 
-// The agent's side of metrics (node/metrics holds the instruments, the
-// go-metrics sink and the cgroup readers): the /metrics server at
-// --metrics-addr and the collector that reads the agent's state at scrape
-// time.
-//
 // Most of what an operator wants to see is state the agent already holds,
-// so it is read at scrape time by one Collector (stateCollector) — the
+// so it is read at scrape time by one Collector (State) — the
 // replica of the store, the Raft and gossip views, the runtime's containers
 // and their cgroups — instead of instrumenting every loop. What is only
 // visible while it happens is timed where it happens (metrics.Set).
@@ -16,11 +15,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -29,65 +27,74 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/node/events"
+	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/metrics"
 	"github.com/shoal-org/shoal/node/netplan"
+	"github.com/shoal-org/shoal/runtime"
 )
 
-// observer holds an agent's event history and its metrics. The zero value
-// is ready: both are made on first use, so loops may report into them
-// whether or not --metrics-addr is set.
-type observer struct {
-	once sync.Once
-	h    *events.Hub
-	mm   *metrics.Set
+// Runtime is what the collector reads of this node's containers.
+type Runtime interface {
+	List() []api.Container
+	Stats(id string) (runtime.Stats, error)
 }
 
-func (o *observer) init() {
-	o.once.Do(func() {
-		o.h = events.NewHub(time.Now)
-		o.mm = metrics.New()
-	})
+// Cluster is the running cluster instance the collector reads.
+type Cluster struct {
+	Store   *consensus.Store
+	Raft    *consensus.Raft
+	Members *membership.Membership
+	// RaftDir is where the Raft log store lives (its size is a metric).
+	RaftDir string
 }
 
-func (o *observer) hub() *events.Hub { o.init(); return o.h }
-func (o *observer) m() *metrics.Set  { o.init(); return o.mm }
+// Config is what State reads at scrape time. The funcs are called on every
+// scrape and must not block.
+type Config struct {
+	NodeID, Hostname string
+	// Runtime returns this node's runtime, nil while there is none.
+	Runtime func() Runtime
+	// Cluster returns the running cluster, false while the node is in none.
+	Cluster func() (Cluster, bool)
+}
 
-// registry gathers every metric of the agent.
-func (a *Agent) registry() *prometheus.Registry {
-	m := a.obs.m()
+// Registry gathers every metric of the agent: the Go runtime's and the
+// process's, the state read at scrape time (cfg), the instruments of m and
+// the go-metrics sink's.
+func Registry(cfg Config, m *metrics.Set) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		stateCollector{a: a},
+		State{cfg: cfg},
 	)
 	reg.MustRegister(m.Collectors()...)
 	reg.MustRegister(metrics.SinkCollectors()...)
 	return reg
 }
 
-// serveMetrics binds --metrics-addr and serves /metrics until stop is
-// called; stop returns once the server has stopped. The listener is bound
-// before it returns (addr is its address), so a taken port fails the
+// Serve binds listenAddr (--metrics-addr) and serves reg at /metrics until
+// stop is called; stop returns once the server has stopped. The listener is
+// bound before it returns (addr is its address), so a taken port fails the
 // agent's start with a clear error.
-func (a *Agent) serveMetrics() (addr string, stop func(), err error) {
-	ln, err := net.Listen("tcp", a.cfg.MetricsAddr)
+func Serve(listenAddr string, reg *prometheus.Registry, log *slog.Logger) (addr string, stop func(), err error) {
+	ln, err := net.Listen("tcp", listenAddr)
 	if err != nil {
 		return "", nil, fmt.Errorf("--metrics-addr: %w", err)
 	}
 	metrics.InstallSink()
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry(), promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			a.log.Error("metrics server stopped", "err", err)
+			log.Error("metrics server stopped", "err", err)
 		}
 	}()
-	a.log.Info("serving metrics", "addr", ln.Addr().String())
+	log.Info("serving metrics", "addr", ln.Addr().String())
 	return ln.Addr().String(), func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -112,62 +119,67 @@ var (
 
 	descGossipMembers = prometheus.NewDesc("shoal_gossip_members", "Nodes of the cluster by gossip state as this node sees them.", []string{"state"}, nil)
 
-	descNodes         = prometheus.NewDesc("shoal_nodes", "Nodes of the cluster by status.", []string{"status"}, nil)
-	descServices      = prometheus.NewDesc("shoal_services", "Services of the cluster.", nil, nil)
-	descTasks         = prometheus.NewDesc("shoal_tasks", "Tasks of the cluster by observed state.", []string{"state"}, nil)
-	descNodeTasks     = prometheus.NewDesc("shoal_node_tasks", "Tasks assigned to this node by observed state.", []string{"state"}, nil)
-	descPendingTasks  = prometheus.NewDesc("shoal_scheduler_pending_tasks", "Tasks that should run but are not placed on a node yet.", nil, nil)
-	descLBBackends    = prometheus.NewDesc("shoal_lb_backends", "Backends this node's load balancer sends a service's traffic to, per network (empty: the default one).", []string{"service", "network"}, nil)
-	descOverlayPeers  = prometheus.NewDesc("shoal_overlay_peers", "Other nodes this node's overlay has a route, neighbour and FDB entry for.", nil, nil)
-	descContainers    = prometheus.NewDesc("shoal_containers", "Containers on this node by state.", []string{"state"}, nil)
-	containerLabels   = []string{"service", "task", "container"}
-	descContainerCPU  = prometheus.NewDesc("shoal_container_cpu_usage_seconds_total", "CPU time a running container used (cgroup).", containerLabels, nil)
-	descContainerMem  = prometheus.NewDesc("shoal_container_memory_usage_bytes", "Memory a running container uses, page cache included (cgroup).", containerLabels, nil)
-	descContainerRx   = prometheus.NewDesc("shoal_container_network_receive_bytes_total", "Bytes a running container received on its interfaces.", containerLabels, nil)
-	descContainerTx   = prometheus.NewDesc("shoal_container_network_transmit_bytes_total", "Bytes a running container sent on its interfaces.", containerLabels, nil)
-	stateDescriptions = []*prometheus.Desc{descNodeInfo, descRaftLeader, descRaftTerm, descRaftLast, descRaftCommit,
+	descNodes        = prometheus.NewDesc("shoal_nodes", "Nodes of the cluster by status.", []string{"status"}, nil)
+	descServices     = prometheus.NewDesc("shoal_services", "Services of the cluster.", nil, nil)
+	descTasks        = prometheus.NewDesc("shoal_tasks", "Tasks of the cluster by observed state.", []string{"state"}, nil)
+	descNodeTasks    = prometheus.NewDesc("shoal_node_tasks", "Tasks assigned to this node by observed state.", []string{"state"}, nil)
+	descPendingTasks = prometheus.NewDesc("shoal_scheduler_pending_tasks", "Tasks that should run but are not placed on a node yet.", nil, nil)
+	descLBBackends   = prometheus.NewDesc("shoal_lb_backends", "Backends this node's load balancer sends a service's traffic to, per network (empty: the default one).", []string{"service", "network"}, nil)
+	descOverlayPeers = prometheus.NewDesc("shoal_overlay_peers", "Other nodes this node's overlay has a route, neighbour and FDB entry for.", nil, nil)
+	descContainers   = prometheus.NewDesc("shoal_containers", "Containers on this node by state.", []string{"state"}, nil)
+	containerLabels  = []string{"service", "task", "container"}
+	descContainerCPU = prometheus.NewDesc("shoal_container_cpu_usage_seconds_total", "CPU time a running container used (cgroup).", containerLabels, nil)
+	descContainerMem = prometheus.NewDesc("shoal_container_memory_usage_bytes", "Memory a running container uses, page cache included (cgroup).", containerLabels, nil)
+	descContainerRx  = prometheus.NewDesc("shoal_container_network_receive_bytes_total", "Bytes a running container received on its interfaces.", containerLabels, nil)
+	descContainerTx  = prometheus.NewDesc("shoal_container_network_transmit_bytes_total", "Bytes a running container sent on its interfaces.", containerLabels, nil)
+	// StateDescriptions are the metrics State emits.
+	StateDescriptions = []*prometheus.Desc{descNodeInfo, descRaftLeader, descRaftTerm, descRaftLast, descRaftCommit,
 		descRaftApplied, descRaftVoters, descRaftLogBytes, descGossipMembers, descNodes, descServices, descTasks,
 		descNodeTasks, descPendingTasks, descLBBackends, descOverlayPeers, descContainers, descContainerCPU,
 		descContainerMem, descContainerRx, descContainerTx}
 )
 
-// stateCollector reads the agent's state at scrape time. Collect takes no
-// lock the agent's loops hold for long: every source is a copy or a
-// snapshot.
-type stateCollector struct{ a *Agent }
+// State reads the agent's state at scrape time. Collect takes no lock the
+// agent's loops hold for long: every source is a copy or a snapshot.
+type State struct{ cfg Config }
 
-func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range stateDescriptions {
+// NewState returns the collector of the state cfg names.
+func NewState(cfg Config) State { return State{cfg: cfg} }
+
+// Describe sends StateDescriptions.
+func (c State) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range StateDescriptions {
 		ch <- d
 	}
 }
 
-func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
-	a := c.a
+// Collect reads the containers, Raft, gossip and the replica once.
+func (c State) Collect(ch chan<- prometheus.Metric) {
+	a := c.cfg
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	counter := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
-	gauge(descNodeInfo, 1, a.id.NodeID, a.id.Hostname)
-	cl, _ := a.clusterOrErr()
+	gauge(descNodeInfo, 1, a.NodeID, a.Hostname)
+	cl, inCluster := a.Cluster()
 
 	// Runtime: this node's containers.
-	if a.rt != nil {
+	if rt := a.Runtime(); rt != nil {
 		byState := map[string]int{api.ContainerCreated: 0, api.ContainerRunning: 0, api.ContainerExited: 0}
-		for _, ct := range a.rt.List() {
+		for _, ct := range rt.List() {
 			byState[ct.State]++
 			if ct.State != api.ContainerRunning {
 				continue
 			}
 			svc, task := "", ""
-			if ct.TaskID != "" && cl != nil {
-				if t, err := cl.store.Task(ct.TaskID); err == nil {
+			if ct.TaskID != "" && inCluster {
+				if t, err := cl.Store.Task(ct.TaskID); err == nil {
 					svc, task = t.Service, t.Name
 				}
 			}
-			if st, err := a.rt.Stats(ct.ID); err == nil {
+			if st, err := rt.Stats(ct.ID); err == nil {
 				if st.HasCPU {
 					counter(descContainerCPU, float64(st.CPUNanos)/1e9, svc, task, ct.Name)
 				}
@@ -184,32 +196,32 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descContainers, float64(n), st)
 		}
 	}
-	if cl == nil {
+	if !inCluster {
 		return
 	}
 
 	// Raft.
 	leader := 0.0
-	if cl.raft.IsLeader() {
+	if cl.Raft.IsLeader() {
 		leader = 1
 	}
 	gauge(descRaftLeader, leader)
-	stats := cl.raft.Stats()
+	stats := cl.Raft.Stats()
 	for d, key := range map[*prometheus.Desc]string{descRaftTerm: "term", descRaftLast: "last_log_index",
 		descRaftCommit: "commit_index", descRaftApplied: "applied_index"} {
 		if v, err := strconv.ParseUint(stats[key], 10, 64); err == nil {
 			gauge(d, float64(v))
 		}
 	}
-	if servers, err := cl.raft.Servers(); err == nil {
+	if servers, err := cl.Raft.Servers(); err == nil {
 		gauge(descRaftVoters, float64(countVoters(servers)))
 	}
-	gauge(descRaftLogBytes, float64(metrics.DirFilesSize(filepath.Join(clusterDir(a.cfg.DataDir), "raft"))))
+	gauge(descRaftLogBytes, float64(metrics.DirFilesSize(cl.RaftDir)))
 
 	// Gossip, against the nodes of the state.
-	snap := cl.store.Snapshot()
+	snap := cl.Store.Snapshot()
 	nodes := snap.Nodes()
-	members := cl.members.MemberStates()
+	members := cl.Members.MemberStates()
 	gm := map[string]int{"alive": 0, "suspect": 0, "dead": 0}
 	for _, st := range members {
 		if st == memberlist.StateSuspect {
@@ -241,7 +253,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	pending := 0
 	for _, t := range snap.Tasks() {
 		all[t.State]++
-		if t.NodeID == a.id.NodeID {
+		if t.NodeID == a.NodeID {
 			mine[t.State]++
 		}
 		if t.DesiredState == api.TaskRunning && (t.NodeID == "" || t.State == api.TaskNew) {
@@ -258,9 +270,19 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 
 	// Data plane as this node would program it now.
 	ns := netplan.Read(snap)
-	lbState, _, _ := netplan.Traffic(ns, cl.members.AliveSet(), a.id.NodeID)
+	lbState, _, _ := netplan.Traffic(ns, cl.Members.AliveSet(), a.NodeID)
 	for _, s := range lbState.Services {
 		gauge(descLBBackends, float64(len(s.Backends)), s.Name, s.Network)
 	}
-	gauge(descOverlayPeers, float64(len(netplan.OverlayPeers(ns, a.id.NodeID))))
+	gauge(descOverlayPeers, float64(len(netplan.OverlayPeers(ns, a.NodeID))))
+}
+
+func countVoters(servers []consensus.Server) int {
+	n := 0
+	for _, s := range servers {
+		if s.Voter {
+			n++
+		}
+	}
+	return n
 }
