@@ -1,4 +1,4 @@
-package node
+package revocation
 
 // Removal: `shoal node rm` is final for the removed host, even when it was
 // down at the time (or alive, with --force) and comes back later with its
@@ -10,7 +10,7 @@ package node
 //   - Hint. Every node whose replica is live (it knows a leader and holds
 //     its own record) looks for gossip members whose node ID is not in its
 //     nodes table and sends each a small memberlist user message (best
-//     effort, every removalHintEvery) naming its own cluster address. A hint
+//     effort, every HintEvery) naming its own cluster address. A hint
 //     proves nothing — a node that just joined may be gossiping before a
 //     lagging replica holds its record — it only says "ask".
 //   - Backstop. A node that has seen no Raft leader for removalLeaderless
@@ -36,8 +36,9 @@ package node
 //     absence of information.
 //
 // A node that is only partitioned never resets: nobody can reach it, or
-// whoever answers says "not removed". The removed node then resets: it
-// stops its cluster parts (leaving gossip, so peers drop it at once), removes
+// whoever answers says "not removed". The removed node then resets (the
+// agent does that, node/revocation.go: it needs the whole agent): it stops
+// its cluster parts (leaving gossip, so peers drop it at once), removes
 // its task containers, its overlay and load balancer state, and moves
 // DATA/cluster aside to DATA/cluster.removed, so the data dir (identity,
 // images) stays usable and `shoal join` works again. `shoal leave` on a
@@ -46,75 +47,67 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/lb"
+	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 )
 
 // Timing of hints and questions.
 const (
-	// removalHintEvery is how often a node hints one suspect member.
-	removalHintEvery = 3 * time.Second
-	// removalCheckGap is the least time between two questions of a node.
-	removalCheckGap = time.Second
-	// removalLeaderless is how long a node goes without a Raft leader
+	// HintEvery is how often a node hints one suspect member.
+	HintEvery = 3 * time.Second
+	// CheckGap is the least time between two questions of a node.
+	CheckGap = time.Second
+	// Leaderless is how long a node goes without a Raft leader
 	// before it asks on its own, and then how often it asks again.
-	removalLeaderless = 10 * time.Second
-	// removalAskTimeout bounds one round of questions.
-	removalAskTimeout = 3 * time.Second
-	// removalIdleTick is how often the loop looks without a wake-up
+	Leaderless = 10 * time.Second
+	// AskTimeout bounds one round of questions.
+	AskTimeout = 3 * time.Second
+	// IdleTick is how often the loop looks without a wake-up
 	// while there is a leader and nobody to hint or ask about: the
 	// leaderless clock then starts at most this late, against the
-	// removalLeaderless it waits anyway (issue 10: an idle node's wake-ups).
-	removalIdleTick = 5 * time.Second
-	// removalAskMax is how many peers one round asks at most.
-	removalAskMax = 5
-	// removalDrain is how long a node that left or was removed keeps its
-	// task containers after leaving gossip and Raft (see dropCluster).
-	removalDrain = 2 * time.Second
+	// Leaderless it waits anyway (issue 10: an idle node's wake-ups).
+	IdleTick = 5 * time.Second
+	// AskMax is how many peers one round asks at most.
+	AskMax = 5
 )
 
-// removalHintType is the first byte of a removal hint user message.
-const removalHintType byte = 'R'
+// hintType is the first byte of a removal hint user message.
+const hintType byte = 'R'
 
-// maxRemovalField bounds the node ID and serial of a question.
-const maxRemovalField = 128
+// maxField bounds the node ID and serial of a question.
+const maxField = 128
 
-type removalHint struct {
+// Hint is a gossip user message telling a member the sender's replica
+// does not know it: "ask whether you were removed".
+type Hint struct {
 	From string `json:"from"` // sender's node ID
 	Addr string `json:"addr"` // sender's cluster address, where to ask
 }
 
-// removalNotice asks the agent to reset after a removal (see resetOnRemoval).
-type removalNotice struct {
-	cl *cluster
-	by string // the witness's node ID
-}
-
-// removalVerdict is the server's half of the statement: the asker is removed
+// Verdict is the server's half of the statement: the asker is removed
 // when its certificate serial is revoked and no node record carries its ID.
 // A serial revoked while a record exists (the node re-joined, or its
 // certificate was replaced) is not a removal.
-func removalVerdict(serialRevoked, recordExists bool) bool {
+func Verdict(serialRevoked, recordExists bool) bool {
 	return serialRevoked && !recordExists
 }
 
-// witness is what the asking node knows of the server that answered.
-type witness struct {
+// Witness is what the asking node knows of the server that answered.
+type Witness struct {
 	ID      string    // common name of the server's verified certificate
 	Serial  string    // its serial
 	Record  *api.Node // the asker's replica's record of ID; nil if none
@@ -122,12 +115,12 @@ type witness struct {
 	InRaft  bool      // ID is a server of the asker's last Raft configuration
 }
 
-// acceptableWitness reports whether a server may make statements about this
+// AcceptableWitness reports whether a server may make statements about this
 // node: another node, not revoked, that the asker's replica knows with the
 // certificate it recorded, or — when the replica has no record of it (an
 // empty replica after a restart) — that the asker's Raft configuration
 // lists. A certificate merely signed by the CA is not enough.
-func acceptableWitness(self string, w witness) error {
+func AcceptableWitness(self string, w Witness) error {
 	switch {
 	case w.ID == "" || w.ID == self:
 		return fmt.Errorf("witness %q: not another node", w.ID)
@@ -141,16 +134,16 @@ func acceptableWitness(self string, w witness) error {
 	return nil
 }
 
-// isRemovalStatement is the asking node's decision: only a positive answer
+// IsStatement is the asking node's decision: only a positive answer
 // from an acceptable witness counts. A failed call, a refusal or "not
 // removed" is the absence of a statement, never a reason to reset.
-func isRemovalStatement(self string, w witness, answer *wire.RemovalResponse, callErr error) bool {
-	return callErr == nil && answer != nil && answer.Removed && acceptableWitness(self, w) == nil
+func IsStatement(self string, w Witness, answer *wire.RemovalResponse, callErr error) bool {
+	return callErr == nil && answer != nil && answer.Removed && AcceptableWitness(self, w) == nil
 }
 
-// removalSuspects lists the gossip members (sorted) that the replica does
+// Suspects lists the gossip members (sorted) that the replica does
 // not know: each may be a removed node still running with its old state.
-func removalSuspects(self string, alive map[string]memberMeta, known func(id string) bool) []string {
+func Suspects(self string, alive map[string]membership.Meta, known func(id string) bool) []string {
 	var out []string
 	for id := range alive {
 		if id != self && !known(id) {
@@ -161,55 +154,124 @@ func removalSuspects(self string, alive map[string]memberMeta, known func(id str
 	return out
 }
 
-// removalTick is the removal loop's period: a second while it counts a
+// Tick is the removal loop's period: a second while it counts a
 // leaderless stretch or has members to hint or hints to follow up, else
-// removalIdleTick (gossip changes wake it at once either way).
-func removalTick(leaderKnown bool, pending int) time.Duration {
+// IdleTick (gossip changes wake it at once either way).
+func Tick(leaderKnown bool, pending int) time.Duration {
 	if !leaderKnown || pending > 0 {
 		return time.Second
 	}
-	return removalIdleTick
+	return IdleTick
 }
 
-// shouldAskRemoval decides whether the node asks now: after a hint, or after
-// a long time without a leader; never twice within removalCheckGap, and
-// without hints only every removalLeaderless.
-func shouldAskRemoval(now, lastAsk, leaderlessSince time.Time, hinted bool) bool {
-	if !lastAsk.IsZero() && now.Sub(lastAsk) < removalCheckGap {
+// ShouldAsk decides whether the node asks now: after a hint, or after
+// a long time without a leader; never twice within CheckGap, and
+// without hints only every Leaderless.
+func ShouldAsk(now, lastAsk, leaderlessSince time.Time, hinted bool) bool {
+	if !lastAsk.IsZero() && now.Sub(lastAsk) < CheckGap {
 		return false
 	}
 	if hinted {
 		return true
 	}
-	if leaderlessSince.IsZero() || now.Sub(leaderlessSince) < removalLeaderless {
+	if leaderlessSince.IsZero() || now.Sub(leaderlessSince) < Leaderless {
 		return false
 	}
-	return lastAsk.IsZero() || now.Sub(lastAsk) >= removalLeaderless
+	return lastAsk.IsZero() || now.Sub(lastAsk) >= Leaderless
 }
 
-// encodeRemovalHint and parseRemovalHint frame a hint as a user message.
-func encodeRemovalHint(h removalHint) []byte {
+// EncodeHint and ParseHint frame a hint as a user message.
+func EncodeHint(h Hint) []byte {
 	b, _ := json.Marshal(h)
-	return append([]byte{removalHintType}, b...)
+	return append([]byte{hintType}, b...)
 }
 
-func parseRemovalHint(msg []byte) (removalHint, bool) {
-	var h removalHint
-	if len(msg) < 2 || msg[0] != removalHintType || json.Unmarshal(msg[1:], &h) != nil {
-		return removalHint{}, false
+// ParseHint decodes a user message EncodeHint framed; false for any other
+// message or a malformed hint.
+func ParseHint(msg []byte) (Hint, bool) {
+	var h Hint
+	if len(msg) < 2 || msg[0] != hintType || json.Unmarshal(msg[1:], &h) != nil {
+		return Hint{}, false
 	}
-	if _, _, err := net.SplitHostPort(h.Addr); err != nil || len(h.From) > maxRemovalField {
-		return removalHint{}, false
+	if _, _, err := net.SplitHostPort(h.Addr); err != nil || len(h.From) > maxField {
+		return Hint{}, false
 	}
 	return h, true
 }
 
-// removalLoop hints unknown gossip members, and asks whether this node was
-// removed when hinted or leaderless. On a positive statement it hands the
-// reset to the agent (the reset stops this cluster, so it cannot run on one
-// of the cluster's goroutines) and returns.
-func (a *Agent) removalLoop(ctx context.Context, cl *cluster) {
-	memberCh, stop := cl.members.Subscribe()
+// AskList picks whom to ask: first (hint senders), then others, at
+// most limit, without self or duplicates.
+func AskList(first, others []string, self string, limit int) []string {
+	out := dedupe(append(slices.Clone(first), others...), self)
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out
+}
+
+// CheckQuestion refuses a removal question without a node ID and a
+// serial, or with one too long.
+func CheckQuestion(req wire.RemovalRequest) error {
+	if req.NodeID == "" || req.Serial == "" || len(req.NodeID) > maxField || len(req.Serial) > maxField {
+		return &wire.Error{Code: wire.CodeRefused, Msg: "removal question needs a node ID and a certificate serial"}
+	}
+	return nil
+}
+
+// Answer is the server's side of the removal question, from the replica
+// store: "is node X with serial S removed?". Callers need no certificate
+// (see the top of this file).
+func Answer(store *consensus.Store, req wire.RemovalRequest) (*wire.RemovalResponse, error) {
+	if err := CheckQuestion(req); err != nil {
+		return nil, err
+	}
+	_, nerr := store.Node(req.NodeID)
+	return &wire.RemovalResponse{Removed: Verdict(store.IsRevoked(req.Serial), nerr == nil)}, nil
+}
+
+// ---- the asking node ----
+
+// Raft is the part of consensus.Raft the removal loop reads.
+type Raft interface {
+	Leader() (id, addr string)
+	Servers() ([]consensus.Server, error)
+}
+
+// HintGossip is the part of membership.Membership the removal loop uses.
+type HintGossip interface {
+	Subscribe() (<-chan struct{}, func())
+	UserMessages() <-chan []byte
+	AliveSet() map[string]membership.Meta
+	SendBestEffort(id string, msg []byte) error
+}
+
+// CallFunc performs one RPC against the cluster port at addr with cfg
+// (the agent's callRPC).
+type CallFunc func(ctx context.Context, addr string, cfg *tls.Config, method string, body, out any) error
+
+// Removal is the removed node's side: the loop that hints unknown members
+// and asks whether this node was removed. Its fields are set before use
+// and not changed after.
+type Removal struct {
+	// Self is this node's ID, ClusterAddr its cluster address (host:port).
+	Self, ClusterAddr string
+	// PKIDir holds this node's certificate and trusted CAs.
+	PKIDir string
+	Store  *consensus.Store
+	// Raft is nil for a cluster without Raft (tests).
+	Raft Raft
+	// Gossip is needed by Run only.
+	Gossip HintGossip
+	Call   CallFunc
+	Log    *slog.Logger
+}
+
+// Run hints unknown gossip members, and asks whether this node was
+// removed when hinted or leaderless. On a positive statement it calls
+// removed with the witness's ID and returns: the reset stops the cluster
+// this loop belongs to, so removed must hand it to another goroutine.
+func (r *Removal) Run(ctx context.Context, removed func(by string)) {
+	memberCh, stop := r.Gossip.Subscribe()
 	defer stop()
 	period := time.Second
 	tick := time.NewTicker(period)
@@ -218,28 +280,28 @@ func (a *Agent) removalLoop(ctx context.Context, cl *cluster) {
 	lastHint := map[string]time.Time{}
 	var lastAsk, leaderlessSince time.Time
 	for {
-		if p := removalTick(leaderlessSince.IsZero(), len(lastHint)+len(hinted)); p != period {
+		if p := Tick(leaderlessSince.IsZero(), len(lastHint)+len(hinted)); p != period {
 			period = p
 			tick.Reset(p)
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case msg := <-cl.members.UserMessages():
-			if h, ok := parseRemovalHint(msg); ok && h.From != a.id.NodeID {
+		case msg := <-r.Gossip.UserMessages():
+			if h, ok := ParseHint(msg); ok && h.From != r.Self {
 				hinted[h.Addr] = true
 			}
 		case <-memberCh:
 		case <-tick.C:
 		}
 		now := time.Now()
-		a.sendRemovalHints(cl, lastHint, now)
-		if id, _ := cl.raft.Leader(); id != "" {
+		r.sendHints(lastHint, now)
+		if id := r.leader(); id != "" {
 			leaderlessSince = time.Time{}
 		} else if leaderlessSince.IsZero() {
 			leaderlessSince = now
 		}
-		if !shouldAskRemoval(now, lastAsk, leaderlessSince, len(hinted) > 0) {
+		if !ShouldAsk(now, lastAsk, leaderlessSince, len(hinted) > 0) {
 			continue
 		}
 		lastAsk = now
@@ -248,29 +310,33 @@ func (a *Agent) removalLoop(ctx context.Context, cl *cluster) {
 			first = append(first, addr)
 		}
 		clear(hinted)
-		actx, cancel := context.WithTimeout(ctx, removalAskTimeout)
-		by, removed := a.askRemoved(actx, cl, first)
+		actx, cancel := context.WithTimeout(ctx, AskTimeout)
+		by, ok := r.Ask(actx, first)
 		cancel()
-		if removed {
-			select {
-			case a.removedCh <- removalNotice{cl: cl, by: by}:
-			default:
-			}
+		if ok {
+			removed(by)
 			return
 		}
 	}
 }
 
-// sendRemovalHints hints every suspect member at most every
-// removalHintEvery; lastHint is the loop's memory of when. A node whose
-// replica is not live (no leader, or no record of itself: just restarted,
-// or removed itself) sends none, or it would suspect everybody.
-func (a *Agent) sendRemovalHints(cl *cluster, lastHint map[string]time.Time, now time.Time) {
+func (r *Removal) leader() string {
+	if r.Raft == nil {
+		return ""
+	}
+	id, _ := r.Raft.Leader()
+	return id
+}
+
+// sendHints hints every suspect member at most every HintEvery; lastHint
+// is the loop's memory of when. A node whose replica is not live (no
+// leader, or no record of itself: just restarted, or removed itself) sends
+// none, or it would suspect everybody.
+func (r *Removal) sendHints(lastHint map[string]time.Time, now time.Time) {
 	var suspects []string
-	leader, _ := cl.raft.Leader()
-	if _, err := cl.store.Node(a.id.NodeID); err == nil && leader != "" {
-		suspects = removalSuspects(a.id.NodeID, cl.members.AliveSet(), func(id string) bool {
-			_, err := cl.store.Node(id)
+	if _, err := r.Store.Node(r.Self); err == nil && r.leader() != "" {
+		suspects = Suspects(r.Self, r.Gossip.AliveSet(), func(id string) bool {
+			_, err := r.Store.Node(id)
 			return err == nil
 		})
 	}
@@ -279,42 +345,44 @@ func (a *Agent) sendRemovalHints(cl *cluster, lastHint map[string]time.Time, now
 			delete(lastHint, id)
 		}
 	}
-	msg := encodeRemovalHint(removalHint{From: a.id.NodeID, Addr: a.cfg.clusterAddr()})
+	msg := EncodeHint(Hint{From: r.Self, Addr: r.ClusterAddr})
 	for _, id := range suspects {
-		if now.Sub(lastHint[id]) < removalHintEvery {
+		if now.Sub(lastHint[id]) < HintEvery {
 			continue
 		}
 		lastHint[id] = now
-		if err := cl.members.SendBestEffort(id, msg); err != nil {
-			a.log.Debug("removal hint", "to", shortID(id), "err", err)
+		if err := r.Gossip.SendBestEffort(id, msg); err != nil {
+			r.Log.Debug("removal hint", "to", shortID(id), "err", err)
 		} else {
-			a.log.Debug("gossip member unknown to the state: hinted it to ask whether it was removed", "member", shortID(id))
+			r.Log.Debug("gossip member unknown to the state: hinted it to ask whether it was removed", "member", shortID(id))
 		}
 	}
 }
 
-// askRemoved asks up to removalAskMax peers — the given addresses first,
-// then nodes of the replica, then servers of the Raft configuration, each
-// group in random order — whether this node was removed,
-// all at once. It reports the first positive statement (isRemovalStatement)
-// and the witness that made it; anything else is "not removed".
-func (a *Agent) askRemoved(ctx context.Context, cl *cluster, first []string) (string, bool) {
-	cert, pool, err := pki.LoadNodeTLS(filepath.Join(clusterDir(a.cfg.DataDir), "pki"))
+// Ask asks up to AskMax peers — the given addresses first, then nodes of
+// the replica, then servers of the Raft configuration, each group in
+// random order — whether this node was removed, all at once. It reports
+// the first positive statement (IsStatement) and the witness that made
+// it; anything else is "not removed".
+func (r *Removal) Ask(ctx context.Context, first []string) (string, bool) {
+	cert, pool, err := pki.LoadNodeTLS(r.PKIDir)
 	if err != nil || cert.Leaf == nil {
-		a.log.Warn("removal check: load own certificate", "err", err)
+		r.Log.Warn("removal check: load own certificate", "err", err)
 		return "", false
 	}
-	req := wire.RemovalRequest{NodeID: a.id.NodeID, Serial: pki.Serial(cert.Leaf)}
+	req := wire.RemovalRequest{NodeID: r.Self, Serial: pki.Serial(cert.Leaf)}
 	inRaft := map[string]bool{}
 	var raftAddrs []string
-	if servers, err := raftServers(cl); err == nil {
-		for _, s := range servers {
-			inRaft[s.ID] = true
-			raftAddrs = append(raftAddrs, s.Addr)
+	if r.Raft != nil {
+		if servers, err := r.Raft.Servers(); err == nil {
+			for _, s := range servers {
+				inRaft[s.ID] = true
+				raftAddrs = append(raftAddrs, s.Addr)
+			}
 		}
 	}
 	rand.Shuffle(len(raftAddrs), func(i, j int) { raftAddrs[i], raftAddrs[j] = raftAddrs[j], raftAddrs[i] })
-	addrs := removalAskList(first, append(a.replicaClusterAddrs(cl), raftAddrs...), a.cfg.clusterAddr(), removalAskMax)
+	addrs := AskList(first, append(r.replicaClusterAddrs(), raftAddrs...), r.ClusterAddr, AskMax)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -328,170 +396,43 @@ func (a *Agent) askRemoved(ctx context.Context, cl *cluster, first []string) (st
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var w witness
+			var w Witness
 			tlsCfg := pki.AnonymousClientTLS(pool, func(leaf *x509.Certificate) error {
-				w = witness{ID: leaf.Subject.CommonName, Serial: pki.Serial(leaf)}
-				if n, err := cl.store.Node(w.ID); err == nil {
+				w = Witness{ID: leaf.Subject.CommonName, Serial: pki.Serial(leaf)}
+				if n, err := r.Store.Node(w.ID); err == nil {
 					w.Record = n
 				}
-				w.Revoked = cl.store.IsRevoked(w.Serial)
+				w.Revoked = r.Store.IsRevoked(w.Serial)
 				w.InRaft = inRaft[w.ID]
-				return acceptableWitness(a.id.NodeID, w)
+				return AcceptableWitness(r.Self, w)
 			})
 			var resp wire.RemovalResponse
-			err := callRPC(ctx, addr, tlsCfg, wire.MethodRemoval, req, &resp, nil)
+			err := r.Call(ctx, addr, tlsCfg, wire.MethodRemoval, req, &resp)
 			if err != nil {
-				a.log.Debug("removal check", "peer", addr, "err", err)
+				r.Log.Debug("removal check", "peer", addr, "err", err)
 			}
-			results <- result{by: w.ID, removed: isRemovalStatement(a.id.NodeID, w, &resp, err)}
+			results <- result{by: w.ID, removed: IsStatement(r.Self, w, &resp, err)}
 		}()
 	}
 	go func() { wg.Wait(); close(results) }()
-	for r := range results {
-		if r.removed {
-			return r.by, true
+	for res := range results {
+		if res.removed {
+			return res.by, true
 		}
 	}
 	return "", false
 }
 
-// raftServers returns cl's last Raft configuration (none for a cluster
-// without Raft, as in tests).
-func raftServers(cl *cluster) ([]consensus.Server, error) {
-	if cl.raft == nil {
-		return nil, nil
-	}
-	return cl.raft.Servers()
-}
-
-// removalAskList picks whom to ask: first (hint senders), then others, at
-// most limit, without self or duplicates.
-func removalAskList(first, others []string, self string, limit int) []string {
-	out := dedupe(append(slices.Clone(first), others...), self)
-	if len(out) > limit {
-		out = out[:limit]
-	}
-	return out
-}
-
 // replicaClusterAddrs lists the cluster addresses of the other nodes of the
 // replica, shuffled.
-func (a *Agent) replicaClusterAddrs(cl *cluster) []string {
+func (r *Removal) replicaClusterAddrs() []string {
 	var out []string
-	for _, n := range cl.store.Nodes() {
-		if n.ID == a.id.NodeID || n.Addr == "" || n.ClusterPort == 0 {
+	for _, n := range r.Store.Nodes() {
+		if n.ID == r.Self || n.Addr == "" || n.ClusterPort == 0 {
 			continue
 		}
-		out = append(out, joinHostPort(n.Addr, n.ClusterPort))
+		out = append(out, net.JoinHostPort(n.Addr, fmt.Sprint(n.ClusterPort)))
 	}
 	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 	return out
-}
-
-// handleRemovalRPC answers "is node X with serial S removed?" from this
-// node's replica. Callers need no certificate (see the top of this file).
-func (a *Agent) handleRemovalRPC(req wire.RemovalRequest) (*wire.RemovalResponse, error) {
-	if req.NodeID == "" || req.Serial == "" || len(req.NodeID) > maxRemovalField || len(req.Serial) > maxRemovalField {
-		return nil, &wire.Error{Code: wire.CodeRefused, Msg: "removal question needs a node ID and a certificate serial"}
-	}
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return nil, &wire.Error{Code: wire.CodeRefused, Msg: "this node is not part of a cluster"}
-	}
-	_, nerr := cl.store.Node(req.NodeID)
-	return &wire.RemovalResponse{Removed: removalVerdict(cl.store.IsRevoked(req.Serial), nerr == nil)}, nil
-}
-
-// resetOnRemoval runs for the agent's lifetime and resets the node when a
-// cluster's removalLoop reports a removal.
-func (a *Agent) resetOnRemoval(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case n := <-a.removedCh:
-			a.joinMu.Lock()
-			if err := a.resetAfterRemovalLocked(n.cl, n.by); err != nil {
-				a.log.Error("reset after removal", "err", err)
-			}
-			a.joinMu.Unlock()
-		}
-	}
-}
-
-// resetAfterRemovalLocked resets the node after cl's cluster removed it, if
-// cl is still the node's cluster (a leave or re-join may have come first).
-// The caller holds joinMu.
-func (a *Agent) resetAfterRemovalLocked(cl *cluster, by string) error {
-	if cur, err := a.clusterOrErr(); err != nil || cur != cl {
-		return nil
-	}
-	a.log.Warn("this node was removed from its cluster (`node rm`): stopping its tasks and resetting to an uninitialised node",
-		"cluster_id", cl.id, "told_by", shortID(by))
-	// Not the agent's context: a reset that has begun finishes even while
-	// the agent stops (the agent waits for it), or the next start repeats it.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	return a.dropCluster(ctx, true)
-}
-
-// removedDir is where a removed node's cluster state goes.
-func removedDir(dataDir string) string { return clusterDir(dataDir) + ".removed" }
-
-// dropCluster stops the cluster parts and removes what the node holds for
-// the cluster: task containers (the cluster runs them elsewhere; one-off
-// `shoal run` containers stay), the overlay, the load balancer rules, and
-// finally DATA/cluster — deleted, or moved aside to DATA/cluster.removed
-// when aside. The directory goes last so that a crash halfway leaves a node
-// that still knows its cluster and does the rest at its next start.
-func (a *Agent) dropCluster(ctx context.Context, aside bool) error {
-	a.stopCluster()
-	var tasks []string
-	for _, c := range a.rt.List() {
-		if c.TaskID != "" {
-			tasks = append(tasks, c.ID)
-		}
-	}
-	if len(tasks) > 0 {
-		// The other nodes stop sending this node's task containers new
-		// connections once they apply the node's removal; the node that
-		// told us applied it first. Let the others catch up and the
-		// connections they already sent here finish.
-		select {
-		case <-ctx.Done():
-		case <-time.After(removalDrain):
-		}
-	}
-	for _, id := range tasks {
-		if err := a.rt.Remove(ctx, id, true); err != nil {
-			a.log.Warn("remove task container after leaving the cluster", "container", shortID(id), "err", err)
-		}
-	}
-	if ov := a.net.get(); ov != nil {
-		a.net.set(nil)
-		if err := ov.Teardown(); err != nil {
-			a.log.Warn("remove the overlay after leaving the cluster", "err", err)
-		}
-	}
-	if l, err := lb.New(lb.DefaultConfig()); err == nil {
-		if err := l.Teardown(); err != nil {
-			a.log.Warn("remove the load balancer rules after leaving the cluster", "err", err)
-		}
-	}
-	dir := clusterDir(a.cfg.DataDir)
-	if !aside {
-		if err := os.RemoveAll(dir); err != nil {
-			return fmt.Errorf("remove cluster state: %w", err)
-		}
-		return nil
-	}
-	old := removedDir(a.cfg.DataDir)
-	if err := os.RemoveAll(old); err != nil {
-		return fmt.Errorf("remove the state of an earlier removal: %w", err)
-	}
-	if err := os.Rename(dir, old); err != nil && !errors.Is(err, os.ErrNotExist) {
-		// A join must never find the old Raft state: delete it instead.
-		return errors.Join(fmt.Errorf("move cluster state aside: %w", err), os.RemoveAll(dir))
-	}
-	return nil
 }

@@ -1,4 +1,4 @@
-package node
+package revocation
 
 // Removal is final (issue 7). `node rm` commits RemoveNode, which revokes the
 // node's certificate serial in the replicated cluster record. What that must
@@ -11,9 +11,9 @@ package node
 //   - Live connections end. Every connection on the cluster port — accepted
 //     by the mux (Raft, RPC, blob fetch) and dialled by this node (raft's
 //     pooled connections, RPC calls, streams) — is tracked by the peer's
-//     certificate serial once the handshake is done. revokeLoop watches the
+//     certificate serial once the handshake is done. Loop watches the
 //     store and closes the raw TCP connection of every peer whose serial is
-//     revoked and whose node record is gone (cutOff: a renewal revokes the
+//     revoked and whose node record is gone (CutOff: a renewal revokes the
 //     old serial too, and must not cut the node's own renewal call): the
 //     reader and writer on either end fail at once, with no TLS
 //     close_notify to wait for. A removed node's own outgoing
@@ -21,7 +21,7 @@ package node
 //     other end closed them.
 //   - Gossip is cut. The removed node keeps the gossip key it had, so the
 //     leader rotates the key in the same log entry that removes the node
-//     (applyRemoval) and then in two more steps (nextKeyStep), each taken
+//     (node's applyRemoval) and then in two more steps (NextKeyStep), each taken
 //     only when every live node of the state gossips the fingerprint of the
 //     keyring in the store (membership.Meta.GK):
 //       1. [old, new]  every node installs the new key; old stays primary;
@@ -30,7 +30,7 @@ package node
 //                      encrypted with old, are dropped by memberlist
 //                      (GossipVerifyIncoming), its probes go unanswered and
 //                      the others declare it dead.
-//     Every node applies the keyring of its replica (syncGossipKeys) and
+//     Every node applies the keyring of its replica (Loop.syncGossipKeys) and
 //     persists it, so a node down during the rotation catches up through
 //     Raft, which does not depend on gossip. A replica that is catching up
 //     replays history, though: a node that joins (or re-joins after its
@@ -45,7 +45,7 @@ package node
 //     beside its keyring, the Raft index that keyring is current as of (the
 //     join reply's, or that of the replica it took the keyring from), and
 //     applies its replica's keyring only from that index on
-//     (replicaKeyring). A leader that did not start the
+//     (ReplicaKeyring). A leader that did not start the
 //     rotation it finds (it took over in the middle) cannot tell step 1
 //     from step 2, so it starts a fresh rotation from whatever is there:
 //     every key a removed node may know still goes.
@@ -54,70 +54,69 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"errors"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/atomicfile"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/membership"
 )
 
-// revokeResync is how often revokeLoop re-checks tracked connections and
-// the keyring without a store change (a connection identified a moment
-// after the revocation was applied, a failed keyring step) while that can
-// matter: for revokeHot after a revocation and while a key rotation is in
-// flight. Otherwise it re-checks every revokeIdleResync, so an idle node
-// does not wake for it every second (issue 10).
+// Resync is how often Loop re-checks tracked connections and the keyring
+// without a store change (a connection identified a moment after the
+// revocation was applied, a failed keyring step) while that can matter:
+// for Hot after a revocation and while a key rotation is in flight.
+// Otherwise it re-checks every IdleResync, so an idle node does not wake
+// for it every second (issue 10).
 const (
-	revokeResync     = time.Second
-	revokeHot        = 10 * time.Second
-	revokeIdleResync = 10 * time.Second
+	Resync     = time.Second
+	Hot        = 10 * time.Second
+	IdleResync = 10 * time.Second
 )
 
-// revokePeriod is revokeLoop's resync period at now, given when the
-// revocation list last changed (zero: never seen changing) and whether a
-// gossip key rotation is in flight (more than one key in the store).
-func revokePeriod(now, changed time.Time, rotating bool) time.Duration {
-	if rotating || (!changed.IsZero() && now.Sub(changed) < revokeHot) {
-		return revokeResync
+// Period is Loop's resync period at now, given when the revocation list
+// last changed (zero: never seen changing) and whether a gossip key
+// rotation is in flight (more than one key in the store).
+func Period(now, changed time.Time, rotating bool) time.Duration {
+	if rotating || (!changed.IsZero() && now.Sub(changed) < Hot) {
+		return Resync
 	}
-	return revokeIdleResync
+	return IdleResync
 }
 
 // ---- connection tracking ----
 
-// connTracker knows the open cluster-port connections of one side (those
-// the mux accepted, or those this process dialled) by the peer's
-// certificate serial, so that a revocation can close them. It is safe for
-// concurrent use.
-type connTracker struct {
+// Tracker knows the open cluster-port connections of one side (those the
+// mux accepted, or those this process dialled) by the peer's certificate
+// serial, so that a revocation can close them. It is a
+// clusterport.Tracker. It is safe for concurrent use.
+type Tracker struct {
 	mu    sync.Mutex
 	conns map[*trackedConn]struct{}
 }
 
-func newConnTracker() *connTracker {
-	return &connTracker{conns: map[*trackedConn]struct{}{}}
+// NewTracker returns an empty tracker.
+func NewTracker() *Tracker {
+	return &Tracker{conns: map[*trackedConn]struct{}{}}
 }
-
-// dialedConns tracks every connection this process dialled to a cluster
-// port (dialProto); serials are random 128-bit numbers, so agents sharing a
-// process (unit tests) do not close each other's connections.
-var dialedConns = newConnTracker()
 
 // trackedConn is a raw TCP connection under a TLS one. Closing it forgets it.
 type trackedConn struct {
 	net.Conn
-	t      *connTracker
-	serial string // guarded by t.mu; "" until identify
+	t      *Tracker
+	serial string // guarded by t.mu; "" until Identify
 	peer   string // guarded by t.mu
 }
 
-// wrap starts tracking raw; the TLS connection must be built on the result.
-func (t *connTracker) wrap(raw net.Conn) *trackedConn {
+// Track starts tracking raw; the TLS connection must be built on the result.
+func (t *Tracker) Track(raw net.Conn) net.Conn {
 	c := &trackedConn{Conn: raw, t: t}
 	t.mu.Lock()
 	t.conns[c] = struct{}{}
@@ -125,12 +124,17 @@ func (t *connTracker) wrap(raw net.Conn) *trackedConn {
 	return c
 }
 
-// identify records the peer certificate a handshake verified on c.
-func (t *connTracker) identify(c *trackedConn, serial, peer string) {
+// Identify records the peer certificate a handshake verified on c, a
+// connection Track returned (others are ignored).
+func (t *Tracker) Identify(c net.Conn, serial, peer string) {
+	tc, ok := c.(*trackedConn)
+	if !ok {
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.conns[c]; ok {
-		c.serial, c.peer = serial, peer
+	if _, ok := t.conns[tc]; ok {
+		tc.serial, tc.peer = serial, peer
 	}
 }
 
@@ -141,9 +145,9 @@ func (c *trackedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// closeRevoked closes every identified connection for which cut(serial,
+// CloseRevoked closes every identified connection for which cut(serial,
 // peer) reports true and returns the peers (node IDs) it cut off.
-func (t *connTracker) closeRevoked(cut func(serial, peer string) bool) []string {
+func (t *Tracker) CloseRevoked(cut func(serial, peer string) bool) []string {
 	t.mu.Lock()
 	var victims []*trackedConn
 	var peers []string
@@ -161,43 +165,77 @@ func (t *connTracker) closeRevoked(cut func(serial, peer string) bool) []string 
 	return peers
 }
 
-// len reports how many connections are tracked (tests).
-func (t *connTracker) len() int {
+// Len reports how many connections are tracked.
+func (t *Tracker) Len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.conns)
 }
 
+// Identified reports how many tracked connections are identified.
+func (t *Tracker) Identified() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for c := range t.conns {
+		if c.serial != "" {
+			n++
+		}
+	}
+	return n
+}
+
 // ---- the loop every node runs ----
 
-// revokeLoop closes the connections of revoked peers and applies the
-// gossip keyring of the replica, on every store change and every
-// revokeResync. It returns when ctx ends.
-func (a *Agent) revokeLoop(ctx context.Context, cl *cluster) {
-	ch, cancel := cl.store.Subscribe()
+// Gossip is the part of membership Loop drives (membership.Membership).
+type Gossip interface {
+	// ApplyKeyring makes gossip use keys; it reports whether they changed.
+	ApplyKeyring(keys [][]byte) (bool, error)
+	// Republish gossips this node's metadata (its keyring fingerprint) again.
+	Republish()
+}
+
+// Loop closes the connections of revoked peers and applies the gossip
+// keyring of the replica, on every store change and every Period. Its
+// fields are set before Run and not changed after.
+type Loop struct {
+	Store *consensus.Store
+	// Gossip is nil while the cluster has no gossip (tests).
+	Gossip Gossip
+	// Trackers are the trackers whose connections a revocation closes:
+	// the mux's accepted ones and this process's dialled ones.
+	Trackers []*Tracker
+	// Dir is DATA/cluster: keyring.json and KeyringIndexFile live there.
+	Dir string
+	Log *slog.Logger
+}
+
+// Run runs the loop; it returns when ctx ends.
+func (l *Loop) Run(ctx context.Context) {
+	ch, cancel := l.Store.Subscribe()
 	defer cancel()
-	period := revokeResync
+	period := Resync
 	tick := time.NewTicker(period)
 	defer tick.Stop()
 	revoked := -1
 	var changed time.Time // when the revocation list last changed (first sight counts)
-	floor := readIndexFile(filepath.Join(clusterDir(a.cfg.DataDir), keyringIndexFile))
+	floor := ReadIndexFile(filepath.Join(l.Dir, KeyringIndexFile))
 	for {
-		snap := cl.store.Snapshot() // the keyring together with the index it is as of
+		snap := l.Store.Snapshot() // the keyring together with the index it is as of
 		rotating := false
 		if c := snap.Cluster(); c != nil {
 			rotating = len(c.GossipKeys) > 1
 			if n := len(c.Revoked); n != revoked {
 				revoked, changed = n, time.Now()
-				a.closeRevokedConns(cl)
+				l.CloseRevokedConns()
 			}
-			if keys := replicaKeyring(snap.Index(), floor, c.GossipKeys); keys != nil {
-				if err := a.syncGossipKeys(cl, keys, snap.Index()); err != nil {
-					a.log.Warn("apply gossip keyring", "err", err)
+			if keys := ReplicaKeyring(snap.Index(), floor, c.GossipKeys); keys != nil {
+				if err := l.syncGossipKeys(keys, snap.Index()); err != nil {
+					l.Log.Warn("apply gossip keyring", "err", err)
 				}
 			}
 		}
-		if p := revokePeriod(time.Now(), changed, rotating); p != period {
+		if p := Period(time.Now(), changed, rotating); p != period {
 			period = p
 			tick.Reset(p)
 		}
@@ -206,116 +244,137 @@ func (a *Agent) revokeLoop(ctx context.Context, cl *cluster) {
 			return
 		case <-ch:
 		case <-tick.C:
-			a.closeRevokedConns(cl)
-			if c := cl.store.Cluster(); c != nil && len(c.GossipKeys) > 1 && cl.members != nil {
-				cl.members.Republish() // a rotation waits for our fingerprint
+			l.CloseRevokedConns()
+			if c := l.Store.Cluster(); c != nil && len(c.GossipKeys) > 1 && l.Gossip != nil {
+				l.Gossip.Republish() // a rotation waits for our fingerprint
 			}
 		}
 	}
 }
 
-// cutOff decides whether a live connection with a peer (its node ID and
+// CutOff decides whether a live connection with a peer (its node ID and
 // certificate serial) must end: when the serial is revoked and the node is
 // no member any more. A serial revoked while the node record stays was
 // replaced by the node itself (renewal, CA rotation, re-join with its own
 // key): the connections it opened with it are its own, and one of them may
 // be carrying the new certificate back to it, so they end naturally; new
 // handshakes with the old serial are refused anyway.
-func cutOff(serial, peer string, isRevoked func(serial string) bool, isMember func(id string) bool) bool {
+func CutOff(serial, peer string, isRevoked func(serial string) bool, isMember func(id string) bool) bool {
 	return isRevoked(serial) && !isMember(peer)
 }
 
-// closeRevokedConns closes accepted and dialled connections of removed
-// peers (cutOff).
-func (a *Agent) closeRevokedConns(cl *cluster) {
+// CloseRevokedConns closes the tracked connections of removed peers
+// (CutOff).
+func (l *Loop) CloseRevokedConns() {
 	cut := func(serial, peer string) bool {
-		return cutOff(serial, peer, cl.store.IsRevoked, func(id string) bool {
-			_, err := cl.store.Node(id)
+		return CutOff(serial, peer, l.Store.IsRevoked, func(id string) bool {
+			_, err := l.Store.Node(id)
 			return err == nil
 		})
 	}
 	var peers []string
-	if cl.mux != nil {
-		peers = append(peers, cl.mux.conns.closeRevoked(cut)...)
+	for _, t := range l.Trackers {
+		if t != nil {
+			peers = append(peers, t.CloseRevoked(cut)...)
+		}
 	}
-	peers = append(peers, dialedConns.closeRevoked(cut)...)
 	if len(peers) > 0 {
-		a.log.Info("closed connections of revoked certificates", "count", len(peers), "peers", dedupe(peers, ""))
+		l.Log.Info("closed connections of revoked certificates", "count", len(peers), "peers", dedupe(peers, ""))
 	}
 }
 
 // syncGossipKeys makes gossip use keys, the keyring of the replica as of
 // Raft index, and persists both for the next start; a no-op when they are
 // already applied.
-func (a *Agent) syncGossipKeys(cl *cluster, keys [][]byte, index uint64) error {
-	if cl.members == nil || len(keys) == 0 {
+func (l *Loop) syncGossipKeys(keys [][]byte, index uint64) error {
+	if l.Gossip == nil || len(keys) == 0 {
 		return nil
 	}
-	changed, err := cl.members.ApplyKeyring(keys)
+	changed, err := l.Gossip.ApplyKeyring(keys)
 	if err != nil || !changed {
 		return err
 	}
 	// The index first: a crash between the two writes leaves an older
 	// keyring under a newer index, which only delays the next apply; the
 	// other way round, the next start would replay older keyrings.
-	dir := clusterDir(a.cfg.DataDir)
-	if err := writeIndexFile(filepath.Join(dir, keyringIndexFile), index); err != nil {
+	if err := WriteIndexFile(filepath.Join(l.Dir, KeyringIndexFile), index); err != nil {
 		return fmt.Errorf("persist gossip keyring index: %w", err)
 	}
-	if err := writeJSONFile(filepath.Join(dir, "keyring.json"), keys); err != nil {
+	if err := writeJSON(filepath.Join(l.Dir, KeyringFile), keys); err != nil {
 		return fmt.Errorf("persist gossip keyring: %w", err)
 	}
-	a.log.Info("gossip keyring applied", "keys", len(keys), "fingerprint", membership.Fingerprint(keys), "index", index)
+	l.Log.Info("gossip keyring applied", "keys", len(keys), "fingerprint", membership.Fingerprint(keys), "index", index)
 	return nil
 }
 
-// Files beside keyring.json under DATA/cluster, each an indexRecord.
+// Files under DATA/cluster.
 const (
-	// keyringIndexFile: the Raft index keyring.json is current as of.
-	keyringIndexFile = "keyring-index.json"
-	// joinIndexFile: the leader's index when it admitted this node; until
+	// KeyringFile: the gossip keyring this node uses, primary first.
+	KeyringFile = "keyring.json"
+	// KeyringIndexFile: the Raft index KeyringFile is current as of.
+	KeyringIndexFile = "keyring-index.json"
+	// JoinIndexFile: the leader's index when it admitted this node; until
 	// the replica reaches it, what it says of this node may be of a
 	// previous membership (a node removed and joined again under its ID).
-	joinIndexFile = "join-index.json"
+	JoinIndexFile = "join-index.json"
 )
 
 type indexRecord struct {
 	Index uint64 `json:"index"`
 }
 
-// readIndexFile returns the index recorded at path; 0 when there is none
+// ReadIndexFile returns the index recorded at path; 0 when there is none
 // (init, or a node that joined before these files existed).
-func readIndexFile(path string) uint64 {
+func ReadIndexFile(path string) uint64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
 	var r indexRecord
-	if err := readJSONFile(path, &r); err != nil {
+	if err := json.Unmarshal(b, &r); err != nil {
 		return 0
 	}
 	return r.Index
 }
 
-func writeIndexFile(path string, index uint64) error {
-	return writeJSONFile(path, indexRecord{Index: index})
+// WriteIndexFile records index at path (atomically, 0600).
+func WriteIndexFile(path string, index uint64) error {
+	return writeJSON(path, indexRecord{Index: index})
 }
 
-// replicaKeyring returns the keyring to apply from a replica at index whose
+// writeJSON writes v as the agent writes its JSON files: indented,
+// atomically, 0600, making the directory first.
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(path, b, 0o600)
+}
+
+// ReplicaKeyring returns the keyring to apply from a replica at index whose
 // cluster record holds keys, or nil while the replica is behind floor, the
 // index this node's keyring is current as of (see the top of this file):
 // such a replica replays keyrings the cluster has retired.
-func replicaKeyring(index, floor uint64, keys [][]byte) [][]byte {
+func ReplicaKeyring(index, floor uint64, keys [][]byte) [][]byte {
 	if len(keys) == 0 || index < floor {
 		return nil
 	}
 	return keys
 }
 
-// replicaCurrent reports whether a replica at index has reached this
-// node's join floor (joinIndexFile): before that, the record it holds of
+// ReplicaCurrent reports whether a replica at index has reached this
+// node's join floor (JoinIndexFile): before that, the record it holds of
 // this node may be of a previous membership, with another subnet.
-func replicaCurrent(index, joinFloor uint64) bool { return index >= joinFloor }
+func ReplicaCurrent(index, joinFloor uint64) bool { return index >= joinFloor }
 
 // ---- keyring steps (pure) ----
 
-func containsKey(keys [][]byte, k []byte) bool {
+// ContainsKey reports whether keys holds k.
+func ContainsKey(keys [][]byte, k []byte) bool {
 	for _, x := range keys {
 		if bytes.Equal(x, k) {
 			return true
@@ -324,8 +383,8 @@ func containsKey(keys [][]byte, k []byte) bool {
 	return false
 }
 
-// keyRotation is the leader's view of a gossip key rotation.
-type keyRotation struct {
+// KeyRotation is the leader's view of a gossip key rotation.
+type KeyRotation struct {
 	// Keys is the keyring in the store, primary first.
 	Keys [][]byte
 	// Target is the key this leader is rotating to; nil when it runs none.
@@ -336,8 +395,8 @@ type keyRotation struct {
 	Fresh []byte
 }
 
-// keyStep is the next move of a rotation.
-type keyStep struct {
+// KeyStep is the next move of a rotation.
+type KeyStep struct {
 	// Propose is the keyring to commit now; nil: nothing to commit.
 	Propose [][]byte
 	// Target is the rotation target once Propose is committed (or now,
@@ -345,30 +404,30 @@ type keyStep struct {
 	Target []byte
 }
 
-// nextKeyStep decides the next step of a gossip key rotation; see the top
+// NextKeyStep decides the next step of a gossip key rotation; see the top
 // of this file. Nothing moves until every live node applied the keyring in
 // the store, so no node ever receives a message it cannot read.
-func nextKeyStep(in keyRotation) keyStep {
+func NextKeyStep(in KeyRotation) KeyStep {
 	if len(in.Keys) == 0 {
-		return keyStep{} // gossip without encryption: nothing to rotate
+		return KeyStep{} // gossip without encryption: nothing to rotate
 	}
 	target := in.Target
-	if target != nil && !containsKey(in.Keys, target) {
+	if target != nil && !ContainsKey(in.Keys, target) {
 		target = nil // the keyring changed under us (another leader)
 	}
 	if !in.Acked {
-		return keyStep{Target: target}
+		return KeyStep{Target: target}
 	}
 	switch {
-	case target == nil && distinctKeys(in.Keys) <= 1:
-		return keyStep{}
+	case target == nil && DistinctKeys(in.Keys) <= 1:
+		return KeyStep{}
 	case target == nil && in.Fresh == nil:
-		return keyStep{} // the caller has no key to start with
+		return KeyStep{} // the caller has no key to start with
 	case target == nil:
 		// A rotation this leader did not start: which key is the new one
 		// cannot be told, so start over with a fresh key.
-		next := append(cloneKeys(in.Keys), in.Fresh)
-		return keyStep{Propose: next, Target: in.Fresh}
+		next := append(CloneKeys(in.Keys), in.Fresh)
+		return KeyStep{Propose: next, Target: in.Fresh}
 	case !bytes.Equal(in.Keys[0], target):
 		next := [][]byte{target}
 		for _, k := range in.Keys {
@@ -376,25 +435,27 @@ func nextKeyStep(in keyRotation) keyStep {
 				next = append(next, k)
 			}
 		}
-		return keyStep{Propose: next, Target: target}
+		return KeyStep{Propose: next, Target: target}
 	case len(in.Keys) > 1:
-		return keyStep{Propose: [][]byte{target}, Target: target}
+		return KeyStep{Propose: [][]byte{target}, Target: target}
 	default:
-		return keyStep{} // done: [target]
+		return KeyStep{} // done: [target]
 	}
 }
 
-func distinctKeys(keys [][]byte) int {
+// DistinctKeys counts the different keys of keys.
+func DistinctKeys(keys [][]byte) int {
 	var seen [][]byte
 	for _, k := range keys {
-		if !containsKey(seen, k) {
+		if !ContainsKey(seen, k) {
 			seen = append(seen, k)
 		}
 	}
 	return len(seen)
 }
 
-func cloneKeys(keys [][]byte) [][]byte {
+// CloneKeys copies keys deeply.
+func CloneKeys(keys [][]byte) [][]byte {
 	out := make([][]byte, len(keys))
 	for i, k := range keys {
 		out[i] = bytes.Clone(k)
@@ -402,11 +463,11 @@ func cloneKeys(keys [][]byte) [][]byte {
 	return out
 }
 
-// keysAcked reports whether every node of the state that gossip sees
+// KeysAcked reports whether every node of the state that gossip sees
 // alive (and this node) applied the keyring with fingerprint fp. Nodes
 // that are down do not hold the rotation up: they catch up through Raft.
 // Members that are not in the state (a removed node) do not count.
-func keysAcked(fp string, nodes []*api.Node, alive map[string]memberMeta, self, selfFP string) bool {
+func KeysAcked(fp string, nodes []*api.Node, alive map[string]membership.Meta, self, selfFP string) bool {
 	for _, n := range nodes {
 		if n.ID == self {
 			if selfFP != fp {
@@ -421,7 +482,8 @@ func keysAcked(fp string, nodes []*api.Node, alive map[string]memberMeta, self, 
 	return true
 }
 
-func newGossipKey() []byte {
+// NewGossipKey draws a new 32-byte gossip key.
+func NewGossipKey() []byte {
 	k := make([]byte, 32)
 	if _, err := rand.Read(k); err != nil {
 		panic(err)
@@ -429,71 +491,23 @@ func newGossipKey() []byte {
 	return k
 }
 
-// ---- leader side ----
-
-// errRemoveNode wraps a refusal of RemoveNode inside the removal batch.
-var errRemoveNode = errors.New("remove node record")
-
-// applyRemoval commits rm together with the first step of a gossip key
-// rotation (a new key installed beside the current ones) in one log entry,
-// so that a removal never lands without its rotation, and makes this
-// leader drive the rest of the rotation (rotateGossipKeys).
-func (a *Agent) applyRemoval(ctx context.Context, cl *cluster, rm *consensus.RemoveNode) error {
-	c := cl.store.Cluster()
-	if c == nil || len(c.GossipKeys) == 0 {
-		_, err := cl.raft.Apply(ctx, rm)
-		return err
+// dedupe drops duplicates and drop from in, keeping the order.
+func dedupe(in []string, drop string) []string {
+	seen := map[string]bool{drop: true}
+	var out []string
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
 	}
-	fresh := newGossipKey()
-	keys := append(cloneKeys(c.GossipKeys), fresh)
-	v, err := cl.raft.Apply(ctx, &consensus.Batch{Commands: []consensus.Command{rm, &consensus.SetGossipKeys{Keys: keys}}})
-	if err != nil {
-		return err
-	}
-	res, _ := v.([]consensus.Result)
-	if len(res) == 2 && res[1].Err == nil {
-		cl.keyTarget.Store(&fresh)
-	}
-	if len(res) > 0 && res[0].Err != nil {
-		return fmt.Errorf("%w: %w", errRemoveNode, res[0].Err)
-	}
-	return nil
+	return out
 }
 
-// rotateGossipKeys takes the next step of a gossip key rotation, if one is
-// due and every live node took the previous one. Leader loop only.
-func (a *Agent) rotateGossipKeys(ctx context.Context, cl *cluster) {
-	c := cl.store.Cluster()
-	if c == nil || cl.members == nil {
-		return
+// shortID shortens a node ID for messages, as the agent's logs do.
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
 	}
-	var target []byte
-	if p := cl.keyTarget.Load(); p != nil {
-		target = *p
-	}
-	fp := membership.Fingerprint(c.GossipKeys)
-	in := keyRotation{
-		Keys:   c.GossipKeys,
-		Target: target,
-		Acked:  keysAcked(fp, cl.store.Nodes(), cl.members.AliveSet(), a.id.NodeID, cl.members.KeyringFP()),
-	}
-	if in.Acked && target == nil && distinctKeys(in.Keys) > 1 {
-		in.Fresh = newGossipKey()
-	}
-	step := nextKeyStep(in)
-	if step.Propose == nil {
-		if step.Target == nil {
-			cl.keyTarget.Store(nil)
-		}
-		return
-	}
-	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if _, err := cl.raft.Apply(wctx, &consensus.SetGossipKeys{Keys: step.Propose}); err != nil {
-		a.log.Warn("gossip key rotation step", "err", err)
-		return
-	}
-	t := step.Target
-	cl.keyTarget.Store(&t)
-	a.log.Info("gossip key rotation step", "keys", len(step.Propose), "fingerprint", membership.Fingerprint(step.Propose))
+	return id
 }
