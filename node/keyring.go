@@ -209,25 +209,7 @@ func (a *Agent) rotateCA(ctx context.Context, wait time.Duration) (api.CARotateR
 		return api.CARotateResponse{}, err
 	}
 	out := api.CARotateResponse{CAFingerprint: fp}
-	deadline := time.Now().Add(wait)
-	for {
-		c := cl.store.Cluster()
-		if c != nil && c.CAFingerprint == fp && len(c.PrevCACertPEM) == 0 {
-			out.Complete = true
-			break
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			if c != nil {
-				for _, id := range c.RotationPending {
-					if n, err := cl.store.Node(id); err == nil {
-						out.Pending = append(out.Pending, n.Hostname)
-					}
-				}
-			}
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	out.Complete, out.Pending = a.keeper(cl).WaitRotation(ctx, fp, wait)
 	tok, err := a.tokenResponse(ctx)
 	if err != nil {
 		return out, err

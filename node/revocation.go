@@ -18,7 +18,6 @@ import (
 
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/lb"
-	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/revocation"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -60,73 +59,24 @@ func (a *Agent) revocationLoop(cl *cluster) *revocation.Loop {
 
 // ---- leader side ----
 
-// errRemoveNode wraps a refusal of RemoveNode inside the removal batch.
-var errRemoveNode = errors.New("remove node record")
+// rotator is cl's revocation.Rotator: the leader's side of `node rm`.
+func (a *Agent) rotator(cl *cluster) *revocation.Rotator {
+	r := &revocation.Rotator{Self: a.id.NodeID, Store: cl.store, Raft: cl.raft, Target: &cl.keyTarget, Log: a.log}
+	if cl.members != nil {
+		r.Gossip = cl.members
+	}
+	return r
+}
 
-// applyRemoval commits rm together with the first step of a gossip key
-// rotation (a new key installed beside the current ones) in one log entry,
-// so that a removal never lands without its rotation, and makes this
-// leader drive the rest of the rotation (rotateGossipKeys).
+// applyRemoval commits rm with the first step of a gossip key rotation
+// (revocation.Rotator.Remove).
 func (a *Agent) applyRemoval(ctx context.Context, cl *cluster, rm *consensus.RemoveNode) error {
-	c := cl.store.Cluster()
-	if c == nil || len(c.GossipKeys) == 0 {
-		_, err := cl.raft.Apply(ctx, rm)
-		return err
-	}
-	fresh := revocation.NewGossipKey()
-	keys := append(revocation.CloneKeys(c.GossipKeys), fresh)
-	v, err := cl.raft.Apply(ctx, &consensus.Batch{Commands: []consensus.Command{rm, &consensus.SetGossipKeys{Keys: keys}}})
-	if err != nil {
-		return err
-	}
-	res, _ := v.([]consensus.Result)
-	if len(res) == 2 && res[1].Err == nil {
-		cl.keyTarget.Store(&fresh)
-	}
-	if len(res) > 0 && res[0].Err != nil {
-		return fmt.Errorf("%w: %w", errRemoveNode, res[0].Err)
-	}
-	return nil
+	return a.rotator(cl).Remove(ctx, rm)
 }
 
-// rotateGossipKeys takes the next step of a gossip key rotation
-// (revocation.NextKeyStep), if one is due and every live node took the
-// previous one. Leader loop only.
-func (a *Agent) rotateGossipKeys(ctx context.Context, cl *cluster) {
-	c := cl.store.Cluster()
-	if c == nil || cl.members == nil {
-		return
-	}
-	var target []byte
-	if p := cl.keyTarget.Load(); p != nil {
-		target = *p
-	}
-	fp := membership.Fingerprint(c.GossipKeys)
-	in := revocation.KeyRotation{
-		Keys:   c.GossipKeys,
-		Target: target,
-		Acked:  revocation.KeysAcked(fp, cl.store.Nodes(), cl.members.AliveSet(), a.id.NodeID, cl.members.KeyringFP()),
-	}
-	if in.Acked && target == nil && revocation.DistinctKeys(in.Keys) > 1 {
-		in.Fresh = revocation.NewGossipKey()
-	}
-	step := revocation.NextKeyStep(in)
-	if step.Propose == nil {
-		if step.Target == nil {
-			cl.keyTarget.Store(nil)
-		}
-		return
-	}
-	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if _, err := cl.raft.Apply(wctx, &consensus.SetGossipKeys{Keys: step.Propose}); err != nil {
-		a.log.Warn("gossip key rotation step", "err", err)
-		return
-	}
-	t := step.Target
-	cl.keyTarget.Store(&t)
-	a.log.Info("gossip key rotation step", "keys", len(step.Propose), "fingerprint", membership.Fingerprint(step.Propose))
-}
+// rotateGossipKeys takes the next step of a gossip key rotation, if one is
+// due (revocation.Rotator.Step). Leader loop only.
+func (a *Agent) rotateGossipKeys(ctx context.Context, cl *cluster) { a.rotator(cl).Step(ctx) }
 
 // ---- the removal question ----
 

@@ -595,6 +595,31 @@ func (k *Keeper) RotateCA(ctx context.Context) (string, error) {
 	return next.Fingerprint(), nil
 }
 
+// WaitRotation waits, up to wait or until ctx ends, for this node's
+// replica to show the CA rotation to the CA with fingerprint fp complete.
+// When it is not, it returns the hostnames of the nodes the rotation
+// still waits for.
+func (k *Keeper) WaitRotation(ctx context.Context, fp string, wait time.Duration) (complete bool, pending []string) {
+	deadline := time.Now().Add(wait)
+	for {
+		c := k.Store.Cluster()
+		if c != nil && c.CAFingerprint == fp && len(c.PrevCACertPEM) == 0 {
+			return true, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			if c != nil {
+				for _, id := range c.RotationPending {
+					if n, err := k.Store.Node(id); err == nil {
+						pending = append(pending, n.Hostname)
+					}
+				}
+			}
+			return false, pending
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // ---- node IDs at join ----
 
 // JoinClaim is what the leader knows of a joiner's claim to a node ID.

@@ -55,12 +55,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
@@ -510,4 +512,103 @@ func shortID(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// ---- leader side ----
+
+// ErrRemoveNode wraps a refusal of RemoveNode inside the removal batch.
+var ErrRemoveNode = errors.New("remove node record")
+
+// Applier proposes a command to Raft and waits for its result
+// (consensus.Raft).
+type Applier interface {
+	Apply(ctx context.Context, cmd consensus.Command) (any, error)
+}
+
+// RotationGossip is what the leader reads of gossip to tell whether every
+// live node took a rotation step (membership.Membership).
+type RotationGossip interface {
+	AliveSet() map[string]membership.Meta
+	KeyringFP() string
+}
+
+// Rotator is the leader's side of `node rm`: the removal with the first
+// step of a gossip key rotation in one entry, then the rotation's next
+// steps (NextKeyStep). Its fields are set before use and not changed
+// after; the agent builds one per call.
+type Rotator struct {
+	Self  string
+	Store *consensus.Store
+	Raft  Applier
+	// Gossip is nil while the cluster has no gossip: Step does nothing.
+	Gossip RotationGossip
+	// Target is the key this leader is rotating to; it lives with the
+	// cluster so that it outlasts a Rotator.
+	Target *atomic.Pointer[[]byte]
+	Log    *slog.Logger
+}
+
+// Remove commits rm together with the first step of a gossip key
+// rotation (a new key installed beside the current ones) in one log entry,
+// so that a removal never lands without its rotation, and makes this
+// leader drive the rest of the rotation (Step). A refusal of rm itself is
+// wrapped in ErrRemoveNode.
+func (r *Rotator) Remove(ctx context.Context, rm *consensus.RemoveNode) error {
+	c := r.Store.Cluster()
+	if c == nil || len(c.GossipKeys) == 0 {
+		_, err := r.Raft.Apply(ctx, rm)
+		return err
+	}
+	fresh := NewGossipKey()
+	keys := append(CloneKeys(c.GossipKeys), fresh)
+	v, err := r.Raft.Apply(ctx, &consensus.Batch{Commands: []consensus.Command{rm, &consensus.SetGossipKeys{Keys: keys}}})
+	if err != nil {
+		return err
+	}
+	res, _ := v.([]consensus.Result)
+	if len(res) == 2 && res[1].Err == nil {
+		r.Target.Store(&fresh)
+	}
+	if len(res) > 0 && res[0].Err != nil {
+		return fmt.Errorf("%w: %w", ErrRemoveNode, res[0].Err)
+	}
+	return nil
+}
+
+// Step takes the next step of a gossip key rotation, if one is due and
+// every live node took the previous one. Leader loop only.
+func (r *Rotator) Step(ctx context.Context) {
+	c := r.Store.Cluster()
+	if c == nil || r.Gossip == nil {
+		return
+	}
+	var target []byte
+	if p := r.Target.Load(); p != nil {
+		target = *p
+	}
+	fp := membership.Fingerprint(c.GossipKeys)
+	in := KeyRotation{
+		Keys:   c.GossipKeys,
+		Target: target,
+		Acked:  KeysAcked(fp, r.Store.Nodes(), r.Gossip.AliveSet(), r.Self, r.Gossip.KeyringFP()),
+	}
+	if in.Acked && target == nil && DistinctKeys(in.Keys) > 1 {
+		in.Fresh = NewGossipKey()
+	}
+	step := NextKeyStep(in)
+	if step.Propose == nil {
+		if step.Target == nil {
+			r.Target.Store(nil)
+		}
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := r.Raft.Apply(wctx, &consensus.SetGossipKeys{Keys: step.Propose}); err != nil {
+		r.Log.Warn("gossip key rotation step", "err", err)
+		return
+	}
+	t := step.Target
+	r.Target.Store(&t)
+	r.Log.Info("gossip key rotation step", "keys", len(step.Propose), "fingerprint", membership.Fingerprint(step.Propose))
 }

@@ -2,11 +2,16 @@ package revocation
 
 import (
 	"bytes"
+	"context"
+	"io"
+	"log/slog"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/membership"
 )
 
@@ -185,5 +190,114 @@ func TestRevokePeriod(t *testing.T) {
 		if got := Period(now, c.changed, c.rotating); got != c.want {
 			t.Errorf("%s: %s, want %s", c.name, got, c.want)
 		}
+	}
+}
+
+// fsmApplier applies commands to an FSM as a leader's Raft does (through
+// the log's encoding).
+type fsmApplier struct {
+	t   *testing.T
+	fsm *consensus.FSM
+	idx uint64
+	log []consensus.Command
+}
+
+func (f *fsmApplier) Apply(_ context.Context, cmd consensus.Command) (any, error) {
+	data, err := consensus.EncodeCommand(cmd)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	dec, err := consensus.DecodeCommand(data)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.idx++
+	f.log = append(f.log, dec)
+	res := f.fsm.ApplyCommand(f.idx, dec)
+	return res.Value, res.Err
+}
+
+// fakeGossip reports every node's keyring fingerprint.
+type fakeGossip struct{ fps map[string]string }
+
+func (g fakeGossip) AliveSet() map[string]membership.Meta {
+	out := map[string]membership.Meta{}
+	for id, fp := range g.fps {
+		out[id] = membership.Meta{NodeID: id, GK: fp}
+	}
+	return out
+}
+
+func (g fakeGossip) KeyringFP() string { return g.fps["n1"] }
+
+// TestRotatorRemoval: the leader commits a removal with the first key
+// step in one entry, then takes each next step only once every live node
+// gossips the fingerprint of the keyring in the store, and ends with the
+// new key alone.
+func TestRotatorRemoval(t *testing.T) {
+	old := key('o')
+	store := consensus.NewStore()
+	ap := &fsmApplier{t: t, fsm: consensus.NewFSM(store)}
+	if _, err := ap.Apply(context.Background(), &consensus.BootstrapCluster{
+		Cluster: consensus.ClusterState{ClusterID: "c1", GossipKeys: [][]byte{old}, ClusterCIDR: "10.42.0.0/16", VIPCIDR: "10.43.0.0/16", TokenSecretHash: "x"},
+		Node:    api.Node{ID: "n1", Hostname: "n1", Addr: "127.0.0.1", Status: api.NodeReady},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"n2", "gone"} {
+		if _, err := ap.Apply(context.Background(), &consensus.UpsertNode{Node: api.Node{ID: id, Hostname: id, Addr: "127.0.0.1", Status: api.NodeReady, CertSerial: id + "-s"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g := fakeGossip{fps: map[string]string{}}
+	var target atomic.Pointer[[]byte]
+	r := &Rotator{Self: "n1", Store: store, Raft: ap, Gossip: g, Target: &target, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	ctx := context.Background()
+
+	if err := r.Remove(ctx, &consensus.RemoveNode{ID: "gone", Now: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if len(ap.log) != 4 {
+		t.Fatalf("the removal took %d entries, want 1", len(ap.log)-3)
+	}
+	if _, err := store.Node("gone"); err == nil || !store.IsRevoked("gone-s") {
+		t.Fatal("the node was not removed and revoked")
+	}
+	keys := store.Cluster().GossipKeys
+	if len(keys) != 2 || !bytes.Equal(keys[0], old) || target.Load() == nil || !bytes.Equal(keys[1], *target.Load()) {
+		t.Fatalf("after the removal: keys %q, target %v; want [old, new] with new the target", keys, target.Load())
+	}
+	fresh := *target.Load()
+
+	ack := func() {
+		fp := membership.Fingerprint(store.Cluster().GossipKeys)
+		g.fps["n1"], g.fps["n2"] = fp, fp
+	}
+	steps := []struct {
+		name string
+		want [][]byte
+	}{{"use the new key", [][]byte{fresh, old}}, {"drop the old key", [][]byte{fresh}}}
+	for _, st := range steps {
+		n := len(ap.log)
+		r.Step(ctx) // n2 has not applied the keyring in the store yet
+		if len(ap.log) != n {
+			t.Fatalf("%s: a step was taken before every live node applied the last one", st.name)
+		}
+		ack()
+		r.Step(ctx)
+		if got := store.Cluster().GossipKeys; !keysEqual(got, st.want) {
+			t.Fatalf("%s: keys %q, want %q", st.name, got, st.want)
+		}
+	}
+	ack()
+	n := len(ap.log)
+	r.Step(ctx)
+	if len(ap.log) != n {
+		t.Fatal("a step was taken after the rotation ended")
+	}
+
+	// A refused removal is an error.
+	if err := r.Remove(ctx, &consensus.RemoveNode{ID: "never", Now: time.Now()}); err == nil {
+		t.Fatal("removing an unknown node succeeded")
 	}
 }
