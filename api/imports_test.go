@@ -108,6 +108,15 @@ var importRules = []importRule{
 	// (node/netplan) and the containers' cgroups at scrape time; the agent
 	// comes in as collector.Config.
 	{"node/collector/...", []string{"api", "consensus", "runtime", "node/membership", "node/metrics", "node/netplan", "node/collector/..."}},
+	// This node's keys and certificate against the replicated record, and
+	// the leader's key work (KEK, sealing, trust, renewal, CA rotation, node
+	// IDs at join): the replica, crypto and files (node/pki), the RPC
+	// bodies; Raft and the RPC caller come in as an interface and a func.
+	{"node/keyring/...", []string{"api", "api/atomicfile", "consensus", "node/pki", "node/wire", "node/keyring/..."}},
+	// What `node rm` means on every node: connection trackers, the gossip
+	// key rotation's steps, the removal question and its loop. Gossip and
+	// Raft come in as interfaces, the RPC caller as a func.
+	{"node/revocation/...", []string{"api", "api/atomicfile", "consensus", "node/membership", "node/pki", "node/wire", "node/revocation/..."}},
 	// cmd/shoal starts the agent (and the node's container supervisor)
 	// through node and otherwise talks to it only through api.
 	{"cmd/shoal", []string{"api", "api/atomicfile", "node"}},

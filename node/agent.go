@@ -64,7 +64,7 @@ type Agent struct {
 	mu sync.RWMutex
 	cl *cluster // nil while the node is in no cluster
 
-	removedCh chan removalNotice // a cluster removed this node (removal.go)
+	removedCh chan removalNotice // a cluster removed this node (revocation.go)
 
 	obs observer // event history and metrics (node/events, node/metrics; observer.go)
 }

@@ -52,8 +52,8 @@ type cluster struct {
 	// struct{}): between their removal from Raft and from the state, the
 	// leader loop's re-admission must not take them back.
 	removing sync.Map
-	tls      *pki.Source // this node's certificate and trusted CAs, swapped on renewal (keys.go)
-	// keyTarget is the gossip key this leader is rotating to (revoke.go).
+	tls      *pki.Source // this node's certificate and trusted CAs, swapped on renewal (node/keyring)
+	// keyTarget is the gossip key this leader is rotating to (revocation.go).
 	keyTarget atomic.Pointer[[]byte]
 	// usage holds the rolling usage of this node's autoscaled tasks (usage.go).
 	usage autoscale.Sampler
@@ -212,7 +212,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	go func() { defer cl.wg.Done(); a.lostLogRejoinLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.fenceLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.recordEpochLoop(cctx, cl) }()
-	go func() { defer cl.wg.Done(); a.keysLoop(cctx, cl) }()
+	go func() { defer cl.wg.Done(); a.keeper(cl).Run(cctx) }()
 	go func() { defer cl.wg.Done(); a.networkLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.removalLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.gossipJoinLoop(cctx, cl, peers) }()
@@ -221,7 +221,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	cl.wg.Add(1)
 	go func() { defer cl.wg.Done(); a.usageLoop(cctx, cl) }()
 	cl.wg.Add(1)
-	go func() { defer cl.wg.Done(); a.revokeLoop(cctx, cl) }()
+	go func() { defer cl.wg.Done(); a.revocationLoop(cl).Run(cctx) }()
 	return nil
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/clusterport"
+	"github.com/shoal-org/shoal/node/keyring"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -53,7 +54,7 @@ func (a *Agent) initCluster(ctx context.Context, seed *consensus.SnapshotFile) (
 		return api.InitResponse{}, err
 	}
 	kek := pki.NewKEK()
-	record, err := sealedClusterRecord(clusterID, ca, pki.NewSecret(), kek)
+	record, err := keyring.SealedRecord(clusterID, ca, pki.NewSecret(), kek)
 	if err != nil {
 		return api.InitResponse{}, err
 	}
@@ -234,7 +235,7 @@ func (a *Agent) joinCluster(ctx context.Context, req api.JoinRequest) error {
 		return explainJoinError(addr, err)
 	}
 	// Nothing is written unless the answer is for this token's cluster.
-	if err := checkJoinReply(tok, a.id.NodeID, keyPEM, &resp); err != nil {
+	if err := keyring.CheckJoinReply(tok, a.id.NodeID, keyPEM, &resp); err != nil {
 		return fmt.Errorf("join %s: %w", addr, err)
 	}
 	bundle := append(append([]byte{}, resp.CAPEM...), resp.PrevCAPEM...)
@@ -278,7 +279,7 @@ func (a *Agent) joinCluster(ctx context.Context, req api.JoinRequest) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	// The key now lives with the certificate; a later join starts afresh.
-	_ = os.Remove(filepath.Join(a.cfg.DataDir, joinPendingKeyFile))
+	_ = os.Remove(filepath.Join(a.cfg.DataDir, keyring.PendingJoinKeyFile))
 	a.log.Info("joined cluster", "cluster_id", resp.ClusterID, "via", addr)
 	return nil
 }
@@ -322,7 +323,7 @@ func (a *Agent) handleJoinRPC(ctx context.Context, req wire.JoinRequest) (*wire.
 	if c == nil {
 		return nil, errors.New("the cluster record is not replicated to this node yet")
 	}
-	if !verifyJoinSecret(c, req.Secret) {
+	if !keyring.VerifyJoinSecret(c, req.Secret) {
 		return nil, &wire.Error{Code: wire.CodeRefused, Msg: "invalid join token: wrong or rotated secret (get the current one with `shoal token`)"}
 	}
 	ip := net.ParseIP(req.Addr)
@@ -358,7 +359,7 @@ func (a *Agent) handleJoinRPC(ctx context.Context, req wire.JoinRequest) (*wire.
 		n.Role = old.Role
 		n.CreatedAt = old.CreatedAt
 	}
-	if _, err := cl.raft.Apply(ctx, joinRecord(n, revoke)); err != nil {
+	if _, err := cl.raft.Apply(ctx, keyring.JoinRecord(n, revoke)); err != nil {
 		return nil, fmt.Errorf("record node: %w", err)
 	}
 	raftAddr := net.JoinHostPort(req.Addr, strconv.Itoa(req.ClusterPort))
@@ -454,7 +455,7 @@ func (a *Agent) leave(ctx context.Context) error {
 	servers, _ := cl.raft.Servers()
 	alone := len(servers) <= 1
 	if !alone {
-		// A removed node needs no cluster to leave it (removal.go).
+		// A removed node needs no cluster to leave it (node/revocation).
 		actx, cancel := context.WithTimeout(ctx, removalAskTimeout)
 		by, removed := a.askRemoved(actx, cl, nil)
 		cancel()

@@ -23,6 +23,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/keyring"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -139,7 +140,7 @@ func TestNonVoterRaftHoldsNoSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	firstSecret := pki.NewSecret()
-	record, err := sealedClusterRecord("c1", ca, firstSecret, kek)
+	record, err := keyring.SealedRecord("c1", ca, firstSecret, kek)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +197,7 @@ func TestNonVoterRaftHoldsNoSecrets(t *testing.T) {
 	if hits := filesContaining(t, follower.dir, secretNeedles(ca.KeyPEM(), firstSecret, rotated)); len(hits) > 0 {
 		t.Fatalf("the non-voter's raft files hold secrets: %v", hits)
 	}
-	if _, err := (&Agent{cfg: Config{DataDir: follower.dir}}).joinSecret(fc); !errors.Is(err, errNoKEK) {
+	if _, err := (&Agent{cfg: Config{DataDir: follower.dir}}).joinSecret(fc); !errors.Is(err, keyring.ErrNoKEK) {
 		t.Fatalf("a node without the KEK opened the secret: %v", err)
 	}
 }
@@ -219,7 +220,7 @@ func TestMigrationSealsPlaintextRecord(t *testing.T) {
 	a := newTestAgent(t)
 	a.id.NodeID = "n1"
 	cl := &cluster{id: "c1", store: n.store, raft: n.raft}
-	a.leaderKeys(ctx, cl, n.store.Cluster())
+	a.keeper(cl).LeaderKeys(ctx, n.store.Cluster())
 	c := n.store.Cluster()
 	if len(c.CAKeyPEM) != 0 || c.TokenSecret != "" || c.KEKID == "" || len(c.CAKeySealed) == 0 {
 		t.Fatalf("not migrated: %+v", c)
@@ -293,42 +294,5 @@ func TestJoinReplyForeignCARefused(t *testing.T) {
 	}
 	if _, err := a.clusterOrErr(); err == nil {
 		t.Fatal("a cluster was started")
-	}
-}
-
-// TestCheckJoinReply: the pure check behind the refusal above.
-func TestCheckJoinReply(t *testing.T) {
-	p := newTestPKI(t, "c1")
-	other := newTestPKI(t, "c2")
-	key, _ := pki.NewKey()
-	keyPEM, _ := pki.EncodeKey(key)
-	csr, _ := pki.NewCSR(key, "me")
-	good, _, _ := p.ca.SignCSR(csr, "me", nil, time.Now(), time.Hour)
-	otherKey, _ := pki.NewKey()
-	otherCSR, _ := pki.NewCSR(otherKey, "me")
-	notMine, _, _ := p.ca.SignCSR(otherCSR, "me", nil, time.Now(), time.Hour)
-	csrYou, _ := pki.NewCSR(key, "you")
-	forYou, _, _ := p.ca.SignCSR(csrYou, "you", nil, time.Now(), time.Hour)
-	foreign, _, _ := other.ca.SignCSR(csr, "me", nil, time.Now(), time.Hour)
-	tok := pki.Token{Version: 1, CAFingerprint: p.ca.Fingerprint(), Secret: pki.NewSecret()}
-	tests := []struct {
-		name string
-		resp wire.JoinResponse
-		want error
-	}{
-		{name: "good", resp: wire.JoinResponse{CertPEM: good, CAPEM: p.ca.CertPEM()}},
-		{name: "foreign CA", resp: wire.JoinResponse{CertPEM: foreign, CAPEM: other.ca.CertPEM()}, want: pki.ErrCAMismatch},
-		{name: "pinned CA, foreign certificate", resp: wire.JoinResponse{CertPEM: foreign, CAPEM: p.ca.CertPEM()}, want: pki.ErrCAMismatch},
-		{name: "certificate for another key", resp: wire.JoinResponse{CertPEM: notMine, CAPEM: p.ca.CertPEM()}, want: pki.ErrKeyMismatch},
-		{name: "certificate for another ID", resp: wire.JoinResponse{CertPEM: forYou, CAPEM: p.ca.CertPEM()}, want: pki.ErrNodeIDMismatch},
-		{name: "no CA", resp: wire.JoinResponse{CertPEM: good}, want: pki.ErrBadPEM},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := checkJoinReply(tok, "me", keyPEM, &tt.resp)
-			if tt.want == nil && err != nil || tt.want != nil && !errors.Is(err, tt.want) {
-				t.Fatalf("checkJoinReply = %v, want %v", err, tt.want)
-			}
-		})
 	}
 }

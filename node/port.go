@@ -3,7 +3,7 @@ package node
 // The agent's side of the cluster port (node/clusterport): which handler
 // answers which RPC method, and the agent's parts the port is built with —
 // its fence (fence.go) for the Raft epoch handshake and its trackers of
-// accepted and dialled connections (revoke.go), which a revocation closes.
+// accepted and dialled connections (node/revocation), which a revocation closes.
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/shoal-org/shoal/node/clusterport"
 	"github.com/shoal-org/shoal/node/imagedist"
+	"github.com/shoal-org/shoal/node/revocation"
 	"github.com/shoal-org/shoal/node/wire"
 )
 
@@ -26,20 +27,9 @@ const (
 	dialTimeout = clusterport.DialTimeout
 )
 
-// portTracker makes a connTracker the port's clusterport.Tracker.
-type portTracker struct{ t *connTracker }
-
-func (p portTracker) Track(raw net.Conn) net.Conn { return p.t.wrap(raw) }
-
-func (p portTracker) Identify(c net.Conn, serial, peerID string) {
-	if tc, ok := c.(*trackedConn); ok {
-		p.t.identify(tc, serial, peerID)
-	}
-}
-
 // peerDialer dials every connection of this process to a cluster port,
 // tracked in dialedConns.
-var peerDialer = clusterport.Dialer{Tracker: portTracker{dialedConns}}
+var peerDialer = clusterport.Dialer{Tracker: dialedConns}
 
 // dialProto opens a TLS connection to a cluster port and selects a
 // protocol; the connection is tracked in dialedConns until it is closed.
@@ -54,18 +44,18 @@ func callRPC(ctx context.Context, addr string, cfg *tls.Config, method string, b
 }
 
 // mux is the cluster port's mux with the tracker of the connections it
-// accepted (revoke.go closes those of revoked peers).
+// accepted (revocation.Loop closes those of revoked peers).
 type mux struct {
 	*clusterport.Mux
-	conns *connTracker
+	conns *revocation.Tracker
 }
 
 // newMux serves the cluster port on ln; fc is the epoch (nil: 0).
 func newMux(ln net.Listener, tlsCfg *tls.Config, log *slog.Logger, rpc func(*tls.Conn), fc *fence) *mux {
-	conns := newConnTracker()
+	conns := revocation.NewTracker()
 	return &mux{
 		Mux: clusterport.NewMux(clusterport.MuxConfig{
-			Listener: ln, TLS: tlsCfg, Log: log, RPC: rpc, Fence: fc, Tracker: portTracker{conns},
+			Listener: ln, TLS: tlsCfg, Log: log, RPC: rpc, Fence: fc, Tracker: conns,
 		}),
 		conns: conns,
 	}

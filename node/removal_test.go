@@ -2,10 +2,8 @@ package node
 
 import (
 	"crypto/x509"
-	"errors"
 	"net"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -15,136 +13,6 @@ import (
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 )
-
-func TestRemovalVerdict(t *testing.T) {
-	tests := []struct {
-		name           string
-		revoked, known bool
-		want           bool
-	}{
-		{"removed: serial revoked, record gone", true, false, true},
-		{"member: serial valid, record present", false, true, false},
-		{"joining, record not replicated yet: serial valid", false, false, false},
-		{"re-joined or re-issued: serial revoked but a record exists", true, true, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := removalVerdict(tt.revoked, tt.known); got != tt.want {
-				t.Fatalf("removalVerdict(revoked=%v, known=%v) = %v, want %v", tt.revoked, tt.known, got, tt.want)
-			}
-		})
-	}
-}
-
-func TestIsRemovalStatement(t *testing.T) {
-	const self = "self"
-	good := witness{ID: "peer", Serial: "a1", Record: &api.Node{ID: "peer", CertSerial: "a1"}}
-	removed := &wire.RemovalResponse{Removed: true}
-	with := func(f func(*witness)) witness {
-		w := good
-		f(&w)
-		return w
-	}
-	tests := []struct {
-		name    string
-		w       witness
-		answer  *wire.RemovalResponse
-		callErr error
-		want    bool
-	}{
-		{"positive answer from a known member", good, removed, nil, true},
-		{"record without serial (older state)", with(func(w *witness) { w.Record = &api.Node{ID: "peer"} }), removed, nil, true},
-		// A partitioned node hears nothing, or hears "not removed": never a reset.
-		{"no answer (partition)", good, nil, errors.New("connect: no route to host"), false},
-		{"refusal", good, nil, &wire.Error{Code: wire.CodeRefused, Msg: "this node is not part of a cluster"}, false},
-		{"not removed", good, &wire.RemovalResponse{Removed: false}, nil, false},
-		{"answer and an error", good, removed, errors.New("read: EOF"), false},
-		{"nil answer", good, nil, nil, false},
-		// Whoever says so must be a member by the asker's own replica.
-		{"from itself", with(func(w *witness) { w.ID = self; w.Record = &api.Node{ID: self, CertSerial: "a1"} }), removed, nil, false},
-		{"from a node unknown to the replica and to raft", with(func(w *witness) { w.Record = nil }), removed, nil, false},
-		// A restarted removed node's replica is empty: its raft configuration vouches.
-		{"empty replica, witness in the raft configuration", with(func(w *witness) { w.Record = nil; w.InRaft = true }), removed, nil, true},
-		{"empty replica, raft member, revoked", with(func(w *witness) { w.Record = nil; w.InRaft = true; w.Revoked = true }), removed, nil, false},
-		{"replica record wins over raft", with(func(w *witness) { w.Serial = "ff"; w.InRaft = true }), removed, nil, false},
-		{"from a revoked certificate", with(func(w *witness) { w.Revoked = true }), removed, nil, false},
-		{"from another certificate than the replica's", with(func(w *witness) { w.Serial = "ff" }), removed, nil, false},
-		{"from a certificate without a name", with(func(w *witness) { w.ID = "" }), removed, nil, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := isRemovalStatement(self, tt.w, tt.answer, tt.callErr); got != tt.want {
-				t.Fatalf("isRemovalStatement = %v, want %v", got, tt.want)
-			}
-		})
-	}
-}
-
-func TestRemovalSuspects(t *testing.T) {
-	alive := map[string]memberMeta{"self": {}, "a": {}, "gone": {}, "new": {}}
-	known := map[string]bool{"self": true, "a": true}
-	got := removalSuspects("self", alive, func(id string) bool { return known[id] })
-	if want := []string{"gone", "new"}; !reflect.DeepEqual(got, want) {
-		t.Fatalf("suspects %v, want %v", got, want)
-	}
-	if got := removalSuspects("self", map[string]memberMeta{"self": {}}, func(string) bool { return false }); len(got) != 0 {
-		t.Fatalf("a node never suspects itself: %v", got)
-	}
-}
-
-func TestShouldAskRemoval(t *testing.T) {
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	at := func(d time.Duration) time.Time { return t0.Add(d) }
-	var never time.Time
-	tests := []struct {
-		name                          string
-		now, lastAsk, leaderlessSince time.Time
-		hinted                        bool
-		want                          bool
-	}{
-		{"hint, never asked", at(0), never, never, true, true},
-		{"hint right after a question", at(500 * time.Millisecond), at(0), never, true, false},
-		{"hint a gap after a question", at(removalCheckGap), at(0), never, true, true},
-		{"leader known, no hint", at(time.Hour), never, never, false, false},
-		{"leaderless briefly (election)", at(removalLeaderless - time.Second), never, at(0), false, false},
-		{"leaderless long", at(removalLeaderless), never, at(0), false, true},
-		{"leaderless long, asked recently", at(removalLeaderless + 2*time.Second), at(removalLeaderless), at(0), false, false},
-		{"leaderless long, asked long ago", at(2 * removalLeaderless), at(removalLeaderless), at(0), false, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := shouldAskRemoval(tt.now, tt.lastAsk, tt.leaderlessSince, tt.hinted); got != tt.want {
-				t.Fatalf("shouldAskRemoval = %v, want %v", got, tt.want)
-			}
-		})
-	}
-}
-
-func TestRemovalHintFraming(t *testing.T) {
-	h := removalHint{From: "n1", Addr: "10.0.0.1:2377"}
-	got, ok := parseRemovalHint(encodeRemovalHint(h))
-	if !ok || got != h {
-		t.Fatalf("round trip: %+v, %v", got, ok)
-	}
-	for name, msg := range map[string][]byte{
-		"empty":          nil,
-		"other type":     append([]byte{'X'}, encodeRemovalHint(h)[1:]...),
-		"not json":       []byte("R{"),
-		"no port":        encodeRemovalHint(removalHint{From: "n1", Addr: "10.0.0.1"}),
-		"type byte only": {removalHintType},
-	} {
-		if _, ok := parseRemovalHint(msg); ok {
-			t.Errorf("%s: parsed %q", name, msg)
-		}
-	}
-}
-
-func TestRemovalAskList(t *testing.T) {
-	got := removalAskList([]string{"h:1", "self:1"}, []string{"a:1", "h:1", "b:1", "c:1", "d:1", "e:1"}, "self:1", 4)
-	if want := []string{"h:1", "a:1", "b:1", "c:1"}; !reflect.DeepEqual(got, want) {
-		t.Fatalf("ask list %v, want %v", got, want)
-	}
-}
 
 // replica is a state store built through the FSM, as Raft would build it.
 type replica struct {
@@ -285,27 +153,4 @@ func serialOf(t *testing.T, s *rpcServer) string {
 		t.Fatal(err)
 	}
 	return serial
-}
-
-// An idle node with a leader and nobody to hint wakes for the removal loop
-// every removalIdleTick, not every second (issue 10); a leaderless stretch
-// or pending hints keep the one-second period the hint and ask timings need.
-func TestRemovalTick(t *testing.T) {
-	for _, c := range []struct {
-		leaderKnown bool
-		pending     int
-		want        time.Duration
-	}{
-		{true, 0, removalIdleTick},
-		{false, 0, time.Second},
-		{true, 1, time.Second},
-		{false, 2, time.Second},
-	} {
-		if got := removalTick(c.leaderKnown, c.pending); got != c.want {
-			t.Errorf("removalTick(%v, %d) = %s, want %s", c.leaderKnown, c.pending, got, c.want)
-		}
-	}
-	if removalIdleTick >= removalLeaderless {
-		t.Errorf("removalIdleTick %s must stay well under removalLeaderless %s", removalIdleTick, removalLeaderless)
-	}
 }

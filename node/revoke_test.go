@@ -12,144 +12,11 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/node/membership"
+	"github.com/shoal-org/shoal/node/keyring"
 	"github.com/shoal-org/shoal/node/pki"
+	"github.com/shoal-org/shoal/node/revocation"
 	"github.com/shoal-org/shoal/node/wire"
 )
-
-func key(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
-
-func keysEqual(x, y [][]byte) bool {
-	return slices.EqualFunc(x, y, func(a, b []byte) bool { return bytes.Equal(a, b) })
-}
-
-func TestNextKeyStep(t *testing.T) {
-	old, nw, fresh, other := key('o'), key('n'), key('f'), key('x')
-	tests := []struct {
-		name string
-		in   keyRotation
-		want keyStep
-	}{
-		{name: "no encryption", in: keyRotation{Acked: true, Fresh: fresh}},
-		{name: "steady", in: keyRotation{Keys: [][]byte{old}, Acked: true, Fresh: fresh}},
-		{name: "installed, waiting for every node", in: keyRotation{Keys: [][]byte{old, nw}, Target: nw},
-			want: keyStep{Target: nw}},
-		{name: "installed everywhere: use it", in: keyRotation{Keys: [][]byte{old, nw}, Target: nw, Acked: true},
-			want: keyStep{Propose: [][]byte{nw, old}, Target: nw}},
-		{name: "primary, waiting", in: keyRotation{Keys: [][]byte{nw, old}, Target: nw},
-			want: keyStep{Target: nw}},
-		{name: "primary everywhere: remove the old", in: keyRotation{Keys: [][]byte{nw, old}, Target: nw, Acked: true},
-			want: keyStep{Propose: [][]byte{nw}, Target: nw}},
-		{name: "done", in: keyRotation{Keys: [][]byte{nw}, Target: nw, Acked: true}},
-		{name: "done, not yet applied everywhere", in: keyRotation{Keys: [][]byte{nw}, Target: nw},
-			want: keyStep{Target: nw}},
-		// A new leader cannot tell [old,new] from [new,old]: start over.
-		{name: "rotation of another leader", in: keyRotation{Keys: [][]byte{nw, old}, Acked: true, Fresh: fresh},
-			want: keyStep{Propose: [][]byte{nw, old, fresh}, Target: fresh}},
-		{name: "rotation of another leader, no fresh key", in: keyRotation{Keys: [][]byte{nw, old}, Acked: true}},
-		{name: "rotation of another leader, waiting", in: keyRotation{Keys: [][]byte{nw, old}, Fresh: fresh}},
-		{name: "target gone from the store", in: keyRotation{Keys: [][]byte{other}, Target: nw, Acked: true, Fresh: fresh}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := nextKeyStep(tt.in)
-			if !keysEqual(got.Propose, tt.want.Propose) || !bytes.Equal(got.Target, tt.want.Target) {
-				t.Fatalf("nextKeyStep = propose %q target %q; want propose %q target %q",
-					got.Propose, got.Target, tt.want.Propose, tt.want.Target)
-			}
-		})
-	}
-}
-
-// TestKeyRotationWalk runs a whole rotation through nextKeyStep and
-// keyringPlan with two nodes that apply each committed keyring one after
-// the other, and checks that at every moment each node can read what the
-// other sends (the sender's primary is installed at the receiver), and that
-// the old key is gone at the end.
-func TestKeyRotationWalk(t *testing.T) {
-	old, nw := key('o'), key('n')
-	store := [][]byte{old, nw} // committed with the removal (applyRemoval)
-	target := nw
-	nodes := [][][]byte{{old}, {old}}
-	apply := func(i int) {
-		add, primary, remove := membership.KeyringPlan(nodes[i], store)
-		ring := append(slices.Clone(nodes[i]), add...)
-		// use primary: move it to the front
-		ring = slices.DeleteFunc(ring, func(k []byte) bool { return bytes.Equal(k, primary) })
-		ring = append([][]byte{primary}, ring...)
-		ring = slices.DeleteFunc(ring, func(k []byte) bool { return containsKey(remove, k) })
-		nodes[i] = ring
-		for j := range nodes {
-			for k := range nodes {
-				if !containsKey(nodes[k], nodes[j][0]) {
-					t.Fatalf("node %d cannot read node %d (primary %q, keys %q)", k, j, nodes[j][0], nodes[k])
-				}
-			}
-		}
-	}
-	for steps := 0; ; steps++ {
-		if steps > 10 {
-			t.Fatal("rotation does not end")
-		}
-		apply(0)
-		apply(1)
-		acked := membership.Fingerprint(nodes[0]) == membership.Fingerprint(store) && membership.Fingerprint(nodes[1]) == membership.Fingerprint(store)
-		step := nextKeyStep(keyRotation{Keys: store, Target: target, Acked: acked})
-		if step.Propose == nil {
-			break
-		}
-		store, target = step.Propose, step.Target
-	}
-	for i, ring := range nodes {
-		if !keysEqual(ring, [][]byte{nw}) {
-			t.Fatalf("node %d ends with keyring %q, want only the new key", i, ring)
-		}
-	}
-}
-
-func TestKeysAcked(t *testing.T) {
-	nodes := []*api.Node{{ID: "self"}, {ID: "b"}, {ID: "c"}}
-	tests := []struct {
-		name   string
-		alive  map[string]memberMeta
-		selfFP string
-		want   bool
-	}{
-		{name: "all applied", alive: map[string]memberMeta{"b": {GK: "k"}, "c": {GK: "k"}}, selfFP: "k", want: true},
-		{name: "one behind", alive: map[string]memberMeta{"b": {GK: "k"}, "c": {GK: "j"}}, selfFP: "k"},
-		{name: "self behind", alive: map[string]memberMeta{"b": {GK: "k"}, "c": {GK: "k"}}, selfFP: "j"},
-		{name: "down node does not hold it up", alive: map[string]memberMeta{"b": {GK: "k"}}, selfFP: "k", want: true},
-		{name: "removed member does not count", alive: map[string]memberMeta{"b": {GK: "k"}, "c": {GK: "k"}, "gone": {GK: "j"}},
-			selfFP: "k", want: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := keysAcked("k", nodes, tt.alive, "self", tt.selfFP); got != tt.want {
-				t.Fatalf("keysAcked = %v, want %v", got, tt.want)
-			}
-		})
-	}
-}
-
-func TestCutOff(t *testing.T) {
-	revoked := func(s string) bool { return s == "old" }
-	tests := []struct {
-		name, serial string
-		member, want bool
-	}{
-		{name: "removed node", serial: "old", want: true},
-		{name: "renewed node keeps its connections", serial: "old", member: true},
-		{name: "valid serial", serial: "cur", member: true},
-		{name: "valid serial, no record yet (joining)", serial: "cur"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := cutOff(tt.serial, "n", revoked, func(string) bool { return tt.member }); got != tt.want {
-				t.Fatalf("cutOff = %v, want %v", got, tt.want)
-			}
-		})
-	}
-}
 
 // TestRevokedConnsClosed opens RPC connections through the real mux, as a
 // node that sent the protocol byte and holds the connection, then revokes
@@ -175,14 +42,7 @@ func TestRevokedConnsClosed(t *testing.T) {
 	// The mux identifies a connection once it read the protocol byte.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		s.m.conns.mu.Lock()
-		n := 0
-		for c := range s.m.conns.conns {
-			if c.serial != "" {
-				n++
-			}
-		}
-		s.m.conns.mu.Unlock()
+		n := s.m.conns.Identified()
 		if n == 2 {
 			break
 		}
@@ -194,7 +54,7 @@ func TestRevokedConnsClosed(t *testing.T) {
 
 	s.revoked.Store(serialB, true)
 	isRevoked := func(serial, _ string) bool { _, ok := s.revoked.Load(serial); return ok }
-	if peers := s.m.conns.closeRevoked(isRevoked); !slices.Equal(peers, []string{"node-b"}) {
+	if peers := s.m.conns.CloseRevoked(isRevoked); !slices.Equal(peers, []string{"node-b"}) {
 		t.Fatalf("closed connections of %v, want [node-b]", peers)
 	}
 	_ = connB.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -209,7 +69,7 @@ func TestRevokedConnsClosed(t *testing.T) {
 	}
 
 	// The dialling side: the server's serial is revoked.
-	if peers := dialedConns.closeRevoked(func(serial, _ string) bool { return serial == serverSerial }); len(peers) == 0 {
+	if peers := dialedConns.CloseRevoked(func(serial, _ string) bool { return serial == serverSerial }); len(peers) == 0 {
 		t.Fatal("no dialled connection to the revoked server was closed")
 	}
 	_ = connC.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -237,7 +97,7 @@ func joinFixture(t *testing.T) (context.Context, *Agent, *cluster, *pki.CA) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	record, err := sealedClusterRecord("c1", ca, pki.NewSecret(), pki.NewKEK())
+	record, err := keyring.SealedRecord("c1", ca, pki.NewSecret(), pki.NewKEK())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +147,7 @@ func TestRejoinRevokesOldSerials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.raft.Apply(ctx, joinRecord(api.Node{ID: "n2", Hostname: "h2", Addr: "127.0.0.2", Status: api.NodeDown, CertSerial: sNew}, revoke)); err != nil {
+	if _, err := cl.raft.Apply(ctx, keyring.JoinRecord(api.Node{ID: "n2", Hostname: "h2", Addr: "127.0.0.2", Status: api.NodeDown, CertSerial: sNew}, revoke)); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range []string{s0, s1} {
@@ -300,29 +160,6 @@ func TestRejoinRevokesOldSerials(t *testing.T) {
 	}
 	if _, err := a.admitJoinID(cl, cl.store.Cluster(), req); err == nil {
 		t.Fatal("the revoked old certificate re-joined again")
-	}
-}
-
-func TestReplicaKeyring(t *testing.T) {
-	k := [][]byte{key('k')}
-	tests := []struct {
-		name         string
-		index, floor uint64
-		keys         [][]byte
-		want         [][]byte
-	}{
-		{name: "no floor (init, older joins)", index: 1, keys: k, want: k},
-		{name: "replica behind the floor", index: 9, floor: 10, keys: k},
-		{name: "replica at the floor", index: 10, floor: 10, keys: k, want: k},
-		{name: "replica past the floor", index: 11, floor: 10, keys: k, want: k},
-		{name: "no keyring (gossip not encrypted)", index: 11, floor: 10},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := replicaKeyring(tt.index, tt.floor, tt.keys); !keysEqual(got, tt.want) {
-				t.Fatalf("replicaKeyring(%d, %d) = %q, want %q", tt.index, tt.floor, got, tt.want)
-			}
-		})
 	}
 }
 
@@ -379,10 +216,10 @@ func TestRejoinReplayKeepsCurrentState(t *testing.T) {
 		if res := fsm.ApplyCommand(uint64(i+1), cmd); res.Err != nil {
 			t.Fatalf("replay %T: %v", cmd, res.Err)
 		}
-		if keys := replicaKeyring(joiner.Index(), floor, joiner.Cluster().GossipKeys); keys != nil {
+		if keys := revocation.ReplicaKeyring(joiner.Index(), floor, joiner.Cluster().GossipKeys); keys != nil {
 			installed = keys
 		}
-		if !containsKey(installed, nw) {
+		if !revocation.ContainsKey(installed, nw) {
 			t.Fatalf("after replaying entry %d the joiner applied keyring %q: it lost the current key", i+1, installed)
 		}
 		if overlaySubnet == "" && replicaCurrent(joiner.Index(), floor) {
@@ -445,23 +282,8 @@ func TestRetriedJoinSameKey(t *testing.T) {
 	}
 }
 
-// revokeLoop re-checks every second only while it can matter: just after
-// the revocation list changed and while a key rotation is in flight.
-func TestRevokePeriod(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	for _, c := range []struct {
-		name     string
-		changed  time.Time
-		rotating bool
-		want     time.Duration
-	}{
-		{"idle, never changed", time.Time{}, false, revokeIdleResync},
-		{"idle, changed long ago", now.Add(-time.Minute), false, revokeIdleResync},
-		{"just revoked", now.Add(-time.Second), false, revokeResync},
-		{"rotating", now.Add(-time.Hour), true, revokeResync},
-	} {
-		if got := revokePeriod(now, c.changed, c.rotating); got != c.want {
-			t.Errorf("%s: %s, want %s", c.name, got, c.want)
-		}
-	}
+func key(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
+
+func keysEqual(x, y [][]byte) bool {
+	return slices.EqualFunc(x, y, func(a, b []byte) bool { return bytes.Equal(a, b) })
 }

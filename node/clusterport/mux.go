@@ -5,7 +5,7 @@ package clusterport
 // connections must present a valid, unrevoked node certificate; RPC
 // connections may come without one, because a joining node has no certificate
 // yet, and every RPC method except join, ping and the removal question
-// (the agent's removal.go) checks the peer identity itself. A raft connection then
+// (node/revocation) checks the peer identity itself. A raft connection then
 // exchanges cluster epochs (epoch.go; the agent's fence judges them) and
 // goes to raft only when both ends run at the same one.
 //
@@ -79,7 +79,7 @@ type Fence interface {
 }
 
 // Tracker follows the connections of one side of the port by the peer's
-// certificate, so that a revocation can close them (the agent's revoke.go).
+// certificate, so that a revocation can close them (node/revocation).
 // Both methods must be safe for concurrent use.
 type Tracker interface {
 	// Track starts following raw; the TLS connection is built on what it

@@ -185,7 +185,7 @@ type Membership struct {
 	subMu sync.Mutex
 	subs  map[chan struct{}]struct{}
 
-	msgs chan []byte // user messages (removal hints, see node/removal.go)
+	msgs chan []byte // user messages (removal hints, see node/revocation/removal.go)
 
 	mu    sync.Mutex
 	alive map[string]Meta   // node ID → meta of members alive now

@@ -33,7 +33,7 @@ type JoinResponse struct {
 	// node starts at it so that raft lets it in.
 	Epoch uint64 `json:"epoch,omitempty"`
 	// PrevCAPEM and CrossPEM are the previous CA and the cross-signed new
-	// one while a CA rotation is under way (see keys.go).
+	// one while a CA rotation is under way (see node/keyring).
 	PrevCAPEM []byte `json:"prev_ca_pem,omitempty"`
 	CrossPEM  []byte `json:"cross_pem,omitempty"`
 	// Index is the leader's store index as of GossipKeys, past the entry
@@ -41,7 +41,7 @@ type JoinResponse struct {
 	// replays the log: until it reaches Index it holds keyrings the
 	// cluster retired and, for a node that was removed and joins again
 	// under its ID, its previous record (another subnet). The node applies
-	// neither before (revoke.go). 0 from leaders that do not send it.
+	// neither before (node/revocation). 0 from leaders that do not send it.
 	Index uint64 `json:"index,omitempty"`
 }
 
@@ -97,7 +97,7 @@ type LogsRequest struct {
 	Since       string `json:"since,omitempty"`
 }
 
-// ---- keys.go ----
+// ---- node/keyring ----
 
 // KEKResponse answers MethodKEK (voters only).
 type KEKResponse struct {
@@ -119,7 +119,7 @@ type CARotateResponse struct {
 	CAFingerprint string `json:"ca_fingerprint"`
 }
 
-// ---- removal.go ----
+// ---- node/revocation: the removal question ----
 
 // RemovalRequest is MethodRemoval: is this node (with this certificate
 // serial) removed?
@@ -133,7 +133,7 @@ type RemovalResponse struct {
 	Removed bool `json:"removed"`
 }
 
-// ---- renew.go ----
+// ---- node/keyring: renewal ----
 
 // RenewRequest is MethodRenew.
 type RenewRequest struct {

@@ -1,4 +1,4 @@
-package node
+package keyring
 
 // Certificate renewal. Node certificates live --cert-lifetime (30 days by
 // default) and renew themselves at 1/2 to 2/3 of it (pki.RenewalTime; the
@@ -17,81 +17,90 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"path/filepath"
 	"time"
 
+	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 )
 
-// handleRenewRPC signs a new certificate for the caller. Allowed callers:
-// the node itself only — the certificate is issued for the caller's node ID
-// (from its verified, unrevoked certificate), and the CSR must ask for that
-// ID; the node must still be in the cluster's state. Leader only.
-func (a *Agent) handleRenewRPC(ctx context.Context, peerID string, req wire.RenewRequest) (*wire.RenewResponse, error) {
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return nil, err
-	}
-	if !cl.raft.IsLeader() {
-		return nil, ErrNotLeader
-	}
-	return a.issueRenewal(ctx, cl, peerID, req.CSR)
-}
-
-// issueRenewal signs csr for node id and records it (leader).
-func (a *Agent) issueRenewal(ctx context.Context, cl *cluster, id string, csr []byte) (*wire.RenewResponse, error) {
-	n, err := cl.store.Node(id)
+// Issue signs csr for node id and records it (leader). The agent's
+// handler of wire.MethodRenew calls it for the caller's own node ID (from
+// its verified, unrevoked certificate); the CSR must ask for that ID and
+// the node must still be in the cluster's state.
+func (k *Keeper) Issue(ctx context.Context, id string, csr []byte) (*wire.RenewResponse, error) {
+	n, err := k.Store.Node(id)
 	if err != nil {
 		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s is not a member of this cluster", shortID(id))}
 	}
-	c := cl.store.Cluster()
+	c := k.Store.Cluster()
 	if c == nil {
 		return nil, consensus.ErrNotBootstrapped
 	}
-	ca, err := a.clusterCA(c)
+	ca, err := ClusterCA(k.Dir, c)
 	if err != nil {
 		return nil, &wire.Error{Code: wire.CodeRefused, Msg: err.Error()}
 	}
-	certPEM, serial, err := ca.SignCSR(csr, id, []net.IP{net.ParseIP(n.Addr)}, time.Now().UTC(), a.cfg.CertLifetime)
+	certPEM, serial, err := ca.SignCSR(csr, id, []net.IP{net.ParseIP(n.Addr)}, time.Now().UTC(), k.CertLifetime)
 	if err != nil {
 		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("certificate request refused: %v", err)}
 	}
-	cmd := &consensus.SetNodeCert{ID: id, Serial: serial, CAFingerprint: c.CAFingerprint}
+	if _, err := k.Raft.Apply(ctx, RenewalRecord(n, serial, c.CAFingerprint)); err != nil {
+		return nil, fmt.Errorf("record renewed certificate: %w", err)
+	}
+	return &wire.RenewResponse{CertPEM: certPEM, BundlePEM: TrustBundle(c), CrossPEM: c.CACrossPEM}, nil
+}
+
+// RenewalRecord is the command that records node n's new certificate
+// serial, issued by the CA with fingerprint caFP, and revokes the one it
+// replaces (none when it had none, or the serial is the same).
+func RenewalRecord(n *api.Node, serial, caFP string) *consensus.SetNodeCert {
+	cmd := &consensus.SetNodeCert{ID: n.ID, Serial: serial, CAFingerprint: caFP}
 	if n.CertSerial != "" && n.CertSerial != serial {
 		cmd.Revoke = []string{n.CertSerial}
 	}
-	if _, err := cl.raft.Apply(ctx, cmd); err != nil {
-		return nil, fmt.Errorf("record renewed certificate: %w", err)
+	return cmd
+}
+
+// RenewIn is how long until the certificate leaf must be renewed at now:
+// at its node's fixed point between 1/2 and 2/3 of its life
+// (pki.RenewIn with pki.Spread(nodeID)), or at once (0) when the record's
+// CA, caCertPEM, did not sign it (the CA rotated).
+func RenewIn(leaf *x509.Certificate, caCertPEM []byte, nodeID string, now time.Time) time.Duration {
+	wait := pki.RenewIn(leaf.NotBefore, leaf.NotAfter, now, pki.Spread(nodeID))
+	if caCert, err := pki.ParseCertPEM(caCertPEM); err == nil && leaf.CheckSignatureFrom(caCert) != nil {
+		wait = 0 // the CA rotated: renew now
 	}
-	return &wire.RenewResponse{CertPEM: certPEM, BundlePEM: trustBundle(c), CrossPEM: c.CACrossPEM}, nil
+	return wait
+}
+
+// RenewBackoff is how long to wait after the failures-th failed renewal
+// in a row: 500 ms doubling, at most 15 s.
+func RenewBackoff(failures int) time.Duration {
+	return min(250*time.Millisecond<<min(failures, 6), 15*time.Second)
 }
 
 // renewIfDue renews this node's certificate when it is due or was not
 // issued by the record's current CA, and returns how long until the next
 // check is needed.
-func (a *Agent) renewIfDue(ctx context.Context, cl *cluster, dir string, c *consensus.ClusterState, st *keysState) time.Duration {
-	cur := cl.tls.Certificate()
+func (k *Keeper) renewIfDue(ctx context.Context, dir string, c *consensus.ClusterState, st *keysState) time.Duration {
+	cur := k.TLS.Certificate()
 	if cur.Leaf == nil {
 		return time.Minute
 	}
 	now := time.Now()
-	wait := pki.RenewIn(cur.Leaf.NotBefore, cur.Leaf.NotAfter, now, pki.Spread(a.id.NodeID))
-	if caCert, err := pki.ParseCertPEM(c.CACertPEM); err == nil && cur.Leaf.CheckSignatureFrom(caCert) != nil {
-		wait = 0 // the CA rotated: renew now
-	}
-	if wait > 0 {
+	if wait := RenewIn(cur.Leaf, c.CACertPEM, k.Self, now); wait > 0 {
 		return wait
 	}
 	if now.Before(st.nextRenew) {
 		return st.nextRenew.Sub(now)
 	}
-	if err := a.renewCert(ctx, cl, dir, cur.Leaf); err != nil {
+	if err := k.renewCert(ctx, dir, cur.Leaf); err != nil {
 		st.failures++
-		backoff := min(250*time.Millisecond<<min(st.failures, 6), 15*time.Second)
+		backoff := RenewBackoff(st.failures)
 		st.nextRenew = now.Add(backoff)
-		a.log.Warn("certificate renewal failed; retrying", "in", backoff, "err", err)
+		k.Log.Warn("certificate renewal failed; retrying", "in", backoff, "err", err)
 		return backoff
 	}
 	st.failures = 0
@@ -101,7 +110,7 @@ func (a *Agent) renewIfDue(ctx context.Context, cl *cluster, dir string, c *cons
 }
 
 // renewCert gets a new certificate for this node's key and swaps it in.
-func (a *Agent) renewCert(ctx context.Context, cl *cluster, dir string, old *x509.Certificate) error {
+func (k *Keeper) renewCert(ctx context.Context, dir string, old *x509.Certificate) error {
 	_, keyPEM, err := pki.LoadKeyPair(dir)
 	if err != nil {
 		return err
@@ -110,37 +119,37 @@ func (a *Agent) renewCert(ctx context.Context, cl *cluster, dir string, old *x50
 	if err != nil {
 		return err
 	}
-	csr, err := pki.NewCSR(key, a.id.NodeID)
+	csr, err := pki.NewCSR(key, k.Self)
 	if err != nil {
 		return err
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var resp *wire.RenewResponse
-	if cl.raft.IsLeader() {
-		resp, err = a.issueRenewal(cctx, cl, a.id.NodeID, csr)
+	if k.Raft.IsLeader() {
+		resp, err = k.Issue(cctx, k.Self, csr)
 	} else {
-		_, addr := cl.raft.Leader()
+		_, addr := k.Raft.Leader()
 		if addr == "" {
 			return errors.New("no leader to renew the certificate with")
 		}
 		resp = &wire.RenewResponse{}
-		err = callRPC(cctx, addr, cl.client, wire.MethodRenew, wire.RenewRequest{CSR: csr}, resp, nil)
+		err = k.Call(cctx, addr, wire.MethodRenew, wire.RenewRequest{CSR: csr}, resp)
 	}
 	if err != nil {
 		return err
 	}
-	return a.installCert(cl, dir, resp, keyPEM, old)
+	return k.installCert(dir, resp, keyPEM, old)
 }
 
 // installCert checks a renewed certificate, writes it and the trust it came
 // with, and swaps it into the TLS configurations.
-func (a *Agent) installCert(cl *cluster, dir string, resp *wire.RenewResponse, keyPEM []byte, old *x509.Certificate) error {
+func (k *Keeper) installCert(dir string, resp *wire.RenewResponse, keyPEM []byte, old *x509.Certificate) error {
 	tc, pool, err := pki.NodeTLS(resp.CertPEM, keyPEM, resp.BundlePEM, resp.CrossPEM)
 	if err != nil {
 		return fmt.Errorf("renewed certificate: %w", err)
 	}
-	if tc.Leaf.Subject.CommonName != a.id.NodeID {
+	if tc.Leaf.Subject.CommonName != k.Self {
 		return fmt.Errorf("renewed certificate is for %q: %w", tc.Leaf.Subject.CommonName, pki.ErrNodeIDMismatch)
 	}
 	if err := pki.WriteTrust(dir, resp.BundlePEM, resp.CrossPEM); err != nil {
@@ -149,11 +158,8 @@ func (a *Agent) installCert(cl *cluster, dir string, resp *wire.RenewResponse, k
 	if err := pki.WriteKeyPair(dir, resp.CertPEM, keyPEM); err != nil {
 		return err
 	}
-	cl.tls.Set(tc, pool)
-	a.log.Info("certificate renewed", "serial", pki.Serial(tc.Leaf), "old_serial", pki.Serial(old),
+	k.TLS.Set(tc, pool)
+	k.Log.Info("certificate renewed", "serial", pki.Serial(tc.Leaf), "old_serial", pki.Serial(old),
 		"expires", tc.Leaf.NotAfter.UTC().Format(time.RFC3339))
 	return nil
 }
-
-// pkiDir is where a node's certificate, key and trusted CAs live.
-func pkiDir(dataDir string) string { return filepath.Join(clusterDir(dataDir), "pki") }
