@@ -92,6 +92,13 @@ var importRules = []importRule{
 	// replica's types, and the load balancer's and overlay's desired-state
 	// types it fills in; the agent applies them.
 	{"node/netplan/...", []string{"api", "consensus", "lb", "overlay", "node/netplan/..."}},
+	// The node-side loops' apply halves: the reconciler (the runtime, the
+	// replica, its plan in node/taskplan, the traffic rule of node/netplan,
+	// netloop's context of a container's networks) and the network loop
+	// (the replica, overlay, lb, gossip's member type, the metrics it
+	// reports). The agent comes in through their Config.
+	{"node/reconciler/...", []string{"api", "consensus", "runtime", "node/netloop", "node/netplan", "node/taskplan", "node/reconciler/..."}},
+	{"node/netloop/...", []string{"api", "consensus", "lb", "overlay", "node/membership", "node/metrics", "node/netplan", "node/netloop/..."}},
 	// cmd/shoal starts the agent (and the node's container supervisor)
 	// through node and otherwise talks to it only through api.
 	{"cmd/shoal", []string{"api", "api/atomicfile", "node"}},
