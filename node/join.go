@@ -24,6 +24,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/clusterport"
+	"github.com/shoal-org/shoal/node/epoch"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -246,7 +247,7 @@ func (a *Agent) joinCluster(ctx context.Context, req api.JoinRequest) error {
 		return err
 	}
 	if resp.Epoch > 0 {
-		if err := writeEpoch(clusterDir(a.cfg.DataDir), resp.Epoch); err != nil {
+		if err := epoch.Write(clusterDir(a.cfg.DataDir), resp.Epoch); err != nil {
 			_ = os.RemoveAll(clusterDir(a.cfg.DataDir))
 			return err
 		}
@@ -384,7 +385,7 @@ func (a *Agent) handleJoinRPC(ctx context.Context, req wire.JoinRequest) (*wire.
 	a.log.Info("node joined", "node_id", req.NodeID, "hostname", req.Hostname, "addr", req.Addr)
 	return &wire.JoinResponse{
 		ClusterID: c.ClusterID, CertPEM: certPEM, CAPEM: c.CACertPEM,
-		GossipKeys: keys, Peers: dedupe(peers, ""), Epoch: cl.fence.local(),
+		GossipKeys: keys, Peers: dedupe(peers, ""), Epoch: cl.fence.Local(),
 		PrevCAPEM: c.PrevCACertPEM, CrossPEM: c.CACrossPEM, Index: snap.Index(),
 	}, nil
 }

@@ -1,4 +1,9 @@
-package node
+// Package epoch is a cluster instance's epoch after --force-new-cluster:
+// its file beside the raft directory, the fence that judges the epochs
+// peers present and learns of newer ones, and the move of a fenced node's
+// raft state aside. The agent (node) decides who may fence it, probes the
+// peers that gossip a newer epoch and re-joins once fenced.
+package epoch
 
 // Fencing after --force-new-cluster (the why is in consensus/epoch.go).
 //
@@ -34,32 +39,36 @@ package node
 
 import (
 	"context"
-	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/shoal-org/shoal/api/atomicfile"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/clusterport"
-	"github.com/shoal-org/shoal/node/pki"
 )
 
-// epochFile holds this node's epoch, beside (not inside) the raft directory
+// File holds this node's epoch, beside (not inside) the raft directory
 // that fencing moves aside.
-const epochFile = "epoch.json"
+const File = "epoch.json"
 
-type epochRecord struct {
+type record struct {
 	Epoch uint64 `json:"epoch"`
 }
 
-// readEpoch returns the epoch recorded in dir, 0 when there is none.
-func readEpoch(dir string) (uint64, error) {
-	var rec epochRecord
-	err := readJSONFile(filepath.Join(dir, epochFile), &rec)
+// Read returns the epoch recorded in dir, 0 when there is none.
+func Read(dir string) (uint64, error) {
+	var rec record
+	b, err := os.ReadFile(filepath.Join(dir, File))
+	if err == nil {
+		err = json.Unmarshal(b, &rec)
+	}
 	switch {
 	case err == nil:
 		return rec.Epoch, nil
@@ -70,18 +79,30 @@ func readEpoch(dir string) (uint64, error) {
 	}
 }
 
-func writeEpoch(dir string, epoch uint64) error {
-	if err := writeJSONFile(filepath.Join(dir, epochFile), epochRecord{Epoch: epoch}); err != nil {
+// Write records epoch in dir (atomically: temp file, fsync, rename).
+func Write(dir string, epoch uint64) error {
+	b, err := json.MarshalIndent(record{Epoch: epoch}, "", "  ")
+	if err == nil {
+		err = os.MkdirAll(dir, 0o700)
+	}
+	if err == nil {
+		err = atomicfile.WriteFile(filepath.Join(dir, File), b, 0o600)
+	}
+	if err != nil {
 		return fmt.Errorf("write cluster epoch %d: %w", epoch, err)
 	}
 	return nil
 }
 
-// fence is one cluster instance's epoch and what it learnt of newer ones.
-// A nil *fence is epoch 0 and never fenced (tests that build a mux alone).
-// All methods are safe for concurrent use and never block.
-type fence struct {
-	// epoch is fixed once the instance runs; startCluster may still raise
+// Fence is one cluster instance's epoch and what it learnt of newer ones.
+// A nil *Fence is epoch 0 and never fenced (tests that build a mux alone).
+// All methods but Watch are safe for concurrent use and never block.
+//
+// It is the fence node/membership asks about the epoch in each member's
+// metadata (Local, Hint: membership.Fence) and the one the cluster port's
+// Raft handshake presents and judges (Local, Check: clusterport.Fence).
+type Fence struct {
+	// epoch is fixed once the instance runs; SettleForced may still raise
 	// it between raft's recovery and the first connection.
 	epoch atomic.Uint64
 
@@ -95,31 +116,32 @@ type fence struct {
 	from     string
 }
 
-func newFence(epoch uint64) *fence {
-	f := &fence{ch: make(chan struct{}), hints: make(chan string, 1)}
+// NewFence returns a fence at epoch that anyone may fence until Trust.
+func NewFence(epoch uint64) *Fence {
+	f := &Fence{ch: make(chan struct{}), hints: make(chan string, 1)}
 	f.epoch.Store(epoch)
 	return f
 }
 
-// trust sets who may fence this node (the voters of its configuration).
-func (f *fence) trust(mayFence func(peerID string) bool) {
+// Trust sets who may fence this node (the voters of its configuration).
+func (f *Fence) Trust(mayFence func(peerID string) bool) {
 	f.mu.Lock()
 	f.mayFence = mayFence
 	f.mu.Unlock()
 }
 
-// local is this instance's epoch.
-func (f *fence) local() uint64 {
+// Local is this instance's epoch.
+func (f *Fence) Local() uint64 {
 	if f == nil {
 		return 0
 	}
 	return f.epoch.Load()
 }
 
-// check judges the epoch a peer presented on a mutually authenticated raft
+// Check judges the epoch a peer presented on a mutually authenticated raft
 // connection. A newer one from a peer this node trusts marks it fenced.
-func (f *fence) check(peer string, remote uint64) consensus.EpochVerdict {
-	v := consensus.CompareEpochs(f.local(), remote)
+func (f *Fence) Check(peer string, remote uint64) consensus.EpochVerdict {
+	v := consensus.CompareEpochs(f.Local(), remote)
 	if v != consensus.EpochSelfStale || f == nil {
 		return v
 	}
@@ -135,19 +157,9 @@ func (f *fence) check(peer string, remote uint64) consensus.EpochVerdict {
 	return v
 }
 
-// Local and Hint make the fence the one node/membership asks about the
-// epoch in each member's metadata (membership.Fence); Local and Check make
-// it the one the cluster port's Raft handshake presents and judges
-// (clusterport.Fence).
-func (f *fence) Local() uint64           { return f.local() }
-func (f *fence) Hint(clusterAddr string) { f.hint(clusterAddr) }
-func (f *fence) Check(peer string, remote uint64) consensus.EpochVerdict {
-	return f.check(peer, remote)
-}
-
-// hint records that a peer gossips a newer epoch; the fence loop checks it
-// over the peer's cluster port. The latest hint wins; it never blocks.
-func (f *fence) hint(clusterAddr string) {
+// Hint records that a peer gossips a newer epoch; Watch checks it over the
+// peer's cluster port. The latest hint wins; it never blocks.
+func (f *Fence) Hint(clusterAddr string) {
 	if f == nil {
 		return
 	}
@@ -165,156 +177,57 @@ func (f *fence) hint(clusterAddr string) {
 	}
 }
 
-// fenced is closed once a trusted peer with a newer epoch was seen (nil on
+// Fenced is closed once a trusted peer with a newer epoch was seen (nil on
 // a nil fence: never).
-func (f *fence) fenced() <-chan struct{} {
+func (f *Fence) Fenced() <-chan struct{} {
 	if f == nil {
 		return nil
 	}
 	return f.ch
 }
 
-// newest returns the newest trusted epoch seen and the peer that showed it.
-func (f *fence) newest() (uint64, string) {
+// Newest returns the newest trusted epoch seen and the peer that showed it.
+func (f *Fence) Newest() (uint64, string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.newer, f.from
 }
 
-// isVoterOf reports whether id is a voter of r's latest configuration.
-func isVoterOf(r *consensus.Raft, id string) bool {
-	servers, err := r.Servers()
-	if err != nil {
-		return false
-	}
-	for _, s := range servers {
-		if s.ID == id {
-			return s.Voter
-		}
-	}
-	return false
-}
-
-// fenceLoop waits until this cluster instance is fenced and hands it to
-// fencedRejoinLoop (re-joining stops this instance, whose wait group this loop
-// belongs to). Gossip hints are checked on the peer's cluster port, at most
-// one every probeInterval.
-func (a *Agent) fenceLoop(ctx context.Context, cl *cluster) {
+// Watch waits until the fence is fenced (true) or ctx ends (false). Gossip
+// hints are checked with probe (the raft epoch handshake on the peer's
+// cluster port), at most one every ProbeInterval; a probe's failure other
+// than an epoch mismatch is logged at debug level.
+func (f *Fence) Watch(ctx context.Context, probe func(clusterAddr string) error, log *slog.Logger) bool {
 	var lastProbe time.Time
 	for {
 		select {
 		case <-ctx.Done():
-			return
-		case <-cl.fence.fenced():
-			epoch, from := cl.fence.newest()
-			a.log.Warn("fenced: a voter runs a newer cluster epoch (a --force-new-cluster happened without this node); "+
-				"dropping this node's raft state to re-join the recovered cluster",
-				"epoch", cl.fence.local(), "newer_epoch", epoch, "seen_from", from)
-			select {
-			case a.fenced <- cl:
-			case <-ctx.Done():
-			}
-			return
-		case addr := <-cl.fence.hints:
-			if wait := probeInterval - time.Since(lastProbe); wait > 0 {
+			return false
+		case <-f.Fenced():
+			return true
+		case addr := <-f.hints:
+			if wait := ProbeInterval - time.Since(lastProbe); wait > 0 {
 				select {
 				case <-ctx.Done():
-					return
+					return false
 				case <-time.After(wait):
 				}
 			}
 			lastProbe = time.Now()
-			if err := probeEpoch(addr, cl.client, cl.fence); err != nil && !errors.Is(err, clusterport.ErrEpochMismatch) {
-				a.log.Debug("epoch probe", "addr", addr, "err", err)
+			if err := probe(addr); err != nil && !errors.Is(err, clusterport.ErrEpochMismatch) {
+				log.Debug("epoch probe", "addr", addr, "err", err)
 			}
 		}
 	}
 }
 
-// probeInterval spaces the checks of gossip hints.
-const probeInterval = time.Second
+// ProbeInterval spaces the checks of gossip hints.
+const ProbeInterval = time.Second
 
-// probeEpoch runs the raft epoch handshake with the cluster port at addr
-// and closes the connection: a newer epoch there fences this node (if that
-// node may), an equal one hands raft a connection that ends at once.
-func probeEpoch(addr string, client *tls.Config, f *fence) error {
-	c, err := dialProto(addr, dialTimeout, client, clusterport.ProtoRaft)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	peer := addr
-	if id, ok := pki.ServerNodeID(c.ConnectionState()); ok {
-		peer = id
-	}
-	return clusterport.DialEpoch(c, f, peer, dialTimeout)
-}
-
-// fencedRejoinLoop re-joins fenced cluster instances, one at a time, until ctx
-// ends. The agent runs it for its whole life.
-func (a *Agent) fencedRejoinLoop(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case cl := <-a.fenced:
-			a.rejoinFenced(ctx, cl)
-		}
-	}
-}
-
-// rejoinFenced restarts the cluster half of a fenced node at the newer
-// epoch with no raft state. It gives up only when ctx ends or the cluster
-// instance is no longer cl (a leave in the meantime).
-func (a *Agent) rejoinFenced(ctx context.Context, cl *cluster) {
-	a.joinMu.Lock()
-	defer a.joinMu.Unlock()
-	a.mu.RLock()
-	current := a.cl
-	a.mu.RUnlock()
-	if current != cl || ctx.Err() != nil {
-		return
-	}
-	epoch, _ := cl.fence.newest()
-	a.stopCluster()
-	dir := clusterDir(a.cfg.DataDir)
-	for {
-		err := a.restartAtEpoch(ctx, dir, cl.fence.local(), epoch)
-		if err == nil {
-			break
-		}
-		a.log.Error("re-join after fencing failed; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(2 * time.Second):
-		}
-	}
-	if ctx.Err() != nil {
-		// The agent is stopping; its own stop may have run before this
-		// instance existed.
-		a.stopCluster()
-		return
-	}
-	a.log.Info("restarted the cluster half after fencing; waiting for the leader to admit this node", "epoch", epoch)
-}
-
-// restartAtEpoch moves the raft state aside (once), records epoch and
-// starts the cluster half from the files left in dir.
-func (a *Agent) restartAtEpoch(ctx context.Context, dir string, old, epoch uint64) error {
-	if err := moveRaftAside(dir, old, time.Now()); err != nil {
-		return err
-	}
-	if err := writeEpoch(dir, epoch); err != nil {
-		return err
-	}
-	return a.startCluster(ctx, startOpts{})
-}
-
-// moveRaftAside renames DATA/cluster/raft to raft.fenced-epochN-TIME so the
+// MoveRaftAside renames DATA/cluster/raft to raft.fenced-epochN-TIME so the
 // node starts without raft state but an operator keeps the old history. A
 // missing raft directory is fine (moved already).
-func moveRaftAside(dir string, epoch uint64, now time.Time) error {
+func MoveRaftAside(dir string, epoch uint64, now time.Time) error {
 	src := filepath.Join(dir, "raft")
 	if _, err := os.Stat(src); errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -326,68 +239,38 @@ func moveRaftAside(dir string, epoch uint64, now time.Time) error {
 	return nil
 }
 
-// recordEpochLoop writes this instance's epoch into the cluster record when
-// it is behind (after --force-new-cluster), from the leader, so that the
-// next recovery starts above it. It ends once the record has caught up.
-func (a *Agent) recordEpochLoop(ctx context.Context, cl *cluster) {
-	ch, cancel := cl.store.Subscribe()
-	defer cancel()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	want := cl.fence.local()
-	for {
-		c := cl.store.Cluster()
-		if c != nil && c.Epoch >= want {
-			return
-		}
-		if c != nil && cl.raft.IsLeader() {
-			wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
-			if _, err := cl.raft.Apply(wctx, &consensus.SetClusterEpoch{Epoch: want}); err != nil {
-				a.log.Warn("record the cluster epoch", "epoch", want, "err", err)
-			}
-			wcancel()
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-ch:
-		case <-tick.C:
-		}
-	}
-}
-
-// openEpoch returns this instance's fence and the epoch recorded before it
+// Open returns this instance's fence and the epoch recorded before it
 // started. With forceNew the recorded epoch is raised at once, before raft
 // rewrites its configuration: from then on this node never exchanges raft
 // traffic with the configuration it abandons, even after a crash.
-func openEpoch(dir string, forceNew bool) (*fence, uint64, error) {
-	recorded, err := readEpoch(dir)
+func Open(dir string, forceNew bool) (*Fence, uint64, error) {
+	recorded, err := Read(dir)
 	if err != nil {
 		return nil, 0, err
 	}
 	epoch := recorded
 	if forceNew {
 		epoch = consensus.NextEpoch(recorded, 0)
-		if err := writeEpoch(dir, epoch); err != nil {
+		if err := Write(dir, epoch); err != nil {
 			return nil, 0, err
 		}
 	}
-	return newFence(epoch), recorded, nil
+	return NewFence(epoch), recorded, nil
 }
 
-// settleForcedEpoch raises a forced instance's epoch above the one of the
+// SettleForced raises a forced instance's epoch above the one of the
 // recovered state too (the local file may be behind it). It runs after raft
 // restored the state and before the cluster port accepts connections.
-func settleForcedEpoch(dir string, f *fence, recorded uint64, state *consensus.ClusterState) error {
+func SettleForced(dir string, f *Fence, recorded uint64, state *consensus.ClusterState) error {
 	var inState uint64
 	if state != nil {
 		inState = state.Epoch
 	}
 	epoch := consensus.NextEpoch(recorded, inState)
-	if epoch == f.local() {
+	if epoch == f.Local() {
 		return nil
 	}
-	if err := writeEpoch(dir, epoch); err != nil {
+	if err := Write(dir, epoch); err != nil {
 		return err
 	}
 	f.epoch.Store(epoch)

@@ -61,7 +61,7 @@ import (
 var ErrUnknownMember = errors.New("not a gossip member")
 
 // Fence is the part of the agent's cluster-epoch fence that gossip needs
-// (node/fence.go): this node's epoch, and where to send a hint that a peer
+// (node/epoch): this node's epoch, and where to send a hint that a peer
 // gossips a newer one. Its methods must not block (memberlist callbacks
 // call them).
 type Fence interface {
@@ -143,7 +143,7 @@ type Meta struct {
 	NodeID      string `json:"id"`
 	ClusterPort int    `json:"cp"`
 	Subnet      string `json:"sn,omitempty"`
-	// Epoch is the node's cluster epoch (node/fence.go); absent means 0.
+	// Epoch is the node's cluster epoch (node/epoch); absent means 0.
 	Epoch uint64 `json:"ep,omitempty"`
 	// Version is the node's release (node.Version) and Level the newest
 	// command level its binary applies (consensus.ProtocolLevel); both are
