@@ -117,6 +117,16 @@ var importRules = []importRule{
 	// key rotation's steps, the removal question and its loop. Gossip and
 	// Raft come in as interfaces, the RPC caller as a func.
 	{"node/revocation/...", []string{"api", "api/atomicfile", "consensus", "node/membership", "node/pki", "node/wire", "node/revocation/..."}},
+	// The node-side loops' apply halves: the reconciler (the runtime, the
+	// replica, its plan in node/taskplan, the traffic rule of node/netplan,
+	// netloop's context of a container's networks) and the network loop
+	// (the replica, overlay, lb, gossip's member type, the metrics it
+	// reports). The agent comes in through their Config.
+	{"node/reconciler/...", []string{"api", "consensus", "runtime", "node/netloop", "node/netplan", "node/taskplan", "node/reconciler/..."}},
+	{"node/netloop/...", []string{"api", "consensus", "lb", "overlay", "node/membership", "node/metrics", "node/netplan", "node/netloop/..."}},
+	// A cluster instance's epoch: the verdicts of consensus, the probe's
+	// refusal of clusterport.
+	{"node/epoch/...", []string{"api/atomicfile", "consensus", "node/clusterport", "node/epoch/..."}},
 	// cmd/shoal starts the agent (and the node's container supervisor)
 	// through node and otherwise talks to it only through api.
 	{"cmd/shoal", []string{"api", "api/atomicfile", "node"}},

@@ -152,7 +152,7 @@ func (a *Agent) run(ctx context.Context) error {
 	go func() { defer rmWG.Done(); a.resetOnRemoval(ctx) }()
 
 	wg.Add(1)
-	go func() { defer wg.Done(); a.eventsLoop(rtCtx) }()
+	go func() { defer wg.Done(); a.newEventsLoop().Run(rtCtx) }()
 
 	ln, err := listenUnix(a.cfg.Socket)
 	if err != nil {
@@ -198,7 +198,7 @@ func (a *Agent) startRuntime(ctx context.Context) error {
 	rc.RuncRoot = filepath.Join(filepath.Dir(a.cfg.Socket), "runc-"+shortID(a.id.NodeID))
 	rc.CgroupParent = "/shoal-" + shortID(a.id.NodeID)
 	rc.Images = imgs
-	rc.Network = &a.net
+	rc.Network = &a.net.Attacher
 	// Containers on the overlay resolve through the embedded DNS server on
 	// the bridge address (service names, tasks.NAME, then upstream).
 	rc.DNSFunc = func() []string {

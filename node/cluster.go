@@ -24,6 +24,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/autoscale"
+	"github.com/shoal-org/shoal/node/epoch"
 	"github.com/shoal-org/shoal/node/leaderloop"
 	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/pki"
@@ -47,7 +48,7 @@ type cluster struct {
 	members *membership.Membership
 	mux     *mux
 	client  *tls.Config // mutual TLS towards peers
-	fence   *fence      // this instance's epoch (fence.go)
+	fence   *fence      // this instance's epoch (node/epoch; fence.go)
 	// removing holds the IDs of nodes the leader is removing (node ID →
 	// struct{}): between their removal from Raft and from the state, the
 	// leader loop's re-admission must not take them back.
@@ -124,7 +125,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	if err != nil {
 		return fmt.Errorf("listen on cluster port: %w", err)
 	}
-	fc, recordedEpoch, err := openEpoch(dir, opts.forceNew)
+	fc, recordedEpoch, err := epoch.Open(dir, opts.forceNew)
 	if err != nil {
 		ln.Close()
 		return err
@@ -152,13 +153,13 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		}
 	}()
 	// Only a voter of this node's configuration may fence it.
-	fc.trust(func(id string) bool { return isVoterOf(r, id) })
+	fc.Trust(func(id string) bool { return isVoterOf(r, id) })
 	if opts.forceNew {
-		if err = settleForcedEpoch(dir, fc, recordedEpoch, store.Cluster()); err != nil {
+		if err = epoch.SettleForced(dir, fc, recordedEpoch, store.Cluster()); err != nil {
 			return err
 		}
 		a.log.Warn("forced a new cluster: this node is the only voter; nodes of the old configuration are fenced and re-join when they return",
-			"epoch", fc.local())
+			"epoch", fc.Local())
 	}
 
 	cctx, cancel := context.WithCancel(ctx)
@@ -188,7 +189,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		Keys:          keys,
 		Fence:         fc,
 		Logger:        a.log,
-	}, membership.Meta{NodeID: a.id.NodeID, ClusterPort: a.cfg.ClusterPort, Epoch: fc.local(), Version: Version, Level: consensus.ProtocolLevel})
+	}, membership.Meta{NodeID: a.id.NodeID, ClusterPort: a.cfg.ClusterPort, Epoch: fc.Local(), Version: Version, Level: consensus.ProtocolLevel})
 	if err != nil {
 		cancel()
 		cl.wg.Wait()
@@ -213,11 +214,11 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	go func() { defer cl.wg.Done(); a.fenceLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.recordEpochLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.keeper(cl).Run(cctx) }()
-	go func() { defer cl.wg.Done(); a.networkLoop(cctx, cl) }()
+	go func() { defer cl.wg.Done(); a.newNetLoop(cl).Run(cctx) }()
 	go func() { defer cl.wg.Done(); a.removalLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.gossipJoinLoop(cctx, cl, peers) }()
 	go func() { defer cl.wg.Done(); a.newLeaderLoop(cl).Run(cctx) }()
-	go func() { defer cl.wg.Done(); a.reconcileLoop(cctx, cl) }()
+	go func() { defer cl.wg.Done(); a.newReconciler(cl).Run(cctx) }()
 	cl.wg.Add(1)
 	go func() { defer cl.wg.Done(); a.usageLoop(cctx, cl) }()
 	cl.wg.Add(1)

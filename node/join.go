@@ -24,6 +24,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/clusterport"
+	"github.com/shoal-org/shoal/node/epoch"
 	"github.com/shoal-org/shoal/node/keyring"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
@@ -247,7 +248,7 @@ func (a *Agent) joinCluster(ctx context.Context, req api.JoinRequest) error {
 		return err
 	}
 	if resp.Epoch > 0 {
-		if err := writeEpoch(clusterDir(a.cfg.DataDir), resp.Epoch); err != nil {
+		if err := epoch.Write(clusterDir(a.cfg.DataDir), resp.Epoch); err != nil {
 			_ = os.RemoveAll(clusterDir(a.cfg.DataDir))
 			return err
 		}
@@ -385,7 +386,7 @@ func (a *Agent) handleJoinRPC(ctx context.Context, req wire.JoinRequest) (*wire.
 	a.log.Info("node joined", "node_id", req.NodeID, "hostname", req.Hostname, "addr", req.Addr)
 	return &wire.JoinResponse{
 		ClusterID: c.ClusterID, CertPEM: certPEM, CAPEM: c.CACertPEM,
-		GossipKeys: keys, Peers: dedupe(peers, ""), Epoch: cl.fence.local(),
+		GossipKeys: keys, Peers: dedupe(peers, ""), Epoch: cl.fence.Local(),
 		PrevCAPEM: c.PrevCACertPEM, CrossPEM: c.CACrossPEM, Index: snap.Index(),
 	}, nil
 }
@@ -474,7 +475,7 @@ func (a *Agent) leave(ctx context.Context) error {
 				return err
 			}
 			// The leader closes a removed node's connections once the
-			// removal is applied (revoke.go), which may be before this
+			// removal is applied (node/revocation), which may be before this
 			// node read the answer to its own leave; every retry is then
 			// refused for the revoked certificate. The removal question
 			// (no certificate needed) tells whether the leave went through.

@@ -2,7 +2,7 @@ package node
 
 // The agent's side of the cluster port (node/clusterport): which handler
 // answers which RPC method, and the agent's parts the port is built with —
-// its fence (fence.go) for the Raft epoch handshake and its trackers of
+// its fence (node/epoch) for the Raft epoch handshake and its trackers of
 // accepted and dialled connections (node/revocation), which a revocation closes.
 
 import (

@@ -4,7 +4,7 @@ package node
 // to do next is decided by netplan.WGRotationNext (pure; the protocol is
 // described in node/netplan/wgrotate.go) from the replica and the keys
 // this node holds; this file keeps those keys on disk, and syncWireGuard
-// (network.go) applies each step to the files, the device and this node's
+// (node/netloop) applies each step to the files, the device and this node's
 // record.
 //
 // Each node keeps, under DATA/cluster/wireguard/, its key (private.key)

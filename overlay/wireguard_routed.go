@@ -18,7 +18,7 @@ package overlay
 // shares (WireGuard drops a source outside the sender's allowed IPs), and
 // the lb forward filter accepts from the route device only what stays
 // inside one network's subnet (lb treats the device as the network's
-// "VXLAN" device, node/lbsync.go).
+// "VXLAN" device, node/netloop/lbsync.go).
 
 import (
 	"context"

@@ -17,7 +17,7 @@ package leaderloop
 //   - autopilot: keeps 3 (or 5) voters among healthy nodes;
 //   - scheduling: services → tasks (schedule.go);
 //   - autoscaling: usage polled from the nodes → replica counts (autoscale.go);
-//   - the gossip key rotation's leader step (node's revoke.go, through
+//   - the gossip key rotation's leader step (node's revocation.go, through
 //     Config.RotateGossipKeys).
 
 import (

@@ -61,7 +61,7 @@ import (
 var ErrUnknownMember = errors.New("not a gossip member")
 
 // Fence is the part of the agent's cluster-epoch fence that gossip needs
-// (node/fence.go): this node's epoch, and where to send a hint that a peer
+// (node/epoch): this node's epoch, and where to send a hint that a peer
 // gossips a newer one. Its methods must not block (memberlist callbacks
 // call them).
 type Fence interface {
@@ -143,7 +143,7 @@ type Meta struct {
 	NodeID      string `json:"id"`
 	ClusterPort int    `json:"cp"`
 	Subnet      string `json:"sn,omitempty"`
-	// Epoch is the node's cluster epoch (node/fence.go); absent means 0.
+	// Epoch is the node's cluster epoch (node/epoch); absent means 0.
 	Epoch uint64 `json:"ep,omitempty"`
 	// Version is the node's release (node.Version) and Level the newest
 	// command level its binary applies (consensus.ProtocolLevel); both are
@@ -151,7 +151,7 @@ type Meta struct {
 	Version string `json:"v,omitempty"`
 	Level   int    `json:"pl,omitempty"`
 	// LB is the Raft index this node's load balancer has synced through
-	// (node/lbsync.go): a node that drains a task waits until every live node is
+	// (node/netloop/lbsync.go): a node that drains a task waits until every live node is
 	// past the entry that took the task out (taskplan.DrainStops).
 	LB uint64 `json:"lb,omitempty"`
 	// GK is the fingerprint of the gossip keyring this node applied
@@ -646,7 +646,7 @@ func fenceLocal(f Fence) uint64 {
 
 // onlyLBMoved reports whether a live member's new metadata differs from
 // the old in its load balancer index alone. Every node gossips that index
-// after each Raft entry its load balancer took in (node/lbsync.go), so in a
+// after each Raft entry its load balancer took in (node/netloop/lbsync.go), so in a
 // cluster of n nodes every write brings n such updates to every node; only
 // the drains waiting on LBSubscribe care about them. Waking the general
 // subscribers too (the leader loop, the network loop: each reads the whole

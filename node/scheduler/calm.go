@@ -19,7 +19,7 @@ package scheduler
 // slot of an away task gets no replacement until the node is written off,
 // which for them is the grace period plus the stop grace period. The node
 // itself stops such tasks once it has not heard from a leader for the
-// grace period (the reconciler's fence, node/reconcile.go), so by the time
+// grace period (the reconciler's fence, node/reconciler), so by the time
 // the leader replaces the task it has been stopped (killed at worst) — the
 // node's last contact is never later than the leader's down mark.
 //

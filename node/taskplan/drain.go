@@ -11,7 +11,7 @@ import (
 // node applies the same Raft entry at about the same time and drops the task
 // from its load balancer then; the container must outlive the slowest of
 // them, or a connection some node still sends it is refused. Nodes say how
-// far their load balancer got (gossip metadata, node/lbsync.go), so the stop
+// far their load balancer got (gossip metadata, node/netloop/lbsync.go), so the stop
 // usually goes out as soon as the last of them got there; this period is the
 // cap for a node that does not say (an older agent) or whose word is slow to
 // arrive. Swarm waits a fixed 2s. Connections already

@@ -29,7 +29,7 @@ type JoinResponse struct {
 	CAPEM      []byte   `json:"ca_pem"`
 	GossipKeys [][]byte `json:"gossip_keys"`
 	Peers      []string `json:"peers"`
-	// Epoch is the cluster epoch the leader runs at (fence.go); the new
+	// Epoch is the cluster epoch the leader runs at (node/epoch); the new
 	// node starts at it so that raft lets it in.
 	Epoch uint64 `json:"epoch,omitempty"`
 	// PrevCAPEM and CrossPEM are the previous CA and the cross-signed new

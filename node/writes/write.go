@@ -76,10 +76,10 @@ type Config struct {
 	// failure is a *clusterport.DialError.
 	Dial func(addr string) (net.Conn, error)
 	// KEK returns the key-encryption key of the cluster st, which only a
-	// voter holds (node's keys.go).
+	// voter holds (node/keyring).
 	KEK func(st *consensus.ClusterState) ([]byte, error)
 	// RotateToken draws and seals a new join secret on this leader and
-	// proposes it (node's keys.go): the secret never travels.
+	// proposes it (node/keyring): the secret never travels.
 	RotateToken func(ctx context.Context) error
 }
 
@@ -288,7 +288,7 @@ func (w *Writer) ApplyAdmin(ctx context.Context, peerID string, req wire.AdminWr
 	var cmd consensus.Command
 	var err error
 	if req.Action == authz.ActionRotateToken {
-		// The secret is drawn and sealed on the leader (node's keys.go): it
+		// The secret is drawn and sealed on the leader (node/keyring): it
 		// never travels or enters the log in the clear.
 		c, _ := CallerOf(cl.Store, authz.Admin, peerID)
 		if err := authz.Authorize(c, consensus.RotateToken{}, nil); err != nil {

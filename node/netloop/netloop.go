@@ -1,4 +1,9 @@
-package node
+// Package netloop is the loop that programs overlay, balancer and DNS from
+// one snapshot: the apply half of node/netplan. It also holds the runtime's
+// network (Attacher), which plugs containers into the overlays the loop
+// keeps up. It never imports node: the replica, gossip, the status sink,
+// WireGuard's key files and the logger come in through Config.
+package netloop
 
 // The node's container networks. Once the leader has given this node its
 // /24 (recorded in Raft at join), the overlay of the default network brings
@@ -29,13 +34,14 @@ package node
 // each (eth0, eth1, ...); the first carries the default route, the others
 // route their network's subnet (and, for the default network, the VIP
 // range). The reconciler hands the network list over in the context of
-// RunContainer (withNetworks): the runtime's Network interface knows only
+// RunContainer (WithNetworks): the runtime's Network interface knows only
 // the container ID.
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"path/filepath"
 	"reflect"
@@ -45,16 +51,90 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/membership"
+	"github.com/shoal-org/shoal/node/metrics"
 	"github.com/shoal-org/shoal/node/netplan"
 	"github.com/shoal-org/shoal/overlay"
 )
 
+// Members is what the network loop asks of gossip (membership.Membership):
+// changes of the alive set (a dead node's backends go at once), the alive
+// set itself, and where to publish the index the load balancer reflects.
+type Members interface {
+	Subscribe() (<-chan struct{}, func())
+	AliveSet() map[string]membership.Meta
+	SetLBIndex(index uint64)
+}
+
+// WGKeys are this node's WireGuard key pairs as on disk (the agent's
+// wgrotate.go): current and, during a rotation, next. Only the loop's
+// goroutine uses them.
+type WGKeys interface {
+	// In returns the current key and the next one (nil outside a
+	// rotation) as netplan.WGRotationNext reads them.
+	In() (netplan.WGLocalKey, *netplan.WGLocalKey)
+	// Generate makes and stores the next key for a rotation past epoch.
+	Generate(epoch uint64) error
+	// Next is the next key pair (nil outside a rotation).
+	Next() *overlay.KeyPair
+	// Promote makes the next key the current one on disk.
+	Promote() error
+}
+
+// wgKeyFile is the device's private key under ClusterDir/wireguard (the
+// agent's wgrotate.go names the same file).
+const wgKeyFile = "private.key"
+
+// Config is what a Loop needs; every field is required. It is not changed
+// after New.
+type Config struct {
+	NodeID        string
+	AdvertiseAddr string // the underlay address (VXLAN, WireGuard's MTU)
+	// ClusterDir is DATA/cluster: the overlays' state and the WireGuard
+	// keys live below it.
+	ClusterDir string
+	Store      *consensus.Store // the local replica
+	Members    Members
+	Network    *Attacher // the runtime's network, which the loop fills in
+	Metrics    *metrics.Set
+	// ReplicaCurrent reports whether the replica at index is past this
+	// membership's join floor: before, it may hold this node's record of a
+	// previous membership, with another subnet.
+	ReplicaCurrent func(index uint64) bool
+	// Write proposes a command through the leader (this node's public
+	// WireGuard key).
+	Write func(ctx context.Context, cmd consensus.Command) error
+	// LoadWGKeys reads the keys under dir whose current pair the device
+	// holds; a key without an epoch postdates index.
+	LoadWGKeys func(dir string, cur overlay.KeyPair, index uint64) (WGKeys, error)
+	Logger     *slog.Logger
+}
+
+// Loop is one cluster instance's network loop. Make it with New and run it
+// with Run, once.
+type Loop struct {
+	cfg Config
+	log *slog.Logger
+	net *Attacher
+
+	// WireGuard of the encrypted networks, owned by Run's goroutine
+	// (syncNetworks, closeNetworks): nil while no encrypted network exists.
+	wg      *overlay.WireGuard
+	wgPeers []overlay.WGPeer
+	wgKeys  WGKeys // the device's keys on disk
+}
+
+// New returns the network loop of cfg.
+func New(cfg Config) *Loop {
+	return &Loop{cfg: cfg, log: cfg.Logger, net: cfg.Network}
+}
+
 // netsKey carries a container's network names in a context.
 type netsKey struct{}
 
-// withNetworks returns ctx carrying the networks a container must join, in
-// order (the first is its primary network).
-func withNetworks(ctx context.Context, names []string) context.Context {
+// WithNetworks returns ctx carrying the networks a container must join, in
+// order (the first is its primary network), for Attacher.Attach.
+func WithNetworks(ctx context.Context, names []string) context.Context {
 	return context.WithValue(ctx, netsKey{}, names)
 }
 
@@ -65,9 +145,9 @@ func networksOf(ctx context.Context) []string {
 	return []string{api.DefaultNetwork}
 }
 
-// errNetworkDown: a container names a network whose overlay is not up on
+// ErrNetworkDown: a container names a network whose overlay is not up on
 // this node (yet).
-var errNetworkDown = errors.New("network not set up on this node")
+var ErrNetworkDown = errors.New("network not set up on this node")
 
 // netOverlay is one non-default network's overlay on this node.
 type netOverlay struct {
@@ -79,8 +159,11 @@ type netOverlay struct {
 	done   chan struct{}
 }
 
-// netAttacher implements runtime.Network over the overlays of the moment.
-type netAttacher struct {
+// Attacher implements runtime.Network over the overlays of the moment. It
+// lives as long as the agent (the runtime holds it); each cluster
+// instance's Loop fills it in. The zero value is ready: no overlay, so
+// containers get loopback only. Safe for concurrent use.
+type Attacher struct {
 	mu sync.RWMutex
 	ov *overlay.Overlay // the default network
 	// defaultRoutes are the routes of a container whose default network
@@ -88,22 +171,21 @@ type netAttacher struct {
 	defaultRoutes []netip.Prefix
 	nets          map[string]*netOverlay // by network name
 
-	// WireGuard of the encrypted networks, owned by networkLoop's
-	// goroutine (syncNetworks, closeNetworks): nil while no encrypted
-	// network exists.
-	wg           *overlay.WireGuard
-	wgPeers      []overlay.WGPeer
-	wgKeys       *wgKeys     // the device's keys on disk (wgrotate.go)
-	wgPublishing atomic.Bool // a write of this node's public key is under way
+	// wgPublishing: a write of this node's public key is under way. It is
+	// the agent's, not a loop's: the write may outlive the loop that
+	// started it.
+	wgPublishing atomic.Bool
 }
 
-func (n *netAttacher) set(ov *overlay.Overlay) {
+// SetDefault sets (or, with nil, clears) the default network's overlay.
+func (n *Attacher) SetDefault(ov *overlay.Overlay) {
 	n.mu.Lock()
 	n.ov = ov
 	n.mu.Unlock()
 }
 
-func (n *netAttacher) get() *overlay.Overlay {
+// Default returns the default network's overlay, nil while it is not up.
+func (n *Attacher) Default() *overlay.Overlay {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	return n.ov
@@ -111,7 +193,7 @@ func (n *netAttacher) get() *overlay.Overlay {
 
 // lookup returns the overlay of a network and the routes a non-primary
 // interface on it gets.
-func (n *netAttacher) lookup(name string) (*overlay.Overlay, []netip.Prefix) {
+func (n *Attacher) lookup(name string) (*overlay.Overlay, []netip.Prefix) {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	if name == api.DefaultNetwork {
@@ -124,7 +206,7 @@ func (n *netAttacher) lookup(name string) (*overlay.Overlay, []netip.Prefix) {
 }
 
 // all returns every overlay (default first), by network name.
-func (n *netAttacher) all() map[string]*overlay.Overlay {
+func (n *Attacher) all() map[string]*overlay.Overlay {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	out := map[string]*overlay.Overlay{}
@@ -137,12 +219,12 @@ func (n *netAttacher) all() map[string]*overlay.Overlay {
 	return out
 }
 
-// Attach plugs the container into the networks named in ctx (withNetworks;
+// Attach plugs the container into the networks named in ctx (WithNetworks;
 // the default network otherwise) and returns its address on the first. A
 // container on the default network only gets none while the overlay is not
 // up; any other network that is not up is an error (the task is rejected
 // and replaced).
-func (n *netAttacher) Attach(ctx context.Context, containerID, netnsPath string) (string, error) {
+func (n *Attacher) Attach(ctx context.Context, containerID, netnsPath string) (string, error) {
 	names := networksOf(ctx)
 	var first string
 	for i, name := range names {
@@ -151,7 +233,7 @@ func (n *netAttacher) Attach(ctx context.Context, containerID, netnsPath string)
 			if len(names) == 1 && name == api.DefaultNetwork {
 				return "", nil
 			}
-			err := fmt.Errorf("attach container to network %s: %w", name, errNetworkDown)
+			err := fmt.Errorf("attach container to network %s: %w", name, ErrNetworkDown)
 			return "", errors.Join(err, n.Detach(context.WithoutCancel(ctx), containerID, netnsPath))
 		}
 		ip, err := ov.AttachWith(ctx, containerID, netnsPath, overlay.AttachOptions{
@@ -169,7 +251,7 @@ func (n *netAttacher) Attach(ctx context.Context, containerID, netnsPath string)
 
 // Detach releases the container's addresses on every network; unknown
 // containers are fine.
-func (n *netAttacher) Detach(ctx context.Context, containerID, netnsPath string) error {
+func (n *Attacher) Detach(ctx context.Context, containerID, netnsPath string) error {
 	var errs []error
 	for name, ov := range n.all() {
 		if err := ov.Detach(ctx, containerID, netnsPath); err != nil {
@@ -179,8 +261,8 @@ func (n *netAttacher) Detach(ctx context.Context, containerID, netnsPath string)
 	return errors.Join(errs...)
 }
 
-// ips returns the container's address on each network it is attached to.
-func (n *netAttacher) ips(containerID string) map[string]string {
+// IPs returns the container's address on each network it is attached to.
+func (n *Attacher) IPs(containerID string) map[string]string {
 	out := map[string]string{}
 	for name, ov := range n.all() {
 		if ip, ok := ov.AddressOf(containerID); ok {
@@ -193,16 +275,18 @@ func (n *netAttacher) ips(containerID string) map[string]string {
 	return out
 }
 
-// ready reports whether containers started now get an overlay address.
-func (n *netAttacher) ready() bool { return n.get() != nil }
+// Ready reports whether containers started now get an overlay address.
+func (n *Attacher) Ready() bool { return n.Default() != nil }
 
-// networkLoop waits for this node's subnet, sets the overlay up, then
-// keeps its peers, the other networks, the load balancer and DNS in step
-// with the state and gossip until ctx ends.
-func (a *Agent) networkLoop(ctx context.Context, cl *cluster) {
-	ch, cancel := cl.store.Subscribe()
+// Run waits for this node's subnet, sets the overlay up, then keeps its
+// peers, the other networks, the load balancer and DNS in step with the
+// state and gossip until ctx ends. It returns once the watchers it started
+// have stopped; the devices stay (containers keep their network across
+// agent restarts).
+func (l *Loop) Run(ctx context.Context) {
+	ch, cancel := l.cfg.Store.Subscribe()
 	defer cancel()
-	memberCh, cancelMembers := cl.members.Subscribe()
+	memberCh, cancelMembers := l.cfg.Members.Subscribe()
 	defer cancelMembers()
 	var ov *overlay.Overlay
 	var lastPeers []overlay.Peer
@@ -214,51 +298,50 @@ func (a *Agent) networkLoop(ctx context.Context, cl *cluster) {
 			traffic.close()
 		}
 	}()
-	defer a.closeNetworks()
+	defer l.closeNetworks()
 	retry := time.NewTicker(2 * time.Second)
 	defer retry.Stop()
-	joinFloor := readIndexFile(filepath.Join(clusterDir(a.cfg.DataDir), joinIndexFile))
 	for {
 		// A replica replaying the log toward the join floor may still hold
 		// this node's record of a previous membership, with another subnet:
-		// an overlay built from it is never rebuilt (revoke.go).
-		if ov == nil && replicaCurrent(cl.store.Index(), joinFloor) {
-			ov = a.setupOverlay(ctx, cl)
+		// an overlay built from it is never rebuilt (node/revocation).
+		if ov == nil && l.cfg.ReplicaCurrent(l.cfg.Store.Index()) {
+			ov = l.setupOverlay(ctx)
 			if ov != nil {
-				a.net.set(ov)
+				l.net.SetDefault(ov)
 				runWG.Add(1)
 				go func() {
 					defer runWG.Done()
 					if err := ov.Run(ctx); err != nil {
-						a.log.Warn("overlay watcher stopped", "err", err)
+						l.log.Warn("overlay watcher stopped", "err", err)
 					}
 				}()
 			}
 		}
 		if ov != nil {
 			// One view of the state for the whole pass (netplan.Read).
-			ns := netplan.Read(cl.store)
+			ns := netplan.Read(l.cfg.Store)
 			// Peers change rarely; the overlay repairs drift by itself.
-			if peers := netplan.OverlayPeers(ns, a.id.NodeID); !reflect.DeepEqual(peers, lastPeers) {
+			if peers := netplan.OverlayPeers(ns, l.cfg.NodeID); !reflect.DeepEqual(peers, lastPeers) {
 				if err := ov.SetPeers(peers); err != nil {
-					a.obs.m().OverlaySyncErrors.Inc()
-					a.log.Warn("overlay peers", "err", err)
+					l.cfg.Metrics.OverlaySyncErrors.Inc()
+					l.log.Warn("overlay peers", "err", err)
 				} else {
 					lastPeers = peers
 				}
 			}
-			a.syncNetworks(ctx, cl, ns)
+			l.syncNetworks(ctx, ns)
 			if traffic == nil {
-				traffic = a.startTraffic(ctx, cl, ov.BridgeIP())
+				traffic = l.startTraffic(ctx, ov.BridgeIP())
 			}
 			if traffic != nil {
-				traffic.sync(a, cl, ns)
+				traffic.sync(l, ns)
 			}
 		}
 		if traffic == nil {
 			// No load balancer here: nothing on this node sends traffic
 			// to tasks, so nothing to wait for (drainStops).
-			cl.members.SetLBIndex(cl.store.Index())
+			l.cfg.Members.SetLBIndex(l.cfg.Store.Index())
 		}
 		select {
 		case <-ctx.Done():
@@ -281,30 +364,30 @@ func (a *Agent) networkLoop(ctx context.Context, cl *cluster) {
 
 // setupOverlay returns a ready overlay, or nil while the subnet is unknown
 // or the setup failed (the caller retries).
-func (a *Agent) setupOverlay(ctx context.Context, cl *cluster) *overlay.Overlay {
-	self, err := cl.store.Node(a.id.NodeID)
+func (l *Loop) setupOverlay(ctx context.Context) *overlay.Overlay {
+	self, err := l.cfg.Store.Node(l.cfg.NodeID)
 	if err != nil || self.Subnet == "" {
 		return nil
 	}
-	c := cl.store.Cluster()
+	c := l.cfg.Store.Cluster()
 	if c == nil {
 		return nil
 	}
 	cfg := overlay.DefaultConfig()
-	cfg.NodeID = a.id.NodeID
-	cfg.Logger = a.log.With("sub", "overlay")
-	cfg.StateDir = filepath.Join(clusterDir(a.cfg.DataDir), "overlay")
-	if cfg.UnderlayIP, err = netip.ParseAddr(a.cfg.AdvertiseAddr); err != nil {
-		a.log.Error("overlay: advertise address", "err", err)
+	cfg.NodeID = l.cfg.NodeID
+	cfg.Logger = l.log.With("sub", "overlay")
+	cfg.StateDir = filepath.Join(l.cfg.ClusterDir, "overlay")
+	if cfg.UnderlayIP, err = netip.ParseAddr(l.cfg.AdvertiseAddr); err != nil {
+		l.log.Error("overlay: advertise address", "err", err)
 		return nil
 	}
 	if cfg.Subnet, err = netip.ParsePrefix(self.Subnet); err != nil {
-		a.log.Error("overlay: node subnet", "subnet", self.Subnet, "err", err)
+		l.log.Error("overlay: node subnet", "subnet", self.Subnet, "err", err)
 		return nil
 	}
 	if c.ClusterCIDR != "" {
 		if cfg.ClusterCIDR, err = netip.ParsePrefix(c.ClusterCIDR); err != nil {
-			a.log.Error("overlay: cluster CIDR", "cidr", c.ClusterCIDR, "err", err)
+			l.log.Error("overlay: cluster CIDR", "cidr", c.ClusterCIDR, "err", err)
 			return nil
 		}
 	}
@@ -314,17 +397,17 @@ func (a *Agent) setupOverlay(ctx context.Context, cl *cluster) *overlay.Overlay 
 	}
 	ov, err := overlay.New(cfg)
 	if err != nil {
-		a.log.Error("overlay config", "err", err)
+		l.log.Error("overlay config", "err", err)
 		return nil
 	}
 	if err := ov.Setup(ctx); err != nil {
-		a.log.Warn("overlay setup failed; retrying", "err", err)
+		l.log.Warn("overlay setup failed; retrying", "err", err)
 		return nil
 	}
-	a.net.mu.Lock()
-	a.net.defaultRoutes = routes
-	a.net.mu.Unlock()
-	a.log.Info("overlay up", "subnet", self.Subnet, "bridge_ip", ov.BridgeIP().String())
+	l.net.mu.Lock()
+	l.net.defaultRoutes = routes
+	l.net.mu.Unlock()
+	l.log.Info("overlay up", "subnet", self.Subnet, "bridge_ip", ov.BridgeIP().String())
 	return ov
 }
 
@@ -336,126 +419,125 @@ func (a *Agent) setupOverlay(ctx context.Context, cl *cluster) *overlay.Overlay 
 // It also takes this node's key rotation one step further (wgrotate.go):
 // removalIndex is the replica's last removal, index what the replica has
 // applied (the epoch of a key made now).
-func (a *Agent) syncWireGuard(cl *cluster, self *api.Node, nodes []*api.Node, cluster, nodeSub netip.Prefix, encrypted []netip.Prefix, removalIndex, index uint64) *overlay.WireGuard {
-	n := &a.net
+func (l *Loop) syncWireGuard(self *api.Node, nodes []*api.Node, cluster, nodeSub netip.Prefix, encrypted []netip.Prefix, removalIndex, index uint64) *overlay.WireGuard {
 	if len(encrypted) == 0 {
-		if n.wg != nil {
-			_ = n.wg.Close()
-			n.wg, n.wgPeers, n.wgKeys = nil, nil, nil
-			a.log.Info("wireguard stopped: no encrypted network left")
+		if l.wg != nil {
+			_ = l.wg.Close()
+			l.wg, l.wgPeers, l.wgKeys = nil, nil, nil
+			l.log.Info("wireguard stopped: no encrypted network left")
 		}
 		return nil
 	}
-	if n.wg != nil {
+	if l.wg != nil {
 		select {
-		case <-n.wg.Done(): // the device went away: start it again
-			a.log.Warn("wireguard device stopped; restarting it")
-			_ = n.wg.Close()
-			n.wg, n.wgPeers, n.wgKeys = nil, nil, nil
+		case <-l.wg.Done(): // the device went away: start it again
+			l.log.Warn("wireguard device stopped; restarting it")
+			_ = l.wg.Close()
+			l.wg, l.wgPeers, l.wgKeys = nil, nil, nil
 		default:
 		}
 	}
-	if n.wg == nil {
+	if l.wg == nil {
 		cfg := overlay.DefaultWireGuardConfig()
-		cfg.Logger = a.log.With("sub", "wireguard")
-		cfg.KeyFile = filepath.Join(clusterDir(a.cfg.DataDir), "wireguard", "private.key")
+		cfg.Logger = l.log.With("sub", "wireguard")
+		cfg.KeyFile = filepath.Join(l.cfg.ClusterDir, "wireguard", wgKeyFile)
 		tip, err := overlay.TunnelAddr(cfg.TunnelCIDR, cluster, nodeSub)
 		if err != nil {
-			a.log.Error("wireguard: tunnel address", "err", err)
+			l.log.Error("wireguard: tunnel address", "err", err)
 			return nil
 		}
 		cfg.TunnelIP = tip
 		// The TUN's MTU follows the underlay link (overlay.WireGuardConfig).
-		cfg.UnderlayIP, _ = netip.ParseAddr(a.cfg.AdvertiseAddr)
+		cfg.UnderlayIP, _ = netip.ParseAddr(l.cfg.AdvertiseAddr)
 		wg, err := overlay.NewWireGuard(cfg)
 		if err != nil {
-			a.log.Warn("wireguard: start failed; retrying", "err", err)
+			l.log.Warn("wireguard: start failed; retrying", "err", err)
 			return nil
 		}
-		n.wg = wg
+		l.wg = wg
 	}
-	if n.wgKeys == nil {
+	if l.wgKeys == nil {
 		// The device loaded (or made) private.key; read it with its epoch
 		// and a next key left by a rotation under way.
-		dir := filepath.Join(clusterDir(a.cfg.DataDir), "wireguard")
+		dir := filepath.Join(l.cfg.ClusterDir, "wireguard")
 		cur, err := overlay.LoadKeyPair(filepath.Join(dir, wgKeyFile))
 		if err == nil {
-			n.wgKeys, err = loadWGKeys(dir, cur, index)
+			l.wgKeys, err = l.cfg.LoadWGKeys(dir, cur, index)
 		}
 		if err != nil {
-			a.log.Warn("wireguard: reading the keys failed; retrying", "err", err)
-			return n.wg
+			l.log.Warn("wireguard: reading the keys failed; retrying", "err", err)
+			return l.wg
 		}
 	}
 	tunnelCIDR := netip.MustParsePrefix(overlay.DefaultTunnelCIDR)
 	for range 3 { // at most generate, switch, publish
-		cur, pending := n.wgKeys.in()
+		cur, pending := l.wgKeys.In()
 		step := netplan.WGRotationNext(netplan.WGRotationIn{RemovalIndex: removalIndex, Self: *self, Nodes: nodes, Current: cur, Pending: pending})
 		if step.Generate > 0 {
-			if err := n.wgKeys.generate(step.Generate); err != nil {
-				a.log.Warn("wireguard: making the next key failed; retrying", "err", err)
-				return n.wg
+			if err := l.wgKeys.Generate(step.Generate); err != nil {
+				l.log.Warn("wireguard: making the next key failed; retrying", "err", err)
+				return l.wg
 			}
-			a.log.Info("wireguard: key rotation started", "removal_index", step.Generate, "next_public_key", n.wgKeys.next.PublicKey())
+			l.log.Info("wireguard: key rotation started", "removal_index", step.Generate, "next_public_key", l.wgKeys.Next().PublicKey())
 			continue
 		}
 		if step.Switch {
-			peers := netplan.WireGuardPeers(nodes, a.id.NodeID, cluster, tunnelCIDR, overlay.DefaultWireGuardPort, encrypted)
-			if err := n.wg.SwitchKey(*n.wgKeys.next, peers); err != nil && !errors.Is(err, overlay.ErrPartial) {
-				a.log.Warn("wireguard: switching to the next key failed; retrying", "err", err)
-				n.wgPeers = nil
-				return n.wg
+			peers := netplan.WireGuardPeers(nodes, l.cfg.NodeID, cluster, tunnelCIDR, overlay.DefaultWireGuardPort, encrypted)
+			if err := l.wg.SwitchKey(*l.wgKeys.Next(), peers); err != nil && !errors.Is(err, overlay.ErrPartial) {
+				l.log.Warn("wireguard: switching to the next key failed; retrying", "err", err)
+				l.wgPeers = nil
+				return l.wg
 			}
-			n.wgPeers = peers
-			if err := n.wgKeys.promote(); err != nil {
-				a.log.Warn("wireguard: keeping the next key failed; retrying", "err", err)
-				return n.wg
+			l.wgPeers = peers
+			if err := l.wgKeys.Promote(); err != nil {
+				l.log.Warn("wireguard: keeping the next key failed; retrying", "err", err)
+				return l.wg
 			}
 			continue
 		}
-		if step.Publish != nil && n.wgPublishing.CompareAndSwap(false, true) {
+		if step.Publish != nil && l.net.wgPublishing.CompareAndSwap(false, true) {
 			// Through the leader like any report of a node about itself;
 			// a stale copy of the record is refused there and retried on
 			// the next pass. In a goroutine: the loop must not wait for
 			// quorum.
 			rec := *step.Publish
 			go func() {
-				defer n.wgPublishing.Store(false)
-				if _, err := a.write(context.Background(), &consensus.UpsertNode{Node: rec}); err != nil {
-					a.log.Warn("wireguard: publishing the public key failed; retrying", "err", err)
+				defer l.net.wgPublishing.Store(false)
+				if err := l.cfg.Write(context.Background(), &consensus.UpsertNode{Node: rec}); err != nil {
+					l.log.Warn("wireguard: publishing the public key failed; retrying", "err", err)
 				}
 			}()
 		}
 		break
 	}
-	peers := netplan.WireGuardPeers(nodes, a.id.NodeID, cluster, tunnelCIDR, overlay.DefaultWireGuardPort, encrypted)
-	if !reflect.DeepEqual(peers, n.wgPeers) {
-		if err := n.wg.SetPeers(peers); err != nil {
-			a.log.Warn("wireguard peers", "err", err)
+	peers := netplan.WireGuardPeers(nodes, l.cfg.NodeID, cluster, tunnelCIDR, overlay.DefaultWireGuardPort, encrypted)
+	if !reflect.DeepEqual(peers, l.wgPeers) {
+		if err := l.wg.SetPeers(peers); err != nil {
+			l.log.Warn("wireguard peers", "err", err)
 		} else {
-			n.wgPeers = peers
+			l.wgPeers = peers
 		}
 	}
-	return n.wg
+	return l.wg
 }
 
 // syncNetworks brings up the overlays of networks new in the state, keeps
 // their peers in step and tears down those of removed networks. Failures
 // are logged and retried on the next pass.
-func (a *Agent) syncNetworks(ctx context.Context, cl *cluster, ns netplan.State) {
-	self, c := ns.Node(a.id.NodeID), ns.Cluster
+func (l *Loop) syncNetworks(ctx context.Context, ns netplan.State) {
+	self, c := ns.Node(l.cfg.NodeID), ns.Cluster
 	if self == nil || self.Subnet == "" || c == nil {
 		return
 	}
 	nodeSub, err1 := netip.ParsePrefix(self.Subnet)
 	cluster, err2 := netip.ParsePrefix(c.ClusterCIDR)
-	underlay, err3 := netip.ParseAddr(a.cfg.AdvertiseAddr)
+	underlay, err3 := netip.ParseAddr(l.cfg.AdvertiseAddr)
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return
 	}
 	nodes, networks := ns.Nodes, ns.Networks
 	encrypted := netplan.EncryptedSubnets(networks)
-	wg := a.syncWireGuard(cl, self, nodes, cluster, nodeSub, encrypted, c.LastRemovalIndex, ns.Index)
+	wg := l.syncWireGuard(self, nodes, cluster, nodeSub, encrypted, c.LastRemovalIndex, ns.Index)
 	want := map[string]bool{}
 	for _, n := range networks {
 		if n.Name == api.DefaultNetwork {
@@ -466,11 +548,11 @@ func (a *Agent) syncNetworks(ctx context.Context, cl *cluster, ns netplan.State)
 		if err != nil {
 			continue
 		}
-		a.net.mu.RLock()
-		no := a.net.nets[n.Name]
-		a.net.mu.RUnlock()
+		l.net.mu.RLock()
+		no := l.net.nets[n.Name]
+		l.net.mu.RUnlock()
 		if no != nil && no.net.ID != n.ID {
-			a.removeNetwork(no) // same name, another network: rebuild
+			l.removeNetwork(no) // same name, another network: rebuild
 			no = nil
 		}
 		var tunnel netip.Prefix // valid for an encrypted network
@@ -483,13 +565,13 @@ func (a *Agent) syncNetworks(ctx context.Context, cl *cluster, ns netplan.State)
 		if no == nil {
 			share, err := api.NodeShare(subnet, cluster, nodeSub)
 			if err != nil {
-				a.log.Warn("network: no share for this node", "network", n.Name, "err", err)
+				l.log.Warn("network: no share for this node", "network", n.Name, "err", err)
 				continue
 			}
 			cfg := overlay.DefaultConfig()
-			cfg.NodeID = a.id.NodeID
-			cfg.Logger = a.log.With("sub", "overlay", "network", n.Name)
-			cfg.StateDir = filepath.Join(clusterDir(a.cfg.DataDir), "overlay", "net-"+n.ID)
+			cfg.NodeID = l.cfg.NodeID
+			cfg.Logger = l.log.With("sub", "overlay", "network", n.Name)
+			cfg.StateDir = filepath.Join(l.cfg.ClusterDir, "overlay", "net-"+n.ID)
 			cfg.UnderlayIP, cfg.Subnet, cfg.ClusterCIDR = underlay, share, subnet
 			cfg.BridgeName, cfg.VXLANName = netplan.BridgeName(*n), netplan.VXLANName(*n)
 			cfg.VethPrefix = netplan.VethPrefix(*n)
@@ -502,11 +584,11 @@ func (a *Agent) syncNetworks(ctx context.Context, cl *cluster, ns netplan.State)
 			}
 			ov, err := overlay.New(cfg)
 			if err != nil {
-				a.log.Error("network overlay config", "network", n.Name, "err", err)
+				l.log.Error("network overlay config", "network", n.Name, "err", err)
 				continue
 			}
 			if err := ov.Setup(ctx); err != nil {
-				a.log.Warn("network overlay setup failed; retrying", "network", n.Name, "err", err)
+				l.log.Warn("network overlay setup failed; retrying", "network", n.Name, "err", err)
 				_ = ov.Close()
 				continue
 			}
@@ -515,62 +597,62 @@ func (a *Agent) syncNetworks(ctx context.Context, cl *cluster, ns netplan.State)
 			go func() {
 				defer close(no.done)
 				if err := ov.Run(rctx); err != nil {
-					a.log.Warn("network overlay watcher stopped", "network", n.Name, "err", err)
+					l.log.Warn("network overlay watcher stopped", "network", n.Name, "err", err)
 				}
 			}()
-			a.net.mu.Lock()
-			if a.net.nets == nil {
-				a.net.nets = map[string]*netOverlay{}
+			l.net.mu.Lock()
+			if l.net.nets == nil {
+				l.net.nets = map[string]*netOverlay{}
 			}
-			a.net.nets[n.Name] = no
-			a.net.mu.Unlock()
-			a.log.Info("network up", "network", n.Name, "vni", n.VNI, "share", share.String(), "bridge", cfg.BridgeName)
+			l.net.nets[n.Name] = no
+			l.net.mu.Unlock()
+			l.log.Info("network up", "network", n.Name, "vni", n.VNI, "share", share.String(), "bridge", cfg.BridgeName)
 		}
-		if peers := netplan.NetworkPeers(nodes, a.id.NodeID, subnet, cluster, tunnel); !reflect.DeepEqual(peers, no.peers) {
+		if peers := netplan.NetworkPeers(nodes, l.cfg.NodeID, subnet, cluster, tunnel); !reflect.DeepEqual(peers, no.peers) {
 			if err := no.ov.SetPeers(peers); err != nil {
-				a.log.Warn("network overlay peers", "network", n.Name, "err", err)
+				l.log.Warn("network overlay peers", "network", n.Name, "err", err)
 			} else {
 				no.peers = peers
 			}
 		}
 	}
-	a.net.mu.RLock()
+	l.net.mu.RLock()
 	var gone []*netOverlay
-	for _, no := range a.net.nets {
+	for _, no := range l.net.nets {
 		if !want[no.net.ID] {
 			gone = append(gone, no)
 		}
 	}
-	a.net.mu.RUnlock()
+	l.net.mu.RUnlock()
 	for _, no := range gone {
-		a.removeNetwork(no)
+		l.removeNetwork(no)
 	}
 }
 
 // removeNetwork tears down the overlay of a network that left the state.
-func (a *Agent) removeNetwork(no *netOverlay) {
-	a.net.mu.Lock()
-	if a.net.nets[no.net.Name] == no {
-		delete(a.net.nets, no.net.Name)
+func (l *Loop) removeNetwork(no *netOverlay) {
+	l.net.mu.Lock()
+	if l.net.nets[no.net.Name] == no {
+		delete(l.net.nets, no.net.Name)
 	}
-	a.net.mu.Unlock()
+	l.net.mu.Unlock()
 	no.cancel()
 	<-no.done
 	if err := no.ov.Teardown(); err != nil {
-		a.log.Warn("network teardown", "network", no.net.Name, "err", err)
+		l.log.Warn("network teardown", "network", no.net.Name, "err", err)
 	}
 	_ = no.ov.Close()
-	a.log.Info("network removed", "network", no.net.Name)
+	l.log.Info("network removed", "network", no.net.Name)
 }
 
 // closeNetworks stops the watchers of the non-default overlays and releases
 // them; their devices stay (containers keep their network across agent
 // restarts).
-func (a *Agent) closeNetworks() {
-	a.net.mu.Lock()
-	nets := a.net.nets
-	a.net.nets = nil
-	a.net.mu.Unlock()
+func (l *Loop) closeNetworks() {
+	l.net.mu.Lock()
+	nets := l.net.nets
+	l.net.nets = nil
+	l.net.mu.Unlock()
 	for _, no := range nets {
 		no.cancel()
 		<-no.done
@@ -578,8 +660,8 @@ func (a *Agent) closeNetworks() {
 	}
 	// The TUN device goes with WireGuard (it belongs to this process
 	// anyway); the encrypted networks come back with the next agent.
-	if a.net.wg != nil {
-		_ = a.net.wg.Close()
-		a.net.wg, a.net.wgPeers, a.net.wgKeys = nil, nil, nil
+	if l.wg != nil {
+		_ = l.wg.Close()
+		l.wg, l.wgPeers, l.wgKeys = nil, nil, nil
 	}
 }

@@ -1,4 +1,9 @@
-package node
+// Package reconciler is the loop that makes this node's containers match
+// the plan: the apply half of node/taskplan (runtime calls, batched status
+// reports, the drain timer). It never imports node: the runtime, the
+// replica, Raft, gossip, the network and the status sink come in through
+// Config.
+package reconciler
 
 // The reconciler runs on every node. It closes the gap between the tasks the
 // leader assigned to this node (desired, from the local replica) and the
@@ -30,6 +35,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"sort"
 	"sync"
@@ -37,16 +43,76 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/node/imagedist"
+	"github.com/shoal-org/shoal/node/netloop"
 	"github.com/shoal-org/shoal/node/netplan"
 	"github.com/shoal-org/shoal/node/taskplan"
 	"github.com/shoal-org/shoal/runtime"
 )
 
-// reconciler owns the per-node loop state.
-type reconciler struct {
-	a  *Agent
-	cl *cluster
+// Runtime is the part of *runtime.Runtime the reconciler drives.
+type Runtime interface {
+	// Subscribe and Unsubscribe are runtime.Runtime's container events.
+	Subscribe() <-chan runtime.Event
+	Unsubscribe(ch <-chan runtime.Event)
+	List() []api.Container
+	RunContainer(ctx context.Context, spec runtime.Spec) (api.Container, error)
+	Stop(ctx context.Context, id string, grace time.Duration) (api.Container, error)
+	// Remove refuses a running container unless force (runtime.ErrRunning).
+	Remove(ctx context.Context, id string, force bool) error
+}
+
+// Raft is what the reconciler asks of consensus.Raft: whether the replica
+// has caught up with a leader, and when this node last heard one (fencing).
+type Raft interface {
+	Leader() (id, addr string)
+	CaughtUp() bool
+	IsLeader() bool
+	LastContact() time.Time
+}
+
+// Members is what the reconciler asks of gossip: the load balancer index
+// each live node reflects (membership.Membership), for the drained stops.
+type Members interface {
+	LBSubscribe() (<-chan struct{}, func())
+	LBIndexes(selfID string) map[string]uint64
+}
+
+// Network is the container network of this node (netloop.Attacher): whether
+// the overlay is up, and a container's addresses for its running report.
+type Network interface {
+	Ready() bool
+	IPs(containerID string) map[string]string
+}
+
+// Config is what a Reconciler needs; every field is required. It is not
+// changed after New.
+type Config struct {
+	NodeID  string
+	Store   *consensus.Store // the local replica
+	Raft    Raft
+	Members Members
+	Runtime Runtime
+	Network Network
+	// Write proposes a command through the leader (the agent's write:
+	// forwarded, retried across leader changes); the status reports go
+	// through it.
+	Write func(ctx context.Context, cmd consensus.Command) error
+	// EnsureImage makes the task's image available locally (from a peer
+	// or its registry, with the task's credentials).
+	EnsureImage func(ctx context.Context, t *api.Task) error
+	// PrepareFiles fetches the task's secrets and reads its configs into
+	// files for the container; GCTaskFiles releases those of every task
+	// not in keep that has no live container.
+	PrepareFiles func(ctx context.Context, t *api.Task) ([]runtime.FileMount, error)
+	GCTaskFiles  func(keep map[string]bool)
+	Logger       *slog.Logger
+}
+
+// Reconciler owns the per-node loop state. Make one with New and run it
+// with Run, once.
+type Reconciler struct {
+	cfg Config
+	log *slog.Logger
 
 	mu       sync.Mutex
 	starting map[string]bool // task IDs with a start in flight
@@ -68,11 +134,19 @@ type reconciler struct {
 	queued chan struct{}
 }
 
-func (a *Agent) reconcileLoop(ctx context.Context, cl *cluster) {
-	r := &reconciler{a: a, cl: cl, starting: map[string]bool{}, stopping: map[string]bool{},
+// New returns a reconciler for cfg. Its clock of the network grace and of
+// fencing starts now.
+func New(cfg Config) *Reconciler {
+	r := &Reconciler{cfg: cfg, log: cfg.Logger, starting: map[string]bool{}, stopping: map[string]bool{},
 		pending: map[string]api.TaskStatus{}, kick: make(chan struct{}, 1), since: time.Now(),
 		flush: make(chan struct{}, 1), queued: make(chan struct{}, 1)}
 	r.contact = r.since
+	return r
+}
+
+// Run reconciles until ctx ends and returns once every goroutine it
+// started (starts, stops, the report loop) has ended.
+func (r *Reconciler) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Add(1)
@@ -83,11 +157,11 @@ func (a *Agent) reconcileLoop(ctx context.Context, cl *cluster) {
 		}
 	}()
 
-	storeCh, cancelStore := cl.store.Subscribe()
+	storeCh, cancelStore := r.cfg.Store.Subscribe()
 	defer cancelStore()
-	evCh := a.rt.Subscribe()
-	defer a.rt.Unsubscribe(evCh)
-	lbCh, cancelLB := cl.members.LBSubscribe()
+	evCh := r.cfg.Runtime.Subscribe()
+	defer r.cfg.Runtime.Unsubscribe(evCh)
+	lbCh, cancelLB := r.cfg.Members.LBSubscribe()
 	defer cancelLB()
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
@@ -127,28 +201,28 @@ func (a *Agent) reconcileLoop(ctx context.Context, cl *cluster) {
 }
 
 // synced reports whether the local replica has caught up with a leader.
-func (r *reconciler) synced() bool {
-	leader, _ := r.cl.raft.Leader()
-	return leader != "" && r.cl.raft.CaughtUp()
+func (r *Reconciler) synced() bool {
+	leader, _ := r.cfg.Raft.Leader()
+	return leader != "" && r.cfg.Raft.CaughtUp()
 }
 
-func (r *reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
-	a := r.a
-	tasks := r.cl.store.TasksByNode(a.id.NodeID)
+func (r *Reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
+	self := r.cfg.NodeID
+	tasks := r.cfg.Store.TasksByNode(self)
 	// Reports not yet flushed count as the task's state, so one state is
 	// reported once.
 	r.mu.Lock()
 	taskplan.WithPending(tasks, r.pending)
 	r.mu.Unlock()
 	// Read after the tasks: every order they carry is at or before index.
-	index := r.cl.store.Index()
+	index := r.cfg.Store.Index()
 	now := time.Now().UTC()
-	containers := a.rt.List()
-	acts := taskplan.ComputeActions(a.id.NodeID, tasks, containers, r.synced(), now)
-	acts = taskplan.FenceActions(acts, a.id.NodeID, tasks, containers, r.specs(tasks), r.quiet(now))
+	containers := r.cfg.Runtime.List()
+	acts := taskplan.ComputeActions(self, tasks, containers, r.synced(), now)
+	acts = taskplan.FenceActions(acts, self, tasks, containers, r.specs(tasks), r.quiet(now))
 	// Stops of tasks that served traffic wait until every node has dropped
 	// them from its load balancer.
-	acts, seen, wake := taskplan.DrainStops(acts, r.drainSeen, now, index, r.cl.members.LBIndexes(a.id.NodeID), taskplan.DrainPeriod, netplan.ServesTraffic) // the load balancers' own rule
+	acts, seen, wake := taskplan.DrainStops(acts, r.drainSeen, now, index, r.cfg.Members.LBIndexes(self), taskplan.DrainPeriod, netplan.ServesTraffic) // the load balancers' own rule
 	r.drainSeen = seen
 	if !wake.IsZero() {
 		if r.drainTimer != nil {
@@ -166,7 +240,7 @@ func (r *reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 				// queued its own report: this one must carry the
 				// addresses too, or, queued after it, it would replace
 				// them and the task would serve no network.
-				st.IPs = a.net.ips(st.ContainerID)
+				st.IPs = r.cfg.Network.IPs(st.ContainerID)
 			}
 			r.queue(st)
 		case taskplan.Start:
@@ -191,8 +265,8 @@ func (r *reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 				if grace <= 0 {
 					grace = 10 * time.Second
 				}
-				if _, err := a.rt.Stop(ctx, act.Container.ID, grace); err != nil {
-					a.log.Warn("stop task container", "task", act.Task.Name, "err", err)
+				if _, err := r.cfg.Runtime.Stop(ctx, act.Container.ID, grace); err != nil {
+					r.log.Warn("stop task container", "task", act.Task.Name, "err", err)
 				}
 				r.signal()
 			}()
@@ -212,8 +286,8 @@ func (r *reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 				// its task is gone; a leftover of a known task is removed
 				// only if it is still not running (the next pass decides).
 				force := act.Task == nil
-				if err := a.rt.Remove(ctx, act.Container.ID, force); err != nil && !errors.Is(err, runtime.ErrRunning) {
-					a.log.Warn("remove container", "container", shortID(act.Container.ID), "err", err)
+				if err := r.cfg.Runtime.Remove(ctx, act.Container.ID, force); err != nil && !errors.Is(err, runtime.ErrRunning) {
+					r.log.Warn("remove container", "container", shortID(act.Container.ID), "err", err)
 				}
 			}()
 		}
@@ -225,22 +299,22 @@ func (r *reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 		keep[id] = true
 	}
 	r.mu.Unlock()
-	a.gcTaskFiles(keep)
+	r.cfg.GCTaskFiles(keep)
 }
 
 // quiet returns how long this node has not heard from a leader, for
 // fencing: 0 on the leader. A node whose own record in its replica has been
 // down for longer counts from then: it hears the log, but the leader does not
 // hear it (gossip), and will replace its at-most-once tasks.
-func (r *reconciler) quiet(now time.Time) time.Duration {
-	if r.cl.raft.IsLeader() {
+func (r *Reconciler) quiet(now time.Time) time.Duration {
+	if r.cfg.Raft.IsLeader() {
 		r.contact = now
 		return 0
 	}
-	if lc := r.cl.raft.LastContact(); lc.After(r.contact) {
+	if lc := r.cfg.Raft.LastContact(); lc.After(r.contact) {
 		r.contact = lc
 	}
-	self, err := r.cl.store.Node(r.a.id.NodeID)
+	self, err := r.cfg.Store.Node(r.cfg.NodeID)
 	if err != nil {
 		self = nil
 	}
@@ -248,13 +322,13 @@ func (r *reconciler) quiet(now time.Time) time.Duration {
 }
 
 // specs returns the current specs of the services of tasks, by ID.
-func (r *reconciler) specs(tasks []*api.Task) map[string]api.ServiceSpec {
+func (r *Reconciler) specs(tasks []*api.Task) map[string]api.ServiceSpec {
 	out := map[string]api.ServiceSpec{}
 	for _, t := range tasks {
 		if _, ok := out[t.ServiceID]; ok {
 			continue
 		}
-		if s, err := r.cl.store.Service(t.ServiceID); err == nil && s != nil {
+		if s, err := r.cfg.Store.Service(t.ServiceID); err == nil && s != nil {
 			out[t.ServiceID] = s.Spec
 		}
 	}
@@ -264,15 +338,15 @@ func (r *reconciler) specs(tasks []*api.Task) map[string]api.ServiceSpec {
 // gcFinished removes containers of terminal tasks once they are no longer
 // among the newest few of their slot (taskplan.GCFinished); the task history
 // keeps their record.
-func (r *reconciler) gcFinished(ctx context.Context, tasks []*api.Task) {
-	for _, id := range taskplan.GCFinished(tasks, r.a.rt.List()) {
+func (r *Reconciler) gcFinished(ctx context.Context, tasks []*api.Task) {
+	for _, id := range taskplan.GCFinished(tasks, r.cfg.Runtime.List()) {
 		// Not forced: the list is a snapshot, and a container that
 		// started since must not be killed (the runtime refuses).
-		_ = r.a.rt.Remove(ctx, id, false)
+		_ = r.cfg.Runtime.Remove(ctx, id, false)
 	}
 }
 
-func (r *reconciler) claim(m map[string]bool, id string) bool {
+func (r *Reconciler) claim(m map[string]bool, id string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if m[id] {
@@ -282,26 +356,26 @@ func (r *reconciler) claim(m map[string]bool, id string) bool {
 	return true
 }
 
-func (r *reconciler) busy(m map[string]bool, id string) bool {
+func (r *Reconciler) busy(m map[string]bool, id string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return m[id]
 }
 
-func (r *reconciler) release(m map[string]bool, id string) {
+func (r *Reconciler) release(m map[string]bool, id string) {
 	r.mu.Lock()
 	delete(m, id)
 	r.mu.Unlock()
 }
 
-func (r *reconciler) signal() {
+func (r *Reconciler) signal() {
 	select {
 	case r.kick <- struct{}{}:
 	default:
 	}
 }
 
-func (r *reconciler) queue(st api.TaskStatus) {
+func (r *Reconciler) queue(st api.TaskStatus) {
 	r.mu.Lock()
 	r.pending[st.TaskID] = keepAddresses(r.pending[st.TaskID], st)
 	r.mu.Unlock()
@@ -330,20 +404,15 @@ func keepAddresses(prev, next api.TaskStatus) api.TaskStatus {
 }
 
 // start prepares the image and runs the task's container.
-func (r *reconciler) start(ctx context.Context, t *api.Task) {
-	a := r.a
+func (r *Reconciler) start(ctx context.Context, t *api.Task) {
 	now := func() time.Time { return time.Now().UTC() }
 	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskPreparing, Timestamp: now()})
 	r.waitNetwork(ctx)
-	var creds imagedist.Creds
-	if t.Spec.RegistryAuth != nil {
-		creds = func(ctx context.Context) (*api.RegistryAuth, error) { return a.fetchRegistryAuth(ctx, r.cl, t) }
-	}
-	if err := a.ensureImage(ctx, r.cl, t.Spec.Image, creds); err != nil {
+	if err := r.cfg.EnsureImage(ctx, t); err != nil {
 		r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRejected, Error: err.Error(), Timestamp: now()})
 		return
 	}
-	files, err := a.prepareTaskFiles(ctx, r.cl, t)
+	files, err := r.cfg.PrepareFiles(ctx, t)
 	if err != nil {
 		if ctx.Err() != nil {
 			return
@@ -369,7 +438,7 @@ func (r *reconciler) start(ctx context.Context, t *api.Task) {
 		Mounts:      t.Spec.Mounts,
 	}
 	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskStarting, Timestamp: now()})
-	c, err := a.rt.RunContainer(withNetworks(ctx, api.SpecNetworks(t.Spec)), spec)
+	c, err := r.cfg.Runtime.RunContainer(netloop.WithNetworks(ctx, api.SpecNetworks(t.Spec)), spec)
 	if err != nil {
 		if ctx.Err() != nil {
 			return
@@ -377,7 +446,7 @@ func (r *reconciler) start(ctx context.Context, t *api.Task) {
 		r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRejected, Error: fmt.Sprintf("start container: %v", err), Timestamp: now()})
 		return
 	}
-	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRunning, ContainerID: c.ID, Health: c.Health, IP: c.IP, IPs: a.net.ips(c.ID), Timestamp: now()})
+	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRunning, ContainerID: c.ID, Health: c.Health, IP: c.IP, IPs: r.cfg.Network.IPs(c.ID), Timestamp: now()})
 }
 
 // networkGrace is how long a task start waits for the overlay after the
@@ -385,8 +454,8 @@ func (r *reconciler) start(ctx context.Context, t *api.Task) {
 // second); past it tasks start with loopback only rather than never.
 const networkGrace = 10 * time.Second
 
-func (r *reconciler) waitNetwork(ctx context.Context) {
-	for !r.a.net.ready() && time.Since(r.since) < networkGrace {
+func (r *Reconciler) waitNetwork(ctx context.Context) {
+	for !r.cfg.Network.Ready() && time.Since(r.since) < networkGrace {
 		select {
 		case <-ctx.Done():
 			return
@@ -400,7 +469,7 @@ func (r *reconciler) waitNetwork(ctx context.Context) {
 // of starts goes in one write), and reportRetry after anything else was
 // queued (the earlier steps of a start) or a write failed. With nothing
 // queued it sleeps: no timer runs on an idle node.
-func (r *reconciler) reportLoop(ctx context.Context) {
+func (r *Reconciler) reportLoop(ctx context.Context) {
 	const (
 		reportCoalesce = 5 * time.Millisecond
 		reportRetry    = 100 * time.Millisecond
@@ -445,10 +514,10 @@ func (r *reconciler) reportLoop(ctx context.Context) {
 		r.mu.Unlock()
 		sort.Slice(batch, func(i, j int) bool { return batch[i].Timestamp.Before(batch[j].Timestamp) })
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := r.a.write(wctx, &consensus.TaskStatus{NodeID: r.a.id.NodeID, Statuses: batch})
+		err := r.cfg.Write(wctx, &consensus.TaskStatus{NodeID: r.cfg.NodeID, Statuses: batch})
 		cancel()
 		if err != nil {
-			r.a.log.Debug("task status report failed; will retry", "err", err)
+			r.log.Debug("task status report failed; will retry", "err", err)
 			rearm()
 			continue
 		}
@@ -465,4 +534,12 @@ func (r *reconciler) reportLoop(ctx context.Context) {
 		}
 		r.signal()
 	}
+}
+
+// shortID is the 12-character prefix the agent logs IDs by.
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
 }

@@ -1,4 +1,4 @@
-package node
+package netloop
 
 // Service traffic: the node's view of every service (VIP, published ports,
 // running and healthy backends) goes to the load balancer (one nftables
@@ -35,35 +35,35 @@ type serviceTraffic struct {
 // startTraffic creates the load balancer and starts the DNS server on the
 // bridge address. It returns nil when the load balancer cannot be set up
 // (the node then runs without service VIPs and published ports).
-func (a *Agent) startTraffic(ctx context.Context, cl *cluster, bridgeIP net.IP) *serviceTraffic {
+func (l *Loop) startTraffic(ctx context.Context, bridgeIP net.IP) *serviceTraffic {
 	cfg := lb.DefaultConfig()
-	cfg.Logger = a.log.With("sub", "lb")
-	if c := cl.store.Cluster(); c != nil && c.ClusterCIDR != "" {
+	cfg.Logger = l.log.With("sub", "lb")
+	if c := l.cfg.Store.Cluster(); c != nil && c.ClusterCIDR != "" {
 		if _, cidr, err := net.ParseCIDR(c.ClusterCIDR); err == nil {
 			cfg.ClusterCIDR = cidr
 		}
 	}
-	l, err := lb.New(cfg)
+	lbh, err := lb.New(cfg)
 	if err != nil {
-		a.log.Error("load balancer unavailable: services get no VIP or published ports on this node", "err", err)
+		l.log.Error("load balancer unavailable: services get no VIP or published ports on this node", "err", err)
 		return nil
 	}
-	st := &serviceTraffic{lb: l, bridgeIP: bridgeIP}
+	st := &serviceTraffic{lb: lbh, bridgeIP: bridgeIP}
 	ups, search, err := lb.UpstreamsFromResolvConf("/etc/resolv.conf")
 	if err != nil {
-		a.log.Warn("DNS: no upstream servers", "err", err)
+		l.log.Warn("DNS: no upstream servers", "err", err)
 	}
 	st.dns = lb.NewDNS(lb.DNSConfig{
 		Addr:      net.JoinHostPort(bridgeIP.String(), "53"),
 		Upstreams: ups,
 		Search:    search,
-		Logger:    a.log.With("sub", "dns"),
+		Logger:    l.log.With("sub", "dns"),
 	})
 	st.wg.Add(1)
 	go func() {
 		defer st.wg.Done()
 		if err := st.dns.Run(ctx); err != nil && ctx.Err() == nil {
-			a.log.Warn("DNS server stopped", "err", err)
+			l.log.Warn("DNS server stopped", "err", err)
 		}
 	}()
 	return st
@@ -77,36 +77,36 @@ func (a *Agent) startTraffic(ctx context.Context, cl *cluster, bridgeIP net.IP) 
 // programmed minus the conflicting parts — the older service keeps what it
 // had — and reported once per change; it is not retried, since only a
 // change of the state can resolve it. Any other failure is retried.
-func (st *serviceTraffic) sync(a *Agent, cl *cluster, ns netplan.State) {
-	defer metrics.ObserveSince(a.obs.m().LBSyncDuration, time.Now())
+func (st *serviceTraffic) sync(l *Loop, ns netplan.State) {
+	defer metrics.ObserveSince(l.cfg.Metrics.LBSyncDuration, time.Now())
 	// Everything up to ns.Index is in ns: once it is programmed, the load
 	// balancer has synced through that index.
 	idx := ns.Index
-	state, views, sources := netplan.Traffic(ns, cl.members.AliveSet(), a.id.NodeID)
+	state, views, sources := netplan.Traffic(ns, l.cfg.Members.AliveSet(), l.cfg.NodeID)
 	state.DNS = st.bridgeIP
 	if amb := st.dns.SetViews(views, sources); !slices.Equal(amb, st.ambiguous) {
 		if len(amb) > 0 {
-			a.log.Error("DNS: service names differ only in case; each answers for its exact spelling only", "names", amb)
+			l.log.Error("DNS: service names differ only in case; each answers for its exact spelling only", "names", amb)
 		}
 		st.ambiguous = amb
 	}
 	if reflect.DeepEqual(state, st.last) {
-		cl.members.SetLBIndex(idx)
+		l.cfg.Members.SetLBIndex(idx)
 		return
 	}
 	err := st.lb.Set(state)
 	switch {
 	case err == nil:
 	case errors.Is(err, lb.ErrInvalidState):
-		a.log.Error("load balancer: conflicting service state; the conflicting parts are left out, everything else is programmed",
+		l.log.Error("load balancer: conflicting service state; the conflicting parts are left out, everything else is programmed",
 			"err", err)
 	default:
-		a.log.Warn("load balancer sync failed; will retry", "err", err)
+		l.log.Warn("load balancer sync failed; will retry", "err", err)
 		st.last = lb.State{} // force a full resync next time
 		return
 	}
 	st.last = state
-	cl.members.SetLBIndex(idx)
+	l.cfg.Members.SetLBIndex(idx)
 }
 
 func (st *serviceTraffic) close() {

@@ -1,9 +1,8 @@
-package node
+package events
 
-// The agent's side of events (node/events holds the pure diff, the history,
-// the filter and the HTTP stream of GET /v1/events): the loop that diffs
-// the replica as it advances and turns runtime events into container
-// events.
+// The loop that feeds the Hub: it diffs the replica as it advances and
+// turns runtime events into container events. The agent (node) wires it to
+// whichever cluster it is in.
 
 import (
 	"context"
@@ -12,27 +11,59 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/node/events"
+	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/runtime"
 )
 
-// eventsLoop derives events until ctx ends: cluster events from the
+// Runtime is the part of *runtime.Runtime the loop reads: its container
+// events.
+type Runtime interface {
+	Subscribe() <-chan runtime.Event
+	Unsubscribe(ch <-chan runtime.Event)
+}
+
+// Observer takes one sample (a prometheus.Histogram is one).
+type Observer interface{ Observe(float64) }
+
+// LoopConfig is what a Loop needs; every field is required.
+type LoopConfig struct {
+	NodeID  string
+	Hub     *Hub
+	Runtime Runtime
+	// Cluster returns the replica of the cluster this node is in (nil
+	// when in none) and a channel closed once that cluster instance stops.
+	Cluster func() (*consensus.Store, <-chan struct{})
+	// ContainerStart observes the seconds from a container's creation to
+	// its start.
+	ContainerStart Observer
+}
+
+// Loop derives events into the Hub. Make it with NewLoop, run it once.
+type Loop struct {
+	cfg LoopConfig
+}
+
+// NewLoop returns the events loop of cfg.
+func NewLoop(cfg LoopConfig) *Loop { return &Loop{cfg: cfg} }
+
+// Run derives events until ctx ends: cluster events from the
 // replica of whichever cluster this node is in (it changes on init, join,
 // leave and re-join), container events from the runtime. It looks for a
 // cluster twice a second only while it has none: an attached cluster's end
-// (cluster.done) is what sends it looking again, so an idle member does not
+// (the channel Cluster returns) is what sends it looking again, so an idle member does not
 // wake for it (issue 10).
-func (a *Agent) eventsLoop(ctx context.Context) {
-	hub := a.obs.hub()
-	rtCh := a.rt.Subscribe()
-	defer a.rt.Unsubscribe(rtCh)
+func (l *Loop) Run(ctx context.Context) {
+	hub := l.cfg.Hub
+	rtCh := l.cfg.Runtime.Subscribe()
+	defer l.cfg.Runtime.Unsubscribe(rtCh)
 	containers := map[string]*runtime.Event{}
 
 	var (
-		cl       *cluster
+		cl       *consensus.Store // the attached cluster's replica
+		clDoneCh <-chan struct{}
 		storeCh  <-chan uint64
 		unsub    = func() {}
-		prev     events.State
+		prev     State
 		baseline bool // prev is a real state (the store had applied something)
 		// gate is running for diffInterval after a diff; dirty records
 		// that the store advanced meanwhile.
@@ -40,32 +71,32 @@ func (a *Agent) eventsLoop(ctx context.Context) {
 		dirty bool
 		// ended is an attached cluster seen stopping while it was still
 		// the agent's: the loop looks for its successor by the tick.
-		ended *cluster
+		ended *consensus.Store
 	)
 	defer func() { unsub() }()
 	attach := func() {
-		cur, _ := a.clusterOrErr()
+		cur, done := l.cfg.Cluster()
 		if cur == cl {
 			return
 		}
 		unsub()
-		cl, storeCh, unsub, baseline, dirty = cur, nil, func() {}, false, false
+		cl, clDoneCh, storeCh, unsub, baseline, dirty = cur, done, nil, func() {}, false, false
 		if cl != nil {
-			storeCh, unsub = cl.store.Subscribe()
-			if cl.store.Index() > 0 {
-				prev, baseline = events.StateOf(cl.store), true
+			storeCh, unsub = cl.Subscribe()
+			if cl.Index() > 0 {
+				prev, baseline = StateOf(cl), true
 			}
 		}
 	}
 	diff := func() {
 		t0 := time.Now()
-		defer func() { gate = time.After(max(events.DiffInterval, events.DiffPause*time.Since(t0))) }()
-		cur := events.StateOf(cl.store)
+		defer func() { gate = time.After(max(DiffInterval, DiffPause*time.Since(t0))) }()
+		cur := StateOf(cl)
 		// The first state a store reaches (a restored snapshot, or the
 		// first entries of a new member) is the baseline, not a burst of
 		// "created" for everything that already existed.
 		if baseline {
-			hub.Publish(events.Diff(prev, cur, time.Now())...)
+			hub.Publish(Diff(prev, cur, time.Now())...)
 		}
 		prev, baseline = cur, true
 	}
@@ -78,7 +109,7 @@ func (a *Agent) eventsLoop(ctx context.Context) {
 		if cl == nil || cl == ended {
 			tickC = tick.C
 		} else {
-			clDone = cl.done
+			clDone = clDoneCh
 		}
 		select {
 		case <-ctx.Done():
@@ -106,47 +137,47 @@ func (a *Agent) eventsLoop(ctx context.Context) {
 				continue
 			}
 			last := containers[ev.ContainerID]
-			acts := events.ContainerActions(last, ev)
+			acts := ContainerActions(last, ev)
 			if ev.State == runtime.EventRemoved {
 				delete(containers, ev.ContainerID)
 			} else {
 				e := ev
 				containers[ev.ContainerID] = &e
 			}
-			if last != nil && last.State == api.ContainerCreated && slices.Contains(acts, events.ActionStart) {
-				a.obs.m().ContainerStart.Observe(ev.Time.Sub(last.Time).Seconds())
+			if last != nil && last.State == api.ContainerCreated && slices.Contains(acts, ActionStart) {
+				l.cfg.ContainerStart.Observe(ev.Time.Sub(last.Time).Seconds())
 			}
-			hub.Publish(a.containerEvents(cl, ev, acts)...)
+			hub.Publish(l.containerEvents(cl, ev, acts)...)
 		}
 	}
 }
 
 // containerEvents turns runtime actions into events, naming the task and
 // service of a task's container from the replica.
-func (a *Agent) containerEvents(cl *cluster, ev runtime.Event, acts []string) []api.Event {
+func (l *Loop) containerEvents(cl *consensus.Store, ev runtime.Event, acts []string) []api.Event {
 	out := make([]api.Event, 0, len(acts))
 	for _, act := range acts {
 		attrs := map[string]string{"state": ev.State}
 		if ev.TaskID != "" {
 			attrs["task_id"] = ev.TaskID
 			if cl != nil {
-				if t, err := cl.store.Task(ev.TaskID); err == nil {
+				if t, err := cl.Task(ev.TaskID); err == nil {
 					attrs["task"] = t.Name
 					attrs["service"] = t.Service
 				}
 			}
 		}
 		switch act {
-		case events.ActionDie:
+		case ActionDie:
 			attrs["exit_code"] = strconv.Itoa(ev.ExitCode)
 			if ev.Error != "" {
 				attrs["error"] = ev.Error
 			}
-		case events.ActionHealthStatus:
+		case ActionHealthStatus:
 			attrs["health"] = ev.Health
 		}
 		out = append(out, api.Event{Time: ev.Time.UTC(), Type: api.EventContainer, Action: act,
-			ID: ev.ContainerID, Name: ev.Name, NodeID: a.id.NodeID, Attributes: attrs})
+			ID: ev.ContainerID, Name: ev.Name, NodeID: l.cfg.NodeID, Attributes: attrs})
 	}
 	return out
 }

@@ -1,0 +1,129 @@
+package events
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/runtime"
+)
+
+type chanRuntime struct{ ch chan runtime.Event }
+
+func (r chanRuntime) Subscribe() <-chan runtime.Event  { return r.ch }
+func (r chanRuntime) Unsubscribe(<-chan runtime.Event) {}
+
+type samples struct {
+	mu sync.Mutex
+	v  []float64
+}
+
+func (s *samples) Observe(x float64) { s.mu.Lock(); s.v = append(s.v, x); s.mu.Unlock() }
+
+// next returns the next event of sub, or fails after a generous
+// deadline.
+func next(t *testing.T, sub *Sub) api.Event {
+	t.Helper()
+	select {
+	case ev := <-sub.Events():
+		return ev
+	case <-time.After(30 * time.Second):
+		t.Fatal("no event")
+		return api.Event{}
+	}
+}
+
+// TestLoop: outside any agent, the loop takes the replica it is in as the
+// baseline, publishes what changes after, and names a task's container in
+// its container events; a cluster that stops is let go.
+func TestLoop(t *testing.T) {
+	store := consensus.NewStore()
+	fsm := consensus.NewFSM(store)
+	if res := fsm.ApplyCommand(1, consensus.BootstrapCluster{
+		Cluster: consensus.ClusterState{ClusterID: "c1", GossipKeys: [][]byte{make([]byte, 32)},
+			ClusterCIDR: "10.42.0.0/16", VIPCIDR: "10.43.0.0/16", TokenSecretHash: "x"},
+		Node: api.Node{ID: "n1", Hostname: "h1", Addr: "127.0.0.1", Status: api.NodeReady, CertSerial: "s1"},
+	}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	hub := NewHub(time.Now)
+	_, sub, cancelSub := hub.Subscribe(time.Time{})
+	defer cancelSub()
+	rt := chanRuntime{ch: make(chan runtime.Event)}
+	starts := &samples{}
+	var mu sync.Mutex
+	current, done := store, make(chan struct{})
+	l := NewLoop(LoopConfig{NodeID: "n1", Hub: hub, Runtime: rt, ContainerStart: starts,
+		Cluster: func() (*consensus.Store, <-chan struct{}) {
+			mu.Lock()
+			defer mu.Unlock()
+			return current, done
+		}})
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); l.Run(ctx) }()
+
+	// The bootstrap is the baseline: the first event is the service.
+	spec := api.ServiceSpec{Name: "web", Image: "busybox"}
+	if res := fsm.ApplyCommand(2, consensus.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: spec}}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if ev := next(t, sub); ev.Type != api.EventService || ev.Action != "created" || ev.Name != "web" {
+		t.Fatalf("first event %+v, want the service created", ev)
+	}
+	now := time.Now().UTC()
+	if res := fsm.ApplyCommand(3, consensus.UpsertTasks{Tasks: []api.Task{{ID: "t1", Name: "web.1", ServiceID: "s1", Service: "web",
+		Slot: 1, NodeID: "n1", DesiredState: api.TaskRunning, State: api.TaskAssigned, Spec: spec, CreatedAt: now, UpdatedAt: now}}}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	for ev := next(t, sub); ev.Type != api.EventTask; ev = next(t, sub) {
+	}
+
+	t0 := time.Now()
+	rt.ch <- runtime.Event{ContainerID: "c1", TaskID: "t1", State: api.ContainerCreated, Time: t0}
+	rt.ch <- runtime.Event{ContainerID: "c1", TaskID: "t1", State: api.ContainerRunning, Time: t0.Add(time.Second)}
+	var acts []string
+	for len(acts) < 2 {
+		ev := next(t, sub)
+		if ev.Type != api.EventContainer {
+			continue
+		}
+		if ev.NodeID != "n1" || ev.Attributes["task"] != "web.1" || ev.Attributes["service"] != "web" {
+			t.Fatalf("container event %+v does not name its node, task and service", ev)
+		}
+		acts = append(acts, ev.Action)
+	}
+	if acts[0] != ActionCreate || acts[1] != ActionStart {
+		t.Fatalf("container actions %v", acts)
+	}
+	starts.mu.Lock()
+	if len(starts.v) != 1 || starts.v[0] != 1 {
+		t.Fatalf("container start observed %v, want [1]", starts.v)
+	}
+	starts.mu.Unlock()
+
+	// The cluster stops and the node is in none: the loop lets it go
+	// (its container events no longer name tasks).
+	mu.Lock()
+	current = nil
+	close(done)
+	mu.Unlock()
+	deadline := time.After(30 * time.Second)
+	for i := 0; ; i++ {
+		rt.ch <- runtime.Event{ContainerID: "c1", TaskID: "t1", State: api.ContainerRunning, Health: []string{"healthy", "unhealthy"}[i%2], Time: time.Now()}
+		ev := next(t, sub)
+		if ev.Type == api.EventContainer && ev.Attributes["task"] == "" {
+			break
+		}
+		select {
+		case <-deadline:
+			t.Fatal("the loop kept the stopped cluster")
+		default:
+		}
+	}
+	cancel()
+	<-stopped
+}
