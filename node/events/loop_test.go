@@ -65,6 +65,13 @@ func TestLoop(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
 	go func() { defer close(stopped); l.Run(ctx) }()
+	// The loop has taken its baseline once it receives from the runtime
+	// (the unbuffered send returns only inside Run's select, after the
+	// first attach): a write before that would be part of the baseline.
+	rt.ch <- runtime.Event{ContainerID: "c0", State: api.ContainerCreated, Time: time.Now()}
+	if ev := next(t, sub); ev.Type != api.EventContainer || ev.ID != "c0" {
+		t.Fatalf("first event %+v, want the container event that shows the loop runs", ev)
+	}
 
 	// The bootstrap is the baseline: the first event is the service.
 	spec := api.ServiceSpec{Name: "web", Image: "busybox"}
