@@ -58,7 +58,14 @@ var importRules = []importRule{
 	// The leaf parts of the agent (node/README.md): each has one job and
 	// never reaches back into node, so they stay testable on their own.
 	{"node/authz/...", []string{"api", "consensus", "overlay", "node/scheduler", "node/authz/..."}},
-	{"node/autoscale/...", []string{"api", "node/scheduler", "node/autoscale/..."}},
+	// The autoscaler's arithmetic and every node's sampling of its tasks'
+	// cgroups (runtime.Stats); the replica and the runtime come in as
+	// interfaces.
+	{"node/autoscale/...", []string{"api", "runtime", "node/scheduler", "node/autoscale/..."}},
+	// A task's secrets and configs on a tmpfs of its own (the runtime's
+	// PrepareFiles, the replica's config type); the secrets fetch comes in
+	// as a func.
+	{"node/taskfiles/...", []string{"api", "consensus", "runtime", "node/taskfiles/..."}},
 	{"node/events/...", []string{"api", "consensus", "runtime", "node/autoscale", "node/httpapi", "node/events/..."}},
 	{"node/metrics/...", []string{"node/metrics/..."}},
 	// The dashboard serves its routes with httpapi's router and error
@@ -121,9 +128,10 @@ var importRules = []importRule{
 	// replica, its plan in node/taskplan, the traffic rule of node/netplan,
 	// netloop's context of a container's networks) and the network loop
 	// (the replica, overlay, lb, gossip's member type, the metrics it
-	// reports). The agent comes in through their Config.
+	// reports, and the index-file format of node/revocation for its
+	// WireGuard key epochs). The agent comes in through their Config.
 	{"node/reconciler/...", []string{"api", "consensus", "runtime", "node/netloop", "node/netplan", "node/taskplan", "node/reconciler/..."}},
-	{"node/netloop/...", []string{"api", "consensus", "lb", "overlay", "node/membership", "node/metrics", "node/netplan", "node/netloop/..."}},
+	{"node/netloop/...", []string{"api", "consensus", "lb", "overlay", "node/membership", "node/metrics", "node/netplan", "node/revocation", "node/netloop/..."}},
 	// A cluster instance's epoch: the verdicts of consensus, the probe's
 	// refusal of clusterport.
 	{"node/epoch/...", []string{"api/atomicfile", "consensus", "node/clusterport", "node/epoch/..."}},

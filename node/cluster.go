@@ -56,7 +56,8 @@ type cluster struct {
 	tls      *pki.Source // this node's certificate and trusted CAs, swapped on renewal (node/keyring)
 	// keyTarget is the gossip key this leader is rotating to (revocation.go).
 	keyTarget atomic.Pointer[[]byte]
-	// usage holds the rolling usage of this node's autoscaled tasks (usage.go).
+	// usage holds the rolling usage of this node's autoscaled tasks
+	// (autoscale.SampleLoop).
 	usage autoscale.Sampler
 
 	cancel context.CancelFunc

@@ -1,8 +1,9 @@
 package node
 
 // The wiring of the node-side loops that live in their own packages: the
-// reconciler (node/reconciler), the network loop (node/netloop) and the
-// events loop (node/events). Each gets its dependencies here, from the
+// reconciler (node/reconciler), the network loop (node/netloop), the events
+// loop (node/events) and the usage sampling of autoscaled tasks
+// (node/autoscale). Each gets its dependencies here, from the
 // agent and the cluster instance; none of them imports node.
 
 import (
@@ -11,13 +12,12 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/autoscale"
 	"github.com/shoal-org/shoal/node/events"
 	"github.com/shoal-org/shoal/node/imagedist"
 	"github.com/shoal-org/shoal/node/netloop"
-	"github.com/shoal-org/shoal/node/netplan"
 	"github.com/shoal-org/shoal/node/reconciler"
 	"github.com/shoal-org/shoal/overlay"
-	"github.com/shoal-org/shoal/runtime"
 )
 
 // netAttacher is the runtime's network (netloop.Attacher) as the agent
@@ -41,6 +41,7 @@ func (a *Agent) writeCmd(ctx context.Context, cmd consensus.Command) error {
 
 // newReconciler makes the reconciler of cluster instance cl.
 func (a *Agent) newReconciler(cl *cluster) *reconciler.Reconciler {
+	files := a.taskFiles(cl)
 	return reconciler.New(reconciler.Config{
 		NodeID:  a.id.NodeID,
 		Store:   cl.store,
@@ -56,11 +57,9 @@ func (a *Agent) newReconciler(cl *cluster) *reconciler.Reconciler {
 			}
 			return a.ensureImage(ctx, cl, t.Spec.Image, creds)
 		},
-		PrepareFiles: func(ctx context.Context, t *api.Task) ([]runtime.FileMount, error) {
-			return a.prepareTaskFiles(ctx, cl, t)
-		},
-		GCTaskFiles: a.gcTaskFiles,
-		Logger:      a.log,
+		PrepareFiles: files.Prepare,
+		GCTaskFiles:  files.GC,
+		Logger:       a.log,
 	})
 }
 
@@ -79,24 +78,28 @@ func (a *Agent) newNetLoop(cl *cluster) *netloop.Loop {
 		Metrics:        a.obs.m(),
 		ReplicaCurrent: func(index uint64) bool { return replicaCurrent(index, joinFloor) },
 		Write:          a.writeCmd,
-		LoadWGKeys: func(dir string, cur overlay.KeyPair, index uint64) (netloop.WGKeys, error) {
-			k, err := loadWGKeys(dir, cur, index)
-			if err != nil {
-				return nil, err // a nil interface: the loop retries
-			}
-			return wgKeysOf{k}, nil
-		},
-		Logger: a.log,
+		Logger:         a.log,
 	})
 }
 
-// wgKeysOf is wgrotate.go's keys as the network loop uses them.
-type wgKeysOf struct{ k *wgKeys }
+// usageLoop samples this node's autoscaled tasks into cl.usage until ctx
+// ends (autoscale.SampleLoop). The runtime is started before any cluster.
+func (a *Agent) usageLoop(ctx context.Context, cl *cluster) {
+	var rt autoscale.Containers
+	if a.rt != nil {
+		rt = a.rt
+	}
+	autoscale.SampleLoop(ctx, &cl.usage, a.id.NodeID, cl.store, rt)
+}
 
-func (w wgKeysOf) In() (netplan.WGLocalKey, *netplan.WGLocalKey) { return w.k.in() }
-func (w wgKeysOf) Generate(epoch uint64) error                   { return w.k.generate(epoch) }
-func (w wgKeysOf) Next() *overlay.KeyPair                        { return w.k.next }
-func (w wgKeysOf) Promote() error                                { return w.k.promote() }
+// handleUsageRPC answers wire.MethodUsage from cl.usage.
+func (a *Agent) handleUsageRPC() (autoscale.Report, error) {
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return autoscale.Report{}, err
+	}
+	return cl.usage.Report(), nil
+}
 
 // newEventsLoop makes the events loop: it follows whichever cluster the
 // agent is in.

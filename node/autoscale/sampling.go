@@ -1,29 +1,45 @@
-package node
+package autoscale
 
 // The every-node half of autoscaling (node/leaderloop polls and decides on
 // the leader): this node samples its autoscaled tasks' cgroups into a
-// rolling average (autoscale.Sampler) and answers the leader's usage RPC
-// from it.
+// rolling average (Sampler) and answers the leader's usage RPC from it
+// (the agent serves Sampler.Report).
 
 import (
 	"context"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/node/autoscale"
+	"github.com/shoal-org/shoal/runtime"
 )
 
-// usageLoop samples this node's task containers of autoscaled services
-// every autoscale.SampleInterval while there are any; while there are none
-// it sleeps until the state changes (an idle node runs no sampling timer).
-func (a *Agent) usageLoop(ctx context.Context, cl *cluster) {
-	storeCh, cancel := cl.store.Subscribe()
+// Replica is what sampling reads of the local replica (*consensus.Store).
+type Replica interface {
+	// Subscribe signals state changes, coalesced (consensus.Store).
+	Subscribe() (<-chan uint64, func())
+	Services() []*api.Service
+	TasksByNode(nodeID string) []*api.Task
+}
+
+// Containers is the part of *runtime.Runtime sampling reads: this node's
+// containers and their cgroup counters.
+type Containers interface {
+	List() []api.Container
+	Stats(id string) (runtime.Stats, error)
+}
+
+// SampleLoop samples nodeID's task containers of autoscaled services into
+// s every SampleInterval while there are any; while there are none it
+// sleeps until the state changes (an idle node runs no sampling timer). It
+// blocks until ctx ends. rt may be nil (no runtime: nothing is sampled).
+func SampleLoop(ctx context.Context, s *Sampler, nodeID string, replica Replica, rt Containers) {
+	storeCh, cancel := replica.Subscribe()
 	defer cancel()
-	tick := time.NewTicker(autoscale.SampleInterval)
+	tick := time.NewTicker(SampleInterval)
 	defer tick.Stop()
 	for {
 		var tickCh <-chan time.Time
-		if a.sampleUsage(cl) {
+		if Sample(s, nodeID, replica, rt, time.Now) {
 			tickCh = tick.C
 		}
 		select {
@@ -43,50 +59,42 @@ func (a *Agent) usageLoop(ctx context.Context, cl *cluster) {
 	}
 }
 
-// sampleUsage records a usage point of every running task container of an
-// autoscaled service here; it reports whether any service is autoscaled.
-func (a *Agent) sampleUsage(cl *cluster) bool {
+// Sample records into s a usage point, stamped now(), of every running
+// task container of an autoscaled service assigned to nodeID, and forgets
+// every other task; it reports whether any service is autoscaled.
+func Sample(s *Sampler, nodeID string, replica Replica, rt Containers, now func() time.Time) bool {
 	live := map[string]bool{}
-	defer cl.usage.KeepOnly(live)
-	if a.rt == nil {
+	defer s.KeepOnly(live)
+	if rt == nil {
 		return false
 	}
 	autoscaled := map[string]bool{}
-	for _, s := range cl.store.Services() {
-		if s.Spec.Autoscale != nil {
-			autoscaled[s.ID] = true
+	for _, svc := range replica.Services() {
+		if svc.Spec.Autoscale != nil {
+			autoscaled[svc.ID] = true
 		}
 	}
 	if len(autoscaled) == 0 {
 		return false
 	}
-	for _, t := range cl.store.TasksByNode(a.id.NodeID) {
+	for _, t := range replica.TasksByNode(nodeID) {
 		if autoscaled[t.ServiceID] {
 			live[t.ID] = false // assigned here; confirmed below if running
 		}
 	}
-	for _, c := range a.rt.List() {
+	for _, c := range rt.List() {
 		if c.TaskID == "" || c.State != api.ContainerRunning {
 			continue
 		}
 		if _, ok := live[c.TaskID]; !ok {
 			continue
 		}
-		st, err := a.rt.Stats(c.ID)
+		st, err := rt.Stats(c.ID)
 		if err != nil {
 			continue // it just ended, or no cgroup: no reading
 		}
 		live[c.TaskID] = true
-		cl.usage.Record(c.TaskID, c.ID, autoscale.Point{At: time.Now(), CPUNanos: st.CPUNanos, Memory: st.MemoryBytes})
+		s.Record(c.TaskID, c.ID, Point{At: now(), CPUNanos: st.CPUNanos, Memory: st.MemoryBytes})
 	}
 	return true
-}
-
-// handleUsageRPC answers wire.MethodUsage.
-func (a *Agent) handleUsageRPC() (autoscale.Report, error) {
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return autoscale.Report{}, err
-	}
-	return cl.usage.Report(), nil
 }

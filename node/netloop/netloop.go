@@ -1,8 +1,9 @@
 // Package netloop is the loop that programs overlay, balancer and DNS from
 // one snapshot: the apply half of node/netplan. It also holds the runtime's
 // network (Attacher), which plugs containers into the overlays the loop
-// keeps up. It never imports node: the replica, gossip, the status sink,
-// WireGuard's key files and the logger come in through Config.
+// keeps up, and this node's WireGuard key files (wgkeys.go). It never
+// imports node: the replica, gossip, the status sink and the logger come in
+// through Config.
 package netloop
 
 // The node's container networks. Once the leader has given this node its
@@ -66,25 +67,6 @@ type Members interface {
 	SetLBIndex(index uint64)
 }
 
-// WGKeys are this node's WireGuard key pairs as on disk (the agent's
-// wgrotate.go): current and, during a rotation, next. Only the loop's
-// goroutine uses them.
-type WGKeys interface {
-	// In returns the current key and the next one (nil outside a
-	// rotation) as netplan.WGRotationNext reads them.
-	In() (netplan.WGLocalKey, *netplan.WGLocalKey)
-	// Generate makes and stores the next key for a rotation past epoch.
-	Generate(epoch uint64) error
-	// Next is the next key pair (nil outside a rotation).
-	Next() *overlay.KeyPair
-	// Promote makes the next key the current one on disk.
-	Promote() error
-}
-
-// wgKeyFile is the device's private key under ClusterDir/wireguard (the
-// agent's wgrotate.go names the same file).
-const wgKeyFile = "private.key"
-
 // Config is what a Loop needs; every field is required. It is not changed
 // after New.
 type Config struct {
@@ -103,11 +85,8 @@ type Config struct {
 	ReplicaCurrent func(index uint64) bool
 	// Write proposes a command through the leader (this node's public
 	// WireGuard key).
-	Write func(ctx context.Context, cmd consensus.Command) error
-	// LoadWGKeys reads the keys under dir whose current pair the device
-	// holds; a key without an epoch postdates index.
-	LoadWGKeys func(dir string, cur overlay.KeyPair, index uint64) (WGKeys, error)
-	Logger     *slog.Logger
+	Write  func(ctx context.Context, cmd consensus.Command) error
+	Logger *slog.Logger
 }
 
 // Loop is one cluster instance's network loop. Make it with New and run it
@@ -121,7 +100,7 @@ type Loop struct {
 	// (syncNetworks, closeNetworks): nil while no encrypted network exists.
 	wg      *overlay.WireGuard
 	wgPeers []overlay.WGPeer
-	wgKeys  WGKeys // the device's keys on disk
+	wgKeys  *wgKeys // the device's keys on disk (wgkeys.go)
 }
 
 // New returns the network loop of cfg.
@@ -462,7 +441,7 @@ func (l *Loop) syncWireGuard(self *api.Node, nodes []*api.Node, cluster, nodeSub
 		dir := filepath.Join(l.cfg.ClusterDir, "wireguard")
 		cur, err := overlay.LoadKeyPair(filepath.Join(dir, wgKeyFile))
 		if err == nil {
-			l.wgKeys, err = l.cfg.LoadWGKeys(dir, cur, index)
+			l.wgKeys, err = loadWGKeys(dir, cur, index)
 		}
 		if err != nil {
 			l.log.Warn("wireguard: reading the keys failed; retrying", "err", err)
@@ -471,25 +450,25 @@ func (l *Loop) syncWireGuard(self *api.Node, nodes []*api.Node, cluster, nodeSub
 	}
 	tunnelCIDR := netip.MustParsePrefix(overlay.DefaultTunnelCIDR)
 	for range 3 { // at most generate, switch, publish
-		cur, pending := l.wgKeys.In()
+		cur, pending := l.wgKeys.in()
 		step := netplan.WGRotationNext(netplan.WGRotationIn{RemovalIndex: removalIndex, Self: *self, Nodes: nodes, Current: cur, Pending: pending})
 		if step.Generate > 0 {
-			if err := l.wgKeys.Generate(step.Generate); err != nil {
+			if err := l.wgKeys.generate(step.Generate); err != nil {
 				l.log.Warn("wireguard: making the next key failed; retrying", "err", err)
 				return l.wg
 			}
-			l.log.Info("wireguard: key rotation started", "removal_index", step.Generate, "next_public_key", l.wgKeys.Next().PublicKey())
+			l.log.Info("wireguard: key rotation started", "removal_index", step.Generate, "next_public_key", l.wgKeys.next.PublicKey())
 			continue
 		}
 		if step.Switch {
 			peers := netplan.WireGuardPeers(nodes, l.cfg.NodeID, cluster, tunnelCIDR, overlay.DefaultWireGuardPort, encrypted)
-			if err := l.wg.SwitchKey(*l.wgKeys.Next(), peers); err != nil && !errors.Is(err, overlay.ErrPartial) {
+			if err := l.wg.SwitchKey(*l.wgKeys.next, peers); err != nil && !errors.Is(err, overlay.ErrPartial) {
 				l.log.Warn("wireguard: switching to the next key failed; retrying", "err", err)
 				l.wgPeers = nil
 				return l.wg
 			}
 			l.wgPeers = peers
-			if err := l.wgKeys.Promote(); err != nil {
+			if err := l.wgKeys.promote(); err != nil {
 				l.log.Warn("wireguard: keeping the next key failed; retrying", "err", err)
 				return l.wg
 			}

@@ -1,10 +1,10 @@
-package node
+package netloop
 
 // WireGuard key rotation on node removal (issue 9): the node's side. What
 // to do next is decided by netplan.WGRotationNext (pure; the protocol is
 // described in node/netplan/wgrotate.go) from the replica and the keys
 // this node holds; this file keeps those keys on disk, and syncWireGuard
-// (node/netloop) applies each step to the files, the device and this node's
+// (netloop.go) applies each step to the files, the device and this node's
 // record.
 //
 // Each node keeps, under DATA/cluster/wireguard/, its key (private.key)
@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 
 	"github.com/shoal-org/shoal/node/netplan"
+	"github.com/shoal-org/shoal/node/revocation"
 	"github.com/shoal-org/shoal/overlay"
 )
 
@@ -32,7 +33,7 @@ const (
 )
 
 // wgKeys are this node's key pairs as on disk: current and, during a
-// rotation, next. Owned by the network loop.
+// rotation, next. Owned by the loop's goroutine (syncWireGuard).
 type wgKeys struct {
 	dir       string
 	cur       overlay.KeyPair
@@ -96,6 +97,15 @@ func (k *wgKeys) generate(epoch uint64) error {
 	}
 	k.next, k.nextEpoch = &kp, epoch
 	return nil
+}
+
+// readIndexFile and writeIndexFile are the agent's index records
+// (revocation.ReadIndexFile): the key epochs share their format with the
+// join floor and the removal index beside them.
+func readIndexFile(path string) uint64 { return revocation.ReadIndexFile(path) }
+
+func writeIndexFile(path string, index uint64) error {
+	return revocation.WriteIndexFile(path, index)
 }
 
 // promote makes the next key the current one on disk, after the device

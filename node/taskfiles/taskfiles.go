@@ -1,86 +1,87 @@
-package node
+// Package taskfiles writes a task's secrets and configs to a tmpfs of its
+// own that the container gets as read-only bind mounts, and unmounts it
+// once the task has no live container on this node. The reconciler calls
+// it (reconciler.Config.PrepareFiles, GCTaskFiles); it never imports node:
+// the secrets fetch, the replica and the runtime come in through Config.
+package taskfiles
 
 // The files of a task: its secrets, fetched from the leader in memory
 // (node/writes answers wire.MethodSecrets there, with SecretsAllowed), and
 // its configs, read from the local replica, written to a tmpfs of the task
 // under the run dir (runtime.PrepareFiles) that the container gets as
 // read-only bind mounts; the tmpfs is unmounted once the task has no live
-// container on this node (gcTaskFiles). The registry credentials of a task
-// whose image must be pulled come the same way, in memory only.
+// container on this node (GC). The registry credentials of a task whose
+// image must be pulled come the same way, in memory only (the agent's
+// fetchRegistryAuth).
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/node/wire"
+	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/runtime"
 )
 
-// fetchSecrets gets the secrets of task t (assigned to this node) from the
-// leader, in memory.
-func (a *Agent) fetchSecrets(ctx context.Context, cl *cluster, t *api.Task) (map[string][]byte, error) {
-	resp, err := a.callSecretsRPC(ctx, cl, wire.SecretsRequest{TaskID: t.ID})
-	if err != nil {
-		return nil, err
-	}
-	return resp.Secrets, nil
+// Replica is what the files read of the local replica (*consensus.Store).
+type Replica interface {
+	ConfigByName(name string) (*consensus.ConfigObject, error)
 }
 
-// fetchRegistryAuth gets the registry credentials of task t (assigned to
-// this node) from the leader, in memory; nil when its spec has none.
-func (a *Agent) fetchRegistryAuth(ctx context.Context, cl *cluster, t *api.Task) (*api.RegistryAuth, error) {
-	if t.Spec.RegistryAuth == nil {
-		return nil, nil
-	}
-	resp, err := a.callSecretsRPC(ctx, cl, wire.SecretsRequest{TaskID: t.ID, RegistryAuth: true})
-	if err != nil {
-		return nil, fmt.Errorf("fetch from the leader: %w", err)
-	}
-	return resp.RegistryAuth, nil
+// Containers is the part of *runtime.Runtime GC reads.
+type Containers interface {
+	List() []api.Container
 }
 
-// callSecretsRPC asks the leader (this node, when it leads) for what req
-// names.
-func (a *Agent) callSecretsRPC(ctx context.Context, cl *cluster, req wire.SecretsRequest) (*wire.SecretsResponse, error) {
-	if cl.raft.IsLeader() {
-		resp, err := a.handleSecretsRPC(a.id.NodeID, req)
-		if err == nil {
-			return resp, nil
-		}
-		if !errors.Is(err, ErrNotLeader) {
-			return nil, err
-		}
-	}
-	var resp wire.SecretsResponse
-	err := a.forwardToLeader(ctx, cl, func(ctx context.Context, addr string) error {
-		return callRPC(ctx, addr, cl.client, wire.MethodSecrets, req, &resp, nil)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &resp, nil
+// Config is what Files needs; every field is required. It is not changed
+// after New.
+type Config struct {
+	// Dir is the per-node root of the tasks' tmpfs mounts: in the run dir
+	// beside the socket (memory), never in the data dir.
+	Dir string
+	// Secrets fetches the secrets of task t (assigned to this node) from
+	// the leader, in memory, by source name.
+	Secrets    func(ctx context.Context, t *api.Task) (map[string][]byte, error)
+	Replica    Replica
+	Containers Containers
+	Logger     *slog.Logger
 }
 
-// taskFilesDir is the per-node root of the tasks' secret tmpfs mounts: in
-// the run dir beside the socket (memory), never in the data dir.
-func (a *Agent) taskFilesDir() string {
-	return filepath.Join(filepath.Dir(a.cfg.Socket), "files-"+shortID(a.id.NodeID))
-}
+// Files prepares and releases the tasks' files of one cluster instance.
+// Its methods are safe to call from one goroutine at a time (the
+// reconciler's).
+type Files struct{ cfg Config }
 
-// prepareTaskFiles fetches the secrets and reads the configs of task t and
-// writes them to the task's tmpfs; the mounts go into the container spec.
-// A task without secrets or configs costs nothing.
-func (a *Agent) prepareTaskFiles(ctx context.Context, cl *cluster, t *api.Task) ([]runtime.FileMount, error) {
+// New returns the task files of cfg.
+func New(cfg Config) *Files { return &Files{cfg: cfg} }
+
+// Prepare fetches the secrets and reads the configs of task t and writes
+// them to the task's tmpfs; the mounts go into the container spec. A task
+// without secrets or configs costs nothing.
+func (f *Files) Prepare(ctx context.Context, t *api.Task) ([]runtime.FileMount, error) {
 	if len(t.Spec.Secrets) == 0 && len(t.Spec.Configs) == 0 {
 		return nil, nil
 	}
+	files, err := f.collect(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	mounts, err := runtime.PrepareFiles(filepath.Join(f.cfg.Dir, t.ID), files)
+	if err != nil {
+		return nil, err
+	}
+	return mounts, nil
+}
+
+// collect gathers the files of task t: its secrets from the leader, then
+// its configs from the replica.
+func (f *Files) collect(ctx context.Context, t *api.Task) ([]runtime.File, error) {
 	var files []runtime.File
 	if len(t.Spec.Secrets) > 0 {
-		data, err := a.fetchSecrets(ctx, cl, t)
+		data, err := f.cfg.Secrets(ctx, t)
 		if err != nil {
 			return nil, fmt.Errorf("fetch secrets from the leader: %w", err)
 		}
@@ -94,30 +95,26 @@ func (a *Agent) prepareTaskFiles(ctx context.Context, cl *cluster, t *api.Task) 
 		}
 	}
 	for _, r := range t.Spec.Configs {
-		c, err := cl.store.ConfigByName(r.Source)
+		c, err := f.cfg.Replica.ConfigByName(r.Source)
 		if err != nil {
 			return nil, fmt.Errorf("config %s: %w", r.Source, err)
 		}
 		files = append(files, runtime.File{Target: api.ConfigTarget(r), Data: c.Data,
 			Mode: os.FileMode(api.FileMode(r)), UID: int(r.UID), GID: int(r.GID)})
 	}
-	mounts, err := runtime.PrepareFiles(filepath.Join(a.taskFilesDir(), t.ID), files)
-	if err != nil {
-		return nil, err
-	}
-	return mounts, nil
+	return files, nil
 }
 
-// gcTaskFiles unmounts the secret tmpfs of every task that has no live
-// (created or running) container on this node and no start in flight
-// (keep).
-func (a *Agent) gcTaskFiles(keep map[string]bool) {
-	root := a.taskFilesDir()
+// GC unmounts the tmpfs of every task that has no live (created or
+// running) container on this node and no start in flight (keep, which it
+// fills in).
+func (f *Files) GC(keep map[string]bool) {
+	root := f.cfg.Dir
 	ents, err := os.ReadDir(root)
 	if err != nil {
 		return
 	}
-	for _, c := range a.rt.List() {
+	for _, c := range f.cfg.Containers.List() {
 		// An exited container is never started again (a new task gets a
 		// new container): its secrets leave memory with it.
 		if c.TaskID != "" && c.State != api.ContainerExited {
@@ -129,7 +126,14 @@ func (a *Agent) gcTaskFiles(keep map[string]bool) {
 			continue
 		}
 		if err := runtime.ReleaseFiles(filepath.Join(root, e.Name())); err != nil {
-			a.log.Warn("release the secrets of a task", "task_id", shortID(e.Name()), "err", err)
+			f.cfg.Logger.Warn("release the secrets of a task", "task_id", shortID(e.Name()), "err", err)
 		}
 	}
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
 }
