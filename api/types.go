@@ -85,7 +85,7 @@ type Node struct {
 	WireGuardKey string `json:"wireguard_key,omitempty"`
 	// WireGuardKeyEpoch is the Raft index of the last node removal
 	// WireGuardKey postdates (consensus.ClusterState.LastRemovalIndex):
-	// a removal after it makes the node rotate its key (node/wgrotate.go).
+	// a removal after it makes the node rotate its key (node/netloop/wgkeys.go).
 	WireGuardKeyEpoch uint64 `json:"wireguard_key_epoch,omitempty"`
 	// WireGuardNextKey is the key the node rotates to, published before
 	// it is used, with the removal index it answers (WireGuardNextEpoch);

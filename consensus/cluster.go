@@ -49,7 +49,7 @@ type ClusterState struct {
 	Revoked []string `json:"revoked,omitempty"`
 	// LastRemovalIndex is the Raft index of the last committed RemoveNode:
 	// every node rotates its WireGuard key once per removal, keyed to
-	// this index (node/wgrotate.go).
+	// this index (node/netloop/wgkeys.go).
 	LastRemovalIndex uint64 `json:"last_removal_index,omitempty"`
 	// ClusterCIDR is the pool node subnets (/24) are allocated from.
 	ClusterCIDR string `json:"cluster_cidr"`

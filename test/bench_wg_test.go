@@ -199,7 +199,7 @@ func (d linkDelta) avg() string {
 }
 
 // BenchmarkWireGuardKeyRotation measures the WireGuard key rotation that
-// `node rm` sets off (node/wgrotate.go) on a 4-node cluster with an
+// `node rm` sets off (node/netloop/wgkeys.go) on a 4-node cluster with an
 // encrypted network, three times (a fresh host joins between rounds):
 // the time from `node rm` until every remaining node's record holds its
 // new key, the time until traffic flows across hosts over the new keys,

@@ -3,7 +3,7 @@ package leaderloop
 // The leader's autoscaler (node/autoscale holds the sampler and the pure
 // per-service sample; scheduler.DecideAutoscale decides): every node
 // samples its autoscaled tasks' cgroups into a rolling average and answers
-// the leader's usage RPC from it (node's usage.go); the leader polls,
+// the leader's usage RPC from it (node/autoscale/sampling.go); the leader polls,
 // decides and writes a changed replica count.
 
 import (

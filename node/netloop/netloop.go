@@ -26,7 +26,7 @@ package netloop
 // node whose key is not known yet (or that was removed) is no WireGuard
 // peer, so traffic to it is dropped by WireGuard, never sent in clear, and
 // its handshakes go unanswered. Every removal makes the remaining nodes
-// rotate their keys (wgrotate.go, netplan.WGRotationNext).
+// rotate their keys (wgkeys.go, netplan.WGRotationNext).
 //
 // The runtime plugs containers in through netAttacher, which exists from
 // agent start: before the node is in a cluster (or before its subnet is
@@ -395,7 +395,7 @@ func (l *Loop) setupOverlay(ctx context.Context) *overlay.Overlay {
 // keeps the peers in step. It returns the device, or nil while it is not
 // up (the caller skips the encrypted networks until it is).
 //
-// It also takes this node's key rotation one step further (wgrotate.go):
+// It also takes this node's key rotation one step further (wgkeys.go):
 // removalIndex is the replica's last removal, index what the replica has
 // applied (the epoch of a key made now).
 func (l *Loop) syncWireGuard(self *api.Node, nodes []*api.Node, cluster, nodeSub netip.Prefix, encrypted []netip.Prefix, removalIndex, index uint64) *overlay.WireGuard {

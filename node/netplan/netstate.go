@@ -4,9 +4,9 @@
 // DNS views, and the next step of this node's WireGuard key rotation.
 //
 // Everything here is pure: (State, alive set, self, keys) → desired host
-// state. The network loop (node/netloop, with the agent's
-// node/wgrotate.go) reads one State per pass, asks this package what the
-// host should look like, and applies the answer through overlay, lb and
+// state. The network loop (node/netloop, with its key files in
+// wgkeys.go) reads one State per pass, asks this package what the host
+// should look like, and applies the answer through overlay, lb and
 // the WireGuard device. Kept apart so the decisions are table-tested
 // without a device, a netns or an *Agent, and so nothing here can reach
 // the host by accident.

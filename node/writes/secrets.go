@@ -8,7 +8,7 @@ package writes
 //     proposes only the sealed form. Non-voters have no KEK and never see
 //     more than ciphertext in their log and snapshots.
 //   - A node that starts a task using secrets asks the leader for them
-//     (wire.MethodSecrets, node's taskfiles.go). The leader answers only a node whose certificate names
+//     (wire.MethodSecrets, node/taskfiles). The leader answers only a node whose certificate names
 //     the node the task is assigned to, for a task still meant to run, and
 //     only the secrets that task's spec names (SecretsAllowed, pure and
 //     table-tested). The node keeps them in memory and writes them to a
@@ -18,7 +18,7 @@ package writes
 //     local replica, but materialised the same way and only for tasks
 //     assigned here.
 //   - The tmpfs of a task is unmounted once the task has no live container
-//     on this node (node's gcTaskFiles).
+//     on this node (node/taskfiles, Files.GC).
 
 import (
 	"fmt"
