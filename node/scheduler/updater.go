@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/scheduler/placement"
 )
 
 // updater accumulates one service's update bookkeeping during a Plan call.
@@ -110,7 +111,7 @@ func (s *svcRun) hasOutdated() bool {
 	if !s.global {
 		return s.outdated
 	}
-	req := Request{Constraints: s.cs}
+	req := placement.Request{Constraints: s.cs}
 	for _, ref := range s.tasks {
 		t := ref.t
 		if t.DesiredState != api.TaskRunning || s.current(t) {
