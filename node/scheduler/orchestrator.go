@@ -94,7 +94,7 @@ func (s *svcRun) current(t *api.Task) bool {
 	}
 	v, ok := s.cur[t.SpecVersion]
 	if !ok {
-		v = materialEqual(&t.Spec, &s.svc.Spec)
+		v = servicespec.MaterialEqual(&t.Spec, &s.svc.Spec)
 		s.cur[t.SpecVersion] = v
 	}
 	return v

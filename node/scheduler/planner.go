@@ -33,10 +33,8 @@ package scheduler
 // converges in rounds with the leader free to heartbeat between them.
 
 import (
-	"container/heap"
 	"crypto/rand"
 	"fmt"
-	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -510,42 +508,6 @@ func olderTask(a, b *api.Task) bool {
 	return a.ID < b.ID
 }
 
-// materialEqual reports whether two specs run the same containers in the
-// same places, so that a task of one need not be replaced for the other.
-// Replicas, ports (served by the routing mesh), restart, update and rollback
-// policies are not material.
-func materialEqual(a, b *api.ServiceSpec) bool {
-	return a.Image == b.Image &&
-		slices.Equal(a.Command, b.Command) &&
-		slices.Equal(a.Entrypoint, b.Entrypoint) &&
-		slices.Equal(a.Env, b.Env) &&
-		a.Workdir == b.Workdir &&
-		a.User == b.User &&
-		maps.Equal(a.Labels, b.Labels) &&
-		a.Resources == b.Resources &&
-		slices.Equal(a.Constraints, b.Constraints) &&
-		healthEqual(a.Healthcheck, b.Healthcheck) &&
-		a.StopGracePeriod == b.StopGracePeriod &&
-		a.ForceUpdate == b.ForceUpdate &&
-		slices.Equal(api.SpecNetworks(*a), api.SpecNetworks(*b)) && // a task's interfaces are set at start
-		slices.Equal(a.Mounts, b.Mounts) && // mounts are made at container creation
-		fileRefsEqual(a, b)
-}
-
-// fileRefsEqual compares the secrets and configs of two specs: changing
-// them rolls the tasks, as Swarm does.
-func fileRefsEqual(a, b *api.ServiceSpec) bool {
-	return slices.Equal(a.Secrets, b.Secrets) && slices.Equal(a.Configs, b.Configs)
-}
-
-func healthEqual(a, b *api.HealthConfig) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return slices.Equal(a.Test, b.Test) && a.Interval == b.Interval && a.Timeout == b.Timeout &&
-		a.StartPeriod == b.StartPeriod && a.Retries == b.Retries
-}
-
 // ---- placement ----
 
 // waiting is the new or pending tasks of one service waiting for nodes.
@@ -638,39 +600,9 @@ func (r *run) placeGlobal(pl *waiting) {
 	}
 }
 
-// candidate is a node that may take tasks of the service being placed.
-type candidate struct {
-	n   *placement.NodeInfo
-	svc int // the service's non-terminal tasks on the node
-}
-
-// candHeap orders candidates by fewest tasks of the service, then fewest
-// tasks overall, then node ID, so placement spreads deterministically.
-type candHeap []*candidate
-
-func (h candHeap) Len() int { return len(h) }
-func (h candHeap) Less(i, j int) bool {
-	a, b := h[i], h[j]
-	if a.svc != b.svc {
-		return a.svc < b.svc
-	}
-	if a.n.Tasks != b.n.Tasks {
-		return a.n.Tasks < b.n.Tasks
-	}
-	return a.n.Node.ID < b.n.Node.ID
-}
-func (h candHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *candHeap) Push(x any)   { *h = append(*h, x.(*candidate)) }
-func (h *candHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
-}
-
 // placeSpread places a replicated service's tasks, each on the best node of
-// the heap; the chosen node's counts grow and it sinks. A node that runs out
-// of room leaves the heap for good (reservations only grow in a plan).
+// a placement.Spread; the chosen node's counts grow and it sinks. A node
+// that runs out of room leaves for good (reservations only grow in a plan).
 func (r *run) placeSpread(pl *waiting) {
 	perNode := make([]int, len(r.nodeList))
 	for _, refs := range pl.all {
@@ -682,36 +614,23 @@ func (r *run) placeSpread(pl *waiting) {
 			perNode[ref.node.Index]++
 		}
 	}
-	cands := make([]candidate, 0, len(r.nodeList))
-	h := make(candHeap, 0, len(r.nodeList))
+	sp := placement.NewSpread(len(r.nodeList))
 	for _, n := range r.nodeList {
 		if ok, _ := r.cfg.Pipeline.Check(n, &pl.req); ok {
-			cands = append(cands, candidate{n: n, svc: perNode[n.Index]})
-			h = append(h, &cands[len(cands)-1])
+			sp.Add(n, perNode[n.Index])
 		}
 	}
-	heap.Init(&h)
 	msg := ""
 	for _, ref := range pl.tasks {
-		placed := false
-		for h.Len() > 0 {
-			c := h[0]
-			if placement.ResourceShortfall(c.n, pl.req.Reservations) != "" {
-				heap.Pop(&h)
-				continue
-			}
-			r.assign(ref, c.n)
-			c.svc++
-			heap.Fix(&h, 0)
-			placed = true
-			break
+		if n := sp.Pick(pl.req.Reservations); n != nil {
+			r.assign(ref, n)
+			sp.Took()
+			continue
 		}
-		if !placed {
-			if msg == "" {
-				msg = r.cfg.Pipeline.Explain(r.nodeList, &pl.req)
-			}
-			r.unplaced(ref, msg)
+		if msg == "" {
+			msg = r.cfg.Pipeline.Explain(r.nodeList, &pl.req)
 		}
+		r.unplaced(ref, msg)
 	}
 }
 
