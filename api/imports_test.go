@@ -49,19 +49,28 @@ var importRules = []importRule{
 	{"runtime/...", []string{"api", "api/atomicfile", "runtime/..."}},
 	{"overlay/...", []string{"api", "api/atomicfile", "overlay/..."}},
 	{"lb/...", []string{"api", "api/atomicfile", "lb/..."}},
-	{"node/scheduler/...", []string{"api", "node/scheduler/..."}},
+	// The scheduler's packages (node/scheduler/README.md), all pure. The
+	// planner (orchestration) uses placement and the spec rules; those never
+	// reach back into it, so the admin routes and each node's planner take
+	// the spec rules without the planner. simcluster, the planner's
+	// in-memory cluster for tests and benchmarks, is the only one that
+	// imports the planner.
+	{"node/scheduler", []string{"api", "node/scheduler/placement", "node/scheduler/servicespec"}},
+	{"node/scheduler/placement/...", []string{"api", "node/scheduler/placement/..."}},
+	{"node/scheduler/servicespec/...", []string{"api", "node/scheduler/placement", "node/scheduler/servicespec/..."}},
+	{"node/scheduler/simcluster/...", []string{"api", "node/scheduler", "node/scheduler/simcluster/..."}},
 	// Each node's planner beside the leader's: what this node's containers
 	// should do, from one snapshot (the reconciler's pure compute half; the
-	// disconnect grace from the scheduler's spec rules). The runtime and
-	// the store stay in node.
-	{"node/taskplan/...", []string{"api", "node/scheduler", "node/taskplan/..."}},
+	// disconnect grace from the spec rules, node/scheduler/servicespec). The
+	// runtime and the store stay in node.
+	{"node/taskplan/...", []string{"api", "node/scheduler/servicespec", "node/taskplan/..."}},
 	// The leaf parts of the agent (node/README.md): each has one job and
 	// never reaches back into node, so they stay testable on their own.
-	{"node/authz/...", []string{"api", "consensus", "overlay", "node/scheduler", "node/authz/..."}},
-	// The autoscaler's arithmetic and every node's sampling of its tasks'
-	// cgroups (runtime.Stats); the replica and the runtime come in as
-	// interfaces.
-	{"node/autoscale/...", []string{"api", "runtime", "node/scheduler", "node/autoscale/..."}},
+	{"node/authz/...", []string{"api", "consensus", "overlay", "node/scheduler/servicespec", "node/authz/..."}},
+	// The autoscaler's arithmetic, the decision included (Decide), and
+	// every node's sampling of its tasks' cgroups (runtime.Stats); the
+	// replica and the runtime come in as interfaces.
+	{"node/autoscale/...", []string{"api", "runtime", "node/autoscale/..."}},
 	// A task's secrets and configs on a tmpfs of its own (the runtime's
 	// PrepareFiles, the replica's config type); the secrets fetch comes in
 	// as a func.
@@ -78,9 +87,9 @@ var importRules = []importRule{
 	// its interfaces, and consensus only for the sentinel errors it maps.
 	{"node/httpapi/...", []string{"api", "consensus", "node/httpapi/..."}},
 	// The agent's side of the cluster routes: the replica (consensus), the
-	// spec rules (node/scheduler), image tags (runtime/image), the log
+	// spec rules (node/scheduler/servicespec), image tags (runtime/image), the log
 	// options and writer of node/localapi; writes go through handlers.Agent.
-	{"node/handlers/...", []string{"api", "consensus", "runtime", "runtime/image", "node/httpapi", "node/localapi", "node/scheduler", "node/handlers/..."}},
+	{"node/handlers/...", []string{"api", "consensus", "runtime", "runtime/image", "node/httpapi", "node/localapi", "node/scheduler/servicespec", "node/handlers/..."}},
 	// This node's images, containers and exec: the runtime and the image
 	// store behind interfaces, the cluster through localapi.Agent.
 	{"node/localapi/...", []string{"api", "runtime", "runtime/image", "node/httpapi", "node/localapi/..."}},

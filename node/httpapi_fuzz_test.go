@@ -14,7 +14,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/node/httpapi"
-	"github.com/shoal-org/shoal/node/scheduler"
+	"github.com/shoal-org/shoal/node/scheduler/servicespec"
 )
 
 // specSeeds are service spec bodies as the CLI and compose send them, and
@@ -43,7 +43,7 @@ var specSeeds = []string{
 // proposed:
 //
 //   - decoding never panics and refuses with 400 (or 413), never 5xx;
-//   - Defaults, ValidateSpec and CheckPortClash never panic;
+//   - servicespec.Defaults, Validate and CheckPortClash never panic;
 //   - a spec that passes is stable: encoded and decoded again (as the
 //     leader does when it re-validates a forwarded command) it is the same
 //     spec and still passes;
@@ -80,17 +80,17 @@ func FuzzServiceSpecBody(f *testing.F) {
 func checkSpecStable(t *testing.T, spec api.ServiceSpec) {
 	t.Helper()
 	replicas := spec.Replicas
-	spec = scheduler.Defaults(spec)
+	spec = servicespec.Defaults(spec)
 	if spec.Mode == api.ModeReplicated {
 		spec.Replicas = replicas
 	}
-	if err := scheduler.ValidateSpec(spec); err != nil {
+	if err := servicespec.Validate(spec); err != nil {
 		if err.Error() == "" {
 			t.Fatal("a refusal with an empty message")
 		}
 		return
 	}
-	_ = scheduler.CheckPortClash(spec, []api.Service{{ID: "other", Name: "other", Spec: spec}})
+	_ = servicespec.CheckPortClash(spec, []api.Service{{ID: "other", Name: "other", Spec: spec}})
 	enc, err := json.Marshal(spec)
 	if err != nil {
 		t.Fatalf("encode a valid spec: %v", err)
@@ -103,7 +103,7 @@ func checkSpecStable(t *testing.T, spec api.ServiceSpec) {
 	if !bytes.Equal(enc, enc2) {
 		t.Fatalf("spec changed in a round trip:\n%s\n%s", enc, enc2)
 	}
-	if err := scheduler.ValidateSpec(again); err != nil {
+	if err := servicespec.Validate(again); err != nil {
 		t.Fatalf("a valid spec is refused after a round trip: %v\n%s", err, enc)
 	}
 }

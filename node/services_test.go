@@ -15,7 +15,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/httpapi"
-	"github.com/shoal-org/shoal/node/scheduler"
+	"github.com/shoal-org/shoal/node/scheduler/servicespec"
 	"github.com/shoal-org/shoal/node/wire"
 	"github.com/shoal-org/shoal/node/writes"
 )
@@ -65,12 +65,12 @@ func newSoloAgent(t *testing.T) *Agent {
 		Node: api.Node{ID: a.id.NodeID, Hostname: "test-host", Addr: "127.0.0.1", Status: api.NodeReady,
 			Availability: api.AvailabilityActive, CreatedAt: now},
 	})
-	web := scheduler.Defaults(api.ServiceSpec{Name: "web", Image: "bb:1", Replicas: 3})
+	web := servicespec.Defaults(api.ServiceSpec{Name: "web", Image: "bb:1", Replicas: 3})
 	prev := web
 	prev.Ports = []api.PortConfig{{Published: 8080, Target: 80, Protocol: "tcp"}}
 	must(&consensus.CreateService{Service: api.Service{ID: "svc-web", Name: "web", Spec: web, PreviousSpec: &prev,
 		CreatedAt: now, UpdatedAt: now}})
-	db := scheduler.Defaults(api.ServiceSpec{Name: "db", Image: "bb:1",
+	db := servicespec.Defaults(api.ServiceSpec{Name: "db", Image: "bb:1",
 		Ports: []api.PortConfig{{Published: 5432, Target: 5432}}})
 	must(&consensus.CreateService{Service: api.Service{ID: "svc-db", Name: "db", Spec: db, CreatedAt: now, UpdatedAt: now}})
 	a.cl = &cluster{id: "c1", store: store, raft: r}
@@ -127,7 +127,7 @@ func TestServiceWritesRefuseBadSpecs(t *testing.T) {
 		{"rollback: port taken", "POST", "/v1/services/web/rollback", ``, 400, "cannot roll back web"},
 	}
 	// web's previous spec publishes 8080: give it to db first.
-	dbSpec := scheduler.Defaults(api.ServiceSpec{Name: "db", Image: "bb:1",
+	dbSpec := servicespec.Defaults(api.ServiceSpec{Name: "db", Image: "bb:1",
 		Ports: []api.PortConfig{{Published: 5432, Target: 5432}, {Published: 8080, Target: 1}}})
 	cur, _ := a.cl.store.Service("svc-db")
 	cur.Spec = dbSpec

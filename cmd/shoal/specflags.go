@@ -684,7 +684,7 @@ func applyUpdateConfig(c *cli.Context, prefix string, u *api.UpdateConfig) error
 
 // parseAutoscale parses --autoscale: `min=N,max=M,cpu=P%[,memory=P%]
 // [,up-delay=D][,down-delay=D]`, or `off` (nil: autoscaling disabled). The
-// leader checks the ranges again (scheduler.ValidateSpec).
+// leader checks the ranges again (servicespec.Validate).
 func parseAutoscale(s string) (*api.AutoscaleConfig, error) {
 	if strings.TrimSpace(s) == "off" {
 		return nil, nil

@@ -311,7 +311,7 @@ func planStack(stack string, specs []api.ServiceSpec, all []api.Service, prune b
 }
 
 // storedForm returns spec as the leader stores it: it fills Docker's
-// defaults into zero fields (scheduler.Defaults, which cmd/shoal may not
+// defaults into zero fields (servicespec.Defaults, which cmd/shoal may not
 // import), and in particular stores the parallelism of an entirely unset
 // update config as 1.
 func storedForm(spec api.ServiceSpec) api.ServiceSpec {

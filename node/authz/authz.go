@@ -40,7 +40,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/node/scheduler"
+	"github.com/shoal-org/shoal/node/scheduler/servicespec"
 	"github.com/shoal-org/shoal/overlay"
 )
 
@@ -330,7 +330,7 @@ func CheckReservedPorts(spec api.ServiceSpec, reserved map[int]string, keep []ap
 // an admin action: the shared validation of node/scheduler and the
 // reserved ports. old is the stored service for an update (nil on create).
 func CheckSpecOnLeader(spec api.ServiceSpec, old *api.Service, nodes []*api.Node) error {
-	if err := scheduler.ValidateSpec(spec); err != nil {
+	if err := servicespec.Validate(spec); err != nil {
 		return fmt.Errorf("%w: invalid service spec: %w", consensus.ErrInvalid, err)
 	}
 	var keep []api.PortConfig

@@ -2,7 +2,7 @@
 // usage of its task containers (Sampler) and the report it answers the
 // leader with, the leader's per-service sample (ServiceSample) and history
 // bound (TrimSamples), and the reason a scaled event carries (Reason). The
-// decision itself is scheduler.DecideAutoscale; the agent (node) runs the
+// decision itself is autoscale.Decide; the agent (node) runs the
 // sampling and deciding loops and the RPC.
 package autoscale
 
@@ -18,7 +18,7 @@ package autoscale
 // the average over its running tasks of CPU as a share of the task's CPU
 // limit (of one core without a limit) and memory as a share of its memory
 // limit — and keeps a short history per service in memory. The decision is
-// scheduler.DecideAutoscale, pure; only a change of the replica count is
+// autoscale.Decide, pure; only a change of the replica count is
 // written (UpdateService, with the reason in Service.AutoscaleStatus, and a
 // log line). A new leader starts with an empty history, so it waits a full
 // delay before its first change: a leader change never causes one.
@@ -28,7 +28,6 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/node/scheduler"
 )
 
 const (
@@ -151,7 +150,7 @@ func Rolling(points []Point) (cores float64, mem uint64, ok bool) {
 
 // ServiceSample averages the usage of a service's running tasks as shares
 // of each task's limits (percent). ok is false when no task reported.
-func ServiceSample(s *api.Service, running []*api.Task, usage map[string]TaskUsage, now time.Time) (scheduler.AutoscaleSample, bool) {
+func ServiceSample(s *api.Service, running []*api.Task, usage map[string]TaskUsage, now time.Time) (Sample, bool) {
 	var cpu, mem float64
 	n := 0
 	for _, t := range running {
@@ -171,9 +170,9 @@ func ServiceSample(s *api.Service, running []*api.Task, usage map[string]TaskUsa
 		n++
 	}
 	if n == 0 {
-		return scheduler.AutoscaleSample{}, false
+		return Sample{}, false
 	}
-	return scheduler.AutoscaleSample{
+	return Sample{
 		At: now, Replicas: s.Spec.Replicas, Tasks: n,
 		CPUPercent: cpu / float64(n), MemoryPercent: mem / float64(n),
 	}, true
@@ -181,10 +180,10 @@ func ServiceSample(s *api.Service, running []*api.Task, usage map[string]TaskUsa
 
 // TrimSamples keeps the samples the decision can still look at: those of
 // the longer delay (plus a few intervals), at most MaxSamples.
-func TrimSamples(samples []scheduler.AutoscaleSample, now time.Time, cfg *api.AutoscaleConfig) []scheduler.AutoscaleSample {
-	keep := max(cfg.ScaleUpDelay, cfg.ScaleDownDelay, scheduler.DefaultScaleUpDelay)
+func TrimSamples(samples []Sample, now time.Time, cfg *api.AutoscaleConfig) []Sample {
+	keep := max(cfg.ScaleUpDelay, cfg.ScaleDownDelay, DefaultScaleUpDelay)
 	if cfg.ScaleDownDelay == 0 {
-		keep = max(keep, scheduler.DefaultScaleDownDelay)
+		keep = max(keep, DefaultScaleDownDelay)
 	}
 	from := now.Add(-keep - 3*Interval)
 	i := 0

@@ -39,7 +39,7 @@ func SampleLoop(ctx context.Context, s *Sampler, nodeID string, replica Replica,
 	defer tick.Stop()
 	for {
 		var tickCh <-chan time.Time
-		if Sample(s, nodeID, replica, rt, time.Now) {
+		if SampleOnce(s, nodeID, replica, rt, time.Now) {
 			tickCh = tick.C
 		}
 		select {
@@ -59,10 +59,10 @@ func SampleLoop(ctx context.Context, s *Sampler, nodeID string, replica Replica,
 	}
 }
 
-// Sample records into s a usage point, stamped now(), of every running
+// SampleOnce records into s a usage point, stamped now(), of every running
 // task container of an autoscaled service assigned to nodeID, and forgets
 // every other task; it reports whether any service is autoscaled.
-func Sample(s *Sampler, nodeID string, replica Replica, rt Containers, now func() time.Time) bool {
+func SampleOnce(s *Sampler, nodeID string, replica Replica, rt Containers, now func() time.Time) bool {
 	live := map[string]bool{}
 	defer s.KeepOnly(live)
 	if rt == nil {

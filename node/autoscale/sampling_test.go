@@ -108,7 +108,7 @@ func TestSample(t *testing.T) {
 	var s Sampler
 	s.Record("t-gone", "c-gone", Point{At: time.Unix(1, 0)})
 	at := time.Unix(100, 0)
-	if !Sample(&s, "n1", replica, rt, func() time.Time { return at }) {
+	if !SampleOnce(&s, "n1", replica, rt, func() time.Time { return at }) {
 		t.Fatal("Sample with an autoscaled service reported none")
 	}
 	if got, want := sampledTasks(&s), map[string]string{"t-run": "c-run"}; len(got) != 1 || got["t-run"] != want["t-run"] {
@@ -123,7 +123,7 @@ func TestSample(t *testing.T) {
 
 	// No service autoscaled any more: nothing read, everything forgotten.
 	replica.set([]*api.Service{plain}, replica.tasks)
-	if Sample(&s, "n1", replica, rt, time.Now) {
+	if SampleOnce(&s, "n1", replica, rt, time.Now) {
 		t.Fatal("Sample without an autoscaled service reported one")
 	}
 	if got := sampledTasks(&s); len(got) != 0 {
@@ -133,7 +133,7 @@ func TestSample(t *testing.T) {
 	// No runtime: nothing read, nothing kept.
 	replica.set([]*api.Service{auto}, replica.tasks)
 	s.Record("t-run", "c-run", Point{At: at})
-	if Sample(&s, "n1", replica, nil, time.Now) {
+	if SampleOnce(&s, "n1", replica, nil, time.Now) {
 		t.Fatal("Sample without a runtime reported an autoscaled service")
 	}
 	if got := sampledTasks(&s); len(got) != 0 {

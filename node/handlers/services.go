@@ -23,7 +23,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/httpapi"
-	"github.com/shoal-org/shoal/node/scheduler"
+	"github.com/shoal-org/shoal/node/scheduler/servicespec"
 	"github.com/shoal-org/shoal/runtime/image"
 )
 
@@ -86,7 +86,7 @@ func ResolveService(store *consensus.Store, ref string) (*api.Service, error) {
 // checkSpec fills defaults and validates a spec against the cluster.
 func (x *API) checkSpec(store *consensus.Store, spec api.ServiceSpec, selfID string) (api.ServiceSpec, error) {
 	replicas := spec.Replicas
-	spec = scheduler.Defaults(spec)
+	spec = servicespec.Defaults(spec)
 	if spec.Mode == api.ModeReplicated {
 		spec.Replicas = replicas // Defaults cannot tell an explicit 0 from unset
 	}
@@ -102,11 +102,11 @@ func (x *API) checkSpec(store *consensus.Store, spec api.ServiceSpec, selfID str
 }
 
 // CheckStoredSpec is what a spec must pass to be stored, on this node's API
-// and again on the leader: ValidateSpec (its error names every bad field),
+// and again on the leader: servicespec.Validate (its error names every bad field),
 // its secret and config references, and no published port of another
 // service.
 func CheckStoredSpec(store *consensus.Store, spec api.ServiceSpec, selfID string) error {
-	if err := scheduler.ValidateSpec(spec); err != nil {
+	if err := servicespec.Validate(spec); err != nil {
 		return err
 	}
 	if err := CheckFileRefs(store, spec); err != nil {
@@ -118,7 +118,7 @@ func CheckStoredSpec(store *consensus.Store, spec api.ServiceSpec, selfID string
 			others = append(others, *s)
 		}
 	}
-	return scheduler.CheckPortClash(spec, others)
+	return servicespec.CheckPortClash(spec, others)
 }
 
 // imageKnown reports whether an image is held by this node or recorded in
@@ -317,7 +317,7 @@ func (x *API) ScaleService(ctx context.Context, ref string, replicas uint64) (ap
 		// The same checks as create (and the same message): a scale is
 		// a spec change like any other. No image check: scaling down
 		// must work when the image is gone.
-		if err := scheduler.ValidateSpec(next.Spec); err != nil {
+		if err := servicespec.Validate(next.Spec); err != nil {
 			return api.Service{}, httpapi.BadRequest("%v", err)
 		}
 		next.UpdatedAt = time.Now().UTC()

@@ -1,7 +1,7 @@
 package leaderloop
 
 // The leader's autoscaler (node/autoscale holds the sampler and the pure
-// per-service sample; scheduler.DecideAutoscale decides): every node
+// per-service sample; autoscale.Decide decides): every node
 // samples its autoscaled tasks' cgroups into a rolling average and answers
 // the leader's usage RPC from it (node/autoscale/sampling.go); the leader polls,
 // decides and writes a changed replica count.
@@ -15,12 +15,11 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/autoscale"
-	"github.com/shoal-org/shoal/node/scheduler"
 )
 
 // autoscaleLoop is the leader's autoscaler; it ends with leadership.
 func (l *Loop) autoscaleLoop(ctx context.Context) {
-	hist := map[string][]scheduler.AutoscaleSample{}
+	hist := map[string][]autoscale.Sample{}
 	tick := time.NewTicker(autoscale.Interval)
 	defer tick.Stop()
 	for {
@@ -35,7 +34,7 @@ func (l *Loop) autoscaleLoop(ctx context.Context) {
 
 // autoscalePass gathers usage once and applies the decision for every
 // autoscaled service.
-func (l *Loop) autoscalePass(ctx context.Context, hist map[string][]scheduler.AutoscaleSample, now time.Time) {
+func (l *Loop) autoscalePass(ctx context.Context, hist map[string][]autoscale.Sample, now time.Time) {
 	var svcs []*api.Service
 	for _, s := range l.cfg.Store.Services() {
 		if s.Spec.Autoscale != nil && s.Spec.Mode == api.ModeReplicated {
@@ -73,7 +72,7 @@ func (l *Loop) autoscalePass(ctx context.Context, hist map[string][]scheduler.Au
 		if s.AutoscaleStatus != nil {
 			last = s.AutoscaleStatus.At
 		}
-		d := scheduler.DecideAutoscale(scheduler.AutoscaleInput{
+		d := autoscale.Decide(autoscale.Input{
 			Config: *s.Spec.Autoscale, Replicas: s.Spec.Replicas, Samples: hist[s.ID], LastScale: last, Now: now,
 		})
 		if d.Replicas == s.Spec.Replicas {

@@ -1,4 +1,4 @@
-package scheduler
+package scheduler_test
 
 import (
 	"fmt"
@@ -6,19 +6,22 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/scheduler"
+	"github.com/shoal-org/shoal/node/scheduler/servicespec"
+	"github.com/shoal-org/shoal/node/scheduler/simcluster"
 )
 
 // benchState builds nodes and services (services×replicas tasks wanted),
 // with no tasks yet.
-func benchState(nodes, services int, replicas uint64) State {
-	var st State
+func benchState(nodes, services int, replicas uint64) scheduler.State {
+	var st scheduler.State
 	for i := 0; i < nodes; i++ {
 		st.Nodes = append(st.Nodes, api.Node{ID: fmt.Sprintf("node-%04d", i), Hostname: fmt.Sprintf("host%d", i),
 			Status: api.NodeReady, Availability: api.AvailabilityActive,
 			Labels: map[string]string{"zone": fmt.Sprint(i % 3)}})
 	}
 	for i := 0; i < services; i++ {
-		sp := Defaults(api.ServiceSpec{Name: fmt.Sprintf("svc%03d", i), Image: "img:1", Replicas: replicas})
+		sp := servicespec.Defaults(api.ServiceSpec{Name: fmt.Sprintf("svc%03d", i), Image: "img:1", Replicas: replicas})
 		sp.Constraints = []string{"node.labels.zone!=9"}
 		st.Services = append(st.Services, api.Service{ID: fmt.Sprintf("sid-%03d", i), Name: sp.Name, Spec: sp, Version: 10})
 	}
@@ -31,12 +34,12 @@ func counterIDs() func() string {
 }
 
 func BenchmarkPlace100kTasksOn1kNodes(b *testing.B) {
-	for _, shape := range []struct{ services, replicas int }{{1, MaxReplicas}, {100, 1000}} {
+	for _, shape := range []struct{ services, replicas int }{{1, servicespec.MaxReplicas}, {100, 1000}} {
 		b.Run(fmt.Sprintf("%dx%d", shape.services, shape.replicas), func(b *testing.B) {
 			st := benchState(1000, shape.services, uint64(shape.replicas))
 			// One plan places everything: this measures placement, not
 			// the creation budget.
-			p := NewPlanner(Config{NewID: counterIDs(), MaxCreate: 1 << 30})
+			p := scheduler.NewPlanner(scheduler.Config{NewID: counterIDs(), MaxCreate: 1 << 30})
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				plan := p.Plan(st, t0)
@@ -50,16 +53,16 @@ func BenchmarkPlace100kTasksOn1kNodes(b *testing.B) {
 
 // placedState returns the state after placing 100k tasks and every node
 // reporting them running.
-func placedState(tb testing.TB) State {
+func placedState(tb testing.TB) scheduler.State {
 	st := benchState(1000, 100, 1000)
-	plan := NewPlanner(Config{NewID: counterIDs(), MaxCreate: 1 << 30}).Plan(st, t0)
+	plan := scheduler.NewPlanner(scheduler.Config{NewID: counterIDs(), MaxCreate: 1 << 30}).Plan(st, t0)
 	st.Tasks = plan.Create
 	for i := range st.Tasks {
 		st.Tasks[i].State = api.TaskRunning
 		st.Tasks[i].StartedAt = t0
 	}
-	if again := NewPlanner(Config{NewID: counterIDs()}).Plan(st, t0.Add(time.Minute)); !again.Empty() {
-		tb.Fatalf("converged state planned %s", summarize(again))
+	if again := scheduler.NewPlanner(scheduler.Config{NewID: counterIDs()}).Plan(st, t0.Add(time.Minute)); !again.Empty() {
+		tb.Fatalf("converged state planned %s", simcluster.Summarize(again))
 	}
 	return st
 }
@@ -67,7 +70,7 @@ func placedState(tb testing.TB) State {
 func BenchmarkRescheduleOneNodeFailure(b *testing.B) {
 	st := placedState(b)
 	st.Nodes[500].Status = api.NodeDown
-	p := NewPlanner(Config{NewID: counterIDs()})
+	p := scheduler.NewPlanner(scheduler.Config{NewID: counterIDs()})
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		plan := p.Plan(st, t0.Add(time.Minute))

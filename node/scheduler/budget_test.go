@@ -1,4 +1,4 @@
-package scheduler
+package scheduler_test
 
 import (
 	"fmt"
@@ -6,15 +6,17 @@ import (
 	"testing"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/scheduler"
+	"github.com/shoal-org/shoal/node/scheduler/simcluster"
 )
 
 // budgetCluster is cluster() with a planner that creates at most max tasks
 // per plan.
-func budgetCluster(t *testing.T, max int, nodes ...string) *FakeCluster {
+func budgetCluster(t *testing.T, max int, nodes ...string) *simcluster.Cluster {
 	t.Helper()
 	c := cluster(t, nodes...)
 	ids := 0
-	c.Planner = NewPlanner(Config{MaxCreate: max, NewID: func() string {
+	c.Planner = scheduler.NewPlanner(scheduler.Config{MaxCreate: max, NewID: func() string {
 		ids++
 		return fmt.Sprintf("task-%06d", ids)
 	}})
@@ -62,7 +64,7 @@ func TestPlanCreationBudget(t *testing.T) {
 func TestPlanBoundedForHugeStoredReplicas(t *testing.T) {
 	c := cluster(t, "n1", "n2", "n3")
 	sp := testSpec("web", 1)
-	sp.Replicas = 2_000_000 // bypasses ValidateSpec, as an old log entry would
+	sp.Replicas = 2_000_000 // bypasses servicespec.Validate, as an old log entry would
 	s := c.CreateService(sp)
 
 	var before, after runtime.MemStats
@@ -70,8 +72,8 @@ func TestPlanBoundedForHugeStoredReplicas(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	p := c.Plan()
 	runtime.ReadMemStats(&after)
-	if len(p.Create) != DefaultMaxCreate || !p.More {
-		t.Fatalf("plan created %d tasks (More %v), want %d and More", len(p.Create), p.More, DefaultMaxCreate)
+	if len(p.Create) != scheduler.DefaultMaxCreate || !p.More {
+		t.Fatalf("plan created %d tasks (More %v), want %d and More", len(p.Create), p.More, scheduler.DefaultMaxCreate)
 	}
 	const limit = 64 << 20
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > limit {
@@ -92,11 +94,11 @@ func TestPlanBoundedForHugeStoredReplicas(t *testing.T) {
 // count is far above MaxReplicas (B/op is the leader's cost per round).
 func BenchmarkPlanHugeReplicas(b *testing.B) {
 	st := benchState(100, 1, 2_000_000)
-	p := NewPlanner(Config{NewID: counterIDs()})
+	p := scheduler.NewPlanner(scheduler.Config{NewID: counterIDs()})
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if plan := p.Plan(st, t0); len(plan.Create) != DefaultMaxCreate {
+		if plan := p.Plan(st, t0); len(plan.Create) != scheduler.DefaultMaxCreate {
 			b.Fatalf("created %d", len(plan.Create))
 		}
 	}

@@ -40,37 +40,25 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/scheduler/placement"
+	"github.com/shoal-org/shoal/node/scheduler/servicespec"
 )
-
-// DefaultDisconnectGrace is how long tasks of a down node are kept for it
-// when the service does not say (ServiceSpec.DisconnectGrace 0).
-const DefaultDisconnectGrace = 60 * time.Second
 
 // rebalanceBackoff is how long a service makes no rebalancing move after
 // one failed.
 const rebalanceBackoff = time.Minute
 
-// DisconnectGrace returns the service's disconnect grace period: how long
-// the tasks of a down node are kept for it, and how long a node that hears
-// from no leader keeps running at-most-once tasks.
-func DisconnectGrace(spec api.ServiceSpec) time.Duration {
-	if spec.DisconnectGrace > 0 {
-		return spec.DisconnectGrace
-	}
-	return DefaultDisconnectGrace
-}
-
 // awayUntil is when the tasks of down node n are written off for this
 // service. A node without a recorded status change is written off at once.
-func (s *svcRun) awayUntil(n *NodeInfo) time.Time {
+func (s *svcRun) awayUntil(n *placement.NodeInfo) time.Time {
 	if n.Node.StatusChangedAt.IsZero() {
 		return time.Time{}
 	}
-	g := DisconnectGrace(s.spec)
+	g := servicespec.DisconnectGrace(s.spec)
 	if s.spec.AtMostOnce {
 		stop := s.spec.StopGracePeriod
 		if stop <= 0 {
-			stop = DefaultStopGracePeriod
+			stop = servicespec.DefaultStopGracePeriod
 		}
 		g += stop
 	}
@@ -211,10 +199,10 @@ func (r *run) rebalanceAll() {
 // rebalance plans and creates one service's moves.
 func (s *svcRun) rebalance() {
 	r := s.r
-	req := Request{Constraints: s.cs, Reservations: s.spec.Resources.Reservations}
-	idx := map[*NodeInfo]int{}
+	req := placement.Request{Constraints: s.cs, Reservations: s.spec.Resources.Reservations}
+	idx := map[*placement.NodeInfo]int{}
 	var nodes []moveNode
-	var infos []*NodeInfo
+	var infos []*placement.NodeInfo
 	for _, n := range r.nodeList {
 		if s.eligibleGlobal(n, &req) {
 			idx[n] = len(nodes)

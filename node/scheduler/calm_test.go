@@ -1,4 +1,4 @@
-package scheduler
+package scheduler_test
 
 import (
 	"fmt"
@@ -8,10 +8,13 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/scheduler"
+	"github.com/shoal-org/shoal/node/scheduler/servicespec"
+	"github.com/shoal-org/shoal/node/scheduler/simcluster"
 )
 
 // tasksOn lists the IDs of a service's active tasks on a node, sorted.
-func tasksOn(c *FakeCluster, svc, node string) []string {
+func tasksOn(c *simcluster.Cluster, svc, node string) []string {
 	var ids []string
 	for _, t := range c.Active(svc) {
 		if t.NodeID == node {
@@ -24,7 +27,7 @@ func tasksOn(c *FakeCluster, svc, node string) []string {
 
 // runningCount is `service ls`'s running column: desired and observed
 // running.
-func runningCount(c *FakeCluster, svc string) int {
+func runningCount(c *simcluster.Cluster, svc string) int {
 	n := 0
 	for _, k := range c.RunningPerNode(svc) {
 		n += k
@@ -33,7 +36,7 @@ func runningCount(c *FakeCluster, svc string) int {
 }
 
 // spreadOf returns the running tasks per node as "n1=2 n2=2 ...".
-func spreadOf(c *FakeCluster, svc string, nodes ...string) string {
+func spreadOf(c *simcluster.Cluster, svc string, nodes ...string) string {
 	per := c.RunningPerNode(svc)
 	var parts []string
 	for _, n := range nodes {
@@ -44,7 +47,7 @@ func spreadOf(c *FakeCluster, svc string, nodes ...string) string {
 
 // blip takes node down for d (stepping and reporting on the way, as the
 // leader and the other nodes would) and brings it back.
-func blip(t *testing.T, c *FakeCluster, node string, d time.Duration) {
+func blip(t *testing.T, c *simcluster.Cluster, node string, d time.Duration) {
 	t.Helper()
 	c.SetNodeStatus(node, api.NodeDown)
 	step(t, c)
@@ -70,19 +73,19 @@ func TestBlipKeepsOriginals(t *testing.T) {
 	// Availability first: replacements for n2's slots start at once, and
 	// n2's tasks are left as they are (no orphaning, no shutdown order).
 	if len(p.Create) != 2 {
-		t.Fatalf("node down: want 2 replacements, got %s", summarize(p))
+		t.Fatalf("node down: want 2 replacements, got %s", simcluster.Summarize(p))
 	}
 	for _, u := range p.Update {
 		if u.NodeID == "n2" {
-			t.Fatalf("node down: task %s of n2 changed within the grace period: %s", u.ID, summarize(p))
+			t.Fatalf("node down: task %s of n2 changed within the grace period: %s", u.ID, simcluster.Summarize(p))
 		}
 	}
-	if p.NextWake != t0.Add(DefaultDisconnectGrace) && !p.NextWake.Before(t0.Add(DefaultDisconnectGrace+time.Second)) {
+	if p.NextWake != t0.Add(servicespec.DefaultDisconnectGrace) && !p.NextWake.Before(t0.Add(servicespec.DefaultDisconnectGrace+time.Second)) {
 		t.Fatalf("next wake %v, want the end of the grace period", p.NextWake)
 	}
 	c.Report()
 	if p := step(t, c); !p.Empty() {
-		t.Fatalf("replacements running: want nothing more, got %s", summarize(p))
+		t.Fatalf("replacements running: want nothing more, got %s", simcluster.Summarize(p))
 	}
 	if got := runningCount(c, s.ID); got != 8 {
 		t.Fatalf("while n2 is down: %d tasks recorded running (6 + 2 away), want 8", got)
@@ -92,11 +95,11 @@ func TestBlipKeepsOriginals(t *testing.T) {
 	c.SetNodeStatus("n2", api.NodeReady)
 	p = step(t, c)
 	if len(p.Create) != 0 || len(p.Update) != 2 {
-		t.Fatalf("node back: want the 2 replacements stopped, got %s", summarize(p))
+		t.Fatalf("node back: want the 2 replacements stopped, got %s", simcluster.Summarize(p))
 	}
 	for _, u := range p.Update {
 		if u.NodeID == "n2" || u.DesiredState != api.TaskShutdown {
-			t.Fatalf("node back: want only replacements stopped, got %s", summarize(p))
+			t.Fatalf("node back: want only replacements stopped, got %s", simcluster.Summarize(p))
 		}
 	}
 	converge(t, c)
@@ -171,7 +174,7 @@ func TestAtMostOnceNotReplacedWithinGrace(t *testing.T) {
 	c.SetNodeStatus("n2", api.NodeDown)
 	p := step(t, c)
 	if !p.Empty() {
-		t.Fatalf("at-most-once: node down must change nothing yet, got %s", summarize(p))
+		t.Fatalf("at-most-once: node down must change nothing yet, got %s", simcluster.Summarize(p))
 	}
 	// Written off after the grace plus the stop grace: the node's own
 	// fence (at the grace period without a leader) has stopped it by then.
@@ -180,12 +183,12 @@ func TestAtMostOnceNotReplacedWithinGrace(t *testing.T) {
 	}
 	c.Now = down.Add(25*time.Second - time.Millisecond)
 	if p := step(t, c); !p.Empty() {
-		t.Fatalf("at-most-once: replaced before the grace ended: %s", summarize(p))
+		t.Fatalf("at-most-once: replaced before the grace ended: %s", simcluster.Summarize(p))
 	}
 	c.Now = down.Add(25 * time.Second)
 	p = step(t, c)
 	if len(p.Create) != 1 || c.Tasks[orig[0]].DesiredState != api.TaskShutdown {
-		t.Fatalf("at-most-once past the grace: want the task written off and replaced, got %s", summarize(p))
+		t.Fatalf("at-most-once past the grace: want the task written off and replaced, got %s", simcluster.Summarize(p))
 	}
 	converge(t, c)
 	checkSlots(t, c, s.ID)
@@ -252,7 +255,7 @@ func TestRebalanceOnJoin(t *testing.T) {
 				p := step(t, c)
 				moving := 0
 				for _, tk := range c.Tasks {
-					if tk.Replaces != "" && tk.DesiredState == api.TaskRunning && !ready(tk) {
+					if tk.Replaces != "" && tk.DesiredState == api.TaskRunning && !taskReady(tk) {
 						moving++
 					}
 				}
@@ -286,14 +289,14 @@ func TestRebalanceDelay(t *testing.T) {
 	c.AddNode("n4", nil)
 	p := step(t, c)
 	if len(p.Create) != 1 {
-		t.Fatalf("first move: %s", summarize(p))
+		t.Fatalf("first move: %s", simcluster.Summarize(p))
 	}
 	c.Report()
 	step(t, c) // the old task stops
 	c.Report()
 	p = step(t, c)
 	if len(p.Create) != 0 || !p.NextWake.Equal(c.Now.Add(10*time.Second)) {
-		t.Fatalf("second move before the delay: %s (wake %v)", summarize(p), p.NextWake)
+		t.Fatalf("second move before the delay: %s (wake %v)", simcluster.Summarize(p), p.NextWake)
 	}
 	converge(t, c)
 	if got := spreadOf(c, s.ID, "n1", "n2", "n3", "n4"); got != "n1=1 n2=1 n3=1 n4=1" {
@@ -311,54 +314,20 @@ func TestRebalanceFailedMove(t *testing.T) {
 	c.AddNode("n2", nil)
 	p := step(t, c)
 	if len(p.Create) != 1 || p.Create[0].Replaces == "" {
-		t.Fatalf("move: %s", summarize(p))
+		t.Fatalf("move: %s", simcluster.Summarize(p))
 	}
 	x, y := p.Create[0].ID, p.Create[0].Replaces
 	c.Tasks[x].State, c.Tasks[x].UpdatedAt = api.TaskRejected, c.Now
 	p = step(t, c)
 	if c.Tasks[x].DesiredState != api.TaskShutdown || c.Tasks[y].DesiredState != api.TaskRunning || len(p.Create) != 0 {
-		t.Fatalf("failed move: %s", summarize(p))
+		t.Fatalf("failed move: %s", simcluster.Summarize(p))
 	}
-	if !p.NextWake.Equal(c.Now.Add(rebalanceBackoff)) {
+	if !p.NextWake.Equal(c.Now.Add(scheduler.RebalanceBackoff)) {
 		t.Fatalf("next wake %v, want the backoff's end", p.NextWake)
 	}
 	converge(t, c)
 	if got := spreadOf(c, s.ID, "n1", "n2"); got != "n1=1 n2=1" {
 		t.Fatalf("spread after the backoff: %s", got)
-	}
-}
-
-func TestPlanMoves(t *testing.T) {
-	all := func(int, int) bool { return true }
-	for _, tc := range []struct {
-		name    string
-		nodes   []moveNode
-		budget  int
-		canTake func(i, extra int) bool
-		want    string
-	}{
-		{"balanced", []moveNode{{"a", 2, 2}, {"b", 2, 2}, {"c", 2, 2}}, -1, all, ""},
-		{"off by one is even", []moveNode{{"a", 3, 3}, {"b", 2, 2}}, -1, all, ""},
-		{"new node", []moveNode{{"a", 3, 3}, {"b", 3, 3}, {"c", 0, 0}}, -1, all, "a>c b>c"},
-		{"budget", []moveNode{{"a", 3, 3}, {"b", 3, 3}, {"c", 0, 0}}, 1, all, "a>c"},
-		{"no budget", []moveNode{{"a", 3, 3}, {"b", 3, 3}, {"c", 0, 0}}, 0, all, ""},
-		{"two new nodes", []moveNode{{"a", 6, 6}, {"b", 0, 0}, {"c", 0, 0}}, -1, all, "a>b a>c a>b a>c"},
-		{"nothing movable on the fullest", []moveNode{{"a", 4, 0}, {"b", 1, 1}, {"c", 0, 0}}, -1, all, ""},
-		{"movable on the next", []moveNode{{"a", 4, 0}, {"b", 3, 3}, {"c", 0, 0}}, -1, all, "b>c"},
-		{"target full", []moveNode{{"a", 4, 4}, {"b", 0, 0}}, -1,
-			func(i, extra int) bool { return i != 1 || extra < 1 }, "a>b"},
-		{"no room anywhere", []moveNode{{"a", 4, 4}, {"b", 0, 0}}, -1,
-			func(i, _ int) bool { return i == 0 }, ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var got []string
-			for _, m := range planMoves(tc.nodes, tc.budget, tc.canTake) {
-				got = append(got, tc.nodes[m.From].ID+">"+tc.nodes[m.To].ID)
-			}
-			if s := strings.Join(got, " "); s != tc.want {
-				t.Fatalf("moves %q, want %q", s, tc.want)
-			}
-		})
 	}
 }
 
@@ -391,7 +360,7 @@ func TestAtMostOnceWaitsForStoppingTask(t *testing.T) {
 				created = created || tk.Slot == stopping.Slot
 			}
 			if created == atMostOnce {
-				t.Fatalf("slot %d while its old task still runs: created %v, want %v (%s)", stopping.Slot, created, !atMostOnce, summarize(p))
+				t.Fatalf("slot %d while its old task still runs: created %v, want %v (%s)", stopping.Slot, created, !atMostOnce, simcluster.Summarize(p))
 			}
 			c.Report() // the old task stops
 			converge(t, c)
@@ -401,4 +370,10 @@ func TestAtMostOnceWaitsForStoppingTask(t *testing.T) {
 			checkSlots(t, c, s.ID)
 		})
 	}
+}
+
+// taskReady is the planner's notion of a task that serves its slot: running
+// and, with a health check, healthy.
+func taskReady(t *api.Task) bool {
+	return t.State == api.TaskRunning && t.Health != api.HealthStarting && t.Health != api.HealthUnhealthy
 }

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/scheduler/placement"
+	"github.com/shoal-org/shoal/node/scheduler/servicespec"
 )
 
 // The orchestrator half of Plan (swarmkit's replicated and global
@@ -41,7 +43,7 @@ type svcRun struct {
 	excess   []*slot // replicated slots beyond replicas, highest first
 	idle     []*slot // global slots on nodes that keep but get no tasks (paused)
 	dead     []*slot // global slots on nodes whose tasks must go
-	cs       []Constraint
+	cs       []placement.Constraint
 	upd      updater
 	newTasks []*taskRef
 	toPlace  []*taskRef
@@ -79,8 +81,8 @@ func planDefaults(spec api.ServiceSpec) api.ServiceSpec {
 	if spec.RestartPolicy.Condition == "" {
 		spec.RestartPolicy.Condition = api.RestartAny
 	}
-	spec.UpdateConfig = defaultUpdateConfig(spec.UpdateConfig, false)
-	spec.RollbackConfig = defaultUpdateConfig(spec.RollbackConfig, false)
+	spec.UpdateConfig = servicespec.UpdateDefaults(spec.UpdateConfig, false)
+	spec.RollbackConfig = servicespec.UpdateDefaults(spec.RollbackConfig, false)
 	return spec
 }
 
@@ -92,7 +94,7 @@ func (s *svcRun) current(t *api.Task) bool {
 	}
 	v, ok := s.cur[t.SpecVersion]
 	if !ok {
-		v = materialEqual(&t.Spec, &s.svc.Spec)
+		v = servicespec.MaterialEqual(&t.Spec, &s.svc.Spec)
 		s.cur[t.SpecVersion] = v
 	}
 	return v
@@ -100,9 +102,9 @@ func (s *svcRun) current(t *api.Task) bool {
 
 func (s *svcRun) reconcile() {
 	r := s.r
-	taskCons := map[uint64][]Constraint{}
+	taskCons := map[uint64][]placement.Constraint{}
 	var lastVer uint64
-	var lastCons []Constraint
+	var lastCons []placement.Constraint
 	haveLast := false
 	for _, ref := range s.tasks {
 		v := ref.t.SpecVersion
@@ -159,9 +161,9 @@ func (s *svcRun) reconcile() {
 		r.svcOut = append(r.svcOut, out)
 	}
 	if len(s.toPlace) > 0 {
-		r.places = append(r.places, &placement{
+		r.places = append(r.places, &waiting{
 			global: s.global,
-			req:    Request{Constraints: s.cs, Reservations: s.spec.Resources.Reservations},
+			req:    placement.Request{Constraints: s.cs, Reservations: s.spec.Resources.Reservations},
 			tasks:  s.toPlace,
 			all:    [2][]*taskRef{s.tasks, s.newTasks},
 		})
@@ -177,8 +179,8 @@ func (s *svcRun) group() {
 	// A count above MaxReplicas can only come from an older log (the API
 	// refuses it): it is served as MaxReplicas, and tasks of higher slots
 	// are excess.
-	n := MaxReplicas
-	if s.spec.Replicas < MaxReplicas {
+	n := servicespec.MaxReplicas
+	if s.spec.Replicas < servicespec.MaxReplicas {
 		n = int(s.spec.Replicas)
 	}
 	// Two passes so that all slots share one backing array: one
@@ -281,7 +283,7 @@ func (s *svcRun) groupGlobal() {
 	for _, sl := range byNode {
 		sortTasks(sl.tasks)
 	}
-	req := Request{Constraints: s.cs}
+	req := placement.Request{Constraints: s.cs}
 	for _, n := range s.r.nodeList {
 		sl := byNode[n.Node.ID]
 		if s.eligibleGlobal(n, &req) {
@@ -314,16 +316,16 @@ func (s *svcRun) groupGlobal() {
 	}
 }
 
-func (s *svcRun) matches(n *NodeInfo) bool {
-	ok, _ := MatchAll(s.cs, n.Node)
+func (s *svcRun) matches(n *placement.NodeInfo) bool {
+	ok, _ := placement.MatchAll(s.cs, n.Node)
 	return ok
 }
 
 // eligibleGlobal applies every filter but resources: a node short of room
 // still gets a (pending) task, so the user sees why it does not run.
-func (s *svcRun) eligibleGlobal(n *NodeInfo, req *Request) bool {
+func (s *svcRun) eligibleGlobal(n *placement.NodeInfo, req *placement.Request) bool {
 	for _, f := range s.r.cfg.Pipeline {
-		if _, isRes := f.(ResourceFilter); isRes {
+		if _, isRes := f.(placement.ResourceFilter); isRes {
 			continue
 		}
 		if ok, _ := f.Check(n, req); !ok {

@@ -33,16 +33,15 @@ package scheduler
 // converges in rounds with the leader free to heartbeat between them.
 
 import (
-	"container/heap"
 	"crypto/rand"
 	"fmt"
-	"maps"
 	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/scheduler/placement"
 )
 
 // DefaultKeepTerminal is how many terminal tasks the plan keeps per slot
@@ -63,7 +62,7 @@ type Config struct {
 	// are listed in Plan.Delete.
 	KeepTerminal int
 	// Pipeline filters nodes for new tasks; DefaultPipeline if nil.
-	Pipeline Pipeline
+	Pipeline placement.Pipeline
 	// MaxCreate bounds the tasks one plan creates; the rest wait for the
 	// next plan (Plan.More). Services are served in ID order.
 	MaxCreate int
@@ -72,7 +71,7 @@ type Config struct {
 // DefaultConfig returns random 25-character IDs (as Swarm's), the default
 // history, the default pipeline and creation budget.
 func DefaultConfig() Config {
-	return Config{NewID: RandomID, KeepTerminal: DefaultKeepTerminal, Pipeline: DefaultPipeline(),
+	return Config{NewID: RandomID, KeepTerminal: DefaultKeepTerminal, Pipeline: placement.DefaultPipeline(),
 		MaxCreate: DefaultMaxCreate}
 }
 
@@ -193,7 +192,7 @@ type taskRef struct {
 	created bool // the plan creates this task
 	touched bool // already listed in run.touched
 	deleted bool
-	node    *NodeInfo // t.NodeID resolved; nil if none or unknown
+	node    *placement.NodeInfo // t.NodeID resolved; nil if none or unknown
 	// away: the task's node is down but within the service's disconnect
 	// grace period; the task is kept as it is (keepAway).
 	away bool
@@ -203,8 +202,8 @@ type taskRef struct {
 type run struct {
 	cfg      Config
 	now      time.Time
-	nodes    map[string]*NodeInfo
-	nodeList []*NodeInfo // sorted by ID
+	nodes    map[string]*placement.NodeInfo
+	nodeList []*placement.NodeInfo // sorted by ID
 	refs     []taskRef
 	bySvc    map[string][]*taskRef
 	created  []*taskRef
@@ -212,8 +211,8 @@ type run struct {
 	deleted  []string
 	svcOut   []api.Service
 	wake     time.Time
-	cons     map[string][]Constraint
-	places   []*placement
+	cons     map[string][]placement.Constraint
+	places   []*waiting
 	budget   int  // tasks this plan may still create
 	more     bool // a task was not created for want of budget
 	// rebalance are the services that may move tasks in this plan, in
@@ -226,14 +225,14 @@ func newRun(cfg Config, st State, now time.Time) *run {
 	r := &run{
 		cfg:    cfg,
 		now:    now,
-		nodes:  make(map[string]*NodeInfo, len(st.Nodes)),
+		nodes:  make(map[string]*placement.NodeInfo, len(st.Nodes)),
 		refs:   make([]taskRef, len(st.Tasks)),
 		bySvc:  make(map[string][]*taskRef, len(st.Services)),
-		cons:   map[string][]Constraint{},
+		cons:   map[string][]placement.Constraint{},
 		budget: cfg.MaxCreate,
 	}
-	r.nodeList = make([]*NodeInfo, len(st.Nodes))
-	infos := make([]NodeInfo, len(st.Nodes))
+	r.nodeList = make([]*placement.NodeInfo, len(st.Nodes))
+	infos := make([]placement.NodeInfo, len(st.Nodes))
 	for i := range st.Nodes {
 		infos[i].Node = st.Nodes[i]
 		r.nodes[st.Nodes[i].ID] = &infos[i]
@@ -241,7 +240,7 @@ func newRun(cfg Config, st State, now time.Time) *run {
 	}
 	sort.Slice(r.nodeList, func(i, j int) bool { return r.nodeList[i].Node.ID < r.nodeList[j].Node.ID })
 	for i, n := range r.nodeList {
-		n.idx = i
+		n.Index = i
 	}
 	// Group the tasks by service in two passes over one backing array (in
 	// task order within a service): one allocation instead of a growing
@@ -334,14 +333,14 @@ func (r *run) wakeAt(t time.Time) {
 
 // constraints parses a spec's constraints once per distinct list. Specs are
 // validated before they are stored; an invalid list is ignored here.
-func (r *run) constraints(exprs []string) []Constraint {
+func (r *run) constraints(exprs []string) []placement.Constraint {
 	if len(exprs) == 0 {
 		return nil
 	}
 	key := strings.Join(exprs, "\x00")
 	cs, ok := r.cons[key]
 	if !ok {
-		cs, _ = ParseConstraints(exprs)
+		cs, _ = placement.ParseConstraints(exprs)
 		r.cons[key] = cs
 	}
 	return cs
@@ -390,7 +389,7 @@ func (r *run) reconcileDeleted(tasks []*taskRef) {
 // node) or gets desired state shutdown, and its slot then looks empty to the
 // orchestrator, which replaces it. cs are the task's constraints (nil for
 // deleted services).
-func (r *run) vacate(ref *taskRef, cs []Constraint) {
+func (r *run) vacate(ref *taskRef, cs []placement.Constraint) {
 	t := ref.t
 	if terminal(t.State) {
 		return
@@ -431,7 +430,7 @@ func (r *run) vacate(ref *taskRef, cs []Constraint) {
 		r.shutdown(ref, "node drained")
 		return
 	}
-	if ok, c := MatchAll(cs, n.Node); !ok {
+	if ok, c := placement.MatchAll(cs, n.Node); !ok {
 		r.shutdown(ref, "node no longer satisfies constraint "+c.String())
 	}
 }
@@ -509,48 +508,12 @@ func olderTask(a, b *api.Task) bool {
 	return a.ID < b.ID
 }
 
-// materialEqual reports whether two specs run the same containers in the
-// same places, so that a task of one need not be replaced for the other.
-// Replicas, ports (served by the routing mesh), restart, update and rollback
-// policies are not material.
-func materialEqual(a, b *api.ServiceSpec) bool {
-	return a.Image == b.Image &&
-		slices.Equal(a.Command, b.Command) &&
-		slices.Equal(a.Entrypoint, b.Entrypoint) &&
-		slices.Equal(a.Env, b.Env) &&
-		a.Workdir == b.Workdir &&
-		a.User == b.User &&
-		maps.Equal(a.Labels, b.Labels) &&
-		a.Resources == b.Resources &&
-		slices.Equal(a.Constraints, b.Constraints) &&
-		healthEqual(a.Healthcheck, b.Healthcheck) &&
-		a.StopGracePeriod == b.StopGracePeriod &&
-		a.ForceUpdate == b.ForceUpdate &&
-		slices.Equal(api.SpecNetworks(*a), api.SpecNetworks(*b)) && // a task's interfaces are set at start
-		slices.Equal(a.Mounts, b.Mounts) && // mounts are made at container creation
-		fileRefsEqual(a, b)
-}
-
-// fileRefsEqual compares the secrets and configs of two specs: changing
-// them rolls the tasks, as Swarm does.
-func fileRefsEqual(a, b *api.ServiceSpec) bool {
-	return slices.Equal(a.Secrets, b.Secrets) && slices.Equal(a.Configs, b.Configs)
-}
-
-func healthEqual(a, b *api.HealthConfig) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return slices.Equal(a.Test, b.Test) && a.Interval == b.Interval && a.Timeout == b.Timeout &&
-		a.StartPeriod == b.StartPeriod && a.Retries == b.Retries
-}
-
 // ---- placement ----
 
-// placement is the new or pending tasks of one service waiting for nodes.
-type placement struct {
+// waiting is the new or pending tasks of one service waiting for nodes.
+type waiting struct {
 	global bool
-	req    Request
+	req    placement.Request
 	tasks  []*taskRef    // to place, in slot order
 	all    [2][]*taskRef // every task of the service (stored, created), for spreading
 }
@@ -604,7 +567,7 @@ func addRes(dst *api.Resources, r api.Resources) {
 	dst.Pids += r.Pids
 }
 
-func (r *run) assign(ref *taskRef, n *NodeInfo) {
+func (r *run) assign(ref *taskRef, n *placement.NodeInfo) {
 	e := r.edit(ref)
 	e.NodeID = n.Node.ID
 	ref.node = n
@@ -623,7 +586,7 @@ func (r *run) unplaced(ref *taskRef, msg string) {
 
 // placeGlobal places global tasks on the node they were made for, if the
 // node still has room.
-func (r *run) placeGlobal(pl *placement) {
+func (r *run) placeGlobal(pl *waiting) {
 	for _, ref := range pl.tasks {
 		n := ref.node
 		if n == nil {
@@ -633,44 +596,14 @@ func (r *run) placeGlobal(pl *placement) {
 			r.assign(ref, n)
 			continue
 		}
-		r.unplaced(ref, r.cfg.Pipeline.Explain([]*NodeInfo{n}, &pl.req))
+		r.unplaced(ref, r.cfg.Pipeline.Explain([]*placement.NodeInfo{n}, &pl.req))
 	}
-}
-
-// candidate is a node that may take tasks of the service being placed.
-type candidate struct {
-	n   *NodeInfo
-	svc int // the service's non-terminal tasks on the node
-}
-
-// candHeap orders candidates by fewest tasks of the service, then fewest
-// tasks overall, then node ID, so placement spreads deterministically.
-type candHeap []*candidate
-
-func (h candHeap) Len() int { return len(h) }
-func (h candHeap) Less(i, j int) bool {
-	a, b := h[i], h[j]
-	if a.svc != b.svc {
-		return a.svc < b.svc
-	}
-	if a.n.Tasks != b.n.Tasks {
-		return a.n.Tasks < b.n.Tasks
-	}
-	return a.n.Node.ID < b.n.Node.ID
-}
-func (h candHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *candHeap) Push(x any)   { *h = append(*h, x.(*candidate)) }
-func (h *candHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
 }
 
 // placeSpread places a replicated service's tasks, each on the best node of
-// the heap; the chosen node's counts grow and it sinks. A node that runs out
-// of room leaves the heap for good (reservations only grow in a plan).
-func (r *run) placeSpread(pl *placement) {
+// a placement.Spread; the chosen node's counts grow and it sinks. A node
+// that runs out of room leaves for good (reservations only grow in a plan).
+func (r *run) placeSpread(pl *waiting) {
 	perNode := make([]int, len(r.nodeList))
 	for _, refs := range pl.all {
 		for _, ref := range refs {
@@ -678,39 +611,26 @@ func (r *run) placeSpread(pl *placement) {
 			if ref.deleted || ref.node == nil || t.State == api.TaskNew || terminal(t.State) || t.DesiredState != api.TaskRunning {
 				continue
 			}
-			perNode[ref.node.idx]++
+			perNode[ref.node.Index]++
 		}
 	}
-	cands := make([]candidate, 0, len(r.nodeList))
-	h := make(candHeap, 0, len(r.nodeList))
+	sp := placement.NewSpread(len(r.nodeList))
 	for _, n := range r.nodeList {
 		if ok, _ := r.cfg.Pipeline.Check(n, &pl.req); ok {
-			cands = append(cands, candidate{n: n, svc: perNode[n.idx]})
-			h = append(h, &cands[len(cands)-1])
+			sp.Add(n, perNode[n.Index])
 		}
 	}
-	heap.Init(&h)
 	msg := ""
 	for _, ref := range pl.tasks {
-		placed := false
-		for h.Len() > 0 {
-			c := h[0]
-			if resourceShortfall(c.n, pl.req.Reservations) != "" {
-				heap.Pop(&h)
-				continue
-			}
-			r.assign(ref, c.n)
-			c.svc++
-			heap.Fix(&h, 0)
-			placed = true
-			break
+		if n := sp.Pick(pl.req.Reservations); n != nil {
+			r.assign(ref, n)
+			sp.Took()
+			continue
 		}
-		if !placed {
-			if msg == "" {
-				msg = r.cfg.Pipeline.Explain(r.nodeList, &pl.req)
-			}
-			r.unplaced(ref, msg)
+		if msg == "" {
+			msg = r.cfg.Pipeline.Explain(r.nodeList, &pl.req)
 		}
+		r.unplaced(ref, msg)
 	}
 }
 

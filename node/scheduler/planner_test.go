@@ -1,4 +1,4 @@
-package scheduler
+package scheduler_test
 
 import (
 	"math/rand"
@@ -8,35 +8,38 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/scheduler"
+	"github.com/shoal-org/shoal/node/scheduler/servicespec"
+	"github.com/shoal-org/shoal/node/scheduler/simcluster"
 )
 
 var t0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 
 func testSpec(name string, replicas uint64) api.ServiceSpec {
-	s := Defaults(api.ServiceSpec{Name: name, Image: "img:1", Replicas: replicas})
+	s := servicespec.Defaults(api.ServiceSpec{Name: name, Image: "img:1", Replicas: replicas})
 	s.RestartPolicy.Delay = time.Second
 	s.UpdateConfig.Monitor = time.Second
 	s.RollbackConfig.Monitor = time.Second
 	return s
 }
 
-func cluster(t *testing.T, nodes ...string) *FakeCluster {
+func cluster(t *testing.T, nodes ...string) *simcluster.Cluster {
 	t.Helper()
-	c := NewFakeCluster(t0)
+	c := simcluster.New(t0)
 	for _, n := range nodes {
 		c.AddNode(n, nil)
 	}
 	return c
 }
 
-func converge(t *testing.T, c *FakeCluster) {
+func converge(t *testing.T, c *simcluster.Cluster) {
 	t.Helper()
 	if _, err := c.Converge(200); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func step(t *testing.T, c *FakeCluster) Plan {
+func step(t *testing.T, c *simcluster.Cluster) scheduler.Plan {
 	t.Helper()
 	p, err := c.Step()
 	if err != nil {
@@ -45,7 +48,7 @@ func step(t *testing.T, c *FakeCluster) Plan {
 	return p
 }
 
-func checkSlots(t *testing.T, c *FakeCluster, id string) {
+func checkSlots(t *testing.T, c *simcluster.Cluster, id string) {
 	t.Helper()
 	if err := c.CheckSlots(id); err != nil {
 		t.Fatal(err)
@@ -91,7 +94,7 @@ func TestScaleUpAndDown(t *testing.T) {
 	c.UpdateService(s.ID, func(sp *api.ServiceSpec) { sp.Replicas = 5 })
 	p := step(t, c)
 	if len(p.Create) != 2 || p.Create[0].Slot != 4 || p.Create[1].Slot != 5 || len(p.Update) != 0 {
-		t.Fatalf("scale up plan = %s", summarize(p))
+		t.Fatalf("scale up plan = %s", simcluster.Summarize(p))
 	}
 	converge(t, c)
 	checkSlots(t, c, s.ID)
@@ -109,7 +112,7 @@ func TestScaleUpAndDown(t *testing.T) {
 		slots = append(slots, tk.Slot)
 	}
 	if !reflect.DeepEqual(slots, []int{5, 4, 3}) || len(p.Create) != 0 {
-		t.Fatalf("scale down shut slots %v, want 5 4 3 (plan %s)", slots, summarize(p))
+		t.Fatalf("scale down shut slots %v, want 5 4 3 (plan %s)", slots, simcluster.Summarize(p))
 	}
 	converge(t, c)
 	checkSlots(t, c, s.ID)
@@ -153,7 +156,7 @@ func TestGlobalService(t *testing.T) {
 	c.Nodes["n3"].Status = api.NodeDown
 	p := step(t, c)
 	if len(p.Create) != 0 || len(p.Update) != 1 || p.Update[0].State != api.TaskOrphaned {
-		t.Fatalf("node down plan: %s", summarize(p))
+		t.Fatalf("node down plan: %s", simcluster.Summarize(p))
 	}
 }
 
@@ -189,7 +192,7 @@ func TestNodeDownReschedules(t *testing.T) {
 	c.Nodes["n2"].Status = api.NodeDown
 	p := step(t, c)
 	if len(p.Update) != 2 || len(p.Create) != 2 {
-		t.Fatalf("plan: %s", summarize(p))
+		t.Fatalf("plan: %s", simcluster.Summarize(p))
 	}
 	lost := map[int]bool{}
 	for _, tk := range p.Update {
@@ -255,7 +258,7 @@ func TestRestartPolicies(t *testing.T) {
 				ended := c.Now
 				p := step(t, c)
 				if !p.Empty() {
-					t.Fatalf("replacement before the delay: %s", summarize(p))
+					t.Fatalf("replacement before the delay: %s", simcluster.Summarize(p))
 				}
 				restarts := !(tc.condition == api.RestartNone || tc.condition == api.RestartOnFailure && code == 0)
 				if restarts && tc.maxAttempts == 0 && !p.NextWake.Equal(ended.Add(5*time.Second)) {
@@ -292,8 +295,8 @@ func TestRestartHistoryTrimmed(t *testing.T) {
 		c.Finish(act[0].ID, 1)
 		converge(t, c)
 	}
-	if n := len(c.Tasks); n != DefaultKeepTerminal+1 {
-		t.Fatalf("%d tasks kept, want %d", n, DefaultKeepTerminal+1)
+	if n := len(c.Tasks); n != scheduler.DefaultKeepTerminal+1 {
+		t.Fatalf("%d tasks kept, want %d", n, scheduler.DefaultKeepTerminal+1)
 	}
 	checkSlots(t, c, s.ID)
 }
@@ -312,13 +315,13 @@ func TestUnplaceableExplains(t *testing.T) {
 	p := step(t, c)
 	want := "no suitable node (2 nodes not ready, 1 node drained, 3 nodes unmatched constraint node.labels.zone==a)"
 	if len(p.Create) != 2 || p.Create[0].State != api.TaskNew || p.Create[0].Message != want || p.Create[0].NodeID != "" {
-		t.Fatalf("plan %s\nwant message %q", summarize(p), want)
+		t.Fatalf("plan %s\nwant message %q", simcluster.Summarize(p), want)
 	}
 	// A matching node appears: the pending tasks are placed.
 	c.Nodes["n6"].Labels["zone"] = "a"
 	p = step(t, c)
 	if len(p.Update) != 2 || p.Update[0].State != api.TaskAssigned || p.Update[0].NodeID != "n6" || p.Update[0].Message != "" {
-		t.Fatalf("placement plan %s", summarize(p))
+		t.Fatalf("placement plan %s", simcluster.Summarize(p))
 	}
 	converge(t, c)
 	checkSlots(t, c, s.ID)
@@ -335,7 +338,7 @@ func TestResourceFilter(t *testing.T) {
 	p := step(t, c)
 	if p.Create[0].NodeID == p.Create[1].NodeID || p.Create[2].State != api.TaskNew ||
 		p.Create[2].Message != "no suitable node (2 nodes with insufficient memory)" {
-		t.Fatalf("plan %s", summarize(p))
+		t.Fatalf("plan %s", simcluster.Summarize(p))
 	}
 	c.AddNode("n3", nil) // unlimited
 	converge(t, c)
@@ -374,14 +377,14 @@ func TestPlanIsDeterministic(t *testing.T) {
 		n := 0
 		return func() string { n++; return "id" + string(rune('a'+n)) }
 	}
-	want := NewPlanner(Config{NewID: ids()}).Plan(st, c.Now)
+	want := scheduler.NewPlanner(scheduler.Config{NewID: ids()}).Plan(st, c.Now)
 	rng := rand.New(rand.NewSource(1))
 	for i := 0; i < 5; i++ {
 		rng.Shuffle(len(st.Tasks), func(a, b int) { st.Tasks[a], st.Tasks[b] = st.Tasks[b], st.Tasks[a] })
 		rng.Shuffle(len(st.Nodes), func(a, b int) { st.Nodes[a], st.Nodes[b] = st.Nodes[b], st.Nodes[a] })
 		rng.Shuffle(len(st.Services), func(a, b int) { st.Services[a], st.Services[b] = st.Services[b], st.Services[a] })
-		if got := NewPlanner(Config{NewID: ids()}).Plan(st, c.Now); !reflect.DeepEqual(got, want) {
-			t.Fatalf("plan depends on input order:\n%s\n%s", summarize(got), summarize(want))
+		if got := scheduler.NewPlanner(scheduler.Config{NewID: ids()}).Plan(st, c.Now); !reflect.DeepEqual(got, want) {
+			t.Fatalf("plan depends on input order:\n%s\n%s", simcluster.Summarize(got), simcluster.Summarize(want))
 		}
 	}
 }
@@ -393,7 +396,7 @@ func TestPlanDoesNotModifyState(t *testing.T) {
 	c.Nodes["n1"].Status = api.NodeDown
 	st := c.State()
 	before := c.State()
-	NewPlanner(Config{NewID: func() string { return "x" }}).Plan(st, c.Now)
+	scheduler.NewPlanner(scheduler.Config{NewID: func() string { return "x" }}).Plan(st, c.Now)
 	if !reflect.DeepEqual(st, before) {
 		t.Fatal("Plan modified its input")
 	}
@@ -409,12 +412,4 @@ func TestPendingMessageStable(t *testing.T) {
 	c.AddNode("n1", nil)
 	converge(t, c)
 	checkSlots(t, c, s.ID)
-}
-
-func TestStateHelpersMatchAPI(t *testing.T) {
-	for state, order := range api.TaskStateOrder {
-		if rank(state) != order || terminal(state) != api.TaskTerminal(state) {
-			t.Errorf("state %s: rank %d terminal %v, api says %d %v", state, rank(state), terminal(state), order, api.TaskTerminal(state))
-		}
-	}
 }

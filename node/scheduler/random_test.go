@@ -1,4 +1,4 @@
-package scheduler
+package scheduler_test
 
 import (
 	"fmt"
@@ -9,8 +9,8 @@ import (
 )
 
 // TestRandomOperationsConverge replays random operator actions and failures
-// against the FakeCluster. After each one the cluster must converge (every
-// step is checked for idempotency by FakeCluster.Step) to every slot having
+// against the simcluster.Cluster. After each one the cluster must converge (every
+// step is checked for idempotency by Cluster.Step) to every slot having
 // exactly one running task and every update finished.
 func TestRandomOperationsConverge(t *testing.T) {
 	seeds := 30

@@ -4,8 +4,8 @@ package scheduler
 // manager/orchestrator/update, without its goroutines).
 //
 // A task is outdated when its spec differs materially from the service's
-// (materialEqual: image, command, env, resources, constraints…; a change of
-// replicas or ports alone replaces nothing). While Service.UpdateStatus is
+// (servicespec.MaterialEqual: image, command, env, resources,
+// constraints…; a change of replicas or ports alone replaces nothing). While Service.UpdateStatus is
 // updating (or rollback_started), each Plan call:
 //
 //   - counts slots in flight: a current task not yet ready (running and,
@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/scheduler/placement"
 )
 
 // updater accumulates one service's update bookkeeping during a Plan call.
@@ -110,7 +111,7 @@ func (s *svcRun) hasOutdated() bool {
 	if !s.global {
 		return s.outdated
 	}
-	req := Request{Constraints: s.cs}
+	req := placement.Request{Constraints: s.cs}
 	for _, ref := range s.tasks {
 		t := ref.t
 		if t.DesiredState != api.TaskRunning || s.current(t) {
@@ -157,7 +158,8 @@ func (s *svcRun) updateStatusBefore() {
 
 // rollback switches the working service to its previous spec. Tasks created
 // for it in this plan carry SpecVersion Version+1 as a placeholder; the FSM
-// gives the service its real version and materialEqual recognises them.
+// gives the service its real version and servicespec.MaterialEqual
+// recognises them.
 func (s *svcRun) rollback(reason string) {
 	svc := s.svc
 	failed := svc.Spec

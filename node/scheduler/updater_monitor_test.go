@@ -1,4 +1,4 @@
-package scheduler
+package scheduler_test
 
 import (
 	"strings"
@@ -6,124 +6,15 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/scheduler/servicespec"
+	"github.com/shoal-org/shoal/node/scheduler/simcluster"
 )
-
-func TestJudgeFailures(t *testing.T) {
-	cfg := func(action string, ratio float64) api.UpdateConfig {
-		return api.UpdateConfig{FailureAction: action, Monitor: 3 * time.Second, MaxFailureRatio: ratio}
-	}
-	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
-	running := func(id, slot string) monitoredTask {
-		return monitoredTask{ID: id, Name: "web." + slot, Slot: slot, State: api.TaskRunning, StartedAt: at(0), EndedAt: at(0)}
-	}
-	ended := func(id, slot, state string, started, end float64) monitoredTask {
-		m := monitoredTask{ID: id, Name: "web." + slot, Slot: slot, State: state, EndedAt: at(end)}
-		if started >= 0 {
-			m.StartedAt = at(started)
-		}
-		return m
-	}
-	tests := []struct {
-		name        string
-		cfg         api.UpdateConfig
-		rollingBack bool
-		canRollBack bool
-		tasks       []monitoredTask
-		pending     int
-		wantAction  string
-		wantState   string
-		wantMsg     string // substring
-	}{
-		{name: "nothing yet", cfg: cfg(api.FailurePause, 0), pending: 6},
-		{name: "all running", cfg: cfg(api.FailurePause, 0),
-			tasks: []monitoredTask{running("a", "1"), running("b", "2")}, pending: 4},
-		{name: "failed within monitor pauses", cfg: cfg(api.FailurePause, 0),
-			tasks:      []monitoredTask{ended("a", "1", api.TaskFailed, 0, 1), running("b", "2")},
-			wantAction: api.FailurePause, wantState: api.UpdatePaused, wantMsg: "update paused: task web.1 (a) failed 1s after it started"},
-		{name: "exactly at the end of the monitor counts", cfg: cfg(api.FailurePause, 0),
-			tasks:      []monitoredTask{ended("a", "1", api.TaskFailed, 0, 3)},
-			wantAction: api.FailurePause, wantState: api.UpdatePaused},
-		{name: "failed after the monitor is not the update's fault", cfg: cfg(api.FailurePause, 0),
-			tasks: []monitoredTask{ended("a", "1", api.TaskFailed, 0, 3.5)}},
-		{name: "never started (rejected) counts", cfg: cfg(api.FailurePause, 0),
-			tasks:      []monitoredTask{{ID: "a", Name: "web.1", Slot: "1", State: api.TaskRejected, Error: "no such image", EndedAt: at(0)}},
-			wantAction: api.FailurePause, wantState: api.UpdatePaused, wantMsg: "task web.1 (a) rejected: no such image"},
-		{name: "complete within monitor counts (swarmkit)", cfg: cfg(api.FailurePause, 0),
-			tasks:      []monitoredTask{ended("a", "1", api.TaskComplete, 0, 0.5)},
-			wantAction: api.FailurePause, wantState: api.UpdatePaused},
-		{name: "shut down is not a failure", cfg: cfg(api.FailurePause, 0),
-			tasks: []monitoredTask{ended("a", "1", api.TaskShutdown, 0, 0.5)}},
-		{name: "rollback", cfg: cfg(api.FailureRollback, 0), canRollBack: true,
-			tasks:      []monitoredTask{ended("a", "1", api.TaskFailed, 0, 1)},
-			wantAction: api.FailureRollback, wantState: api.UpdateRollbackStarted, wantMsg: "update rolled back: task web.1 (a) failed"},
-		{name: "rollback without previous spec pauses", cfg: cfg(api.FailureRollback, 0),
-			tasks:      []monitoredTask{ended("a", "1", api.TaskFailed, 0, 1)},
-			wantAction: api.FailurePause, wantState: api.UpdatePaused, wantMsg: "no previous spec"},
-		{name: "a failing rollback pauses", cfg: cfg(api.FailurePause, 0), rollingBack: true, canRollBack: true,
-			tasks:      []monitoredTask{ended("a", "1", api.TaskFailed, 0, 1)},
-			wantAction: api.FailurePause, wantState: api.UpdateRollbackPaused, wantMsg: "rollback paused"},
-		{name: "never roll back a rollback", cfg: cfg(api.FailureRollback, 0), rollingBack: true, canRollBack: true,
-			tasks:      []monitoredTask{ended("a", "1", api.TaskFailed, 0, 1)},
-			wantAction: api.FailurePause, wantState: api.UpdateRollbackPaused},
-		{name: "continue", cfg: cfg(api.FailureContinue, 0),
-			tasks: []monitoredTask{ended("a", "1", api.TaskFailed, 0, 1)}},
-		// The ratio is over the slots of the whole update (swarmkit's
-		// dirty slots): touched ones plus pending ones.
-		{name: "under the ratio", cfg: cfg(api.FailurePause, 0.2),
-			tasks: []monitoredTask{ended("a", "1", api.TaskFailed, 0, 1), running("b", "2")}, pending: 4},
-		{name: "at the ratio", cfg: cfg(api.FailurePause, 0.5),
-			tasks: []monitoredTask{ended("a", "1", api.TaskFailed, 0, 1), running("b", "2")}, pending: 0},
-		{name: "over the ratio", cfg: cfg(api.FailurePause, 0.2),
-			tasks: []monitoredTask{ended("a", "1", api.TaskFailed, 0, 1), ended("b", "2", api.TaskFailed, 0, 2),
-				running("c", "3")}, pending: 3,
-			wantAction: api.FailurePause, wantState: api.UpdatePaused, wantMsg: "task web.2 (b) failed 2s after it started (2 failures in 6 slots)"},
-		{name: "restarts in one slot count each", cfg: cfg(api.FailurePause, 0.5),
-			tasks: []monitoredTask{ended("a", "1", api.TaskFailed, 0, 1), ended("b", "1", api.TaskFailed, 2, 3),
-				running("c", "2")},
-			wantAction: api.FailurePause, wantState: api.UpdatePaused, wantMsg: "web.1 (b)"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			v := judgeFailures(tt.cfg, tt.rollingBack, tt.canRollBack, tt.tasks, tt.pending)
-			if v.Action != tt.wantAction || v.State != tt.wantState || !strings.Contains(v.Message, tt.wantMsg) {
-				t.Fatalf("got %+v, want action %q state %q message containing %q", v, tt.wantAction, tt.wantState, tt.wantMsg)
-			}
-			if (v.Action == "") != (v.Message == "") {
-				t.Fatalf("a verdict with an action has a message and only then: %+v", v)
-			}
-		})
-	}
-}
-
-func TestMonitorDone(t *testing.T) {
-	tests := []struct {
-		name      string
-		lastStart time.Time
-		now       time.Time
-		done      bool
-		wake      time.Time
-	}{
-		{"no task started", time.Time{}, t0, true, time.Time{}},
-		{"just started", t0, t0, false, t0.Add(5 * time.Second)},
-		{"within the window", t0, t0.Add(4 * time.Second), false, t0.Add(5 * time.Second)},
-		{"window over", t0, t0.Add(5 * time.Second), true, time.Time{}},
-		{"long ago", t0, t0.Add(time.Hour), true, time.Time{}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			done, wake := monitorDone(tt.lastStart, 5*time.Second, tt.now)
-			if done != tt.done || !wake.Equal(tt.wake) {
-				t.Fatalf("monitorDone = %v, %v; want %v, %v", done, wake, tt.done, tt.wake)
-			}
-		})
-	}
-}
 
 // rollFailing steps the cluster like roll, but every running task that
 // bad selects ends with exit code 7 after it ran for `after`; when nothing
 // moves the clock advances by 250ms. It returns once the service's update
 // status is one of until and nothing moves, or fails the test.
-func rollFailing(t *testing.T, c *FakeCluster, id string, bad func(*api.Task) bool, after time.Duration, until ...string) *api.UpdateStatus {
+func rollFailing(t *testing.T, c *simcluster.Cluster, id string, bad func(*api.Task) bool, after time.Duration, until ...string) *api.UpdateStatus {
 	t.Helper()
 	for i := 0; i < 2000; i++ {
 		p := step(t, c)
@@ -185,7 +76,7 @@ func TestUpdateMonitorLateFailureRollsBack(t *testing.T) {
 // fails after 2s pauses the update.
 func TestUpdateMonitorLateFailurePauses(t *testing.T) {
 	c := cluster(t, "n1", "n2", "n3")
-	sp := Defaults(api.ServiceSpec{Name: "web", Image: "img:1", Replicas: 6, Command: []string{"httpd"}})
+	sp := servicespec.Defaults(api.ServiceSpec{Name: "web", Image: "img:1", Replicas: 6, Command: []string{"httpd"}})
 	s := c.CreateService(sp)
 	converge(t, c)
 	c.UpdateService(s.ID, func(sp *api.ServiceSpec) { sp.Command = []string{"sh", "-c", "sleep 2; exit 7"} })
@@ -238,12 +129,12 @@ func TestStartFirstWaitsForHealthy(t *testing.T) {
 	c.UpdateService(s.ID, func(sp *api.ServiceSpec) { sp.Image = "img:2" })
 	p := step(t, c)
 	if len(p.Create) != 1 {
-		t.Fatalf("first batch: %s", summarize(p))
+		t.Fatalf("first batch: %s", simcluster.Summarize(p))
 	}
 	c.Report() // running, health starting
 	p = step(t, c)
 	if !p.Empty() {
-		t.Fatalf("planned while the new task is not healthy yet: %s", summarize(p))
+		t.Fatalf("planned while the new task is not healthy yet: %s", simcluster.Summarize(p))
 	}
 	c.Report() // healthy
 	p = step(t, c)
@@ -254,7 +145,7 @@ func TestStartFirstWaitsForHealthy(t *testing.T) {
 		}
 	}
 	if stopped != 1 || created != 1 {
-		t.Fatalf("once healthy: want the old task stopped and the next slot started: %s", summarize(p))
+		t.Fatalf("once healthy: want the old task stopped and the next slot started: %s", simcluster.Summarize(p))
 	}
 	roll(t, c, func(string) {})
 	if im := images(c, s.ID); im["img:2"] != 2 {

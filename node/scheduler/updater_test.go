@@ -1,15 +1,16 @@
-package scheduler
+package scheduler_test
 
 import (
 	"testing"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/scheduler/simcluster"
 )
 
 // roll steps the cluster (plan, apply, nodes report) until nothing moves and
 // no wake-up is due, calling inv after every plan and every report.
-func roll(t *testing.T, c *FakeCluster, inv func(phase string)) {
+func roll(t *testing.T, c *simcluster.Cluster, inv func(phase string)) {
 	t.Helper()
 	for i := 0; i < 500; i++ {
 		p := step(t, c)
@@ -28,7 +29,7 @@ func roll(t *testing.T, c *FakeCluster, inv func(phase string)) {
 
 // slotsDown counts slots 1..replicas with no running task that is meant
 // to run.
-func slotsDown(c *FakeCluster, id string) int {
+func slotsDown(c *simcluster.Cluster, id string) int {
 	up := map[int]bool{}
 	for _, tk := range c.Tasks {
 		if tk.ServiceID == id && tk.DesiredState == api.TaskRunning && tk.State == api.TaskRunning {
@@ -38,7 +39,7 @@ func slotsDown(c *FakeCluster, id string) int {
 	return int(c.Services[id].Spec.Replicas) - len(up)
 }
 
-func images(c *FakeCluster, id string) map[string]int {
+func images(c *simcluster.Cluster, id string) map[string]int {
 	out := map[string]int{}
 	for _, tk := range c.Active(id) {
 		out[tk.Image]++
@@ -57,10 +58,10 @@ func TestRollingUpdateStopFirst(t *testing.T) {
 			c.UpdateService(s.ID, func(sp *api.ServiceSpec) { sp.Image = "img:2" })
 			p := step(t, c)
 			if len(p.ServiceUpdates) != 1 || p.ServiceUpdates[0].UpdateStatus.State != api.UpdateUpdating {
-				t.Fatalf("no update status: %s", summarize(p))
+				t.Fatalf("no update status: %s", simcluster.Summarize(p))
 			}
 			if len(p.Update) != par || len(p.Create) != 0 {
-				t.Fatalf("first batch: %s", summarize(p))
+				t.Fatalf("first batch: %s", simcluster.Summarize(p))
 			}
 			maxDown := 0
 			roll(t, c, func(phase string) {
@@ -93,7 +94,7 @@ func TestRollingUpdateStartFirst(t *testing.T) {
 	c.UpdateService(s.ID, func(sp *api.ServiceSpec) { sp.Env = []string{"A=1"} })
 	p := step(t, c)
 	if len(p.Create) != 1 || len(p.Update) != 0 {
-		t.Fatalf("start-first first step: %s", summarize(p))
+		t.Fatalf("start-first first step: %s", simcluster.Summarize(p))
 	}
 	roll(t, c, func(phase string) {
 		// Every slot keeps a running container at all times.
@@ -241,6 +242,6 @@ func TestImmaterialChangeKeepsTasks(t *testing.T) {
 	})
 	p := step(t, c)
 	if !p.Empty() || len(c.Tasks) != before {
-		t.Fatalf("immaterial change planned %s", summarize(p))
+		t.Fatalf("immaterial change planned %s", simcluster.Summarize(p))
 	}
 }

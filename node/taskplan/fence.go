@@ -4,7 +4,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/node/scheduler"
+	"github.com/shoal-org/shoal/node/scheduler/servicespec"
 )
 
 // FenceActions is the at-most-once fence. quiet is how long this node has
@@ -31,7 +31,7 @@ func FenceActions(acts []Action, nodeID string, tasks []*api.Task, containers []
 		if !ok {
 			spec = t.Spec
 		}
-		if spec.AtMostOnce && quiet >= scheduler.DisconnectGrace(spec) {
+		if spec.AtMostOnce && quiet >= servicespec.DisconnectGrace(spec) {
 			fenced[t.ID] = t
 		}
 	}

@@ -1,7 +1,7 @@
-package scheduler
+package autoscale
 
 // Autoscaling decisions, as a pure function of what the leader observed
-// (node/autoscale.go gathers the samples and writes the result).
+// (node/leaderloop/autoscale.go gathers the samples and writes the result).
 //
 // A sample is the average usage of a service's running tasks at one moment,
 // as a percentage of each task's limit. The decision only looks at samples
@@ -32,10 +32,10 @@ const (
 	DefaultScaleDownDelay = 60 * time.Second
 )
 
-// AutoscaleSample is the average usage of one service's running tasks at
+// Sample is the average usage of one service's running tasks at
 // one moment. CPUPercent is a share of each task's CPU limit (of one core
 // without a limit); MemoryPercent a share of its memory limit.
-type AutoscaleSample struct {
+type Sample struct {
 	At            time.Time
 	Replicas      uint64 // the service's replica count when taken
 	Tasks         int    // running tasks that reported usage
@@ -43,39 +43,39 @@ type AutoscaleSample struct {
 	MemoryPercent float64
 }
 
-// AutoscaleInput is what DecideAutoscale needs; nothing else is read.
-type AutoscaleInput struct {
+// Input is what Decide needs; nothing else is read.
+type Input struct {
 	Config   api.AutoscaleConfig
 	Replicas uint64
 	// Samples in any order; those before LastScale or at another replica
 	// count are ignored.
-	Samples   []AutoscaleSample
+	Samples   []Sample
 	LastScale time.Time
 	Now       time.Time
 }
 
-// AutoscaleDecision is the replica count the service should have and why.
+// Decision is the replica count the service should have and why.
 // Reason is empty when Replicas is unchanged.
-type AutoscaleDecision struct {
+type Decision struct {
 	Replicas      uint64
 	Reason        string
 	CPUPercent    float64 // averages over the deciding window
 	MemoryPercent float64
 }
 
-// DecideAutoscale returns the replica count a service with in.Config should
+// Decide returns the replica count a service with in.Config should
 // have. It is pure: the same input gives the same answer.
-func DecideAutoscale(in AutoscaleInput) AutoscaleDecision {
+func Decide(in Input) Decision {
 	cfg := in.Config
 	cur := in.Replicas
-	keep := AutoscaleDecision{Replicas: cur}
+	keep := Decision{Replicas: cur}
 	if cur < cfg.Min {
-		return AutoscaleDecision{Replicas: cfg.Min, Reason: fmt.Sprintf("%d replicas is below the autoscale minimum %d", cur, cfg.Min)}
+		return Decision{Replicas: cfg.Min, Reason: fmt.Sprintf("%d replicas is below the autoscale minimum %d", cur, cfg.Min)}
 	}
 	if cfg.Max > 0 && cur > cfg.Max {
-		return AutoscaleDecision{Replicas: cfg.Max, Reason: fmt.Sprintf("%d replicas is above the autoscale maximum %d", cur, cfg.Max)}
+		return Decision{Replicas: cfg.Max, Reason: fmt.Sprintf("%d replicas is above the autoscale maximum %d", cur, cfg.Max)}
 	}
-	var rel []AutoscaleSample
+	var rel []Sample
 	var first time.Time
 	for _, s := range in.Samples {
 		if s.Replicas != cur || s.Tasks <= 0 || !s.At.After(in.LastScale) || s.At.After(in.Now) {
@@ -116,7 +116,7 @@ func DecideAutoscale(in AutoscaleInput) AutoscaleDecision {
 			want := uint64(math.Ceil(float64(cur) * factor))
 			want = max(want, cur+1)
 			want = min(want, 2*cur, cfg.Max)
-			return AutoscaleDecision{
+			return Decision{
 				Replicas:      want,
 				Reason:        fmt.Sprintf("%s above target for %s: scale up %d → %d", usageText(cfg, cpu, mem), up, cur, want),
 				CPUPercent:    cpu,
@@ -142,9 +142,9 @@ func DecideAutoscale(in AutoscaleInput) AutoscaleDecision {
 			cpu, mem := means(w)
 			// The remaining tasks take over the load of the one removed.
 			k := float64(cur) / float64(cur-1)
-			if below(cfg, AutoscaleSample{CPUPercent: cpu * k, MemoryPercent: mem * k}) {
+			if below(cfg, Sample{CPUPercent: cpu * k, MemoryPercent: mem * k}) {
 				want := cur - 1
-				return AutoscaleDecision{
+				return Decision{
 					Replicas:      want,
 					Reason:        fmt.Sprintf("%s below target for %s: scale down %d → %d", usageText(cfg, cpu, mem), down, cur, want),
 					CPUPercent:    cpu,
@@ -157,8 +157,8 @@ func DecideAutoscale(in AutoscaleInput) AutoscaleDecision {
 }
 
 // window returns the samples at or after from.
-func window(samples []AutoscaleSample, from time.Time) []AutoscaleSample {
-	var w []AutoscaleSample
+func window(samples []Sample, from time.Time) []Sample {
+	var w []Sample
 	for _, s := range samples {
 		if !s.At.Before(from) {
 			w = append(w, s)
@@ -168,18 +168,18 @@ func window(samples []AutoscaleSample, from time.Time) []AutoscaleSample {
 }
 
 // above reports whether a sample exceeds any target.
-func above(cfg api.AutoscaleConfig, s AutoscaleSample) bool {
+func above(cfg api.AutoscaleConfig, s Sample) bool {
 	return (cfg.CPUPercent > 0 && s.CPUPercent > cfg.CPUPercent) ||
 		(cfg.MemoryPercent > 0 && s.MemoryPercent > cfg.MemoryPercent)
 }
 
 // below reports whether a sample is under every target.
-func below(cfg api.AutoscaleConfig, s AutoscaleSample) bool {
+func below(cfg api.AutoscaleConfig, s Sample) bool {
 	return (cfg.CPUPercent <= 0 || s.CPUPercent < cfg.CPUPercent) &&
 		(cfg.MemoryPercent <= 0 || s.MemoryPercent < cfg.MemoryPercent)
 }
 
-func means(w []AutoscaleSample) (cpu, mem float64) {
+func means(w []Sample) (cpu, mem float64) {
 	for _, s := range w {
 		cpu += s.CPUPercent
 		mem += s.MemoryPercent
@@ -202,50 +202,4 @@ func usageText(cfg api.AutoscaleConfig, cpu, mem float64) string {
 		s += fmt.Sprintf("memory %.0f%% (target %g%%)", mem, cfg.MemoryPercent)
 	}
 	return s
-}
-
-// MaxAutoscaleCPUPercent bounds a CPU target: without a CPU limit usage is
-// counted against one core, and a task may use several.
-const MaxAutoscaleCPUPercent = 1000
-
-// autoscaleProblems lists what is wrong with a spec's autoscale config
-// (ValidateSpec reports them with the rest).
-func autoscaleProblems(spec api.ServiceSpec) []string {
-	a := spec.Autoscale
-	if a == nil {
-		return nil
-	}
-	var p []string
-	bad := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
-	if spec.Mode == api.ModeGlobal {
-		bad("autoscale: a global service runs one task on every eligible node; autoscale applies to replicated services only")
-	}
-	if a.Min < 1 {
-		bad("autoscale.min %d: must be at least 1", a.Min)
-	}
-	if a.Max < a.Min {
-		bad("autoscale.max %d: must be at least min (%d)", a.Max, a.Min)
-	}
-	if a.Max > MaxReplicas {
-		bad("autoscale.max %d: more than %d", a.Max, MaxReplicas)
-	}
-	if a.CPUPercent == 0 && a.MemoryPercent == 0 {
-		bad("autoscale: needs a cpu or memory target")
-	}
-	if a.CPUPercent < 0 || a.CPUPercent > MaxAutoscaleCPUPercent || math.IsNaN(a.CPUPercent) {
-		bad("autoscale.cpu_percent %g: must be between 0 and %d", a.CPUPercent, MaxAutoscaleCPUPercent)
-	}
-	if a.MemoryPercent < 0 || a.MemoryPercent > 100 || math.IsNaN(a.MemoryPercent) {
-		bad("autoscale.memory_percent %g: must be between 0 and 100", a.MemoryPercent)
-	}
-	if a.MemoryPercent > 0 && spec.Resources.Limits.MemoryBytes <= 0 {
-		bad("autoscale.memory_percent: a memory target needs a memory limit (--limit-memory)")
-	}
-	if a.ScaleUpDelay < 0 {
-		bad("autoscale.scale_up_delay %s: must not be negative", a.ScaleUpDelay)
-	}
-	if a.ScaleDownDelay < 0 {
-		bad("autoscale.scale_down_delay %s: must not be negative", a.ScaleDownDelay)
-	}
-	return p
 }

@@ -1,4 +1,4 @@
-package scheduler
+package placement
 
 import (
 	"fmt"
@@ -22,7 +22,9 @@ type NodeInfo struct {
 	// Tasks counts the node's non-terminal tasks with desired state running.
 	Tasks int
 
-	idx int // position in the plan's sorted node list
+	// Index is the node's position in the plan's sorted node list: the
+	// planner's bookkeeping, ignored by the filters.
+	Index int
 }
 
 // Request is what a new task asks of a node.
@@ -87,14 +89,16 @@ type ResourceFilter struct{}
 
 // Check implements Filter.
 func (ResourceFilter) Check(n *NodeInfo, r *Request) (bool, string) {
-	if what := resourceShortfall(n, r.Reservations); what != "" {
+	if what := ResourceShortfall(n, r.Reservations); what != "" {
 		return false, "with insufficient " + what
 	}
 	return true, ""
 }
 
-// resourceShortfall names the first resource that does not fit, or "".
-func resourceShortfall(n *NodeInfo, want api.Resources) string {
+// ResourceShortfall names the first resource of want that does not fit in
+// n's capacity minus its reservations, or "" (the planner asks it again for
+// each task it places on a node after the filters passed it).
+func ResourceShortfall(n *NodeInfo, want api.Resources) string {
 	capa, used := n.Node.Resources, n.Reserved
 	if want.NanoCPUs > 0 && capa.NanoCPUs > 0 && used.NanoCPUs+want.NanoCPUs > capa.NanoCPUs {
 		return "cpu"

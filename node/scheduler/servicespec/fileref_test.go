@@ -1,4 +1,4 @@
-package scheduler
+package servicespec
 
 import (
 	"testing"
@@ -11,7 +11,7 @@ func TestMaterialEqualFileRefs(t *testing.T) {
 	base := api.ServiceSpec{Image: "bb:1", Secrets: []api.FileReference{{Source: "pw"}}, Configs: []api.FileReference{{Source: "c", Target: "/etc/c"}}}
 	same := base
 	same.Replicas = 9
-	if !materialEqual(&base, &same) {
+	if !MaterialEqual(&base, &same) {
 		t.Fatal("replicas alone made a spec material")
 	}
 	for name, change := range map[string]func(*api.ServiceSpec){
@@ -23,7 +23,7 @@ func TestMaterialEqualFileRefs(t *testing.T) {
 	} {
 		next := base
 		change(&next)
-		if materialEqual(&base, &next) {
+		if MaterialEqual(&base, &next) {
 			t.Errorf("%s: tasks would not roll", name)
 		}
 	}

@@ -1,4 +1,4 @@
-package scheduler
+package servicespec
 
 import (
 	"fmt"
@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/scheduler/placement"
 )
 
 // Docker's defaults, applied by Defaults.
@@ -55,8 +56,8 @@ func Defaults(spec api.ServiceSpec) api.ServiceSpec {
 	if spec.RestartPolicy.Delay == 0 {
 		spec.RestartPolicy.Delay = DefaultRestartDelay
 	}
-	spec.UpdateConfig = defaultUpdateConfig(spec.UpdateConfig, true)
-	spec.RollbackConfig = defaultUpdateConfig(spec.RollbackConfig, true)
+	spec.UpdateConfig = UpdateDefaults(spec.UpdateConfig, true)
+	spec.RollbackConfig = UpdateDefaults(spec.RollbackConfig, true)
 	if spec.StopGracePeriod == 0 {
 		spec.StopGracePeriod = DefaultStopGracePeriod
 	}
@@ -76,9 +77,10 @@ func Defaults(spec api.ServiceSpec) api.ServiceSpec {
 	return spec
 }
 
-// defaultUpdateConfig fills an update or rollback config; parallelism is only
-// defaulted when asked (the planner treats a stored 0 as "all at once").
-func defaultUpdateConfig(u api.UpdateConfig, parallelism bool) api.UpdateConfig {
+// UpdateDefaults fills an update or rollback config; parallelism is only
+// defaulted when asked (the planner treats a stored 0 as "all at once" and
+// fills the rest when it reads a stored spec).
+func UpdateDefaults(u api.UpdateConfig, parallelism bool) api.UpdateConfig {
 	if parallelism && u == (api.UpdateConfig{}) {
 		u.Parallelism = 1
 	}
@@ -94,11 +96,11 @@ func defaultUpdateConfig(u api.UpdateConfig, parallelism bool) api.UpdateConfig 
 	return u
 }
 
-// ValidateSpec checks a service spec before it is written to Raft and says
+// Validate checks a service spec before it is written to Raft and says
 // exactly what is wrong: the returned error wraps ErrInvalidSpec and lists
 // every problem, each naming its field. Fields Defaults fills (mode, restart
 // condition, update order and failure action, port protocol) may be empty.
-func ValidateSpec(spec api.ServiceSpec) error {
+func Validate(spec api.ServiceSpec) error {
 	var p []string
 	bad := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
 
@@ -154,7 +156,7 @@ func ValidateSpec(spec api.ServiceSpec) error {
 		}
 		seen[key] = true
 	}
-	if _, err := ParseConstraints(spec.Constraints); err != nil {
+	if _, err := placement.ParseConstraints(spec.Constraints); err != nil {
 		bad("constraints: %v", err)
 	}
 	checkResources := func(field string, r api.Resources) {

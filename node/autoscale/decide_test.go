@@ -1,4 +1,4 @@
-package scheduler
+package autoscale
 
 import (
 	"strings"
@@ -15,28 +15,28 @@ func TestDecideAutoscale(t *testing.T) {
 	mem80 := api.AutoscaleConfig{Min: 2, Max: 10, MemoryPercent: 80}
 	both := api.AutoscaleConfig{Min: 1, Max: 10, CPUPercent: 50, MemoryPercent: 80, ScaleUpDelay: 15 * time.Second, ScaleDownDelay: 60 * time.Second}
 	// series makes one sample every 3s over the span before now.
-	series := func(span time.Duration, replicas uint64, cpu, mem float64) []AutoscaleSample {
-		var out []AutoscaleSample
+	series := func(span time.Duration, replicas uint64, cpu, mem float64) []Sample {
+		var out []Sample
 		for d := span; d >= 0; d -= 3 * time.Second {
-			out = append(out, AutoscaleSample{At: now.Add(-d), Replicas: replicas, Tasks: int(replicas), CPUPercent: cpu, MemoryPercent: mem})
+			out = append(out, Sample{At: now.Add(-d), Replicas: replicas, Tasks: int(replicas), CPUPercent: cpu, MemoryPercent: mem})
 		}
 		return out
 	}
-	cat := func(parts ...[]AutoscaleSample) []AutoscaleSample {
-		var out []AutoscaleSample
+	cat := func(parts ...[]Sample) []Sample {
+		var out []Sample
 		for _, p := range parts {
 			out = append(out, p...)
 		}
 		return out
 	}
-	spike := func(s []AutoscaleSample, ago time.Duration, cpu float64) []AutoscaleSample {
-		return append(s, AutoscaleSample{At: now.Add(-ago), Replicas: s[0].Replicas, Tasks: 1, CPUPercent: cpu})
+	spike := func(s []Sample, ago time.Duration, cpu float64) []Sample {
+		return append(s, Sample{At: now.Add(-ago), Replicas: s[0].Replicas, Tasks: 1, CPUPercent: cpu})
 	}
 	tests := []struct {
 		name      string
 		cfg       api.AutoscaleConfig
 		replicas  uint64
-		samples   []AutoscaleSample
+		samples   []Sample
 		lastScale time.Time
 		want      uint64
 		reason    string // substring; "" means no reason
@@ -55,7 +55,7 @@ func TestDecideAutoscale(t *testing.T) {
 		{"cool-down: samples before the last scale are ignored", cpu50, 1, series(time.Minute, 1, 100, 0), now.Add(-10 * time.Second), 1, ""},
 		{"cool-down over", cpu50, 1, series(time.Minute, 1, 100, 0), now.Add(-16 * time.Second), 2, "scale up"},
 		{"samples at another replica count are ignored", cpu50, 2, series(time.Minute, 1, 100, 0), time.Time{}, 2, ""},
-		{"samples without tasks are ignored", cpu50, 1, []AutoscaleSample{{At: now.Add(-20 * time.Second), Replicas: 1}, {At: now, Replicas: 1, Tasks: 1, CPUPercent: 100}}, time.Time{}, 1, ""},
+		{"samples without tasks are ignored", cpu50, 1, []Sample{{At: now.Add(-20 * time.Second), Replicas: 1}, {At: now, Replicas: 1, Tasks: 1, CPUPercent: 100}}, time.Time{}, 1, ""},
 		{"below long enough: one step down", cpu50, 3, series(61*time.Second, 3, 5, 0), time.Time{}, 2, "cpu 5% (target 50%) below target for 1m0s: scale down 3 → 2"},
 		{"below not long enough", cpu50, 3, series(50*time.Second, 3, 5, 0), time.Time{}, 3, ""},
 		{"below, one spike in the window", cpu50, 3, spike(series(61*time.Second, 3, 5, 0), 30*time.Second, 60), time.Time{}, 3, ""},
@@ -68,13 +68,13 @@ func TestDecideAutoscale(t *testing.T) {
 		{"two targets: one above scales up", both, 2, series(20*time.Second, 2, 10, 90), time.Time{}, 3, "cpu 10% (target 50%), memory 90% (target 80%) above target"},
 		{"two targets: down needs both below", both, 3, series(2*time.Minute, 3, 10, 79), time.Time{}, 3, ""},
 		{"two targets: both below", both, 3, series(2*time.Minute, 3, 10, 20), time.Time{}, 2, "scale down 3 → 2"},
-		{"future samples are ignored", cpu50, 1, []AutoscaleSample{{At: now.Add(time.Hour), Replicas: 1, Tasks: 1, CPUPercent: 100}}, time.Time{}, 1, ""},
-		{"old then recent: observation counts from the first", cpu50, 1, cat(series(0, 1, 100, 0), []AutoscaleSample{{At: now.Add(-15 * time.Second), Replicas: 1, Tasks: 1, CPUPercent: 100}}), time.Time{}, 2, "scale up 1 → 2"},
+		{"future samples are ignored", cpu50, 1, []Sample{{At: now.Add(time.Hour), Replicas: 1, Tasks: 1, CPUPercent: 100}}, time.Time{}, 1, ""},
+		{"old then recent: observation counts from the first", cpu50, 1, cat(series(0, 1, 100, 0), []Sample{{At: now.Add(-15 * time.Second), Replicas: 1, Tasks: 1, CPUPercent: 100}}), time.Time{}, 2, "scale up 1 → 2"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			in := AutoscaleInput{Config: tc.cfg, Replicas: tc.replicas, Samples: tc.samples, LastScale: tc.lastScale, Now: now}
-			got := DecideAutoscale(in)
+			in := Input{Config: tc.cfg, Replicas: tc.replicas, Samples: tc.samples, LastScale: tc.lastScale, Now: now}
+			got := Decide(in)
 			if got.Replicas != tc.want {
 				t.Fatalf("replicas %d, want %d (reason %q)", got.Replicas, tc.want, got.Reason)
 			}
@@ -88,7 +88,7 @@ func TestDecideAutoscale(t *testing.T) {
 				t.Fatalf("a change needs a reason and only a change has one: %+v", got)
 			}
 			// Pure: the same input, the same answer.
-			if again := DecideAutoscale(in); again != got {
+			if again := Decide(in); again != got {
 				t.Fatalf("second call %+v, first %+v", again, got)
 			}
 		})
@@ -106,66 +106,16 @@ func TestDecideAutoscaleStaysInBounds(t *testing.T) {
 		for cur := cfg.Min; cur <= min(cfg.Max, 20); cur++ {
 			for _, cpu := range []float64{0, 1, 9, 10, 11, 49, 50, 51, 100, 1000} {
 				for _, mem := range []float64{0, 49, 51, 100} {
-					var samples []AutoscaleSample
+					var samples []Sample
 					for d := 10 * time.Second; d >= 0; d -= time.Second {
-						samples = append(samples, AutoscaleSample{At: now.Add(-d), Replicas: cur, Tasks: 1, CPUPercent: cpu, MemoryPercent: mem})
+						samples = append(samples, Sample{At: now.Add(-d), Replicas: cur, Tasks: 1, CPUPercent: cpu, MemoryPercent: mem})
 					}
-					got := DecideAutoscale(AutoscaleInput{Config: cfg, Replicas: cur, Samples: samples, Now: now}).Replicas
+					got := Decide(Input{Config: cfg, Replicas: cur, Samples: samples, Now: now}).Replicas
 					if got < cfg.Min || got > cfg.Max || got > 2*cur || got+1 < cur {
 						t.Fatalf("cfg %+v replicas %d cpu %g mem %g → %d", cfg, cur, cpu, mem, got)
 					}
 				}
 			}
 		}
-	}
-}
-
-func TestValidateAutoscale(t *testing.T) {
-	base := func(a *api.AutoscaleConfig) api.ServiceSpec {
-		return Defaults(api.ServiceSpec{Name: "web", Image: "busybox", Replicas: 2, Autoscale: a})
-	}
-	tests := []struct {
-		name string
-		spec api.ServiceSpec
-		want string // "" = valid
-	}{
-		{"cpu target", base(&api.AutoscaleConfig{Min: 2, Max: 10, CPUPercent: 70}), ""},
-		{"none", base(nil), ""},
-		{"min 0", base(&api.AutoscaleConfig{Min: 0, Max: 10, CPUPercent: 70}), "autoscale.min 0: must be at least 1"},
-		{"max below min", base(&api.AutoscaleConfig{Min: 3, Max: 2, CPUPercent: 70}), "autoscale.max 2: must be at least min (3)"},
-		{"max too big", base(&api.AutoscaleConfig{Min: 1, Max: MaxReplicas + 1, CPUPercent: 70}), "autoscale.max"},
-		{"no target", base(&api.AutoscaleConfig{Min: 1, Max: 2}), "needs a cpu or memory target"},
-		{"negative cpu", base(&api.AutoscaleConfig{Min: 1, Max: 2, CPUPercent: -1}), "autoscale.cpu_percent -1"},
-		{"memory above 100", func() api.ServiceSpec {
-			s := base(&api.AutoscaleConfig{Min: 1, Max: 2, MemoryPercent: 120})
-			s.Resources.Limits.MemoryBytes = 64 << 20
-			return s
-		}(), "autoscale.memory_percent 120"},
-		{"memory without a limit", base(&api.AutoscaleConfig{Min: 1, Max: 2, MemoryPercent: 80}), "needs a memory limit"},
-		{"memory with a limit", func() api.ServiceSpec {
-			s := base(&api.AutoscaleConfig{Min: 1, Max: 2, MemoryPercent: 80})
-			s.Resources.Limits.MemoryBytes = 64 << 20
-			return s
-		}(), ""},
-		{"negative delay", base(&api.AutoscaleConfig{Min: 1, Max: 2, CPUPercent: 50, ScaleDownDelay: -time.Second}), "scale_down_delay -1s"},
-		{"global", func() api.ServiceSpec {
-			s := base(&api.AutoscaleConfig{Min: 1, Max: 2, CPUPercent: 50})
-			s.Mode, s.Replicas = api.ModeGlobal, 0
-			return s
-		}(), "applies to replicated services only"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			err := ValidateSpec(tc.spec)
-			if tc.want == "" {
-				if err != nil {
-					t.Fatalf("unexpected error: %v", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error %v, want it to contain %q", err, tc.want)
-			}
-		})
 	}
 }

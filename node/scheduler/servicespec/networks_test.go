@@ -1,4 +1,4 @@
-package scheduler
+package servicespec
 
 import (
 	"testing"
@@ -23,7 +23,7 @@ func TestMaterialEqualNetworks(t *testing.T) {
 		{with("front"), with("front"), true},
 	}
 	for _, tc := range cases {
-		if got := materialEqual(tc.a, tc.b); got != tc.want {
+		if got := MaterialEqual(tc.a, tc.b); got != tc.want {
 			t.Errorf("%v vs %v: %v, want %v", tc.a.Networks, tc.b.Networks, got, tc.want)
 		}
 	}

@@ -1,4 +1,4 @@
-package scheduler
+package simcluster
 
 import (
 	"errors"
@@ -7,16 +7,22 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/scheduler"
 )
 
-// FakeCluster is a side-effect-free harness for the planner (and for the
+// ErrNotIdempotent is returned by Cluster.Step (with CheckIdempotent) and
+// Converge when planning again right after applying a plan still changes
+// something: a planner bug.
+var ErrNotIdempotent = errors.New("plan not idempotent")
+
+// Cluster is a side-effect-free harness for the planner (and for the
 // leader's tests): an in-memory state that applies plans the way the FSM
 // does (whole-task upserts that never move observed state backwards,
 // versioned service updates) and simulates nodes reporting on their tasks.
 // It is not safe for concurrent use. Fields may be read and changed freely
 // between calls.
-type FakeCluster struct {
-	Planner  *Planner
+type Cluster struct {
+	Planner  *scheduler.Planner
 	Now      time.Time
 	Nodes    map[string]*api.Node
 	Services map[string]*api.Service
@@ -36,10 +42,10 @@ type FakeCluster struct {
 	ids   int
 }
 
-// NewFakeCluster returns an empty cluster at time now whose planner draws
+// New returns an empty cluster at time now whose planner draws
 // IDs task-000001, task-000002…
-func NewFakeCluster(now time.Time) *FakeCluster {
-	c := &FakeCluster{
+func New(now time.Time) *Cluster {
+	c := &Cluster{
 		Now:             now,
 		Nodes:           map[string]*api.Node{},
 		Services:        map[string]*api.Service{},
@@ -49,7 +55,7 @@ func NewFakeCluster(now time.Time) *FakeCluster {
 		CheckIdempotent: true,
 		index:           100,
 	}
-	c.Planner = NewPlanner(Config{NewID: func() string {
+	c.Planner = scheduler.NewPlanner(scheduler.Config{NewID: func() string {
 		c.ids++
 		return fmt.Sprintf("task-%06d", c.ids)
 	}})
@@ -57,7 +63,7 @@ func NewFakeCluster(now time.Time) *FakeCluster {
 }
 
 // AddNode adds a ready, active node whose hostname is its ID.
-func (c *FakeCluster) AddNode(id string, labels map[string]string) *api.Node {
+func (c *Cluster) AddNode(id string, labels map[string]string) *api.Node {
 	n := &api.Node{ID: id, Hostname: id, Status: api.NodeReady, Availability: api.AvailabilityActive,
 		Labels: labels, CreatedAt: c.Now, UpdatedAt: c.Now}
 	c.Nodes[id] = n
@@ -66,7 +72,7 @@ func (c *FakeCluster) AddNode(id string, labels map[string]string) *api.Node {
 
 // SetNodeStatus changes a node's status as the leader records gossip's
 // verdict: StatusChangedAt becomes c.Now.
-func (c *FakeCluster) SetNodeStatus(id, status string) {
+func (c *Cluster) SetNodeStatus(id, status string) {
 	n := c.Nodes[id]
 	n.Status = status
 	n.StatusChangedAt = c.Now
@@ -75,7 +81,7 @@ func (c *FakeCluster) SetNodeStatus(id, status string) {
 
 // CreateService stores a service with spec exactly as given (call Defaults
 // first for Docker's defaults) and returns it. The ID is "svc-" + name.
-func (c *FakeCluster) CreateService(spec api.ServiceSpec) *api.Service {
+func (c *Cluster) CreateService(spec api.ServiceSpec) *api.Service {
 	c.index++
 	s := &api.Service{ID: "svc-" + spec.Name, Name: spec.Name, Spec: spec, Version: c.index,
 		CreatedAt: c.Now, UpdatedAt: c.Now}
@@ -86,7 +92,7 @@ func (c *FakeCluster) CreateService(spec api.ServiceSpec) *api.Service {
 // UpdateService changes a service's spec as `service update` does: the old
 // spec becomes PreviousSpec, the version moves on and the update status is
 // cleared (Plan starts a new update if tasks are now outdated).
-func (c *FakeCluster) UpdateService(id string, mutate func(*api.ServiceSpec)) *api.Service {
+func (c *Cluster) UpdateService(id string, mutate func(*api.ServiceSpec)) *api.Service {
 	s := c.Services[id]
 	prev := s.Spec
 	mutate(&s.Spec)
@@ -100,7 +106,7 @@ func (c *FakeCluster) UpdateService(id string, mutate func(*api.ServiceSpec)) *a
 
 // DeleteService removes a service and sets its tasks' desired state to
 // shutdown, as the FSM does.
-func (c *FakeCluster) DeleteService(id string) {
+func (c *Cluster) DeleteService(id string) {
 	delete(c.Services, id)
 	for _, t := range c.Tasks {
 		if t.ServiceID == id {
@@ -113,8 +119,8 @@ func (c *FakeCluster) DeleteService(id string) {
 }
 
 // State returns a snapshot, each table sorted by ID.
-func (c *FakeCluster) State() State {
-	var st State
+func (c *Cluster) State() scheduler.State {
+	var st scheduler.State
 	for _, n := range c.Nodes {
 		st.Nodes = append(st.Nodes, *n)
 	}
@@ -132,12 +138,12 @@ func (c *FakeCluster) State() State {
 }
 
 // Plan plans on the current state at c.Now.
-func (c *FakeCluster) Plan() Plan { return c.Planner.Plan(c.State(), c.Now) }
+func (c *Cluster) Plan() scheduler.Plan { return c.Planner.Plan(c.State(), c.Now) }
 
 // Apply writes a plan as the FSM would: service updates only if the version
 // still matches (then a new version), task upserts keeping observed state
 // that is further along, deletions.
-func (c *FakeCluster) Apply(p Plan) {
+func (c *Cluster) Apply(p scheduler.Plan) {
 	for _, s := range p.ServiceUpdates {
 		old := c.Services[s.ID]
 		if old == nil || old.Version != s.Version {
@@ -170,21 +176,21 @@ func (c *FakeCluster) Apply(p Plan) {
 // Step plans, applies and returns the plan. With CheckIdempotent it plans
 // again and returns ErrNotIdempotent if that second plan writes anything
 // (unless the first plan stopped at its creation budget: Plan.More).
-func (c *FakeCluster) Step() (Plan, error) {
+func (c *Cluster) Step() (scheduler.Plan, error) {
 	p := c.Plan()
 	c.Apply(p)
 	if c.CheckIdempotent && !p.More {
 		ids := c.ids
 		if again := c.Plan(); !again.Empty() {
 			return p, fmt.Errorf("%w: second plan has %d creates, %d updates, %d deletes, %d service updates (first: %+v)",
-				ErrNotIdempotent, len(again.Create), len(again.Update), len(again.Delete), len(again.ServiceUpdates), summarize(again))
+				ErrNotIdempotent, len(again.Create), len(again.Update), len(again.Delete), len(again.ServiceUpdates), Summarize(again))
 		}
 		c.ids = ids
 	}
 	return p, nil
 }
 
-func summarize(p Plan) string {
+func Summarize(p scheduler.Plan) string {
 	s := ""
 	for _, t := range p.Create {
 		s += fmt.Sprintf(" create %s slot=%d node=%s;", t.Name, t.Slot, t.NodeID)
@@ -206,7 +212,7 @@ func summarize(p Plan) string {
 // Report simulates every ready node reporting once: tasks assigned to it
 // with desired state running start (running, or failed for FailImages) and
 // tasks with desired state shutdown stop. It returns how many tasks moved.
-func (c *FakeCluster) Report() int {
+func (c *Cluster) Report() int {
 	moved := 0
 	for _, t := range c.Tasks {
 		n := c.Nodes[t.NodeID]
@@ -238,7 +244,7 @@ func (c *FakeCluster) Report() int {
 
 // Finish makes a running task end: complete with exit code 0, otherwise
 // failed with the given code.
-func (c *FakeCluster) Finish(taskID string, exitCode int) {
+func (c *Cluster) Finish(taskID string, exitCode int) {
 	t := c.Tasks[taskID]
 	t.State, t.ExitCode, t.UpdatedAt = api.TaskComplete, exitCode, c.Now
 	if exitCode != 0 {
@@ -249,7 +255,7 @@ func (c *FakeCluster) Finish(taskID string, exitCode int) {
 // Converge alternates Step and Report, jumping the clock to NextWake when
 // nothing else happens, until a plan is empty with nothing to report and no
 // wake-up, or maxSteps is reached. It returns the number of steps.
-func (c *FakeCluster) Converge(maxSteps int) (int, error) {
+func (c *Cluster) Converge(maxSteps int) (int, error) {
 	for i := 1; i <= maxSteps; i++ {
 		p, err := c.Step()
 		if err != nil {
@@ -268,7 +274,7 @@ func (c *FakeCluster) Converge(maxSteps int) (int, error) {
 
 // Active returns the tasks of a service whose desired state is running,
 // sorted by slot then node.
-func (c *FakeCluster) Active(serviceID string) []api.Task {
+func (c *Cluster) Active(serviceID string) []api.Task {
 	var out []api.Task
 	for _, t := range c.Tasks {
 		if t.ServiceID == serviceID && t.DesiredState == api.TaskRunning {
@@ -286,7 +292,7 @@ func (c *FakeCluster) Active(serviceID string) []api.Task {
 
 // RunningPerNode counts a service's running tasks with desired state
 // running, by node.
-func (c *FakeCluster) RunningPerNode(serviceID string) map[string]int {
+func (c *Cluster) RunningPerNode(serviceID string) map[string]int {
 	out := map[string]int{}
 	for _, t := range c.Tasks {
 		if t.ServiceID == serviceID && t.DesiredState == api.TaskRunning && t.State == api.TaskRunning {
@@ -299,7 +305,7 @@ func (c *FakeCluster) RunningPerNode(serviceID string) map[string]int {
 // CheckSlots verifies a replicated service's invariant: each slot
 // 1..replicas has exactly one running task with desired state running, and
 // no other slot has one.
-func (c *FakeCluster) CheckSlots(serviceID string) error {
+func (c *Cluster) CheckSlots(serviceID string) error {
 	s := c.Services[serviceID]
 	per := map[int]int{}
 	for _, t := range c.Tasks {

@@ -1,4 +1,4 @@
-package scheduler
+package servicespec
 
 import (
 	"errors"
@@ -93,7 +93,7 @@ func TestValidateSpec(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := good()
 			tc.mutate(&s)
-			err := ValidateSpec(s)
+			err := Validate(s)
 			if tc.want == "" {
 				if err != nil {
 					t.Fatalf("unexpected error %v", err)
@@ -108,7 +108,7 @@ func TestValidateSpec(t *testing.T) {
 }
 
 func TestValidateSpecListsEveryProblem(t *testing.T) {
-	err := ValidateSpec(api.ServiceSpec{Name: "-x", Mode: "m"})
+	err := Validate(api.ServiceSpec{Name: "-x", Mode: "m"})
 	for _, want := range []string{"name", "mode", "image"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("error %v lacks %q", err, want)

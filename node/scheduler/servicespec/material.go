@@ -1,0 +1,46 @@
+package servicespec
+
+import (
+	"maps"
+	"slices"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// MaterialEqual reports whether two specs run the same containers in the
+// same places, so that a task of one need not be replaced for the other:
+// the planner's test of an outdated task (a rolling update replaces tasks
+// whose spec is not materially equal to the service's).
+// Replicas, ports (served by the routing mesh), restart, update and rollback
+// policies are not material.
+func MaterialEqual(a, b *api.ServiceSpec) bool {
+	return a.Image == b.Image &&
+		slices.Equal(a.Command, b.Command) &&
+		slices.Equal(a.Entrypoint, b.Entrypoint) &&
+		slices.Equal(a.Env, b.Env) &&
+		a.Workdir == b.Workdir &&
+		a.User == b.User &&
+		maps.Equal(a.Labels, b.Labels) &&
+		a.Resources == b.Resources &&
+		slices.Equal(a.Constraints, b.Constraints) &&
+		healthEqual(a.Healthcheck, b.Healthcheck) &&
+		a.StopGracePeriod == b.StopGracePeriod &&
+		a.ForceUpdate == b.ForceUpdate &&
+		slices.Equal(api.SpecNetworks(*a), api.SpecNetworks(*b)) && // a task's interfaces are set at start
+		slices.Equal(a.Mounts, b.Mounts) && // mounts are made at container creation
+		fileRefsEqual(a, b)
+}
+
+// fileRefsEqual compares the secrets and configs of two specs: changing
+// them rolls the tasks, as Swarm does.
+func fileRefsEqual(a, b *api.ServiceSpec) bool {
+	return slices.Equal(a.Secrets, b.Secrets) && slices.Equal(a.Configs, b.Configs)
+}
+
+func healthEqual(a, b *api.HealthConfig) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return slices.Equal(a.Test, b.Test) && a.Interval == b.Interval && a.Timeout == b.Timeout &&
+		a.StartPeriod == b.StartPeriod && a.Retries == b.Retries
+}
