@@ -141,6 +141,12 @@ var importRules = []importRule{
 	// WireGuard key epochs). The agent comes in through their Config.
 	{"node/reconciler/...", []string{"api", "consensus", "runtime", "node/netloop", "node/netplan", "node/taskplan", "node/reconciler/..."}},
 	{"node/netloop/...", []string{"api", "consensus", "lb", "overlay", "node/membership", "node/metrics", "node/netplan", "node/revocation", "node/netloop/..."}},
+	// How a node gets into a cluster and out of it: the joiner's side
+	// (token, CA pin, CSR, the cluster files) and the leader's admission,
+	// removal and lost-log rejoin. The files and checks of node/keyring,
+	// node/revocation and node/epoch; Raft comes in as an interface, the
+	// agent's RPC caller, cluster start and keys as funcs.
+	{"node/joining/...", []string{"api", "api/atomicfile", "consensus", "node/clusterport", "node/epoch", "node/keyring", "node/pki", "node/revocation", "node/wire", "node/joining/..."}},
 	// A cluster instance's epoch: the verdicts of consensus, the probe's
 	// refusal of clusterport.
 	{"node/epoch/...", []string{"api/atomicfile", "consensus", "node/clusterport", "node/epoch/..."}},

@@ -1,30 +1,25 @@
 package node
 
-// Init, join and leave. A joining node has nothing but the token: it pins
-// the cluster CA by the fingerprint in the token, proves it knows the secret,
-// and gets back a certificate signed by the leader, the CA, the gossip
-// keyring and a few peers to gossip with. Nothing is written on the joining
-// node until the leader has said yes.
+// Init, join and leave as the agent runs them. How a node gets into a
+// cluster and the leader's admission live in node/joining; here are the
+// parts that need the whole agent: init (a new CA, KEK and record, the
+// bootstrap), the token, leave (the removal question, the hand-over, the
+// drop of the cluster state), forwarding to the leader, and the wiring of
+// joining's Joiner and Leader from the running cluster.
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
-
-	goruntime "runtime"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/node/clusterport"
-	"github.com/shoal-org/shoal/node/epoch"
+	"github.com/shoal-org/shoal/node/joining"
 	"github.com/shoal-org/shoal/node/keyring"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
@@ -59,14 +54,14 @@ func (a *Agent) initCluster(ctx context.Context, seed *consensus.SnapshotFile) (
 	if err != nil {
 		return api.InitResponse{}, err
 	}
-	if err := a.writeClusterFiles(clusterID, certPEM, keyPEM, ca.CertPEM(), [][]byte{gossipKey}, nil); err != nil {
+	if err := joining.WriteClusterFiles(clusterDir(a.cfg.DataDir), clusterID, certPEM, keyPEM, ca.CertPEM(), [][]byte{gossipKey}, nil); err != nil {
 		return api.InitResponse{}, err
 	}
 	if err := a.saveKEK(kek); err != nil {
 		_ = os.RemoveAll(clusterDir(a.cfg.DataDir))
 		return api.InitResponse{}, err
 	}
-	node := a.selfNode(now, serial)
+	node := joining.SelfNode(a.joinSelf(), joining.HostResources(), now, serial)
 	node.Voter = true
 	record.GossipKeys = [][]byte{gossipKey}
 	record.ClusterCIDR = a.cfg.ClusterCIDR
@@ -133,178 +128,65 @@ func (a *Agent) rotateToken(ctx context.Context) (api.InitResponse, error) {
 	return a.tokenResponse(ctx)
 }
 
-func (a *Agent) writeClusterFiles(clusterID string, certPEM, keyPEM, caPEM []byte, keys [][]byte, peers []string) error {
-	dir := clusterDir(a.cfg.DataDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	fail := func(err error) error {
-		_ = os.RemoveAll(dir)
-		return fmt.Errorf("write cluster files: %w", err)
-	}
-	if err := pki.WriteKeyPair(filepath.Join(dir, "pki"), certPEM, keyPEM); err != nil {
-		return fail(err)
-	}
-	if err := pki.WriteCACert(filepath.Join(dir, "pki"), caPEM); err != nil {
-		return fail(err)
-	}
-	if err := writeJSONFile(filepath.Join(dir, "keyring.json"), keys); err != nil {
-		return fail(err)
-	}
-	if len(peers) > 0 {
-		if err := writeJSONFile(filepath.Join(dir, "peers.json"), peers); err != nil {
-			return fail(err)
-		}
-	}
-	// cluster.json last: its presence marks the cluster state complete.
-	if err := writeJSONFile(filepath.Join(dir, "cluster.json"), clusterFile{ClusterID: clusterID}); err != nil {
-		return fail(err)
-	}
-	return nil
-}
-
-// selfNode describes this node for the state store.
-func (a *Agent) selfNode(now time.Time, serial string) api.Node {
-	return api.Node{
-		ID:           a.id.NodeID,
-		Hostname:     a.id.Hostname,
-		Addr:         a.cfg.AdvertiseAddr,
-		ClusterPort:  a.cfg.ClusterPort,
-		GossipPort:   a.cfg.GossipPort,
-		Status:       api.NodeReady,
-		Availability: api.AvailabilityActive,
-		Labels:       map[string]string{},
-		Resources:    hostResources(),
-		CertSerial:   serial,
-		CreatedAt:    now,
-		UpdatedAt:    now,
+// joinSelf is this node as a join describes it.
+func (a *Agent) joinSelf() joining.Self {
+	return joining.Self{
+		NodeID: a.id.NodeID, Hostname: a.id.Hostname, Addr: a.cfg.AdvertiseAddr,
+		ClusterPort: a.cfg.ClusterPort, GossipPort: a.cfg.GossipPort,
 	}
 }
 
-func hostResources() api.Resources {
-	r := api.Resources{NanoCPUs: int64(goruntime.NumCPU()) * 1e9}
-	if f, err := os.Open("/proc/meminfo"); err == nil {
-		defer f.Close()
-		s := bufio.NewScanner(f)
-		for s.Scan() {
-			var kb int64
-			if n, _ := fmt.Sscanf(s.Text(), "MemTotal: %d kB", &kb); n == 1 {
-				r.MemoryBytes = kb * 1024
-				break
-			}
-		}
-	}
-	return r
-}
-
-// joinCluster is `shoal join` on this node.
+// joinCluster is `shoal join` on this node (joining.Joiner).
 func (a *Agent) joinCluster(ctx context.Context, req api.JoinRequest) error {
 	a.joinMu.Lock()
 	defer a.joinMu.Unlock()
 	if cl, err := a.clusterOrErr(); err == nil {
 		return fmt.Errorf("%w %s: run `shoal leave` first", ErrAlreadyInCluster, cl.id)
 	}
-	tok, err := pki.ParseToken(strings.TrimSpace(req.Token))
-	if err != nil {
-		return fmt.Errorf("invalid join token: %w", err)
+	j := &joining.Joiner{
+		Self:    a.joinSelf(),
+		DataDir: a.cfg.DataDir,
+		Key:     a.joinKey,
+		Call: func(ctx context.Context, addr string, cfg *tls.Config, method string, body, out any) error {
+			return callRPC(ctx, addr, cfg, method, body, out, nil)
+		},
+		Start: func(peers []string) error { return a.startCluster(a.ctx, startOpts{joinPeers: peers}) },
+		Store: func() (*consensus.Store, error) {
+			cl, err := a.clusterOrErr()
+			if err != nil {
+				return nil, err
+			}
+			return cl.store, nil
+		},
+		Log: a.log,
 	}
-	addr := req.Addr
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		addr = net.JoinHostPort(addr, "2377")
-	}
-	key, oldCert, err := a.joinKey()
-	if err != nil {
-		return err
-	}
-	csr, err := pki.NewCSR(key, a.id.NodeID)
-	if err != nil {
-		return err
-	}
-	keyPEM, err := pki.EncodeKey(key)
-	if err != nil {
-		return err
-	}
-	jreq := wire.JoinRequest{
-		Secret: tok.Secret, CSR: csr, NodeID: a.id.NodeID, Hostname: a.id.Hostname,
-		Addr: a.cfg.AdvertiseAddr, ClusterPort: a.cfg.ClusterPort, GossipPort: a.cfg.GossipPort,
-		Resources: hostResources(), OldCertPEM: oldCert,
-	}
-	var resp wire.JoinResponse
-	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	if err := callRPC(cctx, addr, pki.JoinTLS(tok.CAFingerprint), wire.MethodJoin, jreq, &resp, nil); err != nil {
-		return explainJoinError(addr, err)
-	}
-	// Nothing is written unless the answer is for this token's cluster.
-	if err := keyring.CheckJoinReply(tok, a.id.NodeID, keyPEM, &resp); err != nil {
-		return fmt.Errorf("join %s: %w", addr, err)
-	}
-	bundle := append(append([]byte{}, resp.CAPEM...), resp.PrevCAPEM...)
-	if err := pki.WriteTrust(pkiDir(a.cfg.DataDir), bundle, resp.CrossPEM); err != nil {
-		_ = os.RemoveAll(clusterDir(a.cfg.DataDir))
-		return err
-	}
-	if err := a.writeClusterFiles(resp.ClusterID, resp.CertPEM, keyPEM, bundle, resp.GossipKeys, resp.Peers); err != nil {
-		return err
-	}
-	if resp.Epoch > 0 {
-		if err := epoch.Write(clusterDir(a.cfg.DataDir), resp.Epoch); err != nil {
-			_ = os.RemoveAll(clusterDir(a.cfg.DataDir))
-			return err
-		}
-	}
-	if resp.Index > 0 {
-		dir := clusterDir(a.cfg.DataDir)
-		if err := errors.Join(writeIndexFile(filepath.Join(dir, joinIndexFile), resp.Index),
-			writeIndexFile(filepath.Join(dir, keyringIndexFile), resp.Index)); err != nil {
-			_ = os.RemoveAll(dir)
-			return fmt.Errorf("write cluster files: %w", err)
-		}
-	}
-	if err := a.startCluster(a.ctx, startOpts{joinPeers: resp.Peers}); err != nil {
-		_ = os.RemoveAll(clusterDir(a.cfg.DataDir))
-		return err
-	}
-	// Wait until the replicated state has caught up far enough to show this
-	// node as the leader admitted it now (not a record of a previous
-	// membership that the replay passes through), so `node ls` right after
-	// join is complete.
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return err
-	}
-	for cctx.Err() == nil {
-		if n, err := cl.store.Node(a.id.NodeID); err == nil && n.Status == api.NodeReady && replicaCurrent(cl.store.Index(), resp.Index) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	// The key now lives with the certificate; a later join starts afresh.
-	_ = os.Remove(filepath.Join(a.cfg.DataDir, keyring.PendingJoinKeyFile))
-	a.log.Info("joined cluster", "cluster_id", resp.ClusterID, "via", addr)
-	return nil
+	return j.Join(ctx, req)
 }
 
-// explainJoinError turns transport failures into what the user must know.
-func explainJoinError(addr string, err error) error {
-	var re *wire.Error
-	switch {
-	case errors.As(err, &re):
-		return fmt.Errorf("join refused by %s: %s", addr, re.Msg)
-	case errors.Is(err, pki.ErrCAMismatch):
-		return fmt.Errorf("join %s: the node there belongs to a different cluster than this token (CA fingerprint mismatch)", addr)
-	case strings.Contains(err.Error(), "connection refused"):
-		return fmt.Errorf("join %s: connection refused: no shoal agent in a cluster listens there", addr)
-	case clusterport.IsDialError(err) && (strings.Contains(err.Error(), "tls:") || strings.Contains(err.Error(), "first record") || strings.Contains(err.Error(), "EOF")):
-		return fmt.Errorf("join %s: not a Shoal cluster node (TLS handshake failed: %v)", addr, err)
-	default:
-		return fmt.Errorf("join %s: %w", addr, err)
+// leader is the leader's side of membership on cl (joining.Leader). The
+// caller has checked that this node leads.
+func (a *Agent) leader(cl *cluster) *joining.Leader {
+	return &joining.Leader{
+		Self:       a.id.NodeID,
+		GossipAddr: a.selfGossipAddr(),
+		Store:      cl.store,
+		Raft:       cl.raft,
+		Alive:      func(id string) bool { return a.isAlive(cl, id) },
+		Peers:      cl.members.PeerAddrs,
+		CA:         a.clusterCA,
+		AdmitID: func(c *consensus.ClusterState, req wire.JoinRequest) ([]string, error) {
+			return a.admitJoinID(cl, c, req)
+		},
+		CertLifetime: a.cfg.CertLifetime,
+		Epoch:        cl.fence.Local(),
+		Removing:     &cl.removing,
+		ApplyRemoval: func(ctx context.Context, rm *consensus.RemoveNode) error { return a.applyRemoval(ctx, cl, rm) },
+		Log:          a.log,
 	}
 }
 
 // handleJoinRPC admits a node. Any node may receive it; it is forwarded to
-// the leader, which checks the secret, signs the certificate, records the
-// node and adds it to Raft as a non-voter.
+// the leader, which admits it (joining.Leader.Admit).
 func (a *Agent) handleJoinRPC(ctx context.Context, req wire.JoinRequest) (*wire.JoinResponse, error) {
 	cl, err := a.clusterOrErr()
 	if err != nil {
@@ -320,92 +202,7 @@ func (a *Agent) handleJoinRPC(ctx context.Context, req wire.JoinRequest) (*wire.
 		}
 		return &resp, nil
 	}
-	c := cl.store.Cluster()
-	if c == nil {
-		return nil, errors.New("the cluster record is not replicated to this node yet")
-	}
-	if !keyring.VerifyJoinSecret(c, req.Secret) {
-		return nil, &wire.Error{Code: wire.CodeRefused, Msg: "invalid join token: wrong or rotated secret (get the current one with `shoal token`)"}
-	}
-	ip := net.ParseIP(req.Addr)
-	if ip == nil || req.NodeID == "" || req.Hostname == "" || req.ClusterPort <= 0 || req.GossipPort <= 0 {
-		return nil, &wire.Error{Code: wire.CodeRefused, Msg: "join request is missing node ID, hostname, address or ports"}
-	}
-	revoke, err := a.admitJoinID(cl, c, req)
-	if err != nil {
-		return nil, err
-	}
-	ca, err := a.clusterCA(c)
-	if err != nil {
-		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("the leader cannot sign certificates yet: %v", err)}
-	}
-	now := time.Now().UTC()
-	certPEM, serial, err := ca.SignCSR(req.CSR, req.NodeID, []net.IP{ip}, now, a.cfg.CertLifetime)
-	if err != nil {
-		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("certificate request refused: %v", err)}
-	}
-	keyFP, err := pki.CSRKeyFingerprint(req.CSR)
-	if err != nil {
-		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("certificate request refused: %v", err)}
-	}
-	n := api.Node{
-		ID: req.NodeID, Hostname: req.Hostname, Addr: req.Addr,
-		ClusterPort: req.ClusterPort, GossipPort: req.GossipPort,
-		Status: api.NodeReady, Availability: api.AvailabilityActive, Labels: map[string]string{},
-		Resources: req.Resources, CertSerial: serial, CertKey: keyFP, CreatedAt: now, UpdatedAt: now,
-	}
-	if old, err := cl.store.Node(req.NodeID); err == nil {
-		n.Labels = old.Labels
-		n.Availability = old.Availability
-		n.Role = old.Role
-		n.CreatedAt = old.CreatedAt
-	}
-	if _, err := cl.raft.Apply(ctx, keyring.JoinRecord(n, revoke)); err != nil {
-		return nil, fmt.Errorf("record node: %w", err)
-	}
-	raftAddr := net.JoinHostPort(req.Addr, strconv.Itoa(req.ClusterPort))
-	actx, cancel := context.WithTimeout(ctx, joinAdmitWait)
-	err = cl.raft.AddNonvoter(actx, req.NodeID, raftAddr)
-	cancel()
-	if err != nil && !admitLater(err) {
-		return nil, fmt.Errorf("add node to raft: %w", err)
-	}
-	if err != nil {
-		a.log.Info("node recorded; its raft admission waits behind other configuration changes (the leader loop admits it)",
-			"node_id", req.NodeID, "err", err)
-	}
-	// The keyring as of an index past the node's record, both from one
-	// view (wire.JoinResponse.Index).
-	snap := cl.store.Snapshot()
-	keys := c.GossipKeys
-	if sc := snap.Cluster(); sc != nil {
-		keys = sc.GossipKeys
-	}
-	peers := cl.members.PeerAddrs()
-	peers = append(peers, a.selfGossipAddr())
-	a.log.Info("node joined", "node_id", req.NodeID, "hostname", req.Hostname, "addr", req.Addr)
-	return &wire.JoinResponse{
-		ClusterID: c.ClusterID, CertPEM: certPEM, CAPEM: c.CACertPEM,
-		GossipKeys: keys, Peers: dedupe(peers, ""), Epoch: cl.fence.Local(),
-		PrevCAPEM: c.PrevCACertPEM, CrossPEM: c.CACrossPEM, Index: snap.Index(),
-	}, nil
-}
-
-// joinAdmitWait bounds how long a join waits for the node's raft
-// admission. Raft takes one configuration change at a time, each after the
-// previous one committed, so a storm of joins (100 agents at once) queues
-// behind each other; past the bound the join answers anyway, since the
-// node's record is committed and the leader loop admits every recorded,
-// live node missing from raft (admitMissing). Waiting longer only made
-// joins time out and retry, which loaded the leader further (issue 10).
-const joinAdmitWait = 3 * time.Second
-
-// admitLater reports whether a failed raft admission of a recorded node
-// can be left to the leader loop: the change timed out in raft's queue or
-// the join's wait for it ran out. A lost leadership is not: the record may
-// not be committed, and the joiner must ask the new leader.
-func admitLater(err error) bool {
-	return errors.Is(err, consensus.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
+	return a.leader(cl).Admit(ctx, req)
 }
 
 func (a *Agent) isAlive(cl *cluster, id string) bool {
@@ -500,7 +297,8 @@ func (a *Agent) leave(ctx context.Context) error {
 	return nil
 }
 
-// handleAdminRPC runs membership operations that only the leader may do.
+// handleAdminRPC runs membership operations that only the leader may do
+// (joining.Leader.Admin).
 func (a *Agent) handleAdminRPC(ctx context.Context, peerID string, req wire.AdminRequest) error {
 	cl, err := a.clusterOrErr()
 	if err != nil {
@@ -509,75 +307,34 @@ func (a *Agent) handleAdminRPC(ctx context.Context, peerID string, req wire.Admi
 	if !cl.raft.IsLeader() {
 		return ErrNotLeader
 	}
-	switch req.Op {
-	case "leave":
-		if peerID != req.NodeID {
-			return &wire.Error{Code: wire.CodeRefused, Msg: "a node may only remove itself with leave"}
-		}
-		return a.removeNodeAsLeader(ctx, cl, req.NodeID, true)
-	case "remove":
-		return a.removeNodeAsLeader(ctx, cl, req.NodeID, req.Force)
-	default:
-		return fmt.Errorf("unknown admin op %q", req.Op)
-	}
+	return a.leader(cl).Admin(ctx, peerID, req)
 }
 
-// removeNodeAsLeader hands over a voter's vote, removes the node from Raft
-// and from the state, and revokes its certificate.
+// removeNodeAsLeader is `node rm` on the leader (joining.Leader.Remove).
 func (a *Agent) removeNodeAsLeader(ctx context.Context, cl *cluster, id string, force bool) error {
-	n, err := cl.store.Node(id)
-	if err != nil {
-		return &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s: %v", id, err)}
+	return a.leader(cl).Remove(ctx, id, force)
+}
+
+// lostLogRejoinLoop asks the leader to make this node a non-voter while its
+// rejoin after a lost raft log is pending (joining.RejoinAfterLostLog).
+func (a *Agent) lostLogRejoinLoop(ctx context.Context, cl *cluster) {
+	ask := func(ctx context.Context) error {
+		return a.forwardToLeader(ctx, cl, func(ctx context.Context, addr string) error {
+			return callRPC(ctx, addr, cl.client, wire.MethodRejoin, struct{}{}, nil, nil)
+		})
 	}
-	if id == a.id.NodeID {
-		return &wire.Error{Code: wire.CodeRefused, Msg: "the leader cannot remove itself; run `shoal leave` on it"}
-	}
-	if !force && n.Status == api.NodeReady && a.isAlive(cl, id) {
-		return &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s is ready: run `shoal leave` on it, or use --force", n.Hostname)}
-	}
-	// Out of Raft first (so the node never sees the entry below and stops
-	// its tasks before the other nodes stop routing to them), then out of
-	// the state; meanwhile the leader loop must not re-admit it.
-	cl.removing.Store(id, struct{}{})
-	defer cl.removing.Delete(id)
-	servers, err := cl.raft.Servers()
+	joining.RejoinAfterLostLog(ctx, cl.raft, ask, a.log)
+}
+
+// handleRejoinRPC runs on the leader for a node that lost its raft log
+// (joining.Leader.Rejoin).
+func (a *Agent) handleRejoinRPC(ctx context.Context, peerID string) error {
+	cl, err := a.clusterOrErr()
 	if err != nil {
 		return err
 	}
-	for _, s := range servers {
-		if s.ID == id && s.Voter {
-			a.promoteReplacement(ctx, cl, id)
-			break
-		}
+	if !cl.raft.IsLeader() {
+		return ErrNotLeader
 	}
-	if err := cl.raft.RemoveServer(ctx, id); err != nil {
-		return fmt.Errorf("remove %s from raft: %w", shortID(id), err)
-	}
-	if err := a.applyRemoval(ctx, cl, &consensus.RemoveNode{ID: id, Now: time.Now().UTC()}); err != nil {
-		return fmt.Errorf("remove node record: %w", err)
-	}
-	a.log.Info("node removed", "node_id", id, "hostname", n.Hostname)
-	return nil
-}
-
-// promoteReplacement promotes one healthy non-voter so that removing the
-// voter `leaving` keeps the number of voters.
-func (a *Agent) promoteReplacement(ctx context.Context, cl *cluster, leaving string) {
-	servers, err := cl.raft.Servers()
-	if err != nil {
-		return
-	}
-	alive := cl.members.AliveSet()
-	for _, s := range servers {
-		if s.Voter || s.ID == leaving {
-			continue
-		}
-		if _, ok := alive[s.ID]; !ok {
-			continue
-		}
-		if err := cl.raft.AddVoter(ctx, s.ID, s.Addr); err == nil {
-			a.log.Info("promoted voter to replace a departing one", "node_id", s.ID, "replaces", leaving)
-		}
-		return
-	}
+	return a.leader(cl).Rejoin(ctx, peerID)
 }

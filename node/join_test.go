@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -17,71 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/node/clusterport"
+	"github.com/shoal-org/shoal/node/joining"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 )
-
-func TestExplainJoinError(t *testing.T) {
-	const addr = "192.0.2.1:2377"
-	tests := []struct {
-		name string
-		err  error
-		want []string
-		is   error // must still match with errors.Is, when set
-	}{
-		{
-			name: "refused by the leader",
-			err:  &wire.Error{Code: wire.CodeRefused, Msg: "invalid join token: wrong or rotated secret"},
-			want: []string{"join refused by " + addr, "wrong or rotated secret"},
-		},
-		{
-			name: "refused, wrapped",
-			err:  fmt.Errorf("call: %w", &wire.Error{Code: wire.CodeRefused, Msg: "node abc is already a live member"}),
-			want: []string{"join refused by " + addr, "already a live member"},
-		},
-		{
-			name: "CA mismatch",
-			err:  fmt.Errorf("connect to %s: %w", addr, fmt.Errorf("join: %w: server CA has fingerprint x", pki.ErrCAMismatch)),
-			want: []string{"join " + addr, "different cluster"},
-		},
-		{
-			name: "nothing listens",
-			err:  fmt.Errorf("connect to %s: dial tcp %s: connect: connection refused", addr, addr),
-			want: []string{"join " + addr, "no shoal agent"},
-		},
-		{
-			name: "TLS handshake with something else",
-			err:  &clusterport.DialError{Err: errors.New("connect to x: tls: first record does not look like a TLS handshake")},
-			want: []string{"join " + addr, "not a Shoal cluster node"},
-		},
-		{
-			name: "peer hung up during the handshake",
-			err:  &clusterport.DialError{Err: fmt.Errorf("connect to x: %w", io.EOF)},
-			want: []string{"not a Shoal cluster node"},
-		},
-		{
-			name: "anything else keeps the cause",
-			err:  fmt.Errorf("connect to x: %w", os.ErrDeadlineExceeded),
-			want: []string{"join " + addr, "i/o timeout"},
-			is:   os.ErrDeadlineExceeded,
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := explainJoinError(addr, tt.err)
-			for _, w := range tt.want {
-				if !strings.Contains(got.Error(), w) {
-					t.Errorf("%q lacks %q", got, w)
-				}
-			}
-			if tt.is != nil && !errors.Is(got, tt.is) {
-				t.Errorf("%q no longer wraps %v", got, tt.is)
-			}
-		})
-	}
-}
 
 func TestDedupe(t *testing.T) {
 	tests := []struct {
@@ -259,29 +196,8 @@ func TestExplainJoinErrorAfterHandshake(t *testing.T) {
 	if err == nil {
 		t.Fatal("a node that hangs up answered")
 	}
-	msg := explainJoinError(ln.Addr().String(), err).Error()
+	msg := joining.Explain(ln.Addr().String(), err).Error()
 	if strings.Contains(msg, "not a Shoal cluster node") {
 		t.Errorf("the handshake with the pinned CA succeeded, yet the error says %q", msg)
-	}
-}
-
-// A join whose raft admission is stuck in raft's one-change-at-a-time
-// queue answers anyway (the leader loop admits the recorded node); a lost
-// leadership or any other failure still refuses it.
-func TestAdmitLater(t *testing.T) {
-	for _, c := range []struct {
-		name string
-		err  error
-		want bool
-	}{
-		{"queue timeout", fmt.Errorf("add raft nonvoter x: %w: timed out enqueuing operation", consensus.ErrTimeout), true},
-		{"wait ran out", fmt.Errorf("add raft nonvoter x: %w", context.DeadlineExceeded), true},
-		{"leadership lost", fmt.Errorf("add raft nonvoter x: %w: leadership lost while committing log", consensus.ErrNotLeader), false},
-		{"shut down", consensus.ErrShutdown, false},
-		{"canceled", context.Canceled, false},
-	} {
-		if got := admitLater(c.err); got != c.want {
-			t.Errorf("%s: admitLater = %v, want %v", c.name, got, c.want)
-		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/clusterport"
+	"github.com/shoal-org/shoal/node/joining"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 	"github.com/shoal-org/shoal/node/writes"
@@ -198,7 +199,7 @@ func TestRPCOtherClusterAndRevoked(t *testing.T) {
 		if !errors.Is(err, pki.ErrCAMismatch) {
 			t.Fatalf("err = %v, want ErrCAMismatch", err)
 		}
-		if msg := explainJoinError(s.addr, err).Error(); !strings.Contains(msg, "different cluster") {
+		if msg := joining.Explain(s.addr, err).Error(); !strings.Contains(msg, "different cluster") {
 			t.Errorf("explained as %q", msg)
 		}
 	})

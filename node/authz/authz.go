@@ -273,7 +273,7 @@ func TypeName(cmd consensus.Command) string {
 }
 
 // AdminOpCheck gates the membership operations of the admin RPC: any node
-// may leave (itself: node/join.go checks), only a manager may remove
+// may leave (itself: node/joining checks), only a manager may remove
 // another node.
 func AdminOpCheck(op string, c Caller) error {
 	if op == "remove" && c.Worker {
