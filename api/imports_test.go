@@ -100,7 +100,7 @@ var importRules = []importRule{
 	// connection and the Raft epoch handshake. The agent's fence, its
 	// connection trackers and its RPC handlers come in as interfaces and
 	// funcs.
-	{"node/clusterport/...", []string{"consensus", "node/pki", "node/wire", "node/clusterport/..."}},
+	{"node/clusterport/...", []string{"api", "consensus", "node/pki", "node/wire", "node/clusterport/..."}},
 	// Images and task logs between peers: the image store as an interface,
 	// RPCs through a caller the agent binds to its TLS.
 	{"node/imagedist/...", []string{"api", "runtime", "runtime/image", "node/clusterport", "node/wire", "node/imagedist/..."}},

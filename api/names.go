@@ -37,3 +37,12 @@ func ServiceNameProblem(name string) string {
 	}
 	return ""
 }
+
+// ShortID is the 12-character form of an ID (node, task, container,
+// serial) that logs, messages and `shoal ps` show.
+func ShortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/api/atomicfile"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/writes"
@@ -97,7 +98,7 @@ func (a *Agent) run(ctx context.Context) error {
 		return err
 	}
 	a.id = id
-	a.log = a.log.With("node", shortID(id.NodeID))
+	a.log = a.log.With("node", api.ShortID(id.NodeID))
 
 	// The dashboard first: a refused --ui-addr stops the agent before it
 	// starts anything.
@@ -195,8 +196,8 @@ func (a *Agent) startRuntime(ctx context.Context) error {
 	rc.Root = filepath.Join(a.cfg.DataDir, "runtime")
 	// runc state lives beside the socket, on tmpfs in production (/run):
 	// containers do not survive a reboot, and neither should their state.
-	rc.RuncRoot = filepath.Join(filepath.Dir(a.cfg.Socket), "runc-"+shortID(a.id.NodeID))
-	rc.CgroupParent = "/shoal-" + shortID(a.id.NodeID)
+	rc.RuncRoot = filepath.Join(filepath.Dir(a.cfg.Socket), "runc-"+api.ShortID(a.id.NodeID))
+	rc.CgroupParent = "/shoal-" + api.ShortID(a.id.NodeID)
 	rc.Images = imgs
 	rc.Network = &a.net.Attacher
 	// Containers on the overlay resolve through the embedded DNS server on
@@ -253,14 +254,14 @@ func loadOrCreateIdentity(dir, hostname string) (identity, error) {
 		}
 		if hostname != "" && hostname != id.Hostname {
 			id.Hostname = hostname
-			if err := writeJSONFile(p, id); err != nil {
+			if err := atomicfile.WriteJSON(p, id); err != nil {
 				return id, err
 			}
 		}
 		return id, nil
 	case errors.Is(err, os.ErrNotExist):
 		id = identity{NodeID: newID(), Hostname: hostname}
-		return id, writeJSONFile(p, id)
+		return id, atomicfile.WriteJSON(p, id)
 	default:
 		return id, fmt.Errorf("read node identity: %w", err)
 	}
@@ -273,22 +274,6 @@ func newID() string {
 		panic(err)
 	}
 	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
-}
-
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
-}
-
-// writeJSONFile writes v atomically (temp file, fsync, rename).
-func writeJSONFile(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(path, b, 0o600)
 }
 
 // writeFileAtomic replaces path with b (temp file, fsync, rename), making

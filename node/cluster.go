@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/atomicfile"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/autoscale"
 	"github.com/shoal-org/shoal/node/epoch"
@@ -360,7 +361,7 @@ func (a *Agent) gossipJoinLoop(ctx context.Context, cl *cluster, peers []string)
 				addrs = dedupe(addrs, a.selfGossipAddr())
 				sort.Strings(addrs)
 				if !slices.Equal(addrs, saved) {
-					if err := writeJSONFile(filepath.Join(clusterDir(a.cfg.DataDir), "peers.json"), addrs); err == nil {
+					if err := atomicfile.WriteJSON(filepath.Join(clusterDir(a.cfg.DataDir), "peers.json"), addrs); err == nil {
 						saved = addrs
 					}
 				}

@@ -279,7 +279,7 @@ func (a *Agent) leave(ctx context.Context) error {
 			actx, cancel := context.WithTimeout(ctx, removalAskTimeout)
 			defer cancel()
 			if by, removed := a.askRemoved(actx, cl, []string{addr}); removed {
-				a.log.Info("leave: the answer was lost, but the cluster says this node is out", "err", err, "told_by", shortID(by))
+				a.log.Info("leave: the answer was lost, but the cluster says this node is out", "err", err, "told_by", api.ShortID(by))
 				return nil
 			}
 			return err

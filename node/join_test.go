@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/atomicfile"
 	"github.com/shoal-org/shoal/node/joining"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
@@ -57,8 +59,8 @@ func TestNewID(t *testing.T) {
 
 func TestShortID(t *testing.T) {
 	for in, want := range map[string]string{"": "", "abc": "abc", "abcdefghijkl": "abcdefghijkl", "abcdefghijklmnop": "abcdefghijkl"} {
-		if got := shortID(in); got != want {
-			t.Errorf("shortID(%q) = %q, want %q", in, got, want)
+		if got := api.ShortID(in); got != want {
+			t.Errorf("api.ShortID(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
@@ -144,10 +146,10 @@ func TestIdentityCorrupt(t *testing.T) {
 func TestWriteJSONFileAtomic(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "sub", "x.json")
-	if err := writeJSONFile(p, map[string]int{"a": 1}); err != nil {
+	if err := atomicfile.WriteJSON(p, map[string]int{"a": 1}); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeJSONFile(p, map[string]int{"a": 2}); err != nil {
+	if err := atomicfile.WriteJSON(p, map[string]int{"a": 2}); err != nil {
 		t.Fatal(err)
 	}
 	var got map[string]int

@@ -87,7 +87,7 @@ func (a *Agent) handleTokenRPC(ctx context.Context, peerID string, req wire.Toke
 		return nil, err
 	}
 	if _, err := cl.store.Node(peerID); err != nil {
-		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s is not a member of this cluster", shortID(peerID))}
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s is not a member of this cluster", api.ShortID(peerID))}
 	}
 	if req.Rotate {
 		if !cl.raft.IsLeader() {
@@ -176,7 +176,7 @@ func (a *Agent) handleCARotateRPC(ctx context.Context, peerID string) (*wire.CAR
 		return nil, err
 	}
 	if _, err := cl.store.Node(peerID); err != nil {
-		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s is not a member of this cluster", shortID(peerID))}
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s is not a member of this cluster", api.ShortID(peerID))}
 	}
 	if !cl.raft.IsLeader() {
 		return nil, ErrNotLeader
@@ -253,7 +253,7 @@ func (a *Agent) admitJoinID(cl *cluster, c *consensus.ClusterState, req wire.Joi
 	revoke, err := keyring.AdmitJoinID(in, c, cl.store.IsRevoked)
 	var taken *keyring.IDTakenError
 	if errors.As(err, &taken) {
-		a.log.Warn("join refused: node ID taken", "node_id", shortID(req.NodeID), "err", taken.Err)
+		a.log.Warn("join refused: node ID taken", "node_id", api.ShortID(req.NodeID), "err", taken.Err)
 		return nil, taken.Refusal()
 	}
 	return revoke, err

@@ -13,6 +13,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/node/clusterport"
 	"github.com/shoal-org/shoal/node/imagedist"
 	"github.com/shoal-org/shoal/node/revocation"
@@ -145,7 +146,7 @@ func (a *Agent) rpcMethod(method string) clusterport.Handler {
 // fetchAllowed (access.go) lets it.
 func (a *Agent) serveFetch(ctx context.Context, call *clusterport.Call) {
 	if err := a.fetchAllowed(call.Req); err != nil {
-		a.log.Warn("refused a fetch from a node", "node_id", shortID(call.PeerID), "method", call.Req.Method, "err", err)
+		a.log.Warn("refused a fetch from a node", "node_id", api.ShortID(call.PeerID), "method", call.Req.Method, "err", err)
 		_ = call.Reply(nil, err)
 		return
 	}

@@ -16,6 +16,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/lb"
 	"github.com/shoal-org/shoal/node/revocation"
@@ -170,7 +171,7 @@ func (a *Agent) resetAfterRemovalLocked(cl *cluster, by string) error {
 		return nil
 	}
 	a.log.Warn("this node was removed from its cluster (`node rm`): stopping its tasks and resetting to an uninitialised node",
-		"cluster_id", cl.id, "told_by", shortID(by))
+		"cluster_id", cl.id, "told_by", api.ShortID(by))
 	// Not the agent's context: a reset that has begun finishes even while
 	// the agent stops (the agent waits for it), or the next start repeats it.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -207,7 +208,7 @@ func (a *Agent) dropCluster(ctx context.Context, aside bool) error {
 	}
 	for _, id := range tasks {
 		if err := a.rt.Remove(ctx, id, true); err != nil {
-			a.log.Warn("remove task container after leaving the cluster", "container", shortID(id), "err", err)
+			a.log.Warn("remove task container after leaving the cluster", "container", api.ShortID(id), "err", err)
 		}
 	}
 	if ov := a.net.get(); ov != nil {

@@ -31,7 +31,7 @@ func (a *Agent) taskFiles(cl *cluster) *taskfiles.Files {
 // taskFilesDir is the per-node root of the tasks' secret tmpfs mounts: in
 // the run dir beside the socket (memory), never in the data dir.
 func (a *Agent) taskFilesDir() string {
-	return filepath.Join(filepath.Dir(a.cfg.Socket), "files-"+shortID(a.id.NodeID))
+	return filepath.Join(filepath.Dir(a.cfg.Socket), "files-"+api.ShortID(a.id.NodeID))
 }
 
 // fetchSecrets gets the secrets of task t (assigned to this node) from the

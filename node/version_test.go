@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/wire"
@@ -38,7 +39,7 @@ func TestWriteGatedByMemberLevels(t *testing.T) {
 	if !errors.Is(err, consensus.ErrCommandUnsupported) {
 		t.Fatalf("write of a too-new command: %v", err)
 	}
-	if !strings.Contains(err.Error(), "v1.0.0, level 1") || !strings.Contains(err.Error(), shortID(a.id.NodeID)) {
+	if !strings.Contains(err.Error(), "v1.0.0, level 1") || !strings.Contains(err.Error(), api.ShortID(a.id.NodeID)) {
 		t.Fatalf("the refusal does not name the node and its release: %v", err)
 	}
 	if a.cl.store.Index() != before {

@@ -199,9 +199,4 @@ func newID() string {
 var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
 // ShortID is the 12-character form of a container ID that `shoal ps` shows.
-func ShortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
-}
+func ShortID(id string) string { return api.ShortID(id) }

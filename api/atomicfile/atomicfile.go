@@ -15,6 +15,7 @@
 package atomicfile
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -90,4 +91,18 @@ func Write(path string, perm fs.FileMode, fill func(w io.Writer) error, opts ...
 	}
 	done = true
 	return nil
+}
+
+// WriteJSON replaces path with v as indented JSON, mode 0600, making its
+// directory (0700) first: how the agent keeps its small state files
+// (identity, cluster files, key epochs and indexes).
+func WriteJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return WriteFile(path, b, 0o600)
 }

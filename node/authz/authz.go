@@ -156,7 +156,7 @@ func Authorize(c Caller, cmd consensus.Command, self *api.Node) error {
 		}
 		if c.Worker {
 			return fmt.Errorf("%w: node %s is a worker: workers cannot change the cluster (make it a manager with `shoal node update --role manager` on a manager)",
-				ErrWorker, shortID(c.NodeID))
+				ErrWorker, api.ShortID(c.NodeID))
 		}
 		return nil
 	case Node:
@@ -168,7 +168,7 @@ func Authorize(c Caller, cmd consensus.Command, self *api.Node) error {
 // authorizeOwn allows the commands by which a node speaks for itself.
 func authorizeOwn(id string, cmd consensus.Command, self *api.Node) error {
 	refuse := func(format string, args ...any) error {
-		return fmt.Errorf("%w: node %s: %s", ErrForbidden, shortID(id), fmt.Sprintf(format, args...))
+		return fmt.Errorf("%w: node %s: %s", ErrForbidden, api.ShortID(id), fmt.Sprintf(format, args...))
 	}
 	if id == "" {
 		return fmt.Errorf("%w: a node certificate is required", ErrForbidden)
@@ -178,24 +178,24 @@ func authorizeOwn(id string, cmd consensus.Command, self *api.Node) error {
 		// The FSM ignores reports about tasks not assigned to NodeID, so a
 		// node that names itself can only touch its own tasks.
 		if c.NodeID != id {
-			return refuse("may report status only for its own tasks, not for node %s", shortID(c.NodeID))
+			return refuse("may report status only for its own tasks, not for node %s", api.ShortID(c.NodeID))
 		}
 		return nil
 	case consensus.SetImageNode:
 		if c.NodeID != id {
-			return refuse("may record only its own images, not node %s's", shortID(c.NodeID))
+			return refuse("may record only its own images, not node %s's", api.ShortID(c.NodeID))
 		}
 		return nil
 	case consensus.UpsertImage:
 		for _, n := range c.Image.Nodes {
 			if n != id {
-				return refuse("may record only itself as holding image %s, not node %s", c.Image.ID, shortID(n))
+				return refuse("may record only itself as holding image %s, not node %s", c.Image.ID, api.ShortID(n))
 			}
 		}
 		return nil
 	case consensus.UpsertNode:
 		if c.Node.ID != id {
-			return refuse("may update only its own node record, not node %s's", shortID(c.Node.ID))
+			return refuse("may update only its own node record, not node %s's", api.ShortID(c.Node.ID))
 		}
 		if self == nil {
 			return refuse("has no node record to update (it joins through the join RPC)")
@@ -277,7 +277,7 @@ func TypeName(cmd consensus.Command) string {
 // another node.
 func AdminOpCheck(op string, c Caller) error {
 	if op == "remove" && c.Worker {
-		return fmt.Errorf("%w: node %s is a worker: workers cannot remove nodes", ErrWorker, shortID(c.NodeID))
+		return fmt.Errorf("%w: node %s is a worker: workers cannot remove nodes", ErrWorker, api.ShortID(c.NodeID))
 	}
 	return nil
 }
@@ -374,13 +374,5 @@ func RaftPeerAllowed(servers []consensus.Server, peerID string, leader bool, las
 	if !leader && now.Sub(lastContact) > RaftLostAfter {
 		return nil
 	}
-	return fmt.Errorf("%w: node %s is not a member of the raft configuration", ErrForbidden, shortID(peerID))
-}
-
-// shortID is the form of a node ID in messages (as node's shortID).
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
+	return fmt.Errorf("%w: node %s is not a member of the raft configuration", ErrForbidden, api.ShortID(peerID))
 }

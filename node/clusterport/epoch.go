@@ -89,11 +89,3 @@ func acceptEpoch(conn net.Conn, f Fence, peer string) (uint64, consensus.EpochVe
 	}
 	return theirs, checkEpoch(f, peer, theirs), nil
 }
-
-// shortID is the first 12 characters of a node ID, as the agent logs it.
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
-}

@@ -30,6 +30,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/pki"
 )
@@ -295,7 +296,7 @@ func (m *Mux) handle(c net.Conn, ip string) {
 		// though it is no member here any more.
 		if gate := m.raftGate.Load(); gate != nil {
 			if err := (*gate)(peerID); err != nil {
-				m.log.Warn("raft connection refused", "remote", c.RemoteAddr(), "node_id", shortID(peerID), "err", err)
+				m.log.Warn("raft connection refused", "remote", c.RemoteAddr(), "node_id", api.ShortID(peerID), "err", err)
 				_ = tc.Close()
 				return
 			}

@@ -68,7 +68,7 @@ func ServiceLogs(src LogSource) httpapi.HandlerFunc {
 // taskLogs copies one task's log lines into out, named for the task and
 // its node.
 func taskLogs(ctx context.Context, src LogSource, n *api.Node, t api.Task, opts runtime.LogOptions, out chan<- api.LogLine) {
-	name := fmt.Sprintf("%s.%s", t.Name, shortID(t.ID))
+	name := fmt.Sprintf("%s.%s", t.Name, api.ShortID(t.ID))
 	send := func(l api.LogLine) bool {
 		l.Task = name
 		l.Node = n.Hostname
@@ -80,12 +80,4 @@ func taskLogs(ctx context.Context, src LogSource, n *api.Node, t api.Task, opts 
 		}
 	}
 	src.TaskLogs(ctx, n, t.ContainerID, opts, send)
-}
-
-// shortID is the ID prefix task containers are named with.
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }

@@ -221,7 +221,7 @@ func (l *Leader) Remove(ctx context.Context, id string, force bool) error {
 		}
 	}
 	if err := l.Raft.RemoveServer(ctx, id); err != nil {
-		return fmt.Errorf("remove %s from raft: %w", shortID(id), err)
+		return fmt.Errorf("remove %s from raft: %w", api.ShortID(id), err)
 	}
 	if err := l.ApplyRemoval(ctx, &consensus.RemoveNode{ID: id, Now: time.Now().UTC()}); err != nil {
 		return fmt.Errorf("remove node record: %w", err)
@@ -265,7 +265,7 @@ func (l *Leader) Rejoin(ctx context.Context, peerID string) error {
 	}
 	n, err := l.Store.Node(peerID)
 	if err != nil {
-		return &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("rejoin: node %s: %v", shortID(peerID), err)}
+		return &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("rejoin: node %s: %v", api.ShortID(peerID), err)}
 	}
 	servers, err := l.Raft.Servers()
 	if err != nil {
@@ -278,7 +278,7 @@ func (l *Leader) Rejoin(ctx context.Context, peerID string) error {
 		if s.Voter {
 			l.PromoteReplacement(ctx, peerID)
 			if err := l.Raft.DemoteVoter(ctx, peerID); err != nil {
-				return fmt.Errorf("rejoin: demote %s: %w", shortID(peerID), err)
+				return fmt.Errorf("rejoin: demote %s: %w", api.ShortID(peerID), err)
 			}
 			l.Log.Warn("node lost its raft log: demoted to non-voter until it has the leader's snapshot",
 				"node_id", peerID, "hostname", n.Hostname)
@@ -286,7 +286,7 @@ func (l *Leader) Rejoin(ctx context.Context, peerID string) error {
 		return nil
 	}
 	if err := l.Raft.AddNonvoter(ctx, peerID, net.JoinHostPort(n.Addr, strconv.Itoa(n.ClusterPort))); err != nil {
-		return fmt.Errorf("rejoin: add %s as non-voter: %w", shortID(peerID), err)
+		return fmt.Errorf("rejoin: add %s as non-voter: %w", api.ShortID(peerID), err)
 	}
 	l.Log.Warn("node lost its raft log: re-added as non-voter", "node_id", peerID, "hostname", n.Hostname)
 	return nil
@@ -304,11 +304,4 @@ func dedupe(in []string) []string {
 		out = append(out, s)
 	}
 	return out
-}
-
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }

@@ -12,7 +12,6 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -206,31 +205,19 @@ func WriteClusterFiles(dir, clusterID string, certPEM, keyPEM, caPEM []byte, key
 	if err := pki.WriteCACert(filepath.Join(dir, "pki"), caPEM); err != nil {
 		return fail(err)
 	}
-	if err := writeJSONFile(filepath.Join(dir, "keyring.json"), keys); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(dir, "keyring.json"), keys); err != nil {
 		return fail(err)
 	}
 	if len(peers) > 0 {
-		if err := writeJSONFile(filepath.Join(dir, "peers.json"), peers); err != nil {
+		if err := atomicfile.WriteJSON(filepath.Join(dir, "peers.json"), peers); err != nil {
 			return fail(err)
 		}
 	}
 	// cluster.json last: its presence marks the cluster state complete.
-	if err := writeJSONFile(filepath.Join(dir, "cluster.json"), ClusterFile{ClusterID: clusterID}); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(dir, "cluster.json"), ClusterFile{ClusterID: clusterID}); err != nil {
 		return fail(err)
 	}
 	return nil
-}
-
-// writeJSONFile writes v indented, atomically (as node's writeJSONFile).
-func writeJSONFile(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(path, b, 0o600)
 }
 
 // SelfNode is the state record of this node as init describes it (a

@@ -357,18 +357,18 @@ func (k *Keeper) syncKEK(ctx context.Context, c *consensus.ClusterState, st *key
 		err := k.Call(cctx, s.Addr, wire.MethodKEK, nil, &resp)
 		cancel()
 		if err != nil {
-			k.Log.Debug("pull key-encryption key", "from", shortID(s.ID), "err", err)
+			k.Log.Debug("pull key-encryption key", "from", api.ShortID(s.ID), "err", err)
 			continue
 		}
 		if pki.KEKID(resp.KEK) != c.KEKID {
-			k.Log.Warn("a voter sent a key-encryption key that does not open the record", "from", shortID(s.ID))
+			k.Log.Warn("a voter sent a key-encryption key that does not open the record", "from", api.ShortID(s.ID))
 			continue
 		}
 		if err := SaveKEK(k.Dir, resp.KEK); err != nil {
 			k.Log.Warn("save key-encryption key", "err", err)
 			return
 		}
-		k.Log.Info("received the key-encryption key from a voter", "from", shortID(s.ID))
+		k.Log.Info("received the key-encryption key from a voter", "from", api.ShortID(s.ID))
 		return
 	}
 }
@@ -512,13 +512,13 @@ func (k *Keeper) HandKEK(peerID string) (*wire.KEKResponse, error) {
 		}
 	}
 	if !voter || peerID == k.Self {
-		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s is not a voter: the key-encryption key goes to voters only", shortID(peerID))}
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s is not a voter: the key-encryption key goes to voters only", api.ShortID(peerID))}
 	}
 	kek, err := LoadKEK(k.Dir)
 	if err != nil {
 		return nil, &wire.Error{Code: wire.CodeRefused, Msg: err.Error()}
 	}
-	k.Log.Info("handed the key-encryption key to a voter", "node_id", shortID(peerID))
+	k.Log.Info("handed the key-encryption key to a voter", "node_id", api.ShortID(peerID))
 	return &wire.KEKResponse{KEK: kek}, nil
 }
 
@@ -650,7 +650,7 @@ func (e *IDTakenError) Unwrap() error { return e.Err }
 func (e *IDTakenError) Refusal() *wire.Error {
 	return &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf(
 		"node ID %s belongs to a member of this cluster and the joiner did not prove it holds that node's key; "+
-			"remove the old node with `shoal node rm` first, or join with a fresh node ID", shortID(e.NodeID))}
+			"remove the old node with `shoal node rm` first, or join with a fresh node ID", api.ShortID(e.NodeID))}
 }
 
 // AdmitJoinID decides whether a joiner may have the node ID it asks for,
@@ -669,7 +669,7 @@ func AdmitJoinID(in JoinClaim, c *consensus.ClusterState, isRevoked func(serial 
 		return nil, nil
 	}
 	if old != nil && old.Status == api.NodeReady && in.Alive || in.Leader {
-		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s is already a live member of this cluster", shortID(req.NodeID))}
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s is already a live member of this cluster", api.ShortID(req.NodeID))}
 	}
 	if len(req.OldCertPEM) == 0 && old != nil && pki.VerifyRetriedJoin(req.CSR, req.NodeID, old.CertKey) == nil {
 		// The same joiner again: its earlier join was applied but the reply
@@ -753,12 +753,4 @@ func pendingJoinKey(dataDir string) (*ecdsa.PrivateKey, error) {
 		return nil, fmt.Errorf("store pending join key: %w", err)
 	}
 	return key, nil
-}
-
-// shortID shortens a node ID for messages, as the agent's logs do.
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }

@@ -32,7 +32,7 @@ import (
 func (k *Keeper) Issue(ctx context.Context, id string, csr []byte) (*wire.RenewResponse, error) {
 	n, err := k.Store.Node(id)
 	if err != nil {
-		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s is not a member of this cluster", shortID(id))}
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s is not a member of this cluster", api.ShortID(id))}
 	}
 	c := k.Store.Cluster()
 	if c == nil {

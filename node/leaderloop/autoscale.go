@@ -129,7 +129,7 @@ func (l *Loop) gatherUsage(ctx context.Context, nodes map[string]bool) map[strin
 			defer wg.Done()
 			rep, err := l.cfg.Usage(ctx, joinHostPort(n.Addr, n.ClusterPort))
 			if err != nil {
-				l.log.Debug("autoscale: no usage from node", "node_id", shortID(n.ID), "err", err)
+				l.log.Debug("autoscale: no usage from node", "node_id", api.ShortID(n.ID), "err", err)
 				return
 			}
 			add(rep)

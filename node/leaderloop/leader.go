@@ -256,7 +256,7 @@ func (l *Loop) markNodeStatus(ctx context.Context, leaderSince time.Time) {
 		return
 	}
 	for _, c := range changes {
-		l.log.Info("node status changed", "node_id", shortID(c.ID), "status", c.Status)
+		l.log.Info("node status changed", "node_id", api.ShortID(c.ID), "status", c.Status)
 	}
 }
 
@@ -311,10 +311,10 @@ func (l *Loop) admitMissing(ctx context.Context) {
 		}
 		addr := joinHostPort(n.Addr, n.ClusterPort)
 		if err := cl.Raft.AddNonvoter(ctx, n.ID, addr); err != nil {
-			l.log.Warn("re-admit node to raft", "node_id", shortID(n.ID), "err", err)
+			l.log.Warn("re-admit node to raft", "node_id", api.ShortID(n.ID), "err", err)
 			continue
 		}
-		l.log.Info("re-admitted node to raft as non-voter", "node_id", shortID(n.ID))
+		l.log.Info("re-admitted node to raft as non-voter", "node_id", api.ShortID(n.ID))
 	}
 }
 
@@ -337,18 +337,11 @@ func (l *Loop) autopilot(ctx context.Context) {
 	}, cfg)
 	for _, c := range changes {
 		if err := cl.Raft.ApplyVoterChange(ctx, c); err != nil {
-			l.log.Warn("autopilot change failed", "action", c.Action, "node_id", shortID(c.ID), "err", err)
+			l.log.Warn("autopilot change failed", "action", c.Action, "node_id", api.ShortID(c.ID), "err", err)
 			return
 		}
-		l.log.Info("autopilot", "action", c.Action, "node_id", shortID(c.ID))
+		l.log.Info("autopilot", "action", c.Action, "node_id", api.ShortID(c.ID))
 	}
 }
 
 func joinHostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
-
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
-}

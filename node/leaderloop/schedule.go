@@ -166,7 +166,7 @@ func PlanEntries(plan scheduler.Plan) []consensus.Command {
 func (l *Loop) logPlan(p scheduler.Plan) {
 	for _, t := range p.Create {
 		if t.State == api.TaskAssigned {
-			l.log.Debug("task assigned", "task", t.Name, "node_id", shortID(t.NodeID))
+			l.log.Debug("task assigned", "task", t.Name, "node_id", api.ShortID(t.NodeID))
 		}
 	}
 }

@@ -287,7 +287,7 @@ func (r *Reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 				// only if it is still not running (the next pass decides).
 				force := act.Task == nil
 				if err := r.cfg.Runtime.Remove(ctx, act.Container.ID, force); err != nil && !errors.Is(err, runtime.ErrRunning) {
-					r.log.Warn("remove container", "container", shortID(act.Container.ID), "err", err)
+					r.log.Warn("remove container", "container", api.ShortID(act.Container.ID), "err", err)
 				}
 			}()
 		}
@@ -421,7 +421,7 @@ func (r *Reconciler) start(ctx context.Context, t *api.Task) {
 		return
 	}
 	spec := runtime.Spec{
-		Name:        fmt.Sprintf("%s.%s", t.Name, shortID(t.ID)),
+		Name:        fmt.Sprintf("%s.%s", t.Name, api.ShortID(t.ID)),
 		Image:       t.Spec.Image,
 		Command:     t.Spec.Command,
 		Entrypoint:  t.Spec.Entrypoint,
@@ -534,12 +534,4 @@ func (r *Reconciler) reportLoop(ctx context.Context) {
 		}
 		r.signal()
 	}
-}
-
-// shortID is the 12-character prefix the agent logs IDs by.
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }

@@ -125,11 +125,11 @@ func AcceptableWitness(self string, w Witness) error {
 	case w.ID == "" || w.ID == self:
 		return fmt.Errorf("witness %q: not another node", w.ID)
 	case w.Revoked:
-		return fmt.Errorf("witness %s: certificate %s revoked", shortID(w.ID), w.Serial)
+		return fmt.Errorf("witness %s: certificate %s revoked", api.ShortID(w.ID), w.Serial)
 	case w.Record == nil && !w.InRaft:
-		return fmt.Errorf("witness %s: neither in the replica nor in the raft configuration", shortID(w.ID))
+		return fmt.Errorf("witness %s: neither in the replica nor in the raft configuration", api.ShortID(w.ID))
 	case w.Record != nil && w.Record.CertSerial != "" && w.Record.CertSerial != w.Serial:
-		return fmt.Errorf("witness %s: certificate %s, the replica knows %s", shortID(w.ID), w.Serial, w.Record.CertSerial)
+		return fmt.Errorf("witness %s: certificate %s, the replica knows %s", api.ShortID(w.ID), w.Serial, w.Record.CertSerial)
 	}
 	return nil
 }
@@ -352,9 +352,9 @@ func (r *Removal) sendHints(lastHint map[string]time.Time, now time.Time) {
 		}
 		lastHint[id] = now
 		if err := r.Gossip.SendBestEffort(id, msg); err != nil {
-			r.Log.Debug("removal hint", "to", shortID(id), "err", err)
+			r.Log.Debug("removal hint", "to", api.ShortID(id), "err", err)
 		} else {
-			r.Log.Debug("gossip member unknown to the state: hinted it to ask whether it was removed", "member", shortID(id))
+			r.Log.Debug("gossip member unknown to the state: hinted it to ask whether it was removed", "member", api.ShortID(id))
 		}
 	}
 }

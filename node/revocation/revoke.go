@@ -302,7 +302,7 @@ func (l *Loop) syncGossipKeys(keys [][]byte, index uint64) error {
 	if err := WriteIndexFile(filepath.Join(l.Dir, KeyringIndexFile), index); err != nil {
 		return fmt.Errorf("persist gossip keyring index: %w", err)
 	}
-	if err := writeJSON(filepath.Join(l.Dir, KeyringFile), keys); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(l.Dir, KeyringFile), keys); err != nil {
 		return fmt.Errorf("persist gossip keyring: %w", err)
 	}
 	l.Log.Info("gossip keyring applied", "keys", len(keys), "fingerprint", membership.Fingerprint(keys), "index", index)
@@ -341,20 +341,7 @@ func ReadIndexFile(path string) uint64 {
 
 // WriteIndexFile records index at path (atomically, 0600).
 func WriteIndexFile(path string, index uint64) error {
-	return writeJSON(path, indexRecord{Index: index})
-}
-
-// writeJSON writes v as the agent writes its JSON files: indented,
-// atomically, 0600, making the directory first.
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(path, b, 0o600)
+	return atomicfile.WriteJSON(path, indexRecord{Index: index})
 }
 
 // ReplicaKeyring returns the keyring to apply from a replica at index whose
@@ -504,14 +491,6 @@ func dedupe(in []string, drop string) []string {
 		}
 	}
 	return out
-}
-
-// shortID shortens a node ID for messages, as the agent's logs do.
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }
 
 // ---- leader side ----

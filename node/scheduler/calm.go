@@ -116,7 +116,7 @@ func (s *svcRun) moves(sl *slot) map[*taskRef]bool {
 		case terminal(x.t.State):
 			s.r.shutdown(x, "rebalancing move failed; task "+y.t.ID+" stays")
 		case ready(x.t):
-			s.r.shutdown(y, "rebalanced: moved to node "+shortID(x.t.NodeID)+" (task "+x.t.ID+")")
+			s.r.shutdown(y, "rebalanced: moved to node "+api.ShortID(x.t.NodeID)+" (task "+x.t.ID+")")
 		default:
 			if moving == nil {
 				moving = map[*taskRef]bool{}
@@ -264,7 +264,7 @@ func (s *svcRun) rebalance() {
 		x := s.makeTask(y.t.Slot, "")
 		x.t.Replaces = y.t.ID
 		r.assign(x, infos[m.To])
-		x.t.Message = "rebalancing: replaces task " + y.t.ID + " on node " + shortID(y.t.NodeID)
+		x.t.Message = "rebalancing: replaces task " + y.t.ID + " on node " + api.ShortID(y.t.NodeID)
 	}
 }
 

@@ -542,7 +542,7 @@ func (s *svcRun) makeTask(num int, node string) *taskRef {
 		t.Service = s.svc.Name
 	}
 	if s.global {
-		t.Name = fmt.Sprintf("%s.%s", t.Service, shortID(sl.node))
+		t.Name = fmt.Sprintf("%s.%s", t.Service, api.ShortID(sl.node))
 	} else {
 		t.Name = fmt.Sprintf("%s.%d", t.Service, sl.num)
 	}
@@ -550,13 +550,6 @@ func (s *svcRun) makeTask(num int, node string) *taskRef {
 	r.created = append(r.created, ref)
 	s.newTasks = append(s.newTasks, ref)
 	return ref
-}
-
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }
 
 // trim deletes the oldest terminal tasks of a slot beyond the history kept.

@@ -126,14 +126,7 @@ func (f *Files) GC(keep map[string]bool) {
 			continue
 		}
 		if err := runtime.ReleaseFiles(filepath.Join(root, e.Name())); err != nil {
-			f.cfg.Logger.Warn("release the secrets of a task", "task_id", shortID(e.Name()), "err", err)
+			f.cfg.Logger.Warn("release the secrets of a task", "task_id", api.ShortID(e.Name()), "err", err)
 		}
 	}
-}
-
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }

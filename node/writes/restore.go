@@ -68,7 +68,7 @@ func (w *Writer) RestoreAsLeader(ctx context.Context, f *consensus.SnapshotFile,
 	}
 	w.log.Warn("cluster state restored from a snapshot file", "file_cluster_id", f.Header.ClusterID,
 		"file_index", f.Header.Index, "index", resp.Index, "services", len(plan.Services),
-		"dropped_nodes", plan.DroppedNodes, "by", shortID(by))
+		"dropped_nodes", plan.DroppedNodes, "by", api.ShortID(by))
 	return resp, nil
 }
 
@@ -117,7 +117,7 @@ func CallSnapshotRestore(ctx context.Context, dial func(addr string) (net.Conn, 
 func (w *Writer) ServeSnapshotRestore(ctx context.Context, call *clusterport.Call) {
 	cl := w.cfg
 	if c, _ := CallerOf(cl.Store, authz.Admin, call.PeerID); c.Worker {
-		_ = call.Reply(nil, fmt.Errorf("%w: node %s is a worker: workers cannot restore the cluster", authz.ErrWorker, shortID(call.PeerID)))
+		_ = call.Reply(nil, fmt.Errorf("%w: node %s is a worker: workers cannot restore the cluster", authz.ErrWorker, api.ShortID(call.PeerID)))
 		return
 	}
 	if !cl.Raft.IsLeader() {

@@ -76,10 +76,10 @@ func SecretsAllowed(peerID string, t *api.Task) ([]string, error) {
 		return nil, fmt.Errorf("%w: a node certificate is required", authz.ErrForbidden)
 	}
 	if t == nil {
-		return nil, fmt.Errorf("%w: node %s asked for the secrets of an unknown task", authz.ErrForbidden, shortID(peerID))
+		return nil, fmt.Errorf("%w: node %s asked for the secrets of an unknown task", authz.ErrForbidden, api.ShortID(peerID))
 	}
 	if t.NodeID != peerID {
-		return nil, fmt.Errorf("%w: task %s is not assigned to node %s", authz.ErrForbidden, t.Name, shortID(peerID))
+		return nil, fmt.Errorf("%w: task %s is not assigned to node %s", authz.ErrForbidden, t.Name, api.ShortID(peerID))
 	}
 	if t.DesiredState != api.TaskRunning || api.TaskTerminal(t.State) {
 		return nil, fmt.Errorf("%w: task %s is not meant to run", authz.ErrForbidden, t.Name)
@@ -104,7 +104,7 @@ func (w *Writer) Secrets(peerID string, req wire.SecretsRequest) (*wire.SecretsR
 	t, _ := cl.Store.Task(req.TaskID)
 	names, err := SecretsAllowed(peerID, t)
 	if err != nil {
-		w.log.Warn("refused secrets to a node", "node_id", shortID(peerID), "task", req.TaskID, "err", err)
+		w.log.Warn("refused secrets to a node", "node_id", api.ShortID(peerID), "task", req.TaskID, "err", err)
 		return nil, err
 	}
 	st := cl.Store.Cluster()
@@ -128,7 +128,7 @@ func (w *Writer) Secrets(peerID string, req wire.SecretsRequest) (*wire.SecretsR
 		if resp.RegistryAuth, err = OpenRegistryAuth(kek, st.ClusterID, t.ServiceID, t.Spec.RegistryAuth); err != nil {
 			return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("task %s: %v", t.Name, err)}
 		}
-		w.log.Info("handed registry credentials to the node of a task", "node_id", shortID(peerID), "task", t.Name)
+		w.log.Info("handed registry credentials to the node of a task", "node_id", api.ShortID(peerID), "task", t.Name)
 		return resp, nil
 	}
 	for _, n := range names {
@@ -142,6 +142,6 @@ func (w *Writer) Secrets(peerID string, req wire.SecretsRequest) (*wire.SecretsR
 		}
 		resp.Secrets[n] = data
 	}
-	w.log.Info("handed secrets to the node of a task", "node_id", shortID(peerID), "task", t.Name, "secrets", len(names))
+	w.log.Info("handed secrets to the node of a task", "node_id", api.ShortID(peerID), "task", t.Name, "secrets", len(names))
 	return resp, nil
 }

@@ -271,7 +271,7 @@ func (w *Writer) ApplyNodeCommand(ctx context.Context, peerID string, enc []byte
 	}
 	c, self := CallerOf(w.cfg.Store, authz.Node, peerID)
 	if err := authz.Authorize(c, cmd, self); err != nil {
-		w.log.Warn("refused a command from a node", "node_id", shortID(peerID), "command", authz.TypeName(cmd), "err", err)
+		w.log.Warn("refused a command from a node", "node_id", api.ShortID(peerID), "command", authz.TypeName(cmd), "err", err)
 		return nil, err
 	}
 	return applyResult(w.cfg.Raft.Apply(ctx, cmd))
@@ -292,7 +292,7 @@ func (w *Writer) ApplyAdmin(ctx context.Context, peerID string, req wire.AdminWr
 		// never travels or enters the log in the clear.
 		c, _ := CallerOf(cl.Store, authz.Admin, peerID)
 		if err := authz.Authorize(c, consensus.RotateToken{}, nil); err != nil {
-			w.log.Warn("refused an admin action", "node_id", shortID(peerID), "action", req.Action, "err", err)
+			w.log.Warn("refused an admin action", "node_id", api.ShortID(peerID), "action", req.Action, "err", err)
 			return nil, err
 		}
 		return nil, cl.RotateToken(ctx)
@@ -306,7 +306,7 @@ func (w *Writer) ApplyAdmin(ctx context.Context, peerID string, req wire.AdminWr
 	}
 	c, _ := CallerOf(cl.Store, authz.Admin, peerID)
 	if err := authz.Authorize(c, cmd, nil); err != nil {
-		w.log.Warn("refused an admin action", "node_id", shortID(peerID), "action", req.Action, "err", err)
+		w.log.Warn("refused an admin action", "node_id", api.ShortID(peerID), "action", req.Action, "err", err)
 		return nil, err
 	}
 	subject := ""
@@ -364,7 +364,7 @@ func (w *Writer) ApplyAdmin(ctx context.Context, peerID string, req wire.AdminWr
 	}
 	res, err := applyResult(cl.Raft.Apply(ctx, cmd))
 	if err == nil {
-		w.log.Info("admin action", "action", req.Action, "subject", subject, "by", shortID(peerID))
+		w.log.Info("admin action", "action", req.Action, "subject", subject, "by", api.ShortID(peerID))
 	}
 	return res, err
 }
@@ -392,7 +392,7 @@ func (w *Writer) NoQuorumError(last error) error {
 		reach, voters, voters/2+1)
 	if leader != "" {
 		msg = fmt.Sprintf("the write was not applied: leader %s did not commit it in %s (%d of %d voters reachable from this node)",
-			shortID(leader), cl.WriteTimeout, reach, voters)
+			api.ShortID(leader), cl.WriteTimeout, reach, voters)
 	}
 	if last != nil {
 		msg += fmt.Sprintf("; last error: %v", last)
@@ -523,11 +523,4 @@ func checkServiceCommands(store *consensus.Store, cmds []consensus.Command) erro
 		}
 	}
 	return nil
-}
-
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }
