@@ -576,10 +576,10 @@ func (a *Agent) closeNetworks() {
 		<-no.done
 		_ = no.ov.Close()
 	}
-	// The TUN device goes with WireGuard (it belongs to this process
-	// anyway); the encrypted networks come back with the next agent.
+	// The WireGuard device process runs on (the next agent adopts it):
+	// the encrypted networks keep crossing hosts meanwhile.
 	if a.net.wg != nil {
-		_ = a.net.wg.Close()
+		_ = a.net.wg.Release()
 		a.net.wg, a.net.wgPeers, a.net.wgKeys = nil, nil, nil
 	}
 }
