@@ -128,12 +128,20 @@ func Decide(running deviceState, parseErr error, link string, want KeyPair, port
 		return false, "the device name is a " + link + " link, not a TUN device"
 	case running.PrivateKey == [32]byte{}:
 		return false, "it has no private key (its start was cut short)"
-	case running.PrivateKey != want.Private:
+	case running.PrivateKey != clampKey(want.Private):
 		return false, "it holds another private key"
 	case running.ListenPort != port:
 		return false, fmt.Sprintf("it listens on port %d, not %d", running.ListenPort, port)
 	}
 	return true, "same key, port and interface"
+}
+
+// clampKey is an X25519 private key as wireguard-go keeps (and reports)
+// it: clamped (RFC 7748); crypto/ecdh clamps only when it uses a key.
+func clampKey(k [32]byte) [32]byte {
+	k[0] &= 248
+	k[31] = (k[31] & 127) | 64
+	return k
 }
 
 // linkType is the type of the link named name in the current namespace,

@@ -703,7 +703,7 @@ func (w *WireGuard) SwitchKey(kp KeyPair, peers []WGPeer) error {
 		// peer next time.
 		w.peerKeys, w.lastCfg = nil, ""
 		if got, gerr := uapiGet(w.sock); gerr == nil {
-			if st, perr := parseDeviceState(got); perr == nil && st.PrivateKey == kp.Private {
+			if st, perr := parseDeviceState(got); perr == nil && st.PrivateKey == clampKey(kp.Private) {
 				w.keys = kp
 			}
 		}
