@@ -46,6 +46,7 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
@@ -131,6 +132,11 @@ func Main(argv []string) int {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", Arg0, err)
 		return 2
+	}
+	// Named in ps and top as it is in argv (its executable is
+	// /proc/self/exe of the agent, which would show as "exe").
+	if b, err := unix.BytePtrFromString(Arg0); err == nil {
+		_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(b)), 0, 0, 0)
 	}
 	if err := run(o); err != nil {
 		fmt.Fprintf(os.Stderr, "%s %s: %v\n", Arg0, o.name, err)
