@@ -46,7 +46,14 @@ func newWGHosts(t *testing.T) []*wgHost {
 		if err != nil {
 			t.Fatalf("NewWireGuard on %s: %v", h.ns, err)
 		}
-		t.Cleanup(func() { _ = wg.Close() })
+		t.Cleanup(func() {
+			if t.Failed() || os.Getenv("SHOAL_WG_VERBOSE") != "" {
+				state, err := uapiGet(wg.Socket())
+				log, _ := os.ReadFile(filepath.Join(filepath.Dir(wg.Socket()), deviceLogFile))
+				t.Logf("%s: device state (%v):\n%s\ndevice log:\n%s", h.ns, err, state, log)
+			}
+			_ = wg.Close()
+		})
 		ul := h.cfg.UnderlayIP
 		h.cfg.VXLANName, h.cfg.Routed, h.cfg.UnderlayIP = cfg.Name, true, cfg.TunnelIP
 		out = append(out, &wgHost{testHost: h, wg: wg, wgCfg: cfg, ul: ul})

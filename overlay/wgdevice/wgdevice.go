@@ -175,8 +175,12 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("create TUN device %s: %w", o.name, err)
 	}
+	verbosef := func(string, ...any) {}
+	if os.Getenv("SHOAL_WG_VERBOSE") != "" {
+		verbosef = logf
+	}
 	dev := device.NewDevice(td, conn.NewDefaultBind(), &device.Logger{
-		Verbosef: func(string, ...any) {},
+		Verbosef: verbosef,
 		Errorf:   func(format string, args ...any) { logf(format, args...) },
 	})
 	defer dev.Close()
