@@ -186,9 +186,15 @@ func (w *WireGuard) spawn() error {
 		Args:   wgdevice.Args(w.cfg.Name, w.cfg.MTU, w.cfg.Port, w.sock),
 		Stdout: logf,
 		Stderr: logf,
-		// Its own session: no signal meant for the agent's process group
-		// or terminal reaches it.
-		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+		// Its own process group: no signal meant for the agent's group
+		// (a terminal's ^C, a kill of the group) reaches it. Not its own
+		// session: with sched_autogroup each session is scheduled as one
+		// group, and a session of its own gave wireguard-go a share of
+		// the CPU equal to the whole rest of the node's (the agent, and
+		// whatever traffic it carries), which cost 15-20 % of encrypted
+		// throughput in BenchmarkWireGuardThroughput. In the agent's
+		// session it is scheduled as it was inside the agent.
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("%w: start: %w", ErrDevice, err)
