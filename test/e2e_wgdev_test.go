@@ -85,7 +85,9 @@ func wgGet(sock string) (pid int, handshakes map[string]time.Time, err error) {
 // 100 ms from host 1's container to host 2's, never fail — not during the
 // kill, not while the agent is down, not while the next one starts. The
 // new agent adopts the running device (the same process), and host 1 sees
-// no new handshake with host 2: the session was never dropped.
+// no new handshake with host 2: the session was never dropped. The device
+// stops when its node leaves the cluster and when no encrypted network is
+// left.
 func TestWireGuardDeviceSurvivesAgent(t *testing.T) {
 	c, _ := svcCluster(t, 2)
 	h1, h2 := c.Host(1), c.Host(2)
@@ -237,4 +239,30 @@ func TestWireGuardDeviceSurvivesAgent(t *testing.T) {
 		out, err := wgetFrom(netnsOf(t, c, a2), "http://"+b2.IPs["sec2"]+"/")
 		return err == nil && strings.Contains(out, canary), fmt.Sprintf("%v %q", err, out)
 	}, "a network made after the adoption crosses hosts")
+
+	// The device goes when the node leaves the cluster (its socket goes
+	// with the cluster directory)...
+	if _, stderr, err := h2.CLI("leave"); err != nil {
+		t.Fatalf("leave h2: %v %s", err, stderr)
+	}
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		pids := h2.DevicePIDs(harness.WireGuardDeviceArg0)
+		return len(pids) == 0, fmt.Sprintf("h2's device processes %v", pids)
+	}, "h2's device stops when h2 leaves the cluster")
+	// ...and when no encrypted network is left.
+	for _, svc := range []string{"sweb", "sweb2"} {
+		h1.MustCLI(t, "service", "rm", svc)
+	}
+	harness.Eventually(t, 120*time.Second, func() (bool, string) {
+		for _, n := range []string{"sec", "sec2"} {
+			if _, stderr, err := h1.CLI("network", "rm", n); err != nil && !strings.Contains(stderr, "no such network") {
+				return false, fmt.Sprintf("network rm %s: %v %s", n, err, stderr)
+			}
+		}
+		return true, ""
+	}, "the encrypted networks are removed")
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		pids := h1.DevicePIDs(harness.WireGuardDeviceArg0)
+		return len(pids) == 0, fmt.Sprintf("h1's device processes %v", pids)
+	}, "h1's device stops when no encrypted network is left")
 }
