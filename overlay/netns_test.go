@@ -69,6 +69,15 @@ func reapStaleNetns(t *testing.T) {
 		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
 			continue // its owner still runs
 		}
+		// Processes left in it (a WireGuard device process outlives the
+		// test process that started it) go first.
+		if pids, err := exec.Command("ip", "netns", "pids", name).Output(); err == nil {
+			for _, f := range strings.Fields(string(pids)) {
+				if pid, err := strconv.Atoi(f); err == nil {
+					_ = unix.Kill(pid, unix.SIGKILL)
+				}
+			}
+		}
 		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
 			t.Logf("reap stale namespace %s: %v %s", name, err, out)
 		}
