@@ -69,6 +69,15 @@ func reapStaleNetns(t *testing.T) {
 		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
 			continue // its owner still runs
 		}
+		// Processes left in it (a WireGuard device process outlives the
+		// test process that started it) go first.
+		if pids, err := exec.Command("ip", "netns", "pids", name).Output(); err == nil {
+			for _, f := range strings.Fields(string(pids)) {
+				if pid, err := strconv.Atoi(f); err == nil {
+					_ = unix.Kill(pid, unix.SIGKILL)
+				}
+			}
+		}
 		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
 			t.Logf("reap stale namespace %s: %v %s", name, err, out)
 		}
@@ -166,9 +175,14 @@ func peersOf(hosts []*testHost) []Peer {
 // few seconds (the first packets may race neighbour resolution).
 func ping(t *testing.T, ns, ip string) {
 	t.Helper()
-	// 15 s: a WireGuard handshake initiation that reached the peer before
-	// the peer knew the sender is retried only after REKEY_TIMEOUT (5 s).
-	deadline := time.Now().Add(15 * time.Second)
+	// 30 s: a WireGuard handshake initiation that reached the peer before
+	// the peer knew the sender is retried only after REKEY_TIMEOUT (5 s),
+	// and so are two initiations that crossed (two devices given each
+	// other at the same moment: each answers the other's, neither answer
+	// is taken). Both retry after 5 s plus up to 1/3 s of jitter, so on a
+	// loaded machine, where each device process takes tens of ms to answer,
+	// they can cross again.
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		out, err := exec.Command("ip", "netns", "exec", ns, "/bin/busybox", "ping", "-c1", "-W1", ip).CombinedOutput()
 		if err == nil {

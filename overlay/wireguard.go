@@ -39,10 +39,13 @@ package overlay
 // a jumbo-frame underlay gives jumbo packets inside. The encrypted
 // networks' bridges and container veths take the TUN's MTU.
 //
-// Lifetime: the TUN device belongs to the agent process; it disappears
-// when the agent stops, and with it the routes into it. Containers keep
-// their bridge; traffic across nodes resumes when the agent is back (the
-// overlays' Setup re-applies the routes once the device exists again).
+// Lifetime: the TUN device and wireguard-go run in a process of their own
+// (package wgdevice; wgproc.go is the agent's side), which outlives the
+// agent as the containers do: while the agent restarts, the encrypted
+// networks keep crossing hosts, and the next agent adopts the device,
+// sessions included. It stops when no encrypted network is left (Close),
+// when the node leaves the cluster (its socket goes with the cluster
+// directory), and when its TUN device is removed.
 
 import (
 	"crypto/ecdh"
@@ -53,6 +56,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -64,9 +68,6 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.zx2c4.com/wireguard/conn"
-	"golang.zx2c4.com/wireguard/device"
-	"golang.zx2c4.com/wireguard/tun"
 )
 
 // Defaults of WireGuard. Every node of a cluster must agree on the port of
@@ -395,8 +396,20 @@ type WireGuardConfig struct {
 	UnderlayIP netip.Addr
 	// NetNS is a network namespace path to create the device in (tests);
 	// empty means the calling process's.
-	NetNS  string
-	Logger *slog.Logger
+	NetNS string
+	// SocketDir holds the device process's UAPI socket (NAME.sock, 0600)
+	// and log; it is made 0700. Empty means "device" beside KeyFile.
+	SocketDir string
+	Logger    *slog.Logger
+}
+
+// socketPath is the device's UAPI socket.
+func (c *WireGuardConfig) socketPath() string {
+	dir := c.SocketDir
+	if dir == "" {
+		dir = filepath.Join(filepath.Dir(c.KeyFile), "device")
+	}
+	return filepath.Join(dir, c.Name+".sock")
 }
 
 // DefaultWireGuardConfig returns the defaults; the caller sets KeyFile and
@@ -431,6 +444,9 @@ func (c *WireGuardConfig) Validate() error {
 	if c.MTU != 0 && (c.MTU < 576 || c.MTU > 65535) {
 		bad("MTU must be 0 (derived) or in 576..65535, got %d", c.MTU)
 	}
+	if c.SocketDir != "" && !filepath.IsAbs(c.SocketDir) {
+		bad("SocketDir must be empty or an absolute path, got %q", c.SocketDir)
+	}
 	if c.NetNS != "" && !filepath.IsAbs(c.NetNS) {
 		bad("NetNS must be empty or an absolute path, got %q", c.NetNS)
 	}
@@ -440,21 +456,29 @@ func (c *WireGuardConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// WireGuard is a node's running WireGuard device. Its methods are safe
-// for concurrent use.
+// WireGuard is the agent's handle on the node's WireGuard device, which
+// runs in a process of its own (package wgdevice, wgproc.go) so that it
+// outlives the agent. Its methods are safe for concurrent use.
 type WireGuard struct {
-	cfg  WireGuardConfig
-	keys KeyPair
+	cfg     WireGuardConfig
+	keys    KeyPair
+	sock    string // the device's UAPI socket
+	adopted bool   // found running, not started
 
 	mu       sync.Mutex
-	dev      *device.Device
+	closed   bool
 	lastCfg  string     // the last UAPI text applied
 	peerKeys [][32]byte // the peers configured; nil: unknown, replace all
+	watch    net.Conn   // an idle UAPI connection: it ends with the device
+	done     chan struct{}
 }
 
-// NewWireGuard loads (or creates) the node's key and brings the device up
-// with its tunnel address; it has no peers until SetPeers. Close removes
-// the device.
+// NewWireGuard loads (or creates) the node's key and makes sure the node's
+// device runs with it: a device process that answers on the socket with
+// this key, port and interface name is adopted as it is, peers and
+// sessions included (the agent restarted; Decide); any other is stopped
+// and a new one started, with the tunnel address on its TUN device and no
+// peers until SetPeers. Release lets the device run on; Close stops it.
 func NewWireGuard(cfg WireGuardConfig) (*WireGuard, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -463,81 +487,111 @@ func NewWireGuard(cfg WireGuardConfig) (*WireGuard, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &WireGuard{cfg: cfg, keys: keys}
-	up := func() error { return w.up() }
+	w := &WireGuard{cfg: cfg, keys: keys, sock: cfg.socketPath(), done: make(chan struct{})}
+	inNS := func(fn func() error) error { return fn() }
 	if cfg.NetNS != "" {
 		ns, err := netns.GetFromPath(cfg.NetNS)
 		if err != nil {
 			return nil, fmt.Errorf("open network namespace %s: %w", cfg.NetNS, err)
 		}
 		defer ns.Close()
-		err = doInNS(ns, up)
-		if err != nil {
-			return nil, err
-		}
-		return w, nil
+		inNS = func(fn func() error) error { return doInNS(ns, fn) }
 	}
-	if err := up(); err != nil {
+	if err := w.up(inNS); err != nil {
 		return nil, err
 	}
 	return w, nil
 }
 
-// up creates the TUN device, starts wireguard-go on it and gives the link
-// its address; it runs in the target namespace (the bind's sockets are
-// opened by Up, synchronously, on this thread).
-func (w *WireGuard) up() error {
+// up adopts or starts the device and readies its link; inNS runs what
+// must happen in the device's network namespace (the spawn included: the
+// process is born there).
+func (w *WireGuard) up(inNS func(func() error) error) error {
 	log := w.cfg.Logger
-	if h, err := netlink.NewHandle(); err == nil {
-		if l, err := h.LinkByName(w.cfg.Name); err == nil {
-			// A leftover of a crashed agent (a TUN device normally goes
-			// with its process) or a stranger with our name.
-			log.Warn("wireguard: removing a stale device", "device", w.cfg.Name, "type", l.Type())
-			_ = h.LinkDel(l)
-		}
-		h.Close()
-	}
-	// tun.CreateTUN turns on the virtio header and with it TSO/GRO
-	// (wireguard_routed.go): TCP arrives as 64 KiB segments and leaves
-	// coalesced.
 	if w.cfg.MTU == 0 {
-		w.cfg.MTU = underlayMTU(w.cfg.UnderlayIP) - wireGuardOverhead
+		if err := inNS(func() error { w.cfg.MTU = underlayMTU(w.cfg.UnderlayIP) - wireGuardOverhead; return nil }); err != nil {
+			return err
+		}
 	}
-	td, err := tun.CreateTUN(w.cfg.Name, w.cfg.MTU)
+	if text, err := uapiGet(w.sock); err == nil {
+		var link string
+		_ = inNS(func() error { link = linkType(w.cfg.Name); return nil })
+		running, perr := parseDeviceState(text)
+		adopt, why := Decide(running, perr, link, w.keys, w.cfg.Port)
+		if adopt {
+			w.adopted = true
+			w.peerKeys = running.Peers
+			if w.peerKeys == nil {
+				w.peerKeys = [][32]byte{}
+			}
+		} else {
+			log.Warn("wireguard: replacing the running device", "device", w.cfg.Name, "why", why)
+			if err := stopDevice(w.sock, deviceStopTimeout); err != nil {
+				return err
+			}
+		}
+	}
+	if !w.adopted {
+		if err := inNS(w.spawn); err != nil {
+			return err
+		}
+		// The key over the socket: never in argv or the environment.
+		if err := uapiSet(w.sock, "private_key="+hex.EncodeToString(w.keys.Private[:])+"\n"); err != nil {
+			return errors.Join(fmt.Errorf("configure WireGuard: %w", err), stopDevice(w.sock, deviceStopTimeout))
+		}
+	}
+	if err := inNS(w.linkUp); err != nil {
+		if !w.adopted {
+			err = errors.Join(err, stopDevice(w.sock, deviceStopTimeout))
+		}
+		return err
+	}
+	c, err := uapiDial(w.sock)
 	if err != nil {
-		return fmt.Errorf("create TUN device %s: %w", w.cfg.Name, err)
+		return fmt.Errorf("watch the WireGuard device: %w", err)
 	}
-	dev := device.NewDevice(td, conn.NewDefaultBind(), &device.Logger{
-		Verbosef: func(string, ...any) {},
-		Errorf: func(format string, args ...any) {
-			log.Warn("wireguard: " + fmt.Sprintf(format, args...))
-		},
-	})
-	fail := func(err error) error { dev.Close(); return err }
-	if err := dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\n", hex.EncodeToString(w.keys.Private[:]), w.cfg.Port)); err != nil {
-		return fail(fmt.Errorf("configure WireGuard: %w", err))
+	w.watch = c
+	go func() {
+		// The device's UAPI handler waits for a request that never comes;
+		// the read ends when the device process does (or Release/Close).
+		var b [1]byte
+		_, _ = c.Read(b[:])
+		close(w.done)
+	}()
+	how := "started"
+	if w.adopted {
+		how = "adopted the running device"
 	}
-	if err := dev.Up(); err != nil {
-		return fail(fmt.Errorf("start WireGuard on port %d: %w", w.cfg.Port, err))
-	}
+	log.Info("wireguard: "+how, "device", w.cfg.Name, "port", w.cfg.Port, "tunnel_ip", w.cfg.TunnelIP.String(),
+		"public_key", w.keys.PublicKey(), "mtu", w.cfg.MTU, "peers", len(w.peerKeys))
+	return nil
+}
+
+// linkUp gives the TUN device its MTU and tunnel address and brings it up;
+// it runs in the device's namespace and changes nothing that is right.
+func (w *WireGuard) linkUp() error {
 	h, err := netlink.NewHandle()
 	if err != nil {
-		return fail(fmt.Errorf("open netlink handle: %w", err))
+		return fmt.Errorf("open netlink handle: %w", err)
 	}
 	defer h.Close()
 	l, err := h.LinkByName(w.cfg.Name)
 	if err != nil {
-		return fail(fmt.Errorf("find %s: %w", w.cfg.Name, err))
+		return fmt.Errorf("find %s: %w", w.cfg.Name, err)
+	}
+	if l.Attrs().MTU != w.cfg.MTU {
+		if err := h.LinkSetMTU(l, w.cfg.MTU); err != nil {
+			return fmt.Errorf("set MTU of %s: %w", w.cfg.Name, err)
+		}
 	}
 	if err := ensureAddr(h, l, netip.PrefixFrom(w.cfg.TunnelIP, w.cfg.TunnelCIDR.Bits())); err != nil {
-		return fail(err)
+		return err
 	}
-	if err := h.LinkSetUp(l); err != nil {
-		return fail(fmt.Errorf("bring %s up: %w", w.cfg.Name, err))
+	if l.Attrs().Flags&net.FlagUp == 0 {
+		if err := h.LinkSetUp(l); err != nil {
+			return fmt.Errorf("bring %s up: %w", w.cfg.Name, err)
+		}
 	}
-	w.dev = dev
-	log.Info("wireguard: up", "device", w.cfg.Name, "port", w.cfg.Port, "tunnel_ip", w.cfg.TunnelIP.String(),
-		"public_key", w.keys.PublicKey(), "mtu", w.cfg.MTU)
 	return nil
 }
 
@@ -584,15 +638,22 @@ func (w *WireGuard) TunnelIP() netip.Addr { return w.cfg.TunnelIP }
 // Name is the TUN device's name.
 func (w *WireGuard) Name() string { return w.cfg.Name }
 
+// Adopted reports whether NewWireGuard found the device running (and kept
+// it, sessions included) rather than starting it.
+func (w *WireGuard) Adopted() bool { return w.adopted }
+
+// Socket is the path of the device's UAPI socket (root only).
+func (w *WireGuard) Socket() string { return w.sock }
+
 // SetPeers makes the device's peers exactly peers (PeersConfig); it is
 // idempotent and cheap when nothing changed. Peers that stay keep their
-// sessions (PeersUpdate); peers that are gone lose theirs at once.
-// Malformed peers are left out and reported (ErrPartial); the others are
-// configured.
+// sessions (PeersUpdate), also across an adoption; peers that are gone
+// lose theirs at once. Malformed peers are left out and reported
+// (ErrPartial); the others are configured.
 func (w *WireGuard) SetPeers(peers []WGPeer) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.dev == nil {
+	if w.closed {
 		return fmt.Errorf("wireguard set peers: %w", ErrClosed)
 	}
 	return w.setPeersLocked(peers)
@@ -601,7 +662,7 @@ func (w *WireGuard) SetPeers(peers []WGPeer) error {
 func (w *WireGuard) setPeersLocked(peers []WGPeer) error {
 	text, keys, errs := PeersUpdate(w.keys, peers, w.peerKeys)
 	if text != w.lastCfg {
-		if err := w.dev.IpcSet(text); err != nil {
+		if err := uapiSet(w.sock, text); err != nil {
 			// Partly applied, maybe: replace everything next time.
 			w.peerKeys, w.lastCfg = nil, ""
 			return fmt.Errorf("configure WireGuard peers: %w", err)
@@ -630,19 +691,21 @@ func (w *WireGuard) setPeersLocked(peers []WGPeer) error {
 func (w *WireGuard) SwitchKey(kp KeyPair, peers []WGPeer) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.dev == nil {
+	if w.closed {
 		return fmt.Errorf("wireguard switch key: %w", ErrClosed)
 	}
 	if kp == w.keys {
 		return w.setPeersLocked(peers)
 	}
 	text, keys, errs := PeersUpdate(kp, peers, w.peerKeys)
-	if err := w.dev.IpcSet("private_key=" + hex.EncodeToString(kp.Private[:]) + "\n" + text); err != nil {
+	if err := uapiSet(w.sock, "private_key="+hex.EncodeToString(kp.Private[:])+"\n"+text); err != nil {
 		// The key may or may not have changed: find out, and replace every
 		// peer next time.
 		w.peerKeys, w.lastCfg = nil, ""
-		if got, gerr := w.dev.IpcGet(); gerr == nil && strings.Contains(got, "private_key="+hex.EncodeToString(kp.Private[:])+"\n") {
-			w.keys = kp
+		if got, gerr := uapiGet(w.sock); gerr == nil {
+			if st, perr := parseDeviceState(got); perr == nil && st.PrivateKey == clampKey(kp.Private) {
+				w.keys = kp
+			}
 		}
 		return fmt.Errorf("switch WireGuard key: %w", err)
 	}
@@ -664,12 +727,12 @@ func (w *WireGuard) SwitchKey(kp KeyPair, peers []WGPeer) error {
 // and diagnostics.
 func (w *WireGuard) LastHandshakes() (map[string]time.Time, error) {
 	w.mu.Lock()
-	dev := w.dev
+	closed := w.closed
 	w.mu.Unlock()
-	if dev == nil {
+	if closed {
 		return nil, fmt.Errorf("wireguard handshakes: %w", ErrClosed)
 	}
-	text, err := dev.IpcGet()
+	text, err := uapiGet(w.sock)
 	if err != nil {
 		return nil, fmt.Errorf("read WireGuard state: %w", err)
 	}
@@ -710,28 +773,34 @@ func parseHandshakes(text string) map[string]time.Time {
 	return out
 }
 
-// Done is closed when the device stopped (Close, or its TUN device was
-// removed).
-func (w *WireGuard) Done() <-chan struct{} {
+// Done is closed when the device process ended (Close, its TUN device
+// removed, killed) or this handle was released.
+func (w *WireGuard) Done() <-chan struct{} { return w.done }
+
+// Release lets go of the device and leaves it running, peers, sessions
+// and all: the agent is stopping, and the next one adopts it
+// (NewWireGuard). The handle is unusable afterwards. Safe to call twice.
+func (w *WireGuard) Release() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.dev == nil {
-		c := make(chan struct{})
-		close(c)
-		return c
-	}
-	return w.dev.Wait()
-}
-
-// Close stops WireGuard and removes the TUN device (and with it the
-// encrypted networks' VXLAN devices). Safe to call twice.
-func (w *WireGuard) Close() error {
-	w.mu.Lock()
-	dev := w.dev
-	w.dev = nil
-	w.mu.Unlock()
-	if dev != nil {
-		dev.Close()
+	if !w.closed {
+		w.closed = true
+		_ = w.watch.Close()
 	}
 	return nil
+}
+
+// Close stops the device process, which removes its TUN device and with
+// it the routes into it: no encrypted network is left on the node. Safe
+// to call twice; a device already gone is no error.
+func (w *WireGuard) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	err := stopDevice(w.sock, deviceStopTimeout)
+	_ = w.watch.Close()
+	return err
 }

@@ -6,7 +6,11 @@ package overlay
 // it, containers pinging and streaming TCP across.
 
 import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -21,8 +25,9 @@ import (
 // wgHost is a test host with its WireGuard device.
 type wgHost struct {
 	*testHost
-	wg *WireGuard
-	ul netip.Addr // underlay address
+	wg    *WireGuard
+	wgCfg WireGuardConfig // what wg was made with
+	ul    netip.Addr      // underlay address
 }
 
 // newWGHosts builds two hosts (newHosts) with WireGuard up in each and a
@@ -41,10 +46,17 @@ func newWGHosts(t *testing.T) []*wgHost {
 		if err != nil {
 			t.Fatalf("NewWireGuard on %s: %v", h.ns, err)
 		}
-		t.Cleanup(func() { _ = wg.Close() })
+		t.Cleanup(func() {
+			if t.Failed() || os.Getenv("SHOAL_WG_VERBOSE") != "" {
+				state, err := uapiGet(wg.Socket())
+				log, _ := os.ReadFile(filepath.Join(filepath.Dir(wg.Socket()), deviceLogFile))
+				t.Logf("%s: device state (%v):\n%s\ndevice log:\n%s", h.ns, err, state, log)
+			}
+			_ = wg.Close()
+		})
 		ul := h.cfg.UnderlayIP
 		h.cfg.VXLANName, h.cfg.Routed, h.cfg.UnderlayIP = cfg.Name, true, cfg.TunnelIP
-		out = append(out, &wgHost{testHost: h, wg: wg, ul: ul})
+		out = append(out, &wgHost{testHost: h, wg: wg, wgCfg: cfg, ul: ul})
 	}
 	return out
 }
@@ -436,4 +448,147 @@ func TestWireGuardSwitchKey(t *testing.T) {
 			t.Fatalf("%s: handshakes %v, want one with %s only", x.h.cfg.NodeID, hs, x.new)
 		}
 	}
+}
+
+// devicePid is the pid of the device process answering on sock.
+func devicePid(t *testing.T, sock string) int {
+	t.Helper()
+	c, err := uapiDial(sock)
+	if err != nil {
+		t.Fatalf("device socket %s: %v", sock, err)
+	}
+	defer c.Close()
+	pid, err := peerPid(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// TestWireGuardDeviceOutlivesAgent: the device is a process of its own.
+// The agent's handle released (an agent stopping or killed), traffic keeps
+// crossing (pinged every 100 ms, none lost); a new handle with the same
+// key adopts the same process, keeps its session (no new handshake) and
+// updates its peers in place; a handle with another key replaces it; and
+// the device stops when its socket directory goes (the node left the
+// cluster) and on Close.
+func TestWireGuardDeviceOutlivesAgent(t *testing.T) {
+	requireNetAdmin(t)
+	hosts, c1, _, ip2 := wgPair(t)
+	a, b := hosts[0], hosts[1]
+	pingWithin(t, c1, ip2, 30*time.Second)
+	hs, err := a.wg.LastHandshakes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := hs[b.wg.PublicKey()]
+	if first.IsZero() {
+		t.Fatalf("no handshake with b after a ping: %v", hs)
+	}
+	pid := devicePid(t, b.wg.Socket())
+	if pid == os.Getpid() {
+		t.Fatalf("the device runs in the test process (pid %d)", pid)
+	}
+	if st, err := os.Stat(filepath.Dir(b.wg.Socket())); err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("socket directory: %v %v, want mode 0700", st, err)
+	}
+	if st, err := os.Stat(b.wg.Socket()); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("socket: %v %v, want mode 0600", st, err)
+	}
+	kp, err := LoadKeyPair(b.wgCfg.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err != nil || bytes.Contains(cmdline, []byte(hex.EncodeToString(kp.Private[:]))) || bytes.Contains(cmdline, []byte(base64.StdEncoding.EncodeToString(kp.Private[:]))) {
+		t.Fatalf("device command line %q (%v) holds the private key", cmdline, err)
+	}
+
+	// The agent goes: traffic goes on.
+	if err := b.wg.Release(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-b.wg.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Done not closed after Release")
+	}
+	for i := 0; i < 20; i++ {
+		out, err := exec.Command("ip", "netns", "exec", c1, "/bin/busybox", "ping", "-c1", "-W1", ip2).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ping %d of 20 with the agent's handle released: %v\n%s", i+1, err, out)
+		}
+		time.Sleep(100 * time.Millisecond) // the interval of the probe, not a wait for a condition
+	}
+
+	// The next agent adopts it: same process, same session, peers in place.
+	again, err := NewWireGuard(b.wgCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = again.Close() })
+	if !again.Adopted() {
+		t.Fatal("the running device was not adopted")
+	}
+	if p := devicePid(t, again.Socket()); p != pid {
+		t.Fatalf("device process %d after adoption, want %d", p, pid)
+	}
+	if err := again.SetPeers(wgPeersOf(a)); err != nil {
+		t.Fatal(err)
+	}
+	pingWithin(t, c1, ip2, 5*time.Second)
+	for _, w := range []*WireGuard{a.wg, again} {
+		hs, err := w.LastHandshakes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(hs) != 1 {
+			t.Fatalf("handshakes %v, want one peer", hs)
+		}
+		for k, at := range hs {
+			if w == a.wg && !at.Equal(first) {
+				t.Fatalf("a handshook with b again (%s, first %s): the session was dropped", at, first)
+			}
+			if at.IsZero() {
+				t.Fatalf("peer %s has no session on the adopted device", k)
+			}
+		}
+	}
+
+	// Another key: the device is replaced (a new process).
+	other := b.wgCfg
+	other.KeyFile = filepath.Join(t.TempDir(), "private.key")
+	other.SocketDir = filepath.Dir(b.wg.Socket())
+	replaced, err := NewWireGuard(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = replaced.Close() })
+	if replaced.Adopted() {
+		t.Fatal("a device with another key was adopted")
+	}
+	select {
+	case <-again.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the replaced device's Done not closed")
+	}
+	newPid := devicePid(t, replaced.Socket())
+	if newPid == pid {
+		t.Fatal("the device with another key kept its process")
+	}
+
+	// The socket's directory goes (the node left the cluster): the device
+	// stops by itself, its TUN device with it.
+	if err := os.RemoveAll(filepath.Dir(replaced.Socket())); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-replaced.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the device runs on after its socket was removed")
+	}
+	waitFor(t, func() bool {
+		_, err := os.Stat(fmt.Sprintf("/proc/%d", newPid))
+		out, _ := exec.Command("ip", "-n", b.ns, "link", "show", b.wgCfg.Name).CombinedOutput()
+		return err != nil && !strings.Contains(string(out), b.wgCfg.Name+":")
+	}, "the device process and its TUN device gone")
 }

@@ -272,9 +272,9 @@ func TestWireGuardEncryptedNetwork(t *testing.T) {
 		return n >= before+20, fmt.Sprintf("drops %d, before %d", n, before)
 	}, "injected encrypted-network VXLAN is dropped")
 
-	// An agent restart takes its TUN device (and with it the encrypted
-	// network's VXLAN device) along; the network comes back with the
-	// agent, with the same key.
+	// The network works after an agent restart (the device process ran
+	// on and the new agent adopted it; TestWireGuardDeviceSurvivesAgent),
+	// with the same key.
 	keyBefore := nodeKey(t, h1, sb.NodeID)
 	if err := h2.Restart(); err != nil {
 		t.Fatal(err)
@@ -360,7 +360,12 @@ func TestWireGuardRemovedNodeCutOff(t *testing.T) {
 	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := victim.KillProcess(); err != nil { // its TUN device goes with it
+	if err := victim.KillProcess(); err != nil {
+		t.Fatal(err)
+	}
+	// Its WireGuard device outlives the agent: gone too, so that the
+	// impostor can take its port.
+	if err := victim.KillWireGuardDevice(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -844,6 +849,9 @@ func TestWireGuardKeyRotation(t *testing.T) {
 	// The impostor: imp's identity in the removed host's namespace (its
 	// agent stopped), talking to the other survivors by their new keys.
 	if err := victim.KillProcess(); err != nil {
+		t.Fatal(err)
+	}
+	if err := victim.KillWireGuardDevice(); err != nil {
 		t.Fatal(err)
 	}
 	self := wgPeerOfNode(t, newNode[hostname(imp)], newNode[hostname(imp)].WireGuardKey, sec)

@@ -637,10 +637,10 @@ func (l *Loop) closeNetworks() {
 		<-no.done
 		_ = no.ov.Close()
 	}
-	// The TUN device goes with WireGuard (it belongs to this process
-	// anyway); the encrypted networks come back with the next agent.
+	// The WireGuard device process runs on (the next agent adopts it):
+	// the encrypted networks keep crossing hosts meanwhile.
 	if l.wg != nil {
-		_ = l.wg.Close()
+		_ = l.wg.Release()
 		l.wg, l.wgPeers, l.wgKeys = nil, nil, nil
 	}
 }
