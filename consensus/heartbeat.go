@@ -124,6 +124,12 @@ type thinTransport struct {
 	last map[raft.ServerID]*heartbeatAnswer
 }
 
+var (
+	_ raft.Transport   = (*thinTransport)(nil)
+	_ raft.WithPreVote = (*thinTransport)(nil)
+	_ raft.WithClose   = (*thinTransport)(nil)
+)
+
 // newThinTransport wraps inner, which must also implement
 // raft.WithPreVote (both of raft's transports do).
 func newThinTransport(inner raft.Transport, interval time.Duration) *thinTransport {

@@ -106,7 +106,11 @@ type Config struct {
 // to every 300–500 ms per follower without touching the timeouts
 // (heartbeat.go says why that is safe): the longest silence a follower
 // sees stays at half its 1 s timeout and within the 500 ms an expedited
-// election waits.
+// election waits. Measured on an idle 3-node cluster (FootprintIdle3, 60 s,
+// two runs each, interleaved with the unthinned binary): raft packets on a
+// follower's link -54 %, follower CPU 0.71/0.68 % -> 0.56/0.61 % of a core,
+// leader 1.38/1.33 % -> 1.02/1.08 %; failover median 1.10/1.26 s ->
+// 1.09/1.10 s. What remains on a follower is mostly gossip and node's loops.
 func DefaultConfig() Config {
 	return Config{
 		LogLevel:           hclog.Info,
