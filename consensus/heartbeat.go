@@ -55,6 +55,9 @@ package consensus
 //     leadership from a contact up to an interval old. Shoal does not call
 //     raft's VerifyLeader; Raft.VerifyLeader, for whoever does, sets force
 //     while it is in flight, so the heartbeats it triggers go to the wire.
+//     (An answer raft receives just as the verify registers still counts,
+//     cached or real: raft's own check counts a real heartbeat sent before
+//     the verify began, too.)
 //
 // The pure decision is answerFromCache; thinTransport is its thin apply half.
 
