@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,7 +47,14 @@ type Config struct {
 	// LogLevel is the lowest raft log level passed to Logger (default Info).
 	LogLevel hclog.Level
 
-	HeartbeatTimeout   time.Duration
+	HeartbeatTimeout time.Duration
+	// HeartbeatInterval is the least time between two heartbeats that
+	// reach one follower; raft asks for one every HeartbeatTimeout/10–/5
+	// and the ones in between are answered from the follower's last real
+	// answer (heartbeat.go). 0 sends every one. At most HeartbeatTimeout/2
+	// and LeaderLeaseTimeout: a partitioned leader steps down within
+	// LeaderLeaseTimeout + HeartbeatInterval.
+	HeartbeatInterval  time.Duration
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
 	CommitTimeout      time.Duration
@@ -65,6 +73,10 @@ type Config struct {
 	// configuration before start so that this node is the only voter,
 	// keeping the log and snapshots. It needs existing state.
 	ForceNewCluster bool
+
+	// heartbeatObserve, when set (tests), sees every heartbeat the
+	// thinning transport handles (thinTransport.observe).
+	heartbeatObserve func(id raft.ServerID, at time.Time, cached bool, err error)
 }
 
 // DefaultConfig returns LAN settings for small, busy machines that keep an
@@ -89,10 +101,21 @@ type Config struct {
 // entries written without Apply (barriers, configuration changes), whose
 // commit no store waits for (Raft.CaughtUp). What is left grows with the
 // cluster on the leader alone: heartbeats, ~0.05 % of a core per follower.
+//
+// HeartbeatInterval 300 ms takes raft's heartbeats from every 100–200 ms
+// to every 300–500 ms per follower without touching the timeouts
+// (heartbeat.go says why that is safe): the longest silence a follower
+// sees stays at half its 1 s timeout and within the 500 ms an expedited
+// election waits. Measured on an idle 3-node cluster (FootprintIdle3, 60 s,
+// two runs each, interleaved with the unthinned binary): raft packets on a
+// follower's link -54 %, follower CPU 0.71/0.68 % -> 0.56/0.61 % of a core,
+// leader 1.38/1.33 % -> 1.02/1.08 %; failover median 1.10/1.26 s ->
+// 1.09/1.10 s. What remains on a follower is mostly gossip and node's loops.
 func DefaultConfig() Config {
 	return Config{
 		LogLevel:           hclog.Info,
 		HeartbeatTimeout:   time.Second,
+		HeartbeatInterval:  300 * time.Millisecond,
 		ElectionTimeout:    time.Second,
 		LeaderLeaseTimeout: 500 * time.Millisecond,
 		CommitTimeout:      2 * time.Second,
@@ -116,6 +139,10 @@ func (c Config) Validate() error {
 	}
 	if c.ApplyTimeout <= 0 || c.TransportTimeout <= 0 {
 		return fmt.Errorf("raft config: ApplyTimeout and TransportTimeout must be positive: %w", ErrInvalid)
+	}
+	if c.HeartbeatInterval < 0 || c.HeartbeatInterval > c.HeartbeatTimeout/2 || c.HeartbeatInterval > c.LeaderLeaseTimeout {
+		return fmt.Errorf("raft config: HeartbeatInterval %v must be between 0 and min(HeartbeatTimeout/2 = %v, LeaderLeaseTimeout = %v): %w",
+			c.HeartbeatInterval, c.HeartbeatTimeout/2, c.LeaderLeaseTimeout, ErrInvalid)
 	}
 	if err := raft.ValidateConfig(c.raftConfig(nil)); err != nil {
 		return fmt.Errorf("raft config: %w: %w", ErrInvalid, err)
@@ -162,6 +189,9 @@ type Raft struct {
 	// cut ends every raft connection as Shutdown begins (nil with a
 	// caller's transport).
 	cut *cutLayer
+	// thin sends heartbeats at most every HeartbeatInterval (nil when 0
+	// or the transport has no pre-vote).
+	thin *thinTransport
 	// cmdGate refuses commands some member cannot apply (gate.go).
 	cmdGate atomic.Pointer[func(Command) error]
 
@@ -280,6 +310,12 @@ func newRaft(cfg Config, store *Store, logger hclog.Logger, st storage) (_ *Raft
 			Logger:  logger.Named("net"),
 		})
 	}
+	var thin *thinTransport
+	if _, preVote := trans.(raft.WithPreVote); preVote && cfg.HeartbeatInterval > 0 {
+		thin = newThinTransport(trans, cfg.HeartbeatInterval)
+		thin.observe = cfg.heartbeatObserve
+		trans = thin
+	}
 	if c, ok := trans.(io.Closer); ok {
 		// Transport closes before the WAL.
 		st.closers = append([]io.Closer{c}, st.closers...)
@@ -312,7 +348,7 @@ func newRaft(cfg Config, store *Store, logger hclog.Logger, st storage) (_ *Raft
 		return nil, fmt.Errorf("start raft %s: %w", cfg.NodeID, err)
 	}
 	rr := &Raft{cfg: cfg, raft: r, fsm: fsm, store: store, trans: trans,
-		logs: st.logs, stab: st.stable, snaps: st.snaps, gate: st.gate, closers: st.closers, cut: cut,
+		logs: st.logs, stab: st.stable, snaps: st.snaps, gate: st.gate, closers: st.closers, cut: cut, thin: thin,
 		nudgeCh: make(chan struct{}, 1), nudgeStop: make(chan struct{}), nudgeDone: make(chan struct{})}
 	go rr.nudgeLoop()
 	return rr, nil
@@ -623,8 +659,34 @@ func (r *Raft) CaughtUp() bool {
 	return true
 }
 
-// Stats returns raft's diagnostic counters (for `shoal status` and debugging).
-func (r *Raft) Stats() map[string]string { return r.raft.Stats() }
+// Stats returns raft's diagnostic counters (for `shoal status` and
+// debugging), plus heartbeats_sent and heartbeats_cached: the heartbeats
+// this node sent as leader and those it answered from a follower's last
+// answer (heartbeat.go).
+func (r *Raft) Stats() map[string]string {
+	st := r.raft.Stats()
+	if r.thin != nil {
+		st["heartbeats_sent"] = strconv.FormatUint(r.thin.sent.Load(), 10)
+		st["heartbeats_cached"] = strconv.FormatUint(r.thin.cached.Load(), 10)
+	}
+	return st
+}
+
+// VerifyLeader asks a quorum whether this node is still the leader, with
+// every heartbeat it triggers sent for real: raft counts heartbeat answers,
+// and one answered from the cache (heartbeat.go) could be a contact up to
+// HeartbeatInterval old. Shoal's consistent reads use a Barrier instead;
+// this is for a caller that wants raft's check.
+func (r *Raft) VerifyLeader(ctx context.Context) error {
+	if r.thin != nil {
+		r.thin.force.Add(1)
+		defer r.thin.force.Add(-1)
+	}
+	if err := wait(ctx, r.raft.VerifyLeader()); err != nil {
+		return fmt.Errorf("raft verify leader: %w", err)
+	}
+	return nil
+}
 
 // Snapshot forces a snapshot now (tests, and before a planned shutdown).
 func (r *Raft) Snapshot() error {

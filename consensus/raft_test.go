@@ -21,6 +21,9 @@ func testRaftConfig(id string) Config {
 	c.HeartbeatTimeout = 200 * time.Millisecond
 	c.ElectionTimeout = 200 * time.Millisecond
 	c.LeaderLeaseTimeout = 150 * time.Millisecond
+	// Thinned as in production (heartbeat.go), so every raft test runs
+	// over the thinning transport: a real heartbeat at most every 60 ms.
+	c.HeartbeatInterval = 60 * time.Millisecond
 	c.CommitTimeout = 5 * time.Millisecond
 	c.ApplyTimeout = 5 * time.Second
 	return c
@@ -203,12 +206,17 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("default config: %v", err)
 	}
 	cases := map[string]func(*Config){
-		"no id":              func(c *Config) { c.NodeID = "" },
-		"lease > heartbeat":  func(c *Config) { c.LeaderLeaseTimeout = time.Second },
-		"election < hb":      func(c *Config) { c.ElectionTimeout = 10 * time.Millisecond },
-		"no retain":          func(c *Config) { c.SnapshotRetain = 0 },
-		"tiny commit":        func(c *Config) { c.CommitTimeout = 0 },
-		"zero apply timeout": func(c *Config) { c.ApplyTimeout = 0 },
+		"no id":                func(c *Config) { c.NodeID = "" },
+		"lease > heartbeat":    func(c *Config) { c.LeaderLeaseTimeout = time.Second },
+		"election < hb":        func(c *Config) { c.ElectionTimeout = 10 * time.Millisecond },
+		"no retain":            func(c *Config) { c.SnapshotRetain = 0 },
+		"tiny commit":          func(c *Config) { c.CommitTimeout = 0 },
+		"zero apply timeout":   func(c *Config) { c.ApplyTimeout = 0 },
+		"negative hb interval": func(c *Config) { c.HeartbeatInterval = -time.Millisecond },
+		"hb interval > hb/2":   func(c *Config) { c.HeartbeatInterval = c.HeartbeatTimeout/2 + time.Millisecond },
+		"hb interval > lease": func(c *Config) {
+			c.HeartbeatTimeout, c.ElectionTimeout, c.HeartbeatInterval = time.Second, time.Second, 200*time.Millisecond
+		},
 	}
 	for name, mut := range cases {
 		c := testRaftConfig("n1")
