@@ -48,6 +48,14 @@ var importRules = []importRule{
 	{"consensus/...", []string{"api", "api/atomicfile", "consensus/..."}},
 	{"runtime/...", []string{"api", "api/atomicfile", "runtime/..."}},
 	{"overlay/...", []string{"api", "api/atomicfile", "overlay/..."}},
+	// The overlay's parts (overlay/README.md): IPAM, the WireGuard side and
+	// the device process it starts, and what they share (sentinel errors,
+	// netlink steps). overlay imports them, so none may import overlay.
+	{"overlay/ipam/...", []string{"overlay/overlayerr", "overlay/ipam/..."}},
+	{"overlay/wireguard/...", []string{"overlay/linkutil", "overlay/overlayerr", "overlay/wgdevice", "overlay/wireguard/..."}},
+	{"overlay/wgdevice/...", []string{"overlay/wgdevice/..."}},
+	{"overlay/linkutil/...", []string{"overlay/linkutil/..."}},
+	{"overlay/overlayerr/...", []string{"overlay/overlayerr/..."}},
 	{"lb/...", []string{"api", "api/atomicfile", "lb/..."}},
 	// The scheduler's packages (node/scheduler/README.md), all pure. The
 	// planner (orchestration) uses placement and the spec rules; those never
@@ -107,7 +115,7 @@ var importRules = []importRule{
 	// What this node's data plane should be, from one snapshot (pure): the
 	// replica's types, and the load balancer's and overlay's desired-state
 	// types it fills in; the agent applies them.
-	{"node/netplan/...", []string{"api", "consensus", "lb", "overlay", "node/netplan/..."}},
+	{"node/netplan/...", []string{"api", "consensus", "lb", "overlay", "overlay/wireguard", "node/netplan/..."}},
 	// What only the leader runs (scheduling passes, autoscale polling,
 	// node status, re-admission, autopilot): the replica and Raft from
 	// consensus, gossip's verdicts, the planners; the agent's gossip key
@@ -140,7 +148,7 @@ var importRules = []importRule{
 	// reports, and the index-file format of node/revocation for its
 	// WireGuard key epochs). The agent comes in through their Config.
 	{"node/reconciler/...", []string{"api", "consensus", "runtime", "node/netloop", "node/netplan", "node/taskplan", "node/reconciler/..."}},
-	{"node/netloop/...", []string{"api", "consensus", "lb", "overlay", "node/membership", "node/metrics", "node/netplan", "node/revocation", "node/netloop/..."}},
+	{"node/netloop/...", []string{"api", "consensus", "lb", "overlay", "overlay/wireguard", "node/membership", "node/metrics", "node/netplan", "node/revocation", "node/netloop/..."}},
 	// How a node gets into a cluster and out of it: the joiner's side
 	// (token, CA pin, CSR, the cluster files) and the leader's admission,
 	// removal and lost-log rejoin. The files and checks of node/keyring,

@@ -90,7 +90,7 @@ func DefaultConfig() Config {
 		ClusterCIDR:      cluster,
 		MasqueradeEgress: true,
 		VXLANPort:        4789,
-		// overlay.EncryptedVXLANPort and overlay.DefaultWireGuardName
+		// overlay/wireguard's EncryptedVXLANPort and DefaultWireGuardName
 		// (lb does not import overlay).
 		EncryptedVXLANPort: 4800,
 		WireGuardName:      "shoal.wg",

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/shoal-org/shoal/overlay/linkutil"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -215,7 +216,7 @@ func (o *Overlay) plugLocked(id, netnsPath string, ip netip.Addr, br netlink.Lin
 			return fmt.Errorf("set MTU of %s in %s: %w", ifName, netnsPath, err)
 		}
 	}
-	if err := ensureAddr(ch, eth0, netip.PrefixFrom(ip, o.cfg.Subnet.Bits())); err != nil {
+	if err := linkutil.EnsureAddr(ch, eth0, netip.PrefixFrom(ip, o.cfg.Subnet.Bits())); err != nil {
 		return fmt.Errorf("in %s: %w", netnsPath, err)
 	}
 	if err := ch.LinkSetUp(eth0); err != nil {

@@ -7,30 +7,34 @@ import (
 	"net/netip"
 	"path/filepath"
 	"time"
+
+	"github.com/shoal-org/shoal/overlay/ipam"
+	"github.com/shoal-org/shoal/overlay/linkutil"
+	"github.com/shoal-org/shoal/overlay/overlayerr"
 )
 
 // Sentinel errors of the overlay. Callers test them with errors.Is.
 var (
 	// ErrInvalidConfig: Config.Validate refused the configuration.
-	ErrInvalidConfig = errors.New("invalid overlay config")
+	ErrInvalidConfig = overlayerr.ErrInvalidConfig
 	// ErrNoUnderlay: no link in the namespace carries Config.UnderlayIP.
 	ErrNoUnderlay = errors.New("underlay address not found on any link")
 	// ErrNotSetUp: Attach was called before Setup created the bridge.
 	ErrNotSetUp = errors.New("overlay not set up")
 	// ErrSubnetFull: every address of the node's subnet is allocated.
-	ErrSubnetFull = errors.New("no free address in the node subnet")
+	ErrSubnetFull = ipam.ErrSubnetFull
 	// ErrConflict: the host-side veth name derived from a container ID is
 	// already used by another container (an ID prefix collision).
 	ErrConflict = errors.New("veth name already used by another container")
 	// ErrInvalidPeer: a peer given to SetPeers is malformed (its subnet is
 	// outside the cluster CIDR, overlaps ours or another peer's, or its
 	// underlay address is not IPv4).
-	ErrInvalidPeer = errors.New("invalid overlay peer")
+	ErrInvalidPeer = overlayerr.ErrInvalidPeer
 	// ErrPartial: SetPeers could program only part of the desired state; the
 	// joined errors name the peers and the entries that failed.
-	ErrPartial = errors.New("peers only partially programmed")
+	ErrPartial = overlayerr.ErrPartial
 	// ErrClosed: the Overlay was closed.
-	ErrClosed = errors.New("overlay closed")
+	ErrClosed = overlayerr.ErrClosed
 )
 
 // Defaults of the overlay. Every node of a cluster must agree on VNI and Port.
@@ -45,7 +49,7 @@ const (
 	// (20) + UDP (8) + VXLAN (8) + inner Ethernet (14).
 	vxlanOverhead = 50
 	// maxIfName is IFNAMSIZ-1, the longest Linux interface name.
-	maxIfName = 15
+	maxIfName = linkutil.MaxIfName
 )
 
 // Config configures an Overlay. Build it from DefaultConfig; it must not be
@@ -143,11 +147,11 @@ func (c *Config) Validate() error {
 		bad("UnderlayIP %s is inside ClusterCIDR %s", c.UnderlayIP, c.ClusterCIDR)
 	}
 	for _, n := range []struct{ field, name string }{{"BridgeName", c.BridgeName}, {"VXLANName", c.VXLANName}} {
-		if err := checkIfName(n.name); err != nil {
+		if err := linkutil.CheckIfName(n.name); err != nil {
 			bad("%s: %v", n.field, err)
 		}
 	}
-	if c.VethPrefix == "" || len(c.VethPrefix) > 7 || checkIfName(c.VethPrefix) != nil {
+	if c.VethPrefix == "" || len(c.VethPrefix) > 7 || linkutil.CheckIfName(c.VethPrefix) != nil {
 		bad("VethPrefix must have 1-7 interface-name characters, got %q", c.VethPrefix)
 	}
 	if c.BridgeName != "" && c.BridgeName == c.VXLANName {
@@ -175,20 +179,4 @@ func (c *Config) Validate() error {
 		c.Logger = slog.Default()
 	}
 	return errors.Join(errs...)
-}
-
-// checkIfName reports whether name is usable as a Linux interface name.
-func checkIfName(name string) error {
-	if name == "" || len(name) > maxIfName {
-		return fmt.Errorf("interface name %q must have 1..%d characters", name, maxIfName)
-	}
-	if name == "." || name == ".." {
-		return fmt.Errorf("interface name %q is reserved", name)
-	}
-	for _, r := range name {
-		if r <= ' ' || r == '/' || r == ':' || r > '~' {
-			return fmt.Errorf("interface name %q contains %q", name, r)
-		}
-	}
-	return nil
 }

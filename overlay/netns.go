@@ -1,13 +1,11 @@
 package overlay
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
 
-	"github.com/vishvananda/netns"
+	"github.com/shoal-org/shoal/overlay/linkutil"
 )
 
 // inNS runs fn in the programmed namespace. Netlink calls never need this
@@ -18,38 +16,7 @@ func (o *Overlay) inNS(fn func() error) error {
 	if !o.ns.IsOpen() {
 		return fn()
 	}
-	return doInNS(o.ns, fn)
-}
-
-// doInNS runs fn on a fresh OS thread that entered ns, and waits for it. The
-// thread goes back to its original namespace afterwards; if that fails, the
-// goroutine exits still locked, which makes the Go runtime discard the
-// thread rather than reuse it in the wrong namespace.
-func doInNS(ns netns.NsHandle, fn func() error) error {
-	errCh := make(chan error, 1)
-	go func() {
-		goruntime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			goruntime.UnlockOSThread()
-			errCh <- fmt.Errorf("get current network namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			goruntime.UnlockOSThread()
-			errCh <- fmt.Errorf("enter network namespace: %w", err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errCh <- errors.Join(ferr, fmt.Errorf("return to original network namespace: %w", err))
-			return // thread stays locked and is destroyed
-		}
-		goruntime.UnlockOSThread()
-		errCh <- ferr
-	}()
-	return <-errCh
+	return linkutil.DoInNS(o.ns, fn)
 }
 
 // writeSysctl sets /proc/sys/<key> (key with slashes) if it differs.

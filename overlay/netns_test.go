@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-org/shoal/overlay/ipam"
 	"golang.org/x/sys/unix"
 )
 
@@ -509,7 +510,7 @@ func TestOverlayTwoHosts(t *testing.T) {
 		if len(b.ov.Attached()) != 0 {
 			t.Error("allocations kept after Teardown")
 		}
-		if _, err := os.Stat(b.cfg.StateDir + "/" + ipamFile); !os.IsNotExist(err) {
+		if _, err := os.Stat(b.cfg.StateDir + "/" + ipam.File); !os.IsNotExist(err) {
 			t.Errorf("state file kept after Teardown: %v", err)
 		}
 	})

@@ -21,6 +21,9 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/shoal-org/shoal/overlay/ipam"
+	"github.com/shoal-org/shoal/overlay/linkutil"
 )
 
 // Overlay is one node's share of the overlay network. Its methods are safe
@@ -34,7 +37,7 @@ type Overlay struct {
 	// gateway stale.
 	bridgeMAC net.HardwareAddr
 	bridge    netip.Prefix // bridge address with the subnet's length (.1/24)
-	ipam      *ipam
+	ipam      *ipam.Allocator
 	ns        netns.NsHandle // the programmed namespace, or -1 for the current one
 	h         *netlink.Handle
 
@@ -66,7 +69,7 @@ func New(cfg Config) (*Overlay, error) {
 		ns:        netns.None(),
 	}
 	var err error
-	if o.ipam, err = openIPAM(cfg.StateDir, cfg.Subnet); err != nil {
+	if o.ipam, err = ipam.Open(cfg.StateDir, cfg.Subnet); err != nil {
 		return nil, fmt.Errorf("open address allocations: %w", err)
 	}
 	if cfg.NetNS != "" {
@@ -219,7 +222,7 @@ func (o *Overlay) ensureBridge(mtu int) error {
 			return fmt.Errorf("set MAC %s on %s: %w", o.bridgeMAC, name, err)
 		}
 	}
-	if err := ensureAddr(o.h, l, o.bridge); err != nil {
+	if err := linkutil.EnsureAddr(o.h, l, o.bridge); err != nil {
 		return err
 	}
 	if err := o.h.LinkSetUp(l); err != nil {
@@ -270,7 +273,7 @@ func (o *Overlay) ensureVXLAN(under netlink.Link, mtu int) error {
 		}
 	}
 	_, network := u32Range(o.cfg.Subnet)
-	if err := ensureAddr(o.h, l, netip.PrefixFrom(network, 32)); err != nil {
+	if err := linkutil.EnsureAddr(o.h, l, netip.PrefixFrom(network, 32)); err != nil {
 		return err
 	}
 	if err := o.h.LinkSetUp(l); err != nil {
@@ -313,40 +316,6 @@ func vxlanDrift(l netlink.Link, want *netlink.Vxlan) string {
 		return "has a default remote " + have.Group.String()
 	}
 	return ""
-}
-
-// ensureAddr makes want the only IPv4 address of l: it adds want first, then
-// removes the others (a subnet change leaves the old one behind).
-func ensureAddr(h *netlink.Handle, l netlink.Link, want netip.Prefix) error {
-	name := l.Attrs().Name
-	addrs, err := h.AddrList(l, netlink.FAMILY_V4)
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-		return fmt.Errorf("list addresses of %s: %w", name, err)
-	}
-	have := false
-	for _, a := range addrs {
-		if p, ok := ipNetToPrefix(a.IPNet); ok && a.IP.Equal(net.IP(want.Addr().AsSlice())) && p.Bits() == want.Bits() {
-			have = true
-		}
-	}
-	if !have {
-		if err := h.AddrReplace(l, &netlink.Addr{IPNet: &net.IPNet{
-			IP: net.IP(want.Addr().AsSlice()), Mask: net.CIDRMask(want.Bits(), 32),
-		}}); err != nil {
-			return fmt.Errorf("add address %s to %s: %w", want, name, err)
-		}
-	}
-	var errs []error
-	for _, a := range addrs {
-		ones, _ := a.Mask.Size()
-		if a.IP.Equal(net.IP(want.Addr().AsSlice())) && ones == want.Bits() {
-			continue
-		}
-		if err := h.AddrDel(l, &a); err != nil {
-			errs = append(errs, fmt.Errorf("remove stale address %s from %s: %w", a.IPNet, name, err))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // setSysctls enables forwarding in the programmed namespace (the node routes
@@ -517,7 +486,7 @@ func (o *Overlay) Teardown() error {
 	if err := o.deleteReturnRulesLocked(); err != nil {
 		errs = append(errs, err)
 	}
-	for _, id := range sortedIDs(o.ipam.All()) {
+	for _, id := range ipam.SortedIDs(o.ipam.All()) {
 		if err := o.deleteVethLocked(id); err != nil {
 			errs = append(errs, err)
 		}

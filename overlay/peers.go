@@ -59,6 +59,7 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/shoal-org/shoal/overlay/linkutil"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -406,16 +407,6 @@ func prefixToIPNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
-// ipNetToPrefix converts a netlink IPv4 network back to a prefix.
-func ipNetToPrefix(n *net.IPNet) (netip.Prefix, bool) {
-	ip, ok := netip.AddrFromSlice(n.IP)
-	if !ok {
-		return netip.Prefix{}, false
-	}
-	ones, _ := n.Mask.Size()
-	return netip.PrefixFrom(ip.Unmap(), ones).Masked(), true
-}
-
 // deleteStaleRoutesLocked deletes the routes of device idx inside the
 // cluster CIDR that want does not hold (routes elsewhere are not ours).
 // o.mu must be held.
@@ -429,7 +420,7 @@ func (o *Overlay) deleteStaleRoutesLocked(idx int, want map[netip.Prefix]bool) [
 		if r.Dst == nil {
 			continue
 		}
-		dst, ok := ipNetToPrefix(r.Dst)
+		dst, ok := linkutil.IPNetToPrefix(r.Dst)
 		if !ok || want[dst] || dst.Bits() < o.cfg.ClusterCIDR.Bits() || !o.cfg.ClusterCIDR.Contains(dst.Addr()) {
 			continue
 		}

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/shoal-org/shoal/overlay/linkutil"
 )
 
 func validConfig(t *testing.T) Config {
@@ -75,7 +75,7 @@ func TestConfigValidate(t *testing.T) {
 func TestDefaultNamesFit(t *testing.T) {
 	c := DefaultConfig()
 	for _, n := range []string{c.BridgeName, c.VXLANName} {
-		if err := checkIfName(n); err != nil {
+		if err := linkutil.CheckIfName(n); err != nil {
 			t.Error(err)
 		}
 	}
@@ -116,7 +116,7 @@ func TestVethName(t *testing.T) {
 	}
 	for _, tt := range tests {
 		got := VethName(tt.id)
-		if err := checkIfName(got); err != nil {
+		if err := linkutil.CheckIfName(got); err != nil {
 			t.Errorf("VethName(%q) = %q: %v", tt.id, got, err)
 		}
 		if tt.want != "" && got != tt.want {
@@ -135,115 +135,6 @@ func TestContainerMAC(t *testing.T) {
 	got := containerMAC(netip.MustParseAddr("10.42.3.7"))
 	if want := (net.HardwareAddr{0x0a, 0x58, 10, 42, 3, 7}); got.String() != want.String() {
 		t.Fatalf("containerMAC = %v, want %v", got, want)
-	}
-}
-
-func TestIPAMAllocateReleasePersist(t *testing.T) {
-	dir := t.TempDir()
-	subnet := netip.MustParsePrefix("10.42.3.0/24")
-	a, err := openIPAM(dir, subnet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ip1, fresh, err := a.Allocate("c1")
-	if err != nil || !fresh || ip1.String() != "10.42.3.2" {
-		t.Fatalf("Allocate c1 = %v %v %v, want 10.42.3.2 fresh", ip1, fresh, err)
-	}
-	again, fresh, err := a.Allocate("c1")
-	if err != nil || fresh || again != ip1 {
-		t.Fatalf("second Allocate c1 = %v %v %v, want %v not fresh", again, fresh, err, ip1)
-	}
-	ip2, _, err := a.Allocate("c2")
-	if err != nil || ip2.String() != "10.42.3.3" {
-		t.Fatalf("Allocate c2 = %v %v", ip2, err)
-	}
-	if err := a.Release("c1"); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Release("unknown"); err != nil {
-		t.Fatalf("Release unknown: %v", err)
-	}
-	// Next fit: the released .2 is not reused right away.
-	ip3, _, err := a.Allocate("c3")
-	if err != nil || ip3.String() != "10.42.3.4" {
-		t.Fatalf("Allocate c3 = %v %v, want 10.42.3.4", ip3, err)
-	}
-
-	// Reopen: allocations and the cursor survive.
-	b, err := openIPAM(dir, subnet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ip, ok := b.Lookup("c2"); !ok || ip != ip2 {
-		t.Fatalf("after reopen c2 = %v %v, want %v", ip, ok, ip2)
-	}
-	if _, ok := b.Lookup("c1"); ok {
-		t.Fatal("released c1 came back after reopen")
-	}
-	ip4, _, err := b.Allocate("c4")
-	if err != nil || ip4.String() != "10.42.3.5" {
-		t.Fatalf("Allocate c4 after reopen = %v %v, want 10.42.3.5", ip4, err)
-	}
-
-	// A different subnet discards the old allocations.
-	c, err := openIPAM(dir, netip.MustParsePrefix("10.42.4.0/24"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := len(c.All()); n != 0 {
-		t.Fatalf("allocations for another subnet kept: %d", n)
-	}
-
-	if err := b.Remove(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, ipamFile)); !os.IsNotExist(err) {
-		t.Fatalf("state file still there after Remove: %v", err)
-	}
-}
-
-func TestIPAMExhaustionAndWrap(t *testing.T) {
-	a, err := openIPAM(t.TempDir(), netip.MustParsePrefix("10.42.3.0/29")) // .2 - .6
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[netip.Addr]bool{}
-	for i := range 5 {
-		ip, _, err := a.Allocate(fmt.Sprint("c", i))
-		if err != nil {
-			t.Fatalf("Allocate %d: %v", i, err)
-		}
-		if seen[ip] || !a.allocatable(ip) {
-			t.Fatalf("Allocate %d = %v: duplicate or out of range", i, ip)
-		}
-		seen[ip] = true
-	}
-	if _, _, err := a.Allocate("c5"); !errors.Is(err, ErrSubnetFull) {
-		t.Fatalf("Allocate on full subnet = %v, want ErrSubnetFull", err)
-	}
-	if err := a.Release("c2"); err != nil {
-		t.Fatal(err)
-	}
-	ip, _, err := a.Allocate("c6") // wraps around to the only free one
-	if err != nil || ip.String() != "10.42.3.4" {
-		t.Fatalf("Allocate after wrap = %v %v, want 10.42.3.4", ip, err)
-	}
-}
-
-func TestIPAMRejectsCorruptState(t *testing.T) {
-	dir := t.TempDir()
-	subnet := netip.MustParsePrefix("10.42.3.0/24")
-	for name, body := range map[string]string{
-		"not json":     "{",
-		"out of range": `{"subnet":"10.42.3.0/24","allocations":{"c1":"10.42.3.1"}}`,
-		"duplicate":    `{"subnet":"10.42.3.0/24","allocations":{"c1":"10.42.3.9","c2":"10.42.3.9"}}`,
-	} {
-		if err := os.WriteFile(filepath.Join(dir, ipamFile), []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := openIPAM(dir, subnet); err == nil {
-			t.Errorf("%s: openIPAM accepted %s", name, body)
-		}
 	}
 }
 

@@ -20,14 +20,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shoal-org/shoal/overlay/wireguard"
 )
 
 // wgHost is a test host with its WireGuard device.
 type wgHost struct {
 	*testHost
-	wg    *WireGuard
-	wgCfg WireGuardConfig // what wg was made with
-	ul    netip.Addr      // underlay address
+	wg    *wireguard.WireGuard
+	wgCfg wireguard.WireGuardConfig // what wg was made with
+	ul    netip.Addr                // underlay address
 }
 
 // newWGHosts builds two hosts (newHosts) with WireGuard up in each and a
@@ -37,19 +39,19 @@ func newWGHosts(t *testing.T) []*wgHost {
 	t.Helper()
 	var out []*wgHost
 	for i, h := range newHosts(t, 2) {
-		cfg := DefaultWireGuardConfig()
+		cfg := wireguard.DefaultWireGuardConfig()
 		cfg.KeyFile = filepath.Join(t.TempDir(), "private.key")
 		cfg.TunnelIP = netip.AddrFrom4([4]byte{100, 64, 0, byte(2 + i)})
 		cfg.NetNS, cfg.UnderlayIP = h.nsPath, h.cfg.UnderlayIP
 		cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-		wg, err := NewWireGuard(cfg)
+		wg, err := wireguard.NewWireGuard(cfg)
 		if err != nil {
 			t.Fatalf("NewWireGuard on %s: %v", h.ns, err)
 		}
 		t.Cleanup(func() {
 			if t.Failed() || os.Getenv("SHOAL_WG_VERBOSE") != "" {
-				state, err := uapiGet(wg.Socket())
-				log, _ := os.ReadFile(filepath.Join(filepath.Dir(wg.Socket()), deviceLogFile))
+				state, err := wireguard.UAPIGet(wg.Socket())
+				log, _ := os.ReadFile(filepath.Join(filepath.Dir(wg.Socket()), wireguard.DeviceLogFile))
 				t.Logf("%s: device state (%v):\n%s\ndevice log:\n%s", h.ns, err, state, log)
 			}
 			_ = wg.Close()
@@ -62,11 +64,11 @@ func newWGHosts(t *testing.T) []*wgHost {
 }
 
 // wgPeersOf lists hosts as WireGuard peers, each allowed its subnet.
-func wgPeersOf(hosts ...*wgHost) []WGPeer {
-	var ps []WGPeer
+func wgPeersOf(hosts ...*wgHost) []wireguard.WGPeer {
+	var ps []wireguard.WGPeer
 	for _, h := range hosts {
-		ps = append(ps, WGPeer{NodeID: h.cfg.NodeID, PublicKey: h.wg.PublicKey(),
-			Endpoint: netip.AddrPortFrom(h.ul, DefaultWireGuardPort), TunnelIP: h.wg.TunnelIP(),
+		ps = append(ps, wireguard.WGPeer{NodeID: h.cfg.NodeID, PublicKey: h.wg.PublicKey(),
+			Endpoint: netip.AddrPortFrom(h.ul, wireguard.DefaultWireGuardPort), TunnelIP: h.wg.TunnelIP(),
 			Subnets: []netip.Prefix{h.cfg.Subnet}})
 	}
 	return ps
@@ -412,11 +414,11 @@ func TestWireGuardSwitchKey(t *testing.T) {
 	ping(t, c1, ip2)
 	oldA, oldB := a.wg.PublicKey(), b.wg.PublicKey()
 
-	ka, err := GenerateKeyPair()
+	ka, err := wireguard.GenerateKeyPair()
 	if err != nil {
 		t.Fatal(err)
 	}
-	kb, err := GenerateKeyPair()
+	kb, err := wireguard.GenerateKeyPair()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,12 +455,12 @@ func TestWireGuardSwitchKey(t *testing.T) {
 // devicePid is the pid of the device process answering on sock.
 func devicePid(t *testing.T, sock string) int {
 	t.Helper()
-	c, err := uapiDial(sock)
+	c, err := wireguard.UAPIDial(sock)
 	if err != nil {
 		t.Fatalf("device socket %s: %v", sock, err)
 	}
 	defer c.Close()
-	pid, err := peerPid(c)
+	pid, err := wireguard.PeerPid(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -495,7 +497,7 @@ func TestWireGuardDeviceOutlivesAgent(t *testing.T) {
 	if st, err := os.Stat(b.wg.Socket()); err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("socket: %v %v, want mode 0600", st, err)
 	}
-	kp, err := LoadKeyPair(b.wgCfg.KeyFile)
+	kp, err := wireguard.LoadKeyPair(b.wgCfg.KeyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -521,7 +523,7 @@ func TestWireGuardDeviceOutlivesAgent(t *testing.T) {
 	}
 
 	// The next agent adopts it: same process, same session, peers in place.
-	again, err := NewWireGuard(b.wgCfg)
+	again, err := wireguard.NewWireGuard(b.wgCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -536,7 +538,7 @@ func TestWireGuardDeviceOutlivesAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	pingWithin(t, c1, ip2, 5*time.Second)
-	for _, w := range []*WireGuard{a.wg, again} {
+	for _, w := range []*wireguard.WireGuard{a.wg, again} {
 		hs, err := w.LastHandshakes()
 		if err != nil {
 			t.Fatal(err)
@@ -558,7 +560,7 @@ func TestWireGuardDeviceOutlivesAgent(t *testing.T) {
 	other := b.wgCfg
 	other.KeyFile = filepath.Join(t.TempDir(), "private.key")
 	other.SocketDir = filepath.Dir(b.wg.Socket())
-	replaced, err := NewWireGuard(other)
+	replaced, err := wireguard.NewWireGuard(other)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -591,4 +593,17 @@ func TestWireGuardDeviceOutlivesAgent(t *testing.T) {
 		out, _ := exec.Command("ip", "-n", b.ns, "link", "show", b.wgCfg.Name).CombinedOutput()
 		return err != nil && !strings.Contains(string(out), b.wgCfg.Name+":")
 	}, "the device process and its TUN device gone")
+}
+
+// waitFor polls cond until it holds (a copy of overlay/ipam's test helper,
+// which went with the IPAM tests).
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/overlay"
+	"github.com/shoal-org/shoal/overlay/wireguard"
 	"github.com/shoal-org/shoal/test/harness"
 )
 
@@ -333,20 +333,20 @@ func TestWireGuardRemovedNodeCutOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	secNet := netip.MustParsePrefix(sec.Subnet)
-	tunnelCIDR := netip.MustParsePrefix(overlay.DefaultTunnelCIDR)
-	wgPeerOf := func(h *harness.Host) overlay.WGPeer {
+	tunnelCIDR := netip.MustParsePrefix(wireguard.DefaultTunnelCIDR)
+	wgPeerOf := func(h *harness.Host) wireguard.WGPeer {
 		n := byHost[hostname(h)]
 		sub := netip.MustParsePrefix(n.Subnet)
-		tip, err := overlay.TunnelAddr(tunnelCIDR, cluster, sub)
+		tip, err := wireguard.TunnelAddr(tunnelCIDR, cluster, sub)
 		share, err2 := api.NodeShare(secNet, cluster, sub)
 		if err != nil || err2 != nil {
 			t.Fatal(err, err2)
 		}
-		return overlay.WGPeer{NodeID: n.ID, PublicKey: n.WireGuardKey, TunnelIP: tip, Subnets: []netip.Prefix{share},
-			Endpoint: netip.AddrPortFrom(netip.MustParseAddr(h.IP), overlay.DefaultWireGuardPort)}
+		return wireguard.WGPeer{NodeID: n.ID, PublicKey: n.WireGuardKey, TunnelIP: tip, Subnets: []netip.Prefix{share},
+			Endpoint: netip.AddrPortFrom(netip.MustParseAddr(h.IP), wireguard.DefaultWireGuardPort)}
 	}
 	self := wgPeerOf(victim) // the victim's own tunnel address and share
-	var peers []overlay.WGPeer
+	var peers []wireguard.WGPeer
 	for _, h := range survivors {
 		peers = append(peers, wgPeerOf(h))
 	}
@@ -372,12 +372,12 @@ func TestWireGuardRemovedNodeCutOff(t *testing.T) {
 	// impostor brings up a WireGuard device with the victim's identity in
 	// its namespace, routing the survivors' shares of sec into it from
 	// the victim's share.
-	impostor := func() *overlay.WireGuard {
+	impostor := func() *wireguard.WireGuard {
 		t.Helper()
-		cfg := overlay.DefaultWireGuardConfig()
+		cfg := wireguard.DefaultWireGuardConfig()
 		cfg.Name, cfg.KeyFile, cfg.TunnelIP = "imp.wg", keyFile, self.TunnelIP
 		cfg.NetNS, cfg.UnderlayIP = "/run/netns/"+victim.NS, netip.MustParseAddr(victim.IP)
-		wg, err := overlay.NewWireGuard(cfg)
+		wg, err := wireguard.NewWireGuard(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -635,12 +635,12 @@ func hostOfB(b *testing.B, c *harness.Cluster, tk api.Task) *harness.Host {
 // be the node self (its tunnel address and share) with the private key in
 // keyFile, talking to peers, and routes the peers' shares into it from
 // self's share. It is closed at the end of the test.
-func wgImpostor(t *testing.T, ns, underlay, keyFile string, self overlay.WGPeer, peers []overlay.WGPeer) *overlay.WireGuard {
+func wgImpostor(t *testing.T, ns, underlay, keyFile string, self wireguard.WGPeer, peers []wireguard.WGPeer) *wireguard.WireGuard {
 	t.Helper()
-	cfg := overlay.DefaultWireGuardConfig()
+	cfg := wireguard.DefaultWireGuardConfig()
 	cfg.Name, cfg.KeyFile, cfg.TunnelIP = "imp.wg", keyFile, self.TunnelIP
 	cfg.NetNS, cfg.UnderlayIP = "/run/netns/"+ns, netip.MustParseAddr(underlay)
-	wg, err := overlay.NewWireGuard(cfg)
+	wg, err := wireguard.NewWireGuard(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -662,17 +662,17 @@ func wgImpostor(t *testing.T, ns, underlay, keyFile string, self overlay.WGPeer,
 }
 
 // wgPeerOfNode is node n as a WireGuard peer on network sec, known by key.
-func wgPeerOfNode(t *testing.T, n api.Node, key string, sec netip.Prefix) overlay.WGPeer {
+func wgPeerOfNode(t *testing.T, n api.Node, key string, sec netip.Prefix) wireguard.WGPeer {
 	t.Helper()
 	cluster := netip.MustParsePrefix("10.42.0.0/16")
 	sub := netip.MustParsePrefix(n.Subnet)
-	tip, err := overlay.TunnelAddr(netip.MustParsePrefix(overlay.DefaultTunnelCIDR), cluster, sub)
+	tip, err := wireguard.TunnelAddr(netip.MustParsePrefix(wireguard.DefaultTunnelCIDR), cluster, sub)
 	share, err2 := api.NodeShare(sec, cluster, sub)
 	if err != nil || err2 != nil {
 		t.Fatal(err, err2)
 	}
-	return overlay.WGPeer{NodeID: n.ID, PublicKey: key, TunnelIP: tip, Subnets: []netip.Prefix{share},
-		Endpoint: netip.AddrPortFrom(netip.MustParseAddr(n.Addr), overlay.DefaultWireGuardPort)}
+	return wireguard.WGPeer{NodeID: n.ID, PublicKey: key, TunnelIP: tip, Subnets: []netip.Prefix{share},
+		Endpoint: netip.AddrPortFrom(netip.MustParseAddr(n.Addr), wireguard.DefaultWireGuardPort)}
 }
 
 // countLines counts the lines of a host's log (all its runs) containing s.
@@ -855,7 +855,7 @@ func TestWireGuardKeyRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	self := wgPeerOfNode(t, newNode[hostname(imp)], newNode[hostname(imp)].WireGuardKey, sec)
-	var peers []overlay.WGPeer
+	var peers []wireguard.WGPeer
 	var others []*harness.Host
 	for _, h := range survivors {
 		if h != imp {

@@ -56,6 +56,7 @@ import (
 	"github.com/shoal-org/shoal/node/metrics"
 	"github.com/shoal-org/shoal/node/netplan"
 	"github.com/shoal-org/shoal/overlay"
+	"github.com/shoal-org/shoal/overlay/wireguard"
 )
 
 // Members is what the network loop asks of gossip (membership.Membership):
@@ -98,8 +99,8 @@ type Loop struct {
 
 	// WireGuard of the encrypted networks, owned by Run's goroutine
 	// (syncNetworks, closeNetworks): nil while no encrypted network exists.
-	wg      *overlay.WireGuard
-	wgPeers []overlay.WGPeer
+	wg      *wireguard.WireGuard
+	wgPeers []wireguard.WGPeer
 	wgKeys  *wgKeys // the device's keys on disk (wgkeys.go)
 }
 
@@ -398,7 +399,7 @@ func (l *Loop) setupOverlay(ctx context.Context) *overlay.Overlay {
 // It also takes this node's key rotation one step further (wgkeys.go):
 // removalIndex is the replica's last removal, index what the replica has
 // applied (the epoch of a key made now).
-func (l *Loop) syncWireGuard(self *api.Node, nodes []*api.Node, cluster, nodeSub netip.Prefix, encrypted []netip.Prefix, removalIndex, index uint64) *overlay.WireGuard {
+func (l *Loop) syncWireGuard(self *api.Node, nodes []*api.Node, cluster, nodeSub netip.Prefix, encrypted []netip.Prefix, removalIndex, index uint64) *wireguard.WireGuard {
 	if len(encrypted) == 0 {
 		if l.wg != nil {
 			_ = l.wg.Close()
@@ -417,18 +418,18 @@ func (l *Loop) syncWireGuard(self *api.Node, nodes []*api.Node, cluster, nodeSub
 		}
 	}
 	if l.wg == nil {
-		cfg := overlay.DefaultWireGuardConfig()
+		cfg := wireguard.DefaultWireGuardConfig()
 		cfg.Logger = l.log.With("sub", "wireguard")
 		cfg.KeyFile = filepath.Join(l.cfg.ClusterDir, "wireguard", wgKeyFile)
-		tip, err := overlay.TunnelAddr(cfg.TunnelCIDR, cluster, nodeSub)
+		tip, err := wireguard.TunnelAddr(cfg.TunnelCIDR, cluster, nodeSub)
 		if err != nil {
 			l.log.Error("wireguard: tunnel address", "err", err)
 			return nil
 		}
 		cfg.TunnelIP = tip
-		// The TUN's MTU follows the underlay link (overlay.WireGuardConfig).
+		// The TUN's MTU follows the underlay link (wireguard.WireGuardConfig).
 		cfg.UnderlayIP, _ = netip.ParseAddr(l.cfg.AdvertiseAddr)
-		wg, err := overlay.NewWireGuard(cfg)
+		wg, err := wireguard.NewWireGuard(cfg)
 		if err != nil {
 			l.log.Warn("wireguard: start failed; retrying", "err", err)
 			return nil
@@ -439,7 +440,7 @@ func (l *Loop) syncWireGuard(self *api.Node, nodes []*api.Node, cluster, nodeSub
 		// The device loaded (or made) private.key; read it with its epoch
 		// and a next key left by a rotation under way.
 		dir := filepath.Join(l.cfg.ClusterDir, "wireguard")
-		cur, err := overlay.LoadKeyPair(filepath.Join(dir, wgKeyFile))
+		cur, err := wireguard.LoadKeyPair(filepath.Join(dir, wgKeyFile))
 		if err == nil {
 			l.wgKeys, err = loadWGKeys(dir, cur, index)
 		}
@@ -448,7 +449,7 @@ func (l *Loop) syncWireGuard(self *api.Node, nodes []*api.Node, cluster, nodeSub
 			return l.wg
 		}
 	}
-	tunnelCIDR := netip.MustParsePrefix(overlay.DefaultTunnelCIDR)
+	tunnelCIDR := netip.MustParsePrefix(wireguard.DefaultTunnelCIDR)
 	for range 3 { // at most generate, switch, publish
 		cur, pending := l.wgKeys.in()
 		step := netplan.WGRotationNext(netplan.WGRotationIn{RemovalIndex: removalIndex, Self: *self, Nodes: nodes, Current: cur, Pending: pending})
@@ -461,7 +462,7 @@ func (l *Loop) syncWireGuard(self *api.Node, nodes []*api.Node, cluster, nodeSub
 			continue
 		}
 		if step.Switch {
-			peers := netplan.WireGuardPeers(nodes, l.cfg.NodeID, cluster, tunnelCIDR, overlay.DefaultWireGuardPort, encrypted)
+			peers := netplan.WireGuardPeers(nodes, l.cfg.NodeID, cluster, tunnelCIDR, wireguard.DefaultWireGuardPort, encrypted)
 			if err := l.wg.SwitchKey(*l.wgKeys.next, peers); err != nil && !errors.Is(err, overlay.ErrPartial) {
 				l.log.Warn("wireguard: switching to the next key failed; retrying", "err", err)
 				l.wgPeers = nil
@@ -489,7 +490,7 @@ func (l *Loop) syncWireGuard(self *api.Node, nodes []*api.Node, cluster, nodeSub
 		}
 		break
 	}
-	peers := netplan.WireGuardPeers(nodes, l.cfg.NodeID, cluster, tunnelCIDR, overlay.DefaultWireGuardPort, encrypted)
+	peers := netplan.WireGuardPeers(nodes, l.cfg.NodeID, cluster, tunnelCIDR, wireguard.DefaultWireGuardPort, encrypted)
 	if !reflect.DeepEqual(peers, l.wgPeers) {
 		if err := l.wg.SetPeers(peers); err != nil {
 			l.log.Warn("wireguard peers", "err", err)
@@ -539,7 +540,7 @@ func (l *Loop) syncNetworks(ctx context.Context, ns netplan.State) {
 			if wg == nil {
 				continue // not before WireGuard is up: never in clear
 			}
-			tunnel = netip.MustParsePrefix(overlay.DefaultTunnelCIDR)
+			tunnel = netip.MustParsePrefix(wireguard.DefaultTunnelCIDR)
 		}
 		if no == nil {
 			share, err := api.NodeShare(subnet, cluster, nodeSub)

@@ -21,7 +21,7 @@ import (
 
 	"github.com/shoal-org/shoal/node/netplan"
 	"github.com/shoal-org/shoal/node/revocation"
-	"github.com/shoal-org/shoal/overlay"
+	"github.com/shoal-org/shoal/overlay/wireguard"
 )
 
 // Files of the WireGuard keys under DATA/cluster/wireguard.
@@ -36,9 +36,9 @@ const (
 // rotation, next. Owned by the loop's goroutine (syncWireGuard).
 type wgKeys struct {
 	dir       string
-	cur       overlay.KeyPair
+	cur       wireguard.KeyPair
 	curEpoch  uint64
-	next      *overlay.KeyPair
+	next      *wireguard.KeyPair
 	nextEpoch uint64
 }
 
@@ -47,7 +47,7 @@ type wgKeys struct {
 // rotation, or just now) postdates index: what the replica has applied.
 // A next key without its epoch, or unreadable, is dropped: it was never
 // published whole.
-func loadWGKeys(dir string, cur overlay.KeyPair, index uint64) (*wgKeys, error) {
+func loadWGKeys(dir string, cur wireguard.KeyPair, index uint64) (*wgKeys, error) {
 	k := &wgKeys{dir: dir, cur: cur}
 	if _, err := os.Stat(filepath.Join(dir, wgKeyEpochFile)); errors.Is(err, fs.ErrNotExist) {
 		if err := writeIndexFile(filepath.Join(dir, wgKeyEpochFile), index); err != nil {
@@ -57,7 +57,7 @@ func loadWGKeys(dir string, cur overlay.KeyPair, index uint64) (*wgKeys, error) 
 	} else {
 		k.curEpoch = readIndexFile(filepath.Join(dir, wgKeyEpochFile))
 	}
-	next, err := overlay.LoadKeyPair(filepath.Join(dir, wgNextFile))
+	next, err := wireguard.LoadKeyPair(filepath.Join(dir, wgNextFile))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
@@ -85,14 +85,14 @@ func (k *wgKeys) in() (netplan.WGLocalKey, *netplan.WGLocalKey) {
 // generate makes a fresh next key postdating epoch, epoch file first: a
 // crash between the two leaves an epoch without a key, which is ignored.
 func (k *wgKeys) generate(epoch uint64) error {
-	kp, err := overlay.GenerateKeyPair()
+	kp, err := wireguard.GenerateKeyPair()
 	if err != nil {
 		return err
 	}
 	if err := writeIndexFile(filepath.Join(k.dir, wgNextEpochFile), epoch); err != nil {
 		return fmt.Errorf("WireGuard next key epoch: %w", err)
 	}
-	if err := overlay.WriteKeyPair(filepath.Join(k.dir, wgNextFile), kp); err != nil {
+	if err := wireguard.WriteKeyPair(filepath.Join(k.dir, wgNextFile), kp); err != nil {
 		return err
 	}
 	k.next, k.nextEpoch = &kp, epoch

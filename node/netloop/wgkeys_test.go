@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/shoal-org/shoal/overlay"
+	"github.com/shoal-org/shoal/overlay/wireguard"
 )
 
 // TestWGKeysOnDisk: the next key is made, kept and promoted with mode
@@ -13,7 +13,7 @@ import (
 // the decision needs.
 func TestWGKeysOnDisk(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "wireguard")
-	cur, err := overlay.LoadOrCreateKeyPair(filepath.Join(dir, wgKeyFile))
+	cur, err := wireguard.LoadOrCreateKeyPair(filepath.Join(dir, wgKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestWGKeysOnDisk(t *testing.T) {
 	if err := k2.promote(); err != nil {
 		t.Fatal(err)
 	}
-	got, err := overlay.LoadKeyPair(filepath.Join(dir, wgKeyFile))
+	got, err := wireguard.LoadKeyPair(filepath.Join(dir, wgKeyFile))
 	if err != nil || got != next {
 		t.Fatalf("promoted key on disk: %v", err)
 	}
@@ -56,7 +56,7 @@ func TestWGKeysOnDisk(t *testing.T) {
 		t.Fatalf("after promotion: %+v %+v", c, p)
 	}
 	// A next key whose epoch file is missing was never made whole: dropped.
-	if err := overlay.WriteKeyPair(filepath.Join(dir, wgNextFile), cur); err != nil {
+	if err := wireguard.WriteKeyPair(filepath.Join(dir, wgNextFile), cur); err != nil {
 		t.Fatal(err)
 	}
 	_ = os.Remove(filepath.Join(dir, wgNextEpochFile))

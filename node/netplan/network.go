@@ -11,6 +11,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/overlay"
+	"github.com/shoal-org/shoal/overlay/wireguard"
 )
 
 // OverlayPeers lists the default network's overlay peers in one view of
@@ -65,7 +66,7 @@ func VXLANName(n api.Network) string {
 		return overlay.DefaultVXLANName
 	}
 	if Routed(n) {
-		return overlay.DefaultWireGuardName
+		return wireguard.DefaultWireGuardName
 	}
 	return fmt.Sprintf("shv%x", n.VNI)
 }
@@ -92,7 +93,7 @@ func EncryptedSubnets(networks []*api.Network) []netip.Prefix {
 
 // NetworkPeers lists the shares of network subnet of every other node. With
 // a valid tunnel prefix (an encrypted network) a peer's underlay address is
-// its WireGuard tunnel address (overlay.TunnelAddr).
+// its WireGuard tunnel address (wireguard.TunnelAddr).
 func NetworkPeers(nodes []*api.Node, self string, subnet, cluster, tunnel netip.Prefix) []overlay.Peer {
 	var peers []overlay.Peer
 	for _, n := range nodes {
@@ -109,7 +110,7 @@ func NetworkPeers(nodes []*api.Node, self string, subnet, cluster, tunnel netip.
 			continue
 		}
 		if tunnel.IsValid() {
-			if ip, err = overlay.TunnelAddr(tunnel, cluster, sub); err != nil {
+			if ip, err = wireguard.TunnelAddr(tunnel, cluster, sub); err != nil {
 				continue
 			}
 		}
@@ -123,8 +124,8 @@ func NetworkPeers(nodes []*api.Node, self string, subnet, cluster, tunnel netip.
 // during a key rotation, WGPeerKey), at its underlay address and port,
 // allowed its tunnel address and its shares of the encrypted networks'
 // subnets (encrypted). It is pure.
-func WireGuardPeers(nodes []*api.Node, self string, cluster, tunnel netip.Prefix, port uint16, encrypted []netip.Prefix) []overlay.WGPeer {
-	var peers []overlay.WGPeer
+func WireGuardPeers(nodes []*api.Node, self string, cluster, tunnel netip.Prefix, port uint16, encrypted []netip.Prefix) []wireguard.WGPeer {
+	var peers []wireguard.WGPeer
 	for _, n := range nodes {
 		key := WGPeerKey(n, nodes)
 		if n.ID == self || n.Subnet == "" || key == "" {
@@ -135,7 +136,7 @@ func WireGuardPeers(nodes []*api.Node, self string, cluster, tunnel netip.Prefix
 		if err1 != nil || err2 != nil || !ip.Is4() {
 			continue
 		}
-		tip, err := overlay.TunnelAddr(tunnel, cluster, sub)
+		tip, err := wireguard.TunnelAddr(tunnel, cluster, sub)
 		if err != nil {
 			continue
 		}
@@ -145,7 +146,7 @@ func WireGuardPeers(nodes []*api.Node, self string, cluster, tunnel netip.Prefix
 				shares = append(shares, share)
 			}
 		}
-		peers = append(peers, overlay.WGPeer{NodeID: n.ID, PublicKey: key,
+		peers = append(peers, wireguard.WGPeer{NodeID: n.ID, PublicKey: key,
 			Endpoint: netip.AddrPortFrom(ip, port), TunnelIP: tip, Subnets: shares})
 	}
 	return peers

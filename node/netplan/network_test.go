@@ -6,15 +6,15 @@ import (
 	"testing"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/overlay"
+	"github.com/shoal-org/shoal/overlay/wireguard"
 )
 
 // TestEncryptedNetworkPeers: which nodes are WireGuard peers (those with a
 // subnet, an address and a published key), at which endpoint and allowed
 // IP; and an encrypted network's overlay peers live at tunnel addresses.
 func TestEncryptedNetworkPeers(t *testing.T) {
-	k2, _ := overlay.GenerateKeyPair()
-	k3, _ := overlay.GenerateKeyPair()
+	k2, _ := wireguard.GenerateKeyPair()
+	k3, _ := wireguard.GenerateKeyPair()
 	nodes := []*api.Node{
 		{ID: "n1", Addr: "10.213.1.11", Subnet: "10.42.1.0/24", WireGuardKey: "self-key"},
 		{ID: "n2", Addr: "10.213.1.12", Subnet: "10.42.2.0/24", WireGuardKey: k2.PublicKey()},
@@ -25,9 +25,9 @@ func TestEncryptedNetworkPeers(t *testing.T) {
 		{ID: "n7", Addr: "10.213.1.17", Subnet: "10.99.7.0/24", WireGuardKey: k2.PublicKey()}, // outside the cluster
 	}
 	cluster := netip.MustParsePrefix("10.42.0.0/16")
-	tunnel := netip.MustParsePrefix(overlay.DefaultTunnelCIDR)
+	tunnel := netip.MustParsePrefix(wireguard.DefaultTunnelCIDR)
 	got := WireGuardPeers(nodes, "n1", cluster, tunnel, 51820, nil)
-	want := []overlay.WGPeer{
+	want := []wireguard.WGPeer{
 		{NodeID: "n2", PublicKey: k2.PublicKey(), Endpoint: netip.MustParseAddrPort("10.213.1.12:51820"), TunnelIP: netip.MustParseAddr("100.64.0.3")},
 		{NodeID: "n3", PublicKey: k3.PublicKey(), Endpoint: netip.MustParseAddrPort("10.213.1.13:51820"), TunnelIP: netip.MustParseAddr("100.64.0.4")},
 	}
@@ -66,7 +66,7 @@ func TestEncryptedNetworkPeers(t *testing.T) {
 		if plain[i].Subnet != enc[i].Subnet || plain[i].NodeID != enc[i].NodeID {
 			t.Fatalf("encrypted peers differ beyond the underlay: %+v vs %+v", plain[i], enc[i])
 		}
-		wantTunnel, _ := overlay.TunnelAddr(tunnel, cluster, netip.MustParsePrefix(nodes[i+1].Subnet))
+		wantTunnel, _ := wireguard.TunnelAddr(tunnel, cluster, netip.MustParsePrefix(nodes[i+1].Subnet))
 		if enc[i].UnderlayIP != wantTunnel || plain[i].UnderlayIP.String() != nodes[i+1].Addr {
 			t.Fatalf("peer %s: plain underlay %s, encrypted %s (want %s)", plain[i].NodeID, plain[i].UnderlayIP, enc[i].UnderlayIP, wantTunnel)
 		}

@@ -30,7 +30,7 @@ package netplan
 //     for R or later published (WGCutover), every replica agrees from the
 //     same log entry on: each node configures its peers' next keys and
 //     switches its own device to its next key in one configuration step
-//     (overlay.WireGuard.SwitchKey). The gap is the time between two
+//     (wireguard.WireGuard.SwitchKey). The gap is the time between two
 //     replicas applying that entry, plus one handshake.
 //  3. Promote. Each node moves its next key over its key, on disk and
 //     then in its record (WireGuardKey, WireGuardKeyEpoch = R, next

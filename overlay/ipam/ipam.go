@@ -1,4 +1,8 @@
-package overlay
+// Package ipam hands out a node subnet's addresses to containers, next
+// fit, and keeps them in one file so that a re-adopted container keeps
+// its address across agent restarts (README.md). It needs no consensus:
+// each node owns its subnet.
+package ipam
 
 import (
 	"encoding/json"
@@ -10,14 +14,19 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+
+	"github.com/shoal-org/shoal/overlay/overlayerr"
 )
 
-// ipamFile is the allocation file inside Config.StateDir.
-const ipamFile = "ipam.json"
+// ErrSubnetFull: every address of the node's subnet is allocated.
+var ErrSubnetFull = errors.New("no free address in the node subnet")
+
+// File is the allocation file inside the overlay's Config.StateDir.
+const File = "ipam.json"
 
 // ipamState is the persisted form of the allocations: one file, rewritten
 // atomically (temp file, rename); changes that come together share a write
-// (ipam.persist).
+// (Allocator.persist).
 type ipamState struct {
 	// Subnet the allocations belong to; a file for another subnet (the node
 	// rejoined and got a new /24) is discarded.
@@ -31,11 +40,11 @@ type ipamState struct {
 	Allocations map[string]string `json:"allocations"`
 }
 
-// ipam hands out the addresses of one subnet to containers: the network
+// Allocator hands out the addresses of one subnet to containers: the network
 // address (the VXLAN device's), the first host address (the bridge's) and the
 // broadcast address are never handed out, so a /24 yields .2 to .254.
 // It is safe for concurrent use.
-type ipam struct {
+type Allocator struct {
 	path   string
 	subnet netip.Prefix
 	first  netip.Addr // first allocatable address
@@ -58,9 +67,9 @@ type ipam struct {
 	write  func(path string, data []byte) error
 }
 
-// openIPAM loads the allocations of subnet from dir (creating dir if
+// Open loads the allocations of subnet from dir (creating dir if
 // needed). Allocations recorded for another subnet are dropped.
-func openIPAM(dir string, subnet netip.Prefix) (*ipam, error) {
+func Open(dir string, subnet netip.Prefix) (*Allocator, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir %s: %w", dir, err)
 	}
@@ -68,8 +77,8 @@ func openIPAM(dir string, subnet netip.Prefix) (*ipam, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &ipam{
-		path:   filepath.Join(dir, ipamFile),
+	a := &Allocator{
+		path:   filepath.Join(dir, File),
 		subnet: subnet,
 		first:  first,
 		last:   last,
@@ -112,7 +121,7 @@ func openIPAM(dir string, subnet netip.Prefix) (*ipam, error) {
 // hostRange returns the first and last allocatable addresses of subnet.
 func hostRange(subnet netip.Prefix) (first, last netip.Addr, err error) {
 	if !subnet.Addr().Is4() || subnet.Bits() > 30 {
-		return first, last, fmt.Errorf("%w: subnet %s is not an IPv4 prefix of at most /30", ErrInvalidConfig, subnet)
+		return first, last, fmt.Errorf("%w: subnet %s is not an IPv4 prefix of at most /30", overlayerr.ErrInvalidConfig, subnet)
 	}
 	base := subnet.Masked().Addr().As4()
 	n := uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(base[2])<<8 | uint32(base[3])
@@ -125,7 +134,7 @@ func u32Addr(n uint32) netip.Addr {
 }
 
 // allocatable reports whether ip may be handed to a container.
-func (a *ipam) allocatable(ip netip.Addr) bool {
+func (a *Allocator) allocatable(ip netip.Addr) bool {
 	return ip.Is4() && a.first.Compare(ip) <= 0 && ip.Compare(a.last) <= 0
 }
 
@@ -133,7 +142,7 @@ func (a *ipam) allocatable(ip netip.Addr) bool {
 // id has none. fresh is true when the address was allocated by this call.
 // Concurrent allocations share file writes (persist); the caller of one
 // that is not yet saved waits for it.
-func (a *ipam) Allocate(id string) (ip netip.Addr, fresh bool, err error) {
+func (a *Allocator) Allocate(id string) (ip netip.Addr, fresh bool, err error) {
 	a.mu.Lock()
 	if ip, ok := a.byID[id]; ok {
 		gen := a.gen
@@ -172,7 +181,7 @@ func (a *ipam) Allocate(id string) (ip netip.Addr, fresh bool, err error) {
 
 // pickLocked returns the next free address after the cursor. a.mu must be
 // held.
-func (a *ipam) pickLocked(id string) (netip.Addr, error) {
+func (a *Allocator) pickLocked(id string) (netip.Addr, error) {
 	start := a.first
 	if a.cursor.IsValid() && a.cursor != a.last {
 		start = a.cursor.Next()
@@ -194,7 +203,7 @@ func (a *ipam) pickLocked(id string) (netip.Addr, error) {
 
 // persist returns once the file holds generation gen or a later one: it
 // writes everything allocated so far unless a write since gen did.
-func (a *ipam) persist(gen uint64) error {
+func (a *Allocator) persist(gen uint64) error {
 	a.saveMu.Lock()
 	defer a.saveMu.Unlock()
 	if a.saved >= gen {
@@ -215,7 +224,7 @@ func (a *ipam) persist(gen uint64) error {
 }
 
 // Lookup returns the address allocated to id, if any.
-func (a *ipam) Lookup(id string) (netip.Addr, bool) {
+func (a *Allocator) Lookup(id string) (netip.Addr, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	ip, ok := a.byID[id]
@@ -223,7 +232,7 @@ func (a *ipam) Lookup(id string) (netip.Addr, bool) {
 }
 
 // Release frees the address of id; releasing an unknown id is a no-op.
-func (a *ipam) Release(id string) error {
+func (a *Allocator) Release(id string) error {
 	a.mu.Lock()
 	ip, ok := a.byID[id]
 	if !ok {
@@ -250,7 +259,7 @@ func (a *ipam) Release(id string) error {
 }
 
 // All returns a copy of the allocations (container ID → address).
-func (a *ipam) All() map[string]netip.Addr {
+func (a *Allocator) All() map[string]netip.Addr {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	out := make(map[string]netip.Addr, len(a.byID))
@@ -261,7 +270,7 @@ func (a *ipam) All() map[string]netip.Addr {
 }
 
 // Remove deletes the allocation file and forgets every allocation.
-func (a *ipam) Remove() error {
+func (a *Allocator) Remove() error {
 	a.saveMu.Lock() // no write in flight recreates the file
 	defer a.saveMu.Unlock()
 	a.mu.Lock()
@@ -278,7 +287,7 @@ func (a *ipam) Remove() error {
 }
 
 // encodeLocked is the file's content for the allocations. a.mu must be held.
-func (a *ipam) encodeLocked() ([]byte, error) {
+func (a *Allocator) encodeLocked() ([]byte, error) {
 	st := ipamState{Subnet: a.subnet.String(), Allocations: make(map[string]string, len(a.byID))}
 	if a.cursor.IsValid() {
 		st.Last = a.cursor.String()
@@ -326,8 +335,8 @@ func writeFileAtomic(path string, data []byte) error {
 	return nil
 }
 
-// sortedIDs returns the keys of m in order (stable logs and teardown order).
-func sortedIDs(m map[string]netip.Addr) []string {
+// SortedIDs returns the keys of m in order (stable logs and teardown order).
+func SortedIDs(m map[string]netip.Addr) []string {
 	ids := make([]string, 0, len(m))
 	for id := range m {
 		ids = append(ids, id)

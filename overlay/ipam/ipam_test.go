@@ -1,9 +1,11 @@
-package overlay
+package ipam
 
 import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,7 +18,7 @@ import (
 func TestIPAMGroupCommit(t *testing.T) {
 	dir := t.TempDir()
 	subnet := netip.MustParsePrefix("10.42.5.0/24")
-	a, err := openIPAM(dir, subnet)
+	a, err := Open(dir, subnet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +62,7 @@ func TestIPAMGroupCommit(t *testing.T) {
 	if n := writes.Load(); n > 2 {
 		t.Errorf("%d writes for 6 allocations made during one write, want at most 2", n)
 	}
-	b, err := openIPAM(dir, subnet)
+	b, err := Open(dir, subnet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +75,7 @@ func TestIPAMGroupCommit(t *testing.T) {
 // (and a release whose save fails is too), so memory never claims what the
 // file does not hold for long.
 func TestIPAMFailedSaveRollsBack(t *testing.T) {
-	a, err := openIPAM(t.TempDir(), netip.MustParsePrefix("10.42.6.0/24"))
+	a, err := Open(t.TempDir(), netip.MustParsePrefix("10.42.6.0/24"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,5 +111,114 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestIPAMAllocateReleasePersist(t *testing.T) {
+	dir := t.TempDir()
+	subnet := netip.MustParsePrefix("10.42.3.0/24")
+	a, err := Open(dir, subnet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip1, fresh, err := a.Allocate("c1")
+	if err != nil || !fresh || ip1.String() != "10.42.3.2" {
+		t.Fatalf("Allocate c1 = %v %v %v, want 10.42.3.2 fresh", ip1, fresh, err)
+	}
+	again, fresh, err := a.Allocate("c1")
+	if err != nil || fresh || again != ip1 {
+		t.Fatalf("second Allocate c1 = %v %v %v, want %v not fresh", again, fresh, err, ip1)
+	}
+	ip2, _, err := a.Allocate("c2")
+	if err != nil || ip2.String() != "10.42.3.3" {
+		t.Fatalf("Allocate c2 = %v %v", ip2, err)
+	}
+	if err := a.Release("c1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Release("unknown"); err != nil {
+		t.Fatalf("Release unknown: %v", err)
+	}
+	// Next fit: the released .2 is not reused right away.
+	ip3, _, err := a.Allocate("c3")
+	if err != nil || ip3.String() != "10.42.3.4" {
+		t.Fatalf("Allocate c3 = %v %v, want 10.42.3.4", ip3, err)
+	}
+
+	// Reopen: allocations and the cursor survive.
+	b, err := Open(dir, subnet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ip, ok := b.Lookup("c2"); !ok || ip != ip2 {
+		t.Fatalf("after reopen c2 = %v %v, want %v", ip, ok, ip2)
+	}
+	if _, ok := b.Lookup("c1"); ok {
+		t.Fatal("released c1 came back after reopen")
+	}
+	ip4, _, err := b.Allocate("c4")
+	if err != nil || ip4.String() != "10.42.3.5" {
+		t.Fatalf("Allocate c4 after reopen = %v %v, want 10.42.3.5", ip4, err)
+	}
+
+	// A different subnet discards the old allocations.
+	c, err := Open(dir, netip.MustParsePrefix("10.42.4.0/24"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(c.All()); n != 0 {
+		t.Fatalf("allocations for another subnet kept: %d", n)
+	}
+
+	if err := b.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, File)); !os.IsNotExist(err) {
+		t.Fatalf("state file still there after Remove: %v", err)
+	}
+}
+
+func TestIPAMExhaustionAndWrap(t *testing.T) {
+	a, err := Open(t.TempDir(), netip.MustParsePrefix("10.42.3.0/29")) // .2 - .6
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[netip.Addr]bool{}
+	for i := range 5 {
+		ip, _, err := a.Allocate(fmt.Sprint("c", i))
+		if err != nil {
+			t.Fatalf("Allocate %d: %v", i, err)
+		}
+		if seen[ip] || !a.allocatable(ip) {
+			t.Fatalf("Allocate %d = %v: duplicate or out of range", i, ip)
+		}
+		seen[ip] = true
+	}
+	if _, _, err := a.Allocate("c5"); !errors.Is(err, ErrSubnetFull) {
+		t.Fatalf("Allocate on full subnet = %v, want ErrSubnetFull", err)
+	}
+	if err := a.Release("c2"); err != nil {
+		t.Fatal(err)
+	}
+	ip, _, err := a.Allocate("c6") // wraps around to the only free one
+	if err != nil || ip.String() != "10.42.3.4" {
+		t.Fatalf("Allocate after wrap = %v %v, want 10.42.3.4", ip, err)
+	}
+}
+
+func TestIPAMRejectsCorruptState(t *testing.T) {
+	dir := t.TempDir()
+	subnet := netip.MustParsePrefix("10.42.3.0/24")
+	for name, body := range map[string]string{
+		"not json":     "{",
+		"out of range": `{"subnet":"10.42.3.0/24","allocations":{"c1":"10.42.3.1"}}`,
+		"duplicate":    `{"subnet":"10.42.3.0/24","allocations":{"c1":"10.42.3.9","c2":"10.42.3.9"}}`,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, File), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Open(dir, subnet); err == nil {
+			t.Errorf("%s: Open accepted %s", name, body)
+		}
 	}
 }

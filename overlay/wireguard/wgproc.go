@@ -1,4 +1,4 @@
-package overlay
+package wireguard
 
 // The agent's side of the WireGuard device process (package wgdevice).
 //
@@ -53,8 +53,9 @@ const (
 	// uapiTimeout bounds one UAPI exchange.
 	uapiTimeout = 10 * time.Second
 	// uapiMaxReply caps a "get" answer (a few hundred bytes per peer).
-	uapiMaxReply  = 4 << 20
-	deviceLogFile = "device.log"
+	uapiMaxReply = 4 << 20
+	// DeviceLogFile is the device process's log, beside its socket.
+	DeviceLogFile = "device.log"
 )
 
 // ErrDevice: the WireGuard device process failed or answered an error.
@@ -175,7 +176,7 @@ func (w *WireGuard) spawn() error {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return fmt.Errorf("WireGuard socket directory: %w", err)
 	}
-	logPath := filepath.Join(dir, deviceLogFile)
+	logPath := filepath.Join(dir, DeviceLogFile)
 	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return fmt.Errorf("open WireGuard device log: %w", err)
@@ -203,7 +204,7 @@ func (w *WireGuard) spawn() error {
 	go func() { _ = cmd.Wait(); close(exited) }() // reaps it whenever it ends
 	deadline := time.Now().Add(deviceStartTimeout)
 	for {
-		if c, err := uapiDial(w.sock); err == nil {
+		if c, err := UAPIDial(w.sock); err == nil {
 			c.Close()
 			return nil
 		}
@@ -232,8 +233,8 @@ func logTail(path string) string {
 	return s
 }
 
-// uapiDial connects to a device's socket.
-func uapiDial(sock string) (*net.UnixConn, error) {
+// UAPIDial connects to a device's socket.
+func UAPIDial(sock string) (*net.UnixConn, error) {
 	addr, release := shortSockPath(sock)
 	defer release()
 	c, err := net.DialTimeout("unix", addr, uapiTimeout)
@@ -243,8 +244,8 @@ func uapiDial(sock string) (*net.UnixConn, error) {
 	return c.(*net.UnixConn), nil
 }
 
-// uapiGet returns the device's state as UAPI "get" text.
-func uapiGet(sock string) (string, error) {
+// UAPIGet returns the device's state as UAPI "get" text.
+func UAPIGet(sock string) (string, error) {
 	return uapiDo(sock, "get=1\n\n")
 }
 
@@ -257,7 +258,7 @@ func uapiSet(sock, text string) error {
 // uapiDo sends one request and returns the answer's lines without the
 // errno line; a non-zero errno is an error.
 func uapiDo(sock, req string) (string, error) {
-	c, err := uapiDial(sock)
+	c, err := UAPIDial(sock)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrDevice, err)
 	}
@@ -294,11 +295,11 @@ func uapiDo(sock, req string) (string, error) {
 // it is gone (SIGTERM, SIGKILL after timeout). No answer on sock: nothing
 // to stop.
 func stopDevice(sock string, timeout time.Duration) error {
-	c, err := uapiDial(sock)
+	c, err := UAPIDial(sock)
 	if err != nil {
 		return nil
 	}
-	pid, err := peerPid(c)
+	pid, err := PeerPid(c)
 	if err != nil {
 		c.Close()
 		return fmt.Errorf("%w: who holds %s: %w", ErrDevice, sock, err)
@@ -346,8 +347,8 @@ func waitPidfd(pfd int, d time.Duration) bool {
 	}
 }
 
-// peerPid is the pid of the process that listens on c's peer socket.
-func peerPid(c *net.UnixConn) (int, error) {
+// PeerPid is the pid of the process that listens on c's peer socket.
+func PeerPid(c *net.UnixConn) (int, error) {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return 0, err

@@ -1,4 +1,4 @@
-package overlay
+package wireguard
 
 import (
 	"bufio"
@@ -86,7 +86,7 @@ func TestUAPIErrno(t *testing.T) {
 	sock := dir + "/d.sock"
 	srv := fakeUAPI(t, sock, "listen_port=1\nerrno=0\n\n", "errno=-22\n\n")
 	defer srv()
-	got, err := uapiGet(sock)
+	got, err := UAPIGet(sock)
 	if err != nil || got != "listen_port=1\n" {
 		t.Fatalf("get: %q %v", got, err)
 	}

@@ -1,4 +1,8 @@
-package overlay
+// Package wireguard is the node's WireGuard side of the encrypted
+// networks: keys, the peers' UAPI configuration, and the handle of the
+// device process (wgdevice) with its adoption decision. The routed
+// networks that use it are the overlay's (wireguard_routed.go there).
+package wireguard
 
 // Encrypted networks: routed through WireGuard.
 //
@@ -68,6 +72,9 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/shoal-org/shoal/overlay/linkutil"
+	"github.com/shoal-org/shoal/overlay/overlayerr"
 )
 
 // Defaults of WireGuard. Every node of a cluster must agree on the port of
@@ -320,19 +327,19 @@ func peersBody(self KeyPair, peers []WGPeer) (string, [][32]byte, []error) {
 			errs = append(errs, fmt.Errorf("peer %s: %w", p.NodeID, err))
 			continue
 		case key == self.Public:
-			errs = append(errs, fmt.Errorf("%w: peer %s has this node's public key", ErrInvalidPeer, p.NodeID))
+			errs = append(errs, fmt.Errorf("%w: peer %s has this node's public key", overlayerr.ErrInvalidPeer, p.NodeID))
 			continue
 		case !p.Endpoint.IsValid() || !p.Endpoint.Addr().Is4() || p.Endpoint.Port() == 0:
-			errs = append(errs, fmt.Errorf("%w: peer %s: endpoint %q", ErrInvalidPeer, p.NodeID, p.Endpoint))
+			errs = append(errs, fmt.Errorf("%w: peer %s: endpoint %q", overlayerr.ErrInvalidPeer, p.NodeID, p.Endpoint))
 			continue
 		case !p.TunnelIP.Is4():
-			errs = append(errs, fmt.Errorf("%w: peer %s: tunnel address %q", ErrInvalidPeer, p.NodeID, p.TunnelIP))
+			errs = append(errs, fmt.Errorf("%w: peer %s: tunnel address %q", overlayerr.ErrInvalidPeer, p.NodeID, p.TunnelIP))
 			continue
 		case keys[key] != "":
-			errs = append(errs, fmt.Errorf("%w: peer %s has the key of peer %s", ErrInvalidPeer, p.NodeID, keys[key]))
+			errs = append(errs, fmt.Errorf("%w: peer %s has the key of peer %s", overlayerr.ErrInvalidPeer, p.NodeID, keys[key]))
 			continue
 		case tunnels[p.TunnelIP] != "":
-			errs = append(errs, fmt.Errorf("%w: peer %s has the tunnel address of peer %s", ErrInvalidPeer, p.NodeID, tunnels[p.TunnelIP]))
+			errs = append(errs, fmt.Errorf("%w: peer %s has the tunnel address of peer %s", overlayerr.ErrInvalidPeer, p.NodeID, tunnels[p.TunnelIP]))
 			continue
 		}
 		if err := checkPeerSubnets(p, subnets); err != nil {
@@ -360,16 +367,16 @@ func peersBody(self KeyPair, peers []WGPeer) (string, [][32]byte, []error) {
 func checkPeerSubnets(p WGPeer, taken map[netip.Prefix]string) error {
 	for i, s := range p.Subnets {
 		if !s.IsValid() || !s.Addr().Is4() || s != s.Masked() || s.Contains(p.TunnelIP) {
-			return fmt.Errorf("%w: peer %s: subnet %q", ErrInvalidPeer, p.NodeID, s)
+			return fmt.Errorf("%w: peer %s: subnet %q", overlayerr.ErrInvalidPeer, p.NodeID, s)
 		}
 		for _, o := range p.Subnets[:i] {
 			if o.Overlaps(s) {
-				return fmt.Errorf("%w: peer %s: subnets %s and %s overlap", ErrInvalidPeer, p.NodeID, o, s)
+				return fmt.Errorf("%w: peer %s: subnets %s and %s overlap", overlayerr.ErrInvalidPeer, p.NodeID, o, s)
 			}
 		}
 		for o, id := range taken {
 			if o.Overlaps(s) {
-				return fmt.Errorf("%w: peer %s: subnet %s overlaps %s of peer %s", ErrInvalidPeer, p.NodeID, s, o, id)
+				return fmt.Errorf("%w: peer %s: subnet %s overlaps %s of peer %s", overlayerr.ErrInvalidPeer, p.NodeID, s, o, id)
 			}
 		}
 	}
@@ -427,9 +434,9 @@ func DefaultWireGuardConfig() WireGuardConfig {
 func (c *WireGuardConfig) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{overlayerr.ErrInvalidConfig}, args...)...))
 	}
-	if err := checkIfName(c.Name); err != nil {
+	if err := linkutil.CheckIfName(c.Name); err != nil {
 		bad("Name: %v", err)
 	}
 	if c.Port < 1 || c.Port > 65535 {
@@ -495,7 +502,7 @@ func NewWireGuard(cfg WireGuardConfig) (*WireGuard, error) {
 			return nil, fmt.Errorf("open network namespace %s: %w", cfg.NetNS, err)
 		}
 		defer ns.Close()
-		inNS = func(fn func() error) error { return doInNS(ns, fn) }
+		inNS = func(fn func() error) error { return linkutil.DoInNS(ns, fn) }
 	}
 	if err := w.up(inNS); err != nil {
 		return nil, err
@@ -513,7 +520,7 @@ func (w *WireGuard) up(inNS func(func() error) error) error {
 			return err
 		}
 	}
-	if text, err := uapiGet(w.sock); err == nil {
+	if text, err := UAPIGet(w.sock); err == nil {
 		var link string
 		_ = inNS(func() error { link = linkType(w.cfg.Name); return nil })
 		running, perr := parseDeviceState(text)
@@ -546,7 +553,7 @@ func (w *WireGuard) up(inNS func(func() error) error) error {
 		}
 		return err
 	}
-	c, err := uapiDial(w.sock)
+	c, err := UAPIDial(w.sock)
 	if err != nil {
 		return fmt.Errorf("watch the WireGuard device: %w", err)
 	}
@@ -584,7 +591,7 @@ func (w *WireGuard) linkUp() error {
 			return fmt.Errorf("set MTU of %s: %w", w.cfg.Name, err)
 		}
 	}
-	if err := ensureAddr(h, l, netip.PrefixFrom(w.cfg.TunnelIP, w.cfg.TunnelCIDR.Bits())); err != nil {
+	if err := linkutil.EnsureAddr(h, l, netip.PrefixFrom(w.cfg.TunnelIP, w.cfg.TunnelCIDR.Bits())); err != nil {
 		return err
 	}
 	if l.Attrs().Flags&net.FlagUp == 0 {
@@ -649,12 +656,12 @@ func (w *WireGuard) Socket() string { return w.sock }
 // idempotent and cheap when nothing changed. Peers that stay keep their
 // sessions (PeersUpdate), also across an adoption; peers that are gone
 // lose theirs at once. Malformed peers are left out and reported
-// (ErrPartial); the others are configured.
+// (overlayerr.ErrPartial); the others are configured.
 func (w *WireGuard) SetPeers(peers []WGPeer) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
-		return fmt.Errorf("wireguard set peers: %w", ErrClosed)
+		return fmt.Errorf("wireguard set peers: %w", overlayerr.ErrClosed)
 	}
 	return w.setPeersLocked(peers)
 }
@@ -676,7 +683,7 @@ func (w *WireGuard) setPeersLocked(peers []WGPeer) error {
 		w.lastCfg, _, _ = PeersUpdate(w.keys, peers, keys)
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("%w: %w", ErrPartial, errors.Join(errs...))
+		return fmt.Errorf("%w: %w", overlayerr.ErrPartial, errors.Join(errs...))
 	}
 	return nil
 }
@@ -687,12 +694,12 @@ func (w *WireGuard) setPeersLocked(peers []WGPeer) error {
 // every session made with the old key; the peers whose key changed are new
 // peers to it and get a handshake at once (their keepalive is turned on),
 // so traffic resumes as soon as both ends switched. It is idempotent.
-// Malformed peers are left out and reported (ErrPartial), as in SetPeers.
+// Malformed peers are left out and reported (overlayerr.ErrPartial), as in SetPeers.
 func (w *WireGuard) SwitchKey(kp KeyPair, peers []WGPeer) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
-		return fmt.Errorf("wireguard switch key: %w", ErrClosed)
+		return fmt.Errorf("wireguard switch key: %w", overlayerr.ErrClosed)
 	}
 	if kp == w.keys {
 		return w.setPeersLocked(peers)
@@ -702,7 +709,7 @@ func (w *WireGuard) SwitchKey(kp KeyPair, peers []WGPeer) error {
 		// The key may or may not have changed: find out, and replace every
 		// peer next time.
 		w.peerKeys, w.lastCfg = nil, ""
-		if got, gerr := uapiGet(w.sock); gerr == nil {
+		if got, gerr := UAPIGet(w.sock); gerr == nil {
 			if st, perr := parseDeviceState(got); perr == nil && st.PrivateKey == clampKey(kp.Private) {
 				w.keys = kp
 			}
@@ -717,7 +724,7 @@ func (w *WireGuard) SwitchKey(kp KeyPair, peers []WGPeer) error {
 	w.lastCfg, _, _ = PeersUpdate(w.keys, peers, keys)
 	w.cfg.Logger.Info("wireguard: key switched", "public_key", kp.PublicKey())
 	if len(errs) > 0 {
-		return fmt.Errorf("%w: %w", ErrPartial, errors.Join(errs...))
+		return fmt.Errorf("%w: %w", overlayerr.ErrPartial, errors.Join(errs...))
 	}
 	return nil
 }
@@ -730,9 +737,9 @@ func (w *WireGuard) LastHandshakes() (map[string]time.Time, error) {
 	closed := w.closed
 	w.mu.Unlock()
 	if closed {
-		return nil, fmt.Errorf("wireguard handshakes: %w", ErrClosed)
+		return nil, fmt.Errorf("wireguard handshakes: %w", overlayerr.ErrClosed)
 	}
-	text, err := uapiGet(w.sock)
+	text, err := UAPIGet(w.sock)
 	if err != nil {
 		return nil, fmt.Errorf("read WireGuard state: %w", err)
 	}

@@ -1,4 +1,4 @@
-package overlay
+package wireguard
 
 import (
 	"encoding/base64"
@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shoal-org/shoal/overlay/overlayerr"
 )
 
 func TestLoadOrCreateKeyPair(t *testing.T) {
@@ -227,7 +229,7 @@ func TestWireGuardConfigValidate(t *testing.T) {
 	} {
 		c := good
 		f(&c)
-		if err := c.Validate(); !errors.Is(err, ErrInvalidConfig) {
+		if err := c.Validate(); !errors.Is(err, overlayerr.ErrInvalidConfig) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
