@@ -73,7 +73,7 @@ type Config struct {
 	VXLANName  string
 	// Routed means VXLANName is not a VXLAN device of ours but an existing
 	// layer-3 device that carries the peers' subnets by itself (an
-	// encrypted network's WireGuard TUN, wireguard.go): the overlay
+	// encrypted network's WireGuard TUN, overlay/wireguard): the overlay
 	// creates no VXLAN device and routes each peer's subnet straight into
 	// that device (no gateway, neighbour or FDB entry), never deletes it,
 	// and takes MTU (or, when 0, the device's MTU) for its bridge and veths.

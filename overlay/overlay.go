@@ -138,7 +138,7 @@ func (o *Overlay) setupLocked(ctx context.Context) error {
 		return fmt.Errorf("setup: %w", ErrClosed)
 	}
 	if o.cfg.Routed {
-		return o.setupRoutedLocked(ctx) // wireguard.go
+		return o.setupRoutedLocked(ctx) // wireguard_routed.go
 	}
 	under, err := o.underlayLink()
 	if err != nil {

@@ -206,7 +206,7 @@ func (o *Overlay) SetPeers(peers []Peer) error {
 // returns one error per failed operation. o.mu must be held.
 func (o *Overlay) applyPeersLocked() []error {
 	if o.cfg.Routed {
-		return o.applyRoutedPeersLocked() // wireguard.go
+		return o.applyRoutedPeersLocked() // wireguard_routed.go
 	}
 	vx, err := o.h.LinkByName(o.cfg.VXLANName)
 	if err != nil {

@@ -16,7 +16,7 @@ package netloop
 // the node's /24, so no allocation is needed). A network removed from the
 // state is torn down.
 //
-// Encrypted networks (overlay/wireguard.go) are routed through WireGuard:
+// Encrypted networks (overlay/wireguard) are routed through WireGuard:
 // while the state holds one, the node runs a WireGuard device, publishes
 // its public key in its own node record (a node-owned field), and
 // configures as WireGuard peers the nodes whose keys it knows, each allowed

@@ -2,7 +2,7 @@ package netplan
 
 // WireGuard key rotation on node removal (issue 9).
 //
-// Every node's WireGuard key pair is its own (overlay/wireguard.go); the
+// Every node's WireGuard key pair is its own (overlay/wireguard); the
 // public halves are in the node records. When a node is removed it is
 // dropped as a peer everywhere at once, so its own key opens nothing any
 // more. Rotating the others' keys bounds the life of every static key to

@@ -44,7 +44,7 @@ package wireguard
 // networks' bridges and container veths take the TUN's MTU.
 //
 // Lifetime: the TUN device and wireguard-go run in a process of their own
-// (package wgdevice; wgproc.go is the agent's side), which outlives the
+// (package wgdevice; wgproc.go here is the agent's side), which outlives the
 // agent as the containers do: while the agent restarts, the encrypted
 // networks keep crossing hosts, and the next agent adopts the device,
 // sessions included. It stops when no encrypted network is left (Close),
