@@ -151,8 +151,14 @@ var importRules = []importRule{
 	// refusal of clusterport.
 	{"node/epoch/...", []string{"api/atomicfile", "consensus", "node/clusterport", "node/epoch/..."}},
 	// cmd/shoal starts the agent (and the node's container supervisor)
-	// through node and otherwise talks to it only through api.
-	{"cmd/shoal", []string{"api", "api/atomicfile", "node"}},
+	// through node and otherwise talks to it only through api; the
+	// compose translation and the service-spec flags are its own leaves.
+	{"cmd/shoal", []string{"api", "api/atomicfile", "node", "cmd/shoal/compose", "cmd/shoal/specflags"}},
+	// Compose files → service specs (cmd/shoal/compose/README.md): the
+	// wire types and the flags' value parsers, never the command tree.
+	{"cmd/shoal/compose/...", []string{"api", "cmd/shoal/specflags", "cmd/shoal/compose/..."}},
+	// Service-spec flags → api types: the wire types only.
+	{"cmd/shoal/specflags/...", []string{"api", "cmd/shoal/specflags/..."}},
 }
 
 // neverNode are the trees that must not depend on node, even transitively

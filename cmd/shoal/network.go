@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
 // networkCommand defines `shoal network ...`.
@@ -74,7 +75,7 @@ func (s *shell) networkCreate(c *cli.Context) error {
 	if v := c.String("subnet"); v != "" {
 		p, err := netip.ParsePrefix(v)
 		if err != nil || !p.Addr().Is4() {
-			return usageErrorf("invalid --subnet %q: want an IPv4 prefix such as 10.50.0.0/16", v)
+			return specflags.UsageErrorf("invalid --subnet %q: want an IPv4 prefix such as 10.50.0.0/16", v)
 		}
 		req.Subnet = p.String()
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
 // shortIDLen is how many characters of an ID tables show.
@@ -68,7 +69,7 @@ func writeTemplate[T any](w io.Writer, format string, items []T) error {
 		"join": strings.Join,
 	}).Parse(format)
 	if err != nil {
-		return usageErrorf("invalid --format template: %v", err)
+		return specflags.UsageErrorf("invalid --format template: %v", err)
 	}
 	for _, it := range items {
 		if err := tmpl.Execute(w, it); err != nil {

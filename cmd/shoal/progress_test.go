@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
 func TestAssess(t *testing.T) {
@@ -161,7 +162,7 @@ func TestAssessSlots(t *testing.T) {
 }
 
 func TestSpecKeyIgnoresImmaterialFields(t *testing.T) {
-	a := defaultSpec()
+	a := specflags.DefaultSpec()
 	a.Image, a.Replicas = "x", 1
 	b := a
 	b.Replicas = 5

@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
 // serviceCommand defines `shoal service ...`.
@@ -21,7 +22,7 @@ func (s *shell) serviceCommand() *cli.Command {
 				Name:      "create",
 				Usage:     "create a service",
 				ArgsUsage: "IMAGE [COMMAND [ARG...]]",
-				Flags:     specFlags(false),
+				Flags:     specflags.Flags(false),
 				Action:    s.serviceCreate,
 			},
 			listCommand(s, &cli.Command{
@@ -65,21 +66,21 @@ func (s *shell) serviceCommand() *cli.Command {
 				Name:      "scale",
 				Usage:     "set the replica count of services",
 				ArgsUsage: "SERVICE=REPLICAS...",
-				Flags:     waitFlags(),
+				Flags:     specflags.WaitFlags(),
 				Action:    s.serviceScale,
 			},
 			{
 				Name:      "update",
 				Usage:     "change a service (rolling update)",
 				ArgsUsage: "SERVICE",
-				Flags:     specFlags(true),
+				Flags:     specflags.Flags(true),
 				Action:    s.serviceUpdate,
 			},
 			{
 				Name:      "rollback",
 				Usage:     "go back to the previous spec of a service",
 				ArgsUsage: "SERVICE",
-				Flags:     waitFlags(),
+				Flags:     specflags.WaitFlags(),
 				Action:    s.serviceRollback,
 			},
 			{
@@ -105,13 +106,13 @@ func buildCreateSpec(c *cli.Context) (api.ServiceSpec, error) {
 	if err := needArgs(c, 1, -1); err != nil {
 		return api.ServiceSpec{}, err
 	}
-	spec := defaultSpec()
+	spec := specflags.DefaultSpec()
 	spec.Name = c.String("name")
 	spec.Image = c.Args().First()
 	if rest := c.Args().Tail(); len(rest) > 0 {
 		spec.Command = rest
 	}
-	if err := applySpecFlags(c, &spec, false); err != nil {
+	if err := specflags.Apply(c, &spec, false); err != nil {
 		return api.ServiceSpec{}, err
 	}
 	return spec, nil
@@ -148,14 +149,14 @@ func parseFilters(values []string, allowed ...string) (map[string][]string, erro
 	for _, f := range values {
 		k, v, ok := strings.Cut(f, "=")
 		if !ok || v == "" {
-			return nil, usageErrorf("invalid --filter %q: want KEY=VALUE", f)
+			return nil, specflags.UsageErrorf("invalid --filter %q: want KEY=VALUE", f)
 		}
 		known := false
 		for _, a := range allowed {
 			known = known || a == k
 		}
 		if !known {
-			return nil, usageErrorf("invalid --filter key %q: want one of %s", k, strings.Join(allowed, ", "))
+			return nil, specflags.UsageErrorf("invalid --filter key %q: want one of %s", k, strings.Join(allowed, ", "))
 		}
 		out[k] = append(out[k], v)
 	}
@@ -211,7 +212,7 @@ func taskFilters(c *cli.Context) (map[string][]string, error) {
 		switch d {
 		case "running", "shutdown", "accepted", "ready":
 		default:
-			return nil, usageErrorf("invalid desired-state filter %q: want running, shutdown or accepted", d)
+			return nil, specflags.UsageErrorf("invalid desired-state filter %q: want running, shutdown or accepted", d)
 		}
 	}
 	return filters, nil
@@ -260,9 +261,9 @@ func (s *shell) serviceScale(c *cli.Context) error {
 	}
 	var scales []scale
 	for _, a := range c.Args().Slice() {
-		name, n, err := parseScale(a)
+		name, n, err := specflags.ParseScale(a)
 		if err != nil {
-			return &usageError{err: err}
+			return &specflags.UsageError{Err: err}
 		}
 		scales = append(scales, scale{name, n})
 	}
@@ -307,7 +308,7 @@ func (s *shell) serviceUpdate(c *cli.Context) error {
 		return fmt.Errorf("update service %s: %w", id, err)
 	}
 	spec := cur.Spec
-	if err := applySpecFlags(c, &spec, true); err != nil {
+	if err := specflags.Apply(c, &spec, true); err != nil {
 		return err
 	}
 	svc, err := cl.UpdateService(c.Context, cur.ID, cur.Version, spec)

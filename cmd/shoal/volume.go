@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
 // volumeCommand defines `shoal volume create|ls|inspect|rm`: the named
@@ -28,7 +29,7 @@ func (s *shell) volumeCommand() *cli.Command {
 					}
 					name := c.Args().First()
 					if p := api.VolumeNameProblem(name); p != "" {
-						return usageErrorf("invalid volume name %q: %s", name, p)
+						return specflags.UsageErrorf("invalid volume name %q: %s", name, p)
 					}
 					cl, err := s.client(c)
 					if err != nil {
