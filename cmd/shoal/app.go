@@ -159,7 +159,7 @@ func (s *shell) app() *cli.App {
 	return app
 }
 
-// onUsageError turns flag parsing errors into usageErrors (exit code 2).
+// onUsageError turns flag parsing errors into specflags.UsageErrors (exit code 2).
 func onUsageError(c *cli.Context, err error, _ bool) error {
 	ue := &specflags.UsageError{Err: err}
 	if c != nil && c.Command != nil {

@@ -2,7 +2,7 @@ package main
 
 // `shoal stack`: deploy compose files as a set of services named
 // STACK_SERVICE and labelled with the stack name, as `docker stack` does.
-// compose.go reads the files and maps them onto service specs; here a
+// cmd/shoal/compose reads the files and maps them onto service specs; here a
 // deploy compares them with the stack's services (planStack, pure) and
 // creates, updates or (with --prune) removes only what differs.
 

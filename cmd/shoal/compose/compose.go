@@ -103,7 +103,7 @@ var supportedAttributes = []tree.Path{
 	"services.*.deploy.rollback_config.monitor",
 	"services.*.deploy.rollback_config.max_failure_ratio",
 	"services.*.deploy.rollback_config.order",
-	// Secrets and configs (compose_secrets.go).
+	// Secrets and configs (secrets.go).
 	"services.*.secrets.[].source",
 	"services.*.secrets.[].target",
 	"services.*.secrets.[].uid",
