@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/output"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 	"github.com/shoal-org/shoal/node"
 )
@@ -387,9 +388,9 @@ func outputFlags() []cli.Flag {
 var noTruncFlag = &cli.BoolFlag{Name: "no-trunc", Usage: "do not truncate output"}
 
 // outputOf reads the output flags of a command.
-func outputOf(c *cli.Context) (outputOpts, error) {
-	o := outputOpts{format: c.String("format"), quiet: c.Bool("quiet"), noTrunc: c.Bool("no-trunc")}
-	if strings.TrimSpace(o.format) == "" && o.format != "" {
+func outputOf(c *cli.Context) (output.Opts, error) {
+	o := output.Opts{Format: c.String("format"), Quiet: c.Bool("quiet"), NoTrunc: c.Bool("no-trunc")}
+	if strings.TrimSpace(o.Format) == "" && o.Format != "" {
 		return o, specflags.UsageErrorf("empty --format")
 	}
 	return o, nil

@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/output"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
@@ -223,7 +224,7 @@ func (s *shell) psCommand() *cli.Command {
 		},
 		id: func(x api.Container) string { return x.ID },
 		table: func(w io.Writer, list []api.Container, r listRun) error {
-			return renderContainers(w, list, r.noTrunc, s.now())
+			return output.RenderContainers(w, list, r.noTrunc, s.now())
 		},
 	})
 }

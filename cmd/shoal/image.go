@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/output"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
@@ -62,7 +63,7 @@ func (s *shell) imageCommand() *cli.Command {
 				},
 				id: imageID,
 				table: func(w io.Writer, ims []api.Image, r listRun) error {
-					return renderImages(w, ims, r.noTrunc)
+					return output.RenderImages(w, ims, r.noTrunc)
 				},
 			}),
 			{

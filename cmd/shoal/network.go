@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/output"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
@@ -110,10 +111,10 @@ func networkID(n api.Network) string { return n.ID }
 
 // renderNetworks draws `network ls`.
 func renderNetworks(w io.Writer, ns []api.Network, noTrunc bool) error {
-	tw := newTable(w)
+	tw := output.NewTable(w)
 	fmt.Fprintln(tw, "NETWORK ID\tNAME\tSUBNET\tVNI\tINTERNAL\tATTACHABLE")
 	for _, n := range ns {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%v\t%v\n", shortID(n.ID, noTrunc), n.Name, n.Subnet, n.VNI, n.Internal, n.Attachable)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%v\t%v\n", output.ShortID(n.ID, noTrunc), n.Name, n.Subnet, n.VNI, n.Internal, n.Attachable)
 	}
 	return tw.Flush()
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/output"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
@@ -36,7 +37,7 @@ func (s *shell) nodeCommand() *cli.Command {
 					if st, err := r.cl.Status(r.c.Context); err == nil {
 						local = st.NodeID
 					}
-					return renderNodes(w, nodes, local, r.noTrunc)
+					return output.RenderNodes(w, nodes, local, r.noTrunc)
 				},
 			}),
 			inspectCommand(s, &cli.Command{

@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/output"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
@@ -97,12 +98,12 @@ func objectCommand[T any](s *shell, k objectKind[T], usage string) *cli.Command 
 				},
 				id: id,
 				table: func(w io.Writer, xs []T, r listRun) error {
-					tw := newTable(w)
+					tw := output.NewTable(w)
 					fmt.Fprintln(tw, "ID\tNAME\tCREATED")
 					now := time.Now()
 					for _, x := range xs {
 						i, n, created := k.view(x)
-						fmt.Fprintf(tw, "%s\t%s\t%s\n", shortID(i, r.noTrunc), n, humanAgo(now.Sub(created)))
+						fmt.Fprintf(tw, "%s\t%s\t%s\n", output.ShortID(i, r.noTrunc), n, output.HumanAgo(now.Sub(created)))
 					}
 					return tw.Flush()
 				},

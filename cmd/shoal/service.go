@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/output"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
@@ -51,7 +52,7 @@ func (s *shell) serviceCommand() *cli.Command {
 				fetch:   fetchTasks,
 				id:      func(t api.Task) string { return t.ID },
 				table: func(w io.Writer, tasks []api.Task, r listRun) error {
-					return renderTasks(w, tasks, r.noTrunc, s.now())
+					return output.RenderTasks(w, tasks, r.noTrunc, s.now())
 				},
 			}),
 			inspectCommand(s, &cli.Command{
@@ -60,7 +61,7 @@ func (s *shell) serviceCommand() *cli.Command {
 				ArgsUsage: "SERVICE...",
 			}, "service", func(ctx context.Context, cl *api.Client, id string) (api.Service, error) {
 				sv, err := deref(cl.Service(ctx, id))
-				return serviceView(sv), err
+				return output.ServiceView(sv), err
 			}, serviceID),
 			{
 				Name:      "scale",
@@ -179,9 +180,9 @@ func matchAny(values []string, f func(string) bool) bool {
 // serviceID is what -q prints for a service.
 func serviceID(sv api.Service) string { return sv.ID }
 
-// renderServiceList is renderServices as a lister table.
+// renderServiceList is output.RenderServices as a lister table.
 func renderServiceList(w io.Writer, list []api.Service, r listRun) error {
-	return renderServices(w, list, r.noTrunc)
+	return output.RenderServices(w, list, r.noTrunc)
 }
 
 // fetchServices gets the services `service ls` shows.
@@ -192,7 +193,7 @@ func fetchServices(r listRun) ([]api.Service, error) {
 	}
 	var list []api.Service
 	for _, sv := range all {
-		sv = serviceView(sv)
+		sv = output.ServiceView(sv)
 		if matchAny(r.filters["name"], func(v string) bool { return strings.HasPrefix(sv.Name, v) }) &&
 			matchAny(r.filters["id"], func(v string) bool { return strings.HasPrefix(sv.ID, v) }) &&
 			matchAny(r.filters["mode"], func(v string) bool { return sv.Mode == v }) {
@@ -233,7 +234,7 @@ func fetchTasks(r listRun) ([]api.Task, error) {
 			}
 		}
 	}
-	sortTasks(tasks)
+	output.SortTasks(tasks)
 	return tasks, nil
 }
 

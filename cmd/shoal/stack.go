@@ -26,6 +26,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/cmd/shoal/compose"
+	"github.com/shoal-org/shoal/cmd/shoal/output"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
@@ -97,7 +98,7 @@ func stackServicesOf(all []api.Service, stack string) []api.Service {
 	var out []api.Service
 	for _, sv := range all {
 		if sv.Spec.Labels[compose.StackLabel] == stack {
-			out = append(out, serviceView(sv))
+			out = append(out, output.ServiceView(sv))
 		}
 	}
 	return out
@@ -399,7 +400,7 @@ func fetchStacks(r listRun) ([]stackInfo, error) {
 
 // renderStacks draws `stack ls`.
 func renderStacks(w io.Writer, stacks []stackInfo, _ listRun) error {
-	tw := newTable(w)
+	tw := output.NewTable(w)
 	fmt.Fprintln(tw, "NAME\tSERVICES")
 	for _, st := range stacks {
 		fmt.Fprintf(tw, "%s\t%s\n", st.Name, strconv.Itoa(st.Services))

@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/output"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
@@ -57,7 +58,7 @@ func (s *shell) volumeCommand() *cli.Command {
 				},
 				id: volName,
 				table: func(w io.Writer, vs []api.Volume, r listRun) error {
-					tw := newTable(w)
+					tw := output.NewTable(w)
 					fmt.Fprintln(tw, "NAME\tIN USE\tMOUNTPOINT")
 					for _, v := range vs {
 						use := "no"
