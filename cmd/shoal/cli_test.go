@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/progress"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
@@ -247,7 +248,7 @@ func (f *fakeAgent) scheduleLocked(s *api.Service) {
 		if t.ServiceID != s.ID || t.DesiredState != api.TaskRunning {
 			continue
 		}
-		if specKey(t.Spec) != specKey(s.Spec) || t.Slot > int(s.Spec.Replicas) {
+		if progress.SpecKey(t.Spec) != progress.SpecKey(s.Spec) || t.Slot > int(s.Spec.Replicas) {
 			f.tasks[i].DesiredState = api.TaskShutdown
 			f.tasks[i].State = api.TaskShutdown
 			continue

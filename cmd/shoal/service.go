@@ -10,6 +10,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/cmd/shoal/output"
+	"github.com/shoal-org/shoal/cmd/shoal/progress"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
@@ -133,7 +134,7 @@ func (s *shell) serviceCreate(c *cli.Context) error {
 		return fmt.Errorf("create service %s: %w", spec.Name, err)
 	}
 	fmt.Fprintln(s.stdout, svc.ID)
-	return s.maybeWait(c, cl, svc.ID, opCreate)
+	return s.maybeWait(c, cl, svc.ID, progress.OpCreate)
 }
 
 // maybeWait follows convergence unless -d was given.
@@ -284,7 +285,7 @@ func (s *shell) serviceScale(c *cli.Context) error {
 		scaled = append(scaled, sc.name)
 	}
 	for _, name := range scaled {
-		if err := s.maybeWait(c, cl, name, opScale); err != nil {
+		if err := s.maybeWait(c, cl, name, progress.OpScale); err != nil {
 			if c.Context.Err() != nil {
 				return err
 			}
@@ -317,7 +318,7 @@ func (s *shell) serviceUpdate(c *cli.Context) error {
 		return fmt.Errorf("update service %s: %w", id, err)
 	}
 	fmt.Fprintln(s.stdout, svc.ID)
-	return s.maybeWait(c, cl, svc.ID, opUpdate)
+	return s.maybeWait(c, cl, svc.ID, progress.OpUpdate)
 }
 
 func (s *shell) serviceRollback(c *cli.Context) error {
@@ -335,7 +336,7 @@ func (s *shell) rollback(c *cli.Context, cl *api.Client, id string) error {
 		return fmt.Errorf("rollback service %s: %w", id, err)
 	}
 	fmt.Fprintln(s.stdout, svc.ID)
-	return s.maybeWait(c, cl, svc.ID, opRollback)
+	return s.maybeWait(c, cl, svc.ID, progress.OpRollback)
 }
 
 func (s *shell) serviceRm(c *cli.Context) error {
