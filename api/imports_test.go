@@ -159,8 +159,20 @@ var importRules = []importRule{
 	// refusal of clusterport.
 	{"node/epoch/...", []string{"api/atomicfile", "consensus", "node/clusterport", "node/epoch/..."}},
 	// cmd/shoal starts the agent (and the node's container supervisor)
-	// through node and otherwise talks to it only through api.
-	{"cmd/shoal", []string{"api", "api/atomicfile", "node"}},
+	// through node and otherwise talks to it only through api; the
+	// compose translation and the service-spec flags are its own leaves.
+	{"cmd/shoal", []string{"api", "api/atomicfile", "node", "cmd/shoal/compose", "cmd/shoal/output", "cmd/shoal/progress", "cmd/shoal/specflags"}},
+	// Compose files → service specs (cmd/shoal/compose/README.md): the
+	// wire types and the flags' value parsers, never the command tree.
+	{"cmd/shoal/compose/...", []string{"api", "cmd/shoal/specflags", "cmd/shoal/compose/..."}},
+	// Tables, JSON and --format templates of the wire types; a bad
+	// template is a specflags.UsageError.
+	{"cmd/shoal/output/...", []string{"api", "cmd/shoal/specflags", "cmd/shoal/output/..."}},
+	// The convergence verdict of a --detach=false wait (pure): the wire
+	// types only; cmd/shoal polls and prints.
+	{"cmd/shoal/progress/...", []string{"api", "cmd/shoal/progress/..."}},
+	// Service-spec flags → api types: the wire types only.
+	{"cmd/shoal/specflags/...", []string{"api", "cmd/shoal/specflags/..."}},
 }
 
 // neverNode are the trees that must not depend on node, even transitively

@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 	"github.com/shoal-org/shoal/node"
 )
 
@@ -97,24 +98,24 @@ func agentFlagsOf(c *cli.Context) (agentFlags, error) {
 	f.LogLevel = strings.ToLower(c.String("log-level"))
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(f.LogLevel)); err != nil {
-		return f, usageErrorf("invalid --log-level %q: want debug, info, warn or error", c.String("log-level"))
+		return f, specflags.UsageErrorf("invalid --log-level %q: want debug, info, warn or error", c.String("log-level"))
 	}
 	for _, p := range []struct {
 		name string
 		v    int
 	}{{"gossip-port", f.GossipPort}, {"cluster-port", f.ClusterPort}} {
 		if p.v < 0 || p.v > 65535 {
-			return f, usageErrorf("invalid --%s %d", p.name, p.v)
+			return f, specflags.UsageErrorf("invalid --%s %d", p.name, p.v)
 		}
 	}
 	if f.CertLifetime < time.Minute {
-		return f, usageErrorf("invalid --cert-lifetime %s: at least 1m (certificates renew at half of it)", f.CertLifetime)
+		return f, specflags.UsageErrorf("invalid --cert-lifetime %s: at least 1m (certificates renew at half of it)", f.CertLifetime)
 	}
 	if err := checkPprofAddr(f.PprofAddr); err != nil {
-		return f, usageErrorf("%v", err)
+		return f, specflags.UsageErrorf("%v", err)
 	}
 	if f.DataDir == "" || f.Socket == "" {
-		return f, usageErrorf("--data-dir and --socket must not be empty")
+		return f, specflags.UsageErrorf("--data-dir and --socket must not be empty")
 	}
 	return f, nil
 }
@@ -124,13 +125,13 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	cfg := node.DefaultConfig()
 	dataDir, err := filepath.Abs(f.DataDir)
 	if err != nil {
-		return usageErrorf("invalid --data-dir %q: %v", f.DataDir, err)
+		return specflags.UsageErrorf("invalid --data-dir %q: %v", f.DataDir, err)
 	}
 	cfg.DataDir = dataDir
 	cfg.AdvertiseAddr = f.AdvertiseAddr
 	if f.AdvertiseAddr == autoAdvertise {
 		if cfg.AdvertiseAddr, err = detectAdvertiseAddr(); err != nil {
-			return usageErrorf("%v", err)
+			return specflags.UsageErrorf("%v", err)
 		}
 	}
 	cfg.ListenAddr = f.ListenAddr
@@ -148,7 +149,7 @@ func runAgent(ctx context.Context, f agentFlags) error {
 		cfg.Hostname = f.Hostname
 	}
 	if err := cfg.Validate(); err != nil {
-		return usageErrorf("%v", err)
+		return specflags.UsageErrorf("%v", err)
 	}
 	nctx, cancel := context.WithCancel(ctx)
 	defer cancel()

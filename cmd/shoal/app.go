@@ -12,6 +12,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/output"
+	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 	"github.com/shoal-org/shoal/node"
 )
 
@@ -21,22 +23,6 @@ const (
 	exitError = 1
 	exitUsage = 2
 )
-
-// usageError is a mistake in the command line: bad flag, wrong argument
-// count, unparsable value. It exits with code 2.
-type usageError struct {
-	err error
-	// cmd is the full command name for the "See 'shoal CMD --help'" hint.
-	cmd string
-}
-
-func (e *usageError) Error() string { return e.err.Error() }
-func (e *usageError) Unwrap() error { return e.err }
-
-// usageErrorf makes a usageError.
-func usageErrorf(format string, args ...any) error {
-	return &usageError{err: fmt.Errorf(format, args...)}
-}
 
 // exitCodeError ends the CLI with a given code and no message: `shoal run`
 // exits with the container's code.
@@ -68,7 +54,7 @@ func newShell() *shell {
 func (s *shell) client(c *cli.Context) (*api.Client, error) {
 	cl, err := api.NewClient(c.String("host"))
 	if err != nil {
-		return nil, &usageError{err: err}
+		return nil, &specflags.UsageError{Err: err}
 	}
 	return cl, nil
 }
@@ -94,13 +80,13 @@ func (s *shell) exitCode(err error) int {
 	if errors.As(err, &ec) {
 		return ec.code
 	}
-	var ue *usageError
+	var ue *specflags.UsageError
 	if errors.As(err, &ue) {
 		hint := "shoal"
-		if ue.cmd != "" {
-			hint += " " + ue.cmd
+		if ue.Cmd != "" {
+			hint += " " + ue.Cmd
 		}
-		fmt.Fprintf(s.stderr, "Error: %v\nSee '%s --help'.\n", ue.err, hint)
+		fmt.Fprintf(s.stderr, "Error: %v\nSee '%s --help'.\n", ue.Err, hint)
 		return exitUsage
 	}
 	if errors.Is(err, context.Canceled) {
@@ -162,7 +148,7 @@ func (s *shell) app() *cli.App {
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return usageErrorf("unknown command %q", c.Args().First())
+				return specflags.UsageErrorf("unknown command %q", c.Args().First())
 			}
 			return cli.ShowAppHelp(c)
 		},
@@ -174,11 +160,11 @@ func (s *shell) app() *cli.App {
 	return app
 }
 
-// onUsageError turns flag parsing errors into usageErrors (exit code 2).
+// onUsageError turns flag parsing errors into specflags.UsageErrors (exit code 2).
 func onUsageError(c *cli.Context, err error, _ bool) error {
-	ue := &usageError{err: err}
+	ue := &specflags.UsageError{Err: err}
 	if c != nil && c.Command != nil {
-		ue.cmd = cmdName(c)
+		ue.Cmd = cmdName(c)
 	}
 	return ue
 }
@@ -203,7 +189,7 @@ func setupCommand(cmd *cli.Command) {
 		if cmd.Action == nil {
 			cmd.Action = func(c *cli.Context) error {
 				if c.NArg() > 0 {
-					return usageErrorf("unknown command %q for %q", c.Args().First(), cmdName(c))
+					return specflags.UsageErrorf("unknown command %q for %q", c.Args().First(), cmdName(c))
 				}
 				return cli.ShowSubcommandHelp(c)
 			}
@@ -215,9 +201,9 @@ func setupCommand(cmd *cli.Command) {
 	if act := cmd.Action; act != nil && len(cmd.Subcommands) == 0 {
 		cmd.Action = func(c *cli.Context) error {
 			err := act(c)
-			var ue *usageError
-			if errors.As(err, &ue) && ue.cmd == "" {
-				ue.cmd = cmdName(c)
+			var ue *specflags.UsageError
+			if errors.As(err, &ue) && ue.Cmd == "" {
+				ue.Cmd = cmdName(c)
 			}
 			return err
 		}
@@ -382,9 +368,9 @@ func needArgs(c *cli.Context, min, max int) error {
 		default:
 			want = fmt.Sprintf("%d to %d", min, max)
 		}
-		return &usageError{
-			err: fmt.Errorf("%q requires %s argument(s), got %d\nUsage: shoal %s [OPTIONS] %s", cmdName(c), want, n, cmdName(c), usage),
-			cmd: cmdName(c),
+		return &specflags.UsageError{
+			Err: fmt.Errorf("%q requires %s argument(s), got %d\nUsage: shoal %s [OPTIONS] %s", cmdName(c), want, n, cmdName(c), usage),
+			Cmd: cmdName(c),
 		}
 	}
 	return nil
@@ -402,10 +388,10 @@ func outputFlags() []cli.Flag {
 var noTruncFlag = &cli.BoolFlag{Name: "no-trunc", Usage: "do not truncate output"}
 
 // outputOf reads the output flags of a command.
-func outputOf(c *cli.Context) (outputOpts, error) {
-	o := outputOpts{format: c.String("format"), quiet: c.Bool("quiet"), noTrunc: c.Bool("no-trunc")}
-	if strings.TrimSpace(o.format) == "" && o.format != "" {
-		return o, usageErrorf("empty --format")
+func outputOf(c *cli.Context) (output.Opts, error) {
+	o := output.Opts{Format: c.String("format"), Quiet: c.Bool("quiet"), NoTrunc: c.Bool("no-trunc")}
+	if strings.TrimSpace(o.Format) == "" && o.Format != "" {
+		return o, specflags.UsageErrorf("empty --format")
 	}
 	return o, nil
 }
@@ -439,7 +425,7 @@ func quietFailure(err error) error {
 func requireFlags(c *cli.Context, names ...string) error {
 	for _, n := range names {
 		if !c.IsSet(n) || c.String(n) == "" {
-			return &usageError{err: fmt.Errorf("flag --%s is required", n), cmd: cmdName(c)}
+			return &specflags.UsageError{Err: fmt.Errorf("flag --%s is required", n), Cmd: cmdName(c)}
 		}
 	}
 	return nil

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/progress"
+	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
 // fakeAgent is an in-memory agent API on a unix socket: enough state for
@@ -246,7 +248,7 @@ func (f *fakeAgent) scheduleLocked(s *api.Service) {
 		if t.ServiceID != s.ID || t.DesiredState != api.TaskRunning {
 			continue
 		}
-		if specKey(t.Spec) != specKey(s.Spec) || t.Slot > int(s.Spec.Replicas) {
+		if progress.SpecKey(t.Spec) != progress.SpecKey(s.Spec) || t.Slot > int(s.Spec.Replicas) {
 			f.tasks[i].DesiredState = api.TaskShutdown
 			f.tasks[i].State = api.TaskShutdown
 			continue
@@ -353,7 +355,7 @@ func TestCLINodeLs(t *testing.T) {
 }
 
 func TestCLIServiceCreateSpec(t *testing.T) {
-	full := defaultSpec()
+	full := specflags.DefaultSpec()
 	full.Name, full.Replicas, full.Image, full.Command = "web", 3, "busybox", []string{"sh", "-c", "echo -n hi --x"}
 	full.Ports = []api.PortConfig{{Published: 8080, Target: 80, Protocol: "tcp"}, {Published: 53, Target: 53, Protocol: "udp"}}
 	full.Env = []string{"A=1", "B=2"}
@@ -371,10 +373,10 @@ func TestCLIServiceCreateSpec(t *testing.T) {
 	full.StopGracePeriod = 3 * time.Second
 	full.Workdir, full.User, full.Entrypoint = "/app", "nobody", []string{"/bin/sh", "-c"}
 
-	global := defaultSpec()
+	global := specflags.DefaultSpec()
 	global.Name, global.Mode, global.Replicas, global.Image = "agent", "global", 0, "busybox"
 
-	minimal := defaultSpec()
+	minimal := specflags.DefaultSpec()
 	minimal.Image = "busybox"
 
 	tests := []struct {

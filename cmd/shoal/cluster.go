@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/output"
 )
 
 // initCommand defines `shoal init`.
@@ -38,14 +39,14 @@ func (s *shell) initCommand() *cli.Command {
 					return fmt.Errorf("init: %w", err)
 				}
 				if c.String("format") == "json" {
-					return writeJSON(s.stdout, rr)
+					return output.WriteJSON(s.stdout, rr)
 				}
 				r, restored = &rr.InitResponse, &rr.Restore
 			} else if r, err = cl.Init(c.Context); err != nil {
 				return fmt.Errorf("init: %w", err)
 			}
 			if c.String("format") == "json" {
-				return writeJSON(s.stdout, r)
+				return output.WriteJSON(s.stdout, r)
 			}
 			fmt.Fprintf(s.stdout, "Cluster %s initialized: current node (%s) is now a voter.\n\n", r.ClusterID, r.NodeID)
 			if restored != nil {
@@ -145,7 +146,7 @@ func (s *shell) caCommand() *cli.Command {
 					return fmt.Errorf("ca rotate: %w", err)
 				}
 				if c.String("format") == "json" {
-					return writeJSON(s.stdout, r)
+					return output.WriteJSON(s.stdout, r)
 				}
 				if r.Complete {
 					fmt.Fprintf(s.stdout, "CA rotated: every node has a certificate from the new CA (%s).\n", r.CAFingerprint)
@@ -195,7 +196,7 @@ func (s *shell) statusCommand() *cli.Command {
 				return fmt.Errorf("status: %w", err)
 			}
 			if f := c.String("format"); f != "" {
-				return writeInspect(s.stdout, outputOpts{format: f}, []api.Status{*st}, func(x api.Status) string { return x.NodeID })
+				return output.WriteInspect(s.stdout, output.Opts{Format: f}, []api.Status{*st}, func(x api.Status) string { return x.NodeID })
 			}
 			return renderStatus(s, st)
 		},
@@ -204,7 +205,7 @@ func (s *shell) statusCommand() *cli.Command {
 
 // renderStatus prints `shoal status` for humans.
 func renderStatus(s *shell, st *api.Status) error {
-	tw := newTable(s.stdout)
+	tw := output.NewTable(s.stdout)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
 	if !st.Joined {
 		row("Cluster", "none (run `shoal init` or `shoal join`)")

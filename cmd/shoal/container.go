@@ -12,6 +12,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/output"
+	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
 // logDrain is how long `shoal run` waits for the rest of the output after
@@ -39,14 +41,14 @@ type logOpts struct {
 func (s *shell) logOptions(c *cli.Context) (logOpts, error) {
 	var o logOpts
 	o.Follow = c.Bool("follow")
-	tail, err := parseTail(c.String("tail"))
+	tail, err := specflags.ParseTail(c.String("tail"))
 	if err != nil {
-		return o, &usageError{err: err}
+		return o, &specflags.UsageError{Err: err}
 	}
 	if since := c.String("since"); since != "" {
-		t, err := parseSince(since, s.now())
+		t, err := specflags.ParseSince(since, s.now())
 		if err != nil {
-			return o, specError("since", err)
+			return o, specflags.SpecError("since", err)
 		}
 		o.Since = t
 	}
@@ -93,8 +95,8 @@ func (s *shell) runCommand() *cli.Command {
 			&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory"},
 			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "user[:group]"},
 			&cli.StringFlag{Name: "entrypoint", Usage: "override the image's entrypoint"},
-			mountFlag(),
-		}, healthFlags("health check command (run by /bin/sh -c)")),
+			specflags.MountFlag(),
+		}, specflags.HealthFlags("health check command (run by /bin/sh -c)")),
 		Action: s.runContainer,
 	}
 }
@@ -117,18 +119,18 @@ func buildRunRequest(c *cli.Context) (api.RunRequest, error) {
 		req.Command = nil
 	}
 	var err error
-	if req.Env, err = setEnvs(req.Env, c.StringSlice("env")); err != nil {
-		return req, specError("env", err)
+	if req.Env, err = specflags.SetEnvs(req.Env, c.StringSlice("env")); err != nil {
+		return req, specflags.SpecError("env", err)
 	}
-	if req.Mounts, err = addMounts(nil, c.StringSlice("mount")); err != nil {
-		return req, specError("mount", err)
+	if req.Mounts, err = specflags.AddMounts(nil, c.StringSlice("mount")); err != nil {
+		return req, specflags.SpecError("mount", err)
 	}
-	return req, firstError(
-		setParsed(c, "memory", parseSize, &req.Limits.MemoryBytes),
-		setParsed(c, "cpus", parseCPUs, &req.Limits.NanoCPUs),
-		setParsed(c, "pids-limit", parsePids, &req.Limits.Pids),
-		setParsed(c, "entrypoint", splitWords, &req.Entrypoint),
-		applyHealth(c, &req.Healthcheck),
+	return req, specflags.FirstError(
+		specflags.SetParsed(c, "memory", specflags.ParseSize, &req.Limits.MemoryBytes),
+		specflags.SetParsed(c, "cpus", specflags.ParseCPUs, &req.Limits.NanoCPUs),
+		specflags.SetParsed(c, "pids-limit", specflags.ParsePids, &req.Limits.Pids),
+		specflags.SetParsed(c, "entrypoint", specflags.SplitWords, &req.Entrypoint),
+		specflags.ApplyHealth(c, &req.Healthcheck),
 	)
 }
 
@@ -222,7 +224,7 @@ func (s *shell) psCommand() *cli.Command {
 		},
 		id: func(x api.Container) string { return x.ID },
 		table: func(w io.Writer, list []api.Container, r listRun) error {
-			return renderContainers(w, list, r.noTrunc, s.now())
+			return output.RenderContainers(w, list, r.noTrunc, s.now())
 		},
 	})
 }
@@ -275,7 +277,7 @@ func (s *shell) stopCommand() *cli.Command {
 			if c.IsSet("time") {
 				secs, err := strconv.Atoi(c.String("time"))
 				if err != nil || secs < 0 {
-					return usageErrorf("invalid -t %q: want a number of seconds", c.String("time"))
+					return specflags.UsageErrorf("invalid -t %q: want a number of seconds", c.String("time"))
 				}
 				timeout = time.Duration(secs) * time.Second
 			}

@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
 // eventsCommand defines `shoal events`.
@@ -39,7 +40,7 @@ func (s *shell) eventsCommand() *cli.Command {
 			}
 			format := c.String("format")
 			if format != "" && format != "json" {
-				return usageErrorf("invalid --format %q: want json", format)
+				return specflags.UsageErrorf("invalid --format %q: want json", format)
 			}
 			cl, err := s.client(c)
 			if err != nil {
@@ -61,50 +62,50 @@ func (s *shell) eventOptions(c *cli.Context) (api.EventOptions, error) {
 	var o api.EventOptions
 	now := s.now()
 	if v := c.String("since"); v != "" {
-		t, err := parseSince(v, now)
+		t, err := specflags.ParseSince(v, now)
 		if err != nil {
-			return o, usageErrorf("invalid --since: %v", err)
+			return o, specflags.UsageErrorf("invalid --since: %v", err)
 		}
 		o.Since = t
 	}
 	if v := c.String("until"); v != "" {
 		t, err := parseUntil(v, now)
 		if err != nil {
-			return o, usageErrorf("invalid --until: %v", err)
+			return o, specflags.UsageErrorf("invalid --until: %v", err)
 		}
 		o.Until = t
 	}
 	if !o.Since.IsZero() && !o.Until.IsZero() && o.Until.Before(o.Since) {
-		return o, usageErrorf("--until is before --since")
+		return o, specflags.UsageErrorf("--until is before --since")
 	}
 	for _, f := range c.StringSlice("filter") {
 		k, v, ok := strings.Cut(f, "=")
 		if !ok || v == "" {
-			return o, usageErrorf("invalid --filter %q: want type=TYPE or name=NAME", f)
+			return o, specflags.UsageErrorf("invalid --filter %q: want type=TYPE or name=NAME", f)
 		}
 		switch k {
 		case "type":
 			switch v {
 			case api.EventNode, api.EventService, api.EventTask, api.EventContainer:
 			default:
-				return o, usageErrorf("invalid --filter %q: type is node, service, task or container", f)
+				return o, specflags.UsageErrorf("invalid --filter %q: type is node, service, task or container", f)
 			}
 			o.Types = append(o.Types, v)
 		case "name":
 			o.Names = append(o.Names, v)
 		default:
-			return o, usageErrorf("invalid --filter %q: the keys are type and name", f)
+			return o, specflags.UsageErrorf("invalid --filter %q: the keys are type and name", f)
 		}
 	}
 	return o, nil
 }
 
-// parseUntil is parseSince looking forward: a duration is from now.
+// parseUntil is specflags.ParseSince looking forward: a duration is from now.
 func parseUntil(v string, now time.Time) (time.Time, error) {
 	if d, err := time.ParseDuration(v); err == nil {
 		return now.Add(d), nil
 	}
-	return parseSince(v, now)
+	return specflags.ParseSince(v, now)
 }
 
 // writeEventLine prints an event as `docker events` does:

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
 // Exit codes of `shoal exec` when the process could not be started, as
@@ -60,11 +61,11 @@ func buildExecRequest(c *cli.Context) (string, api.ExecRequest, error) {
 		Stdin:   c.Bool("interactive"),
 	}
 	if req.Workdir != "" && !strings.HasPrefix(req.Workdir, "/") {
-		return "", req, usageErrorf("--workdir %q: must be an absolute path", req.Workdir)
+		return "", req, specflags.UsageErrorf("--workdir %q: must be an absolute path", req.Workdir)
 	}
 	var err error
-	if req.Env, err = setEnvs(nil, c.StringSlice("env")); err != nil {
-		return "", req, specError("env", err)
+	if req.Env, err = specflags.SetEnvs(nil, c.StringSlice("env")); err != nil {
+		return "", req, specflags.SpecError("env", err)
 	}
 	return c.Args().First(), req, nil
 }

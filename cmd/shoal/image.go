@@ -12,6 +12,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/output"
+	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
 // imageCommand defines `shoal image import|load|pull|ls|rm|inspect`.
@@ -61,7 +63,7 @@ func (s *shell) imageCommand() *cli.Command {
 				},
 				id: imageID,
 				table: func(w io.Writer, ims []api.Image, r listRun) error {
-					return renderImages(w, ims, r.noTrunc)
+					return output.RenderImages(w, ims, r.noTrunc)
 				},
 			}),
 			{
@@ -100,7 +102,7 @@ func (s *shell) imageImport(c *cli.Context) error {
 	}
 	file, ref := c.Args().Get(0), c.Args().Get(1)
 	if ref == "" || strings.ContainsAny(ref, " \t") {
-		return usageErrorf("invalid image name %q", ref)
+		return specflags.UsageErrorf("invalid image name %q", ref)
 	}
 	cl, err := s.client(c)
 	if err != nil {
@@ -163,7 +165,7 @@ func (s *shell) imagePull(c *cli.Context) error {
 	}
 	if c.Bool("password-stdin") {
 		if req.Password != "" {
-			return usageErrorf("--password and --password-stdin are mutually exclusive")
+			return specflags.UsageErrorf("--password and --password-stdin are mutually exclusive")
 		}
 		line, err := bufio.NewReader(s.stdin).ReadString('\n')
 		if err != nil && err != io.EOF {
@@ -172,13 +174,13 @@ func (s *shell) imagePull(c *cli.Context) error {
 		req.Password = strings.TrimRight(line, "\r\n")
 	}
 	if (req.Username == "") != (req.Password == "") {
-		return usageErrorf("--username and --password go together")
+		return specflags.UsageErrorf("--username and --password go together")
 	}
 	if req.Username == "" {
 		// As docker does: the credentials of the docker config file.
-		if ra, err := registryAuthFor(req.Ref); err == nil {
+		if ra, err := specflags.RegistryAuthFor(req.Ref); err == nil {
 			req.Username, req.Password = ra.Username, ra.Password
-		} else if !errors.Is(err, errNoRegistryAuth) && !errors.Is(err, errBadImageRef) {
+		} else if !errors.Is(err, specflags.ErrNoRegistryAuth) && !errors.Is(err, specflags.ErrBadImageRef) {
 			fmt.Fprintf(s.stderr, "Warning: %v (pulling without credentials)\n", err)
 		}
 	}

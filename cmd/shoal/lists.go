@@ -2,7 +2,7 @@ package main
 
 // Builders for the list and inspect commands: they share the --format/-q
 // flags, the argument check, the agent connection and the output rules
-// (writeList, writeInspect); each command only says how to fetch its
+// (output.WriteList, output.WriteInspect); each command only says how to fetch its
 // items and how to draw them.
 
 import (
@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/output"
 )
 
 // listRun is one invocation of a list command, as fetch and table see it.
@@ -50,7 +51,7 @@ func listCommand[T any](s *shell, cmd *cli.Command, l lister[T]) *cli.Command {
 		if err != nil {
 			return err
 		}
-		r := listRun{c: c, noTrunc: opts.noTrunc}
+		r := listRun{c: c, noTrunc: opts.NoTrunc}
 		if l.filters != nil {
 			if r.filters, err = l.filters(c); err != nil {
 				return err
@@ -63,7 +64,7 @@ func listCommand[T any](s *shell, cmd *cli.Command, l lister[T]) *cli.Command {
 		if err != nil {
 			return err
 		}
-		return writeList(s.stdout, opts, items, l.id, func(w io.Writer) error {
+		return output.WriteList(s.stdout, opts, items, l.id, func(w io.Writer) error {
 			return l.table(w, items, r)
 		})
 	}
@@ -72,7 +73,7 @@ func listCommand[T any](s *shell, cmd *cli.Command, l lister[T]) *cli.Command {
 
 // inspectCommand completes cmd into an inspect command: every argument is
 // looked up with get (the first failure ends the command, nothing is
-// printed), then printed by writeInspect. what names the kind of object in
+// printed), then printed by output.WriteInspect. what names the kind of object in
 // errors ("inspect image X: ...").
 func inspectCommand[T any](s *shell, cmd *cli.Command, what string, get func(ctx context.Context, cl *api.Client, ref string) (T, error), id func(T) string) *cli.Command {
 	cmd.Flags = outputFlags()
@@ -96,7 +97,7 @@ func inspectCommand[T any](s *shell, cmd *cli.Command, what string, get func(ctx
 			}
 			out = append(out, it)
 		}
-		return writeInspect(s.stdout, opts, out, id)
+		return output.WriteInspect(s.stdout, opts, out, id)
 	}
 	return cmd
 }

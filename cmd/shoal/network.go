@@ -9,6 +9,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/output"
+	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
 // networkCommand defines `shoal network ...`.
@@ -74,7 +76,7 @@ func (s *shell) networkCreate(c *cli.Context) error {
 	if v := c.String("subnet"); v != "" {
 		p, err := netip.ParsePrefix(v)
 		if err != nil || !p.Addr().Is4() {
-			return usageErrorf("invalid --subnet %q: want an IPv4 prefix such as 10.50.0.0/16", v)
+			return specflags.UsageErrorf("invalid --subnet %q: want an IPv4 prefix such as 10.50.0.0/16", v)
 		}
 		req.Subnet = p.String()
 	}
@@ -109,10 +111,10 @@ func networkID(n api.Network) string { return n.ID }
 
 // renderNetworks draws `network ls`.
 func renderNetworks(w io.Writer, ns []api.Network, noTrunc bool) error {
-	tw := newTable(w)
+	tw := output.NewTable(w)
 	fmt.Fprintln(tw, "NETWORK ID\tNAME\tSUBNET\tVNI\tINTERNAL\tATTACHABLE")
 	for _, n := range ns {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%v\t%v\n", shortID(n.ID, noTrunc), n.Name, n.Subnet, n.VNI, n.Internal, n.Attachable)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%v\t%v\n", output.ShortID(n.ID, noTrunc), n.Name, n.Subnet, n.VNI, n.Internal, n.Attachable)
 	}
 	return tw.Flush()
 }

@@ -8,6 +8,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/output"
+	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
 // nodeCommand defines `shoal node ls|inspect|rm|update`.
@@ -35,7 +37,7 @@ func (s *shell) nodeCommand() *cli.Command {
 					if st, err := r.cl.Status(r.c.Context); err == nil {
 						local = st.NodeID
 					}
-					return renderNodes(w, nodes, local, r.noTrunc)
+					return output.RenderNodes(w, nodes, local, r.noTrunc)
 				},
 			}),
 			inspectCommand(s, &cli.Command{
@@ -94,21 +96,21 @@ func (s *shell) nodeUpdate(c *cli.Context) error {
 	switch u.Availability {
 	case "", api.AvailabilityActive, api.AvailabilityPause, api.AvailabilityDrain:
 	default:
-		return usageErrorf("invalid --availability %q: want active, pause or drain", u.Availability)
+		return specflags.UsageErrorf("invalid --availability %q: want active, pause or drain", u.Availability)
 	}
 	u.Role = c.String("role")
 	switch u.Role {
 	case "", api.RoleManager, api.RoleWorker:
 	default:
-		return usageErrorf("invalid --role %q: want manager or worker", u.Role)
+		return specflags.UsageErrorf("invalid --role %q: want manager or worker", u.Role)
 	}
 	var err error
-	if u.LabelAdd, err = setLabels(nil, c.StringSlice("label-add")); err != nil {
-		return specError("label-add", err)
+	if u.LabelAdd, err = specflags.SetLabels(nil, c.StringSlice("label-add")); err != nil {
+		return specflags.SpecError("label-add", err)
 	}
 	u.LabelRm = c.StringSlice("label-rm")
 	if u.Availability == "" && u.Role == "" && u.LabelAdd == nil && len(u.LabelRm) == 0 {
-		return usageErrorf("nothing to update: give --availability, --role, --label-add or --label-rm")
+		return specflags.UsageErrorf("nothing to update: give --availability, --role, --label-add or --label-rm")
 	}
 	cl, err := s.client(c)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/progress"
 )
 
 // TestWaitServiceWakesOnEvent: a wait for convergence polls again as soon
@@ -72,7 +73,7 @@ func TestWaitServiceWakesOnEvent(t *testing.T) {
 	}
 	var errOut bytes.Buffer
 	s := &shell{stdout: &bytes.Buffer{}, stderr: &errOut, poll: time.Hour, now: time.Now}
-	if err := s.waitService(context.Background(), cl, "web", opCreate, 10*time.Second, false); err != nil {
+	if err := s.waitService(context.Background(), cl, "web", progress.OpCreate, 10*time.Second, false); err != nil {
 		t.Fatalf("wait: %v\n%s", err, errOut.String())
 	}
 	mu.Lock()

@@ -6,17 +6,15 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/output"
+	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
 // objectKind is what differs between secrets and configs on the CLI.
@@ -57,11 +55,11 @@ func objectCommand[T any](s *shell, k objectKind[T], usage string) *cli.Command 
 					}
 					name, file := c.Args().Get(0), c.Args().Get(1)
 					if p := api.ObjectNameProblem(name); p != "" {
-						return usageErrorf("invalid %s name %q: %s", k.name, name, p)
+						return specflags.UsageErrorf("invalid %s name %q: %s", k.name, name, p)
 					}
-					labels, err := setLabels(nil, c.StringSlice("label"))
+					labels, err := specflags.SetLabels(nil, c.StringSlice("label"))
 					if err != nil {
-						return specError("label", err)
+						return specflags.SpecError("label", err)
 					}
 					data, err := s.readObjectData(file)
 					if err != nil {
@@ -100,12 +98,12 @@ func objectCommand[T any](s *shell, k objectKind[T], usage string) *cli.Command 
 				},
 				id: id,
 				table: func(w io.Writer, xs []T, r listRun) error {
-					tw := newTable(w)
+					tw := output.NewTable(w)
 					fmt.Fprintln(tw, "ID\tNAME\tCREATED")
 					now := time.Now()
 					for _, x := range xs {
 						i, n, created := k.view(x)
-						fmt.Fprintf(tw, "%s\t%s\t%s\n", shortID(i, r.noTrunc), n, humanAgo(now.Sub(created)))
+						fmt.Fprintf(tw, "%s\t%s\t%s\n", output.ShortID(i, r.noTrunc), n, output.HumanAgo(now.Sub(created)))
 					}
 					return tw.Flush()
 				},
@@ -153,72 +151,4 @@ func (s *shell) readObjectData(file string) ([]byte, error) {
 		return nil, fmt.Errorf("read %s: %w", file, err)
 	}
 	return data, nil
-}
-
-// parseFileRef parses --secret/--config: NAME, or
-// source=NAME[,target=T][,mode=0400][,uid=U][,gid=G] (src, dst as
-// Docker's aliases).
-func parseFileRef(v string, secret bool) (api.FileReference, error) {
-	var r api.FileReference
-	if !strings.Contains(v, "=") {
-		r.Source = v
-	} else {
-		for _, kv := range strings.Split(v, ",") {
-			k, val, ok := strings.Cut(kv, "=")
-			if !ok {
-				return r, fmt.Errorf("%q: want key=value", kv)
-			}
-			switch strings.ToLower(strings.TrimSpace(k)) {
-			case "source", "src":
-				r.Source = val
-			case "target", "dst", "destination":
-				r.Target = val
-			case "mode":
-				m, err := strconv.ParseUint(val, 8, 32)
-				if err != nil {
-					return r, fmt.Errorf("mode %q: want an octal number such as 0400", val)
-				}
-				r.Mode = uint32(m)
-			case "uid", "gid":
-				n, err := strconv.ParseUint(val, 10, 32)
-				if err != nil {
-					return r, fmt.Errorf("%s %q: want a number", k, val)
-				}
-				if k == "uid" {
-					r.UID = uint32(n)
-				} else {
-					r.GID = uint32(n)
-				}
-			default:
-				return r, fmt.Errorf("unknown key %q (want source, target, mode, uid, gid)", k)
-			}
-		}
-	}
-	if p := api.FileReferenceProblem(r, secret); p != "" {
-		return r, errors.New(p)
-	}
-	return r, nil
-}
-
-// addFileRefs adds parsed references to refs, replacing one with the same
-// target.
-func addFileRefs(refs []api.FileReference, values []string, secret bool) ([]api.FileReference, error) {
-	target := api.ConfigTarget
-	if secret {
-		target = api.SecretTarget
-	}
-	for _, v := range values {
-		r, err := parseFileRef(v, secret)
-		if err != nil {
-			return refs, err
-		}
-		refs = slices.DeleteFunc(refs, func(x api.FileReference) bool { return target(x) == target(r) })
-		refs = append(refs, r)
-	}
-	return refs, nil
-}
-
-// removeFileRefs drops the references to the named secrets or configs.
-func removeFileRefs(refs []api.FileReference, names []string) []api.FileReference {
-	return slices.DeleteFunc(refs, func(x api.FileReference) bool { return slices.Contains(names, x.Source) })
 }

@@ -9,6 +9,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/output"
+	"github.com/shoal-org/shoal/cmd/shoal/progress"
+	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
 // serviceCommand defines `shoal service ...`.
@@ -21,7 +24,7 @@ func (s *shell) serviceCommand() *cli.Command {
 				Name:      "create",
 				Usage:     "create a service",
 				ArgsUsage: "IMAGE [COMMAND [ARG...]]",
-				Flags:     specFlags(false),
+				Flags:     specflags.Flags(false),
 				Action:    s.serviceCreate,
 			},
 			listCommand(s, &cli.Command{
@@ -50,7 +53,7 @@ func (s *shell) serviceCommand() *cli.Command {
 				fetch:   fetchTasks,
 				id:      func(t api.Task) string { return t.ID },
 				table: func(w io.Writer, tasks []api.Task, r listRun) error {
-					return renderTasks(w, tasks, r.noTrunc, s.now())
+					return output.RenderTasks(w, tasks, r.noTrunc, s.now())
 				},
 			}),
 			inspectCommand(s, &cli.Command{
@@ -59,27 +62,27 @@ func (s *shell) serviceCommand() *cli.Command {
 				ArgsUsage: "SERVICE...",
 			}, "service", func(ctx context.Context, cl *api.Client, id string) (api.Service, error) {
 				sv, err := deref(cl.Service(ctx, id))
-				return serviceView(sv), err
+				return output.ServiceView(sv), err
 			}, serviceID),
 			{
 				Name:      "scale",
 				Usage:     "set the replica count of services",
 				ArgsUsage: "SERVICE=REPLICAS...",
-				Flags:     waitFlags(),
+				Flags:     specflags.WaitFlags(),
 				Action:    s.serviceScale,
 			},
 			{
 				Name:      "update",
 				Usage:     "change a service (rolling update)",
 				ArgsUsage: "SERVICE",
-				Flags:     specFlags(true),
+				Flags:     specflags.Flags(true),
 				Action:    s.serviceUpdate,
 			},
 			{
 				Name:      "rollback",
 				Usage:     "go back to the previous spec of a service",
 				ArgsUsage: "SERVICE",
-				Flags:     waitFlags(),
+				Flags:     specflags.WaitFlags(),
 				Action:    s.serviceRollback,
 			},
 			{
@@ -105,13 +108,13 @@ func buildCreateSpec(c *cli.Context) (api.ServiceSpec, error) {
 	if err := needArgs(c, 1, -1); err != nil {
 		return api.ServiceSpec{}, err
 	}
-	spec := defaultSpec()
+	spec := specflags.DefaultSpec()
 	spec.Name = c.String("name")
 	spec.Image = c.Args().First()
 	if rest := c.Args().Tail(); len(rest) > 0 {
 		spec.Command = rest
 	}
-	if err := applySpecFlags(c, &spec, false); err != nil {
+	if err := specflags.Apply(c, &spec, false); err != nil {
 		return api.ServiceSpec{}, err
 	}
 	return spec, nil
@@ -131,7 +134,7 @@ func (s *shell) serviceCreate(c *cli.Context) error {
 		return fmt.Errorf("create service %s: %w", spec.Name, err)
 	}
 	fmt.Fprintln(s.stdout, svc.ID)
-	return s.maybeWait(c, cl, svc.ID, opCreate)
+	return s.maybeWait(c, cl, svc.ID, progress.OpCreate)
 }
 
 // maybeWait follows convergence unless -d was given.
@@ -148,14 +151,14 @@ func parseFilters(values []string, allowed ...string) (map[string][]string, erro
 	for _, f := range values {
 		k, v, ok := strings.Cut(f, "=")
 		if !ok || v == "" {
-			return nil, usageErrorf("invalid --filter %q: want KEY=VALUE", f)
+			return nil, specflags.UsageErrorf("invalid --filter %q: want KEY=VALUE", f)
 		}
 		known := false
 		for _, a := range allowed {
 			known = known || a == k
 		}
 		if !known {
-			return nil, usageErrorf("invalid --filter key %q: want one of %s", k, strings.Join(allowed, ", "))
+			return nil, specflags.UsageErrorf("invalid --filter key %q: want one of %s", k, strings.Join(allowed, ", "))
 		}
 		out[k] = append(out[k], v)
 	}
@@ -178,9 +181,9 @@ func matchAny(values []string, f func(string) bool) bool {
 // serviceID is what -q prints for a service.
 func serviceID(sv api.Service) string { return sv.ID }
 
-// renderServiceList is renderServices as a lister table.
+// renderServiceList is output.RenderServices as a lister table.
 func renderServiceList(w io.Writer, list []api.Service, r listRun) error {
-	return renderServices(w, list, r.noTrunc)
+	return output.RenderServices(w, list, r.noTrunc)
 }
 
 // fetchServices gets the services `service ls` shows.
@@ -191,7 +194,7 @@ func fetchServices(r listRun) ([]api.Service, error) {
 	}
 	var list []api.Service
 	for _, sv := range all {
-		sv = serviceView(sv)
+		sv = output.ServiceView(sv)
 		if matchAny(r.filters["name"], func(v string) bool { return strings.HasPrefix(sv.Name, v) }) &&
 			matchAny(r.filters["id"], func(v string) bool { return strings.HasPrefix(sv.ID, v) }) &&
 			matchAny(r.filters["mode"], func(v string) bool { return sv.Mode == v }) {
@@ -211,7 +214,7 @@ func taskFilters(c *cli.Context) (map[string][]string, error) {
 		switch d {
 		case "running", "shutdown", "accepted", "ready":
 		default:
-			return nil, usageErrorf("invalid desired-state filter %q: want running, shutdown or accepted", d)
+			return nil, specflags.UsageErrorf("invalid desired-state filter %q: want running, shutdown or accepted", d)
 		}
 	}
 	return filters, nil
@@ -232,7 +235,7 @@ func fetchTasks(r listRun) ([]api.Task, error) {
 			}
 		}
 	}
-	sortTasks(tasks)
+	output.SortTasks(tasks)
 	return tasks, nil
 }
 
@@ -260,9 +263,9 @@ func (s *shell) serviceScale(c *cli.Context) error {
 	}
 	var scales []scale
 	for _, a := range c.Args().Slice() {
-		name, n, err := parseScale(a)
+		name, n, err := specflags.ParseScale(a)
 		if err != nil {
-			return &usageError{err: err}
+			return &specflags.UsageError{Err: err}
 		}
 		scales = append(scales, scale{name, n})
 	}
@@ -282,7 +285,7 @@ func (s *shell) serviceScale(c *cli.Context) error {
 		scaled = append(scaled, sc.name)
 	}
 	for _, name := range scaled {
-		if err := s.maybeWait(c, cl, name, opScale); err != nil {
+		if err := s.maybeWait(c, cl, name, progress.OpScale); err != nil {
 			if c.Context.Err() != nil {
 				return err
 			}
@@ -307,7 +310,7 @@ func (s *shell) serviceUpdate(c *cli.Context) error {
 		return fmt.Errorf("update service %s: %w", id, err)
 	}
 	spec := cur.Spec
-	if err := applySpecFlags(c, &spec, true); err != nil {
+	if err := specflags.Apply(c, &spec, true); err != nil {
 		return err
 	}
 	svc, err := cl.UpdateService(c.Context, cur.ID, cur.Version, spec)
@@ -315,7 +318,7 @@ func (s *shell) serviceUpdate(c *cli.Context) error {
 		return fmt.Errorf("update service %s: %w", id, err)
 	}
 	fmt.Fprintln(s.stdout, svc.ID)
-	return s.maybeWait(c, cl, svc.ID, opUpdate)
+	return s.maybeWait(c, cl, svc.ID, progress.OpUpdate)
 }
 
 func (s *shell) serviceRollback(c *cli.Context) error {
@@ -333,7 +336,7 @@ func (s *shell) rollback(c *cli.Context, cl *api.Client, id string) error {
 		return fmt.Errorf("rollback service %s: %w", id, err)
 	}
 	fmt.Fprintln(s.stdout, svc.ID)
-	return s.maybeWait(c, cl, svc.ID, opRollback)
+	return s.maybeWait(c, cl, svc.ID, progress.OpRollback)
 }
 
 func (s *shell) serviceRm(c *cli.Context) error {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/api/atomicfile"
+	"github.com/shoal-org/shoal/cmd/shoal/output"
 )
 
 // snapshotCommand defines `shoal snapshot save FILE | restore FILE`.
@@ -34,7 +35,7 @@ func (s *shell) snapshotCommand() *cli.Command {
 						return fmt.Errorf("snapshot save: %w", err)
 					}
 					if c.String("format") == "json" {
-						return writeJSON(s.stdout, info)
+						return output.WriteJSON(s.stdout, info)
 					}
 					fmt.Fprintf(s.stdout, "Snapshot of cluster %s at index %d saved to %s: %d nodes, %d services, %d tasks, %d bytes (sha256 %s).\n",
 						info.ClusterID, info.Index, path, info.Nodes, info.Services, info.Tasks, info.Size, info.SHA256)
@@ -64,7 +65,7 @@ func (s *shell) snapshotCommand() *cli.Command {
 						return fmt.Errorf("snapshot restore: %w", err)
 					}
 					if c.String("format") == "json" {
-						return writeJSON(s.stdout, r)
+						return output.WriteJSON(s.stdout, r)
 					}
 					fmt.Fprint(s.stdout, restoreSummary(r))
 					return nil

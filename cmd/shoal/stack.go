@@ -2,7 +2,7 @@ package main
 
 // `shoal stack`: deploy compose files as a set of services named
 // STACK_SERVICE and labelled with the stack name, as `docker stack` does.
-// compose.go reads the files and maps them onto service specs; here a
+// cmd/shoal/compose reads the files and maps them onto service specs; here a
 // deploy compares them with the stack's services (planStack, pure) and
 // creates, updates or (with --prune) removes only what differs.
 
@@ -25,11 +25,10 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/compose"
+	"github.com/shoal-org/shoal/cmd/shoal/output"
+	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
-
-// stackLabel marks the services of a stack (docker's label, so habits and
-// scripts carry over).
-const stackLabel = "com.docker.stack.namespace"
 
 // stackCommand defines `shoal stack deploy|ls|services|ps|rm`.
 func (s *shell) stackCommand() *cli.Command {
@@ -59,7 +58,7 @@ required variables and invalid values are errors, and then nothing changes.`,
 					&cli.StringSliceFlag{Name: "compose-file", Aliases: []string{"c"}, Usage: "compose file, repeatable (- for stdin)"},
 					&cli.StringSliceFlag{Name: "profile", Usage: "enable services of a profile, repeatable (default $COMPOSE_PROFILES)"},
 					&cli.BoolFlag{Name: "prune", Usage: "remove services of the stack that the files no longer have"},
-					withRegistryAuthFlag(),
+					specflags.WithRegistryAuthFlag(),
 				},
 				Action: s.stackDeploy,
 			},
@@ -98,8 +97,8 @@ required variables and invalid values are errors, and then nothing changes.`,
 func stackServicesOf(all []api.Service, stack string) []api.Service {
 	var out []api.Service
 	for _, sv := range all {
-		if sv.Spec.Labels[stackLabel] == stack {
-			out = append(out, serviceView(sv))
+		if sv.Spec.Labels[compose.StackLabel] == stack {
+			out = append(out, output.ServiceView(sv))
 		}
 	}
 	return out
@@ -111,12 +110,12 @@ func (s *shell) stackDeploy(c *cli.Context) error {
 	}
 	names := c.StringSlice("compose-file")
 	if len(names) == 0 {
-		return &usageError{err: errors.New("flag --compose-file is required"), cmd: cmdName(c)}
+		return &specflags.UsageError{Err: errors.New("flag --compose-file is required"), Cmd: cmdName(c)}
 	}
 	stack := c.Args().First()
 	if stack != "" {
 		if err := checkStackName(stack); err != nil {
-			return &usageError{err: err}
+			return &specflags.UsageError{Err: err}
 		}
 	}
 	// compose-go reports through logrus (e.g. "version is obsolete"):
@@ -127,28 +126,28 @@ func (s *shell) stackDeploy(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	project, ignored, err := loadCompose(c.Context, in)
+	project, ignored, err := compose.Load(c.Context, in)
 	if stack == "" && (err != nil && strings.Contains(err.Error(), "project name must not be empty") || err == nil && project.Name == "") {
-		return usageErrorf("no stack name: give STACK or a name: key in the compose file")
+		return specflags.UsageErrorf("no stack name: give STACK or a name: key in the compose file")
 	}
 	if err != nil {
-		return locateComposeError(err, in.Files)
+		return compose.LocateError(err, in.Files)
 	}
 	if stack == "" {
 		stack = project.Name
 		if err := checkStackName(stack); err != nil {
-			return fmt.Errorf("%w: name: %v", errBadCompose, err)
+			return fmt.Errorf("%w: name: %v", compose.ErrBadCompose, err)
 		}
 	}
 	for _, k := range ignored {
 		fmt.Fprintf(s.stderr, "Ignoring unsupported option: %s\n", k)
 	}
-	specs, err := stackSpecs(stack, project)
+	specs, err := compose.StackSpecs(stack, project)
 	if err != nil {
-		return locateComposeError(err, in.Files)
+		return compose.LocateError(err, in.Files)
 	}
 	for i := range specs {
-		if err := applyRegistryAuth(c, &specs[i]); err != nil {
+		if err := specflags.ApplyRegistryAuth(c, &specs[i]); err != nil {
 			return fmt.Errorf("service %s: %w", specs[i].Name, err)
 		}
 	}
@@ -165,13 +164,13 @@ func (s *shell) stackDeploy(c *cli.Context) error {
 		return err
 	}
 	// Secrets and configs first: the services refer to them.
-	objs, _ := stackObjects(stack, project)
+	objs, _ := compose.StackObjects(stack, project)
 	if err := s.ensureStackObjects(c.Context, cl, objs); err != nil {
 		return err
 	}
-	nets, err := stackNetworks(stack, project)
+	nets, err := compose.StackNetworks(stack, project)
 	if err != nil {
-		return locateComposeError(fmt.Errorf("%w: %w", errBadCompose, err), in.Files)
+		return compose.LocateError(fmt.Errorf("%w: %w", compose.ErrBadCompose, err), in.Files)
 	}
 	if err := s.ensureStackNetworks(c.Context, cl, nets); err != nil {
 		return err
@@ -202,8 +201,8 @@ func checkStackName(name string) error {
 }
 
 // composeInput reads the -c files (stdin for "-") and the environment.
-func (s *shell) composeInput(names, profiles []string, stack string) (composeInput, error) {
-	in := composeInput{Profiles: profiles, Name: stack, Env: map[string]string{}}
+func (s *shell) composeInput(names, profiles []string, stack string) (compose.Input, error) {
+	in := compose.Input{Profiles: profiles, Name: stack, Env: map[string]string{}}
 	for _, kv := range os.Environ() {
 		if k, v, ok := strings.Cut(kv, "="); ok {
 			in.Env[k] = v
@@ -228,7 +227,7 @@ func (s *shell) composeInput(names, profiles []string, stack string) (composeInp
 			return in, fmt.Errorf("read %s: %w", name, err)
 		}
 		if len(data) > maxComposeFile {
-			return in, fmt.Errorf("%w: %s: larger than %d bytes", errBadCompose, name, maxComposeFile)
+			return in, fmt.Errorf("%w: %s: larger than %d bytes", compose.ErrBadCompose, name, maxComposeFile)
 		}
 		if in.WorkingDir == "" && name != "-" {
 			in.WorkingDir = filepath.Dir(path)
@@ -283,7 +282,7 @@ func planStack(stack string, specs []api.ServiceSpec, all []api.Service, prune b
 		switch {
 		case !ok:
 			plan.create = append(plan.create, spec)
-		case cur.Spec.Labels[stackLabel] != stack:
+		case cur.Spec.Labels[compose.StackLabel] != stack:
 			return stackPlan{}, fmt.Errorf("%w: %s is not a service of stack %s; remove or rename it first", errNotInStack, spec.Name, stack)
 		default:
 			// `service update --force` counters are not the file's business.
@@ -302,7 +301,7 @@ func planStack(stack string, specs []api.ServiceSpec, all []api.Service, prune b
 	}
 	if prune {
 		for _, sv := range all {
-			if sv.Spec.Labels[stackLabel] == stack && !want[sv.Name] {
+			if sv.Spec.Labels[compose.StackLabel] == stack && !want[sv.Name] {
 				plan.remove = append(plan.remove, sv)
 			}
 		}
@@ -387,7 +386,7 @@ func fetchStacks(r listRun) ([]stackInfo, error) {
 	}
 	counts := map[string]int{}
 	for _, sv := range all {
-		if st := sv.Spec.Labels[stackLabel]; st != "" {
+		if st := sv.Spec.Labels[compose.StackLabel]; st != "" {
 			counts[st]++
 		}
 	}
@@ -401,7 +400,7 @@ func fetchStacks(r listRun) ([]stackInfo, error) {
 
 // renderStacks draws `stack ls`.
 func renderStacks(w io.Writer, stacks []stackInfo, _ listRun) error {
-	tw := newTable(w)
+	tw := output.NewTable(w)
 	fmt.Fprintln(tw, "NAME\tSERVICES")
 	for _, st := range stacks {
 		fmt.Fprintf(tw, "%s\t%s\n", st.Name, strconv.Itoa(st.Services))

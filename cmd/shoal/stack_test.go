@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/compose"
+	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
 const testCompose = `
@@ -39,6 +41,14 @@ networks:
 volumes:
   data: {}
 `
+
+// stackSpec is what a compose service with only an image becomes.
+func stackSpec(stack, name, image string) api.ServiceSpec {
+	s := specflags.DefaultSpec()
+	s.Name, s.Image = stack+"_"+name, image
+	s.Labels = map[string]string{compose.StackLabel: stack}
+	return s
+}
 
 // stored returns spec as a service of the cluster, as the leader stores it.
 func stored(id string, spec api.ServiceSpec) api.Service {

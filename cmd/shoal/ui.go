@@ -5,6 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 	"github.com/shoal-org/shoal/node"
 )
 
@@ -33,7 +34,7 @@ func (s *shell) uiCommand() *cli.Command {
 				}
 				dir := c.String("data-dir")
 				if dir == "" {
-					return usageErrorf("--data-dir must not be empty")
+					return specflags.UsageErrorf("--data-dir must not be empty")
 				}
 				tok, err := node.EnsureUIToken(dir, c.Bool("rotate"))
 				if err != nil {

@@ -8,6 +8,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/output"
+	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
 // volumeCommand defines `shoal volume create|ls|inspect|rm`: the named
@@ -28,7 +30,7 @@ func (s *shell) volumeCommand() *cli.Command {
 					}
 					name := c.Args().First()
 					if p := api.VolumeNameProblem(name); p != "" {
-						return usageErrorf("invalid volume name %q: %s", name, p)
+						return specflags.UsageErrorf("invalid volume name %q: %s", name, p)
 					}
 					cl, err := s.client(c)
 					if err != nil {
@@ -56,7 +58,7 @@ func (s *shell) volumeCommand() *cli.Command {
 				},
 				id: volName,
 				table: func(w io.Writer, vs []api.Volume, r listRun) error {
-					tw := newTable(w)
+					tw := output.NewTable(w)
 					fmt.Fprintln(tw, "NAME\tIN USE\tMOUNTPOINT")
 					for _, v := range vs {
 						use := "no"

@@ -1,8 +1,8 @@
-package main
+package compose
 
 // Where in the compose files a problem is. compose-go names the key of
 // most problems (services.web.environment.A) but not the file or line, and
-// a port it cannot parse by its value only; stackSpecs names keys too. With
+// a port it cannot parse by its value only; StackSpecs names keys too. With
 // several -c files merged, the key is looked up in each file, last first
 // (later files override earlier ones), so the message can say FILE:LINE.
 
@@ -32,9 +32,9 @@ var (
 	reService = regexp.MustCompile(`^service "([^"]+)" (.*?)(?:: invalid compose project)?$`)
 )
 
-// locateComposeError rewrites err, a problem loading or mapping files,
+// LocateError rewrites err, a problem loading or mapping files,
 // so that each part names the file, the line and the key where it can.
-func locateComposeError(err error, files []types.ConfigFile) error {
+func LocateError(err error, files []types.ConfigFile) error {
 	var parts []error
 	if _, ok := err.(interface{ Unwrap() []error }); ok {
 		parts = leafErrors(err)
@@ -51,13 +51,13 @@ func locateComposeError(err error, files []types.ConfigFile) error {
 		msgs = append(msgs, locateOne(e, files))
 	}
 	if len(msgs) == 1 {
-		return fmt.Errorf("%w: %s", errBadCompose, msgs[0])
+		return fmt.Errorf("%w: %s", ErrBadCompose, msgs[0])
 	}
-	return fmt.Errorf("%w:\n  %s", errBadCompose, strings.Join(msgs, "\n  "))
+	return fmt.Errorf("%w:\n  %s", ErrBadCompose, strings.Join(msgs, "\n  "))
 }
 
-// leafErrors flattens joined errors (stackSpecs' list of *keyError),
-// leaving out the errBadCompose sentinel they are wrapped with.
+// leafErrors flattens joined errors (StackSpecs' list of *keyError),
+// leaving out the ErrBadCompose sentinel they are wrapped with.
 func leafErrors(err error) []error {
 	j, ok := err.(interface{ Unwrap() []error })
 	if !ok {
@@ -65,7 +65,7 @@ func leafErrors(err error) []error {
 	}
 	var out []error
 	for _, e := range j.Unwrap() {
-		if e != errBadCompose {
+		if e != ErrBadCompose {
 			out = append(out, leafErrors(e)...)
 		}
 	}
@@ -76,7 +76,7 @@ func leafErrors(err error) []error {
 func locateOne(e error, files []types.ConfigFile) string {
 	var path, msg, hint string
 	var ke *keyError
-	text := strings.TrimPrefix(e.Error(), errBadCompose.Error()+": ")
+	text := strings.TrimPrefix(e.Error(), ErrBadCompose.Error()+": ")
 	switch {
 	case errors.As(e, &ke):
 		path, msg = ke.Path, ke.Err.Error()

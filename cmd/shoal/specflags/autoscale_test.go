@@ -1,4 +1,4 @@
-package main
+package specflags
 
 import (
 	"strings"
@@ -52,41 +52,5 @@ func TestParseAutoscale(t *testing.T) {
 				t.Fatalf("got %+v, want %+v", got, tc.want)
 			}
 		})
-	}
-}
-
-// TestCLIAutoscale: create starts at the minimum unless --replicas says
-// otherwise, update changes or removes the config, bad values exit 2.
-func TestCLIAutoscale(t *testing.T) {
-	f := newFakeAgent(t)
-	if _, errOut, code := runCLI(t, f.host, "", "service", "create", "-d", "--name", "web", "--autoscale", "min=2,max=10,cpu=70%", "busybox"); code != 0 {
-		t.Fatalf("create: exit %d: %s", code, errOut)
-	}
-	if a := f.lastSpec.Autoscale; a == nil || *a != (api.AutoscaleConfig{Min: 2, Max: 10, CPUPercent: 70}) || f.lastSpec.Replicas != 2 {
-		t.Fatalf("create sent replicas %d autoscale %+v", f.lastSpec.Replicas, f.lastSpec.Autoscale)
-	}
-	if _, errOut, code := runCLI(t, f.host, "", "service", "update", "-d", "--autoscale", "min=1,max=4,memory=80%", "web"); code != 0 {
-		t.Fatalf("update: exit %d: %s", code, errOut)
-	}
-	if a := f.lastSpec.Autoscale; a == nil || *a != (api.AutoscaleConfig{Min: 1, Max: 4, MemoryPercent: 80}) || f.lastSpec.Replicas != 2 {
-		t.Fatalf("update sent replicas %d autoscale %+v", f.lastSpec.Replicas, f.lastSpec.Autoscale)
-	}
-	if _, errOut, code := runCLI(t, f.host, "", "service", "update", "-d", "--autoscale", "off", "web"); code != 0 {
-		t.Fatalf("update off: exit %d: %s", code, errOut)
-	}
-	if f.lastSpec.Autoscale != nil {
-		t.Fatalf("off sent autoscale %+v", f.lastSpec.Autoscale)
-	}
-
-	g := newFakeAgent(t)
-	if _, errOut, code := runCLI(t, g.host, "", "service", "create", "-d", "--name", "web", "--replicas", "4", "--autoscale", "min=2,max=10,cpu=70%", "busybox"); code != 0 {
-		t.Fatalf("create with replicas: exit %d: %s", code, errOut)
-	}
-	if g.lastSpec.Replicas != 4 {
-		t.Fatalf("create with --replicas 4 sent %d", g.lastSpec.Replicas)
-	}
-	_, errOut, code := runCLI(t, g.host, "", "service", "create", "-d", "--name", "bad", "--autoscale", "min=2,max=1,cpu=70%", "busybox")
-	if code != 2 || !strings.Contains(errOut, "--autoscale: max=1: must be at least min (2)") {
-		t.Fatalf("bad autoscale: exit %d: %s", code, errOut)
 	}
 }

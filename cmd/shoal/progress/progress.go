@@ -1,50 +1,45 @@
-package main
+package progress
 
-// Waiting for a service to converge after create/update/scale/rollback, the
-// way `docker service create` does without -d: poll the service and its tasks,
-// print one line per slot when its state changes, and stop when the running
-// tasks match the spec and an update has passed its monitor period, when the
-// update pauses or rolls back, or when tasks keep failing.
+// The verdict of one poll while the CLI waits for a service to converge
+// after create/update/scale/rollback, the way `docker service create` does
+// without -d (the waiting loop is cmd/shoal's wait.go): one line per slot,
+// and done when the running tasks match the spec and an update has passed
+// its monitor period, failed when the update pauses or rolls back, or when
+// tasks keep failing.
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"strconv"
-	"time"
 
 	"github.com/shoal-org/shoal/api"
 )
 
 // Operations a wait follows.
 const (
-	opCreate   = "create"
-	opUpdate   = "update"
-	opScale    = "scale"
-	opRollback = "rollback"
+	OpCreate   = "create"
+	OpUpdate   = "update"
+	OpScale    = "scale"
+	OpRollback = "rollback"
 )
 
 // failuresPerSlot is how many failed tasks of the current spec per desired
 // task make the wait give up ("tasks keep failing").
 const failuresPerSlot = 3
 
-// errNotConverged is returned when the wait times out.
-var errNotConverged = errors.New("service did not converge")
-
-// slotLine is one progress line: web.1: running.
-type slotLine struct {
+// SlotLine is one progress line: web.1: running.
+type SlotLine struct {
 	Name string
 	Text string
 }
 
-// convergence is the verdict of one poll.
-type convergence struct {
+// Convergence is the verdict of one poll.
+type Convergence struct {
 	Name    string
 	Desired int
 	Running int
-	Slots   []slotLine
+	Slots   []SlotLine
 	// Note is a line about the service as a whole (an update's monitor
 	// period), printed when it changes.
 	Note string
@@ -52,10 +47,10 @@ type convergence struct {
 	Err  error
 }
 
-// specKey identifies what a task runs, the fields whose change replaces
+// SpecKey identifies what a task runs, the fields whose change replaces
 // tasks (as the scheduler's material comparison does): replicas, ports,
 // restart and update policies can change without touching running tasks.
-func specKey(s api.ServiceSpec) string {
+func SpecKey(s api.ServiceSpec) string {
 	m := api.ServiceSpec{
 		Image: s.Image, Command: s.Command, Entrypoint: s.Entrypoint, Env: s.Env,
 		Workdir: s.Workdir, User: s.User, Labels: s.Labels, Resources: s.Resources,
@@ -75,13 +70,13 @@ func currentTask(t api.Task, svc api.Service, key string) bool {
 		// The agent did not send the task's spec: compare what it did send.
 		return t.Image == svc.Spec.Image
 	}
-	return specKey(t.Spec) == key
+	return SpecKey(t.Spec) == key
 }
 
-// assess judges convergence from one poll. nodes is only used for a global
+// Assess judges convergence from one poll. nodes is only used for a global
 // service with no task yet; ignore holds IDs of tasks that had already failed
 // when the wait began.
-func assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, ignore map[string]bool) convergence {
+func Assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, ignore map[string]bool) Convergence {
 	spec := svc.Spec
 	if spec.Name == "" && spec.Image == "" {
 		spec.Mode, spec.Replicas, spec.Image = svc.Mode, svc.Replicas, svc.Image
@@ -90,7 +85,7 @@ func assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, igno
 	if name == "" {
 		name = spec.Name
 	}
-	key := specKey(spec)
+	key := SpecKey(spec)
 	global := spec.Mode == api.ModeGlobal
 
 	// Group tasks by slot (node for global) and pick the task that speaks
@@ -108,7 +103,7 @@ func assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, igno
 		}
 	}
 
-	conv := convergence{Name: name}
+	conv := Convergence{Name: name}
 	running := map[string]bool{}
 	staleRunning := false
 	failed := 0
@@ -171,7 +166,7 @@ func assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, igno
 		if !currentTask(t, svc, key) && t.DesiredState == api.TaskRunning {
 			text += " (previous version)"
 		}
-		conv.Slots = append(conv.Slots, slotLine{Name: label, Text: text})
+		conv.Slots = append(conv.Slots, SlotLine{Name: label, Text: text})
 	}
 	sort.Slice(conv.Slots, func(i, j int) bool { return slotLess(conv.Slots[i].Name, conv.Slots[j].Name) })
 
@@ -181,11 +176,11 @@ func assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, igno
 			msg = us.State
 		}
 		switch {
-		case op == opUpdate && us.State == api.UpdatePaused:
+		case op == OpUpdate && us.State == api.UpdatePaused:
 			conv.Err = fmt.Errorf("update of %s paused: %s", name, msg)
-		case op == opUpdate && (us.State == api.UpdateRollbackStarted || us.State == api.UpdateRollbackPaused || us.State == api.UpdateRollbackCompleted):
+		case op == OpUpdate && (us.State == api.UpdateRollbackStarted || us.State == api.UpdateRollbackPaused || us.State == api.UpdateRollbackCompleted):
 			conv.Err = fmt.Errorf("update of %s failed and was rolled back: %s", name, msg)
-		case op == opRollback && (us.State == api.UpdateRollbackPaused || us.State == api.UpdatePaused):
+		case op == OpRollback && (us.State == api.UpdateRollbackPaused || us.State == api.UpdatePaused):
 			conv.Err = fmt.Errorf("rollback of %s paused: %s", name, msg)
 		}
 		if conv.Err != nil {
@@ -200,7 +195,7 @@ func assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, igno
 	// Every task runs the new spec, but the update watches them for its
 	// monitor period before it is complete: a task that dies within it
 	// still pauses or rolls back the update (docker's "verify: waiting").
-	if us := svc.UpdateStatus; conv.Done && us != nil && (op == opUpdate || op == opRollback) &&
+	if us := svc.UpdateStatus; conv.Done && us != nil && (op == OpUpdate || op == OpRollback) &&
 		(us.State == api.UpdateUpdating || us.State == api.UpdateRollbackStarted) {
 		conv.Done = false
 		monitor := spec.UpdateConfig.Monitor
@@ -230,125 +225,4 @@ func firstNonEmpty(ss ...string) string {
 		}
 	}
 	return ""
-}
-
-// waitService polls service id until it converges, fails or timeout passes,
-// printing per-slot progress lines on stderr. Transient API errors are
-// retried until the timeout. It polls again as soon as the agent's event
-// stream says the service or one of its tasks changed (watchService), and
-// every s.poll regardless, so a lost or missing stream only costs latency.
-func (s *shell) waitService(ctx context.Context, cl *api.Client, id, op string, timeout time.Duration, quiet bool) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	ticker := time.NewTicker(s.poll)
-	defer ticker.Stop()
-	began := time.Now()
-	var changed <-chan struct{}
-	printed := map[string]string{}
-	var ignore map[string]bool
-	var lastErr error
-	var last convergence
-	name := id
-	for {
-		conv, err := s.pollService(ctx, cl, id, op, &ignore)
-		switch {
-		case api.IsNotFound(err):
-			return fmt.Errorf("service %s: %w", id, err)
-		case err != nil:
-			if ctx.Err() == nil {
-				lastErr = err
-			}
-		default:
-			if changed == nil {
-				// From before the first poll on: no change is missed.
-				changed = watchService(ctx, cl, began, id, conv.Name)
-			}
-			prevNote := last.Note
-			lastErr, last, name = nil, conv, conv.Name
-			if !quiet {
-				for _, sl := range conv.Slots {
-					if printed[sl.Name] != sl.Text {
-						fmt.Fprintf(s.stderr, "%s: %s\n", sl.Name, sl.Text)
-						printed[sl.Name] = sl.Text
-					}
-				}
-			}
-			if !quiet && conv.Note != "" && conv.Note != prevNote {
-				fmt.Fprintln(s.stderr, conv.Note)
-			}
-			if conv.Err != nil {
-				return conv.Err
-			}
-			if conv.Done {
-				if !quiet {
-					fmt.Fprintf(s.stderr, "%s: converged, %d/%d running\n", name, conv.Running, conv.Desired)
-				}
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				err := fmt.Errorf("%w: %s within %s (%d/%d running)", errNotConverged, name, timeout, last.Running, last.Desired)
-				if lastErr != nil {
-					err = fmt.Errorf("%w; last error: %v", err, lastErr)
-				}
-				return err
-			}
-			return ctx.Err()
-		case <-ticker.C:
-		case <-changed:
-		}
-	}
-}
-
-// watchService follows the agent's events about the service (by ID or
-// name) and its tasks from since on, and signals the returned channel
-// (coalescing) for each, until ctx ends. Without a stream (an agent that
-// refuses it, a broken connection) the channel never fires: the caller's
-// ticker still polls.
-func watchService(ctx context.Context, cl *api.Client, since time.Time, id, name string) <-chan struct{} {
-	ch := make(chan struct{}, 1)
-	names := []string{id}
-	if name != "" && name != id {
-		names = append(names, name)
-	}
-	opts := api.EventOptions{Since: since, Types: []string{api.EventService, api.EventTask}, Names: names}
-	go func() {
-		_ = cl.Events(ctx, opts, func(api.Event) error {
-			select {
-			case ch <- struct{}{}:
-			default:
-			}
-			return nil
-		})
-	}()
-	return ch
-}
-
-// pollService fetches the service and its tasks once and assesses them.
-func (s *shell) pollService(ctx context.Context, cl *api.Client, id, op string, ignore *map[string]bool) (convergence, error) {
-	svc, err := cl.Service(ctx, id)
-	if err != nil {
-		return convergence{}, err
-	}
-	tasks, err := cl.ServiceTasks(ctx, svc.ID, api.TaskFilter{})
-	if err != nil {
-		return convergence{}, err
-	}
-	if *ignore == nil {
-		*ignore = map[string]bool{}
-		for _, t := range tasks {
-			if api.TaskTerminal(t.State) {
-				(*ignore)[t.ID] = true
-			}
-		}
-	}
-	var nodes []api.Node
-	if svc.Spec.Mode == api.ModeGlobal || svc.Mode == api.ModeGlobal {
-		if nodes, err = cl.Nodes(ctx); err != nil {
-			return convergence{}, err
-		}
-	}
-	return assess(op, *svc, tasks, nodes, *ignore), nil
 }

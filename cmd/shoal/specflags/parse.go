@@ -1,4 +1,4 @@
-package main
+package specflags
 
 // Client-side parsing of the values users type on the command line. The
 // agent validates again; parsing here gives errors before any request and
@@ -28,9 +28,9 @@ var (
 	errBadQuote      = errors.New("unterminated quote")
 )
 
-// parseSize turns "64M", "1g", "512k", "1.5GiB" or "100" (bytes) into bytes,
+// ParseSize turns "64M", "1g", "512k", "1.5GiB" or "100" (bytes) into bytes,
 // with binary multiples as Docker does for memory.
-func parseSize(s string) (int64, error) {
+func ParseSize(s string) (int64, error) {
 	in := strings.TrimSpace(s)
 	lower := strings.ToLower(in)
 	lower = strings.TrimSuffix(lower, "ib")
@@ -64,8 +64,8 @@ func parseSize(s string) (int64, error) {
 	return int64(v), nil
 }
 
-// parseCPUs turns a CPU count like "0.5" into nano CPUs (500000000).
-func parseCPUs(s string) (int64, error) {
+// ParseCPUs turns a CPU count like "0.5" into nano CPUs (500000000).
+func ParseCPUs(s string) (int64, error) {
 	in := strings.TrimSpace(s)
 	f, err := strconv.ParseFloat(in, 64)
 	if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) || strings.ContainsAny(in, "eExX") {
@@ -163,9 +163,9 @@ var constraintKeys = map[string]bool{
 	"node.platform.os": true, "node.platform.arch": true,
 }
 
-// parseConstraint checks "KEY==VALUE" or "KEY!=VALUE" and returns it with
+// ParseConstraint checks "KEY==VALUE" or "KEY!=VALUE" and returns it with
 // the spaces around the operator removed.
-func parseConstraint(s string) (string, error) {
+func ParseConstraint(s string) (string, error) {
 	op := "=="
 	i := strings.Index(s, "==")
 	if j := strings.Index(s, "!="); j >= 0 && (i < 0 || j < i) {
@@ -224,9 +224,9 @@ func envKey(s string) string {
 	return k
 }
 
-// parseSince accepts a duration ("10m", meaning that long ago), an RFC 3339
+// ParseSince accepts a duration ("10m", meaning that long ago), an RFC 3339
 // time, or Unix seconds.
-func parseSince(s string, now time.Time) (time.Time, error) {
+func ParseSince(s string, now time.Time) (time.Time, error) {
 	if d, err := time.ParseDuration(s); err == nil {
 		return now.Add(-d), nil
 	}
@@ -242,8 +242,8 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%w %q: want a duration like 10m, an RFC 3339 time or Unix seconds", errBadTime, s)
 }
 
-// parseTail accepts "all" (returns -1) or a non-negative count.
-func parseTail(s string) (int, error) {
+// ParseTail accepts "all" (returns -1) or a non-negative count.
+func ParseTail(s string) (int, error) {
 	if s == "" || s == "all" {
 		return -1, nil
 	}
@@ -254,10 +254,10 @@ func parseTail(s string) (int, error) {
 	return n, nil
 }
 
-// splitWords splits a command line the way a shell would for simple cases:
+// SplitWords splits a command line the way a shell would for simple cases:
 // whitespace separates words, single and double quotes group, backslash
 // escapes outside single quotes.
-func splitWords(s string) ([]string, error) {
+func SplitWords(s string) ([]string, error) {
 	var words []string
 	var cur strings.Builder
 	inWord := false
@@ -304,8 +304,8 @@ func splitWords(s string) ([]string, error) {
 	return words, nil
 }
 
-// parseScale parses "NAME=N".
-func parseScale(s string) (string, uint64, error) {
+// ParseScale parses "NAME=N".
+func ParseScale(s string) (string, uint64, error) {
 	name, n, ok := strings.Cut(s, "=")
 	if !ok || name == "" {
 		return "", 0, fmt.Errorf("invalid scale %q: want NAME=REPLICAS", s)

@@ -1,4 +1,4 @@
-package main
+package compose
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
 // readCompose loads files of dir as `stack deploy` would, with env as the
@@ -36,13 +37,13 @@ func readCompose(t *testing.T, dir string, names []string) []types.ConfigFile {
 
 // stackSpec is what a compose service with only an image becomes.
 func stackSpec(stack, name, image string) api.ServiceSpec {
-	s := defaultSpec()
+	s := specflags.DefaultSpec()
 	s.Name, s.Image = stack+"_"+name, image
-	s.Labels = map[string]string{stackLabel: stack}
+	s.Labels = map[string]string{StackLabel: stack}
 	return s
 }
 
-// shopSpecs are the services of testdata/compose/shop/compose.yml with its
+// shopSpecs are the services of testdata/shop/compose.yml with its
 // .env, TZ=UTC in the environment and no profile.
 func shopSpecs() map[string]api.ServiceSpec {
 	api_ := stackSpec("shop", "api", "shop/api:2.3.1")
@@ -96,7 +97,7 @@ func shopSpecs() map[string]api.ServiceSpec {
 var shopIgnored = []string{"services.web.depends_on", "services.web.logging"}
 
 func TestComposeCorpus(t *testing.T) {
-	const shop = "testdata/compose/shop"
+	const shop = "testdata/shop"
 	tests := []struct {
 		name     string
 		files    []string
@@ -167,7 +168,7 @@ func TestComposeCorpus(t *testing.T) {
 			want: func(m map[string]api.ServiceSpec) {
 				for k, s := range m {
 					s.Name = "store_" + k
-					s.Labels[stackLabel] = "store"
+					s.Labels[StackLabel] = "store"
 					for i := range s.Secrets {
 						s.Secrets[i].Source = "store_api_key"
 					}
@@ -188,8 +189,8 @@ func TestComposeCorpus(t *testing.T) {
 			if env == nil {
 				env = map[string]string{"TZ": "UTC"}
 			}
-			in := composeInput{Files: readCompose(t, shop, tt.files), WorkingDir: shop, Env: env, Profiles: tt.profiles, Name: tt.stack}
-			p, ignored, err := loadCompose(context.Background(), in)
+			in := Input{Files: readCompose(t, shop, tt.files), WorkingDir: shop, Env: env, Profiles: tt.profiles, Name: tt.stack}
+			p, ignored, err := Load(context.Background(), in)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -200,7 +201,7 @@ func TestComposeCorpus(t *testing.T) {
 				}
 				stack = p.Name
 			}
-			got, err := stackSpecs(stack, p)
+			got, err := StackSpecs(stack, p)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -242,7 +243,7 @@ func addAdminer(m map[string]api.ServiceSpec) {
 }
 
 func TestComposeErrors(t *testing.T) {
-	const dir = "testdata/compose/errors"
+	const dir = "testdata/errors"
 	tests := []struct {
 		file string
 		env  map[string]string
@@ -271,16 +272,16 @@ func TestComposeErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
 			files := readCompose(t, dir, []string{tt.file})
-			p, _, err := loadCompose(context.Background(), composeInput{Files: files, WorkingDir: dir, Env: tt.env, Name: "s"})
+			p, _, err := Load(context.Background(), Input{Files: files, WorkingDir: dir, Env: tt.env, Name: "s"})
 			if err == nil {
-				_, err = stackSpecs("s", p)
+				_, err = StackSpecs("s", p)
 			}
 			if err == nil {
 				t.Fatal("no error")
 			}
-			err = locateComposeError(err, files)
-			if !errors.Is(err, errBadCompose) {
-				t.Errorf("error %v does not wrap errBadCompose", err)
+			err = LocateError(err, files)
+			if !errors.Is(err, ErrBadCompose) {
+				t.Errorf("error %v does not wrap ErrBadCompose", err)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {
@@ -296,16 +297,16 @@ func TestComposeErrorInSecondFile(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "a.yml"), []byte("services:\n  web:\n    image: nginx\n"), 0o600)
 	os.WriteFile(filepath.Join(dir, "b.yml"), []byte("services:\n  web:\n    deploy:\n      replicas: 2\n      mode: sometimes\n"), 0o600)
 	files := readCompose(t, dir, []string{"a.yml", "b.yml"})
-	p, _, err := loadCompose(context.Background(), composeInput{Files: files, WorkingDir: dir, Name: "s"})
+	p, _, err := Load(context.Background(), Input{Files: files, WorkingDir: dir, Name: "s"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = stackSpecs("s", p)
+	_, err = StackSpecs("s", p)
 	if err == nil {
 		t.Fatal("no error")
 	}
 	want := filepath.Join(dir, "b.yml") + `:5: services.web.deploy.mode: "sometimes": want replicated or global`
-	if got := locateComposeError(err, files).Error(); !strings.Contains(got, want) {
+	if got := LocateError(err, files).Error(); !strings.Contains(got, want) {
 		t.Fatalf("error %q lacks %q", got, want)
 	}
 }
@@ -425,11 +426,11 @@ volumes:
 				t.Fatal(err)
 			}
 			files := readCompose(t, dir, []string{"compose.yml"})
-			p, ignored, err := loadCompose(context.Background(), composeInput{Files: files, WorkingDir: dir, Name: "s"})
+			p, ignored, err := Load(context.Background(), Input{Files: files, WorkingDir: dir, Name: "s"})
 			if err != nil {
 				t.Fatal(err)
 			}
-			specs, err := stackSpecs("s", p)
+			specs, err := StackSpecs("s", p)
 			if tt.err != nil {
 				if err == nil {
 					t.Fatalf("no error, want %q", tt.err)

@@ -1,4 +1,4 @@
-package main
+package progress
 
 import (
 	"fmt"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
 func TestAssess(t *testing.T) {
@@ -56,41 +57,41 @@ func TestAssess(t *testing.T) {
 		wantDesired int
 		wantErr     string
 	}{
-		{name: "converged", op: opCreate, svc: svc(v1, nil), tasks: running(v1, 1, 2, 3), wantDone: true, wantRunning: 3, wantDesired: 3},
-		{name: "one starting", op: opCreate, svc: svc(v1, nil),
+		{name: "converged", op: OpCreate, svc: svc(v1, nil), tasks: running(v1, 1, 2, 3), wantDone: true, wantRunning: 3, wantDesired: 3},
+		{name: "one starting", op: OpCreate, svc: svc(v1, nil),
 			tasks:       append(running(v1, 1, 2), task(3, v1, "running", "starting", 0)),
 			wantRunning: 2, wantDesired: 3},
-		{name: "no tasks yet", op: opCreate, svc: svc(v1, nil), wantDesired: 3},
-		{name: "update not started", op: opUpdate, svc: svc(v2, &api.UpdateStatus{State: api.UpdateUpdating}),
+		{name: "no tasks yet", op: OpCreate, svc: svc(v1, nil), wantDesired: 3},
+		{name: "update not started", op: OpUpdate, svc: svc(v2, &api.UpdateStatus{State: api.UpdateUpdating}),
 			tasks: running(v1, 1, 2, 3), wantRunning: 0, wantDesired: 3},
-		{name: "update half way", op: opUpdate, svc: svc(v2, &api.UpdateStatus{State: api.UpdateUpdating}),
+		{name: "update half way", op: OpUpdate, svc: svc(v2, &api.UpdateStatus{State: api.UpdateUpdating}),
 			tasks:       append(append(running(v2, 1, 2), task(1, v1, "shutdown", "shutdown", 5), task(2, v1, "shutdown", "running", 5)), running(v1, 3)...),
 			wantRunning: 2, wantDesired: 3},
-		{name: "update done, old tasks still stopping", op: opUpdate, svc: svc(v2, &api.UpdateStatus{State: api.UpdateCompleted}),
+		{name: "update done, old tasks still stopping", op: OpUpdate, svc: svc(v2, &api.UpdateStatus{State: api.UpdateCompleted}),
 			tasks:    append(running(v2, 1, 2, 3), task(3, v1, "shutdown", "running", 5)),
 			wantDone: true, wantRunning: 3, wantDesired: 3},
-		{name: "update paused", op: opUpdate, svc: svc(v2, &api.UpdateStatus{State: api.UpdatePaused, Message: "task web.1 failed"}),
+		{name: "update paused", op: OpUpdate, svc: svc(v2, &api.UpdateStatus{State: api.UpdatePaused, Message: "task web.1 failed"}),
 			tasks: running(v1, 1, 2, 3), wantErr: "update of web paused: task web.1 failed"},
-		{name: "update rolled back", op: opUpdate, svc: svc(v1, &api.UpdateStatus{State: api.UpdateRollbackStarted, Message: "too many failures"}),
+		{name: "update rolled back", op: OpUpdate, svc: svc(v1, &api.UpdateStatus{State: api.UpdateRollbackStarted, Message: "too many failures"}),
 			tasks: running(v1, 1, 2, 3), wantErr: "rolled back: too many failures"},
-		{name: "rollback completes", op: opRollback, svc: svc(v1, &api.UpdateStatus{State: api.UpdateRollbackCompleted}),
+		{name: "rollback completes", op: OpRollback, svc: svc(v1, &api.UpdateStatus{State: api.UpdateRollbackCompleted}),
 			tasks: running(v1, 1, 2, 3), wantDone: true, wantRunning: 3, wantDesired: 3},
-		{name: "rollback paused", op: opRollback, svc: svc(v1, &api.UpdateStatus{State: api.UpdateRollbackPaused}),
+		{name: "rollback paused", op: OpRollback, svc: svc(v1, &api.UpdateStatus{State: api.UpdateRollbackPaused}),
 			tasks: running(v1, 1, 2, 3), wantErr: "rollback of web paused"},
-		{name: "all updated, still monitoring", op: opUpdate, svc: svc(v2, &api.UpdateStatus{State: api.UpdateUpdating}),
+		{name: "all updated, still monitoring", op: OpUpdate, svc: svc(v2, &api.UpdateStatus{State: api.UpdateUpdating}),
 			tasks: running(v2, 1, 2, 3), wantRunning: 3, wantDesired: 3},
-		{name: "all updated, monitor over", op: opUpdate, svc: svc(v2, &api.UpdateStatus{State: api.UpdateCompleted}),
+		{name: "all updated, monitor over", op: OpUpdate, svc: svc(v2, &api.UpdateStatus{State: api.UpdateCompleted}),
 			tasks: running(v2, 1, 2, 3), wantDone: true, wantRunning: 3, wantDesired: 3},
-		{name: "rollback monitoring", op: opRollback, svc: svc(v1, &api.UpdateStatus{State: api.UpdateRollbackStarted}),
+		{name: "rollback monitoring", op: OpRollback, svc: svc(v1, &api.UpdateStatus{State: api.UpdateRollbackStarted}),
 			tasks: running(v1, 1, 2, 3), wantRunning: 3, wantDesired: 3},
-		{name: "rollback completed", op: opRollback, svc: svc(v1, &api.UpdateStatus{State: api.UpdateRollbackCompleted}),
+		{name: "rollback completed", op: OpRollback, svc: svc(v1, &api.UpdateStatus{State: api.UpdateRollbackCompleted}),
 			tasks: running(v1, 1, 2, 3), wantDone: true, wantRunning: 3, wantDesired: 3},
-		{name: "stale paused status ignored by scale", op: opScale, svc: svc(scaled, &api.UpdateStatus{State: api.UpdatePaused}),
+		{name: "stale paused status ignored by scale", op: OpScale, svc: svc(scaled, &api.UpdateStatus{State: api.UpdatePaused}),
 			tasks: running(v1, 1, 2, 3, 4, 5), wantDone: true, wantRunning: 5, wantDesired: 5},
-		{name: "scale down", op: opScale, svc: svc(api.ServiceSpec{Name: "web", Mode: "replicated", Replicas: 1, Image: "nginx:1"}, nil),
+		{name: "scale down", op: OpScale, svc: svc(api.ServiceSpec{Name: "web", Mode: "replicated", Replicas: 1, Image: "nginx:1"}, nil),
 			tasks:    append(running(v1, 1), task(2, v1, "shutdown", "running", 1), task(3, v1, "shutdown", "shutdown", 1)),
 			wantDone: true, wantRunning: 1, wantDesired: 1},
-		{name: "keeps failing", op: opCreate, svc: svc(api.ServiceSpec{Name: "web", Mode: "replicated", Replicas: 1, Image: "nginx:1"}, nil),
+		{name: "keeps failing", op: OpCreate, svc: svc(api.ServiceSpec{Name: "web", Mode: "replicated", Replicas: 1, Image: "nginx:1"}, nil),
 			tasks: func() []api.Task {
 				ts := []api.Task{task(1, v1, "running", "starting", 0)}
 				for i := 1; i <= 3; i++ {
@@ -101,23 +102,23 @@ func TestAssess(t *testing.T) {
 				return ts
 			}(),
 			wantErr: "keep failing (3 failures): web.1: exec format error"},
-		{name: "old failures ignored", op: opCreate, svc: svc(api.ServiceSpec{Name: "web", Mode: "replicated", Replicas: 1, Image: "nginx:1"}, nil),
+		{name: "old failures ignored", op: OpCreate, svc: svc(api.ServiceSpec{Name: "web", Mode: "replicated", Replicas: 1, Image: "nginx:1"}, nil),
 			tasks: []api.Task{task(1, v1, "running", "running", 0), task(1, v1, "shutdown", "failed", 1),
 				task(1, v1, "shutdown", "failed", 2), task(1, v1, "shutdown", "failed", 3)},
 			ignore:   map[string]bool{"t1-failed-1": true, "t1-failed-2": true, "t1-failed-3": true},
 			wantDone: true, wantRunning: 1, wantDesired: 1},
-		{name: "global converged", op: opCreate, svc: api.Service{Name: "agent", Spec: global},
+		{name: "global converged", op: OpCreate, svc: api.Service{Name: "agent", Spec: global},
 			tasks: []api.Task{gtask("n1", "running"), gtask("n2", "running")}, nodes: nodes,
 			wantDone: true, wantRunning: 2, wantDesired: 2},
-		{name: "global starting", op: opCreate, svc: api.Service{Name: "agent", Spec: global},
+		{name: "global starting", op: OpCreate, svc: api.Service{Name: "agent", Spec: global},
 			tasks: []api.Task{gtask("n1", "running"), gtask("n2", "preparing")}, nodes: nodes,
 			wantRunning: 1, wantDesired: 2},
-		{name: "global before scheduling", op: opCreate, svc: api.Service{Name: "agent", Spec: global}, nodes: nodes,
+		{name: "global before scheduling", op: OpCreate, svc: api.Service{Name: "agent", Spec: global}, nodes: nodes,
 			wantRunning: 0, wantDesired: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := assess(tt.op, tt.svc, tt.tasks, tt.nodes, tt.ignore)
+			got := Assess(tt.op, tt.svc, tt.tasks, tt.nodes, tt.ignore)
 			if tt.wantErr != "" {
 				if got.Err == nil || !strings.Contains(got.Err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", got.Err, tt.wantErr)
@@ -148,7 +149,7 @@ func TestAssessSlots(t *testing.T) {
 	tasks[2].Spec = old
 	// An older shut-down task in slot 1 must not speak for the slot.
 	tasks = append(tasks, api.Task{ID: "old1", Name: "web.1", Slot: 1, DesiredState: "shutdown", State: "shutdown", Spec: old, CreatedAt: t0.Add(time.Second)})
-	got := assess(opUpdate, api.Service{Name: "web", Spec: spec}, tasks, nil, nil)
+	got := Assess(OpUpdate, api.Service{Name: "web", Spec: spec}, tasks, nil, nil)
 	var lines []string
 	for _, s := range got.Slots {
 		lines = append(lines, s.Name+": "+s.Text)
@@ -161,14 +162,14 @@ func TestAssessSlots(t *testing.T) {
 }
 
 func TestSpecKeyIgnoresImmaterialFields(t *testing.T) {
-	a := defaultSpec()
+	a := specflags.DefaultSpec()
 	a.Image, a.Replicas = "x", 1
 	b := a
 	b.Replicas = 5
 	b.Ports = []api.PortConfig{{Published: 80, Target: 80, Protocol: "tcp"}}
 	b.UpdateConfig.Parallelism = 7
 	b.RestartPolicy.Delay = time.Hour
-	if specKey(a) != specKey(b) {
+	if SpecKey(a) != SpecKey(b) {
 		t.Fatal("replicas, ports or policies changed the task key")
 	}
 	for name, change := range map[string]func(*api.ServiceSpec){
@@ -179,7 +180,7 @@ func TestSpecKeyIgnoresImmaterialFields(t *testing.T) {
 	} {
 		c := a
 		change(&c)
-		if specKey(a) == specKey(c) {
+		if SpecKey(a) == SpecKey(c) {
 			t.Errorf("%s change kept the task key", name)
 		}
 	}

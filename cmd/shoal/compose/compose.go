@@ -1,8 +1,8 @@
-package main
+package compose
 
 // Compose files → service specs. Loading (interpolation, .env, env_file,
 // extends, merging several files, profiles) is compose-go's, so a file means
-// here what it means to Docker; stackSpecs, the mapping onto api.ServiceSpec,
+// here what it means to Docker; StackSpecs, the mapping onto api.ServiceSpec,
 // is a pure function of the loaded project.
 
 import (
@@ -24,13 +24,14 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
-// errBadCompose wraps every problem found in a compose file.
-var errBadCompose = errors.New("invalid compose file")
+// ErrBadCompose wraps every problem found in a compose file.
+var ErrBadCompose = errors.New("invalid compose file")
 
-// composeInput is what loadCompose reads.
-type composeInput struct {
+// Input is what Load reads.
+type Input struct {
 	// Files are the -c files in order (later ones override earlier ones);
 	// Filename is absolute ("-" for stdin) and Content holds the bytes.
 	Files []types.ConfigFile
@@ -46,7 +47,7 @@ type composeInput struct {
 	Name string
 }
 
-// supportedAttributes are the compose keys stackSpecs turns into a spec, or
+// supportedAttributes are the compose keys StackSpecs turns into a spec, or
 // that compose-go consumes while loading (env_file, extends, profiles).
 // Everything else in a file is reported, by key path, as ignored. A path
 // names one node only: maps whose keys are the user's (environment, labels)
@@ -102,7 +103,7 @@ var supportedAttributes = []tree.Path{
 	"services.*.deploy.rollback_config.monitor",
 	"services.*.deploy.rollback_config.max_failure_ratio",
 	"services.*.deploy.rollback_config.order",
-	// Secrets and configs (compose_secrets.go).
+	// Secrets and configs (secrets.go).
 	"services.*.secrets.[].source",
 	"services.*.secrets.[].target",
 	"services.*.secrets.[].uid",
@@ -153,18 +154,18 @@ var unsupportedValues = []loader.UnsupportedAttributePattern{{
 	Detect: func(v any) bool { return v != "ingress" },
 }}
 
-// loadCompose loads and merges the compose files of in and returns the
+// Load loads and merges the compose files of in and returns the
 // project and the key paths it ignores (sorted, each once, e.g.
 // "services.db.volumes"). It reads .env, env_file and extends files from
 // in.WorkingDir; the compose files themselves are already in in.Files.
-func loadCompose(ctx context.Context, in composeInput) (*types.Project, []string, error) {
+func Load(ctx context.Context, in Input) (*types.Project, []string, error) {
 	env := types.Mapping{}
 	maps.Copy(env, in.Env)
 	dotEnv := filepath.Join(in.WorkingDir, ".env")
 	if st, err := os.Stat(dotEnv); err == nil && !st.IsDir() {
 		vars, err := dotenv.GetEnvFromFile(env, []string{dotEnv})
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: %v", errBadCompose, err)
+			return nil, nil, fmt.Errorf("%w: %v", ErrBadCompose, err)
 		}
 		env.Merge(vars) // the caller's environment wins
 	}
@@ -198,7 +199,7 @@ func loadCompose(ctx context.Context, in composeInput) (*types.Project, []string
 	details := types.ConfigDetails{WorkingDir: in.WorkingDir, ConfigFiles: in.Files, Environment: env}
 	p, err := loader.LoadWithContext(ctx, details, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", errBadCompose, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrBadCompose, err)
 	}
 	sort.Strings(ignored)
 	return p, ignored, nil
@@ -214,16 +215,16 @@ type keyError struct {
 func (e *keyError) Error() string { return e.Path + ": " + e.Err.Error() }
 func (e *keyError) Unwrap() error { return e.Err }
 
-// stackSpecs turns the services of a loaded project into the service specs
+// StackSpecs turns the services of a loaded project into the service specs
 // of stack, sorted by name. It checks every service and returns all the
 // problems it finds (each a *keyError, joined), so nothing is created from
 // a file that is only partly right.
-func stackSpecs(stack string, p *types.Project) ([]api.ServiceSpec, error) {
+func StackSpecs(stack string, p *types.Project) ([]api.ServiceSpec, error) {
 	if len(p.Services) == 0 {
-		return nil, fmt.Errorf("%w: no services (are they all in profiles not enabled?)", errBadCompose)
+		return nil, fmt.Errorf("%w: no services (are they all in profiles not enabled?)", ErrBadCompose)
 	}
 	var specs []api.ServiceSpec
-	objs, errs := stackObjects(stack, p)
+	objs, errs := StackObjects(stack, p)
 	for _, name := range slices.Sorted(maps.Keys(p.Services)) {
 		spec, serr := serviceSpec(stack, p.Services[name])
 		errs = append(errs, serr...)
@@ -234,11 +235,11 @@ func stackSpecs(stack string, p *types.Project) ([]api.ServiceSpec, error) {
 		spec.Networks = serviceNetworks(stack, p, p.Services[name])
 		specs = append(specs, spec)
 	}
-	if _, err := stackNetworks(stack, p); err != nil {
+	if _, err := StackNetworks(stack, p); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("%w: %w", errBadCompose, errors.Join(errs...))
+		return nil, fmt.Errorf("%w: %w", ErrBadCompose, errors.Join(errs...))
 	}
 	return specs, nil
 }
@@ -261,7 +262,7 @@ func serviceSpec(stack string, cs types.ServiceConfig) (api.ServiceSpec, []error
 		}
 	}
 
-	spec := defaultSpec()
+	spec := specflags.DefaultSpec()
 	spec.Name = stack + "_" + cs.Name
 	spec.Image = cs.Image
 	if spec.Image == "" {
@@ -358,7 +359,7 @@ func serviceSpec(stack string, cs types.ServiceConfig) (api.ServiceSpec, []error
 		}
 		maps.Copy(spec.Labels, d.Labels)
 		for i, c := range d.Placement.Constraints {
-			con, err := parseConstraint(c)
+			con, err := specflags.ParseConstraint(c)
 			if err != nil {
 				bad(fmt.Sprintf(".deploy.placement.constraints[%d]", i), "%v", err)
 				continue
@@ -379,7 +380,7 @@ func serviceSpec(stack string, cs types.ServiceConfig) (api.ServiceSpec, []error
 			if r.in.NanoCPUs != 0 {
 				// Through the shortest decimal that is the float32, so 0.1
 				// is 100000000 nano CPUs and not 100000001.
-				n, err := parseCPUs(strconv.FormatFloat(float64(r.in.NanoCPUs), 'g', -1, 32))
+				n, err := specflags.ParseCPUs(strconv.FormatFloat(float64(r.in.NanoCPUs), 'g', -1, 32))
 				if err != nil {
 					bad(r.key+".cpus", "%v", err)
 				}
@@ -411,7 +412,7 @@ func serviceSpec(stack string, cs types.ServiceConfig) (api.ServiceSpec, []error
 		updateConfig(".deploy.update_config", d.UpdateConfig, &spec.UpdateConfig, false, bad)
 		updateConfig(".deploy.rollback_config", d.RollbackConfig, &spec.RollbackConfig, true, bad)
 	}
-	spec.Labels[stackLabel] = stack
+	spec.Labels[StackLabel] = stack
 	return spec, errs
 }
 
@@ -549,7 +550,7 @@ func parseComposeTmpfs(s string) (api.Mount, error) {
 			k, v, _ := strings.Cut(o, "=")
 			switch k {
 			case "size":
-				n, err := parseSize(v)
+				n, err := specflags.ParseSize(v)
 				if err != nil {
 					return m, fmt.Errorf("%q: size: %w", s, err)
 				}
@@ -574,9 +575,9 @@ func parseComposeTmpfs(s string) (api.Mount, error) {
 	return m, nil
 }
 
-// stackNetwork is a network a stack's services use: created by stack
+// StackNetwork is a network a stack's services use: created by stack
 // deploy unless External, which must exist.
-type stackNetwork struct {
+type StackNetwork struct {
 	api.Network
 	External bool
 }
@@ -619,16 +620,16 @@ func serviceNetworks(stack string, p *types.Project, cs types.ServiceConfig) []s
 	return out
 }
 
-// stackNetworks returns the networks the services of p use (the default
+// StackNetworks returns the networks the services of p use (the default
 // one aside), sorted by name, or the problems of their definitions.
-func stackNetworks(stack string, p *types.Project) ([]stackNetwork, error) {
+func StackNetworks(stack string, p *types.Project) ([]StackNetwork, error) {
 	used := map[string]bool{}
 	for _, cs := range p.Services {
 		for k := range cs.Networks {
 			used[k] = true
 		}
 	}
-	var out []stackNetwork
+	var out []StackNetwork
 	var errs []error
 	for _, k := range slices.Sorted(maps.Keys(used)) {
 		if k == "default" {
@@ -645,7 +646,7 @@ func stackNetworks(stack string, p *types.Project) ([]stackNetwork, error) {
 		if cfg.Driver != "" && cfg.Driver != "overlay" {
 			bad(".driver", "%q: only overlay networks exist", cfg.Driver)
 		}
-		n := stackNetwork{Network: api.Network{Name: composeNetworkName(stack, k, cfg), Internal: cfg.Internal, Attachable: cfg.Attachable},
+		n := StackNetwork{Network: api.Network{Name: composeNetworkName(stack, k, cfg), Internal: cfg.Internal, Attachable: cfg.Attachable},
 			External: bool(cfg.External)}
 		for i, pool := range cfg.Ipam.Config {
 			if pool == nil || pool.Subnet == "" {
@@ -665,24 +666,6 @@ func stackNetworks(stack string, p *types.Project) ([]stackNetwork, error) {
 	return out, nil
 }
 
-// ensureStackNetworks creates the stack's networks that do not exist and
-// checks that its external ones do, before any service names them.
-func (s *shell) ensureStackNetworks(ctx context.Context, cl *api.Client, nets []stackNetwork) error {
-	for _, n := range nets {
-		_, err := cl.Network(ctx, n.Name)
-		var ae *api.APIError
-		switch {
-		case err == nil:
-			continue
-		case !errors.As(err, &ae) || ae.Status != 404:
-			return fmt.Errorf("network %s: %w", n.Name, err)
-		case n.External:
-			return fmt.Errorf("network %s is declared external but does not exist: create it with `shoal network create`", n.Name)
-		}
-		if _, err := cl.CreateNetwork(ctx, n.Network); err != nil {
-			return fmt.Errorf("create network %s: %w", n.Name, err)
-		}
-		fmt.Fprintf(s.stdout, "Creating network %s\n", n.Name)
-	}
-	return nil
-}
+// StackLabel marks the services of a stack (docker's label, so habits and
+// scripts carry over).
+const StackLabel = "com.docker.stack.namespace"

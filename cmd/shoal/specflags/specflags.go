@@ -1,4 +1,4 @@
-package main
+package specflags
 
 // Flags of `service create` and `service update`, and their translation into
 // an api.ServiceSpec. Both commands start from a spec (Docker's defaults for
@@ -18,8 +18,8 @@ import (
 	"github.com/shoal-org/shoal/api"
 )
 
-// defaultSpec is what `service create` starts from: Docker's defaults.
-func defaultSpec() api.ServiceSpec {
+// DefaultSpec is what `service create` starts from: Docker's defaults.
+func DefaultSpec() api.ServiceSpec {
 	upd := api.UpdateConfig{
 		Parallelism:   1,
 		Order:         api.OrderStopFirst,
@@ -36,9 +36,9 @@ func defaultSpec() api.ServiceSpec {
 	}
 }
 
-// specFlags are the flags that shape a ServiceSpec. update selects the
+// Flags are the flags that shape a ServiceSpec. update selects the
 // update variants (--env-add instead of --env, ...).
-func specFlags(update bool) []cli.Flag {
+func Flags(update bool) []cli.Flag {
 	flags := slices.Concat([]cli.Flag{
 		&cli.Uint64Flag{Name: "replicas", Usage: "number of tasks (replicated mode, default 1)"},
 		&cli.StringFlag{Name: "limit-memory", Usage: "memory limit (e.g. 64M, 1g)"},
@@ -46,7 +46,7 @@ func specFlags(update bool) []cli.Flag {
 		&cli.StringFlag{Name: "limit-pids", Usage: "maximum number of processes"},
 		&cli.StringFlag{Name: "reserve-memory", Usage: "memory the scheduler reserves on the node"},
 		&cli.StringFlag{Name: "reserve-cpu", Usage: "CPUs the scheduler reserves on the node"},
-	}, healthFlags("command (run by /bin/sh -c) that checks health"), []cli.Flag{
+	}, HealthFlags("command (run by /bin/sh -c) that checks health"), []cli.Flag{
 		&cli.StringFlag{Name: "restart-condition", Usage: "any, on-failure or none (default any)"},
 		&cli.DurationFlag{Name: "restart-delay", Usage: "delay between restarts (default 5s)"},
 		&cli.IntFlag{Name: "restart-max-attempts", Usage: "maximum restarts per window (0 = unlimited)"},
@@ -103,17 +103,17 @@ func specFlags(update bool) []cli.Flag {
 			&cli.StringSliceFlag{Name: "constraint", Usage: "placement constraint, e.g. node.labels.zone==a (repeatable)"},
 			&cli.StringSliceFlag{Name: "secret", Usage: "mount a secret at /run/secrets: NAME or source=NAME,target=T,mode=0400,uid=U,gid=G (repeatable)"},
 			&cli.StringSliceFlag{Name: "config", Usage: "mount a config: source=NAME,target=/path[,mode=0444] (repeatable)"},
-			mountFlag(),
+			MountFlag(),
 			&cli.StringSliceFlag{Name: "network", Usage: "network to join (repeatable; default: the default network)"},
 		)
 	}
-	flags = append(flags, withRegistryAuthFlag())
-	return append(flags, waitFlags()...)
+	flags = append(flags, WithRegistryAuthFlag())
+	return append(flags, WaitFlags()...)
 }
 
-// healthFlags are the --health-* flags of `run` and of the service
-// commands (applyHealth reads them); cmdUsage describes --health-cmd.
-func healthFlags(cmdUsage string) []cli.Flag {
+// HealthFlags are the --health-* flags of `run` and of the service
+// commands (ApplyHealth reads them); cmdUsage describes --health-cmd.
+func HealthFlags(cmdUsage string) []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "health-cmd", Usage: cmdUsage},
 		&cli.DurationFlag{Name: "health-interval", Usage: "time between health checks"},
@@ -124,8 +124,8 @@ func healthFlags(cmdUsage string) []cli.Flag {
 	}
 }
 
-// waitFlags control the progress display of commands that change a service.
-func waitFlags() []cli.Flag {
+// WaitFlags control the progress display of commands that change a service.
+func WaitFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "return at once instead of waiting for convergence"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "do not print progress"},
@@ -133,14 +133,14 @@ func waitFlags() []cli.Flag {
 	}
 }
 
-// specError marks a bad flag value as a usage error naming the flag.
-func specError(flag string, err error) error {
-	return &usageError{err: fmt.Errorf("--%s: %w", flag, err)}
+// SpecError marks a bad flag value as a usage error naming the flag.
+func SpecError(flag string, err error) error {
+	return &UsageError{Err: fmt.Errorf("--%s: %w", flag, err)}
 }
 
-// applySpecFlags changes spec according to the flags the user set. update
+// Apply changes spec according to the flags the user set. update
 // selects the update variants. It does not touch Name, Image or Command.
-func applySpecFlags(c *cli.Context, spec *api.ServiceSpec, update bool) error {
+func Apply(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 	set := c.IsSet
 	if !update {
 		if set("mode") {
@@ -148,7 +148,7 @@ func applySpecFlags(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 			case api.ModeReplicated, api.ModeGlobal:
 				spec.Mode = m
 			default:
-				return usageErrorf("invalid --mode %q: want replicated or global", m)
+				return UsageErrorf("invalid --mode %q: want replicated or global", m)
 			}
 		}
 		if spec.Mode == api.ModeGlobal {
@@ -157,11 +157,11 @@ func applySpecFlags(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 	}
 	if set("replicas") {
 		if spec.Mode == api.ModeGlobal {
-			return usageErrorf("--replicas cannot be used with a global service")
+			return UsageErrorf("--replicas cannot be used with a global service")
 		}
 		spec.Replicas = c.Uint64("replicas")
 	}
-	if err := setParsed(c, "autoscale", parseAutoscale, &spec.Autoscale); err != nil {
+	if err := SetParsed(c, "autoscale", parseAutoscale, &spec.Autoscale); err != nil {
 		return err
 	}
 	if !update && spec.Autoscale != nil && spec.Mode == api.ModeReplicated && !set("replicas") {
@@ -170,7 +170,7 @@ func applySpecFlags(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 	if err := applyResources(c, &spec.Resources); err != nil {
 		return err
 	}
-	if err := applyHealth(c, &spec.Healthcheck); err != nil {
+	if err := ApplyHealth(c, &spec.Healthcheck); err != nil {
 		return err
 	}
 	if err := applyRestart(c, &spec.RestartPolicy); err != nil {
@@ -200,7 +200,7 @@ func applySpecFlags(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 	if set("user") {
 		spec.User = c.String("user")
 	}
-	if err := setParsed(c, "entrypoint", splitWords, &spec.Entrypoint); err != nil {
+	if err := SetParsed(c, "entrypoint", SplitWords, &spec.Entrypoint); err != nil {
 		return err
 	}
 	lists := applyCreateLists
@@ -210,32 +210,32 @@ func applySpecFlags(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 	if err := lists(c, spec); err != nil {
 		return err
 	}
-	return applyRegistryAuth(c, spec) // after --image
+	return ApplyRegistryAuth(c, spec) // after --image
 }
 
 // applyCreateLists sets the repeatable list flags of `service create`.
 func applyCreateLists(c *cli.Context, spec *api.ServiceSpec) error {
 	var err error
 	if spec.Ports, err = appendPorts(spec.Ports, c.StringSlice("publish")); err != nil {
-		return specError("publish", err)
+		return SpecError("publish", err)
 	}
-	if spec.Env, err = setEnvs(spec.Env, c.StringSlice("env")); err != nil {
-		return specError("env", err)
+	if spec.Env, err = SetEnvs(spec.Env, c.StringSlice("env")); err != nil {
+		return SpecError("env", err)
 	}
-	if spec.Labels, err = setLabels(spec.Labels, c.StringSlice("label")); err != nil {
-		return specError("label", err)
+	if spec.Labels, err = SetLabels(spec.Labels, c.StringSlice("label")); err != nil {
+		return SpecError("label", err)
 	}
 	if spec.Constraints, err = addConstraints(spec.Constraints, c.StringSlice("constraint")); err != nil {
-		return specError("constraint", err)
+		return SpecError("constraint", err)
 	}
 	if spec.Secrets, err = addFileRefs(spec.Secrets, c.StringSlice("secret"), true); err != nil {
-		return specError("secret", err)
+		return SpecError("secret", err)
 	}
 	if spec.Configs, err = addFileRefs(spec.Configs, c.StringSlice("config"), false); err != nil {
-		return specError("config", err)
+		return SpecError("config", err)
 	}
-	if spec.Mounts, err = addMounts(spec.Mounts, c.StringSlice("mount")); err != nil {
-		return specError("mount", err)
+	if spec.Mounts, err = AddMounts(spec.Mounts, c.StringSlice("mount")); err != nil {
+		return SpecError("mount", err)
 	}
 	return applyNetworks(c, spec, false)
 }
@@ -245,40 +245,40 @@ func applyCreateLists(c *cli.Context, spec *api.ServiceSpec) error {
 func applyUpdateLists(c *cli.Context, spec *api.ServiceSpec) error {
 	if c.IsSet("image") {
 		if c.String("image") == "" {
-			return usageErrorf("--image must not be empty")
+			return UsageErrorf("--image must not be empty")
 		}
 		spec.Image = c.String("image")
 	}
-	if err := setParsed(c, "args", splitWords, &spec.Command); err != nil {
+	if err := SetParsed(c, "args", SplitWords, &spec.Command); err != nil {
 		return err
 	}
 	var err error
 	for _, k := range c.StringSlice("env-rm") {
 		spec.Env = slices.DeleteFunc(spec.Env, func(e string) bool { return envKey(e) == envKey(k) })
 	}
-	if spec.Env, err = setEnvs(spec.Env, c.StringSlice("env-add")); err != nil {
-		return specError("env-add", err)
+	if spec.Env, err = SetEnvs(spec.Env, c.StringSlice("env-add")); err != nil {
+		return SpecError("env-add", err)
 	}
 	for _, k := range c.StringSlice("label-rm") {
 		delete(spec.Labels, k)
 	}
-	if spec.Labels, err = setLabels(spec.Labels, c.StringSlice("label-add")); err != nil {
-		return specError("label-add", err)
+	if spec.Labels, err = SetLabels(spec.Labels, c.StringSlice("label-add")); err != nil {
+		return SpecError("label-add", err)
 	}
 	for _, s := range c.StringSlice("constraint-rm") {
-		con, err := parseConstraint(s)
+		con, err := ParseConstraint(s)
 		if err != nil {
-			return specError("constraint-rm", err)
+			return SpecError("constraint-rm", err)
 		}
 		spec.Constraints = slices.DeleteFunc(spec.Constraints, func(x string) bool { return x == con })
 	}
 	if spec.Constraints, err = addConstraints(spec.Constraints, c.StringSlice("constraint-add")); err != nil {
-		return specError("constraint-add", err)
+		return SpecError("constraint-add", err)
 	}
 	for _, p := range c.StringSlice("publish-rm") {
 		pc, err := parsePublish(p)
 		if err != nil {
-			return specError("publish-rm", err)
+			return SpecError("publish-rm", err)
 		}
 		spec.Ports = slices.DeleteFunc(spec.Ports, func(x api.PortConfig) bool {
 			return x.Target == pc.Target && protoOf(x) == pc.Protocol && (pc.Published == 0 || pc.Published == x.Published)
@@ -287,7 +287,7 @@ func applyUpdateLists(c *cli.Context, spec *api.ServiceSpec) error {
 	for _, p := range c.StringSlice("publish-add") {
 		pc, err := parsePublish(p)
 		if err != nil {
-			return specError("publish-add", err)
+			return SpecError("publish-add", err)
 		}
 		spec.Ports = slices.DeleteFunc(spec.Ports, func(x api.PortConfig) bool {
 			if pc.Published != 0 {
@@ -299,21 +299,21 @@ func applyUpdateLists(c *cli.Context, spec *api.ServiceSpec) error {
 	}
 	spec.Secrets = removeFileRefs(spec.Secrets, c.StringSlice("secret-rm"))
 	if spec.Secrets, err = addFileRefs(spec.Secrets, c.StringSlice("secret-add"), true); err != nil {
-		return specError("secret-add", err)
+		return SpecError("secret-add", err)
 	}
 	spec.Configs = removeFileRefs(spec.Configs, c.StringSlice("config-rm"))
 	if spec.Configs, err = addFileRefs(spec.Configs, c.StringSlice("config-add"), false); err != nil {
-		return specError("config-add", err)
+		return SpecError("config-add", err)
 	}
 	for _, t := range c.StringSlice("mount-rm") {
 		target := path.Clean(t)
 		if !path.IsAbs(target) {
-			return specError("mount-rm", fmt.Errorf("%q: want the absolute target path of a mount", t))
+			return SpecError("mount-rm", fmt.Errorf("%q: want the absolute target path of a mount", t))
 		}
 		spec.Mounts = slices.DeleteFunc(slices.Clone(spec.Mounts), func(m api.Mount) bool { return m.Target == target })
 	}
-	if spec.Mounts, err = addMounts(spec.Mounts, c.StringSlice("mount-add")); err != nil {
-		return specError("mount-add", err)
+	if spec.Mounts, err = AddMounts(spec.Mounts, c.StringSlice("mount-add")); err != nil {
+		return SpecError("mount-add", err)
 	}
 	if err := applyNetworks(c, spec, true); err != nil {
 		return err
@@ -324,14 +324,14 @@ func applyUpdateLists(c *cli.Context, spec *api.ServiceSpec) error {
 	return nil
 }
 
-// mountFlag is the --mount flag of `service create` and `run`.
-func mountFlag() cli.Flag {
+// MountFlag is the --mount flag of `service create` and `run`.
+func MountFlag() cli.Flag {
 	return &cli.StringSliceFlag{Name: "mount", Usage: "type=volume|bind|tmpfs,source=S,target=T[,readonly][,volume-nocopy][,tmpfs-size=64M] (repeatable; an empty volume gets the image's content at T unless volume-nocopy)"}
 }
 
-// addMounts adds mounts given in the --mount syntax; one on a target
+// AddMounts adds mounts given in the --mount syntax; one on a target
 // already mounted replaces it (as docker's --mount-add does).
-func addMounts(ms []api.Mount, values []string) ([]api.Mount, error) {
+func AddMounts(ms []api.Mount, values []string) ([]api.Mount, error) {
 	for _, v := range values {
 		m, err := parseMount(v)
 		if err != nil {
@@ -394,7 +394,7 @@ func parseMount(s string) (api.Mount, error) {
 				return m, fmt.Errorf("%q: volume-nocopy=%q: want true or false", s, v)
 			}
 		case "tmpfs-size":
-			n, err := parseSize(v)
+			n, err := ParseSize(v)
 			if err != nil {
 				return m, fmt.Errorf("%q: tmpfs-size: %w", s, err)
 			}
@@ -426,7 +426,7 @@ func applyNetworks(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 	if !update {
 		for _, n := range c.StringSlice("network") {
 			if n == "" || slices.Contains(spec.Networks, n) {
-				return usageErrorf("invalid --network %q: empty or given twice", n)
+				return UsageErrorf("invalid --network %q: empty or given twice", n)
 			}
 			spec.Networks = append(spec.Networks, n)
 		}
@@ -439,13 +439,13 @@ func applyNetworks(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 	nets := slices.Clone(api.SpecNetworks(*spec))
 	for _, n := range rm {
 		if !slices.Contains(nets, n) {
-			return usageErrorf("invalid --network-rm %q: the service is not on that network (it is on %s)", n, strings.Join(nets, ", "))
+			return UsageErrorf("invalid --network-rm %q: the service is not on that network (it is on %s)", n, strings.Join(nets, ", "))
 		}
 		nets = slices.DeleteFunc(nets, func(x string) bool { return x == n })
 	}
 	for _, n := range add {
 		if n == "" {
-			return usageErrorf("invalid --network-add: empty name")
+			return UsageErrorf("invalid --network-add: empty name")
 		}
 		if !slices.Contains(nets, n) {
 			nets = append(nets, n)
@@ -458,15 +458,15 @@ func applyNetworks(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 	return nil
 }
 
-// setParsed parses the value of flag into dst when the user set it; a bad
+// SetParsed parses the value of flag into dst when the user set it; a bad
 // value is a usage error naming the flag.
-func setParsed[T any](c *cli.Context, flag string, parse func(string) (T, error), dst *T) error {
+func SetParsed[T any](c *cli.Context, flag string, parse func(string) (T, error), dst *T) error {
 	if !c.IsSet(flag) {
 		return nil
 	}
 	v, err := parse(c.String(flag))
 	if err != nil {
-		return specError(flag, err)
+		return SpecError(flag, err)
 	}
 	*dst = v
 	return nil
@@ -480,14 +480,14 @@ func setNonNegative[T int | time.Duration](c *cli.Context, flag string, get func
 	}
 	v := get(flag)
 	if v < 0 {
-		return usageErrorf("--%s must not be negative", flag)
+		return UsageErrorf("--%s must not be negative", flag)
 	}
 	*dst = v
 	return nil
 }
 
-// firstError returns the first non-nil error, in argument order.
-func firstError(errs ...error) error {
+// FirstError returns the first non-nil error, in argument order.
+func FirstError(errs ...error) error {
 	for _, err := range errs {
 		if err != nil {
 			return err
@@ -496,9 +496,9 @@ func firstError(errs ...error) error {
 	return nil
 }
 
-// setEnvs applies K=V values (a bare K takes the caller's variable, or
+// SetEnvs applies K=V values (a bare K takes the caller's variable, or
 // is skipped when unset) to env.
-func setEnvs(env, values []string) ([]string, error) {
+func SetEnvs(env, values []string) ([]string, error) {
 	for _, e := range values {
 		v, ok, err := parseEnv(e)
 		if err != nil {
@@ -511,8 +511,8 @@ func setEnvs(env, values []string) ([]string, error) {
 	return env, nil
 }
 
-// setLabels adds k=v values to labels, making the map on the first one.
-func setLabels(labels map[string]string, values []string) (map[string]string, error) {
+// SetLabels adds k=v values to labels, making the map on the first one.
+func SetLabels(labels map[string]string, values []string) (map[string]string, error) {
 	for _, l := range values {
 		k, v, err := parseLabel(l)
 		if err != nil {
@@ -529,7 +529,7 @@ func setLabels(labels map[string]string, values []string) (map[string]string, er
 // addConstraints appends the constraints not already in cons.
 func addConstraints(cons, values []string) ([]string, error) {
 	for _, s := range values {
-		con, err := parseConstraint(s)
+		con, err := ParseConstraint(s)
 		if err != nil {
 			return cons, err
 		}
@@ -575,17 +575,17 @@ func setEnv(env []string, kv string) []string {
 
 // applyResources sets limits and reservations.
 func applyResources(c *cli.Context, r *api.ResourceRequirements) error {
-	return firstError(
-		setParsed(c, "limit-memory", parseSize, &r.Limits.MemoryBytes),
-		setParsed(c, "reserve-memory", parseSize, &r.Reservations.MemoryBytes),
-		setParsed(c, "limit-cpu", parseCPUs, &r.Limits.NanoCPUs),
-		setParsed(c, "reserve-cpu", parseCPUs, &r.Reservations.NanoCPUs),
-		setParsed(c, "limit-pids", parsePids, &r.Limits.Pids),
+	return FirstError(
+		SetParsed(c, "limit-memory", ParseSize, &r.Limits.MemoryBytes),
+		SetParsed(c, "reserve-memory", ParseSize, &r.Reservations.MemoryBytes),
+		SetParsed(c, "limit-cpu", ParseCPUs, &r.Limits.NanoCPUs),
+		SetParsed(c, "reserve-cpu", ParseCPUs, &r.Reservations.NanoCPUs),
+		SetParsed(c, "limit-pids", ParsePids, &r.Limits.Pids),
 	)
 }
 
-// parsePids parses a process count limit (0 = unlimited).
-func parsePids(s string) (int64, error) {
+// ParsePids parses a process count limit (0 = unlimited).
+func ParsePids(s string) (int64, error) {
 	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
 	if err != nil || n < 0 {
 		return 0, fmt.Errorf("invalid process count %q", s)
@@ -593,8 +593,8 @@ func parsePids(s string) (int64, error) {
 	return n, nil
 }
 
-// applyHealth sets the health check from the --health-* flags.
-func applyHealth(c *cli.Context, hc **api.HealthConfig) error {
+// ApplyHealth sets the health check from the --health-* flags.
+func ApplyHealth(c *cli.Context, hc **api.HealthConfig) error {
 	names := []string{"health-cmd", "no-healthcheck", "health-interval", "health-timeout", "health-start-period", "health-retries"}
 	if !slices.ContainsFunc(names, c.IsSet) {
 		return nil
@@ -605,7 +605,7 @@ func applyHealth(c *cli.Context, hc **api.HealthConfig) error {
 		h = &cp
 	}
 	if c.IsSet("health-cmd") && c.Bool("no-healthcheck") {
-		return usageErrorf("--health-cmd and --no-healthcheck are mutually exclusive")
+		return UsageErrorf("--health-cmd and --no-healthcheck are mutually exclusive")
 	}
 	if c.IsSet("health-cmd") {
 		if strings.TrimSpace(c.String("health-cmd")) == "" {
@@ -617,7 +617,7 @@ func applyHealth(c *cli.Context, hc **api.HealthConfig) error {
 	if c.Bool("no-healthcheck") {
 		h.Test = []string{"NONE"}
 	}
-	if err := firstError(
+	if err := FirstError(
 		setNonNegative(c, "health-interval", c.Duration, &h.Interval),
 		setNonNegative(c, "health-timeout", c.Duration, &h.Timeout),
 		setNonNegative(c, "health-start-period", c.Duration, &h.StartPeriod),
@@ -636,10 +636,10 @@ func applyRestart(c *cli.Context, rp *api.RestartPolicy) error {
 		case api.RestartAny, api.RestartOnFailure, api.RestartNone:
 			rp.Condition = v
 		default:
-			return usageErrorf("invalid --restart-condition %q: want any, on-failure or none", v)
+			return UsageErrorf("invalid --restart-condition %q: want any, on-failure or none", v)
 		}
 	}
-	return firstError(
+	return FirstError(
 		setNonNegative(c, "restart-delay", c.Duration, &rp.Delay),
 		setNonNegative(c, "restart-window", c.Duration, &rp.Window),
 		setNonNegative(c, "restart-max-attempts", c.Int, &rp.MaxAttempts),
@@ -649,7 +649,7 @@ func applyRestart(c *cli.Context, rp *api.RestartPolicy) error {
 // applyUpdateConfig sets the --update-* or --rollback-* flags.
 func applyUpdateConfig(c *cli.Context, prefix string, u *api.UpdateConfig) error {
 	f := func(n string) string { return prefix + "-" + n }
-	if err := firstError(
+	if err := FirstError(
 		setNonNegative(c, f("parallelism"), c.Int, &u.Parallelism),
 		setNonNegative(c, f("delay"), c.Duration, &u.Delay),
 		setNonNegative(c, f("monitor"), c.Duration, &u.Monitor),
@@ -661,21 +661,21 @@ func applyUpdateConfig(c *cli.Context, prefix string, u *api.UpdateConfig) error
 		case api.OrderStopFirst, api.OrderStartFirst:
 			u.Order = v
 		default:
-			return usageErrorf("invalid --%s %q: want stop-first or start-first", f("order"), v)
+			return UsageErrorf("invalid --%s %q: want stop-first or start-first", f("order"), v)
 		}
 	}
 	if c.IsSet(f("failure-action")) {
 		v := c.String(f("failure-action"))
 		ok := v == api.FailurePause || v == api.FailureContinue || (prefix == "update" && v == api.FailureRollback)
 		if !ok {
-			return usageErrorf("invalid --%s %q", f("failure-action"), v)
+			return UsageErrorf("invalid --%s %q", f("failure-action"), v)
 		}
 		u.FailureAction = v
 	}
 	if c.IsSet(f("max-failure-ratio")) {
 		r := c.Float64(f("max-failure-ratio"))
 		if r < 0 || r > 1 {
-			return usageErrorf("--%s must be between 0 and 1", f("max-failure-ratio"))
+			return UsageErrorf("--%s must be between 0 and 1", f("max-failure-ratio"))
 		}
 		u.MaxFailureRatio = r
 	}

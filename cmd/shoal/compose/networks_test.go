@@ -1,4 +1,4 @@
-package main
+package compose
 
 import (
 	"context"
@@ -13,8 +13,8 @@ import (
 
 func loadString(t *testing.T, yml string) *types.Project {
 	t.Helper()
-	in := composeInput{Files: []types.ConfigFile{{Filename: "/x/compose.yml", Content: []byte(yml)}}, WorkingDir: t.TempDir(), Name: "st"}
-	p, _, err := loadCompose(context.Background(), in)
+	in := Input{Files: []types.ConfigFile{{Filename: "/x/compose.yml", Content: []byte(yml)}}, WorkingDir: t.TempDir(), Name: "st"}
+	p, _, err := Load(context.Background(), in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +36,7 @@ networks:
   web: {internal: true, ipam: {config: [{subnet: 10.70.0.0/16}]}}
   db: {external: true, name: shared_db}
 `)
-	specs, err := stackSpecs("st", p)
+	specs, err := StackSpecs("st", p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,15 +48,15 @@ networks:
 		!slices.Equal(got["st_both"], []string{"st_web", "shared_db", api.DefaultNetwork}) {
 		t.Fatalf("service networks %v", got)
 	}
-	nets, err := stackNetworks("st", p)
+	nets, err := StackNetworks("st", p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []stackNetwork{
+	want := []StackNetwork{
 		{Network: api.Network{Name: "shared_db"}, External: true},
 		{Network: api.Network{Name: "st_web", Subnet: "10.70.0.0/16", Internal: true}},
 	}
-	slices.SortFunc(nets, func(a, b stackNetwork) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(nets, func(a, b StackNetwork) int { return strings.Compare(a.Name, b.Name) })
 	if len(nets) != 2 || nets[0].Name != want[0].Name || !nets[0].External || nets[1].Name != want[1].Name || nets[1].Subnet != want[1].Subnet || !nets[1].Internal || nets[1].External {
 		t.Fatalf("stack networks %+v", nets)
 	}
@@ -67,7 +67,7 @@ services:
 networks:
   n: {driver: bridge}
 `)
-	if _, err := stackSpecs("st", bad); err == nil || !strings.Contains(err.Error(), `networks.n.driver: "bridge": only overlay networks exist`) {
+	if _, err := StackSpecs("st", bad); err == nil || !strings.Contains(err.Error(), `networks.n.driver: "bridge": only overlay networks exist`) {
 		t.Fatalf("bridge driver: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package specflags
 
 import (
 	"reflect"
@@ -54,34 +54,10 @@ func TestParseMount(t *testing.T) {
 }
 
 func TestAddMountsReplacesTarget(t *testing.T) {
-	ms, err := addMounts([]api.Mount{{Type: "volume", Source: "a", Target: "/d"}, {Type: "tmpfs", Target: "/t"}},
+	ms, err := AddMounts([]api.Mount{{Type: "volume", Source: "a", Target: "/d"}, {Type: "tmpfs", Target: "/t"}},
 		[]string{"type=volume,source=b,target=/d"})
 	want := []api.Mount{{Type: "tmpfs", Target: "/t"}, {Type: "volume", Source: "b", Target: "/d"}}
 	if err != nil || !reflect.DeepEqual(ms, want) {
-		t.Fatalf("addMounts = %+v, %v; want %+v", ms, err, want)
-	}
-}
-
-// TestCLIServiceMounts: --mount on create, --mount-add/--mount-rm on update
-// (by target) reach the agent as the spec's mounts; a bad mount sends
-// nothing.
-func TestCLIServiceMounts(t *testing.T) {
-	f := newFakeAgent(t)
-	_, errOut, code := runCLI(t, f.host, "", "service", "create", "-d", "--name", "web",
-		"--mount", "type=volume,source=data,target=/data", "--mount", "type=tmpfs,target=/run", "busybox", "sleep", "1000")
-	want := []api.Mount{{Type: "volume", Source: "data", Target: "/data"}, {Type: "tmpfs", Target: "/run"}}
-	if code != 0 || !reflect.DeepEqual(f.lastSpec.Mounts, want) {
-		t.Fatalf("create: exit %d %s, mounts %+v", code, errOut, f.lastSpec.Mounts)
-	}
-	_, errOut, code = runCLI(t, f.host, "", "service", "update", "-d", "--mount-rm", "/run/",
-		"--mount-add", "type=bind,source=/srv,target=/data,readonly", "web")
-	want = []api.Mount{{Type: "bind", Source: "/srv", Target: "/data", ReadOnly: true}}
-	if code != 0 || !reflect.DeepEqual(f.lastSpec.Mounts, want) {
-		t.Fatalf("update: exit %d %s, mounts %+v", code, errOut, f.lastSpec.Mounts)
-	}
-	f.lastSpec = api.ServiceSpec{}
-	_, errOut, code = runCLI(t, f.host, "", "service", "create", "-d", "--name", "x", "--mount", "type=bind,source=rel,target=/x", "busybox")
-	if code != 2 || !strings.Contains(errOut, "--mount") || f.lastSpec.Name != "" {
-		t.Fatalf("bad mount: exit %d, stderr %q, sent %+v", code, errOut, f.lastSpec)
+		t.Fatalf("AddMounts = %+v, %v; want %+v", ms, err, want)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package specflags
 
 import (
 	"encoding/base64"
@@ -28,11 +28,11 @@ func TestRegistryAuthFor(t *testing.T) {
 	}{
 		{ref: "10.1.2.3:5000/team/app:1", reg: "10.1.2.3:5000", user: "alice", pass: "s3cret:with-colon"},
 		{ref: "other.example/app", reg: "other.example", user: "bob", pass: "pw"},
-		{ref: "nobody.example/app:1", err: errNoRegistryAuth},
-		{ref: "busybox", err: errNoRegistryAuth},
-		{ref: "UPPER/case::", err: errBadImageRef},
+		{ref: "nobody.example/app:1", err: ErrNoRegistryAuth},
+		{ref: "busybox", err: ErrNoRegistryAuth},
+		{ref: "UPPER/case::", err: ErrBadImageRef},
 	} {
-		ra, err := registryAuthFor(tc.ref)
+		ra, err := RegistryAuthFor(tc.ref)
 		if tc.err != nil {
 			if !errors.Is(err, tc.err) {
 				t.Errorf("%s: want %v, got %+v %v", tc.ref, tc.err, ra, err)

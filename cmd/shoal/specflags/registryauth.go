@@ -1,4 +1,4 @@
-package main
+package specflags
 
 // Registry credentials of the CLI user, for `--with-registry-auth` and for
 // `image pull` without -u: read as docker reads them, from the docker config
@@ -19,25 +19,25 @@ import (
 	"github.com/shoal-org/shoal/api"
 )
 
-// errNoRegistryAuth: the docker config file has no credentials for the
+// ErrNoRegistryAuth: the docker config file has no credentials for the
 // registry of an image.
-var errNoRegistryAuth = errors.New("no registry credentials")
+var ErrNoRegistryAuth = errors.New("no registry credentials")
 
-// errBadImageRef: an image reference names no registry repository.
-var errBadImageRef = errors.New("invalid image reference")
+// ErrBadImageRef: an image reference names no registry repository.
+var ErrBadImageRef = errors.New("invalid image reference")
 
-// withRegistryAuthFlag is the flag of `service create|update` and `stack
+// WithRegistryAuthFlag is the flag of `service create|update` and `stack
 // deploy`.
-func withRegistryAuthFlag() cli.Flag {
+func WithRegistryAuthFlag() cli.Flag {
 	return &cli.BoolFlag{Name: "with-registry-auth", Usage: "send the registry credentials of the docker config file ($DOCKER_CONFIG or ~/.docker/config.json) to the nodes, sealed, so they can pull a private image"}
 }
 
-// registryAuthFor returns the credentials the docker config file holds
-// for the registry of image ref; errNoRegistryAuth when it has none.
-func registryAuthFor(ref string) (*api.RegistryAuth, error) {
+// RegistryAuthFor returns the credentials the docker config file holds
+// for the registry of image ref; ErrNoRegistryAuth when it has none.
+func RegistryAuthFor(ref string) (*api.RegistryAuth, error) {
 	r, err := name.ParseReference(ref)
 	if err != nil {
-		return nil, fmt.Errorf("%w %s: %v", errBadImageRef, ref, err)
+		return nil, fmt.Errorf("%w %s: %v", ErrBadImageRef, ref, err)
 	}
 	reg := r.Context().Registry
 	auth, err := authn.DefaultKeychain.Resolve(reg)
@@ -61,21 +61,21 @@ func registryAuthFor(ref string) (*api.RegistryAuth, error) {
 			return nil, fmt.Errorf("registry credentials for %s: only a username and password can be sent (the docker config file holds a token)", reg.RegistryStr())
 		}
 		return nil, fmt.Errorf("%w for %s in the docker config file ($DOCKER_CONFIG/config.json or ~/.docker/config.json; `docker login %s` writes them)",
-			errNoRegistryAuth, reg.RegistryStr(), reg.RegistryStr())
+			ErrNoRegistryAuth, reg.RegistryStr(), reg.RegistryStr())
 	}
 	return &api.RegistryAuth{Registry: reg.RegistryStr(), Username: user, Password: pass}, nil
 }
 
-// applyRegistryAuth sets spec's registry credentials when
+// ApplyRegistryAuth sets spec's registry credentials when
 // --with-registry-auth is given. Without it a spec keeps what it has (an
 // update keeps the service's sealed credentials, as docker does).
-func applyRegistryAuth(c *cli.Context, spec *api.ServiceSpec) error {
+func ApplyRegistryAuth(c *cli.Context, spec *api.ServiceSpec) error {
 	if !c.Bool("with-registry-auth") {
 		return nil
 	}
-	ra, err := registryAuthFor(spec.Image)
+	ra, err := RegistryAuthFor(spec.Image)
 	if err != nil {
-		return specError("with-registry-auth", err)
+		return SpecError("with-registry-auth", err)
 	}
 	spec.RegistryAuth = ra
 	return nil

@@ -1,4 +1,4 @@
-package main
+package output
 
 // Rendering of lists and objects: docker-like tables (text/tabwriter), JSON
 // (--format json), Go templates (--format '{{.ID}}') and IDs only (-q).
@@ -15,25 +15,26 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
 // shortIDLen is how many characters of an ID tables show.
 const shortIDLen = 12
 
-// outputOpts are the --format, -q and --no-trunc flags of a command.
-type outputOpts struct {
-	format  string
-	quiet   bool
-	noTrunc bool
+// Opts are the --format, -q and --no-trunc flags of a command.
+type Opts struct {
+	Format  string
+	Quiet   bool
+	NoTrunc bool
 }
 
-// newTable returns a tabwriter laid out like docker's tables.
-func newTable(w io.Writer) *tabwriter.Writer {
+// NewTable returns a tabwriter laid out like docker's tables.
+func NewTable(w io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
 }
 
-// shortID trims an ID (and a "sha256:" prefix) for tables.
-func shortID(id string, noTrunc bool) string {
+// ShortID trims an ID (and a "sha256:" prefix) for tables.
+func ShortID(id string, noTrunc bool) string {
 	if noTrunc {
 		return id
 	}
@@ -44,9 +45,9 @@ func shortID(id string, noTrunc bool) string {
 	return id
 }
 
-// writeJSON prints v indented, with a trailing newline. A nil slice prints
+// WriteJSON prints v indented, with a trailing newline. A nil slice prints
 // as [] so that scripts always get an array.
-func writeJSON(w io.Writer, v any) error {
+func WriteJSON(w io.Writer, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode json: %w", err)
@@ -68,7 +69,7 @@ func writeTemplate[T any](w io.Writer, format string, items []T) error {
 		"join": strings.Join,
 	}).Parse(format)
 	if err != nil {
-		return usageErrorf("invalid --format template: %v", err)
+		return specflags.UsageErrorf("invalid --format template: %v", err)
 	}
 	for _, it := range items {
 		if err := tmpl.Execute(w, it); err != nil {
@@ -81,51 +82,51 @@ func writeTemplate[T any](w io.Writer, format string, items []T) error {
 	return nil
 }
 
-// writeList prints items per opts: IDs only, JSON array, template lines, or
+// WriteList prints items per opts: IDs only, JSON array, template lines, or
 // the table drawn by table.
-func writeList[T any](w io.Writer, opts outputOpts, items []T, id func(T) string, table func(io.Writer) error) error {
+func WriteList[T any](w io.Writer, opts Opts, items []T, id func(T) string, table func(io.Writer) error) error {
 	switch {
-	case opts.quiet:
+	case opts.Quiet:
 		for _, it := range items {
 			if _, err := fmt.Fprintln(w, id(it)); err != nil {
 				return err
 			}
 		}
 		return nil
-	case opts.format == "json":
+	case opts.Format == "json":
 		if items == nil {
 			items = []T{}
 		}
-		return writeJSON(w, items)
-	case opts.format == "" || opts.format == "table":
+		return WriteJSON(w, items)
+	case opts.Format == "" || opts.Format == "table":
 		return table(w)
 	default:
-		return writeTemplate(w, opts.format, items)
+		return writeTemplate(w, opts.Format, items)
 	}
 }
 
-// writeInspect prints one object (or an array for several) as JSON, IDs
+// WriteInspect prints one object (or an array for several) as JSON, IDs
 // with -q, or template lines.
-func writeInspect[T any](w io.Writer, opts outputOpts, items []T, id func(T) string) error {
+func WriteInspect[T any](w io.Writer, opts Opts, items []T, id func(T) string) error {
 	switch {
-	case opts.quiet:
-		return writeList(w, opts, items, id, nil)
-	case opts.format == "" || opts.format == "json":
+	case opts.Quiet:
+		return WriteList(w, opts, items, id, nil)
+	case opts.Format == "" || opts.Format == "json":
 		if len(items) == 1 {
-			return writeJSON(w, items[0])
+			return WriteJSON(w, items[0])
 		}
-		return writeJSON(w, items)
+		return WriteJSON(w, items)
 	default:
-		return writeTemplate(w, opts.format, items)
+		return writeTemplate(w, opts.Format, items)
 	}
 }
 
-// renderNodes draws `node ls`; localID gets a "*" like docker's "self".
-func renderNodes(w io.Writer, nodes []api.Node, localID string, noTrunc bool) error {
-	tw := newTable(w)
+// RenderNodes draws `node ls`; localID gets a "*" like docker's "self".
+func RenderNodes(w io.Writer, nodes []api.Node, localID string, noTrunc bool) error {
+	tw := NewTable(w)
 	fmt.Fprintln(tw, "ID\tHOSTNAME\tSTATUS\tAVAILABILITY\tMANAGER STATUS\tADDR\tVERSION")
 	for _, n := range nodes {
-		id := shortID(n.ID, noTrunc)
+		id := ShortID(n.ID, noTrunc)
 		if n.ID == localID && localID != "" {
 			id += " *"
 		}
@@ -151,9 +152,9 @@ func formatPorts(ports []api.PortConfig) string {
 	return strings.Join(parts, ", ")
 }
 
-// serviceView fills the display fields of a service from its spec when the
+// ServiceView fills the display fields of a service from its spec when the
 // agent left them empty.
-func serviceView(s api.Service) api.Service {
+func ServiceView(s api.Service) api.Service {
 	if s.Name == "" {
 		s.Name = s.Spec.Name
 	}
@@ -172,20 +173,20 @@ func serviceView(s api.Service) api.Service {
 	return s
 }
 
-// renderServices draws `service ls`.
-func renderServices(w io.Writer, services []api.Service, noTrunc bool) error {
-	tw := newTable(w)
+// RenderServices draws `service ls`.
+func RenderServices(w io.Writer, services []api.Service, noTrunc bool) error {
+	tw := NewTable(w)
 	fmt.Fprintln(tw, "ID\tNAME\tMODE\tREPLICAS\tIMAGE\tPORTS")
 	for _, s := range services {
-		s = serviceView(s)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\n", shortID(s.ID, noTrunc), s.Name, s.Mode, s.Running, s.Replicas, s.Image, formatPorts(s.Ports))
+		s = ServiceView(s)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\n", ShortID(s.ID, noTrunc), s.Name, s.Mode, s.Running, s.Replicas, s.Image, formatPorts(s.Ports))
 	}
 	return tw.Flush()
 }
 
-// sortTasks orders tasks by service, slot (or node for global services),
+// SortTasks orders tasks by service, slot (or node for global services),
 // then newest first, so a slot's history reads downwards like docker's.
-func sortTasks(tasks []api.Task) {
+func SortTasks(tasks []api.Task) {
 	sort.SliceStable(tasks, func(i, j int) bool {
 		a, b := tasks[i], tasks[j]
 		if a.Service != b.Service {
@@ -209,12 +210,12 @@ func taskGroupKey(t api.Task) string {
 	return t.ServiceID + t.Service + "/" + t.NodeID
 }
 
-// renderTasks draws `service ps`; older tasks of a slot are shown as
+// RenderTasks draws `service ps`; older tasks of a slot are shown as
 // " \_ web.1" under the newest, as docker does.
-func renderTasks(w io.Writer, tasks []api.Task, noTrunc bool, now time.Time) error {
+func RenderTasks(w io.Writer, tasks []api.Task, noTrunc bool, now time.Time) error {
 	sorted := append([]api.Task(nil), tasks...)
-	sortTasks(sorted)
-	tw := newTable(w)
+	SortTasks(sorted)
+	tw := NewTable(w)
 	fmt.Fprintln(tw, "ID\tNAME\tIMAGE\tNODE\tDESIRED STATE\tCURRENT STATE\tERROR")
 	prev := ""
 	for _, t := range sorted {
@@ -226,7 +227,7 @@ func renderTasks(w io.Writer, tasks []api.Task, noTrunc bool, now time.Time) err
 		}
 		node := t.Node
 		if node == "" {
-			node = shortID(t.NodeID, noTrunc)
+			node = ShortID(t.NodeID, noTrunc)
 		}
 		errText := t.Error
 		if !noTrunc && len(errText) > 60 {
@@ -234,9 +235,9 @@ func renderTasks(w io.Writer, tasks []api.Task, noTrunc bool, now time.Time) err
 		}
 		current := t.State
 		if ts := t.UpdatedAt; !ts.IsZero() {
-			current += " " + humanAgo(now.Sub(ts))
+			current += " " + HumanAgo(now.Sub(ts))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", shortID(t.ID, noTrunc), name, t.Image, node, t.DesiredState, current, quoteErr(errText))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ShortID(t.ID, noTrunc), name, t.Image, node, t.DesiredState, current, quoteErr(errText))
 	}
 	return tw.Flush()
 }
@@ -256,12 +257,12 @@ func containerStatus(c api.Container, now time.Time) string {
 		if c.StartedAt.IsZero() {
 			return "Up"
 		}
-		return "Up " + humanDuration(now.Sub(c.StartedAt))
+		return "Up " + HumanDuration(now.Sub(c.StartedAt))
 	case api.ContainerExited:
 		if c.FinishedAt.IsZero() {
 			return fmt.Sprintf("Exited (%d)", c.ExitCode)
 		}
-		return fmt.Sprintf("Exited (%d) %s", c.ExitCode, humanAgo(now.Sub(c.FinishedAt)))
+		return fmt.Sprintf("Exited (%d) %s", c.ExitCode, HumanAgo(now.Sub(c.FinishedAt)))
 	case api.ContainerCreated:
 		return "Created"
 	default:
@@ -269,16 +270,16 @@ func containerStatus(c api.Container, now time.Time) string {
 	}
 }
 
-// renderContainers draws `ps`.
-func renderContainers(w io.Writer, cs []api.Container, noTrunc bool, now time.Time) error {
-	tw := newTable(w)
+// RenderContainers draws `ps`.
+func RenderContainers(w io.Writer, cs []api.Container, noTrunc bool, now time.Time) error {
+	tw := NewTable(w)
 	fmt.Fprintln(tw, "CONTAINER ID\tIMAGE\tCOMMAND\tSTATUS\tHEALTH\tNAMES")
 	for _, c := range cs {
 		cmd := strings.Join(c.Command, " ")
 		if !noTrunc && len(cmd) > 20 {
 			cmd = cmd[:17] + "..."
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%q\t%s\t%s\t%s\n", shortID(c.ID, noTrunc), c.Image, cmd, containerStatus(c, now), c.Health, c.Name)
+		fmt.Fprintf(tw, "%s\t%s\t%q\t%s\t%s\t%s\n", ShortID(c.ID, noTrunc), c.Image, cmd, containerStatus(c, now), c.Health, c.Name)
 	}
 	return tw.Flush()
 }
@@ -295,9 +296,9 @@ func splitRef(ref string) (string, string) {
 	return ref[:i], ref[i+1:]
 }
 
-// renderImages draws `image ls`, one row per tag.
-func renderImages(w io.Writer, images []api.Image, noTrunc bool) error {
-	tw := newTable(w)
+// RenderImages draws `image ls`, one row per tag.
+func RenderImages(w io.Writer, images []api.Image, noTrunc bool) error {
+	tw := NewTable(w)
 	fmt.Fprintln(tw, "REPOSITORY\tTAG\tIMAGE ID\tSIZE")
 	for _, im := range images {
 		tags := im.Tags
@@ -306,15 +307,15 @@ func renderImages(w io.Writer, images []api.Image, noTrunc bool) error {
 		}
 		for _, t := range tags {
 			repo, tag := splitRef(t)
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", repo, tag, shortID(im.ID, noTrunc), humanSize(im.Size))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", repo, tag, ShortID(im.ID, noTrunc), HumanSize(im.Size))
 		}
 	}
 	return tw.Flush()
 }
 
-// humanSize formats bytes with decimal units and 4 significant digits, as
+// HumanSize formats bytes with decimal units and 4 significant digits, as
 // docker's image list does (e.g. 1.24MB).
-func humanSize(n int64) string {
+func HumanSize(n int64) string {
 	units := []string{"B", "kB", "MB", "GB", "TB", "PB"}
 	f := float64(n)
 	i := 0
@@ -325,8 +326,8 @@ func humanSize(n int64) string {
 	return fmt.Sprintf("%.4g%s", f, units[i])
 }
 
-// humanDuration renders a duration like docker's "Up 5 minutes".
-func humanDuration(d time.Duration) string {
+// HumanDuration renders a duration like docker's "Up 5 minutes".
+func HumanDuration(d time.Duration) string {
 	switch s := d.Seconds(); {
 	case s < 1:
 		return "Less than a second"
@@ -357,10 +358,10 @@ func humanDuration(d time.Duration) string {
 	}
 }
 
-// humanAgo is humanDuration with " ago".
-func humanAgo(d time.Duration) string {
+// HumanAgo is HumanDuration with " ago".
+func HumanAgo(d time.Duration) string {
 	if d < 0 {
 		d = 0
 	}
-	return humanDuration(d) + " ago"
+	return HumanDuration(d) + " ago"
 }

@@ -1,4 +1,4 @@
-package main
+package output
 
 import (
 	"bytes"
@@ -14,7 +14,7 @@ var now = time.Date(2024, 1, 1, 12, 0, 0, 0, time.UTC)
 
 func TestRenderServices(t *testing.T) {
 	var b bytes.Buffer
-	err := renderServices(&b, []api.Service{
+	err := RenderServices(&b, []api.Service{
 		{ID: "abcdefghijklmnopqrstuvwxy", Name: "web", Mode: "replicated", Replicas: 3, Running: 2, Image: "nginx:1",
 			Ports: []api.PortConfig{{Published: 8080, Target: 80, Protocol: "tcp"}, {Published: 53, Target: 53, Protocol: "udp"}}},
 		{ID: "zz", Spec: api.ServiceSpec{Name: "agent", Mode: "global", Image: "busybox"}, Replicas: 2, Running: 2},
@@ -40,7 +40,7 @@ func TestRenderTasks(t *testing.T) {
 		{ID: "t1new", Name: "web.1", Service: "web", Slot: 1, Image: "nginx:1", Node: "h1", DesiredState: "running", State: "running",
 			CreatedAt: now.Add(-10 * time.Minute), UpdatedAt: now.Add(-5 * time.Minute)},
 	}
-	if err := renderTasks(&b, tasks, false, now); err != nil {
+	if err := RenderTasks(&b, tasks, false, now); err != nil {
 		t.Fatal(err)
 	}
 	want := "ID      NAME        IMAGE     NODE   DESIRED STATE   CURRENT STATE            ERROR\n" +
@@ -54,7 +54,7 @@ func TestRenderTasks(t *testing.T) {
 
 func TestRenderContainersAndImages(t *testing.T) {
 	var b bytes.Buffer
-	err := renderContainers(&b, []api.Container{
+	err := RenderContainers(&b, []api.Container{
 		{ID: "0123456789abcdef", Name: "web.1", Image: "nginx", Command: []string{"nginx", "-g", "daemon off; worker 4;"}, State: "running", StartedAt: now.Add(-3 * time.Minute), Health: "healthy"},
 		{ID: "c2", Name: "job", Image: "busybox", Command: []string{"true"}, State: "exited", ExitCode: 2, FinishedAt: now.Add(-2 * time.Hour)},
 	}, false, now)
@@ -69,7 +69,7 @@ func TestRenderContainersAndImages(t *testing.T) {
 	}
 
 	b.Reset()
-	err = renderImages(&b, []api.Image{
+	err = RenderImages(&b, []api.Image{
 		{ID: "sha256:0123456789abcdef0123", Tags: []string{"busybox:latest", "reg:5000/app"}, Size: 1_234_567},
 		{ID: "sha256:fedcba9876543210", Size: 999},
 	}, false)
@@ -90,18 +90,18 @@ func TestWriteListFormats(t *testing.T) {
 	id := func(n api.Node) string { return n.ID }
 	table := func(w io.Writer) error { _, err := w.Write([]byte("TABLE\n")); return err }
 	tests := []struct {
-		opts outputOpts
+		opts Opts
 		in   []api.Node
 		want string
 	}{
-		{outputOpts{}, items, "TABLE\n"},
-		{outputOpts{quiet: true}, items, "n1\n"},
-		{outputOpts{format: "{{.Hostname}}"}, items, "h1\n"},
-		{outputOpts{format: "json"}, nil, "[]\n"},
+		{Opts{}, items, "TABLE\n"},
+		{Opts{Quiet: true}, items, "n1\n"},
+		{Opts{Format: "{{.Hostname}}"}, items, "h1\n"},
+		{Opts{Format: "json"}, nil, "[]\n"},
 	}
 	for _, tt := range tests {
 		var b bytes.Buffer
-		if err := writeList(&b, tt.opts, tt.in, id, func(w io.Writer) error { return table(w) }); err != nil {
+		if err := WriteList(&b, tt.opts, tt.in, id, func(w io.Writer) error { return table(w) }); err != nil {
 			t.Fatal(err)
 		}
 		if b.String() != tt.want {
@@ -109,7 +109,7 @@ func TestWriteListFormats(t *testing.T) {
 		}
 	}
 	var b bytes.Buffer
-	if err := writeList(&b, outputOpts{format: "json"}, items, id, nil); err != nil || !strings.HasPrefix(b.String(), "[\n  {\n    \"id\": \"n1\"") {
+	if err := WriteList(&b, Opts{Format: "json"}, items, id, nil); err != nil || !strings.HasPrefix(b.String(), "[\n  {\n    \"id\": \"n1\"") {
 		t.Fatalf("json: %v %q", err, b.String())
 	}
 }
@@ -117,8 +117,8 @@ func TestWriteListFormats(t *testing.T) {
 func TestHumanize(t *testing.T) {
 	sizes := map[int64]string{0: "0B", 999: "999B", 1000: "1kB", 4_860_000: "4.86MB", 1_500_000_000: "1.5GB"}
 	for n, want := range sizes {
-		if got := humanSize(n); got != want {
-			t.Errorf("humanSize(%d) = %q, want %q", n, got, want)
+		if got := HumanSize(n); got != want {
+			t.Errorf("HumanSize(%d) = %q, want %q", n, got, want)
 		}
 	}
 	durs := map[time.Duration]string{
@@ -127,8 +127,8 @@ func TestHumanize(t *testing.T) {
 		72 * time.Hour: "3 days",
 	}
 	for d, want := range durs {
-		if got := humanDuration(d); got != want {
-			t.Errorf("humanDuration(%v) = %q, want %q", d, got, want)
+		if got := HumanDuration(d); got != want {
+			t.Errorf("HumanDuration(%v) = %q, want %q", d, got, want)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package specflags
 
 import (
 	"errors"
@@ -35,15 +35,15 @@ func TestParseSize(t *testing.T) {
 		{"99999999999t", 0, true},
 	}
 	for _, tt := range tests {
-		got, err := parseSize(tt.in)
+		got, err := ParseSize(tt.in)
 		if tt.wantErr {
 			if !errors.Is(err, errBadSize) {
-				t.Errorf("parseSize(%q) err = %v, want errBadSize", tt.in, err)
+				t.Errorf("ParseSize(%q) err = %v, want errBadSize", tt.in, err)
 			}
 			continue
 		}
 		if err != nil || got != tt.want {
-			t.Errorf("parseSize(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
 		}
 	}
 }
@@ -68,15 +68,15 @@ func TestParseCPUs(t *testing.T) {
 		{"NaN", 0, true},
 	}
 	for _, tt := range tests {
-		got, err := parseCPUs(tt.in)
+		got, err := ParseCPUs(tt.in)
 		if tt.wantErr {
 			if !errors.Is(err, errBadCPUs) {
-				t.Errorf("parseCPUs(%q) err = %v, want errBadCPUs", tt.in, err)
+				t.Errorf("ParseCPUs(%q) err = %v, want errBadCPUs", tt.in, err)
 			}
 			continue
 		}
 		if err != nil || got != tt.want {
-			t.Errorf("parseCPUs(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
+			t.Errorf("ParseCPUs(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
 		}
 	}
 }
@@ -139,15 +139,15 @@ func TestParseConstraint(t *testing.T) {
 		{"node host==x", "", true},
 	}
 	for _, tt := range tests {
-		got, err := parseConstraint(tt.in)
+		got, err := ParseConstraint(tt.in)
 		if tt.wantErr {
 			if !errors.Is(err, errBadConstraint) {
-				t.Errorf("parseConstraint(%q) err = %v, want errBadConstraint", tt.in, err)
+				t.Errorf("ParseConstraint(%q) err = %v, want errBadConstraint", tt.in, err)
 			}
 			continue
 		}
 		if err != nil || got != tt.want {
-			t.Errorf("parseConstraint(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+			t.Errorf("ParseConstraint(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
 	}
 }
@@ -190,22 +190,22 @@ func TestParseSince(t *testing.T) {
 		{"yesterday", time.Time{}, true},
 	}
 	for _, tt := range tests {
-		got, err := parseSince(tt.in, now)
+		got, err := ParseSince(tt.in, now)
 		if (err != nil) != tt.wantErr || !got.Equal(tt.want) {
-			t.Errorf("parseSince(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+			t.Errorf("ParseSince(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
 		}
 	}
 }
 
 func TestParseTail(t *testing.T) {
 	for in, want := range map[string]int{"all": -1, "": -1, "0": 0, "25": 25} {
-		if got, err := parseTail(in); err != nil || got != want {
-			t.Errorf("parseTail(%q) = %d, %v; want %d", in, got, err, want)
+		if got, err := ParseTail(in); err != nil || got != want {
+			t.Errorf("ParseTail(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
 	for _, in := range []string{"-1", "x"} {
-		if _, err := parseTail(in); err == nil {
-			t.Errorf("parseTail(%q) succeeded", in)
+		if _, err := ParseTail(in); err == nil {
+			t.Errorf("ParseTail(%q) succeeded", in)
 		}
 	}
 }
@@ -224,20 +224,20 @@ func TestSplitWords(t *testing.T) {
 		{"echo 'open", nil, true},
 	}
 	for _, tt := range tests {
-		got, err := splitWords(tt.in)
+		got, err := SplitWords(tt.in)
 		if (err != nil) != tt.wantErr || !slices.Equal(got, tt.want) {
-			t.Errorf("splitWords(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+			t.Errorf("SplitWords(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
 	}
 }
 
 func TestParseScale(t *testing.T) {
-	if n, v, err := parseScale("web=3"); err != nil || n != "web" || v != 3 {
-		t.Fatalf("parseScale(web=3) = %q, %d, %v", n, v, err)
+	if n, v, err := ParseScale("web=3"); err != nil || n != "web" || v != 3 {
+		t.Fatalf("ParseScale(web=3) = %q, %d, %v", n, v, err)
 	}
 	for _, in := range []string{"web", "=3", "web=-1", "web=x"} {
-		if _, _, err := parseScale(in); err == nil {
-			t.Errorf("parseScale(%q) succeeded", in)
+		if _, _, err := ParseScale(in); err == nil {
+			t.Errorf("ParseScale(%q) succeeded", in)
 		}
 	}
 }

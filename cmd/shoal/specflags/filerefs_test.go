@@ -1,0 +1,43 @@
+package specflags
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+func TestParseFileRef(t *testing.T) {
+	cases := []struct {
+		in     string
+		secret bool
+		want   api.FileReference
+		ok     bool
+	}{
+		{"db_pass", true, api.FileReference{Source: "db_pass"}, true},
+		{"source=db_pass,target=pw,mode=0400,uid=999,gid=998", true, api.FileReference{Source: "db_pass", Target: "pw", Mode: 0o400, UID: 999, GID: 998}, true},
+		{"src=app,dst=/etc/app.conf", false, api.FileReference{Source: "app", Target: "/etc/app.conf"}, true},
+		{"source=app,target=etc/app.conf", false, api.FileReference{}, false},
+		{"source=x,mode=999", true, api.FileReference{}, false},
+		{"source=x,bogus=1", true, api.FileReference{}, false},
+		{"source=x,target=../../etc/shadow", true, api.FileReference{}, false},
+		{"target=y", true, api.FileReference{}, false},
+	}
+	for _, tc := range cases {
+		got, err := parseFileRef(tc.in, tc.secret)
+		if (err == nil) != tc.ok {
+			t.Errorf("%q: err %v", tc.in, err)
+			continue
+		}
+		if tc.ok && !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%q: %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+	refs, err := addFileRefs([]api.FileReference{{Source: "a"}, {Source: "b", Target: "b2"}}, []string{"source=c,target=a"}, true)
+	if err != nil || len(refs) != 2 || refs[1].Source != "c" {
+		t.Fatalf("add replaces by target: %+v %v", refs, err)
+	}
+	if refs = removeFileRefs(refs, []string{"b"}); len(refs) != 1 || refs[0].Source != "c" {
+		t.Fatalf("remove by name: %+v", refs)
+	}
+}

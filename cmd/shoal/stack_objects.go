@@ -1,0 +1,135 @@
+package main
+
+// The stack's networks, secrets and configs on the cluster: stack deploy
+// makes what compose.StackNetworks and compose.StackObjects list, stack rm
+// removes them.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/compose"
+)
+
+// ensureStackNetworks creates the stack's networks that do not exist and
+// checks that its external ones do, before any service names them.
+func (s *shell) ensureStackNetworks(ctx context.Context, cl *api.Client, nets []compose.StackNetwork) error {
+	for _, n := range nets {
+		_, err := cl.Network(ctx, n.Name)
+		var ae *api.APIError
+		switch {
+		case err == nil:
+			continue
+		case !errors.As(err, &ae) || ae.Status != 404:
+			return fmt.Errorf("network %s: %w", n.Name, err)
+		case n.External:
+			return fmt.Errorf("network %s is declared external but does not exist: create it with `shoal network create`", n.Name)
+		}
+		if _, err := cl.CreateNetwork(ctx, n.Network); err != nil {
+			return fmt.Errorf("create network %s: %w", n.Name, err)
+		}
+		fmt.Fprintf(s.stdout, "Creating network %s\n", n.Name)
+	}
+	return nil
+}
+
+// ensureStackObjects creates the stack's missing secrets and configs (an
+// existing one is kept: they are immutable) and checks that external ones
+// exist. It reads every file first, so a missing or oversized file
+// creates nothing.
+func (s *shell) ensureStackObjects(ctx context.Context, cl *api.Client, objs []compose.StackObject) error {
+	for i, o := range objs {
+		if o.External || o.File == "" {
+			continue
+		}
+		b, err := os.ReadFile(o.File)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", kindOf(o), o.Key, err)
+		}
+		objs[i].Data = b
+	}
+	for _, o := range objs {
+		if len(o.Data) > api.MaxSecretSize {
+			return fmt.Errorf("%s %s: %d bytes, at most 500 KiB allowed: nothing was created", kindOf(o), o.Key, len(o.Data))
+		}
+	}
+	for _, o := range objs {
+		var err error
+		if o.Secret {
+			_, err = cl.Secret(ctx, o.Name)
+		} else {
+			_, err = cl.Config(ctx, o.Name)
+		}
+		if err == nil {
+			continue
+		}
+		if o.External {
+			return fmt.Errorf("external %s %s not found: create it first (`shoal %s create %s FILE`)", kindOf(o), o.Name, kindOf(o), o.Name)
+		}
+		req := api.SecretCreateRequest{Name: o.Name, Data: o.Data, Labels: map[string]string{compose.StackLabel: stackOf(o.Name)}}
+		if o.Secret {
+			_, err = cl.CreateSecret(ctx, req)
+		} else {
+			_, err = cl.CreateConfig(ctx, req)
+		}
+		if err != nil {
+			return fmt.Errorf("create %s %s: %w", kindOf(o), o.Name, err)
+		}
+		fmt.Fprintf(s.stdout, "Creating %s %s\n", kindOf(o), o.Name)
+	}
+	return nil
+}
+
+func kindOf(o compose.StackObject) string {
+	if o.Secret {
+		return "secret"
+	}
+	return "config"
+}
+
+// stackOf is the stack part of a STACK_KEY name.
+func stackOf(name string) string {
+	for i := 0; i < len(name); i++ {
+		if name[i] == '_' {
+			return name[:i]
+		}
+	}
+	return name
+}
+
+// removeStackObjects removes the secrets and configs `stack deploy` made
+// for stack (labelled with its namespace), as `docker stack rm` does; it
+// runs after the stack's services are gone, so none is in use by them.
+func (s *shell) removeStackObjects(ctx context.Context, cl *api.Client, stack string) error {
+	var errs []error
+	secrets, err := cl.Secrets(ctx)
+	if err != nil {
+		return fmt.Errorf("list secrets: %w", err)
+	}
+	for _, x := range secrets {
+		if x.Labels[compose.StackLabel] != stack {
+			continue
+		}
+		fmt.Fprintf(s.stdout, "Removing secret %s\n", x.Name)
+		if err := cl.RemoveSecret(ctx, x.ID); err != nil {
+			errs = append(errs, fmt.Errorf("remove secret %s: %w", x.Name, err))
+		}
+	}
+	configs, err := cl.Configs(ctx)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("list configs: %w", err))...)
+	}
+	for _, x := range configs {
+		if x.Labels[compose.StackLabel] != stack {
+			continue
+		}
+		fmt.Fprintf(s.stdout, "Removing config %s\n", x.Name)
+		if err := cl.RemoveConfig(ctx, x.ID); err != nil {
+			errs = append(errs, fmt.Errorf("remove config %s: %w", x.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}

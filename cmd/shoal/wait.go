@@ -1,0 +1,140 @@
+package main
+
+// Waiting for a service to converge after create/update/scale/rollback, the
+// way `docker service create` does without -d: poll the service and its
+// tasks, print one line per slot when its state changes (the verdict of each
+// poll is cmd/shoal/progress's Assess), and stop when it is done or failed.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/progress"
+)
+
+// errNotConverged is returned when the wait times out.
+var errNotConverged = errors.New("service did not converge")
+
+// waitService polls service id until it converges, fails or timeout passes,
+// printing per-slot progress lines on stderr. Transient API errors are
+// retried until the timeout. It polls again as soon as the agent's event
+// stream says the service or one of its tasks changed (watchService), and
+// every s.poll regardless, so a lost or missing stream only costs latency.
+func (s *shell) waitService(ctx context.Context, cl *api.Client, id, op string, timeout time.Duration, quiet bool) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ticker := time.NewTicker(s.poll)
+	defer ticker.Stop()
+	began := time.Now()
+	var changed <-chan struct{}
+	printed := map[string]string{}
+	var ignore map[string]bool
+	var lastErr error
+	var last progress.Convergence
+	name := id
+	for {
+		conv, err := s.pollService(ctx, cl, id, op, &ignore)
+		switch {
+		case api.IsNotFound(err):
+			return fmt.Errorf("service %s: %w", id, err)
+		case err != nil:
+			if ctx.Err() == nil {
+				lastErr = err
+			}
+		default:
+			if changed == nil {
+				// From before the first poll on: no change is missed.
+				changed = watchService(ctx, cl, began, id, conv.Name)
+			}
+			prevNote := last.Note
+			lastErr, last, name = nil, conv, conv.Name
+			if !quiet {
+				for _, sl := range conv.Slots {
+					if printed[sl.Name] != sl.Text {
+						fmt.Fprintf(s.stderr, "%s: %s\n", sl.Name, sl.Text)
+						printed[sl.Name] = sl.Text
+					}
+				}
+			}
+			if !quiet && conv.Note != "" && conv.Note != prevNote {
+				fmt.Fprintln(s.stderr, conv.Note)
+			}
+			if conv.Err != nil {
+				return conv.Err
+			}
+			if conv.Done {
+				if !quiet {
+					fmt.Fprintf(s.stderr, "%s: converged, %d/%d running\n", name, conv.Running, conv.Desired)
+				}
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				err := fmt.Errorf("%w: %s within %s (%d/%d running)", errNotConverged, name, timeout, last.Running, last.Desired)
+				if lastErr != nil {
+					err = fmt.Errorf("%w; last error: %v", err, lastErr)
+				}
+				return err
+			}
+			return ctx.Err()
+		case <-ticker.C:
+		case <-changed:
+		}
+	}
+}
+
+// watchService follows the agent's events about the service (by ID or
+// name) and its tasks from since on, and signals the returned channel
+// (coalescing) for each, until ctx ends. Without a stream (an agent that
+// refuses it, a broken connection) the channel never fires: the caller's
+// ticker still polls.
+func watchService(ctx context.Context, cl *api.Client, since time.Time, id, name string) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	names := []string{id}
+	if name != "" && name != id {
+		names = append(names, name)
+	}
+	opts := api.EventOptions{Since: since, Types: []string{api.EventService, api.EventTask}, Names: names}
+	go func() {
+		_ = cl.Events(ctx, opts, func(api.Event) error {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+			return nil
+		})
+	}()
+	return ch
+}
+
+// pollService fetches the service and its tasks once and assesses them.
+func (s *shell) pollService(ctx context.Context, cl *api.Client, id, op string, ignore *map[string]bool) (progress.Convergence, error) {
+	svc, err := cl.Service(ctx, id)
+	if err != nil {
+		return progress.Convergence{}, err
+	}
+	tasks, err := cl.ServiceTasks(ctx, svc.ID, api.TaskFilter{})
+	if err != nil {
+		return progress.Convergence{}, err
+	}
+	if *ignore == nil {
+		*ignore = map[string]bool{}
+		for _, t := range tasks {
+			if api.TaskTerminal(t.State) {
+				(*ignore)[t.ID] = true
+			}
+		}
+	}
+	var nodes []api.Node
+	if svc.Spec.Mode == api.ModeGlobal || svc.Mode == api.ModeGlobal {
+		if nodes, err = cl.Nodes(ctx); err != nil {
+			return progress.Convergence{}, err
+		}
+	}
+	return progress.Assess(op, *svc, tasks, nodes, *ignore), nil
+}
