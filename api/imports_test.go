@@ -46,6 +46,9 @@ var importRules = []importRule{
 	// (api/atomicfile), since the layers may share nothing but api.
 	{"api/...", []string{"api/..."}},
 	{"consensus/...", []string{"api", "api/atomicfile", "consensus/..."}},
+	// The raft log store on bbolt (consensus/logstore/README.md): consensus
+	// opens it, so it never imports consensus.
+	{"consensus/logstore/...", []string{"api/atomicfile", "consensus/logstore/..."}},
 	{"runtime/...", []string{"api", "api/atomicfile", "runtime/..."}},
 	{"overlay/...", []string{"api", "api/atomicfile", "overlay/..."}},
 	{"lb/...", []string{"api", "api/atomicfile", "lb/..."}},

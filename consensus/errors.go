@@ -7,7 +7,11 @@
 // and to the leader loops. See README.md for the command format.
 package consensus
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/shoal-org/shoal/consensus/logstore"
+)
 
 // Sentinel errors. Business refusals of the FSM wrap one of these and travel
 // back to the proposer through Raft's apply response; callers test them with
@@ -48,6 +52,6 @@ var (
 	ErrTimeout = errors.New("raft operation timed out")
 	// ErrLogUnreadable: this node's raft log (or the raft-wal it is migrated
 	// from) cannot be read back. New quarantines it and rejoins (see
-	// logstore_rejoin.go); callers see it only when that failed too.
-	ErrLogUnreadable = errors.New("raft log unreadable")
+	// logstore/rejoin.go); callers see it only when that failed too.
+	ErrLogUnreadable = logstore.ErrLogUnreadable
 )
