@@ -1,7 +1,8 @@
 // Package consensus holds Shoal's replicated state: the in-memory state store
 // (go-memdb), the FSM that applies Raft log entries to it, the Raft wiring
-// (a bbolt log store, file snapshots, a transport over the stream layer that
-// node provides) and the pure autopilot logic that decides which nodes vote.
+// (the bbolt log store in consensus/logstore, file snapshots, a transport over
+// the stream layer that node provides). The pure autopilot logic that decides
+// which nodes vote is consensus/autopilot.
 //
 // It never imports node: node wires it to the network, to membership health
 // and to the leader loops. See README.md for the command format.
