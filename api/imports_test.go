@@ -46,6 +46,14 @@ var importRules = []importRule{
 	// (api/atomicfile), since the layers may share nothing but api.
 	{"api/...", []string{"api/..."}},
 	{"consensus/...", []string{"api", "api/atomicfile", "consensus/..."}},
+	// The raft log store on bbolt (consensus/logstore/README.md): consensus
+	// opens it, so it never imports consensus.
+	{"consensus/logstore/...", []string{"api/atomicfile", "consensus/logstore/..."}},
+	// The voter planner (consensus/autopilot/README.md): pure over consensus's
+	// Server and api's nodes, and ApplyVoterChange drives a *consensus.Raft;
+	// consensus itself imports only its log store, never the planner.
+	{"consensus/autopilot/...", []string{"api", "consensus", "consensus/autopilot/..."}},
+	{"consensus", []string{"api", "api/atomicfile", "consensus/logstore"}},
 	{"runtime/...", []string{"api", "api/atomicfile", "runtime/..."}},
 	{"overlay/...", []string{"api", "api/atomicfile", "overlay/..."}},
 	// The overlay's parts (overlay/README.md): IPAM, the WireGuard side and
@@ -120,7 +128,7 @@ var importRules = []importRule{
 	// node status, re-admission, autopilot): the replica and Raft from
 	// consensus, gossip's verdicts, the planners; the agent's gossip key
 	// rotation and its RPC caller come in as funcs.
-	{"node/leaderloop/...", []string{"api", "consensus", "node/autoscale", "node/membership", "node/metrics", "node/scheduler", "node/leaderloop/..."}},
+	{"node/leaderloop/...", []string{"api", "consensus", "consensus/autopilot", "node/autoscale", "node/membership", "node/metrics", "node/scheduler", "node/leaderloop/..."}},
 	// How a write reaches the leader and is applied once: Raft and the
 	// replica, the authorization table, the leader's re-validation
 	// (node/handlers), sealing (node/pki), the RPC protocol and the

@@ -1,13 +1,18 @@
 // Package consensus holds Shoal's replicated state: the in-memory state store
 // (go-memdb), the FSM that applies Raft log entries to it, the Raft wiring
-// (a bbolt log store, file snapshots, a transport over the stream layer that
-// node provides) and the pure autopilot logic that decides which nodes vote.
+// (the bbolt log store in consensus/logstore, file snapshots, a transport over
+// the stream layer that node provides). The pure autopilot logic that decides
+// which nodes vote is consensus/autopilot.
 //
 // It never imports node: node wires it to the network, to membership health
 // and to the leader loops. See README.md for the command format.
 package consensus
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/shoal-org/shoal/consensus/logstore"
+)
 
 // Sentinel errors. Business refusals of the FSM wrap one of these and travel
 // back to the proposer through Raft's apply response; callers test them with
@@ -48,6 +53,6 @@ var (
 	ErrTimeout = errors.New("raft operation timed out")
 	// ErrLogUnreadable: this node's raft log (or the raft-wal it is migrated
 	// from) cannot be read back. New quarantines it and rejoins (see
-	// logstore_rejoin.go); callers see it only when that failed too.
-	ErrLogUnreadable = errors.New("raft log unreadable")
+	// logstore/rejoin.go); callers see it only when that failed too.
+	ErrLogUnreadable = logstore.ErrLogUnreadable
 )

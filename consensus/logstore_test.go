@@ -3,7 +3,7 @@ package consensus
 import (
 	"bytes"
 	"context"
-	"errors"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +15,15 @@ import (
 	raftwal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus/logstore"
 	bolt "go.etcd.io/bbolt"
+)
+
+// The stable store keys raft v1.8 uses (logstore/migrate.go has the same).
+var (
+	keyCurrentTerm  = []byte("CurrentTerm")
+	keyLastVoteTerm = []byte("LastVoteTerm")
+	keyLastVoteCand = []byte("LastVoteCand")
 )
 
 func testLogs(from, to, term uint64, tag string) []*raft.Log {
@@ -25,67 +33,6 @@ func testLogs(from, to, term uint64, tag string) []*raft.Log {
 			Data: []byte(tag + "-" + string(rune('a'+i%26))), AppendedAt: time.Unix(1700000000, int64(i))})
 	}
 	return out
-}
-
-func TestLogStoreContract(t *testing.T) {
-	s, err := OpenLogStore(filepath.Join(t.TempDir(), "raft.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if f, _ := s.FirstIndex(); f != 0 {
-		t.Fatalf("empty first = %d", f)
-	}
-	var l raft.Log
-	if err := s.GetLog(1, &l); !errors.Is(err, raft.ErrLogNotFound) {
-		t.Fatalf("missing entry: %v", err)
-	}
-	want := &raft.Log{Index: 7, Term: 3, Type: raft.LogConfiguration, Data: []byte("data"),
-		Extensions: []byte("ext"), AppendedAt: time.Unix(5, 6)}
-	if err := s.StoreLog(want); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.GetLog(7, &l); err != nil {
-		t.Fatal(err)
-	}
-	if l.Index != 7 || l.Term != 3 || l.Type != raft.LogConfiguration || string(l.Data) != "data" ||
-		string(l.Extensions) != "ext" || !l.AppendedAt.Equal(want.AppendedAt) {
-		t.Fatalf("round trip: %+v", l)
-	}
-	if err := s.StoreLogs(testLogs(8, 20, 3, "x")); err != nil {
-		t.Fatal(err)
-	}
-	// Tail truncation then overwrite, head compaction.
-	if err := s.DeleteRange(15, 20); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.StoreLogs(testLogs(15, 16, 4, "y")); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.DeleteRange(7, 9); err != nil {
-		t.Fatal(err)
-	}
-	f, _ := s.FirstIndex()
-	la, _ := s.LastIndex()
-	if f != 10 || la != 16 {
-		t.Fatalf("first, last = %d, %d; want 10, 16", f, la)
-	}
-	if err := s.GetLog(16, &l); err != nil || l.Term != 4 || !strings.HasPrefix(string(l.Data), "y-") {
-		t.Fatalf("overwritten entry: %+v %v", l, err)
-	}
-	// Stable store: raft compares the missing-key error's message.
-	if _, err := s.Get([]byte("nope")); err == nil || err.Error() != "not found" {
-		t.Fatalf("missing key: %v", err)
-	}
-	if _, err := s.GetUint64([]byte("nope")); err == nil || err.Error() != "not found" {
-		t.Fatalf("missing uint key: %v", err)
-	}
-	if err := s.SetUint64(keyCurrentTerm, 42); err != nil {
-		t.Fatal(err)
-	}
-	if v, err := s.GetUint64(keyCurrentTerm); err != nil || v != 42 {
-		t.Fatalf("uint64 = %d, %v", v, err)
-	}
 }
 
 // writeWAL fills a raft-wal store in walDir the way the old New did.
@@ -172,7 +119,7 @@ func TestMigrateWALKeepsLogAndStableState(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "raft", "raft.db.migrating")); !os.IsNotExist(err) {
 		t.Fatalf("temporary copy left behind: %v", err)
 	}
-	if st.gate.closed.Load() {
+	if st.gate.Closed.Load() {
 		t.Fatal("a clean migration withholds the vote")
 	}
 }
@@ -214,20 +161,44 @@ func TestUnreadableWALIsQuarantinedNotMigrated(t *testing.T) {
 	if last, _ := st.logs.LastIndex(); last != 0 {
 		t.Fatalf("a partly readable wal was migrated up to %d", last)
 	}
-	if !st.gate.closed.Load() {
+	if !st.gate.Closed.Load() {
 		t.Fatal("vote not withheld after losing the log")
 	}
 	broken, _ := filepath.Glob(filepath.Join(dir, "raft.broken-*", "wal", "*"))
 	if len(broken) == 0 {
 		t.Fatal("broken wal not kept under raft.broken-*")
 	}
-	b, err := os.ReadFile(filepath.Join(dir, rejoinMarkerFile))
+	b, err := os.ReadFile(filepath.Join(dir, logstore.RejoinMarkerFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(b), "no index block") || !strings.Contains(string(b), "raft.broken-") {
 		t.Fatalf("marker does not say what happened: %s", b)
 	}
+}
+
+// writeThenCorrupt stores five entries at path, then changes the bolt file
+// under the store (logstore's bucket "logs", keys big-endian indexes).
+func writeThenCorrupt(t *testing.T, path string, corrupt func(tx *bolt.Tx) error) {
+	t.Helper()
+	s, err := logstore.OpenLogStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.StoreLogs(testLogs(1, 5, 1, "ok"))
+	_ = s.Close()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = db.Update(corrupt)
+	_ = db.Close()
+}
+
+func indexKey(i uint64) []byte {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], i)
+	return k[:]
 }
 
 func TestCorruptLogStoreIsQuarantined(t *testing.T) {
@@ -238,22 +209,10 @@ func TestCorruptLogStoreIsQuarantined(t *testing.T) {
 			}
 		},
 		"undecodable entry": func(t *testing.T, path string) {
-			s, err := OpenLogStore(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_ = s.StoreLogs(testLogs(1, 5, 1, "ok"))
-			_ = s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketLogs).Put(indexKey(3), []byte{9, 9}) })
-			_ = s.Close()
+			writeThenCorrupt(t, path, func(tx *bolt.Tx) error { return tx.Bucket([]byte("logs")).Put(indexKey(3), []byte{9, 9}) })
 		},
 		"hole in the log": func(t *testing.T, path string) {
-			s, err := OpenLogStore(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_ = s.StoreLogs(testLogs(1, 5, 1, "ok"))
-			_ = s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketLogs).Delete(indexKey(3)) })
-			_ = s.Close()
+			writeThenCorrupt(t, path, func(tx *bolt.Tx) error { return tx.Bucket([]byte("logs")).Delete(indexKey(3)) })
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -261,12 +220,12 @@ func TestCorruptLogStoreIsQuarantined(t *testing.T) {
 			if err := os.MkdirAll(filepath.Join(dir, "raft"), 0o700); err != nil {
 				t.Fatal(err)
 			}
-			corrupt(t, filepath.Join(dir, "raft", logStoreFile))
+			corrupt(t, filepath.Join(dir, "raft", "raft.db"))
 			st := openTestStorage(t, dir)
-			if last, _ := st.logs.LastIndex(); last != 0 || !st.gate.closed.Load() {
-				t.Fatalf("last %d, gate closed %v", last, st.gate.closed.Load())
+			if last, _ := st.logs.LastIndex(); last != 0 || !st.gate.Closed.Load() {
+				t.Fatalf("last %d, gate closed %v", last, st.gate.Closed.Load())
 			}
-			if pending, _ := rejoinPending(dir); !pending {
+			if pending, _ := logstore.RejoinPending(dir); !pending {
 				t.Fatal("no rejoin marker")
 			}
 		})
@@ -281,7 +240,7 @@ func TestVoteWithheldUntilRejoinDone(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(dir, "raft"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "raft", logStoreFile), []byte("not bolt"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "raft", "raft.db"), []byte("not bolt"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	start := func() (*Raft, *raft.InmemTransport) {

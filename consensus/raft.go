@@ -3,8 +3,8 @@ package consensus
 // Why: this file is the only place that touches *raft.Raft. node gets a
 // *Raft with a small surface (Apply, membership changes, leadership signal)
 // and never reaches into hashicorp/raft itself. Storage is our bbolt log and
-// stable store in one file (logstore.go; migrated from raft-wal, quarantined
-// when unreadable: logstore_migrate.go, logstore_rejoin.go) plus file
+// stable store in one file (logstore/logstore.go; migrated from raft-wal, quarantined
+// when unreadable: logstore/migrate.go, logstore/rejoin.go) plus file
 // snapshots; the transport runs over the stream layer node multiplexes on
 // the mutual-TLS cluster port.
 
@@ -23,6 +23,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+	"github.com/shoal-org/shoal/consensus/logstore"
 )
 
 // Config configures a Raft node. Derive it from DefaultConfig; it must not
@@ -183,7 +184,7 @@ type Raft struct {
 	stab  raft.StableStore
 	snaps raft.SnapshotStore
 	// gate withholds the vote while a rejoin is pending (nil in memory).
-	gate *voteGate
+	gate *logstore.VoteGate
 	// closers run on Shutdown after raft stopped (transport, log store).
 	closers []io.Closer
 	// cut ends every raft connection as Shutdown begins (nil with a
@@ -215,7 +216,7 @@ type storage struct {
 	stable raft.StableStore
 	snaps  raft.SnapshotStore
 	// gate withholds this node's vote while a rejoin is pending (nil in memory).
-	gate    *voteGate
+	gate    *logstore.VoteGate
 	closers []io.Closer
 }
 
@@ -239,17 +240,17 @@ func New(cfg Config, store *Store) (*Raft, error) {
 }
 
 // openDiskStorage opens the bolt log + stable store (migrating a raft-wal
-// store, quarantining an unreadable one: logstore_rejoin.go) and the file
+// store, quarantining an unreadable one: logstore/rejoin.go) and the file
 // snapshots under cfg.DataDir/raft.
 func openDiskStorage(cfg Config, logger hclog.Logger) (storage, error) {
 	base := filepath.Join(cfg.DataDir, "raft")
-	rejoin, err := rejoinPending(cfg.DataDir)
+	rejoin, err := logstore.RejoinPending(cfg.DataDir)
 	if err != nil {
 		return storage{}, err
 	}
-	logs, err := openLogStore(base, logger)
+	logs, err := logstore.OpenDir(base, logger)
 	if errors.Is(err, ErrLogUnreadable) {
-		moved, qerr := quarantineRaftDir(cfg.DataDir, time.Now(), err)
+		moved, qerr := logstore.QuarantineRaftDir(cfg.DataDir, time.Now(), err)
 		if qerr != nil {
 			return storage{}, errors.Join(err, qerr)
 		}
@@ -257,7 +258,7 @@ func openDiskStorage(cfg Config, logger hclog.Logger) (storage, error) {
 			"withholding its vote until the leader has made it a non-voter; the leader then sends it a snapshot",
 			"error", err.Error(), "moved_to", moved)
 		rejoin = true
-		logs, err = openLogStore(base, logger)
+		logs, err = logstore.OpenDir(base, logger)
 	}
 	if err != nil {
 		return storage{}, err
@@ -267,8 +268,8 @@ func openDiskStorage(cfg Config, logger hclog.Logger) (storage, error) {
 		_ = logs.Close()
 		return storage{}, fmt.Errorf("open raft snapshots in %s: %w", base, err)
 	}
-	gate := &voteGate{StableStore: logs}
-	gate.closed.Store(rejoin)
+	gate := &logstore.VoteGate{StableStore: logs}
+	gate.Closed.Store(rejoin)
 	if rejoin {
 		logger.Warn("raft rejoin pending: this node withholds its vote until the leader has made it a non-voter")
 	}
@@ -437,7 +438,7 @@ func startRaft(rc *raft.Config, fsm *FSM, st storage, trans raft.Transport) (r *
 
 // RejoinPending reports whether this node lost its raft log and withholds its
 // vote until the leader has made it a non-voter (then call RejoinDone).
-func (r *Raft) RejoinPending() bool { return r.gate != nil && r.gate.closed.Load() }
+func (r *Raft) RejoinPending() bool { return r.gate != nil && r.gate.Closed.Load() }
 
 // RejoinDone records that the leader has made this node a non-voter: it
 // gives the node its vote back and removes the rejoin marker. Idempotent.
@@ -445,10 +446,10 @@ func (r *Raft) RejoinDone() error {
 	if r.gate == nil {
 		return nil
 	}
-	if err := clearRejoin(r.cfg.DataDir); err != nil {
+	if err := logstore.ClearRejoin(r.cfg.DataDir); err != nil {
 		return err
 	}
-	r.gate.closed.Store(false)
+	r.gate.Closed.Store(false)
 	return nil
 }
 

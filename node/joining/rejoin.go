@@ -2,7 +2,7 @@ package joining
 
 // Rejoin after a lost raft log. consensus.New moves an unreadable raft log
 // aside and starts this node on an empty log with its vote withheld (see
-// consensus/logstore_rejoin.go for why a node that lost its log must not
+// consensus/logstore/rejoin.go for why a node that lost its log must not
 // vote). The leader keeps sending heartbeats to every member of the
 // configuration, so this node soon knows the leader; it then asks it, over
 // the cluster port with its own certificate, to make it a non-voter

@@ -30,6 +30,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/autopilot"
 	"github.com/shoal-org/shoal/node/autoscale"
 	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/metrics"
@@ -318,7 +319,7 @@ func (l *Loop) admitMissing(ctx context.Context) {
 	}
 }
 
-// autopilot applies consensus.PlanVoters to the Raft configuration, one
+// autopilot applies autopilot.PlanVoters to the Raft configuration, one
 // change at a time, stopping at the first failure (the next round replans).
 func (l *Loop) autopilot(ctx context.Context) {
 	cl := l.cfg
@@ -327,16 +328,16 @@ func (l *Loop) autopilot(ctx context.Context) {
 		return
 	}
 	leader, _ := cl.Raft.Leader()
-	cfg := consensus.DefaultAutopilotConfig()
+	cfg := autopilot.DefaultConfig()
 	cfg.DeadGrace = cl.DeadVoterGrace
-	changes := consensus.PlanVoters(consensus.AutopilotInput{
+	changes := autopilot.PlanVoters(autopilot.Input{
 		Servers:  servers,
-		Nodes:    consensus.NodeHealthFrom(cl.Store.Nodes()),
+		Nodes:    autopilot.NodeHealthFrom(cl.Store.Nodes()),
 		LeaderID: leader,
 		Now:      time.Now().UTC(),
 	}, cfg)
 	for _, c := range changes {
-		if err := cl.Raft.ApplyVoterChange(ctx, c); err != nil {
+		if err := autopilot.ApplyVoterChange(ctx, cl.Raft, c); err != nil {
 			l.log.Warn("autopilot change failed", "action", c.Action, "node_id", api.ShortID(c.ID), "err", err)
 			return
 		}

@@ -1,4 +1,4 @@
-package consensus
+package logstore
 
 // Why: agents created before the bbolt log store keep raft's log and stable
 // store in DATA/raft/wal (raft-wal v0.4). On start, New copies them into
@@ -17,7 +17,7 @@ package consensus
 // raft-wal#31 tail-truncation bug, or anything else — is not migrated in
 // part: a log missing entries this node acknowledged would let it vote
 // unsafely. It is reported as ErrLogUnreadable and New takes the rejoin path
-// (logstore_rejoin.go). raft-wal's reader and raft itself panic on some of
+// (rejoin.go). raft-wal's reader and raft itself panic on some of
 // these errors, so the copy runs under recover.
 
 import (

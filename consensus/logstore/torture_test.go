@@ -1,4 +1,4 @@
-package consensus
+package logstore
 
 // The torture test runs the log store in a child process (this test binary,
 // re-executed) that does what raft does to a log — appends, tail

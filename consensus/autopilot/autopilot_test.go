@@ -1,14 +1,18 @@
-package consensus
+package autopilot
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"math/rand"
 	"reflect"
 	"sort"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
 )
 
 var apNow = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -25,11 +29,11 @@ type apNode struct {
 	worker     bool // role worker
 }
 
-func apInput(leader string, nodes ...apNode) AutopilotInput {
-	in := AutopilotInput{LeaderID: leader, Now: apNow}
+func apInput(leader string, nodes ...apNode) Input {
+	in := Input{LeaderID: leader, Now: apNow}
 	for _, n := range nodes {
 		if n.inRaft || n.voter {
-			in.Servers = append(in.Servers, Server{ID: n.id, Addr: n.id + ":2377", Voter: n.voter})
+			in.Servers = append(in.Servers, consensus.Server{ID: n.id, Addr: n.id + ":2377", Voter: n.voter})
 		}
 		if !n.notInState {
 			h := NodeHealth{ID: n.id, Ready: n.ready, CreatedAt: apNow.Add(-time.Duration(n.age) * time.Hour), Worker: n.worker}
@@ -62,8 +66,8 @@ func TestPlanVoters(t *testing.T) {
 	const long, short = time.Minute, 3 * time.Second
 	cases := []struct {
 		name string
-		in   AutopilotInput
-		cfg  func(*AutopilotConfig)
+		in   Input
+		cfg  func(*Config)
 		want []VoterChange
 	}{
 		{name: "single node", in: apInput("a", v("a", 9))},
@@ -113,7 +117,7 @@ func TestPlanVoters(t *testing.T) {
 			want: []VoterChange{demote("a")}},
 		{name: "extras: suspect voter demoted before healthy ones",
 			in:   apInput("a", v("a", 9), v("b", 8), v("c", 7), down(v("d", 6), short), v("e", 1)),
-			cfg:  func(c *AutopilotConfig) { c.MaxVoters = 3 },
+			cfg:  func(c *Config) { c.MaxVoters = 3 },
 			want: []VoterChange{demote("d"), demote("e")}},
 		{name: "never demote below quorum",
 			// 3 voters, one dead, only 2 alive nodes: target 1, but demoting
@@ -121,7 +125,7 @@ func TestPlanVoters(t *testing.T) {
 			in: apInput("a", v("a", 9), v("b", 8), down(v("c", 7), long))},
 		{name: "max voters three",
 			in:   apInput("a", v("a", 9), nv("b", 8), nv("c", 7), nv("d", 6), nv("e", 5), nv("f", 4)),
-			cfg:  func(c *AutopilotConfig) { c.MaxVoters = 3 },
+			cfg:  func(c *Config) { c.MaxVoters = 3 },
 			want: []VoterChange{promote("b"), promote("c")}},
 		{name: "ties on age broken by ID",
 			in:   apInput("a", v("a", 9), nv("z", 5), nv("m", 5)),
@@ -156,7 +160,7 @@ func TestPlanVoters(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := DefaultAutopilotConfig()
+			cfg := DefaultConfig()
 			if tc.cfg != nil {
 				tc.cfg(&cfg)
 			}
@@ -168,7 +172,7 @@ func TestPlanVoters(t *testing.T) {
 			rng := rand.New(rand.NewSource(1))
 			for i := 0; i < 5; i++ {
 				in := tc.in
-				in.Servers = append([]Server(nil), in.Servers...)
+				in.Servers = append([]consensus.Server(nil), in.Servers...)
 				in.Nodes = append([]NodeHealth(nil), in.Nodes...)
 				rng.Shuffle(len(in.Servers), func(a, b int) { in.Servers[a], in.Servers[b] = in.Servers[b], in.Servers[a] })
 				rng.Shuffle(len(in.Nodes), func(a, b int) { in.Nodes[a], in.Nodes[b] = in.Nodes[b], in.Nodes[a] })
@@ -196,10 +200,10 @@ func TestPlanVoters(t *testing.T) {
 	}
 }
 
-func applyPlan(in AutopilotInput, plan []VoterChange) AutopilotInput {
+func applyPlan(in Input, plan []VoterChange) Input {
 	out := in
 	out.Servers = nil
-	byID := map[string]Server{}
+	byID := map[string]consensus.Server{}
 	var order []string
 	for _, s := range in.Servers {
 		byID[s.ID] = s
@@ -247,7 +251,7 @@ func hasTransfer(plan []VoterChange) bool {
 	return false
 }
 
-func healthyManager(in AutopilotInput, id string) bool {
+func healthyManager(in Input, id string) bool {
 	for _, n := range in.Nodes {
 		if n.ID == id {
 			return n.Ready && !n.Worker
@@ -256,7 +260,7 @@ func healthyManager(in AutopilotInput, id string) bool {
 	return false
 }
 
-func checkPlanSafe(t *testing.T, in AutopilotInput, plan []VoterChange) {
+func checkPlanSafe(t *testing.T, in Input, plan []VoterChange) {
 	t.Helper()
 	healthy := map[string]bool{in.LeaderID: true}
 	for _, n := range in.Nodes {
@@ -304,23 +308,23 @@ func TestNodeHealthFrom(t *testing.T) {
 // voter with two nonvoters grows to three voters, then shrinks back after
 // one of them dies past the grace with a replacement at hand.
 func TestAutopilotOnRaft(t *testing.T) {
-	c := newRaftCluster(t, 4)
-	first := c.nodes[0]
+	nodes := newInmemRaft(t, 4)
+	first := nodes[0]
 	if err := first.r.BootstrapSelf(); err != nil {
 		t.Fatal(err)
 	}
-	l := c.leader(first)
+	l := waitLeader(t, first)
 	ctx := context.Background()
-	for i, n := range c.nodes {
-		node := testNode(n.id, n.id)
+	for i, n := range nodes {
+		node := testNode(n.id)
 		node.CreatedAt = apNow.Add(time.Duration(i) * time.Minute)
 		if i == 0 {
-			if _, err := l.r.Apply(ctx, BootstrapCluster{Cluster: testCluster(), Node: node}); err != nil {
+			if _, err := l.r.Apply(ctx, consensus.BootstrapCluster{Cluster: testCluster(), Node: node}); err != nil {
 				t.Fatal(err)
 			}
 			continue
 		}
-		if _, err := l.r.Apply(ctx, UpsertNode{Node: node}); err != nil {
+		if _, err := l.r.Apply(ctx, consensus.UpsertNode{Node: node}); err != nil {
 			t.Fatal(err)
 		}
 		if err := l.r.AddNonvoter(ctx, n.id, string(n.trans.LocalAddr())); err != nil {
@@ -333,27 +337,27 @@ func TestAutopilotOnRaft(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		plan := PlanVoters(AutopilotInput{Servers: servers, Nodes: NodeHealthFrom(l.store.Nodes()),
-			LeaderID: l.id, Now: now}, DefaultAutopilotConfig())
+		plan := PlanVoters(Input{Servers: servers, Nodes: NodeHealthFrom(l.store.Nodes()),
+			LeaderID: l.id, Now: now}, DefaultConfig())
 		for _, ch := range plan {
-			if err := l.r.ApplyVoterChange(ctx, ch); err != nil {
+			if err := ApplyVoterChange(ctx, l.r, ch); err != nil {
 				t.Fatalf("%v: %v", ch, err)
 			}
-			if _, err := l.r.Apply(ctx, SetNodeVoter{ID: ch.ID, Voter: ch.Action == ActionPromote}); err != nil {
+			if _, err := l.r.Apply(ctx, consensus.SetNodeVoter{ID: ch.ID, Voter: ch.Action == ActionPromote}); err != nil {
 				t.Fatal(err)
 			}
 		}
 		return plan
 	}
 	if plan := step(apNow); !reflect.DeepEqual(plan, []VoterChange{
-		{ActionPromote, "n2", string(c.nodes[1].trans.LocalAddr())},
-		{ActionPromote, "n3", string(c.nodes[2].trans.LocalAddr())},
+		{ActionPromote, "n2", string(nodes[1].trans.LocalAddr())},
+		{ActionPromote, "n3", string(nodes[2].trans.LocalAddr())},
 	}) {
 		t.Fatalf("grow plan = %v", plan)
 	}
 	// n2 dies; after the grace n4 replaces it.
-	c.stop(c.nodes[1])
-	if _, err := l.r.Apply(ctx, SetNodeStatus{Statuses: []NodeStatus{{ID: "n2", Status: api.NodeDown, At: apNow}}}); err != nil {
+	stopNode(t, nodes, nodes[1])
+	if _, err := l.r.Apply(ctx, consensus.SetNodeStatus{Statuses: []consensus.NodeStatus{{ID: "n2", Status: api.NodeDown, At: apNow}}}); err != nil {
 		t.Fatal(err)
 	}
 	if plan := step(apNow.Add(time.Second)); len(plan) != 0 {
@@ -376,7 +380,104 @@ func TestAutopilotOnRaft(t *testing.T) {
 	if n, _ := l.store.Node("n2"); n.Voter {
 		t.Fatal("n2 still recorded as voter")
 	}
-	if err := l.r.ApplyVoterChange(ctx, VoterChange{Action: "bogus"}); err == nil {
+	if err := ApplyVoterChange(ctx, l.r, VoterChange{Action: "bogus"}); err == nil {
 		t.Fatal("bogus action accepted")
 	}
+}
+
+// inmemNode is one raft node of TestAutopilotOnRaft, on raft's in-memory
+// transport (consensus's own raft tests have the fuller harness).
+type inmemNode struct {
+	id    string
+	store *consensus.Store
+	trans *raft.InmemTransport
+	r     *consensus.Raft
+	down  bool
+}
+
+// newInmemRaft starts n connected nodes n1…nN with consensus's test timings.
+func newInmemRaft(t *testing.T, n int) []*inmemNode {
+	t.Helper()
+	var nodes []*inmemNode
+	for i := 0; i < n; i++ {
+		nd := &inmemNode{id: fmt.Sprintf("n%d", i+1), store: consensus.NewStore()}
+		_, nd.trans = raft.NewInmemTransport("")
+		cfg := consensus.DefaultConfig()
+		cfg.NodeID = nd.id
+		cfg.HeartbeatTimeout = 200 * time.Millisecond
+		cfg.ElectionTimeout = 200 * time.Millisecond
+		cfg.LeaderLeaseTimeout = 150 * time.Millisecond
+		cfg.HeartbeatInterval = 60 * time.Millisecond
+		cfg.CommitTimeout = 5 * time.Millisecond
+		cfg.ApplyTimeout = 5 * time.Second
+		cfg.DataDir = t.TempDir()
+		cfg.Transport = nd.trans
+		r, err := consensus.New(cfg, nd.store)
+		if err != nil {
+			t.Fatalf("start %s: %v", nd.id, err)
+		}
+		nd.r = r
+		nodes = append(nodes, nd)
+	}
+	for _, a := range nodes {
+		for _, b := range nodes {
+			if a != b {
+				a.trans.Connect(b.trans.LocalAddr(), b.trans)
+			}
+		}
+	}
+	t.Cleanup(func() {
+		for _, nd := range nodes {
+			if !nd.down {
+				_ = nd.r.Shutdown()
+			}
+		}
+	})
+	return nodes
+}
+
+// stopNode cuts n off from the others and shuts it down.
+func stopNode(t *testing.T, nodes []*inmemNode, n *inmemNode) {
+	t.Helper()
+	for _, o := range nodes {
+		if o != n {
+			n.trans.Disconnect(o.trans.LocalAddr())
+			o.trans.Disconnect(n.trans.LocalAddr())
+		}
+	}
+	if err := n.r.Shutdown(); err != nil {
+		t.Fatalf("shutdown %s: %v", n.id, err)
+	}
+	n.down = true
+}
+
+// waitLeader polls until n leads.
+func waitLeader(t *testing.T, n *inmemNode) *inmemNode {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !n.r.IsLeader() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s to lead", n.id)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return n
+}
+
+func testCluster() consensus.ClusterState {
+	return consensus.ClusterState{
+		ClusterID:       "c1",
+		CACertPEM:       []byte("cert"),
+		CAKeyPEM:        []byte("key"),
+		TokenSecretHash: "abc",
+		GossipKeys:      [][]byte{bytes.Repeat([]byte{1}, 32)},
+		ClusterCIDR:     "10.42.0.0/16",
+		VIPCIDR:         "10.43.0.0/16",
+		CreatedAt:       apNow,
+	}
+}
+
+func testNode(id string) api.Node {
+	return api.Node{ID: id, Hostname: id, Addr: "127.0.0.1", Status: api.NodeReady,
+		Availability: api.AvailabilityActive, CreatedAt: apNow, CertSerial: "serial-" + id}
 }

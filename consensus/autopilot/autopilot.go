@@ -1,10 +1,10 @@
-package consensus
+package autopilot
 
 // Why: which nodes vote is decided by a pure function so that every rule
 // (targets, grace periods, quorum safety, never touching the leader) is
 // table-tested without raft. The leader loop in node calls PlanVoters with
 // the raft configuration and the nodes' health, then applies the changes in
-// order with Raft.ApplyVoterChange (STYLE habit 4).
+// order with ApplyVoterChange (STYLE habit 4).
 
 import (
 	"context"
@@ -13,10 +13,11 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
 )
 
-// AutopilotConfig tunes PlanVoters.
-type AutopilotConfig struct {
+// Config tunes PlanVoters.
+type Config struct {
 	// DeadGrace is how long a voter may be down before it is replaced. Until
 	// then it still counts as a voter (a restart does not cause churn).
 	DeadGrace time.Duration
@@ -24,9 +25,9 @@ type AutopilotConfig struct {
 	MaxVoters int
 }
 
-// DefaultAutopilotConfig returns a 10 s grace and at most 5 voters.
-func DefaultAutopilotConfig() AutopilotConfig {
-	return AutopilotConfig{DeadGrace: 10 * time.Second, MaxVoters: 5}
+// DefaultConfig returns a 10 s grace and at most 5 voters.
+func DefaultConfig() Config {
+	return Config{DeadGrace: 10 * time.Second, MaxVoters: 5}
 }
 
 // NodeHealth is what autopilot needs to know about one node of the state.
@@ -74,10 +75,10 @@ type VoterChange struct {
 	Addr   string
 }
 
-// AutopilotInput is the world as the leader sees it.
-type AutopilotInput struct {
-	Servers  []Server     // current raft configuration
-	Nodes    []NodeHealth // nodes in the state store
+// Input is the world as the leader sees it.
+type Input struct {
+	Servers  []consensus.Server // current raft configuration
+	Nodes    []NodeHealth       // nodes in the state store
 	LeaderID string
 	Now      time.Time
 }
@@ -105,7 +106,7 @@ const (
 )
 
 type apServer struct {
-	Server
+	consensus.Server
 	class   serverClass
 	node    NodeHealth
 	planned bool
@@ -132,7 +133,7 @@ type apServer struct {
 // No demotion or removal is planned that would leave the healthy voters
 // without a quorum of the remaining voters. The result is deterministic:
 // input order does not matter. It is empty when LeaderID is empty.
-func PlanVoters(in AutopilotInput, cfg AutopilotConfig) []VoterChange {
+func PlanVoters(in Input, cfg Config) []VoterChange {
 	if in.LeaderID == "" {
 		return nil
 	}
@@ -143,7 +144,7 @@ func PlanVoters(in AutopilotInput, cfg AutopilotConfig) []VoterChange {
 	for _, n := range in.Nodes {
 		nodes[n.ID] = n
 	}
-	servers := append([]Server(nil), in.Servers...)
+	servers := append([]consensus.Server(nil), in.Servers...)
 	sort.Slice(servers, func(i, j int) bool { return servers[i].ID < servers[j].ID })
 
 	var plan []VoterChange
@@ -310,9 +311,9 @@ func olderFirst(a, b *apServer) bool {
 	return a.ID < b.ID
 }
 
-// ApplyVoterChange carries out one planned change on the raft configuration
+// ApplyVoterChange carries out one planned change on r's raft configuration
 // (leader only). The caller then records the new role with SetNodeVoter.
-func (r *Raft) ApplyVoterChange(ctx context.Context, c VoterChange) error {
+func ApplyVoterChange(ctx context.Context, r *consensus.Raft, c VoterChange) error {
 	switch c.Action {
 	case ActionPromote:
 		return r.AddVoter(ctx, c.ID, c.Addr)
@@ -323,6 +324,6 @@ func (r *Raft) ApplyVoterChange(ctx context.Context, c VoterChange) error {
 	case ActionTransfer:
 		return r.TransferLeadership(ctx)
 	default:
-		return fmt.Errorf("voter change %q for %s: %w", c.Action, c.ID, ErrInvalid)
+		return fmt.Errorf("voter change %q for %s: %w", c.Action, c.ID, consensus.ErrInvalid)
 	}
 }

@@ -1,4 +1,4 @@
-package consensus
+package logstore
 
 // Why: a node whose raft log cannot be read must neither crash-loop nor
 // simply start over with an empty log as the voter it was. An empty log
@@ -42,8 +42,8 @@ import (
 	"github.com/shoal-org/shoal/api/atomicfile"
 )
 
-// rejoinMarkerFile is the marker under Config.DataDir.
-const rejoinMarkerFile = "raft-rejoin.json"
+// RejoinMarkerFile is the marker under Config.DataDir.
+const RejoinMarkerFile = "raft-rejoin.json"
 
 // errVoteWithheld is what raft logs when it refuses a vote while the gate is closed.
 var errVoteWithheld = errors.New("vote withheld: this node lost its raft log and waits for the leader to make it a non-voter")
@@ -55,9 +55,9 @@ type rejoinMarker struct {
 	At        time.Time `json:"at"`
 }
 
-// rejoinPending reports whether dataDir holds a rejoin marker.
-func rejoinPending(dataDir string) (bool, error) {
-	_, err := os.Stat(filepath.Join(dataDir, rejoinMarkerFile))
+// RejoinPending reports whether dataDir holds a rejoin marker.
+func RejoinPending(dataDir string) (bool, error) {
+	_, err := os.Stat(filepath.Join(dataDir, RejoinMarkerFile))
 	switch {
 	case err == nil:
 		return true, nil
@@ -68,14 +68,14 @@ func rejoinPending(dataDir string) (bool, error) {
 	}
 }
 
-// quarantineRaftDir records a rejoin marker, then renames dataDir/raft to
+// QuarantineRaftDir records a rejoin marker, then renames dataDir/raft to
 // dataDir/raft.broken-<now> and returns the new name. The marker comes
 // first: a crash between the two steps still rejoins.
-func quarantineRaftDir(dataDir string, now time.Time, reason error) (string, error) {
+func QuarantineRaftDir(dataDir string, now time.Time, reason error) (string, error) {
 	base := filepath.Join(dataDir, "raft")
 	broken := base + ".broken-" + now.UTC().Format("20060102T150405.000000000Z")
 	m, _ := json.MarshalIndent(rejoinMarker{Reason: reason.Error(), BrokenDir: broken, At: now.UTC()}, "", "  ")
-	if err := atomicfile.WriteFile(filepath.Join(dataDir, rejoinMarkerFile), m, 0o600); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dataDir, RejoinMarkerFile), m, 0o600); err != nil {
 		return "", fmt.Errorf("write raft rejoin marker: %w", err)
 	}
 	if err := os.Rename(base, broken); err != nil && !os.IsNotExist(err) {
@@ -87,9 +87,9 @@ func quarantineRaftDir(dataDir string, now time.Time, reason error) (string, err
 	return broken, nil
 }
 
-// clearRejoin removes the marker (the leader has demoted this node).
-func clearRejoin(dataDir string) error {
-	if err := os.Remove(filepath.Join(dataDir, rejoinMarkerFile)); err != nil && !os.IsNotExist(err) {
+// ClearRejoin removes the marker (the leader has demoted this node).
+func ClearRejoin(dataDir string) error {
+	if err := os.Remove(filepath.Join(dataDir, RejoinMarkerFile)); err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("remove raft rejoin marker: %w", err)
 	}
 	return syncDir(dataDir)
@@ -137,27 +137,27 @@ func probeLogStore(s *LogStore) (err error) {
 	return nil
 }
 
-// voteGate is the stable store raft sees. While closed it fails reads of
+// VoteGate is the stable store raft sees. While closed it fails reads of
 // LastVoteTerm, which raft reads only to decide on a vote request, and raft
 // refuses the vote when that read fails (raft.go requestVote). Everything
 // else passes through.
-type voteGate struct {
+type VoteGate struct {
 	raft.StableStore
-	closed atomic.Bool
+	Closed atomic.Bool
 }
 
 // GetUint64 implements raft.StableStore.
-func (g *voteGate) GetUint64(key []byte) (uint64, error) {
-	if g.closed.Load() && bytes.Equal(key, keyLastVoteTerm) {
+func (g *VoteGate) GetUint64(key []byte) (uint64, error) {
+	if g.Closed.Load() && bytes.Equal(key, keyLastVoteTerm) {
 		return 0, errVoteWithheld
 	}
 	return g.StableStore.GetUint64(key)
 }
 
-// openLogStore opens DATA/raft/raft.db, migrating DATA/raft/wal first when it
+// OpenDir opens DATA/raft/raft.db, migrating DATA/raft/wal first when it
 // exists, and reads the whole log back once. Unreadable state wraps
 // ErrLogUnreadable; the caller quarantines it.
-func openLogStore(base string, logger hclog.Logger) (*LogStore, error) {
+func OpenDir(base string, logger hclog.Logger) (*LogStore, error) {
 	if err := os.MkdirAll(base, 0o700); err != nil {
 		return nil, fmt.Errorf("create raft dir %s: %w", base, err)
 	}

@@ -1,4 +1,4 @@
-package consensus
+package logstore
 
 // Why: raft's log and stable store live in one bbolt file, DATA/raft/raft.db.
 // Until this file existed they lived in raft-wal v0.4, whose tail truncation
@@ -21,7 +21,7 @@ package consensus
 // Every write is one bolt transaction, fsynced on commit: a batch of entries
 // is all there or not at all, and a DeleteRange (a tail truncation or a head
 // compaction) never half-happens, so an entry past a truncation cannot come
-// back after a crash. logstore_torture_test.go kills a writer at random
+// back after a crash. torture_test.go kills a writer at random
 // points to hold us to that.
 
 import (
@@ -38,6 +38,11 @@ var (
 	bucketLogs = []byte("logs")
 	bucketConf = []byte("conf")
 )
+
+// ErrLogUnreadable: the raft log (or the raft-wal it is migrated from)
+// cannot be read back. consensus.New quarantines it and rejoins (see
+// rejoin.go); consensus re-exports it as consensus.ErrLogUnreadable.
+var ErrLogUnreadable = errors.New("raft log unreadable")
 
 // errKeyNotFound is what raft expects from a StableStore for a missing key:
 // raft compares the message, not the value ("not found").
