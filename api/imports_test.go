@@ -47,6 +47,9 @@ var importRules = []importRule{
 	{"api/...", []string{"api/..."}},
 	{"consensus/...", []string{"api", "api/atomicfile", "consensus/..."}},
 	{"runtime/...", []string{"api", "api/atomicfile", "runtime/..."}},
+	// The OCI spec builder (runtime/ocispec/README.md): pure, so the
+	// runtime imports it and it never imports the runtime back.
+	{"runtime/ocispec/...", []string{"api", "runtime/ocispec/..."}},
 	{"overlay/...", []string{"api", "api/atomicfile", "overlay/..."}},
 	{"lb/...", []string{"api", "api/atomicfile", "lb/..."}},
 	// The scheduler's packages (node/scheduler/README.md), all pure. The
@@ -74,7 +77,7 @@ var importRules = []importRule{
 	// A task's secrets and configs on a tmpfs of its own (the runtime's
 	// PrepareFiles, the replica's config type); the secrets fetch comes in
 	// as a func.
-	{"node/taskfiles/...", []string{"api", "consensus", "runtime", "node/taskfiles/..."}},
+	{"node/taskfiles/...", []string{"api", "consensus", "runtime", "runtime/ocispec", "node/taskfiles/..."}},
 	{"node/events/...", []string{"api", "consensus", "runtime", "node/autoscale", "node/httpapi", "node/events/..."}},
 	{"node/metrics/...", []string{"node/metrics/..."}},
 	// The dashboard serves its routes with httpapi's router and error
@@ -139,7 +142,7 @@ var importRules = []importRule{
 	// (the replica, overlay, lb, gossip's member type, the metrics it
 	// reports, and the index-file format of node/revocation for its
 	// WireGuard key epochs). The agent comes in through their Config.
-	{"node/reconciler/...", []string{"api", "consensus", "runtime", "node/netloop", "node/netplan", "node/taskplan", "node/reconciler/..."}},
+	{"node/reconciler/...", []string{"api", "consensus", "runtime", "runtime/ocispec", "node/netloop", "node/netplan", "node/taskplan", "node/reconciler/..."}},
 	{"node/netloop/...", []string{"api", "consensus", "lb", "overlay", "node/membership", "node/metrics", "node/netplan", "node/revocation", "node/netloop/..."}},
 	// How a node gets into a cluster and out of it: the joiner's side
 	// (token, CA pin, CSR, the cluster files) and the leader's admission,

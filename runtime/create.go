@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/ocispec"
 )
 
 // Create prepares a container (rootfs, netns, network, bundle) without
@@ -84,7 +85,7 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (reco
 	if err != nil {
 		return record{}, fmt.Errorf("resolve image %s: %w", spec.Image, err)
 	}
-	args, err := ResolveCommand(icfg, spec.Entrypoint, spec.Command)
+	args, err := ocispec.ResolveCommand(icfg, spec.Entrypoint, spec.Command)
 	if err != nil {
 		return record{}, err
 	}
@@ -109,7 +110,7 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (reco
 	if user == "" {
 		user = icfg.User
 	}
-	uid, gid, extra, err := ResolveUser(p.rootfs, user)
+	uid, gid, extra, err := ocispec.ResolveUser(p.rootfs, user)
 	if err != nil {
 		return record{}, err
 	}
@@ -124,9 +125,9 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (reco
 	}
 	hostResolv, _ := os.ReadFile(r.cfg.ResolvConf)
 	files := map[string]string{
-		p.hosts:    HostsFile(hostname, ip, spec.ExtraHosts),
+		p.hosts:    ocispec.HostsFile(hostname, ip, spec.ExtraHosts),
 		p.hostname: hostname + "\n",
-		p.resolv:   ResolvConf(string(hostResolv), r.nameservers()),
+		p.resolv:   ocispec.ResolvConf(string(hostResolv), r.nameservers()),
 	}
 	for f, content := range files {
 		if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
@@ -137,11 +138,11 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (reco
 	if cwd == "" {
 		cwd = icfg.WorkingDir
 	}
-	s, err := BuildSpec(SpecInput{
+	s, err := ocispec.BuildSpec(ocispec.SpecInput{
 		Hostname:       hostname,
 		RootfsPath:     "rootfs",
 		Args:           args,
-		Env:            MergeEnv(icfg.Env, spec.Env, hostname),
+		Env:            ocispec.MergeEnv(icfg.Env, spec.Env, hostname),
 		Cwd:            cwd,
 		UID:            uid,
 		GID:            gid,

@@ -2,7 +2,7 @@ package runtime
 
 // Mounts and named volumes.
 //
-// A service's --mount becomes an OCI mount in BuildSpec (ociMounts, pure):
+// A service's --mount becomes an OCI mount in ocispec.BuildSpec (ociMounts, pure):
 // a bind mount is an rbind of a host path, a volume is an rbind of the
 // node-local directory Root/volumes/NAME/_data, a tmpfs is a tmpfs with
 // Docker's options. Volumes are local to the node: created on first use
@@ -38,64 +38,15 @@ import (
 	"sync"
 	"time"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/ocispec"
 )
-
-// volumeDataDir is the directory of a volume that containers see.
-const volumeDataDir = "_data"
 
 // trashPrefix starts the name of a volume dir being deleted; volume names
 // start with a letter or digit, so it never collides with one.
 const trashPrefix = ".rm-"
-
-// ociMounts turns the user's mounts into OCI mounts; volumesDir is the
-// directory holding the node's volumes (Root/volumes). It has no side
-// effects and refuses what api.MountsProblems refuses.
-func ociMounts(ms []api.Mount, volumesDir string) ([]specs.Mount, error) {
-	if probs := api.MountsProblems(ms); len(probs) > 0 {
-		return nil, fmt.Errorf("%w: %s", ErrInvalidSpec, strings.Join(probs, "; "))
-	}
-	out := make([]specs.Mount, 0, len(ms))
-	for _, m := range ms {
-		var om specs.Mount
-		switch m.Type {
-		case api.MountBind, api.MountVolume:
-			src := m.Source
-			if m.Type == api.MountVolume {
-				if volumesDir == "" {
-					return nil, fmt.Errorf("%w: volume mount %s without a volumes dir", ErrInvalidSpec, m.Target)
-				}
-				src = volumePath(volumesDir, m.Source)
-			}
-			om = specs.Mount{Destination: m.Target, Type: "bind", Source: src,
-				Options: []string{"rbind", "rprivate"}}
-		case api.MountTmpfs:
-			mode := m.TmpfsMode
-			if mode == 0 {
-				mode = 0o1777
-			}
-			// Docker's tmpfs options.
-			opts := []string{"noexec", "nosuid", "nodev", "rprivate", fmt.Sprintf("mode=%o", mode)}
-			if m.TmpfsSize > 0 {
-				opts = append(opts, fmt.Sprintf("size=%d", m.TmpfsSize))
-			}
-			om = specs.Mount{Destination: m.Target, Type: "tmpfs", Source: "tmpfs", Options: opts}
-		}
-		if m.ReadOnly {
-			om.Options = append(om.Options, "ro")
-		}
-		out = append(out, om)
-	}
-	return out, nil
-}
-
-// volumePath is the host directory of volume name.
-func volumePath(volumesDir, name string) string {
-	return filepath.Join(volumesDir, name, volumeDataDir)
-}
 
 // volumeStore manages Root/volumes. mu serialises create, remove and the
 // pending counts.
@@ -144,16 +95,16 @@ func (v *volumeStore) ensureLocked(name string) (bool, error) {
 		return false, fmt.Errorf("open volume %s: %w", name, err)
 	}
 	defer unix.Close(fd)
-	if err := unix.Mkdirat(fd, volumeDataDir, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+	if err := unix.Mkdirat(fd, ocispec.VolumeDataDir, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
 		return false, fmt.Errorf("create volume %s data dir: %w", name, err)
 	}
 	// The mkdirat mode is masked by the umask; containers expect 0755.
 	if created {
-		if err := unix.Fchmodat(fd, volumeDataDir, 0o755, 0); err != nil {
+		if err := unix.Fchmodat(fd, ocispec.VolumeDataDir, 0o755, 0); err != nil {
 			return false, fmt.Errorf("chmod volume %s data dir: %w", name, err)
 		}
 	}
-	data, err := unix.Openat(fd, volumeDataDir, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_RDONLY, 0)
+	data, err := unix.Openat(fd, ocispec.VolumeDataDir, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_RDONLY, 0)
 	if err != nil {
 		return false, fmt.Errorf("volume %s data dir: %w", name, err)
 	}
@@ -194,7 +145,7 @@ func (r *Runtime) volumeAPI(name string, created time.Time) api.Volume {
 	users := r.volumeUsers(name)
 	return api.Volume{
 		Name:       name,
-		Mountpoint: volumePath(r.vols.dir, name),
+		Mountpoint: ocispec.VolumePath(r.vols.dir, name),
 		InUse:      len(users) > 0,
 		CreatedAt:  created,
 		Containers: users,

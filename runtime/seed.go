@@ -29,6 +29,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/ocispec"
 )
 
 // seedVolumes copies the image content of rootfs into every empty named
@@ -108,7 +109,7 @@ func openVolumeData(volumesDir, name string) (int, error) {
 		return -1, fmt.Errorf("open volume %s: %w", name, err)
 	}
 	defer unix.Close(vol)
-	data, err := unix.Openat(vol, volumeDataDir, flags, 0)
+	data, err := unix.Openat(vol, ocispec.VolumeDataDir, flags, 0)
 	if err != nil {
 		return -1, fmt.Errorf("open volume %s data dir: %w", name, err)
 	}

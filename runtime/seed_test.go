@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/ocispec"
 )
 
 // seedFixture makes an image-like rootfs and a volumes dir with empty
@@ -48,7 +49,7 @@ func seedFixture(t *testing.T, vols ...string) (rootfs, volumesDir string) {
 
 func TestSeedVolumes(t *testing.T) {
 	rootfs, vd := seedFixture(t, "db", "conf", "esc", "none", "keep", "opt", "emptysrc")
-	data := func(n string) string { return volumePath(vd, n) }
+	data := func(n string) string { return ocispec.VolumePath(vd, n) }
 	if err := os.WriteFile(filepath.Join(data("keep"), "mine"), []byte("task data"), 0o644); err != nil {
 		t.Fatal(err)
 	}

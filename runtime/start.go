@@ -10,6 +10,7 @@ import (
 	runc "github.com/containerd/go-runc"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/ocispec"
 )
 
 // Start starts a created (or exited) container and returns once its process
@@ -82,7 +83,7 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) err
 		if ip, err = r.cfg.Network.Attach(ctx, id, p.netns); err != nil {
 			return fmt.Errorf("attach network: %w", err)
 		}
-		if err := os.WriteFile(p.hosts, []byte(HostsFile(rec.Hostname, ip, rec.Spec.ExtraHosts)), 0o644); err != nil {
+		if err := os.WriteFile(p.hosts, []byte(ocispec.HostsFile(rec.Hostname, ip, rec.Spec.ExtraHosts)), 0o644); err != nil {
 			return fmt.Errorf("write hosts: %w", err)
 		}
 	}
