@@ -50,6 +50,9 @@ var importRules = []importRule{
 	// The OCI spec builder (runtime/ocispec/README.md): pure, so the
 	// runtime imports it and it never imports the runtime back.
 	{"runtime/ocispec/...", []string{"api", "runtime/ocispec/..."}},
+	// The node supervisor's client (runtime/supclient/README.md): the
+	// protocol from runtime/supervisor, nothing of the runtime.
+	{"runtime/supclient/...", []string{"runtime/supervisor", "runtime/supclient/..."}},
 	{"overlay/...", []string{"api", "api/atomicfile", "overlay/..."}},
 	{"lb/...", []string{"api", "api/atomicfile", "lb/..."}},
 	// The scheduler's packages (node/scheduler/README.md), all pure. The

@@ -321,7 +321,7 @@ func (r *Runtime) startExec(ctx context.Context, id string, p paths, proc specs.
 			return nil, err
 		}
 	}
-	pid, conn, br, err := r.sup.exec(ctx, req, stdio)
+	pid, conn, br, err := r.sup.Exec(ctx, req, stdio)
 	for i, f := range stdio {
 		f.Close()
 		stdio[i] = nil

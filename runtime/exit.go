@@ -28,12 +28,12 @@ func pidExited(pidfd int) bool {
 // lose the container, it falls back to watchPidfd. If Run's context ends
 // first, the container is left running for the next agent.
 func (r *Runtime) watch(c *container, pid int) {
-	sl := r.sup.slot(c.rec.ID)
+	sl := r.sup.Slot(c.rec.ID)
 	r.spawn(func() {
 		select {
-		case <-sl.done:
+		case <-sl.Done:
 			r.finishExit(c, pid)
-		case <-sl.lost:
+		case <-sl.Lost:
 			if fileExists(filepath.Join(r.pathsOf(c.rec.ID).dir, exitRecordFile)) {
 				r.finishExit(c, pid)
 				return
@@ -97,7 +97,7 @@ func (r *Runtime) finishExit(c *container, pid int) {
 	r.mu.Unlock()
 	id := c.rec.ID
 	p := r.pathsOf(id)
-	defer r.sup.forget(id)
+	defer r.sup.Forget(id)
 	code, errMsg := 137, ""
 	st, ferr := readExitRecord(p.dir)
 	if errors.Is(ferr, fs.ErrNotExist) {

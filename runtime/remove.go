@@ -69,7 +69,7 @@ func (r *Runtime) remove(ctx context.Context, c *container, idOrName string, for
 	}
 	c.saveMu.Lock() // wait for an in-flight save
 	c.saveMu.Unlock()
-	r.sup.forget(id)
+	r.sup.Forget(id)
 	err := r.cleanup(ctx, id)
 	r.mu.Lock()
 	ev := Event{ContainerID: id, Name: name, TaskID: c.rec.Spec.TaskID, State: EventRemoved, ExitCode: c.rec.ExitCode, Time: time.Now().UTC()}

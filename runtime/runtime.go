@@ -38,6 +38,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/api/atomicfile"
+	"github.com/shoal-org/shoal/runtime/supclient"
 )
 
 // Runtime manages the containers of this node. Create it with New and drive
@@ -47,7 +48,7 @@ type Runtime struct {
 	cfg  Config
 	log  *slog.Logger
 	runc *runc.Runc
-	sup  *supClient
+	sup  *supclient.Client
 	vols *volumeStore // named volumes (mounts.go)
 
 	ready   chan struct{} // closed once Run adopted existing containers
@@ -97,7 +98,7 @@ func New(cfg Config) (*Runtime, error) {
 		cfg:        cfg,
 		log:        cfg.Logger.With("component", "runtime"),
 		runc:       &runc.Runc{Command: cfg.RuncBinary, Root: cfg.RuncRoot},
-		sup:        newSupClient(cfg.Root, cfg.SupervisorBinary, cfg.Logger.With("component", "runtime")),
+		sup:        supclient.New(cfg.Root, cfg.SupervisorBinary, cfg.Logger.With("component", "runtime")),
 		ready:      make(chan struct{}),
 		runDone:    make(chan struct{}),
 		containers: map[string]*container{},
@@ -144,7 +145,7 @@ func New(cfg Config) (*Runtime, error) {
 func (r *Runtime) Run(ctx context.Context) error {
 	defer close(r.runDone)
 	r.runCtx = ctx
-	running, conn, br, err := r.sup.watch(ctx)
+	running, conn, br, err := r.sup.Watch(ctx)
 	if err != nil {
 		// Containers already running are watched by pidfd; starts will
 		// try to reach (or start) the supervisor again.
@@ -152,7 +153,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 	}
 	r.adopt(ctx, running)
 	if conn != nil {
-		r.spawn(func() { r.sup.follow(ctx, conn, br) })
+		r.spawn(func() { r.sup.Follow(ctx, conn, br) })
 	}
 	close(r.ready)
 

@@ -90,15 +90,15 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) err
 	_ = os.Remove(p.pidFile)
 	// The slot exists before the start, so an exit reported before we
 	// mark the container running is not missed.
-	r.sup.forget(id)
-	r.sup.slot(id)
-	pid, err := r.sup.start(ctx, supRequest{
+	r.sup.Forget(id)
+	r.sup.Slot(id)
+	pid, err := r.sup.Start(ctx, supRequest{
 		ID: id, Dir: p.dir, Runc: r.cfg.RuncBinary, RuncRoot: r.cfg.RuncRoot,
 		RuncLog: p.initLog, PidFile: p.pidFile,
 		LogMaxSize: r.cfg.LogMaxSize, LogMaxFiles: r.cfg.LogMaxFiles,
 	})
 	if err != nil {
-		r.sup.forget(id)
+		r.sup.Forget(id)
 		// A start cut short (ctx) may have left runc's container behind.
 		_ = r.runc.Delete(context.WithoutCancel(ctx), id, &runc.DeleteOpts{Force: true})
 		return err
