@@ -53,6 +53,8 @@ var importRules = []importRule{
 	// The node supervisor's client (runtime/supclient/README.md): the
 	// protocol from runtime/supervisor, nothing of the runtime.
 	{"runtime/supclient/...", []string{"runtime/supervisor", "runtime/supclient/..."}},
+	// Named volumes on disk and their copy-up (runtime/volume/README.md).
+	{"runtime/volume/...", []string{"api", "runtime/ocispec", "runtime/volume/..."}},
 	{"overlay/...", []string{"api", "api/atomicfile", "overlay/..."}},
 	{"lb/...", []string{"api", "api/atomicfile", "lb/..."}},
 	// The scheduler's packages (node/scheduler/README.md), all pure. The

@@ -10,6 +10,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/runtime/ocispec"
+	"github.com/shoal-org/shoal/runtime/volume"
 )
 
 // Create prepares a container (rootfs, netns, network, bundle) without
@@ -103,7 +104,7 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (reco
 		return record{}, err
 	}
 	// Before the container ever runs: its rootfs is still the image's.
-	if err := seedVolumes(p.rootfs, r.vols.dir, spec.Mounts); err != nil {
+	if err := volume.Seed(p.rootfs, r.vols.Dir, spec.Mounts); err != nil {
 		return record{}, err
 	}
 	user := spec.User
@@ -157,7 +158,7 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (reco
 		NoSeccomp:      r.cfg.NoSeccomp,
 		Files:          spec.Files,
 		Mounts:         spec.Mounts,
-		VolumesDir:     r.vols.dir,
+		VolumesDir:     r.vols.Dir,
 	})
 	if err != nil {
 		return record{}, err

@@ -9,12 +9,13 @@ import (
 	"testing"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/volume"
 )
 
 // fakeVolRuntime is a Runtime with just enough for the volume methods.
 func fakeVolRuntime(t *testing.T) *Runtime {
 	t.Helper()
-	vols, err := newVolumeStore(filepath.Join(t.TempDir(), "volumes"))
+	vols, err := volume.New(filepath.Join(t.TempDir(), "volumes"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +31,7 @@ func TestVolumeLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.Mountpoint != filepath.Join(r.vols.dir, "data", "_data") || v.InUse {
+	if v.Mountpoint != filepath.Join(r.vols.Dir, "data", "_data") || v.InUse {
 		t.Fatalf("created %+v", v)
 	}
 	if fi, err := os.Stat(v.Mountpoint); err != nil || fi.Mode().Perm() != 0o755 {
@@ -111,7 +112,7 @@ func TestVolumeRemoveFollowsNoLinks(t *testing.T) {
 	if b, err := os.ReadFile(keep); err != nil || string(b) != "host file" {
 		t.Fatalf("host file after volume rm: %q %v", b, err)
 	}
-	if ents, _ := os.ReadDir(r.vols.dir); len(ents) != 0 {
+	if ents, _ := os.ReadDir(r.vols.Dir); len(ents) != 0 {
 		t.Fatalf("volumes dir not empty: %v", ents)
 	}
 }
@@ -120,7 +121,7 @@ func TestVolumeRemoveFollowsNoLinks(t *testing.T) {
 // (not possible for containers, but cheap to refuse) is not used.
 func TestVolumeNameIsNotFollowed(t *testing.T) {
 	r := fakeVolRuntime(t)
-	if err := os.Symlink(t.TempDir(), filepath.Join(r.vols.dir, "evil")); err != nil {
+	if err := os.Symlink(t.TempDir(), filepath.Join(r.vols.Dir, "evil")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.CreateVolume("evil"); err == nil {
@@ -130,7 +131,7 @@ func TestVolumeNameIsNotFollowed(t *testing.T) {
 		!strings.Contains(err.Error(), "type=volume,source=evil,target=/x") {
 		t.Fatalf("prepareMounts through a symlink: %v", err)
 	}
-	if r.vols.pending["evil"] != 0 {
+	if r.vols.Pending["evil"] != 0 {
 		t.Fatal("pending count leaked")
 	}
 }

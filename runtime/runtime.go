@@ -39,6 +39,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/api/atomicfile"
 	"github.com/shoal-org/shoal/runtime/supclient"
+	"github.com/shoal-org/shoal/runtime/volume"
 )
 
 // Runtime manages the containers of this node. Create it with New and drive
@@ -49,7 +50,7 @@ type Runtime struct {
 	log  *slog.Logger
 	runc *runc.Runc
 	sup  *supclient.Client
-	vols *volumeStore // named volumes (mounts.go)
+	vols *volume.Store // named volumes (mounts.go)
 
 	ready   chan struct{} // closed once Run adopted existing containers
 	runCtx  context.Context
@@ -105,7 +106,7 @@ func New(cfg Config) (*Runtime, error) {
 		names:      map[string]string{},
 		subs:       map[chan Event]struct{}{},
 	}
-	vols, err := newVolumeStore(filepath.Join(cfg.Root, "volumes"))
+	vols, err := volume.New(filepath.Join(cfg.Root, "volumes"))
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package runtime
+package volume
 
 // Volume copy-up (docker's behaviour): when a container is created with a
 // named volume whose data dir is empty, the image's content at the mount
@@ -32,10 +32,10 @@ import (
 	"github.com/shoal-org/shoal/runtime/ocispec"
 )
 
-// seedVolumes copies the image content of rootfs into every empty named
+// Seed copies the image content of rootfs into every empty named
 // volume of ms that does not say volume-nocopy. volumesDir holds the
-// volumes (which prepareMounts created). Errors name the mount.
-func seedVolumes(rootfs, volumesDir string, ms []api.Mount) error {
+// volumes (which the runtime's prepareMounts created). Errors name the mount.
+func Seed(rootfs, volumesDir string, ms []api.Mount) error {
 	for _, m := range ms {
 		if m.Type != api.MountVolume || m.NoCopy {
 			continue
@@ -96,7 +96,7 @@ func seedVolume(rootfs, target, volumesDir, name string) (bool, error) {
 // openVolumeData opens the data dir of volume name without following links.
 func openVolumeData(volumesDir, name string) (int, error) {
 	if p := api.VolumeNameProblem(name); p != "" {
-		return -1, fmt.Errorf("%w: volume name %q: %s", ErrInvalidSpec, name, p)
+		return -1, fmt.Errorf("%w: volume name %q: %s", ocispec.ErrInvalidSpec, name, p)
 	}
 	const flags = unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_RDONLY
 	dir, err := unix.Open(volumesDir, flags, 0)
