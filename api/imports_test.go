@@ -55,6 +55,10 @@ var importRules = []importRule{
 	{"runtime/supclient/...", []string{"runtime/supervisor", "runtime/supclient/..."}},
 	// Named volumes on disk and their copy-up (runtime/volume/README.md).
 	{"runtime/volume/...", []string{"api", "runtime/ocispec", "runtime/volume/..."}},
+	// A container's cgroup usage and OOM kills (runtime/cgstats/README.md):
+	// the standard library only, so the autoscaler and the metrics
+	// collector read usage without the runtime.
+	{"runtime/cgstats/...", []string{"runtime/cgstats/..."}},
 	{"overlay/...", []string{"api", "api/atomicfile", "overlay/..."}},
 	{"lb/...", []string{"api", "api/atomicfile", "lb/..."}},
 	// The scheduler's packages (node/scheduler/README.md), all pure. The
@@ -76,9 +80,9 @@ var importRules = []importRule{
 	// never reaches back into node, so they stay testable on their own.
 	{"node/authz/...", []string{"api", "consensus", "overlay", "node/scheduler/servicespec", "node/authz/..."}},
 	// The autoscaler's arithmetic, the decision included (Decide), and
-	// every node's sampling of its tasks' cgroups (runtime.Stats); the
+	// every node's sampling of its tasks' cgroups (runtime/cgstats); the
 	// replica and the runtime come in as interfaces.
-	{"node/autoscale/...", []string{"api", "runtime", "node/autoscale/..."}},
+	{"node/autoscale/...", []string{"api", "runtime/cgstats", "node/autoscale/..."}},
 	// A task's secrets and configs on a tmpfs of its own (the runtime's
 	// PrepareFiles, the replica's config type); the secrets fetch comes in
 	// as a func.
@@ -131,7 +135,7 @@ var importRules = []importRule{
 	// reads the replica, Raft, gossip, the data plane's desired state
 	// (node/netplan) and the containers' cgroups at scrape time; the agent
 	// comes in as collector.Config.
-	{"node/collector/...", []string{"api", "consensus", "runtime", "node/membership", "node/metrics", "node/netplan", "node/collector/..."}},
+	{"node/collector/...", []string{"api", "consensus", "runtime/cgstats", "node/membership", "node/metrics", "node/netplan", "node/collector/..."}},
 	// This node's keys and certificate against the replicated record, and
 	// the leader's key work (KEK, sealing, trust, renewal, CA rotation, node
 	// IDs at join): the replica, crypto and files (node/pki), the RPC

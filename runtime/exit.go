@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/cgstats"
 	"github.com/shoal-org/shoal/runtime/containerinit"
 )
 
@@ -112,7 +113,7 @@ func (r *Runtime) finishExit(c *container, pid int) {
 		errMsg = fmt.Sprintf("exit status unreadable: %v", ferr)
 	}
 	ctx := context.WithoutCancel(r.runCtx)
-	oom := oomKilled(filepath.Join(r.cfg.CgroupParent, id)) // before runc delete removes the cgroup
+	oom := cgstats.OOMKilled(filepath.Join(r.cfg.CgroupParent, id)) // before runc delete removes the cgroup
 	if err := r.runc.Delete(ctx, id, &runc.DeleteOpts{Force: true}); err != nil && !isNotExist(err) {
 		r.log.Warn("runc delete", "id", ShortID(id), "err", err)
 	}

@@ -1,7 +1,6 @@
-package runtime
-
-// Usage of a container read from its cgroup, for the autoscaler and the
-// node's metrics (the one reader of container cgroups in the agent).
+// Package cgstats reads a container's usage from its cgroup, for the
+// autoscaler and the node's metrics (the one reader of container cgroups in
+// the agent), and whether the OOM killer struck (oom.go).
 //
 // runc places each container at CgroupParent/<id> in every hierarchy. On a
 // hybrid host (cgroup v1 controllers, with a v2 mount beside them at
@@ -14,6 +13,7 @@ package runtime
 //
 // The files are in cgroupfs, which containers see read-only; they are still
 // read with a cap.
+package cgstats
 
 import (
 	"bufio"
@@ -26,8 +26,8 @@ import (
 	"strconv"
 )
 
-// cgroupRoot is where the cgroup hierarchies are mounted.
-const cgroupRoot = "/sys/fs/cgroup"
+// Root is where the cgroup hierarchies are mounted.
+const Root = "/sys/fs/cgroup"
 
 // maxCgroupFile caps a cgroup file read (memory.stat is ~1 KiB).
 const maxCgroupFile = 64 << 10
@@ -52,22 +52,9 @@ type Stats struct {
 	HasCPU, HasMemory bool
 }
 
-// Stats reads the cgroup usage of container id. It does not take the
-// runtime's lock and may be called concurrently with anything.
-func (r *Runtime) Stats(id string) (Stats, error) {
-	if id == "" || id != filepath.Base(id) {
-		return Stats{}, fmt.Errorf("stats of container %q: bad id", id)
-	}
-	st, err := readCgroupStats(cgroupRoot, filepath.Join(r.cfg.CgroupParent, id))
-	if err != nil {
-		return Stats{}, fmt.Errorf("stats of container %s: %w", id, err)
-	}
-	return st, nil
-}
-
-// readCgroupStats reads the usage of the cgroup at rel (relative to each
+// Read reads the usage of the cgroup at rel (relative to each
 // hierarchy) under root, trying the v1 layout first, then v2.
-func readCgroupStats(root, rel string) (Stats, error) {
+func Read(root, rel string) (Stats, error) {
 	var st Stats
 	cpuOK, memOK := false, false
 	for _, ctl := range []string{"cpuacct", "cpu,cpuacct", "cpuacct,cpu"} {
