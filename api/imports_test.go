@@ -59,6 +59,8 @@ var importRules = []importRule{
 	// the standard library only, so the autoscaler and the metrics
 	// collector read usage without the runtime.
 	{"runtime/cgstats/...", []string{"runtime/cgstats/..."}},
+	// A container's persistent network namespace (runtime/netns/README.md).
+	{"runtime/netns/...", []string{"runtime/netns/..."}},
 	{"overlay/...", []string{"api", "api/atomicfile", "overlay/..."}},
 	{"lb/...", []string{"api", "api/atomicfile", "lb/..."}},
 	// The scheduler's packages (node/scheduler/README.md), all pure. The

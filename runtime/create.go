@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/netns"
 	"github.com/shoal-org/shoal/runtime/ocispec"
 	"github.com/shoal-org/shoal/runtime/volume"
 )
@@ -115,7 +116,7 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (reco
 	if err != nil {
 		return record{}, err
 	}
-	if err := createNetns(p.netns); err != nil {
+	if err := netns.Create(p.netns); err != nil {
 		return record{}, err
 	}
 	ip := ""

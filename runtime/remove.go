@@ -11,6 +11,7 @@ import (
 	runc "github.com/containerd/go-runc"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/netns"
 )
 
 // Remove deletes a container and everything it owns: runc state, cgroup,
@@ -98,7 +99,7 @@ func (r *Runtime) cleanup(ctx context.Context, id string) error {
 			errs = append(errs, fmt.Errorf("detach network: %w", err))
 		}
 	}
-	if err := removeNetns(p.netns); err != nil {
+	if err := netns.Remove(p.netns); err != nil {
 		errs = append(errs, err)
 	}
 	if err := unmount(p.rootfs); err != nil {

@@ -10,6 +10,7 @@ import (
 	runc "github.com/containerd/go-runc"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/netns"
 	"github.com/shoal-org/shoal/runtime/ocispec"
 )
 
@@ -71,9 +72,9 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) err
 			return err
 		}
 	}
-	if !isNetnsMount(p.netns) {
-		_ = removeNetns(p.netns)
-		if err := createNetns(p.netns); err != nil {
+	if !netns.IsMount(p.netns) {
+		_ = netns.Remove(p.netns)
+		if err := netns.Create(p.netns); err != nil {
 			return err
 		}
 	}
