@@ -55,6 +55,20 @@ var importRules = []importRule{
 	{"consensus/autopilot/...", []string{"api", "consensus", "consensus/autopilot/..."}},
 	{"consensus", []string{"api", "api/atomicfile", "consensus/logstore"}},
 	{"runtime/...", []string{"api", "api/atomicfile", "runtime/..."}},
+	// The OCI spec builder (runtime/ocispec/README.md): pure, so the
+	// runtime imports it and it never imports the runtime back.
+	{"runtime/ocispec/...", []string{"api", "runtime/ocispec/..."}},
+	// The node supervisor's client (runtime/supclient/README.md): the
+	// protocol from runtime/supervisor, nothing of the runtime.
+	{"runtime/supclient/...", []string{"runtime/supervisor", "runtime/supclient/..."}},
+	// Named volumes on disk and their copy-up (runtime/volume/README.md).
+	{"runtime/volume/...", []string{"api", "runtime/ocispec", "runtime/volume/..."}},
+	// A container's cgroup usage and OOM kills (runtime/cgstats/README.md):
+	// the standard library only, so the autoscaler and the metrics
+	// collector read usage without the runtime.
+	{"runtime/cgstats/...", []string{"runtime/cgstats/..."}},
+	// A container's persistent network namespace (runtime/netns/README.md).
+	{"runtime/netns/...", []string{"runtime/netns/..."}},
 	{"overlay/...", []string{"api", "api/atomicfile", "overlay/..."}},
 	// The overlay's parts (overlay/README.md): IPAM, the WireGuard side and
 	// the device process it starts, and what they share (sentinel errors,
@@ -84,13 +98,13 @@ var importRules = []importRule{
 	// never reaches back into node, so they stay testable on their own.
 	{"node/authz/...", []string{"api", "consensus", "overlay", "node/scheduler/servicespec", "node/authz/..."}},
 	// The autoscaler's arithmetic, the decision included (Decide), and
-	// every node's sampling of its tasks' cgroups (runtime.Stats); the
+	// every node's sampling of its tasks' cgroups (runtime/cgstats); the
 	// replica and the runtime come in as interfaces.
-	{"node/autoscale/...", []string{"api", "runtime", "node/autoscale/..."}},
+	{"node/autoscale/...", []string{"api", "runtime/cgstats", "node/autoscale/..."}},
 	// A task's secrets and configs on a tmpfs of its own (the runtime's
 	// PrepareFiles, the replica's config type); the secrets fetch comes in
 	// as a func.
-	{"node/taskfiles/...", []string{"api", "consensus", "runtime", "node/taskfiles/..."}},
+	{"node/taskfiles/...", []string{"api", "consensus", "runtime", "runtime/ocispec", "node/taskfiles/..."}},
 	{"node/events/...", []string{"api", "consensus", "runtime", "node/autoscale", "node/httpapi", "node/events/..."}},
 	{"node/metrics/...", []string{"node/metrics/..."}},
 	// The dashboard serves its routes with httpapi's router and error
@@ -139,7 +153,7 @@ var importRules = []importRule{
 	// reads the replica, Raft, gossip, the data plane's desired state
 	// (node/netplan) and the containers' cgroups at scrape time; the agent
 	// comes in as collector.Config.
-	{"node/collector/...", []string{"api", "consensus", "runtime", "node/membership", "node/metrics", "node/netplan", "node/collector/..."}},
+	{"node/collector/...", []string{"api", "consensus", "runtime/cgstats", "node/membership", "node/metrics", "node/netplan", "node/collector/..."}},
 	// This node's keys and certificate against the replicated record, and
 	// the leader's key work (KEK, sealing, trust, renewal, CA rotation, node
 	// IDs at join): the replica, crypto and files (node/pki), the RPC
@@ -155,7 +169,7 @@ var importRules = []importRule{
 	// (the replica, overlay, lb, gossip's member type, the metrics it
 	// reports, and the index-file format of node/revocation for its
 	// WireGuard key epochs). The agent comes in through their Config.
-	{"node/reconciler/...", []string{"api", "consensus", "runtime", "node/netloop", "node/netplan", "node/taskplan", "node/reconciler/..."}},
+	{"node/reconciler/...", []string{"api", "consensus", "runtime", "runtime/ocispec", "node/netloop", "node/netplan", "node/taskplan", "node/reconciler/..."}},
 	{"node/netloop/...", []string{"api", "consensus", "lb", "overlay", "overlay/wireguard", "node/membership", "node/metrics", "node/netplan", "node/revocation", "node/netloop/..."}},
 	// How a node gets into a cluster and out of it: the joiner's side
 	// (token, CA pin, CSR, the cluster files) and the leader's admission,

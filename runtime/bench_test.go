@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-org/shoal/runtime/containerinit"
+	"github.com/shoal-org/shoal/runtime/ocispec"
 )
 
 // BenchmarkContainerStart times RunContainer of a ready image until the
@@ -62,7 +63,7 @@ func BenchmarkContainerStart(b *testing.B) {
 // rawRuncStarts times n `runc run -d` of a bundle prepared once.
 func rawRuncStarts(b *testing.B, cfg Config, n int) []time.Duration {
 	dir := b.TempDir()
-	s, err := BuildSpec(SpecInput{
+	s, err := ocispec.BuildSpec(ocispec.SpecInput{
 		Hostname: "raw", RootfsPath: testRootfs, Args: []string{"sleep", "1000"},
 		Env: []string{"PATH=/bin"}, InitBinary: testInit,
 		CgroupsPath: filepath.Join(cfg.CgroupParent, "raw"),
@@ -221,7 +222,7 @@ func goInitPSS(b *testing.B, cfg Config, dir string, n int) int {
 				b.Fatal(err)
 			}
 		}
-		s, err := BuildSpec(SpecInput{
+		s, err := ocispec.BuildSpec(ocispec.SpecInput{
 			Hostname: id, RootfsPath: testRootfs, Args: []string{"sleep", "100000"},
 			Env: []string{"PATH=/bin"}, InitBinary: goInit,
 			CgroupsPath: filepath.Join(cfg.CgroupParent, id),
@@ -230,7 +231,7 @@ func goInitPSS(b *testing.B, cfg Config, dir string, n int) int {
 			b.Fatal(err)
 		}
 		s.Root.Readonly = true
-		s.Process.Args = append([]string{InitPath}, containerinit.Args(cfg.LogMaxSize, cfg.LogMaxFiles, []string{"sleep", "100000"})...)
+		s.Process.Args = append([]string{ocispec.InitPath}, containerinit.Args(cfg.LogMaxSize, cfg.LogMaxFiles, []string{"sleep", "100000"})...)
 		for dst, src := range map[string]string{containerinit.StateDir: state, containerinit.LogDir: logs} {
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: []string{"rbind", "rprivate", "nosuid", "nodev"}})
 		}

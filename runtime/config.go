@@ -13,6 +13,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/runtime/containerinit"
+	"github.com/shoal-org/shoal/runtime/ocispec"
 )
 
 // Sentinel errors of the runtime. Callers test them with errors.Is; the HTTP
@@ -29,13 +30,13 @@ var (
 	// ErrNotRunning: the operation needs a running container.
 	ErrNotRunning = errors.New("container is not running")
 	// ErrNoCommand: neither the spec nor the image says what to run.
-	ErrNoCommand = errors.New("no command specified")
+	ErrNoCommand = ocispec.ErrNoCommand
 	// ErrClosed: the runtime's Run loop has ended.
 	ErrClosed = errors.New("runtime closed")
 	// ErrInvalidConfig: Config.Validate refused the configuration.
 	ErrInvalidConfig = errors.New("invalid runtime config")
 	// ErrInvalidSpec: a container spec is malformed (bad name, user, limits).
-	ErrInvalidSpec = errors.New("invalid container spec")
+	ErrInvalidSpec = ocispec.ErrInvalidSpec
 	// ErrVolumeNotFound: no volume of this node has that name.
 	ErrVolumeNotFound = errors.New("no such volume")
 	// ErrVolumeInUse: a container of this node mounts the volume.
@@ -77,7 +78,7 @@ type Config struct {
 	// RuncBinary is the runc executable (name looked up in PATH, or a path).
 	RuncBinary string
 	// InitBinary is the host path of the tiny static init bind-mounted into
-	// every container at InitPath and run as its PID 1 (`init -- CMD...`):
+	// every container at ocispec.InitPath and run as its PID 1 (`init -- CMD...`):
 	// it must forward signals to CMD, reap zombies and exit with CMD's
 	// status. Empty means Shoal's own (InitName: next to the running
 	// executable, else in InitDir), else DefaultInitBinary looked up in PATH
@@ -169,9 +170,6 @@ func findInit(candidates []string, lookPath func(string) (string, error)) (path 
 	}
 	return p, true, nil
 }
-
-// InitPath is where the init is bind-mounted (read-only) in containers.
-const InitPath = "/.shoal/init"
 
 // DefaultConfig returns a config with the defaults filled in; the caller
 // sets Root, RuncRoot, CgroupParent and Images.

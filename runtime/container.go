@@ -13,6 +13,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/api/atomicfile"
+	"github.com/shoal-org/shoal/runtime/ocispec"
 )
 
 // Spec is what a caller asks to run: `shoal run` through the HTTP API, or a
@@ -43,7 +44,7 @@ type Spec struct {
 	ExtraHosts []string `json:"extra_hosts,omitempty"`
 	// Files are secrets and configs prepared with PrepareFiles
 	// (secrets.go), bind-mounted read-only at their targets.
-	Files []FileMount `json:"files,omitempty"`
+	Files []ocispec.FileMount `json:"files,omitempty"`
 	// Mounts are volumes, bind mounts and tmpfs (mounts.go).
 	Mounts []api.Mount `json:"mounts,omitempty"`
 }

@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/netns"
+	"github.com/shoal-org/shoal/runtime/ocispec"
+	"github.com/shoal-org/shoal/runtime/volume"
 )
 
 // Create prepares a container (rootfs, netns, network, bundle) without
@@ -84,7 +87,7 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (reco
 	if err != nil {
 		return record{}, fmt.Errorf("resolve image %s: %w", spec.Image, err)
 	}
-	args, err := ResolveCommand(icfg, spec.Entrypoint, spec.Command)
+	args, err := ocispec.ResolveCommand(icfg, spec.Entrypoint, spec.Command)
 	if err != nil {
 		return record{}, err
 	}
@@ -102,18 +105,18 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (reco
 		return record{}, err
 	}
 	// Before the container ever runs: its rootfs is still the image's.
-	if err := seedVolumes(p.rootfs, r.vols.dir, spec.Mounts); err != nil {
+	if err := volume.Seed(p.rootfs, r.vols.Dir, spec.Mounts); err != nil {
 		return record{}, err
 	}
 	user := spec.User
 	if user == "" {
 		user = icfg.User
 	}
-	uid, gid, extra, err := ResolveUser(p.rootfs, user)
+	uid, gid, extra, err := ocispec.ResolveUser(p.rootfs, user)
 	if err != nil {
 		return record{}, err
 	}
-	if err := createNetns(p.netns); err != nil {
+	if err := netns.Create(p.netns); err != nil {
 		return record{}, err
 	}
 	ip := ""
@@ -124,9 +127,9 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (reco
 	}
 	hostResolv, _ := os.ReadFile(r.cfg.ResolvConf)
 	files := map[string]string{
-		p.hosts:    HostsFile(hostname, ip, spec.ExtraHosts),
+		p.hosts:    ocispec.HostsFile(hostname, ip, spec.ExtraHosts),
 		p.hostname: hostname + "\n",
-		p.resolv:   ResolvConf(string(hostResolv), r.nameservers()),
+		p.resolv:   ocispec.ResolvConf(string(hostResolv), r.nameservers()),
 	}
 	for f, content := range files {
 		if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
@@ -137,11 +140,11 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (reco
 	if cwd == "" {
 		cwd = icfg.WorkingDir
 	}
-	s, err := BuildSpec(SpecInput{
+	s, err := ocispec.BuildSpec(ocispec.SpecInput{
 		Hostname:       hostname,
 		RootfsPath:     "rootfs",
 		Args:           args,
-		Env:            MergeEnv(icfg.Env, spec.Env, hostname),
+		Env:            ocispec.MergeEnv(icfg.Env, spec.Env, hostname),
 		Cwd:            cwd,
 		UID:            uid,
 		GID:            gid,
@@ -156,7 +159,7 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (reco
 		NoSeccomp:      r.cfg.NoSeccomp,
 		Files:          spec.Files,
 		Mounts:         spec.Mounts,
-		VolumesDir:     r.vols.dir,
+		VolumesDir:     r.vols.Dir,
 	})
 	if err != nil {
 		return record{}, err

@@ -45,6 +45,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/ocispec"
 )
 
 // ExecOptions describe a process to start in a running container.
@@ -219,7 +220,7 @@ func (r *Runtime) execProcessSpec(p paths, opts ExecOptions) (specs.Process, err
 		proc.Cwd = opts.Workdir
 	}
 	if opts.User != "" {
-		uid, gid, extra, err := ResolveUser(p.rootfs, opts.User)
+		uid, gid, extra, err := ocispec.ResolveUser(p.rootfs, opts.User)
 		if err != nil {
 			return specs.Process{}, err
 		}
@@ -320,7 +321,7 @@ func (r *Runtime) startExec(ctx context.Context, id string, p paths, proc specs.
 			return nil, err
 		}
 	}
-	pid, conn, br, err := r.sup.exec(ctx, req, stdio)
+	pid, conn, br, err := r.sup.Exec(ctx, req, stdio)
 	for i, f := range stdio {
 		f.Close()
 		stdio[i] = nil

@@ -264,7 +264,7 @@ func TestSupervisorExecBadRequests(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		conn, err := h.rt.sup.dial(ctx)
+		conn, err := h.rt.sup.Dial(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/cgstats"
 	"github.com/shoal-org/shoal/runtime/containerinit"
 )
 
@@ -28,12 +29,12 @@ func pidExited(pidfd int) bool {
 // lose the container, it falls back to watchPidfd. If Run's context ends
 // first, the container is left running for the next agent.
 func (r *Runtime) watch(c *container, pid int) {
-	sl := r.sup.slot(c.rec.ID)
+	sl := r.sup.Slot(c.rec.ID)
 	r.spawn(func() {
 		select {
-		case <-sl.done:
+		case <-sl.Done:
 			r.finishExit(c, pid)
-		case <-sl.lost:
+		case <-sl.Lost:
 			if fileExists(filepath.Join(r.pathsOf(c.rec.ID).dir, exitRecordFile)) {
 				r.finishExit(c, pid)
 				return
@@ -97,7 +98,7 @@ func (r *Runtime) finishExit(c *container, pid int) {
 	r.mu.Unlock()
 	id := c.rec.ID
 	p := r.pathsOf(id)
-	defer r.sup.forget(id)
+	defer r.sup.Forget(id)
 	code, errMsg := 137, ""
 	st, ferr := readExitRecord(p.dir)
 	if errors.Is(ferr, fs.ErrNotExist) {
@@ -112,7 +113,7 @@ func (r *Runtime) finishExit(c *container, pid int) {
 		errMsg = fmt.Sprintf("exit status unreadable: %v", ferr)
 	}
 	ctx := context.WithoutCancel(r.runCtx)
-	oom := oomKilled(filepath.Join(r.cfg.CgroupParent, id)) // before runc delete removes the cgroup
+	oom := cgstats.OOMKilled(filepath.Join(r.cfg.CgroupParent, id)) // before runc delete removes the cgroup
 	if err := r.runc.Delete(ctx, id, &runc.DeleteOpts{Force: true}); err != nil && !isNotExist(err) {
 		r.log.Warn("runc delete", "id", ShortID(id), "err", err)
 	}

@@ -2,7 +2,7 @@ package runtime
 
 // Mounts and named volumes.
 //
-// A service's --mount becomes an OCI mount in BuildSpec (ociMounts, pure):
+// A service's --mount becomes an OCI mount in ocispec.BuildSpec (ociMounts, pure):
 // a bind mount is an rbind of a host path, a volume is an rbind of the
 // node-local directory Root/volumes/NAME/_data, a tmpfs is a tmpfs with
 // Docker's options. Volumes are local to the node: created on first use
@@ -35,143 +35,12 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
-
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/ocispec"
+	"github.com/shoal-org/shoal/runtime/volume"
 )
-
-// volumeDataDir is the directory of a volume that containers see.
-const volumeDataDir = "_data"
-
-// trashPrefix starts the name of a volume dir being deleted; volume names
-// start with a letter or digit, so it never collides with one.
-const trashPrefix = ".rm-"
-
-// ociMounts turns the user's mounts into OCI mounts; volumesDir is the
-// directory holding the node's volumes (Root/volumes). It has no side
-// effects and refuses what api.MountsProblems refuses.
-func ociMounts(ms []api.Mount, volumesDir string) ([]specs.Mount, error) {
-	if probs := api.MountsProblems(ms); len(probs) > 0 {
-		return nil, fmt.Errorf("%w: %s", ErrInvalidSpec, strings.Join(probs, "; "))
-	}
-	out := make([]specs.Mount, 0, len(ms))
-	for _, m := range ms {
-		var om specs.Mount
-		switch m.Type {
-		case api.MountBind, api.MountVolume:
-			src := m.Source
-			if m.Type == api.MountVolume {
-				if volumesDir == "" {
-					return nil, fmt.Errorf("%w: volume mount %s without a volumes dir", ErrInvalidSpec, m.Target)
-				}
-				src = volumePath(volumesDir, m.Source)
-			}
-			om = specs.Mount{Destination: m.Target, Type: "bind", Source: src,
-				Options: []string{"rbind", "rprivate"}}
-		case api.MountTmpfs:
-			mode := m.TmpfsMode
-			if mode == 0 {
-				mode = 0o1777
-			}
-			// Docker's tmpfs options.
-			opts := []string{"noexec", "nosuid", "nodev", "rprivate", fmt.Sprintf("mode=%o", mode)}
-			if m.TmpfsSize > 0 {
-				opts = append(opts, fmt.Sprintf("size=%d", m.TmpfsSize))
-			}
-			om = specs.Mount{Destination: m.Target, Type: "tmpfs", Source: "tmpfs", Options: opts}
-		}
-		if m.ReadOnly {
-			om.Options = append(om.Options, "ro")
-		}
-		out = append(out, om)
-	}
-	return out, nil
-}
-
-// volumePath is the host directory of volume name.
-func volumePath(volumesDir, name string) string {
-	return filepath.Join(volumesDir, name, volumeDataDir)
-}
-
-// volumeStore manages Root/volumes. mu serialises create, remove and the
-// pending counts.
-type volumeStore struct {
-	dir string
-
-	mu      sync.Mutex
-	pending map[string]int // volume → containers being created with it
-}
-
-func newVolumeStore(dir string) (*volumeStore, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create %s: %w", dir, err)
-	}
-	v := &volumeStore{dir: dir, pending: map[string]int{}}
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), trashPrefix) {
-			_ = os.RemoveAll(filepath.Join(dir, e.Name())) // a crash mid-remove
-		}
-	}
-	return v, nil
-}
-
-// ensureLocked creates volume name if it does not exist, without following
-// links, and reports whether it made it.
-func (v *volumeStore) ensureLocked(name string) (bool, error) {
-	if p := api.VolumeNameProblem(name); p != "" {
-		return false, fmt.Errorf("%w: volume name %q: %s", ErrInvalidSpec, name, p)
-	}
-	root, err := unix.Open(v.dir, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_RDONLY, 0)
-	if err != nil {
-		return false, fmt.Errorf("open %s: %w", v.dir, err)
-	}
-	defer unix.Close(root)
-	created := false
-	switch err := unix.Mkdirat(root, name, 0o700); {
-	case err == nil:
-		created = true
-	case errors.Is(err, unix.EEXIST):
-	default:
-		return false, fmt.Errorf("create volume %s: %w", name, err)
-	}
-	fd, err := unix.Openat(root, name, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_RDONLY, 0)
-	if err != nil {
-		return false, fmt.Errorf("open volume %s: %w", name, err)
-	}
-	defer unix.Close(fd)
-	if err := unix.Mkdirat(fd, volumeDataDir, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
-		return false, fmt.Errorf("create volume %s data dir: %w", name, err)
-	}
-	// The mkdirat mode is masked by the umask; containers expect 0755.
-	if created {
-		if err := unix.Fchmodat(fd, volumeDataDir, 0o755, 0); err != nil {
-			return false, fmt.Errorf("chmod volume %s data dir: %w", name, err)
-		}
-	}
-	data, err := unix.Openat(fd, volumeDataDir, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_RDONLY, 0)
-	if err != nil {
-		return false, fmt.Errorf("volume %s data dir: %w", name, err)
-	}
-	unix.Close(data)
-	return created, nil
-}
-
-// exists reports whether volume name exists (as a real directory).
-func (v *volumeStore) exists(name string) (time.Time, bool) {
-	if api.VolumeNameProblem(name) != "" {
-		return time.Time{}, false
-	}
-	fi, err := os.Lstat(filepath.Join(v.dir, name))
-	if err != nil || !fi.IsDir() {
-		return time.Time{}, false
-	}
-	return fi.ModTime().UTC(), true
-}
 
 // volumeUsers returns the IDs of containers that mount volume name.
 func (r *Runtime) volumeUsers(name string) []string {
@@ -194,7 +63,7 @@ func (r *Runtime) volumeAPI(name string, created time.Time) api.Volume {
 	users := r.volumeUsers(name)
 	return api.Volume{
 		Name:       name,
-		Mountpoint: volumePath(r.vols.dir, name),
+		Mountpoint: ocispec.VolumePath(r.vols.Dir, name),
 		InUse:      len(users) > 0,
 		CreatedAt:  created,
 		Containers: users,
@@ -203,13 +72,13 @@ func (r *Runtime) volumeAPI(name string, created time.Time) api.Volume {
 
 // Volumes lists the named volumes of this node, by name.
 func (r *Runtime) Volumes() ([]api.Volume, error) {
-	ents, err := os.ReadDir(r.vols.dir)
+	ents, err := os.ReadDir(r.vols.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("read volumes dir: %w", err)
 	}
 	out := []api.Volume{}
 	for _, e := range ents {
-		if created, ok := r.vols.exists(e.Name()); ok {
+		if created, ok := r.vols.Exists(e.Name()); ok {
 			out = append(out, r.volumeAPI(e.Name(), created))
 		}
 	}
@@ -218,7 +87,7 @@ func (r *Runtime) Volumes() ([]api.Volume, error) {
 
 // Volume returns one volume, or ErrVolumeNotFound.
 func (r *Runtime) Volume(name string) (api.Volume, error) {
-	created, ok := r.vols.exists(name)
+	created, ok := r.vols.Exists(name)
 	if !ok {
 		return api.Volume{}, fmt.Errorf("%w: %s", ErrVolumeNotFound, name)
 	}
@@ -228,9 +97,9 @@ func (r *Runtime) Volume(name string) (api.Volume, error) {
 // CreateVolume creates volume name; creating an existing volume is a
 // no-op that returns it.
 func (r *Runtime) CreateVolume(name string) (api.Volume, error) {
-	r.vols.mu.Lock()
-	_, err := r.vols.ensureLocked(name)
-	r.vols.mu.Unlock()
+	r.vols.Lock()
+	_, err := r.vols.EnsureLocked(name)
+	r.vols.Unlock()
 	if err != nil {
 		return api.Volume{}, err
 	}
@@ -242,12 +111,12 @@ func (r *Runtime) CreateVolume(name string) (api.Volume, error) {
 // containers first) and never follows a link the container left inside.
 func (r *Runtime) RemoveVolume(name string) error {
 	v := r.vols
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if _, ok := v.exists(name); !ok {
+	v.Lock()
+	defer v.Unlock()
+	if _, ok := v.Exists(name); !ok {
 		return fmt.Errorf("%w: %s", ErrVolumeNotFound, name)
 	}
-	if users := r.volumeUsers(name); len(users) > 0 || v.pending[name] > 0 {
+	if users := r.volumeUsers(name); len(users) > 0 || v.Pending[name] > 0 {
 		short := make([]string, len(users))
 		for i, id := range users {
 			short[i] = ShortID(id)
@@ -259,8 +128,8 @@ func (r *Runtime) RemoveVolume(name string) error {
 	}
 	var b [6]byte
 	_, _ = rand.Read(b[:])
-	trash := filepath.Join(v.dir, trashPrefix+name+"-"+hex.EncodeToString(b[:]))
-	if err := os.Rename(filepath.Join(v.dir, name), trash); err != nil {
+	trash := filepath.Join(v.Dir, volume.TrashPrefix+name+"-"+hex.EncodeToString(b[:]))
+	if err := os.Rename(filepath.Join(v.Dir, name), trash); err != nil {
 		return fmt.Errorf("remove volume %s: %w", name, err)
 	}
 	if err := os.RemoveAll(trash); err != nil {
@@ -278,25 +147,25 @@ func (r *Runtime) prepareMounts(ms []api.Mount) (release func(), err error) {
 		return func() {}, fmt.Errorf("%w: %s", ErrInvalidSpec, strings.Join(probs, "; "))
 	}
 	v := r.vols
-	v.mu.Lock()
-	defer v.mu.Unlock()
+	v.Lock()
+	defer v.Unlock()
 	var held []string
 	release = func() {
-		v.mu.Lock()
-		defer v.mu.Unlock()
+		v.Lock()
+		defer v.Unlock()
 		for _, n := range held {
-			if v.pending[n]--; v.pending[n] <= 0 {
-				delete(v.pending, n)
+			if v.Pending[n]--; v.Pending[n] <= 0 {
+				delete(v.Pending, n)
 			}
 		}
 	}
 	for _, m := range ms {
 		switch m.Type {
 		case api.MountVolume:
-			if _, err := v.ensureLocked(m.Source); err != nil {
+			if _, err := v.EnsureLocked(m.Source); err != nil {
 				return r.releaseLocked(held), fmt.Errorf("mount %s: %w", m, err)
 			}
-			v.pending[m.Source]++
+			v.Pending[m.Source]++
 			held = append(held, m.Source)
 		case api.MountBind:
 			if _, err := os.Stat(m.Source); err != nil {
@@ -311,12 +180,12 @@ func (r *Runtime) prepareMounts(ms []api.Mount) (release func(), err error) {
 	return release, nil
 }
 
-// releaseLocked drops the pending counts of held (v.mu held) and returns a
+// releaseLocked drops the pending counts of held (r.vols locked) and returns a
 // no-op release for the error paths of prepareMounts.
 func (r *Runtime) releaseLocked(held []string) func() {
 	for _, n := range held {
-		if r.vols.pending[n]--; r.vols.pending[n] <= 0 {
-			delete(r.vols.pending, n)
+		if r.vols.Pending[n]--; r.vols.Pending[n] <= 0 {
+			delete(r.vols.Pending, n)
 		}
 	}
 	return func() {}

@@ -8,86 +8,14 @@ import (
 	"strings"
 	"testing"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
-
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/volume"
 )
-
-func TestBuildSpecMounts(t *testing.T) {
-	tests := []struct {
-		name    string
-		mounts  []api.Mount
-		want    []specs.Mount // the user mounts, after the standard ones
-		wantErr string
-	}{
-		{
-			name:   "volume is an rbind of the node's volume dir",
-			mounts: []api.Mount{{Type: api.MountVolume, Source: "data", Target: "/data"}},
-			want: []specs.Mount{{Destination: "/data", Type: "bind", Source: "/vols/data/_data",
-				Options: []string{"rbind", "rprivate"}}},
-		},
-		{
-			name:   "bind readonly",
-			mounts: []api.Mount{{Type: api.MountBind, Source: "/srv/www", Target: "/www", ReadOnly: true}},
-			want: []specs.Mount{{Destination: "/www", Type: "bind", Source: "/srv/www",
-				Options: []string{"rbind", "rprivate", "ro"}}},
-		},
-		{
-			name:   "tmpfs default mode, no size",
-			mounts: []api.Mount{{Type: api.MountTmpfs, Target: "/scratch"}},
-			want: []specs.Mount{{Destination: "/scratch", Type: "tmpfs", Source: "tmpfs",
-				Options: []string{"noexec", "nosuid", "nodev", "rprivate", "mode=1777"}}},
-		},
-		{
-			name:   "tmpfs size and mode, readonly",
-			mounts: []api.Mount{{Type: api.MountTmpfs, Target: "/t", TmpfsSize: 1 << 20, TmpfsMode: 0o700, ReadOnly: true}},
-			want: []specs.Mount{{Destination: "/t", Type: "tmpfs", Source: "tmpfs",
-				Options: []string{"noexec", "nosuid", "nodev", "rprivate", "mode=700", "size=1048576", "ro"}}},
-		},
-		{
-			name: "order is kept",
-			mounts: []api.Mount{
-				{Type: api.MountTmpfs, Target: "/b"},
-				{Type: api.MountVolume, Source: "v", Target: "/a"},
-			},
-			want: []specs.Mount{
-				{Destination: "/b", Type: "tmpfs", Source: "tmpfs", Options: []string{"noexec", "nosuid", "nodev", "rprivate", "mode=1777"}},
-				{Destination: "/a", Type: "bind", Source: "/vols/v/_data", Options: []string{"rbind", "rprivate"}},
-			},
-		},
-		{name: "relative bind source", mounts: []api.Mount{{Type: api.MountBind, Source: "www", Target: "/www"}}, wantErr: "must be an absolute path"},
-		{name: "target on the init", mounts: []api.Mount{{Type: api.MountTmpfs, Target: "/.shoal/init"}}, wantErr: "/.shoal is reserved"},
-		{name: "target in /proc", mounts: []api.Mount{{Type: api.MountBind, Source: "/x", Target: "/proc/1"}}, wantErr: "/proc is reserved"},
-		{name: "volume name escaping", mounts: []api.Mount{{Type: api.MountVolume, Source: "../../etc", Target: "/x"}}, wantErr: "volume name"},
-		{name: "two on one target", mounts: []api.Mount{{Type: api.MountTmpfs, Target: "/x"}, {Type: api.MountTmpfs, Target: "/x"}}, wantErr: "already used"},
-	}
-	nStd := len(defaultMounts(baseInput()))
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			in := baseInput()
-			in.Mounts = tc.mounts
-			in.VolumesDir = "/vols"
-			s, err := BuildSpec(in)
-			if tc.wantErr != "" {
-				if !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want ErrInvalidSpec with %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := s.Mounts[nStd:]; !reflect.DeepEqual(got, tc.want) {
-				t.Fatalf("user mounts = %+v\nwant %+v", got, tc.want)
-			}
-		})
-	}
-}
 
 // fakeVolRuntime is a Runtime with just enough for the volume methods.
 func fakeVolRuntime(t *testing.T) *Runtime {
 	t.Helper()
-	vols, err := newVolumeStore(filepath.Join(t.TempDir(), "volumes"))
+	vols, err := volume.New(filepath.Join(t.TempDir(), "volumes"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +31,7 @@ func TestVolumeLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.Mountpoint != filepath.Join(r.vols.dir, "data", "_data") || v.InUse {
+	if v.Mountpoint != filepath.Join(r.vols.Dir, "data", "_data") || v.InUse {
 		t.Fatalf("created %+v", v)
 	}
 	if fi, err := os.Stat(v.Mountpoint); err != nil || fi.Mode().Perm() != 0o755 {
@@ -184,7 +112,7 @@ func TestVolumeRemoveFollowsNoLinks(t *testing.T) {
 	if b, err := os.ReadFile(keep); err != nil || string(b) != "host file" {
 		t.Fatalf("host file after volume rm: %q %v", b, err)
 	}
-	if ents, _ := os.ReadDir(r.vols.dir); len(ents) != 0 {
+	if ents, _ := os.ReadDir(r.vols.Dir); len(ents) != 0 {
 		t.Fatalf("volumes dir not empty: %v", ents)
 	}
 }
@@ -193,7 +121,7 @@ func TestVolumeRemoveFollowsNoLinks(t *testing.T) {
 // (not possible for containers, but cheap to refuse) is not used.
 func TestVolumeNameIsNotFollowed(t *testing.T) {
 	r := fakeVolRuntime(t)
-	if err := os.Symlink(t.TempDir(), filepath.Join(r.vols.dir, "evil")); err != nil {
+	if err := os.Symlink(t.TempDir(), filepath.Join(r.vols.Dir, "evil")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.CreateVolume("evil"); err == nil {
@@ -203,7 +131,7 @@ func TestVolumeNameIsNotFollowed(t *testing.T) {
 		!strings.Contains(err.Error(), "type=volume,source=evil,target=/x") {
 		t.Fatalf("prepareMounts through a symlink: %v", err)
 	}
-	if r.vols.pending["evil"] != 0 {
+	if r.vols.Pending["evil"] != 0 {
 		t.Fatal("pending count leaked")
 	}
 }

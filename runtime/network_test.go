@@ -5,6 +5,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/shoal-org/shoal/runtime/netns"
 )
 
 // FakeNetwork records Attach/Detach calls and hands out one fixed address.
@@ -16,14 +18,14 @@ type FakeNetwork struct {
 	nsOK     bool
 }
 
-func (f *FakeNetwork) Attach(_ context.Context, id, netns string) (string, error) {
+func (f *FakeNetwork) Attach(_ context.Context, id, nsPath string) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.Attached == nil {
 		f.Attached = map[string]string{}
 	}
-	f.Attached[id] = netns
-	f.nsOK = isNetnsMount(netns)
+	f.Attached[id] = nsPath
+	f.nsOK = netns.IsMount(nsPath)
 	return f.IP, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	runc "github.com/containerd/go-runc"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/netns"
 )
 
 // Remove deletes a container and everything it owns: runc state, cgroup,
@@ -69,7 +70,7 @@ func (r *Runtime) remove(ctx context.Context, c *container, idOrName string, for
 	}
 	c.saveMu.Lock() // wait for an in-flight save
 	c.saveMu.Unlock()
-	r.sup.forget(id)
+	r.sup.Forget(id)
 	err := r.cleanup(ctx, id)
 	r.mu.Lock()
 	ev := Event{ContainerID: id, Name: name, TaskID: c.rec.Spec.TaskID, State: EventRemoved, ExitCode: c.rec.ExitCode, Time: time.Now().UTC()}
@@ -98,7 +99,7 @@ func (r *Runtime) cleanup(ctx context.Context, id string) error {
 			errs = append(errs, fmt.Errorf("detach network: %w", err))
 		}
 	}
-	if err := removeNetns(p.netns); err != nil {
+	if err := netns.Remove(p.netns); err != nil {
 		errs = append(errs, err)
 	}
 	if err := unmount(p.rootfs); err != nil {

@@ -38,6 +38,8 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/api/atomicfile"
+	"github.com/shoal-org/shoal/runtime/supclient"
+	"github.com/shoal-org/shoal/runtime/volume"
 )
 
 // Runtime manages the containers of this node. Create it with New and drive
@@ -47,8 +49,8 @@ type Runtime struct {
 	cfg  Config
 	log  *slog.Logger
 	runc *runc.Runc
-	sup  *supClient
-	vols *volumeStore // named volumes (mounts.go)
+	sup  *supclient.Client
+	vols *volume.Store // named volumes (mounts.go)
 
 	ready   chan struct{} // closed once Run adopted existing containers
 	runCtx  context.Context
@@ -97,14 +99,14 @@ func New(cfg Config) (*Runtime, error) {
 		cfg:        cfg,
 		log:        cfg.Logger.With("component", "runtime"),
 		runc:       &runc.Runc{Command: cfg.RuncBinary, Root: cfg.RuncRoot},
-		sup:        newSupClient(cfg.Root, cfg.SupervisorBinary, cfg.Logger.With("component", "runtime")),
+		sup:        supclient.New(cfg.Root, cfg.SupervisorBinary, cfg.Logger.With("component", "runtime")),
 		ready:      make(chan struct{}),
 		runDone:    make(chan struct{}),
 		containers: map[string]*container{},
 		names:      map[string]string{},
 		subs:       map[chan Event]struct{}{},
 	}
-	vols, err := newVolumeStore(filepath.Join(cfg.Root, "volumes"))
+	vols, err := volume.New(filepath.Join(cfg.Root, "volumes"))
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +146,7 @@ func New(cfg Config) (*Runtime, error) {
 func (r *Runtime) Run(ctx context.Context) error {
 	defer close(r.runDone)
 	r.runCtx = ctx
-	running, conn, br, err := r.sup.watch(ctx)
+	running, conn, br, err := r.sup.Watch(ctx)
 	if err != nil {
 		// Containers already running are watched by pidfd; starts will
 		// try to reach (or start) the supervisor again.
@@ -152,7 +154,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 	}
 	r.adopt(ctx, running)
 	if conn != nil {
-		r.spawn(func() { r.sup.follow(ctx, conn, br) })
+		r.spawn(func() { r.sup.Follow(ctx, conn, br) })
 	}
 	close(r.ready)
 

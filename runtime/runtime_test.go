@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/netns"
 )
 
 // Shared fixtures, built once by TestMain when running as root.
@@ -188,7 +189,7 @@ func forceCleanup(t testing.TB, cfg Config) {
 	ents, _ := os.ReadDir(filepath.Join(cfg.Root, "containers"))
 	for _, e := range ents {
 		unmount(filepath.Join(cfg.Root, "containers", e.Name(), "rootfs"))
-		removeNetns(filepath.Join(cfg.Root, "netns", e.Name()))
+		netns.Remove(filepath.Join(cfg.Root, "netns", e.Name()))
 		removeCgroups(filepath.Join(cfg.CgroupParent, e.Name()))
 	}
 	removeCgroups(cfg.CgroupParent)

@@ -41,5 +41,3 @@ func openInDir(dir, name string) (*os.File, error) { return supervisor.OpenInDir
 func readCapped(dir, name string, limit int64) ([]byte, error) {
 	return supervisor.ReadCapped(dir, name, limit)
 }
-
-func tailCapped(dir, name string, n int64) []byte { return supervisor.TailCapped(dir, name, n) }

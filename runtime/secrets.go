@@ -5,7 +5,7 @@ package runtime
 // the task (under the agent's run dir, never the data dir), checks that it
 // really is a tmpfs before writing a byte, and writes each file there with
 // its mode and owner. The container gets every file as a read-only bind
-// mount at its target (Spec.Files → fileMounts), as Docker does for swarm
+// mount at its target (Spec.Files → ocispec's fileMounts), as Docker does for swarm
 // secrets: the data lives in memory on the host, the container sees a
 // tmpfs-backed file, and nothing of it reaches a disk. ReleaseFiles
 // unmounts the tmpfs once the task's container is gone.
@@ -17,8 +17,9 @@ import (
 	"path"
 	"path/filepath"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/shoal-org/shoal/runtime/ocispec"
 )
 
 // File is one secret or config to materialise for a container.
@@ -31,13 +32,6 @@ type File struct {
 	GID    int
 }
 
-// FileMount is a prepared file: Source on a host tmpfs, bind-mounted
-// read-only at Target inside the container.
-type FileMount struct {
-	Source string `json:"source"`
-	Target string `json:"target"`
-}
-
 // tmpfsMagic is TMPFS_MAGIC of statfs(2).
 const tmpfsMagic = 0x01021994
 
@@ -45,7 +39,7 @@ const tmpfsMagic = 0x01021994
 // left) and writes files into it. It refuses to write when dir is not a
 // tmpfs after mounting, so data never lands on a disk. On error nothing
 // stays mounted.
-func PrepareFiles(dir string, files []File) ([]FileMount, error) {
+func PrepareFiles(dir string, files []File) ([]ocispec.FileMount, error) {
 	if err := ReleaseFiles(dir); err != nil {
 		return nil, err
 	}
@@ -67,7 +61,7 @@ func PrepareFiles(dir string, files []File) ([]FileMount, error) {
 	return mounts, nil
 }
 
-func writeFiles(dir string, files []File) ([]FileMount, error) {
+func writeFiles(dir string, files []File) ([]ocispec.FileMount, error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
 		return nil, fmt.Errorf("statfs %s: %w", dir, err)
@@ -75,7 +69,7 @@ func writeFiles(dir string, files []File) ([]FileMount, error) {
 	if st.Type != tmpfsMagic {
 		return nil, fmt.Errorf("%s is not a tmpfs (type %#x): refusing to write secrets there", dir, st.Type)
 	}
-	out := make([]FileMount, 0, len(files))
+	out := make([]ocispec.FileMount, 0, len(files))
 	for i, f := range files {
 		if !path.IsAbs(f.Target) || path.Clean(f.Target) == "/" {
 			return nil, fmt.Errorf("%w: file target %q is not an absolute file path", ErrInvalidSpec, f.Target)
@@ -98,7 +92,7 @@ func writeFiles(dir string, files []File) ([]FileMount, error) {
 		if werr != nil {
 			return nil, fmt.Errorf("write %s: %w", f.Target, werr)
 		}
-		out = append(out, FileMount{Source: src, Target: path.Clean(f.Target)})
+		out = append(out, ocispec.FileMount{Source: src, Target: path.Clean(f.Target)})
 	}
 	return out, nil
 }
@@ -113,15 +107,4 @@ func ReleaseFiles(dir string) error {
 		return fmt.Errorf("remove %s: %w", dir, err)
 	}
 	return nil
-}
-
-// fileMounts turns prepared files into read-only bind mounts; BuildSpec
-// appends them after the standard mounts.
-func fileMounts(files []FileMount) []specs.Mount {
-	out := make([]specs.Mount, 0, len(files))
-	for _, f := range files {
-		out = append(out, specs.Mount{Destination: f.Target, Type: "bind", Source: f.Source,
-			Options: []string{"rbind", "rprivate", "ro", "nosuid", "nodev", "noexec"}})
-	}
-	return out
 }

@@ -61,15 +61,3 @@ func TestPrepareFilesOnTmpfs(t *testing.T) {
 		t.Fatal("a failed prepare left its tmpfs")
 	}
 }
-
-func TestBuildSpecFileMounts(t *testing.T) {
-	s, err := BuildSpec(SpecInput{RootfsPath: "rootfs", Args: []string{"sh"}, InitBinary: "/bin/tini",
-		Files: []FileMount{{Source: "/run/x/f0", Target: "/run/secrets/a"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := s.Mounts[len(s.Mounts)-1]
-	if m.Destination != "/run/secrets/a" || m.Source != "/run/x/f0" || m.Type != "bind" || !strings.Contains(strings.Join(m.Options, ","), "ro") {
-		t.Fatalf("file mount %+v", m)
-	}
-}

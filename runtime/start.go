@@ -10,6 +10,8 @@ import (
 	runc "github.com/containerd/go-runc"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/netns"
+	"github.com/shoal-org/shoal/runtime/ocispec"
 )
 
 // Start starts a created (or exited) container and returns once its process
@@ -70,9 +72,9 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) err
 			return err
 		}
 	}
-	if !isNetnsMount(p.netns) {
-		_ = removeNetns(p.netns)
-		if err := createNetns(p.netns); err != nil {
+	if !netns.IsMount(p.netns) {
+		_ = netns.Remove(p.netns)
+		if err := netns.Create(p.netns); err != nil {
 			return err
 		}
 	}
@@ -82,22 +84,22 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) err
 		if ip, err = r.cfg.Network.Attach(ctx, id, p.netns); err != nil {
 			return fmt.Errorf("attach network: %w", err)
 		}
-		if err := os.WriteFile(p.hosts, []byte(HostsFile(rec.Hostname, ip, rec.Spec.ExtraHosts)), 0o644); err != nil {
+		if err := os.WriteFile(p.hosts, []byte(ocispec.HostsFile(rec.Hostname, ip, rec.Spec.ExtraHosts)), 0o644); err != nil {
 			return fmt.Errorf("write hosts: %w", err)
 		}
 	}
 	_ = os.Remove(p.pidFile)
 	// The slot exists before the start, so an exit reported before we
 	// mark the container running is not missed.
-	r.sup.forget(id)
-	r.sup.slot(id)
-	pid, err := r.sup.start(ctx, supRequest{
+	r.sup.Forget(id)
+	r.sup.Slot(id)
+	pid, err := r.sup.Start(ctx, supRequest{
 		ID: id, Dir: p.dir, Runc: r.cfg.RuncBinary, RuncRoot: r.cfg.RuncRoot,
 		RuncLog: p.initLog, PidFile: p.pidFile,
 		LogMaxSize: r.cfg.LogMaxSize, LogMaxFiles: r.cfg.LogMaxFiles,
 	})
 	if err != nil {
-		r.sup.forget(id)
+		r.sup.Forget(id)
 		// A start cut short (ctx) may have left runc's container behind.
 		_ = r.runc.Delete(context.WithoutCancel(ctx), id, &runc.DeleteOpts{Force: true})
 		return err

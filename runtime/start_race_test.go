@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/shoal-org/shoal/api"
+	shoalnetns "github.com/shoal-org/shoal/runtime/netns"
 )
 
 // vethNetwork is a Network that really plugs containers in, as the overlay
@@ -32,10 +33,10 @@ type vethNetwork struct {
 func newVethNetwork(t testing.TB) *vethNetwork {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "hostns")
-	if err := createNetns(path); err != nil {
+	if err := shoalnetns.Create(path); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = removeNetns(path) })
+	t.Cleanup(func() { _ = shoalnetns.Remove(path) })
 	ns, err := netns.GetFromPath(path)
 	if err != nil {
 		t.Fatal(err)

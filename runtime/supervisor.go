@@ -4,16 +4,15 @@ package runtime
 // a package of the standard library, x/sys and containerinit only, whose
 // init runs it when the binary is started as shoal-supervisor — before the
 // package initialisers of the agent's big dependencies. These names keep
-// the client side (supclient.go, exec.go) as it was.
+// the client side (exec.go, start.go) as it was; the client itself is
+// runtime/supclient.
 
 import "github.com/shoal-org/shoal/runtime/supervisor"
 
 const (
 	supervisorArg0    = supervisor.Arg0
-	supervisorSock    = supervisor.SockFile
 	supervisorLock    = supervisor.LockFile
 	supervisorPidFile = supervisor.PidFile
-	supervisorLogFile = supervisor.LogFile
 	exitRecordFile    = supervisor.ExitRecordFile
 	supMaxRequest     = supervisor.MaxRequest
 	supMaxLine        = supervisor.MaxLine
@@ -37,7 +36,6 @@ func IsSupervisorInvocation(arg0 string) bool { return supervisor.IsInvocation(a
 func SupervisorMain(argv []string) int { return supervisor.Main(argv) }
 
 var (
-	readLine      = supervisor.ReadLine
-	writeLine     = supervisor.WriteLine
-	shortSockPath = supervisor.ShortSockPath
+	readLine  = supervisor.ReadLine
+	writeLine = supervisor.WriteLine
 )

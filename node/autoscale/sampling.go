@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/runtime"
+	"github.com/shoal-org/shoal/runtime/cgstats"
 )
 
 // Replica is what sampling reads of the local replica (*consensus.Store).
@@ -25,7 +25,7 @@ type Replica interface {
 // containers and their cgroup counters.
 type Containers interface {
 	List() []api.Container
-	Stats(id string) (runtime.Stats, error)
+	Stats(id string) (cgstats.Stats, error)
 }
 
 // SampleLoop samples nodeID's task containers of autoscaled services into

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/runtime"
+	"github.com/shoal-org/shoal/runtime/cgstats"
 )
 
 // fakeReplica is a Replica whose Subscribe channel the test drives.
@@ -44,19 +44,19 @@ func (f *fakeReplica) set(services []*api.Service, tasks map[string][]*api.Task)
 type fakeContainers struct {
 	mu    sync.Mutex
 	list  []api.Container
-	stats map[string]runtime.Stats // by container ID; missing: an error
+	stats map[string]cgstats.Stats // by container ID; missing: an error
 	calls int
 }
 
 func (f *fakeContainers) List() []api.Container { return f.list }
 
-func (f *fakeContainers) Stats(id string) (runtime.Stats, error) {
+func (f *fakeContainers) Stats(id string) (cgstats.Stats, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
 	st, ok := f.stats[id]
 	if !ok {
-		return runtime.Stats{}, errors.New("no cgroup")
+		return cgstats.Stats{}, errors.New("no cgroup")
 	}
 	return st, nil
 }
@@ -101,7 +101,7 @@ func TestSample(t *testing.T) {
 			{ID: "c-other", TaskID: "t-elsewhere", State: api.ContainerRunning},
 			{ID: "c-bare", State: api.ContainerRunning},
 		},
-		stats: map[string]runtime.Stats{
+		stats: map[string]cgstats.Stats{
 			"c-run": {CPUNanos: 5, MemoryBytes: 7}, "c-exited": {}, "c-plain": {}, "c-other": {}, "c-bare": {},
 		},
 	}
@@ -147,7 +147,7 @@ func TestSampleLoop(t *testing.T) {
 	replica := &fakeReplica{ch: make(chan uint64, 1)}
 	rt := &fakeContainers{
 		list:  []api.Container{{ID: "c1", TaskID: "t1", State: api.ContainerRunning}},
-		stats: map[string]runtime.Stats{"c1": {CPUNanos: 1}},
+		stats: map[string]cgstats.Stats{"c1": {CPUNanos: 1}},
 	}
 	var s Sampler
 	ctx, cancel := context.WithCancel(context.Background())

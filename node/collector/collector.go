@@ -31,13 +31,13 @@ import (
 	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/metrics"
 	"github.com/shoal-org/shoal/node/netplan"
-	"github.com/shoal-org/shoal/runtime"
+	"github.com/shoal-org/shoal/runtime/cgstats"
 )
 
 // Runtime is what the collector reads of this node's containers.
 type Runtime interface {
 	List() []api.Container
-	Stats(id string) (runtime.Stats, error)
+	Stats(id string) (cgstats.Stats, error)
 }
 
 // Cluster is the running cluster instance the collector reads.

@@ -10,7 +10,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/node/metrics"
-	"github.com/shoal-org/shoal/runtime"
+	"github.com/shoal-org/shoal/runtime/cgstats"
 )
 
 // lintCollector emits one sample of every scrape-time metric, so promlint
@@ -85,11 +85,11 @@ func TestMetricsLint(t *testing.T) {
 type fakeRuntime struct{ cs []api.Container }
 
 func (f fakeRuntime) List() []api.Container { return f.cs }
-func (f fakeRuntime) Stats(id string) (runtime.Stats, error) {
+func (f fakeRuntime) Stats(id string) (cgstats.Stats, error) {
 	if id != "c1" {
-		return runtime.Stats{}, errors.New("no cgroup")
+		return cgstats.Stats{}, errors.New("no cgroup")
 	}
-	return runtime.Stats{CPUNanos: 2_500_000_000, MemoryUsageBytes: 4096, HasCPU: true, HasMemory: true}, nil
+	return cgstats.Stats{CPUNanos: 2_500_000_000, MemoryUsageBytes: 4096, HasCPU: true, HasMemory: true}, nil
 }
 
 // TestStateWithoutCluster: outside a cluster a scrape reports this node and

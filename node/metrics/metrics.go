@@ -132,7 +132,7 @@ func (s *hashiSink) AddSampleWithLabels(key []string, val float32, _ []gometrics
 
 // ReadNetUsage sums the byte counters of a container's interfaces (but
 // loopback) from /proc/PID/net/dev. Its CPU and memory come from the
-// runtime's cgroup reader (runtime.Stats), the one the autoscaler uses.
+// runtime's cgroup reader (runtime/cgstats), the one the autoscaler uses.
 func ReadNetUsage(pid int) (rx, tx uint64, ok bool) {
 	if pid <= 0 {
 		return 0, 0, false

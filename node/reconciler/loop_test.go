@@ -12,6 +12,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/runtime"
+	"github.com/shoal-org/shoal/runtime/ocispec"
 )
 
 // fakeRuntime runs containers in memory: RunContainer makes one running.
@@ -152,7 +153,7 @@ func TestRunStartsAndReports(t *testing.T) {
 			return rep.apply(t, *ts)
 		},
 		EnsureImage:  func(context.Context, *api.Task) error { return nil },
-		PrepareFiles: func(context.Context, *api.Task) ([]runtime.FileMount, error) { return nil, nil },
+		PrepareFiles: func(context.Context, *api.Task) ([]ocispec.FileMount, error) { return nil, nil },
 		GCTaskFiles:  func(map[string]bool) {},
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

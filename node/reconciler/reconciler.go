@@ -47,6 +47,7 @@ import (
 	"github.com/shoal-org/shoal/node/netplan"
 	"github.com/shoal-org/shoal/node/taskplan"
 	"github.com/shoal-org/shoal/runtime"
+	"github.com/shoal-org/shoal/runtime/ocispec"
 )
 
 // Runtime is the part of *runtime.Runtime the reconciler drives.
@@ -103,7 +104,7 @@ type Config struct {
 	// PrepareFiles fetches the task's secrets and reads its configs into
 	// files for the container; GCTaskFiles releases those of every task
 	// not in keep that has no live container.
-	PrepareFiles func(ctx context.Context, t *api.Task) ([]runtime.FileMount, error)
+	PrepareFiles func(ctx context.Context, t *api.Task) ([]ocispec.FileMount, error)
 	GCTaskFiles  func(keep map[string]bool)
 	Logger       *slog.Logger
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/runtime"
+	"github.com/shoal-org/shoal/runtime/ocispec"
 )
 
 // Replica is what the files read of the local replica (*consensus.Store).
@@ -61,7 +62,7 @@ func New(cfg Config) *Files { return &Files{cfg: cfg} }
 // Prepare fetches the secrets and reads the configs of task t and writes
 // them to the task's tmpfs; the mounts go into the container spec. A task
 // without secrets or configs costs nothing.
-func (f *Files) Prepare(ctx context.Context, t *api.Task) ([]runtime.FileMount, error) {
+func (f *Files) Prepare(ctx context.Context, t *api.Task) ([]ocispec.FileMount, error) {
 	if len(t.Spec.Secrets) == 0 && len(t.Spec.Configs) == 0 {
 		return nil, nil
 	}

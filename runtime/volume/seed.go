@@ -1,4 +1,4 @@
-package runtime
+package volume
 
 // Volume copy-up (docker's behaviour): when a container is created with a
 // named volume whose data dir is empty, the image's content at the mount
@@ -29,12 +29,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/ocispec"
 )
 
-// seedVolumes copies the image content of rootfs into every empty named
+// Seed copies the image content of rootfs into every empty named
 // volume of ms that does not say volume-nocopy. volumesDir holds the
-// volumes (which prepareMounts created). Errors name the mount.
-func seedVolumes(rootfs, volumesDir string, ms []api.Mount) error {
+// volumes (which the runtime's prepareMounts created). Errors name the mount.
+func Seed(rootfs, volumesDir string, ms []api.Mount) error {
 	for _, m := range ms {
 		if m.Type != api.MountVolume || m.NoCopy {
 			continue
@@ -95,7 +96,7 @@ func seedVolume(rootfs, target, volumesDir, name string) (bool, error) {
 // openVolumeData opens the data dir of volume name without following links.
 func openVolumeData(volumesDir, name string) (int, error) {
 	if p := api.VolumeNameProblem(name); p != "" {
-		return -1, fmt.Errorf("%w: volume name %q: %s", ErrInvalidSpec, name, p)
+		return -1, fmt.Errorf("%w: volume name %q: %s", ocispec.ErrInvalidSpec, name, p)
 	}
 	const flags = unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_RDONLY
 	dir, err := unix.Open(volumesDir, flags, 0)
@@ -108,7 +109,7 @@ func openVolumeData(volumesDir, name string) (int, error) {
 		return -1, fmt.Errorf("open volume %s: %w", name, err)
 	}
 	defer unix.Close(vol)
-	data, err := unix.Openat(vol, volumeDataDir, flags, 0)
+	data, err := unix.Openat(vol, ocispec.VolumeDataDir, flags, 0)
 	if err != nil {
 		return -1, fmt.Errorf("open volume %s data dir: %w", name, err)
 	}

@@ -1,4 +1,7 @@
-package runtime
+// Package supclient is the agent's side of the node supervisor
+// (runtime/supervisor): it starts the supervisor when none answers, asks it
+// to start containers and exec processes, and follows its exit events.
+package supclient
 
 import (
 	"bufio"
@@ -18,13 +21,15 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/shoal-org/shoal/runtime/supervisor"
 )
 
-// supClient is the agent's side of the node supervisor (supervisor.go): it
+// Client is the agent's side of the node supervisor: it
 // starts the supervisor when none answers, asks it to start containers, and
 // keeps one watch connection open while Run runs, turning exit events into
 // closed channels.
-type supClient struct {
+type Client struct {
 	root string // runtime Root: socket, lock and log of the supervisor
 	bin  string // the binary to run as shoal-supervisor
 	log  *slog.Logger
@@ -32,80 +37,82 @@ type supClient struct {
 	spawnMu sync.Mutex // one spawn at a time
 
 	mu    sync.Mutex
-	slots map[string]*exitSlot
+	slots map[string]*ExitSlot
 }
 
-// exitSlot is what a container's watcher waits on: done is closed when the
-// supervisor reported the container's exit, lost when a (new) supervisor
+// ExitSlot is what a container's watcher waits on: Done is closed when the
+// supervisor reported the container's exit, Lost when a (new) supervisor
 // no longer knows the container, so its exit will never be reported.
-type exitSlot struct {
-	done, lost chan struct{}
+type ExitSlot struct {
+	Done, Lost chan struct{}
 	fired      bool
 }
 
-func newSupClient(root, bin string, log *slog.Logger) *supClient {
-	return &supClient{root: root, bin: bin, log: log, slots: map[string]*exitSlot{}}
+// New returns a client of the supervisor of runtime root root, run from
+// binary bin when none answers.
+func New(root, bin string, log *slog.Logger) *Client {
+	return &Client{root: root, bin: bin, log: log, slots: map[string]*ExitSlot{}}
 }
 
-// slot returns id's slot, making it if needed.
-func (s *supClient) slot(id string) *exitSlot {
+// Slot returns id's slot, making it if needed.
+func (s *Client) Slot(id string) *ExitSlot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.slotLocked(id)
 }
 
-func (s *supClient) slotLocked(id string) *exitSlot {
+func (s *Client) slotLocked(id string) *ExitSlot {
 	sl := s.slots[id]
 	if sl == nil {
-		sl = &exitSlot{done: make(chan struct{}), lost: make(chan struct{})}
+		sl = &ExitSlot{Done: make(chan struct{}), Lost: make(chan struct{})}
 		s.slots[id] = sl
 	}
 	return sl
 }
 
-// forget drops id's slot (its exit was handled, or it is removed).
-func (s *supClient) forget(id string) {
+// Forget drops id's slot (its exit was handled, or it is removed).
+func (s *Client) Forget(id string) {
 	s.mu.Lock()
 	delete(s.slots, id)
 	s.mu.Unlock()
 }
 
-func (s *supClient) exited(id string) {
+func (s *Client) exited(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sl := s.slotLocked(id)
 	if !sl.fired {
 		sl.fired = true
-		close(sl.done)
+		close(sl.Done)
 	}
 }
 
 // markLost closes the lost channel of every slot whose container the
 // supervisor does not hold (running is its answer to a watch).
-func (s *supClient) markLost(running map[string]int) {
+func (s *Client) markLost(running map[string]int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, sl := range s.slots {
 		if _, ok := running[id]; !ok && !sl.fired {
 			sl.fired = true
-			close(sl.lost)
+			close(sl.Lost)
 		}
 	}
 }
 
-// dial connects to the supervisor, starting one when none answers.
-func (s *supClient) dial(ctx context.Context) (net.Conn, error) {
-	sock := filepath.Join(s.root, supervisorSock)
+// Dial connects to the supervisor, starting one when none answers.
+func (s *Client) Dial(ctx context.Context) (net.Conn, error) {
+	sock := filepath.Join(s.root, supervisor.SockFile)
 	var d net.Dialer
-	if c, err := d.DialContext(ctx, "unix", shortSockPath(sock)); err == nil {
+	if c, err := d.DialContext(ctx, "unix", supervisor.ShortSockPath(sock)); err == nil {
 		return c, nil
 	}
 	s.spawnMu.Lock()
 	defer s.spawnMu.Unlock()
-	if c, err := d.DialContext(ctx, "unix", shortSockPath(sock)); err == nil {
+	if c, err := d.DialContext(ctx, "unix", supervisor.ShortSockPath(sock)); err == nil {
 		return c, nil
 	}
-	logf, err := os.OpenFile(filepath.Join(s.root, supervisorLogFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
+	logf, err := os.OpenFile(filepath.Join(s.root, supervisor.LogFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open supervisor log: %w", err)
 	}
@@ -114,39 +121,39 @@ func (s *supClient) dial(ctx context.Context) (net.Conn, error) {
 	// session and exits, so the supervisor is nobody's child here.
 	cmd := &exec.Cmd{
 		Path:   s.bin,
-		Args:   []string{supervisorArg0, "--detach", "--root", s.root},
+		Args:   []string{supervisor.Arg0, "--detach", "--root", s.root},
 		Stdout: logf,
 		Stderr: logf,
 	}
 	if err := cmd.Run(); err != nil {
-		tail := strings.TrimSpace(string(tailCapped(s.root, supervisorLogFile, 512)))
+		tail := strings.TrimSpace(string(supervisor.TailCapped(s.root, supervisor.LogFile, 512)))
 		return nil, fmt.Errorf("start supervisor %s: %w: %s", s.bin, err, tail)
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		c, err := d.DialContext(ctx, "unix", shortSockPath(sock))
+		c, err := d.DialContext(ctx, "unix", supervisor.ShortSockPath(sock))
 		if err == nil {
 			return c, nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			tail := strings.TrimSpace(string(tailCapped(s.root, supervisorLogFile, 512)))
+			tail := strings.TrimSpace(string(supervisor.TailCapped(s.root, supervisor.LogFile, 512)))
 			return nil, fmt.Errorf("supervisor not answering on %s: %v: %s", sock, err, tail)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-// start asks the supervisor to run the bundle and returns the init's pid.
-func (s *supClient) start(ctx context.Context, req supRequest) (int, error) {
+// Start asks the supervisor to run the bundle and returns the init's pid.
+func (s *Client) Start(ctx context.Context, req supervisor.Request) (int, error) {
 	req.Op = "start"
-	conn, err := s.dial(ctx)
+	conn, err := s.Dial(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 	defer stop()
-	var rep supReply
+	var rep supervisor.Reply
 	if err := roundTrip(conn, req, &rep); err != nil {
 		return 0, fmt.Errorf("supervisor: %w", err)
 	}
@@ -156,36 +163,36 @@ func (s *supClient) start(ctx context.Context, req supRequest) (int, error) {
 	return rep.Pid, nil
 }
 
-func roundTrip(conn net.Conn, req supRequest, rep *supReply) error {
-	if err := writeLine(conn, req); err != nil {
+func roundTrip(conn net.Conn, req supervisor.Request, rep *supervisor.Reply) error {
+	if err := supervisor.WriteLine(conn, req); err != nil {
 		return err
 	}
 	br := bufio.NewReader(conn)
-	line, err := readLine(br, supMaxRequest)
+	line, err := supervisor.ReadLine(br, supervisor.MaxRequest)
 	if err != nil {
 		return err
 	}
 	return json.Unmarshal(line, rep)
 }
 
-// watch opens a watch connection and returns the supervisor's running set
+// Watch opens a watch connection and returns the supervisor's running set
 // and a reader for the events that follow.
-func (s *supClient) watch(ctx context.Context) (map[string]int, net.Conn, *bufio.Reader, error) {
-	conn, err := s.dial(ctx)
+func (s *Client) Watch(ctx context.Context) (map[string]int, net.Conn, *bufio.Reader, error) {
+	conn, err := s.Dial(ctx)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if err := writeLine(conn, supRequest{Op: "watch"}); err != nil {
+	if err := supervisor.WriteLine(conn, supervisor.Request{Op: "watch"}); err != nil {
 		conn.Close()
 		return nil, nil, nil, err
 	}
 	br := bufio.NewReader(conn)
-	line, err := readLine(br, supMaxRequest)
+	line, err := supervisor.ReadLine(br, supervisor.MaxRequest)
 	if err != nil {
 		conn.Close()
 		return nil, nil, nil, fmt.Errorf("supervisor watch: %w", err)
 	}
-	var rep supReply
+	var rep supervisor.Reply
 	if err := json.Unmarshal(line, &rep); err != nil {
 		conn.Close()
 		return nil, nil, nil, fmt.Errorf("supervisor watch: %w", err)
@@ -196,19 +203,19 @@ func (s *supClient) watch(ctx context.Context) (map[string]int, net.Conn, *bufio
 	return rep.Running, conn, br, nil
 }
 
-// follow turns the events of one watch connection into closed done
+// Follow turns the events of one watch connection into closed done
 // channels until the connection ends (or ctx does, which closes it), then
 // reconnects, marking the containers the supervisor lost meanwhile, until
 // ctx ends.
-func (s *supClient) follow(ctx context.Context, conn net.Conn, br *bufio.Reader) {
+func (s *Client) Follow(ctx context.Context, conn net.Conn, br *bufio.Reader) {
 	for {
 		stop := context.AfterFunc(ctx, func() { conn.Close() })
 		for {
-			line, err := readLine(br, supMaxRequest)
+			line, err := supervisor.ReadLine(br, supervisor.MaxRequest)
 			if err != nil {
 				break
 			}
-			var ev supEvent
+			var ev supervisor.Event
 			if json.Unmarshal(line, &ev) == nil && ev.ID != "" {
 				s.exited(ev.ID)
 			}
@@ -222,7 +229,7 @@ func (s *supClient) follow(ctx context.Context, conn net.Conn, br *bufio.Reader)
 		for {
 			var running map[string]int
 			var err error
-			running, conn, br, err = s.watch(ctx)
+			running, conn, br, err = s.Watch(ctx)
 			if err == nil {
 				s.markLost(running)
 				break
@@ -237,17 +244,17 @@ func (s *supClient) follow(ctx context.Context, conn net.Conn, br *bufio.Reader)
 	}
 }
 
-// exec asks the supervisor to run `runc exec --detach` (req.Process,
+// Exec asks the supervisor to run `runc exec --detach` (req.Process,
 // req.PidFile, req.ConsoleSocket) in container req.ID, with stdio as runc's
 // and the process's stdin, stdout and stderr (sent over the socket; the
 // caller still closes its copies). It returns once runc has exited: the
 // process's pid, and the connection on which the supervisor takes "signal"
-// lines and reports the process's end (one supEvent). The caller owns and
+// lines and reports the process's end (one supervisor.Event). The caller owns and
 // closes conn. A cancelled ctx abandons the request; once the pid is
 // answered the process runs on regardless.
-func (s *supClient) exec(ctx context.Context, req supRequest, stdio [3]*os.File) (int, *net.UnixConn, *bufio.Reader, error) {
+func (s *Client) Exec(ctx context.Context, req supervisor.Request, stdio [3]*os.File) (int, *net.UnixConn, *bufio.Reader, error) {
 	req.Op = "exec"
-	c, err := s.dial(ctx)
+	c, err := s.Dial(ctx)
 	if err != nil {
 		return 0, nil, nil, err
 	}
@@ -277,16 +284,16 @@ func (s *supClient) exec(ctx context.Context, req supRequest, stdio [3]*os.File)
 			return 0, nil, err
 		}
 		br := bufio.NewReader(conn)
-		line, err := readLine(br, supMaxRequest)
+		line, err := supervisor.ReadLine(br, supervisor.MaxRequest)
 		if err != nil {
 			return 0, nil, err
 		}
-		var rep supReply
+		var rep supervisor.Reply
 		if err := json.Unmarshal(line, &rep); err != nil {
 			return 0, nil, err
 		}
 		if rep.Error != "" && rep.RuncFailed {
-			return 0, nil, fmt.Errorf("%w: %s", errRuncExec, strings.TrimPrefix(rep.Error, errRuncExec.Error()+": "))
+			return 0, nil, fmt.Errorf("%w: %s", supervisor.ErrRuncExec, strings.TrimPrefix(rep.Error, supervisor.ErrRuncExec.Error()+": "))
 		}
 		if rep.Error != "" {
 			return 0, nil, errors.New(rep.Error)
@@ -303,7 +310,7 @@ func (s *supClient) exec(ctx context.Context, req supRequest, stdio [3]*os.File)
 		if ctx.Err() != nil {
 			return 0, nil, nil, ctx.Err()
 		}
-		if errors.Is(err, errRuncExec) {
+		if errors.Is(err, supervisor.ErrRuncExec) {
 			return 0, nil, nil, err
 		}
 		return 0, nil, nil, fmt.Errorf("supervisor: %w", err)

@@ -1,4 +1,4 @@
-package runtime
+package volume
 
 import (
 	"os"
@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/ocispec"
 )
 
 // seedFixture makes an image-like rootfs and a volumes dir with empty
@@ -36,10 +37,10 @@ func seedFixture(t *testing.T, vols ...string) (rootfs, volumesDir string) {
 	must(os.Symlink("/srv/real", filepath.Join(rootfs, "srv/linked")))
 	must(os.Symlink("/../../../../etc", filepath.Join(rootfs, "escape")))
 	must(os.MkdirAll(filepath.Join(rootfs, "empty"), 0o755))
-	v := &volumeStore{dir: volumesDir, pending: map[string]int{}}
+	v := &Store{Dir: volumesDir, Pending: map[string]int{}}
 	must(os.MkdirAll(volumesDir, 0o700))
 	for _, n := range vols {
-		if _, err := v.ensureLocked(n); err != nil {
+		if _, err := v.EnsureLocked(n); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -48,7 +49,7 @@ func seedFixture(t *testing.T, vols ...string) (rootfs, volumesDir string) {
 
 func TestSeedVolumes(t *testing.T) {
 	rootfs, vd := seedFixture(t, "db", "conf", "esc", "none", "keep", "opt", "emptysrc")
-	data := func(n string) string { return volumePath(vd, n) }
+	data := func(n string) string { return ocispec.VolumePath(vd, n) }
 	if err := os.WriteFile(filepath.Join(data("keep"), "mine"), []byte("task data"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +63,7 @@ func TestSeedVolumes(t *testing.T) {
 		{Type: api.MountVolume, Source: "emptysrc", Target: "/empty"},
 		{Type: api.MountTmpfs, Target: "/var/lib/db"},
 	}
-	if err := seedVolumes(rootfs, vd, ms); err != nil {
+	if err := Seed(rootfs, vd, ms); err != nil {
 		t.Fatal(err)
 	}
 	read := func(p string) string {
@@ -122,7 +123,7 @@ func TestSeedVolumes(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(data("db"), "init.sql"), []byte("changed"), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	if err := seedVolumes(rootfs, vd, ms[:1]); err != nil {
+	if err := Seed(rootfs, vd, ms[:1]); err != nil {
 		t.Fatal(err)
 	}
 	if got := read(filepath.Join(data("db"), "init.sql")); got != "changed" {
@@ -137,7 +138,7 @@ func TestSeedVolumeRefusesLinkedVolume(t *testing.T) {
 	if err := os.Symlink(target, filepath.Join(vd, "evil")); err != nil {
 		t.Fatal(err)
 	}
-	err := seedVolumes(rootfs, vd, []api.Mount{{Type: api.MountVolume, Source: "evil", Target: "/var/lib/db"}})
+	err := Seed(rootfs, vd, []api.Mount{{Type: api.MountVolume, Source: "evil", Target: "/var/lib/db"}})
 	if err == nil || !strings.Contains(err.Error(), "type=volume,source=evil") {
 		t.Fatalf("seed through a linked volume dir: %v", err)
 	}

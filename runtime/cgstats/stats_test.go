@@ -1,4 +1,4 @@
-package runtime
+package cgstats
 
 import (
 	"errors"
@@ -56,7 +56,7 @@ func TestReadCgroupStats(t *testing.T) {
 			for p, d := range tc.files {
 				write(t, root, p, d)
 			}
-			got, err := readCgroupStats(root, rel)
+			got, err := Read(root, rel)
 			if !errors.Is(err, tc.err) {
 				t.Fatalf("err %v, want %v", err, tc.err)
 			}

@@ -1,7 +1,13 @@
-package runtime
+// Package ocispec turns a container's settings into an OCI runtime spec
+// (config.json for runc): Docker's default isolation, the standard and
+// user mounts, cgroup limits and the seccomp profile. It is pure apart from
+// reading the rootfs's passwd/group files (ResolveUser) and the kernel's
+// x32 support (once); the runtime writes what it returns.
+package ocispec
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +21,18 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 )
+
+// Sentinel errors of spec building; the runtime returns them as its own
+// (runtime.ErrNoCommand, runtime.ErrInvalidSpec are these values).
+var (
+	// ErrNoCommand: neither the spec nor the image says what to run.
+	ErrNoCommand = errors.New("no command specified")
+	// ErrInvalidSpec: a container spec is malformed (bad name, user, limits).
+	ErrInvalidSpec = errors.New("invalid container spec")
+)
+
+// InitPath is where the init is bind-mounted (read-only) in containers.
+const InitPath = "/.shoal/init"
 
 // DefaultPath is the PATH a container gets when its image sets none.
 const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -67,7 +85,7 @@ type SpecInput struct {
 	HostnamePath   string
 	ResolvConfPath string
 	NoSeccomp      bool
-	// Files are secret and config files on a host tmpfs (secrets.go).
+	// Files are secret and config files on a host tmpfs (the runtime's PrepareFiles).
 	Files []FileMount
 	// Mounts are the user's mounts, after the standard ones; volume
 	// sources are directories of VolumesDir (see ociMounts).

@@ -1,4 +1,4 @@
-package runtime
+package cgstats
 
 import (
 	"bufio"
@@ -9,12 +9,12 @@ import (
 	"strings"
 )
 
-// oomKilled reports whether the kernel's OOM killer killed a process in the
+// OOMKilled reports whether the kernel's OOM killer killed a process in the
 // memory cgroup rel (CgroupParent/ID): the oom_kill counter of cgroup v1's
 // memory.oom_control, else of cgroup v2's memory.events. It must be asked
 // before runc delete removes the cgroup. The files are the kernel's, but
 // are read with a size cap all the same.
-func oomKilled(rel string) bool {
+func OOMKilled(rel string) bool {
 	for _, p := range []string{
 		filepath.Join("/sys/fs/cgroup/memory", rel, "memory.oom_control"), // v1 (and hybrid)
 		filepath.Join("/sys/fs/cgroup", rel, "memory.events"),             // v2

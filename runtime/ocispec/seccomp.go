@@ -1,4 +1,4 @@
-package runtime
+package ocispec
 
 // Why this file: runc compiles the seccomp profile with libseccomp inside
 // every container's `runc init`, and that compile is the largest single CPU
