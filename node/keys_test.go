@@ -61,6 +61,7 @@ func startRaftNode(t *testing.T, id string) *raftNode {
 	cfg.HeartbeatTimeout = 50 * time.Millisecond
 	cfg.ElectionTimeout = 50 * time.Millisecond
 	cfg.LeaderLeaseTimeout = 50 * time.Millisecond
+	cfg.HeartbeatInterval = 20 * time.Millisecond
 	cfg.CommitTimeout = 5 * time.Millisecond
 	cfg.DataDir = n.dir
 	cfg.Transport = n.trans

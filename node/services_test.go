@@ -32,6 +32,7 @@ func newSoloAgent(t *testing.T) *Agent {
 	cfg.HeartbeatTimeout = 50 * time.Millisecond
 	cfg.ElectionTimeout = 50 * time.Millisecond
 	cfg.LeaderLeaseTimeout = 50 * time.Millisecond
+	cfg.HeartbeatInterval = 20 * time.Millisecond
 	cfg.CommitTimeout = 5 * time.Millisecond
 	_, trans := raft.NewInmemTransport("")
 	store := consensus.NewStore()
