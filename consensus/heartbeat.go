@@ -125,6 +125,11 @@ type thinTransport struct {
 
 	mu   sync.Mutex
 	last map[raft.ServerID]*heartbeatAnswer
+	// heard is when each follower last answered an AppendEntries sent over
+	// this transport (a real heartbeat or a replication request), however
+	// it answered: the leader's second opinion on a node gossip calls dead
+	// (Raft.HeardFrom).
+	heard map[raft.ServerID]time.Time
 }
 
 var (
@@ -137,7 +142,7 @@ var (
 // raft.WithPreVote (both of raft's transports do).
 func newThinTransport(inner raft.Transport, interval time.Duration) *thinTransport {
 	return &thinTransport{Transport: inner, interval: interval, now: time.Now,
-		last: map[raft.ServerID]*heartbeatAnswer{}}
+		last: map[raft.ServerID]*heartbeatAnswer{}, heard: map[raft.ServerID]time.Time{}}
 }
 
 // AppendEntries answers a heartbeat from the cache when answerFromCache
@@ -164,6 +169,9 @@ func (t *thinTransport) AppendEntries(id raft.ServerID, target raft.ServerAddres
 	}
 	err := t.Transport.AppendEntries(id, target, args, resp)
 	t.mu.Lock()
+	if err == nil {
+		t.heard[id] = t.now()
+	}
 	switch {
 	case err != nil || resp.Term > args.Term || (hb && !resp.Success):
 		delete(t.last, id)
@@ -192,4 +200,11 @@ func (t *thinTransport) Close() error {
 		return c.Close()
 	}
 	return nil
+}
+
+// heardFrom is when id last answered an AppendEntries (zero if never).
+func (t *thinTransport) heardFrom(id raft.ServerID) time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.heard[id]
 }

@@ -152,8 +152,18 @@ func TestThinTransportSequence(t *testing.T) {
 			st.setup()
 		}
 		before := inner.calls
+		heardBefore := tt.heardFrom("n2")
 		var resp raft.AppendEntriesResponse
 		err := tt.AppendEntries("n2", "a2", st.req, &resp)
+		// Only an answer off the wire is news of the follower (HeardFrom):
+		// not one from the cache, not an error.
+		wantHeard := heardBefore
+		if st.wantWire && !st.wantErr {
+			wantHeard = now
+		}
+		if got := tt.heardFrom("n2"); !got.Equal(wantHeard) {
+			t.Fatalf("%s: heard from n2 at %v, want %v", st.name, got, wantHeard)
+		}
 		if wire := inner.calls > before; wire != st.wantWire {
 			t.Fatalf("%s: sent = %v, want %v", st.name, wire, st.wantWire)
 		}

@@ -673,6 +673,19 @@ func (r *Raft) Stats() map[string]string {
 	return st
 }
 
+// HeardFrom is when this node, as leader, last got an answer from
+// follower id to an AppendEntries (a heartbeat, real not cached, or a
+// replication request); zero when it never did or the transport is not
+// thinned. An answer means the follower's agent was alive and reachable
+// over the cluster port then: the leader asks it before it believes
+// gossip that the node is dead (node/leaderloop).
+func (r *Raft) HeardFrom(id string) time.Time {
+	if r.thin == nil {
+		return time.Time{}
+	}
+	return r.thin.heardFrom(raft.ServerID(id))
+}
+
 // VerifyLeader asks a quorum whether this node is still the leader, with
 // every heartbeat it triggers sent for real: raft counts heartbeat answers,
 // and one answered from the cache (heartbeat.go) could be a contact up to

@@ -77,6 +77,17 @@ func New(cfg Config) *Loop { return &Loop{cfg: cfg, log: cfg.Log} }
 // without a notification.
 const leadershipRecheck = 5 * time.Second
 
+// raftHeardWindow: a ready node gossip calls dead is kept ready while the
+// leader's raft heard from it this recently (Raft.HeardFrom). A live agent
+// answers a real heartbeat every HeartbeatInterval (300 ms), so one whose
+// UDP probes are lost or late (a saturated host, 100 agents on two cores,
+// a filter that drops UDP) still proves it is there over its cluster port;
+// a dead one answered nothing since it died, and gossip's verdict comes at
+// the earliest ~0.65 s after a death (probe, timeout, suspicion), past the
+// window, so a real death is never held back. The idle pass (1 s) asks
+// again.
+const raftHeardWindow = 500 * time.Millisecond
+
 // statusGrace is how long a new leader trusts gossip to converge before it
 // marks nodes it has never seen as down.
 const statusGrace = 3 * time.Second
@@ -245,8 +256,13 @@ func (l *Loop) leaderWork(ctx context.Context) {
 // status differs, in one command.
 func (l *Loop) markNodeStatus(ctx context.Context, leaderSince time.Time) {
 	cl := l.cfg
+	now := time.Now()
+	heard := func(id string) bool {
+		at := cl.Raft.HeardFrom(id)
+		return !at.IsZero() && now.Sub(at) < raftHeardWindow
+	}
 	changes := StatusChanges(cl.Store.Nodes(), cl.NodeID, cl.Members.AliveSet(), time.Since(leaderSince) < statusGrace,
-		cl.Members.EverSeen, func(id string) bool { return cl.Members.Restarting(id, cl.RestartGrace) }, time.Now().UTC())
+		cl.Members.EverSeen, func(id string) bool { return cl.Members.Restarting(id, cl.RestartGrace) }, heard, now.UTC())
 	if len(changes) == 0 {
 		return
 	}
@@ -265,9 +281,11 @@ func (l *Loop) markNodeStatus(ctx context.Context, leaderSince time.Time) {
 // verdict gives each node of nodes whose recorded status differs. self
 // (this leader) is ready; a node gossip does not count alive is down,
 // except, while the new leader is in its grace (inGrace), one gossip never
-// saw, and a ready node that announced a restart (restarting).
+// saw, a ready node that announced a restart (restarting), and a ready
+// node raft heard from within raftHeardWindow (heard: gossip's probes
+// failed, the agent did not).
 func StatusChanges(nodes []*api.Node, self string, alive map[string]membership.Meta, inGrace bool,
-	everSeen, restarting func(id string) bool, now time.Time) []consensus.NodeStatus {
+	everSeen, restarting, heard func(id string) bool, now time.Time) []consensus.NodeStatus {
 	var changes []consensus.NodeStatus
 	for _, n := range nodes {
 		want := api.NodeDown
@@ -279,6 +297,9 @@ func StatusChanges(nodes []*api.Node, self string, alive map[string]membership.M
 		}
 		if want == api.NodeDown && n.Status == api.NodeReady && restarting(n.ID) {
 			continue // an agent restart or upgrade: its tasks keep running
+		}
+		if want == api.NodeDown && n.Status == api.NodeReady && heard(n.ID) {
+			continue // raft reached it a moment ago: gossip's probes were lost, not the node
 		}
 		if n.Status != want {
 			changes = append(changes, consensus.NodeStatus{ID: n.ID, Status: want, At: now})

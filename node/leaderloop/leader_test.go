@@ -31,14 +31,15 @@ func TestSuspectLeader(t *testing.T) {
 }
 
 // TestStatusChanges: gossip's verdict becomes the recorded status, except
-// for the nodes a new leader has not heard of yet and ready nodes that
-// announced a restart.
+// for the nodes a new leader has not heard of yet, ready nodes that
+// announced a restart, and ready nodes raft heard from a moment ago.
 func TestStatusChanges(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	node := func(id, status string) *api.Node { return &api.Node{ID: id, Status: status} }
 	alive := map[string]membership.Meta{"up": {NodeID: "up"}, "back": {NodeID: "back"}}
 	seen := func(id string) bool { return id != "unseen" }
 	restarting := func(id string) bool { return id == "restarting" }
+	heard := func(id string) bool { return id == "heard" || id == "heardback" }
 	nodes := []*api.Node{
 		node("self", api.NodeDown),         // the leader itself: ready even without gossip
 		node("up", api.NodeReady),          // no change
@@ -48,6 +49,8 @@ func TestStatusChanges(t *testing.T) {
 		node("restarting", api.NodeReady),  // dead, announced a restart
 		node("restarting2", api.NodeReady), // dead, no announcement
 		node("downalready", api.NodeDown),  // no change
+		node("heard", api.NodeReady),       // dead to gossip, but answered raft: stays ready
+		node("heardback", api.NodeDown),    // down, answers raft, gossip still dead: stays down
 	}
 	cases := []struct {
 		name    string
@@ -61,7 +64,7 @@ func TestStatusChanges(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got := StatusChanges(nodes, "self", alive, c.inGrace, seen, restarting, now)
+			got := StatusChanges(nodes, "self", alive, c.inGrace, seen, restarting, heard, now)
 			m := map[string]string{}
 			for _, ch := range got {
 				if !ch.At.Equal(now) {
@@ -79,7 +82,7 @@ func TestStatusChanges(t *testing.T) {
 			}
 		})
 	}
-	if got := StatusChanges(nil, "self", alive, false, seen, restarting, now); got != nil {
+	if got := StatusChanges(nil, "self", alive, false, seen, restarting, heard, now); got != nil {
 		t.Errorf("no nodes: %v, want none", got)
 	}
 }
