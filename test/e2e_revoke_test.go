@@ -7,7 +7,7 @@ package test
 // old key) is ignored by the others.
 //
 // A removed node that can ask a peer learns that it was removed and resets
-// itself (node/removal.go), closing its connections and leaving gossip on
+// itself (node/revocation), closing its connections and leaving gossip on
 // its own; that would make the checks pass for the wrong reason. So the removed host's outgoing
 // connections to the cluster port are dropped with nftables in its own
 // namespace first: it keeps running with its old certificate and its old

@@ -47,7 +47,7 @@ package netplan
 // when it comes back; nodes that are down do not hold the others up.
 //
 // This file is the decision (pure, table-tested here); the key files and
-// the device it drives are the agent's (node/wgrotate.go, node/netloop).
+// the device it drives are the agent's (node/netloop/wgkeys.go).
 
 import "github.com/shoal-org/shoal/api"
 
