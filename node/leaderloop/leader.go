@@ -85,8 +85,23 @@ const leadershipRecheck = 5 * time.Second
 // a dead one answered nothing since it died, and gossip's verdict comes at
 // the earliest ~0.65 s after a death (probe, timeout, suspicion), past the
 // window, so a real death is never held back. The idle pass (1 s) asks
-// again.
+// again. It holds for raftHeardHold at most.
 const raftHeardWindow = 500 * time.Millisecond
+
+// raftHeardHold bounds that: gossip's false verdicts on a busy host are
+// flaps (the node refutes and is alive again within seconds), while a node
+// whose gossip stays cut (a firewall on 7946, a broken UDP path) is down
+// for the cluster's purposes — other nodes' balancers and overlays follow
+// gossip — and is marked so after this long even though raft reaches it.
+const raftHeardHold = 10 * time.Second
+
+// HeardHolds reports whether raft's last answer from a node (heardAt, zero
+// if none) keeps it ready at now although gossip has counted it dead since
+// deadSince: the answer is within raftHeardWindow, and gossip's verdict is
+// younger than raftHeardHold.
+func HeardHolds(heardAt, deadSince, now time.Time) bool {
+	return !heardAt.IsZero() && now.Sub(heardAt) < raftHeardWindow && now.Sub(deadSince) < raftHeardHold
+}
 
 // statusGrace is how long a new leader trusts gossip to converge before it
 // marks nodes it has never seen as down.
@@ -195,6 +210,9 @@ func (l *Loop) leaderWork(ctx context.Context) {
 	}
 	since := time.Now()
 	l.log.Info("leading the cluster")
+	// deadSince: when gossip first counted each node dead this term (the
+	// bound of raftHeardHold).
+	deadSince := map[string]time.Time{}
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -228,7 +246,7 @@ func (l *Loop) leaderWork(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		passed := time.Now()
-		l.markNodeStatus(ctx, since)
+		l.markNodeStatus(ctx, since, deadSince)
 		l.admitMissing(ctx)
 		l.autopilot(ctx)
 		cl.RotateGossipKeys(ctx)
@@ -254,14 +272,23 @@ func (l *Loop) leaderWork(ctx context.Context) {
 
 // markNodeStatus writes gossip's verdict for every node whose recorded
 // status differs, in one command.
-func (l *Loop) markNodeStatus(ctx context.Context, leaderSince time.Time) {
+func (l *Loop) markNodeStatus(ctx context.Context, leaderSince time.Time, deadSince map[string]time.Time) {
 	cl := l.cfg
 	now := time.Now()
+	alive := cl.Members.AliveSet()
+	nodes := cl.Store.Nodes()
+	for _, n := range nodes {
+		if _, ok := alive[n.ID]; ok {
+			delete(deadSince, n.ID)
+		} else if _, ok := deadSince[n.ID]; !ok {
+			deadSince[n.ID] = now
+		}
+	}
 	heard := func(id string) bool {
 		at := cl.Raft.HeardFrom(id)
-		return !at.IsZero() && now.Sub(at) < raftHeardWindow
+		return HeardHolds(at, deadSince[id], now)
 	}
-	changes := StatusChanges(cl.Store.Nodes(), cl.NodeID, cl.Members.AliveSet(), time.Since(leaderSince) < statusGrace,
+	changes := StatusChanges(nodes, cl.NodeID, alive, time.Since(leaderSince) < statusGrace,
 		cl.Members.EverSeen, func(id string) bool { return cl.Members.Restarting(id, cl.RestartGrace) }, heard, now.UTC())
 	if len(changes) == 0 {
 		return

@@ -86,3 +86,30 @@ func TestStatusChanges(t *testing.T) {
 		t.Errorf("no nodes: %v, want none", got)
 	}
 }
+
+// TestHeardHolds: raft's answer keeps a node gossip calls dead ready only
+// while the answer is fresh and gossip's verdict is young.
+func TestHeardHolds(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 10, 0, time.UTC)
+	cases := []struct {
+		name              string
+		heardAgo, deadAgo time.Duration
+		never             bool
+		want              bool
+	}{
+		{name: "fresh answer, young verdict", heardAgo: 100 * time.Millisecond, deadAgo: time.Second, want: true},
+		{name: "never heard", never: true, deadAgo: time.Second},
+		{name: "answer too old (a dead node)", heardAgo: 700 * time.Millisecond, deadAgo: 10 * time.Millisecond},
+		{name: "verdict held long enough", heardAgo: 100 * time.Millisecond, deadAgo: raftHeardHold},
+		{name: "just inside the hold", heardAgo: 0, deadAgo: raftHeardHold - time.Millisecond, want: true},
+	}
+	for _, c := range cases {
+		heard := now.Add(-c.heardAgo)
+		if c.never {
+			heard = time.Time{}
+		}
+		if got := HeardHolds(heard, now.Add(-c.deadAgo), now); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
