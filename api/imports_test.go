@@ -176,7 +176,7 @@ var importRules = []importRule{
 	// removal and lost-log rejoin. The files and checks of node/keyring,
 	// node/revocation and node/epoch; Raft comes in as an interface, the
 	// agent's RPC caller, cluster start and keys as funcs.
-	{"node/joining/...", []string{"api", "api/atomicfile", "consensus", "node/clusterport", "node/epoch", "node/keyring", "node/pki", "node/revocation", "node/wire", "node/joining/..."}},
+	{"node/joining/...", []string{"api", "api/atomicfile", "consensus", "node/clusterport", "node/epoch", "node/keyring", "node/membership", "node/pki", "node/revocation", "node/wire", "node/joining/..."}},
 	// A cluster instance's epoch: the verdicts of consensus, the probe's
 	// refusal of clusterport.
 	{"node/epoch/...", []string{"api/atomicfile", "consensus", "node/clusterport", "node/epoch/..."}},

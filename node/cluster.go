@@ -341,7 +341,7 @@ func (a *Agent) gossipJoinLoop(ctx context.Context, cl *cluster, peers []string)
 		if !joined {
 			cand := append([]string{}, peers...)
 			cand = append(cand, a.gossipAddrsFromState(cl, nil)...)
-			if n, err := cl.members.Join(dedupe(cand, a.selfGossipAddr())); n > 0 {
+			if n, err := cl.members.Join(membership.Dedupe(cand, a.selfGossipAddr())); n > 0 {
 				joined = true
 			} else if err != nil {
 				a.log.Debug("gossip join pending", "err", err)
@@ -358,7 +358,7 @@ func (a *Agent) gossipJoinLoop(ctx context.Context, cl *cluster, peers []string)
 		// node does no disk I/O here.
 		if time.Since(lastSave) > 5*time.Second {
 			if addrs := cl.members.PeerAddrs(); len(addrs) > 1 {
-				addrs = dedupe(addrs, a.selfGossipAddr())
+				addrs = membership.Dedupe(addrs, a.selfGossipAddr())
 				sort.Strings(addrs)
 				if !slices.Equal(addrs, saved) {
 					if err := atomicfile.WriteJSON(filepath.Join(clusterDir(a.cfg.DataDir), "peers.json"), addrs); err == nil {
@@ -399,18 +399,6 @@ func (a *Agent) gossipAddrsFromState(cl *cluster, skip map[string]memberMeta) []
 			continue
 		}
 		out = append(out, net.JoinHostPort(n.Addr, strconv.Itoa(n.GossipPort)))
-	}
-	return out
-}
-
-func dedupe(in []string, drop string) []string {
-	seen := map[string]bool{drop: true}
-	var out []string
-	for _, s := range in {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
 	}
 	return out
 }

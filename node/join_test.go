@@ -18,6 +18,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/api/atomicfile"
 	"github.com/shoal-org/shoal/node/joining"
+	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -36,7 +37,7 @@ func TestDedupe(t *testing.T) {
 		{[]string{"", "a"}, "", []string{"a"}},
 	}
 	for _, tt := range tests {
-		if got := dedupe(tt.in, tt.drop); !slices.Equal(got, tt.want) {
+		if got := membership.Dedupe(tt.in, tt.drop); !slices.Equal(got, tt.want) {
 			t.Errorf("dedupe(%q, %q) = %q, want %q", tt.in, tt.drop, got, tt.want)
 		}
 	}

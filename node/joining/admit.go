@@ -19,6 +19,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/keyring"
+	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -132,7 +133,7 @@ func (l *Leader) Admit(ctx context.Context, req wire.JoinRequest) (*wire.JoinRes
 	l.Log.Info("node joined", "node_id", req.NodeID, "hostname", req.Hostname, "addr", req.Addr)
 	return &wire.JoinResponse{
 		ClusterID: c.ClusterID, CertPEM: certPEM, CAPEM: c.CACertPEM,
-		GossipKeys: keys, Peers: dedupe(peers), Epoch: l.Epoch,
+		GossipKeys: keys, Peers: membership.Dedupe(peers, ""), Epoch: l.Epoch,
 		PrevCAPEM: c.PrevCACertPEM, CrossPEM: c.CACrossPEM, Index: snap.Index(),
 	}, nil
 }
@@ -290,18 +291,4 @@ func (l *Leader) Rejoin(ctx context.Context, peerID string) error {
 	}
 	l.Log.Warn("node lost its raft log: re-added as non-voter", "node_id", peerID, "hostname", n.Hostname)
 	return nil
-}
-
-// dedupe returns in without empty strings and repeats, in order.
-func dedupe(in []string) []string {
-	seen := make(map[string]bool, len(in))
-	var out []string
-	for _, s := range in {
-		if s == "" || seen[s] {
-			continue
-		}
-		seen[s] = true
-		out = append(out, s)
-	}
-	return out
 }

@@ -757,3 +757,19 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// Dedupe returns in without repeats and without drop (this node's own
+// address, or "" for none), in order: the gossip peers a join or a
+// reconnect is given, which the replica, peers.json and the caller's list
+// may each repeat.
+func Dedupe(in []string, drop string) []string {
+	seen := map[string]bool{drop: true}
+	var out []string
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -202,7 +202,7 @@ func ParseHint(msg []byte) (Hint, bool) {
 // AskList picks whom to ask: first (hint senders), then others, at
 // most limit, without self or duplicates.
 func AskList(first, others []string, self string, limit int) []string {
-	out := dedupe(append(slices.Clone(first), others...), self)
+	out := membership.Dedupe(append(slices.Clone(first), others...), self)
 	if len(out) > limit {
 		out = out[:limit]
 	}

@@ -281,7 +281,7 @@ func (l *Loop) CloseRevokedConns() {
 		}
 	}
 	if len(peers) > 0 {
-		l.Log.Info("closed connections of revoked certificates", "count", len(peers), "peers", dedupe(peers, ""))
+		l.Log.Info("closed connections of revoked certificates", "count", len(peers), "peers", membership.Dedupe(peers, ""))
 	}
 }
 
@@ -478,19 +478,6 @@ func NewGossipKey() []byte {
 		panic(err)
 	}
 	return k
-}
-
-// dedupe drops duplicates and drop from in, keeping the order.
-func dedupe(in []string, drop string) []string {
-	seen := map[string]bool{drop: true}
-	var out []string
-	for _, s := range in {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // ---- leader side ----
