@@ -145,6 +145,14 @@ func TestEventsAndMetrics(t *testing.T) {
 		return false, fmt.Sprintf("no node updated event after %d label changes", probe)
 	}, "the stream on node 3 is live")
 	h1.MustCLI(t, "service", "create", "--name", "ev", "--replicas", "2", "bb:1", "sleep", "1000")
+	// ev.1 running and the scale are not ordered by anything but this wait:
+	// without it the scale may commit before ev.1 reports running (CI saw
+	// it), and the milestones below would be out of order by design.
+	harness.Eventually(t, 120*time.Second, func() (bool, string) {
+		tasks := tasksOf(t, h1, "ev")
+		perNode, bad := runningBySlot(tasks, 2, "")
+		return bad == "", fmt.Sprintf("%v %s", perNode, bad)
+	}, "2 tasks of ev running")
 	h1.MustCLI(t, "service", "scale", "ev=4")
 	harness.Eventually(t, 120*time.Second, func() (bool, string) {
 		tasks := tasksOf(t, h1, "ev")
