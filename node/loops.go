@@ -78,7 +78,11 @@ func (a *Agent) newNetLoop(cl *cluster) *netloop.Loop {
 		Metrics:        a.obs.m(),
 		ReplicaCurrent: func(index uint64) bool { return replicaCurrent(index, joinFloor) },
 		Write:          a.writeCmd,
-		Logger:         a.log,
+		Synced: func() bool {
+			leader, _ := cl.raft.Leader()
+			return leader != "" && cl.raft.CaughtUp()
+		},
+		Logger: a.log,
 	})
 }
 

@@ -86,7 +86,11 @@ type Config struct {
 	ReplicaCurrent func(index uint64) bool
 	// Write proposes a command through the leader (this node's public
 	// WireGuard key).
-	Write  func(ctx context.Context, cmd consensus.Command) error
+	Write func(ctx context.Context, cmd consensus.Command) error
+	// Synced reports whether the replica has caught up with a leader: only
+	// then does "no encrypted network" mean none is left, rather than none
+	// replayed yet, and a device an earlier agent left running is stopped.
+	Synced func() bool
 	Logger *slog.Logger
 }
 
@@ -102,6 +106,9 @@ type Loop struct {
 	wg      *wireguard.WireGuard
 	wgPeers []wireguard.WGPeer
 	wgKeys  *wgKeys // the device's keys on disk (wgkeys.go)
+	// wgLeftoverChecked: the device an earlier agent may have left
+	// running was looked for once the replica had caught up.
+	wgLeftoverChecked bool
 }
 
 // New returns the network loop of cfg.
@@ -391,6 +398,15 @@ func (l *Loop) setupOverlay(ctx context.Context) *overlay.Overlay {
 	return ov
 }
 
+// wgConfig is the device's configuration before its tunnel address: the
+// name and socket any device of this node runs under.
+func (l *Loop) wgConfig() wireguard.WireGuardConfig {
+	cfg := wireguard.DefaultWireGuardConfig()
+	cfg.Logger = l.log.With("sub", "wireguard")
+	cfg.KeyFile = filepath.Join(l.cfg.ClusterDir, "wireguard", wgKeyFile)
+	return cfg
+}
+
 // syncWireGuard runs WireGuard while the state holds an encrypted network
 // (and stops it when none is left), publishes this node's public key and
 // keeps the peers in step. It returns the device, or nil while it is not
@@ -406,8 +422,19 @@ func (l *Loop) syncWireGuard(self *api.Node, nodes []*api.Node, cluster, nodeSub
 			l.wg, l.wgPeers, l.wgKeys = nil, nil, nil
 			l.log.Info("wireguard stopped: no encrypted network left")
 		}
+		if !l.wgLeftoverChecked && l.cfg.Synced != nil && l.cfg.Synced() {
+			// The last encrypted network went while the agent was down: the
+			// device it released runs on with no handle to close it.
+			if err := wireguard.StopLeftover(l.wgConfig()); err != nil {
+				l.log.Warn("wireguard: stopping the device left running", "err", err)
+				return nil
+			}
+			l.wgLeftoverChecked = true
+		}
 		return nil
 	}
+	// A device running now is adopted below and closed by its handle.
+	l.wgLeftoverChecked = true
 	if l.wg != nil {
 		select {
 		case <-l.wg.Done(): // the device went away: start it again
@@ -418,9 +445,7 @@ func (l *Loop) syncWireGuard(self *api.Node, nodes []*api.Node, cluster, nodeSub
 		}
 	}
 	if l.wg == nil {
-		cfg := wireguard.DefaultWireGuardConfig()
-		cfg.Logger = l.log.With("sub", "wireguard")
-		cfg.KeyFile = filepath.Join(l.cfg.ClusterDir, "wireguard", wgKeyFile)
+		cfg := l.wgConfig()
 		tip, err := wireguard.TunnelAddr(cfg.TunnelCIDR, cluster, nodeSub)
 		if err != nil {
 			l.log.Error("wireguard: tunnel address", "err", err)

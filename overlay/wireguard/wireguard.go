@@ -797,6 +797,14 @@ func (w *WireGuard) Release() error {
 	return nil
 }
 
+// StopLeftover stops a device process of cfg's name left running by an
+// earlier agent (Release) that no handle holds now: the one case no handle
+// can close, an encrypted network removed while the agent was down. No
+// process answering on the socket is no error.
+func StopLeftover(cfg WireGuardConfig) error {
+	return stopDevice(cfg.socketPath(), deviceStopTimeout)
+}
+
 // Close stops the device process, which removes its TUN device and with
 // it the routes into it: no encrypted network is left on the node. Safe
 // to call twice; a device already gone is no error.
