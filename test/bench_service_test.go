@@ -164,13 +164,14 @@ func BenchmarkServiceCreate10(b *testing.B) {
 	h := c.Host(1)
 	tar := busyboxTar(b)
 	h.MustCLI(b, "image", "import", tar, "bb:1")
-	var samples, raws []time.Duration
+	var samples, raws, rawsSC []time.Duration
 	for i := 0; i < runs(b); i++ {
 		name := fmt.Sprintf("cr%d", i)
 		start := time.Now()
 		h.MustCLI(b, "service", "create", "-d", "--name", name, "--replicas", "10", "bb:1", "sleep", "100000")
 		samples = append(samples, untilSlots(b, h, name, 10, "", "", start, time.Minute))
 		raws = append(raws, rawRuncParallel(b, tar, 10))
+		rawsSC = append(rawsSC, rawRuncParallelSeccomp(b, tar, 10))
 		h.MustCLI(b, "service", "rm", name)
 		harness.Eventually(b, time.Minute, func() (bool, string) {
 			cs := containersOnB(b, h)
@@ -179,7 +180,9 @@ func BenchmarkServiceCreate10(b *testing.B) {
 	}
 	reportDurations(b, "svc-create-10", samples)
 	reportDurations(b, "runc-run-d-x10", raws)
+	reportDurations(b, "runc-run-d-x10+seccomp", rawsSC)
 	reportRatio(b, "svc-create-10-vs-runc", samples, raws)
+	reportRatio(b, "svc-create-10-vs-runc+seccomp", samples, rawsSC)
 }
 
 // reportRatio reports the median of shoal[i]/raw[i] over interleaved runs:
@@ -210,7 +213,7 @@ func BenchmarkServiceUpdateAll10(b *testing.B) {
 	tar := busyboxTar(b)
 	h.MustCLI(b, "image", "import", tar, "bb:1")
 	svcImportV2(b, h, tar)
-	var samples, raws []time.Duration
+	var samples, raws, rawsSC []time.Duration
 	for i := 0; i < runs(b); i++ {
 		name := fmt.Sprintf("ua%d", i)
 		h.MustCLI(b, "service", "create", "--name", name, "--replicas", "10", "--update-parallelism", "0",
@@ -220,6 +223,7 @@ func BenchmarkServiceUpdateAll10(b *testing.B) {
 		h.MustCLI(b, "service", "update", "-d", "--image", "bb:2", name)
 		samples = append(samples, untilSlots(b, h, name, 10, "bb:2", "", start, 3*time.Minute))
 		raws = append(raws, rawRuncParallel(b, tar, 10))
+		rawsSC = append(rawsSC, rawRuncParallelSeccomp(b, tar, 10))
 		h.MustCLI(b, "service", "rm", name)
 		harness.Eventually(b, time.Minute, func() (bool, string) {
 			cs := containersOnB(b, h)
@@ -228,5 +232,7 @@ func BenchmarkServiceUpdateAll10(b *testing.B) {
 	}
 	reportDurations(b, "svc-update-all-10", samples)
 	reportDurations(b, "runc-run-d-x10", raws)
+	reportDurations(b, "runc-run-d-x10+seccomp", rawsSC)
 	reportRatio(b, "svc-update-all-10-vs-runc", samples, raws)
+	reportRatio(b, "svc-update-all-10-vs-runc+seccomp", samples, rawsSC)
 }
