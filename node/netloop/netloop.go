@@ -288,7 +288,9 @@ func (l *Loop) Run(ctx context.Context) {
 	defer l.closeNetworks()
 	retry := time.NewTicker(2 * time.Second)
 	defer retry.Stop()
+	var passStart time.Time
 	for {
+		passStart = time.Now()
 		// A replica replaying the log toward the join floor may still hold
 		// this node's record of a previous membership, with another subnet:
 		// an overlay built from it is never rebuilt (node/revocation).
@@ -339,14 +341,33 @@ func (l *Loop) Run(ctx context.Context) {
 		case <-retry.C:
 			continue // a retry is no burst: no need to coalesce (one wake-up, not two)
 		}
-		// State changes come in bursts (task reports): coalesce them.
-		select {
-		case <-ctx.Done():
-			return
-		case <-memberCh:
-		case <-time.After(50 * time.Millisecond):
+		if wait := CoalesceWait(time.Since(passStart)); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-memberCh:
+			case <-time.After(wait):
+			}
 		}
 	}
+}
+
+// coalesceWindow is the shortest time between two passes a state change
+// starts.
+const coalesceWindow = 50 * time.Millisecond
+
+// CoalesceWait is how long a state change that arrives sinceLastPass after
+// the last pass started waits before its pass. State changes come in bursts
+// (task reports), and a burst is coalesced: at most one pass per window.
+// But the first change after a quiet spell is acted on at once: a stop's
+// drain (taskplan.DrainStops) waits for this node's load balancer to sync
+// past it, and a trailing-edge wait put a full window into every update's
+// stop (issue 10: all-at-once update of 10, drain 80 ms of it).
+func CoalesceWait(sinceLastPass time.Duration) time.Duration {
+	if sinceLastPass >= coalesceWindow {
+		return 0
+	}
+	return coalesceWindow - sinceLastPass
 }
 
 // setupOverlay returns a ready overlay, or nil while the subnet is unknown
