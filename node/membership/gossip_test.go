@@ -102,7 +102,7 @@ func TestGossipJoinMetadataAndDeath(t *testing.T) {
 
 	// Metadata propagation: n2's load balancer index reaches the others
 	// through gossip and wakes n1's drains.
-	n2.SetLBIndex(7)
+	n2.SetLBIndex(7, true)
 	for i, m := range []*Membership{n1, n3} {
 		var wake <-chan struct{}
 		if i == 0 {
@@ -111,6 +111,13 @@ func TestGossipJoinMetadataAndDeath(t *testing.T) {
 		pollUntil(t, wake, func() bool { return m.LBIndexes("self")["n2"] == 7 },
 			func() string { return fmt.Sprintf("lb indexes %v", m.LBIndexes("self")) })
 	}
+	// An index its load balancer took in unchanged stays local until a
+	// drain asks: n1's demand brings it.
+	n2.SetLBIndex(9, false)
+	n1.SetDrainWait(9)
+	pollUntil(t, lbWake1, func() bool { return n1.LBIndexes("self")["n2"] == 9 },
+		func() string { return fmt.Sprintf("n1's lb indexes %v", n1.LBIndexes("self")) })
+	n1.SetDrainWait(0)
 
 	// A clean stop is announced over TCP before leaving.
 	n2.AnnounceRestart("n2", 5*time.Second)

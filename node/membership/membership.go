@@ -154,6 +154,13 @@ type Meta struct {
 	// (node/netloop/lbsync.go): a node that drains a task waits until every live node is
 	// past the entry that took the task out (taskplan.DrainStops).
 	LB uint64 `json:"lb,omitempty"`
+	// DW is the highest Raft index this node's held stops wait for the
+	// other load balancers to pass (taskplan.DrainStops), absent while no
+	// stop is held. It is the demand that makes the other nodes gossip LB:
+	// they do on every change of their load balancer, and past that only
+	// while a member's DW is ahead of what they last gossiped
+	// (ShouldPublishLB).
+	DW uint64 `json:"dw,omitempty"`
 	// GK is the fingerprint of the gossip keyring this node applied
 	// (Fingerprint): the leader takes the next step of a key
 	// rotation only when every live node reports the keyring in the store.
@@ -170,9 +177,12 @@ type Membership struct {
 	keyring *memberlist.Keyring
 	keysMu  sync.Mutex
 
-	metaMu   sync.Mutex
-	meta     []byte // guarded by metaMu
-	self     Meta   // guarded by metaMu
+	metaMu sync.Mutex
+	meta   []byte // guarded by metaMu
+	self   Meta   // guarded by metaMu: what meta gossips
+	// lbLocal is the index this node's load balancer has synced through
+	// (guarded by metaMu); self.LB is the part of it gossiped last.
+	lbLocal  uint64
 	pubCh    chan struct{}
 	stopCh   chan struct{}
 	stopOnce sync.Once
@@ -325,19 +335,85 @@ func (m *Membership) publish() {
 }
 
 // SetLBIndex records that this node's load balancer reflects the state up
-// to Raft index i, wakes LBSubscribe's subscribers and gossips it. It never
-// blocks; an index not above the last one is ignored.
-func (m *Membership) SetLBIndex(i uint64) {
+// to Raft index i and wakes LBSubscribe's subscribers. It gossips the index
+// when the pass that reached it changed the load balancer (changed: a drain
+// elsewhere may wait on exactly that), or when a member's drain demands it
+// (ShouldPublishLB); otherwise the index stays local. Gossiping it after
+// every Raft entry, as before, made each entry cost every node an alive
+// broadcast that every other node handled and passed on: n² per write,
+// the largest part of a follower's work per entry at 30 nodes and
+// growing with n. It never blocks; an index not above the last one is
+// ignored.
+func (m *Membership) SetLBIndex(i uint64, changed bool) {
+	demand := m.lbDemand()
 	m.metaMu.Lock()
-	if i <= m.self.LB {
+	if i <= m.lbLocal {
 		m.metaMu.Unlock()
 		return
 	}
-	m.self.LB = i
+	m.lbLocal = i
+	publish := changed || ShouldPublishLB(m.self.LB, i, demand)
+	if publish {
+		m.self.LB = i
+		m.encodeSelfLocked()
+	}
+	m.metaMu.Unlock()
+	if publish {
+		m.Republish()
+	}
+	m.signalLB()
+}
+
+// SetDrainWait gossips the highest index this node's held stops wait for
+// (0: none held), so that the members whose last gossiped load balancer
+// index is behind it gossip theirs (ShouldPublishLB). Unchanged, it does
+// nothing; it never blocks.
+func (m *Membership) SetDrainWait(i uint64) {
+	m.metaMu.Lock()
+	if m.self.DW == i {
+		m.metaMu.Unlock()
+		return
+	}
+	m.self.DW = i
+	m.self.LB = m.lbLocal // the freshest, at no extra broadcast
 	m.encodeSelfLocked()
 	m.metaMu.Unlock()
 	m.Republish()
-	m.signalLB()
+}
+
+// ShouldPublishLB decides whether a node gossips its load balancer index
+// local when nothing on its load balancer changed: only when it is ahead
+// of what the node gossiped last (published) and some member's drain waits
+// on an index past that (demand, the highest DW alive). Pure.
+func ShouldPublishLB(published, local, demand uint64) bool {
+	return local > published && demand > published
+}
+
+// lbDemand is the highest DW of the members alive now.
+func (m *Membership) lbDemand() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var d uint64
+	for _, meta := range m.alive {
+		d = max(d, meta.DW)
+	}
+	return d
+}
+
+// answerDemand gossips this node's load balancer index if a member's drain
+// now waits on it (a DW arrived).
+func (m *Membership) answerDemand() {
+	demand := m.lbDemand()
+	m.metaMu.Lock()
+	publish := ShouldPublishLB(m.self.LB, m.lbLocal, demand)
+	if publish {
+		m.self.LB = m.lbLocal
+		m.encodeSelfLocked()
+	}
+	m.metaMu.Unlock()
+	if publish {
+		m.Republish()
+	}
 }
 
 // ApplyKeyring makes gossip use keys (primary first, as in the store):
@@ -414,7 +490,7 @@ func (m *Membership) LBIndexes(selfID string) map[string]uint64 {
 	}
 	m.mu.Unlock()
 	m.metaMu.Lock()
-	out[selfID] = m.self.LB
+	out[selfID] = m.lbLocal
 	m.metaMu.Unlock()
 	return out
 }
@@ -629,6 +705,9 @@ func (m *Membership) upsert(n *memberlist.Node) {
 	m.seen[n.Name] = meta
 	m.addrs[n.Name] = addr
 	m.mu.Unlock()
+	if meta.DW > prev.DW { // a drain newly waits (prev is zero for a newcomer)
+		m.answerDemand()
+	}
 	if lbOnly {
 		m.signalLB()
 		return
@@ -645,14 +724,13 @@ func fenceLocal(f Fence) uint64 {
 }
 
 // onlyLBMoved reports whether a live member's new metadata differs from
-// the old in its load balancer index alone. Every node gossips that index
-// after each Raft entry its load balancer took in (node/netloop/lbsync.go), so in a
-// cluster of n nodes every write brings n such updates to every node; only
-// the drains waiting on LBSubscribe care about them. Waking the general
+// the old in its load balancer index or its drain's demand alone: only the
+// drains waiting on LBSubscribe care about those. Waking the general
 // subscribers too (the leader loop, the network loop: each reads the whole
-// state) made every write cost O(n²) passes across the cluster.
+// state) made every write cost O(n²) passes across the cluster when every
+// node gossiped its index after each entry.
 func onlyLBMoved(old, cur Meta) bool {
-	old.LB = cur.LB
+	old.LB, old.DW = cur.LB, cur.DW
 	return old == cur
 }
 

@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"encoding/json"
 	"math"
 	"net"
 	"testing"
@@ -183,5 +184,62 @@ func TestDefaultTimingBudget(t *testing.T) {
 	}
 	if w := d.IdleWakeups(); w > 15 {
 		t.Errorf("%.1f gossip wake-ups a second when idle, want <= 15", w)
+	}
+}
+
+func TestShouldPublishLB(t *testing.T) {
+	cases := []struct {
+		name                     string
+		published, local, demand uint64
+		want                     bool
+	}{
+		{"no drain anywhere", 5, 9, 0, false},
+		{"a drain already answered", 9, 12, 9, false},
+		{"a drain ahead of what was gossiped", 5, 9, 7, true},
+		{"a drain ahead of this node too: gossip progress", 5, 6, 9, true},
+		{"nothing new to say", 9, 9, 12, false},
+	}
+	for _, c := range cases {
+		if got := ShouldPublishLB(c.published, c.local, c.demand); got != c.want {
+			t.Errorf("%s: ShouldPublishLB(%d, %d, %d) = %v, want %v", c.name, c.published, c.local, c.demand, got, c.want)
+		}
+	}
+}
+
+// The load balancer index is gossiped when the load balancer changed, and
+// an index reached without a change only while some member's drain waits
+// past what was gossiped; this node's own drains read the local index.
+func TestLBIndexGossipedOnDemand(t *testing.T) {
+	m := testMembership()
+	gossiped := func() Meta {
+		t.Helper()
+		var meta Meta
+		if err := json.Unmarshal(m.NodeMeta(512), &meta); err != nil {
+			t.Fatal(err)
+		}
+		return meta
+	}
+	step := func(what string, do func(), wantLB, wantLocal uint64) {
+		t.Helper()
+		do()
+		if got := gossiped().LB; got != wantLB {
+			t.Errorf("%s: gossiped lb %d, want %d", what, got, wantLB)
+		}
+		if got := m.LBIndexes("self")["self"]; got != wantLocal {
+			t.Errorf("%s: local lb %d, want %d", what, got, wantLocal)
+		}
+	}
+	step("a change", func() { m.SetLBIndex(5, true) }, 5, 5)
+	step("no change, no drain", func() { m.SetLBIndex(8, false) }, 5, 8)
+	step("a drain at 7 joins", func() { m.NotifyJoin(gossipNode("n1", `{"id":"n1","dw":7}`)) }, 8, 8)
+	step("answered: no more", func() { m.SetLBIndex(9, false) }, 8, 9)
+	step("the drain moves to 12", func() { m.NotifyUpdate(gossipNode("n1", `{"id":"n1","dw":12}`)) }, 9, 9)
+	step("progress toward it", func() { m.SetLBIndex(12, false) }, 12, 12)
+	step("past it: quiet", func() { m.SetLBIndex(13, false) }, 12, 13)
+	step("the drain ends", func() { m.NotifyUpdate(gossipNode("n1", `{"id":"n1"}`)) }, 12, 13)
+	step("still quiet", func() { m.SetLBIndex(20, false) }, 12, 20)
+	m.SetDrainWait(4)
+	if got := gossiped(); got.DW != 4 || got.LB != 20 {
+		t.Errorf("own drain: gossiped dw %d lb %d, want 4 and the freshest lb 20", got.DW, got.LB)
 	}
 }

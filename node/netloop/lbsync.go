@@ -91,7 +91,7 @@ func (st *serviceTraffic) sync(l *Loop, ns netplan.State) {
 		st.ambiguous = amb
 	}
 	if reflect.DeepEqual(state, st.last) {
-		l.cfg.Members.SetLBIndex(idx)
+		l.cfg.Members.SetLBIndex(idx, false) // gossiped only if a drain asks
 		return
 	}
 	err := st.lb.Set(state)
@@ -106,7 +106,7 @@ func (st *serviceTraffic) sync(l *Loop, ns netplan.State) {
 		return
 	}
 	st.last = state
-	l.cfg.Members.SetLBIndex(idx)
+	l.cfg.Members.SetLBIndex(idx, true)
 }
 
 func (st *serviceTraffic) close() {

@@ -65,7 +65,7 @@ import (
 type Members interface {
 	Subscribe() (<-chan struct{}, func())
 	AliveSet() map[string]membership.Meta
-	SetLBIndex(index uint64)
+	SetLBIndex(index uint64, changed bool)
 }
 
 // Config is what a Loop needs; every field is required. It is not changed
@@ -330,7 +330,7 @@ func (l *Loop) Run(ctx context.Context) {
 		if traffic == nil {
 			// No load balancer here: nothing on this node sends traffic
 			// to tasks, so nothing to wait for (drainStops).
-			l.cfg.Members.SetLBIndex(l.cfg.Store.Index())
+			l.cfg.Members.SetLBIndex(l.cfg.Store.Index(), false)
 		}
 		select {
 		case <-ctx.Done():

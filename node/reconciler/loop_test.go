@@ -81,6 +81,7 @@ type noMembers struct{}
 
 func (noMembers) LBSubscribe() (<-chan struct{}, func()) { return make(chan struct{}), func() {} }
 func (noMembers) LBIndexes(string) map[string]uint64     { return nil }
+func (noMembers) SetDrainWait(uint64)                    {}
 
 // upNetwork is an overlay that is up and gave every container an address
 // on network "netb".

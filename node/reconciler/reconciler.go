@@ -76,6 +76,9 @@ type Raft interface {
 type Members interface {
 	LBSubscribe() (<-chan struct{}, func())
 	LBIndexes(selfID string) map[string]uint64
+	// SetDrainWait says which index the held stops wait for (0: none), so
+	// the other nodes gossip their load balancer index until they pass it.
+	SetDrainWait(index uint64)
 }
 
 // Network is the container network of this node (netloop.Attacher): whether
@@ -225,6 +228,7 @@ func (r *Reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 	// them from its load balancer.
 	acts, seen, wake := taskplan.DrainStops(acts, r.drainSeen, now, index, r.cfg.Members.LBIndexes(self), taskplan.DrainPeriod, netplan.ServesTraffic) // the load balancers' own rule
 	r.drainSeen = seen
+	r.cfg.Members.SetDrainWait(taskplan.DrainDemand(seen))
 	if !wake.IsZero() {
 		if r.drainTimer != nil {
 			r.drainTimer.Stop()

@@ -26,6 +26,18 @@ type DrainMark struct {
 	Index uint64
 }
 
+// DrainDemand is the highest index the drains in seen (DrainStops's map)
+// wait for, 0 when none: what this node gossips as its demand, so that the
+// other nodes gossip their load balancer index until they pass it
+// (membership.ShouldPublishLB).
+func DrainDemand(seen map[string]DrainMark) uint64 {
+	var d uint64
+	for _, m := range seen {
+		d = max(d, m.Index)
+	}
+	return d
+}
+
 // DrainStops holds back every stop of a container whose task was told to
 // stop while it served traffic until every live node's load balancer has
 // synced through the index this node had applied when it first saw that

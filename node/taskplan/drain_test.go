@@ -105,3 +105,20 @@ func sortedCopy(s []string) []string {
 	}
 	return c
 }
+
+func TestDrainDemand(t *testing.T) {
+	now := time.Unix(1000, 0)
+	cases := []struct {
+		seen map[string]DrainMark
+		want uint64
+	}{
+		{nil, 0},
+		{map[string]DrainMark{"a": {At: now, Index: 7}}, 7},
+		{map[string]DrainMark{"a": {At: now, Index: 7}, "b": {At: now, Index: 12}, "c": {At: now, Index: 3}}, 12},
+	}
+	for _, c := range cases {
+		if got := DrainDemand(c.seen); got != c.want {
+			t.Errorf("DrainDemand(%v) = %d, want %d", c.seen, got, c.want)
+		}
+	}
+}
