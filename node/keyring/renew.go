@@ -12,6 +12,7 @@ package keyring
 // certificate without the RPC.
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -68,11 +69,17 @@ func RenewalRecord(n *api.Node, serial, caFP string) *consensus.SetNodeCert {
 // (pki.RenewIn with pki.Spread(nodeID)), or at once (0) when the record's
 // CA, caCertPEM, did not sign it (the CA rotated).
 func RenewIn(leaf *x509.Certificate, caCertPEM []byte, nodeID string, now time.Time) time.Duration {
-	wait := pki.RenewIn(leaf.NotBefore, leaf.NotAfter, now, pki.Spread(nodeID))
-	if caCert, err := pki.ParseCertPEM(caCertPEM); err == nil && leaf.CheckSignatureFrom(caCert) != nil {
-		wait = 0 // the CA rotated: renew now
+	if CARotated(leaf, caCertPEM) {
+		return 0 // renew now
 	}
-	return wait
+	return pki.RenewIn(leaf.NotBefore, leaf.NotAfter, now, pki.Spread(nodeID))
+}
+
+// CARotated reports whether the CA of caCertPEM did not sign leaf (an
+// unreadable CA tells nothing: false).
+func CARotated(leaf *x509.Certificate, caCertPEM []byte) bool {
+	caCert, err := pki.ParseCertPEM(caCertPEM)
+	return err == nil && leaf.CheckSignatureFrom(caCert) != nil
 }
 
 // RenewBackoff is how long to wait after the failures-th failed renewal
@@ -90,8 +97,15 @@ func (k *Keeper) renewIfDue(ctx context.Context, dir string, c *consensus.Cluste
 		return time.Minute
 	}
 	now := time.Now()
-	if wait := RenewIn(cur.Leaf, c.CACertPEM, k.Self, now); wait > 0 {
-		return wait
+	// The pass runs on every store change: the signature check (an ECDSA
+	// verify) is redone only when the leaf or the record's CA changed.
+	if st.checkedLeaf != cur.Leaf || !bytes.Equal(st.checkedCA, c.CACertPEM) {
+		st.checkedLeaf, st.checkedCA, st.rotated = cur.Leaf, c.CACertPEM, CARotated(cur.Leaf, c.CACertPEM)
+	}
+	if !st.rotated {
+		if wait := pki.RenewIn(cur.Leaf.NotBefore, cur.Leaf.NotAfter, now, pki.Spread(k.Self)); wait > 0 {
+			return wait
+		}
 	}
 	if now.Before(st.nextRenew) {
 		return st.nextRenew.Sub(now)
