@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -326,8 +327,8 @@ func (a *Agent) stopCluster() {
 // least one answers; then, as Serf's reconnect does, it keeps knocking on
 // nodes of the state that gossip considers gone, so both sides of a healed
 // partition (or a node that was declared dead while it was only slow) find
-// each other again. It also keeps peers.json fresh so a restarted node finds
-// its way back.
+// each other again — one knock per round at most (membership.ReconnectPick).
+// It also keeps peers.json fresh so a restarted node finds its way back.
 func (a *Agent) gossipJoinLoop(ctx context.Context, cl *cluster, peers []string) {
 	joined := len(peers) == 0
 	// Retries are quick until gossip is joined; afterwards the loop has
@@ -348,9 +349,11 @@ func (a *Agent) gossipJoinLoop(ctx context.Context, cl *cluster, peers []string)
 			}
 		} else if slow || time.Since(lastReconnect) >= reconnectInterval {
 			lastReconnect = time.Now()
-			if gone := a.gossipAddrsFromState(cl, cl.members.AliveSet()); len(gone) > 0 {
-				if n, _ := cl.members.Join(gone); n > 0 {
-					a.log.Info("gossip reconnected to nodes it had lost", "count", n)
+			alive := cl.members.AliveSet()
+			gone := a.gossipAddrsFromState(cl, alive)
+			if knock := membership.ReconnectPick(gone, len(alive), rand.Float64(), rand.Float64()); len(knock) > 0 {
+				if n, _ := cl.members.Join(knock); n > 0 {
+					a.log.Info("gossip reconnected to a node it had lost", "addr", knock[0], "gone", len(gone))
 				}
 			}
 		}

@@ -851,3 +851,26 @@ func Dedupe(in []string, drop string) []string {
 	}
 	return out
 }
+
+// ReconnectPick chooses which of the gone nodes (gossip addresses of nodes
+// the state lists but gossip does not hold alive) a reconnect round knocks
+// on, as Serf's reconnect does: with probability len(gone)/alive, one of
+// them (roll in [0,1) decides whether, pick in [0,1) which). Across the
+// cluster that is about one knock per gone node per round. Knocking on
+// every gone node from every node was alive×gone full-state exchanges per
+// round: at 100 agents on two cores, with 17 nodes flagged down by the
+// load, 850 a second, which kept up the load that flagged them. One knock
+// that gets through heals the whole view: a join exchanges the full state.
+func ReconnectPick(gone []string, alive int, roll, pick float64) []string {
+	if len(gone) == 0 {
+		return nil
+	}
+	if alive < 1 {
+		alive = 1
+	}
+	if roll >= float64(len(gone))/float64(alive) {
+		return nil
+	}
+	i := min(int(pick*float64(len(gone))), len(gone)-1)
+	return gone[i : i+1]
+}

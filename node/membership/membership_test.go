@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"net"
+	"reflect"
 	"testing"
 	"time"
 
@@ -241,5 +242,30 @@ func TestLBIndexGossipedOnDemand(t *testing.T) {
 	m.SetDrainWait(4)
 	if got := gossiped(); got.DW != 4 || got.LB != 20 {
 		t.Errorf("own drain: gossiped dw %d lb %d, want 4 and the freshest lb 20", got.DW, got.LB)
+	}
+}
+
+func TestReconnectPick(t *testing.T) {
+	gone := []string{"a:7946", "b:7946", "c:7946"}
+	cases := []struct {
+		name       string
+		gone       []string
+		alive      int
+		roll, pick float64
+		want       []string
+	}{
+		{"nothing gone", nil, 3, 0, 0, nil},
+		{"alone after a partition: always knocks", gone[:2], 1, 0.99, 0.99, []string{"b:7946"}},
+		{"no alive count counts as one", gone[:1], 0, 0.99, 0, []string{"a:7946"}},
+		{"one of 100 gone: rarely", gone[:1], 99, 0.5, 0, nil},
+		{"one of 100 gone: on a low roll", gone[:1], 99, 0.005, 0, []string{"a:7946"}},
+		{"many gone: one knock, not all", gone, 75, 0.01, 0.5, []string{"b:7946"}},
+		{"roll at the probability: no", gone[:1], 2, 0.5, 0, nil},
+		{"pick 1.0 stays in range", gone, 1, 0, 1.0, []string{"c:7946"}},
+	}
+	for _, c := range cases {
+		if got := ReconnectPick(c.gone, c.alive, c.roll, c.pick); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s: ReconnectPick(%v, %d, %v, %v) = %v, want %v", c.name, c.gone, c.alive, c.roll, c.pick, got, c.want)
+		}
 	}
 }
