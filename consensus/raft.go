@@ -660,6 +660,15 @@ func (r *Raft) CaughtUp() bool {
 	return true
 }
 
+// Synced reports whether this node knows a leader and its store holds
+// every command in its log (CaughtUp): the loops that act on what the
+// replica does not hold (a task not listed, no encrypted network left)
+// wait for it.
+func (r *Raft) Synced() bool {
+	leader, _ := r.Leader()
+	return leader != "" && r.CaughtUp()
+}
+
 // Stats returns raft's diagnostic counters (for `shoal status` and
 // debugging), plus heartbeats_sent and heartbeats_cached: the heartbeats
 // this node sent as leader and those it answered from a follower's last

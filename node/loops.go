@@ -78,11 +78,8 @@ func (a *Agent) newNetLoop(cl *cluster) *netloop.Loop {
 		Metrics:        a.obs.m(),
 		ReplicaCurrent: func(index uint64) bool { return replicaCurrent(index, joinFloor) },
 		Write:          a.writeCmd,
-		Synced: func() bool {
-			leader, _ := cl.raft.Leader()
-			return leader != "" && cl.raft.CaughtUp()
-		},
-		Logger: a.log,
+		Synced:         cl.raft.Synced,
+		Logger:         a.log,
 	})
 }
 

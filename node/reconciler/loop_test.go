@@ -71,10 +71,9 @@ func (f *fakeRuntime) Remove(ctx context.Context, id string, force bool) error {
 // leaderRaft is a replica that is the leader and caught up.
 type leaderRaft struct{}
 
-func (leaderRaft) Leader() (string, string) { return "n1", "127.0.0.1:2377" }
-func (leaderRaft) CaughtUp() bool           { return true }
-func (leaderRaft) IsLeader() bool           { return true }
-func (leaderRaft) LastContact() time.Time   { return time.Now() }
+func (leaderRaft) Synced() bool           { return true }
+func (leaderRaft) IsLeader() bool         { return true }
+func (leaderRaft) LastContact() time.Time { return time.Now() }
 
 // noMembers is gossip without load balancers to wait for.
 type noMembers struct{}

@@ -65,8 +65,7 @@ type Runtime interface {
 // Raft is what the reconciler asks of consensus.Raft: whether the replica
 // has caught up with a leader, and when this node last heard one (fencing).
 type Raft interface {
-	Leader() (id, addr string)
-	CaughtUp() bool
+	Synced() bool
 	IsLeader() bool
 	LastContact() time.Time
 }
@@ -204,12 +203,6 @@ func (r *Reconciler) Run(ctx context.Context) {
 	}
 }
 
-// synced reports whether the local replica has caught up with a leader.
-func (r *Reconciler) synced() bool {
-	leader, _ := r.cfg.Raft.Leader()
-	return leader != "" && r.cfg.Raft.CaughtUp()
-}
-
 func (r *Reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 	self := r.cfg.NodeID
 	tasks := r.cfg.Store.TasksByNode(self)
@@ -222,7 +215,7 @@ func (r *Reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 	index := r.cfg.Store.Index()
 	now := time.Now().UTC()
 	containers := r.cfg.Runtime.List()
-	acts := taskplan.ComputeActions(self, tasks, containers, r.synced(), now)
+	acts := taskplan.ComputeActions(self, tasks, containers, r.cfg.Raft.Synced(), now)
 	acts = taskplan.FenceActions(acts, self, tasks, containers, r.specs(tasks), r.quiet(now))
 	// Stops of tasks that served traffic wait until every node has dropped
 	// them from its load balancer.
