@@ -258,11 +258,7 @@ type keysState struct {
 	nextRenew     time.Time // earliest retry after a failed renewal
 	failures      int
 	lastKEKPull   time.Time
-	// checkedLeaf and checkedCA are the pair CARotated last judged
-	// (rotated its answer).
-	checkedLeaf *x509.Certificate
-	checkedCA   []byte
-	rotated     bool
+	ca            caCheck
 }
 
 // Run keeps this node's keys in line with the replicated record; see the

@@ -242,7 +242,7 @@ func TestRenewIn(t *testing.T) {
 		{"the CA rotated", next.CertPEM(), leaf.NotBefore, 0, 0},
 		{"record CA unreadable: by time only", []byte("junk"), leaf.NotBefore, life / 2, life * 2 / 3},
 	} {
-		got := RenewIn(leaf, tt.ca, "n1", tt.at)
+		got := RenewIn(leaf, CARotated(leaf, tt.ca), "n1", tt.at)
 		if got < tt.min || got > tt.max {
 			t.Errorf("%s: renew in %s, want between %s and %s", tt.name, got, tt.min, tt.max)
 		}

@@ -67,9 +67,9 @@ func RenewalRecord(n *api.Node, serial, caFP string) *consensus.SetNodeCert {
 // RenewIn is how long until the certificate leaf must be renewed at now:
 // at its node's fixed point between 1/2 and 2/3 of its life
 // (pki.RenewIn with pki.Spread(nodeID)), or at once (0) when the record's
-// CA, caCertPEM, did not sign it (the CA rotated).
-func RenewIn(leaf *x509.Certificate, caCertPEM []byte, nodeID string, now time.Time) time.Duration {
-	if CARotated(leaf, caCertPEM) {
+// CA did not sign it (rotated, from CARotated).
+func RenewIn(leaf *x509.Certificate, rotated bool, nodeID string, now time.Time) time.Duration {
+	if rotated {
 		return 0 // renew now
 	}
 	return pki.RenewIn(leaf.NotBefore, leaf.NotAfter, now, pki.Spread(nodeID))
@@ -80,6 +80,21 @@ func RenewIn(leaf *x509.Certificate, caCertPEM []byte, nodeID string, now time.T
 func CARotated(leaf *x509.Certificate, caCertPEM []byte) bool {
 	caCert, err := pki.ParseCertPEM(caCertPEM)
 	return err == nil && leaf.CheckSignatureFrom(caCert) != nil
+}
+
+// caCheck is CARotated for the last (leaf, CA) pair asked: the keeper's
+// pass runs on every store change, and the check is an ECDSA verify.
+type caCheck struct {
+	leaf    *x509.Certificate
+	ca      []byte
+	rotated bool
+}
+
+func (c *caCheck) rotatedFor(leaf *x509.Certificate, caCertPEM []byte) bool {
+	if c.leaf != leaf || !bytes.Equal(c.ca, caCertPEM) {
+		c.leaf, c.ca, c.rotated = leaf, caCertPEM, CARotated(leaf, caCertPEM)
+	}
+	return c.rotated
 }
 
 // RenewBackoff is how long to wait after the failures-th failed renewal
@@ -97,15 +112,8 @@ func (k *Keeper) renewIfDue(ctx context.Context, dir string, c *consensus.Cluste
 		return time.Minute
 	}
 	now := time.Now()
-	// The pass runs on every store change: the signature check (an ECDSA
-	// verify) is redone only when the leaf or the record's CA changed.
-	if st.checkedLeaf != cur.Leaf || !bytes.Equal(st.checkedCA, c.CACertPEM) {
-		st.checkedLeaf, st.checkedCA, st.rotated = cur.Leaf, c.CACertPEM, CARotated(cur.Leaf, c.CACertPEM)
-	}
-	if !st.rotated {
-		if wait := pki.RenewIn(cur.Leaf.NotBefore, cur.Leaf.NotAfter, now, pki.Spread(k.Self)); wait > 0 {
-			return wait
-		}
+	if wait := RenewIn(cur.Leaf, st.ca.rotatedFor(cur.Leaf, c.CACertPEM), k.Self, now); wait > 0 {
+		return wait
 	}
 	if now.Before(st.nextRenew) {
 		return st.nextRenew.Sub(now)
