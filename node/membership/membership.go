@@ -345,22 +345,14 @@ func (m *Membership) publish() {
 // growing with n. It never blocks; an index not above the last one is
 // ignored.
 func (m *Membership) SetLBIndex(i uint64, changed bool) {
-	demand := m.lbDemand()
 	m.metaMu.Lock()
 	if i <= m.lbLocal {
 		m.metaMu.Unlock()
 		return
 	}
 	m.lbLocal = i
-	publish := changed || ShouldPublishLB(m.self.LB, i, demand)
-	if publish {
-		m.self.LB = i
-		m.encodeSelfLocked()
-	}
 	m.metaMu.Unlock()
-	if publish {
-		m.Republish()
-	}
+	m.publishLB(changed)
 	m.signalLB()
 }
 
@@ -400,12 +392,16 @@ func (m *Membership) lbDemand() uint64 {
 	return d
 }
 
-// answerDemand gossips this node's load balancer index if a member's drain
-// now waits on it (a DW arrived).
-func (m *Membership) answerDemand() {
-	demand := m.lbDemand()
+// publishLB gossips this node's load balancer index when it is ahead of
+// what was gossiped last and either force is set (the load balancer
+// changed) or a member's drain waits on it (ShouldPublishLB).
+func (m *Membership) publishLB(force bool) {
+	var demand uint64
+	if !force {
+		demand = m.lbDemand()
+	}
 	m.metaMu.Lock()
-	publish := ShouldPublishLB(m.self.LB, m.lbLocal, demand)
+	publish := force && m.lbLocal > m.self.LB || ShouldPublishLB(m.self.LB, m.lbLocal, demand)
 	if publish {
 		m.self.LB = m.lbLocal
 		m.encodeSelfLocked()
@@ -706,7 +702,7 @@ func (m *Membership) upsert(n *memberlist.Node) {
 	m.addrs[n.Name] = addr
 	m.mu.Unlock()
 	if meta.DW > prev.DW { // a drain newly waits (prev is zero for a newcomer)
-		m.answerDemand()
+		m.publishLB(false)
 	}
 	if lbOnly {
 		m.signalLB()
