@@ -175,6 +175,22 @@ func PlanVoters(in Input, cfg Config) []VoterChange {
 		members = append(members, m)
 	}
 	quorumSafe := func(v, hv int) bool { return v >= 1 && hv >= v/2+1 }
+	// demote plans m's demotion when the voters left keep a quorum of
+	// healthy ones, and reports whether it did.
+	demote := func(m *apServer) bool {
+		hv := healthyVoters
+		if m.class == classHealthy {
+			hv--
+		}
+		if !quorumSafe(voters-1, hv) {
+			return false
+		}
+		plan = append(plan, VoterChange{Action: ActionDemote, ID: m.ID, Addr: m.Addr})
+		m.Voter = false
+		voters--
+		healthyVoters = hv
+		return true
+	}
 
 	alive, aliveVoters := 0, 0
 	for _, m := range members {
@@ -209,20 +225,9 @@ func PlanVoters(in Input, cfg Config) []VoterChange {
 	// 6a. Demote voting workers (never the leader: see 6b), when the
 	// remaining voters keep a quorum.
 	for _, m := range members {
-		if !m.Voter || !m.node.Worker || m.ID == in.LeaderID {
-			continue
+		if m.Voter && m.node.Worker && m.ID != in.LeaderID {
+			demote(m)
 		}
-		hv := healthyVoters
-		if m.class == classHealthy {
-			hv--
-		}
-		if !quorumSafe(voters-1, hv) {
-			continue
-		}
-		plan = append(plan, VoterChange{Action: ActionDemote, ID: m.ID, Addr: m.Addr})
-		m.Voter = false
-		voters--
-		healthyVoters = hv
 	}
 
 	// 4. Demote voters dead past the grace once replaced.
@@ -240,12 +245,9 @@ func PlanVoters(in Input, cfg Config) []VoterChange {
 		return a.ID < b.ID
 	})
 	for _, m := range dead {
-		if target < 3 || aliveVoters < target || !quorumSafe(voters-1, healthyVoters) {
-			continue
+		if target >= 3 && aliveVoters >= target {
+			demote(m) // dead: not among the healthy voters
 		}
-		plan = append(plan, VoterChange{Action: ActionDemote, ID: m.ID, Addr: m.Addr})
-		m.Voter = false
-		voters--
 	}
 
 	// 5. Demote extras: down ones first, then the newest healthy; never the
@@ -268,18 +270,9 @@ func PlanVoters(in Input, cfg Config) []VoterChange {
 			if aliveVoters <= target {
 				break
 			}
-			hv := healthyVoters
-			if m.class == classHealthy {
-				hv--
+			if demote(m) {
+				aliveVoters--
 			}
-			if !quorumSafe(voters-1, hv) {
-				continue
-			}
-			plan = append(plan, VoterChange{Action: ActionDemote, ID: m.ID, Addr: m.Addr})
-			m.Voter = false
-			voters--
-			healthyVoters = hv
-			aliveVoters--
 		}
 	}
 
