@@ -6,6 +6,7 @@ package node
 // `leave` can drop them in one move.
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -183,7 +184,14 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		}
 	}
 
+	timing, err := membership.Profile(a.cfg.GossipProfile)
+	if err != nil {
+		cancel()
+		cl.wg.Wait()
+		return err
+	}
 	mem, err := membership.New(membership.Config{
+		Timing:        timing,
 		Name:          a.id.NodeID,
 		BindAddr:      a.cfg.bindIP(),
 		BindPort:      a.cfg.GossipPort,
@@ -199,6 +207,8 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		return err
 	}
 	cl.members = mem
+	a.log.Info("gossip started", "profile", cmp.Or(a.cfg.GossipProfile, "fast"), "probe_interval", timing.ProbeInterval,
+		"probe_timeout", timing.ProbeTimeout, "expected_detection_10", timing.ExpectedDetection(10))
 	r.SetCommandGate(commandGate(r, mem))
 
 	a.mu.Lock()

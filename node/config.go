@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/ui"
 )
@@ -24,6 +25,10 @@ type Config struct {
 	Socket        string // unix socket of the HTTP API
 	GossipPort    int
 	ClusterPort   int
+	// GossipProfile names the gossip timing (membership.Profiles): "fast"
+	// (the default, a dead host found in under a second) or "tolerant"
+	// (for agents sharing starved CPUs; see membership.TolerantTiming).
+	GossipProfile string
 	Hostname      string
 	LogLevel      string
 	// ForceNewCluster rewrites the Raft configuration to this node alone,
@@ -77,6 +82,13 @@ func DefaultConfig() Config {
 	}
 }
 
+// CheckGossipProfile reports whether name is a gossip profile an agent can
+// run with ("" is the default, "fast").
+func CheckGossipProfile(name string) error {
+	_, err := membership.Profile(name)
+	return err
+}
+
 // Validate reports every problem of the configuration, joined.
 func (c Config) Validate() error {
 	var errs []error
@@ -104,6 +116,9 @@ func (c Config) Validate() error {
 	}
 	if c.Hostname == "" {
 		errs = append(errs, errors.New("--hostname is empty"))
+	}
+	if _, err := membership.Profile(c.GossipProfile); err != nil {
+		errs = append(errs, fmt.Errorf("--gossip-profile: %w", err))
 	}
 	if _, _, err := net.ParseCIDR(c.ClusterCIDR); err != nil {
 		errs = append(errs, fmt.Errorf("cluster CIDR: %w", err))

@@ -23,6 +23,7 @@ type agentFlags struct {
 	Socket          string
 	GossipPort      int
 	ClusterPort     int
+	GossipProfile   string // fast or tolerant (validated)
 	ForceNewCluster bool
 	LogLevel        string // debug, info, warn or error (validated)
 	Hostname        string
@@ -45,6 +46,7 @@ func agentCommand(s *shell) *cli.Command {
 			&cli.StringFlag{Name: "socket", Value: "/run/shoal/shoal.sock", Usage: "path of the API unix socket"},
 			&cli.IntFlag{Name: "gossip-port", Value: 7946, Usage: "memberlist port (tcp+udp)"},
 			&cli.IntFlag{Name: "cluster-port", Value: 2377, Usage: "mutual-TLS raft and RPC port"},
+			&cli.StringFlag{Name: "gossip-profile", Value: "fast", Usage: "failure detection: fast (a dead host found in under a second) or tolerant (2.5-3.5 s; for agents that share starved CPUs, e.g. many agents on one machine)"},
 			&cli.BoolFlag{Name: "force-new-cluster", Usage: "restart as a single-voter cluster from the local state"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "hostname", Value: hostname, DefaultText: "this host's name", Usage: "node name shown in the cluster"},
@@ -88,6 +90,7 @@ func agentFlagsOf(c *cli.Context) (agentFlags, error) {
 		Socket:          strings.TrimPrefix(c.String("socket"), "unix://"),
 		GossipPort:      c.Int("gossip-port"),
 		ClusterPort:     c.Int("cluster-port"),
+		GossipProfile:   c.String("gossip-profile"),
 		ForceNewCluster: c.Bool("force-new-cluster"),
 		Hostname:        c.String("hostname"),
 		CertLifetime:    c.Duration("cert-lifetime"),
@@ -107,6 +110,9 @@ func agentFlagsOf(c *cli.Context) (agentFlags, error) {
 		if p.v < 0 || p.v > 65535 {
 			return f, specflags.UsageErrorf("invalid --%s %d", p.name, p.v)
 		}
+	}
+	if err := node.CheckGossipProfile(f.GossipProfile); err != nil {
+		return f, specflags.UsageErrorf("invalid --gossip-profile: %v", err)
 	}
 	if f.CertLifetime < time.Minute {
 		return f, specflags.UsageErrorf("invalid --cert-lifetime %s: at least 1m (certificates renew at half of it)", f.CertLifetime)
@@ -138,6 +144,7 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	cfg.Socket = f.Socket
 	cfg.GossipPort = f.GossipPort
 	cfg.ClusterPort = f.ClusterPort
+	cfg.GossipProfile = f.GossipProfile
 	cfg.ForceNewCluster = f.ForceNewCluster
 	cfg.LogLevel = f.LogLevel
 	cfg.UIAddr = f.UIAddr

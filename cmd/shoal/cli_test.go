@@ -595,14 +595,14 @@ func TestCLIAgentFlags(t *testing.T) {
 	s := &shell{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, stdin: strings.NewReader(""), poll: time.Millisecond, now: time.Now,
 		startAgent: func(_ context.Context, f agentFlags) error { got = f; return nil }}
 	code := s.run(context.Background(), strings.Fields("shoal agent --data-dir /tmp/d --advertise-addr 10.0.0.5 --listen-addr 0.0.0.0 "+
-		"--socket unix:///tmp/d/s.sock --gossip-port 8946 --cluster-port 3377 --force-new-cluster --log-level DEBUG --hostname n5 --cert-lifetime 5m"))
+		"--socket unix:///tmp/d/s.sock --gossip-port 8946 --cluster-port 3377 --force-new-cluster --log-level DEBUG --hostname n5 --cert-lifetime 5m --gossip-profile tolerant"))
 	want := agentFlags{DataDir: "/tmp/d", AdvertiseAddr: "10.0.0.5", ListenAddr: "0.0.0.0", Socket: "/tmp/d/s.sock",
-		GossipPort: 8946, ClusterPort: 3377, ForceNewCluster: true, LogLevel: "debug", Hostname: "n5", CertLifetime: 5 * time.Minute}
+		GossipPort: 8946, ClusterPort: 3377, GossipProfile: "tolerant", ForceNewCluster: true, LogLevel: "debug", Hostname: "n5", CertLifetime: 5 * time.Minute}
 	if code != 0 || got != want {
 		t.Fatalf("exit %d, flags %+v, want %+v", code, got, want)
 	}
 	code = s.run(context.Background(), strings.Fields("shoal agent"))
-	if code != 0 || got.DataDir != "/var/lib/shoal" || got.Socket != "/run/shoal/shoal.sock" || got.GossipPort != 7946 || got.ClusterPort != 2377 || got.LogLevel != "info" || got.Hostname == "" {
+	if code != 0 || got.DataDir != "/var/lib/shoal" || got.Socket != "/run/shoal/shoal.sock" || got.GossipPort != 7946 || got.ClusterPort != 2377 || got.GossipProfile != "fast" || got.LogLevel != "info" || got.Hostname == "" {
 		t.Fatalf("defaults: exit %d, %+v", code, got)
 	}
 	if code := s.run(context.Background(), strings.Fields("shoal agent --cert-lifetime 10s")); code != 2 {
@@ -613,5 +613,10 @@ func TestCLIAgentFlags(t *testing.T) {
 	}
 	if code := s.run(context.Background(), strings.Fields("shoal agent --gossip-port 70000")); code != 2 {
 		t.Fatalf("bad port: exit %d", code)
+	}
+	errb := s.stderr.(*bytes.Buffer)
+	errb.Reset()
+	if code := s.run(context.Background(), strings.Fields("shoal agent --gossip-profile slow")); code != 2 || !strings.Contains(errb.String(), "gossip-profile") {
+		t.Fatalf("bad gossip profile: exit %d, stderr %q", code, errb.String())
 	}
 }

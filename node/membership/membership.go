@@ -84,12 +84,51 @@ type Timing struct {
 	GossipInterval time.Duration
 }
 
-// DefaultTiming is what New uses.
+// DefaultTiming is the "fast" profile, what New uses unless told
+// otherwise: a dead host is found in under a second.
 var DefaultTiming = Timing{
 	ProbeInterval:  300 * time.Millisecond,
 	ProbeTimeout:   150 * time.Millisecond,
 	SuspicionMult:  1,
 	GossipInterval: 300 * time.Millisecond,
+}
+
+// TolerantTiming is the "tolerant" profile, for agents that share their
+// CPU with many others (dense test rigs, oversubscribed VMs: 100 agents on
+// 2 cores get 2 % of a core each). The fast profile's 150 ms ping and 300
+// ms suspicion cannot tell a starved agent from a dead one there: at 100
+// agents on this 2-core machine its false suspicions fed a gossip storm
+// (suspect, dead and refuting alive messages, each retransmitted to
+// log(n) members, each waking every loop that follows membership) that
+// kept the load at 100-260 and never let the cluster settle. Here the
+// direct ping gets 500 ms and the indirect probes the other 500 ms, and the
+// suspicion lasts a second per log10(n): 2.5 s expected detection up to 10
+// nodes, 3.5 s at 100 (Swarm's heartbeat takes 5-17 s). Gossip ticks twice
+// a second: 5 idle wake-ups a second against the fast profile's 13.
+var TolerantTiming = Timing{
+	ProbeInterval:  time.Second,
+	ProbeTimeout:   500 * time.Millisecond,
+	SuspicionMult:  1,
+	GossipInterval: 500 * time.Millisecond,
+}
+
+// Profiles are the gossip timings an agent can be started with
+// (`shoal agent --gossip-profile`).
+var Profiles = map[string]Timing{"fast": DefaultTiming, "tolerant": TolerantTiming}
+
+// ErrUnknownProfile is returned for a gossip profile Profiles lacks.
+var ErrUnknownProfile = errors.New("unknown gossip profile")
+
+// Profile returns the timing of a named profile ("" is "fast").
+func Profile(name string) (Timing, error) {
+	if name == "" {
+		name = "fast"
+	}
+	t, ok := Profiles[name]
+	if !ok {
+		return Timing{}, fmt.Errorf("%w %q: want fast or tolerant", ErrUnknownProfile, name)
+	}
+	return t, nil
 }
 
 // apply sets t on memberlist's config.
@@ -136,6 +175,8 @@ type Config struct {
 	Fence Fence
 	// Logger receives memberlist's log lines (nil: discarded).
 	Logger *slog.Logger
+	// Timing is gossip's timers; the zero value is DefaultTiming.
+	Timing Timing
 }
 
 // Meta is what every node gossips about itself (≤ 512 bytes).
@@ -271,7 +312,11 @@ func New(cfg Config, meta Meta) (*Membership, error) {
 	mc.BindPort = cfg.BindPort
 	mc.AdvertiseAddr = cfg.AdvertiseAddr
 	mc.AdvertisePort = cfg.AdvertisePort
-	DefaultTiming.apply(mc)
+	timing := cfg.Timing
+	if timing == (Timing{}) {
+		timing = DefaultTiming
+	}
+	timing.apply(mc)
 	mc.EnableCompression = false
 	mc.GossipToTheDeadTime = 5 * time.Second
 	mc.PushPullInterval = 30 * time.Second // a full state exchange; a backstop, gossip carries changes
