@@ -43,6 +43,7 @@ listen-addr: 0.0.0.0
 socket: unix:///run/s/shoal.sock
 gossip-port: 8946
 cluster-port: 3377
+gossip-profile: tolerant
 force-new-cluster: true
 log-level: WARN
 hostname: edge-1
@@ -51,7 +52,7 @@ metrics-addr: 127.0.0.1:9323
 `
 	got, errOut, code := runAgentCLI(t, "", "--config", writeConfig(t, full))
 	want := agentFlags{DataDir: "/srv/shoal", AdvertiseAddr: "192.0.2.7", ListenAddr: "0.0.0.0", Socket: "/run/s/shoal.sock",
-		GossipPort: 8946, ClusterPort: 3377, ForceNewCluster: true, LogLevel: "warn", Hostname: "edge-1", CertLifetime: 48 * time.Hour,
+		GossipPort: 8946, ClusterPort: 3377, GossipProfile: "tolerant", ForceNewCluster: true, LogLevel: "warn", Hostname: "edge-1", CertLifetime: 48 * time.Hour,
 		MetricsAddr: "127.0.0.1:9323"}
 	if code != 0 || got != want {
 		t.Fatalf("exit %d (%s), flags %+v, want %+v", code, errOut, got, want)
