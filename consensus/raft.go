@@ -305,8 +305,13 @@ func newRaft(cfg Config, store *Store, logger hclog.Logger, st storage) (_ *Raft
 		}
 		cut = newCutLayer(cfg.StreamLayer)
 		trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-			Stream:  cut,
-			MaxPool: 3,
+			Stream: cut,
+			// One idle connection per follower: its heartbeats and its
+			// replication share it (thinTransport turns the pipeline
+			// off); a call that finds it busy dials another, closed
+			// after use, so a busy moment does not leave a second
+			// connection and its 256 KiB buffer behind.
+			MaxPool: 1,
 			Timeout: cfg.TransportTimeout,
 			Logger:  logger.Named("net"),
 		})
