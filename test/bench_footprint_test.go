@@ -6,6 +6,11 @@ package test
 //
 //	go test -run '^$' -bench Footprint -benchtime 1x ./test/
 //	SHOAL_BENCH_NODES=50 SHOAL_BENCH_IDLE=2m go test -run '^$' -bench FootprintCluster -benchtime 1x ./test/
+//	SHOAL_BENCH_NODES=100 SHOAL_BENCH_GOSSIP_PROFILE=tolerant SHOAL_BENCH_IDLE=10m go test ...
+//
+// SHOAL_BENCH_GOSSIP_PROFILE picks the agents' --gossip-profile (fast by
+// default); 100 agents on this 2-core machine need tolerant (membership
+// TolerantTiming says why).
 //
 // Idle CPU is CPU-seconds (utime+stime from /proc/PID/stat) over a window of
 // SHOAL_BENCH_IDLE (default 60s) divided by the window: the agent's own
@@ -65,6 +70,21 @@ func benchNodes(b *testing.B) int {
 		}
 	}
 	return n
+}
+
+// benchGossip is SHOAL_BENCH_GOSSIP_PROFILE (default fast), the agents'
+// --gossip-profile, and the suffix that names it in the printed rows.
+func benchGossip(b *testing.B) (harness.Option, string) {
+	b.Helper()
+	p := os.Getenv("SHOAL_BENCH_GOSSIP_PROFILE")
+	switch p {
+	case "", "fast":
+		return harness.WithAgentArgs("--gossip-profile", "fast"), ""
+	case "tolerant":
+		return harness.WithAgentArgs("--gossip-profile", p), " (" + p + ")"
+	}
+	b.Fatalf("SHOAL_BENCH_GOSSIP_PROFILE=%q: want fast or tolerant", p)
+	return nil, ""
 }
 
 // cpuTicks reads utime+stime of pid in clock ticks.
@@ -312,7 +332,8 @@ func nodeDownEvents(b *testing.B, h *harness.Host, since, until time.Time) int {
 // BenchmarkFootprintIdle3: CPU and RSS of the agents of an idle, formed
 // 3-node cluster with no services.
 func BenchmarkFootprintIdle3(b *testing.B) {
-	c := harness.New(b, 3)
+	opt, sfx := benchGossip(b)
+	c := harness.New(b, 3, opt)
 	c.Form(b)
 	waitVoters(b, c, 3, 3)
 	settle(b, c, 3)
@@ -321,14 +342,14 @@ func BenchmarkFootprintIdle3(b *testing.B) {
 	since := time.Now()
 	ticks, exact, wake := idleCPU(b, c.Hosts(), w)
 	b.StopTimer()
-	reportCPU(b, "idle-cpu-3", ticks, w, "utime+stime, agent and supervisor")
-	reportCPU(b, "idle-cpu-3-exact", exact, w, "schedstat, agent and supervisor")
-	reportWakeups(b, "idle-wakeups-3", wake)
-	reportRSS(b, "idle-rss-3", c.Hosts())
-	reportAnon(b, "idle-anon-3", c.Hosts())
+	reportCPU(b, "idle-cpu-3"+sfx, ticks, w, "utime+stime, agent and supervisor")
+	reportCPU(b, "idle-cpu-3-exact"+sfx, exact, w, "schedstat, agent and supervisor")
+	reportWakeups(b, "idle-wakeups-3"+sfx, wake)
+	reportRSS(b, "idle-rss-3"+sfx, c.Hosts())
+	reportAnon(b, "idle-anon-3"+sfx, c.Hosts())
 	down := nodeDownEvents(b, c.Host(1), since, time.Now())
 	b.ReportMetric(float64(down), "false-down")
-	printRow(b, "idle-false-down-3", 1, strconv.Itoa(down), "", "", "node down events while idle (goal 0)")
+	printRow(b, "idle-false-down-3"+sfx, 1, strconv.Itoa(down), "", "", "node down events while idle (goal 0)")
 }
 
 // BenchmarkFootprintCluster: SHOAL_BENCH_NODES agents (default 25) start at
@@ -339,8 +360,9 @@ func BenchmarkFootprintIdle3(b *testing.B) {
 // `down` events (goal 0).
 func BenchmarkFootprintCluster(b *testing.B) {
 	n := benchNodes(b)
+	opt, sfx := benchGossip(b)
 	ensureNeighbourRoom(b, n)
-	c := harness.New(b, n)
+	c := harness.New(b, n, opt)
 	c.StartAll(b)
 	h1 := c.Host(1)
 	h1.MustCLI(b, "init")
@@ -379,31 +401,31 @@ func BenchmarkFootprintCluster(b *testing.B) {
 	formed := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(formed.Seconds(), "s/formed")
-	printRow(b, fmt.Sprintf("form-%d joins", n), 1, fmt.Sprintf("%.2f s", joined.Seconds()), "", "",
+	printRow(b, fmt.Sprintf("form-%d joins", n)+sfx, 1, fmt.Sprintf("%.2f s", joined.Seconds()), "", "",
 		fmt.Sprintf("every `join` returned; %d refused and retried (goal 0)", retried))
-	printRow(b, fmt.Sprintf("form-%d", n), 1, fmt.Sprintf("%.2f s", formed.Seconds()), "", "", "node 1 lists every node ready (goal <= 30 s at 100)")
+	printRow(b, fmt.Sprintf("form-%d", n)+sfx, 1, fmt.Sprintf("%.2f s", formed.Seconds()), "", "", "node 1 lists every node ready (goal <= 30 s at 100)")
 
 	settle(b, c, n)
 	w := idleWindow(b)
 	since := time.Now()
 	ticks, exact, wake := idleCPU(b, c.Hosts(), w)
-	reportCPU(b, fmt.Sprintf("idle-cpu-%d", n), ticks, w, "utime+stime, agent and supervisor")
-	reportCPU(b, fmt.Sprintf("idle-cpu-%d-exact", n), exact, w, "schedstat, agent and supervisor")
-	reportWakeups(b, fmt.Sprintf("idle-wakeups-%d", n), wake)
+	reportCPU(b, fmt.Sprintf("idle-cpu-%d", n)+sfx, ticks, w, "utime+stime, agent and supervisor")
+	reportCPU(b, fmt.Sprintf("idle-cpu-%d-exact", n)+sfx, exact, w, "schedstat, agent and supervisor")
+	reportWakeups(b, fmt.Sprintf("idle-wakeups-%d", n)+sfx, wake)
 	leader := c.Leader(b, time.Minute)
-	reportRSS(b, fmt.Sprintf("leader-rss-%d", n), []*harness.Host{leader})
+	reportRSS(b, fmt.Sprintf("leader-rss-%d", n)+sfx, []*harness.Host{leader})
 	var others []*harness.Host
 	for _, h := range c.Hosts() {
 		if h != leader {
 			others = append(others, h)
 		}
 	}
-	reportRSS(b, fmt.Sprintf("idle-rss-%d", n), others)
-	reportAnon(b, fmt.Sprintf("leader-anon-%d", n), []*harness.Host{leader})
-	reportAnon(b, fmt.Sprintf("idle-anon-%d", n), others)
+	reportRSS(b, fmt.Sprintf("idle-rss-%d", n)+sfx, others)
+	reportAnon(b, fmt.Sprintf("leader-anon-%d", n)+sfx, []*harness.Host{leader})
+	reportAnon(b, fmt.Sprintf("idle-anon-%d", n)+sfx, others)
 	down := nodeDownEvents(b, leader, since, time.Now())
 	b.ReportMetric(float64(down), "false-down")
-	printRow(b, fmt.Sprintf("idle-false-down-%d", n), 1, strconv.Itoa(down), "", "", "node down events while idle (goal 0)")
+	printRow(b, fmt.Sprintf("idle-false-down-%d", n)+sfx, 1, strconv.Itoa(down), "", "", "node down events while idle (goal 0)")
 }
 
 // ensureNeighbourRoom raises the kernel's neighbour table limits, which all
