@@ -81,7 +81,7 @@ func benchGossip(b *testing.B) (harness.Option, string) {
 	case "", "fast":
 		return harness.WithAgentArgs("--gossip-profile", "fast"), ""
 	case "tolerant":
-		return harness.WithAgentArgs("--gossip-profile", p), " (" + p + ")"
+		return harness.WithAgentArgs("--gossip-profile", p), "-" + p
 	}
 	b.Fatalf("SHOAL_BENCH_GOSSIP_PROFILE=%q: want fast or tolerant", p)
 	return nil, ""
