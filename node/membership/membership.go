@@ -100,7 +100,8 @@ var DefaultTiming = Timing{
 // agents on this 2-core machine its false suspicions fed a gossip storm
 // (suspect, dead and refuting alive messages, each retransmitted to
 // log(n) members, each waking every loop that follows membership) that
-// kept the load at 100-260 and never let the cluster settle. Here the
+// kept the load at 100-260 and never let the cluster settle; with this
+// profile it formed in 23 s and had no false down in 10 idle minutes. Here the
 // direct ping gets 500 ms and the indirect probes the other 500 ms, and the
 // suspicion lasts a second per log10(n): 2.5 s expected detection up to 10
 // nodes, 3.5 s at 100 (Swarm's heartbeat takes 5-17 s). Gossip ticks twice
