@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -234,16 +235,11 @@ func (d *DNS) Addr() string {
 // Run serves UDP and TCP until ctx ends, then shuts both servers down and
 // returns nil. It returns an error if it cannot bind or a server fails.
 func (d *DNS) Run(ctx context.Context) error {
-	pc, err := net.ListenPacket("udp", d.cfg.Addr)
+	pc, ln, err := listenPair(d.cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("dns listen udp %s: %w", d.cfg.Addr, err)
+		return err
 	}
 	bound := pc.LocalAddr().String()
-	ln, err := net.Listen("tcp", bound)
-	if err != nil {
-		pc.Close()
-		return fmt.Errorf("dns listen tcp %s: %w", bound, err)
-	}
 	// The UDP server's read timeout only paces its read loop (a shutdown
 	// closes the socket): the default 2 s woke every idle node twice a
 	// second for nothing (issue 10).
@@ -278,6 +274,39 @@ func (d *DNS) Run(ctx context.Context) error {
 	ln.Close()
 	wg.Wait()
 	return runErr
+}
+
+// pairTries bounds listenPair's attempts for port 0.
+const pairTries = 16
+
+// listenPair binds UDP and TCP on one port of addr. For port 0 the kernel
+// picks the UDP port, and the same port's TCP side may be in use already
+// (another socket's ephemeral port: TCP and UDP draw from one range), so a
+// TCP bind refused with EADDRINUSE is retried on another UDP port, up to
+// pairTries times. A fixed port gets one try.
+func listenPair(addr string) (net.PacketConn, net.Listener, error) {
+	tries := 1
+	if _, port, err := net.SplitHostPort(addr); err == nil && port == "0" {
+		tries = pairTries
+	}
+	var err error
+	for range tries {
+		pc, perr := net.ListenPacket("udp", addr)
+		if perr != nil {
+			return nil, nil, fmt.Errorf("dns listen udp %s: %w", addr, perr)
+		}
+		bound := pc.LocalAddr().String()
+		ln, lerr := net.Listen("tcp", bound)
+		if lerr == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		err = fmt.Errorf("dns listen tcp %s: %w", bound, lerr)
+		if !errors.Is(lerr, syscall.EADDRINUSE) {
+			break
+		}
+	}
+	return nil, nil, err
 }
 
 // ServeDNS answers one query. It implements dns.Handler.

@@ -2,11 +2,14 @@ package lb
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,11 +37,7 @@ func fakeUpstream(t *testing.T) (addr string, queries func() int) {
 		}
 		_ = w.WriteMsg(m)
 	})
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
+	pc, ln, err := listenPair("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,5 +265,32 @@ func TestUpstreamsFromResolvConf(t *testing.T) {
 	}
 	if !slices.Equal(search, []string{"corp.example", "lab.example"}) {
 		t.Fatalf("search %v", search)
+	}
+}
+
+// TestListenPairFixedPortTaken: a fixed port whose TCP side is taken is an
+// error naming TCP (one try), and port 0 still gets a pair that shares its
+// port.
+func TestListenPairFixedPortTaken(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	if pc, ln, err := listenPair(taken.Addr().String()); err == nil {
+		pc.Close()
+		ln.Close()
+		t.Fatalf("listenPair(%s) with its TCP side taken succeeded", taken.Addr())
+	} else if !strings.Contains(err.Error(), "listen tcp") || !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("listenPair(%s): %v, want a TCP EADDRINUSE", taken.Addr(), err)
+	}
+	pc, ln, err := listenPair("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	defer ln.Close()
+	if pc.LocalAddr().String() != ln.Addr().String() {
+		t.Fatalf("UDP %s and TCP %s differ", pc.LocalAddr(), ln.Addr())
 	}
 }
