@@ -207,7 +207,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		return err
 	}
 	cl.members = mem
-	a.log.Info("gossip started", "profile", cmp.Or(a.cfg.GossipProfile, "fast"), "probe_interval", timing.ProbeInterval,
+	a.log.Info("gossip started", "profile", cmp.Or(a.cfg.GossipProfile, membership.DefaultProfile), "probe_interval", timing.ProbeInterval,
 		"probe_timeout", timing.ProbeTimeout, "expected_detection_10", timing.ExpectedDetection(10))
 	r.SetCommandGate(commandGate(r, mem))
 

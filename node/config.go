@@ -79,6 +79,7 @@ func DefaultConfig() Config {
 		DeadVoterGrace: 10 * time.Second,
 		CertLifetime:   pki.DefaultNodeCertValidity,
 		RestartGrace:   15 * time.Second,
+		GossipProfile:  membership.DefaultProfile,
 	}
 }
 
@@ -117,7 +118,7 @@ func (c Config) Validate() error {
 	if c.Hostname == "" {
 		errs = append(errs, errors.New("--hostname is empty"))
 	}
-	if _, err := membership.Profile(c.GossipProfile); err != nil {
+	if err := CheckGossipProfile(c.GossipProfile); err != nil {
 		errs = append(errs, fmt.Errorf("--gossip-profile: %w", err))
 	}
 	if _, _, err := net.ParseCIDR(c.ClusterCIDR); err != nil {

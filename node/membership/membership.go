@@ -113,17 +113,20 @@ var TolerantTiming = Timing{
 	GossipInterval: 500 * time.Millisecond,
 }
 
+// DefaultProfile names DefaultTiming in Profiles.
+const DefaultProfile = "fast"
+
 // Profiles are the gossip timings an agent can be started with
 // (`shoal agent --gossip-profile`).
-var Profiles = map[string]Timing{"fast": DefaultTiming, "tolerant": TolerantTiming}
+var Profiles = map[string]Timing{DefaultProfile: DefaultTiming, "tolerant": TolerantTiming}
 
 // ErrUnknownProfile is returned for a gossip profile Profiles lacks.
 var ErrUnknownProfile = errors.New("unknown gossip profile")
 
-// Profile returns the timing of a named profile ("" is "fast").
+// Profile returns the timing of a named profile ("" is DefaultProfile).
 func Profile(name string) (Timing, error) {
 	if name == "" {
-		name = "fast"
+		name = DefaultProfile
 	}
 	t, ok := Profiles[name]
 	if !ok {
