@@ -33,12 +33,16 @@ package consensus
 // Why this is safe in hashicorp/raft v1.8.0:
 //
 //   - Followers. A follower starts an election only when it has heard
-//     nothing from the leader for HeartbeatTimeout (1 s). It now hears a
-//     real heartbeat every HeartbeatInterval plus at most one raft tick
-//     (HeartbeatTimeout/5): ≤ 500 ms at 300 ms, still half the timeout, and
-//     at most the expedited timeout (LeaderLeaseTimeout, 500 ms) that node
-//     sets while gossip suspects the leader — and even then pre-vote keeps
-//     the others, which still know the leader, from granting an election.
+//     nothing from the leader for HeartbeatTimeout. It now hears a real
+//     heartbeat every HeartbeatInterval plus at most one raft tick
+//     (HeartbeatTimeout/5): ≤ 500 ms with DefaultTiming (300 ms of a 1 s
+//     timeout), ≤ 1.4 s with QuietTiming (1 s of 2 s) — within the timeout
+//     either way. The expedited timeout node sets once gossip has declared
+//     the leader dead (LeaderLeaseTimeout: 500 ms, 1 s) may be shorter
+//     than QuietTiming's silences, which is the point: the election starts
+//     at once. Should gossip be wrong about the leader on one follower,
+//     pre-vote keeps the others, which still know the leader, from
+//     granting an election, and the next heartbeat brings it back.
 //   - The leader's lease. heartbeat() records contact (setLastContact) on
 //     every answer, so a cached answer renews the follower's contact time;
 //     checkLeaderLease may thus see a contact up to one HeartbeatInterval

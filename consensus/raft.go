@@ -48,20 +48,12 @@ type Config struct {
 	// LogLevel is the lowest raft log level passed to Logger (default Info).
 	LogLevel hclog.Level
 
-	HeartbeatTimeout time.Duration
-	// HeartbeatInterval is the least time between two heartbeats that
-	// reach one follower; raft asks for one every HeartbeatTimeout/10–/5
-	// and the ones in between are answered from the follower's last real
-	// answer (heartbeat.go). 0 sends every one. At most HeartbeatTimeout/2
-	// and LeaderLeaseTimeout: a partitioned leader steps down within
-	// LeaderLeaseTimeout + HeartbeatInterval.
-	HeartbeatInterval  time.Duration
-	ElectionTimeout    time.Duration
-	LeaderLeaseTimeout time.Duration
-	CommitTimeout      time.Duration
-	SnapshotThreshold  uint64
-	SnapshotInterval   time.Duration
-	TrailingLogs       uint64
+	// Timing is raft's failure detection: heartbeats, timeouts, lease.
+	Timing
+	CommitTimeout     time.Duration
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
 	// SnapshotRetain is how many snapshots are kept on disk.
 	SnapshotRetain int
 	// TransportTimeout bounds one raft RPC over the stream layer.
@@ -78,6 +70,59 @@ type Config struct {
 	// heartbeatObserve, when set (tests), sees every heartbeat the
 	// thinning transport handles (thinTransport.observe).
 	heartbeatObserve func(id raft.ServerID, at time.Time, cached bool, err error)
+}
+
+// Timing is how raft finds a dead leader and how often a leader proves it
+// is alive, chosen together (node's failure-detection profiles pair it with
+// gossip's timers).
+type Timing struct {
+	// HeartbeatTimeout is how long a follower waits without hearing from
+	// the leader before it campaigns (randomised up to twice that).
+	HeartbeatTimeout time.Duration
+	// HeartbeatInterval is the least time between two heartbeats that
+	// reach one follower; raft asks for one every HeartbeatTimeout/10–/5
+	// and the ones in between are answered from the follower's last real
+	// answer (heartbeat.go). 0 sends every one. At most HeartbeatTimeout/2,
+	// so a follower hears from a live leader at least twice per timeout;
+	// a partitioned leader steps down within LeaderLeaseTimeout +
+	// HeartbeatInterval.
+	HeartbeatInterval time.Duration
+	// ElectionTimeout is a candidate's wait before it tries again (at
+	// least HeartbeatTimeout).
+	ElectionTimeout time.Duration
+	// LeaderLeaseTimeout is how long a leader keeps leading without a
+	// quorum's answers; it is also the short timeout ExpediteElection sets.
+	LeaderLeaseTimeout time.Duration
+}
+
+// DefaultTiming: a follower suspects the leader after 1–2 s of silence and
+// hears a real heartbeat every 300–500 ms (DefaultConfig says why).
+var DefaultTiming = Timing{
+	HeartbeatTimeout:   time.Second,
+	HeartbeatInterval:  300 * time.Millisecond,
+	ElectionTimeout:    time.Second,
+	LeaderLeaseTimeout: 500 * time.Millisecond,
+}
+
+// QuietTiming is for clusters that trade detection speed for an idle
+// cluster's CPU (node's tolerant profile, whose gossip finds a dead host in
+// 2 s or more anyway): a real heartbeat reaches each follower once a second
+// instead of three times, and a follower campaigns on its own after 2–4 s
+// of silence. A dead leader is still replaced soon after gossip declares
+// it dead: ExpediteElection shortens the timeouts to the lease, and a
+// follower that has not heard from the leader for that long campaigns at
+// once. The lease is 1 s, not 500 ms: the leader's raft ticks every
+// 200–400 ms here (HeartbeatTimeout/10–/5) and each tick renews a
+// follower's contact, so 1 s leaves a starved leader 600 ms of scheduling
+// delay before it steps down for nothing (DefaultTiming leaves 300 ms); it
+// costs a split vote 1–2 s instead of 0.5–1 s. On an idle 3-node cluster
+// the heartbeats were about a third of a follower's wake-ups with gossip
+// at 800 ms probes (the rest: gossip and node's loops).
+var QuietTiming = Timing{
+	HeartbeatTimeout:   2 * time.Second,
+	HeartbeatInterval:  time.Second,
+	ElectionTimeout:    2 * time.Second,
+	LeaderLeaseTimeout: time.Second,
 }
 
 // DefaultConfig returns LAN settings for small, busy machines that keep an
@@ -114,18 +159,15 @@ type Config struct {
 // 1.09/1.10 s. What remains on a follower is mostly gossip and node's loops.
 func DefaultConfig() Config {
 	return Config{
-		LogLevel:           hclog.Info,
-		HeartbeatTimeout:   time.Second,
-		HeartbeatInterval:  300 * time.Millisecond,
-		ElectionTimeout:    time.Second,
-		LeaderLeaseTimeout: 500 * time.Millisecond,
-		CommitTimeout:      2 * time.Second,
-		SnapshotThreshold:  4096,
-		SnapshotInterval:   30 * time.Second,
-		TrailingLogs:       4096,
-		SnapshotRetain:     2,
-		TransportTimeout:   10 * time.Second,
-		ApplyTimeout:       10 * time.Second,
+		LogLevel:          hclog.Info,
+		Timing:            DefaultTiming,
+		CommitTimeout:     2 * time.Second,
+		SnapshotThreshold: 4096,
+		SnapshotInterval:  30 * time.Second,
+		TrailingLogs:      4096,
+		SnapshotRetain:    2,
+		TransportTimeout:  10 * time.Second,
+		ApplyTimeout:      10 * time.Second,
 	}
 }
 
@@ -141,9 +183,9 @@ func (c Config) Validate() error {
 	if c.ApplyTimeout <= 0 || c.TransportTimeout <= 0 {
 		return fmt.Errorf("raft config: ApplyTimeout and TransportTimeout must be positive: %w", ErrInvalid)
 	}
-	if c.HeartbeatInterval < 0 || c.HeartbeatInterval > c.HeartbeatTimeout/2 || c.HeartbeatInterval > c.LeaderLeaseTimeout {
-		return fmt.Errorf("raft config: HeartbeatInterval %v must be between 0 and min(HeartbeatTimeout/2 = %v, LeaderLeaseTimeout = %v): %w",
-			c.HeartbeatInterval, c.HeartbeatTimeout/2, c.LeaderLeaseTimeout, ErrInvalid)
+	if c.HeartbeatInterval < 0 || c.HeartbeatInterval > c.HeartbeatTimeout/2 {
+		return fmt.Errorf("raft config: HeartbeatInterval %v must be between 0 and HeartbeatTimeout/2 = %v: %w",
+			c.HeartbeatInterval, c.HeartbeatTimeout/2, ErrInvalid)
 	}
 	if err := raft.ValidateConfig(c.raftConfig(nil)); err != nil {
 		return fmt.Errorf("raft config: %w: %w", ErrInvalid, err)

@@ -31,6 +31,7 @@ import (
 	"github.com/shoal-org/shoal/node/leaderloop"
 	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/pki"
+	"github.com/shoal-org/shoal/node/resync"
 	"github.com/shoal-org/shoal/node/wire"
 	"github.com/shoal-org/shoal/node/writes"
 )
@@ -62,6 +63,8 @@ type cluster struct {
 	// usage holds the rolling usage of this node's autoscaled tasks
 	// (autoscale.SampleLoop).
 	usage autoscale.Sampler
+	// resync is the clock of the loops' resyncs (node/resync).
+	resync *resync.Clock
 
 	cancel context.CancelFunc
 	// done closes when cancel has been called: the cluster is stopping.
@@ -125,6 +128,10 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	serverTLS := src.ServerTLS(revoked)
 	clientTLS := src.CheckedClientTLS(revoked)
 
+	prof, err := ProfileByName(a.cfg.GossipProfile)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(a.cfg.bindIP(), strconv.Itoa(a.cfg.ClusterPort)))
 	if err != nil {
 		return fmt.Errorf("listen on cluster port: %w", err)
@@ -138,6 +145,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	layer := newRaftLayer(m, func() *tls.Config { return clientTLS }, fc)
 
 	rc := consensus.DefaultConfig()
+	rc.Timing = prof.Raft
 	rc.NodeID = a.id.NodeID
 	rc.Addr = a.cfg.clusterAddr()
 	rc.DataDir = dir
@@ -167,7 +175,8 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	}
 
 	cctx, cancel := context.WithCancel(ctx)
-	cl := &cluster{id: cf.ClusterID, store: store, raft: r, mux: m, client: clientTLS, tls: src, fence: fc, cancel: cancel, done: cctx.Done()}
+	cl := &cluster{id: cf.ClusterID, store: store, raft: r, mux: m, client: clientTLS, tls: src, fence: fc, cancel: cancel, done: cctx.Done(),
+		resync: resync.New(cctx, resync.Period)}
 	cl.wg.Add(1)
 	go func() {
 		defer cl.wg.Done()
@@ -184,12 +193,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		}
 	}
 
-	timing, err := membership.Profile(a.cfg.GossipProfile)
-	if err != nil {
-		cancel()
-		cl.wg.Wait()
-		return err
-	}
+	timing := prof.Gossip
 	mem, err := membership.New(membership.Config{
 		Timing:        timing,
 		Name:          a.id.NodeID,
@@ -207,8 +211,9 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		return err
 	}
 	cl.members = mem
-	a.log.Info("gossip started", "profile", cmp.Or(a.cfg.GossipProfile, membership.DefaultProfile), "probe_interval", timing.ProbeInterval,
-		"probe_timeout", timing.ProbeTimeout, "expected_detection_10", timing.ExpectedDetection(10))
+	a.log.Info("gossip started", "profile", cmp.Or(a.cfg.GossipProfile, DefaultProfile), "probe_interval", timing.ProbeInterval,
+		"probe_timeout", timing.ProbeTimeout, "expected_detection_10", timing.ExpectedDetection(10),
+		"raft_heartbeat", prof.Raft.HeartbeatInterval, "raft_timeout", prof.Raft.HeartbeatTimeout)
 	r.SetCommandGate(commandGate(r, mem))
 
 	a.mu.Lock()
@@ -241,9 +246,10 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 
 // newLeaderLoop is what this node runs while it leads cl (node/leaderloop).
 func (a *Agent) newLeaderLoop(cl *cluster) *leaderloop.Loop {
+	prof, _ := ProfileByName(a.cfg.GossipProfile) // checked when the cluster started
 	return leaderloop.New(leaderloop.Config{
 		NodeID: a.id.NodeID, Store: cl.store, Raft: cl.raft, Members: cl.members, Log: a.log, Metrics: a.obs.m(),
-		RestartGrace: a.cfg.RestartGrace, DeadVoterGrace: a.cfg.DeadVoterGrace,
+		RestartGrace: a.cfg.RestartGrace, DeadVoterGrace: a.cfg.DeadVoterGrace, HeardWindow: prof.HeardWindow(),
 		Removing: func(id string) bool {
 			_, busy := cl.removing.Load(id)
 			return busy
@@ -341,10 +347,11 @@ func (a *Agent) stopCluster() {
 // It also keeps peers.json fresh so a restarted node finds its way back.
 func (a *Agent) gossipJoinLoop(ctx context.Context, cl *cluster, peers []string) {
 	joined := len(peers) == 0
-	// Retries are quick until gossip is joined; afterwards the loop has
-	// nothing to do more often than reconnectInterval.
+	// Retries are quick until gossip is joined; afterwards the loop runs
+	// on the agent's resync clock (reconnectInterval).
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
+	ticks := tick.C
 	slow := false
 	var lastSave, lastReconnect time.Time
 	var saved []string // what peers.json holds, sorted
@@ -382,19 +389,23 @@ func (a *Agent) gossipJoinLoop(ctx context.Context, cl *cluster, peers []string)
 			}
 		}
 		if joined && !slow {
-			tick.Reset(reconnectInterval)
+			tick.Stop()
+			var stop func()
+			ticks, stop = cl.resync.Ticks(reconnectInterval)
+			defer stop()
 			slow = true
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-ticks:
 		}
 	}
 }
 
-// reconnectInterval is how often gossip retries nodes it considers gone.
-const reconnectInterval = 2 * time.Second
+// reconnectInterval is how often gossip retries nodes it considers gone:
+// each tick of the resync clock.
+const reconnectInterval = resync.Period
 
 func (a *Agent) selfGossipAddr() string {
 	return net.JoinHostPort(a.cfg.AdvertiseAddr, strconv.Itoa(a.cfg.GossipPort))

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/ui"
 )
@@ -25,9 +24,9 @@ type Config struct {
 	Socket        string // unix socket of the HTTP API
 	GossipPort    int
 	ClusterPort   int
-	// GossipProfile names the gossip timing (membership.Profiles): "fast"
+	// GossipProfile names the failure-detection profile (Profiles): "fast"
 	// (the default, a dead host found in under a second) or "tolerant"
-	// (for agents sharing starved CPUs; see membership.TolerantTiming).
+	// (2 s, for agents sharing starved CPUs or meant to idle near-free).
 	GossipProfile string
 	Hostname      string
 	LogLevel      string
@@ -79,15 +78,8 @@ func DefaultConfig() Config {
 		DeadVoterGrace: 10 * time.Second,
 		CertLifetime:   pki.DefaultNodeCertValidity,
 		RestartGrace:   15 * time.Second,
-		GossipProfile:  membership.DefaultProfile,
+		GossipProfile:  DefaultProfile,
 	}
-}
-
-// CheckGossipProfile reports whether name is a gossip profile an agent can
-// run with ("" is the default, "fast").
-func CheckGossipProfile(name string) error {
-	_, err := membership.Profile(name)
-	return err
 }
 
 // Validate reports every problem of the configuration, joined.

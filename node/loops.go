@@ -59,6 +59,7 @@ func (a *Agent) newReconciler(cl *cluster) *reconciler.Reconciler {
 		},
 		PrepareFiles: files.Prepare,
 		GCTaskFiles:  files.GC,
+		Resync:       cl.resync,
 		Logger:       a.log,
 	})
 }
@@ -79,6 +80,7 @@ func (a *Agent) newNetLoop(cl *cluster) *netloop.Loop {
 		ReplicaCurrent: func(index uint64) bool { return replicaCurrent(index, joinFloor) },
 		Write:          a.writeCmd,
 		Synced:         cl.raft.Synced,
+		Resync:         cl.resync,
 		Logger:         a.log,
 	})
 }

@@ -174,10 +174,19 @@ func TestVotersGrowToFive(t *testing.T) {
 
 // TestLeaderHostKilled: pulling the leader's plug elects a new leader among
 // the survivors, writes succeed through every survivor and the old leader
-// is marked down; when its host comes back it is a ready voter again.
+// is marked down; when its host comes back it is a ready voter again. Under
+// each failure-detection profile: tolerant's raft heartbeats come once a
+// second and a follower's own timeout is 2–4 s, so what elects quickly there
+// is gossip's verdict (ExpediteElection).
 func TestLeaderHostKilled(t *testing.T) {
+	for _, profile := range []string{"fast", "tolerant"} {
+		t.Run(profile, func(t *testing.T) { leaderHostKilled(t, profile) })
+	}
+}
+
+func leaderHostKilled(t *testing.T, profile string) {
 	harness.Context(t, testTimeout)
-	c := harness.New(t, 3)
+	c := harness.New(t, 3, harness.WithAgentArgs("--gossip-profile", profile))
 	c.Form(t)
 	waitVoters(t, c, 3, 3)
 	ids := map[*harness.Host]string{}

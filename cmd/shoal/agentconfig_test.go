@@ -166,3 +166,20 @@ func TestCheckPprofAddr(t *testing.T) {
 		}
 	}
 }
+
+func TestAgentProcs(t *testing.T) {
+	for _, c := range []struct {
+		profile, env string
+		want         int
+	}{
+		{"", "", 0},
+		{"fast", "", 0},
+		{"tolerant", "", 1},
+		{"tolerant", "2", 0}, // the operator's GOMAXPROCS wins
+		{"nope", "", 0},
+	} {
+		if got := agentProcs(c.profile, c.env); got != c.want {
+			t.Errorf("agentProcs(%q, %q) = %d, want %d", c.profile, c.env, got, c.want)
+		}
+	}
+}

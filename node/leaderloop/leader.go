@@ -21,6 +21,7 @@ package leaderloop
 //     Config.RotateGossipKeys).
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"net"
@@ -51,6 +52,11 @@ type Config struct {
 	// replaces a dead voter (node.Config).
 	RestartGrace   time.Duration
 	DeadVoterGrace time.Duration
+	// HeardWindow is how recent raft's last answer from a node gossip
+	// calls dead must be to keep it ready (HeardHolds); node derives it
+	// from the agent's profile (node.Profile.HeardWindow). 0 is
+	// DefaultHeardWindow.
+	HeardWindow time.Duration
 
 	// Removing reports whether the leader is removing the node (between
 	// its removal from Raft and from the state): it is not re-admitted.
@@ -77,16 +83,18 @@ func New(cfg Config) *Loop { return &Loop{cfg: cfg, log: cfg.Log} }
 // without a notification.
 const leadershipRecheck = 5 * time.Second
 
-// raftHeardWindow: a ready node gossip calls dead is kept ready while the
-// leader's raft heard from it this recently (Raft.HeardFrom). A live agent
-// answers a real heartbeat every HeartbeatInterval (300 ms), so one whose
+// DefaultHeardWindow: a ready node gossip calls dead is kept ready while
+// the leader's raft heard from it this recently (Raft.HeardFrom). This is
+// the window of the fast profile; node.Profile.HeardWindow gives each
+// profile's. A live agent answers a real heartbeat every HeartbeatInterval
+// (300 ms), so one whose
 // UDP probes are lost or late (a saturated host, 100 agents on two cores,
 // a filter that drops UDP) still proves it is there over its cluster port;
 // a dead one answered nothing since it died, and gossip's verdict comes at
 // the earliest ~0.65 s after a death (probe, timeout, suspicion), past the
 // window, so a real death is never held back. The idle pass (1 s) asks
 // again. It holds for raftHeardHold at most.
-const raftHeardWindow = 500 * time.Millisecond
+const DefaultHeardWindow = 500 * time.Millisecond
 
 // raftHeardHold bounds that: gossip's false verdicts on a busy host are
 // flaps (the node refutes and is alive again within seconds), while a node
@@ -97,10 +105,10 @@ const raftHeardHold = 10 * time.Second
 
 // HeardHolds reports whether raft's last answer from a node (heardAt, zero
 // if none) keeps it ready at now although gossip has counted it dead since
-// deadSince: the answer is within raftHeardWindow, and gossip's verdict is
-// younger than raftHeardHold.
-func HeardHolds(heardAt, deadSince, now time.Time) bool {
-	return !heardAt.IsZero() && now.Sub(heardAt) < raftHeardWindow && now.Sub(deadSince) < raftHeardHold
+// deadSince: the answer is within window, and gossip's verdict is younger
+// than raftHeardHold.
+func HeardHolds(heardAt, deadSince, now time.Time, window time.Duration) bool {
+	return !heardAt.IsZero() && now.Sub(heardAt) < window && now.Sub(deadSince) < raftHeardHold
 }
 
 // statusGrace is how long a new leader trusts gossip to converge before it
@@ -286,7 +294,7 @@ func (l *Loop) markNodeStatus(ctx context.Context, leaderSince time.Time, deadSi
 	}
 	heard := func(id string) bool {
 		at := cl.Raft.HeardFrom(id)
-		return HeardHolds(at, deadSince[id], now)
+		return HeardHolds(at, deadSince[id], now, cmp.Or(cl.HeardWindow, DefaultHeardWindow))
 	}
 	changes := StatusChanges(nodes, cl.NodeID, alive, time.Since(leaderSince) < statusGrace,
 		cl.Members.EverSeen, func(id string) bool { return cl.Members.Restarting(id, cl.RestartGrace) }, heard, now.UTC())
@@ -309,7 +317,7 @@ func (l *Loop) markNodeStatus(ctx context.Context, leaderSince time.Time, deadSi
 // (this leader) is ready; a node gossip does not count alive is down,
 // except, while the new leader is in its grace (inGrace), one gossip never
 // saw, a ready node that announced a restart (restarting), and a ready
-// node raft heard from within raftHeardWindow (heard: gossip's probes
+// node raft heard from within the heard window (heard: gossip's probes
 // failed, the agent did not).
 func StatusChanges(nodes []*api.Node, self string, alive map[string]membership.Meta, inGrace bool,
 	everSeen, restarting, heard func(id string) bool, now time.Time) []consensus.NodeStatus {

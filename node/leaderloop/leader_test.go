@@ -108,7 +108,7 @@ func TestHeardHolds(t *testing.T) {
 		if c.never {
 			heard = time.Time{}
 		}
-		if got := HeardHolds(heard, now.Add(-c.deadAgo), now); got != c.want {
+		if got := HeardHolds(heard, now.Add(-c.deadAgo), now, DefaultHeardWindow); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}

@@ -95,44 +95,22 @@ var DefaultTiming = Timing{
 
 // TolerantTiming is the "tolerant" profile, for agents that share their
 // CPU with many others (dense test rigs, oversubscribed VMs: 100 agents on
-// 2 cores get 2 % of a core each). The fast profile's 150 ms ping and 300
-// ms suspicion cannot tell a starved agent from a dead one there: at 100
-// agents on this 2-core machine its false suspicions fed a gossip storm
-// (suspect, dead and refuting alive messages, each retransmitted to
-// log(n) members, each waking every loop that follows membership) that
-// kept the load at 100-260 and never let the cluster settle; with this
-// profile it formed in 23 s and had no false down in 10 idle minutes. Here the
-// direct ping gets 500 ms and the indirect probes the other 500 ms, and the
-// suspicion lasts a second per log10(n): 2.5 s expected detection up to 10
-// nodes, 3.5 s at 100 (Swarm's heartbeat takes 5-17 s). Gossip ticks twice
-// a second: 5 idle wake-ups a second against the fast profile's 13.
+// 2 cores get 2 % of a core each) or that should cost next to nothing when
+// idle. The fast profile's 150 ms ping and 300 ms suspicion cannot tell a
+// starved agent from a dead one there: at 100 agents on this 2-core
+// machine its false suspicions fed a gossip storm (suspect, dead and
+// refuting alive messages, each retransmitted to log(n) members, each
+// waking every loop that follows membership) that kept the load at 100-260
+// and never let the cluster settle. Here the direct ping gets 400 ms and
+// the indirect probes the other 400 ms, and the suspicion lasts 0.8 s per
+// log10(n): 2 s expected detection up to 10 nodes, 2.8 s at 100 (Swarm's
+// heartbeat takes 5-17 s). 5 idle wake-ups a second against the fast
+// profile's 13.
 var TolerantTiming = Timing{
-	ProbeInterval:  time.Second,
-	ProbeTimeout:   500 * time.Millisecond,
+	ProbeInterval:  800 * time.Millisecond,
+	ProbeTimeout:   400 * time.Millisecond,
 	SuspicionMult:  1,
-	GossipInterval: 500 * time.Millisecond,
-}
-
-// DefaultProfile names DefaultTiming in Profiles.
-const DefaultProfile = "fast"
-
-// Profiles are the gossip timings an agent can be started with
-// (`shoal agent --gossip-profile`).
-var Profiles = map[string]Timing{DefaultProfile: DefaultTiming, "tolerant": TolerantTiming}
-
-// ErrUnknownProfile is returned for a gossip profile Profiles lacks.
-var ErrUnknownProfile = errors.New("unknown gossip profile")
-
-// Profile returns the timing of a named profile ("" is DefaultProfile).
-func Profile(name string) (Timing, error) {
-	if name == "" {
-		name = DefaultProfile
-	}
-	t, ok := Profiles[name]
-	if !ok {
-		return Timing{}, fmt.Errorf("%w %q: want fast or tolerant", ErrUnknownProfile, name)
-	}
-	return t, nil
+	GossipInterval: 800 * time.Millisecond,
 }
 
 // apply sets t on memberlist's config.
@@ -153,6 +131,13 @@ func (t Timing) ExpectedDetection(n int) time.Duration {
 	scale := math.Max(1, math.Log10(math.Max(1, float64(n))))
 	suspicion := time.Duration(float64(t.SuspicionMult) * scale * float64(t.ProbeInterval))
 	return t.ProbeInterval/2 + t.ProbeInterval + suspicion
+}
+
+// EarliestVerdict is the soonest a survivor can declare a dead member
+// dead: a probe sent just after the death fails at the end of its
+// interval, then the shortest suspicion (n ≤ 10).
+func (t Timing) EarliestVerdict() time.Duration {
+	return t.ProbeInterval + time.Duration(t.SuspicionMult)*t.ProbeInterval
 }
 
 // IdleWakeups is how many times a second gossip wakes an idle member: per

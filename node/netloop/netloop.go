@@ -55,6 +55,7 @@ import (
 	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/metrics"
 	"github.com/shoal-org/shoal/node/netplan"
+	"github.com/shoal-org/shoal/node/resync"
 	"github.com/shoal-org/shoal/overlay"
 	"github.com/shoal-org/shoal/overlay/wireguard"
 )
@@ -91,6 +92,8 @@ type Config struct {
 	// then does "no encrypted network" mean none is left, rather than none
 	// replayed yet, and a device an earlier agent left running is stopped.
 	Synced func() bool
+	// Resync is the agent's resync clock (nil: a ticker of the loop's own).
+	Resync *resync.Clock
 	Logger *slog.Logger
 }
 
@@ -286,8 +289,8 @@ func (l *Loop) Run(ctx context.Context) {
 		}
 	}()
 	defer l.closeNetworks()
-	retry := time.NewTicker(2 * time.Second)
-	defer retry.Stop()
+	retry, stopRetry := l.cfg.Resync.Ticks(resync.Period)
+	defer stopRetry()
 	var passStart time.Time
 	for {
 		passStart = time.Now()
@@ -338,7 +341,7 @@ func (l *Loop) Run(ctx context.Context) {
 		case <-memberCh: // a dead node's backends go at once
 			continue
 		case <-ch:
-		case <-retry.C:
+		case <-retry:
 			continue // a retry is no burst: no need to coalesce (one wake-up, not two)
 		}
 		if wait := CoalesceWait(time.Since(passStart)); wait > 0 {

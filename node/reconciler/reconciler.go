@@ -45,6 +45,7 @@ import (
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/netloop"
 	"github.com/shoal-org/shoal/node/netplan"
+	"github.com/shoal-org/shoal/node/resync"
 	"github.com/shoal-org/shoal/node/taskplan"
 	"github.com/shoal-org/shoal/runtime"
 	"github.com/shoal-org/shoal/runtime/ocispec"
@@ -108,7 +109,9 @@ type Config struct {
 	// not in keep that has no live container.
 	PrepareFiles func(ctx context.Context, t *api.Task) ([]ocispec.FileMount, error)
 	GCTaskFiles  func(keep map[string]bool)
-	Logger       *slog.Logger
+	// Resync is the agent's resync clock (nil: a ticker of the loop's own).
+	Resync *resync.Clock
+	Logger *slog.Logger
 }
 
 // Reconciler owns the per-node loop state. Make one with New and run it
@@ -166,8 +169,8 @@ func (r *Reconciler) Run(ctx context.Context) {
 	defer r.cfg.Runtime.Unsubscribe(evCh)
 	lbCh, cancelLB := r.cfg.Members.LBSubscribe()
 	defer cancelLB()
-	tick := time.NewTicker(2 * time.Second)
-	defer tick.Stop()
+	tick, stopTick := r.cfg.Resync.Ticks(resync.Period)
+	defer stopTick()
 	for {
 		r.pass(ctx, &wg)
 		// Load balancer progress matters only while a stop is drained.
@@ -184,7 +187,7 @@ func (r *Reconciler) Run(ctx context.Context) {
 		case <-r.kick:
 		case <-drainCh:
 			continue // the held stops are due or not: no need to coalesce
-		case <-tick.C:
+		case <-tick:
 			continue // a resync is no burst: no need to coalesce (one wake-up, not two)
 		}
 		timer := time.NewTimer(20 * time.Millisecond)

@@ -1,0 +1,89 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/membership"
+)
+
+// Profile is an agent's failure detection: gossip's probes, which find a
+// dead host, and raft's heartbeats, which prove the leader alive, chosen
+// together (`shoal agent --gossip-profile`).
+//
+// Why together: on an idle cluster these two are most of what an agent
+// wakes up for, and each wake-up costs ~0.1–0.2 ms of CPU on small VMs
+// (membership.go). A profile that slows gossip, and so finds a dead host in
+// seconds rather than under one, gains nothing from raft heartbeats three
+// times a second: gossip's verdict, not raft's timeout, is what starts a
+// quick election (consensus.Raft.ExpediteElection) and what marks a node
+// down. So the quiet profiles also send raft's heartbeats once a second.
+type Profile struct {
+	Gossip membership.Timing
+	Raft   consensus.Timing
+	// Procs, when set, is the agent's GOMAXPROCS unless the GOMAXPROCS
+	// environment variable says otherwise (shoal agent sets it at start).
+	// Why: with two Ps, each wake-up of an idle agent also wakes a second
+	// thread that spins looking for work and finds none. With one, an idle
+	// 3-node cluster used 13–17 % less CPU per agent, and scale 10→50 was
+	// no slower (2.52/2.57 s against 2.67/2.90 s, two alternating pairs on
+	// this 2-core machine): the agent's share of a start is small, runc's
+	// processes do the rest, and they are not limited by it.
+	Procs int
+}
+
+// DefaultProfile names the profile an agent runs unless told otherwise.
+const DefaultProfile = "fast"
+
+// Profiles are the failure-detection profiles an agent can be started with.
+//
+//   - fast: a dead host is found in under a second (0.75 s expected up to
+//     10 nodes); its backends leave every load balancer within about a
+//     second. Costs the most when idle.
+//   - tolerant: for agents that share starved CPUs (dense test rigs,
+//     oversubscribed VMs, 100 agents on 2 cores) and for anyone who would
+//     rather have an idle agent near-free: a dead host is found in 2 s up
+//     to 10 nodes (2.8 s at 100), raft heartbeats once a second, and the
+//     agent runs on one P.
+var Profiles = map[string]Profile{
+	DefaultProfile: {Gossip: membership.DefaultTiming, Raft: consensus.DefaultTiming},
+	"tolerant":     {Gossip: membership.TolerantTiming, Raft: consensus.QuietTiming, Procs: 1},
+}
+
+// ErrUnknownProfile is returned for a profile Profiles lacks.
+var ErrUnknownProfile = errors.New("unknown gossip profile")
+
+// ProfileByName returns the profile called name ("" is DefaultProfile).
+func ProfileByName(name string) (Profile, error) {
+	if name == "" {
+		name = DefaultProfile
+	}
+	p, ok := Profiles[name]
+	if !ok {
+		return Profile{}, fmt.Errorf("%w %q: want fast or tolerant", ErrUnknownProfile, name)
+	}
+	return p, nil
+}
+
+// CheckGossipProfile reports whether name is a profile an agent can run
+// with ("" is the default, "fast").
+func CheckGossipProfile(name string) error {
+	_, err := ProfileByName(name)
+	return err
+}
+
+// heardMargin covers a heartbeat's round trip and raft's tick on top of
+// the heartbeat interval.
+const heardMargin = 200 * time.Millisecond
+
+// HeardWindow is how recent a raft answer from a node must be for the
+// leader to keep it ready although gossip calls it dead (leaderloop's
+// second opinion): a live agent answers a real heartbeat every
+// HeartbeatInterval, plus the margin; but never longer than gossip's
+// earliest verdict on a death (membership.Timing.EarliestVerdict), so that
+// a dead node's last answer is always too old by the time gossip calls it.
+func (p Profile) HeardWindow() time.Duration {
+	return min(p.Raft.HeartbeatInterval+heardMargin, p.Gossip.EarliestVerdict())
+}

@@ -1,0 +1,64 @@
+package node
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/membership"
+)
+
+func TestProfileByName(t *testing.T) {
+	fast := Profile{Gossip: membership.DefaultTiming, Raft: consensus.DefaultTiming}
+	tolerant := Profile{Gossip: membership.TolerantTiming, Raft: consensus.QuietTiming, Procs: 1}
+	for _, c := range []struct {
+		name string
+		want Profile
+		err  bool
+	}{
+		{"", fast, false},
+		{"fast", fast, false},
+		{"tolerant", tolerant, false},
+		{"Tolerant", Profile{}, true},
+		{"slow", Profile{}, true},
+	} {
+		got, err := ProfileByName(c.name)
+		if (err != nil) != c.err || got != c.want {
+			t.Errorf("ProfileByName(%q) = %+v, %v; want %+v, error %v", c.name, got, err, c.want, c.err)
+		}
+		if err != nil && !errors.Is(err, ErrUnknownProfile) {
+			t.Errorf("ProfileByName(%q): %v is not ErrUnknownProfile", c.name, err)
+		}
+	}
+}
+
+// Every profile's raft timing is one raft accepts, and its heard window
+// (the leader's second opinion on a node gossip calls dead) covers a live
+// agent's heartbeat interval but ends before gossip's earliest verdict on
+// a real death, so the second opinion never holds a dead node back.
+func TestProfilesHold(t *testing.T) {
+	for name, p := range Profiles {
+		rc := consensus.DefaultConfig()
+		rc.NodeID = "x"
+		rc.Timing = p.Raft
+		if err := rc.Validate(); err != nil {
+			t.Errorf("%s: raft timing: %v", name, err)
+		}
+		w := p.HeardWindow()
+		if w <= p.Raft.HeartbeatInterval {
+			t.Errorf("%s: heard window %s does not cover the heartbeat interval %s", name, w, p.Raft.HeartbeatInterval)
+		}
+		if w > p.Gossip.EarliestVerdict() {
+			t.Errorf("%s: heard window %s outlasts gossip's earliest verdict %s", name, w, p.Gossip.EarliestVerdict())
+		}
+		// A follower hears a real heartbeat at least twice per timeout.
+		if 2*p.Raft.HeartbeatInterval > p.Raft.HeartbeatTimeout {
+			t.Errorf("%s: heartbeat every %s against a %s timeout", name, p.Raft.HeartbeatInterval, p.Raft.HeartbeatTimeout)
+		}
+	}
+	// The fast profile keeps the window it always had.
+	if got := Profiles[DefaultProfile].HeardWindow(); got != 500*time.Millisecond {
+		t.Errorf("fast heard window %s, want 500ms", got)
+	}
+}
