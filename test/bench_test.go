@@ -74,9 +74,9 @@ func printRow(b *testing.B, name string, n int, median, lo, hi, note string) {
 }
 
 // formVoters forms an n-node cluster and waits for min(n,3 or 5) voters.
-func formVoters(b *testing.B, n, voters int) (*harness.Cluster, string) {
+func formVoters(b *testing.B, n, voters int, opts ...harness.Option) (*harness.Cluster, string) {
 	b.Helper()
-	c := harness.New(b, n)
+	c := harness.New(b, n, opts...)
 	token := c.Form(b)
 	waitVoters(b, c, n, voters)
 	return c, token
@@ -115,13 +115,15 @@ func firstWrite(ctx context.Context, start time.Time, hosts []*harness.Host, ids
 
 // BenchmarkLeaderFailover: pull the leader's plug, time until a write is
 // accepted through a survivor. Each run forms a fresh 3-voter cluster, so
-// runs are independent of how well a killed host rejoins.
+// runs are independent of how well a killed host rejoins. Both this and
+// BenchmarkNodeDownDetection take SHOAL_BENCH_GOSSIP_PROFILE (benchGossip).
 func BenchmarkLeaderFailover(b *testing.B) {
+	opt, sfx := benchGossip(b)
 	b.ResetTimer()
 	var samples []time.Duration
 	for i := 0; i < runs(b); i++ {
 		b.StopTimer()
-		c, _ := formVoters(b, 3, 3)
+		c, _ := formVoters(b, 3, 3, opt)
 		ids := map[*harness.Host]string{}
 		for _, h := range c.Hosts() {
 			ids[h] = h.NodeID(b)
@@ -143,13 +145,14 @@ func BenchmarkLeaderFailover(b *testing.B) {
 		c.Close()
 	}
 	b.StopTimer()
-	reportDurations(b, "failover", samples)
+	reportDurations(b, "failover"+sfx, samples)
 }
 
 // BenchmarkNodeDownDetection: pull a follower's plug, time until every
 // survivor's `node ls` shows it down.
 func BenchmarkNodeDownDetection(b *testing.B) {
-	c, _ := formVoters(b, 3, 3)
+	opt, sfx := benchGossip(b)
+	c, _ := formVoters(b, 3, 3, opt)
 	b.ResetTimer()
 	var samples []time.Duration
 	for i := 0; i < runs(b); i++ {
@@ -174,7 +177,7 @@ func BenchmarkNodeDownDetection(b *testing.B) {
 		waitVoters(b, c, 3, 3)
 	}
 	b.StopTimer()
-	reportDurations(b, "down-detection", samples)
+	reportDurations(b, "down-detection"+sfx, samples)
 }
 
 // BenchmarkJoinToReady: time from `shoal join` on a fresh agent until its
