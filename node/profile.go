@@ -74,16 +74,14 @@ func CheckGossipProfile(name string) error {
 	return err
 }
 
-// heardMargin covers a heartbeat's round trip and raft's tick on top of
-// the heartbeat interval.
-const heardMargin = 200 * time.Millisecond
-
 // HeardWindow is how recent a raft answer from a node must be for the
 // leader to keep it ready although gossip calls it dead (leaderloop's
-// second opinion): a live agent answers a real heartbeat every
-// HeartbeatInterval, plus the margin; but never longer than gossip's
-// earliest verdict on a death (membership.Timing.EarliestVerdict), so that
-// a dead node's last answer is always too old by the time gossip calls it.
+// second opinion). A live agent answers a real heartbeat every
+// HeartbeatInterval plus at most one raft tick (HeartbeatTimeout/5,
+// consensus/heartbeat.go): 500 ms under fast, 1.4 s under tolerant. But
+// the window never outlasts gossip's earliest verdict on a death
+// (membership.Timing.EarliestVerdict), so a dead node's last answer is
+// always too old by the time gossip calls it dead.
 func (p Profile) HeardWindow() time.Duration {
-	return min(p.Raft.HeartbeatInterval+heardMargin, p.Gossip.EarliestVerdict())
+	return min(p.Raft.HeartbeatInterval+p.Raft.HeartbeatTimeout/5, p.Gossip.EarliestVerdict())
 }
