@@ -107,6 +107,8 @@ var importRules = []importRule{
 	{"node/taskfiles/...", []string{"api", "consensus", "runtime", "runtime/ocispec", "node/taskfiles/..."}},
 	{"node/events/...", []string{"api", "consensus", "runtime", "node/autoscale", "node/httpapi", "node/events/..."}},
 	{"node/metrics/...", []string{"node/metrics/..."}},
+	// The agent's resync clock: the standard library only.
+	{"node/resync/...", []string{"node/resync/..."}},
 	// The dashboard serves its routes with httpapi's router and error
 	// mapping; the agent comes in as ui.Backend.
 	{"node/ui/...", []string{"api", "api/atomicfile", "node/httpapi", "node/ui/..."}},
@@ -169,8 +171,8 @@ var importRules = []importRule{
 	// (the replica, overlay, lb, gossip's member type, the metrics it
 	// reports, and the index-file format of node/revocation for its
 	// WireGuard key epochs). The agent comes in through their Config.
-	{"node/reconciler/...", []string{"api", "consensus", "runtime", "runtime/ocispec", "node/netloop", "node/netplan", "node/taskplan", "node/reconciler/..."}},
-	{"node/netloop/...", []string{"api", "consensus", "lb", "overlay", "overlay/wireguard", "node/membership", "node/metrics", "node/netplan", "node/revocation", "node/netloop/..."}},
+	{"node/reconciler/...", []string{"api", "consensus", "runtime", "runtime/ocispec", "node/netloop", "node/netplan", "node/resync", "node/taskplan", "node/reconciler/..."}},
+	{"node/netloop/...", []string{"api", "consensus", "lb", "overlay", "overlay/wireguard", "node/membership", "node/metrics", "node/netplan", "node/resync", "node/revocation", "node/netloop/..."}},
 	// How a node gets into a cluster and out of it: the joiner's side
 	// (token, CA pin, CSR, the cluster files) and the leader's admission,
 	// removal and lost-log rejoin. The files and checks of node/keyring,
