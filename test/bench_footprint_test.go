@@ -8,9 +8,11 @@ package test
 //	SHOAL_BENCH_NODES=50 SHOAL_BENCH_IDLE=2m go test -run '^$' -bench FootprintCluster -benchtime 1x ./test/
 //	SHOAL_BENCH_NODES=100 SHOAL_BENCH_GOSSIP_PROFILE=tolerant SHOAL_BENCH_IDLE=10m go test ...
 //
-// SHOAL_BENCH_GOSSIP_PROFILE picks the agents' --gossip-profile (fast by
-// default); 100 agents on this 2-core machine need tolerant (membership
-// TolerantTiming says why).
+// SHOAL_BENCH_GOSSIP_PROFILE picks the agents' --gossip-profile: for
+// FootprintCluster (fast by default; 100 agents on this 2-core machine need
+// tolerant, membership TolerantTiming says why) and, when set, the only
+// profile of FootprintIdle3, LeaderFailover and NodeDownDetection, which
+// otherwise run under fast and tolerant in turn (node/profile.go).
 //
 // Idle CPU is CPU-seconds (utime+stime from /proc/PID/stat) over a window of
 // SHOAL_BENCH_IDLE (default 60s) divided by the window: the agent's own
@@ -77,13 +79,33 @@ func benchNodes(b *testing.B) int {
 func benchGossip(b *testing.B) (harness.Option, string) {
 	b.Helper()
 	p := os.Getenv("SHOAL_BENCH_GOSSIP_PROFILE")
+	if p == "" {
+		p = "fast"
+	}
+	return profileOpt(b, p)
+}
+
+// benchProfiles are the profiles a benchmark that compares them runs:
+// SHOAL_BENCH_GOSSIP_PROFILE alone when it is set, otherwise fast and
+// tolerant, so that `make bench` prints what each costs and gives.
+func benchProfiles() []string {
+	if p := os.Getenv("SHOAL_BENCH_GOSSIP_PROFILE"); p != "" {
+		return []string{p}
+	}
+	return []string{"fast", "tolerant"}
+}
+
+// profileOpt is the agents' option for --gossip-profile p and the suffix
+// that names it in the printed rows (none for the default, fast).
+func profileOpt(b *testing.B, p string) (harness.Option, string) {
+	b.Helper()
 	switch p {
-	case "", "fast":
+	case "fast":
 		return harness.WithAgentArgs("--gossip-profile", "fast"), ""
 	case "tolerant":
 		return harness.WithAgentArgs("--gossip-profile", p), "-" + p
 	}
-	b.Fatalf("SHOAL_BENCH_GOSSIP_PROFILE=%q: want fast or tolerant", p)
+	b.Fatalf("gossip profile %q: want fast or tolerant", p)
 	return nil, ""
 }
 
@@ -330,9 +352,15 @@ func nodeDownEvents(b *testing.B, h *harness.Host, since, until time.Time) int {
 }
 
 // BenchmarkFootprintIdle3: CPU and RSS of the agents of an idle, formed
-// 3-node cluster with no services.
+// 3-node cluster with no services, under each profile (benchProfiles).
 func BenchmarkFootprintIdle3(b *testing.B) {
-	opt, sfx := benchGossip(b)
+	for _, p := range benchProfiles() {
+		b.Run(p, func(b *testing.B) { footprintIdle3(b, p) })
+	}
+}
+
+func footprintIdle3(b *testing.B, profile string) {
+	opt, sfx := profileOpt(b, profile)
 	c := harness.New(b, 3, opt)
 	c.Form(b)
 	waitVoters(b, c, 3, 3)

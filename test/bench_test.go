@@ -116,9 +116,15 @@ func firstWrite(ctx context.Context, start time.Time, hosts []*harness.Host, ids
 // BenchmarkLeaderFailover: pull the leader's plug, time until a write is
 // accepted through a survivor. Each run forms a fresh 3-voter cluster, so
 // runs are independent of how well a killed host rejoins. Both this and
-// BenchmarkNodeDownDetection take SHOAL_BENCH_GOSSIP_PROFILE (benchGossip).
+// BenchmarkNodeDownDetection run under each profile (benchProfiles).
 func BenchmarkLeaderFailover(b *testing.B) {
-	opt, sfx := benchGossip(b)
+	for _, p := range benchProfiles() {
+		b.Run(p, func(b *testing.B) { leaderFailover(b, p) })
+	}
+}
+
+func leaderFailover(b *testing.B, profile string) {
+	opt, sfx := profileOpt(b, profile)
 	b.ResetTimer()
 	var samples []time.Duration
 	for i := 0; i < runs(b); i++ {
@@ -151,7 +157,13 @@ func BenchmarkLeaderFailover(b *testing.B) {
 // BenchmarkNodeDownDetection: pull a follower's plug, time until every
 // survivor's `node ls` shows it down.
 func BenchmarkNodeDownDetection(b *testing.B) {
-	opt, sfx := benchGossip(b)
+	for _, p := range benchProfiles() {
+		b.Run(p, func(b *testing.B) { nodeDownDetection(b, p) })
+	}
+}
+
+func nodeDownDetection(b *testing.B, profile string) {
+	opt, sfx := profileOpt(b, profile)
 	c, _ := formVoters(b, 3, 3, opt)
 	b.ResetTimer()
 	var samples []time.Duration
