@@ -128,16 +128,22 @@ func (t Timing) apply(mc *memberlist.Config) {
 // waits it out for indirect acks), then the suspicion. A suspicion that
 // waits for confirmations (SuspicionMult > 2) is counted at its shortest.
 func (t Timing) ExpectedDetection(n int) time.Duration {
-	scale := math.Max(1, math.Log10(math.Max(1, float64(n))))
-	suspicion := time.Duration(float64(t.SuspicionMult) * scale * float64(t.ProbeInterval))
-	return t.ProbeInterval/2 + t.ProbeInterval + suspicion
+	return t.ProbeInterval/2 + t.ProbeInterval + t.suspicion(n)
 }
 
 // EarliestVerdict is the soonest a survivor can declare a dead member
 // dead: a probe sent just after the death fails at the end of its
 // interval, then the shortest suspicion (n ≤ 10).
 func (t Timing) EarliestVerdict() time.Duration {
-	return t.ProbeInterval + time.Duration(t.SuspicionMult)*t.ProbeInterval
+	return t.ProbeInterval + t.suspicion(1)
+}
+
+// suspicion is how long a suspect member of an n-member cluster stays
+// suspect (memberlist's suspicionTimeout at its shortest):
+// SuspicionMult*ProbeInterval*max(1,log10(n)).
+func (t Timing) suspicion(n int) time.Duration {
+	scale := math.Max(1, math.Log10(math.Max(1, float64(n))))
+	return time.Duration(float64(t.SuspicionMult) * scale * float64(t.ProbeInterval))
 }
 
 // IdleWakeups is how many times a second gossip wakes an idle member: per
