@@ -65,6 +65,8 @@ type cluster struct {
 	usage autoscale.Sampler
 	// resync is the clock of the loops' resyncs (node/resync).
 	resync *resync.Clock
+	// profile is the agent's failure-detection profile, resolved once.
+	profile Profile
 
 	cancel context.CancelFunc
 	// done closes when cancel has been called: the cluster is stopping.
@@ -176,7 +178,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 
 	cctx, cancel := context.WithCancel(ctx)
 	cl := &cluster{id: cf.ClusterID, store: store, raft: r, mux: m, client: clientTLS, tls: src, fence: fc, cancel: cancel, done: cctx.Done(),
-		resync: resync.New(cctx, resync.Period)}
+		resync: resync.New(cctx, resync.Period), profile: prof}
 	cl.wg.Add(1)
 	go func() {
 		defer cl.wg.Done()
@@ -193,9 +195,8 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		}
 	}
 
-	timing := prof.Gossip
 	mem, err := membership.New(membership.Config{
-		Timing:        timing,
+		Timing:        prof.Gossip,
 		Name:          a.id.NodeID,
 		BindAddr:      a.cfg.bindIP(),
 		BindPort:      a.cfg.GossipPort,
@@ -211,8 +212,8 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		return err
 	}
 	cl.members = mem
-	a.log.Info("gossip started", "profile", cmp.Or(a.cfg.GossipProfile, DefaultProfile), "probe_interval", timing.ProbeInterval,
-		"probe_timeout", timing.ProbeTimeout, "expected_detection_10", timing.ExpectedDetection(10),
+	a.log.Info("gossip started", "profile", cmp.Or(a.cfg.GossipProfile, DefaultProfile), "probe_interval", prof.Gossip.ProbeInterval,
+		"probe_timeout", prof.Gossip.ProbeTimeout, "expected_detection_10", prof.Gossip.ExpectedDetection(10),
 		"raft_heartbeat", prof.Raft.HeartbeatInterval, "raft_timeout", prof.Raft.HeartbeatTimeout)
 	r.SetCommandGate(commandGate(r, mem))
 
@@ -246,10 +247,9 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 
 // newLeaderLoop is what this node runs while it leads cl (node/leaderloop).
 func (a *Agent) newLeaderLoop(cl *cluster) *leaderloop.Loop {
-	prof, _ := ProfileByName(a.cfg.GossipProfile) // checked when the cluster started
 	return leaderloop.New(leaderloop.Config{
 		NodeID: a.id.NodeID, Store: cl.store, Raft: cl.raft, Members: cl.members, Log: a.log, Metrics: a.obs.m(),
-		RestartGrace: a.cfg.RestartGrace, DeadVoterGrace: a.cfg.DeadVoterGrace, HeardWindow: prof.HeardWindow(),
+		RestartGrace: a.cfg.RestartGrace, DeadVoterGrace: a.cfg.DeadVoterGrace, HeardWindow: cl.profile.HeardWindow(),
 		Removing: func(id string) bool {
 			_, busy := cl.removing.Load(id)
 			return busy
@@ -350,8 +350,8 @@ func (a *Agent) gossipJoinLoop(ctx context.Context, cl *cluster, peers []string)
 	// Retries are quick until gossip is joined; afterwards the loop runs
 	// on the agent's resync clock (reconnectInterval).
 	tick := time.NewTicker(500 * time.Millisecond)
-	defer tick.Stop()
-	ticks := tick.C
+	ticks, stopTicks := tick.C, tick.Stop
+	defer func() { stopTicks() }()
 	slow := false
 	var lastSave, lastReconnect time.Time
 	var saved []string // what peers.json holds, sorted
@@ -389,10 +389,8 @@ func (a *Agent) gossipJoinLoop(ctx context.Context, cl *cluster, peers []string)
 			}
 		}
 		if joined && !slow {
-			tick.Stop()
-			var stop func()
-			ticks, stop = cl.resync.Ticks(reconnectInterval)
-			defer stop()
+			stopTicks()
+			ticks, stopTicks = cl.resync.Ticks(reconnectInterval)
 			slow = true
 		}
 		select {
