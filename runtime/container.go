@@ -97,10 +97,13 @@ type container struct {
 	op     sync.Mutex
 	saveMu sync.Mutex
 
-	rec     record
-	health  string
-	done    chan struct{} // closed when the current run ended
-	removed bool
+	rec    record
+	health string
+	done   chan struct{} // closed when the current run ended
+	// released is closed once finishExit has cleaned up after the run
+	// being watched (nil: no run watched in this process).
+	released chan struct{}
+	removed  bool
 	// stopHealth ends the health loop of the current run.
 	stopHealth func()
 }

@@ -30,6 +30,7 @@ func pidExited(pidfd int) bool {
 // first, the container is left running for the next agent.
 func (r *Runtime) watch(c *container, pid int) {
 	sl := r.sup.Slot(c.rec.ID)
+	r.watched(c)
 	r.spawn(func() {
 		select {
 		case <-sl.Done:
@@ -44,6 +45,14 @@ func (r *Runtime) watch(c *container, pid int) {
 		case <-r.runCtx.Done():
 		}
 	})
+}
+
+// watched opens a new run's release barrier (see awaitRelease); finishExit
+// closes it.
+func (r *Runtime) watched(c *container) {
+	r.mu.Lock()
+	c.released = make(chan struct{})
+	r.mu.Unlock()
 }
 
 // watchPidfd waits, on a goroutine owned by Run, for the process pid to
@@ -86,9 +95,14 @@ func (r *Runtime) watchPidfd(c *container, pid int) {
 // finishExit records that the container's init (pid) ended, with the exit
 // status from the supervisor's exit record (or, for a container started by
 // an older Shoal, its init's state file), else 137 and an error saying why.
-// Then it releases the network, deletes the runc state and, for --rm
-// containers, removes the container. It does nothing unless c is running
-// as pid, so a second report of one exit is harmless.
+// It publishes the exit before it releases the network and deletes the runc
+// state: the exit is what the node reports and what the scheduler waits for
+// to start a replacement, and under a burst of stops each `runc delete`
+// queues for the CPU behind the others (tens of milliseconds apiece on two
+// cores). What must not overlap that cleanup (a restart, a remove) waits on
+// c.released. Then, for --rm containers, it removes the container. It does
+// nothing unless c is running as pid, so a second report of one exit is
+// harmless.
 func (r *Runtime) finishExit(c *container, pid int) {
 	r.mu.Lock()
 	if c.rec.State != api.ContainerRunning || c.rec.Pid != pid || c.removed {
@@ -114,14 +128,6 @@ func (r *Runtime) finishExit(c *container, pid int) {
 	}
 	ctx := context.WithoutCancel(r.runCtx)
 	oom := cgstats.OOMKilled(filepath.Join(r.cfg.CgroupParent, id)) // before runc delete removes the cgroup
-	if err := r.runc.Delete(ctx, id, &runc.DeleteOpts{Force: true}); err != nil && !isNotExist(err) {
-		r.log.Warn("runc delete", "id", ShortID(id), "err", err)
-	}
-	if r.cfg.Network != nil {
-		if err := r.cfg.Network.Detach(ctx, id, p.netns); err != nil {
-			r.log.Warn("detach network", "id", ShortID(id), "err", err)
-		}
-	}
 	r.mu.Lock()
 	c.rec.State = api.ContainerExited
 	c.rec.ExitCode = code
@@ -138,6 +144,7 @@ func (r *Runtime) finishExit(c *container, pid int) {
 	}
 	stopHealth := c.stopHealth
 	c.stopHealth = nil
+	released := c.released
 	select {
 	case <-c.done:
 	default:
@@ -153,10 +160,41 @@ func (r *Runtime) finishExit(c *container, pid int) {
 	}
 	r.log.Info("container exited", "id", ShortID(id), "exit_code", code)
 	r.emit(c)
+	if err := r.runc.Delete(ctx, id, &runc.DeleteOpts{Force: true}); err != nil && !isNotExist(err) {
+		r.log.Warn("runc delete", "id", ShortID(id), "err", err)
+	}
+	if r.cfg.Network != nil {
+		if err := r.cfg.Network.Detach(ctx, id, p.netns); err != nil {
+			r.log.Warn("detach network", "id", ShortID(id), "err", err)
+		}
+	}
+	if released != nil {
+		close(released)
+	}
 	if remove {
 		if err := r.remove(ctx, c, id, false); err != nil && !errors.Is(err, ErrNotFound) {
 			r.log.Warn("auto-remove", "id", ShortID(id), "err", err)
 		}
+	}
+}
+
+// awaitRelease waits until the cleanup of c's last run (finishExit's runc
+// delete and network release) is over, so that a restart or a remove does
+// not race it: a restart's new network attachment must not be released by
+// the old run's cleanup. A container not watched in this process has none
+// to wait for.
+func (r *Runtime) awaitRelease(ctx context.Context, c *container) error {
+	r.mu.Lock()
+	rel := c.released
+	r.mu.Unlock()
+	if rel == nil {
+		return nil
+	}
+	select {
+	case <-rel:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -2,9 +2,11 @@ package runtime
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/shoal-org/shoal/runtime/netns"
 )
@@ -51,11 +53,73 @@ func TestNetworkHook(t *testing.T) {
 		t.Errorf("hosts inside the container: %q", logs)
 	}
 	net.mu.Lock()
-	defer net.mu.Unlock()
 	if !net.nsOK || !strings.HasSuffix(net.Attached[c.ID], "/netns/"+c.ID) {
 		t.Errorf("attach got netns %q (mounted %v)", net.Attached[c.ID], net.nsOK)
 	}
-	if len(net.Detached) == 0 || net.Detached[0] != c.ID {
-		t.Errorf("detached %v after exit", net.Detached)
+	net.mu.Unlock()
+	// The exit is published first; the network is released right after it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		net.mu.Lock()
+		detached := slices.Clone(net.Detached)
+		net.mu.Unlock()
+		if len(detached) > 0 {
+			if detached[0] != c.ID {
+				t.Errorf("detached %v after exit, want %s", detached, c.ID)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("network not released 10 s after the exit")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// slowDetachNetwork logs attaches and detaches in order, and takes a while
+// to detach, as a real release does under load.
+type slowDetachNetwork struct {
+	mu    sync.Mutex
+	delay time.Duration
+	log   []string
+}
+
+func (n *slowDetachNetwork) Attach(_ context.Context, id, _ string) (string, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.log = append(n.log, "attach "+id)
+	return "10.42.7.10", nil
+}
+
+func (n *slowDetachNetwork) Detach(_ context.Context, id, _ string) error {
+	time.Sleep(n.delay)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.log = append(n.log, "detach "+id)
+	return nil
+}
+
+// TestRestartWaitsForRelease: the exit is published before the network of
+// the run that ended is released; a restart right after the exit must wait
+// for that release, or the old run's cleanup would release the new run's
+// attachment.
+func TestRestartWaitsForRelease(t *testing.T) {
+	cfg := testConfig(t)
+	net := &slowDetachNetwork{delay: 300 * time.Millisecond}
+	cfg.Network = net
+	h := startHarness(t, cfg)
+	c := h.run(t, Spec{Image: "busybox", Command: []string{"true"}})
+	h.wait(t, c.ID)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := h.rt.Start(ctx, c.ID); err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	net.mu.Lock()
+	got := slices.Clone(net.log)
+	net.mu.Unlock()
+	want := []string{"attach " + c.ID, "detach " + c.ID, "attach " + c.ID}
+	if !slices.Equal(got, want) {
+		t.Fatalf("network calls %v, want %v", got, want)
 	}
 }

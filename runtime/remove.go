@@ -54,6 +54,9 @@ func (r *Runtime) remove(ctx context.Context, c *container, idOrName string, for
 			return fmt.Errorf("kill %s: %w", idOrName, err)
 		}
 	}
+	if err := r.awaitRelease(ctx, c); err != nil {
+		return fmt.Errorf("remove %s: %w", idOrName, err)
+	}
 	r.mu.Lock()
 	id, name := c.rec.ID, c.rec.Name
 	c.removed = true

@@ -235,6 +235,7 @@ func (r *Runtime) adopt(ctx context.Context, supervised map[string]int) {
 			// Running, but no supervisor holds it: it was started by an
 			// older Shoal, or its supervisor died.
 			r.log.Warn("container runs without a supervisor: its exit code will not be known", "id", ShortID(id), "pid", st.Pid)
+			r.watched(c)
 			r.watchPidfd(c, st.Pid)
 			r.startHealth(c)
 			continue

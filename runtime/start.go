@@ -60,6 +60,9 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) err
 	id := rec.ID
 	p := r.pathsOf(id)
 	if rec.State == api.ContainerExited {
+		if err := r.awaitRelease(ctx, c); err != nil {
+			return err
+		}
 		// A restart: clear what the last run left behind.
 		_ = r.runc.Delete(ctx, id, &runc.DeleteOpts{Force: true})
 		_ = os.Remove(filepath.Join(p.dir, exitRecordFile))

@@ -41,9 +41,17 @@ func untilSlots(b *testing.B, h *harness.Host, svc string, n int, image, avoid s
 		if time.Now().After(deadline) {
 			b.Fatalf("%s: %d slots not running after %s", svc, n, timeout)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(slotPoll)
 	}
 }
+
+// slotPoll is how often untilSlots asks. Each ask runs the CLI, whose start
+// costs ~20 ms of CPU on this machine (package initialisation, half of it
+// compose-go's JSON-schema compiler): at 10 asks a second the poller took a
+// tenth of the two cores the starts it measures compete for. The figure is
+// the tasks' StartedAt, stamped by the node, so asking less often changes
+// only how soon the bench notices, not what it reports.
+const slotPoll = 400 * time.Millisecond
 
 // BenchmarkServiceHostFailover: pull the plug on a host running replicas;
 // time until every slot runs again on the survivors.
