@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"time"
 
-	runc "github.com/containerd/go-runc"
-
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/runtime/netns"
 )
@@ -94,7 +92,7 @@ func (r *Runtime) remove(ctx context.Context, c *container, idOrName string, for
 func (r *Runtime) cleanup(ctx context.Context, id string) error {
 	p := r.pathsOf(id)
 	var errs []error
-	if err := r.runc.Delete(ctx, id, &runc.DeleteOpts{Force: true}); err != nil && !isNotExist(err) {
+	if err := r.runcDelete(ctx, id); err != nil {
 		errs = append(errs, fmt.Errorf("runc delete: %w", err))
 	}
 	if r.cfg.Network != nil {

@@ -671,3 +671,45 @@ func TestConcurrentRuns(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestOneRuncDeletePerRun: the exit of a run deletes runc's state; removing
+// the container afterwards must not start a second `runc delete` (a process
+// per removed container, tens of milliseconds of CPU in a rolling update).
+func TestOneRuncDeletePerRun(t *testing.T) {
+	cfg := testConfig(t)
+	real, err := exec.LookPath("runc")
+	if err != nil {
+		t.Skip("no runc")
+	}
+	logf := filepath.Join(t.TempDir(), "runc-calls")
+	wrapper := filepath.Join(t.TempDir(), "runc")
+	script := "#!/bin/sh\necho \"$*\" >> " + logf + "\nexec " + real + " \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg.RuncBinary = wrapper
+	h := startHarness(t, cfg)
+	c := h.run(t, Spec{Image: "busybox", Command: []string{"true"}})
+	h.wait(t, c.ID)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := h.rt.Remove(ctx, c.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deletes := 0
+	for _, line := range strings.Split(string(raw), "\n") {
+		if strings.Contains(line, " delete ") && strings.HasSuffix(line, c.ID) {
+			deletes++
+		}
+	}
+	if deletes != 1 {
+		t.Errorf("%d `runc delete` of the container, want 1; calls:\n%s", deletes, raw)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.RuncRoot, c.ID)); err == nil {
+		t.Errorf("runc state of the container left behind")
+	}
+}

@@ -64,7 +64,7 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) err
 			return err
 		}
 		// A restart: clear what the last run left behind.
-		_ = r.runc.Delete(ctx, id, &runc.DeleteOpts{Force: true})
+		_ = r.runcDelete(ctx, id)
 		_ = os.Remove(filepath.Join(p.dir, exitRecordFile))
 		// The state dir of an init of an older Shoal, which the container
 		// could write: gone, so nothing reads it again.
