@@ -76,6 +76,7 @@ type record struct {
 	Spec       Spec              `json:"spec"`
 	ImageID    string            `json:"image_id"`
 	Layers     []string          `json:"layers"`
+	MountLayer string            `json:"mount_layer,omitempty"` // above Layers (mountpoints.go); "" for none
 	Args       []string          `json:"args"`
 	Hostname   string            `json:"hostname"`
 	Health     *api.HealthConfig `json:"health,omitempty"`

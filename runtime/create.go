@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/runtime/netns"
 	"github.com/shoal-org/shoal/runtime/ocispec"
@@ -101,7 +103,24 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (reco
 			return record{}, fmt.Errorf("create %s: %w", d, err)
 		}
 	}
-	if err := mountOverlay(layers, p.upper, p.work, p.rootfs); err != nil {
+	// The mounts come first: they decide the mountpoints layer stacked
+	// above the image (mountpoints.go). The rest of the spec's input needs
+	// the mounted rootfs (the user's passwd entry).
+	in := ocispec.SpecInput{
+		InitBinary:     r.cfg.InitBinary,
+		HostsPath:      p.hosts,
+		HostnamePath:   p.hostname,
+		ResolvConfPath: p.resolv,
+		Files:          spec.Files,
+		Mounts:         spec.Mounts,
+		VolumesDir:     r.vols.Dir,
+	}
+	mounts, err := ocispec.Mounts(in)
+	if err != nil {
+		return record{}, err
+	}
+	rootLayers, mountLayer := r.withMountLayer(id, layers, mounts, p)
+	if err := mountOverlay(rootLayers, p.upper, p.work, p.rootfs); err != nil {
 		return record{}, err
 	}
 	// Before the container ever runs: its rootfs is still the image's.
@@ -140,27 +159,17 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (reco
 	if cwd == "" {
 		cwd = icfg.WorkingDir
 	}
-	s, err := ocispec.BuildSpec(ocispec.SpecInput{
-		Hostname:       hostname,
-		RootfsPath:     "rootfs",
-		Args:           args,
-		Env:            ocispec.MergeEnv(icfg.Env, spec.Env, hostname),
-		Cwd:            cwd,
-		UID:            uid,
-		GID:            gid,
-		ExtraGIDs:      extra,
-		Limits:         spec.Limits,
-		CgroupsPath:    filepath.Join(r.cfg.CgroupParent, id),
-		NetnsPath:      p.netns,
-		InitBinary:     r.cfg.InitBinary,
-		HostsPath:      p.hosts,
-		HostnamePath:   p.hostname,
-		ResolvConfPath: p.resolv,
-		NoSeccomp:      r.cfg.NoSeccomp,
-		Files:          spec.Files,
-		Mounts:         spec.Mounts,
-		VolumesDir:     r.vols.Dir,
-	})
+	in.Hostname = hostname
+	in.RootfsPath = "rootfs"
+	in.Args = args
+	in.Env = ocispec.MergeEnv(icfg.Env, spec.Env, hostname)
+	in.Cwd = cwd
+	in.UID, in.GID, in.ExtraGIDs = uid, gid, extra
+	in.Limits = spec.Limits
+	in.CgroupsPath = filepath.Join(r.cfg.CgroupParent, id)
+	in.NetnsPath = p.netns
+	in.NoSeccomp = r.cfg.NoSeccomp
+	s, err := ocispec.BuildSpec(in)
 	if err != nil {
 		return record{}, err
 	}
@@ -182,17 +191,18 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (reco
 		hc = nil
 	}
 	return record{
-		ID:        id,
-		Name:      name,
-		Spec:      spec,
-		ImageID:   img.ID,
-		Layers:    layers,
-		Args:      args,
-		Hostname:  hostname,
-		Health:    hc,
-		State:     api.ContainerCreated,
-		IP:        ip,
-		CreatedAt: time.Now().UTC(),
+		ID:         id,
+		Name:       name,
+		Spec:       spec,
+		ImageID:    img.ID,
+		Layers:     layers,
+		MountLayer: mountLayer,
+		Args:       args,
+		Hostname:   hostname,
+		Health:     hc,
+		State:      api.ContainerCreated,
+		IP:         ip,
+		CreatedAt:  time.Now().UTC(),
 	}, nil
 }
 
@@ -217,4 +227,29 @@ func (r *Runtime) RunContainer(ctx context.Context, spec Spec) (api.Container, e
 		return api.Container{}, err
 	}
 	return started, nil
+}
+
+// withMountLayer returns the lowerdir stack (base first) of a new
+// container's rootfs and the mountpoints layer on top of it ("" for none).
+// The layer only saves work: when it cannot be made, or would push the
+// overlay's options past a page, the rootfs goes without it and runc
+// creates the mountpoints in the upper dir, as it always did.
+func (r *Runtime) withMountLayer(id string, layers []string, mounts []specs.Mount, p paths) ([]string, string) {
+	if r.noMountLayer {
+		return layers, ""
+	}
+	ml, err := r.mountLayerFor(layers, mounts)
+	if err != nil {
+		r.log.Warn("no mountpoints layer", "id", ShortID(id), "err", err)
+		return layers, ""
+	}
+	if ml == "" {
+		return layers, ""
+	}
+	all := append(append(make([]string, 0, len(layers)+1), layers...), ml)
+	if _, err := overlayOptions(all, p.upper, p.work); err != nil {
+		r.log.Warn("no mountpoints layer", "id", ShortID(id), "err", err)
+		return layers, ""
+	}
+	return all, ml
 }

@@ -52,6 +52,9 @@ type Runtime struct {
 	sup  *supclient.Client
 	vols *volume.Store // named volumes (mounts.go)
 
+	mountLayerMu sync.Mutex // serialises creating mountpoints layers
+	noMountLayer bool       // tests: create rootfs mounts as before the layer
+
 	ready   chan struct{} // closed once Run adopted existing containers
 	runCtx  context.Context
 	runDone chan struct{} // closed when Run returns
@@ -254,6 +257,7 @@ func (r *Runtime) adopt(ctx context.Context, supervised map[string]int) {
 			_ = r.cleanup(ctx, e.Name())
 		}
 	}
+	r.pruneMountLayers()
 }
 
 func isNotExist(err error) bool {

@@ -71,7 +71,7 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) err
 		_ = os.RemoveAll(p.state)
 	}
 	if !isMountpoint(p.rootfs) { // after a reboot
-		if err := mountOverlay(rec.Layers, p.upper, p.work, p.rootfs); err != nil {
+		if err := mountOverlay(r.rootfsLayers(rec), p.upper, p.work, p.rootfs); err != nil {
 			return err
 		}
 	}

@@ -25,24 +25,35 @@ func isMountpoint(path string) bool {
 
 // mountOverlay mounts layers (base first) plus upper/work at target.
 func mountOverlay(layers []string, upper, work, target string) error {
-	if len(layers) == 0 {
-		return fmt.Errorf("%w: image has no layers", ErrInvalidSpec)
-	}
-	lower := make([]string, 0, len(layers))
-	for i := len(layers) - 1; i >= 0; i-- {
-		if strings.ContainsAny(layers[i], ":,") {
-			return fmt.Errorf("%w: layer path %q has ':' or ','", ErrInvalidSpec, layers[i])
-		}
-		lower = append(lower, layers[i])
-	}
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(lower, ":"), upper, work)
-	if len(opts) >= os.Getpagesize() {
-		return fmt.Errorf("overlay options too long (%d bytes) for %d layers", len(opts), len(layers))
+	opts, err := overlayOptions(layers, upper, work)
+	if err != nil {
+		return err
 	}
 	if err := unix.Mount("overlay", target, "overlay", 0, opts); err != nil {
 		return fmt.Errorf("mount overlay at %s: %w", target, err)
 	}
 	return nil
+}
+
+// overlayOptions is mountOverlay's option string. The kernel copies at most
+// one page of mount data, so a longer string (many layers, long paths) is
+// refused here rather than truncated there.
+func overlayOptions(layers []string, upper, work string) (string, error) {
+	if len(layers) == 0 {
+		return "", fmt.Errorf("%w: image has no layers", ErrInvalidSpec)
+	}
+	lower := make([]string, 0, len(layers))
+	for i := len(layers) - 1; i >= 0; i-- {
+		if strings.ContainsAny(layers[i], ":,") {
+			return "", fmt.Errorf("%w: layer path %q has ':' or ','", ErrInvalidSpec, layers[i])
+		}
+		lower = append(lower, layers[i])
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(lower, ":"), upper, work)
+	if len(opts) >= os.Getpagesize() {
+		return "", fmt.Errorf("overlay options too long (%d bytes) for %d layers", len(opts), len(layers))
+	}
+	return opts, nil
 }
 
 // unmount detaches the mount at path; a path that is not mounted is fine.

@@ -93,3 +93,24 @@ func TestBuildSpecFileMounts(t *testing.T) {
 		t.Fatalf("file mount %+v", m)
 	}
 }
+
+// TestMountsIsTheSpecsList: Mounts gives the list BuildSpec puts in the
+// spec, from the mount fields alone.
+func TestMountsIsTheSpecsList(t *testing.T) {
+	in := baseInput()
+	in.Mounts = []api.Mount{{Type: api.MountTmpfs, Target: "/run"}}
+	in.Files = []FileMount{{Source: "/run/x/f0", Target: "/run/secrets/a"}}
+	in.VolumesDir = "/vols"
+	s, err := BuildSpec(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := Mounts(SpecInput{InitBinary: in.InitBinary, HostsPath: in.HostsPath, HostnamePath: in.HostnamePath,
+		ResolvConfPath: in.ResolvConfPath, Mounts: in.Mounts, Files: in.Files, VolumesDir: in.VolumesDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(ms, s.Mounts) {
+		t.Fatalf("Mounts = %+v\nspec   %+v", ms, s.Mounts)
+	}
+}

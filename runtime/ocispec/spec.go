@@ -117,7 +117,7 @@ func BuildSpec(in SpecInput) (*specs.Spec, error) {
 	if !path.IsAbs(cwd) {
 		cwd = "/" + cwd
 	}
-	userMounts, err := ociMounts(in.Mounts, in.VolumesDir)
+	mounts, err := Mounts(in)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +140,7 @@ func BuildSpec(in SpecInput) (*specs.Spec, error) {
 			},
 			NoNewPrivileges: true,
 		},
-		Mounts: append(defaultMounts(in), append(userMounts, fileMounts(in.Files)...)...),
+		Mounts: mounts,
 		Linux: &specs.Linux{
 			CgroupsPath: in.CgroupsPath,
 			Resources:   resources(in.Limits),
@@ -186,6 +186,20 @@ func resources(l api.Resources) *specs.LinuxResources {
 		r.Pids = &specs.LinuxPids{Limit: &p}
 	}
 	return r
+}
+
+// Mounts is the mount list BuildSpec puts in the spec, in runc's order: the
+// standard mounts, the /etc and init bind mounts, the user's mounts, then
+// the prepared files. It reads only in's mount fields (HostsPath,
+// HostnamePath, ResolvConfPath, InitBinary, Mounts, VolumesDir, Files), so
+// the runtime can ask for it before the rest of the input is known (it
+// decides the rootfs's mountpoints layer from it).
+func Mounts(in SpecInput) ([]specs.Mount, error) {
+	userMounts, err := ociMounts(in.Mounts, in.VolumesDir)
+	if err != nil {
+		return nil, err
+	}
+	return append(defaultMounts(in), append(userMounts, fileMounts(in.Files)...)...), nil
 }
 
 func defaultMounts(in SpecInput) []specs.Mount {
