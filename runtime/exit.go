@@ -160,14 +160,7 @@ func (r *Runtime) finishExit(c *container, pid int) {
 	}
 	r.log.Info("container exited", "id", ShortID(id), "exit_code", code)
 	r.emit(c)
-	if err := r.runc.Delete(ctx, id, &runc.DeleteOpts{Force: true}); err != nil && !isNotExist(err) {
-		r.log.Warn("runc delete", "id", ShortID(id), "err", err)
-	}
-	if r.cfg.Network != nil {
-		if err := r.cfg.Network.Detach(ctx, id, p.netns); err != nil {
-			r.log.Warn("detach network", "id", ShortID(id), "err", err)
-		}
-	}
+	r.release(ctx, c)
 	if released != nil {
 		close(released)
 	}
@@ -190,6 +183,19 @@ func (r *Runtime) runcDelete(ctx context.Context, id string) error {
 		return err
 	}
 	return nil
+}
+
+// release deletes runc's state of c's ended run and releases its network.
+func (r *Runtime) release(ctx context.Context, c *container) {
+	id := c.rec.ID
+	if err := r.runc.Delete(ctx, id, &runc.DeleteOpts{Force: true}); err != nil && !isNotExist(err) {
+		r.log.Warn("runc delete", "id", ShortID(id), "err", err)
+	}
+	if r.cfg.Network != nil {
+		if err := r.cfg.Network.Detach(ctx, id, r.pathsOf(id).netns); err != nil {
+			r.log.Warn("detach network", "id", ShortID(id), "err", err)
+		}
+	}
 }
 
 // awaitRelease waits until the cleanup of c's last run (finishExit's runc

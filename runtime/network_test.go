@@ -2,12 +2,16 @@ package runtime
 
 import (
 	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/runtime/netns"
 )
 
@@ -121,5 +125,51 @@ func TestRestartWaitsForRelease(t *testing.T) {
 	want := []string{"attach " + c.ID, "detach " + c.ID, "attach " + c.ID}
 	if !slices.Equal(got, want) {
 		t.Fatalf("network calls %v, want %v", got, want)
+	}
+}
+
+// TestAdoptFinishesRelease: an agent that published an exit and died before
+// the release (runc's state still there) leaves it to the next agent, which
+// deletes the runc state and releases the network when it adopts the
+// container.
+func TestAdoptFinishesRelease(t *testing.T) {
+	cfg := testConfig(t)
+	net := &FakeNetwork{IP: "10.42.7.11"}
+	cfg.Network = net
+	a := startHarness(t, cfg)
+	c := a.run(t, Spec{Image: "busybox", Command: []string{"true"}})
+	a.wait(t, c.ID)
+	poll(t, "the release", 10*time.Second, func() bool {
+		net.mu.Lock()
+		defer net.mu.Unlock()
+		return len(net.Detached) == 1
+	})
+	a.stop()
+	// What a death between the exit and the release leaves: runc state.
+	bundle := filepath.Dir(a.rt.pathsOf(c.ID).config)
+	// runc's stdio is a file: the created init keeps it open.
+	logf, err := os.Create(filepath.Join(t.TempDir(), "runc-create.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command("runc", "--root", cfg.RuncRoot, "create", "--bundle", bundle, c.ID)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Run(); err != nil {
+		out, _ := os.ReadFile(logf.Name())
+		t.Fatalf("runc create: %v: %s", err, out)
+	}
+	b := startHarness(t, cfg)
+	if _, err := os.Stat(filepath.Join(cfg.RuncRoot, c.ID)); err == nil {
+		t.Errorf("runc state of the exited container left after adoption")
+	}
+	net.mu.Lock()
+	detached := slices.Clone(net.Detached)
+	net.mu.Unlock()
+	if len(detached) != 2 {
+		t.Errorf("network released %d times, want 2 (the exit, the adoption): %v", len(detached), detached)
+	}
+	if got, err := b.rt.Get(c.ID); err != nil || got.State != api.ContainerExited {
+		t.Errorf("adopted %+v, %v; want exited", got, err)
 	}
 }

@@ -223,6 +223,13 @@ func (r *Runtime) adopt(ctx context.Context, supervised map[string]int) {
 	}
 	for _, c := range cs {
 		id := c.rec.ID
+		if c.rec.State == api.ContainerExited && states[id] != nil {
+			// The last agent published the exit and died before its
+			// release (finishExit): finish it, so that a restart's
+			// attachment is the only one.
+			r.release(ctx, c)
+			continue
+		}
 		if c.rec.State != api.ContainerRunning {
 			continue
 		}
