@@ -50,9 +50,10 @@ func TestNetworkHook(t *testing.T) {
 	if !strings.Contains(logs, "10.42.7.9\tweb") {
 		t.Errorf("hosts inside the container: %q", logs)
 	}
+	want := pathsOnDisk(t, cfg, c.ID).netns
 	net.mu.Lock()
 	defer net.mu.Unlock()
-	if !net.nsOK || !strings.HasSuffix(net.Attached[c.ID], "/netns/"+c.ID) {
+	if !net.nsOK || net.Attached[c.ID] != want {
 		t.Errorf("attach got netns %q (mounted %v)", net.Attached[c.ID], net.nsOK)
 	}
 	if len(net.Detached) == 0 || net.Detached[0] != c.ID {
