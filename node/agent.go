@@ -197,6 +197,11 @@ func (a *Agent) startRuntime(ctx context.Context) error {
 	// runc state lives beside the socket, on tmpfs in production (/run):
 	// containers do not survive a reboot, and neither should their state.
 	rc.RuncRoot = filepath.Join(filepath.Dir(a.cfg.Socket), "runc-"+api.ShortID(a.id.NodeID))
+	// The containers' bundles, /etc files and netns mounts go there too
+	// (runtime.Config.RunRoot): made and deleted at every start and
+	// removal, they cost no metadata writes on the data dir there.
+	// Records, exit records and logs stay in Root.
+	rc.RunRoot = filepath.Join(filepath.Dir(a.cfg.Socket), "containers-"+api.ShortID(a.id.NodeID))
 	rc.CgroupParent = "/shoal-" + api.ShortID(a.id.NodeID)
 	rc.Images = imgs
 	rc.Network = &a.net.Attacher

@@ -66,9 +66,21 @@ type Network interface {
 // Config configures a Runtime. Build it from DefaultConfig; it must not be
 // changed after New.
 type Config struct {
-	// Root holds container dirs (Root/containers/<id>) and network namespaces
-	// (Root/netns/<id>), e.g. DATA/runtime.
+	// Root holds container dirs (Root/containers/<id>), e.g. DATA/runtime,
+	// and the network namespaces of containers made without a run dir
+	// (Root/netns/<id>).
 	Root string
+	// RunRoot holds the files of each container that need not outlive the
+	// machine (RunRoot/<id>: the OCI bundle with its rootfs mount point,
+	// the /etc files, the netns, runc's log and pid files), apart from
+	// what must (Root/containers/<id>: record, exit record, logs, the
+	// overlay's upper and work dirs). It belongs on tmpfs, beside RuncRoot
+	// (the agent's: SOCKETDIR/containers-<node>): files made and deleted
+	// there cost no metadata writes on the data dir's filesystem. Off
+	// tmpfs it works the same, only without that gain. Empty keeps
+	// everything under Root, as Shoal did before; each container records
+	// where its files are, so changing this affects new containers only.
+	RunRoot string
 	// RuncRoot is runc's state dir, one per agent (e.g. /run/shoal-<id>/runc),
 	// so that several agents can share a machine.
 	RuncRoot string
@@ -172,7 +184,7 @@ func findInit(candidates []string, lookPath func(string) (string, error)) (path 
 }
 
 // DefaultConfig returns a config with the defaults filled in; the caller
-// sets Root, RuncRoot, CgroupParent and Images.
+// sets Root, RunRoot, RuncRoot, CgroupParent and Images.
 func DefaultConfig() Config {
 	return Config{
 		RuncBinary:  "runc",
@@ -197,6 +209,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RuncRoot == "" || !filepath.IsAbs(c.RuncRoot) {
 		bad("RuncRoot must be an absolute path, got %q", c.RuncRoot)
+	}
+	if c.RunRoot != "" && (!filepath.IsAbs(c.RunRoot) || filepath.Clean(c.RunRoot) == filepath.Clean(c.Root)) {
+		bad("RunRoot must be empty or an absolute path other than Root, got %q", c.RunRoot)
 	}
 	if c.CgroupParent == "" || !filepath.IsAbs(c.CgroupParent) {
 		bad("CgroupParent must start with /, got %q", c.CgroupParent)

@@ -85,6 +85,19 @@ func TestConfigValidate(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	for _, run := range []string{"/run/shoal/containers-x", ""} {
+		c.RunRoot = run
+		if err := c.Validate(); err != nil {
+			t.Fatalf("RunRoot %q: %v", run, err)
+		}
+	}
+	for _, run := range []string{"relative", "/r", "/r/"} {
+		c.RunRoot = run
+		if err := c.Validate(); err == nil {
+			t.Fatalf("RunRoot %q validated", run)
+		}
+	}
+	c.RunRoot = ""
 	c.CgroupParent = "relative"
 	if err := c.Validate(); err == nil {
 		t.Fatal("relative cgroup parent validated")

@@ -89,6 +89,12 @@ type record struct {
 	FinishedAt time.Time         `json:"finished_at,omitempty"`
 	Error      string            `json:"error,omitempty"`
 	OOMKilled  bool              `json:"oom_killed,omitempty"`
+	// RunDir is the container's run dir (Config.RunRoot/<id>), which holds
+	// its bundle and other files that need not outlive the machine; empty
+	// for a container whose files are all in its dir under Root (made by
+	// Shoal before run dirs, or with no RunRoot or an older supervisor).
+	// Set at creation, never changed.
+	RunDir string `json:"run_dir,omitempty"`
 }
 
 // container is the in-memory state of one container. Fields below mu are
@@ -130,33 +136,77 @@ func (c *container) apiLocked() api.Container {
 	}
 }
 
-// Paths of a container's files, all under Root/containers/<id>/ except the
-// netns (Root/netns/<id>). The container dir is also its OCI bundle.
+// paths are where a container's files are (containerPaths).
 type paths struct {
-	dir, rootfs, upper, work, state, log    string
-	record, config, hosts, hostname, resolv string
-	initLog, pidFile                        string
-	netns                                   string
+	// Under Root/containers/<id>/ (dir), whatever the layout: what must
+	// outlive a reboot (record, exit record, logs) and the overlay's
+	// upper/ and work/ (the container's writes).
+	dir, upper, work, state, log, record string
+	// run is the run dir, "" for a container of the old layout, where
+	// what follows is in dir, but the netns in Root/netns/<id>.
+	run string
+	// In the run dir: the OCI bundle (config.json, rootfs/ where the
+	// overlay is mounted), the /etc files, runc's log and pid files, the
+	// health probe's pid file, the netns bind mount.
+	bundle, rootfs, config, hosts, hostname, resolv string
+	initLog, pidFile, healthPid                     string
+	netns                                           string
 }
 
-func (r *Runtime) pathsOf(id string) paths {
-	d := filepath.Join(r.cfg.Root, "containers", id)
-	return paths{
-		dir:      d,
-		rootfs:   filepath.Join(d, "rootfs"),
-		upper:    filepath.Join(d, "upper"),
-		work:     filepath.Join(d, "work"),
-		state:    filepath.Join(d, "state"),
-		log:      filepath.Join(d, "log"),
-		record:   filepath.Join(d, "container.json"),
-		config:   filepath.Join(d, "config.json"),
-		hosts:    filepath.Join(d, "hosts"),
-		hostname: filepath.Join(d, "hostname"),
-		resolv:   filepath.Join(d, "resolv.conf"),
-		initLog:  filepath.Join(d, "init.log"),
-		pidFile:  filepath.Join(d, "init.pid"),
-		netns:    filepath.Join(r.cfg.Root, "netns", id),
+// containerPaths derives the paths of container id from root (Config.Root)
+// and its record's RunDir. It touches nothing.
+func containerPaths(root, id, runDir string) paths {
+	d := filepath.Join(root, "containers", id)
+	p := paths{
+		dir:    d,
+		upper:  filepath.Join(d, "upper"),
+		work:   filepath.Join(d, "work"),
+		state:  filepath.Join(d, "state"),
+		log:    filepath.Join(d, "log"),
+		record: filepath.Join(d, "container.json"),
+		run:    runDir,
+		bundle: d,
+		netns:  filepath.Join(root, "netns", id),
 	}
+	if runDir != "" {
+		p.bundle = runDir
+		p.netns = filepath.Join(runDir, "netns")
+	}
+	b := p.bundle
+	p.rootfs = filepath.Join(b, "rootfs") // BuildSpec's RootfsPath "rootfs"
+	p.config = filepath.Join(b, "config.json")
+	p.hosts = filepath.Join(b, "hosts")
+	p.hostname = filepath.Join(b, "hostname")
+	p.resolv = filepath.Join(b, "resolv.conf")
+	p.initLog = filepath.Join(b, "init.log")
+	p.pidFile = filepath.Join(b, "init.pid")
+	p.healthPid = filepath.Join(b, "health.pid")
+	return p
+}
+
+// pathsOf returns the paths of c, from the fields of its record that never
+// change (so without r.mu).
+func (r *Runtime) pathsOf(c *container) paths {
+	return containerPaths(r.cfg.Root, c.rec.ID, c.rec.RunDir)
+}
+
+// runDirFor is the run dir a new container id gets: under runRoot when
+// there is one and the supervisor can run a bundle kept apart from the
+// container's dir (supclient.Client.TakesBundle), else none (the old
+// layout, all in the container's dir).
+func runDirFor(runRoot, id string, supTakesBundle bool) string {
+	if runRoot == "" || !supTakesBundle {
+		return ""
+	}
+	return filepath.Join(runRoot, id)
+}
+
+// validRunDir reports whether a record's run dir is one runDirFor could
+// have made for it (an absolute, clean path ending in its ID), so that a
+// damaged record cannot point Remove at another directory.
+func validRunDir(rec record) bool {
+	d := rec.RunDir
+	return d == "" || (filepath.IsAbs(d) && filepath.Clean(d) == d && filepath.Base(d) == rec.ID && nameRE.MatchString(rec.ID))
 }
 
 // save persists c's record atomically, without fsync (see writeJSON).
@@ -174,7 +224,7 @@ func (r *Runtime) save(c *container) error {
 	if err != nil {
 		return fmt.Errorf("encode record of %s: %w", rec.ID, err)
 	}
-	p := r.pathsOf(rec.ID).record
+	p := containerPaths(r.cfg.Root, rec.ID, rec.RunDir).record
 	if err := atomicfile.WriteFile(p, b, 0o600, atomicfile.NoSync()); err != nil {
 		return fmt.Errorf("save record of %s: %w", rec.ID, err)
 	}

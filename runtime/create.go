@@ -49,19 +49,21 @@ func (r *Runtime) create(ctx context.Context, spec Spec, hold bool) (*container,
 	// Volumes stay in use from here until the container is registered.
 	release, err := r.prepareMounts(spec.Mounts)
 	defer release()
+	p := containerPaths(r.cfg.Root, id, runDirFor(r.cfg.RunRoot, id, r.sup.TakesBundle()))
 	var rec record
 	if err == nil {
-		rec, err = r.prepare(ctx, id, name, spec)
+		rec, err = r.prepare(ctx, id, name, spec, p)
 	}
 	if err != nil {
 		r.mu.Lock()
 		delete(r.names, name)
 		r.mu.Unlock()
-		if cerr := r.cleanup(context.WithoutCancel(ctx), id); cerr != nil {
+		if cerr := r.cleanup(context.WithoutCancel(ctx), id, p); cerr != nil {
 			r.log.Warn("cleanup after failed create", "id", ShortID(id), "err", cerr)
 		}
 		return nil, api.Container{}, err
 	}
+	rec.RunDir = p.run
 	c := &container{rec: rec, done: make(chan struct{})}
 	if hold {
 		c.op.Lock() // nobody else knows c yet: this cannot block
@@ -82,9 +84,10 @@ func (r *Runtime) create(ctx context.Context, spec Spec, hold bool) (*container,
 	return c, c.apiLocked(), nil
 }
 
-// prepare builds everything a container needs on disk; on error the caller
-// cleans up with r.cleanup(id).
-func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (record, error) {
+// prepare builds everything a container needs on disk, at p; on error the
+// caller cleans up with r.cleanup(id, p). (A start after a reboot makes the
+// run dir's part again: rebuildBundle.)
+func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec, p paths) (record, error) {
 	img, icfg, layers, err := r.cfg.Images.Resolve(spec.Image)
 	if err != nil {
 		return record{}, fmt.Errorf("resolve image %s: %w", spec.Image, err)
@@ -97,7 +100,6 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec) (reco
 	if hostname == "" {
 		hostname = ShortID(id)
 	}
-	p := r.pathsOf(id)
 	for _, d := range []string{p.rootfs, p.upper, p.work, p.log} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return record{}, fmt.Errorf("create %s: %w", d, err)

@@ -189,7 +189,7 @@ func (r *Runtime) Exec(ctx context.Context, idOrName string, opts ExecOptions) (
 	if state != api.ContainerRunning {
 		return nil, fmt.Errorf("exec in %s: %w", ShortID(id), ErrNotRunning)
 	}
-	p := r.pathsOf(id)
+	p := r.pathsOf(c)
 	proc, err := r.execProcessSpec(p, opts)
 	if err != nil {
 		return nil, err

@@ -36,7 +36,7 @@ func (r *Runtime) watch(c *container, pid int) {
 		case <-sl.Done:
 			r.finishExit(c, pid)
 		case <-sl.Lost:
-			if fileExists(filepath.Join(r.pathsOf(c.rec.ID).dir, exitRecordFile)) {
+			if fileExists(filepath.Join(r.pathsOf(c).dir, exitRecordFile)) {
 				r.finishExit(c, pid)
 				return
 			}
@@ -111,7 +111,7 @@ func (r *Runtime) finishExit(c *container, pid int) {
 	}
 	r.mu.Unlock()
 	id := c.rec.ID
-	p := r.pathsOf(id)
+	p := r.pathsOf(c)
 	defer r.sup.Forget(id)
 	code, errMsg := 137, ""
 	st, ferr := readExitRecord(p.dir)
@@ -192,7 +192,7 @@ func (r *Runtime) release(ctx context.Context, c *container) {
 		r.log.Warn("runc delete", "id", ShortID(id), "err", err)
 	}
 	if r.cfg.Network != nil {
-		if err := r.cfg.Network.Detach(ctx, id, r.pathsOf(id).netns); err != nil {
+		if err := r.cfg.Network.Detach(ctx, id, r.pathsOf(c).netns); err != nil {
 			r.log.Warn("detach network", "id", ShortID(id), "err", err)
 		}
 	}
@@ -219,7 +219,7 @@ func (r *Runtime) awaitRelease(ctx context.Context, c *container) error {
 }
 
 // readExitRecord reads the exit record in dir (the supervisor's in the
-// bundle dir, or an older init's state dir) without following links and
+// container's dir, or an older init's state dir) without following links and
 // with a size cap. A missing record gives an error wrapping fs.ErrNotExist.
 func readExitRecord(dir string) (containerinit.ExitStatus, error) {
 	var st containerinit.ExitStatus

@@ -140,9 +140,9 @@ func (r *Runtime) probe(ctx context.Context, c *container, args []string, timeou
 	r.mu.Lock()
 	id := c.rec.ID
 	r.mu.Unlock()
-	p := r.pathsOf(id)
+	p := r.pathsOf(c)
 	var s specs.Spec
-	b, err := readCapped(p.dir, "config.json", 16<<20)
+	b, err := readCapped(p.bundle, filepath.Base(p.config), 16<<20)
 	if err == nil {
 		err = json.Unmarshal(b, &s)
 	}
@@ -153,7 +153,7 @@ func (r *Runtime) probe(ctx context.Context, c *container, args []string, timeou
 	proc.Args = args
 	proc.Terminal = false
 
-	pidPath := filepath.Join(p.dir, "health.pid")
+	pidPath := p.healthPid
 	_ = os.Remove(pidPath)
 	// The probe's output goes through a pipe of which we keep the first
 	// probeOutputCap bytes: a probe printing /dev/zero costs neither disk
@@ -177,7 +177,7 @@ func (r *Runtime) probe(ctx context.Context, c *container, args []string, timeou
 	timedOut := pctx.Err() != nil
 	if timedOut {
 		// runc was killed; the probe process may live on: kill it.
-		killProbe(p.dir, "health.pid")
+		killProbe(p.bundle, filepath.Base(p.healthPid))
 	}
 	// Descendants of the probe may hold the pipe open: stop reading soon.
 	_ = pr.SetReadDeadline(time.Now().Add(200 * time.Millisecond))

@@ -29,12 +29,12 @@ func TestHelperAgent(t *testing.T) {
 	if raw == "" {
 		t.Skip("helper process for TestAgentKill9")
 	}
-	var paths struct{ Root, RuncRoot, CgroupParent string }
-	if err := json.Unmarshal([]byte(raw), &paths); err != nil {
+	var dirs struct{ Root, RunRoot, RuncRoot, CgroupParent string }
+	if err := json.Unmarshal([]byte(raw), &dirs); err != nil {
 		t.Fatal(err)
 	}
 	cfg := DefaultConfig()
-	cfg.Root, cfg.RuncRoot, cfg.CgroupParent = paths.Root, paths.RuncRoot, paths.CgroupParent
+	cfg.Root, cfg.RunRoot, cfg.RuncRoot, cfg.CgroupParent = dirs.Root, dirs.RunRoot, dirs.RuncRoot, dirs.CgroupParent
 	cfg.InitBinary, cfg.Images = testInit, images
 	rt, err := New(cfg)
 	if err != nil {
@@ -63,9 +63,9 @@ func TestHelperAgent(t *testing.T) {
 func TestAgentKill9(t *testing.T) {
 	cfg := testConfig(t)
 
-	paths, _ := json.Marshal(map[string]string{"Root": cfg.Root, "RuncRoot": cfg.RuncRoot, "CgroupParent": cfg.CgroupParent})
+	dirs, _ := json.Marshal(map[string]string{"Root": cfg.Root, "RunRoot": cfg.RunRoot, "RuncRoot": cfg.RuncRoot, "CgroupParent": cfg.CgroupParent})
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperAgent$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+string(paths), "SHOAL_TEST_INIT="+testInit, "SHOAL_TEST_ROOTFS="+testRootfs)
+	cmd.Env = append(os.Environ(), helperEnv+"="+string(dirs), "SHOAL_TEST_INIT="+testInit, "SHOAL_TEST_ROOTFS="+testRootfs)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -110,7 +110,7 @@ func TestAgentKill9(t *testing.T) {
 
 	// "away" prints and exits while no agent runs.
 	rec := filepath.Join(cfg.Root, "containers", awayID, exitRecordFile)
-	if err := os.WriteFile(filepath.Join(cfg.Root, "containers", awayID, "rootfs", "tmp", "go"), nil, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(pathsOnDisk(t, cfg, awayID).rootfs, "tmp", "go"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	poll(t, "exit record of a container that ended while no agent ran", 30*time.Second, func() bool { return fileExists(rec) })
@@ -129,7 +129,7 @@ func TestAgentKill9(t *testing.T) {
 	if c.State != api.ContainerRunning || c.Pid != pid {
 		t.Fatalf("after restart: state %s pid %d, want running %d", c.State, c.Pid, pid)
 	}
-	if err := os.WriteFile(filepath.Join(cfg.Root, "containers", id, "rootfs", "tmp", "go"), nil, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(pathsOnDisk(t, cfg, id).rootfs, "tmp", "go"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	c = h.wait(t, id)

@@ -46,7 +46,7 @@ func (r *Runtime) Logs(ctx context.Context, idOrName string, opts LogOptions) (<
 	r.mu.Lock()
 	id := c.rec.ID
 	r.mu.Unlock()
-	logDir := r.pathsOf(id).log
+	logDir := r.pathsOf(c).log
 	logName := containerinit.LogFile
 	logPath := filepath.Join(logDir, logName)
 

@@ -114,7 +114,7 @@ func rootfsLowerdir(t *testing.T, cfg Config, id string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rootfs := filepath.Join(cfg.Root, "containers", id, "rootfs")
+	rootfs := pathsOnDisk(t, cfg, id).rootfs
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
 		if len(f) < 5 || f[4] != rootfs {
@@ -284,7 +284,7 @@ func TestMountpointsLayerRemount(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []string{withLayer.ID, old.ID} {
-		if err := unmount(filepath.Join(cfg.Root, "containers", id, "rootfs")); err != nil {
+		if err := unmount(pathsOnDisk(t, cfg, id).rootfs); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -625,7 +625,7 @@ func TestEnsureMountLayer(t *testing.T) {
 func TestWithMountLayerFallsBack(t *testing.T) {
 	needRootOnly(t)
 	r := &Runtime{cfg: Config{Root: t.TempDir()}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	p := r.pathsOf(newID())
+	p := containerPaths(r.cfg.Root, newID(), "")
 	ms := specMounts(t, nil)
 	base := []string{filepath.Join(t.TempDir(), "missing-layer")} // an empty image: every mountpoint is new
 	ml, err := r.mountLayerFor(base, ms)

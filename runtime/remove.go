@@ -13,7 +13,7 @@ import (
 )
 
 // Remove deletes a container and everything it owns: runc state, cgroup,
-// rootfs mount, upper dir, bundle, netns, logs. A running container is
+// rootfs mount, upper dir, bundle and run dir, netns, logs. A running container is
 // killed first when force is set, otherwise ErrRunning is returned.
 //
 // The state is checked under the container's lifecycle lock, after any
@@ -72,7 +72,7 @@ func (r *Runtime) remove(ctx context.Context, c *container, idOrName string, for
 	c.saveMu.Lock() // wait for an in-flight save
 	c.saveMu.Unlock()
 	r.sup.Forget(id)
-	err := r.cleanup(ctx, id)
+	err := r.cleanup(ctx, id, r.pathsOf(c))
 	r.mu.Lock()
 	ev := Event{ContainerID: id, Name: name, TaskID: c.rec.Spec.TaskID, State: EventRemoved, ExitCode: c.rec.ExitCode, Time: time.Now().UTC()}
 	delete(r.containers, id)
@@ -87,10 +87,10 @@ func (r *Runtime) remove(ctx context.Context, c *container, idOrName string, for
 	return nil
 }
 
-// cleanup deletes every resource of container id, best effort, and reports
-// what failed.
-func (r *Runtime) cleanup(ctx context.Context, id string) error {
-	p := r.pathsOf(id)
+// cleanup deletes every resource of container id (its files at p), best
+// effort, and reports what failed. The run dir goes before the container's
+// dir, whose record keeps the container known until the end.
+func (r *Runtime) cleanup(ctx context.Context, id string, p paths) error {
 	var errs []error
 	if err := r.runcDelete(ctx, id); err != nil {
 		errs = append(errs, fmt.Errorf("runc delete: %w", err))
@@ -107,8 +107,13 @@ func (r *Runtime) cleanup(ctx context.Context, id string) error {
 		errs = append(errs, err)
 	}
 	removeCgroups(filepath.Join(r.cfg.CgroupParent, id))
-	if err := os.RemoveAll(p.dir); err != nil {
-		errs = append(errs, fmt.Errorf("remove %s: %w", p.dir, err))
+	for _, d := range []string{p.run, p.dir} {
+		if d == "" {
+			continue
+		}
+		if err := os.RemoveAll(d); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s: %w", d, err))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -8,12 +8,12 @@
 // forwards signals and reaps zombies. One supervisor process per node
 // (supervisor.go) runs `runc run --detach`, so it becomes the parent of
 // every container's init: it holds the containers' stdout and stderr, writes
-// their logs with rotation, and records each exit status in the bundle dir,
-// out of the container's reach. The agent is not in the data path: it asks
-// the supervisor to start containers and follows one stream of exit events.
-// It never waits for "any child" (a wait4(-1) loop would steal the exit
-// statuses of commands other packages run through os/exec); the supervisor,
-// which runs nothing else, does.
+// their logs with rotation, and records each exit status in the container's
+// dir (not its bundle), out of the container's reach. The agent is not in
+// the data path: it asks the supervisor to start containers and follows one
+// stream of exit events. It never waits for "any child" (a wait4(-1) loop
+// would steal the exit statuses of commands other packages run through
+// os/exec); the supervisor, which runs nothing else, does.
 //
 // Restarts. The supervisor outlives the agent (kill -9 included). A new
 // agent re-reads container.json records, asks the supervisor which
@@ -35,6 +35,7 @@ import (
 	"sync"
 
 	runc "github.com/containerd/go-runc"
+	"golang.org/x/sys/unix"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/api/atomicfile"
@@ -93,10 +94,17 @@ func New(cfg Config) (*Runtime, error) {
 	if err := checkStatic(cfg.InitBinary); err != nil {
 		return nil, err
 	}
-	for _, d := range []string{filepath.Join(cfg.Root, "containers"), filepath.Join(cfg.Root, "netns"), cfg.RuncRoot} {
+	dirs := []string{filepath.Join(cfg.Root, "containers"), filepath.Join(cfg.Root, "netns"), cfg.RuncRoot}
+	if cfg.RunRoot != "" {
+		dirs = append(dirs, cfg.RunRoot)
+	}
+	for _, d := range dirs {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return nil, fmt.Errorf("create %s: %w", d, err)
 		}
+	}
+	if cfg.RunRoot != "" && !onTmpfs(cfg.RunRoot) {
+		cfg.Logger.Info("the containers' run dir is not on tmpfs: container starts write more file-system metadata", "run_root", cfg.RunRoot)
 	}
 	r := &Runtime{
 		cfg:        cfg,
@@ -122,9 +130,11 @@ func New(cfg Config) (*Runtime, error) {
 		if !e.IsDir() {
 			continue
 		}
-		p := r.pathsOf(e.Name())
-		rec, err := loadRecord(p.record)
-		if err != nil || rec.ID != e.Name() {
+		rec, err := loadRecord(containerPaths(cfg.Root, e.Name(), "").record) // the record is in dir in every layout
+		if err == nil && (rec.ID != e.Name() || !validRunDir(rec)) {
+			err = fmt.Errorf("record of %q with id %q and run dir %q", e.Name(), rec.ID, rec.RunDir)
+		}
+		if err != nil {
 			// A crash between mkdir and the first save leaves a dir without
 			// a record; Run cleans it up.
 			r.log.Warn("container dir without a valid record", "id", e.Name(), "err", err)
@@ -241,7 +251,7 @@ func (r *Runtime) adopt(ctx context.Context, supervised map[string]int) {
 		}
 		st := states[id]
 		if st != nil && (st.Status == "running" || st.Status == "paused") && st.Pid == c.rec.Pid &&
-			!fileExists(filepath.Join(r.pathsOf(id).dir, exitRecordFile)) {
+			!fileExists(filepath.Join(r.pathsOf(c).dir, exitRecordFile)) {
 			// Running, but no supervisor holds it: it was started by an
 			// older Shoal, or its supervisor died.
 			r.log.Warn("container runs without a supervisor: its exit code will not be known", "id", ShortID(id), "pid", st.Pid)
@@ -253,6 +263,20 @@ func (r *Runtime) adopt(ctx context.Context, supervised map[string]int) {
 		// It ended while we were away (or runc lost it).
 		r.finishExit(c, c.rec.Pid)
 	}
+	// Run dirs without a record or a container dir (a crash between
+	// making one and the other); those with a dir go with it below.
+	if r.cfg.RunRoot != "" {
+		runEnts, _ := os.ReadDir(r.cfg.RunRoot)
+		for _, e := range runEnts {
+			r.mu.Lock()
+			_, known := r.containers[e.Name()]
+			r.mu.Unlock()
+			if !known && e.IsDir() && nameRE.MatchString(e.Name()) && !fileExists(filepath.Join(r.cfg.Root, "containers", e.Name())) {
+				r.log.Warn("removing leftover run dir", "id", e.Name())
+				r.cleanupLeftover(ctx, e.Name())
+			}
+		}
+	}
 	// Directories without a record: half-made containers.
 	ents, _ := os.ReadDir(filepath.Join(r.cfg.Root, "containers"))
 	for _, e := range ents {
@@ -261,10 +285,29 @@ func (r *Runtime) adopt(ctx context.Context, supervised map[string]int) {
 		r.mu.Unlock()
 		if !known && e.IsDir() {
 			r.log.Warn("removing leftover container dir", "id", e.Name())
-			_ = r.cleanup(ctx, e.Name())
+			r.cleanupLeftover(ctx, e.Name())
 		}
 	}
 	r.pruneMountLayers()
+}
+
+// cleanupLeftover cleans up container id, which has no (valid) record to
+// say which layout it had: both.
+func (r *Runtime) cleanupLeftover(ctx context.Context, id string) {
+	_ = r.cleanup(ctx, id, containerPaths(r.cfg.Root, id, ""))
+	if run := runDirFor(r.cfg.RunRoot, id, true); run != "" && nameRE.MatchString(id) {
+		_ = r.cleanup(ctx, id, containerPaths(r.cfg.Root, id, run))
+	}
+}
+
+// onTmpfs reports whether dir is on a tmpfs (or ramfs): files made and
+// deleted there never reach a disk.
+func onTmpfs(dir string) bool {
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		return false
+	}
+	return fs.Type == unix.TMPFS_MAGIC || fs.Type == unix.RAMFS_MAGIC
 }
 
 func isNotExist(err error) bool {

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -111,15 +112,29 @@ func buildBusyboxRootfs(root string) (string, error) {
 }
 
 // fakeImages resolves every reference to the busybox rootfs, with per-ref
-// image configs.
+// image configs; an image's ID (fakeImageID) resolves too, as in the
+// image store.
 type fakeImages map[string]api.ImageConfig
 
 func (f fakeImages) Resolve(ref string) (api.Image, api.ImageConfig, []string, error) {
 	cfg, ok := f[ref]
 	if !ok {
+		for r, c := range f {
+			if fakeImageID(r) == ref {
+				ref, cfg, ok = r, c, true
+				break
+			}
+		}
+	}
+	if !ok {
 		return api.Image{}, api.ImageConfig{}, nil, fmt.Errorf("image %s: not found", ref)
 	}
-	return api.Image{ID: "sha256:" + strings.Repeat("0", 64), Tags: []string{ref}}, cfg, []string{testRootfs}, nil
+	return api.Image{ID: fakeImageID(ref), Tags: []string{ref}}, cfg, []string{testRootfs}, nil
+}
+
+// fakeImageID is the ID of fake image ref.
+func fakeImageID(ref string) string {
+	return fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(ref)))
 }
 
 var images = fakeImages{
@@ -164,6 +179,7 @@ func testConfig(t testing.TB) Config {
 	root := t.TempDir()
 	cfg := DefaultConfig()
 	cfg.Root = filepath.Join(root, "runtime")
+	cfg.RunRoot = filepath.Join(root, "run")
 	cfg.RuncRoot = filepath.Join(root, "runc")
 	cfg.CgroupParent = "/shoal-test-" + newID()[:8]
 	cfg.InitBinary = testInit
@@ -187,12 +203,29 @@ func forceCleanup(t testing.TB, cfg Config) {
 		exec.Command("runc", "--root", cfg.RuncRoot, "delete", "--force", id).Run()
 	}
 	ents, _ := os.ReadDir(filepath.Join(cfg.Root, "containers"))
+	if cfg.RunRoot != "" {
+		runEnts, _ := os.ReadDir(cfg.RunRoot)
+		ents = append(ents, runEnts...)
+	}
 	for _, e := range ents {
-		unmount(filepath.Join(cfg.Root, "containers", e.Name(), "rootfs"))
-		netns.Remove(filepath.Join(cfg.Root, "netns", e.Name()))
+		for _, p := range []paths{containerPaths(cfg.Root, e.Name(), ""), containerPaths(cfg.Root, e.Name(), filepath.Join(cfg.RunRoot, e.Name()))} {
+			unmount(p.rootfs)
+			netns.Remove(p.netns)
+		}
 		removeCgroups(filepath.Join(cfg.CgroupParent, e.Name()))
 	}
 	removeCgroups(cfg.CgroupParent)
+}
+
+// pathsOnDisk returns the paths of container id as its record on disk
+// says (in either layout).
+func pathsOnDisk(t testing.TB, cfg Config, id string) paths {
+	t.Helper()
+	rec, err := loadRecord(containerPaths(cfg.Root, id, "").record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return containerPaths(cfg.Root, id, rec.RunDir)
 }
 
 func startHarness(t testing.TB, cfg Config) *harness {
@@ -478,7 +511,7 @@ func TestAdoptionAfterAgentRestart(t *testing.T) {
 		t.Fatalf("adopted state %s pid %d, want running pid %d", got.State, got.Pid, c.Pid)
 	}
 	events := b.rt.Subscribe()
-	if err := os.WriteFile(filepath.Join(cfg.Root, "containers", c.ID, "rootfs", "tmp", "go"), nil, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(pathsOnDisk(t, cfg, c.ID).rootfs, "tmp", "go"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	got = b.wait(t, c.ID)
@@ -570,7 +603,7 @@ func TestHealthCheck(t *testing.T) {
 	if c.Health != api.HealthStarting {
 		t.Fatalf("health %q, want starting", c.Health)
 	}
-	flag := filepath.Join(cfg.Root, "containers", c.ID, "rootfs", "tmp", "healthy")
+	flag := filepath.Join(pathsOnDisk(t, cfg, c.ID).rootfs, "tmp", "healthy")
 	if err := os.WriteFile(flag, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -620,6 +653,7 @@ func TestRemoveLeavesNothing(t *testing.T) {
 	for _, p := range []string{
 		filepath.Join(cfg.Root, "containers", c.ID),
 		filepath.Join(cfg.Root, "netns", c.ID),
+		filepath.Join(cfg.RunRoot, c.ID),
 		filepath.Join(cfg.RuncRoot, c.ID),
 		filepath.Join("/sys/fs/cgroup/memory", cfg.CgroupParent, c.ID),
 		filepath.Join("/sys/fs/cgroup/pids", cfg.CgroupParent, c.ID),

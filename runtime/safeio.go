@@ -5,7 +5,7 @@ package runtime
 // Since the supervisor (supervisor.go) holds every container's stdio and
 // exit status, nothing the agent reads lives where a container can write:
 // logs and exit records are written by the supervisor into the container's
-// bundle dir, which is not mounted into the container. The agent reads them
+// dir (Root/containers/<id>), which is not mounted into the container. The agent reads them
 // as if a hostile workload could have placed anything there all the same
 // (containers started by an older Shoal had their state and log dirs
 // bind-mounted and writable, and a bug elsewhere must not turn into an

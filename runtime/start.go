@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -58,7 +59,15 @@ func (r *Runtime) startHeld(ctx context.Context, c *container, idOrName string) 
 
 func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) error {
 	id := rec.ID
-	p := r.pathsOf(id)
+	p := r.pathsOf(c)
+	// After a reboot the run dir is empty: the rootfs mount point is made
+	// again here, the bundle below.
+	rebuild := p.run != "" && !fileExists(p.config)
+	if rebuild {
+		if err := os.MkdirAll(p.rootfs, 0o711); err != nil {
+			return fmt.Errorf("create %s: %w", p.rootfs, err)
+		}
+	}
 	if rec.State == api.ContainerExited {
 		if err := r.awaitRelease(ctx, c); err != nil {
 			return err
@@ -91,13 +100,23 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) err
 			return fmt.Errorf("write hosts: %w", err)
 		}
 	}
+	if rebuild {
+		rec.IP = ip
+		if err := r.rebuildBundle(p, rec); err != nil {
+			return err
+		}
+	}
 	_ = os.Remove(p.pidFile)
 	// The slot exists before the start, so an exit reported before we
 	// mark the container running is not missed.
 	r.sup.Forget(id)
 	r.sup.Slot(id)
+	bundle := "" // the old layout: Dir
+	if p.bundle != p.dir {
+		bundle = p.bundle
+	}
 	pid, err := r.sup.Start(ctx, supRequest{
-		ID: id, Dir: p.dir, Runc: r.cfg.RuncBinary, RuncRoot: r.cfg.RuncRoot,
+		ID: id, Dir: p.dir, Bundle: bundle, Runc: r.cfg.RuncBinary, RuncRoot: r.cfg.RuncRoot,
 		RuncLog: p.initLog, PidFile: p.pidFile,
 		LogMaxSize: r.cfg.LogMaxSize, LogMaxFiles: r.cfg.LogMaxFiles,
 	})
@@ -132,4 +151,73 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) err
 	r.startHealth(c)
 	r.emit(c)
 	return nil
+}
+
+// rebuildBundle writes the files of a container's run dir again, after a
+// reboot emptied it, as prepare wrote them: from rec (with the IP the
+// container has now), its image's config and the user resolved in its
+// mounted rootfs. TestRebootEmptiesRunDir checks that the config comes out
+// the same.
+func (r *Runtime) rebuildBundle(p paths, rec record) error {
+	_, icfg, _, err := r.cfg.Images.Resolve(rec.ImageID)
+	if err != nil {
+		return fmt.Errorf("rebuild the bundle: resolve image %s: %w", rec.ImageID, err)
+	}
+	spec, hostname := rec.Spec, rec.Hostname
+	user := spec.User
+	if user == "" {
+		user = icfg.User
+	}
+	uid, gid, extra, err := ocispec.ResolveUser(p.rootfs, user)
+	if err != nil {
+		return err
+	}
+	hostResolv, _ := os.ReadFile(r.cfg.ResolvConf)
+	files := map[string]string{
+		p.hosts:    ocispec.HostsFile(hostname, rec.IP, spec.ExtraHosts),
+		p.hostname: hostname + "\n",
+		p.resolv:   ocispec.ResolvConf(string(hostResolv), r.nameservers()),
+	}
+	for f, content := range files {
+		if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", f, err)
+		}
+	}
+	cwd := spec.Workdir
+	if cwd == "" {
+		cwd = icfg.WorkingDir
+	}
+	s, err := ocispec.BuildSpec(ocispec.SpecInput{
+		Hostname:       hostname,
+		RootfsPath:     "rootfs",
+		Args:           rec.Args,
+		Env:            ocispec.MergeEnv(icfg.Env, spec.Env, hostname),
+		Cwd:            cwd,
+		UID:            uid,
+		GID:            gid,
+		ExtraGIDs:      extra,
+		Limits:         spec.Limits,
+		CgroupsPath:    filepath.Join(r.cfg.CgroupParent, rec.ID),
+		NetnsPath:      p.netns,
+		InitBinary:     r.cfg.InitBinary,
+		HostsPath:      p.hosts,
+		HostnamePath:   p.hostname,
+		ResolvConfPath: p.resolv,
+		NoSeccomp:      r.cfg.NoSeccomp,
+		Files:          spec.Files,
+		Mounts:         spec.Mounts,
+		VolumesDir:     r.vols.Dir,
+	})
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("encode bundle config: %w", err)
+	}
+	// Aside, then renamed: a config in the run dir says it is complete.
+	if err := os.WriteFile(p.config+".new", b, 0o600); err != nil {
+		return fmt.Errorf("write bundle config: %w", err)
+	}
+	return os.Rename(p.config+".new", p.config)
 }

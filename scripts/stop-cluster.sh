@@ -37,14 +37,27 @@ for pid in "${pids[@]}"; do
 	kill -KILL "$pid" 2>/dev/null || true
 done
 
-# 2. Containers: those whose runc state points into .run (their bundles and
-#    rootfs live in the agents' data dirs), under the roots beside the sockets.
+# The agents' run roots beside the sockets (runtime.Config.RunRoot,
+# containers-<node>): their containers' bundles, rootfs and netns mounts.
+RUNROOTS=()
+for i in $(seq 1 $N); do
+	id=$(sed -n 's/.*"node_id": *"\([^"]*\)".*/\1/p' "$RUN/h$i/data/node.json" 2>/dev/null | head -n 1)
+	[ -n "$id" ] && RUNROOTS+=("$SOCKDIR/containers-${id:0:12}")
+done
+
+# 2. Containers: those whose runc state points into .run (bundles and rootfs
+#    in the agents' data dirs, as before run dirs) or into one of their run
+#    roots, under the roots beside the sockets.
 if command -v runc >/dev/null; then
 	for root in "$SOCKDIR"/runc-* "$RUN"/h*/data/runc*; do
 		[ -d "$root" ] || continue
 		for state in "$root"/*/state.json; do
 			[ -f "$state" ] || continue
-			grep -q -- "$RUN/" "$state" || continue
+			ours=0
+			for d in "$RUN" "${RUNROOTS[@]}"; do
+				grep -q -- "$d/" "$state" && ours=1 && break
+			done
+			[ "$ours" = 1 ] || continue
 			id=$(basename "$(dirname "$state")")
 			runc --root "$root" delete --force "$id" >/dev/null 2>&1 || true
 		done
@@ -62,13 +75,18 @@ for i in $(seq 1 $N); do
 	fi
 done
 
-# 4. Mounts under .run, deepest first.
-if [ -d "$RUN" ]; then
-	awk -v run="$RUN" '$5 == run || index($5, run "/") == 1 { print $5 }' /proc/self/mountinfo |
+# 4. Mounts under .run and the run roots, deepest first; then the run roots
+#    (a new run makes them again; the records in .run say what was there).
+for dir in "$RUN" "${RUNROOTS[@]}"; do
+	[ -d "$dir" ] || continue
+	awk -v run="$dir" '$5 == run || index($5, run "/") == 1 { print $5 }' /proc/self/mountinfo |
 		sort -r | while read -r mp; do
 		umount -l "$(printf '%b' "$mp")" 2>/dev/null || true
 	done
-fi
+done
+for dir in "${RUNROOTS[@]}"; do
+	rm -rf --one-file-system -- "$dir"
+done
 
 # 5. Network: namespaces (their veth ends go with them), veths, bridge.
 for i in $(seq 1 $N); do

@@ -63,7 +63,14 @@ func BenchmarkWireGuardThroughput(b *testing.B) {
 			return false, "waiting for two tasks"
 		}, svc+" on two hosts")
 		nsOf := func(tk api.Task) string {
-			return filepath.Join(hostOfB(b, c, tk).DataDir, "runtime", "netns", tk.ContainerID)
+			// In the container's run dir beside the agent's socket
+			// (runtime.Config.RunRoot), or in the data dir for a
+			// container made without one.
+			h := hostOfB(b, c, tk)
+			if m, _ := filepath.Glob(filepath.Join(h.RunDir, "containers-*", tk.ContainerID, "netns")); len(m) == 1 {
+				return m[0]
+			}
+			return filepath.Join(h.DataDir, "runtime", "netns", tk.ContainerID)
 		}
 		return pair{client: nsOf(a), server: nsOf(z), ip: z.IPs[network], from: hostOfB(b, c, a), to: hostOfB(b, c, z)}
 	}

@@ -146,7 +146,7 @@ func TestSoak(t *testing.T) {
 	// would pass for looking in the wrong place.
 	orphans, seen := soakOrphans(t, c, st)
 	t.Logf("audit with services running: %v, %d orphans", seen, len(orphans))
-	for _, k := range []string{"runc", "netns", "cgroup", "veth", "mount"} {
+	for _, k := range []string{"runc", "netns", "rundir", "cgroup", "veth", "mount"} {
 		if seen[k] == 0 {
 			st.violate("the orphan audit sees no %s while containers run", k)
 		}
@@ -610,8 +610,8 @@ func rssOf(pid int) int64 {
 }
 
 // soakOrphans audits every host for what containers leave behind: runc
-// state, netns files, cgroups, veths and mounts of containers the agent does
-// not know (`ps -a`), and VIPs of removed services in nftables.
+// state, netns files, run dirs, cgroups, veths and mounts of containers the
+// agent does not know (`ps -a`), and VIPs of removed services in nftables.
 // seen counts every artifact found, owned or not, by kind: an audit that
 // sees nothing while containers run looks in the wrong places.
 func soakOrphans(t *testing.T, c *harness.Cluster, st *soakState) (out []string, seen map[string]int) {
@@ -651,10 +651,22 @@ func soakOrphans(t *testing.T, c *harness.Cluster, st *soakState) (out []string,
 				}
 			}
 		}
-		for _, dir := range findDirs(h.DataDir, "netns", 4) {
+		for _, dir := range findDirs(h.DataDir, "netns", 4) { // containers made without a run dir
 			entries, _ := os.ReadDir(dir)
 			for _, e := range entries {
 				unknown("netns", e.Name())
+			}
+		}
+		// The containers' run dirs (runtime.Config.RunRoot, beside the
+		// socket), each with its netns.
+		runRoots, _ := filepath.Glob(filepath.Join(h.RunDir, "containers-*"))
+		for _, root := range runRoots {
+			entries, _ := os.ReadDir(root)
+			for _, e := range entries {
+				unknown("rundir", e.Name())
+				if _, err := os.Lstat(filepath.Join(root, e.Name(), "netns")); err == nil {
+					unknown("netns", e.Name())
+				}
 			}
 		}
 		short := id
@@ -684,10 +696,20 @@ func soakOrphans(t *testing.T, c *harness.Cluster, st *soakState) (out []string,
 				}
 			}
 		}
-		for _, mp := range mountsUnder(h.DataDir) {
-			if i := strings.Index(mp, "/containers/"); i >= 0 {
-				cid := strings.SplitN(mp[i+len("/containers/"):], "/", 2)[0]
-				unknown("mount "+mp, cid)
+		for _, mp := range append(mountsUnder(h.DataDir), mountsUnder(h.RunDir)...) {
+			// Root/containers/ID/rootfs, or RunRoot/ID/{rootfs,netns}
+			// with RunRoot = RunDir/containers-NODE.
+			for _, sep := range []string{"/containers/", "/containers-"} {
+				if i := strings.Index(mp, sep); i >= 0 {
+					rest := mp[i+len(sep):]
+					if sep == "/containers-" {
+						_, rest, _ = strings.Cut(rest, "/")
+					}
+					if cid := strings.SplitN(rest, "/", 2)[0]; cid != "" {
+						unknown("mount "+mp, cid)
+					}
+					break
+				}
 			}
 		}
 		if rules, err := exec.Command("ip", "netns", "exec", h.NS, "nft", "list", "ruleset").Output(); err == nil {

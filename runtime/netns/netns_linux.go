@@ -1,7 +1,8 @@
 // Package netns makes, checks and removes the persistent network namespace
-// of a container: a bind mount of the namespace at a path (Root/netns/<id>),
-// with lo up, that runc joins and that outlives the container's processes
-// and agent restarts.
+// of a container: a bind mount of the namespace at a path
+// (RunRoot/<id>/netns, or Root/netns/<id> for a container made without a
+// run dir), with lo up, that runc joins and that outlives the container's
+// processes and agent restarts.
 package netns
 
 import (

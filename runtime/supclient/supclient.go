@@ -17,6 +17,7 @@ import (
 	goruntime "runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -38,6 +39,9 @@ type Client struct {
 
 	mu    sync.Mutex
 	slots map[string]*ExitSlot
+
+	// bundle: the supervisor last watched takes supervisor.Request.Bundle.
+	bundle atomic.Bool
 }
 
 // ExitSlot is what a container's watcher waits on: Done is closed when the
@@ -200,8 +204,16 @@ func (s *Client) Watch(ctx context.Context) (map[string]int, net.Conn, *bufio.Re
 	if rep.Running == nil {
 		rep.Running = map[string]int{}
 	}
+	s.bundle.Store(rep.Bundle)
 	return rep.Running, conn, br, nil
 }
+
+// TakesBundle reports whether the supervisor, as of the last Watch, runs a
+// bundle kept apart from the container's dir (supervisor.Request.Bundle).
+// A supervisor started before that existed outlives an agent upgrade
+// while it holds containers; until it is gone this stays false, also when
+// no Watch succeeded.
+func (s *Client) TakesBundle() bool { return s.bundle.Load() }
 
 // Follow turns the events of one watch connection into closed done
 // channels until the connection ends (or ctx does, which closes it), then

@@ -19,11 +19,11 @@ package supervisor
 //   - The supervisor (this file, the shoal binary re-executed under the name
 //     shoal-supervisor) is a child subreaper. It runs `runc run --detach`
 //     itself, so when runc exits each container's init becomes its child:
-//     it reaps it by wait4 and records the status in the container's bundle
-//     dir (exit.json), which is not mounted into the container. It holds the
-//     read ends of the container's stdout and stderr pipes on one epoll loop
-//     (no goroutine per container) and writes JSON-lines logs with
-//     size-capped rotation into the bundle dir's log/. Lines are split at
+//     it reaps it by wait4 and records the status in the container's dir
+//     (Request.Dir, exit.json), which is not mounted into the container. It
+//     holds the read ends of the container's stdout and stderr pipes on one
+//     epoll loop (no goroutine per container) and writes JSON-lines logs
+//     with size-capped rotation into that dir's log/. Lines are split at
 //     16 KiB, as Docker does.
 //   - The agent talks to it over a root-only unix socket in Root: "start"
 //     (run runc, answer the init's pid), "watch" (the set of supervised
@@ -65,7 +65,7 @@ import (
 )
 
 // Names of the supervisor's files in Root, and of what it writes in each
-// container's bundle dir.
+// container's dir (Request.Dir).
 const (
 	Arg0     = "shoal-supervisor"
 	SockFile = "supervisor.sock"
@@ -73,7 +73,7 @@ const (
 	PidFile  = "supervisor.pid"
 	LogFile  = "supervisor.log"
 	// ExitRecordFile (containerinit.ExitStatus as JSON) is written in the
-	// bundle dir by the supervisor when the container's init has ended and
+	// container's dir (Request.Dir) by the supervisor when the container's init has ended and
 	// its output is drained.
 	ExitRecordFile = "exit.json"
 )
@@ -128,13 +128,18 @@ func IsInvocation(arg0 string) bool {
 type Request struct {
 	Op          string `json:"op"` // "start", "watch", "exec", or "signal" on an exec's connection
 	ID          string `json:"id,omitempty"`
-	Dir         string `json:"dir,omitempty"` // bundle dir: logs in Dir/log, exit record in Dir/exit.json
+	Dir         string `json:"dir,omitempty"` // logs in Dir/log, exit record in Dir/exit.json; the bundle unless Bundle is set
 	Runc        string `json:"runc,omitempty"`
 	RuncRoot    string `json:"runc_root,omitempty"`
 	RuncLog     string `json:"runc_log,omitempty"`
 	PidFile     string `json:"pid_file,omitempty"`
 	LogMaxSize  int64  `json:"log_max_size,omitempty"`
 	LogMaxFiles int    `json:"log_max_files,omitempty"`
+	// Bundle is the OCI bundle dir (config.json, rootfs) of "start" when
+	// it is not Dir: the agent keeps it on tmpfs, apart from the logs and
+	// the exit record. Supervisors whose answer to "watch" lacks
+	// Reply.Bundle ignore it.
+	Bundle string `json:"bundle,omitempty"`
 	// Process (the process.json of `runc exec`) and ConsoleSocket (where
 	// runc sends a terminal's master; empty without a terminal) are for
 	// "exec", whose message carries the process's stdin, stdout and stderr
@@ -155,6 +160,9 @@ type Reply struct {
 	// RuncFailed marks an Error of "exec" that is runc's refusal (its
 	// message went to the stderr the agent passed), not the supervisor's.
 	RuncFailed bool `json:"runc_failed,omitempty"`
+	// Bundle, in the answer to "watch", says that "start" takes
+	// Request.Bundle. A supervisor from before it runs the bundle in Dir.
+	Bundle bool `json:"bundle,omitempty"`
 }
 
 // Event reports that a container's init ended (its exit record is
@@ -498,9 +506,13 @@ func (s *supervisor) serve(conn *net.UnixConn) {
 // start runs `runc run --detach` for one bundle with fresh pipes as the
 // container's stdout and stderr, and returns the init's pid.
 func (s *supervisor) start(req Request) (int, error) {
-	if !ValidName(req.ID) || !filepath.IsAbs(req.Dir) || !filepath.IsAbs(req.Runc) ||
+	bundle := req.Bundle
+	if bundle == "" {
+		bundle = req.Dir
+	}
+	if !ValidName(req.ID) || !filepath.IsAbs(req.Dir) || !filepath.IsAbs(bundle) || !filepath.IsAbs(req.Runc) ||
 		!filepath.IsAbs(req.RuncRoot) || !filepath.IsAbs(req.RuncLog) || !filepath.IsAbs(req.PidFile) {
-		return 0, errors.New("bad start request: id, and absolute dir, runc, runc root, runc log and pid file, are required")
+		return 0, errors.New("bad start request: id, and absolute dir, bundle, runc, runc root, runc log and pid file, are required")
 	}
 	_ = os.Remove(filepath.Join(req.Dir, ExitRecordFile))
 	devnull, err := os.Open(os.DevNull)
@@ -532,11 +544,11 @@ func (s *supervisor) start(req Request) (int, error) {
 	}
 	s.conts[req.ID] = c
 	argv := []string{req.Runc, "--root", req.RuncRoot, "--log", req.RuncLog,
-		"run", "--detach", "--pid-file", req.PidFile, "--bundle", req.Dir, req.ID}
+		"run", "--detach", "--pid-file", req.PidFile, "--bundle", bundle, req.ID}
 	// Fork under s.mu, so that the reaper cannot see runc's exit before
 	// its channel is registered.
 	runcPid, err := syscall.ForkExec(req.Runc, argv, &syscall.ProcAttr{
-		Dir:   req.Dir,
+		Dir:   bundle,
 		Env:   os.Environ(),
 		Files: []uintptr{devnull.Fd(), uintptr(outP[1]), uintptr(errP[1])},
 	})
@@ -982,7 +994,7 @@ func (s *supervisor) watch(conn net.Conn, br *bufio.Reader) {
 		delete(s.watchers, w)
 		s.mu.Unlock()
 	}()
-	if WriteLine(conn, Reply{Running: running}) != nil {
+	if WriteLine(conn, Reply{Running: running, Bundle: true}) != nil {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -6,7 +6,8 @@
 // namespace joined to the bridge by a veth pair, with the address .11, .12, …
 // and one real `shoal agent` started inside it. Agents use the default ports
 // (each host has its own namespace) and a per-host unix socket under
-// /run/shoal-test/<cluster>/hN/ (the agent keeps its runc root beside it);
+// /run/shoal-test/<cluster>/hN/ (the agent keeps its runc root and its
+// containers' run dirs beside it);
 // tests talk to them only through the CLI, run in
 // the root namespace with `--host unix://SOCK`.
 //

@@ -1,0 +1,448 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/netns"
+)
+
+func TestContainerPaths(t *testing.T) {
+	const root, id = "/var/lib/shoal/runtime", "abc123"
+	d := root + "/containers/" + id
+	run := "/run/shoal/containers-n1/" + id
+	tests := []struct {
+		name   string
+		runDir string
+		want   paths
+	}{
+		{"old layout: all in the container's dir, the netns in Root/netns", "", paths{
+			dir: d, upper: d + "/upper", work: d + "/work", state: d + "/state", log: d + "/log", record: d + "/container.json",
+			run: "", bundle: d, rootfs: d + "/rootfs", config: d + "/config.json",
+			hosts: d + "/hosts", hostname: d + "/hostname", resolv: d + "/resolv.conf",
+			initLog: d + "/init.log", pidFile: d + "/init.pid", healthPid: d + "/health.pid",
+			netns: root + "/netns/" + id,
+		}},
+		{"run dir: the bundle and volatile files there, the rest in the container's dir", run, paths{
+			dir: d, upper: d + "/upper", work: d + "/work", state: d + "/state", log: d + "/log", record: d + "/container.json",
+			run: run, bundle: run, rootfs: run + "/rootfs", config: run + "/config.json",
+			hosts: run + "/hosts", hostname: run + "/hostname", resolv: run + "/resolv.conf",
+			initLog: run + "/init.log", pidFile: run + "/init.pid", healthPid: run + "/health.pid",
+			netns: run + "/netns",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := containerPaths(root, id, tt.runDir)
+			if got != tt.want {
+				t.Errorf("containerPaths(%q, %q, %q) =\n%+v\nwant\n%+v", root, id, tt.runDir, got, tt.want)
+			}
+			// BuildSpec gets RootfsPath "rootfs", relative to the bundle.
+			if got.rootfs != filepath.Join(got.bundle, "rootfs") {
+				t.Errorf("rootfs %s is not the bundle's", got.rootfs)
+			}
+		})
+	}
+}
+
+func TestRunDirFor(t *testing.T) {
+	tests := []struct {
+		runRoot string
+		takes   bool
+		want    string
+	}{
+		{"/run/shoal/containers-n1", true, "/run/shoal/containers-n1/abc"},
+		{"/run/shoal/containers-n1", false, ""}, // a supervisor from before Request.Bundle: the old layout
+		{"", true, ""},                          // no RunRoot: the old layout
+		{"", false, ""},
+	}
+	for _, tt := range tests {
+		if got := runDirFor(tt.runRoot, "abc", tt.takes); got != tt.want {
+			t.Errorf("runDirFor(%q, abc, %v) = %q, want %q", tt.runRoot, tt.takes, got, tt.want)
+		}
+	}
+}
+
+func TestValidRunDir(t *testing.T) {
+	for _, tt := range []struct {
+		id, runDir string
+		want       bool
+	}{
+		{"abc", "", true},
+		{"abc", "/run/x/abc", true},
+		{"abc", "/run/x/abd", false},
+		{"abc", "run/x/abc", false},
+		{"abc", "/run/x/../abc", false},
+		{"abc", "/run/x/abc/", false},
+		{"abc", "/", false},
+		{"..", "/run/..", false},
+	} {
+		if got := validRunDir(record{ID: tt.id, RunDir: tt.runDir}); got != tt.want {
+			t.Errorf("validRunDir(id %q, run dir %q) = %v, want %v", tt.id, tt.runDir, got, tt.want)
+		}
+	}
+}
+
+// TestOldRecordLayout: a container.json written before run dirs existed
+// (no run_dir) gives the old layout, and a new record round-trips its run
+// dir.
+func TestOldRecordLayout(t *testing.T) {
+	const id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	old := `{
+  "id": "` + id + `",
+  "name": "web.1",
+  "spec": {"image": "busybox", "limits": {}},
+  "image_id": "sha256:00",
+  "layers": ["/var/lib/shoal/runtime/images/layers/x"],
+  "args": ["sh"],
+  "hostname": "0123456789ab",
+  "state": "running",
+  "pid": 4242,
+  "exit_code": 0,
+  "created_at": "2024-01-02T03:04:05Z"
+}`
+	dir := t.TempDir()
+	p := filepath.Join(dir, "container.json")
+	if err := os.WriteFile(p, []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := loadRecord(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.RunDir != "" || !validRunDir(rec) {
+		t.Fatalf("old record: run dir %q", rec.RunDir)
+	}
+	got := containerPaths("/data/runtime", rec.ID, rec.RunDir)
+	if want := "/data/runtime/containers/" + id; got.bundle != want || got.config != want+"/config.json" ||
+		got.netns != "/data/runtime/netns/"+id || got.pidFile != want+"/init.pid" {
+		t.Errorf("old record's paths %+v", got)
+	}
+
+	rec.RunDir = "/run/shoal/containers-n1/" + id
+	b, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"run_dir":"/run/shoal/containers-n1/`+id+`"`) {
+		t.Errorf("record JSON lacks its run dir: %s", b)
+	}
+	var back record
+	if err := json.Unmarshal(b, &back); err != nil || back.RunDir != rec.RunDir {
+		t.Errorf("round trip: %q %v", back.RunDir, err)
+	}
+}
+
+// mountsWith returns the mount points in mountinfo that contain s.
+func mountsWith(t *testing.T, s string) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && strings.Contains(f[4], s) {
+			out = append(out, f[4])
+		}
+	}
+	return out
+}
+
+// dirNames lists the names in dir, sorted.
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	slices.Sort(out)
+	return out
+}
+
+func permOf(t *testing.T, p string) os.FileMode {
+	t.Helper()
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Mode().Perm()
+}
+
+// TestRunDirLayout: a container's bundle, /etc files, runc's files and
+// netns are in its run dir, root-only; its dir under Root holds only what
+// outlives a reboot. A restarted agent still execs in it, stops and
+// removes it, and nothing is left in either place.
+func TestRunDirLayout(t *testing.T) {
+	cfg := testConfig(t)
+	a := startHarness(t, cfg)
+	c := a.run(t, Spec{Image: "busybox", Hostname: "box1", Command: []string{"sleep", "1000"}})
+	p := pathsOnDisk(t, cfg, c.ID)
+	if want := filepath.Join(cfg.RunRoot, c.ID); p.run != want {
+		t.Fatalf("run dir %q, want %q", p.run, want)
+	}
+	for _, f := range []string{p.config, p.pidFile, p.initLog, p.hosts, p.hostname, p.resolv, p.netns, p.rootfs} {
+		if !strings.HasPrefix(f, p.run+"/") || !fileExists(f) {
+			t.Errorf("%s: missing, or not in the run dir", f)
+		}
+	}
+	if !isMountpoint(p.rootfs) || !netns.IsMount(p.netns) {
+		t.Errorf("rootfs mounted %v, netns mounted %v", isMountpoint(p.rootfs), netns.IsMount(p.netns))
+	}
+	if got, want := dirNames(t, p.dir), []string{"container.json", "log", "upper", "work"}; !slices.Equal(got, want) {
+		t.Errorf("container dir holds %q, want %q", got, want)
+	}
+	if fileExists(filepath.Join(cfg.Root, "netns", c.ID)) {
+		t.Error("a netns file in Root/netns")
+	}
+	for f, want := range map[string]os.FileMode{cfg.RunRoot: 0o711, p.run: 0o711, p.config: 0o600, p.hosts: 0o644, p.hostname: 0o644, p.resolv: 0o644} {
+		if got := permOf(t, f); got != want {
+			t.Errorf("%s: mode %v, want %v", f, got, want)
+		}
+	}
+
+	// Another agent on the same dirs (a restart).
+	a.stop()
+	b := startHarness(t, cfg)
+	if got, err := b.rt.Get(c.ID); err != nil || got.State != api.ContainerRunning || got.Pid != c.Pid {
+		t.Fatalf("after restart: %+v %v", got, err)
+	}
+	if out, _, code := execCollect(t, b.rt, c.ID, ExecOptions{Args: []string{"cat", "/etc/hostname"}}, ""); out != "box1\n" || code != 0 {
+		t.Errorf("exec after restart: %q %d", out, code)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if got, err := b.rt.Stop(ctx, c.ID, 10*time.Second); err != nil || got.ExitCode != 143 {
+		t.Fatalf("stop after restart: %+v %v", got, err)
+	}
+	if !fileExists(filepath.Join(p.dir, exitRecordFile)) || fileExists(filepath.Join(p.run, exitRecordFile)) {
+		t.Error("the exit record is not (only) in the container's dir")
+	}
+	if err := b.rt.Remove(ctx, c.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{p.dir, p.run} {
+		if fileExists(d) {
+			t.Errorf("%s left after remove", d)
+		}
+	}
+	if m := mountsWith(t, c.ID); len(m) > 0 {
+		t.Errorf("mounts left: %q", m)
+	}
+}
+
+// TestOldLayoutAfterUpgrade: a container made by a Shoal without run dirs
+// (all its files in its dir under Root, its netns in Root/netns) is run by
+// the next agent, which has a RunRoot, from where its record says: exec,
+// logs, stop, start again, remove; new containers beside it get run dirs.
+func TestOldLayoutAfterUpgrade(t *testing.T) {
+	cfg := testConfig(t)
+	before := cfg
+	before.RunRoot = "" // the layout of the previous version
+	a := startHarness(t, before)
+	c := a.run(t, Spec{Image: "busybox", Command: []string{"sh", "-c", "echo hello; exec sleep 1000"}})
+	raw, err := os.ReadFile(containerPaths(cfg.Root, c.ID, "").record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(raw), "run_dir") {
+		t.Fatalf("an old-layout record has a run dir: %s", raw)
+	}
+	p := pathsOnDisk(t, cfg, c.ID)
+	if p.run != "" || !fileExists(filepath.Join(cfg.Root, "containers", c.ID, "config.json")) || !netns.IsMount(filepath.Join(cfg.Root, "netns", c.ID)) {
+		t.Fatalf("old layout: %+v", p)
+	}
+	poll(t, "output", 10*time.Second, func() bool { return strings.Contains(a.logs(t, c.ID), "hello") })
+	a.stop()
+
+	b := startHarness(t, cfg) // the upgraded agent
+	if got, err := b.rt.Get(c.ID); err != nil || got.State != api.ContainerRunning || got.Pid != c.Pid {
+		t.Fatalf("after upgrade: %+v %v", got, err)
+	}
+	if out, _, code := execCollect(t, b.rt, c.ID, ExecOptions{Args: []string{"cat", "/etc/hostname"}}, ""); out != c.ID[:12]+"\n" || code != 0 {
+		t.Errorf("exec in an old-layout container: %q %d", out, code)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if got, err := b.rt.Stop(ctx, c.ID, 10*time.Second); err != nil || got.ExitCode != 143 {
+		t.Fatalf("stop: %+v %v", got, err)
+	}
+	if got, err := b.rt.Start(ctx, c.ID); err != nil || got.State != api.ContainerRunning {
+		t.Fatalf("start again: %+v %v", got, err)
+	}
+	poll(t, "second run's output", 10*time.Second, func() bool { return strings.Count(b.logs(t, c.ID), "hello") == 2 })
+	if fileExists(filepath.Join(cfg.RunRoot, c.ID)) {
+		t.Error("an old-layout container got a run dir")
+	}
+
+	n := b.run(t, Spec{Image: "busybox", Command: []string{"sleep", "1000"}})
+	if pn := pathsOnDisk(t, cfg, n.ID); pn.run != filepath.Join(cfg.RunRoot, n.ID) {
+		t.Errorf("new container's run dir %q", pn.run)
+	}
+	if err := b.rt.Remove(ctx, c.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{p.dir, p.netns} {
+		if fileExists(d) {
+			t.Errorf("%s left after remove", d)
+		}
+	}
+	if m := mountsWith(t, c.ID); len(m) > 0 {
+		t.Errorf("mounts left: %q", m)
+	}
+}
+
+// simulateReboot does to cfg's dirs what a reboot does: every container
+// process and the supervisor gone, every mount gone, tmpfs (RunRoot, the
+// runc root) empty; Root is kept.
+func simulateReboot(t *testing.T, cfg Config) {
+	t.Helper()
+	if pid, err := readPid(filepath.Join(cfg.Root, supervisorPidFile)); err == nil {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	forceCleanup(t, cfg) // kills and deletes runc's containers, unmounts rootfs and netns
+	for _, d := range []string{cfg.RunRoot, cfg.RuncRoot} {
+		if d == "" {
+			continue
+		}
+		if m := mountsWith(t, d+"/"); len(m) > 0 {
+			t.Fatalf("mounts left under %s: %q", d, m)
+		}
+		if err := os.RemoveAll(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestRebootEmptiesRunDir: after a reboot, records are left for containers
+// that no longer run and their run dirs are gone. As before run dirs, the
+// next agent reports them exited (137, "not recorded", for one that was
+// running; its recorded code for one that had ended), serves their logs,
+// starts one again (its bundle rebuilt, the config as it was) and removes
+// them, leaving nothing.
+// The old layout goes through the same steps.
+func TestRebootEmptiesRunDir(t *testing.T) {
+	for _, layout := range []string{"run dir", "old"} {
+		t.Run(layout, func(t *testing.T) {
+			cfg := testConfig(t)
+			if layout == "old" {
+				cfg.RunRoot = ""
+			}
+			a := startHarness(t, cfg)
+			ended := a.run(t, Spec{Image: "busybox", Name: "ended", Hostname: "box2", Command: []string{"sh", "-c",
+				"echo run; cat /etc/hostname; grep -c box2 /etc/hosts; exit 3"}})
+			if got := a.wait(t, ended.ID); got.ExitCode != 3 {
+				t.Fatalf("exit %d", got.ExitCode)
+			}
+			running := a.run(t, Spec{Image: "busybox", Name: "running", Command: []string{"sleep", "1000"}})
+			pe, pr := pathsOnDisk(t, cfg, ended.ID), pathsOnDisk(t, cfg, running.ID)
+			config, err := os.ReadFile(pe.config)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.stop()
+			simulateReboot(t, cfg)
+
+			b := startHarness(t, cfg)
+			if got, err := b.rt.Get("ended"); err != nil || got.State != api.ContainerExited || got.ExitCode != 3 {
+				t.Errorf("ended after reboot: %+v %v", got, err)
+			}
+			got, err := b.rt.Get("running")
+			if err != nil || got.State != api.ContainerExited || got.ExitCode != 137 || !strings.Contains(got.Error, "not recorded") {
+				t.Errorf("running at the reboot: %+v %v", got, err)
+			}
+			if logs := b.logs(t, ended.ID); !strings.Contains(logs, "run\nbox2\n1\n") {
+				t.Errorf("logs after reboot: %q", logs)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := b.rt.Start(ctx, "ended"); err != nil {
+				t.Fatalf("start after reboot: %v", err)
+			}
+			if got := b.wait(t, ended.ID); got.ExitCode != 3 {
+				t.Errorf("second run: exit %d", got.ExitCode)
+			}
+			// The rebuilt bundle config is the one prepare wrote.
+			if again, err := os.ReadFile(pe.config); err != nil || string(again) != string(config) {
+				t.Errorf("bundle config after the reboot differs (%v):\n%s\nwas\n%s", err, again, config)
+			}
+			if logs := b.logs(t, ended.ID); strings.Count(logs, "run\nbox2\n1\n") != 2 {
+				t.Errorf("second run's logs: %q", logs)
+			}
+			for _, id := range []string{ended.ID, running.ID} {
+				if err := b.rt.Remove(ctx, id, false); err != nil {
+					t.Fatal(err)
+				}
+				if m := mountsWith(t, id); len(m) > 0 {
+					t.Errorf("mounts left: %q", m)
+				}
+			}
+			for _, p := range []paths{pe, pr} {
+				for _, d := range []string{p.dir, p.run, p.netns} {
+					if d != "" && fileExists(d) {
+						t.Errorf("%s left after remove", d)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestLeftoverRunDirRemoved: a run dir without a record is removed when the
+// agent starts, alone (a crash between making it and the container's dir)
+// or with a container dir without a record (a crash before the first save).
+func TestLeftoverRunDirRemoved(t *testing.T) {
+	cfg := testConfig(t)
+	var left []paths
+	for i, withDir := range []bool{false, true} {
+		id := newID()
+		p := containerPaths(cfg.Root, id, filepath.Join(cfg.RunRoot, id))
+		dirs := []string{p.rootfs}
+		if withDir {
+			dirs = append(dirs, p.upper)
+		}
+		for _, d := range dirs {
+			if err := os.MkdirAll(d, 0o711); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(p.hosts, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			if err := netns.Create(p.netns); err != nil {
+				t.Fatal(err)
+			}
+		}
+		left = append(left, p)
+	}
+	// Not a container's: left alone.
+	other := filepath.Join(cfg.RunRoot, ".keep")
+	if err := os.MkdirAll(other, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	startHarness(t, cfg)
+	for _, p := range left {
+		if fileExists(p.run) || fileExists(p.dir) {
+			t.Errorf("leftover %s or %s not removed", p.run, p.dir)
+		}
+	}
+	if m := mountsWith(t, cfg.RunRoot+"/"); len(m) > 0 {
+		t.Errorf("mounts left: %q", m)
+	}
+	if !fileExists(other) {
+		t.Error("a dir that is no container's was removed")
+	}
+}
