@@ -58,6 +58,11 @@ var importRules = []importRule{
 	// The OCI spec builder (runtime/ocispec/README.md): pure, so the
 	// runtime imports it and it never imports the runtime back.
 	{"runtime/ocispec/...", []string{"api", "runtime/ocispec/..."}},
+	// The mountpoints layer (runtime/mountlayer/README.md): which mount
+	// destinations it holds, against the image's layer dirs, and building
+	// its dir; the runtime imports it and keeps the layers on disk, and it
+	// never imports the runtime back.
+	{"runtime/mountlayer/...", []string{"runtime/ocispec", "runtime/mountlayer/..."}},
 	// The node supervisor's client (runtime/supclient/README.md): the
 	// protocol from runtime/supervisor, nothing of the runtime.
 	{"runtime/supclient/...", []string{"runtime/supervisor", "runtime/supclient/..."}},

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/mountlayer"
 )
 
 // layeredImages resolves each reference to its layer dirs (base first).
@@ -167,7 +168,7 @@ func TestMountpointsLayer(t *testing.T) {
 		t.Errorf("upper dir after the run holds %v, want nothing", up)
 	}
 	ml := h.record(t, c.ID).MountLayer
-	if filepath.Dir(ml) != filepath.Join(cfg.Root, mountLayersDir) || !isMountLayerKey(filepath.Base(ml)) {
+	if filepath.Dir(ml) != filepath.Join(cfg.Root, mountLayersDir) || !mountlayer.IsKey(filepath.Base(ml)) {
 		t.Fatalf("record's mountpoints layer %q", ml)
 	}
 	if got, want := rootfsLowerdir(t, cfg, c.ID), ml+":"+testRootfs; got != want {
