@@ -108,16 +108,7 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec, p pat
 	// The mounts come first: they decide the mountpoints layer stacked
 	// above the image (mountpoints.go). The rest of the spec's input needs
 	// the mounted rootfs (the user's passwd entry).
-	in := ocispec.SpecInput{
-		InitBinary:     r.cfg.InitBinary,
-		HostsPath:      p.hosts,
-		HostnamePath:   p.hostname,
-		ResolvConfPath: p.resolv,
-		Files:          spec.Files,
-		Mounts:         spec.Mounts,
-		VolumesDir:     r.vols.Dir,
-	}
-	mounts, err := ocispec.Mounts(in)
+	mounts, err := ocispec.Mounts(r.mountInput(p, spec))
 	if err != nil {
 		return record{}, err
 	}
@@ -129,61 +120,24 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec, p pat
 	if err := volume.Seed(p.rootfs, r.vols.Dir, spec.Mounts); err != nil {
 		return record{}, err
 	}
-	user := spec.User
-	if user == "" {
-		user = icfg.User
-	}
-	uid, gid, extra, err := ocispec.ResolveUser(p.rootfs, user)
-	if err != nil {
+	b := bundle{id: id, hostname: hostname, args: args, spec: spec, image: icfg}
+	if err := b.resolveUser(p); err != nil {
 		return record{}, err
 	}
 	if err := netns.Create(p.netns); err != nil {
 		return record{}, err
 	}
-	ip := ""
 	if r.cfg.Network != nil {
-		if ip, err = r.cfg.Network.Attach(ctx, id, p.netns); err != nil {
+		if b.ip, err = r.cfg.Network.Attach(ctx, id, p.netns); err != nil {
 			return record{}, fmt.Errorf("attach network: %w", err)
 		}
 	}
-	hostResolv, _ := os.ReadFile(r.cfg.ResolvConf)
-	files := map[string]string{
-		p.hosts:    ocispec.HostsFile(hostname, ip, spec.ExtraHosts),
-		p.hostname: hostname + "\n",
-		p.resolv:   ocispec.ResolvConf(string(hostResolv), r.nameservers()),
-	}
-	for f, content := range files {
-		if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
-			return record{}, fmt.Errorf("write %s: %w", f, err)
-		}
-	}
-	cwd := spec.Workdir
-	if cwd == "" {
-		cwd = icfg.WorkingDir
-	}
-	in.Hostname = hostname
-	in.RootfsPath = "rootfs"
-	in.Args = args
-	in.Env = ocispec.MergeEnv(icfg.Env, spec.Env, hostname)
-	in.Cwd = cwd
-	in.UID, in.GID, in.ExtraGIDs = uid, gid, extra
-	in.Limits = spec.Limits
-	in.CgroupsPath = filepath.Join(r.cfg.CgroupParent, id)
-	in.NetnsPath = p.netns
-	in.NoSeccomp = r.cfg.NoSeccomp
-	s, err := ocispec.BuildSpec(in)
-	if err != nil {
+	// The config is written in place: the bundle dir is new and has no
+	// record yet, so a crash mid-write leaves a half-made dir that adopt
+	// removes. (A temp file and rename would cost an inode allocation and a
+	// free per container.)
+	if err := r.writeBundle(p, b, false); err != nil {
 		return record{}, err
-	}
-	// Written in place: the bundle dir is new and has no record yet, so a
-	// crash mid-write leaves a half-made dir that adopt removes. (A temp file
-	// and rename would cost an inode allocation and a free per container.)
-	b, err := json.Marshal(s)
-	if err != nil {
-		return record{}, fmt.Errorf("encode bundle config: %w", err)
-	}
-	if err := os.WriteFile(p.config, b, 0o600); err != nil {
-		return record{}, fmt.Errorf("write bundle config: %w", err)
 	}
 	hc := spec.Healthcheck
 	if hc == nil {
@@ -203,7 +157,7 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec, p pat
 		Hostname:   hostname,
 		Health:     hc,
 		State:      api.ContainerCreated,
-		IP:         ip,
+		IP:         b.ip,
 		CreatedAt:  time.Now().UTC(),
 	}, nil
 }
@@ -254,4 +208,92 @@ func (r *Runtime) withMountLayer(id string, layers []string, mounts []specs.Moun
 		return layers, ""
 	}
 	return all, ml
+}
+
+// bundle is what a container's bundle files are made of, besides the
+// runtime's config: prepare gathers it for a new container, rebuildBundle
+// from a container's record.
+type bundle struct {
+	id, hostname, ip string
+	args             []string
+	spec             Spec
+	image            api.ImageConfig
+	uid, gid         uint32
+	extraGIDs        []uint32
+}
+
+// resolveUser looks the spec's user (else the image's) up in the mounted
+// rootfs at p.
+func (b *bundle) resolveUser(p paths) error {
+	user := b.spec.User
+	if user == "" {
+		user = b.image.User
+	}
+	var err error
+	b.uid, b.gid, b.extraGIDs, err = ocispec.ResolveUser(p.rootfs, user)
+	return err
+}
+
+// mountInput is the part of a container's spec input that decides its
+// mounts (and so its mountpoints layer).
+func (r *Runtime) mountInput(p paths, spec Spec) ocispec.SpecInput {
+	return ocispec.SpecInput{
+		InitBinary:     r.cfg.InitBinary,
+		HostsPath:      p.hosts,
+		HostnamePath:   p.hostname,
+		ResolvConfPath: p.resolv,
+		Files:          spec.Files,
+		Mounts:         spec.Mounts,
+		VolumesDir:     r.vols.Dir,
+	}
+}
+
+// writeBundle writes the container's /etc files and its bundle config at
+// p. With aside, the config is written beside and renamed into place, so
+// that a config that is there is complete.
+func (r *Runtime) writeBundle(p paths, b bundle, aside bool) error {
+	hostResolv, _ := os.ReadFile(r.cfg.ResolvConf)
+	files := map[string]string{
+		p.hosts:    ocispec.HostsFile(b.hostname, b.ip, b.spec.ExtraHosts),
+		p.hostname: b.hostname + "\n",
+		p.resolv:   ocispec.ResolvConf(string(hostResolv), r.nameservers()),
+	}
+	for f, content := range files {
+		if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", f, err)
+		}
+	}
+	in := r.mountInput(p, b.spec)
+	in.Hostname = b.hostname
+	in.RootfsPath = "rootfs"
+	in.Args = b.args
+	in.Env = ocispec.MergeEnv(b.image.Env, b.spec.Env, b.hostname)
+	in.Cwd = b.spec.Workdir
+	if in.Cwd == "" {
+		in.Cwd = b.image.WorkingDir
+	}
+	in.UID, in.GID, in.ExtraGIDs = b.uid, b.gid, b.extraGIDs
+	in.Limits = b.spec.Limits
+	in.CgroupsPath = filepath.Join(r.cfg.CgroupParent, b.id)
+	in.NetnsPath = p.netns
+	in.NoSeccomp = r.cfg.NoSeccomp
+	s, err := ocispec.BuildSpec(in)
+	if err != nil {
+		return err
+	}
+	raw, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("encode bundle config: %w", err)
+	}
+	target := p.config
+	if aside {
+		target += ".new"
+	}
+	if err := os.WriteFile(target, raw, 0o600); err != nil {
+		return fmt.Errorf("write bundle config: %w", err)
+	}
+	if aside {
+		return os.Rename(target, p.config)
+	}
+	return nil
 }

@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -163,61 +162,9 @@ func (r *Runtime) rebuildBundle(p paths, rec record) error {
 	if err != nil {
 		return fmt.Errorf("rebuild the bundle: resolve image %s: %w", rec.ImageID, err)
 	}
-	spec, hostname := rec.Spec, rec.Hostname
-	user := spec.User
-	if user == "" {
-		user = icfg.User
-	}
-	uid, gid, extra, err := ocispec.ResolveUser(p.rootfs, user)
-	if err != nil {
+	b := bundle{id: rec.ID, hostname: rec.Hostname, ip: rec.IP, args: rec.Args, spec: rec.Spec, image: icfg}
+	if err := b.resolveUser(p); err != nil {
 		return err
 	}
-	hostResolv, _ := os.ReadFile(r.cfg.ResolvConf)
-	files := map[string]string{
-		p.hosts:    ocispec.HostsFile(hostname, rec.IP, spec.ExtraHosts),
-		p.hostname: hostname + "\n",
-		p.resolv:   ocispec.ResolvConf(string(hostResolv), r.nameservers()),
-	}
-	for f, content := range files {
-		if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
-			return fmt.Errorf("write %s: %w", f, err)
-		}
-	}
-	cwd := spec.Workdir
-	if cwd == "" {
-		cwd = icfg.WorkingDir
-	}
-	s, err := ocispec.BuildSpec(ocispec.SpecInput{
-		Hostname:       hostname,
-		RootfsPath:     "rootfs",
-		Args:           rec.Args,
-		Env:            ocispec.MergeEnv(icfg.Env, spec.Env, hostname),
-		Cwd:            cwd,
-		UID:            uid,
-		GID:            gid,
-		ExtraGIDs:      extra,
-		Limits:         spec.Limits,
-		CgroupsPath:    filepath.Join(r.cfg.CgroupParent, rec.ID),
-		NetnsPath:      p.netns,
-		InitBinary:     r.cfg.InitBinary,
-		HostsPath:      p.hosts,
-		HostnamePath:   p.hostname,
-		ResolvConfPath: p.resolv,
-		NoSeccomp:      r.cfg.NoSeccomp,
-		Files:          spec.Files,
-		Mounts:         spec.Mounts,
-		VolumesDir:     r.vols.Dir,
-	})
-	if err != nil {
-		return err
-	}
-	b, err := json.Marshal(s)
-	if err != nil {
-		return fmt.Errorf("encode bundle config: %w", err)
-	}
-	// Aside, then renamed: a config in the run dir says it is complete.
-	if err := os.WriteFile(p.config+".new", b, 0o600); err != nil {
-		return fmt.Errorf("write bundle config: %w", err)
-	}
-	return os.Rename(p.config+".new", p.config)
+	return r.writeBundle(p, b, true)
 }
