@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -30,7 +29,7 @@ const iperfRuns = 3
 
 // taskNS is the network namespace file of a task's container.
 func taskNS(b *testing.B, c *harness.Cluster, tk api.Task) string {
-	return filepath.Join(hostOfB(b, c, tk).DataDir, "runtime", "netns", tk.ContainerID)
+	return hostOfB(b, c, tk).ContainerNetns(tk.ContainerID)
 }
 
 // nsCmd runs argv in the network namespace file ns ("" = the test's own).

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -63,14 +62,7 @@ func BenchmarkWireGuardThroughput(b *testing.B) {
 			return false, "waiting for two tasks"
 		}, svc+" on two hosts")
 		nsOf := func(tk api.Task) string {
-			// In the container's run dir beside the agent's socket
-			// (runtime.Config.RunRoot), or in the data dir for a
-			// container made without one.
-			h := hostOfB(b, c, tk)
-			if m, _ := filepath.Glob(filepath.Join(h.RunDir, "containers-*", tk.ContainerID, "netns")); len(m) == 1 {
-				return m[0]
-			}
-			return filepath.Join(h.DataDir, "runtime", "netns", tk.ContainerID)
+			return hostOfB(b, c, tk).ContainerNetns(tk.ContainerID)
 		}
 		return pair{client: nsOf(a), server: nsOf(z), ip: z.IPs[network], from: hostOfB(b, c, a), to: hostOfB(b, c, z)}
 	}
@@ -271,7 +263,7 @@ func BenchmarkWireGuardKeyRotation(b *testing.B) {
 				}
 			}
 			nsOf := func(h *harness.Host) string {
-				return filepath.Join(h.DataDir, "runtime", "netns", tasks[hostname(h)].ContainerID)
+				return h.ContainerNetns(tasks[hostname(h)].ContainerID)
 			}
 			// The probes, back to back until stop.
 			var mu sync.Mutex

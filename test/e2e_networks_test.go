@@ -32,7 +32,7 @@ func netnsOf(t *testing.T, c *harness.Cluster, tk api.Task) string {
 	t.Helper()
 	for _, h := range c.Hosts() {
 		if hostname(h) == tk.Node {
-			p := filepath.Join(h.DataDir, "runtime", "netns", tk.ContainerID)
+			p := h.ContainerNetns(tk.ContainerID)
 			if _, err := os.Stat(p); err != nil {
 				t.Fatalf("netns of task %s: %v", tk.Name, err)
 			}

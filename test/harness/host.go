@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -378,4 +379,14 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// ContainerNetns returns the network namespace file of a container on h: in
+// its run dir beside the agent's socket (runtime.Config.RunRoot), or, for a
+// container made without one, in the data dir.
+func (h *Host) ContainerNetns(containerID string) string {
+	if m, _ := filepath.Glob(filepath.Join(h.RunDir, "containers-*", containerID, "netns")); len(m) == 1 {
+		return m[0]
+	}
+	return filepath.Join(h.DataDir, "runtime", "netns", containerID)
 }
