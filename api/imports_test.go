@@ -188,9 +188,23 @@ var importRules = []importRule{
 	// refusal of clusterport.
 	{"node/epoch/...", []string{"api/atomicfile", "consensus", "node/clusterport", "node/epoch/..."}},
 	// cmd/shoal starts the agent (and the node's container supervisor)
-	// through node and otherwise talks to it only through api; the
-	// compose translation and the service-spec flags are its own leaves.
-	{"cmd/shoal", []string{"api", "api/atomicfile", "node", "cmd/shoal/compose", "cmd/shoal/output", "cmd/shoal/progress", "cmd/shoal/specflags"}},
+	// through node and otherwise talks to it only through api; the command
+	// groups, the compose translation and the service-spec flags are its
+	// own leaves (cmd/shoal/README.md), which main wires into one tree.
+	{"cmd/shoal", []string{"api", "node", "cmd/shoal/agent", "cmd/shoal/cluster", "cmd/shoal/exec", "cmd/shoal/logs", "cmd/shoal/output", "cmd/shoal/service", "cmd/shoal/shell", "cmd/shoal/specflags", "cmd/shoal/stack"}},
+	// What every command shares (streams, client, argument checks, exit
+	// codes, list and inspect builders): never a command group.
+	{"cmd/shoal/shell/...", []string{"api", "cmd/shoal/output", "cmd/shoal/specflags", "cmd/shoal/shell/..."}},
+	// `shoal agent`: node only to start the agent, nothing of api.
+	{"cmd/shoal/agent/...", []string{"node", "cmd/shoal/shell", "cmd/shoal/specflags", "cmd/shoal/agent/..."}},
+	// The command groups talk to the agent only through api, and never
+	// import one another.
+	{"cmd/shoal/cluster/...", []string{"api", "api/atomicfile", "cmd/shoal/output", "cmd/shoal/shell", "cmd/shoal/cluster/..."}},
+	{"cmd/shoal/exec/...", []string{"api", "cmd/shoal/shell", "cmd/shoal/specflags", "cmd/shoal/exec/..."}},
+	{"cmd/shoal/service/...", []string{"api", "cmd/shoal/logs", "cmd/shoal/output", "cmd/shoal/progress", "cmd/shoal/shell", "cmd/shoal/specflags", "cmd/shoal/service/..."}},
+	{"cmd/shoal/stack/...", []string{"api", "cmd/shoal/compose", "cmd/shoal/output", "cmd/shoal/shell", "cmd/shoal/specflags", "cmd/shoal/stack/..."}},
+	// The log flags and lines of `logs` and `service logs`.
+	{"cmd/shoal/logs/...", []string{"api", "cmd/shoal/specflags", "cmd/shoal/logs/..."}},
 	// Compose files → service specs (cmd/shoal/compose/README.md): the
 	// wire types and the flags' value parsers, never the command tree.
 	{"cmd/shoal/compose/...", []string{"api", "cmd/shoal/specflags", "cmd/shoal/compose/..."}},
@@ -198,7 +212,7 @@ var importRules = []importRule{
 	// template is a specflags.UsageError.
 	{"cmd/shoal/output/...", []string{"api", "cmd/shoal/specflags", "cmd/shoal/output/..."}},
 	// The convergence verdict of a --detach=false wait (pure): the wire
-	// types only; cmd/shoal polls and prints.
+	// types only; cmd/shoal/service polls and prints.
 	{"cmd/shoal/progress/...", []string{"api", "cmd/shoal/progress/..."}},
 	// Service-spec flags → api types: the wire types only.
 	{"cmd/shoal/specflags/...", []string{"api", "cmd/shoal/specflags/..."}},

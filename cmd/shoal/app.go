@@ -3,108 +3,50 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
-	"os"
+	"slices"
 	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/cmd/shoal/output"
+	"github.com/shoal-org/shoal/cmd/shoal/agent"
+	"github.com/shoal-org/shoal/cmd/shoal/cluster"
+	"github.com/shoal-org/shoal/cmd/shoal/exec"
+	"github.com/shoal-org/shoal/cmd/shoal/service"
+	"github.com/shoal-org/shoal/cmd/shoal/shell"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
+	"github.com/shoal-org/shoal/cmd/shoal/stack"
 	"github.com/shoal-org/shoal/node"
 )
 
-// Exit codes of the CLI.
-const (
-	exitOK    = 0
-	exitError = 1
-	exitUsage = 2
-)
-
-// exitCodeError ends the CLI with a given code and no message: `shoal run`
-// exits with the container's code.
-type exitCodeError struct{ code int }
-
-func (e *exitCodeError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
-
-// shell holds what commands need from the outside world, so tests can run
-// the whole CLI in-process against a fake agent.
-type shell struct {
-	stdout io.Writer
-	stderr io.Writer
-	stdin  io.Reader
-	// poll is the interval of progress polling (200ms; tests shorten it).
-	poll time.Duration
-	now  func() time.Time
-	// startAgent replaces runAgent in tests.
-	startAgent func(context.Context, agentFlags) error
-	// agentConfig replaces DefaultAgentConfig in tests.
-	agentConfig string
-}
-
-// newShell returns a shell on the process's standard streams.
-func newShell() *shell {
-	return &shell{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin, poll: 200 * time.Millisecond, now: time.Now}
-}
-
-// client builds an API client for the --host of this invocation.
-func (s *shell) client(c *cli.Context) (*api.Client, error) {
-	cl, err := api.NewClient(c.String("host"))
-	if err != nil {
-		return nil, &specflags.UsageError{Err: err}
-	}
-	return cl, nil
-}
-
-// run executes the CLI with args (args[0] is the program name) and returns
-// the process exit code. Errors are printed on stderr as "Error: ...".
-func (s *shell) run(ctx context.Context, args []string) int {
-	app := s.app()
+// run executes the CLI with args (args[0] is the program name) on s and
+// returns the process exit code. Errors are printed on stderr as
+// "Error: ...".
+func run(ctx context.Context, s *shell.Shell, args []string) int {
+	app := newApp(s)
 	if isCompletion(args) {
-		complete(s.stdout, app, args)
-		return exitOK
+		complete(s.Stdout, app, args)
+		return shell.ExitOK
 	}
 	err := app.RunContext(ctx, reorderArgs(app, args))
-	return s.exitCode(err)
+	return s.ExitCode(err)
 }
 
-// exitCode prints err (if any) and maps it to an exit code.
-func (s *shell) exitCode(err error) int {
-	if err == nil {
-		return exitOK
-	}
-	var ec *exitCodeError
-	if errors.As(err, &ec) {
-		return ec.code
-	}
-	var ue *specflags.UsageError
-	if errors.As(err, &ue) {
-		hint := "shoal"
-		if ue.Cmd != "" {
-			hint += " " + ue.Cmd
-		}
-		fmt.Fprintf(s.stderr, "Error: %v\nSee '%s --help'.\n", ue.Err, hint)
-		return exitUsage
-	}
-	if errors.Is(err, context.Canceled) {
-		return 130
-	}
-	fmt.Fprintf(s.stderr, "Error: %v\n", err)
-	return exitError
-}
+// commands are the actions of the commands main defines itself, on the
+// shared shell; the other groups are subpackages.
+type commands struct{ *shell.Shell }
 
-// app builds the command tree.
-func (s *shell) app() *cli.App {
+// newApp builds the command tree: the commands of main (commands) and of
+// the subpackages, each on s.
+func newApp(s *shell.Shell) *cli.App {
+	m := &commands{s}
 	app := &cli.App{
 		Name:                      "shoal",
 		Usage:                     "a Swarm-style container cluster in one binary",
 		UsageText:                 "shoal [--host unix:///path.sock] COMMAND [OPTIONS] [ARGS...]",
-		Writer:                    s.stdout,
-		ErrWriter:                 s.stderr,
-		Reader:                    s.stdin,
+		Writer:                    s.Stdout,
+		ErrWriter:                 s.Stderr,
+		Reader:                    s.Stdin,
 		HideHelpCommand:           true,
 		DisableSliceFlagSeparator: true,
 		UseShortOptionHandling:    true,
@@ -120,32 +62,28 @@ func (s *shell) app() *cli.App {
 				Value:   api.DefaultHost,
 			},
 		},
-		Commands: []*cli.Command{
-			agentCommand(s),
-			s.initCommand(),
-			s.joinCommand(),
-			s.tokenCommand(),
-			s.caCommand(),
-			s.snapshotCommand(),
-			s.leaveCommand(),
-			s.statusCommand(),
-			s.nodeCommand(),
-			s.imageCommand(),
-			s.serviceCommand(),
-			s.networkCommand(),
-			s.stackCommand(),
-			s.secretCommand(),
-			s.configCommand(),
-			s.runCommand(),
-			s.psCommand(),
-			s.logsCommand(),
-			s.stopCommand(),
-			s.rmCommand(),
-			s.execCommand(),
-			s.volumeCommand(),
-			s.eventsCommand(),
-			s.uiCommand(),
-		},
+		Commands: slices.Concat(
+			[]*cli.Command{agent.Command()},
+			cluster.Commands(s),
+			[]*cli.Command{
+				m.nodeCommand(),
+				m.imageCommand(),
+				service.Command(s),
+				m.networkCommand(),
+				stack.Command(s),
+				m.secretCommand(),
+				m.configCommand(),
+				m.runCommand(),
+				m.psCommand(),
+				m.logsCommand(),
+				m.stopCommand(),
+				m.rmCommand(),
+				exec.Command(s),
+				m.volumeCommand(),
+				m.eventsCommand(),
+				m.uiCommand(),
+			},
+		),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return specflags.UsageErrorf("unknown command %q", c.Args().First())
@@ -164,20 +102,9 @@ func (s *shell) app() *cli.App {
 func onUsageError(c *cli.Context, err error, _ bool) error {
 	ue := &specflags.UsageError{Err: err}
 	if c != nil && c.Command != nil {
-		ue.Cmd = cmdName(c)
+		ue.Cmd = shell.CmdName(c)
 	}
 	return ue
-}
-
-// cmdName is the command path without the program name ("service ps").
-func cmdName(c *cli.Context) string {
-	if c.Command == nil {
-		return ""
-	}
-	if h := c.Command.HelpName; strings.HasPrefix(h, "shoal ") {
-		return strings.TrimPrefix(h, "shoal ")
-	}
-	return c.Command.FullName()
 }
 
 // setupCommand gives every command in the tree the usage-error hook and
@@ -189,7 +116,7 @@ func setupCommand(cmd *cli.Command) {
 		if cmd.Action == nil {
 			cmd.Action = func(c *cli.Context) error {
 				if c.NArg() > 0 {
-					return specflags.UsageErrorf("unknown command %q for %q", c.Args().First(), cmdName(c))
+					return specflags.UsageErrorf("unknown command %q for %q", c.Args().First(), shell.CmdName(c))
 				}
 				return cli.ShowSubcommandHelp(c)
 			}
@@ -203,7 +130,7 @@ func setupCommand(cmd *cli.Command) {
 			err := act(c)
 			var ue *specflags.UsageError
 			if errors.As(err, &ue) && ue.Cmd == "" {
-				ue.Cmd = cmdName(c)
+				ue.Cmd = shell.CmdName(c)
 			}
 			return err
 		}
@@ -340,92 +267,6 @@ func findCommand(cmds []*cli.Command, name string) *cli.Command {
 	for _, c := range cmds {
 		if c.HasName(name) {
 			return c
-		}
-	}
-	return nil
-}
-
-// connect checks the number of positional arguments, then makes the API
-// client: how most actions start.
-func (s *shell) connect(c *cli.Context, min, max int) (*api.Client, error) {
-	if err := needArgs(c, min, max); err != nil {
-		return nil, err
-	}
-	return s.client(c)
-}
-
-// needArgs checks the number of positional arguments.
-func needArgs(c *cli.Context, min, max int) error {
-	n := c.NArg()
-	if n < min || (max >= 0 && n > max) {
-		usage := c.Command.ArgsUsage
-		var want string
-		switch {
-		case max < 0:
-			want = fmt.Sprintf("at least %d", min)
-		case min == max:
-			want = fmt.Sprintf("exactly %d", min)
-		default:
-			want = fmt.Sprintf("%d to %d", min, max)
-		}
-		return &specflags.UsageError{
-			Err: fmt.Errorf("%q requires %s argument(s), got %d\nUsage: shoal %s [OPTIONS] %s", cmdName(c), want, n, cmdName(c), usage),
-			Cmd: cmdName(c),
-		}
-	}
-	return nil
-}
-
-// outputFlags are --format and -q for list and inspect commands.
-func outputFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "format", Usage: "json, table or a Go template"},
-		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "only print IDs"},
-	}
-}
-
-// noTruncFlag keeps IDs and texts whole.
-var noTruncFlag = &cli.BoolFlag{Name: "no-trunc", Usage: "do not truncate output"}
-
-// outputOf reads the output flags of a command.
-func outputOf(c *cli.Context) (output.Opts, error) {
-	o := output.Opts{Format: c.String("format"), Quiet: c.Bool("quiet"), NoTrunc: c.Bool("no-trunc")}
-	if strings.TrimSpace(o.Format) == "" && o.Format != "" {
-		return o, specflags.UsageErrorf("empty --format")
-	}
-	return o, nil
-}
-
-// eachArg runs do for every argument of a command that acts on several
-// objects (rm, stop): a failure is printed on stderr and the loop goes on
-// with the next argument; the command then exits 1 without printing the
-// error again. do prints its own success output.
-func (s *shell) eachArg(args []string, do func(arg string) error) error {
-	var failed error
-	for _, a := range args {
-		if err := do(a); err != nil {
-			failed = err
-			fmt.Fprintf(s.stderr, "Error: %v\n", err)
-		}
-	}
-	return quietFailure(failed)
-}
-
-// quietFailure turns an error already printed (by a command acting on
-// several arguments) into exit code 1 without printing it again.
-func quietFailure(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &exitCodeError{code: exitError}
-}
-
-// requireFlags fails with a usage error when a mandatory flag is missing
-// (urfave/cli's own Required check does not go through OnUsageError).
-func requireFlags(c *cli.Context, names ...string) error {
-	for _, n := range names {
-		if !c.IsSet(n) || c.String(n) == "" {
-			return &specflags.UsageError{Err: fmt.Errorf("flag --%s is required", n), Cmd: cmdName(c)}
 		}
 	}
 	return nil

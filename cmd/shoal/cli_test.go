@@ -19,6 +19,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/cmd/shoal/progress"
+	"github.com/shoal-org/shoal/cmd/shoal/shell"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
@@ -297,14 +298,14 @@ func (f *fakeAgent) advanceLocked() {
 func runCLI(t *testing.T, host, stdin string, args ...string) (string, string, int) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	s := &shell{
-		stdout: &out, stderr: &errOut, stdin: strings.NewReader(stdin),
-		poll: 2 * time.Millisecond,
-		now:  func() time.Time { return time.Date(2024, 1, 1, 12, 0, 0, 0, time.UTC) },
+	s := &shell.Shell{
+		Stdout: &out, Stderr: &errOut, Stdin: strings.NewReader(stdin),
+		Poll: 2 * time.Millisecond,
+		Now:  func() time.Time { return time.Date(2024, 1, 1, 12, 0, 0, 0, time.UTC) },
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	code := s.run(ctx, append([]string{"shoal", "--host", host}, args...))
+	code := run(ctx, s, append([]string{"shoal", "--host", host}, args...))
 	return out.String(), errOut.String(), code
 }
 
@@ -566,7 +567,7 @@ func TestCLIMisc(t *testing.T) {
 }
 
 func TestReorderArgs(t *testing.T) {
-	app := (&shell{}).app()
+	app := newApp(&shell.Shell{})
 	tests := []struct {
 		in, want string
 	}{
@@ -587,36 +588,5 @@ func TestReorderArgs(t *testing.T) {
 		if got != tt.want {
 			t.Errorf("reorderArgs(%q) = %q, want %q", tt.in, got, tt.want)
 		}
-	}
-}
-
-func TestCLIAgentFlags(t *testing.T) {
-	var got agentFlags
-	s := &shell{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, stdin: strings.NewReader(""), poll: time.Millisecond, now: time.Now,
-		startAgent: func(_ context.Context, f agentFlags) error { got = f; return nil }}
-	code := s.run(context.Background(), strings.Fields("shoal agent --data-dir /tmp/d --advertise-addr 10.0.0.5 --listen-addr 0.0.0.0 "+
-		"--socket unix:///tmp/d/s.sock --gossip-port 8946 --cluster-port 3377 --force-new-cluster --log-level DEBUG --hostname n5 --cert-lifetime 5m --gossip-profile tolerant"))
-	want := agentFlags{DataDir: "/tmp/d", AdvertiseAddr: "10.0.0.5", ListenAddr: "0.0.0.0", Socket: "/tmp/d/s.sock",
-		GossipPort: 8946, ClusterPort: 3377, GossipProfile: "tolerant", ForceNewCluster: true, LogLevel: "debug", Hostname: "n5", CertLifetime: 5 * time.Minute}
-	if code != 0 || got != want {
-		t.Fatalf("exit %d, flags %+v, want %+v", code, got, want)
-	}
-	code = s.run(context.Background(), strings.Fields("shoal agent"))
-	if code != 0 || got.DataDir != "/var/lib/shoal" || got.Socket != "/run/shoal/shoal.sock" || got.GossipPort != 7946 || got.ClusterPort != 2377 || got.GossipProfile != "fast" || got.LogLevel != "info" || got.Hostname == "" {
-		t.Fatalf("defaults: exit %d, %+v", code, got)
-	}
-	if code := s.run(context.Background(), strings.Fields("shoal agent --cert-lifetime 10s")); code != 2 {
-		t.Fatalf("--cert-lifetime 10s: exit %d, want 2", code)
-	}
-	if code := s.run(context.Background(), strings.Fields("shoal agent --log-level loud")); code != 2 {
-		t.Fatalf("bad log level: exit %d", code)
-	}
-	if code := s.run(context.Background(), strings.Fields("shoal agent --gossip-port 70000")); code != 2 {
-		t.Fatalf("bad port: exit %d", code)
-	}
-	errb := s.stderr.(*bytes.Buffer)
-	errb.Reset()
-	if code := s.run(context.Background(), strings.Fields("shoal agent --gossip-profile slow")); code != 2 || !strings.Contains(errb.String(), "gossip-profile") {
-		t.Fatalf("bad gossip profile: exit %d, stderr %q", code, errb.String())
 	}
 }

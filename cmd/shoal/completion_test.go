@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/shoal-org/shoal/cmd/shoal/shell"
 )
 
 func TestCompletion(t *testing.T) {
@@ -28,9 +30,9 @@ func TestCompletion(t *testing.T) {
 		}
 		args := append(append([]string{"shoal"}, words...), completionFlag)
 		var out bytes.Buffer
-		s := newShell()
-		s.stdout = &out
-		if code := s.run(t.Context(), args); code != 0 {
+		s := shell.New()
+		s.Stdout = &out
+		if code := run(t.Context(), s, args); code != 0 {
 			t.Fatalf("%q: exit %d", tc.line, code)
 		}
 		got := "\n" + out.String()

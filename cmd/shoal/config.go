@@ -10,7 +10,7 @@ import (
 
 // configCommand defines `shoal config create|ls|inspect|rm` (secret.go
 // holds the shared verbs). Unlike secrets, `config inspect` shows the data.
-func (s *shell) configCommand() *cli.Command {
+func (s *commands) configCommand() *cli.Command {
 	return objectCommand(s, objectKind[api.Config]{
 		name:   "config",
 		create: (*api.Client).CreateConfig,

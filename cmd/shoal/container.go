@@ -12,7 +12,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/logs"
 	"github.com/shoal-org/shoal/cmd/shoal/output"
+	"github.com/shoal-org/shoal/cmd/shoal/shell"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
@@ -20,65 +22,8 @@ import (
 // the container exited before it gives up on the log stream.
 const logDrain = 2 * time.Second
 
-// logFlags are shared by `logs` and `service logs`.
-func logFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing new output"},
-		&cli.StringFlag{Name: "tail", Aliases: []string{"n"}, Value: "all", Usage: "number of lines to show from the end"},
-		&cli.StringFlag{Name: "since", Usage: "show lines since a time (RFC 3339) or for a duration (10m)"},
-		&cli.BoolFlag{Name: "timestamps", Aliases: []string{"t"}, Usage: "prefix lines with their time"},
-	}
-}
-
-// logOpts are parsed log flags; skip means nothing can match (--tail 0
-// without --follow).
-type logOpts struct {
-	api.LogOptions
-	skip bool
-}
-
-// logOptions reads the log flags.
-func (s *shell) logOptions(c *cli.Context) (logOpts, error) {
-	var o logOpts
-	o.Follow = c.Bool("follow")
-	tail, err := specflags.ParseTail(c.String("tail"))
-	if err != nil {
-		return o, &specflags.UsageError{Err: err}
-	}
-	if since := c.String("since"); since != "" {
-		t, err := specflags.ParseSince(since, s.now())
-		if err != nil {
-			return o, specflags.SpecError("since", err)
-		}
-		o.Since = t
-	}
-	switch {
-	case tail > 0:
-		o.Tail = tail
-	case tail == 0 && o.Follow:
-		// Only new lines: the API has no "tail 0", so ask for lines from now.
-		o.Since = s.now()
-	case tail == 0:
-		o.skip = true
-	}
-	return o, nil
-}
-
-// writeLogLine prints a line on stdout or stderr according to its stream.
-func (s *shell) writeLogLine(l api.LogLine, prefix string, timestamps bool) error {
-	w := s.stdout
-	if l.Stream == "stderr" {
-		w = s.stderr
-	}
-	if timestamps {
-		prefix = l.Time.Format(time.RFC3339Nano) + " " + prefix
-	}
-	_, err := fmt.Fprintf(w, "%s%s\n", prefix, l.Line)
-	return err
-}
-
 // runCommand defines `shoal run`.
-func (s *shell) runCommand() *cli.Command {
+func (s *commands) runCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "run",
 		Usage:     "run a one-off container on this node",
@@ -103,7 +48,7 @@ func (s *shell) runCommand() *cli.Command {
 
 // buildRunRequest turns `shoal run` flags and arguments into a request.
 func buildRunRequest(c *cli.Context) (api.RunRequest, error) {
-	if err := needArgs(c, 1, -1); err != nil {
+	if err := shell.NeedArgs(c, 1, -1); err != nil {
 		return api.RunRequest{}, err
 	}
 	req := api.RunRequest{
@@ -136,12 +81,12 @@ func buildRunRequest(c *cli.Context) (api.RunRequest, error) {
 
 // runContainer is the action of `shoal run`: without -d it streams the output and
 // exits with the container's exit code.
-func (s *shell) runContainer(c *cli.Context) error {
+func (s *commands) runContainer(c *cli.Context) error {
 	req, err := buildRunRequest(c)
 	if err != nil {
 		return err
 	}
-	cl, err := s.client(c)
+	cl, err := s.Client(c)
 	if err != nil {
 		return err
 	}
@@ -158,7 +103,7 @@ func (s *shell) runContainer(c *cli.Context) error {
 		return fmt.Errorf("run %s: %w", req.Image, err)
 	}
 	if c.Bool("detach") {
-		fmt.Fprintln(s.stdout, ct.ID)
+		fmt.Fprintln(s.Stdout, ct.ID)
 		return nil
 	}
 
@@ -169,7 +114,7 @@ func (s *shell) runContainer(c *cli.Context) error {
 	logsDone := make(chan error, 1)
 	go func() {
 		logsDone <- cl.ContainerLogs(logCtx, ct.ID, api.LogOptions{Follow: true}, func(l api.LogLine) error {
-			return s.writeLogLine(l, "", false)
+			return logs.WriteLine(s.Stdout, s.Stderr, l, "", false)
 		})
 	}()
 	done, err := cl.WaitContainer(ctx, ct.ID)
@@ -181,7 +126,7 @@ func (s *shell) runContainer(c *cli.Context) error {
 	select {
 	case lerr := <-logsDone:
 		if lerr != nil && !errors.Is(lerr, context.Canceled) && !api.IsNotFound(lerr) {
-			fmt.Fprintf(s.stderr, "Warning: logs of %s: %v\n", ct.ID, lerr)
+			fmt.Fprintf(s.Stderr, "Warning: logs of %s: %v\n", ct.ID, lerr)
 		}
 	case <-time.After(logDrain):
 		cancelLogs()
@@ -189,88 +134,88 @@ func (s *shell) runContainer(c *cli.Context) error {
 	}
 	if removeAfter {
 		if err := cl.RemoveContainer(ctx, ct.ID, true); err != nil && !api.IsNotFound(err) {
-			fmt.Fprintf(s.stderr, "Warning: remove %s: %v\n", ct.ID, err)
+			fmt.Fprintf(s.Stderr, "Warning: remove %s: %v\n", ct.ID, err)
 		}
 	}
 	if done.Error != "" && done.ExitCode == 0 {
 		return fmt.Errorf("container %s: %s", ct.ID, done.Error)
 	}
 	if done.ExitCode != 0 {
-		return &exitCodeError{code: done.ExitCode}
+		return &shell.ExitCodeError{Code: done.ExitCode}
 	}
 	return nil
 }
 
 // psCommand defines `shoal ps`.
-func (s *shell) psCommand() *cli.Command {
-	return listCommand(s, &cli.Command{
+func (s *commands) psCommand() *cli.Command {
+	return shell.ListCommand(s.Shell, &cli.Command{
 		Name:  "ps",
 		Usage: "list containers on this node (tasks included)",
-		Flags: []cli.Flag{noTruncFlag,
+		Flags: []cli.Flag{shell.NoTruncFlag,
 			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "include stopped containers"}},
-	}, lister[api.Container]{
-		fetch: func(r listRun) ([]api.Container, error) {
-			all, err := r.cl.Containers(r.c.Context)
+	}, shell.Lister[api.Container]{
+		Fetch: func(r shell.ListRun) ([]api.Container, error) {
+			all, err := r.Cl.Containers(r.C.Context)
 			if err != nil {
 				return nil, fmt.Errorf("list containers: %w", err)
 			}
 			var list []api.Container
 			for _, ct := range all {
-				if r.c.Bool("all") || ct.State == api.ContainerRunning {
+				if r.C.Bool("all") || ct.State == api.ContainerRunning {
 					list = append(list, ct)
 				}
 			}
 			return list, nil
 		},
-		id: func(x api.Container) string { return x.ID },
-		table: func(w io.Writer, list []api.Container, r listRun) error {
-			return output.RenderContainers(w, list, r.noTrunc, s.now())
+		ID: func(x api.Container) string { return x.ID },
+		Table: func(w io.Writer, list []api.Container, r shell.ListRun) error {
+			return output.RenderContainers(w, list, r.NoTrunc, s.Now())
 		},
 	})
 }
 
 // logsCommand defines `shoal logs`.
-func (s *shell) logsCommand() *cli.Command {
+func (s *commands) logsCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "logs",
 		Usage:     "print the output of a container on this node",
 		ArgsUsage: "CONTAINER",
-		Flags:     logFlags(),
+		Flags:     logs.Flags(),
 		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 1, 1); err != nil {
+			if err := shell.NeedArgs(c, 1, 1); err != nil {
 				return err
 			}
-			opts, err := s.logOptions(c)
+			opts, err := logs.Options(c, s.Now)
 			if err != nil {
 				return err
 			}
-			cl, err := s.client(c)
+			cl, err := s.Client(c)
 			if err != nil {
 				return err
 			}
 			id := c.Args().First()
-			if opts.skip {
+			if opts.Skip {
 				_, err := cl.Container(c.Context, id)
 				return err
 			}
 			ts := c.Bool("timestamps")
 			err = cl.ContainerLogs(c.Context, id, opts.LogOptions, func(l api.LogLine) error {
-				return s.writeLogLine(l, "", ts)
+				return logs.WriteLine(s.Stdout, s.Stderr, l, "", ts)
 			})
-			return logsErr(c.Context, "logs of "+id, err)
+			return logs.StreamErr(c.Context, "logs of "+id, err)
 		},
 	}
 }
 
 // stopCommand defines `shoal stop`.
-func (s *shell) stopCommand() *cli.Command {
+func (s *commands) stopCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "stop",
 		Usage:     "stop containers (SIGTERM, then SIGKILL after the timeout)",
 		ArgsUsage: "CONTAINER...",
 		Flags:     []cli.Flag{&cli.StringFlag{Name: "time", Aliases: []string{"t"}, Usage: "seconds to wait before killing (default: agent's)"}},
 		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 1, -1); err != nil {
+			if err := shell.NeedArgs(c, 1, -1); err != nil {
 				return err
 			}
 			timeout := time.Duration(-1)
@@ -281,15 +226,15 @@ func (s *shell) stopCommand() *cli.Command {
 				}
 				timeout = time.Duration(secs) * time.Second
 			}
-			cl, err := s.client(c)
+			cl, err := s.Client(c)
 			if err != nil {
 				return err
 			}
-			return s.eachArg(c.Args().Slice(), func(id string) error {
+			return s.EachArg(c.Args().Slice(), func(id string) error {
 				if _, err := cl.StopContainer(c.Context, id, timeout); err != nil {
 					return fmt.Errorf("stop %s: %w", id, err)
 				}
-				fmt.Fprintln(s.stdout, id)
+				fmt.Fprintln(s.Stdout, id)
 				return nil
 			})
 		},
@@ -297,22 +242,22 @@ func (s *shell) stopCommand() *cli.Command {
 }
 
 // rmCommand defines `shoal rm`.
-func (s *shell) rmCommand() *cli.Command {
+func (s *commands) rmCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "rm",
 		Usage:     "remove containers",
 		ArgsUsage: "CONTAINER...",
 		Flags:     []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "kill a running container first"}},
 		Action: func(c *cli.Context) error {
-			cl, err := s.connect(c, 1, -1)
+			cl, err := s.Connect(c, 1, -1)
 			if err != nil {
 				return err
 			}
-			return s.eachArg(c.Args().Slice(), func(id string) error {
+			return s.EachArg(c.Args().Slice(), func(id string) error {
 				if err := cl.RemoveContainer(c.Context, id, c.Bool("force")); err != nil {
 					return fmt.Errorf("remove %s: %w", id, err)
 				}
-				fmt.Fprintln(s.stdout, id)
+				fmt.Fprintln(s.Stdout, id)
 				return nil
 			})
 		},

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"fmt"
+
+	"github.com/shoal-org/shoal/cmd/shoal/shell"
 )
 
 // cliDocs renders the CLI reference (Markdown, docs/cli.md) and the man page
@@ -10,7 +12,7 @@ import (
 // tree, so they cannot drift from the flags. The version is left out: the
 // checked-in pages must not change with every commit.
 func cliDocs() (markdown, man []byte, err error) {
-	app := newShell().app()
+	app := newApp(shell.New())
 	app.Version = ""
 	app.Description = "Every node runs `shoal agent`; every other command talks to the agent on this " +
 		"node over its unix socket (--host, $SHOAL_HOST) and works the same on any node of the cluster. " +

@@ -11,11 +11,12 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/shell"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
 // eventsCommand defines `shoal events`.
-func (s *shell) eventsCommand() *cli.Command {
+func (s *commands) eventsCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "events",
 		Usage:     "stream what changes in the cluster and on this node's containers",
@@ -31,7 +32,7 @@ func (s *shell) eventsCommand() *cli.Command {
 			&cli.StringFlag{Name: "format", Usage: "json (one object per line)"},
 		},
 		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 0, 0); err != nil {
+			if err := shell.NeedArgs(c, 0, 0); err != nil {
 				return err
 			}
 			opts, err := s.eventOptions(c)
@@ -42,25 +43,25 @@ func (s *shell) eventsCommand() *cli.Command {
 			if format != "" && format != "json" {
 				return specflags.UsageErrorf("invalid --format %q: want json", format)
 			}
-			cl, err := s.client(c)
+			cl, err := s.Client(c)
 			if err != nil {
 				return err
 			}
-			enc := json.NewEncoder(s.stdout)
+			enc := json.NewEncoder(s.Stdout)
 			return cl.Events(c.Context, opts, func(ev api.Event) error {
 				if format == "json" {
 					return enc.Encode(ev)
 				}
-				return writeEventLine(s.stdout, ev)
+				return writeEventLine(s.Stdout, ev)
 			})
 		},
 	}
 }
 
 // eventOptions reads the time and filter flags of `shoal events`.
-func (s *shell) eventOptions(c *cli.Context) (api.EventOptions, error) {
+func (s *commands) eventOptions(c *cli.Context) (api.EventOptions, error) {
 	var o api.EventOptions
-	now := s.now()
+	now := s.Now()
 	if v := c.String("since"); v != "" {
 		t, err := specflags.ParseSince(v, now)
 		if err != nil {

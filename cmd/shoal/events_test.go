@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -88,17 +86,5 @@ func TestCLIEvents(t *testing.T) {
 		if _, stderr, code := runCLI(t, host, "", append([]string{"events"}, bad...)...); code != 2 {
 			t.Errorf("events %v: exit %d (%s), want 2", bad, code, stderr)
 		}
-	}
-}
-
-func TestCLIAgentMetricsAddr(t *testing.T) {
-	var got agentFlags
-	s := &shell{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, stdin: strings.NewReader(""), poll: time.Millisecond, now: time.Now,
-		startAgent: func(_ context.Context, f agentFlags) error { got = f; return nil }}
-	if code := s.run(context.Background(), strings.Fields("shoal agent --metrics-addr 127.0.0.1:9323")); code != 0 || got.MetricsAddr != "127.0.0.1:9323" {
-		t.Fatalf("exit %d, metrics addr %q", code, got.MetricsAddr)
-	}
-	if code := s.run(context.Background(), strings.Fields("shoal agent")); code != 0 || got.MetricsAddr != "" {
-		t.Fatalf("default: exit %d, metrics addr %q (want off)", code, got.MetricsAddr)
 	}
 }

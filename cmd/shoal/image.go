@@ -13,11 +13,12 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/cmd/shoal/output"
+	"github.com/shoal-org/shoal/cmd/shoal/shell"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
 // imageCommand defines `shoal image import|load|pull|ls|rm|inspect`.
-func (s *shell) imageCommand() *cli.Command {
+func (s *commands) imageCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "image",
 		Usage: "manage images on this node",
@@ -48,22 +49,22 @@ func (s *shell) imageCommand() *cli.Command {
 				},
 				Action: s.imagePull,
 			},
-			listCommand(s, &cli.Command{
+			shell.ListCommand(s.Shell, &cli.Command{
 				Name:    "ls",
 				Aliases: []string{"list"},
 				Usage:   "list images",
-				Flags:   []cli.Flag{noTruncFlag},
-			}, lister[api.Image]{
-				fetch: func(r listRun) ([]api.Image, error) {
-					ims, err := r.cl.Images(r.c.Context)
+				Flags:   []cli.Flag{shell.NoTruncFlag},
+			}, shell.Lister[api.Image]{
+				Fetch: func(r shell.ListRun) ([]api.Image, error) {
+					ims, err := r.Cl.Images(r.C.Context)
 					if err != nil {
 						return nil, fmt.Errorf("list images: %w", err)
 					}
 					return ims, nil
 				},
-				id: imageID,
-				table: func(w io.Writer, ims []api.Image, r listRun) error {
-					return output.RenderImages(w, ims, r.noTrunc)
+				ID: imageID,
+				Table: func(w io.Writer, ims []api.Image, r shell.ListRun) error {
+					return output.RenderImages(w, ims, r.NoTrunc)
 				},
 			}),
 			{
@@ -73,21 +74,21 @@ func (s *shell) imageCommand() *cli.Command {
 				ArgsUsage: "REF...",
 				Action:    s.imageRm,
 			},
-			inspectCommand(s, &cli.Command{
+			shell.InspectCommand(s.Shell, &cli.Command{
 				Name:      "inspect",
 				Usage:     "show images as JSON",
 				ArgsUsage: "REF...",
 			}, "image", func(ctx context.Context, cl *api.Client, ref string) (api.Image, error) {
-				return deref(cl.Image(ctx, ref))
+				return shell.Deref(cl.Image(ctx, ref))
 			}, imageID),
 		},
 	}
 }
 
 // openInput opens a file argument; "-" is stdin. The caller closes it.
-func (s *shell) openInput(name string) (io.ReadCloser, error) {
+func (s *commands) openInput(name string) (io.ReadCloser, error) {
 	if name == "-" {
-		return io.NopCloser(s.stdin), nil
+		return io.NopCloser(s.Stdin), nil
 	}
 	f, err := os.Open(name)
 	if err != nil {
@@ -96,19 +97,19 @@ func (s *shell) openInput(name string) (io.ReadCloser, error) {
 	return f, nil
 }
 
-func (s *shell) imageImport(c *cli.Context) error {
-	if err := needArgs(c, 2, 2); err != nil {
+func (s *commands) imageImport(c *cli.Context) error {
+	if err := shell.NeedArgs(c, 2, 2); err != nil {
 		return err
 	}
 	file, ref := c.Args().Get(0), c.Args().Get(1)
 	if ref == "" || strings.ContainsAny(ref, " \t") {
 		return specflags.UsageErrorf("invalid image name %q", ref)
 	}
-	cl, err := s.client(c)
+	cl, err := s.Client(c)
 	if err != nil {
 		return err
 	}
-	in, err := s.openInput(file)
+	in, err := s.OpenInput(file)
 	if err != nil {
 		return err
 	}
@@ -117,23 +118,23 @@ func (s *shell) imageImport(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("import %s as %s: %w", file, ref, err)
 	}
-	fmt.Fprintln(s.stdout, im.ID)
+	fmt.Fprintln(s.Stdout, im.ID)
 	return nil
 }
 
-func (s *shell) imageLoad(c *cli.Context) error {
-	if err := needArgs(c, 0, 0); err != nil {
+func (s *commands) imageLoad(c *cli.Context) error {
+	if err := shell.NeedArgs(c, 0, 0); err != nil {
 		return err
 	}
 	file := c.String("input")
 	if file == "" {
 		file = "-"
 	}
-	cl, err := s.client(c)
+	cl, err := s.Client(c)
 	if err != nil {
 		return err
 	}
-	in, err := s.openInput(file)
+	in, err := s.OpenInput(file)
 	if err != nil {
 		return err
 	}
@@ -144,17 +145,17 @@ func (s *shell) imageLoad(c *cli.Context) error {
 	}
 	for _, im := range ims {
 		if len(im.Tags) == 0 {
-			fmt.Fprintf(s.stdout, "Loaded image ID: %s\n", im.ID)
+			fmt.Fprintf(s.Stdout, "Loaded image ID: %s\n", im.ID)
 		}
 		for _, t := range im.Tags {
-			fmt.Fprintf(s.stdout, "Loaded image: %s\n", t)
+			fmt.Fprintf(s.Stdout, "Loaded image: %s\n", t)
 		}
 	}
 	return nil
 }
 
-func (s *shell) imagePull(c *cli.Context) error {
-	if err := needArgs(c, 1, 1); err != nil {
+func (s *commands) imagePull(c *cli.Context) error {
+	if err := shell.NeedArgs(c, 1, 1); err != nil {
 		return err
 	}
 	req := api.PullRequest{
@@ -167,7 +168,7 @@ func (s *shell) imagePull(c *cli.Context) error {
 		if req.Password != "" {
 			return specflags.UsageErrorf("--password and --password-stdin are mutually exclusive")
 		}
-		line, err := bufio.NewReader(s.stdin).ReadString('\n')
+		line, err := bufio.NewReader(s.Stdin).ReadString('\n')
 		if err != nil && err != io.EOF {
 			return fmt.Errorf("read password from stdin: %w", err)
 		}
@@ -181,10 +182,10 @@ func (s *shell) imagePull(c *cli.Context) error {
 		if ra, err := specflags.RegistryAuthFor(req.Ref); err == nil {
 			req.Username, req.Password = ra.Username, ra.Password
 		} else if !errors.Is(err, specflags.ErrNoRegistryAuth) && !errors.Is(err, specflags.ErrBadImageRef) {
-			fmt.Fprintf(s.stderr, "Warning: %v (pulling without credentials)\n", err)
+			fmt.Fprintf(s.Stderr, "Warning: %v (pulling without credentials)\n", err)
 		}
 	}
-	cl, err := s.client(c)
+	cl, err := s.Client(c)
 	if err != nil {
 		return err
 	}
@@ -192,22 +193,22 @@ func (s *shell) imagePull(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", req.Ref, err)
 	}
-	fmt.Fprintf(s.stdout, "%s: pulled %s\n", req.Ref, im.ID)
+	fmt.Fprintf(s.Stdout, "%s: pulled %s\n", req.Ref, im.ID)
 	return nil
 }
 
-func (s *shell) imageRm(c *cli.Context) error {
-	cl, err := s.connect(c, 1, -1)
+func (s *commands) imageRm(c *cli.Context) error {
+	cl, err := s.Connect(c, 1, -1)
 	if err != nil {
 		return err
 	}
-	return s.eachArg(c.Args().Slice(), func(ref string) error {
+	return s.EachArg(c.Args().Slice(), func(ref string) error {
 		if err := cl.RemoveImage(c.Context, ref); err != nil {
 			// The agent's message already names the image (and the
 			// operation): "remove image bb:1: image in use".
 			return err
 		}
-		fmt.Fprintf(s.stdout, "Untagged: %s\n", ref)
+		fmt.Fprintf(s.Stdout, "Untagged: %s\n", ref)
 		return nil
 	})
 }

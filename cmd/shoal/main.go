@@ -13,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/shoal-org/shoal/cmd/shoal/shell"
 	"github.com/shoal-org/shoal/node"
 )
 
@@ -26,7 +27,7 @@ func main() {
 		os.Exit(node.SupervisorMain(os.Args))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := newShell().run(ctx, os.Args)
+	code := run(ctx, shell.New(), os.Args)
 	stop()
 	os.Exit(code)
 }

@@ -10,11 +10,12 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/cmd/shoal/output"
+	"github.com/shoal-org/shoal/cmd/shoal/shell"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
 // networkCommand defines `shoal network ...`.
-func (s *shell) networkCommand() *cli.Command {
+func (s *commands) networkCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "network",
 		Usage: "manage overlay networks",
@@ -31,30 +32,30 @@ func (s *shell) networkCommand() *cli.Command {
 				},
 				Action: s.networkCreate,
 			},
-			listCommand(s, &cli.Command{
+			shell.ListCommand(s.Shell, &cli.Command{
 				Name:    "ls",
 				Aliases: []string{"list"},
 				Usage:   "list networks",
-				Flags:   []cli.Flag{noTruncFlag},
-			}, lister[api.Network]{
-				fetch: func(r listRun) ([]api.Network, error) {
-					ns, err := r.cl.Networks(r.c.Context)
+				Flags:   []cli.Flag{shell.NoTruncFlag},
+			}, shell.Lister[api.Network]{
+				Fetch: func(r shell.ListRun) ([]api.Network, error) {
+					ns, err := r.Cl.Networks(r.C.Context)
 					if err != nil {
 						return nil, fmt.Errorf("list networks: %w", err)
 					}
 					return ns, nil
 				},
-				id: networkID,
-				table: func(w io.Writer, ns []api.Network, r listRun) error {
-					return renderNetworks(w, ns, r.noTrunc)
+				ID: networkID,
+				Table: func(w io.Writer, ns []api.Network, r shell.ListRun) error {
+					return renderNetworks(w, ns, r.NoTrunc)
 				},
 			}),
-			inspectCommand(s, &cli.Command{
+			shell.InspectCommand(s.Shell, &cli.Command{
 				Name:      "inspect",
 				Usage:     "show networks as JSON",
 				ArgsUsage: "NETWORK...",
 			}, "network", func(ctx context.Context, cl *api.Client, ref string) (api.Network, error) {
-				return deref(cl.Network(ctx, ref))
+				return shell.Deref(cl.Network(ctx, ref))
 			}, networkID),
 			{
 				Name:      "rm",
@@ -67,8 +68,8 @@ func (s *shell) networkCommand() *cli.Command {
 	}
 }
 
-func (s *shell) networkCreate(c *cli.Context) error {
-	if err := needArgs(c, 1, 1); err != nil {
+func (s *commands) networkCreate(c *cli.Context) error {
+	if err := shell.NeedArgs(c, 1, 1); err != nil {
 		return err
 	}
 	req := api.Network{Name: c.Args().First(), Internal: c.Bool("internal"), Attachable: c.Bool("attachable"),
@@ -80,7 +81,7 @@ func (s *shell) networkCreate(c *cli.Context) error {
 		}
 		req.Subnet = p.String()
 	}
-	cl, err := s.connect(c, 1, 1)
+	cl, err := s.Connect(c, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -88,20 +89,20 @@ func (s *shell) networkCreate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(s.stdout, n.ID)
+	fmt.Fprintln(s.Stdout, n.ID)
 	return nil
 }
 
-func (s *shell) networkRm(c *cli.Context) error {
-	cl, err := s.connect(c, 1, -1)
+func (s *commands) networkRm(c *cli.Context) error {
+	cl, err := s.Connect(c, 1, -1)
 	if err != nil {
 		return err
 	}
-	return s.eachArg(c.Args().Slice(), func(ref string) error {
+	return s.EachArg(c.Args().Slice(), func(ref string) error {
 		if err := cl.RemoveNetwork(c.Context, ref); err != nil {
 			return err
 		}
-		fmt.Fprintln(s.stdout, ref)
+		fmt.Fprintln(s.Stdout, ref)
 		return nil
 	})
 }

@@ -9,43 +9,44 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/cmd/shoal/output"
+	"github.com/shoal-org/shoal/cmd/shoal/shell"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
 // nodeCommand defines `shoal node ls|inspect|rm|update`.
-func (s *shell) nodeCommand() *cli.Command {
+func (s *commands) nodeCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "node",
 		Usage: "manage cluster nodes",
 		Subcommands: []*cli.Command{
-			listCommand(s, &cli.Command{
+			shell.ListCommand(s.Shell, &cli.Command{
 				Name:    "ls",
 				Aliases: []string{"list"},
 				Usage:   "list nodes",
-				Flags:   []cli.Flag{noTruncFlag},
-			}, lister[api.Node]{
-				fetch: func(r listRun) ([]api.Node, error) {
-					nodes, err := r.cl.Nodes(r.c.Context)
+				Flags:   []cli.Flag{shell.NoTruncFlag},
+			}, shell.Lister[api.Node]{
+				Fetch: func(r shell.ListRun) ([]api.Node, error) {
+					nodes, err := r.Cl.Nodes(r.C.Context)
 					if err != nil {
 						return nil, fmt.Errorf("list nodes: %w", err)
 					}
 					return nodes, nil
 				},
-				id: nodeID,
-				table: func(w io.Writer, nodes []api.Node, r listRun) error {
+				ID: nodeID,
+				Table: func(w io.Writer, nodes []api.Node, r shell.ListRun) error {
 					local := ""
-					if st, err := r.cl.Status(r.c.Context); err == nil {
+					if st, err := r.Cl.Status(r.C.Context); err == nil {
 						local = st.NodeID
 					}
-					return output.RenderNodes(w, nodes, local, r.noTrunc)
+					return output.RenderNodes(w, nodes, local, r.NoTrunc)
 				},
 			}),
-			inspectCommand(s, &cli.Command{
+			shell.InspectCommand(s.Shell, &cli.Command{
 				Name:      "inspect",
 				Usage:     "show nodes as JSON",
 				ArgsUsage: "NODE...",
 			}, "node", func(ctx context.Context, cl *api.Client, id string) (api.Node, error) {
-				return deref(cl.Node(ctx, id))
+				return shell.Deref(cl.Node(ctx, id))
 			}, nodeID),
 			{
 				Name:      "rm",
@@ -74,22 +75,22 @@ func (s *shell) nodeCommand() *cli.Command {
 // nodeID is what -q prints for a node.
 func nodeID(n api.Node) string { return n.ID }
 
-func (s *shell) nodeRm(c *cli.Context) error {
-	cl, err := s.connect(c, 1, -1)
+func (s *commands) nodeRm(c *cli.Context) error {
+	cl, err := s.Connect(c, 1, -1)
 	if err != nil {
 		return err
 	}
-	return s.eachArg(c.Args().Slice(), func(id string) error {
+	return s.EachArg(c.Args().Slice(), func(id string) error {
 		if err := cl.RemoveNode(c.Context, id, c.Bool("force")); err != nil {
 			return fmt.Errorf("remove node %s: %w", id, err)
 		}
-		fmt.Fprintln(s.stdout, id)
+		fmt.Fprintln(s.Stdout, id)
 		return nil
 	})
 }
 
-func (s *shell) nodeUpdate(c *cli.Context) error {
-	if err := needArgs(c, 1, 1); err != nil {
+func (s *commands) nodeUpdate(c *cli.Context) error {
+	if err := shell.NeedArgs(c, 1, 1); err != nil {
 		return err
 	}
 	u := api.NodeUpdate{Availability: c.String("availability")}
@@ -112,7 +113,7 @@ func (s *shell) nodeUpdate(c *cli.Context) error {
 	if u.Availability == "" && u.Role == "" && u.LabelAdd == nil && len(u.LabelRm) == 0 {
 		return specflags.UsageErrorf("nothing to update: give --availability, --role, --label-add or --label-rm")
 	}
-	cl, err := s.client(c)
+	cl, err := s.Client(c)
 	if err != nil {
 		return err
 	}
@@ -121,6 +122,6 @@ func (s *shell) nodeUpdate(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("update node %s: %w", id, err)
 	}
-	fmt.Fprintln(s.stdout, n.ID)
+	fmt.Fprintln(s.Stdout, n.ID)
 	return nil
 }

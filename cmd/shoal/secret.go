@@ -14,6 +14,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/cmd/shoal/output"
+	"github.com/shoal-org/shoal/cmd/shoal/shell"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
@@ -27,7 +28,7 @@ type objectKind[T any] struct {
 	view   func(T) (id, name string, created time.Time)
 }
 
-func (s *shell) secretCommand() *cli.Command {
+func (s *commands) secretCommand() *cli.Command {
 	return objectCommand(s, objectKind[api.Secret]{
 		name:   "secret",
 		create: (*api.Client).CreateSecret,
@@ -38,7 +39,7 @@ func (s *shell) secretCommand() *cli.Command {
 	}, "manage secrets (stored encrypted; given only to the tasks that use them; never printed back)")
 }
 
-func objectCommand[T any](s *shell, k objectKind[T], usage string) *cli.Command {
+func objectCommand[T any](s *commands, k objectKind[T], usage string) *cli.Command {
 	id := func(x T) string { i, _, _ := k.view(x); return i }
 	return &cli.Command{
 		Name:  k.name,
@@ -50,7 +51,7 @@ func objectCommand[T any](s *shell, k objectKind[T], usage string) *cli.Command 
 				ArgsUsage: "NAME FILE|-",
 				Flags:     []cli.Flag{&cli.StringSliceFlag{Name: "label", Aliases: []string{"l"}, Usage: "label k=v (repeatable)"}},
 				Action: func(c *cli.Context) error {
-					if err := needArgs(c, 2, 2); err != nil {
+					if err := shell.NeedArgs(c, 2, 2); err != nil {
 						return err
 					}
 					name, file := c.Args().Get(0), c.Args().Get(1)
@@ -71,7 +72,7 @@ func objectCommand[T any](s *shell, k objectKind[T], usage string) *cli.Command 
 					if len(data) == 0 {
 						return fmt.Errorf("%s %s: %s is empty: nothing was created", k.name, name, file)
 					}
-					cl, err := s.client(c)
+					cl, err := s.Client(c)
 					if err != nil {
 						return err
 					}
@@ -79,41 +80,41 @@ func objectCommand[T any](s *shell, k objectKind[T], usage string) *cli.Command 
 					if err != nil {
 						return err
 					}
-					fmt.Fprintln(s.stdout, id(*x))
+					fmt.Fprintln(s.Stdout, id(*x))
 					return nil
 				},
 			},
-			listCommand(s, &cli.Command{
+			shell.ListCommand(s.Shell, &cli.Command{
 				Name:    "ls",
 				Aliases: []string{"list"},
 				Usage:   "list " + k.name + "s",
-				Flags:   []cli.Flag{noTruncFlag},
-			}, lister[T]{
-				fetch: func(r listRun) ([]T, error) {
-					xs, err := k.list(r.cl, r.c.Context)
+				Flags:   []cli.Flag{shell.NoTruncFlag},
+			}, shell.Lister[T]{
+				Fetch: func(r shell.ListRun) ([]T, error) {
+					xs, err := k.list(r.Cl, r.C.Context)
 					if err != nil {
 						return nil, fmt.Errorf("list %ss: %w", k.name, err)
 					}
 					return xs, nil
 				},
-				id: id,
-				table: func(w io.Writer, xs []T, r listRun) error {
+				ID: id,
+				Table: func(w io.Writer, xs []T, r shell.ListRun) error {
 					tw := output.NewTable(w)
 					fmt.Fprintln(tw, "ID\tNAME\tCREATED")
 					now := time.Now()
 					for _, x := range xs {
 						i, n, created := k.view(x)
-						fmt.Fprintf(tw, "%s\t%s\t%s\n", output.ShortID(i, r.noTrunc), n, output.HumanAgo(now.Sub(created)))
+						fmt.Fprintf(tw, "%s\t%s\t%s\n", output.ShortID(i, r.NoTrunc), n, output.HumanAgo(now.Sub(created)))
 					}
 					return tw.Flush()
 				},
 			}),
-			inspectCommand(s, &cli.Command{
+			shell.InspectCommand(s.Shell, &cli.Command{
 				Name:      "inspect",
 				Usage:     "show " + k.name + "s as JSON",
 				ArgsUsage: "NAME...",
 			}, k.name, func(ctx context.Context, cl *api.Client, ref string) (T, error) {
-				return deref(k.get(cl, ctx, ref))
+				return shell.Deref(k.get(cl, ctx, ref))
 			}, id),
 			{
 				Name:      "rm",
@@ -121,15 +122,15 @@ func objectCommand[T any](s *shell, k objectKind[T], usage string) *cli.Command 
 				Usage:     "remove " + k.name + "s no service uses",
 				ArgsUsage: "NAME...",
 				Action: func(c *cli.Context) error {
-					cl, err := s.connect(c, 1, -1)
+					cl, err := s.Connect(c, 1, -1)
 					if err != nil {
 						return err
 					}
-					return s.eachArg(c.Args().Slice(), func(ref string) error {
+					return s.EachArg(c.Args().Slice(), func(ref string) error {
 						if err := k.remove(cl, c.Context, ref); err != nil {
 							return fmt.Errorf("remove %s %s: %w", k.name, ref, err)
 						}
-						fmt.Fprintln(s.stdout, ref)
+						fmt.Fprintln(s.Stdout, ref)
 						return nil
 					})
 				},
@@ -140,8 +141,8 @@ func objectCommand[T any](s *shell, k objectKind[T], usage string) *cli.Command 
 
 // readObjectData reads a secret or config from a file or stdin, at most
 // one byte past the limit (so an oversized one is told apart).
-func (s *shell) readObjectData(file string) ([]byte, error) {
-	in, err := s.openInput(file)
+func (s *commands) readObjectData(file string) ([]byte, error) {
+	in, err := s.OpenInput(file)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/shoal-org/shoal/cmd/shoal/shell"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 	"github.com/shoal-org/shoal/node"
 )
@@ -17,7 +18,7 @@ import (
 // token can exist before an agent with a non-loopback --ui-addr starts (the
 // agent refuses such an address without one); a running agent picks up a
 // new or rotated token at its next request.
-func (s *shell) uiCommand() *cli.Command {
+func (s *commands) uiCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "ui",
 		Usage: "web dashboard (shoal agent --ui-addr)",
@@ -29,7 +30,7 @@ func (s *shell) uiCommand() *cli.Command {
 				&cli.BoolFlag{Name: "rotate", Usage: "replace the token; the old one stops working"},
 			},
 			Action: func(c *cli.Context) error {
-				if err := needArgs(c, 0, 0); err != nil {
+				if err := shell.NeedArgs(c, 0, 0); err != nil {
 					return err
 				}
 				dir := c.String("data-dir")
@@ -40,7 +41,7 @@ func (s *shell) uiCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				fmt.Fprintln(s.stdout, tok)
+				fmt.Fprintln(s.Stdout, tok)
 				return nil
 			},
 		}},

@@ -9,12 +9,13 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/cmd/shoal/output"
+	"github.com/shoal-org/shoal/cmd/shoal/shell"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
 // volumeCommand defines `shoal volume create|ls|inspect|rm`: the named
 // volumes of the node whose agent the CLI talks to.
-func (s *shell) volumeCommand() *cli.Command {
+func (s *commands) volumeCommand() *cli.Command {
 	volName := func(v api.Volume) string { return v.Name }
 	return &cli.Command{
 		Name:  "volume",
@@ -25,14 +26,14 @@ func (s *shell) volumeCommand() *cli.Command {
 				Usage:     "create a volume (a no-op if it exists)",
 				ArgsUsage: "NAME",
 				Action: func(c *cli.Context) error {
-					if err := needArgs(c, 1, 1); err != nil {
+					if err := shell.NeedArgs(c, 1, 1); err != nil {
 						return err
 					}
 					name := c.Args().First()
 					if p := api.VolumeNameProblem(name); p != "" {
 						return specflags.UsageErrorf("invalid volume name %q: %s", name, p)
 					}
-					cl, err := s.client(c)
+					cl, err := s.Client(c)
 					if err != nil {
 						return err
 					}
@@ -40,24 +41,24 @@ func (s *shell) volumeCommand() *cli.Command {
 					if err != nil {
 						return fmt.Errorf("create volume %s: %w", name, err)
 					}
-					fmt.Fprintln(s.stdout, v.Name)
+					fmt.Fprintln(s.Stdout, v.Name)
 					return nil
 				},
 			},
-			listCommand(s, &cli.Command{
+			shell.ListCommand(s.Shell, &cli.Command{
 				Name:    "ls",
 				Aliases: []string{"list"},
 				Usage:   "list volumes",
-			}, lister[api.Volume]{
-				fetch: func(r listRun) ([]api.Volume, error) {
-					vs, err := r.cl.Volumes(r.c.Context)
+			}, shell.Lister[api.Volume]{
+				Fetch: func(r shell.ListRun) ([]api.Volume, error) {
+					vs, err := r.Cl.Volumes(r.C.Context)
 					if err != nil {
 						return nil, fmt.Errorf("list volumes: %w", err)
 					}
 					return vs, nil
 				},
-				id: volName,
-				table: func(w io.Writer, vs []api.Volume, r listRun) error {
+				ID: volName,
+				Table: func(w io.Writer, vs []api.Volume, r shell.ListRun) error {
 					tw := output.NewTable(w)
 					fmt.Fprintln(tw, "NAME\tIN USE\tMOUNTPOINT")
 					for _, v := range vs {
@@ -70,12 +71,12 @@ func (s *shell) volumeCommand() *cli.Command {
 					return tw.Flush()
 				},
 			}),
-			inspectCommand(s, &cli.Command{
+			shell.InspectCommand(s.Shell, &cli.Command{
 				Name:      "inspect",
 				Usage:     "show volumes as JSON",
 				ArgsUsage: "NAME...",
 			}, "volume", func(ctx context.Context, cl *api.Client, name string) (api.Volume, error) {
-				return deref(cl.Volume(ctx, name))
+				return shell.Deref(cl.Volume(ctx, name))
 			}, volName),
 			{
 				Name:      "rm",
@@ -83,15 +84,15 @@ func (s *shell) volumeCommand() *cli.Command {
 				Usage:     "remove volumes and their data (refused while a container of this node uses one)",
 				ArgsUsage: "NAME...",
 				Action: func(c *cli.Context) error {
-					cl, err := s.connect(c, 1, -1)
+					cl, err := s.Connect(c, 1, -1)
 					if err != nil {
 						return err
 					}
-					return s.eachArg(c.Args().Slice(), func(name string) error {
+					return s.EachArg(c.Args().Slice(), func(name string) error {
 						if err := cl.RemoveVolume(c.Context, name); err != nil {
 							return fmt.Errorf("remove volume %s: %w", name, err)
 						}
-						fmt.Fprintln(s.stdout, name)
+						fmt.Fprintln(s.Stdout, name)
 						return nil
 					})
 				},

@@ -2,10 +2,10 @@ package progress
 
 // The verdict of one poll while the CLI waits for a service to converge
 // after create/update/scale/rollback, the way `docker service create` does
-// without -d (the waiting loop is cmd/shoal's wait.go): one line per slot,
-// and done when the running tasks match the spec and an update has passed
-// its monitor period, failed when the update pauses or rolls back, or when
-// tasks keep failing.
+// without -d (the waiting loop is cmd/shoal/service's wait.go): one line
+// per slot, and done when the running tasks match the spec and an update
+// has passed its monitor period, failed when the update pauses or rolls
+// back, or when tasks keep failing.
 
 import (
 	"encoding/json"

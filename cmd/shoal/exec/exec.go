@@ -1,11 +1,10 @@
-package main
-
-// `shoal exec`: a process in a running container of this node, relayed over
-// an upgraded API connection (api/exec.go). With -t the process gets a
-// terminal; with -i the CLI's stdin is relayed (and, on a terminal with -t,
-// put in raw mode so keys such as ^C reach the process's terminal). Without
-// a terminal, SIGINT and SIGTERM are forwarded to the process. The CLI exits
-// with the process's exit code.
+// Package exec is `shoal exec`: a process in a running container of this
+// node, relayed over an upgraded API connection (api/exec.go). With -t the
+// process gets a terminal; with -i the CLI's stdin is relayed (and, on a
+// terminal with -t, put in raw mode so keys such as ^C reach the process's
+// terminal). Without a terminal, SIGINT and SIGTERM are forwarded to the
+// process. The CLI exits with the process's exit code.
+package exec
 
 import (
 	"errors"
@@ -21,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/shell"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
@@ -31,8 +31,12 @@ const (
 	exitNotFound     = 127
 )
 
-// execCommand defines `shoal exec`.
-func (s *shell) execCommand() *cli.Command {
+// commands are the action of `shoal exec`, on the shared shell.
+type commands struct{ *shell.Shell }
+
+// Command defines `shoal exec`.
+func Command(sh *shell.Shell) *cli.Command {
+	s := &commands{sh}
 	return &cli.Command{
 		Name:      "exec",
 		Usage:     "run a command in a running container of this node (container or task name, e.g. web.1)",
@@ -50,7 +54,7 @@ func (s *shell) execCommand() *cli.Command {
 
 // buildExecRequest turns the flags and arguments into a request.
 func buildExecRequest(c *cli.Context) (string, api.ExecRequest, error) {
-	if err := needArgs(c, 2, -1); err != nil {
+	if err := shell.NeedArgs(c, 2, -1); err != nil {
 		return "", api.ExecRequest{}, err
 	}
 	req := api.ExecRequest{
@@ -70,12 +74,12 @@ func buildExecRequest(c *cli.Context) (string, api.ExecRequest, error) {
 	return c.Args().First(), req, nil
 }
 
-func (s *shell) execAction(c *cli.Context) error {
+func (s *commands) execAction(c *cli.Context) error {
 	ref, req, err := buildExecRequest(c)
 	if err != nil {
 		return err
 	}
-	in, _ := s.stdin.(*os.File)
+	in, _ := s.Stdin.(*os.File)
 	termIn := in != nil && isTerminal(in.Fd())
 	// Signals are caught before the terminal size is read, so a resize in
 	// between is not lost.
@@ -88,14 +92,14 @@ func (s *shell) execAction(c *cli.Context) error {
 	done := make(chan struct{})
 	defer func() { signal.Stop(sigCh); close(done) }()
 	if req.Tty {
-		for _, f := range []any{s.stdin, s.stdout} {
+		for _, f := range []any{s.Stdin, s.Stdout} {
 			if f, ok := f.(*os.File); ok && isTerminal(f.Fd()) {
 				req.Width, req.Height = termSize(f.Fd())
 				break
 			}
 		}
 	}
-	cl, err := s.client(c)
+	cl, err := s.Client(c)
 	if err != nil {
 		return err
 	}
@@ -103,11 +107,11 @@ func (s *shell) execAction(c *cli.Context) error {
 	if err != nil {
 		var ae *api.APIError
 		if errors.As(err, &ae) && ae.Status == http.StatusUnprocessableEntity {
-			fmt.Fprintf(s.stderr, "Error: %v\n", err)
+			fmt.Fprintf(s.Stderr, "Error: %v\n", err)
 			if strings.Contains(ae.Message, "not found") || strings.Contains(ae.Message, "no such file") {
-				return &exitCodeError{code: exitNotFound}
+				return &shell.ExitCodeError{Code: exitNotFound}
 			}
-			return &exitCodeError{code: exitCannotInvoke}
+			return &shell.ExitCodeError{Code: exitCannotInvoke}
 		}
 		return fmt.Errorf("exec in %s: %w", ref, err)
 	}
@@ -126,7 +130,7 @@ func (s *shell) execAction(c *cli.Context) error {
 				return
 			case sig := <-sigCh:
 				if sig == syscall.SIGWINCH {
-					for _, f := range []any{s.stdin, s.stdout} {
+					for _, f := range []any{s.Stdin, s.Stdout} {
 						if f, ok := f.(*os.File); ok && isTerminal(f.Fd()) {
 							_ = conn.Resize(termSize(f.Fd()))
 							break
@@ -142,7 +146,7 @@ func (s *shell) execAction(c *cli.Context) error {
 		go func() {
 			buf := make([]byte, 32<<10)
 			for {
-				n, err := s.stdin.Read(buf)
+				n, err := s.Stdin.Read(buf)
 				if n > 0 && conn.Stdin(buf[:n]) != nil {
 					return
 				}
@@ -163,9 +167,9 @@ func (s *shell) execAction(c *cli.Context) error {
 		}
 		switch typ {
 		case api.ExecStdout:
-			_, _ = s.stdout.Write(p)
+			_, _ = s.Stdout.Write(p)
 		case api.ExecStderr:
-			_, _ = s.stderr.Write(p)
+			_, _ = s.Stderr.Write(p)
 		case api.ExecError:
 			return fmt.Errorf("exec in %s: %s", ref, p)
 		case api.ExecExit:
@@ -177,7 +181,7 @@ func (s *shell) execAction(c *cli.Context) error {
 				if code < 0 {
 					code = exitCannotInvoke
 				}
-				return &exitCodeError{code: code}
+				return &shell.ExitCodeError{Code: code}
 			}
 			return nil
 		}

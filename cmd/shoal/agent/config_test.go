@@ -1,4 +1,4 @@
-package main
+package agent
 
 import (
 	"bytes"
@@ -10,6 +10,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/shoal-org/shoal/cmd/shoal/shell"
 )
 
 // runAgentCLI runs `shoal agent ARGS` in-process with a fake agent start and
@@ -19,10 +23,10 @@ func runAgentCLI(t *testing.T, def string, args ...string) (agentFlags, string, 
 	t.Helper()
 	var got agentFlags
 	var errOut bytes.Buffer
-	s := &shell{stdout: &bytes.Buffer{}, stderr: &errOut, stdin: strings.NewReader(""), poll: time.Millisecond, now: time.Now,
-		agentConfig: def,
-		startAgent:  func(_ context.Context, f agentFlags) error { got = f; return nil }}
-	code := s.run(context.Background(), append([]string{"shoal", "agent"}, args...))
+	s := &shell.Shell{Stdout: &bytes.Buffer{}, Stderr: &errOut, Stdin: strings.NewReader(""), Poll: time.Millisecond, Now: time.Now}
+	app := &cli.App{Name: "shoal", Writer: s.Stdout, ErrWriter: s.Stderr, ExitErrHandler: func(*cli.Context, error) {},
+		Commands: []*cli.Command{command(hooks{config: def, start: func(_ context.Context, f agentFlags) error { got = f; return nil }})}}
+	code := s.ExitCode(app.RunContext(context.Background(), append([]string{"shoal", "agent"}, args...)))
 	return got, errOut.String(), code
 }
 

@@ -1,4 +1,4 @@
-package main
+package service
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/cmd/shoal/progress"
+	"github.com/shoal-org/shoal/cmd/shoal/shell"
 )
 
 // TestWaitServiceWakesOnEvent: a wait for convergence polls again as soon
@@ -72,7 +73,7 @@ func TestWaitServiceWakesOnEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	var errOut bytes.Buffer
-	s := &shell{stdout: &bytes.Buffer{}, stderr: &errOut, poll: time.Hour, now: time.Now}
+	s := &commands{&shell.Shell{Stdout: &bytes.Buffer{}, Stderr: &errOut, Poll: time.Hour, Now: time.Now}}
 	if err := s.waitService(context.Background(), cl, "web", progress.OpCreate, 10*time.Second, false); err != nil {
 		t.Fatalf("wait: %v\n%s", err, errOut.String())
 	}

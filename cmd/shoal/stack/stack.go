@@ -1,10 +1,11 @@
-package main
-
-// `shoal stack`: deploy compose files as a set of services named
-// STACK_SERVICE and labelled with the stack name, as `docker stack` does.
-// cmd/shoal/compose reads the files and maps them onto service specs; here a
-// deploy compares them with the stack's services (planStack, pure) and
-// creates, updates or (with --prune) removes only what differs.
+// Package stack is `shoal stack`: deploy compose files as a set of services
+// named STACK_SERVICE and labelled with the stack name, as `docker stack`
+// does. cmd/shoal/compose reads the files and maps them onto service specs;
+// here a deploy compares them with the stack's services (planStack, pure)
+// and creates, updates or (with --prune) removes only what differs;
+// objects.go makes the stack's networks, secrets and configs and removes
+// them with the stack.
+package stack
 
 import (
 	"bytes"
@@ -27,11 +28,16 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/cmd/shoal/compose"
 	"github.com/shoal-org/shoal/cmd/shoal/output"
+	"github.com/shoal-org/shoal/cmd/shoal/shell"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
-// stackCommand defines `shoal stack deploy|ls|services|ps|rm`.
-func (s *shell) stackCommand() *cli.Command {
+// commands are the actions of `shoal stack`, on the shared shell.
+type commands struct{ *shell.Shell }
+
+// Command defines `shoal stack deploy|ls|services|ps|rm`.
+func Command(sh *shell.Shell) *cli.Command {
+	s := &commands{sh}
 	return &cli.Command{
 		Name:  "stack",
 		Usage: "deploy compose files as groups of services",
@@ -62,25 +68,27 @@ required variables and invalid values are errors, and then nothing changes.`,
 				},
 				Action: s.stackDeploy,
 			},
-			listCommand(s, &cli.Command{
+			shell.ListCommand(s.Shell, &cli.Command{
 				Name:    "ls",
 				Aliases: []string{"list"},
 				Usage:   "list stacks",
-			}, lister[stackInfo]{
-				fetch: fetchStacks,
-				id:    func(x stackInfo) string { return x.Name },
-				table: renderStacks,
+			}, shell.Lister[stackInfo]{
+				Fetch: fetchStacks,
+				ID:    func(x stackInfo) string { return x.Name },
+				Table: renderStacks,
 			}),
-			listCommand(s, &cli.Command{
+			shell.ListCommand(s.Shell, &cli.Command{
 				Name:      "services",
 				Usage:     "list the services of a stack",
 				ArgsUsage: "STACK",
-				Flags:     []cli.Flag{noTruncFlag},
-			}, lister[api.Service]{
-				minArgs: 1, maxArgs: 1,
-				fetch: fetchStackServices,
-				id:    serviceID,
-				table: renderServiceList,
+				Flags:     []cli.Flag{shell.NoTruncFlag},
+			}, shell.Lister[api.Service]{
+				MinArgs: 1, MaxArgs: 1,
+				Fetch: fetchStackServices,
+				ID:    func(sv api.Service) string { return sv.ID },
+				Table: func(w io.Writer, list []api.Service, r shell.ListRun) error {
+					return output.RenderServices(w, list, r.NoTrunc)
+				},
 			}),
 			{
 				Name:      "rm",
@@ -104,13 +112,13 @@ func stackServicesOf(all []api.Service, stack string) []api.Service {
 	return out
 }
 
-func (s *shell) stackDeploy(c *cli.Context) error {
-	if err := needArgs(c, 0, 1); err != nil {
+func (s *commands) stackDeploy(c *cli.Context) error {
+	if err := shell.NeedArgs(c, 0, 1); err != nil {
 		return err
 	}
 	names := c.StringSlice("compose-file")
 	if len(names) == 0 {
-		return &specflags.UsageError{Err: errors.New("flag --compose-file is required"), Cmd: cmdName(c)}
+		return &specflags.UsageError{Err: errors.New("flag --compose-file is required"), Cmd: shell.CmdName(c)}
 	}
 	stack := c.Args().First()
 	if stack != "" {
@@ -120,7 +128,7 @@ func (s *shell) stackDeploy(c *cli.Context) error {
 	}
 	// compose-go reports through logrus (e.g. "version is obsolete"):
 	// print those as the CLI's own warnings.
-	logrus.SetOutput(s.stderr)
+	logrus.SetOutput(s.Stderr)
 	logrus.SetFormatter(warningFormatter{})
 	in, err := s.composeInput(names, c.StringSlice("profile"), stack)
 	if err != nil {
@@ -140,7 +148,7 @@ func (s *shell) stackDeploy(c *cli.Context) error {
 		}
 	}
 	for _, k := range ignored {
-		fmt.Fprintf(s.stderr, "Ignoring unsupported option: %s\n", k)
+		fmt.Fprintf(s.Stderr, "Ignoring unsupported option: %s\n", k)
 	}
 	specs, err := compose.StackSpecs(stack, project)
 	if err != nil {
@@ -151,7 +159,7 @@ func (s *shell) stackDeploy(c *cli.Context) error {
 			return fmt.Errorf("service %s: %w", specs[i].Name, err)
 		}
 	}
-	cl, err := s.client(c)
+	cl, err := s.Client(c)
 	if err != nil {
 		return err
 	}
@@ -201,7 +209,7 @@ func checkStackName(name string) error {
 }
 
 // composeInput reads the -c files (stdin for "-") and the environment.
-func (s *shell) composeInput(names, profiles []string, stack string) (compose.Input, error) {
+func (s *commands) composeInput(names, profiles []string, stack string) (compose.Input, error) {
 	in := compose.Input{Profiles: profiles, Name: stack, Env: map[string]string{}}
 	for _, kv := range os.Environ() {
 		if k, v, ok := strings.Cut(kv, "="); ok {
@@ -217,7 +225,7 @@ func (s *shell) composeInput(names, profiles []string, stack string) (compose.In
 			}
 			path = abs
 		}
-		r, err := s.openInput(name)
+		r, err := s.OpenInput(name)
 		if err != nil {
 			return in, err
 		}
@@ -310,7 +318,7 @@ func planStack(stack string, specs []api.ServiceSpec, all []api.Service, prune b
 }
 
 // storedForm returns spec as the leader stores it: it fills Docker's
-// defaults into zero fields (servicespec.Defaults, which cmd/shoal may not
+// defaults into zero fields (servicespec.Defaults, which the CLI may not
 // import), and in particular stores the parallelism of an entirely unset
 // update config as 1.
 func storedForm(spec api.ServiceSpec) api.ServiceSpec {
@@ -347,27 +355,27 @@ func specsEqual(a, b api.ServiceSpec) bool {
 
 // applyStackPlan carries out a plan: removals first (as docker does, so a
 // published port can move to a new service), then creations and updates.
-func (s *shell) applyStackPlan(ctx context.Context, cl *api.Client, plan stackPlan) error {
+func (s *commands) applyStackPlan(ctx context.Context, cl *api.Client, plan stackPlan) error {
 	for _, sv := range plan.remove {
-		fmt.Fprintf(s.stdout, "Removing service %s\n", sv.Name)
+		fmt.Fprintf(s.Stdout, "Removing service %s\n", sv.Name)
 		if err := cl.RemoveService(ctx, sv.ID); err != nil {
 			return fmt.Errorf("remove service %s: %w", sv.Name, err)
 		}
 	}
 	for _, spec := range plan.create {
-		fmt.Fprintf(s.stdout, "Creating service %s\n", spec.Name)
+		fmt.Fprintf(s.Stdout, "Creating service %s\n", spec.Name)
 		if _, err := cl.CreateService(ctx, spec); err != nil {
 			return fmt.Errorf("create service %s: %w", spec.Name, err)
 		}
 	}
 	for _, u := range plan.update {
-		fmt.Fprintf(s.stdout, "Updating service %s\n", u.spec.Name)
+		fmt.Fprintf(s.Stdout, "Updating service %s\n", u.spec.Name)
 		if _, err := cl.UpdateService(ctx, u.cur.ID, u.cur.Version, u.spec); err != nil {
 			return fmt.Errorf("update service %s: %w", u.spec.Name, err)
 		}
 	}
 	for _, name := range plan.unchanged {
-		fmt.Fprintf(s.stdout, "Service %s is up to date\n", name)
+		fmt.Fprintf(s.Stdout, "Service %s is up to date\n", name)
 	}
 	return nil
 }
@@ -379,8 +387,8 @@ type stackInfo struct {
 }
 
 // fetchStacks counts the services of every stack, by stack name.
-func fetchStacks(r listRun) ([]stackInfo, error) {
-	all, err := r.cl.Services(r.c.Context)
+func fetchStacks(r shell.ListRun) ([]stackInfo, error) {
+	all, err := r.Cl.Services(r.C.Context)
 	if err != nil {
 		return nil, fmt.Errorf("list services: %w", err)
 	}
@@ -399,7 +407,7 @@ func fetchStacks(r listRun) ([]stackInfo, error) {
 }
 
 // renderStacks draws `stack ls`.
-func renderStacks(w io.Writer, stacks []stackInfo, _ listRun) error {
+func renderStacks(w io.Writer, stacks []stackInfo, _ shell.ListRun) error {
 	tw := output.NewTable(w)
 	fmt.Fprintln(tw, "NAME\tSERVICES")
 	for _, st := range stacks {
@@ -410,20 +418,20 @@ func renderStacks(w io.Writer, stacks []stackInfo, _ listRun) error {
 
 // fetchStackServices gets the services of the stack named as argument; a
 // stack without services is an error, as in docker.
-func fetchStackServices(r listRun) ([]api.Service, error) {
-	all, err := r.cl.Services(r.c.Context)
+func fetchStackServices(r shell.ListRun) ([]api.Service, error) {
+	all, err := r.Cl.Services(r.C.Context)
 	if err != nil {
 		return nil, fmt.Errorf("list services: %w", err)
 	}
-	list := stackServicesOf(all, r.c.Args().First())
+	list := stackServicesOf(all, r.C.Args().First())
 	if len(list) == 0 {
-		return nil, fmt.Errorf("nothing found in stack: %s", r.c.Args().First())
+		return nil, fmt.Errorf("nothing found in stack: %s", r.C.Args().First())
 	}
 	return list, nil
 }
 
-func (s *shell) stackRm(c *cli.Context) error {
-	cl, err := s.connect(c, 1, -1)
+func (s *commands) stackRm(c *cli.Context) error {
+	cl, err := s.Connect(c, 1, -1)
 	if err != nil {
 		return err
 	}
@@ -436,20 +444,20 @@ func (s *shell) stackRm(c *cli.Context) error {
 		list := stackServicesOf(all, stack)
 		if len(list) == 0 {
 			failed = fmt.Errorf("nothing found in stack: %s", stack)
-			fmt.Fprintf(s.stderr, "Error: %v\n", failed)
+			fmt.Fprintf(s.Stderr, "Error: %v\n", failed)
 			continue
 		}
 		for _, sv := range list {
-			fmt.Fprintf(s.stdout, "Removing service %s\n", sv.Name)
+			fmt.Fprintf(s.Stdout, "Removing service %s\n", sv.Name)
 			if err := cl.RemoveService(c.Context, sv.ID); err != nil {
 				failed = fmt.Errorf("remove service %s: %w", sv.Name, err)
-				fmt.Fprintf(s.stderr, "Error: %v\n", failed)
+				fmt.Fprintf(s.Stderr, "Error: %v\n", failed)
 			}
 		}
 		if err := s.removeStackObjects(c.Context, cl, stack); err != nil {
 			failed = err
-			fmt.Fprintf(s.stderr, "Error: %v\n", failed)
+			fmt.Fprintf(s.Stderr, "Error: %v\n", failed)
 		}
 	}
-	return quietFailure(failed)
+	return shell.QuietFailure(failed)
 }

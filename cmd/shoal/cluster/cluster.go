@@ -1,4 +1,7 @@
-package main
+// Package cluster is the commands of the cluster as a whole: `shoal init`
+// (also from a snapshot), `join`, `token`, `ca rotate`, `leave`, `status`
+// and `snapshot save|restore` (snapshot.go).
+package cluster
 
 import (
 	"fmt"
@@ -10,10 +13,29 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/cmd/shoal/output"
+	"github.com/shoal-org/shoal/cmd/shoal/shell"
 )
 
+// commands are the actions of the cluster commands, on the shared shell.
+type commands struct{ *shell.Shell }
+
+// Commands defines `shoal init`, `join`, `token`, `ca`, `snapshot`, `leave`
+// and `status`, in that order.
+func Commands(sh *shell.Shell) []*cli.Command {
+	s := &commands{sh}
+	return []*cli.Command{
+		s.initCommand(),
+		s.joinCommand(),
+		s.tokenCommand(),
+		s.caCommand(),
+		s.snapshotCommand(),
+		s.leaveCommand(),
+		s.statusCommand(),
+	}
+}
+
 // initCommand defines `shoal init`.
-func (s *shell) initCommand() *cli.Command {
+func (s *commands) initCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "init",
 		Usage: "bootstrap a new cluster on this node and print the join command",
@@ -22,7 +44,7 @@ func (s *shell) initCommand() *cli.Command {
 			&cli.StringFlag{Name: "from-snapshot", Usage: "start the cluster with the services of a `FILE` written by `shoal snapshot save` (a new cluster identity: nodes join with the new token)"},
 		},
 		Action: func(c *cli.Context) error {
-			cl, err := s.connect(c, 0, 0)
+			cl, err := s.Connect(c, 0, 0)
 			if err != nil {
 				return err
 			}
@@ -39,49 +61,49 @@ func (s *shell) initCommand() *cli.Command {
 					return fmt.Errorf("init: %w", err)
 				}
 				if c.String("format") == "json" {
-					return output.WriteJSON(s.stdout, rr)
+					return output.WriteJSON(s.Stdout, rr)
 				}
 				r, restored = &rr.InitResponse, &rr.Restore
 			} else if r, err = cl.Init(c.Context); err != nil {
 				return fmt.Errorf("init: %w", err)
 			}
 			if c.String("format") == "json" {
-				return output.WriteJSON(s.stdout, r)
+				return output.WriteJSON(s.Stdout, r)
 			}
-			fmt.Fprintf(s.stdout, "Cluster %s initialized: current node (%s) is now a voter.\n\n", r.ClusterID, r.NodeID)
+			fmt.Fprintf(s.Stdout, "Cluster %s initialized: current node (%s) is now a voter.\n\n", r.ClusterID, r.NodeID)
 			if restored != nil {
-				fmt.Fprintf(s.stdout, "Its services come from the snapshot of cluster %s: %s. Their tasks start on the nodes that join; load their images where the old cluster had them.\n\n",
+				fmt.Fprintf(s.Stdout, "Its services come from the snapshot of cluster %s: %s. Their tasks start on the nodes that join; load their images where the old cluster had them.\n\n",
 					restored.FileClusterID, strings.Join(restored.Services, ", "))
 			}
 			join := r.JoinCommand
 			if join == "" {
 				join = "shoal join --token " + r.Token + " THIS-NODE-IP:2377"
 			}
-			fmt.Fprintf(s.stdout, "To add a node to this cluster, run the following command on it:\n\n    %s\n\n", join)
+			fmt.Fprintf(s.Stdout, "To add a node to this cluster, run the following command on it:\n\n    %s\n\n", join)
 			return nil
 		},
 	}
 }
 
 // joinCommand defines `shoal join --token T HOST:PORT`.
-func (s *shell) joinCommand() *cli.Command {
+func (s *commands) joinCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "join",
 		Usage:     "join this node to an existing cluster",
 		ArgsUsage: "HOST:PORT",
 		Flags:     []cli.Flag{&cli.StringFlag{Name: "token", Usage: "join token (see `shoal token`)"}},
 		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 1, 1); err != nil {
+			if err := shell.NeedArgs(c, 1, 1); err != nil {
 				return err
 			}
-			if err := requireFlags(c, "token"); err != nil {
+			if err := shell.RequireFlags(c, "token"); err != nil {
 				return err
 			}
 			addr := c.Args().First()
 			if !strings.Contains(addr, ":") {
 				addr += ":2377"
 			}
-			cl, err := s.client(c)
+			cl, err := s.Client(c)
 			if err != nil {
 				return err
 			}
@@ -89,20 +111,20 @@ func (s *shell) joinCommand() *cli.Command {
 			if err != nil {
 				return fmt.Errorf("join %s: %w", addr, err)
 			}
-			fmt.Fprintf(s.stdout, "This node (%s) joined cluster %s.\n", st.NodeID, st.ClusterID)
+			fmt.Fprintf(s.Stdout, "This node (%s) joined cluster %s.\n", st.NodeID, st.ClusterID)
 			return nil
 		},
 	}
 }
 
 // tokenCommand defines `shoal token [--rotate]`: the token alone on stdout.
-func (s *shell) tokenCommand() *cli.Command {
+func (s *commands) tokenCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "token",
 		Usage: "print (or rotate) the join token",
 		Flags: []cli.Flag{&cli.BoolFlag{Name: "rotate", Usage: "replace the token; the old one stops working"}},
 		Action: func(c *cli.Context) error {
-			cl, err := s.connect(c, 0, 0)
+			cl, err := s.Connect(c, 0, 0)
 			if err != nil {
 				return err
 			}
@@ -114,7 +136,7 @@ func (s *shell) tokenCommand() *cli.Command {
 			if err != nil {
 				return fmt.Errorf("token: %w", err)
 			}
-			fmt.Fprintln(s.stdout, r.Token)
+			fmt.Fprintln(s.Stdout, r.Token)
 			return nil
 		},
 	}
@@ -122,7 +144,7 @@ func (s *shell) tokenCommand() *cli.Command {
 
 // caCommand defines `shoal ca rotate`: a new cluster CA, every node's
 // certificate re-issued without downtime; prints the new join token.
-func (s *shell) caCommand() *cli.Command {
+func (s *commands) caCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "ca",
 		Usage: "manage the cluster certificate authority",
@@ -134,10 +156,10 @@ func (s *shell) caCommand() *cli.Command {
 				&cli.StringFlag{Name: "format", Usage: "json"},
 			},
 			Action: func(c *cli.Context) error {
-				if err := needArgs(c, 0, 0); err != nil {
+				if err := shell.NeedArgs(c, 0, 0); err != nil {
 					return err
 				}
-				cl, err := s.connect(c, 0, 0)
+				cl, err := s.Connect(c, 0, 0)
 				if err != nil {
 					return err
 				}
@@ -146,15 +168,15 @@ func (s *shell) caCommand() *cli.Command {
 					return fmt.Errorf("ca rotate: %w", err)
 				}
 				if c.String("format") == "json" {
-					return output.WriteJSON(s.stdout, r)
+					return output.WriteJSON(s.Stdout, r)
 				}
 				if r.Complete {
-					fmt.Fprintf(s.stdout, "CA rotated: every node has a certificate from the new CA (%s).\n", r.CAFingerprint)
+					fmt.Fprintf(s.Stdout, "CA rotated: every node has a certificate from the new CA (%s).\n", r.CAFingerprint)
 				} else {
-					fmt.Fprintf(s.stdout, "CA rotation under way (new CA %s): still waiting for %s; the old CA stays trusted until they renew.\n",
+					fmt.Fprintf(s.Stdout, "CA rotation under way (new CA %s): still waiting for %s; the old CA stays trusted until they renew.\n",
 						r.CAFingerprint, strings.Join(r.Pending, ", "))
 				}
-				fmt.Fprintf(s.stdout, "The join token changed:\n\n    %s\n\n", r.JoinCommand)
+				fmt.Fprintf(s.Stdout, "The join token changed:\n\n    %s\n\n", r.JoinCommand)
 				return nil
 			},
 		}},
@@ -162,32 +184,32 @@ func (s *shell) caCommand() *cli.Command {
 }
 
 // leaveCommand defines `shoal leave`.
-func (s *shell) leaveCommand() *cli.Command {
+func (s *commands) leaveCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "leave",
 		Usage: "make this node leave its cluster",
 		Action: func(c *cli.Context) error {
-			cl, err := s.connect(c, 0, 0)
+			cl, err := s.Connect(c, 0, 0)
 			if err != nil {
 				return err
 			}
 			if err := cl.Leave(c.Context); err != nil {
 				return fmt.Errorf("leave: %w", err)
 			}
-			fmt.Fprintln(s.stdout, "Node left the cluster.")
+			fmt.Fprintln(s.Stdout, "Node left the cluster.")
 			return nil
 		},
 	}
 }
 
 // statusCommand defines `shoal status`.
-func (s *shell) statusCommand() *cli.Command {
+func (s *commands) statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
 		Usage: "show the cluster as this node sees it",
 		Flags: []cli.Flag{&cli.StringFlag{Name: "format", Usage: "json or a Go template"}},
 		Action: func(c *cli.Context) error {
-			cl, err := s.connect(c, 0, 0)
+			cl, err := s.Connect(c, 0, 0)
 			if err != nil {
 				return err
 			}
@@ -196,7 +218,7 @@ func (s *shell) statusCommand() *cli.Command {
 				return fmt.Errorf("status: %w", err)
 			}
 			if f := c.String("format"); f != "" {
-				return output.WriteInspect(s.stdout, output.Opts{Format: f}, []api.Status{*st}, func(x api.Status) string { return x.NodeID })
+				return output.WriteInspect(s.Stdout, output.Opts{Format: f}, []api.Status{*st}, func(x api.Status) string { return x.NodeID })
 			}
 			return renderStatus(s, st)
 		},
@@ -204,8 +226,8 @@ func (s *shell) statusCommand() *cli.Command {
 }
 
 // renderStatus prints `shoal status` for humans.
-func renderStatus(s *shell, st *api.Status) error {
-	tw := output.NewTable(s.stdout)
+func renderStatus(s *commands, st *api.Status) error {
+	tw := output.NewTable(s.Stdout)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
 	if !st.Joined {
 		row("Cluster", "none (run `shoal init` or `shoal join`)")

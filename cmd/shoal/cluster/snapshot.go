@@ -1,4 +1,4 @@
-package main
+package cluster
 
 import (
 	"fmt"
@@ -14,7 +14,7 @@ import (
 )
 
 // snapshotCommand defines `shoal snapshot save FILE | restore FILE`.
-func (s *shell) snapshotCommand() *cli.Command {
+func (s *commands) snapshotCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "snapshot",
 		Usage: "save the cluster state to a file, or restore it",
@@ -25,7 +25,7 @@ func (s *shell) snapshotCommand() *cli.Command {
 				ArgsUsage: "FILE",
 				Flags:     []cli.Flag{&cli.StringFlag{Name: "format", Usage: "json"}},
 				Action: func(c *cli.Context) error {
-					cl, err := s.connect(c, 1, 1)
+					cl, err := s.Connect(c, 1, 1)
 					if err != nil {
 						return err
 					}
@@ -35,9 +35,9 @@ func (s *shell) snapshotCommand() *cli.Command {
 						return fmt.Errorf("snapshot save: %w", err)
 					}
 					if c.String("format") == "json" {
-						return output.WriteJSON(s.stdout, info)
+						return output.WriteJSON(s.Stdout, info)
 					}
-					fmt.Fprintf(s.stdout, "Snapshot of cluster %s at index %d saved to %s: %d nodes, %d services, %d tasks, %d bytes (sha256 %s).\n",
+					fmt.Fprintf(s.Stdout, "Snapshot of cluster %s at index %d saved to %s: %d nodes, %d services, %d tasks, %d bytes (sha256 %s).\n",
 						info.ClusterID, info.Index, path, info.Nodes, info.Services, info.Tasks, info.Size, info.SHA256)
 					return nil
 				},
@@ -51,7 +51,7 @@ func (s *shell) snapshotCommand() *cli.Command {
 					&cli.StringFlag{Name: "format", Usage: "json"},
 				},
 				Action: func(c *cli.Context) error {
-					cl, err := s.connect(c, 1, 1)
+					cl, err := s.Connect(c, 1, 1)
 					if err != nil {
 						return err
 					}
@@ -65,9 +65,9 @@ func (s *shell) snapshotCommand() *cli.Command {
 						return fmt.Errorf("snapshot restore: %w", err)
 					}
 					if c.String("format") == "json" {
-						return output.WriteJSON(s.stdout, r)
+						return output.WriteJSON(s.Stdout, r)
 					}
-					fmt.Fprint(s.stdout, restoreSummary(r))
+					fmt.Fprint(s.Stdout, restoreSummary(r))
 					return nil
 				},
 			},

@@ -1,4 +1,4 @@
-package main
+package agent
 
 // The agent's config file. A packaged agent runs under systemd with one
 // command line (`shoal agent --config /etc/shoal/agent.yaml`), so whatever
@@ -29,9 +29,9 @@ import (
 	"go.yaml.in/yaml/v4"
 )
 
-// DefaultAgentConfig is read when `shoal agent` runs without --config and
+// defaultConfigFile is read when `shoal agent` runs without --config and
 // the file exists (the Debian package installs it).
-const DefaultAgentConfig = "/etc/shoal/agent.yaml"
+const defaultConfigFile = "/etc/shoal/agent.yaml"
 
 // maxConfigBytes bounds the config file: it is a handful of keys.
 const maxConfigBytes = 1 << 20
@@ -52,7 +52,7 @@ type configEntry struct {
 
 // applyAgentConfig reads the agent's config file, checks every key and sets
 // the flags the command line did not set. The file is the --config value;
-// without --config, DefaultAgentConfig when it exists (def overrides that
+// without --config, defaultConfigFile when it exists (def overrides that
 // path in tests). On error nothing has been set.
 func applyAgentConfig(c *cli.Context, def string) error {
 	path := c.String("config")

@@ -1,4 +1,4 @@
-package main
+package agent
 
 // The hidden --debug-pprof-addr flag serves net/http/pprof for profiling an
 // agent in place (issue 10: find what an idle agent spends its CPU on). It is

@@ -1,4 +1,4 @@
-package main
+package stack
 
 // The stack's networks, secrets and configs on the cluster: stack deploy
 // makes what compose.StackNetworks and compose.StackObjects list, stack rm
@@ -16,7 +16,7 @@ import (
 
 // ensureStackNetworks creates the stack's networks that do not exist and
 // checks that its external ones do, before any service names them.
-func (s *shell) ensureStackNetworks(ctx context.Context, cl *api.Client, nets []compose.StackNetwork) error {
+func (s *commands) ensureStackNetworks(ctx context.Context, cl *api.Client, nets []compose.StackNetwork) error {
 	for _, n := range nets {
 		_, err := cl.Network(ctx, n.Name)
 		var ae *api.APIError
@@ -31,7 +31,7 @@ func (s *shell) ensureStackNetworks(ctx context.Context, cl *api.Client, nets []
 		if _, err := cl.CreateNetwork(ctx, n.Network); err != nil {
 			return fmt.Errorf("create network %s: %w", n.Name, err)
 		}
-		fmt.Fprintf(s.stdout, "Creating network %s\n", n.Name)
+		fmt.Fprintf(s.Stdout, "Creating network %s\n", n.Name)
 	}
 	return nil
 }
@@ -40,7 +40,7 @@ func (s *shell) ensureStackNetworks(ctx context.Context, cl *api.Client, nets []
 // existing one is kept: they are immutable) and checks that external ones
 // exist. It reads every file first, so a missing or oversized file
 // creates nothing.
-func (s *shell) ensureStackObjects(ctx context.Context, cl *api.Client, objs []compose.StackObject) error {
+func (s *commands) ensureStackObjects(ctx context.Context, cl *api.Client, objs []compose.StackObject) error {
 	for i, o := range objs {
 		if o.External || o.File == "" {
 			continue
@@ -78,7 +78,7 @@ func (s *shell) ensureStackObjects(ctx context.Context, cl *api.Client, objs []c
 		if err != nil {
 			return fmt.Errorf("create %s %s: %w", kindOf(o), o.Name, err)
 		}
-		fmt.Fprintf(s.stdout, "Creating %s %s\n", kindOf(o), o.Name)
+		fmt.Fprintf(s.Stdout, "Creating %s %s\n", kindOf(o), o.Name)
 	}
 	return nil
 }
@@ -103,7 +103,7 @@ func stackOf(name string) string {
 // removeStackObjects removes the secrets and configs `stack deploy` made
 // for stack (labelled with its namespace), as `docker stack rm` does; it
 // runs after the stack's services are gone, so none is in use by them.
-func (s *shell) removeStackObjects(ctx context.Context, cl *api.Client, stack string) error {
+func (s *commands) removeStackObjects(ctx context.Context, cl *api.Client, stack string) error {
 	var errs []error
 	secrets, err := cl.Secrets(ctx)
 	if err != nil {
@@ -113,7 +113,7 @@ func (s *shell) removeStackObjects(ctx context.Context, cl *api.Client, stack st
 		if x.Labels[compose.StackLabel] != stack {
 			continue
 		}
-		fmt.Fprintf(s.stdout, "Removing secret %s\n", x.Name)
+		fmt.Fprintf(s.Stdout, "Removing secret %s\n", x.Name)
 		if err := cl.RemoveSecret(ctx, x.ID); err != nil {
 			errs = append(errs, fmt.Errorf("remove secret %s: %w", x.Name, err))
 		}
@@ -126,7 +126,7 @@ func (s *shell) removeStackObjects(ctx context.Context, cl *api.Client, stack st
 		if x.Labels[compose.StackLabel] != stack {
 			continue
 		}
-		fmt.Fprintf(s.stdout, "Removing config %s\n", x.Name)
+		fmt.Fprintf(s.Stdout, "Removing config %s\n", x.Name)
 		if err := cl.RemoveConfig(ctx, x.ID); err != nil {
 			errs = append(errs, fmt.Errorf("remove config %s: %w", x.Name, err))
 		}

@@ -1,4 +1,4 @@
-package main
+package agent
 
 // systemd readiness (Type=notify in the packaged shoal.service). systemd
 // passes a unix datagram socket in $NOTIFY_SOCKET and waits for "READY=1"

@@ -1,4 +1,4 @@
-package main
+package service
 
 // Waiting for a service to converge after create/update/scale/rollback, the
 // way `docker service create` does without -d: poll the service and its
@@ -22,11 +22,11 @@ var errNotConverged = errors.New("service did not converge")
 // printing per-slot progress lines on stderr. Transient API errors are
 // retried until the timeout. It polls again as soon as the agent's event
 // stream says the service or one of its tasks changed (watchService), and
-// every s.poll regardless, so a lost or missing stream only costs latency.
-func (s *shell) waitService(ctx context.Context, cl *api.Client, id, op string, timeout time.Duration, quiet bool) error {
+// every s.Poll regardless, so a lost or missing stream only costs latency.
+func (s *commands) waitService(ctx context.Context, cl *api.Client, id, op string, timeout time.Duration, quiet bool) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	ticker := time.NewTicker(s.poll)
+	ticker := time.NewTicker(s.Poll)
 	defer ticker.Stop()
 	began := time.Now()
 	var changed <-chan struct{}
@@ -54,20 +54,20 @@ func (s *shell) waitService(ctx context.Context, cl *api.Client, id, op string, 
 			if !quiet {
 				for _, sl := range conv.Slots {
 					if printed[sl.Name] != sl.Text {
-						fmt.Fprintf(s.stderr, "%s: %s\n", sl.Name, sl.Text)
+						fmt.Fprintf(s.Stderr, "%s: %s\n", sl.Name, sl.Text)
 						printed[sl.Name] = sl.Text
 					}
 				}
 			}
 			if !quiet && conv.Note != "" && conv.Note != prevNote {
-				fmt.Fprintln(s.stderr, conv.Note)
+				fmt.Fprintln(s.Stderr, conv.Note)
 			}
 			if conv.Err != nil {
 				return conv.Err
 			}
 			if conv.Done {
 				if !quiet {
-					fmt.Fprintf(s.stderr, "%s: converged, %d/%d running\n", name, conv.Running, conv.Desired)
+					fmt.Fprintf(s.Stderr, "%s: converged, %d/%d running\n", name, conv.Running, conv.Desired)
 				}
 				return nil
 			}
@@ -113,7 +113,7 @@ func watchService(ctx context.Context, cl *api.Client, since time.Time, id, name
 }
 
 // pollService fetches the service and its tasks once and assesses them.
-func (s *shell) pollService(ctx context.Context, cl *api.Client, id, op string, ignore *map[string]bool) (progress.Convergence, error) {
+func (s *commands) pollService(ctx context.Context, cl *api.Client, id, op string, ignore *map[string]bool) (progress.Convergence, error) {
 	svc, err := cl.Service(ctx, id)
 	if err != nil {
 		return progress.Convergence{}, err

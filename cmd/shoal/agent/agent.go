@@ -1,4 +1,8 @@
-package main
+// Package agent is `shoal agent`: its flags, its YAML config file
+// (config.go), systemd readiness (sdnotify.go) and the hidden pprof
+// listener (pprof.go). It starts the agent through node.Run: what the CLI
+// imports node for (DESIGN.md, Packages).
+package agent
 
 import (
 	"context"
@@ -11,6 +15,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/shoal-org/shoal/cmd/shoal/shell"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 	"github.com/shoal-org/shoal/node"
 )
@@ -34,8 +39,20 @@ type agentFlags struct {
 	PprofAddr       string // hidden: loopback IP:PORT of net/http/pprof, empty = off
 }
 
-// agentCommand defines `shoal agent`.
-func agentCommand(s *shell) *cli.Command {
+// Command defines `shoal agent`.
+func Command() *cli.Command { return command(hooks{}) }
+
+// hooks replace the agent's start and its default config file in tests;
+// the zero value is the real thing.
+type hooks struct {
+	// start replaces runAgent.
+	start func(context.Context, agentFlags) error
+	// config replaces defaultConfigFile.
+	config string
+}
+
+// command defines `shoal agent` with h.
+func command(h hooks) *cli.Command {
 	hostname, _ := os.Hostname()
 	return &cli.Command{
 		Name:  "agent",
@@ -56,15 +73,15 @@ func agentCommand(s *shell) *cli.Command {
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at http://IP:PORT/metrics (e.g. 127.0.0.1:9323; default off)"},
 			&cli.StringFlag{Name: "ui-addr", Usage: "serve the web dashboard on IP:PORT (off by default; a non-loopback address needs `shoal ui token`)"},
 			&cli.StringFlag{Name: "debug-pprof-addr", Hidden: true, Usage: "serve net/http/pprof on a loopback IP:PORT (debugging; default off)"},
-			&cli.StringFlag{Name: "config", Value: DefaultAgentConfig, Usage: "YAML file of agent flags (keys are the flag names; flags given here win); read only if present unless set"},
+			&cli.StringFlag{Name: "config", Value: defaultConfigFile, Usage: "YAML file of agent flags (keys are the flag names; flags given here win); read only if present unless set"},
 		},
 		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 0, 0); err != nil {
+			if err := shell.NeedArgs(c, 0, 0); err != nil {
 				return err
 			}
-			def := DefaultAgentConfig
-			if s.agentConfig != "" {
-				def = s.agentConfig
+			def := defaultConfigFile
+			if h.config != "" {
+				def = h.config
 			}
 			if err := applyAgentConfig(c, def); err != nil {
 				return err
@@ -74,8 +91,8 @@ func agentCommand(s *shell) *cli.Command {
 				return err
 			}
 			start := runAgent
-			if s.startAgent != nil {
-				start = s.startAgent
+			if h.start != nil {
+				start = h.start
 			}
 			return start(c.Context, f)
 		},

@@ -1,4 +1,9 @@
-package main
+// Package service is `shoal service`: create, list, inspect, scale,
+// update, roll back, remove services and print their logs. Without -d,
+// create, update, scale and rollback wait for the service to converge
+// (wait.go: it polls the agent and prints what cmd/shoal/progress's Assess
+// makes of each poll).
+package service
 
 import (
 	"context"
@@ -9,13 +14,19 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/logs"
 	"github.com/shoal-org/shoal/cmd/shoal/output"
 	"github.com/shoal-org/shoal/cmd/shoal/progress"
+	"github.com/shoal-org/shoal/cmd/shoal/shell"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
-// serviceCommand defines `shoal service ...`.
-func (s *shell) serviceCommand() *cli.Command {
+// commands are the actions of `shoal service`, on the shared shell.
+type commands struct{ *shell.Shell }
+
+// Command defines `shoal service ...`.
+func Command(sh *shell.Shell) *cli.Command {
+	s := &commands{sh}
 	return &cli.Command{
 		Name:  "service",
 		Usage: "manage services",
@@ -27,41 +38,41 @@ func (s *shell) serviceCommand() *cli.Command {
 				Flags:     specflags.Flags(false),
 				Action:    s.serviceCreate,
 			},
-			listCommand(s, &cli.Command{
+			shell.ListCommand(s.Shell, &cli.Command{
 				Name:    "ls",
 				Aliases: []string{"list"},
 				Usage:   "list services",
-				Flags: []cli.Flag{noTruncFlag,
+				Flags: []cli.Flag{shell.NoTruncFlag,
 					&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: "name=PREFIX, id=PREFIX or mode=MODE"}},
-			}, lister[api.Service]{
-				filters: func(c *cli.Context) (map[string][]string, error) {
+			}, shell.Lister[api.Service]{
+				Filters: func(c *cli.Context) (map[string][]string, error) {
 					return parseFilters(c.StringSlice("filter"), "name", "id", "mode")
 				},
-				fetch: fetchServices,
-				id:    serviceID,
-				table: renderServiceList,
+				Fetch: fetchServices,
+				ID:    serviceID,
+				Table: renderServiceList,
 			}),
-			listCommand(s, &cli.Command{
+			shell.ListCommand(s.Shell, &cli.Command{
 				Name:      "ps",
 				Usage:     "list the tasks of services",
 				ArgsUsage: "SERVICE...",
-				Flags: []cli.Flag{noTruncFlag,
+				Flags: []cli.Flag{shell.NoTruncFlag,
 					&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: "desired-state=running|shutdown|accepted, node=NODE, name=TASK, id=PREFIX"}},
-			}, lister[api.Task]{
-				minArgs: 1, maxArgs: -1,
-				filters: taskFilters,
-				fetch:   fetchTasks,
-				id:      func(t api.Task) string { return t.ID },
-				table: func(w io.Writer, tasks []api.Task, r listRun) error {
-					return output.RenderTasks(w, tasks, r.noTrunc, s.now())
+			}, shell.Lister[api.Task]{
+				MinArgs: 1, MaxArgs: -1,
+				Filters: taskFilters,
+				Fetch:   fetchTasks,
+				ID:      func(t api.Task) string { return t.ID },
+				Table: func(w io.Writer, tasks []api.Task, r shell.ListRun) error {
+					return output.RenderTasks(w, tasks, r.NoTrunc, s.Now())
 				},
 			}),
-			inspectCommand(s, &cli.Command{
+			shell.InspectCommand(s.Shell, &cli.Command{
 				Name:      "inspect",
 				Usage:     "show services as JSON",
 				ArgsUsage: "SERVICE...",
 			}, "service", func(ctx context.Context, cl *api.Client, id string) (api.Service, error) {
-				sv, err := deref(cl.Service(ctx, id))
+				sv, err := shell.Deref(cl.Service(ctx, id))
 				return output.ServiceView(sv), err
 			}, serviceID),
 			{
@@ -96,7 +107,7 @@ func (s *shell) serviceCommand() *cli.Command {
 				Name:      "logs",
 				Usage:     "print the logs of a service's tasks",
 				ArgsUsage: "SERVICE",
-				Flags:     append(logFlags(), &cli.BoolFlag{Name: "raw", Usage: "do not prefix lines with the task name"}),
+				Flags:     append(logs.Flags(), &cli.BoolFlag{Name: "raw", Usage: "do not prefix lines with the task name"}),
 				Action:    s.serviceLogs,
 			},
 		},
@@ -105,7 +116,7 @@ func (s *shell) serviceCommand() *cli.Command {
 
 // buildCreateSpec turns `service create` flags and arguments into a spec.
 func buildCreateSpec(c *cli.Context) (api.ServiceSpec, error) {
-	if err := needArgs(c, 1, -1); err != nil {
+	if err := shell.NeedArgs(c, 1, -1); err != nil {
 		return api.ServiceSpec{}, err
 	}
 	spec := specflags.DefaultSpec()
@@ -120,12 +131,12 @@ func buildCreateSpec(c *cli.Context) (api.ServiceSpec, error) {
 	return spec, nil
 }
 
-func (s *shell) serviceCreate(c *cli.Context) error {
+func (s *commands) serviceCreate(c *cli.Context) error {
 	spec, err := buildCreateSpec(c)
 	if err != nil {
 		return err
 	}
-	cl, err := s.client(c)
+	cl, err := s.Client(c)
 	if err != nil {
 		return err
 	}
@@ -133,12 +144,12 @@ func (s *shell) serviceCreate(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("create service %s: %w", spec.Name, err)
 	}
-	fmt.Fprintln(s.stdout, svc.ID)
+	fmt.Fprintln(s.Stdout, svc.ID)
 	return s.maybeWait(c, cl, svc.ID, progress.OpCreate)
 }
 
 // maybeWait follows convergence unless -d was given.
-func (s *shell) maybeWait(c *cli.Context, cl *api.Client, id, op string) error {
+func (s *commands) maybeWait(c *cli.Context, cl *api.Client, id, op string) error {
 	if c.Bool("detach") {
 		return nil
 	}
@@ -182,22 +193,22 @@ func matchAny(values []string, f func(string) bool) bool {
 func serviceID(sv api.Service) string { return sv.ID }
 
 // renderServiceList is output.RenderServices as a lister table.
-func renderServiceList(w io.Writer, list []api.Service, r listRun) error {
-	return output.RenderServices(w, list, r.noTrunc)
+func renderServiceList(w io.Writer, list []api.Service, r shell.ListRun) error {
+	return output.RenderServices(w, list, r.NoTrunc)
 }
 
 // fetchServices gets the services `service ls` shows.
-func fetchServices(r listRun) ([]api.Service, error) {
-	all, err := r.cl.Services(r.c.Context)
+func fetchServices(r shell.ListRun) ([]api.Service, error) {
+	all, err := r.Cl.Services(r.C.Context)
 	if err != nil {
 		return nil, fmt.Errorf("list services: %w", err)
 	}
 	var list []api.Service
 	for _, sv := range all {
 		sv = output.ServiceView(sv)
-		if matchAny(r.filters["name"], func(v string) bool { return strings.HasPrefix(sv.Name, v) }) &&
-			matchAny(r.filters["id"], func(v string) bool { return strings.HasPrefix(sv.ID, v) }) &&
-			matchAny(r.filters["mode"], func(v string) bool { return sv.Mode == v }) {
+		if matchAny(r.Filters["name"], func(v string) bool { return strings.HasPrefix(sv.Name, v) }) &&
+			matchAny(r.Filters["id"], func(v string) bool { return strings.HasPrefix(sv.ID, v) }) &&
+			matchAny(r.Filters["mode"], func(v string) bool { return sv.Mode == v }) {
 			list = append(list, sv)
 		}
 	}
@@ -222,15 +233,15 @@ func taskFilters(c *cli.Context) (map[string][]string, error) {
 
 // fetchTasks gets the tasks of the services named as arguments that match
 // the filters, in table order.
-func fetchTasks(r listRun) ([]api.Task, error) {
+func fetchTasks(r shell.ListRun) ([]api.Task, error) {
 	var tasks []api.Task
-	for _, id := range r.c.Args().Slice() {
-		ts, err := r.cl.ServiceTasks(r.c.Context, id, api.TaskFilter{})
+	for _, id := range r.C.Args().Slice() {
+		ts, err := r.Cl.ServiceTasks(r.C.Context, id, api.TaskFilter{})
 		if err != nil {
 			return nil, fmt.Errorf("tasks of service %s: %w", id, err)
 		}
 		for _, t := range ts {
-			if taskMatches(t, r.filters) {
+			if taskMatches(t, r.Filters) {
 				tasks = append(tasks, t)
 			}
 		}
@@ -253,8 +264,8 @@ func taskMatches(t api.Task, f map[string][]string) bool {
 		matchAny(f["id"], func(v string) bool { return strings.HasPrefix(t.ID, v) })
 }
 
-func (s *shell) serviceScale(c *cli.Context) error {
-	if err := needArgs(c, 1, -1); err != nil {
+func (s *commands) serviceScale(c *cli.Context) error {
+	if err := shell.NeedArgs(c, 1, -1); err != nil {
 		return err
 	}
 	type scale struct {
@@ -269,7 +280,7 @@ func (s *shell) serviceScale(c *cli.Context) error {
 		}
 		scales = append(scales, scale{name, n})
 	}
-	cl, err := s.client(c)
+	cl, err := s.Client(c)
 	if err != nil {
 		return err
 	}
@@ -278,10 +289,10 @@ func (s *shell) serviceScale(c *cli.Context) error {
 	for _, sc := range scales {
 		if _, err := cl.ScaleService(c.Context, sc.name, sc.n); err != nil {
 			failed = fmt.Errorf("scale %s: %w", sc.name, err)
-			fmt.Fprintf(s.stderr, "Error: %v\n", failed)
+			fmt.Fprintf(s.Stderr, "Error: %v\n", failed)
 			continue
 		}
-		fmt.Fprintf(s.stdout, "%s scaled to %d\n", sc.name, sc.n)
+		fmt.Fprintf(s.Stdout, "%s scaled to %d\n", sc.name, sc.n)
 		scaled = append(scaled, sc.name)
 	}
 	for _, name := range scaled {
@@ -290,14 +301,14 @@ func (s *shell) serviceScale(c *cli.Context) error {
 				return err
 			}
 			failed = err
-			fmt.Fprintf(s.stderr, "Error: %v\n", err)
+			fmt.Fprintf(s.Stderr, "Error: %v\n", err)
 		}
 	}
-	return quietFailure(failed)
+	return shell.QuietFailure(failed)
 }
 
-func (s *shell) serviceUpdate(c *cli.Context) error {
-	cl, err := s.connect(c, 1, 1)
+func (s *commands) serviceUpdate(c *cli.Context) error {
+	cl, err := s.Connect(c, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -317,12 +328,12 @@ func (s *shell) serviceUpdate(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("update service %s: %w", id, err)
 	}
-	fmt.Fprintln(s.stdout, svc.ID)
+	fmt.Fprintln(s.Stdout, svc.ID)
 	return s.maybeWait(c, cl, svc.ID, progress.OpUpdate)
 }
 
-func (s *shell) serviceRollback(c *cli.Context) error {
-	cl, err := s.connect(c, 1, 1)
+func (s *commands) serviceRollback(c *cli.Context) error {
+	cl, err := s.Connect(c, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -330,43 +341,43 @@ func (s *shell) serviceRollback(c *cli.Context) error {
 }
 
 // rollback asks for a rollback and follows it unless -d.
-func (s *shell) rollback(c *cli.Context, cl *api.Client, id string) error {
+func (s *commands) rollback(c *cli.Context, cl *api.Client, id string) error {
 	svc, err := cl.RollbackService(c.Context, id)
 	if err != nil {
 		return fmt.Errorf("rollback service %s: %w", id, err)
 	}
-	fmt.Fprintln(s.stdout, svc.ID)
+	fmt.Fprintln(s.Stdout, svc.ID)
 	return s.maybeWait(c, cl, svc.ID, progress.OpRollback)
 }
 
-func (s *shell) serviceRm(c *cli.Context) error {
-	cl, err := s.connect(c, 1, -1)
+func (s *commands) serviceRm(c *cli.Context) error {
+	cl, err := s.Connect(c, 1, -1)
 	if err != nil {
 		return err
 	}
-	return s.eachArg(c.Args().Slice(), func(id string) error {
+	return s.EachArg(c.Args().Slice(), func(id string) error {
 		if err := cl.RemoveService(c.Context, id); err != nil {
 			return fmt.Errorf("remove service %s: %w", id, err)
 		}
-		fmt.Fprintln(s.stdout, id)
+		fmt.Fprintln(s.Stdout, id)
 		return nil
 	})
 }
 
-func (s *shell) serviceLogs(c *cli.Context) error {
-	if err := needArgs(c, 1, 1); err != nil {
+func (s *commands) serviceLogs(c *cli.Context) error {
+	if err := shell.NeedArgs(c, 1, 1); err != nil {
 		return err
 	}
-	opts, err := s.logOptions(c)
+	opts, err := logs.Options(c, s.Now)
 	if err != nil {
 		return err
 	}
-	cl, err := s.client(c)
+	cl, err := s.Client(c)
 	if err != nil {
 		return err
 	}
 	id := c.Args().First()
-	if opts.skip {
+	if opts.Skip {
 		return nil
 	}
 	raw, ts := c.Bool("raw"), c.Bool("timestamps")
@@ -379,15 +390,7 @@ func (s *shell) serviceLogs(c *cli.Context) error {
 			}
 			prefix += " | "
 		}
-		return s.writeLogLine(l, prefix, ts)
+		return logs.WriteLine(s.Stdout, s.Stderr, l, prefix, ts)
 	})
-	return logsErr(c.Context, "logs of service "+id, err)
-}
-
-// logsErr hides the error of a follow stream the user interrupted.
-func logsErr(ctx context.Context, what string, err error) error {
-	if err == nil || ctx.Err() != nil {
-		return nil
-	}
-	return fmt.Errorf("%s: %w", what, err)
+	return logs.StreamErr(c.Context, "logs of service "+id, err)
 }

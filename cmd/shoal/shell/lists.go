@@ -1,0 +1,112 @@
+package shell
+
+// Builders for the list and inspect commands: they share the --format/-q
+// flags, the argument check, the agent connection and the output rules
+// (output.WriteList, output.WriteInspect); each command only says how to fetch its
+// items and how to draw them.
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/output"
+)
+
+// ListRun is one invocation of a list command, as fetch and table see it.
+type ListRun struct {
+	C       *cli.Context
+	Cl      *api.Client
+	Filters map[string][]string
+	NoTrunc bool
+}
+
+// Lister is what one list command adds to ListCommand.
+type Lister[T any] struct {
+	// MinArgs and MaxArgs bound the positional arguments (zero: none).
+	MinArgs, MaxArgs int
+	// Filters reads and checks the --filter values before the agent is
+	// contacted; nil for commands without --filter.
+	Filters func(c *cli.Context) (map[string][]string, error)
+	// Fetch gets the items; its errors are returned as they are.
+	Fetch func(r ListRun) ([]T, error)
+	// ID is what -q prints for an item.
+	ID func(T) string
+	// Table draws the items for humans (no --format, or --format table).
+	Table func(w io.Writer, items []T, r ListRun) error
+}
+
+// ListCommand completes cmd (name, usage and its own flags) into a list
+// command: the output flags come first, then cmd's flags.
+func ListCommand[T any](s *Shell, cmd *cli.Command, l Lister[T]) *cli.Command {
+	cmd.Flags = append(OutputFlags(), cmd.Flags...)
+	cmd.Action = func(c *cli.Context) error {
+		if err := NeedArgs(c, l.MinArgs, l.MaxArgs); err != nil {
+			return err
+		}
+		opts, err := OutputOf(c)
+		if err != nil {
+			return err
+		}
+		r := ListRun{C: c, NoTrunc: opts.NoTrunc}
+		if l.Filters != nil {
+			if r.Filters, err = l.Filters(c); err != nil {
+				return err
+			}
+		}
+		if r.Cl, err = s.Client(c); err != nil {
+			return err
+		}
+		items, err := l.Fetch(r)
+		if err != nil {
+			return err
+		}
+		return output.WriteList(s.Stdout, opts, items, l.ID, func(w io.Writer) error {
+			return l.Table(w, items, r)
+		})
+	}
+	return cmd
+}
+
+// InspectCommand completes cmd into an inspect command: every argument is
+// looked up with get (the first failure ends the command, nothing is
+// printed), then printed by output.WriteInspect. what names the kind of object in
+// errors ("inspect image X: ...").
+func InspectCommand[T any](s *Shell, cmd *cli.Command, what string, get func(ctx context.Context, cl *api.Client, ref string) (T, error), id func(T) string) *cli.Command {
+	cmd.Flags = OutputFlags()
+	cmd.Action = func(c *cli.Context) error {
+		if err := NeedArgs(c, 1, -1); err != nil {
+			return err
+		}
+		opts, err := OutputOf(c)
+		if err != nil {
+			return err
+		}
+		cl, err := s.Client(c)
+		if err != nil {
+			return err
+		}
+		var out []T
+		for _, ref := range c.Args().Slice() {
+			it, err := get(c.Context, cl, ref)
+			if err != nil {
+				return fmt.Errorf("inspect %s %s: %w", what, ref, err)
+			}
+			out = append(out, it)
+		}
+		return output.WriteInspect(s.Stdout, opts, out, id)
+	}
+	return cmd
+}
+
+// Deref adapts the client's (*T, error) getters to InspectCommand.
+func Deref[T any](p *T, err error) (T, error) {
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return *p, nil
+}

@@ -1,0 +1,196 @@
+// Package shell is what every command of the CLI shares: the process's
+// streams and clock (Shell, which tests replace to run the whole CLI
+// in-process against a fake agent), the API client of --host, the checks of
+// positional arguments and mandatory flags, the exit codes, and the
+// builders of list and inspect commands (lists.go). The command groups
+// (cmd/shoal and its subpackages) build their commands on a *Shell; main
+// wires them into one tree.
+package shell
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/output"
+	"github.com/shoal-org/shoal/cmd/shoal/specflags"
+)
+
+// Exit codes of the CLI.
+const (
+	ExitOK    = 0
+	ExitError = 1
+	ExitUsage = 2
+)
+
+// ExitCodeError ends the CLI with a given code and no message: `shoal run`
+// exits with the container's code.
+type ExitCodeError struct{ Code int }
+
+func (e *ExitCodeError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
+
+// Shell holds what commands need from the outside world, so tests can run
+// the whole CLI in-process against a fake agent.
+type Shell struct {
+	Stdout io.Writer
+	Stderr io.Writer
+	Stdin  io.Reader
+	// Poll is the interval of progress polling (200ms; tests shorten it).
+	Poll time.Duration
+	Now  func() time.Time
+}
+
+// New returns a shell on the process's standard streams.
+func New() *Shell {
+	return &Shell{Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin, Poll: 200 * time.Millisecond, Now: time.Now}
+}
+
+// Client builds an API client for the --host of this invocation.
+func (s *Shell) Client(c *cli.Context) (*api.Client, error) {
+	cl, err := api.NewClient(c.String("host"))
+	if err != nil {
+		return nil, &specflags.UsageError{Err: err}
+	}
+	return cl, nil
+}
+
+// ExitCode prints err (if any) and maps it to an exit code.
+func (s *Shell) ExitCode(err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	var ec *ExitCodeError
+	if errors.As(err, &ec) {
+		return ec.Code
+	}
+	var ue *specflags.UsageError
+	if errors.As(err, &ue) {
+		hint := "shoal"
+		if ue.Cmd != "" {
+			hint += " " + ue.Cmd
+		}
+		fmt.Fprintf(s.Stderr, "Error: %v\nSee '%s --help'.\n", ue.Err, hint)
+		return ExitUsage
+	}
+	if errors.Is(err, context.Canceled) {
+		return 130
+	}
+	fmt.Fprintf(s.Stderr, "Error: %v\n", err)
+	return ExitError
+}
+
+// CmdName is the command path without the program name ("service ps").
+func CmdName(c *cli.Context) string {
+	if c.Command == nil {
+		return ""
+	}
+	if h := c.Command.HelpName; strings.HasPrefix(h, "shoal ") {
+		return strings.TrimPrefix(h, "shoal ")
+	}
+	return c.Command.FullName()
+}
+
+// Connect checks the number of positional arguments, then makes the API
+// client: how most actions start.
+func (s *Shell) Connect(c *cli.Context, min, max int) (*api.Client, error) {
+	if err := NeedArgs(c, min, max); err != nil {
+		return nil, err
+	}
+	return s.Client(c)
+}
+
+// NeedArgs checks the number of positional arguments.
+func NeedArgs(c *cli.Context, min, max int) error {
+	n := c.NArg()
+	if n < min || (max >= 0 && n > max) {
+		usage := c.Command.ArgsUsage
+		var want string
+		switch {
+		case max < 0:
+			want = fmt.Sprintf("at least %d", min)
+		case min == max:
+			want = fmt.Sprintf("exactly %d", min)
+		default:
+			want = fmt.Sprintf("%d to %d", min, max)
+		}
+		return &specflags.UsageError{
+			Err: fmt.Errorf("%q requires %s argument(s), got %d\nUsage: shoal %s [OPTIONS] %s", CmdName(c), want, n, CmdName(c), usage),
+			Cmd: CmdName(c),
+		}
+	}
+	return nil
+}
+
+// OutputFlags are --format and -q for list and inspect commands.
+func OutputFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "format", Usage: "json, table or a Go template"},
+		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "only print IDs"},
+	}
+}
+
+// NoTruncFlag keeps IDs and texts whole.
+var NoTruncFlag = &cli.BoolFlag{Name: "no-trunc", Usage: "do not truncate output"}
+
+// OutputOf reads the output flags of a command.
+func OutputOf(c *cli.Context) (output.Opts, error) {
+	o := output.Opts{Format: c.String("format"), Quiet: c.Bool("quiet"), NoTrunc: c.Bool("no-trunc")}
+	if strings.TrimSpace(o.Format) == "" && o.Format != "" {
+		return o, specflags.UsageErrorf("empty --format")
+	}
+	return o, nil
+}
+
+// EachArg runs do for every argument of a command that acts on several
+// objects (rm, stop): a failure is printed on stderr and the loop goes on
+// with the next argument; the command then exits 1 without printing the
+// error again. do prints its own success output.
+func (s *Shell) EachArg(args []string, do func(arg string) error) error {
+	var failed error
+	for _, a := range args {
+		if err := do(a); err != nil {
+			failed = err
+			fmt.Fprintf(s.Stderr, "Error: %v\n", err)
+		}
+	}
+	return QuietFailure(failed)
+}
+
+// QuietFailure turns an error already printed (by a command acting on
+// several arguments) into exit code 1 without printing it again.
+func QuietFailure(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &ExitCodeError{Code: ExitError}
+}
+
+// RequireFlags fails with a usage error when a mandatory flag is missing
+// (urfave/cli's own Required check does not go through OnUsageError).
+func RequireFlags(c *cli.Context, names ...string) error {
+	for _, n := range names {
+		if !c.IsSet(n) || c.String(n) == "" {
+			return &specflags.UsageError{Err: fmt.Errorf("flag --%s is required", n), Cmd: CmdName(c)}
+		}
+	}
+	return nil
+}
+
+// OpenInput opens a file argument; "-" is stdin. The caller closes it.
+func (s *Shell) OpenInput(name string) (io.ReadCloser, error) {
+	if name == "-" {
+		return io.NopCloser(s.Stdin), nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", name, err)
+	}
+	return f, nil
+}
