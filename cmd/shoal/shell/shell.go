@@ -23,11 +23,11 @@ import (
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
-// Exit codes of the CLI.
+// Exit codes of the CLI (ExitCodeError carries others).
 const (
 	ExitOK    = 0
-	ExitError = 1
-	ExitUsage = 2
+	exitError = 1
+	exitUsage = 2
 )
 
 // ExitCodeError ends the CLI with a given code and no message: `shoal run`
@@ -77,13 +77,13 @@ func (s *Shell) ExitCode(err error) int {
 			hint += " " + ue.Cmd
 		}
 		fmt.Fprintf(s.Stderr, "Error: %v\nSee '%s --help'.\n", ue.Err, hint)
-		return ExitUsage
+		return exitUsage
 	}
 	if errors.Is(err, context.Canceled) {
 		return 130
 	}
 	fmt.Fprintf(s.Stderr, "Error: %v\n", err)
-	return ExitError
+	return exitError
 }
 
 // CmdName is the command path without the program name ("service ps").
@@ -169,7 +169,7 @@ func QuietFailure(err error) error {
 	if err == nil {
 		return nil
 	}
-	return &ExitCodeError{Code: ExitError}
+	return &ExitCodeError{Code: exitError}
 }
 
 // RequireFlags fails with a usage error when a mandatory flag is missing
