@@ -17,6 +17,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/shoal-org/shoal/runtime/companion"
 	"github.com/shoal-org/shoal/runtime/containerinit"
 	"github.com/shoal-org/shoal/runtime/ocispec"
 )
@@ -139,11 +140,11 @@ func BenchmarkContainerOverhead(b *testing.B) {
 		if shoal, err = buildBinary(dir, "shoal", "github.com/shoal-org/shoal/cmd/shoal"); err != nil {
 			b.Fatal(err)
 		}
-		if _, err = buildBinary(dir, SupervisorName, "github.com/shoal-org/shoal/runtime/cmd/shoal-supervisor"); err != nil {
+		if _, err = buildBinary(dir, companion.SupervisorName, "github.com/shoal-org/shoal/runtime/cmd/shoal-supervisor"); err != nil {
 			b.Fatal(err)
 		}
 	}
-	sup := firstExecutable(companions(shoal, SupervisorName)[:1])
+	sup := companion.FirstExecutable(companion.Candidates(shoal, companion.SupervisorName)[:1])
 	if sup == "" {
 		sup = shoal
 	}

@@ -6,13 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
-	"regexp"
 	"sync"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/api/atomicfile"
+	"github.com/shoal-org/shoal/runtime/layout"
 	"github.com/shoal-org/shoal/runtime/ocispec"
 )
 
@@ -42,10 +41,10 @@ type Spec struct {
 	Remove bool `json:"remove,omitempty"`
 	// ExtraHosts are "host:ip" entries added to /etc/hosts.
 	ExtraHosts []string `json:"extra_hosts,omitempty"`
-	// Files are secrets and configs prepared with PrepareFiles
-	// (secrets.go), bind-mounted read-only at their targets.
+	// Files are secrets and configs prepared with secretfs.Prepare
+	// (runtime/secretfs), bind-mounted read-only at their targets.
 	Files []ocispec.FileMount `json:"files,omitempty"`
-	// Mounts are volumes, bind mounts and tmpfs (mounts.go).
+	// Mounts are volumes, bind mounts and tmpfs (runtime/volume).
 	Mounts []api.Mount `json:"mounts,omitempty"`
 }
 
@@ -136,77 +135,10 @@ func (c *container) apiLocked() api.Container {
 	}
 }
 
-// paths are where a container's files are (containerPaths).
-type paths struct {
-	// Under Root/containers/<id>/ (dir), whatever the layout: what must
-	// outlive a reboot (record, exit record, logs) and the overlay's
-	// upper/ and work/ (the container's writes).
-	dir, upper, work, state, log, record string
-	// run is the run dir, "" for a container of the old layout, where
-	// what follows is in dir, but the netns in Root/netns/<id>.
-	run string
-	// In the run dir: the OCI bundle (config.json, rootfs/ where the
-	// overlay is mounted), the /etc files, runc's log and pid files, the
-	// health probe's pid file, the netns bind mount.
-	bundle, rootfs, config, hosts, hostname, resolv string
-	initLog, pidFile, healthPid                     string
-	netns                                           string
-}
-
-// containerPaths derives the paths of container id from root (Config.Root)
-// and its record's RunDir. It touches nothing.
-func containerPaths(root, id, runDir string) paths {
-	d := filepath.Join(root, "containers", id)
-	p := paths{
-		dir:    d,
-		upper:  filepath.Join(d, "upper"),
-		work:   filepath.Join(d, "work"),
-		state:  filepath.Join(d, "state"),
-		log:    filepath.Join(d, "log"),
-		record: filepath.Join(d, "container.json"),
-		run:    runDir,
-		bundle: d,
-		netns:  filepath.Join(root, "netns", id),
-	}
-	if runDir != "" {
-		p.bundle = runDir
-		p.netns = filepath.Join(runDir, "netns")
-	}
-	b := p.bundle
-	p.rootfs = filepath.Join(b, "rootfs") // BuildSpec's RootfsPath "rootfs"
-	p.config = filepath.Join(b, "config.json")
-	p.hosts = filepath.Join(b, "hosts")
-	p.hostname = filepath.Join(b, "hostname")
-	p.resolv = filepath.Join(b, "resolv.conf")
-	p.initLog = filepath.Join(b, "init.log")
-	p.pidFile = filepath.Join(b, "init.pid")
-	p.healthPid = filepath.Join(b, "health.pid")
-	return p
-}
-
 // pathsOf returns the paths of c, from the fields of its record that never
 // change (so without r.mu).
-func (r *Runtime) pathsOf(c *container) paths {
-	return containerPaths(r.cfg.Root, c.rec.ID, c.rec.RunDir)
-}
-
-// runDirFor is the run dir a new container id gets: under runRoot when
-// there is one and the supervisor can run a bundle kept apart from the
-// container's dir (supclient.Client.TakesBundle), else none (the old
-// layout, all in the container's dir).
-func runDirFor(runRoot, id string, supTakesBundle bool) string {
-	if runRoot == "" || !supTakesBundle {
-		return ""
-	}
-	return filepath.Join(runRoot, id)
-}
-
-// validRunDir reports whether a record's run dir is one runDirFor could
-// have made for it (an absolute, clean path ending in its ID), so that a
-// damaged record cannot point Remove at another directory.
-func validRunDir(rec record) bool {
-	d := rec.RunDir
-	return d == "" || (filepath.IsAbs(d) && filepath.Clean(d) == d && filepath.Base(d) == rec.ID && nameRE.MatchString(rec.ID))
+func (r *Runtime) pathsOf(c *container) layout.Paths {
+	return layout.For(r.cfg.Root, c.rec.ID, c.rec.RunDir)
 }
 
 // save persists c's record atomically, without fsync (see writeJSON).
@@ -224,7 +156,7 @@ func (r *Runtime) save(c *container) error {
 	if err != nil {
 		return fmt.Errorf("encode record of %s: %w", rec.ID, err)
 	}
-	p := containerPaths(r.cfg.Root, rec.ID, rec.RunDir).record
+	p := layout.For(r.cfg.Root, rec.ID, rec.RunDir).Record
 	if err := atomicfile.WriteFile(p, b, 0o600, atomicfile.NoSync()); err != nil {
 		return fmt.Errorf("save record of %s: %w", rec.ID, err)
 	}
@@ -250,8 +182,6 @@ func newID() string {
 	}
 	return hex.EncodeToString(b[:])
 }
-
-var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
 // ShortID is the 12-character form of a container ID that `shoal ps` shows.
 func ShortID(id string) string { return api.ShortID(id) }

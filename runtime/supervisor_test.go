@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shoal-org/shoal/runtime/companion"
 )
 
 var shoalBin struct {
@@ -129,7 +131,7 @@ var supBin struct {
 func supervisorBinary(t *testing.T) string {
 	t.Helper()
 	if p := os.Getenv("SHOAL_BIN"); p != "" {
-		if own := firstExecutable(companions(p, SupervisorName)[:1]); own != "" {
+		if own := companion.FirstExecutable(companion.Candidates(p, companion.SupervisorName)[:1]); own != "" {
 			return own
 		}
 	}
@@ -139,7 +141,7 @@ func supervisorBinary(t *testing.T) string {
 			supBin.err = err
 			return
 		}
-		supBin.path, supBin.err = buildBinary(dir, SupervisorName, "github.com/shoal-org/shoal/runtime/cmd/shoal-supervisor")
+		supBin.path, supBin.err = buildBinary(dir, companion.SupervisorName, "github.com/shoal-org/shoal/runtime/cmd/shoal-supervisor")
 	})
 	if supBin.err != nil {
 		t.Fatal(supBin.err)
