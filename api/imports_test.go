@@ -98,6 +98,8 @@ var importRules = []importRule{
 	{"runtime/initproc/...", []string{"runtime/initproc/..."}},
 	// Finding and checking shoal-init and shoal-supervisor.
 	{"runtime/companion/...", []string{"runtime/companion/..."}},
+	// Container events and their subscribers.
+	{"runtime/eventhub/...", []string{"api", "runtime/eventhub/..."}},
 	{"overlay/...", []string{"api", "api/atomicfile", "overlay/..."}},
 	// The overlay's parts (overlay/README.md): IPAM, the WireGuard side and
 	// the device process it starts, and what they share (sentinel errors,

@@ -221,14 +221,3 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
-
-// nameservers returns the nameservers containers get: DNSFunc's answer,
-// else DNS (empty: those of ResolvConf).
-func (r *Runtime) nameservers() []string {
-	if r.cfg.DNSFunc != nil {
-		if ns := r.cfg.DNSFunc(); len(ns) > 0 {
-			return ns
-		}
-	}
-	return r.cfg.DNS
-}

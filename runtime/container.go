@@ -11,6 +11,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/api/atomicfile"
+	"github.com/shoal-org/shoal/runtime/eventhub"
 	"github.com/shoal-org/shoal/runtime/layout"
 	"github.com/shoal-org/shoal/runtime/ocispec"
 )
@@ -48,25 +49,12 @@ type Spec struct {
 	Mounts []api.Mount `json:"mounts,omitempty"`
 }
 
-// Event reports a change of a container's state or health. Events are sent
-// on the channels returned by Subscribe.
-type Event struct {
-	ContainerID string    `json:"container_id"`
-	Name        string    `json:"name"`
-	TaskID      string    `json:"task_id,omitempty"`
-	State       string    `json:"state"` // api.Container* or EventRemoved
-	ExitCode    int       `json:"exit_code"`
-	Health      string    `json:"health,omitempty"`
-	IP          string    `json:"ip,omitempty"`
-	Error       string    `json:"error,omitempty"`
-	Time        time.Time `json:"time"`
-	// OOMKilled is set on an exit when the kernel's OOM killer struck in
-	// the container's memory cgroup during the run.
-	OOMKilled bool `json:"oom_killed,omitempty"`
-}
+// Event reports a change of a container's state or health (runtime/eventhub's
+// Event). Events are sent on the channels returned by Subscribe.
+type Event = eventhub.Event
 
 // EventRemoved is the State of the event sent after a container is removed.
-const EventRemoved = "removed"
+const EventRemoved = eventhub.Removed
 
 // record is the persisted part of a container (Root/containers/<id>/container.json).
 type record struct {
@@ -141,7 +129,8 @@ func (r *Runtime) pathsOf(c *container) layout.Paths {
 	return layout.For(r.cfg.Root, c.rec.ID, c.rec.RunDir)
 }
 
-// save persists c's record atomically, without fsync (see writeJSON).
+// save persists c's record atomically, without fsync: records describe
+// containers, which do not survive the power loss that could tear the file.
 func (r *Runtime) save(c *container) error {
 	c.saveMu.Lock()
 	defer c.saveMu.Unlock()

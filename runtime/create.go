@@ -215,7 +215,7 @@ func (r *Runtime) withMountLayer(id string, layers []string, mounts []specs.Moun
 func (r *Runtime) bundleHost() bundle.Host {
 	return bundle.Host{
 		InitBinary: r.cfg.InitBinary, VolumesDir: r.vols.Dir, CgroupParent: r.cfg.CgroupParent,
-		ResolvConf: r.cfg.ResolvConf, Nameservers: r.nameservers, NoSeccomp: r.cfg.NoSeccomp,
+		ResolvConf: r.cfg.ResolvConf, DNS: r.cfg.DNS, DNSFunc: r.cfg.DNSFunc, NoSeccomp: r.cfg.NoSeccomp,
 	}
 }
 

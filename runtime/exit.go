@@ -14,13 +14,8 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/runtime/cgstats"
 	"github.com/shoal-org/shoal/runtime/exitrecord"
+	"github.com/shoal-org/shoal/runtime/initproc"
 )
-
-// pidExited reports whether the process behind pidfd has ended.
-func pidExited(pidfd int) bool {
-	n, _ := unix.Poll([]unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}, 0)
-	return n > 0
-}
 
 // watch waits, on a goroutine owned by Run, for the supervisor to report
 // that c's init (pid) ended, then records the exit. Should the supervisor
@@ -74,7 +69,7 @@ func (r *Runtime) watchPidfd(c *container, pid int) {
 		}
 		exited := false
 		err = rc.Read(func(fd uintptr) bool {
-			exited = pidExited(int(fd))
+			exited = initproc.Exited(int(fd))
 			return exited
 		})
 		if !exited {

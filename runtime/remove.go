@@ -82,7 +82,7 @@ func (r *Runtime) remove(ctx context.Context, c *container, idOrName string, for
 		delete(r.names, name)
 	}
 	r.mu.Unlock()
-	r.publish(ev)
+	r.events.Publish(ev)
 	if err != nil {
 		return fmt.Errorf("remove %s: %w", ShortID(id), err)
 	}

@@ -26,7 +26,6 @@ package runtime
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -38,8 +37,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/api/atomicfile"
 	"github.com/shoal-org/shoal/runtime/companion"
+	"github.com/shoal-org/shoal/runtime/eventhub"
 	"github.com/shoal-org/shoal/runtime/layout"
 	"github.com/shoal-org/shoal/runtime/mountlayer"
 	"github.com/shoal-org/shoal/runtime/supclient"
@@ -50,11 +49,12 @@ import (
 // its background work with Run; the container methods are safe for
 // concurrent use and wait for Run to have re-adopted existing containers.
 type Runtime struct {
-	cfg  Config
-	log  *slog.Logger
-	runc *runc.Runc
-	sup  *supclient.Client
-	vols *volume.Store // named volumes (mounts.go)
+	cfg    Config
+	log    *slog.Logger
+	runc   *runc.Runc
+	sup    *supclient.Client
+	vols   *volume.Store // named volumes (mounts.go)
+	events *eventhub.Hub // subscribers (events.go)
 
 	mountLayers  *mountlayer.Store // Root/mountpoints (mountpoints.go)
 	noMountLayer bool              // tests: create rootfs mounts as before the layer
@@ -67,9 +67,7 @@ type Runtime struct {
 	mu         sync.Mutex
 	containers map[string]*container // by ID
 	names      map[string]string     // name -> ID
-	subs       map[chan Event]struct{}
-	stopping   bool // Run's context ended: spawn refuses
-	closed     bool // Run returned: subscriber channels are closed
+	stopping   bool                  // Run's context ended: spawn refuses
 }
 
 // spawn runs fn on a goroutine that Run waits for before returning. It
@@ -119,8 +117,8 @@ func New(cfg Config) (*Runtime, error) {
 		runDone:     make(chan struct{}),
 		containers:  map[string]*container{},
 		names:       map[string]string{},
-		subs:        map[chan Event]struct{}{},
 	}
+	r.events = eventhub.New(r.log)
 	vols, err := volume.New(filepath.Join(cfg.Root, "volumes"))
 	if err != nil {
 		return nil, err
@@ -180,13 +178,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 	r.stopping = true // no goroutine starts after this
 	r.mu.Unlock()
 	r.wg.Wait()
-	r.mu.Lock()
-	r.closed = true
-	for ch := range r.subs {
-		close(ch)
-		delete(r.subs, ch)
-	}
-	r.mu.Unlock()
+	r.events.Close()
 	return nil
 }
 
@@ -325,15 +317,4 @@ func isNotRunning(err error) bool {
 func fileExists(p string) bool {
 	_, err := os.Lstat(p)
 	return err == nil
-}
-
-// writeJSON replaces p with v as JSON (mode 0600), atomically but without
-// fsync, as the container records are written: they describe containers,
-// which do not survive the power loss that could tear the file.
-func writeJSON(p string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(p, b, 0o600, atomicfile.NoSync())
 }

@@ -13,7 +13,20 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/runtime/companion"
+	"github.com/shoal-org/shoal/runtime/supervisor"
 )
+
+// The supervisor's names as the tests use them.
+const (
+	supervisorArg0    = supervisor.Arg0
+	supervisorPidFile = supervisor.PidFile
+	supMaxRequest     = supervisor.MaxRequest
+	supMaxLine        = supervisor.MaxLine
+)
+
+type supReply = supervisor.Reply
+
+var readLine = supervisor.ReadLine
 
 var shoalBin struct {
 	once sync.Once

@@ -27,11 +27,23 @@ type Host struct {
 	VolumesDir   string
 	CgroupParent string
 	// ResolvConf is the host file the containers' resolv.conf derives
-	// from; Nameservers, asked at each Write, replace its nameservers
-	// when it answers any.
-	ResolvConf  string
-	Nameservers func() []string
-	NoSeccomp   bool
+	// from. DNSFunc, asked at each Write, else DNS, replace its
+	// nameservers (the runtime's Config fields of those names).
+	ResolvConf string
+	DNS        []string
+	DNSFunc    func() []string
+	NoSeccomp  bool
+}
+
+// nameservers returns the nameservers containers get: DNSFunc's answer,
+// else DNS (empty: those of ResolvConf).
+func (h Host) nameservers() []string {
+	if h.DNSFunc != nil {
+		if ns := h.DNSFunc(); len(ns) > 0 {
+			return ns
+		}
+	}
+	return h.DNS
 }
 
 // Input is what a container's bundle files are made of, besides the
@@ -86,7 +98,7 @@ func Write(h Host, p layout.Paths, b Input, aside bool) error {
 	files := map[string]string{
 		p.Hosts:    ocispec.HostsFile(b.Hostname, b.IP, b.ExtraHosts),
 		p.Hostname: b.Hostname + "\n",
-		p.Resolv:   ocispec.ResolvConf(string(hostResolv), h.Nameservers()),
+		p.Resolv:   ocispec.ResolvConf(string(hostResolv), h.nameservers()),
 	}
 	for f, content := range files {
 		if err := os.WriteFile(f, []byte(content), 0o644); err != nil {

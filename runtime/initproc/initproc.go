@@ -1,7 +1,8 @@
 // Package initproc talks to a container's init process directly, by pid,
 // where the runtime would otherwise start a `runc kill`: whether the init
 // takes SIGTERM yet (Ready, WaitReady), and sending it a signal through a pidfd once
-// it is sure the pid is still that init's (Signal).
+// it is sure the pid is still that init's (Signal); and whether it has
+// ended, through its pidfd (Exited).
 //
 // It exists apart from the runtime because both are questions about one
 // process, answered from /proc and pidfds, and both are where a mistake
@@ -126,4 +127,10 @@ func inCgroup(listing, cgroup string) bool {
 		}
 	}
 	return false
+}
+
+// Exited reports whether the process behind pidfd has ended.
+func Exited(pidfd int) bool {
+	n, _ := unix.Poll([]unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}, 0)
+	return n > 0
 }
