@@ -74,6 +74,32 @@ var importRules = []importRule{
 	{"runtime/cgstats/...", []string{"runtime/cgstats/..."}},
 	// A container's persistent network namespace (runtime/netns/README.md).
 	{"runtime/netns/...", []string{"runtime/netns/..."}},
+	// The parts of a container's life split out of the runtime
+	// (runtime/README.md, "Packages"): each has one job, takes small inputs
+	// and never imports the runtime (the runtime imports them).
+	// Exec: a process in a running container through the supervisor.
+	{"runtime/execproc/...", []string{"api", "runtime/ocispec", "runtime/supervisor", "runtime/execproc/..."}},
+	// Health checks: Docker's rules, the loop over health.Container and
+	// the `runc exec` probe.
+	{"runtime/health/...", []string{"api", "runtime/ocispec", "runtime/supervisor", "runtime/health/..."}},
+	// Reading, tailing and following a container's log files.
+	{"runtime/logfile/...", []string{"api", "runtime/containerinit", "runtime/supervisor", "runtime/logfile/..."}},
+	// The exit record of a run: its code, error and end.
+	{"runtime/exitrecord/...", []string{"runtime/containerinit", "runtime/supervisor", "runtime/exitrecord/..."}},
+	// Where a container's files are (data dir and run dir): pure.
+	{"runtime/layout/...", []string{"runtime/layout/..."}},
+	// A container's bundle files (/etc files, config.json).
+	{"runtime/bundle/...", []string{"api", "runtime/layout", "runtime/ocispec", "runtime/bundle/..."}},
+	// The overlay rootfs mount and unmount.
+	{"runtime/rootfs/...", []string{"runtime/ocispec", "runtime/rootfs/..."}},
+	// A task's secret and config files on a tmpfs of its own.
+	{"runtime/secretfs/...", []string{"runtime/ocispec", "runtime/rootfs", "runtime/secretfs/..."}},
+	// A container's init by pid: ready for SIGTERM, signalled by pidfd.
+	{"runtime/initproc/...", []string{"runtime/initproc/..."}},
+	// Finding and checking shoal-init and shoal-supervisor.
+	{"runtime/companion/...", []string{"runtime/companion/..."}},
+	// Container events and their subscribers.
+	{"runtime/eventhub/...", []string{"api", "runtime/eventhub/..."}},
 	{"overlay/...", []string{"api", "api/atomicfile", "overlay/..."}},
 	// The overlay's parts (overlay/README.md): IPAM, the WireGuard side and
 	// the device process it starts, and what they share (sentinel errors,
@@ -106,10 +132,9 @@ var importRules = []importRule{
 	// every node's sampling of its tasks' cgroups (runtime/cgstats); the
 	// replica and the runtime come in as interfaces.
 	{"node/autoscale/...", []string{"api", "runtime/cgstats", "node/autoscale/..."}},
-	// A task's secrets and configs on a tmpfs of its own (the runtime's
-	// PrepareFiles, the replica's config type); the secrets fetch comes in
-	// as a func.
-	{"node/taskfiles/...", []string{"api", "consensus", "runtime", "runtime/ocispec", "node/taskfiles/..."}},
+	// A task's secrets and configs on a tmpfs of its own (runtime/secretfs,
+	// the replica's config type); the secrets fetch comes in as a func.
+	{"node/taskfiles/...", []string{"api", "consensus", "runtime/ocispec", "runtime/secretfs", "node/taskfiles/..."}},
 	{"node/events/...", []string{"api", "consensus", "runtime", "node/autoscale", "node/httpapi", "node/events/..."}},
 	{"node/metrics/...", []string{"node/metrics/..."}},
 	// The agent's resync clock: the standard library only.

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,6 +18,8 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/shoal-org/shoal/api/atomicfile"
+	"github.com/shoal-org/shoal/runtime/companion"
 	"github.com/shoal-org/shoal/runtime/containerinit"
 	"github.com/shoal-org/shoal/runtime/ocispec"
 )
@@ -139,11 +142,11 @@ func BenchmarkContainerOverhead(b *testing.B) {
 		if shoal, err = buildBinary(dir, "shoal", "github.com/shoal-org/shoal/cmd/shoal"); err != nil {
 			b.Fatal(err)
 		}
-		if _, err = buildBinary(dir, SupervisorName, "github.com/shoal-org/shoal/runtime/cmd/shoal-supervisor"); err != nil {
+		if _, err = buildBinary(dir, companion.SupervisorName, "github.com/shoal-org/shoal/runtime/cmd/shoal-supervisor"); err != nil {
 			b.Fatal(err)
 		}
 	}
-	sup := firstExecutable(companions(shoal, SupervisorName)[:1])
+	sup := companion.FirstExecutable(companion.Candidates(shoal, companion.SupervisorName)[:1])
 	if sup == "" {
 		sup = shoal
 	}
@@ -356,4 +359,14 @@ func rssKB(pid string) int {
 		}
 	}
 	return 0
+}
+
+// writeJSON replaces p with v as JSON (mode 0600), atomically but without
+// fsync, as the runtime saves container records.
+func writeJSON(p string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(p, b, 0o600, atomicfile.NoSync())
 }

@@ -12,8 +12,11 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/companion"
 	"github.com/shoal-org/shoal/runtime/containerinit"
+	"github.com/shoal-org/shoal/runtime/execproc"
 	"github.com/shoal-org/shoal/runtime/ocispec"
+	"github.com/shoal-org/shoal/runtime/volume"
 )
 
 // Sentinel errors of the runtime. Callers test them with errors.Is; the HTTP
@@ -38,12 +41,12 @@ var (
 	// ErrInvalidSpec: a container spec is malformed (bad name, user, limits).
 	ErrInvalidSpec = ocispec.ErrInvalidSpec
 	// ErrVolumeNotFound: no volume of this node has that name.
-	ErrVolumeNotFound = errors.New("no such volume")
+	ErrVolumeNotFound = volume.ErrNotFound
 	// ErrVolumeInUse: a container of this node mounts the volume.
-	ErrVolumeInUse = errors.New("volume is in use")
+	ErrVolumeInUse = volume.ErrInUse
 	// ErrExecFailed: runc could not start an exec'd process (no such
 	// executable, bad user or working directory); the message is runc's.
-	ErrExecFailed = errors.New("exec failed")
+	ErrExecFailed = execproc.ErrFailed
 )
 
 // ImageResolver gives the runtime what it needs from the image store:
@@ -92,18 +95,18 @@ type Config struct {
 	// InitBinary is the host path of the tiny static init bind-mounted into
 	// every container at ocispec.InitPath and run as its PID 1 (`init -- CMD...`):
 	// it must forward signals to CMD, reap zombies and exit with CMD's
-	// status. Empty means Shoal's own (InitName: next to the running
-	// executable, else in InitDir), else DefaultInitBinary looked up in PATH
-	// (Debian's tini package), with a warning: it costs ~60 KiB more per
-	// container.
+	// status. Empty means Shoal's own (companion.InitName: next to the
+	// running executable, else in companion.Dir), else companion.DefaultInit
+	// looked up in PATH (Debian's tini package), with a warning: it costs
+	// ~60 KiB more per container.
 	InitBinary string
 	// SupervisorBinary is the binary started (as shoal-supervisor) to be the
 	// node's supervisor when none runs; it must dispatch to SupervisorMain
 	// (see IsSupervisorInvocation). Empty means the supervisor's own binary
-	// (SupervisorName, runtime/cmd/shoal-supervisor: next to the running
-	// executable, else in InitDir), else the running executable, which costs
-	// the supervisor about 2 MiB more (the agent's package data; see
-	// runtime/README.md).
+	// (companion.SupervisorName, runtime/cmd/shoal-supervisor: next to the
+	// running executable, else in companion.Dir), else the running
+	// executable, which costs the supervisor about 2 MiB more (the agent's
+	// package data; see runtime/README.md).
 	SupervisorBinary string
 	// LogMaxSize caps one container log file; LogMaxFiles is how many files
 	// (current + rotated) are kept.
@@ -130,57 +133,6 @@ type Config struct {
 	Images ImageResolver
 	// Network attaches containers to the overlay; nil means loopback only.
 	Network Network
-}
-
-// InitName is the file name of Shoal's container init (runtime/init) and
-// SupervisorName that of the node supervisor's own binary
-// (runtime/cmd/shoal-supervisor), both built by `make build` next to the
-// shoal binary; InitDir is where the Debian package installs them.
-// Config.InitBinary and SupervisorBinary default to the first found.
-const (
-	InitName       = "shoal-init"
-	SupervisorName = "shoal-supervisor"
-	InitDir        = "/usr/lib/shoal"
-)
-
-// DefaultInitBinary is the container init looked up in PATH when
-// Config.InitBinary is empty and no shoal-init is found: tini's static
-// build, Docker's --init.
-const DefaultInitBinary = "tini-static"
-
-// companions lists where Validate looks for Shoal's helper binary name
-// (InitName, SupervisorName), in order: next to the executable exe (a build
-// tree's bin/, or a test's own build), then InitDir (the package's).
-func companions(exe, name string) []string {
-	var c []string
-	if exe != "" {
-		c = append(c, filepath.Join(filepath.Dir(exe), name))
-	}
-	return append(c, filepath.Join(InitDir, name))
-}
-
-// firstExecutable returns the first of paths that is an executable regular
-// file, or "".
-func firstExecutable(paths []string) string {
-	for _, p := range paths {
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
-			return p
-		}
-	}
-	return ""
-}
-
-// findInit returns the first of candidates that is an executable regular
-// file, else DefaultInitBinary found by lookPath with fallback true.
-func findInit(candidates []string, lookPath func(string) (string, error)) (path string, fallback bool, err error) {
-	if p := firstExecutable(candidates); p != "" {
-		return p, false, nil
-	}
-	p, err := lookPath(DefaultInitBinary)
-	if err != nil {
-		return "", true, fmt.Errorf("no %s in %s and %s not found: %w", InitName, strings.Join(candidates, " or "), DefaultInitBinary, err)
-	}
-	return p, true, nil
 }
 
 // DefaultConfig returns a config with the defaults filled in; the caller
@@ -238,13 +190,13 @@ func (c *Config) Validate() error {
 	}
 	if c.InitBinary == "" {
 		exe, _ := os.Executable()
-		cands := companions(exe, InitName)
-		if p, fallback, err := findInit(cands, exec.LookPath); err != nil {
-			bad("container init: %v (make build puts %s next to shoal)", err, InitName)
+		cands := companion.Candidates(exe, companion.InitName)
+		if p, fallback, err := companion.FindInit(cands, exec.LookPath); err != nil {
+			bad("container init: %v (make build puts %s next to shoal)", err, companion.InitName)
 		} else {
 			c.InitBinary = p
 			if fallback {
-				c.Logger.Warn("container init "+InitName+" not found; containers run under "+p+", ~60 KiB more per container",
+				c.Logger.Warn("container init "+companion.InitName+" not found; containers run under "+p+", ~60 KiB more per container",
 					"looked_in", strings.Join(cands, " "))
 			}
 		}
@@ -256,27 +208,16 @@ func (c *Config) Validate() error {
 		p, err := os.Executable()
 		if err != nil {
 			bad("find own executable for SupervisorBinary: %v", err)
-		} else if own := firstExecutable(companions(p, SupervisorName)); own != "" {
+		} else if own := companion.FirstExecutable(companion.Candidates(p, companion.SupervisorName)); own != "" {
 			c.SupervisorBinary = own
 		} else {
 			c.SupervisorBinary = p
-			c.Logger.Info("supervisor binary "+SupervisorName+" not found; the node supervisor runs as "+p+", ~2 MiB more",
-				"looked_in", strings.Join(companions(p, SupervisorName), " "))
+			c.Logger.Info("supervisor binary "+companion.SupervisorName+" not found; the node supervisor runs as "+p+", ~2 MiB more",
+				"looked_in", strings.Join(companion.Candidates(p, companion.SupervisorName), " "))
 		}
 	}
 	if c.SupervisorBinary != "" && !filepath.IsAbs(c.SupervisorBinary) {
 		bad("SupervisorBinary must be absolute, got %q", c.SupervisorBinary)
 	}
 	return errors.Join(errs...)
-}
-
-// nameservers returns the nameservers containers get: DNSFunc's answer,
-// else DNS (empty: those of ResolvConf).
-func (r *Runtime) nameservers() []string {
-	if r.cfg.DNSFunc != nil {
-		if ns := r.cfg.DNSFunc(); len(ns) > 0 {
-			return ns
-		}
-	}
-	return r.cfg.DNS
 }

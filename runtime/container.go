@@ -6,13 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
-	"regexp"
 	"sync"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/api/atomicfile"
+	"github.com/shoal-org/shoal/runtime/eventhub"
+	"github.com/shoal-org/shoal/runtime/layout"
 	"github.com/shoal-org/shoal/runtime/ocispec"
 )
 
@@ -42,32 +42,19 @@ type Spec struct {
 	Remove bool `json:"remove,omitempty"`
 	// ExtraHosts are "host:ip" entries added to /etc/hosts.
 	ExtraHosts []string `json:"extra_hosts,omitempty"`
-	// Files are secrets and configs prepared with PrepareFiles
-	// (secrets.go), bind-mounted read-only at their targets.
+	// Files are secrets and configs prepared with secretfs.Prepare
+	// (runtime/secretfs), bind-mounted read-only at their targets.
 	Files []ocispec.FileMount `json:"files,omitempty"`
-	// Mounts are volumes, bind mounts and tmpfs (mounts.go).
+	// Mounts are volumes, bind mounts and tmpfs (runtime/volume).
 	Mounts []api.Mount `json:"mounts,omitempty"`
 }
 
-// Event reports a change of a container's state or health. Events are sent
-// on the channels returned by Subscribe.
-type Event struct {
-	ContainerID string    `json:"container_id"`
-	Name        string    `json:"name"`
-	TaskID      string    `json:"task_id,omitempty"`
-	State       string    `json:"state"` // api.Container* or EventRemoved
-	ExitCode    int       `json:"exit_code"`
-	Health      string    `json:"health,omitempty"`
-	IP          string    `json:"ip,omitempty"`
-	Error       string    `json:"error,omitempty"`
-	Time        time.Time `json:"time"`
-	// OOMKilled is set on an exit when the kernel's OOM killer struck in
-	// the container's memory cgroup during the run.
-	OOMKilled bool `json:"oom_killed,omitempty"`
-}
+// Event reports a change of a container's state or health (runtime/eventhub's
+// Event). Events are sent on the channels returned by Subscribe.
+type Event = eventhub.Event
 
 // EventRemoved is the State of the event sent after a container is removed.
-const EventRemoved = "removed"
+const EventRemoved = eventhub.Removed
 
 // record is the persisted part of a container (Root/containers/<id>/container.json).
 type record struct {
@@ -136,80 +123,14 @@ func (c *container) apiLocked() api.Container {
 	}
 }
 
-// paths are where a container's files are (containerPaths).
-type paths struct {
-	// Under Root/containers/<id>/ (dir), whatever the layout: what must
-	// outlive a reboot (record, exit record, logs) and the overlay's
-	// upper/ and work/ (the container's writes).
-	dir, upper, work, state, log, record string
-	// run is the run dir, "" for a container of the old layout, where
-	// what follows is in dir, but the netns in Root/netns/<id>.
-	run string
-	// In the run dir: the OCI bundle (config.json, rootfs/ where the
-	// overlay is mounted), the /etc files, runc's log and pid files, the
-	// health probe's pid file, the netns bind mount.
-	bundle, rootfs, config, hosts, hostname, resolv string
-	initLog, pidFile, healthPid                     string
-	netns                                           string
-}
-
-// containerPaths derives the paths of container id from root (Config.Root)
-// and its record's RunDir. It touches nothing.
-func containerPaths(root, id, runDir string) paths {
-	d := filepath.Join(root, "containers", id)
-	p := paths{
-		dir:    d,
-		upper:  filepath.Join(d, "upper"),
-		work:   filepath.Join(d, "work"),
-		state:  filepath.Join(d, "state"),
-		log:    filepath.Join(d, "log"),
-		record: filepath.Join(d, "container.json"),
-		run:    runDir,
-		bundle: d,
-		netns:  filepath.Join(root, "netns", id),
-	}
-	if runDir != "" {
-		p.bundle = runDir
-		p.netns = filepath.Join(runDir, "netns")
-	}
-	b := p.bundle
-	p.rootfs = filepath.Join(b, "rootfs") // BuildSpec's RootfsPath "rootfs"
-	p.config = filepath.Join(b, "config.json")
-	p.hosts = filepath.Join(b, "hosts")
-	p.hostname = filepath.Join(b, "hostname")
-	p.resolv = filepath.Join(b, "resolv.conf")
-	p.initLog = filepath.Join(b, "init.log")
-	p.pidFile = filepath.Join(b, "init.pid")
-	p.healthPid = filepath.Join(b, "health.pid")
-	return p
-}
-
 // pathsOf returns the paths of c, from the fields of its record that never
 // change (so without r.mu).
-func (r *Runtime) pathsOf(c *container) paths {
-	return containerPaths(r.cfg.Root, c.rec.ID, c.rec.RunDir)
+func (r *Runtime) pathsOf(c *container) layout.Paths {
+	return layout.For(r.cfg.Root, c.rec.ID, c.rec.RunDir)
 }
 
-// runDirFor is the run dir a new container id gets: under runRoot when
-// there is one and the supervisor can run a bundle kept apart from the
-// container's dir (supclient.Client.TakesBundle), else none (the old
-// layout, all in the container's dir).
-func runDirFor(runRoot, id string, supTakesBundle bool) string {
-	if runRoot == "" || !supTakesBundle {
-		return ""
-	}
-	return filepath.Join(runRoot, id)
-}
-
-// validRunDir reports whether a record's run dir is one runDirFor could
-// have made for it (an absolute, clean path ending in its ID), so that a
-// damaged record cannot point Remove at another directory.
-func validRunDir(rec record) bool {
-	d := rec.RunDir
-	return d == "" || (filepath.IsAbs(d) && filepath.Clean(d) == d && filepath.Base(d) == rec.ID && nameRE.MatchString(rec.ID))
-}
-
-// save persists c's record atomically, without fsync (see writeJSON).
+// save persists c's record atomically, without fsync: records describe
+// containers, which do not survive the power loss that could tear the file.
 func (r *Runtime) save(c *container) error {
 	c.saveMu.Lock()
 	defer c.saveMu.Unlock()
@@ -224,7 +145,7 @@ func (r *Runtime) save(c *container) error {
 	if err != nil {
 		return fmt.Errorf("encode record of %s: %w", rec.ID, err)
 	}
-	p := containerPaths(r.cfg.Root, rec.ID, rec.RunDir).record
+	p := layout.For(r.cfg.Root, rec.ID, rec.RunDir).Record
 	if err := atomicfile.WriteFile(p, b, 0o600, atomicfile.NoSync()); err != nil {
 		return fmt.Errorf("save record of %s: %w", rec.ID, err)
 	}
@@ -250,8 +171,6 @@ func newID() string {
 	}
 	return hex.EncodeToString(b[:])
 }
-
-var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
 // ShortID is the 12-character form of a container ID that `shoal ps` shows.
 func ShortID(id string) string { return api.ShortID(id) }

@@ -2,17 +2,18 @@ package runtime
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/bundle"
+	"github.com/shoal-org/shoal/runtime/layout"
 	"github.com/shoal-org/shoal/runtime/netns"
 	"github.com/shoal-org/shoal/runtime/ocispec"
+	"github.com/shoal-org/shoal/runtime/rootfs"
 	"github.com/shoal-org/shoal/runtime/volume"
 )
 
@@ -35,7 +36,7 @@ func (r *Runtime) create(ctx context.Context, spec Spec, hold bool) (*container,
 	if name == "" {
 		name = ShortID(id)
 	}
-	if !nameRE.MatchString(name) {
+	if !layout.ValidName(name) {
 		return nil, api.Container{}, fmt.Errorf("%w: bad name %q", ErrInvalidSpec, name)
 	}
 	r.mu.Lock()
@@ -47,9 +48,9 @@ func (r *Runtime) create(ctx context.Context, spec Spec, hold bool) (*container,
 	r.mu.Unlock()
 
 	// Volumes stay in use from here until the container is registered.
-	release, err := r.prepareMounts(spec.Mounts)
+	release, err := r.vols.Prepare(spec.Mounts)
 	defer release()
-	p := containerPaths(r.cfg.Root, id, runDirFor(r.cfg.RunRoot, id, r.sup.TakesBundle()))
+	p := layout.For(r.cfg.Root, id, layout.RunDirFor(r.cfg.RunRoot, id, r.sup.TakesBundle()))
 	var rec record
 	if err == nil {
 		rec, err = r.prepare(ctx, id, name, spec, p)
@@ -63,7 +64,7 @@ func (r *Runtime) create(ctx context.Context, spec Spec, hold bool) (*container,
 		}
 		return nil, api.Container{}, err
 	}
-	rec.RunDir = p.run
+	rec.RunDir = p.Run
 	c := &container{rec: rec, done: make(chan struct{})}
 	if hold {
 		c.op.Lock() // nobody else knows c yet: this cannot block
@@ -87,7 +88,7 @@ func (r *Runtime) create(ctx context.Context, spec Spec, hold bool) (*container,
 // prepare builds everything a container needs on disk, at p; on error the
 // caller cleans up with r.cleanup(id, p). (A start after a reboot makes the
 // run dir's part again: rebuildBundle.)
-func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec, p paths) (record, error) {
+func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec, p layout.Paths) (record, error) {
 	img, icfg, layers, err := r.cfg.Images.Resolve(spec.Image)
 	if err != nil {
 		return record{}, fmt.Errorf("resolve image %s: %w", spec.Image, err)
@@ -100,7 +101,7 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec, p pat
 	if hostname == "" {
 		hostname = ShortID(id)
 	}
-	for _, d := range []string{p.rootfs, p.upper, p.work, p.log} {
+	for _, d := range []string{p.Rootfs, p.Upper, p.Work, p.Log} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return record{}, fmt.Errorf("create %s: %w", d, err)
 		}
@@ -108,27 +109,27 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec, p pat
 	// The mounts come first: they decide the mountpoints layer stacked
 	// above the image (mountpoints.go). The rest of the spec's input needs
 	// the mounted rootfs (the user's passwd entry).
-	mounts, err := ocispec.Mounts(r.mountInput(p, spec))
+	mounts, err := ocispec.Mounts(bundle.MountInput(r.bundleHost(), p, spec.Files, spec.Mounts))
 	if err != nil {
 		return record{}, err
 	}
 	rootLayers, mountLayer := r.withMountLayer(id, layers, mounts, p)
-	if err := mountOverlay(rootLayers, p.upper, p.work, p.rootfs); err != nil {
+	if err := rootfs.Overlay(rootLayers, p.Upper, p.Work, p.Rootfs); err != nil {
 		return record{}, err
 	}
 	// Before the container ever runs: its rootfs is still the image's.
-	if err := volume.Seed(p.rootfs, r.vols.Dir, spec.Mounts); err != nil {
+	if err := volume.Seed(p.Rootfs, r.vols.Dir, spec.Mounts); err != nil {
 		return record{}, err
 	}
-	b := bundle{id: id, hostname: hostname, args: args, spec: spec, image: icfg}
-	if err := b.resolveUser(p); err != nil {
+	b := bundleInput(id, hostname, "", args, spec, icfg)
+	if err := b.ResolveUser(p); err != nil {
 		return record{}, err
 	}
-	if err := netns.Create(p.netns); err != nil {
+	if err := netns.Create(p.Netns); err != nil {
 		return record{}, err
 	}
 	if r.cfg.Network != nil {
-		if b.ip, err = r.cfg.Network.Attach(ctx, id, p.netns); err != nil {
+		if b.IP, err = r.cfg.Network.Attach(ctx, id, p.Netns); err != nil {
 			return record{}, fmt.Errorf("attach network: %w", err)
 		}
 	}
@@ -136,7 +137,7 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec, p pat
 	// record yet, so a crash mid-write leaves a half-made dir that adopt
 	// removes. (A temp file and rename would cost an inode allocation and a
 	// free per container.)
-	if err := r.writeBundle(p, b, false); err != nil {
+	if err := bundle.Write(r.bundleHost(), p, b, false); err != nil {
 		return record{}, err
 	}
 	hc := spec.Healthcheck
@@ -157,7 +158,7 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec, p pat
 		Hostname:   hostname,
 		Health:     hc,
 		State:      api.ContainerCreated,
-		IP:         b.ip,
+		IP:         b.IP,
 		CreatedAt:  time.Now().UTC(),
 	}, nil
 }
@@ -190,11 +191,11 @@ func (r *Runtime) RunContainer(ctx context.Context, spec Spec) (api.Container, e
 // The layer only saves work: when it cannot be made, or would push the
 // overlay's options past a page, the rootfs goes without it and runc
 // creates the mountpoints in the upper dir, as it always did.
-func (r *Runtime) withMountLayer(id string, layers []string, mounts []specs.Mount, p paths) ([]string, string) {
+func (r *Runtime) withMountLayer(id string, layers []string, mounts []specs.Mount, p layout.Paths) ([]string, string) {
 	if r.noMountLayer {
 		return layers, ""
 	}
-	ml, err := r.mountLayerFor(layers, mounts)
+	ml, err := r.mountLayers.For(layers, mounts)
 	if err != nil {
 		r.log.Warn("no mountpoints layer", "id", ShortID(id), "err", err)
 		return layers, ""
@@ -203,97 +204,27 @@ func (r *Runtime) withMountLayer(id string, layers []string, mounts []specs.Moun
 		return layers, ""
 	}
 	all := append(append(make([]string, 0, len(layers)+1), layers...), ml)
-	if _, err := overlayOptions(all, p.upper, p.work); err != nil {
+	if _, err := rootfs.Options(all, p.Upper, p.Work); err != nil {
 		r.log.Warn("no mountpoints layer", "id", ShortID(id), "err", err)
 		return layers, ""
 	}
 	return all, ml
 }
 
-// bundle is what a container's bundle files are made of, besides the
-// runtime's config: prepare gathers it for a new container, rebuildBundle
-// from a container's record.
-type bundle struct {
-	id, hostname, ip string
-	args             []string
-	spec             Spec
-	image            api.ImageConfig
-	uid, gid         uint32
-	extraGIDs        []uint32
-}
-
-// resolveUser looks the spec's user (else the image's) up in the mounted
-// rootfs at p.
-func (b *bundle) resolveUser(p paths) error {
-	user := b.spec.User
-	if user == "" {
-		user = b.image.User
-	}
-	var err error
-	b.uid, b.gid, b.extraGIDs, err = ocispec.ResolveUser(p.rootfs, user)
-	return err
-}
-
-// mountInput is the part of a container's spec input that decides its
-// mounts (and so its mountpoints layer).
-func (r *Runtime) mountInput(p paths, spec Spec) ocispec.SpecInput {
-	return ocispec.SpecInput{
-		InitBinary:     r.cfg.InitBinary,
-		HostsPath:      p.hosts,
-		HostnamePath:   p.hostname,
-		ResolvConfPath: p.resolv,
-		Files:          spec.Files,
-		Mounts:         spec.Mounts,
-		VolumesDir:     r.vols.Dir,
+// bundleHost is what the bundles of r share.
+func (r *Runtime) bundleHost() bundle.Host {
+	return bundle.Host{
+		InitBinary: r.cfg.InitBinary, VolumesDir: r.vols.Dir, CgroupParent: r.cfg.CgroupParent,
+		ResolvConf: r.cfg.ResolvConf, DNS: r.cfg.DNS, DNSFunc: r.cfg.DNSFunc, NoSeccomp: r.cfg.NoSeccomp,
 	}
 }
 
-// writeBundle writes the container's /etc files and its bundle config at
-// p. With aside, the config is written beside and renamed into place, so
-// that a config that is there is complete.
-func (r *Runtime) writeBundle(p paths, b bundle, aside bool) error {
-	hostResolv, _ := os.ReadFile(r.cfg.ResolvConf)
-	files := map[string]string{
-		p.hosts:    ocispec.HostsFile(b.hostname, b.ip, b.spec.ExtraHosts),
-		p.hostname: b.hostname + "\n",
-		p.resolv:   ocispec.ResolvConf(string(hostResolv), r.nameservers()),
+// bundleInput is what container id's bundle files are made of (the user
+// is resolved later, in its mounted rootfs).
+func bundleInput(id, hostname, ip string, args []string, spec Spec, image api.ImageConfig) bundle.Input {
+	return bundle.Input{
+		ID: id, Hostname: hostname, IP: ip, Args: args, Image: image,
+		User: spec.User, Workdir: spec.Workdir, Env: spec.Env, ExtraHosts: spec.ExtraHosts,
+		Limits: spec.Limits, Files: spec.Files, Mounts: spec.Mounts,
 	}
-	for f, content := range files {
-		if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
-			return fmt.Errorf("write %s: %w", f, err)
-		}
-	}
-	in := r.mountInput(p, b.spec)
-	in.Hostname = b.hostname
-	in.RootfsPath = "rootfs"
-	in.Args = b.args
-	in.Env = ocispec.MergeEnv(b.image.Env, b.spec.Env, b.hostname)
-	in.Cwd = b.spec.Workdir
-	if in.Cwd == "" {
-		in.Cwd = b.image.WorkingDir
-	}
-	in.UID, in.GID, in.ExtraGIDs = b.uid, b.gid, b.extraGIDs
-	in.Limits = b.spec.Limits
-	in.CgroupsPath = filepath.Join(r.cfg.CgroupParent, b.id)
-	in.NetnsPath = p.netns
-	in.NoSeccomp = r.cfg.NoSeccomp
-	s, err := ocispec.BuildSpec(in)
-	if err != nil {
-		return err
-	}
-	raw, err := json.Marshal(s)
-	if err != nil {
-		return fmt.Errorf("encode bundle config: %w", err)
-	}
-	target := p.config
-	if aside {
-		target += ".new"
-	}
-	if err := os.WriteFile(target, raw, 0o600); err != nil {
-		return fmt.Errorf("write bundle config: %w", err)
-	}
-	if aside {
-		return os.Rename(target, p.config)
-	}
-	return nil
 }

@@ -6,29 +6,10 @@ import "time"
 // changes). Events are dropped, with a warning, for a subscriber whose
 // buffer is full, so consumers should also resync with List. The channel is
 // closed by Unsubscribe or when Run returns.
-func (r *Runtime) Subscribe() <-chan Event {
-	ch := make(chan Event, 256)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		close(ch)
-		return ch
-	}
-	r.subs[ch] = struct{}{}
-	return ch
-}
+func (r *Runtime) Subscribe() <-chan Event { return r.events.Subscribe() }
 
 // Unsubscribe stops and closes a channel returned by Subscribe.
-func (r *Runtime) Unsubscribe(ch <-chan Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for c := range r.subs {
-		if (<-chan Event)(c) == ch {
-			delete(r.subs, c)
-			close(c)
-		}
-	}
-}
+func (r *Runtime) Unsubscribe(ch <-chan Event) { r.events.Unsubscribe(ch) }
 
 // emit publishes c's current state.
 func (r *Runtime) emit(c *container) {
@@ -39,17 +20,5 @@ func (r *Runtime) emit(c *container) {
 		Error: c.rec.Error, Time: time.Now().UTC(), OOMKilled: c.rec.OOMKilled,
 	}
 	r.mu.Unlock()
-	r.publish(ev)
-}
-
-func (r *Runtime) publish(ev Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for ch := range r.subs {
-		select {
-		case ch <- ev:
-		default:
-			r.log.Warn("event dropped: subscriber is slow", "id", ShortID(ev.ContainerID), "state", ev.State)
-		}
-	}
+	r.events.Publish(ev)
 }

@@ -1,162 +1,24 @@
 package runtime
 
-// Exec: a process started inside a running container (`shoal exec`).
-//
-// The process runs under `runc exec --detach`: runc starts it in the
-// container's namespaces, cgroup and security settings (taken from the
-// bundle's config.json, with the caller's command, environment, user and
-// working directory) and exits. Only a process's parent, or the subreaper
-// it is handed to when runc exits, learns its exit status, and the agent is
-// not a subreaper (it would adopt the node supervisor, which must outlive
-// it). So the node supervisor (supervisor.go), already the subreaper of
-// every container's init, runs runc for an exec too: the agent sends it an
-// "exec" request with the process's stdin, stdout and stderr as SCM_RIGHTS,
-// the supervisor answers the pid once runc exited, and on the same
-// connection forwards the agent's signals to the process and reports its
-// exit code when it reaps it. The supervisor holds none of the process's
-// stdio after runc started: the agent reads it directly.
-//
-// With a TTY, runc allocates the pty inside the container and hands the
-// master to the agent over a console socket the agent listens on
-// (SCM_RIGHTS); the caller relays it and resizes it. Without, the process
-// gets pipes the agent made: its stdin (or /dev/null), stdout and stderr.
-// runc's own error messages land on the stderr it was given (the process's
-// stderr pipe, or with a TTY a pipe of their own), which the agent reads
-// back when runc fails before the process started.
+// Exec: a process started inside a running container (`shoal exec`),
+// through the node supervisor, which becomes its parent and reports its
+// exit. How, and why through the supervisor: runtime/execproc.
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"net"
-	"os"
-	"path"
-	"path/filepath"
-	"slices"
-	"strings"
-	"sync"
-	"syscall"
-	"time"
-
-	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/runtime/ocispec"
+	"github.com/shoal-org/shoal/runtime/execproc"
 )
 
-// ExecOptions describe a process to start in a running container.
-type ExecOptions struct {
-	Args []string
-	// Env entries (K=V) override the container's environment.
-	Env []string
-	// User overrides the container's user (uid[:gid] or names from the
-	// container's /etc/passwd and /etc/group); Workdir its working dir.
-	User    string
-	Workdir string
-	// Tty gives the process a terminal (ExecProcess.Console); Stdin makes
-	// ExecProcess.Stdin a pipe to the process (without Tty).
-	Tty           bool
-	Stdin         bool
-	Width, Height uint16
-}
-
-// ExecProcess is a process started by Exec. The caller reads its output
-// (Console, or Stdout and Stderr), writes its input, waits with Done and
-// ExitCode, and must Close it.
-type ExecProcess struct {
-	Pid int
-	// Console is the pty master with Tty: read it for output (EIO once
-	// every holder of the terminal closed it), write it for input.
-	Console *os.File
-	// Stdin (nil unless asked for), Stdout and Stderr are the pipes of a
-	// process without Tty.
-	Stdin          *os.File
-	Stdout, Stderr *os.File
-
-	// conn is the supervisor's connection for this process: "signal"
-	// lines go out on it, its exit comes back on it.
-	conn *net.UnixConn
-	wmu  sync.Mutex // one signal line at a time
-	done chan struct{}
-	code int
-	once sync.Once
-}
-
-// Done is closed once the process has ended and ExitCode is known.
-func (p *ExecProcess) Done() <-chan struct{} { return p.done }
-
-// ExitCode is the process's exit status (128+N when killed by signal N),
-// valid once Done is closed; -1 if the status could not be collected.
-func (p *ExecProcess) ExitCode() int {
-	<-p.done
-	return p.code
-}
-
-// Signal sends sig to the process (through the supervisor, which sends it
-// only while the process is unreaped, so never to a reused pid); a process
-// that ended is not an error.
-func (p *ExecProcess) Signal(sig syscall.Signal) error {
-	select {
-	case <-p.done:
-		return nil
-	default:
-	}
-	if sig <= 0 || sig > 64 {
-		return fmt.Errorf("signal %d: out of range", sig)
-	}
-	p.wmu.Lock()
-	defer p.wmu.Unlock()
-	if err := writeLine(p.conn, supRequest{Op: "signal", Signal: int(sig)}); err != nil {
-		select {
-		case <-p.done: // it ended meanwhile; the connection is closed
-			return nil
-		default:
-		}
-		return fmt.Errorf("signal exec'd process %d: %w", p.Pid, err)
-	}
-	return nil
-}
-
-// Resize sets the terminal size of a Tty process.
-func (p *ExecProcess) Resize(width, height uint16) error {
-	if p.Console == nil {
-		return errors.New("resize: the process has no terminal")
-	}
-	return resizeConsole(p.Console, width, height)
-}
-
-func resizeConsole(f *os.File, width, height uint16) error {
-	if width == 0 || height == 0 {
-		return nil
-	}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ierr error
-	if err := rc.Control(func(fd uintptr) {
-		ierr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Row: height, Col: width})
-	}); err != nil {
-		return err
-	}
-	return ierr
-}
-
-// Close releases the process's pipes or terminal. It does not kill the
-// process (closing a terminal hangs it up, as ssh does). Safe to call twice.
-func (p *ExecProcess) Close() {
-	p.once.Do(func() {
-		for _, f := range []*os.File{p.Console, p.Stdin, p.Stdout, p.Stderr} {
-			if f != nil {
-				f.Close()
-			}
-		}
-	})
-}
+// ExecOptions describe a process to start in a running container, and an
+// ExecProcess is one started by Exec (runtime/execproc's Options and
+// Process: its stdio or terminal, signals and exit code).
+type (
+	ExecOptions = execproc.Options
+	ExecProcess = execproc.Process
+)
 
 // Exec starts a process in the running container idOrName. It returns once
 // the process runs (or runc failed to start it: ErrExecFailed with runc's
@@ -165,19 +27,8 @@ func (r *Runtime) Exec(ctx context.Context, idOrName string, opts ExecOptions) (
 	if err := r.waitReady(ctx); err != nil {
 		return nil, err
 	}
-	if len(opts.Args) == 0 || opts.Args[0] == "" {
-		return nil, ErrNoCommand
-	}
-	for _, e := range opts.Env {
-		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
-			return nil, fmt.Errorf("%w: env %q: want KEY=VALUE", ErrInvalidSpec, e)
-		}
-	}
-	if strings.ContainsRune(strings.Join(slices.Concat(opts.Args, opts.Env, []string{opts.User, opts.Workdir}), ""), 0) {
-		return nil, fmt.Errorf("%w: NUL byte in the command, env, user or workdir", ErrInvalidSpec)
-	}
-	if opts.Workdir != "" && !path.IsAbs(opts.Workdir) {
-		return nil, fmt.Errorf("%w: workdir %q: must be an absolute path", ErrInvalidSpec, opts.Workdir)
+	if err := opts.Validate(); err != nil {
+		return nil, err
 	}
 	c, err := r.lookup(idOrName)
 	if err != nil {
@@ -190,259 +41,13 @@ func (r *Runtime) Exec(ctx context.Context, idOrName string, opts ExecOptions) (
 		return nil, fmt.Errorf("exec in %s: %w", ShortID(id), ErrNotRunning)
 	}
 	p := r.pathsOf(c)
-	proc, err := r.execProcessSpec(p, opts)
+	proc, err := execproc.ProcessSpec(p.Config, p.Rootfs, opts)
 	if err != nil {
 		return nil, err
 	}
-	return r.startExec(ctx, id, p, proc, opts)
-}
-
-// execProcessSpec derives the exec'd process from the container's own
-// (capabilities, no-new-privileges, rlimits, environment).
-func (r *Runtime) execProcessSpec(p paths, opts ExecOptions) (specs.Process, error) {
-	b, err := os.ReadFile(p.config)
-	if err != nil {
-		return specs.Process{}, fmt.Errorf("read bundle config: %w", err)
+	l := &execproc.Launcher{
+		Sup: r.sup, Runc: r.cfg.RuncBinary, RuncRoot: r.cfg.RuncRoot,
+		Spawn: r.spawn, Stop: r.runCtx, Log: r.log,
 	}
-	var s specs.Spec
-	if err := json.Unmarshal(b, &s); err != nil || s.Process == nil {
-		return specs.Process{}, fmt.Errorf("decode bundle config: %v", err)
-	}
-	proc := *s.Process
-	proc.Args = slices.Clone(opts.Args)
-	proc.Env = overrideEnv(proc.Env, opts.Env)
-	proc.Terminal = opts.Tty
-	proc.ConsoleSize = nil
-	if opts.Tty && opts.Width > 0 && opts.Height > 0 {
-		proc.ConsoleSize = &specs.Box{Width: uint(opts.Width), Height: uint(opts.Height)}
-	}
-	if opts.Workdir != "" {
-		proc.Cwd = opts.Workdir
-	}
-	if opts.User != "" {
-		uid, gid, extra, err := ocispec.ResolveUser(p.rootfs, opts.User)
-		if err != nil {
-			return specs.Process{}, err
-		}
-		proc.User = specs.User{UID: uid, GID: gid, AdditionalGids: extra}
-	}
-	return proc, nil
-}
-
-// overrideEnv sets the K=V entries of over in env (replacing a K already
-// there, else appending).
-func overrideEnv(env, over []string) []string {
-	out := slices.Clone(env)
-	for _, kv := range over {
-		k, _, _ := strings.Cut(kv, "=")
-		i := slices.IndexFunc(out, func(e string) bool { return strings.HasPrefix(e, k+"=") })
-		if i >= 0 {
-			out[i] = kv
-		} else {
-			out = append(out, kv)
-		}
-	}
-	return out
-}
-
-func (r *Runtime) startExec(ctx context.Context, id string, p paths, proc specs.Process, opts ExecOptions) (_ *ExecProcess, err error) {
-	tmp, err := os.MkdirTemp("", "shoal-exec-")
-	if err != nil {
-		return nil, fmt.Errorf("exec temp dir: %w", err)
-	}
-	defer os.RemoveAll(tmp)
-	procFile := filepath.Join(tmp, "process.json")
-	pidFile := filepath.Join(tmp, "pid")
-	b, err := json.Marshal(proc)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(procFile, b, 0o600); err != nil {
-		return nil, fmt.Errorf("write exec process: %w", err)
-	}
-	req := supRequest{ID: id, Runc: r.cfg.RuncBinary, RuncRoot: r.cfg.RuncRoot, Process: procFile, PidFile: pidFile}
-	out := &ExecProcess{done: make(chan struct{})}
-	defer func() {
-		if err != nil {
-			out.Close()
-		}
-	}()
-	var (
-		stdio     [3]*os.File // runc's and the process's; ours closed once sent
-		runcErr   *os.File    // where runc's error message can be read
-		consoleCh chan consoleResult
-	)
-	defer func() {
-		for _, f := range stdio {
-			if f != nil {
-				f.Close()
-			}
-		}
-	}()
-	pipe := func() (*os.File, *os.File) {
-		if err != nil {
-			return nil, nil
-		}
-		var pr, pw *os.File
-		pr, pw, err = os.Pipe()
-		return pr, pw
-	}
-	if opts.Tty {
-		sock := filepath.Join(tmp, "console.sock")
-		ln, lerr := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
-		if lerr != nil {
-			return nil, fmt.Errorf("console socket: %w", lerr)
-		}
-		defer ln.Close()
-		consoleCh = make(chan consoleResult, 1)
-		go func() { consoleCh <- receiveConsole(ln) }()
-		req.ConsoleSocket = sock
-		// runc's stdout and stderr are one pipe (closing it twice is
-		// harmless: os.File knows).
-		var ew *os.File
-		runcErr, ew = pipe()
-		if runcErr != nil {
-			defer runcErr.Close()
-		}
-		stdio[1], stdio[2] = ew, ew
-	} else {
-		if opts.Stdin {
-			stdio[0], out.Stdin = pipe()
-		}
-		out.Stdout, stdio[1] = pipe()
-		out.Stderr, stdio[2] = pipe()
-		runcErr = out.Stderr
-	}
-	if err != nil {
-		return nil, fmt.Errorf("exec pipes: %w", err)
-	}
-	if stdio[0] == nil {
-		if stdio[0], err = os.Open(os.DevNull); err != nil {
-			return nil, err
-		}
-	}
-	pid, conn, br, err := r.sup.Exec(ctx, req, stdio)
-	for i, f := range stdio {
-		f.Close()
-		stdio[i] = nil
-	}
-	if errors.Is(err, errRuncExec) {
-		// runc wrote its error to the stderr it was given; nothing else
-		// holds that pipe's write end now.
-		_ = runcErr.SetReadDeadline(time.Now().Add(time.Second))
-		eb, _ := io.ReadAll(io.LimitReader(runcErr, 16<<10))
-		return nil, fmt.Errorf("%w: %s", ErrExecFailed, runcMessage(string(eb), err))
-	}
-	if err != nil {
-		return nil, fmt.Errorf("exec in %s: %w", ShortID(id), err)
-	}
-	out.Pid, out.conn = pid, conn
-	if opts.Tty {
-		var res consoleResult
-		select {
-		case res = <-consoleCh:
-		case <-time.After(10 * time.Second):
-			res.err = errors.New("runc sent no terminal")
-		}
-		if res.err != nil {
-			_ = out.Signal(unix.SIGKILL)
-			r.waitExec(out, br)
-			return nil, fmt.Errorf("exec: receive terminal: %w", res.err)
-		}
-		out.Console = res.f
-		if err := out.Resize(opts.Width, opts.Height); err != nil {
-			r.log.Debug("exec: initial terminal size", "err", err)
-		}
-	}
-	r.waitExec(out, br)
-	return out, nil
-}
-
-// waitExec waits, on a goroutine, for the supervisor to report the
-// process's end on its connection, then closes Done. If the connection
-// breaks (the supervisor died) or Run ends first, the status is lost (-1)
-// and Done is closed anyway.
-func (r *Runtime) waitExec(p *ExecProcess, br *bufio.Reader) {
-	fn := func() {
-		// Done is closed before the connection, so a Signal that finds
-		// the connection closed also finds Done closed (no error).
-		defer p.conn.Close()
-		defer close(p.done)
-		p.code = -1
-		stop := context.AfterFunc(r.runCtx, func() { p.conn.Close() })
-		defer stop()
-		line, err := readLine(br, supMaxRequest)
-		if err != nil {
-			return
-		}
-		var ev supEvent
-		if json.Unmarshal(line, &ev) == nil && ev.ID != "" {
-			p.code = ev.ExitCode
-		}
-	}
-	if !r.spawn(fn) {
-		p.conn.Close()
-		p.code = -1
-		close(p.done)
-	}
-}
-
-type consoleResult struct {
-	f   *os.File
-	err error
-}
-
-// receiveConsole accepts runc's connection on the console socket and
-// returns the pty master it sends, non-blocking (so reads honour
-// deadlines).
-func receiveConsole(ln *net.UnixListener) consoleResult {
-	_ = ln.SetDeadline(time.Now().Add(30 * time.Second))
-	conn, err := ln.AcceptUnix()
-	if err != nil {
-		return consoleResult{err: err}
-	}
-	defer conn.Close()
-	buf := make([]byte, 4096)
-	oob := make([]byte, unix.CmsgSpace(4))
-	_, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
-	if err != nil {
-		return consoleResult{err: err}
-	}
-	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-	if err != nil || len(msgs) != 1 {
-		return consoleResult{err: fmt.Errorf("no file descriptor in the console message (%v)", err)}
-	}
-	fds, err := unix.ParseUnixRights(&msgs[0])
-	if err != nil || len(fds) != 1 {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-		return consoleResult{err: fmt.Errorf("want one file descriptor in the console message (%v)", err)}
-	}
-	unix.CloseOnExec(fds[0])
-	if err := unix.SetNonblock(fds[0], true); err != nil {
-		unix.Close(fds[0])
-		return consoleResult{err: err}
-	}
-	return consoleResult{f: os.NewFile(uintptr(fds[0]), "pty-master")}
-}
-
-// runcMessage extracts what a user can act on from runc's output.
-func runcMessage(out string, err error) string {
-	out = strings.TrimSpace(out)
-	if out == "" {
-		return err.Error()
-	}
-	// runc logs as `time="..." level=error msg="exec failed: ..."`.
-	if i := strings.LastIndex(out, `msg="`); i >= 0 {
-		m := out[i+5:]
-		if j := strings.LastIndex(m, `"`); j >= 0 {
-			m = m[:j]
-		}
-		return strings.ReplaceAll(m, `\"`, `"`)
-	}
-	if len(out) > 512 {
-		out = out[len(out)-512:]
-	}
-	return out
+	return l.Start(ctx, id, proc, opts)
 }

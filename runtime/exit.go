@@ -2,9 +2,7 @@ package runtime
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -15,14 +13,9 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/runtime/cgstats"
-	"github.com/shoal-org/shoal/runtime/containerinit"
+	"github.com/shoal-org/shoal/runtime/exitrecord"
+	"github.com/shoal-org/shoal/runtime/initproc"
 )
-
-// pidExited reports whether the process behind pidfd has ended.
-func pidExited(pidfd int) bool {
-	n, _ := unix.Poll([]unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}, 0)
-	return n > 0
-}
 
 // watch waits, on a goroutine owned by Run, for the supervisor to report
 // that c's init (pid) ended, then records the exit. Should the supervisor
@@ -36,7 +29,7 @@ func (r *Runtime) watch(c *container, pid int) {
 		case <-sl.Done:
 			r.finishExit(c, pid)
 		case <-sl.Lost:
-			if fileExists(filepath.Join(r.pathsOf(c).dir, exitRecordFile)) {
+			if fileExists(filepath.Join(r.pathsOf(c).Dir, exitRecordFile)) {
 				r.finishExit(c, pid)
 				return
 			}
@@ -76,7 +69,7 @@ func (r *Runtime) watchPidfd(c *container, pid int) {
 		}
 		exited := false
 		err = rc.Read(func(fd uintptr) bool {
-			exited = pidExited(int(fd))
+			exited = initproc.Exited(int(fd))
 			return exited
 		})
 		if !exited {
@@ -113,19 +106,7 @@ func (r *Runtime) finishExit(c *container, pid int) {
 	id := c.rec.ID
 	p := r.pathsOf(c)
 	defer r.sup.Forget(id)
-	code, errMsg := 137, ""
-	st, ferr := readExitRecord(p.dir)
-	if errors.Is(ferr, fs.ErrNotExist) {
-		st, ferr = readExitRecord(p.state)
-	}
-	switch {
-	case ferr == nil:
-		code, errMsg = st.ExitCode, st.Error
-	case errors.Is(ferr, fs.ErrNotExist):
-		errMsg = "exit status not recorded (the container's supervisor was gone)"
-	default:
-		errMsg = fmt.Sprintf("exit status unreadable: %v", ferr)
-	}
+	code, errMsg, finishedAt := exitrecord.Outcome(p.Dir, p.State)
 	ctx := context.WithoutCancel(r.runCtx)
 	oom := cgstats.OOMKilled(filepath.Join(r.cfg.CgroupParent, id)) // before runc delete removes the cgroup
 	r.mu.Lock()
@@ -136,8 +117,8 @@ func (r *Runtime) finishExit(c *container, pid int) {
 	c.rec.IP = ""
 	c.rec.FinishedAt = time.Now().UTC()
 	c.rec.Error = ""
-	if ferr == nil && !st.FinishedAt.IsZero() {
-		c.rec.FinishedAt = st.FinishedAt
+	if !finishedAt.IsZero() {
+		c.rec.FinishedAt = finishedAt
 	}
 	if errMsg != "" {
 		c.rec.Error = errMsg
@@ -192,7 +173,7 @@ func (r *Runtime) release(ctx context.Context, c *container) {
 		r.log.Warn("runc delete", "id", ShortID(id), "err", err)
 	}
 	if r.cfg.Network != nil {
-		if err := r.cfg.Network.Detach(ctx, id, r.pathsOf(c).netns); err != nil {
+		if err := r.cfg.Network.Detach(ctx, id, r.pathsOf(c).Netns); err != nil {
 			r.log.Warn("detach network", "id", ShortID(id), "err", err)
 		}
 	}
@@ -216,19 +197,4 @@ func (r *Runtime) awaitRelease(ctx context.Context, c *container) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// readExitRecord reads the exit record in dir (the supervisor's in the
-// container's dir, or an older init's state dir) without following links and
-// with a size cap. A missing record gives an error wrapping fs.ErrNotExist.
-func readExitRecord(dir string) (containerinit.ExitStatus, error) {
-	var st containerinit.ExitStatus
-	b, err := readCapped(dir, exitRecordFile, maxExitRecord)
-	if err != nil {
-		return st, err
-	}
-	if err := json.Unmarshal(b, &st); err != nil {
-		return st, fmt.Errorf("decode %s: %w", filepath.Join(dir, exitRecordFile), err)
-	}
-	return st, nil
 }

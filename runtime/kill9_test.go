@@ -110,7 +110,7 @@ func TestAgentKill9(t *testing.T) {
 
 	// "away" prints and exits while no agent runs.
 	rec := filepath.Join(cfg.Root, "containers", awayID, exitRecordFile)
-	if err := os.WriteFile(filepath.Join(pathsOnDisk(t, cfg, awayID).rootfs, "tmp", "go"), nil, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(pathsOnDisk(t, cfg, awayID).Rootfs, "tmp", "go"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	poll(t, "exit record of a container that ended while no agent ran", 30*time.Second, func() bool { return fileExists(rec) })
@@ -129,7 +129,7 @@ func TestAgentKill9(t *testing.T) {
 	if c.State != api.ContainerRunning || c.Pid != pid {
 		t.Fatalf("after restart: state %s pid %d, want running %d", c.State, c.Pid, pid)
 	}
-	if err := os.WriteFile(filepath.Join(pathsOnDisk(t, cfg, id).rootfs, "tmp", "go"), nil, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(pathsOnDisk(t, cfg, id).Rootfs, "tmp", "go"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	c = h.wait(t, id)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/runtime/mountlayer"
+	"github.com/shoal-org/shoal/runtime/rootfs"
 )
 
 // layeredImages resolves each reference to its layer dirs (base first).
@@ -115,7 +116,7 @@ func rootfsLowerdir(t *testing.T, cfg Config, id string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rootfs := pathsOnDisk(t, cfg, id).rootfs
+	rootfs := pathsOnDisk(t, cfg, id).Rootfs
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
 		if len(f) < 5 || f[4] != rootfs {
@@ -285,7 +286,7 @@ func TestMountpointsLayerRemount(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []string{withLayer.ID, old.ID} {
-		if err := unmount(pathsOnDisk(t, cfg, id).rootfs); err != nil {
+		if err := rootfs.Unmount(pathsOnDisk(t, cfg, id).Rootfs); err != nil {
 			t.Fatal(err)
 		}
 	}

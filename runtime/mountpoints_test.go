@@ -14,8 +14,10 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/shoal-org/shoal/runtime/layout"
 	"github.com/shoal-org/shoal/runtime/mountlayer"
 	"github.com/shoal-org/shoal/runtime/ocispec"
+	"github.com/shoal-org/shoal/runtime/rootfs"
 )
 
 // specMounts is the mount list of a container as prepare builds it.
@@ -49,7 +51,9 @@ func needRootOnly(t *testing.T) {
 // modes, concurrent callers share it, and another plan gets another dir.
 func TestEnsureMountLayer(t *testing.T) {
 	needRootOnly(t)
-	r := &Runtime{cfg: Config{Root: t.TempDir()}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	root := t.TempDir()
+	r := &Runtime{cfg: Config{Root: root}, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		mountLayers: &mountlayer.Store{Dir: filepath.Join(root, mountLayersDir)}}
 	entries := []mountlayer.Entry{
 		{Path: "/.shoal", Dir: true, Mode: 0o755},
 		{Path: "/.shoal/init", Mode: 0o644},
@@ -63,7 +67,7 @@ func TestEnsureMountLayer(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			dirs[i], errs[i] = r.ensureMountLayer(entries)
+			dirs[i], errs[i] = r.mountLayers.Ensure(entries)
 		}()
 	}
 	wg.Wait()
@@ -92,7 +96,7 @@ func TestEnsureMountLayer(t *testing.T) {
 	if n != len(entries)+1 {
 		t.Errorf("layer holds %d entries, want %d", n-1, len(entries))
 	}
-	other, err := r.ensureMountLayer(entries[:2])
+	other, err := r.mountLayers.Ensure(entries[:2])
 	if err != nil || other == dirs[0] {
 		t.Fatalf("another plan: %q %v", other, err)
 	}
@@ -120,11 +124,13 @@ func TestEnsureMountLayer(t *testing.T) {
 // everything when there is nothing to create.
 func TestWithMountLayerFallsBack(t *testing.T) {
 	needRootOnly(t)
-	r := &Runtime{cfg: Config{Root: t.TempDir()}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	p := containerPaths(r.cfg.Root, newID(), "")
+	root := t.TempDir()
+	r := &Runtime{cfg: Config{Root: root}, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		mountLayers: &mountlayer.Store{Dir: filepath.Join(root, mountLayersDir)}}
+	p := layout.For(r.cfg.Root, newID(), "")
 	ms := specMounts(t, nil)
 	base := []string{filepath.Join(t.TempDir(), "missing-layer")} // an empty image: every mountpoint is new
-	ml, err := r.mountLayerFor(base, ms)
+	ml, err := r.mountLayers.For(base, ms)
 	if err != nil || ml == "" {
 		t.Fatalf("layer %q %v", ml, err)
 	}
@@ -135,7 +141,7 @@ func TestWithMountLayerFallsBack(t *testing.T) {
 	// Pad the image's layers until they fit a page alone but not with ml.
 	long := cloneStrings(base)
 	for {
-		opts, err := overlayOptions(long, p.upper, p.work)
+		opts, err := rootfs.Options(long, p.Upper, p.Work)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -146,7 +152,7 @@ func TestWithMountLayerFallsBack(t *testing.T) {
 		n := min(room-1, 200) // ":" + the name
 		long = append([]string{"/" + strings.Repeat("l", n-1)}, long...)
 	}
-	if _, err := overlayOptions(long, p.upper, p.work); err != nil {
+	if _, err := rootfs.Options(long, p.Upper, p.Work); err != nil {
 		t.Fatalf("padded stack does not fit alone: %v", err)
 	}
 	got, gotML = r.withMountLayer("x", long, ms, p)

@@ -61,7 +61,7 @@ func TestVolumeLifecycle(t *testing.T) {
 	delete(r.containers, "c1")
 
 	// A container being created counts too.
-	release, err := r.prepareMounts([]api.Mount{{Type: api.MountVolume, Source: "data", Target: "/d"}})
+	release, err := r.vols.Prepare([]api.Mount{{Type: api.MountVolume, Source: "data", Target: "/d"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,25 +127,11 @@ func TestVolumeNameIsNotFollowed(t *testing.T) {
 	if _, err := r.CreateVolume("evil"); err == nil {
 		t.Fatal("created a volume through a symlink")
 	}
-	if _, err := r.prepareMounts([]api.Mount{{Type: api.MountVolume, Source: "evil", Target: "/x"}}); err == nil ||
+	if _, err := r.vols.Prepare([]api.Mount{{Type: api.MountVolume, Source: "evil", Target: "/x"}}); err == nil ||
 		!strings.Contains(err.Error(), "type=volume,source=evil,target=/x") {
-		t.Fatalf("prepareMounts through a symlink: %v", err)
+		t.Fatalf("Prepare through a symlink: %v", err)
 	}
 	if r.vols.Pending["evil"] != 0 {
 		t.Fatal("pending count leaked")
 	}
-}
-
-func TestPrepareMountsBindSource(t *testing.T) {
-	r := fakeVolRuntime(t)
-	_, err := r.prepareMounts([]api.Mount{{Type: api.MountBind, Source: "/nonexistent/shoal-src", Target: "/x"}})
-	if !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), "bind source /nonexistent/shoal-src does not exist") ||
-		!strings.Contains(err.Error(), "target=/x") {
-		t.Fatalf("missing bind source: %v", err)
-	}
-	release, err := r.prepareMounts([]api.Mount{{Type: api.MountBind, Source: t.TempDir(), Target: "/x"}, {Type: api.MountTmpfs, Target: "/t"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	release()
 }

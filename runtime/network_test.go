@@ -56,7 +56,7 @@ func TestNetworkHook(t *testing.T) {
 	if !strings.Contains(logs, "10.42.7.9\tweb") {
 		t.Errorf("hosts inside the container: %q", logs)
 	}
-	want := pathsOnDisk(t, cfg, c.ID).netns
+	want := pathsOnDisk(t, cfg, c.ID).Netns
 	net.mu.Lock()
 	if !net.nsOK || net.Attached[c.ID] != want {
 		t.Errorf("attach got netns %q (mounted %v)", net.Attached[c.ID], net.nsOK)
@@ -147,7 +147,7 @@ func TestAdoptFinishesRelease(t *testing.T) {
 	})
 	a.stop()
 	// What a death between the exit and the release leaves: runc state.
-	bundle := filepath.Dir(pathsOnDisk(t, cfg, c.ID).config)
+	bundle := filepath.Dir(pathsOnDisk(t, cfg, c.ID).Config)
 	// runc's stdio is a file: the created init keeps it open.
 	logf, err := os.Create(filepath.Join(t.TempDir(), "runc-create.log"))
 	if err != nil {

@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/layout"
 	"github.com/shoal-org/shoal/runtime/netns"
+	"github.com/shoal-org/shoal/runtime/rootfs"
 )
 
 // Remove deletes a container and everything it owns: runc state, cgroup,
@@ -80,7 +82,7 @@ func (r *Runtime) remove(ctx context.Context, c *container, idOrName string, for
 		delete(r.names, name)
 	}
 	r.mu.Unlock()
-	r.publish(ev)
+	r.events.Publish(ev)
 	if err != nil {
 		return fmt.Errorf("remove %s: %w", ShortID(id), err)
 	}
@@ -90,24 +92,24 @@ func (r *Runtime) remove(ctx context.Context, c *container, idOrName string, for
 // cleanup deletes every resource of container id (its files at p), best
 // effort, and reports what failed. The run dir goes before the container's
 // dir, whose record keeps the container known until the end.
-func (r *Runtime) cleanup(ctx context.Context, id string, p paths) error {
+func (r *Runtime) cleanup(ctx context.Context, id string, p layout.Paths) error {
 	var errs []error
 	if err := r.runcDelete(ctx, id); err != nil {
 		errs = append(errs, fmt.Errorf("runc delete: %w", err))
 	}
 	if r.cfg.Network != nil {
-		if err := r.cfg.Network.Detach(ctx, id, p.netns); err != nil {
+		if err := r.cfg.Network.Detach(ctx, id, p.Netns); err != nil {
 			errs = append(errs, fmt.Errorf("detach network: %w", err))
 		}
 	}
-	if err := netns.Remove(p.netns); err != nil {
+	if err := netns.Remove(p.Netns); err != nil {
 		errs = append(errs, err)
 	}
-	if err := unmount(p.rootfs); err != nil {
+	if err := rootfs.Unmount(p.Rootfs); err != nil {
 		errs = append(errs, err)
 	}
 	removeCgroups(filepath.Join(r.cfg.CgroupParent, id))
-	for _, d := range []string{p.run, p.dir} {
+	for _, d := range []string{p.Run, p.Dir} {
 		if d == "" {
 			continue
 		}

@@ -12,84 +12,10 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/layout"
 	"github.com/shoal-org/shoal/runtime/netns"
+	"github.com/shoal-org/shoal/runtime/rootfs"
 )
-
-func TestContainerPaths(t *testing.T) {
-	const root, id = "/var/lib/shoal/runtime", "abc123"
-	d := root + "/containers/" + id
-	run := "/run/shoal/containers-n1/" + id
-	tests := []struct {
-		name   string
-		runDir string
-		want   paths
-	}{
-		{"old layout: all in the container's dir, the netns in Root/netns", "", paths{
-			dir: d, upper: d + "/upper", work: d + "/work", state: d + "/state", log: d + "/log", record: d + "/container.json",
-			run: "", bundle: d, rootfs: d + "/rootfs", config: d + "/config.json",
-			hosts: d + "/hosts", hostname: d + "/hostname", resolv: d + "/resolv.conf",
-			initLog: d + "/init.log", pidFile: d + "/init.pid", healthPid: d + "/health.pid",
-			netns: root + "/netns/" + id,
-		}},
-		{"run dir: the bundle and volatile files there, the rest in the container's dir", run, paths{
-			dir: d, upper: d + "/upper", work: d + "/work", state: d + "/state", log: d + "/log", record: d + "/container.json",
-			run: run, bundle: run, rootfs: run + "/rootfs", config: run + "/config.json",
-			hosts: run + "/hosts", hostname: run + "/hostname", resolv: run + "/resolv.conf",
-			initLog: run + "/init.log", pidFile: run + "/init.pid", healthPid: run + "/health.pid",
-			netns: run + "/netns",
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := containerPaths(root, id, tt.runDir)
-			if got != tt.want {
-				t.Errorf("containerPaths(%q, %q, %q) =\n%+v\nwant\n%+v", root, id, tt.runDir, got, tt.want)
-			}
-			// BuildSpec gets RootfsPath "rootfs", relative to the bundle.
-			if got.rootfs != filepath.Join(got.bundle, "rootfs") {
-				t.Errorf("rootfs %s is not the bundle's", got.rootfs)
-			}
-		})
-	}
-}
-
-func TestRunDirFor(t *testing.T) {
-	tests := []struct {
-		runRoot string
-		takes   bool
-		want    string
-	}{
-		{"/run/shoal/containers-n1", true, "/run/shoal/containers-n1/abc"},
-		{"/run/shoal/containers-n1", false, ""}, // a supervisor from before Request.Bundle: the old layout
-		{"", true, ""},                          // no RunRoot: the old layout
-		{"", false, ""},
-	}
-	for _, tt := range tests {
-		if got := runDirFor(tt.runRoot, "abc", tt.takes); got != tt.want {
-			t.Errorf("runDirFor(%q, abc, %v) = %q, want %q", tt.runRoot, tt.takes, got, tt.want)
-		}
-	}
-}
-
-func TestValidRunDir(t *testing.T) {
-	for _, tt := range []struct {
-		id, runDir string
-		want       bool
-	}{
-		{"abc", "", true},
-		{"abc", "/run/x/abc", true},
-		{"abc", "/run/x/abd", false},
-		{"abc", "run/x/abc", false},
-		{"abc", "/run/x/../abc", false},
-		{"abc", "/run/x/abc/", false},
-		{"abc", "/", false},
-		{"..", "/run/..", false},
-	} {
-		if got := validRunDir(record{ID: tt.id, RunDir: tt.runDir}); got != tt.want {
-			t.Errorf("validRunDir(id %q, run dir %q) = %v, want %v", tt.id, tt.runDir, got, tt.want)
-		}
-	}
-}
 
 // TestOldRecordLayout: a container.json written before run dirs existed
 // (no run_dir) gives the old layout, and a new record round-trips its run
@@ -118,12 +44,12 @@ func TestOldRecordLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.RunDir != "" || !validRunDir(rec) {
+	if rec.RunDir != "" || !layout.ValidRunDir(rec.RunDir, rec.ID) {
 		t.Fatalf("old record: run dir %q", rec.RunDir)
 	}
-	got := containerPaths("/data/runtime", rec.ID, rec.RunDir)
-	if want := "/data/runtime/containers/" + id; got.bundle != want || got.config != want+"/config.json" ||
-		got.netns != "/data/runtime/netns/"+id || got.pidFile != want+"/init.pid" {
+	got := layout.For("/data/runtime", rec.ID, rec.RunDir)
+	if want := "/data/runtime/containers/" + id; got.Bundle != want || got.Config != want+"/config.json" ||
+		got.Netns != "/data/runtime/netns/"+id || got.PidFile != want+"/init.pid" {
 		t.Errorf("old record's paths %+v", got)
 	}
 
@@ -190,24 +116,24 @@ func TestRunDirLayout(t *testing.T) {
 	a := startHarness(t, cfg)
 	c := a.run(t, Spec{Image: "busybox", Hostname: "box1", Command: []string{"sleep", "1000"}})
 	p := pathsOnDisk(t, cfg, c.ID)
-	if want := filepath.Join(cfg.RunRoot, c.ID); p.run != want {
-		t.Fatalf("run dir %q, want %q", p.run, want)
+	if want := filepath.Join(cfg.RunRoot, c.ID); p.Run != want {
+		t.Fatalf("run dir %q, want %q", p.Run, want)
 	}
-	for _, f := range []string{p.config, p.pidFile, p.initLog, p.hosts, p.hostname, p.resolv, p.netns, p.rootfs} {
-		if !strings.HasPrefix(f, p.run+"/") || !fileExists(f) {
+	for _, f := range []string{p.Config, p.PidFile, p.InitLog, p.Hosts, p.Hostname, p.Resolv, p.Netns, p.Rootfs} {
+		if !strings.HasPrefix(f, p.Run+"/") || !fileExists(f) {
 			t.Errorf("%s: missing, or not in the run dir", f)
 		}
 	}
-	if !isMountpoint(p.rootfs) || !netns.IsMount(p.netns) {
-		t.Errorf("rootfs mounted %v, netns mounted %v", isMountpoint(p.rootfs), netns.IsMount(p.netns))
+	if !rootfs.IsMountpoint(p.Rootfs) || !netns.IsMount(p.Netns) {
+		t.Errorf("rootfs mounted %v, netns mounted %v", rootfs.IsMountpoint(p.Rootfs), netns.IsMount(p.Netns))
 	}
-	if got, want := dirNames(t, p.dir), []string{"container.json", "log", "upper", "work"}; !slices.Equal(got, want) {
+	if got, want := dirNames(t, p.Dir), []string{"container.json", "log", "upper", "work"}; !slices.Equal(got, want) {
 		t.Errorf("container dir holds %q, want %q", got, want)
 	}
 	if fileExists(filepath.Join(cfg.Root, "netns", c.ID)) {
 		t.Error("a netns file in Root/netns")
 	}
-	for f, want := range map[string]os.FileMode{cfg.RunRoot: 0o711, p.run: 0o711, p.config: 0o600, p.hosts: 0o644, p.hostname: 0o644, p.resolv: 0o644} {
+	for f, want := range map[string]os.FileMode{cfg.RunRoot: 0o711, p.Run: 0o711, p.Config: 0o600, p.Hosts: 0o644, p.Hostname: 0o644, p.Resolv: 0o644} {
 		if got := permOf(t, f); got != want {
 			t.Errorf("%s: mode %v, want %v", f, got, want)
 		}
@@ -227,13 +153,13 @@ func TestRunDirLayout(t *testing.T) {
 	if got, err := b.rt.Stop(ctx, c.ID, 10*time.Second); err != nil || got.ExitCode != 143 {
 		t.Fatalf("stop after restart: %+v %v", got, err)
 	}
-	if !fileExists(filepath.Join(p.dir, exitRecordFile)) || fileExists(filepath.Join(p.run, exitRecordFile)) {
+	if !fileExists(filepath.Join(p.Dir, exitRecordFile)) || fileExists(filepath.Join(p.Run, exitRecordFile)) {
 		t.Error("the exit record is not (only) in the container's dir")
 	}
 	if err := b.rt.Remove(ctx, c.ID, false); err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range []string{p.dir, p.run} {
+	for _, d := range []string{p.Dir, p.Run} {
 		if fileExists(d) {
 			t.Errorf("%s left after remove", d)
 		}
@@ -253,7 +179,7 @@ func TestOldLayoutAfterUpgrade(t *testing.T) {
 	before.RunRoot = "" // the layout of the previous version
 	a := startHarness(t, before)
 	c := a.run(t, Spec{Image: "busybox", Command: []string{"sh", "-c", "echo hello; exec sleep 1000"}})
-	raw, err := os.ReadFile(containerPaths(cfg.Root, c.ID, "").record)
+	raw, err := os.ReadFile(layout.For(cfg.Root, c.ID, "").Record)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +187,7 @@ func TestOldLayoutAfterUpgrade(t *testing.T) {
 		t.Fatalf("an old-layout record has a run dir: %s", raw)
 	}
 	p := pathsOnDisk(t, cfg, c.ID)
-	if p.run != "" || !fileExists(filepath.Join(cfg.Root, "containers", c.ID, "config.json")) || !netns.IsMount(filepath.Join(cfg.Root, "netns", c.ID)) {
+	if p.Run != "" || !fileExists(filepath.Join(cfg.Root, "containers", c.ID, "config.json")) || !netns.IsMount(filepath.Join(cfg.Root, "netns", c.ID)) {
 		t.Fatalf("old layout: %+v", p)
 	}
 	poll(t, "output", 10*time.Second, func() bool { return strings.Contains(a.logs(t, c.ID), "hello") })
@@ -288,13 +214,13 @@ func TestOldLayoutAfterUpgrade(t *testing.T) {
 	}
 
 	n := b.run(t, Spec{Image: "busybox", Command: []string{"sleep", "1000"}})
-	if pn := pathsOnDisk(t, cfg, n.ID); pn.run != filepath.Join(cfg.RunRoot, n.ID) {
-		t.Errorf("new container's run dir %q", pn.run)
+	if pn := pathsOnDisk(t, cfg, n.ID); pn.Run != filepath.Join(cfg.RunRoot, n.ID) {
+		t.Errorf("new container's run dir %q", pn.Run)
 	}
 	if err := b.rt.Remove(ctx, c.ID, true); err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range []string{p.dir, p.netns} {
+	for _, d := range []string{p.Dir, p.Netns} {
 		if fileExists(d) {
 			t.Errorf("%s left after remove", d)
 		}
@@ -334,10 +260,10 @@ func simulateReboot(t *testing.T, cfg Config) {
 // them, leaving nothing.
 // The old layout goes through the same steps.
 func TestRebootEmptiesRunDir(t *testing.T) {
-	for _, layout := range []string{"run dir", "old"} {
-		t.Run(layout, func(t *testing.T) {
+	for _, lay := range []string{"run dir", "old"} {
+		t.Run(lay, func(t *testing.T) {
 			cfg := testConfig(t)
-			if layout == "old" {
+			if lay == "old" {
 				cfg.RunRoot = ""
 			}
 			a := startHarness(t, cfg)
@@ -348,7 +274,7 @@ func TestRebootEmptiesRunDir(t *testing.T) {
 			}
 			running := a.run(t, Spec{Image: "busybox", Name: "running", Command: []string{"sleep", "1000"}})
 			pe, pr := pathsOnDisk(t, cfg, ended.ID), pathsOnDisk(t, cfg, running.ID)
-			config, err := os.ReadFile(pe.config)
+			config, err := os.ReadFile(pe.Config)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -375,7 +301,7 @@ func TestRebootEmptiesRunDir(t *testing.T) {
 				t.Errorf("second run: exit %d", got.ExitCode)
 			}
 			// The rebuilt bundle config is the one prepare wrote.
-			if again, err := os.ReadFile(pe.config); err != nil || string(again) != string(config) {
+			if again, err := os.ReadFile(pe.Config); err != nil || string(again) != string(config) {
 				t.Errorf("bundle config after the reboot differs (%v):\n%s\nwas\n%s", err, again, config)
 			}
 			if logs := b.logs(t, ended.ID); strings.Count(logs, "run\nbox2\n1\n") != 2 {
@@ -389,8 +315,8 @@ func TestRebootEmptiesRunDir(t *testing.T) {
 					t.Errorf("mounts left: %q", m)
 				}
 			}
-			for _, p := range []paths{pe, pr} {
-				for _, d := range []string{p.dir, p.run, p.netns} {
+			for _, p := range []layout.Paths{pe, pr} {
+				for _, d := range []string{p.Dir, p.Run, p.Netns} {
 					if d != "" && fileExists(d) {
 						t.Errorf("%s left after remove", d)
 					}
@@ -405,24 +331,24 @@ func TestRebootEmptiesRunDir(t *testing.T) {
 // or with a container dir without a record (a crash before the first save).
 func TestLeftoverRunDirRemoved(t *testing.T) {
 	cfg := testConfig(t)
-	var left []paths
+	var left []layout.Paths
 	for i, withDir := range []bool{false, true} {
 		id := newID()
-		p := containerPaths(cfg.Root, id, filepath.Join(cfg.RunRoot, id))
-		dirs := []string{p.rootfs}
+		p := layout.For(cfg.Root, id, filepath.Join(cfg.RunRoot, id))
+		dirs := []string{p.Rootfs}
 		if withDir {
-			dirs = append(dirs, p.upper)
+			dirs = append(dirs, p.Upper)
 		}
 		for _, d := range dirs {
 			if err := os.MkdirAll(d, 0o711); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := os.WriteFile(p.hosts, nil, 0o644); err != nil {
+		if err := os.WriteFile(p.Hosts, nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		if i == 1 {
-			if err := netns.Create(p.netns); err != nil {
+			if err := netns.Create(p.Netns); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -435,8 +361,8 @@ func TestLeftoverRunDirRemoved(t *testing.T) {
 	}
 	startHarness(t, cfg)
 	for _, p := range left {
-		if fileExists(p.run) || fileExists(p.dir) {
-			t.Errorf("leftover %s or %s not removed", p.run, p.dir)
+		if fileExists(p.Run) || fileExists(p.Dir) {
+			t.Errorf("leftover %s or %s not removed", p.Run, p.Dir)
 		}
 	}
 	if m := mountsWith(t, cfg.RunRoot+"/"); len(m) > 0 {

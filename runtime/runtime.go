@@ -26,7 +26,6 @@ package runtime
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -38,7 +37,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/api/atomicfile"
+	"github.com/shoal-org/shoal/runtime/companion"
+	"github.com/shoal-org/shoal/runtime/eventhub"
+	"github.com/shoal-org/shoal/runtime/layout"
+	"github.com/shoal-org/shoal/runtime/mountlayer"
 	"github.com/shoal-org/shoal/runtime/supclient"
 	"github.com/shoal-org/shoal/runtime/volume"
 )
@@ -47,14 +49,15 @@ import (
 // its background work with Run; the container methods are safe for
 // concurrent use and wait for Run to have re-adopted existing containers.
 type Runtime struct {
-	cfg  Config
-	log  *slog.Logger
-	runc *runc.Runc
-	sup  *supclient.Client
-	vols *volume.Store // named volumes (mounts.go)
+	cfg    Config
+	log    *slog.Logger
+	runc   *runc.Runc
+	sup    *supclient.Client
+	vols   *volume.Store // named volumes (mounts.go)
+	events *eventhub.Hub // subscribers (events.go)
 
-	mountLayerMu sync.Mutex // serialises creating mountpoints layers
-	noMountLayer bool       // tests: create rootfs mounts as before the layer
+	mountLayers  *mountlayer.Store // Root/mountpoints (mountpoints.go)
+	noMountLayer bool              // tests: create rootfs mounts as before the layer
 
 	ready   chan struct{} // closed once Run adopted existing containers
 	runCtx  context.Context
@@ -64,9 +67,7 @@ type Runtime struct {
 	mu         sync.Mutex
 	containers map[string]*container // by ID
 	names      map[string]string     // name -> ID
-	subs       map[chan Event]struct{}
-	stopping   bool // Run's context ended: spawn refuses
-	closed     bool // Run returned: subscriber channels are closed
+	stopping   bool                  // Run's context ended: spawn refuses
 }
 
 // spawn runs fn on a goroutine that Run waits for before returning. It
@@ -91,8 +92,8 @@ func New(cfg Config) (*Runtime, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := checkStatic(cfg.InitBinary); err != nil {
-		return nil, err
+	if err := companion.CheckStatic(cfg.InitBinary); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	dirs := []string{filepath.Join(cfg.Root, "containers"), filepath.Join(cfg.Root, "netns"), cfg.RuncRoot}
 	if cfg.RunRoot != "" {
@@ -107,16 +108,17 @@ func New(cfg Config) (*Runtime, error) {
 		cfg.Logger.Info("the containers' run dir is not on tmpfs: container starts write more file-system metadata", "run_root", cfg.RunRoot)
 	}
 	r := &Runtime{
-		cfg:        cfg,
-		log:        cfg.Logger.With("component", "runtime"),
-		runc:       &runc.Runc{Command: cfg.RuncBinary, Root: cfg.RuncRoot},
-		sup:        supclient.New(cfg.Root, cfg.SupervisorBinary, cfg.Logger.With("component", "runtime")),
-		ready:      make(chan struct{}),
-		runDone:    make(chan struct{}),
-		containers: map[string]*container{},
-		names:      map[string]string{},
-		subs:       map[chan Event]struct{}{},
+		cfg:         cfg,
+		log:         cfg.Logger.With("component", "runtime"),
+		runc:        &runc.Runc{Command: cfg.RuncBinary, Root: cfg.RuncRoot},
+		sup:         supclient.New(cfg.Root, cfg.SupervisorBinary, cfg.Logger.With("component", "runtime")),
+		mountLayers: &mountlayer.Store{Dir: filepath.Join(cfg.Root, mountLayersDir)},
+		ready:       make(chan struct{}),
+		runDone:     make(chan struct{}),
+		containers:  map[string]*container{},
+		names:       map[string]string{},
 	}
+	r.events = eventhub.New(r.log)
 	vols, err := volume.New(filepath.Join(cfg.Root, "volumes"))
 	if err != nil {
 		return nil, err
@@ -130,8 +132,8 @@ func New(cfg Config) (*Runtime, error) {
 		if !e.IsDir() {
 			continue
 		}
-		rec, err := loadRecord(containerPaths(cfg.Root, e.Name(), "").record) // the record is in dir in every layout
-		if err == nil && (rec.ID != e.Name() || !validRunDir(rec)) {
+		rec, err := loadRecord(layout.For(cfg.Root, e.Name(), "").Record) // the record is in dir in every layout
+		if err == nil && (rec.ID != e.Name() || !layout.ValidRunDir(rec.RunDir, rec.ID)) {
 			err = fmt.Errorf("record of %q with id %q and run dir %q", e.Name(), rec.ID, rec.RunDir)
 		}
 		if err != nil {
@@ -176,13 +178,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 	r.stopping = true // no goroutine starts after this
 	r.mu.Unlock()
 	r.wg.Wait()
-	r.mu.Lock()
-	r.closed = true
-	for ch := range r.subs {
-		close(ch)
-		delete(r.subs, ch)
-	}
-	r.mu.Unlock()
+	r.events.Close()
 	return nil
 }
 
@@ -251,7 +247,7 @@ func (r *Runtime) adopt(ctx context.Context, supervised map[string]int) {
 		}
 		st := states[id]
 		if st != nil && (st.Status == "running" || st.Status == "paused") && st.Pid == c.rec.Pid &&
-			!fileExists(filepath.Join(r.pathsOf(c).dir, exitRecordFile)) {
+			!fileExists(filepath.Join(r.pathsOf(c).Dir, exitRecordFile)) {
 			// Running, but no supervisor holds it: it was started by an
 			// older Shoal, or its supervisor died.
 			r.log.Warn("container runs without a supervisor: its exit code will not be known", "id", ShortID(id), "pid", st.Pid)
@@ -271,7 +267,7 @@ func (r *Runtime) adopt(ctx context.Context, supervised map[string]int) {
 			r.mu.Lock()
 			_, known := r.containers[e.Name()]
 			r.mu.Unlock()
-			if !known && e.IsDir() && nameRE.MatchString(e.Name()) && !fileExists(filepath.Join(r.cfg.Root, "containers", e.Name())) {
+			if !known && e.IsDir() && layout.ValidName(e.Name()) && !fileExists(filepath.Join(r.cfg.Root, "containers", e.Name())) {
 				r.log.Warn("removing leftover run dir", "id", e.Name())
 				r.cleanupLeftover(ctx, e.Name())
 			}
@@ -294,9 +290,9 @@ func (r *Runtime) adopt(ctx context.Context, supervised map[string]int) {
 // cleanupLeftover cleans up container id, which has no (valid) record to
 // say which layout it had: both.
 func (r *Runtime) cleanupLeftover(ctx context.Context, id string) {
-	_ = r.cleanup(ctx, id, containerPaths(r.cfg.Root, id, ""))
-	if run := runDirFor(r.cfg.RunRoot, id, true); run != "" && nameRE.MatchString(id) {
-		_ = r.cleanup(ctx, id, containerPaths(r.cfg.Root, id, run))
+	_ = r.cleanup(ctx, id, layout.For(r.cfg.Root, id, ""))
+	if run := layout.RunDirFor(r.cfg.RunRoot, id, true); run != "" && layout.ValidName(id) {
+		_ = r.cleanup(ctx, id, layout.For(r.cfg.Root, id, run))
 	}
 }
 
@@ -321,15 +317,4 @@ func isNotRunning(err error) bool {
 func fileExists(p string) bool {
 	_, err := os.Lstat(p)
 	return err == nil
-}
-
-// writeJSON replaces p with v as JSON (mode 0600), atomically but without
-// fsync, as the container records are written: they describe containers,
-// which do not survive the power loss that could tear the file.
-func writeJSON(p string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(p, b, 0o600, atomicfile.NoSync())
 }

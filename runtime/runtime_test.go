@@ -17,7 +17,10 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/companion"
+	"github.com/shoal-org/shoal/runtime/layout"
 	"github.com/shoal-org/shoal/runtime/netns"
+	"github.com/shoal-org/shoal/runtime/rootfs"
 )
 
 // Shared fixtures, built once by TestMain when running as root.
@@ -58,9 +61,9 @@ func TestMain(m *testing.M) {
 
 // buildShoalInit builds the container init (init/build.sh) into dir.
 func buildShoalInit(dir string) (string, error) {
-	out := filepath.Join(dir, InitName)
+	out := filepath.Join(dir, companion.InitName)
 	if b, err := exec.Command("sh", filepath.Join("init", "build.sh"), out).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build %s: %v: %s", InitName, err, b)
+		return "", fmt.Errorf("build %s: %v: %s", companion.InitName, err, b)
 	}
 	return out, nil
 }
@@ -208,9 +211,9 @@ func forceCleanup(t testing.TB, cfg Config) {
 		ents = append(ents, runEnts...)
 	}
 	for _, e := range ents {
-		for _, p := range []paths{containerPaths(cfg.Root, e.Name(), ""), containerPaths(cfg.Root, e.Name(), filepath.Join(cfg.RunRoot, e.Name()))} {
-			unmount(p.rootfs)
-			netns.Remove(p.netns)
+		for _, p := range []layout.Paths{layout.For(cfg.Root, e.Name(), ""), layout.For(cfg.Root, e.Name(), filepath.Join(cfg.RunRoot, e.Name()))} {
+			rootfs.Unmount(p.Rootfs)
+			netns.Remove(p.Netns)
 		}
 		removeCgroups(filepath.Join(cfg.CgroupParent, e.Name()))
 	}
@@ -219,13 +222,13 @@ func forceCleanup(t testing.TB, cfg Config) {
 
 // pathsOnDisk returns the paths of container id as its record on disk
 // says (in either layout).
-func pathsOnDisk(t testing.TB, cfg Config, id string) paths {
+func pathsOnDisk(t testing.TB, cfg Config, id string) layout.Paths {
 	t.Helper()
-	rec, err := loadRecord(containerPaths(cfg.Root, id, "").record)
+	rec, err := loadRecord(layout.For(cfg.Root, id, "").Record)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return containerPaths(cfg.Root, id, rec.RunDir)
+	return layout.For(cfg.Root, id, rec.RunDir)
 }
 
 func startHarness(t testing.TB, cfg Config) *harness {
@@ -511,7 +514,7 @@ func TestAdoptionAfterAgentRestart(t *testing.T) {
 		t.Fatalf("adopted state %s pid %d, want running pid %d", got.State, got.Pid, c.Pid)
 	}
 	events := b.rt.Subscribe()
-	if err := os.WriteFile(filepath.Join(pathsOnDisk(t, cfg, c.ID).rootfs, "tmp", "go"), nil, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(pathsOnDisk(t, cfg, c.ID).Rootfs, "tmp", "go"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	got = b.wait(t, c.ID)
@@ -603,7 +606,7 @@ func TestHealthCheck(t *testing.T) {
 	if c.Health != api.HealthStarting {
 		t.Fatalf("health %q, want starting", c.Health)
 	}
-	flag := filepath.Join(pathsOnDisk(t, cfg, c.ID).rootfs, "tmp", "healthy")
+	flag := filepath.Join(pathsOnDisk(t, cfg, c.ID).Rootfs, "tmp", "healthy")
 	if err := os.WriteFile(flag, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/shoal-org/shoal/runtime/initproc"
 )
 
 // The container init (init/shoal-init.c) on its own: run as PID 1 of a fresh
@@ -154,7 +155,7 @@ func TestShoalInitForwardsSignals(t *testing.T) {
 			// As the runtime does before a stop (stop.go): until the init
 			// has blocked the signal, a PID 1 would drop it.
 			deadline := time.Now().Add(30 * time.Second)
-			for !initReady(cmd.Process.Pid) {
+			for !initproc.Ready(cmd.Process.Pid) {
 				if time.Now().After(deadline) {
 					t.Fatalf("%v: init never ready", tt.sig)
 				}
@@ -241,7 +242,7 @@ func TestContainerInitFootprint(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for !initReady(c.Pid) {
+	for !initproc.Ready(c.Pid) {
 		if time.Now().After(deadline) {
 			t.Fatal("init never ready")
 		}
@@ -251,48 +252,5 @@ func TestContainerInitFootprint(t *testing.T) {
 	t.Logf("container init: Rss %d KiB, Anonymous %d KiB, Pss %d KiB", rss, anon, pssKB(c.Pid))
 	if rss == 0 || anon > 12 || rss > 16 {
 		t.Errorf("container init uses Rss %d KiB (anonymous %d): want ≤ 16 KiB (≤ 12 anonymous)", rss, anon)
-	}
-}
-
-// TestFindInit: Config.InitBinary's default — shoal-init next to the
-// executable, else in InitDir, else tini-static from PATH (fallback), else
-// an error; a file that is not an executable regular file is passed over.
-func TestFindInit(t *testing.T) {
-	if got := companions("/opt/shoal/bin/shoal", InitName); !slices.Equal(got, []string{"/opt/shoal/bin/shoal-init", "/usr/lib/shoal/shoal-init"}) {
-		t.Errorf("companions = %q", got)
-	}
-	if got := companions("", SupervisorName); !slices.Equal(got, []string{"/usr/lib/shoal/shoal-supervisor"}) {
-		t.Errorf("companions(\"\") = %q", got)
-	}
-	dir := t.TempDir()
-	exe, plain, sub, pkg := filepath.Join(dir, "exe", InitName), filepath.Join(dir, "plain", InitName), filepath.Join(dir, "dir", InitName), filepath.Join(dir, "pkg", InitName)
-	for p, mode := range map[string]os.FileMode{exe: 0o755, plain: 0o644, pkg: 0o755} {
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, nil, mode); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.MkdirAll(sub, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	tini := func(string) (string, error) { return "/usr/bin/tini-static", nil }
-	noTini := func(string) (string, error) { return "", exec.ErrNotFound }
-	for _, tt := range []struct {
-		cands        []string
-		look         func(string) (string, error)
-		want         string
-		wantFallback bool
-		wantErr      bool
-	}{
-		{cands: []string{exe, pkg}, look: tini, want: exe},
-		{cands: []string{filepath.Join(dir, "none", InitName), pkg}, look: tini, want: pkg},
-		{cands: []string{plain, sub, pkg}, look: noTini, want: pkg},
-		{cands: []string{plain, sub}, look: tini, want: "/usr/bin/tini-static", wantFallback: true},
-		{cands: []string{plain}, look: noTini, wantFallback: true, wantErr: true},
-	} {
-		got, fallback, err := findInit(tt.cands, tt.look)
-		if got != tt.want || fallback != tt.wantFallback || (err != nil) != tt.wantErr {
-			t.Errorf("findInit(%q) = %q, %v, %v; want %q, %v, error %v", tt.cands, got, fallback, err, tt.want, tt.wantFallback, tt.wantErr)
-		}
 	}
 }

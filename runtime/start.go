@@ -10,8 +10,11 @@ import (
 	runc "github.com/containerd/go-runc"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/bundle"
+	"github.com/shoal-org/shoal/runtime/layout"
 	"github.com/shoal-org/shoal/runtime/netns"
 	"github.com/shoal-org/shoal/runtime/ocispec"
+	"github.com/shoal-org/shoal/runtime/rootfs"
 )
 
 // Start starts a created (or exited) container and returns once its process
@@ -61,10 +64,10 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) err
 	p := r.pathsOf(c)
 	// After a reboot the run dir is empty: the rootfs mount point is made
 	// again here, the bundle below.
-	rebuild := p.run != "" && !fileExists(p.config)
+	rebuild := p.Run != "" && !fileExists(p.Config)
 	if rebuild {
-		if err := os.MkdirAll(p.rootfs, 0o711); err != nil {
-			return fmt.Errorf("create %s: %w", p.rootfs, err)
+		if err := os.MkdirAll(p.Rootfs, 0o711); err != nil {
+			return fmt.Errorf("create %s: %w", p.Rootfs, err)
 		}
 	}
 	if rec.State == api.ContainerExited {
@@ -73,29 +76,29 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) err
 		}
 		// A restart: clear what the last run left behind.
 		_ = r.runcDelete(ctx, id)
-		_ = os.Remove(filepath.Join(p.dir, exitRecordFile))
+		_ = os.Remove(filepath.Join(p.Dir, exitRecordFile))
 		// The state dir of an init of an older Shoal, which the container
 		// could write: gone, so nothing reads it again.
-		_ = os.RemoveAll(p.state)
+		_ = os.RemoveAll(p.State)
 	}
-	if !isMountpoint(p.rootfs) { // after a reboot
-		if err := mountOverlay(r.rootfsLayers(rec), p.upper, p.work, p.rootfs); err != nil {
+	if !rootfs.IsMountpoint(p.Rootfs) { // after a reboot
+		if err := rootfs.Overlay(r.rootfsLayers(rec), p.Upper, p.Work, p.Rootfs); err != nil {
 			return err
 		}
 	}
-	if !netns.IsMount(p.netns) {
-		_ = netns.Remove(p.netns)
-		if err := netns.Create(p.netns); err != nil {
+	if !netns.IsMount(p.Netns) {
+		_ = netns.Remove(p.Netns)
+		if err := netns.Create(p.Netns); err != nil {
 			return err
 		}
 	}
 	ip := rec.IP
 	if ip == "" && r.cfg.Network != nil {
 		var err error
-		if ip, err = r.cfg.Network.Attach(ctx, id, p.netns); err != nil {
+		if ip, err = r.cfg.Network.Attach(ctx, id, p.Netns); err != nil {
 			return fmt.Errorf("attach network: %w", err)
 		}
-		if err := os.WriteFile(p.hosts, []byte(ocispec.HostsFile(rec.Hostname, ip, rec.Spec.ExtraHosts)), 0o644); err != nil {
+		if err := os.WriteFile(p.Hosts, []byte(ocispec.HostsFile(rec.Hostname, ip, rec.Spec.ExtraHosts)), 0o644); err != nil {
 			return fmt.Errorf("write hosts: %w", err)
 		}
 	}
@@ -105,18 +108,18 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) err
 			return err
 		}
 	}
-	_ = os.Remove(p.pidFile)
+	_ = os.Remove(p.PidFile)
 	// The slot exists before the start, so an exit reported before we
 	// mark the container running is not missed.
 	r.sup.Forget(id)
 	r.sup.Slot(id)
-	bundle := "" // the old layout: Dir
-	if p.bundle != p.dir {
-		bundle = p.bundle
+	bundleDir := "" // the old layout: Dir
+	if p.Bundle != p.Dir {
+		bundleDir = p.Bundle
 	}
 	pid, err := r.sup.Start(ctx, supRequest{
-		ID: id, Dir: p.dir, Bundle: bundle, Runc: r.cfg.RuncBinary, RuncRoot: r.cfg.RuncRoot,
-		RuncLog: p.initLog, PidFile: p.pidFile,
+		ID: id, Dir: p.Dir, Bundle: bundleDir, Runc: r.cfg.RuncBinary, RuncRoot: r.cfg.RuncRoot,
+		RuncLog: p.InitLog, PidFile: p.PidFile,
 		LogMaxSize: r.cfg.LogMaxSize, LogMaxFiles: r.cfg.LogMaxFiles,
 	})
 	if err != nil {
@@ -157,14 +160,14 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) err
 // container has now), its image's config and the user resolved in its
 // mounted rootfs. TestRebootEmptiesRunDir checks that the config comes out
 // the same.
-func (r *Runtime) rebuildBundle(p paths, rec record) error {
+func (r *Runtime) rebuildBundle(p layout.Paths, rec record) error {
 	_, icfg, _, err := r.cfg.Images.Resolve(rec.ImageID)
 	if err != nil {
 		return fmt.Errorf("rebuild the bundle: resolve image %s: %w", rec.ImageID, err)
 	}
-	b := bundle{id: rec.ID, hostname: rec.Hostname, ip: rec.IP, args: rec.Args, spec: rec.Spec, image: icfg}
-	if err := b.resolveUser(p); err != nil {
+	b := bundleInput(rec.ID, rec.Hostname, rec.IP, rec.Args, rec.Spec, icfg)
+	if err := b.ResolveUser(p); err != nil {
 		return err
 	}
-	return r.writeBundle(p, b, true)
+	return bundle.Write(r.bundleHost(), p, b, true)
 }

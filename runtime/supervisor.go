@@ -4,27 +4,14 @@ package runtime
 // a package of the standard library, x/sys and containerinit only, whose
 // init runs it when the binary is started as shoal-supervisor — before the
 // package initialisers of the agent's big dependencies. These names keep
-// the client side (exec.go, start.go) as it was; the client itself is
+// the client side (start.go, exit.go) as it was; the client itself is
 // runtime/supclient.
 
 import "github.com/shoal-org/shoal/runtime/supervisor"
 
-const (
-	supervisorArg0    = supervisor.Arg0
-	supervisorLock    = supervisor.LockFile
-	supervisorPidFile = supervisor.PidFile
-	exitRecordFile    = supervisor.ExitRecordFile
-	supMaxRequest     = supervisor.MaxRequest
-	supMaxLine        = supervisor.MaxLine
-)
+const exitRecordFile = supervisor.ExitRecordFile
 
-type (
-	supRequest = supervisor.Request
-	supReply   = supervisor.Reply
-	supEvent   = supervisor.Event
-)
-
-var errRuncExec = supervisor.ErrRuncExec
+type supRequest = supervisor.Request
 
 // IsSupervisorInvocation reports whether a process started as arg0
 // (os.Args[0]) is the node supervisor.
@@ -34,8 +21,3 @@ func IsSupervisorInvocation(arg0 string) bool { return supervisor.IsInvocation(a
 // supervisor.Main). A binary that imports this package has normally run it
 // already, from the supervisor package's init.
 func SupervisorMain(argv []string) int { return supervisor.Main(argv) }
-
-var (
-	readLine  = supervisor.ReadLine
-	writeLine = supervisor.WriteLine
-)

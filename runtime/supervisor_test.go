@@ -11,7 +11,22 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shoal-org/shoal/runtime/companion"
+	"github.com/shoal-org/shoal/runtime/supervisor"
 )
+
+// The supervisor's names as the tests use them.
+const (
+	supervisorArg0    = supervisor.Arg0
+	supervisorPidFile = supervisor.PidFile
+	supMaxRequest     = supervisor.MaxRequest
+	supMaxLine        = supervisor.MaxLine
+)
+
+type supReply = supervisor.Reply
+
+var readLine = supervisor.ReadLine
 
 var shoalBin struct {
 	once sync.Once
@@ -129,7 +144,7 @@ var supBin struct {
 func supervisorBinary(t *testing.T) string {
 	t.Helper()
 	if p := os.Getenv("SHOAL_BIN"); p != "" {
-		if own := firstExecutable(companions(p, SupervisorName)[:1]); own != "" {
+		if own := companion.FirstExecutable(companion.Candidates(p, companion.SupervisorName)[:1]); own != "" {
 			return own
 		}
 	}
@@ -139,7 +154,7 @@ func supervisorBinary(t *testing.T) string {
 			supBin.err = err
 			return
 		}
-		supBin.path, supBin.err = buildBinary(dir, SupervisorName, "github.com/shoal-org/shoal/runtime/cmd/shoal-supervisor")
+		supBin.path, supBin.err = buildBinary(dir, companion.SupervisorName, "github.com/shoal-org/shoal/runtime/cmd/shoal-supervisor")
 	})
 	if supBin.err != nil {
 		t.Fatal(supBin.err)

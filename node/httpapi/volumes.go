@@ -1,7 +1,7 @@
 package httpapi
 
 // Routes for this node's named volumes (`shoal volume`). Volumes are local
-// to a node and live in the runtime (runtime/mounts.go); nothing about them
+// to a node and live in the runtime (runtime/volume); nothing about them
 // is in Raft.
 
 import (

@@ -8,7 +8,7 @@ package taskfiles
 // The files of a task: its secrets, fetched from the leader in memory
 // (node/writes answers wire.MethodSecrets there, with SecretsAllowed), and
 // its configs, read from the local replica, written to a tmpfs of the task
-// under the run dir (runtime.PrepareFiles) that the container gets as
+// under the run dir (runtime/secretfs.Prepare) that the container gets as
 // read-only bind mounts; the tmpfs is unmounted once the task has no live
 // container on this node (GC). The registry credentials of a task whose
 // image must be pulled come the same way, in memory only (the agent's
@@ -23,8 +23,8 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/runtime"
 	"github.com/shoal-org/shoal/runtime/ocispec"
+	"github.com/shoal-org/shoal/runtime/secretfs"
 )
 
 // Replica is what the files read of the local replica (*consensus.Store).
@@ -70,7 +70,7 @@ func (f *Files) Prepare(ctx context.Context, t *api.Task) ([]ocispec.FileMount, 
 	if err != nil {
 		return nil, err
 	}
-	mounts, err := runtime.PrepareFiles(filepath.Join(f.cfg.Dir, t.ID), files)
+	mounts, err := secretfs.Prepare(filepath.Join(f.cfg.Dir, t.ID), files)
 	if err != nil {
 		return nil, err
 	}
@@ -79,8 +79,8 @@ func (f *Files) Prepare(ctx context.Context, t *api.Task) ([]ocispec.FileMount, 
 
 // collect gathers the files of task t: its secrets from the leader, then
 // its configs from the replica.
-func (f *Files) collect(ctx context.Context, t *api.Task) ([]runtime.File, error) {
-	var files []runtime.File
+func (f *Files) collect(ctx context.Context, t *api.Task) ([]secretfs.File, error) {
+	var files []secretfs.File
 	if len(t.Spec.Secrets) > 0 {
 		data, err := f.cfg.Secrets(ctx, t)
 		if err != nil {
@@ -91,7 +91,7 @@ func (f *Files) collect(ctx context.Context, t *api.Task) ([]runtime.File, error
 			if !ok {
 				return nil, fmt.Errorf("secret %s: the leader did not send it", r.Source)
 			}
-			files = append(files, runtime.File{Target: api.SecretTarget(r), Data: d,
+			files = append(files, secretfs.File{Target: api.SecretTarget(r), Data: d,
 				Mode: os.FileMode(api.FileMode(r)), UID: int(r.UID), GID: int(r.GID)})
 		}
 	}
@@ -100,7 +100,7 @@ func (f *Files) collect(ctx context.Context, t *api.Task) ([]runtime.File, error
 		if err != nil {
 			return nil, fmt.Errorf("config %s: %w", r.Source, err)
 		}
-		files = append(files, runtime.File{Target: api.ConfigTarget(r), Data: c.Data,
+		files = append(files, secretfs.File{Target: api.ConfigTarget(r), Data: c.Data,
 			Mode: os.FileMode(api.FileMode(r)), UID: int(r.UID), GID: int(r.GID)})
 	}
 	return files, nil
@@ -126,7 +126,7 @@ func (f *Files) GC(keep map[string]bool) {
 		if keep[e.Name()] {
 			continue
 		}
-		if err := runtime.ReleaseFiles(filepath.Join(root, e.Name())); err != nil {
+		if err := secretfs.Release(filepath.Join(root, e.Name())); err != nil {
 			f.cfg.Logger.Warn("release the secrets of a task", "task_id", api.ShortID(e.Name()), "err", err)
 		}
 	}

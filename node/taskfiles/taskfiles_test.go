@@ -10,7 +10,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/runtime"
+	"github.com/shoal-org/shoal/runtime/secretfs"
 )
 
 type fakeReplica map[string]*consensus.ConfigObject
@@ -108,7 +108,7 @@ func TestPrepareAndGC(t *testing.T) {
 	ids := []string{"t-running", "t-created", "t-exited", "t-starting", "t-gone"}
 	t.Cleanup(func() {
 		for _, id := range ids {
-			if err := runtime.ReleaseFiles(filepath.Join(dir, id)); err != nil {
+			if err := secretfs.Release(filepath.Join(dir, id)); err != nil {
 				t.Error(err)
 			}
 		}

@@ -12,7 +12,7 @@ package writes
 //     the node the task is assigned to, for a task still meant to run, and
 //     only the secrets that task's spec names (SecretsAllowed, pure and
 //     table-tested). The node keeps them in memory and writes them to a
-//     tmpfs of the task under its run dir (runtime.PrepareFiles), which
+//     tmpfs of the task under its run dir (runtime/secretfs), which
 //     the container gets as read-only bind mounts.
 //   - Configs are not secret: they are stored as given and read from the
 //     local replica, but materialised the same way and only for tasks

@@ -85,7 +85,7 @@ type SpecInput struct {
 	HostnamePath   string
 	ResolvConfPath string
 	NoSeccomp      bool
-	// Files are secret and config files on a host tmpfs (the runtime's PrepareFiles).
+	// Files are secret and config files on a host tmpfs (runtime/secretfs's Prepare).
 	Files []FileMount
 	// Mounts are the user's mounts, after the standard ones; volume
 	// sources are directories of VolumesDir (see ociMounts).

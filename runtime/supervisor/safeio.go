@@ -1,7 +1,7 @@
 package supervisor
 
-// Checked reads of files in a container's dir (see runtime/safeio.go for
-// why): opened relative to a directory handle with O_NOFOLLOW|O_NONBLOCK,
+// Checked reads of files in a container's dir (see runtime/exitrecord's
+// doc for why): opened relative to a directory handle with O_NOFOLLOW|O_NONBLOCK,
 // regular files only, read with a cap.
 
 import (

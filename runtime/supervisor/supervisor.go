@@ -29,7 +29,7 @@ package supervisor
 //     (run runc, answer the init's pid), "watch" (the set of supervised
 //     containers, then one event per exit) and "exec" (run `runc exec
 //     --detach` with the stdio the agent passes as SCM_RIGHTS, answer the
-//     pid, forward "signal" lines, report the exit; see exec.go). It starts the supervisor when
+//     pid, forward "signal" lines, report the exit; see runtime/execproc). It starts the supervisor when
 //     none answers; the supervisor detaches (setsid, re-parented away from
 //     the agent) and exits by itself once it has had no container and no
 //     agent connection for a few seconds. Killing or restarting the agent

@@ -1,4 +1,4 @@
-package runtime
+package secretfs
 
 import (
 	"os"
@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestPrepareFilesOnTmpfs(t *testing.T) {
+func TestPrepareOnTmpfs(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to mount a tmpfs")
 	}
@@ -19,7 +19,7 @@ func TestPrepareFilesOnTmpfs(t *testing.T) {
 		{Target: "/run/secrets/db_pass", Data: []byte("s3cret"), Mode: 0o400, UID: 999, GID: 998},
 		{Target: "/etc/app.conf", Data: []byte("x=1\n"), Mode: 0o444},
 	}
-	mounts, err := PrepareFiles(dir, files)
+	mounts, err := Prepare(dir, files)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,19 +42,19 @@ func TestPrepareFilesOnTmpfs(t *testing.T) {
 		t.Fatalf("config content %q", b)
 	}
 	// Preparing again replaces the tmpfs (a retried start).
-	if _, err := PrepareFiles(dir, files[:1]); err != nil {
+	if _, err := Prepare(dir, files[:1]); err != nil {
 		t.Fatal(err)
 	}
-	if err := ReleaseFiles(dir); err != nil {
+	if err := Release(dir); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Fatalf("dir left after release: %v", err)
 	}
-	if err := ReleaseFiles(dir); err != nil {
+	if err := Release(dir); err != nil {
 		t.Fatalf("release is not idempotent: %v", err)
 	}
-	if _, err := PrepareFiles(dir, []File{{Target: "relative", Data: []byte("x")}}); err == nil {
+	if _, err := Prepare(dir, []File{{Target: "relative", Data: []byte("x")}}); err == nil {
 		t.Fatal("relative target accepted")
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {

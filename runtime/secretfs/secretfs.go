@@ -1,14 +1,18 @@
-package runtime
-
-// Secret and config files of a task. The agent fetches a task's secrets
-// into memory and hands them here; PrepareFiles mounts a small tmpfs for
-// the task (under the agent's run dir, never the data dir), checks that it
-// really is a tmpfs before writing a byte, and writes each file there with
-// its mode and owner. The container gets every file as a read-only bind
-// mount at its target (Spec.Files → ocispec's fileMounts), as Docker does for swarm
-// secrets: the data lives in memory on the host, the container sees a
-// tmpfs-backed file, and nothing of it reaches a disk. ReleaseFiles
-// unmounts the tmpfs once the task's container is gone.
+// Package secretfs writes the secret and config files of a task. The agent
+// fetches a task's secrets into memory and hands them here; Prepare mounts
+// a small tmpfs for the task (under the agent's run dir, never the data
+// dir), checks that it really is a tmpfs before writing a byte, and writes
+// each file there with its mode and owner. The container gets every file
+// as a read-only bind mount at its target (the runtime's Spec.Files →
+// ocispec's fileMounts), as Docker does for swarm secrets: the data lives
+// in memory on the host, the container sees a tmpfs-backed file, and
+// nothing of it reaches a disk. Release unmounts the tmpfs once the task's
+// container is gone.
+//
+// It exists apart from the runtime because it needs nothing of it: the
+// agent prepares a task's files before it asks the runtime for a
+// container, and passes the mounts in Spec.Files.
+package secretfs
 
 import (
 	"errors"
@@ -20,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-org/shoal/runtime/ocispec"
+	"github.com/shoal-org/shoal/runtime/rootfs"
 )
 
 // File is one secret or config to materialise for a container.
@@ -35,12 +40,12 @@ type File struct {
 // tmpfsMagic is TMPFS_MAGIC of statfs(2).
 const tmpfsMagic = 0x01021994
 
-// PrepareFiles mounts a tmpfs at dir (replacing one a previous attempt
+// Prepare mounts a tmpfs at dir (replacing one a previous attempt
 // left) and writes files into it. It refuses to write when dir is not a
 // tmpfs after mounting, so data never lands on a disk. On error nothing
 // stays mounted.
-func PrepareFiles(dir string, files []File) ([]ocispec.FileMount, error) {
-	if err := ReleaseFiles(dir); err != nil {
+func Prepare(dir string, files []File) ([]ocispec.FileMount, error) {
+	if err := Release(dir); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -56,7 +61,7 @@ func PrepareFiles(dir string, files []File) ([]ocispec.FileMount, error) {
 	}
 	mounts, err := writeFiles(dir, files)
 	if err != nil {
-		return nil, errors.Join(err, ReleaseFiles(dir))
+		return nil, errors.Join(err, Release(dir))
 	}
 	return mounts, nil
 }
@@ -72,7 +77,7 @@ func writeFiles(dir string, files []File) ([]ocispec.FileMount, error) {
 	out := make([]ocispec.FileMount, 0, len(files))
 	for i, f := range files {
 		if !path.IsAbs(f.Target) || path.Clean(f.Target) == "/" {
-			return nil, fmt.Errorf("%w: file target %q is not an absolute file path", ErrInvalidSpec, f.Target)
+			return nil, fmt.Errorf("%w: file target %q is not an absolute file path", ocispec.ErrInvalidSpec, f.Target)
 		}
 		src := filepath.Join(dir, fmt.Sprintf("f%d", i))
 		fd, err := os.OpenFile(src, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
@@ -97,10 +102,10 @@ func writeFiles(dir string, files []File) ([]ocispec.FileMount, error) {
 	return out, nil
 }
 
-// ReleaseFiles unmounts the tmpfs at dir (the data goes with it) and
+// Release unmounts the tmpfs at dir (the data goes with it) and
 // removes dir. It is idempotent.
-func ReleaseFiles(dir string) error {
-	if err := unmount(dir); err != nil {
+func Release(dir string) error {
+	if err := rootfs.Unmount(dir); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(dir); err != nil {
