@@ -103,9 +103,14 @@ func (s *Stream) Close() {
 // and blocks while ch is full. It closes the stream's file, not ch.
 func (s *Stream) Send(ctx context.Context, stop <-chan struct{}, running func() bool, ch chan<- api.LogLine) {
 	opts, rd, logDir, logName, logPath, initial := s.opts, s.rd, s.dir, s.name, s.path, s.initial
-	if rd != nil {
-		defer func() { rd.f.Close() }()
-	}
+	// Whatever file is current when Send returns: the one from Open, one
+	// opened later (the container had written nothing yet), or none (a
+	// rotation whose new file could not be opened).
+	defer func() {
+		if rd != nil {
+			rd.f.Close()
+		}
+	}()
 	send := func(l api.LogLine) bool {
 		select {
 		case ch <- l:
