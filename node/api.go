@@ -23,6 +23,7 @@ import (
 	"github.com/shoal-org/shoal/node/events"
 	"github.com/shoal-org/shoal/node/handlers"
 	"github.com/shoal-org/shoal/node/httpapi"
+	"github.com/shoal-org/shoal/node/identity"
 	"github.com/shoal-org/shoal/node/localapi"
 	"github.com/shoal-org/shoal/node/wire"
 	"github.com/shoal-org/shoal/runtime"
@@ -280,7 +281,7 @@ func (x replicaAgent) HasImage(ref string) bool {
 	return err == nil
 }
 
-func (x replicaAgent) NewID() string { return newID() }
+func (x replicaAgent) NewID() string { return identity.NewID() }
 
 // handleServiceScale is the scale route, for the dashboard.
 func (a *Agent) handleServiceScale(w http.ResponseWriter, r *http.Request) (any, error) {

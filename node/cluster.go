@@ -12,33 +12,26 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
-	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/api/atomicfile"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/autoscale"
 	"github.com/shoal-org/shoal/node/epoch"
 	"github.com/shoal-org/shoal/node/leaderloop"
 	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/pki"
+	"github.com/shoal-org/shoal/node/profile"
 	"github.com/shoal-org/shoal/node/resync"
 	"github.com/shoal-org/shoal/node/wire"
 	"github.com/shoal-org/shoal/node/writes"
 )
-
-// memberMeta is what a node gossips about itself (node/membership); the
-// short name keeps the pure functions that read the alive set readable.
-type memberMeta = membership.Meta
 
 type clusterFile struct {
 	ClusterID string `json:"cluster_id"`
@@ -66,7 +59,7 @@ type cluster struct {
 	// resync is the clock of the loops' resyncs (node/resync).
 	resync *resync.Clock
 	// profile is the agent's failure-detection profile, resolved once.
-	profile Profile
+	profile profile.Profile
 
 	cancel context.CancelFunc
 	// done closes when cancel has been called: the cluster is stopping.
@@ -130,7 +123,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	serverTLS := src.ServerTLS(revoked)
 	clientTLS := src.CheckedClientTLS(revoked)
 
-	prof, err := ProfileByName(a.cfg.GossipProfile)
+	prof, err := profile.ByName(a.cfg.GossipProfile)
 	if err != nil {
 		return err
 	}
@@ -167,7 +160,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		}
 	}()
 	// Only a voter of this node's configuration may fence it.
-	fc.Trust(func(id string) bool { return isVoterOf(r, id) })
+	fc.Trust(epoch.VoterOf(r))
 	if opts.forceNew {
 		if err = epoch.SettleForced(dir, fc, recordedEpoch, store.Cluster()); err != nil {
 			return err
@@ -212,10 +205,10 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		return err
 	}
 	cl.members = mem
-	a.log.Info("gossip started", "profile", cmp.Or(a.cfg.GossipProfile, DefaultProfile), "probe_interval", prof.Gossip.ProbeInterval,
+	a.log.Info("gossip started", "profile", cmp.Or(a.cfg.GossipProfile, profile.Default), "probe_interval", prof.Gossip.ProbeInterval,
 		"probe_timeout", prof.Gossip.ProbeTimeout, "expected_detection_10", prof.Gossip.ExpectedDetection(10),
 		"raft_heartbeat", prof.Raft.HeartbeatInterval, "raft_timeout", prof.Raft.HeartbeatTimeout)
-	r.SetCommandGate(commandGate(r, mem))
+	r.SetCommandGate(mem.CommandGate(r))
 
 	a.mu.Lock()
 	a.cl = cl
@@ -231,11 +224,11 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	cl.wg.Add(9)
 	go func() { defer cl.wg.Done(); a.lostLogRejoinLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.fenceLoop(cctx, cl) }()
-	go func() { defer cl.wg.Done(); a.recordEpochLoop(cctx, cl) }()
+	go func() { defer cl.wg.Done(); epoch.RecordLoop(cctx, store, r, fc.Local(), a.log) }()
 	go func() { defer cl.wg.Done(); a.keeper(cl).Run(cctx) }()
 	go func() { defer cl.wg.Done(); a.newNetLoop(cl).Run(cctx) }()
 	go func() { defer cl.wg.Done(); a.removalLoop(cctx, cl) }()
-	go func() { defer cl.wg.Done(); a.gossipJoinLoop(cctx, cl, peers) }()
+	go func() { defer cl.wg.Done(); a.joinLoop(cl, peers).Run(cctx) }()
 	go func() { defer cl.wg.Done(); a.newLeaderLoop(cl).Run(cctx) }()
 	go func() { defer cl.wg.Done(); a.newReconciler(cl).Run(cctx) }()
 	cl.wg.Add(1)
@@ -264,6 +257,14 @@ func (a *Agent) newLeaderLoop(cl *cluster) *leaderloop.Loop {
 	})
 }
 
+// joinLoop is cl's gossip join and reconnect loop (membership.JoinLoop).
+func (a *Agent) joinLoop(cl *cluster, peers []string) *membership.JoinLoop {
+	return &membership.JoinLoop{
+		Members: cl.members, Self: a.id.NodeID, SelfAddr: a.selfGossipAddr(), Peers: peers, Replica: cl.store,
+		PeersFile: filepath.Join(clusterDir(a.cfg.DataDir), "peers.json"), Resync: cl.resync, Log: a.log,
+	}
+}
+
 // writer is the write path of cl (node/writes). It holds no state, so it
 // is made per call: a cluster built without one (tests) has one too.
 func (a *Agent) writer(cl *cluster) *writes.Writer {
@@ -276,7 +277,7 @@ func (a *Agent) writer(cl *cluster) *writes.Writer {
 		Dial: rpcDialer(cl.client),
 		KEK:  a.kekFor,
 		RotateToken: func(ctx context.Context) error {
-			_, err := a.rotateSecretAsLeader(ctx, cl)
+			_, err := a.keeper(cl).RotateSecret(ctx)
 			return err
 		},
 	})
@@ -339,90 +340,8 @@ func (a *Agent) stopCluster() {
 	cl.wg.Wait()
 }
 
-// gossipJoinLoop joins gossip through the known peers, retrying until at
-// least one answers; then, as Serf's reconnect does, it keeps knocking on
-// nodes of the state that gossip considers gone, so both sides of a healed
-// partition (or a node that was declared dead while it was only slow) find
-// each other again — one knock per round at most (membership.ReconnectPick).
-// It also keeps peers.json fresh so a restarted node finds its way back.
-func (a *Agent) gossipJoinLoop(ctx context.Context, cl *cluster, peers []string) {
-	joined := len(peers) == 0
-	// Retries are quick until gossip is joined; afterwards the loop runs
-	// on the agent's resync clock (reconnectInterval).
-	tick := time.NewTicker(500 * time.Millisecond)
-	ticks, stopTicks := tick.C, tick.Stop
-	defer func() { stopTicks() }()
-	slow := false
-	var lastSave, lastReconnect time.Time
-	var saved []string // what peers.json holds, sorted
-	for {
-		if !joined {
-			cand := append([]string{}, peers...)
-			cand = append(cand, a.gossipAddrsFromState(cl, nil)...)
-			if n, err := cl.members.Join(membership.Dedupe(cand, a.selfGossipAddr())); n > 0 {
-				joined = true
-			} else if err != nil {
-				a.log.Debug("gossip join pending", "err", err)
-			}
-		} else if slow || time.Since(lastReconnect) >= reconnectInterval {
-			lastReconnect = time.Now()
-			alive := cl.members.AliveSet()
-			gone := a.gossipAddrsFromState(cl, alive)
-			if knock := membership.ReconnectPick(gone, len(alive), rand.Float64(), rand.Float64()); len(knock) > 0 {
-				if n, _ := cl.members.Join(knock); n > 0 {
-					a.log.Info("gossip reconnected to a node it had lost", "addr", knock[0], "gone", len(gone))
-				}
-			}
-		}
-		// Written when the peers changed, not on every round: an idle
-		// node does no disk I/O here.
-		if time.Since(lastSave) > 5*time.Second {
-			if addrs := cl.members.PeerAddrs(); len(addrs) > 1 {
-				addrs = membership.Dedupe(addrs, a.selfGossipAddr())
-				sort.Strings(addrs)
-				if !slices.Equal(addrs, saved) {
-					if err := atomicfile.WriteJSON(filepath.Join(clusterDir(a.cfg.DataDir), "peers.json"), addrs); err == nil {
-						saved = addrs
-					}
-				}
-				lastSave = time.Now()
-			}
-		}
-		if joined && !slow {
-			stopTicks()
-			ticks, stopTicks = cl.resync.Ticks(reconnectInterval)
-			slow = true
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticks:
-		}
-	}
-}
-
-// reconnectInterval is how often gossip retries nodes it considers gone:
-// each tick of the resync clock.
-const reconnectInterval = resync.Period
-
 func (a *Agent) selfGossipAddr() string {
 	return net.JoinHostPort(a.cfg.AdvertiseAddr, strconv.Itoa(a.cfg.GossipPort))
-}
-
-// gossipAddrsFromState lists the gossip addresses of the other nodes of
-// the state, skipping those in skip (nil: skip none).
-func (a *Agent) gossipAddrsFromState(cl *cluster, skip map[string]memberMeta) []string {
-	var out []string
-	for _, n := range cl.store.Nodes() {
-		if n.ID == a.id.NodeID || n.Addr == "" || n.GossipPort == 0 {
-			continue
-		}
-		if _, ok := skip[n.ID]; ok {
-			continue
-		}
-		out = append(out, net.JoinHostPort(n.Addr, strconv.Itoa(n.GossipPort)))
-	}
-	return out
 }
 
 func readJSONFile(path string, v any) error {
