@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/api/atomicfile"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/node/identity"
@@ -211,13 +210,4 @@ func (a *Agent) startRuntime(ctx context.Context) error {
 	}
 	a.rt = rt
 	return nil
-}
-
-// writeFileAtomic replaces path with b (temp file, fsync, rename), making
-// its directory first.
-func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(path, b, mode)
 }

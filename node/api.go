@@ -2,10 +2,11 @@ package node
 
 // The agent's side of the API socket: the route table, the agent's
 // sentinel errors for the status mapping, and the narrow views of the
-// agent the route packages get: apiAgent (node/httpapi's cluster, node and
-// volume routes), replicaAgent (node/handlers: services, networks, secrets
-// and configs over the replica) and localAgent (node/localapi: images,
-// containers, exec). The handlers still in this package (init, token, CA
+// agent the route packages get: apiAgent (node/httpapi's cluster and node
+// routes), replicaAgent (node/handlers: services, networks, secrets and
+// configs over the replica) and localAgent (node/localapi: images,
+// containers, exec; this node's volumes are localapi.Volumes over the
+// runtime). The handlers still in this package (init, token, CA
 // rotation, leave, service logs, snapshots, events) use the short names
 // below.
 
@@ -25,6 +26,7 @@ import (
 	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/node/identity"
 	"github.com/shoal-org/shoal/node/localapi"
+	"github.com/shoal-org/shoal/node/netloop"
 	"github.com/shoal-org/shoal/node/wire"
 	"github.com/shoal-org/shoal/runtime"
 )
@@ -73,7 +75,7 @@ func (a *Agent) routes() http.Handler {
 	httpapi.ServiceRoutes(rt, cluster)
 	h("GET /v1/services/{id}/logs", handlers.ServiceLogs(replicaAgent{a}))
 	httpapi.ObjectRoutes(rt, cluster)
-	httpapi.VolumeRoutes(rt, apiAgent{a})
+	httpapi.VolumeRoutes(rt, localapi.Volumes{Store: a.rt})
 	httpapi.NetworkRoutes(rt, cluster)
 	handlers.SnapshotRoutes(rt, snapshotAgent{replicaAgent{a}}, a.log)
 	h("GET /v1/events", events.StreamHandler(a.obs.hub, a.log))
@@ -83,10 +85,7 @@ func (a *Agent) routes() http.Handler {
 // apiAgent is the agent as node/httpapi sees it.
 type apiAgent struct{ a *Agent }
 
-var (
-	_ httpapi.Cluster = apiAgent{}
-	_ httpapi.Volumes = apiAgent{}
-)
+var _ httpapi.Cluster = apiAgent{}
 
 func (x apiAgent) Status() api.Status { return x.a.status() }
 
@@ -174,36 +173,6 @@ func (x apiAgent) RemoveNode(ctx context.Context, ref string, force bool) error 
 		return callRPC(ctx, addr, cl.client, wire.MethodAdmin, wire.AdminRequest{Op: "remove", NodeID: n.ID, Force: force}, nil, nil)
 	})
 }
-
-// volumeError gives the runtime's volume errors their status.
-func volumeError(err error) error {
-	switch {
-	case errors.Is(err, runtime.ErrVolumeNotFound):
-		return &httpError{status: http.StatusNotFound, msg: err.Error()}
-	case errors.Is(err, runtime.ErrVolumeInUse):
-		return &httpError{status: http.StatusConflict, msg: err.Error()}
-	case errors.Is(err, runtime.ErrInvalidSpec):
-		return &httpError{status: http.StatusBadRequest, msg: err.Error()}
-	}
-	return err
-}
-
-func (x apiAgent) Volumes() ([]api.Volume, error) {
-	vs, err := x.a.rt.Volumes()
-	return vs, volumeError(err)
-}
-
-func (x apiAgent) Volume(name string) (api.Volume, error) {
-	v, err := x.a.rt.Volume(name)
-	return v, volumeError(err)
-}
-
-func (x apiAgent) CreateVolume(name string) (api.Volume, error) {
-	v, err := x.a.rt.CreateVolume(name)
-	return v, volumeError(err)
-}
-
-func (x apiAgent) RemoveVolume(name string) error { return volumeError(x.a.rt.RemoveVolume(name)) }
 
 // handleNodeUpdate is the node update route, for the dashboard.
 func (a *Agent) handleNodeUpdate(w http.ResponseWriter, r *http.Request) (any, error) {
@@ -317,8 +286,22 @@ func (x localAgent) ForgetImage(ctx context.Context, id string) {
 	}
 }
 
+// RunNetworks checks the networks of a `shoal run` container
+// (handlers.RunNetworks) and returns ctx carrying them for the network
+// attacher (netloop.WithNetworks).
 func (x localAgent) RunNetworks(ctx context.Context, names []string) (context.Context, error) {
-	return x.a.runNetworks(ctx, names)
+	if len(names) == 0 {
+		return ctx, nil
+	}
+	cl, err := x.a.clusterOrErr()
+	if err != nil {
+		return nil, err
+	}
+	out, err := handlers.RunNetworks(cl.store, names)
+	if err != nil {
+		return nil, err
+	}
+	return netloop.WithNetworks(ctx, out), nil
 }
 
 func (x localAgent) EnsureRunImage(ctx context.Context, ref string) error {

@@ -9,8 +9,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -24,6 +22,7 @@ import (
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/autoscale"
 	"github.com/shoal-org/shoal/node/epoch"
+	"github.com/shoal-org/shoal/node/joining"
 	"github.com/shoal-org/shoal/node/leaderloop"
 	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/pki"
@@ -32,10 +31,6 @@ import (
 	"github.com/shoal-org/shoal/node/wire"
 	"github.com/shoal-org/shoal/node/writes"
 )
-
-type clusterFile struct {
-	ClusterID string `json:"cluster_id"`
-}
 
 // cluster holds the running cluster parts of an agent.
 type cluster struct {
@@ -99,27 +94,17 @@ func (a *Agent) clusterOrErr() (*cluster, error) {
 // files under DATA/cluster.
 func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	dir := clusterDir(a.cfg.DataDir)
-	var cf clusterFile
-	if err := readJSONFile(filepath.Join(dir, "cluster.json"), &cf); err != nil {
-		return fmt.Errorf("read cluster state: %w", err)
-	}
-	cert, pool, err := pki.LoadNodeTLS(filepath.Join(dir, "pki"))
+	files, err := joining.ReadClusterFiles(dir)
 	if err != nil {
-		return fmt.Errorf("load node certificate: %w", err)
+		return err
 	}
-	var keys [][]byte
-	if err := readJSONFile(filepath.Join(dir, "keyring.json"), &keys); err != nil {
-		return fmt.Errorf("read gossip keyring: %w", err)
-	}
-	var peers []string
-	_ = readJSONFile(filepath.Join(dir, "peers.json"), &peers)
-	peers = append(peers, opts.joinPeers...)
+	peers := append(files.Peers, opts.joinPeers...)
 
 	store := consensus.NewStore()
 	revoked := func(serial string) bool {
 		return store.IsRevoked(serial)
 	}
-	src := pki.NewSource(cert, pool)
+	src := pki.NewSource(files.Cert, files.Pool)
 	serverTLS := src.ServerTLS(revoked)
 	clientTLS := src.CheckedClientTLS(revoked)
 
@@ -170,7 +155,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	}
 
 	cctx, cancel := context.WithCancel(ctx)
-	cl := &cluster{id: cf.ClusterID, store: store, raft: r, mux: m, client: clientTLS, tls: src, fence: fc, cancel: cancel, done: cctx.Done(),
+	cl := &cluster{id: files.ClusterID, store: store, raft: r, mux: m, client: clientTLS, tls: src, fence: fc, cancel: cancel, done: cctx.Done(),
 		resync: resync.New(cctx, resync.Period), profile: prof}
 	cl.wg.Add(1)
 	go func() {
@@ -195,7 +180,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		BindPort:      a.cfg.GossipPort,
 		AdvertiseAddr: a.cfg.AdvertiseAddr,
 		AdvertisePort: a.cfg.GossipPort,
-		Keys:          keys,
+		Keys:          files.Keys,
 		Fence:         fc,
 		Logger:        a.log,
 	}, membership.Meta{NodeID: a.id.NodeID, ClusterPort: a.cfg.ClusterPort, Epoch: fc.Local(), Version: Version, Level: consensus.ProtocolLevel})
@@ -215,7 +200,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	a.mu.Unlock()
 
 	if opts.bootstrap != nil {
-		if err := a.writeBootstrap(cctx, cl, opts.bootstrap); err != nil {
+		if err := joining.Bootstrap(cctx, cl.raft, opts.bootstrap.cluster, opts.bootstrap.node); err != nil {
 			a.stopCluster()
 			return err
 		}
@@ -283,25 +268,6 @@ func (a *Agent) writer(cl *cluster) *writes.Writer {
 	})
 }
 
-// writeBootstrap waits for the single-voter cluster to elect this node and
-// writes the cluster record and the first node.
-func (a *Agent) writeBootstrap(ctx context.Context, cl *cluster, b *bootstrapInfo) error {
-	deadline := time.Now().Add(15 * time.Second)
-	for !cl.raft.IsLeader() {
-		if time.Now().After(deadline) {
-			return errors.New("bootstrap: this node did not become raft leader")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	_, err := cl.raft.Apply(wctx, &consensus.BootstrapCluster{Cluster: b.cluster, Node: b.node})
-	if err != nil {
-		return fmt.Errorf("bootstrap: write cluster record: %w", err)
-	}
-	return nil
-}
-
 // stopCluster shuts the cluster parts down (agent stop or leave). A leader
 // hands leadership over first, and gossip announces the departure, so peers
 // wait for neither an election timeout nor failure detection.
@@ -342,14 +308,6 @@ func (a *Agent) stopCluster() {
 
 func (a *Agent) selfGossipAddr() string {
 	return net.JoinHostPort(a.cfg.AdvertiseAddr, strconv.Itoa(a.cfg.GossipPort))
-}
-
-func readJSONFile(path string, v any) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(b, v)
 }
 
 func joinHostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }

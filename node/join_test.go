@@ -60,7 +60,9 @@ func TestWriteJSONFileAtomic(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got map[string]int
-	if err := readJSONFile(p, &got); err != nil {
+	if b, err := os.ReadFile(p); err != nil {
+		t.Fatal(err)
+	} else if err := json.Unmarshal(b, &got); err != nil {
 		t.Fatal(err)
 	}
 	if got["a"] != 2 {

@@ -222,7 +222,7 @@ func TestRejoinReplayKeepsCurrentState(t *testing.T) {
 		if !revocation.ContainsKey(installed, nw) {
 			t.Fatalf("after replaying entry %d the joiner applied keyring %q: it lost the current key", i+1, installed)
 		}
-		if overlaySubnet == "" && replicaCurrent(joiner.Index(), floor) {
+		if overlaySubnet == "" && revocation.ReplicaCurrent(joiner.Index(), floor) {
 			if n, err := joiner.Node("n4"); err == nil {
 				overlaySubnet = n.Subnet
 			}

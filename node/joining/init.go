@@ -1,7 +1,9 @@
 package joining
 
 import (
+	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -64,4 +66,30 @@ func NewCluster(in Init, now time.Time) (consensus.ClusterState, api.Node, error
 	record.VoterTarget = 1
 	record.CreatedAt = now
 	return record, node, nil
+}
+
+// BootstrapRaft is the part of a new cluster's Raft that Bootstrap uses.
+type BootstrapRaft interface {
+	IsLeader() bool
+	Apply(ctx context.Context, cmd consensus.Command) (any, error)
+}
+
+// Bootstrap waits (up to 15 s) for the single-voter Raft r of a new
+// cluster to elect this node, then writes the cluster record and the first
+// node that NewCluster returned.
+func Bootstrap(ctx context.Context, r BootstrapRaft, record consensus.ClusterState, node api.Node) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for !r.IsLeader() {
+		if time.Now().After(deadline) {
+			return errors.New("bootstrap: this node did not become raft leader")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := r.Apply(wctx, &consensus.BootstrapCluster{Cluster: record, Node: node})
+	if err != nil {
+		return fmt.Errorf("bootstrap: write cluster record: %w", err)
+	}
+	return nil
 }
