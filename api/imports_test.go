@@ -120,9 +120,9 @@ var importRules = []importRule{
 	// mapping; the agent comes in as ui.Backend.
 	{"node/ui/...", []string{"api", "api/atomicfile", "node/httpapi", "node/ui/..."}},
 	// Gossip: epochs and protocol levels from consensus; the agent's fence
-	// comes in as an interface.
-	// Its join and reconnect loop reads the replica's nodes (api), keeps
-	// peers.json (api/atomicfile) and ticks on the agent's resync clock.
+	// comes in as an interface. Its join and reconnect loop reads the
+	// replica's nodes (api), keeps peers.json (api/atomicfile) and ticks on
+	// the agent's resync clock (node/resync).
 	{"node/membership/...", []string{"api", "api/atomicfile", "consensus", "node/resync", "node/membership/..."}},
 	// The failure-detection profiles: gossip's timing and raft's, chosen
 	// together.

@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sort"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
@@ -179,44 +178,21 @@ func (a *Agent) handleNodeUpdate(w http.ResponseWriter, r *http.Request) (any, e
 	return httpapi.NodeUpdateHandler(apiAgent{a})(w, r)
 }
 
-// status is GET /v1/status: identity, and the cluster as this node sees it.
+// status is GET /v1/status: identity, and the cluster as this node sees it
+// (handlers.ClusterStatus).
 func (a *Agent) status() api.Status {
 	st := api.Status{NodeID: a.id.NodeID, Hostname: a.id.Hostname, Addr: a.cfg.clusterAddr()}
 	cl, err := a.clusterOrErr()
 	if err != nil {
 		return st
 	}
-	st.Joined = true
-	st.ClusterID = cl.id
-	st.Leader, st.LeaderAddr = cl.raft.Leader()
-	st.RaftState = cl.raft.State()
-	st.LastIndex = cl.raft.LastIndex()
-	st.Members = len(cl.members.AliveSet())
-	if servers, err := cl.raft.Servers(); err == nil {
-		for _, s := range servers {
-			if s.Voter {
-				st.Voters = append(st.Voters, s.ID)
-				if s.ID == a.id.NodeID {
-					st.Voter = true
-				}
-			}
-		}
-	}
-	sort.Strings(st.Voters)
-	return st
+	return handlers.ClusterStatus(st, cl.id, cl.raft, len(cl.members.AliveSet()))
 }
 
 // decorateNodes fills ManagerStatus, Voter and the agent version from the
 // Raft configuration, the leader this node sees and gossip.
 func (a *Agent) decorateNodes(cl *cluster, nodes []*api.Node) []api.Node {
-	v := handlers.RaftView{VersionOf: cl.members.VersionOf, Voters: map[string]bool{}}
-	v.Leader, _ = cl.raft.Leader()
-	if servers, err := cl.raft.Servers(); err == nil {
-		for _, s := range servers {
-			v.Voters[s.ID] = s.Voter
-		}
-	}
-	return handlers.DecorateNodes(nodes, v)
+	return handlers.DecorateNodes(nodes, handlers.NewRaftView(cl.raft, cl.members.VersionOf))
 }
 
 func (a *Agent) resolveNode(cl *cluster, ref string) (*api.Node, error) {
