@@ -137,14 +137,21 @@ var importRules = []importRule{
 	{"node/taskfiles/...", []string{"api", "consensus", "runtime/ocispec", "runtime/secretfs", "node/taskfiles/..."}},
 	{"node/events/...", []string{"api", "consensus", "runtime", "node/autoscale", "node/httpapi", "node/events/..."}},
 	{"node/metrics/...", []string{"node/metrics/..."}},
+	// A node's identity across restarts (DATA/node.json) and random IDs.
+	{"node/identity/...", []string{"api/atomicfile", "node/identity/..."}},
 	// The agent's resync clock: the standard library only.
 	{"node/resync/...", []string{"node/resync/..."}},
 	// The dashboard serves its routes with httpapi's router and error
 	// mapping; the agent comes in as ui.Backend.
 	{"node/ui/...", []string{"api", "api/atomicfile", "node/httpapi", "node/ui/..."}},
 	// Gossip: epochs and protocol levels from consensus; the agent's fence
-	// comes in as an interface.
-	{"node/membership/...", []string{"consensus", "node/membership/..."}},
+	// comes in as an interface. Its join and reconnect loop reads the
+	// replica's nodes (api), keeps peers.json (api/atomicfile) and ticks on
+	// the agent's resync clock (node/resync).
+	{"node/membership/...", []string{"api", "api/atomicfile", "consensus", "node/resync", "node/membership/..."}},
+	// The failure-detection profiles: gossip's timing and raft's, chosen
+	// together.
+	{"node/profile/...", []string{"consensus", "node/membership", "node/profile/..."}},
 	// The HTTP side of the API socket: it reaches the agent only through
 	// its interfaces, and consensus only for the sentinel errors it maps.
 	{"node/httpapi/...", []string{"api", "consensus", "node/httpapi/..."}},
@@ -164,8 +171,9 @@ var importRules = []importRule{
 	// funcs.
 	{"node/clusterport/...", []string{"api", "consensus", "node/pki", "node/wire", "node/clusterport/..."}},
 	// Images and task logs between peers: the image store as an interface,
-	// RPCs through a caller the agent binds to its TLS.
-	{"node/imagedist/...", []string{"api", "runtime", "runtime/image", "node/clusterport", "node/wire", "node/imagedist/..."}},
+	// RPCs through a caller the agent binds to its TLS, and the rule of
+	// what a peer may fetch (its refusal is authz's ErrForbidden).
+	{"node/imagedist/...", []string{"api", "runtime", "runtime/image", "node/authz", "node/clusterport", "node/wire", "node/imagedist/..."}},
 	// What this node's data plane should be, from one snapshot (pure): the
 	// replica's types, and the load balancer's and overlay's desired-state
 	// types it fills in; the agent applies them.
@@ -209,9 +217,9 @@ var importRules = []importRule{
 	// node/revocation and node/epoch; Raft comes in as an interface, the
 	// agent's RPC caller, cluster start and keys as funcs.
 	{"node/joining/...", []string{"api", "api/atomicfile", "consensus", "node/clusterport", "node/epoch", "node/keyring", "node/membership", "node/pki", "node/revocation", "node/wire", "node/joining/..."}},
-	// A cluster instance's epoch: the verdicts of consensus, the probe's
-	// refusal of clusterport.
-	{"node/epoch/...", []string{"api/atomicfile", "consensus", "node/clusterport", "node/epoch/..."}},
+	// A cluster instance's epoch: the verdicts of consensus, the probe over
+	// clusterport (the peer named by its certificate, node/pki).
+	{"node/epoch/...", []string{"api/atomicfile", "consensus", "node/clusterport", "node/pki", "node/epoch/..."}},
 	// cmd/shoal starts the agent (and the node's container supervisor)
 	// through node and otherwise talks to it only through api; the command
 	// groups, the compose translation and the service-spec flags are its

@@ -1,21 +1,19 @@
 package node
 
 // The agent's side of authorization (node/authz holds the pure table): who
-// a peer is in this node's replica (callerOf), what a peer may fetch from this node,
-// and the Raft admission gate of the mux.
+// a peer is in this node's replica (callerOf), what a peer may fetch from
+// this node (the rule is imagedist.Guard's), and the Raft admission gate of
+// the mux.
 
 import (
-	"encoding/json"
-	"fmt"
-	"slices"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/authz"
+	"github.com/shoal-org/shoal/node/imagedist"
 	"github.com/shoal-org/shoal/node/wire"
 	"github.com/shoal-org/shoal/node/writes"
-	"github.com/shoal-org/shoal/runtime/image"
 )
 
 // callerOf describes a peer for authz.Authorize from cl's replica
@@ -35,70 +33,23 @@ func (a *Agent) adminOpAllowed(peerID, op string) error {
 }
 
 // fetchAllowed limits what a peer may read from this node to what a node
-// needs: blobs and descriptors of images recorded in the cluster (a task
-// anywhere may need them), and the logs of task containers (`service logs`
-// from any node), never of one-off `shoal run` containers.
+// needs (imagedist.Guard), from this node's replica, image store and
+// containers.
 func (a *Agent) fetchAllowed(req wire.Request) error {
 	cl, err := a.clusterOrErr()
 	if err != nil {
 		return err
 	}
-	switch req.Method {
-	case wire.MethodBlob:
-		var b wire.BlobRequest
-		if err := json.Unmarshal(req.Body, &b); err != nil {
-			return fmt.Errorf("malformed blob request: %w", err)
-		}
-		if !a.clusterBlob(cl, b.Digest) {
-			return fmt.Errorf("%w: blob %s belongs to no image of the cluster", authz.ErrForbidden, b.Digest)
-		}
-	case wire.MethodManifest:
-		var m wire.ManifestRequest
-		if err := json.Unmarshal(req.Body, &m); err != nil {
-			return fmt.Errorf("malformed manifest request: %w", err)
-		}
-		if _, ok := findClusterImage(cl, m.Ref); !ok {
-			return fmt.Errorf("%w: image %s is not an image of the cluster", authz.ErrForbidden, m.Ref)
-		}
-	case wire.MethodLogs:
-		var l wire.LogsRequest
-		if err := json.Unmarshal(req.Body, &l); err != nil {
-			return fmt.Errorf("malformed logs request: %w", err)
-		}
-		c, err := a.rt.Get(l.ContainerID)
-		if err != nil {
-			return err
-		}
-		if c.TaskID == "" {
-			return fmt.Errorf("%w: container %s is not a task's", authz.ErrForbidden, l.ContainerID)
-		}
+	g := imagedist.Guard{
+		Images: cl.store.Images,
+		IsClusterImage: func(ref string) bool {
+			_, ok := findClusterImage(cl, ref)
+			return ok
+		},
+		Local:     a.images,
+		Container: a.rt.Get,
 	}
-	return nil
-}
-
-// clusterBlob reports whether digest is the config or a layer of an image
-// recorded in the cluster state.
-func (a *Agent) clusterBlob(cl *cluster, digest string) bool {
-	if digest == "" {
-		return false
-	}
-	for _, img := range cl.store.Images() {
-		if img.ID == digest || slices.Contains(img.Layers, digest) {
-			return true
-		}
-	}
-	// Records made without layer digests: ask the local descriptors.
-	for _, img := range cl.store.Images() {
-		raw, err := a.images.Manifest(img.ID)
-		if err != nil {
-			continue
-		}
-		d, err := image.ParseDescriptor(raw)
-		if err == nil && slices.Contains(d.Blobs(), digest) {
-			return true
-		}
-	}
-	return false
+	return g.Check(req)
 }
 
 // raftGate is the mux's Raft admission check for the running raft r.

@@ -2,23 +2,19 @@ package node
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base32"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/api/atomicfile"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/httpapi"
+	"github.com/shoal-org/shoal/node/identity"
 	"github.com/shoal-org/shoal/node/writes"
 	"github.com/shoal-org/shoal/runtime"
 	"github.com/shoal-org/shoal/runtime/image"
@@ -40,18 +36,12 @@ var (
 	ErrOutcomeUnknown = writes.ErrOutcomeUnknown
 )
 
-// identity is what makes a node the same node across restarts.
-type identity struct {
-	NodeID   string `json:"node_id"`
-	Hostname string `json:"hostname"`
-}
-
 // Agent is one running `shoal agent`.
 type Agent struct {
 	cfg Config
 	log *slog.Logger
 	ctx context.Context
-	id  identity
+	id  identity.Node
 
 	images *image.Store
 	rt     *runtime.Runtime
@@ -93,7 +83,7 @@ func (a *Agent) run(ctx context.Context) error {
 	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	id, err := loadOrCreateIdentity(a.cfg.DataDir, a.cfg.Hostname)
+	id, err := identity.LoadOrCreate(a.cfg.DataDir, a.cfg.Hostname)
 	if err != nil {
 		return err
 	}
@@ -155,7 +145,7 @@ func (a *Agent) run(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); a.newEventsLoop().Run(rtCtx) }()
 
-	ln, err := listenUnix(a.cfg.Socket)
+	ln, err := httpapi.ListenUnix(a.cfg.Socket)
 	if err != nil {
 		return err
 	}
@@ -220,72 +210,4 @@ func (a *Agent) startRuntime(ctx context.Context) error {
 	}
 	a.rt = rt
 	return nil
-}
-
-// listenUnix binds the API socket, root-only.
-func listenUnix(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("create socket dir: %w", err)
-	}
-	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("socket %s is in use: another agent is running", path)
-	}
-	_ = os.Remove(path)
-	old := umask(0o177)
-	ln, err := net.Listen("unix", path)
-	umask(old)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	return ln, nil
-}
-
-func loadOrCreateIdentity(dir, hostname string) (identity, error) {
-	p := filepath.Join(dir, "node.json")
-	var id identity
-	b, err := os.ReadFile(p)
-	switch {
-	case err == nil:
-		if err := json.Unmarshal(b, &id); err != nil {
-			return id, fmt.Errorf("corrupt node identity %s: %w", p, err)
-		}
-		if id.NodeID == "" {
-			return id, fmt.Errorf("corrupt node identity %s: missing node_id", p)
-		}
-		if hostname != "" && hostname != id.Hostname {
-			id.Hostname = hostname
-			if err := atomicfile.WriteJSON(p, id); err != nil {
-				return id, err
-			}
-		}
-		return id, nil
-	case errors.Is(err, os.ErrNotExist):
-		id = identity{NodeID: newID(), Hostname: hostname}
-		return id, atomicfile.WriteJSON(p, id)
-	default:
-		return id, fmt.Errorf("read node identity: %w", err)
-	}
-}
-
-// newID returns a random 26-character lowercase ID (128 bits).
-func newID() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err)
-	}
-	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
-}
-
-// writeFileAtomic replaces path with b (temp file, fsync, rename), making
-// its directory first.
-func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(path, b, mode)
 }

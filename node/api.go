@@ -2,10 +2,11 @@ package node
 
 // The agent's side of the API socket: the route table, the agent's
 // sentinel errors for the status mapping, and the narrow views of the
-// agent the route packages get: apiAgent (node/httpapi's cluster, node and
-// volume routes), replicaAgent (node/handlers: services, networks, secrets
-// and configs over the replica) and localAgent (node/localapi: images,
-// containers, exec). The handlers still in this package (init, token, CA
+// agent the route packages get: apiAgent (node/httpapi's cluster and node
+// routes), replicaAgent (node/handlers: services, networks, secrets and
+// configs over the replica) and localAgent (node/localapi: images,
+// containers, exec; this node's volumes are localapi.Volumes over the
+// runtime). The handlers still in this package (init, token, CA
 // rotation, leave, service logs, snapshots, events) use the short names
 // below.
 
@@ -14,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sort"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
@@ -23,7 +23,9 @@ import (
 	"github.com/shoal-org/shoal/node/events"
 	"github.com/shoal-org/shoal/node/handlers"
 	"github.com/shoal-org/shoal/node/httpapi"
+	"github.com/shoal-org/shoal/node/identity"
 	"github.com/shoal-org/shoal/node/localapi"
+	"github.com/shoal-org/shoal/node/netloop"
 	"github.com/shoal-org/shoal/node/wire"
 	"github.com/shoal-org/shoal/runtime"
 )
@@ -72,7 +74,7 @@ func (a *Agent) routes() http.Handler {
 	httpapi.ServiceRoutes(rt, cluster)
 	h("GET /v1/services/{id}/logs", handlers.ServiceLogs(replicaAgent{a}))
 	httpapi.ObjectRoutes(rt, cluster)
-	httpapi.VolumeRoutes(rt, apiAgent{a})
+	httpapi.VolumeRoutes(rt, localapi.Volumes{Store: a.rt})
 	httpapi.NetworkRoutes(rt, cluster)
 	handlers.SnapshotRoutes(rt, snapshotAgent{replicaAgent{a}}, a.log)
 	h("GET /v1/events", events.StreamHandler(a.obs.hub, a.log))
@@ -82,10 +84,7 @@ func (a *Agent) routes() http.Handler {
 // apiAgent is the agent as node/httpapi sees it.
 type apiAgent struct{ a *Agent }
 
-var (
-	_ httpapi.Cluster = apiAgent{}
-	_ httpapi.Volumes = apiAgent{}
-)
+var _ httpapi.Cluster = apiAgent{}
 
 func (x apiAgent) Status() api.Status { return x.a.status() }
 
@@ -174,79 +173,26 @@ func (x apiAgent) RemoveNode(ctx context.Context, ref string, force bool) error 
 	})
 }
 
-// volumeError gives the runtime's volume errors their status.
-func volumeError(err error) error {
-	switch {
-	case errors.Is(err, runtime.ErrVolumeNotFound):
-		return &httpError{status: http.StatusNotFound, msg: err.Error()}
-	case errors.Is(err, runtime.ErrVolumeInUse):
-		return &httpError{status: http.StatusConflict, msg: err.Error()}
-	case errors.Is(err, runtime.ErrInvalidSpec):
-		return &httpError{status: http.StatusBadRequest, msg: err.Error()}
-	}
-	return err
-}
-
-func (x apiAgent) Volumes() ([]api.Volume, error) {
-	vs, err := x.a.rt.Volumes()
-	return vs, volumeError(err)
-}
-
-func (x apiAgent) Volume(name string) (api.Volume, error) {
-	v, err := x.a.rt.Volume(name)
-	return v, volumeError(err)
-}
-
-func (x apiAgent) CreateVolume(name string) (api.Volume, error) {
-	v, err := x.a.rt.CreateVolume(name)
-	return v, volumeError(err)
-}
-
-func (x apiAgent) RemoveVolume(name string) error { return volumeError(x.a.rt.RemoveVolume(name)) }
-
 // handleNodeUpdate is the node update route, for the dashboard.
 func (a *Agent) handleNodeUpdate(w http.ResponseWriter, r *http.Request) (any, error) {
 	return httpapi.NodeUpdateHandler(apiAgent{a})(w, r)
 }
 
-// status is GET /v1/status: identity, and the cluster as this node sees it.
+// status is GET /v1/status: identity, and the cluster as this node sees it
+// (handlers.ClusterStatus).
 func (a *Agent) status() api.Status {
 	st := api.Status{NodeID: a.id.NodeID, Hostname: a.id.Hostname, Addr: a.cfg.clusterAddr()}
 	cl, err := a.clusterOrErr()
 	if err != nil {
 		return st
 	}
-	st.Joined = true
-	st.ClusterID = cl.id
-	st.Leader, st.LeaderAddr = cl.raft.Leader()
-	st.RaftState = cl.raft.State()
-	st.LastIndex = cl.raft.LastIndex()
-	st.Members = len(cl.members.AliveSet())
-	if servers, err := cl.raft.Servers(); err == nil {
-		for _, s := range servers {
-			if s.Voter {
-				st.Voters = append(st.Voters, s.ID)
-				if s.ID == a.id.NodeID {
-					st.Voter = true
-				}
-			}
-		}
-	}
-	sort.Strings(st.Voters)
-	return st
+	return handlers.ClusterStatus(st, cl.id, cl.raft, len(cl.members.AliveSet()))
 }
 
 // decorateNodes fills ManagerStatus, Voter and the agent version from the
 // Raft configuration, the leader this node sees and gossip.
 func (a *Agent) decorateNodes(cl *cluster, nodes []*api.Node) []api.Node {
-	v := handlers.RaftView{VersionOf: cl.members.VersionOf, Voters: map[string]bool{}}
-	v.Leader, _ = cl.raft.Leader()
-	if servers, err := cl.raft.Servers(); err == nil {
-		for _, s := range servers {
-			v.Voters[s.ID] = s.Voter
-		}
-	}
-	return handlers.DecorateNodes(nodes, v)
+	return handlers.DecorateNodes(nodes, handlers.NewRaftView(cl.raft, cl.members.VersionOf))
 }
 
 func (a *Agent) resolveNode(cl *cluster, ref string) (*api.Node, error) {
@@ -280,7 +226,7 @@ func (x replicaAgent) HasImage(ref string) bool {
 	return err == nil
 }
 
-func (x replicaAgent) NewID() string { return newID() }
+func (x replicaAgent) NewID() string { return identity.NewID() }
 
 // handleServiceScale is the scale route, for the dashboard.
 func (a *Agent) handleServiceScale(w http.ResponseWriter, r *http.Request) (any, error) {
@@ -316,8 +262,22 @@ func (x localAgent) ForgetImage(ctx context.Context, id string) {
 	}
 }
 
+// RunNetworks checks the networks of a `shoal run` container
+// (handlers.RunNetworks) and returns ctx carrying them for the network
+// attacher (netloop.WithNetworks).
 func (x localAgent) RunNetworks(ctx context.Context, names []string) (context.Context, error) {
-	return x.a.runNetworks(ctx, names)
+	if len(names) == 0 {
+		return ctx, nil
+	}
+	cl, err := x.a.clusterOrErr()
+	if err != nil {
+		return nil, err
+	}
+	out, err := handlers.RunNetworks(cl.store, names)
+	if err != nil {
+		return nil, err
+	}
+	return netloop.WithNetworks(ctx, out), nil
 }
 
 func (x localAgent) EnsureRunImage(ctx context.Context, ref string) error {

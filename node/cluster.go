@@ -9,40 +9,28 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
-	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/api/atomicfile"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/autoscale"
 	"github.com/shoal-org/shoal/node/epoch"
+	"github.com/shoal-org/shoal/node/joining"
 	"github.com/shoal-org/shoal/node/leaderloop"
 	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/pki"
+	"github.com/shoal-org/shoal/node/profile"
 	"github.com/shoal-org/shoal/node/resync"
 	"github.com/shoal-org/shoal/node/wire"
 	"github.com/shoal-org/shoal/node/writes"
 )
-
-// memberMeta is what a node gossips about itself (node/membership); the
-// short name keeps the pure functions that read the alive set readable.
-type memberMeta = membership.Meta
-
-type clusterFile struct {
-	ClusterID string `json:"cluster_id"`
-}
 
 // cluster holds the running cluster parts of an agent.
 type cluster struct {
@@ -66,7 +54,7 @@ type cluster struct {
 	// resync is the clock of the loops' resyncs (node/resync).
 	resync *resync.Clock
 	// profile is the agent's failure-detection profile, resolved once.
-	profile Profile
+	profile profile.Profile
 
 	cancel context.CancelFunc
 	// done closes when cancel has been called: the cluster is stopping.
@@ -106,31 +94,21 @@ func (a *Agent) clusterOrErr() (*cluster, error) {
 // files under DATA/cluster.
 func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	dir := clusterDir(a.cfg.DataDir)
-	var cf clusterFile
-	if err := readJSONFile(filepath.Join(dir, "cluster.json"), &cf); err != nil {
-		return fmt.Errorf("read cluster state: %w", err)
-	}
-	cert, pool, err := pki.LoadNodeTLS(filepath.Join(dir, "pki"))
+	files, err := joining.ReadClusterFiles(dir)
 	if err != nil {
-		return fmt.Errorf("load node certificate: %w", err)
+		return err
 	}
-	var keys [][]byte
-	if err := readJSONFile(filepath.Join(dir, "keyring.json"), &keys); err != nil {
-		return fmt.Errorf("read gossip keyring: %w", err)
-	}
-	var peers []string
-	_ = readJSONFile(filepath.Join(dir, "peers.json"), &peers)
-	peers = append(peers, opts.joinPeers...)
+	peers := append(files.Peers, opts.joinPeers...)
 
 	store := consensus.NewStore()
 	revoked := func(serial string) bool {
 		return store.IsRevoked(serial)
 	}
-	src := pki.NewSource(cert, pool)
+	src := pki.NewSource(files.Cert, files.Pool)
 	serverTLS := src.ServerTLS(revoked)
 	clientTLS := src.CheckedClientTLS(revoked)
 
-	prof, err := ProfileByName(a.cfg.GossipProfile)
+	prof, err := profile.ByName(a.cfg.GossipProfile)
 	if err != nil {
 		return err
 	}
@@ -167,7 +145,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		}
 	}()
 	// Only a voter of this node's configuration may fence it.
-	fc.Trust(func(id string) bool { return isVoterOf(r, id) })
+	fc.Trust(epoch.VoterOf(r))
 	if opts.forceNew {
 		if err = epoch.SettleForced(dir, fc, recordedEpoch, store.Cluster()); err != nil {
 			return err
@@ -177,7 +155,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	}
 
 	cctx, cancel := context.WithCancel(ctx)
-	cl := &cluster{id: cf.ClusterID, store: store, raft: r, mux: m, client: clientTLS, tls: src, fence: fc, cancel: cancel, done: cctx.Done(),
+	cl := &cluster{id: files.ClusterID, store: store, raft: r, mux: m, client: clientTLS, tls: src, fence: fc, cancel: cancel, done: cctx.Done(),
 		resync: resync.New(cctx, resync.Period), profile: prof}
 	cl.wg.Add(1)
 	go func() {
@@ -202,7 +180,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		BindPort:      a.cfg.GossipPort,
 		AdvertiseAddr: a.cfg.AdvertiseAddr,
 		AdvertisePort: a.cfg.GossipPort,
-		Keys:          keys,
+		Keys:          files.Keys,
 		Fence:         fc,
 		Logger:        a.log,
 	}, membership.Meta{NodeID: a.id.NodeID, ClusterPort: a.cfg.ClusterPort, Epoch: fc.Local(), Version: Version, Level: consensus.ProtocolLevel})
@@ -212,17 +190,17 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		return err
 	}
 	cl.members = mem
-	a.log.Info("gossip started", "profile", cmp.Or(a.cfg.GossipProfile, DefaultProfile), "probe_interval", prof.Gossip.ProbeInterval,
+	a.log.Info("gossip started", "profile", cmp.Or(a.cfg.GossipProfile, profile.Default), "probe_interval", prof.Gossip.ProbeInterval,
 		"probe_timeout", prof.Gossip.ProbeTimeout, "expected_detection_10", prof.Gossip.ExpectedDetection(10),
 		"raft_heartbeat", prof.Raft.HeartbeatInterval, "raft_timeout", prof.Raft.HeartbeatTimeout)
-	r.SetCommandGate(commandGate(r, mem))
+	r.SetCommandGate(mem.CommandGate(r))
 
 	a.mu.Lock()
 	a.cl = cl
 	a.mu.Unlock()
 
 	if opts.bootstrap != nil {
-		if err := a.writeBootstrap(cctx, cl, opts.bootstrap); err != nil {
+		if err := joining.Bootstrap(cctx, cl.raft, opts.bootstrap.cluster, opts.bootstrap.node); err != nil {
 			a.stopCluster()
 			return err
 		}
@@ -231,11 +209,11 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	cl.wg.Add(9)
 	go func() { defer cl.wg.Done(); a.lostLogRejoinLoop(cctx, cl) }()
 	go func() { defer cl.wg.Done(); a.fenceLoop(cctx, cl) }()
-	go func() { defer cl.wg.Done(); a.recordEpochLoop(cctx, cl) }()
+	go func() { defer cl.wg.Done(); epoch.RecordLoop(cctx, store, r, fc.Local(), a.log) }()
 	go func() { defer cl.wg.Done(); a.keeper(cl).Run(cctx) }()
 	go func() { defer cl.wg.Done(); a.newNetLoop(cl).Run(cctx) }()
 	go func() { defer cl.wg.Done(); a.removalLoop(cctx, cl) }()
-	go func() { defer cl.wg.Done(); a.gossipJoinLoop(cctx, cl, peers) }()
+	go func() { defer cl.wg.Done(); a.joinLoop(cl, peers).Run(cctx) }()
 	go func() { defer cl.wg.Done(); a.newLeaderLoop(cl).Run(cctx) }()
 	go func() { defer cl.wg.Done(); a.newReconciler(cl).Run(cctx) }()
 	cl.wg.Add(1)
@@ -264,6 +242,14 @@ func (a *Agent) newLeaderLoop(cl *cluster) *leaderloop.Loop {
 	})
 }
 
+// joinLoop is cl's gossip join and reconnect loop (membership.JoinLoop).
+func (a *Agent) joinLoop(cl *cluster, peers []string) *membership.JoinLoop {
+	return &membership.JoinLoop{
+		Members: cl.members, Self: a.id.NodeID, SelfAddr: a.selfGossipAddr(), Peers: peers, Replica: cl.store,
+		PeersFile: filepath.Join(clusterDir(a.cfg.DataDir), "peers.json"), Resync: cl.resync, Log: a.log,
+	}
+}
+
 // writer is the write path of cl (node/writes). It holds no state, so it
 // is made per call: a cluster built without one (tests) has one too.
 func (a *Agent) writer(cl *cluster) *writes.Writer {
@@ -276,29 +262,10 @@ func (a *Agent) writer(cl *cluster) *writes.Writer {
 		Dial: rpcDialer(cl.client),
 		KEK:  a.kekFor,
 		RotateToken: func(ctx context.Context) error {
-			_, err := a.rotateSecretAsLeader(ctx, cl)
+			_, err := a.keeper(cl).RotateSecret(ctx)
 			return err
 		},
 	})
-}
-
-// writeBootstrap waits for the single-voter cluster to elect this node and
-// writes the cluster record and the first node.
-func (a *Agent) writeBootstrap(ctx context.Context, cl *cluster, b *bootstrapInfo) error {
-	deadline := time.Now().Add(15 * time.Second)
-	for !cl.raft.IsLeader() {
-		if time.Now().After(deadline) {
-			return errors.New("bootstrap: this node did not become raft leader")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	_, err := cl.raft.Apply(wctx, &consensus.BootstrapCluster{Cluster: b.cluster, Node: b.node})
-	if err != nil {
-		return fmt.Errorf("bootstrap: write cluster record: %w", err)
-	}
-	return nil
 }
 
 // stopCluster shuts the cluster parts down (agent stop or leave). A leader
@@ -339,98 +306,8 @@ func (a *Agent) stopCluster() {
 	cl.wg.Wait()
 }
 
-// gossipJoinLoop joins gossip through the known peers, retrying until at
-// least one answers; then, as Serf's reconnect does, it keeps knocking on
-// nodes of the state that gossip considers gone, so both sides of a healed
-// partition (or a node that was declared dead while it was only slow) find
-// each other again — one knock per round at most (membership.ReconnectPick).
-// It also keeps peers.json fresh so a restarted node finds its way back.
-func (a *Agent) gossipJoinLoop(ctx context.Context, cl *cluster, peers []string) {
-	joined := len(peers) == 0
-	// Retries are quick until gossip is joined; afterwards the loop runs
-	// on the agent's resync clock (reconnectInterval).
-	tick := time.NewTicker(500 * time.Millisecond)
-	ticks, stopTicks := tick.C, tick.Stop
-	defer func() { stopTicks() }()
-	slow := false
-	var lastSave, lastReconnect time.Time
-	var saved []string // what peers.json holds, sorted
-	for {
-		if !joined {
-			cand := append([]string{}, peers...)
-			cand = append(cand, a.gossipAddrsFromState(cl, nil)...)
-			if n, err := cl.members.Join(membership.Dedupe(cand, a.selfGossipAddr())); n > 0 {
-				joined = true
-			} else if err != nil {
-				a.log.Debug("gossip join pending", "err", err)
-			}
-		} else if slow || time.Since(lastReconnect) >= reconnectInterval {
-			lastReconnect = time.Now()
-			alive := cl.members.AliveSet()
-			gone := a.gossipAddrsFromState(cl, alive)
-			if knock := membership.ReconnectPick(gone, len(alive), rand.Float64(), rand.Float64()); len(knock) > 0 {
-				if n, _ := cl.members.Join(knock); n > 0 {
-					a.log.Info("gossip reconnected to a node it had lost", "addr", knock[0], "gone", len(gone))
-				}
-			}
-		}
-		// Written when the peers changed, not on every round: an idle
-		// node does no disk I/O here.
-		if time.Since(lastSave) > 5*time.Second {
-			if addrs := cl.members.PeerAddrs(); len(addrs) > 1 {
-				addrs = membership.Dedupe(addrs, a.selfGossipAddr())
-				sort.Strings(addrs)
-				if !slices.Equal(addrs, saved) {
-					if err := atomicfile.WriteJSON(filepath.Join(clusterDir(a.cfg.DataDir), "peers.json"), addrs); err == nil {
-						saved = addrs
-					}
-				}
-				lastSave = time.Now()
-			}
-		}
-		if joined && !slow {
-			stopTicks()
-			ticks, stopTicks = cl.resync.Ticks(reconnectInterval)
-			slow = true
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticks:
-		}
-	}
-}
-
-// reconnectInterval is how often gossip retries nodes it considers gone:
-// each tick of the resync clock.
-const reconnectInterval = resync.Period
-
 func (a *Agent) selfGossipAddr() string {
 	return net.JoinHostPort(a.cfg.AdvertiseAddr, strconv.Itoa(a.cfg.GossipPort))
-}
-
-// gossipAddrsFromState lists the gossip addresses of the other nodes of
-// the state, skipping those in skip (nil: skip none).
-func (a *Agent) gossipAddrsFromState(cl *cluster, skip map[string]memberMeta) []string {
-	var out []string
-	for _, n := range cl.store.Nodes() {
-		if n.ID == a.id.NodeID || n.Addr == "" || n.GossipPort == 0 {
-			continue
-		}
-		if _, ok := skip[n.ID]; ok {
-			continue
-		}
-		out = append(out, net.JoinHostPort(n.Addr, strconv.Itoa(n.GossipPort)))
-	}
-	return out
-}
-
-func readJSONFile(path string, v any) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(b, v)
 }
 
 func joinHostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }

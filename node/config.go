@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/node/pki"
+	"github.com/shoal-org/shoal/node/profile"
 	"github.com/shoal-org/shoal/node/ui"
 )
 
@@ -24,7 +25,7 @@ type Config struct {
 	Socket        string // unix socket of the HTTP API
 	GossipPort    int
 	ClusterPort   int
-	// GossipProfile names the failure-detection profile (Profiles): "fast"
+	// GossipProfile names the failure-detection profile (node/profile): "fast"
 	// (the default, a dead host found in under a second) or "tolerant"
 	// (2 s, for agents sharing starved CPUs or meant to idle near-free).
 	GossipProfile string
@@ -78,7 +79,7 @@ func DefaultConfig() Config {
 		DeadVoterGrace: 10 * time.Second,
 		CertLifetime:   pki.DefaultNodeCertValidity,
 		RestartGrace:   15 * time.Second,
-		GossipProfile:  DefaultProfile,
+		GossipProfile:  profile.Default,
 	}
 }
 
@@ -139,6 +140,14 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// ProfileByName and CheckGossipProfile are node/profile's ByName and
+// Check for cmd/shoal, which may import only node and api.
+func ProfileByName(name string) (profile.Profile, error) { return profile.ByName(name) }
+
+// CheckGossipProfile reports whether name is a profile an agent can run
+// with ("" is the default, "fast").
+func CheckGossipProfile(name string) error { return profile.Check(name) }
 
 func (c Config) bindIP() string {
 	if c.ListenAddr != "" {

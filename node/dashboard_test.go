@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/identity"
 	"github.com/shoal-org/shoal/node/ui"
 )
 
@@ -54,7 +55,7 @@ func TestUIHandler(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	a := &Agent{cfg: Config{DataDir: dir}, ctx: ctx, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		id: identity{NodeID: "n1", Hostname: "h1"}}
+		id: identity.Node{NodeID: "n1", Hostname: "h1"}}
 	tok, err := ui.EnsureToken(dir, false)
 	if err != nil {
 		t.Fatal(err)

@@ -1,46 +1,29 @@
 package node
 
-// The agent's side of fencing after --force-new-cluster: who may fence this
-// node (the voters of its configuration), the probe of a gossip hint on the
-// peer's cluster port, and the re-join of a fenced instance at the newer
-// epoch. The epoch itself, its file and the fence are node/epoch (the why
-// is at the top of node/epoch/fence.go and in consensus/epoch.go).
+// The agent's side of fencing after --force-new-cluster: the re-join of a
+// fenced instance at the newer epoch, which stops and starts the agent's
+// cluster half. The epoch itself, its file, the fence, who may fence (the
+// voters), the probe of a gossip hint and the leader's record of the epoch
+// are node/epoch (the why is at the top of node/epoch/fence.go and in
+// consensus/epoch.go).
 
 import (
 	"context"
-	"crypto/tls"
 	"time"
 
-	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/node/clusterport"
 	"github.com/shoal-org/shoal/node/epoch"
-	"github.com/shoal-org/shoal/node/pki"
 )
 
 // fence is this cluster instance's epoch and what it learnt of newer ones
 // (node/epoch).
 type fence = epoch.Fence
 
-// isVoterOf reports whether id is a voter of r's latest configuration.
-func isVoterOf(r *consensus.Raft, id string) bool {
-	servers, err := r.Servers()
-	if err != nil {
-		return false
-	}
-	for _, s := range servers {
-		if s.ID == id {
-			return s.Voter
-		}
-	}
-	return false
-}
-
 // fenceLoop waits until this cluster instance is fenced and hands it to
 // fencedRejoinLoop (re-joining stops this instance, whose wait group this loop
 // belongs to). Gossip hints are checked on the peer's cluster port
 // (epoch.Fence.Watch).
 func (a *Agent) fenceLoop(ctx context.Context, cl *cluster) {
-	probe := func(addr string) error { return probeEpoch(addr, cl.client, cl.fence) }
+	probe := func(addr string) error { return epoch.Probe(peerDialer, addr, cl.client, cl.fence) }
 	if !cl.fence.Watch(ctx, probe, a.log) {
 		return
 	}
@@ -52,22 +35,6 @@ func (a *Agent) fenceLoop(ctx context.Context, cl *cluster) {
 	case a.fenced <- cl:
 	case <-ctx.Done():
 	}
-}
-
-// probeEpoch runs the raft epoch handshake with the cluster port at addr
-// and closes the connection: a newer epoch there fences this node (if that
-// node may), an equal one hands raft a connection that ends at once.
-func probeEpoch(addr string, client *tls.Config, f *fence) error {
-	c, err := dialProto(addr, dialTimeout, client, clusterport.ProtoRaft)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	peer := addr
-	if id, ok := pki.ServerNodeID(c.ConnectionState()); ok {
-		peer = id
-	}
-	return clusterport.DialEpoch(c, f, peer, dialTimeout)
 }
 
 // fencedRejoinLoop re-joins fenced cluster instances, one at a time, until ctx
@@ -129,34 +96,4 @@ func (a *Agent) restartAtEpoch(ctx context.Context, dir string, old, newer uint6
 		return err
 	}
 	return a.startCluster(ctx, startOpts{})
-}
-
-// recordEpochLoop writes this instance's epoch into the cluster record when
-// it is behind (after --force-new-cluster), from the leader, so that the
-// next recovery starts above it. It ends once the record has caught up.
-func (a *Agent) recordEpochLoop(ctx context.Context, cl *cluster) {
-	ch, cancel := cl.store.Subscribe()
-	defer cancel()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	want := cl.fence.Local()
-	for {
-		c := cl.store.Cluster()
-		if c != nil && c.Epoch >= want {
-			return
-		}
-		if c != nil && cl.raft.IsLeader() {
-			wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
-			if _, err := cl.raft.Apply(wctx, &consensus.SetClusterEpoch{Epoch: want}); err != nil {
-				a.log.Warn("record the cluster epoch", "epoch", want, "err", err)
-			}
-			wcancel()
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-ch:
-		case <-tick.C:
-		}
-	}
 }

@@ -180,11 +180,11 @@ func TestProbeEpoch(t *testing.T) {
 	_, same := epochMux(t, p, "peer", 0)
 	stale := epoch.NewFence(0)
 	client := p.client("stale")
-	if err := probeEpoch(same, client, stale); err != nil || isFenced(stale) {
+	if err := epoch.Probe(peerDialer, same, client, stale); err != nil || isFenced(stale) {
 		t.Fatalf("probe at the same epoch: %v, fenced %v", err, isFenced(stale))
 	}
 	stale.Trust(func(id string) bool { return id == "recovered" })
-	if err := probeEpoch(newer, client, stale); !errors.Is(err, clusterport.ErrEpochMismatch) {
+	if err := epoch.Probe(peerDialer, newer, client, stale); !errors.Is(err, clusterport.ErrEpochMismatch) {
 		t.Fatalf("probe of a newer epoch: %v", err)
 	}
 	if !isFenced(stale) {

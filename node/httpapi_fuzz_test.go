@@ -14,6 +14,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/node/httpapi"
+	"github.com/shoal-org/shoal/node/identity"
 	"github.com/shoal-org/shoal/node/scheduler/servicespec"
 )
 
@@ -123,7 +124,7 @@ func newTestAgentF(f *testing.F) *Agent {
 	return &Agent{
 		cfg: cfg,
 		ctx: ctx,
-		id:  identity{NodeID: newID(), Hostname: cfg.Hostname},
+		id:  identity.Node{NodeID: identity.NewID(), Hostname: cfg.Hostname},
 		log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/httpapi"
+	"github.com/shoal-org/shoal/node/identity"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 	"github.com/shoal-org/shoal/node/writes"
@@ -36,7 +37,7 @@ func newTestAgent(t *testing.T) *Agent {
 	return &Agent{
 		cfg: cfg,
 		ctx: ctx,
-		id:  identity{NodeID: newID(), Hostname: cfg.Hostname},
+		id:  identity.Node{NodeID: identity.NewID(), Hostname: cfg.Hostname},
 		log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 }

@@ -1,26 +1,25 @@
 package node
 
 // Init, join and leave as the agent runs them. How a node gets into a
-// cluster and the leader's admission live in node/joining; here are the
-// parts that need the whole agent: init (a new CA, KEK and record, the
-// bootstrap), the token, leave (the removal question, the hand-over, the
-// drop of the cluster state), forwarding to the leader, and the wiring of
-// joining's Joiner and Leader from the running cluster.
+// cluster (a new one's keys and record included) and the leader's
+// admission live in node/joining; here are the parts that need the whole
+// agent: init (the start of the cluster half, the bootstrap), the token,
+// leave (the removal question, the hand-over, the drop of the cluster
+// state), forwarding to the leader, and the wiring of joining's Joiner and
+// Leader from the running cluster.
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/identity"
 	"github.com/shoal-org/shoal/node/joining"
-	"github.com/shoal-org/shoal/node/keyring"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -36,47 +35,23 @@ func (a *Agent) initCluster(ctx context.Context, seed *consensus.SnapshotFile) (
 		return api.InitResponse{}, fmt.Errorf("%w %s: run `shoal leave` first", ErrAlreadyInCluster, cl.id)
 	}
 	now := time.Now().UTC()
-	clusterID := newID()
-	ca, err := pki.NewCA(clusterID, now)
-	if err != nil {
-		return api.InitResponse{}, fmt.Errorf("create cluster CA: %w", err)
+	in := joining.Init{
+		ClusterID: identity.NewID(), Self: a.joinSelf(), Dir: clusterDir(a.cfg.DataDir), CertLifetime: a.cfg.CertLifetime,
+		ClusterCIDR: a.cfg.ClusterCIDR, VIPCIDR: a.cfg.VIPCIDR,
 	}
-	certPEM, keyPEM, serial, err := ca.IssueNodeCertFor(a.id.NodeID, []net.IP{net.ParseIP(a.cfg.AdvertiseAddr)}, now, a.cfg.CertLifetime)
-	if err != nil {
-		return api.InitResponse{}, fmt.Errorf("issue node certificate: %w", err)
-	}
-	gossipKey := make([]byte, 32)
-	if _, err := rand.Read(gossipKey); err != nil {
-		return api.InitResponse{}, err
-	}
-	kek := pki.NewKEK()
-	record, err := keyring.SealedRecord(clusterID, ca, pki.NewSecret(), kek)
-	if err != nil {
-		return api.InitResponse{}, err
-	}
-	if err := joining.WriteClusterFiles(clusterDir(a.cfg.DataDir), clusterID, certPEM, keyPEM, ca.CertPEM(), [][]byte{gossipKey}, nil); err != nil {
-		return api.InitResponse{}, err
-	}
-	if err := a.saveKEK(kek); err != nil {
-		_ = os.RemoveAll(clusterDir(a.cfg.DataDir))
-		return api.InitResponse{}, err
-	}
-	node := joining.SelfNode(a.joinSelf(), joining.HostResources(), now, serial)
-	node.Voter = true
-	record.GossipKeys = [][]byte{gossipKey}
-	record.ClusterCIDR = a.cfg.ClusterCIDR
-	record.VIPCIDR = a.cfg.VIPCIDR
 	if cidr, vip := snapshotPools(seed); cidr != "" && vip != "" {
-		record.ClusterCIDR, record.VIPCIDR = cidr, vip
+		in.ClusterCIDR, in.VIPCIDR = cidr, vip
 	}
-	record.VoterTarget = 1
-	record.CreatedAt = now
+	record, node, err := joining.NewCluster(in, now)
+	if err != nil {
+		return api.InitResponse{}, err
+	}
 	b := &bootstrapInfo{cluster: record, node: node}
 	if err := a.startCluster(a.ctx, startOpts{bootstrap: b}); err != nil {
 		_ = os.RemoveAll(clusterDir(a.cfg.DataDir))
 		return api.InitResponse{}, err
 	}
-	a.log.Info("cluster initialised", "cluster_id", clusterID)
+	a.log.Info("cluster initialised", "cluster_id", in.ClusterID)
 	return a.tokenResponse(ctx)
 }
 
@@ -100,7 +75,7 @@ func (a *Agent) tokenResponse(ctx context.Context) (api.InitResponse, error) {
 	if err != nil {
 		return api.InitResponse{}, err
 	}
-	secret, err := a.currentSecret(ctx, cl, c)
+	secret, err := a.keeper(cl).CurrentSecret(ctx, c)
 	if err != nil {
 		return api.InitResponse{}, err
 	}
@@ -122,7 +97,7 @@ func (a *Agent) rotateToken(ctx context.Context) (api.InitResponse, error) {
 	if err := a.localWriteAllowed(cl); err != nil {
 		return api.InitResponse{}, err
 	}
-	if err := a.rotateSecret(ctx, cl); err != nil {
+	if err := a.keeper(cl).RotateSecretOnLeader(ctx); err != nil {
 		return api.InitResponse{}, err
 	}
 	return a.tokenResponse(ctx)
@@ -167,16 +142,14 @@ func (a *Agent) joinCluster(ctx context.Context, req api.JoinRequest) error {
 // caller has checked that this node leads.
 func (a *Agent) leader(cl *cluster) *joining.Leader {
 	return &joining.Leader{
-		Self:       a.id.NodeID,
-		GossipAddr: a.selfGossipAddr(),
-		Store:      cl.store,
-		Raft:       cl.raft,
-		Alive:      func(id string) bool { return a.isAlive(cl, id) },
-		Peers:      cl.members.PeerAddrs,
-		CA:         a.clusterCA,
-		AdmitID: func(c *consensus.ClusterState, req wire.JoinRequest) ([]string, error) {
-			return a.admitJoinID(cl, c, req)
-		},
+		Self:         a.id.NodeID,
+		GossipAddr:   a.selfGossipAddr(),
+		Store:        cl.store,
+		Raft:         cl.raft,
+		Alive:        func(id string) bool { return a.isAlive(cl, id) },
+		Peers:        cl.members.PeerAddrs,
+		CA:           a.clusterCA,
+		AdmitID:      a.keeper(cl).AdmitID,
 		CertLifetime: a.cfg.CertLifetime,
 		Epoch:        cl.fence.Local(),
 		Removing:     &cl.removing,
@@ -214,30 +187,9 @@ func (a *Agent) isAlive(cl *cluster, id string) bool {
 }
 
 // forwardToLeader runs call against the current leader, retrying across
-// leader changes until the write timeout.
+// leader changes until the write timeout (writes.Writer.Forward).
 func (a *Agent) forwardToLeader(ctx context.Context, cl *cluster, call func(ctx context.Context, addr string) error) error {
-	ctx, cancel := context.WithTimeout(ctx, a.cfg.WriteTimeout)
-	defer cancel()
-	var last error
-	for {
-		_, addr := cl.raft.Leader()
-		if addr != "" {
-			err := call(ctx, addr)
-			if err == nil {
-				return nil
-			}
-			var re *wire.Error
-			if errors.As(err, &re) && re.Code != wire.CodeNotLeader {
-				return err // an answer, not a transport problem
-			}
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			return a.noQuorumError(cl, last)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return a.writer(cl).Forward(ctx, call)
 }
 
 // leave takes this node out of its cluster: the leader hands a voter's vote

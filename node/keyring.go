@@ -3,14 +3,12 @@ package node
 // The agent's side of node/keyring (issue 7: keys where they belong): the
 // keeper built from a cluster's parts (cluster.go runs its loop), the KEK
 // helpers the agent's writes use, and the RPCs and routes that reach the
-// keys — who may call them (membership, voters, admins) and forwarding to
-// the leader are decided here, the key work is the keeper's.
+// keys, each handed to the running cluster's keeper (who may call them is
+// decided there, node/keyring rpc.go), and the HTTP route of `ca rotate`.
 
 import (
 	"context"
 	"crypto/ecdsa"
-	"errors"
-	"fmt"
 	"net/http"
 	"time"
 
@@ -24,7 +22,7 @@ import (
 )
 
 // keeper is cl's keyring.Keeper: this node's keys and certificate against
-// the replicated record, and the leader's key work.
+// the replicated record, the leader's key work, and the keys RPCs.
 func (a *Agent) keeper(cl *cluster) *keyring.Keeper {
 	return &keyring.Keeper{
 		Self:  a.id.NodeID,
@@ -37,6 +35,14 @@ func (a *Agent) keeper(cl *cluster) *keyring.Keeper {
 		},
 		CertLifetime: a.cfg.CertLifetime,
 		Log:          a.log,
+		Forward: func(ctx context.Context, call func(ctx context.Context, addr string) error) error {
+			return a.forwardToLeader(ctx, cl, call)
+		},
+		Authorize: func(peerID string, cmd consensus.Command) error {
+			c, _ := callerOf(cl, authz.Admin, peerID)
+			return authz.Authorize(c, cmd, nil)
+		},
+		Alive: func(id string) bool { return a.isAlive(cl, id) },
 	}
 }
 
@@ -66,7 +72,7 @@ func (a *Agent) joinKey() (*ecdsa.PrivateKey, []byte, error) {
 	return keyring.JoinKey(a.cfg.DataDir, clusterDir(a.cfg.DataDir), a.id.NodeID)
 }
 
-// ---- RPC handlers ----
+// ---- RPC handlers and routes (keyring.Keeper, rpc.go) ----
 
 // handleKEKRPC hands the KEK to another voter (keyring.Keeper.HandKEK).
 func (a *Agent) handleKEKRPC(peerID string) (*wire.KEKResponse, error) {
@@ -77,139 +83,44 @@ func (a *Agent) handleKEKRPC(peerID string) (*wire.KEKResponse, error) {
 	return a.keeper(cl).HandKEK(peerID)
 }
 
-// handleTokenRPC tells (or, on the leader, rotates) the join secret.
-// Allowed callers: any node of the cluster's state — root on any node is
-// an admin (DESIGN.md, trust model), so a node may print the token as it
-// may forward any write.
+// handleTokenRPC is wire.MethodToken (keyring.Keeper.AnswerToken).
 func (a *Agent) handleTokenRPC(ctx context.Context, peerID string, req wire.TokenRequest) (*wire.TokenResponse, error) {
 	cl, err := a.clusterOrErr()
 	if err != nil {
 		return nil, err
 	}
-	if _, err := cl.store.Node(peerID); err != nil {
-		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s is not a member of this cluster", api.ShortID(peerID))}
-	}
-	if req.Rotate {
-		if !cl.raft.IsLeader() {
-			return nil, ErrNotLeader
-		}
-		// Rotating is an admin action: a worker's root may not do it.
-		c, _ := callerOf(cl, authz.Admin, peerID)
-		if err := authz.Authorize(c, consensus.RotateToken{}, nil); err != nil {
-			return nil, err
-		}
-		secret, err := a.rotateSecretAsLeader(ctx, cl)
-		if err != nil {
-			return nil, err
-		}
-		return &wire.TokenResponse{Secret: secret}, nil
-	}
-	c := cl.store.Cluster()
-	if c == nil {
-		return nil, consensus.ErrNotBootstrapped
-	}
-	secret, err := a.joinSecret(c)
-	if err != nil {
-		if cl.raft.IsLeader() {
-			return nil, &wire.Error{Code: wire.CodeRefused, Msg: err.Error()}
-		}
-		return nil, ErrNotLeader // let the caller find a voter that can open it
-	}
-	return &wire.TokenResponse{Secret: secret}, nil
+	return a.keeper(cl).AnswerToken(ctx, peerID, req)
 }
 
-// rotateSecretAsLeader draws a new join secret, seals it and records it.
-func (a *Agent) rotateSecretAsLeader(ctx context.Context, cl *cluster) (string, error) {
-	return a.keeper(cl).RotateSecret(ctx)
-}
-
-// currentSecret returns the join secret, opened here when this node holds
-// the KEK, else asked of the leader.
-func (a *Agent) currentSecret(ctx context.Context, cl *cluster, c *consensus.ClusterState) (string, error) {
-	if s, err := a.joinSecret(c); err == nil {
-		return s, nil
-	}
-	var resp wire.TokenResponse
-	err := a.forwardToLeader(ctx, cl, func(ctx context.Context, addr string) error {
-		return callRPC(ctx, addr, cl.client, wire.MethodToken, wire.TokenRequest{}, &resp, nil)
-	})
-	if err != nil {
-		return "", fmt.Errorf("ask the leader for the join token: %w", err)
-	}
-	return resp.Secret, nil
-}
-
-// rotateSecret rotates the join secret on the leader (here or remote).
-func (a *Agent) rotateSecret(ctx context.Context, cl *cluster) error {
-	if cl.raft.IsLeader() {
-		_, err := a.rotateSecretAsLeader(ctx, cl)
-		return err
-	}
-	return a.forwardToLeader(ctx, cl, func(ctx context.Context, addr string) error {
-		return callRPC(ctx, addr, cl.client, wire.MethodToken, wire.TokenRequest{Rotate: true}, nil, nil)
-	})
-}
-
-// handleRenewRPC signs a new certificate for the caller. Allowed callers:
-// the node itself only — the certificate is issued for the caller's node ID
-// (from its verified, unrevoked certificate), and the CSR must ask for that
-// ID; the node must still be in the cluster's state. Leader only.
+// handleRenewRPC is wire.MethodRenew (keyring.Keeper.AnswerRenew).
 func (a *Agent) handleRenewRPC(ctx context.Context, peerID string, req wire.RenewRequest) (*wire.RenewResponse, error) {
 	cl, err := a.clusterOrErr()
 	if err != nil {
 		return nil, err
 	}
-	if !cl.raft.IsLeader() {
-		return nil, ErrNotLeader
-	}
-	return a.keeper(cl).Issue(ctx, peerID, req.CSR)
+	return a.keeper(cl).AnswerRenew(ctx, peerID, req)
 }
 
-// ---- CA rotation ----
-
-// handleCARotateRPC starts a CA rotation on the leader. Allowed callers:
-// any node of the cluster's state (an admin operation from any node's API,
-// as forwarded writes are).
+// handleCARotateRPC is wire.MethodCARotate (keyring.Keeper.AnswerCARotate).
 func (a *Agent) handleCARotateRPC(ctx context.Context, peerID string) (*wire.CARotateResponse, error) {
 	cl, err := a.clusterOrErr()
 	if err != nil {
 		return nil, err
 	}
-	if _, err := cl.store.Node(peerID); err != nil {
-		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s is not a member of this cluster", api.ShortID(peerID))}
-	}
-	if !cl.raft.IsLeader() {
-		return nil, ErrNotLeader
-	}
-	fp, err := a.keeper(cl).RotateCA(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &wire.CARotateResponse{CAFingerprint: fp}, nil
+	return a.keeper(cl).AnswerCARotate(ctx, peerID)
 }
 
-// rotateCA is `shoal ca rotate` on this node: start the rotation on the
-// leader, then wait (up to wait) until this node's replica shows it done.
+// rotateCA is `shoal ca rotate` on this node: the rotation on the leader
+// and the wait for it (keyring.Keeper.RotateCAAndWait), then the new token.
 func (a *Agent) rotateCA(ctx context.Context, wait time.Duration) (api.CARotateResponse, error) {
 	cl, err := a.clusterOrErr()
 	if err != nil {
 		return api.CARotateResponse{}, err
 	}
-	var fp string
-	if cl.raft.IsLeader() {
-		fp, err = a.keeper(cl).RotateCA(ctx)
-	} else {
-		var resp wire.CARotateResponse
-		err = a.forwardToLeader(ctx, cl, func(ctx context.Context, addr string) error {
-			return callRPC(ctx, addr, cl.client, wire.MethodCARotate, nil, &resp, nil)
-		})
-		fp = resp.CAFingerprint
-	}
+	out, err := a.keeper(cl).RotateCAAndWait(ctx, wait)
 	if err != nil {
 		return api.CARotateResponse{}, err
 	}
-	out := api.CARotateResponse{CAFingerprint: fp}
-	out.Complete, out.Pending = a.keeper(cl).WaitRotation(ctx, fp, wait)
 	tok, err := a.tokenResponse(ctx)
 	if err != nil {
 		return out, err
@@ -229,32 +140,4 @@ func (a *Agent) handleCARotate(w http.ResponseWriter, r *http.Request) (any, err
 		wait = d
 	}
 	return a.rotateCA(r.Context(), wait)
-}
-
-// ---- node IDs at join ----
-
-// admitJoinID decides whether a joiner may have the node ID it asks for
-// (keyring.AdmitJoinID, from what this leader's replica, Raft
-// configuration and gossip say of the ID) and returns the serials to
-// revoke when it may.
-func (a *Agent) admitJoinID(cl *cluster, c *consensus.ClusterState, req wire.JoinRequest) ([]string, error) {
-	in := keyring.JoinClaim{Req: req, Leader: req.NodeID == a.id.NodeID}
-	if n, err := cl.store.Node(req.NodeID); err == nil {
-		in.Record = n
-		in.Alive = n.Status == api.NodeReady && a.isAlive(cl, req.NodeID)
-	}
-	if servers, err := cl.raft.Servers(); err == nil {
-		for _, s := range servers {
-			if s.ID == req.NodeID {
-				in.InRaft = true
-			}
-		}
-	}
-	revoke, err := keyring.AdmitJoinID(in, c, cl.store.IsRevoked)
-	var taken *keyring.IDTakenError
-	if errors.As(err, &taken) {
-		a.log.Warn("join refused: node ID taken", "node_id", api.ShortID(req.NodeID), "err", taken.Err)
-		return nil, taken.Refusal()
-	}
-	return revoke, err
 }

@@ -149,7 +149,7 @@ func TestNonVoterRaftHoldsNoSecrets(t *testing.T) {
 	if _, err := leader.raft.Apply(ctx, &consensus.BootstrapCluster{Cluster: record, Node: api.Node{ID: "n1", Hostname: "h1", Addr: "127.0.0.1"}}); err != nil {
 		t.Fatal(err)
 	}
-	rotated, err := a.rotateSecretAsLeader(ctx, cl)
+	rotated, err := a.keeper(cl).RotateSecret(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,21 +17,15 @@ import (
 	"github.com/shoal-org/shoal/node/imagedist"
 	"github.com/shoal-org/shoal/node/netloop"
 	"github.com/shoal-org/shoal/node/reconciler"
+	"github.com/shoal-org/shoal/node/revocation"
 	"github.com/shoal-org/shoal/overlay"
 )
 
 // netAttacher is the runtime's network (netloop.Attacher) as the agent
-// holds it for its whole life; get and set name its default overlay.
+// holds it for its whole life; get names its default overlay.
 type netAttacher struct{ netloop.Attacher }
 
-func (n *netAttacher) get() *overlay.Overlay   { return n.Default() }
-func (n *netAttacher) set(ov *overlay.Overlay) { n.SetDefault(ov) }
-
-// withNetworks returns ctx carrying the networks a container must join
-// (netloop.WithNetworks).
-func withNetworks(ctx context.Context, names []string) context.Context {
-	return netloop.WithNetworks(ctx, names)
-}
+func (n *netAttacher) get() *overlay.Overlay { return n.Default() }
 
 // writeCmd is the agent's write as the loops' status sink.
 func (a *Agent) writeCmd(ctx context.Context, cmd consensus.Command) error {
@@ -68,7 +62,7 @@ func (a *Agent) newReconciler(cl *cluster) *reconciler.Reconciler {
 // is read once, at its start (node/revocation).
 func (a *Agent) newNetLoop(cl *cluster) *netloop.Loop {
 	dir := clusterDir(a.cfg.DataDir)
-	joinFloor := readIndexFile(filepath.Join(dir, joinIndexFile))
+	joinFloor := revocation.ReadIndexFile(filepath.Join(dir, revocation.JoinIndexFile))
 	return netloop.New(netloop.Config{
 		NodeID:         a.id.NodeID,
 		AdvertiseAddr:  a.cfg.AdvertiseAddr,
@@ -77,7 +71,7 @@ func (a *Agent) newNetLoop(cl *cluster) *netloop.Loop {
 		Members:        cl.members,
 		Network:        &a.net.Attacher,
 		Metrics:        a.obs.m(),
-		ReplicaCurrent: func(index uint64) bool { return replicaCurrent(index, joinFloor) },
+		ReplicaCurrent: func(index uint64) bool { return revocation.ReplicaCurrent(index, joinFloor) },
 		Write:          a.writeCmd,
 		Synced:         cl.raft.Synced,
 		Resync:         cl.resync,

@@ -18,7 +18,8 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/lb"
+	"github.com/shoal-org/shoal/node/netloop"
+	"github.com/shoal-org/shoal/node/reconciler"
 	"github.com/shoal-org/shoal/node/revocation"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -27,18 +28,6 @@ import (
 // port (dialProto); serials are random 128-bit numbers, so agents sharing a
 // process (unit tests) do not close each other's connections.
 var dialedConns = revocation.NewTracker()
-
-// Files beside keyring.json under DATA/cluster (node/revocation).
-const (
-	keyringIndexFile = revocation.KeyringIndexFile
-	joinIndexFile    = revocation.JoinIndexFile
-)
-
-func readIndexFile(path string) uint64 { return revocation.ReadIndexFile(path) }
-
-func writeIndexFile(path string, index uint64) error { return revocation.WriteIndexFile(path, index) }
-
-func replicaCurrent(index, joinFloor uint64) bool { return revocation.ReplicaCurrent(index, joinFloor) }
 
 // revocationLoop is cl's revocation.Loop: it closes the connections of
 // revoked peers and applies the replica's gossip keyring.
@@ -190,38 +179,8 @@ func removedDir(dataDir string) string { return clusterDir(dataDir) + ".removed"
 // that still knows its cluster and does the rest at its next start.
 func (a *Agent) dropCluster(ctx context.Context, aside bool) error {
 	a.stopCluster()
-	var tasks []string
-	for _, c := range a.rt.List() {
-		if c.TaskID != "" {
-			tasks = append(tasks, c.ID)
-		}
-	}
-	if len(tasks) > 0 {
-		// The other nodes stop sending this node's task containers new
-		// connections once they apply the node's removal; the node that
-		// told us applied it first. Let the others catch up and the
-		// connections they already sent here finish.
-		select {
-		case <-ctx.Done():
-		case <-time.After(removalDrain):
-		}
-	}
-	for _, id := range tasks {
-		if err := a.rt.Remove(ctx, id, true); err != nil {
-			a.log.Warn("remove task container after leaving the cluster", "container", api.ShortID(id), "err", err)
-		}
-	}
-	if ov := a.net.get(); ov != nil {
-		a.net.set(nil)
-		if err := ov.Teardown(); err != nil {
-			a.log.Warn("remove the overlay after leaving the cluster", "err", err)
-		}
-	}
-	if l, err := lb.New(lb.DefaultConfig()); err == nil {
-		if err := l.Teardown(); err != nil {
-			a.log.Warn("remove the load balancer rules after leaving the cluster", "err", err)
-		}
-	}
+	reconciler.RemoveTasks(ctx, a.rt, removalDrain, a.log)
+	netloop.Teardown(&a.net.Attacher, a.log)
 	dir := clusterDir(a.cfg.DataDir)
 	if !aside {
 		if err := os.RemoveAll(dir); err != nil {

@@ -83,7 +83,7 @@ func TestRevokedConnsClosed(t *testing.T) {
 // for that ID — the one it presented and the one in its record — is
 // revoked in the same entry; the old certificate cannot re-join again.
 // joinFixture is a one-node cluster (n1 leads) and its agent, to ask
-// admitJoinID about joiners.
+// keyring.Keeper.AdmitID about joiners.
 func joinFixture(t *testing.T) (context.Context, *Agent, *cluster, *pki.CA) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -133,7 +133,7 @@ func TestRejoinRevokesOldSerials(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := wire.JoinRequest{NodeID: "n2", CSR: csr, OldCertPEM: certPEM}
-	revoke, err := a.admitJoinID(cl, cl.store.Cluster(), req)
+	revoke, err := a.keeper(cl).AdmitID(cl.store.Cluster(), req)
 	if err != nil {
 		t.Fatalf("re-join with the old key refused: %v", err)
 	}
@@ -158,7 +158,7 @@ func TestRejoinRevokesOldSerials(t *testing.T) {
 	if cl.store.IsRevoked(sNew) {
 		t.Error("the new serial is revoked")
 	}
-	if _, err := a.admitJoinID(cl, cl.store.Cluster(), req); err == nil {
+	if _, err := a.keeper(cl).AdmitID(cl.store.Cluster(), req); err == nil {
 		t.Fatal("the revoked old certificate re-joined again")
 	}
 }
@@ -222,7 +222,7 @@ func TestRejoinReplayKeepsCurrentState(t *testing.T) {
 		if !revocation.ContainsKey(installed, nw) {
 			t.Fatalf("after replaying entry %d the joiner applied keyring %q: it lost the current key", i+1, installed)
 		}
-		if overlaySubnet == "" && replicaCurrent(joiner.Index(), floor) {
+		if overlaySubnet == "" && revocation.ReplicaCurrent(joiner.Index(), floor) {
 			if n, err := joiner.Node("n4"); err == nil {
 				overlaySubnet = n.Subnet
 			}
@@ -262,7 +262,7 @@ func TestRetriedJoinSameKey(t *testing.T) {
 		Status: api.NodeDown, CertSerial: lost, CertKey: fp}}); err != nil {
 		t.Fatal(err)
 	}
-	revoke, err := a.admitJoinID(cl, cl.store.Cluster(), wire.JoinRequest{NodeID: "n3", CSR: csr})
+	revoke, err := a.keeper(cl).AdmitID(cl.store.Cluster(), wire.JoinRequest{NodeID: "n3", CSR: csr})
 	if err != nil {
 		t.Fatalf("retried join with the certified key refused: %v", err)
 	}
@@ -277,7 +277,7 @@ func TestRetriedJoinSameKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.admitJoinID(cl, cl.store.Cluster(), wire.JoinRequest{NodeID: "n3", CSR: stolen}); err == nil {
+	if _, err := a.keeper(cl).AdmitID(cl.store.Cluster(), wire.JoinRequest{NodeID: "n3", CSR: stolen}); err == nil {
 		t.Fatal("a join claiming n3 with another key was admitted")
 	}
 }

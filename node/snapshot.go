@@ -43,8 +43,6 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/handlers"
-	"github.com/shoal-org/shoal/node/wire"
-	"github.com/shoal-org/shoal/node/writes"
 )
 
 // snapshotAgent is the agent as node/handlers' snapshot routes see it.
@@ -61,23 +59,14 @@ func (x snapshotAgent) LocalWriteAllowed() error {
 }
 
 // Restore has the leader restore f: this node when it leads, else the
-// leader it forwards raw to over the cluster port.
+// leader it forwards raw to over the cluster port (writes.Writer.Restore).
 func (x snapshotAgent) Restore(ctx context.Context, raw []byte, f *consensus.SnapshotFile, force bool) (api.SnapshotRestoreResponse, error) {
 	a := x.a
 	cl, err := a.clusterOrErr()
 	if err != nil {
 		return api.SnapshotRestoreResponse{}, err
 	}
-	var resp api.SnapshotRestoreResponse
-	err = a.forwardToLeader(ctx, cl, func(ctx context.Context, addr string) error {
-		if cl.raft.IsLeader() {
-			var err error
-			resp, err = a.writer(cl).RestoreAsLeader(ctx, f, force, a.id.NodeID)
-			return err
-		}
-		return callSnapshotRestoreRPC(ctx, addr, cl.client, wire.SnapshotRestoreRequest{Force: force, Size: int64(len(raw))}, raw, &resp)
-	})
-	return resp, err
+	return a.writer(cl).Restore(ctx, raw, f, force)
 }
 
 func (x snapshotAgent) NotInCluster() error {
@@ -111,12 +100,6 @@ func (x snapshotAgent) InitFrom(ctx context.Context, f *consensus.SnapshotFile) 
 		return api.InitFromSnapshotResponse{}, err
 	}
 	return api.InitFromSnapshotResponse{InitResponse: init, Restore: restored}, nil
-}
-
-// callSnapshotRestoreRPC sends the file to the leader at addr
-// (writes.CallSnapshotRestore over this process's tracked dialler).
-func callSnapshotRestoreRPC(ctx context.Context, addr string, cfg *tls.Config, req wire.SnapshotRestoreRequest, raw []byte, out *api.SnapshotRestoreResponse) error {
-	return writes.CallSnapshotRestore(ctx, rpcDialer(cfg), addr, req, raw, out)
 }
 
 // rpcDialer opens RPC connections to cluster ports with cfg, tracked in

@@ -9,6 +9,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
+	"github.com/shoal-org/shoal/node/writes"
 )
 
 // TestInitFromSnapshotRefusesBadFile: a damaged file changes nothing — the
@@ -56,12 +57,12 @@ func TestSnapshotRestoreRPC(t *testing.T) {
 	s := startRPCServer(t)
 	var out api.SnapshotRestoreResponse
 	req := wire.SnapshotRestoreRequest{Size: 5}
-	err := callSnapshotRestoreRPC(rpcCtx(t), s.addr, pki.JoinTLS(s.pki.ca.Fingerprint()), req, []byte("hello"), &out)
+	err := writes.CallSnapshotRestore(rpcCtx(t), rpcDialer(pki.JoinTLS(s.pki.ca.Fingerprint())), s.addr, req, []byte("hello"), &out)
 	var re *wire.Error
 	if !errors.As(err, &re) || !strings.Contains(re.Msg, "certificate is required") {
 		t.Fatalf("without a certificate: %v", err)
 	}
-	err = callSnapshotRestoreRPC(rpcCtx(t), s.addr, s.pki.client("node-b"), req, []byte("hello"), &out)
+	err = writes.CallSnapshotRestore(rpcCtx(t), rpcDialer(s.pki.client("node-b")), s.addr, req, []byte("hello"), &out)
 	if !errors.As(err, &re) || !strings.Contains(re.Msg, ErrNoCluster.Error()) {
 		t.Fatalf("no cluster: %v", err)
 	}

@@ -1,43 +1,11 @@
 package node
 
-import (
-	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/node/membership"
-)
-
 // Version is this binary's release, set at build time with
 //
 //	-ldflags "-X github.com/shoal-org/shoal/node.Version=v1.2.3"
 //
 // (the Makefile uses `git describe`). Nodes advertise it in gossip and
 // `shoal node ls` shows it; it is for people. The upgrade gate compares
-// consensus.ProtocolLevel instead, because release strings do not order.
+// consensus.ProtocolLevel instead, because release strings do not order
+// (membership.Membership.CommandGate, set on Raft in cluster.go).
 var Version = "dev"
-
-// commandGate returns the check the leader runs before proposing a command
-// (consensus.Raft.SetCommandGate): every member of the Raft configuration,
-// voter or not, must advertise a protocol level that can apply it. Commands
-// every release applies skip the lookup.
-func commandGate(r *consensus.Raft, m *membership.Membership) func(consensus.Command) error {
-	return levelGate(r, m, consensus.SinceLevel)
-}
-
-// levelGate is commandGate with the command levels from since (tests
-// raise them above this binary's).
-func levelGate(r *consensus.Raft, m *membership.Membership, since func(consensus.Command) int) func(consensus.Command) error {
-	return func(cmd consensus.Command) error {
-		need := since(cmd)
-		if need <= consensus.BaseProtocolLevel {
-			return nil
-		}
-		servers, err := r.Servers()
-		if err != nil {
-			return err
-		}
-		ids := make([]string, 0, len(servers))
-		for _, s := range servers {
-			ids = append(ids, s.ID)
-		}
-		return consensus.CheckLevel(cmd.Type(), need, m.PeerLevels(ids))
-	}
-}

@@ -31,7 +31,7 @@ func TestWriteGatedByMemberLevels(t *testing.T) {
 		}
 		return consensus.SinceLevel(cmd)
 	}
-	a.cl.raft.SetCommandGate(levelGate(a.cl.raft, m, since))
+	a.cl.raft.SetCommandGate(m.LevelGate(a.cl.raft, since))
 	ctx := context.Background()
 
 	before := a.cl.store.Index()

@@ -68,9 +68,6 @@ func (a *Agent) syncReplica(ctx context.Context, cl *cluster) error {
 // localWriteAllowed refuses admin actions on a worker's API socket.
 func (a *Agent) localWriteAllowed(cl *cluster) error { return a.writer(cl).LocalWriteAllowed() }
 
-// noQuorumError explains why a write through cl could not be committed.
-func (a *Agent) noQuorumError(cl *cluster, last error) error { return a.writer(cl).NoQuorumError(last) }
-
 // handleSecretsRPC is wire.MethodSecrets on the leader.
 func (a *Agent) handleSecretsRPC(peerID string, req wire.SecretsRequest) (*wire.SecretsResponse, error) {
 	cl, err := a.clusterOrErr()

@@ -12,7 +12,7 @@ package test
 // FootprintCluster (fast by default; 100 agents on this 2-core machine need
 // tolerant, membership TolerantTiming says why) and, when set, the only
 // profile of FootprintIdle3, LeaderFailover and NodeDownDetection, which
-// otherwise run under fast and tolerant in turn (node/profile.go).
+// otherwise run under fast and tolerant in turn (node/profile).
 //
 // Idle CPU is CPU-seconds (utime+stime from /proc/PID/stat) over a window of
 // SHOAL_BENCH_IDLE (default 60s) divided by the window: the agent's own

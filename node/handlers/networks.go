@@ -13,6 +13,29 @@ import (
 	"github.com/shoal-org/shoal/node/httpapi"
 )
 
+// RunNetworks checks the networks of a `shoal run` container: each must
+// be attachable, or the default network, and named once. It returns their
+// names as stored, in the order given.
+func RunNetworks(store *consensus.Store, names []string) ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	for _, name := range names {
+		n, err := ResolveNetwork(store, name)
+		if err != nil {
+			return nil, err
+		}
+		if n.Name != api.DefaultNetwork && !n.Attachable {
+			return nil, httpapi.BadRequest("network %s is not attachable: only services may join it (create it with --attachable)", n.Name)
+		}
+		if seen[n.Name] {
+			return nil, httpapi.BadRequest("network %s given twice", n.Name)
+		}
+		seen[n.Name] = true
+		out = append(out, n.Name)
+	}
+	return out, nil
+}
+
 // ResolveNetwork resolves ref (ID, prefix or name): NotFound or BadRequest
 // when it names no single network.
 func ResolveNetwork(store *consensus.Store, ref string) (*api.Network, error) {

@@ -7,7 +7,54 @@ import (
 	"sort"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
 )
+
+// Raft is what the node routes read of this node's Raft
+// (*consensus.Raft).
+type Raft interface {
+	Leader() (id, addr string)
+	State() string
+	LastIndex() uint64
+	Servers() ([]consensus.Server, error)
+}
+
+// ClusterStatus fills st (this node's identity) with the cluster as r
+// shows it: joined, the leader, raft's state and last index, the alive
+// gossip members, and the voters sorted (st.Voter when this node is one).
+func ClusterStatus(st api.Status, clusterID string, r Raft, members int) api.Status {
+	st.Joined = true
+	st.ClusterID = clusterID
+	st.Leader, st.LeaderAddr = r.Leader()
+	st.RaftState = r.State()
+	st.LastIndex = r.LastIndex()
+	st.Members = members
+	if servers, err := r.Servers(); err == nil {
+		for _, s := range servers {
+			if s.Voter {
+				st.Voters = append(st.Voters, s.ID)
+				if s.ID == st.NodeID {
+					st.Voter = true
+				}
+			}
+		}
+	}
+	sort.Strings(st.Voters)
+	return st
+}
+
+// NewRaftView is the RaftView of r, with each member's agent version from
+// versionOf (gossip).
+func NewRaftView(r Raft, versionOf func(nodeID string) string) RaftView {
+	v := RaftView{VersionOf: versionOf, Voters: map[string]bool{}}
+	v.Leader, _ = r.Leader()
+	if servers, err := r.Servers(); err == nil {
+		for _, s := range servers {
+			v.Voters[s.ID] = s.Voter
+		}
+	}
+	return v
+}
 
 // RaftView is what the node routes show of Raft and gossip: the leader
 // this node sees, the voters of the Raft configuration (ID → voter), and

@@ -5,8 +5,9 @@
 // digest on ingest. Images that came from a registry are pulled from it
 // instead when no peer has them.
 //
-// Who may fetch what (only images of the cluster, only task logs) is the
-// agent's decision (node/access.go), taken before a Serve function runs.
+// Who may fetch what (only images of the cluster, only task logs) is
+// Guard's rule (guard.go), which the agent checks with its replica, image
+// store and containers before a Serve function runs (node/access.go).
 package imagedist
 
 import (

@@ -12,6 +12,8 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -218,6 +220,43 @@ func WriteClusterFiles(dir, clusterID string, certPEM, keyPEM, caPEM []byte, key
 		return fail(err)
 	}
 	return nil
+}
+
+// ClusterFiles is a member's cluster state as WriteClusterFiles left it.
+type ClusterFiles struct {
+	ClusterID string
+	Cert      tls.Certificate
+	Pool      *x509.CertPool // the trusted CAs
+	Keys      [][]byte       // the gossip keyring
+	Peers     []string       // gossip peers last seen; none when unreadable
+}
+
+// ReadClusterFiles reads the cluster state in dir (DATA/cluster) that a
+// cluster instance starts from.
+func ReadClusterFiles(dir string) (ClusterFiles, error) {
+	var f ClusterFiles
+	var cf ClusterFile
+	if err := readJSONFile(filepath.Join(dir, "cluster.json"), &cf); err != nil {
+		return f, fmt.Errorf("read cluster state: %w", err)
+	}
+	f.ClusterID = cf.ClusterID
+	var err error
+	if f.Cert, f.Pool, err = pki.LoadNodeTLS(filepath.Join(dir, "pki")); err != nil {
+		return f, fmt.Errorf("load node certificate: %w", err)
+	}
+	if err := readJSONFile(filepath.Join(dir, "keyring.json"), &f.Keys); err != nil {
+		return f, fmt.Errorf("read gossip keyring: %w", err)
+	}
+	_ = readJSONFile(filepath.Join(dir, "peers.json"), &f.Peers)
+	return f, nil
+}
+
+func readJSONFile(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
 }
 
 // SelfNode is the state record of this node as init describes it (a

@@ -26,9 +26,9 @@ package keyring
 // presence, the trust bundle (current CA, plus the previous one during a
 // rotation), certificate renewal (renew.go) and, on the leader, migration
 // and the end of a CA rotation. The agent (node/keyring.go) constructs a
-// Keeper from its cluster's parts and answers the RPCs through it; the
-// checks of who may call them, and the forwarding to the leader, stay
-// there.
+// Keeper from its cluster's parts and answers the RPCs through it (rpc.go:
+// who may call them, and the forwarding to the leader through the
+// agent's Forward).
 
 import (
 	"bytes"
@@ -249,6 +249,14 @@ type Keeper struct {
 	// leader live (--cert-lifetime).
 	CertLifetime time.Duration
 	Log          *slog.Logger
+
+	// What the RPCs and routes of rpc.go need besides (nil where they are
+	// not called): Forward runs a call against the leader, Authorize says
+	// whether peerID may propose cmd (node/authz over the replica), Alive
+	// whether gossip holds a node alive.
+	Forward   ForwardFunc
+	Authorize func(peerID string, cmd consensus.Command) error
+	Alive     func(id string) bool
 }
 
 // keysState is what the keys loop knows of this node's TLS files; only the

@@ -54,7 +54,7 @@ type Config struct {
 	DeadVoterGrace time.Duration
 	// HeardWindow is how recent raft's last answer from a node gossip
 	// calls dead must be to keep it ready (HeardHolds); node derives it
-	// from the agent's profile (node.Profile.HeardWindow). 0 is
+	// from the agent's profile (node/profile: profile.Profile.HeardWindow). 0 is
 	// DefaultHeardWindow.
 	HeardWindow time.Duration
 
@@ -85,7 +85,7 @@ const leadershipRecheck = 5 * time.Second
 
 // DefaultHeardWindow: a ready node gossip calls dead is kept ready while
 // the leader's raft heard from it this recently (Raft.HeardFrom). This is
-// the window of the fast profile; node.Profile.HeardWindow gives each
+// the window of the fast profile; profile.Profile.HeardWindow gives each
 // profile's. A live agent answers a real heartbeat every HeartbeatInterval
 // (300 ms), so one whose
 // UDP probes are lost or late (a saturated host, 100 agents on two cores,

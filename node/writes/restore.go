@@ -35,6 +35,22 @@ const snapshotBodyTimeout = time.Minute
 // restoreMu serializes restores on one leader.
 var restoreMu sync.Mutex
 
+// Restore has the leader restore f, whose bytes are raw: this node when
+// it leads, else the leader it sends raw to over the cluster port
+// (CallSnapshotRestore), retried across leader changes (Forward).
+func (w *Writer) Restore(ctx context.Context, raw []byte, f *consensus.SnapshotFile, force bool) (api.SnapshotRestoreResponse, error) {
+	var resp api.SnapshotRestoreResponse
+	err := w.Forward(ctx, func(ctx context.Context, addr string) error {
+		if w.cfg.Raft.IsLeader() {
+			var err error
+			resp, err = w.RestoreAsLeader(ctx, f, force, w.cfg.NodeID)
+			return err
+		}
+		return CallSnapshotRestore(ctx, w.cfg.Dial, addr, wire.SnapshotRestoreRequest{Force: force, Size: int64(len(raw))}, raw, &resp)
+	})
+	return resp, err
+}
+
 // RestoreAsLeader merges f into this leader's state and installs it. by is
 // the node whose API socket asked (for the log). Restores on one leader
 // run one at a time.

@@ -369,6 +369,35 @@ func (w *Writer) ApplyAdmin(ctx context.Context, peerID string, req wire.AdminWr
 	return res, err
 }
 
+// Forward runs call against the current leader, retrying across leader
+// changes (and a leader's "not the leader" answer) until the write
+// timeout, which ends in NoQuorumError. Any other answer of the leader is
+// returned as it is.
+func (w *Writer) Forward(ctx context.Context, call func(ctx context.Context, addr string) error) error {
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.WriteTimeout)
+	defer cancel()
+	var last error
+	for {
+		_, addr := w.cfg.Raft.Leader()
+		if addr != "" {
+			err := call(ctx, addr)
+			if err == nil {
+				return nil
+			}
+			var re *wire.Error
+			if errors.As(err, &re) && re.Code != wire.CodeNotLeader {
+				return err // an answer, not a transport problem
+			}
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return w.NoQuorumError(last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // NoQuorumError explains why a write could not be committed; last is the
 // last attempt's error (nil for none).
 func (w *Writer) NoQuorumError(last error) error {

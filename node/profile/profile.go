@@ -1,4 +1,7 @@
-package node
+// Package profile holds the agent's failure-detection profiles
+// (`shoal agent --gossip-profile`): gossip's timers, raft's heartbeat
+// timing and the agent's GOMAXPROCS, chosen together.
+package profile
 
 import (
 	"errors"
@@ -34,10 +37,10 @@ type Profile struct {
 	Procs int
 }
 
-// DefaultProfile names the profile an agent runs unless told otherwise.
-const DefaultProfile = "fast"
+// Default names the profile an agent runs unless told otherwise.
+const Default = "fast"
 
-// Profiles are the failure-detection profiles an agent can be started with.
+// All are the failure-detection profiles an agent can be started with.
 //
 //   - fast: a dead host is found in under a second (0.75 s expected up to
 //     10 nodes); its backends leave every load balancer within about a
@@ -47,30 +50,33 @@ const DefaultProfile = "fast"
 //     rather have an idle agent near-free: a dead host is found in 2 s up
 //     to 10 nodes (2.8 s at 100), raft heartbeats once a second, and the
 //     agent runs on one P.
-var Profiles = map[string]Profile{
-	DefaultProfile: {Gossip: membership.DefaultTiming, Raft: consensus.DefaultTiming},
-	"tolerant":     {Gossip: membership.TolerantTiming, Raft: consensus.QuietTiming, Procs: 1},
+var All = map[string]Profile{
+	Default:    {Gossip: membership.DefaultTiming, Raft: consensus.DefaultTiming},
+	"tolerant": {Gossip: membership.TolerantTiming, Raft: consensus.QuietTiming, Procs: 1},
 }
 
-// ErrUnknownProfile is returned for a profile Profiles lacks.
-var ErrUnknownProfile = errors.New("unknown gossip profile")
+// Sentinel errors of the profiles.
+var (
+	// ErrUnknown: a profile name All lacks.
+	ErrUnknown = errors.New("unknown gossip profile")
+)
 
-// ProfileByName returns the profile called name ("" is DefaultProfile).
-func ProfileByName(name string) (Profile, error) {
+// ByName returns the profile called name ("" is Default).
+func ByName(name string) (Profile, error) {
 	if name == "" {
-		name = DefaultProfile
+		name = Default
 	}
-	p, ok := Profiles[name]
+	p, ok := All[name]
 	if !ok {
-		return Profile{}, fmt.Errorf("%w %q: want fast or tolerant", ErrUnknownProfile, name)
+		return Profile{}, fmt.Errorf("%w %q: want fast or tolerant", ErrUnknown, name)
 	}
 	return p, nil
 }
 
-// CheckGossipProfile reports whether name is a profile an agent can run
-// with ("" is the default, "fast").
-func CheckGossipProfile(name string) error {
-	_, err := ProfileByName(name)
+// Check reports whether name is a profile an agent can run with ("" is
+// the default, "fast").
+func Check(name string) error {
+	_, err := ByName(name)
 	return err
 }
 

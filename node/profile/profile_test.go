@@ -1,4 +1,4 @@
-package node
+package profile
 
 import (
 	"errors"
@@ -9,7 +9,7 @@ import (
 	"github.com/shoal-org/shoal/node/membership"
 )
 
-func TestProfileByName(t *testing.T) {
+func TestByName(t *testing.T) {
 	fast := Profile{Gossip: membership.DefaultTiming, Raft: consensus.DefaultTiming}
 	tolerant := Profile{Gossip: membership.TolerantTiming, Raft: consensus.QuietTiming, Procs: 1}
 	for _, c := range []struct {
@@ -23,12 +23,12 @@ func TestProfileByName(t *testing.T) {
 		{"Tolerant", Profile{}, true},
 		{"slow", Profile{}, true},
 	} {
-		got, err := ProfileByName(c.name)
+		got, err := ByName(c.name)
 		if (err != nil) != c.err || got != c.want {
-			t.Errorf("ProfileByName(%q) = %+v, %v; want %+v, error %v", c.name, got, err, c.want, c.err)
+			t.Errorf("ByName(%q) = %+v, %v; want %+v, error %v", c.name, got, err, c.want, c.err)
 		}
-		if err != nil && !errors.Is(err, ErrUnknownProfile) {
-			t.Errorf("ProfileByName(%q): %v is not ErrUnknownProfile", c.name, err)
+		if err != nil && !errors.Is(err, ErrUnknown) {
+			t.Errorf("ByName(%q): %v is not ErrUnknown", c.name, err)
 		}
 	}
 }
@@ -38,7 +38,7 @@ func TestProfileByName(t *testing.T) {
 // agent's heartbeat interval but ends before gossip's earliest verdict on
 // a real death, so the second opinion never holds a dead node back.
 func TestProfilesHold(t *testing.T) {
-	for name, p := range Profiles {
+	for name, p := range All {
 		rc := consensus.DefaultConfig()
 		rc.NodeID = "x"
 		rc.Timing = p.Raft
@@ -58,7 +58,7 @@ func TestProfilesHold(t *testing.T) {
 		}
 	}
 	// The fast profile keeps the window it always had.
-	if got := Profiles[DefaultProfile].HeardWindow(); got != 500*time.Millisecond {
+	if got := All[Default].HeardWindow(); got != 500*time.Millisecond {
 		t.Errorf("fast heard window %s, want 500ms", got)
 	}
 }

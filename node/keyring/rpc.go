@@ -1,0 +1,170 @@
+package keyring
+
+// The keys RPCs and routes end to end: who may call them (a member of the
+// replica; an admin for a rotation; the node itself for a renewal), which
+// need the leader, and the forwarding to it. The agent (node/keyring.go)
+// only finds the running cluster and hands its Keeper the call; the
+// admin check (node/authz over the replica) and the forwarding (node/writes)
+// come in as the Keeper's Authorize and Forward.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/node/wire"
+)
+
+// ForwardFunc runs call against the current leader, retrying across
+// leader changes until the agent's write timeout.
+type ForwardFunc func(ctx context.Context, call func(ctx context.Context, addr string) error) error
+
+// notMember refuses a caller the replica does not list.
+func notMember(peerID string) error {
+	return &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s is not a member of this cluster", api.ShortID(peerID))}
+}
+
+// AnswerToken tells (or, on the leader, rotates) the join secret
+// (wire.MethodToken). Allowed callers: any node of the cluster's state —
+// root on any node is an admin (DESIGN.md, trust model), so a node may
+// print the token as it may forward any write; a rotation also needs
+// Authorize's consent to consensus.RotateToken (a worker's root may not).
+func (k *Keeper) AnswerToken(ctx context.Context, peerID string, req wire.TokenRequest) (*wire.TokenResponse, error) {
+	if _, err := k.Store.Node(peerID); err != nil {
+		return nil, notMember(peerID)
+	}
+	if req.Rotate {
+		if !k.Raft.IsLeader() {
+			return nil, consensus.ErrNotLeader
+		}
+		if err := k.Authorize(peerID, consensus.RotateToken{}); err != nil {
+			return nil, err
+		}
+		secret, err := k.RotateSecret(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return &wire.TokenResponse{Secret: secret}, nil
+	}
+	c := k.Store.Cluster()
+	if c == nil {
+		return nil, consensus.ErrNotBootstrapped
+	}
+	secret, err := JoinSecret(k.Dir, c)
+	if err != nil {
+		if k.Raft.IsLeader() {
+			return nil, &wire.Error{Code: wire.CodeRefused, Msg: err.Error()}
+		}
+		return nil, consensus.ErrNotLeader // let the caller find a voter that can open it
+	}
+	return &wire.TokenResponse{Secret: secret}, nil
+}
+
+// CurrentSecret returns the join secret of c, opened here when this node
+// holds the KEK, else asked of the leader.
+func (k *Keeper) CurrentSecret(ctx context.Context, c *consensus.ClusterState) (string, error) {
+	if s, err := JoinSecret(k.Dir, c); err == nil {
+		return s, nil
+	}
+	var resp wire.TokenResponse
+	err := k.Forward(ctx, func(ctx context.Context, addr string) error {
+		return k.Call(ctx, addr, wire.MethodToken, wire.TokenRequest{}, &resp)
+	})
+	if err != nil {
+		return "", fmt.Errorf("ask the leader for the join token: %w", err)
+	}
+	return resp.Secret, nil
+}
+
+// RotateSecretOnLeader rotates the join secret on the leader: here when
+// this node leads, else forwarded.
+func (k *Keeper) RotateSecretOnLeader(ctx context.Context) error {
+	if k.Raft.IsLeader() {
+		_, err := k.RotateSecret(ctx)
+		return err
+	}
+	return k.Forward(ctx, func(ctx context.Context, addr string) error {
+		return k.Call(ctx, addr, wire.MethodToken, wire.TokenRequest{Rotate: true}, nil)
+	})
+}
+
+// AnswerRenew signs a new certificate for the caller (wire.MethodRenew).
+// Allowed callers: the node itself only — the certificate is issued for
+// the caller's node ID (from its verified, unrevoked certificate), and the
+// CSR must ask for that ID; the node must still be in the cluster's state
+// (Issue). Leader only.
+func (k *Keeper) AnswerRenew(ctx context.Context, peerID string, req wire.RenewRequest) (*wire.RenewResponse, error) {
+	if !k.Raft.IsLeader() {
+		return nil, consensus.ErrNotLeader
+	}
+	return k.Issue(ctx, peerID, req.CSR)
+}
+
+// AnswerCARotate starts a CA rotation on the leader (wire.MethodCARotate).
+// Allowed callers: any node of the cluster's state (an admin operation from
+// any node's API, as forwarded writes are).
+func (k *Keeper) AnswerCARotate(ctx context.Context, peerID string) (*wire.CARotateResponse, error) {
+	if _, err := k.Store.Node(peerID); err != nil {
+		return nil, notMember(peerID)
+	}
+	if !k.Raft.IsLeader() {
+		return nil, consensus.ErrNotLeader
+	}
+	fp, err := k.RotateCA(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &wire.CARotateResponse{CAFingerprint: fp}, nil
+}
+
+// RotateCAAndWait is `shoal ca rotate` on this node: start the rotation on
+// the leader (here or forwarded), then wait (up to wait) until this node's
+// replica shows it done. The caller adds the new token.
+func (k *Keeper) RotateCAAndWait(ctx context.Context, wait time.Duration) (api.CARotateResponse, error) {
+	var fp string
+	var err error
+	if k.Raft.IsLeader() {
+		fp, err = k.RotateCA(ctx)
+	} else {
+		var resp wire.CARotateResponse
+		err = k.Forward(ctx, func(ctx context.Context, addr string) error {
+			return k.Call(ctx, addr, wire.MethodCARotate, nil, &resp)
+		})
+		fp = resp.CAFingerprint
+	}
+	if err != nil {
+		return api.CARotateResponse{}, err
+	}
+	out := api.CARotateResponse{CAFingerprint: fp}
+	out.Complete, out.Pending = k.WaitRotation(ctx, fp, wait)
+	return out, nil
+}
+
+// AdmitID decides whether a joiner may have the node ID it asks for
+// (AdmitJoinID, from what this leader's replica, Raft configuration and
+// gossip — Alive — say of the ID) and returns the serials to revoke when
+// it may.
+func (k *Keeper) AdmitID(c *consensus.ClusterState, req wire.JoinRequest) ([]string, error) {
+	in := JoinClaim{Req: req, Leader: req.NodeID == k.Self}
+	if n, err := k.Store.Node(req.NodeID); err == nil {
+		in.Record = n
+		in.Alive = n.Status == api.NodeReady && k.Alive(req.NodeID)
+	}
+	if servers, err := k.Raft.Servers(); err == nil {
+		for _, s := range servers {
+			if s.ID == req.NodeID {
+				in.InRaft = true
+			}
+		}
+	}
+	revoke, err := AdmitJoinID(in, c, k.Store.IsRevoked)
+	var taken *IDTakenError
+	if errors.As(err, &taken) {
+		k.Log.Warn("join refused: node ID taken", "node_id", api.ShortID(req.NodeID), "err", taken.Err)
+		return nil, taken.Refusal()
+	}
+	return revoke, err
+}
