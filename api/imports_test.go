@@ -52,7 +52,10 @@ var importRules = []importRule{
 	// The voter planner (consensus/autopilot/README.md): pure over consensus's
 	// Server and api's nodes, and ApplyVoterChange drives a *consensus.Raft;
 	// consensus itself imports only its log store, never the planner.
-	{"consensus/autopilot/...", []string{"api", "consensus", "consensus/autopilot/..."}},
+	{"consensus/autopilot/...", []string{"api", "consensus", "consensus/raftnode", "consensus/autopilot/..."}},
+	// This node's raft instance (consensus/raftnode/README.md): the log
+	// store, and the FSM and store it drives; consensus never imports it.
+	{"consensus/raftnode/...", []string{"api", "consensus", "consensus/logstore", "consensus/raftnode/..."}},
 	{"consensus", []string{"api", "api/atomicfile", "consensus/logstore"}},
 	{"runtime/...", []string{"api", "api/atomicfile", "runtime/..."}},
 	// The OCI spec builder (runtime/ocispec/README.md): pure, so the
@@ -101,7 +104,7 @@ var importRules = []importRule{
 	{"node/taskplan/...", []string{"api", "node/scheduler/servicespec", "node/taskplan/..."}},
 	// The leaf parts of the agent (node/README.md): each has one job and
 	// never reaches back into node, so they stay testable on their own.
-	{"node/authz/...", []string{"api", "consensus", "overlay", "node/scheduler/servicespec", "node/authz/..."}},
+	{"node/authz/...", []string{"api", "consensus", "consensus/raftnode", "overlay", "node/scheduler/servicespec", "node/authz/..."}},
 	// The autoscaler's arithmetic, the decision included (Decide), and
 	// every node's sampling of its tasks' cgroups (runtime/cgstats); the
 	// replica and the runtime come in as interfaces.
@@ -149,27 +152,27 @@ var importRules = []importRule{
 	// node status, re-admission, autopilot): the replica and Raft from
 	// consensus, gossip's verdicts, the planners; the agent's gossip key
 	// rotation and its RPC caller come in as funcs.
-	{"node/leaderloop/...", []string{"api", "consensus", "consensus/autopilot", "node/autoscale", "node/membership", "node/metrics", "node/scheduler", "node/leaderloop/..."}},
+	{"node/leaderloop/...", []string{"api", "consensus", "consensus/raftnode", "consensus/autopilot", "node/autoscale", "node/membership", "node/metrics", "node/scheduler", "node/leaderloop/..."}},
 	// How a write reaches the leader and is applied once: Raft and the
 	// replica, the authorization table, the leader's re-validation
 	// (node/handlers), sealing (node/pki), the RPC protocol and the
 	// cluster port's restore call; the agent's RPC caller, dialler, KEK
 	// and token rotation come in as funcs.
-	{"node/writes/...", []string{"api", "consensus", "node/authz", "node/clusterport", "node/handlers", "node/membership", "node/pki", "node/wire", "node/writes/..."}},
+	{"node/writes/...", []string{"api", "consensus", "consensus/raftnode", "node/authz", "node/clusterport", "node/handlers", "node/membership", "node/pki", "node/wire", "node/writes/..."}},
 	// --metrics-addr: the registry, the server and the collector that
 	// reads the replica, Raft, gossip, the data plane's desired state
 	// (node/netplan) and the containers' cgroups at scrape time; the agent
 	// comes in as collector.Config.
-	{"node/collector/...", []string{"api", "consensus", "runtime/cgstats", "node/membership", "node/metrics", "node/netplan", "node/collector/..."}},
+	{"node/collector/...", []string{"api", "consensus", "consensus/raftnode", "runtime/cgstats", "node/membership", "node/metrics", "node/netplan", "node/collector/..."}},
 	// This node's keys and certificate against the replicated record, and
 	// the leader's key work (KEK, sealing, trust, renewal, CA rotation, node
 	// IDs at join): the replica, crypto and files (node/pki), the RPC
 	// bodies; Raft and the RPC caller come in as an interface and a func.
-	{"node/keyring/...", []string{"api", "api/atomicfile", "consensus", "node/pki", "node/wire", "node/keyring/..."}},
+	{"node/keyring/...", []string{"api", "api/atomicfile", "consensus", "consensus/raftnode", "node/pki", "node/wire", "node/keyring/..."}},
 	// What `node rm` means on every node: connection trackers, the gossip
 	// key rotation's steps, the removal question and its loop. Gossip and
 	// Raft come in as interfaces, the RPC caller as a func.
-	{"node/revocation/...", []string{"api", "api/atomicfile", "consensus", "node/membership", "node/pki", "node/wire", "node/revocation/..."}},
+	{"node/revocation/...", []string{"api", "api/atomicfile", "consensus", "consensus/raftnode", "node/membership", "node/pki", "node/wire", "node/revocation/..."}},
 	// The node-side loops' apply halves: the reconciler (the runtime, the
 	// replica, its plan in node/taskplan, the traffic rule of node/netplan,
 	// netloop's context of a container's networks) and the network loop
@@ -183,7 +186,7 @@ var importRules = []importRule{
 	// removal and lost-log rejoin. The files and checks of node/keyring,
 	// node/revocation and node/epoch; Raft comes in as an interface, the
 	// agent's RPC caller, cluster start and keys as funcs.
-	{"node/joining/...", []string{"api", "api/atomicfile", "consensus", "node/clusterport", "node/epoch", "node/keyring", "node/membership", "node/pki", "node/revocation", "node/wire", "node/joining/..."}},
+	{"node/joining/...", []string{"api", "api/atomicfile", "consensus", "consensus/raftnode", "node/clusterport", "node/epoch", "node/keyring", "node/membership", "node/pki", "node/revocation", "node/wire", "node/joining/..."}},
 	// A cluster instance's epoch: the verdicts of consensus, the probe's
 	// refusal of clusterport.
 	{"node/epoch/...", []string{"api/atomicfile", "consensus", "node/clusterport", "node/epoch/..."}},

@@ -1,9 +1,7 @@
 package consensus
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"testing"
 )
@@ -92,38 +90,5 @@ func TestCheckLevel(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// The gate runs on the leader before proposing: a refused command is not
-// written, and removing the gate lets it through.
-func TestRaftCommandGate(t *testing.T) {
-	c := newRaftCluster(t, 1)
-	l := c.form()
-	ctx := context.Background()
-	var asked []CommandType
-	l.r.SetCommandGate(func(cmd Command) error {
-		asked = append(asked, cmd.Type())
-		if cmd.Type() == TypeRotateToken {
-			return fmt.Errorf("%w: test", ErrCommandUnsupported)
-		}
-		return nil
-	})
-	before := l.r.LastIndex()
-	if _, err := l.r.Apply(ctx, RotateToken{SecretHash: "x"}); !errors.Is(err, ErrCommandUnsupported) {
-		t.Fatalf("gated apply: %v", err)
-	}
-	if got := l.r.LastIndex(); got != before {
-		t.Fatalf("a refused command reached the log: index %d → %d", before, got)
-	}
-	if _, err := l.r.Apply(ctx, SetVoterTarget{Target: 3}); err != nil {
-		t.Fatalf("ungated apply: %v", err)
-	}
-	if len(asked) != 2 {
-		t.Fatalf("gate asked %v", asked)
-	}
-	l.r.SetCommandGate(nil)
-	if _, err := l.r.Apply(ctx, RotateToken{SecretHash: "x"}); err != nil {
-		t.Fatalf("apply without gate: %v", err)
 	}
 }

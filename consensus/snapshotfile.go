@@ -35,7 +35,6 @@ package consensus
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -46,7 +45,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/hashicorp/raft"
 	"github.com/shoal-org/shoal/api"
 )
 
@@ -338,39 +336,13 @@ func PlanRestore(f *SnapshotFile, cur *Store, force bool) (*RestorePlan, error) 
 	return plan, nil
 }
 
-// RestoreSnapshot installs plan as this leader's state (raft.Restore) and
-// returns once an entry after it is committed and applied here, i.e. a
-// quorum holds the restored state. Leader only. The restored state's index is past every
-// entry of the log so far, so that versions stay monotonic and a follower's
-// consistent read waits for the restore.
-func (r *Raft) RestoreSnapshot(ctx context.Context, plan *RestorePlan) error {
-	if !r.IsLeader() {
-		return ErrNotLeader
-	}
-	data := plan.data
-	data.Index = max(r.LastIndex(), data.Index, r.store.Index()) + 1
-	body, err := json.Marshal(&data)
-	if err != nil {
-		return fmt.Errorf("encode restore: %w", err)
-	}
-	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Index: data.Index - 1, Size: int64(len(body))}
-	done := make(chan error, 1)
-	go func() { done <- r.raft.Restore(meta, bytes.NewReader(body), r.timeout(ctx)) }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("restore snapshot: %w", mapRaftErr(err))
-		}
-	case <-ctx.Done():
-		return fmt.Errorf("restore snapshot: %w (it may still complete)", ctx.Err())
-	}
-	// raft.Restore ends with a no-op entry, which no FSM sees: until a
-	// command is applied after it, every store's index trails the log's
-	// last index, and loops that wait for their replica to catch up
-	// (removing containers of unknown tasks) would wait for the next write.
-	// A TrimTasks is that command, and harmless.
-	if _, err := r.Apply(ctx, TrimTasks{}); err != nil {
-		return fmt.Errorf("restore snapshot: restored, but the entry after it failed: %w", err)
-	}
-	return nil
+// Encode returns the state plan installs as one snapshot document, its
+// index the first past both the file's and after (the leader passes its
+// last log index and its store's index, so that versions stay monotonic),
+// and that index. Raft.RestoreSnapshot (consensus/raftnode) installs it.
+func (p *RestorePlan) Encode(after uint64) (body []byte, index uint64, err error) {
+	data := p.data
+	data.Index = max(after, data.Index) + 1
+	body, err = json.Marshal(&data)
+	return body, data.Index, err
 }

@@ -2,7 +2,6 @@ package consensus
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -258,69 +257,6 @@ func TestPlanRestore(t *testing.T) {
 	// Planning changed neither the file nor the store.
 	if len(f.Tasks()) != 2 || len(f.Nodes()) != 2 || len(cur.store.Tasks()) != 3 {
 		t.Fatal("planning changed its inputs")
-	}
-}
-
-// TestRaftRestoreSnapshot restores onto a 3-node raft cluster: every node
-// ends up with the file's services, and the index moved past the log.
-func TestRaftRestoreSnapshot(t *testing.T) {
-	c := newRaftCluster(t, 3)
-	l := c.form()
-	ctx := context.Background()
-	mustApply := func(cmd Command) {
-		t.Helper()
-		if _, err := l.r.Apply(ctx, cmd); err != nil {
-			t.Fatal(err)
-		}
-	}
-	mustApply(CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Name: "web", Replicas: 2}}})
-	var file bytes.Buffer
-	if _, err := WriteSnapshotFile(l.store.Snapshot(), &file, t0); err != nil {
-		t.Fatal(err)
-	}
-	mustApply(CreateService{Service: api.Service{ID: "s2", Name: "extra", Spec: api.ServiceSpec{Name: "extra", Replicas: 1}}})
-	before := l.r.LastIndex()
-
-	f, err := ReadSnapshotFile(&file, 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := PlanRestore(f, l.store.Snapshot(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.r.RestoreSnapshot(ctx, plan); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range c.nodes {
-		waitFor(t, n.id+" restored", func() bool {
-			_, err := n.store.ServiceByName("extra")
-			return errors.Is(err, ErrNotFound) && n.store.Index() > before
-		})
-		if _, err := n.store.ServiceByName("web"); err != nil {
-			t.Fatalf("%s: web missing: %v", n.id, err)
-		}
-		if len(n.store.Nodes()) != 3 {
-			t.Fatalf("%s: %d nodes", n.id, len(n.store.Nodes()))
-		}
-		// Replicas count as caught up again (node's reconciler waits for
-		// this before it removes containers of tasks it does not know).
-		waitFor(t, n.id+" store caught up with its log", n.r.CaughtUp)
-	}
-	// The cluster goes on: writes after the restore get later versions.
-	mustApply(CreateService{Service: api.Service{ID: "s3", Name: "after", Spec: api.ServiceSpec{Name: "after", Replicas: 1}}})
-	s, err := l.store.ServiceByName("after")
-	if err != nil || s.Version <= before {
-		t.Fatalf("after restore: %+v %v", s, err)
-	}
-	// A follower refuses to restore.
-	for _, n := range c.nodes {
-		if n != l {
-			if err := n.r.RestoreSnapshot(ctx, plan); !errors.Is(err, ErrNotLeader) {
-				t.Fatalf("follower restore: %v", err)
-			}
-			break
-		}
 	}
 }
 

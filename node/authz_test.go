@@ -15,6 +15,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/clusterport"
 	"github.com/shoal-org/shoal/node/pki"
@@ -33,14 +34,14 @@ type testLeader struct {
 func startTestLeader(t *testing.T) *testLeader {
 	t.Helper()
 	s := startRPCServer(t)
-	rc := consensus.DefaultConfig()
+	rc := raftnode.DefaultConfig()
 	rc.NodeID = s.a.id.NodeID
 	rc.Addr = s.addr
 	rc.DataDir = t.TempDir()
 	self := s.a.id.NodeID
 	rc.StreamLayer = newRaftLayer(s.m, func() *tls.Config { return s.pki.client(self) }, nil)
 	store := consensus.NewStore()
-	r, err := consensus.New(rc, store)
+	r, err := raftnode.New(rc, store)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/clusterport"
 	"github.com/shoal-org/shoal/node/epoch"
 	"github.com/shoal-org/shoal/node/pki"
@@ -22,7 +23,7 @@ import (
 type fence = epoch.Fence
 
 // isVoterOf reports whether id is a voter of r's latest configuration.
-func isVoterOf(r *consensus.Raft, id string) bool {
+func isVoterOf(r *raftnode.Raft, id string) bool {
 	servers, err := r.Servers()
 	if err != nil {
 		return false

@@ -23,6 +23,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/keyring"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
@@ -33,7 +34,7 @@ type raftNode struct {
 	id    string
 	dir   string
 	store *consensus.Store
-	raft  *consensus.Raft
+	raft  *raftnode.Raft
 	trans *raft.InmemTransport
 }
 
@@ -56,7 +57,7 @@ func startRaftNode(t *testing.T, id string) *raftNode {
 	t.Helper()
 	n := &raftNode{id: id, dir: t.TempDir(), store: consensus.NewStore()}
 	_, n.trans = raft.NewInmemTransport("")
-	cfg := consensus.DefaultConfig()
+	cfg := raftnode.DefaultConfig()
 	cfg.NodeID = id
 	cfg.HeartbeatTimeout = 50 * time.Millisecond
 	cfg.ElectionTimeout = 50 * time.Millisecond
@@ -65,7 +66,7 @@ func startRaftNode(t *testing.T, id string) *raftNode {
 	cfg.CommitTimeout = 5 * time.Millisecond
 	cfg.DataDir = n.dir
 	cfg.Transport = n.trans
-	r, err := consensus.New(cfg, n.store)
+	r, err := raftnode.New(cfg, n.store)
 	if err != nil {
 		t.Fatal(err)
 	}

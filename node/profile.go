@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/membership"
 )
 
@@ -22,7 +22,7 @@ import (
 // down. So the quiet profiles also send raft's heartbeats once a second.
 type Profile struct {
 	Gossip membership.Timing
-	Raft   consensus.Timing
+	Raft   raftnode.Timing
 	// Procs, when set, is the agent's GOMAXPROCS unless the GOMAXPROCS
 	// environment variable says otherwise (shoal agent sets it at start).
 	// Why: with two Ps, each wake-up of an idle agent also wakes a second
@@ -48,8 +48,8 @@ const DefaultProfile = "fast"
 //     to 10 nodes (2.8 s at 100), raft heartbeats once a second, and the
 //     agent runs on one P.
 var Profiles = map[string]Profile{
-	DefaultProfile: {Gossip: membership.DefaultTiming, Raft: consensus.DefaultTiming},
-	"tolerant":     {Gossip: membership.TolerantTiming, Raft: consensus.QuietTiming, Procs: 1},
+	DefaultProfile: {Gossip: membership.DefaultTiming, Raft: raftnode.DefaultTiming},
+	"tolerant":     {Gossip: membership.TolerantTiming, Raft: raftnode.QuietTiming, Procs: 1},
 }
 
 // ErrUnknownProfile is returned for a profile Profiles lacks.

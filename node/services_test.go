@@ -14,6 +14,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/node/scheduler/servicespec"
 	"github.com/shoal-org/shoal/node/wire"
@@ -27,7 +28,7 @@ import (
 func newSoloAgent(t *testing.T) *Agent {
 	t.Helper()
 	a := newTestAgent(t)
-	cfg := consensus.DefaultConfig()
+	cfg := raftnode.DefaultConfig()
 	cfg.NodeID = a.id.NodeID
 	cfg.HeartbeatTimeout = 50 * time.Millisecond
 	cfg.ElectionTimeout = 50 * time.Millisecond
@@ -36,7 +37,7 @@ func newSoloAgent(t *testing.T) *Agent {
 	cfg.CommitTimeout = 5 * time.Millisecond
 	_, trans := raft.NewInmemTransport("")
 	store := consensus.NewStore()
-	r, err := consensus.NewInmem(cfg, store, trans)
+	r, err := raftnode.NewInmem(cfg, store, trans)
 	if err != nil {
 		t.Fatal(err)
 	}

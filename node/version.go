@@ -2,6 +2,7 @@ package node
 
 import (
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/membership"
 )
 
@@ -18,13 +19,13 @@ var Version = "dev"
 // (consensus.Raft.SetCommandGate): every member of the Raft configuration,
 // voter or not, must advertise a protocol level that can apply it. Commands
 // every release applies skip the lookup.
-func commandGate(r *consensus.Raft, m *membership.Membership) func(consensus.Command) error {
+func commandGate(r *raftnode.Raft, m *membership.Membership) func(consensus.Command) error {
 	return levelGate(r, m, consensus.SinceLevel)
 }
 
 // levelGate is commandGate with the command levels from since (tests
 // raise them above this binary's).
-func levelGate(r *consensus.Raft, m *membership.Membership, since func(consensus.Command) int) func(consensus.Command) error {
+func levelGate(r *raftnode.Raft, m *membership.Membership, since func(consensus.Command) int) func(consensus.Command) error {
 	return func(cmd consensus.Command) error {
 		need := since(cmd)
 		if need <= consensus.BaseProtocolLevel {

@@ -40,6 +40,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/scheduler/servicespec"
 	"github.com/shoal-org/shoal/overlay"
 )
@@ -362,7 +363,7 @@ const RaftLostAfter = 10 * time.Second
 //     them became leader); it has no leader to lose, so it listens.
 //
 // A leader never accepts a non-member.
-func RaftPeerAllowed(servers []consensus.Server, peerID string, leader bool, lastContact, now time.Time) error {
+func RaftPeerAllowed(servers []raftnode.Server, peerID string, leader bool, lastContact, now time.Time) error {
 	if len(servers) == 0 {
 		return nil
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 )
 
 // authzCase is one command in two forms: about the caller's own objects
@@ -212,10 +213,10 @@ func TestAdminOpCheck(t *testing.T) {
 
 func TestRaftPeerAllowed(t *testing.T) {
 	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
-	servers := []consensus.Server{{ID: "a", Voter: true}, {ID: "b", Voter: true}, {ID: "c"}}
+	servers := []raftnode.Server{{ID: "a", Voter: true}, {ID: "b", Voter: true}, {ID: "c"}}
 	tests := []struct {
 		name        string
-		servers     []consensus.Server
+		servers     []raftnode.Server
 		peer        string
 		leader      bool
 		lastContact time.Time

@@ -18,6 +18,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/keyring"
 	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/pki"
@@ -27,7 +28,7 @@ import (
 // Raft is the part of consensus.Raft the leader's membership changes use.
 type Raft interface {
 	Apply(ctx context.Context, cmd consensus.Command) (any, error)
-	Servers() ([]consensus.Server, error)
+	Servers() ([]raftnode.Server, error)
 	AddNonvoter(ctx context.Context, id, addr string) error
 	AddVoter(ctx context.Context, id, addr string) error
 	DemoteVoter(ctx context.Context, id string) error
@@ -247,14 +248,14 @@ func (l *Leader) PromoteReplacement(ctx context.Context, leaving string) {
 
 // Replacement picks the non-voter to promote in place of the voter
 // leaving: the first live one of the configuration, if any.
-func Replacement(servers []consensus.Server, leaving string, alive func(id string) bool) (consensus.Server, bool) {
+func Replacement(servers []raftnode.Server, leaving string, alive func(id string) bool) (raftnode.Server, bool) {
 	for _, s := range servers {
 		if s.Voter || s.ID == leaving || !alive(s.ID) {
 			continue
 		}
 		return s, true
 	}
-	return consensus.Server{}, false
+	return raftnode.Server{}, false
 }
 
 // Rejoin runs for a node that lost its raft log (peerID, the caller by its

@@ -47,6 +47,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/api/atomicfile"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -221,7 +222,7 @@ func TrustBundle(c *consensus.ClusterState) []byte {
 
 // Raft is the part of consensus.Raft the keeper uses.
 type Raft interface {
-	Servers() ([]consensus.Server, error)
+	Servers() ([]raftnode.Server, error)
 	Leader() (id, addr string)
 	IsLeader() bool
 	Apply(ctx context.Context, cmd consensus.Command) (any, error)
@@ -315,7 +316,7 @@ func (k *Keeper) syncKEK(ctx context.Context, c *consensus.ClusterState, st *key
 	if err != nil {
 		return
 	}
-	var me *consensus.Server
+	var me *raftnode.Server
 	for i := range servers {
 		if servers[i].ID == k.Self {
 			me = &servers[i]
@@ -340,7 +341,7 @@ func (k *Keeper) syncKEK(ctx context.Context, c *consensus.ClusterState, st *key
 	}
 	st.lastKEKPull = time.Now()
 	leaderID, _ := k.Raft.Leader()
-	slices.SortStableFunc(servers, func(x, y consensus.Server) int {
+	slices.SortStableFunc(servers, func(x, y raftnode.Server) int {
 		switch {
 		case x.ID == leaderID:
 			return -1

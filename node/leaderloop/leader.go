@@ -32,6 +32,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/autopilot"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/autoscale"
 	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/metrics"
@@ -42,7 +43,7 @@ import (
 type Config struct {
 	NodeID  string                 // this node
 	Store   *consensus.Store       // the local replica
-	Raft    *consensus.Raft        // proposals, configuration changes, leadership
+	Raft    *raftnode.Raft         // proposals, configuration changes, leadership
 	Members *membership.Membership // gossip's verdicts
 	Log     *slog.Logger
 	Metrics *metrics.Set // the scheduler's plan timing

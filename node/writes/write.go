@@ -33,6 +33,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/handlers"
 	"github.com/shoal-org/shoal/node/membership"
@@ -60,7 +61,7 @@ type Config struct {
 	NodeID    string // this node
 	ClusterID string // the running cluster's ID (a restore's answer)
 	Store     *consensus.Store
-	Raft      *consensus.Raft
+	Raft      *raftnode.Raft
 	// Members is gossip's view, read to say how many voters a failed write
 	// could reach.
 	Members *membership.Membership

@@ -1,6 +1,7 @@
-package consensus
+package raftnode
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +10,30 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
 )
+
+var t0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// testCluster and testNode are the cluster record and nodes of
+// consensus/fsm's tests, for bootstrapping a raft cluster.
+func testCluster() consensus.ClusterState {
+	return consensus.ClusterState{
+		ClusterID:       "c1",
+		CACertPEM:       []byte("cert"),
+		CAKeyPEM:        []byte("key"),
+		TokenSecretHash: "abc",
+		GossipKeys:      [][]byte{bytes.Repeat([]byte{1}, 32)},
+		ClusterCIDR:     "10.42.0.0/16",
+		VIPCIDR:         "10.43.0.0/16",
+		CreatedAt:       t0,
+	}
+}
+
+func testNode(id, host string) api.Node {
+	return api.Node{ID: id, Hostname: host, Addr: "127.0.0.1", Status: api.NodeReady,
+		Availability: api.AvailabilityActive, CreatedAt: t0, CertSerial: "serial-" + id}
+}
 
 // testRaftConfig derives a fast config from the default (STYLE habit 11).
 func testRaftConfig(id string) Config {
@@ -33,7 +57,7 @@ func testRaftConfig(id string) Config {
 type clusterNode struct {
 	id    string
 	dir   string
-	store *Store
+	store *consensus.Store
 	trans *raft.InmemTransport
 	r     *Raft
 	down  bool
@@ -82,7 +106,7 @@ func (c *raftCluster) start(n *clusterNode, force bool) {
 		addr = n.trans.LocalAddr()
 	}
 	_, n.trans = raft.NewInmemTransport(addr)
-	n.store = NewStore()
+	n.store = consensus.NewStore()
 	cfg := testRaftConfig(n.id)
 	cfg.DataDir = n.dir
 	cfg.Transport = n.trans
@@ -171,11 +195,11 @@ func (c *raftCluster) form() *clusterNode {
 	}
 	l := c.leader(first)
 	ctx := context.Background()
-	if _, err := l.r.Apply(ctx, BootstrapCluster{Cluster: testCluster(), Node: testNode(first.id, first.id)}); err != nil {
+	if _, err := l.r.Apply(ctx, consensus.BootstrapCluster{Cluster: testCluster(), Node: testNode(first.id, first.id)}); err != nil {
 		c.t.Fatal(err)
 	}
 	for _, n := range c.nodes[1:] {
-		if _, err := l.r.Apply(ctx, UpsertNode{Node: testNode(n.id, n.id)}); err != nil {
+		if _, err := l.r.Apply(ctx, consensus.UpsertNode{Node: testNode(n.id, n.id)}); err != nil {
 			c.t.Fatal(err)
 		}
 		if err := l.r.AddNonvoter(ctx, n.id, string(n.trans.LocalAddr())); err != nil {
@@ -225,11 +249,11 @@ func TestConfigValidate(t *testing.T) {
 	for name, mut := range cases {
 		c := testRaftConfig("n1")
 		mut(&c)
-		if err := c.Validate(); !errors.Is(err, ErrInvalid) {
+		if err := c.Validate(); !errors.Is(err, consensus.ErrInvalid) {
 			t.Errorf("%s: err = %v", name, err)
 		}
 	}
-	if _, err := New(good, NewStore()); !errors.Is(err, ErrInvalid) {
+	if _, err := New(good, consensus.NewStore()); !errors.Is(err, consensus.ErrInvalid) {
 		t.Errorf("New without DataDir: %v", err)
 	}
 }
@@ -248,7 +272,7 @@ func TestRaftElectApplyFailover(t *testing.T) {
 			t.Fatalf("server %s is not a voter", s.ID)
 		}
 	}
-	v, err := l.r.Apply(ctx, CreateService{Service: api.Service{ID: "s1", Name: "web"}})
+	v, err := l.r.Apply(ctx, consensus.CreateService{Service: api.Service{ID: "s1", Name: "web"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +280,7 @@ func TestRaftElectApplyFailover(t *testing.T) {
 		t.Fatalf("version %d, store index %d", svc.Version, l.store.Index())
 	}
 	// A business refusal comes back as the error.
-	if _, err := l.r.Apply(ctx, CreateService{Service: api.Service{ID: "s2", Name: "web"}}); !errors.Is(err, ErrNameTaken) {
+	if _, err := l.r.Apply(ctx, consensus.CreateService{Service: api.Service{ID: "s2", Name: "web"}}); !errors.Is(err, consensus.ErrNameTaken) {
 		t.Fatalf("duplicate name: %v", err)
 	}
 	c.waitReplicated(l.store.Index(), c.nodes...)
@@ -264,7 +288,7 @@ func TestRaftElectApplyFailover(t *testing.T) {
 	// Followers refuse writes.
 	for _, n := range c.nodes {
 		if n != l {
-			if _, err := n.r.Apply(ctx, RotateToken{SecretHash: "x"}); !errors.Is(err, ErrNotLeader) {
+			if _, err := n.r.Apply(ctx, consensus.RotateToken{SecretHash: "x"}); !errors.Is(err, consensus.ErrNotLeader) {
 				t.Fatalf("follower apply: %v", err)
 			}
 			id, addr := n.r.Leader()
@@ -295,7 +319,7 @@ func TestRaftElectApplyFailover(t *testing.T) {
 	if _, err := nl.store.ServiceByName("web"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := nl.r.Apply(ctx, CreateService{Service: api.Service{ID: "s3", Name: "db"}}); err != nil {
+	if _, err := nl.r.Apply(ctx, consensus.CreateService{Service: api.Service{ID: "s3", Name: "db"}}); err != nil {
 		t.Fatalf("apply on new leader: %v", err)
 	}
 	c.waitReplicated(nl.store.Index(), rest...)
@@ -307,7 +331,7 @@ func TestRaftElectApplyFailover(t *testing.T) {
 	if err := l.r.Shutdown(); err != nil {
 		t.Fatalf("second shutdown: %v", err)
 	}
-	if _, err := l.r.Apply(ctx, RotateToken{SecretHash: "x"}); !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrShutdown) {
+	if _, err := l.r.Apply(ctx, consensus.RotateToken{SecretHash: "x"}); !errors.Is(err, consensus.ErrNotLeader) && !errors.Is(err, consensus.ErrShutdown) {
 		t.Fatalf("apply after shutdown: %v", err)
 	}
 }
@@ -320,8 +344,8 @@ func TestRaftPartitionedMinorityCannotApply(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_, err := l.r.Apply(ctx, RotateToken{SecretHash: "minority"})
-	if !errors.Is(err, ErrNotLeader) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrTimeout) {
+	_, err := l.r.Apply(ctx, consensus.RotateToken{SecretHash: "minority"})
+	if !errors.Is(err, consensus.ErrNotLeader) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, consensus.ErrTimeout) {
 		t.Fatalf("minority apply: %v", err)
 	}
 	waitFor(t, "isolated leader to step down", func() bool { return !l.r.IsLeader() })
@@ -341,7 +365,7 @@ func TestRaftPartitionedMinorityCannotApply(t *testing.T) {
 		}
 	}
 	nl := c.leader(majority...)
-	if _, err := nl.r.Apply(context.Background(), RotateToken{SecretHash: "majority"}); err != nil {
+	if _, err := nl.r.Apply(context.Background(), consensus.RotateToken{SecretHash: "majority"}); err != nil {
 		t.Fatalf("majority apply: %v", err)
 	}
 	// Heal: the old leader catches up and never applied its own entry.
@@ -357,14 +381,14 @@ func TestRaftRestartKeepsState(t *testing.T) {
 	n := c.nodes[0]
 	l := c.form()
 	ctx := context.Background()
-	if _, err := l.r.Apply(ctx, CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
+	if _, err := l.r.Apply(ctx, consensus.CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.r.Snapshot(); err != nil {
 		t.Fatal(err)
 	}
 	// Entries after the snapshot come back from the WAL.
-	if _, err := l.r.Apply(ctx, CreateService{Service: api.Service{ID: "s2", Name: "db"}}); err != nil {
+	if _, err := l.r.Apply(ctx, consensus.CreateService{Service: api.Service{ID: "s2", Name: "db"}}); err != nil {
 		t.Fatal(err)
 	}
 	want := n.store.Index()
@@ -393,7 +417,7 @@ func TestRaftForceNewCluster(t *testing.T) {
 	c := newRaftCluster(t, 3)
 	l := c.form()
 	ctx := context.Background()
-	if _, err := l.r.Apply(ctx, CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
+	if _, err := l.r.Apply(ctx, consensus.CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
 		t.Fatal(err)
 	}
 	c.waitReplicated(l.store.Index(), c.nodes...)
@@ -420,7 +444,7 @@ func TestRaftForceNewCluster(t *testing.T) {
 	if _, err := sl.store.ServiceByName("web"); err != nil {
 		t.Fatalf("state lost: %v", err)
 	}
-	if _, err := sl.r.Apply(ctx, CreateService{Service: api.Service{ID: "s2", Name: "db"}}); err != nil {
+	if _, err := sl.r.Apply(ctx, consensus.CreateService{Service: api.Service{ID: "s2", Name: "db"}}); err != nil {
 		t.Fatalf("apply after recovery: %v", err)
 	}
 
@@ -429,7 +453,7 @@ func TestRaftForceNewCluster(t *testing.T) {
 	cfg.DataDir = t.TempDir()
 	_, cfg.Transport = raft.NewInmemTransport("")
 	cfg.ForceNewCluster = true
-	if _, err := New(cfg, NewStore()); !errors.Is(err, ErrNotBootstrapped) {
+	if _, err := New(cfg, consensus.NewStore()); !errors.Is(err, consensus.ErrNotBootstrapped) {
 		t.Fatalf("force on empty dir: %v", err)
 	}
 }
@@ -471,7 +495,7 @@ func TestRaftMembershipChanges(t *testing.T) {
 
 func TestNewInmem(t *testing.T) {
 	addr, trans := raft.NewInmemTransport("")
-	r, err := NewInmem(testRaftConfig("solo"), NewStore(), trans)
+	r, err := NewInmem(testRaftConfig("solo"), consensus.NewStore(), trans)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -483,7 +507,7 @@ func TestNewInmem(t *testing.T) {
 	if id, a := r.Leader(); id != "solo" || a != string(addr) {
 		t.Fatalf("leader %s %s", id, a)
 	}
-	if _, err := r.Apply(context.Background(), BootstrapCluster{Cluster: testCluster(), Node: testNode("solo", "h")}); err != nil {
+	if _, err := r.Apply(context.Background(), consensus.BootstrapCluster{Cluster: testCluster(), Node: testNode("solo", "h")}); err != nil {
 		t.Fatal(err)
 	}
 	if r.Store().Cluster() == nil {
@@ -505,7 +529,7 @@ func TestRaftCommitNudgeReachesFollowers(t *testing.T) {
 			followers = append(followers, n)
 		}
 	}
-	if _, err := l.r.Apply(ctx, CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
+	if _, err := l.r.Apply(ctx, consensus.CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
 		t.Fatal(err)
 	}
 	c.waitReplicated(l.store.Index(), followers...)
@@ -518,7 +542,7 @@ func TestRaftCommitNudgeReachesFollowers(t *testing.T) {
 	errs := make(chan error, 20)
 	for i := 0; i < 20; i++ {
 		go func() {
-			_, err := l.r.Apply(ctx, CreateService{Service: api.Service{ID: fmt.Sprintf("b%d", i), Name: fmt.Sprintf("burst%d", i)}})
+			_, err := l.r.Apply(ctx, consensus.CreateService{Service: api.Service{ID: fmt.Sprintf("b%d", i), Name: fmt.Sprintf("burst%d", i)}})
 			errs <- err
 		}()
 	}
@@ -599,7 +623,7 @@ func TestRaftExpediteElection(t *testing.T) {
 	}
 	t.Logf("leader elected %s after expediting", time.Since(expedited))
 	nl := c.leader(rest...)
-	if _, err := nl.r.Apply(context.Background(), CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
+	if _, err := nl.r.Apply(context.Background(), consensus.CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,4 +1,4 @@
-package consensus
+package raftnode
 
 // Why: an idle cluster's largest cost is raft's heartbeats. hashicorp/raft
 // v1.8.0 runs one heartbeat goroutine per follower (voters and non-voters

@@ -1,11 +1,15 @@
-package consensus
+package raftnode
+
+import (
+	"github.com/shoal-org/shoal/consensus"
+)
 
 // SetCommandGate installs check, which Apply calls on the leader before it
 // proposes a command; an error refuses the command and nothing is written.
 // node installs CheckCommandLevel over the protocol levels its members
 // advertise in gossip (docs/upgrades.md). Safe to call at any time and from
 // any goroutine; nil removes the gate. check must not block.
-func (r *Raft) SetCommandGate(check func(Command) error) {
+func (r *Raft) SetCommandGate(check func(consensus.Command) error) {
 	if check == nil {
 		r.cmdGate.Store(nil)
 		return
@@ -14,7 +18,7 @@ func (r *Raft) SetCommandGate(check func(Command) error) {
 }
 
 // checkGate runs the installed gate, if any.
-func (r *Raft) checkGate(cmd Command) error {
+func (r *Raft) checkGate(cmd consensus.Command) error {
 	if g := r.cmdGate.Load(); g != nil {
 		return (*g)(cmd)
 	}

@@ -1,4 +1,4 @@
-package consensus
+package raftnode
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/shoal-org/shoal/consensus"
 )
 
 // hbReq is a heartbeat as raft v1.8.0's heartbeat() builds it.
@@ -298,7 +300,7 @@ func TestRaftThinnedPartitionedLeaderStepsDown(t *testing.T) {
 		}
 	}
 	nl := c.leader(rest...)
-	if _, err := nl.r.Apply(context.Background(), UpsertNode{Node: testNode("n9", "n9")}); err != nil {
+	if _, err := nl.r.Apply(context.Background(), consensus.UpsertNode{Node: testNode("n9", "n9")}); err != nil {
 		t.Fatalf("write on the new leader %s: %v", nl.id, err)
 	}
 }
@@ -389,7 +391,7 @@ func TestRaftVerifyLeaderSendsRealHeartbeats(t *testing.T) {
 	c.isolate(l)
 	if err := l.r.VerifyLeader(ctx); err == nil {
 		t.Fatal("VerifyLeader confirmed a leader cut off from every follower")
-	} else if !errors.Is(err, ErrNotLeader) {
+	} else if !errors.Is(err, consensus.ErrNotLeader) {
 		t.Fatalf("verify a cut-off leader: %v, want ErrNotLeader", err)
 	}
 }

@@ -1,4 +1,4 @@
-package consensus
+package raftnode
 
 // Why: this file is the only place that touches *raft.Raft. node gets a
 // *Raft with a small surface (Apply, membership changes, leadership signal)
@@ -23,6 +23,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/logstore"
 )
 
@@ -175,20 +176,20 @@ func DefaultConfig() Config {
 // <= election, minimums) without needing storage or a transport.
 func (c Config) Validate() error {
 	if c.NodeID == "" {
-		return fmt.Errorf("raft config: empty NodeID: %w", ErrInvalid)
+		return fmt.Errorf("raft config: empty NodeID: %w", consensus.ErrInvalid)
 	}
 	if c.SnapshotRetain < 1 {
-		return fmt.Errorf("raft config: SnapshotRetain %d < 1: %w", c.SnapshotRetain, ErrInvalid)
+		return fmt.Errorf("raft config: SnapshotRetain %d < 1: %w", c.SnapshotRetain, consensus.ErrInvalid)
 	}
 	if c.ApplyTimeout <= 0 || c.TransportTimeout <= 0 {
-		return fmt.Errorf("raft config: ApplyTimeout and TransportTimeout must be positive: %w", ErrInvalid)
+		return fmt.Errorf("raft config: ApplyTimeout and TransportTimeout must be positive: %w", consensus.ErrInvalid)
 	}
 	if c.HeartbeatInterval < 0 || c.HeartbeatInterval > c.HeartbeatTimeout/2 {
 		return fmt.Errorf("raft config: HeartbeatInterval %v must be between 0 and HeartbeatTimeout/2 = %v: %w",
-			c.HeartbeatInterval, c.HeartbeatTimeout/2, ErrInvalid)
+			c.HeartbeatInterval, c.HeartbeatTimeout/2, consensus.ErrInvalid)
 	}
 	if err := raft.ValidateConfig(c.raftConfig(nil)); err != nil {
-		return fmt.Errorf("raft config: %w: %w", ErrInvalid, err)
+		return fmt.Errorf("raft config: %w: %w", consensus.ErrInvalid, err)
 	}
 	return nil
 }
@@ -219,8 +220,8 @@ type Server struct {
 type Raft struct {
 	cfg   Config
 	raft  *raft.Raft
-	fsm   *FSM
-	store *Store
+	fsm   *consensus.FSM
+	store *consensus.Store
 	trans raft.Transport
 	logs  raft.LogStore
 	stab  raft.StableStore
@@ -236,7 +237,7 @@ type Raft struct {
 	// or the transport has no pre-vote).
 	thin *thinTransport
 	// cmdGate refuses commands some member cannot apply (gate.go).
-	cmdGate atomic.Pointer[func(Command) error]
+	cmdGate atomic.Pointer[func(consensus.Command) error]
 
 	// expedited says whether ExpediteElection shortened the timeouts.
 	expedited  atomic.Bool
@@ -266,12 +267,12 @@ type storage struct {
 // with an FSM writing into store. It does not bootstrap: call
 // HasExistingState and BootstrapSelf, or join an existing cluster (the
 // leader calls AddNonvoter for this node).
-func New(cfg Config, store *Store) (*Raft, error) {
+func New(cfg Config, store *consensus.Store) (*Raft, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if cfg.DataDir == "" {
-		return nil, fmt.Errorf("raft config: empty DataDir: %w", ErrInvalid)
+		return nil, fmt.Errorf("raft config: empty DataDir: %w", consensus.ErrInvalid)
 	}
 	logger := newHclog(cfg.Logger, "raft", cfg.LogLevel)
 	st, err := openDiskStorage(cfg, logger)
@@ -291,7 +292,7 @@ func openDiskStorage(cfg Config, logger hclog.Logger) (storage, error) {
 		return storage{}, err
 	}
 	logs, err := logstore.OpenDir(base, logger)
-	if errors.Is(err, ErrLogUnreadable) {
+	if errors.Is(err, consensus.ErrLogUnreadable) {
 		moved, qerr := logstore.QuarantineRaftDir(cfg.DataDir, time.Now(), err)
 		if qerr != nil {
 			return storage{}, errors.Join(err, qerr)
@@ -321,7 +322,7 @@ func openDiskStorage(cfg Config, logger hclog.Logger) (storage, error) {
 // NewInmem starts raft with in-memory log, stable and snapshot stores over
 // trans (usually raft.NewInmemTransport): state is lost on Shutdown. It is
 // for tests; cfg.DataDir is ignored.
-func NewInmem(cfg Config, store *Store, trans raft.Transport) (*Raft, error) {
+func NewInmem(cfg Config, store *consensus.Store, trans raft.Transport) (*Raft, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -331,7 +332,7 @@ func NewInmem(cfg Config, store *Store, trans raft.Transport) (*Raft, error) {
 		storage{logs: mem, stable: mem, snaps: raft.NewInmemSnapshotStore()})
 }
 
-func newRaft(cfg Config, store *Store, logger hclog.Logger, st storage) (_ *Raft, err error) {
+func newRaft(cfg Config, store *consensus.Store, logger hclog.Logger, st storage) (_ *Raft, err error) {
 	defer func() {
 		if err != nil {
 			for _, c := range st.closers {
@@ -343,7 +344,7 @@ func newRaft(cfg Config, store *Store, logger hclog.Logger, st storage) (_ *Raft
 	var cut *cutLayer
 	if trans == nil {
 		if cfg.StreamLayer == nil {
-			return nil, fmt.Errorf("raft config: neither StreamLayer nor Transport: %w", ErrInvalid)
+			return nil, fmt.Errorf("raft config: neither StreamLayer nor Transport: %w", consensus.ErrInvalid)
 		}
 		cut = newCutLayer(cfg.StreamLayer)
 		trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
@@ -372,7 +373,7 @@ func newRaft(cfg Config, store *Store, logger hclog.Logger, st storage) (_ *Raft
 		cfg.Addr = string(trans.LocalAddr())
 	}
 	rc := cfg.raftConfig(logger)
-	fsm := NewFSM(store)
+	fsm := consensus.NewFSM(store)
 
 	if cfg.ForceNewCluster {
 		has, err := raft.HasExistingState(st.logs, st.stable, st.snaps)
@@ -380,13 +381,13 @@ func newRaft(cfg Config, store *Store, logger hclog.Logger, st storage) (_ *Raft
 			return nil, fmt.Errorf("force new cluster: check raft state: %w", err)
 		}
 		if !has {
-			return nil, fmt.Errorf("force new cluster: no raft state in %s: %w", cfg.DataDir, ErrNotBootstrapped)
+			return nil, fmt.Errorf("force new cluster: no raft state in %s: %w", cfg.DataDir, consensus.ErrNotBootstrapped)
 		}
 		conf := raft.Configuration{Servers: []raft.Server{{
 			Suffrage: raft.Voter, ID: raft.ServerID(cfg.NodeID), Address: raft.ServerAddress(cfg.Addr)}}}
 		// RecoverCluster replays into a throwaway FSM only to write a
 		// snapshot; the real store is filled by NewRaft's restore.
-		if err := raft.RecoverCluster(rc, NewFSM(NewStore()), st.logs, st.stable, st.snaps, trans, conf); err != nil {
+		if err := raft.RecoverCluster(rc, consensus.NewFSM(consensus.NewStore()), st.logs, st.stable, st.snaps, trans, conf); err != nil {
 			return nil, fmt.Errorf("force new cluster: recover raft configuration: %w", err)
 		}
 	}
@@ -474,10 +475,10 @@ func (r *Raft) nudge() {
 // needs cannot be read) turned into an error, so that the agent prints one
 // line instead of a stack trace. New has read the whole log back before, so
 // this is the last line of defence, not the recovery path.
-func startRaft(rc *raft.Config, fsm *FSM, st storage, trans raft.Transport) (r *raft.Raft, err error) {
+func startRaft(rc *raft.Config, fsm *consensus.FSM, st storage, trans raft.Transport) (r *raft.Raft, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			r, err = nil, fmt.Errorf("raft panicked reading its state: %v: %w", p, ErrLogUnreadable)
+			r, err = nil, fmt.Errorf("raft panicked reading its state: %v: %w", p, consensus.ErrLogUnreadable)
 		}
 	}()
 	return raft.NewRaft(rc, fsm, st.logs, st.stable, st.snaps, trans)
@@ -501,7 +502,7 @@ func (r *Raft) RejoinDone() error {
 }
 
 // Store returns the store this node's FSM writes into.
-func (r *Raft) Store() *Store { return r.store }
+func (r *Raft) Store() *consensus.Store { return r.store }
 
 // HasExistingState reports whether this node has raft state (it was
 // bootstrapped or has joined a cluster before).
@@ -552,11 +553,11 @@ func mapRaftErr(err error) error {
 		return nil
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
 		errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrNotVoter):
-		return fmt.Errorf("%w: %w", ErrNotLeader, err)
+		return fmt.Errorf("%w: %w", consensus.ErrNotLeader, err)
 	case errors.Is(err, raft.ErrRaftShutdown):
-		return ErrShutdown
+		return consensus.ErrShutdown
 	case errors.Is(err, raft.ErrEnqueueTimeout):
-		return fmt.Errorf("%w: %w", ErrTimeout, err)
+		return fmt.Errorf("%w: %w", consensus.ErrTimeout, err)
 	default:
 		return err
 	}
@@ -567,13 +568,13 @@ func mapRaftErr(err error) error {
 // business refusal as the error (test it with errors.Is), or the command's
 // value. When ctx ends first it returns ctx.Err(); after ErrNotLeader caused
 // by a lost leadership, or a ctx error, the entry may still be committed.
-func (r *Raft) Apply(ctx context.Context, cmd Command) (any, error) {
-	data, err := EncodeCommand(cmd)
+func (r *Raft) Apply(ctx context.Context, cmd consensus.Command) (any, error) {
+	data, err := consensus.EncodeCommand(cmd)
 	if err != nil {
 		return nil, err
 	}
 	if r.raft.State() != raft.Leader {
-		return nil, ErrNotLeader
+		return nil, consensus.ErrNotLeader
 	}
 	if err := r.checkGate(cmd); err != nil {
 		return nil, err
@@ -583,7 +584,7 @@ func (r *Raft) Apply(ctx context.Context, cmd Command) (any, error) {
 		return nil, fmt.Errorf("apply command type %d: %w", cmd.Type(), err)
 	}
 	r.nudge()
-	res, ok := f.Response().(Result)
+	res, ok := f.Response().(consensus.Result)
 	if !ok {
 		return nil, fmt.Errorf("apply command type %d: unexpected response %T", cmd.Type(), f.Response())
 	}

@@ -1,4 +1,4 @@
-package consensus
+package raftnode
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/shoal-org/shoal/consensus"
 )
 
 // countingLayer is a raft stream layer over loopback TCP that counts the
@@ -52,7 +54,7 @@ func (c *countedConn) Close() error {
 func TestRaftOneConnectionPerFollower(t *testing.T) {
 	var layers []*countingLayer
 	var nodes []*Raft
-	var stores []*Store
+	var stores []*consensus.Store
 	for i := 1; i <= 2; i++ {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -63,7 +65,7 @@ func TestRaftOneConnectionPerFollower(t *testing.T) {
 		cfg.DataDir = t.TempDir()
 		cfg.StreamLayer = l
 		cfg.TransportTimeout = 5 * time.Second
-		s := NewStore()
+		s := consensus.NewStore()
 		r, err := New(cfg, s)
 		if err != nil {
 			t.Fatal(err)
@@ -76,10 +78,10 @@ func TestRaftOneConnectionPerFollower(t *testing.T) {
 	}
 	waitFor(t, "n1 to lead", nodes[0].IsLeader)
 	ctx := context.Background()
-	if _, err := nodes[0].Apply(ctx, BootstrapCluster{Cluster: testCluster(), Node: testNode("n1", "n1")}); err != nil {
+	if _, err := nodes[0].Apply(ctx, consensus.BootstrapCluster{Cluster: testCluster(), Node: testNode("n1", "n1")}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := nodes[0].Apply(ctx, UpsertNode{Node: testNode("n2", "n2")}); err != nil {
+	if _, err := nodes[0].Apply(ctx, consensus.UpsertNode{Node: testNode("n2", "n2")}); err != nil {
 		t.Fatal(err)
 	}
 	if err := nodes[0].AddVoter(ctx, "n2", layers[1].Addr().String()); err != nil {
@@ -94,7 +96,7 @@ func TestRaftOneConnectionPerFollower(t *testing.T) {
 		go func(w int) {
 			defer wg.Done()
 			for i := 0; i < each; i++ {
-				if _, err := nodes[0].Apply(ctx, UpsertNode{Node: testNode(fmt.Sprintf("x%d-%d", w, i), "x")}); err != nil {
+				if _, err := nodes[0].Apply(ctx, consensus.UpsertNode{Node: testNode(fmt.Sprintf("x%d-%d", w, i), "x")}); err != nil {
 					errs <- err
 				}
 			}

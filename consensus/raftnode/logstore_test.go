@@ -1,4 +1,4 @@
-package consensus
+package raftnode
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 	raftwal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/logstore"
 	bolt "go.etcd.io/bbolt"
 )
@@ -248,7 +249,7 @@ func TestVoteWithheldUntilRejoinDone(t *testing.T) {
 		cfg := testRaftConfig("n1")
 		cfg.DataDir = dir
 		cfg.Transport = trans
-		r, err := New(cfg, NewStore())
+		r, err := New(cfg, consensus.NewStore())
 		if err != nil {
 			t.Fatalf("New on an unreadable log: %v", err)
 		}
@@ -303,7 +304,7 @@ func TestRaftRestartAfterTailOverwritten(t *testing.T) {
 	c.isolate(old)
 	for i := 0; i < 5; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-		_, _ = old.r.Apply(ctx, CreateService{Service: api.Service{ID: "phantom" + string(rune('0'+i)), Name: "phantom" + string(rune('0'+i))}})
+		_, _ = old.r.Apply(ctx, consensus.CreateService{Service: api.Service{ID: "phantom" + string(rune('0'+i)), Name: "phantom" + string(rune('0'+i))}})
 		cancel()
 	}
 	var majority []*clusterNode
@@ -314,7 +315,7 @@ func TestRaftRestartAfterTailOverwritten(t *testing.T) {
 	}
 	nl := c.leader(majority...)
 	for i := 0; i < 10; i++ {
-		if _, err := nl.r.Apply(context.Background(), CreateService{Service: api.Service{ID: "real" + string(rune('0'+i)), Name: "real" + string(rune('0'+i))}}); err != nil {
+		if _, err := nl.r.Apply(context.Background(), consensus.CreateService{Service: api.Service{ID: "real" + string(rune('0'+i)), Name: "real" + string(rune('0'+i))}}); err != nil {
 			t.Fatal(err)
 		}
 	}
