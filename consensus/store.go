@@ -173,7 +173,7 @@ func (s *Store) txn() *memdb.Txn { return s.db.Load().Txn(false) }
 
 // Cluster returns the cluster record, or nil before bootstrap.
 func (s *Store) Cluster() *ClusterState {
-	return cloneCluster(getCluster(s.txn()))
+	return CloneCluster(getCluster(s.txn()))
 }
 
 func getCluster(tx *memdb.Txn) *ClusterState {
@@ -198,18 +198,18 @@ func (s *Store) Node(id string) (*api.Node, error) {
 	if raw == nil {
 		return nil, fmt.Errorf("node %s: %w", id, ErrNotFound)
 	}
-	return cloneNode(raw.(*api.Node)), nil
+	return CloneNode(raw.(*api.Node)), nil
 }
 
 // Nodes returns every node, ordered by ID.
 func (s *Store) Nodes() []*api.Node {
-	return collect(s.txn(), tableNodes, indexID, cloneNode)
+	return collect(s.txn(), tableNodes, indexID, CloneNode)
 }
 
 // NodeByHostname returns the node with this hostname; ErrAmbiguous when
 // several nodes share it.
 func (s *Store) NodeByHostname(hostname string) (*api.Node, error) {
-	nodes := collect(s.txn(), tableNodes, indexHostname, cloneNode, hostname)
+	nodes := collect(s.txn(), tableNodes, indexHostname, CloneNode, hostname)
 	switch len(nodes) {
 	case 0:
 		return nil, fmt.Errorf("node %s: %w", hostname, ErrNotFound)
@@ -228,14 +228,14 @@ func (s *Store) ResolveNode(ref string) (*api.Node, error) {
 	}
 	tx := s.txn()
 	if raw, _ := tx.First(tableNodes, indexID, ref); raw != nil {
-		return cloneNode(raw.(*api.Node)), nil
+		return CloneNode(raw.(*api.Node)), nil
 	}
-	if byName := collect(tx, tableNodes, indexHostname, cloneNode, ref); len(byName) == 1 {
+	if byName := collect(tx, tableNodes, indexHostname, CloneNode, ref); len(byName) == 1 {
 		return byName[0], nil
 	} else if len(byName) > 1 {
 		return nil, fmt.Errorf("node %s matches %d nodes: %w", ref, len(byName), ErrAmbiguous)
 	}
-	return uniquePrefix(tx, tableNodes, "node", ref, cloneNode)
+	return uniquePrefix(tx, tableNodes, "node", ref, CloneNode)
 }
 
 // Service returns the service with exactly this ID, or ErrNotFound.
@@ -247,7 +247,7 @@ func (s *Store) Service(id string) (*api.Service, error) {
 	if raw == nil {
 		return nil, fmt.Errorf("service %s: %w", id, ErrNotFound)
 	}
-	return cloneService(raw.(*api.Service)), nil
+	return CloneService(raw.(*api.Service)), nil
 }
 
 // ServiceByName returns the service with this exact name, or ErrNotFound.
@@ -259,7 +259,7 @@ func (s *Store) ServiceByName(name string) (*api.Service, error) {
 	if raw == nil {
 		return nil, fmt.Errorf("service %s: %w", name, ErrNotFound)
 	}
-	return cloneService(raw.(*api.Service)), nil
+	return CloneService(raw.(*api.Service)), nil
 }
 
 // ResolveService finds a service by exact ID, exact name or unique ID
@@ -270,17 +270,17 @@ func (s *Store) ResolveService(ref string) (*api.Service, error) {
 	}
 	tx := s.txn()
 	if raw, _ := tx.First(tableServices, indexID, ref); raw != nil {
-		return cloneService(raw.(*api.Service)), nil
+		return CloneService(raw.(*api.Service)), nil
 	}
 	if raw, _ := tx.First(tableServices, indexName, ref); raw != nil {
-		return cloneService(raw.(*api.Service)), nil
+		return CloneService(raw.(*api.Service)), nil
 	}
-	return uniquePrefix(tx, tableServices, "service", ref, cloneService)
+	return uniquePrefix(tx, tableServices, "service", ref, CloneService)
 }
 
 // Services returns every service, ordered by ID.
 func (s *Store) Services() []*api.Service {
-	return collect(s.txn(), tableServices, indexID, cloneService)
+	return collect(s.txn(), tableServices, indexID, CloneService)
 }
 
 // Task returns the task with exactly this ID, or ErrNotFound.
@@ -292,22 +292,22 @@ func (s *Store) Task(id string) (*api.Task, error) {
 	if raw == nil {
 		return nil, fmt.Errorf("task %s: %w", id, ErrNotFound)
 	}
-	return cloneTask(raw.(*api.Task)), nil
+	return CloneTask(raw.(*api.Task)), nil
 }
 
 // Tasks returns every task, ordered by ID.
 func (s *Store) Tasks() []*api.Task {
-	return collect(s.txn(), tableTasks, indexID, cloneTask)
+	return collect(s.txn(), tableTasks, indexID, CloneTask)
 }
 
 // TasksByService returns the tasks of one service (by service ID), ordered by task ID.
 func (s *Store) TasksByService(serviceID string) []*api.Task {
-	return collect(s.txn(), tableTasks, indexServiceID, cloneTask, serviceID)
+	return collect(s.txn(), tableTasks, indexServiceID, CloneTask, serviceID)
 }
 
 // TasksByNode returns the tasks assigned to one node, ordered by task ID.
 func (s *Store) TasksByNode(nodeID string) []*api.Task {
-	return collect(s.txn(), tableTasks, indexNodeID, cloneTask, nodeID)
+	return collect(s.txn(), tableTasks, indexNodeID, CloneTask, nodeID)
 }
 
 // Image returns the image with exactly this ID, or ErrNotFound.
@@ -319,7 +319,7 @@ func (s *Store) Image(id string) (*api.Image, error) {
 	if raw == nil {
 		return nil, fmt.Errorf("image %s: %w", id, ErrNotFound)
 	}
-	return cloneImage(raw.(*api.Image)), nil
+	return CloneImage(raw.(*api.Image)), nil
 }
 
 // ResolveImage finds an image by exact ID, tag (a ref without a tag means
@@ -330,13 +330,13 @@ func (s *Store) ResolveImage(ref string) (*api.Image, error) {
 	}
 	tx := s.txn()
 	if raw, _ := tx.First(tableImages, indexID, ref); raw != nil {
-		return cloneImage(raw.(*api.Image)), nil
+		return CloneImage(raw.(*api.Image)), nil
 	}
 	tag := ref
 	if i := strings.LastIndex(ref, ":"); i < 0 || strings.Contains(ref[i:], "/") {
 		tag = ref + ":latest"
 	}
-	for _, img := range collect(tx, tableImages, indexID, cloneImage) {
+	for _, img := range collect(tx, tableImages, indexID, CloneImage) {
 		for _, t := range img.Tags {
 			if t == ref || t == tag {
 				return img, nil
@@ -344,16 +344,16 @@ func (s *Store) ResolveImage(ref string) (*api.Image, error) {
 		}
 	}
 	if !strings.HasPrefix(ref, "sha256:") {
-		if img, err := uniquePrefix(tx, tableImages, "image", "sha256:"+ref, cloneImage); err == nil {
+		if img, err := uniquePrefix(tx, tableImages, "image", "sha256:"+ref, CloneImage); err == nil {
 			return img, nil
 		}
 	}
-	return uniquePrefix(tx, tableImages, "image", ref, cloneImage)
+	return uniquePrefix(tx, tableImages, "image", ref, CloneImage)
 }
 
 // Images returns every image, ordered by ID.
 func (s *Store) Images() []*api.Image {
-	return collect(s.txn(), tableImages, indexID, cloneImage)
+	return collect(s.txn(), tableImages, indexID, CloneImage)
 }
 
 // collect reads every object of an index lookup and clones it.

@@ -26,6 +26,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/api/atomicfile"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
 	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/autoscale"
 	"github.com/shoal-org/shoal/node/epoch"
@@ -206,7 +207,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		Keys:          keys,
 		Fence:         fc,
 		Logger:        a.log,
-	}, membership.Meta{NodeID: a.id.NodeID, ClusterPort: a.cfg.ClusterPort, Epoch: fc.Local(), Version: Version, Level: consensus.ProtocolLevel})
+	}, membership.Meta{NodeID: a.id.NodeID, ClusterPort: a.cfg.ClusterPort, Epoch: fc.Local(), Version: Version, Level: fsm.ProtocolLevel})
 	if err != nil {
 		cancel()
 		cl.wg.Wait()
@@ -295,7 +296,7 @@ func (a *Agent) writeBootstrap(ctx context.Context, cl *cluster, b *bootstrapInf
 	}
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err := cl.raft.Apply(wctx, &consensus.BootstrapCluster{Cluster: b.cluster, Node: b.node})
+	_, err := cl.raft.Apply(wctx, &fsm.BootstrapCluster{Cluster: b.cluster, Node: b.node})
 	if err != nil {
 		return fmt.Errorf("bootstrap: write cluster record: %w", err)
 	}

@@ -11,7 +11,7 @@ import (
 	"crypto/tls"
 	"time"
 
-	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
 	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/clusterport"
 	"github.com/shoal-org/shoal/node/epoch"
@@ -148,7 +148,7 @@ func (a *Agent) recordEpochLoop(ctx context.Context, cl *cluster) {
 		}
 		if c != nil && cl.raft.IsLeader() {
 			wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
-			if _, err := cl.raft.Apply(wctx, &consensus.SetClusterEpoch{Epoch: want}); err != nil {
+			if _, err := cl.raft.Apply(wctx, &fsm.SetClusterEpoch{Epoch: want}); err != nil {
 				a.log.Warn("record the cluster epoch", "epoch", want, "err", err)
 			}
 			wcancel()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
 	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/node/keyring"
@@ -95,7 +96,7 @@ func (a *Agent) handleTokenRPC(ctx context.Context, peerID string, req wire.Toke
 		}
 		// Rotating is an admin action: a worker's root may not do it.
 		c, _ := callerOf(cl, authz.Admin, peerID)
-		if err := authz.Authorize(c, consensus.RotateToken{}, nil); err != nil {
+		if err := authz.Authorize(c, fsm.RotateToken{}, nil); err != nil {
 			return nil, err
 		}
 		secret, err := a.rotateSecretAsLeader(ctx, cl)

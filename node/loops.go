@@ -12,6 +12,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
 	"github.com/shoal-org/shoal/node/autoscale"
 	"github.com/shoal-org/shoal/node/events"
 	"github.com/shoal-org/shoal/node/imagedist"
@@ -34,7 +35,7 @@ func withNetworks(ctx context.Context, names []string) context.Context {
 }
 
 // writeCmd is the agent's write as the loops' status sink.
-func (a *Agent) writeCmd(ctx context.Context, cmd consensus.Command) error {
+func (a *Agent) writeCmd(ctx context.Context, cmd fsm.Command) error {
 	_, err := a.write(ctx, cmd)
 	return err
 }

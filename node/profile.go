@@ -18,7 +18,7 @@ import (
 // (membership.go). A profile that slows gossip, and so finds a dead host in
 // seconds rather than under one, gains nothing from raft heartbeats three
 // times a second: gossip's verdict, not raft's timeout, is what starts a
-// quick election (consensus.Raft.ExpediteElection) and what marks a node
+// quick election (raftnode.Raft.ExpediteElection) and what marks a node
 // down. So the quiet profiles also send raft's heartbeats once a second.
 type Profile struct {
 	Gossip membership.Timing
@@ -78,7 +78,7 @@ func CheckGossipProfile(name string) error {
 // leader to keep it ready although gossip calls it dead (leaderloop's
 // second opinion). A live agent answers a real heartbeat every
 // HeartbeatInterval plus at most one raft tick (HeartbeatTimeout/5,
-// consensus/heartbeat.go): 500 ms under fast, 1.4 s under tolerant. But
+// consensus/raftnode/heartbeat.go): 500 ms under fast, 1.4 s under tolerant. But
 // the window never outlasts gossip's earliest verdict on a death
 // (membership.Timing.EarliestVerdict), so a dead node's last answer is
 // always too old by the time gossip calls it dead.

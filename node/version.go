@@ -1,7 +1,7 @@
 package node
 
 import (
-	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
 	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/membership"
 )
@@ -12,23 +12,23 @@ import (
 //
 // (the Makefile uses `git describe`). Nodes advertise it in gossip and
 // `shoal node ls` shows it; it is for people. The upgrade gate compares
-// consensus.ProtocolLevel instead, because release strings do not order.
+// fsm.ProtocolLevel instead, because release strings do not order.
 var Version = "dev"
 
 // commandGate returns the check the leader runs before proposing a command
-// (consensus.Raft.SetCommandGate): every member of the Raft configuration,
+// (raftnode.Raft.SetCommandGate): every member of the Raft configuration,
 // voter or not, must advertise a protocol level that can apply it. Commands
 // every release applies skip the lookup.
-func commandGate(r *raftnode.Raft, m *membership.Membership) func(consensus.Command) error {
-	return levelGate(r, m, consensus.SinceLevel)
+func commandGate(r *raftnode.Raft, m *membership.Membership) func(fsm.Command) error {
+	return levelGate(r, m, fsm.SinceLevel)
 }
 
 // levelGate is commandGate with the command levels from since (tests
 // raise them above this binary's).
-func levelGate(r *raftnode.Raft, m *membership.Membership, since func(consensus.Command) int) func(consensus.Command) error {
-	return func(cmd consensus.Command) error {
+func levelGate(r *raftnode.Raft, m *membership.Membership, since func(fsm.Command) int) func(fsm.Command) error {
+	return func(cmd fsm.Command) error {
 		need := since(cmd)
-		if need <= consensus.BaseProtocolLevel {
+		if need <= fsm.BaseProtocolLevel {
 			return nil
 		}
 		servers, err := r.Servers()
@@ -39,6 +39,6 @@ func levelGate(r *raftnode.Raft, m *membership.Membership, since func(consensus.
 		for _, s := range servers {
 			ids = append(ids, s.ID)
 		}
-		return consensus.CheckLevel(cmd.Type(), need, m.PeerLevels(ids))
+		return fsm.CheckLevel(cmd.Type(), need, m.PeerLevels(ids))
 	}
 }

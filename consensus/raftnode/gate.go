@@ -1,7 +1,7 @@
 package raftnode
 
 import (
-	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
 )
 
 // SetCommandGate installs check, which Apply calls on the leader before it
@@ -9,7 +9,7 @@ import (
 // node installs CheckCommandLevel over the protocol levels its members
 // advertise in gossip (docs/upgrades.md). Safe to call at any time and from
 // any goroutine; nil removes the gate. check must not block.
-func (r *Raft) SetCommandGate(check func(consensus.Command) error) {
+func (r *Raft) SetCommandGate(check func(fsm.Command) error) {
 	if check == nil {
 		r.cmdGate.Store(nil)
 		return
@@ -18,7 +18,7 @@ func (r *Raft) SetCommandGate(check func(consensus.Command) error) {
 }
 
 // checkGate runs the installed gate, if any.
-func (r *Raft) checkGate(cmd consensus.Command) error {
+func (r *Raft) checkGate(cmd fsm.Command) error {
 	if g := r.cmdGate.Load(); g != nil {
 		return (*g)(cmd)
 	}

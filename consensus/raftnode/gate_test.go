@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
 )
 
 // The gate runs on the leader before proposing: a refused command is not
@@ -15,29 +15,29 @@ func TestRaftCommandGate(t *testing.T) {
 	c := newRaftCluster(t, 1)
 	l := c.form()
 	ctx := context.Background()
-	var asked []consensus.CommandType
-	l.r.SetCommandGate(func(cmd consensus.Command) error {
+	var asked []fsm.CommandType
+	l.r.SetCommandGate(func(cmd fsm.Command) error {
 		asked = append(asked, cmd.Type())
-		if cmd.Type() == consensus.TypeRotateToken {
-			return fmt.Errorf("%w: test", consensus.ErrCommandUnsupported)
+		if cmd.Type() == fsm.TypeRotateToken {
+			return fmt.Errorf("%w: test", fsm.ErrCommandUnsupported)
 		}
 		return nil
 	})
 	before := l.r.LastIndex()
-	if _, err := l.r.Apply(ctx, consensus.RotateToken{SecretHash: "x"}); !errors.Is(err, consensus.ErrCommandUnsupported) {
+	if _, err := l.r.Apply(ctx, fsm.RotateToken{SecretHash: "x"}); !errors.Is(err, fsm.ErrCommandUnsupported) {
 		t.Fatalf("gated apply: %v", err)
 	}
 	if got := l.r.LastIndex(); got != before {
 		t.Fatalf("a refused command reached the log: index %d → %d", before, got)
 	}
-	if _, err := l.r.Apply(ctx, consensus.SetVoterTarget{Target: 3}); err != nil {
+	if _, err := l.r.Apply(ctx, fsm.SetVoterTarget{Target: 3}); err != nil {
 		t.Fatalf("ungated apply: %v", err)
 	}
 	if len(asked) != 2 {
 		t.Fatalf("gate asked %v", asked)
 	}
 	l.r.SetCommandGate(nil)
-	if _, err := l.r.Apply(ctx, consensus.RotateToken{SecretHash: "x"}); err != nil {
+	if _, err := l.r.Apply(ctx, fsm.RotateToken{SecretHash: "x"}); err != nil {
 		t.Fatalf("apply without gate: %v", err)
 	}
 }

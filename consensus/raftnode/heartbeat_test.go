@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
 )
 
 // hbReq is a heartbeat as raft v1.8.0's heartbeat() builds it.
@@ -300,7 +300,7 @@ func TestRaftThinnedPartitionedLeaderStepsDown(t *testing.T) {
 		}
 	}
 	nl := c.leader(rest...)
-	if _, err := nl.r.Apply(context.Background(), consensus.UpsertNode{Node: testNode("n9", "n9")}); err != nil {
+	if _, err := nl.r.Apply(context.Background(), fsm.UpsertNode{Node: testNode("n9", "n9")}); err != nil {
 		t.Fatalf("write on the new leader %s: %v", nl.id, err)
 	}
 }

@@ -1,10 +1,15 @@
+// Package raftnode is this node's raft instance: storage (the log store of
+// consensus/logstore and file snapshots), the transport over node's stream
+// layer with its heartbeat thinning, the timing, and the small surface node
+// uses (Apply, membership changes, the leadership signal). It drives the
+// FSM of consensus/fsm into a consensus.Store; consensus never imports it.
 package raftnode
 
 // Why: this file is the only place that touches *raft.Raft. node gets a
 // *Raft with a small surface (Apply, membership changes, leadership signal)
 // and never reaches into hashicorp/raft itself. Storage is our bbolt log and
-// stable store in one file (logstore/logstore.go; migrated from raft-wal, quarantined
-// when unreadable: logstore/migrate.go, logstore/rejoin.go) plus file
+// stable store in one file (consensus/logstore: logstore.go; migrated from
+// raft-wal, quarantined when unreadable: migrate.go, rejoin.go) plus file
 // snapshots; the transport runs over the stream layer node multiplexes on
 // the mutual-TLS cluster port.
 
@@ -24,6 +29,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
 	"github.com/shoal-org/shoal/consensus/logstore"
 )
 
@@ -220,7 +226,7 @@ type Server struct {
 type Raft struct {
 	cfg   Config
 	raft  *raft.Raft
-	fsm   *consensus.FSM
+	fsm   *fsm.FSM
 	store *consensus.Store
 	trans raft.Transport
 	logs  raft.LogStore
@@ -237,7 +243,7 @@ type Raft struct {
 	// or the transport has no pre-vote).
 	thin *thinTransport
 	// cmdGate refuses commands some member cannot apply (gate.go).
-	cmdGate atomic.Pointer[func(consensus.Command) error]
+	cmdGate atomic.Pointer[func(fsm.Command) error]
 
 	// expedited says whether ExpediteElection shortened the timeouts.
 	expedited  atomic.Bool
@@ -373,7 +379,7 @@ func newRaft(cfg Config, store *consensus.Store, logger hclog.Logger, st storage
 		cfg.Addr = string(trans.LocalAddr())
 	}
 	rc := cfg.raftConfig(logger)
-	fsm := consensus.NewFSM(store)
+	machine := fsm.New(store)
 
 	if cfg.ForceNewCluster {
 		has, err := raft.HasExistingState(st.logs, st.stable, st.snaps)
@@ -387,16 +393,16 @@ func newRaft(cfg Config, store *consensus.Store, logger hclog.Logger, st storage
 			Suffrage: raft.Voter, ID: raft.ServerID(cfg.NodeID), Address: raft.ServerAddress(cfg.Addr)}}}
 		// RecoverCluster replays into a throwaway FSM only to write a
 		// snapshot; the real store is filled by NewRaft's restore.
-		if err := raft.RecoverCluster(rc, consensus.NewFSM(consensus.NewStore()), st.logs, st.stable, st.snaps, trans, conf); err != nil {
+		if err := raft.RecoverCluster(rc, fsm.New(consensus.NewStore()), st.logs, st.stable, st.snaps, trans, conf); err != nil {
 			return nil, fmt.Errorf("force new cluster: recover raft configuration: %w", err)
 		}
 	}
 
-	r, err := startRaft(rc, fsm, st, trans)
+	r, err := startRaft(rc, machine, st, trans)
 	if err != nil {
 		return nil, fmt.Errorf("start raft %s: %w", cfg.NodeID, err)
 	}
-	rr := &Raft{cfg: cfg, raft: r, fsm: fsm, store: store, trans: trans,
+	rr := &Raft{cfg: cfg, raft: r, fsm: machine, store: store, trans: trans,
 		logs: st.logs, stab: st.stable, snaps: st.snaps, gate: st.gate, closers: st.closers, cut: cut, thin: thin,
 		nudgeCh: make(chan struct{}, 1), nudgeStop: make(chan struct{}), nudgeDone: make(chan struct{})}
 	go rr.nudgeLoop()
@@ -475,13 +481,13 @@ func (r *Raft) nudge() {
 // needs cannot be read) turned into an error, so that the agent prints one
 // line instead of a stack trace. New has read the whole log back before, so
 // this is the last line of defence, not the recovery path.
-func startRaft(rc *raft.Config, fsm *consensus.FSM, st storage, trans raft.Transport) (r *raft.Raft, err error) {
+func startRaft(rc *raft.Config, machine *fsm.FSM, st storage, trans raft.Transport) (r *raft.Raft, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			r, err = nil, fmt.Errorf("raft panicked reading its state: %v: %w", p, consensus.ErrLogUnreadable)
 		}
 	}()
-	return raft.NewRaft(rc, fsm, st.logs, st.stable, st.snaps, trans)
+	return raft.NewRaft(rc, machine, st.logs, st.stable, st.snaps, trans)
 }
 
 // RejoinPending reports whether this node lost its raft log and withholds its
@@ -568,8 +574,8 @@ func mapRaftErr(err error) error {
 // business refusal as the error (test it with errors.Is), or the command's
 // value. When ctx ends first it returns ctx.Err(); after ErrNotLeader caused
 // by a lost leadership, or a ctx error, the entry may still be committed.
-func (r *Raft) Apply(ctx context.Context, cmd consensus.Command) (any, error) {
-	data, err := consensus.EncodeCommand(cmd)
+func (r *Raft) Apply(ctx context.Context, cmd fsm.Command) (any, error) {
+	data, err := fsm.EncodeCommand(cmd)
 	if err != nil {
 		return nil, err
 	}
@@ -584,7 +590,7 @@ func (r *Raft) Apply(ctx context.Context, cmd consensus.Command) (any, error) {
 		return nil, fmt.Errorf("apply command type %d: %w", cmd.Type(), err)
 	}
 	r.nudge()
-	res, ok := f.Response().(consensus.Result)
+	res, ok := f.Response().(fsm.Result)
 	if !ok {
 		return nil, fmt.Errorf("apply command type %d: unexpected response %T", cmd.Type(), f.Response())
 	}

@@ -7,6 +7,8 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/snapshotfile"
 )
 
 // RestoreSnapshot installs plan as this leader's state (raft.Restore) and
@@ -14,7 +16,7 @@ import (
 // quorum holds the restored state. Leader only. The restored state's index is past every
 // entry of the log so far, so that versions stay monotonic and a follower's
 // consistent read waits for the restore.
-func (r *Raft) RestoreSnapshot(ctx context.Context, plan *consensus.RestorePlan) error {
+func (r *Raft) RestoreSnapshot(ctx context.Context, plan *snapshotfile.RestorePlan) error {
 	if !r.IsLeader() {
 		return consensus.ErrNotLeader
 	}
@@ -38,7 +40,7 @@ func (r *Raft) RestoreSnapshot(ctx context.Context, plan *consensus.RestorePlan)
 	// last index, and loops that wait for their replica to catch up
 	// (removing containers of unknown tasks) would wait for the next write.
 	// A TrimTasks is that command, and harmless.
-	if _, err := r.Apply(ctx, consensus.TrimTasks{}); err != nil {
+	if _, err := r.Apply(ctx, fsm.TrimTasks{}); err != nil {
 		return fmt.Errorf("restore snapshot: restored, but the entry after it failed: %w", err)
 	}
 	return nil

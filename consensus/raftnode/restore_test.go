@@ -8,6 +8,8 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/snapshotfile"
 )
 
 // TestRaftRestoreSnapshot restores onto a 3-node raft cluster: every node
@@ -16,25 +18,25 @@ func TestRaftRestoreSnapshot(t *testing.T) {
 	c := newRaftCluster(t, 3)
 	l := c.form()
 	ctx := context.Background()
-	mustApply := func(cmd consensus.Command) {
+	mustApply := func(cmd fsm.Command) {
 		t.Helper()
 		if _, err := l.r.Apply(ctx, cmd); err != nil {
 			t.Fatal(err)
 		}
 	}
-	mustApply(consensus.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Name: "web", Replicas: 2}}})
+	mustApply(fsm.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Name: "web", Replicas: 2}}})
 	var file bytes.Buffer
-	if _, err := consensus.WriteSnapshotFile(l.store.Snapshot(), &file, t0); err != nil {
+	if _, err := snapshotfile.Write(l.store.Snapshot(), &file, t0); err != nil {
 		t.Fatal(err)
 	}
-	mustApply(consensus.CreateService{Service: api.Service{ID: "s2", Name: "extra", Spec: api.ServiceSpec{Name: "extra", Replicas: 1}}})
+	mustApply(fsm.CreateService{Service: api.Service{ID: "s2", Name: "extra", Spec: api.ServiceSpec{Name: "extra", Replicas: 1}}})
 	before := l.r.LastIndex()
 
-	f, err := consensus.ReadSnapshotFile(&file, 1<<20)
+	f, err := snapshotfile.Read(&file, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan, err := consensus.PlanRestore(f, l.store.Snapshot(), false)
+	plan, err := snapshotfile.PlanRestore(f, l.store.Snapshot(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +59,7 @@ func TestRaftRestoreSnapshot(t *testing.T) {
 		waitFor(t, n.id+" store caught up with its log", n.r.CaughtUp)
 	}
 	// The cluster goes on: writes after the restore get later versions.
-	mustApply(consensus.CreateService{Service: api.Service{ID: "s3", Name: "after", Spec: api.ServiceSpec{Name: "after", Replicas: 1}}})
+	mustApply(fsm.CreateService{Service: api.Service{ID: "s3", Name: "after", Spec: api.ServiceSpec{Name: "after", Replicas: 1}}})
 	s, err := l.store.ServiceByName("after")
 	if err != nil || s.Version <= before {
 		t.Fatalf("after restore: %+v %v", s, err)

@@ -232,7 +232,7 @@ func Answer(store *consensus.Store, req wire.RemovalRequest) (*wire.RemovalRespo
 
 // ---- the asking node ----
 
-// Raft is the part of consensus.Raft the removal loop reads.
+// Raft is the part of raftnode.Raft the removal loop reads.
 type Raft interface {
 	Leader() (id, addr string)
 	Servers() ([]raftnode.Server, error)

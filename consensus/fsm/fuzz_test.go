@@ -1,9 +1,11 @@
-package consensus
+package fsm
 
 import (
 	"bytes"
 	"io"
 	"testing"
+
+	"github.com/shoal-org/shoal/consensus"
 )
 
 // entrySep separates log entries in FuzzFSMLog's input. It never occurs in
@@ -75,7 +77,7 @@ func FuzzFSMLog(f *testing.F) {
 			t.Fatalf("replicas diverged after %d entries:\n%s\n%s", idx, sa, sb)
 		}
 		var buf bytes.Buffer
-		if err := WriteSnapshot(a.store, &buf); err != nil {
+		if err := consensus.WriteSnapshot(a.store, &buf); err != nil {
 			t.Fatalf("snapshot: %v", err)
 		}
 		c := newHarness(t)

@@ -1,4 +1,4 @@
-package consensus
+package fsm
 
 import (
 	"encoding/json"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
 )
 
 // CommandType is the first byte of every log entry; it selects the command.
@@ -66,14 +67,14 @@ type Command interface {
 	// apply performs the change inside a write transaction. A returned error
 	// is a business refusal: the transaction is aborted and the error goes
 	// back to the proposer.
-	apply(tx *writeTxn) (any, error)
+	apply(tx *consensus.WriteTxn) (any, error)
 }
 
 // BootstrapCluster creates the cluster record and the first node. It is the
 // first entry of every cluster's log.
 type BootstrapCluster struct {
-	Cluster ClusterState `json:"cluster"`
-	Node    api.Node     `json:"node"`
+	Cluster consensus.ClusterState `json:"cluster"`
+	Node    api.Node               `json:"node"`
 }
 
 // UpsertNode inserts or replaces a node (join, re-join, metadata change). An
@@ -142,7 +143,7 @@ type SetVoterTarget struct {
 	Target int `json:"target"`
 }
 
-// SetClusterEpoch raises the cluster's epoch (see epoch.go) after
+// SetClusterEpoch raises the cluster's epoch (see consensus/epoch.go) after
 // --force-new-cluster. An epoch not above the recorded one is a no-op, so a
 // retried or late entry never lowers it.
 type SetClusterEpoch struct {
@@ -403,10 +404,10 @@ func decodeAs[T Command](body []byte) (Command, error) {
 // JSON body.
 func EncodeCommand(cmd Command) ([]byte, error) {
 	if isNil(cmd) {
-		return nil, fmt.Errorf("encode command: nil: %w", ErrInvalid)
+		return nil, fmt.Errorf("encode command: nil: %w", consensus.ErrInvalid)
 	}
 	if _, ok := decoders[cmd.Type()]; !ok {
-		return nil, fmt.Errorf("encode command type %d: unknown type: %w", cmd.Type(), ErrInvalid)
+		return nil, fmt.Errorf("encode command type %d: unknown type: %w", cmd.Type(), consensus.ErrInvalid)
 	}
 	body, err := json.Marshal(cmd)
 	if err != nil {
@@ -421,19 +422,19 @@ func EncodeCommand(cmd Command) ([]byte, error) {
 // error wrapping ErrMalformed for anything else and never panics.
 func DecodeCommand(data []byte) (Command, error) {
 	if len(data) < 2 {
-		return nil, fmt.Errorf("decode command: %d bytes: %w", len(data), ErrMalformed)
+		return nil, fmt.Errorf("decode command: %d bytes: %w", len(data), consensus.ErrMalformed)
 	}
 	t, v := CommandType(data[0]), data[1]
 	dec, ok := decoders[t]
 	if !ok {
-		return nil, fmt.Errorf("decode command: unknown type %d: %w", t, ErrMalformed)
+		return nil, fmt.Errorf("decode command: unknown type %d: %w", t, consensus.ErrMalformed)
 	}
 	if v != CommandVersion {
-		return nil, fmt.Errorf("decode command type %d: unknown version %d: %w", t, v, ErrMalformed)
+		return nil, fmt.Errorf("decode command type %d: unknown version %d: %w", t, v, consensus.ErrMalformed)
 	}
 	cmd, err := dec(data[2:])
 	if err != nil {
-		return nil, fmt.Errorf("decode command type %d: %w: %w", t, ErrMalformed, err)
+		return nil, fmt.Errorf("decode command type %d: %w: %w", t, consensus.ErrMalformed, err)
 	}
 	return cmd, nil
 }
@@ -460,10 +461,10 @@ func (b Batch) MarshalJSON() ([]byte, error) {
 	entries := make([]batchEntry, 0, len(b.Commands))
 	for i, c := range b.Commands {
 		if isNil(c) {
-			return nil, fmt.Errorf("batch command %d: nil: %w", i, ErrInvalid)
+			return nil, fmt.Errorf("batch command %d: nil: %w", i, consensus.ErrInvalid)
 		}
 		if c.Type() == TypeBatch {
-			return nil, fmt.Errorf("batch command %d: nested batch: %w", i, ErrInvalid)
+			return nil, fmt.Errorf("batch command %d: nested batch: %w", i, consensus.ErrInvalid)
 		}
 		body, err := json.Marshal(c)
 		if err != nil {

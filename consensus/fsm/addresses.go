@@ -1,4 +1,4 @@
-package consensus
+package fsm
 
 import (
 	"fmt"
@@ -6,11 +6,12 @@ import (
 	"strings"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
 )
 
 // ensureSubnet gives n a free /24 of the cluster CIDR when it has none; cl
 // records the allocation state (the caller stores it).
-func ensureSubnet(w *writeTxn, cl *ClusterState, n *api.Node) error {
+func ensureSubnet(w *consensus.WriteTxn, cl *consensus.ClusterState, n *api.Node) error {
 	if n.Subnet != "" {
 		return nil
 	}
@@ -25,17 +26,17 @@ func ensureSubnet(w *writeTxn, cl *ClusterState, n *api.Node) error {
 // allocSubnet picks a free /24 of the cluster CIDR for node id, starting at
 // cl.NextSubnet and wrapping, and advances cl.NextSubnet (the caller stores cl).
 // It returns "" when the cluster has no CIDR.
-func allocSubnet(w *writeTxn, cl *ClusterState, nodeID string) (string, error) {
+func allocSubnet(w *consensus.WriteTxn, cl *consensus.ClusterState, nodeID string) (string, error) {
 	if cl.ClusterCIDR == "" {
 		return "", nil
 	}
 	p, err := netip.ParsePrefix(cl.ClusterCIDR)
 	if err != nil || !p.Addr().Is4() || p.Bits() > 24 {
-		return "", fmt.Errorf("cluster CIDR %q (want IPv4, /24 or larger): %w", cl.ClusterCIDR, ErrInvalid)
+		return "", fmt.Errorf("cluster CIDR %q (want IPv4, /24 or larger): %w", cl.ClusterCIDR, consensus.ErrInvalid)
 	}
 	p = p.Masked()
 	used := map[string]bool{}
-	for _, n := range all[api.Node](w, tableNodes, indexID) {
+	for _, n := range consensus.All[api.Node](w, consensus.TableNodes, consensus.IndexID) {
 		if n.ID != nodeID && n.Subnet != "" {
 			used[n.Subnet] = true
 		}
@@ -50,19 +51,19 @@ func allocSubnet(w *writeTxn, cl *ClusterState, nodeID string) (string, error) {
 			return cand, nil
 		}
 	}
-	return "", fmt.Errorf("node subnets of %s: %w", cl.ClusterCIDR, ErrExhausted)
+	return "", fmt.Errorf("node subnets of %s: %w", cl.ClusterCIDR, consensus.ErrExhausted)
 }
 
 // allocVIP picks a free address of the VIP range (skipping the first two and
 // the last), starting at cl.NextVIP and wrapping, and advances cl.NextVIP.
-func allocVIP(w *writeTxn, cl *ClusterState) (string, error) {
+func allocVIP(w *consensus.WriteTxn, cl *consensus.ClusterState) (string, error) {
 	p, err := netip.ParsePrefix(cl.VIPCIDR)
 	if err != nil || !p.Addr().Is4() || p.Bits() > 29 {
-		return "", fmt.Errorf("VIP CIDR %q (want IPv4, /29 or larger): %w", cl.VIPCIDR, ErrInvalid)
+		return "", fmt.Errorf("VIP CIDR %q (want IPv4, /29 or larger): %w", cl.VIPCIDR, consensus.ErrInvalid)
 	}
 	p = p.Masked()
 	used := map[string]bool{}
-	for _, s := range all[api.Service](w, tableServices, indexID) {
+	for _, s := range consensus.All[api.Service](w, consensus.TableServices, consensus.IndexID) {
 		if s.VIP != "" {
 			used[strings.TrimSpace(s.VIP)] = true
 		}
@@ -83,7 +84,7 @@ func allocVIP(w *writeTxn, cl *ClusterState) (string, error) {
 			return cand, nil
 		}
 	}
-	return "", fmt.Errorf("VIPs of %s: %w", cl.VIPCIDR, ErrExhausted)
+	return "", fmt.Errorf("VIPs of %s: %w", cl.VIPCIDR, consensus.ErrExhausted)
 }
 
 func ip4ToUint(a netip.Addr) uint32 {

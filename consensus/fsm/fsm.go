@@ -1,4 +1,9 @@
-package consensus
+// Package fsm is the replicated state's one writer: the commands (a type
+// byte, a version byte, a JSON body; command.go), the FSM that applies
+// committed log entries to a consensus.Store (raft.FSM), and the version
+// skew gate over the commands' protocol levels. It imports consensus for
+// the store and its types; consensus/raftnode drives it.
+package fsm
 
 // Why this file looks the way it does: the FSM is a pure function of the
 // log. Every apply runs in one memdb write transaction that is committed on
@@ -11,8 +16,8 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/hashicorp/go-memdb"
 	"github.com/hashicorp/raft"
+	"github.com/shoal-org/shoal/consensus"
 )
 
 // MaxTerminalTasks is how many terminal tasks are kept per replicated slot
@@ -31,20 +36,20 @@ type Result struct {
 // FSM applies committed log entries to a Store. It implements raft.FSM and
 // must be driven by one goroutine (raft's FSM goroutine).
 type FSM struct {
-	store *Store
+	store *consensus.Store
 }
 
-// NewFSM returns an FSM that writes into store. The store must not be a
+// New returns an FSM that writes into store. The store must not be a
 // Snapshot view.
-func NewFSM(store *Store) *FSM {
-	if store.readOnly {
-		panic("consensus: NewFSM on a read-only store snapshot")
+func New(store *consensus.Store) *FSM {
+	if store.ReadOnly() {
+		panic("consensus/fsm: New on a read-only store snapshot")
 	}
 	return &FSM{store: store}
 }
 
 // Store returns the store the FSM writes into.
-func (f *FSM) Store() *Store { return f.store }
+func (f *FSM) Store() *consensus.Store { return f.store }
 
 var _ raft.FSM = (*FSM)(nil)
 
@@ -82,86 +87,28 @@ func (f *FSM) ApplyCommand(index uint64, cmd Command) Result {
 	} else {
 		res = f.applyOne(index, cmd)
 	}
-	f.store.notify(index)
+	f.store.Applied(index)
 	return res
 }
 
 func (f *FSM) applyOne(index uint64, cmd Command) Result {
 	if isNil(cmd) {
-		return Result{Err: fmt.Errorf("nil command: %w", ErrInvalid)}
+		return Result{Err: fmt.Errorf("nil command: %w", consensus.ErrInvalid)}
 	}
 	if cmd.Type() == TypeBatch {
-		return Result{Err: fmt.Errorf("nested batch: %w", ErrInvalid)}
+		return Result{Err: fmt.Errorf("nested batch: %w", consensus.ErrInvalid)}
 	}
-	tx := &writeTxn{tx: f.store.db.Load().Txn(true), index: index}
+	tx := f.store.BeginWrite(index)
 	v, err := cmd.apply(tx)
 	if err != nil {
-		tx.tx.Abort()
+		tx.Abort()
 		return Result{Err: err}
 	}
-	tx.tx.Commit()
+	tx.Commit()
 	return Result{Value: v}
 }
 
-// writeTxn is a memdb write transaction plus the log index being applied.
-type writeTxn struct {
-	tx    *memdb.Txn
-	index uint64
-}
-
-func (w *writeTxn) insert(table string, obj any) error {
-	if err := w.tx.Insert(table, obj); err != nil {
-		return fmt.Errorf("insert into %s: %w", table, err)
-	}
-	return nil
-}
-
-func (w *writeTxn) delete(table string, obj any) error {
-	if err := w.tx.Delete(table, obj); err != nil {
-		return fmt.Errorf("delete from %s: %w", table, err)
-	}
-	return nil
-}
-
-// first returns the stored object (not a copy: do not mutate) or nil.
-func first[T any](w *writeTxn, table, index string, args ...any) *T {
-	raw, err := w.tx.First(table, index, args...)
-	if err != nil {
-		panic(fmt.Sprintf("consensus: memdb first %s.%s: %v", table, index, err))
-	}
-	if raw == nil {
-		return nil
-	}
-	return raw.(*T)
-}
-
-// all returns the stored objects (not copies) of an index lookup.
-func all[T any](w *writeTxn, table, index string, args ...any) []*T {
-	it, err := w.tx.Get(table, index, args...)
-	if err != nil {
-		panic(fmt.Sprintf("consensus: memdb get %s.%s: %v", table, index, err))
-	}
-	var out []*T
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		out = append(out, raw.(*T))
-	}
-	return out
-}
-
-// cluster returns a mutable copy of the cluster record or ErrNotBootstrapped.
-func (w *writeTxn) cluster() (*ClusterState, error) {
-	c := getCluster(w.tx)
-	if c == nil {
-		return nil, ErrNotBootstrapped
-	}
-	return cloneCluster(c), nil
-}
-
-func (w *writeTxn) putCluster(c *ClusterState) error {
-	return w.insert(tableCluster, &clusterRow{ID: clusterRowID, State: c})
-}
-
 // Batch is applied by FSM.ApplyCommand; this method only refuses nesting.
-func (Batch) apply(*writeTxn) (any, error) {
-	return nil, fmt.Errorf("nested batch: %w", ErrInvalid)
+func (Batch) apply(*consensus.WriteTxn) (any, error) {
+	return nil, fmt.Errorf("nested batch: %w", consensus.ErrInvalid)
 }

@@ -5,15 +5,17 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/hashicorp/raft"
 	"github.com/shoal-org/shoal/api"
 )
 
-// snapshotVersion is the layout version of the snapshot JSON.
-const snapshotVersion = 1
+// SnapshotVersion is the layout version of the snapshot JSON; Restore and
+// backup files (consensus/snapshotfile) refuse any other.
+const SnapshotVersion = 1
 
-// snapshotData is the whole store as one JSON document.
-type snapshotData struct {
+// SnapshotData is the whole store as one JSON document: what WriteSnapshot
+// writes and Restore reads. consensus/snapshotfile wraps it in backup files
+// and merges one into a running cluster's state (PlanRestore).
+type SnapshotData struct {
 	Version  int             `json:"version"`
 	Index    uint64          `json:"index"`
 	Cluster  *ClusterState   `json:"cluster,omitempty"`
@@ -26,33 +28,11 @@ type snapshotData struct {
 	Configs  []*ConfigObject `json:"configs,omitempty"`
 }
 
-type fsmSnapshot struct {
-	view *Store
-}
-
-// Snapshot implements raft.FSM. It takes an O(1) point-in-time view; the
-// encoding happens in Persist, off the FSM goroutine.
-func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	return &fsmSnapshot{view: f.store.Snapshot()}, nil
-}
-
-// Persist implements raft.FSMSnapshot.
-func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if err := WriteSnapshot(s.view, sink); err != nil {
-		_ = sink.Cancel()
-		return fmt.Errorf("persist snapshot: %w", err)
-	}
-	return sink.Close()
-}
-
-// Release implements raft.FSMSnapshot.
-func (s *fsmSnapshot) Release() {}
-
 // WriteSnapshot writes the whole store as one JSON document.
 func WriteSnapshot(s *Store, out io.Writer) error {
 	tx := s.txn()
-	data := snapshotData{
-		Version:  snapshotVersion,
+	data := SnapshotData{
+		Version:  SnapshotVersion,
 		Index:    s.Index(),
 		Cluster:  getCluster(tx),
 		Nodes:    collect(tx, tableNodes, indexID, func(n *api.Node) *api.Node { return n }),
@@ -69,19 +49,15 @@ func WriteSnapshot(s *Store, out io.Writer) error {
 	return nil
 }
 
-// Restore implements raft.FSM: it replaces the whole store atomically with
-// the snapshot's content and notifies subscribers.
-func (f *FSM) Restore(rc io.ReadCloser) error {
-	defer rc.Close()
-	return f.store.restore(rc)
-}
-
-func (s *Store) restore(r io.Reader) error {
-	var data snapshotData
+// Restore replaces the whole store atomically with a document WriteSnapshot
+// wrote and notifies subscribers. The FSM's Restore (raft's snapshot
+// install) calls it; nothing is changed when the document is refused.
+func (s *Store) Restore(r io.Reader) error {
+	var data SnapshotData
 	if err := json.NewDecoder(r).Decode(&data); err != nil {
 		return fmt.Errorf("decode snapshot: %w", err)
 	}
-	if data.Version != snapshotVersion {
+	if data.Version != SnapshotVersion {
 		return fmt.Errorf("snapshot version %d: %w", data.Version, ErrMalformed)
 	}
 	db := newMemDB()

@@ -1,4 +1,4 @@
-package consensus
+package snapshotfile
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
 )
 
 // savedState is a cluster c1 with nodes n1 n2, services web (s1) and db
@@ -19,23 +21,23 @@ func savedState(t *testing.T) *harness {
 	t.Helper()
 	h := newHarness(t)
 	h.bootstrap()
-	h.must(UpsertNode{Node: testNode("n2", "host2")})
-	h.must(UpdateNode{ID: "n2", Update: api.NodeUpdate{LabelAdd: map[string]string{"zone": "a"}}, Now: t0})
-	h.must(CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Name: "web", Image: "bb:1", Replicas: 2, Env: []string{"A=1"}}}})
-	h.must(CreateService{Service: api.Service{ID: "s2", Name: "db", Spec: api.ServiceSpec{Name: "db", Image: "bb:1", Replicas: 1}}})
-	h.must(UpsertTasks{Tasks: []api.Task{
+	h.must(fsm.UpsertNode{Node: testNode("n2", "host2")})
+	h.must(fsm.UpdateNode{ID: "n2", Update: api.NodeUpdate{LabelAdd: map[string]string{"zone": "a"}}, Now: t0})
+	h.must(fsm.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Name: "web", Image: "bb:1", Replicas: 2, Env: []string{"A=1"}}}})
+	h.must(fsm.CreateService{Service: api.Service{ID: "s2", Name: "db", Spec: api.ServiceSpec{Name: "db", Image: "bb:1", Replicas: 1}}})
+	h.must(fsm.UpsertTasks{Tasks: []api.Task{
 		{ID: "t1", ServiceID: "s1", Slot: 1, NodeID: "n1", DesiredState: api.TaskRunning, State: api.TaskStarting, CreatedAt: t0},
 		{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "n2", DesiredState: api.TaskRunning, State: api.TaskRunning, CreatedAt: t0},
 	}})
-	h.must(UpsertImage{Image: api.Image{ID: "sha256:aa", Tags: []string{"bb:1"}}})
-	h.must(SetImageNode{ImageID: "sha256:aa", NodeID: "n1", Present: true})
+	h.must(fsm.UpsertImage{Image: api.Image{ID: "sha256:aa", Tags: []string{"bb:1"}}})
+	h.must(fsm.SetImageNode{ImageID: "sha256:aa", NodeID: "n1", Present: true})
 	return h
 }
 
-func saveFile(t *testing.T, s *Store) []byte {
+func saveFile(t *testing.T, s *consensus.Store) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	if _, err := WriteSnapshotFile(s.Snapshot(), &buf, t0); err != nil {
+	if _, err := Write(s.Snapshot(), &buf, t0); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
@@ -47,11 +49,11 @@ func TestSnapshotFileRoundTrip(t *testing.T) {
 	if !bytes.HasPrefix(file, []byte("SHOAL-SNAPSHOT\n{")) {
 		t.Fatalf("file starts %q", file[:40])
 	}
-	f, err := ReadSnapshotFile(bytes.NewReader(file), 1<<20)
+	f, err := Read(bytes.NewReader(file), 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Header.Format != SnapshotFileFormat || f.Header.ClusterID != "c1" || f.Header.Index != h.store.Index() || !f.Header.CreatedAt.Equal(t0) {
+	if f.Header.Format != Format || f.Header.ClusterID != "c1" || f.Header.Index != h.store.Index() || !f.Header.CreatedAt.Equal(t0) {
 		t.Fatalf("header %+v", f.Header)
 	}
 	if len(f.Services()) != 2 || len(f.Nodes()) != 2 || len(f.Tasks()) != 2 {
@@ -73,7 +75,7 @@ func TestSnapshotFileRoundTrip(t *testing.T) {
 	other := newHarness(t)
 	var body bytes.Buffer
 	_ = json.NewEncoder(&body).Encode(&f.data)
-	if err := other.store.restore(&body); err != nil {
+	if err := other.store.Restore(&body); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"s1", "s2"} {
@@ -89,8 +91,8 @@ func TestSnapshotFileRefused(t *testing.T) {
 	h := savedState(t)
 	file := saveFile(t, h.store)
 	hdrEnd := bytes.IndexByte(file[len("SHOAL-SNAPSHOT\n"):], '\n') + len("SHOAL-SNAPSHOT\n") + 1
-	header := func(mut func(*SnapshotHeader)) []byte {
-		var hd SnapshotHeader
+	header := func(mut func(*Header)) []byte {
+		var hd Header
 		if err := json.Unmarshal(file[len("SHOAL-SNAPSHOT\n"):hdrEnd-1], &hd); err != nil {
 			t.Fatal(err)
 		}
@@ -108,7 +110,7 @@ func TestSnapshotFileRefused(t *testing.T) {
 	// A tampered body whose checksum the tamperer recomputed: the body's
 	// cluster ID no longer matches the header's.
 	retagged := func() []byte {
-		var hd SnapshotHeader
+		var hd Header
 		_ = json.Unmarshal(file[len("SHOAL-SNAPSHOT\n"):hdrEnd-1], &hd)
 		body := bytes.Replace(file[hdrEnd:], []byte(`"cluster_id":"c1"`), []byte(`"cluster_id":"c2"`), 1)
 		var out bytes.Buffer
@@ -127,40 +129,40 @@ func TestSnapshotFileRefused(t *testing.T) {
 		b    []byte
 		want error
 	}{
-		{"empty", nil, ErrSnapshotFile},
-		{"not a snapshot", []byte("hello\nworld\n"), ErrSnapshotFile},
-		{"header only", file[:hdrEnd], ErrSnapshotFile},
-		{"truncated by one byte", file[:len(file)-1], ErrSnapshotFile},
-		{"truncated in half", file[:hdrEnd+(len(file)-hdrEnd)/2], ErrSnapshotFile},
-		{"trailing bytes", append(bytes.Clone(file), 'x'), ErrSnapshotFile},
-		{"body byte flipped", flip(hdrEnd + 20), ErrSnapshotFile},
-		{"last byte flipped", flip(len(file) - 2), ErrSnapshotFile},
-		{"checksum changed", header(func(h *SnapshotHeader) { h.SHA256 = strings.Repeat("0", 64) }), ErrSnapshotFile},
-		{"size grown", header(func(h *SnapshotHeader) { h.Size++ }), ErrSnapshotFile},
-		{"size too big", header(func(h *SnapshotHeader) { h.Size = 1 << 40 }), ErrSnapshotFile},
-		{"header cluster changed", header(func(h *SnapshotHeader) { h.ClusterID = "c2" }), ErrSnapshotFile},
-		{"header index changed", header(func(h *SnapshotHeader) { h.Index++ }), ErrSnapshotFile},
-		{"body retagged with a fresh checksum", retagged(), ErrSnapshotFile},
-		{"format 2", header(func(h *SnapshotHeader) { h.Format = 2 }), ErrSnapshotFormat},
-		{"format 0", header(func(h *SnapshotHeader) { h.Format = 0 }), ErrSnapshotFormat},
+		{"empty", nil, ErrNotIntact},
+		{"not a snapshot", []byte("hello\nworld\n"), ErrNotIntact},
+		{"header only", file[:hdrEnd], ErrNotIntact},
+		{"truncated by one byte", file[:len(file)-1], ErrNotIntact},
+		{"truncated in half", file[:hdrEnd+(len(file)-hdrEnd)/2], ErrNotIntact},
+		{"trailing bytes", append(bytes.Clone(file), 'x'), ErrNotIntact},
+		{"body byte flipped", flip(hdrEnd + 20), ErrNotIntact},
+		{"last byte flipped", flip(len(file) - 2), ErrNotIntact},
+		{"checksum changed", header(func(h *Header) { h.SHA256 = strings.Repeat("0", 64) }), ErrNotIntact},
+		{"size grown", header(func(h *Header) { h.Size++ }), ErrNotIntact},
+		{"size too big", header(func(h *Header) { h.Size = 1 << 40 }), ErrNotIntact},
+		{"header cluster changed", header(func(h *Header) { h.ClusterID = "c2" }), ErrNotIntact},
+		{"header index changed", header(func(h *Header) { h.Index++ }), ErrNotIntact},
+		{"body retagged with a fresh checksum", retagged(), ErrNotIntact},
+		{"format 2", header(func(h *Header) { h.Format = 2 }), ErrFormat},
+		{"format 0", header(func(h *Header) { h.Format = 0 }), ErrFormat},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ReadSnapshotFile(bytes.NewReader(tc.b), 1<<20)
+			_, err := Read(bytes.NewReader(tc.b), 1<<20)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("err %v, want %v", err, tc.want)
 			}
 		})
 	}
 	// A body larger than the reader allows.
-	if _, err := ReadSnapshotFile(bytes.NewReader(file), 16); !errors.Is(err, ErrSnapshotFile) {
+	if _, err := Read(bytes.NewReader(file), 16); !errors.Is(err, ErrNotIntact) {
 		t.Fatalf("oversized body: %v", err)
 	}
 }
 
 func TestPlanRestore(t *testing.T) {
 	saved := savedState(t)
-	f, err := ReadSnapshotFile(bytes.NewReader(saveFile(t, saved.store)), 1<<20)
+	f, err := Read(bytes.NewReader(saveFile(t, saved.store)), 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,16 +170,16 @@ func TestPlanRestore(t *testing.T) {
 	// token and gossip key rotated, web's task t1 is now running, db was
 	// removed and cache created.
 	cur := savedState(t)
-	cur.must(RemoveNode{ID: "n2", Now: t0})
-	cur.must(UpsertNode{Node: testNode("n3", "host3")})
-	cur.must(RotateToken{SecretHash: "new"})
-	cur.must(SetGossipKeys{Keys: [][]byte{bytes.Repeat([]byte{2}, 32)}})
-	cur.must(TaskStatus{NodeID: "n1", Statuses: []api.TaskStatus{{TaskID: "t1", State: api.TaskRunning, ContainerID: "ctr1"}}})
-	cur.must(DeleteService{ID: "s2"})
-	cur.must(CreateService{Service: api.Service{ID: "s3", Name: "cache", Spec: api.ServiceSpec{Name: "cache", Image: "bb:1", Replicas: 1}}})
-	cur.must(UpsertTasks{Tasks: []api.Task{{ID: "t3", ServiceID: "s3", Slot: 1, NodeID: "n3", DesiredState: api.TaskRunning, CreatedAt: t0}}})
-	cur.must(SetImageNode{ImageID: "sha256:aa", NodeID: "n3", Present: true})
-	cur.must(UpsertImage{Image: api.Image{ID: "sha256:bb", Tags: []string{"new:1"}}})
+	cur.must(fsm.RemoveNode{ID: "n2", Now: t0})
+	cur.must(fsm.UpsertNode{Node: testNode("n3", "host3")})
+	cur.must(fsm.RotateToken{SecretHash: "new"})
+	cur.must(fsm.SetGossipKeys{Keys: [][]byte{bytes.Repeat([]byte{2}, 32)}})
+	cur.must(fsm.TaskStatus{NodeID: "n1", Statuses: []api.TaskStatus{{TaskID: "t1", State: api.TaskRunning, ContainerID: "ctr1"}}})
+	cur.must(fsm.DeleteService{ID: "s2"})
+	cur.must(fsm.CreateService{Service: api.Service{ID: "s3", Name: "cache", Spec: api.ServiceSpec{Name: "cache", Image: "bb:1", Replicas: 1}}})
+	cur.must(fsm.UpsertTasks{Tasks: []api.Task{{ID: "t3", ServiceID: "s3", Slot: 1, NodeID: "n3", DesiredState: api.TaskRunning, CreatedAt: t0}}})
+	cur.must(fsm.SetImageNode{ImageID: "sha256:aa", NodeID: "n3", Present: true})
+	cur.must(fsm.UpsertImage{Image: api.Image{ID: "sha256:bb", Tags: []string{"new:1"}}})
 	curCluster := cur.store.Cluster()
 
 	plan, err := PlanRestore(f, cur.store.Snapshot(), false)
@@ -190,8 +192,8 @@ func TestPlanRestore(t *testing.T) {
 	// Install it into a store, as the FSM does, and look.
 	var body bytes.Buffer
 	_ = json.NewEncoder(&body).Encode(&plan.data)
-	got := NewStore()
-	if err := got.restore(&body); err != nil {
+	got := consensus.NewStore()
+	if err := got.Restore(&body); err != nil {
 		t.Fatal(err)
 	}
 	if c := got.Cluster(); !reflect.DeepEqual(c, curCluster) {
@@ -228,7 +230,7 @@ func TestPlanRestore(t *testing.T) {
 
 	// The file's labels and availability come back for a member.
 	cur2 := savedState(t)
-	cur2.must(UpdateNode{ID: "n2", Update: api.NodeUpdate{Availability: api.AvailabilityDrain, LabelRm: []string{"zone"}}, Now: t0})
+	cur2.must(fsm.UpdateNode{ID: "n2", Update: api.NodeUpdate{Availability: api.AvailabilityDrain, LabelRm: []string{"zone"}}, Now: t0})
 	plan2, err := PlanRestore(f, cur2.store.Snapshot(), false)
 	if err != nil {
 		t.Fatal(err)
@@ -243,7 +245,7 @@ func TestPlanRestore(t *testing.T) {
 	other := newHarness(t)
 	oc := testCluster()
 	oc.ClusterID = "c2"
-	other.must(BootstrapCluster{Cluster: oc, Node: testNode("m1", "m1")})
+	other.must(fsm.BootstrapCluster{Cluster: oc, Node: testNode("m1", "m1")})
 	if _, err := PlanRestore(f, other.store.Snapshot(), false); !errors.Is(err, ErrOtherCluster) {
 		t.Fatalf("other cluster: %v", err)
 	}
@@ -266,16 +268,16 @@ func FuzzReadSnapshotFile(f *testing.F) {
 	// savedState only fails its T on a broken FSM, which other tests catch.
 	h := savedState(&testing.T{})
 	var buf bytes.Buffer
-	if _, err := WriteSnapshotFile(h.store.Snapshot(), &buf, t0); err != nil {
+	if _, err := Write(h.store.Snapshot(), &buf, t0); err != nil {
 		f.Fatal(err)
 	}
 	f.Add(buf.Bytes())
 	f.Add([]byte("SHOAL-SNAPSHOT\n{\"format\":1,\"size\":2,\"sha256\":\"44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a\"}\n{}"))
 	f.Add([]byte("SHOAL-SNAPSHOT\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		sf, err := ReadSnapshotFile(bytes.NewReader(b), 1<<20)
+		sf, err := Read(bytes.NewReader(b), 1<<20)
 		if err != nil {
-			if !errors.Is(err, ErrSnapshotFile) && !errors.Is(err, ErrSnapshotFormat) {
+			if !errors.Is(err, ErrNotIntact) && !errors.Is(err, ErrFormat) {
 				t.Fatalf("error without a sentinel: %v", err)
 			}
 			return

@@ -1,4 +1,4 @@
-package consensus
+package fsm
 
 import (
 	"fmt"
@@ -7,15 +7,16 @@ import (
 	"sort"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
 )
 
-func (c UpsertTasks) apply(w *writeTxn) (any, error) {
+func (c UpsertTasks) apply(w *consensus.WriteTxn) (any, error) {
 	for i, t := range c.Tasks {
 		if t.ID == "" {
-			return nil, fmt.Errorf("upsert tasks: task %d has no ID: %w", i, ErrInvalid)
+			return nil, fmt.Errorf("upsert tasks: task %d has no ID: %w", i, consensus.ErrInvalid)
 		}
 		if _, ok := api.TaskStateOrder[t.State]; !ok && t.State != "" {
-			return nil, fmt.Errorf("upsert task %s: state %q: %w", t.ID, t.State, ErrInvalid)
+			return nil, fmt.Errorf("upsert task %s: state %q: %w", t.ID, t.State, consensus.ErrInvalid)
 		}
 		if err := checkTaskRefs(w, &c.Tasks[i]); err != nil {
 			return nil, fmt.Errorf("upsert task %s: %w", t.ID, err)
@@ -23,14 +24,14 @@ func (c UpsertTasks) apply(w *writeTxn) (any, error) {
 	}
 	groups := map[groupKey]struct{}{}
 	for i := range c.Tasks {
-		nt := cloneTask(&c.Tasks[i])
-		if old := first[api.Task](w, tableTasks, indexID, nt.ID); old != nil {
-			keepObserved(old, nt)
+		nt := consensus.CloneTask(&c.Tasks[i])
+		if old := consensus.First[api.Task](w, consensus.TableTasks, consensus.IndexID, nt.ID); old != nil {
+			consensus.KeepObserved(old, nt)
 			if old.Slot != nt.Slot || old.NodeID != nt.NodeID || old.ServiceID != nt.ServiceID {
 				groups[taskGroup(old)] = struct{}{}
 			}
 		}
-		if err := w.insert(tableTasks, nt); err != nil {
+		if err := w.Insert(consensus.TableTasks, nt); err != nil {
 			return nil, err
 		}
 		groups[taskGroup(nt)] = struct{}{}
@@ -46,52 +47,30 @@ func (c UpsertTasks) apply(w *writeTxn) (any, error) {
 // its stale plan would bring back a task of a deleted service or assign one
 // to a removed node. Tasks that only keep their old references (shutdown
 // and orphan marking of tasks whose service or node is gone) pass.
-func checkTaskRefs(w *writeTxn, t *api.Task) error {
-	old := first[api.Task](w, tableTasks, indexID, t.ID)
+func checkTaskRefs(w *consensus.WriteTxn, t *api.Task) error {
+	old := consensus.First[api.Task](w, consensus.TableTasks, consensus.IndexID, t.ID)
 	run := t.DesiredState == api.TaskRunning
 	if old == nil || old.ServiceID != t.ServiceID || run {
 		if t.ServiceID == "" {
-			return fmt.Errorf("no service ID: %w", ErrInvalid)
+			return fmt.Errorf("no service ID: %w", consensus.ErrInvalid)
 		}
-		if first[api.Service](w, tableServices, indexID, t.ServiceID) == nil {
-			return fmt.Errorf("service %s: %w", t.ServiceID, ErrNotFound)
+		if consensus.First[api.Service](w, consensus.TableServices, consensus.IndexID, t.ServiceID) == nil {
+			return fmt.Errorf("service %s: %w", t.ServiceID, consensus.ErrNotFound)
 		}
 	}
 	if t.NodeID != "" && (old == nil || old.NodeID != t.NodeID || run) {
-		if first[api.Node](w, tableNodes, indexID, t.NodeID) == nil {
-			return fmt.Errorf("node %s: %w", t.NodeID, ErrNotFound)
+		if consensus.First[api.Node](w, consensus.TableNodes, consensus.IndexID, t.NodeID) == nil {
+			return fmt.Errorf("node %s: %w", t.NodeID, consensus.ErrNotFound)
 		}
 	}
 	return nil
 }
 
-// keepObserved protects the forward-only rule against a writer (the
-// scheduler) that proposes a task read before a newer status report: unless
-// the proposed observed state is strictly further along, the stored observed
-// fields win.
-func keepObserved(old, next *api.Task) {
-	if api.TaskStateOrder[next.State] > api.TaskStateOrder[old.State] {
-		return
-	}
-	next.State = old.State
-	next.Error = old.Error
-	next.ExitCode = old.ExitCode
-	next.ContainerID = old.ContainerID
-	next.IP = old.IP
-	next.IPs = old.IPs
-	next.Health = old.Health
-	next.StartedAt = old.StartedAt
-	// Once a node handles the task, its reports own the message.
-	if api.TaskStateOrder[old.State] >= api.TaskStateOrder[api.TaskPreparing] {
-		next.Message = old.Message
-	}
-}
-
-func (c TaskStatus) apply(w *writeTxn) (any, error) {
+func (c TaskStatus) apply(w *consensus.WriteTxn) (any, error) {
 	applied := 0
 	groups := map[groupKey]struct{}{}
 	for _, st := range c.Statuses {
-		old := first[api.Task](w, tableTasks, indexID, st.TaskID)
+		old := consensus.First[api.Task](w, consensus.TableTasks, consensus.IndexID, st.TaskID)
 		if old == nil || c.NodeID == "" || old.NodeID != c.NodeID {
 			continue
 		}
@@ -99,7 +78,7 @@ func (c TaskStatus) apply(w *writeTxn) (any, error) {
 		if !known || api.TaskTerminal(old.State) || rank < api.TaskStateOrder[old.State] {
 			continue
 		}
-		t := cloneTask(old)
+		t := consensus.CloneTask(old)
 		t.State = st.State
 		t.Message = st.Message
 		t.Error = st.Error
@@ -120,7 +99,7 @@ func (c TaskStatus) apply(w *writeTxn) (any, error) {
 				t.StartedAt = st.Timestamp
 			}
 		}
-		if err := w.insert(tableTasks, t); err != nil {
+		if err := w.Insert(consensus.TableTasks, t); err != nil {
 			return nil, err
 		}
 		applied++
@@ -131,10 +110,10 @@ func (c TaskStatus) apply(w *writeTxn) (any, error) {
 	return applied, trimGroups(w, groups)
 }
 
-func (c DeleteTasks) apply(w *writeTxn) (any, error) {
+func (c DeleteTasks) apply(w *consensus.WriteTxn) (any, error) {
 	for _, id := range c.IDs {
-		if t := first[api.Task](w, tableTasks, indexID, id); t != nil {
-			if err := w.delete(tableTasks, t); err != nil {
+		if t := consensus.First[api.Task](w, consensus.TableTasks, consensus.IndexID, id); t != nil {
+			if err := w.Delete(consensus.TableTasks, t); err != nil {
 				return nil, err
 			}
 		}
@@ -142,9 +121,9 @@ func (c DeleteTasks) apply(w *writeTxn) (any, error) {
 	return nil, nil
 }
 
-func (TrimTasks) apply(w *writeTxn) (any, error) {
+func (TrimTasks) apply(w *consensus.WriteTxn) (any, error) {
 	groups := map[groupKey]struct{}{}
-	for _, t := range all[api.Task](w, tableTasks, indexID) {
+	for _, t := range consensus.All[api.Task](w, consensus.TableTasks, consensus.IndexID) {
 		groups[taskGroup(t)] = struct{}{}
 	}
 	return nil, trimGroups(w, groups)
@@ -167,7 +146,7 @@ func taskGroup(t *api.Task) groupKey {
 
 // trimGroups deletes all but the MaxTerminalTasks newest terminal tasks of
 // each group, in a deterministic order.
-func trimGroups(w *writeTxn, groups map[groupKey]struct{}) error {
+func trimGroups(w *consensus.WriteTxn, groups map[groupKey]struct{}) error {
 	keys := slices.Collect(maps.Keys(groups))
 	sort.Slice(keys, func(i, j int) bool {
 		a, b := keys[i], keys[j]
@@ -185,9 +164,9 @@ func trimGroups(w *writeTxn, groups map[groupKey]struct{}) error {
 		}
 		var members []*api.Task
 		if k.slot > 0 {
-			members = all[api.Task](w, tableTasks, indexServiceSlot, k.service, k.slot)
+			members = consensus.All[api.Task](w, consensus.TableTasks, consensus.IndexServiceSlot, k.service, k.slot)
 		} else if k.node != "" {
-			members = all[api.Task](w, tableTasks, indexServiceNode, k.service, k.node)
+			members = consensus.All[api.Task](w, consensus.TableTasks, consensus.IndexServiceNode, k.service, k.node)
 		} else {
 			continue // unassigned global tasks are not trimmed
 		}
@@ -208,7 +187,7 @@ func trimGroups(w *writeTxn, groups map[groupKey]struct{}) error {
 			return a.ID < b.ID
 		})
 		for _, t := range terminal[:len(terminal)-MaxTerminalTasks] {
-			if err := w.delete(tableTasks, t); err != nil {
+			if err := w.Delete(consensus.TableTasks, t); err != nil {
 				return err
 			}
 		}

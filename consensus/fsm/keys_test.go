@@ -1,9 +1,11 @@
-package consensus
+package fsm
 
 import (
 	"errors"
 	"slices"
 	"testing"
+
+	"github.com/shoal-org/shoal/consensus"
 )
 
 // TestSealClusterKeys: migration drops the plaintext CA key and secret and
@@ -13,7 +15,7 @@ func TestSealClusterKeys(t *testing.T) {
 	c := testCluster()
 	c.TokenSecret = "plain-secret"
 	h.must(BootstrapCluster{Cluster: c, Node: testNode("n1", "host1")})
-	if r := h.apply(SealClusterKeys{KEKID: "k", CAKeySealed: []byte("x"), CAFingerprint: "fp"}); !errors.Is(r.Err, ErrInvalid) {
+	if r := h.apply(SealClusterKeys{KEKID: "k", CAKeySealed: []byte("x"), CAFingerprint: "fp"}); !errors.Is(r.Err, consensus.ErrInvalid) {
 		t.Fatalf("sealing without the sealed secret: %v, want ErrInvalid", r.Err)
 	}
 	if got := h.store.Cluster(); string(got.CAKeyPEM) != "key" || got.TokenSecret != "plain-secret" {
@@ -43,7 +45,7 @@ func TestCARotationRecord(t *testing.T) {
 	h.must(BootstrapCluster{Cluster: c, Node: testNode("n1", "host1")})
 	h.must(UpsertNode{Node: testNode("n2", "host2")})
 
-	if r := h.apply(RotateCA{CACertPEM: []byte("ca2"), CAFingerprint: "fp2", CAKeySealed: []byte("k2"), ExpectFingerprint: "stale"}); !errors.Is(r.Err, ErrVersionMismatch) {
+	if r := h.apply(RotateCA{CACertPEM: []byte("ca2"), CAFingerprint: "fp2", CAKeySealed: []byte("k2"), ExpectFingerprint: "stale"}); !errors.Is(r.Err, consensus.ErrVersionMismatch) {
 		t.Fatalf("rotate with a stale fingerprint: %v", r.Err)
 	}
 	h.must(RotateCA{CACertPEM: []byte("ca2"), CAFingerprint: "fp2", CAKeySealed: []byte("k2"), CACrossPEM: []byte("x2"), ExpectFingerprint: "fp1"})
@@ -52,7 +54,7 @@ func TestCARotationRecord(t *testing.T) {
 		!slices.Equal(got.RotationPending, []string{"n1", "n2"}) || string(got.CAKeySealed) != "k2" {
 		t.Fatalf("after RotateCA: %+v", got)
 	}
-	if r := h.apply(RotateCA{CACertPEM: []byte("ca3"), CAFingerprint: "fp3", CAKeySealed: []byte("k3"), ExpectFingerprint: "fp2"}); !errors.Is(r.Err, ErrInUse) {
+	if r := h.apply(RotateCA{CACertPEM: []byte("ca3"), CAFingerprint: "fp3", CAKeySealed: []byte("k3"), ExpectFingerprint: "fp2"}); !errors.Is(r.Err, consensus.ErrInUse) {
 		t.Fatalf("second rotation during the first: %v, want ErrInUse", r.Err)
 	}
 	// A certificate from the old CA (a renewal racing the rotation) keeps the node pending.
@@ -75,10 +77,10 @@ func TestCARotationRecord(t *testing.T) {
 	if got.PrevCACertPEM != nil || got.CACrossPEM != nil || got.RotationPending != nil || string(got.CACertPEM) != "ca2" {
 		t.Fatalf("after finish: %+v", got)
 	}
-	if r := h.apply(SetNodeCert{ID: "n1", Serial: "a", CAFingerprint: "fp2"}); !errors.Is(r.Err, ErrInvalid) {
+	if r := h.apply(SetNodeCert{ID: "n1", Serial: "a", CAFingerprint: "fp2"}); !errors.Is(r.Err, consensus.ErrInvalid) {
 		t.Fatalf("recording a revoked serial: %v, want ErrInvalid", r.Err)
 	}
-	if r := h.apply(SetNodeCert{ID: "nope", Serial: "z"}); !errors.Is(r.Err, ErrNotFound) {
+	if r := h.apply(SetNodeCert{ID: "nope", Serial: "z"}); !errors.Is(r.Err, consensus.ErrNotFound) {
 		t.Fatalf("unknown node: %v", r.Err)
 	}
 }

@@ -1,4 +1,4 @@
-package consensus
+package fsm
 
 import (
 	"fmt"
@@ -6,18 +6,19 @@ import (
 	"strings"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
 )
 
-func (c CreateService) apply(w *writeTxn) (any, error) {
-	s := cloneService(&c.Service)
+func (c CreateService) apply(w *consensus.WriteTxn) (any, error) {
+	s := consensus.CloneService(&c.Service)
 	if s.Name == "" {
 		s.Name = s.Spec.Name
 	}
 	if s.ID == "" || s.Name == "" {
-		return nil, fmt.Errorf("create service: ID and name are required: %w", ErrInvalid)
+		return nil, fmt.Errorf("create service: ID and name are required: %w", consensus.ErrInvalid)
 	}
-	if first[api.Service](w, tableServices, indexID, s.ID) != nil {
-		return nil, fmt.Errorf("create service %s: %w", s.ID, ErrExists)
+	if consensus.First[api.Service](w, consensus.TableServices, consensus.IndexID, s.ID) != nil {
+		return nil, fmt.Errorf("create service %s: %w", s.ID, consensus.ErrExists)
 	}
 	if err := checkService(w, s, nil); err != nil {
 		return nil, fmt.Errorf("create service %s: %w", s.Name, err)
@@ -25,33 +26,33 @@ func (c CreateService) apply(w *writeTxn) (any, error) {
 	if err := checkFileRefs(w, s.Spec); err != nil {
 		return nil, fmt.Errorf("create service %s: %w", s.Name, err)
 	}
-	cl, _ := w.cluster() // nil before bootstrap: no VIP
+	cl, _ := w.Cluster() // nil before bootstrap: no VIP
 	changed, err := assignNetworks(w, cl, s, nil)
 	if err != nil {
 		return nil, fmt.Errorf("create service %s: %w", s.Name, err)
 	}
 	if changed {
-		if err := w.putCluster(cl); err != nil {
+		if err := w.PutCluster(cl); err != nil {
 			return nil, err
 		}
 	}
-	s.Version = w.index
-	if err := w.insert(tableServices, s); err != nil {
+	s.Version = w.Index()
+	if err := w.Insert(consensus.TableServices, s); err != nil {
 		return nil, err
 	}
-	return cloneService(s), nil
+	return consensus.CloneService(s), nil
 }
 
-func (c UpdateService) apply(w *writeTxn) (any, error) {
-	old := first[api.Service](w, tableServices, indexID, c.Service.ID)
+func (c UpdateService) apply(w *consensus.WriteTxn) (any, error) {
+	old := consensus.First[api.Service](w, consensus.TableServices, consensus.IndexID, c.Service.ID)
 	if old == nil {
-		return nil, fmt.Errorf("update service %s: %w", c.Service.ID, ErrNotFound)
+		return nil, fmt.Errorf("update service %s: %w", c.Service.ID, consensus.ErrNotFound)
 	}
 	if c.ExpectVersion != 0 && old.Version != c.ExpectVersion {
 		return nil, fmt.Errorf("update service %s: stored version %d, expected %d: %w",
-			old.Name, old.Version, c.ExpectVersion, ErrVersionMismatch)
+			old.Name, old.Version, c.ExpectVersion, consensus.ErrVersionMismatch)
 	}
-	s := cloneService(&c.Service)
+	s := consensus.CloneService(&c.Service)
 	if s.Name == "" {
 		s.Name = s.Spec.Name
 	}
@@ -70,22 +71,22 @@ func (c UpdateService) apply(w *writeTxn) (any, error) {
 	if err := checkFileRefs(w, s.Spec); err != nil {
 		return nil, fmt.Errorf("update service %s: %w", old.Name, err)
 	}
-	cl, _ := w.cluster()
+	cl, _ := w.Cluster()
 	changed, err := assignNetworks(w, cl, s, old)
 	if err != nil {
 		return nil, fmt.Errorf("update service %s: %w", old.Name, err)
 	}
 	if changed {
-		if err := w.putCluster(cl); err != nil {
+		if err := w.PutCluster(cl); err != nil {
 			return nil, err
 		}
 	}
 	s.CreatedAt = old.CreatedAt
-	s.Version = w.index
-	if err := w.insert(tableServices, s); err != nil {
+	s.Version = w.Index()
+	if err := w.Insert(consensus.TableServices, s); err != nil {
 		return nil, err
 	}
-	return cloneService(s), nil
+	return consensus.CloneService(s), nil
 }
 
 // checkService enforces the invariants a service must keep with every
@@ -103,11 +104,11 @@ func (c UpdateService) apply(w *writeTxn) (any, error) {
 // (a new name, newly published ports, a new VIP), so a conflict already in
 // the state (written by an older binary) does not block every later update
 // of the services involved.
-func checkService(w *writeTxn, s *api.Service, old *api.Service) error {
+func checkService(w *consensus.WriteTxn, s *api.Service, old *api.Service) error {
 	rename := old == nil || s.Name != old.Name
 	if rename {
 		if p := api.ServiceNameProblem(s.Name); p != "" {
-			return fmt.Errorf("name %q: %s: %w", s.Name, p, ErrInvalid)
+			return fmt.Errorf("name %q: %s: %w", s.Name, p, consensus.ErrInvalid)
 		}
 	}
 	var vip netip.Addr
@@ -115,7 +116,7 @@ func checkService(w *writeTxn, s *api.Service, old *api.Service) error {
 	if newVIP {
 		a, err := netip.ParseAddr(strings.TrimSpace(s.VIP))
 		if err != nil || !a.Is4() {
-			return fmt.Errorf("VIP %q is not an IPv4 address: %w", s.VIP, ErrInvalid)
+			return fmt.Errorf("VIP %q is not an IPv4 address: %w", s.VIP, consensus.ErrInvalid)
 		}
 		vip = a
 	}
@@ -132,11 +133,11 @@ func checkService(w *writeTxn, s *api.Service, old *api.Service) error {
 		key := publishedKey(p)
 		switch {
 		case p.Published < 1 || p.Published > 65535 || p.Target < 1 || p.Target > 65535:
-			return fmt.Errorf("port %d:%d out of range 1-65535: %w", p.Published, p.Target, ErrInvalid)
+			return fmt.Errorf("port %d:%d out of range 1-65535: %w", p.Published, p.Target, consensus.ErrInvalid)
 		case p.Protocol != "" && p.Protocol != "tcp" && p.Protocol != "udp":
-			return fmt.Errorf("port %d: protocol %q (want tcp or udp): %w", p.Published, p.Protocol, ErrInvalid)
+			return fmt.Errorf("port %d: protocol %q (want tcp or udp): %w", p.Published, p.Protocol, consensus.ErrInvalid)
 		case own[key]:
-			return fmt.Errorf("published port %s listed twice: %w", key, ErrInvalid)
+			return fmt.Errorf("published port %s listed twice: %w", key, consensus.ErrInvalid)
 		}
 		own[key] = true
 		if !oldPorts[key] {
@@ -146,25 +147,25 @@ func checkService(w *writeTxn, s *api.Service, old *api.Service) error {
 	if !rename && !newVIP && len(claimed) == 0 {
 		return nil
 	}
-	for _, o := range all[api.Service](w, tableServices, indexID) {
+	for _, o := range consensus.All[api.Service](w, consensus.TableServices, consensus.IndexID) {
 		if o.ID == s.ID {
 			continue
 		}
 		if rename && strings.EqualFold(o.Name, s.Name) {
 			if o.Name == s.Name {
-				return fmt.Errorf("a service named %s exists (%s): %w", o.Name, o.ID, ErrNameTaken)
+				return fmt.Errorf("a service named %s exists (%s): %w", o.Name, o.ID, consensus.ErrNameTaken)
 			}
 			return fmt.Errorf("name %s differs from service %s only in case, and service names are DNS names: %w",
-				s.Name, o.Name, ErrNameTaken)
+				s.Name, o.Name, consensus.ErrNameTaken)
 		}
 		for _, p := range o.Spec.Ports {
 			if key := publishedKey(p); claimed[key] {
-				return fmt.Errorf("published port %s is taken by service %s: %w", key, o.Name, ErrInUse)
+				return fmt.Errorf("published port %s is taken by service %s: %w", key, o.Name, consensus.ErrInUse)
 			}
 		}
 		if newVIP {
 			if a, err := netip.ParseAddr(strings.TrimSpace(o.VIP)); err == nil && a == vip {
-				return fmt.Errorf("VIP %s is taken by service %s: %w", vip, o.Name, ErrInUse)
+				return fmt.Errorf("VIP %s is taken by service %s: %w", vip, o.Name, consensus.ErrInUse)
 			}
 		}
 	}
@@ -181,16 +182,16 @@ func publishedKey(p api.PortConfig) string {
 	return fmt.Sprintf("%d/%s", p.Published, proto)
 }
 
-func (c DeleteService) apply(w *writeTxn) (any, error) {
-	old := first[api.Service](w, tableServices, indexID, c.ID)
+func (c DeleteService) apply(w *consensus.WriteTxn) (any, error) {
+	old := consensus.First[api.Service](w, consensus.TableServices, consensus.IndexID, c.ID)
 	if old == nil {
-		return nil, fmt.Errorf("delete service %s: %w", c.ID, ErrNotFound)
+		return nil, fmt.Errorf("delete service %s: %w", c.ID, consensus.ErrNotFound)
 	}
-	if err := w.delete(tableServices, old); err != nil {
+	if err := w.Delete(consensus.TableServices, old); err != nil {
 		return nil, err
 	}
-	for _, t := range all[api.Task](w, tableTasks, indexServiceID, c.ID) {
-		nt := cloneTask(t)
+	for _, t := range consensus.All[api.Task](w, consensus.TableTasks, consensus.IndexServiceID, c.ID) {
+		nt := consensus.CloneTask(t)
 		nt.DesiredState = api.TaskShutdown
 		// Nobody will ever report on a task that was never assigned.
 		if nt.NodeID == "" && !api.TaskTerminal(nt.State) {
@@ -199,7 +200,7 @@ func (c DeleteService) apply(w *writeTxn) (any, error) {
 		if !c.Now.IsZero() {
 			nt.UpdatedAt = c.Now
 		}
-		if err := w.insert(tableTasks, nt); err != nil {
+		if err := w.Insert(consensus.TableTasks, nt); err != nil {
 			return nil, err
 		}
 	}

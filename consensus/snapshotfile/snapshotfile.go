@@ -1,16 +1,21 @@
-package consensus
+// Package snapshotfile is the backup file of the replicated state: its
+// format (Write, Read) and the merge of one into a running cluster
+// (PlanRestore). It imports consensus for the store's snapshot document;
+// consensus/raftnode installs a plan.
+package snapshotfile
 
 // Backups (`shoal snapshot save|restore`, `shoal init --from-snapshot`).
 //
-// A snapshot file is the FSM's own snapshot document (WriteSnapshot) behind
-// a small header that makes it safe to hand around:
+// A snapshot file is the FSM's own snapshot document
+// (consensus.WriteSnapshot) behind a small header that makes it safe to
+// hand around:
 //
 //	SHOAL-SNAPSHOT\n
 //	{"format":1,"cluster_id":…,"index":…,"created_at":…,"size":N,"sha256":…}\n
 //	N bytes: the snapshot document
 //
-// ReadSnapshotFile checks the magic, the format version, the size and the
-// sha256 over the whole body, that nothing follows it, and that the body's
+// Read checks the magic, the format version, the size and the sha256 over
+// the whole body, that nothing follows it, and that the body's
 // cluster ID and index are the header's, before anything is decoded into a
 // state: a truncated or tampered file is refused as a whole.
 //
@@ -28,9 +33,10 @@ package consensus
 //
 // PlanRestore is the pure half of a restore: it merges the file's desired
 // state (services, and whatever tables a later version adds) with the
-// running cluster's identity and members. Raft.RestoreSnapshot installs the
-// result as a user snapshot on the leader (raft.Restore), which then sends it
-// to every follower like any other snapshot.
+// running cluster's identity and members. Raft.RestoreSnapshot
+// (consensus/raftnode) installs the result as a user snapshot on the leader
+// (raft.Restore), which then sends it to every follower like any other
+// snapshot.
 
 import (
 	"bufio"
@@ -46,33 +52,34 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
 )
 
-// SnapshotFileFormat is the version of the snapshot file layout (header and
+// Format is the version of the snapshot file layout (header and
 // body). A reader refuses any other.
-const SnapshotFileFormat = 1
+const Format = 1
 
-// snapshotMagic is the first line of a snapshot file.
-const snapshotMagic = "SHOAL-SNAPSHOT"
+// magicLine is the first line of a snapshot file.
+const magicLine = "SHOAL-SNAPSHOT"
 
-// maxSnapshotHeader bounds the header line a reader buffers.
-const maxSnapshotHeader = 4 << 10
+// maxHeader bounds the header line a reader buffers.
+const maxHeader = 4 << 10
 
 // Errors of snapshot files and restores.
 var (
-	// ErrSnapshotFile: the bytes are not an intact snapshot file (not one at
+	// ErrNotIntact: the bytes are not an intact snapshot file (not one at
 	// all, truncated, tampered with, or larger than the reader allows).
-	ErrSnapshotFile = errors.New("not an intact shoal snapshot file")
-	// ErrSnapshotFormat: the file is a snapshot of a format this binary
+	ErrNotIntact = errors.New("not an intact shoal snapshot file")
+	// ErrFormat: the file is a snapshot of a format this binary
 	// does not read.
-	ErrSnapshotFormat = errors.New("unsupported snapshot file format")
+	ErrFormat = errors.New("unsupported snapshot file format")
 	// ErrOtherCluster: the file was saved from another cluster than the one
 	// it is restored onto (restore with force to do it anyway).
 	ErrOtherCluster = errors.New("snapshot of another cluster")
 )
 
-// SnapshotHeader is the header line of a snapshot file.
-type SnapshotHeader struct {
+// Header is the header line of a snapshot file.
+type Header struct {
 	Format    int       `json:"format"`
 	ClusterID string    `json:"cluster_id"`
 	Index     uint64    `json:"index"`
@@ -83,63 +90,63 @@ type SnapshotHeader struct {
 	SHA256 string `json:"sha256"`
 }
 
-// SnapshotFile is a verified snapshot file.
-type SnapshotFile struct {
-	Header SnapshotHeader
-	data   snapshotData
+// File is a verified snapshot file.
+type File struct {
+	Header Header
+	data   consensus.SnapshotData
 }
 
 // Cluster returns the file's cluster record (nil if the saved store had none).
-func (f *SnapshotFile) Cluster() *ClusterState { return f.data.Cluster }
+func (f *File) Cluster() *consensus.ClusterState { return f.data.Cluster }
 
 // Services returns the file's services (the file's own objects: do not modify).
-func (f *SnapshotFile) Services() []*api.Service { return f.data.Services }
+func (f *File) Services() []*api.Service { return f.data.Services }
 
 // Nodes returns the file's nodes (the file's own objects: do not modify).
-func (f *SnapshotFile) Nodes() []*api.Node { return f.data.Nodes }
+func (f *File) Nodes() []*api.Node { return f.data.Nodes }
 
 // Tasks returns the file's tasks (the file's own objects: do not modify).
-func (f *SnapshotFile) Tasks() []*api.Task { return f.data.Tasks }
+func (f *File) Tasks() []*api.Task { return f.data.Tasks }
 
-// WriteSnapshotFile writes a snapshot file of s (use a Store.Snapshot view:
+// Write writes a snapshot file of s (use a Store.Snapshot view:
 // it is read more than once) to w and returns its header. now is the
 // creation time recorded in the header.
-func WriteSnapshotFile(s *Store, w io.Writer, now time.Time) (SnapshotHeader, error) {
+func Write(s *consensus.Store, w io.Writer, now time.Time) (Header, error) {
 	// Through WriteSnapshot and back, so that every table the FSM snapshots
 	// is in the file, including ones added after this was written.
 	var doc bytes.Buffer
-	if err := WriteSnapshot(s, &doc); err != nil {
-		return SnapshotHeader{}, err
+	if err := consensus.WriteSnapshot(s, &doc); err != nil {
+		return Header{}, err
 	}
-	var data snapshotData
+	var data consensus.SnapshotData
 	if err := json.Unmarshal(doc.Bytes(), &data); err != nil {
-		return SnapshotHeader{}, fmt.Errorf("re-read snapshot: %w", err)
+		return Header{}, fmt.Errorf("re-read snapshot: %w", err)
 	}
 	if data.Cluster == nil {
-		return SnapshotHeader{}, fmt.Errorf("snapshot: %w", ErrNotBootstrapped)
+		return Header{}, fmt.Errorf("snapshot: %w", consensus.ErrNotBootstrapped)
 	}
 	stripClearKeys(data.Cluster)
 	body, err := json.Marshal(&data)
 	if err != nil {
-		return SnapshotHeader{}, fmt.Errorf("encode snapshot: %w", err)
+		return Header{}, fmt.Errorf("encode snapshot: %w", err)
 	}
 	sum := sha256.Sum256(body)
-	h := SnapshotHeader{
-		Format: SnapshotFileFormat, ClusterID: data.Cluster.ClusterID, Index: data.Index,
+	h := Header{
+		Format: Format, ClusterID: data.Cluster.ClusterID, Index: data.Index,
 		CreatedAt: now.UTC(), Size: int64(len(body)), SHA256: hex.EncodeToString(sum[:]),
 	}
 	line, err := json.Marshal(&h)
 	if err != nil {
-		return SnapshotHeader{}, err
+		return Header{}, err
 	}
 	var out bytes.Buffer
-	out.Grow(len(snapshotMagic) + len(line) + len(body) + 2)
-	out.WriteString(snapshotMagic + "\n")
+	out.Grow(len(magicLine) + len(line) + len(body) + 2)
+	out.WriteString(magicLine + "\n")
 	out.Write(line)
 	out.WriteByte('\n')
 	out.Write(body)
 	if _, err := w.Write(out.Bytes()); err != nil {
-		return SnapshotHeader{}, fmt.Errorf("write snapshot file: %w", err)
+		return Header{}, fmt.Errorf("write snapshot file: %w", err)
 	}
 	return h, nil
 }
@@ -147,64 +154,64 @@ func WriteSnapshotFile(s *Store, w io.Writer, now time.Time) (SnapshotHeader, er
 // stripClearKeys removes what the cluster record holds in the clear and no
 // restore uses: the gossip keyring and the pre-sealing plaintext CA key and
 // join secret. The sealed blobs stay (ciphertext; the KEK is not in the file).
-func stripClearKeys(c *ClusterState) {
+func stripClearKeys(c *consensus.ClusterState) {
 	c.GossipKeys = nil
 	c.CAKeyPEM = nil
 	c.TokenSecret = ""
 }
 
-// ReadSnapshotFile reads and verifies a whole snapshot file from r. A body
-// larger than maxSize is refused. Errors wrap ErrSnapshotFile or
-// ErrSnapshotFormat and say what is wrong.
-func ReadSnapshotFile(r io.Reader, maxSize int64) (*SnapshotFile, error) {
-	br := bufio.NewReaderSize(r, maxSnapshotHeader)
+// Read reads and verifies a whole snapshot file from r. A body
+// larger than maxSize is refused. Errors wrap ErrNotIntact or
+// ErrFormat and say what is wrong.
+func Read(r io.Reader, maxSize int64) (*File, error) {
+	br := bufio.NewReaderSize(r, maxHeader)
 	magic, err := readHeaderLine(br)
-	if err != nil || string(magic) != snapshotMagic {
-		return nil, fmt.Errorf("%w: it does not start with %q", ErrSnapshotFile, snapshotMagic)
+	if err != nil || string(magic) != magicLine {
+		return nil, fmt.Errorf("%w: it does not start with %q", ErrNotIntact, magicLine)
 	}
 	line, err := readHeaderLine(br)
 	if err != nil {
-		return nil, fmt.Errorf("%w: header: %w", ErrSnapshotFile, err)
+		return nil, fmt.Errorf("%w: header: %w", ErrNotIntact, err)
 	}
-	var h SnapshotHeader
+	var h Header
 	if err := json.Unmarshal(line, &h); err != nil {
-		return nil, fmt.Errorf("%w: header: %w", ErrSnapshotFile, err)
+		return nil, fmt.Errorf("%w: header: %w", ErrNotIntact, err)
 	}
-	if h.Format != SnapshotFileFormat {
-		return nil, fmt.Errorf("%w: format %d (this binary reads format %d)", ErrSnapshotFormat, h.Format, SnapshotFileFormat)
+	if h.Format != Format {
+		return nil, fmt.Errorf("%w: format %d (this binary reads format %d)", ErrFormat, h.Format, Format)
 	}
 	if h.Size <= 0 || h.Size > maxSize {
-		return nil, fmt.Errorf("%w: body size %d out of range (at most %d)", ErrSnapshotFile, h.Size, maxSize)
+		return nil, fmt.Errorf("%w: body size %d out of range (at most %d)", ErrNotIntact, h.Size, maxSize)
 	}
 	body := make([]byte, h.Size)
 	if n, err := io.ReadFull(br, body); err != nil {
-		return nil, fmt.Errorf("%w: truncated: %d of %d body bytes", ErrSnapshotFile, n, h.Size)
+		return nil, fmt.Errorf("%w: truncated: %d of %d body bytes", ErrNotIntact, n, h.Size)
 	}
 	if n, _ := io.CopyN(io.Discard, br, 1); n != 0 {
-		return nil, fmt.Errorf("%w: bytes after the %d-byte body", ErrSnapshotFile, h.Size)
+		return nil, fmt.Errorf("%w: bytes after the %d-byte body", ErrNotIntact, h.Size)
 	}
 	sum := sha256.Sum256(body)
 	if got := hex.EncodeToString(sum[:]); got != h.SHA256 {
-		return nil, fmt.Errorf("%w: checksum mismatch (body sha256 %s, header says %s)", ErrSnapshotFile, got, h.SHA256)
+		return nil, fmt.Errorf("%w: checksum mismatch (body sha256 %s, header says %s)", ErrNotIntact, got, h.SHA256)
 	}
-	f := &SnapshotFile{Header: h}
+	f := &File{Header: h}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f.data); err != nil {
-		return nil, fmt.Errorf("%w: body: %w", ErrSnapshotFile, err)
+		return nil, fmt.Errorf("%w: body: %w", ErrNotIntact, err)
 	}
 	switch {
-	case f.data.Version != snapshotVersion:
-		return nil, fmt.Errorf("%w: state layout version %d (this binary reads %d)", ErrSnapshotFormat, f.data.Version, snapshotVersion)
+	case f.data.Version != consensus.SnapshotVersion:
+		return nil, fmt.Errorf("%w: state layout version %d (this binary reads %d)", ErrFormat, f.data.Version, consensus.SnapshotVersion)
 	case f.data.Cluster == nil || f.data.Cluster.ClusterID != h.ClusterID:
-		return nil, fmt.Errorf("%w: the body is not the state of cluster %s", ErrSnapshotFile, h.ClusterID)
+		return nil, fmt.Errorf("%w: the body is not the state of cluster %s", ErrNotIntact, h.ClusterID)
 	case f.data.Index != h.Index:
-		return nil, fmt.Errorf("%w: body index %d, header index %d", ErrSnapshotFile, f.data.Index, h.Index)
+		return nil, fmt.Errorf("%w: body index %d, header index %d", ErrNotIntact, f.data.Index, h.Index)
 	}
 	return f, nil
 }
 
-// readHeaderLine reads one '\n'-terminated line of at most maxSnapshotHeader
+// readHeaderLine reads one '\n'-terminated line of at most maxHeader
 // bytes, without the newline.
 func readHeaderLine(br *bufio.Reader) ([]byte, error) {
 	line, err := br.ReadSlice('\n')
@@ -219,7 +226,7 @@ func readHeaderLine(br *bufio.Reader) ([]byte, error) {
 
 // RestorePlan is the state a restore installs, and what it changes.
 type RestorePlan struct {
-	data snapshotData
+	data consensus.SnapshotData
 	// Services are the names of the restored services, sorted.
 	Services []string
 	// DroppedNodes are the hostnames of nodes the file lists that are not
@@ -246,17 +253,17 @@ type RestorePlan struct {
 //     task is not in the state is removed);
 //   - images: the file's and cur's, with cur's record of which nodes hold
 //     them (image records describe blobs on disks, not intent).
-func PlanRestore(f *SnapshotFile, cur *Store, force bool) (*RestorePlan, error) {
+func PlanRestore(f *File, cur *consensus.Store, force bool) (*RestorePlan, error) {
 	cc := cur.Cluster()
 	if cc == nil {
-		return nil, fmt.Errorf("restore: %w", ErrNotBootstrapped)
+		return nil, fmt.Errorf("restore: %w", consensus.ErrNotBootstrapped)
 	}
 	if f.Header.ClusterID != cc.ClusterID && !force {
 		return nil, fmt.Errorf("%w: the file is of cluster %s, this is cluster %s (restore with --force to replace this cluster's services with it anyway)",
 			ErrOtherCluster, f.Header.ClusterID, cc.ClusterID)
 	}
 	// Decode the file's state afresh: the plan owns (and changes) it.
-	var data snapshotData
+	var data consensus.SnapshotData
 	b, err := json.Marshal(&f.data)
 	if err != nil {
 		return nil, err
@@ -304,7 +311,7 @@ func PlanRestore(f *SnapshotFile, cur *Store, force bool) (*RestorePlan, error) 
 			continue
 		}
 		if now, err := cur.Task(t.ID); err == nil && now.NodeID == t.NodeID {
-			keepObserved(now, t)
+			consensus.KeepObserved(now, t)
 		}
 		tasks = append(tasks, t)
 	}

@@ -1,9 +1,11 @@
-package consensus
+package fsm
 
 import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/shoal-org/shoal/consensus"
 )
 
 // Every type the decoder knows has a since-level, no level is above this
@@ -51,8 +53,8 @@ func TestSinceLevel(t *testing.T) {
 // unlistedCommand is a command type that commandSince does not list.
 type unlistedCommand struct{}
 
-func (unlistedCommand) Type() CommandType            { return 250 }
-func (unlistedCommand) apply(*writeTxn) (any, error) { return nil, nil }
+func (unlistedCommand) Type() CommandType                      { return 250 }
+func (unlistedCommand) apply(*consensus.WriteTxn) (any, error) { return nil, nil }
 
 func TestCheckLevel(t *testing.T) {
 	cur := PeerLevel{ID: "n1", Level: 2, Version: "v1.1.0", Known: true}

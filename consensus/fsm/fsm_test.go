@@ -1,4 +1,4 @@
-package consensus
+package fsm
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
 )
 
 var t0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -20,14 +21,14 @@ var t0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 type harness struct {
 	t     *testing.T
 	fsm   *FSM
-	store *Store
+	store *consensus.Store
 	idx   uint64
 }
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	s := NewStore()
-	return &harness{t: t, fsm: NewFSM(s), store: s}
+	s := consensus.NewStore()
+	return &harness{t: t, fsm: New(s), store: s}
 }
 
 func (h *harness) apply(cmd Command) Result {
@@ -49,8 +50,8 @@ func (h *harness) must(cmd Command) any {
 	return r.Value
 }
 
-func testCluster() ClusterState {
-	return ClusterState{
+func testCluster() consensus.ClusterState {
+	return consensus.ClusterState{
 		ClusterID:       "c1",
 		CACertPEM:       []byte("cert"),
 		CAKeyPEM:        []byte("key"),
@@ -97,7 +98,7 @@ func TestBootstrap(t *testing.T) {
 	if !n.Voter || n.Subnet != "10.42.0.0/24" || n.Version != 1 {
 		t.Fatalf("node = %+v", n)
 	}
-	if r := h.apply(BootstrapCluster{Cluster: testCluster(), Node: testNode("n2", "h")}); !errors.Is(r.Err, ErrAlreadyBootstrapped) {
+	if r := h.apply(BootstrapCluster{Cluster: testCluster(), Node: testNode("n2", "h")}); !errors.Is(r.Err, consensus.ErrAlreadyBootstrapped) {
 		t.Fatalf("second bootstrap: %v", r.Err)
 	}
 	if h.store.Index() != 2 {
@@ -118,8 +119,8 @@ func TestNodeCommands(t *testing.T) {
 					t.Fatalf("node = %+v", n)
 				}
 			}},
-		{"bad availability", UpdateNode{ID: "n2", Update: api.NodeUpdate{Availability: "sleep"}}, ErrInvalid, nil},
-		{"unknown node", UpdateNode{ID: "nx", Update: api.NodeUpdate{Availability: api.AvailabilityPause}}, ErrNotFound, nil},
+		{"bad availability", UpdateNode{ID: "n2", Update: api.NodeUpdate{Availability: "sleep"}}, consensus.ErrInvalid, nil},
+		{"unknown node", UpdateNode{ID: "nx", Update: api.NodeUpdate{Availability: api.AvailabilityPause}}, consensus.ErrNotFound, nil},
 		{"labels", UpdateNode{ID: "n2", Update: api.NodeUpdate{LabelAdd: map[string]string{"zone": "b", "ssd": "1"}, LabelRm: []string{"old"}}},
 			nil, func(t *testing.T, n *api.Node) {
 				if !reflect.DeepEqual(n.Labels, map[string]string{"zone": "b", "ssd": "1"}) {
@@ -144,13 +145,13 @@ func TestNodeCommands(t *testing.T) {
 					t.Fatalf("node = %+v", n)
 				}
 			}},
-		{"bad status", SetNodeStatus{Statuses: []NodeStatus{{ID: "n2", Status: "meh"}}}, ErrInvalid, nil},
+		{"bad status", SetNodeStatus{Statuses: []NodeStatus{{ID: "n2", Status: "meh"}}}, consensus.ErrInvalid, nil},
 		{"voter", SetNodeVoter{ID: "n2", Voter: true}, nil, func(t *testing.T, n *api.Node) {
 			if !n.Voter {
 				t.Fatal("not voter")
 			}
 		}},
-		{"voter unknown", SetNodeVoter{ID: "nx", Voter: true}, ErrNotFound, nil},
+		{"voter unknown", SetNodeVoter{ID: "nx", Voter: true}, consensus.ErrNotFound, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -212,7 +213,7 @@ func TestRemoveNode(t *testing.T) {
 		t.Fatalf("last removal index before any removal = %d", got)
 	}
 	h.must(RemoveNode{ID: "n2", Now: t0})
-	if _, err := h.store.Node("n2"); !errors.Is(err, ErrNotFound) {
+	if _, err := h.store.Node("n2"); !errors.Is(err, consensus.ErrNotFound) {
 		t.Fatalf("node still there: %v", err)
 	}
 	if got := h.store.Cluster().LastRemovalIndex; got != h.idx {
@@ -239,24 +240,24 @@ func TestRemoveNode(t *testing.T) {
 	if !reflect.DeepEqual(img.Nodes, []string{"n1"}) {
 		t.Fatalf("image nodes = %v", img.Nodes)
 	}
-	if r := h.apply(RemoveNode{ID: "n2"}); !errors.Is(r.Err, ErrNotFound) {
+	if r := h.apply(RemoveNode{ID: "n2"}); !errors.Is(r.Err, consensus.ErrNotFound) {
 		t.Fatalf("second remove: %v", r.Err)
 	}
 }
 
 func TestClusterCommands(t *testing.T) {
 	h := newHarness(t)
-	if r := h.apply(RotateToken{SecretHash: "x"}); !errors.Is(r.Err, ErrNotBootstrapped) {
+	if r := h.apply(RotateToken{SecretHash: "x"}); !errors.Is(r.Err, consensus.ErrNotBootstrapped) {
 		t.Fatalf("rotate before bootstrap: %v", r.Err)
 	}
 	h.bootstrap()
 	h.must(RotateToken{SecretHash: "def"})
 	k1, k2 := bytes.Repeat([]byte{2}, 32), bytes.Repeat([]byte{3}, 16)
 	h.must(SetGossipKeys{Keys: [][]byte{k1, k2}})
-	if r := h.apply(SetGossipKeys{Keys: [][]byte{{1, 2}}}); !errors.Is(r.Err, ErrInvalid) {
+	if r := h.apply(SetGossipKeys{Keys: [][]byte{{1, 2}}}); !errors.Is(r.Err, consensus.ErrInvalid) {
 		t.Fatalf("short key: %v", r.Err)
 	}
-	if r := h.apply(SetGossipKeys{}); !errors.Is(r.Err, ErrInvalid) {
+	if r := h.apply(SetGossipKeys{}); !errors.Is(r.Err, consensus.ErrInvalid) {
 		t.Fatalf("empty keyring: %v", r.Err)
 	}
 	h.must(RevokeCert{Serial: "s9"})
@@ -286,13 +287,13 @@ func TestServiceCommands(t *testing.T) {
 		cmd  Command
 		want error
 	}{
-		{"duplicate name", CreateService{Service: api.Service{ID: "s3", Name: "web"}}, ErrNameTaken},
-		{"duplicate id", CreateService{Service: api.Service{ID: "s1", Name: "other"}}, ErrExists},
-		{"no name", CreateService{Service: api.Service{ID: "s4"}}, ErrInvalid},
-		{"stale version", UpdateService{Service: api.Service{ID: "s1", Name: "web"}, ExpectVersion: 1}, ErrVersionMismatch},
-		{"rename onto taken", UpdateService{Service: api.Service{ID: "s1", Name: "db"}}, ErrNameTaken},
-		{"update unknown", UpdateService{Service: api.Service{ID: "nx", Name: "x"}}, ErrNotFound},
-		{"delete unknown", DeleteService{ID: "nx"}, ErrNotFound},
+		{"duplicate name", CreateService{Service: api.Service{ID: "s3", Name: "web"}}, consensus.ErrNameTaken},
+		{"duplicate id", CreateService{Service: api.Service{ID: "s1", Name: "other"}}, consensus.ErrExists},
+		{"no name", CreateService{Service: api.Service{ID: "s4"}}, consensus.ErrInvalid},
+		{"stale version", UpdateService{Service: api.Service{ID: "s1", Name: "web"}, ExpectVersion: 1}, consensus.ErrVersionMismatch},
+		{"rename onto taken", UpdateService{Service: api.Service{ID: "s1", Name: "db"}}, consensus.ErrNameTaken},
+		{"update unknown", UpdateService{Service: api.Service{ID: "nx", Name: "x"}}, consensus.ErrNotFound},
+		{"delete unknown", DeleteService{ID: "nx"}, consensus.ErrNotFound},
 	}
 	for _, tc := range refusals {
 		if r := h.apply(tc.cmd); !errors.Is(r.Err, tc.want) {
@@ -306,7 +307,7 @@ func TestServiceCommands(t *testing.T) {
 	}
 	// Renaming frees the old name.
 	h.must(UpdateService{Service: api.Service{ID: "s1", Name: "www"}})
-	if _, err := h.store.ServiceByName("web"); !errors.Is(err, ErrNotFound) {
+	if _, err := h.store.ServiceByName("web"); !errors.Is(err, consensus.ErrNotFound) {
 		t.Fatalf("old name still resolves: %v", err)
 	}
 	h.must(CreateService{Service: api.Service{ID: "s5", Name: "web"}})
@@ -316,7 +317,7 @@ func TestServiceCommands(t *testing.T) {
 		{ID: "t2", ServiceID: "s2", Slot: 2, DesiredState: api.TaskRunning, State: api.TaskNew},
 	}})
 	h.must(DeleteService{ID: "s2", Now: t0})
-	if _, err := h.store.Service("s2"); !errors.Is(err, ErrNotFound) {
+	if _, err := h.store.Service("s2"); !errors.Is(err, consensus.ErrNotFound) {
 		t.Fatal("service not deleted")
 	}
 	for _, tk := range h.store.TasksByService("s2") {
@@ -405,10 +406,10 @@ func TestUpsertTasksKeepsObservedState(t *testing.T) {
 	if tk, _ := h.store.Task("t1"); tk.State != api.TaskRejected {
 		t.Fatalf("state = %s", tk.State)
 	}
-	if r := h.apply(UpsertTasks{Tasks: []api.Task{{ID: ""}}}); !errors.Is(r.Err, ErrInvalid) {
+	if r := h.apply(UpsertTasks{Tasks: []api.Task{{ID: ""}}}); !errors.Is(r.Err, consensus.ErrInvalid) {
 		t.Fatalf("empty id: %v", r.Err)
 	}
-	if r := h.apply(UpsertTasks{Tasks: []api.Task{{ID: "x", State: "weird"}}}); !errors.Is(r.Err, ErrInvalid) {
+	if r := h.apply(UpsertTasks{Tasks: []api.Task{{ID: "x", State: "weird"}}}); !errors.Is(r.Err, consensus.ErrInvalid) {
 		t.Fatalf("bad state: %v", r.Err)
 	}
 }
@@ -473,7 +474,7 @@ func TestTrimTasks(t *testing.T) {
 	if n := len(h2.store.Tasks()); n != MaxTerminalTasks {
 		t.Fatalf("after reports %d tasks", n)
 	}
-	if _, err := h2.store.Task("r0"); !errors.Is(err, ErrNotFound) {
+	if _, err := h2.store.Task("r0"); !errors.Is(err, consensus.ErrNotFound) {
 		t.Fatal("oldest task kept")
 	}
 	h2.must(TrimTasks{})
@@ -506,7 +507,7 @@ func TestImageCommands(t *testing.T) {
 	h.must(SetImageNode{ImageID: "sha256:bb", NodeID: "n3", Present: true})
 	h.must(SetImageNode{ImageID: "sha256:aa", NodeID: "n1", Present: false})
 	h.must(SetImageNode{ImageID: "sha256:zz", NodeID: "n1", Present: false})
-	if r := h.apply(SetImageNode{ImageID: "sha256:zz", NodeID: "n1", Present: true}); !errors.Is(r.Err, ErrNotFound) {
+	if r := h.apply(SetImageNode{ImageID: "sha256:zz", NodeID: "n1", Present: true}); !errors.Is(r.Err, consensus.ErrNotFound) {
 		t.Fatalf("unknown image: %v", r.Err)
 	}
 	if img, _ := h.store.Image("sha256:bb"); !reflect.DeepEqual(img.Nodes, []string{"n3"}) {
@@ -516,7 +517,7 @@ func TestImageCommands(t *testing.T) {
 		t.Fatalf("aa nodes = %v", img.Nodes)
 	}
 	h.must(DeleteImage{ID: "sha256:aa"})
-	if r := h.apply(DeleteImage{ID: "sha256:aa"}); !errors.Is(r.Err, ErrNotFound) {
+	if r := h.apply(DeleteImage{ID: "sha256:aa"}); !errors.Is(r.Err, consensus.ErrNotFound) {
 		t.Fatalf("delete twice: %v", r.Err)
 	}
 	if len(h.store.Images()) != 1 {
@@ -532,11 +533,11 @@ func TestBatch(t *testing.T) {
 		CreateService{Service: api.Service{ID: "s2", Name: "web"}}, // refused
 		UpsertTasks{Tasks: []api.Task{{ID: "t1", ServiceID: "s1", Slot: 1}}},
 	}})
-	if !errors.Is(r.Err, ErrNameTaken) {
+	if !errors.Is(r.Err, consensus.ErrNameTaken) {
 		t.Fatalf("batch err = %v", r.Err)
 	}
 	results := r.Value.([]Result)
-	if len(results) != 3 || results[0].Err != nil || !errors.Is(results[1].Err, ErrNameTaken) || results[2].Err != nil {
+	if len(results) != 3 || results[0].Err != nil || !errors.Is(results[1].Err, consensus.ErrNameTaken) || results[2].Err != nil {
 		t.Fatalf("results = %+v", results)
 	}
 	if _, err := h.store.Task("t1"); err != nil {
@@ -611,9 +612,9 @@ func TestResolve(t *testing.T) {
 		{"abc123", "abc123", nil},
 		{"beta", "abd456", nil},
 		{"abd", "abd456", nil},
-		{"ab", "", ErrAmbiguous},
-		{"nope", "", ErrNotFound},
-		{"", "", ErrNotFound},
+		{"ab", "", consensus.ErrAmbiguous},
+		{"nope", "", consensus.ErrNotFound},
+		{"", "", consensus.ErrNotFound},
 		{"abc123x", "zzz", nil},
 	}
 	for _, tc := range nodeCases {
@@ -631,8 +632,8 @@ func TestResolve(t *testing.T) {
 		{"web", "sv1aaa", nil},
 		{"sv1", "sv2bbb", nil}, // exact name beats ID prefix
 		{"sv2", "sv2bbb", nil},
-		{"sv", "", ErrAmbiguous},
-		{"db", "", ErrNotFound},
+		{"sv", "", consensus.ErrAmbiguous},
+		{"db", "", consensus.ErrNotFound},
 	}
 	for _, tc := range svcCases {
 		s, err := h.store.ResolveService(tc.ref)
@@ -641,7 +642,7 @@ func TestResolve(t *testing.T) {
 		}
 	}
 	h.must(UpsertNode{Node: testNode("dup", "alpha")})
-	if _, err := h.store.NodeByHostname("alpha"); !errors.Is(err, ErrAmbiguous) {
+	if _, err := h.store.NodeByHostname("alpha"); !errors.Is(err, consensus.ErrAmbiguous) {
 		t.Fatalf("duplicate hostname: %v", err)
 	}
 }
@@ -715,7 +716,7 @@ func TestSnapshotRestore(t *testing.T) {
 	if got := <-ch; got != 5 {
 		t.Fatalf("restored index notification %d", got)
 	}
-	if _, err := other.store.Node("stale"); !errors.Is(err, ErrNotFound) {
+	if _, err := other.store.Node("stale"); !errors.Is(err, consensus.ErrNotFound) {
 		t.Fatal("restore did not replace the store")
 	}
 	if _, err := other.store.Task("t1"); err != nil {
@@ -729,7 +730,7 @@ func TestSnapshotRestore(t *testing.T) {
 	}
 	// Round trip: a snapshot of the restored store is byte-identical.
 	var again bytes.Buffer
-	if err := WriteSnapshot(other.store, &again); err != nil {
+	if err := consensus.WriteSnapshot(other.store, &again); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(again.Bytes(), sink.Bytes()) {
@@ -773,9 +774,9 @@ func sampleCommands() []Command {
 		RotateCA{CACertPEM: []byte("ca2"), CAFingerprint: "fp2", CAKeySealed: []byte("sealed2"), CACrossPEM: []byte("x"), ExpectFingerprint: "fp"},
 		FinishCARotation{CAFingerprint: "fp2"},
 		SetNodeCert{ID: "n1", Serial: "s2", CAFingerprint: "fp2", Revoke: []string{"s1"}},
-		CreateSecret{Secret: Secret{ID: "sec1", Name: "db_pass", CreatedAt: t0, Size: 3, KEKID: "k1", Sealed: []byte("sealed")}},
+		CreateSecret{Secret: consensus.Secret{ID: "sec1", Name: "db_pass", CreatedAt: t0, Size: 3, KEKID: "k1", Sealed: []byte("sealed")}},
 		DeleteSecret{ID: "sec1"},
-		CreateConfig{Config: ConfigObject{ID: "cfg1", Name: "app.conf", CreatedAt: t0, Data: []byte("x=1")}},
+		CreateConfig{Config: consensus.ConfigObject{ID: "cfg1", Name: "app.conf", CreatedAt: t0, Data: []byte("x=1")}},
 		DeleteConfig{ID: "cfg1"},
 		CreateNetwork{Network: api.Network{ID: "nw1", Name: "front", Subnet: "10.50.0.0/16", VNI: 4300, Internal: true, CreatedAt: t0}},
 		DeleteNetwork{ID: "nw1"},
@@ -819,7 +820,7 @@ func TestDecodeErrors(t *testing.T) {
 		"batch unknown": append([]byte{byte(TypeBatch), 1}, `{"commands":[{"type":99,"version":1,"body":{}}]}`...),
 	}
 	for name, data := range cases {
-		if _, err := DecodeCommand(data); !errors.Is(err, ErrMalformed) {
+		if _, err := DecodeCommand(data); !errors.Is(err, consensus.ErrMalformed) {
 			t.Errorf("%s: err = %v", name, err)
 		}
 	}
@@ -863,17 +864,17 @@ func FuzzDecodeCommand(f *testing.F) {
 
 // stateOf is the whole store without its index, to compare before and
 // after a refused command.
-func stateOf(t *testing.T, s *Store) string {
+func stateOf(t *testing.T, s *consensus.Store) string {
 	t.Helper()
 	var buf bytes.Buffer
-	if err := WriteSnapshot(s, &buf); err != nil {
+	if err := consensus.WriteSnapshot(s, &buf); err != nil {
 		t.Fatal(err)
 	}
-	var data snapshotData
+	var data map[string]any
 	if err := json.Unmarshal(buf.Bytes(), &data); err != nil {
 		t.Fatal(err)
 	}
-	data.Index = 0
+	delete(data, "index")
 	out, err := json.Marshal(data)
 	if err != nil {
 		t.Fatal(err)
@@ -931,51 +932,51 @@ func TestFSMRefusesBrokenInvariants(t *testing.T) {
 		msg  string // substring of the error
 	}{
 		// Published ports: protocol + port once in the cluster.
-		{"create on a taken port", newSvc("api", p(8080, "tcp")), ErrInUse, "published port 8080/tcp is taken by service web"},
-		{"create on a taken port, protocol defaulted", newSvc("api", p(8080, "")), ErrInUse, "8080/tcp is taken by service web"},
-		{"create on a taken udp port", newSvc("api", p(1000, "tcp"), p(53, "udp")), ErrInUse, "53/udp is taken by service web"},
+		{"create on a taken port", newSvc("api", p(8080, "tcp")), consensus.ErrInUse, "published port 8080/tcp is taken by service web"},
+		{"create on a taken port, protocol defaulted", newSvc("api", p(8080, "")), consensus.ErrInUse, "8080/tcp is taken by service web"},
+		{"create on a taken udp port", newSvc("api", p(1000, "tcp"), p(53, "udp")), consensus.ErrInUse, "53/udp is taken by service web"},
 		{"update onto a taken port", UpdateService{Service: db(func(s *api.Service) {
 			s.Spec.Ports = append(s.Spec.Ports, p(8080, "tcp"))
-		})}, ErrInUse, "update service db: published port 8080/tcp is taken by service web"},
-		{"port listed twice", newSvc("api", p(9000, "tcp"), p(9000, "")), ErrInvalid, "9000/tcp listed twice"},
-		{"port zero", newSvc("api", p(0, "tcp")), ErrInvalid, "out of range"},
-		{"target too big", newSvc("api", api.PortConfig{Published: 9000, Target: 70000}), ErrInvalid, "out of range"},
-		{"bad protocol", newSvc("api", p(9000, "sctp")), ErrInvalid, `protocol "sctp"`},
+		})}, consensus.ErrInUse, "update service db: published port 8080/tcp is taken by service web"},
+		{"port listed twice", newSvc("api", p(9000, "tcp"), p(9000, "")), consensus.ErrInvalid, "9000/tcp listed twice"},
+		{"port zero", newSvc("api", p(0, "tcp")), consensus.ErrInvalid, "out of range"},
+		{"target too big", newSvc("api", api.PortConfig{Published: 9000, Target: 70000}), consensus.ErrInvalid, "out of range"},
+		{"bad protocol", newSvc("api", p(9000, "sctp")), consensus.ErrInvalid, `protocol "sctp"`},
 
 		// Names: DNS labels, unique regardless of case.
-		{"same name", newSvc("web"), ErrNameTaken, "a service named web exists"},
-		{"name differing in case", newSvc("WEB"), ErrNameTaken, "differs from service web only in case"},
+		{"same name", newSvc("web"), consensus.ErrNameTaken, "a service named web exists"},
+		{"name differing in case", newSvc("WEB"), consensus.ErrNameTaken, "differs from service web only in case"},
 		{"rename differing in case", UpdateService{Service: db(func(s *api.Service) { s.Name = "Web"; s.Spec.Name = "Web" })},
-			ErrNameTaken, "rename service db to Web"},
-		{"dotted name", newSvc("a.b"), ErrInvalid, `character '.' not allowed`},
-		{"name with space", newSvc("my web"), ErrInvalid, `character ' ' not allowed`},
-		{"long name", newSvc(strings.Repeat("a", 64)), ErrInvalid, "longer than 63"},
-		{"leading dash", newSvc("-api"), ErrInvalid, "must start with a letter or digit"},
-		{"trailing dash", newSvc("api-"), ErrInvalid, "must end with a letter or digit"},
-		{"rename to a non-label", UpdateService{Service: db(func(s *api.Service) { s.Name = "d.b" })}, ErrInvalid, "d.b"},
+			consensus.ErrNameTaken, "rename service db to Web"},
+		{"dotted name", newSvc("a.b"), consensus.ErrInvalid, `character '.' not allowed`},
+		{"name with space", newSvc("my web"), consensus.ErrInvalid, `character ' ' not allowed`},
+		{"long name", newSvc(strings.Repeat("a", 64)), consensus.ErrInvalid, "longer than 63"},
+		{"leading dash", newSvc("-api"), consensus.ErrInvalid, "must start with a letter or digit"},
+		{"trailing dash", newSvc("api-"), consensus.ErrInvalid, "must end with a letter or digit"},
+		{"rename to a non-label", UpdateService{Service: db(func(s *api.Service) { s.Name = "d.b" })}, consensus.ErrInvalid, "d.b"},
 
 		// VIPs: one service each.
-		{"create with a taken VIP", CreateService{Service: api.Service{ID: "s3", Name: "api", VIP: "10.43.0.2"}}, ErrInUse, "VIP 10.43.0.2 is taken by service web"},
-		{"update onto a taken VIP", UpdateService{Service: db(func(s *api.Service) { s.VIP = "10.43.0.2" })}, ErrInUse, "VIP 10.43.0.2 is taken by service web"},
-		{"VIP not IPv4", CreateService{Service: api.Service{ID: "s3", Name: "api", VIP: "fd00::1"}}, ErrInvalid, "not an IPv4 address"},
+		{"create with a taken VIP", CreateService{Service: api.Service{ID: "s3", Name: "api", VIP: "10.43.0.2"}}, consensus.ErrInUse, "VIP 10.43.0.2 is taken by service web"},
+		{"update onto a taken VIP", UpdateService{Service: db(func(s *api.Service) { s.VIP = "10.43.0.2" })}, consensus.ErrInUse, "VIP 10.43.0.2 is taken by service web"},
+		{"VIP not IPv4", CreateService{Service: api.Service{ID: "s3", Name: "api", VIP: "fd00::1"}}, consensus.ErrInvalid, "not an IPv4 address"},
 
 		// Tasks: they reference a service and a node that exist.
-		{"task of an unknown service", UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "nx", Slot: 1, DesiredState: api.TaskRunning}}}, ErrNotFound, "service nx"},
-		{"task of a deleted service", UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s9", Slot: 2, NodeID: "n1", DesiredState: api.TaskRunning}}}, ErrNotFound, "service s9"},
-		{"task without a service", UpsertTasks{Tasks: []api.Task{{ID: "t2", Slot: 1}}}, ErrInvalid, "no service ID"},
-		{"task on an unknown node", UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "nx", DesiredState: api.TaskRunning}}}, ErrNotFound, "node nx"},
-		{"task moved to an unknown node", UpsertTasks{Tasks: []api.Task{{ID: "t1", ServiceID: "s1", Slot: 1, NodeID: "nx", DesiredState: api.TaskRunning}}}, ErrNotFound, "node nx"},
-		{"task of a deleted service revived", UpsertTasks{Tasks: []api.Task{{ID: "t9", ServiceID: "s9", Slot: 1, NodeID: "n2", DesiredState: api.TaskRunning}}}, ErrNotFound, "service s9"},
+		{"task of an unknown service", UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "nx", Slot: 1, DesiredState: api.TaskRunning}}}, consensus.ErrNotFound, "service nx"},
+		{"task of a deleted service", UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s9", Slot: 2, NodeID: "n1", DesiredState: api.TaskRunning}}}, consensus.ErrNotFound, "service s9"},
+		{"task without a service", UpsertTasks{Tasks: []api.Task{{ID: "t2", Slot: 1}}}, consensus.ErrInvalid, "no service ID"},
+		{"task on an unknown node", UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "nx", DesiredState: api.TaskRunning}}}, consensus.ErrNotFound, "node nx"},
+		{"task moved to an unknown node", UpsertTasks{Tasks: []api.Task{{ID: "t1", ServiceID: "s1", Slot: 1, NodeID: "nx", DesiredState: api.TaskRunning}}}, consensus.ErrNotFound, "node nx"},
+		{"task of a deleted service revived", UpsertTasks{Tasks: []api.Task{{ID: "t9", ServiceID: "s9", Slot: 1, NodeID: "n2", DesiredState: api.TaskRunning}}}, consensus.ErrNotFound, "service s9"},
 		{"one bad task refuses the command", UpsertTasks{Tasks: []api.Task{
 			{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "n2", DesiredState: api.TaskRunning},
 			{ID: "t3", ServiceID: "s1", Slot: 3, NodeID: "nx", DesiredState: api.TaskRunning},
-		}}, ErrNotFound, "upsert task t3: node nx"},
+		}}, consensus.ErrNotFound, "upsert task t3: node nx"},
 
 		// Node subnets: one node each.
 		{"node on a taken subnet", UpsertNode{Node: func() api.Node { n := testNode("n3", "host3"); n.Subnet = "10.42.0.0/24"; return n }()},
-			ErrInUse, "overlaps 10.42.0.0/24 of node n1"},
+			consensus.ErrInUse, "overlaps 10.42.0.0/24 of node n1"},
 		{"node subnet not a prefix", UpsertNode{Node: func() api.Node { n := testNode("n3", "host3"); n.Subnet = "nonsense"; return n }()},
-			ErrInvalid, "not an IPv4 prefix"},
+			consensus.ErrInvalid, "not an IPv4 prefix"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1025,7 +1026,7 @@ func TestFSMTasksOfRemovedNode(t *testing.T) {
 	h.must(RemoveNode{ID: "n2", Now: t0})
 	h.must(UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "n2", DesiredState: api.TaskShutdown, State: api.TaskOrphaned}}})
 	r := h.apply(UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "n2", DesiredState: api.TaskRunning}}})
-	if !errors.Is(r.Err, ErrNotFound) {
+	if !errors.Is(r.Err, consensus.ErrNotFound) {
 		t.Fatalf("task set to run on a removed node: %v", r.Err)
 	}
 }
@@ -1042,7 +1043,7 @@ func TestFSMConcurrentCreatesOnePort(t *testing.T) {
 		CreateService{Service: api.Service{ID: "b", Name: "web-b", Spec: api.ServiceSpec{Name: "web-b", Ports: port}}},
 	}})
 	res := r.Value.([]Result)
-	if res[0].Err != nil || !errors.Is(res[1].Err, ErrInUse) {
+	if res[0].Err != nil || !errors.Is(res[1].Err, consensus.ErrInUse) {
 		t.Fatalf("results = %+v", res)
 	}
 	if len(h.store.Services()) != 1 {
@@ -1055,7 +1056,12 @@ func TestFSMConcurrentCreatesOnePort(t *testing.T) {
 // to it, so the scheduler can keep working on both services.
 func TestFSMUpdatesDespiteOldConflict(t *testing.T) {
 	port := []api.PortConfig{{Published: 8080, Target: 80, Protocol: "tcp"}}
-	data := snapshotData{Version: snapshotVersion, Index: 10, Services: []*api.Service{
+	// A snapshot document (consensus.WriteSnapshot) of layout version 1.
+	data := struct {
+		Version  int            `json:"version"`
+		Index    uint64         `json:"index"`
+		Services []*api.Service `json:"services"`
+	}{Version: 1, Index: 10, Services: []*api.Service{
 		{ID: "a", Name: "web", VIP: "10.43.0.2", Spec: api.ServiceSpec{Name: "web", Ports: port}, Version: 3},
 		{ID: "b", Name: "WEB", VIP: "10.43.0.2", Spec: api.ServiceSpec{Name: "WEB", Ports: port}, Version: 4},
 	}}

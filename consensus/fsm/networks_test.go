@@ -1,4 +1,4 @@
-package consensus
+package fsm
 
 import (
 	"errors"
@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
 )
 
 func netCmd(id, name, subnet string) CreateNetwork {
@@ -16,7 +17,7 @@ func netCmd(id, name, subnet string) CreateNetwork {
 
 func TestCreateNetwork(t *testing.T) {
 	h := newHarness(t)
-	if r := h.apply(netCmd("x", "early", "")); !errors.Is(r.Err, ErrNotBootstrapped) {
+	if r := h.apply(netCmd("x", "early", "")); !errors.Is(r.Err, consensus.ErrNotBootstrapped) {
 		t.Fatalf("before bootstrap: %v", r.Err)
 	}
 	h.bootstrap()
@@ -38,19 +39,19 @@ func TestCreateNetwork(t *testing.T) {
 		want error
 		msg  string
 	}{
-		{"same name", netCmd("n1", "front", "10.70.0.0/16"), ErrNameTaken, "a network named front exists"},
-		{"same name other case", netCmd("n1", "FRONT", "10.70.0.0/16"), ErrNameTaken, "exists"},
-		{"default name", netCmd("n1", "default", ""), ErrNameTaken, "reserved"},
-		{"bad name", netCmd("n1", "a.b", ""), ErrInvalid, "not allowed"},
-		{"same ID", netCmd("na", "other", "10.70.0.0/16"), ErrExists, "ID na"},
-		{"overlaps network", netCmd("n1", "x", "10.44.128.0/17"), ErrInUse, "overlaps network front"},
-		{"overlaps cluster", netCmd("n1", "x", "10.40.0.0/14"), ErrInUse, "cluster CIDR"},
-		{"overlaps VIPs", netCmd("n1", "x", "10.43.0.0/17"), ErrInUse, "VIP range"},
-		{"too small", netCmd("n1", "x", "10.80.0.0/24"), ErrInvalid, "must be a /19 or larger"},
-		{"host bits", netCmd("n1", "x", "10.80.0.1/16"), ErrInvalid, "host bits"},
-		{"not v4", netCmd("n1", "x", "fd00::/64"), ErrInvalid, "not an IPv4 prefix"},
-		{"taken VNI", CreateNetwork{Network: api.Network{ID: "n1", Name: "x", VNI: a.VNI}}, ErrInUse, "VNI 4243 is taken by network front"},
-		{"default VNI", CreateNetwork{Network: api.Network{ID: "n1", Name: "x", VNI: api.DefaultVNI}}, ErrInvalid, "VNI 4242"},
+		{"same name", netCmd("n1", "front", "10.70.0.0/16"), consensus.ErrNameTaken, "a network named front exists"},
+		{"same name other case", netCmd("n1", "FRONT", "10.70.0.0/16"), consensus.ErrNameTaken, "exists"},
+		{"default name", netCmd("n1", "default", ""), consensus.ErrNameTaken, "reserved"},
+		{"bad name", netCmd("n1", "a.b", ""), consensus.ErrInvalid, "not allowed"},
+		{"same ID", netCmd("na", "other", "10.70.0.0/16"), consensus.ErrExists, "ID na"},
+		{"overlaps network", netCmd("n1", "x", "10.44.128.0/17"), consensus.ErrInUse, "overlaps network front"},
+		{"overlaps cluster", netCmd("n1", "x", "10.40.0.0/14"), consensus.ErrInUse, "cluster CIDR"},
+		{"overlaps VIPs", netCmd("n1", "x", "10.43.0.0/17"), consensus.ErrInUse, "VIP range"},
+		{"too small", netCmd("n1", "x", "10.80.0.0/24"), consensus.ErrInvalid, "must be a /19 or larger"},
+		{"host bits", netCmd("n1", "x", "10.80.0.1/16"), consensus.ErrInvalid, "host bits"},
+		{"not v4", netCmd("n1", "x", "fd00::/64"), consensus.ErrInvalid, "not an IPv4 prefix"},
+		{"taken VNI", CreateNetwork{Network: api.Network{ID: "n1", Name: "x", VNI: a.VNI}}, consensus.ErrInUse, "VNI 4243 is taken by network front"},
+		{"default VNI", CreateNetwork{Network: api.Network{ID: "n1", Name: "x", VNI: api.DefaultVNI}}, consensus.ErrInvalid, "VNI 4242"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -99,10 +100,10 @@ func TestServiceNetworksAndVIPs(t *testing.T) {
 	if other.VIPs["front"] != "10.50.128.2" {
 		t.Fatalf("second VIP on front: %v", other.VIPs)
 	}
-	if r := h.apply(CreateService{Service: svc("s3", "x", "nowhere")}); !errors.Is(r.Err, ErrNotFound) || !strings.Contains(r.Err.Error(), "network nowhere") {
+	if r := h.apply(CreateService{Service: svc("s3", "x", "nowhere")}); !errors.Is(r.Err, consensus.ErrNotFound) || !strings.Contains(r.Err.Error(), "network nowhere") {
 		t.Fatalf("unknown network: %v", r.Err)
 	}
-	if r := h.apply(CreateService{Service: svc("s3", "x", "front", "front")}); !errors.Is(r.Err, ErrInvalid) {
+	if r := h.apply(CreateService{Service: svc("s3", "x", "front", "front")}); !errors.Is(r.Err, consensus.ErrInvalid) {
 		t.Fatalf("network twice: %v", r.Err)
 	}
 
@@ -122,18 +123,18 @@ func TestServiceNetworksAndVIPs(t *testing.T) {
 	}
 
 	// rm is refused while a service names the network.
-	if r := h.apply(DeleteNetwork{ID: "nb"}); !errors.Is(r.Err, ErrInUse) || !strings.Contains(r.Err.Error(), "used by service both") {
+	if r := h.apply(DeleteNetwork{ID: "nb"}); !errors.Is(r.Err, consensus.ErrInUse) || !strings.Contains(r.Err.Error(), "used by service both") {
 		t.Fatalf("rm in use: %v", r.Err)
 	}
-	if r := h.apply(DeleteNetwork{ID: "default"}); !errors.Is(r.Err, ErrInvalid) {
+	if r := h.apply(DeleteNetwork{ID: "default"}); !errors.Is(r.Err, consensus.ErrInvalid) {
 		t.Fatalf("rm default: %v", r.Err)
 	}
 	h.must(DeleteService{ID: "s1", Now: t0})
 	h.must(DeleteNetwork{ID: "nb"})
-	if _, err := h.store.ResolveNetwork("back"); !errors.Is(err, ErrNotFound) {
+	if _, err := h.store.ResolveNetwork("back"); !errors.Is(err, consensus.ErrNotFound) {
 		t.Fatalf("removed network still resolves: %v", err)
 	}
-	if r := h.apply(DeleteNetwork{ID: "nb"}); !errors.Is(r.Err, ErrNotFound) {
+	if r := h.apply(DeleteNetwork{ID: "nb"}); !errors.Is(r.Err, consensus.ErrNotFound) {
 		t.Fatalf("rm twice: %v", r.Err)
 	}
 }
@@ -160,11 +161,11 @@ func TestNetworkSnapshot(t *testing.T) {
 	h.bootstrap()
 	h.must(netCmd("na", "front", ""))
 	var buf strings.Builder
-	if err := WriteSnapshot(h.store, &buf); err != nil {
+	if err := consensus.WriteSnapshot(h.store, &buf); err != nil {
 		t.Fatal(err)
 	}
-	s := NewStore()
-	if err := s.restore(strings.NewReader(buf.String())); err != nil {
+	s := consensus.NewStore()
+	if err := s.Restore(strings.NewReader(buf.String())); err != nil {
 		t.Fatal(err)
 	}
 	n, err := s.ResolveNetwork("front")
