@@ -38,7 +38,7 @@ func (s *Store) Networks() []*api.Network {
 	if d := defaultNetwork(getCluster(tx)); d != nil {
 		out = append(out, d)
 	}
-	return append(out, collect(tx, tableNetworks, indexName, CloneNetwork)...)
+	return append(out, collect(tx, TableNetworks, IndexName, CloneNetwork)...)
 }
 
 // ResolveNetwork finds a network by exact name, exact ID or unique ID
@@ -54,13 +54,13 @@ func (s *Store) ResolveNetwork(ref string) (*api.Network, error) {
 	if ref == "" {
 		return nil, fmt.Errorf("network %q: %w", ref, ErrNotFound)
 	}
-	if raw, _ := tx.First(tableNetworks, indexName, ref); raw != nil {
+	if raw, _ := tx.First(TableNetworks, IndexName, ref); raw != nil {
 		return CloneNetwork(raw.(*api.Network)), nil
 	}
-	if raw, _ := tx.First(tableNetworks, indexID, ref); raw != nil {
+	if raw, _ := tx.First(TableNetworks, IndexID, ref); raw != nil {
 		return CloneNetwork(raw.(*api.Network)), nil
 	}
-	return uniquePrefix(tx, tableNetworks, "network", ref, CloneNetwork)
+	return uniquePrefix(tx, TableNetworks, "network", ref, CloneNetwork)
 }
 
 // networkByName returns a network (default included) inside a transaction.
@@ -68,7 +68,7 @@ func networkByName(tx *memdb.Txn, name string) *api.Network {
 	if name == api.DefaultNetwork {
 		return defaultNetwork(getCluster(tx))
 	}
-	raw, err := tx.First(tableNetworks, indexName, name)
+	raw, err := tx.First(TableNetworks, IndexName, name)
 	if err != nil || raw == nil {
 		return nil
 	}

@@ -12,9 +12,10 @@ import (
 	"time"
 )
 
+// Tables of secrets and configs (the schema is in store.go).
 const (
-	tableSecrets = "secrets"
-	tableConfigs = "configs"
+	TableSecrets = "secrets"
+	TableConfigs = "configs"
 )
 
 // Secret is a user secret as the replicated state holds it.
@@ -47,12 +48,12 @@ type ConfigObject struct {
 
 // Secrets returns every secret (sealed), ordered by ID.
 func (s *Store) Secrets() []*Secret {
-	return collect(s.txn(), tableSecrets, indexID, CloneSecret)
+	return collect(s.txn(), TableSecrets, IndexID, CloneSecret)
 }
 
 // SecretByName returns the secret with this exact name, or ErrNotFound.
 func (s *Store) SecretByName(name string) (*Secret, error) {
-	raw, _ := s.txn().First(tableSecrets, indexName, name)
+	raw, _ := s.txn().First(TableSecrets, IndexName, name)
 	if raw == nil {
 		return nil, fmt.Errorf("secret %s: %w", name, ErrNotFound)
 	}
@@ -61,17 +62,17 @@ func (s *Store) SecretByName(name string) (*Secret, error) {
 
 // ResolveSecret finds a secret by exact ID, exact name or unique ID prefix.
 func (s *Store) ResolveSecret(ref string) (*Secret, error) {
-	return resolveObject(s, tableSecrets, "secret", ref, CloneSecret)
+	return resolveObject(s, TableSecrets, "secret", ref, CloneSecret)
 }
 
 // Configs returns every config, ordered by ID.
 func (s *Store) Configs() []*ConfigObject {
-	return collect(s.txn(), tableConfigs, indexID, CloneConfig)
+	return collect(s.txn(), TableConfigs, IndexID, CloneConfig)
 }
 
 // ConfigByName returns the config with this exact name, or ErrNotFound.
 func (s *Store) ConfigByName(name string) (*ConfigObject, error) {
-	raw, _ := s.txn().First(tableConfigs, indexName, name)
+	raw, _ := s.txn().First(TableConfigs, IndexName, name)
 	if raw == nil {
 		return nil, fmt.Errorf("config %s: %w", name, ErrNotFound)
 	}
@@ -80,7 +81,7 @@ func (s *Store) ConfigByName(name string) (*ConfigObject, error) {
 
 // ResolveConfig finds a config by exact ID, exact name or unique ID prefix.
 func (s *Store) ResolveConfig(ref string) (*ConfigObject, error) {
-	return resolveObject(s, tableConfigs, "config", ref, CloneConfig)
+	return resolveObject(s, TableConfigs, "config", ref, CloneConfig)
 }
 
 func resolveObject[T any](s *Store, table, kind, ref string, clone func(*T) *T) (*T, error) {
@@ -88,10 +89,10 @@ func resolveObject[T any](s *Store, table, kind, ref string, clone func(*T) *T) 
 		return nil, fmt.Errorf("%s %q: %w", kind, ref, ErrNotFound)
 	}
 	tx := s.txn()
-	if raw, _ := tx.First(table, indexID, ref); raw != nil {
+	if raw, _ := tx.First(table, IndexID, ref); raw != nil {
 		return clone(raw.(*T)), nil
 	}
-	if raw, _ := tx.First(table, indexName, ref); raw != nil {
+	if raw, _ := tx.First(table, IndexName, ref); raw != nil {
 		return clone(raw.(*T)), nil
 	}
 	return uniquePrefix(tx, table, kind, ref, clone)

@@ -35,13 +35,13 @@ func WriteSnapshot(s *Store, out io.Writer) error {
 		Version:  SnapshotVersion,
 		Index:    s.Index(),
 		Cluster:  getCluster(tx),
-		Nodes:    collect(tx, tableNodes, indexID, func(n *api.Node) *api.Node { return n }),
-		Services: collect(tx, tableServices, indexID, func(n *api.Service) *api.Service { return n }),
-		Tasks:    collect(tx, tableTasks, indexID, func(n *api.Task) *api.Task { return n }),
-		Images:   collect(tx, tableImages, indexID, func(n *api.Image) *api.Image { return n }),
-		Secrets:  collect(tx, tableSecrets, indexID, func(n *Secret) *Secret { return n }),
-		Configs:  collect(tx, tableConfigs, indexID, func(n *ConfigObject) *ConfigObject { return n }),
-		Networks: collect(tx, tableNetworks, indexID, func(n *api.Network) *api.Network { return n }),
+		Nodes:    collect(tx, TableNodes, IndexID, func(n *api.Node) *api.Node { return n }),
+		Services: collect(tx, TableServices, IndexID, func(n *api.Service) *api.Service { return n }),
+		Tasks:    collect(tx, TableTasks, IndexID, func(n *api.Task) *api.Task { return n }),
+		Images:   collect(tx, TableImages, IndexID, func(n *api.Image) *api.Image { return n }),
+		Secrets:  collect(tx, TableSecrets, IndexID, func(n *Secret) *Secret { return n }),
+		Configs:  collect(tx, TableConfigs, IndexID, func(n *ConfigObject) *ConfigObject { return n }),
+		Networks: collect(tx, TableNetworks, IndexID, func(n *api.Network) *api.Network { return n }),
 	}
 	if err := json.NewEncoder(out).Encode(&data); err != nil {
 		return fmt.Errorf("encode snapshot: %w", err)
@@ -76,13 +76,13 @@ func (s *Store) Restore(r io.Reader) error {
 	}
 	// In order, stopping at the first failure: the transaction is aborted.
 	for _, step := range []func() error{
-		func() error { return insertAll(insert, tableNodes, data.Nodes) },
-		func() error { return insertAll(insert, tableServices, data.Services) },
-		func() error { return insertAll(insert, tableTasks, data.Tasks) },
-		func() error { return insertAll(insert, tableImages, data.Images) },
-		func() error { return insertAll(insert, tableSecrets, data.Secrets) },
-		func() error { return insertAll(insert, tableConfigs, data.Configs) },
-		func() error { return insertAll(insert, tableNetworks, data.Networks) },
+		func() error { return insertAll(insert, TableNodes, data.Nodes) },
+		func() error { return insertAll(insert, TableServices, data.Services) },
+		func() error { return insertAll(insert, TableTasks, data.Tasks) },
+		func() error { return insertAll(insert, TableImages, data.Images) },
+		func() error { return insertAll(insert, TableSecrets, data.Secrets) },
+		func() error { return insertAll(insert, TableConfigs, data.Configs) },
+		func() error { return insertAll(insert, TableNetworks, data.Networks) },
 	} {
 		if err := step(); err != nil {
 			return err

@@ -4,8 +4,8 @@ package consensus
 // consensus/fsm, and read by everyone. The FSM lives in a package of its
 // own (the commands and their apply code were half of consensus), so the
 // store opens its memdb to it here and nowhere else: one write transaction
-// per command (BeginWrite, then Commit or Abort), the table and index
-// names of the schema, and Applied once an entry is done. Readers never
+// per command (BeginWrite, then Commit or Abort), with the schema's table
+// and index names exported in store.go, and Applied once an entry is done. Readers never
 // need any of it; they use the Store's methods, which return copies.
 
 import (
@@ -13,24 +13,6 @@ import (
 
 	"github.com/hashicorp/go-memdb"
 	"github.com/shoal-org/shoal/api"
-)
-
-// Table and index names of the memdb schema, for the FSM's transactions.
-const (
-	TableNodes    = tableNodes
-	TableServices = tableServices
-	TableTasks    = tableTasks
-	TableImages   = tableImages
-	TableNetworks = tableNetworks
-	TableSecrets  = tableSecrets
-	TableConfigs  = tableConfigs
-
-	IndexID          = indexID
-	IndexName        = indexName
-	IndexServiceID   = indexServiceID
-	IndexNodeID      = indexNodeID
-	IndexServiceSlot = indexServiceSlot
-	IndexServiceNode = indexServiceNode
 )
 
 // WriteTxn is a memdb write transaction plus the log index being applied.
