@@ -262,9 +262,9 @@ func TestPlanRestore(t *testing.T) {
 	}
 }
 
-// FuzzReadSnapshotFile: a snapshot file comes from the user's disk; the
+// FuzzRead: a snapshot file comes from the user's disk; the
 // reader must never panic, and whatever it accepts is consistent.
-func FuzzReadSnapshotFile(f *testing.F) {
+func FuzzRead(f *testing.F) {
 	// savedState only fails its T on a broken FSM, which other tests catch.
 	h := savedState(&testing.T{})
 	var buf bytes.Buffer
