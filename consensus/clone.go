@@ -7,10 +7,12 @@ import (
 	"github.com/shoal-org/shoal/api"
 )
 
-// Objects inside memdb are immutable once inserted: the FSM clones before it
-// changes anything, and reads hand out clones so callers may mutate freely.
+// Objects inside memdb are immutable once inserted: the FSM (consensus/fsm)
+// clones before it changes anything, and reads hand out clones so callers
+// may mutate freely.
 
-func cloneNode(n *api.Node) *api.Node {
+// CloneNode returns a deep copy of n (nil for nil).
+func CloneNode(n *api.Node) *api.Node {
 	if n == nil {
 		return nil
 	}
@@ -53,7 +55,8 @@ func cloneHealth(h *api.HealthConfig) *api.HealthConfig {
 	return &c
 }
 
-func cloneService(s *api.Service) *api.Service {
+// CloneService returns a deep copy of s, its specs included (nil for nil).
+func CloneService(s *api.Service) *api.Service {
 	if s == nil {
 		return nil
 	}
@@ -77,7 +80,8 @@ func cloneService(s *api.Service) *api.Service {
 	return &c
 }
 
-func cloneTask(t *api.Task) *api.Task {
+// CloneTask returns a deep copy of t (nil for nil).
+func CloneTask(t *api.Task) *api.Task {
 	if t == nil {
 		return nil
 	}
@@ -87,7 +91,8 @@ func cloneTask(t *api.Task) *api.Task {
 	return &c
 }
 
-func cloneImage(i *api.Image) *api.Image {
+// CloneImage returns a deep copy of i (nil for nil).
+func CloneImage(i *api.Image) *api.Image {
 	if i == nil {
 		return nil
 	}
@@ -108,7 +113,8 @@ func cloneImage(i *api.Image) *api.Image {
 	return &c
 }
 
-func cloneCluster(c *ClusterState) *ClusterState {
+// CloneCluster returns a deep copy of c (nil for nil).
+func CloneCluster(c *ClusterState) *ClusterState {
 	if c == nil {
 		return nil
 	}
@@ -131,7 +137,8 @@ func cloneCluster(c *ClusterState) *ClusterState {
 	return &n
 }
 
-func cloneNetwork(n *api.Network) *api.Network {
+// CloneNetwork returns a deep copy of n (nil for nil).
+func CloneNetwork(n *api.Network) *api.Network {
 	if n == nil {
 		return nil
 	}

@@ -60,7 +60,7 @@ type ClusterState struct {
 	// NextSubnet is the /24 index in ClusterCIDR where the next subnet search starts.
 	NextSubnet uint32 `json:"next_subnet"`
 	// Epoch counts the --force-new-cluster recoveries of this cluster (see
-	// epoch.go); 0 until the first one.
+	// epoch.go, consensus/fsm SetClusterEpoch); 0 until the first one.
 	Epoch uint64 `json:"epoch,omitempty"`
 	// VoterTarget is the number of voters autopilot last aimed for (informational).
 	VoterTarget int       `json:"voter_target"`

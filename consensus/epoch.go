@@ -66,18 +66,3 @@ func CompareEpochs(local, peer uint64) EpochVerdict {
 func NextEpoch(local, recorded uint64) uint64 {
 	return max(local, recorded) + 1
 }
-
-func (c SetClusterEpoch) apply(w *writeTxn) (any, error) {
-	cl, err := w.cluster()
-	if err != nil {
-		return nil, fmt.Errorf("set cluster epoch: %w", err)
-	}
-	if c.Epoch == 0 {
-		return nil, fmt.Errorf("set cluster epoch: epoch 0: %w", ErrInvalid)
-	}
-	if c.Epoch <= cl.Epoch {
-		return nil, nil
-	}
-	cl.Epoch = c.Epoch
-	return nil, w.putCluster(cl)
-}

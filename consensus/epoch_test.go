@@ -1,12 +1,7 @@
 package consensus
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"testing"
-
-	"github.com/shoal-org/shoal/api"
 )
 
 func TestCompareEpochs(t *testing.T) {
@@ -54,69 +49,5 @@ func TestNextEpoch(t *testing.T) {
 		if CompareEpochs(got, tt.local) != EpochPeerStale || CompareEpochs(got, tt.recorded) != EpochPeerStale {
 			t.Errorf("NextEpoch(%d, %d) = %d does not fence both inputs", tt.local, tt.recorded, got)
 		}
-	}
-}
-
-func TestSetClusterEpoch(t *testing.T) {
-	h := newHarness(t)
-	if r := h.apply(SetClusterEpoch{Epoch: 1}); !errors.Is(r.Err, ErrNotBootstrapped) {
-		t.Fatalf("before bootstrap: %v", r.Err)
-	}
-	h.bootstrap()
-	if c := h.store.Cluster(); c.Epoch != 0 {
-		t.Fatalf("epoch of a new cluster = %d", c.Epoch)
-	}
-	if r := h.apply(SetClusterEpoch{}); !errors.Is(r.Err, ErrInvalid) {
-		t.Fatalf("epoch 0: %v", r.Err)
-	}
-	h.must(SetClusterEpoch{Epoch: 2})
-	h.must(SetClusterEpoch{Epoch: 1}) // late or retried: never lowers it
-	h.must(SetClusterEpoch{Epoch: 2})
-	if c := h.store.Cluster(); c.Epoch != 2 {
-		t.Fatalf("epoch = %d, want 2", c.Epoch)
-	}
-
-	// It survives a snapshot.
-	snap, err := h.fsm.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sink memSink
-	if err := snap.Persist(&sink); err != nil {
-		t.Fatal(err)
-	}
-	other := newHarness(t)
-	if err := other.fsm.Restore(readCloser{bytes.NewReader(sink.Bytes())}); err != nil {
-		t.Fatal(err)
-	}
-	if c := other.store.Cluster(); c == nil || c.Epoch != 2 {
-		t.Fatalf("restored cluster %+v", c)
-	}
-}
-
-// TestForceNewClusterRestoresBeforeStart: node computes the next epoch from
-// the store right after New returns with ForceNewCluster, before raft can
-// talk to anyone; the recovered state (and its epoch) must be there already.
-func TestForceNewClusterRestoresBeforeStart(t *testing.T) {
-	c := newRaftCluster(t, 3)
-	l := c.form()
-	ctx := context.Background()
-	if _, err := l.r.Apply(ctx, SetClusterEpoch{Epoch: 3}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.r.Apply(ctx, CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
-		t.Fatal(err)
-	}
-	c.waitReplicated(l.store.Index(), c.nodes...)
-	for _, n := range c.nodes {
-		c.stop(n)
-	}
-	c.start(l, true)
-	cl := l.store.Cluster()
-	if cl == nil || cl.Epoch != 3 {
-		t.Fatalf("cluster record right after a forced start: %+v", cl)
-	}
-	if _, err := l.store.ServiceByName("web"); err != nil {
-		t.Fatalf("state right after a forced start: %v", err)
 	}
 }

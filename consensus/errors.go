@@ -1,8 +1,12 @@
-// Package consensus holds Shoal's replicated state: the in-memory state store
-// (go-memdb), the FSM that applies Raft log entries to it, the Raft wiring
-// (the bbolt log store in consensus/logstore, file snapshots, a transport over
-// the stream layer that node provides). The pure autopilot logic that decides
-// which nodes vote is consensus/autopilot.
+// Package consensus holds Shoal's replicated state: the in-memory state
+// store (go-memdb) that every node reads, its record types, snapshots of it
+// and the sentinel errors of the whole consensus tree. Its subpackages do
+// the rest, each importing it and never the other way round: consensus/fsm
+// is the store's one writer (the commands and the FSM that applies them
+// from the Raft log), consensus/raftnode the Raft wiring (the bbolt log
+// store in consensus/logstore, file snapshots, a transport over the stream
+// layer that node provides), consensus/snapshotfile the backup files and
+// consensus/autopilot the pure logic that decides which nodes vote.
 //
 // It never imports node: node wires it to the network, to membership health
 // and to the leader loops. See README.md for the command format.
@@ -14,9 +18,10 @@ import (
 	"github.com/shoal-org/shoal/consensus/logstore"
 )
 
-// Sentinel errors. Business refusals of the FSM wrap one of these and travel
-// back to the proposer through Raft's apply response; callers test them with
-// errors.Is.
+// Sentinel errors, one block for the consensus tree so that callers test
+// one set with errors.Is. Business refusals of the FSM (consensus/fsm) wrap
+// one of these and travel back to the proposer through Raft's apply
+// response; the Raft ones below come from consensus/raftnode.
 var (
 	// ErrNotFound: the named object does not exist in the store.
 	ErrNotFound = errors.New("not found")
@@ -52,7 +57,7 @@ var (
 	// entry may still be committed later.
 	ErrTimeout = errors.New("raft operation timed out")
 	// ErrLogUnreadable: this node's raft log (or the raft-wal it is migrated
-	// from) cannot be read back. New quarantines it and rejoins (see
-	// logstore/rejoin.go); callers see it only when that failed too.
+	// from) cannot be read back. raftnode.New quarantines it and rejoins
+	// (see logstore/rejoin.go); callers see it only when that failed too.
 	ErrLogUnreadable = logstore.ErrLogUnreadable
 )

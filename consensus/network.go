@@ -6,31 +6,16 @@ package consensus
 // default network (api.DefaultNetwork) is not in the table: it is the
 // cluster CIDR with VNI api.DefaultVNI, exists in every cluster (also in
 // logs written before networks were objects) and its VIPs come from the
-// cluster's VIP range, as they always did.
-//
-// What the state machine guarantees, whatever the API checked against its
-// replica: network names are unique (and never "default"), subnets overlap
-// neither each other nor the cluster or VIP range, VNIs are unique, a
-// network a service names exists, and a network stays while a service
-// names it.
+// cluster's VIP range, as they always did. This file is the store's side:
+// the default network and the reads. What the state machine guarantees of
+// networks is in consensus/fsm (networks.go).
 
 import (
 	"fmt"
-	"net/netip"
-	"slices"
-	"sort"
-	"strings"
 
 	"github.com/hashicorp/go-memdb"
 	"github.com/shoal-org/shoal/api"
 )
-
-// NetworkPool is where subnets of networks created without --subnet come
-// from: the first free /16 of 10.44.0.0–10.99.255.255.
-var NetworkPool = netip.MustParsePrefix("10.44.0.0/16")
-
-// networkPoolSize is how many /16s the pool spans from NetworkPool.
-const networkPoolSize = 56
 
 // defaultNetwork returns the default network of cluster c (nil before
 // bootstrap).
@@ -53,7 +38,7 @@ func (s *Store) Networks() []*api.Network {
 	if d := defaultNetwork(getCluster(tx)); d != nil {
 		out = append(out, d)
 	}
-	return append(out, collect(tx, tableNetworks, indexName, cloneNetwork)...)
+	return append(out, collect(tx, TableNetworks, IndexName, CloneNetwork)...)
 }
 
 // ResolveNetwork finds a network by exact name, exact ID or unique ID
@@ -69,13 +54,13 @@ func (s *Store) ResolveNetwork(ref string) (*api.Network, error) {
 	if ref == "" {
 		return nil, fmt.Errorf("network %q: %w", ref, ErrNotFound)
 	}
-	if raw, _ := tx.First(tableNetworks, indexName, ref); raw != nil {
-		return cloneNetwork(raw.(*api.Network)), nil
+	if raw, _ := tx.First(TableNetworks, IndexName, ref); raw != nil {
+		return CloneNetwork(raw.(*api.Network)), nil
 	}
-	if raw, _ := tx.First(tableNetworks, indexID, ref); raw != nil {
-		return cloneNetwork(raw.(*api.Network)), nil
+	if raw, _ := tx.First(TableNetworks, IndexID, ref); raw != nil {
+		return CloneNetwork(raw.(*api.Network)), nil
 	}
-	return uniquePrefix(tx, tableNetworks, "network", ref, cloneNetwork)
+	return uniquePrefix(tx, TableNetworks, "network", ref, CloneNetwork)
 }
 
 // networkByName returns a network (default included) inside a transaction.
@@ -83,227 +68,9 @@ func networkByName(tx *memdb.Txn, name string) *api.Network {
 	if name == api.DefaultNetwork {
 		return defaultNetwork(getCluster(tx))
 	}
-	raw, err := tx.First(tableNetworks, indexName, name)
+	raw, err := tx.First(TableNetworks, IndexName, name)
 	if err != nil || raw == nil {
 		return nil
 	}
 	return raw.(*api.Network)
-}
-
-func (c CreateNetwork) apply(w *writeTxn) (any, error) {
-	n := cloneNetwork(&c.Network)
-	if n.ID == "" || n.Name == "" {
-		return nil, fmt.Errorf("create network: ID and name are required: %w", ErrInvalid)
-	}
-	if p := api.ServiceNameProblem(n.Name); p != "" {
-		return nil, fmt.Errorf("create network: name %q: %s: %w", n.Name, p, ErrInvalid)
-	}
-	if strings.EqualFold(n.Name, api.DefaultNetwork) {
-		return nil, fmt.Errorf("create network: the name %s is reserved for the cluster's default network: %w", n.Name, ErrNameTaken)
-	}
-	if first[api.Network](w, tableNetworks, indexID, n.ID) != nil {
-		return nil, fmt.Errorf("create network %s: ID %s: %w", n.Name, n.ID, ErrExists)
-	}
-	cl, err := w.cluster()
-	if err != nil {
-		return nil, fmt.Errorf("create network %s: %w", n.Name, err)
-	}
-	nets := all[api.Network](w, tableNetworks, indexID)
-	for _, o := range nets {
-		if strings.EqualFold(o.Name, n.Name) {
-			return nil, fmt.Errorf("create network: a network named %s exists (%s): %w", o.Name, o.ID, ErrNameTaken)
-		}
-	}
-	taken := []netip.Prefix{}
-	for _, s := range []string{cl.ClusterCIDR, cl.VIPCIDR} {
-		if p, err := netip.ParsePrefix(s); err == nil {
-			taken = append(taken, p.Masked())
-		}
-	}
-	for _, o := range nets {
-		if p, err := netip.ParsePrefix(o.Subnet); err == nil {
-			taken = append(taken, p.Masked())
-		}
-	}
-	clusterBits := 16
-	if p, err := netip.ParsePrefix(cl.ClusterCIDR); err == nil {
-		clusterBits = p.Bits()
-	}
-	if n.Subnet == "" {
-		sub, err := allocNetworkSubnet(taken)
-		if err != nil {
-			return nil, fmt.Errorf("create network %s: %w", n.Name, err)
-		}
-		n.Subnet = sub.String()
-	} else {
-		p, err := netip.ParsePrefix(strings.TrimSpace(n.Subnet))
-		switch {
-		case err != nil || !p.Addr().Is4():
-			return nil, fmt.Errorf("create network %s: subnet %q is not an IPv4 prefix: %w", n.Name, n.Subnet, ErrInvalid)
-		case p != p.Masked():
-			return nil, fmt.Errorf("create network %s: subnet %s has host bits set (did you mean %s?): %w", n.Name, p, p.Masked(), ErrInvalid)
-		case p.Bits() > api.MaxNetworkBits(clusterBits):
-			return nil, fmt.Errorf("create network %s: subnet %s is too small: it must be a /%d or larger (each node gets a share of its lower half, its upper half holds the VIPs): %w",
-				n.Name, p, api.MaxNetworkBits(clusterBits), ErrInvalid)
-		}
-		for _, t := range taken {
-			if t.Overlaps(p) {
-				return nil, fmt.Errorf("create network %s: subnet %s overlaps %s: %w", n.Name, p, describePrefix(cl, nets, t), ErrInUse)
-			}
-		}
-		n.Subnet = p.String()
-	}
-	switch {
-	case n.VNI == 0:
-		n.VNI = allocVNI(nets)
-	case n.VNI < 1 || n.VNI > 1<<24-1 || n.VNI == api.DefaultVNI:
-		return nil, fmt.Errorf("create network %s: VNI %d (want 1-16777215, not %d): %w", n.Name, n.VNI, api.DefaultVNI, ErrInvalid)
-	default:
-		for _, o := range nets {
-			if o.VNI == n.VNI {
-				return nil, fmt.Errorf("create network %s: VNI %d is taken by network %s: %w", n.Name, n.VNI, o.Name, ErrInUse)
-			}
-		}
-	}
-	n.Version = w.index
-	if err := w.insert(tableNetworks, n); err != nil {
-		return nil, err
-	}
-	return cloneNetwork(n), nil
-}
-
-// describePrefix names what holds prefix t, for a refusal.
-func describePrefix(cl *ClusterState, nets []*api.Network, t netip.Prefix) string {
-	switch t.String() {
-	case cl.ClusterCIDR:
-		return "the cluster CIDR " + t.String()
-	case cl.VIPCIDR:
-		return "the VIP range " + t.String()
-	}
-	for _, o := range nets {
-		if o.Subnet == t.String() {
-			return "network " + o.Name + " (" + t.String() + ")"
-		}
-	}
-	return t.String()
-}
-
-// allocNetworkSubnet returns the first /16 of the pool that overlaps
-// nothing taken.
-func allocNetworkSubnet(taken []netip.Prefix) (netip.Prefix, error) {
-	base := ip4ToUint(NetworkPool.Addr())
-	for i := uint32(0); i < networkPoolSize; i++ {
-		cand := netip.PrefixFrom(uintToIP4(base+i<<16), 16)
-		if !slices.ContainsFunc(taken, cand.Overlaps) {
-			return cand, nil
-		}
-	}
-	return netip.Prefix{}, fmt.Errorf("network subnets of the pool %s/%d×%d: %w", NetworkPool.Addr(), 16, networkPoolSize, ErrExhausted)
-}
-
-// allocVNI returns the lowest VNI above api.DefaultVNI no network holds.
-func allocVNI(nets []*api.Network) int {
-	used := map[int]bool{}
-	for _, o := range nets {
-		used[o.VNI] = true
-	}
-	v := api.DefaultVNI + 1
-	for used[v] {
-		v++
-	}
-	return v
-}
-
-func (c DeleteNetwork) apply(w *writeTxn) (any, error) {
-	if c.ID == api.DefaultNetwork {
-		return nil, fmt.Errorf("remove network %s: the default network cannot be removed: %w", c.ID, ErrInvalid)
-	}
-	n := first[api.Network](w, tableNetworks, indexID, c.ID)
-	if n == nil {
-		return nil, fmt.Errorf("remove network %s: %w", c.ID, ErrNotFound)
-	}
-	var users []string
-	for _, s := range all[api.Service](w, tableServices, indexID) {
-		if slices.Contains(s.Spec.Networks, n.Name) {
-			users = append(users, s.Name)
-		}
-	}
-	if len(users) > 0 {
-		sort.Strings(users)
-		return nil, fmt.Errorf("remove network %s: used by service %s: %w", n.Name, strings.Join(users, ", "), ErrInUse)
-	}
-	return nil, w.delete(tableNetworks, n)
-}
-
-// assignNetworks checks the networks of service s (created, or updated from
-// old) and sets s.VIPs: one VIP per network, kept from old where the
-// service stays on the network, allocated otherwise. The VIP on the default
-// network is s.VIP (allocated from the cluster's VIP range); a service that
-// is not on the default network has none. cl is stored by the caller when
-// changed is true.
-func assignNetworks(w *writeTxn, cl *ClusterState, s, old *api.Service) (changed bool, err error) {
-	names := api.SpecNetworks(s.Spec)
-	seen := map[string]bool{}
-	vips := map[string]string{}
-	for _, name := range names {
-		if seen[name] {
-			return false, fmt.Errorf("network %s listed twice: %w", name, ErrInvalid)
-		}
-		seen[name] = true
-		if name == api.DefaultNetwork {
-			if s.VIP == "" && cl != nil && cl.VIPCIDR != "" {
-				vip, err := allocVIP(w, cl)
-				if err != nil {
-					return false, err
-				}
-				s.VIP, changed = vip, true
-			}
-			if s.VIP != "" {
-				vips[name] = s.VIP
-			}
-			continue
-		}
-		n := networkByName(w.tx, name)
-		if n == nil {
-			return false, fmt.Errorf("network %s: %w", name, ErrNotFound)
-		}
-		subnet, err := netip.ParsePrefix(n.Subnet)
-		if err != nil {
-			return false, fmt.Errorf("network %s: stored subnet %q: %w", name, n.Subnet, ErrInvalid)
-		}
-		if old != nil {
-			if v, err := netip.ParseAddr(old.VIPs[name]); err == nil && subnet.Contains(v) {
-				vips[name] = v.String()
-				continue
-			}
-		}
-		vip, err := allocNetworkVIP(w, name, subnet, s.ID)
-		if err != nil {
-			return false, err
-		}
-		vips[name] = vip
-	}
-	if !seen[api.DefaultNetwork] {
-		s.VIP = ""
-	}
-	s.VIPs = vips
-	return changed, nil
-}
-
-// allocNetworkVIP returns the lowest free VIP of a network (the upper half
-// of its subnet) that no other service than self holds.
-func allocNetworkVIP(w *writeTxn, network string, subnet netip.Prefix, self string) (string, error) {
-	used := map[string]bool{}
-	for _, o := range all[api.Service](w, tableServices, indexID) {
-		if o.ID != self && o.VIPs[network] != "" {
-			used[o.VIPs[network]] = true
-		}
-	}
-	lo, hi := api.NetworkVIPRange(subnet)
-	for a := lo; a.IsValid() && a.Compare(hi) <= 0; a = a.Next() {
-		if !used[a.String()] {
-			return a.String(), nil
-		}
-	}
-	return "", fmt.Errorf("VIPs of network %s: %w", network, ErrExhausted)
 }

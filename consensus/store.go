@@ -10,22 +10,24 @@ import (
 	"github.com/shoal-org/shoal/api"
 )
 
-// Table and index names of the memdb schema.
+// Table and index names of the memdb schema. The exported ones are for the
+// FSM's write transactions (write.go, consensus/fsm); readers use the
+// Store's methods.
 const (
-	tableNodes    = "nodes"
-	tableServices = "services"
-	tableTasks    = "tasks"
-	tableImages   = "images"
+	TableNodes    = "nodes"
+	TableServices = "services"
+	TableTasks    = "tasks"
+	TableImages   = "images"
 	tableCluster  = "cluster"
-	tableNetworks = "networks"
+	TableNetworks = "networks"
 
-	indexID          = "id"
+	IndexID          = "id"
 	indexHostname    = "hostname"
-	indexName        = "name"
-	indexServiceID   = "service_id"
-	indexNodeID      = "node_id"
-	indexServiceSlot = "service_slot"
-	indexServiceNode = "service_node"
+	IndexName        = "name"
+	IndexServiceID   = "service_id"
+	IndexNodeID      = "node_id"
+	IndexServiceSlot = "service_slot"
+	IndexServiceNode = "service_node"
 )
 
 // clusterRow wraps the singleton cluster record so memdb can index it.
@@ -38,52 +40,52 @@ const clusterRowID = "cluster"
 
 func schema() *memdb.DBSchema {
 	id := func(field string) *memdb.IndexSchema {
-		return &memdb.IndexSchema{Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: field}}
+		return &memdb.IndexSchema{Name: IndexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: field}}
 	}
 	return &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
-		tableNodes: {Name: tableNodes, Indexes: map[string]*memdb.IndexSchema{
-			indexID: id("ID"),
+		TableNodes: {Name: TableNodes, Indexes: map[string]*memdb.IndexSchema{
+			IndexID: id("ID"),
 			indexHostname: {Name: indexHostname, AllowMissing: true,
 				Indexer: &memdb.StringFieldIndex{Field: "Hostname"}},
 		}},
-		tableServices: {Name: tableServices, Indexes: map[string]*memdb.IndexSchema{
-			indexID:   id("ID"),
-			indexName: {Name: indexName, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
+		TableServices: {Name: TableServices, Indexes: map[string]*memdb.IndexSchema{
+			IndexID:   id("ID"),
+			IndexName: {Name: IndexName, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
 		}},
-		tableTasks: {Name: tableTasks, Indexes: map[string]*memdb.IndexSchema{
-			indexID: id("ID"),
-			indexServiceID: {Name: indexServiceID, AllowMissing: true,
+		TableTasks: {Name: TableTasks, Indexes: map[string]*memdb.IndexSchema{
+			IndexID: id("ID"),
+			IndexServiceID: {Name: IndexServiceID, AllowMissing: true,
 				Indexer: &memdb.StringFieldIndex{Field: "ServiceID"}},
-			indexNodeID: {Name: indexNodeID, AllowMissing: true,
+			IndexNodeID: {Name: IndexNodeID, AllowMissing: true,
 				Indexer: &memdb.StringFieldIndex{Field: "NodeID"}},
-			indexServiceSlot: {Name: indexServiceSlot, AllowMissing: true,
+			IndexServiceSlot: {Name: IndexServiceSlot, AllowMissing: true,
 				Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
 					&memdb.StringFieldIndex{Field: "ServiceID"},
 					&memdb.IntFieldIndex{Field: "Slot"},
 				}}},
-			indexServiceNode: {Name: indexServiceNode, AllowMissing: true,
+			IndexServiceNode: {Name: IndexServiceNode, AllowMissing: true,
 				Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
 					&memdb.StringFieldIndex{Field: "ServiceID"},
 					&memdb.StringFieldIndex{Field: "NodeID"},
 				}}},
 		}},
-		tableImages: {Name: tableImages, Indexes: map[string]*memdb.IndexSchema{
-			indexID: id("ID"),
+		TableImages: {Name: TableImages, Indexes: map[string]*memdb.IndexSchema{
+			IndexID: id("ID"),
 		}},
 		tableCluster: {Name: tableCluster, Indexes: map[string]*memdb.IndexSchema{
-			indexID: id("ID"),
+			IndexID: id("ID"),
 		}},
-		tableSecrets: {Name: tableSecrets, Indexes: map[string]*memdb.IndexSchema{
-			indexID:   id("ID"),
-			indexName: {Name: indexName, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
+		TableSecrets: {Name: TableSecrets, Indexes: map[string]*memdb.IndexSchema{
+			IndexID:   id("ID"),
+			IndexName: {Name: IndexName, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
 		}},
-		tableConfigs: {Name: tableConfigs, Indexes: map[string]*memdb.IndexSchema{
-			indexID:   id("ID"),
-			indexName: {Name: indexName, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
+		TableConfigs: {Name: TableConfigs, Indexes: map[string]*memdb.IndexSchema{
+			IndexID:   id("ID"),
+			IndexName: {Name: IndexName, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
 		}},
-		tableNetworks: {Name: tableNetworks, Indexes: map[string]*memdb.IndexSchema{
-			indexID:   id("ID"),
-			indexName: {Name: indexName, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
+		TableNetworks: {Name: TableNetworks, Indexes: map[string]*memdb.IndexSchema{
+			IndexID:   id("ID"),
+			IndexName: {Name: IndexName, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
 		}},
 	}}
 }
@@ -173,11 +175,11 @@ func (s *Store) txn() *memdb.Txn { return s.db.Load().Txn(false) }
 
 // Cluster returns the cluster record, or nil before bootstrap.
 func (s *Store) Cluster() *ClusterState {
-	return cloneCluster(getCluster(s.txn()))
+	return CloneCluster(getCluster(s.txn()))
 }
 
 func getCluster(tx *memdb.Txn) *ClusterState {
-	raw, err := tx.First(tableCluster, indexID, clusterRowID)
+	raw, err := tx.First(tableCluster, IndexID, clusterRowID)
 	if err != nil || raw == nil {
 		return nil
 	}
@@ -191,25 +193,25 @@ func (s *Store) IsRevoked(serial string) bool {
 
 // Node returns the node with exactly this ID, or ErrNotFound.
 func (s *Store) Node(id string) (*api.Node, error) {
-	raw, err := s.txn().First(tableNodes, indexID, id)
+	raw, err := s.txn().First(TableNodes, IndexID, id)
 	if err != nil {
 		return nil, fmt.Errorf("get node %s: %w", id, err)
 	}
 	if raw == nil {
 		return nil, fmt.Errorf("node %s: %w", id, ErrNotFound)
 	}
-	return cloneNode(raw.(*api.Node)), nil
+	return CloneNode(raw.(*api.Node)), nil
 }
 
 // Nodes returns every node, ordered by ID.
 func (s *Store) Nodes() []*api.Node {
-	return collect(s.txn(), tableNodes, indexID, cloneNode)
+	return collect(s.txn(), TableNodes, IndexID, CloneNode)
 }
 
 // NodeByHostname returns the node with this hostname; ErrAmbiguous when
 // several nodes share it.
 func (s *Store) NodeByHostname(hostname string) (*api.Node, error) {
-	nodes := collect(s.txn(), tableNodes, indexHostname, cloneNode, hostname)
+	nodes := collect(s.txn(), TableNodes, indexHostname, CloneNode, hostname)
 	switch len(nodes) {
 	case 0:
 		return nil, fmt.Errorf("node %s: %w", hostname, ErrNotFound)
@@ -227,39 +229,39 @@ func (s *Store) ResolveNode(ref string) (*api.Node, error) {
 		return nil, fmt.Errorf("node %q: %w", ref, ErrNotFound)
 	}
 	tx := s.txn()
-	if raw, _ := tx.First(tableNodes, indexID, ref); raw != nil {
-		return cloneNode(raw.(*api.Node)), nil
+	if raw, _ := tx.First(TableNodes, IndexID, ref); raw != nil {
+		return CloneNode(raw.(*api.Node)), nil
 	}
-	if byName := collect(tx, tableNodes, indexHostname, cloneNode, ref); len(byName) == 1 {
+	if byName := collect(tx, TableNodes, indexHostname, CloneNode, ref); len(byName) == 1 {
 		return byName[0], nil
 	} else if len(byName) > 1 {
 		return nil, fmt.Errorf("node %s matches %d nodes: %w", ref, len(byName), ErrAmbiguous)
 	}
-	return uniquePrefix(tx, tableNodes, "node", ref, cloneNode)
+	return uniquePrefix(tx, TableNodes, "node", ref, CloneNode)
 }
 
 // Service returns the service with exactly this ID, or ErrNotFound.
 func (s *Store) Service(id string) (*api.Service, error) {
-	raw, err := s.txn().First(tableServices, indexID, id)
+	raw, err := s.txn().First(TableServices, IndexID, id)
 	if err != nil {
 		return nil, fmt.Errorf("get service %s: %w", id, err)
 	}
 	if raw == nil {
 		return nil, fmt.Errorf("service %s: %w", id, ErrNotFound)
 	}
-	return cloneService(raw.(*api.Service)), nil
+	return CloneService(raw.(*api.Service)), nil
 }
 
 // ServiceByName returns the service with this exact name, or ErrNotFound.
 func (s *Store) ServiceByName(name string) (*api.Service, error) {
-	raw, err := s.txn().First(tableServices, indexName, name)
+	raw, err := s.txn().First(TableServices, IndexName, name)
 	if err != nil {
 		return nil, fmt.Errorf("get service %s: %w", name, err)
 	}
 	if raw == nil {
 		return nil, fmt.Errorf("service %s: %w", name, ErrNotFound)
 	}
-	return cloneService(raw.(*api.Service)), nil
+	return CloneService(raw.(*api.Service)), nil
 }
 
 // ResolveService finds a service by exact ID, exact name or unique ID
@@ -269,57 +271,57 @@ func (s *Store) ResolveService(ref string) (*api.Service, error) {
 		return nil, fmt.Errorf("service %q: %w", ref, ErrNotFound)
 	}
 	tx := s.txn()
-	if raw, _ := tx.First(tableServices, indexID, ref); raw != nil {
-		return cloneService(raw.(*api.Service)), nil
+	if raw, _ := tx.First(TableServices, IndexID, ref); raw != nil {
+		return CloneService(raw.(*api.Service)), nil
 	}
-	if raw, _ := tx.First(tableServices, indexName, ref); raw != nil {
-		return cloneService(raw.(*api.Service)), nil
+	if raw, _ := tx.First(TableServices, IndexName, ref); raw != nil {
+		return CloneService(raw.(*api.Service)), nil
 	}
-	return uniquePrefix(tx, tableServices, "service", ref, cloneService)
+	return uniquePrefix(tx, TableServices, "service", ref, CloneService)
 }
 
 // Services returns every service, ordered by ID.
 func (s *Store) Services() []*api.Service {
-	return collect(s.txn(), tableServices, indexID, cloneService)
+	return collect(s.txn(), TableServices, IndexID, CloneService)
 }
 
 // Task returns the task with exactly this ID, or ErrNotFound.
 func (s *Store) Task(id string) (*api.Task, error) {
-	raw, err := s.txn().First(tableTasks, indexID, id)
+	raw, err := s.txn().First(TableTasks, IndexID, id)
 	if err != nil {
 		return nil, fmt.Errorf("get task %s: %w", id, err)
 	}
 	if raw == nil {
 		return nil, fmt.Errorf("task %s: %w", id, ErrNotFound)
 	}
-	return cloneTask(raw.(*api.Task)), nil
+	return CloneTask(raw.(*api.Task)), nil
 }
 
 // Tasks returns every task, ordered by ID.
 func (s *Store) Tasks() []*api.Task {
-	return collect(s.txn(), tableTasks, indexID, cloneTask)
+	return collect(s.txn(), TableTasks, IndexID, CloneTask)
 }
 
 // TasksByService returns the tasks of one service (by service ID), ordered by task ID.
 func (s *Store) TasksByService(serviceID string) []*api.Task {
-	return collect(s.txn(), tableTasks, indexServiceID, cloneTask, serviceID)
+	return collect(s.txn(), TableTasks, IndexServiceID, CloneTask, serviceID)
 }
 
 // TasksByNode returns the tasks assigned to one node, ordered by task ID.
 func (s *Store) TasksByNode(nodeID string) []*api.Task {
-	return collect(s.txn(), tableTasks, indexNodeID, cloneTask, nodeID)
+	return collect(s.txn(), TableTasks, IndexNodeID, CloneTask, nodeID)
 }
 
 // Image returns the image with exactly this ID, or ErrNotFound.
 func (s *Store) Image(id string) (*api.Image, error) {
-	raw, err := s.txn().First(tableImages, indexID, id)
+	raw, err := s.txn().First(TableImages, IndexID, id)
 	if err != nil {
 		return nil, fmt.Errorf("get image %s: %w", id, err)
 	}
 	if raw == nil {
 		return nil, fmt.Errorf("image %s: %w", id, ErrNotFound)
 	}
-	return cloneImage(raw.(*api.Image)), nil
+	return CloneImage(raw.(*api.Image)), nil
 }
 
 // ResolveImage finds an image by exact ID, tag (a ref without a tag means
@@ -329,14 +331,14 @@ func (s *Store) ResolveImage(ref string) (*api.Image, error) {
 		return nil, fmt.Errorf("image %q: %w", ref, ErrNotFound)
 	}
 	tx := s.txn()
-	if raw, _ := tx.First(tableImages, indexID, ref); raw != nil {
-		return cloneImage(raw.(*api.Image)), nil
+	if raw, _ := tx.First(TableImages, IndexID, ref); raw != nil {
+		return CloneImage(raw.(*api.Image)), nil
 	}
 	tag := ref
 	if i := strings.LastIndex(ref, ":"); i < 0 || strings.Contains(ref[i:], "/") {
 		tag = ref + ":latest"
 	}
-	for _, img := range collect(tx, tableImages, indexID, cloneImage) {
+	for _, img := range collect(tx, TableImages, IndexID, CloneImage) {
 		for _, t := range img.Tags {
 			if t == ref || t == tag {
 				return img, nil
@@ -344,16 +346,16 @@ func (s *Store) ResolveImage(ref string) (*api.Image, error) {
 		}
 	}
 	if !strings.HasPrefix(ref, "sha256:") {
-		if img, err := uniquePrefix(tx, tableImages, "image", "sha256:"+ref, cloneImage); err == nil {
+		if img, err := uniquePrefix(tx, TableImages, "image", "sha256:"+ref, CloneImage); err == nil {
 			return img, nil
 		}
 	}
-	return uniquePrefix(tx, tableImages, "image", ref, cloneImage)
+	return uniquePrefix(tx, TableImages, "image", ref, CloneImage)
 }
 
 // Images returns every image, ordered by ID.
 func (s *Store) Images() []*api.Image {
-	return collect(s.txn(), tableImages, indexID, cloneImage)
+	return collect(s.txn(), TableImages, IndexID, CloneImage)
 }
 
 // collect reads every object of an index lookup and clones it.
@@ -371,7 +373,7 @@ func collect[T any](tx *memdb.Txn, table, index string, clone func(*T) *T, args 
 }
 
 func uniquePrefix[T any](tx *memdb.Txn, table, kind, prefix string, clone func(*T) *T) (*T, error) {
-	found := collect(tx, table, indexID+"_prefix", clone, prefix)
+	found := collect(tx, table, IndexID+"_prefix", clone, prefix)
 	switch len(found) {
 	case 0:
 		return nil, fmt.Errorf("%s %s: %w", kind, prefix, ErrNotFound)

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/imagedist"
 	"github.com/shoal-org/shoal/node/wire"
@@ -53,7 +53,7 @@ func (a *Agent) fetchAllowed(req wire.Request) error {
 }
 
 // raftGate is the mux's Raft admission check for the running raft r.
-func raftGate(r *consensus.Raft) func(peerID string) error {
+func raftGate(r *raftnode.Raft) func(peerID string) error {
 	return func(peerID string) error {
 		servers, err := r.Servers()
 		if err != nil {

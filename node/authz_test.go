@@ -15,6 +15,8 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/clusterport"
 	"github.com/shoal-org/shoal/node/pki"
@@ -33,14 +35,14 @@ type testLeader struct {
 func startTestLeader(t *testing.T) *testLeader {
 	t.Helper()
 	s := startRPCServer(t)
-	rc := consensus.DefaultConfig()
+	rc := raftnode.DefaultConfig()
 	rc.NodeID = s.a.id.NodeID
 	rc.Addr = s.addr
 	rc.DataDir = t.TempDir()
 	self := s.a.id.NodeID
 	rc.StreamLayer = newRaftLayer(s.m, func() *tls.Config { return s.pki.client(self) }, nil)
 	store := consensus.NewStore()
-	r, err := consensus.New(rc, store)
+	r, err := raftnode.New(rc, store)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,19 +72,19 @@ func startTestLeader(t *testing.T) *testLeader {
 		return api.Node{ID: id, Hostname: host, Addr: "127.0.0.1", ClusterPort: 2377, GossipPort: 7946,
 			Status: api.NodeReady, Availability: api.AvailabilityActive, CreatedAt: now}
 	}
-	must := func(cmd consensus.Command) {
+	must := func(cmd fsm.Command) {
 		t.Helper()
 		if _, err := r.Apply(ctx, cmd); err != nil {
 			t.Fatalf("%T: %v", cmd, err)
 		}
 	}
-	must(consensus.BootstrapCluster{Cluster: consensus.ClusterState{ClusterID: "c1", ClusterCIDR: "10.42.0.0/16",
+	must(fsm.BootstrapCluster{Cluster: consensus.ClusterState{ClusterID: "c1", ClusterCIDR: "10.42.0.0/16",
 		VIPCIDR: "10.43.0.0/16", VoterTarget: 1, CreatedAt: now}, Node: node(self, "leader")})
-	must(consensus.UpsertNode{Node: node("node-b", "b")})
-	must(consensus.UpsertNode{Node: node("node-w", "w")})
-	must(consensus.UpdateNode{ID: "node-w", Update: api.NodeUpdate{Role: api.RoleWorker}, Now: now})
-	must(consensus.CreateService{Service: api.Service{ID: "svc1", Name: "web", Spec: api.ServiceSpec{Name: "web", Image: "busybox", Mode: api.ModeReplicated, Replicas: 1}}})
-	must(consensus.UpsertTasks{Tasks: []api.Task{{ID: "task-b", ServiceID: "svc1", Service: "web", Slot: 1, NodeID: "node-b",
+	must(fsm.UpsertNode{Node: node("node-b", "b")})
+	must(fsm.UpsertNode{Node: node("node-w", "w")})
+	must(fsm.UpdateNode{ID: "node-w", Update: api.NodeUpdate{Role: api.RoleWorker}, Now: now})
+	must(fsm.CreateService{Service: api.Service{ID: "svc1", Name: "web", Spec: api.ServiceSpec{Name: "web", Image: "busybox", Mode: api.ModeReplicated, Replicas: 1}}})
+	must(fsm.UpsertTasks{Tasks: []api.Task{{ID: "task-b", ServiceID: "svc1", Service: "web", Slot: 1, NodeID: "node-b",
 		DesiredState: api.TaskRunning, State: api.TaskAssigned, CreatedAt: now}}})
 	if err := r.AddNonvoter(ctx, "node-b", "127.0.0.1:1"); err != nil {
 		t.Fatal(err)
@@ -91,9 +93,9 @@ func startTestLeader(t *testing.T) *testLeader {
 }
 
 // apply sends cmd over wire.MethodApply as peer.
-func (l *testLeader) apply(t *testing.T, peer string, cmd consensus.Command) error {
+func (l *testLeader) apply(t *testing.T, peer string, cmd fsm.Command) error {
 	t.Helper()
-	enc, err := consensus.EncodeCommand(cmd)
+	enc, err := fsm.EncodeCommand(cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,9 +103,9 @@ func (l *testLeader) apply(t *testing.T, peer string, cmd consensus.Command) err
 }
 
 // admin sends cmd as the admin action of a user on peer's socket.
-func (l *testLeader) admin(t *testing.T, peer string, cmd consensus.Command) error {
+func (l *testLeader) admin(t *testing.T, peer string, cmd fsm.Command) error {
 	t.Helper()
-	enc, err := consensus.EncodeCommand(cmd)
+	enc, err := fsm.EncodeCommand(cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +121,7 @@ func TestLeaderRefusesForgedCommands(t *testing.T) {
 		}
 		return tk
 	}
-	forged := consensus.TaskStatus{NodeID: "node-b", Statuses: []api.TaskStatus{{TaskID: "task-b", State: api.TaskRunning, IP: "10.42.66.66"}}}
+	forged := fsm.TaskStatus{NodeID: "node-b", Statuses: []api.TaskStatus{{TaskID: "task-b", State: api.TaskRunning, IP: "10.42.66.66"}}}
 
 	// Node w claims to be node b and reports b's task running at its own IP.
 	err := l.apply(t, "node-w", forged)
@@ -141,13 +143,13 @@ func TestLeaderRefusesForgedCommands(t *testing.T) {
 	b, _ := l.cl.store.Node("node-b")
 	hijack := *b
 	hijack.Addr = "10.9.9.9"
-	for name, cmd := range map[string]consensus.Command{
-		"upsert another node":   consensus.UpsertNode{Node: hijack},
-		"rotate token raw":      consensus.RotateToken{SecretHash: "h", Secret: "s"},
-		"gossip keys":           consensus.SetGossipKeys{Keys: [][]byte{make([]byte, 32)}},
-		"task assignments":      consensus.UpsertTasks{Tasks: []api.Task{{ID: "task-b", NodeID: "node-w"}}},
-		"voter":                 consensus.SetNodeVoter{ID: "node-w", Voter: true},
-		"create service as raw": consensus.CreateService{Service: api.Service{ID: "x", Name: "x", Spec: api.ServiceSpec{Name: "x", Image: "busybox"}}},
+	for name, cmd := range map[string]fsm.Command{
+		"upsert another node":   fsm.UpsertNode{Node: hijack},
+		"rotate token raw":      fsm.RotateToken{SecretHash: "h", Secret: "s"},
+		"gossip keys":           fsm.SetGossipKeys{Keys: [][]byte{make([]byte, 32)}},
+		"task assignments":      fsm.UpsertTasks{Tasks: []api.Task{{ID: "task-b", NodeID: "node-w"}}},
+		"voter":                 fsm.SetNodeVoter{ID: "node-w", Voter: true},
+		"create service as raw": fsm.CreateService{Service: api.Service{ID: "x", Name: "x", Spec: api.ServiceSpec{Name: "x", Image: "busybox"}}},
 	} {
 		if err := l.apply(t, "node-w", cmd); !errors.Is(err, authz.ErrForbidden) {
 			t.Errorf("%s over wire.MethodApply: %v, want forbidden", name, err)
@@ -160,14 +162,14 @@ func TestLeaderRefusesForgedCommands(t *testing.T) {
 	w, _ := l.cl.store.Node("node-w")
 	mine := *w
 	mine.Addr = "127.0.0.2"
-	if err := l.apply(t, "node-w", consensus.UpsertNode{Node: mine}); err != nil {
+	if err := l.apply(t, "node-w", fsm.UpsertNode{Node: mine}); err != nil {
 		t.Fatalf("own node record: %v", err)
 	}
 
 	// Admin actions: allowed from a manager, refused from a worker, and a
 	// spec is validated on the leader, who records who asked.
 	spec := api.ServiceSpec{Name: "api", Image: "busybox", Mode: api.ModeReplicated, Replicas: 1}
-	create := consensus.CreateService{Service: api.Service{ID: "svc2", Name: "api", Spec: spec}}
+	create := fsm.CreateService{Service: api.Service{ID: "svc2", Name: "api", Spec: spec}}
 	if err := l.admin(t, "node-w", create); !errors.Is(err, authz.ErrWorker) || !strings.Contains(err.Error(), "worker") {
 		t.Fatalf("create from a worker: %v", err)
 	}
@@ -189,7 +191,7 @@ func TestLeaderRefusesForgedCommands(t *testing.T) {
 		t.Fatalf("service %+v %v: want updated_by node-b", s, err)
 	}
 	// An admin action must carry the command it names.
-	enc, _ := consensus.EncodeCommand(consensus.SetNodeVoter{ID: "node-w", Voter: true})
+	enc, _ := fsm.EncodeCommand(fsm.SetNodeVoter{ID: "node-w", Voter: true})
 	err = callRPC(rpcCtx(t), l.addr, l.pki.client("node-b"), wire.MethodAdminWrite, wire.AdminWriteRequest{Action: authz.ActionUpdateNode, Command: enc}, nil, nil)
 	if !errors.Is(err, authz.ErrForbidden) {
 		t.Fatalf("admin action with a mismatched command: %v", err)
@@ -270,7 +272,7 @@ func TestWorkerAPIRefusesWrites(t *testing.T) {
 	l := startTestLeader(t)
 	ctx := rpcCtx(t)
 	self := l.a.id.NodeID
-	if _, err := l.cl.raft.Apply(ctx, consensus.UpdateNode{ID: self, Update: api.NodeUpdate{Role: api.RoleWorker}, Now: time.Now()}); err != nil {
+	if _, err := l.cl.raft.Apply(ctx, fsm.UpdateNode{ID: self, Update: api.NodeUpdate{Role: api.RoleWorker}, Now: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	h := l.a.routes()
@@ -302,7 +304,7 @@ func TestWorkerAPIRefusesWrites(t *testing.T) {
 		t.Fatalf("roles %v", roles)
 	}
 	// Back to manager (on the leader's own loops' path here), writes work.
-	if _, err := l.cl.raft.Apply(ctx, consensus.UpdateNode{ID: self, Update: api.NodeUpdate{Role: api.RoleManager}, Now: time.Now()}); err != nil {
+	if _, err := l.cl.raft.Apply(ctx, fsm.UpdateNode{ID: self, Update: api.NodeUpdate{Role: api.RoleManager}, Now: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	code, body = do(t, h, "POST", "/v1/nodes/node-b/update", `{"availability":"drain"}`)

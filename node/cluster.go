@@ -20,6 +20,8 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/autoscale"
 	"github.com/shoal-org/shoal/node/epoch"
 	"github.com/shoal-org/shoal/node/joining"
@@ -36,7 +38,7 @@ import (
 type cluster struct {
 	id      string
 	store   *consensus.Store
-	raft    *consensus.Raft
+	raft    *raftnode.Raft
 	members *membership.Membership
 	mux     *mux
 	client  *tls.Config // mutual TLS towards peers
@@ -124,7 +126,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	m := newMux(ln, serverTLS, a.log.With("sub", "mux"), a.serveRPC, fc)
 	layer := newRaftLayer(m, func() *tls.Config { return clientTLS }, fc)
 
-	rc := consensus.DefaultConfig()
+	rc := raftnode.DefaultConfig()
 	rc.Timing = prof.Raft
 	rc.NodeID = a.id.NodeID
 	rc.Addr = a.cfg.clusterAddr()
@@ -132,7 +134,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	rc.StreamLayer = layer
 	rc.Logger = a.log.With("sub", "raft")
 	rc.ForceNewCluster = opts.forceNew
-	r, err := consensus.New(rc, store)
+	r, err := raftnode.New(rc, store)
 	if err != nil {
 		m.Close()
 		return fmt.Errorf("start raft: %w", err)
@@ -183,7 +185,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		Keys:          files.Keys,
 		Fence:         fc,
 		Logger:        a.log,
-	}, membership.Meta{NodeID: a.id.NodeID, ClusterPort: a.cfg.ClusterPort, Epoch: fc.Local(), Version: Version, Level: consensus.ProtocolLevel})
+	}, membership.Meta{NodeID: a.id.NodeID, ClusterPort: a.cfg.ClusterPort, Epoch: fc.Local(), Version: Version, Level: fsm.ProtocolLevel})
 	if err != nil {
 		cancel()
 		cl.wg.Wait()
@@ -312,7 +314,7 @@ func (a *Agent) selfGossipAddr() string {
 
 func joinHostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
 
-func countVoters(servers []consensus.Server) int {
+func countVoters(servers []raftnode.Server) int {
 	n := 0
 	for _, s := range servers {
 		if s.Voter {

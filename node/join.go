@@ -18,6 +18,8 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/snapshotfile"
 	"github.com/shoal-org/shoal/node/identity"
 	"github.com/shoal-org/shoal/node/joining"
 	"github.com/shoal-org/shoal/node/pki"
@@ -28,7 +30,7 @@ import (
 // seed is the snapshot file of `init --from-snapshot` (nil otherwise): the
 // new cluster keeps its address pools; the caller then restores it
 // (snapshot.go).
-func (a *Agent) initCluster(ctx context.Context, seed *consensus.SnapshotFile) (api.InitResponse, error) {
+func (a *Agent) initCluster(ctx context.Context, seed *snapshotfile.File) (api.InitResponse, error) {
 	a.joinMu.Lock()
 	defer a.joinMu.Unlock()
 	if cl, err := a.clusterOrErr(); err == nil {
@@ -153,7 +155,7 @@ func (a *Agent) leader(cl *cluster) *joining.Leader {
 		CertLifetime: a.cfg.CertLifetime,
 		Epoch:        cl.fence.Local(),
 		Removing:     &cl.removing,
-		ApplyRemoval: func(ctx context.Context, rm *consensus.RemoveNode) error { return a.applyRemoval(ctx, cl, rm) },
+		ApplyRemoval: func(ctx context.Context, rm *fsm.RemoveNode) error { return a.applyRemoval(ctx, cl, rm) },
 		Log:          a.log,
 	}
 }

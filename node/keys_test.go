@@ -23,6 +23,8 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/keyring"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
@@ -33,7 +35,7 @@ type raftNode struct {
 	id    string
 	dir   string
 	store *consensus.Store
-	raft  *consensus.Raft
+	raft  *raftnode.Raft
 	trans *raft.InmemTransport
 }
 
@@ -56,7 +58,7 @@ func startRaftNode(t *testing.T, id string) *raftNode {
 	t.Helper()
 	n := &raftNode{id: id, dir: t.TempDir(), store: consensus.NewStore()}
 	_, n.trans = raft.NewInmemTransport("")
-	cfg := consensus.DefaultConfig()
+	cfg := raftnode.DefaultConfig()
 	cfg.NodeID = id
 	cfg.HeartbeatTimeout = 50 * time.Millisecond
 	cfg.ElectionTimeout = 50 * time.Millisecond
@@ -65,7 +67,7 @@ func startRaftNode(t *testing.T, id string) *raftNode {
 	cfg.CommitTimeout = 5 * time.Millisecond
 	cfg.DataDir = n.dir
 	cfg.Transport = n.trans
-	r, err := consensus.New(cfg, n.store)
+	r, err := raftnode.New(cfg, n.store)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +148,7 @@ func TestNonVoterRaftHoldsNoSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	record.ClusterCIDR, record.VIPCIDR = "10.42.0.0/16", "10.43.0.0/16"
-	if _, err := leader.raft.Apply(ctx, &consensus.BootstrapCluster{Cluster: record, Node: api.Node{ID: "n1", Hostname: "h1", Addr: "127.0.0.1"}}); err != nil {
+	if _, err := leader.raft.Apply(ctx, &fsm.BootstrapCluster{Cluster: record, Node: api.Node{ID: "n1", Hostname: "h1", Addr: "127.0.0.1"}}); err != nil {
 		t.Fatal(err)
 	}
 	rotated, err := a.keeper(cl).RotateSecret(ctx)
@@ -167,7 +169,7 @@ func TestNonVoterRaftHoldsNoSecrets(t *testing.T) {
 	}
 	// One more entry after the configuration change, so that the non-voter
 	// learns the configuration entry is committed and applies it.
-	if _, err := leader.raft.Apply(ctx, &consensus.SetVoterTarget{Target: 3}); err != nil {
+	if _, err := leader.raft.Apply(ctx, &fsm.SetVoterTarget{Target: 3}); err != nil {
 		t.Fatal(err)
 	}
 	for {
@@ -215,7 +217,7 @@ func TestMigrationSealsPlaintextRecord(t *testing.T) {
 	secret := pki.NewSecret()
 	legacy := consensus.ClusterState{ClusterID: "c1", CACertPEM: ca.CertPEM(), CAKeyPEM: ca.KeyPEM(),
 		TokenSecret: secret, TokenSecretHash: pki.HashSecret(secret), ClusterCIDR: "10.42.0.0/16", VIPCIDR: "10.43.0.0/16"}
-	if _, err := n.raft.Apply(ctx, &consensus.BootstrapCluster{Cluster: legacy, Node: api.Node{ID: "n1", Hostname: "h1", Addr: "127.0.0.1"}}); err != nil {
+	if _, err := n.raft.Apply(ctx, &fsm.BootstrapCluster{Cluster: legacy, Node: api.Node{ID: "n1", Hostname: "h1", Addr: "127.0.0.1"}}); err != nil {
 		t.Fatal(err)
 	}
 	a := newTestAgent(t)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -17,15 +18,15 @@ import (
 // replica is a state store built through the FSM, as Raft would build it.
 type replica struct {
 	t     *testing.T
-	fsm   *consensus.FSM
+	fsm   *fsm.FSM
 	store *consensus.Store
 	idx   uint64
 }
 
 func newReplica(t *testing.T) *replica {
 	s := consensus.NewStore()
-	r := &replica{t: t, fsm: consensus.NewFSM(s), store: s}
-	r.apply(consensus.BootstrapCluster{
+	r := &replica{t: t, fsm: fsm.New(s), store: s}
+	r.apply(fsm.BootstrapCluster{
 		Cluster: consensus.ClusterState{ClusterID: "c1", GossipKeys: [][]byte{make([]byte, 32)},
 			ClusterCIDR: "10.42.0.0/16", VIPCIDR: "10.43.0.0/16", TokenSecretHash: "x"},
 		Node: api.Node{ID: "boot", Hostname: "boot", Addr: "127.0.0.1", Status: api.NodeReady, CertSerial: "b0"},
@@ -33,7 +34,7 @@ func newReplica(t *testing.T) *replica {
 	return r
 }
 
-func (r *replica) apply(cmd consensus.Command) {
+func (r *replica) apply(cmd fsm.Command) {
 	r.t.Helper()
 	r.idx++
 	if res := r.fsm.ApplyCommand(r.idx, cmd); res.Err != nil {
@@ -43,7 +44,7 @@ func (r *replica) apply(cmd consensus.Command) {
 
 func (r *replica) node(id, serial string) {
 	r.t.Helper()
-	r.apply(consensus.UpsertNode{Node: api.Node{ID: id, Hostname: id, Addr: "127.0.0.1", ClusterPort: 1,
+	r.apply(fsm.UpsertNode{Node: api.Node{ID: id, Hostname: id, Addr: "127.0.0.1", ClusterPort: 1,
 		Status: api.NodeReady, CertSerial: serial}})
 }
 
@@ -55,7 +56,7 @@ func TestRemovalRPC(t *testing.T) {
 	r := newReplica(t)
 	r.node("gone", "g1")
 	r.node("member", "m1")
-	r.apply(consensus.RemoveNode{ID: "gone", Now: time.Now()})
+	r.apply(fsm.RemoveNode{ID: "gone", Now: time.Now()})
 	anon := pki.AnonymousClientTLS(s.pki.ca.Pool(), nil)
 
 	ask := func(id, serial string) (bool, error) {
@@ -126,7 +127,7 @@ func TestAskRemoved(t *testing.T) {
 	if ask() {
 		t.Fatal("removed while the server knows the node")
 	}
-	srvReplica.apply(consensus.RemoveNode{ID: asker.id.NodeID, Now: time.Now()})
+	srvReplica.apply(fsm.RemoveNode{ID: asker.id.NodeID, Now: time.Now()})
 	if ask() {
 		t.Fatal("a positive answer from a server the asker's replica does not know counted")
 	}

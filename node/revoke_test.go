@@ -12,6 +12,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
 	"github.com/shoal-org/shoal/node/keyring"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/revocation"
@@ -102,7 +103,7 @@ func joinFixture(t *testing.T) (context.Context, *Agent, *cluster, *pki.CA) {
 		t.Fatal(err)
 	}
 	record.ClusterCIDR, record.VIPCIDR = "10.42.0.0/16", "10.43.0.0/16"
-	if _, err := leader.raft.Apply(ctx, &consensus.BootstrapCluster{Cluster: record, Node: api.Node{ID: "n1", Hostname: "h1", Addr: "127.0.0.1"}}); err != nil {
+	if _, err := leader.raft.Apply(ctx, &fsm.BootstrapCluster{Cluster: record, Node: api.Node{ID: "n1", Hostname: "h1", Addr: "127.0.0.1"}}); err != nil {
 		t.Fatal(err)
 	}
 	return ctx, a, cl, ca
@@ -120,7 +121,7 @@ func TestRejoinRevokesOldSerials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.raft.Apply(ctx, &consensus.UpsertNode{Node: api.Node{ID: "n2", Hostname: "h2", Addr: "127.0.0.2",
+	if _, err := cl.raft.Apply(ctx, &fsm.UpsertNode{Node: api.Node{ID: "n2", Hostname: "h2", Addr: "127.0.0.2",
 		Status: api.NodeDown, CertSerial: s0}}); err != nil {
 		t.Fatal(err)
 	}
@@ -173,18 +174,18 @@ func TestRejoinRevokesOldSerials(t *testing.T) {
 func TestRejoinReplayKeepsCurrentState(t *testing.T) {
 	old, nw := make([]byte, 32), key('n') // newReplica's bootstrap key is zeros
 	leader := newReplica(t)
-	var log []consensus.Command
-	apply := func(cmd consensus.Command) {
+	var log []fsm.Command
+	apply := func(cmd fsm.Command) {
 		leader.apply(cmd)
 		log = append(log, cmd)
 	}
-	log = append(log, consensus.BootstrapCluster{ // what newReplica applied
+	log = append(log, fsm.BootstrapCluster{ // what newReplica applied
 		Cluster: consensus.ClusterState{ClusterID: "c1", GossipKeys: [][]byte{old},
 			ClusterCIDR: "10.42.0.0/16", VIPCIDR: "10.43.0.0/16", TokenSecretHash: "x"},
 		Node: api.Node{ID: "boot", Hostname: "boot", Addr: "127.0.0.1", Status: api.NodeReady, CertSerial: "b0"},
 	})
-	n4 := func(serial string) consensus.Command {
-		return consensus.UpsertNode{Node: api.Node{ID: "n4", Hostname: "n4", Addr: "127.0.0.1", ClusterPort: 1,
+	n4 := func(serial string) fsm.Command {
+		return fsm.UpsertNode{Node: api.Node{ID: "n4", Hostname: "n4", Addr: "127.0.0.1", ClusterPort: 1,
 			Status: api.NodeReady, CertSerial: serial}}
 	}
 	apply(n4("s1"))
@@ -192,10 +193,10 @@ func TestRejoinReplayKeepsCurrentState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	apply(consensus.Batch{Commands: []consensus.Command{consensus.RemoveNode{ID: "n4", Now: time.Now()},
-		consensus.SetGossipKeys{Keys: [][]byte{old, nw}}}})
-	apply(consensus.SetGossipKeys{Keys: [][]byte{nw, old}})
-	apply(consensus.SetGossipKeys{Keys: [][]byte{nw}})
+	apply(fsm.Batch{Commands: []fsm.Command{fsm.RemoveNode{ID: "n4", Now: time.Now()},
+		fsm.SetGossipKeys{Keys: [][]byte{old, nw}}}})
+	apply(fsm.SetGossipKeys{Keys: [][]byte{nw, old}})
+	apply(fsm.SetGossipKeys{Keys: [][]byte{nw}})
 	apply(n4("s2"))
 	// The join reply (handleJoinRPC): keyring and index of one view.
 	snap := leader.store.Snapshot()
@@ -209,11 +210,11 @@ func TestRejoinReplayKeepsCurrentState(t *testing.T) {
 	}
 
 	joiner := consensus.NewStore()
-	fsm := consensus.NewFSM(joiner)
+	machine := fsm.New(joiner)
 	installed := replyKeys // keyring.json as join wrote it
 	overlaySubnet := ""
 	for i, cmd := range log {
-		if res := fsm.ApplyCommand(uint64(i+1), cmd); res.Err != nil {
+		if res := machine.ApplyCommand(uint64(i+1), cmd); res.Err != nil {
 			t.Fatalf("replay %T: %v", cmd, res.Err)
 		}
 		if keys := revocation.ReplicaKeyring(joiner.Index(), floor, joiner.Cluster().GossipKeys); keys != nil {
@@ -258,7 +259,7 @@ func TestRetriedJoinSameKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.raft.Apply(ctx, &consensus.UpsertNode{Node: api.Node{ID: "n3", Hostname: "h3", Addr: "127.0.0.3",
+	if _, err := cl.raft.Apply(ctx, &fsm.UpsertNode{Node: api.Node{ID: "n3", Hostname: "h3", Addr: "127.0.0.3",
 		Status: api.NodeDown, CertSerial: lost, CertKey: fp}}); err != nil {
 		t.Fatal(err)
 	}

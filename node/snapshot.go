@@ -2,7 +2,7 @@ package node
 
 // Backups: `shoal snapshot save FILE`, `shoal snapshot restore FILE` and
 // `shoal init --from-snapshot FILE` (the file format and the merge rules are
-// in consensus/snapshotfile.go).
+// in consensus/snapshotfile/snapshotfile.go).
 //
 // Save. Any node answers: it first catches its replica up with the leader's
 // read index (syncReplica: a barrier on the leader, then waiting for that
@@ -41,7 +41,7 @@ import (
 	"net"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/snapshotfile"
 	"github.com/shoal-org/shoal/node/handlers"
 )
 
@@ -60,7 +60,7 @@ func (x snapshotAgent) LocalWriteAllowed() error {
 
 // Restore has the leader restore f: this node when it leads, else the
 // leader it forwards raw to over the cluster port (writes.Writer.Restore).
-func (x snapshotAgent) Restore(ctx context.Context, raw []byte, f *consensus.SnapshotFile, force bool) (api.SnapshotRestoreResponse, error) {
+func (x snapshotAgent) Restore(ctx context.Context, raw []byte, f *snapshotfile.File, force bool) (api.SnapshotRestoreResponse, error) {
 	a := x.a
 	cl, err := a.clusterOrErr()
 	if err != nil {
@@ -79,7 +79,7 @@ func (x snapshotAgent) NotInCluster() error {
 // InitFrom is `shoal init --from-snapshot` once the file is verified: init,
 // then the restore onto the new cluster. A failed restore leaves no
 // half-made cluster behind.
-func (x snapshotAgent) InitFrom(ctx context.Context, f *consensus.SnapshotFile) (api.InitFromSnapshotResponse, error) {
+func (x snapshotAgent) InitFrom(ctx context.Context, f *snapshotfile.File) (api.InitFromSnapshotResponse, error) {
 	a := x.a
 	if _, err := a.initCluster(ctx, f); err != nil {
 		return api.InitFromSnapshotResponse{}, err
@@ -117,7 +117,7 @@ func rpcDialer(cfg *tls.Config) func(addr string) (net.Conn, error) {
 // snapshotPools returns the address pools of a seed file's cluster (empty
 // when none or no file), which a cluster made from it keeps so that the
 // restored VIPs stay inside its pool.
-func snapshotPools(f *consensus.SnapshotFile) (clusterCIDR, vipCIDR string) {
+func snapshotPools(f *snapshotfile.File) (clusterCIDR, vipCIDR string) {
 	if f == nil || f.Cluster() == nil {
 		return "", ""
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 )
 
 // Config tunes PlanVoters.
@@ -77,8 +78,8 @@ type VoterChange struct {
 
 // Input is the world as the leader sees it.
 type Input struct {
-	Servers  []consensus.Server // current raft configuration
-	Nodes    []NodeHealth       // nodes in the state store
+	Servers  []raftnode.Server // current raft configuration
+	Nodes    []NodeHealth      // nodes in the state store
 	LeaderID string
 	Now      time.Time
 }
@@ -106,7 +107,7 @@ const (
 )
 
 type apServer struct {
-	consensus.Server
+	raftnode.Server
 	class   serverClass
 	node    NodeHealth
 	planned bool
@@ -144,7 +145,7 @@ func PlanVoters(in Input, cfg Config) []VoterChange {
 	for _, n := range in.Nodes {
 		nodes[n.ID] = n
 	}
-	servers := append([]consensus.Server(nil), in.Servers...)
+	servers := append([]raftnode.Server(nil), in.Servers...)
 	sort.Slice(servers, func(i, j int) bool { return servers[i].ID < servers[j].ID })
 
 	var plan []VoterChange
@@ -306,7 +307,7 @@ func olderFirst(a, b *apServer) bool {
 
 // ApplyVoterChange carries out one planned change on r's raft configuration
 // (leader only). The caller then records the new role with SetNodeVoter.
-func ApplyVoterChange(ctx context.Context, r *consensus.Raft, c VoterChange) error {
+func ApplyVoterChange(ctx context.Context, r *raftnode.Raft, c VoterChange) error {
 	switch c.Action {
 	case ActionPromote:
 		return r.AddVoter(ctx, c.ID, c.Addr)

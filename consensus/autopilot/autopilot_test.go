@@ -13,6 +13,8 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 )
 
 var apNow = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -33,7 +35,7 @@ func apInput(leader string, nodes ...apNode) Input {
 	in := Input{LeaderID: leader, Now: apNow}
 	for _, n := range nodes {
 		if n.inRaft || n.voter {
-			in.Servers = append(in.Servers, consensus.Server{ID: n.id, Addr: n.id + ":2377", Voter: n.voter})
+			in.Servers = append(in.Servers, raftnode.Server{ID: n.id, Addr: n.id + ":2377", Voter: n.voter})
 		}
 		if !n.notInState {
 			h := NodeHealth{ID: n.id, Ready: n.ready, CreatedAt: apNow.Add(-time.Duration(n.age) * time.Hour), Worker: n.worker}
@@ -172,7 +174,7 @@ func TestPlanVoters(t *testing.T) {
 			rng := rand.New(rand.NewSource(1))
 			for i := 0; i < 5; i++ {
 				in := tc.in
-				in.Servers = append([]consensus.Server(nil), in.Servers...)
+				in.Servers = append([]raftnode.Server(nil), in.Servers...)
 				in.Nodes = append([]NodeHealth(nil), in.Nodes...)
 				rng.Shuffle(len(in.Servers), func(a, b int) { in.Servers[a], in.Servers[b] = in.Servers[b], in.Servers[a] })
 				rng.Shuffle(len(in.Nodes), func(a, b int) { in.Nodes[a], in.Nodes[b] = in.Nodes[b], in.Nodes[a] })
@@ -203,7 +205,7 @@ func TestPlanVoters(t *testing.T) {
 func applyPlan(in Input, plan []VoterChange) Input {
 	out := in
 	out.Servers = nil
-	byID := map[string]consensus.Server{}
+	byID := map[string]raftnode.Server{}
 	var order []string
 	for _, s := range in.Servers {
 		byID[s.ID] = s
@@ -319,12 +321,12 @@ func TestAutopilotOnRaft(t *testing.T) {
 		node := testNode(n.id)
 		node.CreatedAt = apNow.Add(time.Duration(i) * time.Minute)
 		if i == 0 {
-			if _, err := l.r.Apply(ctx, consensus.BootstrapCluster{Cluster: testCluster(), Node: node}); err != nil {
+			if _, err := l.r.Apply(ctx, fsm.BootstrapCluster{Cluster: testCluster(), Node: node}); err != nil {
 				t.Fatal(err)
 			}
 			continue
 		}
-		if _, err := l.r.Apply(ctx, consensus.UpsertNode{Node: node}); err != nil {
+		if _, err := l.r.Apply(ctx, fsm.UpsertNode{Node: node}); err != nil {
 			t.Fatal(err)
 		}
 		if err := l.r.AddNonvoter(ctx, n.id, string(n.trans.LocalAddr())); err != nil {
@@ -343,7 +345,7 @@ func TestAutopilotOnRaft(t *testing.T) {
 			if err := ApplyVoterChange(ctx, l.r, ch); err != nil {
 				t.Fatalf("%v: %v", ch, err)
 			}
-			if _, err := l.r.Apply(ctx, consensus.SetNodeVoter{ID: ch.ID, Voter: ch.Action == ActionPromote}); err != nil {
+			if _, err := l.r.Apply(ctx, fsm.SetNodeVoter{ID: ch.ID, Voter: ch.Action == ActionPromote}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -357,7 +359,7 @@ func TestAutopilotOnRaft(t *testing.T) {
 	}
 	// n2 dies; after the grace n4 replaces it.
 	stopNode(t, nodes, nodes[1])
-	if _, err := l.r.Apply(ctx, consensus.SetNodeStatus{Statuses: []consensus.NodeStatus{{ID: "n2", Status: api.NodeDown, At: apNow}}}); err != nil {
+	if _, err := l.r.Apply(ctx, fsm.SetNodeStatus{Statuses: []fsm.NodeStatus{{ID: "n2", Status: api.NodeDown, At: apNow}}}); err != nil {
 		t.Fatal(err)
 	}
 	if plan := step(apNow.Add(time.Second)); len(plan) != 0 {
@@ -391,7 +393,7 @@ type inmemNode struct {
 	id    string
 	store *consensus.Store
 	trans *raft.InmemTransport
-	r     *consensus.Raft
+	r     *raftnode.Raft
 	down  bool
 }
 
@@ -402,7 +404,7 @@ func newInmemRaft(t *testing.T, n int) []*inmemNode {
 	for i := 0; i < n; i++ {
 		nd := &inmemNode{id: fmt.Sprintf("n%d", i+1), store: consensus.NewStore()}
 		_, nd.trans = raft.NewInmemTransport("")
-		cfg := consensus.DefaultConfig()
+		cfg := raftnode.DefaultConfig()
 		cfg.NodeID = nd.id
 		cfg.HeartbeatTimeout = 200 * time.Millisecond
 		cfg.ElectionTimeout = 200 * time.Millisecond
@@ -412,7 +414,7 @@ func newInmemRaft(t *testing.T, n int) []*inmemNode {
 		cfg.ApplyTimeout = 5 * time.Second
 		cfg.DataDir = t.TempDir()
 		cfg.Transport = nd.trans
-		r, err := consensus.New(cfg, nd.store)
+		r, err := raftnode.New(cfg, nd.store)
 		if err != nil {
 			t.Fatalf("start %s: %v", nd.id, err)
 		}

@@ -40,7 +40,7 @@ var (
 )
 
 // ErrLogUnreadable: the raft log (or the raft-wal it is migrated from)
-// cannot be read back. consensus.New quarantines it and rejoins (see
+// cannot be read back. raftnode.New quarantines it and rejoins (see
 // rejoin.go); consensus re-exports it as consensus.ErrLogUnreadable.
 var ErrLogUnreadable = errors.New("raft log unreadable")
 

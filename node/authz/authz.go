@@ -40,6 +40,8 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/scheduler/servicespec"
 	"github.com/shoal-org/shoal/overlay"
 )
@@ -107,32 +109,32 @@ const (
 // AdminAction names the admin action a command performs, or "" for a
 // command that is not an admin action (a node's own report, or a
 // cluster-internal command).
-func AdminAction(cmd consensus.Command) string {
+func AdminAction(cmd fsm.Command) string {
 	if cmd == nil {
 		return ""
 	}
 	switch cmd.Type() {
-	case consensus.TypeCreateService:
+	case fsm.TypeCreateService:
 		return ActionCreateService
-	case consensus.TypeUpdateService:
+	case fsm.TypeUpdateService:
 		return ActionUpdateService
-	case consensus.TypeDeleteService:
+	case fsm.TypeDeleteService:
 		return ActionDeleteService
-	case consensus.TypeUpdateNode:
+	case fsm.TypeUpdateNode:
 		return ActionUpdateNode
-	case consensus.TypeRotateToken:
+	case fsm.TypeRotateToken:
 		return ActionRotateToken
-	case consensus.TypeCreateSecret:
+	case fsm.TypeCreateSecret:
 		return ActionCreateSecret
-	case consensus.TypeDeleteSecret:
+	case fsm.TypeDeleteSecret:
 		return ActionDeleteSecret
-	case consensus.TypeCreateConfig:
+	case fsm.TypeCreateConfig:
 		return ActionCreateConfig
-	case consensus.TypeDeleteConfig:
+	case fsm.TypeDeleteConfig:
 		return ActionDeleteConfig
-	case consensus.TypeCreateNetwork:
+	case fsm.TypeCreateNetwork:
 		return ActionCreateNetwork
-	case consensus.TypeDeleteNetwork:
+	case fsm.TypeDeleteNetwork:
 		return ActionDeleteNetwork
 	}
 	return ""
@@ -143,7 +145,7 @@ func AdminAction(cmd consensus.Command) string {
 // it. It returns nil or an error wrapping ErrForbidden (ErrWorker for an
 // admin action from a worker) that says why. It does not validate the
 // command's content beyond identity (specs: CheckSpecOnLeader).
-func Authorize(c Caller, cmd consensus.Command, self *api.Node) error {
+func Authorize(c Caller, cmd fsm.Command, self *api.Node) error {
 	if cmd == nil {
 		return fmt.Errorf("%w: empty command", ErrForbidden)
 	}
@@ -166,7 +168,7 @@ func Authorize(c Caller, cmd consensus.Command, self *api.Node) error {
 }
 
 // authorizeOwn allows the commands by which a node speaks for itself.
-func authorizeOwn(id string, cmd consensus.Command, self *api.Node) error {
+func authorizeOwn(id string, cmd fsm.Command, self *api.Node) error {
 	refuse := func(format string, args ...any) error {
 		return fmt.Errorf("%w: node %s: %s", ErrForbidden, api.ShortID(id), fmt.Sprintf(format, args...))
 	}
@@ -174,26 +176,26 @@ func authorizeOwn(id string, cmd consensus.Command, self *api.Node) error {
 		return fmt.Errorf("%w: a node certificate is required", ErrForbidden)
 	}
 	switch c := deref(cmd).(type) {
-	case consensus.TaskStatus:
+	case fsm.TaskStatus:
 		// The FSM ignores reports about tasks not assigned to NodeID, so a
 		// node that names itself can only touch its own tasks.
 		if c.NodeID != id {
 			return refuse("may report status only for its own tasks, not for node %s", api.ShortID(c.NodeID))
 		}
 		return nil
-	case consensus.SetImageNode:
+	case fsm.SetImageNode:
 		if c.NodeID != id {
 			return refuse("may record only its own images, not node %s's", api.ShortID(c.NodeID))
 		}
 		return nil
-	case consensus.UpsertImage:
+	case fsm.UpsertImage:
 		for _, n := range c.Image.Nodes {
 			if n != id {
 				return refuse("may record only itself as holding image %s, not node %s", c.Image.ID, api.ShortID(n))
 			}
 		}
 		return nil
-	case consensus.UpsertNode:
+	case fsm.UpsertNode:
 		if c.Node.ID != id {
 			return refuse("may update only its own node record, not node %s's", api.ShortID(c.Node.ID))
 		}
@@ -204,7 +206,7 @@ func authorizeOwn(id string, cmd consensus.Command, self *api.Node) error {
 			return refuse("may change only the fields a node owns (addresses, ports, resources), not %s", strings.Join(f, ", "))
 		}
 		return nil
-	case consensus.Batch:
+	case fsm.Batch:
 		for i, inner := range c.Commands {
 			if err := authorizeOwn(id, inner, self); err != nil {
 				return fmt.Errorf("batch command %d: %w", i, err)
@@ -217,17 +219,17 @@ func authorizeOwn(id string, cmd consensus.Command, self *api.Node) error {
 
 // deref turns the *T commands callers build into the T values the decoder
 // makes, so one type switch sees both.
-func deref(cmd consensus.Command) consensus.Command {
+func deref(cmd fsm.Command) fsm.Command {
 	switch c := cmd.(type) {
-	case *consensus.TaskStatus:
+	case *fsm.TaskStatus:
 		return *c
-	case *consensus.SetImageNode:
+	case *fsm.SetImageNode:
 		return *c
-	case *consensus.UpsertImage:
+	case *fsm.UpsertImage:
 		return *c
-	case *consensus.UpsertNode:
+	case *fsm.UpsertNode:
 		return *c
-	case *consensus.Batch:
+	case *fsm.Batch:
 		return *c
 	}
 	return cmd
@@ -267,7 +269,7 @@ func NodeFieldsNotOwned(cur, next api.Node) []string {
 }
 
 // TypeName names a command type for messages.
-func TypeName(cmd consensus.Command) string {
+func TypeName(cmd fsm.Command) string {
 	name := fmt.Sprintf("%T", deref(cmd))
 	return strings.TrimPrefix(name, "consensus.")
 }
@@ -362,7 +364,7 @@ const RaftLostAfter = 10 * time.Second
 //     them became leader); it has no leader to lose, so it listens.
 //
 // A leader never accepts a non-member.
-func RaftPeerAllowed(servers []consensus.Server, peerID string, leader bool, lastContact, now time.Time) error {
+func RaftPeerAllowed(servers []raftnode.Server, peerID string, leader bool, lastContact, now time.Time) error {
 	if len(servers) == 0 {
 		return nil
 	}

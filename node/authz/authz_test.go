@@ -9,12 +9,14 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 )
 
 // authzCase is one command in two forms: about the caller's own objects
 // and about another node's (the same command when it names no node).
 type authzCase struct {
-	own, other consensus.Command
+	own, other fsm.Command
 	// want: leader, node for its own objects, node for others', admin from
 	// a manager, admin from a worker.
 	leader, nodeOwn, nodeOther, admin, adminWorker bool
@@ -31,63 +33,63 @@ func TestAuthorizeTable(t *testing.T) {
 	otherNode := moved
 	otherNode.ID = them
 	svc := api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Name: "web", Image: "busybox"}}
-	status := func(id string) consensus.Command {
-		return consensus.TaskStatus{NodeID: id, Statuses: []api.TaskStatus{{TaskID: "t1", State: api.TaskRunning, IP: "10.42.9.9"}}}
+	status := func(id string) fsm.Command {
+		return fsm.TaskStatus{NodeID: id, Statuses: []api.TaskStatus{{TaskID: "t1", State: api.TaskRunning, IP: "10.42.9.9"}}}
 	}
-	same := func(c consensus.Command) (consensus.Command, consensus.Command) { return c, c }
-	internal := func(c consensus.Command) authzCase {
+	same := func(c fsm.Command) (fsm.Command, fsm.Command) { return c, c }
+	internal := func(c fsm.Command) authzCase {
 		o, x := same(c)
 		return authzCase{own: o, other: x, leader: true}
 	}
-	adminCase := func(c consensus.Command) authzCase {
+	adminCase := func(c fsm.Command) authzCase {
 		o, x := same(c)
 		return authzCase{own: o, other: x, leader: true, admin: true}
 	}
-	cases := map[consensus.CommandType]authzCase{
-		consensus.TypeBootstrapCluster: internal(consensus.BootstrapCluster{Node: *self}),
-		consensus.TypeUpsertNode: {own: consensus.UpsertNode{Node: moved}, other: consensus.UpsertNode{Node: otherNode},
+	cases := map[fsm.CommandType]authzCase{
+		fsm.TypeBootstrapCluster: internal(fsm.BootstrapCluster{Node: *self}),
+		fsm.TypeUpsertNode: {own: fsm.UpsertNode{Node: moved}, other: fsm.UpsertNode{Node: otherNode},
 			leader: true, nodeOwn: true},
-		consensus.TypeUpdateNode:    adminCase(consensus.UpdateNode{ID: them, Update: api.NodeUpdate{Role: api.RoleWorker}}),
-		consensus.TypeSetNodeStatus: internal(consensus.SetNodeStatus{Statuses: []consensus.NodeStatus{{ID: me, Status: api.NodeReady}}}),
-		consensus.TypeSetNodeVoter:  internal(consensus.SetNodeVoter{ID: me, Voter: true}),
-		consensus.TypeRemoveNode:    internal(consensus.RemoveNode{ID: them}),
-		consensus.TypeRotateToken:   adminCase(consensus.RotateToken{SecretHash: "h"}),
-		consensus.TypeSetGossipKeys: internal(consensus.SetGossipKeys{Keys: [][]byte{make([]byte, 32)}}),
-		consensus.TypeCreateService: adminCase(consensus.CreateService{Service: svc}),
-		consensus.TypeUpdateService: adminCase(consensus.UpdateService{Service: svc}),
-		consensus.TypeDeleteService: adminCase(consensus.DeleteService{ID: "s1"}),
-		consensus.TypeUpsertTasks:   internal(consensus.UpsertTasks{Tasks: []api.Task{{ID: "t1", NodeID: me}}}),
-		consensus.TypeTaskStatus:    {own: status(me), other: status(them), leader: true, nodeOwn: true},
-		consensus.TypeDeleteTasks:   internal(consensus.DeleteTasks{IDs: []string{"t1"}}),
-		consensus.TypeUpsertImage: {own: consensus.UpsertImage{Image: api.Image{ID: "sha256:1", Nodes: []string{me}}},
-			other: consensus.UpsertImage{Image: api.Image{ID: "sha256:1", Nodes: []string{me, them}}}, leader: true, nodeOwn: true},
-		consensus.TypeSetImageNode: {own: consensus.SetImageNode{ImageID: "sha256:1", NodeID: me, Present: true},
-			other: consensus.SetImageNode{ImageID: "sha256:1", NodeID: them}, leader: true, nodeOwn: true},
-		consensus.TypeDeleteImage: internal(consensus.DeleteImage{ID: "sha256:1"}),
-		consensus.TypeBatch: {own: consensus.Batch{Commands: []consensus.Command{status(me), consensus.SetImageNode{ImageID: "x", NodeID: me}}},
-			other: consensus.Batch{Commands: []consensus.Command{status(me), consensus.UpsertTasks{}}}, leader: true, nodeOwn: true},
-		consensus.TypeTrimTasks:        internal(consensus.TrimTasks{}),
-		consensus.TypeRevokeCert:       internal(consensus.RevokeCert{Serial: "s2"}),
-		consensus.TypeSetVoterTarget:   internal(consensus.SetVoterTarget{Target: 5}),
-		consensus.TypeSetClusterEpoch:  internal(consensus.SetClusterEpoch{Epoch: 2}),
-		consensus.TypeSealClusterKeys:  internal(consensus.SealClusterKeys{KEKID: "k"}),
-		consensus.TypeRotateCA:         internal(consensus.RotateCA{ExpectFingerprint: "f"}),
-		consensus.TypeFinishCARotation: internal(consensus.FinishCARotation{CAFingerprint: "f"}),
-		consensus.TypeSetNodeCert:      internal(consensus.SetNodeCert{ID: me, Serial: "s9"}),
+		fsm.TypeUpdateNode:    adminCase(fsm.UpdateNode{ID: them, Update: api.NodeUpdate{Role: api.RoleWorker}}),
+		fsm.TypeSetNodeStatus: internal(fsm.SetNodeStatus{Statuses: []fsm.NodeStatus{{ID: me, Status: api.NodeReady}}}),
+		fsm.TypeSetNodeVoter:  internal(fsm.SetNodeVoter{ID: me, Voter: true}),
+		fsm.TypeRemoveNode:    internal(fsm.RemoveNode{ID: them}),
+		fsm.TypeRotateToken:   adminCase(fsm.RotateToken{SecretHash: "h"}),
+		fsm.TypeSetGossipKeys: internal(fsm.SetGossipKeys{Keys: [][]byte{make([]byte, 32)}}),
+		fsm.TypeCreateService: adminCase(fsm.CreateService{Service: svc}),
+		fsm.TypeUpdateService: adminCase(fsm.UpdateService{Service: svc}),
+		fsm.TypeDeleteService: adminCase(fsm.DeleteService{ID: "s1"}),
+		fsm.TypeUpsertTasks:   internal(fsm.UpsertTasks{Tasks: []api.Task{{ID: "t1", NodeID: me}}}),
+		fsm.TypeTaskStatus:    {own: status(me), other: status(them), leader: true, nodeOwn: true},
+		fsm.TypeDeleteTasks:   internal(fsm.DeleteTasks{IDs: []string{"t1"}}),
+		fsm.TypeUpsertImage: {own: fsm.UpsertImage{Image: api.Image{ID: "sha256:1", Nodes: []string{me}}},
+			other: fsm.UpsertImage{Image: api.Image{ID: "sha256:1", Nodes: []string{me, them}}}, leader: true, nodeOwn: true},
+		fsm.TypeSetImageNode: {own: fsm.SetImageNode{ImageID: "sha256:1", NodeID: me, Present: true},
+			other: fsm.SetImageNode{ImageID: "sha256:1", NodeID: them}, leader: true, nodeOwn: true},
+		fsm.TypeDeleteImage: internal(fsm.DeleteImage{ID: "sha256:1"}),
+		fsm.TypeBatch: {own: fsm.Batch{Commands: []fsm.Command{status(me), fsm.SetImageNode{ImageID: "x", NodeID: me}}},
+			other: fsm.Batch{Commands: []fsm.Command{status(me), fsm.UpsertTasks{}}}, leader: true, nodeOwn: true},
+		fsm.TypeTrimTasks:        internal(fsm.TrimTasks{}),
+		fsm.TypeRevokeCert:       internal(fsm.RevokeCert{Serial: "s2"}),
+		fsm.TypeSetVoterTarget:   internal(fsm.SetVoterTarget{Target: 5}),
+		fsm.TypeSetClusterEpoch:  internal(fsm.SetClusterEpoch{Epoch: 2}),
+		fsm.TypeSealClusterKeys:  internal(fsm.SealClusterKeys{KEKID: "k"}),
+		fsm.TypeRotateCA:         internal(fsm.RotateCA{ExpectFingerprint: "f"}),
+		fsm.TypeFinishCARotation: internal(fsm.FinishCARotation{CAFingerprint: "f"}),
+		fsm.TypeSetNodeCert:      internal(fsm.SetNodeCert{ID: me, Serial: "s9"}),
 		// Secrets and configs.
-		consensus.TypeCreateSecret:  adminCase(consensus.CreateSecret{Secret: consensus.Secret{ID: "x", Name: "pw"}, Plaintext: []byte("pw")}),
-		consensus.TypeDeleteSecret:  adminCase(consensus.DeleteSecret{ID: "x"}),
-		consensus.TypeCreateConfig:  adminCase(consensus.CreateConfig{Config: consensus.ConfigObject{ID: "x", Name: "c"}}),
-		consensus.TypeDeleteConfig:  adminCase(consensus.DeleteConfig{ID: "x"}),
-		consensus.TypeCreateNetwork: adminCase(consensus.CreateNetwork{Network: api.Network{ID: "n1", Name: "front"}}),
-		consensus.TypeDeleteNetwork: adminCase(consensus.DeleteNetwork{ID: "n1"}),
+		fsm.TypeCreateSecret:  adminCase(fsm.CreateSecret{Secret: consensus.Secret{ID: "x", Name: "pw"}, Plaintext: []byte("pw")}),
+		fsm.TypeDeleteSecret:  adminCase(fsm.DeleteSecret{ID: "x"}),
+		fsm.TypeCreateConfig:  adminCase(fsm.CreateConfig{Config: consensus.ConfigObject{ID: "x", Name: "c"}}),
+		fsm.TypeDeleteConfig:  adminCase(fsm.DeleteConfig{ID: "x"}),
+		fsm.TypeCreateNetwork: adminCase(fsm.CreateNetwork{Network: api.Network{ID: "n1", Name: "front"}}),
+		fsm.TypeDeleteNetwork: adminCase(fsm.DeleteNetwork{ID: "n1"}),
 	}
 	// Every command type the log knows is in the table.
 	for ty := 1; ty < 256; ty++ {
-		if _, err := consensus.DecodeCommand([]byte{byte(ty), consensus.CommandVersion, '{', '}'}); err != nil {
+		if _, err := fsm.DecodeCommand([]byte{byte(ty), fsm.CommandVersion, '{', '}'}); err != nil {
 			continue
 		}
-		if _, ok := cases[consensus.CommandType(ty)]; !ok {
+		if _, ok := cases[fsm.CommandType(ty)]; !ok {
 			t.Errorf("command type %d has no row in the authorization table", ty)
 		}
 	}
@@ -98,7 +100,7 @@ func TestAuthorizeTable(t *testing.T) {
 		for _, k := range []struct {
 			name  string
 			c     Caller
-			cmd   consensus.Command
+			cmd   fsm.Command
 			allow bool
 		}{
 			{"leader", Caller{Kind: Leader, NodeID: me}, tc.other, tc.leader},
@@ -108,7 +110,7 @@ func TestAuthorizeTable(t *testing.T) {
 			{"admin forward from a worker", Caller{Kind: Admin, NodeID: me, Worker: true}, tc.other, tc.adminWorker},
 		} {
 			t.Run(fmt.Sprintf("%s/%s", TypeName(tc.own), k.name), func(t *testing.T) {
-				for _, cmd := range []consensus.Command{k.cmd, roundTrip(t, k.cmd)} {
+				for _, cmd := range []fsm.Command{k.cmd, roundTrip(t, k.cmd)} {
 					err := Authorize(k.c, cmd, self)
 					if k.allow && err != nil {
 						t.Fatalf("refused: %v", err)
@@ -128,13 +130,13 @@ func TestAuthorizeTable(t *testing.T) {
 }
 
 // roundTrip returns cmd as the leader decodes it from the wire.
-func roundTrip(t *testing.T, cmd consensus.Command) consensus.Command {
+func roundTrip(t *testing.T, cmd fsm.Command) fsm.Command {
 	t.Helper()
-	enc, err := consensus.EncodeCommand(cmd)
+	enc, err := fsm.EncodeCommand(cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := consensus.DecodeCommand(enc)
+	out, err := fsm.DecodeCommand(enc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +177,7 @@ func TestAuthorizeOwnNodeRecord(t *testing.T) {
 			next := cur
 			next.Labels = map[string]string{"zone": "a"}
 			tt.change(&next)
-			err := Authorize(Caller{Kind: Node, NodeID: "me"}, &consensus.UpsertNode{Node: next}, &cur)
+			err := Authorize(Caller{Kind: Node, NodeID: "me"}, &fsm.UpsertNode{Node: next}, &cur)
 			if tt.refuse == "" {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
@@ -187,10 +189,10 @@ func TestAuthorizeOwnNodeRecord(t *testing.T) {
 			}
 		})
 	}
-	if err := Authorize(Caller{Kind: Node, NodeID: "me"}, consensus.UpsertNode{Node: cur}, nil); !errors.Is(err, ErrForbidden) {
+	if err := Authorize(Caller{Kind: Node, NodeID: "me"}, fsm.UpsertNode{Node: cur}, nil); !errors.Is(err, ErrForbidden) {
 		t.Fatalf("upsert without a stored record: %v", err)
 	}
-	if err := Authorize(Caller{Kind: Node}, consensus.TaskStatus{}, nil); !errors.Is(err, ErrForbidden) {
+	if err := Authorize(Caller{Kind: Node}, fsm.TaskStatus{}, nil); !errors.Is(err, ErrForbidden) {
 		t.Fatalf("node Caller without an ID: %v", err)
 	}
 	if err := Authorize(Caller{Kind: Node, NodeID: "me"}, nil, nil); !errors.Is(err, ErrForbidden) {
@@ -212,10 +214,10 @@ func TestAdminOpCheck(t *testing.T) {
 
 func TestRaftPeerAllowed(t *testing.T) {
 	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
-	servers := []consensus.Server{{ID: "a", Voter: true}, {ID: "b", Voter: true}, {ID: "c"}}
+	servers := []raftnode.Server{{ID: "a", Voter: true}, {ID: "b", Voter: true}, {ID: "c"}}
 	tests := []struct {
 		name        string
-		servers     []consensus.Server
+		servers     []raftnode.Server
 		peer        string
 		leader      bool
 		lastContact time.Time

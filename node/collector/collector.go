@@ -28,6 +28,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/metrics"
 	"github.com/shoal-org/shoal/node/netplan"
@@ -43,7 +44,7 @@ type Runtime interface {
 // Cluster is the running cluster instance the collector reads.
 type Cluster struct {
 	Store   *consensus.Store
-	Raft    *consensus.Raft
+	Raft    *raftnode.Raft
 	Members *membership.Membership
 	// RaftDir is where the Raft log store lives (its size is a metric).
 	RaftDir string
@@ -277,7 +278,7 @@ func (c State) Collect(ch chan<- prometheus.Metric) {
 	gauge(descOverlayPeers, float64(len(netplan.OverlayPeers(ns, a.NodeID))))
 }
 
-func countVoters(servers []consensus.Server) int {
+func countVoters(servers []raftnode.Server) int {
 	n := 0
 	for _, s := range servers {
 		if s.Voter {

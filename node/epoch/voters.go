@@ -12,13 +12,15 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/clusterport"
 	"github.com/shoal-org/shoal/node/pki"
 )
 
 // VoterOf is the Trust rule of an instance running r: id may fence it when
 // id is a voter of r's latest configuration.
-func VoterOf(r *consensus.Raft) func(id string) bool {
+func VoterOf(r *raftnode.Raft) func(id string) bool {
 	return func(id string) bool {
 		servers, err := r.Servers()
 		if err != nil {
@@ -54,7 +56,7 @@ func Probe(d clusterport.Dialer, addr string, client *tls.Config, f *Fence) erro
 // when the record is behind (after --force-new-cluster), from the leader,
 // so that the next recovery starts above it. It returns once the record
 // has caught up or ctx ends.
-func RecordLoop(ctx context.Context, store *consensus.Store, r *consensus.Raft, want uint64, log *slog.Logger) {
+func RecordLoop(ctx context.Context, store *consensus.Store, r *raftnode.Raft, want uint64, log *slog.Logger) {
 	ch, cancel := store.Subscribe()
 	defer cancel()
 	tick := time.NewTicker(time.Second)
@@ -66,7 +68,7 @@ func RecordLoop(ctx context.Context, store *consensus.Store, r *consensus.Raft, 
 		}
 		if c != nil && r.IsLeader() {
 			wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
-			if _, err := r.Apply(wctx, &consensus.SetClusterEpoch{Epoch: want}); err != nil {
+			if _, err := r.Apply(wctx, &fsm.SetClusterEpoch{Epoch: want}); err != nil {
 				log.Warn("record the cluster epoch", "epoch", want, "err", err)
 			}
 			wcancel()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
 )
 
 // BenchmarkEventsDiff10k measures one pass of the events loop over a
@@ -16,7 +17,7 @@ import (
 // previous one with 100 tasks changed.
 func BenchmarkEventsDiff10k(b *testing.B) {
 	store := consensus.NewStore()
-	fsm := consensus.NewFSM(store)
+	machine := fsm.New(store)
 	tasks := make([]api.Task, 10000)
 	for i := range tasks {
 		tasks[i] = api.Task{ID: fmt.Sprintf("t%05d", i), Name: fmt.Sprintf("web.%d", i+1), ServiceID: "s1", Service: "web",
@@ -24,13 +25,13 @@ func BenchmarkEventsDiff10k(b *testing.B) {
 			Spec: api.ServiceSpec{Name: "web", Image: "bb:1", Replicas: 10000, Env: []string{"A=1"}}, CreatedAt: evNow}
 	}
 	svc := api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Name: "web", Image: "bb:1", Replicas: 10000, Mode: api.ModeReplicated}}
-	for i, cmd := range []consensus.Command{&consensus.UpsertNode{Node: api.Node{ID: "n1", Hostname: "h1", Status: api.NodeReady}}, &consensus.CreateService{Service: svc}, &consensus.UpsertTasks{Tasks: tasks}} {
-		data, err := consensus.EncodeCommand(cmd)
+	for i, cmd := range []fsm.Command{&fsm.UpsertNode{Node: api.Node{ID: "n1", Hostname: "h1", Status: api.NodeReady}}, &fsm.CreateService{Service: svc}, &fsm.UpsertTasks{Tasks: tasks}} {
+		data, err := fsm.EncodeCommand(cmd)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if res := fsm.Apply(&raft.Log{Index: uint64(i + 1), Type: raft.LogCommand, Data: data}); res != nil {
-			if r, ok := res.(consensus.Result); ok && r.Err != nil {
+		if res := machine.Apply(&raft.Log{Index: uint64(i + 1), Type: raft.LogCommand, Data: data}); res != nil {
+			if r, ok := res.(fsm.Result); ok && r.Err != nil {
 				b.Fatal(r.Err)
 			}
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
 	"github.com/shoal-org/shoal/runtime"
 )
 
@@ -41,8 +42,8 @@ func next(t *testing.T, sub *Sub) api.Event {
 // its container events; a cluster that stops is let go.
 func TestLoop(t *testing.T) {
 	store := consensus.NewStore()
-	fsm := consensus.NewFSM(store)
-	if res := fsm.ApplyCommand(1, consensus.BootstrapCluster{
+	machine := fsm.New(store)
+	if res := machine.ApplyCommand(1, fsm.BootstrapCluster{
 		Cluster: consensus.ClusterState{ClusterID: "c1", GossipKeys: [][]byte{make([]byte, 32)},
 			ClusterCIDR: "10.42.0.0/16", VIPCIDR: "10.43.0.0/16", TokenSecretHash: "x"},
 		Node: api.Node{ID: "n1", Hostname: "h1", Addr: "127.0.0.1", Status: api.NodeReady, CertSerial: "s1"},
@@ -75,14 +76,14 @@ func TestLoop(t *testing.T) {
 
 	// The bootstrap is the baseline: the first event is the service.
 	spec := api.ServiceSpec{Name: "web", Image: "busybox"}
-	if res := fsm.ApplyCommand(2, consensus.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: spec}}); res.Err != nil {
+	if res := machine.ApplyCommand(2, fsm.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: spec}}); res.Err != nil {
 		t.Fatal(res.Err)
 	}
 	if ev := next(t, sub); ev.Type != api.EventService || ev.Action != "created" || ev.Name != "web" {
 		t.Fatalf("first event %+v, want the service created", ev)
 	}
 	now := time.Now().UTC()
-	if res := fsm.ApplyCommand(3, consensus.UpsertTasks{Tasks: []api.Task{{ID: "t1", Name: "web.1", ServiceID: "s1", Service: "web",
+	if res := machine.ApplyCommand(3, fsm.UpsertTasks{Tasks: []api.Task{{ID: "t1", Name: "web.1", ServiceID: "s1", Service: "web",
 		Slot: 1, NodeID: "n1", DesiredState: api.TaskRunning, State: api.TaskAssigned, Spec: spec, CreatedAt: now, UpdatedAt: now}}}); res.Err != nil {
 		t.Fatal(res.Err)
 	}

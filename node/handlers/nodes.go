@@ -7,16 +7,16 @@ import (
 	"sort"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 )
 
 // Raft is what the node routes read of this node's Raft
-// (*consensus.Raft).
+// (*raftnode.Raft).
 type Raft interface {
 	Leader() (id, addr string)
 	State() string
 	LastIndex() uint64
-	Servers() ([]consensus.Server, error)
+	Servers() ([]raftnode.Server, error)
 }
 
 // ClusterStatus fills st (this node's identity) with the cluster as r

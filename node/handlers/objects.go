@@ -12,6 +12,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
 	"github.com/shoal-org/shoal/node/httpapi"
 )
 
@@ -106,19 +107,19 @@ func (x *API) CreateObject(ctx context.Context, req api.SecretCreateRequest, sec
 		return nil, err
 	}
 	kind := kindName(secret)
-	var cmd consensus.Command
+	var cmd fsm.Command
 	id, now := x.agent.NewID(), time.Now().UTC()
 	if secret {
 		if _, err := store.SecretByName(req.Name); err == nil {
 			return nil, httpapi.BadRequest("a secret named %s already exists (secrets are immutable: remove it first, or use a new name)", req.Name)
 		}
-		cmd = &consensus.CreateSecret{Secret: consensus.Secret{ID: id, Name: req.Name, CreatedAt: now, Size: len(req.Data), Labels: req.Labels},
+		cmd = &fsm.CreateSecret{Secret: consensus.Secret{ID: id, Name: req.Name, CreatedAt: now, Size: len(req.Data), Labels: req.Labels},
 			Plaintext: req.Data}
 	} else {
 		if _, err := store.ConfigByName(req.Name); err == nil {
 			return nil, httpapi.BadRequest("a config named %s already exists (configs are immutable: remove it first, or use a new name)", req.Name)
 		}
-		cmd = &consensus.CreateConfig{Config: consensus.ConfigObject{ID: id, Name: req.Name, CreatedAt: now, Labels: req.Labels, Data: req.Data}}
+		cmd = &fsm.CreateConfig{Config: consensus.ConfigObject{ID: id, Name: req.Name, CreatedAt: now, Labels: req.Labels, Data: req.Data}}
 	}
 	if err := x.agent.Write(ctx, cmd); err != nil {
 		return nil, fmt.Errorf("create %s %s: %w", kind, req.Name, err)
@@ -154,19 +155,19 @@ func (x *API) RemoveObject(ctx context.Context, ref string, secret bool) error {
 	if err != nil {
 		return err
 	}
-	var cmd consensus.Command
+	var cmd fsm.Command
 	if secret {
 		s, err := store.ResolveSecret(ref)
 		if err != nil {
 			return err
 		}
-		cmd = &consensus.DeleteSecret{ID: s.ID}
+		cmd = &fsm.DeleteSecret{ID: s.ID}
 	} else {
 		c, err := store.ResolveConfig(ref)
 		if err != nil {
 			return err
 		}
-		cmd = &consensus.DeleteConfig{ID: c.ID}
+		cmd = &fsm.DeleteConfig{ID: c.ID}
 	}
 	return x.agent.Write(ctx, cmd)
 }

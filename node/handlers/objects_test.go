@@ -6,6 +6,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
 )
 
 func TestCheckObject(t *testing.T) {
@@ -30,9 +31,9 @@ func TestCheckObject(t *testing.T) {
 
 func TestCheckFileRefs(t *testing.T) {
 	store := consensus.NewStore()
-	fsm := consensus.NewFSM(store)
-	fsm.ApplyCommand(1, consensus.CreateSecret{Secret: consensus.Secret{ID: "s1", Name: "pw", Size: 1, KEKID: "k", Sealed: make([]byte, 30)}})
-	fsm.ApplyCommand(2, consensus.CreateConfig{Config: consensus.ConfigObject{ID: "c1", Name: "conf", Data: []byte("x")}})
+	machine := fsm.New(store)
+	machine.ApplyCommand(1, fsm.CreateSecret{Secret: consensus.Secret{ID: "s1", Name: "pw", Size: 1, KEKID: "k", Sealed: make([]byte, 30)}})
+	machine.ApplyCommand(2, fsm.CreateConfig{Config: consensus.ConfigObject{ID: "c1", Name: "conf", Data: []byte("x")}})
 	cases := []struct {
 		name string
 		spec api.ServiceSpec

@@ -22,6 +22,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/snapshotfile"
 	"github.com/shoal-org/shoal/node/httpapi"
 )
 
@@ -39,13 +40,13 @@ type Snapshots interface {
 	LocalWriteAllowed() error
 	// Restore has the leader merge and install the verified file f (raw is
 	// its bytes, for a leader elsewhere) and says what it restored.
-	Restore(ctx context.Context, raw []byte, f *consensus.SnapshotFile, force bool) (api.SnapshotRestoreResponse, error)
+	Restore(ctx context.Context, raw []byte, f *snapshotfile.File, force bool) (api.SnapshotRestoreResponse, error)
 	// NotInCluster fails (the agent's already-in-a-cluster error) while
 	// the node is in a cluster.
 	NotInCluster() error
 	// InitFrom makes a new cluster on this node from the verified file f;
 	// a failure leaves no cluster behind.
-	InitFrom(ctx context.Context, f *consensus.SnapshotFile) (api.InitFromSnapshotResponse, error)
+	InitFrom(ctx context.Context, f *snapshotfile.File) (api.InitFromSnapshotResponse, error)
 }
 
 // SnapshotRoutes routes the snapshot routes to s.
@@ -73,7 +74,7 @@ func (h *snapshotHandlers) save(w http.ResponseWriter, r *http.Request) (any, er
 	}
 	view := store.Snapshot()
 	var buf bytes.Buffer
-	hd, err := consensus.WriteSnapshotFile(view, &buf, time.Now())
+	hd, err := snapshotfile.Write(view, &buf, time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +95,7 @@ func (h *snapshotHandlers) save(w http.ResponseWriter, r *http.Request) (any, er
 
 // ReadSnapshotBody reads a whole uploaded snapshot file (bounded) and
 // verifies it. Nothing has changed when it fails.
-func ReadSnapshotBody(r io.Reader) ([]byte, *consensus.SnapshotFile, error) {
+func ReadSnapshotBody(r io.Reader) ([]byte, *snapshotfile.File, error) {
 	raw, err := io.ReadAll(httpapi.CapReader(r, MaxSnapshotBytes))
 	if errors.Is(err, httpapi.ErrBodyTooLarge) {
 		return nil, nil, &httpapi.Error{Status: http.StatusRequestEntityTooLarge,
@@ -103,7 +104,7 @@ func ReadSnapshotBody(r io.Reader) ([]byte, *consensus.SnapshotFile, error) {
 	if err != nil {
 		return nil, nil, httpapi.BadRequest("read snapshot file: %v", err)
 	}
-	f, err := consensus.ReadSnapshotFile(bytes.NewReader(raw), MaxSnapshotBytes)
+	f, err := snapshotfile.Read(bytes.NewReader(raw), MaxSnapshotBytes)
 	if err != nil {
 		return nil, nil, httpapi.BadRequest("snapshot file refused, nothing changed: %v", err)
 	}
@@ -133,7 +134,7 @@ func (h *snapshotHandlers) restore(w http.ResponseWriter, r *http.Request) (any,
 	}
 	resp, err := h.s.Restore(r.Context(), raw, f, force)
 	if err != nil {
-		if errors.Is(err, consensus.ErrOtherCluster) {
+		if errors.Is(err, snapshotfile.ErrOtherCluster) {
 			return nil, &httpapi.Error{Status: http.StatusConflict, Msg: err.Error()}
 		}
 		return nil, err

@@ -1,7 +1,7 @@
 package httpapi
 
 // Network routes: create, list, inspect, remove. The state machine checks
-// names, subnets and VNIs again (consensus/network.go); the API refuses
+// names, subnets and VNIs again (consensus/fsm/networks.go); the API refuses
 // what it can tell is wrong first, with the same words.
 
 import (

@@ -18,16 +18,18 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/keyring"
 	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 )
 
-// Raft is the part of consensus.Raft the leader's membership changes use.
+// Raft is the part of raftnode.Raft the leader's membership changes use.
 type Raft interface {
-	Apply(ctx context.Context, cmd consensus.Command) (any, error)
-	Servers() ([]consensus.Server, error)
+	Apply(ctx context.Context, cmd fsm.Command) (any, error)
+	Servers() ([]raftnode.Server, error)
 	AddNonvoter(ctx context.Context, id, addr string) error
 	AddVoter(ctx context.Context, id, addr string) error
 	DemoteVoter(ctx context.Context, id string) error
@@ -58,7 +60,7 @@ type Leader struct {
 	Removing *sync.Map
 	// ApplyRemoval commits the removal of a node's record with the first
 	// step of a gossip key rotation (revocation.Rotator.Remove).
-	ApplyRemoval func(ctx context.Context, rm *consensus.RemoveNode) error
+	ApplyRemoval func(ctx context.Context, rm *fsm.RemoveNode) error
 	Log          *slog.Logger
 }
 
@@ -224,7 +226,7 @@ func (l *Leader) Remove(ctx context.Context, id string, force bool) error {
 	if err := l.Raft.RemoveServer(ctx, id); err != nil {
 		return fmt.Errorf("remove %s from raft: %w", api.ShortID(id), err)
 	}
-	if err := l.ApplyRemoval(ctx, &consensus.RemoveNode{ID: id, Now: time.Now().UTC()}); err != nil {
+	if err := l.ApplyRemoval(ctx, &fsm.RemoveNode{ID: id, Now: time.Now().UTC()}); err != nil {
 		return fmt.Errorf("remove node record: %w", err)
 	}
 	l.Log.Info("node removed", "node_id", id, "hostname", n.Hostname)
@@ -247,14 +249,14 @@ func (l *Leader) PromoteReplacement(ctx context.Context, leaving string) {
 
 // Replacement picks the non-voter to promote in place of the voter
 // leaving: the first live one of the configuration, if any.
-func Replacement(servers []consensus.Server, leaving string, alive func(id string) bool) (consensus.Server, bool) {
+func Replacement(servers []raftnode.Server, leaving string, alive func(id string) bool) (raftnode.Server, bool) {
 	for _, s := range servers {
 		if s.Voter || s.ID == leaving || !alive(s.ID) {
 			continue
 		}
 		return s, true
 	}
-	return consensus.Server{}, false
+	return raftnode.Server{}, false
 }
 
 // Rejoin runs for a node that lost its raft log (peerID, the caller by its

@@ -16,6 +16,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/clusterport"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
@@ -196,7 +197,7 @@ func TestReplacement(t *testing.T) {
 			return false
 		}
 	}
-	servers := []consensus.Server{
+	servers := []raftnode.Server{
 		{ID: "v1", Addr: "a1", Voter: true},
 		{ID: "v2", Addr: "a2", Voter: true},
 		{ID: "n1", Addr: "b1"},

@@ -1,6 +1,6 @@
 package joining
 
-// Rejoin after a lost raft log. consensus.New moves an unreadable raft log
+// Rejoin after a lost raft log. raftnode.New moves an unreadable raft log
 // aside and starts this node on an empty log with its vote withheld (see
 // consensus/logstore/rejoin.go for why a node that lost its log must not
 // vote). The leader keeps sending heartbeats to every member of the
@@ -17,7 +17,7 @@ import (
 	"time"
 )
 
-// LostLog is the part of consensus.Raft a node that lost its log uses.
+// LostLog is the part of raftnode.Raft a node that lost its log uses.
 type LostLog interface {
 	RejoinPending() bool
 	IsLeader() bool

@@ -47,6 +47,8 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/api/atomicfile"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -219,12 +221,12 @@ func TrustBundle(c *consensus.ClusterState) []byte {
 
 // ---- the keeper ----
 
-// Raft is the part of consensus.Raft the keeper uses.
+// Raft is the part of raftnode.Raft the keeper uses.
 type Raft interface {
-	Servers() ([]consensus.Server, error)
+	Servers() ([]raftnode.Server, error)
 	Leader() (id, addr string)
 	IsLeader() bool
-	Apply(ctx context.Context, cmd consensus.Command) (any, error)
+	Apply(ctx context.Context, cmd fsm.Command) (any, error)
 }
 
 // CallFunc performs one RPC against the cluster port at addr with this
@@ -255,7 +257,7 @@ type Keeper struct {
 	// whether peerID may propose cmd (node/authz over the replica), Alive
 	// whether gossip holds a node alive.
 	Forward   ForwardFunc
-	Authorize func(peerID string, cmd consensus.Command) error
+	Authorize func(peerID string, cmd fsm.Command) error
 	Alive     func(id string) bool
 }
 
@@ -323,7 +325,7 @@ func (k *Keeper) syncKEK(ctx context.Context, c *consensus.ClusterState, st *key
 	if err != nil {
 		return
 	}
-	var me *consensus.Server
+	var me *raftnode.Server
 	for i := range servers {
 		if servers[i].ID == k.Self {
 			me = &servers[i]
@@ -348,7 +350,7 @@ func (k *Keeper) syncKEK(ctx context.Context, c *consensus.ClusterState, st *key
 	}
 	st.lastKEKPull = time.Now()
 	leaderID, _ := k.Raft.Leader()
-	slices.SortStableFunc(servers, func(x, y consensus.Server) int {
+	slices.SortStableFunc(servers, func(x, y raftnode.Server) int {
 		switch {
 		case x.ID == leaderID:
 			return -1
@@ -441,7 +443,7 @@ func (k *Keeper) LeaderKeys(ctx context.Context, c *consensus.ClusterState) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := k.Raft.Apply(wctx, &consensus.FinishCARotation{CAFingerprint: c.CAFingerprint}); err != nil {
+	if _, err := k.Raft.Apply(wctx, &fsm.FinishCARotation{CAFingerprint: c.CAFingerprint}); err != nil {
 		k.Log.Warn("finish CA rotation", "err", err)
 		return
 	}
@@ -480,7 +482,7 @@ func (k *Keeper) migrateClusterKeys(ctx context.Context, c *consensus.ClusterSta
 	case c.KEKID != "" && pki.KEKID(kek) != c.KEKID:
 		return fmt.Errorf("%w: waiting for the voters' key", ErrNoKEK)
 	}
-	cmd := &consensus.SealClusterKeys{KEKID: pki.KEKID(kek), CAKeySealed: c.CAKeySealed}
+	cmd := &fsm.SealClusterKeys{KEKID: pki.KEKID(kek), CAKeySealed: c.CAKeySealed}
 	fp, err := pki.FingerprintPEM(c.CACertPEM)
 	if err != nil {
 		return err
@@ -546,7 +548,7 @@ func (k *Keeper) RotateSecret(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if _, err := k.Raft.Apply(ctx, &consensus.RotateToken{SecretHash: pki.HashSecret(secret), SecretSealed: sealed}); err != nil {
+	if _, err := k.Raft.Apply(ctx, &fsm.RotateToken{SecretHash: pki.HashSecret(secret), SecretSealed: sealed}); err != nil {
 		return "", fmt.Errorf("rotate token: %w", err)
 	}
 	return secret, nil
@@ -593,7 +595,7 @@ func (k *Keeper) RotateCA(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cmd := &consensus.RotateCA{
+	cmd := &fsm.RotateCA{
 		CACertPEM: next.CertPEM(), CAFingerprint: next.Fingerprint(), CAKeySealed: sealed,
 		CACrossPEM: cross, ExpectFingerprint: c.CAFingerprint,
 	}
@@ -705,15 +707,15 @@ func AdmitJoinID(in JoinClaim, c *consensus.ClusterState, isRevoked func(serial 
 
 // JoinRecord is the command that records an admitted joiner, revoking the
 // serials of a re-joining ID in the same entry.
-func JoinRecord(n api.Node, revoke []string) consensus.Command {
+func JoinRecord(n api.Node, revoke []string) fsm.Command {
 	if len(revoke) == 0 {
-		return &consensus.UpsertNode{Node: n}
+		return &fsm.UpsertNode{Node: n}
 	}
-	b := &consensus.Batch{}
+	b := &fsm.Batch{}
 	for _, s := range revoke {
-		b.Commands = append(b.Commands, &consensus.RevokeCert{Serial: s})
+		b.Commands = append(b.Commands, &fsm.RevokeCert{Serial: s})
 	}
-	b.Commands = append(b.Commands, &consensus.UpsertNode{Node: n})
+	b.Commands = append(b.Commands, &fsm.UpsertNode{Node: n})
 	return b
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
 	"github.com/shoal-org/shoal/node/wire"
 )
 
@@ -31,7 +32,7 @@ func notMember(peerID string) error {
 // (wire.MethodToken). Allowed callers: any node of the cluster's state —
 // root on any node is an admin (DESIGN.md, trust model), so a node may
 // print the token as it may forward any write; a rotation also needs
-// Authorize's consent to consensus.RotateToken (a worker's root may not).
+// Authorize's consent to fsm.RotateToken (a worker's root may not).
 func (k *Keeper) AnswerToken(ctx context.Context, peerID string, req wire.TokenRequest) (*wire.TokenResponse, error) {
 	if _, err := k.Store.Node(peerID); err != nil {
 		return nil, notMember(peerID)
@@ -40,7 +41,7 @@ func (k *Keeper) AnswerToken(ctx context.Context, peerID string, req wire.TokenR
 		if !k.Raft.IsLeader() {
 			return nil, consensus.ErrNotLeader
 		}
-		if err := k.Authorize(peerID, consensus.RotateToken{}); err != nil {
+		if err := k.Authorize(peerID, fsm.RotateToken{}); err != nil {
 			return nil, err
 		}
 		secret, err := k.RotateSecret(ctx)

@@ -32,6 +32,8 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/autopilot"
+	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/autoscale"
 	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/metrics"
@@ -42,7 +44,7 @@ import (
 type Config struct {
 	NodeID  string                 // this node
 	Store   *consensus.Store       // the local replica
-	Raft    *consensus.Raft        // proposals, configuration changes, leadership
+	Raft    *raftnode.Raft         // proposals, configuration changes, leadership
 	Members *membership.Membership // gossip's verdicts
 	Log     *slog.Logger
 	Metrics *metrics.Set // the scheduler's plan timing
@@ -181,7 +183,7 @@ func (l *Loop) Run(ctx context.Context) {
 // expediteElection lets gossip's verdict start an election: while this
 // node is not the leader and knows no leader, or gossip has declared the
 // leader it knows dead, Raft's long heartbeat timeout (which keeps a
-// starved leader in office) is cut to the lease (consensus.Raft.
+// starved leader in office) is cut to the lease (raftnode.Raft.
 // ExpediteElection). A leader gossip has never seen (it just joined) is
 // not suspected.
 func (l *Loop) expediteElection() {
@@ -303,7 +305,7 @@ func (l *Loop) markNodeStatus(ctx context.Context, leaderSince time.Time, deadSi
 	}
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := cl.Raft.Apply(wctx, &consensus.SetNodeStatus{Statuses: changes}); err != nil {
+	if _, err := cl.Raft.Apply(wctx, &fsm.SetNodeStatus{Statuses: changes}); err != nil {
 		l.log.Warn("record node status", "err", err)
 		return
 	}
@@ -320,8 +322,8 @@ func (l *Loop) markNodeStatus(ctx context.Context, leaderSince time.Time, deadSi
 // node raft heard from within the heard window (heard: gossip's probes
 // failed, the agent did not).
 func StatusChanges(nodes []*api.Node, self string, alive map[string]membership.Meta, inGrace bool,
-	everSeen, restarting, heard func(id string) bool, now time.Time) []consensus.NodeStatus {
-	var changes []consensus.NodeStatus
+	everSeen, restarting, heard func(id string) bool, now time.Time) []fsm.NodeStatus {
+	var changes []fsm.NodeStatus
 	for _, n := range nodes {
 		want := api.NodeDown
 		if _, ok := alive[n.ID]; ok || n.ID == self {
@@ -337,7 +339,7 @@ func StatusChanges(nodes []*api.Node, self string, alive map[string]membership.M
 			continue // raft reached it a moment ago: gossip's probes were lost, not the node
 		}
 		if n.Status != want {
-			changes = append(changes, consensus.NodeStatus{ID: n.ID, Status: want, At: now})
+			changes = append(changes, fsm.NodeStatus{ID: n.ID, Status: want, At: now})
 		}
 	}
 	return changes

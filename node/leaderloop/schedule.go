@@ -14,6 +14,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
 	"github.com/shoal-org/shoal/node/metrics"
 	"github.com/shoal-org/shoal/node/scheduler"
 )
@@ -126,9 +127,9 @@ func SchedulerState(store *consensus.Store) scheduler.State {
 // (creates before updates), then deletions. Every command of a Batch
 // applies on its own, so splitting changes what a reader may see in between
 // but not the outcome.
-func PlanEntries(plan scheduler.Plan) []consensus.Command {
-	var entries []consensus.Command
-	var cur []consensus.Command
+func PlanEntries(plan scheduler.Plan) []fsm.Command {
+	var entries []fsm.Command
+	var cur []fsm.Command
 	size := 0
 	flush := func() {
 		switch len(cur) {
@@ -136,17 +137,17 @@ func PlanEntries(plan scheduler.Plan) []consensus.Command {
 		case 1:
 			entries = append(entries, cur[0])
 		default:
-			entries = append(entries, &consensus.Batch{Commands: cur})
+			entries = append(entries, &fsm.Batch{Commands: cur})
 		}
 		cur, size = nil, 0
 	}
 	for _, s := range plan.ServiceUpdates {
-		cur = append(cur, &consensus.UpdateService{Service: s, ExpectVersion: s.Version})
+		cur = append(cur, &fsm.UpdateService{Service: s, ExpectVersion: s.Version})
 	}
 	tasks := plan.Upserts()
 	for len(tasks) > 0 {
 		n := min(len(tasks), maxTasksPerEntry-size)
-		cur = append(cur, &consensus.UpsertTasks{Tasks: tasks[:n]})
+		cur = append(cur, &fsm.UpsertTasks{Tasks: tasks[:n]})
 		size += n
 		tasks = tasks[n:]
 		if size >= maxTasksPerEntry {
@@ -155,7 +156,7 @@ func PlanEntries(plan scheduler.Plan) []consensus.Command {
 	}
 	for ids := plan.Delete; len(ids) > 0; {
 		n := min(len(ids), maxDeletesPerEntry)
-		cur = append(cur, &consensus.DeleteTasks{IDs: ids[:n]})
+		cur = append(cur, &fsm.DeleteTasks{IDs: ids[:n]})
 		ids = ids[n:]
 		flush()
 	}

@@ -1,22 +1,25 @@
 package membership
 
-import "github.com/shoal-org/shoal/consensus"
+import (
+	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/raftnode"
+)
 
 // CommandGate returns the check the leader runs before proposing a command
-// (consensus.Raft.SetCommandGate): every member of r's Raft configuration,
+// (raftnode.Raft.SetCommandGate): every member of r's Raft configuration,
 // voter or not, must advertise in gossip a protocol level that can apply
 // it (PeerLevels keeps a dead member's level). Commands every release
 // applies skip the lookup.
-func (m *Membership) CommandGate(r *consensus.Raft) func(consensus.Command) error {
-	return m.LevelGate(r, consensus.SinceLevel)
+func (m *Membership) CommandGate(r *raftnode.Raft) func(fsm.Command) error {
+	return m.LevelGate(r, fsm.SinceLevel)
 }
 
 // LevelGate is CommandGate with the command levels from since (tests
 // raise them above this binary's).
-func (m *Membership) LevelGate(r *consensus.Raft, since func(consensus.Command) int) func(consensus.Command) error {
-	return func(cmd consensus.Command) error {
+func (m *Membership) LevelGate(r *raftnode.Raft, since func(fsm.Command) int) func(fsm.Command) error {
+	return func(cmd fsm.Command) error {
 		need := since(cmd)
-		if need <= consensus.BaseProtocolLevel {
+		if need <= fsm.BaseProtocolLevel {
 			return nil
 		}
 		servers, err := r.Servers()
@@ -27,6 +30,6 @@ func (m *Membership) LevelGate(r *consensus.Raft, since func(consensus.Command) 
 		for _, s := range servers {
 			ids = append(ids, s.ID)
 		}
-		return consensus.CheckLevel(cmd.Type(), need, m.PeerLevels(ids))
+		return fsm.CheckLevel(cmd.Type(), need, m.PeerLevels(ids))
 	}
 }

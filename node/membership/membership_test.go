@@ -10,7 +10,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
-	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
 )
 
 func testMembership() *Membership { return NewDetached(nil) }
@@ -65,7 +65,7 @@ func TestMembershipVersions(t *testing.T) {
 		t.Fatalf("version of a down node %q", v)
 	}
 	got := m.PeerLevels([]string{"n1", "n2", "n3"})
-	want := []consensus.PeerLevel{
+	want := []fsm.PeerLevel{
 		{ID: "n1", Level: 2, Version: "v1.2.0", Known: true},
 		{ID: "n2", Known: true},
 		{ID: "n3"},

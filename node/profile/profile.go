@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/membership"
 )
 
@@ -21,11 +21,11 @@ import (
 // (membership.go). A profile that slows gossip, and so finds a dead host in
 // seconds rather than under one, gains nothing from raft heartbeats three
 // times a second: gossip's verdict, not raft's timeout, is what starts a
-// quick election (consensus.Raft.ExpediteElection) and what marks a node
+// quick election (raftnode.Raft.ExpediteElection) and what marks a node
 // down. So the quiet profiles also send raft's heartbeats once a second.
 type Profile struct {
 	Gossip membership.Timing
-	Raft   consensus.Timing
+	Raft   raftnode.Timing
 	// Procs, when set, is the agent's GOMAXPROCS unless the GOMAXPROCS
 	// environment variable says otherwise (shoal agent sets it at start).
 	// Why: with two Ps, each wake-up of an idle agent also wakes a second
@@ -51,8 +51,8 @@ const Default = "fast"
 //     to 10 nodes (2.8 s at 100), raft heartbeats once a second, and the
 //     agent runs on one P.
 var All = map[string]Profile{
-	Default:    {Gossip: membership.DefaultTiming, Raft: consensus.DefaultTiming},
-	"tolerant": {Gossip: membership.TolerantTiming, Raft: consensus.QuietTiming, Procs: 1},
+	Default:    {Gossip: membership.DefaultTiming, Raft: raftnode.DefaultTiming},
+	"tolerant": {Gossip: membership.TolerantTiming, Raft: raftnode.QuietTiming, Procs: 1},
 }
 
 // Sentinel errors of the profiles.
@@ -84,7 +84,7 @@ func Check(name string) error {
 // leader to keep it ready although gossip calls it dead (leaderloop's
 // second opinion). A live agent answers a real heartbeat every
 // HeartbeatInterval plus at most one raft tick (HeartbeatTimeout/5,
-// consensus/heartbeat.go): 500 ms under fast, 1.4 s under tolerant. But
+// consensus/raftnode/heartbeat.go): 500 ms under fast, 1.4 s under tolerant. But
 // the window never outlasts gossip's earliest verdict on a death
 // (membership.Timing.EarliestVerdict), so a dead node's last answer is
 // always too old by the time gossip calls it dead.

@@ -5,13 +5,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/membership"
 )
 
 func TestByName(t *testing.T) {
-	fast := Profile{Gossip: membership.DefaultTiming, Raft: consensus.DefaultTiming}
-	tolerant := Profile{Gossip: membership.TolerantTiming, Raft: consensus.QuietTiming, Procs: 1}
+	fast := Profile{Gossip: membership.DefaultTiming, Raft: raftnode.DefaultTiming}
+	tolerant := Profile{Gossip: membership.TolerantTiming, Raft: raftnode.QuietTiming, Procs: 1}
 	for _, c := range []struct {
 		name string
 		want Profile
@@ -39,7 +39,7 @@ func TestByName(t *testing.T) {
 // a real death, so the second opinion never holds a dead node back.
 func TestProfilesHold(t *testing.T) {
 	for name, p := range All {
-		rc := consensus.DefaultConfig()
+		rc := raftnode.DefaultConfig()
 		rc.NodeID = "x"
 		rc.Timing = p.Raft
 		if err := rc.Validate(); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
 	"github.com/shoal-org/shoal/runtime"
 	"github.com/shoal-org/shoal/runtime/ocispec"
 )
@@ -92,12 +93,12 @@ func (upNetwork) IPs(string) map[string]string { return map[string]string{"netb"
 // replica is a store advanced through the FSM, as Raft would.
 type replica struct {
 	mu    sync.Mutex
-	fsm   *consensus.FSM
+	fsm   *fsm.FSM
 	store *consensus.Store
 	idx   uint64
 }
 
-func (r *replica) apply(t *testing.T, cmd consensus.Command) error {
+func (r *replica) apply(t *testing.T, cmd fsm.Command) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.idx++
@@ -107,8 +108,8 @@ func (r *replica) apply(t *testing.T, cmd consensus.Command) error {
 func newReplica(t *testing.T) *replica {
 	t.Helper()
 	s := consensus.NewStore()
-	r := &replica{fsm: consensus.NewFSM(s), store: s}
-	if err := r.apply(t, consensus.BootstrapCluster{
+	r := &replica{fsm: fsm.New(s), store: s}
+	if err := r.apply(t, fsm.BootstrapCluster{
 		Cluster: consensus.ClusterState{ClusterID: "c1", GossipKeys: [][]byte{make([]byte, 32)},
 			ClusterCIDR: "10.42.0.0/16", VIPCIDR: "10.43.0.0/16", TokenSecretHash: "x"},
 		Node: api.Node{ID: "n1", Hostname: "h1", Addr: "127.0.0.1", Status: api.NodeReady, CertSerial: "s1"},
@@ -128,10 +129,10 @@ func TestRunStartsAndReports(t *testing.T) {
 	task := api.Task{ID: "t1", Name: "web.1", ServiceID: "s1", Service: "web", Slot: 1, NodeID: "n1",
 		DesiredState: api.TaskRunning, State: api.TaskAssigned, Image: "busybox",
 		Spec: api.ServiceSpec{Name: "web", Image: "busybox"}, CreatedAt: now, UpdatedAt: now}
-	if err := rep.apply(t, consensus.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: task.Spec}}); err != nil {
+	if err := rep.apply(t, fsm.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: task.Spec}}); err != nil {
 		t.Fatalf("create the service: %v", err)
 	}
-	if err := rep.apply(t, consensus.UpsertTasks{Tasks: []api.Task{task}}); err != nil {
+	if err := rep.apply(t, fsm.UpsertTasks{Tasks: []api.Task{task}}); err != nil {
 		t.Fatalf("assign the task: %v", err)
 	}
 	rt := newFakeRuntime()
@@ -141,8 +142,8 @@ func TestRunStartsAndReports(t *testing.T) {
 	)
 	r := New(Config{
 		NodeID: "n1", Store: rep.store, Raft: leaderRaft{}, Members: noMembers{}, Runtime: rt, Network: upNetwork{},
-		Write: func(ctx context.Context, cmd consensus.Command) error {
-			ts, ok := cmd.(*consensus.TaskStatus)
+		Write: func(ctx context.Context, cmd fsm.Command) error {
+			ts, ok := cmd.(*fsm.TaskStatus)
 			if !ok {
 				t.Errorf("wrote %T, want only status reports", cmd)
 				return nil

@@ -60,6 +60,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
@@ -231,10 +232,10 @@ func Answer(store *consensus.Store, req wire.RemovalRequest) (*wire.RemovalRespo
 
 // ---- the asking node ----
 
-// Raft is the part of consensus.Raft the removal loop reads.
+// Raft is the part of raftnode.Raft the removal loop reads.
 type Raft interface {
 	Leader() (id, addr string)
-	Servers() ([]consensus.Server, error)
+	Servers() ([]raftnode.Server, error)
 }
 
 // HintGossip is the part of membership.Membership the removal loop uses.

@@ -68,6 +68,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/api/atomicfile"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
 	"github.com/shoal-org/shoal/node/membership"
 )
 
@@ -486,9 +487,9 @@ func NewGossipKey() []byte {
 var ErrRemoveNode = errors.New("remove node record")
 
 // Applier proposes a command to Raft and waits for its result
-// (consensus.Raft).
+// (raftnode.Raft).
 type Applier interface {
-	Apply(ctx context.Context, cmd consensus.Command) (any, error)
+	Apply(ctx context.Context, cmd fsm.Command) (any, error)
 }
 
 // RotationGossip is what the leader reads of gossip to tell whether every
@@ -519,7 +520,7 @@ type Rotator struct {
 // so that a removal never lands without its rotation, and makes this
 // leader drive the rest of the rotation (Step). A refusal of rm itself is
 // wrapped in ErrRemoveNode.
-func (r *Rotator) Remove(ctx context.Context, rm *consensus.RemoveNode) error {
+func (r *Rotator) Remove(ctx context.Context, rm *fsm.RemoveNode) error {
 	c := r.Store.Cluster()
 	if c == nil || len(c.GossipKeys) == 0 {
 		_, err := r.Raft.Apply(ctx, rm)
@@ -527,11 +528,11 @@ func (r *Rotator) Remove(ctx context.Context, rm *consensus.RemoveNode) error {
 	}
 	fresh := NewGossipKey()
 	keys := append(CloneKeys(c.GossipKeys), fresh)
-	v, err := r.Raft.Apply(ctx, &consensus.Batch{Commands: []consensus.Command{rm, &consensus.SetGossipKeys{Keys: keys}}})
+	v, err := r.Raft.Apply(ctx, &fsm.Batch{Commands: []fsm.Command{rm, &fsm.SetGossipKeys{Keys: keys}}})
 	if err != nil {
 		return err
 	}
-	res, _ := v.([]consensus.Result)
+	res, _ := v.([]fsm.Result)
 	if len(res) == 2 && res[1].Err == nil {
 		r.Target.Store(&fresh)
 	}
@@ -570,7 +571,7 @@ func (r *Rotator) Step(ctx context.Context) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := r.Raft.Apply(wctx, &consensus.SetGossipKeys{Keys: step.Propose}); err != nil {
+	if _, err := r.Raft.Apply(wctx, &fsm.SetGossipKeys{Keys: step.Propose}); err != nil {
 		r.Log.Warn("gossip key rotation step", "err", err)
 		return
 	}

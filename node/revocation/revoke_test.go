@@ -12,6 +12,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
 	"github.com/shoal-org/shoal/node/membership"
 )
 
@@ -197,17 +198,17 @@ func TestRevokePeriod(t *testing.T) {
 // the log's encoding).
 type fsmApplier struct {
 	t   *testing.T
-	fsm *consensus.FSM
+	fsm *fsm.FSM
 	idx uint64
-	log []consensus.Command
+	log []fsm.Command
 }
 
-func (f *fsmApplier) Apply(_ context.Context, cmd consensus.Command) (any, error) {
-	data, err := consensus.EncodeCommand(cmd)
+func (f *fsmApplier) Apply(_ context.Context, cmd fsm.Command) (any, error) {
+	data, err := fsm.EncodeCommand(cmd)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	dec, err := consensus.DecodeCommand(data)
+	dec, err := fsm.DecodeCommand(data)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -237,15 +238,15 @@ func (g fakeGossip) KeyringFP() string { return g.fps["n1"] }
 func TestRotatorRemoval(t *testing.T) {
 	old := key('o')
 	store := consensus.NewStore()
-	ap := &fsmApplier{t: t, fsm: consensus.NewFSM(store)}
-	if _, err := ap.Apply(context.Background(), &consensus.BootstrapCluster{
+	ap := &fsmApplier{t: t, fsm: fsm.New(store)}
+	if _, err := ap.Apply(context.Background(), &fsm.BootstrapCluster{
 		Cluster: consensus.ClusterState{ClusterID: "c1", GossipKeys: [][]byte{old}, ClusterCIDR: "10.42.0.0/16", VIPCIDR: "10.43.0.0/16", TokenSecretHash: "x"},
 		Node:    api.Node{ID: "n1", Hostname: "n1", Addr: "127.0.0.1", Status: api.NodeReady},
 	}); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"n2", "gone"} {
-		if _, err := ap.Apply(context.Background(), &consensus.UpsertNode{Node: api.Node{ID: id, Hostname: id, Addr: "127.0.0.1", Status: api.NodeReady, CertSerial: id + "-s"}}); err != nil {
+		if _, err := ap.Apply(context.Background(), &fsm.UpsertNode{Node: api.Node{ID: id, Hostname: id, Addr: "127.0.0.1", Status: api.NodeReady, CertSerial: id + "-s"}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -254,7 +255,7 @@ func TestRotatorRemoval(t *testing.T) {
 	r := &Rotator{Self: "n1", Store: store, Raft: ap, Gossip: g, Target: &target, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ctx := context.Background()
 
-	if err := r.Remove(ctx, &consensus.RemoveNode{ID: "gone", Now: time.Now()}); err != nil {
+	if err := r.Remove(ctx, &fsm.RemoveNode{ID: "gone", Now: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	if len(ap.log) != 4 {
@@ -297,7 +298,7 @@ func TestRotatorRemoval(t *testing.T) {
 	}
 
 	// A refused removal is an error.
-	if err := r.Remove(ctx, &consensus.RemoveNode{ID: "never", Now: time.Now()}); err == nil {
+	if err := r.Remove(ctx, &fsm.RemoveNode{ID: "never", Now: time.Now()}); err == nil {
 		t.Fatal("removing an unknown node succeeded")
 	}
 }

@@ -45,8 +45,9 @@ import (
 )
 
 // DefaultKeepTerminal is how many terminal tasks the plan keeps per slot
-// (per node for global services), like consensus.MaxTerminalTasks. It is
-// raised to MaxAttempts+1 for services whose restart policy needs the history.
+// (per node for global services), like consensus/fsm's MaxTerminalTasks. It
+// is raised to MaxAttempts+1 for services whose restart policy needs the
+// history.
 const DefaultKeepTerminal = 5
 
 // DefaultMaxCreate is how many tasks one plan creates at most. About 5 MB of

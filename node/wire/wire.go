@@ -15,6 +15,7 @@ import (
 	"fmt"
 
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
 	"github.com/shoal-org/shoal/node/authz"
 )
 
@@ -111,7 +112,7 @@ var sentinels = []struct {
 	{"in_use", consensus.ErrInUse},
 	{CodeForbidden, authz.ErrForbidden},
 	{"worker", authz.ErrWorker},
-	{"command_unsupported", consensus.ErrCommandUnsupported},
+	{"command_unsupported", fsm.ErrCommandUnsupported},
 }
 
 // ErrorCode picks the code an error travels with. Leadership changes and

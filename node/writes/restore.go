@@ -1,7 +1,7 @@
 package writes
 
 // Restore: the snapshot file's way to the leader (the file format and the
-// merge rules are in consensus/snapshotfile.go; node's snapshot.go is the
+// merge rules are in consensus/snapshotfile/snapshotfile.go; node's snapshot.go is the
 // API side). The node that got the file verifies it whole (format, size,
 // checksum) and the cluster ID before anything else; then the leader (the
 // file travels to it over the cluster port, and is verified again there)
@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/snapshotfile"
 	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/clusterport"
 	"github.com/shoal-org/shoal/node/handlers"
@@ -38,7 +38,7 @@ var restoreMu sync.Mutex
 // Restore has the leader restore f, whose bytes are raw: this node when
 // it leads, else the leader it sends raw to over the cluster port
 // (CallSnapshotRestore), retried across leader changes (Forward).
-func (w *Writer) Restore(ctx context.Context, raw []byte, f *consensus.SnapshotFile, force bool) (api.SnapshotRestoreResponse, error) {
+func (w *Writer) Restore(ctx context.Context, raw []byte, f *snapshotfile.File, force bool) (api.SnapshotRestoreResponse, error) {
 	var resp api.SnapshotRestoreResponse
 	err := w.Forward(ctx, func(ctx context.Context, addr string) error {
 		if w.cfg.Raft.IsLeader() {
@@ -54,7 +54,7 @@ func (w *Writer) Restore(ctx context.Context, raw []byte, f *consensus.SnapshotF
 // RestoreAsLeader merges f into this leader's state and installs it. by is
 // the node whose API socket asked (for the log). Restores on one leader
 // run one at a time.
-func (w *Writer) RestoreAsLeader(ctx context.Context, f *consensus.SnapshotFile, force bool, by string) (api.SnapshotRestoreResponse, error) {
+func (w *Writer) RestoreAsLeader(ctx context.Context, f *snapshotfile.File, force bool, by string) (api.SnapshotRestoreResponse, error) {
 	cl := w.cfg
 	restoreMu.Lock()
 	defer restoreMu.Unlock()
@@ -65,7 +65,7 @@ func (w *Writer) RestoreAsLeader(ctx context.Context, f *consensus.SnapshotFile,
 	if err := cl.Raft.Barrier(ctx); err != nil {
 		return api.SnapshotRestoreResponse{}, err
 	}
-	plan, err := consensus.PlanRestore(f, cl.Store.Snapshot(), force)
+	plan, err := snapshotfile.PlanRestore(f, cl.Store.Snapshot(), force)
 	if err != nil {
 		return api.SnapshotRestoreResponse{}, err
 	}
@@ -146,7 +146,7 @@ func (w *Writer) ServeSnapshotRestore(ctx context.Context, call *clusterport.Cal
 		return
 	}
 	_ = call.Conn.SetReadDeadline(time.Now().Add(snapshotBodyTimeout))
-	f, err := consensus.ReadSnapshotFile(io.LimitReader(call.R, req.Size), MaxSnapshotBytes)
+	f, err := snapshotfile.Read(io.LimitReader(call.R, req.Size), MaxSnapshotBytes)
 	_ = call.Conn.SetReadDeadline(time.Time{})
 	if err != nil {
 		_ = call.Reply(nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("snapshot file refused, nothing changed: %v", err)})

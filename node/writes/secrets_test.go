@@ -9,6 +9,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
 	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/pki"
 )
@@ -72,8 +73,8 @@ func TestUserSecretSealBinding(t *testing.T) {
 func TestSealSecretOnLeaderLeavesNoPlaintext(t *testing.T) {
 	kek := pki.NewKEK()
 	store := consensus.NewStore()
-	fsm := consensus.NewFSM(store)
-	fsm.ApplyCommand(1, consensus.BootstrapCluster{Cluster: consensus.ClusterState{ClusterID: "c1", KEKID: pki.KEKID(kek)},
+	machine := fsm.New(store)
+	machine.ApplyCommand(1, fsm.BootstrapCluster{Cluster: consensus.ClusterState{ClusterID: "c1", KEKID: pki.KEKID(kek)},
 		Node: api.Node{ID: "n1", Hostname: "h1"}})
 	w := New(Config{Store: store, KEK: func(st *consensus.ClusterState) ([]byte, error) {
 		if st.KEKID != pki.KEKID(kek) {
@@ -82,17 +83,17 @@ func TestSealSecretOnLeaderLeavesNoPlaintext(t *testing.T) {
 		return kek, nil
 	}})
 	plain := []byte("correct horse battery staple")
-	in := consensus.CreateSecret{Secret: consensus.Secret{ID: "s1", Name: "pw"}, Plaintext: plain}
+	in := fsm.CreateSecret{Secret: consensus.Secret{ID: "s1", Name: "pw"}, Plaintext: plain}
 
 	// The FSM refuses the command as it travels to the leader.
-	if r := fsm.ApplyCommand(2, in); !errors.Is(r.Err, consensus.ErrInvalid) {
+	if r := machine.ApplyCommand(2, in); !errors.Is(r.Err, consensus.ErrInvalid) {
 		t.Fatalf("unsealed secret applied: %v", r.Err)
 	}
 	out, err := w.sealSecretOnLeader(in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	enc, err := consensus.EncodeCommand(out)
+	enc, err := fsm.EncodeCommand(out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +101,7 @@ func TestSealSecretOnLeaderLeavesNoPlaintext(t *testing.T) {
 	if bytes.Contains(enc, plain) || bytes.Contains(enc, []byte(b64)) || len(out.Plaintext) != 0 {
 		t.Fatalf("the proposed command holds the plaintext: %s", enc)
 	}
-	if r := fsm.ApplyCommand(3, out); r.Err != nil {
+	if r := machine.ApplyCommand(3, out); r.Err != nil {
 		t.Fatal(r.Err)
 	}
 	var snap bytes.Buffer
@@ -115,7 +116,7 @@ func TestSealSecretOnLeaderLeavesNoPlaintext(t *testing.T) {
 		t.Fatalf("open the stored secret: %q %v", got, err)
 	}
 	// A forwarded command that is already "sealed" is refused.
-	if _, err := w.sealSecretOnLeader(consensus.CreateSecret{Secret: consensus.Secret{ID: "s2", Name: "x", Sealed: []byte("junk")}, Plaintext: plain}); err == nil {
+	if _, err := w.sealSecretOnLeader(fsm.CreateSecret{Secret: consensus.Secret{ID: "s2", Name: "x", Sealed: []byte("junk")}, Plaintext: plain}); err == nil {
 		t.Fatal("a pre-sealed secret was accepted")
 	}
 }

@@ -33,6 +33,8 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/handlers"
 	"github.com/shoal-org/shoal/node/membership"
@@ -60,7 +62,7 @@ type Config struct {
 	NodeID    string // this node
 	ClusterID string // the running cluster's ID (a restore's answer)
 	Store     *consensus.Store
-	Raft      *consensus.Raft
+	Raft      *raftnode.Raft
 	// Members is gossip's view, read to say how many voters a failed write
 	// could reach.
 	Members *membership.Membership
@@ -94,7 +96,7 @@ type Writer struct {
 func New(cfg Config) *Writer { return &Writer{cfg: cfg, log: cfg.Log} }
 
 // Write commits cmd through the leader and returns the FSM's result.
-func (w *Writer) Write(ctx context.Context, cmd consensus.Command) (json.RawMessage, error) {
+func (w *Writer) Write(ctx context.Context, cmd fsm.Command) (json.RawMessage, error) {
 	cl := w.cfg
 	action := authz.AdminAction(cmd)
 	if action != "" {
@@ -102,7 +104,7 @@ func (w *Writer) Write(ctx context.Context, cmd consensus.Command) (json.RawMess
 			return nil, err
 		}
 	}
-	enc, err := consensus.EncodeCommand(cmd)
+	enc, err := fsm.EncodeCommand(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("encode command: %w", err)
 	}
@@ -160,11 +162,11 @@ var errNoLeaderKnown = fmt.Errorf("no leader known: %w", ErrNotLeader)
 // applied; any other such refusal leaves the outcome unknown, which is
 // what the caller is told — never a refusal of a write that took effect.
 // Validation refusals do not depend on the state and stand.
-func SettleRetry(cmd consensus.Command, err error, sent bool) error {
+func SettleRetry(cmd fsm.Command, err error, sent bool) error {
 	if !sent {
 		return err
 	}
-	if cmd.Type() == consensus.TypeCreateService && errors.Is(err, consensus.ErrExists) {
+	if cmd.Type() == fsm.TypeCreateService && errors.Is(err, consensus.ErrExists) {
 		return nil
 	}
 	// (A name taken is not among them: the FSM checks the ID and the
@@ -192,7 +194,7 @@ func Retryable(err error) bool {
 		consensus.ErrExists, consensus.ErrVersionMismatch, consensus.ErrInvalid, consensus.ErrExhausted,
 		consensus.ErrNotBootstrapped, consensus.ErrAlreadyBootstrapped, consensus.ErrMalformed,
 		consensus.ErrInUse, authz.ErrForbidden, authz.ErrWorker,
-		consensus.ErrCommandUnsupported} {
+		fsm.ErrCommandUnsupported} {
 		if errors.Is(err, e) {
 			return false
 		}
@@ -202,11 +204,11 @@ func Retryable(err error) bool {
 
 // leaderCommand decodes a command to propose on this node, which must
 // lead.
-func (w *Writer) leaderCommand(enc []byte) (consensus.Command, error) {
+func (w *Writer) leaderCommand(enc []byte) (fsm.Command, error) {
 	if !w.cfg.Raft.IsLeader() {
 		return nil, ErrNotLeader
 	}
-	cmd, err := consensus.DecodeCommand(enc)
+	cmd, err := fsm.DecodeCommand(enc)
 	if err != nil {
 		return nil, fmt.Errorf("decode forwarded command: %w", err)
 	}
@@ -285,19 +287,19 @@ func (w *Writer) ApplyAdmin(ctx context.Context, peerID string, req wire.AdminWr
 	if !cl.Raft.IsLeader() {
 		return nil, ErrNotLeader
 	}
-	var cmd consensus.Command
+	var cmd fsm.Command
 	var err error
 	if req.Action == authz.ActionRotateToken {
 		// The secret is drawn and sealed on the leader (node/keyring): it
 		// never travels or enters the log in the clear.
 		c, _ := CallerOf(cl.Store, authz.Admin, peerID)
-		if err := authz.Authorize(c, consensus.RotateToken{}, nil); err != nil {
+		if err := authz.Authorize(c, fsm.RotateToken{}, nil); err != nil {
 			w.log.Warn("refused an admin action", "node_id", api.ShortID(peerID), "action", req.Action, "err", err)
 			return nil, err
 		}
 		return nil, cl.RotateToken(ctx)
 	} else {
-		if cmd, err = consensus.DecodeCommand(req.Command); err != nil {
+		if cmd, err = fsm.DecodeCommand(req.Command); err != nil {
 			return nil, fmt.Errorf("decode forwarded %s: %w", req.Action, err)
 		}
 		if got := authz.AdminAction(cmd); got != req.Action {
@@ -311,7 +313,7 @@ func (w *Writer) ApplyAdmin(ctx context.Context, peerID string, req wire.AdminWr
 	}
 	subject := ""
 	switch x := cmd.(type) {
-	case consensus.CreateService:
+	case fsm.CreateService:
 		if err := authz.CheckSpecOnLeader(x.Service.Spec, nil, cl.Store.Nodes()); err != nil {
 			return nil, err
 		}
@@ -324,7 +326,7 @@ func (w *Writer) ApplyAdmin(ctx context.Context, peerID string, req wire.AdminWr
 		}
 		x.Service.UpdatedBy = peerID
 		cmd, subject = x, x.Service.Name
-	case consensus.UpdateService:
+	case fsm.UpdateService:
 		old, _ := cl.Store.Service(x.Service.ID)
 		if err := w.sealServiceAuthOnLeader(&x.Service, old); err != nil {
 			return nil, err
@@ -337,29 +339,29 @@ func (w *Writer) ApplyAdmin(ctx context.Context, peerID string, req wire.AdminWr
 		}
 		x.Service.UpdatedBy = peerID
 		cmd, subject = x, x.Service.Name
-	case consensus.CreateSecret:
+	case fsm.CreateSecret:
 		// The plaintext came over mutual TLS; only the sealed form is
 		// proposed (secrets.go).
 		if x, err = w.sealSecretOnLeader(x); err != nil {
 			return nil, err
 		}
 		cmd, subject = x, x.Secret.Name
-	case consensus.CreateConfig:
+	case fsm.CreateConfig:
 		if err := handlers.CheckObject(api.SecretCreateRequest{Name: x.Config.Name, Data: x.Config.Data}, false); err != nil {
 			return nil, err
 		}
 		subject = x.Config.Name
-	case consensus.DeleteSecret:
+	case fsm.DeleteSecret:
 		subject = x.ID
-	case consensus.DeleteConfig:
+	case fsm.DeleteConfig:
 		subject = x.ID
-	case consensus.DeleteService:
+	case fsm.DeleteService:
 		subject = x.ID
-	case consensus.UpdateNode:
+	case fsm.UpdateNode:
 		subject = x.ID
-	case consensus.CreateNetwork:
+	case fsm.CreateNetwork:
 		subject = x.Network.Name
-	case consensus.DeleteNetwork:
+	case fsm.DeleteNetwork:
 		subject = x.ID
 	}
 	res, err := applyResult(cl.Raft.Apply(ctx, cmd))
@@ -522,21 +524,21 @@ func (w *Writer) waitStoreIndex(ctx context.Context, idx uint64) error {
 // before it proposes it, whatever node forwarded it: a node with a bug or an
 // older version must not store a spec this version refuses. The refusal
 // travels back to the forwarding node as a 400.
-func CheckServiceCommand(store *consensus.Store, cmd consensus.Command) error {
+func CheckServiceCommand(store *consensus.Store, cmd fsm.Command) error {
 	var err error
 	// Decoded commands are values; commands built here are pointers.
 	switch c := cmd.(type) {
-	case consensus.CreateService:
+	case fsm.CreateService:
 		err = handlers.CheckStoredSpec(store, c.Service.Spec, c.Service.ID)
-	case *consensus.CreateService:
+	case *fsm.CreateService:
 		err = handlers.CheckStoredSpec(store, c.Service.Spec, c.Service.ID)
-	case consensus.UpdateService:
+	case fsm.UpdateService:
 		err = handlers.CheckStoredSpec(store, c.Service.Spec, c.Service.ID)
-	case *consensus.UpdateService:
+	case *fsm.UpdateService:
 		err = handlers.CheckStoredSpec(store, c.Service.Spec, c.Service.ID)
-	case consensus.Batch:
+	case fsm.Batch:
 		return checkServiceCommands(store, c.Commands)
-	case *consensus.Batch:
+	case *fsm.Batch:
 		return checkServiceCommands(store, c.Commands)
 	}
 	if err != nil {
@@ -545,7 +547,7 @@ func CheckServiceCommand(store *consensus.Store, cmd consensus.Command) error {
 	return nil
 }
 
-func checkServiceCommands(store *consensus.Store, cmds []consensus.Command) error {
+func checkServiceCommands(store *consensus.Store, cmds []fsm.Command) error {
 	for _, c := range cmds {
 		if err := CheckServiceCommand(store, c); err != nil {
 			return err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
 	"github.com/shoal-org/shoal/node/wire"
 )
 
@@ -59,9 +60,9 @@ func TestRetryable(t *testing.T) {
 // TestSettleRetry: a refusal after an attempt that may have been committed
 // is never reported as a refusal of a write that took effect.
 func TestSettleRetry(t *testing.T) {
-	create := &consensus.CreateService{Service: api.Service{ID: "s1", Name: "web"}}
-	del := &consensus.DeleteService{ID: "s1"}
-	upd := &consensus.UpdateService{Service: api.Service{ID: "s1"}, ExpectVersion: 3}
+	create := &fsm.CreateService{Service: api.Service{ID: "s1", Name: "web"}}
+	del := &fsm.DeleteService{ID: "s1"}
+	upd := &fsm.UpdateService{Service: api.Service{ID: "s1"}, ExpectVersion: 3}
 	exists := fmt.Errorf("create service s1: %w", consensus.ErrExists)
 	gone := fmt.Errorf("delete service s1: %w", consensus.ErrNotFound)
 	moved := fmt.Errorf("update service web: %w", consensus.ErrVersionMismatch)
@@ -69,7 +70,7 @@ func TestSettleRetry(t *testing.T) {
 	invalid := fmt.Errorf("bad spec: %w", consensus.ErrInvalid)
 	tests := []struct {
 		name    string
-		cmd     consensus.Command
+		cmd     fsm.Command
 		err     error
 		sent    bool
 		want    error // nil: success

@@ -1,0 +1,158 @@
+package fsm
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
+)
+
+func (c SealClusterKeys) apply(w *consensus.WriteTxn) (any, error) {
+	cl, err := w.Cluster()
+	if err != nil {
+		return nil, fmt.Errorf("seal cluster keys: %w", err)
+	}
+	if c.KEKID == "" || len(c.CAKeySealed) == 0 || c.CAFingerprint == "" {
+		return nil, fmt.Errorf("seal cluster keys: KEK ID, sealed CA key and CA fingerprint are required: %w", consensus.ErrInvalid)
+	}
+	if cl.TokenSecret != "" && len(c.TokenSecretSealed) == 0 {
+		return nil, fmt.Errorf("seal cluster keys: the join secret is not sealed: %w", consensus.ErrInvalid)
+	}
+	cl.KEKID = c.KEKID
+	cl.CAKeySealed = slices.Clone(c.CAKeySealed)
+	cl.CAFingerprint = c.CAFingerprint
+	if len(c.TokenSecretSealed) > 0 {
+		cl.TokenSecretSealed = slices.Clone(c.TokenSecretSealed)
+	}
+	cl.CAKeyPEM = nil
+	cl.TokenSecret = ""
+	return nil, w.PutCluster(cl)
+}
+
+func (c RotateCA) apply(w *consensus.WriteTxn) (any, error) {
+	cl, err := w.Cluster()
+	if err != nil {
+		return nil, fmt.Errorf("rotate CA: %w", err)
+	}
+	if len(c.CACertPEM) == 0 || len(c.CAKeySealed) == 0 || c.CAFingerprint == "" {
+		return nil, fmt.Errorf("rotate CA: certificate, sealed key and fingerprint are required: %w", consensus.ErrInvalid)
+	}
+	if len(cl.PrevCACertPEM) > 0 {
+		return nil, fmt.Errorf("rotate CA: a rotation is under way (%d nodes have no new certificate yet): %w",
+			len(cl.RotationPending), consensus.ErrInUse)
+	}
+	if c.ExpectFingerprint != cl.CAFingerprint {
+		return nil, fmt.Errorf("rotate CA: the current CA is %s, not %s: %w", cl.CAFingerprint, c.ExpectFingerprint, consensus.ErrVersionMismatch)
+	}
+	cl.PrevCACertPEM = cl.CACertPEM
+	cl.CACertPEM = slices.Clone(c.CACertPEM)
+	cl.CAFingerprint = c.CAFingerprint
+	cl.CAKeySealed = slices.Clone(c.CAKeySealed)
+	cl.CAKeyPEM = nil
+	cl.CACrossPEM = slices.Clone(c.CACrossPEM)
+	cl.RotationPending = nil
+	for _, n := range consensus.All[api.Node](w, consensus.TableNodes, consensus.IndexID) {
+		cl.RotationPending = append(cl.RotationPending, n.ID)
+	}
+	slices.Sort(cl.RotationPending)
+	return nil, w.PutCluster(cl)
+}
+
+func (c FinishCARotation) apply(w *consensus.WriteTxn) (any, error) {
+	cl, err := w.Cluster()
+	if err != nil {
+		return nil, fmt.Errorf("finish CA rotation: %w", err)
+	}
+	if c.CAFingerprint != cl.CAFingerprint || len(cl.PrevCACertPEM) == 0 {
+		return nil, nil
+	}
+	cl.PrevCACertPEM = nil
+	cl.CACrossPEM = nil
+	cl.RotationPending = nil
+	return nil, w.PutCluster(cl)
+}
+
+func (c SetNodeCert) apply(w *consensus.WriteTxn) (any, error) {
+	if c.ID == "" || c.Serial == "" {
+		return nil, fmt.Errorf("set node certificate: ID and serial are required: %w", consensus.ErrInvalid)
+	}
+	old := consensus.First[api.Node](w, consensus.TableNodes, consensus.IndexID, c.ID)
+	if old == nil {
+		return nil, fmt.Errorf("set node %s certificate: %w", c.ID, consensus.ErrNotFound)
+	}
+	cl, err := w.Cluster()
+	if err != nil {
+		return nil, fmt.Errorf("set node %s certificate: %w", c.ID, err)
+	}
+	if cl.IsRevoked(c.Serial) {
+		return nil, fmt.Errorf("set node %s certificate: serial %s is revoked: %w", c.ID, c.Serial, consensus.ErrInvalid)
+	}
+	n := consensus.CloneNode(old)
+	n.CertSerial = c.Serial
+	n.Version = w.Index()
+	if err := w.Insert(consensus.TableNodes, n); err != nil {
+		return nil, err
+	}
+	changed := false
+	for _, s := range c.Revoke {
+		if s != "" && s != c.Serial && !cl.IsRevoked(s) {
+			cl.Revoked = append(cl.Revoked, s)
+			changed = true
+		}
+	}
+	if c.CAFingerprint != "" && c.CAFingerprint == cl.CAFingerprint {
+		if i := slices.Index(cl.RotationPending, c.ID); i >= 0 {
+			cl.RotationPending = slices.Delete(cl.RotationPending, i, i+1)
+			changed = true
+		}
+	}
+	if !changed {
+		return nil, nil
+	}
+	return nil, w.PutCluster(cl)
+}
+
+func (c SetGossipKeys) apply(w *consensus.WriteTxn) (any, error) {
+	cl, err := w.Cluster()
+	if err != nil {
+		return nil, fmt.Errorf("set gossip keys: %w", err)
+	}
+	if len(c.Keys) == 0 {
+		return nil, fmt.Errorf("set gossip keys: empty keyring: %w", consensus.ErrInvalid)
+	}
+	for i, k := range c.Keys {
+		if l := len(k); l != 16 && l != 24 && l != 32 {
+			return nil, fmt.Errorf("set gossip keys: key %d has %d bytes (want 16, 24 or 32): %w", i, l, consensus.ErrInvalid)
+		}
+	}
+	cl.GossipKeys = consensus.CloneCluster(&consensus.ClusterState{GossipKeys: c.Keys}).GossipKeys
+	return nil, w.PutCluster(cl)
+}
+
+func (c RevokeCert) apply(w *consensus.WriteTxn) (any, error) {
+	cl, err := w.Cluster()
+	if err != nil {
+		return nil, fmt.Errorf("revoke cert: %w", err)
+	}
+	if c.Serial == "" {
+		return nil, fmt.Errorf("revoke cert: empty serial: %w", consensus.ErrInvalid)
+	}
+	if cl.IsRevoked(c.Serial) {
+		return nil, nil
+	}
+	cl.Revoked = append(cl.Revoked, c.Serial)
+	return nil, w.PutCluster(cl)
+}
+
+func (c SetVoterTarget) apply(w *consensus.WriteTxn) (any, error) {
+	cl, err := w.Cluster()
+	if err != nil {
+		return nil, fmt.Errorf("set voter target: %w", err)
+	}
+	if c.Target < 0 {
+		return nil, fmt.Errorf("set voter target %d: %w", c.Target, consensus.ErrInvalid)
+	}
+	cl.VoterTarget = c.Target
+	return nil, w.PutCluster(cl)
+}

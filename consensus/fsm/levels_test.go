@@ -1,0 +1,96 @@
+package fsm
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/shoal-org/shoal/consensus"
+)
+
+// Every type the decoder knows has a since-level, no level is above this
+// binary's, and ProtocolLevel is reached by some type (raise it together
+// with the first type of a new level).
+func TestCommandSinceTable(t *testing.T) {
+	top := 0
+	for typ := range decoders {
+		lvl, ok := commandSince[typ]
+		if !ok {
+			t.Errorf("command type %d has no entry in commandSince: give it the level that introduces it (raise ProtocolLevel)", typ)
+			continue
+		}
+		if lvl < BaseProtocolLevel || lvl > ProtocolLevel {
+			t.Errorf("command type %d: since level %d outside %d..%d", typ, lvl, BaseProtocolLevel, ProtocolLevel)
+		}
+		top = max(top, lvl)
+	}
+	for typ := range commandSince {
+		if _, ok := decoders[typ]; !ok {
+			t.Errorf("commandSince lists type %d, which does not decode", typ)
+		}
+	}
+	if top != ProtocolLevel {
+		t.Errorf("ProtocolLevel is %d but the newest type is of level %d", ProtocolLevel, top)
+	}
+}
+
+func TestSinceLevel(t *testing.T) {
+	if got := SinceLevel(RotateToken{}); got != commandSince[TypeRotateToken] {
+		t.Fatalf("RotateToken level %d", got)
+	}
+	b := Batch{Commands: []Command{TrimTasks{}, &DeleteTasks{}}}
+	if got := SinceLevel(b); got != BaseProtocolLevel {
+		t.Fatalf("batch level %d", got)
+	}
+	if got := SinceLevel(&b); got != BaseProtocolLevel {
+		t.Fatalf("*batch level %d", got)
+	}
+	if got := SinceLevel(unlistedCommand{}); got != ProtocolLevel {
+		t.Fatalf("a type missing from the table must count as the newest level, got %d", got)
+	}
+}
+
+// unlistedCommand is a command type that commandSince does not list.
+type unlistedCommand struct{}
+
+func (unlistedCommand) Type() CommandType                      { return 250 }
+func (unlistedCommand) apply(*consensus.WriteTxn) (any, error) { return nil, nil }
+
+func TestCheckLevel(t *testing.T) {
+	cur := PeerLevel{ID: "n1", Level: 2, Version: "v1.1.0", Known: true}
+	old := PeerLevel{ID: "n2aaaaaaaaaaaaaaaaaa", Level: 1, Version: "v1.0.0", Known: true}
+	silent := PeerLevel{ID: "n3", Known: true} // a release before levels were gossiped
+	unknown := PeerLevel{ID: "n4", Level: 9}   // gossip never reported it
+	for _, tc := range []struct {
+		name  string
+		need  int
+		peers []PeerLevel
+		bad   []string // substrings of the refusal; nil = accepted
+	}{
+		{"base level always passes", 1, []PeerLevel{cur, old, silent, unknown}, nil},
+		{"all upgraded", 2, []PeerLevel{cur, {ID: "n5", Level: 3, Known: true}}, nil},
+		{"one old voter", 2, []PeerLevel{cur, old}, []string{"n2aaaaaaaaaa (v1.0.0, level 1)", "needs protocol level 2"}},
+		{"no level advertised counts as base", 2, []PeerLevel{cur, silent}, []string{"n3 (unknown release, level 1)"}},
+		{"never seen counts as base", 2, []PeerLevel{cur, unknown}, []string{"n4 (unknown release, level 1)"}},
+		{"names every node behind", 3, []PeerLevel{cur, old}, []string{"n1 (v1.1.0, level 2), n2aaaaaaaaaa"}},
+		{"no peers", 5, nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckLevel(TypeRotateToken, tc.need, tc.peers)
+			if tc.bad == nil {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrCommandUnsupported) {
+				t.Fatalf("err = %v, want ErrCommandUnsupported", err)
+			}
+			for _, s := range tc.bad {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not say %q", err, s)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,26 @@
+package raftnode
+
+import (
+	"github.com/shoal-org/shoal/consensus/fsm"
+)
+
+// SetCommandGate installs check, which Apply calls on the leader before it
+// proposes a command; an error refuses the command and nothing is written.
+// node installs CheckCommandLevel over the protocol levels its members
+// advertise in gossip (docs/upgrades.md). Safe to call at any time and from
+// any goroutine; nil removes the gate. check must not block.
+func (r *Raft) SetCommandGate(check func(fsm.Command) error) {
+	if check == nil {
+		r.cmdGate.Store(nil)
+		return
+	}
+	r.cmdGate.Store(&check)
+}
+
+// checkGate runs the installed gate, if any.
+func (r *Raft) checkGate(cmd fsm.Command) error {
+	if g := r.cmdGate.Load(); g != nil {
+		return (*g)(cmd)
+	}
+	return nil
+}

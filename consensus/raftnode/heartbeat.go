@@ -1,0 +1,230 @@
+package raftnode
+
+// Why: an idle cluster's largest cost is raft's heartbeats. hashicorp/raft
+// v1.8.0 runs one heartbeat goroutine per follower (voters and non-voters
+// alike, replication.go heartbeat()) that sends an empty AppendEntries every
+// HeartbeatTimeout/10 to /5 — 100–200 ms at our 1 s timeout, each a TLS
+// round trip — and it ties that period to the timeout: raising the timeout
+// to send fewer would slow failover (DefaultConfig). etcd keeps the two
+// apart (heartbeat-interval vs election-timeout); thinTransport does the
+// same under raft: it lets a real heartbeat reach a given follower at most
+// once per HeartbeatInterval and answers raft's calls in between with that
+// follower's last real answer, as long as that answer
+//
+//   - succeeded,
+//   - carried the term of the request now being answered (and was sent in
+//     that term), and
+//   - is younger than HeartbeatInterval, counted from when its request was
+//     sent (the follower was alive at some point after that).
+//
+// Anything else goes to the wire untouched: the first heartbeat to a peer, a
+// heartbeat of a new term, one after a failed, refused or old answer, every
+// heartbeat while VerifyLeader is in flight, and every RPC that is not a
+// heartbeat (AppendEntries carrying entries or a commit index, votes,
+// snapshots, TimeoutNow). A transport error or a higher term on any
+// AppendEntries to the peer drops its cached answer at once.
+//
+// A heartbeat is what raft's heartbeat() sends and what NetworkTransport's
+// receiving fast path recognises: Term set, a leader address, no entries,
+// PrevLogEntry, PrevLogTerm and LeaderCommitIndex all 0. replicateTo never
+// sends that once the log holds an entry (its request names the previous
+// entry or carries entries), and a leader always has one.
+//
+// Why this is safe in hashicorp/raft v1.8.0:
+//
+//   - Followers. A follower starts an election only when it has heard
+//     nothing from the leader for HeartbeatTimeout. It now hears a real
+//     heartbeat every HeartbeatInterval plus at most one raft tick
+//     (HeartbeatTimeout/5): ≤ 500 ms with DefaultTiming (300 ms of a 1 s
+//     timeout), ≤ 1.4 s with QuietTiming (1 s of 2 s) — within the timeout
+//     either way. The expedited timeout node sets once gossip has declared
+//     the leader dead (LeaderLeaseTimeout: 500 ms, 1 s) may be shorter
+//     than QuietTiming's silences, which is the point: the election starts
+//     at once. Should gossip be wrong about the leader on one follower,
+//     pre-vote keeps the others, which still know the leader, from
+//     granting an election, and the next heartbeat brings it back.
+//   - The leader's lease. heartbeat() records contact (setLastContact) on
+//     every answer, so a cached answer renews the follower's contact time;
+//     checkLeaderLease may thus see a contact up to one HeartbeatInterval
+//     older than it looks. A partitioned leader steps down within
+//     LeaderLeaseTimeout + HeartbeatInterval (500 + 300 ms) instead of
+//     LeaderLeaseTimeout. Nothing in Shoal leans on the lease being tighter:
+//     consistent reads go through a Barrier (node's readIndex), which needs
+//     a quorum to commit, never through the lease.
+//   - Terms. heartbeat() ignores the answer's term (only replication and
+//     votes step a leader down on a higher term), so a cached answer cannot
+//     hide a newer term from raft; and we never cache one that carried a
+//     different term.
+//   - VerifyLeader counts heartbeat answers: a cached one would confirm
+//     leadership from a contact up to an interval old. Shoal does not call
+//     raft's VerifyLeader; Raft.VerifyLeader, for whoever does, sets force
+//     while it is in flight, so the heartbeats it triggers go to the wire.
+//     (An answer raft receives just as the verify registers still counts,
+//     cached or real: raft's own check counts a real heartbeat sent before
+//     the verify began, too.)
+//
+// The pure decision is answerFromCache; thinTransport is its thin apply half.
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// heartbeatAnswer is a follower's last real answer to a heartbeat.
+type heartbeatAnswer struct {
+	// addr is where it was sent; a peer that moved is asked again.
+	addr raft.ServerAddress
+	// term is the term of the request it answered.
+	term uint64
+	// sentAt is when that request was sent.
+	sentAt time.Time
+	resp   raft.AppendEntriesResponse
+}
+
+// isHeartbeat reports whether req is one of raft's heartbeats (see the top
+// of the file), using the test of NetworkTransport's heartbeat fast path.
+func isHeartbeat(req *raft.AppendEntriesRequest) bool {
+	return req.Term != 0 && (len(req.Addr) > 0 || len(req.Leader) > 0) &&
+		req.PrevLogEntry == 0 && req.PrevLogTerm == 0 &&
+		len(req.Entries) == 0 && req.LeaderCommitIndex == 0
+}
+
+// answerFromCache decides whether req, an AppendEntries to addr, may be
+// answered with last (nil when there is none) instead of being sent:
+// only a heartbeat, only when not forced and thinning is on (interval > 0),
+// and only from a successful answer of the same term, from the same
+// address, younger than interval at now.
+func answerFromCache(req *raft.AppendEntriesRequest, addr raft.ServerAddress, last *heartbeatAnswer,
+	now time.Time, interval time.Duration, forced bool) bool {
+	if interval <= 0 || forced || last == nil || !isHeartbeat(req) {
+		return false
+	}
+	if last.addr != addr || !last.resp.Success || last.term != req.Term || last.resp.Term != req.Term {
+		return false
+	}
+	age := now.Sub(last.sentAt)
+	return age >= 0 && age < interval
+}
+
+// thinTransport is a raft.Transport that sends raft's heartbeats to each
+// follower at most once per interval (see the top of the file). It also
+// forwards RequestPreVote (raft turns pre-vote off for a transport without
+// it) and Close. Safe for concurrent use.
+type thinTransport struct {
+	raft.Transport
+	interval time.Duration
+	now      func() time.Time
+	// observe, when set (tests), is told of every heartbeat: when it was
+	// decided, whether it was answered from the cache, and the error of a
+	// real one.
+	observe func(id raft.ServerID, at time.Time, cached bool, err error)
+
+	// force > 0 sends every heartbeat (VerifyLeader in flight).
+	force atomic.Int32
+	// sent and cached count heartbeats sent and answered from the cache.
+	sent, cached atomic.Uint64
+
+	mu   sync.Mutex
+	last map[raft.ServerID]*heartbeatAnswer
+	// heard is when each follower last answered an AppendEntries sent over
+	// this transport (a real heartbeat or a replication request), however
+	// it answered: the leader's second opinion on a node gossip calls dead
+	// (Raft.HeardFrom).
+	heard map[raft.ServerID]time.Time
+}
+
+var (
+	_ raft.Transport   = (*thinTransport)(nil)
+	_ raft.WithPreVote = (*thinTransport)(nil)
+	_ raft.WithClose   = (*thinTransport)(nil)
+)
+
+// newThinTransport wraps inner, which must also implement
+// raft.WithPreVote (both of raft's transports do).
+func newThinTransport(inner raft.Transport, interval time.Duration) *thinTransport {
+	return &thinTransport{Transport: inner, interval: interval, now: time.Now,
+		last: map[raft.ServerID]*heartbeatAnswer{}, heard: map[raft.ServerID]time.Time{}}
+}
+
+// AppendEntries answers a heartbeat from the cache when answerFromCache
+// allows it, and otherwise sends the request and records the answer.
+func (t *thinTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress,
+	args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	hb := isHeartbeat(args)
+	now := t.now()
+	if hb {
+		t.mu.Lock()
+		last := t.last[id]
+		ok := answerFromCache(args, target, last, now, t.interval, t.force.Load() > 0)
+		if ok {
+			*resp = last.resp
+		}
+		t.mu.Unlock()
+		if ok {
+			t.cached.Add(1)
+			if t.observe != nil {
+				t.observe(id, now, true, nil)
+			}
+			return nil
+		}
+	}
+	err := t.Transport.AppendEntries(id, target, args, resp)
+	t.mu.Lock()
+	if err == nil {
+		t.heard[id] = t.now()
+	}
+	switch {
+	case err != nil || resp.Term > args.Term || (hb && !resp.Success):
+		delete(t.last, id)
+	case hb && resp.Term == args.Term:
+		t.last[id] = &heartbeatAnswer{addr: target, term: args.Term, sentAt: now, resp: *resp}
+	}
+	t.mu.Unlock()
+	if hb {
+		t.sent.Add(1)
+		if t.observe != nil {
+			t.observe(id, now, false, err)
+		}
+	}
+	return err
+}
+
+// AppendEntriesPipeline declines, so raft replicates to every follower
+// with plain AppendEntries calls over the transport's connection pool, the
+// one its heartbeats use. Why: NetworkTransport gives each connection a
+// 256 KiB write buffer (and the follower's side a 256 KiB read buffer), and
+// a pipeline holds a connection of its own per follower for as long as the
+// follower is in the configuration. At 100 agents that was ~25 MiB of the
+// leader's buffers doing nothing between writes, on top of the heartbeat
+// connections (a heap profile of a 30-node leader: 15.6 of its 20 MiB in
+// use were these write buffers). Without the pipeline a follower costs the
+// leader one connection; replication waits for each answer before sending
+// the next batch (raft batches what is pending into one request), which a
+// LAN round trip makes no slower for Shoal's rate of writes.
+func (t *thinTransport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+	return nil, raft.ErrPipelineReplicationNotSupported
+}
+
+// RequestPreVote forwards to the wrapped transport.
+func (t *thinTransport) RequestPreVote(id raft.ServerID, target raft.ServerAddress,
+	args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+	return t.Transport.(raft.WithPreVote).RequestPreVote(id, target, args, resp)
+}
+
+// Close closes the wrapped transport when it can be closed.
+func (t *thinTransport) Close() error {
+	if c, ok := t.Transport.(raft.WithClose); ok {
+		return c.Close()
+	}
+	return nil
+}
+
+// heardFrom is when id last answered an AppendEntries (zero if never).
+func (t *thinTransport) heardFrom(id raft.ServerID) time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.heard[id]
+}

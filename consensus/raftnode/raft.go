@@ -1,0 +1,797 @@
+// Package raftnode is this node's raft instance: storage (the log store of
+// consensus/logstore and file snapshots), the transport over node's stream
+// layer with its heartbeat thinning, the timing, and the small surface node
+// uses (Apply, membership changes, the leadership signal). It drives the
+// FSM of consensus/fsm into a consensus.Store; consensus never imports it.
+package raftnode
+
+// Why: this file is the only place that touches *raft.Raft. node gets a
+// *Raft with a small surface (Apply, membership changes, leadership signal)
+// and never reaches into hashicorp/raft itself. Storage is our bbolt log and
+// stable store in one file (consensus/logstore: logstore.go; migrated from
+// raft-wal, quarantined when unreadable: migrate.go, rejoin.go) plus file
+// snapshots; the transport runs over the stream layer node multiplexes on
+// the mutual-TLS cluster port.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/logstore"
+)
+
+// Config configures a Raft node. Derive it from DefaultConfig; it must not
+// change after New.
+type Config struct {
+	// NodeID is this node's stable ID (the api.Node ID); it is the raft server ID.
+	NodeID string
+	// Addr is the IP:port other nodes dial to reach this node's raft
+	// (the advertise address and cluster port).
+	Addr string
+	// DataDir holds raft/raft.db (log and stable store), raft/snapshots and,
+	// after an unreadable log, raft-rejoin.json and raft.broken-<time>.
+	DataDir string
+	// StreamLayer is the raft stream of the cluster port, provided by node.
+	// Raft owns it from New on and closes it on Shutdown.
+	StreamLayer raft.StreamLayer
+	// Transport replaces StreamLayer when set (tests use raft's inmem
+	// transport). Raft closes it on Shutdown when it is an io.Closer.
+	Transport raft.Transport
+	// Logger receives raft's logs; nil discards them.
+	Logger *slog.Logger
+	// LogLevel is the lowest raft log level passed to Logger (default Info).
+	LogLevel hclog.Level
+
+	// Timing is raft's failure detection: heartbeats, timeouts, lease.
+	Timing
+	CommitTimeout     time.Duration
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
+	// SnapshotRetain is how many snapshots are kept on disk.
+	SnapshotRetain int
+	// TransportTimeout bounds one raft RPC over the stream layer.
+	TransportTimeout time.Duration
+	// ApplyTimeout bounds Apply, Barrier and membership changes when the
+	// context has no earlier deadline.
+	ApplyTimeout time.Duration
+
+	// ForceNewCluster (--force-new-cluster) rewrites the stored raft
+	// configuration before start so that this node is the only voter,
+	// keeping the log and snapshots. It needs existing state.
+	ForceNewCluster bool
+
+	// heartbeatObserve, when set (tests), sees every heartbeat the
+	// thinning transport handles (thinTransport.observe).
+	heartbeatObserve func(id raft.ServerID, at time.Time, cached bool, err error)
+}
+
+// Timing is how raft finds a dead leader and how often a leader proves it
+// is alive, chosen together (node's failure-detection profiles pair it with
+// gossip's timers).
+type Timing struct {
+	// HeartbeatTimeout is how long a follower waits without hearing from
+	// the leader before it campaigns (randomised up to twice that).
+	HeartbeatTimeout time.Duration
+	// HeartbeatInterval is the least time between two heartbeats that
+	// reach one follower; raft asks for one every HeartbeatTimeout/10–/5
+	// and the ones in between are answered from the follower's last real
+	// answer (heartbeat.go). 0 sends every one. At most HeartbeatTimeout/2,
+	// so a follower hears from a live leader at least twice per timeout;
+	// a partitioned leader steps down within LeaderLeaseTimeout +
+	// HeartbeatInterval.
+	HeartbeatInterval time.Duration
+	// ElectionTimeout is a candidate's wait before it tries again (at
+	// least HeartbeatTimeout).
+	ElectionTimeout time.Duration
+	// LeaderLeaseTimeout is how long a leader keeps leading without a
+	// quorum's answers; it is also the short timeout ExpediteElection sets.
+	LeaderLeaseTimeout time.Duration
+}
+
+// DefaultTiming: a follower suspects the leader after 1–2 s of silence and
+// hears a real heartbeat every 300–500 ms (DefaultConfig says why).
+var DefaultTiming = Timing{
+	HeartbeatTimeout:   time.Second,
+	HeartbeatInterval:  300 * time.Millisecond,
+	ElectionTimeout:    time.Second,
+	LeaderLeaseTimeout: 500 * time.Millisecond,
+}
+
+// QuietTiming is for clusters that trade detection speed for an idle
+// cluster's CPU (node's tolerant profile, whose gossip finds a dead host in
+// 2 s or more anyway): a real heartbeat reaches each follower once a second
+// instead of three times, and a follower campaigns on its own after 2–4 s
+// of silence. A dead leader is still replaced soon after gossip declares
+// it dead: ExpediteElection shortens the timeouts to the lease, and a
+// follower that has not heard from the leader for that long campaigns at
+// once. The lease is 1 s, not 500 ms: the leader's raft ticks every
+// 200–400 ms here (HeartbeatTimeout/10–/5) and each tick renews a
+// follower's contact, so 1 s leaves a starved leader 600 ms of scheduling
+// delay before it steps down for nothing (DefaultTiming leaves 300 ms); it
+// costs a split vote 1–2 s instead of 0.5–1 s. On an idle 3-node cluster
+// the heartbeats were about a third of a follower's wake-ups with gossip
+// at 800 ms probes (the rest: gossip and node's loops).
+var QuietTiming = Timing{
+	HeartbeatTimeout:   2 * time.Second,
+	HeartbeatInterval:  time.Second,
+	ElectionTimeout:    2 * time.Second,
+	LeaderLeaseTimeout: time.Second,
+}
+
+// DefaultConfig returns LAN settings for small, busy machines that keep an
+// idle cluster nearly free: a leader is suspected after 1–2 s of silence and
+// steps down after 500 ms without a quorum. Shorter (0.5 s / 250 ms) lost
+// the leader while 25–50 agents joined at once on a loaded 2-core machine:
+// the joins it was committing failed. 2 s / 1 s halved the heartbeats again
+// but made a dead leader's replacement take 2.15 s (median of 5; 1.09–3.19):
+// gossip finds the dead leader within about a second and the survivors then
+// campaign at once (ExpediteElection), but both do, and a split vote costs
+// another election timeout. At 1 s / 500 ms failover is 1.11 s (1.09–2.14).
+//
+// What an idle cluster costs is raft's traffic to every follower (voters
+// and non-voters alike): a heartbeat every HeartbeatTimeout/10–/5 and an
+// empty AppendEntries every CommitTimeout–2×CommitTimeout, each a TLS round
+// trip of ~0.2 ms of CPU on both ends here. At 0.5 s / 20 ms that was ~45
+// round trips a second per follower: 1.5–2 % of a core on a follower and
+// ~1 % per follower on the leader, so a 100-node leader spent most of a
+// core on it. The empty appends exist only to tell followers the commit
+// index when writes stop; the commit nudge (nudgeLoop) tells them at once
+// after every write instead, so CommitTimeout is only the fallback for
+// entries written without Apply (barriers, configuration changes), whose
+// commit no store waits for (Raft.CaughtUp). What is left grows with the
+// cluster on the leader alone: heartbeats, ~0.05 % of a core per follower.
+//
+// HeartbeatInterval 300 ms takes raft's heartbeats from every 100–200 ms
+// to every 300–500 ms per follower without touching the timeouts
+// (heartbeat.go says why that is safe): the longest silence a follower
+// sees stays at half its 1 s timeout and within the 500 ms an expedited
+// election waits. Measured on an idle 3-node cluster (FootprintIdle3, 60 s,
+// two runs each, interleaved with the unthinned binary): raft packets on a
+// follower's link -54 %, follower CPU 0.71/0.68 % -> 0.56/0.61 % of a core,
+// leader 1.38/1.33 % -> 1.02/1.08 %; failover median 1.10/1.26 s ->
+// 1.09/1.10 s. What remains on a follower is mostly gossip and node's loops.
+func DefaultConfig() Config {
+	return Config{
+		LogLevel:          hclog.Info,
+		Timing:            DefaultTiming,
+		CommitTimeout:     2 * time.Second,
+		SnapshotThreshold: 4096,
+		SnapshotInterval:  30 * time.Second,
+		TrailingLogs:      4096,
+		SnapshotRetain:    2,
+		TransportTimeout:  10 * time.Second,
+		ApplyTimeout:      10 * time.Second,
+	}
+}
+
+// Validate checks the config against raft's own rules (lease <= heartbeat
+// <= election, minimums) without needing storage or a transport.
+func (c Config) Validate() error {
+	if c.NodeID == "" {
+		return fmt.Errorf("raft config: empty NodeID: %w", consensus.ErrInvalid)
+	}
+	if c.SnapshotRetain < 1 {
+		return fmt.Errorf("raft config: SnapshotRetain %d < 1: %w", c.SnapshotRetain, consensus.ErrInvalid)
+	}
+	if c.ApplyTimeout <= 0 || c.TransportTimeout <= 0 {
+		return fmt.Errorf("raft config: ApplyTimeout and TransportTimeout must be positive: %w", consensus.ErrInvalid)
+	}
+	if c.HeartbeatInterval < 0 || c.HeartbeatInterval > c.HeartbeatTimeout/2 {
+		return fmt.Errorf("raft config: HeartbeatInterval %v must be between 0 and HeartbeatTimeout/2 = %v: %w",
+			c.HeartbeatInterval, c.HeartbeatTimeout/2, consensus.ErrInvalid)
+	}
+	if err := raft.ValidateConfig(c.raftConfig(nil)); err != nil {
+		return fmt.Errorf("raft config: %w: %w", consensus.ErrInvalid, err)
+	}
+	return nil
+}
+
+func (c Config) raftConfig(logger hclog.Logger) *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(c.NodeID)
+	rc.HeartbeatTimeout = c.HeartbeatTimeout
+	rc.ElectionTimeout = c.ElectionTimeout
+	rc.LeaderLeaseTimeout = c.LeaderLeaseTimeout
+	rc.CommitTimeout = c.CommitTimeout
+	rc.SnapshotThreshold = c.SnapshotThreshold
+	rc.SnapshotInterval = c.SnapshotInterval
+	rc.TrailingLogs = c.TrailingLogs
+	rc.Logger = logger
+	return rc
+}
+
+// Server is one member of the raft configuration.
+type Server struct {
+	ID    string `json:"id"`
+	Addr  string `json:"addr"`
+	Voter bool   `json:"voter"`
+}
+
+// Raft is this node's raft instance and its FSM. All methods are safe for
+// concurrent use.
+type Raft struct {
+	cfg   Config
+	raft  *raft.Raft
+	fsm   *fsm.FSM
+	store *consensus.Store
+	trans raft.Transport
+	logs  raft.LogStore
+	stab  raft.StableStore
+	snaps raft.SnapshotStore
+	// gate withholds the vote while a rejoin is pending (nil in memory).
+	gate *logstore.VoteGate
+	// closers run on Shutdown after raft stopped (transport, log store).
+	closers []io.Closer
+	// cut ends every raft connection as Shutdown begins (nil with a
+	// caller's transport).
+	cut *cutLayer
+	// thin sends heartbeats at most every HeartbeatInterval (nil when 0
+	// or the transport has no pre-vote).
+	thin *thinTransport
+	// cmdGate refuses commands some member cannot apply (gate.go).
+	cmdGate atomic.Pointer[func(fsm.Command) error]
+
+	// expedited says whether ExpediteElection shortened the timeouts.
+	expedited  atomic.Bool
+	expediteMu sync.Mutex
+
+	// nudgeCh (one slot, coalescing) asks nudgeLoop to tell followers the
+	// commit index; nudgeStop ends it and nudgeDone says it has.
+	nudgeCh   chan struct{}
+	nudgeStop chan struct{}
+	nudgeDone chan struct{}
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// storage is the three raft stores plus what must be closed after raft.
+type storage struct {
+	logs   raft.LogStore
+	stable raft.StableStore
+	snaps  raft.SnapshotStore
+	// gate withholds this node's vote while a rejoin is pending (nil in memory).
+	gate    *logstore.VoteGate
+	closers []io.Closer
+}
+
+// New opens (or creates) the raft state under cfg.DataDir and starts raft
+// with an FSM writing into store. It does not bootstrap: call
+// HasExistingState and BootstrapSelf, or join an existing cluster (the
+// leader calls AddNonvoter for this node).
+func New(cfg Config, store *consensus.Store) (*Raft, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.DataDir == "" {
+		return nil, fmt.Errorf("raft config: empty DataDir: %w", consensus.ErrInvalid)
+	}
+	logger := newHclog(cfg.Logger, "raft", cfg.LogLevel)
+	st, err := openDiskStorage(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	return newRaft(cfg, store, logger, st)
+}
+
+// openDiskStorage opens the bolt log + stable store (migrating a raft-wal
+// store, quarantining an unreadable one: logstore/rejoin.go) and the file
+// snapshots under cfg.DataDir/raft.
+func openDiskStorage(cfg Config, logger hclog.Logger) (storage, error) {
+	base := filepath.Join(cfg.DataDir, "raft")
+	rejoin, err := logstore.RejoinPending(cfg.DataDir)
+	if err != nil {
+		return storage{}, err
+	}
+	logs, err := logstore.OpenDir(base, logger)
+	if errors.Is(err, consensus.ErrLogUnreadable) {
+		moved, qerr := logstore.QuarantineRaftDir(cfg.DataDir, time.Now(), err)
+		if qerr != nil {
+			return storage{}, errors.Join(err, qerr)
+		}
+		logger.Error("this node's raft log is unreadable; it was moved aside and the node starts with an empty log, "+
+			"withholding its vote until the leader has made it a non-voter; the leader then sends it a snapshot",
+			"error", err.Error(), "moved_to", moved)
+		rejoin = true
+		logs, err = logstore.OpenDir(base, logger)
+	}
+	if err != nil {
+		return storage{}, err
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(base, cfg.SnapshotRetain, logger.Named("snapshots"))
+	if err != nil {
+		_ = logs.Close()
+		return storage{}, fmt.Errorf("open raft snapshots in %s: %w", base, err)
+	}
+	gate := &logstore.VoteGate{StableStore: logs}
+	gate.Closed.Store(rejoin)
+	if rejoin {
+		logger.Warn("raft rejoin pending: this node withholds its vote until the leader has made it a non-voter")
+	}
+	return storage{logs: logs, stable: gate, snaps: snaps, gate: gate, closers: []io.Closer{logs}}, nil
+}
+
+// NewInmem starts raft with in-memory log, stable and snapshot stores over
+// trans (usually raft.NewInmemTransport): state is lost on Shutdown. It is
+// for tests; cfg.DataDir is ignored.
+func NewInmem(cfg Config, store *consensus.Store, trans raft.Transport) (*Raft, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.Transport = trans
+	mem := raft.NewInmemStore()
+	return newRaft(cfg, store, newHclog(cfg.Logger, "raft", cfg.LogLevel),
+		storage{logs: mem, stable: mem, snaps: raft.NewInmemSnapshotStore()})
+}
+
+func newRaft(cfg Config, store *consensus.Store, logger hclog.Logger, st storage) (_ *Raft, err error) {
+	defer func() {
+		if err != nil {
+			for _, c := range st.closers {
+				_ = c.Close()
+			}
+		}
+	}()
+	trans := cfg.Transport
+	var cut *cutLayer
+	if trans == nil {
+		if cfg.StreamLayer == nil {
+			return nil, fmt.Errorf("raft config: neither StreamLayer nor Transport: %w", consensus.ErrInvalid)
+		}
+		cut = newCutLayer(cfg.StreamLayer)
+		trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream: cut,
+			// One idle connection per follower: its heartbeats and its
+			// replication share it (thinTransport turns the pipeline
+			// off); a call that finds it busy dials another, closed
+			// after use, so a busy moment does not leave a second
+			// connection and its 256 KiB buffer behind.
+			MaxPool: 1,
+			Timeout: cfg.TransportTimeout,
+			Logger:  logger.Named("net"),
+		})
+	}
+	var thin *thinTransport
+	if _, preVote := trans.(raft.WithPreVote); preVote && cfg.HeartbeatInterval > 0 {
+		thin = newThinTransport(trans, cfg.HeartbeatInterval)
+		thin.observe = cfg.heartbeatObserve
+		trans = thin
+	}
+	if c, ok := trans.(io.Closer); ok {
+		// Transport closes before the WAL.
+		st.closers = append([]io.Closer{c}, st.closers...)
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = string(trans.LocalAddr())
+	}
+	rc := cfg.raftConfig(logger)
+	machine := fsm.New(store)
+
+	if cfg.ForceNewCluster {
+		has, err := raft.HasExistingState(st.logs, st.stable, st.snaps)
+		if err != nil {
+			return nil, fmt.Errorf("force new cluster: check raft state: %w", err)
+		}
+		if !has {
+			return nil, fmt.Errorf("force new cluster: no raft state in %s: %w", cfg.DataDir, consensus.ErrNotBootstrapped)
+		}
+		conf := raft.Configuration{Servers: []raft.Server{{
+			Suffrage: raft.Voter, ID: raft.ServerID(cfg.NodeID), Address: raft.ServerAddress(cfg.Addr)}}}
+		// RecoverCluster replays into a throwaway FSM only to write a
+		// snapshot; the real store is filled by NewRaft's restore.
+		if err := raft.RecoverCluster(rc, fsm.New(consensus.NewStore()), st.logs, st.stable, st.snaps, trans, conf); err != nil {
+			return nil, fmt.Errorf("force new cluster: recover raft configuration: %w", err)
+		}
+	}
+
+	r, err := startRaft(rc, machine, st, trans)
+	if err != nil {
+		return nil, fmt.Errorf("start raft %s: %w", cfg.NodeID, err)
+	}
+	rr := &Raft{cfg: cfg, raft: r, fsm: machine, store: store, trans: trans,
+		logs: st.logs, stab: st.stable, snaps: st.snaps, gate: st.gate, closers: st.closers, cut: cut, thin: thin,
+		nudgeCh: make(chan struct{}, 1), nudgeStop: make(chan struct{}), nudgeDone: make(chan struct{})}
+	go rr.nudgeLoop()
+	return rr, nil
+}
+
+// nudgeLoop tells followers the commit index soon after a write commits.
+//
+// Why: a follower learns that an entry is committed only from the next
+// AppendEntries the leader sends it. While writes flow, the next write
+// carries it; after the last write of a burst, raft sends nothing but
+// heartbeats (which carry no commit index) until CommitTimeout, which we
+// keep long so that an idle cluster is quiet (DefaultConfig). So after a
+// write commits and nothing else is in flight, the loop appends a barrier:
+// replicating it carries the commit index to every follower at once, and
+// the barrier itself changes no state. Writes are coalesced: one barrier
+// answers every nudge that came before it, and none is appended while
+// other entries are still in flight (they carry the index themselves, and
+// the Apply that wrote them nudges again).
+func (r *Raft) nudgeLoop() {
+	defer close(r.nudgeDone)
+	for {
+		select {
+		case <-r.nudgeStop:
+			return
+		case <-r.nudgeCh:
+		}
+		if r.raft.State() != raft.Leader || r.raft.LastIndex() > r.raft.AppliedIndex() {
+			continue
+		}
+		// An error means leadership was lost or raft is shutting down:
+		// the next leader's own entries carry its commit index.
+		_ = r.raft.Barrier(r.cfg.ApplyTimeout).Error()
+	}
+}
+
+// ExpediteElection shortens this node's heartbeat and election timeouts to
+// LeaderLeaseTimeout (on) or restores the configured ones (off).
+//
+// Why: the configured timeouts are long so that a leader starved of CPU
+// for a moment is not deposed (DefaultConfig), which would make a dead
+// leader's replacement wait 2–4 s of silence. Gossip finds a dead node
+// within 2 s; node calls this with on while gossip says the leader it
+// knows is dead (or it knows none), so the election starts at once, and
+// with off once a live leader is known again. A follower whose timer has
+// already run past the short timeout starts its election immediately.
+// Idempotent; safe for concurrent use.
+func (r *Raft) ExpediteElection(on bool) error {
+	r.expediteMu.Lock()
+	defer r.expediteMu.Unlock()
+	if r.expedited.Load() == on {
+		return nil
+	}
+	rc := r.raft.ReloadableConfig()
+	rc.HeartbeatTimeout, rc.ElectionTimeout = r.cfg.HeartbeatTimeout, r.cfg.ElectionTimeout
+	if on {
+		short := max(r.cfg.LeaderLeaseTimeout, time.Millisecond)
+		rc.HeartbeatTimeout, rc.ElectionTimeout = min(short, rc.HeartbeatTimeout), min(short, rc.ElectionTimeout)
+	}
+	if err := r.raft.ReloadConfig(rc); err != nil {
+		return fmt.Errorf("raft timeouts (expedite %v): %w", on, err)
+	}
+	r.expedited.Store(on)
+	return nil
+}
+
+// nudge wakes nudgeLoop; it never blocks.
+func (r *Raft) nudge() {
+	select {
+	case r.nudgeCh <- struct{}{}:
+	default:
+	}
+}
+
+// startRaft is raft.NewRaft with its panics (it panics when a log entry it
+// needs cannot be read) turned into an error, so that the agent prints one
+// line instead of a stack trace. New has read the whole log back before, so
+// this is the last line of defence, not the recovery path.
+func startRaft(rc *raft.Config, machine *fsm.FSM, st storage, trans raft.Transport) (r *raft.Raft, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r, err = nil, fmt.Errorf("raft panicked reading its state: %v: %w", p, consensus.ErrLogUnreadable)
+		}
+	}()
+	return raft.NewRaft(rc, machine, st.logs, st.stable, st.snaps, trans)
+}
+
+// RejoinPending reports whether this node lost its raft log and withholds its
+// vote until the leader has made it a non-voter (then call RejoinDone).
+func (r *Raft) RejoinPending() bool { return r.gate != nil && r.gate.Closed.Load() }
+
+// RejoinDone records that the leader has made this node a non-voter: it
+// gives the node its vote back and removes the rejoin marker. Idempotent.
+func (r *Raft) RejoinDone() error {
+	if r.gate == nil {
+		return nil
+	}
+	if err := logstore.ClearRejoin(r.cfg.DataDir); err != nil {
+		return err
+	}
+	r.gate.Closed.Store(false)
+	return nil
+}
+
+// Store returns the store this node's FSM writes into.
+func (r *Raft) Store() *consensus.Store { return r.store }
+
+// HasExistingState reports whether this node has raft state (it was
+// bootstrapped or has joined a cluster before).
+func (r *Raft) HasExistingState() bool {
+	has, err := raft.HasExistingState(r.logs, r.stab, r.snaps)
+	return err == nil && has
+}
+
+// BootstrapSelf starts a new cluster with this node as the only voter. It
+// fails when the node already has state. Follow it with a BootstrapCluster
+// command once this node is leader.
+func (r *Raft) BootstrapSelf() error {
+	conf := raft.Configuration{Servers: []raft.Server{{
+		Suffrage: raft.Voter, ID: raft.ServerID(r.cfg.NodeID), Address: raft.ServerAddress(r.cfg.Addr)}}}
+	if err := r.raft.BootstrapCluster(conf).Error(); err != nil {
+		return fmt.Errorf("bootstrap raft on %s: %w", r.cfg.NodeID, err)
+	}
+	return nil
+}
+
+// timeout is what is left of ctx's deadline, capped by ApplyTimeout.
+func (r *Raft) timeout(ctx context.Context) time.Duration {
+	t := r.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		if left := time.Until(dl); left < t {
+			t = max(left, time.Millisecond)
+		}
+	}
+	return t
+}
+
+// wait waits for a future or ctx. The helper goroutine ends when raft
+// resolves the future, which it always does (at the latest on shutdown).
+func wait(ctx context.Context, f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return mapRaftErr(err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func mapRaftErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrNotVoter):
+		return fmt.Errorf("%w: %w", consensus.ErrNotLeader, err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return consensus.ErrShutdown
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return fmt.Errorf("%w: %w", consensus.ErrTimeout, err)
+	default:
+		return err
+	}
+}
+
+// Apply proposes cmd and waits until it is committed and applied on this
+// node, the leader. It returns ErrNotLeader at once on a follower, the FSM's
+// business refusal as the error (test it with errors.Is), or the command's
+// value. When ctx ends first it returns ctx.Err(); after ErrNotLeader caused
+// by a lost leadership, or a ctx error, the entry may still be committed.
+func (r *Raft) Apply(ctx context.Context, cmd fsm.Command) (any, error) {
+	data, err := fsm.EncodeCommand(cmd)
+	if err != nil {
+		return nil, err
+	}
+	if r.raft.State() != raft.Leader {
+		return nil, consensus.ErrNotLeader
+	}
+	if err := r.checkGate(cmd); err != nil {
+		return nil, err
+	}
+	f := r.raft.Apply(data, r.timeout(ctx))
+	if err := wait(ctx, f); err != nil {
+		return nil, fmt.Errorf("apply command type %d: %w", cmd.Type(), err)
+	}
+	r.nudge()
+	res, ok := f.Response().(fsm.Result)
+	if !ok {
+		return nil, fmt.Errorf("apply command type %d: unexpected response %T", cmd.Type(), f.Response())
+	}
+	return res.Value, res.Err
+}
+
+// IsLeader reports whether this node is the raft leader right now.
+func (r *Raft) IsLeader() bool { return r.raft.State() == raft.Leader }
+
+// Leader returns the current leader's ID and raft address as this node
+// knows them; both are empty when there is no known leader.
+func (r *Raft) Leader() (id, addr string) {
+	a, i := r.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// LastContact returns when this node last heard from a leader (zero if
+// never since start; not maintained on the leader itself).
+func (r *Raft) LastContact() time.Time { return r.raft.LastContact() }
+
+// LeadershipCh delivers true when this node becomes leader and false when it
+// stops being leader. It has one slot and keeps only the latest transition
+// (raft never blocks on it), so a slow reader must re-check IsLeader. It is
+// meant for exactly one consumer: node's leader loop.
+func (r *Raft) LeadershipCh() <-chan bool { return r.raft.LeaderCh() }
+
+// Barrier waits until every entry before it is applied to the local store.
+// A new leader calls it before reading the store for leader work.
+func (r *Raft) Barrier(ctx context.Context) error {
+	if err := wait(ctx, r.raft.Barrier(r.timeout(ctx))); err != nil {
+		return fmt.Errorf("raft barrier: %w", err)
+	}
+	return nil
+}
+
+// AddNonvoter adds (or keeps) a server that receives the log without voting.
+// Leader only.
+func (r *Raft) AddNonvoter(ctx context.Context, id, addr string) error {
+	if err := wait(ctx, r.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, r.timeout(ctx))); err != nil {
+		return fmt.Errorf("add raft nonvoter %s (%s): %w", id, addr, err)
+	}
+	return nil
+}
+
+// AddVoter adds a server as a voter or promotes an existing nonvoter.
+// Leader only.
+func (r *Raft) AddVoter(ctx context.Context, id, addr string) error {
+	if err := wait(ctx, r.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, r.timeout(ctx))); err != nil {
+		return fmt.Errorf("add raft voter %s (%s): %w", id, addr, err)
+	}
+	return nil
+}
+
+// DemoteVoter turns a voter into a nonvoter. Leader only.
+func (r *Raft) DemoteVoter(ctx context.Context, id string) error {
+	if err := wait(ctx, r.raft.DemoteVoter(raft.ServerID(id), 0, r.timeout(ctx))); err != nil {
+		return fmt.Errorf("demote raft voter %s: %w", id, err)
+	}
+	return nil
+}
+
+// RemoveServer removes a server from the configuration. Leader only.
+func (r *Raft) RemoveServer(ctx context.Context, id string) error {
+	if err := wait(ctx, r.raft.RemoveServer(raft.ServerID(id), 0, r.timeout(ctx))); err != nil {
+		return fmt.Errorf("remove raft server %s: %w", id, err)
+	}
+	return nil
+}
+
+// TransferLeadership asks raft to hand leadership to another voter (before
+// a graceful leave). Leader only.
+func (r *Raft) TransferLeadership(ctx context.Context) error {
+	if err := wait(ctx, r.raft.LeadershipTransfer()); err != nil {
+		return fmt.Errorf("raft leadership transfer: %w", err)
+	}
+	return nil
+}
+
+// Servers returns the latest raft configuration known to this node.
+func (r *Raft) Servers() ([]Server, error) {
+	f := r.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("raft configuration: %w", mapRaftErr(err))
+	}
+	conf := f.Configuration()
+	out := make([]Server, 0, len(conf.Servers))
+	for _, s := range conf.Servers {
+		out = append(out, Server{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter})
+	}
+	return out, nil
+}
+
+// State returns "leader", "follower", "candidate" or "shutdown".
+func (r *Raft) State() string { return strings.ToLower(r.raft.State().String()) }
+
+// LastIndex is the index of the last entry in this node's log.
+func (r *Raft) LastIndex() uint64 { return r.raft.LastIndex() }
+
+// AppliedIndex is the index of the last entry raft applied, counting the
+// entries that never reach the store (barriers, no-ops, configuration
+// changes): it can be above the store's index.
+func (r *Raft) AppliedIndex() uint64 { return r.raft.AppliedIndex() }
+
+// CaughtUp reports whether the store holds every command in this node's
+// log. Entries raft writes for itself (barriers, the commit nudge's among
+// them, no-ops, configuration changes) never reach the store, so a log
+// that ends with them counts as caught up once the commands before them
+// are applied; comparing the store's index with LastIndex would wait for
+// the next write. It says nothing of entries this node has not received.
+func (r *Raft) CaughtUp() bool {
+	applied := r.store.Index()
+	for i := r.raft.LastIndex(); i > applied; i-- {
+		var l raft.Log
+		if err := r.logs.GetLog(i, &l); err != nil {
+			return false // compacted or unreadable: cannot tell
+		}
+		if l.Type == raft.LogCommand {
+			return false
+		}
+	}
+	return true
+}
+
+// Synced reports whether this node knows a leader and its store holds
+// every command in its log (CaughtUp): the loops that act on what the
+// replica does not hold (a task not listed, no encrypted network left)
+// wait for it.
+func (r *Raft) Synced() bool {
+	leader, _ := r.Leader()
+	return leader != "" && r.CaughtUp()
+}
+
+// Stats returns raft's diagnostic counters (for `shoal status` and
+// debugging), plus heartbeats_sent and heartbeats_cached: the heartbeats
+// this node sent as leader and those it answered from a follower's last
+// answer (heartbeat.go).
+func (r *Raft) Stats() map[string]string {
+	st := r.raft.Stats()
+	if r.thin != nil {
+		st["heartbeats_sent"] = strconv.FormatUint(r.thin.sent.Load(), 10)
+		st["heartbeats_cached"] = strconv.FormatUint(r.thin.cached.Load(), 10)
+	}
+	return st
+}
+
+// HeardFrom is when this node, as leader, last got an answer from
+// follower id to an AppendEntries (a heartbeat, real not cached, or a
+// replication request); zero when it never did or the transport is not
+// thinned. An answer means the follower's agent was alive and reachable
+// over the cluster port then: the leader asks it before it believes
+// gossip that the node is dead (node/leaderloop).
+func (r *Raft) HeardFrom(id string) time.Time {
+	if r.thin == nil {
+		return time.Time{}
+	}
+	return r.thin.heardFrom(raft.ServerID(id))
+}
+
+// VerifyLeader asks a quorum whether this node is still the leader, with
+// every heartbeat it triggers sent for real: raft counts heartbeat answers,
+// and one answered from the cache (heartbeat.go) could be a contact up to
+// HeartbeatInterval old. Shoal's consistent reads use a Barrier instead;
+// this is for a caller that wants raft's check.
+func (r *Raft) VerifyLeader(ctx context.Context) error {
+	if r.thin != nil {
+		r.thin.force.Add(1)
+		defer r.thin.force.Add(-1)
+	}
+	if err := wait(ctx, r.raft.VerifyLeader()); err != nil {
+		return fmt.Errorf("raft verify leader: %w", err)
+	}
+	return nil
+}
+
+// Snapshot forces a snapshot now (tests, and before a planned shutdown).
+func (r *Raft) Snapshot() error {
+	if err := r.raft.Snapshot().Error(); err != nil {
+		return fmt.Errorf("raft snapshot: %w", mapRaftErr(err))
+	}
+	return nil
+}
+
+// Shutdown stops raft, then closes the transport and the log store. It is
+// idempotent; later calls return the first result.
+func (r *Raft) Shutdown() error {
+	r.shutdownOnce.Do(func() {
+		var errs []error
+		close(r.nudgeStop)
+		if r.cut != nil {
+			r.cut.Cut()
+		}
+		if err := r.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("shutdown raft: %w", err))
+		}
+		<-r.nudgeDone // its barrier, if any, ended with raft's shutdown
+		for _, c := range r.closers {
+			if err := c.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close raft storage: %w", err))
+			}
+		}
+		r.shutdownErr = errors.Join(errs...)
+	})
+	return r.shutdownErr
+}

@@ -1,0 +1,630 @@
+package raftnode
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
+)
+
+var t0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// testCluster and testNode are the cluster record and nodes of
+// consensus/fsm's tests, for bootstrapping a raft cluster.
+func testCluster() consensus.ClusterState {
+	return consensus.ClusterState{
+		ClusterID:       "c1",
+		CACertPEM:       []byte("cert"),
+		CAKeyPEM:        []byte("key"),
+		TokenSecretHash: "abc",
+		GossipKeys:      [][]byte{bytes.Repeat([]byte{1}, 32)},
+		ClusterCIDR:     "10.42.0.0/16",
+		VIPCIDR:         "10.43.0.0/16",
+		CreatedAt:       t0,
+	}
+}
+
+func testNode(id, host string) api.Node {
+	return api.Node{ID: id, Hostname: host, Addr: "127.0.0.1", Status: api.NodeReady,
+		Availability: api.AvailabilityActive, CreatedAt: t0, CertSerial: "serial-" + id}
+}
+
+// testRaftConfig derives a fast config from the default (STYLE habit 11).
+func testRaftConfig(id string) Config {
+	c := DefaultConfig()
+	c.NodeID = id
+	// Fast, but not so fast that a loaded 2-core CI machine running -race
+	// loses leaders mid-test: at 50 ms, "leadership lost while committing
+	// log" failed a test in about one run of three.
+	c.HeartbeatTimeout = 200 * time.Millisecond
+	c.ElectionTimeout = 200 * time.Millisecond
+	c.LeaderLeaseTimeout = 150 * time.Millisecond
+	// Thinned as in production (heartbeat.go), so every raft test runs
+	// over the thinning transport: a real heartbeat at most every 60 ms.
+	c.HeartbeatInterval = 60 * time.Millisecond
+	c.CommitTimeout = 5 * time.Millisecond
+	c.ApplyTimeout = 5 * time.Second
+	return c
+}
+
+// clusterNode is one member of an in-memory test cluster.
+type clusterNode struct {
+	id    string
+	dir   string
+	store *consensus.Store
+	trans *raft.InmemTransport
+	r     *Raft
+	down  bool
+}
+
+// raftCluster is a raft cluster on inmem transports with the log store on disk,
+// which can partition nodes and restart them (raft's MakeCluster idea).
+type raftCluster struct {
+	t     *testing.T
+	nodes []*clusterNode
+	// mut, when set, changes each node's config before start.
+	mut func(*Config)
+}
+
+func newRaftCluster(t *testing.T, n int) *raftCluster {
+	return newRaftClusterWith(t, n, nil)
+}
+
+// newRaftClusterWith is newRaftCluster with mut applied to every node's
+// config.
+func newRaftClusterWith(t *testing.T, n int, mut func(*Config)) *raftCluster {
+	t.Helper()
+	c := &raftCluster{t: t, mut: mut}
+	for i := 0; i < n; i++ {
+		node := &clusterNode{id: fmt.Sprintf("n%d", i+1), dir: t.TempDir()}
+		c.start(node, false)
+		c.nodes = append(c.nodes, node)
+	}
+	c.connectAll()
+	t.Cleanup(func() {
+		for _, n := range c.nodes {
+			if !n.down {
+				_ = n.r.Shutdown()
+			}
+		}
+	})
+	return c
+}
+
+// start opens the node's raft from its data dir with a fresh transport.
+func (c *raftCluster) start(n *clusterNode, force bool) {
+	c.t.Helper()
+	// A restarted node keeps its address, as a real one does.
+	var addr raft.ServerAddress
+	if n.trans != nil {
+		addr = n.trans.LocalAddr()
+	}
+	_, n.trans = raft.NewInmemTransport(addr)
+	n.store = consensus.NewStore()
+	cfg := testRaftConfig(n.id)
+	cfg.DataDir = n.dir
+	cfg.Transport = n.trans
+	cfg.ForceNewCluster = force
+	if c.mut != nil {
+		c.mut(&cfg)
+	}
+	r, err := New(cfg, n.store)
+	if err != nil {
+		c.t.Fatalf("start %s: %v", n.id, err)
+	}
+	n.r, n.down = r, false
+}
+
+func (c *raftCluster) connectAll() {
+	for _, a := range c.nodes {
+		for _, b := range c.nodes {
+			if a != b && !a.down && !b.down {
+				a.trans.Connect(b.trans.LocalAddr(), b.trans)
+			}
+		}
+	}
+}
+
+// isolate cuts n off from every other node, both ways.
+func (c *raftCluster) isolate(n *clusterNode) {
+	for _, o := range c.nodes {
+		if o != n {
+			n.trans.Disconnect(o.trans.LocalAddr())
+			o.trans.Disconnect(n.trans.LocalAddr())
+		}
+	}
+}
+
+func (c *raftCluster) stop(n *clusterNode) {
+	c.isolate(n)
+	if err := n.r.Shutdown(); err != nil {
+		c.t.Fatalf("shutdown %s: %v", n.id, err)
+	}
+	n.down = true
+}
+
+// waitFor polls cond until it holds or the deadline passes (STYLE habit 15).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// leader waits for exactly one leader among the given (running) nodes.
+func (c *raftCluster) leader(among ...*clusterNode) *clusterNode {
+	c.t.Helper()
+	if len(among) == 0 {
+		among = c.nodes
+	}
+	var l *clusterNode
+	waitFor(c.t, "a leader", func() bool {
+		l = nil
+		for _, n := range among {
+			if !n.down && n.r.IsLeader() {
+				if l != nil {
+					return false
+				}
+				l = n
+			}
+		}
+		return l != nil
+	})
+	return l
+}
+
+// form bootstraps node 1 and adds the others as voters.
+func (c *raftCluster) form() *clusterNode {
+	c.t.Helper()
+	first := c.nodes[0]
+	if first.r.HasExistingState() {
+		c.t.Fatal("fresh node has state")
+	}
+	if err := first.r.BootstrapSelf(); err != nil {
+		c.t.Fatal(err)
+	}
+	l := c.leader(first)
+	ctx := context.Background()
+	if _, err := l.r.Apply(ctx, fsm.BootstrapCluster{Cluster: testCluster(), Node: testNode(first.id, first.id)}); err != nil {
+		c.t.Fatal(err)
+	}
+	for _, n := range c.nodes[1:] {
+		if _, err := l.r.Apply(ctx, fsm.UpsertNode{Node: testNode(n.id, n.id)}); err != nil {
+			c.t.Fatal(err)
+		}
+		if err := l.r.AddNonvoter(ctx, n.id, string(n.trans.LocalAddr())); err != nil {
+			c.t.Fatal(err)
+		}
+		if err := l.r.AddVoter(ctx, n.id, string(n.trans.LocalAddr())); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	return l
+}
+
+func (c *raftCluster) waitReplicated(index uint64, nodes ...*clusterNode) {
+	c.t.Helper()
+	for _, n := range nodes {
+		waitFor(c.t, fmt.Sprintf("%s to apply index %d", n.id, index), func() bool { return n.store.Index() >= index })
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	good := testRaftConfig("n1")
+	if err := good.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	def := DefaultConfig()
+	def.NodeID = "x"
+	if err := def.Validate(); err != nil {
+		t.Fatalf("default config: %v", err)
+	}
+	// A heartbeat interval past the lease is allowed: the lease is
+	// renewed by every answer, cached ones too (heartbeat.go).
+	quiet := def
+	quiet.Timing = QuietTiming
+	if err := quiet.Validate(); err != nil {
+		t.Fatalf("quiet timing: %v", err)
+	}
+	cases := map[string]func(*Config){
+		"no id":                func(c *Config) { c.NodeID = "" },
+		"lease > heartbeat":    func(c *Config) { c.LeaderLeaseTimeout = time.Second },
+		"election < hb":        func(c *Config) { c.ElectionTimeout = 10 * time.Millisecond },
+		"no retain":            func(c *Config) { c.SnapshotRetain = 0 },
+		"tiny commit":          func(c *Config) { c.CommitTimeout = 0 },
+		"zero apply timeout":   func(c *Config) { c.ApplyTimeout = 0 },
+		"negative hb interval": func(c *Config) { c.HeartbeatInterval = -time.Millisecond },
+		"hb interval > hb/2":   func(c *Config) { c.HeartbeatInterval = c.HeartbeatTimeout/2 + time.Millisecond },
+	}
+	for name, mut := range cases {
+		c := testRaftConfig("n1")
+		mut(&c)
+		if err := c.Validate(); !errors.Is(err, consensus.ErrInvalid) {
+			t.Errorf("%s: err = %v", name, err)
+		}
+	}
+	if _, err := New(good, consensus.NewStore()); !errors.Is(err, consensus.ErrInvalid) {
+		t.Errorf("New without DataDir: %v", err)
+	}
+}
+
+func TestRaftElectApplyFailover(t *testing.T) {
+	c := newRaftCluster(t, 3)
+	l := c.form()
+	ctx := context.Background()
+
+	servers, err := l.r.Servers()
+	if err != nil || len(servers) != 3 {
+		t.Fatalf("servers = %v, %v", servers, err)
+	}
+	for _, s := range servers {
+		if !s.Voter {
+			t.Fatalf("server %s is not a voter", s.ID)
+		}
+	}
+	v, err := l.r.Apply(ctx, fsm.CreateService{Service: api.Service{ID: "s1", Name: "web"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if svc := v.(*api.Service); svc.Version != l.store.Index() {
+		t.Fatalf("version %d, store index %d", svc.Version, l.store.Index())
+	}
+	// A business refusal comes back as the error.
+	if _, err := l.r.Apply(ctx, fsm.CreateService{Service: api.Service{ID: "s2", Name: "web"}}); !errors.Is(err, consensus.ErrNameTaken) {
+		t.Fatalf("duplicate name: %v", err)
+	}
+	c.waitReplicated(l.store.Index(), c.nodes...)
+
+	// Followers refuse writes.
+	for _, n := range c.nodes {
+		if n != l {
+			if _, err := n.r.Apply(ctx, fsm.RotateToken{SecretHash: "x"}); !errors.Is(err, consensus.ErrNotLeader) {
+				t.Fatalf("follower apply: %v", err)
+			}
+			id, addr := n.r.Leader()
+			if id != l.id || addr != string(l.trans.LocalAddr()) {
+				t.Fatalf("follower sees leader %s %s", id, addr)
+			}
+			if n.r.State() != "follower" {
+				t.Fatalf("state = %s", n.r.State())
+			}
+		}
+	}
+	if l.r.State() != "leader" || l.r.Stats()["state"] != "Leader" || l.r.LastIndex() == 0 {
+		t.Fatalf("leader state %s stats %v", l.r.State(), l.r.Stats()["state"])
+	}
+
+	// Kill the leader: the others elect a new one, which accepts writes.
+	c.stop(l)
+	var rest []*clusterNode
+	for _, n := range c.nodes {
+		if n != l {
+			rest = append(rest, n)
+		}
+	}
+	nl := c.leader(rest...)
+	if err := nl.r.Barrier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nl.store.ServiceByName("web"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nl.r.Apply(ctx, fsm.CreateService{Service: api.Service{ID: "s3", Name: "db"}}); err != nil {
+		t.Fatalf("apply on new leader: %v", err)
+	}
+	c.waitReplicated(nl.store.Index(), rest...)
+	for _, n := range rest {
+		if _, err := n.store.ServiceByName("db"); err != nil {
+			t.Fatalf("%s: %v", n.id, err)
+		}
+	}
+	if err := l.r.Shutdown(); err != nil {
+		t.Fatalf("second shutdown: %v", err)
+	}
+	if _, err := l.r.Apply(ctx, fsm.RotateToken{SecretHash: "x"}); !errors.Is(err, consensus.ErrNotLeader) && !errors.Is(err, consensus.ErrShutdown) {
+		t.Fatalf("apply after shutdown: %v", err)
+	}
+}
+
+func TestRaftPartitionedMinorityCannotApply(t *testing.T) {
+	c := newRaftCluster(t, 3)
+	l := c.form()
+	ch := l.r.LeadershipCh()
+	c.isolate(l)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err := l.r.Apply(ctx, fsm.RotateToken{SecretHash: "minority"})
+	if !errors.Is(err, consensus.ErrNotLeader) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, consensus.ErrTimeout) {
+		t.Fatalf("minority apply: %v", err)
+	}
+	waitFor(t, "isolated leader to step down", func() bool { return !l.r.IsLeader() })
+	waitFor(t, "leadership-lost signal", func() bool {
+		select {
+		case v := <-ch:
+			return !v
+		default:
+			return false
+		}
+	})
+
+	var majority []*clusterNode
+	for _, n := range c.nodes {
+		if n != l {
+			majority = append(majority, n)
+		}
+	}
+	nl := c.leader(majority...)
+	if _, err := nl.r.Apply(context.Background(), fsm.RotateToken{SecretHash: "majority"}); err != nil {
+		t.Fatalf("majority apply: %v", err)
+	}
+	// Heal: the old leader catches up and never applied its own entry.
+	c.connectAll()
+	c.waitReplicated(nl.store.Index(), c.nodes...)
+	if got := l.store.Cluster().TokenSecretHash; got != "majority" {
+		t.Fatalf("old leader token hash %q", got)
+	}
+}
+
+func TestRaftRestartKeepsState(t *testing.T) {
+	c := newRaftCluster(t, 1)
+	n := c.nodes[0]
+	l := c.form()
+	ctx := context.Background()
+	if _, err := l.r.Apply(ctx, fsm.CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.r.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	// Entries after the snapshot come back from the WAL.
+	if _, err := l.r.Apply(ctx, fsm.CreateService{Service: api.Service{ID: "s2", Name: "db"}}); err != nil {
+		t.Fatal(err)
+	}
+	want := n.store.Index()
+	c.stop(n)
+
+	c.start(n, false)
+	if !n.r.HasExistingState() {
+		t.Fatal("no state after restart")
+	}
+	if err := n.r.BootstrapSelf(); err == nil {
+		t.Fatal("bootstrap over existing state succeeded")
+	}
+	c.leader(n)
+	waitFor(t, "replay", func() bool { return n.store.Index() >= want })
+	for _, name := range []string{"web", "db"} {
+		if _, err := n.store.ServiceByName(name); err != nil {
+			t.Fatalf("after restart: %v", err)
+		}
+	}
+	if n.store.Cluster() == nil {
+		t.Fatal("cluster record lost")
+	}
+}
+
+func TestRaftForceNewCluster(t *testing.T) {
+	c := newRaftCluster(t, 3)
+	l := c.form()
+	ctx := context.Background()
+	if _, err := l.r.Apply(ctx, fsm.CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitReplicated(l.store.Index(), c.nodes...)
+	for _, n := range c.nodes {
+		c.stop(n)
+	}
+	// Only a follower survives; it comes back alone with --force-new-cluster.
+	var survivor *clusterNode
+	for _, n := range c.nodes {
+		if n != l {
+			survivor = n
+			break
+		}
+	}
+	c.start(survivor, true)
+	sl := c.leader(survivor)
+	servers, err := sl.r.Servers()
+	if err != nil || len(servers) != 1 || servers[0].ID != survivor.id || !servers[0].Voter {
+		t.Fatalf("servers = %+v, %v", servers, err)
+	}
+	if err := sl.r.Barrier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sl.store.ServiceByName("web"); err != nil {
+		t.Fatalf("state lost: %v", err)
+	}
+	if _, err := sl.r.Apply(ctx, fsm.CreateService{Service: api.Service{ID: "s2", Name: "db"}}); err != nil {
+		t.Fatalf("apply after recovery: %v", err)
+	}
+
+	// Forcing a node without state is refused.
+	cfg := testRaftConfig("fresh")
+	cfg.DataDir = t.TempDir()
+	_, cfg.Transport = raft.NewInmemTransport("")
+	cfg.ForceNewCluster = true
+	if _, err := New(cfg, consensus.NewStore()); !errors.Is(err, consensus.ErrNotBootstrapped) {
+		t.Fatalf("force on empty dir: %v", err)
+	}
+}
+
+func TestRaftMembershipChanges(t *testing.T) {
+	c := newRaftCluster(t, 3)
+	l := c.form()
+	ctx := context.Background()
+	var other *clusterNode
+	for _, n := range c.nodes {
+		if n != l {
+			other = n
+			break
+		}
+	}
+	if err := l.r.DemoteVoter(ctx, other.id); err != nil {
+		t.Fatal(err)
+	}
+	servers, _ := l.r.Servers()
+	for _, s := range servers {
+		if s.ID == other.id && s.Voter {
+			t.Fatal("still a voter")
+		}
+	}
+	if err := l.r.RemoveServer(ctx, other.id); err != nil {
+		t.Fatal(err)
+	}
+	if servers, _ := l.r.Servers(); len(servers) != 2 {
+		t.Fatalf("servers after remove = %+v", servers)
+	}
+	// Deadline handling: an already expired context fails fast.
+	expired, cancel := context.WithTimeout(ctx, time.Nanosecond)
+	defer cancel()
+	<-expired.Done()
+	if err := l.r.Barrier(expired); err == nil {
+		t.Log("barrier finished before noticing the expired context (allowed)")
+	}
+}
+
+func TestNewInmem(t *testing.T) {
+	addr, trans := raft.NewInmemTransport("")
+	r, err := NewInmem(testRaftConfig("solo"), consensus.NewStore(), trans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Shutdown()
+	if err := r.BootstrapSelf(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "leader", r.IsLeader)
+	if id, a := r.Leader(); id != "solo" || a != string(addr) {
+		t.Fatalf("leader %s %s", id, a)
+	}
+	if _, err := r.Apply(context.Background(), fsm.BootstrapCluster{Cluster: testCluster(), Node: testNode("solo", "h")}); err != nil {
+		t.Fatal(err)
+	}
+	if r.Store().Cluster() == nil {
+		t.Fatal("no cluster")
+	}
+}
+
+// Followers apply a write soon after it commits although the commit
+// timeout (raft's empty appends that carry the commit index) never fires in
+// this test: the commit nudge carries it. Bursts stay correct too, and the
+// leader's own follow-up work (a barrier per burst) changes no state.
+func TestRaftCommitNudgeReachesFollowers(t *testing.T) {
+	c := newRaftClusterWith(t, 3, func(cfg *Config) { cfg.CommitTimeout = time.Hour })
+	l := c.form()
+	ctx := context.Background()
+	var followers []*clusterNode
+	for _, n := range c.nodes {
+		if n != l {
+			followers = append(followers, n)
+		}
+	}
+	if _, err := l.r.Apply(ctx, fsm.CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitReplicated(l.store.Index(), followers...)
+	for _, n := range followers {
+		if _, err := n.store.Service("s1"); err != nil {
+			t.Fatalf("%s: %v", n.id, err)
+		}
+	}
+	// A burst from several writers: the last write reaches every follower.
+	errs := make(chan error, 20)
+	for i := 0; i < 20; i++ {
+		go func() {
+			_, err := l.r.Apply(ctx, fsm.CreateService{Service: api.Service{ID: fmt.Sprintf("b%d", i), Name: fmt.Sprintf("burst%d", i)}})
+			errs <- err
+		}()
+	}
+	for i := 0; i < 20; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.waitReplicated(l.store.Index(), followers...)
+	for _, n := range followers {
+		if got := len(n.store.Services()); got != 21 {
+			t.Fatalf("%s holds %d services, want 21", n.id, got)
+		}
+	}
+	// The log ends with the nudge's barrier, which no store sees; every
+	// replica still counts as caught up (the reconciler waits for this).
+	waitFor(t, "the nudge's barrier on the leader", func() bool { return l.r.LastIndex() > l.store.Index() })
+	for _, n := range c.nodes {
+		waitFor(t, n.id+" caught up", n.r.CaughtUp)
+	}
+}
+
+// With long timeouts a dead leader's replacement waits for the heartbeat
+// timeout (20-40 s of silence here; long, so that the two survivors
+// campaigning at once and splitting the vote, then again after an
+// election timeout of 2.5-5 s, still shows the difference); ExpediteElection on the survivors
+// (what node does once gossip declares the leader dead, which takes a
+// while) starts the election at once. Off restores the configured timeouts.
+func TestRaftExpediteElection(t *testing.T) {
+	const hb, lease = 20 * time.Second, 2500 * time.Millisecond
+	c := newRaftClusterWith(t, 3, func(cfg *Config) {
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = hb, hb, lease
+	})
+	// A lone bootstrapped node also waits the heartbeat timeout first.
+	if err := c.nodes[0].r.ExpediteElection(true); err != nil {
+		t.Fatal(err)
+	}
+	l := c.form()
+	for _, n := range c.nodes {
+		if err := n.r.ExpediteElection(false); err != nil {
+			t.Fatal(err)
+		}
+		if got := n.r.raft.ReloadableConfig().HeartbeatTimeout; got != hb {
+			t.Fatalf("%s: heartbeat timeout %s after off, want %s", n.id, got, hb)
+		}
+	}
+	c.stop(l)
+	var rest []*clusterNode
+	for _, n := range c.nodes {
+		if n != l {
+			rest = append(rest, n)
+		}
+	}
+	// Gossip needs a while to declare the leader dead: by then the
+	// survivors have not heard from it for more than the lease.
+	for _, n := range rest {
+		waitFor(t, n.id+" silent past the lease", func() bool { return time.Since(n.r.LastContact()) > lease })
+	}
+	expedited := time.Now()
+	for _, n := range rest {
+		for range 2 { // idempotent
+			if err := n.r.ExpediteElection(true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := n.r.raft.ReloadableConfig().HeartbeatTimeout; got != lease {
+			t.Fatalf("%s: heartbeat timeout %s expedited, want the lease %s", n.id, got, lease)
+		}
+	}
+	// Without expediting, no survivor could campaign before hb-lease from
+	// now (its silence reaches hb no earlier).
+	deadline := expedited.Add(hb - lease)
+	for !rest[0].r.IsLeader() && !rest[1].r.IsLeader() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no leader %s after expediting", time.Since(expedited))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("leader elected %s after expediting", time.Since(expedited))
+	nl := c.leader(rest...)
+	if _, err := nl.r.Apply(context.Background(), fsm.CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,289 @@
+package snapshotfile
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
+)
+
+// savedState is a cluster c1 with nodes n1 n2, services web (s1) and db
+// (s2), a task of web on each node and an image held by n1.
+func savedState(t *testing.T) *harness {
+	t.Helper()
+	h := newHarness(t)
+	h.bootstrap()
+	h.must(fsm.UpsertNode{Node: testNode("n2", "host2")})
+	h.must(fsm.UpdateNode{ID: "n2", Update: api.NodeUpdate{LabelAdd: map[string]string{"zone": "a"}}, Now: t0})
+	h.must(fsm.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Name: "web", Image: "bb:1", Replicas: 2, Env: []string{"A=1"}}}})
+	h.must(fsm.CreateService{Service: api.Service{ID: "s2", Name: "db", Spec: api.ServiceSpec{Name: "db", Image: "bb:1", Replicas: 1}}})
+	h.must(fsm.UpsertTasks{Tasks: []api.Task{
+		{ID: "t1", ServiceID: "s1", Slot: 1, NodeID: "n1", DesiredState: api.TaskRunning, State: api.TaskStarting, CreatedAt: t0},
+		{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "n2", DesiredState: api.TaskRunning, State: api.TaskRunning, CreatedAt: t0},
+	}})
+	h.must(fsm.UpsertImage{Image: api.Image{ID: "sha256:aa", Tags: []string{"bb:1"}}})
+	h.must(fsm.SetImageNode{ImageID: "sha256:aa", NodeID: "n1", Present: true})
+	return h
+}
+
+func saveFile(t *testing.T, s *consensus.Store) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := Write(s.Snapshot(), &buf, t0); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestSnapshotFileRoundTrip(t *testing.T) {
+	h := savedState(t)
+	file := saveFile(t, h.store)
+	if !bytes.HasPrefix(file, []byte("SHOAL-SNAPSHOT\n{")) {
+		t.Fatalf("file starts %q", file[:40])
+	}
+	f, err := Read(bytes.NewReader(file), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Header.Format != Format || f.Header.ClusterID != "c1" || f.Header.Index != h.store.Index() || !f.Header.CreatedAt.Equal(t0) {
+		t.Fatalf("header %+v", f.Header)
+	}
+	if len(f.Services()) != 2 || len(f.Nodes()) != 2 || len(f.Tasks()) != 2 {
+		t.Fatalf("content: %d services %d nodes %d tasks", len(f.Services()), len(f.Nodes()), len(f.Tasks()))
+	}
+	// Nothing in the clear: no gossip key, no plaintext CA key (testCluster
+	// is a pre-sealing record) — and the store itself is untouched.
+	c := f.Cluster()
+	if len(c.GossipKeys) != 0 || len(c.CAKeyPEM) != 0 || c.TokenSecret != "" {
+		t.Fatalf("clear keys in the file: %+v", c)
+	}
+	if bytes.Contains(file, bytes.Repeat([]byte{1}, 32)) || strings.Contains(string(file), `"ca_key_pem"`) {
+		t.Fatal("key bytes in the file")
+	}
+	if cur := h.store.Cluster(); len(cur.GossipKeys) != 1 || string(cur.CAKeyPEM) != "key" {
+		t.Fatal("saving changed the store")
+	}
+	// Loading the body into a store gives the saved state back.
+	other := newHarness(t)
+	var body bytes.Buffer
+	_ = json.NewEncoder(&body).Encode(&f.data)
+	if err := other.store.Restore(&body); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"s1", "s2"} {
+		want, _ := h.store.Service(id)
+		got, err := other.store.Service(id)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("service %s: %+v, want %+v (%v)", id, got, want, err)
+		}
+	}
+}
+
+func TestSnapshotFileRefused(t *testing.T) {
+	h := savedState(t)
+	file := saveFile(t, h.store)
+	hdrEnd := bytes.IndexByte(file[len("SHOAL-SNAPSHOT\n"):], '\n') + len("SHOAL-SNAPSHOT\n") + 1
+	header := func(mut func(*Header)) []byte {
+		var hd Header
+		if err := json.Unmarshal(file[len("SHOAL-SNAPSHOT\n"):hdrEnd-1], &hd); err != nil {
+			t.Fatal(err)
+		}
+		mut(&hd)
+		line, _ := json.Marshal(&hd)
+		out := append([]byte("SHOAL-SNAPSHOT\n"), line...)
+		out = append(out, '\n')
+		return append(out, file[hdrEnd:]...)
+	}
+	flip := func(at int) []byte {
+		b := bytes.Clone(file)
+		b[at] ^= 0x20
+		return b
+	}
+	// A tampered body whose checksum the tamperer recomputed: the body's
+	// cluster ID no longer matches the header's.
+	retagged := func() []byte {
+		var hd Header
+		_ = json.Unmarshal(file[len("SHOAL-SNAPSHOT\n"):hdrEnd-1], &hd)
+		body := bytes.Replace(file[hdrEnd:], []byte(`"cluster_id":"c1"`), []byte(`"cluster_id":"c2"`), 1)
+		var out bytes.Buffer
+		out.WriteString("SHOAL-SNAPSHOT\n")
+		hd.Size = int64(len(body))
+		sum := sha256.Sum256(body)
+		hd.SHA256 = hex.EncodeToString(sum[:])
+		line, _ := json.Marshal(&hd)
+		out.Write(line)
+		out.WriteByte('\n')
+		out.Write(body)
+		return out.Bytes()
+	}
+	cases := []struct {
+		name string
+		b    []byte
+		want error
+	}{
+		{"empty", nil, ErrNotIntact},
+		{"not a snapshot", []byte("hello\nworld\n"), ErrNotIntact},
+		{"header only", file[:hdrEnd], ErrNotIntact},
+		{"truncated by one byte", file[:len(file)-1], ErrNotIntact},
+		{"truncated in half", file[:hdrEnd+(len(file)-hdrEnd)/2], ErrNotIntact},
+		{"trailing bytes", append(bytes.Clone(file), 'x'), ErrNotIntact},
+		{"body byte flipped", flip(hdrEnd + 20), ErrNotIntact},
+		{"last byte flipped", flip(len(file) - 2), ErrNotIntact},
+		{"checksum changed", header(func(h *Header) { h.SHA256 = strings.Repeat("0", 64) }), ErrNotIntact},
+		{"size grown", header(func(h *Header) { h.Size++ }), ErrNotIntact},
+		{"size too big", header(func(h *Header) { h.Size = 1 << 40 }), ErrNotIntact},
+		{"header cluster changed", header(func(h *Header) { h.ClusterID = "c2" }), ErrNotIntact},
+		{"header index changed", header(func(h *Header) { h.Index++ }), ErrNotIntact},
+		{"body retagged with a fresh checksum", retagged(), ErrNotIntact},
+		{"format 2", header(func(h *Header) { h.Format = 2 }), ErrFormat},
+		{"format 0", header(func(h *Header) { h.Format = 0 }), ErrFormat},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Read(bytes.NewReader(tc.b), 1<<20)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err %v, want %v", err, tc.want)
+			}
+		})
+	}
+	// A body larger than the reader allows.
+	if _, err := Read(bytes.NewReader(file), 16); !errors.Is(err, ErrNotIntact) {
+		t.Fatalf("oversized body: %v", err)
+	}
+}
+
+func TestPlanRestore(t *testing.T) {
+	saved := savedState(t)
+	f, err := Read(bytes.NewReader(saveFile(t, saved.store)), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The running cluster moved on: n2 was removed and n3 joined, the
+	// token and gossip key rotated, web's task t1 is now running, db was
+	// removed and cache created.
+	cur := savedState(t)
+	cur.must(fsm.RemoveNode{ID: "n2", Now: t0})
+	cur.must(fsm.UpsertNode{Node: testNode("n3", "host3")})
+	cur.must(fsm.RotateToken{SecretHash: "new"})
+	cur.must(fsm.SetGossipKeys{Keys: [][]byte{bytes.Repeat([]byte{2}, 32)}})
+	cur.must(fsm.TaskStatus{NodeID: "n1", Statuses: []api.TaskStatus{{TaskID: "t1", State: api.TaskRunning, ContainerID: "ctr1"}}})
+	cur.must(fsm.DeleteService{ID: "s2"})
+	cur.must(fsm.CreateService{Service: api.Service{ID: "s3", Name: "cache", Spec: api.ServiceSpec{Name: "cache", Image: "bb:1", Replicas: 1}}})
+	cur.must(fsm.UpsertTasks{Tasks: []api.Task{{ID: "t3", ServiceID: "s3", Slot: 1, NodeID: "n3", DesiredState: api.TaskRunning, CreatedAt: t0}}})
+	cur.must(fsm.SetImageNode{ImageID: "sha256:aa", NodeID: "n3", Present: true})
+	cur.must(fsm.UpsertImage{Image: api.Image{ID: "sha256:bb", Tags: []string{"new:1"}}})
+	curCluster := cur.store.Cluster()
+
+	plan, err := PlanRestore(f, cur.store.Snapshot(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(plan.Services, []string{"db", "web"}) || !reflect.DeepEqual(plan.DroppedNodes, []string{"host2"}) || plan.DroppedTasks != 1 {
+		t.Fatalf("plan summary %+v", plan)
+	}
+	// Install it into a store, as the FSM does, and look.
+	var body bytes.Buffer
+	_ = json.NewEncoder(&body).Encode(&plan.data)
+	got := consensus.NewStore()
+	if err := got.Restore(&body); err != nil {
+		t.Fatal(err)
+	}
+	if c := got.Cluster(); !reflect.DeepEqual(c, curCluster) {
+		t.Fatalf("cluster record not the running one:\n%+v\n%+v", c, curCluster)
+	}
+	var names []string
+	for _, s := range got.Services() {
+		names = append(names, s.Name)
+	}
+	if !reflect.DeepEqual(names, []string{"web", "db"}) && !reflect.DeepEqual(names, []string{"db", "web"}) {
+		t.Fatalf("services %v", names)
+	}
+	if s, _ := got.ServiceByName("web"); s == nil || s.Spec.Env[0] != "A=1" || s.Spec.Replicas != 2 {
+		t.Fatalf("web %+v", s)
+	}
+	var nodes []string
+	for _, n := range got.Nodes() {
+		nodes = append(nodes, n.ID)
+	}
+	if !reflect.DeepEqual(nodes, []string{"n1", "n3"}) {
+		t.Fatalf("nodes %v, want the members n1 n3", nodes)
+	}
+	tasks := got.Tasks()
+	if len(tasks) != 1 || tasks[0].ID != "t1" || tasks[0].State != api.TaskRunning || tasks[0].ContainerID != "ctr1" {
+		t.Fatalf("tasks %+v, want t1 with its current observed state", tasks)
+	}
+	img, err := got.Image("sha256:aa")
+	if err != nil || !reflect.DeepEqual(img.Nodes, []string{"n1", "n3"}) {
+		t.Fatalf("image aa %+v %v", img, err)
+	}
+	if _, err := got.Image("sha256:bb"); err != nil {
+		t.Fatalf("image loaded after the save dropped: %v", err)
+	}
+
+	// The file's labels and availability come back for a member.
+	cur2 := savedState(t)
+	cur2.must(fsm.UpdateNode{ID: "n2", Update: api.NodeUpdate{Availability: api.AvailabilityDrain, LabelRm: []string{"zone"}}, Now: t0})
+	plan2, err := PlanRestore(f, cur2.store.Snapshot(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range plan2.data.Nodes {
+		if n.ID == "n2" && (n.Availability != api.AvailabilityActive || n.Labels["zone"] != "a") {
+			t.Fatalf("n2 after restore: %+v", n)
+		}
+	}
+
+	// Another cluster's file needs force.
+	other := newHarness(t)
+	oc := testCluster()
+	oc.ClusterID = "c2"
+	other.must(fsm.BootstrapCluster{Cluster: oc, Node: testNode("m1", "m1")})
+	if _, err := PlanRestore(f, other.store.Snapshot(), false); !errors.Is(err, ErrOtherCluster) {
+		t.Fatalf("other cluster: %v", err)
+	}
+	p3, err := PlanRestore(f, other.store.Snapshot(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p3.data.Cluster.ClusterID != "c2" || len(p3.data.Tasks) != 0 || len(p3.DroppedNodes) != 2 || len(p3.data.Nodes) != 1 {
+		t.Fatalf("forced plan: cluster %s, %d tasks, dropped %v, nodes %d", p3.data.Cluster.ClusterID, len(p3.data.Tasks), p3.DroppedNodes, len(p3.data.Nodes))
+	}
+	// Planning changed neither the file nor the store.
+	if len(f.Tasks()) != 2 || len(f.Nodes()) != 2 || len(cur.store.Tasks()) != 3 {
+		t.Fatal("planning changed its inputs")
+	}
+}
+
+// FuzzRead: a snapshot file comes from the user's disk; the
+// reader must never panic, and whatever it accepts is consistent.
+func FuzzRead(f *testing.F) {
+	// savedState only fails its T on a broken FSM, which other tests catch.
+	h := savedState(&testing.T{})
+	var buf bytes.Buffer
+	if _, err := Write(h.store.Snapshot(), &buf, t0); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
+	f.Add([]byte("SHOAL-SNAPSHOT\n{\"format\":1,\"size\":2,\"sha256\":\"44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a\"}\n{}"))
+	f.Add([]byte("SHOAL-SNAPSHOT\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		sf, err := Read(bytes.NewReader(b), 1<<20)
+		if err != nil {
+			if !errors.Is(err, ErrNotIntact) && !errors.Is(err, ErrFormat) {
+				t.Fatalf("error without a sentinel: %v", err)
+			}
+			return
+		}
+		if sf.Cluster() == nil || sf.Cluster().ClusterID != sf.Header.ClusterID || sf.data.Index != sf.Header.Index {
+			t.Fatalf("accepted an inconsistent file: %+v", sf.Header)
+		}
+	})
+}
