@@ -435,7 +435,32 @@ func (r *Raft) nudgeLoop() {
 		}
 		// An error means leadership was lost or raft is shutting down:
 		// the next leader's own entries carry its commit index.
-		_ = r.raft.Barrier(r.cfg.ApplyTimeout).Error()
+		if !answeredBefore(r.raft.Barrier(r.cfg.ApplyTimeout), r.nudgeStop) {
+			return
+		}
+	}
+}
+
+// answeredBefore waits for f's answer and reports true, or returns false
+// once stop is closed.
+//
+// Why not f.Error() alone: hashicorp/raft does not answer every future it
+// has taken when it shuts down (hashicorp/raft#498: an entry that was
+// committed but not yet handed to the FSM goroutine stays unanswered), so
+// a bare Error() can block forever, and with it Shutdown, which waits for
+// the loop that called it. The goroutine left behind in that case ends
+// only with the process; there is at most one per Raft.
+func answeredBefore(f raft.Future, stop <-chan struct{}) bool {
+	done := make(chan struct{})
+	go func() {
+		_ = f.Error()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-stop:
+		return false
 	}
 }
 
@@ -785,7 +810,7 @@ func (r *Raft) Shutdown() error {
 		if err := r.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("shutdown raft: %w", err))
 		}
-		<-r.nudgeDone // its barrier, if any, ended with raft's shutdown
+		<-r.nudgeDone // it stops waiting for its barrier once nudgeStop is closed
 		for _, c := range r.closers {
 			if err := c.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("close raft storage: %w", err))

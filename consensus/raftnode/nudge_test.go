@@ -1,0 +1,48 @@
+package raftnode
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+// stuckFuture is a raft future that is answered only when release is
+// closed: hashicorp/raft leaves some futures unanswered when it shuts down
+// (hashicorp/raft#498).
+type stuckFuture struct{ release chan struct{} }
+
+func (f stuckFuture) Error() error {
+	<-f.release
+	return errors.New("answered late")
+}
+
+// TestAnsweredBeforeStop: the commit nudge stops waiting for a barrier raft
+// never answers once it is told to stop, so Shutdown, which waits for the
+// nudge loop, cannot hang on it; an answered barrier is reported as such.
+func TestAnsweredBeforeStop(t *testing.T) {
+	f := stuckFuture{release: make(chan struct{})}
+	defer close(f.release)
+	stop := make(chan struct{})
+	res := make(chan bool, 1)
+	go func() { res <- answeredBefore(f, stop) }()
+	select {
+	case <-res:
+		t.Fatal("returned before the future was answered or stop closed")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(stop)
+	select {
+	case ok := <-res:
+		if ok {
+			t.Fatal("reported an unanswered future as answered")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("still waiting on an unanswered future 10 s after stop was closed")
+	}
+
+	answered := stuckFuture{release: make(chan struct{})}
+	close(answered.release)
+	if !answeredBefore(answered, make(chan struct{})) {
+		t.Fatal("an answered future was not reported as answered")
+	}
+}
