@@ -211,12 +211,10 @@ func SuspectLeader(self bool, leader string, alive map[string]membership.Meta, e
 
 func (l *Loop) leaderWork(ctx context.Context) {
 	cl := l.cfg
-	bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err := cl.Raft.Barrier(bctx)
-	cancel()
-	if err != nil {
-		l.log.Warn("leader barrier failed", "err", err)
-		return
+	if err := barrierUntilDone(ctx, cl.Raft.Barrier, leaderBarrierTimeout, leaderBarrierRetry, func(err error) {
+		l.log.Warn("leader barrier failed; trying again", "err", err)
+	}); err != nil {
+		return // ctx ended: no longer the leader, or shutting down
 	}
 	since := time.Now()
 	l.log.Info("leading the cluster")
@@ -404,3 +402,45 @@ func (l *Loop) autopilot(ctx context.Context) {
 }
 
 func joinHostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
+
+const (
+	// leaderBarrierTimeout bounds one try of the barrier a new leader
+	// passes before its work (every entry of earlier terms applied).
+	leaderBarrierTimeout = 10 * time.Second
+	// leaderBarrierRetry is the pause before the next try.
+	leaderBarrierRetry = 200 * time.Millisecond
+)
+
+// barrierUntilDone runs barrier (with a timeout per try) until it succeeds
+// or ctx ends, pausing retry between tries and reporting each failure to
+// failed; it returns nil once a barrier passed, else ctx's error.
+//
+// Why retry rather than give up: Run starts the leader's work once per
+// leadership and stops it only on a step-down, so work that returned early
+// stayed absent for the rest of the term: no scheduling, no node-down
+// marking, no autopilot. A barrier fails when leadership flipped (lost and
+// won again before Run saw the step-down: raft's leadership channel keeps
+// only the newest value) or when a lagging new leader needs longer than a
+// try to apply its backlog. In both cases the leader is still the leader,
+// and the next try passes; when it is not, Run's stop ends ctx.
+func barrierUntilDone(ctx context.Context, barrier func(context.Context) error, timeout, retry time.Duration, failed func(error)) error {
+	for {
+		bctx, cancel := context.WithTimeout(ctx, timeout)
+		err := barrier(bctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		failed(err)
+		t := time.NewTimer(retry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}

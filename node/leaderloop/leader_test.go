@@ -1,6 +1,8 @@
 package leaderloop
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -111,5 +113,53 @@ func TestHeardHolds(t *testing.T) {
 		if got := HeardHolds(heard, now.Add(-c.deadAgo), now, DefaultHeardWindow); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// TestBarrierUntilDone: a new leader's work tries its barrier again until
+// one passes (a failed first barrier used to leave the leader without its
+// work for the whole term), and gives up only when ctx ends.
+func TestBarrierUntilDone(t *testing.T) {
+	calls := 0
+	var failures []error
+	flaky := func(ctx context.Context) error {
+		calls++
+		if calls < 3 {
+			return errors.New("leadership lost")
+		}
+		return nil
+	}
+	if err := barrierUntilDone(context.Background(), flaky, time.Second, time.Millisecond, func(err error) { failures = append(failures, err) }); err != nil {
+		t.Fatalf("barrierUntilDone: %v", err)
+	}
+	if calls != 3 || len(failures) != 2 {
+		t.Fatalf("%d tries, %d failures reported; want 3 tries, 2 failures", calls, len(failures))
+	}
+
+	// A try that outlives its timeout is cut and tried again.
+	calls = 0
+	slow := func(ctx context.Context) error {
+		calls++
+		if calls == 1 {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	}
+	if err := barrierUntilDone(context.Background(), slow, 10*time.Millisecond, time.Millisecond, func(error) {}); err != nil || calls != 2 {
+		t.Fatalf("slow first try: err %v after %d tries, want nil after 2", err, calls)
+	}
+
+	// Never passing: it returns once ctx ends.
+	ctx, cancel := context.WithCancel(context.Background())
+	never := func(context.Context) error { return errors.New("not leader") }
+	tries := 0
+	err := barrierUntilDone(ctx, never, time.Second, time.Millisecond, func(error) {
+		if tries++; tries == 5 {
+			cancel()
+		}
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("after ctx ended: %v, want context.Canceled", err)
 	}
 }
