@@ -55,6 +55,21 @@ type Report struct {
 	Tasks []TaskUsage `json:"tasks"`
 }
 
+// Own is the part of node's report the leader may believe: the usage of
+// tasks the state assigns to node (owner maps task ID to node ID). A node
+// speaks only for itself: without this, one node (a valid certificate is
+// all it takes) could report any usage for the tasks of others and drive
+// an autoscaled service to its max or min.
+func Own(node string, rep Report, owner map[string]string) []TaskUsage {
+	var out []TaskUsage
+	for _, u := range rep.Tasks {
+		if owner[u.TaskID] == node && node != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
 // Point is one cgroup reading of a task's container.
 type Point struct {
 	At       time.Time

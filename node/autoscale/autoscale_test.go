@@ -2,6 +2,7 @@ package autoscale
 
 import (
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -95,5 +96,34 @@ func TestServiceSample(t *testing.T) {
 				t.Fatalf("sample %+v, want cpu %g mem %g tasks %d", s, tc.cpu, tc.mem, tc.n)
 			}
 		})
+	}
+}
+
+// TestOwn: the leader believes a node's usage report only for the tasks the
+// state puts on that node.
+func TestOwn(t *testing.T) {
+	owner := map[string]string{"t1": "n1", "t2": "n2", "t3": "n1"}
+	rep := Report{Tasks: []TaskUsage{
+		{TaskID: "t1", CPUCores: 1},
+		{TaskID: "t2", CPUCores: 9}, // n2's task: n1 may not speak for it
+		{TaskID: "t3", CPUCores: 3},
+		{TaskID: "t9", CPUCores: 9}, // no such running task
+	}}
+	for _, tc := range []struct {
+		node string
+		want []string
+	}{
+		{"n1", []string{"t1", "t3"}},
+		{"n2", []string{"t2"}},
+		{"n3", nil},
+		{"", nil},
+	} {
+		var got []string
+		for _, u := range Own(tc.node, rep, owner) {
+			got = append(got, u.TaskID)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("Own(%q) = %v, want %v", tc.node, got, tc.want)
+		}
 	}
 }

@@ -55,16 +55,18 @@ func (l *Loop) autoscalePass(ctx context.Context, hist map[string][]autoscale.Sa
 		return
 	}
 	tasks := map[string][]*api.Task{}
+	owner := map[string]string{} // task ID → the node it runs on
 	nodes := map[string]bool{}
 	for _, s := range svcs {
 		for _, t := range l.cfg.Store.TasksByService(s.ID) {
 			if t.DesiredState == api.TaskRunning && t.State == api.TaskRunning {
 				tasks[s.ID] = append(tasks[s.ID], t)
+				owner[t.ID] = t.NodeID
 				nodes[t.NodeID] = true
 			}
 		}
 	}
-	usage := l.gatherUsage(ctx, nodes)
+	usage := l.gatherUsage(ctx, nodes, owner)
 	for _, s := range svcs {
 		if sample, ok := autoscale.ServiceSample(s, tasks[s.ID], usage, now); ok {
 			hist[s.ID] = autoscale.TrimSamples(append(hist[s.ID], sample), now, s.Spec.Autoscale)
@@ -100,8 +102,10 @@ func (l *Loop) autoscalePass(ctx context.Context, hist map[string][]autoscale.Sa
 }
 
 // gatherUsage asks every node in nodes (ready ones) for its tasks' usage,
-// in parallel; a node that does not answer in time contributes nothing.
-func (l *Loop) gatherUsage(ctx context.Context, nodes map[string]bool) map[string]autoscale.TaskUsage {
+// in parallel; a node that does not answer in time contributes nothing,
+// and a node's answer counts only for the tasks owner puts on it
+// (autoscale.Own).
+func (l *Loop) gatherUsage(ctx context.Context, nodes map[string]bool, owner map[string]string) map[string]autoscale.TaskUsage {
 	ctx, cancel := context.WithTimeout(ctx, autoscale.PollTimeout)
 	defer cancel()
 	var (
@@ -109,16 +113,16 @@ func (l *Loop) gatherUsage(ctx context.Context, nodes map[string]bool) map[strin
 		out = map[string]autoscale.TaskUsage{}
 		wg  sync.WaitGroup
 	)
-	add := func(rep autoscale.Report) {
+	add := func(node string, rep autoscale.Report) {
 		mu.Lock()
 		defer mu.Unlock()
-		for _, u := range rep.Tasks {
+		for _, u := range autoscale.Own(node, rep, owner) {
 			out[u.TaskID] = u
 		}
 	}
 	for id := range nodes {
 		if id == l.cfg.NodeID {
-			add(l.cfg.LocalUsage())
+			add(id, l.cfg.LocalUsage())
 			continue
 		}
 		n, err := l.cfg.Store.Node(id)
@@ -133,7 +137,7 @@ func (l *Loop) gatherUsage(ctx context.Context, nodes map[string]bool) map[strin
 				l.log.Debug("autoscale: no usage from node", "node_id", api.ShortID(n.ID), "err", err)
 				return
 			}
-			add(rep)
+			add(n.ID, rep)
 		}()
 	}
 	wg.Wait()
