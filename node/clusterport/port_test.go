@@ -590,3 +590,20 @@ func TestCallDeadlines(t *testing.T) {
 		}
 	})
 }
+
+// TestCallBoundsAnswerLine: a caller buffers at most maxAnswerLine of a
+// peer's answer; a longer line fails the call (a peer could otherwise make
+// it buffer all it sends until the deadline).
+func TestCallBoundsAnswerLine(t *testing.T) {
+	defer func(n int) { maxAnswerLine = n }(maxAnswerLine)
+	maxAnswerLine = 4 << 10
+	s := startServer(t, nil)
+	var out map[string]string
+	if err := (Dialer{}).Call(rpcCtx(t), s.addr, s.pki.client("node-b"), "echo", echoRequest{Text: "short"}, &out, nil); err != nil || out["text"] != "short" {
+		t.Fatalf("a short answer: %v %v", out, err)
+	}
+	err := (Dialer{}).Call(rpcCtx(t), s.addr, s.pki.client("node-b"), "echo", echoRequest{Text: strings.Repeat("x", 8<<10)}, &out, nil)
+	if !errors.Is(err, wire.ErrLineTooLong) {
+		t.Fatalf("an answer line over the bound: %v, want ErrLineTooLong", err)
+	}
+}

@@ -46,6 +46,16 @@ const (
 	anonRequestTimeout = 5 * time.Second
 )
 
+// maxAnswerLine bounds the answer line a caller buffers from the peer it
+// called (the stream that may follow is the caller's to bound). The
+// largest real answers are an admin read forwarded to the leader (every
+// task of a big cluster: a few MiB) and a task's secrets (500 KiB each);
+// without a bound, a peer with a valid certificate that answered with an
+// endless line made the caller buffer all it could send until the call's
+// deadline, several times over in the decoding: the leader polls every
+// node's usage every few seconds.
+var maxAnswerLine = 64 << 20
+
 // Call is one RPC on the server side. A handler owns it until it returns;
 // the server then closes the connection.
 type Call struct {
@@ -200,7 +210,7 @@ func (d Dialer) Call(ctx context.Context, addr string, cfg *tls.Config, method s
 		return fmt.Errorf("send %s to %s: %w", method, addr, err)
 	}
 	r := bufio.NewReader(conn)
-	line, err := r.ReadBytes('\n')
+	line, err := wire.ReadLine(r, maxAnswerLine)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
