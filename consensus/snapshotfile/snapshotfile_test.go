@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
+	goruntime "runtime"
 	"strings"
 	"testing"
 
@@ -286,4 +288,22 @@ func FuzzRead(f *testing.F) {
 			t.Fatalf("accepted an inconsistent file: %+v", sf.Header)
 		}
 	})
+}
+
+// TestReadAllocatesWhatArrives: a header that claims a huge body followed by
+// a few bytes is refused as truncated without the reader allocating the
+// claimed size (a restore RPC's header is the sender's claim).
+func TestReadAllocatesWhatArrives(t *testing.T) {
+	const claim = 200 << 20
+	in := magicLine + "\n" + fmt.Sprintf(`{"format":%d,"cluster_id":"c","index":1,"size":%d,"sha256":"00"}`, Format, claim) + "\nshort"
+	var before, after goruntime.MemStats
+	goruntime.ReadMemStats(&before)
+	_, err := Read(strings.NewReader(in), claim)
+	goruntime.ReadMemStats(&after)
+	if !errors.Is(err, ErrNotIntact) || !strings.Contains(err.Error(), "truncated") {
+		t.Fatalf("Read: %v, want a truncated ErrNotIntact", err)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 16<<20 {
+		t.Fatalf("Read allocated %d MiB for a 5-byte body that claimed %d MiB", got>>20, claim>>20)
+	}
 }

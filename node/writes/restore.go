@@ -146,7 +146,7 @@ func (w *Writer) ServeSnapshotRestore(ctx context.Context, call *clusterport.Cal
 		return
 	}
 	_ = call.Conn.SetReadDeadline(time.Now().Add(snapshotBodyTimeout))
-	f, err := snapshotfile.Read(io.LimitReader(call.R, req.Size), MaxSnapshotBytes)
+	f, err := snapshotfile.Read(io.LimitReader(call.R, req.Size), req.Size) // the body is part of the announced size
 	_ = call.Conn.SetReadDeadline(time.Time{})
 	if err != nil {
 		_ = call.Reply(nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("snapshot file refused, nothing changed: %v", err)})
