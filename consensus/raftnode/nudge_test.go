@@ -1,9 +1,12 @@
 package raftnode
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/shoal-org/shoal/consensus"
 )
 
 // stuckFuture is a raft future that is answered only when release is
@@ -44,5 +47,25 @@ func TestAnsweredBeforeStop(t *testing.T) {
 	close(answered.release)
 	if !answeredBefore(answered, make(chan struct{})) {
 		t.Fatal("an answered future was not reported as answered")
+	}
+}
+
+// TestWaitEndsAtShutdown: a caller waiting on a raft future with a
+// long-lived ctx (a cluster-port handler runs on the agent's) gets
+// ErrShutdown once Shutdown begins, not a wait until the agent stops.
+func TestWaitEndsAtShutdown(t *testing.T) {
+	r := &Raft{nudgeStop: make(chan struct{})}
+	f := stuckFuture{release: make(chan struct{})}
+	defer close(f.release)
+	res := make(chan error, 1)
+	go func() { res <- r.wait(context.Background(), f) }()
+	close(r.nudgeStop)
+	select {
+	case err := <-res:
+		if !errors.Is(err, consensus.ErrShutdown) {
+			t.Fatalf("wait: %v, want ErrShutdown", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("wait still blocked on an unanswered future 10 s after Shutdown began")
 	}
 }

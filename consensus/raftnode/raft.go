@@ -250,7 +250,8 @@ type Raft struct {
 	expediteMu sync.Mutex
 
 	// nudgeCh (one slot, coalescing) asks nudgeLoop to tell followers the
-	// commit index; nudgeStop ends it and nudgeDone says it has.
+	// commit index; nudgeStop, closed when Shutdown begins, ends it (and
+	// every wait on a raft future) and nudgeDone says it has.
 	nudgeCh   chan struct{}
 	nudgeStop chan struct{}
 	nudgeDone chan struct{}
@@ -565,9 +566,17 @@ func (r *Raft) timeout(ctx context.Context) time.Duration {
 	return t
 }
 
-// wait waits for a future or ctx. The helper goroutine ends when raft
-// resolves the future, which it always does (at the latest on shutdown).
-func wait(ctx context.Context, f raft.Future) error {
+// wait waits for a future, ctx, or the start of Shutdown (ErrShutdown:
+// the outcome is then unknown, as after a timeout).
+//
+// Why Shutdown too: hashicorp/raft does not answer every future it has
+// taken when it shuts down (hashicorp/raft#498). A caller whose ctx is the
+// agent's (a cluster-port handler applying a worker's write) would then
+// wait until the agent stops, and so would whoever waits for that caller:
+// leaving the cluster, or a fenced node's re-join, waits for its RPC
+// handlers. The helper goroutine ends when raft answers, or with the
+// process when it never does.
+func (r *Raft) wait(ctx context.Context, f raft.Future) error {
 	done := make(chan error, 1)
 	go func() { done <- f.Error() }()
 	select {
@@ -575,6 +584,8 @@ func wait(ctx context.Context, f raft.Future) error {
 		return mapRaftErr(err)
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-r.nudgeStop:
+		return consensus.ErrShutdown
 	}
 }
 
@@ -611,7 +622,7 @@ func (r *Raft) Apply(ctx context.Context, cmd fsm.Command) (any, error) {
 		return nil, err
 	}
 	f := r.raft.Apply(data, r.timeout(ctx))
-	if err := wait(ctx, f); err != nil {
+	if err := r.wait(ctx, f); err != nil {
 		return nil, fmt.Errorf("apply command type %d: %w", cmd.Type(), err)
 	}
 	r.nudge()
@@ -645,7 +656,7 @@ func (r *Raft) LeadershipCh() <-chan bool { return r.raft.LeaderCh() }
 // Barrier waits until every entry before it is applied to the local store.
 // A new leader calls it before reading the store for leader work.
 func (r *Raft) Barrier(ctx context.Context) error {
-	if err := wait(ctx, r.raft.Barrier(r.timeout(ctx))); err != nil {
+	if err := r.wait(ctx, r.raft.Barrier(r.timeout(ctx))); err != nil {
 		return fmt.Errorf("raft barrier: %w", err)
 	}
 	return nil
@@ -654,7 +665,7 @@ func (r *Raft) Barrier(ctx context.Context) error {
 // AddNonvoter adds (or keeps) a server that receives the log without voting.
 // Leader only.
 func (r *Raft) AddNonvoter(ctx context.Context, id, addr string) error {
-	if err := wait(ctx, r.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, r.timeout(ctx))); err != nil {
+	if err := r.wait(ctx, r.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, r.timeout(ctx))); err != nil {
 		return fmt.Errorf("add raft nonvoter %s (%s): %w", id, addr, err)
 	}
 	return nil
@@ -663,7 +674,7 @@ func (r *Raft) AddNonvoter(ctx context.Context, id, addr string) error {
 // AddVoter adds a server as a voter or promotes an existing nonvoter.
 // Leader only.
 func (r *Raft) AddVoter(ctx context.Context, id, addr string) error {
-	if err := wait(ctx, r.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, r.timeout(ctx))); err != nil {
+	if err := r.wait(ctx, r.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, r.timeout(ctx))); err != nil {
 		return fmt.Errorf("add raft voter %s (%s): %w", id, addr, err)
 	}
 	return nil
@@ -671,7 +682,7 @@ func (r *Raft) AddVoter(ctx context.Context, id, addr string) error {
 
 // DemoteVoter turns a voter into a nonvoter. Leader only.
 func (r *Raft) DemoteVoter(ctx context.Context, id string) error {
-	if err := wait(ctx, r.raft.DemoteVoter(raft.ServerID(id), 0, r.timeout(ctx))); err != nil {
+	if err := r.wait(ctx, r.raft.DemoteVoter(raft.ServerID(id), 0, r.timeout(ctx))); err != nil {
 		return fmt.Errorf("demote raft voter %s: %w", id, err)
 	}
 	return nil
@@ -679,7 +690,7 @@ func (r *Raft) DemoteVoter(ctx context.Context, id string) error {
 
 // RemoveServer removes a server from the configuration. Leader only.
 func (r *Raft) RemoveServer(ctx context.Context, id string) error {
-	if err := wait(ctx, r.raft.RemoveServer(raft.ServerID(id), 0, r.timeout(ctx))); err != nil {
+	if err := r.wait(ctx, r.raft.RemoveServer(raft.ServerID(id), 0, r.timeout(ctx))); err != nil {
 		return fmt.Errorf("remove raft server %s: %w", id, err)
 	}
 	return nil
@@ -688,7 +699,7 @@ func (r *Raft) RemoveServer(ctx context.Context, id string) error {
 // TransferLeadership asks raft to hand leadership to another voter (before
 // a graceful leave). Leader only.
 func (r *Raft) TransferLeadership(ctx context.Context) error {
-	if err := wait(ctx, r.raft.LeadershipTransfer()); err != nil {
+	if err := r.wait(ctx, r.raft.LeadershipTransfer()); err != nil {
 		return fmt.Errorf("raft leadership transfer: %w", err)
 	}
 	return nil
@@ -784,7 +795,7 @@ func (r *Raft) VerifyLeader(ctx context.Context) error {
 		r.thin.force.Add(1)
 		defer r.thin.force.Add(-1)
 	}
-	if err := wait(ctx, r.raft.VerifyLeader()); err != nil {
+	if err := r.wait(ctx, r.raft.VerifyLeader()); err != nil {
 		return fmt.Errorf("raft verify leader: %w", err)
 	}
 	return nil

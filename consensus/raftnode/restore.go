@@ -34,6 +34,8 @@ func (r *Raft) RestoreSnapshot(ctx context.Context, plan *snapshotfile.RestorePl
 		}
 	case <-ctx.Done():
 		return fmt.Errorf("restore snapshot: %w (it may still complete)", ctx.Err())
+	case <-r.nudgeStop: // shutting down: raft may never answer (see wait)
+		return fmt.Errorf("restore snapshot: %w (it may still complete)", consensus.ErrShutdown)
 	}
 	// raft.Restore ends with a no-op entry, which no FSM sees: until a
 	// command is applied after it, every store's index trails the log's
