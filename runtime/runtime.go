@@ -164,13 +164,12 @@ func (r *Runtime) Run(ctx context.Context) error {
 	running, conn, br, err := r.sup.Watch(ctx)
 	if err != nil {
 		// Containers already running are watched by pidfd; starts will
-		// try to reach (or start) the supervisor again.
+		// try to reach (or start) the supervisor again, and Follow keeps
+		// trying to watch it, without which no later exit would be seen.
 		r.log.Error("node supervisor unavailable", "err", err)
 	}
 	r.adopt(ctx, running)
-	if conn != nil {
-		r.spawn(func() { r.sup.Follow(ctx, conn, br) })
-	}
+	r.spawn(func() { r.sup.Follow(ctx, conn, br) })
 	close(r.ready)
 
 	<-ctx.Done()

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/runtime/companion"
 	"github.com/shoal-org/shoal/runtime/supervisor"
 )
@@ -197,5 +198,32 @@ func TestSupervisorOwnBinary(t *testing.T) {
 			t.Fatalf("supervisor's PSS stays at %d KiB with 20 containers, want <= %d KiB once quiet", pss, maxKB)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestFirstWatchFails: when the runtime's first watch of the supervisor
+// fails (here the supervisor cannot start the first time; a slow boot or
+// a supervisor idling out as the agent connects do the same), it keeps
+// trying to watch, so the exit of a container started later is still
+// seen. It used to follow no supervisor for the rest of the agent's life:
+// containers stayed "running" after they exited.
+func TestFirstWatchFails(t *testing.T) {
+	cfg := testConfig(t)
+	real := supervisorBinary(t)
+	dir := t.TempDir()
+	mark := filepath.Join(dir, "failed-once")
+	wrapper := filepath.Join(dir, "flaky-supervisor")
+	script := "#!/bin/bash\nif [ ! -e " + mark + " ]; then : > " + mark + "; echo 'failing once' >&2; exit 1; fi\nexec -a " + companion.SupervisorName + " " + real + " \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg.SupervisorBinary = wrapper
+	h := startHarness(t, cfg)
+	if _, err := os.Stat(mark); err != nil {
+		t.Fatalf("the runtime's first watch did not go through the failing start: %v", err)
+	}
+	c, _ := h.runToExit(t, Spec{Command: []string{"sh", "-c", "exit 7"}})
+	if c.ExitCode != 7 || c.State != api.ContainerExited {
+		t.Fatalf("container %s exit %d, want exited with 7", c.State, c.ExitCode)
 	}
 }

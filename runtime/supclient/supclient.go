@@ -218,26 +218,18 @@ func (s *Client) TakesBundle() bool { return s.bundle.Load() }
 // Follow turns the events of one watch connection into closed done
 // channels until the connection ends (or ctx does, which closes it), then
 // reconnects, marking the containers the supervisor lost meanwhile, until
-// ctx ends.
+// ctx ends. A nil conn (the first Watch failed) starts with the reconnect:
+// every exit a watch misses must still reach its slot, as a done or a
+// lost.
 func (s *Client) Follow(ctx context.Context, conn net.Conn, br *bufio.Reader) {
 	for {
-		stop := context.AfterFunc(ctx, func() { conn.Close() })
-		for {
-			line, err := supervisor.ReadLine(br, supervisor.MaxRequest)
-			if err != nil {
-				break
+		if conn != nil {
+			s.follow(ctx, conn, br)
+			if ctx.Err() != nil {
+				return
 			}
-			var ev supervisor.Event
-			if json.Unmarshal(line, &ev) == nil && ev.ID != "" {
-				s.exited(ev.ID)
-			}
+			s.log.Warn("lost the supervisor's watch connection; reconnecting")
 		}
-		stop()
-		conn.Close()
-		if ctx.Err() != nil {
-			return
-		}
-		s.log.Warn("lost the supervisor's watch connection; reconnecting")
 		for {
 			var running map[string]int
 			var err error
@@ -252,6 +244,24 @@ func (s *Client) Follow(ctx context.Context, conn net.Conn, br *bufio.Reader) {
 				return
 			case <-time.After(time.Second):
 			}
+		}
+	}
+}
+
+// follow reads one watch connection's events until it ends (ctx's end
+// closes it).
+func (s *Client) follow(ctx context.Context, conn net.Conn, br *bufio.Reader) {
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	defer conn.Close()
+	for {
+		line, err := supervisor.ReadLine(br, supervisor.MaxRequest)
+		if err != nil {
+			return
+		}
+		var ev supervisor.Event
+		if json.Unmarshal(line, &ev) == nil && ev.ID != "" {
+			s.exited(ev.ID)
 		}
 	}
 }
