@@ -105,7 +105,6 @@ func (r *Runtime) finishExit(c *container, pid int) {
 	r.mu.Unlock()
 	id := c.rec.ID
 	p := r.pathsOf(c)
-	defer r.sup.Forget(id)
 	code, errMsg, finishedAt := exitrecord.Outcome(p.Dir, p.State)
 	ctx := context.WithoutCancel(r.runCtx)
 	oom := cgstats.OOMKilled(filepath.Join(r.cfg.CgroupParent, id)) // before runc delete removes the cgroup
@@ -142,6 +141,9 @@ func (r *Runtime) finishExit(c *container, pid int) {
 	r.log.Info("container exited", "id", ShortID(id), "exit_code", code)
 	r.emit(c)
 	r.release(ctx, c)
+	// Forget this run's exit slot before the barrier opens: a restart
+	// waiting on it makes the next run's slot, which must survive us.
+	r.sup.Forget(id)
 	if released != nil {
 		close(released)
 	}
