@@ -15,6 +15,7 @@ import (
 	"github.com/shoal-org/shoal/runtime/netns"
 	"github.com/shoal-org/shoal/runtime/ocispec"
 	"github.com/shoal-org/shoal/runtime/rootfs"
+	"github.com/shoal-org/shoal/runtime/supervisor"
 )
 
 // Start starts a created (or exited) container and returns once its process
@@ -117,14 +118,21 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) err
 	if p.Bundle != p.Dir {
 		bundleDir = p.Bundle
 	}
-	pid, err := r.sup.Start(ctx, supRequest{
+	// The round trip ignores ctx: the supervisor finishes `runc run`
+	// whether or not we wait, and a start abandoned halfway (a user's ^C)
+	// left a container running that the cleanup below, racing runc, could
+	// not delete, with no record and no network. The reply comes within
+	// the supervisor's own bound on runc.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), supervisor.RuncTimeout+30*time.Second)
+	pid, err := r.sup.Start(sctx, supRequest{
 		ID: id, Dir: p.Dir, Bundle: bundleDir, Runc: r.cfg.RuncBinary, RuncRoot: r.cfg.RuncRoot,
 		RuncLog: p.InitLog, PidFile: p.PidFile,
 		LogMaxSize: r.cfg.LogMaxSize, LogMaxFiles: r.cfg.LogMaxFiles,
 	})
+	cancel()
 	if err != nil {
 		r.sup.Forget(id)
-		// A start cut short (ctx) may have left runc's container behind.
+		// A start that failed halfway may have left runc's container behind.
 		_ = r.runc.Delete(context.WithoutCancel(ctx), id, &runc.DeleteOpts{Force: true})
 		return err
 	}
