@@ -354,19 +354,35 @@ func (o *Overlay) Run(ctx context.Context) error {
 // errWatchEnded: a netlink subscription closed its channel.
 var errWatchEnded = errors.New("netlink subscription ended")
 
+// drain reads ch until it is closed.
+func drain[T any](ch <-chan T) {
+	for range ch {
+	}
+}
+
 // watch subscribes to link, address and route updates of the programmed
 // namespace and re-applies the state on relevant ones until ctx ends or a
 // subscription breaks. The subscriptions' goroutines stop when watch
 // returns (done is closed).
 func (o *Overlay) watch(ctx context.Context) error {
 	done := make(chan struct{})
-	defer close(done)
 	// Container starts create veths in bursts (link, address and route
 	// events for each): big channels and socket buffers, so the kernel
 	// does not drop our subscription with ENOBUFS under a scale-up.
 	linkCh := make(chan netlink.LinkUpdate, 1024)
 	addrCh := make(chan netlink.AddrUpdate, 1024)
 	routeCh := make(chan netlink.RouteUpdate, 1024)
+	// The library's goroutines send with a bare `ch <- update`: one whose
+	// channel is full when we stop reading would block for good (one per
+	// watch restart, buffer and all). So after done, each started
+	// subscription's channel is drained until the library closes it.
+	var drains []func()
+	defer func() {
+		close(done)
+		for _, d := range drains {
+			go d()
+		}
+	}()
 	const rcvbuf = 4 << 20
 	var nsOpt *netns.NsHandle
 	if o.cfg.NetNS != "" {
@@ -382,12 +398,15 @@ func (o *Overlay) watch(ctx context.Context) error {
 	if err := netlink.LinkSubscribeWithOptions(linkCh, done, netlink.LinkSubscribeOptions{Namespace: nsOpt, ErrorCallback: logErr, ReceiveBufferSize: rcvbuf, ReceiveBufferForceSize: true}); err != nil {
 		return fmt.Errorf("subscribe to link updates: %w", err)
 	}
+	drains = append(drains, func() { drain(linkCh) })
 	if err := netlink.AddrSubscribeWithOptions(addrCh, done, netlink.AddrSubscribeOptions{Namespace: nsOpt, ErrorCallback: logErr, ReceiveBufferSize: rcvbuf, ReceiveBufferForceSize: true}); err != nil {
 		return fmt.Errorf("subscribe to address updates: %w", err)
 	}
+	drains = append(drains, func() { drain(addrCh) })
 	if err := netlink.RouteSubscribeWithOptions(routeCh, done, netlink.RouteSubscribeOptions{Namespace: nsOpt, ErrorCallback: logErr, ReceiveBufferSize: rcvbuf, ReceiveBufferForceSize: true}); err != nil {
 		return fmt.Errorf("subscribe to route updates: %w", err)
 	}
+	drains = append(drains, func() { drain(routeCh) })
 
 	var resync <-chan time.Time
 	if o.cfg.ResyncInterval > 0 {
