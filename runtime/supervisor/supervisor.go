@@ -220,7 +220,7 @@ func Main(argv []string) int {
 		byPid:    map[int]*supCont{},
 		children: map[int]chan unix.WaitStatus{},
 		execs:    map[int]*supExec{},
-		orphans:  map[int]unix.WaitStatus{},
+		orphans:  map[int]orphanExit{},
 		streams:  map[int32]*supStream{},
 		watchers: map[*supWatcher]struct{}{},
 	}
@@ -241,7 +241,8 @@ type supervisor struct {
 	byPid    map[int]*supCont             // running inits
 	children map[int]chan unix.WaitStatus // runc processes we started
 	execs    map[int]*supExec             // exec'd processes, by pid, until reaped
-	orphans  map[int]unix.WaitStatus      // exits of pids not (yet) known
+	orphans  map[int]orphanExit           // exits of pids not (yet) known
+	reaps    uint64                       // exits reaped, ever: orders orphans against forks
 	streams  map[int32]*supStream         // by epoll token
 	nextTok  int32                        // last epoll token handed out
 	watchers map[*supWatcher]struct{}     // agents' watch connections
@@ -547,6 +548,7 @@ func (s *supervisor) start(req Request) (int, error) {
 		"run", "--detach", "--pid-file", req.PidFile, "--bundle", bundle, req.ID}
 	// Fork under s.mu, so that the reaper cannot see runc's exit before
 	// its channel is registered.
+	forkedAt := s.reaps
 	runcPid, err := syscall.ForkExec(req.Runc, argv, &syscall.ProcAttr{
 		Dir:   bundle,
 		Env:   os.Environ(),
@@ -603,8 +605,7 @@ func (s *supervisor) start(req Request) (int, error) {
 		return 0, fmt.Errorf("read pid file: %v", err)
 	}
 	c.pid = pid
-	if ws, ok := s.orphans[pid]; ok { // it already ended and we reaped it
-		delete(s.orphans, pid)
+	if ws, ok := s.takeOrphanLocked(pid, forkedAt); ok { // it already ended and we reaped it
 		s.exitedLocked(c, ws)
 	} else {
 		s.byPid[pid] = c
@@ -676,6 +677,7 @@ func (s *supervisor) startExec(req Request, stdio []int) (*supExec, error) {
 	argv = append(argv, req.ID)
 	s.mu.Lock()
 	// Fork under s.mu, as in start: the reaper must find runc's channel.
+	forkedAt := s.reaps
 	runcPid, err := syscall.ForkExec(req.Runc, argv, &syscall.ProcAttr{
 		Dir:   "/",
 		Env:   os.Environ(),
@@ -715,8 +717,7 @@ func (s *supervisor) startExec(req Request, stdio []int) (*supExec, error) {
 	e := &supExec{pid: pid, done: make(chan unix.WaitStatus, 1)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if ws, ok := s.orphans[pid]; ok { // it already ended and we reaped it
-		delete(s.orphans, pid)
+	if ws, ok := s.takeOrphanLocked(pid, forkedAt); ok { // it already ended and we reaped it
 		e.reaped = true
 		e.done <- ws
 	} else {
@@ -909,6 +910,7 @@ func (s *supervisor) reapLoop(sigCh chan os.Signal) {
 func (s *supervisor) childExited(pid int, ws unix.WaitStatus) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.reaps++
 	if ch, ok := s.children[pid]; ok {
 		delete(s.children, pid)
 		ch <- ws
@@ -933,7 +935,33 @@ func (s *supervisor) childExited(pid int, ws unix.WaitStatus) {
 			break
 		}
 	}
-	s.orphans[pid] = ws
+	s.orphans[pid] = orphanExit{ws: ws, seq: s.reaps}
+}
+
+// orphanExit is an exit reaped before its pid was known: seq is the
+// supervisor's reap count when it was reaped.
+type orphanExit struct {
+	ws  unix.WaitStatus
+	seq uint64
+}
+
+// takeOrphanLocked returns (and forgets) the exit of pid reaped after the
+// fork of the runc that reported pid (forkedAt: the reap count then). An
+// older entry is another process that once had that pid: the kernel reuses
+// pids, and an exit no start or exec ever claimed (its runc failed, or was
+// killed) stays here until evicted. Taking it for the new process's would
+// record a healthy container as exited, and the agent's cleanup would then
+// kill it.
+func (s *supervisor) takeOrphanLocked(pid int, forkedAt uint64) (unix.WaitStatus, bool) {
+	o, ok := s.orphans[pid]
+	if !ok {
+		return 0, false
+	}
+	delete(s.orphans, pid)
+	if o.seq <= forkedAt {
+		return 0, false
+	}
+	return o.ws, true
 }
 
 // exitedLocked notes that c's init ended; the record is written once its
