@@ -123,7 +123,16 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		ln.Close()
 		return err
 	}
-	m := newMux(ln, serverTLS, a.log.With("sub", "mux"), a.serveRPC, fc)
+	// The cluster's context, which its RPC handlers run on too: stopping
+	// the cluster (leave, removal, a fenced node's re-join) waits for its
+	// handlers, so they must end with it, not with the agent.
+	cctx, cancel := context.WithCancel(ctx)
+	defer func() {
+		if err != nil {
+			cancel()
+		}
+	}()
+	m := newMux(ln, serverTLS, a.log.With("sub", "mux"), a.rpcServer(cctx), fc)
 	layer := newRaftLayer(m, func() *tls.Config { return clientTLS }, fc)
 
 	rc := raftnode.DefaultConfig()
@@ -156,7 +165,6 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 			"epoch", fc.Local())
 	}
 
-	cctx, cancel := context.WithCancel(ctx)
 	cl := &cluster{id: files.ClusterID, store: store, raft: r, mux: m, client: clientTLS, tls: src, fence: fc, cancel: cancel, done: cctx.Done(),
 		resync: resync.New(cctx, resync.Period), profile: prof}
 	cl.wg.Add(1)

@@ -67,8 +67,11 @@ func newRaftLayer(m *mux, client func() *tls.Config, fc *fence) *clusterport.Raf
 	return &clusterport.RaftLayer{Mux: m.Mux, Client: client, Fence: fc, Dialer: peerDialer}
 }
 
-// serveRPC answers one RPC connection.
-func (a *Agent) serveRPC(conn *tls.Conn) { clusterport.Serve(a.ctx, conn, a.rpcMethod) }
+// rpcServer answers RPC connections, each handler running on ctx: the
+// cluster's (startCluster), since stopping the cluster waits for them.
+func (a *Agent) rpcServer(ctx context.Context) func(*tls.Conn) {
+	return func(conn *tls.Conn) { clusterport.Serve(ctx, conn, a.rpcMethod) }
+}
 
 // rpcMethod is the handler of each RPC method; nil for an unknown one.
 func (a *Agent) rpcMethod(method string) clusterport.Handler {

@@ -59,7 +59,7 @@ func (p *testPKI) client(nodeID string) *tls.Config {
 }
 
 // rpcServer is an agent in no cluster serving the cluster port on loopback
-// through the real mux and serveRPC.
+// through the real mux and rpcServer.
 type rpcServer struct {
 	a       *Agent
 	m       *mux
@@ -82,8 +82,8 @@ func startRPCServer(t *testing.T) *rpcServer {
 		t.Fatal(err)
 	}
 	s.addr = ln.Addr().String()
-	s.m = newMux(ln, srvTLS, slog.New(slog.NewTextHandler(io.Discard, nil)), s.a.serveRPC, nil)
 	ctx, cancel := context.WithCancel(context.Background())
+	s.m = newMux(ln, srvTLS, slog.New(slog.NewTextHandler(io.Discard, nil)), s.a.rpcServer(ctx), nil)
 	go func() { s.done <- s.m.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
