@@ -32,6 +32,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	runc "github.com/containerd/go-runc"
 	"golang.org/x/sys/unix"
@@ -155,6 +156,10 @@ func New(cfg Config) (*Runtime, error) {
 	return r, nil
 }
 
+// firstWatchTries is how many times Run tries to watch the supervisor
+// before the runtime is ready (a second apart).
+const firstWatchTries = 5
+
 // Run re-adopts the containers left by a previous agent, then supervises
 // containers (exit watching, health checks, --rm) until ctx ends. It returns
 // when ctx ends, leaving containers running. Call it once.
@@ -162,6 +167,18 @@ func (r *Runtime) Run(ctx context.Context) error {
 	defer close(r.runDone)
 	r.runCtx = ctx
 	running, conn, br, err := r.sup.Watch(ctx)
+	// A few more tries before the runtime is ready: no start is in flight
+	// yet, so a watch made now judges every container right. One made
+	// later by Follow can take a container whose start is still on its
+	// way to the supervisor for lost (its exit code then goes unknown).
+	for try := 1; err != nil && try < firstWatchTries && ctx.Err() == nil; try++ {
+		r.log.Warn("node supervisor unavailable; trying again", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+		running, conn, br, err = r.sup.Watch(ctx)
+	}
 	if err != nil {
 		// Containers already running are watched by pidfd; starts will
 		// try to reach (or start) the supervisor again, and Follow keeps
