@@ -17,7 +17,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
+	"time"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/node/clusterport"
@@ -112,7 +114,7 @@ func ServeLogs(ctx context.Context, logs Logs, call *clusterport.Call) {
 	if err := call.Reply(struct{}{}, nil); err != nil {
 		return
 	}
-	w := bufio.NewWriter(call.Conn)
+	w := bufio.NewWriter(deadlineWriter{call.Conn})
 	enc := json.NewEncoder(w)
 	for l := range ch {
 		if enc.Encode(l) != nil {
@@ -125,6 +127,14 @@ func ServeLogs(ctx context.Context, logs Logs, call *clusterport.Call) {
 	_ = w.Flush()
 }
 
+// deadlineWriter gives every write to conn logWriteTimeout.
+type deadlineWriter struct{ conn net.Conn }
+
+func (d deadlineWriter) Write(p []byte) (int, error) {
+	_ = d.conn.SetWriteDeadline(time.Now().Add(logWriteTimeout))
+	return d.conn.Write(p)
+}
+
 // RemoteLogs streams a container's logs from the node at addr into send,
 // until the logs end, ctx ends or send returns false.
 func RemoteLogs(ctx context.Context, call Caller, addr, containerID string, opts runtime.LogOptions, send func(api.LogLine) bool) error {
@@ -134,14 +144,21 @@ func RemoteLogs(ctx context.Context, call Caller, addr, containerID string, opts
 		req.Since = string(b)
 	}
 	return call(ctx, addr, wire.MethodLogs, req, nil, func(r io.Reader) error {
-		dec := json.NewDecoder(r)
+		br, ok := r.(*bufio.Reader)
+		if !ok {
+			br = bufio.NewReader(r)
+		}
 		for {
-			var l api.LogLine
-			if err := dec.Decode(&l); err != nil {
+			line, err := wire.ReadLine(br, maxRemoteLogLine)
+			if err != nil {
 				if errors.Is(err, io.EOF) {
 					return nil
 				}
-				return err
+				return fmt.Errorf("logs from %s: %w", addr, err)
+			}
+			var l api.LogLine
+			if err := json.Unmarshal(line, &l); err != nil {
+				return fmt.Errorf("logs from %s: %w", addr, err)
 			}
 			if !send(l) {
 				return nil
@@ -149,6 +166,18 @@ func RemoteLogs(ctx context.Context, call Caller, addr, containerID string, opts
 		}
 	})
 }
+
+// maxRemoteLogLine bounds one log line a peer streams: a stored line is at
+// most 1 MiB (runtime/logfile.MaxLine), re-encoded with its task and node.
+// A json.Decoder had no bound: a peer (a valid certificate is all it
+// takes) could grow the memory of the node running `service logs -f`
+// without end with one endless line.
+const maxRemoteLogLine = 4 << 20
+
+// logWriteTimeout bounds one write of the log stream to a peer: one that
+// stops reading while keeping the connection open would otherwise hold
+// the handler, and the container's log follower, for good.
+const logWriteTimeout = 30 * time.Second
 
 // Creds returns the credentials for a pull from the image's registry; nil
 // means anonymous. Ensure calls it only when it has to pull (a task's

@@ -1,6 +1,7 @@
 package imagedist
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -407,4 +408,34 @@ func TestLogsRoundTrip(t *testing.T) {
 	if !errors.As(err, &re) || !strings.Contains(re.Msg, "no such container") {
 		t.Errorf("missing container: %v", err)
 	}
+}
+
+// TestRemoteLogsBoundsLines: a peer's log stream is read a line at a time,
+// each at most maxRemoteLogLine; one endless line fails the stream instead
+// of growing the reader's memory for as long as the peer sends.
+func TestRemoteLogsBoundsLines(t *testing.T) {
+	// 16 MiB of one line stands for an endless one (and keeps a reader
+	// without a bound from reading forever).
+	endless := io.MultiReader(strings.NewReader(`{"stream":"stdout","line":"ok"}`+"\n"+`{"line":"`), io.LimitReader(infiniteX{}, 16<<20))
+	fake := func(_ context.Context, _, _ string, _, _ any, stream func(io.Reader) error) error {
+		return stream(bufio.NewReader(endless))
+	}
+	var lines []string
+	err := RemoteLogs(ctx(t), fake, "peer:2377", "c1", runtime.LogOptions{Follow: true}, func(l api.LogLine) bool {
+		lines = append(lines, l.Line)
+		return true
+	})
+	if !errors.Is(err, wire.ErrLineTooLong) || !slices.Equal(lines, []string{"ok"}) {
+		t.Fatalf("endless line: lines %v, err %v; want [ok] then ErrLineTooLong", lines, err)
+	}
+}
+
+// infiniteX reads as an endless run of 'x'.
+type infiniteX struct{}
+
+func (infiniteX) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = 'x'
+	}
+	return len(p), nil
 }
