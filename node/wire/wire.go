@@ -146,8 +146,9 @@ func DecodeRequest(line []byte) (Request, error) {
 	return req, nil
 }
 
-// ErrLineTooLong ends a request line longer than its limit.
-var ErrLineTooLong = errors.New("request line too long")
+// ErrLineTooLong ends a line (a request, an answer, a streamed log line)
+// longer than its limit.
+var ErrLineTooLong = errors.New("line too long")
 
 // ReadLine reads one '\n'-terminated line of at most limit bytes.
 func ReadLine(r *bufio.Reader, limit int) ([]byte, error) {
