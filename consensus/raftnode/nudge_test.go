@@ -19,46 +19,28 @@ func (f stuckFuture) Error() error {
 	return errors.New("answered late")
 }
 
-// TestAnsweredBeforeStop: the commit nudge stops waiting for a barrier raft
-// never answers once it is told to stop, so Shutdown, which waits for the
-// nudge loop, cannot hang on it; an answered barrier is reported as such.
-func TestAnsweredBeforeStop(t *testing.T) {
-	f := stuckFuture{release: make(chan struct{})}
-	defer close(f.release)
-	stop := make(chan struct{})
-	res := make(chan bool, 1)
-	go func() { res <- answeredBefore(f, stop) }()
-	select {
-	case <-res:
-		t.Fatal("returned before the future was answered or stop closed")
-	case <-time.After(50 * time.Millisecond):
-	}
-	close(stop)
-	select {
-	case ok := <-res:
-		if ok {
-			t.Fatal("reported an unanswered future as answered")
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("still waiting on an unanswered future 10 s after stop was closed")
-	}
-
-	answered := stuckFuture{release: make(chan struct{})}
-	close(answered.release)
-	if !answeredBefore(answered, make(chan struct{})) {
-		t.Fatal("an answered future was not reported as answered")
-	}
-}
-
 // TestWaitEndsAtShutdown: a caller waiting on a raft future with a
 // long-lived ctx (a cluster-port handler runs on the agent's) gets
 // ErrShutdown once Shutdown begins, not a wait until the agent stops.
+//
+// The commit nudge waits on its barrier this way too, so Shutdown, which
+// waits for the nudge loop, cannot hang on a barrier raft never answers.
 func TestWaitEndsAtShutdown(t *testing.T) {
 	r := &Raft{nudgeStop: make(chan struct{})}
+	answered := stuckFuture{release: make(chan struct{})}
+	close(answered.release)
+	if err := r.wait(context.Background(), answered); err == nil || errors.Is(err, consensus.ErrShutdown) {
+		t.Fatalf("an answered future: %v, want its own answer", err)
+	}
 	f := stuckFuture{release: make(chan struct{})}
 	defer close(f.release)
 	res := make(chan error, 1)
 	go func() { res <- r.wait(context.Background(), f) }()
+	select {
+	case <-res:
+		t.Fatal("returned before the future was answered or Shutdown began")
+	case <-time.After(50 * time.Millisecond):
+	}
 	close(r.nudgeStop)
 	select {
 	case err := <-res:

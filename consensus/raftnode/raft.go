@@ -435,33 +435,10 @@ func (r *Raft) nudgeLoop() {
 			continue
 		}
 		// An error means leadership was lost or raft is shutting down:
-		// the next leader's own entries carry its commit index.
-		if !answeredBefore(r.raft.Barrier(r.cfg.ApplyTimeout), r.nudgeStop) {
-			return
-		}
-	}
-}
-
-// answeredBefore waits for f's answer and reports true, or returns false
-// once stop is closed.
-//
-// Why not f.Error() alone: hashicorp/raft does not answer every future it
-// has taken when it shuts down (hashicorp/raft#498: an entry that was
-// committed but not yet handed to the FSM goroutine stays unanswered), so
-// a bare Error() can block forever, and with it Shutdown, which waits for
-// the loop that called it. The goroutine left behind in that case ends
-// only with the process; there is at most one per Raft.
-func answeredBefore(f raft.Future, stop <-chan struct{}) bool {
-	done := make(chan struct{})
-	go func() {
-		_ = f.Error()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return true
-	case <-stop:
-		return false
+		// the next leader's own entries carry its commit index. wait
+		// ends when Shutdown begins, also on a barrier raft never
+		// answers; the select above then ends the loop.
+		_ = r.wait(context.Background(), r.raft.Barrier(r.cfg.ApplyTimeout))
 	}
 }
 
