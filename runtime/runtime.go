@@ -32,7 +32,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"time"
 
 	runc "github.com/containerd/go-runc"
 	"golang.org/x/sys/unix"
@@ -166,19 +165,11 @@ const firstWatchTries = 5
 func (r *Runtime) Run(ctx context.Context) error {
 	defer close(r.runDone)
 	r.runCtx = ctx
-	running, conn, br, err := r.sup.Watch(ctx)
-	// A few more tries before the runtime is ready: no start is in flight
-	// yet, so a watch made now judges every container right. One made
-	// later by Follow can take a container whose start is still on its
-	// way to the supervisor for lost (its exit code then goes unknown).
-	for try := 1; err != nil && try < firstWatchTries && ctx.Err() == nil; try++ {
-		r.log.Warn("node supervisor unavailable; trying again", "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
-		running, conn, br, err = r.sup.Watch(ctx)
-	}
+	// A few tries before the runtime is ready: no start is in flight yet,
+	// so a watch made now judges every container right. One made later by
+	// Follow can take a container whose start is still on its way to the
+	// supervisor for lost (its exit code then goes unknown).
+	running, conn, br, err := r.sup.WatchTries(ctx, firstWatchTries)
 	if err != nil {
 		// Containers already running are watched by pidfd; starts will
 		// try to reach (or start) the supervisor again, and Follow keeps

@@ -230,20 +230,28 @@ func (s *Client) Follow(ctx context.Context, conn net.Conn, br *bufio.Reader) {
 			}
 			s.log.Warn("lost the supervisor's watch connection; reconnecting")
 		}
-		for {
-			var running map[string]int
-			var err error
-			running, conn, br, err = s.Watch(ctx)
-			if err == nil {
-				s.markLost(running)
-				break
-			}
-			s.log.Error("reconnect to supervisor", "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Second):
-			}
+		running, c, b, err := s.WatchTries(ctx, 0)
+		if err != nil {
+			return // ctx ended
+		}
+		s.markLost(running)
+		conn, br = c, b
+	}
+}
+
+// WatchTries is Watch tried up to tries times (0: until ctx ends), a
+// second apart, each failure logged.
+func (s *Client) WatchTries(ctx context.Context, tries int) (map[string]int, net.Conn, *bufio.Reader, error) {
+	for try := 1; ; try++ {
+		running, conn, br, err := s.Watch(ctx)
+		if err == nil || ctx.Err() != nil || try == tries {
+			return running, conn, br, err
+		}
+		s.log.Warn("watch the node supervisor; trying again", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, nil, nil, ctx.Err()
+		case <-time.After(time.Second):
 		}
 	}
 }
