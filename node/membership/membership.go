@@ -252,6 +252,9 @@ type Membership struct {
 // event delegate, so the agent says it.
 const restartMsgType byte = 'S'
 
+// maxNodeID bounds the node ID a user message may name (IDs are far shorter).
+const maxNodeID = 64
+
 // AnnounceRestart tells every other member that this agent stops cleanly
 // and its containers keep running, so the leader holds off marking the node
 // down for node.Config.RestartGrace. Best effort, bounded by timeout.
@@ -680,14 +683,15 @@ func (m *Membership) NodeMeta(limit int) []byte {
 // NotifyMsg records restart announcements and queues a copy of other user
 // messages; when the queue is full the message is dropped (senders repeat
 // them).
+//
+// A restart announcement is kept only for a member this node has seen: any
+// member may send one, and names it made up would grow the map without
+// bound.
 func (m *Membership) NotifyMsg(b []byte) {
-	if len(b) > 1 && len(b) <= 65 && b[0] == restartMsgType {
-		m.mu.Lock()
-		if m.restarts == nil {
-			m.restarts = map[string]time.Time{}
+	if len(b) > 1 && b[0] == restartMsgType {
+		if len(b) <= 1+maxNodeID {
+			m.noteRestart(string(b[1:]))
 		}
-		m.restarts[string(b[1:])] = time.Now()
-		m.mu.Unlock()
 		return
 	}
 	select {
@@ -695,6 +699,16 @@ func (m *Membership) NotifyMsg(b []byte) {
 	default:
 	}
 }
+
+// noteRestart records a restart announcement from the member id.
+func (m *Membership) noteRestart(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.seen[id]; ok {
+		m.restarts[id] = time.Now()
+	}
+}
+
 func (m *Membership) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (m *Membership) LocalState(join bool) []byte                { return nil }
 func (m *Membership) MergeRemoteState(buf []byte, join bool)     {}

@@ -2,9 +2,11 @@ package membership
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"net"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -297,5 +299,29 @@ func TestReconnectPick(t *testing.T) {
 		if got := ReconnectPick(c.gone, c.alive, c.roll, c.pick); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("%s: ReconnectPick(%v, %d, %v, %v) = %v, want %v", c.name, c.gone, c.alive, c.roll, c.pick, got, c.want)
 		}
+	}
+}
+
+// A restart announcement naming a member never seen, or a name too long to
+// be a node ID, is dropped: any member may send one, and made-up names
+// used to grow the map without bound.
+func TestMembershipRestartUnknownDropped(t *testing.T) {
+	m := testMembership()
+	m.NotifyJoin(gossipNode("n1", `{"id":"n1"}`))
+	for i := 0; i < 1000; i++ {
+		m.NotifyMsg(append([]byte{restartMsgType}, fmt.Sprintf("made-up-%d", i)...))
+	}
+	m.NotifyMsg(append([]byte{restartMsgType}, strings.Repeat("n", maxNodeID+1)...))
+	m.NotifyMsg(append([]byte{restartMsgType}, "n1"...))
+	m.mu.Lock()
+	n := len(m.restarts)
+	m.mu.Unlock()
+	if n != 1 || !m.Restarting("n1", time.Minute) {
+		t.Fatalf("%d announcements kept, want n1's alone", n)
+	}
+	select {
+	case msg := <-m.msgs:
+		t.Fatalf("an announcement reached the user-message queue: %q", msg)
+	default:
 	}
 }
