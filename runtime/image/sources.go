@@ -127,6 +127,10 @@ func (s *Store) ingestImage(ctx context.Context, img v1.Image, tags []string, so
 	if err := checkConfigType(cfgMT); err != nil {
 		return api.Image{}, err
 	}
+	// A registry's config is read whole, up to the size its manifest declares.
+	if m.Config.Size > maxMetadataSize {
+		return api.Image{}, fmt.Errorf("%w: config of %d bytes, more than %d", ErrTooLarge, m.Config.Size, maxMetadataSize)
+	}
 	raw, err := img.RawConfigFile()
 	if err != nil {
 		return api.Image{}, wrapSrc(srcErr, fmt.Errorf("read config: %w", err))

@@ -779,3 +779,60 @@ func TestLoadOversizedMetadata(t *testing.T) {
 		})
 	}
 }
+
+// TestPullOversizedConfig: a registry whose manifest declares a config of
+// a terabyte is refused before the config is fetched (it would be read
+// whole into memory, as far as the registry keeps sending).
+func TestPullOversizedConfig(t *testing.T) {
+	m := newMetaImage(t)
+	cfgD := fmt.Sprintf("sha256:%x", sha256sum(m.config))
+	layerD := fmt.Sprintf("sha256:%x", sha256sum(m.layer))
+	man := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":%d}]}`, cfgD, int64(1)<<40, layerD, len(m.layer))
+	var mu sync.Mutex
+	var served int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/v2/":
+		case strings.HasPrefix(r.URL.Path, "/v2/big/manifests/"):
+			w.Header().Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+			w.Header().Set("Docker-Content-Digest", fmt.Sprintf("sha256:%x", sha256sum([]byte(man))))
+			if r.Method != http.MethodHead {
+				_, _ = io.WriteString(w, man)
+			}
+		case r.URL.Path == "/v2/big/blobs/"+cfgD:
+			// No Content-Length: a chunked stream of 17 MiB of spaces.
+			chunk := bytes.Repeat([]byte(" "), 1<<20)
+			for range 17 {
+				n, err := w.Write(chunk)
+				mu.Lock()
+				served += int64(n)
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+				w.(http.Flusher).Flush()
+			}
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	storeDir := filepath.Join(t.TempDir(), "store")
+	s := newStore(t, storeDir, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ref := strings.TrimPrefix(srv.URL, "http://") + "/big:1"
+	if _, err := s.Pull(ctx, api.PullRequest{Ref: ref}); !errors.Is(err, image.ErrTooLarge) {
+		t.Fatalf("pull: %v, want ErrTooLarge", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if served != 0 {
+		t.Fatalf("the config was fetched (%d bytes)", served)
+	}
+	for _, d := range []string{"layers", "blobs/sha256", "images"} {
+		if n := countDir(t, filepath.Join(storeDir, d)); n != 0 {
+			t.Errorf("%s has %d entries left", d, n)
+		}
+	}
+}
