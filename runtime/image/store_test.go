@@ -836,3 +836,36 @@ func TestPullOversizedConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestCommitImageOversizedConfig: a peer that names a config blob over
+// 16 MiB (it chooses the image it describes) is refused instead of having
+// the blob read whole into memory.
+func TestCommitImageOversizedConfig(t *testing.T) {
+	m := newMetaImage(t)
+	for _, tc := range []struct {
+		name string
+		pad  int
+		want error
+	}{
+		{"fits", 4096, nil},
+		{"oversized", 16<<20 + 1, image.ErrTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore(t, filepath.Join(t.TempDir(), "store"), nil)
+			cfg := pad(m.config, tc.pad)
+			cfgD := fmt.Sprintf("sha256:%x", sha256sum(cfg))
+			layerD := fmt.Sprintf("sha256:%x", sha256sum(m.layer))
+			for d, b := range map[string][]byte{cfgD: cfg, layerD: m.layer} {
+				if err := s.IngestBlob(d, bytes.NewReader(b)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			desc := fmt.Sprintf(`{"schema":"shoal.image.v1","id":%q,"config":{"digest":%q,"media_type":"application/vnd.oci.image.config.v1+json","size":%d},"layers":[{"digest":%q,"media_type":"application/vnd.oci.image.layer.v1.tar","size":%d,"diff_id":%q}],"tags":["meta:1"]}`,
+				cfgD, cfgD, len(cfg), layerD, len(m.layer), layerD)
+			_, err := s.CommitImage([]byte(desc))
+			if tc.want == nil && err != nil || !errors.Is(err, tc.want) {
+				t.Fatalf("commit: %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
