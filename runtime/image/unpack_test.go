@@ -374,6 +374,31 @@ func TestUnpackCompressed(t *testing.T) {
 	}
 }
 
+// TestUnpackTrailerCounts: bytes after the end of the archive count
+// against MaxTotalSize, so an endless compressed run of zeros there is
+// refused instead of read and hashed for as long as it goes on.
+func TestUnpackTrailerCounts(t *testing.T) {
+	raw := mkTar(t, reg("a", strings.Repeat("b", 1000)))
+	limits := Limits{MaxTotalSize: 64 << 10}
+	for _, tc := range []struct {
+		name    string
+		trailer int
+		want    error
+	}{
+		{"usual padding", 10240, nil},
+		{"past the limit and the slack", 64<<10 + 1<<20, ErrTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := gz(t, append(bytes.Clone(raw), make([]byte, tc.trailer)...))
+			dst := filepath.Join(t.TempDir(), "layer")
+			_, _, err := Unpack(context.Background(), bytes.NewReader(data), dst, limits)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
 func TestUnpackExistingAndCancel(t *testing.T) {
 	raw := mkTar(t, reg("a", "b"))
 	base := t.TempDir()
