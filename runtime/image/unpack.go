@@ -385,6 +385,12 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) error {
 	}
 	parent, base := splitRel(rel)
 	if strings.HasPrefix(base, whiteoutPrefix) {
+		// A whiteout's data is skipped, not written, but it is read and
+		// hashed all the same: it counts against the limits like a file's.
+		if hdr.Size > u.limits.MaxFileSize || u.total+hdr.Size > u.limits.MaxTotalSize {
+			return fmt.Errorf("%w: whiteout %q of %d bytes exceeds the limits", ErrTooLarge, rel, hdr.Size)
+		}
+		u.total += hdr.Size
 		return u.whiteout(parent, base)
 	}
 	if rel == "" {
