@@ -129,5 +129,12 @@ func FileReferenceProblem(r FileReference, secret bool) string {
 	if t == "/" || strings.HasSuffix(r.Target, "/") {
 		return fmt.Sprintf("target %q must name a file", r.Target)
 	}
+	// A file is bind mounted like any mount: not over what isolation or
+	// the init relies on (/.shoal/init, /dev/null, ...).
+	for _, res := range ReservedMountTargets {
+		if t == res || strings.HasPrefix(t, res+"/") {
+			return fmt.Sprintf("target %q: %s is reserved", t, res)
+		}
+	}
 	return ""
 }

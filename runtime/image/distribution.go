@@ -133,9 +133,18 @@ func (s *Store) CommitImage(descriptor []byte) (api.Image, error) {
 			return api.Image{}, fmt.Errorf("commit image %s: blob %s: %w", d.ID, b, ErrNotFound)
 		}
 	}
-	raw, err := os.ReadFile(s.blobPath(d.ID))
+	// The config came from a peer, which chose its size: read it with a cap.
+	f, err := os.Open(s.blobPath(d.ID))
 	if err != nil {
 		return api.Image{}, fmt.Errorf("commit image %s: %w", d.ID, err)
+	}
+	raw, err := io.ReadAll(io.LimitReader(f, maxMetadataSize+1))
+	f.Close()
+	if err != nil {
+		return api.Image{}, fmt.Errorf("commit image %s: %w", d.ID, err)
+	}
+	if len(raw) > maxMetadataSize {
+		return api.Image{}, fmt.Errorf("commit image %s: %w: config larger than %d bytes", d.ID, ErrTooLarge, maxMetadataSize)
 	}
 	cf, err := parseConfig(raw)
 	if err != nil {

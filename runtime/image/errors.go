@@ -8,7 +8,8 @@ var (
 	// ErrInvalidArchive: a tarball, archive, descriptor or config is
 	// malformed, truncated or hostile (path escapes, device nodes, ...).
 	ErrInvalidArchive = errors.New("invalid image archive")
-	// ErrTooLarge: a layer exceeds Limits.
+	// ErrTooLarge: a layer exceeds Limits, or a manifest, index or image
+	// config is larger than any real one (16 MiB).
 	ErrTooLarge = errors.New("layer exceeds limits")
 	// ErrDigestMismatch: content does not hash to the digest it was
 	// announced with. Nothing is stored.

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -32,6 +33,12 @@ var DefaultPlatform = v1.Platform{OS: "linux", Architecture: "amd64"}
 
 // defaultPath is given to imported images, which have no config of their own.
 const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// maxMetadataSize bounds each manifest, index and image config that is read
+// whole into memory. Real ones are kilobytes; a hostile archive could carry
+// gigabytes of JSON whitespace (which compress to almost nothing) and make
+// the agent read them all.
+const maxMetadataSize = 16 << 20
 
 // Import stores a plain rootfs tarball (gzip, zstd or uncompressed) as a
 // one-layer image, like `docker import`: the config has no Entrypoint or Cmd
@@ -120,6 +127,10 @@ func (s *Store) ingestImage(ctx context.Context, img v1.Image, tags []string, so
 	if err := checkConfigType(cfgMT); err != nil {
 		return api.Image{}, err
 	}
+	// A registry's config is read whole, up to the size its manifest declares.
+	if m.Config.Size > maxMetadataSize {
+		return api.Image{}, fmt.Errorf("%w: config of %d bytes, more than %d", ErrTooLarge, m.Config.Size, maxMetadataSize)
+	}
 	raw, err := img.RawConfigFile()
 	if err != nil {
 		return api.Image{}, wrapSrc(srcErr, fmt.Errorf("read config: %w", err))
@@ -192,13 +203,13 @@ func (s *Store) Load(ctx context.Context, r io.Reader) ([]api.Image, error) {
 	if n > limit {
 		return nil, fmt.Errorf("load: %w: archive larger than %d bytes", ErrTooLarge, limit)
 	}
-	names, err := tarNames(spool.Name())
+	names, ents, err := tarNames(spool.Name())
 	if err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
 	switch {
 	case names["manifest.json"]:
-		return s.loadDockerSave(ctx, spool.Name())
+		return s.loadDockerSave(ctx, spool.Name(), ents)
 	case names["index.json"]:
 		return s.loadOCIArchive(ctx, spool.Name())
 	default:
@@ -206,14 +217,16 @@ func (s *Store) Load(ctx context.Context, r io.Reader) ([]api.Image, error) {
 	}
 }
 
-// tarNames lists the cleaned entry names of a tar file.
-func tarNames(p string) (map[string]bool, error) {
+// tarNames lists the cleaned entry names of a tar file, and the first
+// header of each name as go-containerregistry's tarball package matches it.
+func tarNames(p string) (map[string]bool, tarIndex, error) {
 	f, err := os.Open(p)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
 	names := map[string]bool{}
+	ents := tarIndex{}
 	tr := tar.NewReader(f)
 	for {
 		hdr, err := tr.Next()
@@ -221,26 +234,64 @@ func tarNames(p string) (map[string]bool, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalidArchive, err)
+			return nil, nil, fmt.Errorf("%w: %v", ErrInvalidArchive, err)
 		}
 		if rel, err := cleanPath(hdr.Name); err == nil {
 			names[rel] = true
 		}
+		if k := path.Clean(hdr.Name); ents[k] == nil {
+			ents[k] = hdr
+		}
 	}
 	if len(names) == 0 {
-		return nil, fmt.Errorf("%w: empty archive", ErrInvalidArchive)
+		return nil, nil, fmt.Errorf("%w: empty archive", ErrInvalidArchive)
 	}
-	return names, nil
+	return names, ents, nil
 }
 
-func (s *Store) loadDockerSave(ctx context.Context, p string) ([]api.Image, error) {
+// tarIndex maps path.Clean of an entry name to its first header.
+type tarIndex map[string]*tar.Header
+
+// checkMetadata refuses name if the entry go-containerregistry's tarball
+// package would read for it (following links its way) is larger than
+// maxMetadataSize: that package reads manifest.json and configs whole.
+// A missing entry or a link cycle is left for that package to report.
+func (ents tarIndex) checkMetadata(name string) error {
+	seen := map[string]bool{}
+	for p := name; !seen[p]; {
+		seen[p] = true
+		hdr := ents[path.Clean(p)]
+		if hdr == nil {
+			return nil
+		}
+		if hdr.Typeflag == tar.TypeSymlink || hdr.Typeflag == tar.TypeLink {
+			p = path.Join(filepath.Dir(p), path.Clean(hdr.Linkname))
+			continue
+		}
+		if hdr.Size > maxMetadataSize {
+			return fmt.Errorf("%w: %s is %d bytes, more than %d", ErrTooLarge, name, hdr.Size, maxMetadataSize)
+		}
+		return nil
+	}
+	return nil
+}
+
+func (s *Store) loadDockerSave(ctx context.Context, p string, ents tarIndex) ([]api.Image, error) {
 	opener := func() (io.ReadCloser, error) { return os.Open(p) }
+	if err := ents.checkMetadata("manifest.json"); err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
 	m, err := tarball.LoadManifest(opener)
 	if err != nil {
 		return nil, fmt.Errorf("load: %w: manifest.json: %v", ErrInvalidArchive, err)
 	}
 	if len(m) == 0 {
 		return nil, fmt.Errorf("load: %w: manifest.json lists no image", ErrInvalidArchive)
+	}
+	for i, d := range m {
+		if err := ents.checkMetadata(d.Config); err != nil {
+			return nil, fmt.Errorf("load: image %d config: %w", i, err)
+		}
 	}
 	var out []api.Image
 	for i, d := range m {
@@ -291,6 +342,13 @@ func (s *Store) loadOCIArchive(ctx context.Context, p string) ([]api.Image, erro
 	if err != nil {
 		return nil, fmt.Errorf("load: %w: %v", ErrInvalidArchive, err)
 	}
+	// The layout package reads index.json, manifests and configs whole.
+	if err := checkBlobSize(filepath.Join(dir, "index.json"), "index.json"); err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	checkBlob := func(h v1.Hash) error {
+		return checkBlobSize(filepath.Join(dir, "blobs", h.Algorithm, h.Hex), h.String())
+	}
 	idx, err := lp.ImageIndex()
 	if err != nil {
 		return nil, fmt.Errorf("load: %w: index.json: %v", ErrInvalidArchive, err)
@@ -309,17 +367,28 @@ func (s *Store) loadOCIArchive(ctx context.Context, p string) ([]api.Image, erro
 			}
 			tags = []string{nt}
 		}
+		if err := checkBlob(d.Digest); err != nil {
+			return out, fmt.Errorf("load: %w", err)
+		}
 		var img v1.Image
 		switch {
 		case d.MediaType.IsImage():
 			img, err = idx.Image(d.Digest)
 		case d.MediaType.IsIndex():
-			img, err = pickPlatform(idx, d.Digest)
+			img, err = pickPlatform(idx, d.Digest, checkBlob)
 		default:
 			return out, fmt.Errorf("load: manifest %s: %q: %w", d.Digest, d.MediaType, ErrUnknownMediaType)
 		}
+		if errors.Is(err, ErrTooLarge) {
+			return out, fmt.Errorf("load: %w", err)
+		}
 		if err != nil {
 			return out, fmt.Errorf("load: %w: manifest %s: %v", ErrInvalidArchive, d.Digest, err)
+		}
+		if m, err := img.Manifest(); err == nil {
+			if err := checkBlob(m.Config.Digest); err != nil {
+				return out, fmt.Errorf("load: config of %s: %w", d.Digest, err)
+			}
 		}
 		ai, err := s.ingestImage(ctx, img, tags, "load", ErrInvalidArchive)
 		if err != nil {
@@ -344,7 +413,9 @@ func ociTag(ann map[string]string) string {
 	return ""
 }
 
-func pickPlatform(idx v1.ImageIndex, d v1.Hash) (v1.Image, error) {
+// pickPlatform picks the DefaultPlatform image of the index d in idx;
+// checkBlob vets the size of the image's manifest before it is read.
+func pickPlatform(idx v1.ImageIndex, d v1.Hash, checkBlob func(v1.Hash) error) (v1.Image, error) {
 	child, err := idx.ImageIndex(d)
 	if err != nil {
 		return nil, err
@@ -355,10 +426,27 @@ func pickPlatform(idx v1.ImageIndex, d v1.Hash) (v1.Image, error) {
 	}
 	for _, m := range im.Manifests {
 		if m.MediaType.IsImage() && (len(im.Manifests) == 1 || m.Platform != nil && m.Platform.Satisfies(DefaultPlatform)) {
+			if err := checkBlob(m.Digest); err != nil {
+				return nil, err
+			}
 			return child.Image(m.Digest)
 		}
 	}
 	return nil, fmt.Errorf("no %s/%s image in index %s", DefaultPlatform.OS, DefaultPlatform.Architecture, d)
+}
+
+// checkBlobSize refuses the file p (named name in messages) when it is
+// larger than maxMetadataSize. A missing file is left for the reader to
+// report.
+func checkBlobSize(p, name string) error {
+	st, err := os.Lstat(p)
+	if err != nil {
+		return nil
+	}
+	if st.Size() > maxMetadataSize {
+		return fmt.Errorf("%w: %s is %d bytes, more than %d", ErrTooLarge, name, st.Size(), maxMetadataSize)
+	}
+	return nil
 }
 
 // extractPlain writes the regular files and directories of the tar file p

@@ -662,3 +662,210 @@ func TestImportHostileLeavesNothing(t *testing.T) {
 		t.Fatal("image recorded")
 	}
 }
+
+// tarEntry is one entry of a test archive: a regular file, or a symlink
+// when link is set.
+type tarEntry struct {
+	name string
+	body []byte
+	link string
+}
+
+func tarOf(t *testing.T, ents ...tarEntry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range ents {
+		h := &tar.Header{Name: e.name, Mode: 0o644, Size: int64(len(e.body)), Typeflag: tar.TypeReg}
+		if e.link != "" {
+			h = &tar.Header{Name: e.name, Mode: 0o777, Typeflag: tar.TypeSymlink, Linkname: e.link}
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(e.body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// metaImage is a one-layer image whose JSON documents can be padded with
+// whitespace (still valid JSON, still the same image).
+type metaImage struct {
+	layer  []byte
+	config []byte
+}
+
+func newMetaImage(t *testing.T) metaImage {
+	layer := tarOf(t, tarEntry{name: "hello", body: []byte("hi\n")})
+	cfg := fmt.Sprintf(`{"architecture":"amd64","os":"linux","config":{"Cmd":["/hello"]},"rootfs":{"type":"layers","diff_ids":["sha256:%x"]}}`, sha256sum(layer))
+	return metaImage{layer: layer, config: []byte(cfg)}
+}
+
+func pad(b []byte, n int) []byte { return append(bytes.Clone(b), bytes.Repeat([]byte(" "), n)...) }
+
+// dockerSave is a docker-save archive of m, manifest.json and the config
+// padded by the given number of bytes; linkManifest stores manifest.json as
+// a symlink to the real file.
+func (m metaImage) dockerSave(t *testing.T, padManifest, padConfig int, linkManifest bool) []byte {
+	man := pad([]byte(`[{"Config":"config.json","RepoTags":["meta:1"],"Layers":["layer.tar"]}]`), padManifest)
+	ents := []tarEntry{{name: "config.json", body: pad(m.config, padConfig)}, {name: "layer.tar", body: m.layer}}
+	if linkManifest {
+		return tarOf(t, append(ents, tarEntry{name: "manifest.json", link: "real/manifest.json"}, tarEntry{name: "real/manifest.json", body: man})...)
+	}
+	return tarOf(t, append(ents, tarEntry{name: "manifest.json", body: man})...)
+}
+
+// ociLayout is an OCI layout archive of m, with index.json, the manifest
+// and the config padded by the given number of bytes.
+func (m metaImage) ociLayout(t *testing.T, padIndex, padManifest, padConfig int) []byte {
+	blob := func(b []byte) (string, []byte) { return fmt.Sprintf("sha256:%x", sha256sum(b)), b }
+	layerD, layer := blob(m.layer)
+	cfgD, cfg := blob(pad(m.config, padConfig))
+	man := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":%d}]}`, cfgD, len(cfg), layerD, len(layer))
+	manD, manB := blob(pad([]byte(man), padManifest))
+	idx := fmt.Sprintf(`{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":%q,"size":%d,"annotations":{"io.containerd.image.name":"meta:1"}}]}`, manD, len(manB))
+	return tarOf(t,
+		tarEntry{name: "oci-layout", body: []byte(`{"imageLayoutVersion":"1.0.0"}`)},
+		tarEntry{name: "index.json", body: pad([]byte(idx), padIndex)},
+		tarEntry{name: "blobs/sha256/" + manD[7:], body: manB},
+		tarEntry{name: "blobs/sha256/" + cfgD[7:], body: cfg},
+		tarEntry{name: "blobs/sha256/" + layerD[7:], body: layer},
+	)
+}
+
+// TestLoadOversizedMetadata: Load refuses an archive whose manifest.json,
+// index.json, manifest or config is larger than any real one, before it
+// reads it whole into memory; padded a little, the same archives load.
+func TestLoadOversizedMetadata(t *testing.T) {
+	const big = 16<<20 + 1
+	m := newMetaImage(t)
+	for _, tc := range []struct {
+		name string
+		data func() []byte
+		want error
+	}{
+		{"docker-save fits", func() []byte { return m.dockerSave(t, 4096, 4096, true) }, nil},
+		{"docker-save manifest.json", func() []byte { return m.dockerSave(t, big, 0, false) }, image.ErrTooLarge},
+		{"docker-save manifest.json through a symlink", func() []byte { return m.dockerSave(t, big, 0, true) }, image.ErrTooLarge},
+		{"docker-save config", func() []byte { return m.dockerSave(t, 0, big, false) }, image.ErrTooLarge},
+		{"oci fits", func() []byte { return m.ociLayout(t, 4096, 4096, 4096) }, nil},
+		{"oci index.json", func() []byte { return m.ociLayout(t, big, 0, 0) }, image.ErrTooLarge},
+		{"oci manifest", func() []byte { return m.ociLayout(t, 0, big, 0) }, image.ErrTooLarge},
+		{"oci config", func() []byte { return m.ociLayout(t, 0, 0, big) }, image.ErrTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			storeDir := filepath.Join(t.TempDir(), "store")
+			s := newStore(t, storeDir, nil)
+			imgs, err := s.Load(context.Background(), bytes.NewReader(tc.data()))
+			if tc.want == nil {
+				if err != nil || len(imgs) != 1 || len(imgs[0].Tags) != 1 || imgs[0].Tags[0] != "meta:1" {
+					t.Fatalf("load: %+v, %v", imgs, err)
+				}
+				return
+			}
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			for _, d := range []string{"layers", "blobs/sha256", "images", "tmp"} {
+				if n := countDir(t, filepath.Join(storeDir, d)); n != 0 {
+					t.Errorf("%s has %d entries left", d, n)
+				}
+			}
+		})
+	}
+}
+
+// TestPullOversizedConfig: a registry whose manifest declares a config of
+// a terabyte is refused before the config is fetched (it would be read
+// whole into memory, as far as the registry keeps sending).
+func TestPullOversizedConfig(t *testing.T) {
+	m := newMetaImage(t)
+	cfgD := fmt.Sprintf("sha256:%x", sha256sum(m.config))
+	layerD := fmt.Sprintf("sha256:%x", sha256sum(m.layer))
+	man := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":%d}]}`, cfgD, int64(1)<<40, layerD, len(m.layer))
+	var mu sync.Mutex
+	var served int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/v2/":
+		case strings.HasPrefix(r.URL.Path, "/v2/big/manifests/"):
+			w.Header().Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+			w.Header().Set("Docker-Content-Digest", fmt.Sprintf("sha256:%x", sha256sum([]byte(man))))
+			if r.Method != http.MethodHead {
+				_, _ = io.WriteString(w, man)
+			}
+		case r.URL.Path == "/v2/big/blobs/"+cfgD:
+			// No Content-Length: a chunked stream of 17 MiB of spaces.
+			chunk := bytes.Repeat([]byte(" "), 1<<20)
+			for range 17 {
+				n, err := w.Write(chunk)
+				mu.Lock()
+				served += int64(n)
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+				w.(http.Flusher).Flush()
+			}
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	storeDir := filepath.Join(t.TempDir(), "store")
+	s := newStore(t, storeDir, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ref := strings.TrimPrefix(srv.URL, "http://") + "/big:1"
+	if _, err := s.Pull(ctx, api.PullRequest{Ref: ref}); !errors.Is(err, image.ErrTooLarge) {
+		t.Fatalf("pull: %v, want ErrTooLarge", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if served != 0 {
+		t.Fatalf("the config was fetched (%d bytes)", served)
+	}
+	for _, d := range []string{"layers", "blobs/sha256", "images"} {
+		if n := countDir(t, filepath.Join(storeDir, d)); n != 0 {
+			t.Errorf("%s has %d entries left", d, n)
+		}
+	}
+}
+
+// TestCommitImageOversizedConfig: a peer that names a config blob over
+// 16 MiB (it chooses the image it describes) is refused instead of having
+// the blob read whole into memory.
+func TestCommitImageOversizedConfig(t *testing.T) {
+	m := newMetaImage(t)
+	for _, tc := range []struct {
+		name string
+		pad  int
+		want error
+	}{
+		{"fits", 4096, nil},
+		{"oversized", 16<<20 + 1, image.ErrTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore(t, filepath.Join(t.TempDir(), "store"), nil)
+			cfg := pad(m.config, tc.pad)
+			cfgD := fmt.Sprintf("sha256:%x", sha256sum(cfg))
+			layerD := fmt.Sprintf("sha256:%x", sha256sum(m.layer))
+			for d, b := range map[string][]byte{cfgD: cfg, layerD: m.layer} {
+				if err := s.IngestBlob(d, bytes.NewReader(b)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			desc := fmt.Sprintf(`{"schema":"shoal.image.v1","id":%q,"config":{"digest":%q,"media_type":"application/vnd.oci.image.config.v1+json","size":%d},"layers":[{"digest":%q,"media_type":"application/vnd.oci.image.layer.v1.tar","size":%d,"diff_id":%q}],"tags":["meta:1"]}`,
+				cfgD, cfgD, len(cfg), layerD, len(m.layer), layerD)
+			_, err := s.CommitImage([]byte(desc))
+			if tc.want == nil && err != nil || !errors.Is(err, tc.want) {
+				t.Fatalf("commit: %v, want %v", err, tc.want)
+			}
+		})
+	}
+}

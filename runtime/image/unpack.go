@@ -62,7 +62,8 @@ const (
 type Limits struct {
 	// MaxFileSize is the largest regular file accepted (default 8 GiB).
 	MaxFileSize int64
-	// MaxTotalSize bounds the sum of regular file sizes (default 32 GiB).
+	// MaxTotalSize bounds the sum of regular file sizes, plus whatever
+	// follows the end of the archive beyond a MiB (default 32 GiB).
 	MaxTotalSize int64
 	// MaxEntries bounds the number of tar headers (default 1e6).
 	MaxEntries int
@@ -217,8 +218,17 @@ func (u *unpacker) run(ctx context.Context, r io.Reader) (string, int64, error) 
 		return "", 0, fmt.Errorf("%w: empty stream", ErrInvalidArchive)
 	}
 	// The diffID covers the whole uncompressed stream, padding included.
-	if _, err := io.Copy(io.Discard, cr); err != nil {
+	// What follows the end of the archive counts against MaxTotalSize
+	// (beyond a MiB of slack for the padding tar writers add): otherwise a
+	// compressed run of zeros there would be read, hashed and (by the
+	// caller) stored for as long as it goes on.
+	budget := u.limits.MaxTotalSize - u.total + 1<<20
+	n, err := io.Copy(io.Discard, io.LimitReader(cr, budget+1))
+	if err != nil {
 		return "", 0, archiveErr(ctx, "read tar trailer", err)
+	}
+	if n > budget {
+		return "", 0, fmt.Errorf("%w: layer exceeds %d bytes", ErrTooLarge, u.limits.MaxTotalSize)
 	}
 	if err := u.finishDirs(); err != nil {
 		return "", 0, err
@@ -375,6 +385,12 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) error {
 	}
 	parent, base := splitRel(rel)
 	if strings.HasPrefix(base, whiteoutPrefix) {
+		// A whiteout's data is skipped, not written, but it is read and
+		// hashed all the same: it counts against the limits like a file's.
+		if hdr.Size > u.limits.MaxFileSize || u.total+hdr.Size > u.limits.MaxTotalSize {
+			return fmt.Errorf("%w: whiteout %q of %d bytes exceeds the limits", ErrTooLarge, rel, hdr.Size)
+		}
+		u.total += hdr.Size
 		return u.whiteout(parent, base)
 	}
 	if rel == "" {

@@ -374,6 +374,66 @@ func TestUnpackCompressed(t *testing.T) {
 	}
 }
 
+// TestUnpackTrailerCounts: bytes after the end of the archive count
+// against MaxTotalSize, so an endless compressed run of zeros there is
+// refused instead of read and hashed for as long as it goes on.
+func TestUnpackTrailerCounts(t *testing.T) {
+	raw := mkTar(t, reg("a", strings.Repeat("b", 1000)))
+	limits := Limits{MaxTotalSize: 64 << 10}
+	for _, tc := range []struct {
+		name    string
+		trailer int
+		want    error
+	}{
+		{"usual padding", 10240, nil},
+		{"past the limit and the slack", 64<<10 + 1<<20, ErrTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := gz(t, append(bytes.Clone(raw), make([]byte, tc.trailer)...))
+			dst := filepath.Join(t.TempDir(), "layer")
+			_, _, err := Unpack(context.Background(), bytes.NewReader(data), dst, limits)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestUnpackWhiteoutDataCounts: the data of a whiteout entry is skipped
+// but still read: it counts against the limits, or a whiteout declaring
+// terabytes of (compressed) zeros would be read past every limit.
+func TestUnpackWhiteoutDataCounts(t *testing.T) {
+	needRoot(t) // whiteouts are 0/0 character devices
+	wh := func(size int) []byte {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		if err := tw.WriteHeader(&tar.Header{Name: ".wh.gone", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(size)}); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = tw.Write(make([]byte, size))
+		_ = tw.Close()
+		return gz(t, buf.Bytes())
+	}
+	limits := Limits{MaxFileSize: 64 << 10, MaxTotalSize: 64 << 10}
+	for _, tc := range []struct {
+		name string
+		size int
+		want error
+	}{
+		{"empty", 0, nil},
+		{"within the limits", 4096, nil},
+		{"past the limits", 128 << 10, ErrTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dst := filepath.Join(t.TempDir(), "layer")
+			_, _, err := Unpack(context.Background(), bytes.NewReader(wh(tc.size)), dst, limits)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
 func TestUnpackExistingAndCancel(t *testing.T) {
 	raw := mkTar(t, reg("a", "b"))
 	base := t.TempDir()

@@ -175,7 +175,8 @@ func resources(l api.Resources) *specs.LinuxResources {
 	}
 	if l.NanoCPUs > 0 {
 		period := uint64(cpuPeriod)
-		quota := l.NanoCPUs * cpuPeriod / 1e9
+		// Not NanoCPUs * cpuPeriod / 1e9: the product overflows int64.
+		quota := l.NanoCPUs / (1e9 / cpuPeriod)
 		if quota < 1000 { // the kernel's minimum quota is 1ms
 			quota = 1000
 		}

@@ -185,6 +185,17 @@ func TestBuildSpec(t *testing.T) {
 			},
 		},
 		{
+			// 100,000 CPUs: NanoCPUs * period overflowed int64 and the
+			// negative quota was clamped to 1 ms, a hundredth of a CPU.
+			name: "a huge cpu limit does not overflow the quota",
+			mod:  func(in *SpecInput) { in.Limits.NanoCPUs = 100_000 * 1e9 },
+			check: func(t *testing.T, s *specs.Spec) {
+				if q := *s.Linux.Resources.CPU.Quota; q != 100_000*100000 {
+					t.Errorf("quota = %d, want %d", q, 100_000*100000)
+				}
+			},
+		},
+		{
 			name: "user and relative cwd",
 			mod: func(in *SpecInput) {
 				in.UID, in.GID, in.ExtraGIDs, in.Cwd = 1000, 100, []uint32{5}, "app"

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 
@@ -91,7 +92,13 @@ func serviceFileRefs(objs []StackObject, cs types.ServiceConfig, spec *api.Servi
 			ref.Target = "/" + r.Source // compose's default: the key, not the object name
 		}
 		if r.Mode != nil {
-			ref.Mode = uint32(*r.Mode)
+			// FileReferenceProblem checks the bits; uint32() must not wrap
+			// a mode out of its range onto valid ones (2^32 + 0444 to 0444).
+			if m := *r.Mode; m < 0 || m > math.MaxUint32 {
+				errs = append(errs, &keyError{Path: key + ".mode", Err: fmt.Errorf("%d: not a file mode", m)})
+			} else {
+				ref.Mode = uint32(m)
+			}
 		}
 		for _, id := range []struct {
 			s   string

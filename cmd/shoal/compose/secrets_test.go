@@ -92,3 +92,21 @@ services:
 		t.Fatalf("undefined secret: %v", err)
 	}
 }
+
+// TestComposeFileModeOutOfRange: a mode past uint32 is refused, not
+// wrapped onto a mode that looks valid (2^32 + 0444 became 0444).
+func TestComposeFileModeOutOfRange(t *testing.T) {
+	dir := t.TempDir()
+	for _, mode := range []string{"4294967588", "-1", "01000"} {
+		yml := "services:\n  db:\n    image: x\n    configs:\n      - source: app\n        mode: " + mode + "\nconfigs:\n  app:\n    content: x\n"
+		files := []types.ConfigFile{{Filename: filepath.Join(dir, "compose.yml"), Content: []byte(yml)}}
+		p, _, err := Load(context.Background(), Input{Files: files, WorkingDir: dir, Name: "shop"})
+		if err != nil {
+			continue // refused while loading: fine too
+		}
+		specs, err := StackSpecs("shop", p)
+		if err == nil {
+			t.Errorf("mode %s accepted as %#o", mode, specs[0].Configs[0].Mode)
+		}
+	}
+}

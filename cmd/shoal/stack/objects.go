@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/shoal-org/shoal/api"
@@ -45,7 +46,7 @@ func (s *commands) ensureStackObjects(ctx context.Context, cl *api.Client, objs 
 		if o.External || o.File == "" {
 			continue
 		}
-		b, err := os.ReadFile(o.File)
+		b, err := readObjectFile(o.File)
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", kindOf(o), o.Key, err)
 		}
@@ -81,6 +82,18 @@ func (s *commands) ensureStackObjects(ctx context.Context, cl *api.Client, objs 
 		fmt.Fprintf(s.Stdout, "Creating %s %s\n", kindOf(o), o.Name)
 	}
 	return nil
+}
+
+// readObjectFile reads a secret's or config's file: up to one byte more
+// than api.MaxSecretSize, so that a huge file, or a device such as
+// /dev/zero, is refused instead of read into memory until the CLI dies.
+func readObjectFile(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, api.MaxSecretSize+1))
 }
 
 func kindOf(o compose.StackObject) string {

@@ -100,13 +100,15 @@ func (ResourceFilter) Check(n *NodeInfo, r *Request) (bool, string) {
 // each task it places on a node after the filters passed it).
 func ResourceShortfall(n *NodeInfo, want api.Resources) string {
 	capa, used := n.Node.Resources, n.Reserved
-	if want.NanoCPUs > 0 && capa.NanoCPUs > 0 && used.NanoCPUs+want.NanoCPUs > capa.NanoCPUs {
+	// want > capa-used, not used+want > capa: a reservation near MaxInt64
+	// (the spec allows any non-negative int64) would overflow the sum.
+	if want.NanoCPUs > 0 && capa.NanoCPUs > 0 && want.NanoCPUs > capa.NanoCPUs-used.NanoCPUs {
 		return "cpu"
 	}
-	if want.MemoryBytes > 0 && capa.MemoryBytes > 0 && used.MemoryBytes+want.MemoryBytes > capa.MemoryBytes {
+	if want.MemoryBytes > 0 && capa.MemoryBytes > 0 && want.MemoryBytes > capa.MemoryBytes-used.MemoryBytes {
 		return "memory"
 	}
-	if want.Pids > 0 && capa.Pids > 0 && used.Pids+want.Pids > capa.Pids {
+	if want.Pids > 0 && capa.Pids > 0 && want.Pids > capa.Pids-used.Pids {
 		return "pids"
 	}
 	return ""

@@ -111,6 +111,30 @@ func TestFilters(t *testing.T) {
 	}
 }
 
+// TestResourceShortfallHugeReservation: a reservation near MaxInt64 on a
+// node that already has reservations overflowed used+want to a negative
+// sum, so the task "fit" (and the node's reserved total went negative).
+func TestResourceShortfallHugeReservation(t *testing.T) {
+	const huge = 1<<63 - 1
+	n := &NodeInfo{
+		Node:     api.Node{Resources: api.Resources{NanoCPUs: 4e9, MemoryBytes: 8 << 30, Pids: 4096}},
+		Reserved: api.Resources{NanoCPUs: 1e9, MemoryBytes: 1 << 30, Pids: 100},
+	}
+	for _, tc := range []struct {
+		want api.Resources
+		what string
+	}{
+		{api.Resources{NanoCPUs: huge}, "cpu"},
+		{api.Resources{MemoryBytes: huge}, "memory"},
+		{api.Resources{Pids: huge}, "pids"},
+		{api.Resources{NanoCPUs: 3e9, MemoryBytes: 7 << 30, Pids: 3996}, ""},
+	} {
+		if got := ResourceShortfall(n, tc.want); got != tc.what {
+			t.Errorf("shortfall of %+v = %q, want %q", tc.want, got, tc.what)
+		}
+	}
+}
+
 func TestExplain(t *testing.T) {
 	zoneA, _ := ParseConstraints([]string{"node.labels.zone==a"})
 	req := &Request{Constraints: zoneA}
