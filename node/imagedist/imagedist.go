@@ -35,7 +35,7 @@ type Store interface {
 	Manifest(ref string) ([]byte, error)
 	OpenBlob(digest string) (io.ReadCloser, int64, error)
 	HasBlob(digest string) bool
-	IngestBlob(digest string, r io.Reader) error
+	IngestBlob(digest string, size int64, r io.Reader) error
 	CommitImage(descriptor []byte) (api.Image, error)
 	Pull(ctx context.Context, req api.PullRequest) (api.Image, error)
 }
@@ -266,12 +266,14 @@ func Ensure(ctx context.Context, store Store, call Caller, ref string, src Sourc
 // descriptor is the subset of the image store's descriptor this side
 // needs to know which blobs to fetch.
 type descriptor struct {
-	Config struct {
-		Digest string `json:"digest"`
-	} `json:"config"`
-	Layers []struct {
-		Digest string `json:"digest"`
-	} `json:"layers"`
+	Config blobRef   `json:"config"`
+	Layers []blobRef `json:"layers"`
+}
+
+// blobRef is a blob the descriptor names, with the size it claims.
+type blobRef struct {
+	Digest string `json:"digest"`
+	Size   int64  `json:"size"`
 }
 
 // Fetch copies the image ref from the node at addr into store: its
@@ -285,19 +287,15 @@ func Fetch(ctx context.Context, store Store, call Caller, addr, ref string) (api
 	if err := json.Unmarshal(raw, &d); err != nil {
 		return api.Image{}, fmt.Errorf("decode image descriptor: %w", err)
 	}
-	digests := []string{d.Config.Digest}
-	for _, l := range d.Layers {
-		digests = append(digests, l.Digest)
-	}
-	for _, dg := range digests {
-		if dg == "" || store.HasBlob(dg) {
+	for _, b := range append([]blobRef{d.Config}, d.Layers...) {
+		if b.Digest == "" || store.HasBlob(b.Digest) {
 			continue
 		}
-		err := call(ctx, addr, wire.MethodBlob, wire.BlobRequest{Digest: dg}, nil, func(r io.Reader) error {
-			return store.IngestBlob(dg, r)
+		err := call(ctx, addr, wire.MethodBlob, wire.BlobRequest{Digest: b.Digest}, nil, func(r io.Reader) error {
+			return store.IngestBlob(b.Digest, b.Size, r)
 		})
 		if err != nil {
-			return api.Image{}, fmt.Errorf("blob %s: %w", dg, err)
+			return api.Image{}, fmt.Errorf("blob %s: %w", b.Digest, err)
 		}
 	}
 	img, err := store.CommitImage(raw)

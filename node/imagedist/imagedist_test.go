@@ -35,6 +35,7 @@ type fakeStore struct {
 	pullErr   error
 	pulled    []api.PullRequest
 	ingested  []string
+	sizes     []int64
 	committed [][]byte
 }
 
@@ -79,7 +80,7 @@ func (s *fakeStore) HasBlob(digest string) bool {
 	return ok
 }
 
-func (s *fakeStore) IngestBlob(digest string, r io.Reader) error {
+func (s *fakeStore) IngestBlob(digest string, size int64, r io.Reader) error {
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return err
@@ -88,6 +89,7 @@ func (s *fakeStore) IngestBlob(digest string, r io.Reader) error {
 	defer s.mu.Unlock()
 	s.blobs[digest] = b
 	s.ingested = append(s.ingested, digest)
+	s.sizes = append(s.sizes, size)
 	return nil
 }
 
@@ -219,7 +221,7 @@ func webImage(s *fakeStore) {
 	s.blobs["sha256:cfg"] = []byte(`{"config":true}`)
 	s.blobs["sha256:l1"] = []byte("layer one")
 	s.blobs["sha256:l2"] = []byte("layer two")
-	s.manifests["web:1"] = []byte(`{"id":"sha256:cfg","tags":["web:1"],"config":{"digest":"sha256:cfg"},"layers":[{"digest":"sha256:l1"},{"digest":"sha256:l2"}]}`)
+	s.manifests["web:1"] = []byte(`{"id":"sha256:cfg","tags":["web:1"],"config":{"digest":"sha256:cfg","size":15},"layers":[{"digest":"sha256:l1","size":9},{"digest":"sha256:l2","size":9}]}`)
 	s.images["web:1"] = api.Image{ID: "sha256:cfg", Tags: []string{"web:1"}}
 }
 
@@ -240,6 +242,10 @@ func TestFetchOnlyMissingBlobs(t *testing.T) {
 	}
 	if want := []string{"sha256:cfg", "sha256:l2"}; !slices.Equal(dst.ingested, want) {
 		t.Errorf("ingested %v, want %v", dst.ingested, want)
+	}
+	// The store bounds each blob's stream by the size the descriptor gives.
+	if want := []int64{15, 9}; !slices.Equal(dst.sizes, want) {
+		t.Errorf("ingested with sizes %v, want %v", dst.sizes, want)
 	}
 	for d, b := range src.blobs {
 		if !bytes.Equal(dst.blobs[d], b) {

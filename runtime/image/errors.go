@@ -27,4 +27,6 @@ var (
 	// ErrUnauthorized: a registry refused a pull (HTTP 401 or 403): the
 	// credentials are missing or wrong.
 	ErrUnauthorized = errors.New("registry refused the credentials")
+	// ErrNoSpace: a blob would leave the store's file system almost full.
+	ErrNoSpace = errors.New("not enough free disk space")
 )

@@ -36,6 +36,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sys/unix"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/api/atomicfile"
@@ -638,14 +639,66 @@ func (s *Store) OpenBlob(digest string) (io.ReadCloser, int64, error) {
 
 // IngestBlob stores r as the blob digest, verifying its hash: a mismatch
 // returns ErrDigestMismatch and stores nothing. Idempotent.
-func (s *Store) IngestBlob(digest string, r io.Reader) error {
+//
+// size is the blob's size as the image's descriptor gives it (0: not
+// given). The sender is a peer that chose both the descriptor and the
+// stream, and a digest is only checked once the last byte is in, so what
+// is written is bounded first: at most size bytes (a longer or shorter
+// stream is refused), never more than Limits.MaxTotalSize, and a known size
+// must leave minFreeAfterIngest of the store's file system free. Without
+// that bound a peer that streamed garbage for a made-up digest filled the
+// disk (and the Raft log on it) before the mismatch was found.
+func (s *Store) IngestBlob(digest string, size int64, r io.Reader) error {
 	if err := validDigest(digest); err != nil {
 		return err
 	}
+	limit := s.cfg.Limits.withDefaults().MaxTotalSize
+	if size > limit {
+		return fmt.Errorf("ingest blob %s: %w: %d bytes, more than %d", digest, ErrTooLarge, size, limit)
+	}
+	if size > 0 {
+		if err := s.roomFor(size); err != nil {
+			return fmt.Errorf("ingest blob %s: %w", digest, err)
+		}
+		limit = size
+	}
 	s.gcMu.RLock()
 	defer s.gcMu.RUnlock()
-	if _, _, err := s.writeBlob(r, digest); err != nil {
+	cr := &countingReader{r: io.LimitReader(r, limit+1)}
+	w, err := s.newBlobWriter()
+	if err != nil {
 		return fmt.Errorf("ingest blob: %w", err)
+	}
+	defer w.abort()
+	if _, err := io.Copy(w, cr); err != nil {
+		return fmt.Errorf("ingest blob: write blob %s: %w", digest, err)
+	}
+	switch {
+	case cr.n > limit:
+		return fmt.Errorf("ingest blob %s: %w: more than %d bytes", digest, ErrTooLarge, limit)
+	case size > 0 && cr.n != size:
+		return fmt.Errorf("ingest blob %s: %d bytes, the descriptor says %d: %w", digest, cr.n, size, ErrDigestMismatch)
+	}
+	if _, _, err := w.commit(digest); err != nil {
+		return fmt.Errorf("ingest blob: %w", err)
+	}
+	return nil
+}
+
+// minFreeAfterIngest is what a blob of known size must leave free on the
+// store's file system: the agent's Raft log and container records share it.
+const minFreeAfterIngest = 256 << 20
+
+// roomFor refuses a blob of size bytes that would leave less than
+// minFreeAfterIngest free where blobs are staged.
+func (s *Store) roomFor(size int64) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(s.path("blobs", "sha256"), &st); err != nil {
+		return fmt.Errorf("free space: %w", err)
+	}
+	free := int64(st.Bavail) * st.Bsize
+	if size > free-minFreeAfterIngest {
+		return fmt.Errorf("%w: %d bytes with %d free", ErrNoSpace, size, free)
 	}
 	return nil
 }

@@ -472,7 +472,7 @@ func TestDistribution(t *testing.T) {
 	if _, err := dst.CommitImage(raw); !errors.Is(err, image.ErrNotFound) {
 		t.Fatalf("commit without blobs: %v", err)
 	}
-	if err := dst.IngestBlob(d.Config.Digest, strings.NewReader("tampered")); !errors.Is(err, image.ErrDigestMismatch) {
+	if err := dst.IngestBlob(d.Config.Digest, 0, strings.NewReader("tampered")); !errors.Is(err, image.ErrDigestMismatch) {
 		t.Fatalf("tampered ingest: %v", err)
 	}
 	if dst.HasBlob(d.Config.Digest) {
@@ -486,7 +486,7 @@ func TestDistribution(t *testing.T) {
 		if err != nil || n <= 0 {
 			t.Fatalf("open blob %s: %d %v", b, n, err)
 		}
-		err = dst.IngestBlob(b, rc)
+		err = dst.IngestBlob(b, n, rc)
 		rc.Close()
 		if err != nil {
 			t.Fatalf("ingest %s: %v", b, err)
@@ -856,7 +856,7 @@ func TestCommitImageOversizedConfig(t *testing.T) {
 			cfgD := fmt.Sprintf("sha256:%x", sha256sum(cfg))
 			layerD := fmt.Sprintf("sha256:%x", sha256sum(m.layer))
 			for d, b := range map[string][]byte{cfgD: cfg, layerD: m.layer} {
-				if err := s.IngestBlob(d, bytes.NewReader(b)); err != nil {
+				if err := s.IngestBlob(d, int64(len(b)), bytes.NewReader(b)); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -867,5 +867,76 @@ func TestCommitImageOversizedConfig(t *testing.T) {
 				t.Fatalf("commit: %v, want %v", err, tc.want)
 			}
 		})
+	}
+}
+
+// zeros is an endless stream, cut off with an error after max bytes so
+// that a reader that does not stop on its own fails instead of hanging.
+type zeros struct{ n, max int64 }
+
+func (z *zeros) Read(p []byte) (int, error) {
+	if z.n >= z.max {
+		return 0, errors.New("read on past the cut-off: nothing bounded the read")
+	}
+	n := min(int64(len(p)), z.max-z.n)
+	clear(p[:n])
+	z.n += n
+	return int(n), nil
+}
+
+// TestIngestBlobBounded: a peer chooses both the image descriptor (and so
+// the digests and sizes) and the stream it sends for each blob, and the
+// digest is checked only at the end. What is written must be bounded
+// before that: by the size the descriptor gives, by MaxTotalSize when it
+// gives none, and by the free space a known size would leave.
+func TestIngestBlobBounded(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "store")
+	cfg := image.DefaultConfig(root)
+	cfg.Limits.MaxTotalSize = 1 << 20
+	s, err := image.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte("a blob of twenty-six bytes")
+	dg := fmt.Sprintf("sha256:%x", sha256.Sum256(body))
+	const cutoff = 64 << 20
+	for _, tc := range []struct {
+		name string
+		size int64
+		r    io.Reader
+		want error
+	}{
+		{"endless stream, size given", int64(len(body)), &zeros{max: cutoff}, image.ErrTooLarge},
+		{"endless stream, no size", 0, &zeros{max: cutoff}, image.ErrTooLarge},
+		{"short stream", int64(len(body)) + 1, bytes.NewReader(body), image.ErrDigestMismatch},
+		{"size past the limit", 2 << 20, bytes.NewReader(body), image.ErrTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := s.IngestBlob(dg, tc.size, tc.r)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+			if s.HasBlob(dg) {
+				t.Fatal("blob stored")
+			}
+			if n := countDir(t, filepath.Join(root, "blobs", "sha256")); n != 0 {
+				t.Fatalf("%d files left in the blob dir", n)
+			}
+		})
+	}
+	t.Run("size past the free space", func(t *testing.T) {
+		root := filepath.Join(t.TempDir(), "store")
+		cfg := image.DefaultConfig(root)
+		cfg.Limits.MaxTotalSize = 1 << 62
+		s, err := image.Open(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.IngestBlob(dg, 1<<61, &zeros{max: cutoff}); !errors.Is(err, image.ErrNoSpace) {
+			t.Fatalf("got %v, want ErrNoSpace", err)
+		}
+	})
+	if err := s.IngestBlob(dg, int64(len(body)), bytes.NewReader(body)); err != nil || !s.HasBlob(dg) {
+		t.Fatalf("the right blob: %v", err)
 	}
 }
