@@ -70,6 +70,8 @@ type DNS struct {
 
 	// tcpConns bounds the open TCP connections, per source and in total.
 	tcpConns *sourceLimiter
+	// forwards bounds the queries being forwarded upstream.
+	forwards *sourceLimiter
 
 	ready    chan struct{}
 	addrOnce sync.Once
@@ -101,7 +103,8 @@ func NewDNS(cfg DNSConfig) *DNS {
 		logger = slog.Default()
 	}
 	d := &DNS{cfg: cfg, log: logger.With("component", "dns"), ready: make(chan struct{}),
-		tcpConns: newSourceLimiter(maxTCPConns, maxTCPConnsPerSource)}
+		tcpConns: newSourceLimiter(maxTCPConns, maxTCPConnsPerSource),
+		forwards: newSourceLimiter(maxForwards, maxForwardsPerSource)}
 	d.records.Store(&recordSet{})
 	return d
 }
@@ -513,9 +516,31 @@ func addrOf(na net.Addr) netip.Addr {
 	return addr.Unmap()
 }
 
+// The caps of queries being forwarded at once. Each holds a goroutine and
+// a socket (a file of the agent) for up to Timeout per upstream; without a
+// cap a container sending a flood of names that upstream answers slowly
+// (its own domain's server can take its time) made the agent hold them by
+// the hundred thousand.
+const (
+	maxForwards          = 512
+	maxForwardsPerSource = 64
+)
+
 // forward relays r to the upstreams in order over the client's transport
-// and relays the first answer; SERVFAIL when none answers in time.
+// and relays the first answer; SERVFAIL when none answers in time, or at
+// once when the asker already has maxForwardsPerSource queries in flight
+// (maxForwards for all askers).
 func (d *DNS) forward(w dns.ResponseWriter, r *dns.Msg) {
+	src := remoteAddr(w)
+	if !d.forwards.acquire(src) {
+		d.log.Debug("dns: too many forwarded queries in flight", "source", src.String(), "name", r.Question[0].Name)
+		m := new(dns.Msg)
+		m.SetRcode(r, dns.RcodeServerFailure)
+		m.RecursionAvailable = true
+		_ = w.WriteMsg(m)
+		return
+	}
+	defer d.forwards.release(src)
 	netw := "udp"
 	if _, ok := w.RemoteAddr().(*net.TCPAddr); ok {
 		netw = "tcp"

@@ -153,3 +153,57 @@ func TestDNSTCPConnectionsCappedPerSource(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// A container flooding names that upstream answers slowly made the agent
+// hold a goroutine and a socket for each until the timeout: the queries in
+// flight are capped per source, and those over the cap fail at once.
+func TestDNSForwardsCappedPerSource(t *testing.T) {
+	up, err := net.ListenPacket("udp", "127.0.0.1:0") // never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	d := NewDNS(DNSConfig{Addr: "127.0.0.1:0", Upstreams: []string{up.LocalAddr().String()}, Timeout: 4 * time.Second})
+	d.forwards = newSourceLimiter(8, 2)
+	addr, _ := runDNS(t, d)
+
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dc := &dns.Conn{Conn: c}
+	const n = 10
+	for i := range n {
+		m := new(dns.Msg)
+		m.SetQuestion("slow.example.org.", dns.TypeA)
+		m.Id = uint16(i + 1)
+		if err := dc.WriteMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	servfail := 0
+	for servfail < n-2 {
+		r, err := dc.ReadMsg()
+		if err != nil {
+			t.Fatalf("%d SERVFAIL answers before %v, want %d at once", servfail, err, n-2)
+		}
+		if r.Rcode == dns.RcodeServerFailure {
+			servfail++
+		}
+	}
+	// The upstream saw only the two in flight.
+	_ = up.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	seen := 0
+	buf := make([]byte, 512)
+	for {
+		if _, _, err := up.ReadFrom(buf); err != nil {
+			break
+		}
+		seen++
+	}
+	if seen != 2 {
+		t.Fatalf("upstream got %d queries, want 2", seen)
+	}
+}
