@@ -77,6 +77,8 @@ func testMethods(method string) Handler {
 		return Unary("echo request", func(_ context.Context, peerID string, req echoRequest) (any, error) {
 			return map[string]string{"peer": peerID, "text": req.Text}, nil
 		})
+	case "big":
+		return NoBody(func(context.Context, string) (any, error) { return strings.Repeat("x", 32<<20), nil })
 	}
 	return nil
 }
@@ -606,4 +608,25 @@ func TestCallBoundsAnswerLine(t *testing.T) {
 	if !errors.Is(err, wire.ErrLineTooLong) {
 		t.Fatalf("an answer line over the bound: %v, want ErrLineTooLong", err)
 	}
+}
+
+// TestReplyWriteDeadline: a certified peer that asks for a big answer and
+// never reads it held the handler (and its connection slot) for good; the
+// answer's write now fails after replyWriteTimeout and the connection
+// closes.
+func TestReplyWriteDeadline(t *testing.T) {
+	// Restored after the server's cleanup (cleanups run last first).
+	t.Cleanup(func(d time.Duration) func() { return func() { replyWriteTimeout = d } }(replyWriteTimeout))
+	replyWriteTimeout = 500 * time.Millisecond
+	s := startServer(t, nil)
+	c, err := (Dialer{}).Dial(s.addr, time.Second, s.pki.client("node-b"), ProtoRPC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte(`{"method":"big"}` + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the connection was accepted", func() bool { open, _ := s.m.Counts(); return open == 1 })
+	waitFor(t, "the handler gave up on a peer that does not read", func() bool { open, _ := s.m.Counts(); return open == 0 })
 }
