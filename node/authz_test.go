@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -310,5 +311,30 @@ func TestWorkerAPIRefusesWrites(t *testing.T) {
 	code, body = do(t, h, "POST", "/v1/nodes/node-b/update", `{"availability":"drain"}`)
 	if code != http.StatusOK {
 		t.Fatalf("node update on a manager: %d %s", code, body)
+	}
+}
+
+// TestWorkerCannotRotateCA: a CA rotation re-issues every node's
+// certificate; like a token rotation it is an admin change a worker's
+// certificate (and a worker's API) may not ask for.
+func TestWorkerCannotRotateCA(t *testing.T) {
+	l := startTestLeader(t)
+	before := l.cl.store.Cluster().CACertPEM
+	var resp wire.CARotateResponse
+	err := callRPC(rpcCtx(t), l.addr, l.pki.client("node-w"), wire.MethodCARotate, nil, &resp, nil)
+	if !errors.Is(err, authz.ErrWorker) {
+		t.Fatalf("CA rotation asked by a worker: %v, want ErrWorker", err)
+	}
+	if c := l.cl.store.Cluster(); !bytes.Equal(c.CACertPEM, before) || c.PrevCACertPEM != nil {
+		t.Fatal("a worker's request rotated the CA")
+	}
+	// A worker's own API refuses it too.
+	self := l.a.id.NodeID
+	if _, err := l.cl.raft.Apply(rpcCtx(t), fsm.UpdateNode{ID: self, Update: api.NodeUpdate{Role: api.RoleWorker}, Now: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	code, body := do(t, l.a.routes(), "POST", "/v1/ca/rotate?wait=1s", "")
+	if code != http.StatusForbidden || !strings.Contains(string(body), "worker") {
+		t.Fatalf("ca rotate on a worker: %d %s", code, body)
 	}
 }
