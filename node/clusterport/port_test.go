@@ -630,3 +630,49 @@ func TestReplyWriteDeadline(t *testing.T) {
 	waitFor(t, "the connection was accepted", func() bool { open, _ := s.m.Counts(); return open == 1 })
 	waitFor(t, "the handler gave up on a peer that does not read", func() bool { open, _ := s.m.Counts(); return open == 0 })
 }
+
+// TestMuxLimitsConnectionsPerPeer: one certified node cannot hold all of
+// the port's connections (a `logs -f` of a quiet task stays open for
+// good); the others are still served.
+func TestMuxLimitsConnectionsPerPeer(t *testing.T) {
+	s := startServer(t, nil)
+	s.m.SetLimits(Limits{MaxConns: 100, MaxAnon: 50, MaxAnonPerIP: 50, MaxPerPeer: 2})
+	var conns []*tls.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	// RPC connections that send no request line are held by the server.
+	for range 3 {
+		c, err := (Dialer{}).Dial(s.addr, time.Second, s.pki.client("node-b"), ProtoRPC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	waitFor(t, "node b's connections counted", func() bool { open, anon := s.m.Counts(); return open == 2 && anon == 0 })
+	closedByServer := 0
+	for _, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); errors.Is(err, io.EOF) {
+			closedByServer++
+		}
+	}
+	if closedByServer != 1 {
+		t.Fatalf("%d of node b's 3 connections closed by the server, want 1", closedByServer)
+	}
+	// Another node is served.
+	var out map[string]string
+	if err := (Dialer{}).Call(rpcCtx(t), s.addr, s.pki.client("node-c"), wire.MethodPing, nil, &out, nil); err != nil {
+		t.Fatalf("another node while node b is at its cap: %v", err)
+	}
+	// Node b's slots come back when its connections close.
+	for _, c := range conns {
+		c.Close()
+	}
+	waitFor(t, "slots released", func() bool { open, _ := s.m.Counts(); return open == 0 })
+	if err := (Dialer{}).Call(rpcCtx(t), s.addr, s.pki.client("node-b"), wire.MethodPing, nil, &out, nil); err != nil {
+		t.Fatalf("node b after closing its connections: %v", err)
+	}
+}
