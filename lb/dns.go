@@ -459,7 +459,7 @@ func (d *DNS) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	if _, isUDP := w.RemoteAddr().(*net.UDPAddr); isUDP {
 		size := dns.MinMsgSize
 		if opt := r.IsEdns0(); opt != nil && int(opt.UDPSize()) > size {
-			size = int(opt.UDPSize())
+			size = min(int(opt.UDPSize()), maxUDPAnswer)
 		}
 		m.Truncate(size)
 	}
@@ -526,6 +526,14 @@ const (
 	maxForwardsPerSource = 64
 )
 
+// maxUDPAnswer bounds an answer over UDP whatever size the asker offers
+// (EDNS0 allows 65535): a container may send queries with another
+// container's address (it has CAP_NET_RAW), and a 50-byte query for
+// tasks.NAME of a big service or a fat upstream record would otherwise be
+// answered with up to 64 KiB at the victim. A bigger answer is truncated
+// and the client asks again over TCP, which cannot be spoofed.
+const maxUDPAnswer = dns.DefaultMsgSize
+
 // forward relays r to the upstreams in order over the client's transport
 // and relays the first answer; SERVFAIL when none answers in time, or at
 // once when the asker already has maxForwardsPerSource queries in flight
@@ -544,6 +552,8 @@ func (d *DNS) forward(w dns.ResponseWriter, r *dns.Msg) {
 	netw := "udp"
 	if _, ok := w.RemoteAddr().(*net.TCPAddr); ok {
 		netw = "tcp"
+	} else if opt := r.IsEdns0(); opt != nil && opt.UDPSize() > maxUDPAnswer {
+		opt.SetUDPSize(maxUDPAnswer) // upstream answers within it (maxUDPAnswer)
 	}
 	var errs error
 	for _, up := range d.cfg.Upstreams {

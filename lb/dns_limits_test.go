@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -205,5 +206,60 @@ func TestDNSForwardsCappedPerSource(t *testing.T) {
 	}
 	if seen != 2 {
 		t.Fatalf("upstream got %d queries, want 2", seen)
+	}
+}
+
+// A container can send a query with another container's address: an
+// answer over UDP is at most maxUDPAnswer however big a buffer the query
+// offers, for our names and for forwarded ones.
+func TestDNSUDPAnswersBounded(t *testing.T) {
+	var mu sync.Mutex
+	var offered []uint16
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		mu.Lock()
+		if opt := r.IsEdns0(); opt != nil {
+			offered = append(offered, opt.UDPSize())
+		}
+		mu.Unlock()
+		m := new(dns.Msg)
+		m.SetReply(r)
+		_ = w.WriteMsg(m)
+	})
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := &dns.Server{PacketConn: pc, Handler: h}
+	go func() { _ = up.ActivateAndServe() }()
+	t.Cleanup(func() { _ = up.Shutdown() })
+
+	d := NewDNS(DNSConfig{Addr: "127.0.0.1:0", Upstreams: []string{pc.LocalAddr().String()}})
+	var ips []net.IP
+	for i := range 2500 {
+		ips = append(ips, net.IPv4(10, 1, byte(i>>8), byte(i)))
+	}
+	d.Set(Records{"tasks.big": ips})
+	addr, _ := runDNS(t, d)
+
+	c := &dns.Client{Net: "udp", Timeout: 3 * time.Second, UDPSize: dns.MaxMsgSize}
+	m := new(dns.Msg)
+	m.SetQuestion("tasks.big.", dns.TypeA)
+	m.SetEdns0(dns.MaxMsgSize, false)
+	r, _, err := c.Exchange(m, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Compress = true // as it was sent
+	if n := r.Len(); n > maxUDPAnswer || !r.Truncated {
+		t.Fatalf("UDP answer of %d bytes (truncated %v) to a query offering 64 KiB, want at most %d and truncated", n, r.Truncated, maxUDPAnswer)
+	}
+	m.SetQuestion("fat.example.org.", dns.TypeTXT)
+	if _, _, err := c.Exchange(m, addr); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(offered) != 1 || offered[0] > maxUDPAnswer {
+		t.Fatalf("upstream was offered UDP sizes %v, want one of at most %d", offered, maxUDPAnswer)
 	}
 }
