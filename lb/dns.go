@@ -68,6 +68,11 @@ type DNS struct {
 	// the asker's networks, and strangers are refused.
 	views atomic.Pointer[viewSet]
 
+	// tcpConns bounds the open TCP connections, per source and in total.
+	tcpConns *sourceLimiter
+	// forwards bounds the queries being forwarded upstream.
+	forwards *sourceLimiter
+
 	ready    chan struct{}
 	addrOnce sync.Once
 	addr     atomic.Value // string, the bound address
@@ -97,7 +102,9 @@ func NewDNS(cfg DNSConfig) *DNS {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	d := &DNS{cfg: cfg, log: logger.With("component", "dns"), ready: make(chan struct{})}
+	d := &DNS{cfg: cfg, log: logger.With("component", "dns"), ready: make(chan struct{}),
+		tcpConns: newSourceLimiter(maxTCPConns, maxTCPConnsPerSource),
+		forwards: newSourceLimiter(maxForwards, maxForwardsPerSource)}
 	d.records.Store(&recordSet{})
 	return d
 }
@@ -244,7 +251,10 @@ func (d *DNS) Run(ctx context.Context) error {
 	// closes the socket): the default 2 s woke every idle node twice a
 	// second for nothing (issue 10).
 	udp := &dns.Server{PacketConn: pc, Handler: d, ReadTimeout: time.Hour}
-	tcp := &dns.Server{Listener: ln, Handler: d}
+	// miekg/dns sets no deadline on TCP writes (its WriteTimeout is unused)
+	// and takes every connection: limitListener gives each write
+	// tcpWriteTimeout and caps the connections (see there).
+	tcp := &dns.Server{Listener: &limitListener{Listener: ln, lim: d.tcpConns}, Handler: d}
 	d.addrOnce.Do(func() {
 		d.addr.Store(bound)
 		close(d.ready)
@@ -274,6 +284,97 @@ func (d *DNS) Run(ctx context.Context) error {
 	ln.Close()
 	wg.Wait()
 	return runErr
+}
+
+// tcpWriteTimeout bounds one write of an answer on a TCP connection. A
+// client that stops reading (a zero window) otherwise blocked the write for
+// good, and with it the connection's goroutine and Run's shutdown, which
+// waits for every connection.
+const tcpWriteTimeout = 5 * time.Second
+
+// The caps of open TCP connections. Each one holds a goroutine and a file
+// of the agent for up to 128 queries 8 s apart; without a cap a container
+// could open connections until the agent ran out of files.
+const (
+	maxTCPConns          = 256
+	maxTCPConnsPerSource = 16
+)
+
+// limitListener admits a TCP connection only within lim (others are
+// closed at once) and gives every write of an admitted one a deadline.
+type limitListener struct {
+	net.Listener
+	lim *sourceLimiter
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		src := addrOf(c.RemoteAddr())
+		if !l.lim.acquire(src) {
+			_ = c.Close()
+			continue
+		}
+		return &limitConn{Conn: c, release: func() { l.lim.release(src) }}, nil
+	}
+}
+
+// limitConn gives every write tcpWriteTimeout and gives its slot back on
+// the first Close.
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitConn) Write(p []byte) (int, error) {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(tcpWriteTimeout))
+	return c.Conn.Write(p)
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+// sourceLimiter counts what sources hold, refusing more than perSource to
+// one source and more than total to all. Safe for concurrent use.
+type sourceLimiter struct {
+	total, perSource int
+
+	mu       sync.Mutex
+	n        int
+	bySource map[netip.Addr]int
+}
+
+func newSourceLimiter(total, perSource int) *sourceLimiter {
+	return &sourceLimiter{total: total, perSource: perSource, bySource: map[netip.Addr]int{}}
+}
+
+// acquire takes a slot for src; false when a cap is reached.
+func (l *sourceLimiter) acquire(src netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n >= l.total || l.bySource[src] >= l.perSource {
+		return false
+	}
+	l.n++
+	l.bySource[src]++
+	return true
+}
+
+// release gives back a slot acquire took for src.
+func (l *sourceLimiter) release(src netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.n--
+	if l.bySource[src]--; l.bySource[src] <= 0 {
+		delete(l.bySource, src)
+	}
 }
 
 // pairTries bounds listenPair's attempts for port 0.
@@ -358,7 +459,7 @@ func (d *DNS) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	if _, isUDP := w.RemoteAddr().(*net.UDPAddr); isUDP {
 		size := dns.MinMsgSize
 		if opt := r.IsEdns0(); opt != nil && int(opt.UDPSize()) > size {
-			size = int(opt.UDPSize())
+			size = min(int(opt.UDPSize()), maxUDPAnswer)
 		}
 		m.Truncate(size)
 	}
@@ -400,9 +501,12 @@ func (d *DNS) lookup(rs *recordSet, qname string) (ips []net.IP, found, ours boo
 }
 
 // remoteAddr is the asker's address (invalid when unknown).
-func remoteAddr(w dns.ResponseWriter) netip.Addr {
+func remoteAddr(w dns.ResponseWriter) netip.Addr { return addrOf(w.RemoteAddr()) }
+
+// addrOf is the IP address of a UDP or TCP address (invalid otherwise).
+func addrOf(na net.Addr) netip.Addr {
 	var ip net.IP
-	switch a := w.RemoteAddr().(type) {
+	switch a := na.(type) {
 	case *net.UDPAddr:
 		ip = a.IP
 	case *net.TCPAddr:
@@ -412,12 +516,44 @@ func remoteAddr(w dns.ResponseWriter) netip.Addr {
 	return addr.Unmap()
 }
 
+// The caps of queries being forwarded at once. Each holds a goroutine and
+// a socket (a file of the agent) for up to Timeout per upstream; without a
+// cap a container sending a flood of names that upstream answers slowly
+// (its own domain's server can take its time) made the agent hold them by
+// the hundred thousand.
+const (
+	maxForwards          = 512
+	maxForwardsPerSource = 64
+)
+
+// maxUDPAnswer bounds an answer over UDP whatever size the asker offers
+// (EDNS0 allows 65535): a container may send queries with another
+// container's address (it has CAP_NET_RAW), and a 50-byte query for
+// tasks.NAME of a big service or a fat upstream record would otherwise be
+// answered with up to 64 KiB at the victim. A bigger answer is truncated
+// and the client asks again over TCP, which cannot be spoofed.
+const maxUDPAnswer = dns.DefaultMsgSize
+
 // forward relays r to the upstreams in order over the client's transport
-// and relays the first answer; SERVFAIL when none answers in time.
+// and relays the first answer; SERVFAIL when none answers in time, or at
+// once when the asker already has maxForwardsPerSource queries in flight
+// (maxForwards for all askers).
 func (d *DNS) forward(w dns.ResponseWriter, r *dns.Msg) {
+	src := remoteAddr(w)
+	if !d.forwards.acquire(src) {
+		d.log.Debug("dns: too many forwarded queries in flight", "source", src.String(), "name", r.Question[0].Name)
+		m := new(dns.Msg)
+		m.SetRcode(r, dns.RcodeServerFailure)
+		m.RecursionAvailable = true
+		_ = w.WriteMsg(m)
+		return
+	}
+	defer d.forwards.release(src)
 	netw := "udp"
 	if _, ok := w.RemoteAddr().(*net.TCPAddr); ok {
 		netw = "tcp"
+	} else if opt := r.IsEdns0(); opt != nil && opt.UDPSize() > maxUDPAnswer {
+		opt.SetUDPSize(maxUDPAnswer) // upstream answers within it (maxUDPAnswer)
 	}
 	var errs error
 	for _, up := range d.cfg.Upstreams {

@@ -1,11 +1,13 @@
 package node
 
 import (
+	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -121,10 +123,16 @@ func TestLeaderRefusesForgedCommands(t *testing.T) {
 		}
 		return tk
 	}
-	forged := fsm.TaskStatus{NodeID: "node-b", Statuses: []api.TaskStatus{{TaskID: "task-b", State: api.TaskRunning, IP: "10.42.66.66"}}}
+	// An address in node b's own /24 (ownTaskAddrs drops others).
+	bnode, err := l.cl.store.Node("node-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bIP := netip.MustParsePrefix(bnode.Subnet).Addr().Next().Next().String()
+	forged := fsm.TaskStatus{NodeID: "node-b", Statuses: []api.TaskStatus{{TaskID: "task-b", State: api.TaskRunning, IP: bIP}}}
 
 	// Node w claims to be node b and reports b's task running at its own IP.
-	err := l.apply(t, "node-w", forged)
+	err = l.apply(t, "node-w", forged)
 	if !errors.Is(err, authz.ErrForbidden) || !strings.Contains(err.Error(), "own tasks") {
 		t.Fatalf("forged TaskStatus: %v, want a forbidden refusal", err)
 	}
@@ -135,7 +143,7 @@ func TestLeaderRefusesForgedCommands(t *testing.T) {
 	if err := l.apply(t, "node-b", forged); err != nil {
 		t.Fatalf("own TaskStatus: %v", err)
 	}
-	if got := task(); got.State != api.TaskRunning || got.IP != "10.42.66.66" {
+	if got := task(); got.State != api.TaskRunning || got.IP != bIP {
 		t.Fatalf("own TaskStatus not applied: state %s ip %s", got.State, got.IP)
 	}
 
@@ -310,5 +318,68 @@ func TestWorkerAPIRefusesWrites(t *testing.T) {
 	code, body = do(t, h, "POST", "/v1/nodes/node-b/update", `{"availability":"drain"}`)
 	if code != http.StatusOK {
 		t.Fatalf("node update on a manager: %d %s", code, body)
+	}
+}
+
+// TestWorkerCannotRotateCA: a CA rotation re-issues every node's
+// certificate; like a token rotation it is an admin change a worker's
+// certificate (and a worker's API) may not ask for.
+func TestWorkerCannotRotateCA(t *testing.T) {
+	l := startTestLeader(t)
+	before := l.cl.store.Cluster().CACertPEM
+	var resp wire.CARotateResponse
+	err := callRPC(rpcCtx(t), l.addr, l.pki.client("node-w"), wire.MethodCARotate, nil, &resp, nil)
+	if !errors.Is(err, authz.ErrWorker) {
+		t.Fatalf("CA rotation asked by a worker: %v, want ErrWorker", err)
+	}
+	if c := l.cl.store.Cluster(); !bytes.Equal(c.CACertPEM, before) || c.PrevCACertPEM != nil {
+		t.Fatal("a worker's request rotated the CA")
+	}
+	// A worker's own API refuses it too.
+	self := l.a.id.NodeID
+	if _, err := l.cl.raft.Apply(rpcCtx(t), fsm.UpdateNode{ID: self, Update: api.NodeUpdate{Role: api.RoleWorker}, Now: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	code, body := do(t, l.a.routes(), "POST", "/v1/ca/rotate?wait=1s", "")
+	if code != http.StatusForbidden || !strings.Contains(string(body), "worker") {
+		t.Fatalf("ca rotate on a worker: %d %s", code, body)
+	}
+}
+
+// TestLeaderDropsTaskAddressesOutsideTheNode: a node reports its own
+// tasks, but their addresses must be its own too: one outside its share
+// of the task's network (another container's, a host's) would have every
+// node send the service's traffic there. The rest of the report stands.
+func TestLeaderDropsTaskAddressesOutsideTheNode(t *testing.T) {
+	l := startTestLeader(t)
+	b, err := l.cl.store.Node("node-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := netip.MustParsePrefix(b.Subnet)
+	own := sub.Addr().Next().Next().String()
+	foreign := "10.42.250.7"
+	if sub.Contains(netip.MustParseAddr(foreign)) {
+		t.Fatalf("node b's subnet %s holds %s", sub, foreign)
+	}
+	report := fsm.TaskStatus{NodeID: "node-b", Statuses: []api.TaskStatus{{TaskID: "task-b", State: api.TaskStarting,
+		IP: foreign, IPs: map[string]string{api.DefaultNetwork: "192.168.1.10", "other": own}}}}
+	if err := l.apply(t, "node-b", report); err != nil {
+		t.Fatalf("report: %v", err)
+	}
+	tk, err := l.cl.store.Task("task-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tk.State != api.TaskStarting || tk.IP != "" || len(tk.IPs) != 0 {
+		t.Fatalf("task after a report with foreign addresses: state %s ip %q ips %v; want starting without addresses", tk.State, tk.IP, tk.IPs)
+	}
+	// Its own addresses are kept, in a batch too.
+	report.Statuses[0] = api.TaskStatus{TaskID: "task-b", State: api.TaskRunning, IP: own, IPs: map[string]string{api.DefaultNetwork: own}}
+	if err := l.apply(t, "node-b", fsm.Batch{Commands: []fsm.Command{report}}); err != nil {
+		t.Fatalf("own report: %v", err)
+	}
+	if tk, _ = l.cl.store.Task("task-b"); tk.State != api.TaskRunning || tk.IP != own || tk.IPs[api.DefaultNetwork] != own {
+		t.Fatalf("task after its own addresses: state %s ip %q ips %v", tk.State, tk.IP, tk.IPs)
 	}
 }

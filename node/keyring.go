@@ -118,6 +118,9 @@ func (a *Agent) rotateCA(ctx context.Context, wait time.Duration) (api.CARotateR
 	if err != nil {
 		return api.CARotateResponse{}, err
 	}
+	if err := a.localWriteAllowed(cl); err != nil {
+		return api.CARotateResponse{}, err
+	}
 	out, err := a.keeper(cl).RotateCAAndWait(ctx, wait)
 	if err != nil {
 		return api.CARotateResponse{}, err

@@ -62,11 +62,17 @@ type Limits struct {
 	// milliseconds, a joiner needs one.
 	MaxAnon      int
 	MaxAnonPerIP int
+	// MaxPerPeer bounds the open connections of one certified node (0:
+	// no bound): a node holds a few (raft, a status report, log streams of
+	// `service logs -f`), and without a bound a single certificate could
+	// hold all MaxConns (a follow of a quiet task's logs stays open for
+	// good), locking every other node out of the port.
+	MaxPerPeer int
 }
 
 // DefaultLimits are the caps of a production agent.
 func DefaultLimits() Limits {
-	return Limits{MaxConns: 2048, MaxAnon: 256, MaxAnonPerIP: 32}
+	return Limits{MaxConns: 2048, MaxAnon: 256, MaxAnonPerIP: 32, MaxPerPeer: 256}
 }
 
 // Fence is the cluster epoch the Raft handshake presents and judges (the
@@ -123,6 +129,7 @@ type Mux struct {
 	open     int
 	anon     int
 	anonByIP map[string]int
+	byPeer   map[string]int // open certified connections by node ID
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -142,6 +149,7 @@ func NewMux(cfg MuxConfig) *Mux {
 		closed:   make(chan struct{}),
 		limits:   DefaultLimits(),
 		anonByIP: map[string]int{},
+		byPeer:   map[string]int{},
 	}
 }
 
@@ -169,11 +177,18 @@ func (m *Mux) admit(ip string) bool {
 	return true
 }
 
-// authenticated moves a connection from ip out of the unauthenticated count.
-func (m *Mux) authenticated(ip string) {
+// authenticated moves a connection from ip out of the unauthenticated
+// count and counts it for peerID; false (not counted for the peer) when
+// the peer is at MaxPerPeer.
+func (m *Mux) authenticated(ip, peerID string) bool {
 	m.countMu.Lock()
 	defer m.countMu.Unlock()
 	m.dropAnonLocked(ip)
+	if m.limits.MaxPerPeer > 0 && m.byPeer[peerID] >= m.limits.MaxPerPeer {
+		return false
+	}
+	m.byPeer[peerID]++
+	return true
 }
 
 func (m *Mux) dropAnonLocked(ip string) {
@@ -183,13 +198,19 @@ func (m *Mux) dropAnonLocked(ip string) {
 	}
 }
 
-// release forgets a closed connection.
-func (m *Mux) release(ip string, anon bool) {
+// release forgets a closed connection; peer is the node it was counted
+// for ("" for none).
+func (m *Mux) release(ip string, anon bool, peer string) {
 	m.countMu.Lock()
 	defer m.countMu.Unlock()
 	m.open--
 	if anon {
 		m.dropAnonLocked(ip)
+	}
+	if peer != "" {
+		if m.byPeer[peer]--; m.byPeer[peer] <= 0 {
+			delete(m.byPeer, peer)
+		}
 	}
 }
 
@@ -249,11 +270,12 @@ func (m *Mux) Run(ctx context.Context) error {
 // handle runs one accepted connection; it owns its slot in the counts.
 func (m *Mux) handle(c net.Conn, ip string) {
 	anon := true
+	peer := "" // the node this connection is counted for
 	tracked := c
 	if m.conns != nil {
 		tracked = m.conns.Track(c)
 	}
-	cc := &countedConn{Conn: tracked, release: func() { m.release(ip, anon) }, limit: maxAnonBytes}
+	cc := &countedConn{Conn: tracked, release: func() { m.release(ip, anon, peer) }, limit: maxAnonBytes}
 	tc := tls.Server(cc, m.tlsCfg)
 	_ = tc.SetDeadline(time.Now().Add(handshakeTimeout))
 	if err := tc.Handshake(); err != nil {
@@ -271,9 +293,15 @@ func (m *Mux) handle(c net.Conn, ip string) {
 		if m.conns != nil {
 			m.conns.Identify(tracked, pki.Serial(tc.ConnectionState().PeerCertificates[0]), peerID)
 		}
-		m.authenticated(ip)
+		counted := m.authenticated(ip, peerID)
 		anon = false // read by release, which runs in this goroutine or after it
 		cc.authed.Store(true)
+		if !counted {
+			m.log.Warn("cluster port: too many connections from one node", "node_id", api.ShortID(peerID), "remote", c.RemoteAddr())
+			_ = tc.Close()
+			return
+		}
+		peer = peerID
 	}
 	switch b[0] {
 	case ProtoRaft:

@@ -77,6 +77,8 @@ func testMethods(method string) Handler {
 		return Unary("echo request", func(_ context.Context, peerID string, req echoRequest) (any, error) {
 			return map[string]string{"peer": peerID, "text": req.Text}, nil
 		})
+	case "big":
+		return NoBody(func(context.Context, string) (any, error) { return strings.Repeat("x", 32<<20), nil })
 	}
 	return nil
 }
@@ -605,5 +607,72 @@ func TestCallBoundsAnswerLine(t *testing.T) {
 	err := (Dialer{}).Call(rpcCtx(t), s.addr, s.pki.client("node-b"), "echo", echoRequest{Text: strings.Repeat("x", 8<<10)}, &out, nil)
 	if !errors.Is(err, wire.ErrLineTooLong) {
 		t.Fatalf("an answer line over the bound: %v, want ErrLineTooLong", err)
+	}
+}
+
+// TestReplyWriteDeadline: a certified peer that asks for a big answer and
+// never reads it held the handler (and its connection slot) for good; the
+// answer's write now fails after replyWriteTimeout and the connection
+// closes.
+func TestReplyWriteDeadline(t *testing.T) {
+	// Restored after the server's cleanup (cleanups run last first).
+	t.Cleanup(func(d time.Duration) func() { return func() { replyWriteTimeout = d } }(replyWriteTimeout))
+	replyWriteTimeout = 500 * time.Millisecond
+	s := startServer(t, nil)
+	c, err := (Dialer{}).Dial(s.addr, time.Second, s.pki.client("node-b"), ProtoRPC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte(`{"method":"big"}` + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the connection was accepted", func() bool { open, _ := s.m.Counts(); return open == 1 })
+	waitFor(t, "the handler gave up on a peer that does not read", func() bool { open, _ := s.m.Counts(); return open == 0 })
+}
+
+// TestMuxLimitsConnectionsPerPeer: one certified node cannot hold all of
+// the port's connections (a `logs -f` of a quiet task stays open for
+// good); the others are still served.
+func TestMuxLimitsConnectionsPerPeer(t *testing.T) {
+	s := startServer(t, nil)
+	s.m.SetLimits(Limits{MaxConns: 100, MaxAnon: 50, MaxAnonPerIP: 50, MaxPerPeer: 2})
+	var conns []*tls.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	// RPC connections that send no request line are held by the server.
+	for range 3 {
+		c, err := (Dialer{}).Dial(s.addr, time.Second, s.pki.client("node-b"), ProtoRPC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	waitFor(t, "node b's connections counted", func() bool { open, anon := s.m.Counts(); return open == 2 && anon == 0 })
+	closedByServer := 0
+	for _, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); errors.Is(err, io.EOF) {
+			closedByServer++
+		}
+	}
+	if closedByServer != 1 {
+		t.Fatalf("%d of node b's 3 connections closed by the server, want 1", closedByServer)
+	}
+	// Another node is served.
+	var out map[string]string
+	if err := (Dialer{}).Call(rpcCtx(t), s.addr, s.pki.client("node-c"), wire.MethodPing, nil, &out, nil); err != nil {
+		t.Fatalf("another node while node b is at its cap: %v", err)
+	}
+	// Node b's slots come back when its connections close.
+	for _, c := range conns {
+		c.Close()
+	}
+	waitFor(t, "slots released", func() bool { open, _ := s.m.Counts(); return open == 0 })
+	if err := (Dialer{}).Call(rpcCtx(t), s.addr, s.pki.client("node-b"), wire.MethodPing, nil, &out, nil); err != nil {
+		t.Fatalf("node b after closing its connections: %v", err)
 	}
 }

@@ -56,6 +56,12 @@ const (
 // node's usage every few seconds.
 var maxAnswerLine = 64 << 20
 
+// replyWriteTimeout bounds writing the response line: a peer that stops
+// reading while keeping the connection open (a zero window) otherwise held
+// the handler, its goroutine and one of the port's MaxConns for good once
+// the answer outgrew the socket buffers (a task's secrets, a peer list).
+var replyWriteTimeout = 30 * time.Second
+
 // Call is one RPC on the server side. A handler owns it until it returns;
 // the server then closes the connection.
 type Call struct {
@@ -71,8 +77,9 @@ type Call struct {
 	Req wire.Request
 }
 
-// Reply writes the response line; for streaming methods the caller then
-// writes raw bytes to Conn.
+// Reply writes the response line within replyWriteTimeout; for streaming
+// methods the caller then writes raw bytes to Conn, with deadlines of its
+// own.
 func (c *Call) Reply(body any, err error) error {
 	var resp wire.Response
 	if err != nil {
@@ -87,7 +94,9 @@ func (c *Call) Reply(body any, err error) error {
 	}
 	b, _ := json.Marshal(resp)
 	b = append(b, '\n')
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(replyWriteTimeout))
 	_, werr := c.Conn.Write(b)
+	_ = c.Conn.SetWriteDeadline(time.Time{})
 	return werr
 }
 

@@ -50,7 +50,8 @@ type Logs func(ctx context.Context, containerID string, opts runtime.LogOptions)
 // connection after the answer.
 type Caller func(ctx context.Context, addr, method string, body, out any, stream func(io.Reader) error) error
 
-// ServeBlob answers wire.MethodBlob: the blob's size, then its bytes.
+// ServeBlob answers wire.MethodBlob: the blob's size, then its bytes, each
+// write within logWriteTimeout.
 func ServeBlob(store Store, call *clusterport.Call) {
 	var req wire.BlobRequest
 	if err := json.Unmarshal(call.Req.Body, &req); err != nil {
@@ -66,7 +67,9 @@ func ServeBlob(store Store, call *clusterport.Call) {
 	if err := call.Reply(wire.BlobResponse{Size: size}, nil); err != nil {
 		return
 	}
-	_, _ = io.Copy(call.Conn, rc)
+	// A peer that stops reading must not hold the handler, the open blob
+	// and a connection of the port for good.
+	_, _ = io.Copy(deadlineWriter{call.Conn}, rc)
 }
 
 // ServeManifest answers wire.MethodManifest with the image's descriptor.
@@ -174,10 +177,11 @@ func RemoteLogs(ctx context.Context, call Caller, addr, containerID string, opts
 // without end with one endless line.
 const maxRemoteLogLine = 4 << 20
 
-// logWriteTimeout bounds one write of the log stream to a peer: one that
-// stops reading while keeping the connection open would otherwise hold
-// the handler, and the container's log follower, for good.
-const logWriteTimeout = 30 * time.Second
+// logWriteTimeout bounds one write of the log stream (and of a blob) to a
+// peer: one that stops reading while keeping the connection open would
+// otherwise hold the handler, and the container's log follower or the open
+// blob, for good. A variable for tests.
+var logWriteTimeout = 30 * time.Second
 
 // Creds returns the credentials for a pull from the image's registry; nil
 // means anonymous. Ensure calls it only when it has to pull (a task's

@@ -445,3 +445,48 @@ func (infiniteX) Read(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// TestServeBlobWriteDeadline: a peer that asks for a blob and never reads
+// it held the handler, the open blob and a connection of the port for
+// good; each write now fails after logWriteTimeout.
+func TestServeBlobWriteDeadline(t *testing.T) {
+	// Restored after the server's cleanup (cleanups run last first).
+	t.Cleanup(func(d time.Duration) func() { return func() { logWriteTimeout = d } }(logWriteTimeout))
+	logWriteTimeout = 500 * time.Millisecond
+	store := newFakeStore()
+	store.blobs["sha256:big"] = bytes.Repeat([]byte("x"), 32<<20)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	methods := func(string) clusterport.Handler {
+		return func(_ context.Context, call *clusterport.Call) {
+			ServeBlob(store, call)
+			close(served)
+		}
+	}
+	m := clusterport.NewMux(clusterport.MuxConfig{
+		Listener: ln, TLS: pki.ServerTLS(certFor(t, "holder"), ca(t).Pool(), nil),
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		RPC: func(c *tls.Conn) { clusterport.Serve(ctx, c, methods) },
+	})
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	c, err := clusterport.Dialer{}.Dial(ln.Addr().String(), time.Second, pki.ClientTLS(certFor(t, "fetcher"), ca(t).Pool()), clusterport.ProtoRPC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte(`{"method":"blob","body":{"digest":"sha256:big"}}` + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-served:
+	case <-time.After(10 * time.Second):
+		t.Fatal("ServeBlob still writing to a peer that does not read")
+	}
+}

@@ -105,11 +105,17 @@ func (k *Keeper) AnswerRenew(ctx context.Context, peerID string, req wire.RenewR
 }
 
 // AnswerCARotate starts a CA rotation on the leader (wire.MethodCARotate).
-// Allowed callers: any node of the cluster's state (an admin operation from
-// any node's API, as forwarded writes are).
+// Allowed callers: any node of the cluster's state whose root is an admin
+// (an admin operation from any node's API, as forwarded writes are): a
+// rotation changes the cluster as a token rotation does, so it needs
+// Authorize's consent to fsm.RotateToken, which a worker's root lacks.
 func (k *Keeper) AnswerCARotate(ctx context.Context, peerID string) (*wire.CARotateResponse, error) {
 	if _, err := k.Store.Node(peerID); err != nil {
 		return nil, notMember(peerID)
+	}
+	if err := k.Authorize(peerID, fsm.RotateToken{}); err != nil {
+		k.Log.Warn("refused a CA rotation", "node_id", api.ShortID(peerID), "err", err)
+		return nil, err
 	}
 	if !k.Raft.IsLeader() {
 		return nil, consensus.ErrNotLeader

@@ -276,6 +276,7 @@ func (w *Writer) ApplyNodeCommand(ctx context.Context, peerID string, enc []byte
 		w.log.Warn("refused a command from a node", "node_id", api.ShortID(peerID), "command", authz.TypeName(cmd), "err", err)
 		return nil, err
 	}
+	cmd = w.ownTaskAddrs(peerID, cmd)
 	return applyResult(w.cfg.Raft.Apply(ctx, cmd))
 }
 
