@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -381,5 +382,43 @@ func TestLeaderDropsTaskAddressesOutsideTheNode(t *testing.T) {
 	}
 	if tk, _ = l.cl.store.Task("task-b"); tk.State != api.TaskRunning || tk.IP != own || tk.IPs[api.DefaultNetwork] != own {
 		t.Fatalf("task after its own addresses: state %s ip %q ips %v", tk.State, tk.IP, tk.IPs)
+	}
+}
+
+// TestWorkerCannotMoveImageTags: image tags name images cluster-wide (a
+// service's image resolves through them), so a worker — whose root may not
+// change the cluster — records its own images with the tags no other image
+// holds, and cannot rewrite the record of an image others announced; a
+// manager's node still moves a tag.
+func TestWorkerCannotMoveImageTags(t *testing.T) {
+	l := startTestLeader(t)
+	web := api.Image{ID: "sha256:web1", Tags: []string{"web:latest"}, Layers: []string{"sha256:l1"}, Source: "import", Nodes: []string{"node-b"}}
+	if err := l.apply(t, "node-b", fsm.UpsertImage{Image: web}); err != nil {
+		t.Fatal(err)
+	}
+	evil := api.Image{ID: "sha256:evil", Tags: []string{"web:latest", "evil:1"}, Nodes: []string{"node-w"}}
+	if err := l.apply(t, "node-w", fsm.Batch{Commands: []fsm.Command{fsm.UpsertImage{Image: evil}}}); err != nil {
+		t.Fatalf("worker's own image: %v", err)
+	}
+	if img, err := l.cl.store.ResolveImage("web:latest"); err != nil || img.ID != web.ID {
+		t.Fatalf("web:latest resolves to %v (%v), want %s", img, err, web.ID)
+	}
+	if img, err := l.cl.store.Image(evil.ID); err != nil || !slices.Equal(img.Tags, []string{"evil:1"}) {
+		t.Fatalf("the worker's image: %+v (%v), want it recorded with evil:1 alone", img, err)
+	}
+	rewrite := api.Image{ID: web.ID, Layers: []string{"sha256:other"}, Source: "pull evil", Nodes: []string{"node-w"}}
+	if err := l.apply(t, "node-w", fsm.UpsertImage{Image: rewrite}); err != nil {
+		t.Fatalf("worker holding web: %v", err)
+	}
+	img, err := l.cl.store.Image(web.ID)
+	if err != nil || !slices.Equal(img.Layers, web.Layers) || img.Source != web.Source || !slices.Equal(img.Nodes, []string{"node-b", "node-w"}) {
+		t.Fatalf("web after a worker's rewrite: %+v (%v); want its layers and source kept and node-w added as a holder", img, err)
+	}
+	web2 := api.Image{ID: "sha256:web2", Tags: []string{"web:latest"}, Nodes: []string{"node-b"}}
+	if err := l.apply(t, "node-b", fsm.UpsertImage{Image: web2}); err != nil {
+		t.Fatal(err)
+	}
+	if img, err := l.cl.store.ResolveImage("web:latest"); err != nil || img.ID != web2.ID {
+		t.Fatalf("a manager's tag move: web:latest resolves to %v (%v), want %s", img, err, web2.ID)
 	}
 }

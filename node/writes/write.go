@@ -277,6 +277,9 @@ func (w *Writer) ApplyNodeCommand(ctx context.Context, peerID string, enc []byte
 		return nil, err
 	}
 	cmd = w.ownTaskAddrs(peerID, cmd)
+	if c.Worker {
+		cmd = w.workerImageRecords(peerID, cmd)
+	}
 	return applyResult(w.cfg.Raft.Apply(ctx, cmd))
 }
 
