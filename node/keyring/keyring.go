@@ -259,6 +259,8 @@ type Keeper struct {
 	Forward   ForwardFunc
 	Authorize func(peerID string, cmd fsm.Command) error
 	Alive     func(id string) bool
+
+	renewals renewLimiter // AnswerRenew's per-node bound
 }
 
 // keysState is what the keys loop knows of this node's TLS files; only the

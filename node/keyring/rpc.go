@@ -11,6 +11,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
@@ -101,7 +103,67 @@ func (k *Keeper) AnswerRenew(ctx context.Context, peerID string, req wire.RenewR
 	if !k.Raft.IsLeader() {
 		return nil, consensus.ErrNotLeader
 	}
-	return k.Issue(ctx, peerID, req.CSR)
+	if k.renewals.full(peerID, time.Now()) {
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s renewed its certificate %d times within %s: try again later", api.ShortID(peerID), renewMax, renewWindow)}
+	}
+	resp, err := k.Issue(ctx, peerID, req.CSR)
+	if err == nil {
+		k.renewals.record(peerID, time.Now())
+	}
+	return resp, err
+}
+
+// renewMax renewals per node within renewWindow: a renewal revokes the
+// certificate it replaces, and the revocation list (in Raft, on every
+// node) is never trimmed, so a member that renewed in a loop grew every
+// node's state and made the leader sign and propose without bound. A node
+// renews at 1/2–2/3 of its certificate's life, once after a CA rotation
+// and once after an address change: six an hour leave room for all of
+// those at once; a refused node retries after its backoff.
+const (
+	renewMax    = 6
+	renewWindow = time.Hour
+)
+
+// renewLimiter counts each node's renewals within renewWindow (leader,
+// in memory: a new leader starts afresh, which only resets the count).
+// Only renewals that went through count: a node whose renewals failed on
+// the leader's side (no quorum) is not held up once it recovers.
+type renewLimiter struct {
+	mu     sync.Mutex
+	recent map[string][]time.Time
+}
+
+// full reports whether node id made renewMax renewals within the window
+// before now.
+func (l *renewLimiter) full(id string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.pruneLocked(id, now)) >= renewMax
+}
+
+// record counts a renewal of node id at now.
+func (l *renewLimiter) record(id string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.recent[id] = append(l.pruneLocked(id, now), now)
+}
+
+// pruneLocked drops renewals older than the window (and nodes with none
+// left) and returns id's.
+func (l *renewLimiter) pruneLocked(id string, now time.Time) []time.Time {
+	if l.recent == nil {
+		l.recent = map[string][]time.Time{}
+	}
+	for k, ts := range l.recent {
+		ts = slices.DeleteFunc(ts, func(t time.Time) bool { return now.Sub(t) >= renewWindow })
+		if len(ts) == 0 {
+			delete(l.recent, k)
+		} else {
+			l.recent[k] = ts
+		}
+	}
+	return l.recent[id]
 }
 
 // AnswerCARotate starts a CA rotation on the leader (wire.MethodCARotate).
