@@ -20,26 +20,7 @@ import (
 // keep moving tags (their root is an admin). The report itself is kept, as
 // in ownTaskAddrs: refusing the batch would stop the node's other reports.
 func (w *Writer) workerImageRecords(id string, cmd fsm.Command) fsm.Command {
-	switch c := cmd.(type) {
-	case fsm.UpsertImage:
-		return w.workerImageRecord(id, c)
-	case *fsm.UpsertImage:
-		c2 := w.workerImageRecord(id, *c)
-		return &c2
-	case fsm.Batch:
-		return fsm.Batch{Commands: w.workerBatchImages(id, c.Commands)}
-	case *fsm.Batch:
-		return &fsm.Batch{Commands: w.workerBatchImages(id, c.Commands)}
-	}
-	return cmd
-}
-
-func (w *Writer) workerBatchImages(id string, cmds []fsm.Command) []fsm.Command {
-	out := make([]fsm.Command, len(cmds))
-	for i, inner := range cmds {
-		out[i] = w.workerImageRecords(id, inner)
-	}
-	return out
+	return eachOf(cmd, func(c fsm.UpsertImage) fsm.UpsertImage { return w.workerImageRecord(id, c) })
 }
 
 func (w *Writer) workerImageRecord(id string, c fsm.UpsertImage) fsm.UpsertImage {

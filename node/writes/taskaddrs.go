@@ -19,26 +19,42 @@ import (
 // networks (the DNS views). The report itself is kept: refusing the batch
 // would stop the node's other reports, which it retries as they are.
 func (w *Writer) ownTaskAddrs(id string, cmd fsm.Command) fsm.Command {
-	switch c := cmd.(type) {
-	case fsm.TaskStatus:
-		return w.ownTaskStatusAddrs(id, c)
-	case *fsm.TaskStatus:
-		c2 := w.ownTaskStatusAddrs(id, *c)
-		return &c2
-	case fsm.Batch:
-		return fsm.Batch{Commands: w.ownBatchAddrs(id, c.Commands)}
-	case *fsm.Batch:
-		return &fsm.Batch{Commands: w.ownBatchAddrs(id, c.Commands)}
-	}
-	return cmd
+	return eachOf(cmd, func(c fsm.TaskStatus) fsm.TaskStatus { return w.ownTaskStatusAddrs(id, c) })
 }
 
-func (w *Writer) ownBatchAddrs(id string, cmds []fsm.Command) []fsm.Command {
-	out := make([]fsm.Command, len(cmds))
-	for i, inner := range cmds {
-		out[i] = w.ownTaskAddrs(id, inner)
+// eachOf returns cmd with f applied to every command of type T in it (as
+// a value or a pointer, in batches too).
+func eachOf[T fsm.Command](cmd fsm.Command, f func(T) T) fsm.Command {
+	return eachCommand(cmd, func(cmd fsm.Command) fsm.Command {
+		switch c := any(cmd).(type) {
+		case T:
+			return f(c)
+		case *T:
+			v := f(*c)
+			return any(&v).(fsm.Command)
+		}
+		return cmd
+	})
+}
+
+// eachCommand returns cmd with f applied to it, or to each command of a
+// batch (nested batches too): how the leader trims what a node's report
+// says beyond itself.
+func eachCommand(cmd fsm.Command, f func(fsm.Command) fsm.Command) fsm.Command {
+	each := func(cmds []fsm.Command) []fsm.Command {
+		out := make([]fsm.Command, len(cmds))
+		for i, inner := range cmds {
+			out[i] = eachCommand(inner, f)
+		}
+		return out
 	}
-	return out
+	switch c := cmd.(type) {
+	case fsm.Batch:
+		return fsm.Batch{Commands: each(c.Commands)}
+	case *fsm.Batch:
+		return &fsm.Batch{Commands: each(c.Commands)}
+	}
+	return f(cmd)
 }
 
 func (w *Writer) ownTaskStatusAddrs(id string, c fsm.TaskStatus) fsm.TaskStatus {
