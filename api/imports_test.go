@@ -67,6 +67,10 @@ var importRules = []importRule{
 	// round (the log store's ErrLogUnreadable is re-exported).
 	{"consensus", []string{"api", "api/atomicfile", "consensus/logstore"}},
 	{"runtime/...", []string{"api", "api/atomicfile", "runtime/..."}},
+	// The layer unpacker (runtime/image/unpack/README.md): untrusted bytes
+	// to disk, so nothing of this module; the image store imports it (and
+	// re-exports its sentinel errors and Limits), never the other way round.
+	{"runtime/image/unpack/...", []string{"runtime/image/unpack/..."}},
 	// The OCI spec builder (runtime/ocispec/README.md): pure, so the
 	// runtime imports it and it never imports the runtime back.
 	{"runtime/ocispec/...", []string{"api", "runtime/ocispec/..."}},

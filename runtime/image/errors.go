@@ -1,16 +1,22 @@
 package image
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/shoal-org/shoal/runtime/image/unpack"
+)
 
 // Errors returned by the store and the unpacker. Callers test them with
 // errors.Is; every returned error wraps one of these when the cause is known.
+// ErrInvalidArchive and ErrTooLarge are the unpacker's own values, so one
+// errors.Is matches a refusal from either package.
 var (
 	// ErrInvalidArchive: a tarball, archive, descriptor or config is
 	// malformed, truncated or hostile (path escapes, device nodes, ...).
-	ErrInvalidArchive = errors.New("invalid image archive")
+	ErrInvalidArchive = unpack.ErrInvalidArchive
 	// ErrTooLarge: a layer exceeds Limits, or a manifest, index or image
 	// config is larger than any real one (16 MiB).
-	ErrTooLarge = errors.New("layer exceeds limits")
+	ErrTooLarge = unpack.ErrTooLarge
 	// ErrDigestMismatch: content does not hash to the digest it was
 	// announced with. Nothing is stored.
 	ErrDigestMismatch = errors.New("digest mismatch")

@@ -26,6 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/image/unpack"
 )
 
 // DefaultPlatform is the platform picked from multi-platform images.
@@ -65,7 +66,7 @@ func (s *Store) Import(ctx context.Context, r io.Reader, ref string) (api.Image,
 	if err != nil {
 		return api.Image{}, fmt.Errorf("import %s: %w", ref, err)
 	}
-	diffID, size, err := Unpack(ctx, src, tmp, s.cfg.Limits)
+	diffID, size, err := unpack.Unpack(ctx, src, tmp, s.cfg.Limits)
 	if err != nil {
 		return api.Image{}, fmt.Errorf("import %s: %w", ref, err)
 	}
@@ -190,15 +191,15 @@ func (s *Store) Load(ctx context.Context, r io.Reader) ([]api.Image, error) {
 	}
 	defer os.Remove(spool.Name())
 	defer spool.Close()
-	dr, closeFn, err := Decompress(ctxReader{ctx, r})
+	dr, closeFn, err := unpack.Decompress(unpack.CtxReader{Ctx: ctx, R: r})
 	if err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
-	limit := s.cfg.Limits.withDefaults().MaxTotalSize
+	limit := s.cfg.Limits.WithDefaults().MaxTotalSize
 	n, err := io.Copy(spool, io.LimitReader(dr, limit+1))
 	closeFn()
 	if err != nil {
-		return nil, archiveErr(ctx, "load: spool archive", err)
+		return nil, unpack.ArchiveErr(ctx, "load: spool archive", err)
 	}
 	if n > limit {
 		return nil, fmt.Errorf("load: %w: archive larger than %d bytes", ErrTooLarge, limit)
@@ -236,7 +237,7 @@ func tarNames(p string) (map[string]bool, tarIndex, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: %v", ErrInvalidArchive, err)
 		}
-		if rel, err := cleanPath(hdr.Name); err == nil {
+		if rel, err := unpack.CleanPath(hdr.Name); err == nil {
 			names[rel] = true
 		}
 		if k := path.Clean(hdr.Name); ents[k] == nil {
@@ -474,7 +475,7 @@ func extractPlain(ctx context.Context, p, dir string) error {
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrInvalidArchive, err)
 		}
-		rel, err := cleanPath(hdr.Name)
+		rel, err := unpack.CleanPath(hdr.Name)
 		if err != nil {
 			return err
 		}

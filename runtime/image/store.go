@@ -40,7 +40,12 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/api/atomicfile"
+	"github.com/shoal-org/shoal/runtime/image/unpack"
 )
+
+// Limits is the unpacker's: one set of bounds for a layer, a blob and a
+// loaded archive. The alias keeps image.Limits for the store's callers.
+type Limits = unpack.Limits
 
 // Config configures a Store. It is not changed after Open.
 type Config struct {
@@ -60,7 +65,7 @@ type Config struct {
 
 // DefaultConfig returns a Config rooted at root with default limits.
 func DefaultConfig(root string) Config {
-	return Config{Root: root, Limits: DefaultLimits(), Now: time.Now, Logger: slog.Default()}
+	return Config{Root: root, Limits: unpack.DefaultLimits(), Now: time.Now, Logger: slog.Default()}
 }
 
 // Validate reports a Config that Open cannot use.
@@ -652,7 +657,7 @@ func (s *Store) IngestBlob(digest string, size int64, r io.Reader) error {
 	if err := validDigest(digest); err != nil {
 		return err
 	}
-	limit := s.cfg.Limits.withDefaults().MaxTotalSize
+	limit := s.cfg.Limits.WithDefaults().MaxTotalSize
 	if size > limit {
 		return fmt.Errorf("ingest blob %s: %w: %d bytes, more than %d", digest, ErrTooLarge, size, limit)
 	}
@@ -664,7 +669,7 @@ func (s *Store) IngestBlob(digest string, size int64, r io.Reader) error {
 	}
 	s.gcMu.RLock()
 	defer s.gcMu.RUnlock()
-	cr := &countingReader{r: io.LimitReader(r, limit+1)}
+	cr := &unpack.CountingReader{R: io.LimitReader(r, limit+1)}
 	w, err := s.newBlobWriter()
 	if err != nil {
 		return fmt.Errorf("ingest blob: %w", err)
@@ -674,10 +679,10 @@ func (s *Store) IngestBlob(digest string, size int64, r io.Reader) error {
 		return fmt.Errorf("ingest blob: write blob %s: %w", digest, err)
 	}
 	switch {
-	case cr.n > limit:
+	case cr.N > limit:
 		return fmt.Errorf("ingest blob %s: %w: more than %d bytes", digest, ErrTooLarge, limit)
-	case size > 0 && cr.n != size:
-		return fmt.Errorf("ingest blob %s: %d bytes, the descriptor says %d: %w", digest, cr.n, size, ErrDigestMismatch)
+	case size > 0 && cr.N != size:
+		return fmt.Errorf("ingest blob %s: %d bytes, the descriptor says %d: %w", digest, cr.N, size, ErrDigestMismatch)
 	}
 	if _, _, err := w.commit(digest); err != nil {
 		return fmt.Errorf("ingest blob: %w", err)
@@ -864,7 +869,7 @@ func wrapSrc(sentinel, err error) error {
 // unpackVerified unpacks r into tmp and checks the diffID; on mismatch tmp is
 // removed.
 func (s *Store) unpackVerified(ctx context.Context, r io.Reader, tmp, diffID string) (int64, error) {
-	got, size, err := Unpack(ctx, r, tmp, s.cfg.Limits)
+	got, size, err := unpack.Unpack(ctx, r, tmp, s.cfg.Limits)
 	if err != nil {
 		return 0, fmt.Errorf("layer %s: %w", diffID, err)
 	}

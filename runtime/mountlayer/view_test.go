@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/shoal-org/shoal/runtime/image"
+	"github.com/shoal-org/shoal/runtime/image/unpack"
 )
 
 // tarEntry is one entry of a test layer archive; names follow the tar
@@ -46,7 +46,7 @@ func unpackLayers(t *testing.T, layers ...[]tarEntry) []string {
 			t.Fatal(err)
 		}
 		d := filepath.Join(dir, "l"+string(rune('0'+i)))
-		if _, _, err := image.Unpack(context.Background(), &buf, d, image.Limits{}); err != nil {
+		if _, _, err := unpack.Unpack(context.Background(), &buf, d, unpack.Limits{}); err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, d)

@@ -1,4 +1,4 @@
-package image
+package unpack
 
 import (
 	"archive/tar"
@@ -224,9 +224,9 @@ func TestCleanPath(t *testing.T) {
 		{"a/.wh.b", "a/.wh.b", false},
 	}
 	for _, tc := range tests {
-		got, err := cleanPath(tc.in)
+		got, err := CleanPath(tc.in)
 		if (err != nil) != tc.err || got != tc.want {
-			t.Errorf("cleanPath(%q) = %q, %v; want %q, err=%v", tc.in, got, err, tc.want, tc.err)
+			t.Errorf("CleanPath(%q) = %q, %v; want %q, err=%v", tc.in, got, err, tc.want, tc.err)
 		}
 	}
 }

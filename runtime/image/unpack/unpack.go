@@ -1,4 +1,9 @@
-package image
+// Package unpack writes one image layer to disk. A layer is untrusted bytes
+// written as root, so the defences (below) live apart from the image store:
+// they are reviewed and fuzzed on their own, and the store, which only
+// decides what to fetch and where, cannot weaken them by accident. Other
+// packages' tests use it to build real layer directories without a store.
+package unpack
 
 // Why this file is careful.
 //
@@ -74,7 +79,10 @@ func DefaultLimits() Limits {
 	return Limits{MaxFileSize: 8 << 30, MaxTotalSize: 32 << 30, MaxEntries: 1_000_000}
 }
 
-func (l Limits) withDefaults() Limits {
+// WithDefaults fills each zero field from DefaultLimits. It is exported
+// because the image store bounds what it spools (a blob from a peer, a
+// loaded archive) by the same MaxTotalSize a layer is held to.
+func (l Limits) WithDefaults() Limits {
 	d := DefaultLimits()
 	if l.MaxFileSize <= 0 {
 		l.MaxFileSize = d.MaxFileSize
@@ -119,7 +127,7 @@ func Unpack(ctx context.Context, r io.Reader, dir string, limits Limits) (diffID
 	if err != nil {
 		return "", 0, fmt.Errorf("unpack into %s: %w", dir, err)
 	}
-	u := &unpacker{root: root, limits: limits.withDefaults(), dirs: map[string]dirMeta{}, asRoot: os.Geteuid() == 0}
+	u := &unpacker{root: root, limits: limits.WithDefaults(), dirs: map[string]dirMeta{}, asRoot: os.Geteuid() == 0}
 	diffID, size, err = u.run(ctx, r)
 	if cerr := root.Close(); err == nil && cerr != nil {
 		err = cerr
@@ -173,27 +181,28 @@ type unpacker struct {
 	dirs    map[string]dirMeta // metadata applied at the end, deepest first
 }
 
-// ctxReader stops a long copy when its context ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
+// CtxReader stops a long copy when its context ends: io.Copy itself never
+// looks at a context. The image store spools a loaded archive through it.
+type CtxReader struct {
+	Ctx context.Context
+	R   io.Reader
 }
 
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
+func (c CtxReader) Read(p []byte) (int, error) {
+	if err := c.Ctx.Err(); err != nil {
 		return 0, err
 	}
-	return c.r.Read(p)
+	return c.R.Read(p)
 }
 
 func (u *unpacker) run(ctx context.Context, r io.Reader) (string, int64, error) {
-	dr, closeFn, err := Decompress(ctxReader{ctx, r})
+	dr, closeFn, err := Decompress(CtxReader{Ctx: ctx, R: r})
 	if err != nil {
 		return "", 0, err
 	}
 	defer closeFn()
 	h := sha256.New()
-	cr := &countingReader{r: io.TeeReader(dr, h)}
+	cr := &CountingReader{R: io.TeeReader(dr, h)}
 	tr := tar.NewReader(cr)
 	for {
 		hdr, err := tr.Next()
@@ -201,7 +210,7 @@ func (u *unpacker) run(ctx context.Context, r io.Reader) (string, int64, error) 
 			break
 		}
 		if err != nil {
-			return "", 0, archiveErr(ctx, "read tar header", err)
+			return "", 0, ArchiveErr(ctx, "read tar header", err)
 		}
 		u.entries++
 		if u.entries > u.limits.MaxEntries {
@@ -214,7 +223,7 @@ func (u *unpacker) run(ctx context.Context, r io.Reader) (string, int64, error) 
 			return "", 0, fmt.Errorf("entry %q: %w", hdr.Name, err)
 		}
 	}
-	if cr.n == 0 {
+	if cr.N == 0 {
 		return "", 0, fmt.Errorf("%w: empty stream", ErrInvalidArchive)
 	}
 	// The diffID covers the whole uncompressed stream, padding included.
@@ -225,7 +234,7 @@ func (u *unpacker) run(ctx context.Context, r io.Reader) (string, int64, error) 
 	budget := u.limits.MaxTotalSize - u.total + 1<<20
 	n, err := io.Copy(io.Discard, io.LimitReader(cr, budget+1))
 	if err != nil {
-		return "", 0, archiveErr(ctx, "read tar trailer", err)
+		return "", 0, ArchiveErr(ctx, "read tar trailer", err)
 	}
 	if n > budget {
 		return "", 0, fmt.Errorf("%w: layer exceeds %d bytes", ErrTooLarge, u.limits.MaxTotalSize)
@@ -236,7 +245,11 @@ func (u *unpacker) run(ctx context.Context, r io.Reader) (string, int64, error) 
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), u.total, nil
 }
 
-func archiveErr(ctx context.Context, what string, err error) error {
+// ArchiveErr reports a failed read of an archive: the context's error if it
+// ended (a cancelled pull is not a bad archive), otherwise an error wrapping
+// ErrInvalidArchive. The image store reports its own archive reads the same
+// way.
+func ArchiveErr(ctx context.Context, what string, err error) error {
 	if cerr := ctx.Err(); cerr != nil {
 		return cerr
 	}
@@ -246,21 +259,26 @@ func archiveErr(ctx context.Context, what string, err error) error {
 	return fmt.Errorf("%w: %s: %v", ErrInvalidArchive, what, err)
 }
 
-type countingReader struct {
-	r io.Reader
-	n int64
+// CountingReader counts what passes through it (N), so a stream can be
+// checked against a limit or a declared size once it is read: the layer's
+// trailer here, a blob from a peer in the image store.
+type CountingReader struct {
+	R io.Reader
+	N int64
 }
 
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
+func (c *CountingReader) Read(p []byte) (int, error) {
+	n, err := c.R.Read(p)
+	c.N += int64(n)
 	return n, err
 }
 
-// cleanPath turns a tar entry name into a relative slash path inside the
+// CleanPath turns a tar entry name into a relative slash path inside the
 // layer ("" is the layer root). Absolute names become relative; `..`
-// components and NUL bytes are refused.
-func cleanPath(name string) (string, error) {
+// components and NUL bytes are refused. The image store names the entries
+// of a loaded archive by the same rules, so an archive is read as the
+// unpacker would write it.
+func CleanPath(name string) (string, error) {
 	if strings.IndexByte(name, 0) >= 0 {
 		return "", fmt.Errorf("%w: NUL in path %q", ErrInvalidArchive, name)
 	}
@@ -376,7 +394,7 @@ func (u *unpacker) clear(dirfd int, rel, base string, keepDir bool) (bool, error
 }
 
 func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) error {
-	rel, err := cleanPath(hdr.Name)
+	rel, err := CleanPath(hdr.Name)
 	if err != nil {
 		return err
 	}
@@ -543,7 +561,7 @@ func setTimes(dfd int, base string, atime, mtime time.Time) error {
 }
 
 func (u *unpacker) hardlink(hdr *tar.Header, rel, parent, base string) error {
-	target, err := cleanPath(hdr.Linkname)
+	target, err := CleanPath(hdr.Linkname)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package image
+package unpack
 
 import (
 	"archive/tar"
