@@ -8,6 +8,7 @@ package clusterport
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -56,17 +57,18 @@ const (
 // node's usage every few seconds.
 var maxAnswerLine = 64 << 20
 
-// replyWriteTimeout bounds writing the response line: a peer that stops
-// reading while keeping the connection open (a zero window) otherwise held
-// the handler, its goroutine and one of the port's MaxConns for good once
-// the answer outgrew the socket buffers (a task's secrets, a peer list).
+// replyWriteTimeout bounds each write to the peer (Call.Write): a peer
+// that stops reading while keeping the connection open (a zero window)
+// otherwise held the handler, its goroutine and one of the port's MaxConns
+// for good once what it asked for outgrew the socket buffers (a task's
+// secrets, a peer list, a blob, a log stream).
 var replyWriteTimeout = 30 * time.Second
 
 // Call is one RPC on the server side. A handler owns it until it returns;
 // the server then closes the connection.
 type Call struct {
-	// Conn is the connection; a streaming method writes its bytes to it
-	// after Reply.
+	// Conn is the connection; a streaming method writes its bytes after
+	// Reply through Write, which bounds each write.
 	Conn *tls.Conn
 	// R reads what the peer sends after its request line (buffered).
 	R *bufio.Reader
@@ -75,11 +77,19 @@ type Call struct {
 	PeerID string
 	// Req is the decoded request line.
 	Req wire.Request
+	// WriteTimeout bounds each Write (0: replyWriteTimeout).
+	WriteTimeout time.Duration
 }
 
-// Reply writes the response line within replyWriteTimeout; for streaming
-// methods the caller then writes raw bytes to Conn, with deadlines of its
-// own.
+// Write writes p to the peer within the call's write timeout: the answer
+// line, and whatever a streaming method sends after it.
+func (c *Call) Write(p []byte) (int, error) {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(cmp.Or(c.WriteTimeout, replyWriteTimeout)))
+	return c.Conn.Write(p)
+}
+
+// Reply writes the response line (Write); for streaming methods the caller
+// then writes raw bytes through Write too.
 func (c *Call) Reply(body any, err error) error {
 	var resp wire.Response
 	if err != nil {
@@ -94,9 +104,7 @@ func (c *Call) Reply(body any, err error) error {
 	}
 	b, _ := json.Marshal(resp)
 	b = append(b, '\n')
-	_ = c.Conn.SetWriteDeadline(time.Now().Add(replyWriteTimeout))
-	_, werr := c.Conn.Write(b)
-	_ = c.Conn.SetWriteDeadline(time.Time{})
+	_, werr := c.Write(b)
 	return werr
 }
 

@@ -17,9 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strings"
-	"time"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/node/clusterport"
@@ -51,7 +49,7 @@ type Logs func(ctx context.Context, containerID string, opts runtime.LogOptions)
 type Caller func(ctx context.Context, addr, method string, body, out any, stream func(io.Reader) error) error
 
 // ServeBlob answers wire.MethodBlob: the blob's size, then its bytes, each
-// write within logWriteTimeout.
+// write bounded by the call (clusterport.Call.Write).
 func ServeBlob(store Store, call *clusterport.Call) {
 	var req wire.BlobRequest
 	if err := json.Unmarshal(call.Req.Body, &req); err != nil {
@@ -68,8 +66,8 @@ func ServeBlob(store Store, call *clusterport.Call) {
 		return
 	}
 	// A peer that stops reading must not hold the handler, the open blob
-	// and a connection of the port for good.
-	_, _ = io.Copy(deadlineWriter{call.Conn}, rc)
+	// and a connection of the port for good: call bounds each write.
+	_, _ = io.Copy(call, rc)
 }
 
 // ServeManifest answers wire.MethodManifest with the image's descriptor.
@@ -117,7 +115,7 @@ func ServeLogs(ctx context.Context, logs Logs, call *clusterport.Call) {
 	if err := call.Reply(struct{}{}, nil); err != nil {
 		return
 	}
-	w := bufio.NewWriter(deadlineWriter{call.Conn})
+	w := bufio.NewWriter(call)
 	enc := json.NewEncoder(w)
 	for l := range ch {
 		if enc.Encode(l) != nil {
@@ -128,14 +126,6 @@ func ServeLogs(ctx context.Context, logs Logs, call *clusterport.Call) {
 		}
 	}
 	_ = w.Flush()
-}
-
-// deadlineWriter gives every write to conn logWriteTimeout.
-type deadlineWriter struct{ conn net.Conn }
-
-func (d deadlineWriter) Write(p []byte) (int, error) {
-	_ = d.conn.SetWriteDeadline(time.Now().Add(logWriteTimeout))
-	return d.conn.Write(p)
 }
 
 // RemoteLogs streams a container's logs from the node at addr into send,
@@ -176,12 +166,6 @@ func RemoteLogs(ctx context.Context, call Caller, addr, containerID string, opts
 // takes) could grow the memory of the node running `service logs -f`
 // without end with one endless line.
 const maxRemoteLogLine = 4 << 20
-
-// logWriteTimeout bounds one write of the log stream (and of a blob) to a
-// peer: one that stops reading while keeping the connection open would
-// otherwise hold the handler, and the container's log follower or the open
-// blob, for good. A variable for tests.
-var logWriteTimeout = 30 * time.Second
 
 // Creds returns the credentials for a pull from the image's registry; nil
 // means anonymous. Ensure calls it only when it has to pull (a task's

@@ -448,11 +448,8 @@ func (infiniteX) Read(p []byte) (int, error) {
 
 // TestServeBlobWriteDeadline: a peer that asks for a blob and never reads
 // it held the handler, the open blob and a connection of the port for
-// good; each write now fails after logWriteTimeout.
+// good; each write now fails after the call's write timeout.
 func TestServeBlobWriteDeadline(t *testing.T) {
-	// Restored after the server's cleanup (cleanups run last first).
-	t.Cleanup(func(d time.Duration) func() { return func() { logWriteTimeout = d } }(logWriteTimeout))
-	logWriteTimeout = 500 * time.Millisecond
 	store := newFakeStore()
 	store.blobs["sha256:big"] = bytes.Repeat([]byte("x"), 32<<20)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -463,6 +460,7 @@ func TestServeBlobWriteDeadline(t *testing.T) {
 	served := make(chan struct{})
 	methods := func(string) clusterport.Handler {
 		return func(_ context.Context, call *clusterport.Call) {
+			call.WriteTimeout = 500 * time.Millisecond
 			ServeBlob(store, call)
 			close(served)
 		}
