@@ -669,20 +669,20 @@ func (s *Store) IngestBlob(digest string, size int64, r io.Reader) error {
 	}
 	s.gcMu.RLock()
 	defer s.gcMu.RUnlock()
-	cr := &unpack.CountingReader{R: io.LimitReader(r, limit+1)}
 	w, err := s.newBlobWriter()
 	if err != nil {
 		return fmt.Errorf("ingest blob: %w", err)
 	}
 	defer w.abort()
-	if _, err := io.Copy(w, cr); err != nil {
+	n, err := io.Copy(w, io.LimitReader(r, limit+1))
+	if err != nil {
 		return fmt.Errorf("ingest blob: write blob %s: %w", digest, err)
 	}
 	switch {
-	case cr.N > limit:
+	case n > limit:
 		return fmt.Errorf("ingest blob %s: %w: more than %d bytes", digest, ErrTooLarge, limit)
-	case size > 0 && cr.N != size:
-		return fmt.Errorf("ingest blob %s: %d bytes, the descriptor says %d: %w", digest, cr.N, size, ErrDigestMismatch)
+	case size > 0 && n != size:
+		return fmt.Errorf("ingest blob %s: %d bytes, the descriptor says %d: %w", digest, n, size, ErrDigestMismatch)
 	}
 	if _, _, err := w.commit(digest); err != nil {
 		return fmt.Errorf("ingest blob: %w", err)

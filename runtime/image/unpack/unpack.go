@@ -202,7 +202,7 @@ func (u *unpacker) run(ctx context.Context, r io.Reader) (string, int64, error) 
 	}
 	defer closeFn()
 	h := sha256.New()
-	cr := &CountingReader{R: io.TeeReader(dr, h)}
+	cr := &countingReader{r: io.TeeReader(dr, h)}
 	tr := tar.NewReader(cr)
 	for {
 		hdr, err := tr.Next()
@@ -223,7 +223,7 @@ func (u *unpacker) run(ctx context.Context, r io.Reader) (string, int64, error) 
 			return "", 0, fmt.Errorf("entry %q: %w", hdr.Name, err)
 		}
 	}
-	if cr.N == 0 {
+	if cr.n == 0 {
 		return "", 0, fmt.Errorf("%w: empty stream", ErrInvalidArchive)
 	}
 	// The diffID covers the whole uncompressed stream, padding included.
@@ -259,17 +259,16 @@ func ArchiveErr(ctx context.Context, what string, err error) error {
 	return fmt.Errorf("%w: %s: %v", ErrInvalidArchive, what, err)
 }
 
-// CountingReader counts what passes through it (N), so a stream can be
-// checked against a limit or a declared size once it is read: the layer's
-// trailer here, a blob from a peer in the image store.
-type CountingReader struct {
-	R io.Reader
-	N int64
+// countingReader counts what passes through it (n), so the layer's
+// trailer can be checked against the limits once the tar is read.
+type countingReader struct {
+	r io.Reader
+	n int64
 }
 
-func (c *CountingReader) Read(p []byte) (int, error) {
-	n, err := c.R.Read(p)
-	c.N += int64(n)
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
 	return n, err
 }
 
