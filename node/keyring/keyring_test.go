@@ -282,27 +282,34 @@ func TestRotationDone(t *testing.T) {
 }
 
 // TestRenewLimiter: a node's seventh renewal within the hour is refused,
-// another node's is not, and the window slides.
+// another node's is not, a failed renewal gives its slot back, and the
+// window slides.
 func TestRenewLimiter(t *testing.T) {
 	var l renewLimiter
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := 0; i < renewMax; i++ {
-		at := t0.Add(time.Duration(i) * time.Minute)
-		if l.full("a", at) {
+		if !l.take("a", t0.Add(time.Duration(i)*time.Minute)) {
 			t.Fatalf("renewal %d refused", i+1)
 		}
-		l.record("a", at)
 	}
-	if !l.full("a", t0.Add(10*time.Minute)) {
+	if l.take("a", t0.Add(10*time.Minute)) {
 		t.Fatal("a seventh renewal within the hour allowed")
 	}
-	if l.full("b", t0.Add(10*time.Minute)) {
+	if !l.take("b", t0.Add(10*time.Minute)) {
 		t.Fatal("another node held up")
 	}
-	if l.full("a", t0.Add(renewWindow)) {
-		t.Fatal("still refused once the first renewal left the window")
+	l.undo("a", t0) // the first one failed after all
+	if !l.take("a", t0.Add(11*time.Minute)) {
+		t.Fatal("a failed renewal kept its slot")
 	}
-	if l.full("a", t0.Add(renewWindow+renewMax*time.Minute)) || len(l.recent) != 0 {
+	if l.take("a", t0.Add(12*time.Minute)) {
+		t.Fatal("the slot given back was counted twice")
+	}
+	if !l.take("a", t0.Add(renewWindow+time.Minute)) {
+		t.Fatal("still refused once a renewal left the window")
+	}
+	l.take("a", t0.Add(3*renewWindow))
+	if len(l.recent) != 1 || len(l.recent["a"]) != 1 {
 		t.Fatalf("renewals past the window kept: %v", l.recent)
 	}
 }

@@ -103,12 +103,13 @@ func (k *Keeper) AnswerRenew(ctx context.Context, peerID string, req wire.RenewR
 	if !k.Raft.IsLeader() {
 		return nil, consensus.ErrNotLeader
 	}
-	if k.renewals.full(peerID, time.Now()) {
+	at := time.Now()
+	if !k.renewals.take(peerID, at) {
 		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s renewed its certificate %d times within %s: try again later", api.ShortID(peerID), renewMax, renewWindow)}
 	}
 	resp, err := k.Issue(ctx, peerID, req.CSR)
-	if err == nil {
-		k.renewals.record(peerID, time.Now())
+	if err != nil {
+		k.renewals.undo(peerID, at)
 	}
 	return resp, err
 }
@@ -127,26 +128,35 @@ const (
 
 // renewLimiter counts each node's renewals within renewWindow (leader,
 // in memory: a new leader starts afresh, which only resets the count).
-// Only renewals that went through count: a node whose renewals failed on
-// the leader's side (no quorum) is not held up once it recovers.
+// A renewal takes its slot before it is signed, so concurrent requests of
+// one node cannot all pass a check made before any of them is counted;
+// one that fails on the leader's side (no quorum) gives its slot back, so
+// a node is not held up once the leader recovers.
 type renewLimiter struct {
 	mu     sync.Mutex
 	recent map[string][]time.Time
 }
 
-// full reports whether node id made renewMax renewals within the window
-// before now.
-func (l *renewLimiter) full(id string, now time.Time) bool {
+// take counts a renewal of node id at now, unless it already made
+// renewMax within the window.
+func (l *renewLimiter) take(id string, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.pruneLocked(id, now)) >= renewMax
+	ts := l.pruneLocked(id, now)
+	if len(ts) >= renewMax {
+		return false
+	}
+	l.recent[id] = append(ts, now)
+	return true
 }
 
-// record counts a renewal of node id at now.
-func (l *renewLimiter) record(id string, now time.Time) {
+// undo gives back the slot take counted at at.
+func (l *renewLimiter) undo(id string, at time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.recent[id] = append(l.pruneLocked(id, now), now)
+	if i := slices.Index(l.recent[id], at); i >= 0 {
+		l.recent[id] = slices.Delete(l.recent[id], i, i+1)
+	}
 }
 
 // pruneLocked drops renewals older than the window (and nodes with none
