@@ -266,7 +266,7 @@ func (ents tarIndex) checkMetadata(name string) error {
 			return nil
 		}
 		if hdr.Typeflag == tar.TypeSymlink || hdr.Typeflag == tar.TypeLink {
-			p = path.Join(filepath.Dir(p), path.Clean(hdr.Linkname))
+			p = path.Join(path.Dir(p), path.Clean(hdr.Linkname))
 			continue
 		}
 		if hdr.Size > maxMetadataSize {
