@@ -42,9 +42,14 @@ type importRule struct {
 
 var importRules = []importRule{
 	// api and its subpackages: the standard library only, checked apart.
-	// The subpackages are small stdlib-only helpers every layer may share
-	// (api/atomicfile), since the layers may share nothing but api.
+	// The subpackages are stdlib-only helpers every layer may share
+	// (api/atomicfile), since the layers may share nothing but api, and the
+	// agent's client, which no layer needs (api/client).
 	{"api/...", []string{"api/..."}},
+	// The agent's HTTP client (api/client/README.md): the wire types and
+	// nothing else. No layer may take it (their rules leave it out): only
+	// callers of an agent's socket, the CLI and the tests, need it.
+	{"api/client/...", []string{"api", "api/client/..."}},
 	{"consensus/...", []string{"api", "api/atomicfile", "consensus/..."}},
 	// The raft log store on bbolt (consensus/logstore/README.md): consensus
 	// opens it, so it never imports consensus.
@@ -238,23 +243,25 @@ var importRules = []importRule{
 	// (the peer named by its certificate, node/pki).
 	{"node/epoch/...", []string{"api/atomicfile", "consensus", "consensus/fsm", "consensus/raftnode", "node/clusterport", "node/pki", "node/epoch/..."}},
 	// cmd/shoal starts the agent (and the node's container supervisor)
-	// through node and otherwise talks to it only through api; the command
+	// through node and otherwise talks to it only through api and its
+	// client (api/client); the command
 	// groups, the compose translation and the service-spec flags are its
 	// own leaves (cmd/shoal/README.md), which main wires into one tree.
-	{"cmd/shoal", []string{"api", "node", "cmd/shoal/agent", "cmd/shoal/cluster", "cmd/shoal/exec", "cmd/shoal/logs", "cmd/shoal/output", "cmd/shoal/service", "cmd/shoal/shell", "cmd/shoal/specflags", "cmd/shoal/stack"}},
+	{"cmd/shoal", []string{"api", "api/client", "node", "cmd/shoal/agent", "cmd/shoal/cluster", "cmd/shoal/exec", "cmd/shoal/logs", "cmd/shoal/output", "cmd/shoal/service", "cmd/shoal/shell", "cmd/shoal/specflags", "cmd/shoal/stack"}},
 	// What every command shares (streams, client, argument checks, exit
 	// codes, list and inspect builders): never a command group.
-	{"cmd/shoal/shell/...", []string{"api", "cmd/shoal/output", "cmd/shoal/specflags", "cmd/shoal/shell/..."}},
+	{"cmd/shoal/shell/...", []string{"api", "api/client", "cmd/shoal/output", "cmd/shoal/specflags", "cmd/shoal/shell/..."}},
 	// `shoal agent`: node only to start the agent, nothing of api.
 	{"cmd/shoal/agent/...", []string{"node", "cmd/shoal/shell", "cmd/shoal/specflags", "cmd/shoal/agent/..."}},
-	// The command groups talk to the agent only through api, and never
-	// import one another.
-	{"cmd/shoal/cluster/...", []string{"api", "api/atomicfile", "cmd/shoal/output", "cmd/shoal/shell", "cmd/shoal/cluster/..."}},
-	{"cmd/shoal/exec/...", []string{"api", "cmd/shoal/shell", "cmd/shoal/specflags", "cmd/shoal/exec/..."}},
-	{"cmd/shoal/service/...", []string{"api", "cmd/shoal/logs", "cmd/shoal/output", "cmd/shoal/progress", "cmd/shoal/shell", "cmd/shoal/specflags", "cmd/shoal/service/..."}},
-	{"cmd/shoal/stack/...", []string{"api", "cmd/shoal/compose", "cmd/shoal/output", "cmd/shoal/shell", "cmd/shoal/specflags", "cmd/shoal/stack/..."}},
-	// The log flags and lines of `logs` and `service logs`.
-	{"cmd/shoal/logs/...", []string{"api", "cmd/shoal/specflags", "cmd/shoal/logs/..."}},
+	// The command groups talk to the agent only through api and
+	// api/client, and never import one another.
+	{"cmd/shoal/cluster/...", []string{"api", "api/atomicfile", "api/client", "cmd/shoal/output", "cmd/shoal/shell", "cmd/shoal/cluster/..."}},
+	{"cmd/shoal/exec/...", []string{"api", "api/client", "cmd/shoal/shell", "cmd/shoal/specflags", "cmd/shoal/exec/..."}},
+	{"cmd/shoal/service/...", []string{"api", "api/client", "cmd/shoal/logs", "cmd/shoal/output", "cmd/shoal/progress", "cmd/shoal/shell", "cmd/shoal/specflags", "cmd/shoal/service/..."}},
+	{"cmd/shoal/stack/...", []string{"api", "api/client", "cmd/shoal/compose", "cmd/shoal/output", "cmd/shoal/shell", "cmd/shoal/specflags", "cmd/shoal/stack/..."}},
+	// The log flags and lines of `logs` and `service logs` (the client's
+	// LogOptions).
+	{"cmd/shoal/logs/...", []string{"api", "api/client", "cmd/shoal/specflags", "cmd/shoal/logs/..."}},
 	// Compose files → service specs (cmd/shoal/compose/README.md): the
 	// wire types and the flags' value parsers, never the command tree.
 	{"cmd/shoal/compose/...", []string{"api", "cmd/shoal/specflags", "cmd/shoal/compose/..."}},

@@ -1,9 +1,7 @@
 package api
 
 import (
-	"context"
 	"fmt"
-	"net/http"
 	"net/netip"
 	"time"
 )
@@ -35,27 +33,6 @@ type Network struct {
 	Labels     map[string]string `json:"labels,omitempty"`
 	CreatedAt  time.Time         `json:"created_at"`
 	Version    uint64            `json:"version"`
-}
-
-// Networks lists the networks (DefaultNetwork first).
-func (c *Client) Networks(ctx context.Context) ([]Network, error) {
-	return call[[]Network](ctx, c, http.MethodGet, "/networks", nil, nil)
-}
-
-// Network returns one network by name, ID or unique ID prefix.
-func (c *Client) Network(ctx context.Context, ref string) (*Network, error) {
-	return call[*Network](ctx, c, http.MethodGet, "/networks/"+escape(ref), nil, nil)
-}
-
-// CreateNetwork creates a network; an empty Subnet and a zero VNI are
-// allocated by the cluster.
-func (c *Client) CreateNetwork(ctx context.Context, n Network) (*Network, error) {
-	return call[*Network](ctx, c, http.MethodPost, "/networks", nil, n)
-}
-
-// RemoveNetwork removes a network that no service uses.
-func (c *Client) RemoveNetwork(ctx context.Context, ref string) error {
-	return c.do(ctx, http.MethodDelete, "/networks/"+escape(ref), nil, nil, nil)
 }
 
 // SpecNetworks returns the networks a spec joins: Spec.Networks, or

@@ -7,14 +7,6 @@ package api
 //	POST   /v1/snapshot/restore?force=1     (body: snapshot file) → SnapshotRestoreResponse
 //	POST   /v1/init/snapshot                (body: snapshot file) → InitFromSnapshotResponse
 
-import (
-	"context"
-	"encoding/json"
-	"fmt"
-	"io"
-	"net/http"
-)
-
 // SnapshotInfoHeader is the response header of GET /v1/snapshot that
 // describes the file in the body.
 const SnapshotInfoHeader = "X-Shoal-Snapshot"
@@ -57,38 +49,4 @@ type SnapshotRestoreResponse struct {
 type InitFromSnapshotResponse struct {
 	InitResponse
 	Restore SnapshotRestoreResponse `json:"restore"`
-}
-
-// SaveSnapshot streams a snapshot file of the cluster into w. The caller
-// must discard what it wrote when an error comes back.
-func (c *Client) SaveSnapshot(ctx context.Context, w io.Writer) (*SnapshotInfo, error) {
-	resp, err := c.send(ctx, http.MethodGet, "/snapshot", nil, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var info SnapshotInfo
-	if err := json.Unmarshal([]byte(resp.Header.Get(SnapshotInfoHeader)), &info); err != nil {
-		return nil, fmt.Errorf("snapshot: malformed %s header: %w", SnapshotInfoHeader, err)
-	}
-	n, err := io.Copy(w, resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("snapshot: read: %w", err)
-	}
-	if resp.ContentLength >= 0 && n != resp.ContentLength {
-		return nil, fmt.Errorf("snapshot: got %d of %d bytes", n, resp.ContentLength)
-	}
-	return &info, nil
-}
-
-// RestoreSnapshot replaces the cluster's state with the snapshot file read
-// from r. force allows a file saved from another cluster.
-func (c *Client) RestoreSnapshot(ctx context.Context, r io.Reader, force bool) (*SnapshotRestoreResponse, error) {
-	return call[*SnapshotRestoreResponse](ctx, c, http.MethodPost, "/snapshot/restore", forceQuery(force), asReader(r))
-}
-
-// InitFromSnapshot bootstraps a new cluster on the agent's node whose
-// desired state is the snapshot file read from r.
-func (c *Client) InitFromSnapshot(ctx context.Context, r io.Reader) (*InitFromSnapshotResponse, error) {
-	return call[*InitFromSnapshotResponse](ctx, c, http.MethodPost, "/init/snapshot", nil, asReader(r))
 }

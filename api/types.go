@@ -1,6 +1,6 @@
 // Package api holds the wire types shared by the CLI, the agent's HTTP API and
-// the replicated state, plus the HTTP client the CLI uses. It imports only the
-// standard library so every other package may depend on it.
+// the replicated state; the HTTP client that speaks them is api/client. It
+// imports only the standard library so every other package may depend on it.
 //
 // JSON field names are snake_case; DESIGN.md lists the fields tests rely on.
 // Durations are encoded as integer nanoseconds, as Docker does in inspect.

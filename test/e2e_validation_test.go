@@ -15,13 +15,14 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/test/harness"
 )
 
 // apiClient talks to host h's socket directly.
-func apiClient(t *testing.T, h *harness.Host) *api.Client {
+func apiClient(t *testing.T, h *harness.Host) *client.Client {
 	t.Helper()
-	cl, err := api.NewClient("unix://" + h.Socket)
+	cl, err := client.New("unix://" + h.Socket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +150,7 @@ func TestServiceWriteRoutesRefuseBadSpecs(t *testing.T) {
 	for _, tc := range apiCases {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.call()
-			var ae *api.APIError
+			var ae *client.APIError
 			if !errors.As(err, &ae) {
 				t.Fatalf("accepted or failed oddly: %v", err)
 			}

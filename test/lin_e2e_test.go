@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/test/harness"
 	"github.com/shoal-org/shoal/test/lin"
 )
@@ -178,7 +179,7 @@ func linSegment(t *testing.T, c *harness.Cluster, nem *nemesis, ids []string, se
 			for _, s := range svcs {
 				svc, err := cl.Service(context.Background(), s)
 				switch {
-				case api.IsNotFound(err):
+				case client.IsNotFound(err):
 					got = append(got, s+"=absent")
 				case err != nil:
 					return false, err.Error()
@@ -208,9 +209,9 @@ func linSegment(t *testing.T, c *harness.Cluster, nem *nemesis, ids []string, se
 	return rep
 }
 
-func mustClient(t testing.TB, h *harness.Host) *api.Client {
+func mustClient(t testing.TB, h *harness.Host) *client.Client {
 	t.Helper()
-	cl, err := api.NewClient("unix://" + h.Socket)
+	cl, err := client.New("unix://" + h.Socket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +223,7 @@ func mustClient(t testing.TB, h *harness.Host) *api.Client {
 type linClient struct {
 	id      int
 	h       *harness.Host
-	api     *api.Client
+	api     *client.Client
 	rec     *lin.Recorder
 	nem     *nemesis
 	rng     *rand.Rand
@@ -416,7 +417,7 @@ func (c *linClient) readLabel(ctx context.Context, nodeID string, consistent boo
 // absent service, any other error a read that observed nothing.
 func serviceOutput(s *api.Service, err error) lin.Output {
 	switch {
-	case api.IsNotFound(err) || (err == nil && s == nil):
+	case client.IsNotFound(err) || (err == nil && s == nil):
 		return lin.Output{Result: lin.OK}
 	case err != nil:
 		return lin.Output{Result: lin.Unknown, Err: err.Error()}
@@ -434,9 +435,9 @@ func writeOutput(err error) lin.Output {
 		return lin.Output{Result: lin.OK}
 	}
 	out := lin.Output{Result: lin.Unknown, Err: err.Error()}
-	var ae *api.APIError
+	var ae *client.APIError
 	switch {
-	case errors.Is(err, api.ErrUnreachable):
+	case errors.Is(err, client.ErrUnreachable):
 		out.Result = lin.FailRefused
 	case errors.As(err, &ae):
 		msg := strings.ToLower(ae.Message)
@@ -454,7 +455,7 @@ func writeOutput(err error) lin.Output {
 	return out
 }
 
-// nodeConsistent is GET /v1/nodes/{id}?consistent=1, which api.Client has
+// nodeConsistent is GET /v1/nodes/{id}?consistent=1, which client.Client has
 // no method for.
 func nodeConsistent(ctx context.Context, socket, id string) (*api.Node, error) {
 	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -479,7 +480,7 @@ func nodeConsistent(ctx context.Context, socket, id string) (*api.Node, error) {
 	if resp.StatusCode != http.StatusOK {
 		var er api.ErrorResponse
 		_ = json.Unmarshal(body, &er)
-		return nil, &api.APIError{Status: resp.StatusCode, Message: er.Error}
+		return nil, &client.APIError{Status: resp.StatusCode, Message: er.Error}
 	}
 	var n api.Node
 	if err := json.Unmarshal(body, &n); err != nil {

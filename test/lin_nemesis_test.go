@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/test/harness"
 )
 
@@ -295,7 +296,7 @@ func (n *nemesis) leader() *harness.Host {
 
 // hostStatus asks h's API for its status, bounded by d.
 func hostStatus(h *harness.Host, d time.Duration) (*api.Status, error) {
-	cl, err := api.NewClient("unix://" + h.Socket)
+	cl, err := client.New("unix://" + h.Socket)
 	if err != nil {
 		return nil, err
 	}

@@ -46,6 +46,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/overlay"
 	"github.com/shoal-org/shoal/test/harness"
 	"github.com/shoal-org/shoal/test/lin"
@@ -199,13 +200,13 @@ type soakWriter struct {
 	order  []string               // names in creation order
 }
 
-func (w *soakWriter) client() (*harness.Host, *api.Client) {
+func (w *soakWriter) client() (*harness.Host, *client.Client) {
 	running := w.c.Running()
 	if len(running) == 0 {
 		return nil, nil
 	}
 	h := running[w.rng.Intn(len(running))]
-	cl, err := api.NewClient("unix://" + h.Socket)
+	cl, err := client.New("unix://" + h.Socket)
 	if err != nil {
 		return nil, nil
 	}
@@ -389,7 +390,7 @@ func (w *soakWriter) removeAll(st *soakState) {
 			ctx, cancel := context.WithTimeout(context.Background(), linOpTimeout)
 			_, err := cl.ServiceConsistent(ctx, name)
 			cancel()
-			if api.IsNotFound(err) {
+			if client.IsNotFound(err) {
 				break
 			}
 			w.remove(name)
@@ -409,7 +410,7 @@ func soakConverged(c *harness.Cluster, writers []*soakWriter) (bool, string) {
 	if err != nil {
 		return false, err.Error()
 	}
-	tasks, err := cl.Tasks(ctx, api.TaskFilter{})
+	tasks, err := cl.Tasks(ctx, client.TaskFilter{})
 	if err != nil {
 		return false, err.Error()
 	}
@@ -446,8 +447,8 @@ func soakConverged(c *harness.Cluster, writers []*soakWriter) (bool, string) {
 	return true, ""
 }
 
-func mustClientNoT(h *harness.Host) *api.Client {
-	cl, err := api.NewClient("unix://" + h.Socket)
+func mustClientNoT(h *harness.Host) *client.Client {
+	cl, err := client.New("unix://" + h.Socket)
 	if err != nil {
 		panic(err) // a harness socket path is always a valid host
 	}
@@ -514,7 +515,7 @@ func soakMonitor(ctx context.Context, c *harness.Cluster, nem *nemesis, st *soak
 		// The state never desires two running tasks for one slot.
 		cl := mustClientNoT(hosts[rand.Intn(len(hosts))])
 		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		tasks, err := cl.Tasks(qctx, api.TaskFilter{})
+		tasks, err := cl.Tasks(qctx, client.TaskFilter{})
 		cancel()
 		if err != nil {
 			continue

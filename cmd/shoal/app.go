@@ -8,7 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/cmd/shoal/agent"
 	"github.com/shoal-org/shoal/cmd/shoal/cluster"
 	"github.com/shoal-org/shoal/cmd/shoal/exec"
@@ -58,8 +58,8 @@ func newApp(s *shell.Shell) *cli.App {
 				Name:    "host",
 				Aliases: []string{"H"},
 				Usage:   "agent socket, unix:///path.sock",
-				EnvVars: []string{api.HostEnv},
-				Value:   api.DefaultHost,
+				EnvVars: []string{client.HostEnv},
+				Value:   client.DefaultHost,
 			},
 		},
 		Commands: slices.Concat(

@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/cmd/shoal/logs"
 	"github.com/shoal-org/shoal/cmd/shoal/output"
 	"github.com/shoal-org/shoal/cmd/shoal/shell"
@@ -113,7 +114,7 @@ func (s *commands) runContainer(c *cli.Context) error {
 	defer cancelLogs()
 	logsDone := make(chan error, 1)
 	go func() {
-		logsDone <- cl.ContainerLogs(logCtx, ct.ID, api.LogOptions{Follow: true}, func(l api.LogLine) error {
+		logsDone <- cl.ContainerLogs(logCtx, ct.ID, client.LogOptions{Follow: true}, func(l api.LogLine) error {
 			return logs.WriteLine(s.Stdout, s.Stderr, l, "", false)
 		})
 	}()
@@ -125,7 +126,7 @@ func (s *commands) runContainer(c *cli.Context) error {
 	}
 	select {
 	case lerr := <-logsDone:
-		if lerr != nil && !errors.Is(lerr, context.Canceled) && !api.IsNotFound(lerr) {
+		if lerr != nil && !errors.Is(lerr, context.Canceled) && !client.IsNotFound(lerr) {
 			fmt.Fprintf(s.Stderr, "Warning: logs of %s: %v\n", ct.ID, lerr)
 		}
 	case <-time.After(logDrain):
@@ -133,7 +134,7 @@ func (s *commands) runContainer(c *cli.Context) error {
 		<-logsDone
 	}
 	if removeAfter {
-		if err := cl.RemoveContainer(ctx, ct.ID, true); err != nil && !api.IsNotFound(err) {
+		if err := cl.RemoveContainer(ctx, ct.ID, true); err != nil && !client.IsNotFound(err) {
 			fmt.Fprintf(s.Stderr, "Warning: remove %s: %v\n", ct.ID, err)
 		}
 	}

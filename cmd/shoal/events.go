@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/cmd/shoal/shell"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
@@ -59,8 +60,8 @@ func (s *commands) eventsCommand() *cli.Command {
 }
 
 // eventOptions reads the time and filter flags of `shoal events`.
-func (s *commands) eventOptions(c *cli.Context) (api.EventOptions, error) {
-	var o api.EventOptions
+func (s *commands) eventOptions(c *cli.Context) (client.EventOptions, error) {
+	var o client.EventOptions
 	now := s.Now()
 	if v := c.String("since"); v != "" {
 		t, err := specflags.ParseSince(v, now)

@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/cmd/shoal/output"
 	"github.com/shoal-org/shoal/cmd/shoal/shell"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
@@ -78,7 +79,7 @@ func (s *commands) imageCommand() *cli.Command {
 				Name:      "inspect",
 				Usage:     "show images as JSON",
 				ArgsUsage: "REF...",
-			}, "image", func(ctx context.Context, cl *api.Client, ref string) (api.Image, error) {
+			}, "image", func(ctx context.Context, cl *client.Client, ref string) (api.Image, error) {
 				return shell.Deref(cl.Image(ctx, ref))
 			}, imageID),
 		},

@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/cmd/shoal/output"
 	"github.com/shoal-org/shoal/cmd/shoal/shell"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
@@ -54,7 +55,7 @@ func (s *commands) networkCommand() *cli.Command {
 				Name:      "inspect",
 				Usage:     "show networks as JSON",
 				ArgsUsage: "NETWORK...",
-			}, "network", func(ctx context.Context, cl *api.Client, ref string) (api.Network, error) {
+			}, "network", func(ctx context.Context, cl *client.Client, ref string) (api.Network, error) {
 				return shell.Deref(cl.Network(ctx, ref))
 			}, networkID),
 			{

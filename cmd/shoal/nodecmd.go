@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/cmd/shoal/output"
 	"github.com/shoal-org/shoal/cmd/shoal/shell"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
@@ -45,7 +46,7 @@ func (s *commands) nodeCommand() *cli.Command {
 				Name:      "inspect",
 				Usage:     "show nodes as JSON",
 				ArgsUsage: "NODE...",
-			}, "node", func(ctx context.Context, cl *api.Client, id string) (api.Node, error) {
+			}, "node", func(ctx context.Context, cl *client.Client, id string) (api.Node, error) {
 				return shell.Deref(cl.Node(ctx, id))
 			}, nodeID),
 			{

@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/cmd/shoal/output"
 	"github.com/shoal-org/shoal/cmd/shoal/shell"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
@@ -21,20 +22,20 @@ import (
 // objectKind is what differs between secrets and configs on the CLI.
 type objectKind[T any] struct {
 	name   string // secret or config
-	create func(cl *api.Client, ctx context.Context, req api.SecretCreateRequest) (*T, error)
-	list   func(cl *api.Client, ctx context.Context) ([]T, error)
-	get    func(cl *api.Client, ctx context.Context, ref string) (*T, error)
-	remove func(cl *api.Client, ctx context.Context, ref string) error
+	create func(cl *client.Client, ctx context.Context, req api.SecretCreateRequest) (*T, error)
+	list   func(cl *client.Client, ctx context.Context) ([]T, error)
+	get    func(cl *client.Client, ctx context.Context, ref string) (*T, error)
+	remove func(cl *client.Client, ctx context.Context, ref string) error
 	view   func(T) (id, name string, created time.Time)
 }
 
 func (s *commands) secretCommand() *cli.Command {
 	return objectCommand(s, objectKind[api.Secret]{
 		name:   "secret",
-		create: (*api.Client).CreateSecret,
-		list:   (*api.Client).Secrets,
-		get:    (*api.Client).Secret,
-		remove: (*api.Client).RemoveSecret,
+		create: (*client.Client).CreateSecret,
+		list:   (*client.Client).Secrets,
+		get:    (*client.Client).Secret,
+		remove: (*client.Client).RemoveSecret,
 		view:   func(x api.Secret) (string, string, time.Time) { return x.ID, x.Name, x.CreatedAt },
 	}, "manage secrets (stored encrypted; given only to the tasks that use them; never printed back)")
 }
@@ -113,7 +114,7 @@ func objectCommand[T any](s *commands, k objectKind[T], usage string) *cli.Comma
 				Name:      "inspect",
 				Usage:     "show " + k.name + "s as JSON",
 				ArgsUsage: "NAME...",
-			}, k.name, func(ctx context.Context, cl *api.Client, ref string) (T, error) {
+			}, k.name, func(ctx context.Context, cl *client.Client, ref string) (T, error) {
 				return shell.Deref(k.get(cl, ctx, ref))
 			}, id),
 			{

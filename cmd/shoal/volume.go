@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/cmd/shoal/output"
 	"github.com/shoal-org/shoal/cmd/shoal/shell"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
@@ -75,7 +76,7 @@ func (s *commands) volumeCommand() *cli.Command {
 				Name:      "inspect",
 				Usage:     "show volumes as JSON",
 				ArgsUsage: "NAME...",
-			}, "volume", func(ctx context.Context, cl *api.Client, name string) (api.Volume, error) {
+			}, "volume", func(ctx context.Context, cl *client.Client, name string) (api.Volume, error) {
 				return shell.Deref(cl.Volume(ctx, name))
 			}, volName),
 			{

@@ -10,6 +10,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/api/atomicfile"
+	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/cmd/shoal/output"
 )
 
@@ -78,7 +79,7 @@ func (s *commands) snapshotCommand() *cli.Command {
 // saveSnapshotFile writes the agent's snapshot to path through a temporary
 // file in the same directory (mode 0600: the file holds every service spec
 // and the cluster's sealed keys), renamed into place only when complete.
-func saveSnapshotFile(c *cli.Context, cl *api.Client, path string) (*api.SnapshotInfo, error) {
+func saveSnapshotFile(c *cli.Context, cl *client.Client, path string) (*api.SnapshotInfo, error) {
 	var info *api.SnapshotInfo
 	err := atomicfile.Write(path, 0o600, func(w io.Writer) error {
 		var err error

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/cmd/shoal/shell"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
@@ -105,7 +106,7 @@ func (s *commands) execAction(c *cli.Context) error {
 	}
 	conn, err := cl.Exec(c.Context, ref, req)
 	if err != nil {
-		var ae *api.APIError
+		var ae *client.APIError
 		if errors.As(err, &ae) && ae.Status == http.StatusUnprocessableEntity {
 			fmt.Fprintf(s.Stderr, "Error: %v\n", err)
 			if strings.Contains(ae.Message, "not found") || strings.Contains(ae.Message, "no such file") {

@@ -1,6 +1,6 @@
 // Package logs is what `shoal logs` and `shoal service logs` share: the log
 // flags (--follow, --tail, --since, --timestamps) and their reading into
-// api.LogOptions, how a log line is printed (on stdout or stderr as its
+// client.LogOptions, how a log line is printed (on stdout or stderr as its
 // stream was, optionally behind its time), and the error of a stream the
 // user interrupted.
 package logs
@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
@@ -30,7 +31,7 @@ func Flags() []cli.Flag {
 // Opts are parsed log flags; Skip means nothing can match (--tail 0
 // without --follow).
 type Opts struct {
-	api.LogOptions
+	client.LogOptions
 	Skip bool
 }
 

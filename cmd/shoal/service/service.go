@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/cmd/shoal/logs"
 	"github.com/shoal-org/shoal/cmd/shoal/output"
 	"github.com/shoal-org/shoal/cmd/shoal/progress"
@@ -71,7 +72,7 @@ func Command(sh *shell.Shell) *cli.Command {
 				Name:      "inspect",
 				Usage:     "show services as JSON",
 				ArgsUsage: "SERVICE...",
-			}, "service", func(ctx context.Context, cl *api.Client, id string) (api.Service, error) {
+			}, "service", func(ctx context.Context, cl *client.Client, id string) (api.Service, error) {
 				sv, err := shell.Deref(cl.Service(ctx, id))
 				return output.ServiceView(sv), err
 			}, serviceID),
@@ -149,7 +150,7 @@ func (s *commands) serviceCreate(c *cli.Context) error {
 }
 
 // maybeWait follows convergence unless -d was given.
-func (s *commands) maybeWait(c *cli.Context, cl *api.Client, id, op string) error {
+func (s *commands) maybeWait(c *cli.Context, cl *client.Client, id, op string) error {
 	if c.Bool("detach") {
 		return nil
 	}
@@ -236,7 +237,7 @@ func taskFilters(c *cli.Context) (map[string][]string, error) {
 func fetchTasks(r shell.ListRun) ([]api.Task, error) {
 	var tasks []api.Task
 	for _, id := range r.C.Args().Slice() {
-		ts, err := r.Cl.ServiceTasks(r.C.Context, id, api.TaskFilter{})
+		ts, err := r.Cl.ServiceTasks(r.C.Context, id, client.TaskFilter{})
 		if err != nil {
 			return nil, fmt.Errorf("tasks of service %s: %w", id, err)
 		}
@@ -341,7 +342,7 @@ func (s *commands) serviceRollback(c *cli.Context) error {
 }
 
 // rollback asks for a rollback and follows it unless -d.
-func (s *commands) rollback(c *cli.Context, cl *api.Client, id string) error {
+func (s *commands) rollback(c *cli.Context, cl *client.Client, id string) error {
 	svc, err := cl.RollbackService(c.Context, id)
 	if err != nil {
 		return fmt.Errorf("rollback service %s: %w", id, err)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/cmd/shoal/progress"
 )
 
@@ -23,7 +24,7 @@ var errNotConverged = errors.New("service did not converge")
 // retried until the timeout. It polls again as soon as the agent's event
 // stream says the service or one of its tasks changed (watchService), and
 // every s.Poll regardless, so a lost or missing stream only costs latency.
-func (s *commands) waitService(ctx context.Context, cl *api.Client, id, op string, timeout time.Duration, quiet bool) error {
+func (s *commands) waitService(ctx context.Context, cl *client.Client, id, op string, timeout time.Duration, quiet bool) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	ticker := time.NewTicker(s.Poll)
@@ -38,7 +39,7 @@ func (s *commands) waitService(ctx context.Context, cl *api.Client, id, op strin
 	for {
 		conv, err := s.pollService(ctx, cl, id, op, &ignore)
 		switch {
-		case api.IsNotFound(err):
+		case client.IsNotFound(err):
 			return fmt.Errorf("service %s: %w", id, err)
 		case err != nil:
 			if ctx.Err() == nil {
@@ -93,13 +94,13 @@ func (s *commands) waitService(ctx context.Context, cl *api.Client, id, op strin
 // (coalescing) for each, until ctx ends. Without a stream (an agent that
 // refuses it, a broken connection) the channel never fires: the caller's
 // ticker still polls.
-func watchService(ctx context.Context, cl *api.Client, since time.Time, id, name string) <-chan struct{} {
+func watchService(ctx context.Context, cl *client.Client, since time.Time, id, name string) <-chan struct{} {
 	ch := make(chan struct{}, 1)
 	names := []string{id}
 	if name != "" && name != id {
 		names = append(names, name)
 	}
-	opts := api.EventOptions{Since: since, Types: []string{api.EventService, api.EventTask}, Names: names}
+	opts := client.EventOptions{Since: since, Types: []string{api.EventService, api.EventTask}, Names: names}
 	go func() {
 		_ = cl.Events(ctx, opts, func(api.Event) error {
 			select {
@@ -113,12 +114,12 @@ func watchService(ctx context.Context, cl *api.Client, since time.Time, id, name
 }
 
 // pollService fetches the service and its tasks once and assesses them.
-func (s *commands) pollService(ctx context.Context, cl *api.Client, id, op string, ignore *map[string]bool) (progress.Convergence, error) {
+func (s *commands) pollService(ctx context.Context, cl *client.Client, id, op string, ignore *map[string]bool) (progress.Convergence, error) {
 	svc, err := cl.Service(ctx, id)
 	if err != nil {
 		return progress.Convergence{}, err
 	}
-	tasks, err := cl.ServiceTasks(ctx, svc.ID, api.TaskFilter{})
+	tasks, err := cl.ServiceTasks(ctx, svc.ID, client.TaskFilter{})
 	if err != nil {
 		return progress.Convergence{}, err
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/cmd/shoal/progress"
 	"github.com/shoal-org/shoal/cmd/shoal/shell"
 )
@@ -68,7 +69,7 @@ func TestWaitServiceWakesOnEvent(t *testing.T) {
 	srv.Listener = ln
 	srv.Start()
 	defer srv.Close()
-	cl, err := api.NewClient("unix://" + sock)
+	cl, err := client.New("unix://" + sock)
 	if err != nil {
 		t.Fatal(err)
 	}

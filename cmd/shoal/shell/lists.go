@@ -12,14 +12,14 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/cmd/shoal/output"
 )
 
 // ListRun is one invocation of a list command, as fetch and table see it.
 type ListRun struct {
 	C       *cli.Context
-	Cl      *api.Client
+	Cl      *client.Client
 	Filters map[string][]string
 	NoTrunc bool
 }
@@ -75,7 +75,7 @@ func ListCommand[T any](s *Shell, cmd *cli.Command, l Lister[T]) *cli.Command {
 // looked up with get (the first failure ends the command, nothing is
 // printed), then printed by output.WriteInspect. what names the kind of object in
 // errors ("inspect image X: ...").
-func InspectCommand[T any](s *Shell, cmd *cli.Command, what string, get func(ctx context.Context, cl *api.Client, ref string) (T, error), id func(T) string) *cli.Command {
+func InspectCommand[T any](s *Shell, cmd *cli.Command, what string, get func(ctx context.Context, cl *client.Client, ref string) (T, error), id func(T) string) *cli.Command {
 	cmd.Flags = OutputFlags()
 	cmd.Action = func(c *cli.Context) error {
 		if err := NeedArgs(c, 1, -1); err != nil {

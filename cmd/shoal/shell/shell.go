@@ -18,7 +18,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/cmd/shoal/output"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
@@ -53,8 +53,8 @@ func New() *Shell {
 }
 
 // Client builds an API client for the --host of this invocation.
-func (s *Shell) Client(c *cli.Context) (*api.Client, error) {
-	cl, err := api.NewClient(c.String("host"))
+func (s *Shell) Client(c *cli.Context) (*client.Client, error) {
+	cl, err := client.New(c.String("host"))
 	if err != nil {
 		return nil, &specflags.UsageError{Err: err}
 	}
@@ -99,7 +99,7 @@ func CmdName(c *cli.Context) string {
 
 // Connect checks the number of positional arguments, then makes the API
 // client: how most actions start.
-func (s *Shell) Connect(c *cli.Context, min, max int) (*api.Client, error) {
+func (s *Shell) Connect(c *cli.Context, min, max int) (*client.Client, error) {
 	if err := NeedArgs(c, min, max); err != nil {
 		return nil, err
 	}

@@ -12,15 +12,16 @@ import (
 	"os"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/cmd/shoal/compose"
 )
 
 // ensureStackNetworks creates the stack's networks that do not exist and
 // checks that its external ones do, before any service names them.
-func (s *commands) ensureStackNetworks(ctx context.Context, cl *api.Client, nets []compose.StackNetwork) error {
+func (s *commands) ensureStackNetworks(ctx context.Context, cl *client.Client, nets []compose.StackNetwork) error {
 	for _, n := range nets {
 		_, err := cl.Network(ctx, n.Name)
-		var ae *api.APIError
+		var ae *client.APIError
 		switch {
 		case err == nil:
 			continue
@@ -41,7 +42,7 @@ func (s *commands) ensureStackNetworks(ctx context.Context, cl *api.Client, nets
 // existing one is kept: they are immutable) and checks that external ones
 // exist. It reads every file first, so a missing or oversized file
 // creates nothing.
-func (s *commands) ensureStackObjects(ctx context.Context, cl *api.Client, objs []compose.StackObject) error {
+func (s *commands) ensureStackObjects(ctx context.Context, cl *client.Client, objs []compose.StackObject) error {
 	for i, o := range objs {
 		if o.External || o.File == "" {
 			continue
@@ -116,7 +117,7 @@ func stackOf(name string) string {
 // removeStackObjects removes the secrets and configs `stack deploy` made
 // for stack (labelled with its namespace), as `docker stack rm` does; it
 // runs after the stack's services are gone, so none is in use by them.
-func (s *commands) removeStackObjects(ctx context.Context, cl *api.Client, stack string) error {
+func (s *commands) removeStackObjects(ctx context.Context, cl *client.Client, stack string) error {
 	var errs []error
 	secrets, err := cl.Secrets(ctx)
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/cmd/shoal/compose"
 	"github.com/shoal-org/shoal/cmd/shoal/output"
 	"github.com/shoal-org/shoal/cmd/shoal/shell"
@@ -355,7 +356,7 @@ func specsEqual(a, b api.ServiceSpec) bool {
 
 // applyStackPlan carries out a plan: removals first (as docker does, so a
 // published port can move to a new service), then creations and updates.
-func (s *commands) applyStackPlan(ctx context.Context, cl *api.Client, plan stackPlan) error {
+func (s *commands) applyStackPlan(ctx context.Context, cl *client.Client, plan stackPlan) error {
 	for _, sv := range plan.remove {
 		fmt.Fprintf(s.Stdout, "Removing service %s\n", sv.Name)
 		if err := cl.RemoveService(ctx, sv.ID); err != nil {

@@ -1,4 +1,9 @@
-package api
+// Package client is the agent's HTTP client: what the CLI, the end-to-end
+// tests and any other program use to drive an agent through its unix
+// socket. It is apart from api because every layer imports the wire types
+// but only callers of the socket need the client; consensus, runtime,
+// overlay and lb may not import it (api/imports_test.go).
+package client
 
 import (
 	"bufio"
@@ -16,6 +21,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/shoal-org/shoal/api"
 )
 
 // DefaultHost is the agent socket the CLI talks to when neither --host nor
@@ -34,7 +41,7 @@ var (
 	ErrBadHost = errors.New("invalid shoal host")
 )
 
-// APIError is a non-2xx answer of the agent. Message is the ErrorResponse
+// APIError is a non-2xx answer of the agent. Message is the api.ErrorResponse
 // text (or the raw body when the agent sent no JSON).
 type APIError struct {
 	Status  int
@@ -55,7 +62,7 @@ func IsNotFound(err error) bool {
 	return errors.As(err, &ae) && ae.Status == http.StatusNotFound
 }
 
-// Client speaks the agent's HTTP/JSON API (see routes.go) over its unix
+// Client speaks the agent's HTTP/JSON API (api/routes.go) over its unix
 // socket. It is safe for concurrent use. Every method honours its context:
 // cancelling it aborts the request, including long waits and log streams.
 type Client struct {
@@ -64,10 +71,10 @@ type Client struct {
 	http *http.Client
 }
 
-// NewClient returns a client for host, a "unix:///path.sock" URL. An empty
+// New returns a client for host, a "unix:///path.sock" URL. An empty
 // host means $SHOAL_HOST, then DefaultHost. A bare absolute path is accepted
 // as a convenience. No connection is made until the first call.
-func NewClient(host string) (*Client, error) {
+func New(host string) (*Client, error) {
 	if host == "" {
 		host = os.Getenv(HostEnv)
 	}
@@ -180,7 +187,7 @@ func call[T any](ctx context.Context, c *Client, method, path string, q url.Valu
 // send performs a request and returns the response of a 2xx answer; any
 // other status is turned into an *APIError and the body closed.
 func (c *Client) send(ctx context.Context, method, path string, q url.Values, body any) (*http.Response, error) {
-	u := "http://shoal/" + APIVersion + path
+	u := "http://shoal/" + api.APIVersion + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
@@ -226,7 +233,7 @@ func (c *Client) send(ctx context.Context, method, path string, q url.Values, bo
 // readAPIError builds an APIError from a non-2xx response.
 func readAPIError(resp *http.Response) error {
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var er ErrorResponse
+	var er api.ErrorResponse
 	msg := ""
 	if json.Unmarshal(raw, &er) == nil && er.Error != "" {
 		msg = er.Error
@@ -259,10 +266,10 @@ func dialCause(err error) error {
 	return err
 }
 
-// stream reads an NDJSON answer of LogLine values and hands each to fn.
+// stream reads an NDJSON answer of api.LogLine values and hands each to fn.
 // It returns nil at the end of the stream, fn's error if fn fails, or the
 // context's error if the context ends first.
-func (c *Client) stream(ctx context.Context, path string, opts LogOptions, fn func(LogLine) error) error {
+func (c *Client) stream(ctx context.Context, path string, opts LogOptions, fn func(api.LogLine) error) error {
 	return streamNDJSON(ctx, c, path, opts.query(), "logs "+path, fn)
 }
 
@@ -301,38 +308,38 @@ func streamNDJSON[T any](ctx context.Context, c *Client, path string, q url.Valu
 }
 
 // Status answers GET /v1/status: the cluster as this node sees it.
-func (c *Client) Status(ctx context.Context) (*Status, error) {
-	return call[*Status](ctx, c, http.MethodGet, "/status", nil, nil)
+func (c *Client) Status(ctx context.Context) (*api.Status, error) {
+	return call[*api.Status](ctx, c, http.MethodGet, "/status", nil, nil)
 }
 
 // Init bootstraps a new cluster on the agent's node.
-func (c *Client) Init(ctx context.Context) (*InitResponse, error) {
-	return call[*InitResponse](ctx, c, http.MethodPost, "/init", nil, nil)
+func (c *Client) Init(ctx context.Context) (*api.InitResponse, error) {
+	return call[*api.InitResponse](ctx, c, http.MethodPost, "/init", nil, nil)
 }
 
 // Join asks the agent to join the cluster reachable at req.Addr.
-func (c *Client) Join(ctx context.Context, req JoinRequest) (*Status, error) {
-	return call[*Status](ctx, c, http.MethodPost, "/join", nil, req)
+func (c *Client) Join(ctx context.Context, req api.JoinRequest) (*api.Status, error) {
+	return call[*api.Status](ctx, c, http.MethodPost, "/join", nil, req)
 }
 
 // Token returns the current join token.
-func (c *Client) Token(ctx context.Context) (*InitResponse, error) {
-	return call[*InitResponse](ctx, c, http.MethodGet, "/token", nil, nil)
+func (c *Client) Token(ctx context.Context) (*api.InitResponse, error) {
+	return call[*api.InitResponse](ctx, c, http.MethodGet, "/token", nil, nil)
 }
 
 // RotateCA replaces the cluster CA and re-issues every node's certificate;
 // wait bounds how long the agent waits for every node (0: its default).
-func (c *Client) RotateCA(ctx context.Context, wait time.Duration) (*CARotateResponse, error) {
+func (c *Client) RotateCA(ctx context.Context, wait time.Duration) (*api.CARotateResponse, error) {
 	q := url.Values{}
 	if wait > 0 {
 		q.Set("wait", wait.String())
 	}
-	return call[*CARotateResponse](ctx, c, http.MethodPost, "/ca/rotate", q, nil)
+	return call[*api.CARotateResponse](ctx, c, http.MethodPost, "/ca/rotate", q, nil)
 }
 
 // RotateToken replaces the join token; the old one stops working.
-func (c *Client) RotateToken(ctx context.Context) (*InitResponse, error) {
-	return call[*InitResponse](ctx, c, http.MethodPost, "/token/rotate", nil, nil)
+func (c *Client) RotateToken(ctx context.Context) (*api.InitResponse, error) {
+	return call[*api.InitResponse](ctx, c, http.MethodPost, "/token/rotate", nil, nil)
 }
 
 // Leave makes the agent's node leave its cluster.
@@ -341,18 +348,18 @@ func (c *Client) Leave(ctx context.Context) error {
 }
 
 // Nodes lists the cluster's nodes.
-func (c *Client) Nodes(ctx context.Context) ([]Node, error) {
-	return call[[]Node](ctx, c, http.MethodGet, "/nodes", nil, nil)
+func (c *Client) Nodes(ctx context.Context) ([]api.Node, error) {
+	return call[[]api.Node](ctx, c, http.MethodGet, "/nodes", nil, nil)
 }
 
 // Node returns one node by ID, ID prefix or hostname.
-func (c *Client) Node(ctx context.Context, id string) (*Node, error) {
-	return call[*Node](ctx, c, http.MethodGet, "/nodes/"+escape(id), nil, nil)
+func (c *Client) Node(ctx context.Context, id string) (*api.Node, error) {
+	return call[*api.Node](ctx, c, http.MethodGet, "/nodes/"+escape(id), nil, nil)
 }
 
 // UpdateNode changes a node's availability or labels.
-func (c *Client) UpdateNode(ctx context.Context, id string, u NodeUpdate) (*Node, error) {
-	return call[*Node](ctx, c, http.MethodPost, "/nodes/"+escape(id)+"/update", nil, u)
+func (c *Client) UpdateNode(ctx context.Context, id string, u api.NodeUpdate) (*api.Node, error) {
+	return call[*api.Node](ctx, c, http.MethodPost, "/nodes/"+escape(id)+"/update", nil, u)
 }
 
 // RemoveNode removes a node from the cluster and revokes its certificate.
@@ -369,25 +376,25 @@ func forceQuery(force bool) url.Values {
 }
 
 // Images lists the images known to the agent.
-func (c *Client) Images(ctx context.Context) ([]Image, error) {
-	return call[[]Image](ctx, c, http.MethodGet, "/images", nil, nil)
+func (c *Client) Images(ctx context.Context) ([]api.Image, error) {
+	return call[[]api.Image](ctx, c, http.MethodGet, "/images", nil, nil)
 }
 
 // Image returns one image by reference or ID.
-func (c *Client) Image(ctx context.Context, ref string) (*Image, error) {
-	return call[*Image](ctx, c, http.MethodGet, "/images/"+escape(ref), nil, nil)
+func (c *Client) Image(ctx context.Context, ref string) (*api.Image, error) {
+	return call[*api.Image](ctx, c, http.MethodGet, "/images/"+escape(ref), nil, nil)
 }
 
 // ImportImage streams a rootfs tarball (optionally gzipped) read from r and
 // tags the resulting single-layer image as ref. r is read to its end.
-func (c *Client) ImportImage(ctx context.Context, r io.Reader, ref string) (*Image, error) {
+func (c *Client) ImportImage(ctx context.Context, r io.Reader, ref string) (*api.Image, error) {
 	q := url.Values{"ref": {ref}}
-	return call[*Image](ctx, c, http.MethodPost, "/images/import", q, asReader(r))
+	return call[*api.Image](ctx, c, http.MethodPost, "/images/import", q, asReader(r))
 }
 
 // LoadImages streams a `docker save` archive or OCI layout tar read from r.
-func (c *Client) LoadImages(ctx context.Context, r io.Reader) ([]Image, error) {
-	return call[[]Image](ctx, c, http.MethodPost, "/images/load", nil, asReader(r))
+func (c *Client) LoadImages(ctx context.Context, r io.Reader) ([]api.Image, error) {
+	return call[[]api.Image](ctx, c, http.MethodPost, "/images/load", nil, asReader(r))
 }
 
 // asReader hides concrete types (like *os.File) so send streams them rather
@@ -395,8 +402,8 @@ func (c *Client) LoadImages(ctx context.Context, r io.Reader) ([]Image, error) {
 func asReader(r io.Reader) io.Reader { return struct{ io.Reader }{r} }
 
 // PullImage pulls an image from a registry.
-func (c *Client) PullImage(ctx context.Context, req PullRequest) (*Image, error) {
-	return call[*Image](ctx, c, http.MethodPost, "/images/pull", nil, req)
+func (c *Client) PullImage(ctx context.Context, req api.PullRequest) (*api.Image, error) {
+	return call[*api.Image](ctx, c, http.MethodPost, "/images/pull", nil, req)
 }
 
 // RemoveImage removes an image reference (and the image once untagged).
@@ -405,33 +412,33 @@ func (c *Client) RemoveImage(ctx context.Context, ref string) error {
 }
 
 // Containers lists the containers on the agent's node, tasks included.
-func (c *Client) Containers(ctx context.Context) ([]Container, error) {
-	return call[[]Container](ctx, c, http.MethodGet, "/containers", nil, nil)
+func (c *Client) Containers(ctx context.Context) ([]api.Container, error) {
+	return call[[]api.Container](ctx, c, http.MethodGet, "/containers", nil, nil)
 }
 
 // Container returns one container by ID, ID prefix or name.
-func (c *Client) Container(ctx context.Context, id string) (*Container, error) {
-	return call[*Container](ctx, c, http.MethodGet, "/containers/"+escape(id), nil, nil)
+func (c *Client) Container(ctx context.Context, id string) (*api.Container, error) {
+	return call[*api.Container](ctx, c, http.MethodGet, "/containers/"+escape(id), nil, nil)
 }
 
 // RunContainer creates and starts a one-off container on the agent's node.
-func (c *Client) RunContainer(ctx context.Context, req RunRequest) (*Container, error) {
-	return call[*Container](ctx, c, http.MethodPost, "/containers", nil, req)
+func (c *Client) RunContainer(ctx context.Context, req api.RunRequest) (*api.Container, error) {
+	return call[*api.Container](ctx, c, http.MethodPost, "/containers", nil, req)
 }
 
 // WaitContainer blocks until the container has exited and returns it.
-func (c *Client) WaitContainer(ctx context.Context, id string) (*Container, error) {
-	return call[*Container](ctx, c, http.MethodPost, "/containers/"+escape(id)+"/wait", nil, nil)
+func (c *Client) WaitContainer(ctx context.Context, id string) (*api.Container, error) {
+	return call[*api.Container](ctx, c, http.MethodPost, "/containers/"+escape(id)+"/wait", nil, nil)
 }
 
 // StopContainer sends SIGTERM, then SIGKILL after timeout. A negative
 // timeout leaves the grace period to the agent.
-func (c *Client) StopContainer(ctx context.Context, id string, timeout time.Duration) (*Container, error) {
+func (c *Client) StopContainer(ctx context.Context, id string, timeout time.Duration) (*api.Container, error) {
 	var q url.Values
 	if timeout >= 0 {
 		q = url.Values{"timeout": {timeout.String()}}
 	}
-	return call[*Container](ctx, c, http.MethodPost, "/containers/"+escape(id)+"/stop", q, nil)
+	return call[*api.Container](ctx, c, http.MethodPost, "/containers/"+escape(id)+"/stop", q, nil)
 }
 
 // RemoveContainer deletes a container; force kills it first if it runs.
@@ -441,18 +448,18 @@ func (c *Client) RemoveContainer(ctx context.Context, id string, force bool) err
 
 // ContainerLogs streams a container's log lines to fn, in order, from the
 // calling goroutine. It returns when the stream ends, fn fails or ctx ends.
-func (c *Client) ContainerLogs(ctx context.Context, id string, opts LogOptions, fn func(LogLine) error) error {
+func (c *Client) ContainerLogs(ctx context.Context, id string, opts LogOptions, fn func(api.LogLine) error) error {
 	return c.stream(ctx, "/containers/"+escape(id)+"/logs", opts, fn)
 }
 
 // Services lists the cluster's services.
-func (c *Client) Services(ctx context.Context) ([]Service, error) {
-	return call[[]Service](ctx, c, http.MethodGet, "/services", nil, nil)
+func (c *Client) Services(ctx context.Context) ([]api.Service, error) {
+	return call[[]api.Service](ctx, c, http.MethodGet, "/services", nil, nil)
 }
 
 // Service returns one service by ID, ID prefix or name.
-func (c *Client) Service(ctx context.Context, id string) (*Service, error) {
-	return call[*Service](ctx, c, http.MethodGet, "/services/"+escape(id), nil, nil)
+func (c *Client) Service(ctx context.Context, id string) (*api.Service, error) {
+	return call[*api.Service](ctx, c, http.MethodGet, "/services/"+escape(id), nil, nil)
 }
 
 // consistentQuery asks a read route to catch up with the leader first.
@@ -462,35 +469,35 @@ var consistentQuery = url.Values{"consistent": {"1"}}
 // with the leader (?consistent=1), so it reflects every write acknowledged
 // before, through any node. Read this way before a write decided on what
 // was read (`service update`, `stack deploy`).
-func (c *Client) ServiceConsistent(ctx context.Context, id string) (*Service, error) {
-	return call[*Service](ctx, c, http.MethodGet, "/services/"+escape(id), consistentQuery, nil)
+func (c *Client) ServiceConsistent(ctx context.Context, id string) (*api.Service, error) {
+	return call[*api.Service](ctx, c, http.MethodGet, "/services/"+escape(id), consistentQuery, nil)
 }
 
 // ServicesConsistent is Services with ?consistent=1 (see ServiceConsistent).
-func (c *Client) ServicesConsistent(ctx context.Context) ([]Service, error) {
-	return call[[]Service](ctx, c, http.MethodGet, "/services", consistentQuery, nil)
+func (c *Client) ServicesConsistent(ctx context.Context) ([]api.Service, error) {
+	return call[[]api.Service](ctx, c, http.MethodGet, "/services", consistentQuery, nil)
 }
 
 // CreateService creates a service; the answer comes after the Raft commit.
-func (c *Client) CreateService(ctx context.Context, spec ServiceSpec) (*Service, error) {
-	return call[*Service](ctx, c, http.MethodPost, "/services", nil, spec)
+func (c *Client) CreateService(ctx context.Context, spec api.ServiceSpec) (*api.Service, error) {
+	return call[*api.Service](ctx, c, http.MethodPost, "/services", nil, spec)
 }
 
 // UpdateService replaces the spec of a service. version is the Version the
 // caller read; the agent refuses the update if the service changed since.
-func (c *Client) UpdateService(ctx context.Context, id string, version uint64, spec ServiceSpec) (*Service, error) {
+func (c *Client) UpdateService(ctx context.Context, id string, version uint64, spec api.ServiceSpec) (*api.Service, error) {
 	q := url.Values{"version": {strconv.FormatUint(version, 10)}}
-	return call[*Service](ctx, c, http.MethodPost, "/services/"+escape(id)+"/update", q, spec)
+	return call[*api.Service](ctx, c, http.MethodPost, "/services/"+escape(id)+"/update", q, spec)
 }
 
 // ScaleService sets the replica count of a replicated service.
-func (c *Client) ScaleService(ctx context.Context, id string, replicas uint64) (*Service, error) {
-	return call[*Service](ctx, c, http.MethodPost, "/services/"+escape(id)+"/scale", nil, ScaleRequest{Replicas: replicas})
+func (c *Client) ScaleService(ctx context.Context, id string, replicas uint64) (*api.Service, error) {
+	return call[*api.Service](ctx, c, http.MethodPost, "/services/"+escape(id)+"/scale", nil, api.ScaleRequest{Replicas: replicas})
 }
 
 // RollbackService goes back to the service's previous spec.
-func (c *Client) RollbackService(ctx context.Context, id string) (*Service, error) {
-	return call[*Service](ctx, c, http.MethodPost, "/services/"+escape(id)+"/rollback", nil, nil)
+func (c *Client) RollbackService(ctx context.Context, id string) (*api.Service, error) {
+	return call[*api.Service](ctx, c, http.MethodPost, "/services/"+escape(id)+"/rollback", nil, nil)
 }
 
 // RemoveService deletes a service and shuts its tasks down.
@@ -499,21 +506,21 @@ func (c *Client) RemoveService(ctx context.Context, id string) error {
 }
 
 // ServiceTasks lists the tasks of a service; only f.DesiredState is used.
-func (c *Client) ServiceTasks(ctx context.Context, id string, f TaskFilter) ([]Task, error) {
+func (c *Client) ServiceTasks(ctx context.Context, id string, f TaskFilter) ([]api.Task, error) {
 	var q url.Values
 	if f.DesiredState != "" {
 		q = url.Values{"desired_state": {f.DesiredState}}
 	}
-	return call[[]Task](ctx, c, http.MethodGet, "/services/"+escape(id)+"/tasks", q, nil)
+	return call[[]api.Task](ctx, c, http.MethodGet, "/services/"+escape(id)+"/tasks", q, nil)
 }
 
 // ServiceLogs streams the log lines of every task of a service to fn.
-func (c *Client) ServiceLogs(ctx context.Context, id string, opts LogOptions, fn func(LogLine) error) error {
+func (c *Client) ServiceLogs(ctx context.Context, id string, opts LogOptions, fn func(api.LogLine) error) error {
 	return c.stream(ctx, "/services/"+escape(id)+"/logs", opts, fn)
 }
 
 // Tasks lists tasks cluster-wide, filtered by f.
-func (c *Client) Tasks(ctx context.Context, f TaskFilter) ([]Task, error) {
+func (c *Client) Tasks(ctx context.Context, f TaskFilter) ([]api.Task, error) {
 	q := url.Values{}
 	if f.ServiceID != "" {
 		q.Set("service", f.ServiceID)
@@ -524,7 +531,7 @@ func (c *Client) Tasks(ctx context.Context, f TaskFilter) ([]Task, error) {
 	if f.DesiredState != "" {
 		q.Set("desired_state", f.DesiredState)
 	}
-	return call[[]Task](ctx, c, http.MethodGet, "/tasks", q, nil)
+	return call[[]api.Task](ctx, c, http.MethodGet, "/tasks", q, nil)
 }
 
 // EventOptions select the events of an event stream.
@@ -561,6 +568,6 @@ func (o EventOptions) query() url.Values {
 // Events streams GET /v1/events and hands each event to fn. It returns nil
 // when the agent ends the stream (Until reached), fn's error if fn fails,
 // or the context's error if the context ends first.
-func (c *Client) Events(ctx context.Context, opts EventOptions, fn func(Event) error) error {
+func (c *Client) Events(ctx context.Context, opts EventOptions, fn func(api.Event) error) error {
 	return streamNDJSON(ctx, c, "/events", opts.query(), "events", fn)
 }

@@ -1,4 +1,4 @@
-package api
+package client
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shoal-org/shoal/api"
 )
 
 // recorded is what the fake agent saw of one request.
@@ -34,9 +36,9 @@ func fakeAgent(t *testing.T, handler http.Handler) *Client {
 	srv.Listener = ln
 	srv.Start()
 	t.Cleanup(srv.Close)
-	c, err := NewClient("unix://" + sock)
+	c, err := New("unix://" + sock)
 	if err != nil {
-		t.Fatalf("NewClient: %v", err)
+		t.Fatalf("New: %v", err)
 	}
 	return c
 }
@@ -64,7 +66,7 @@ func echoAgent(t *testing.T, answers map[string]any) (*Client, func() recorded) 
 	return c, func() recorded { mu.Lock(); defer mu.Unlock(); return last }
 }
 
-func TestNewClientHost(t *testing.T) {
+func TestNewHost(t *testing.T) {
 	tests := []struct {
 		host, env, want string
 		wantErr         bool
@@ -79,7 +81,7 @@ func TestNewClientHost(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.host+"|"+tt.env, func(t *testing.T) {
 			t.Setenv(HostEnv, tt.env)
-			c, err := NewClient(tt.host)
+			c, err := New(tt.host)
 			if tt.wantErr {
 				if !errors.Is(err, ErrBadHost) {
 					t.Fatalf("err = %v, want ErrBadHost", err)
@@ -98,20 +100,20 @@ func TestNewClientHost(t *testing.T) {
 
 func TestClientRoutes(t *testing.T) {
 	answers := map[string]any{
-		"GET /status":              Status{ClusterID: "c1", NodeID: "n1"},
-		"GET /nodes":               []Node{{ID: "n1", Hostname: "h1"}},
-		"GET /services/web":        Service{ID: "s1", Name: "web", Version: 7},
-		"GET /services/web/tasks":  []Task{{ID: "t1", Name: "web.1"}},
-		"POST /containers/c1/wait": Container{ID: "c1", ExitCode: 3},
-		"GET /images":              []Image{},
-		"POST /images/load":        []Image{},
-		"GET /containers":          []Container{},
-		"GET /services":            []Service{},
-		"GET /tasks":               []Task{},
+		"GET /status":              api.Status{ClusterID: "c1", NodeID: "n1"},
+		"GET /nodes":               []api.Node{{ID: "n1", Hostname: "h1"}},
+		"GET /services/web":        api.Service{ID: "s1", Name: "web", Version: 7},
+		"GET /services/web/tasks":  []api.Task{{ID: "t1", Name: "web.1"}},
+		"POST /containers/c1/wait": api.Container{ID: "c1", ExitCode: 3},
+		"GET /images":              []api.Image{},
+		"POST /images/load":        []api.Image{},
+		"GET /containers":          []api.Container{},
+		"GET /services":            []api.Service{},
+		"GET /tasks":               []api.Task{},
 	}
 	c, last := echoAgent(t, answers)
 	ctx := context.Background()
-	spec := ServiceSpec{Name: "web", Image: "busybox", Replicas: 2}
+	spec := api.ServiceSpec{Name: "web", Image: "busybox", Replicas: 2}
 	tests := []struct {
 		name string
 		call func() error
@@ -126,7 +128,7 @@ func TestClientRoutes(t *testing.T) {
 		}, recorded{Method: "GET", Path: "/status"}},
 		{"init", func() error { _, err := c.Init(ctx); return err }, recorded{Method: "POST", Path: "/init"}},
 		{"join", func() error {
-			_, err := c.Join(ctx, JoinRequest{Token: "T", Addr: "10.0.0.1:2377"})
+			_, err := c.Join(ctx, api.JoinRequest{Token: "T", Addr: "10.0.0.1:2377"})
 			return err
 		}, recorded{Method: "POST", Path: "/join", Body: `{"token":"T","addr":"10.0.0.1:2377"}`}},
 		{"token", func() error { _, err := c.Token(ctx); return err }, recorded{Method: "GET", Path: "/token"}},
@@ -141,7 +143,7 @@ func TestClientRoutes(t *testing.T) {
 		}, recorded{Method: "GET", Path: "/nodes"}},
 		{"node", func() error { _, err := c.Node(ctx, "h1"); return err }, recorded{Method: "GET", Path: "/nodes/h1"}},
 		{"update node", func() error {
-			_, err := c.UpdateNode(ctx, "h1", NodeUpdate{Availability: "drain"})
+			_, err := c.UpdateNode(ctx, "h1", api.NodeUpdate{Availability: "drain"})
 			return err
 		}, recorded{Method: "POST", Path: "/nodes/h1/update", Body: `{"availability":"drain"}`}},
 		{"rm node", func() error { return c.RemoveNode(ctx, "h1", true) }, recorded{Method: "DELETE", Path: "/nodes/h1", Query: "force=1"}},
@@ -153,12 +155,15 @@ func TestClientRoutes(t *testing.T) {
 			recorded{Method: "POST", Path: "/images/import", Query: "ref=app%3Av1", Body: "TAR"}},
 		{"load", func() error { _, err := c.LoadImages(ctx, strings.NewReader("ARCHIVE")); return err },
 			recorded{Method: "POST", Path: "/images/load", Body: "ARCHIVE"}},
-		{"pull", func() error { _, err := c.PullImage(ctx, PullRequest{Ref: "r/x", Insecure: true}); return err },
+		{"pull", func() error { _, err := c.PullImage(ctx, api.PullRequest{Ref: "r/x", Insecure: true}); return err },
 			recorded{Method: "POST", Path: "/images/pull", Body: `{"ref":"r/x","insecure":true}`}},
 		{"rm image", func() error { return c.RemoveImage(ctx, "app:v1") }, recorded{Method: "DELETE", Path: "/images/app:v1"}},
 		{"containers", func() error { _, err := c.Containers(ctx); return err }, recorded{Method: "GET", Path: "/containers"}},
 		{"container", func() error { _, err := c.Container(ctx, "c1"); return err }, recorded{Method: "GET", Path: "/containers/c1"}},
-		{"run", func() error { _, err := c.RunContainer(ctx, RunRequest{Image: "busybox", Remove: true}); return err },
+		{"run", func() error {
+			_, err := c.RunContainer(ctx, api.RunRequest{Image: "busybox", Remove: true})
+			return err
+		},
 			recorded{Method: "POST", Path: "/containers", Body: `{"image":"busybox","limits":{},"remove":true}`}},
 		{"wait", func() error {
 			ct, err := c.WaitContainer(ctx, "c1")
@@ -240,7 +245,7 @@ func TestClientAPIError(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/services/{id}", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotFound)
-		_ = json.NewEncoder(w).Encode(ErrorResponse{Error: "service nope not found"})
+		_ = json.NewEncoder(w).Encode(api.ErrorResponse{Error: "service nope not found"})
 	})
 	mux.HandleFunc("GET /v1/nodes", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "boom", http.StatusInternalServerError)
@@ -262,7 +267,7 @@ func TestClientAPIError(t *testing.T) {
 
 func TestClientUnreachable(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "missing.sock")
-	c, err := NewClient("unix://" + sock)
+	c, err := New("unix://" + sock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +282,7 @@ func TestClientUnreachable(t *testing.T) {
 }
 
 func TestClientLogs(t *testing.T) {
-	lines := []LogLine{
+	lines := []api.LogLine{
 		{Stream: "stdout", Line: "one"},
 		{Stream: "stderr", Line: "two"},
 		{Stream: "stdout", Line: "three", Task: "web.1"},
@@ -300,7 +305,7 @@ func TestClientLogs(t *testing.T) {
 
 	var got []string
 	since := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
-	err := c.ContainerLogs(ctx, "c1", LogOptions{Follow: true, Tail: 10, Since: since}, func(l LogLine) error {
+	err := c.ContainerLogs(ctx, "c1", LogOptions{Follow: true, Tail: 10, Since: since}, func(l api.LogLine) error {
 		got = append(got, l.Stream+":"+l.Line)
 		return nil
 	})
@@ -316,7 +321,7 @@ func TestClientLogs(t *testing.T) {
 
 	stop := errors.New("stop")
 	n := 0
-	err = c.ServiceLogs(ctx, "web", LogOptions{}, func(LogLine) error { n++; return stop })
+	err = c.ServiceLogs(ctx, "web", LogOptions{}, func(api.LogLine) error { n++; return stop })
 	if !errors.Is(err, stop) || n != 1 {
 		t.Fatalf("err = %v after %d lines, want stop after 1", err, n)
 	}
@@ -325,14 +330,14 @@ func TestClientLogs(t *testing.T) {
 func TestClientLogsCancel(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/containers/{id}/logs", func(w http.ResponseWriter, r *http.Request) {
-		_ = json.NewEncoder(w).Encode(LogLine{Line: "hi"})
+		_ = json.NewEncoder(w).Encode(api.LogLine{Line: "hi"})
 		w.(http.Flusher).Flush()
 		<-r.Context().Done()
 	})
 	c := fakeAgent(t, mux)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	err := c.ContainerLogs(ctx, "c1", LogOptions{Follow: true}, func(LogLine) error {
+	err := c.ContainerLogs(ctx, "c1", LogOptions{Follow: true}, func(api.LogLine) error {
 		cancel()
 		return nil
 	})
