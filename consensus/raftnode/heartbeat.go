@@ -134,7 +134,16 @@ type thinTransport struct {
 	// it answered: the leader's second opinion on a node gossip calls dead
 	// (Raft.HeardFrom).
 	heard map[raft.ServerID]time.Time
+	// swept is when sweep last ran.
+	swept time.Time
 }
+
+// forgetAfter: what the transport holds of a server is dropped once it has
+// been that long without a real answer. Nothing reads older entries (a
+// cached answer lives one HeartbeatInterval, HeardFrom's readers look back
+// under a few seconds), and without the sweep a cluster that replaces its
+// nodes over months would keep an entry for every node it ever had.
+const forgetAfter = 10 * time.Minute
 
 var (
 	_ raft.Transport   = (*thinTransport)(nil)
@@ -176,6 +185,7 @@ func (t *thinTransport) AppendEntries(id raft.ServerID, target raft.ServerAddres
 	if err == nil {
 		t.heard[id] = t.now()
 	}
+	t.sweep(now)
 	switch {
 	case err != nil || resp.Term > args.Term || (hb && !resp.Success):
 		delete(t.last, id)
@@ -190,6 +200,27 @@ func (t *thinTransport) AppendEntries(id raft.ServerID, target raft.ServerAddres
 		}
 	}
 	return err
+}
+
+// sweep drops, at most once per forgetAfter, the entries of servers not
+// heard from for forgetAfter: those of servers that left the
+// configuration. Removal is not hooked instead because a removed server's
+// last replication may still answer after RemoveServer returns. t.mu held.
+func (t *thinTransport) sweep(now time.Time) {
+	if now.Sub(t.swept) < forgetAfter {
+		return
+	}
+	t.swept = now
+	for id, at := range t.heard {
+		if now.Sub(at) >= forgetAfter {
+			delete(t.heard, id)
+		}
+	}
+	for id, a := range t.last {
+		if now.Sub(a.sentAt) >= forgetAfter {
+			delete(t.last, id)
+		}
+	}
 }
 
 // AppendEntriesPipeline declines, so raft replicates to every follower

@@ -395,3 +395,37 @@ func TestRaftVerifyLeaderSendsRealHeartbeats(t *testing.T) {
 		t.Fatalf("verify a cut-off leader: %v, want ErrNotLeader", err)
 	}
 }
+
+// TestThinTransportForgetsGoneServers: a server that stopped answering (it
+// left the configuration) is forgotten once forgetAfter has passed, while
+// one that answers stays.
+func TestThinTransportForgetsGoneServers(t *testing.T) {
+	now := time.Unix(1000, 0)
+	inner := &scriptedTransport{resp: raft.AppendEntriesResponse{Term: 5, Success: true}}
+	tt := newThinTransport(inner, 300*time.Millisecond)
+	tt.now = func() time.Time { return now }
+	send := func(id raft.ServerID) {
+		t.Helper()
+		var resp raft.AppendEntriesResponse
+		if err := tt.AppendEntries(id, raft.ServerAddress("a-"+id), hbReq(5), &resp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("gone")
+	send("stays")
+	for i := 0; i < 3; i++ {
+		now = now.Add(forgetAfter / 2)
+		send("stays")
+	}
+	tt.mu.Lock()
+	_, heard := tt.heard["gone"]
+	_, cached := tt.last["gone"]
+	stays := len(tt.heard) == 1 && len(tt.last) == 1
+	tt.mu.Unlock()
+	if heard || cached {
+		t.Fatalf("a server silent for %v is still held (heard %v, cached answer %v)", 3*forgetAfter/2, heard, cached)
+	}
+	if !stays || tt.heardFrom("stays").IsZero() {
+		t.Fatal("the answering server was forgotten")
+	}
+}

@@ -536,6 +536,9 @@ func (s *Store) Pull(ctx context.Context, req api.PullRequest) (api.Image, error
 	if req.Insecure {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the user asked for --insecure
+		// The transport is this pull's alone: nothing reuses its
+		// connections, which would otherwise idle for 90 s.
+		defer tr.CloseIdleConnections()
 		ropts = append(ropts, remote.WithTransport(tr))
 	}
 	img, err := remote.Image(ref, ropts...)

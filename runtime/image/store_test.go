@@ -10,12 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -939,4 +941,52 @@ func TestIngestBlobBounded(t *testing.T) {
 	if err := s.IngestBlob(dg, int64(len(body)), bytes.NewReader(body)); err != nil || !s.HasBlob(dg) {
 		t.Fatalf("the right blob: %v", err)
 	}
+}
+
+// TestInsecurePullClosesConnections: an insecure pull's own transport
+// closes its connections when the pull returns, rather than idling them.
+func TestInsecurePullClosesConnections(t *testing.T) {
+	tmp := t.TempDir()
+	img := imagetest.Image(t, webCfg, true, imagetest.BusyboxRootfsTar(t, tmp))
+	var open atomic.Int32
+	srv := httptest.NewUnstartedServer(registry.New())
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	ref := strings.TrimPrefix(srv.URL, "http://") + "/web:1"
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushTr := http.DefaultTransport.(*http.Transport).Clone()
+	if err := remote.Write(r, img, remote.WithTransport(pushTr)); err != nil {
+		t.Fatal(err)
+	}
+	pushTr.CloseIdleConnections()
+	waitOpen := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for open.Load() != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d connections still open to the registry", what, open.Load())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitOpen("after the push")
+
+	s := newStore(t, filepath.Join(tmp, "store"), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := s.Pull(ctx, api.PullRequest{Ref: ref, Insecure: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitOpen("after the insecure pull")
 }
