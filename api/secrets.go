@@ -76,15 +76,17 @@ func FileReferenceProblem(r FileReference, secret bool) string {
 		return fmt.Sprintf("target %q must be an absolute path", r.Target)
 	}
 	for _, part := range strings.Split(r.Target, "/") {
-		if part == ".." {
-			return fmt.Sprintf("target %q must not contain '..'", r.Target)
+		if part == ".." || part == "." {
+			return fmt.Sprintf("target %q must not contain '.' or '..'", r.Target)
 		}
 	}
 	t := ConfigTarget(r)
 	if secret {
 		t = SecretTarget(r)
 	}
-	if t == "/" || strings.HasSuffix(r.Target, "/") {
+	// A target that names the secrets directory itself would hide every
+	// other secret of the task under one file.
+	if t == "/" || t == SecretsDir || strings.HasSuffix(r.Target, "/") {
 		return fmt.Sprintf("target %q must name a file", r.Target)
 	}
 	// A file is bind mounted like any mount: not over what isolation or

@@ -17,6 +17,12 @@ func TestFileReferenceProblem(t *testing.T) {
 		{FileReference{Source: "c"}, false, ""},
 		{FileReference{Source: "c", Target: "../x"}, true, "'..'"},
 		{FileReference{Source: "c", Target: "/etc/"}, false, "must name a file"},
+		// Targets that name a directory once cleaned.
+		{FileReference{Source: "c", Target: "."}, true, "'.'"},
+		{FileReference{Source: "c", Target: "/etc/."}, false, "'.'"},
+		{FileReference{Source: "c", Target: "./pw"}, true, "'.'"},
+		{FileReference{Source: "c", Target: "/run/secrets"}, true, "must name a file"},
+		{FileReference{Source: "c", Target: "/run/secrets/pw"}, true, ""},
 		// Bind mounted over the container's init, its state, or the
 		// kernel file systems: refused as a --mount there is.
 		{FileReference{Source: "c", Target: "/.shoal/init"}, false, "/.shoal is reserved"},
