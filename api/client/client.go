@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"syscall"
@@ -39,6 +40,9 @@ var (
 	ErrUnreachable = errors.New("cannot reach the shoal agent")
 	// ErrBadHost means the host string is not a unix:// URL.
 	ErrBadHost = errors.New("invalid shoal host")
+	// ErrEmptyAnswer means a route that answers with an object answered
+	// with nothing (or null).
+	ErrEmptyAnswer = errors.New("the agent answered with no object")
 )
 
 // APIError is a non-2xx answer of the agent. Message is the api.ErrorResponse
@@ -174,12 +178,17 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	return nil
 }
 
-// call is do for a typed answer: it returns the zero T on error.
+// call is do for a typed answer: it returns the zero T on error. An
+// empty or null answer where T is a pointer is an error: every such route
+// answers with an object, and callers use the pointer without a check.
 func call[T any](ctx context.Context, c *Client, method, path string, q url.Values, body any) (T, error) {
 	var v T
 	if err := c.do(ctx, method, path, q, body, &v); err != nil {
 		var zero T
 		return zero, err
+	}
+	if rv := reflect.ValueOf(&v).Elem(); rv.Kind() == reflect.Pointer && rv.IsNil() {
+		return v, fmt.Errorf("%s %s: %w", method, path, ErrEmptyAnswer)
 	}
 	return v, nil
 }

@@ -345,3 +345,31 @@ func TestClientLogsCancel(t *testing.T) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 }
+
+// TestClientEmptyObjectAnswer: a 2xx answer with no body, or null, to a
+// route that answers with an object is an error, not a nil object the
+// caller would dereference.
+func TestClientEmptyObjectAnswer(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/services/{id}", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /v1/nodes/{id}", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "null")
+	})
+	mux.HandleFunc("GET /v1/nodes", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "null")
+	})
+	c := fakeAgent(t, mux)
+	ctx := context.Background()
+	if s, err := c.Service(ctx, "web"); !errors.Is(err, ErrEmptyAnswer) || s != nil {
+		t.Fatalf("empty answer: %v, %v", s, err)
+	}
+	if n, err := c.Node(ctx, "n1"); !errors.Is(err, ErrEmptyAnswer) || n != nil {
+		t.Fatalf("null answer: %v, %v", n, err)
+	}
+	// A list may be empty.
+	if ns, err := c.Nodes(ctx); err != nil || len(ns) != 0 {
+		t.Fatalf("null list: %v, %v", ns, err)
+	}
+}
