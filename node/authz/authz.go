@@ -203,7 +203,7 @@ func authorizeOwn(id string, cmd fsm.Command, self *api.Node) error {
 			return refuse("has no node record to update (it joins through the join RPC)")
 		}
 		if f := NodeFieldsNotOwned(*self, c.Node); len(f) > 0 {
-			return refuse("may change only the fields a node owns (addresses, ports, resources), not %s", strings.Join(f, ", "))
+			return refuse("may change only the fields a node owns (resources, WireGuard keys), not %s (hostname, address and ports change only by joining again)", strings.Join(f, ", "))
 		}
 		return nil
 	case fsm.Batch:
@@ -239,11 +239,16 @@ func deref(cmd fsm.Command) fsm.Command {
 // other than those a node owns about itself.
 func NodeFieldsNotOwned(cur, next api.Node) []string {
 	// Copy the node-owned fields over, then compare what is left.
+	//
+	// The hostname, address and ports are not among them: they are fixed
+	// when the leader admits the node (the join, which the token
+	// authorizes) and change only by joining again. Other nodes act on
+	// them: a hostname another node's short ID could be resolved to in
+	// place of that node (`node update --role manager ID`), an address is
+	// where others dial and send overlay traffic, and a node's ports are
+	// reserved from publishing cluster-wide. The agent never changes them
+	// in its own writes.
 	owned := cur
-	owned.Hostname = next.Hostname
-	owned.Addr = next.Addr
-	owned.ClusterPort = next.ClusterPort
-	owned.GossipPort = next.GossipPort
 	owned.Resources = next.Resources
 	owned.WireGuardKey = next.WireGuardKey
 	owned.WireGuardKeyEpoch = next.WireGuardKeyEpoch

@@ -29,7 +29,7 @@ func TestAuthorizeTable(t *testing.T) {
 		Status: api.NodeReady, Availability: api.AvailabilityActive, Labels: map[string]string{"a": "b"},
 		Subnet: "10.42.1.0/24", Voter: true, CertSerial: "s1", CreatedAt: now, UpdatedAt: now, Version: 7}
 	moved := *self
-	moved.Addr, moved.Resources, moved.UpdatedAt, moved.Version = "10.0.0.9", api.Resources{NanoCPUs: 4e9}, now.Add(time.Hour), 0
+	moved.Resources, moved.UpdatedAt, moved.Version = api.Resources{NanoCPUs: 4e9}, now.Add(time.Hour), 0
 	otherNode := moved
 	otherNode.ID = them
 	svc := api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Name: "web", Image: "busybox"}}
@@ -154,11 +154,17 @@ func TestAuthorizeOwnNodeRecord(t *testing.T) {
 		refuse string // field named in the refusal, "" = allowed
 	}{
 		{"unchanged", func(n *api.Node) {}, ""},
-		{"addresses, ports, resources", func(n *api.Node) {
-			n.Addr, n.ClusterPort, n.GossipPort, n.Hostname = "10.0.0.2", 2400, 7950, "me2"
+		{"resources", func(n *api.Node) {
 			n.Resources = api.Resources{NanoCPUs: 2e9, MemoryBytes: 1 << 30}
 			n.UpdatedAt = now.Add(time.Minute)
 		}, ""},
+		// Fixed at admission: others act on them (a hostname that shadows
+		// another node's short ID, an address others dial, ports reserved
+		// cluster-wide).
+		{"hostname", func(n *api.Node) { n.Hostname = "7f3a9c2b1d4e" }, "hostname"},
+		{"address", func(n *api.Node) { n.Addr = "10.0.0.2" }, "addr"},
+		{"cluster port", func(n *api.Node) { n.ClusterPort = 443 }, "cluster_port"},
+		{"gossip port", func(n *api.Node) { n.GossipPort = 80 }, "gossip_port"},
 		{"wireguard keys and their rotation", func(n *api.Node) {
 			n.WireGuardKey, n.WireGuardKeyEpoch = "a2V5", 40
 			n.WireGuardNextKey, n.WireGuardNextEpoch = "bmV4dA==", 57
