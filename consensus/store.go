@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -222,8 +223,8 @@ func (s *Store) NodeByHostname(hostname string) (*api.Node, error) {
 	}
 }
 
-// ResolveNode finds a node by exact ID, exact hostname or unique ID prefix,
-// in that order, as the CLI accepts them.
+// ResolveNode finds a node by exact ID, or else by the one node whose
+// hostname or ID prefix it is, as the CLI accepts them.
 func (s *Store) ResolveNode(ref string) (*api.Node, error) {
 	if ref == "" {
 		return nil, fmt.Errorf("node %q: %w", ref, ErrNotFound)
@@ -232,12 +233,22 @@ func (s *Store) ResolveNode(ref string) (*api.Node, error) {
 	if raw, _ := tx.First(TableNodes, IndexID, ref); raw != nil {
 		return CloneNode(raw.(*api.Node)), nil
 	}
-	if byName := collect(tx, TableNodes, indexHostname, CloneNode, ref); len(byName) == 1 {
-		return byName[0], nil
-	} else if len(byName) > 1 {
-		return nil, fmt.Errorf("node %s matches %d nodes: %w", ref, len(byName), ErrAmbiguous)
+	// A hostname and an ID prefix are weighed together: a hostname that
+	// reads as another node's short ID must not win over that node (an
+	// admin typing the ID from `node ls` would act on the wrong node).
+	found := collect(tx, TableNodes, indexHostname, CloneNode, ref)
+	for _, n := range collect(tx, TableNodes, IndexID+"_prefix", CloneNode, ref) {
+		if !slices.ContainsFunc(found, func(f *api.Node) bool { return f.ID == n.ID }) {
+			found = append(found, n)
+		}
 	}
-	return uniquePrefix(tx, TableNodes, "node", ref, CloneNode)
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("node %s: %w", ref, ErrNotFound)
+	case 1:
+		return found[0], nil
+	}
+	return nil, fmt.Errorf("node %s matches %d nodes (by hostname or ID prefix): %w", ref, len(found), ErrAmbiguous)
 }
 
 // Service returns the service with exactly this ID, or ErrNotFound.

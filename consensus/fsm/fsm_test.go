@@ -602,6 +602,8 @@ func TestResolve(t *testing.T) {
 	h.must(UpsertNode{Node: testNode("abc123", "alpha")})
 	h.must(UpsertNode{Node: testNode("abd456", "beta")})
 	h.must(UpsertNode{Node: testNode("zzz", "abc123x")})
+	// A hostname that reads as another node's short ID.
+	h.must(UpsertNode{Node: testNode("qqq", "abd4")})
 	h.must(CreateService{Service: api.Service{ID: "sv1aaa", Name: "web"}})
 	h.must(CreateService{Service: api.Service{ID: "sv2bbb", Name: "sv1"}})
 	nodeCases := []struct {
@@ -616,6 +618,10 @@ func TestResolve(t *testing.T) {
 		{"nope", "", consensus.ErrNotFound},
 		{"", "", consensus.ErrNotFound},
 		{"abc123x", "zzz", nil},
+		// Neither the hostname nor the ID prefix wins: the admin may have
+		// meant either node.
+		{"abd4", "", consensus.ErrAmbiguous},
+		{"qqq", "qqq", nil},
 	}
 	for _, tc := range nodeCases {
 		n, err := h.store.ResolveNode(tc.ref)
