@@ -38,6 +38,31 @@ func ServiceNameProblem(name string) string {
 	return ""
 }
 
+// MaxHostnameLen is the longest node hostname (a DNS name).
+const MaxHostnameLen = 253
+
+// HostnameProblem returns why h cannot be a node's hostname, or "". A
+// node names itself when it joins, and its hostname is printed by `node
+// ls`, matched by `node.hostname` constraints and accepted wherever a node
+// is named: so it is held to a DNS name's characters (letters, digits,
+// '-', '_' and '.'), with no control characters to reach an admin's
+// terminal.
+func HostnameProblem(h string) string {
+	if h == "" {
+		return "must not be empty"
+	}
+	if len(h) > MaxHostnameLen {
+		return fmt.Sprintf("longer than %d characters", MaxHostnameLen)
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return fmt.Sprintf("character %q not allowed (letters, digits, '-', '_' and '.')", c)
+		}
+	}
+	return ""
+}
+
 // ShortID is the 12-character form of an ID (node, task, container,
 // serial) that logs, messages and `shoal ps` show.
 func ShortID(id string) string {

@@ -147,6 +147,12 @@ func CheckRequest(req wire.JoinRequest) (net.IP, error) {
 	if ip == nil || req.NodeID == "" || req.Hostname == "" || req.ClusterPort <= 0 || req.GossipPort <= 0 {
 		return nil, &wire.Error{Code: wire.CodeRefused, Msg: "join request is missing node ID, hostname, address or ports"}
 	}
+	if p := api.HostnameProblem(req.Hostname); p != "" {
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("join request: hostname %q: %s", req.Hostname, p)}
+	}
+	if req.ClusterPort > 65535 || req.GossipPort > 65535 {
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: "join request: ports must be 1-65535"}
+	}
 	return ip, nil
 }
 

@@ -133,6 +133,7 @@ func TestCheckRequest(t *testing.T) {
 		{"no address", func(r *wire.JoinRequest) { r.Addr = "" }, false},
 		{"no cluster port", func(r *wire.JoinRequest) { r.ClusterPort = 0 }, false},
 		{"negative gossip port", func(r *wire.JoinRequest) { r.GossipPort = -1 }, false},
+		{"dotted hostname", func(r *wire.JoinRequest) { r.Hostname = "db1.example.com" }, true},
 	}
 	for _, tt := range tests {
 		req := ok
@@ -147,6 +148,29 @@ func TestCheckRequest(t *testing.T) {
 		var re *wire.Error
 		if !errors.As(err, &re) || re.Code != wire.CodeRefused || !strings.Contains(re.Msg, "missing node ID, hostname, address or ports") {
 			t.Errorf("%s: CheckRequest err = %v, want a refusal", tt.name, err)
+		}
+	}
+}
+
+// TestCheckRequestRefusesBadFields: a joiner names itself; its hostname
+// is printed on admins' terminals and matched by constraints, so it is held
+// to a DNS name's characters, and ports to their range.
+func TestCheckRequestRefusesBadFields(t *testing.T) {
+	for _, tc := range []struct {
+		edit func(*wire.JoinRequest)
+		want string
+	}{
+		{func(r *wire.JoinRequest) { r.Hostname = "evil\x1b[2J" }, "not allowed"},
+		{func(r *wire.JoinRequest) { r.Hostname = strings.Repeat("h", 300) }, "longer"},
+		{func(r *wire.JoinRequest) { r.ClusterPort = 70000 }, "1-65535"},
+		{func(r *wire.JoinRequest) { r.GossipPort = 65536 }, "1-65535"},
+	} {
+		req := wire.JoinRequest{NodeID: "n1", Hostname: "h1", Addr: "10.0.0.2", ClusterPort: 2377, GossipPort: 7946}
+		tc.edit(&req)
+		_, err := CheckRequest(req)
+		var re *wire.Error
+		if !errors.As(err, &re) || re.Code != wire.CodeRefused || !strings.Contains(re.Msg, tc.want) {
+			t.Errorf("%+v: err = %v, want a refusal with %q", req, err, tc.want)
 		}
 	}
 }
