@@ -12,6 +12,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/api/client"
+	"github.com/shoal-org/shoal/cmd/shoal/output"
 	"github.com/shoal-org/shoal/cmd/shoal/shell"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
@@ -125,6 +126,7 @@ func writeEventLine(w io.Writer, ev api.Event) error {
 	for _, k := range keys {
 		attrs = append(attrs, k+"="+ev.Attributes[k])
 	}
-	_, err := fmt.Fprintf(w, "%s %s %s %s (%s)\n", ev.Time.Local().Format(time.RFC3339Nano), ev.Type, ev.Action, ev.ID, strings.Join(attrs, ", "))
+	// Names and attributes come from every node: no terminal escapes.
+	_, err := fmt.Fprintf(output.SafeWriter(w), "%s %s %s %s (%s)\n", ev.Time.Local().Format(time.RFC3339Nano), ev.Type, ev.Action, ev.ID, strings.Join(attrs, ", "))
 	return err
 }

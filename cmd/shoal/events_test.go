@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -86,5 +87,19 @@ func TestCLIEvents(t *testing.T) {
 		if _, stderr, code := runCLI(t, host, "", append([]string{"events"}, bad...)...); code != 2 {
 			t.Errorf("events %v: exit %d (%s), want 2", bad, code, stderr)
 		}
+	}
+}
+
+// TestEventLineEscapesControlCharacters: event names and attributes come
+// from every node's records; an event line prints no terminal escapes.
+func TestEventLineEscapesControlCharacters(t *testing.T) {
+	var b bytes.Buffer
+	ev := api.Event{Type: "node", Action: "update", ID: "n1", Name: "w\x1b[2J",
+		Attributes: map[string]string{"addr": "\x1b]52;c;aGk=\x07"}}
+	if err := writeEventLine(&b, ev); err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(b.String(), "\x1b\x07") || !strings.Contains(b.String(), `name=w\x1b[2J`) {
+		t.Fatalf("event line %q", b.String())
 	}
 }

@@ -30,7 +30,7 @@ type Opts struct {
 
 // NewTable returns a tabwriter laid out like docker's tables.
 func NewTable(w io.Writer) *tabwriter.Writer {
-	return tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	return tabwriter.NewWriter(SafeWriter(w), 0, 0, 3, ' ', 0)
 }
 
 // ShortID trims an ID (and a "sha256:" prefix) for tables.
@@ -71,6 +71,7 @@ func writeTemplate[T any](w io.Writer, format string, items []T) error {
 	if err != nil {
 		return specflags.UsageErrorf("invalid --format template: %v", err)
 	}
+	w = SafeWriter(w)
 	for _, it := range items {
 		if err := tmpl.Execute(w, it); err != nil {
 			return fmt.Errorf("format: %w", err)

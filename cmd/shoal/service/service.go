@@ -389,7 +389,9 @@ func (s *commands) serviceLogs(c *cli.Context) error {
 			if l.Node != "" {
 				prefix += "@" + l.Node
 			}
-			prefix += " | "
+			// The task and node names come from the cluster's
+			// records, not the container: no terminal escapes.
+			prefix = output.Sanitize(prefix) + " | "
 		}
 		return logs.WriteLine(s.Stdout, s.Stderr, l, prefix, ts)
 	})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/api/client"
+	"github.com/shoal-org/shoal/cmd/shoal/output"
 	"github.com/shoal-org/shoal/cmd/shoal/progress"
 )
 
@@ -55,13 +56,13 @@ func (s *commands) waitService(ctx context.Context, cl *client.Client, id, op st
 			if !quiet {
 				for _, sl := range conv.Slots {
 					if printed[sl.Name] != sl.Text {
-						fmt.Fprintf(s.Stderr, "%s: %s\n", sl.Name, sl.Text)
+						fmt.Fprintf(s.Stderr, "%s: %s\n", output.Sanitize(sl.Name), output.Sanitize(sl.Text))
 						printed[sl.Name] = sl.Text
 					}
 				}
 			}
 			if !quiet && conv.Note != "" && conv.Note != prevNote {
-				fmt.Fprintln(s.Stderr, conv.Note)
+				fmt.Fprintln(s.Stderr, output.Sanitize(conv.Note))
 			}
 			if conv.Err != nil {
 				return conv.Err

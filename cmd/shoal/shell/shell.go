@@ -82,7 +82,9 @@ func (s *Shell) ExitCode(err error) int {
 	if errors.Is(err, context.Canceled) {
 		return 130
 	}
-	fmt.Fprintf(s.Stderr, "Error: %v\n", err)
+	// An error may carry what other nodes wrote (a task's error, a
+	// hostname): no terminal escapes.
+	fmt.Fprintf(s.Stderr, "Error: %s\n", output.Sanitize(err.Error()))
 	return exitError
 }
 
