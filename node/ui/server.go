@@ -197,22 +197,20 @@ func stream(w http.ResponseWriter, r *http.Request, b Backend, timing StreamTimi
 }
 
 // Listen checks --ui-addr against the token rule and binds it; loopback
-// says whether it is a loopback address. A non-loopback address without a
-// UI token in dataDir is refused (ErrNeedsToken); "localhost" binds
+// says whether it is a loopback address. Without a UI token in dataDir it
+// is refused (ErrNeedsToken), loopback or not; "localhost" binds
 // 127.0.0.1.
 func Listen(uiAddr, dataDir string) (ln net.Listener, loopback bool, err error) {
 	loopback, err = AddrLoopback(uiAddr)
 	if err != nil {
 		return nil, false, err
 	}
-	if !loopback {
-		if _, err := LoadToken(dataDir); err != nil {
-			if errors.Is(err, ErrNoToken) {
-				return nil, false, fmt.Errorf("%w: --ui-addr %s is not a loopback address; create a token first with `shoal ui token --data-dir %s`, or bind 127.0.0.1",
-					ErrNeedsToken, uiAddr, dataDir)
-			}
-			return nil, false, err
+	if _, err := LoadToken(dataDir); err != nil {
+		if errors.Is(err, ErrNoToken) {
+			return nil, false, fmt.Errorf("%w: create a token first with `shoal ui token --data-dir %s` (--ui-addr %s)",
+				ErrNeedsToken, dataDir, uiAddr)
 		}
+		return nil, false, err
 	}
 	addr := uiAddr
 	if host, port, _ := net.SplitHostPort(addr); strings.EqualFold(host, "localhost") {

@@ -24,14 +24,16 @@ package ui
 // admin (DESIGN.md, trust model); the dashboard must not be a way around
 // that. So:
 //
-//   - Without a UI token the dashboard binds only a loopback address, and
-//     refuses requests whose Host header is not a loopback name: a web page
-//     elsewhere cannot reach it through DNS rebinding.
-//   - With a token (DATA/ui-token, 0600, written by `shoal ui token`) every
-//     API request carries it in the X-Shoal-UI-Token header, compared in
-//     constant time. Only then may --ui-addr be a non-loopback address: the
-//     agent refuses to start otherwise. The token is never accepted from a
+//   - Every API request carries the UI token (DATA/ui-token, 0600, written
+//     by `shoal ui token`) in the X-Shoal-UI-Token header, compared in
+//     constant time; the agent refuses --ui-addr until a token exists. A
+//     loopback address is no exception: any local user can reach
+//     127.0.0.1, and the dashboard must not give a non-root user what the
+//     root-only socket refuses them. The token is never accepted from a
 //     cookie, so a browser never attaches it on its own.
+//   - On a loopback address it also refuses requests whose Host header is
+//     not a loopback name: a web page elsewhere cannot reach it through
+//     DNS rebinding.
 //   - Requests that change state also need the X-Shoal-UI header and, when
 //     the browser sends an Origin, one equal to the page's own: a form or a
 //     script on another site cannot add a custom header without a CORS
@@ -87,7 +89,7 @@ var (
 	// ErrNoToken: no UI token exists in the data dir.
 	ErrNoToken = errors.New("no UI token: create one with `shoal ui token`")
 	// ErrNeedsToken: --ui-addr is not a loopback address and no UI token exists.
-	ErrNeedsToken = errors.New("a non-loopback --ui-addr needs a UI token")
+	ErrNeedsToken = errors.New("--ui-addr needs a UI token")
 )
 
 // TokenPath is where the UI token of the agent with this data dir lives.
@@ -258,14 +260,11 @@ func (g Guard) Check(r *http.Request) error {
 		return &Refusal{Status: http.StatusForbidden, Msg: err.Error()}
 	}
 	if tok == "" {
-		// No token: only a loopback listener, reached by a loopback name.
-		if !g.Loopback {
-			return &Refusal{Status: http.StatusForbidden, Msg: ErrNoToken.Error()}
-		}
-		if !LoopbackHost(r.Host) {
-			return &Refusal{Status: http.StatusForbidden, Msg: "the dashboard answers only to a loopback host name without a UI token"}
-		}
-		return nil
+		return &Refusal{Status: http.StatusForbidden, Msg: ErrNoToken.Error()}
+	}
+	if g.Loopback && !LoopbackHost(r.Host) {
+		// A loopback listener reached by another name is DNS rebinding.
+		return &Refusal{Status: http.StatusForbidden, Msg: "the dashboard on a loopback address answers only to a loopback host name"}
 	}
 	got := r.Header.Get(TokenHeader)
 	if got == "" {

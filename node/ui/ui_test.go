@@ -35,16 +35,18 @@ func TestUIGuard(t *testing.T) {
 		r        req
 		want     int // 0 = allowed
 	}{
-		{"loopback, no token, loopback host", true, noToken, get("127.0.0.1:8080", nil), 0},
-		{"loopback, no token, localhost", true, noToken, get("localhost:8080", nil), 0},
-		{"loopback, no token, ipv6 loopback", true, noToken, get("[::1]:8080", nil), 0},
-		{"loopback, no token, rebound host name", true, noToken, get("evil.example:8080", nil), http.StatusForbidden},
-		{"loopback, no token, post with csrf header", true, noToken, post("127.0.0.1:8080", csrf), 0},
-		{"loopback, no token, post without csrf header", true, noToken, post("127.0.0.1:8080", nil), http.StatusForbidden},
-		{"loopback, no token, post from another origin", true, noToken,
-			post("127.0.0.1:8080", map[string]string{CSRFHeader: "1", "Origin": "http://evil.example"}), http.StatusForbidden},
-		{"loopback, no token, post from own origin", true, noToken,
-			post("127.0.0.1:8080", map[string]string{CSRFHeader: "1", "Origin": "http://127.0.0.1:8080"}), 0},
+		// Loopback is no exception: any local user reaches 127.0.0.1, and
+		// the dashboard must not give them what the root-only socket refuses.
+		{"loopback, no token, loopback host", true, noToken, get("127.0.0.1:8080", nil), http.StatusForbidden},
+		{"loopback, no token, post with csrf header", true, noToken, post("127.0.0.1:8080", csrf), http.StatusForbidden},
+		{"token: loopback, localhost", true, withToken, get("localhost:8080", tokHdr), 0},
+		{"token: loopback, ipv6 loopback", true, withToken, get("[::1]:8080", tokHdr), 0},
+		{"token: loopback, rebound host name", true, withToken, get("evil.example:8080", tokHdr), http.StatusForbidden},
+		{"token: loopback, post without csrf header", true, withToken, post("127.0.0.1:8080", tokHdr), http.StatusForbidden},
+		{"token: loopback, post from another origin", true, withToken,
+			post("127.0.0.1:8080", map[string]string{TokenHeader: testUIToken, CSRFHeader: "1", "Origin": "http://evil.example"}), http.StatusForbidden},
+		{"token: loopback, post from own origin", true, withToken,
+			post("127.0.0.1:8080", map[string]string{TokenHeader: testUIToken, CSRFHeader: "1", "Origin": "http://127.0.0.1:8080"}), 0},
 		{"non-loopback without token fails closed", false, noToken, get("10.0.0.1:8080", nil), http.StatusForbidden},
 		{"token: missing", false, withToken, get("10.0.0.1:8080", nil), http.StatusUnauthorized},
 		{"token: wrong", false, withToken, get("10.0.0.1:8080", map[string]string{TokenHeader: testUIToken + "x"}), http.StatusUnauthorized},
