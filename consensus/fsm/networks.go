@@ -23,6 +23,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
 // NetworkPool is where subnets of networks created without --subnet come
@@ -32,7 +33,7 @@ var NetworkPool = netip.MustParsePrefix("10.44.0.0/16")
 // networkPoolSize is how many /16s the pool spans from NetworkPool.
 const networkPoolSize = 56
 
-func (c CreateNetwork) apply(w *consensus.WriteTxn) (any, error) {
+func applyCreateNetwork(w *consensus.WriteTxn, c command.CreateNetwork) (any, error) {
 	n := consensus.CloneNetwork(&c.Network)
 	if n.ID == "" || n.Name == "" {
 		return nil, fmt.Errorf("create network: ID and name are required: %w", consensus.ErrInvalid)
@@ -156,7 +157,7 @@ func allocVNI(nets []*api.Network) int {
 	return v
 }
 
-func (c DeleteNetwork) apply(w *consensus.WriteTxn) (any, error) {
+func applyDeleteNetwork(w *consensus.WriteTxn, c command.DeleteNetwork) (any, error) {
 	if c.ID == api.DefaultNetwork {
 		return nil, fmt.Errorf("remove network %s: the default network cannot be removed: %w", c.ID, consensus.ErrInvalid)
 	}

@@ -7,9 +7,10 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
-func (c BootstrapCluster) apply(w *consensus.WriteTxn) (any, error) {
+func applyBootstrapCluster(w *consensus.WriteTxn, c command.BootstrapCluster) (any, error) {
 	if w.Bootstrapped() {
 		return nil, consensus.ErrAlreadyBootstrapped
 	}
@@ -32,7 +33,7 @@ func (c BootstrapCluster) apply(w *consensus.WriteTxn) (any, error) {
 	return consensus.CloneNode(n), nil
 }
 
-func (c UpsertNode) apply(w *consensus.WriteTxn) (any, error) {
+func applyUpsertNode(w *consensus.WriteTxn, c command.UpsertNode) (any, error) {
 	if c.Node.ID == "" {
 		return nil, fmt.Errorf("upsert node: empty ID: %w", consensus.ErrInvalid)
 	}
@@ -80,7 +81,7 @@ func checkSubnet(w *consensus.WriteTxn, n *api.Node) error {
 	return nil
 }
 
-func (c UpdateNode) apply(w *consensus.WriteTxn) (any, error) {
+func applyUpdateNode(w *consensus.WriteTxn, c command.UpdateNode) (any, error) {
 	old := consensus.First[api.Node](w, consensus.TableNodes, consensus.IndexID, c.ID)
 	if old == nil {
 		return nil, fmt.Errorf("update node %s: %w", c.ID, consensus.ErrNotFound)
@@ -121,7 +122,7 @@ func (c UpdateNode) apply(w *consensus.WriteTxn) (any, error) {
 	return consensus.CloneNode(n), nil
 }
 
-func (c SetNodeStatus) apply(w *consensus.WriteTxn) (any, error) {
+func applySetNodeStatus(w *consensus.WriteTxn, c command.SetNodeStatus) (any, error) {
 	for _, s := range c.Statuses {
 		if s.Status != api.NodeReady && s.Status != api.NodeDown {
 			return nil, fmt.Errorf("set node %s status %q: %w", s.ID, s.Status, consensus.ErrInvalid)
@@ -145,7 +146,7 @@ func (c SetNodeStatus) apply(w *consensus.WriteTxn) (any, error) {
 	return changed, nil
 }
 
-func (c SetNodeVoter) apply(w *consensus.WriteTxn) (any, error) {
+func applySetNodeVoter(w *consensus.WriteTxn, c command.SetNodeVoter) (any, error) {
 	old := consensus.First[api.Node](w, consensus.TableNodes, consensus.IndexID, c.ID)
 	if old == nil {
 		return nil, fmt.Errorf("set node %s voter: %w", c.ID, consensus.ErrNotFound)
@@ -159,7 +160,7 @@ func (c SetNodeVoter) apply(w *consensus.WriteTxn) (any, error) {
 	return nil, w.Insert(consensus.TableNodes, n)
 }
 
-func (c RemoveNode) apply(w *consensus.WriteTxn) (any, error) {
+func applyRemoveNode(w *consensus.WriteTxn, c command.RemoveNode) (any, error) {
 	old := consensus.First[api.Node](w, consensus.TableNodes, consensus.IndexID, c.ID)
 	if old == nil {
 		return nil, fmt.Errorf("remove node %s: %w", c.ID, consensus.ErrNotFound)
@@ -204,7 +205,7 @@ func (c RemoveNode) apply(w *consensus.WriteTxn) (any, error) {
 	return nil, trimGroups(w, groups)
 }
 
-func (c RotateToken) apply(w *consensus.WriteTxn) (any, error) {
+func applyRotateToken(w *consensus.WriteTxn, c command.RotateToken) (any, error) {
 	cl, err := w.Cluster()
 	if err != nil {
 		return nil, fmt.Errorf("rotate token: %w", err)

@@ -1,4 +1,4 @@
-package fsm
+package command
 
 import (
 	"bufio"
@@ -26,7 +26,7 @@ const goldenEntries = "testdata/entries.golden"
 func TestEntriesGolden(t *testing.T) {
 	want := readGolden(t)
 	for _, cmd := range sampleCommands() {
-		got, err := EncodeCommand(cmd)
+		got, err := Encode(cmd)
 		if err != nil {
 			t.Fatalf("encode %T: %v", cmd, err)
 		}
@@ -39,7 +39,7 @@ func TestEntriesGolden(t *testing.T) {
 		if !bytes.Equal(got, w) {
 			t.Errorf("command type %d (%T) encodes differently from %s:\n got %s\nwant %d %d %s", cmd.Type(), cmd, goldenEntries, line, w[0], w[1], w[2:])
 		}
-		dec, err := DecodeCommand(w)
+		dec, err := Decode(w)
 		if err != nil {
 			t.Errorf("recorded entry of type %d no longer decodes: %v", cmd.Type(), err)
 		} else if !reflect.DeepEqual(dec, cmd) {
@@ -49,14 +49,14 @@ func TestEntriesGolden(t *testing.T) {
 }
 
 // readGolden parses goldenEntries into entries by type.
-func readGolden(t *testing.T) map[CommandType][]byte {
+func readGolden(t *testing.T) map[Type][]byte {
 	t.Helper()
 	f, err := os.Open(goldenEntries)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	out := map[CommandType][]byte{}
+	out := map[Type][]byte{}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 1<<20)
 	for n := 1; sc.Scan(); n++ {
@@ -67,10 +67,10 @@ func readGolden(t *testing.T) map[CommandType][]byte {
 		if !ok1 || !ok2 || err1 != nil || err2 != nil {
 			t.Fatalf("%s:%d: want TYPE VERSION BODY", goldenEntries, n)
 		}
-		if _, dup := out[CommandType(ty)]; dup {
+		if _, dup := out[Type(ty)]; dup {
 			t.Fatalf("%s:%d: type %d twice", goldenEntries, n, ty)
 		}
-		out[CommandType(ty)] = append([]byte{byte(ty), byte(v)}, body...)
+		out[Type(ty)] = append([]byte{byte(ty), byte(v)}, body...)
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
