@@ -60,6 +60,10 @@ var importRules = []importRule{
 	// their codec and protocol levels. Proposers import it without the FSM,
 	// so it never imports the FSM back.
 	{"consensus/fsm/command/...", []string{"api", "consensus", "consensus/fsm/command/..."}},
+	// The FSM's allocator (consensus/fsm/alloc/README.md): deterministic
+	// scans of the write transaction for free subnets, VIPs and VNIs; the
+	// FSM imports it, never the other way round.
+	{"consensus/fsm/alloc/...", []string{"api", "consensus", "consensus/fsm/alloc/..."}},
 	// Backup files (consensus/snapshotfile/README.md): the store's snapshot
 	// document behind a verified header, and the restore plan (pure).
 	{"consensus/snapshotfile/...", []string{"api", "consensus", "consensus/snapshotfile/..."}},

@@ -7,6 +7,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm/alloc"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
@@ -60,6 +61,20 @@ func applyUpsertNode(w *consensus.WriteTxn, c command.UpsertNode) (any, error) {
 		return nil, err
 	}
 	return consensus.CloneNode(n), nil
+}
+
+// ensureSubnet gives n a free /24 of the cluster CIDR when it has none; cl
+// records the allocation state (the caller stores it).
+func ensureSubnet(w *consensus.WriteTxn, cl *consensus.ClusterState, n *api.Node) error {
+	if n.Subnet != "" {
+		return nil
+	}
+	subnet, err := alloc.NodeSubnet(w, cl, n.ID)
+	if err != nil {
+		return err
+	}
+	n.Subnet = subnet
+	return nil
 }
 
 // checkSubnet refuses a node subnet given in a command that is not an IPv4

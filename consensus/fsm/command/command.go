@@ -259,7 +259,7 @@ type Batch struct {
 }
 
 // CreateNetwork stores a new network. An empty Subnet is allocated from
-// the network pool (fsm.NetworkPool), a zero VNI is the lowest free one above
+// the network pool (alloc.NetworkPool), a zero VNI is the lowest free one above
 // api.DefaultVNI. The stored network is returned.
 type CreateNetwork struct {
 	Network api.Network `json:"network"`
