@@ -58,16 +58,25 @@ var importRules = []importRule{
 	// Server and api's nodes, and ApplyVoterChange drives a *raftnode.Raft;
 	// neither consensus nor raftnode imports the planner.
 	{"consensus/autopilot/...", []string{"api", "consensus", "consensus/raftnode", "consensus/autopilot/..."}},
-	// The store's one writer (consensus/fsm/README.md): the commands and the
-	// FSM, over consensus's store and types; consensus never imports it.
+	// The store's one writer (consensus/fsm/README.md): the FSM and its
+	// appliers, over consensus's store and types; consensus never imports it.
 	{"consensus/fsm/...", []string{"api", "consensus", "consensus/fsm/..."}},
+	// The log entry format (consensus/fsm/command/README.md): the commands,
+	// their codec and protocol levels. Proposers import it without the FSM,
+	// so it never imports the FSM back.
+	{"consensus/fsm/command/...", []string{"api", "consensus", "consensus/fsm/command/..."}},
+	// The FSM's allocator (consensus/fsm/alloc/README.md): deterministic
+	// scans of the write transaction for free subnets, VIPs and VNIs; the
+	// FSM imports it, never the other way round.
+	{"consensus/fsm/alloc/...", []string{"api", "consensus", "consensus/fsm/alloc/..."}},
 	// Backup files (consensus/snapshotfile/README.md): the store's snapshot
 	// document behind a verified header, and the restore plan (pure).
 	{"consensus/snapshotfile/...", []string{"api", "consensus", "consensus/snapshotfile/..."}},
 	// This node's raft instance (consensus/raftnode/README.md): the log
 	// store, the FSM it drives into the store, and the restore plans it
-	// installs; consensus, fsm and snapshotfile never import it.
-	{"consensus/raftnode/...", []string{"api", "consensus", "consensus/fsm", "consensus/logstore", "consensus/snapshotfile", "consensus/raftnode/..."}},
+	// installs, and the commands it proposes; consensus, fsm and
+	// snapshotfile never import it.
+	{"consensus/raftnode/...", []string{"api", "consensus", "consensus/fsm", "consensus/fsm/command", "consensus/logstore", "consensus/snapshotfile", "consensus/raftnode/..."}},
 	// The store itself: its subpackages import it, never the other way
 	// round (the log store's ErrLogUnreadable is re-exported).
 	{"consensus", []string{"api", "api/atomicfile", "consensus/logstore"}},
@@ -148,7 +157,7 @@ var importRules = []importRule{
 	{"node/taskplan/...", []string{"api", "node/scheduler/servicespec", "node/taskplan/..."}},
 	// The leaf parts of the agent (node/README.md): each has one job and
 	// never reaches back into node, so they stay testable on their own.
-	{"node/authz/...", []string{"api", "consensus", "consensus/fsm", "consensus/raftnode", "overlay", "node/scheduler/servicespec", "node/authz/..."}},
+	{"node/authz/...", []string{"api", "consensus", "consensus/fsm/command", "consensus/raftnode", "overlay", "node/scheduler/servicespec", "node/authz/..."}},
 	// The autoscaler's arithmetic, the decision included (Decide), and
 	// every node's sampling of its tasks' cgroups (runtime/cgstats); the
 	// replica and the runtime come in as interfaces.
@@ -169,23 +178,23 @@ var importRules = []importRule{
 	// comes in as an interface. Its join and reconnect loop reads the
 	// replica's nodes (api), keeps peers.json (api/atomicfile) and ticks on
 	// the agent's resync clock (node/resync).
-	{"node/membership/...", []string{"api", "api/atomicfile", "consensus", "consensus/fsm", "consensus/raftnode", "node/resync", "node/membership/..."}},
+	{"node/membership/...", []string{"api", "api/atomicfile", "consensus", "consensus/fsm/command", "consensus/raftnode", "node/resync", "node/membership/..."}},
 	// The failure-detection profiles: gossip's timing and raft's, chosen
 	// together.
 	{"node/profile/...", []string{"consensus/raftnode", "node/membership", "node/profile/..."}},
 	// The HTTP side of the API socket: it reaches the agent only through
 	// its interfaces, and consensus only for the sentinel errors it maps.
-	{"node/httpapi/...", []string{"api", "consensus", "consensus/fsm", "node/httpapi/..."}},
+	{"node/httpapi/...", []string{"api", "consensus", "consensus/fsm/command", "node/httpapi/..."}},
 	// The agent's side of the cluster routes: the replica (consensus), the
 	// spec rules (node/scheduler/servicespec), image tags (runtime/image), the log
 	// options and writer of node/localapi; writes go through handlers.Agent.
-	{"node/handlers/...", []string{"api", "consensus", "consensus/fsm", "consensus/raftnode", "consensus/snapshotfile", "runtime", "runtime/image", "node/httpapi", "node/localapi", "node/scheduler/servicespec", "node/handlers/..."}},
+	{"node/handlers/...", []string{"api", "consensus", "consensus/fsm/command", "consensus/raftnode", "consensus/snapshotfile", "runtime", "runtime/image", "node/httpapi", "node/localapi", "node/scheduler/servicespec", "node/handlers/..."}},
 	// This node's images, containers and exec: the runtime and the image
 	// store behind interfaces, the cluster through localapi.Agent.
 	{"node/localapi/...", []string{"api", "runtime", "runtime/image", "node/httpapi", "node/localapi/..."}},
 	// The RPC protocol as bytes: the refusals it maps to codes come from
 	// consensus and node/authz.
-	{"node/wire/...", []string{"api", "consensus", "consensus/fsm", "node/authz", "node/wire/..."}},
+	{"node/wire/...", []string{"api", "consensus", "consensus/fsm/command", "node/authz", "node/wire/..."}},
 	// The cluster port: TLS, the protocol byte, caps, one RPC per
 	// connection and the Raft epoch handshake. The agent's fence, its
 	// connection trackers and its RPC handlers come in as interfaces and
@@ -203,13 +212,13 @@ var importRules = []importRule{
 	// node status, re-admission, autopilot): the replica and Raft from
 	// consensus, gossip's verdicts, the planners; the agent's gossip key
 	// rotation and its RPC caller come in as funcs.
-	{"node/leaderloop/...", []string{"api", "consensus", "consensus/fsm", "consensus/raftnode", "consensus/autopilot", "node/autoscale", "node/membership", "node/metrics", "node/scheduler", "node/leaderloop/..."}},
+	{"node/leaderloop/...", []string{"api", "consensus", "consensus/fsm/command", "consensus/raftnode", "consensus/autopilot", "node/autoscale", "node/membership", "node/metrics", "node/scheduler", "node/leaderloop/..."}},
 	// How a write reaches the leader and is applied once: Raft and the
 	// replica, the authorization table, the leader's re-validation
 	// (node/handlers), sealing (node/pki), the RPC protocol and the
 	// cluster port's restore call; the agent's RPC caller, dialler, KEK
 	// and token rotation come in as funcs.
-	{"node/writes/...", []string{"api", "consensus", "consensus/fsm", "consensus/snapshotfile", "consensus/raftnode", "node/authz", "node/clusterport", "node/handlers", "node/membership", "node/pki", "node/wire", "node/writes/..."}},
+	{"node/writes/...", []string{"api", "consensus", "consensus/fsm/command", "consensus/snapshotfile", "consensus/raftnode", "node/authz", "node/clusterport", "node/handlers", "node/membership", "node/pki", "node/wire", "node/writes/..."}},
 	// --metrics-addr: the registry, the server and the collector that
 	// reads the replica, Raft, gossip, the data plane's desired state
 	// (node/netplan) and the containers' cgroups at scrape time; the agent
@@ -219,29 +228,29 @@ var importRules = []importRule{
 	// the leader's key work (KEK, sealing, trust, renewal, CA rotation, node
 	// IDs at join): the replica, crypto and files (node/pki), the RPC
 	// bodies; Raft and the RPC caller come in as an interface and a func.
-	{"node/keyring/...", []string{"api", "api/atomicfile", "consensus", "consensus/fsm", "consensus/raftnode", "node/pki", "node/wire", "node/keyring/..."}},
+	{"node/keyring/...", []string{"api", "api/atomicfile", "consensus", "consensus/fsm/command", "consensus/raftnode", "node/pki", "node/wire", "node/keyring/..."}},
 	// What `node rm` means on every node: connection trackers, the gossip
 	// key rotation's steps, the removal question and its loop. Gossip and
 	// Raft come in as interfaces, the RPC caller as a func.
-	{"node/revocation/...", []string{"api", "api/atomicfile", "consensus", "consensus/fsm", "consensus/raftnode", "node/membership", "node/pki", "node/wire", "node/revocation/..."}},
+	{"node/revocation/...", []string{"api", "api/atomicfile", "consensus", "consensus/fsm", "consensus/fsm/command", "consensus/raftnode", "node/membership", "node/pki", "node/wire", "node/revocation/..."}},
 	// The node-side loops' apply halves: the reconciler (the runtime, the
 	// replica, its plan in node/taskplan, the traffic rule of node/netplan,
 	// netloop's context of a container's networks) and the network loop
 	// (the replica, overlay, lb, gossip's member type, the metrics it
 	// reports, and the index-file format of node/revocation for its
 	// WireGuard key epochs). The agent comes in through their Config.
-	{"node/reconciler/...", []string{"api", "consensus", "consensus/fsm", "runtime", "runtime/ocispec", "node/netloop", "node/netplan", "node/resync", "node/taskplan", "node/reconciler/..."}},
-	{"node/netloop/...", []string{"api", "consensus", "consensus/fsm", "lb", "overlay", "overlay/wireguard", "node/membership", "node/metrics", "node/netplan", "node/resync", "node/revocation", "node/netloop/..."}},
+	{"node/reconciler/...", []string{"api", "consensus", "consensus/fsm/command", "runtime", "runtime/ocispec", "node/netloop", "node/netplan", "node/resync", "node/taskplan", "node/reconciler/..."}},
+	{"node/netloop/...", []string{"api", "consensus", "consensus/fsm/command", "lb", "overlay", "overlay/wireguard", "node/membership", "node/metrics", "node/netplan", "node/resync", "node/revocation", "node/netloop/..."}},
 	// How a node gets into a cluster and out of it: the joiner's side
 	// (token, CA pin, CSR, the cluster files) and the leader's admission,
 	// removal and lost-log rejoin. The files and checks of node/keyring,
 	// node/revocation and node/epoch; Raft comes in as an interface, the
 	// agent's RPC caller, cluster start and keys as funcs.
-	{"node/joining/...", []string{"api", "api/atomicfile", "consensus", "consensus/fsm", "consensus/raftnode", "node/clusterport", "node/epoch", "node/keyring", "node/membership", "node/pki", "node/revocation", "node/wire", "node/joining/..."}},
+	{"node/joining/...", []string{"api", "api/atomicfile", "consensus", "consensus/fsm/command", "consensus/raftnode", "node/clusterport", "node/epoch", "node/keyring", "node/membership", "node/pki", "node/revocation", "node/wire", "node/joining/..."}},
 	// A cluster instance's epoch: the verdicts of consensus, the voters and
-	// the epoch's write through raftnode and fsm, the probe over clusterport
-	// (the peer named by its certificate, node/pki).
-	{"node/epoch/...", []string{"api/atomicfile", "consensus", "consensus/fsm", "consensus/raftnode", "node/clusterport", "node/pki", "node/epoch/..."}},
+	// the epoch's write through raftnode and fsm/command, the probe over
+	// clusterport (the peer named by its certificate, node/pki).
+	{"node/epoch/...", []string{"api/atomicfile", "consensus", "consensus/fsm/command", "consensus/raftnode", "node/clusterport", "node/pki", "node/epoch/..."}},
 	// cmd/shoal starts the agent (and the node's container supervisor)
 	// through node and otherwise talks to it only through api and its
 	// client (api/client); the command

@@ -19,7 +19,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/events"
 	"github.com/shoal-org/shoal/node/handlers"
@@ -139,7 +139,7 @@ func (x apiAgent) UpdateNode(ctx context.Context, ref string, upd api.NodeUpdate
 	if err != nil {
 		return api.Node{}, err
 	}
-	if _, err := a.write(ctx, &fsm.UpdateNode{ID: n.ID, Update: upd, Now: time.Now().UTC()}); err != nil {
+	if _, err := a.write(ctx, &command.UpdateNode{ID: n.ID, Update: upd, Now: time.Now().UTC()}); err != nil {
 		return api.Node{}, err
 	}
 	handlers.WaitLocal(ctx, cl.store, func() bool {
@@ -217,7 +217,7 @@ func (x replicaAgent) SyncReplica(ctx context.Context) error {
 	return apiAgent(x).SyncReplica(ctx)
 }
 
-func (x replicaAgent) Write(ctx context.Context, cmd fsm.Command) error {
+func (x replicaAgent) Write(ctx context.Context, cmd command.Command) error {
 	_, err := x.a.write(ctx, cmd)
 	return err
 }
@@ -258,7 +258,7 @@ func (x localAgent) ForgetImage(ctx context.Context, id string) {
 	if _, err := a.clusterOrErr(); err != nil {
 		return
 	}
-	if _, err := a.write(ctx, &fsm.SetImageNode{ImageID: id, NodeID: a.id.NodeID, Present: false}); err != nil {
+	if _, err := a.write(ctx, &command.SetImageNode{ImageID: id, NodeID: a.id.NodeID, Present: false}); err != nil {
 		a.log.Warn("record image removal", "image", id, "err", err)
 	}
 }
@@ -311,7 +311,7 @@ func (a *Agent) announceImage(ctx context.Context, img api.Image, source string)
 	if rec.Source == "" {
 		rec.Source = source
 	}
-	if _, err := a.write(ctx, &fsm.UpsertImage{Image: rec}); err != nil {
+	if _, err := a.write(ctx, &command.UpsertImage{Image: rec}); err != nil {
 		a.log.Warn("record image in cluster", "image", img.ID, "err", err)
 	}
 }

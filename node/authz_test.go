@@ -18,7 +18,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/clusterport"
@@ -75,19 +75,19 @@ func startTestLeader(t *testing.T) *testLeader {
 		return api.Node{ID: id, Hostname: host, Addr: "127.0.0.1", ClusterPort: 2377, GossipPort: 7946,
 			Status: api.NodeReady, Availability: api.AvailabilityActive, CreatedAt: now}
 	}
-	must := func(cmd fsm.Command) {
+	must := func(cmd command.Command) {
 		t.Helper()
 		if _, err := r.Apply(ctx, cmd); err != nil {
 			t.Fatalf("%T: %v", cmd, err)
 		}
 	}
-	must(fsm.BootstrapCluster{Cluster: consensus.ClusterState{ClusterID: "c1", ClusterCIDR: "10.42.0.0/16",
+	must(command.BootstrapCluster{Cluster: consensus.ClusterState{ClusterID: "c1", ClusterCIDR: "10.42.0.0/16",
 		VIPCIDR: "10.43.0.0/16", VoterTarget: 1, CreatedAt: now}, Node: node(self, "leader")})
-	must(fsm.UpsertNode{Node: node("node-b", "b")})
-	must(fsm.UpsertNode{Node: node("node-w", "w")})
-	must(fsm.UpdateNode{ID: "node-w", Update: api.NodeUpdate{Role: api.RoleWorker}, Now: now})
-	must(fsm.CreateService{Service: api.Service{ID: "svc1", Name: "web", Spec: api.ServiceSpec{Name: "web", Image: "busybox", Mode: api.ModeReplicated, Replicas: 1}}})
-	must(fsm.UpsertTasks{Tasks: []api.Task{{ID: "task-b", ServiceID: "svc1", Service: "web", Slot: 1, NodeID: "node-b",
+	must(command.UpsertNode{Node: node("node-b", "b")})
+	must(command.UpsertNode{Node: node("node-w", "w")})
+	must(command.UpdateNode{ID: "node-w", Update: api.NodeUpdate{Role: api.RoleWorker}, Now: now})
+	must(command.CreateService{Service: api.Service{ID: "svc1", Name: "web", Spec: api.ServiceSpec{Name: "web", Image: "busybox", Mode: api.ModeReplicated, Replicas: 1}}})
+	must(command.UpsertTasks{Tasks: []api.Task{{ID: "task-b", ServiceID: "svc1", Service: "web", Slot: 1, NodeID: "node-b",
 		DesiredState: api.TaskRunning, State: api.TaskAssigned, CreatedAt: now}}})
 	if err := r.AddNonvoter(ctx, "node-b", "127.0.0.1:1"); err != nil {
 		t.Fatal(err)
@@ -96,9 +96,9 @@ func startTestLeader(t *testing.T) *testLeader {
 }
 
 // apply sends cmd over wire.MethodApply as peer.
-func (l *testLeader) apply(t *testing.T, peer string, cmd fsm.Command) error {
+func (l *testLeader) apply(t *testing.T, peer string, cmd command.Command) error {
 	t.Helper()
-	enc, err := fsm.EncodeCommand(cmd)
+	enc, err := command.Encode(cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,9 +106,9 @@ func (l *testLeader) apply(t *testing.T, peer string, cmd fsm.Command) error {
 }
 
 // admin sends cmd as the admin action of a user on peer's socket.
-func (l *testLeader) admin(t *testing.T, peer string, cmd fsm.Command) error {
+func (l *testLeader) admin(t *testing.T, peer string, cmd command.Command) error {
 	t.Helper()
-	enc, err := fsm.EncodeCommand(cmd)
+	enc, err := command.Encode(cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func TestLeaderRefusesForgedCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	bIP := netip.MustParsePrefix(bnode.Subnet).Addr().Next().Next().String()
-	forged := fsm.TaskStatus{NodeID: "node-b", Statuses: []api.TaskStatus{{TaskID: "task-b", State: api.TaskRunning, IP: bIP}}}
+	forged := command.TaskStatus{NodeID: "node-b", Statuses: []api.TaskStatus{{TaskID: "task-b", State: api.TaskRunning, IP: bIP}}}
 
 	// Node w claims to be node b and reports b's task running at its own IP.
 	err = l.apply(t, "node-w", forged)
@@ -152,13 +152,13 @@ func TestLeaderRefusesForgedCommands(t *testing.T) {
 	b, _ := l.cl.store.Node("node-b")
 	hijack := *b
 	hijack.Addr = "10.9.9.9"
-	for name, cmd := range map[string]fsm.Command{
-		"upsert another node":   fsm.UpsertNode{Node: hijack},
-		"rotate token raw":      fsm.RotateToken{SecretHash: "h", Secret: "s"},
-		"gossip keys":           fsm.SetGossipKeys{Keys: [][]byte{make([]byte, 32)}},
-		"task assignments":      fsm.UpsertTasks{Tasks: []api.Task{{ID: "task-b", NodeID: "node-w"}}},
-		"voter":                 fsm.SetNodeVoter{ID: "node-w", Voter: true},
-		"create service as raw": fsm.CreateService{Service: api.Service{ID: "x", Name: "x", Spec: api.ServiceSpec{Name: "x", Image: "busybox"}}},
+	for name, cmd := range map[string]command.Command{
+		"upsert another node":   command.UpsertNode{Node: hijack},
+		"rotate token raw":      command.RotateToken{SecretHash: "h", Secret: "s"},
+		"gossip keys":           command.SetGossipKeys{Keys: [][]byte{make([]byte, 32)}},
+		"task assignments":      command.UpsertTasks{Tasks: []api.Task{{ID: "task-b", NodeID: "node-w"}}},
+		"voter":                 command.SetNodeVoter{ID: "node-w", Voter: true},
+		"create service as raw": command.CreateService{Service: api.Service{ID: "x", Name: "x", Spec: api.ServiceSpec{Name: "x", Image: "busybox"}}},
 	} {
 		if err := l.apply(t, "node-w", cmd); !errors.Is(err, authz.ErrForbidden) {
 			t.Errorf("%s over wire.MethodApply: %v, want forbidden", name, err)
@@ -171,14 +171,14 @@ func TestLeaderRefusesForgedCommands(t *testing.T) {
 	w, _ := l.cl.store.Node("node-w")
 	mine := *w
 	mine.Addr = "127.0.0.2"
-	if err := l.apply(t, "node-w", fsm.UpsertNode{Node: mine}); err != nil {
+	if err := l.apply(t, "node-w", command.UpsertNode{Node: mine}); err != nil {
 		t.Fatalf("own node record: %v", err)
 	}
 
 	// Admin actions: allowed from a manager, refused from a worker, and a
 	// spec is validated on the leader, who records who asked.
 	spec := api.ServiceSpec{Name: "api", Image: "busybox", Mode: api.ModeReplicated, Replicas: 1}
-	create := fsm.CreateService{Service: api.Service{ID: "svc2", Name: "api", Spec: spec}}
+	create := command.CreateService{Service: api.Service{ID: "svc2", Name: "api", Spec: spec}}
 	if err := l.admin(t, "node-w", create); !errors.Is(err, authz.ErrWorker) || !strings.Contains(err.Error(), "worker") {
 		t.Fatalf("create from a worker: %v", err)
 	}
@@ -200,7 +200,7 @@ func TestLeaderRefusesForgedCommands(t *testing.T) {
 		t.Fatalf("service %+v %v: want updated_by node-b", s, err)
 	}
 	// An admin action must carry the command it names.
-	enc, _ := fsm.EncodeCommand(fsm.SetNodeVoter{ID: "node-w", Voter: true})
+	enc, _ := command.Encode(command.SetNodeVoter{ID: "node-w", Voter: true})
 	err = callRPC(rpcCtx(t), l.addr, l.pki.client("node-b"), wire.MethodAdminWrite, wire.AdminWriteRequest{Action: authz.ActionUpdateNode, Command: enc}, nil, nil)
 	if !errors.Is(err, authz.ErrForbidden) {
 		t.Fatalf("admin action with a mismatched command: %v", err)
@@ -281,7 +281,7 @@ func TestWorkerAPIRefusesWrites(t *testing.T) {
 	l := startTestLeader(t)
 	ctx := rpcCtx(t)
 	self := l.a.id.NodeID
-	if _, err := l.cl.raft.Apply(ctx, fsm.UpdateNode{ID: self, Update: api.NodeUpdate{Role: api.RoleWorker}, Now: time.Now()}); err != nil {
+	if _, err := l.cl.raft.Apply(ctx, command.UpdateNode{ID: self, Update: api.NodeUpdate{Role: api.RoleWorker}, Now: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	h := l.a.routes()
@@ -313,7 +313,7 @@ func TestWorkerAPIRefusesWrites(t *testing.T) {
 		t.Fatalf("roles %v", roles)
 	}
 	// Back to manager (on the leader's own loops' path here), writes work.
-	if _, err := l.cl.raft.Apply(ctx, fsm.UpdateNode{ID: self, Update: api.NodeUpdate{Role: api.RoleManager}, Now: time.Now()}); err != nil {
+	if _, err := l.cl.raft.Apply(ctx, command.UpdateNode{ID: self, Update: api.NodeUpdate{Role: api.RoleManager}, Now: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	code, body = do(t, h, "POST", "/v1/nodes/node-b/update", `{"availability":"drain"}`)
@@ -338,7 +338,7 @@ func TestWorkerCannotRotateCA(t *testing.T) {
 	}
 	// A worker's own API refuses it too.
 	self := l.a.id.NodeID
-	if _, err := l.cl.raft.Apply(rpcCtx(t), fsm.UpdateNode{ID: self, Update: api.NodeUpdate{Role: api.RoleWorker}, Now: time.Now()}); err != nil {
+	if _, err := l.cl.raft.Apply(rpcCtx(t), command.UpdateNode{ID: self, Update: api.NodeUpdate{Role: api.RoleWorker}, Now: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	code, body := do(t, l.a.routes(), "POST", "/v1/ca/rotate?wait=1s", "")
@@ -363,7 +363,7 @@ func TestLeaderDropsTaskAddressesOutsideTheNode(t *testing.T) {
 	if sub.Contains(netip.MustParseAddr(foreign)) {
 		t.Fatalf("node b's subnet %s holds %s", sub, foreign)
 	}
-	report := fsm.TaskStatus{NodeID: "node-b", Statuses: []api.TaskStatus{{TaskID: "task-b", State: api.TaskStarting,
+	report := command.TaskStatus{NodeID: "node-b", Statuses: []api.TaskStatus{{TaskID: "task-b", State: api.TaskStarting,
 		IP: foreign, IPs: map[string]string{api.DefaultNetwork: "192.168.1.10", "other": own}}}}
 	if err := l.apply(t, "node-b", report); err != nil {
 		t.Fatalf("report: %v", err)
@@ -377,7 +377,7 @@ func TestLeaderDropsTaskAddressesOutsideTheNode(t *testing.T) {
 	}
 	// Its own addresses are kept, in a batch too.
 	report.Statuses[0] = api.TaskStatus{TaskID: "task-b", State: api.TaskRunning, IP: own, IPs: map[string]string{api.DefaultNetwork: own}}
-	if err := l.apply(t, "node-b", fsm.Batch{Commands: []fsm.Command{report}}); err != nil {
+	if err := l.apply(t, "node-b", command.Batch{Commands: []command.Command{report}}); err != nil {
 		t.Fatalf("own report: %v", err)
 	}
 	if tk, _ = l.cl.store.Task("task-b"); tk.State != api.TaskRunning || tk.IP != own || tk.IPs[api.DefaultNetwork] != own {
@@ -393,11 +393,11 @@ func TestLeaderDropsTaskAddressesOutsideTheNode(t *testing.T) {
 func TestWorkerCannotMoveImageTags(t *testing.T) {
 	l := startTestLeader(t)
 	web := api.Image{ID: "sha256:web1", Tags: []string{"web:latest"}, Layers: []string{"sha256:l1"}, Source: "import", Nodes: []string{"node-b"}}
-	if err := l.apply(t, "node-b", fsm.UpsertImage{Image: web}); err != nil {
+	if err := l.apply(t, "node-b", command.UpsertImage{Image: web}); err != nil {
 		t.Fatal(err)
 	}
 	evil := api.Image{ID: "sha256:evil", Tags: []string{"web:latest", "evil:1"}, Nodes: []string{"node-w"}}
-	if err := l.apply(t, "node-w", fsm.Batch{Commands: []fsm.Command{fsm.UpsertImage{Image: evil}}}); err != nil {
+	if err := l.apply(t, "node-w", command.Batch{Commands: []command.Command{command.UpsertImage{Image: evil}}}); err != nil {
 		t.Fatalf("worker's own image: %v", err)
 	}
 	if img, err := l.cl.store.ResolveImage("web:latest"); err != nil || img.ID != web.ID {
@@ -407,7 +407,7 @@ func TestWorkerCannotMoveImageTags(t *testing.T) {
 		t.Fatalf("the worker's image: %+v (%v), want it recorded with evil:1 alone", img, err)
 	}
 	rewrite := api.Image{ID: web.ID, Layers: []string{"sha256:other"}, Source: "pull evil", Nodes: []string{"node-w"}}
-	if err := l.apply(t, "node-w", fsm.UpsertImage{Image: rewrite}); err != nil {
+	if err := l.apply(t, "node-w", command.UpsertImage{Image: rewrite}); err != nil {
 		t.Fatalf("worker holding web: %v", err)
 	}
 	img, err := l.cl.store.Image(web.ID)
@@ -415,7 +415,7 @@ func TestWorkerCannotMoveImageTags(t *testing.T) {
 		t.Fatalf("web after a worker's rewrite: %+v (%v); want its layers and source kept and node-w added as a holder", img, err)
 	}
 	web2 := api.Image{ID: "sha256:web2", Tags: []string{"web:latest"}, Nodes: []string{"node-b"}}
-	if err := l.apply(t, "node-b", fsm.UpsertImage{Image: web2}); err != nil {
+	if err := l.apply(t, "node-b", command.UpsertImage{Image: web2}); err != nil {
 		t.Fatal(err)
 	}
 	if img, err := l.cl.store.ResolveImage("web:latest"); err != nil || img.ID != web2.ID {

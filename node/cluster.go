@@ -20,7 +20,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/autoscale"
 	"github.com/shoal-org/shoal/node/epoch"
@@ -193,7 +193,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 		Keys:          files.Keys,
 		Fence:         fc,
 		Logger:        a.log,
-	}, membership.Meta{NodeID: a.id.NodeID, ClusterPort: a.cfg.ClusterPort, Epoch: fc.Local(), Version: Version, Level: fsm.ProtocolLevel})
+	}, membership.Meta{NodeID: a.id.NodeID, ClusterPort: a.cfg.ClusterPort, Epoch: fc.Local(), Version: Version, Level: command.ProtocolLevel})
 	if err != nil {
 		cancel()
 		cl.wg.Wait()

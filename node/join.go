@@ -18,7 +18,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/consensus/snapshotfile"
 	"github.com/shoal-org/shoal/node/identity"
 	"github.com/shoal-org/shoal/node/joining"
@@ -155,7 +155,7 @@ func (a *Agent) leader(cl *cluster) *joining.Leader {
 		CertLifetime: a.cfg.CertLifetime,
 		Epoch:        cl.fence.Local(),
 		Removing:     &cl.removing,
-		ApplyRemoval: func(ctx context.Context, rm *fsm.RemoveNode) error { return a.applyRemoval(ctx, cl, rm) },
+		ApplyRemoval: func(ctx context.Context, rm *command.RemoveNode) error { return a.applyRemoval(ctx, cl, rm) },
 		Log:          a.log,
 	}
 }

@@ -14,7 +14,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/node/keyring"
@@ -39,7 +39,7 @@ func (a *Agent) keeper(cl *cluster) *keyring.Keeper {
 		Forward: func(ctx context.Context, call func(ctx context.Context, addr string) error) error {
 			return a.forwardToLeader(ctx, cl, call)
 		},
-		Authorize: func(peerID string, cmd fsm.Command) error {
+		Authorize: func(peerID string, cmd command.Command) error {
 			c, _ := callerOf(cl, authz.Admin, peerID)
 			return authz.Authorize(c, cmd, nil)
 		},

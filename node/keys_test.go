@@ -23,7 +23,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/keyring"
 	"github.com/shoal-org/shoal/node/pki"
@@ -148,7 +148,7 @@ func TestNonVoterRaftHoldsNoSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	record.ClusterCIDR, record.VIPCIDR = "10.42.0.0/16", "10.43.0.0/16"
-	if _, err := leader.raft.Apply(ctx, &fsm.BootstrapCluster{Cluster: record, Node: api.Node{ID: "n1", Hostname: "h1", Addr: "127.0.0.1"}}); err != nil {
+	if _, err := leader.raft.Apply(ctx, &command.BootstrapCluster{Cluster: record, Node: api.Node{ID: "n1", Hostname: "h1", Addr: "127.0.0.1"}}); err != nil {
 		t.Fatal(err)
 	}
 	rotated, err := a.keeper(cl).RotateSecret(ctx)
@@ -169,7 +169,7 @@ func TestNonVoterRaftHoldsNoSecrets(t *testing.T) {
 	}
 	// One more entry after the configuration change, so that the non-voter
 	// learns the configuration entry is committed and applies it.
-	if _, err := leader.raft.Apply(ctx, &fsm.SetVoterTarget{Target: 3}); err != nil {
+	if _, err := leader.raft.Apply(ctx, &command.SetVoterTarget{Target: 3}); err != nil {
 		t.Fatal(err)
 	}
 	for {
@@ -217,7 +217,7 @@ func TestMigrationSealsPlaintextRecord(t *testing.T) {
 	secret := pki.NewSecret()
 	legacy := consensus.ClusterState{ClusterID: "c1", CACertPEM: ca.CertPEM(), CAKeyPEM: ca.KeyPEM(),
 		TokenSecret: secret, TokenSecretHash: pki.HashSecret(secret), ClusterCIDR: "10.42.0.0/16", VIPCIDR: "10.43.0.0/16"}
-	if _, err := n.raft.Apply(ctx, &fsm.BootstrapCluster{Cluster: legacy, Node: api.Node{ID: "n1", Hostname: "h1", Addr: "127.0.0.1"}}); err != nil {
+	if _, err := n.raft.Apply(ctx, &command.BootstrapCluster{Cluster: legacy, Node: api.Node{ID: "n1", Hostname: "h1", Addr: "127.0.0.1"}}); err != nil {
 		t.Fatal(err)
 	}
 	a := newTestAgent(t)

@@ -12,7 +12,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/autoscale"
 	"github.com/shoal-org/shoal/node/events"
 	"github.com/shoal-org/shoal/node/imagedist"
@@ -29,7 +29,7 @@ type netAttacher struct{ netloop.Attacher }
 func (n *netAttacher) get() *overlay.Overlay { return n.Default() }
 
 // writeCmd is the agent's write as the loops' status sink.
-func (a *Agent) writeCmd(ctx context.Context, cmd fsm.Command) error {
+func (a *Agent) writeCmd(ctx context.Context, cmd command.Command) error {
 	_, err := a.write(ctx, cmd)
 	return err
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -26,7 +27,7 @@ type replica struct {
 func newReplica(t *testing.T) *replica {
 	s := consensus.NewStore()
 	r := &replica{t: t, fsm: fsm.New(s), store: s}
-	r.apply(fsm.BootstrapCluster{
+	r.apply(command.BootstrapCluster{
 		Cluster: consensus.ClusterState{ClusterID: "c1", GossipKeys: [][]byte{make([]byte, 32)},
 			ClusterCIDR: "10.42.0.0/16", VIPCIDR: "10.43.0.0/16", TokenSecretHash: "x"},
 		Node: api.Node{ID: "boot", Hostname: "boot", Addr: "127.0.0.1", Status: api.NodeReady, CertSerial: "b0"},
@@ -34,7 +35,7 @@ func newReplica(t *testing.T) *replica {
 	return r
 }
 
-func (r *replica) apply(cmd fsm.Command) {
+func (r *replica) apply(cmd command.Command) {
 	r.t.Helper()
 	r.idx++
 	if res := r.fsm.ApplyCommand(r.idx, cmd); res.Err != nil {
@@ -44,7 +45,7 @@ func (r *replica) apply(cmd fsm.Command) {
 
 func (r *replica) node(id, serial string) {
 	r.t.Helper()
-	r.apply(fsm.UpsertNode{Node: api.Node{ID: id, Hostname: id, Addr: "127.0.0.1", ClusterPort: 1,
+	r.apply(command.UpsertNode{Node: api.Node{ID: id, Hostname: id, Addr: "127.0.0.1", ClusterPort: 1,
 		Status: api.NodeReady, CertSerial: serial}})
 }
 
@@ -56,7 +57,7 @@ func TestRemovalRPC(t *testing.T) {
 	r := newReplica(t)
 	r.node("gone", "g1")
 	r.node("member", "m1")
-	r.apply(fsm.RemoveNode{ID: "gone", Now: time.Now()})
+	r.apply(command.RemoveNode{ID: "gone", Now: time.Now()})
 	anon := pki.AnonymousClientTLS(s.pki.ca.Pool(), nil)
 
 	ask := func(id, serial string) (bool, error) {
@@ -127,7 +128,7 @@ func TestAskRemoved(t *testing.T) {
 	if ask() {
 		t.Fatal("removed while the server knows the node")
 	}
-	srvReplica.apply(fsm.RemoveNode{ID: asker.id.NodeID, Now: time.Now()})
+	srvReplica.apply(command.RemoveNode{ID: asker.id.NodeID, Now: time.Now()})
 	if ask() {
 		t.Fatal("a positive answer from a server the asker's replica does not know counted")
 	}

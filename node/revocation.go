@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/netloop"
 	"github.com/shoal-org/shoal/node/reconciler"
 	"github.com/shoal-org/shoal/node/revocation"
@@ -60,7 +60,7 @@ func (a *Agent) rotator(cl *cluster) *revocation.Rotator {
 
 // applyRemoval commits rm with the first step of a gossip key rotation
 // (revocation.Rotator.Remove).
-func (a *Agent) applyRemoval(ctx context.Context, cl *cluster, rm *fsm.RemoveNode) error {
+func (a *Agent) applyRemoval(ctx context.Context, cl *cluster, rm *command.RemoveNode) error {
 	return a.rotator(cl).Remove(ctx, rm)
 }
 

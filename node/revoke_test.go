@@ -13,6 +13,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/keyring"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/revocation"
@@ -103,7 +104,7 @@ func joinFixture(t *testing.T) (context.Context, *Agent, *cluster, *pki.CA) {
 		t.Fatal(err)
 	}
 	record.ClusterCIDR, record.VIPCIDR = "10.42.0.0/16", "10.43.0.0/16"
-	if _, err := leader.raft.Apply(ctx, &fsm.BootstrapCluster{Cluster: record, Node: api.Node{ID: "n1", Hostname: "h1", Addr: "127.0.0.1"}}); err != nil {
+	if _, err := leader.raft.Apply(ctx, &command.BootstrapCluster{Cluster: record, Node: api.Node{ID: "n1", Hostname: "h1", Addr: "127.0.0.1"}}); err != nil {
 		t.Fatal(err)
 	}
 	return ctx, a, cl, ca
@@ -121,7 +122,7 @@ func TestRejoinRevokesOldSerials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.raft.Apply(ctx, &fsm.UpsertNode{Node: api.Node{ID: "n2", Hostname: "h2", Addr: "127.0.0.2",
+	if _, err := cl.raft.Apply(ctx, &command.UpsertNode{Node: api.Node{ID: "n2", Hostname: "h2", Addr: "127.0.0.2",
 		Status: api.NodeDown, CertSerial: s0}}); err != nil {
 		t.Fatal(err)
 	}
@@ -174,18 +175,18 @@ func TestRejoinRevokesOldSerials(t *testing.T) {
 func TestRejoinReplayKeepsCurrentState(t *testing.T) {
 	old, nw := make([]byte, 32), key('n') // newReplica's bootstrap key is zeros
 	leader := newReplica(t)
-	var log []fsm.Command
-	apply := func(cmd fsm.Command) {
+	var log []command.Command
+	apply := func(cmd command.Command) {
 		leader.apply(cmd)
 		log = append(log, cmd)
 	}
-	log = append(log, fsm.BootstrapCluster{ // what newReplica applied
+	log = append(log, command.BootstrapCluster{ // what newReplica applied
 		Cluster: consensus.ClusterState{ClusterID: "c1", GossipKeys: [][]byte{old},
 			ClusterCIDR: "10.42.0.0/16", VIPCIDR: "10.43.0.0/16", TokenSecretHash: "x"},
 		Node: api.Node{ID: "boot", Hostname: "boot", Addr: "127.0.0.1", Status: api.NodeReady, CertSerial: "b0"},
 	})
-	n4 := func(serial string) fsm.Command {
-		return fsm.UpsertNode{Node: api.Node{ID: "n4", Hostname: "n4", Addr: "127.0.0.1", ClusterPort: 1,
+	n4 := func(serial string) command.Command {
+		return command.UpsertNode{Node: api.Node{ID: "n4", Hostname: "n4", Addr: "127.0.0.1", ClusterPort: 1,
 			Status: api.NodeReady, CertSerial: serial}}
 	}
 	apply(n4("s1"))
@@ -193,10 +194,10 @@ func TestRejoinReplayKeepsCurrentState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	apply(fsm.Batch{Commands: []fsm.Command{fsm.RemoveNode{ID: "n4", Now: time.Now()},
-		fsm.SetGossipKeys{Keys: [][]byte{old, nw}}}})
-	apply(fsm.SetGossipKeys{Keys: [][]byte{nw, old}})
-	apply(fsm.SetGossipKeys{Keys: [][]byte{nw}})
+	apply(command.Batch{Commands: []command.Command{command.RemoveNode{ID: "n4", Now: time.Now()},
+		command.SetGossipKeys{Keys: [][]byte{old, nw}}}})
+	apply(command.SetGossipKeys{Keys: [][]byte{nw, old}})
+	apply(command.SetGossipKeys{Keys: [][]byte{nw}})
 	apply(n4("s2"))
 	// The join reply (handleJoinRPC): keyring and index of one view.
 	snap := leader.store.Snapshot()
@@ -259,7 +260,7 @@ func TestRetriedJoinSameKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.raft.Apply(ctx, &fsm.UpsertNode{Node: api.Node{ID: "n3", Hostname: "h3", Addr: "127.0.0.3",
+	if _, err := cl.raft.Apply(ctx, &command.UpsertNode{Node: api.Node{ID: "n3", Hostname: "h3", Addr: "127.0.0.3",
 		Status: api.NodeDown, CertSerial: lost, CertKey: fp}}); err != nil {
 		t.Fatal(err)
 	}

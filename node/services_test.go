@@ -14,7 +14,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/node/scheduler/servicespec"
@@ -55,13 +55,13 @@ func newSoloAgent(t *testing.T) *Agent {
 	}
 	now := time.Now().UTC()
 	ctx := context.Background()
-	must := func(cmd fsm.Command) {
+	must := func(cmd command.Command) {
 		t.Helper()
 		if _, err := r.Apply(ctx, cmd); err != nil {
 			t.Fatalf("apply %T: %v", cmd, err)
 		}
 	}
-	must(&fsm.BootstrapCluster{
+	must(&command.BootstrapCluster{
 		Cluster: consensus.ClusterState{ClusterID: "c1", CACertPEM: []byte("cert"), CAKeyPEM: []byte("key"),
 			TokenSecretHash: "h", GossipKeys: [][]byte{make([]byte, 32)}, ClusterCIDR: "10.42.0.0/16",
 			VIPCIDR: "10.43.0.0/16", CreatedAt: now},
@@ -71,11 +71,11 @@ func newSoloAgent(t *testing.T) *Agent {
 	web := servicespec.Defaults(api.ServiceSpec{Name: "web", Image: "bb:1", Replicas: 3})
 	prev := web
 	prev.Ports = []api.PortConfig{{Published: 8080, Target: 80, Protocol: "tcp"}}
-	must(&fsm.CreateService{Service: api.Service{ID: "svc-web", Name: "web", Spec: web, PreviousSpec: &prev,
+	must(&command.CreateService{Service: api.Service{ID: "svc-web", Name: "web", Spec: web, PreviousSpec: &prev,
 		CreatedAt: now, UpdatedAt: now}})
 	db := servicespec.Defaults(api.ServiceSpec{Name: "db", Image: "bb:1",
 		Ports: []api.PortConfig{{Published: 5432, Target: 5432}}})
-	must(&fsm.CreateService{Service: api.Service{ID: "svc-db", Name: "db", Spec: db, CreatedAt: now, UpdatedAt: now}})
+	must(&command.CreateService{Service: api.Service{ID: "svc-db", Name: "db", Spec: db, CreatedAt: now, UpdatedAt: now}})
 	a.cl = &cluster{id: "c1", store: store, raft: r}
 	return a
 }
@@ -134,7 +134,7 @@ func TestServiceWritesRefuseBadSpecs(t *testing.T) {
 		Ports: []api.PortConfig{{Published: 5432, Target: 5432}, {Published: 8080, Target: 1}}})
 	cur, _ := a.cl.store.Service("svc-db")
 	cur.Spec = dbSpec
-	if _, err := a.cl.raft.Apply(context.Background(), &fsm.UpdateService{Service: *cur}); err != nil {
+	if _, err := a.cl.raft.Apply(context.Background(), &command.UpdateService{Service: *cur}); err != nil {
 		t.Fatal(err)
 	}
 	before := servicesJSON(t, a)
@@ -193,17 +193,17 @@ func TestLeaderRevalidatesForwardedSpecs(t *testing.T) {
 	created.Spec.Name = "new"
 	for _, tc := range []struct {
 		name string
-		cmd  fsm.Command
+		cmd  command.Command
 		want string
 	}{
-		{"update with huge replicas", &fsm.UpdateService{Service: huge}, "replicas 2000000: more than 65536"},
-		{"create with huge replicas", &fsm.CreateService{Service: created}, "replicas 2000000"},
-		{"update with NUL", &fsm.UpdateService{Service: nul}, "NUL"},
-		{"update with port clash", &fsm.UpdateService{Service: clash}, "5432/tcp"},
-		{"inside a batch", &fsm.Batch{Commands: []fsm.Command{&fsm.UpdateService{Service: huge}}}, "replicas 2000000"},
+		{"update with huge replicas", &command.UpdateService{Service: huge}, "replicas 2000000: more than 65536"},
+		{"create with huge replicas", &command.CreateService{Service: created}, "replicas 2000000"},
+		{"update with NUL", &command.UpdateService{Service: nul}, "NUL"},
+		{"update with port clash", &command.UpdateService{Service: clash}, "5432/tcp"},
+		{"inside a batch", &command.Batch{Commands: []command.Command{&command.UpdateService{Service: huge}}}, "replicas 2000000"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			enc, err := fsm.EncodeCommand(tc.cmd)
+			enc, err := command.Encode(tc.cmd)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -11,7 +11,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -25,18 +25,18 @@ func TestWriteGatedByMemberLevels(t *testing.T) {
 	m := membership.NewDetached(nil)
 	a.cl.members = m
 	m.NotifyJoin(gossipNode(a.id.NodeID, `{"id":"`+a.id.NodeID+`","v":"v1.0.0","pl":1}`))
-	since := func(cmd fsm.Command) int {
-		if cmd.Type() == fsm.TypeDeleteTasks {
+	since := func(cmd command.Command) int {
+		if cmd.Type() == command.TypeDeleteTasks {
 			return 2 // as if DeleteTasks were new in the next release
 		}
-		return fsm.SinceLevel(cmd)
+		return command.SinceLevel(cmd)
 	}
 	a.cl.raft.SetCommandGate(m.LevelGate(a.cl.raft, since))
 	ctx := context.Background()
 
 	before := a.cl.store.Index()
-	_, err := a.write(ctx, &fsm.DeleteTasks{IDs: []string{"none"}})
-	if !errors.Is(err, fsm.ErrCommandUnsupported) {
+	_, err := a.write(ctx, &command.DeleteTasks{IDs: []string{"none"}})
+	if !errors.Is(err, command.ErrUnsupported) {
 		t.Fatalf("write of a too-new command: %v", err)
 	}
 	if !strings.Contains(err.Error(), "v1.0.0, level 1") || !strings.Contains(err.Error(), api.ShortID(a.id.NodeID)) {
@@ -49,12 +49,12 @@ func TestWriteGatedByMemberLevels(t *testing.T) {
 		t.Fatalf("forwarded as %q", wire.ErrorCode(err))
 	}
 	// Commands every release applies are not held back.
-	if _, err := a.write(ctx, &fsm.SetVoterTarget{Target: 3}); err != nil {
+	if _, err := a.write(ctx, &command.SetVoterTarget{Target: 3}); err != nil {
 		t.Fatalf("base-level write: %v", err)
 	}
 	// Upgraded: the member now advertises level 2.
 	m.NotifyUpdate(gossipNode(a.id.NodeID, `{"id":"`+a.id.NodeID+`","v":"v1.1.0","pl":2}`))
-	if _, err := a.write(ctx, &fsm.DeleteTasks{IDs: []string{"none"}}); err != nil {
+	if _, err := a.write(ctx, &command.DeleteTasks{IDs: []string{"none"}}); err != nil {
 		t.Fatalf("write after the upgrade: %v", err)
 	}
 }

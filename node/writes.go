@@ -8,13 +8,13 @@ import (
 	"context"
 	"encoding/json"
 
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/wire"
 )
 
 // write commits cmd through the leader and returns the FSM's result
 // (writes.Writer.Write).
-func (a *Agent) write(ctx context.Context, cmd fsm.Command) (json.RawMessage, error) {
+func (a *Agent) write(ctx context.Context, cmd command.Command) (json.RawMessage, error) {
 	cl, err := a.clusterOrErr()
 	if err != nil {
 		return nil, err

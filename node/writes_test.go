@@ -5,12 +5,12 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
 func TestWriteWithoutCluster(t *testing.T) {
 	a := newTestAgent(t)
-	_, err := a.write(context.Background(), &fsm.RotateToken{SecretHash: "h", Secret: "s"})
+	_, err := a.write(context.Background(), &command.RotateToken{SecretHash: "h", Secret: "s"})
 	if !errors.Is(err, ErrNoCluster) {
 		t.Fatalf("write outside a cluster: %v, want ErrNoCluster", err)
 	}

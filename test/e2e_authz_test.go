@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/test/harness"
 )
@@ -62,9 +62,9 @@ func rawRPC(t testing.TB, h *harness.Host, addr, method string, body any) (code,
 
 // forgeApply sends cmd over the raw-command path to the leader as host h,
 // retrying while leadership moves, and returns the refusal.
-func forgeApply(t testing.TB, c *harness.Cluster, h *harness.Host, cmd fsm.Command) (code, msg string) {
+func forgeApply(t testing.TB, c *harness.Cluster, h *harness.Host, cmd command.Command) (code, msg string) {
 	t.Helper()
-	enc, err := fsm.EncodeCommand(cmd)
+	enc, err := command.Encode(cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestAuthz(t *testing.T) {
 		// h3, with its own valid certificate, reports h2's task as running
 		// at an address of its choosing (which would move the service's
 		// traffic to h3).
-		code, msg := forgeApply(t, c, h3, &fsm.TaskStatus{NodeID: id2, Statuses: []api.TaskStatus{{
+		code, msg := forgeApply(t, c, h3, &command.TaskStatus{NodeID: id2, Statuses: []api.TaskStatus{{
 			TaskID: onH2.ID, State: api.TaskFailed, Error: "forged", IP: "10.42.250.250", Timestamp: time.Now().UTC(),
 		}}})
 		if code != "forbidden" || !strings.Contains(msg, "own tasks") {
@@ -123,12 +123,12 @@ func TestAuthz(t *testing.T) {
 		hijack := n2
 		hijack.Addr = h3.IP
 		hijack.Labels = map[string]string{"owned": "yes"}
-		code, msg = forgeApply(t, c, h3, &fsm.UpsertNode{Node: hijack})
+		code, msg = forgeApply(t, c, h3, &command.UpsertNode{Node: hijack})
 		if code != "forbidden" || !strings.Contains(msg, "own node record") {
 			t.Fatalf("raw UpsertNode for another node: code %q %q, want forbidden", code, msg)
 		}
 		// A cluster-internal command, even about itself.
-		code, msg = forgeApply(t, c, h3, &fsm.SetNodeVoter{ID: id3, Voter: true})
+		code, msg = forgeApply(t, c, h3, &command.SetNodeVoter{ID: id3, Voter: true})
 		if code != "forbidden" {
 			t.Fatalf("raw SetNodeVoter: code %q %q, want forbidden", code, msg)
 		}

@@ -13,7 +13,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/consensus/raftnode"
 )
 
@@ -321,12 +321,12 @@ func TestAutopilotOnRaft(t *testing.T) {
 		node := testNode(n.id)
 		node.CreatedAt = apNow.Add(time.Duration(i) * time.Minute)
 		if i == 0 {
-			if _, err := l.r.Apply(ctx, fsm.BootstrapCluster{Cluster: testCluster(), Node: node}); err != nil {
+			if _, err := l.r.Apply(ctx, command.BootstrapCluster{Cluster: testCluster(), Node: node}); err != nil {
 				t.Fatal(err)
 			}
 			continue
 		}
-		if _, err := l.r.Apply(ctx, fsm.UpsertNode{Node: node}); err != nil {
+		if _, err := l.r.Apply(ctx, command.UpsertNode{Node: node}); err != nil {
 			t.Fatal(err)
 		}
 		if err := l.r.AddNonvoter(ctx, n.id, string(n.trans.LocalAddr())); err != nil {
@@ -345,7 +345,7 @@ func TestAutopilotOnRaft(t *testing.T) {
 			if err := ApplyVoterChange(ctx, l.r, ch); err != nil {
 				t.Fatalf("%v: %v", ch, err)
 			}
-			if _, err := l.r.Apply(ctx, fsm.SetNodeVoter{ID: ch.ID, Voter: ch.Action == ActionPromote}); err != nil {
+			if _, err := l.r.Apply(ctx, command.SetNodeVoter{ID: ch.ID, Voter: ch.Action == ActionPromote}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -359,7 +359,7 @@ func TestAutopilotOnRaft(t *testing.T) {
 	}
 	// n2 dies; after the grace n4 replaces it.
 	stopNode(t, nodes, nodes[1])
-	if _, err := l.r.Apply(ctx, fsm.SetNodeStatus{Statuses: []fsm.NodeStatus{{ID: "n2", Status: api.NodeDown, At: apNow}}}); err != nil {
+	if _, err := l.r.Apply(ctx, command.SetNodeStatus{Statuses: []command.NodeStatus{{ID: "n2", Status: api.NodeDown, At: apNow}}}); err != nil {
 		t.Fatal(err)
 	}
 	if plan := step(apNow.Add(time.Second)); len(plan) != 0 {

@@ -7,9 +7,10 @@ import (
 	"fmt"
 
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
-func (c SetClusterEpoch) apply(w *consensus.WriteTxn) (any, error) {
+func applySetClusterEpoch(w *consensus.WriteTxn, c command.SetClusterEpoch) (any, error) {
 	cl, err := w.Cluster()
 	if err != nil {
 		return nil, fmt.Errorf("set cluster epoch: %w", err)

@@ -6,23 +6,24 @@ import (
 	"testing"
 
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
 func TestSetClusterEpoch(t *testing.T) {
 	h := newHarness(t)
-	if r := h.apply(SetClusterEpoch{Epoch: 1}); !errors.Is(r.Err, consensus.ErrNotBootstrapped) {
+	if r := h.apply(command.SetClusterEpoch{Epoch: 1}); !errors.Is(r.Err, consensus.ErrNotBootstrapped) {
 		t.Fatalf("before bootstrap: %v", r.Err)
 	}
 	h.bootstrap()
 	if c := h.store.Cluster(); c.Epoch != 0 {
 		t.Fatalf("epoch of a new cluster = %d", c.Epoch)
 	}
-	if r := h.apply(SetClusterEpoch{}); !errors.Is(r.Err, consensus.ErrInvalid) {
+	if r := h.apply(command.SetClusterEpoch{}); !errors.Is(r.Err, consensus.ErrInvalid) {
 		t.Fatalf("epoch 0: %v", r.Err)
 	}
-	h.must(SetClusterEpoch{Epoch: 2})
-	h.must(SetClusterEpoch{Epoch: 1}) // late or retried: never lowers it
-	h.must(SetClusterEpoch{Epoch: 2})
+	h.must(command.SetClusterEpoch{Epoch: 2})
+	h.must(command.SetClusterEpoch{Epoch: 1}) // late or retried: never lowers it
+	h.must(command.SetClusterEpoch{Epoch: 2})
 	if c := h.store.Cluster(); c.Epoch != 2 {
 		t.Fatalf("epoch = %d, want 2", c.Epoch)
 	}

@@ -1,8 +1,7 @@
-// Package fsm is the replicated state's one writer: the commands (a type
-// byte, a version byte, a JSON body; command.go), the FSM that applies
-// committed log entries to a consensus.Store (raft.FSM), and the version
-// skew gate over the commands' protocol levels. It imports consensus for
-// the store and its types; consensus/raftnode drives it.
+// Package fsm is the replicated state's one writer: the FSM that applies
+// committed log entries (consensus/fsm/command) to a consensus.Store
+// (raft.FSM). It imports consensus for the store and its types;
+// consensus/raftnode drives it.
 package fsm
 
 // Why this file looks the way it does: the FSM is a pure function of the
@@ -15,9 +14,11 @@ package fsm
 import (
 	"errors"
 	"fmt"
+	"reflect"
 
 	"github.com/hashicorp/raft"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
 // MaxTerminalTasks is how many terminal tasks are kept per replicated slot
@@ -57,7 +58,7 @@ var _ raft.FSM = (*FSM)(nil)
 // a committed entry that this binary does not understand means the replicas
 // would diverge, which is worse than stopping.
 func (f *FSM) Apply(l *raft.Log) any {
-	cmd, err := DecodeCommand(l.Data)
+	cmd, err := command.Decode(l.Data)
 	if err != nil {
 		panic(fmt.Sprintf("consensus: cannot decode committed log entry %d: %v", l.Index, err))
 	}
@@ -68,12 +69,9 @@ func (f *FSM) Apply(l *raft.Log) any {
 // ApplyCommand applies one decoded command as the entry at index and
 // notifies subscribers. It exists for Apply and for tests that drive the FSM
 // without Raft; it must not be called concurrently with Apply.
-func (f *FSM) ApplyCommand(index uint64, cmd Command) Result {
+func (f *FSM) ApplyCommand(index uint64, cmd command.Command) Result {
 	var res Result
-	if p, ok := cmd.(*Batch); ok && p != nil {
-		cmd = *p
-	}
-	if b, ok := cmd.(Batch); ok {
+	if b, ok := deref(cmd).(command.Batch); ok {
 		results := make([]Result, 0, len(b.Commands))
 		var errs []error
 		for i, c := range b.Commands {
@@ -91,15 +89,16 @@ func (f *FSM) ApplyCommand(index uint64, cmd Command) Result {
 	return res
 }
 
-func (f *FSM) applyOne(index uint64, cmd Command) Result {
-	if isNil(cmd) {
+func (f *FSM) applyOne(index uint64, cmd command.Command) Result {
+	cmd = deref(cmd)
+	if cmd == nil {
 		return Result{Err: fmt.Errorf("nil command: %w", consensus.ErrInvalid)}
 	}
-	if cmd.Type() == TypeBatch {
+	if cmd.Type() == command.TypeBatch {
 		return Result{Err: fmt.Errorf("nested batch: %w", consensus.ErrInvalid)}
 	}
 	tx := f.store.BeginWrite(index)
-	v, err := cmd.apply(tx)
+	v, err := apply(tx, cmd)
 	if err != nil {
 		tx.Abort()
 		return Result{Err: err}
@@ -108,7 +107,91 @@ func (f *FSM) applyOne(index uint64, cmd Command) Result {
 	return Result{Value: v}
 }
 
-// Batch is applied by FSM.ApplyCommand; this method only refuses nesting.
-func (Batch) apply(*consensus.WriteTxn) (any, error) {
-	return nil, fmt.Errorf("nested batch: %w", consensus.ErrInvalid)
+// deref returns the command a pointer points to, and nil for a nil
+// interface or pointer: proposers and tests hand commands by value or by
+// pointer (both implement command.Command), and the switch in apply
+// matches values.
+func deref(cmd command.Command) command.Command {
+	v := reflect.ValueOf(cmd)
+	if v.Kind() != reflect.Pointer {
+		return cmd
+	}
+	if v.IsNil() {
+		return nil
+	}
+	c, _ := v.Elem().Interface().(command.Command)
+	return c
+}
+
+// apply performs cmd, which is neither nil nor a batch, inside the write
+// transaction w. A returned error is a business refusal: the caller aborts
+// the transaction and the error goes back to the proposer.
+func apply(w *consensus.WriteTxn, cmd command.Command) (any, error) {
+	switch c := cmd.(type) {
+	case command.BootstrapCluster:
+		return applyBootstrapCluster(w, c)
+	case command.UpsertNode:
+		return applyUpsertNode(w, c)
+	case command.UpdateNode:
+		return applyUpdateNode(w, c)
+	case command.SetNodeStatus:
+		return applySetNodeStatus(w, c)
+	case command.SetNodeVoter:
+		return applySetNodeVoter(w, c)
+	case command.RemoveNode:
+		return applyRemoveNode(w, c)
+	case command.RotateToken:
+		return applyRotateToken(w, c)
+	case command.SetGossipKeys:
+		return applySetGossipKeys(w, c)
+	case command.CreateService:
+		return applyCreateService(w, c)
+	case command.UpdateService:
+		return applyUpdateService(w, c)
+	case command.DeleteService:
+		return applyDeleteService(w, c)
+	case command.UpsertTasks:
+		return applyUpsertTasks(w, c)
+	case command.TaskStatus:
+		return applyTaskStatus(w, c)
+	case command.DeleteTasks:
+		return applyDeleteTasks(w, c)
+	case command.UpsertImage:
+		return applyUpsertImage(w, c)
+	case command.SetImageNode:
+		return applySetImageNode(w, c)
+	case command.DeleteImage:
+		return applyDeleteImage(w, c)
+	case command.TrimTasks:
+		return applyTrimTasks(w)
+	case command.RevokeCert:
+		return applyRevokeCert(w, c)
+	case command.SetVoterTarget:
+		return applySetVoterTarget(w, c)
+	case command.SetClusterEpoch:
+		return applySetClusterEpoch(w, c)
+	case command.SealClusterKeys:
+		return applySealClusterKeys(w, c)
+	case command.RotateCA:
+		return applyRotateCA(w, c)
+	case command.FinishCARotation:
+		return applyFinishCARotation(w, c)
+	case command.SetNodeCert:
+		return applySetNodeCert(w, c)
+	case command.CreateNetwork:
+		return applyCreateNetwork(w, c)
+	case command.DeleteNetwork:
+		return applyDeleteNetwork(w, c)
+	case command.CreateSecret:
+		return applyCreateSecret(w, c)
+	case command.DeleteSecret:
+		return applyDeleteSecret(w, c)
+	case command.CreateConfig:
+		return applyCreateConfig(w, c)
+	case command.DeleteConfig:
+		return applyDeleteConfig(w, c)
+	}
+	// Unreachable: TestEveryCommandApplies gives every type the codec
+	// decodes a case above.
+	return nil, fmt.Errorf("command type %d (%T): no applier: %w", cmd.Type(), cmd, consensus.ErrInvalid)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
 var t0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -31,9 +32,9 @@ func newHarness(t *testing.T) *harness {
 	return &harness{t: t, fsm: New(s), store: s}
 }
 
-func (h *harness) apply(cmd Command) Result {
+func (h *harness) apply(cmd command.Command) Result {
 	h.t.Helper()
-	data, err := EncodeCommand(cmd)
+	data, err := command.Encode(cmd)
 	if err != nil {
 		h.t.Fatalf("encode %T: %v", cmd, err)
 	}
@@ -41,7 +42,7 @@ func (h *harness) apply(cmd Command) Result {
 	return h.fsm.Apply(&raft.Log{Index: h.idx, Type: raft.LogCommand, Data: data}).(Result)
 }
 
-func (h *harness) must(cmd Command) any {
+func (h *harness) must(cmd command.Command) any {
 	h.t.Helper()
 	r := h.apply(cmd)
 	if r.Err != nil {
@@ -70,7 +71,7 @@ func testNode(id, host string) api.Node {
 
 func (h *harness) bootstrap() {
 	h.t.Helper()
-	h.must(BootstrapCluster{Cluster: testCluster(), Node: testNode("n1", "host1")})
+	h.must(command.BootstrapCluster{Cluster: testCluster(), Node: testNode("n1", "host1")})
 }
 
 // withRefs bootstraps h with nodes n1, n2 and services s1, s2, so that
@@ -79,9 +80,9 @@ func (h *harness) bootstrap() {
 func (h *harness) withRefs() *harness {
 	h.t.Helper()
 	h.bootstrap()
-	h.must(UpsertNode{Node: testNode("n2", "host2")})
-	h.must(CreateService{Service: api.Service{ID: "s1", Name: "svc1"}})
-	h.must(CreateService{Service: api.Service{ID: "s2", Name: "svc2"}})
+	h.must(command.UpsertNode{Node: testNode("n2", "host2")})
+	h.must(command.CreateService{Service: api.Service{ID: "s1", Name: "svc1"}})
+	h.must(command.CreateService{Service: api.Service{ID: "s2", Name: "svc2"}})
 	return h
 }
 
@@ -98,7 +99,7 @@ func TestBootstrap(t *testing.T) {
 	if !n.Voter || n.Subnet != "10.42.0.0/24" || n.Version != 1 {
 		t.Fatalf("node = %+v", n)
 	}
-	if r := h.apply(BootstrapCluster{Cluster: testCluster(), Node: testNode("n2", "h")}); !errors.Is(r.Err, consensus.ErrAlreadyBootstrapped) {
+	if r := h.apply(command.BootstrapCluster{Cluster: testCluster(), Node: testNode("n2", "h")}); !errors.Is(r.Err, consensus.ErrAlreadyBootstrapped) {
 		t.Fatalf("second bootstrap: %v", r.Err)
 	}
 	if h.store.Index() != 2 {
@@ -109,49 +110,49 @@ func TestBootstrap(t *testing.T) {
 func TestNodeCommands(t *testing.T) {
 	cases := []struct {
 		name    string
-		cmd     Command
+		cmd     command.Command
 		wantErr error
 		check   func(t *testing.T, n *api.Node)
 	}{
-		{"drain", UpdateNode{ID: "n2", Update: api.NodeUpdate{Availability: api.AvailabilityDrain}, Now: t0},
+		{"drain", command.UpdateNode{ID: "n2", Update: api.NodeUpdate{Availability: api.AvailabilityDrain}, Now: t0},
 			nil, func(t *testing.T, n *api.Node) {
 				if n.Availability != api.AvailabilityDrain || !n.UpdatedAt.Equal(t0) || n.Version != 3 {
 					t.Fatalf("node = %+v", n)
 				}
 			}},
-		{"bad availability", UpdateNode{ID: "n2", Update: api.NodeUpdate{Availability: "sleep"}}, consensus.ErrInvalid, nil},
-		{"unknown node", UpdateNode{ID: "nx", Update: api.NodeUpdate{Availability: api.AvailabilityPause}}, consensus.ErrNotFound, nil},
-		{"labels", UpdateNode{ID: "n2", Update: api.NodeUpdate{LabelAdd: map[string]string{"zone": "b", "ssd": "1"}, LabelRm: []string{"old"}}},
+		{"bad availability", command.UpdateNode{ID: "n2", Update: api.NodeUpdate{Availability: "sleep"}}, consensus.ErrInvalid, nil},
+		{"unknown node", command.UpdateNode{ID: "nx", Update: api.NodeUpdate{Availability: api.AvailabilityPause}}, consensus.ErrNotFound, nil},
+		{"labels", command.UpdateNode{ID: "n2", Update: api.NodeUpdate{LabelAdd: map[string]string{"zone": "b", "ssd": "1"}, LabelRm: []string{"old"}}},
 			nil, func(t *testing.T, n *api.Node) {
 				if !reflect.DeepEqual(n.Labels, map[string]string{"zone": "b", "ssd": "1"}) {
 					t.Fatalf("labels = %v", n.Labels)
 				}
 			}},
-		{"label rm", UpdateNode{ID: "n2", Update: api.NodeUpdate{LabelRm: []string{"old"}}},
+		{"label rm", command.UpdateNode{ID: "n2", Update: api.NodeUpdate{LabelRm: []string{"old"}}},
 			nil, func(t *testing.T, n *api.Node) {
 				if len(n.Labels) != 0 {
 					t.Fatalf("labels = %v", n.Labels)
 				}
 			}},
-		{"status down", SetNodeStatus{Statuses: []NodeStatus{{ID: "n2", Status: api.NodeDown, At: t0.Add(time.Minute)}, {ID: "gone", Status: api.NodeDown}}},
+		{"status down", command.SetNodeStatus{Statuses: []command.NodeStatus{{ID: "n2", Status: api.NodeDown, At: t0.Add(time.Minute)}, {ID: "gone", Status: api.NodeDown}}},
 			nil, func(t *testing.T, n *api.Node) {
 				if n.Status != api.NodeDown || !n.StatusChangedAt.Equal(t0.Add(time.Minute)) {
 					t.Fatalf("node = %+v", n)
 				}
 			}},
-		{"status unchanged keeps time", SetNodeStatus{Statuses: []NodeStatus{{ID: "n2", Status: api.NodeReady, At: t0.Add(time.Hour)}}},
+		{"status unchanged keeps time", command.SetNodeStatus{Statuses: []command.NodeStatus{{ID: "n2", Status: api.NodeReady, At: t0.Add(time.Hour)}}},
 			nil, func(t *testing.T, n *api.Node) {
 				if !n.StatusChangedAt.IsZero() || n.Version != 2 {
 					t.Fatalf("node = %+v", n)
 				}
 			}},
-		{"bad status", SetNodeStatus{Statuses: []NodeStatus{{ID: "n2", Status: "meh"}}}, consensus.ErrInvalid, nil},
-		{"voter", SetNodeVoter{ID: "n2", Voter: true}, nil, func(t *testing.T, n *api.Node) {
+		{"bad status", command.SetNodeStatus{Statuses: []command.NodeStatus{{ID: "n2", Status: "meh"}}}, consensus.ErrInvalid, nil},
+		{"voter", command.SetNodeVoter{ID: "n2", Voter: true}, nil, func(t *testing.T, n *api.Node) {
 			if !n.Voter {
 				t.Fatal("not voter")
 			}
 		}},
-		{"voter unknown", SetNodeVoter{ID: "nx", Voter: true}, consensus.ErrNotFound, nil},
+		{"voter unknown", command.SetNodeVoter{ID: "nx", Voter: true}, consensus.ErrNotFound, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -159,7 +160,7 @@ func TestNodeCommands(t *testing.T) {
 			h.bootstrap()
 			n2 := testNode("n2", "host2")
 			n2.Labels = map[string]string{"old": "x"}
-			h.must(UpsertNode{Node: n2})
+			h.must(command.UpsertNode{Node: n2})
 			r := h.apply(tc.cmd)
 			if !errors.Is(r.Err, tc.wantErr) || (tc.wantErr == nil) != (r.Err == nil) {
 				t.Fatalf("err = %v, want %v", r.Err, tc.wantErr)
@@ -178,10 +179,10 @@ func TestNodeCommands(t *testing.T) {
 func TestUpsertNodeSubnets(t *testing.T) {
 	h := newHarness(t)
 	h.bootstrap()
-	h.must(UpsertNode{Node: testNode("n2", "host2")})
-	h.must(UpsertNode{Node: testNode("n3", "host3")})
+	h.must(command.UpsertNode{Node: testNode("n2", "host2")})
+	h.must(command.UpsertNode{Node: testNode("n3", "host3")})
 	// Re-join of n2 without a subnet keeps its subnet.
-	h.must(UpsertNode{Node: testNode("n2", "host2b")})
+	h.must(command.UpsertNode{Node: testNode("n2", "host2b")})
 	seen := map[string]string{}
 	for _, n := range h.store.Nodes() {
 		if n.Subnet == "" {
@@ -201,18 +202,18 @@ func TestUpsertNodeSubnets(t *testing.T) {
 func TestRemoveNode(t *testing.T) {
 	h := newHarness(t)
 	h.bootstrap()
-	h.must(UpsertNode{Node: testNode("n2", "host2")})
-	h.must(CreateService{Service: api.Service{ID: "s1", Name: "web"}})
-	h.must(UpsertTasks{Tasks: []api.Task{
+	h.must(command.UpsertNode{Node: testNode("n2", "host2")})
+	h.must(command.CreateService{Service: api.Service{ID: "s1", Name: "web"}})
+	h.must(command.UpsertTasks{Tasks: []api.Task{
 		{ID: "t1", ServiceID: "s1", Slot: 1, NodeID: "n2", DesiredState: api.TaskRunning, State: api.TaskRunning},
 		{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "n2", DesiredState: api.TaskShutdown, State: api.TaskComplete},
 		{ID: "t3", ServiceID: "s1", Slot: 3, NodeID: "n1", DesiredState: api.TaskRunning, State: api.TaskRunning},
 	}})
-	h.must(UpsertImage{Image: api.Image{ID: "sha256:aa", Nodes: []string{"n1", "n2"}}})
+	h.must(command.UpsertImage{Image: api.Image{ID: "sha256:aa", Nodes: []string{"n1", "n2"}}})
 	if got := h.store.Cluster().LastRemovalIndex; got != 0 {
 		t.Fatalf("last removal index before any removal = %d", got)
 	}
-	h.must(RemoveNode{ID: "n2", Now: t0})
+	h.must(command.RemoveNode{ID: "n2", Now: t0})
 	if _, err := h.store.Node("n2"); !errors.Is(err, consensus.ErrNotFound) {
 		t.Fatalf("node still there: %v", err)
 	}
@@ -240,29 +241,29 @@ func TestRemoveNode(t *testing.T) {
 	if !reflect.DeepEqual(img.Nodes, []string{"n1"}) {
 		t.Fatalf("image nodes = %v", img.Nodes)
 	}
-	if r := h.apply(RemoveNode{ID: "n2"}); !errors.Is(r.Err, consensus.ErrNotFound) {
+	if r := h.apply(command.RemoveNode{ID: "n2"}); !errors.Is(r.Err, consensus.ErrNotFound) {
 		t.Fatalf("second remove: %v", r.Err)
 	}
 }
 
 func TestClusterCommands(t *testing.T) {
 	h := newHarness(t)
-	if r := h.apply(RotateToken{SecretHash: "x"}); !errors.Is(r.Err, consensus.ErrNotBootstrapped) {
+	if r := h.apply(command.RotateToken{SecretHash: "x"}); !errors.Is(r.Err, consensus.ErrNotBootstrapped) {
 		t.Fatalf("rotate before bootstrap: %v", r.Err)
 	}
 	h.bootstrap()
-	h.must(RotateToken{SecretHash: "def"})
+	h.must(command.RotateToken{SecretHash: "def"})
 	k1, k2 := bytes.Repeat([]byte{2}, 32), bytes.Repeat([]byte{3}, 16)
-	h.must(SetGossipKeys{Keys: [][]byte{k1, k2}})
-	if r := h.apply(SetGossipKeys{Keys: [][]byte{{1, 2}}}); !errors.Is(r.Err, consensus.ErrInvalid) {
+	h.must(command.SetGossipKeys{Keys: [][]byte{k1, k2}})
+	if r := h.apply(command.SetGossipKeys{Keys: [][]byte{{1, 2}}}); !errors.Is(r.Err, consensus.ErrInvalid) {
 		t.Fatalf("short key: %v", r.Err)
 	}
-	if r := h.apply(SetGossipKeys{}); !errors.Is(r.Err, consensus.ErrInvalid) {
+	if r := h.apply(command.SetGossipKeys{}); !errors.Is(r.Err, consensus.ErrInvalid) {
 		t.Fatalf("empty keyring: %v", r.Err)
 	}
-	h.must(RevokeCert{Serial: "s9"})
-	h.must(RevokeCert{Serial: "s9"})
-	h.must(SetVoterTarget{Target: 3})
+	h.must(command.RevokeCert{Serial: "s9"})
+	h.must(command.RevokeCert{Serial: "s9"})
+	h.must(command.SetVoterTarget{Target: 3})
 	c := h.store.Cluster()
 	if c.TokenSecretHash != "def" || !bytes.Equal(c.GossipKeys[0], k1) || len(c.GossipKeys) != 2 ||
 		!reflect.DeepEqual(c.Revoked, []string{"s9"}) || c.VoterTarget != 3 {
@@ -273,27 +274,27 @@ func TestClusterCommands(t *testing.T) {
 func TestServiceCommands(t *testing.T) {
 	h := newHarness(t)
 	h.bootstrap()
-	v := h.must(CreateService{Service: api.Service{ID: "s1", Spec: api.ServiceSpec{Name: "web", Replicas: 2}, CreatedAt: t0}})
+	v := h.must(command.CreateService{Service: api.Service{ID: "s1", Spec: api.ServiceSpec{Name: "web", Replicas: 2}, CreatedAt: t0}})
 	s1 := v.(*api.Service)
 	if s1.Name != "web" || s1.Version != 2 || s1.VIP != "10.43.0.2" {
 		t.Fatalf("created = %+v", s1)
 	}
-	s2 := h.must(CreateService{Service: api.Service{ID: "s2", Name: "db"}}).(*api.Service)
+	s2 := h.must(command.CreateService{Service: api.Service{ID: "s2", Name: "db"}}).(*api.Service)
 	if s2.VIP != "10.43.0.3" {
 		t.Fatalf("second VIP = %s", s2.VIP)
 	}
 	refusals := []struct {
 		name string
-		cmd  Command
+		cmd  command.Command
 		want error
 	}{
-		{"duplicate name", CreateService{Service: api.Service{ID: "s3", Name: "web"}}, consensus.ErrNameTaken},
-		{"duplicate id", CreateService{Service: api.Service{ID: "s1", Name: "other"}}, consensus.ErrExists},
-		{"no name", CreateService{Service: api.Service{ID: "s4"}}, consensus.ErrInvalid},
-		{"stale version", UpdateService{Service: api.Service{ID: "s1", Name: "web"}, ExpectVersion: 1}, consensus.ErrVersionMismatch},
-		{"rename onto taken", UpdateService{Service: api.Service{ID: "s1", Name: "db"}}, consensus.ErrNameTaken},
-		{"update unknown", UpdateService{Service: api.Service{ID: "nx", Name: "x"}}, consensus.ErrNotFound},
-		{"delete unknown", DeleteService{ID: "nx"}, consensus.ErrNotFound},
+		{"duplicate name", command.CreateService{Service: api.Service{ID: "s3", Name: "web"}}, consensus.ErrNameTaken},
+		{"duplicate id", command.CreateService{Service: api.Service{ID: "s1", Name: "other"}}, consensus.ErrExists},
+		{"no name", command.CreateService{Service: api.Service{ID: "s4"}}, consensus.ErrInvalid},
+		{"stale version", command.UpdateService{Service: api.Service{ID: "s1", Name: "web"}, ExpectVersion: 1}, consensus.ErrVersionMismatch},
+		{"rename onto taken", command.UpdateService{Service: api.Service{ID: "s1", Name: "db"}}, consensus.ErrNameTaken},
+		{"update unknown", command.UpdateService{Service: api.Service{ID: "nx", Name: "x"}}, consensus.ErrNotFound},
+		{"delete unknown", command.DeleteService{ID: "nx"}, consensus.ErrNotFound},
 	}
 	for _, tc := range refusals {
 		if r := h.apply(tc.cmd); !errors.Is(r.Err, tc.want) {
@@ -301,22 +302,22 @@ func TestServiceCommands(t *testing.T) {
 		}
 	}
 	before := h.store.Index()
-	up := h.must(UpdateService{Service: api.Service{ID: "s1", Spec: api.ServiceSpec{Name: "web", Replicas: 5}}, ExpectVersion: 2}).(*api.Service)
+	up := h.must(command.UpdateService{Service: api.Service{ID: "s1", Spec: api.ServiceSpec{Name: "web", Replicas: 5}}, ExpectVersion: 2}).(*api.Service)
 	if up.Version != before+1 || up.VIP != "10.43.0.2" || !up.CreatedAt.Equal(t0) || up.Spec.Replicas != 5 {
 		t.Fatalf("updated = %+v", up)
 	}
 	// Renaming frees the old name.
-	h.must(UpdateService{Service: api.Service{ID: "s1", Name: "www"}})
+	h.must(command.UpdateService{Service: api.Service{ID: "s1", Name: "www"}})
 	if _, err := h.store.ServiceByName("web"); !errors.Is(err, consensus.ErrNotFound) {
 		t.Fatalf("old name still resolves: %v", err)
 	}
-	h.must(CreateService{Service: api.Service{ID: "s5", Name: "web"}})
+	h.must(command.CreateService{Service: api.Service{ID: "s5", Name: "web"}})
 
-	h.must(UpsertTasks{Tasks: []api.Task{
+	h.must(command.UpsertTasks{Tasks: []api.Task{
 		{ID: "t1", ServiceID: "s2", Slot: 1, NodeID: "n1", DesiredState: api.TaskRunning, State: api.TaskRunning},
 		{ID: "t2", ServiceID: "s2", Slot: 2, DesiredState: api.TaskRunning, State: api.TaskNew},
 	}})
-	h.must(DeleteService{ID: "s2", Now: t0})
+	h.must(command.DeleteService{ID: "s2", Now: t0})
 	if _, err := h.store.Service("s2"); !errors.Is(err, consensus.ErrNotFound) {
 		t.Fatal("service not deleted")
 	}
@@ -332,7 +333,7 @@ func TestServiceCommands(t *testing.T) {
 		t.Fatalf("assigned task state %s", tk.State)
 	}
 	// The deleted service's VIP is free again.
-	s6 := h.must(CreateService{Service: api.Service{ID: "s6", Name: "x"}}).(*api.Service)
+	s6 := h.must(command.CreateService{Service: api.Service{ID: "s6", Name: "x"}}).(*api.Service)
 	if s6.VIP == "" || s6.VIP == "10.43.0.2" {
 		t.Fatalf("s6 VIP = %s", s6.VIP)
 	}
@@ -360,13 +361,13 @@ func TestTaskStatusForwardOnly(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t).withRefs()
-			h.must(UpsertTasks{Tasks: []api.Task{{ID: "t1", ServiceID: "s1", Slot: 1, NodeID: "n1", State: tc.stored, DesiredState: api.TaskRunning}}})
+			h.must(command.UpsertTasks{Tasks: []api.Task{{ID: "t1", ServiceID: "s1", Slot: 1, NodeID: "n1", State: tc.stored, DesiredState: api.TaskRunning}}})
 			st := tc.report
 			if st.TaskID == "" {
 				st.TaskID = "t1"
 			}
 			st.Timestamp = t0
-			got := h.must(TaskStatus{NodeID: tc.node, Statuses: []api.TaskStatus{st}})
+			got := h.must(command.TaskStatus{NodeID: tc.node, Statuses: []api.TaskStatus{st}})
 			if got != tc.applied {
 				t.Fatalf("applied = %v, want %d", got, tc.applied)
 			}
@@ -389,12 +390,12 @@ func TestTaskStatusForwardOnly(t *testing.T) {
 func TestUpsertTasksKeepsObservedState(t *testing.T) {
 	h := newHarness(t).withRefs()
 	task := api.Task{ID: "t1", ServiceID: "s1", Slot: 1, NodeID: "n1", DesiredState: api.TaskRunning, State: api.TaskAssigned}
-	h.must(UpsertTasks{Tasks: []api.Task{task}})
-	h.must(TaskStatus{NodeID: "n1", Statuses: []api.TaskStatus{{TaskID: "t1", State: api.TaskRunning, IP: "10.42.0.9", Message: "started"}}})
+	h.must(command.UpsertTasks{Tasks: []api.Task{task}})
+	h.must(command.TaskStatus{NodeID: "n1", Statuses: []api.TaskStatus{{TaskID: "t1", State: api.TaskRunning, IP: "10.42.0.9", Message: "started"}}})
 	// The scheduler proposes a stale copy with a new desired state.
 	stale := task
 	stale.DesiredState = api.TaskShutdown
-	h.must(UpsertTasks{Tasks: []api.Task{stale}})
+	h.must(command.UpsertTasks{Tasks: []api.Task{stale}})
 	tk, _ := h.store.Task("t1")
 	if tk.DesiredState != api.TaskShutdown || tk.State != api.TaskRunning || tk.IP != "10.42.0.9" || tk.Message != "started" {
 		t.Fatalf("task = %+v", tk)
@@ -402,14 +403,14 @@ func TestUpsertTasksKeepsObservedState(t *testing.T) {
 	// A strictly forward observed state from the writer is taken.
 	fwd := stale
 	fwd.State = api.TaskRejected
-	h.must(UpsertTasks{Tasks: []api.Task{fwd}})
+	h.must(command.UpsertTasks{Tasks: []api.Task{fwd}})
 	if tk, _ := h.store.Task("t1"); tk.State != api.TaskRejected {
 		t.Fatalf("state = %s", tk.State)
 	}
-	if r := h.apply(UpsertTasks{Tasks: []api.Task{{ID: ""}}}); !errors.Is(r.Err, consensus.ErrInvalid) {
+	if r := h.apply(command.UpsertTasks{Tasks: []api.Task{{ID: ""}}}); !errors.Is(r.Err, consensus.ErrInvalid) {
 		t.Fatalf("empty id: %v", r.Err)
 	}
-	if r := h.apply(UpsertTasks{Tasks: []api.Task{{ID: "x", State: "weird"}}}); !errors.Is(r.Err, consensus.ErrInvalid) {
+	if r := h.apply(command.UpsertTasks{Tasks: []api.Task{{ID: "x", State: "weird"}}}); !errors.Is(r.Err, consensus.ErrInvalid) {
 		t.Fatalf("bad state: %v", r.Err)
 	}
 }
@@ -437,7 +438,7 @@ func TestTrimTasks(t *testing.T) {
 		tasks = append(tasks, api.Task{ID: fmt.Sprintf("g2-%d", i), ServiceID: "s2", NodeID: "n2",
 			State: api.TaskShutdown, CreatedAt: t0})
 	}
-	h.must(UpsertTasks{Tasks: tasks})
+	h.must(command.UpsertTasks{Tasks: tasks})
 	ids := func(list []*api.Task) map[string]bool {
 		m := map[string]bool{}
 		for _, t := range list {
@@ -469,16 +470,16 @@ func TestTrimTasks(t *testing.T) {
 		run = append(run, api.Task{ID: id, ServiceID: "s1", Slot: 1, NodeID: "n1", State: api.TaskRunning, CreatedAt: t0.Add(time.Duration(i) * time.Second)})
 		reports = append(reports, api.TaskStatus{TaskID: id, State: api.TaskFailed})
 	}
-	h2.must(UpsertTasks{Tasks: run})
-	h2.must(TaskStatus{NodeID: "n1", Statuses: reports})
+	h2.must(command.UpsertTasks{Tasks: run})
+	h2.must(command.TaskStatus{NodeID: "n1", Statuses: reports})
 	if n := len(h2.store.Tasks()); n != MaxTerminalTasks {
 		t.Fatalf("after reports %d tasks", n)
 	}
 	if _, err := h2.store.Task("r0"); !errors.Is(err, consensus.ErrNotFound) {
 		t.Fatal("oldest task kept")
 	}
-	h2.must(TrimTasks{})
-	h2.must(DeleteTasks{IDs: []string{"r6", "nx"}})
+	h2.must(command.TrimTasks{})
+	h2.must(command.DeleteTasks{IDs: []string{"r6", "nx"}})
 	if n := len(h2.store.Tasks()); n != MaxTerminalTasks-1 {
 		t.Fatalf("after delete %d tasks", n)
 	}
@@ -486,14 +487,14 @@ func TestTrimTasks(t *testing.T) {
 
 func TestImageCommands(t *testing.T) {
 	h := newHarness(t)
-	h.must(UpsertImage{Image: api.Image{ID: "sha256:aa", Tags: []string{"web:latest"}, Nodes: []string{"n1"}}})
-	h.must(UpsertImage{Image: api.Image{ID: "sha256:aa", Tags: []string{"web:1"}, Nodes: []string{"n2"}}})
+	h.must(command.UpsertImage{Image: api.Image{ID: "sha256:aa", Tags: []string{"web:latest"}, Nodes: []string{"n1"}}})
+	h.must(command.UpsertImage{Image: api.Image{ID: "sha256:aa", Tags: []string{"web:1"}, Nodes: []string{"n2"}}})
 	img, _ := h.store.Image("sha256:aa")
 	if !reflect.DeepEqual(img.Tags, []string{"web:1", "web:latest"}) || !reflect.DeepEqual(img.Nodes, []string{"n1", "n2"}) {
 		t.Fatalf("merged image = %+v", img)
 	}
 	// The tag moves to the new image.
-	h.must(UpsertImage{Image: api.Image{ID: "sha256:bb", Tags: []string{"web:latest"}}})
+	h.must(command.UpsertImage{Image: api.Image{ID: "sha256:bb", Tags: []string{"web:latest"}}})
 	img, _ = h.store.Image("sha256:aa")
 	if !reflect.DeepEqual(img.Tags, []string{"web:1"}) {
 		t.Fatalf("old image tags = %v", img.Tags)
@@ -504,10 +505,10 @@ func TestImageCommands(t *testing.T) {
 	if got, err := h.store.ResolveImage("aa"); err != nil || got.ID != "sha256:aa" {
 		t.Fatalf("resolve prefix = %v, %v", got, err)
 	}
-	h.must(SetImageNode{ImageID: "sha256:bb", NodeID: "n3", Present: true})
-	h.must(SetImageNode{ImageID: "sha256:aa", NodeID: "n1", Present: false})
-	h.must(SetImageNode{ImageID: "sha256:zz", NodeID: "n1", Present: false})
-	if r := h.apply(SetImageNode{ImageID: "sha256:zz", NodeID: "n1", Present: true}); !errors.Is(r.Err, consensus.ErrNotFound) {
+	h.must(command.SetImageNode{ImageID: "sha256:bb", NodeID: "n3", Present: true})
+	h.must(command.SetImageNode{ImageID: "sha256:aa", NodeID: "n1", Present: false})
+	h.must(command.SetImageNode{ImageID: "sha256:zz", NodeID: "n1", Present: false})
+	if r := h.apply(command.SetImageNode{ImageID: "sha256:zz", NodeID: "n1", Present: true}); !errors.Is(r.Err, consensus.ErrNotFound) {
 		t.Fatalf("unknown image: %v", r.Err)
 	}
 	if img, _ := h.store.Image("sha256:bb"); !reflect.DeepEqual(img.Nodes, []string{"n3"}) {
@@ -516,8 +517,8 @@ func TestImageCommands(t *testing.T) {
 	if img, _ := h.store.Image("sha256:aa"); !reflect.DeepEqual(img.Nodes, []string{"n2"}) {
 		t.Fatalf("aa nodes = %v", img.Nodes)
 	}
-	h.must(DeleteImage{ID: "sha256:aa"})
-	if r := h.apply(DeleteImage{ID: "sha256:aa"}); !errors.Is(r.Err, consensus.ErrNotFound) {
+	h.must(command.DeleteImage{ID: "sha256:aa"})
+	if r := h.apply(command.DeleteImage{ID: "sha256:aa"}); !errors.Is(r.Err, consensus.ErrNotFound) {
 		t.Fatalf("delete twice: %v", r.Err)
 	}
 	if len(h.store.Images()) != 1 {
@@ -528,10 +529,10 @@ func TestImageCommands(t *testing.T) {
 func TestBatch(t *testing.T) {
 	h := newHarness(t)
 	h.bootstrap()
-	r := h.apply(Batch{Commands: []Command{
-		CreateService{Service: api.Service{ID: "s1", Name: "web"}},
-		CreateService{Service: api.Service{ID: "s2", Name: "web"}}, // refused
-		UpsertTasks{Tasks: []api.Task{{ID: "t1", ServiceID: "s1", Slot: 1}}},
+	r := h.apply(command.Batch{Commands: []command.Command{
+		command.CreateService{Service: api.Service{ID: "s1", Name: "web"}},
+		command.CreateService{Service: api.Service{ID: "s2", Name: "web"}}, // refused
+		command.UpsertTasks{Tasks: []api.Task{{ID: "t1", ServiceID: "s1", Slot: 1}}},
 	}})
 	if !errors.Is(r.Err, consensus.ErrNameTaken) {
 		t.Fatalf("batch err = %v", r.Err)
@@ -546,11 +547,11 @@ func TestBatch(t *testing.T) {
 	if s, _ := h.store.Service("s1"); s.Version != h.idx {
 		t.Fatalf("version %d, want %d", s.Version, h.idx)
 	}
-	if _, err := EncodeCommand(Batch{Commands: []Command{Batch{}}}); err == nil {
+	if _, err := command.Encode(command.Batch{Commands: []command.Command{command.Batch{}}}); err == nil {
 		t.Fatal("nested batch encoded")
 	}
 	// A *Batch handed straight to the FSM behaves like a Batch.
-	r = h.fsm.ApplyCommand(h.idx+1, &Batch{Commands: []Command{&RotateToken{SecretHash: "p"}}})
+	r = h.fsm.ApplyCommand(h.idx+1, &command.Batch{Commands: []command.Command{&command.RotateToken{SecretHash: "p"}}})
 	if r.Err != nil || h.store.Cluster().TokenSecretHash != "p" {
 		t.Fatalf("pointer batch: %v", r.Err)
 	}
@@ -569,8 +570,8 @@ func TestApplyPanicsOnGarbage(t *testing.T) {
 func TestReadsReturnCopies(t *testing.T) {
 	h := newHarness(t)
 	h.bootstrap()
-	h.must(CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Env: []string{"A=1"}, Labels: map[string]string{"a": "b"}}}})
-	h.must(UpsertTasks{Tasks: []api.Task{{ID: "t1", ServiceID: "s1", Spec: api.ServiceSpec{Command: []string{"sh"}}}}})
+	h.must(command.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Env: []string{"A=1"}, Labels: map[string]string{"a": "b"}}}})
+	h.must(command.UpsertTasks{Tasks: []api.Task{{ID: "t1", ServiceID: "s1", Spec: api.ServiceSpec{Command: []string{"sh"}}}}})
 	n, _ := h.store.Node("n1")
 	n.Labels = map[string]string{"x": "y"}
 	n.Hostname = "changed"
@@ -599,13 +600,13 @@ func TestReadsReturnCopies(t *testing.T) {
 func TestResolve(t *testing.T) {
 	h := newHarness(t)
 	h.bootstrap()
-	h.must(UpsertNode{Node: testNode("abc123", "alpha")})
-	h.must(UpsertNode{Node: testNode("abd456", "beta")})
-	h.must(UpsertNode{Node: testNode("zzz", "abc123x")})
+	h.must(command.UpsertNode{Node: testNode("abc123", "alpha")})
+	h.must(command.UpsertNode{Node: testNode("abd456", "beta")})
+	h.must(command.UpsertNode{Node: testNode("zzz", "abc123x")})
 	// A hostname that reads as another node's short ID.
-	h.must(UpsertNode{Node: testNode("qqq", "abd4")})
-	h.must(CreateService{Service: api.Service{ID: "sv1aaa", Name: "web"}})
-	h.must(CreateService{Service: api.Service{ID: "sv2bbb", Name: "sv1"}})
+	h.must(command.UpsertNode{Node: testNode("qqq", "abd4")})
+	h.must(command.CreateService{Service: api.Service{ID: "sv1aaa", Name: "web"}})
+	h.must(command.CreateService{Service: api.Service{ID: "sv2bbb", Name: "sv1"}})
 	nodeCases := []struct {
 		ref    string
 		wantID string
@@ -647,7 +648,7 @@ func TestResolve(t *testing.T) {
 			t.Errorf("ResolveService(%q) = %v, %v; want %s, %v", tc.ref, s, err, tc.wantID, tc.err)
 		}
 	}
-	h.must(UpsertNode{Node: testNode("dup", "alpha")})
+	h.must(command.UpsertNode{Node: testNode("dup", "alpha")})
 	if _, err := h.store.NodeByHostname("alpha"); !errors.Is(err, consensus.ErrAmbiguous) {
 		t.Fatalf("duplicate hostname: %v", err)
 	}
@@ -658,8 +659,8 @@ func TestSubscribeCoalesces(t *testing.T) {
 	ch, cancel := h.store.Subscribe()
 	defer cancel()
 	h.bootstrap()
-	h.must(RotateToken{SecretHash: "x"})
-	h.apply(RotateToken{}) // refused, still an applied entry
+	h.must(command.RotateToken{SecretHash: "x"})
+	h.apply(command.RotateToken{}) // refused, still an applied entry
 	select {
 	case idx := <-ch:
 		if idx != 3 {
@@ -675,7 +676,7 @@ func TestSubscribeCoalesces(t *testing.T) {
 	}
 	cancel()
 	cancel()
-	h.must(RotateToken{SecretHash: "y"})
+	h.must(command.RotateToken{SecretHash: "y"})
 	select {
 	case idx := <-ch:
 		t.Fatalf("notification after cancel %d", idx)
@@ -696,16 +697,16 @@ func (m *memSink) Cancel() error { m.cancelled = true; return nil }
 func TestSnapshotRestore(t *testing.T) {
 	h := newHarness(t)
 	h.bootstrap()
-	h.must(UpsertNode{Node: testNode("n2", "host2")})
-	h.must(CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Name: "web", Env: []string{"A=1"}}}})
-	h.must(UpsertTasks{Tasks: []api.Task{{ID: "t1", ServiceID: "s1", Slot: 1, NodeID: "n2", State: api.TaskRunning, CreatedAt: t0}}})
-	h.must(UpsertImage{Image: api.Image{ID: "sha256:aa", Tags: []string{"web:latest"}, Config: &api.ImageConfig{Cmd: []string{"sh"}}}})
+	h.must(command.UpsertNode{Node: testNode("n2", "host2")})
+	h.must(command.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Name: "web", Env: []string{"A=1"}}}})
+	h.must(command.UpsertTasks{Tasks: []api.Task{{ID: "t1", ServiceID: "s1", Slot: 1, NodeID: "n2", State: api.TaskRunning, CreatedAt: t0}}})
+	h.must(command.UpsertImage{Image: api.Image{ID: "sha256:aa", Tags: []string{"web:latest"}, Config: &api.ImageConfig{Cmd: []string{"sh"}}}})
 	snap, err := h.fsm.Snapshot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Changes after the snapshot must not leak into it.
-	h.must(DeleteTasks{IDs: []string{"t1"}})
+	h.must(command.DeleteTasks{IDs: []string{"t1"}})
 	var sink memSink
 	if err := snap.Persist(&sink); err != nil {
 		t.Fatal(err)
@@ -713,7 +714,7 @@ func TestSnapshotRestore(t *testing.T) {
 	snap.Release()
 
 	other := newHarness(t)
-	other.must(UpsertNode{Node: testNode("stale", "stale")})
+	other.must(command.UpsertNode{Node: testNode("stale", "stale")})
 	ch, cancel := other.store.Subscribe()
 	defer cancel()
 	if err := other.fsm.Restore(readCloser{bytes.NewReader(sink.Bytes())}); err != nil {
@@ -751,121 +752,69 @@ type readCloser struct{ *bytes.Reader }
 
 func (readCloser) Close() error { return nil }
 
-// sampleCommands has one value of every command type, used by the codec tests.
-func sampleCommands() []Command {
-	return []Command{
-		BootstrapCluster{Cluster: testCluster(), Node: testNode("n1", "h1")},
-		UpsertNode{Node: testNode("n2", "h2")},
-		UpdateNode{ID: "n2", Update: api.NodeUpdate{Availability: "drain", LabelAdd: map[string]string{"a": "b"}, LabelRm: []string{"c"}}, Now: t0},
-		SetNodeStatus{Statuses: []NodeStatus{{ID: "n2", Status: api.NodeDown, At: t0}}},
-		SetNodeVoter{ID: "n2", Voter: true},
-		RemoveNode{ID: "n2", Now: t0},
-		RotateToken{SecretHash: "abc"},
-		SetGossipKeys{Keys: [][]byte{bytes.Repeat([]byte{7}, 32)}},
-		RevokeCert{Serial: "123"},
-		SetVoterTarget{Target: 5},
-		SetClusterEpoch{Epoch: 2},
-		CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Name: "web", Replicas: 3, Healthcheck: &api.HealthConfig{Test: []string{"CMD", "true"}}}}},
-		UpdateService{Service: api.Service{ID: "s1", Name: "web"}, ExpectVersion: 7},
-		DeleteService{ID: "s1", Now: t0},
-		UpsertTasks{Tasks: []api.Task{{ID: "t1", ServiceID: "s1", Slot: 1, CreatedAt: t0}}},
-		TaskStatus{NodeID: "n1", Statuses: []api.TaskStatus{{TaskID: "t1", State: api.TaskRunning, Timestamp: t0}}},
-		DeleteTasks{IDs: []string{"t1"}},
-		TrimTasks{},
-		UpsertImage{Image: api.Image{ID: "sha256:aa", Tags: []string{"x:1"}, Size: 10}},
-		SetImageNode{ImageID: "sha256:aa", NodeID: "n1", Present: true},
-		DeleteImage{ID: "sha256:aa"},
-		Batch{Commands: []Command{RotateToken{SecretHash: "x"}, DeleteTasks{IDs: []string{"a"}}}},
-		SealClusterKeys{KEKID: "k1", CAKeySealed: []byte("sealed"), TokenSecretSealed: []byte("s"), CAFingerprint: "fp"},
-		RotateCA{CACertPEM: []byte("ca2"), CAFingerprint: "fp2", CAKeySealed: []byte("sealed2"), CACrossPEM: []byte("x"), ExpectFingerprint: "fp"},
-		FinishCARotation{CAFingerprint: "fp2"},
-		SetNodeCert{ID: "n1", Serial: "s2", CAFingerprint: "fp2", Revoke: []string{"s1"}},
-		CreateSecret{Secret: consensus.Secret{ID: "sec1", Name: "db_pass", CreatedAt: t0, Size: 3, KEKID: "k1", Sealed: []byte("sealed")}},
-		DeleteSecret{ID: "sec1"},
-		CreateConfig{Config: consensus.ConfigObject{ID: "cfg1", Name: "app.conf", CreatedAt: t0, Data: []byte("x=1")}},
-		DeleteConfig{ID: "cfg1"},
-		CreateNetwork{Network: api.Network{ID: "nw1", Name: "front", Subnet: "10.50.0.0/16", VNI: 4300, Internal: true, CreatedAt: t0}},
-		DeleteNetwork{ID: "nw1"},
+// TestEveryCommandApplies: every type the codec decodes reaches an applier
+// in apply's switch, and has a sample among FuzzFSMLog's seeds.
+func TestEveryCommandApplies(t *testing.T) {
+	sampled := map[command.Type]bool{}
+	for _, c := range sampleCommands() {
+		sampled[c.Type()] = true
+	}
+	for ty := range 256 {
+		cmd, err := command.Decode([]byte{byte(ty), command.Version, '{', '}'})
+		if err != nil {
+			continue
+		}
+		if !sampled[cmd.Type()] {
+			t.Errorf("command type %d (%T) has no sample in sampleCommands", ty, cmd)
+		}
+		if cmd.Type() == command.TypeBatch {
+			continue // ApplyCommand unpacks a batch before apply
+		}
+		w := consensus.NewStore().BeginWrite(1)
+		if _, err := apply(w, cmd); err != nil && strings.Contains(err.Error(), "no applier") {
+			t.Error(err)
+		}
+		w.Abort()
 	}
 }
 
-func TestEncodeDecodeRoundTrip(t *testing.T) {
-	seen := map[CommandType]bool{}
-	for _, cmd := range sampleCommands() {
-		data, err := EncodeCommand(cmd)
-		if err != nil {
-			t.Fatalf("encode %T: %v", cmd, err)
-		}
-		if data[0] != byte(cmd.Type()) || data[1] != CommandVersion {
-			t.Fatalf("%T header %v", cmd, data[:2])
-		}
-		got, err := DecodeCommand(data)
-		if err != nil {
-			t.Fatalf("decode %T: %v", cmd, err)
-		}
-		if !reflect.DeepEqual(got, cmd) {
-			t.Fatalf("round trip %T:\n got %#v\nwant %#v", cmd, got, cmd)
-		}
-		seen[cmd.Type()] = true
+// sampleCommands has one value of every command type, the seeds of
+// FuzzFSMLog (the codec's tests have their own, in consensus/fsm/command).
+func sampleCommands() []command.Command {
+	return []command.Command{
+		command.BootstrapCluster{Cluster: testCluster(), Node: testNode("n1", "h1")},
+		command.UpsertNode{Node: testNode("n2", "h2")},
+		command.UpdateNode{ID: "n2", Update: api.NodeUpdate{Availability: "drain", LabelAdd: map[string]string{"a": "b"}, LabelRm: []string{"c"}}, Now: t0},
+		command.SetNodeStatus{Statuses: []command.NodeStatus{{ID: "n2", Status: api.NodeDown, At: t0}}},
+		command.SetNodeVoter{ID: "n2", Voter: true},
+		command.RemoveNode{ID: "n2", Now: t0},
+		command.RotateToken{SecretHash: "abc"},
+		command.SetGossipKeys{Keys: [][]byte{bytes.Repeat([]byte{7}, 32)}},
+		command.RevokeCert{Serial: "123"},
+		command.SetVoterTarget{Target: 5},
+		command.SetClusterEpoch{Epoch: 2},
+		command.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Name: "web", Replicas: 3, Healthcheck: &api.HealthConfig{Test: []string{"CMD", "true"}}}}},
+		command.UpdateService{Service: api.Service{ID: "s1", Name: "web"}, ExpectVersion: 7},
+		command.DeleteService{ID: "s1", Now: t0},
+		command.UpsertTasks{Tasks: []api.Task{{ID: "t1", ServiceID: "s1", Slot: 1, CreatedAt: t0}}},
+		command.TaskStatus{NodeID: "n1", Statuses: []api.TaskStatus{{TaskID: "t1", State: api.TaskRunning, Timestamp: t0}}},
+		command.DeleteTasks{IDs: []string{"t1"}},
+		command.TrimTasks{},
+		command.UpsertImage{Image: api.Image{ID: "sha256:aa", Tags: []string{"x:1"}, Size: 10}},
+		command.SetImageNode{ImageID: "sha256:aa", NodeID: "n1", Present: true},
+		command.DeleteImage{ID: "sha256:aa"},
+		command.Batch{Commands: []command.Command{command.RotateToken{SecretHash: "x"}, command.DeleteTasks{IDs: []string{"a"}}}},
+		command.SealClusterKeys{KEKID: "k1", CAKeySealed: []byte("sealed"), TokenSecretSealed: []byte("s"), CAFingerprint: "fp"},
+		command.RotateCA{CACertPEM: []byte("ca2"), CAFingerprint: "fp2", CAKeySealed: []byte("sealed2"), CACrossPEM: []byte("x"), ExpectFingerprint: "fp"},
+		command.FinishCARotation{CAFingerprint: "fp2"},
+		command.SetNodeCert{ID: "n1", Serial: "s2", CAFingerprint: "fp2", Revoke: []string{"s1"}},
+		command.CreateSecret{Secret: consensus.Secret{ID: "sec1", Name: "db_pass", CreatedAt: t0, Size: 3, KEKID: "k1", Sealed: []byte("sealed")}},
+		command.DeleteSecret{ID: "sec1"},
+		command.CreateConfig{Config: consensus.ConfigObject{ID: "cfg1", Name: "app.conf", CreatedAt: t0, Data: []byte("x=1")}},
+		command.DeleteConfig{ID: "cfg1"},
+		command.CreateNetwork{Network: api.Network{ID: "nw1", Name: "front", Subnet: "10.50.0.0/16", VNI: 4300, Internal: true, CreatedAt: t0}},
+		command.DeleteNetwork{ID: "nw1"},
 	}
-	for typ := range decoders {
-		if !seen[typ] {
-			t.Errorf("command type %d has no sample", typ)
-		}
-	}
-}
-
-func TestDecodeErrors(t *testing.T) {
-	cases := map[string][]byte{
-		"empty":         nil,
-		"one byte":      {1},
-		"unknown type":  {200, 1, '{', '}'},
-		"bad version":   {byte(TypeRotateToken), 9, '{', '}'},
-		"bad json":      {byte(TypeRotateToken), 1, '{'},
-		"nested batch":  append([]byte{byte(TypeBatch), 1}, `{"commands":[{"type":18,"version":1,"body":{}}]}`...),
-		"batch unknown": append([]byte{byte(TypeBatch), 1}, `{"commands":[{"type":99,"version":1,"body":{}}]}`...),
-	}
-	for name, data := range cases {
-		if _, err := DecodeCommand(data); !errors.Is(err, consensus.ErrMalformed) {
-			t.Errorf("%s: err = %v", name, err)
-		}
-	}
-	if _, err := EncodeCommand(nil); err == nil {
-		t.Error("nil encoded")
-	}
-	if _, err := EncodeCommand((*UpsertNode)(nil)); err == nil {
-		t.Error("typed nil encoded")
-	}
-	// Pointers encode like values.
-	a, errA := EncodeCommand(&RotateToken{SecretHash: "x"})
-	b, errB := EncodeCommand(RotateToken{SecretHash: "x"})
-	if errA != nil || errB != nil || !bytes.Equal(a, b) {
-		t.Errorf("pointer encoding differs: %q %q %v %v", a, b, errA, errB)
-	}
-}
-
-func FuzzDecodeCommand(f *testing.F) {
-	for _, cmd := range sampleCommands() {
-		data, err := EncodeCommand(cmd)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(data)
-	}
-	f.Add([]byte{})
-	f.Add([]byte{byte(TypeBatch), 1, 'n', 'u', 'l', 'l'})
-	f.Fuzz(func(t *testing.T, data []byte) {
-		cmd, err := DecodeCommand(data)
-		if err != nil {
-			return
-		}
-		// Whatever decodes must re-encode and apply without panicking.
-		if _, err := EncodeCommand(cmd); err != nil {
-			t.Fatalf("re-encode %T: %v", cmd, err)
-		}
-		h := newHarness(t)
-		h.fsm.ApplyCommand(1, cmd)
-	})
 }
 
 // stateOf is the whole store without its index, to compare before and
@@ -894,17 +843,17 @@ func stateOf(t *testing.T, s *consensus.Store) string {
 func invariantsHarness(t *testing.T) *harness {
 	h := newHarness(t)
 	h.bootstrap()
-	h.must(UpsertNode{Node: testNode("n2", "host2")})
-	h.must(CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Name: "web",
+	h.must(command.UpsertNode{Node: testNode("n2", "host2")})
+	h.must(command.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Name: "web",
 		Ports: []api.PortConfig{{Published: 8080, Target: 80, Protocol: "tcp"}, {Published: 53, Target: 53, Protocol: "udp"}}}}})
-	h.must(CreateService{Service: api.Service{ID: "s2", Name: "db", Spec: api.ServiceSpec{Name: "db",
+	h.must(command.CreateService{Service: api.Service{ID: "s2", Name: "db", Spec: api.ServiceSpec{Name: "db",
 		Ports: []api.PortConfig{{Published: 5432, Target: 5432, Protocol: "tcp"}}}}})
-	h.must(CreateService{Service: api.Service{ID: "s9", Name: "gone"}})
-	h.must(UpsertTasks{Tasks: []api.Task{
+	h.must(command.CreateService{Service: api.Service{ID: "s9", Name: "gone"}})
+	h.must(command.UpsertTasks{Tasks: []api.Task{
 		{ID: "t1", ServiceID: "s1", Slot: 1, NodeID: "n1", DesiredState: api.TaskRunning, State: api.TaskRunning},
 		{ID: "t9", ServiceID: "s9", Slot: 1, NodeID: "n2", DesiredState: api.TaskRunning, State: api.TaskRunning},
 	}})
-	h.must(DeleteService{ID: "s9", Now: t0})
+	h.must(command.DeleteService{ID: "s9", Now: t0})
 	return h
 }
 
@@ -925,15 +874,15 @@ func TestFSMRefusesBrokenInvariants(t *testing.T) {
 		mod(&s)
 		return s
 	}
-	newSvc := func(name string, ports ...api.PortConfig) CreateService {
-		return CreateService{Service: api.Service{ID: "s3", Name: name, Spec: api.ServiceSpec{Name: name, Ports: ports}}}
+	newSvc := func(name string, ports ...api.PortConfig) command.CreateService {
+		return command.CreateService{Service: api.Service{ID: "s3", Name: name, Spec: api.ServiceSpec{Name: name, Ports: ports}}}
 	}
 	p := func(published int, proto string) api.PortConfig {
 		return api.PortConfig{Published: published, Target: 80, Protocol: proto}
 	}
 	cases := []struct {
 		name string
-		cmd  Command
+		cmd  command.Command
 		want error
 		msg  string // substring of the error
 	}{
@@ -941,7 +890,7 @@ func TestFSMRefusesBrokenInvariants(t *testing.T) {
 		{"create on a taken port", newSvc("api", p(8080, "tcp")), consensus.ErrInUse, "published port 8080/tcp is taken by service web"},
 		{"create on a taken port, protocol defaulted", newSvc("api", p(8080, "")), consensus.ErrInUse, "8080/tcp is taken by service web"},
 		{"create on a taken udp port", newSvc("api", p(1000, "tcp"), p(53, "udp")), consensus.ErrInUse, "53/udp is taken by service web"},
-		{"update onto a taken port", UpdateService{Service: db(func(s *api.Service) {
+		{"update onto a taken port", command.UpdateService{Service: db(func(s *api.Service) {
 			s.Spec.Ports = append(s.Spec.Ports, p(8080, "tcp"))
 		})}, consensus.ErrInUse, "update service db: published port 8080/tcp is taken by service web"},
 		{"port listed twice", newSvc("api", p(9000, "tcp"), p(9000, "")), consensus.ErrInvalid, "9000/tcp listed twice"},
@@ -952,36 +901,36 @@ func TestFSMRefusesBrokenInvariants(t *testing.T) {
 		// Names: DNS labels, unique regardless of case.
 		{"same name", newSvc("web"), consensus.ErrNameTaken, "a service named web exists"},
 		{"name differing in case", newSvc("WEB"), consensus.ErrNameTaken, "differs from service web only in case"},
-		{"rename differing in case", UpdateService{Service: db(func(s *api.Service) { s.Name = "Web"; s.Spec.Name = "Web" })},
+		{"rename differing in case", command.UpdateService{Service: db(func(s *api.Service) { s.Name = "Web"; s.Spec.Name = "Web" })},
 			consensus.ErrNameTaken, "rename service db to Web"},
 		{"dotted name", newSvc("a.b"), consensus.ErrInvalid, `character '.' not allowed`},
 		{"name with space", newSvc("my web"), consensus.ErrInvalid, `character ' ' not allowed`},
 		{"long name", newSvc(strings.Repeat("a", 64)), consensus.ErrInvalid, "longer than 63"},
 		{"leading dash", newSvc("-api"), consensus.ErrInvalid, "must start with a letter or digit"},
 		{"trailing dash", newSvc("api-"), consensus.ErrInvalid, "must end with a letter or digit"},
-		{"rename to a non-label", UpdateService{Service: db(func(s *api.Service) { s.Name = "d.b" })}, consensus.ErrInvalid, "d.b"},
+		{"rename to a non-label", command.UpdateService{Service: db(func(s *api.Service) { s.Name = "d.b" })}, consensus.ErrInvalid, "d.b"},
 
 		// VIPs: one service each.
-		{"create with a taken VIP", CreateService{Service: api.Service{ID: "s3", Name: "api", VIP: "10.43.0.2"}}, consensus.ErrInUse, "VIP 10.43.0.2 is taken by service web"},
-		{"update onto a taken VIP", UpdateService{Service: db(func(s *api.Service) { s.VIP = "10.43.0.2" })}, consensus.ErrInUse, "VIP 10.43.0.2 is taken by service web"},
-		{"VIP not IPv4", CreateService{Service: api.Service{ID: "s3", Name: "api", VIP: "fd00::1"}}, consensus.ErrInvalid, "not an IPv4 address"},
+		{"create with a taken VIP", command.CreateService{Service: api.Service{ID: "s3", Name: "api", VIP: "10.43.0.2"}}, consensus.ErrInUse, "VIP 10.43.0.2 is taken by service web"},
+		{"update onto a taken VIP", command.UpdateService{Service: db(func(s *api.Service) { s.VIP = "10.43.0.2" })}, consensus.ErrInUse, "VIP 10.43.0.2 is taken by service web"},
+		{"VIP not IPv4", command.CreateService{Service: api.Service{ID: "s3", Name: "api", VIP: "fd00::1"}}, consensus.ErrInvalid, "not an IPv4 address"},
 
 		// Tasks: they reference a service and a node that exist.
-		{"task of an unknown service", UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "nx", Slot: 1, DesiredState: api.TaskRunning}}}, consensus.ErrNotFound, "service nx"},
-		{"task of a deleted service", UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s9", Slot: 2, NodeID: "n1", DesiredState: api.TaskRunning}}}, consensus.ErrNotFound, "service s9"},
-		{"task without a service", UpsertTasks{Tasks: []api.Task{{ID: "t2", Slot: 1}}}, consensus.ErrInvalid, "no service ID"},
-		{"task on an unknown node", UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "nx", DesiredState: api.TaskRunning}}}, consensus.ErrNotFound, "node nx"},
-		{"task moved to an unknown node", UpsertTasks{Tasks: []api.Task{{ID: "t1", ServiceID: "s1", Slot: 1, NodeID: "nx", DesiredState: api.TaskRunning}}}, consensus.ErrNotFound, "node nx"},
-		{"task of a deleted service revived", UpsertTasks{Tasks: []api.Task{{ID: "t9", ServiceID: "s9", Slot: 1, NodeID: "n2", DesiredState: api.TaskRunning}}}, consensus.ErrNotFound, "service s9"},
-		{"one bad task refuses the command", UpsertTasks{Tasks: []api.Task{
+		{"task of an unknown service", command.UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "nx", Slot: 1, DesiredState: api.TaskRunning}}}, consensus.ErrNotFound, "service nx"},
+		{"task of a deleted service", command.UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s9", Slot: 2, NodeID: "n1", DesiredState: api.TaskRunning}}}, consensus.ErrNotFound, "service s9"},
+		{"task without a service", command.UpsertTasks{Tasks: []api.Task{{ID: "t2", Slot: 1}}}, consensus.ErrInvalid, "no service ID"},
+		{"task on an unknown node", command.UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "nx", DesiredState: api.TaskRunning}}}, consensus.ErrNotFound, "node nx"},
+		{"task moved to an unknown node", command.UpsertTasks{Tasks: []api.Task{{ID: "t1", ServiceID: "s1", Slot: 1, NodeID: "nx", DesiredState: api.TaskRunning}}}, consensus.ErrNotFound, "node nx"},
+		{"task of a deleted service revived", command.UpsertTasks{Tasks: []api.Task{{ID: "t9", ServiceID: "s9", Slot: 1, NodeID: "n2", DesiredState: api.TaskRunning}}}, consensus.ErrNotFound, "service s9"},
+		{"one bad task refuses the command", command.UpsertTasks{Tasks: []api.Task{
 			{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "n2", DesiredState: api.TaskRunning},
 			{ID: "t3", ServiceID: "s1", Slot: 3, NodeID: "nx", DesiredState: api.TaskRunning},
 		}}, consensus.ErrNotFound, "upsert task t3: node nx"},
 
 		// Node subnets: one node each.
-		{"node on a taken subnet", UpsertNode{Node: func() api.Node { n := testNode("n3", "host3"); n.Subnet = "10.42.0.0/24"; return n }()},
+		{"node on a taken subnet", command.UpsertNode{Node: func() api.Node { n := testNode("n3", "host3"); n.Subnet = "10.42.0.0/24"; return n }()},
 			consensus.ErrInUse, "overlaps 10.42.0.0/24 of node n1"},
-		{"node subnet not a prefix", UpsertNode{Node: func() api.Node { n := testNode("n3", "host3"); n.Subnet = "nonsense"; return n }()},
+		{"node subnet not a prefix", command.UpsertNode{Node: func() api.Node { n := testNode("n3", "host3"); n.Subnet = "nonsense"; return n }()},
 			consensus.ErrInvalid, "not an IPv4 prefix"},
 	}
 	for _, tc := range cases {
@@ -1001,18 +950,18 @@ func TestFSMRefusesBrokenInvariants(t *testing.T) {
 	// What stays allowed next to those refusals.
 	allowed := []struct {
 		name string
-		cmd  Command
+		cmd  command.Command
 	}{
 		{"same port, other protocol", newSvc("api", p(8080, "udp"))},
 		{"free port", newSvc("api", p(8081, "tcp"))},
 		{"a stack's name", newSvc("shop_web-2")},
-		{"update keeping its own ports", UpdateService{Service: web(func(s *api.Service) { s.Spec.Replicas = 3 })}},
-		{"update moving its own port to udp", UpdateService{Service: web(func(s *api.Service) { s.Spec.Ports[0].Protocol = "udp"; s.Spec.Ports[1].Protocol = "tcp" })}},
-		{"rename to a free name", UpdateService{Service: db(func(s *api.Service) { s.Name = "postgres" })}},
-		{"rename changing only case of its own name", UpdateService{Service: db(func(s *api.Service) { s.Name = "DB" })}},
-		{"deleted service's task shut down", UpsertTasks{Tasks: []api.Task{{ID: "t9", ServiceID: "s9", Slot: 1, NodeID: "n2", DesiredState: api.TaskShutdown}}}},
-		{"new task placed", UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "n2", DesiredState: api.TaskRunning, State: api.TaskAssigned}}}},
-		{"pending task", UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s1", Slot: 2, DesiredState: api.TaskRunning, State: api.TaskNew}}}},
+		{"update keeping its own ports", command.UpdateService{Service: web(func(s *api.Service) { s.Spec.Replicas = 3 })}},
+		{"update moving its own port to udp", command.UpdateService{Service: web(func(s *api.Service) { s.Spec.Ports[0].Protocol = "udp"; s.Spec.Ports[1].Protocol = "tcp" })}},
+		{"rename to a free name", command.UpdateService{Service: db(func(s *api.Service) { s.Name = "postgres" })}},
+		{"rename changing only case of its own name", command.UpdateService{Service: db(func(s *api.Service) { s.Name = "DB" })}},
+		{"deleted service's task shut down", command.UpsertTasks{Tasks: []api.Task{{ID: "t9", ServiceID: "s9", Slot: 1, NodeID: "n2", DesiredState: api.TaskShutdown}}}},
+		{"new task placed", command.UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "n2", DesiredState: api.TaskRunning, State: api.TaskAssigned}}}},
+		{"pending task", command.UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s1", Slot: 2, DesiredState: api.TaskRunning, State: api.TaskNew}}}},
 	}
 	for _, tc := range allowed {
 		t.Run("allowed "+tc.name, func(t *testing.T) {
@@ -1028,10 +977,10 @@ func TestFSMRefusesBrokenInvariants(t *testing.T) {
 // rewritten (orphan marking) but not set to run there again.
 func TestFSMTasksOfRemovedNode(t *testing.T) {
 	h := invariantsHarness(t)
-	h.must(UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "n2", DesiredState: api.TaskRunning, State: api.TaskRunning}}})
-	h.must(RemoveNode{ID: "n2", Now: t0})
-	h.must(UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "n2", DesiredState: api.TaskShutdown, State: api.TaskOrphaned}}})
-	r := h.apply(UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "n2", DesiredState: api.TaskRunning}}})
+	h.must(command.UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "n2", DesiredState: api.TaskRunning, State: api.TaskRunning}}})
+	h.must(command.RemoveNode{ID: "n2", Now: t0})
+	h.must(command.UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "n2", DesiredState: api.TaskShutdown, State: api.TaskOrphaned}}})
+	r := h.apply(command.UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "n2", DesiredState: api.TaskRunning}}})
 	if !errors.Is(r.Err, consensus.ErrNotFound) {
 		t.Fatalf("task set to run on a removed node: %v", r.Err)
 	}
@@ -1044,9 +993,9 @@ func TestFSMConcurrentCreatesOnePort(t *testing.T) {
 	h := newHarness(t)
 	h.bootstrap()
 	port := []api.PortConfig{{Published: 8080, Target: 80, Protocol: "tcp"}}
-	r := h.apply(Batch{Commands: []Command{
-		CreateService{Service: api.Service{ID: "a", Name: "web-a", Spec: api.ServiceSpec{Name: "web-a", Ports: port}}},
-		CreateService{Service: api.Service{ID: "b", Name: "web-b", Spec: api.ServiceSpec{Name: "web-b", Ports: port}}},
+	r := h.apply(command.Batch{Commands: []command.Command{
+		command.CreateService{Service: api.Service{ID: "a", Name: "web-a", Spec: api.ServiceSpec{Name: "web-a", Ports: port}}},
+		command.CreateService{Service: api.Service{ID: "b", Name: "web-b", Spec: api.ServiceSpec{Name: "web-b", Ports: port}}},
 	}})
 	res := r.Value.([]Result)
 	if res[0].Err != nil || !errors.Is(res[1].Err, consensus.ErrInUse) {
@@ -1080,7 +1029,7 @@ func TestFSMUpdatesDespiteOldConflict(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.idx = 10
-	h.must(UpdateService{Service: api.Service{ID: "b", Name: "WEB", Spec: api.ServiceSpec{Name: "WEB", Replicas: 2, Ports: port}}, ExpectVersion: 4})
+	h.must(command.UpdateService{Service: api.Service{ID: "b", Name: "WEB", Spec: api.ServiceSpec{Name: "WEB", Replicas: 2, Ports: port}}, ExpectVersion: 4})
 	// Renaming out of the clash is a way out.
-	h.must(UpdateService{Service: api.Service{ID: "b", Name: "web2", Spec: api.ServiceSpec{Name: "web2", Ports: port}}})
+	h.must(command.UpdateService{Service: api.Service{ID: "b", Name: "web2", Spec: api.ServiceSpec{Name: "web2", Ports: port}}})
 }

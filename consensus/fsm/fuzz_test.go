@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
 // entrySep separates log entries in FuzzFSMLog's input. It never occurs in
@@ -22,12 +23,13 @@ const entrySep = 0xff
 //   - a refused command (not a batch) leaves the state exactly as it was;
 //   - the final state survives a snapshot and a restore unchanged.
 //
-// FuzzDecodeCommand (fsm_test.go) covers single entries; this one covers
-// sequences, which is where a command can meet state it does not expect.
+// Decoding is command.FuzzDecode's; this one applies what decodes, one
+// entry or a sequence, which is where a command can meet state it does not
+// expect.
 func FuzzFSMLog(f *testing.F) {
 	var all [][]byte
 	for _, cmd := range sampleCommands() {
-		data, err := EncodeCommand(cmd)
+		data, err := command.Encode(cmd)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -47,8 +49,8 @@ func FuzzFSMLog(f *testing.F) {
 		idx := uint64(0)
 		for _, p := range parts {
 			// Decoded twice: the two replicas must not share memory.
-			ca, errA := DecodeCommand(p)
-			cb, errB := DecodeCommand(p)
+			ca, errA := command.Decode(p)
+			cb, errB := command.Decode(p)
 			if (errA == nil) != (errB == nil) {
 				t.Fatalf("decode is not deterministic: %v / %v", errA, errB)
 			}
@@ -56,7 +58,7 @@ func FuzzFSMLog(f *testing.F) {
 				continue
 			}
 			idx++
-			_, isBatch := ca.(Batch)
+			_, isBatch := ca.(command.Batch)
 			before := ""
 			if !isBatch {
 				before = stateOf(t, a.store)

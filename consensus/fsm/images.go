@@ -6,9 +6,10 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
-func (c UpsertImage) apply(w *consensus.WriteTxn) (any, error) {
+func applyUpsertImage(w *consensus.WriteTxn, c command.UpsertImage) (any, error) {
 	if c.Image.ID == "" {
 		return nil, fmt.Errorf("upsert image: empty ID: %w", consensus.ErrInvalid)
 	}
@@ -37,7 +38,7 @@ func (c UpsertImage) apply(w *consensus.WriteTxn) (any, error) {
 	return consensus.CloneImage(img), nil
 }
 
-func (c SetImageNode) apply(w *consensus.WriteTxn) (any, error) {
+func applySetImageNode(w *consensus.WriteTxn, c command.SetImageNode) (any, error) {
 	old := consensus.First[api.Image](w, consensus.TableImages, consensus.IndexID, c.ImageID)
 	if old == nil {
 		if !c.Present {
@@ -57,7 +58,7 @@ func (c SetImageNode) apply(w *consensus.WriteTxn) (any, error) {
 	return nil, w.Insert(consensus.TableImages, img)
 }
 
-func (c DeleteImage) apply(w *consensus.WriteTxn) (any, error) {
+func applyDeleteImage(w *consensus.WriteTxn, c command.DeleteImage) (any, error) {
 	old := consensus.First[api.Image](w, consensus.TableImages, consensus.IndexID, c.ID)
 	if old == nil {
 		return nil, fmt.Errorf("delete image %s: %w", c.ID, consensus.ErrNotFound)

@@ -6,9 +6,10 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
-func (c SealClusterKeys) apply(w *consensus.WriteTxn) (any, error) {
+func applySealClusterKeys(w *consensus.WriteTxn, c command.SealClusterKeys) (any, error) {
 	cl, err := w.Cluster()
 	if err != nil {
 		return nil, fmt.Errorf("seal cluster keys: %w", err)
@@ -30,7 +31,7 @@ func (c SealClusterKeys) apply(w *consensus.WriteTxn) (any, error) {
 	return nil, w.PutCluster(cl)
 }
 
-func (c RotateCA) apply(w *consensus.WriteTxn) (any, error) {
+func applyRotateCA(w *consensus.WriteTxn, c command.RotateCA) (any, error) {
 	cl, err := w.Cluster()
 	if err != nil {
 		return nil, fmt.Errorf("rotate CA: %w", err)
@@ -59,7 +60,7 @@ func (c RotateCA) apply(w *consensus.WriteTxn) (any, error) {
 	return nil, w.PutCluster(cl)
 }
 
-func (c FinishCARotation) apply(w *consensus.WriteTxn) (any, error) {
+func applyFinishCARotation(w *consensus.WriteTxn, c command.FinishCARotation) (any, error) {
 	cl, err := w.Cluster()
 	if err != nil {
 		return nil, fmt.Errorf("finish CA rotation: %w", err)
@@ -73,7 +74,7 @@ func (c FinishCARotation) apply(w *consensus.WriteTxn) (any, error) {
 	return nil, w.PutCluster(cl)
 }
 
-func (c SetNodeCert) apply(w *consensus.WriteTxn) (any, error) {
+func applySetNodeCert(w *consensus.WriteTxn, c command.SetNodeCert) (any, error) {
 	if c.ID == "" || c.Serial == "" {
 		return nil, fmt.Errorf("set node certificate: ID and serial are required: %w", consensus.ErrInvalid)
 	}
@@ -113,7 +114,7 @@ func (c SetNodeCert) apply(w *consensus.WriteTxn) (any, error) {
 	return nil, w.PutCluster(cl)
 }
 
-func (c SetGossipKeys) apply(w *consensus.WriteTxn) (any, error) {
+func applySetGossipKeys(w *consensus.WriteTxn, c command.SetGossipKeys) (any, error) {
 	cl, err := w.Cluster()
 	if err != nil {
 		return nil, fmt.Errorf("set gossip keys: %w", err)
@@ -130,7 +131,7 @@ func (c SetGossipKeys) apply(w *consensus.WriteTxn) (any, error) {
 	return nil, w.PutCluster(cl)
 }
 
-func (c RevokeCert) apply(w *consensus.WriteTxn) (any, error) {
+func applyRevokeCert(w *consensus.WriteTxn, c command.RevokeCert) (any, error) {
 	cl, err := w.Cluster()
 	if err != nil {
 		return nil, fmt.Errorf("revoke cert: %w", err)
@@ -145,7 +146,7 @@ func (c RevokeCert) apply(w *consensus.WriteTxn) (any, error) {
 	return nil, w.PutCluster(cl)
 }
 
-func (c SetVoterTarget) apply(w *consensus.WriteTxn) (any, error) {
+func applySetVoterTarget(w *consensus.WriteTxn, c command.SetVoterTarget) (any, error) {
 	cl, err := w.Cluster()
 	if err != nil {
 		return nil, fmt.Errorf("set voter target: %w", err)

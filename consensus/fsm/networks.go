@@ -23,16 +23,11 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm/alloc"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
-// NetworkPool is where subnets of networks created without --subnet come
-// from: the first free /16 of 10.44.0.0–10.99.255.255.
-var NetworkPool = netip.MustParsePrefix("10.44.0.0/16")
-
-// networkPoolSize is how many /16s the pool spans from NetworkPool.
-const networkPoolSize = 56
-
-func (c CreateNetwork) apply(w *consensus.WriteTxn) (any, error) {
+func applyCreateNetwork(w *consensus.WriteTxn, c command.CreateNetwork) (any, error) {
 	n := consensus.CloneNetwork(&c.Network)
 	if n.ID == "" || n.Name == "" {
 		return nil, fmt.Errorf("create network: ID and name are required: %w", consensus.ErrInvalid)
@@ -72,7 +67,7 @@ func (c CreateNetwork) apply(w *consensus.WriteTxn) (any, error) {
 		clusterBits = p.Bits()
 	}
 	if n.Subnet == "" {
-		sub, err := allocNetworkSubnet(taken)
+		sub, err := alloc.NetworkSubnet(taken)
 		if err != nil {
 			return nil, fmt.Errorf("create network %s: %w", n.Name, err)
 		}
@@ -97,7 +92,7 @@ func (c CreateNetwork) apply(w *consensus.WriteTxn) (any, error) {
 	}
 	switch {
 	case n.VNI == 0:
-		n.VNI = allocVNI(nets)
+		n.VNI = alloc.VNI(nets)
 	case n.VNI < 1 || n.VNI > 1<<24-1 || n.VNI == api.DefaultVNI:
 		return nil, fmt.Errorf("create network %s: VNI %d (want 1-16777215, not %d): %w", n.Name, n.VNI, api.DefaultVNI, consensus.ErrInvalid)
 	default:
@@ -130,33 +125,7 @@ func describePrefix(cl *consensus.ClusterState, nets []*api.Network, t netip.Pre
 	return t.String()
 }
 
-// allocNetworkSubnet returns the first /16 of the pool that overlaps
-// nothing taken.
-func allocNetworkSubnet(taken []netip.Prefix) (netip.Prefix, error) {
-	base := ip4ToUint(NetworkPool.Addr())
-	for i := uint32(0); i < networkPoolSize; i++ {
-		cand := netip.PrefixFrom(uintToIP4(base+i<<16), 16)
-		if !slices.ContainsFunc(taken, cand.Overlaps) {
-			return cand, nil
-		}
-	}
-	return netip.Prefix{}, fmt.Errorf("network subnets of the pool %s/%d×%d: %w", NetworkPool.Addr(), 16, networkPoolSize, consensus.ErrExhausted)
-}
-
-// allocVNI returns the lowest VNI above api.DefaultVNI no network holds.
-func allocVNI(nets []*api.Network) int {
-	used := map[int]bool{}
-	for _, o := range nets {
-		used[o.VNI] = true
-	}
-	v := api.DefaultVNI + 1
-	for used[v] {
-		v++
-	}
-	return v
-}
-
-func (c DeleteNetwork) apply(w *consensus.WriteTxn) (any, error) {
+func applyDeleteNetwork(w *consensus.WriteTxn, c command.DeleteNetwork) (any, error) {
 	if c.ID == api.DefaultNetwork {
 		return nil, fmt.Errorf("remove network %s: the default network cannot be removed: %w", c.ID, consensus.ErrInvalid)
 	}
@@ -194,7 +163,7 @@ func assignNetworks(w *consensus.WriteTxn, cl *consensus.ClusterState, s, old *a
 		seen[name] = true
 		if name == api.DefaultNetwork {
 			if s.VIP == "" && cl != nil && cl.VIPCIDR != "" {
-				vip, err := allocVIP(w, cl)
+				vip, err := alloc.VIP(w, cl)
 				if err != nil {
 					return false, err
 				}
@@ -219,7 +188,7 @@ func assignNetworks(w *consensus.WriteTxn, cl *consensus.ClusterState, s, old *a
 				continue
 			}
 		}
-		vip, err := allocNetworkVIP(w, name, subnet, s.ID)
+		vip, err := alloc.NetworkVIP(w, name, subnet, s.ID)
 		if err != nil {
 			return false, err
 		}
@@ -230,22 +199,4 @@ func assignNetworks(w *consensus.WriteTxn, cl *consensus.ClusterState, s, old *a
 	}
 	s.VIPs = vips
 	return changed, nil
-}
-
-// allocNetworkVIP returns the lowest free VIP of a network (the upper half
-// of its subnet) that no other service than self holds.
-func allocNetworkVIP(w *consensus.WriteTxn, network string, subnet netip.Prefix, self string) (string, error) {
-	used := map[string]bool{}
-	for _, o := range consensus.All[api.Service](w, consensus.TableServices, consensus.IndexID) {
-		if o.ID != self && o.VIPs[network] != "" {
-			used[o.VIPs[network]] = true
-		}
-	}
-	lo, hi := api.NetworkVIPRange(subnet)
-	for a := lo; a.IsValid() && a.Compare(hi) <= 0; a = a.Next() {
-		if !used[a.String()] {
-			return a.String(), nil
-		}
-	}
-	return "", fmt.Errorf("VIPs of network %s: %w", network, consensus.ErrExhausted)
 }

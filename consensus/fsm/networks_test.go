@@ -9,10 +9,11 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
-func netCmd(id, name, subnet string) CreateNetwork {
-	return CreateNetwork{Network: api.Network{ID: id, Name: name, Subnet: subnet, CreatedAt: t0}}
+func netCmd(id, name, subnet string) command.CreateNetwork {
+	return command.CreateNetwork{Network: api.Network{ID: id, Name: name, Subnet: subnet, CreatedAt: t0}}
 }
 
 func TestCreateNetwork(t *testing.T) {
@@ -35,7 +36,7 @@ func TestCreateNetwork(t *testing.T) {
 	}
 	cases := []struct {
 		name string
-		cmd  CreateNetwork
+		cmd  command.CreateNetwork
 		want error
 		msg  string
 	}{
@@ -50,8 +51,8 @@ func TestCreateNetwork(t *testing.T) {
 		{"too small", netCmd("n1", "x", "10.80.0.0/24"), consensus.ErrInvalid, "must be a /19 or larger"},
 		{"host bits", netCmd("n1", "x", "10.80.0.1/16"), consensus.ErrInvalid, "host bits"},
 		{"not v4", netCmd("n1", "x", "fd00::/64"), consensus.ErrInvalid, "not an IPv4 prefix"},
-		{"taken VNI", CreateNetwork{Network: api.Network{ID: "n1", Name: "x", VNI: a.VNI}}, consensus.ErrInUse, "VNI 4243 is taken by network front"},
-		{"default VNI", CreateNetwork{Network: api.Network{ID: "n1", Name: "x", VNI: api.DefaultVNI}}, consensus.ErrInvalid, "VNI 4242"},
+		{"taken VNI", command.CreateNetwork{Network: api.Network{ID: "n1", Name: "x", VNI: a.VNI}}, consensus.ErrInUse, "VNI 4243 is taken by network front"},
+		{"default VNI", command.CreateNetwork{Network: api.Network{ID: "n1", Name: "x", VNI: api.DefaultVNI}}, consensus.ErrInvalid, "VNI 4242"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -88,22 +89,22 @@ func TestServiceNetworksAndVIPs(t *testing.T) {
 	svc := func(id, name string, nets ...string) api.Service {
 		return api.Service{ID: id, Name: name, Spec: api.ServiceSpec{Name: name, Replicas: 1, Networks: nets}}
 	}
-	plain := h.must(CreateService{Service: svc("s0", "plain")}).(*api.Service)
+	plain := h.must(command.CreateService{Service: svc("s0", "plain")}).(*api.Service)
 	if plain.VIP == "" || !maps.Equal(plain.VIPs, map[string]string{"default": plain.VIP}) {
 		t.Fatalf("default-network service: VIP %q VIPs %v", plain.VIP, plain.VIPs)
 	}
-	both := h.must(CreateService{Service: svc("s1", "both", "front", "back")}).(*api.Service)
+	both := h.must(command.CreateService{Service: svc("s1", "both", "front", "back")}).(*api.Service)
 	if both.VIP != "" || both.VIPs["front"] != "10.50.128.1" || both.VIPs["back"] != "10.51.128.1" || len(both.VIPs) != 2 {
 		t.Fatalf("two-network service: VIP %q VIPs %v", both.VIP, both.VIPs)
 	}
-	other := h.must(CreateService{Service: svc("s2", "other", "front")}).(*api.Service)
+	other := h.must(command.CreateService{Service: svc("s2", "other", "front")}).(*api.Service)
 	if other.VIPs["front"] != "10.50.128.2" {
 		t.Fatalf("second VIP on front: %v", other.VIPs)
 	}
-	if r := h.apply(CreateService{Service: svc("s3", "x", "nowhere")}); !errors.Is(r.Err, consensus.ErrNotFound) || !strings.Contains(r.Err.Error(), "network nowhere") {
+	if r := h.apply(command.CreateService{Service: svc("s3", "x", "nowhere")}); !errors.Is(r.Err, consensus.ErrNotFound) || !strings.Contains(r.Err.Error(), "network nowhere") {
 		t.Fatalf("unknown network: %v", r.Err)
 	}
-	if r := h.apply(CreateService{Service: svc("s3", "x", "front", "front")}); !errors.Is(r.Err, consensus.ErrInvalid) {
+	if r := h.apply(command.CreateService{Service: svc("s3", "x", "front", "front")}); !errors.Is(r.Err, consensus.ErrInvalid) {
 		t.Fatalf("network twice: %v", r.Err)
 	}
 
@@ -111,45 +112,45 @@ func TestServiceNetworksAndVIPs(t *testing.T) {
 	// allocates on a new one (default included).
 	next := *both
 	next.Spec.Networks = []string{"front", "default"}
-	up := h.must(UpdateService{Service: next}).(*api.Service)
+	up := h.must(command.UpdateService{Service: next}).(*api.Service)
 	if up.VIPs["front"] != "10.50.128.1" || up.VIP == "" || up.VIPs["default"] != up.VIP || len(up.VIPs) != 2 {
 		t.Fatalf("after update: VIP %q VIPs %v", up.VIP, up.VIPs)
 	}
 	next = *up
 	next.Spec.Networks = []string{"back"}
-	up = h.must(UpdateService{Service: next}).(*api.Service)
+	up = h.must(command.UpdateService{Service: next}).(*api.Service)
 	if up.VIP != "" || !maps.Equal(up.VIPs, map[string]string{"back": "10.51.128.1"}) {
 		t.Fatalf("moved to back only: VIP %q VIPs %v", up.VIP, up.VIPs)
 	}
 
 	// rm is refused while a service names the network.
-	if r := h.apply(DeleteNetwork{ID: "nb"}); !errors.Is(r.Err, consensus.ErrInUse) || !strings.Contains(r.Err.Error(), "used by service both") {
+	if r := h.apply(command.DeleteNetwork{ID: "nb"}); !errors.Is(r.Err, consensus.ErrInUse) || !strings.Contains(r.Err.Error(), "used by service both") {
 		t.Fatalf("rm in use: %v", r.Err)
 	}
-	if r := h.apply(DeleteNetwork{ID: "default"}); !errors.Is(r.Err, consensus.ErrInvalid) {
+	if r := h.apply(command.DeleteNetwork{ID: "default"}); !errors.Is(r.Err, consensus.ErrInvalid) {
 		t.Fatalf("rm default: %v", r.Err)
 	}
-	h.must(DeleteService{ID: "s1", Now: t0})
-	h.must(DeleteNetwork{ID: "nb"})
+	h.must(command.DeleteService{ID: "s1", Now: t0})
+	h.must(command.DeleteNetwork{ID: "nb"})
 	if _, err := h.store.ResolveNetwork("back"); !errors.Is(err, consensus.ErrNotFound) {
 		t.Fatalf("removed network still resolves: %v", err)
 	}
-	if r := h.apply(DeleteNetwork{ID: "nb"}); !errors.Is(r.Err, consensus.ErrNotFound) {
+	if r := h.apply(command.DeleteNetwork{ID: "nb"}); !errors.Is(r.Err, consensus.ErrNotFound) {
 		t.Fatalf("rm twice: %v", r.Err)
 	}
 }
 
 func TestTaskStatusIPs(t *testing.T) {
 	h := newHarness(t).withRefs()
-	h.must(UpsertTasks{Tasks: []api.Task{{ID: "t1", ServiceID: "s1", Slot: 1, NodeID: "n1", DesiredState: api.TaskRunning, State: api.TaskAssigned, CreatedAt: t0}}})
+	h.must(command.UpsertTasks{Tasks: []api.Task{{ID: "t1", ServiceID: "s1", Slot: 1, NodeID: "n1", DesiredState: api.TaskRunning, State: api.TaskAssigned, CreatedAt: t0}}})
 	ips := map[string]string{"front": "10.50.0.2", "default": "10.42.0.2"}
-	h.must(TaskStatus{NodeID: "n1", Statuses: []api.TaskStatus{{TaskID: "t1", State: api.TaskRunning, IP: "10.50.0.2", IPs: ips, Timestamp: t0}}})
+	h.must(command.TaskStatus{NodeID: "n1", Statuses: []api.TaskStatus{{TaskID: "t1", State: api.TaskRunning, IP: "10.50.0.2", IPs: ips, Timestamp: t0}}})
 	got, _ := h.store.Task("t1")
 	if !maps.Equal(got.IPs, ips) {
 		t.Fatalf("IPs %v", got.IPs)
 	}
 	// A scheduler write of the task read before the report keeps them.
-	h.must(UpsertTasks{Tasks: []api.Task{{ID: "t1", ServiceID: "s1", Slot: 1, NodeID: "n1", DesiredState: api.TaskShutdown, State: api.TaskAssigned, CreatedAt: t0}}})
+	h.must(command.UpsertTasks{Tasks: []api.Task{{ID: "t1", ServiceID: "s1", Slot: 1, NodeID: "n1", DesiredState: api.TaskShutdown, State: api.TaskAssigned, CreatedAt: t0}}})
 	got, _ = h.store.Task("t1")
 	if !maps.Equal(got.IPs, ips) {
 		t.Fatalf("IPs after a stale upsert: %v", got.IPs)

@@ -7,9 +7,11 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm/alloc"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
-func (c BootstrapCluster) apply(w *consensus.WriteTxn) (any, error) {
+func applyBootstrapCluster(w *consensus.WriteTxn, c command.BootstrapCluster) (any, error) {
 	if w.Bootstrapped() {
 		return nil, consensus.ErrAlreadyBootstrapped
 	}
@@ -32,7 +34,7 @@ func (c BootstrapCluster) apply(w *consensus.WriteTxn) (any, error) {
 	return consensus.CloneNode(n), nil
 }
 
-func (c UpsertNode) apply(w *consensus.WriteTxn) (any, error) {
+func applyUpsertNode(w *consensus.WriteTxn, c command.UpsertNode) (any, error) {
 	if c.Node.ID == "" {
 		return nil, fmt.Errorf("upsert node: empty ID: %w", consensus.ErrInvalid)
 	}
@@ -61,6 +63,20 @@ func (c UpsertNode) apply(w *consensus.WriteTxn) (any, error) {
 	return consensus.CloneNode(n), nil
 }
 
+// ensureSubnet gives n a free /24 of the cluster CIDR when it has none; cl
+// records the allocation state (the caller stores it).
+func ensureSubnet(w *consensus.WriteTxn, cl *consensus.ClusterState, n *api.Node) error {
+	if n.Subnet != "" {
+		return nil
+	}
+	subnet, err := alloc.NodeSubnet(w, cl, n.ID)
+	if err != nil {
+		return err
+	}
+	n.Subnet = subnet
+	return nil
+}
+
 // checkSubnet refuses a node subnet given in a command that is not an IPv4
 // prefix or overlaps another node's: the overlay routes each /24 to one
 // node.
@@ -80,7 +96,7 @@ func checkSubnet(w *consensus.WriteTxn, n *api.Node) error {
 	return nil
 }
 
-func (c UpdateNode) apply(w *consensus.WriteTxn) (any, error) {
+func applyUpdateNode(w *consensus.WriteTxn, c command.UpdateNode) (any, error) {
 	old := consensus.First[api.Node](w, consensus.TableNodes, consensus.IndexID, c.ID)
 	if old == nil {
 		return nil, fmt.Errorf("update node %s: %w", c.ID, consensus.ErrNotFound)
@@ -121,7 +137,7 @@ func (c UpdateNode) apply(w *consensus.WriteTxn) (any, error) {
 	return consensus.CloneNode(n), nil
 }
 
-func (c SetNodeStatus) apply(w *consensus.WriteTxn) (any, error) {
+func applySetNodeStatus(w *consensus.WriteTxn, c command.SetNodeStatus) (any, error) {
 	for _, s := range c.Statuses {
 		if s.Status != api.NodeReady && s.Status != api.NodeDown {
 			return nil, fmt.Errorf("set node %s status %q: %w", s.ID, s.Status, consensus.ErrInvalid)
@@ -145,7 +161,7 @@ func (c SetNodeStatus) apply(w *consensus.WriteTxn) (any, error) {
 	return changed, nil
 }
 
-func (c SetNodeVoter) apply(w *consensus.WriteTxn) (any, error) {
+func applySetNodeVoter(w *consensus.WriteTxn, c command.SetNodeVoter) (any, error) {
 	old := consensus.First[api.Node](w, consensus.TableNodes, consensus.IndexID, c.ID)
 	if old == nil {
 		return nil, fmt.Errorf("set node %s voter: %w", c.ID, consensus.ErrNotFound)
@@ -159,7 +175,7 @@ func (c SetNodeVoter) apply(w *consensus.WriteTxn) (any, error) {
 	return nil, w.Insert(consensus.TableNodes, n)
 }
 
-func (c RemoveNode) apply(w *consensus.WriteTxn) (any, error) {
+func applyRemoveNode(w *consensus.WriteTxn, c command.RemoveNode) (any, error) {
 	old := consensus.First[api.Node](w, consensus.TableNodes, consensus.IndexID, c.ID)
 	if old == nil {
 		return nil, fmt.Errorf("remove node %s: %w", c.ID, consensus.ErrNotFound)
@@ -204,7 +220,7 @@ func (c RemoveNode) apply(w *consensus.WriteTxn) (any, error) {
 	return nil, trimGroups(w, groups)
 }
 
-func (c RotateToken) apply(w *consensus.WriteTxn) (any, error) {
+func applyRotateToken(w *consensus.WriteTxn, c command.RotateToken) (any, error) {
 	cl, err := w.Cluster()
 	if err != nil {
 		return nil, fmt.Errorf("rotate token: %w", err)

@@ -16,49 +16,14 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
 // sealOverhead bounds what sealing adds to a secret (version byte, nonce,
 // GCM tag, with room to spare).
 const sealOverhead = 64
 
-// CreateSecret stores a new secret. Secret.Sealed must be set and
-// Plaintext empty: Plaintext only carries the data from the node that
-// received the request to the leader, which seals it and clears the field
-// before proposing; the FSM refuses a command that still holds it.
-type CreateSecret struct {
-	Secret    consensus.Secret `json:"secret"`
-	Plaintext []byte           `json:"plaintext,omitempty"`
-}
-
-// DeleteSecret removes a secret; refused while a service uses it.
-type DeleteSecret struct {
-	ID string `json:"id"`
-}
-
-// CreateConfig stores a new config.
-type CreateConfig struct {
-	Config consensus.ConfigObject `json:"config"`
-}
-
-// DeleteConfig removes a config; refused while a service uses it.
-type DeleteConfig struct {
-	ID string `json:"id"`
-}
-
-// Type implements Command.
-func (CreateSecret) Type() CommandType { return TypeCreateSecret }
-
-// Type implements Command.
-func (DeleteSecret) Type() CommandType { return TypeDeleteSecret }
-
-// Type implements Command.
-func (CreateConfig) Type() CommandType { return TypeCreateConfig }
-
-// Type implements Command.
-func (DeleteConfig) Type() CommandType { return TypeDeleteConfig }
-
-func (c CreateSecret) apply(w *consensus.WriteTxn) (any, error) {
+func applyCreateSecret(w *consensus.WriteTxn, c command.CreateSecret) (any, error) {
 	s := consensus.CloneSecret(&c.Secret)
 	if len(c.Plaintext) > 0 {
 		return nil, fmt.Errorf("create secret %s: the data is not sealed: %w", s.Name, consensus.ErrInvalid)
@@ -79,7 +44,7 @@ func (c CreateSecret) apply(w *consensus.WriteTxn) (any, error) {
 	return consensus.CloneSecret(s), nil
 }
 
-func (c CreateConfig) apply(w *consensus.WriteTxn) (any, error) {
+func applyCreateConfig(w *consensus.WriteTxn, c command.CreateConfig) (any, error) {
 	cf := consensus.CloneConfig(&c.Config)
 	if cf.ID == "" {
 		return nil, fmt.Errorf("create config %s: ID is required: %w", cf.Name, consensus.ErrInvalid)
@@ -111,7 +76,7 @@ func checkObjectName(w *consensus.WriteTxn, table, kind, id, name string) error 
 	return nil
 }
 
-func (c DeleteSecret) apply(w *consensus.WriteTxn) (any, error) {
+func applyDeleteSecret(w *consensus.WriteTxn, c command.DeleteSecret) (any, error) {
 	old := consensus.First[consensus.Secret](w, consensus.TableSecrets, consensus.IndexID, c.ID)
 	if old == nil {
 		return nil, fmt.Errorf("remove secret %s: %w", c.ID, consensus.ErrNotFound)
@@ -122,7 +87,7 @@ func (c DeleteSecret) apply(w *consensus.WriteTxn) (any, error) {
 	return nil, w.Delete(consensus.TableSecrets, old)
 }
 
-func (c DeleteConfig) apply(w *consensus.WriteTxn) (any, error) {
+func applyDeleteConfig(w *consensus.WriteTxn, c command.DeleteConfig) (any, error) {
 	old := consensus.First[consensus.ConfigObject](w, consensus.TableConfigs, consensus.IndexID, c.ID)
 	if old == nil {
 		return nil, fmt.Errorf("remove config %s: %w", c.ID, consensus.ErrNotFound)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
 func sealedSecret(id, name string, size int) consensus.Secret {
@@ -17,28 +18,28 @@ func sealedSecret(id, name string, size int) consensus.Secret {
 func TestSecretCommands(t *testing.T) {
 	h := newHarness(t)
 	h.bootstrap()
-	h.must(CreateSecret{Secret: sealedSecret("sec1", "db_pass", 8)})
+	h.must(command.CreateSecret{Secret: sealedSecret("sec1", "db_pass", 8)})
 
 	cases := []struct {
 		name string
-		cmd  Command
+		cmd  command.Command
 		want error
 	}{
-		{"name used twice", CreateSecret{Secret: sealedSecret("sec2", "db_pass", 8)}, consensus.ErrNameTaken},
-		{"ID used twice", CreateSecret{Secret: sealedSecret("sec1", "other", 8)}, consensus.ErrExists},
-		{"over 500 KiB", CreateSecret{Secret: sealedSecret("sec3", "big", api.MaxSecretSize+1)}, consensus.ErrInvalid},
-		{"plaintext in the command", CreateSecret{Secret: sealedSecret("sec4", "p", 3), Plaintext: []byte("pw!")}, consensus.ErrInvalid},
-		{"not sealed", CreateSecret{Secret: consensus.Secret{ID: "sec5", Name: "n", Size: 3}}, consensus.ErrInvalid},
-		{"bad name", CreateSecret{Secret: sealedSecret("sec6", "a/b", 3)}, consensus.ErrInvalid},
-		{"unknown secret", DeleteSecret{ID: "nope"}, consensus.ErrNotFound},
-		{"config name used twice", CreateConfig{Config: consensus.ConfigObject{ID: "c9", Name: "app.conf"}}, nil},
-		{"config over 500 KiB", CreateConfig{Config: consensus.ConfigObject{ID: "c10", Name: "big", Data: make([]byte, api.MaxSecretSize+1)}}, consensus.ErrInvalid},
-		{"service with an unknown secret", CreateService{Service: api.Service{ID: "s9", Name: "x",
+		{"name used twice", command.CreateSecret{Secret: sealedSecret("sec2", "db_pass", 8)}, consensus.ErrNameTaken},
+		{"ID used twice", command.CreateSecret{Secret: sealedSecret("sec1", "other", 8)}, consensus.ErrExists},
+		{"over 500 KiB", command.CreateSecret{Secret: sealedSecret("sec3", "big", api.MaxSecretSize+1)}, consensus.ErrInvalid},
+		{"plaintext in the command", command.CreateSecret{Secret: sealedSecret("sec4", "p", 3), Plaintext: []byte("pw!")}, consensus.ErrInvalid},
+		{"not sealed", command.CreateSecret{Secret: consensus.Secret{ID: "sec5", Name: "n", Size: 3}}, consensus.ErrInvalid},
+		{"bad name", command.CreateSecret{Secret: sealedSecret("sec6", "a/b", 3)}, consensus.ErrInvalid},
+		{"unknown secret", command.DeleteSecret{ID: "nope"}, consensus.ErrNotFound},
+		{"config name used twice", command.CreateConfig{Config: consensus.ConfigObject{ID: "c9", Name: "app.conf"}}, nil},
+		{"config over 500 KiB", command.CreateConfig{Config: consensus.ConfigObject{ID: "c10", Name: "big", Data: make([]byte, api.MaxSecretSize+1)}}, consensus.ErrInvalid},
+		{"service with an unknown secret", command.CreateService{Service: api.Service{ID: "s9", Name: "x",
 			Spec: api.ServiceSpec{Name: "x", Secrets: []api.FileReference{{Source: "nope"}}}}}, consensus.ErrNotFound},
-		{"service with an unknown config", CreateService{Service: api.Service{ID: "s9", Name: "x",
+		{"service with an unknown config", command.CreateService{Service: api.Service{ID: "s9", Name: "x",
 			Spec: api.ServiceSpec{Name: "x", Configs: []api.FileReference{{Source: "nope"}}}}}, consensus.ErrNotFound},
 	}
-	h.must(CreateConfig{Config: consensus.ConfigObject{ID: "cfg1", Name: "app.conf", Data: []byte("x=1")}})
+	h.must(command.CreateConfig{Config: consensus.ConfigObject{ID: "cfg1", Name: "app.conf", Data: []byte("x=1")}})
 	cases[7].want = consensus.ErrNameTaken
 	for _, tc := range cases {
 		before := len(h.store.Secrets()) + len(h.store.Configs()) + len(h.store.Services())
@@ -54,26 +55,26 @@ func TestSecretCommands(t *testing.T) {
 	// In use: removal refused until the service lets go.
 	svc := api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Name: "web",
 		Secrets: []api.FileReference{{Source: "db_pass"}}, Configs: []api.FileReference{{Source: "app.conf", Target: "/etc/app.conf"}}}}
-	h.must(CreateService{Service: svc})
-	if r := h.apply(DeleteSecret{ID: "sec1"}); !errors.Is(r.Err, consensus.ErrInUse) || !strings.Contains(r.Err.Error(), "web") {
+	h.must(command.CreateService{Service: svc})
+	if r := h.apply(command.DeleteSecret{ID: "sec1"}); !errors.Is(r.Err, consensus.ErrInUse) || !strings.Contains(r.Err.Error(), "web") {
 		t.Fatalf("remove in-use secret: %v", r.Err)
 	}
-	if r := h.apply(DeleteConfig{ID: "cfg1"}); !errors.Is(r.Err, consensus.ErrInUse) {
+	if r := h.apply(command.DeleteConfig{ID: "cfg1"}); !errors.Is(r.Err, consensus.ErrInUse) {
 		t.Fatalf("remove in-use config: %v", r.Err)
 	}
 	if _, err := h.store.SecretByName("db_pass"); err != nil {
 		t.Fatal("refused removal deleted the secret")
 	}
 	svc.Spec.Secrets, svc.Spec.Configs = nil, nil
-	h.must(UpdateService{Service: svc})
-	h.must(DeleteSecret{ID: "sec1"})
-	h.must(DeleteConfig{ID: "cfg1"})
+	h.must(command.UpdateService{Service: svc})
+	h.must(command.DeleteSecret{ID: "sec1"})
+	h.must(command.DeleteConfig{ID: "cfg1"})
 	if len(h.store.Secrets())+len(h.store.Configs()) != 0 {
 		t.Fatal("secret or config left after removal")
 	}
 	// A rollback to a spec whose secret is gone is refused.
 	svc.Spec.Secrets = []api.FileReference{{Source: "db_pass"}}
-	if r := h.apply(UpdateService{Service: svc}); !errors.Is(r.Err, consensus.ErrNotFound) {
+	if r := h.apply(command.UpdateService{Service: svc}); !errors.Is(r.Err, consensus.ErrNotFound) {
 		t.Fatalf("update to a removed secret: %v", r.Err)
 	}
 }
@@ -81,8 +82,8 @@ func TestSecretCommands(t *testing.T) {
 func TestSecretsSurviveSnapshotSealed(t *testing.T) {
 	h := newHarness(t)
 	h.bootstrap()
-	h.must(CreateSecret{Secret: sealedSecret("sec1", "db_pass", 8)})
-	h.must(CreateConfig{Config: consensus.ConfigObject{ID: "cfg1", Name: "app.conf", Data: []byte("x=1")}})
+	h.must(command.CreateSecret{Secret: sealedSecret("sec1", "db_pass", 8)})
+	h.must(command.CreateConfig{Config: consensus.ConfigObject{ID: "cfg1", Name: "app.conf", Data: []byte("x=1")}})
 	var buf bytes.Buffer
 	if err := consensus.WriteSnapshot(h.store, &buf); err != nil {
 		t.Fatal(err)
@@ -99,7 +100,7 @@ func TestSecretsSurviveSnapshotSealed(t *testing.T) {
 		t.Fatalf("config after restore (by ID prefix): %+v %v", c, err)
 	}
 	// Name uniqueness holds after a restore too (the index is rebuilt).
-	if r := other.apply(CreateSecret{Secret: sealedSecret("sec2", "db_pass", 8)}); !errors.Is(r.Err, consensus.ErrNameTaken) {
+	if r := other.apply(command.CreateSecret{Secret: sealedSecret("sec2", "db_pass", 8)}); !errors.Is(r.Err, consensus.ErrNameTaken) {
 		t.Fatalf("duplicate after restore: %v", r.Err)
 	}
 }

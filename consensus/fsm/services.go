@@ -7,9 +7,10 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
-func (c CreateService) apply(w *consensus.WriteTxn) (any, error) {
+func applyCreateService(w *consensus.WriteTxn, c command.CreateService) (any, error) {
 	s := consensus.CloneService(&c.Service)
 	if s.Name == "" {
 		s.Name = s.Spec.Name
@@ -43,7 +44,7 @@ func (c CreateService) apply(w *consensus.WriteTxn) (any, error) {
 	return consensus.CloneService(s), nil
 }
 
-func (c UpdateService) apply(w *consensus.WriteTxn) (any, error) {
+func applyUpdateService(w *consensus.WriteTxn, c command.UpdateService) (any, error) {
 	old := consensus.First[api.Service](w, consensus.TableServices, consensus.IndexID, c.Service.ID)
 	if old == nil {
 		return nil, fmt.Errorf("update service %s: %w", c.Service.ID, consensus.ErrNotFound)
@@ -182,7 +183,7 @@ func publishedKey(p api.PortConfig) string {
 	return fmt.Sprintf("%d/%s", p.Published, proto)
 }
 
-func (c DeleteService) apply(w *consensus.WriteTxn) (any, error) {
+func applyDeleteService(w *consensus.WriteTxn, c command.DeleteService) (any, error) {
 	old := consensus.First[api.Service](w, consensus.TableServices, consensus.IndexID, c.ID)
 	if old == nil {
 		return nil, fmt.Errorf("delete service %s: %w", c.ID, consensus.ErrNotFound)

@@ -8,9 +8,10 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
-func (c UpsertTasks) apply(w *consensus.WriteTxn) (any, error) {
+func applyUpsertTasks(w *consensus.WriteTxn, c command.UpsertTasks) (any, error) {
 	for i, t := range c.Tasks {
 		if t.ID == "" {
 			return nil, fmt.Errorf("upsert tasks: task %d has no ID: %w", i, consensus.ErrInvalid)
@@ -66,7 +67,7 @@ func checkTaskRefs(w *consensus.WriteTxn, t *api.Task) error {
 	return nil
 }
 
-func (c TaskStatus) apply(w *consensus.WriteTxn) (any, error) {
+func applyTaskStatus(w *consensus.WriteTxn, c command.TaskStatus) (any, error) {
 	applied := 0
 	groups := map[groupKey]struct{}{}
 	for _, st := range c.Statuses {
@@ -110,7 +111,7 @@ func (c TaskStatus) apply(w *consensus.WriteTxn) (any, error) {
 	return applied, trimGroups(w, groups)
 }
 
-func (c DeleteTasks) apply(w *consensus.WriteTxn) (any, error) {
+func applyDeleteTasks(w *consensus.WriteTxn, c command.DeleteTasks) (any, error) {
 	for _, id := range c.IDs {
 		if t := consensus.First[api.Task](w, consensus.TableTasks, consensus.IndexID, id); t != nil {
 			if err := w.Delete(consensus.TableTasks, t); err != nil {
@@ -121,7 +122,7 @@ func (c DeleteTasks) apply(w *consensus.WriteTxn) (any, error) {
 	return nil, nil
 }
 
-func (TrimTasks) apply(w *consensus.WriteTxn) (any, error) {
+func applyTrimTasks(w *consensus.WriteTxn) (any, error) {
 	groups := map[groupKey]struct{}{}
 	for _, t := range consensus.All[api.Task](w, consensus.TableTasks, consensus.IndexID) {
 		groups[taskGroup(t)] = struct{}{}

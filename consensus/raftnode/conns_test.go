@@ -11,7 +11,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
 // countingLayer is a raft stream layer over loopback TCP that counts the
@@ -78,10 +78,10 @@ func TestRaftOneConnectionPerFollower(t *testing.T) {
 	}
 	waitFor(t, "n1 to lead", nodes[0].IsLeader)
 	ctx := context.Background()
-	if _, err := nodes[0].Apply(ctx, fsm.BootstrapCluster{Cluster: testCluster(), Node: testNode("n1", "n1")}); err != nil {
+	if _, err := nodes[0].Apply(ctx, command.BootstrapCluster{Cluster: testCluster(), Node: testNode("n1", "n1")}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := nodes[0].Apply(ctx, fsm.UpsertNode{Node: testNode("n2", "n2")}); err != nil {
+	if _, err := nodes[0].Apply(ctx, command.UpsertNode{Node: testNode("n2", "n2")}); err != nil {
 		t.Fatal(err)
 	}
 	if err := nodes[0].AddVoter(ctx, "n2", layers[1].Addr().String()); err != nil {
@@ -96,7 +96,7 @@ func TestRaftOneConnectionPerFollower(t *testing.T) {
 		go func(w int) {
 			defer wg.Done()
 			for i := 0; i < each; i++ {
-				if _, err := nodes[0].Apply(ctx, fsm.UpsertNode{Node: testNode(fmt.Sprintf("x%d-%d", w, i), "x")}); err != nil {
+				if _, err := nodes[0].Apply(ctx, command.UpsertNode{Node: testNode(fmt.Sprintf("x%d-%d", w, i), "x")}); err != nil {
 					errs <- err
 				}
 			}

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
 // TestForceNewClusterRestoresBeforeStart: node computes the next epoch from
@@ -15,10 +15,10 @@ func TestForceNewClusterRestoresBeforeStart(t *testing.T) {
 	c := newRaftCluster(t, 3)
 	l := c.form()
 	ctx := context.Background()
-	if _, err := l.r.Apply(ctx, fsm.SetClusterEpoch{Epoch: 3}); err != nil {
+	if _, err := l.r.Apply(ctx, command.SetClusterEpoch{Epoch: 3}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.r.Apply(ctx, fsm.CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
+	if _, err := l.r.Apply(ctx, command.CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
 		t.Fatal(err)
 	}
 	c.waitReplicated(l.store.Index(), c.nodes...)

@@ -1,15 +1,15 @@
 package raftnode
 
 import (
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
 // SetCommandGate installs check, which Apply calls on the leader before it
 // proposes a command; an error refuses the command and nothing is written.
-// node installs CheckCommandLevel over the protocol levels its members
+// node installs command.CheckLevel over the protocol levels its members
 // advertise in gossip (docs/upgrades.md). Safe to call at any time and from
 // any goroutine; nil removes the gate. check must not block.
-func (r *Raft) SetCommandGate(check func(fsm.Command) error) {
+func (r *Raft) SetCommandGate(check func(command.Command) error) {
 	if check == nil {
 		r.cmdGate.Store(nil)
 		return
@@ -18,7 +18,7 @@ func (r *Raft) SetCommandGate(check func(fsm.Command) error) {
 }
 
 // checkGate runs the installed gate, if any.
-func (r *Raft) checkGate(cmd fsm.Command) error {
+func (r *Raft) checkGate(cmd command.Command) error {
 	if g := r.cmdGate.Load(); g != nil {
 		return (*g)(cmd)
 	}

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
 // The gate runs on the leader before proposing: a refused command is not
@@ -15,29 +15,29 @@ func TestRaftCommandGate(t *testing.T) {
 	c := newRaftCluster(t, 1)
 	l := c.form()
 	ctx := context.Background()
-	var asked []fsm.CommandType
-	l.r.SetCommandGate(func(cmd fsm.Command) error {
+	var asked []command.Type
+	l.r.SetCommandGate(func(cmd command.Command) error {
 		asked = append(asked, cmd.Type())
-		if cmd.Type() == fsm.TypeRotateToken {
-			return fmt.Errorf("%w: test", fsm.ErrCommandUnsupported)
+		if cmd.Type() == command.TypeRotateToken {
+			return fmt.Errorf("%w: test", command.ErrUnsupported)
 		}
 		return nil
 	})
 	before := l.r.LastIndex()
-	if _, err := l.r.Apply(ctx, fsm.RotateToken{SecretHash: "x"}); !errors.Is(err, fsm.ErrCommandUnsupported) {
+	if _, err := l.r.Apply(ctx, command.RotateToken{SecretHash: "x"}); !errors.Is(err, command.ErrUnsupported) {
 		t.Fatalf("gated apply: %v", err)
 	}
 	if got := l.r.LastIndex(); got != before {
 		t.Fatalf("a refused command reached the log: index %d → %d", before, got)
 	}
-	if _, err := l.r.Apply(ctx, fsm.SetVoterTarget{Target: 3}); err != nil {
+	if _, err := l.r.Apply(ctx, command.SetVoterTarget{Target: 3}); err != nil {
 		t.Fatalf("ungated apply: %v", err)
 	}
 	if len(asked) != 2 {
 		t.Fatalf("gate asked %v", asked)
 	}
 	l.r.SetCommandGate(nil)
-	if _, err := l.r.Apply(ctx, fsm.RotateToken{SecretHash: "x"}); err != nil {
+	if _, err := l.r.Apply(ctx, command.RotateToken{SecretHash: "x"}); err != nil {
 		t.Fatalf("apply without gate: %v", err)
 	}
 }

@@ -11,7 +11,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
 // hbReq is a heartbeat as raft v1.8.0's heartbeat() builds it.
@@ -300,7 +300,7 @@ func TestRaftThinnedPartitionedLeaderStepsDown(t *testing.T) {
 		}
 	}
 	nl := c.leader(rest...)
-	if _, err := nl.r.Apply(context.Background(), fsm.UpsertNode{Node: testNode("n9", "n9")}); err != nil {
+	if _, err := nl.r.Apply(context.Background(), command.UpsertNode{Node: testNode("n9", "n9")}); err != nil {
 		t.Fatalf("write on the new leader %s: %v", nl.id, err)
 	}
 }

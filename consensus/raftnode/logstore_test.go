@@ -16,7 +16,7 @@ import (
 	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/consensus/logstore"
 	bolt "go.etcd.io/bbolt"
 )
@@ -305,7 +305,7 @@ func TestRaftRestartAfterTailOverwritten(t *testing.T) {
 	c.isolate(old)
 	for i := 0; i < 5; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-		_, _ = old.r.Apply(ctx, fsm.CreateService{Service: api.Service{ID: "phantom" + string(rune('0'+i)), Name: "phantom" + string(rune('0'+i))}})
+		_, _ = old.r.Apply(ctx, command.CreateService{Service: api.Service{ID: "phantom" + string(rune('0'+i)), Name: "phantom" + string(rune('0'+i))}})
 		cancel()
 	}
 	var majority []*clusterNode
@@ -316,7 +316,7 @@ func TestRaftRestartAfterTailOverwritten(t *testing.T) {
 	}
 	nl := c.leader(majority...)
 	for i := 0; i < 10; i++ {
-		if _, err := nl.r.Apply(context.Background(), fsm.CreateService{Service: api.Service{ID: "real" + string(rune('0'+i)), Name: "real" + string(rune('0'+i))}}); err != nil {
+		if _, err := nl.r.Apply(context.Background(), command.CreateService{Service: api.Service{ID: "real" + string(rune('0'+i)), Name: "real" + string(rune('0'+i))}}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/consensus/logstore"
 )
 
@@ -243,7 +244,7 @@ type Raft struct {
 	// or the transport has no pre-vote).
 	thin *thinTransport
 	// cmdGate refuses commands some member cannot apply (gate.go).
-	cmdGate atomic.Pointer[func(fsm.Command) error]
+	cmdGate atomic.Pointer[func(command.Command) error]
 
 	// expedited says whether ExpediteElection shortened the timeouts.
 	expedited  atomic.Bool
@@ -587,8 +588,8 @@ func mapRaftErr(err error) error {
 // business refusal as the error (test it with errors.Is), or the command's
 // value. When ctx ends first it returns ctx.Err(); after ErrNotLeader caused
 // by a lost leadership, or a ctx error, the entry may still be committed.
-func (r *Raft) Apply(ctx context.Context, cmd fsm.Command) (any, error) {
-	data, err := fsm.EncodeCommand(cmd)
+func (r *Raft) Apply(ctx context.Context, cmd command.Command) (any, error) {
+	data, err := command.Encode(cmd)
 	if err != nil {
 		return nil, err
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
 var t0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -196,11 +196,11 @@ func (c *raftCluster) form() *clusterNode {
 	}
 	l := c.leader(first)
 	ctx := context.Background()
-	if _, err := l.r.Apply(ctx, fsm.BootstrapCluster{Cluster: testCluster(), Node: testNode(first.id, first.id)}); err != nil {
+	if _, err := l.r.Apply(ctx, command.BootstrapCluster{Cluster: testCluster(), Node: testNode(first.id, first.id)}); err != nil {
 		c.t.Fatal(err)
 	}
 	for _, n := range c.nodes[1:] {
-		if _, err := l.r.Apply(ctx, fsm.UpsertNode{Node: testNode(n.id, n.id)}); err != nil {
+		if _, err := l.r.Apply(ctx, command.UpsertNode{Node: testNode(n.id, n.id)}); err != nil {
 			c.t.Fatal(err)
 		}
 		if err := l.r.AddNonvoter(ctx, n.id, string(n.trans.LocalAddr())); err != nil {
@@ -273,7 +273,7 @@ func TestRaftElectApplyFailover(t *testing.T) {
 			t.Fatalf("server %s is not a voter", s.ID)
 		}
 	}
-	v, err := l.r.Apply(ctx, fsm.CreateService{Service: api.Service{ID: "s1", Name: "web"}})
+	v, err := l.r.Apply(ctx, command.CreateService{Service: api.Service{ID: "s1", Name: "web"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +281,7 @@ func TestRaftElectApplyFailover(t *testing.T) {
 		t.Fatalf("version %d, store index %d", svc.Version, l.store.Index())
 	}
 	// A business refusal comes back as the error.
-	if _, err := l.r.Apply(ctx, fsm.CreateService{Service: api.Service{ID: "s2", Name: "web"}}); !errors.Is(err, consensus.ErrNameTaken) {
+	if _, err := l.r.Apply(ctx, command.CreateService{Service: api.Service{ID: "s2", Name: "web"}}); !errors.Is(err, consensus.ErrNameTaken) {
 		t.Fatalf("duplicate name: %v", err)
 	}
 	c.waitReplicated(l.store.Index(), c.nodes...)
@@ -289,7 +289,7 @@ func TestRaftElectApplyFailover(t *testing.T) {
 	// Followers refuse writes.
 	for _, n := range c.nodes {
 		if n != l {
-			if _, err := n.r.Apply(ctx, fsm.RotateToken{SecretHash: "x"}); !errors.Is(err, consensus.ErrNotLeader) {
+			if _, err := n.r.Apply(ctx, command.RotateToken{SecretHash: "x"}); !errors.Is(err, consensus.ErrNotLeader) {
 				t.Fatalf("follower apply: %v", err)
 			}
 			id, addr := n.r.Leader()
@@ -320,7 +320,7 @@ func TestRaftElectApplyFailover(t *testing.T) {
 	if _, err := nl.store.ServiceByName("web"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := nl.r.Apply(ctx, fsm.CreateService{Service: api.Service{ID: "s3", Name: "db"}}); err != nil {
+	if _, err := nl.r.Apply(ctx, command.CreateService{Service: api.Service{ID: "s3", Name: "db"}}); err != nil {
 		t.Fatalf("apply on new leader: %v", err)
 	}
 	c.waitReplicated(nl.store.Index(), rest...)
@@ -332,7 +332,7 @@ func TestRaftElectApplyFailover(t *testing.T) {
 	if err := l.r.Shutdown(); err != nil {
 		t.Fatalf("second shutdown: %v", err)
 	}
-	if _, err := l.r.Apply(ctx, fsm.RotateToken{SecretHash: "x"}); !errors.Is(err, consensus.ErrNotLeader) && !errors.Is(err, consensus.ErrShutdown) {
+	if _, err := l.r.Apply(ctx, command.RotateToken{SecretHash: "x"}); !errors.Is(err, consensus.ErrNotLeader) && !errors.Is(err, consensus.ErrShutdown) {
 		t.Fatalf("apply after shutdown: %v", err)
 	}
 }
@@ -345,7 +345,7 @@ func TestRaftPartitionedMinorityCannotApply(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_, err := l.r.Apply(ctx, fsm.RotateToken{SecretHash: "minority"})
+	_, err := l.r.Apply(ctx, command.RotateToken{SecretHash: "minority"})
 	if !errors.Is(err, consensus.ErrNotLeader) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, consensus.ErrTimeout) {
 		t.Fatalf("minority apply: %v", err)
 	}
@@ -366,7 +366,7 @@ func TestRaftPartitionedMinorityCannotApply(t *testing.T) {
 		}
 	}
 	nl := c.leader(majority...)
-	if _, err := nl.r.Apply(context.Background(), fsm.RotateToken{SecretHash: "majority"}); err != nil {
+	if _, err := nl.r.Apply(context.Background(), command.RotateToken{SecretHash: "majority"}); err != nil {
 		t.Fatalf("majority apply: %v", err)
 	}
 	// Heal: the old leader catches up and never applied its own entry.
@@ -382,14 +382,14 @@ func TestRaftRestartKeepsState(t *testing.T) {
 	n := c.nodes[0]
 	l := c.form()
 	ctx := context.Background()
-	if _, err := l.r.Apply(ctx, fsm.CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
+	if _, err := l.r.Apply(ctx, command.CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.r.Snapshot(); err != nil {
 		t.Fatal(err)
 	}
 	// Entries after the snapshot come back from the WAL.
-	if _, err := l.r.Apply(ctx, fsm.CreateService{Service: api.Service{ID: "s2", Name: "db"}}); err != nil {
+	if _, err := l.r.Apply(ctx, command.CreateService{Service: api.Service{ID: "s2", Name: "db"}}); err != nil {
 		t.Fatal(err)
 	}
 	want := n.store.Index()
@@ -418,7 +418,7 @@ func TestRaftForceNewCluster(t *testing.T) {
 	c := newRaftCluster(t, 3)
 	l := c.form()
 	ctx := context.Background()
-	if _, err := l.r.Apply(ctx, fsm.CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
+	if _, err := l.r.Apply(ctx, command.CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
 		t.Fatal(err)
 	}
 	c.waitReplicated(l.store.Index(), c.nodes...)
@@ -445,7 +445,7 @@ func TestRaftForceNewCluster(t *testing.T) {
 	if _, err := sl.store.ServiceByName("web"); err != nil {
 		t.Fatalf("state lost: %v", err)
 	}
-	if _, err := sl.r.Apply(ctx, fsm.CreateService{Service: api.Service{ID: "s2", Name: "db"}}); err != nil {
+	if _, err := sl.r.Apply(ctx, command.CreateService{Service: api.Service{ID: "s2", Name: "db"}}); err != nil {
 		t.Fatalf("apply after recovery: %v", err)
 	}
 
@@ -508,7 +508,7 @@ func TestNewInmem(t *testing.T) {
 	if id, a := r.Leader(); id != "solo" || a != string(addr) {
 		t.Fatalf("leader %s %s", id, a)
 	}
-	if _, err := r.Apply(context.Background(), fsm.BootstrapCluster{Cluster: testCluster(), Node: testNode("solo", "h")}); err != nil {
+	if _, err := r.Apply(context.Background(), command.BootstrapCluster{Cluster: testCluster(), Node: testNode("solo", "h")}); err != nil {
 		t.Fatal(err)
 	}
 	if r.Store().Cluster() == nil {
@@ -530,7 +530,7 @@ func TestRaftCommitNudgeReachesFollowers(t *testing.T) {
 			followers = append(followers, n)
 		}
 	}
-	if _, err := l.r.Apply(ctx, fsm.CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
+	if _, err := l.r.Apply(ctx, command.CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
 		t.Fatal(err)
 	}
 	c.waitReplicated(l.store.Index(), followers...)
@@ -543,7 +543,7 @@ func TestRaftCommitNudgeReachesFollowers(t *testing.T) {
 	errs := make(chan error, 20)
 	for i := 0; i < 20; i++ {
 		go func() {
-			_, err := l.r.Apply(ctx, fsm.CreateService{Service: api.Service{ID: fmt.Sprintf("b%d", i), Name: fmt.Sprintf("burst%d", i)}})
+			_, err := l.r.Apply(ctx, command.CreateService{Service: api.Service{ID: fmt.Sprintf("b%d", i), Name: fmt.Sprintf("burst%d", i)}})
 			errs <- err
 		}()
 	}
@@ -624,7 +624,7 @@ func TestRaftExpediteElection(t *testing.T) {
 	}
 	t.Logf("leader elected %s after expediting", time.Since(expedited))
 	nl := c.leader(rest...)
-	if _, err := nl.r.Apply(context.Background(), fsm.CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
+	if _, err := nl.r.Apply(context.Background(), command.CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
 		t.Fatal(err)
 	}
 }

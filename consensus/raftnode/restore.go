@@ -7,7 +7,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/consensus/snapshotfile"
 )
 
@@ -42,7 +42,7 @@ func (r *Raft) RestoreSnapshot(ctx context.Context, plan *snapshotfile.RestorePl
 	// last index, and loops that wait for their replica to catch up
 	// (removing containers of unknown tasks) would wait for the next write.
 	// A TrimTasks is that command, and harmless.
-	if _, err := r.Apply(ctx, fsm.TrimTasks{}); err != nil {
+	if _, err := r.Apply(ctx, command.TrimTasks{}); err != nil {
 		return fmt.Errorf("restore snapshot: restored, but the entry after it failed: %w", err)
 	}
 	return nil

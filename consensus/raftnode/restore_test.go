@@ -8,7 +8,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/consensus/snapshotfile"
 )
 
@@ -18,18 +18,18 @@ func TestRaftRestoreSnapshot(t *testing.T) {
 	c := newRaftCluster(t, 3)
 	l := c.form()
 	ctx := context.Background()
-	mustApply := func(cmd fsm.Command) {
+	mustApply := func(cmd command.Command) {
 		t.Helper()
 		if _, err := l.r.Apply(ctx, cmd); err != nil {
 			t.Fatal(err)
 		}
 	}
-	mustApply(fsm.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Name: "web", Replicas: 2}}})
+	mustApply(command.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Name: "web", Replicas: 2}}})
 	var file bytes.Buffer
 	if _, err := snapshotfile.Write(l.store.Snapshot(), &file, t0); err != nil {
 		t.Fatal(err)
 	}
-	mustApply(fsm.CreateService{Service: api.Service{ID: "s2", Name: "extra", Spec: api.ServiceSpec{Name: "extra", Replicas: 1}}})
+	mustApply(command.CreateService{Service: api.Service{ID: "s2", Name: "extra", Spec: api.ServiceSpec{Name: "extra", Replicas: 1}}})
 	before := l.r.LastIndex()
 
 	f, err := snapshotfile.Read(&file, 1<<20)
@@ -59,7 +59,7 @@ func TestRaftRestoreSnapshot(t *testing.T) {
 		waitFor(t, n.id+" store caught up with its log", n.r.CaughtUp)
 	}
 	// The cluster goes on: writes after the restore get later versions.
-	mustApply(fsm.CreateService{Service: api.Service{ID: "s3", Name: "after", Spec: api.ServiceSpec{Name: "after", Replicas: 1}}})
+	mustApply(command.CreateService{Service: api.Service{ID: "s3", Name: "after", Spec: api.ServiceSpec{Name: "after", Replicas: 1}}})
 	s, err := l.store.ServiceByName("after")
 	if err != nil || s.Version <= before {
 		t.Fatalf("after restore: %+v %v", s, err)

@@ -9,6 +9,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
 // The FSM harness of consensus/fsm's tests, cut down to what a snapshot
@@ -29,9 +30,9 @@ func newHarness(t *testing.T) *harness {
 	return &harness{t: t, fsm: fsm.New(s), store: s}
 }
 
-func (h *harness) must(cmd fsm.Command) any {
+func (h *harness) must(cmd command.Command) any {
 	h.t.Helper()
-	data, err := fsm.EncodeCommand(cmd)
+	data, err := command.Encode(cmd)
 	if err != nil {
 		h.t.Fatalf("encode %T: %v", cmd, err)
 	}
@@ -63,5 +64,5 @@ func testNode(id, host string) api.Node {
 
 func (h *harness) bootstrap() {
 	h.t.Helper()
-	h.must(fsm.BootstrapCluster{Cluster: testCluster(), Node: testNode("n1", "host1")})
+	h.must(command.BootstrapCluster{Cluster: testCluster(), Node: testNode("n1", "host1")})
 }

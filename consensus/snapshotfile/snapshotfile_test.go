@@ -14,7 +14,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
 // savedState is a cluster c1 with nodes n1 n2, services web (s1) and db
@@ -23,16 +23,16 @@ func savedState(t *testing.T) *harness {
 	t.Helper()
 	h := newHarness(t)
 	h.bootstrap()
-	h.must(fsm.UpsertNode{Node: testNode("n2", "host2")})
-	h.must(fsm.UpdateNode{ID: "n2", Update: api.NodeUpdate{LabelAdd: map[string]string{"zone": "a"}}, Now: t0})
-	h.must(fsm.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Name: "web", Image: "bb:1", Replicas: 2, Env: []string{"A=1"}}}})
-	h.must(fsm.CreateService{Service: api.Service{ID: "s2", Name: "db", Spec: api.ServiceSpec{Name: "db", Image: "bb:1", Replicas: 1}}})
-	h.must(fsm.UpsertTasks{Tasks: []api.Task{
+	h.must(command.UpsertNode{Node: testNode("n2", "host2")})
+	h.must(command.UpdateNode{ID: "n2", Update: api.NodeUpdate{LabelAdd: map[string]string{"zone": "a"}}, Now: t0})
+	h.must(command.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Name: "web", Image: "bb:1", Replicas: 2, Env: []string{"A=1"}}}})
+	h.must(command.CreateService{Service: api.Service{ID: "s2", Name: "db", Spec: api.ServiceSpec{Name: "db", Image: "bb:1", Replicas: 1}}})
+	h.must(command.UpsertTasks{Tasks: []api.Task{
 		{ID: "t1", ServiceID: "s1", Slot: 1, NodeID: "n1", DesiredState: api.TaskRunning, State: api.TaskStarting, CreatedAt: t0},
 		{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "n2", DesiredState: api.TaskRunning, State: api.TaskRunning, CreatedAt: t0},
 	}})
-	h.must(fsm.UpsertImage{Image: api.Image{ID: "sha256:aa", Tags: []string{"bb:1"}}})
-	h.must(fsm.SetImageNode{ImageID: "sha256:aa", NodeID: "n1", Present: true})
+	h.must(command.UpsertImage{Image: api.Image{ID: "sha256:aa", Tags: []string{"bb:1"}}})
+	h.must(command.SetImageNode{ImageID: "sha256:aa", NodeID: "n1", Present: true})
 	return h
 }
 
@@ -172,16 +172,16 @@ func TestPlanRestore(t *testing.T) {
 	// token and gossip key rotated, web's task t1 is now running, db was
 	// removed and cache created.
 	cur := savedState(t)
-	cur.must(fsm.RemoveNode{ID: "n2", Now: t0})
-	cur.must(fsm.UpsertNode{Node: testNode("n3", "host3")})
-	cur.must(fsm.RotateToken{SecretHash: "new"})
-	cur.must(fsm.SetGossipKeys{Keys: [][]byte{bytes.Repeat([]byte{2}, 32)}})
-	cur.must(fsm.TaskStatus{NodeID: "n1", Statuses: []api.TaskStatus{{TaskID: "t1", State: api.TaskRunning, ContainerID: "ctr1"}}})
-	cur.must(fsm.DeleteService{ID: "s2"})
-	cur.must(fsm.CreateService{Service: api.Service{ID: "s3", Name: "cache", Spec: api.ServiceSpec{Name: "cache", Image: "bb:1", Replicas: 1}}})
-	cur.must(fsm.UpsertTasks{Tasks: []api.Task{{ID: "t3", ServiceID: "s3", Slot: 1, NodeID: "n3", DesiredState: api.TaskRunning, CreatedAt: t0}}})
-	cur.must(fsm.SetImageNode{ImageID: "sha256:aa", NodeID: "n3", Present: true})
-	cur.must(fsm.UpsertImage{Image: api.Image{ID: "sha256:bb", Tags: []string{"new:1"}}})
+	cur.must(command.RemoveNode{ID: "n2", Now: t0})
+	cur.must(command.UpsertNode{Node: testNode("n3", "host3")})
+	cur.must(command.RotateToken{SecretHash: "new"})
+	cur.must(command.SetGossipKeys{Keys: [][]byte{bytes.Repeat([]byte{2}, 32)}})
+	cur.must(command.TaskStatus{NodeID: "n1", Statuses: []api.TaskStatus{{TaskID: "t1", State: api.TaskRunning, ContainerID: "ctr1"}}})
+	cur.must(command.DeleteService{ID: "s2"})
+	cur.must(command.CreateService{Service: api.Service{ID: "s3", Name: "cache", Spec: api.ServiceSpec{Name: "cache", Image: "bb:1", Replicas: 1}}})
+	cur.must(command.UpsertTasks{Tasks: []api.Task{{ID: "t3", ServiceID: "s3", Slot: 1, NodeID: "n3", DesiredState: api.TaskRunning, CreatedAt: t0}}})
+	cur.must(command.SetImageNode{ImageID: "sha256:aa", NodeID: "n3", Present: true})
+	cur.must(command.UpsertImage{Image: api.Image{ID: "sha256:bb", Tags: []string{"new:1"}}})
 	curCluster := cur.store.Cluster()
 
 	plan, err := PlanRestore(f, cur.store.Snapshot(), false)
@@ -232,7 +232,7 @@ func TestPlanRestore(t *testing.T) {
 
 	// The file's labels and availability come back for a member.
 	cur2 := savedState(t)
-	cur2.must(fsm.UpdateNode{ID: "n2", Update: api.NodeUpdate{Availability: api.AvailabilityDrain, LabelRm: []string{"zone"}}, Now: t0})
+	cur2.must(command.UpdateNode{ID: "n2", Update: api.NodeUpdate{Availability: api.AvailabilityDrain, LabelRm: []string{"zone"}}, Now: t0})
 	plan2, err := PlanRestore(f, cur2.store.Snapshot(), false)
 	if err != nil {
 		t.Fatal(err)
@@ -247,7 +247,7 @@ func TestPlanRestore(t *testing.T) {
 	other := newHarness(t)
 	oc := testCluster()
 	oc.ClusterID = "c2"
-	other.must(fsm.BootstrapCluster{Cluster: oc, Node: testNode("m1", "m1")})
+	other.must(command.BootstrapCluster{Cluster: oc, Node: testNode("m1", "m1")})
 	if _, err := PlanRestore(f, other.store.Snapshot(), false); !errors.Is(err, ErrOtherCluster) {
 		t.Fatalf("other cluster: %v", err)
 	}

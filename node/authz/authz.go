@@ -40,7 +40,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/scheduler/servicespec"
 	"github.com/shoal-org/shoal/overlay"
@@ -109,32 +109,32 @@ const (
 // AdminAction names the admin action a command performs, or "" for a
 // command that is not an admin action (a node's own report, or a
 // cluster-internal command).
-func AdminAction(cmd fsm.Command) string {
+func AdminAction(cmd command.Command) string {
 	if cmd == nil {
 		return ""
 	}
 	switch cmd.Type() {
-	case fsm.TypeCreateService:
+	case command.TypeCreateService:
 		return ActionCreateService
-	case fsm.TypeUpdateService:
+	case command.TypeUpdateService:
 		return ActionUpdateService
-	case fsm.TypeDeleteService:
+	case command.TypeDeleteService:
 		return ActionDeleteService
-	case fsm.TypeUpdateNode:
+	case command.TypeUpdateNode:
 		return ActionUpdateNode
-	case fsm.TypeRotateToken:
+	case command.TypeRotateToken:
 		return ActionRotateToken
-	case fsm.TypeCreateSecret:
+	case command.TypeCreateSecret:
 		return ActionCreateSecret
-	case fsm.TypeDeleteSecret:
+	case command.TypeDeleteSecret:
 		return ActionDeleteSecret
-	case fsm.TypeCreateConfig:
+	case command.TypeCreateConfig:
 		return ActionCreateConfig
-	case fsm.TypeDeleteConfig:
+	case command.TypeDeleteConfig:
 		return ActionDeleteConfig
-	case fsm.TypeCreateNetwork:
+	case command.TypeCreateNetwork:
 		return ActionCreateNetwork
-	case fsm.TypeDeleteNetwork:
+	case command.TypeDeleteNetwork:
 		return ActionDeleteNetwork
 	}
 	return ""
@@ -145,7 +145,7 @@ func AdminAction(cmd fsm.Command) string {
 // it. It returns nil or an error wrapping ErrForbidden (ErrWorker for an
 // admin action from a worker) that says why. It does not validate the
 // command's content beyond identity (specs: CheckSpecOnLeader).
-func Authorize(c Caller, cmd fsm.Command, self *api.Node) error {
+func Authorize(c Caller, cmd command.Command, self *api.Node) error {
 	if cmd == nil {
 		return fmt.Errorf("%w: empty command", ErrForbidden)
 	}
@@ -168,7 +168,7 @@ func Authorize(c Caller, cmd fsm.Command, self *api.Node) error {
 }
 
 // authorizeOwn allows the commands by which a node speaks for itself.
-func authorizeOwn(id string, cmd fsm.Command, self *api.Node) error {
+func authorizeOwn(id string, cmd command.Command, self *api.Node) error {
 	refuse := func(format string, args ...any) error {
 		return fmt.Errorf("%w: node %s: %s", ErrForbidden, api.ShortID(id), fmt.Sprintf(format, args...))
 	}
@@ -176,26 +176,26 @@ func authorizeOwn(id string, cmd fsm.Command, self *api.Node) error {
 		return fmt.Errorf("%w: a node certificate is required", ErrForbidden)
 	}
 	switch c := deref(cmd).(type) {
-	case fsm.TaskStatus:
+	case command.TaskStatus:
 		// The FSM ignores reports about tasks not assigned to NodeID, so a
 		// node that names itself can only touch its own tasks.
 		if c.NodeID != id {
 			return refuse("may report status only for its own tasks, not for node %s", api.ShortID(c.NodeID))
 		}
 		return nil
-	case fsm.SetImageNode:
+	case command.SetImageNode:
 		if c.NodeID != id {
 			return refuse("may record only its own images, not node %s's", api.ShortID(c.NodeID))
 		}
 		return nil
-	case fsm.UpsertImage:
+	case command.UpsertImage:
 		for _, n := range c.Image.Nodes {
 			if n != id {
 				return refuse("may record only itself as holding image %s, not node %s", c.Image.ID, api.ShortID(n))
 			}
 		}
 		return nil
-	case fsm.UpsertNode:
+	case command.UpsertNode:
 		if c.Node.ID != id {
 			return refuse("may update only its own node record, not node %s's", api.ShortID(c.Node.ID))
 		}
@@ -206,7 +206,7 @@ func authorizeOwn(id string, cmd fsm.Command, self *api.Node) error {
 			return refuse("may change only the fields a node owns (resources, WireGuard keys), not %s (hostname, address and ports change only by joining again)", strings.Join(f, ", "))
 		}
 		return nil
-	case fsm.Batch:
+	case command.Batch:
 		for i, inner := range c.Commands {
 			if err := authorizeOwn(id, inner, self); err != nil {
 				return fmt.Errorf("batch command %d: %w", i, err)
@@ -219,17 +219,17 @@ func authorizeOwn(id string, cmd fsm.Command, self *api.Node) error {
 
 // deref turns the *T commands callers build into the T values the decoder
 // makes, so one type switch sees both.
-func deref(cmd fsm.Command) fsm.Command {
+func deref(cmd command.Command) command.Command {
 	switch c := cmd.(type) {
-	case *fsm.TaskStatus:
+	case *command.TaskStatus:
 		return *c
-	case *fsm.SetImageNode:
+	case *command.SetImageNode:
 		return *c
-	case *fsm.UpsertImage:
+	case *command.UpsertImage:
 		return *c
-	case *fsm.UpsertNode:
+	case *command.UpsertNode:
 		return *c
-	case *fsm.Batch:
+	case *command.Batch:
 		return *c
 	}
 	return cmd
@@ -274,7 +274,7 @@ func NodeFieldsNotOwned(cur, next api.Node) []string {
 }
 
 // TypeName names a command type for messages.
-func TypeName(cmd fsm.Command) string {
+func TypeName(cmd command.Command) string {
 	name := fmt.Sprintf("%T", deref(cmd))
 	return strings.TrimPrefix(name, "consensus.")
 }

@@ -9,14 +9,14 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/consensus/raftnode"
 )
 
 // authzCase is one command in two forms: about the caller's own objects
 // and about another node's (the same command when it names no node).
 type authzCase struct {
-	own, other fsm.Command
+	own, other command.Command
 	// want: leader, node for its own objects, node for others', admin from
 	// a manager, admin from a worker.
 	leader, nodeOwn, nodeOther, admin, adminWorker bool
@@ -33,63 +33,63 @@ func TestAuthorizeTable(t *testing.T) {
 	otherNode := moved
 	otherNode.ID = them
 	svc := api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Name: "web", Image: "busybox"}}
-	status := func(id string) fsm.Command {
-		return fsm.TaskStatus{NodeID: id, Statuses: []api.TaskStatus{{TaskID: "t1", State: api.TaskRunning, IP: "10.42.9.9"}}}
+	status := func(id string) command.Command {
+		return command.TaskStatus{NodeID: id, Statuses: []api.TaskStatus{{TaskID: "t1", State: api.TaskRunning, IP: "10.42.9.9"}}}
 	}
-	same := func(c fsm.Command) (fsm.Command, fsm.Command) { return c, c }
-	internal := func(c fsm.Command) authzCase {
+	same := func(c command.Command) (command.Command, command.Command) { return c, c }
+	internal := func(c command.Command) authzCase {
 		o, x := same(c)
 		return authzCase{own: o, other: x, leader: true}
 	}
-	adminCase := func(c fsm.Command) authzCase {
+	adminCase := func(c command.Command) authzCase {
 		o, x := same(c)
 		return authzCase{own: o, other: x, leader: true, admin: true}
 	}
-	cases := map[fsm.CommandType]authzCase{
-		fsm.TypeBootstrapCluster: internal(fsm.BootstrapCluster{Node: *self}),
-		fsm.TypeUpsertNode: {own: fsm.UpsertNode{Node: moved}, other: fsm.UpsertNode{Node: otherNode},
+	cases := map[command.Type]authzCase{
+		command.TypeBootstrapCluster: internal(command.BootstrapCluster{Node: *self}),
+		command.TypeUpsertNode: {own: command.UpsertNode{Node: moved}, other: command.UpsertNode{Node: otherNode},
 			leader: true, nodeOwn: true},
-		fsm.TypeUpdateNode:    adminCase(fsm.UpdateNode{ID: them, Update: api.NodeUpdate{Role: api.RoleWorker}}),
-		fsm.TypeSetNodeStatus: internal(fsm.SetNodeStatus{Statuses: []fsm.NodeStatus{{ID: me, Status: api.NodeReady}}}),
-		fsm.TypeSetNodeVoter:  internal(fsm.SetNodeVoter{ID: me, Voter: true}),
-		fsm.TypeRemoveNode:    internal(fsm.RemoveNode{ID: them}),
-		fsm.TypeRotateToken:   adminCase(fsm.RotateToken{SecretHash: "h"}),
-		fsm.TypeSetGossipKeys: internal(fsm.SetGossipKeys{Keys: [][]byte{make([]byte, 32)}}),
-		fsm.TypeCreateService: adminCase(fsm.CreateService{Service: svc}),
-		fsm.TypeUpdateService: adminCase(fsm.UpdateService{Service: svc}),
-		fsm.TypeDeleteService: adminCase(fsm.DeleteService{ID: "s1"}),
-		fsm.TypeUpsertTasks:   internal(fsm.UpsertTasks{Tasks: []api.Task{{ID: "t1", NodeID: me}}}),
-		fsm.TypeTaskStatus:    {own: status(me), other: status(them), leader: true, nodeOwn: true},
-		fsm.TypeDeleteTasks:   internal(fsm.DeleteTasks{IDs: []string{"t1"}}),
-		fsm.TypeUpsertImage: {own: fsm.UpsertImage{Image: api.Image{ID: "sha256:1", Nodes: []string{me}}},
-			other: fsm.UpsertImage{Image: api.Image{ID: "sha256:1", Nodes: []string{me, them}}}, leader: true, nodeOwn: true},
-		fsm.TypeSetImageNode: {own: fsm.SetImageNode{ImageID: "sha256:1", NodeID: me, Present: true},
-			other: fsm.SetImageNode{ImageID: "sha256:1", NodeID: them}, leader: true, nodeOwn: true},
-		fsm.TypeDeleteImage: internal(fsm.DeleteImage{ID: "sha256:1"}),
-		fsm.TypeBatch: {own: fsm.Batch{Commands: []fsm.Command{status(me), fsm.SetImageNode{ImageID: "x", NodeID: me}}},
-			other: fsm.Batch{Commands: []fsm.Command{status(me), fsm.UpsertTasks{}}}, leader: true, nodeOwn: true},
-		fsm.TypeTrimTasks:        internal(fsm.TrimTasks{}),
-		fsm.TypeRevokeCert:       internal(fsm.RevokeCert{Serial: "s2"}),
-		fsm.TypeSetVoterTarget:   internal(fsm.SetVoterTarget{Target: 5}),
-		fsm.TypeSetClusterEpoch:  internal(fsm.SetClusterEpoch{Epoch: 2}),
-		fsm.TypeSealClusterKeys:  internal(fsm.SealClusterKeys{KEKID: "k"}),
-		fsm.TypeRotateCA:         internal(fsm.RotateCA{ExpectFingerprint: "f"}),
-		fsm.TypeFinishCARotation: internal(fsm.FinishCARotation{CAFingerprint: "f"}),
-		fsm.TypeSetNodeCert:      internal(fsm.SetNodeCert{ID: me, Serial: "s9"}),
+		command.TypeUpdateNode:    adminCase(command.UpdateNode{ID: them, Update: api.NodeUpdate{Role: api.RoleWorker}}),
+		command.TypeSetNodeStatus: internal(command.SetNodeStatus{Statuses: []command.NodeStatus{{ID: me, Status: api.NodeReady}}}),
+		command.TypeSetNodeVoter:  internal(command.SetNodeVoter{ID: me, Voter: true}),
+		command.TypeRemoveNode:    internal(command.RemoveNode{ID: them}),
+		command.TypeRotateToken:   adminCase(command.RotateToken{SecretHash: "h"}),
+		command.TypeSetGossipKeys: internal(command.SetGossipKeys{Keys: [][]byte{make([]byte, 32)}}),
+		command.TypeCreateService: adminCase(command.CreateService{Service: svc}),
+		command.TypeUpdateService: adminCase(command.UpdateService{Service: svc}),
+		command.TypeDeleteService: adminCase(command.DeleteService{ID: "s1"}),
+		command.TypeUpsertTasks:   internal(command.UpsertTasks{Tasks: []api.Task{{ID: "t1", NodeID: me}}}),
+		command.TypeTaskStatus:    {own: status(me), other: status(them), leader: true, nodeOwn: true},
+		command.TypeDeleteTasks:   internal(command.DeleteTasks{IDs: []string{"t1"}}),
+		command.TypeUpsertImage: {own: command.UpsertImage{Image: api.Image{ID: "sha256:1", Nodes: []string{me}}},
+			other: command.UpsertImage{Image: api.Image{ID: "sha256:1", Nodes: []string{me, them}}}, leader: true, nodeOwn: true},
+		command.TypeSetImageNode: {own: command.SetImageNode{ImageID: "sha256:1", NodeID: me, Present: true},
+			other: command.SetImageNode{ImageID: "sha256:1", NodeID: them}, leader: true, nodeOwn: true},
+		command.TypeDeleteImage: internal(command.DeleteImage{ID: "sha256:1"}),
+		command.TypeBatch: {own: command.Batch{Commands: []command.Command{status(me), command.SetImageNode{ImageID: "x", NodeID: me}}},
+			other: command.Batch{Commands: []command.Command{status(me), command.UpsertTasks{}}}, leader: true, nodeOwn: true},
+		command.TypeTrimTasks:        internal(command.TrimTasks{}),
+		command.TypeRevokeCert:       internal(command.RevokeCert{Serial: "s2"}),
+		command.TypeSetVoterTarget:   internal(command.SetVoterTarget{Target: 5}),
+		command.TypeSetClusterEpoch:  internal(command.SetClusterEpoch{Epoch: 2}),
+		command.TypeSealClusterKeys:  internal(command.SealClusterKeys{KEKID: "k"}),
+		command.TypeRotateCA:         internal(command.RotateCA{ExpectFingerprint: "f"}),
+		command.TypeFinishCARotation: internal(command.FinishCARotation{CAFingerprint: "f"}),
+		command.TypeSetNodeCert:      internal(command.SetNodeCert{ID: me, Serial: "s9"}),
 		// Secrets and configs.
-		fsm.TypeCreateSecret:  adminCase(fsm.CreateSecret{Secret: consensus.Secret{ID: "x", Name: "pw"}, Plaintext: []byte("pw")}),
-		fsm.TypeDeleteSecret:  adminCase(fsm.DeleteSecret{ID: "x"}),
-		fsm.TypeCreateConfig:  adminCase(fsm.CreateConfig{Config: consensus.ConfigObject{ID: "x", Name: "c"}}),
-		fsm.TypeDeleteConfig:  adminCase(fsm.DeleteConfig{ID: "x"}),
-		fsm.TypeCreateNetwork: adminCase(fsm.CreateNetwork{Network: api.Network{ID: "n1", Name: "front"}}),
-		fsm.TypeDeleteNetwork: adminCase(fsm.DeleteNetwork{ID: "n1"}),
+		command.TypeCreateSecret:  adminCase(command.CreateSecret{Secret: consensus.Secret{ID: "x", Name: "pw"}, Plaintext: []byte("pw")}),
+		command.TypeDeleteSecret:  adminCase(command.DeleteSecret{ID: "x"}),
+		command.TypeCreateConfig:  adminCase(command.CreateConfig{Config: consensus.ConfigObject{ID: "x", Name: "c"}}),
+		command.TypeDeleteConfig:  adminCase(command.DeleteConfig{ID: "x"}),
+		command.TypeCreateNetwork: adminCase(command.CreateNetwork{Network: api.Network{ID: "n1", Name: "front"}}),
+		command.TypeDeleteNetwork: adminCase(command.DeleteNetwork{ID: "n1"}),
 	}
 	// Every command type the log knows is in the table.
 	for ty := 1; ty < 256; ty++ {
-		if _, err := fsm.DecodeCommand([]byte{byte(ty), fsm.CommandVersion, '{', '}'}); err != nil {
+		if _, err := command.Decode([]byte{byte(ty), command.Version, '{', '}'}); err != nil {
 			continue
 		}
-		if _, ok := cases[fsm.CommandType(ty)]; !ok {
+		if _, ok := cases[command.Type(ty)]; !ok {
 			t.Errorf("command type %d has no row in the authorization table", ty)
 		}
 	}
@@ -100,7 +100,7 @@ func TestAuthorizeTable(t *testing.T) {
 		for _, k := range []struct {
 			name  string
 			c     Caller
-			cmd   fsm.Command
+			cmd   command.Command
 			allow bool
 		}{
 			{"leader", Caller{Kind: Leader, NodeID: me}, tc.other, tc.leader},
@@ -110,7 +110,7 @@ func TestAuthorizeTable(t *testing.T) {
 			{"admin forward from a worker", Caller{Kind: Admin, NodeID: me, Worker: true}, tc.other, tc.adminWorker},
 		} {
 			t.Run(fmt.Sprintf("%s/%s", TypeName(tc.own), k.name), func(t *testing.T) {
-				for _, cmd := range []fsm.Command{k.cmd, roundTrip(t, k.cmd)} {
+				for _, cmd := range []command.Command{k.cmd, roundTrip(t, k.cmd)} {
 					err := Authorize(k.c, cmd, self)
 					if k.allow && err != nil {
 						t.Fatalf("refused: %v", err)
@@ -130,13 +130,13 @@ func TestAuthorizeTable(t *testing.T) {
 }
 
 // roundTrip returns cmd as the leader decodes it from the wire.
-func roundTrip(t *testing.T, cmd fsm.Command) fsm.Command {
+func roundTrip(t *testing.T, cmd command.Command) command.Command {
 	t.Helper()
-	enc, err := fsm.EncodeCommand(cmd)
+	enc, err := command.Encode(cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := fsm.DecodeCommand(enc)
+	out, err := command.Decode(enc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +183,7 @@ func TestAuthorizeOwnNodeRecord(t *testing.T) {
 			next := cur
 			next.Labels = map[string]string{"zone": "a"}
 			tt.change(&next)
-			err := Authorize(Caller{Kind: Node, NodeID: "me"}, &fsm.UpsertNode{Node: next}, &cur)
+			err := Authorize(Caller{Kind: Node, NodeID: "me"}, &command.UpsertNode{Node: next}, &cur)
 			if tt.refuse == "" {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
@@ -195,10 +195,10 @@ func TestAuthorizeOwnNodeRecord(t *testing.T) {
 			}
 		})
 	}
-	if err := Authorize(Caller{Kind: Node, NodeID: "me"}, fsm.UpsertNode{Node: cur}, nil); !errors.Is(err, ErrForbidden) {
+	if err := Authorize(Caller{Kind: Node, NodeID: "me"}, command.UpsertNode{Node: cur}, nil); !errors.Is(err, ErrForbidden) {
 		t.Fatalf("upsert without a stored record: %v", err)
 	}
-	if err := Authorize(Caller{Kind: Node}, fsm.TaskStatus{}, nil); !errors.Is(err, ErrForbidden) {
+	if err := Authorize(Caller{Kind: Node}, command.TaskStatus{}, nil); !errors.Is(err, ErrForbidden) {
 		t.Fatalf("node Caller without an ID: %v", err)
 	}
 	if err := Authorize(Caller{Kind: Node, NodeID: "me"}, nil, nil); !errors.Is(err, ErrForbidden) {

@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
 // Authorize has an answer for every command a peer can make the decoder
@@ -12,14 +12,14 @@ import (
 // FuzzAuthorizeForwardedCommand ./node/authz/` explores.
 
 func FuzzAuthorizeForwardedCommand(f *testing.F) {
-	for _, cmd := range []fsm.Command{
-		fsm.TaskStatus{NodeID: "n", Statuses: []api.TaskStatus{{TaskID: "t", State: api.TaskRunning}}},
-		fsm.UpsertNode{Node: api.Node{ID: "n", Addr: "10.0.0.2"}},
-		fsm.UpsertImage{Image: api.Image{ID: "sha256:1", Nodes: []string{"n", "m"}}},
-		fsm.Batch{Commands: []fsm.Command{fsm.SetImageNode{ImageID: "i", NodeID: "n"}, fsm.TrimTasks{}}},
-		fsm.CreateService{Service: api.Service{ID: "s", Spec: api.ServiceSpec{Name: "web", Image: "busybox", Ports: []api.PortConfig{{Published: 2377, Target: 80}}}}},
+	for _, cmd := range []command.Command{
+		command.TaskStatus{NodeID: "n", Statuses: []api.TaskStatus{{TaskID: "t", State: api.TaskRunning}}},
+		command.UpsertNode{Node: api.Node{ID: "n", Addr: "10.0.0.2"}},
+		command.UpsertImage{Image: api.Image{ID: "sha256:1", Nodes: []string{"n", "m"}}},
+		command.Batch{Commands: []command.Command{command.SetImageNode{ImageID: "i", NodeID: "n"}, command.TrimTasks{}}},
+		command.CreateService{Service: api.Service{ID: "s", Spec: api.ServiceSpec{Name: "web", Image: "busybox", Ports: []api.PortConfig{{Published: 2377, Target: 80}}}}},
 	} {
-		enc, err := fsm.EncodeCommand(cmd)
+		enc, err := command.Encode(cmd)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -27,7 +27,7 @@ func FuzzAuthorizeForwardedCommand(f *testing.F) {
 	}
 	self := &api.Node{ID: "n", Addr: "10.0.0.1", Labels: map[string]string{"a": "b"}}
 	f.Fuzz(func(t *testing.T, enc []byte) {
-		cmd, err := fsm.DecodeCommand(enc)
+		cmd, err := command.Decode(enc)
 		if err != nil {
 			return
 		}
@@ -41,7 +41,7 @@ func FuzzAuthorizeForwardedCommand(f *testing.F) {
 		if Authorize(Caller{Kind: Admin, NodeID: "n", Worker: true}, cmd, nil) == nil {
 			t.Fatal("a worker's admin action was allowed")
 		}
-		if s, ok := cmd.(fsm.CreateService); ok {
+		if s, ok := cmd.(command.CreateService); ok {
 			_ = CheckSpecOnLeader(s.Service.Spec, nil, []*api.Node{self})
 		}
 	})

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/clusterport"
 	"github.com/shoal-org/shoal/node/pki"
@@ -68,7 +68,7 @@ func RecordLoop(ctx context.Context, store *consensus.Store, r *raftnode.Raft, w
 		}
 		if c != nil && r.IsLeader() {
 			wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
-			if _, err := r.Apply(wctx, &fsm.SetClusterEpoch{Epoch: want}); err != nil {
+			if _, err := r.Apply(wctx, &command.SetClusterEpoch{Epoch: want}); err != nil {
 				log.Warn("record the cluster epoch", "epoch", want, "err", err)
 			}
 			wcancel()

@@ -10,6 +10,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
 // BenchmarkEventsDiff10k measures one pass of the events loop over a
@@ -25,8 +26,8 @@ func BenchmarkEventsDiff10k(b *testing.B) {
 			Spec: api.ServiceSpec{Name: "web", Image: "bb:1", Replicas: 10000, Env: []string{"A=1"}}, CreatedAt: evNow}
 	}
 	svc := api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Name: "web", Image: "bb:1", Replicas: 10000, Mode: api.ModeReplicated}}
-	for i, cmd := range []fsm.Command{&fsm.UpsertNode{Node: api.Node{ID: "n1", Hostname: "h1", Status: api.NodeReady}}, &fsm.CreateService{Service: svc}, &fsm.UpsertTasks{Tasks: tasks}} {
-		data, err := fsm.EncodeCommand(cmd)
+	for i, cmd := range []command.Command{&command.UpsertNode{Node: api.Node{ID: "n1", Hostname: "h1", Status: api.NodeReady}}, &command.CreateService{Service: svc}, &command.UpsertTasks{Tasks: tasks}} {
+		data, err := command.Encode(cmd)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/runtime"
 )
 
@@ -43,7 +44,7 @@ func next(t *testing.T, sub *Sub) api.Event {
 func TestLoop(t *testing.T) {
 	store := consensus.NewStore()
 	machine := fsm.New(store)
-	if res := machine.ApplyCommand(1, fsm.BootstrapCluster{
+	if res := machine.ApplyCommand(1, command.BootstrapCluster{
 		Cluster: consensus.ClusterState{ClusterID: "c1", GossipKeys: [][]byte{make([]byte, 32)},
 			ClusterCIDR: "10.42.0.0/16", VIPCIDR: "10.43.0.0/16", TokenSecretHash: "x"},
 		Node: api.Node{ID: "n1", Hostname: "h1", Addr: "127.0.0.1", Status: api.NodeReady, CertSerial: "s1"},
@@ -76,14 +77,14 @@ func TestLoop(t *testing.T) {
 
 	// The bootstrap is the baseline: the first event is the service.
 	spec := api.ServiceSpec{Name: "web", Image: "busybox"}
-	if res := machine.ApplyCommand(2, fsm.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: spec}}); res.Err != nil {
+	if res := machine.ApplyCommand(2, command.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: spec}}); res.Err != nil {
 		t.Fatal(res.Err)
 	}
 	if ev := next(t, sub); ev.Type != api.EventService || ev.Action != "created" || ev.Name != "web" {
 		t.Fatalf("first event %+v, want the service created", ev)
 	}
 	now := time.Now().UTC()
-	if res := machine.ApplyCommand(3, fsm.UpsertTasks{Tasks: []api.Task{{ID: "t1", Name: "web.1", ServiceID: "s1", Service: "web",
+	if res := machine.ApplyCommand(3, command.UpsertTasks{Tasks: []api.Task{{ID: "t1", Name: "web.1", ServiceID: "s1", Service: "web",
 		Slot: 1, NodeID: "n1", DesiredState: api.TaskRunning, State: api.TaskAssigned, Spec: spec, CreatedAt: now, UpdatedAt: now}}}); res.Err != nil {
 		t.Fatal(res.Err)
 	}

@@ -18,7 +18,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/httpapi"
 )
 
@@ -33,7 +33,7 @@ type Agent interface {
 	SyncReplica(ctx context.Context) error
 	// Write proposes cmd through the leader and returns once it is
 	// committed; it is bounded by the agent's write timeout.
-	Write(ctx context.Context, cmd fsm.Command) error
+	Write(ctx context.Context, cmd command.Command) error
 	// HasImage reports whether this node's image store holds ref.
 	HasImage(ref string) bool
 	// NewID returns a new random object ID.

@@ -10,7 +10,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/httpapi"
 )
 
@@ -76,7 +76,7 @@ func (x *API) CreateNetwork(ctx context.Context, n api.Network) (*api.Network, e
 		return nil, err
 	}
 	n.ID, n.CreatedAt = x.agent.NewID(), time.Now().UTC()
-	if err := x.agent.Write(ctx, &fsm.CreateNetwork{Network: n}); err != nil {
+	if err := x.agent.Write(ctx, &command.CreateNetwork{Network: n}); err != nil {
 		return nil, err
 	}
 	WaitLocal(ctx, store, func() bool {
@@ -87,5 +87,5 @@ func (x *API) CreateNetwork(ctx context.Context, n api.Network) (*api.Network, e
 }
 
 func (x *API) RemoveNetwork(ctx context.Context, id string) error {
-	return x.agent.Write(ctx, &fsm.DeleteNetwork{ID: id})
+	return x.agent.Write(ctx, &command.DeleteNetwork{ID: id})
 }

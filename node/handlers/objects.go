@@ -12,7 +12,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/httpapi"
 )
 
@@ -107,19 +107,19 @@ func (x *API) CreateObject(ctx context.Context, req api.SecretCreateRequest, sec
 		return nil, err
 	}
 	kind := kindName(secret)
-	var cmd fsm.Command
+	var cmd command.Command
 	id, now := x.agent.NewID(), time.Now().UTC()
 	if secret {
 		if _, err := store.SecretByName(req.Name); err == nil {
 			return nil, httpapi.BadRequest("a secret named %s already exists (secrets are immutable: remove it first, or use a new name)", req.Name)
 		}
-		cmd = &fsm.CreateSecret{Secret: consensus.Secret{ID: id, Name: req.Name, CreatedAt: now, Size: len(req.Data), Labels: req.Labels},
+		cmd = &command.CreateSecret{Secret: consensus.Secret{ID: id, Name: req.Name, CreatedAt: now, Size: len(req.Data), Labels: req.Labels},
 			Plaintext: req.Data}
 	} else {
 		if _, err := store.ConfigByName(req.Name); err == nil {
 			return nil, httpapi.BadRequest("a config named %s already exists (configs are immutable: remove it first, or use a new name)", req.Name)
 		}
-		cmd = &fsm.CreateConfig{Config: consensus.ConfigObject{ID: id, Name: req.Name, CreatedAt: now, Labels: req.Labels, Data: req.Data}}
+		cmd = &command.CreateConfig{Config: consensus.ConfigObject{ID: id, Name: req.Name, CreatedAt: now, Labels: req.Labels, Data: req.Data}}
 	}
 	if err := x.agent.Write(ctx, cmd); err != nil {
 		return nil, fmt.Errorf("create %s %s: %w", kind, req.Name, err)
@@ -155,19 +155,19 @@ func (x *API) RemoveObject(ctx context.Context, ref string, secret bool) error {
 	if err != nil {
 		return err
 	}
-	var cmd fsm.Command
+	var cmd command.Command
 	if secret {
 		s, err := store.ResolveSecret(ref)
 		if err != nil {
 			return err
 		}
-		cmd = &fsm.DeleteSecret{ID: s.ID}
+		cmd = &command.DeleteSecret{ID: s.ID}
 	} else {
 		c, err := store.ResolveConfig(ref)
 		if err != nil {
 			return err
 		}
-		cmd = &fsm.DeleteConfig{ID: c.ID}
+		cmd = &command.DeleteConfig{ID: c.ID}
 	}
 	return x.agent.Write(ctx, cmd)
 }

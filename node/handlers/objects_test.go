@@ -7,6 +7,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
 func TestCheckObject(t *testing.T) {
@@ -32,8 +33,8 @@ func TestCheckObject(t *testing.T) {
 func TestCheckFileRefs(t *testing.T) {
 	store := consensus.NewStore()
 	machine := fsm.New(store)
-	machine.ApplyCommand(1, fsm.CreateSecret{Secret: consensus.Secret{ID: "s1", Name: "pw", Size: 1, KEKID: "k", Sealed: make([]byte, 30)}})
-	machine.ApplyCommand(2, fsm.CreateConfig{Config: consensus.ConfigObject{ID: "c1", Name: "conf", Data: []byte("x")}})
+	machine.ApplyCommand(1, command.CreateSecret{Secret: consensus.Secret{ID: "s1", Name: "pw", Size: 1, KEKID: "k", Sealed: make([]byte, 30)}})
+	machine.ApplyCommand(2, command.CreateConfig{Config: consensus.ConfigObject{ID: "c1", Name: "conf", Data: []byte("x")}})
 	cases := []struct {
 		name string
 		spec api.ServiceSpec

@@ -22,7 +22,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/node/scheduler/servicespec"
 	"github.com/shoal-org/shoal/runtime/image"
@@ -272,7 +272,7 @@ func (x *API) CreateService(ctx context.Context, spec api.ServiceSpec) (api.Serv
 	}
 	now := time.Now().UTC()
 	svc := api.Service{ID: x.agent.NewID(), Name: spec.Name, Spec: spec, CreatedAt: now, UpdatedAt: now}
-	if err := x.agent.Write(ctx, &fsm.CreateService{Service: svc}); err != nil {
+	if err := x.agent.Write(ctx, &command.CreateService{Service: svc}); err != nil {
 		return api.Service{}, err
 	}
 	return readBackService(ctx, store, svc.ID, 0)
@@ -294,7 +294,7 @@ func (x *API) UpdateService(ctx context.Context, cur *api.Service, spec api.Serv
 		// tasks; a paused update is resumed by a new spec.
 		next.UpdateStatus = nil
 	}
-	if err := x.agent.Write(ctx, &fsm.UpdateService{Service: next, ExpectVersion: expect}); err != nil {
+	if err := x.agent.Write(ctx, &command.UpdateService{Service: next, ExpectVersion: expect}); err != nil {
 		return api.Service{}, err
 	}
 	return readBackService(ctx, store, cur.ID, cur.Version)
@@ -322,7 +322,7 @@ func (x *API) ScaleService(ctx context.Context, ref string, replicas uint64) (ap
 			return api.Service{}, httpapi.BadRequest("%v", err)
 		}
 		next.UpdatedAt = time.Now().UTC()
-		err = x.agent.Write(ctx, &fsm.UpdateService{Service: next, ExpectVersion: cur.Version})
+		err = x.agent.Write(ctx, &command.UpdateService{Service: next, ExpectVersion: cur.Version})
 		if errors.Is(err, consensus.ErrVersionMismatch) && attempt < 5 {
 			continue // a concurrent change (e.g. the updater): re-read and retry
 		}
@@ -350,14 +350,14 @@ func (x *API) RollbackService(ctx context.Context, cur *api.Service) (api.Servic
 	now := time.Now().UTC()
 	next.UpdatedAt = now
 	next.UpdateStatus = &api.UpdateStatus{State: api.UpdateRollbackStarted, StartedAt: now, Message: "manual rollback"}
-	if err := x.agent.Write(ctx, &fsm.UpdateService{Service: next, ExpectVersion: cur.Version}); err != nil {
+	if err := x.agent.Write(ctx, &command.UpdateService{Service: next, ExpectVersion: cur.Version}); err != nil {
 		return api.Service{}, err
 	}
 	return readBackService(ctx, store, cur.ID, cur.Version)
 }
 
 func (x *API) RemoveService(ctx context.Context, id string) error {
-	return x.agent.Write(ctx, &fsm.DeleteService{ID: id, Now: time.Now().UTC()})
+	return x.agent.Write(ctx, &command.DeleteService{ID: id, Now: time.Now().UTC()})
 }
 
 func (x *API) Tasks(f httpapi.TaskFilter) ([]api.Task, error) {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
 // Error carries an HTTP status with a message for the CLI.
@@ -84,7 +84,7 @@ func (e Errors) Status(err error) int {
 		errors.Is(err, consensus.ErrNameTaken), errors.Is(err, consensus.ErrExists):
 		return http.StatusBadRequest
 	case errors.Is(err, consensus.ErrVersionMismatch), is(err, e.AlreadyInCluster),
-		errors.Is(err, consensus.ErrInUse), errors.Is(err, fsm.ErrCommandUnsupported):
+		errors.Is(err, consensus.ErrInUse), errors.Is(err, command.ErrUnsupported):
 		return http.StatusConflict
 	case is(err, e.NoCluster):
 		return http.StatusPreconditionFailed

@@ -12,7 +12,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
 var (
@@ -45,7 +45,7 @@ func TestErrorsStatus(t *testing.T) {
 		{"exists", wrap(consensus.ErrExists), http.StatusBadRequest},
 		{"version mismatch", wrap(consensus.ErrVersionMismatch), http.StatusConflict},
 		{"in use", wrap(consensus.ErrInUse), http.StatusConflict},
-		{"unsupported", wrap(fsm.ErrCommandUnsupported), http.StatusConflict},
+		{"unsupported", wrap(command.ErrUnsupported), http.StatusConflict},
 		{"already in cluster", wrap(errAlready), http.StatusConflict},
 		{"no cluster", errNoClu, http.StatusPreconditionFailed},
 		{"refused", wrap(errRefused), http.StatusBadRequest},

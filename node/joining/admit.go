@@ -18,7 +18,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/keyring"
 	"github.com/shoal-org/shoal/node/membership"
@@ -28,7 +28,7 @@ import (
 
 // Raft is the part of raftnode.Raft the leader's membership changes use.
 type Raft interface {
-	Apply(ctx context.Context, cmd fsm.Command) (any, error)
+	Apply(ctx context.Context, cmd command.Command) (any, error)
 	Servers() ([]raftnode.Server, error)
 	AddNonvoter(ctx context.Context, id, addr string) error
 	AddVoter(ctx context.Context, id, addr string) error
@@ -60,7 +60,7 @@ type Leader struct {
 	Removing *sync.Map
 	// ApplyRemoval commits the removal of a node's record with the first
 	// step of a gossip key rotation (revocation.Rotator.Remove).
-	ApplyRemoval func(ctx context.Context, rm *fsm.RemoveNode) error
+	ApplyRemoval func(ctx context.Context, rm *command.RemoveNode) error
 	Log          *slog.Logger
 }
 
@@ -232,7 +232,7 @@ func (l *Leader) Remove(ctx context.Context, id string, force bool) error {
 	if err := l.Raft.RemoveServer(ctx, id); err != nil {
 		return fmt.Errorf("remove %s from raft: %w", api.ShortID(id), err)
 	}
-	if err := l.ApplyRemoval(ctx, &fsm.RemoveNode{ID: id, Now: time.Now().UTC()}); err != nil {
+	if err := l.ApplyRemoval(ctx, &command.RemoveNode{ID: id, Now: time.Now().UTC()}); err != nil {
 		return fmt.Errorf("remove node record: %w", err)
 	}
 	l.Log.Info("node removed", "node_id", id, "hostname", n.Hostname)

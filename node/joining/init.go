@@ -11,7 +11,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/keyring"
 	"github.com/shoal-org/shoal/node/pki"
 )
@@ -72,7 +72,7 @@ func NewCluster(in Init, now time.Time) (consensus.ClusterState, api.Node, error
 // BootstrapRaft is the part of a new cluster's Raft that Bootstrap uses.
 type BootstrapRaft interface {
 	IsLeader() bool
-	Apply(ctx context.Context, cmd fsm.Command) (any, error)
+	Apply(ctx context.Context, cmd command.Command) (any, error)
 }
 
 // Bootstrap waits (up to 15 s) for the single-voter Raft r of a new
@@ -88,7 +88,7 @@ func Bootstrap(ctx context.Context, r BootstrapRaft, record consensus.ClusterSta
 	}
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err := r.Apply(wctx, &fsm.BootstrapCluster{Cluster: record, Node: node})
+	_, err := r.Apply(wctx, &command.BootstrapCluster{Cluster: record, Node: node})
 	if err != nil {
 		return fmt.Errorf("bootstrap: write cluster record: %w", err)
 	}

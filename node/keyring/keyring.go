@@ -47,7 +47,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/api/atomicfile"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
@@ -226,7 +226,7 @@ type Raft interface {
 	Servers() ([]raftnode.Server, error)
 	Leader() (id, addr string)
 	IsLeader() bool
-	Apply(ctx context.Context, cmd fsm.Command) (any, error)
+	Apply(ctx context.Context, cmd command.Command) (any, error)
 }
 
 // CallFunc performs one RPC against the cluster port at addr with this
@@ -257,7 +257,7 @@ type Keeper struct {
 	// whether peerID may propose cmd (node/authz over the replica), Alive
 	// whether gossip holds a node alive.
 	Forward   ForwardFunc
-	Authorize func(peerID string, cmd fsm.Command) error
+	Authorize func(peerID string, cmd command.Command) error
 	Alive     func(id string) bool
 
 	renewals renewLimiter // AnswerRenew's per-node bound
@@ -445,7 +445,7 @@ func (k *Keeper) LeaderKeys(ctx context.Context, c *consensus.ClusterState) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := k.Raft.Apply(wctx, &fsm.FinishCARotation{CAFingerprint: c.CAFingerprint}); err != nil {
+	if _, err := k.Raft.Apply(wctx, &command.FinishCARotation{CAFingerprint: c.CAFingerprint}); err != nil {
 		k.Log.Warn("finish CA rotation", "err", err)
 		return
 	}
@@ -484,7 +484,7 @@ func (k *Keeper) migrateClusterKeys(ctx context.Context, c *consensus.ClusterSta
 	case c.KEKID != "" && pki.KEKID(kek) != c.KEKID:
 		return fmt.Errorf("%w: waiting for the voters' key", ErrNoKEK)
 	}
-	cmd := &fsm.SealClusterKeys{KEKID: pki.KEKID(kek), CAKeySealed: c.CAKeySealed}
+	cmd := &command.SealClusterKeys{KEKID: pki.KEKID(kek), CAKeySealed: c.CAKeySealed}
 	fp, err := pki.FingerprintPEM(c.CACertPEM)
 	if err != nil {
 		return err
@@ -550,7 +550,7 @@ func (k *Keeper) RotateSecret(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if _, err := k.Raft.Apply(ctx, &fsm.RotateToken{SecretHash: pki.HashSecret(secret), SecretSealed: sealed}); err != nil {
+	if _, err := k.Raft.Apply(ctx, &command.RotateToken{SecretHash: pki.HashSecret(secret), SecretSealed: sealed}); err != nil {
 		return "", fmt.Errorf("rotate token: %w", err)
 	}
 	return secret, nil
@@ -597,7 +597,7 @@ func (k *Keeper) RotateCA(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cmd := &fsm.RotateCA{
+	cmd := &command.RotateCA{
 		CACertPEM: next.CertPEM(), CAFingerprint: next.Fingerprint(), CAKeySealed: sealed,
 		CACrossPEM: cross, ExpectFingerprint: c.CAFingerprint,
 	}
@@ -709,15 +709,15 @@ func AdmitJoinID(in JoinClaim, c *consensus.ClusterState, isRevoked func(serial 
 
 // JoinRecord is the command that records an admitted joiner, revoking the
 // serials of a re-joining ID in the same entry.
-func JoinRecord(n api.Node, revoke []string) fsm.Command {
+func JoinRecord(n api.Node, revoke []string) command.Command {
 	if len(revoke) == 0 {
-		return &fsm.UpsertNode{Node: n}
+		return &command.UpsertNode{Node: n}
 	}
-	b := &fsm.Batch{}
+	b := &command.Batch{}
 	for _, s := range revoke {
-		b.Commands = append(b.Commands, &fsm.RevokeCert{Serial: s})
+		b.Commands = append(b.Commands, &command.RevokeCert{Serial: s})
 	}
-	b.Commands = append(b.Commands, &fsm.UpsertNode{Node: n})
+	b.Commands = append(b.Commands, &command.UpsertNode{Node: n})
 	return b
 }
 

@@ -8,7 +8,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -175,19 +175,19 @@ func TestAdmitJoinID(t *testing.T) {
 
 func TestJoinRecord(t *testing.T) {
 	n := api.Node{ID: "n2"}
-	if cmd, ok := JoinRecord(n, nil).(*fsm.UpsertNode); !ok || cmd.Node.ID != "n2" {
+	if cmd, ok := JoinRecord(n, nil).(*command.UpsertNode); !ok || cmd.Node.ID != "n2" {
 		t.Fatalf("JoinRecord without revocations = %#v, want an UpsertNode", JoinRecord(n, nil))
 	}
-	b, ok := JoinRecord(n, []string{"s1", "s2"}).(*fsm.Batch)
+	b, ok := JoinRecord(n, []string{"s1", "s2"}).(*command.Batch)
 	if !ok || len(b.Commands) != 3 {
 		t.Fatalf("JoinRecord with revocations = %#v, want a batch of 3", JoinRecord(n, []string{"s1", "s2"}))
 	}
 	for i, s := range []string{"s1", "s2"} {
-		if r, ok := b.Commands[i].(*fsm.RevokeCert); !ok || r.Serial != s {
+		if r, ok := b.Commands[i].(*command.RevokeCert); !ok || r.Serial != s {
 			t.Errorf("command %d = %#v, want RevokeCert %s", i, b.Commands[i], s)
 		}
 	}
-	if u, ok := b.Commands[2].(*fsm.UpsertNode); !ok || u.Node.ID != "n2" {
+	if u, ok := b.Commands[2].(*command.UpsertNode); !ok || u.Node.ID != "n2" {
 		t.Errorf("last command = %#v, want the record", b.Commands[2])
 	}
 }

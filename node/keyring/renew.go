@@ -22,7 +22,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -57,8 +57,8 @@ func (k *Keeper) Issue(ctx context.Context, id string, csr []byte) (*wire.RenewR
 // RenewalRecord is the command that records node n's new certificate
 // serial, issued by the CA with fingerprint caFP, and revokes the one it
 // replaces (none when it had none, or the serial is the same).
-func RenewalRecord(n *api.Node, serial, caFP string) *fsm.SetNodeCert {
-	cmd := &fsm.SetNodeCert{ID: n.ID, Serial: serial, CAFingerprint: caFP}
+func RenewalRecord(n *api.Node, serial, caFP string) *command.SetNodeCert {
+	cmd := &command.SetNodeCert{ID: n.ID, Serial: serial, CAFingerprint: caFP}
 	if n.CertSerial != "" && n.CertSerial != serial {
 		cmd.Revoke = []string{n.CertSerial}
 	}

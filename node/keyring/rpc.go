@@ -17,7 +17,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/wire"
 )
 
@@ -34,7 +34,7 @@ func notMember(peerID string) error {
 // (wire.MethodToken). Allowed callers: any node of the cluster's state —
 // root on any node is an admin (DESIGN.md, trust model), so a node may
 // print the token as it may forward any write; a rotation also needs
-// Authorize's consent to fsm.RotateToken (a worker's root may not).
+// Authorize's consent to command.RotateToken (a worker's root may not).
 func (k *Keeper) AnswerToken(ctx context.Context, peerID string, req wire.TokenRequest) (*wire.TokenResponse, error) {
 	if _, err := k.Store.Node(peerID); err != nil {
 		return nil, notMember(peerID)
@@ -43,7 +43,7 @@ func (k *Keeper) AnswerToken(ctx context.Context, peerID string, req wire.TokenR
 		if !k.Raft.IsLeader() {
 			return nil, consensus.ErrNotLeader
 		}
-		if err := k.Authorize(peerID, fsm.RotateToken{}); err != nil {
+		if err := k.Authorize(peerID, command.RotateToken{}); err != nil {
 			return nil, err
 		}
 		secret, err := k.RotateSecret(ctx)
@@ -180,12 +180,12 @@ func (l *renewLimiter) pruneLocked(id string, now time.Time) []time.Time {
 // Allowed callers: any node of the cluster's state whose root is an admin
 // (an admin operation from any node's API, as forwarded writes are): a
 // rotation changes the cluster as a token rotation does, so it needs
-// Authorize's consent to fsm.RotateToken, which a worker's root lacks.
+// Authorize's consent to command.RotateToken, which a worker's root lacks.
 func (k *Keeper) AnswerCARotate(ctx context.Context, peerID string) (*wire.CARotateResponse, error) {
 	if _, err := k.Store.Node(peerID); err != nil {
 		return nil, notMember(peerID)
 	}
-	if err := k.Authorize(peerID, fsm.RotateToken{}); err != nil {
+	if err := k.Authorize(peerID, command.RotateToken{}); err != nil {
 		k.Log.Warn("refused a CA rotation", "node_id", api.ShortID(peerID), "err", err)
 		return nil, err
 	}

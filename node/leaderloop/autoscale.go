@@ -14,7 +14,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/autoscale"
 )
 
@@ -89,7 +89,7 @@ func (l *Loop) autoscalePass(ctx context.Context, hist map[string][]autoscale.Sa
 			CPUPercent: d.CPUPercent, MemoryPercent: d.MemoryPercent,
 		}
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := l.cfg.Raft.Apply(wctx, &fsm.UpdateService{Service: next, ExpectVersion: s.Version})
+		_, err := l.cfg.Raft.Apply(wctx, &command.UpdateService{Service: next, ExpectVersion: s.Version})
 		cancel()
 		if err != nil {
 			if !errors.Is(err, consensus.ErrVersionMismatch) && ctx.Err() == nil {

@@ -32,7 +32,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/autopilot"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/autoscale"
 	"github.com/shoal-org/shoal/node/membership"
@@ -303,7 +303,7 @@ func (l *Loop) markNodeStatus(ctx context.Context, leaderSince time.Time, deadSi
 	}
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := cl.Raft.Apply(wctx, &fsm.SetNodeStatus{Statuses: changes}); err != nil {
+	if _, err := cl.Raft.Apply(wctx, &command.SetNodeStatus{Statuses: changes}); err != nil {
 		l.log.Warn("record node status", "err", err)
 		return
 	}
@@ -320,8 +320,8 @@ func (l *Loop) markNodeStatus(ctx context.Context, leaderSince time.Time, deadSi
 // node raft heard from within the heard window (heard: gossip's probes
 // failed, the agent did not).
 func StatusChanges(nodes []*api.Node, self string, alive map[string]membership.Meta, inGrace bool,
-	everSeen, restarting, heard func(id string) bool, now time.Time) []fsm.NodeStatus {
-	var changes []fsm.NodeStatus
+	everSeen, restarting, heard func(id string) bool, now time.Time) []command.NodeStatus {
+	var changes []command.NodeStatus
 	for _, n := range nodes {
 		want := api.NodeDown
 		if _, ok := alive[n.ID]; ok || n.ID == self {
@@ -337,7 +337,7 @@ func StatusChanges(nodes []*api.Node, self string, alive map[string]membership.M
 			continue // raft reached it a moment ago: gossip's probes were lost, not the node
 		}
 		if n.Status != want {
-			changes = append(changes, fsm.NodeStatus{ID: n.ID, Status: want, At: now})
+			changes = append(changes, command.NodeStatus{ID: n.ID, Status: want, At: now})
 		}
 	}
 	return changes

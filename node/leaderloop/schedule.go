@@ -14,7 +14,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/metrics"
 	"github.com/shoal-org/shoal/node/scheduler"
 )
@@ -127,9 +127,9 @@ func SchedulerState(store *consensus.Store) scheduler.State {
 // (creates before updates), then deletions. Every command of a Batch
 // applies on its own, so splitting changes what a reader may see in between
 // but not the outcome.
-func PlanEntries(plan scheduler.Plan) []fsm.Command {
-	var entries []fsm.Command
-	var cur []fsm.Command
+func PlanEntries(plan scheduler.Plan) []command.Command {
+	var entries []command.Command
+	var cur []command.Command
 	size := 0
 	flush := func() {
 		switch len(cur) {
@@ -137,17 +137,17 @@ func PlanEntries(plan scheduler.Plan) []fsm.Command {
 		case 1:
 			entries = append(entries, cur[0])
 		default:
-			entries = append(entries, &fsm.Batch{Commands: cur})
+			entries = append(entries, &command.Batch{Commands: cur})
 		}
 		cur, size = nil, 0
 	}
 	for _, s := range plan.ServiceUpdates {
-		cur = append(cur, &fsm.UpdateService{Service: s, ExpectVersion: s.Version})
+		cur = append(cur, &command.UpdateService{Service: s, ExpectVersion: s.Version})
 	}
 	tasks := plan.Upserts()
 	for len(tasks) > 0 {
 		n := min(len(tasks), maxTasksPerEntry-size)
-		cur = append(cur, &fsm.UpsertTasks{Tasks: tasks[:n]})
+		cur = append(cur, &command.UpsertTasks{Tasks: tasks[:n]})
 		size += n
 		tasks = tasks[n:]
 		if size >= maxTasksPerEntry {
@@ -156,7 +156,7 @@ func PlanEntries(plan scheduler.Plan) []fsm.Command {
 	}
 	for ids := plan.Delete; len(ids) > 0; {
 		n := min(len(ids), maxDeletesPerEntry)
-		cur = append(cur, &fsm.DeleteTasks{IDs: ids[:n]})
+		cur = append(cur, &command.DeleteTasks{IDs: ids[:n]})
 		ids = ids[n:]
 		flush()
 	}

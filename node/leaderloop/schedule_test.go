@@ -7,6 +7,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/scheduler"
 )
 
@@ -24,24 +25,24 @@ func TestPlanEntriesBounded(t *testing.T) {
 	}
 	var order []string // service IDs, task IDs and deleted IDs in write order
 	for i, e := range PlanEntries(p) {
-		cmds := []fsm.Command{e}
-		if b, ok := e.(*fsm.Batch); ok {
+		cmds := []command.Command{e}
+		if b, ok := e.(*command.Batch); ok {
 			cmds = b.Commands
 		}
 		tasks, deletes := 0, 0
 		for _, c := range cmds {
 			switch c := c.(type) {
-			case *fsm.UpdateService:
+			case *command.UpdateService:
 				if c.ExpectVersion != c.Service.Version {
 					t.Errorf("service %s written expecting version %d, read %d", c.Service.ID, c.ExpectVersion, c.Service.Version)
 				}
 				order = append(order, c.Service.ID)
-			case *fsm.UpsertTasks:
+			case *command.UpsertTasks:
 				tasks += len(c.Tasks)
 				for _, tk := range c.Tasks {
 					order = append(order, tk.ID)
 				}
-			case *fsm.DeleteTasks:
+			case *command.DeleteTasks:
 				deletes += len(c.IDs)
 				order = append(order, c.IDs...)
 			default:
@@ -81,7 +82,7 @@ func TestPlanEntriesBounded(t *testing.T) {
 func TestSchedulerStateIsOneView(t *testing.T) {
 	store := consensus.NewStore()
 	machine := fsm.New(store)
-	if res := machine.ApplyCommand(1, fsm.BootstrapCluster{
+	if res := machine.ApplyCommand(1, command.BootstrapCluster{
 		Cluster: consensus.ClusterState{ClusterID: "c1", GossipKeys: [][]byte{make([]byte, 32)},
 			ClusterCIDR: "10.42.0.0/16", VIPCIDR: "10.43.0.0/16", TokenSecretHash: "x"},
 		Node: api.Node{ID: "boot", Hostname: "boot", Addr: "127.0.0.1", Status: api.NodeReady, CertSerial: "b0"},
@@ -92,7 +93,7 @@ func TestSchedulerStateIsOneView(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		idx := uint64(1)
-		apply := func(cmd fsm.Command) error {
+		apply := func(cmd command.Command) error {
 			idx++
 			if res := machine.ApplyCommand(idx, cmd); res.Err != nil {
 				return fmt.Errorf("apply %T: %w", cmd, res.Err)
@@ -101,10 +102,10 @@ func TestSchedulerStateIsOneView(t *testing.T) {
 		}
 		for i := 0; i < rounds; i++ {
 			n, s := fmt.Sprintf("n%d", i), fmt.Sprintf("s%d", i)
-			for _, cmd := range []fsm.Command{
-				fsm.UpsertNode{Node: api.Node{ID: n, Hostname: n, Addr: "127.0.0.1", ClusterPort: 1, Status: api.NodeReady, CertSerial: n}},
-				fsm.CreateService{Service: api.Service{ID: s, Name: fmt.Sprintf("svc%d", i)}},
-				fsm.UpsertTasks{Tasks: []api.Task{{ID: "t" + s, ServiceID: s, Slot: 1, NodeID: n,
+			for _, cmd := range []command.Command{
+				command.UpsertNode{Node: api.Node{ID: n, Hostname: n, Addr: "127.0.0.1", ClusterPort: 1, Status: api.NodeReady, CertSerial: n}},
+				command.CreateService{Service: api.Service{ID: s, Name: fmt.Sprintf("svc%d", i)}},
+				command.UpsertTasks{Tasks: []api.Task{{ID: "t" + s, ServiceID: s, Slot: 1, NodeID: n,
 					State: api.TaskAssigned, DesiredState: api.TaskRunning}}},
 			} {
 				if err := apply(cmd); err != nil {

@@ -1,7 +1,7 @@
 package membership
 
 import (
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/consensus/raftnode"
 )
 
@@ -10,16 +10,16 @@ import (
 // voter or not, must advertise in gossip a protocol level that can apply
 // it (PeerLevels keeps a dead member's level). Commands every release
 // applies skip the lookup.
-func (m *Membership) CommandGate(r *raftnode.Raft) func(fsm.Command) error {
-	return m.LevelGate(r, fsm.SinceLevel)
+func (m *Membership) CommandGate(r *raftnode.Raft) func(command.Command) error {
+	return m.LevelGate(r, command.SinceLevel)
 }
 
 // LevelGate is CommandGate with the command levels from since (tests
 // raise them above this binary's).
-func (m *Membership) LevelGate(r *raftnode.Raft, since func(fsm.Command) int) func(fsm.Command) error {
-	return func(cmd fsm.Command) error {
+func (m *Membership) LevelGate(r *raftnode.Raft, since func(command.Command) int) func(command.Command) error {
+	return func(cmd command.Command) error {
 		need := since(cmd)
-		if need <= fsm.BaseProtocolLevel {
+		if need <= command.BaseProtocolLevel {
 			return nil
 		}
 		servers, err := r.Servers()
@@ -30,6 +30,6 @@ func (m *Membership) LevelGate(r *raftnode.Raft, since func(fsm.Command) int) fu
 		for _, s := range servers {
 			ids = append(ids, s.ID)
 		}
-		return fsm.CheckLevel(cmd.Type(), need, m.PeerLevels(ids))
+		return command.CheckLevel(cmd.Type(), need, m.PeerLevels(ids))
 	}
 }

@@ -55,7 +55,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
 // ErrUnknownMember is returned for a message to a node gossip does not know.
@@ -183,7 +183,7 @@ type Meta struct {
 	// Epoch is the node's cluster epoch (node/epoch); absent means 0.
 	Epoch uint64 `json:"ep,omitempty"`
 	// Version is the node's release (node.Version) and Level the newest
-	// command level its binary applies (fsm.ProtocolLevel); both are
+	// command level its binary applies (command.ProtocolLevel); both are
 	// absent on releases before the upgrade gate (docs/upgrades.md).
 	Version string `json:"v,omitempty"`
 	Level   int    `json:"pl,omitempty"`
@@ -610,11 +610,11 @@ func (m *Membership) VersionOf(id string) string {
 }
 
 // PeerLevels returns what gossip last said of each node's protocol level.
-func (m *Membership) PeerLevels(ids []string) []fsm.PeerLevel {
-	out := make([]fsm.PeerLevel, 0, len(ids))
+func (m *Membership) PeerLevels(ids []string) []command.PeerLevel {
+	out := make([]command.PeerLevel, 0, len(ids))
 	if m == nil {
 		for _, id := range ids {
-			out = append(out, fsm.PeerLevel{ID: id})
+			out = append(out, command.PeerLevel{ID: id})
 		}
 		return out
 	}
@@ -622,7 +622,7 @@ func (m *Membership) PeerLevels(ids []string) []fsm.PeerLevel {
 	defer m.mu.Unlock()
 	for _, id := range ids {
 		meta, ok := m.seen[id]
-		out = append(out, fsm.PeerLevel{ID: id, Level: meta.Level, Version: meta.Version, Known: ok})
+		out = append(out, command.PeerLevel{ID: id, Level: meta.Level, Version: meta.Version, Known: ok})
 	}
 	return out
 }

@@ -12,7 +12,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
 func testMembership() *Membership { return NewDetached(nil) }
@@ -67,7 +67,7 @@ func TestMembershipVersions(t *testing.T) {
 		t.Fatalf("version of a down node %q", v)
 	}
 	got := m.PeerLevels([]string{"n1", "n2", "n3"})
-	want := []fsm.PeerLevel{
+	want := []command.PeerLevel{
 		{ID: "n1", Level: 2, Version: "v1.2.0", Known: true},
 		{ID: "n2", Known: true},
 		{ID: "n3"},

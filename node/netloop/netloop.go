@@ -52,7 +52,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/metrics"
 	"github.com/shoal-org/shoal/node/netplan"
@@ -88,7 +88,7 @@ type Config struct {
 	ReplicaCurrent func(index uint64) bool
 	// Write proposes a command through the leader (this node's public
 	// WireGuard key).
-	Write func(ctx context.Context, cmd fsm.Command) error
+	Write func(ctx context.Context, cmd command.Command) error
 	// Synced reports whether the replica has caught up with a leader: only
 	// then does "no encrypted network" mean none is left, rather than none
 	// replayed yet, and a device an earlier agent left running is stopped.
@@ -533,7 +533,7 @@ func (l *Loop) syncWireGuard(self *api.Node, nodes []*api.Node, cluster, nodeSub
 			rec := *step.Publish
 			go func() {
 				defer l.net.wgPublishing.Store(false)
-				if err := l.cfg.Write(context.Background(), &fsm.UpsertNode{Node: rec}); err != nil {
+				if err := l.cfg.Write(context.Background(), &command.UpsertNode{Node: rec}); err != nil {
 					l.log.Warn("wireguard: publishing the public key failed; retrying", "err", err)
 				}
 			}()

@@ -14,6 +14,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/lb"
 	"github.com/shoal-org/shoal/overlay"
 )
@@ -33,12 +34,12 @@ func TestNetStateIsOneView(t *testing.T) {
 		idx := r.idx
 		for i := 0; i < rounds; i++ {
 			n, s := fmt.Sprintf("n%d", i), fmt.Sprintf("s%d", i)
-			for _, cmd := range []fsm.Command{
-				fsm.UpsertNode{Node: api.Node{ID: n, Hostname: n, Addr: fmt.Sprintf("192.168.%d.%d", i/250, i%250+1),
+			for _, cmd := range []command.Command{
+				command.UpsertNode{Node: api.Node{ID: n, Hostname: n, Addr: fmt.Sprintf("192.168.%d.%d", i/250, i%250+1),
 					ClusterPort: 1, Status: api.NodeReady, CertSerial: n, Subnet: fmt.Sprintf("10.42.%d.0/24", i+1)}},
-				fsm.CreateService{Service: api.Service{ID: s, Name: fmt.Sprintf("svc%d", i),
+				command.CreateService{Service: api.Service{ID: s, Name: fmt.Sprintf("svc%d", i),
 					VIP: fmt.Sprintf("10.43.%d.%d", i/250, i%250+2)}},
-				fsm.UpsertTasks{Tasks: []api.Task{{ID: "t" + s, ServiceID: s, Slot: 1, NodeID: n,
+				command.UpsertTasks{Tasks: []api.Task{{ID: "t" + s, ServiceID: s, Slot: 1, NodeID: n,
 					State: api.TaskRunning, DesiredState: api.TaskRunning, IP: fmt.Sprintf("10.42.%d.2", i+1)}}},
 			} {
 				idx++
@@ -297,7 +298,7 @@ func newReplica(t *testing.T) *replica {
 	t.Helper()
 	s := consensus.NewStore()
 	r := &replica{fsm: fsm.New(s), store: s, idx: 1}
-	if res := r.fsm.ApplyCommand(r.idx, fsm.BootstrapCluster{
+	if res := r.fsm.ApplyCommand(r.idx, command.BootstrapCluster{
 		Cluster: consensus.ClusterState{ClusterID: "c1", GossipKeys: [][]byte{make([]byte, 32)},
 			ClusterCIDR: "10.42.0.0/16", VIPCIDR: "10.43.0.0/16", TokenSecretHash: "x"},
 		Node: api.Node{ID: "boot", Hostname: "boot", Addr: "127.0.0.1", Status: api.NodeReady, CertSerial: "b0"},

@@ -12,6 +12,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/runtime"
 	"github.com/shoal-org/shoal/runtime/ocispec"
 )
@@ -98,7 +99,7 @@ type replica struct {
 	idx   uint64
 }
 
-func (r *replica) apply(t *testing.T, cmd fsm.Command) error {
+func (r *replica) apply(t *testing.T, cmd command.Command) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.idx++
@@ -109,7 +110,7 @@ func newReplica(t *testing.T) *replica {
 	t.Helper()
 	s := consensus.NewStore()
 	r := &replica{fsm: fsm.New(s), store: s}
-	if err := r.apply(t, fsm.BootstrapCluster{
+	if err := r.apply(t, command.BootstrapCluster{
 		Cluster: consensus.ClusterState{ClusterID: "c1", GossipKeys: [][]byte{make([]byte, 32)},
 			ClusterCIDR: "10.42.0.0/16", VIPCIDR: "10.43.0.0/16", TokenSecretHash: "x"},
 		Node: api.Node{ID: "n1", Hostname: "h1", Addr: "127.0.0.1", Status: api.NodeReady, CertSerial: "s1"},
@@ -129,10 +130,10 @@ func TestRunStartsAndReports(t *testing.T) {
 	task := api.Task{ID: "t1", Name: "web.1", ServiceID: "s1", Service: "web", Slot: 1, NodeID: "n1",
 		DesiredState: api.TaskRunning, State: api.TaskAssigned, Image: "busybox",
 		Spec: api.ServiceSpec{Name: "web", Image: "busybox"}, CreatedAt: now, UpdatedAt: now}
-	if err := rep.apply(t, fsm.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: task.Spec}}); err != nil {
+	if err := rep.apply(t, command.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: task.Spec}}); err != nil {
 		t.Fatalf("create the service: %v", err)
 	}
-	if err := rep.apply(t, fsm.UpsertTasks{Tasks: []api.Task{task}}); err != nil {
+	if err := rep.apply(t, command.UpsertTasks{Tasks: []api.Task{task}}); err != nil {
 		t.Fatalf("assign the task: %v", err)
 	}
 	rt := newFakeRuntime()
@@ -142,8 +143,8 @@ func TestRunStartsAndReports(t *testing.T) {
 	)
 	r := New(Config{
 		NodeID: "n1", Store: rep.store, Raft: leaderRaft{}, Members: noMembers{}, Runtime: rt, Network: upNetwork{},
-		Write: func(ctx context.Context, cmd fsm.Command) error {
-			ts, ok := cmd.(*fsm.TaskStatus)
+		Write: func(ctx context.Context, cmd command.Command) error {
+			ts, ok := cmd.(*command.TaskStatus)
 			if !ok {
 				t.Errorf("wrote %T, want only status reports", cmd)
 				return nil

@@ -43,7 +43,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/netloop"
 	"github.com/shoal-org/shoal/node/netplan"
 	"github.com/shoal-org/shoal/node/resync"
@@ -101,7 +101,7 @@ type Config struct {
 	// Write proposes a command through the leader (the agent's write:
 	// forwarded, retried across leader changes); the status reports go
 	// through it.
-	Write func(ctx context.Context, cmd fsm.Command) error
+	Write func(ctx context.Context, cmd command.Command) error
 	// EnsureImage makes the task's image available locally (from a peer
 	// or its registry, with the task's credentials).
 	EnsureImage func(ctx context.Context, t *api.Task) error
@@ -516,7 +516,7 @@ func (r *Reconciler) reportLoop(ctx context.Context) {
 		r.mu.Unlock()
 		sort.Slice(batch, func(i, j int) bool { return batch[i].Timestamp.Before(batch[j].Timestamp) })
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := r.cfg.Write(wctx, &fsm.TaskStatus{NodeID: r.cfg.NodeID, Statuses: batch})
+		err := r.cfg.Write(wctx, &command.TaskStatus{NodeID: r.cfg.NodeID, Statuses: batch})
 		cancel()
 		if err != nil {
 			r.log.Debug("task status report failed; will retry", "err", err)

@@ -69,6 +69,7 @@ import (
 	"github.com/shoal-org/shoal/api/atomicfile"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/membership"
 )
 
@@ -489,7 +490,7 @@ var ErrRemoveNode = errors.New("remove node record")
 // Applier proposes a command to Raft and waits for its result
 // (raftnode.Raft).
 type Applier interface {
-	Apply(ctx context.Context, cmd fsm.Command) (any, error)
+	Apply(ctx context.Context, cmd command.Command) (any, error)
 }
 
 // RotationGossip is what the leader reads of gossip to tell whether every
@@ -520,7 +521,7 @@ type Rotator struct {
 // so that a removal never lands without its rotation, and makes this
 // leader drive the rest of the rotation (Step). A refusal of rm itself is
 // wrapped in ErrRemoveNode.
-func (r *Rotator) Remove(ctx context.Context, rm *fsm.RemoveNode) error {
+func (r *Rotator) Remove(ctx context.Context, rm *command.RemoveNode) error {
 	c := r.Store.Cluster()
 	if c == nil || len(c.GossipKeys) == 0 {
 		_, err := r.Raft.Apply(ctx, rm)
@@ -528,7 +529,7 @@ func (r *Rotator) Remove(ctx context.Context, rm *fsm.RemoveNode) error {
 	}
 	fresh := NewGossipKey()
 	keys := append(CloneKeys(c.GossipKeys), fresh)
-	v, err := r.Raft.Apply(ctx, &fsm.Batch{Commands: []fsm.Command{rm, &fsm.SetGossipKeys{Keys: keys}}})
+	v, err := r.Raft.Apply(ctx, &command.Batch{Commands: []command.Command{rm, &command.SetGossipKeys{Keys: keys}}})
 	if err != nil {
 		return err
 	}
@@ -571,7 +572,7 @@ func (r *Rotator) Step(ctx context.Context) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := r.Raft.Apply(wctx, &fsm.SetGossipKeys{Keys: step.Propose}); err != nil {
+	if _, err := r.Raft.Apply(wctx, &command.SetGossipKeys{Keys: step.Propose}); err != nil {
 		r.Log.Warn("gossip key rotation step", "err", err)
 		return
 	}

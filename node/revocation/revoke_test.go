@@ -13,6 +13,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/membership"
 )
 
@@ -200,15 +201,15 @@ type fsmApplier struct {
 	t   *testing.T
 	fsm *fsm.FSM
 	idx uint64
-	log []fsm.Command
+	log []command.Command
 }
 
-func (f *fsmApplier) Apply(_ context.Context, cmd fsm.Command) (any, error) {
-	data, err := fsm.EncodeCommand(cmd)
+func (f *fsmApplier) Apply(_ context.Context, cmd command.Command) (any, error) {
+	data, err := command.Encode(cmd)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	dec, err := fsm.DecodeCommand(data)
+	dec, err := command.Decode(data)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -239,14 +240,14 @@ func TestRotatorRemoval(t *testing.T) {
 	old := key('o')
 	store := consensus.NewStore()
 	ap := &fsmApplier{t: t, fsm: fsm.New(store)}
-	if _, err := ap.Apply(context.Background(), &fsm.BootstrapCluster{
+	if _, err := ap.Apply(context.Background(), &command.BootstrapCluster{
 		Cluster: consensus.ClusterState{ClusterID: "c1", GossipKeys: [][]byte{old}, ClusterCIDR: "10.42.0.0/16", VIPCIDR: "10.43.0.0/16", TokenSecretHash: "x"},
 		Node:    api.Node{ID: "n1", Hostname: "n1", Addr: "127.0.0.1", Status: api.NodeReady},
 	}); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"n2", "gone"} {
-		if _, err := ap.Apply(context.Background(), &fsm.UpsertNode{Node: api.Node{ID: id, Hostname: id, Addr: "127.0.0.1", Status: api.NodeReady, CertSerial: id + "-s"}}); err != nil {
+		if _, err := ap.Apply(context.Background(), &command.UpsertNode{Node: api.Node{ID: id, Hostname: id, Addr: "127.0.0.1", Status: api.NodeReady, CertSerial: id + "-s"}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -255,7 +256,7 @@ func TestRotatorRemoval(t *testing.T) {
 	r := &Rotator{Self: "n1", Store: store, Raft: ap, Gossip: g, Target: &target, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ctx := context.Background()
 
-	if err := r.Remove(ctx, &fsm.RemoveNode{ID: "gone", Now: time.Now()}); err != nil {
+	if err := r.Remove(ctx, &command.RemoveNode{ID: "gone", Now: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	if len(ap.log) != 4 {
@@ -298,7 +299,7 @@ func TestRotatorRemoval(t *testing.T) {
 	}
 
 	// A refused removal is an error.
-	if err := r.Remove(ctx, &fsm.RemoveNode{ID: "never", Now: time.Now()}); err == nil {
+	if err := r.Remove(ctx, &command.RemoveNode{ID: "never", Now: time.Now()}); err == nil {
 		t.Fatal("removing an unknown node succeeded")
 	}
 }

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/authz"
 )
 
@@ -48,7 +48,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		}
 		// A forwarded command decodes or is refused, and authorize has an
 		// answer for whatever decodes.
-		if cmd, err := fsm.DecodeCommand(p.Command); err == nil {
+		if cmd, err := command.Decode(p.Command); err == nil {
 			_ = authz.Authorize(authz.Caller{Kind: authz.Node, NodeID: "n"}, cmd, &api.Node{ID: "n"})
 			_ = authz.Authorize(authz.Caller{Kind: authz.Admin, NodeID: "n"}, cmd, nil)
 		}

@@ -15,7 +15,7 @@ import (
 	"fmt"
 
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/authz"
 )
 
@@ -112,7 +112,7 @@ var sentinels = []struct {
 	{"in_use", consensus.ErrInUse},
 	{CodeForbidden, authz.ErrForbidden},
 	{"worker", authz.ErrWorker},
-	{"command_unsupported", fsm.ErrCommandUnsupported},
+	{"command_unsupported", command.ErrUnsupported},
 }
 
 // ErrorCode picks the code an error travels with. Leadership changes and

@@ -5,11 +5,11 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
 // workerImageRecords returns cmd, a command worker node id proposes about
-// itself, with every image record it announces (fsm.UpsertImage) cut to
+// itself, with every image record it announces (command.UpsertImage) cut to
 // what a node may say about its own holdings: itself as a holder, and tags
 // no other image holds. Tags name images cluster-wide (a service's
 // `web:latest` resolves through them, and every node then fetches that
@@ -19,11 +19,11 @@ import (
 // already records, the record's other fields stay as they are. Managers
 // keep moving tags (their root is an admin). The report itself is kept, as
 // in ownTaskAddrs: refusing the batch would stop the node's other reports.
-func (w *Writer) workerImageRecords(id string, cmd fsm.Command) fsm.Command {
-	return eachOf(cmd, func(c fsm.UpsertImage) fsm.UpsertImage { return w.workerImageRecord(id, c) })
+func (w *Writer) workerImageRecords(id string, cmd command.Command) command.Command {
+	return eachOf(cmd, func(c command.UpsertImage) command.UpsertImage { return w.workerImageRecord(id, c) })
 }
 
-func (w *Writer) workerImageRecord(id string, c fsm.UpsertImage) fsm.UpsertImage {
+func (w *Writer) workerImageRecord(id string, c command.UpsertImage) command.UpsertImage {
 	img, dropped := WorkerImageRecord(c.Image, w.cfg.Store.Images())
 	for _, t := range dropped {
 		w.log.Warn("dropped a tag a worker moved to its own image", "node_id", api.ShortID(id), "image", c.Image.ID, "tag", t)

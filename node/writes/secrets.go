@@ -26,7 +26,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/handlers"
 	"github.com/shoal-org/shoal/node/pki"
@@ -41,7 +41,7 @@ func aadUserSecret(clusterID, secretID string) []byte {
 
 // sealSecretOnLeader turns a forwarded CreateSecret carrying the plaintext
 // into the command the log may hold: sealed with the KEK, plaintext gone.
-func (w *Writer) sealSecretOnLeader(c fsm.CreateSecret) (fsm.CreateSecret, error) {
+func (w *Writer) sealSecretOnLeader(c command.CreateSecret) (command.CreateSecret, error) {
 	if err := handlers.CheckObject(api.SecretCreateRequest{Name: c.Secret.Name, Data: c.Plaintext}, true); err != nil {
 		return c, err
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/pki"
 )
@@ -74,7 +75,7 @@ func TestSealSecretOnLeaderLeavesNoPlaintext(t *testing.T) {
 	kek := pki.NewKEK()
 	store := consensus.NewStore()
 	machine := fsm.New(store)
-	machine.ApplyCommand(1, fsm.BootstrapCluster{Cluster: consensus.ClusterState{ClusterID: "c1", KEKID: pki.KEKID(kek)},
+	machine.ApplyCommand(1, command.BootstrapCluster{Cluster: consensus.ClusterState{ClusterID: "c1", KEKID: pki.KEKID(kek)},
 		Node: api.Node{ID: "n1", Hostname: "h1"}})
 	w := New(Config{Store: store, KEK: func(st *consensus.ClusterState) ([]byte, error) {
 		if st.KEKID != pki.KEKID(kek) {
@@ -83,7 +84,7 @@ func TestSealSecretOnLeaderLeavesNoPlaintext(t *testing.T) {
 		return kek, nil
 	}})
 	plain := []byte("correct horse battery staple")
-	in := fsm.CreateSecret{Secret: consensus.Secret{ID: "s1", Name: "pw"}, Plaintext: plain}
+	in := command.CreateSecret{Secret: consensus.Secret{ID: "s1", Name: "pw"}, Plaintext: plain}
 
 	// The FSM refuses the command as it travels to the leader.
 	if r := machine.ApplyCommand(2, in); !errors.Is(r.Err, consensus.ErrInvalid) {
@@ -93,7 +94,7 @@ func TestSealSecretOnLeaderLeavesNoPlaintext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	enc, err := fsm.EncodeCommand(out)
+	enc, err := command.Encode(out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +117,7 @@ func TestSealSecretOnLeaderLeavesNoPlaintext(t *testing.T) {
 		t.Fatalf("open the stored secret: %q %v", got, err)
 	}
 	// A forwarded command that is already "sealed" is refused.
-	if _, err := w.sealSecretOnLeader(fsm.CreateSecret{Secret: consensus.Secret{ID: "s2", Name: "x", Sealed: []byte("junk")}, Plaintext: plain}); err == nil {
+	if _, err := w.sealSecretOnLeader(command.CreateSecret{Secret: consensus.Secret{ID: "s2", Name: "x", Sealed: []byte("junk")}, Plaintext: plain}); err == nil {
 		t.Fatal("a pre-sealed secret was accepted")
 	}
 }

@@ -6,7 +6,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
 // ownTaskAddrs returns cmd, a command node id proposes about itself, with
@@ -18,20 +18,20 @@ import (
 // service's traffic there and take it for a container of the task's
 // networks (the DNS views). The report itself is kept: refusing the batch
 // would stop the node's other reports, which it retries as they are.
-func (w *Writer) ownTaskAddrs(id string, cmd fsm.Command) fsm.Command {
-	return eachOf(cmd, func(c fsm.TaskStatus) fsm.TaskStatus { return w.ownTaskStatusAddrs(id, c) })
+func (w *Writer) ownTaskAddrs(id string, cmd command.Command) command.Command {
+	return eachOf(cmd, func(c command.TaskStatus) command.TaskStatus { return w.ownTaskStatusAddrs(id, c) })
 }
 
 // eachOf returns cmd with f applied to every command of type T in it (as
 // a value or a pointer, in batches too).
-func eachOf[T fsm.Command](cmd fsm.Command, f func(T) T) fsm.Command {
-	return eachCommand(cmd, func(cmd fsm.Command) fsm.Command {
+func eachOf[T command.Command](cmd command.Command, f func(T) T) command.Command {
+	return eachCommand(cmd, func(cmd command.Command) command.Command {
 		switch c := any(cmd).(type) {
 		case T:
 			return f(c)
 		case *T:
 			v := f(*c)
-			return any(&v).(fsm.Command)
+			return any(&v).(command.Command)
 		}
 		return cmd
 	})
@@ -40,24 +40,24 @@ func eachOf[T fsm.Command](cmd fsm.Command, f func(T) T) fsm.Command {
 // eachCommand returns cmd with f applied to it, or to each command of a
 // batch (nested batches too): how the leader trims what a node's report
 // says beyond itself.
-func eachCommand(cmd fsm.Command, f func(fsm.Command) fsm.Command) fsm.Command {
-	each := func(cmds []fsm.Command) []fsm.Command {
-		out := make([]fsm.Command, len(cmds))
+func eachCommand(cmd command.Command, f func(command.Command) command.Command) command.Command {
+	each := func(cmds []command.Command) []command.Command {
+		out := make([]command.Command, len(cmds))
 		for i, inner := range cmds {
 			out[i] = eachCommand(inner, f)
 		}
 		return out
 	}
 	switch c := cmd.(type) {
-	case fsm.Batch:
-		return fsm.Batch{Commands: each(c.Commands)}
-	case *fsm.Batch:
-		return &fsm.Batch{Commands: each(c.Commands)}
+	case command.Batch:
+		return command.Batch{Commands: each(c.Commands)}
+	case *command.Batch:
+		return &command.Batch{Commands: each(c.Commands)}
 	}
 	return f(cmd)
 }
 
-func (w *Writer) ownTaskStatusAddrs(id string, c fsm.TaskStatus) fsm.TaskStatus {
+func (w *Writer) ownTaskStatusAddrs(id string, c command.TaskStatus) command.TaskStatus {
 	store := w.cfg.Store
 	shares := nodeShares(store, id)
 	statuses := slices.Clone(c.Statuses)

@@ -33,7 +33,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/handlers"
@@ -96,7 +96,7 @@ type Writer struct {
 func New(cfg Config) *Writer { return &Writer{cfg: cfg, log: cfg.Log} }
 
 // Write commits cmd through the leader and returns the FSM's result.
-func (w *Writer) Write(ctx context.Context, cmd fsm.Command) (json.RawMessage, error) {
+func (w *Writer) Write(ctx context.Context, cmd command.Command) (json.RawMessage, error) {
 	cl := w.cfg
 	action := authz.AdminAction(cmd)
 	if action != "" {
@@ -104,7 +104,7 @@ func (w *Writer) Write(ctx context.Context, cmd fsm.Command) (json.RawMessage, e
 			return nil, err
 		}
 	}
-	enc, err := fsm.EncodeCommand(cmd)
+	enc, err := command.Encode(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("encode command: %w", err)
 	}
@@ -162,11 +162,11 @@ var errNoLeaderKnown = fmt.Errorf("no leader known: %w", ErrNotLeader)
 // applied; any other such refusal leaves the outcome unknown, which is
 // what the caller is told — never a refusal of a write that took effect.
 // Validation refusals do not depend on the state and stand.
-func SettleRetry(cmd fsm.Command, err error, sent bool) error {
+func SettleRetry(cmd command.Command, err error, sent bool) error {
 	if !sent {
 		return err
 	}
-	if cmd.Type() == fsm.TypeCreateService && errors.Is(err, consensus.ErrExists) {
+	if cmd.Type() == command.TypeCreateService && errors.Is(err, consensus.ErrExists) {
 		return nil
 	}
 	// (A name taken is not among them: the FSM checks the ID and the
@@ -194,7 +194,7 @@ func Retryable(err error) bool {
 		consensus.ErrExists, consensus.ErrVersionMismatch, consensus.ErrInvalid, consensus.ErrExhausted,
 		consensus.ErrNotBootstrapped, consensus.ErrAlreadyBootstrapped, consensus.ErrMalformed,
 		consensus.ErrInUse, authz.ErrForbidden, authz.ErrWorker,
-		fsm.ErrCommandUnsupported} {
+		command.ErrUnsupported} {
 		if errors.Is(err, e) {
 			return false
 		}
@@ -204,11 +204,11 @@ func Retryable(err error) bool {
 
 // leaderCommand decodes a command to propose on this node, which must
 // lead.
-func (w *Writer) leaderCommand(enc []byte) (fsm.Command, error) {
+func (w *Writer) leaderCommand(enc []byte) (command.Command, error) {
 	if !w.cfg.Raft.IsLeader() {
 		return nil, ErrNotLeader
 	}
-	cmd, err := fsm.DecodeCommand(enc)
+	cmd, err := command.Decode(enc)
 	if err != nil {
 		return nil, fmt.Errorf("decode forwarded command: %w", err)
 	}
@@ -291,19 +291,19 @@ func (w *Writer) ApplyAdmin(ctx context.Context, peerID string, req wire.AdminWr
 	if !cl.Raft.IsLeader() {
 		return nil, ErrNotLeader
 	}
-	var cmd fsm.Command
+	var cmd command.Command
 	var err error
 	if req.Action == authz.ActionRotateToken {
 		// The secret is drawn and sealed on the leader (node/keyring): it
 		// never travels or enters the log in the clear.
 		c, _ := CallerOf(cl.Store, authz.Admin, peerID)
-		if err := authz.Authorize(c, fsm.RotateToken{}, nil); err != nil {
+		if err := authz.Authorize(c, command.RotateToken{}, nil); err != nil {
 			w.log.Warn("refused an admin action", "node_id", api.ShortID(peerID), "action", req.Action, "err", err)
 			return nil, err
 		}
 		return nil, cl.RotateToken(ctx)
 	} else {
-		if cmd, err = fsm.DecodeCommand(req.Command); err != nil {
+		if cmd, err = command.Decode(req.Command); err != nil {
 			return nil, fmt.Errorf("decode forwarded %s: %w", req.Action, err)
 		}
 		if got := authz.AdminAction(cmd); got != req.Action {
@@ -317,7 +317,7 @@ func (w *Writer) ApplyAdmin(ctx context.Context, peerID string, req wire.AdminWr
 	}
 	subject := ""
 	switch x := cmd.(type) {
-	case fsm.CreateService:
+	case command.CreateService:
 		if err := authz.CheckSpecOnLeader(x.Service.Spec, nil, cl.Store.Nodes()); err != nil {
 			return nil, err
 		}
@@ -330,7 +330,7 @@ func (w *Writer) ApplyAdmin(ctx context.Context, peerID string, req wire.AdminWr
 		}
 		x.Service.UpdatedBy = peerID
 		cmd, subject = x, x.Service.Name
-	case fsm.UpdateService:
+	case command.UpdateService:
 		old, _ := cl.Store.Service(x.Service.ID)
 		if err := w.sealServiceAuthOnLeader(&x.Service, old); err != nil {
 			return nil, err
@@ -343,29 +343,29 @@ func (w *Writer) ApplyAdmin(ctx context.Context, peerID string, req wire.AdminWr
 		}
 		x.Service.UpdatedBy = peerID
 		cmd, subject = x, x.Service.Name
-	case fsm.CreateSecret:
+	case command.CreateSecret:
 		// The plaintext came over mutual TLS; only the sealed form is
 		// proposed (secrets.go).
 		if x, err = w.sealSecretOnLeader(x); err != nil {
 			return nil, err
 		}
 		cmd, subject = x, x.Secret.Name
-	case fsm.CreateConfig:
+	case command.CreateConfig:
 		if err := handlers.CheckObject(api.SecretCreateRequest{Name: x.Config.Name, Data: x.Config.Data}, false); err != nil {
 			return nil, err
 		}
 		subject = x.Config.Name
-	case fsm.DeleteSecret:
+	case command.DeleteSecret:
 		subject = x.ID
-	case fsm.DeleteConfig:
+	case command.DeleteConfig:
 		subject = x.ID
-	case fsm.DeleteService:
+	case command.DeleteService:
 		subject = x.ID
-	case fsm.UpdateNode:
+	case command.UpdateNode:
 		subject = x.ID
-	case fsm.CreateNetwork:
+	case command.CreateNetwork:
 		subject = x.Network.Name
-	case fsm.DeleteNetwork:
+	case command.DeleteNetwork:
 		subject = x.ID
 	}
 	res, err := applyResult(cl.Raft.Apply(ctx, cmd))
@@ -528,21 +528,21 @@ func (w *Writer) waitStoreIndex(ctx context.Context, idx uint64) error {
 // before it proposes it, whatever node forwarded it: a node with a bug or an
 // older version must not store a spec this version refuses. The refusal
 // travels back to the forwarding node as a 400.
-func CheckServiceCommand(store *consensus.Store, cmd fsm.Command) error {
+func CheckServiceCommand(store *consensus.Store, cmd command.Command) error {
 	var err error
 	// Decoded commands are values; commands built here are pointers.
 	switch c := cmd.(type) {
-	case fsm.CreateService:
+	case command.CreateService:
 		err = handlers.CheckStoredSpec(store, c.Service.Spec, c.Service.ID)
-	case *fsm.CreateService:
+	case *command.CreateService:
 		err = handlers.CheckStoredSpec(store, c.Service.Spec, c.Service.ID)
-	case fsm.UpdateService:
+	case command.UpdateService:
 		err = handlers.CheckStoredSpec(store, c.Service.Spec, c.Service.ID)
-	case *fsm.UpdateService:
+	case *command.UpdateService:
 		err = handlers.CheckStoredSpec(store, c.Service.Spec, c.Service.ID)
-	case fsm.Batch:
+	case command.Batch:
 		return checkServiceCommands(store, c.Commands)
-	case *fsm.Batch:
+	case *command.Batch:
 		return checkServiceCommands(store, c.Commands)
 	}
 	if err != nil {
@@ -551,7 +551,7 @@ func CheckServiceCommand(store *consensus.Store, cmd fsm.Command) error {
 	return nil
 }
 
-func checkServiceCommands(store *consensus.Store, cmds []fsm.Command) error {
+func checkServiceCommands(store *consensus.Store, cmds []command.Command) error {
 	for _, c := range cmds {
 		if err := CheckServiceCommand(store, c); err != nil {
 			return err

@@ -9,7 +9,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/wire"
 )
 
@@ -60,9 +60,9 @@ func TestRetryable(t *testing.T) {
 // TestSettleRetry: a refusal after an attempt that may have been committed
 // is never reported as a refusal of a write that took effect.
 func TestSettleRetry(t *testing.T) {
-	create := &fsm.CreateService{Service: api.Service{ID: "s1", Name: "web"}}
-	del := &fsm.DeleteService{ID: "s1"}
-	upd := &fsm.UpdateService{Service: api.Service{ID: "s1"}, ExpectVersion: 3}
+	create := &command.CreateService{Service: api.Service{ID: "s1", Name: "web"}}
+	del := &command.DeleteService{ID: "s1"}
+	upd := &command.UpdateService{Service: api.Service{ID: "s1"}, ExpectVersion: 3}
 	exists := fmt.Errorf("create service s1: %w", consensus.ErrExists)
 	gone := fmt.Errorf("delete service s1: %w", consensus.ErrNotFound)
 	moved := fmt.Errorf("update service web: %w", consensus.ErrVersionMismatch)
@@ -70,7 +70,7 @@ func TestSettleRetry(t *testing.T) {
 	invalid := fmt.Errorf("bad spec: %w", consensus.ErrInvalid)
 	tests := []struct {
 		name    string
-		cmd     fsm.Command
+		cmd     command.Command
 		err     error
 		sent    bool
 		want    error // nil: success

@@ -1,4 +1,13 @@
-package fsm
+// Package alloc picks the cluster's numbered resources for the FSM: node
+// subnets from the cluster CIDR, service VIPs from the VIP range, network
+// subnets from NetworkPool, VNIs, and services' VIPs on a network. Every
+// replica must pick the same free value from the same state, so each
+// choice is a deterministic scan of the write transaction's tables, from
+// a cursor kept in the cluster record where there is one. Nothing here
+// decides who may hold a value (the appliers of consensus/fsm check that):
+// the scans (wrapping cursors, reserved addresses, exhausted ranges) are a
+// job of their own that no command's rules need to see.
+package alloc
 
 import (
 	"fmt"
@@ -9,24 +18,10 @@ import (
 	"github.com/shoal-org/shoal/consensus"
 )
 
-// ensureSubnet gives n a free /24 of the cluster CIDR when it has none; cl
-// records the allocation state (the caller stores it).
-func ensureSubnet(w *consensus.WriteTxn, cl *consensus.ClusterState, n *api.Node) error {
-	if n.Subnet != "" {
-		return nil
-	}
-	subnet, err := allocSubnet(w, cl, n.ID)
-	if err != nil {
-		return err
-	}
-	n.Subnet = subnet
-	return nil
-}
-
-// allocSubnet picks a free /24 of the cluster CIDR for node id, starting at
+// NodeSubnet picks a free /24 of the cluster CIDR for node id, starting at
 // cl.NextSubnet and wrapping, and advances cl.NextSubnet (the caller stores cl).
 // It returns "" when the cluster has no CIDR.
-func allocSubnet(w *consensus.WriteTxn, cl *consensus.ClusterState, nodeID string) (string, error) {
+func NodeSubnet(w *consensus.WriteTxn, cl *consensus.ClusterState, nodeID string) (string, error) {
 	if cl.ClusterCIDR == "" {
 		return "", nil
 	}
@@ -54,9 +49,9 @@ func allocSubnet(w *consensus.WriteTxn, cl *consensus.ClusterState, nodeID strin
 	return "", fmt.Errorf("node subnets of %s: %w", cl.ClusterCIDR, consensus.ErrExhausted)
 }
 
-// allocVIP picks a free address of the VIP range (skipping the first two and
+// VIP picks a free address of the VIP range (skipping the first two and
 // the last), starting at cl.NextVIP and wrapping, and advances cl.NextVIP.
-func allocVIP(w *consensus.WriteTxn, cl *consensus.ClusterState) (string, error) {
+func VIP(w *consensus.WriteTxn, cl *consensus.ClusterState) (string, error) {
 	p, err := netip.ParsePrefix(cl.VIPCIDR)
 	if err != nil || !p.Addr().Is4() || p.Bits() > 29 {
 		return "", fmt.Errorf("VIP CIDR %q (want IPv4, /29 or larger): %w", cl.VIPCIDR, consensus.ErrInvalid)

@@ -1,11 +1,9 @@
-package fsm
+package command
 
 import (
 	"errors"
 	"strings"
 	"testing"
-
-	"github.com/shoal-org/shoal/consensus"
 )
 
 // Every type the decoder knows has a since-level, no level is above this
@@ -53,8 +51,8 @@ func TestSinceLevel(t *testing.T) {
 // unlistedCommand is a command type that commandSince does not list.
 type unlistedCommand struct{}
 
-func (unlistedCommand) Type() CommandType                      { return 250 }
-func (unlistedCommand) apply(*consensus.WriteTxn) (any, error) { return nil, nil }
+func (unlistedCommand) Type() Type { return 250 }
+func (unlistedCommand) isCommand() {}
 
 func TestCheckLevel(t *testing.T) {
 	cur := PeerLevel{ID: "n1", Level: 2, Version: "v1.1.0", Known: true}
@@ -83,8 +81,8 @@ func TestCheckLevel(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, ErrCommandUnsupported) {
-				t.Fatalf("err = %v, want ErrCommandUnsupported", err)
+			if !errors.Is(err, ErrUnsupported) {
+				t.Fatalf("err = %v, want ErrUnsupported", err)
 			}
 			for _, s := range tc.bad {
 				if !strings.Contains(err.Error(), s) {

@@ -1,0 +1,139 @@
+package command
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Version skew (docs/upgrades.md). A cluster runs two releases side by side
+// while it is upgraded one node at a time, and every node — voter or not —
+// applies every committed entry: an entry of a type a node's binary does not
+// know fails to decode there, which is a bug (the FSM panics). So the leader
+// proposes a command only when every member of the Raft configuration runs a
+// binary that knows its type. Releases are compared by protocol level, an
+// integer, not by their version strings ("dev" and `git describe` output do
+// not order).
+
+// ProtocolLevel is the newest command level this binary can apply. Raise it
+// by one in the change that appends a command type, and give the new type
+// that level in commandSince. Nodes advertise it in their gossip metadata.
+const ProtocolLevel = 1
+
+// BaseProtocolLevel is assumed for a node that advertises no level: the
+// builds before the gate existed. Level 1 is every type up to
+// TypeDeleteConfig, the types of the tree the gate was added to; no
+// release was made before it. A type merged after the gate gets level 2
+// (and ProtocolLevel becomes 2); the next release that adds types, 3.
+const BaseProtocolLevel = 1
+
+// commandSince is the protocol level that introduced each command type. A
+// type missing here is treated as ProtocolLevel (the newest), so forgetting
+// an entry gates too much rather than too little; a test requires an entry
+// for every decodable type.
+var commandSince = map[Type]int{
+	TypeBootstrapCluster: 1,
+	TypeUpsertNode:       1,
+	TypeUpdateNode:       1,
+	TypeSetNodeStatus:    1,
+	TypeSetNodeVoter:     1,
+	TypeRemoveNode:       1,
+	TypeRotateToken:      1,
+	TypeSetGossipKeys:    1,
+	TypeCreateService:    1,
+	TypeUpdateService:    1,
+	TypeDeleteService:    1,
+	TypeUpsertTasks:      1,
+	TypeTaskStatus:       1,
+	TypeDeleteTasks:      1,
+	TypeUpsertImage:      1,
+	TypeSetImageNode:     1,
+	TypeDeleteImage:      1,
+	TypeBatch:            1,
+	TypeTrimTasks:        1,
+	TypeRevokeCert:       1,
+	TypeSetVoterTarget:   1,
+	TypeSetClusterEpoch:  1,
+	TypeSealClusterKeys:  1,
+	TypeRotateCA:         1,
+	TypeFinishCARotation: 1,
+	TypeSetNodeCert:      1,
+	TypeCreateNetwork:    1,
+	TypeDeleteNetwork:    1,
+	TypeCreateSecret:     1,
+	TypeDeleteSecret:     1,
+	TypeCreateConfig:     1,
+	TypeDeleteConfig:     1,
+}
+
+// ErrUnsupported: a member of the Raft configuration runs a release too
+// old to apply the command; the leader refuses to propose it until that
+// member is upgraded (or removed).
+var ErrUnsupported = errors.New("command not supported by every node of the cluster yet")
+
+// SinceLevel returns the protocol level a node needs to apply cmd: the level
+// that introduced its type, and for a batch the highest of its commands.
+func SinceLevel(cmd Command) int {
+	if b, ok := cmd.(Batch); ok {
+		lvl := commandSince[TypeBatch]
+		for _, c := range b.Commands {
+			lvl = max(lvl, SinceLevel(c))
+		}
+		return lvl
+	}
+	if b, ok := cmd.(*Batch); ok && b != nil {
+		return SinceLevel(*b)
+	}
+	if lvl, ok := commandSince[cmd.Type()]; ok {
+		return lvl
+	}
+	return ProtocolLevel
+}
+
+// PeerLevel is what the leader knows of one member of the Raft
+// configuration: its advertised protocol level and release (Known false when
+// gossip has not reported the member since this leader started).
+type PeerLevel struct {
+	ID      string
+	Level   int
+	Version string
+	Known   bool
+}
+
+// CheckPeers refuses cmd, with ErrUnsupported naming the nodes that hold
+// it back, unless every peer's level reaches SinceLevel(cmd).
+// A peer of unknown level counts as BaseProtocolLevel: it may come back
+// running the oldest release that can still be in the cluster. Pure.
+func CheckPeers(cmd Command, peers []PeerLevel) error {
+	return CheckLevel(cmd.Type(), SinceLevel(cmd), peers)
+}
+
+// CheckLevel is CheckPeers for a command of type t that needs level need
+// (node's gate, with levels tests may raise above this binary's).
+func CheckLevel(t Type, need int, peers []PeerLevel) error {
+	var behind []string
+	for _, p := range peers {
+		lvl := p.Level
+		if !p.Known || lvl <= 0 {
+			lvl = BaseProtocolLevel
+		}
+		if lvl < need {
+			v := p.Version
+			if v == "" {
+				v = "unknown release"
+			}
+			id := p.ID
+			if len(id) > 12 {
+				id = id[:12]
+			}
+			behind = append(behind, fmt.Sprintf("%s (%s, level %d)", id, v, lvl))
+		}
+	}
+	if len(behind) == 0 {
+		return nil
+	}
+	sort.Strings(behind)
+	return fmt.Errorf("%w: command type %d needs protocol level %d, and these nodes run an older release: %s; upgrade them first (docs/upgrades.md)",
+		ErrUnsupported, t, need, strings.Join(behind, ", "))
+}
