@@ -75,6 +75,12 @@ func Registry(cfg Config, m *metrics.Set) *prometheus.Registry {
 	return reg
 }
 
+// idleTimeout closes a kept-alive connection that sends no next request;
+// without it (net/http's default is none) every connection a peer opened
+// and left idle held a descriptor and a goroutine of the agent for good. A
+// variable for tests.
+var idleTimeout = 60 * time.Second
+
 // Serve binds listenAddr (--metrics-addr) and serves reg at /metrics until
 // stop is called; stop returns once the server has stopped. The listener is
 // bound before it returns (addr is its address), so a taken port fails the
@@ -86,8 +92,12 @@ func Serve(listenAddr string, reg *prometheus.Registry, log *slog.Logger) (addr 
 	}
 	metrics.InstallSink()
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// A scrape walks every container's cgroup and the whole state: a few at
+	// a time, each bounded, so repeated scrapes (any container can reach
+	// the address) cannot pile work up in the agent.
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{MaxRequestsInFlight: 4, Timeout: 20 * time.Second}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: idleTimeout}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
