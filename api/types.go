@@ -97,6 +97,20 @@ type Node struct {
 	AgentVersion string `json:"agent_version"`
 }
 
+// CopyOwnedNodeFields copies onto dst the fields of a node record that the
+// node itself reports and may change (its resources and WireGuard keys, and
+// when it last said so); the rest belong to the leader and the admins. The
+// leader's check of a node's own writes and the state machine's UpdateOwnNode
+// share it, so the two cannot disagree on what a node owns.
+func CopyOwnedNodeFields(dst *Node, src Node) {
+	dst.Resources = src.Resources
+	dst.WireGuardKey = src.WireGuardKey
+	dst.WireGuardKeyEpoch = src.WireGuardKeyEpoch
+	dst.WireGuardNextKey = src.WireGuardNextKey
+	dst.WireGuardNextEpoch = src.WireGuardNextEpoch
+	dst.UpdatedAt = src.UpdatedAt
+}
+
 // NodeUpdate is the body of POST /v1/nodes/{id}/update. Nil or empty fields
 // leave the node unchanged.
 type NodeUpdate struct {

@@ -132,6 +132,8 @@ func apply(w *consensus.WriteTxn, cmd command.Command) (any, error) {
 		return applyBootstrapCluster(w, c)
 	case command.UpsertNode:
 		return applyUpsertNode(w, c)
+	case command.UpdateOwnNode:
+		return applyUpdateOwnNode(w, c)
 	case command.UpdateNode:
 		return applyUpdateNode(w, c)
 	case command.SetNodeStatus:

@@ -784,6 +784,7 @@ func sampleCommands() []command.Command {
 	return []command.Command{
 		command.BootstrapCluster{Cluster: testCluster(), Node: testNode("n1", "h1")},
 		command.UpsertNode{Node: testNode("n2", "h2")},
+		command.UpdateOwnNode{Node: testNode("n2", "h2")},
 		command.UpdateNode{ID: "n2", Update: api.NodeUpdate{Availability: "drain", LabelAdd: map[string]string{"a": "b"}, LabelRm: []string{"c"}}, Now: t0},
 		command.SetNodeStatus{Statuses: []command.NodeStatus{{ID: "n2", Status: api.NodeDown, At: t0}}},
 		command.SetNodeVoter{ID: "n2", Voter: true},
@@ -1032,4 +1033,44 @@ func TestFSMUpdatesDespiteOldConflict(t *testing.T) {
 	h.must(command.UpdateService{Service: api.Service{ID: "b", Name: "WEB", Spec: api.ServiceSpec{Name: "WEB", Replicas: 2, Ports: port}}, ExpectVersion: 4})
 	// Renaming out of the clash is a way out.
 	h.must(command.UpdateService{Service: api.Service{ID: "b", Name: "web2", Spec: api.ServiceSpec{Name: "web2", Ports: port}}})
+}
+
+// TestUpdateOwnNodeKeepsWhatOthersSet: a node's report about itself
+// changes only the fields it owns, on the record as it is when the entry
+// applies: an admin's drain, labels or role committed after the node read
+// its copy stay, and a removed node is not brought back.
+func TestUpdateOwnNodeKeepsWhatOthersSet(t *testing.T) {
+	h := newHarness(t)
+	h.bootstrap()
+	h.must(command.UpsertNode{Node: testNode("n2", "h2")})
+	stale, err := h.store.Node("n2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.must(command.UpdateNode{ID: "n2", Update: api.NodeUpdate{Availability: api.AvailabilityDrain, LabelAdd: map[string]string{"zone": "b"}, Role: api.RoleWorker}})
+	report := *stale
+	report.WireGuardKey, report.WireGuardKeyEpoch = "a2V5", 9
+	report.Resources = api.Resources{NanoCPUs: 4e9}
+	report.Hostname, report.Addr, report.ClusterPort = "other", "10.9.9.9", 443 // not its to change
+	h.must(command.UpdateOwnNode{Node: report})
+	got, err := h.store.Node("n2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Availability != api.AvailabilityDrain || got.Labels["zone"] != "b" || got.Role != api.RoleWorker {
+		t.Fatalf("the admin's update was undone: %+v", got)
+	}
+	if got.WireGuardKey != "a2V5" || got.WireGuardKeyEpoch != 9 || got.Resources.NanoCPUs != 4e9 {
+		t.Fatalf("the node's own fields were not applied: %+v", got)
+	}
+	if got.Hostname != "h2" || got.Addr != stale.Addr || got.ClusterPort != stale.ClusterPort {
+		t.Fatalf("fields the node does not own changed: %+v", got)
+	}
+	h.must(command.RemoveNode{ID: "n2"})
+	if r := h.apply(command.UpdateOwnNode{Node: report}); !errors.Is(r.Err, consensus.ErrNotFound) {
+		t.Fatalf("report of a removed node: %v, want ErrNotFound", r.Err)
+	}
+	if _, err := h.store.Node("n2"); !errors.Is(err, consensus.ErrNotFound) {
+		t.Fatalf("removed node is back: %v", err)
+	}
 }

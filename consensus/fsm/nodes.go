@@ -63,6 +63,20 @@ func applyUpsertNode(w *consensus.WriteTxn, c command.UpsertNode) (any, error) {
 	return consensus.CloneNode(n), nil
 }
 
+func applyUpdateOwnNode(w *consensus.WriteTxn, c command.UpdateOwnNode) (any, error) {
+	old := consensus.First[api.Node](w, consensus.TableNodes, consensus.IndexID, c.Node.ID)
+	if old == nil {
+		return nil, fmt.Errorf("node %s reports about itself: %w", c.Node.ID, consensus.ErrNotFound)
+	}
+	n := consensus.CloneNode(old)
+	api.CopyOwnedNodeFields(n, c.Node)
+	n.Version = w.Index()
+	if err := w.Insert(consensus.TableNodes, n); err != nil {
+		return nil, err
+	}
+	return consensus.CloneNode(n), nil
+}
+
 // ensureSubnet gives n a free /24 of the cluster CIDR when it has none; cl
 // records the allocation state (the caller stores it).
 func ensureSubnet(w *consensus.WriteTxn, cl *consensus.ClusterState, n *api.Node) error {

@@ -12,6 +12,7 @@ import (
 var decoders = map[Type]func([]byte) (Command, error){
 	TypeBootstrapCluster: decodeAs[BootstrapCluster],
 	TypeUpsertNode:       decodeAs[UpsertNode],
+	TypeUpdateOwnNode:    decodeAs[UpdateOwnNode],
 	TypeUpdateNode:       decodeAs[UpdateNode],
 	TypeSetNodeStatus:    decodeAs[SetNodeStatus],
 	TypeSetNodeVoter:     decodeAs[SetNodeVoter],

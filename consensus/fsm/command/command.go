@@ -52,6 +52,8 @@ const (
 	TypeDeleteSecret Type = 30
 	TypeCreateConfig Type = 31
 	TypeDeleteConfig Type = 32
+	// Protocol level 2.
+	TypeUpdateOwnNode Type = 33
 )
 
 // Version is the second byte of every log entry: the version of the
@@ -80,6 +82,17 @@ type BootstrapCluster struct {
 // empty Subnet keeps the node's current subnet or allocates a free /24 of
 // the cluster CIDR. The stored node is returned.
 type UpsertNode struct {
+	Node api.Node `json:"node"`
+}
+
+// UpdateOwnNode is a node's report about itself: the fields it owns
+// (api.CopyOwnedNodeFields) are copied onto the node's record as it is when
+// the entry applies, and the rest of Node is ignored. The leader proposes
+// it for a node's own UpsertNode: a whole record copied from the node's
+// replica could undo an admin's update, or bring back a removed node, that
+// committed between the leader's check and the entry's apply. A node
+// without a record is refused.
+type UpdateOwnNode struct {
 	Node api.Node `json:"node"`
 }
 
@@ -283,6 +296,9 @@ func (BootstrapCluster) Type() Type { return TypeBootstrapCluster }
 func (UpsertNode) Type() Type { return TypeUpsertNode }
 
 // Type implements Command.
+func (UpdateOwnNode) Type() Type { return TypeUpdateOwnNode }
+
+// Type implements Command.
 func (UpdateNode) Type() Type { return TypeUpdateNode }
 
 // Type implements Command.
@@ -396,6 +412,7 @@ func (DeleteConfig) Type() Type { return TypeDeleteConfig }
 // isCommand seals Command to the types above.
 func (BootstrapCluster) isCommand() {}
 func (UpsertNode) isCommand()       {}
+func (UpdateOwnNode) isCommand()    {}
 func (UpdateNode) isCommand()       {}
 func (SetNodeStatus) isCommand()    {}
 func (SetNodeVoter) isCommand()     {}

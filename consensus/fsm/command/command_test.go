@@ -37,6 +37,7 @@ func sampleCommands() []Command {
 	return []Command{
 		BootstrapCluster{Cluster: testCluster(), Node: testNode("n1", "h1")},
 		UpsertNode{Node: testNode("n2", "h2")},
+		UpdateOwnNode{Node: testNode("n2", "h2")},
 		UpdateNode{ID: "n2", Update: api.NodeUpdate{Availability: "drain", LabelAdd: map[string]string{"a": "b"}, LabelRm: []string{"c"}}, Now: t0},
 		SetNodeStatus{Statuses: []NodeStatus{{ID: "n2", Status: api.NodeDown, At: t0}}},
 		SetNodeVoter{ID: "n2", Voter: true},

@@ -19,7 +19,7 @@ import (
 // ProtocolLevel is the newest command level this binary can apply. Raise it
 // by one in the change that appends a command type, and give the new type
 // that level in commandSince. Nodes advertise it in their gossip metadata.
-const ProtocolLevel = 1
+const ProtocolLevel = 2
 
 // BaseProtocolLevel is assumed for a node that advertises no level: the
 // builds before the gate existed. Level 1 is every type up to
@@ -65,6 +65,7 @@ var commandSince = map[Type]int{
 	TypeDeleteSecret:     1,
 	TypeCreateConfig:     1,
 	TypeDeleteConfig:     1,
+	TypeUpdateOwnNode:    2,
 }
 
 // ErrUnsupported: a member of the Raft configuration runs a release too
