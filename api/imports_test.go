@@ -153,6 +153,9 @@ var importRules = []importRule{
 	{"node/taskfiles/...", []string{"api", "consensus", "runtime/ocispec", "runtime/secretfs", "node/taskfiles/..."}},
 	{"node/events/...", []string{"api", "consensus", "runtime", "node/autoscale", "node/httpapi", "node/events/..."}},
 	{"node/metrics/...", []string{"node/metrics/..."}},
+	// What `shoal agent` is told: settings, defaults and their checks; the
+	// limits it checks against come from the packages that own them.
+	{"node/agentconfig/...", []string{"node/pki", "node/profile", "node/ui", "node/agentconfig/..."}},
 	// A node's identity across restarts (DATA/node.json) and random IDs.
 	{"node/identity/...", []string{"api/atomicfile", "node/identity/..."}},
 	// The agent's resync clock: the standard library only.

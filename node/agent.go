@@ -1,3 +1,6 @@
+// Package node is the Shoal agent: it wires membership, consensus, the
+// runtime and the HTTP API together, and runs the leader's loops (node
+// status, autopilot, scheduler) and every node's reconciler.
 package node
 
 import (

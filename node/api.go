@@ -182,7 +182,7 @@ func (a *Agent) handleNodeUpdate(w http.ResponseWriter, r *http.Request) (any, e
 // status is GET /v1/status: identity, and the cluster as this node sees it
 // (handlers.ClusterStatus).
 func (a *Agent) status() api.Status {
-	st := api.Status{NodeID: a.id.NodeID, Hostname: a.id.Hostname, Addr: a.cfg.clusterAddr()}
+	st := api.Status{NodeID: a.id.NodeID, Hostname: a.id.Hostname, Addr: a.cfg.ClusterAddr()}
 	cl, err := a.clusterOrErr()
 	if err != nil {
 		return st

@@ -114,7 +114,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(a.cfg.bindIP(), strconv.Itoa(a.cfg.ClusterPort)))
+	ln, err := net.Listen("tcp", net.JoinHostPort(a.cfg.BindIP(), strconv.Itoa(a.cfg.ClusterPort)))
 	if err != nil {
 		return fmt.Errorf("listen on cluster port: %w", err)
 	}
@@ -138,7 +138,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	rc := raftnode.DefaultConfig()
 	rc.Timing = prof.Raft
 	rc.NodeID = a.id.NodeID
-	rc.Addr = a.cfg.clusterAddr()
+	rc.Addr = a.cfg.ClusterAddr()
 	rc.DataDir = dir
 	rc.StreamLayer = layer
 	rc.Logger = a.log.With("sub", "raft")
@@ -186,7 +186,7 @@ func (a *Agent) startCluster(ctx context.Context, opts startOpts) (err error) {
 	mem, err := membership.New(membership.Config{
 		Timing:        prof.Gossip,
 		Name:          a.id.NodeID,
-		BindAddr:      a.cfg.bindIP(),
+		BindAddr:      a.cfg.BindIP(),
 		BindPort:      a.cfg.GossipPort,
 		AdvertiseAddr: a.cfg.AdvertiseAddr,
 		AdvertisePort: a.cfg.GossipPort,

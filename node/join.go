@@ -86,7 +86,7 @@ func (a *Agent) tokenResponse(ctx context.Context) (api.InitResponse, error) {
 		ClusterID:   c.ClusterID,
 		NodeID:      a.id.NodeID,
 		Token:       tok,
-		JoinCommand: fmt.Sprintf("shoal join --token %s %s", tok, a.cfg.clusterAddr()),
+		JoinCommand: fmt.Sprintf("shoal join --token %s %s", tok, a.cfg.ClusterAddr()),
 	}, nil
 }
 

@@ -87,7 +87,7 @@ type removalNotice struct {
 func (a *Agent) removal(cl *cluster) *revocation.Removal {
 	r := &revocation.Removal{
 		Self:        a.id.NodeID,
-		ClusterAddr: a.cfg.clusterAddr(),
+		ClusterAddr: a.cfg.ClusterAddr(),
 		PKIDir:      pkiDir(a.cfg.DataDir),
 		Store:       cl.store,
 		Call: func(ctx context.Context, addr string, cfg *tls.Config, method string, body, out any) error {
