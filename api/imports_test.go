@@ -240,6 +240,18 @@ var importRules = []importRule{
 	// the epoch's write through raftnode and fsm, the probe over clusterport
 	// (the peer named by its certificate, node/pki).
 	{"node/epoch/...", []string{"api/atomicfile", "consensus", "consensus/fsm", "consensus/raftnode", "node/clusterport", "node/pki", "node/epoch/..."}},
+	// The agent's cluster half: one instance's parts (TLS, the cluster
+	// port, Raft, gossip), its start and stop, its loops and what its parts
+	// make (the write path, the keeper, the leader's side of membership and
+	// removal, task files, images from peers). It wires the leaf packages
+	// and the loops; the agent lends it the runtime, the image store, the
+	// network and its own answers through instance.Host, so it never
+	// imports node, and no leaf imports it.
+	{"node/instance/...", []string{"api", "consensus", "consensus/fsm", "consensus/raftnode", "runtime", "runtime/image",
+		"node/agentconfig", "node/authz", "node/autoscale", "node/clusterport", "node/epoch", "node/handlers", "node/imagedist",
+		"node/joining", "node/keyring", "node/leaderloop", "node/membership", "node/metrics", "node/netloop", "node/pki",
+		"node/profile", "node/reconciler", "node/resync", "node/revocation", "node/taskfiles", "node/wire", "node/writes",
+		"node/instance/..."}},
 	// cmd/shoal starts the agent (and the node's container supervisor)
 	// through node and otherwise talks to it only through api; the command
 	// groups, the compose translation and the service-spec flags are its

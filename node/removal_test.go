@@ -11,6 +11,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/node/instance"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -61,13 +62,13 @@ func TestRemovalRPC(t *testing.T) {
 
 	ask := func(id, serial string) (bool, error) {
 		var resp wire.RemovalResponse
-		err := callRPC(rpcCtx(t), s.addr, anon, wire.MethodRemoval, wire.RemovalRequest{NodeID: id, Serial: serial}, &resp, nil)
+		err := instance.Call(rpcCtx(t), s.addr, anon, wire.MethodRemoval, wire.RemovalRequest{NodeID: id, Serial: serial}, &resp, nil)
 		return resp.Removed, err
 	}
 	if _, err := ask("gone", "g1"); err == nil || !strings.Contains(err.Error(), "not part of a cluster") {
 		t.Fatalf("a node in no cluster answered: %v", err)
 	}
-	s.a.cl = &cluster{store: r.store}
+	s.a.cl = &instance.Instance{Host: s.a.host(), Store: r.store}
 	for _, tt := range []struct {
 		id, serial string
 		want       bool
@@ -87,7 +88,7 @@ func TestRemovalRPC(t *testing.T) {
 	}
 	// The anonymous path opens nothing else.
 	for _, method := range []string{wire.MethodApply, wire.MethodAdmin, wire.MethodBlob, wire.MethodLogs} {
-		err := callRPC(rpcCtx(t), s.addr, anon, method, map[string]string{}, nil, nil)
+		err := instance.Call(rpcCtx(t), s.addr, anon, method, map[string]string{}, nil, nil)
 		if err == nil || !strings.Contains(err.Error(), "certificate is required") {
 			t.Errorf("%s without a certificate: %v", method, err)
 		}
@@ -105,7 +106,7 @@ func TestAskRemoved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(clusterDir(asker.cfg.DataDir), "pki")
+	dir := filepath.Join(instance.Dir(asker.cfg.DataDir), "pki")
 	if err := pki.WriteKeyPair(dir, certPEM, keyPEM); err != nil {
 		t.Fatal(err)
 	}
@@ -113,15 +114,15 @@ func TestAskRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	srvReplica.node(asker.id.NodeID, serial)
-	s.a.cl = &cluster{store: srvReplica.store}
+	s.a.cl = &instance.Instance{Host: s.a.host(), Store: srvReplica.store}
 
 	askerReplica := newReplica(t)
 	askerReplica.node(asker.id.NodeID, serial)
-	asker.cl = &cluster{store: askerReplica.store}
+	asker.cl = &instance.Instance{Host: asker.host(), Store: askerReplica.store}
 
 	ask := func() bool {
 		ctx := rpcCtx(t)
-		_, removed := asker.askRemoved(ctx, asker.cl, []string{s.addr})
+		_, removed := asker.cl.AskRemoved(ctx, []string{s.addr})
 		return removed
 	}
 	if ask() {
@@ -150,7 +151,7 @@ func serialOf(t *testing.T, s *rpcServer) string {
 		serial = pki.Serial(leaf)
 		return nil
 	})
-	if err := callRPC(rpcCtx(t), s.addr, cfg, wire.MethodPing, nil, nil, nil); err != nil {
+	if err := instance.Call(rpcCtx(t), s.addr, cfg, wire.MethodPing, nil, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	return serial
