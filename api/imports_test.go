@@ -252,6 +252,11 @@ var importRules = []importRule{
 		"node/joining", "node/keyring", "node/leaderloop", "node/membership", "node/metrics", "node/netloop", "node/pki",
 		"node/profile", "node/reconciler", "node/resync", "node/revocation", "node/taskfiles", "node/wire", "node/writes",
 		"node/instance/..."}},
+	// The cluster port's RPC methods: each handler asks the running
+	// instance (node/instance) for the work, which the leaf packages do;
+	// the image store and the runtime serve what peers fetch.
+	{"node/rpcserver/...", []string{"api", "consensus", "runtime", "runtime/image", "node/authz", "node/clusterport",
+		"node/handlers", "node/imagedist", "node/instance", "node/revocation", "node/wire", "node/writes", "node/rpcserver/..."}},
 	// cmd/shoal starts the agent (and the node's container supervisor)
 	// through node and otherwise talks to it only through api; the command
 	// groups, the compose translation and the service-spec flags are its

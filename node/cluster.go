@@ -8,6 +8,7 @@ import (
 	"context"
 
 	"github.com/shoal-org/shoal/node/instance"
+	"github.com/shoal-org/shoal/node/rpcserver"
 )
 
 // clusterOrErr returns the running cluster instance or ErrNoCluster.
@@ -26,7 +27,7 @@ func (a *Agent) host() instance.Host {
 		NodeID: a.id.NodeID, Config: a.cfg, Log: a.log, Metrics: a.obs.m(),
 		Runtime: a.rt, Images: a.images, Network: &a.net.Attacher, Version: Version,
 		Current:       a.clusterOrErr,
-		Methods:       a.rpcMethod,
+		Methods:       a.rpcServer().Method,
 		Write:         a.writeCmd,
 		AnnounceImage: a.announceImage,
 		Fenced: func(ctx context.Context, cl *instance.Instance) {
@@ -42,6 +43,12 @@ func (a *Agent) host() instance.Host {
 			}
 		},
 	}
+}
+
+// rpcServer answers the cluster port's RPC methods on whichever instance
+// runs at the time of each call.
+func (a *Agent) rpcServer() *rpcserver.Server {
+	return &rpcserver.Server{NodeID: a.id.NodeID, Current: a.clusterOrErr, Images: a.images, Runtime: a.rt, Log: a.log}
 }
 
 // startCluster opens the instance under DATA/cluster, makes it the

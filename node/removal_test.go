@@ -4,7 +4,6 @@ import (
 	"crypto/x509"
 	"net"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -47,52 +46,6 @@ func (r *replica) node(id, serial string) {
 	r.t.Helper()
 	r.apply(fsm.UpsertNode{Node: api.Node{ID: id, Hostname: id, Addr: "127.0.0.1", ClusterPort: 1,
 		Status: api.NodeReady, CertSerial: serial}})
-}
-
-// TestRemovalRPC: a caller without a certificate may ask the removal
-// question and nothing else; the answer is positive only for a removed
-// node's own serial.
-func TestRemovalRPC(t *testing.T) {
-	s := startRPCServer(t)
-	r := newReplica(t)
-	r.node("gone", "g1")
-	r.node("member", "m1")
-	r.apply(fsm.RemoveNode{ID: "gone", Now: time.Now()})
-	anon := pki.AnonymousClientTLS(s.pki.ca.Pool(), nil)
-
-	ask := func(id, serial string) (bool, error) {
-		var resp wire.RemovalResponse
-		err := instance.Call(rpcCtx(t), s.addr, anon, wire.MethodRemoval, wire.RemovalRequest{NodeID: id, Serial: serial}, &resp, nil)
-		return resp.Removed, err
-	}
-	if _, err := ask("gone", "g1"); err == nil || !strings.Contains(err.Error(), "not part of a cluster") {
-		t.Fatalf("a node in no cluster answered: %v", err)
-	}
-	s.a.cl = &instance.Instance{Host: s.a.host(), Store: r.store}
-	for _, tt := range []struct {
-		id, serial string
-		want       bool
-	}{
-		{"gone", "g1", true},
-		{"gone", "other", false},
-		{"member", "m1", false},
-		{"never-seen", "n1", false},
-	} {
-		got, err := ask(tt.id, tt.serial)
-		if err != nil || got != tt.want {
-			t.Errorf("removed(%s, %s) = %v, %v; want %v", tt.id, tt.serial, got, err, tt.want)
-		}
-	}
-	if _, err := ask("", ""); err == nil || !strings.Contains(err.Error(), "needs a node ID") {
-		t.Errorf("empty question: %v", err)
-	}
-	// The anonymous path opens nothing else.
-	for _, method := range []string{wire.MethodApply, wire.MethodAdmin, wire.MethodBlob, wire.MethodLogs} {
-		err := instance.Call(rpcCtx(t), s.addr, anon, method, map[string]string{}, nil, nil)
-		if err == nil || !strings.Contains(err.Error(), "certificate is required") {
-			t.Errorf("%s without a certificate: %v", method, err)
-		}
-	}
 }
 
 // TestAskRemoved: the asking side trusts a positive answer only from a

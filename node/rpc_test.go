@@ -60,7 +60,7 @@ func (p *testPKI) client(nodeID string) *tls.Config {
 }
 
 // rpcServer is an agent in no cluster serving the cluster port on loopback
-// through the real mux and the agent's RPC methods.
+// through the real mux and the agent's RPC server (node/rpcserver).
 type rpcServer struct {
 	a       *Agent
 	m       *instance.Mux
@@ -85,7 +85,7 @@ func startRPCServer(t *testing.T) *rpcServer {
 	s.addr = ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	s.m = instance.NewMux(ln, srvTLS, slog.New(slog.NewTextHandler(io.Discard, nil)),
-		func(c *tls.Conn) { clusterport.Serve(ctx, c, s.a.rpcMethod) }, nil)
+		func(c *tls.Conn) { clusterport.Serve(ctx, c, s.a.rpcServer().Method) }, nil)
 	go func() { s.done <- s.m.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
@@ -105,67 +105,6 @@ func rpcCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-func TestRPCPing(t *testing.T) {
-	s := startRPCServer(t)
-	for name, cfg := range map[string]*tls.Config{
-		"mutual TLS":                 s.pki.client("node-b"),
-		"joiner without certificate": pki.JoinTLS(s.pki.ca.Fingerprint()),
-	} {
-		t.Run(name, func(t *testing.T) {
-			var out map[string]string
-			if err := instance.Call(rpcCtx(t), s.addr, cfg, wire.MethodPing, nil, &out, nil); err != nil {
-				t.Fatalf("ping: %v", err)
-			}
-			if out["node_id"] != s.a.id.NodeID {
-				t.Fatalf("ping answered %v, want node_id %s", out, s.a.id.NodeID)
-			}
-		})
-	}
-}
-
-func TestRPCWithoutCertificateRefused(t *testing.T) {
-	s := startRPCServer(t)
-	join := pki.JoinTLS(s.pki.ca.Fingerprint())
-	for _, method := range []string{wire.MethodApply, wire.MethodAdmin, wire.MethodRejoin, wire.MethodBlob, wire.MethodManifest, wire.MethodLogs, "no-such-method"} {
-		t.Run(method, func(t *testing.T) {
-			err := instance.Call(rpcCtx(t), s.addr, join, method, map[string]string{"x": "y"}, nil, nil)
-			var re *wire.Error
-			if !errors.As(err, &re) || re.Code != wire.CodeRefused || !strings.Contains(re.Msg, "certificate is required") {
-				t.Fatalf("err = %#v, want a refusal saying a certificate is required", err)
-			}
-			if writes.Retryable(err) {
-				t.Error("a refusal must not be retried")
-			}
-		})
-	}
-}
-
-func TestRPCWithCertificate(t *testing.T) {
-	s := startRPCServer(t)
-	client := s.pki.client("node-b")
-	tests := []struct {
-		method string
-		body   any
-		want   string
-	}{
-		{"no-such-method", nil, `unknown rpc method "no-such-method"`},
-		{wire.MethodApply, "not an object", "malformed apply request"},
-		{wire.MethodApply, wire.ApplyRequest{Command: []byte(`{}`)}, ErrNoCluster.Error()},
-		{wire.MethodAdmin, wire.AdminRequest{Op: "leave", NodeID: "node-b"}, ErrNoCluster.Error()},
-		{wire.MethodJoin, wire.JoinRequest{NodeID: "x"}, "not part of a cluster"},
-		{wire.MethodRejoin, struct{}{}, ErrNoCluster.Error()},
-	}
-	for _, tt := range tests {
-		t.Run(tt.method, func(t *testing.T) {
-			err := instance.Call(rpcCtx(t), s.addr, client, tt.method, tt.body, nil, nil)
-			var re *wire.Error
-			if !errors.As(err, &re) || !strings.Contains(re.Msg, tt.want) {
-				t.Fatalf("err = %v, want an answer containing %q", err, tt.want)
-			}
-		})
-	}
 }
 
 func TestRPCOtherClusterAndRevoked(t *testing.T) {

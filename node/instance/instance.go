@@ -64,7 +64,7 @@ type Host struct {
 	// Current is the instance the agent runs now, or the agent's
 	// ErrNoCluster.
 	Current func() (*Instance, error)
-	// Methods answers the cluster port's RPC methods (the agent's); each
+	// Methods answers the cluster port's RPC methods (node/rpcserver); each
 	// handler runs on the instance's context.
 	Methods clusterport.Methods
 	// Write commits cmd through the leader of the current instance (the

@@ -1,13 +1,22 @@
-package node
-
-// The agent's side of the cluster port: which handler answers which RPC
-// method, each on the cluster instance the agent runs at the time of the
-// call (node/instance), as the port's handlers always did.
+// Package rpcserver answers the cluster port's RPC methods for the agent:
+// which handler serves which method (wire's method names), and what each
+// asks of the running cluster instance. Every call looks the instance up
+// anew (Server.Current), as the agent's handlers always did: a call that
+// arrives while an instance starts or stops is answered "not in a cluster",
+// never by a half-built or stopped instance.
+//
+// Who may call what is decided where the work is done (node/writes,
+// node/keyring, node/joining, imagedist.Guard); the cluster port
+// (node/clusterport) has already refused every method but join, ping and
+// the removal question to a caller without a certificate.
+package rpcserver
 
 import (
 	"context"
+	"log/slog"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/clusterport"
 	"github.com/shoal-org/shoal/node/handlers"
@@ -16,6 +25,8 @@ import (
 	"github.com/shoal-org/shoal/node/revocation"
 	"github.com/shoal-org/shoal/node/wire"
 	"github.com/shoal-org/shoal/node/writes"
+	"github.com/shoal-org/shoal/runtime"
+	"github.com/shoal-org/shoal/runtime/image"
 )
 
 // notInCluster is the refusal of the methods a node in no cluster cannot
@@ -23,22 +34,34 @@ import (
 // certificate.
 var notInCluster = &wire.Error{Code: wire.CodeRefused, Msg: "this node is not part of a cluster"}
 
-// rpcMethod is the handler of each RPC method; nil for an unknown one
-// (clusterport.Methods): each asks the instance the agent runs at the time
-// of the call.
-func (a *Agent) rpcMethod(method string) clusterport.Handler {
+// Server answers the RPC methods of one agent.
+type Server struct {
+	NodeID string
+	// Current is the cluster instance the agent runs now, or the agent's
+	// ErrNoCluster.
+	Current func() (*instance.Instance, error)
+	// Images and Runtime serve what peers fetch: blobs, manifests, logs
+	// (nil in tests that fetch nothing).
+	Images  *image.Store
+	Runtime *runtime.Runtime
+	Log     *slog.Logger
+}
+
+// Method is the handler of each RPC method; nil for an unknown one
+// (clusterport.Methods).
+func (s *Server) Method(method string) clusterport.Handler {
 	switch method {
 	case wire.MethodPing:
 		return clusterport.NoBody(func(context.Context, string) (any, error) {
-			return map[string]string{"node_id": a.id.NodeID}, nil
+			return map[string]string{"node_id": s.NodeID}, nil
 		})
 	case wire.MethodJoin:
 		return clusterport.Unary("join request", func(ctx context.Context, _ string, req wire.JoinRequest) (any, error) {
-			return a.handleJoinRPC(ctx, req)
+			return s.join(ctx, req)
 		})
 	case wire.MethodApply:
 		return clusterport.Unary("apply request", func(ctx context.Context, peerID string, req wire.ApplyRequest) (any, error) {
-			cl, err := a.clusterOrErr()
+			cl, err := s.Current()
 			if err != nil {
 				return nil, err
 			}
@@ -46,7 +69,7 @@ func (a *Agent) rpcMethod(method string) clusterport.Handler {
 		})
 	case wire.MethodAdminWrite:
 		return clusterport.Unary("admin write", func(ctx context.Context, peerID string, req wire.AdminWriteRequest) (any, error) {
-			cl, err := a.clusterOrErr()
+			cl, err := s.Current()
 			if err != nil {
 				return nil, err
 			}
@@ -54,7 +77,7 @@ func (a *Agent) rpcMethod(method string) clusterport.Handler {
 		})
 	case wire.MethodUsage:
 		return clusterport.NoBody(func(context.Context, string) (any, error) {
-			cl, err := a.clusterOrErr()
+			cl, err := s.Current()
 			if err != nil {
 				return nil, err
 			}
@@ -62,19 +85,19 @@ func (a *Agent) rpcMethod(method string) clusterport.Handler {
 		})
 	case wire.MethodReadIndex:
 		return clusterport.NoBody(func(ctx context.Context, _ string) (any, error) {
-			idx, err := a.readIndex(ctx)
+			idx, err := s.readIndex(ctx)
 			return wire.ReadIndexResponse{Index: idx}, err
 		})
 	case wire.MethodAdmin:
 		return clusterport.Unary("admin request", func(ctx context.Context, peerID string, req wire.AdminRequest) (any, error) {
-			if err := a.adminOpAllowed(peerID, req.Op); err != nil {
+			if err := s.adminOpAllowed(peerID, req.Op); err != nil {
 				return nil, err
 			}
-			return struct{}{}, a.handleAdminRPC(ctx, peerID, req)
+			return struct{}{}, s.admin(ctx, peerID, req)
 		})
 	case wire.MethodKEK:
 		return clusterport.NoBody(func(_ context.Context, peerID string) (any, error) {
-			cl, err := a.clusterOrErr()
+			cl, err := s.Current()
 			if err != nil {
 				return nil, err
 			}
@@ -82,7 +105,7 @@ func (a *Agent) rpcMethod(method string) clusterport.Handler {
 		})
 	case wire.MethodToken:
 		return clusterport.Unary("token request", func(ctx context.Context, peerID string, req wire.TokenRequest) (any, error) {
-			cl, err := a.clusterOrErr()
+			cl, err := s.Current()
 			if err != nil {
 				return nil, err
 			}
@@ -90,7 +113,7 @@ func (a *Agent) rpcMethod(method string) clusterport.Handler {
 		})
 	case wire.MethodRenew:
 		return clusterport.Unary("renew request", func(ctx context.Context, peerID string, req wire.RenewRequest) (any, error) {
-			cl, err := a.clusterOrErr()
+			cl, err := s.Current()
 			if err != nil {
 				return nil, err
 			}
@@ -98,7 +121,7 @@ func (a *Agent) rpcMethod(method string) clusterport.Handler {
 		})
 	case wire.MethodCARotate:
 		return clusterport.NoBody(func(ctx context.Context, peerID string) (any, error) {
-			cl, err := a.clusterOrErr()
+			cl, err := s.Current()
 			if err != nil {
 				return nil, err
 			}
@@ -106,7 +129,7 @@ func (a *Agent) rpcMethod(method string) clusterport.Handler {
 		})
 	case wire.MethodSecrets:
 		return clusterport.Unary("secrets request", func(_ context.Context, peerID string, req wire.SecretsRequest) (any, error) {
-			cl, err := a.clusterOrErr()
+			cl, err := s.Current()
 			if err != nil {
 				return nil, err
 			}
@@ -114,11 +137,11 @@ func (a *Agent) rpcMethod(method string) clusterport.Handler {
 		})
 	case wire.MethodRejoin:
 		return clusterport.NoBody(func(ctx context.Context, peerID string) (any, error) {
-			return struct{}{}, a.handleRejoinRPC(ctx, peerID)
+			return struct{}{}, s.rejoin(ctx, peerID)
 		})
 	case wire.MethodSnapshotRestore:
 		return func(ctx context.Context, call *clusterport.Call) {
-			cl, err := a.clusterOrErr()
+			cl, err := s.Current()
 			if err != nil {
 				_ = call.Reply(nil, err)
 				return
@@ -127,18 +150,18 @@ func (a *Agent) rpcMethod(method string) clusterport.Handler {
 		}
 	case wire.MethodRemoval:
 		return clusterport.Unary("removal request", func(_ context.Context, _ string, req wire.RemovalRequest) (any, error) {
-			return a.handleRemovalRPC(req)
+			return s.removal(req)
 		})
 	case wire.MethodBlob, wire.MethodManifest, wire.MethodLogs:
-		return a.serveFetch
+		return s.serveFetch
 	}
 	return nil
 }
 
-// handleJoinRPC admits a node. Any node may receive it; it is forwarded to the
+// join admits a node. Any node may receive it; it is forwarded to the
 // leader, which admits it (joining.Leader.Admit).
-func (a *Agent) handleJoinRPC(ctx context.Context, req wire.JoinRequest) (*wire.JoinResponse, error) {
-	cl, err := a.clusterOrErr()
+func (s *Server) join(ctx context.Context, req wire.JoinRequest) (*wire.JoinResponse, error) {
+	cl, err := s.Current()
 	if err != nil {
 		return nil, notInCluster
 	}
@@ -156,8 +179,8 @@ func (a *Agent) handleJoinRPC(ctx context.Context, req wire.JoinRequest) (*wire.
 }
 
 // readIndex is wire.MethodReadIndex on the leader.
-func (a *Agent) readIndex(ctx context.Context) (uint64, error) {
-	cl, err := a.clusterOrErr()
+func (s *Server) readIndex(ctx context.Context) (uint64, error) {
+	cl, err := s.Current()
 	if err != nil {
 		return 0, err
 	}
@@ -165,8 +188,8 @@ func (a *Agent) readIndex(ctx context.Context) (uint64, error) {
 }
 
 // adminOpAllowed is authz.AdminOpCheck for a peer, from this node's replica.
-func (a *Agent) adminOpAllowed(peerID, op string) error {
-	cl, err := a.clusterOrErr()
+func (s *Server) adminOpAllowed(peerID, op string) error {
+	cl, err := s.Current()
 	if err != nil {
 		return err
 	}
@@ -174,39 +197,39 @@ func (a *Agent) adminOpAllowed(peerID, op string) error {
 	return authz.AdminOpCheck(op, c)
 }
 
-// handleAdminRPC runs membership operations that only the leader may do
+// admin runs membership operations that only the leader may do
 // (joining.Leader.Admin).
-func (a *Agent) handleAdminRPC(ctx context.Context, peerID string, req wire.AdminRequest) error {
-	cl, err := a.clusterOrErr()
+func (s *Server) admin(ctx context.Context, peerID string, req wire.AdminRequest) error {
+	cl, err := s.Current()
 	if err != nil {
 		return err
 	}
 	if !cl.Raft.IsLeader() {
-		return ErrNotLeader
+		return consensus.ErrNotLeader
 	}
 	return cl.Leader().Admin(ctx, peerID, req)
 }
 
-// handleRejoinRPC runs on the leader for a node that lost its raft log
+// rejoin runs on the leader for a node that lost its raft log
 // (joining.Leader.Rejoin).
-func (a *Agent) handleRejoinRPC(ctx context.Context, peerID string) error {
-	cl, err := a.clusterOrErr()
+func (s *Server) rejoin(ctx context.Context, peerID string) error {
+	cl, err := s.Current()
 	if err != nil {
 		return err
 	}
 	if !cl.Raft.IsLeader() {
-		return ErrNotLeader
+		return consensus.ErrNotLeader
 	}
 	return cl.Leader().Rejoin(ctx, peerID)
 }
 
-// handleRemovalRPC answers "is node X with serial S removed?" from this node's
+// removal answers "is node X with serial S removed?" from this node's
 // replica (revocation.Answer). Callers need no certificate.
-func (a *Agent) handleRemovalRPC(req wire.RemovalRequest) (*wire.RemovalResponse, error) {
+func (s *Server) removal(req wire.RemovalRequest) (*wire.RemovalResponse, error) {
 	if err := revocation.CheckQuestion(req); err != nil {
 		return nil, err
 	}
-	cl, err := a.clusterOrErr()
+	cl, err := s.Current()
 	if err != nil {
 		return nil, notInCluster
 	}
@@ -215,27 +238,27 @@ func (a *Agent) handleRemovalRPC(req wire.RemovalRequest) (*wire.RemovalResponse
 
 // serveFetch answers the methods a peer reads images and logs with, once
 // fetchAllowed lets it.
-func (a *Agent) serveFetch(ctx context.Context, call *clusterport.Call) {
-	if err := a.fetchAllowed(call.Req); err != nil {
-		a.log.Warn("refused a fetch from a node", "node_id", api.ShortID(call.PeerID), "method", call.Req.Method, "err", err)
+func (s *Server) serveFetch(ctx context.Context, call *clusterport.Call) {
+	if err := s.fetchAllowed(call.Req); err != nil {
+		s.Log.Warn("refused a fetch from a node", "node_id", api.ShortID(call.PeerID), "method", call.Req.Method, "err", err)
 		_ = call.Reply(nil, err)
 		return
 	}
 	switch call.Req.Method {
 	case wire.MethodBlob:
-		imagedist.ServeBlob(a.images, call)
+		imagedist.ServeBlob(s.Images, call)
 	case wire.MethodManifest:
-		imagedist.ServeManifest(a.images, call)
+		imagedist.ServeManifest(s.Images, call)
 	default:
-		imagedist.ServeLogs(ctx, a.rt.Logs, call)
+		imagedist.ServeLogs(ctx, s.Runtime.Logs, call)
 	}
 }
 
 // fetchAllowed limits what a peer may read from this node to what a node
 // needs (imagedist.Guard), from this node's replica, image store and
 // containers.
-func (a *Agent) fetchAllowed(req wire.Request) error {
-	cl, err := a.clusterOrErr()
+func (s *Server) fetchAllowed(req wire.Request) error {
+	cl, err := s.Current()
 	if err != nil {
 		return err
 	}
@@ -245,8 +268,8 @@ func (a *Agent) fetchAllowed(req wire.Request) error {
 			_, ok := handlers.FindClusterImage(cl.Store, ref)
 			return ok
 		},
-		Local:     a.images,
-		Container: a.rt.Get,
+		Local:     s.Images,
+		Container: s.Runtime.Get,
 	}
 	return g.Check(req)
 }
