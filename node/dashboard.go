@@ -26,7 +26,6 @@ func EnsureUIToken(dataDir string, rotate bool) (string, error) {
 	return ui.EnsureToken(dataDir, rotate)
 }
 
-// uiRefusal turns the guard's refusal into the API's error with its status.
 // uiHandler is the dashboard (node/ui Handler) over this agent.
 func (a *Agent) uiHandler(g ui.Guard) http.Handler {
 	timing := ui.DefaultStreamTiming()
