@@ -167,6 +167,9 @@ var importRules = []importRule{
 	{"node/taskfiles/...", []string{"api", "consensus", "runtime/ocispec", "runtime/secretfs", "node/taskfiles/..."}},
 	{"node/events/...", []string{"api", "consensus", "runtime", "node/autoscale", "node/httpapi", "node/events/..."}},
 	{"node/metrics/...", []string{"node/metrics/..."}},
+	// What `shoal agent` is told: settings, defaults and their checks; the
+	// limits it checks against come from the packages that own them.
+	{"node/agentconfig/...", []string{"node/pki", "node/profile", "node/ui", "node/agentconfig/..."}},
 	// A node's identity across restarts (DATA/node.json) and random IDs.
 	{"node/identity/...", []string{"api/atomicfile", "node/identity/..."}},
 	// The agent's resync clock: the standard library only.
@@ -251,6 +254,23 @@ var importRules = []importRule{
 	// the epoch's write through raftnode and fsm/command, the probe over
 	// clusterport (the peer named by its certificate, node/pki).
 	{"node/epoch/...", []string{"api/atomicfile", "consensus", "consensus/fsm/command", "consensus/raftnode", "node/clusterport", "node/pki", "node/epoch/..."}},
+	// The agent's cluster half: one instance's parts (TLS, the cluster
+	// port, Raft, gossip), its start and stop, its loops and what its parts
+	// make (the write path, the keeper, the leader's side of membership and
+	// removal, task files, images from peers). It wires the leaf packages
+	// and the loops; the agent lends it the runtime, the image store, the
+	// network and its own answers through instance.Host, so it never
+	// imports node, and no leaf imports it.
+	{"node/instance/...", []string{"api", "consensus", "consensus/fsm/command", "consensus/raftnode", "runtime", "runtime/image",
+		"node/agentconfig", "node/authz", "node/autoscale", "node/clusterport", "node/epoch", "node/handlers", "node/imagedist",
+		"node/joining", "node/keyring", "node/leaderloop", "node/membership", "node/metrics", "node/netloop", "node/pki",
+		"node/profile", "node/reconciler", "node/resync", "node/revocation", "node/taskfiles", "node/wire", "node/writes",
+		"node/instance/..."}},
+	// The cluster port's RPC methods: each handler asks the running
+	// instance (node/instance) for the work, which the leaf packages do;
+	// the image store and the runtime serve what peers fetch.
+	{"node/rpcserver/...", []string{"api", "consensus", "runtime", "runtime/image", "node/authz", "node/clusterport",
+		"node/handlers", "node/imagedist", "node/instance", "node/revocation", "node/wire", "node/writes", "node/rpcserver/..."}},
 	// cmd/shoal starts the agent (and the node's container supervisor)
 	// through node and otherwise talks to it only through api and its
 	// client (api/client); the command

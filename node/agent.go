@@ -1,3 +1,6 @@
+// Package node is the Shoal agent: it wires membership, consensus, the
+// runtime and the HTTP API together, and runs the leader's loops (node
+// status, autopilot, scheduler) and every node's reconciler.
 package node
 
 import (
@@ -15,6 +18,7 @@ import (
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/node/identity"
+	"github.com/shoal-org/shoal/node/instance"
 	"github.com/shoal-org/shoal/node/writes"
 	"github.com/shoal-org/shoal/runtime"
 	"github.com/shoal-org/shoal/runtime/image"
@@ -50,10 +54,10 @@ type Agent struct {
 	// joinMu serialises init, join, leave and re-joins after fencing.
 	joinMu sync.Mutex
 	// fenced hands a fenced cluster instance to fencedRejoinLoop (fence.go).
-	fenced chan *cluster
+	fenced chan *instance.Instance
 
 	mu sync.RWMutex
-	cl *cluster // nil while the node is in no cluster
+	cl *instance.Instance // nil while the node is in no cluster
 
 	removedCh chan removalNotice // a cluster removed this node (revocation.go)
 
@@ -67,7 +71,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
 	logger := newLogger(cfg.LogLevel)
-	a := &Agent{cfg: cfg, log: logger, ctx: ctx, fenced: make(chan *cluster, 1), removedCh: make(chan removalNotice, 1)}
+	a := &Agent{cfg: cfg, log: logger, ctx: ctx, fenced: make(chan *instance.Instance, 1), removedCh: make(chan removalNotice, 1)}
 	return a.run(ctx)
 }
 
@@ -126,8 +130,8 @@ func (a *Agent) run(ctx context.Context) error {
 		}
 	}()
 
-	if hasClusterState(a.cfg.DataDir) {
-		if err := a.startCluster(ctx, startOpts{forceNew: a.cfg.ForceNewCluster}); err != nil {
+	if instance.HasState(a.cfg.DataDir) {
+		if err := a.startCluster(ctx, instance.Options{ForceNew: a.cfg.ForceNewCluster}); err != nil {
 			return err
 		}
 	} else if a.cfg.ForceNewCluster {

@@ -25,6 +25,7 @@ import (
 	"github.com/shoal-org/shoal/node/handlers"
 	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/node/identity"
+	"github.com/shoal-org/shoal/node/instance"
 	"github.com/shoal-org/shoal/node/localapi"
 	"github.com/shoal-org/shoal/node/netloop"
 	"github.com/shoal-org/shoal/node/wire"
@@ -55,9 +56,6 @@ func (e *httpError) Error() string   { return e.msg }
 func (e *httpError) HTTPStatus() int { return e.status }
 
 func writeError(w http.ResponseWriter, err error) { apiErrors.Write(w, err) }
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	httpapi.WriteJSON(w, status, v)
-}
 
 func (a *Agent) routes() http.Handler {
 	rt := httpapi.NewRouter(apiErrors)
@@ -103,7 +101,7 @@ func (x apiAgent) SyncReplica(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return x.a.syncReplica(ctx, cl)
+	return cl.Writer().SyncReplica(ctx)
 }
 
 func (x apiAgent) Nodes() ([]api.Node, error) {
@@ -111,7 +109,7 @@ func (x apiAgent) Nodes() ([]api.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return x.a.decorateNodes(cl, cl.store.Nodes()), nil
+	return x.a.decorateNodes(cl, cl.Store.Nodes()), nil
 }
 
 func (x apiAgent) Node(ref string) (api.Node, error) {
@@ -119,7 +117,7 @@ func (x apiAgent) Node(ref string) (api.Node, error) {
 	if err != nil {
 		return api.Node{}, err
 	}
-	n, err := x.a.resolveNode(cl, ref)
+	n, err := handlers.ResolveNode(cl.Store, ref)
 	if err != nil {
 		return api.Node{}, err
 	}
@@ -132,21 +130,21 @@ func (x apiAgent) UpdateNode(ctx context.Context, ref string, upd api.NodeUpdate
 	if err != nil {
 		return api.Node{}, err
 	}
-	if err := a.syncReplica(ctx, cl); err != nil {
+	if err := cl.Writer().SyncReplica(ctx); err != nil {
 		return api.Node{}, err
 	}
-	n, err := a.resolveNode(cl, ref)
+	n, err := handlers.ResolveNode(cl.Store, ref)
 	if err != nil {
 		return api.Node{}, err
 	}
 	if _, err := a.write(ctx, &command.UpdateNode{ID: n.ID, Update: upd, Now: time.Now().UTC()}); err != nil {
 		return api.Node{}, err
 	}
-	handlers.WaitLocal(ctx, cl.store, func() bool {
-		cur, err := cl.store.Node(n.ID)
+	handlers.WaitLocal(ctx, cl.Store, func() bool {
+		cur, err := cl.Store.Node(n.ID)
 		return err == nil && cur.Version > n.Version
 	})
-	cur, err := cl.store.Node(n.ID)
+	cur, err := cl.Store.Node(n.ID)
 	if err != nil {
 		return api.Node{}, err
 	}
@@ -159,18 +157,18 @@ func (x apiAgent) RemoveNode(ctx context.Context, ref string, force bool) error 
 	if err != nil {
 		return err
 	}
-	if err := a.syncReplica(ctx, cl); err != nil {
+	if err := cl.Writer().SyncReplica(ctx); err != nil {
 		return err
 	}
-	n, err := a.resolveNode(cl, ref)
+	n, err := handlers.ResolveNode(cl.Store, ref)
 	if err != nil {
 		return err
 	}
-	return a.forwardToLeader(ctx, cl, func(ctx context.Context, addr string) error {
-		if cl.raft.IsLeader() {
-			return a.removeNodeAsLeader(ctx, cl, n.ID, force)
+	return cl.Forward(ctx, func(ctx context.Context, addr string) error {
+		if cl.Raft.IsLeader() {
+			return cl.Leader().Remove(ctx, n.ID, force)
 		}
-		return callRPC(ctx, addr, cl.client, wire.MethodAdmin, wire.AdminRequest{Op: "remove", NodeID: n.ID, Force: force}, nil, nil)
+		return instance.Call(ctx, addr, cl.Client, wire.MethodAdmin, wire.AdminRequest{Op: "remove", NodeID: n.ID, Force: force}, nil, nil)
 	})
 }
 
@@ -182,22 +180,18 @@ func (a *Agent) handleNodeUpdate(w http.ResponseWriter, r *http.Request) (any, e
 // status is GET /v1/status: identity, and the cluster as this node sees it
 // (handlers.ClusterStatus).
 func (a *Agent) status() api.Status {
-	st := api.Status{NodeID: a.id.NodeID, Hostname: a.id.Hostname, Addr: a.cfg.clusterAddr()}
+	st := api.Status{NodeID: a.id.NodeID, Hostname: a.id.Hostname, Addr: a.cfg.ClusterAddr()}
 	cl, err := a.clusterOrErr()
 	if err != nil {
 		return st
 	}
-	return handlers.ClusterStatus(st, cl.id, cl.raft, len(cl.members.AliveSet()))
+	return handlers.ClusterStatus(st, cl.ID, cl.Raft, len(cl.Members.AliveSet()))
 }
 
 // decorateNodes fills ManagerStatus, Voter and the agent version from the
 // Raft configuration, the leader this node sees and gossip.
-func (a *Agent) decorateNodes(cl *cluster, nodes []*api.Node) []api.Node {
-	return handlers.DecorateNodes(nodes, handlers.NewRaftView(cl.raft, cl.members.VersionOf))
-}
-
-func (a *Agent) resolveNode(cl *cluster, ref string) (*api.Node, error) {
-	return handlers.ResolveNode(cl.store, ref)
+func (a *Agent) decorateNodes(cl *instance.Instance, nodes []*api.Node) []api.Node {
+	return handlers.DecorateNodes(nodes, handlers.NewRaftView(cl.Raft, cl.Members.VersionOf))
 }
 
 // replicaAgent is the agent as node/handlers sees it.
@@ -210,7 +204,7 @@ func (x replicaAgent) Store() (*consensus.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return cl.store, nil
+	return cl.Store, nil
 }
 
 func (x replicaAgent) SyncReplica(ctx context.Context) error {
@@ -232,11 +226,6 @@ func (x replicaAgent) NewID() string { return identity.NewID() }
 // handleServiceScale is the scale route, for the dashboard.
 func (a *Agent) handleServiceScale(w http.ResponseWriter, r *http.Request) (any, error) {
 	return httpapi.ServiceScaleHandler(handlers.New(replicaAgent{a}))(w, r)
-}
-
-// findClusterImage finds an image record of the replica by tag or ID prefix.
-func findClusterImage(cl *cluster, ref string) (*api.Image, bool) {
-	return handlers.FindClusterImage(cl.store, ref)
 }
 
 // localRoutes are the routes of this node's images, containers and exec.
@@ -274,7 +263,7 @@ func (x localAgent) RunNetworks(ctx context.Context, names []string) (context.Co
 	if err != nil {
 		return nil, err
 	}
-	out, err := handlers.RunNetworks(cl.store, names)
+	out, err := handlers.RunNetworks(cl.Store, names)
 	if err != nil {
 		return nil, err
 	}
@@ -290,10 +279,10 @@ func (x localAgent) EnsureRunImage(ctx context.Context, ref string) error {
 	if err != nil {
 		return nil
 	}
-	if _, ok := findClusterImage(cl, ref); !ok {
+	if _, ok := handlers.FindClusterImage(cl.Store, ref); !ok {
 		return &httpError{status: http.StatusNotFound, msg: fmt.Sprintf("image %s not found on any node: import, load or pull it first (`shoal image import|load|pull`)", ref)}
 	}
-	if err := a.ensureImage(ctx, cl, ref, nil); err != nil {
+	if err := cl.EnsureImage(ctx, ref, nil); err != nil {
 		return &httpError{status: http.StatusBadGateway, msg: err.Error()}
 	}
 	return nil
@@ -336,5 +325,5 @@ func (x replicaAgent) TaskLogs(ctx context.Context, n *api.Node, containerID str
 	if err != nil {
 		return
 	}
-	_ = a.remoteLogs(ctx, cl, n, containerID, opts, send)
+	_ = cl.RemoteLogs(ctx, n, containerID, opts, send)
 }

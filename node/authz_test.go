@@ -22,6 +22,8 @@ import (
 	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/clusterport"
+	"github.com/shoal-org/shoal/node/instance"
+	"github.com/shoal-org/shoal/node/keyring"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -32,7 +34,7 @@ import (
 // worker). Peers are played by certificates from the same CA.
 type testLeader struct {
 	*rpcServer
-	cl *cluster
+	cl *instance.Instance
 }
 
 func startTestLeader(t *testing.T) *testLeader {
@@ -43,14 +45,14 @@ func startTestLeader(t *testing.T) *testLeader {
 	rc.Addr = s.addr
 	rc.DataDir = t.TempDir()
 	self := s.a.id.NodeID
-	rc.StreamLayer = newRaftLayer(s.m, func() *tls.Config { return s.pki.client(self) }, nil)
+	rc.StreamLayer = instance.NewRaftLayer(s.m, func() *tls.Config { return s.pki.client(self) }, nil)
 	store := consensus.NewStore()
 	r, err := raftnode.New(rc, store)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = r.Shutdown() })
-	s.m.SetRaftGate(raftGate(r))
+	s.m.SetRaftGate(instance.RaftGate(r))
 	if err := r.BootstrapSelf(); err != nil {
 		t.Fatal(err)
 	}
@@ -61,9 +63,9 @@ func startTestLeader(t *testing.T) *testLeader {
 		}
 		time.Sleep(10 * time.Millisecond) // raft offers no election notification before the leader loop exists
 	}
-	cl := &cluster{id: "c1", store: store, raft: r, mux: s.m, client: s.pki.client(self)}
+	cl := &instance.Instance{Host: s.a.host(), ID: "c1", Store: store, Raft: r, Client: s.pki.client(self)}
 	// A voter holds the key-encryption key that seals the join secret.
-	if err := s.a.saveKEK(pki.NewKEK()); err != nil {
+	if err := keyring.SaveKEK(instance.Dir(s.a.cfg.DataDir), pki.NewKEK()); err != nil {
 		t.Fatal(err)
 	}
 	s.a.mu.Lock()
@@ -102,7 +104,7 @@ func (l *testLeader) apply(t *testing.T, peer string, cmd command.Command) error
 	if err != nil {
 		t.Fatal(err)
 	}
-	return callRPC(rpcCtx(t), l.addr, l.pki.client(peer), wire.MethodApply, wire.ApplyRequest{Command: enc}, nil, nil)
+	return instance.Call(rpcCtx(t), l.addr, l.pki.client(peer), wire.MethodApply, wire.ApplyRequest{Command: enc}, nil, nil)
 }
 
 // admin sends cmd as the admin action of a user on peer's socket.
@@ -112,20 +114,20 @@ func (l *testLeader) admin(t *testing.T, peer string, cmd command.Command) error
 	if err != nil {
 		t.Fatal(err)
 	}
-	return callRPC(rpcCtx(t), l.addr, l.pki.client(peer), wire.MethodAdminWrite, wire.AdminWriteRequest{Action: authz.AdminAction(cmd), Command: enc}, nil, nil)
+	return instance.Call(rpcCtx(t), l.addr, l.pki.client(peer), wire.MethodAdminWrite, wire.AdminWriteRequest{Action: authz.AdminAction(cmd), Command: enc}, nil, nil)
 }
 
 func TestLeaderRefusesForgedCommands(t *testing.T) {
 	l := startTestLeader(t)
 	task := func() *api.Task {
-		tk, err := l.cl.store.Task("task-b")
+		tk, err := l.cl.Store.Task("task-b")
 		if err != nil {
 			t.Fatal(err)
 		}
 		return tk
 	}
 	// An address in node b's own /24 (ownTaskAddrs drops others).
-	bnode, err := l.cl.store.Node("node-b")
+	bnode, err := l.cl.Store.Node("node-b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +151,7 @@ func TestLeaderRefusesForgedCommands(t *testing.T) {
 	}
 
 	// A raw UpsertNode for another node, and cluster-internal commands.
-	b, _ := l.cl.store.Node("node-b")
+	b, _ := l.cl.Store.Node("node-b")
 	hijack := *b
 	hijack.Addr = "10.9.9.9"
 	for name, cmd := range map[string]command.Command{
@@ -164,11 +166,11 @@ func TestLeaderRefusesForgedCommands(t *testing.T) {
 			t.Errorf("%s over wire.MethodApply: %v, want forbidden", name, err)
 		}
 	}
-	if n, _ := l.cl.store.Node("node-b"); n.Addr != "127.0.0.1" {
+	if n, _ := l.cl.Store.Node("node-b"); n.Addr != "127.0.0.1" {
 		t.Fatalf("node b's address became %s", n.Addr)
 	}
 	// Its own address a node may update.
-	w, _ := l.cl.store.Node("node-w")
+	w, _ := l.cl.Store.Node("node-w")
 	mine := *w
 	mine.Addr = "127.0.0.2"
 	if err := l.apply(t, "node-w", command.UpsertNode{Node: mine}); err != nil {
@@ -195,24 +197,24 @@ func TestLeaderRefusesForgedCommands(t *testing.T) {
 	if err := l.admin(t, "node-b", create); err != nil {
 		t.Fatalf("create from a manager: %v", err)
 	}
-	s, err := l.cl.store.Service("svc2")
+	s, err := l.cl.Store.Service("svc2")
 	if err != nil || s.UpdatedBy != "node-b" {
 		t.Fatalf("service %+v %v: want updated_by node-b", s, err)
 	}
 	// An admin action must carry the command it names.
 	enc, _ := command.Encode(command.SetNodeVoter{ID: "node-w", Voter: true})
-	err = callRPC(rpcCtx(t), l.addr, l.pki.client("node-b"), wire.MethodAdminWrite, wire.AdminWriteRequest{Action: authz.ActionUpdateNode, Command: enc}, nil, nil)
+	err = instance.Call(rpcCtx(t), l.addr, l.pki.client("node-b"), wire.MethodAdminWrite, wire.AdminWriteRequest{Action: authz.ActionUpdateNode, Command: enc}, nil, nil)
 	if !errors.Is(err, authz.ErrForbidden) {
 		t.Fatalf("admin action with a mismatched command: %v", err)
 	}
 	// Token rotation is a narrow request: the leader makes the secret.
-	before := l.cl.store.Cluster().TokenSecretHash
-	err = callRPC(rpcCtx(t), l.addr, l.pki.client("node-b"), wire.MethodAdminWrite, wire.AdminWriteRequest{Action: authz.ActionRotateToken}, nil, nil)
-	if err != nil || l.cl.store.Cluster().TokenSecretHash == before {
+	before := l.cl.Store.Cluster().TokenSecretHash
+	err = instance.Call(rpcCtx(t), l.addr, l.pki.client("node-b"), wire.MethodAdminWrite, wire.AdminWriteRequest{Action: authz.ActionRotateToken}, nil, nil)
+	if err != nil || l.cl.Store.Cluster().TokenSecretHash == before {
 		t.Fatalf("rotate token: %v", err)
 	}
 	// Removing a node is refused from a worker.
-	err = callRPC(rpcCtx(t), l.addr, l.pki.client("node-w"), wire.MethodAdmin, wire.AdminRequest{Op: "remove", NodeID: "node-b", Force: true}, nil, nil)
+	err = instance.Call(rpcCtx(t), l.addr, l.pki.client("node-w"), wire.MethodAdmin, wire.AdminRequest{Op: "remove", NodeID: "node-b", Force: true}, nil, nil)
 	if !errors.Is(err, authz.ErrWorker) {
 		t.Fatalf("node rm from a worker: %v", err)
 	}
@@ -228,7 +230,7 @@ func (d *dialStream) Accept() (net.Conn, error) { <-d.closed; return nil, net.Er
 func (d *dialStream) Close() error              { return nil }
 func (d *dialStream) Addr() net.Addr            { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
 func (d *dialStream) Dial(a raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	c, err := dialProto(string(a), timeout, d.cfg, protoRaft)
+	c, err := instance.Dial(string(a), timeout, d.cfg, clusterport.ProtoRaft)
 	if err != nil {
 		return nil, err
 	}
@@ -242,7 +244,7 @@ func (d *dialStream) Dial(a raft.ServerAddress, timeout time.Duration) (net.Conn
 
 func TestRaftFromNonMemberRefused(t *testing.T) {
 	l := startTestLeader(t)
-	termOf := func() string { return l.cl.raft.Stats()["term"] }
+	termOf := func() string { return l.cl.Raft.Stats()["term"] }
 	appendEntries := func(peer string) error {
 		stream := &dialStream{cfg: l.pki.client(peer), closed: make(chan struct{})}
 		defer close(stream.closed)
@@ -264,8 +266,8 @@ func TestRaftFromNonMemberRefused(t *testing.T) {
 	if err := appendEntries("node-x"); err == nil {
 		t.Fatal("AppendEntries from a non-member was answered")
 	}
-	if termOf() != term || !l.cl.raft.IsLeader() {
-		t.Fatalf("a non-member moved the leader: term %s → %s, leader %v", term, termOf(), l.cl.raft.IsLeader())
+	if termOf() != term || !l.cl.Raft.IsLeader() {
+		t.Fatalf("a non-member moved the leader: term %s → %s, leader %v", term, termOf(), l.cl.Raft.IsLeader())
 	}
 	// A member of the configuration reaches raft (which, as raft does,
 	// adopts the higher term): the gate is what stopped node-x.
@@ -281,7 +283,7 @@ func TestWorkerAPIRefusesWrites(t *testing.T) {
 	l := startTestLeader(t)
 	ctx := rpcCtx(t)
 	self := l.a.id.NodeID
-	if _, err := l.cl.raft.Apply(ctx, command.UpdateNode{ID: self, Update: api.NodeUpdate{Role: api.RoleWorker}, Now: time.Now()}); err != nil {
+	if _, err := l.cl.Raft.Apply(ctx, command.UpdateNode{ID: self, Update: api.NodeUpdate{Role: api.RoleWorker}, Now: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	h := l.a.routes()
@@ -293,7 +295,7 @@ func TestWorkerAPIRefusesWrites(t *testing.T) {
 	if code != http.StatusForbidden || !strings.Contains(string(body), "worker") {
 		t.Fatalf("token rotate on a worker: %d %s", code, body)
 	}
-	if n, _ := l.cl.store.Node("node-b"); n.Availability != api.AvailabilityActive {
+	if n, _ := l.cl.Store.Node("node-b"); n.Availability != api.AvailabilityActive {
 		t.Fatalf("a worker's API changed node b: %s", n.Availability)
 	}
 	// Reads still answer, and show the role.
@@ -313,7 +315,7 @@ func TestWorkerAPIRefusesWrites(t *testing.T) {
 		t.Fatalf("roles %v", roles)
 	}
 	// Back to manager (on the leader's own loops' path here), writes work.
-	if _, err := l.cl.raft.Apply(ctx, command.UpdateNode{ID: self, Update: api.NodeUpdate{Role: api.RoleManager}, Now: time.Now()}); err != nil {
+	if _, err := l.cl.Raft.Apply(ctx, command.UpdateNode{ID: self, Update: api.NodeUpdate{Role: api.RoleManager}, Now: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	code, body = do(t, h, "POST", "/v1/nodes/node-b/update", `{"availability":"drain"}`)
@@ -327,18 +329,18 @@ func TestWorkerAPIRefusesWrites(t *testing.T) {
 // certificate (and a worker's API) may not ask for.
 func TestWorkerCannotRotateCA(t *testing.T) {
 	l := startTestLeader(t)
-	before := l.cl.store.Cluster().CACertPEM
+	before := l.cl.Store.Cluster().CACertPEM
 	var resp wire.CARotateResponse
-	err := callRPC(rpcCtx(t), l.addr, l.pki.client("node-w"), wire.MethodCARotate, nil, &resp, nil)
+	err := instance.Call(rpcCtx(t), l.addr, l.pki.client("node-w"), wire.MethodCARotate, nil, &resp, nil)
 	if !errors.Is(err, authz.ErrWorker) {
 		t.Fatalf("CA rotation asked by a worker: %v, want ErrWorker", err)
 	}
-	if c := l.cl.store.Cluster(); !bytes.Equal(c.CACertPEM, before) || c.PrevCACertPEM != nil {
+	if c := l.cl.Store.Cluster(); !bytes.Equal(c.CACertPEM, before) || c.PrevCACertPEM != nil {
 		t.Fatal("a worker's request rotated the CA")
 	}
 	// A worker's own API refuses it too.
 	self := l.a.id.NodeID
-	if _, err := l.cl.raft.Apply(rpcCtx(t), command.UpdateNode{ID: self, Update: api.NodeUpdate{Role: api.RoleWorker}, Now: time.Now()}); err != nil {
+	if _, err := l.cl.Raft.Apply(rpcCtx(t), command.UpdateNode{ID: self, Update: api.NodeUpdate{Role: api.RoleWorker}, Now: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	code, body := do(t, l.a.routes(), "POST", "/v1/ca/rotate?wait=1s", "")
@@ -353,7 +355,7 @@ func TestWorkerCannotRotateCA(t *testing.T) {
 // node send the service's traffic there. The rest of the report stands.
 func TestLeaderDropsTaskAddressesOutsideTheNode(t *testing.T) {
 	l := startTestLeader(t)
-	b, err := l.cl.store.Node("node-b")
+	b, err := l.cl.Store.Node("node-b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +370,7 @@ func TestLeaderDropsTaskAddressesOutsideTheNode(t *testing.T) {
 	if err := l.apply(t, "node-b", report); err != nil {
 		t.Fatalf("report: %v", err)
 	}
-	tk, err := l.cl.store.Task("task-b")
+	tk, err := l.cl.Store.Task("task-b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +382,7 @@ func TestLeaderDropsTaskAddressesOutsideTheNode(t *testing.T) {
 	if err := l.apply(t, "node-b", command.Batch{Commands: []command.Command{report}}); err != nil {
 		t.Fatalf("own report: %v", err)
 	}
-	if tk, _ = l.cl.store.Task("task-b"); tk.State != api.TaskRunning || tk.IP != own || tk.IPs[api.DefaultNetwork] != own {
+	if tk, _ = l.cl.Store.Task("task-b"); tk.State != api.TaskRunning || tk.IP != own || tk.IPs[api.DefaultNetwork] != own {
 		t.Fatalf("task after its own addresses: state %s ip %q ips %v", tk.State, tk.IP, tk.IPs)
 	}
 }
@@ -400,17 +402,17 @@ func TestWorkerCannotMoveImageTags(t *testing.T) {
 	if err := l.apply(t, "node-w", command.Batch{Commands: []command.Command{command.UpsertImage{Image: evil}}}); err != nil {
 		t.Fatalf("worker's own image: %v", err)
 	}
-	if img, err := l.cl.store.ResolveImage("web:latest"); err != nil || img.ID != web.ID {
+	if img, err := l.cl.Store.ResolveImage("web:latest"); err != nil || img.ID != web.ID {
 		t.Fatalf("web:latest resolves to %v (%v), want %s", img, err, web.ID)
 	}
-	if img, err := l.cl.store.Image(evil.ID); err != nil || !slices.Equal(img.Tags, []string{"evil:1"}) {
+	if img, err := l.cl.Store.Image(evil.ID); err != nil || !slices.Equal(img.Tags, []string{"evil:1"}) {
 		t.Fatalf("the worker's image: %+v (%v), want it recorded with evil:1 alone", img, err)
 	}
 	rewrite := api.Image{ID: web.ID, Layers: []string{"sha256:other"}, Source: "pull evil", Nodes: []string{"node-w"}}
 	if err := l.apply(t, "node-w", command.UpsertImage{Image: rewrite}); err != nil {
 		t.Fatalf("worker holding web: %v", err)
 	}
-	img, err := l.cl.store.Image(web.ID)
+	img, err := l.cl.Store.Image(web.ID)
 	if err != nil || !slices.Equal(img.Layers, web.Layers) || img.Source != web.Source || !slices.Equal(img.Nodes, []string{"node-b", "node-w"}) {
 		t.Fatalf("web after a worker's rewrite: %+v (%v); want its layers and source kept and node-w added as a holder", img, err)
 	}
@@ -418,7 +420,7 @@ func TestWorkerCannotMoveImageTags(t *testing.T) {
 	if err := l.apply(t, "node-b", command.UpsertImage{Image: web2}); err != nil {
 		t.Fatal(err)
 	}
-	if img, err := l.cl.store.ResolveImage("web:latest"); err != nil || img.ID != web2.ID {
+	if img, err := l.cl.Store.ResolveImage("web:latest"); err != nil || img.ID != web2.ID {
 		t.Fatalf("a manager's tag move: web:latest resolves to %v (%v), want %s", img, err, web2.ID)
 	}
 }

@@ -26,7 +26,6 @@ func EnsureUIToken(dataDir string, rotate bool) (string, error) {
 	return ui.EnsureToken(dataDir, rotate)
 }
 
-// uiRefusal turns the guard's refusal into the API's error with its status.
 // uiHandler is the dashboard (node/ui Handler) over this agent.
 func (a *Agent) uiHandler(g ui.Guard) http.Handler {
 	timing := ui.DefaultStreamTiming()
@@ -49,7 +48,7 @@ func (b uiBackend) Replica() ui.Replica {
 	if err != nil {
 		return nil
 	}
-	return cl.store
+	return cl.Store
 }
 
 func (b uiBackend) Stopping() <-chan struct{} { return b.a.ctx.Done() }
@@ -70,9 +69,9 @@ func (a *Agent) uiState() ui.State {
 		return ui.BuildState(head, nil, nil, nil)
 	}
 	head.Joined = true
-	head.ClusterID = cl.id
-	head.Leader, _ = cl.raft.Leader()
-	view := cl.store.Snapshot()
+	head.ClusterID = cl.ID
+	head.Leader, _ = cl.Raft.Leader()
+	view := cl.Store.Snapshot()
 	head.Index = view.Index()
 	nodes := a.decorateNodes(cl, view.Nodes())
 	svcs := view.Services()

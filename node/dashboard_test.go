@@ -251,7 +251,7 @@ func TestUIStreamPushesStoreChanges(t *testing.T) {
 	if bad.StatusCode != http.StatusBadRequest {
 		t.Fatalf("scale to 2000000: %d, want 400", bad.StatusCode)
 	}
-	if s, _ := a.cl.store.ServiceByName("web"); s.Spec.Replicas != 5 {
+	if s, _ := a.cl.Store.ServiceByName("web"); s.Spec.Replicas != 5 {
 		t.Fatalf("refused scale changed replicas to %d", s.Spec.Replicas)
 	}
 }

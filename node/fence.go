@@ -5,37 +5,16 @@ package node
 // cluster half. The epoch itself, its file, the fence, who may fence (the
 // voters), the probe of a gossip hint and the leader's record of the epoch
 // are node/epoch (the why is at the top of node/epoch/fence.go and in
-// consensus/epoch.go).
+// consensus/epoch.go); the instance's watch that hands a fenced instance
+// over (instance.Host.Fenced) is node/instance's.
 
 import (
 	"context"
 	"time"
 
 	"github.com/shoal-org/shoal/node/epoch"
+	"github.com/shoal-org/shoal/node/instance"
 )
-
-// fence is this cluster instance's epoch and what it learnt of newer ones
-// (node/epoch).
-type fence = epoch.Fence
-
-// fenceLoop waits until this cluster instance is fenced and hands it to
-// fencedRejoinLoop (re-joining stops this instance, whose wait group this loop
-// belongs to). Gossip hints are checked on the peer's cluster port
-// (epoch.Fence.Watch).
-func (a *Agent) fenceLoop(ctx context.Context, cl *cluster) {
-	probe := func(addr string) error { return epoch.Probe(peerDialer, addr, cl.client, cl.fence) }
-	if !cl.fence.Watch(ctx, probe, a.log) {
-		return
-	}
-	newer, from := cl.fence.Newest()
-	a.log.Warn("fenced: a voter runs a newer cluster epoch (a --force-new-cluster happened without this node); "+
-		"dropping this node's raft state to re-join the recovered cluster",
-		"epoch", cl.fence.Local(), "newer_epoch", newer, "seen_from", from)
-	select {
-	case a.fenced <- cl:
-	case <-ctx.Done():
-	}
-}
 
 // fencedRejoinLoop re-joins fenced cluster instances, one at a time, until ctx
 // ends. The agent runs it for its whole life.
@@ -53,7 +32,7 @@ func (a *Agent) fencedRejoinLoop(ctx context.Context) {
 // rejoinFenced restarts the cluster half of a fenced node at the newer
 // epoch with no raft state. It gives up only when ctx ends or the cluster
 // instance is no longer cl (a leave in the meantime).
-func (a *Agent) rejoinFenced(ctx context.Context, cl *cluster) {
+func (a *Agent) rejoinFenced(ctx context.Context, cl *instance.Instance) {
 	a.joinMu.Lock()
 	defer a.joinMu.Unlock()
 	a.mu.RLock()
@@ -62,11 +41,11 @@ func (a *Agent) rejoinFenced(ctx context.Context, cl *cluster) {
 	if current != cl || ctx.Err() != nil {
 		return
 	}
-	newer, _ := cl.fence.Newest()
+	newer, _ := cl.Fence.Newest()
 	a.stopCluster()
-	dir := clusterDir(a.cfg.DataDir)
+	dir := instance.Dir(a.cfg.DataDir)
 	for {
-		err := a.restartAtEpoch(ctx, dir, cl.fence.Local(), newer)
+		err := a.restartAtEpoch(ctx, dir, cl.Fence.Local(), newer)
 		if err == nil {
 			break
 		}
@@ -95,5 +74,5 @@ func (a *Agent) restartAtEpoch(ctx context.Context, dir string, old, newer uint6
 	if err := epoch.Write(dir, newer); err != nil {
 		return err
 	}
-	return a.startCluster(ctx, startOpts{})
+	return a.startCluster(ctx, instance.Options{})
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/node/identity"
+	"github.com/shoal-org/shoal/node/instance"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 	"github.com/shoal-org/shoal/node/writes"
@@ -246,7 +247,7 @@ func TestJoinErrorsThroughAPI(t *testing.T) {
 			if msg := errorBody(t, b); !strings.Contains(msg, tt.want) || !strings.Contains(msg, tt.addr) {
 				t.Errorf("error %q lacks %q or the address", msg, tt.want)
 			}
-			if hasClusterState(a.cfg.DataDir) {
+			if instance.HasState(a.cfg.DataDir) {
 				t.Error("a refused join wrote cluster state")
 			}
 		})

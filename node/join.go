@@ -2,11 +2,11 @@ package node
 
 // Init, join and leave as the agent runs them. How a node gets into a
 // cluster (a new one's keys and record included) and the leader's
-// admission live in node/joining; here are the parts that need the whole
-// agent: init (the start of the cluster half, the bootstrap), the token,
-// leave (the removal question, the hand-over, the drop of the cluster
-// state), forwarding to the leader, and the wiring of joining's Joiner and
-// Leader from the running cluster.
+// admission live in node/joining, and the leader's side is built from the
+// running instance (node/instance, node/rpcserver); here are the parts that
+// need the whole agent: init (the start of the cluster half, the
+// bootstrap), the token, join (joining's Joiner over the agent), and leave
+// (the removal question, the hand-over, the drop of the cluster state).
 
 import (
 	"context"
@@ -18,11 +18,12 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/consensus/snapshotfile"
 	"github.com/shoal-org/shoal/node/identity"
+	"github.com/shoal-org/shoal/node/instance"
 	"github.com/shoal-org/shoal/node/joining"
 	"github.com/shoal-org/shoal/node/pki"
+	"github.com/shoal-org/shoal/node/revocation"
 	"github.com/shoal-org/shoal/node/wire"
 )
 
@@ -34,11 +35,11 @@ func (a *Agent) initCluster(ctx context.Context, seed *snapshotfile.File) (api.I
 	a.joinMu.Lock()
 	defer a.joinMu.Unlock()
 	if cl, err := a.clusterOrErr(); err == nil {
-		return api.InitResponse{}, fmt.Errorf("%w %s: run `shoal leave` first", ErrAlreadyInCluster, cl.id)
+		return api.InitResponse{}, fmt.Errorf("%w %s: run `shoal leave` first", ErrAlreadyInCluster, cl.ID)
 	}
 	now := time.Now().UTC()
 	in := joining.Init{
-		ClusterID: identity.NewID(), Self: a.joinSelf(), Dir: clusterDir(a.cfg.DataDir), CertLifetime: a.cfg.CertLifetime,
+		ClusterID: identity.NewID(), Self: a.joinSelf(), Dir: instance.Dir(a.cfg.DataDir), CertLifetime: a.cfg.CertLifetime,
 		ClusterCIDR: a.cfg.ClusterCIDR, VIPCIDR: a.cfg.VIPCIDR,
 	}
 	if cidr, vip := snapshotPools(seed); cidr != "" && vip != "" {
@@ -48,9 +49,9 @@ func (a *Agent) initCluster(ctx context.Context, seed *snapshotfile.File) (api.I
 	if err != nil {
 		return api.InitResponse{}, err
 	}
-	b := &bootstrapInfo{cluster: record, node: node}
-	if err := a.startCluster(a.ctx, startOpts{bootstrap: b}); err != nil {
-		_ = os.RemoveAll(clusterDir(a.cfg.DataDir))
+	b := &instance.Bootstrap{Cluster: record, Node: node}
+	if err := a.startCluster(a.ctx, instance.Options{Bootstrap: b}); err != nil {
+		_ = os.RemoveAll(instance.Dir(a.cfg.DataDir))
 		return api.InitResponse{}, err
 	}
 	a.log.Info("cluster initialised", "cluster_id", in.ClusterID)
@@ -66,10 +67,10 @@ func (a *Agent) tokenResponse(ctx context.Context) (api.InitResponse, error) {
 	// A token read from a replica behind a rotation (or a CA rotation) made
 	// through another node would be refused at once: read the record as of
 	// now.
-	if err := a.syncReplica(ctx, cl); err != nil {
+	if err := cl.Writer().SyncReplica(ctx); err != nil {
 		return api.InitResponse{}, fmt.Errorf("read the join token: %w", err)
 	}
-	c := cl.store.Cluster()
+	c := cl.Store.Cluster()
 	if c == nil {
 		return api.InitResponse{}, errors.New("the cluster record is not replicated to this node yet")
 	}
@@ -77,7 +78,7 @@ func (a *Agent) tokenResponse(ctx context.Context) (api.InitResponse, error) {
 	if err != nil {
 		return api.InitResponse{}, err
 	}
-	secret, err := a.keeper(cl).CurrentSecret(ctx, c)
+	secret, err := cl.Keeper().CurrentSecret(ctx, c)
 	if err != nil {
 		return api.InitResponse{}, err
 	}
@@ -86,7 +87,7 @@ func (a *Agent) tokenResponse(ctx context.Context) (api.InitResponse, error) {
 		ClusterID:   c.ClusterID,
 		NodeID:      a.id.NodeID,
 		Token:       tok,
-		JoinCommand: fmt.Sprintf("shoal join --token %s %s", tok, a.cfg.clusterAddr()),
+		JoinCommand: fmt.Sprintf("shoal join --token %s %s", tok, a.cfg.ClusterAddr()),
 	}, nil
 }
 
@@ -96,10 +97,10 @@ func (a *Agent) rotateToken(ctx context.Context) (api.InitResponse, error) {
 	if err != nil {
 		return api.InitResponse{}, err
 	}
-	if err := a.localWriteAllowed(cl); err != nil {
+	if err := cl.Writer().LocalWriteAllowed(); err != nil {
 		return api.InitResponse{}, err
 	}
-	if err := a.keeper(cl).RotateSecretOnLeader(ctx); err != nil {
+	if err := cl.Keeper().RotateSecretOnLeader(ctx); err != nil {
 		return api.InitResponse{}, err
 	}
 	return a.tokenResponse(ctx)
@@ -118,80 +119,26 @@ func (a *Agent) joinCluster(ctx context.Context, req api.JoinRequest) error {
 	a.joinMu.Lock()
 	defer a.joinMu.Unlock()
 	if cl, err := a.clusterOrErr(); err == nil {
-		return fmt.Errorf("%w %s: run `shoal leave` first", ErrAlreadyInCluster, cl.id)
+		return fmt.Errorf("%w %s: run `shoal leave` first", ErrAlreadyInCluster, cl.ID)
 	}
 	j := &joining.Joiner{
 		Self:    a.joinSelf(),
 		DataDir: a.cfg.DataDir,
 		Key:     a.joinKey,
 		Call: func(ctx context.Context, addr string, cfg *tls.Config, method string, body, out any) error {
-			return callRPC(ctx, addr, cfg, method, body, out, nil)
+			return instance.Call(ctx, addr, cfg, method, body, out, nil)
 		},
-		Start: func(peers []string) error { return a.startCluster(a.ctx, startOpts{joinPeers: peers}) },
+		Start: func(peers []string) error { return a.startCluster(a.ctx, instance.Options{JoinPeers: peers}) },
 		Store: func() (*consensus.Store, error) {
 			cl, err := a.clusterOrErr()
 			if err != nil {
 				return nil, err
 			}
-			return cl.store, nil
+			return cl.Store, nil
 		},
 		Log: a.log,
 	}
 	return j.Join(ctx, req)
-}
-
-// leader is the leader's side of membership on cl (joining.Leader). The
-// caller has checked that this node leads.
-func (a *Agent) leader(cl *cluster) *joining.Leader {
-	return &joining.Leader{
-		Self:         a.id.NodeID,
-		GossipAddr:   a.selfGossipAddr(),
-		Store:        cl.store,
-		Raft:         cl.raft,
-		Alive:        func(id string) bool { return a.isAlive(cl, id) },
-		Peers:        cl.members.PeerAddrs,
-		CA:           a.clusterCA,
-		AdmitID:      a.keeper(cl).AdmitID,
-		CertLifetime: a.cfg.CertLifetime,
-		Epoch:        cl.fence.Local(),
-		Removing:     &cl.removing,
-		ApplyRemoval: func(ctx context.Context, rm *command.RemoveNode) error { return a.applyRemoval(ctx, cl, rm) },
-		Log:          a.log,
-	}
-}
-
-// handleJoinRPC admits a node. Any node may receive it; it is forwarded to
-// the leader, which admits it (joining.Leader.Admit).
-func (a *Agent) handleJoinRPC(ctx context.Context, req wire.JoinRequest) (*wire.JoinResponse, error) {
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return nil, &wire.Error{Code: wire.CodeRefused, Msg: "this node is not part of a cluster"}
-	}
-	if !cl.raft.IsLeader() {
-		var resp wire.JoinResponse
-		err := a.forwardToLeader(ctx, cl, func(ctx context.Context, addr string) error {
-			return callRPC(ctx, addr, cl.client, wire.MethodJoin, req, &resp, nil)
-		})
-		if err != nil {
-			return nil, err
-		}
-		return &resp, nil
-	}
-	return a.leader(cl).Admit(ctx, req)
-}
-
-func (a *Agent) isAlive(cl *cluster, id string) bool {
-	if id == a.id.NodeID {
-		return true
-	}
-	_, ok := cl.members.AliveSet()[id]
-	return ok
-}
-
-// forwardToLeader runs call against the current leader, retrying across
-// leader changes until the write timeout (writes.Writer.Forward).
-func (a *Agent) forwardToLeader(ctx context.Context, cl *cluster, call func(ctx context.Context, addr string) error) error {
-	return a.writer(cl).Forward(ctx, call)
 }
 
 // leave takes this node out of its cluster: the leader hands a voter's vote
@@ -204,23 +151,23 @@ func (a *Agent) leave(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	servers, _ := cl.raft.Servers()
+	servers, _ := cl.Raft.Servers()
 	alone := len(servers) <= 1
 	if !alone {
 		// A removed node needs no cluster to leave it (node/revocation).
-		actx, cancel := context.WithTimeout(ctx, removalAskTimeout)
-		by, removed := a.askRemoved(actx, cl, nil)
+		actx, cancel := context.WithTimeout(ctx, revocation.AskTimeout)
+		by, removed := cl.AskRemoved(actx, nil)
 		cancel()
 		if removed {
 			return a.resetAfterRemovalLocked(cl, by)
 		}
-		if cl.raft.IsLeader() {
-			if err := cl.raft.TransferLeadership(ctx); err != nil {
+		if cl.Raft.IsLeader() {
+			if err := cl.Raft.TransferLeadership(ctx); err != nil {
 				return fmt.Errorf("hand leadership over before leaving: %w", err)
 			}
 		}
-		err := a.forwardToLeader(ctx, cl, func(ctx context.Context, addr string) error {
-			err := callRPC(ctx, addr, cl.client, wire.MethodAdmin, wire.AdminRequest{Op: "leave", NodeID: a.id.NodeID}, nil, nil)
+		err := cl.Forward(ctx, func(ctx context.Context, addr string) error {
+			err := instance.Call(ctx, addr, cl.Client, wire.MethodAdmin, wire.AdminRequest{Op: "leave", NodeID: a.id.NodeID}, nil, nil)
 			var re *wire.Error
 			if err == nil || errors.As(err, &re) {
 				return err
@@ -230,9 +177,9 @@ func (a *Agent) leave(ctx context.Context) error {
 			// node read the answer to its own leave; every retry is then
 			// refused for the revoked certificate. The removal question
 			// (no certificate needed) tells whether the leave went through.
-			actx, cancel := context.WithTimeout(ctx, removalAskTimeout)
+			actx, cancel := context.WithTimeout(ctx, revocation.AskTimeout)
 			defer cancel()
-			if by, removed := a.askRemoved(actx, cl, []string{addr}); removed {
+			if by, removed := cl.AskRemoved(actx, []string{addr}); removed {
 				a.log.Info("leave: the answer was lost, but the cluster says this node is out", "err", err, "told_by", api.ShortID(by))
 				return nil
 			}
@@ -249,46 +196,4 @@ func (a *Agent) leave(ctx context.Context) error {
 	}
 	a.log.Info("left the cluster")
 	return nil
-}
-
-// handleAdminRPC runs membership operations that only the leader may do
-// (joining.Leader.Admin).
-func (a *Agent) handleAdminRPC(ctx context.Context, peerID string, req wire.AdminRequest) error {
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return err
-	}
-	if !cl.raft.IsLeader() {
-		return ErrNotLeader
-	}
-	return a.leader(cl).Admin(ctx, peerID, req)
-}
-
-// removeNodeAsLeader is `node rm` on the leader (joining.Leader.Remove).
-func (a *Agent) removeNodeAsLeader(ctx context.Context, cl *cluster, id string, force bool) error {
-	return a.leader(cl).Remove(ctx, id, force)
-}
-
-// lostLogRejoinLoop asks the leader to make this node a non-voter while its
-// rejoin after a lost raft log is pending (joining.RejoinAfterLostLog).
-func (a *Agent) lostLogRejoinLoop(ctx context.Context, cl *cluster) {
-	ask := func(ctx context.Context) error {
-		return a.forwardToLeader(ctx, cl, func(ctx context.Context, addr string) error {
-			return callRPC(ctx, addr, cl.client, wire.MethodRejoin, struct{}{}, nil, nil)
-		})
-	}
-	joining.RejoinAfterLostLog(ctx, cl.raft, ask, a.log)
-}
-
-// handleRejoinRPC runs on the leader for a node that lost its raft log
-// (joining.Leader.Rejoin).
-func (a *Agent) handleRejoinRPC(ctx context.Context, peerID string) error {
-	cl, err := a.clusterOrErr()
-	if err != nil {
-		return err
-	}
-	if !cl.raft.IsLeader() {
-		return ErrNotLeader
-	}
-	return a.leader(cl).Rejoin(ctx, peerID)
 }

@@ -53,19 +53,3 @@ func TestMetricsEndpoint(t *testing.T) {
 		}
 	}
 }
-
-func TestConfigMetricsAddr(t *testing.T) {
-	base := DefaultConfig()
-	base.DataDir = t.TempDir()
-	base.AdvertiseAddr = "127.0.0.1"
-	for addr, ok := range map[string]bool{
-		"": true, "127.0.0.1:9323": true, ":9323": true, "[::1]:9323": true,
-		"localhost:9323": false, "127.0.0.1": false, "127.0.0.1:99999": false, "127.0.0.1:x": false,
-	} {
-		c := base
-		c.MetricsAddr = addr
-		if err := c.Validate(); (err == nil) != ok {
-			t.Errorf("--metrics-addr %q: err=%v, want ok=%v", addr, err, ok)
-		}
-	}
-}

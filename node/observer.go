@@ -13,6 +13,7 @@ import (
 
 	"github.com/shoal-org/shoal/node/collector"
 	"github.com/shoal-org/shoal/node/events"
+	"github.com/shoal-org/shoal/node/instance"
 	"github.com/shoal-org/shoal/node/metrics"
 )
 
@@ -50,8 +51,8 @@ func (a *Agent) registry() *prometheus.Registry {
 			if err != nil {
 				return collector.Cluster{}, false
 			}
-			return collector.Cluster{Store: cl.store, Raft: cl.raft, Members: cl.members,
-				RaftDir: filepath.Join(clusterDir(a.cfg.DataDir), "raft")}, true
+			return collector.Cluster{Store: cl.Store, Raft: cl.Raft, Members: cl.Members,
+				RaftDir: filepath.Join(instance.Dir(a.cfg.DataDir), "raft")}, true
 		},
 	}, a.obs.m())
 }

@@ -4,7 +4,6 @@ import (
 	"crypto/x509"
 	"net"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
+	"github.com/shoal-org/shoal/node/instance"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -49,52 +49,6 @@ func (r *replica) node(id, serial string) {
 		Status: api.NodeReady, CertSerial: serial}})
 }
 
-// TestRemovalRPC: a caller without a certificate may ask the removal
-// question and nothing else; the answer is positive only for a removed
-// node's own serial.
-func TestRemovalRPC(t *testing.T) {
-	s := startRPCServer(t)
-	r := newReplica(t)
-	r.node("gone", "g1")
-	r.node("member", "m1")
-	r.apply(command.RemoveNode{ID: "gone", Now: time.Now()})
-	anon := pki.AnonymousClientTLS(s.pki.ca.Pool(), nil)
-
-	ask := func(id, serial string) (bool, error) {
-		var resp wire.RemovalResponse
-		err := callRPC(rpcCtx(t), s.addr, anon, wire.MethodRemoval, wire.RemovalRequest{NodeID: id, Serial: serial}, &resp, nil)
-		return resp.Removed, err
-	}
-	if _, err := ask("gone", "g1"); err == nil || !strings.Contains(err.Error(), "not part of a cluster") {
-		t.Fatalf("a node in no cluster answered: %v", err)
-	}
-	s.a.cl = &cluster{store: r.store}
-	for _, tt := range []struct {
-		id, serial string
-		want       bool
-	}{
-		{"gone", "g1", true},
-		{"gone", "other", false},
-		{"member", "m1", false},
-		{"never-seen", "n1", false},
-	} {
-		got, err := ask(tt.id, tt.serial)
-		if err != nil || got != tt.want {
-			t.Errorf("removed(%s, %s) = %v, %v; want %v", tt.id, tt.serial, got, err, tt.want)
-		}
-	}
-	if _, err := ask("", ""); err == nil || !strings.Contains(err.Error(), "needs a node ID") {
-		t.Errorf("empty question: %v", err)
-	}
-	// The anonymous path opens nothing else.
-	for _, method := range []string{wire.MethodApply, wire.MethodAdmin, wire.MethodBlob, wire.MethodLogs} {
-		err := callRPC(rpcCtx(t), s.addr, anon, method, map[string]string{}, nil, nil)
-		if err == nil || !strings.Contains(err.Error(), "certificate is required") {
-			t.Errorf("%s without a certificate: %v", method, err)
-		}
-	}
-}
-
 // TestAskRemoved: the asking side trusts a positive answer only from a
 // witness its own replica knows by that certificate.
 func TestAskRemoved(t *testing.T) {
@@ -106,7 +60,7 @@ func TestAskRemoved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(clusterDir(asker.cfg.DataDir), "pki")
+	dir := filepath.Join(instance.Dir(asker.cfg.DataDir), "pki")
 	if err := pki.WriteKeyPair(dir, certPEM, keyPEM); err != nil {
 		t.Fatal(err)
 	}
@@ -114,15 +68,15 @@ func TestAskRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	srvReplica.node(asker.id.NodeID, serial)
-	s.a.cl = &cluster{store: srvReplica.store}
+	s.a.cl = &instance.Instance{Host: s.a.host(), Store: srvReplica.store}
 
 	askerReplica := newReplica(t)
 	askerReplica.node(asker.id.NodeID, serial)
-	asker.cl = &cluster{store: askerReplica.store}
+	asker.cl = &instance.Instance{Host: asker.host(), Store: askerReplica.store}
 
 	ask := func() bool {
 		ctx := rpcCtx(t)
-		_, removed := asker.askRemoved(ctx, asker.cl, []string{s.addr})
+		_, removed := asker.cl.AskRemoved(ctx, []string{s.addr})
 		return removed
 	}
 	if ask() {
@@ -151,7 +105,7 @@ func serialOf(t *testing.T, s *rpcServer) string {
 		serial = pki.Serial(leaf)
 		return nil
 	})
-	if err := callRPC(rpcCtx(t), s.addr, cfg, wire.MethodPing, nil, nil, nil); err != nil {
+	if err := instance.Call(rpcCtx(t), s.addr, cfg, wire.MethodPing, nil, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	return serial

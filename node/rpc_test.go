@@ -18,6 +18,7 @@ import (
 
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/clusterport"
+	"github.com/shoal-org/shoal/node/instance"
 	"github.com/shoal-org/shoal/node/joining"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
@@ -59,10 +60,10 @@ func (p *testPKI) client(nodeID string) *tls.Config {
 }
 
 // rpcServer is an agent in no cluster serving the cluster port on loopback
-// through the real mux and rpcServer.
+// through the real mux and the agent's RPC server (node/rpcserver).
 type rpcServer struct {
 	a       *Agent
-	m       *mux
+	m       *instance.Mux
 	addr    string
 	pki     *testPKI
 	revoked sync.Map // serial → true
@@ -83,7 +84,8 @@ func startRPCServer(t *testing.T) *rpcServer {
 	}
 	s.addr = ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
-	s.m = newMux(ln, srvTLS, slog.New(slog.NewTextHandler(io.Discard, nil)), s.a.rpcServer(ctx), nil)
+	s.m = instance.NewMux(ln, srvTLS, slog.New(slog.NewTextHandler(io.Discard, nil)),
+		func(c *tls.Conn) { clusterport.Serve(ctx, c, s.a.rpcServer().Method) }, nil)
 	go func() { s.done <- s.m.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
@@ -105,80 +107,19 @@ func rpcCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-func TestRPCPing(t *testing.T) {
-	s := startRPCServer(t)
-	for name, cfg := range map[string]*tls.Config{
-		"mutual TLS":                 s.pki.client("node-b"),
-		"joiner without certificate": pki.JoinTLS(s.pki.ca.Fingerprint()),
-	} {
-		t.Run(name, func(t *testing.T) {
-			var out map[string]string
-			if err := callRPC(rpcCtx(t), s.addr, cfg, wire.MethodPing, nil, &out, nil); err != nil {
-				t.Fatalf("ping: %v", err)
-			}
-			if out["node_id"] != s.a.id.NodeID {
-				t.Fatalf("ping answered %v, want node_id %s", out, s.a.id.NodeID)
-			}
-		})
-	}
-}
-
-func TestRPCWithoutCertificateRefused(t *testing.T) {
-	s := startRPCServer(t)
-	join := pki.JoinTLS(s.pki.ca.Fingerprint())
-	for _, method := range []string{wire.MethodApply, wire.MethodAdmin, wire.MethodRejoin, wire.MethodBlob, wire.MethodManifest, wire.MethodLogs, "no-such-method"} {
-		t.Run(method, func(t *testing.T) {
-			err := callRPC(rpcCtx(t), s.addr, join, method, map[string]string{"x": "y"}, nil, nil)
-			var re *wire.Error
-			if !errors.As(err, &re) || re.Code != wire.CodeRefused || !strings.Contains(re.Msg, "certificate is required") {
-				t.Fatalf("err = %#v, want a refusal saying a certificate is required", err)
-			}
-			if writes.Retryable(err) {
-				t.Error("a refusal must not be retried")
-			}
-		})
-	}
-}
-
-func TestRPCWithCertificate(t *testing.T) {
-	s := startRPCServer(t)
-	client := s.pki.client("node-b")
-	tests := []struct {
-		method string
-		body   any
-		want   string
-	}{
-		{"no-such-method", nil, `unknown rpc method "no-such-method"`},
-		{wire.MethodApply, "not an object", "malformed apply request"},
-		{wire.MethodApply, wire.ApplyRequest{Command: []byte(`{}`)}, ErrNoCluster.Error()},
-		{wire.MethodAdmin, wire.AdminRequest{Op: "leave", NodeID: "node-b"}, ErrNoCluster.Error()},
-		{wire.MethodJoin, wire.JoinRequest{NodeID: "x"}, "not part of a cluster"},
-		{wire.MethodRejoin, struct{}{}, ErrNoCluster.Error()},
-	}
-	for _, tt := range tests {
-		t.Run(tt.method, func(t *testing.T) {
-			err := callRPC(rpcCtx(t), s.addr, client, tt.method, tt.body, nil, nil)
-			var re *wire.Error
-			if !errors.As(err, &re) || !strings.Contains(re.Msg, tt.want) {
-				t.Fatalf("err = %v, want an answer containing %q", err, tt.want)
-			}
-		})
-	}
-}
-
 func TestRPCOtherClusterAndRevoked(t *testing.T) {
 	s := startRPCServer(t)
 	other := newTestPKI(t, "cluster-b")
 
 	t.Run("node of another cluster", func(t *testing.T) {
-		err := callRPC(rpcCtx(t), s.addr, other.client("node-x"), wire.MethodPing, nil, nil, nil)
+		err := instance.Call(rpcCtx(t), s.addr, other.client("node-x"), wire.MethodPing, nil, nil, nil)
 		if err == nil {
 			t.Fatal("a node of another cluster got through")
 		}
 	})
 	t.Run("client certificate of another CA, trusting ours", func(t *testing.T) {
 		cert, _ := other.node("node-x")
-		err := callRPC(rpcCtx(t), s.addr, pki.ClientTLS(cert, s.pki.ca.Pool()), wire.MethodPing, nil, nil, nil)
+		err := instance.Call(rpcCtx(t), s.addr, pki.ClientTLS(cert, s.pki.ca.Pool()), wire.MethodPing, nil, nil, nil)
 		if err == nil {
 			t.Fatal("a certificate of another CA got through")
 		}
@@ -186,16 +127,16 @@ func TestRPCOtherClusterAndRevoked(t *testing.T) {
 	t.Run("revoked certificate", func(t *testing.T) {
 		cert, serial := s.pki.node("node-r")
 		client := pki.ClientTLS(cert, s.pki.ca.Pool())
-		if err := callRPC(rpcCtx(t), s.addr, client, wire.MethodPing, nil, nil, nil); err != nil {
+		if err := instance.Call(rpcCtx(t), s.addr, client, wire.MethodPing, nil, nil, nil); err != nil {
 			t.Fatalf("before revocation: %v", err)
 		}
 		s.revoked.Store(serial, true)
-		if err := callRPC(rpcCtx(t), s.addr, client, wire.MethodPing, nil, nil, nil); err == nil {
+		if err := instance.Call(rpcCtx(t), s.addr, client, wire.MethodPing, nil, nil, nil); err == nil {
 			t.Fatal("a revoked certificate got through")
 		}
 	})
 	t.Run("join token of another cluster", func(t *testing.T) {
-		err := callRPC(rpcCtx(t), s.addr, pki.JoinTLS(other.ca.Fingerprint()), wire.MethodJoin, wire.JoinRequest{}, nil, nil)
+		err := instance.Call(rpcCtx(t), s.addr, pki.JoinTLS(other.ca.Fingerprint()), wire.MethodJoin, wire.JoinRequest{}, nil, nil)
 		if !errors.Is(err, pki.ErrCAMismatch) {
 			t.Fatalf("err = %v, want ErrCAMismatch", err)
 		}
@@ -226,7 +167,7 @@ func TestJoinThroughAPIRefused(t *testing.T) {
 			if msg := errorBody(t, body); !strings.Contains(msg, tt.want) {
 				t.Fatalf("error %q lacks %q", msg, tt.want)
 			}
-			if hasClusterState(joiner.cfg.DataDir) {
+			if instance.HasState(joiner.cfg.DataDir) {
 				t.Fatal("a refused join wrote cluster state")
 			}
 		})

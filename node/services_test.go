@@ -17,6 +17,7 @@ import (
 	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/httpapi"
+	"github.com/shoal-org/shoal/node/instance"
 	"github.com/shoal-org/shoal/node/scheduler/servicespec"
 	"github.com/shoal-org/shoal/node/wire"
 	"github.com/shoal-org/shoal/node/writes"
@@ -76,7 +77,7 @@ func newSoloAgent(t *testing.T) *Agent {
 	db := servicespec.Defaults(api.ServiceSpec{Name: "db", Image: "bb:1",
 		Ports: []api.PortConfig{{Published: 5432, Target: 5432}}})
 	must(&command.CreateService{Service: api.Service{ID: "svc-db", Name: "db", Spec: db, CreatedAt: now, UpdatedAt: now}})
-	a.cl = &cluster{id: "c1", store: store, raft: r}
+	a.cl = &instance.Instance{Host: a.host(), ID: "c1", Store: store, Raft: r}
 	return a
 }
 
@@ -84,7 +85,7 @@ func newSoloAgent(t *testing.T) *Agent {
 // after a refused write.
 func servicesJSON(t *testing.T, a *Agent) string {
 	t.Helper()
-	b, err := json.Marshal(a.cl.store.Services())
+	b, err := json.Marshal(a.cl.Store.Services())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,9 +133,9 @@ func TestServiceWritesRefuseBadSpecs(t *testing.T) {
 	// web's previous spec publishes 8080: give it to db first.
 	dbSpec := servicespec.Defaults(api.ServiceSpec{Name: "db", Image: "bb:1",
 		Ports: []api.PortConfig{{Published: 5432, Target: 5432}, {Published: 8080, Target: 1}}})
-	cur, _ := a.cl.store.Service("svc-db")
+	cur, _ := a.cl.Store.Service("svc-db")
 	cur.Spec = dbSpec
-	if _, err := a.cl.raft.Apply(context.Background(), &command.UpdateService{Service: *cur}); err != nil {
+	if _, err := a.cl.Raft.Apply(context.Background(), &command.UpdateService{Service: *cur}); err != nil {
 		t.Fatal(err)
 	}
 	before := servicesJSON(t, a)
@@ -179,7 +180,7 @@ func TestScaleRefusedWithCreatesMessage(t *testing.T) {
 func TestLeaderRevalidatesForwardedSpecs(t *testing.T) {
 	a := newSoloAgent(t)
 	before := servicesJSON(t, a)
-	cur, err := a.cl.store.Service("svc-web")
+	cur, err := a.cl.Store.Service("svc-web")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,12 +225,12 @@ func TestLeaderRevalidatesForwardedSpecs(t *testing.T) {
 
 func TestSyncReplicaOnLeader(t *testing.T) {
 	a := newSoloAgent(t)
-	if err := a.syncReplica(context.Background(), a.cl); err != nil {
+	if err := a.cl.Writer().SyncReplica(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	idx, err := a.readIndex(context.Background())
-	if err != nil || idx == 0 || a.cl.store.Index() < idx {
-		t.Fatalf("read index %d (%v), store at %d", idx, err, a.cl.store.Index())
+	idx, err := a.cl.Writer().ReadIndex(context.Background())
+	if err != nil || idx == 0 || a.cl.Store.Index() < idx {
+		t.Fatalf("read index %d (%v), store at %d", idx, err, a.cl.Store.Index())
 	}
 	code, body := do(t, a.routes(), "GET", "/v1/services?consistent=1", "")
 	if code != http.StatusOK {

@@ -35,10 +35,8 @@ package node
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus/snapshotfile"
@@ -55,7 +53,7 @@ func (x snapshotAgent) LocalWriteAllowed() error {
 	if err != nil {
 		return err
 	}
-	return x.a.localWriteAllowed(cl)
+	return cl.Writer().LocalWriteAllowed()
 }
 
 // Restore has the leader restore f: this node when it leads, else the
@@ -66,12 +64,12 @@ func (x snapshotAgent) Restore(ctx context.Context, raw []byte, f *snapshotfile.
 	if err != nil {
 		return api.SnapshotRestoreResponse{}, err
 	}
-	return a.writer(cl).Restore(ctx, raw, f, force)
+	return cl.Writer().Restore(ctx, raw, f, force)
 }
 
 func (x snapshotAgent) NotInCluster() error {
 	if cl, err := x.a.clusterOrErr(); err == nil {
-		return fmt.Errorf("%w %s: run `shoal leave` first", ErrAlreadyInCluster, cl.id)
+		return fmt.Errorf("%w %s: run `shoal leave` first", ErrAlreadyInCluster, cl.ID)
 	}
 	return nil
 }
@@ -88,7 +86,7 @@ func (x snapshotAgent) InitFrom(ctx context.Context, f *snapshotfile.File) (api.
 	if err != nil {
 		return api.InitFromSnapshotResponse{}, err
 	}
-	restored, err := a.writer(cl).RestoreAsLeader(ctx, f, true, a.id.NodeID)
+	restored, err := cl.Writer().RestoreAsLeader(ctx, f, true, a.id.NodeID)
 	if err != nil {
 		if derr := a.dropCluster(context.WithoutCancel(ctx), false); derr != nil {
 			err = errors.Join(err, derr)
@@ -100,18 +98,6 @@ func (x snapshotAgent) InitFrom(ctx context.Context, f *snapshotfile.File) (api.
 		return api.InitFromSnapshotResponse{}, err
 	}
 	return api.InitFromSnapshotResponse{InitResponse: init, Restore: restored}, nil
-}
-
-// rpcDialer opens RPC connections to cluster ports with cfg, tracked in
-// dialedConns.
-func rpcDialer(cfg *tls.Config) func(addr string) (net.Conn, error) {
-	return func(addr string) (net.Conn, error) {
-		c, err := dialProto(addr, dialTimeout, cfg, protoRPC)
-		if err != nil {
-			return nil, err
-		}
-		return c, nil
-	}
 }
 
 // snapshotPools returns the address pools of a seed file's cluster (empty

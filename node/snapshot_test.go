@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/instance"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 	"github.com/shoal-org/shoal/node/writes"
@@ -28,7 +29,7 @@ func TestInitFromSnapshotRefusesBadFile(t *testing.T) {
 			if code != http.StatusBadRequest || !strings.Contains(errorBody(t, b), "nothing changed") {
 				t.Fatalf("status %d: %s", code, b)
 			}
-			if hasClusterState(a.cfg.DataDir) {
+			if instance.HasState(a.cfg.DataDir) {
 				t.Fatal("cluster state written for a refused file")
 			}
 			if _, err := a.clusterOrErr(); !errors.Is(err, ErrNoCluster) {
@@ -57,12 +58,12 @@ func TestSnapshotRestoreRPC(t *testing.T) {
 	s := startRPCServer(t)
 	var out api.SnapshotRestoreResponse
 	req := wire.SnapshotRestoreRequest{Size: 5}
-	err := writes.CallSnapshotRestore(rpcCtx(t), rpcDialer(pki.JoinTLS(s.pki.ca.Fingerprint())), s.addr, req, []byte("hello"), &out)
+	err := writes.CallSnapshotRestore(rpcCtx(t), instance.RPCDialer(pki.JoinTLS(s.pki.ca.Fingerprint())), s.addr, req, []byte("hello"), &out)
 	var re *wire.Error
 	if !errors.As(err, &re) || !strings.Contains(re.Msg, "certificate is required") {
 		t.Fatalf("without a certificate: %v", err)
 	}
-	err = writes.CallSnapshotRestore(rpcCtx(t), rpcDialer(s.pki.client("node-b")), s.addr, req, []byte("hello"), &out)
+	err = writes.CallSnapshotRestore(rpcCtx(t), instance.RPCDialer(s.pki.client("node-b")), s.addr, req, []byte("hello"), &out)
 	if !errors.As(err, &re) || !strings.Contains(re.Msg, ErrNoCluster.Error()) {
 		t.Fatalf("no cluster: %v", err)
 	}

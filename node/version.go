@@ -7,5 +7,5 @@ package node
 // (the Makefile uses `git describe`). Nodes advertise it in gossip and
 // `shoal node ls` shows it; it is for people. The upgrade gate compares
 // consensus.ProtocolLevel instead, because release strings do not order
-// (membership.Membership.CommandGate, set on Raft in cluster.go).
+// (membership.Membership.CommandGate, set on Raft by instance.Open).
 var Version = "dev"

@@ -22,8 +22,9 @@ import (
 func TestWriteGatedByMemberLevels(t *testing.T) {
 	a := newSoloAgent(t)
 	a.cfg.WriteTimeout = time.Minute // a retried refusal would end in ErrNoQuorum instead
+	a.cl.Host.Config = a.cfg
 	m := membership.NewDetached(nil)
-	a.cl.members = m
+	a.cl.Members = m
 	m.NotifyJoin(gossipNode(a.id.NodeID, `{"id":"`+a.id.NodeID+`","v":"v1.0.0","pl":1}`))
 	since := func(cmd command.Command) int {
 		if cmd.Type() == command.TypeDeleteTasks {
@@ -31,10 +32,10 @@ func TestWriteGatedByMemberLevels(t *testing.T) {
 		}
 		return command.SinceLevel(cmd)
 	}
-	a.cl.raft.SetCommandGate(m.LevelGate(a.cl.raft, since))
+	a.cl.Raft.SetCommandGate(m.LevelGate(a.cl.Raft, since))
 	ctx := context.Background()
 
-	before := a.cl.store.Index()
+	before := a.cl.Store.Index()
 	_, err := a.write(ctx, &command.DeleteTasks{IDs: []string{"none"}})
 	if !errors.Is(err, command.ErrUnsupported) {
 		t.Fatalf("write of a too-new command: %v", err)
@@ -42,7 +43,7 @@ func TestWriteGatedByMemberLevels(t *testing.T) {
 	if !strings.Contains(err.Error(), "v1.0.0, level 1") || !strings.Contains(err.Error(), api.ShortID(a.id.NodeID)) {
 		t.Fatalf("the refusal does not name the node and its release: %v", err)
 	}
-	if a.cl.store.Index() != before {
+	if a.cl.Store.Index() != before {
 		t.Fatal("a refused command changed the state")
 	}
 	if wire.ErrorCode(err) != "command_unsupported" {

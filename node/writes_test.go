@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"testing"
 
@@ -17,4 +18,15 @@ func TestWriteWithoutCluster(t *testing.T) {
 	if _, err := a.applyLocal(context.Background(), nil); !errors.Is(err, ErrNoCluster) {
 		t.Fatalf("applyLocal outside a cluster: %v, want ErrNoCluster", err)
 	}
+}
+
+// applyLocal applies an encoded command of the leader's own on this node,
+// which must lead (writes.Writer.ApplyLocal): the leader's path without
+// the forwarding.
+func (a *Agent) applyLocal(ctx context.Context, enc []byte) (json.RawMessage, error) {
+	cl, err := a.clusterOrErr()
+	if err != nil {
+		return nil, err
+	}
+	return cl.Writer().ApplyLocal(ctx, enc)
 }

@@ -7,7 +7,7 @@
 //
 // Who may fetch what (only images of the cluster, only task logs) is
 // Guard's rule (guard.go), which the agent checks with its replica, image
-// store and containers before a Serve function runs (node/access.go).
+// store and containers before a Serve function runs (node/rpcserver).
 package imagedist
 
 import (

@@ -25,10 +25,10 @@ package keyring
 // what the replicated record says and this node's TLS identity: KEK
 // presence, the trust bundle (current CA, plus the previous one during a
 // rotation), certificate renewal (renew.go) and, on the leader, migration
-// and the end of a CA rotation. The agent (node/keyring.go) constructs a
-// Keeper from its cluster's parts and answers the RPCs through it (rpc.go:
-// who may call them, and the forwarding to the leader through the
-// agent's Forward).
+// and the end of a CA rotation. A cluster instance (node/instance)
+// constructs a Keeper from its parts, and the agent answers the RPCs
+// through it (node/rpcserver; rpc.go: who may call them, and the
+// forwarding to the leader through the Keeper's Forward).
 
 import (
 	"bytes"
@@ -230,7 +230,7 @@ type Raft interface {
 }
 
 // CallFunc performs one RPC against the cluster port at addr with this
-// node's certificate (the agent's callRPC with its client TLS).
+// node's certificate (instance.Call with the instance's client TLS).
 type CallFunc func(ctx context.Context, addr, method string, body, out any) error
 
 // Keeper keeps one node's keys and certificate in line with the

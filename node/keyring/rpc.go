@@ -2,10 +2,10 @@ package keyring
 
 // The keys RPCs and routes end to end: who may call them (a member of the
 // replica; an admin for a rotation; the node itself for a renewal), which
-// need the leader, and the forwarding to it. The agent (node/keyring.go)
-// only finds the running cluster and hands its Keeper the call; the
-// admin check (node/authz over the replica) and the forwarding (node/writes)
-// come in as the Keeper's Authorize and Forward.
+// need the leader, and the forwarding to it. The agent (node/rpcserver,
+// node/keyring.go) only finds the running cluster instance and hands its
+// Keeper the call; the admin check (node/authz over the replica) and the
+// forwarding (node/writes) come in as the Keeper's Authorize and Forward.
 
 import (
 	"context"

@@ -247,7 +247,7 @@ type HintGossip interface {
 }
 
 // CallFunc performs one RPC against the cluster port at addr with cfg
-// (the agent's callRPC).
+// (instance.Call).
 type CallFunc func(ctx context.Context, addr string, cfg *tls.Config, method string, body, out any) error
 
 // Removal is the removed node's side: the loop that hints unknown members

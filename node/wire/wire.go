@@ -2,7 +2,7 @@
 // bytes: the envelope (one JSON request line, one JSON response line, then
 // raw bytes for streaming methods), the method names, the error codes that
 // carry refusals across, and the body of every method (messages.go). The
-// agent (node/clusterport serves and calls; node: join.go, keyring.go, … handle) and a
+// agent (node/clusterport serves and calls; node/rpcserver handles) and a
 // reader of the protocol both start here; nothing in it dials, serves or
 // decides. The request decoder is fuzzed: its bytes may come from a peer
 // without a certificate.

@@ -71,7 +71,7 @@ type Config struct {
 	// ErrNoQuorum.
 	WriteTimeout time.Duration
 	// Call performs one RPC against the cluster port at addr with this
-	// node's TLS (node's callRPC).
+	// node's TLS (instance.Call).
 	Call func(ctx context.Context, addr, method string, body, out any) error
 	// Dial opens an RPC connection to the cluster port at addr, for the
 	// snapshot restore, whose body follows the request line. A connect

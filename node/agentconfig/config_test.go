@@ -1,4 +1,4 @@
-package node
+package agentconfig
 
 import (
 	"strings"
@@ -6,7 +6,7 @@ import (
 )
 
 func validConfig() Config {
-	c := DefaultConfig()
+	c := Default()
 	c.DataDir = "/tmp/shoal-test"
 	c.AdvertiseAddr = "192.0.2.10"
 	c.Hostname = "n1"
@@ -88,16 +88,32 @@ func TestConfigReportsEveryProblem(t *testing.T) {
 
 func TestConfigAddrs(t *testing.T) {
 	c := validConfig()
-	if got := c.bindIP(); got != "192.0.2.10" {
-		t.Errorf("bindIP without listen address = %q, want the advertise address", got)
+	if got := c.BindIP(); got != "192.0.2.10" {
+		t.Errorf("BindIP without listen address = %q, want the advertise address", got)
 	}
 	c.ListenAddr = "0.0.0.0"
-	if got := c.bindIP(); got != "0.0.0.0" {
-		t.Errorf("bindIP = %q, want 0.0.0.0", got)
+	if got := c.BindIP(); got != "0.0.0.0" {
+		t.Errorf("BindIP = %q, want 0.0.0.0", got)
 	}
 	c.AdvertiseAddr = "2001:db8::1"
 	c.ClusterPort = 2400
-	if got := c.clusterAddr(); got != "[2001:db8::1]:2400" {
-		t.Errorf("clusterAddr = %q", got)
+	if got := c.ClusterAddr(); got != "[2001:db8::1]:2400" {
+		t.Errorf("ClusterAddr = %q", got)
+	}
+}
+
+func TestConfigMetricsAddr(t *testing.T) {
+	base := Default()
+	base.DataDir = t.TempDir()
+	base.AdvertiseAddr = "127.0.0.1"
+	for addr, ok := range map[string]bool{
+		"": true, "127.0.0.1:9323": true, ":9323": true, "[::1]:9323": true,
+		"localhost:9323": false, "127.0.0.1": false, "127.0.0.1:99999": false, "127.0.0.1:x": false,
+	} {
+		c := base
+		c.MetricsAddr = addr
+		if err := c.Validate(); (err == nil) != ok {
+			t.Errorf("--metrics-addr %q: err=%v, want ok=%v", addr, err, ok)
+		}
 	}
 }
