@@ -167,6 +167,10 @@ func RemoteLogs(ctx context.Context, call Caller, addr, containerID string, opts
 // without end with one endless line.
 const maxRemoteLogLine = 4 << 20
 
+// ErrWrongImage means a holder answered with another image than the
+// cluster record names; Ensure tries the record's next holder.
+var ErrWrongImage = errors.New("a holder sent another image than the cluster records")
+
 // Creds returns the credentials for a pull from the image's registry; nil
 // means anonymous. Ensure calls it only when it has to pull (a task's
 // credentials come from the leader: no round trip when a peer has the
@@ -191,7 +195,8 @@ type Source struct {
 }
 
 // Ensure makes ref available in store: already there (announce is not
-// called), fetched from a peer that holds it (announce(img, "peer")), or
+// called), fetched from a peer the record lists (announce(img, "peer");
+// only the record's image, tagged ref alone: Fetch), or
 // pulled from its registry (announce(img, "pull REF")), with creds when the
 // service carries registry credentials. An image the cluster does not know
 // is pulled from its registry only with credentials (`--with-registry-auth`
@@ -212,7 +217,7 @@ func Ensure(ctx context.Context, store Store, call Caller, ref string, src Sourc
 			if !ok {
 				continue
 			}
-			img, err := Fetch(ctx, store, call, p.Addr, ref)
+			img, err := Fetch(ctx, store, call, p.Addr, *rec, recordTag(ref, *rec))
 			if err == nil {
 				announce(img, "peer")
 				return nil
@@ -251,31 +256,38 @@ func Ensure(ctx context.Context, store Store, call Caller, ref string, src Sourc
 	return fmt.Errorf("fetch image %s: %w", ref, errors.Join(errs...))
 }
 
-// descriptor is the subset of the image store's descriptor this side
-// needs to know which blobs to fetch.
-type descriptor struct {
-	Config blobRef   `json:"config"`
-	Layers []blobRef `json:"layers"`
-}
-
-// blobRef is a blob the descriptor names, with the size it claims.
-type blobRef struct {
-	Digest string `json:"digest"`
-	Size   int64  `json:"size"`
-}
-
-// Fetch copies the image ref from the node at addr into store: its
-// descriptor, then the blobs store lacks; it returns the image as stored.
-func Fetch(ctx context.Context, store Store, call Caller, addr, ref string) (api.Image, error) {
+// Fetch copies the image rec records from the node at addr into store:
+// its descriptor (asked for by the record's ID), then the blobs store
+// lacks; it returns the image as stored.
+//
+// The holder is only a source of bytes, never of names: a node lists
+// itself on any record (command.SetImageNode, its own holdings), so what it
+// answers is checked against the record. A descriptor of another image is
+// refused before any blob is fetched (ErrWrongImage), and the image is
+// committed under tag alone (a tag of the record; "" for none) with the
+// record's source. The holder's own tags would re-tag this node's images,
+// and its source would become this node's word on where the image comes
+// from (the registry Ensure pulls from, with a service's credentials);
+// both are then announced to the cluster.
+func Fetch(ctx context.Context, store Store, call Caller, addr string, rec api.Image, tag string) (api.Image, error) {
 	var raw json.RawMessage
-	if err := call(ctx, addr, wire.MethodManifest, wire.ManifestRequest{Ref: ref}, &raw, nil); err != nil {
+	if err := call(ctx, addr, wire.MethodManifest, wire.ManifestRequest{Ref: rec.ID}, &raw, nil); err != nil {
 		return api.Image{}, err
 	}
-	var d descriptor
+	// Only what this side needs is read here: the store validates the
+	// whole descriptor when it commits it.
+	var d image.Descriptor
 	if err := json.Unmarshal(raw, &d); err != nil {
 		return api.Image{}, fmt.Errorf("decode image descriptor: %w", err)
 	}
-	for _, b := range append([]blobRef{d.Config}, d.Layers...) {
+	if d.ID != rec.ID || d.Config.Digest != rec.ID {
+		return api.Image{}, fmt.Errorf("%w: the cluster records %s, the holder sent %s (config %s)", ErrWrongImage, rec.ID, d.ID, d.Config.Digest)
+	}
+	blobs := []image.BlobRef{d.Config}
+	for _, l := range d.Layers {
+		blobs = append(blobs, l.BlobRef)
+	}
+	for _, b := range blobs {
 		if b.Digest == "" || store.HasBlob(b.Digest) {
 			continue
 		}
@@ -286,9 +298,37 @@ func Fetch(ctx context.Context, store Store, call Caller, addr, ref string) (api
 			return api.Image{}, fmt.Errorf("blob %s: %w", b.Digest, err)
 		}
 	}
-	img, err := store.CommitImage(raw)
+	d.Tags, d.Source = nil, rec.Source
+	if tag != "" {
+		d.Tags = []string{tag}
+	}
+	own, err := json.Marshal(d)
+	if err != nil {
+		return api.Image{}, fmt.Errorf("encode image descriptor: %w", err)
+	}
+	img, err := store.CommitImage(own)
 	if err != nil {
 		return api.Image{}, fmt.Errorf("commit image: %w", err)
 	}
+	if img.ID != rec.ID {
+		// The store names an image by the digest of its config, which
+		// the holder cannot choose: only a broken store gets here.
+		return api.Image{}, fmt.Errorf("%w: the cluster records %s, the store committed %s", ErrWrongImage, rec.ID, img.ID)
+	}
 	return img, nil
+}
+
+// recordTag is the tag of rec that ref names ("" when ref names none of
+// them: an ID or ID prefix), the one tag a fetched image gets here.
+func recordTag(ref string, rec api.Image) string {
+	want, err := image.NormalizeTag(ref)
+	if err != nil {
+		return ""
+	}
+	for _, t := range rec.Tags {
+		if nt, err := image.NormalizeTag(t); err == nil && nt == want {
+			return nt
+		}
+	}
+	return ""
 }

@@ -1,6 +1,7 @@
 package imagedist
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
 	"context"
@@ -31,12 +32,15 @@ type fakeStore struct {
 	mu        sync.Mutex
 	images    map[string]api.Image
 	manifests map[string][]byte
-	blobs     map[string][]byte
-	pullErr   error
-	pulled    []api.PullRequest
-	ingested  []string
-	sizes     []int64
-	committed [][]byte
+	// anyManifest, when set, is the descriptor served for every ref: a
+	// holder that answers whatever it is asked with an image of its own.
+	anyManifest []byte
+	blobs       map[string][]byte
+	pullErr     error
+	pulled      []api.PullRequest
+	ingested    []string
+	sizes       []int64
+	committed   [][]byte
 }
 
 func newFakeStore() *fakeStore {
@@ -56,6 +60,9 @@ func (s *fakeStore) Get(ref string) (api.Image, error) {
 func (s *fakeStore) Manifest(ref string) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.anyManifest != nil {
+		return s.anyManifest, nil
+	}
 	m, ok := s.manifests[ref]
 	if !ok {
 		return nil, fmt.Errorf("image %s not found", ref)
@@ -95,8 +102,9 @@ func (s *fakeStore) IngestBlob(digest string, size int64, r io.Reader) error {
 
 func (s *fakeStore) CommitImage(descriptor []byte) (api.Image, error) {
 	var d struct {
-		ID   string   `json:"id"`
-		Tags []string `json:"tags"`
+		ID     string   `json:"id"`
+		Tags   []string `json:"tags"`
+		Source string   `json:"source"`
 	}
 	if err := json.Unmarshal(descriptor, &d); err != nil {
 		return api.Image{}, err
@@ -104,7 +112,7 @@ func (s *fakeStore) CommitImage(descriptor []byte) (api.Image, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.committed = append(s.committed, descriptor)
-	img := api.Image{ID: d.ID, Tags: d.Tags}
+	img := api.Image{ID: d.ID, Tags: d.Tags, Source: d.Source}
 	for _, t := range d.Tags {
 		s.images[t] = img
 	}
@@ -126,7 +134,6 @@ func (s *fakeStore) Pull(_ context.Context, req api.PullRequest) (api.Image, err
 // holder is a node serving a store's images on a loopback cluster port.
 type holder struct {
 	addr  string
-	store *fakeStore
 	calls []string // methods served
 	mu    sync.Mutex
 }
@@ -161,9 +168,9 @@ func certFor(t *testing.T, id string) tls.Certificate {
 
 // startHolder serves store's blobs, descriptors and logs (from logs) over
 // the real cluster port.
-func startHolder(t *testing.T, store *fakeStore, logs Logs) *holder {
+func startHolder(t *testing.T, store Store, logs Logs) *holder {
 	t.Helper()
-	h := &holder{store: store}
+	h := &holder{}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -222,22 +229,27 @@ func webImage(s *fakeStore) {
 	s.blobs["sha256:l1"] = []byte("layer one")
 	s.blobs["sha256:l2"] = []byte("layer two")
 	s.manifests["web:1"] = []byte(`{"id":"sha256:cfg","tags":["web:1"],"config":{"digest":"sha256:cfg","size":15},"layers":[{"digest":"sha256:l1","size":9},{"digest":"sha256:l2","size":9}]}`)
+	s.manifests["sha256:cfg"] = s.manifests["web:1"]
 	s.images["web:1"] = api.Image{ID: "sha256:cfg", Tags: []string{"web:1"}}
 }
 
+// webRecord is the cluster record of webImage.
+var webRecord = api.Image{ID: "sha256:cfg", Tags: []string{"web:1"}, Source: "import"}
+
 // TestFetchOnlyMissingBlobs copies an image over the cluster port: the
-// descriptor, then only the blobs this side lacks, byte for byte.
+// descriptor (asked for by the record's ID), then only the blobs this side
+// lacks, byte for byte.
 func TestFetchOnlyMissingBlobs(t *testing.T) {
 	src := newFakeStore()
 	webImage(src)
 	h := startHolder(t, src, nil)
 	dst := newFakeStore()
 	dst.blobs["sha256:l1"] = []byte("layer one") // shared with another image
-	img, err := Fetch(ctx(t), dst, caller(t), h.addr, "web:1")
+	img, err := Fetch(ctx(t), dst, caller(t), h.addr, webRecord, "web:1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if img.ID != "sha256:cfg" {
+	if img.ID != "sha256:cfg" || !slices.Equal(img.Tags, []string{"web:1"}) || img.Source != "import" {
 		t.Errorf("fetched %+v", img)
 	}
 	if want := []string{"sha256:cfg", "sha256:l2"}; !slices.Equal(dst.ingested, want) {
@@ -252,7 +264,8 @@ func TestFetchOnlyMissingBlobs(t *testing.T) {
 			t.Errorf("blob %s: %q, want %q", d, dst.blobs[d], b)
 		}
 	}
-	if len(dst.committed) != 1 || !bytes.Equal(dst.committed[0], src.manifests["web:1"]) {
+	var d image.Descriptor
+	if len(dst.committed) != 1 || json.Unmarshal(dst.committed[0], &d) != nil || d.ID != "sha256:cfg" || len(d.Layers) != 2 || d.Layers[1].Digest != "sha256:l2" {
 		t.Errorf("committed %q, want the holder's descriptor", dst.committed)
 	}
 	if want := []string{wire.MethodManifest, wire.MethodBlob, wire.MethodBlob}; !slices.Equal(h.served(), want) {
@@ -266,10 +279,10 @@ func TestFetchErrors(t *testing.T) {
 	delete(src.blobs, "sha256:l2")
 	h := startHolder(t, src, nil)
 	dst := newFakeStore()
-	if _, err := Fetch(ctx(t), dst, caller(t), h.addr, "nope:1"); err == nil || !strings.Contains(err.Error(), "nope:1 not found") {
+	if _, err := Fetch(ctx(t), dst, caller(t), h.addr, api.Image{ID: "sha256:nope"}, ""); err == nil || !strings.Contains(err.Error(), "sha256:nope not found") {
 		t.Errorf("unknown image: %v", err)
 	}
-	_, err := Fetch(ctx(t), dst, caller(t), h.addr, "web:1")
+	_, err := Fetch(ctx(t), dst, caller(t), h.addr, webRecord, "web:1")
 	if err == nil || !strings.Contains(err.Error(), "blob sha256:l2") {
 		t.Errorf("missing blob: %v", err)
 	}
@@ -486,5 +499,155 @@ func TestServeBlobWriteDeadline(t *testing.T) {
 	case <-served:
 	case <-time.After(10 * time.Second):
 		t.Fatal("ServeBlob still writing to a peer that does not read")
+	}
+}
+
+// TestEnsureRefusesAnotherImageThanTheRecord: a node on a record's holder
+// list (a worker may add itself to any record) that answers with an image
+// of its own is refused, nothing of its image is kept, and the next holder
+// serves the record's image. Ensure committed whatever the first holder
+// sent, under the tags it chose (web:1 and db:1 on the fetching node, which
+// then announced them).
+func TestEnsureRefusesAnotherImageThanTheRecord(t *testing.T) {
+	evil := newFakeStore()
+	evil.blobs["sha256:evil"] = []byte(`{"config":true}`)
+	evil.blobs["sha256:le"] = []byte("evil layer")
+	evil.anyManifest = []byte(`{"id":"sha256:evil","tags":["web:1","db:1"],"config":{"digest":"sha256:evil","size":15},"layers":[{"digest":"sha256:le","size":10}]}`)
+	bad := startHolder(t, evil, nil)
+	src := newFakeStore()
+	webImage(src)
+	good := startHolder(t, src, nil)
+	peers := map[string]Peer{"worker": {Hostname: "worker", Addr: bad.addr}, "holder": {Hostname: "holder", Addr: good.addr}}
+	peer := func(id string) (Peer, bool) { p, ok := peers[id]; return p, ok }
+	rec := &api.Image{ID: "sha256:cfg", Tags: []string{"web:1"}, Nodes: []string{"worker", "holder"}}
+	dst := newFakeStore()
+	var got []api.Image
+	err := Ensure(ctx(t), dst, caller(t), "web:1", Source{Record: rec, Peer: peer}, nil, func(img api.Image, source string) { got = append(got, img) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].ID != rec.ID {
+		t.Fatalf("announced %+v, want the record's image %s", got, rec.ID)
+	}
+	if img, ok := dst.images["db:1"]; ok {
+		t.Errorf("db:1 is %s here: the worker's extra tag was kept", img.ID)
+	}
+	for _, d := range dst.ingested {
+		if d == "sha256:evil" || d == "sha256:le" {
+			t.Errorf("ingested the worker's blob %s", d)
+		}
+	}
+	for _, c := range dst.committed {
+		if strings.Contains(string(c), "sha256:evil") {
+			t.Errorf("committed the worker's image: %s", c)
+		}
+	}
+
+	// The worker alone: no image, and the error says why.
+	rec.Nodes = []string{"worker"}
+	dst = newFakeStore()
+	err = Ensure(ctx(t), dst, caller(t), "web:1", Source{Record: rec, Peer: peer}, nil, func(api.Image, string) { t.Error("announced") })
+	if !errors.Is(err, ErrWrongImage) || len(dst.committed) != 0 || len(dst.ingested) != 0 {
+		t.Errorf("the worker alone: err %v, committed %d, ingested %v; want ErrWrongImage and nothing kept", err, len(dst.committed), dst.ingested)
+	}
+}
+
+// TestFetchKeepsOnlyTheRecordsWord: what a fetched image is called here
+// comes from the cluster record, not from the holder's descriptor: the tag
+// asked for (when the record carries it) and the record's source. The
+// holder's other tags re-tagged this node's images (and the node announced
+// them cluster-wide), and its source became this node's `pull REF` for the
+// image, which a manager then wrote into the record.
+func TestFetchKeepsOnlyTheRecordsWord(t *testing.T) {
+	src := newFakeStore()
+	webImage(src)
+	forged := []byte(`{"id":"sha256:cfg","tags":["web:1","db:1"],"source":"pull attacker.example/web:1","config":{"digest":"sha256:cfg","size":15},"layers":[{"digest":"sha256:l1","size":9},{"digest":"sha256:l2","size":9}]}`)
+	src.manifests["web:1"], src.manifests["sha256:cfg"] = forged, forged
+	h := startHolder(t, src, nil)
+	peer := func(id string) (Peer, bool) { return Peer{Hostname: "holder", Addr: h.addr}, id == "holder" }
+	for _, tt := range []struct {
+		ref, wantTags string
+	}{
+		{ref: "web:1", wantTags: "web:1"},
+		{ref: "docker.io/library/web:1", wantTags: "web:1"},
+		{ref: "sha256:cfg", wantTags: ""}, // an ID names no tag
+	} {
+		rec := &api.Image{ID: "sha256:cfg", Tags: []string{"web:1", "web:latest"}, Nodes: []string{"holder"}, Source: "import"}
+		dst := newFakeStore()
+		var announced []api.Image
+		err := Ensure(ctx(t), dst, caller(t), tt.ref, Source{Record: rec, Peer: peer}, nil, func(img api.Image, _ string) { announced = append(announced, img) })
+		if err != nil {
+			t.Fatalf("%s: %v", tt.ref, err)
+		}
+		if len(announced) != 1 {
+			t.Fatalf("%s: announced %v", tt.ref, announced)
+		}
+		img := announced[0]
+		if strings.Join(img.Tags, ",") != tt.wantTags || img.Source != "import" {
+			t.Errorf("%s: committed tags %v source %q; want %q and the record's source", tt.ref, img.Tags, img.Source, tt.wantTags)
+		}
+		if _, ok := dst.images["db:1"]; ok {
+			t.Errorf("%s: the holder's db:1 was kept", tt.ref)
+		}
+	}
+}
+
+// rootfsTar is a one-file rootfs tarball whose file holds body.
+func rootfsTar(t *testing.T, body string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: "hello", Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg,
+		ModTime: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write([]byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func realStore(t *testing.T) *image.Store {
+	t.Helper()
+	s, err := image.Open(image.DefaultConfig(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestEnsureBetweenRealStores: between two image stores, a fetched image
+// gets the tag asked for and keeps the record's source; the holder's other
+// tags do not move this node's own tags (db:1 here), which the store's
+// commit did for every tag of the holder's descriptor.
+func TestEnsureBetweenRealStores(t *testing.T) {
+	src := realStore(t)
+	web, err := src.Import(ctx(t), bytes.NewReader(rootfsTar(t, "web")), "web:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Tag("web:1", "db:1"); err != nil {
+		t.Fatal(err)
+	}
+	h := startHolder(t, src, nil)
+	dst := realStore(t)
+	db, err := dst.Import(ctx(t), bytes.NewReader(rootfsTar(t, "db")), "db:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &api.Image{ID: web.ID, Tags: []string{"web:1"}, Nodes: []string{"holder"}, Source: "load"}
+	peer := func(id string) (Peer, bool) { return Peer{Hostname: "holder", Addr: h.addr}, id == "holder" }
+	var announced []api.Image
+	if err := Ensure(ctx(t), dst, caller(t), "web:1", Source{Record: rec, Peer: peer}, nil, func(img api.Image, _ string) { announced = append(announced, img) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(announced) != 1 || announced[0].ID != web.ID || !slices.Equal(announced[0].Tags, []string{"web:1"}) || announced[0].Source != "load" {
+		t.Errorf("announced %+v; want %s tagged web:1 alone, from the record's source", announced, web.ID)
+	}
+	if got, err := dst.Get("db:1"); err != nil || got.ID != db.ID {
+		t.Errorf("db:1 here is %s (%v), want this node's own %s", got.ID, err, db.ID)
 	}
 }
