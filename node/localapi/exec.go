@@ -6,6 +6,38 @@ package localapi
 // executable) is an ordinary error answer; after it the handler relays the
 // process's terminal or pipes, input, resizes and signals, and ends with
 // the exit code.
+//
+// Why input has a goroutine, a queue and a stall limit of its own. Input,
+// the end of input, resizes and signals arrive on one stream, in the order
+// the client sent them (and the CLI sends them through one writer, so its
+// ^C waits behind its own blocked input write). The protocol has no flow
+// control (no window per direction as in ssh), so when the process does not
+// keep up with its input the agent can either stop reading the stream (what
+// a pipe does: nothing is lost, but nothing behind the input is seen
+// either: not ^C, not a resize, not the client going away) or read on and
+// hold or drop the input. It does the first while the process takes its
+// input and the second once it has stopped taking it:
+//
+//   - the frame reader hands input to a queue of execStdinQueue frames (at
+//     most 1 MiB) that a writer goroutine empties into the process's stdin
+//     or terminal, and waits only while that queue is full. A process
+//     slower than the client (`shoal exec -i db psql < dump.sql`, `tar x`)
+//     gets the backpressure of a pipe and every byte, as with docker exec;
+//     frames behind the input are read as soon as the queue has room again.
+//   - if the process takes none of its input (not one execStdinChunk) for
+//     execStdinStall while the queue is full, it is not reading it
+//     (`tail -f /dev/null < bigfile`): the input ends there. What was
+//     queued is still written, then a stdin pipe is closed (a terminal
+//     stays open: closing it would hang the process up); later input is
+//     discarded and the client is told so on stderr. The reader never
+//     waits again, so ^C, resizes and a client that goes away are seen at
+//     once; before, they wait at most execStdinStall.
+//
+// Discarding input as soon as the queue is full would break every bulk
+// input to a process slower than the socket, which works with docker exec;
+// a long stall is what only a process ignoring its input (or pausing for
+// long with more than the queue still to come) shows, and ending the input
+// at a frame boundary gives the process an end rather than a gap.
 
 import (
 	"bufio"
@@ -25,9 +57,21 @@ import (
 	"github.com/shoal-org/shoal/runtime"
 )
 
-// execDrain is how long output is still relayed after the process ended,
-// for what a background child keeps writing to the same pipes or terminal.
-const execDrain = 2 * time.Second
+const (
+	// execDrain is how long output is still relayed after the process
+	// ended, for what a background child keeps writing to the same pipes or
+	// terminal.
+	execDrain = 2 * time.Second
+	// execStdinQueue is how many input frames (of at most api.MaxExecFrame:
+	// 1 MiB) are read ahead of the process.
+	execStdinQueue = 16
+	// execStdinStall is how long a process may take none of its input while
+	// the queue is full before its input ends (see the top of the file).
+	execStdinStall = 30 * time.Second
+	// execStdinChunk is how much input the writer hands the process at
+	// once: each chunk taken is progress that restarts the stall limit.
+	execStdinChunk = 4 << 10
+)
 
 // execTarget finds the container of a `shoal exec`: a container ID, name or
 // ID prefix, or a task name (web.1, web.NODEID) whose newest running
@@ -104,18 +148,22 @@ func (l *Routes) handleExec(w http.ResponseWriter, r *http.Request, writeError f
 		proc.Close()
 		return
 	}
-	l.relayExec(conn, brw.Reader, proc, req.Tty)
+	l.relayExec(conn, brw.Reader, proc, req.Tty, execStdinStall)
 }
 
 // relayExec runs an exec session on an upgraded connection until the
 // process ended and its exit code was sent, the client went away, or the
 // agent stops. A client that goes away closes the process's terminal (a
-// hangup) or pipes; the process is still reaped by the runtime.
-func (l *Routes) relayExec(conn net.Conn, in *bufio.Reader, p *runtime.ExecProcess, tty bool) {
+// hangup) or pipes, which also ends a write of input the process does not
+// take; the process is still reaped by the runtime. stall is
+// execStdinStall (shorter in tests).
+func (l *Routes) relayExec(conn net.Conn, in *bufio.Reader, p *runtime.ExecProcess, tty bool, stall time.Duration) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer conn.Close()
 	defer p.Close()
+	quit := make(chan struct{})
+	defer close(quit)
 	stop := context.AfterFunc(l.Stopping, func() { conn.Close() })
 	defer stop()
 
@@ -125,14 +173,18 @@ func (l *Routes) relayExec(conn net.Conn, in *bufio.Reader, p *runtime.ExecProce
 		defer wmu.Unlock()
 		return api.WriteExecFrame(conn, typ, b)
 	}
-	input := p.Stdin
-	if tty {
-		input = p.Console
+	var input *execInput
+	switch {
+	case tty && p.Console != nil:
+		input = newExecInput(p.Console, false, stall)
+	case !tty && p.Stdin != nil:
+		input = newExecInput(p.Stdin, true, stall)
+	}
+	if input != nil {
+		wg.Go(func() { input.run(quit) })
 	}
 	clientGone := make(chan struct{})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		defer close(clientGone)
 		for {
 			typ, payload, err := api.ReadExecFrame(in)
@@ -141,15 +193,18 @@ func (l *Routes) relayExec(conn net.Conn, in *bufio.Reader, p *runtime.ExecProce
 			}
 			switch typ {
 			case api.ExecStdin:
-				if input != nil {
-					if _, err := input.Write(payload); err != nil {
-						input = nil // the process closed its input
+				if input != nil && input.put(payload, quit) {
+					to := api.ExecStderr
+					if tty {
+						to = api.ExecStdout // a terminal merges both
 					}
+					msg := fmt.Sprintf("shoal exec: the process took none of its input for %v: its input ends after %d bytes, the rest is discarded\n", stall, input.accepted)
+					// Not from the reader: the client may not be reading.
+					wg.Go(func() { _ = send(to, []byte(msg)) })
 				}
 			case api.ExecStdinClose:
-				if !tty && p.Stdin != nil {
-					p.Stdin.Close()
-					input = nil
+				if !tty && input != nil {
+					input.end()
 				}
 			case api.ExecResize:
 				if wd, ht, err := api.DecodeResize(payload); err == nil && tty {
@@ -161,8 +216,7 @@ func (l *Routes) relayExec(conn net.Conn, in *bufio.Reader, p *runtime.ExecProce
 				}
 			}
 		}
-	}()
-
+	})
 	var outWG sync.WaitGroup
 	pump := func(f *os.File, typ byte) {
 		defer outWG.Done()
@@ -219,4 +273,125 @@ func (l *Routes) relayExec(conn net.Conn, in *bufio.Reader, p *runtime.ExecProce
 		<-outDone
 	}
 	_ = send(api.ExecExit, api.EncodeExit(p.ExitCode()))
+}
+
+// execInput writes a session's input to the process on a goroutine of its
+// own (run), fed by the frame reader (put, end) through a bounded queue; the
+// top of the file says why. put and end are for the frame reader alone.
+type execInput struct {
+	w          *os.File
+	closeAtEnd bool // w is a stdin pipe: close it once the input ended
+	stall      time.Duration
+
+	queue    chan []byte
+	progress chan struct{} // (1) the process took a chunk of input
+	ended    chan struct{} // closed by end: no more input after what is queued
+	done     chan struct{} // closed when run returns
+
+	isEnded  bool  // the reader's: ended is closed
+	accepted int64 // the reader's: bytes queued
+}
+
+func newExecInput(w *os.File, closeAtEnd bool, stall time.Duration) *execInput {
+	return &execInput{
+		w: w, closeAtEnd: closeAtEnd, stall: stall,
+		queue:    make(chan []byte, execStdinQueue),
+		progress: make(chan struct{}, 1),
+		ended:    make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+}
+
+// put queues one frame of input. While the queue is full it waits, for as
+// long as the process keeps taking input; if the process takes none for the
+// stall limit, put ends the input and reports true (once). Input after the
+// end, after the process stopped taking it, or once quit is closed is
+// dropped.
+func (in *execInput) put(b []byte, quit <-chan struct{}) (stalled bool) {
+	if in.isEnded {
+		return false
+	}
+	select {
+	case <-in.done:
+		return false
+	case in.queue <- b:
+		in.accepted += int64(len(b))
+		return false
+	default:
+	}
+	t := time.NewTimer(in.stall)
+	defer t.Stop()
+	for {
+		select {
+		case in.queue <- b:
+			in.accepted += int64(len(b))
+			return false
+		case <-in.progress:
+			t.Reset(in.stall)
+		case <-in.done:
+			return false
+		case <-quit:
+			return false
+		case <-t.C:
+			in.end()
+			return true
+		}
+	}
+}
+
+// end ends the input after what is queued (ExecStdinClose, or a stall).
+// Safe to call twice.
+func (in *execInput) end() {
+	if !in.isEnded {
+		in.isEnded = true
+		close(in.ended)
+	}
+}
+
+// run writes the queued input to the process until the input ended and
+// was written, the process stopped taking it (a write failed), or quit is
+// closed; then it closes a stdin pipe. A write the process never takes
+// ends when the session closes the process's files (Process.Close).
+func (in *execInput) run(quit <-chan struct{}) {
+	defer close(in.done)
+	if in.closeAtEnd {
+		defer in.w.Close()
+	}
+	for {
+		select {
+		case b := <-in.queue:
+			if !in.write(b) {
+				return
+			}
+		case <-in.ended:
+			for {
+				select {
+				case b := <-in.queue:
+					if !in.write(b) {
+						return
+					}
+				default:
+					return
+				}
+			}
+		case <-quit:
+			return
+		}
+	}
+}
+
+// write hands b to the process in chunks, noting each one it took.
+func (in *execInput) write(b []byte) bool {
+	for len(b) > 0 {
+		n := min(len(b), execStdinChunk)
+		if _, err := in.w.Write(b[:n]); err != nil {
+			return false
+		}
+		b = b[n:]
+		select {
+		case in.progress <- struct{}{}:
+		default:
+		}
+	}
+	return true
 }
