@@ -206,6 +206,15 @@ func authorizeOwn(id string, cmd command.Command, self *api.Node) error {
 			return refuse("may change only the fields a node owns (resources, WireGuard keys), not %s (hostname, address and ports change only by joining again)", strings.Join(f, ", "))
 		}
 		return nil
+	case command.UpdateOwnNode:
+		// Only the owned fields apply (api.CopyOwnedNodeFields).
+		if c.Node.ID != id {
+			return refuse("may update only its own node record, not node %s's", api.ShortID(c.Node.ID))
+		}
+		if self == nil {
+			return refuse("has no node record to update (it joins through the join RPC)")
+		}
+		return nil
 	case command.Batch:
 		for i, inner := range c.Commands {
 			if err := authorizeOwn(id, inner, self); err != nil {
@@ -226,6 +235,8 @@ func deref(cmd command.Command) command.Command {
 	case *command.SetImageNode:
 		return *c
 	case *command.UpsertImage:
+		return *c
+	case *command.UpdateOwnNode:
 		return *c
 	case *command.UpsertNode:
 		return *c
@@ -249,12 +260,7 @@ func NodeFieldsNotOwned(cur, next api.Node) []string {
 	// reserved from publishing cluster-wide. The agent never changes them
 	// in its own writes.
 	owned := cur
-	owned.Resources = next.Resources
-	owned.WireGuardKey = next.WireGuardKey
-	owned.WireGuardKeyEpoch = next.WireGuardKeyEpoch
-	owned.WireGuardNextKey = next.WireGuardNextKey
-	owned.WireGuardNextEpoch = next.WireGuardNextEpoch
-	owned.UpdatedAt = next.UpdatedAt
+	api.CopyOwnedNodeFields(&owned, next)
 	// Derived at read time or by the FSM: never compared.
 	owned.Version, next.Version = 0, 0
 	owned.ManagerStatus, next.ManagerStatus = "", ""

@@ -49,6 +49,8 @@ func TestAuthorizeTable(t *testing.T) {
 		command.TypeBootstrapCluster: internal(command.BootstrapCluster{Node: *self}),
 		command.TypeUpsertNode: {own: command.UpsertNode{Node: moved}, other: command.UpsertNode{Node: otherNode},
 			leader: true, nodeOwn: true},
+		command.TypeUpdateOwnNode: {own: command.UpdateOwnNode{Node: moved}, other: command.UpdateOwnNode{Node: otherNode},
+			leader: true, nodeOwn: true},
 		command.TypeUpdateNode:    adminCase(command.UpdateNode{ID: them, Update: api.NodeUpdate{Role: api.RoleWorker}}),
 		command.TypeSetNodeStatus: internal(command.SetNodeStatus{Statuses: []command.NodeStatus{{ID: me, Status: api.NodeReady}}}),
 		command.TypeSetNodeVoter:  internal(command.SetNodeVoter{ID: me, Voter: true}),
@@ -290,5 +292,18 @@ func TestCheckReservedPorts(t *testing.T) {
 	}
 	if err := CheckSpecOnLeader(api.ServiceSpec{Name: "-bad-", Image: "x"}, nil, nodes); !errors.Is(err, consensus.ErrInvalid) {
 		t.Fatalf("checkSpecOnLeader does not validate the spec: %v", err)
+	}
+}
+
+func TestAuthorizeUpdateOwnNode(t *testing.T) {
+	self := &api.Node{ID: "me"}
+	if err := Authorize(Caller{Kind: Node, NodeID: "me"}, &command.UpdateOwnNode{Node: api.Node{ID: "me", Role: api.RoleManager}}, self); err != nil {
+		t.Fatalf("own report refused: %v", err)
+	}
+	if err := Authorize(Caller{Kind: Node, NodeID: "me"}, command.UpdateOwnNode{Node: api.Node{ID: "them"}}, self); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("report about another node: %v", err)
+	}
+	if err := Authorize(Caller{Kind: Node, NodeID: "me"}, command.UpdateOwnNode{Node: api.Node{ID: "me"}}, nil); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("report without a record: %v", err)
 	}
 }
