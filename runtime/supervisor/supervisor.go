@@ -259,6 +259,7 @@ type supCont struct {
 	open    []*supStream // pipes not at EOF yet
 	exit    *containerinit.ExitStatus
 	drain   *time.Timer
+	budget  lineBudget // lines of output the supervisor reads (budget.go)
 }
 
 // supStream is the read end of one of a container's output pipes.
@@ -268,6 +269,7 @@ type supStream struct {
 	name    string // stdout or stderr
 	c       *supCont
 	partial []byte // a line without its newline yet, < MaxLine
+	paused  bool   // off the epoll set until its container's budget refills
 }
 
 // supExec is a process started by `runc exec --detach`: runc exits at
@@ -835,11 +837,19 @@ func (s *supervisor) pumpLoop() {
 
 // readLocked does one read of st (level-triggered: the next EpollWait
 // comes back for the rest, which keeps a chatty container from starving
-// the others).
+// the others), and stores its lines with one write. A container past its
+// line budget is not read until the budget refills (pauseLocked).
 func (s *supervisor) readLocked(st *supStream, buf []byte) {
+	now := time.Now()
+	if d := st.c.budget.wait(now); d > 0 {
+		s.pauseLocked(st, d)
+		return
+	}
 	n, err := unix.Read(st.fd, buf)
 	if n > 0 {
-		st.feed(buf[:n])
+		lines := st.feed(buf[:n], now)
+		st.c.lw.Flush()
+		st.c.budget.take(lines, now)
 		return
 	}
 	if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
@@ -848,15 +858,42 @@ func (s *supervisor) readLocked(st *supStream, buf []byte) {
 	s.closeStreamLocked(st) // EOF or a read error
 }
 
-// feed splits data into lines (at most MaxLine each) for the log.
-func (st *supStream) feed(data []byte) {
+// pauseLocked takes st off the epoll set for d: its pipe fills and the
+// container's writes block until the budget refills (budget.go). Off the
+// set rather than with no events asked: a hung-up pipe is reported
+// whatever is asked, and would spin the loop.
+func (s *supervisor) pauseLocked(st *supStream, d time.Duration) {
+	if err := unix.EpollCtl(s.epfd, unix.EPOLL_CTL_DEL, st.fd, nil); err != nil {
+		return // not on the set: nothing to pause
+	}
+	st.paused = true
+	time.AfterFunc(d, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.streams[st.tok] != st || !st.paused {
+			return // closed meanwhile (drained, or its container removed)
+		}
+		st.paused = false
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLHUP | unix.EPOLLERR, Fd: st.tok}
+		if err := unix.EpollCtl(s.epfd, unix.EPOLL_CTL_ADD, st.fd, &ev); err != nil {
+			fmt.Fprintf(os.Stderr, "shoal-supervisor: epoll add: %v\n", err)
+			s.closeStreamLocked(st)
+		}
+	})
+}
+
+// feed splits data into lines (at most MaxLine each) for the log, stamped
+// now and buffered (the caller flushes), and returns how many it stored.
+func (st *supStream) feed(data []byte, now time.Time) int {
+	lines := 0
 	for len(data) > 0 {
 		i := indexByte(data, '\n')
 		if i >= 0 && len(st.partial)+i <= MaxLine {
+			lines++
 			if len(st.partial) == 0 {
-				st.c.lw.WriteLine(st.name, string(data[:i]))
+				st.c.lw.Append(st.name, string(data[:i]), now)
 			} else {
-				st.c.lw.WriteLine(st.name, string(append(st.partial, data[:i]...)))
+				st.c.lw.Append(st.name, string(append(st.partial, data[:i]...)), now)
 				st.partial = st.partial[:0]
 			}
 			data = data[i+1:]
@@ -869,13 +906,15 @@ func (st *supStream) feed(data []byte) {
 		st.partial = append(st.partial, data[:take]...)
 		data = data[take:]
 		if len(st.partial) == MaxLine {
-			st.c.lw.WriteLine(st.name, string(st.partial))
+			lines++
+			st.c.lw.Append(st.name, string(st.partial), now)
 			st.partial = st.partial[:0]
 		}
 	}
 	if len(st.partial) == 0 {
 		st.partial = nil // hold no buffer for an idle stream
 	}
+	return lines
 }
 
 func indexByte(b []byte, c byte) int {
