@@ -1,7 +1,8 @@
 package keyring
 
-// The keys RPCs and routes end to end: who may call them (a member of the
-// replica; an admin for a rotation; the node itself for a renewal), which
+// The keys RPCs and routes end to end: who may call them (an admin — a
+// member of the replica that is not a worker — to read or rotate the token
+// or rotate the CA; the node itself for a renewal), which
 // need the leader, and the forwarding to it. The agent (node/keyring.go)
 // only finds the running cluster and hands its Keeper the call; the
 // admin check (node/authz over the replica) and the forwarding (node/writes)
@@ -31,20 +32,26 @@ func notMember(peerID string) error {
 }
 
 // AnswerToken tells (or, on the leader, rotates) the join secret
-// (wire.MethodToken). Allowed callers: any node of the cluster's state —
-// root on any node is an admin (DESIGN.md, trust model), so a node may
-// print the token as it may forward any write; a rotation also needs
-// Authorize's consent to fsm.RotateToken (a worker's root may not).
+// (wire.MethodToken). Allowed callers: a node of the cluster's state whose
+// root is an admin — Authorize's consent to fsm.RotateToken, for a read as
+// for a rotation. Reading the token is admitting a node: a worker's root
+// that read it could join a second identity of its own, which the join
+// records as a manager, and change the cluster through it (DESIGN.md,
+// trust model: a worker's root cannot change the cluster).
 func (k *Keeper) AnswerToken(ctx context.Context, peerID string, req wire.TokenRequest) (*wire.TokenResponse, error) {
 	if _, err := k.Store.Node(peerID); err != nil {
 		return nil, notMember(peerID)
 	}
+	if err := k.authorize(peerID, fsm.RotateToken{}); err != nil {
+		k.logWarn("refused a join token request", "node_id", api.ShortID(peerID), "rotate", req.Rotate, "err", err)
+		if req.Rotate {
+			return nil, err
+		}
+		return nil, fmt.Errorf("workers cannot read the join token: %w", err)
+	}
 	if req.Rotate {
 		if !k.Raft.IsLeader() {
 			return nil, consensus.ErrNotLeader
-		}
-		if err := k.Authorize(peerID, fsm.RotateToken{}); err != nil {
-			return nil, err
 		}
 		secret, err := k.RotateSecret(ctx)
 		if err != nil {
@@ -66,9 +73,32 @@ func (k *Keeper) AnswerToken(ctx context.Context, peerID string, req wire.TokenR
 	return &wire.TokenResponse{Secret: secret}, nil
 }
 
+// authorize is Authorize, failing closed for a keeper built without it
+// (who may act cannot be told then).
+func (k *Keeper) authorize(peerID string, cmd fsm.Command) error {
+	if k.Authorize == nil {
+		return &wire.Error{Code: wire.CodeForbidden, Msg: fmt.Sprintf("node %s: no authorization to check the request against", api.ShortID(peerID))}
+	}
+	return k.Authorize(peerID, cmd)
+}
+
+// logWarn logs a refusal when the keeper has a logger.
+func (k *Keeper) logWarn(msg string, args ...any) {
+	if k.Log != nil {
+		k.Log.Warn(msg, args...)
+	}
+}
+
 // CurrentSecret returns the join secret of c, opened here when this node
-// holds the KEK, else asked of the leader.
+// holds the KEK, else asked of the leader. A worker is refused either way
+// (the leader would refuse it too, AnswerToken): a worker that still holds
+// the KEK (a voter the autopilot has not demoted yet) must not print what
+// its role may not read.
 func (k *Keeper) CurrentSecret(ctx context.Context, c *consensus.ClusterState) (string, error) {
+	if n, err := k.Store.Node(k.Self); err == nil && n.Role == api.RoleWorker {
+		return "", &wire.Error{Code: wire.CodeForbidden, Msg: fmt.Sprintf(
+			"this node (%s) is a worker: workers cannot read the join token; run `shoal token` on a manager", n.Hostname)}
+	}
 	if s, err := JoinSecret(k.Dir, c); err == nil {
 		return s, nil
 	}
@@ -185,8 +215,8 @@ func (k *Keeper) AnswerCARotate(ctx context.Context, peerID string) (*wire.CARot
 	if _, err := k.Store.Node(peerID); err != nil {
 		return nil, notMember(peerID)
 	}
-	if err := k.Authorize(peerID, fsm.RotateToken{}); err != nil {
-		k.Log.Warn("refused a CA rotation", "node_id", api.ShortID(peerID), "err", err)
+	if err := k.authorize(peerID, fsm.RotateToken{}); err != nil {
+		k.logWarn("refused a CA rotation", "node_id", api.ShortID(peerID), "err", err)
 		return nil, err
 	}
 	if !k.Raft.IsLeader() {
