@@ -253,13 +253,18 @@ func (w *Writer) LocalWriteAllowed() error {
 	return nil
 }
 
-// CallerOf describes a peer for authz.Authorize from the leader's replica.
+// CallerOf describes a peer for authz.Authorize from the leader's replica,
+// with its node record (nil when the replica holds none). A peer without a
+// record is no Member, which authz refuses everything (a certificate that
+// outlived its node's removal is nobody's admin); decide on Member and
+// Worker through authz, never on Worker alone.
 func CallerOf(store *consensus.Store, kind authz.Kind, peerID string) (authz.Caller, *api.Node) {
 	c := authz.Caller{Kind: kind, NodeID: peerID}
 	n, err := store.Node(peerID)
 	if err != nil {
 		return c, nil
 	}
+	c.Member = true
 	c.Worker = n.Role == api.RoleWorker
 	return c, n
 }

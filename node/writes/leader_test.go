@@ -1,0 +1,174 @@
+package writes
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
+	"github.com/shoal-org/shoal/consensus/raftnode"
+	"github.com/shoal-org/shoal/node/authz"
+	"github.com/shoal-org/shoal/node/wire"
+)
+
+// testLeader is a Writer on a one-node in-memory Raft that leads a
+// bootstrapped cluster: the leader "leader", a manager "m" and a worker
+// "w" (role set by an admin, as `node update --role worker` does).
+type testLeader struct {
+	*Writer
+	store *consensus.Store
+	raft  *raftnode.Raft
+	// rotations counts the join-secret rotations the leader made.
+	rotations int
+}
+
+func newTestLeader(t *testing.T) *testLeader {
+	t.Helper()
+	cfg := raftnode.DefaultConfig()
+	cfg.NodeID = "leader"
+	cfg.HeartbeatTimeout = 50 * time.Millisecond
+	cfg.ElectionTimeout = 50 * time.Millisecond
+	cfg.LeaderLeaseTimeout = 50 * time.Millisecond
+	cfg.HeartbeatInterval = 20 * time.Millisecond
+	cfg.CommitTimeout = 5 * time.Millisecond
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	_, trans := raft.NewInmemTransport("")
+	store := consensus.NewStore()
+	r, err := raftnode.NewInmem(cfg, store, trans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Shutdown() })
+	if err := r.BootstrapSelf(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !r.IsLeader() {
+		if time.Now().After(deadline) {
+			t.Fatal("the solo raft never led")
+		}
+		time.Sleep(5 * time.Millisecond) // polling raft's state; no event to wait on
+	}
+	l := &testLeader{store: store, raft: r}
+	// A cluster ID of its own: the leader's per-node state is keyed by it.
+	clusterID := t.Name()
+	l.Writer = New(Config{NodeID: "leader", ClusterID: clusterID, Store: store, Raft: r,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WriteTimeout: 5 * time.Second,
+		RotateToken: func(context.Context) error { l.rotations++; return nil }})
+	now := time.Now().UTC()
+	l.must(t, fsm.BootstrapCluster{
+		Cluster: consensus.ClusterState{ClusterID: clusterID, CACertPEM: []byte("ca"), CAFingerprint: "fp",
+			TokenSecretHash: "h", GossipKeys: [][]byte{bytes.Repeat([]byte{1}, 32)},
+			ClusterCIDR: "10.42.0.0/16", VIPCIDR: "10.43.0.0/16", CreatedAt: now},
+		Node: api.Node{ID: "leader", Hostname: "leader", Addr: "10.0.0.1", Status: api.NodeReady,
+			Availability: api.AvailabilityActive, CertSerial: "L0"},
+	})
+	for _, id := range []string{"m", "w"} {
+		l.must(t, fsm.UpsertNode{Node: api.Node{ID: id, Hostname: id, Addr: "10.0.0.2", Status: api.NodeReady,
+			Availability: api.AvailabilityActive, CertSerial: id + "0", CreatedAt: now}})
+	}
+	l.must(t, fsm.UpdateNode{ID: "m", Update: api.NodeUpdate{Role: api.RoleManager}, Now: now})
+	l.must(t, fsm.UpdateNode{ID: "w", Update: api.NodeUpdate{Role: api.RoleWorker}, Now: now})
+	return l
+}
+
+func (l *testLeader) must(t *testing.T, cmd fsm.Command) {
+	t.Helper()
+	if _, err := l.raft.Apply(context.Background(), cmd); err != nil {
+		t.Fatalf("apply %T: %v", cmd, err)
+	}
+}
+
+// encode is cmd as a node sends it (wire.ApplyRequest, wire.AdminWriteRequest).
+func encode(t *testing.T, cmd fsm.Command) []byte {
+	t.Helper()
+	enc, err := fsm.EncodeCommand(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return enc
+}
+
+// TestRemovedNodeIsNobodysAdmin: a certified peer whose node record is
+// gone (removed while a second certificate of its was still unrevoked, or
+// dropped by a restore) has no role, and the leader refuses it everything
+// a member's role would allow: admin actions, node removal, a restore, and
+// reports about itself. Before, no record read as "not a worker", and a
+// removed worker became an admin.
+func TestRemovedNodeIsNobodysAdmin(t *testing.T) {
+	l := newTestLeader(t)
+	ctx := context.Background()
+	l.must(t, fsm.RemoveNode{ID: "w", Now: time.Now().UTC()})
+
+	c, self := CallerOf(l.store, authz.Admin, "w")
+	if c.Member || self != nil {
+		t.Fatalf("CallerOf(removed) = %+v, %v; want no member, no record", c, self)
+	}
+	svc := api.Service{ID: "evil", Name: "evil", Spec: api.ServiceSpec{Name: "evil", Image: "busybox", Replicas: 1}}
+	for _, cmd := range []fsm.Command{
+		fsm.CreateService{Service: svc},
+		fsm.DeleteService{ID: "x"},
+		fsm.UpdateNode{ID: "leader", Update: api.NodeUpdate{Availability: api.AvailabilityDrain}},
+		fsm.DeleteNetwork{ID: "n"},
+	} {
+		if err := authz.Authorize(c, cmd, nil); !errors.Is(err, authz.ErrForbidden) {
+			t.Errorf("Authorize(removed, %s) = %v, want ErrForbidden", authz.TypeName(cmd), err)
+		}
+		_, err := l.ApplyAdmin(ctx, "w", adminRequest(t, cmd))
+		if !errors.Is(err, authz.ErrForbidden) {
+			t.Errorf("ApplyAdmin(removed, %s) = %v, want ErrForbidden", authz.TypeName(cmd), err)
+		}
+	}
+	if _, err := l.ApplyAdmin(ctx, "w", adminRequest(t, fsm.RotateToken{})); !errors.Is(err, authz.ErrForbidden) || l.rotations != 0 {
+		t.Errorf("ApplyAdmin(removed, rotate token) = %v (%d rotations), want ErrForbidden", err, l.rotations)
+	}
+	if _, err := l.store.Service("evil"); err == nil {
+		t.Error("the removed node's service was created")
+	}
+	if n, _ := l.store.Node("leader"); n.Availability != api.AvailabilityActive {
+		t.Errorf("the leader was drained by the removed node: %q", n.Availability)
+	}
+	if err := authz.AdminOpCheck("remove", c); !errors.Is(err, authz.ErrForbidden) {
+		t.Errorf("AdminOpCheck(remove) for the removed node = %v, want ErrForbidden", err)
+	}
+	if err := RestoreAllowed(l.store, "w"); !errors.Is(err, authz.ErrForbidden) {
+		t.Errorf("RestoreAllowed(removed) = %v, want ErrForbidden", err)
+	}
+	report := fsm.TaskStatus{NodeID: "w", Statuses: []api.TaskStatus{{TaskID: "t1", State: api.TaskRunning}}}
+	if _, err := l.ApplyNodeCommand(ctx, "w", encode(t, report)); !errors.Is(err, authz.ErrForbidden) {
+		t.Errorf("ApplyNodeCommand(removed) = %v, want ErrForbidden", err)
+	}
+
+	// The members keep what their roles allow.
+	if err := RestoreAllowed(l.store, "m"); err != nil {
+		t.Errorf("RestoreAllowed(manager) = %v", err)
+	}
+	if err := RestoreAllowed(l.store, "leader"); err != nil {
+		t.Errorf("RestoreAllowed(leader's own socket) = %v", err)
+	}
+	if _, err := l.ApplyAdmin(ctx, "m", adminRequest(t, fsm.CreateService{Service: svc})); err != nil {
+		t.Errorf("ApplyAdmin(manager, create service) = %v", err)
+	}
+	l.must(t, fsm.UpsertNode{Node: api.Node{ID: "w2", Hostname: "w2", Addr: "10.0.0.3", Status: api.NodeReady,
+		Availability: api.AvailabilityActive}})
+	l.must(t, fsm.UpdateNode{ID: "w2", Update: api.NodeUpdate{Role: api.RoleWorker}, Now: time.Now().UTC()})
+	if err := RestoreAllowed(l.store, "w2"); !errors.Is(err, authz.ErrWorker) {
+		t.Errorf("RestoreAllowed(worker) = %v, want ErrWorker", err)
+	}
+	if _, err := l.ApplyNodeCommand(ctx, "w2", encode(t, fsm.TaskStatus{NodeID: "w2"})); err != nil {
+		t.Errorf("ApplyNodeCommand(worker, own report) = %v", err)
+	}
+}
+
+func adminRequest(t *testing.T, cmd fsm.Command) wire.AdminWriteRequest {
+	t.Helper()
+	return wire.AdminWriteRequest{Action: authz.AdminAction(cmd), Command: encode(t, cmd)}
+}
