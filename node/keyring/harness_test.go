@@ -58,6 +58,7 @@ func (r *FakeRaft) Apply(_ context.Context, cmd fsm.Command) (any, error) {
 // testCluster is a bootstrapped cluster with a sealed record, its leader
 // ("leader", holding the KEK), a manager "m" and a worker "w".
 type testCluster struct {
+	id     string // the cluster ID
 	store  *consensus.Store
 	raft   *FakeRaft
 	dir    string // the leader's DATA/cluster
@@ -70,15 +71,17 @@ func newTestCluster(t *testing.T) *testCluster {
 	now := time.Now().UTC()
 	store := consensus.NewStore()
 	tc := &testCluster{store: store, raft: &FakeRaft{fsm: fsm.New(store)}, dir: t.TempDir(), secret: pki.NewSecret()}
+	// A cluster ID of its own: the leader's per-node tables are keyed by it.
+	tc.id = t.Name()
 	var err error
-	if tc.ca, err = pki.NewCA("c1", now); err != nil {
+	if tc.ca, err = pki.NewCA(tc.id, now); err != nil {
 		t.Fatal(err)
 	}
 	kek := pki.NewKEK()
 	if err := SaveKEK(tc.dir, kek); err != nil {
 		t.Fatal(err)
 	}
-	rec, err := SealedRecord("c1", tc.ca, tc.secret, kek)
+	rec, err := SealedRecord(tc.id, tc.ca, tc.secret, kek)
 	if err != nil {
 		t.Fatal(err)
 	}
