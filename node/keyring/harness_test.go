@@ -68,11 +68,17 @@ type testCluster struct {
 
 func newTestCluster(t *testing.T) *testCluster {
 	t.Helper()
+	// A cluster ID of its own: the leader's per-node tables are keyed by it.
+	return newNamedTestCluster(t, t.Name())
+}
+
+// newNamedTestCluster is newTestCluster with cluster ID id.
+func newNamedTestCluster(t *testing.T, id string) *testCluster {
+	t.Helper()
 	now := time.Now().UTC()
 	store := consensus.NewStore()
 	tc := &testCluster{store: store, raft: &FakeRaft{fsm: fsm.New(store)}, dir: t.TempDir(), secret: pki.NewSecret()}
-	// A cluster ID of its own: the leader's per-node tables are keyed by it.
-	tc.id = t.Name()
+	tc.id = id
 	var err error
 	if tc.ca, err = pki.NewCA(tc.id, now); err != nil {
 		t.Fatal(err)

@@ -152,3 +152,53 @@ func TestKeyedLocks(t *testing.T) {
 		t.Fatalf("locks left behind: %v", l.locks)
 	}
 }
+
+// TestAnswerRenewBoundAcrossKeepers: the agent builds a Keeper per call
+// (node/keyring.go), and the leader still refuses a node's renewals
+// beyond its allowance within the hour; another node, or the same node ID in another
+// cluster, is not held up. A count kept in the Keeper started afresh on
+// every call and never refused anything.
+func TestAnswerRenewBoundAcrossKeepers(t *testing.T) {
+	tc := newTestCluster(t)
+	other := newNamedTestCluster(t, t.Name()+"/other")
+	csrFor := func(id string) []byte {
+		key, err := pki.NewKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		csr, err := pki.NewCSR(key, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return csr
+	}
+	ctx := context.Background()
+	renew := func(tc *testCluster, id string) error {
+		_, err := tc.keeper("leader", tc.dir).AnswerRenew(ctx, id, wire.RenewRequest{CSR: csrFor(id)})
+		return err
+	}
+	most := renewAllowance(tc.keeper("leader", tc.dir).CertLifetime)
+	for i := range most {
+		if err := renew(tc, "w"); err != nil {
+			t.Fatalf("renewal %d refused: %v", i+1, err)
+		}
+	}
+	if err := renew(tc, "w"); err == nil {
+		t.Fatalf("renewal %d within %s allowed", most+1, renewWindow)
+	}
+	if err := renew(tc, "m"); err != nil {
+		t.Fatalf("another node held up: %v", err)
+	}
+	if err := renew(other, "w"); err != nil {
+		t.Fatalf("the same node ID in another cluster held up: %v", err)
+	}
+	// A renewal the leader failed to sign (not a member) gives its slot back.
+	for range most + 1 {
+		if err := renew(tc, "stranger"); err == nil {
+			t.Fatal("a node without a record was issued a certificate")
+		}
+	}
+	if n := len(renewals.recent[nodeKey(tc.id, "stranger")]); n != 0 {
+		t.Errorf("failed renewals kept %d slots", n)
+	}
+}

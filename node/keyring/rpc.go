@@ -133,16 +133,26 @@ func (k *Keeper) AnswerRenew(ctx context.Context, peerID string, req wire.RenewR
 	if !k.Raft.IsLeader() {
 		return nil, consensus.ErrNotLeader
 	}
-	at := time.Now()
-	if !k.renewals.take(peerID, at) {
-		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s renewed its certificate %d times within %s: try again later", api.ShortID(peerID), renewMax, renewWindow)}
+	c := k.Store.Cluster()
+	if c == nil {
+		return nil, consensus.ErrNotBootstrapped
+	}
+	key, at, most := nodeKey(c.ClusterID, peerID), time.Now(), renewAllowance(k.CertLifetime)
+	if !renewals.take(key, at, most) {
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s renewed its certificate %d times within %s: try again later", api.ShortID(peerID), most, renewWindow)}
 	}
 	resp, err := k.Issue(ctx, peerID, req.CSR)
 	if err != nil {
-		k.renewals.undo(peerID, at)
+		renewals.undo(key, at)
 	}
 	return resp, err
 }
+
+// renewals is AnswerRenew's per-node bound. The agent builds a Keeper per
+// call (node/keyring.go), so a count kept in the Keeper started at zero on
+// every renewal and never refused one: one table per process, keyed by
+// cluster and node ID (nodeKey), as Issue's locks are.
+var renewals renewLimiter
 
 // renewMax renewals per node within renewWindow: a renewal revokes the
 // certificate it replaces, and the revocation list (in Raft, on every
@@ -156,8 +166,21 @@ const (
 	renewWindow = time.Hour
 )
 
+// renewAllowance is how many renewals a node may make within renewWindow
+// when the leader signs certificates that live lifetime: renewMax, plus
+// the scheduled renewals of so short a lifetime (--cert-lifetime may be as
+// short as a minute: a node then renews every 30 to 40 seconds, and must
+// never be refused for it, or its certificate expires).
+func renewAllowance(lifetime time.Duration) int {
+	if half := lifetime / 2; half > 0 {
+		return renewMax + int(renewWindow/half)
+	}
+	return renewMax
+}
+
 // renewLimiter counts each node's renewals within renewWindow (leader,
-// in memory: a new leader starts afresh, which only resets the count).
+// in memory: a new leader starts afresh, which only resets the count),
+// by a key that names the node (nodeKey).
 // A renewal takes its slot before it is signed, so concurrent requests of
 // one node cannot all pass a check made before any of them is counted;
 // one that fails on the leader's side (no quorum) gives its slot back, so
@@ -167,13 +190,13 @@ type renewLimiter struct {
 	recent map[string][]time.Time
 }
 
-// take counts a renewal of node id at now, unless it already made
-// renewMax within the window.
-func (l *renewLimiter) take(id string, now time.Time) bool {
+// take counts a renewal of node id at now, unless it already made most
+// within the window.
+func (l *renewLimiter) take(id string, now time.Time, most int) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ts := l.pruneLocked(id, now)
-	if len(ts) >= renewMax {
+	if len(ts) >= most {
 		return false
 	}
 	l.recent[id] = append(ts, now)
