@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -171,4 +172,41 @@ func TestRemovedNodeIsNobodysAdmin(t *testing.T) {
 func adminRequest(t *testing.T, cmd fsm.Command) wire.AdminWriteRequest {
 	t.Helper()
 	return wire.AdminWriteRequest{Action: authz.AdminAction(cmd), Command: encode(t, cmd)}
+}
+
+// TestNodeStatusTextBounded: a node's report with a message and an error
+// of 700 KB each (it fits the 1 MiB request line) reaches the state at
+// MaxStatusText, through a node's forwarded write and the leader's own.
+func TestNodeStatusTextBounded(t *testing.T) {
+	l := newTestLeader(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	l.must(t, fsm.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Name: "web", Image: "busybox", Replicas: 2}}})
+	l.must(t, fsm.UpsertTasks{Tasks: []api.Task{
+		{ID: "t1", ServiceID: "s1", Slot: 1, NodeID: "w", DesiredState: api.TaskRunning, State: api.TaskAssigned, CreatedAt: now},
+		{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "leader", DesiredState: api.TaskRunning, State: api.TaskAssigned, CreatedAt: now},
+	}})
+	big := strings.Repeat("x", 700<<10)
+	report := func(node, task string) fsm.Command {
+		return &fsm.TaskStatus{NodeID: node, Statuses: []api.TaskStatus{{TaskID: task, State: api.TaskFailed,
+			Message: big, Error: big, Timestamp: now}}}
+	}
+	if _, err := l.ApplyNodeCommand(ctx, "w", encode(t, report("w", "t1"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.ApplyLocal(ctx, encode(t, report("leader", "t2"))); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"t1", "t2"} {
+		tk, err := l.store.Task(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tk.State != api.TaskFailed {
+			t.Fatalf("task %s: state %s, want the report applied", id, tk.State)
+		}
+		if len(tk.Message) > MaxStatusText || len(tk.Error) > MaxStatusText {
+			t.Errorf("task %s: message %d bytes, error %d bytes stored, want at most %d", id, len(tk.Message), len(tk.Error), MaxStatusText)
+		}
+	}
 }

@@ -216,7 +216,8 @@ func (w *Writer) leaderCommand(enc []byte) (fsm.Command, error) {
 }
 
 // ApplyLocal applies an encoded command of the leader's own (its reports
-// about itself) on this node, which must lead.
+// about itself) on this node, which must lead; its task status text is
+// bounded as every node's is (MaxStatusText).
 func (w *Writer) ApplyLocal(ctx context.Context, enc []byte) (json.RawMessage, error) {
 	cmd, err := w.leaderCommand(enc)
 	if err != nil {
@@ -225,7 +226,7 @@ func (w *Writer) ApplyLocal(ctx context.Context, enc []byte) (json.RawMessage, e
 	if err := CheckServiceCommand(w.cfg.Store, cmd); err != nil {
 		return nil, err
 	}
-	return applyResult(w.cfg.Raft.Apply(ctx, cmd))
+	return applyResult(w.cfg.Raft.Apply(ctx, capStatusText(cmd)))
 }
 
 // applyResult encodes what Raft.Apply returned for the RPC answer.
@@ -270,7 +271,9 @@ func CallerOf(store *consensus.Store, kind authz.Kind, peerID string) (authz.Cal
 }
 
 // ApplyNodeCommand is wire.MethodApply on the leader: a raw command a peer proposes
-// about itself, authorized by its certificate's node ID.
+// about itself, authorized by its certificate's node ID, then trimmed of
+// what it says beyond the node (task addresses, a worker's image records)
+// and of task status text beyond MaxStatusText (limits.go).
 func (w *Writer) ApplyNodeCommand(ctx context.Context, peerID string, enc []byte) (json.RawMessage, error) {
 	cmd, err := w.leaderCommand(enc)
 	if err != nil {
@@ -281,7 +284,7 @@ func (w *Writer) ApplyNodeCommand(ctx context.Context, peerID string, enc []byte
 		w.log.Warn("refused a command from a node", "node_id", api.ShortID(peerID), "command", authz.TypeName(cmd), "err", err)
 		return nil, err
 	}
-	cmd = w.ownTaskAddrs(peerID, cmd)
+	cmd = capStatusText(w.ownTaskAddrs(peerID, cmd))
 	if c.Worker {
 		cmd = w.workerImageRecords(peerID, cmd)
 	}
