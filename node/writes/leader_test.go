@@ -210,3 +210,39 @@ func TestNodeStatusTextBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestNodeWritesThrottled: the leader refuses a node's writes beyond its
+// rate with an error the writer retries (it crosses the cluster port with
+// its code), applies nothing of them, and holds up no other node. Before,
+// nothing bounded how fast a node wrote.
+func TestNodeWritesThrottled(t *testing.T) {
+	l := newTestLeader(t)
+	ctx := context.Background()
+	// Reports as large as a request line carries (the text is cut before
+	// it is proposed; what the node sent is what it pays for).
+	big := fsm.TaskStatus{NodeID: "w", Statuses: []api.TaskStatus{{TaskID: "none", State: api.TaskRunning,
+		Message: strings.Repeat("x", 700<<10)}}}
+	enc := encode(t, big)
+	most := int(NodeWriteBurst/WriteCost(len(enc))) + 1 // the refill while it runs is far below one write
+	var refused error
+	for i := 0; i <= most && refused == nil; i++ {
+		_, refused = l.ApplyNodeCommand(ctx, "w", enc)
+	}
+	if refused == nil {
+		t.Fatalf("%d writes of %d bytes from one node all applied", most+1, len(enc))
+	}
+	if !Throttled(refused) {
+		t.Fatalf("refusal %v is not the rate's", refused)
+	}
+	// As the peer that forwarded the write reads it.
+	forwarded := &wire.Error{Code: wire.ErrorCode(refused), Msg: refused.Error()}
+	if !Retryable(forwarded) || !Throttled(forwarded) {
+		t.Errorf("forwarded refusal %+v: the writer would not retry it", forwarded)
+	}
+	if !strings.Contains(refused.Error(), "retry in") {
+		t.Errorf("refusal %q does not say when to retry", refused)
+	}
+	if _, err := l.ApplyNodeCommand(ctx, "m", encode(t, fsm.TaskStatus{NodeID: "m"})); err != nil {
+		t.Errorf("another node held up: %v", err)
+	}
+}

@@ -3,6 +3,7 @@ package writes
 import (
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/shoal-org/shoal/api"
@@ -76,5 +77,143 @@ func TestCapStatusText(t *testing.T) {
 	check("nested batch", b.Commands[1].(*fsm.Batch).Commands[0].(fsm.TaskStatus))
 	if _, ok := b.Commands[0].(fsm.SetImageNode); !ok {
 		t.Errorf("another command of the batch changed: %#v", b.Commands[0])
+	}
+}
+
+// TestTokenBuckets: a bucket per key, full at first, refilled at the rate
+// up to the burst; a refusal says when the next write is due and whether
+// it is the first of a run; full buckets are forgotten.
+func TestTokenBuckets(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	ms := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
+	type step struct {
+		at      time.Time
+		key     string
+		cost    float64
+		ok      bool
+		retryIn time.Duration // of a refusal
+		first   bool          // of a refusal
+	}
+	for _, tt := range []struct {
+		name        string
+		burst, rate float64
+		steps       []step
+		wantBuckets int // left in the table after the last step
+	}{
+		{
+			name: "the burst, then refused until a token is due", burst: 3, rate: 10,
+			steps: []step{
+				{at: ms(0), key: "a", cost: 1, ok: true},
+				{at: ms(0), key: "a", cost: 1, ok: true},
+				{at: ms(0), key: "a", cost: 1, ok: true},
+				{at: ms(0), key: "a", cost: 1, retryIn: 100 * time.Millisecond, first: true},
+				{at: ms(40), key: "a", cost: 1, retryIn: 60 * time.Millisecond},
+				{at: ms(100), key: "a", cost: 1, ok: true},
+				{at: ms(100), key: "a", cost: 1, retryIn: 100 * time.Millisecond, first: true},
+			},
+			wantBuckets: 1,
+		},
+		{
+			name: "keys apart", burst: 1, rate: 1,
+			steps: []step{
+				{at: ms(0), key: "a", cost: 1, ok: true},
+				{at: ms(0), key: "a", cost: 1, retryIn: time.Second, first: true},
+				{at: ms(0), key: "b", cost: 1, ok: true},
+			},
+			wantBuckets: 2,
+		},
+		{
+			name: "refill stops at the burst", burst: 2, rate: 10,
+			steps: []step{
+				{at: ms(0), key: "a", cost: 2, ok: true},
+				{at: ms(10_000), key: "a", cost: 1, ok: true},
+				{at: ms(10_000), key: "a", cost: 1, ok: true},
+				{at: ms(10_000), key: "a", cost: 1, retryIn: 100 * time.Millisecond, first: true},
+			},
+			wantBuckets: 1,
+		},
+		{
+			name: "a large write takes more, never more than the burst", burst: 10, rate: 5,
+			steps: []step{
+				{at: ms(0), key: "a", cost: 8, ok: true},
+				{at: ms(0), key: "a", cost: 4, retryIn: 400 * time.Millisecond, first: true},
+				{at: ms(0), key: "a", cost: 2, ok: true},
+				{at: ms(2000), key: "a", cost: 50, ok: true}, // costs the full 10
+				{at: ms(2000), key: "a", cost: 1, retryIn: 200 * time.Millisecond, first: true},
+			},
+			wantBuckets: 1,
+		},
+		{
+			name: "a clock that goes back refills nothing", burst: 1, rate: 1,
+			steps: []step{
+				{at: ms(5000), key: "a", cost: 1, ok: true},
+				{at: ms(0), key: "a", cost: 1, retryIn: time.Second, first: true},
+				{at: ms(5500), key: "a", cost: 1, retryIn: 500 * time.Millisecond},
+				{at: ms(6000), key: "a", cost: 1, ok: true},
+			},
+			wantBuckets: 1,
+		},
+		{
+			name: "full buckets are forgotten", burst: 2, rate: 1,
+			steps: []step{
+				{at: ms(0), key: "a", cost: 1, ok: true},
+				{at: ms(0), key: "b", cost: 1, ok: true},
+				{at: ms(500), key: "b", cost: 1, ok: true},
+				// a is full again at 1 s, b (empty at 500 ms) at 2.5 s.
+				{at: ms(1500), key: "c", cost: 1, ok: true},
+			},
+			wantBuckets: 2, // b and c
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := &TokenBuckets{Burst: tt.burst, Rate: tt.rate}
+			for i, s := range tt.steps {
+				ok, retryIn, first := b.Take(s.key, s.at, s.cost)
+				if ok != s.ok || retryIn != s.retryIn || first != s.first {
+					t.Fatalf("step %d (%s at %s, cost %g): ok %v retry in %s first %v; want %v %s %v",
+						i, s.key, s.at.Sub(t0), s.cost, ok, retryIn, first, s.ok, s.retryIn, s.first)
+				}
+			}
+			if len(b.buckets) != tt.wantBuckets {
+				t.Errorf("%d buckets kept, want %d", len(b.buckets), tt.wantBuckets)
+			}
+		})
+	}
+}
+
+func TestWriteCost(t *testing.T) {
+	for size, want := range map[int]float64{
+		0: 1, 1: 1, WriteCostUnit: 1, WriteCostUnit + 1: 2, 1 << 20: 64, 1 << 30: NodeWriteBurst,
+	} {
+		if got := WriteCost(size); got != want {
+			t.Errorf("WriteCost(%d) = %g, want %g", size, got, want)
+		}
+	}
+}
+
+// TestHonestAgentNeverThrottled: what an agent sends stays under the
+// bound. Its reconciler has one status batch in flight at a time and puts
+// every status that changed meanwhile into the next, so it sends at most
+// as many batches a second as its containers start or end (runc's pace),
+// each costing a token per 16 KiB; its image records and WireGuard key
+// follow what a user does and key rotations.
+func TestHonestAgentNeverThrottled(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tt := range []struct {
+		name  string
+		every time.Duration // one write
+		size  int           // its encoded bytes
+		n     int
+	}{
+		{"a batch a container start or end, 50 a second, for an hour", 20 * time.Millisecond, 500, 180_000},
+		{"300 tasks' statuses at once, ten times a second, for an hour", 100 * time.Millisecond, 300 * 250, 36_000},
+		{"an image removal per image of 200, at once", 0, 300, NodeWriteBurst},
+	} {
+		b := &TokenBuckets{Burst: NodeWriteBurst, Rate: NodeWriteRate}
+		for i := range tt.n {
+			if ok, _, _ := b.Take("n", t0.Add(time.Duration(i)*tt.every), WriteCost(tt.size)); !ok {
+				t.Fatalf("%s: write %d of %g tokens refused", tt.name, i, WriteCost(tt.size))
+			}
+		}
 	}
 }

@@ -139,13 +139,17 @@ func (w *Writer) Write(ctx context.Context, cmd fsm.Command) (json.RawMessage, e
 		if !Retryable(err) {
 			return nil, SettleRetry(cmd, err, sent)
 		}
-		// Anything but "no leader known" may have reached a leader that
+		// Anything but "no leader known" (or the leader's refusal for the
+		// node's rate, which applied nothing) may have reached a leader that
 		// committed the entry before it lost leadership or the answer was
 		// lost: the next attempt may meet the state this one made.
-		sent = sent || !errors.Is(err, errNoLeaderKnown)
+		sent = sent || !errors.Is(err, errNoLeaderKnown) && !Throttled(err)
 		last = err
 		select {
 		case <-ctx.Done():
+			if Throttled(last) {
+				return nil, fmt.Errorf("the write was not applied in %s: %w", cl.WriteTimeout, last)
+			}
 			return nil, w.NoQuorumError(last)
 		case <-time.After(50 * time.Millisecond):
 		}
@@ -179,12 +183,13 @@ func SettleRetry(cmd fsm.Command, err error, sent bool) error {
 	return err
 }
 
-// Retryable tells transport and leadership failures (retry) from answers
-// of the state machine (return to the user).
+// Retryable tells transport and leadership failures, and the leader's
+// refusal of a node's write for its rate (Throttled), which pass (retry),
+// from answers of the state machine (return to the user).
 func Retryable(err error) bool {
 	var re *wire.Error
 	if errors.As(err, &re) {
-		return re.Code == wire.CodeNotLeader
+		return re.Code == wire.CodeNotLeader || re.Code == CodeThrottled
 	}
 	if errors.Is(err, consensus.ErrNotLeader) || errors.Is(err, consensus.ErrTimeout) {
 		return true
@@ -283,6 +288,13 @@ func (w *Writer) ApplyNodeCommand(ctx context.Context, peerID string, enc []byte
 	if err := authz.Authorize(c, cmd, self); err != nil {
 		w.log.Warn("refused a command from a node", "node_id", api.ShortID(peerID), "command", authz.TypeName(cmd), "err", err)
 		return nil, err
+	}
+	if ok, retryIn, first := nodeWrites.Take(nodeKey(w.cfg.ClusterID, peerID), time.Now(), WriteCost(len(enc))); !ok {
+		if first {
+			w.log.Warn("a node writes faster than the leader accepts; refusing its writes until it slows down",
+				"node_id", api.ShortID(peerID), "burst", NodeWriteBurst, "per_second", NodeWriteRate)
+		}
+		return nil, ThrottledError(peerID, retryIn)
 	}
 	cmd = capStatusText(w.ownTaskAddrs(peerID, cmd))
 	if c.Worker {
