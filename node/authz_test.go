@@ -169,12 +169,20 @@ func TestLeaderRefusesForgedCommands(t *testing.T) {
 	if n, _ := l.cl.Store.Node("node-b"); n.Addr != "127.0.0.1" {
 		t.Fatalf("node b's address became %s", n.Addr)
 	}
-	// Its own address a node may update.
+	// Its own resources a node may update; its address is fixed at its
+	// admission (others dial it there).
 	w, _ := l.cl.Store.Node("node-w")
 	mine := *w
-	mine.Addr = "127.0.0.2"
+	mine.Resources = api.Resources{NanoCPUs: 2e9}
 	if err := l.apply(t, "node-w", command.UpsertNode{Node: mine}); err != nil {
 		t.Fatalf("own node record: %v", err)
+	}
+	if n, _ := l.cl.Store.Node("node-w"); n.Resources.NanoCPUs != 2e9 {
+		t.Fatalf("own resources not applied: %+v", n.Resources)
+	}
+	mine.Addr = "127.0.0.2"
+	if err := l.apply(t, "node-w", command.UpsertNode{Node: mine}); !errors.Is(err, authz.ErrForbidden) {
+		t.Fatalf("own address change: %v, want ErrForbidden", err)
 	}
 
 	// Admin actions: allowed from a manager, refused from a worker, and a

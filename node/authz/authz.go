@@ -22,6 +22,9 @@ package authz
 //     token), re-validated on the leader, recorded with who asked, and
 //     refused when node X is a worker: a worker's root cannot change the
 //     cluster.
+//   - Either way the caller must be a member the leader's replica holds a
+//     record of (Caller.Member): a certificate that outlived its node's
+//     record speaks for nobody.
 //
 // Authorize is the whole decision, a pure function of the caller, the
 // command and the caller's stored node record, table-tested over every
@@ -83,11 +86,28 @@ func (k Kind) String() string {
 }
 
 // Caller identifies the proposer of a command.
+//
+// It fails closed: the zero value of Member (a caller the leader's replica
+// holds no record of) is refused everything but what the leader's own
+// loops propose. A valid certificate without a record is a removed node
+// (one whose certificate outlived its removal, or was dropped by a
+// snapshot restore) or one not admitted yet: it may join, and that is all;
+// without a record there is no role to read, and reading none as "not a
+// worker" made it an admin.
 type Caller struct {
 	Kind   Kind
 	NodeID string // from the peer certificate; the leader's own ID for Leader
+	// Member is true when the leader's replica holds the caller's node
+	// record (and so its role).
+	Member bool
 	// Worker is true when the caller's node record has role worker.
 	Worker bool
+}
+
+// notMember refuses a Node or Admin caller without a node record.
+func notMember(c Caller, what string) error {
+	return fmt.Errorf("%w: node %s has no record in the cluster's state (removed, or not admitted): it cannot %s",
+		ErrForbidden, api.ShortID(c.NodeID), what)
 }
 
 // Admin actions: the narrow requests a node's API socket may forward.
@@ -142,8 +162,9 @@ func AdminAction(cmd command.Command) string {
 
 // Authorize decides whether c may propose cmd. self is the caller's node
 // record in the leader's replica (nil when unknown); only UpsertNode reads
-// it. It returns nil or an error wrapping ErrForbidden (ErrWorker for an
-// admin action from a worker) that says why. It does not validate the
+// it. A Node or Admin caller that is not a Member is refused. It returns
+// nil or an error wrapping ErrForbidden (ErrWorker for an admin action from
+// a worker) that says why. It does not validate the
 // command's content beyond identity (specs: CheckSpecOnLeader).
 func Authorize(c Caller, cmd command.Command, self *api.Node) error {
 	if cmd == nil {
@@ -156,12 +177,18 @@ func Authorize(c Caller, cmd command.Command, self *api.Node) error {
 		if AdminAction(cmd) == "" {
 			return fmt.Errorf("%w: %s is not an admin action: only the leader proposes it", ErrForbidden, TypeName(cmd))
 		}
+		if !c.Member {
+			return notMember(c, "change the cluster")
+		}
 		if c.Worker {
 			return fmt.Errorf("%w: node %s is a worker: workers cannot change the cluster (make it a manager with `shoal node update --role manager` on a manager)",
 				ErrWorker, api.ShortID(c.NodeID))
 		}
 		return nil
 	case Node:
+		if !c.Member {
+			return notMember(c, "report about itself")
+		}
 		return authorizeOwn(c.NodeID, cmd, self)
 	}
 	return fmt.Errorf("%w: unknown caller", ErrForbidden)
@@ -285,12 +312,29 @@ func TypeName(cmd command.Command) string {
 	return strings.TrimPrefix(name, "consensus.")
 }
 
-// AdminOpCheck gates the membership operations of the admin RPC: any node
-// may leave (itself: node/joining checks), only a manager may remove
-// another node.
+// AdminOpCheck gates the membership operations of the admin RPC: any
+// member may leave (itself: node/joining checks), only a manager may remove
+// another node, and a node without a record may do neither.
 func AdminOpCheck(op string, c Caller) error {
-	if op == "remove" && c.Worker {
-		return fmt.Errorf("%w: node %s is a worker: workers cannot remove nodes", ErrWorker, api.ShortID(c.NodeID))
+	if op == "remove" {
+		return AdminCheck(c, "remove nodes")
+	}
+	if !c.Member {
+		return notMember(c, op)
+	}
+	return nil
+}
+
+// AdminCheck gates what a user on node c's API socket asks of the leader
+// beyond the admin actions (removing a node, restoring the cluster): a
+// member that is not a worker. what says what was refused ("restore the
+// cluster").
+func AdminCheck(c Caller, what string) error {
+	if !c.Member {
+		return notMember(c, what)
+	}
+	if c.Worker {
+		return fmt.Errorf("%w: node %s is a worker: workers cannot %s", ErrWorker, api.ShortID(c.NodeID), what)
 	}
 	return nil
 }

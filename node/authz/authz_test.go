@@ -106,10 +106,14 @@ func TestAuthorizeTable(t *testing.T) {
 			allow bool
 		}{
 			{"leader", Caller{Kind: Leader, NodeID: me}, tc.other, tc.leader},
-			{"node, own objects", Caller{Kind: Node, NodeID: me}, tc.own, tc.nodeOwn},
-			{"node, others' objects", Caller{Kind: Node, NodeID: me}, tc.other, tc.nodeOther},
-			{"admin forward from a manager", Caller{Kind: Admin, NodeID: me}, tc.other, tc.admin},
-			{"admin forward from a worker", Caller{Kind: Admin, NodeID: me, Worker: true}, tc.other, tc.adminWorker},
+			{"node, own objects", Caller{Kind: Node, NodeID: me, Member: true}, tc.own, tc.nodeOwn},
+			{"node, others' objects", Caller{Kind: Node, NodeID: me, Member: true}, tc.other, tc.nodeOther},
+			{"admin forward from a manager", Caller{Kind: Admin, NodeID: me, Member: true}, tc.other, tc.admin},
+			{"admin forward from a worker", Caller{Kind: Admin, NodeID: me, Member: true, Worker: true}, tc.other, tc.adminWorker},
+			// A certified peer the replica holds no record of (removed,
+			// or not admitted) may propose nothing: it has no role.
+			{"node without a record, own objects", Caller{Kind: Node, NodeID: me}, tc.own, false},
+			{"admin forward from a node without a record", Caller{Kind: Admin, NodeID: me}, tc.other, false},
 		} {
 			t.Run(fmt.Sprintf("%s/%s", TypeName(tc.own), k.name), func(t *testing.T) {
 				for _, cmd := range []command.Command{k.cmd, roundTrip(t, k.cmd)} {
@@ -185,7 +189,7 @@ func TestAuthorizeOwnNodeRecord(t *testing.T) {
 			next := cur
 			next.Labels = map[string]string{"zone": "a"}
 			tt.change(&next)
-			err := Authorize(Caller{Kind: Node, NodeID: "me"}, &command.UpsertNode{Node: next}, &cur)
+			err := Authorize(Caller{Kind: Node, NodeID: "me", Member: true}, &command.UpsertNode{Node: next}, &cur)
 			if tt.refuse == "" {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
@@ -197,26 +201,35 @@ func TestAuthorizeOwnNodeRecord(t *testing.T) {
 			}
 		})
 	}
-	if err := Authorize(Caller{Kind: Node, NodeID: "me"}, command.UpsertNode{Node: cur}, nil); !errors.Is(err, ErrForbidden) {
+	if err := Authorize(Caller{Kind: Node, NodeID: "me", Member: true}, command.UpsertNode{Node: cur}, nil); !errors.Is(err, ErrForbidden) {
 		t.Fatalf("upsert without a stored record: %v", err)
 	}
-	if err := Authorize(Caller{Kind: Node}, command.TaskStatus{}, nil); !errors.Is(err, ErrForbidden) {
+	if err := Authorize(Caller{Kind: Node, Member: true}, command.TaskStatus{}, nil); !errors.Is(err, ErrForbidden) {
 		t.Fatalf("node Caller without an ID: %v", err)
 	}
-	if err := Authorize(Caller{Kind: Node, NodeID: "me"}, nil, nil); !errors.Is(err, ErrForbidden) {
+	if err := Authorize(Caller{Kind: Node, NodeID: "me", Member: true}, nil, nil); !errors.Is(err, ErrForbidden) {
 		t.Fatalf("nil command: %v", err)
 	}
 }
 
 func TestAdminOpCheck(t *testing.T) {
-	if err := AdminOpCheck("remove", Caller{Kind: Admin, NodeID: "w", Worker: true}); !errors.Is(err, ErrWorker) {
-		t.Fatalf("remove from a worker: %v", err)
-	}
-	if err := AdminOpCheck("leave", Caller{Kind: Admin, NodeID: "w", Worker: true}); err != nil {
-		t.Fatalf("leave from a worker: %v", err)
-	}
-	if err := AdminOpCheck("remove", Caller{Kind: Admin, NodeID: "m"}); err != nil {
-		t.Fatalf("remove from a manager: %v", err)
+	for _, tt := range []struct {
+		name string
+		op   string
+		c    Caller
+		want error // nil: allowed
+	}{
+		{"remove from a worker", "remove", Caller{Kind: Admin, NodeID: "w", Member: true, Worker: true}, ErrWorker},
+		{"leave from a worker", "leave", Caller{Kind: Admin, NodeID: "w", Member: true, Worker: true}, nil},
+		{"remove from a manager", "remove", Caller{Kind: Admin, NodeID: "m", Member: true}, nil},
+		// A certificate that outlived its node's record is nobody's admin.
+		{"remove from a node without a record", "remove", Caller{Kind: Admin, NodeID: "gone"}, ErrForbidden},
+		{"leave from a node without a record", "leave", Caller{Kind: Admin, NodeID: "gone"}, ErrForbidden},
+	} {
+		err := AdminOpCheck(tt.op, tt.c)
+		if tt.want == nil && err != nil || tt.want != nil && !errors.Is(err, tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, err, tt.want)
+		}
 	}
 }
 

@@ -31,15 +31,18 @@ func FuzzAuthorizeForwardedCommand(f *testing.F) {
 		if err != nil {
 			return
 		}
-		own := Authorize(Caller{Kind: Node, NodeID: "n"}, cmd, self)
+		own := Authorize(Caller{Kind: Node, NodeID: "n", Member: true}, cmd, self)
 		if own == nil && AdminAction(cmd) != "" {
 			t.Fatalf("a node's own command %s is an admin action", TypeName(cmd))
 		}
 		if Authorize(Caller{Kind: Leader}, cmd, nil) != nil {
 			t.Fatal("the leader's own command was refused")
 		}
-		if Authorize(Caller{Kind: Admin, NodeID: "n", Worker: true}, cmd, nil) == nil {
+		if Authorize(Caller{Kind: Admin, NodeID: "n", Member: true, Worker: true}, cmd, nil) == nil {
 			t.Fatal("a worker's admin action was allowed")
+		}
+		if Authorize(Caller{Kind: Admin, NodeID: "n"}, cmd, nil) == nil || Authorize(Caller{Kind: Node, NodeID: "n"}, cmd, self) == nil {
+			t.Fatal("a node without a record was allowed a command")
 		}
 		if s, ok := cmd.(command.CreateService); ok {
 			_ = CheckSpecOnLeader(s.Service.Spec, nil, []*api.Node{self})

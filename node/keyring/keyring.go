@@ -236,7 +236,9 @@ type CallFunc func(ctx context.Context, addr, method string, body, out any) erro
 // Keeper keeps one node's keys and certificate in line with the
 // replicated record of its cluster, and does the leader's key work. Its
 // fields are set before use and not changed after; Run's state lives in
-// Run, so the agent may build a Keeper per call.
+// Run, and the leader's per-node state (Issue's locks, AnswerRenew's
+// counts) in tables of the package keyed by cluster and node, so the agent
+// may build a Keeper per call.
 type Keeper struct {
 	// Self is this node's ID.
 	Self string
@@ -259,8 +261,6 @@ type Keeper struct {
 	Forward   ForwardFunc
 	Authorize func(peerID string, cmd command.Command) error
 	Alive     func(id string) bool
-
-	renewals renewLimiter // AnswerRenew's per-node bound
 }
 
 // keysState is what the keys loop knows of this node's TLS files; only the

@@ -288,28 +288,48 @@ func TestRenewLimiter(t *testing.T) {
 	var l renewLimiter
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := 0; i < renewMax; i++ {
-		if !l.take("a", t0.Add(time.Duration(i)*time.Minute)) {
+		if !l.take("a", t0.Add(time.Duration(i)*time.Minute), renewMax) {
 			t.Fatalf("renewal %d refused", i+1)
 		}
 	}
-	if l.take("a", t0.Add(10*time.Minute)) {
+	if l.take("a", t0.Add(10*time.Minute), renewMax) {
 		t.Fatal("a seventh renewal within the hour allowed")
 	}
-	if !l.take("b", t0.Add(10*time.Minute)) {
+	if !l.take("b", t0.Add(10*time.Minute), renewMax) {
 		t.Fatal("another node held up")
 	}
 	l.undo("a", t0) // the first one failed after all
-	if !l.take("a", t0.Add(11*time.Minute)) {
+	if !l.take("a", t0.Add(11*time.Minute), renewMax) {
 		t.Fatal("a failed renewal kept its slot")
 	}
-	if l.take("a", t0.Add(12*time.Minute)) {
+	if l.take("a", t0.Add(12*time.Minute), renewMax) {
 		t.Fatal("the slot given back was counted twice")
 	}
-	if !l.take("a", t0.Add(renewWindow+time.Minute)) {
+	if !l.take("a", t0.Add(renewWindow+time.Minute), renewMax) {
 		t.Fatal("still refused once a renewal left the window")
 	}
-	l.take("a", t0.Add(3*renewWindow))
+	l.take("a", t0.Add(3*renewWindow), renewMax)
 	if len(l.recent) != 1 || len(l.recent["a"]) != 1 {
 		t.Fatalf("renewals past the window kept: %v", l.recent)
+	}
+}
+
+// TestRenewAllowance: the bound never refuses the renewals a node makes on
+// schedule, however short the certificates' lifetime.
+func TestRenewAllowance(t *testing.T) {
+	for _, lifetime := range []time.Duration{pki.MinNodeCertValidity, 2 * time.Minute, 5 * time.Minute,
+		time.Hour, 24 * time.Hour, pki.DefaultNodeCertValidity, 0} {
+		got := renewAllowance(lifetime)
+		// A node renews at 1/2 of its certificate's life at the earliest.
+		scheduled := 0
+		if lifetime > 0 {
+			scheduled = int(renewWindow/(lifetime/2)) + 1
+		}
+		if got < renewMax || got < scheduled {
+			t.Errorf("lifetime %s: %d renewals per %s, want at least %d and the %d scheduled", lifetime, got, renewWindow, renewMax, scheduled)
+		}
+	}
+	if got := renewAllowance(pki.DefaultNodeCertValidity); got != renewMax {
+		t.Errorf("default lifetime: %d renewals per %s, want %d", got, renewWindow, renewMax)
 	}
 }

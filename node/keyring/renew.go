@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
@@ -31,13 +32,31 @@ import (
 // handler of wire.MethodRenew calls it for the caller's own node ID (from
 // its verified, unrevoked certificate); the CSR must ask for that ID and
 // the node must still be in the cluster's state.
+//
+// One issue per node at a time (issuing): it reads the node's record,
+// signs, and proposes the new serial with the revocation of the one it
+// read, all under the node's lock, so each renewal revokes the serial
+// current when it starts. Two renewals that read the same record both
+// revoked only that serial and left the node two valid certificates, one
+// unrecorded, which `node rm` (revoking the recorded one) did not reach.
+// A certificate leaves the leader only once its record is committed: an
+// Apply that fails (its entry may commit later, before any later one)
+// hands out nothing.
 func (k *Keeper) Issue(ctx context.Context, id string, csr []byte) (*wire.RenewResponse, error) {
+	c := k.Store.Cluster()
+	if c == nil {
+		return nil, consensus.ErrNotBootstrapped
+	}
+	unlock, err := issuing.lock(ctx, nodeKey(c.ClusterID, id))
+	if err != nil {
+		return nil, fmt.Errorf("wait for node %s's other renewal: %w", api.ShortID(id), err)
+	}
+	defer unlock()
 	n, err := k.Store.Node(id)
 	if err != nil {
 		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s is not a member of this cluster", api.ShortID(id))}
 	}
-	c := k.Store.Cluster()
-	if c == nil {
+	if c = k.Store.Cluster(); c == nil {
 		return nil, consensus.ErrNotBootstrapped
 	}
 	ca, err := ClusterCA(k.Dir, c)
@@ -52,6 +71,67 @@ func (k *Keeper) Issue(ctx context.Context, id string, csr []byte) (*wire.RenewR
 		return nil, fmt.Errorf("record renewed certificate: %w", err)
 	}
 	return &wire.RenewResponse{CertPEM: certPEM, BundlePEM: TrustBundle(c), CrossPEM: c.CACrossPEM}, nil
+}
+
+// issuing serializes Issue per node. The agent builds a Keeper per call
+// (node/keyring.go), so the locks cannot live in a Keeper: one table per
+// process, keyed by cluster and node ID (nodeKey).
+var issuing keyedLocks
+
+// nodeKey names node id of cluster clusterID in the leader's per-node
+// tables.
+func nodeKey(clusterID, id string) string { return clusterID + "\x00" + id }
+
+// keyedLocks is a mutex per key, made on first use and dropped when no one
+// holds or waits for it.
+type keyedLocks struct {
+	mu    sync.Mutex
+	locks map[string]*keyedLock
+}
+
+type keyedLock struct {
+	ch   chan struct{} // holds a token while locked
+	refs int           // holders and waiters; guarded by keyedLocks.mu
+}
+
+// lock takes key's lock, waiting until it is free or ctx ends, and
+// returns its unlock, which must be called once.
+func (l *keyedLocks) lock(ctx context.Context, key string) (unlock func(), err error) {
+	l.mu.Lock()
+	if l.locks == nil {
+		l.locks = map[string]*keyedLock{}
+	}
+	e := l.locks[key]
+	if e == nil {
+		e = &keyedLock{ch: make(chan struct{}, 1)}
+		l.locks[key] = e
+	}
+	e.refs++
+	l.mu.Unlock()
+	release := func() {
+		l.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(l.locks, key)
+		}
+		l.mu.Unlock()
+	}
+	select {
+	case e.ch <- struct{}{}:
+		return func() { <-e.ch; release() }, nil
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
+}
+
+// waiting is how many hold or wait for key's lock.
+func (l *keyedLocks) waiting(key string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e := l.locks[key]; e != nil {
+		return e.refs
+	}
+	return 0
 }
 
 // RenewalRecord is the command that records node n's new certificate

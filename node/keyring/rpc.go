@@ -1,11 +1,12 @@
 package keyring
 
-// The keys RPCs and routes end to end: who may call them (a member of the
-// replica; an admin for a rotation; the node itself for a renewal), which
-// need the leader, and the forwarding to it. The agent (node/rpcserver,
-// node/keyring.go) only finds the running cluster instance and hands its
-// Keeper the call; the admin check (node/authz over the replica) and the
-// forwarding (node/writes) come in as the Keeper's Authorize and Forward.
+// The keys RPCs and routes end to end: who may call them (an admin — a
+// member of the replica that is not a worker — to read or rotate the token
+// or rotate the CA; the node itself for a renewal), which
+// need the leader, and the forwarding to it. The agent (node/rpcserver)
+// only finds the running cluster and hands its Keeper the call; the
+// admin check (node/authz over the replica) and the forwarding (node/writes)
+// come in as the Keeper's Authorize and Forward.
 
 import (
 	"context"
@@ -31,20 +32,26 @@ func notMember(peerID string) error {
 }
 
 // AnswerToken tells (or, on the leader, rotates) the join secret
-// (wire.MethodToken). Allowed callers: any node of the cluster's state —
-// root on any node is an admin (DESIGN.md, trust model), so a node may
-// print the token as it may forward any write; a rotation also needs
-// Authorize's consent to command.RotateToken (a worker's root may not).
+// (wire.MethodToken). Allowed callers: a node of the cluster's state whose
+// root is an admin — Authorize's consent to command.RotateToken, for a read as
+// for a rotation. Reading the token is admitting a node: a worker's root
+// that read it could join a second identity of its own, which the join
+// records as a manager, and change the cluster through it (DESIGN.md,
+// trust model: a worker's root cannot change the cluster).
 func (k *Keeper) AnswerToken(ctx context.Context, peerID string, req wire.TokenRequest) (*wire.TokenResponse, error) {
 	if _, err := k.Store.Node(peerID); err != nil {
 		return nil, notMember(peerID)
 	}
+	if err := k.authorize(peerID, command.RotateToken{}); err != nil {
+		k.logWarn("refused a join token request", "node_id", api.ShortID(peerID), "rotate", req.Rotate, "err", err)
+		if req.Rotate {
+			return nil, err
+		}
+		return nil, fmt.Errorf("workers cannot read the join token: %w", err)
+	}
 	if req.Rotate {
 		if !k.Raft.IsLeader() {
 			return nil, consensus.ErrNotLeader
-		}
-		if err := k.Authorize(peerID, command.RotateToken{}); err != nil {
-			return nil, err
 		}
 		secret, err := k.RotateSecret(ctx)
 		if err != nil {
@@ -66,9 +73,32 @@ func (k *Keeper) AnswerToken(ctx context.Context, peerID string, req wire.TokenR
 	return &wire.TokenResponse{Secret: secret}, nil
 }
 
+// authorize is Authorize, failing closed for a keeper built without it
+// (who may act cannot be told then).
+func (k *Keeper) authorize(peerID string, cmd command.Command) error {
+	if k.Authorize == nil {
+		return &wire.Error{Code: wire.CodeForbidden, Msg: fmt.Sprintf("node %s: no authorization to check the request against", api.ShortID(peerID))}
+	}
+	return k.Authorize(peerID, cmd)
+}
+
+// logWarn logs a refusal when the keeper has a logger.
+func (k *Keeper) logWarn(msg string, args ...any) {
+	if k.Log != nil {
+		k.Log.Warn(msg, args...)
+	}
+}
+
 // CurrentSecret returns the join secret of c, opened here when this node
-// holds the KEK, else asked of the leader.
+// holds the KEK, else asked of the leader. A worker is refused either way
+// (the leader would refuse it too, AnswerToken): a worker that still holds
+// the KEK (a voter the autopilot has not demoted yet) must not print what
+// its role may not read.
 func (k *Keeper) CurrentSecret(ctx context.Context, c *consensus.ClusterState) (string, error) {
+	if n, err := k.Store.Node(k.Self); err == nil && n.Role == api.RoleWorker {
+		return "", &wire.Error{Code: wire.CodeForbidden, Msg: fmt.Sprintf(
+			"this node (%s) is a worker: workers cannot read the join token; run `shoal token` on a manager", n.Hostname)}
+	}
 	if s, err := JoinSecret(k.Dir, c); err == nil {
 		return s, nil
 	}
@@ -103,16 +133,26 @@ func (k *Keeper) AnswerRenew(ctx context.Context, peerID string, req wire.RenewR
 	if !k.Raft.IsLeader() {
 		return nil, consensus.ErrNotLeader
 	}
-	at := time.Now()
-	if !k.renewals.take(peerID, at) {
-		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s renewed its certificate %d times within %s: try again later", api.ShortID(peerID), renewMax, renewWindow)}
+	c := k.Store.Cluster()
+	if c == nil {
+		return nil, consensus.ErrNotBootstrapped
+	}
+	key, at, most := nodeKey(c.ClusterID, peerID), time.Now(), renewAllowance(k.CertLifetime)
+	if !renewals.take(key, at, most) {
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s renewed its certificate %d times within %s: try again later", api.ShortID(peerID), most, renewWindow)}
 	}
 	resp, err := k.Issue(ctx, peerID, req.CSR)
 	if err != nil {
-		k.renewals.undo(peerID, at)
+		renewals.undo(key, at)
 	}
 	return resp, err
 }
+
+// renewals is AnswerRenew's per-node bound. The agent builds a Keeper per
+// call (node/keyring.go), so a count kept in the Keeper started at zero on
+// every renewal and never refused one: one table per process, keyed by
+// cluster and node ID (nodeKey), as Issue's locks are.
+var renewals renewLimiter
 
 // renewMax renewals per node within renewWindow: a renewal revokes the
 // certificate it replaces, and the revocation list (in Raft, on every
@@ -126,8 +166,21 @@ const (
 	renewWindow = time.Hour
 )
 
+// renewAllowance is how many renewals a node may make within renewWindow
+// when the leader signs certificates that live lifetime: renewMax, plus
+// the scheduled renewals of so short a lifetime (--cert-lifetime may be as
+// short as a minute: a node then renews every 30 to 40 seconds, and must
+// never be refused for it, or its certificate expires).
+func renewAllowance(lifetime time.Duration) int {
+	if half := lifetime / 2; half > 0 {
+		return renewMax + int(renewWindow/half)
+	}
+	return renewMax
+}
+
 // renewLimiter counts each node's renewals within renewWindow (leader,
-// in memory: a new leader starts afresh, which only resets the count).
+// in memory: a new leader starts afresh, which only resets the count),
+// by a key that names the node (nodeKey).
 // A renewal takes its slot before it is signed, so concurrent requests of
 // one node cannot all pass a check made before any of them is counted;
 // one that fails on the leader's side (no quorum) gives its slot back, so
@@ -137,13 +190,13 @@ type renewLimiter struct {
 	recent map[string][]time.Time
 }
 
-// take counts a renewal of node id at now, unless it already made
-// renewMax within the window.
-func (l *renewLimiter) take(id string, now time.Time) bool {
+// take counts a renewal of node id at now, unless it already made most
+// within the window.
+func (l *renewLimiter) take(id string, now time.Time, most int) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ts := l.pruneLocked(id, now)
-	if len(ts) >= renewMax {
+	if len(ts) >= most {
 		return false
 	}
 	l.recent[id] = append(ts, now)
@@ -185,8 +238,8 @@ func (k *Keeper) AnswerCARotate(ctx context.Context, peerID string) (*wire.CARot
 	if _, err := k.Store.Node(peerID); err != nil {
 		return nil, notMember(peerID)
 	}
-	if err := k.Authorize(peerID, command.RotateToken{}); err != nil {
-		k.Log.Warn("refused a CA rotation", "node_id", api.ShortID(peerID), "err", err)
+	if err := k.authorize(peerID, command.RotateToken{}); err != nil {
+		k.logWarn("refused a CA rotation", "node_id", api.ShortID(peerID), "err", err)
 		return nil, err
 	}
 	if !k.Raft.IsLeader() {

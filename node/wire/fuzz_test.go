@@ -49,8 +49,8 @@ func FuzzDecodeRequest(f *testing.F) {
 		// A forwarded command decodes or is refused, and authorize has an
 		// answer for whatever decodes.
 		if cmd, err := command.Decode(p.Command); err == nil {
-			_ = authz.Authorize(authz.Caller{Kind: authz.Node, NodeID: "n"}, cmd, &api.Node{ID: "n"})
-			_ = authz.Authorize(authz.Caller{Kind: authz.Admin, NodeID: "n"}, cmd, nil)
+			_ = authz.Authorize(authz.Caller{Kind: authz.Node, NodeID: "n", Member: true}, cmd, &api.Node{ID: "n"})
+			_ = authz.Authorize(authz.Caller{Kind: authz.Admin, NodeID: "n", Member: true}, cmd, nil)
 		}
 	})
 }

@@ -1,8 +1,41 @@
 package writes
 
 import (
+	"fmt"
+
+	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
+	"github.com/shoal-org/shoal/node/authz"
 )
+
+// ownWireGuardKeys refuses a node's report about itself that publishes a
+// WireGuard key another node's record holds (authz.WireGuardKeyTaken).
+func (w *Writer) ownWireGuardKeys(id string, cmd command.Command) error {
+	var problem string
+	eachCommand(cmd, func(c command.Command) command.Command {
+		var n api.Node
+		switch x := c.(type) {
+		case command.UpsertNode:
+			n = x.Node
+		case *command.UpsertNode:
+			n = x.Node
+		case command.UpdateOwnNode:
+			n = x.Node
+		case *command.UpdateOwnNode:
+			n = x.Node
+		default:
+			return c
+		}
+		if n.ID == id && problem == "" {
+			problem = authz.WireGuardKeyTaken(w.cfg.Store.Nodes(), n)
+		}
+		return c
+	})
+	if problem != "" {
+		return fmt.Errorf("%w: node %s: %s", authz.ErrForbidden, api.ShortID(id), problem)
+	}
+	return nil
+}
 
 // ownNodeReports returns cmd with every UpsertNode node id proposes about
 // its own record turned into an UpdateOwnNode, and whether it changed any.

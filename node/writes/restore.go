@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/snapshotfile"
 	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/clusterport"
@@ -127,13 +128,23 @@ func CallSnapshotRestore(ctx context.Context, dial func(addr string) (net.Conn, 
 	return nil
 }
 
+// RestoreAllowed says whether a user on node peerID's API socket may have
+// the leader restore the cluster, from the leader's replica: a manager's
+// node only, as for every admin action (authz.AdminCheck).
+func RestoreAllowed(store *consensus.Store, peerID string) error {
+	c, _ := CallerOf(store, authz.Admin, peerID)
+	return authz.AdminCheck(c, "restore the cluster")
+}
+
 // ServeSnapshotRestore is wire.MethodSnapshotRestore on the leader. Callers: a
-// manager node (as for every admin action; workers' sockets are read-only),
-// for a user on its API socket. The file is verified again here.
+// manager node (as for every admin action; workers' sockets are read-only,
+// and a node without a record has no role), for a user on its API socket.
+// The file is verified again here.
 func (w *Writer) ServeSnapshotRestore(ctx context.Context, call *clusterport.Call) {
 	cl := w.cfg
-	if c, _ := CallerOf(cl.Store, authz.Admin, call.PeerID); c.Worker {
-		_ = call.Reply(nil, fmt.Errorf("%w: node %s is a worker: workers cannot restore the cluster", authz.ErrWorker, api.ShortID(call.PeerID)))
+	if err := RestoreAllowed(cl.Store, call.PeerID); err != nil {
+		w.log.Warn("refused a snapshot restore", "node_id", api.ShortID(call.PeerID), "err", err)
+		_ = call.Reply(nil, err)
 		return
 	}
 	if !cl.Raft.IsLeader() {

@@ -139,13 +139,17 @@ func (w *Writer) Write(ctx context.Context, cmd command.Command) (json.RawMessag
 		if !Retryable(err) {
 			return nil, SettleRetry(cmd, err, sent)
 		}
-		// Anything but "no leader known" may have reached a leader that
+		// Anything but "no leader known" (or the leader's refusal for the
+		// node's rate, which applied nothing) may have reached a leader that
 		// committed the entry before it lost leadership or the answer was
 		// lost: the next attempt may meet the state this one made.
-		sent = sent || !errors.Is(err, errNoLeaderKnown)
+		sent = sent || !errors.Is(err, errNoLeaderKnown) && !Throttled(err)
 		last = err
 		select {
 		case <-ctx.Done():
+			if Throttled(last) {
+				return nil, fmt.Errorf("the write was not applied in %s: %w", cl.WriteTimeout, last)
+			}
 			return nil, w.NoQuorumError(last)
 		case <-time.After(50 * time.Millisecond):
 		}
@@ -179,12 +183,13 @@ func SettleRetry(cmd command.Command, err error, sent bool) error {
 	return err
 }
 
-// Retryable tells transport and leadership failures (retry) from answers
-// of the state machine (return to the user).
+// Retryable tells transport and leadership failures, and the leader's
+// refusal of a node's write for its rate (Throttled), which pass (retry),
+// from answers of the state machine (return to the user).
 func Retryable(err error) bool {
 	var re *wire.Error
 	if errors.As(err, &re) {
-		return re.Code == wire.CodeNotLeader
+		return re.Code == wire.CodeNotLeader || re.Code == CodeThrottled
 	}
 	if errors.Is(err, consensus.ErrNotLeader) || errors.Is(err, consensus.ErrTimeout) {
 		return true
@@ -216,7 +221,8 @@ func (w *Writer) leaderCommand(enc []byte) (command.Command, error) {
 }
 
 // ApplyLocal applies an encoded command of the leader's own (its reports
-// about itself) on this node, which must lead.
+// about itself) on this node, which must lead; its task status text is
+// bounded as every node's is (MaxStatusText).
 func (w *Writer) ApplyLocal(ctx context.Context, enc []byte) (json.RawMessage, error) {
 	cmd, err := w.leaderCommand(enc)
 	if err != nil {
@@ -225,7 +231,7 @@ func (w *Writer) ApplyLocal(ctx context.Context, enc []byte) (json.RawMessage, e
 	if err := CheckServiceCommand(w.cfg.Store, cmd); err != nil {
 		return nil, err
 	}
-	return applyResult(w.cfg.Raft.Apply(ctx, cmd))
+	return applyResult(w.cfg.Raft.Apply(ctx, capStatusText(cmd)))
 }
 
 // applyResult encodes what Raft.Apply returned for the RPC answer.
@@ -253,19 +259,26 @@ func (w *Writer) LocalWriteAllowed() error {
 	return nil
 }
 
-// CallerOf describes a peer for authz.Authorize from the leader's replica.
+// CallerOf describes a peer for authz.Authorize from the leader's replica,
+// with its node record (nil when the replica holds none). A peer without a
+// record is no Member, which authz refuses everything (a certificate that
+// outlived its node's removal is nobody's admin); decide on Member and
+// Worker through authz, never on Worker alone.
 func CallerOf(store *consensus.Store, kind authz.Kind, peerID string) (authz.Caller, *api.Node) {
 	c := authz.Caller{Kind: kind, NodeID: peerID}
 	n, err := store.Node(peerID)
 	if err != nil {
 		return c, nil
 	}
+	c.Member = true
 	c.Worker = n.Role == api.RoleWorker
 	return c, n
 }
 
 // ApplyNodeCommand is wire.MethodApply on the leader: a raw command a peer proposes
-// about itself, authorized by its certificate's node ID.
+// about itself, authorized by its certificate's node ID, then trimmed of
+// what it says beyond the node (task addresses, a worker's image records)
+// and of task status text beyond MaxStatusText (limits.go).
 func (w *Writer) ApplyNodeCommand(ctx context.Context, peerID string, enc []byte) (json.RawMessage, error) {
 	cmd, err := w.leaderCommand(enc)
 	if err != nil {
@@ -276,11 +289,29 @@ func (w *Writer) ApplyNodeCommand(ctx context.Context, peerID string, enc []byte
 		w.log.Warn("refused a command from a node", "node_id", api.ShortID(peerID), "command", authz.TypeName(cmd), "err", err)
 		return nil, err
 	}
-	cmd = w.ownTaskAddrs(peerID, cmd)
+	if ok, retryIn, first := nodeWrites.Take(nodeKey(w.cfg.ClusterID, peerID), time.Now(), WriteCost(len(enc))); !ok {
+		if first {
+			w.log.Warn("a node writes faster than the leader accepts; refusing its writes until it slows down",
+				"node_id", api.ShortID(peerID), "burst", NodeWriteBurst, "per_second", NodeWriteRate)
+		}
+		return nil, ThrottledError(peerID, retryIn)
+	}
+	if err := w.ownWireGuardKeys(peerID, cmd); err != nil {
+		w.log.Warn("refused a command from a node", "node_id", api.ShortID(peerID), "command", authz.TypeName(cmd), "err", err)
+		return nil, err
+	}
+	cmd = capStatusText(w.ownTaskAddrs(peerID, cmd))
 	if c.Worker {
 		cmd = w.workerImageRecords(peerID, cmd)
 	}
-	return applyResult(w.cfg.Raft.Apply(ctx, cmd))
+	own, rewrote := ownNodeReports(peerID, cmd)
+	res, err := w.cfg.Raft.Apply(ctx, own)
+	if rewrote && errors.Is(err, command.ErrUnsupported) {
+		// A member still runs a release without UpdateOwnNode (an upgrade
+		// in progress): the whole record, as those releases did.
+		res, err = w.cfg.Raft.Apply(ctx, cmd)
+	}
+	return applyResult(res, err)
 }
 
 // ApplyAdmin runs an admin action on the leader for a user on node

@@ -6,6 +6,7 @@ import (
 	"net"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
@@ -45,6 +46,10 @@ func TestRetryable(t *testing.T) {
 		{"connection refused", fmt.Errorf("connect to 10.0.0.1:2377: %w", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}), true},
 		{"connection reset", fmt.Errorf("read apply answer: %w", syscall.ECONNRESET), true},
 		{"plain error", errors.New("something broke"), true},
+		// The leader refused a node's write for its rate: nothing was
+		// applied; the writer waits and sends it again.
+		{"throttled by the leader", &wire.Error{Code: CodeThrottled, Msg: "node n is writing faster than the leader accepts"}, true},
+		{"throttled, wrapped", fmt.Errorf("apply: %w", ThrottledError("n", time.Second)), true},
 		// Not-leader is checked first: such a write was never applied.
 		{"not leader wins over a wrapped sentinel", fmt.Errorf("%w: %w", consensus.ErrNotLeader, consensus.ErrNotFound), true},
 	}
