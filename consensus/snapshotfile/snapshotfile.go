@@ -15,9 +15,10 @@ package snapshotfile
 //	N bytes: the snapshot document
 //
 // Read checks the magic, the format version, the size and the sha256 over
-// the whole body, that nothing follows it, and that the body's
-// cluster ID and index are the header's, before anything is decoded into a
-// state: a truncated or tampered file is refused as a whole.
+// the whole body, that nothing follows it, that the body's cluster ID and
+// index are the header's and that no table holds a null entry, before
+// anything is decoded into a state: a truncated or tampered file is
+// refused as a whole.
 //
 // What the file holds of the cluster record: the CA certificate, the CA key
 // and the join secret sealed with the voters' key-encryption key (the KEK
@@ -211,7 +212,32 @@ func Read(r io.Reader, maxSize int64) (*File, error) {
 	case f.data.Index != h.Index:
 		return nil, fmt.Errorf("%w: body index %d, header index %d", ErrNotIntact, f.data.Index, h.Index)
 	}
+	if table := nullRow(&f.data); table != "" {
+		return nil, fmt.Errorf("%w: body: a null entry in %s", ErrNotIntact, table)
+	}
 	return f, nil
+}
+
+// nullRow names the first table of d that holds a null entry, or "".
+// Write never writes one, and PlanRestore reads every row's fields.
+func nullRow(d *consensus.SnapshotData) string {
+	for _, t := range []struct {
+		name string
+		null bool
+	}{
+		{"nodes", slices.Contains(d.Nodes, nil)},
+		{"services", slices.Contains(d.Services, nil)},
+		{"tasks", slices.Contains(d.Tasks, nil)},
+		{"images", slices.Contains(d.Images, nil)},
+		{"networks", slices.Contains(d.Networks, nil)},
+		{"secrets", slices.Contains(d.Secrets, nil)},
+		{"configs", slices.Contains(d.Configs, nil)},
+	} {
+		if t.null {
+			return t.name
+		}
+	}
+	return ""
 }
 
 // readHeaderLine reads one '\n'-terminated line of at most maxHeader

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"reflect"
 	goruntime "runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -306,4 +307,100 @@ func TestReadAllocatesWhatArrives(t *testing.T) {
 	if got := after.TotalAlloc - before.TotalAlloc; got > 16<<20 {
 		t.Fatalf("Read allocated %d MiB for a 5-byte body that claimed %d MiB", got>>20, claim>>20)
 	}
+}
+
+// withHeader makes body a snapshot file: a header with the body's cluster
+// ID and index (when it has them), its size and its sha256, as anyone who
+// edits a backup can write. The checksum is not a signature.
+func withHeader(body []byte) []byte {
+	var probe struct {
+		Index   uint64 `json:"index"`
+		Cluster *struct {
+			ClusterID string `json:"cluster_id"`
+		} `json:"cluster"`
+	}
+	_ = json.Unmarshal(body, &probe)
+	h := Header{Format: Format, Index: probe.Index, CreatedAt: t0, Size: int64(len(body))}
+	if probe.Cluster != nil {
+		h.ClusterID = probe.Cluster.ClusterID
+	}
+	sum := sha256.Sum256(body)
+	h.SHA256 = hex.EncodeToString(sum[:])
+	line, _ := json.Marshal(&h)
+	return slices.Concat([]byte(magicLine+"\n"), line, []byte("\n"), body)
+}
+
+// editFile returns file with its body changed by edit and a fresh header.
+func editFile(t *testing.T, file []byte, edit func(*consensus.SnapshotData)) []byte {
+	t.Helper()
+	f, err := Read(bytes.NewReader(file), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := f.data
+	edit(&data)
+	body, err := json.Marshal(&data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return withHeader(body)
+}
+
+// TestReadRefusesNullRows: a body edited to hold a null entry in a table,
+// its checksum recomputed, is refused whole. Before, Read accepted it and
+// PlanRestore dereferenced the entry: a nil-pointer panic on the leader,
+// which ends the agent when the file came from another manager over the
+// cluster port.
+func TestReadRefusesNullRows(t *testing.T) {
+	h := savedState(t)
+	file := saveFile(t, h.store)
+	if _, err := Read(bytes.NewReader(editFile(t, file, func(*consensus.SnapshotData) {})), 1<<20); err != nil {
+		t.Fatalf("the unedited body with a fresh header: %v", err)
+	}
+	for table, edit := range map[string]func(*consensus.SnapshotData){
+		"nodes":    func(d *consensus.SnapshotData) { d.Nodes = append(d.Nodes, nil) },
+		"services": func(d *consensus.SnapshotData) { d.Services = append(d.Services, nil) },
+		"tasks":    func(d *consensus.SnapshotData) { d.Tasks = append(d.Tasks, nil) },
+		"images":   func(d *consensus.SnapshotData) { d.Images = append(d.Images, nil) },
+		"networks": func(d *consensus.SnapshotData) { d.Networks = append(d.Networks, nil) },
+		"secrets":  func(d *consensus.SnapshotData) { d.Secrets = append(d.Secrets, nil) },
+		"configs":  func(d *consensus.SnapshotData) { d.Configs = append(d.Configs, nil) },
+	} {
+		t.Run(table, func(t *testing.T) {
+			f, err := Read(bytes.NewReader(editFile(t, file, edit)), 1<<20)
+			if err == nil {
+				_, err = PlanRestore(f, h.store.Snapshot(), false)
+				t.Fatalf("a null entry in %s was read (plan: %v)", table, err)
+			}
+			if !errors.Is(err, ErrNotIntact) || !strings.Contains(err.Error(), "null entry in "+table) {
+				t.Fatalf("err %v, want ErrNotIntact naming %s", err, table)
+			}
+		})
+	}
+}
+
+// FuzzPlanRestore: a backup's body is whatever its editor wrote, under a
+// header that matches it. Whatever Read accepts, PlanRestore must not
+// panic on, and a refusal is ErrInvalid.
+func FuzzPlanRestore(f *testing.F) {
+	// savedState only fails its T on a broken FSM, which other tests catch.
+	h := savedState(&testing.T{})
+	var doc bytes.Buffer
+	if err := consensus.WriteSnapshot(h.store.Snapshot(), &doc); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(doc.Bytes())
+	f.Add(bytes.Replace(doc.Bytes(), []byte(`"services":[`), []byte(`"services":[null,`), 1))
+	f.Add(bytes.Replace(doc.Bytes(), []byte(`"tasks":[`), []byte(`"tasks":[null,`), 1))
+	f.Add([]byte(`{"version":1,"index":3,"cluster":{"cluster_id":"c1"},"nodes":[null],"services":null,"tasks":null,"images":[null]}`))
+	cur := h.store.Snapshot()
+	f.Fuzz(func(t *testing.T, body []byte) {
+		sf, err := Read(bytes.NewReader(withHeader(body)), 1<<20)
+		if err != nil {
+			return
+		}
+		if _, err := PlanRestore(sf, cur, true); err != nil && !errors.Is(err, consensus.ErrInvalid) {
+			t.Fatalf("refusal without a sentinel: %v", err)
+		}
+	})
 }
