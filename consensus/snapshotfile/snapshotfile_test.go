@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/raft"
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm"
@@ -403,4 +404,123 @@ func FuzzPlanRestore(f *testing.F) {
 			t.Fatalf("refusal without a sentinel: %v", err)
 		}
 	})
+}
+
+// TestPlanRestoreRefusesWhatCreateRefuses: a file edited to hold services
+// or networks the state machine would not create (its checksum
+// recomputed) is refused by PlanRestore, naming the row. Before, the plan
+// carried them into the state: a service without a name panicked the
+// leader in raft (consensus/raftnode refuses that now), the others went in.
+// Where only services are edited, the state machine is asked to create
+// them too, so that these rules and consensus/fsm's do not drift apart.
+func TestPlanRestoreRefusesWhatCreateRefuses(t *testing.T) {
+	saved := savedState(t)
+	file := saveFile(t, saved.store)
+	svc := func(d *consensus.SnapshotData, id string) *api.Service {
+		for _, s := range d.Services {
+			if s.ID == id {
+				return s
+			}
+		}
+		t.Fatalf("no service %s", id)
+		return nil
+	}
+	port := func(published, target int, proto string) api.PortConfig {
+		return api.PortConfig{Published: published, Target: target, Protocol: proto}
+	}
+	network := func(id, name string) *api.Network {
+		return &api.Network{ID: id, Name: name, Subnet: "10.44.0.0/24", VNI: 4100, CreatedAt: t0}
+	}
+	cases := []struct {
+		name string
+		edit func(*consensus.SnapshotData)
+		want string // in the error
+	}{
+		{"service without a name", func(d *consensus.SnapshotData) { svc(d, "s1").Name = "" }, `service "" (ID "s1"): name: must not be empty`},
+		{"service without an ID", func(d *consensus.SnapshotData) { svc(d, "s1").ID = "" }, `"web" (ID ""): no ID`},
+		{"service ID twice", func(d *consensus.SnapshotData) { svc(d, "s2").ID = "s1" }, "ID listed twice"},
+		{"dotted name", func(d *consensus.SnapshotData) { svc(d, "s1").Name = "web.v1" }, `character '.' not allowed`},
+		{"names differing in case", func(d *consensus.SnapshotData) { svc(d, "s2").Name = "WEB" }, `name taken by service "web"`},
+		{"published port 0", func(d *consensus.SnapshotData) { svc(d, "s1").Spec.Ports = []api.PortConfig{port(0, 80, "")} }, "port 0:80 out of range"},
+		{"target port 70000", func(d *consensus.SnapshotData) { svc(d, "s1").Spec.Ports = []api.PortConfig{port(80, 70000, "")} }, "port 80:70000 out of range"},
+		{"protocol sctp", func(d *consensus.SnapshotData) { svc(d, "s1").Spec.Ports = []api.PortConfig{port(80, 80, "sctp")} }, `protocol "sctp"`},
+		{"port twice in a service", func(d *consensus.SnapshotData) {
+			svc(d, "s1").Spec.Ports = []api.PortConfig{port(80, 80, ""), port(80, 81, "tcp")}
+		}, "published port 80/tcp listed twice"},
+		{"port in two services", func(d *consensus.SnapshotData) {
+			svc(d, "s1").Spec.Ports = []api.PortConfig{port(80, 80, "")}
+			svc(d, "s2").Spec.Ports = []api.PortConfig{port(80, 5432, "tcp")}
+		}, "published port 80/tcp taken by service"},
+		{"VIP not IPv4", func(d *consensus.SnapshotData) { svc(d, "s1").VIP = "fd00::1" }, `VIP "fd00::1" is not an IPv4 address`},
+		{"VIP in two services", func(d *consensus.SnapshotData) { svc(d, "s1").VIP, svc(d, "s2").VIP = "10.43.0.5", "10.43.0.5" }, "VIP 10.43.0.5 taken by service"},
+		{"network without a name", func(d *consensus.SnapshotData) { d.Networks = append(d.Networks, network("w1", "")) }, `network "" (ID "w1"): name: must not be empty`},
+		{"network without an ID", func(d *consensus.SnapshotData) { d.Networks = append(d.Networks, network("", "back")) }, `network "back" (ID ""): no ID`},
+		{"network named default", func(d *consensus.SnapshotData) { d.Networks = append(d.Networks, network("w1", "Default")) }, "default network's"},
+		{"networks differing in case", func(d *consensus.SnapshotData) {
+			d.Networks = append(d.Networks, network("w1", "back"), network("w2", "BACK"))
+		}, `name taken by network "back"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := Read(bytes.NewReader(editFile(t, file, tc.edit)), 1<<20)
+			if err != nil {
+				t.Fatalf("read: %v (the edit is for PlanRestore to refuse)", err)
+			}
+			_, err = PlanRestore(f, saved.store.Snapshot(), false)
+			if !errors.Is(err, consensus.ErrInvalid) || !strings.Contains(err.Error(), tc.want) ||
+				!strings.HasPrefix(err.Error(), "snapshot file refused, nothing changed: ") {
+				t.Fatalf("plan: %v, want a refusal wrapping ErrInvalid with %q", err, tc.want)
+			}
+			if len(f.data.Networks) == 0 && !createRefused(t, f.Services()) {
+				t.Fatal("the state machine creates these services: the rules drifted apart")
+			}
+		})
+	}
+	// The unedited file still plans, and its services create.
+	f, err := Read(bytes.NewReader(editFile(t, file, func(*consensus.SnapshotData) {})), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := PlanRestore(f, saved.store.Snapshot(), false); err != nil {
+		t.Fatalf("plan of the unedited file: %v", err)
+	}
+	if createRefused(t, f.Services()) {
+		t.Fatal("the state machine refuses the unedited services")
+	}
+	// Many problems are listed up to a bound.
+	many := editFile(t, file, func(d *consensus.SnapshotData) {
+		for i := range 20 {
+			d.Services = append(d.Services, &api.Service{ID: fmt.Sprintf("x%d", i), Name: "-"})
+		}
+	})
+	f, err = Read(bytes.NewReader(many), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := PlanRestore(f, saved.store.Snapshot(), false); err == nil || !strings.HasSuffix(err.Error(), "; and 10 more: "+consensus.ErrInvalid.Error()) {
+		t.Fatalf("20 bad services: %v", err)
+	}
+}
+
+// createRefused reports whether the state machine refuses to create
+// services, one after another, on a fresh cluster whose only networks are
+// the default one's.
+func createRefused(t *testing.T, services []*api.Service) bool {
+	t.Helper()
+	h := newHarness(t)
+	h.bootstrap()
+	for _, s := range services {
+		s := consensus.CloneService(s)
+		s.Spec.Name = s.Name // a create names the service by its spec when Name is empty
+		s.Spec.Networks = nil
+		data, err := fsm.EncodeCommand(fsm.CreateService{Service: *s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.idx++
+		if r := h.fsm.Apply(&raft.Log{Index: h.idx, Type: raft.LogCommand, Data: data}).(fsm.Result); r.Err != nil {
+			return true
+		}
+	}
+	return false
 }
