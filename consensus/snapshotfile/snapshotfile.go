@@ -17,8 +17,14 @@ package snapshotfile
 // Read checks the magic, the format version, the size and the sha256 over
 // the whole body, that nothing follows it, that the body's cluster ID and
 // index are the header's and that no table holds a null entry, before
-// anything is decoded into a state: a truncated or tampered file is
-// refused as a whole.
+// anything is decoded into a state: a truncated or damaged file, or one
+// changed without its checksum, is refused as a whole. The sha256 is a
+// checksum, not a signature: whoever can write the file can change the body
+// and recompute it, and Read accepts the result. What a restore checks past
+// that is PlanRestore's (checkDesired) and raftnode's (the state must load
+// into a store); anything else the file says becomes the cluster's
+// desired state. Backups are to be kept where only the cluster's admins
+// can write them.
 //
 // What the file holds of the cluster record: the CA certificate, the CA key
 // and the join secret sealed with the voters' key-encryption key (the KEK
@@ -71,7 +77,8 @@ const maxHeader = 4 << 10
 // Errors of snapshot files and restores.
 var (
 	// ErrNotIntact: the bytes are not an intact snapshot file (not one at
-	// all, truncated, tampered with, or larger than the reader allows).
+	// all, truncated, changed without its checksum, or larger than the
+	// reader allows).
 	ErrNotIntact = errors.New("not an intact shoal snapshot file")
 	// ErrFormat: the file is a snapshot of a format this binary
 	// does not read.
