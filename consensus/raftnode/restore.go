@@ -16,6 +16,9 @@ import (
 // quorum holds the restored state. Leader only. The restored state's index is past every
 // entry of the log so far, so that versions stay monotonic and a follower's
 // consistent read waits for the restore.
+//
+// A state the store would refuse is refused here first (an error wrapping
+// consensus.ErrInvalid) and nothing changes: see loadable.
 func (r *Raft) RestoreSnapshot(ctx context.Context, plan *snapshotfile.RestorePlan) error {
 	if !r.IsLeader() {
 		return consensus.ErrNotLeader
@@ -23,6 +26,9 @@ func (r *Raft) RestoreSnapshot(ctx context.Context, plan *snapshotfile.RestorePl
 	body, index, err := plan.Encode(max(r.LastIndex(), r.store.Index()))
 	if err != nil {
 		return fmt.Errorf("encode restore: %w", err)
+	}
+	if err := loadable(body); err != nil {
+		return err
 	}
 	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Index: index - 1, Size: int64(len(body))}
 	done := make(chan error, 1)
@@ -44,6 +50,25 @@ func (r *Raft) RestoreSnapshot(ctx context.Context, plan *snapshotfile.RestorePl
 	// A TrimTasks is that command, and harmless.
 	if _, err := r.Apply(ctx, command.TrimTasks{}); err != nil {
 		return fmt.Errorf("restore snapshot: restored, but the entry after it failed: %w", err)
+	}
+	return nil
+}
+
+// loadable loads body into a throwaway store, by the path the FSM's
+// Restore takes (consensus.Store.Restore), and says why it does not load.
+//
+// Why before raft.Restore: hashicorp/raft v1.8.0 (restoreUserSnapshot)
+// saves the user snapshot as this node's newest one first and then panics
+// when the FSM refuses it. A backup file is checked whole by its sha256,
+// but that is a checksum, not a signature: whoever edits the body (a
+// service without a name, a task without an ID) recomputes it. Such a file
+// crashed the leader, and on restart raft found the refused snapshot the
+// newest and failed to load it ("failed to load any existing snapshots"):
+// the node could not start. The trial costs one more copy of the state for
+// the moment of a restore.
+func loadable(body []byte) error {
+	if err := consensus.NewStore().Restore(bytes.NewReader(body)); err != nil {
+		return fmt.Errorf("snapshot file refused, nothing changed: its state does not load: %w: %w", err, consensus.ErrInvalid)
 	}
 	return nil
 }

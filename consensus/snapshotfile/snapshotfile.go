@@ -15,9 +15,16 @@ package snapshotfile
 //	N bytes: the snapshot document
 //
 // Read checks the magic, the format version, the size and the sha256 over
-// the whole body, that nothing follows it, and that the body's
-// cluster ID and index are the header's, before anything is decoded into a
-// state: a truncated or tampered file is refused as a whole.
+// the whole body, that nothing follows it, that the body's cluster ID and
+// index are the header's and that no table holds a null entry, before
+// anything is decoded into a state: a truncated or damaged file, or one
+// changed without its checksum, is refused as a whole. The sha256 is a
+// checksum, not a signature: whoever can write the file can change the body
+// and recompute it, and Read accepts the result. What a restore checks past
+// that is PlanRestore's (checkDesired) and raftnode's (the state must load
+// into a store); anything else the file says becomes the cluster's
+// desired state. Backups are to be kept where only the cluster's admins
+// can write them.
 //
 // What the file holds of the cluster record: the CA certificate, the CA key
 // and the join secret sealed with the voters' key-encryption key (the KEK
@@ -47,8 +54,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
@@ -68,7 +77,8 @@ const maxHeader = 4 << 10
 // Errors of snapshot files and restores.
 var (
 	// ErrNotIntact: the bytes are not an intact snapshot file (not one at
-	// all, truncated, tampered with, or larger than the reader allows).
+	// all, truncated, changed without its checksum, or larger than the
+	// reader allows).
 	ErrNotIntact = errors.New("not an intact shoal snapshot file")
 	// ErrFormat: the file is a snapshot of a format this binary
 	// does not read.
@@ -211,7 +221,32 @@ func Read(r io.Reader, maxSize int64) (*File, error) {
 	case f.data.Index != h.Index:
 		return nil, fmt.Errorf("%w: body index %d, header index %d", ErrNotIntact, f.data.Index, h.Index)
 	}
+	if table := nullRow(&f.data); table != "" {
+		return nil, fmt.Errorf("%w: body: a null entry in %s", ErrNotIntact, table)
+	}
 	return f, nil
+}
+
+// nullRow names the first table of d that holds a null entry, or "".
+// Write never writes one, and PlanRestore reads every row's fields.
+func nullRow(d *consensus.SnapshotData) string {
+	for _, t := range []struct {
+		name string
+		null bool
+	}{
+		{"nodes", slices.Contains(d.Nodes, nil)},
+		{"services", slices.Contains(d.Services, nil)},
+		{"tasks", slices.Contains(d.Tasks, nil)},
+		{"images", slices.Contains(d.Images, nil)},
+		{"networks", slices.Contains(d.Networks, nil)},
+		{"secrets", slices.Contains(d.Secrets, nil)},
+		{"configs", slices.Contains(d.Configs, nil)},
+	} {
+		if t.null {
+			return t.name
+		}
+	}
+	return ""
 }
 
 // readHeaderLine reads one '\n'-terminated line of at most maxHeader
@@ -243,7 +278,9 @@ type RestorePlan struct {
 
 // PlanRestore merges file f into the running cluster's state cur (a
 // Store.Snapshot view of the leader's store). Pure. force allows a file of
-// another cluster (ErrOtherCluster otherwise). The result:
+// another cluster (ErrOtherCluster otherwise). A file with services or
+// networks the state machine would not create is refused, consensus.ErrInvalid
+// (checkDesired). The result:
 //
 //   - cluster record: cur's, whole (identity, keys, revocations, epoch,
 //     pools): the running cluster stays the cluster it is;
@@ -264,6 +301,9 @@ func PlanRestore(f *File, cur *consensus.Store, force bool) (*RestorePlan, error
 	if f.Header.ClusterID != cc.ClusterID && !force {
 		return nil, fmt.Errorf("%w: the file is of cluster %s, this is cluster %s (restore with --force to replace this cluster's services with it anyway)",
 			ErrOtherCluster, f.Header.ClusterID, cc.ClusterID)
+	}
+	if err := checkDesired(&f.data); err != nil {
+		return nil, err
 	}
 	// Decode the file's state afresh: the plan owns (and changes) it.
 	var data consensus.SnapshotData
@@ -344,6 +384,123 @@ func PlanRestore(f *File, cur *consensus.Store, force bool) (*RestorePlan, error
 	sort.Strings(plan.DroppedNodes)
 	plan.data = data
 	return plan, nil
+}
+
+// maxProblems bounds the problems a refused file's error lists.
+const maxProblems = 10
+
+// checkDesired refuses the file's services and networks where the state
+// machine would refuse to create them (consensus/fsm: checkService,
+// CreateNetwork), listing what is wrong (at most maxProblems) in an error
+// wrapping consensus.ErrInvalid. A restore installs them without a
+// command, so these rules are checked here or not at all; the file's
+// checksum says nothing about who wrote it.
+//
+//   - every service has an ID of its own and a name that is a DNS label
+//     (api.ServiceNameProblem), unique in any case;
+//   - its published ports are in 1-65535 (target ports too), tcp or udp,
+//     and each protocol and port is published once in the whole file;
+//   - its VIP, when set, is an IPv4 address no other service holds;
+//   - every network has an ID of its own and a name that is a DNS label,
+//     not the default network's, unique in any case.
+//
+// A state written before the state machine enforced these (a dotted name,
+// two services on one port) is refused too: the error names each service,
+// and lb copes with such a state but a restore need not bring one back.
+func checkDesired(d *consensus.SnapshotData) error {
+	var p []string
+	bad := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+
+	ids := map[string]bool{}
+	names := map[string]string{} // lower-case name: the first service's name
+	ports := map[string]string{} // "8080/tcp": the service that publishes it
+	vips := map[netip.Addr]string{}
+	for _, s := range d.Services {
+		what := fmt.Sprintf("service %q (ID %q)", s.Name, s.ID)
+		switch {
+		case s.ID == "":
+			bad("%s: no ID", what)
+		case ids[s.ID]:
+			bad("%s: ID listed twice", what)
+		}
+		ids[s.ID] = true
+		if pr := api.ServiceNameProblem(s.Name); pr != "" {
+			bad("%s: name: %s", what, pr)
+		} else if other, ok := names[strings.ToLower(s.Name)]; ok {
+			bad("%s: name taken by service %q (service names are DNS names: case does not count)", what, other)
+		} else {
+			names[strings.ToLower(s.Name)] = s.Name
+		}
+		own := map[string]bool{}
+		for _, port := range s.Spec.Ports {
+			key := publishedKey(port)
+			switch {
+			case port.Published < 1 || port.Published > 65535 || port.Target < 1 || port.Target > 65535:
+				bad("%s: port %d:%d out of range 1-65535", what, port.Published, port.Target)
+			case port.Protocol != "" && port.Protocol != "tcp" && port.Protocol != "udp":
+				bad("%s: port %d: protocol %q (want tcp or udp)", what, port.Published, port.Protocol)
+			case own[key]:
+				bad("%s: published port %s listed twice", what, key)
+			case ports[key] != "":
+				bad("%s: published port %s taken by service %q", what, key, ports[key])
+			default:
+				ports[key] = s.Name
+			}
+			own[key] = true
+		}
+		if s.VIP != "" {
+			a, err := netip.ParseAddr(strings.TrimSpace(s.VIP))
+			switch {
+			case err != nil || !a.Is4():
+				bad("%s: VIP %q is not an IPv4 address", what, s.VIP)
+			case vips[a] != "":
+				bad("%s: VIP %s taken by service %q", what, a, vips[a])
+			default:
+				vips[a] = s.Name
+			}
+		}
+	}
+
+	ids = map[string]bool{}
+	names = map[string]string{}
+	for _, n := range d.Networks {
+		what := fmt.Sprintf("network %q (ID %q)", n.Name, n.ID)
+		switch {
+		case n.ID == "":
+			bad("%s: no ID", what)
+		case ids[n.ID]:
+			bad("%s: ID listed twice", what)
+		}
+		ids[n.ID] = true
+		switch other, taken := names[strings.ToLower(n.Name)]; {
+		case api.ServiceNameProblem(n.Name) != "":
+			bad("%s: name: %s", what, api.ServiceNameProblem(n.Name))
+		case strings.EqualFold(n.Name, api.DefaultNetwork):
+			bad("%s: the name is the cluster's default network's", what)
+		case taken:
+			bad("%s: name taken by network %q (case does not count)", what, other)
+		default:
+			names[strings.ToLower(n.Name)] = n.Name
+		}
+	}
+
+	if len(p) == 0 {
+		return nil
+	}
+	if len(p) > maxProblems {
+		p = append(p[:maxProblems], fmt.Sprintf("and %d more", len(p)-maxProblems))
+	}
+	return fmt.Errorf("snapshot file refused, nothing changed: %s: %w", strings.Join(p, "; "), consensus.ErrInvalid)
+}
+
+// publishedKey names what a published port occupies on every node:
+// "8080/tcp" (an empty protocol is tcp), as the state machine counts it.
+func publishedKey(p api.PortConfig) string {
+	proto := p.Protocol
+	if proto == "" {
+		proto = "tcp"
+	}
+	return fmt.Sprintf("%d/%s", p.Published, proto)
 }
 
 // Encode returns the state plan installs as one snapshot document, its

@@ -9,11 +9,14 @@ import (
 	"fmt"
 	"reflect"
 	goruntime "runtime"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/raft"
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
@@ -306,4 +309,219 @@ func TestReadAllocatesWhatArrives(t *testing.T) {
 	if got := after.TotalAlloc - before.TotalAlloc; got > 16<<20 {
 		t.Fatalf("Read allocated %d MiB for a 5-byte body that claimed %d MiB", got>>20, claim>>20)
 	}
+}
+
+// withHeader makes body a snapshot file: a header with the body's cluster
+// ID and index (when it has them), its size and its sha256, as anyone who
+// edits a backup can write. The checksum is not a signature.
+func withHeader(body []byte) []byte {
+	var probe struct {
+		Index   uint64 `json:"index"`
+		Cluster *struct {
+			ClusterID string `json:"cluster_id"`
+		} `json:"cluster"`
+	}
+	_ = json.Unmarshal(body, &probe)
+	h := Header{Format: Format, Index: probe.Index, CreatedAt: t0, Size: int64(len(body))}
+	if probe.Cluster != nil {
+		h.ClusterID = probe.Cluster.ClusterID
+	}
+	sum := sha256.Sum256(body)
+	h.SHA256 = hex.EncodeToString(sum[:])
+	line, _ := json.Marshal(&h)
+	return slices.Concat([]byte(magicLine+"\n"), line, []byte("\n"), body)
+}
+
+// editFile returns file with its body changed by edit and a fresh header.
+func editFile(t *testing.T, file []byte, edit func(*consensus.SnapshotData)) []byte {
+	t.Helper()
+	f, err := Read(bytes.NewReader(file), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := f.data
+	edit(&data)
+	body, err := json.Marshal(&data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return withHeader(body)
+}
+
+// TestReadRefusesNullRows: a body edited to hold a null entry in a table,
+// its checksum recomputed, is refused whole. Before, Read accepted it and
+// PlanRestore dereferenced the entry: a nil-pointer panic on the leader,
+// which ends the agent when the file came from another manager over the
+// cluster port.
+func TestReadRefusesNullRows(t *testing.T) {
+	h := savedState(t)
+	file := saveFile(t, h.store)
+	if _, err := Read(bytes.NewReader(editFile(t, file, func(*consensus.SnapshotData) {})), 1<<20); err != nil {
+		t.Fatalf("the unedited body with a fresh header: %v", err)
+	}
+	for table, edit := range map[string]func(*consensus.SnapshotData){
+		"nodes":    func(d *consensus.SnapshotData) { d.Nodes = append(d.Nodes, nil) },
+		"services": func(d *consensus.SnapshotData) { d.Services = append(d.Services, nil) },
+		"tasks":    func(d *consensus.SnapshotData) { d.Tasks = append(d.Tasks, nil) },
+		"images":   func(d *consensus.SnapshotData) { d.Images = append(d.Images, nil) },
+		"networks": func(d *consensus.SnapshotData) { d.Networks = append(d.Networks, nil) },
+		"secrets":  func(d *consensus.SnapshotData) { d.Secrets = append(d.Secrets, nil) },
+		"configs":  func(d *consensus.SnapshotData) { d.Configs = append(d.Configs, nil) },
+	} {
+		t.Run(table, func(t *testing.T) {
+			f, err := Read(bytes.NewReader(editFile(t, file, edit)), 1<<20)
+			if err == nil {
+				_, err = PlanRestore(f, h.store.Snapshot(), false)
+				t.Fatalf("a null entry in %s was read (plan: %v)", table, err)
+			}
+			if !errors.Is(err, ErrNotIntact) || !strings.Contains(err.Error(), "null entry in "+table) {
+				t.Fatalf("err %v, want ErrNotIntact naming %s", err, table)
+			}
+		})
+	}
+}
+
+// FuzzPlanRestore: a backup's body is whatever its editor wrote, under a
+// header that matches it. Whatever Read accepts, PlanRestore must not
+// panic on, and a refusal is ErrInvalid.
+func FuzzPlanRestore(f *testing.F) {
+	// savedState only fails its T on a broken FSM, which other tests catch.
+	h := savedState(&testing.T{})
+	var doc bytes.Buffer
+	if err := consensus.WriteSnapshot(h.store.Snapshot(), &doc); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(doc.Bytes())
+	f.Add(bytes.Replace(doc.Bytes(), []byte(`"services":[`), []byte(`"services":[null,`), 1))
+	f.Add(bytes.Replace(doc.Bytes(), []byte(`"tasks":[`), []byte(`"tasks":[null,`), 1))
+	f.Add([]byte(`{"version":1,"index":3,"cluster":{"cluster_id":"c1"},"nodes":[null],"services":null,"tasks":null,"images":[null]}`))
+	cur := h.store.Snapshot()
+	f.Fuzz(func(t *testing.T, body []byte) {
+		sf, err := Read(bytes.NewReader(withHeader(body)), 1<<20)
+		if err != nil {
+			return
+		}
+		if _, err := PlanRestore(sf, cur, true); err != nil && !errors.Is(err, consensus.ErrInvalid) {
+			t.Fatalf("refusal without a sentinel: %v", err)
+		}
+	})
+}
+
+// TestPlanRestoreRefusesWhatCreateRefuses: a file edited to hold services
+// or networks the state machine would not create (its checksum
+// recomputed) is refused by PlanRestore, naming the row. Before, the plan
+// carried them into the state: a service without a name panicked the
+// leader in raft (consensus/raftnode refuses that now), the others went in.
+// Where only services are edited, the state machine is asked to create
+// them too, so that these rules and consensus/fsm's do not drift apart.
+func TestPlanRestoreRefusesWhatCreateRefuses(t *testing.T) {
+	saved := savedState(t)
+	file := saveFile(t, saved.store)
+	svc := func(d *consensus.SnapshotData, id string) *api.Service {
+		for _, s := range d.Services {
+			if s.ID == id {
+				return s
+			}
+		}
+		t.Fatalf("no service %s", id)
+		return nil
+	}
+	port := func(published, target int, proto string) api.PortConfig {
+		return api.PortConfig{Published: published, Target: target, Protocol: proto}
+	}
+	network := func(id, name string) *api.Network {
+		return &api.Network{ID: id, Name: name, Subnet: "10.44.0.0/24", VNI: 4100, CreatedAt: t0}
+	}
+	cases := []struct {
+		name string
+		edit func(*consensus.SnapshotData)
+		want string // in the error
+	}{
+		{"service without a name", func(d *consensus.SnapshotData) { svc(d, "s1").Name = "" }, `service "" (ID "s1"): name: must not be empty`},
+		{"service without an ID", func(d *consensus.SnapshotData) { svc(d, "s1").ID = "" }, `"web" (ID ""): no ID`},
+		{"service ID twice", func(d *consensus.SnapshotData) { svc(d, "s2").ID = "s1" }, "ID listed twice"},
+		{"dotted name", func(d *consensus.SnapshotData) { svc(d, "s1").Name = "web.v1" }, `character '.' not allowed`},
+		{"names differing in case", func(d *consensus.SnapshotData) { svc(d, "s2").Name = "WEB" }, `name taken by service "web"`},
+		{"published port 0", func(d *consensus.SnapshotData) { svc(d, "s1").Spec.Ports = []api.PortConfig{port(0, 80, "")} }, "port 0:80 out of range"},
+		{"target port 70000", func(d *consensus.SnapshotData) { svc(d, "s1").Spec.Ports = []api.PortConfig{port(80, 70000, "")} }, "port 80:70000 out of range"},
+		{"protocol sctp", func(d *consensus.SnapshotData) { svc(d, "s1").Spec.Ports = []api.PortConfig{port(80, 80, "sctp")} }, `protocol "sctp"`},
+		{"port twice in a service", func(d *consensus.SnapshotData) {
+			svc(d, "s1").Spec.Ports = []api.PortConfig{port(80, 80, ""), port(80, 81, "tcp")}
+		}, "published port 80/tcp listed twice"},
+		{"port in two services", func(d *consensus.SnapshotData) {
+			svc(d, "s1").Spec.Ports = []api.PortConfig{port(80, 80, "")}
+			svc(d, "s2").Spec.Ports = []api.PortConfig{port(80, 5432, "tcp")}
+		}, "published port 80/tcp taken by service"},
+		{"VIP not IPv4", func(d *consensus.SnapshotData) { svc(d, "s1").VIP = "fd00::1" }, `VIP "fd00::1" is not an IPv4 address`},
+		{"VIP in two services", func(d *consensus.SnapshotData) { svc(d, "s1").VIP, svc(d, "s2").VIP = "10.43.0.5", "10.43.0.5" }, "VIP 10.43.0.5 taken by service"},
+		{"network without a name", func(d *consensus.SnapshotData) { d.Networks = append(d.Networks, network("w1", "")) }, `network "" (ID "w1"): name: must not be empty`},
+		{"network without an ID", func(d *consensus.SnapshotData) { d.Networks = append(d.Networks, network("", "back")) }, `network "back" (ID ""): no ID`},
+		{"network named default", func(d *consensus.SnapshotData) { d.Networks = append(d.Networks, network("w1", "Default")) }, "default network's"},
+		{"networks differing in case", func(d *consensus.SnapshotData) {
+			d.Networks = append(d.Networks, network("w1", "back"), network("w2", "BACK"))
+		}, `name taken by network "back"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := Read(bytes.NewReader(editFile(t, file, tc.edit)), 1<<20)
+			if err != nil {
+				t.Fatalf("read: %v (the edit is for PlanRestore to refuse)", err)
+			}
+			_, err = PlanRestore(f, saved.store.Snapshot(), false)
+			if !errors.Is(err, consensus.ErrInvalid) || !strings.Contains(err.Error(), tc.want) ||
+				!strings.HasPrefix(err.Error(), "snapshot file refused, nothing changed: ") {
+				t.Fatalf("plan: %v, want a refusal wrapping ErrInvalid with %q", err, tc.want)
+			}
+			if len(f.data.Networks) == 0 && !createRefused(t, f.Services()) {
+				t.Fatal("the state machine creates these services: the rules drifted apart")
+			}
+		})
+	}
+	// The unedited file still plans, and its services create.
+	f, err := Read(bytes.NewReader(editFile(t, file, func(*consensus.SnapshotData) {})), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := PlanRestore(f, saved.store.Snapshot(), false); err != nil {
+		t.Fatalf("plan of the unedited file: %v", err)
+	}
+	if createRefused(t, f.Services()) {
+		t.Fatal("the state machine refuses the unedited services")
+	}
+	// Many problems are listed up to a bound.
+	many := editFile(t, file, func(d *consensus.SnapshotData) {
+		for i := range 20 {
+			d.Services = append(d.Services, &api.Service{ID: fmt.Sprintf("x%d", i), Name: "-"})
+		}
+	})
+	f, err = Read(bytes.NewReader(many), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := PlanRestore(f, saved.store.Snapshot(), false); err == nil || !strings.HasSuffix(err.Error(), "; and 10 more: "+consensus.ErrInvalid.Error()) {
+		t.Fatalf("20 bad services: %v", err)
+	}
+}
+
+// createRefused reports whether the state machine refuses to create
+// services, one after another, on a fresh cluster whose only networks are
+// the default one's.
+func createRefused(t *testing.T, services []*api.Service) bool {
+	t.Helper()
+	h := newHarness(t)
+	h.bootstrap()
+	for _, s := range services {
+		s := consensus.CloneService(s)
+		s.Spec.Name = s.Name // a create names the service by its spec when Name is empty
+		s.Spec.Networks = nil
+		data, err := command.Encode(command.CreateService{Service: *s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.idx++
+		if r := h.fsm.Apply(&raft.Log{Index: h.idx, Type: raft.LogCommand, Data: data}).(fsm.Result); r.Err != nil {
+			return true
+		}
+	}
+	return false
 }
