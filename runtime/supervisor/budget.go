@@ -4,7 +4,7 @@ import "time"
 
 // A container's output costs the node supervisor a JSON encoding per line,
 // outside the container's own CPU limit: a container printing empty lines
-// (`yes ”`) at 5 % of a CPU kept the supervisor's core busy, under the
+// (`yes` with an empty argument) at 5 % of a CPU kept the supervisor's core busy, under the
 // lock every other container's start, exit and output wait on. So each
 // container gets a line budget: past it the supervisor stops reading that
 // container's pipes for a while, the pipe fills, and the container blocks
