@@ -93,7 +93,12 @@ var uiStreamRecheck = ui.DefaultStreamTiming().Recheck
 func (a *Agent) newUIServer(loopback bool) *http.Server {
 	src := &ui.TokenSource{DataDir: a.cfg.DataDir}
 	g := ui.Guard{Loopback: loopback, Token: src.Token}
-	return &http.Server{Handler: a.uiHandler(g), ReadHeaderTimeout: 10 * time.Second}
+	// Idle connections are closed and request bodies bounded in time: a
+	// peer that opens connections and leaves them idle (any container or
+	// LAN neighbour can reach a node address) must not hold the agent's
+	// descriptors for good. No write timeout: the state stream is long.
+	return &http.Server{Handler: a.uiHandler(g), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second}
 }
 
 // listenUI binds --ui-addr (ui.Listen: a non-loopback address needs a

@@ -19,15 +19,23 @@ import (
 
 const testUIToken = "SHOALUI-0123456789abcdef0123456789abcdef0123456789abcdef0123456789ab"
 
-// An agent refuses a non-loopback --ui-addr until a token exists.
+// An agent refuses --ui-addr until a token exists, loopback or not (any
+// local user reaches 127.0.0.1).
 func TestListenUIRefusesNonLoopbackWithoutToken(t *testing.T) {
 	dir := t.TempDir()
 	a := &Agent{cfg: Config{DataDir: dir, UIAddr: "0.0.0.0:0"}}
-	if ln, _, err := a.listenUI(); !errors.Is(err, ui.ErrNeedsToken) {
-		if ln != nil {
-			ln.Close()
+	for _, addr := range []string{"0.0.0.0:0", "127.0.0.1:0", "localhost:0"} {
+		a.cfg.UIAddr = addr
+		if ln, _, err := a.listenUI(); !errors.Is(err, ui.ErrNeedsToken) {
+			if ln != nil {
+				ln.Close()
+			}
+			t.Fatalf("listenUI %s without a token: %v, want ui.ErrNeedsToken", addr, err)
 		}
-		t.Fatalf("listenUI without a token: %v, want ui.ErrNeedsToken", err)
+	}
+	a.cfg.UIAddr = "0.0.0.0:0"
+	if s := a.newUIServer(false); s.IdleTimeout <= 0 || s.ReadTimeout <= 0 {
+		t.Fatalf("dashboard server without idle (%v) or read (%v) timeouts: idle connections are held for good", s.IdleTimeout, s.ReadTimeout)
 	}
 	if _, err := ui.EnsureToken(dir, false); err != nil {
 		t.Fatal(err)
