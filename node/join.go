@@ -151,7 +151,13 @@ func (a *Agent) leave(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	servers, _ := cl.Raft.Servers()
+	// Unknown is not alone: a node that read no configuration (raft
+	// shutting down, a failed read) would drop its state while the
+	// cluster keeps it as a member.
+	servers, err := cl.Raft.Servers()
+	if err != nil {
+		return fmt.Errorf("leave: read the raft configuration: %w", err)
+	}
 	alone := len(servers) <= 1
 	if !alone {
 		// A removed node needs no cluster to leave it (node/revocation).
