@@ -195,12 +195,17 @@ func TestUIStreamPushesStoreChanges(t *testing.T) {
 	uiStreamRecheck = time.Hour
 	t.Cleanup(func() { uiStreamRecheck = old })
 	a := newSoloAgent(t)
-	srv := httptest.NewServer(a.newUIServer(true).Handler) // loopback, no token
+	tok, err := ui.EnsureToken(a.cfg.DataDir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(a.newUIServer(true).Handler) // loopback
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
 	r, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/ui/v1/stream", nil)
+	r.Header.Set(ui.TokenHeader, tok)
 	res, err := http.DefaultClient.Do(r)
 	if err != nil {
 		t.Fatal(err)
@@ -228,6 +233,7 @@ func TestUIStreamPushesStoreChanges(t *testing.T) {
 		t.Helper()
 		req, _ := http.NewRequestWithContext(ctx, "POST", srv.URL+path, strings.NewReader(body))
 		req.Header.Set(ui.CSRFHeader, "1")
+		req.Header.Set(ui.TokenHeader, tok)
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -251,6 +257,7 @@ func TestUIStreamPushesStoreChanges(t *testing.T) {
 	// changes nothing.
 	req, _ := http.NewRequestWithContext(ctx, "POST", srv.URL+"/ui/v1/services/web/scale", strings.NewReader(`{"replicas":2000000}`))
 	req.Header.Set(ui.CSRFHeader, "1")
+	req.Header.Set(ui.TokenHeader, tok)
 	bad, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -310,13 +310,14 @@ func TestCheckReservedPorts(t *testing.T) {
 
 func TestAuthorizeUpdateOwnNode(t *testing.T) {
 	self := &api.Node{ID: "me"}
-	if err := Authorize(Caller{Kind: Node, NodeID: "me"}, &command.UpdateOwnNode{Node: api.Node{ID: "me", Role: api.RoleManager}}, self); err != nil {
+	me := Caller{Kind: Node, NodeID: "me", Member: true}
+	if err := Authorize(me, &command.UpdateOwnNode{Node: api.Node{ID: "me", Role: api.RoleManager}}, self); err != nil {
 		t.Fatalf("own report refused: %v", err)
 	}
-	if err := Authorize(Caller{Kind: Node, NodeID: "me"}, command.UpdateOwnNode{Node: api.Node{ID: "them"}}, self); !errors.Is(err, ErrForbidden) {
+	if err := Authorize(me, command.UpdateOwnNode{Node: api.Node{ID: "them"}}, self); !errors.Is(err, ErrForbidden) {
 		t.Fatalf("report about another node: %v", err)
 	}
-	if err := Authorize(Caller{Kind: Node, NodeID: "me"}, command.UpdateOwnNode{Node: api.Node{ID: "me"}}, nil); !errors.Is(err, ErrForbidden) {
+	if err := Authorize(me, command.UpdateOwnNode{Node: api.Node{ID: "me"}}, nil); !errors.Is(err, ErrForbidden) {
 		t.Fatalf("report without a record: %v", err)
 	}
 }
