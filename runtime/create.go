@@ -101,8 +101,15 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec, p lay
 	if hostname == "" {
 		hostname = ShortID(id)
 	}
-	for _, d := range []string{p.Rootfs, p.Upper, p.Work, p.Log} {
-		if err := os.MkdirAll(d, 0o711); err != nil {
+	// The container's dirs are root-only (New says why); the upper dir's
+	// own mode is what the container sees as its /, 0711 as it always was,
+	// so that processes of other users can reach what is below.
+	for _, d := range []string{p.Rootfs, p.Work, p.Log, p.Upper} {
+		mode := os.FileMode(0o700)
+		if d == p.Upper {
+			mode = 0o711
+		}
+		if err := os.MkdirAll(d, mode); err != nil {
 			return record{}, fmt.Errorf("create %s: %w", d, err)
 		}
 	}
