@@ -133,3 +133,35 @@ func TestHostUsersCannotReachContainers(t *testing.T) {
 		t.Errorf("the non-root container is %s", got.State)
 	}
 }
+
+// TestContainerOOMScoreAdj: a container's processes, and those exec'd in
+// it, have oom_score_adj 0 whatever the agent's (the Debian unit sets
+// -500 for the agent, which they inherited).
+func TestContainerOOMScoreAdj(t *testing.T) {
+	cfg := testConfig(t)
+	const self = "/proc/self/oom_score_adj"
+	old, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Lowering needs CAP_SYS_RESOURCE, which a test may lack; raising
+	// does not, and shows the inheritance as well. The supervisor, started
+	// below, inherits it too and runs runc.
+	want := "-500"
+	if err := os.WriteFile(self, []byte(want), 0); err != nil {
+		want = "345"
+		if err := os.WriteFile(self, []byte(want), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { _ = os.WriteFile(self, old, 0) })
+	h := startHarness(t, cfg)
+	c := h.run(t, Spec{Image: "busybox", Command: []string{"sh", "-c", "cat /proc/self/oom_score_adj; sleep 1000"}})
+	poll(t, "the container's output", 10*time.Second, func() bool { return h.logs(t, c.ID) != "" })
+	if got := strings.TrimSpace(h.logs(t, c.ID)); got != "0" {
+		t.Errorf("the container's oom_score_adj is %s (the agent's %s), want 0", got, want)
+	}
+	if out, errOut, code := execCollect(t, h.rt, c.ID, ExecOptions{Args: []string{"cat", "/proc/self/oom_score_adj"}}, ""); strings.TrimSpace(out) != "0" || code != 0 {
+		t.Errorf("an exec'd process's oom_score_adj: %q %q exit %d, want 0", out, errOut, code)
+	}
+}

@@ -123,6 +123,12 @@ func BuildSpec(in SpecInput) (*specs.Spec, error) {
 	}
 	caps := slices.Clone(DefaultCapabilities)
 	args := append([]string{InitPath, "--"}, in.Args...)
+	// 0, as Docker sets it: runc leaves an unset score as its own, which
+	// is the agent's (-500 under scripts/packaging/shoal.service), so
+	// every container, and every process exec'd in one (execproc copies
+	// this Process), would be spared by the OOM killer before the host's
+	// own processes.
+	oomScoreAdj := 0
 
 	s := &specs.Spec{
 		Version:  specs.Version,
@@ -139,6 +145,7 @@ func BuildSpec(in SpecInput) (*specs.Spec, error) {
 				Permitted: slices.Clone(caps),
 			},
 			NoNewPrivileges: true,
+			OOMScoreAdj:     &oomScoreAdj,
 		},
 		Mounts: mounts,
 		Linux: &specs.Linux{

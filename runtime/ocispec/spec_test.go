@@ -58,6 +58,12 @@ func TestBuildSpec(t *testing.T) {
 				if !s.Process.NoNewPrivileges {
 					t.Error("NoNewPrivileges not set")
 				}
+				// 0, not unset: runc leaves an unset one as the agent's
+				// (-500 under the Debian unit), which the OOM killer would
+				// then spare over the host's own processes.
+				if s.Process.OOMScoreAdj == nil || *s.Process.OOMScoreAdj != 0 {
+					t.Errorf("OOMScoreAdj = %v, want 0", s.Process.OOMScoreAdj)
+				}
 			},
 		},
 		{
