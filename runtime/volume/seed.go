@@ -11,7 +11,7 @@ package volume
 // What is read and written. The source is the container's freshly mounted
 // rootfs (image layers plus an upper dir nothing has written yet), before
 // any process of the container ran; the target path is resolved inside it
-// with openat2(RESOLVE_IN_ROOT), so an image's symlink cannot lead the
+// with openat2(RESOLVE_IN_ROOT) (ocispec.OpenInRoot), so an image's symlink cannot lead the
 // agent out of the rootfs, and the tree is walked without following links
 // (a symlink is copied as a symlink). The destination is the volume's data
 // dir, opened without following links from the agent's volumes dir, and
@@ -77,10 +77,7 @@ func seedVolume(rootfs, target, volumesDir, name string, budget int64) (bool, er
 		return false, fmt.Errorf("open rootfs: %w", err)
 	}
 	defer unix.Close(root)
-	src, err := unix.Openat2(root, target, &unix.OpenHow{
-		Flags:   unix.O_DIRECTORY | unix.O_CLOEXEC | unix.O_RDONLY,
-		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
-	})
+	src, err := ocispec.OpenInRoot(root, target, unix.O_DIRECTORY|unix.O_RDONLY)
 	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
 		return false, nil
 	}
