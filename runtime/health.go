@@ -8,7 +8,8 @@ import (
 )
 
 // startHealth starts the health loop of c's current run, if it has a health
-// check. The loop is owned by Run and ends when the container exits, is
+// check: its spec's as given, else its image's within health.FromImage's
+// bounds. The loop is owned by Run and ends when the container exits, is
 // removed, or Run's context ends. The rules and the probe are
 // runtime/health's.
 func (r *Runtime) startHealth(c *container) {
@@ -17,6 +18,12 @@ func (r *Runtime) startHealth(c *container) {
 	if hc == nil || c.stopHealth != nil {
 		r.mu.Unlock()
 		return
+	}
+	check := *hc
+	if c.rec.Spec.Healthcheck == nil {
+		// The image's, bounded (health.FromImage says why), also for a
+		// container recorded before the bounds.
+		check = health.FromImage(check)
 	}
 	ctx, cancel := context.WithCancel(r.runCtx)
 	c.stopHealth = cancel
@@ -30,7 +37,7 @@ func (r *Runtime) startHealth(c *container) {
 	}}
 	if !r.spawn(func() {
 		defer cancel()
-		health.Loop(ctx, *hc, started, t, r.log.With("id", ShortID(id)))
+		health.Loop(ctx, check, started, t, r.log.With("id", ShortID(id)))
 	}) {
 		cancel()
 	}

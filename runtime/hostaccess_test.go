@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -164,4 +165,35 @@ func TestContainerOOMScoreAdj(t *testing.T) {
 	if out, errOut, code := execCollect(t, h.rt, c.ID, ExecOptions{Args: []string{"cat", "/proc/self/oom_score_adj"}}, ""); strings.TrimSpace(out) != "0" || code != 0 {
 		t.Errorf("an exec'd process's oom_score_adj: %q %q exit %d, want 0", out, errOut, code)
 	}
+}
+
+// TestImageHealthCheckBounded: an image's health check runs at most once
+// a second whatever interval the image gives (1ns ran `runc exec` back to
+// back); a service's own interval is taken as given.
+func TestImageHealthCheckBounded(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Images = fakeImages{"fast-health": {
+		Cmd: []string{"sleep", "1000"}, Env: []string{"PATH=/bin"},
+		Healthcheck: &api.HealthConfig{Test: []string{"CMD-SHELL", "echo >> /tmp/probes"}, Interval: time.Nanosecond},
+	}}
+	h := startHarness(t, cfg)
+	probes := func(id string) int {
+		out, _, _ := execCollect(t, h.rt, id, ExecOptions{Args: []string{"sh", "-c", "cat /tmp/probes 2>/dev/null | wc -l"}}, "")
+		n, _ := strconv.Atoi(strings.TrimSpace(out))
+		return n
+	}
+	t0 := time.Now()
+	c := h.run(t, Spec{Image: "fast-health"})
+	poll(t, "the first probe", 10*time.Second, func() bool { return probes(c.ID) > 0 })
+	time.Sleep(2 * time.Second)
+	// A slow machine only makes fewer probes: at most one a second, and
+	// one more for the rounding.
+	if n, most := probes(c.ID), int(time.Since(t0)/time.Second)+1; n > most {
+		t.Errorf("%d probes of an image's 1ns health check in %v, want at most %d", n, time.Since(t0).Round(time.Millisecond), most)
+	}
+
+	// A service's spec (its operator's choice) is not bounded.
+	s := h.run(t, Spec{Image: "fast-health", Healthcheck: &api.HealthConfig{
+		Test: []string{"CMD-SHELL", "echo >> /tmp/probes"}, Interval: 100 * time.Millisecond, Timeout: 5 * time.Second}})
+	poll(t, "probes every 100ms", 10*time.Second, func() bool { return probes(s.ID) >= 4 })
 }
