@@ -3,8 +3,11 @@ package runtime
 import (
 	"context"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/runtime/health"
+	"github.com/shoal-org/shoal/runtime/initproc"
 )
 
 // startHealth starts the health loop of c's current run, if it has a health
@@ -32,8 +35,11 @@ func (r *Runtime) startHealth(c *container) {
 	r.mu.Unlock()
 
 	p := r.pathsOf(c)
+	cgroup := r.cgroupOf(id)
 	t := healthTarget{r: r, c: c, Prober: health.Prober{
 		Runc: r.runc, ID: id, Bundle: p.Bundle, Config: p.Config, PidFile: p.HealthPid,
+		// A timed-out probe's pid is checked as a stop checks the init's.
+		Kill: func(pid int) error { return initproc.Signal(pid, cgroup, unix.SIGKILL) },
 	}}
 	if !r.spawn(func() {
 		defer cancel()

@@ -197,3 +197,22 @@ func TestImageHealthCheckBounded(t *testing.T) {
 		Test: []string{"CMD-SHELL", "echo >> /tmp/probes"}, Interval: 100 * time.Millisecond, Timeout: 5 * time.Second}})
 	poll(t, "probes every 100ms", 10*time.Second, func() bool { return probes(s.ID) >= 4 })
 }
+
+// TestHealthProbeKilledAtTimeout: a probe that outlives its timeout is
+// killed (its pid checked to be the container's, initproc.Signal), so
+// probes do not pile up in the container.
+func TestHealthProbeKilledAtTimeout(t *testing.T) {
+	h := startHarness(t, testConfig(t))
+	c := h.run(t, Spec{Image: "busybox", Command: []string{"sleep", "999"}, Healthcheck: &api.HealthConfig{
+		Test: []string{"CMD", "sleep", "1000"}, Interval: 100 * time.Millisecond, Timeout: 300 * time.Millisecond, Retries: 1}})
+	poll(t, "the probe to fail", 20*time.Second, func() bool {
+		got, _ := h.rt.Get(c.ID)
+		return got.Health == api.HealthUnhealthy
+	})
+	time.Sleep(1500 * time.Millisecond) // a few more rounds
+	out, _, _ := execCollect(t, h.rt, c.ID, ExecOptions{Args: []string{"sh", "-c", "ps -o args | grep -c '^sleep 1000'"}}, "")
+	// The round in flight, at most.
+	if n, _ := strconv.Atoi(strings.TrimSpace(out)); n > 1 {
+		t.Errorf("%d timed-out probes still run in the container", n)
+	}
+}
