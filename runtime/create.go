@@ -101,8 +101,15 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec, p lay
 	if hostname == "" {
 		hostname = ShortID(id)
 	}
-	for _, d := range []string{p.Rootfs, p.Upper, p.Work, p.Log} {
-		if err := os.MkdirAll(d, 0o711); err != nil {
+	// The container's dirs are root-only (New says why); the upper dir's
+	// own mode is what the container sees as its /, 0711 as it always was,
+	// so that processes of other users can reach what is below.
+	for _, d := range []string{p.Rootfs, p.Work, p.Log, p.Upper} {
+		mode := os.FileMode(0o700)
+		if d == p.Upper {
+			mode = 0o711
+		}
+		if err := os.MkdirAll(d, mode); err != nil {
 			return record{}, fmt.Errorf("create %s: %w", d, err)
 		}
 	}
@@ -117,8 +124,9 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec, p lay
 	if err := rootfs.Overlay(rootLayers, p.Upper, p.Work, p.Rootfs); err != nil {
 		return record{}, err
 	}
-	// Before the container ever runs: its rootfs is still the image's.
-	if err := volume.Seed(p.Rootfs, r.vols.Dir, spec.Mounts); err != nil {
+	// Before the container ever runs: its rootfs is still the image's, so
+	// no volume's copy of it needs more than the image's unpacked size.
+	if err := volume.Seed(p.Rootfs, r.vols.Dir, spec.Mounts, seedBudget(img)); err != nil {
 		return record{}, err
 	}
 	b := bundleInput(id, hostname, "", args, spec, icfg)
@@ -162,6 +170,22 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec, p lay
 		CreatedAt:  time.Now().UTC(),
 	}, nil
 }
+
+// seedBudget is how many bytes of file content a copy of img's content
+// into an empty volume may write: the image's unpacked size (the sum of
+// its layers', an upper bound of what its rootfs shows), or, for an image
+// whose size is unknown, the most an image store unpacks by default.
+func seedBudget(img api.Image) int64 {
+	if img.Size > 0 {
+		return img.Size
+	}
+	return maxImageSize
+}
+
+// maxImageSize is unpack.DefaultLimits().MaxTotalSize (TestSeedBudgetOfImage
+// checks), not imported: the unpacker would bring its decompressors into
+// the runtime for one number.
+const maxImageSize = 32 << 30
 
 // RunContainer creates and starts a container (`shoal run`). On a failed
 // start the container is removed again. (Run is the background loop.)

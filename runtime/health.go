@@ -3,12 +3,16 @@ package runtime
 import (
 	"context"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/runtime/health"
+	"github.com/shoal-org/shoal/runtime/initproc"
 )
 
 // startHealth starts the health loop of c's current run, if it has a health
-// check. The loop is owned by Run and ends when the container exits, is
+// check: its spec's as given, else its image's within health.FromImage's
+// bounds. The loop is owned by Run and ends when the container exits, is
 // removed, or Run's context ends. The rules and the probe are
 // runtime/health's.
 func (r *Runtime) startHealth(c *container) {
@@ -18,6 +22,12 @@ func (r *Runtime) startHealth(c *container) {
 		r.mu.Unlock()
 		return
 	}
+	check := *hc
+	if c.rec.Spec.Healthcheck == nil {
+		// The image's, bounded (health.FromImage says why), also for a
+		// container recorded before the bounds.
+		check = health.FromImage(check)
+	}
 	ctx, cancel := context.WithCancel(r.runCtx)
 	c.stopHealth = cancel
 	started := c.rec.StartedAt
@@ -25,12 +35,15 @@ func (r *Runtime) startHealth(c *container) {
 	r.mu.Unlock()
 
 	p := r.pathsOf(c)
+	cgroup := r.cgroupOf(id)
 	t := healthTarget{r: r, c: c, Prober: health.Prober{
 		Runc: r.runc, ID: id, Bundle: p.Bundle, Config: p.Config, PidFile: p.HealthPid,
+		// A timed-out probe's pid is checked as a stop checks the init's.
+		Kill: func(pid int) error { return initproc.Signal(pid, cgroup, unix.SIGKILL) },
 	}}
 	if !r.spawn(func() {
 		defer cancel()
-		health.Loop(ctx, *hc, started, t, r.log.With("id", ShortID(id)))
+		health.Loop(ctx, check, started, t, r.log.With("id", ShortID(id)))
 	}) {
 		cancel()
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/runtime/image/unpack"
 	"github.com/shoal-org/shoal/runtime/volume"
 )
 
@@ -133,5 +134,17 @@ func TestVolumeNameIsNotFollowed(t *testing.T) {
 	}
 	if r.vols.Pending["evil"] != 0 {
 		t.Fatal("pending count leaked")
+	}
+}
+
+// TestSeedBudgetOfImage: a volume's copy-up may write what the image
+// unpacked to; an image of unknown size, what an image store unpacks at
+// most.
+func TestSeedBudgetOfImage(t *testing.T) {
+	if got := seedBudget(api.Image{Size: 12345}); got != 12345 {
+		t.Errorf("budget of a 12345-byte image: %d", got)
+	}
+	if got, want := seedBudget(api.Image{}), unpack.DefaultLimits().MaxTotalSize; got != want {
+		t.Errorf("budget of an image of unknown size: %d, want %d", got, want)
 	}
 }

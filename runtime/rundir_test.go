@@ -133,7 +133,7 @@ func TestRunDirLayout(t *testing.T) {
 	if fileExists(filepath.Join(cfg.Root, "netns", c.ID)) {
 		t.Error("a netns file in Root/netns")
 	}
-	for f, want := range map[string]os.FileMode{cfg.RunRoot: 0o711, p.Run: 0o711, p.Config: 0o600, p.Hosts: 0o644, p.Hostname: 0o644, p.Resolv: 0o644} {
+	for f, want := range map[string]os.FileMode{cfg.RunRoot: 0o700, p.Run: 0o700, p.Config: 0o600, p.Hosts: 0o644, p.Hostname: 0o644, p.Resolv: 0o644} {
 		if got := permOf(t, f); got != want {
 			t.Errorf("%s: mode %v, want %v", f, got, want)
 		}

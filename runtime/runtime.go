@@ -99,9 +99,18 @@ func New(cfg Config) (*Runtime, error) {
 	if cfg.RunRoot != "" {
 		dirs = append(dirs, cfg.RunRoot)
 	}
+	// Root-only, also when an older agent made them 0711 (MkdirAll leaves
+	// an existing dir as it is): below them are every container's rootfs
+	// mount and upper dir, whose paths /proc/self/mountinfo shows to
+	// anyone, and through which any user of the host would run an image's
+	// setuid binaries as root (CVE-2021-41091) and read the containers'
+	// files.
 	for _, d := range dirs {
-		if err := os.MkdirAll(d, 0o711); err != nil {
+		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("create %s: %w", d, err)
+		}
+		if err := os.Chmod(d, 0o700); err != nil {
+			return nil, fmt.Errorf("chmod %s: %w", d, err)
 		}
 	}
 	if cfg.RunRoot != "" && !onTmpfs(cfg.RunRoot) {

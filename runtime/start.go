@@ -67,7 +67,7 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) err
 	// again here, the bundle below.
 	rebuild := p.Run != "" && !fileExists(p.Config)
 	if rebuild {
-		if err := os.MkdirAll(p.Rootfs, 0o711); err != nil {
+		if err := os.MkdirAll(p.Rootfs, 0o700); err != nil { // root-only, as at create
 			return fmt.Errorf("create %s: %w", p.Rootfs, err)
 		}
 	}

@@ -29,6 +29,33 @@ const (
 	DefaultRetries  = 3
 )
 
+// Bounds of a health check an image supplies (its HEALTHCHECK), applied by
+// FromImage. Whoever pulls an image does not choose its config as they
+// choose a service's spec: an interval of 1ns, as given, ran `runc exec`
+// back to back on the host's CPU, outside the container's limits. A
+// service's own health check is taken as its spec says.
+const (
+	MinImageInterval    = time.Second      // Docker's default is 30 s
+	MinImageTimeout     = time.Second      // a probe needs a runc exec
+	MaxImageTimeout     = 10 * time.Minute // a probe holds a runc exec that long
+	MaxImageStartPeriod = time.Hour        // failures count after it at the latest
+)
+
+// FromImage returns hc, an image's health check, with its interval and
+// timeout at least a second, its timeout at most MaxImageTimeout and its
+// start period at most MaxImageStartPeriod. Zero (or negative) fields stay
+// as they are: Loop gives them Docker's defaults.
+func FromImage(hc api.HealthConfig) api.HealthConfig {
+	if hc.Interval > 0 {
+		hc.Interval = max(hc.Interval, MinImageInterval)
+	}
+	if hc.Timeout > 0 {
+		hc.Timeout = min(max(hc.Timeout, MinImageTimeout), MaxImageTimeout)
+	}
+	hc.StartPeriod = min(hc.StartPeriod, MaxImageStartPeriod)
+	return hc
+}
+
 // Step applies one probe result with Docker's rules: a success makes
 // the container healthy and resets the failure streak; a failure during the
 // start period (before the first success) is not counted; otherwise retries

@@ -3,6 +3,7 @@ package health
 import (
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/shoal-org/shoal/api"
 )
@@ -54,6 +55,36 @@ func TestArgs(t *testing.T) {
 		got, err := Args(tt.test)
 		if tt.wantErr != (err != nil) || !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("Args(%q) = %q, %v", tt.test, got, err)
+		}
+	}
+}
+
+// TestFromImage: an image's interval and timeout are at least a second,
+// its timeout at most MaxImageTimeout, its start period at most
+// MaxImageStartPeriod; zero fields stay zero (Docker's defaults) and the
+// rest is kept.
+func TestFromImage(t *testing.T) {
+	test := []string{"CMD", "true"}
+	tests := []struct {
+		name    string
+		in, out api.HealthConfig
+	}{
+		{"1ns interval and timeout",
+			api.HealthConfig{Test: test, Interval: time.Nanosecond, Timeout: time.Nanosecond, Retries: 2},
+			api.HealthConfig{Test: test, Interval: time.Second, Timeout: time.Second, Retries: 2}},
+		{"defaults stay defaults",
+			api.HealthConfig{Test: test},
+			api.HealthConfig{Test: test}},
+		{"reasonable values kept",
+			api.HealthConfig{Test: test, Interval: 5 * time.Second, Timeout: 3 * time.Second, StartPeriod: time.Minute},
+			api.HealthConfig{Test: test, Interval: 5 * time.Second, Timeout: 3 * time.Second, StartPeriod: time.Minute}},
+		{"a probe held for a year, a start period of a century",
+			api.HealthConfig{Test: test, Interval: time.Hour, Timeout: 365 * 24 * time.Hour, StartPeriod: 100 * 365 * 24 * time.Hour},
+			api.HealthConfig{Test: test, Interval: time.Hour, Timeout: MaxImageTimeout, StartPeriod: MaxImageStartPeriod}},
+	}
+	for _, tt := range tests {
+		if got := FromImage(tt.in); !reflect.DeepEqual(got, tt.out) {
+			t.Errorf("%s: FromImage(%+v) = %+v, want %+v", tt.name, tt.in, got, tt.out)
 		}
 	}
 }

@@ -14,7 +14,6 @@ import (
 
 	runc "github.com/containerd/go-runc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 
 	"github.com/shoal-org/shoal/runtime/supervisor"
 )
@@ -26,6 +25,13 @@ type Prober struct {
 	// Bundle is the container's bundle dir; Config (its config.json) and
 	// PidFile (where runc writes the probe's pid) are paths in it.
 	Bundle, Config, PidFile string
+	// Kill SIGKILLs pid, the probe of a runc exec killed at the timeout,
+	// only if it is still a process of the container, and reports an
+	// error otherwise: the pid comes from a file, and once the probe is
+	// reaped (by whichever process adopted it) the pid may be another
+	// process's. The runtime's is initproc.Signal with the container's
+	// cgroup. Nil kills nothing.
+	Kill func(pid int) error
 }
 
 // Probe runs one health check command in the container through `runc exec`
@@ -69,7 +75,7 @@ func (p Prober) Probe(ctx context.Context, args []string, timeout time.Duration)
 	timedOut := pctx.Err() != nil
 	if timedOut {
 		// runc was killed; the probe process may live on: kill it.
-		killProbe(p.Bundle, filepath.Base(p.PidFile))
+		p.killProbe()
 	}
 	// Descendants of the probe may hold the pipe open: stop reading soon.
 	_ = pr.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
@@ -91,10 +97,14 @@ const (
 	maxPidFile = 4 << 10
 )
 
-// killProbe SIGKILLs the process whose pid runc wrote in dir/name; it is a
-// child of the (killed) runc exec, so its reaper is not us.
-func killProbe(dir, name string) {
-	b, err := supervisor.ReadCapped(dir, name, maxPidFile)
+// killProbe SIGKILLs the process whose pid runc wrote in the pid file,
+// through Kill, which checks it is still the container's; it is a child of
+// the (killed) runc exec, so its reaper is not us.
+func (p Prober) killProbe() {
+	if p.Kill == nil {
+		return
+	}
+	b, err := supervisor.ReadCapped(p.Bundle, filepath.Base(p.PidFile), maxPidFile)
 	if err != nil {
 		return
 	}
@@ -102,12 +112,7 @@ func killProbe(dir, name string) {
 	if err != nil || pid <= 0 {
 		return
 	}
-	fd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return
-	}
-	defer unix.Close(fd)
-	_ = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+	_ = p.Kill(pid)
 }
 
 // probeIO gives runc exec (and so the probe) a pipe as stdout and stderr

@@ -7,12 +7,10 @@ package ocispec
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -123,6 +121,12 @@ func BuildSpec(in SpecInput) (*specs.Spec, error) {
 	}
 	caps := slices.Clone(DefaultCapabilities)
 	args := append([]string{InitPath, "--"}, in.Args...)
+	// 0, as Docker sets it: runc leaves an unset score as its own, which
+	// is the agent's (-500 under scripts/packaging/shoal.service), so
+	// every container, and every process exec'd in one (execproc copies
+	// this Process), would be spared by the OOM killer before the host's
+	// own processes.
+	oomScoreAdj := 0
 
 	s := &specs.Spec{
 		Version:  specs.Version,
@@ -139,6 +143,7 @@ func BuildSpec(in SpecInput) (*specs.Spec, error) {
 				Permitted: slices.Clone(caps),
 			},
 			NoNewPrivileges: true,
+			OOMScoreAdj:     &oomScoreAdj,
 		},
 		Mounts: mounts,
 		Linux: &specs.Linux{
@@ -285,15 +290,17 @@ func MergeEnv(imageEnv, specEnv []string, hostname string) []string {
 
 // ResolveUser turns a Docker user string (uid, uid:gid, name, name:group,
 // empty = root) into numeric IDs, looking names up in the rootfs's
-// /etc/passwd and /etc/group. Supplementary groups are the groups that list
-// the user by name. Missing files are fine for numeric users.
+// /etc/passwd and /etc/group, read as the container sees them and never
+// from outside the rootfs (readColonFile). Supplementary groups are the
+// groups that list the user by name. Missing files are fine for numeric
+// users.
 func ResolveUser(rootfs, user string) (uid, gid uint32, extra []uint32, err error) {
 	if user == "" {
 		user = "0"
 	}
 	userPart, groupPart, hasGroup := strings.Cut(user, ":")
-	passwd := readColonFile(filepath.Join(rootfs, "etc", "passwd"))
-	groups := readColonFile(filepath.Join(rootfs, "etc", "group"))
+	passwd := readColonFile(rootfs, "/etc/passwd")
+	groups := readColonFile(rootfs, "/etc/group")
 
 	name := ""
 	if n, perr := strconv.ParseUint(userPart, 10, 32); perr == nil {
@@ -359,20 +366,17 @@ func ResolveUser(rootfs, user string) (uid, gid uint32, extra []uint32, err erro
 	return uid, gid, extra, nil
 }
 
-// readColonFile reads a passwd-style file as fields; a missing, unreadable
-// or non-regular file (a symlink could point out of the rootfs) reads as empty.
-func readColonFile(p string) [][]string {
-	fi, err := os.Lstat(p)
-	if err != nil || !fi.Mode().IsRegular() {
-		return nil
-	}
-	f, err := os.Open(p)
+// readColonFile reads the passwd-style file p of rootfs as fields, as the
+// container sees it (ReadFileInRoot: links resolve inside the rootfs, only
+// a regular file is read, its first 4 MiB). A missing, unreadable or
+// non-regular file reads as empty.
+func readColonFile(rootfs, p string) [][]string {
+	b, err := ReadFileInRoot(rootfs, p, 4<<20)
 	if err != nil {
 		return nil
 	}
-	defer f.Close()
 	var out [][]string
-	sc := bufio.NewScanner(io.LimitReader(f, 4<<20))
+	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {

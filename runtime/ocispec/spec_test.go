@@ -1,14 +1,17 @@
 package ocispec
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/shoal-org/shoal/api"
 )
@@ -57,6 +60,12 @@ func TestBuildSpec(t *testing.T) {
 				}
 				if !s.Process.NoNewPrivileges {
 					t.Error("NoNewPrivileges not set")
+				}
+				// 0, not unset: runc leaves an unset one as the agent's
+				// (-500 under the Debian unit), which the OOM killer would
+				// then spare over the host's own processes.
+				if s.Process.OOMScoreAdj == nil || *s.Process.OOMScoreAdj != 0 {
+					t.Errorf("OOMScoreAdj = %v, want 0", s.Process.OOMScoreAdj)
 				}
 			},
 		},
@@ -347,5 +356,124 @@ func TestHostsAndResolvConf(t *testing.T) {
 	got = ResolvConf(host, []string{"10.42.1.1"})
 	if strings.Contains(got, "1.1.1.1") || !strings.Contains(got, "nameserver 10.42.1.1") {
 		t.Errorf("resolv.conf with dns:\n%s", got)
+	}
+}
+
+// TestResolveUserStaysInRootfs: /etc/passwd and /etc/group are read as the
+// container sees them: an absolute /etc symlink, or a passwd that is a
+// relative symlink, resolves inside the rootfs, never to a file of the
+// host (an image or a running container can make either).
+func TestResolveUserStaysInRootfs(t *testing.T) {
+	host := t.TempDir() // a directory of the host, outside the rootfs
+	if err := os.MkdirAll(filepath.Join(host, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(host, "etc", "passwd"), []byte("hostonly:x:4242:4343::/:/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	write := func(p, content string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	link := func(target, p string) {
+		t.Helper()
+		if err := os.Symlink(target, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// /etc -> <host>/etc: inside the rootfs that path does not exist.
+	out := t.TempDir()
+	link(filepath.Join(host, "etc"), filepath.Join(out, "etc"))
+	if uid, _, _, err := ResolveUser(out, "hostonly"); err == nil {
+		t.Errorf("a user of the host's file, through an /etc link out of the rootfs: uid %d", uid)
+	}
+
+	// /etc -> /real-etc (absolute): the rootfs's /real-etc.
+	abs := t.TempDir()
+	write(filepath.Join(abs, "real-etc", "passwd"), "inroot:x:77:78::/:/bin/sh\n")
+	write(filepath.Join(abs, "real-etc", "group"), "extra:x:79:inroot\n")
+	link("/real-etc", filepath.Join(abs, "etc"))
+	if uid, gid, extra, err := ResolveUser(abs, "inroot"); err != nil || uid != 77 || gid != 78 || !reflect.DeepEqual(extra, []uint32{79}) {
+		t.Errorf("through an absolute /etc link inside the rootfs: %d:%d %v %v, want 77:78 [79]", uid, gid, extra, err)
+	}
+
+	// /etc/passwd -> ../../../../usr/share/base/passwd: climbs no higher
+	// than the rootfs's /.
+	rel := t.TempDir()
+	write(filepath.Join(rel, "usr", "share", "base", "passwd"), "relative:x:88:89::/:/bin/sh\n")
+	if err := os.MkdirAll(filepath.Join(rel, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link("../../../../usr/share/base/passwd", filepath.Join(rel, "etc", "passwd"))
+	if uid, gid, _, err := ResolveUser(rel, "relative"); err != nil || uid != 88 || gid != 89 {
+		t.Errorf("through a relative passwd link inside the rootfs: %d:%d %v, want 88:89", uid, gid, err)
+	}
+}
+
+// TestResolveUserNeverOpensAFIFO: a FIFO at /etc/passwd, there from the
+// start or swapped in while the user is resolved (a running container,
+// for `exec -u`), reads as no file; it never blocks the open (exec -u and
+// create hung for ever).
+func TestResolveUserNeverOpensAFIFO(t *testing.T) {
+	rootfs := t.TempDir()
+	etc := filepath.Join(rootfs, "etc")
+	if err := os.Mkdir(etc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	passwd := filepath.Join(etc, "passwd")
+	resolve := func(what string) error {
+		t.Helper()
+		type result struct {
+			uid uint32
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			uid, _, _, err := ResolveUser(rootfs, "app")
+			done <- result{uid, err}
+		}()
+		select {
+		case r := <-done:
+			return r.err
+		case <-time.After(5 * time.Second):
+			t.Fatalf("ResolveUser blocked %s", what)
+		}
+		return nil
+	}
+	if err := unix.Mkfifo(passwd, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := resolve("on a FIFO at /etc/passwd"); err == nil {
+		t.Error("a user found in a FIFO")
+	}
+
+	// The race: a regular file when looked at, a FIFO when opened.
+	stop := make(chan struct{})
+	swapped := make(chan struct{})
+	go func() {
+		defer close(swapped)
+		reg, fifo := filepath.Join(etc, "reg"), filepath.Join(etc, "fifo")
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = os.WriteFile(reg, []byte("app:x:1000:1000::/:/bin/sh\n"), 0o644)
+			_ = os.Rename(reg, passwd)
+			_ = unix.Mkfifo(fifo, 0o644)
+			_ = os.Rename(fifo, passwd)
+		}
+	}()
+	defer func() { close(stop); <-swapped }()
+	deadline := time.Now().Add(2 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		_ = resolve(fmt.Sprintf("on attempt %d, /etc/passwd swapped between a file and a FIFO", i))
 	}
 }

@@ -11,7 +11,7 @@ package volume
 // What is read and written. The source is the container's freshly mounted
 // rootfs (image layers plus an upper dir nothing has written yet), before
 // any process of the container ran; the target path is resolved inside it
-// with openat2(RESOLVE_IN_ROOT), so an image's symlink cannot lead the
+// with openat2(RESOLVE_IN_ROOT) (ocispec.OpenInRoot), so an image's symlink cannot lead the
 // agent out of the rootfs, and the tree is walked without following links
 // (a symlink is copied as a symlink). The destination is the volume's data
 // dir, opened without following links from the agent's volumes dir, and
@@ -19,12 +19,22 @@ package volume
 // and without following links: a container that shares the volume and
 // races the copy cannot redirect it. Devices, fifos and sockets are
 // skipped (image layers hold none).
+//
+// What is written is bounded by the image. Hard links stay hard links: the
+// first name of a file with more than one link is copied, the others are
+// linked to that copy (found again under the volume's data dir without
+// following any link, and checked to be the very inode copied), so an image
+// of one large file and thousands of names for it costs the volume one
+// file, not thousands. And each volume gets at most a budget of file
+// content (the runtime gives the image's unpacked size): beyond it the copy
+// stops with ErrTooLarge.
 
 import (
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path"
 
 	"golang.org/x/sys/unix"
 
@@ -34,13 +44,16 @@ import (
 
 // Seed copies the image content of rootfs into every empty named
 // volume of ms that does not say volume-nocopy. volumesDir holds the
-// volumes (which the runtime's prepareMounts created). Errors name the mount.
-func Seed(rootfs, volumesDir string, ms []api.Mount) error {
+// volumes (which the runtime's prepareMounts created). budget bounds the
+// bytes of file content written into each volume (a copy that would
+// exceed it stops with ErrTooLarge, leaving what it copied). Errors name
+// the mount.
+func Seed(rootfs, volumesDir string, ms []api.Mount, budget int64) error {
 	for _, m := range ms {
 		if m.Type != api.MountVolume || m.NoCopy {
 			continue
 		}
-		if _, err := seedVolume(rootfs, m.Target, volumesDir, m.Source); err != nil {
+		if _, err := seedVolume(rootfs, m.Target, volumesDir, m.Source, budget); err != nil {
 			return fmt.Errorf("mount %s: copy the image's %s into the empty volume: %w", m, m.Target, err)
 		}
 	}
@@ -50,7 +63,7 @@ func Seed(rootfs, volumesDir string, ms []api.Mount) error {
 // seedVolume copies rootfs's target into volume name when the volume's data
 // dir is empty, and reports whether it copied. A target the image lacks
 // (or that is not a directory) leaves the volume empty.
-func seedVolume(rootfs, target, volumesDir, name string) (bool, error) {
+func seedVolume(rootfs, target, volumesDir, name string, budget int64) (bool, error) {
 	dst, err := openVolumeData(volumesDir, name)
 	if err != nil {
 		return false, err
@@ -64,10 +77,7 @@ func seedVolume(rootfs, target, volumesDir, name string) (bool, error) {
 		return false, fmt.Errorf("open rootfs: %w", err)
 	}
 	defer unix.Close(root)
-	src, err := unix.Openat2(root, target, &unix.OpenHow{
-		Flags:   unix.O_DIRECTORY | unix.O_CLOEXEC | unix.O_RDONLY,
-		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
-	})
+	src, err := ocispec.OpenInRoot(root, target, unix.O_DIRECTORY|unix.O_RDONLY)
 	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
 		return false, nil
 	}
@@ -82,7 +92,8 @@ func seedVolume(rootfs, target, volumesDir, name string) (bool, error) {
 	if err := unix.Fstat(src, &st); err != nil {
 		return false, err
 	}
-	if err := copyTree(src, dst); err != nil {
+	c := &copier{dstRoot: dst, budget: budget, left: budget, links: map[fileID]firstCopy{}}
+	if err := c.copyTree(src, dst, ""); err != nil {
 		return false, err
 	}
 	// The volume's root takes the owner and mode of the image's directory
@@ -132,24 +143,45 @@ func dirEmpty(fd int) (bool, error) {
 	return len(names) == 0, err
 }
 
-// copyTree copies the entries of directory src into directory dst, which
-// must not have them yet.
-func copyTree(src, dst int) error {
+// copier is one volume's copy-up.
+type copier struct {
+	dstRoot      int   // the volume's data dir
+	budget, left int64 // bytes of file content allowed, and left
+	// links holds the copy of each file of the image with more than one
+	// link, by the image file's identity, to link its other names to.
+	links map[fileID]firstCopy
+}
+
+type fileID struct{ dev, ino uint64 }
+
+// firstCopy is the volume's copy of a file with more than one link: its
+// path under the data dir and its own identity there.
+type firstCopy struct {
+	path string
+	id   fileID
+}
+
+func idOf(st *unix.Stat_t) fileID { return fileID{dev: uint64(st.Dev), ino: st.Ino} }
+
+// copyTree copies the entries of directory src into directory dst (rel
+// under the data dir), which must not have them yet.
+func (c *copier) copyTree(src, dst int, rel string) error {
 	names, err := readNames(src)
 	if err != nil {
 		return err
 	}
 	for _, n := range names {
-		if err := copyEntry(src, dst, n); err != nil {
+		if err := c.copyEntry(src, dst, rel, n); err != nil {
 			return fmt.Errorf("%s: %w", n, err)
 		}
 	}
 	return nil
 }
 
-// copyEntry copies entry n of src into dst: a directory recursively, a file
-// by content, a symlink as a symlink; owners and modes kept.
-func copyEntry(src, dst int, n string) error {
+// copyEntry copies entry n of src into dst (rel under the data dir): a
+// directory recursively, a file by content (or as a link to the copy of
+// another of its names), a symlink as a symlink; owners and modes kept.
+func (c *copier) copyEntry(src, dst int, rel, n string) error {
 	var st unix.Stat_t
 	if err := unix.Fstatat(src, n, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return err
@@ -171,7 +203,7 @@ func copyEntry(src, dst int, n string) error {
 			return err
 		}
 		defer unix.Close(d)
-		if err := copyTree(s, d); err != nil {
+		if err := c.copyTree(s, d, path.Join(rel, n)); err != nil {
 			return err
 		}
 		if err := unix.Fchown(d, int(st.Uid), int(st.Gid)); err != nil {
@@ -179,6 +211,16 @@ func copyEntry(src, dst int, n string) error {
 		}
 		return unix.Fchmod(d, mode)
 	case unix.S_IFREG:
+		if st.Nlink > 1 {
+			if first, ok := c.links[idOf(&st)]; ok && c.link(first, dst, n) == nil {
+				return nil
+			}
+			// Not linked (a container sharing the volume removed or
+			// replaced the first copy): copied, within the budget.
+		}
+		if st.Size > c.left {
+			return fmt.Errorf("%w: more than %d bytes", ErrTooLarge, c.budget)
+		}
 		s, err := unix.Openat(src, n, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return err
@@ -191,13 +233,28 @@ func copyEntry(src, dst int, n string) error {
 		}
 		out := os.NewFile(uintptr(d), n)
 		defer out.Close()
-		if _, err := io.Copy(out, in); err != nil {
+		// One byte more than is left tells a file that grew.
+		k, err := io.Copy(out, io.LimitReader(in, c.left+1))
+		if err != nil {
 			return err
+		}
+		if c.left -= k; c.left < 0 {
+			return fmt.Errorf("%w: more than %d bytes", ErrTooLarge, c.budget)
 		}
 		if err := unix.Fchown(d, int(st.Uid), int(st.Gid)); err != nil {
 			return err
 		}
-		return unix.Fchmod(d, mode)
+		if err := unix.Fchmod(d, mode); err != nil {
+			return err
+		}
+		if st.Nlink > 1 {
+			var cp unix.Stat_t
+			if err := unix.Fstat(d, &cp); err != nil {
+				return err
+			}
+			c.links[idOf(&st)] = firstCopy{path: path.Join(rel, n), id: idOf(&cp)}
+		}
+		return nil
 	case unix.S_IFLNK:
 		buf := make([]byte, unix.PathMax)
 		k, err := unix.Readlinkat(src, n, buf)
@@ -210,4 +267,29 @@ func copyEntry(src, dst int, n string) error {
 		return unix.Fchownat(dst, n, int(st.Uid), int(st.Gid), unix.AT_SYMLINK_NOFOLLOW)
 	}
 	return nil // device, fifo, socket: not copied
+}
+
+// link makes n in dst another name of first. first is found under the
+// data dir without following links or leaving it, and must still be the
+// inode the copy made: a container sharing the volume can move names
+// around it, but cannot have the agent link anything else.
+func (c *copier) link(first firstCopy, dst int, n string) error {
+	fd, err := unix.Openat2(c.dstRoot, first.path, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
+	})
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || idOf(&st) != first.id {
+		return fmt.Errorf("%s is no longer the copy made", first.path)
+	}
+	// AT_EMPTY_PATH links the descriptor's inode itself (the agent has
+	// CAP_DAC_READ_SEARCH).
+	return unix.Linkat(fd, "", dst, n, unix.AT_EMPTY_PATH)
 }

@@ -47,6 +47,9 @@ var (
 	ErrNotFound = errors.New("no such volume")
 	// ErrInUse: a container of this node mounts the volume.
 	ErrInUse = errors.New("volume is in use")
+	// ErrTooLarge: the copy of an image's content into an empty volume
+	// (Seed) went past its budget.
+	ErrTooLarge = errors.New("the image's content exceeds the volume's copy budget")
 )
 
 // Users returns the IDs of the containers of this node that mount volume
