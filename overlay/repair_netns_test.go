@@ -1,0 +1,62 @@
+package overlay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBridgeDeletedReattachesVeths: the bridge deleted underneath (an
+// admin's `ip link del`, a network manager) is re-created by Run, and the
+// running containers' veths go back into it with the hairpin flag, so the
+// containers reach the bridge, each other and themselves through a VIP
+// again. Before, only Attach enslaved a veth: the re-created bridge stayed
+// empty and the containers cut off until they were restarted.
+func TestBridgeDeletedReattachesVeths(t *testing.T) {
+	requireNetAdmin(t)
+	a := newHosts(t, 1)[0]
+	a.start(t, t)
+	c1, c1Path := newNetns(t, "c1")
+	_, c2Path := newNetns(t, "c2")
+	t.Cleanup(func() {
+		_ = a.ov.Detach(context.Background(), "c1", c1Path)
+		_ = a.ov.Detach(context.Background(), "c2", c2Path)
+	})
+	if _, err := a.ov.Attach(t.Context(), "c1", c1Path); err != nil {
+		t.Fatal(err)
+	}
+	ip2, err := a.ov.Attach(t.Context(), "c2", c2Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ping(t, c1, ip2)
+
+	runCtx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- a.ov.Run(runCtx) }()
+	defer func() { cancel(); <-done }()
+	// Run's first pass follows its subscriptions: once it has re-applied,
+	// events are watched.
+	time.Sleep(200 * time.Millisecond)
+	sh(t, "ip", "-n", a.ns, "link", "del", a.cfg.BridgeName)
+	eventually(t, 10*time.Second, func() error {
+		for _, id := range []string{"c1", "c2"} {
+			out, err := exec.Command("ip", "-n", a.ns, "-d", "link", "show", VethName(id)).CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("veth of %s: %v %s", id, err, out)
+			}
+			for _, want := range []string{"master " + a.cfg.BridgeName, "hairpin on", "state UP"} {
+				if !strings.Contains(string(out), want) {
+					return errors.New("the re-created bridge has not taken back the veth of " + id + " (" + want + "):\n" + string(out))
+				}
+			}
+		}
+		return nil
+	})
+	ping(t, c1, a.ov.BridgeIP().String())
+	ping(t, c1, ip2)
+}
