@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shoal-org/shoal/overlay/wireguard"
 )
 
 // TestBridgeDeletedReattachesVeths: the bridge deleted underneath (an
@@ -59,4 +62,47 @@ func TestBridgeDeletedReattachesVeths(t *testing.T) {
 	})
 	ping(t, c1, a.ov.BridgeIP().String())
 	ping(t, c1, ip2)
+}
+
+// TestWireGuardAdoptKeepsRoutedAddr: a new agent adopting the running
+// WireGuard device gives the TUN its tunnel address without taking the
+// routed networks' addresses off it (the masquerade source of mesh
+// connections into encrypted networks: their conntrack entries went with
+// them at every agent restart, until the network loop put the addresses
+// back); another address inside the tunnel prefix, a tunnel address the
+// node had before, does go.
+func TestWireGuardAdoptKeepsRoutedAddr(t *testing.T) {
+	requireNetAdmin(t)
+	b := newWGHosts(t)[1]
+	b.start(t, t)
+	show := func() string { return sh(t, "ip", "-n", b.ns, "-4", "addr", "show", "dev", b.wgCfg.Name) }
+	routed := b.ov.routedAddr().IPNet.String()
+	tunnel := netip.PrefixFrom(b.wgCfg.TunnelIP, b.wgCfg.TunnelCIDR.Bits()).String()
+	before := show()
+	if !strings.Contains(before, routed) || !strings.Contains(before, tunnel) {
+		t.Fatalf("want %s and %s on the device before:\n%s", routed, tunnel, before)
+	}
+	const stale = "100.64.0.99/16"
+	sh(t, "ip", "-n", b.ns, "addr", "add", stale, "dev", b.wgCfg.Name)
+	if err := b.wg.Release(); err != nil { // the agent stops; the device runs on
+		t.Fatal(err)
+	}
+	again, err := wireguard.NewWireGuard(b.wgCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = again.Close() })
+	if !again.Adopted() {
+		t.Fatal("the running device was not adopted")
+	}
+	after := show()
+	if !strings.Contains(after, routed) {
+		t.Errorf("adopting the device removed the routed network's address %s:\nbefore:\n%safter:\n%s", routed, before, after)
+	}
+	if !strings.Contains(after, tunnel) {
+		t.Errorf("the tunnel address %s is not on the adopted device:\n%s", tunnel, after)
+	}
+	if strings.Contains(after, stale) {
+		t.Errorf("the stale tunnel address %s stayed on the adopted device:\n%s", stale, after)
+	}
 }
