@@ -55,7 +55,9 @@ type Overlay struct {
 
 // New validates cfg, loads the address allocations from cfg.StateDir and
 // opens a netlink handle on the namespace to program. It changes nothing on
-// the host; call Setup next. Close releases the handle.
+// the host; call Setup next. Close releases the handle. An allocation file
+// it cannot use is set aside, and the allocations are read off the veths
+// of the containers attached (recover.go).
 func New(cfg Config) (*Overlay, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -83,6 +85,12 @@ func New(cfg Config) (*Overlay, error) {
 	if err != nil {
 		o.closeNS()
 		return nil, fmt.Errorf("open netlink handle: %w", err)
+	}
+	if why := o.ipam.Recovered(); why != nil {
+		// Containers may be running: their addresses must not be handed
+		// out again (recover.go).
+		o.cfg.Logger.Warn("overlay: address allocations lost", "err", why)
+		o.restoreAllocations()
 	}
 	return o, nil
 }

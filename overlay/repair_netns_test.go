@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/shoal-org/shoal/overlay/ipam"
 	"github.com/shoal-org/shoal/overlay/wireguard"
 )
 
@@ -104,5 +107,69 @@ func TestWireGuardAdoptKeepsRoutedAddr(t *testing.T) {
 	}
 	if strings.Contains(after, stale) {
 		t.Errorf("the stale tunnel address %s stayed on the adopted device:\n%s", stale, after)
+	}
+}
+
+// TestTornAllocationsRebuiltFromVeths: an agent that finds ipam.json torn
+// (a power loss while its containers ran... or an edit) sets it aside and
+// reads the running containers' addresses off their veths (alias = the
+// container, the container side's MAC = 0a:58 + its IP), so the overlay
+// comes up, the containers keep their addresses and no new container is
+// given one of them. Before, New refused the file and the node stayed
+// without an overlay.
+func TestTornAllocationsRebuiltFromVeths(t *testing.T) {
+	requireNetAdmin(t)
+	a := newHosts(t, 1)[0]
+	a.start(t, t)
+	ips := map[string]string{}
+	paths := map[string]string{}
+	for _, id := range []string{"c1", "c2"} {
+		_, p := newNetns(t, id)
+		paths[id] = p
+		ip, err := a.ov.Attach(t.Context(), id, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ips[id] = ip
+	}
+	_, c3Path := newNetns(t, "c3")
+	t.Cleanup(func() {
+		if a.ov != nil {
+			for id, p := range paths {
+				_ = a.ov.Detach(context.Background(), id, p)
+			}
+			_ = a.ov.Detach(context.Background(), "c3", c3Path)
+		}
+	})
+	if err := a.ov.Close(); err != nil { // the agent stops...
+		t.Fatal(err)
+	}
+	a.ov = nil
+	state := filepath.Join(a.cfg.StateDir, ipam.File)
+	if err := os.WriteFile(state, nil, 0o600); err != nil { // ...and the file is torn
+		t.Fatal(err)
+	}
+	a.start(t, t)
+	got := map[string]string{}
+	for id, ip := range a.ov.Attached() {
+		got[id] = ip.String()
+	}
+	if fmt.Sprint(got) != fmt.Sprint(ips) {
+		t.Fatalf("allocations after the torn file: %v, want %v (read off the veths)", got, ips)
+	}
+	if _, err := os.Stat(filepath.Join(a.cfg.StateDir, ipam.CorruptFile)); err != nil {
+		t.Errorf("the torn file was not kept: %v", err)
+	}
+	for id, p := range paths {
+		if ip, err := a.ov.Attach(t.Context(), id, p); err != nil || ip != ips[id] {
+			t.Errorf("re-attach %s = %s, %v; want %s", id, ip, err, ips[id])
+		}
+	}
+	ip3, err := a.ov.Attach(t.Context(), "c3", c3Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ip3 == ips["c1"] || ip3 == ips["c2"] {
+		t.Fatalf("a new container got %s, a running container's address (%v)", ip3, ips)
 	}
 }
