@@ -54,6 +54,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
@@ -244,6 +245,10 @@ type Membership struct {
 	// stopping cleanly (restartMsgType): a restart or an upgrade, its
 	// containers still running. Cleared when it joins again.
 	restarts map[string]time.Time
+	// known is the node table of the replica as the join loop last read
+	// it (SetKnown; nil before): what seen, addrs and restarts keep of a
+	// member that is gone is kept only for a node in it.
+	known map[string]bool
 }
 
 // restartMsgType is the first byte of the user message an agent sends every
@@ -725,8 +730,52 @@ func (m *Membership) NotifyUpdate(n *memberlist.Node) { m.upsert(n) }
 func (m *Membership) NotifyLeave(n *memberlist.Node) {
 	m.mu.Lock()
 	delete(m.alive, n.Name)
+	if m.known != nil && !m.known[n.Name] {
+		m.forgetLocked(n.Name)
+	}
 	m.mu.Unlock()
 	m.signal()
+}
+
+// SetKnown tells gossip which nodes the replica's node table holds (the
+// join loop calls it every round) and forgets what it kept of the members
+// that are neither alive nor in it; from then on such a member is
+// forgotten as it leaves. A gossip key holder can join under any number of
+// made-up names, and seen and addrs kept each one for good. What a node
+// of the table left behind (its release and level for the upgrade gate,
+// its restart announcement, EverSeen) stays. It never blocks.
+func (m *Membership) SetKnown(nodes []*api.Node) {
+	known := make(map[string]bool, len(nodes))
+	for _, n := range nodes {
+		known[n.ID] = true
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.known = known
+	gone := func(id string) bool { _, alive := m.alive[id]; return !alive && !known[id] }
+	for id := range m.seen {
+		if gone(id) {
+			m.forgetLocked(id)
+		}
+	}
+	for id := range m.addrs {
+		if gone(id) {
+			m.forgetLocked(id)
+		}
+	}
+	for id := range m.restarts {
+		if gone(id) {
+			m.forgetLocked(id)
+		}
+	}
+}
+
+// forgetLocked drops what gossip kept of a member that left. m.mu must be
+// held.
+func (m *Membership) forgetLocked(id string) {
+	delete(m.seen, id)
+	delete(m.addrs, id)
+	delete(m.restarts, id)
 }
 
 func (m *Membership) upsert(n *memberlist.Node) {
