@@ -2,11 +2,15 @@ package membership
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 
 	"github.com/shoal-org/shoal/api"
 )
@@ -77,4 +81,103 @@ func TestMadeUpNamesForgotten(t *testing.T) {
 	if got := sizes(m); got != [4]int{1, 2, 2, 1} {
 		t.Fatalf("after %d more made-up members came and went: %v, want [1 2 2 1]", fakes, got)
 	}
+}
+
+// TestAliveBoundToRecordedAddress: a member under the name of a node of
+// the table counts only from the gossip address its record holds; a name
+// the table does not hold (a joiner this replica has not heard of yet) and
+// a record without an address are let through; an impostor accepted
+// before the table was known is dropped from the alive set once it is.
+func TestAliveBoundToRecordedAddress(t *testing.T) {
+	m := NewDetached(nil)
+	at := func(name, ip string, port uint16) *memberlist.Node {
+		return &memberlist.Node{Name: name, Addr: net.ParseIP(ip), Port: port, Meta: []byte(`{"id":"` + name + `"}`)}
+	}
+	m.NotifyJoin(at("n2", "192.0.2.9", 7000)) // before the table: let in
+	m.SetKnown([]*api.Node{
+		{ID: "n1", Addr: "192.0.2.1", GossipPort: 7946},
+		{ID: "n2", Addr: "192.0.2.2", GossipPort: 7946},
+		{ID: "old", Addr: "192.0.2.3"}, // no gossip port recorded
+	})
+	if _, ok := m.AliveSet()["n2"]; ok {
+		t.Fatal("a member alive under n2's name from another address stays alive once the table is known")
+	}
+	for _, c := range []struct {
+		n  *memberlist.Node
+		ok bool
+	}{
+		{at("n1", "192.0.2.1", 7946), true},
+		{at("n1", "192.0.2.1", 7947), false},
+		{at("n1", "192.0.2.66", 7946), false},
+		{at("n1", "::ffff:192.0.2.1", 7946), true},
+		{at("joiner", "192.0.2.77", 7000), true},
+		{at("old", "192.0.2.50", 1), true},
+	} {
+		err := m.NotifyAlive(c.n)
+		if c.ok && err != nil || !c.ok && !errors.Is(err, ErrWrongAddress) {
+			t.Errorf("NotifyAlive(%s at %s:%d) = %v, want ok=%v", c.n.Name, c.n.Addr, c.n.Port, err, c.ok)
+		}
+	}
+	// Events of a member memberlist took in before: not alive either.
+	m.NotifyUpdate(at("n1", "192.0.2.66", 7946))
+	if _, ok := m.AliveSet()["n1"]; ok {
+		t.Fatal("an update from another address made n1 alive")
+	}
+	m.NotifyJoin(at("n1", "192.0.2.1", 7946))
+	if _, ok := m.AliveSet()["n1"]; !ok {
+		t.Fatal("n1 from its recorded address is not alive")
+	}
+}
+
+// TestGossipImpersonationRefused: with real memberlist instances, a gossip
+// key holder that joins under the name of a node dead for longer than
+// DeadNodeReclaimTime, from another address, is not counted alive; the
+// node itself, restarted at its recorded address, is. Before, every member
+// counted the dead node alive again as soon as the impostor joined.
+func TestGossipImpersonationRefused(t *testing.T) {
+	keys := [][]byte{key('k')}
+	leader := startGossip(t, "leader", 2377, keys)
+	victim := startGossip(t, "victim", 2378, keys)
+	vPort := victim.ml.LocalNode().Port
+	table := []*api.Node{
+		{ID: "leader", Addr: "127.0.0.1", GossipPort: int(leader.ml.LocalNode().Port)},
+		{ID: "victim", Addr: "127.0.0.1", GossipPort: int(vPort)},
+	}
+	leader.SetKnown(table) // as its join loop does
+	if _, err := victim.Join([]string{gossipAddr(leader)}); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, nil, func() bool { _, ok := leader.AliveSet()["victim"]; return ok }, func() string { return "victim never alive" })
+	victim.Shutdown() // its host dies, no leave
+	pollUntil(t, nil, func() bool { _, ok := leader.AliveSet()["victim"]; return !ok }, func() string { return "victim never dead" })
+	time.Sleep(1500 * time.Millisecond) // past DeadNodeReclaimTime: memberlist would hand the name over
+
+	fake := startGossip(t, "victim", 2378, keys) // another port
+	if _, err := fake.Join([]string{gossipAddr(leader)}); err != nil {
+		t.Fatal(err)
+	}
+	// The fake has the leader's state once Join returns (push-pull), and
+	// the leader has had the fake's alive message.
+	pollUntil(t, nil, func() bool { _, ok := fake.AliveSet()["leader"]; return ok }, func() string { return "the fake never saw the leader" })
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if _, ok := leader.AliveSet()["victim"]; ok {
+			t.Fatalf("the leader counts the dead node alive again, announced from %s", gossipAddr(fake))
+		}
+	}
+	fake.Shutdown()
+
+	// The node itself comes back at its recorded address.
+	back, err := New(Config{Name: "victim", BindAddr: "127.0.0.1", AdvertiseAddr: "127.0.0.1", BindPort: int(vPort), AdvertisePort: int(vPort), Keys: keys},
+		Meta{NodeID: "victim", ClusterPort: 2378})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(back.Shutdown)
+	if _, err := back.Join([]string{gossipAddr(leader)}); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, nil, func() bool { _, ok := leader.AliveSet()["victim"]; return ok },
+		func() string {
+			return fmt.Sprintf("the node restarted at its recorded address is not alive again: leader's memberlist %v, addrs %v", leader.MemberStates(), leader.PeerAddrs())
+		})
 }
