@@ -55,7 +55,9 @@ type Overlay struct {
 
 // New validates cfg, loads the address allocations from cfg.StateDir and
 // opens a netlink handle on the namespace to program. It changes nothing on
-// the host; call Setup next. Close releases the handle.
+// the host; call Setup next. Close releases the handle. An allocation file
+// it cannot use is set aside, and the allocations are read off the veths
+// of the containers attached (recover.go).
 func New(cfg Config) (*Overlay, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -83,6 +85,12 @@ func New(cfg Config) (*Overlay, error) {
 	if err != nil {
 		o.closeNS()
 		return nil, fmt.Errorf("open netlink handle: %w", err)
+	}
+	if why := o.ipam.Recovered(); why != nil {
+		// Containers may be running: their addresses must not be handed
+		// out again (recover.go).
+		o.cfg.Logger.Warn("overlay: address allocations lost", "err", why)
+		o.restoreAllocations()
 	}
 	return o, nil
 }
@@ -164,10 +172,58 @@ func (o *Overlay) setupLocked(ctx context.Context) error {
 	o.setUp = true
 	errs := o.applyPeersLocked()
 	o.synced = len(errs) == 0
+	errs = append(errs, o.reattachVethsLocked()...)
 	if len(errs) > 0 {
 		return fmt.Errorf("setup: %w: %w", ErrPartial, errors.Join(errs...))
 	}
 	return nil
+}
+
+// reattachVethsLocked puts the host veths of the containers holding an
+// address back into the bridge, with the hairpin flag (a bridge port's,
+// lost with the port) and up: a bridge deleted underneath comes back
+// empty from ensureBridge, and only Attach enslaves a veth, so running
+// containers stayed cut off. A veth whose alias names another container
+// (a name prefix collision, attach.go) is not touched; one that is gone
+// belongs to a container the agent detaches. One link dump per Setup.
+// o.mu must be held.
+func (o *Overlay) reattachVethsLocked() []error {
+	attached := o.ipam.All()
+	if len(attached) == 0 {
+		return nil
+	}
+	br, err := o.h.LinkByName(o.cfg.BridgeName)
+	if err != nil {
+		return []error{fmt.Errorf("find bridge %s: %w", o.cfg.BridgeName, err)}
+	}
+	links, err := o.h.LinkList()
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		return []error{fmt.Errorf("list links: %w", err)}
+	}
+	byName := make(map[string]netlink.Link, len(links))
+	for _, l := range links {
+		byName[l.Attrs().Name] = l
+	}
+	var errs []error
+	for _, id := range ipam.SortedIDs(attached) {
+		name := vethName(o.cfg.VethPrefix, id)
+		l, ok := byName[name]
+		if !ok || l.Attrs().Alias != id || l.Attrs().MasterIndex == br.Attrs().Index {
+			continue
+		}
+		if err := o.h.LinkSetMasterByIndex(l, br.Attrs().Index); err != nil {
+			errs = append(errs, fmt.Errorf("container %s: attach %s to %s again: %w", id, name, o.cfg.BridgeName, err))
+			continue
+		}
+		if err := o.h.LinkSetHairpin(l, true); err != nil {
+			errs = append(errs, fmt.Errorf("container %s: set hairpin on %s: %w", id, name, err))
+		}
+		if err := o.h.LinkSetUp(l); err != nil {
+			errs = append(errs, fmt.Errorf("container %s: bring %s up: %w", id, name, err))
+		}
+		o.cfg.Logger.Info("overlay: container veth back in the bridge", "container", id, "device", name, "bridge", o.cfg.BridgeName)
+	}
+	return errs
 }
 
 // underlayLink finds the link that carries cfg.UnderlayIP.

@@ -57,7 +57,9 @@ func (o *Overlay) setupRoutedLocked(ctx context.Context) error {
 	}
 	o.mtu = mtu
 	o.setUp = true
-	if errs := o.applyRoutedPeersLocked(); len(errs) > 0 {
+	errs := o.applyRoutedPeersLocked()
+	errs = append(errs, o.reattachVethsLocked()...)
+	if len(errs) > 0 {
 		return fmt.Errorf("setup: %w: %w", ErrPartial, errors.Join(errs...))
 	}
 	return nil

@@ -64,6 +64,9 @@ func (l *JoinLoop) Run(ctx context.Context) {
 	var lastSave, lastReconnect time.Time
 	var saved []string // what peers.json holds, sorted
 	for {
+		// What gossip keeps of members that left is kept for the nodes
+		// of the replica only (Membership.SetKnown).
+		l.Members.SetKnown(l.Replica.Nodes())
 		if !joined {
 			cand := append([]string{}, l.Peers...)
 			cand = append(cand, l.replicaAddrs(nil)...)

@@ -54,12 +54,19 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
-// ErrUnknownMember is returned for a message to a node gossip does not know.
-var ErrUnknownMember = errors.New("not a gossip member")
+var (
+	// ErrUnknownMember is returned for a message to a node gossip does not know.
+	ErrUnknownMember = errors.New("not a gossip member")
+	// ErrWrongAddress: a member announced itself under the name of a node
+	// of the node table from another gossip address than that node's
+	// record (NotifyAlive refuses it).
+	ErrWrongAddress = errors.New("gossip name used from another address than its node record's")
+)
 
 // Fence is the part of the agent's cluster-epoch fence that gossip needs
 // (node/epoch): this node's epoch, and where to send a hint that a peer
@@ -244,6 +251,14 @@ type Membership struct {
 	// stopping cleanly (restartMsgType): a restart or an upgrade, its
 	// containers still running. Cleared when it joins again.
 	restarts map[string]time.Time
+	// known is the node table of the replica as the join loop last read
+	// it (SetKnown; nil before), node ID → the gossip address its record
+	// holds ("" when it holds none): what seen, addrs and restarts keep of
+	// a member that is gone is kept only for a node in it, and a member
+	// under a name in it counts only from that address (NotifyAlive).
+	known map[string]string
+	// name is this node's own gossip name (Config.Name).
+	name string
 }
 
 // restartMsgType is the first byte of the user message an agent sends every
@@ -299,6 +314,7 @@ func New(cfg Config, meta Meta) (*Membership, error) {
 	}
 	m.meta = b
 	m.self = meta
+	m.name = cfg.Name
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -323,6 +339,7 @@ func New(cfg Config, meta Meta) (*Membership, error) {
 	mc.DeadNodeReclaimTime = 1 * time.Second // a restarted node comes back under the same name
 	mc.Delegate = m
 	mc.Events = m
+	mc.Alive = m
 	mc.Logger = log.New(&slogWriter{l: logger.With("sub", "gossip")}, "", 0)
 	if len(keys) > 0 {
 		kr, err := memberlist.NewKeyring(keys, keys[0])
@@ -717,16 +734,130 @@ func (m *Membership) MergeRemoteState(buf []byte, join bool)     {}
 
 func (m *Membership) NotifyJoin(n *memberlist.Node) {
 	m.mu.Lock()
-	delete(m.restarts, n.Name) // back (or new): a later stop announces again
+	if m.wrongAddrLocked(n) == "" {
+		delete(m.restarts, n.Name) // back (or new): a later stop announces again
+	}
 	m.mu.Unlock()
 	m.upsert(n)
+}
+
+// wrongAddrLocked returns the gossip address the node table records for
+// n's name when n comes from another one (NotifyAlive), else "". m.mu
+// must be held.
+func (m *Membership) wrongAddrLocked(n *memberlist.Node) string {
+	want := m.known[n.Name]
+	if want == "" || n.Name == m.name || memberAddr(n) == want {
+		return ""
+	}
+	return want
+}
+
+// memberAddr is n's gossip address as upsert keeps it in addrs.
+func memberAddr(n *memberlist.Node) string {
+	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
 }
 func (m *Membership) NotifyUpdate(n *memberlist.Node) { m.upsert(n) }
 func (m *Membership) NotifyLeave(n *memberlist.Node) {
 	m.mu.Lock()
 	delete(m.alive, n.Name)
+	if _, ok := m.known[n.Name]; m.known != nil && !ok {
+		m.forgetLocked(n.Name)
+	}
 	m.mu.Unlock()
 	m.signal()
+}
+
+// SetKnown tells gossip which nodes the replica's node table holds, and
+// at which gossip address (the join loop calls it every round). It never
+// blocks.
+//
+// It forgets what it kept of the members that are neither alive nor in
+// the table, and from then on forgets such a member as it leaves: a
+// gossip key holder can join under any number of made-up names, and seen
+// and addrs kept each one for good. What a node of the table left behind
+// (its release and level for the upgrade gate, its restart announcement,
+// EverSeen) stays.
+//
+// And it binds the names of the table to their addresses: a member alive
+// under the name of a node of the table from another address than the
+// record's is not alive for this node (NotifyAlive refuses it from now on;
+// one accepted before is dropped from the alive set here).
+func (m *Membership) SetKnown(nodes []*api.Node) {
+	known := make(map[string]string, len(nodes))
+	for _, n := range nodes {
+		known[n.ID] = recordedGossipAddr(n)
+	}
+	m.mu.Lock()
+	m.known = known
+	dropped := false
+	for id := range m.alive {
+		if want := known[id]; want != "" && id != m.name && m.addrs[id] != want {
+			delete(m.alive, id)
+			dropped = true
+		}
+	}
+	gone := func(id string) bool {
+		_, alive := m.alive[id]
+		_, inTable := known[id]
+		return !alive && !inTable
+	}
+	for id := range m.seen {
+		if gone(id) {
+			m.forgetLocked(id)
+		}
+	}
+	for id := range m.addrs {
+		if gone(id) {
+			m.forgetLocked(id)
+		}
+	}
+	for id := range m.restarts {
+		if gone(id) {
+			m.forgetLocked(id)
+		}
+	}
+	m.mu.Unlock()
+	if dropped {
+		m.signal()
+	}
+}
+
+// recordedGossipAddr is the gossip address n's record holds, in the form
+// upsert keeps member addresses ("" when the record holds no address or
+// port: a record written before they were, or a test's).
+func recordedGossipAddr(n *api.Node) string {
+	ip := net.ParseIP(n.Addr)
+	if ip == nil || n.GossipPort <= 0 || n.GossipPort > 65535 {
+		return ""
+	}
+	return net.JoinHostPort(ip.String(), strconv.Itoa(n.GossipPort))
+}
+
+// NotifyAlive (memberlist.AliveDelegate) refuses an alive message for a
+// node of the node table (SetKnown) from another address than the one its
+// record holds. Gossip names were not bound to identities: anyone holding
+// the gossip key could announce himself under the name of a node dead for
+// more than DeadNodeReclaimTime, and every member counted that node alive
+// again (its backends stayed in the load balancers, the leader never
+// marked it down). Names the table does not hold yet are let through: a
+// joiner's record is written before it joins gossip, but this replica
+// may not have applied it yet. It must not block: it takes m.mu only.
+func (m *Membership) NotifyAlive(peer *memberlist.Node) error {
+	m.mu.Lock()
+	want := m.wrongAddrLocked(peer)
+	m.mu.Unlock()
+	if want != "" {
+		return fmt.Errorf("%w: %s from %s, its record holds %s", ErrWrongAddress, peer.Name, memberAddr(peer), want)
+	}
+	return nil
+}
+
+// forgetLocked drops what gossip kept of a member that left. m.mu must be
+// held.
+func (m *Membership) forgetLocked(id string) {
+	delete(m.seen, id)
+	delete(m.addrs, id)
+	delete(m.restarts, id)
 }
 
 func (m *Membership) upsert(n *memberlist.Node) {
@@ -745,8 +876,19 @@ func (m *Membership) upsert(n *memberlist.Node) {
 		m.signal()
 		return
 	}
-	addr := net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+	addr := memberAddr(n)
 	m.mu.Lock()
+	if m.wrongAddrLocked(n) != "" {
+		// Not the node the table names (NotifyAlive): an update of a
+		// member accepted before the table was known.
+		_, wasAlive := m.alive[n.Name]
+		delete(m.alive, n.Name)
+		m.mu.Unlock()
+		if wasAlive {
+			m.signal()
+		}
+		return
+	}
 	prev, wasAlive := m.alive[n.Name]
 	lbOnly := wasAlive && m.addrs[n.Name] == addr && onlyLBMoved(prev, meta)
 	m.alive[n.Name] = meta

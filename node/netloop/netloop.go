@@ -299,7 +299,7 @@ func (l *Loop) Run(ctx context.Context) {
 		// this node's record of a previous membership, with another subnet:
 		// an overlay built from it is never rebuilt (node/revocation).
 		if ov == nil && l.cfg.ReplicaCurrent(l.cfg.Store.Index()) {
-			ov = l.setupOverlay(ctx)
+			ov, lastPeers = l.setupOverlay(ctx)
 			if ov != nil {
 				l.net.SetDefault(ov)
 				runWG.Add(1)
@@ -374,16 +374,17 @@ func CoalesceWait(sinceLastPass time.Duration) time.Duration {
 	return coalesceWindow - sinceLastPass
 }
 
-// setupOverlay returns a ready overlay, or nil while the subnet is unknown
-// or the setup failed (the caller retries).
-func (l *Loop) setupOverlay(ctx context.Context) *overlay.Overlay {
+// setupOverlay returns a ready overlay with the peers it holds (nil when
+// they still need a SetPeers), or nil while the subnet is unknown or the
+// setup failed (the caller retries).
+func (l *Loop) setupOverlay(ctx context.Context) (*overlay.Overlay, []overlay.Peer) {
 	self, err := l.cfg.Store.Node(l.cfg.NodeID)
 	if err != nil || self.Subnet == "" {
-		return nil
+		return nil, nil
 	}
 	c := l.cfg.Store.Cluster()
 	if c == nil {
-		return nil
+		return nil, nil
 	}
 	cfg := overlay.DefaultConfig()
 	cfg.NodeID = l.cfg.NodeID
@@ -391,36 +392,67 @@ func (l *Loop) setupOverlay(ctx context.Context) *overlay.Overlay {
 	cfg.StateDir = filepath.Join(l.cfg.ClusterDir, "overlay")
 	if cfg.UnderlayIP, err = netip.ParseAddr(l.cfg.AdvertiseAddr); err != nil {
 		l.log.Error("overlay: advertise address", "err", err)
-		return nil
+		return nil, nil
 	}
 	if cfg.Subnet, err = netip.ParsePrefix(self.Subnet); err != nil {
 		l.log.Error("overlay: node subnet", "subnet", self.Subnet, "err", err)
-		return nil
+		return nil, nil
 	}
 	if c.ClusterCIDR != "" {
 		if cfg.ClusterCIDR, err = netip.ParsePrefix(c.ClusterCIDR); err != nil {
 			l.log.Error("overlay: cluster CIDR", "cidr", c.ClusterCIDR, "err", err)
-			return nil
+			return nil, nil
 		}
 	}
 	routes := []netip.Prefix{cfg.ClusterCIDR}
 	if p, err := netip.ParsePrefix(c.VIPCIDR); err == nil {
 		routes = append(routes, p)
 	}
-	ov, err := overlay.New(cfg)
+	peers := netplan.OverlayPeers(netplan.Read(l.cfg.Store), l.cfg.NodeID)
+	ov, peerErr, err := openOverlay(ctx, cfg, peers)
 	if err != nil {
-		l.log.Error("overlay config", "err", err)
-		return nil
-	}
-	if err := ov.Setup(ctx); err != nil {
 		l.log.Warn("overlay setup failed; retrying", "err", err)
-		return nil
+		return nil, nil
 	}
 	l.net.mu.Lock()
 	l.net.defaultRoutes = routes
 	l.net.mu.Unlock()
 	l.log.Info("overlay up", "subnet", self.Subnet, "bridge_ip", ov.BridgeIP().String())
-	return ov
+	if peerErr != nil {
+		l.cfg.Metrics.OverlaySyncErrors.Inc()
+		l.log.Warn("overlay peers", "err", peerErr)
+		peers = nil // the loop's next pass sets them again
+	}
+	return ov, peers
+}
+
+// openOverlay makes the overlay of cfg, gives it peers, then sets it up.
+// The peers go first because Setup makes the kernel's entries match the
+// peer set the overlay knows: on a fresh Overlay, which knew none, an
+// agent restart deleted every peer's route, neighbour, FDB entry and mesh
+// return rule the previous agent left, and traffic to the other nodes
+// stopped until the loop's next SetPeers (DESIGN.md: restarts must not
+// interrupt traffic). Before Setup, SetPeers only records them.
+//
+// A Setup that failed closes the overlay (err): the caller retries every
+// pass, and each try kept a netlink handle open. A Setup that brought the
+// devices up but not every peer entry (ErrPartial), or peers that are
+// malformed, give the overlay with peerErr: the caller sets the peers
+// again on its next pass, as it would have after a Setup without them.
+func openOverlay(ctx context.Context, cfg overlay.Config, peers []overlay.Peer) (ov *overlay.Overlay, peerErr, err error) {
+	ov, err = overlay.New(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	peerErr = ov.SetPeers(peers) // malformed peers are left out, the rest recorded
+	if err := ov.Setup(ctx); err != nil {
+		if !errors.Is(err, overlay.ErrPartial) {
+			_ = ov.Close()
+			return nil, nil, err
+		}
+		peerErr = errors.Join(peerErr, err)
+	}
+	return ov, peerErr, nil
 }
 
 // wgConfig is the device's configuration before its tunnel address: the
@@ -612,18 +644,18 @@ func (l *Loop) syncNetworks(ctx context.Context, ns netplan.State) {
 				// and veths take.
 				cfg.UnderlayIP, cfg.Routed = wg.TunnelIP(), true
 			}
-			ov, err := overlay.New(cfg)
+			peers := netplan.NetworkPeers(nodes, l.cfg.NodeID, subnet, cluster, tunnel)
+			ov, peerErr, err := openOverlay(ctx, cfg, peers)
 			if err != nil {
-				l.log.Error("network overlay config", "network", n.Name, "err", err)
+				l.log.Warn("network overlay setup failed; retrying", "network", n.Name, "err", err)
 				continue
 			}
-			if err := ov.Setup(ctx); err != nil {
-				l.log.Warn("network overlay setup failed; retrying", "network", n.Name, "err", err)
-				_ = ov.Close()
-				continue
+			if peerErr != nil {
+				l.log.Warn("network overlay peers", "network", n.Name, "err", peerErr)
+				peers = nil // set again on the next pass
 			}
 			rctx, cancel := context.WithCancel(ctx)
-			no = &netOverlay{net: *n, ov: ov, subnet: subnet, cancel: cancel, done: make(chan struct{})}
+			no = &netOverlay{net: *n, ov: ov, subnet: subnet, peers: peers, cancel: cancel, done: make(chan struct{})}
 			go func() {
 				defer close(no.done)
 				if err := ov.Run(rctx); err != nil {

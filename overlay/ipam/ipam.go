@@ -18,11 +18,20 @@ import (
 	"github.com/shoal-org/shoal/overlay/overlayerr"
 )
 
-// ErrSubnetFull: every address of the node's subnet is allocated.
-var ErrSubnetFull = errors.New("no free address in the node subnet")
+var (
+	// ErrSubnetFull: every address of the node's subnet is allocated.
+	ErrSubnetFull = errors.New("no free address in the node subnet")
+	// ErrCorrupt: the allocation file could not be used (torn by a power
+	// loss, or edited); Open set it aside and started empty (Recovered).
+	ErrCorrupt = errors.New("address allocation file unusable")
+)
 
-// File is the allocation file inside the overlay's Config.StateDir.
-const File = "ipam.json"
+// File is the allocation file inside the overlay's Config.StateDir;
+// CorruptFile is where Open moves one it cannot use (the last one only).
+const (
+	File        = "ipam.json"
+	CorruptFile = File + ".corrupt"
+)
 
 // ipamState is the persisted form of the allocations: one file, rewritten
 // atomically (temp file, rename); changes that come together share a write
@@ -65,10 +74,18 @@ type Allocator struct {
 	saveMu sync.Mutex
 	saved  uint64
 	write  func(path string, data []byte) error
+
+	// recovered is why Open set the file aside (wraps ErrCorrupt), or nil.
+	recovered error
 }
 
 // Open loads the allocations of subnet from dir (creating dir if
-// needed). Allocations recorded for another subnet are dropped.
+// needed). Allocations recorded for another subnet are dropped. A file it
+// cannot use (torn, edited: not JSON, an address outside the subnet or
+// given twice) is moved to CorruptFile and the allocator starts empty,
+// saying why in Recovered: refusing it left the node without an overlay
+// for good. The caller should Restore what it knows is still attached
+// (the overlay reads it off the containers' veths) before it allocates.
 func Open(dir string, subnet netip.Prefix) (*Allocator, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir %s: %w", dir, err)
@@ -93,21 +110,38 @@ func Open(dir string, subnet netip.Prefix) (*Allocator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", a.path, err)
 	}
+	if why := a.load(data); why != nil {
+		// Start empty, but keep the file for whoever looks into it; a
+		// file that cannot even be moved is refused (the disk is in
+		// trouble, and the next save would overwrite it).
+		a.byID, a.used, a.cursor = map[string]netip.Addr{}, map[netip.Addr]string{}, netip.Addr{}
+		aside := filepath.Join(dir, CorruptFile)
+		if err := os.Rename(a.path, aside); err != nil {
+			return nil, fmt.Errorf("%w: %s: %w; and it could not be moved aside: %w", ErrCorrupt, a.path, why, err)
+		}
+		a.recovered = fmt.Errorf("%w: %s: %w (moved to %s; starting empty)", ErrCorrupt, a.path, why, aside)
+	}
+	return a, nil
+}
+
+// load takes the allocations of the file's content data, or says why it
+// cannot (a's maps may then hold part of it).
+func (a *Allocator) load(data []byte) error {
 	var st ipamState
 	if err := json.Unmarshal(data, &st); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", a.path, err)
+		return fmt.Errorf("decode: %w", err)
 	}
-	if st.Subnet != subnet.String() {
+	if st.Subnet != a.subnet.String() {
 		// The node got another subnet: the old addresses mean nothing here.
-		return a, nil
+		return nil
 	}
 	for id, s := range st.Allocations {
 		ip, err := netip.ParseAddr(s)
 		if err != nil || !a.allocatable(ip) {
-			return nil, fmt.Errorf("decode %s: container %s has bad address %q", a.path, id, s)
+			return fmt.Errorf("container %s has bad address %q", id, s)
 		}
 		if other, dup := a.used[ip]; dup {
-			return nil, fmt.Errorf("decode %s: address %s given to both %s and %s", a.path, ip, other, id)
+			return fmt.Errorf("address %s given to both %s and %s", ip, other, id)
 		}
 		a.byID[id] = ip
 		a.used[ip] = id
@@ -115,7 +149,53 @@ func Open(dir string, subnet netip.Prefix) (*Allocator, error) {
 	if ip, err := netip.ParseAddr(st.Last); err == nil && a.allocatable(ip) {
 		a.cursor = ip
 	}
-	return a, nil
+	return nil
+}
+
+// Recovered says why Open set the allocation file aside and started
+// empty (an error wrapping ErrCorrupt), or nil when it loaded it.
+func (a *Allocator) Recovered() error { return a.recovered }
+
+// Restore records allocations known to be in use (container ID →
+// address) that the allocator does not hold, and saves them: after Open
+// set a corrupt file aside, the addresses of the containers still
+// attached must not be handed out again. An address outside the subnet's
+// allocatable range, or held by another container, is skipped and
+// reported; a container that already holds an address keeps it. New
+// allocations continue after the highest address restored. A failed save
+// is reported but the restored allocations stay: they are in use either
+// way, and the next save writes them.
+func (a *Allocator) Restore(allocs map[string]netip.Addr) error {
+	var errs []error
+	a.mu.Lock()
+	changed := false
+	for _, id := range SortedIDs(allocs) {
+		ip := allocs[id]
+		switch other, taken := a.used[ip]; {
+		case !a.allocatable(ip):
+			errs = append(errs, fmt.Errorf("restore %s of container %s: not an address of %s", ip, id, a.subnet))
+			continue
+		case taken && other != id:
+			errs = append(errs, fmt.Errorf("restore %s of container %s: held by %s", ip, id, other))
+			continue
+		}
+		if _, has := a.byID[id]; has {
+			continue
+		}
+		a.byID[id], a.used[ip] = ip, id
+		if !a.cursor.IsValid() || a.cursor.Less(ip) {
+			a.cursor = ip
+		}
+		changed = true
+	}
+	if !changed {
+		a.mu.Unlock()
+		return errors.Join(errs...)
+	}
+	a.gen++
+	gen := a.gen
+	a.mu.Unlock()
+	return errors.Join(append(errs, a.persist(gen))...)
 }
 
 // hostRange returns the first and last allocatable addresses of subnet.
@@ -302,12 +382,13 @@ func (a *Allocator) encodeLocked() ([]byte, error) {
 	return append(data, '\n'), nil
 }
 
-// writeFileAtomic replaces path with data so that a crash of the agent
-// leaves either the old or the new content: temp file in the same dir, then
-// rename. It does not fsync: allocations only matter while their containers
-// run, and no container survives the power loss that could undo a rename
-// (a torn file then reads as corrupt and starts empty). Two fsyncs per
-// attach, under the overlay's lock, would serialise container starts.
+// writeFileAtomic replaces path with data so that a crash leaves either
+// the old or the new content: temp file in the same dir, fsync, rename
+// (what api/atomicfile does; the import rules keep this package to
+// overlayerr). The fsync is one per group commit (persist), not one per
+// attach, and attaches do not wait for each other under the overlay's
+// lock; without it a power loss could leave the file torn (Open then sets
+// it aside and starts empty).
 func writeFileAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
@@ -324,6 +405,9 @@ func writeFileAtomic(path string, data []byte) error {
 	}()
 	if _, err := f.Write(data); err != nil {
 		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", tmp, err)
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", tmp, err)

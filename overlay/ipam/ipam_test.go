@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -206,19 +207,110 @@ func TestIPAMExhaustionAndWrap(t *testing.T) {
 	}
 }
 
-func TestIPAMRejectsCorruptState(t *testing.T) {
-	dir := t.TempDir()
+// TestIPAMSetsCorruptStateAside: a file Open cannot use (torn by a power
+// loss between rename and write-back: empty or cut short; or edited) is
+// moved to CorruptFile, kept as it was, and the allocator starts empty and
+// says so (Recovered); the next allocation writes a fresh file. Before,
+// Open refused it, and the node's overlay never came up again.
+func TestIPAMSetsCorruptStateAside(t *testing.T) {
 	subnet := netip.MustParsePrefix("10.42.3.0/24")
 	for name, body := range map[string]string{
+		"empty":        "",
+		"cut short":    `{"subnet":"10.42.3.0/24","allocations":{"c1":"10.4`,
 		"not json":     "{",
 		"out of range": `{"subnet":"10.42.3.0/24","allocations":{"c1":"10.42.3.1"}}`,
 		"duplicate":    `{"subnet":"10.42.3.0/24","allocations":{"c1":"10.42.3.9","c2":"10.42.3.9"}}`,
 	} {
-		if err := os.WriteFile(filepath.Join(dir, File), []byte(body), 0o600); err != nil {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, File), []byte(body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			a, err := Open(dir, subnet)
+			if err != nil {
+				t.Fatalf("Open refused the unusable file: %v", err)
+			}
+			if err := a.Recovered(); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Recovered() = %v, want ErrCorrupt", err)
+			}
+			if got := a.All(); len(got) != 0 {
+				t.Fatalf("started with %v, want empty", got)
+			}
+			if kept, err := os.ReadFile(filepath.Join(dir, CorruptFile)); err != nil || string(kept) != body {
+				t.Fatalf("%s holds %q (%v), want the file as it was", CorruptFile, kept, err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, File)); !os.IsNotExist(err) {
+				t.Fatalf("the unusable file is still in place: %v", err)
+			}
+			if ip, fresh, err := a.Allocate("c9"); err != nil || !fresh || ip.String() != "10.42.3.2" {
+				t.Fatalf("Allocate = %v %v %v", ip, fresh, err)
+			}
+			b, err := Open(dir, subnet)
+			if err != nil || b.Recovered() != nil {
+				t.Fatalf("reopen after the fresh save: %v, recovered %v", err, b.Recovered())
+			}
+			if ip, ok := b.Lookup("c9"); !ok || ip.String() != "10.42.3.2" {
+				t.Fatalf("reopened: c9 = %v %v", ip, ok)
+			}
+		})
+	}
+}
+
+// TestIPAMRestore: allocations known to be in use are recorded and saved;
+// addresses outside the range or held by another container are reported
+// and skipped; new allocations never hand out a restored address.
+func TestIPAMRestore(t *testing.T) {
+	dir := t.TempDir()
+	subnet := netip.MustParsePrefix("10.42.4.0/24")
+	a, err := Open(dir, subnet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.Allocate("held"); err != nil { // 10.42.4.2
+		t.Fatal(err)
+	}
+	err = a.Restore(map[string]netip.Addr{
+		"c1":    netip.MustParseAddr("10.42.4.3"),
+		"c2":    netip.MustParseAddr("10.42.4.7"),
+		"thief": netip.MustParseAddr("10.42.4.2"), // held's
+		"out":   netip.MustParseAddr("10.42.9.5"),
+		"held":  netip.MustParseAddr("10.42.4.2"), // its own: fine
+	})
+	if err == nil || !strings.Contains(err.Error(), "thief") || !strings.Contains(err.Error(), "out") {
+		t.Fatalf("Restore = %v, want the thief and the out-of-range address reported", err)
+	}
+	want := map[string]string{"held": "10.42.4.2", "c1": "10.42.4.3", "c2": "10.42.4.7"}
+	check := func(a *Allocator) {
+		t.Helper()
+		got := map[string]string{}
+		for id, ip := range a.All() {
+			got[id] = ip.String()
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("allocations %v, want %v", got, want)
+		}
+	}
+	check(a)
+	b, err := Open(dir, subnet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(b) // saved
+	seen := map[string]bool{}
+	for i := range 250 {
+		ip, _, err := b.Allocate(fmt.Sprint("n", i))
+		if errors.Is(err, ErrSubnetFull) {
+			break
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Open(dir, subnet); err == nil {
-			t.Errorf("%s: Open accepted %s", name, body)
+		if ip.String() == "10.42.4.3" || ip.String() == "10.42.4.7" || seen[ip.String()] {
+			t.Fatalf("Allocate handed out %s again", ip)
+		}
+		seen[ip.String()] = true
+		if i == 0 && ip.String() != "10.42.4.8" {
+			t.Fatalf("first allocation after the restore = %s, want 10.42.4.8 (after the highest restored)", ip)
 		}
 	}
 }

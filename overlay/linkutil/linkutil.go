@@ -1,7 +1,8 @@
 // Package linkutil holds the netlink and namespace steps both the overlay
 // and its WireGuard side (overlay/wireguard) take on their devices:
 // entering a network namespace on a thread of its own, making one address
-// a link's only one, and the rule for Linux interface names.
+// a link's only one (or its only one inside a prefix), and the rule for
+// Linux interface names.
 package linkutil
 
 import (
@@ -52,6 +53,20 @@ func DoInNS(ns netns.NsHandle, fn func() error) error {
 // EnsureAddr makes want the only IPv4 address of l: it adds want first, then
 // removes the others (a subnet change leaves the old one behind).
 func EnsureAddr(h *netlink.Handle, l netlink.Link, want netip.Prefix) error {
+	return ensureAddr(h, l, want, netip.Prefix{})
+}
+
+// EnsureAddrIn makes want the only IPv4 address of l inside within: it
+// adds want first, then removes the other addresses inside within. The
+// addresses outside within are others' and stay (the WireGuard device
+// owns its tunnel address, the routed overlays theirs on the same link).
+func EnsureAddrIn(h *netlink.Handle, l netlink.Link, want, within netip.Prefix) error {
+	return ensureAddr(h, l, want, within.Masked())
+}
+
+// ensureAddr is EnsureAddr limited to the addresses inside within (all
+// when within is the zero Prefix).
+func ensureAddr(h *netlink.Handle, l netlink.Link, want, within netip.Prefix) error {
 	name := l.Attrs().Name
 	addrs, err := h.AddrList(l, netlink.FAMILY_V4)
 	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
@@ -74,6 +89,9 @@ func EnsureAddr(h *netlink.Handle, l netlink.Link, want netip.Prefix) error {
 	for _, a := range addrs {
 		ones, _ := a.Mask.Size()
 		if a.IP.Equal(net.IP(want.Addr().AsSlice())) && ones == want.Bits() {
+			continue
+		}
+		if ip, ok := netip.AddrFromSlice(a.IP); within.IsValid() && (!ok || !within.Contains(ip.Unmap())) {
 			continue
 		}
 		if err := h.AddrDel(l, &a); err != nil {

@@ -576,6 +576,11 @@ func (w *WireGuard) up(inNS func(func() error) error) error {
 
 // linkUp gives the TUN device its MTU and tunnel address and brings it up;
 // it runs in the device's namespace and changes nothing that is right.
+// Of the device's addresses only those inside TunnelCIDR are its own (an
+// old tunnel address goes): the routed overlays put their networks'
+// addresses on the device too (overlay/wireguard_routed.go), and an
+// adopting agent that removed them dropped the masqueraded connections
+// into encrypted networks until the network loop added them back.
 func (w *WireGuard) linkUp() error {
 	h, err := netlink.NewHandle()
 	if err != nil {
@@ -591,7 +596,7 @@ func (w *WireGuard) linkUp() error {
 			return fmt.Errorf("set MTU of %s: %w", w.cfg.Name, err)
 		}
 	}
-	if err := linkutil.EnsureAddr(h, l, netip.PrefixFrom(w.cfg.TunnelIP, w.cfg.TunnelCIDR.Bits())); err != nil {
+	if err := linkutil.EnsureAddrIn(h, l, netip.PrefixFrom(w.cfg.TunnelIP, w.cfg.TunnelCIDR.Bits()), w.cfg.TunnelCIDR); err != nil {
 		return err
 	}
 	if l.Attrs().Flags&net.FlagUp == 0 {

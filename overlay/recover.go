@@ -1,0 +1,106 @@
+package overlay
+
+// Rebuilding the address allocations from the kernel.
+//
+// ipam.json is written with an fsync, but a file torn anyway (a disk that
+// lies, an edit) is set aside by ipam.Open, which starts empty. Starting
+// empty is wrong while containers run: the agent re-adopts them, and the
+// next container started could be handed an address one of them holds.
+// The kernel still knows every attached container of this overlay: the
+// host side of its veth is named vethName(VethPrefix, ID) and carries the
+// full ID as its alias (Attach sets both), and the container side's MAC
+// is containerMAC(IP), 0a:58 and the four bytes of its address. The
+// container side lives in the container's namespace, which the agent has
+// no path to here; the host side's link-netnsid names it, and RTM_GETLINK
+// with IFLA_TARGET_NETNSID (Linux 4.20) reads a link in the namespace a
+// netnsid names without entering it.
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
+)
+
+// attachedInKernel returns the containers plugged into this overlay as the
+// kernel shows them (container ID → address), and one error per veth of
+// this overlay whose address could not be read.
+func (o *Overlay) attachedInKernel() (map[string]netip.Addr, []error) {
+	links, err := o.h.LinkList()
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		return nil, []error{fmt.Errorf("list links: %w", err)}
+	}
+	out := map[string]netip.Addr{}
+	var errs []error
+	for _, l := range links {
+		attrs := l.Attrs()
+		id := attrs.Alias
+		if l.Type() != "veth" || id == "" || attrs.Name != vethName(o.cfg.VethPrefix, id) {
+			continue
+		}
+		var mac []byte
+		err := o.inNS(func() error {
+			var err error
+			mac, err = peerMAC(attrs.ParentIndex, attrs.NetNsID)
+			return err
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("container %s: read the address of %s's peer: %w", id, attrs.Name, err))
+			continue
+		}
+		if len(mac) != 6 || mac[0] != 0x0a || mac[1] != 0x58 {
+			errs = append(errs, fmt.Errorf("container %s: the peer of %s has MAC %x, not one Attach gives", id, attrs.Name, mac))
+			continue
+		}
+		ip := netip.AddrFrom4([4]byte{mac[2], mac[3], mac[4], mac[5]})
+		if !o.cfg.Subnet.Contains(ip) {
+			errs = append(errs, fmt.Errorf("container %s: the peer of %s holds %s, outside %s", id, attrs.Name, ip, o.cfg.Subnet))
+			continue
+		}
+		out[id] = ip
+	}
+	return out, errs
+}
+
+// peerMAC reads the MAC of link index in the namespace netnsid names (as
+// seen from the calling thread's namespace; -1: that namespace itself).
+func peerMAC(index, netnsid int) ([]byte, error) {
+	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(index)
+	req.AddData(msg)
+	if netnsid >= 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_TARGET_NETNSID, nl.Uint32Attr(uint32(netnsid))))
+	}
+	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+	if err != nil {
+		return nil, err
+	}
+	if len(msgs) != 1 {
+		return nil, fmt.Errorf("%d answers for link %d", len(msgs), index)
+	}
+	l, err := netlink.LinkDeserialize(nil, msgs[0])
+	if err != nil {
+		return nil, err
+	}
+	return l.Attrs().HardwareAddr, nil
+}
+
+// restoreAllocations gives the ipam the containers attached in the kernel,
+// after Open set a corrupt allocation file aside. It is best effort:
+// what cannot be read is logged, and its address may be handed out again.
+func (o *Overlay) restoreAllocations() {
+	found, errs := o.attachedInKernel()
+	if err := o.ipam.Restore(found); err != nil {
+		errs = append(errs, err)
+	}
+	log := o.cfg.Logger.Info
+	if len(errs) > 0 {
+		log = o.cfg.Logger.Warn
+	}
+	log("overlay: address allocations rebuilt from the attached containers' veths",
+		"containers", len(found), "err", errors.Join(errs...))
+}

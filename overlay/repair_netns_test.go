@@ -1,0 +1,175 @@
+package overlay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-org/shoal/overlay/ipam"
+	"github.com/shoal-org/shoal/overlay/wireguard"
+)
+
+// TestBridgeDeletedReattachesVeths: the bridge deleted underneath (an
+// admin's `ip link del`, a network manager) is re-created by Run, and the
+// running containers' veths go back into it with the hairpin flag, so the
+// containers reach the bridge, each other and themselves through a VIP
+// again. Before, only Attach enslaved a veth: the re-created bridge stayed
+// empty and the containers cut off until they were restarted.
+func TestBridgeDeletedReattachesVeths(t *testing.T) {
+	requireNetAdmin(t)
+	a := newHosts(t, 1)[0]
+	a.start(t, t)
+	c1, c1Path := newNetns(t, "c1")
+	_, c2Path := newNetns(t, "c2")
+	t.Cleanup(func() {
+		_ = a.ov.Detach(context.Background(), "c1", c1Path)
+		_ = a.ov.Detach(context.Background(), "c2", c2Path)
+	})
+	if _, err := a.ov.Attach(t.Context(), "c1", c1Path); err != nil {
+		t.Fatal(err)
+	}
+	ip2, err := a.ov.Attach(t.Context(), "c2", c2Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ping(t, c1, ip2)
+
+	runCtx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- a.ov.Run(runCtx) }()
+	defer func() { cancel(); <-done }()
+	// Run's first pass follows its subscriptions: once it has re-applied,
+	// events are watched.
+	time.Sleep(200 * time.Millisecond)
+	sh(t, "ip", "-n", a.ns, "link", "del", a.cfg.BridgeName)
+	eventually(t, 10*time.Second, func() error {
+		for _, id := range []string{"c1", "c2"} {
+			out, err := exec.Command("ip", "-n", a.ns, "-d", "link", "show", VethName(id)).CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("veth of %s: %v %s", id, err, out)
+			}
+			for _, want := range []string{"master " + a.cfg.BridgeName, "hairpin on", "state UP"} {
+				if !strings.Contains(string(out), want) {
+					return errors.New("the re-created bridge has not taken back the veth of " + id + " (" + want + "):\n" + string(out))
+				}
+			}
+		}
+		return nil
+	})
+	ping(t, c1, a.ov.BridgeIP().String())
+	ping(t, c1, ip2)
+}
+
+// TestWireGuardAdoptKeepsRoutedAddr: a new agent adopting the running
+// WireGuard device gives the TUN its tunnel address without taking the
+// routed networks' addresses off it (the masquerade source of mesh
+// connections into encrypted networks: their conntrack entries went with
+// them at every agent restart, until the network loop put the addresses
+// back); another address inside the tunnel prefix, a tunnel address the
+// node had before, does go.
+func TestWireGuardAdoptKeepsRoutedAddr(t *testing.T) {
+	requireNetAdmin(t)
+	b := newWGHosts(t)[1]
+	b.start(t, t)
+	show := func() string { return sh(t, "ip", "-n", b.ns, "-4", "addr", "show", "dev", b.wgCfg.Name) }
+	routed := b.ov.routedAddr().IPNet.String()
+	tunnel := netip.PrefixFrom(b.wgCfg.TunnelIP, b.wgCfg.TunnelCIDR.Bits()).String()
+	before := show()
+	if !strings.Contains(before, routed) || !strings.Contains(before, tunnel) {
+		t.Fatalf("want %s and %s on the device before:\n%s", routed, tunnel, before)
+	}
+	const stale = "100.64.0.99/16"
+	sh(t, "ip", "-n", b.ns, "addr", "add", stale, "dev", b.wgCfg.Name)
+	if err := b.wg.Release(); err != nil { // the agent stops; the device runs on
+		t.Fatal(err)
+	}
+	again, err := wireguard.NewWireGuard(b.wgCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = again.Close() })
+	if !again.Adopted() {
+		t.Fatal("the running device was not adopted")
+	}
+	after := show()
+	if !strings.Contains(after, routed) {
+		t.Errorf("adopting the device removed the routed network's address %s:\nbefore:\n%safter:\n%s", routed, before, after)
+	}
+	if !strings.Contains(after, tunnel) {
+		t.Errorf("the tunnel address %s is not on the adopted device:\n%s", tunnel, after)
+	}
+	if strings.Contains(after, stale) {
+		t.Errorf("the stale tunnel address %s stayed on the adopted device:\n%s", stale, after)
+	}
+}
+
+// TestTornAllocationsRebuiltFromVeths: an agent that finds ipam.json torn
+// (a power loss while its containers ran... or an edit) sets it aside and
+// reads the running containers' addresses off their veths (alias = the
+// container, the container side's MAC = 0a:58 + its IP), so the overlay
+// comes up, the containers keep their addresses and no new container is
+// given one of them. Before, New refused the file and the node stayed
+// without an overlay.
+func TestTornAllocationsRebuiltFromVeths(t *testing.T) {
+	requireNetAdmin(t)
+	a := newHosts(t, 1)[0]
+	a.start(t, t)
+	ips := map[string]string{}
+	paths := map[string]string{}
+	for _, id := range []string{"c1", "c2"} {
+		_, p := newNetns(t, id)
+		paths[id] = p
+		ip, err := a.ov.Attach(t.Context(), id, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ips[id] = ip
+	}
+	_, c3Path := newNetns(t, "c3")
+	t.Cleanup(func() {
+		if a.ov != nil {
+			for id, p := range paths {
+				_ = a.ov.Detach(context.Background(), id, p)
+			}
+			_ = a.ov.Detach(context.Background(), "c3", c3Path)
+		}
+	})
+	if err := a.ov.Close(); err != nil { // the agent stops...
+		t.Fatal(err)
+	}
+	a.ov = nil
+	state := filepath.Join(a.cfg.StateDir, ipam.File)
+	if err := os.WriteFile(state, nil, 0o600); err != nil { // ...and the file is torn
+		t.Fatal(err)
+	}
+	a.start(t, t)
+	got := map[string]string{}
+	for id, ip := range a.ov.Attached() {
+		got[id] = ip.String()
+	}
+	if fmt.Sprint(got) != fmt.Sprint(ips) {
+		t.Fatalf("allocations after the torn file: %v, want %v (read off the veths)", got, ips)
+	}
+	if _, err := os.Stat(filepath.Join(a.cfg.StateDir, ipam.CorruptFile)); err != nil {
+		t.Errorf("the torn file was not kept: %v", err)
+	}
+	for id, p := range paths {
+		if ip, err := a.ov.Attach(t.Context(), id, p); err != nil || ip != ips[id] {
+			t.Errorf("re-attach %s = %s, %v; want %s", id, ip, err, ips[id])
+		}
+	}
+	ip3, err := a.ov.Attach(t.Context(), "c3", c3Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ip3 == ips["c1"] || ip3 == ips["c2"] {
+		t.Fatalf("a new container got %s, a running container's address (%v)", ip3, ips)
+	}
+}
