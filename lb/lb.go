@@ -17,6 +17,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"syscall"
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
@@ -102,9 +103,11 @@ func (l *LB) Set(st State) error {
 }
 
 // apply replays rs as one batch: add (so the delete cannot fail on a fresh
-// namespace), delete, re-add the table with everything in it.
+// namespace), delete, re-add the table with everything in it. The batch
+// goes out in one sendmsg and every message is answered (an ack, and each
+// rule echoed back), so the socket's buffers are sized from rs.
 func (l *LB) apply(rs *ruleset) error {
-	c, err := l.conn()
+	c, err := l.conn(rs.bufferSize())
 	if err != nil {
 		return err
 	}
@@ -125,8 +128,15 @@ func (l *LB) apply(rs *ruleset) error {
 	return c.Flush()
 }
 
-func (l *LB) conn() (*nftables.Conn, error) {
-	var opts []nftables.ConnOption
+// conn returns a netlink connection to nftables in the LB's namespace whose
+// receive and send buffers hold bufSize bytes each. With the kernel's
+// default buffers (net.core.rmem_default, 212992 bytes) a batch of a few
+// dozen services fills the receive buffer with acks and echoes: the kernel
+// commits the batch but Flush reports ENOBUFS. A few hundred services make
+// the batch itself larger than the send buffer, and sendmsg fails with
+// EMSGSIZE before anything is programmed.
+func (l *LB) conn(bufSize int) (*nftables.Conn, error) {
+	opts := []nftables.ConnOption{nftables.WithSockOptions(sockBuffers[nftables.SockOption](bufSize))}
 	if l.nsFile != nil {
 		opts = append(opts, nftables.WithNetNSFd(int(l.nsFile.Fd())))
 	}
@@ -135,6 +145,79 @@ func (l *LB) conn() (*nftables.Conn, error) {
 		return nil, fmt.Errorf("nftables connection: %w", err)
 	}
 	return c, nil
+}
+
+// Socket buffers of the nftables connection: at least minSockBuffer, more
+// for a batch that needs it (ruleset.bufferSize).
+const (
+	minSockBuffer = 16 << 20
+	// msgBuffer is what one message of the batch may cost: its own bytes
+	// on the way in (a few hundred), and on the way back its ack and, for a
+	// rule, the echo, which the kernel allocates as a whole netlink page
+	// (NLMSG_GOODSIZE) and accounts with its overhead.
+	msgBuffer = 8 << 10
+	// elemBuffer covers a set element's bytes in the batch.
+	elemBuffer = 64
+)
+
+// bufferSize is the receive and send buffer the batch of rs needs, with a
+// wide margin: the buffers are limits, not allocations.
+func (rs *ruleset) bufferSize() int {
+	msgs := 3 + len(rs.chains) + 2*len(rs.sets) + len(rs.rules) // table add/del/add; a set is two messages
+	elems := 0
+	for _, s := range rs.sets {
+		elems += len(s.elems)
+	}
+	return max(minSockBuffer, msgs*msgBuffer+elems*elemBuffer)
+}
+
+// bufConn is what sockBuffers needs of the netlink connection nftables
+// dials (mdlayher/netlink's *Conn).
+type bufConn interface {
+	SetReadBuffer(bytes int) error
+	SetWriteBuffer(bytes int) error
+	SyscallConn() (syscall.RawConn, error)
+}
+
+// sockBuffers returns the socket option (O is nftables.SockOption) that
+// sets both buffers of the connection to size. It is generic only so that
+// the connection's type is inferred from nftables.SockOption rather than
+// named, which would make mdlayher/netlink a direct dependency of the
+// module.
+//
+// As root (CAP_NET_ADMIN) it uses SO_RCVBUFFORCE and SO_SNDBUFFORCE, which
+// ignore net.core.rmem_max and wmem_max, as nft(8) does; otherwise it asks
+// for size with SO_RCVBUF and SO_SNDBUF, which the kernel caps at those
+// limits.
+func sockBuffers[O ~func(C) error, C bufConn](size int) O {
+	return func(c C) error {
+		raw, err := c.SyscallConn()
+		if err != nil {
+			return fmt.Errorf("netlink socket: %w", err)
+		}
+		for _, b := range []struct {
+			force int
+			set   func(int) error
+			what  string
+		}{
+			{unix.SO_RCVBUFFORCE, c.SetReadBuffer, "receive"},
+			{unix.SO_SNDBUFFORCE, c.SetWriteBuffer, "send"},
+		} {
+			var serr error
+			if err := raw.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, b.force, size)
+			}); err != nil {
+				return fmt.Errorf("netlink socket: %w", err)
+			}
+			if serr == nil {
+				continue
+			}
+			if err := b.set(size); err != nil {
+				return fmt.Errorf("netlink %s buffer of %d bytes: %w", b.what, size, errors.Join(serr, err))
+			}
+		}
+		return nil
+	}
 }
 
 // Close releases the LB but leaves its rules in place: traffic keeps
@@ -166,7 +249,7 @@ func (l *LB) Teardown() error {
 		return ErrClosed
 	}
 	var err error
-	if c, cerr := l.conn(); cerr != nil {
+	if c, cerr := l.conn(minSockBuffer); cerr != nil {
 		err = cerr
 	} else {
 		t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: l.cfg.TableName}
