@@ -302,6 +302,7 @@ func TestConfigValidate(t *testing.T) {
 		"no vxlan":     func(c *Config) { c.VXLANName = "" },
 		"no cluster":   func(c *Config) { c.ClusterCIDR = nil },
 		"v6 node addr": func(c *Config) { c.NodeIPs = ips("fd00::1") },
+		"gossip port":  func(c *Config) { c.GossipPort = 70000 },
 	} {
 		c := DefaultConfig()
 		mod(&c)
