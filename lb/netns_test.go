@@ -640,3 +640,83 @@ func TestLBRemoteBackendKeepsClientAddress(t *testing.T) {
 		}
 	}
 }
+
+// TestLBVIPSpoofedSource: with networks, a LAN host sending from an
+// address of the default network (one it made up) reaches none of the
+// network's VIPs; the network's containers still do. Before, the VIP rule
+// checked the source address only, and the datagram reached a backend.
+func TestLBVIPSpoofedSource(t *testing.T) {
+	l := newLab(t)
+	const spoofed = "10.42.9.9"
+	run(t, "ip", "netns", "exec", l.node, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.ul0.rp_filter=0")
+	run(t, "ip", "-n", l.ext, "addr", "add", spoofed+"/32", "dev", "eth0")
+	run(t, "ip", "-n", l.ext, "route", "add", "10.43.0.0/16", "via", l.nodeIP)
+	got := make(chan string, 16)
+	for _, ns := range l.backend {
+		f, err := os.Open("/var/run/netns/" + ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pc net.PacketConn
+		err = runInNS(f, func() (err error) { pc, err = net.ListenPacket("udp", ":53"); return err })
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pc.Close() })
+		go func() {
+			buf := make([]byte, 64)
+			for {
+				n, _, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				got <- string(buf[:n])
+			}
+		}()
+	}
+	lb := l.newLB()
+	st := l.state(0, 1, 2)
+	st.Networks = []Network{{Name: "default", Subnet: cidr("10.42.0.0/16"), VIPs: cidr("10.43.0.0/16"), Bridge: "shoal0", VXLAN: "shoal.vx"}}
+	st.Peers = []net.IP{}
+	if err := lb.Set(st); err != nil {
+		t.Fatal(err)
+	}
+	send := func(ns, from, msg string) {
+		t.Helper()
+		f, err := os.Open("/var/run/netns/" + ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		var c net.PacketConn
+		if err := runInNS(f, func() (err error) { c, err = net.ListenPacket("udp", from+":0"); return err }); err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.WriteTo([]byte(msg), &net.UDPAddr{IP: l.vip, Port: 53}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	arrived := func(msg string) bool {
+		deadline := time.After(time.Second)
+		for {
+			select {
+			case m := <-got:
+				if m == msg {
+					return true
+				}
+			case <-deadline:
+				return false
+			}
+		}
+	}
+	send(l.client, "10.42.1.50", "container")
+	if !arrived("container") {
+		t.Fatal("a container's datagram to its network's VIP reached no backend")
+	}
+	send(l.ext, spoofed, "spoofed")
+	if arrived("spoofed") {
+		t.Fatal("a LAN host sending from a made-up address of the network reached a backend through the VIP")
+	}
+}

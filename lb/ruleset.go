@@ -207,8 +207,22 @@ func compile(cfg Config, st State) *ruleset {
 		)
 	}
 	// vipSource restricts a VIP rule of prerouting to its network's
-	// containers (and the VXLAN of other nodes, whose sources are in the
-	// network too).
+	// containers: a source address of the network arriving through the
+	// network's bridge (this node's containers) or its VXLAN device (other
+	// nodes' containers; for a routed network the WireGuard device, which
+	// only lets a peer send from its own shares). The address alone is not
+	// enough: a LAN host, or a container of another network, can send from
+	// any address it likes. The node's own traffic takes the output hook.
+	netIfs := map[string]*nftables.Set{}
+	if filtered {
+		for i, n := range nets {
+			elems := []nftables.SetElement{{Key: ifnameBytes(n.Bridge)}}
+			if n.VXLAN != n.Bridge {
+				elems = append(elems, nftables.SetElement{Key: ifnameBytes(n.VXLAN)})
+			}
+			netIfs[n.Name] = rs.addSet(&nftables.Set{Name: fmt.Sprintf("net%d-ifs", i), KeyType: nftables.TypeIFName}, elems)
+		}
+	}
 	vipSource := func(s Service) []expr.Any {
 		if !filtered {
 			return nil
@@ -220,7 +234,11 @@ func compile(cfg Config, st State) *ruleset {
 		if !ok {
 			return nil // resolve left such a VIP out
 		}
-		return inNet(12, n.Subnet)
+		ifs := netIfs[n.Name]
+		return concat([]expr.Any{
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: regAddr},
+			&expr.Lookup{SourceRegister: regAddr, SetName: ifs.Name, SetID: ifs.ID},
+		}, inNet(12, n.Subnet))
 	}
 	both := func(a, b *nftables.Chain, exprs ...expr.Any) {
 		rs.addRule(a, exprs...)
