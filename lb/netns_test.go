@@ -341,11 +341,11 @@ func TestLBChurn(t *testing.T) {
 	}
 }
 
-// TestDNSInNetns serves DNS on the bridge address inside the node and asks
-// from the client container; forwarding reaches a fake upstream on the
-// test's loopback.
-func TestDNSInNetns(t *testing.T) {
-	l := newLab(t)
+// startDNS serves DNS on the bridge address inside the node (web and
+// tasks.web; the rest forwarded to a fake upstream on the test's loopback)
+// and returns a function asking it from the client container.
+func (l *lab) startDNS() func(name string) (*dns.Msg, error) {
+	t := l.t
 	up, _ := fakeUpstream(t)
 	d := NewDNS(DNSConfig{Addr: "10.42.1.1:53", Upstreams: []string{up}})
 	d.Set(Records{"web": {l.vip}, "tasks.web": ips(l.bIPs...)})
@@ -353,12 +353,12 @@ func TestDNSInNetns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nodeNS.Close()
+	t.Cleanup(func() { nodeNS.Close() })
 	clientNS, err := os.Open("/var/run/netns/" + l.client)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer clientNS.Close()
+	t.Cleanup(func() { clientNS.Close() })
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -380,21 +380,32 @@ func TestDNSInNetns(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("DNS not ready")
 	}
-
-	ask := func(name string) *dns.Msg {
+	return func(name string) (*dns.Msg, error) {
 		var resp *dns.Msg
 		err := runInNS(clientNS, func() error {
-			c := &dns.Client{Timeout: 3 * time.Second}
+			c := &dns.Client{Timeout: 2 * time.Second}
 			m := new(dns.Msg)
 			m.SetQuestion(name, dns.TypeA)
 			var err error
 			resp, _, err = c.Exchange(m, "10.42.1.1:53")
 			return err
 		})
+		return resp, err
+	}
+}
+
+// TestDNSInNetns serves DNS on the bridge address inside the node and asks
+// from the client container; forwarding reaches a fake upstream on the
+// test's loopback.
+func TestDNSInNetns(t *testing.T) {
+	l := newLab(t)
+	query := l.startDNS()
+	ask := func(name string) *dns.Msg {
+		r, err := query(name)
 		if err != nil {
 			t.Fatalf("query %s: %v", name, err)
 		}
-		return resp
+		return r
 	}
 	if got := answerIPs(ask("web.")); !slices.Equal(got, []string{"10.43.0.10"}) {
 		t.Fatalf("web: %v", got)
@@ -407,6 +418,33 @@ func TestDNSInNetns(t *testing.T) {
 	}
 	if got := answerIPs(ask("www.example.org.")); !slices.Equal(got, []string{"192.0.2.1"}) {
 		t.Fatalf("forwarded: %v", got)
+	}
+}
+
+// TestDNSWithPublished53: a service publishing port 53 (here on backends
+// that serve nothing there) leaves the containers' embedded DNS on the
+// bridge address alone, with backends and without. Before, the bridge
+// address counted as a published-port address: the query was DNATed to
+// the service, or refused while it had no backends.
+func TestDNSWithPublished53(t *testing.T) {
+	l := newLab(t)
+	query := l.startDNS()
+	lb := l.newLB()
+	for _, backs := range [][]int{{0, 1, 2}, nil} {
+		st := l.state(backs...)
+		st.Services[0].Ports = append(st.Services[0].Ports, api.PortConfig{Published: 53, Target: 53, Protocol: "udp"},
+			api.PortConfig{Published: 53, Target: 53, Protocol: "tcp"})
+		st.DNS = net.ParseIP("10.42.1.1")
+		if err := lb.Set(st); err != nil {
+			t.Fatal(err)
+		}
+		r, err := query("web.")
+		if err != nil {
+			t.Fatalf("backends %v: the embedded DNS does not answer: %v", backs, err)
+		}
+		if got := answerIPs(r); !slices.Equal(got, []string{"10.43.0.10"}) {
+			t.Fatalf("backends %v: web: %v", backs, got)
+		}
 	}
 }
 

@@ -223,3 +223,51 @@ func TestNetworksVIPInterface(t *testing.T) {
 		})
 	}
 }
+
+// TestEmbeddedDNSNotPublished: a service publishing port 53 takes it on
+// the node's addresses, not on the embedded DNS server's: containers keep
+// their resolver. Before, `fib daddr type local` counted the bridge
+// address among the published-port addresses, so every container's query
+// was DNATed to the service (or refused while it had no backends).
+func TestEmbeddedDNSNotPublished(t *testing.T) {
+	const (
+		bridgeIP = "10.42.1.1"
+		node     = "10.213.1.11"
+	)
+	pk := func(hook *nftables.ChainHook, iif, saddr, daddr string, proto byte) packet {
+		return packet{hook: hook, iif: iif, saddr: saddr, daddr: daddr, proto: proto, dport: 53, local: true}
+	}
+	resolver := dnats(53, "10.42.2.53", "10.42.1.53")
+	for _, backs := range [][]Backend{backends("10.42.2.53", "10.42.1.53"), nil} {
+		st := netState()
+		st.Services = append(st.Services, Service{Name: "pihole", VIP: net.ParseIP("10.43.0.53"), Backends: backs,
+			Ports: []api.PortConfig{{Published: 53, Target: 53, Protocol: "udp"}, {Published: 53, Target: 53, Protocol: "tcp"}}})
+		resolved, errs := st.resolve()
+		if len(errs) > 0 {
+			t.Fatalf("resolve: %v", errs)
+		}
+		tr := tracer{t: t, rs: compile(DefaultConfig(), resolved)}
+		published, publishedTCP := resolver, resolver
+		if backs == nil {
+			published, publishedTCP = []string{"unreachable"}, []string{"reset"}
+		}
+		for _, tc := range []struct {
+			name string
+			p    packet
+			want []string
+		}{
+			{"default container to the embedded DNS", pk(pre, "shoal0", "10.42.1.3", bridgeIP, protoUDP), []string{"accept"}},
+			{"default container to the embedded DNS over TCP", pk(pre, "shoal0", "10.42.1.3", bridgeIP, protoTCP), []string{"accept"}},
+			{"front container to the embedded DNS", pk(pre, "shb1093", "10.50.0.131", bridgeIP, protoUDP), []string{"accept"}},
+			{"the node to the embedded DNS", pk(out, "", bridgeIP, bridgeIP, protoUDP), []string{"accept"}},
+			{"the LAN to the published port", pk(pre, "eth0", "10.213.1.99", node, protoUDP), published},
+			{"the LAN to the published port over TCP", pk(pre, "eth0", "10.213.1.99", node, protoTCP), publishedTCP},
+			{"a container to the published port on the node's address", pk(pre, "shoal0", "10.42.1.3", node, protoUDP), published},
+		} {
+			tr.t = t
+			if got := tr.trace(tc.p); !slices.Equal(got, tc.want) {
+				t.Errorf("backends %v: %s: got %v, want %v", backs != nil, tc.name, got, tc.want)
+			}
+		}
+	}
+}

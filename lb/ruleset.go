@@ -141,6 +141,18 @@ func compile(cfg Config, st State) *ruleset {
 		noBackendsOut = rs.addChain(&nftables.Chain{Name: chainNoBackendsOut})
 	}
 
+	// The embedded DNS server's address is never a published port's: a
+	// service publishing 53 would otherwise take (or, without backends,
+	// refuse) every container's queries, `fib daddr type local` counting
+	// the bridge address among the node's.
+	if dns := st.DNS.To4(); dns != nil {
+		for _, c := range []*nftables.Chain{pre, out, rejPre, rejOut} {
+			for _, proto := range []byte{protoUDP, protoTCP} {
+				rs.addRule(c, concat(matchAddr(16, dns), matchL4(proto), matchDport(53),
+					[]expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}})...)
+			}
+		}
+	}
 	rs.addRule(pre, jump(chainServices))
 	rs.addRule(out, jump(servicesOut.Name))
 	rs.addRule(rejPre, jump(chainNoBackends))
