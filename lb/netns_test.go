@@ -448,22 +448,17 @@ func TestDNSWithPublished53(t *testing.T) {
 	}
 }
 
-// TestLBUDPConntrackFlush: a UDP flow sticks to its backend through
-// conntrack; removing that backend must move the very same flow (same
-// source port) to another one, which needs the conntrack entry deleted.
-func TestLBUDPConntrackFlush(t *testing.T) {
-	l := newLab(t)
+// udpEcho makes every backend answer UDP datagrams on port with its name
+// (b1, b2, b3) until the test ends.
+func (l *lab) udpEcho(port int) {
+	t := l.t
 	for i, ns := range l.backend {
 		f, err := os.Open("/var/run/netns/" + ns)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var pc net.PacketConn
-		err = runInNS(f, func() error {
-			var err error
-			pc, err = net.ListenPacket("udp", ":53")
-			return err
-		})
+		err = runInNS(f, func() (err error) { pc, err = net.ListenPacket("udp", fmt.Sprintf(":%d", port)); return err })
 		f.Close()
 		if err != nil {
 			t.Fatal(err)
@@ -481,34 +476,54 @@ func TestLBUDPConntrackFlush(t *testing.T) {
 			}
 		}()
 	}
-	f, err := os.Open("/var/run/netns/" + l.client)
+}
+
+// udpClient opens a UDP socket in ns on laddr ("ip:port", port 0 for any)
+// and returns a function that sends one datagram to dst from it and
+// returns the answer ("" when none comes within a second). The socket
+// (hence the flow's source port) stays the same across calls.
+func (l *lab) udpClient(ns, laddr string) func(dst *net.UDPAddr) string {
+	t := l.t
+	f, err := os.Open("/var/run/netns/" + ns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var client net.PacketConn
-	err = runInNS(f, func() error {
-		var err error
-		client, err = net.ListenPacket("udp", "10.42.1.50:0")
-		return err
-	})
+	var c net.PacketConn
+	err = runInNS(f, func() (err error) { c, err = net.ListenPacket("udp", laddr); return err })
 	f.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { client.Close() })
+	t.Cleanup(func() { c.Close() })
+	return func(dst *net.UDPAddr) string {
+		if _, err := c.WriteTo([]byte("?"), dst); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		buf := make([]byte, 64)
+		n, _, err := c.ReadFrom(buf)
+		if err != nil {
+			return ""
+		}
+		return string(buf[:n])
+	}
+}
+
+// TestLBUDPConntrackFlush: a UDP flow sticks to its backend through
+// conntrack; removing that backend must move the very same flow (same
+// source port) to another one, which needs the conntrack entry deleted.
+func TestLBUDPConntrackFlush(t *testing.T) {
+	l := newLab(t)
+	l.udpEcho(53)
+	client := l.udpClient(l.client, "10.42.1.50:0")
 	vip := &net.UDPAddr{IP: l.vip, Port: 53}
 	ask := func() string {
 		t.Helper()
-		if _, err := client.WriteTo([]byte("?"), vip); err != nil {
-			t.Fatal(err)
+		got := client(vip)
+		if got == "" {
+			t.Fatal("udp to VIP: no answer")
 		}
-		_ = client.SetReadDeadline(time.Now().Add(2 * time.Second))
-		buf := make([]byte, 64)
-		n, _, err := client.ReadFrom(buf)
-		if err != nil {
-			t.Fatalf("udp to VIP: %v", err)
-		}
-		return string(buf[:n])
+		return got
 	}
 
 	lb := l.newLB()
@@ -533,6 +548,88 @@ func TestLBUDPConntrackFlush(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		if got := ask(); got == first {
 			t.Fatalf("flow still reaches removed backend %s", first)
+		}
+	}
+}
+
+// TestLBNewUDPPortStaleFlow: a LAN client that sent to a UDP port of the
+// node before it was published reaches the backends once it is, with the
+// very same flow. Before, its conntrack entry ("no DNAT") outlived the
+// publication: only ports of services that had existed without backends
+// were flushed, so it got no answer for as long as it kept sending.
+func TestLBNewUDPPortStaleFlow(t *testing.T) {
+	l := newLab(t)
+	l.udpEcho(514)
+	dst := &net.UDPAddr{IP: net.ParseIP(l.nodeIP), Port: 5514}
+	lb := l.newLB()
+	if err := lb.Set(l.state(0)); err != nil { // web only: 5514 not published
+		t.Fatal(err)
+	}
+	old := l.udpClient(l.ext, ":0")
+	if got := old(dst); got != "" {
+		t.Fatalf("an answer (%q) before the port is published", got)
+	}
+	st := l.state(0)
+	st.Services = append(st.Services, Service{Name: "syslog", VIP: net.ParseIP("10.43.0.11"),
+		Ports:    []api.PortConfig{{Published: 5514, Target: 514, Protocol: "udp"}},
+		Backends: []Backend{{IP: net.ParseIP(l.bIPs[1]), Local: true}, {IP: net.ParseIP(l.bIPs[2]), Local: true}}})
+	if err := lb.Set(st); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.udpClient(l.ext, ":0")(dst); got == "" {
+		t.Fatal("control: a new client gets no answer from the new published port")
+	}
+	if got := old(dst); got != "b2" && got != "b3" {
+		t.Fatalf("the client that sent before the port was published: answer %q, want b2 or b3", got)
+	}
+}
+
+// TestLBRestartFlushesStaleUDP: an agent restart (a new LB: no previous
+// state) with a backend removed meanwhile moves the UDP flows off that
+// backend, and leaves the flows on live backends where they are. Before,
+// the first Set of an LB flushed nothing, and a flow kept sending to the
+// removed backend.
+func TestLBRestartFlushesStaleUDP(t *testing.T) {
+	l := newLab(t)
+	l.udpEcho(53)
+	vip := &net.UDPAddr{IP: l.vip, Port: 53}
+	lb := l.newLB()
+	if err := lb.Set(l.state(0, 1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	// Two flows on two different backends.
+	gone := l.udpClient(l.client, "10.42.1.50:0")
+	goneAt := gone(vip)
+	var stay func(*net.UDPAddr) string
+	var stayAt string
+	for range 30 {
+		stay = l.udpClient(l.client, "10.42.1.50:0")
+		if stayAt = stay(vip); stayAt != goneAt {
+			break
+		}
+	}
+	if goneAt == "" || stayAt == "" || stayAt == goneAt {
+		t.Fatalf("no two flows on two backends: %q %q", goneAt, stayAt)
+	}
+	if err := lb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var keep []int
+	for i := range l.backend {
+		if fmt.Sprintf("b%d", i+1) != goneAt {
+			keep = append(keep, i)
+		}
+	}
+	lb2 := l.newLB()
+	if err := lb2.Set(l.state(keep...)); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if got := gone(vip); got == goneAt || got == "" {
+			t.Fatalf("after the restart the flow on removed backend %s answers %q", goneAt, got)
+		}
+		if got := stay(vip); got != stayAt {
+			t.Fatalf("after the restart the flow on live backend %s moved to %q", stayAt, got)
 		}
 	}
 }
