@@ -64,6 +64,16 @@ type Config struct {
 	EncryptedVXLANPort int
 	// WireGuardName is the node's WireGuard device (see EncryptedVXLANPort).
 	WireGuardName string
+	// GossipPort (memberlist, TCP and UDP), ClusterPort (raft and RPC,
+	// TCP) and WireGuardPort (UDP) are the agent's ports. With
+	// State.Networks, containers reach none of the cluster's ports: not on
+	// their own node, and not on the other nodes (State.Peers), whatever
+	// address they use. VXLANPort and EncryptedVXLANPort are closed to
+	// containers towards every address outside the container networks,
+	// since a node takes VXLAN on all its addresses from any peer's address,
+	// and a container's egress leaves with its node's address. 0 means
+	// 7946, 2377 and 51820.
+	GossipPort, ClusterPort, WireGuardPort int
 	// MeshMasquerade restores the routing mesh of older versions: a
 	// connection DNATed to a backend on another node is masqueraded to this
 	// node's VXLAN address, so that backend sees the node instead of the
@@ -94,6 +104,9 @@ func DefaultConfig() Config {
 		// (lb does not import overlay).
 		EncryptedVXLANPort: 4800,
 		WireGuardName:      "shoal.wg",
+		GossipPort:         7946,
+		ClusterPort:        2377,
+		WireGuardPort:      51820,
 	}
 }
 
@@ -117,6 +130,14 @@ func (c Config) Validate() error {
 		return bad("encrypted VXLAN port %d out of range", c.EncryptedVXLANPort)
 	case c.EncryptedVXLANPort != 0 && !validIfName(c.WireGuardName):
 		return bad("WireGuard device name %q is not an interface name", c.WireGuardName)
+	}
+	for _, p := range []struct {
+		name string
+		port int
+	}{{"gossip", c.GossipPort}, {"cluster", c.ClusterPort}, {"WireGuard", c.WireGuardPort}} {
+		if p.port < 0 || p.port > 65535 {
+			return bad("%s port %d out of range", p.name, p.port)
+		}
 	}
 	for _, ip := range c.NodeIPs {
 		if ip.To4() == nil {

@@ -17,8 +17,10 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"syscall"
 
 	"github.com/google/nftables"
+	"github.com/shoal-org/shoal/api"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -71,9 +73,13 @@ func New(cfg Config) (*LB, error) {
 // an error wrapping ErrInvalidState that names each part left out; calling
 // Set again with the same st changes nothing. On any other error the
 // previous rule set stays in force and the next Set rebuilds everything.
-// After the rules are in, conntrack entries of UDP flows to backends that
-// are gone are deleted (TCP flows end on their own; a stale UDP entry would
-// keep sending a client's datagrams to a dead task). Set does not keep st.
+// After the rules are in, conntrack entries of UDP flows that the new rules
+// would not make are deleted: to backends that are gone, and to VIPs and
+// published ports new here but not on their backends (conntrackPlan; TCP
+// flows end on their own, a stale UDP entry would keep a client's
+// datagrams off the backends for as long as it sends). The first Set of
+// an LB (an agent restart) checks every VIP and published UDP port this
+// way. Set does not keep st.
 func (l *LB) Set(st State) error {
 	st, skipped := st.resolve()
 	l.mu.Lock()
@@ -88,10 +94,8 @@ func (l *LB) Set(st State) error {
 	prev := l.applied
 	snap := st.clone()
 	l.applied = &snap
-	if prev != nil {
-		if err := l.flushConntrack(conntrackPlan(*prev, snap)); err != nil {
-			l.log.Warn("conntrack cleanup incomplete", "err", err)
-		}
+	if err := l.flushConntrack(conntrackPlan(prev, snap)); err != nil {
+		l.log.Warn("conntrack cleanup incomplete", "err", err)
 	}
 	l.log.Debug("rules synced", "services", len(st.Services), "chains", len(rs.chains), "rules", len(rs.rules))
 	if len(skipped) > 0 {
@@ -102,9 +106,11 @@ func (l *LB) Set(st State) error {
 }
 
 // apply replays rs as one batch: add (so the delete cannot fail on a fresh
-// namespace), delete, re-add the table with everything in it.
+// namespace), delete, re-add the table with everything in it. The batch
+// goes out in one sendmsg and every message is answered (an ack, and each
+// rule echoed back), so the socket's buffers are sized from rs.
 func (l *LB) apply(rs *ruleset) error {
-	c, err := l.conn()
+	c, err := l.conn(rs.bufferSize())
 	if err != nil {
 		return err
 	}
@@ -125,8 +131,15 @@ func (l *LB) apply(rs *ruleset) error {
 	return c.Flush()
 }
 
-func (l *LB) conn() (*nftables.Conn, error) {
-	var opts []nftables.ConnOption
+// conn returns a netlink connection to nftables in the LB's namespace whose
+// receive and send buffers hold bufSize bytes each. With the kernel's
+// default buffers (net.core.rmem_default, 212992 bytes) a batch of a few
+// dozen services fills the receive buffer with acks and echoes: the kernel
+// commits the batch but Flush reports ENOBUFS. A few hundred services make
+// the batch itself larger than the send buffer, and sendmsg fails with
+// EMSGSIZE before anything is programmed.
+func (l *LB) conn(bufSize int) (*nftables.Conn, error) {
+	opts := []nftables.ConnOption{nftables.WithSockOptions(sockBuffers[nftables.SockOption](bufSize))}
 	if l.nsFile != nil {
 		opts = append(opts, nftables.WithNetNSFd(int(l.nsFile.Fd())))
 	}
@@ -135,6 +148,79 @@ func (l *LB) conn() (*nftables.Conn, error) {
 		return nil, fmt.Errorf("nftables connection: %w", err)
 	}
 	return c, nil
+}
+
+// Socket buffers of the nftables connection: at least minSockBuffer, more
+// for a batch that needs it (ruleset.bufferSize).
+const (
+	minSockBuffer = 16 << 20
+	// msgBuffer is what one message of the batch may cost: its own bytes
+	// on the way in (a few hundred), and on the way back its ack and, for a
+	// rule, the echo, which the kernel allocates as a whole netlink page
+	// (NLMSG_GOODSIZE) and accounts with its overhead.
+	msgBuffer = 8 << 10
+	// elemBuffer covers a set element's bytes in the batch.
+	elemBuffer = 64
+)
+
+// bufferSize is the receive and send buffer the batch of rs needs, with a
+// wide margin: the buffers are limits, not allocations.
+func (rs *ruleset) bufferSize() int {
+	msgs := 3 + len(rs.chains) + 2*len(rs.sets) + len(rs.rules) // table add/del/add; a set is two messages
+	elems := 0
+	for _, s := range rs.sets {
+		elems += len(s.elems)
+	}
+	return max(minSockBuffer, msgs*msgBuffer+elems*elemBuffer)
+}
+
+// bufConn is what sockBuffers needs of the netlink connection nftables
+// dials (mdlayher/netlink's *Conn).
+type bufConn interface {
+	SetReadBuffer(bytes int) error
+	SetWriteBuffer(bytes int) error
+	SyscallConn() (syscall.RawConn, error)
+}
+
+// sockBuffers returns the socket option (O is nftables.SockOption) that
+// sets both buffers of the connection to size. It is generic only so that
+// the connection's type is inferred from nftables.SockOption rather than
+// named, which would make mdlayher/netlink a direct dependency of the
+// module.
+//
+// As root (CAP_NET_ADMIN) it uses SO_RCVBUFFORCE and SO_SNDBUFFORCE, which
+// ignore net.core.rmem_max and wmem_max, as nft(8) does; otherwise it asks
+// for size with SO_RCVBUF and SO_SNDBUF, which the kernel caps at those
+// limits.
+func sockBuffers[O ~func(C) error, C bufConn](size int) O {
+	return func(c C) error {
+		raw, err := c.SyscallConn()
+		if err != nil {
+			return fmt.Errorf("netlink socket: %w", err)
+		}
+		for _, b := range []struct {
+			force int
+			set   func(int) error
+			what  string
+		}{
+			{unix.SO_RCVBUFFORCE, c.SetReadBuffer, "receive"},
+			{unix.SO_SNDBUFFORCE, c.SetWriteBuffer, "send"},
+		} {
+			var serr error
+			if err := raw.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, b.force, size)
+			}); err != nil {
+				return fmt.Errorf("netlink socket: %w", err)
+			}
+			if serr == nil {
+				continue
+			}
+			if err := b.set(size); err != nil {
+				return fmt.Errorf("netlink %s buffer of %d bytes: %w", b.what, size, errors.Join(serr, err))
+			}
+		}
+		return nil
+	}
 }
 
 // Close releases the LB but leaves its rules in place: traffic keeps
@@ -166,7 +252,7 @@ func (l *LB) Teardown() error {
 		return ErrClosed
 	}
 	var err error
-	if c, cerr := l.conn(); cerr != nil {
+	if c, cerr := l.conn(minSockBuffer); cerr != nil {
 		err = cerr
 	} else {
 		t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: l.cfg.TableName}
@@ -179,27 +265,107 @@ func (l *LB) Teardown() error {
 	return errors.Join(err, l.closeLocked())
 }
 
-// ctPlan lists the UDP flows whose conntrack entries must go.
+// ctPlan lists the UDP flows whose conntrack entries must go: those whose
+// reply comes from a backend no service uses any more, and those to a VIP
+// or a published port of this node that do not reach one of its live
+// backends (stale). A UDP flow's entry outlives the rules that made it: one
+// that reached a port before it was published here, or a VIP before it had
+// backends, records "no DNAT" and bypasses the new backends for as long as
+// the client keeps sending; one DNATed to a backend that is gone keeps
+// sending to it.
 type ctPlan struct {
 	deadBackends []net.IP
-	revivedVIPs  []net.IP
-	revivedPorts []uint16
+	stale        staleFlows
 }
 
-// conntrackPlan computes what to flush after a switch from prev to next:
-// UDP flows to backends no service uses any more, and UDP flows to VIPs and
-// published ports that had no backend before (their entries record "no
-// DNAT" and would keep bypassing the new backends).
-func conntrackPlan(prev, next State) ctPlan {
-	var p ctPlan
+// staleFlows matches the UDP conntrack entries of the VIPs and published
+// ports it names that are not on one of their live backends: the reply
+// does not come from a live backend's address and port. Entries on a live
+// backend are left alone, so no flow is moved that need not be.
+type staleFlows struct {
+	vips  map[string]liveBackends // by VIP
+	ports map[uint16]liveBackends // by published UDP port
+	// dns is the embedded DNS server's address: its port 53 is never a
+	// published port (compile).
+	dns net.IP
+	// local are the addresses published ports answer on (Config.NodeIPs,
+	// or the namespace's addresses but loopback). flushConntrack fills it
+	// in; an entry to another address on a published port's number is
+	// someone else's flow.
+	local map[string]bool
+	// backends, when set (after a restart), are every live backend: a
+	// DNATed entry (its reply does not come from the address it was sent
+	// to) whose reply comes from none of them is stale too, whatever VIP
+	// or port it was sent to (a service removed while no agent ran).
+	backends map[string]bool
+}
+
+// liveBackends are the addresses a VIP or published port DNATs to, and the
+// port: the target port of a published port, 0 for a VIP (port kept).
+type liveBackends struct {
+	ips    map[string]bool
+	target uint16
+}
+
+func (s staleFlows) empty() bool { return len(s.vips)+len(s.ports) == 0 && s.backends == nil }
+
+// MatchConntrackFlow implements netlink.CustomConntrackFilter.
+func (s staleFlows) MatchConntrackFlow(f *netlink.ConntrackFlow) bool {
+	if f.Forward.Protocol != unix.IPPROTO_UDP {
+		return false
+	}
+	if s.backends != nil && !f.Forward.DstIP.Equal(f.Reverse.SrcIP) && !s.backends[f.Reverse.SrcIP.String()] {
+		return true
+	}
+	dst := f.Forward.DstIP.String()
+	live, ok := s.vips[dst]
+	if !ok {
+		if live, ok = s.ports[f.Forward.DstPort]; !ok || !s.local[dst] ||
+			(f.Forward.DstPort == 53 && f.Forward.DstIP.Equal(s.dns)) {
+			return false
+		}
+	}
+	port := live.target
+	if port == 0 {
+		port = f.Forward.DstPort
+	}
+	return !live.ips[f.Reverse.SrcIP.String()] || f.Reverse.SrcPort != port
+}
+
+// conntrackPlan computes what to flush after a switch from prev to next
+// (prev nil: the first Set of this LB, after an agent restart; the kernel
+// may hold any rule set's entries):
+//
+//   - UDP flows to backends no service uses any more; after a restart,
+//     when the backends of before are unknown, every DNATed UDP flow
+//     whose reply comes from no live backend;
+//   - UDP flows to the VIPs and published UDP ports that DNAT here in next
+//     but did not, or DNATed for another service or to another target, in
+//     prev, and are not on one of their live backends; after a restart,
+//     the same for every VIP and published UDP port of next, which also
+//     catches the flows of backends removed while no agent ran.
+//
+// It is pure; flushConntrack applies it.
+func conntrackPlan(prev *State, next State) ctPlan {
+	p := ctPlan{stale: staleFlows{vips: map[string]liveBackends{}, ports: map[uint16]liveBackends{}, dns: next.DNS}}
+	nextVIPs, nextPorts := dnatTargets(next)
 	live := map[string]bool{}
 	for _, s := range next.Services {
 		for _, b := range s.Backends {
 			live[b.IP.String()] = true
 		}
 	}
+	if prev == nil {
+		for vip, d := range nextVIPs {
+			p.stale.vips[vip] = d.live
+		}
+		for port, d := range nextPorts {
+			p.stale.ports[port] = d.live
+		}
+		p.stale.backends = live
+		return p
+	}
 	seen := map[string]bool{}
-	prevEmpty := map[string]bool{}
 	for _, s := range prev.Services {
 		for _, b := range s.Backends {
 			if k := b.IP.String(); !live[k] && !seen[k] {
@@ -207,53 +373,80 @@ func conntrackPlan(prev, next State) ctPlan {
 				p.deadBackends = append(p.deadBackends, b.IP)
 			}
 		}
-		if len(s.Backends) == 0 {
-			prevEmpty[s.Name] = true
+	}
+	prevVIPs, prevPorts := dnatTargets(*prev)
+	for vip, d := range nextVIPs {
+		if prevVIPs[vip].owner != d.owner {
+			p.stale.vips[vip] = d.live
 		}
 	}
-	for _, s := range next.Services {
-		if !prevEmpty[s.Name] || len(s.Backends) == 0 {
-			continue
-		}
-		if s.VIP != nil {
-			p.revivedVIPs = append(p.revivedVIPs, s.VIP)
-		}
-		for _, port := range s.Ports {
-			if protoName(port.Protocol) == "udp" {
-				p.revivedPorts = append(p.revivedPorts, uint16(port.Published))
-			}
+	for port, d := range nextPorts {
+		if prevPorts[port].owner != d.owner {
+			p.stale.ports[port] = d.live
 		}
 	}
 	return p
 }
 
+// dnatTarget is where a VIP or published port DNATs on this node: owner
+// names the service, the mode and the target port, live the backends.
+type dnatTarget struct {
+	owner string
+	live  liveBackends
+}
+
+// dnatTargets lists the VIPs and published UDP ports st DNATs on this
+// node (those with backends here: for a host-mode port, local ones).
+func dnatTargets(st State) (vips map[string]dnatTarget, udpPorts map[uint16]dnatTarget) {
+	vips, udpPorts = map[string]dnatTarget{}, map[uint16]dnatTarget{}
+	set := func(bs []Backend, localOnly bool) map[string]bool {
+		m := map[string]bool{}
+		for _, b := range bs {
+			if b.Local || !localOnly {
+				m[b.IP.String()] = true
+			}
+		}
+		return m
+	}
+	for _, s := range st.Services {
+		if len(s.Backends) == 0 {
+			continue
+		}
+		if s.VIP != nil {
+			vips[s.VIP.String()] = dnatTarget{owner: s.Name, live: liveBackends{ips: set(s.Backends, false)}}
+		}
+		for _, p := range s.Ports {
+			if protoName(p.Protocol) != "udp" {
+				continue
+			}
+			ips := set(s.Backends, p.Mode == api.PublishHost)
+			if len(ips) == 0 {
+				continue // host mode without a local task: not published here
+			}
+			udpPorts[uint16(p.Published)] = dnatTarget{
+				owner: fmt.Sprintf("%s %s %d", s.Name, p.Mode, p.Target),
+				live:  liveBackends{ips: ips, target: uint16(p.Target)},
+			}
+		}
+	}
+	return vips, udpPorts
+}
+
 func (l *LB) flushConntrack(p ctPlan) error {
-	if len(p.deadBackends)+len(p.revivedVIPs)+len(p.revivedPorts) == 0 {
+	if len(p.deadBackends) == 0 && p.stale.empty() {
 		return nil
 	}
-	var filters []netlink.CustomConntrackFilter
-	add := func(build func(f *netlink.ConntrackFilter) error) error {
-		f := &netlink.ConntrackFilter{}
-		if err := f.AddProtocol(unix.IPPROTO_UDP); err != nil {
-			return err
-		}
-		if err := build(f); err != nil {
-			return err
-		}
-		filters = append(filters, f)
-		return nil
-	}
+	var local map[string]bool
 	var errs error
-	for _, ip := range p.deadBackends {
-		errs = errors.Join(errs, add(func(f *netlink.ConntrackFilter) error { return f.AddIP(netlink.ConntrackReplySrcIP, ip) }))
+	if len(p.stale.ports) > 0 {
+		var err error
+		if local, err = l.publishedAddrs(); err != nil {
+			errs = errors.Join(errs, err) // VIPs only, then
+		}
 	}
-	for _, ip := range p.revivedVIPs {
-		errs = errors.Join(errs, add(func(f *netlink.ConntrackFilter) error { return f.AddIP(netlink.ConntrackOrigDstIP, ip) }))
-	}
-	for _, port := range p.revivedPorts {
-		errs = errors.Join(errs, add(func(f *netlink.ConntrackFilter) error { return f.AddPort(netlink.ConntrackOrigDstPort, port) }))
-	}
-	h, err := l.netlinkHandle()
+	filters, err := p.filters(local)
+	errs = errors.Join(errs, err)
+	h, err := l.netlinkHandle(unix.NETLINK_NETFILTER)
 	if err != nil {
 		return errors.Join(errs, err)
 	}
@@ -262,19 +455,67 @@ func (l *LB) flushConntrack(p ctPlan) error {
 	if err != nil {
 		errs = errors.Join(errs, fmt.Errorf("delete conntrack entries: %w", err))
 	}
-	l.log.Debug("conntrack entries deleted", "count", n, "dead_backends", len(p.deadBackends))
+	l.log.Debug("conntrack entries deleted", "count", n, "dead_backends", len(p.deadBackends),
+		"vips", len(p.stale.vips), "udp_ports", len(p.stale.ports))
 	return errs
 }
 
-func (l *LB) netlinkHandle() (*netlink.Handle, error) {
+// filters are the conntrack filters of p, published ports answering on
+// the addresses local.
+func (p ctPlan) filters(local map[string]bool) ([]netlink.CustomConntrackFilter, error) {
+	var filters []netlink.CustomConntrackFilter
+	var errs error
+	for _, ip := range p.deadBackends {
+		f := &netlink.ConntrackFilter{}
+		if err := errors.Join(f.AddProtocol(unix.IPPROTO_UDP), f.AddIP(netlink.ConntrackReplySrcIP, ip)); err != nil {
+			errs = errors.Join(errs, err)
+			continue
+		}
+		filters = append(filters, f)
+	}
+	if !p.stale.empty() {
+		p.stale.local = local
+		filters = append(filters, p.stale)
+	}
+	return filters, errs
+}
+
+// publishedAddrs are the addresses published ports answer on:
+// Config.NodeIPs, or every address of the namespace but loopback.
+func (l *LB) publishedAddrs() (map[string]bool, error) {
+	out := map[string]bool{}
+	if len(l.cfg.NodeIPs) > 0 {
+		for _, ip := range l.cfg.NodeIPs {
+			out[ip.String()] = true
+		}
+		return out, nil
+	}
+	h, err := l.netlinkHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return out, err
+	}
+	defer h.Close()
+	addrs, err := h.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return out, fmt.Errorf("list addresses: %w", err)
+	}
+	for _, a := range addrs {
+		if !a.IP.IsLoopback() {
+			out[a.IP.String()] = true
+		}
+	}
+	return out, nil
+}
+
+func (l *LB) netlinkHandle(family int) (*netlink.Handle, error) {
 	if l.nsFile == nil {
-		h, err := netlink.NewHandle(unix.NETLINK_NETFILTER)
+		h, err := netlink.NewHandle(family)
 		if err != nil {
 			return nil, fmt.Errorf("netlink handle: %w", err)
 		}
 		return h, nil
 	}
-	h, err := netlink.NewHandleAt(netns.NsHandle(l.nsFile.Fd()), unix.NETLINK_NETFILTER)
+	h, err := netlink.NewHandleAt(netns.NsHandle(l.nsFile.Fd()), family)
 	if err != nil {
 		return nil, fmt.Errorf("netlink handle in %s: %w", l.cfg.NetNSPath, err)
 	}

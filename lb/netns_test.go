@@ -341,11 +341,11 @@ func TestLBChurn(t *testing.T) {
 	}
 }
 
-// TestDNSInNetns serves DNS on the bridge address inside the node and asks
-// from the client container; forwarding reaches a fake upstream on the
-// test's loopback.
-func TestDNSInNetns(t *testing.T) {
-	l := newLab(t)
+// startDNS serves DNS on the bridge address inside the node (web and
+// tasks.web; the rest forwarded to a fake upstream on the test's loopback)
+// and returns a function asking it from the client container.
+func (l *lab) startDNS() func(name string) (*dns.Msg, error) {
+	t := l.t
 	up, _ := fakeUpstream(t)
 	d := NewDNS(DNSConfig{Addr: "10.42.1.1:53", Upstreams: []string{up}})
 	d.Set(Records{"web": {l.vip}, "tasks.web": ips(l.bIPs...)})
@@ -353,12 +353,12 @@ func TestDNSInNetns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nodeNS.Close()
+	t.Cleanup(func() { nodeNS.Close() })
 	clientNS, err := os.Open("/var/run/netns/" + l.client)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer clientNS.Close()
+	t.Cleanup(func() { clientNS.Close() })
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -380,21 +380,32 @@ func TestDNSInNetns(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("DNS not ready")
 	}
-
-	ask := func(name string) *dns.Msg {
+	return func(name string) (*dns.Msg, error) {
 		var resp *dns.Msg
 		err := runInNS(clientNS, func() error {
-			c := &dns.Client{Timeout: 3 * time.Second}
+			c := &dns.Client{Timeout: 2 * time.Second}
 			m := new(dns.Msg)
 			m.SetQuestion(name, dns.TypeA)
 			var err error
 			resp, _, err = c.Exchange(m, "10.42.1.1:53")
 			return err
 		})
+		return resp, err
+	}
+}
+
+// TestDNSInNetns serves DNS on the bridge address inside the node and asks
+// from the client container; forwarding reaches a fake upstream on the
+// test's loopback.
+func TestDNSInNetns(t *testing.T) {
+	l := newLab(t)
+	query := l.startDNS()
+	ask := func(name string) *dns.Msg {
+		r, err := query(name)
 		if err != nil {
 			t.Fatalf("query %s: %v", name, err)
 		}
-		return resp
+		return r
 	}
 	if got := answerIPs(ask("web.")); !slices.Equal(got, []string{"10.43.0.10"}) {
 		t.Fatalf("web: %v", got)
@@ -410,22 +421,44 @@ func TestDNSInNetns(t *testing.T) {
 	}
 }
 
-// TestLBUDPConntrackFlush: a UDP flow sticks to its backend through
-// conntrack; removing that backend must move the very same flow (same
-// source port) to another one, which needs the conntrack entry deleted.
-func TestLBUDPConntrackFlush(t *testing.T) {
+// TestDNSWithPublished53: a service publishing port 53 (here on backends
+// that serve nothing there) leaves the containers' embedded DNS on the
+// bridge address alone, with backends and without. Before, the bridge
+// address counted as a published-port address: the query was DNATed to
+// the service, or refused while it had no backends.
+func TestDNSWithPublished53(t *testing.T) {
 	l := newLab(t)
+	query := l.startDNS()
+	lb := l.newLB()
+	for _, backs := range [][]int{{0, 1, 2}, nil} {
+		st := l.state(backs...)
+		st.Services[0].Ports = append(st.Services[0].Ports, api.PortConfig{Published: 53, Target: 53, Protocol: "udp"},
+			api.PortConfig{Published: 53, Target: 53, Protocol: "tcp"})
+		st.DNS = net.ParseIP("10.42.1.1")
+		if err := lb.Set(st); err != nil {
+			t.Fatal(err)
+		}
+		r, err := query("web.")
+		if err != nil {
+			t.Fatalf("backends %v: the embedded DNS does not answer: %v", backs, err)
+		}
+		if got := answerIPs(r); !slices.Equal(got, []string{"10.43.0.10"}) {
+			t.Fatalf("backends %v: web: %v", backs, got)
+		}
+	}
+}
+
+// udpEcho makes every backend answer UDP datagrams on port with its name
+// (b1, b2, b3) until the test ends.
+func (l *lab) udpEcho(port int) {
+	t := l.t
 	for i, ns := range l.backend {
 		f, err := os.Open("/var/run/netns/" + ns)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var pc net.PacketConn
-		err = runInNS(f, func() error {
-			var err error
-			pc, err = net.ListenPacket("udp", ":53")
-			return err
-		})
+		err = runInNS(f, func() (err error) { pc, err = net.ListenPacket("udp", fmt.Sprintf(":%d", port)); return err })
 		f.Close()
 		if err != nil {
 			t.Fatal(err)
@@ -443,34 +476,54 @@ func TestLBUDPConntrackFlush(t *testing.T) {
 			}
 		}()
 	}
-	f, err := os.Open("/var/run/netns/" + l.client)
+}
+
+// udpClient opens a UDP socket in ns on laddr ("ip:port", port 0 for any)
+// and returns a function that sends one datagram to dst from it and
+// returns the answer ("" when none comes within a second). The socket
+// (hence the flow's source port) stays the same across calls.
+func (l *lab) udpClient(ns, laddr string) func(dst *net.UDPAddr) string {
+	t := l.t
+	f, err := os.Open("/var/run/netns/" + ns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var client net.PacketConn
-	err = runInNS(f, func() error {
-		var err error
-		client, err = net.ListenPacket("udp", "10.42.1.50:0")
-		return err
-	})
+	var c net.PacketConn
+	err = runInNS(f, func() (err error) { c, err = net.ListenPacket("udp", laddr); return err })
 	f.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { client.Close() })
+	t.Cleanup(func() { c.Close() })
+	return func(dst *net.UDPAddr) string {
+		if _, err := c.WriteTo([]byte("?"), dst); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		buf := make([]byte, 64)
+		n, _, err := c.ReadFrom(buf)
+		if err != nil {
+			return ""
+		}
+		return string(buf[:n])
+	}
+}
+
+// TestLBUDPConntrackFlush: a UDP flow sticks to its backend through
+// conntrack; removing that backend must move the very same flow (same
+// source port) to another one, which needs the conntrack entry deleted.
+func TestLBUDPConntrackFlush(t *testing.T) {
+	l := newLab(t)
+	l.udpEcho(53)
+	client := l.udpClient(l.client, "10.42.1.50:0")
 	vip := &net.UDPAddr{IP: l.vip, Port: 53}
 	ask := func() string {
 		t.Helper()
-		if _, err := client.WriteTo([]byte("?"), vip); err != nil {
-			t.Fatal(err)
+		got := client(vip)
+		if got == "" {
+			t.Fatal("udp to VIP: no answer")
 		}
-		_ = client.SetReadDeadline(time.Now().Add(2 * time.Second))
-		buf := make([]byte, 64)
-		n, _, err := client.ReadFrom(buf)
-		if err != nil {
-			t.Fatalf("udp to VIP: %v", err)
-		}
-		return string(buf[:n])
+		return got
 	}
 
 	lb := l.newLB()
@@ -495,6 +548,88 @@ func TestLBUDPConntrackFlush(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		if got := ask(); got == first {
 			t.Fatalf("flow still reaches removed backend %s", first)
+		}
+	}
+}
+
+// TestLBNewUDPPortStaleFlow: a LAN client that sent to a UDP port of the
+// node before it was published reaches the backends once it is, with the
+// very same flow. Before, its conntrack entry ("no DNAT") outlived the
+// publication: only ports of services that had existed without backends
+// were flushed, so it got no answer for as long as it kept sending.
+func TestLBNewUDPPortStaleFlow(t *testing.T) {
+	l := newLab(t)
+	l.udpEcho(514)
+	dst := &net.UDPAddr{IP: net.ParseIP(l.nodeIP), Port: 5514}
+	lb := l.newLB()
+	if err := lb.Set(l.state(0)); err != nil { // web only: 5514 not published
+		t.Fatal(err)
+	}
+	old := l.udpClient(l.ext, ":0")
+	if got := old(dst); got != "" {
+		t.Fatalf("an answer (%q) before the port is published", got)
+	}
+	st := l.state(0)
+	st.Services = append(st.Services, Service{Name: "syslog", VIP: net.ParseIP("10.43.0.11"),
+		Ports:    []api.PortConfig{{Published: 5514, Target: 514, Protocol: "udp"}},
+		Backends: []Backend{{IP: net.ParseIP(l.bIPs[1]), Local: true}, {IP: net.ParseIP(l.bIPs[2]), Local: true}}})
+	if err := lb.Set(st); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.udpClient(l.ext, ":0")(dst); got == "" {
+		t.Fatal("control: a new client gets no answer from the new published port")
+	}
+	if got := old(dst); got != "b2" && got != "b3" {
+		t.Fatalf("the client that sent before the port was published: answer %q, want b2 or b3", got)
+	}
+}
+
+// TestLBRestartFlushesStaleUDP: an agent restart (a new LB: no previous
+// state) with a backend removed meanwhile moves the UDP flows off that
+// backend, and leaves the flows on live backends where they are. Before,
+// the first Set of an LB flushed nothing, and a flow kept sending to the
+// removed backend.
+func TestLBRestartFlushesStaleUDP(t *testing.T) {
+	l := newLab(t)
+	l.udpEcho(53)
+	vip := &net.UDPAddr{IP: l.vip, Port: 53}
+	lb := l.newLB()
+	if err := lb.Set(l.state(0, 1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	// Two flows on two different backends.
+	gone := l.udpClient(l.client, "10.42.1.50:0")
+	goneAt := gone(vip)
+	var stay func(*net.UDPAddr) string
+	var stayAt string
+	for range 30 {
+		stay = l.udpClient(l.client, "10.42.1.50:0")
+		if stayAt = stay(vip); stayAt != goneAt {
+			break
+		}
+	}
+	if goneAt == "" || stayAt == "" || stayAt == goneAt {
+		t.Fatalf("no two flows on two backends: %q %q", goneAt, stayAt)
+	}
+	if err := lb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var keep []int
+	for i := range l.backend {
+		if fmt.Sprintf("b%d", i+1) != goneAt {
+			keep = append(keep, i)
+		}
+	}
+	lb2 := l.newLB()
+	if err := lb2.Set(l.state(keep...)); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if got := gone(vip); got == goneAt || got == "" {
+			t.Fatalf("after the restart the flow on removed backend %s answers %q", goneAt, got)
+		}
+		if got := stay(vip); got != stayAt {
+			t.Fatalf("after the restart the flow on live backend %s moved to %q", stayAt, got)
 		}
 	}
 }
@@ -638,5 +773,85 @@ func TestLBRemoteBackendKeepsClientAddress(t *testing.T) {
 		if a := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(body, "client="), "[::ffff:"), "]"); a != extIP {
 			t.Fatalf("request %d: the remote backend saw %q, want the client %s", i, body, extIP)
 		}
+	}
+}
+
+// TestLBVIPSpoofedSource: with networks, a LAN host sending from an
+// address of the default network (one it made up) reaches none of the
+// network's VIPs; the network's containers still do. Before, the VIP rule
+// checked the source address only, and the datagram reached a backend.
+func TestLBVIPSpoofedSource(t *testing.T) {
+	l := newLab(t)
+	const spoofed = "10.42.9.9"
+	run(t, "ip", "netns", "exec", l.node, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.ul0.rp_filter=0")
+	run(t, "ip", "-n", l.ext, "addr", "add", spoofed+"/32", "dev", "eth0")
+	run(t, "ip", "-n", l.ext, "route", "add", "10.43.0.0/16", "via", l.nodeIP)
+	got := make(chan string, 16)
+	for _, ns := range l.backend {
+		f, err := os.Open("/var/run/netns/" + ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pc net.PacketConn
+		err = runInNS(f, func() (err error) { pc, err = net.ListenPacket("udp", ":53"); return err })
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pc.Close() })
+		go func() {
+			buf := make([]byte, 64)
+			for {
+				n, _, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				got <- string(buf[:n])
+			}
+		}()
+	}
+	lb := l.newLB()
+	st := l.state(0, 1, 2)
+	st.Networks = []Network{{Name: "default", Subnet: cidr("10.42.0.0/16"), VIPs: cidr("10.43.0.0/16"), Bridge: "shoal0", VXLAN: "shoal.vx"}}
+	st.Peers = []net.IP{}
+	if err := lb.Set(st); err != nil {
+		t.Fatal(err)
+	}
+	send := func(ns, from, msg string) {
+		t.Helper()
+		f, err := os.Open("/var/run/netns/" + ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		var c net.PacketConn
+		if err := runInNS(f, func() (err error) { c, err = net.ListenPacket("udp", from+":0"); return err }); err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.WriteTo([]byte(msg), &net.UDPAddr{IP: l.vip, Port: 53}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	arrived := func(msg string) bool {
+		deadline := time.After(time.Second)
+		for {
+			select {
+			case m := <-got:
+				if m == msg {
+					return true
+				}
+			case <-deadline:
+				return false
+			}
+		}
+	}
+	send(l.client, "10.42.1.50", "container")
+	if !arrived("container") {
+		t.Fatal("a container's datagram to its network's VIP reached no backend")
+	}
+	send(l.ext, spoofed, "spoofed")
+	if arrived("spoofed") {
+		t.Fatal("a LAN host sending from a made-up address of the network reached a backend through the VIP")
 	}
 }

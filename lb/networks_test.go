@@ -168,3 +168,106 @@ func TestNetworksResolve(t *testing.T) {
 		t.Fatalf("clone %+v", c)
 	}
 }
+
+// TestNetworksVIPInterface: a VIP is balanced for its network's source
+// addresses only when they arrive through the network's own devices (its
+// bridge, or its VXLAN or WireGuard device from other nodes). A LAN host,
+// or a container of another network, sending from an address it made up
+// inside the network reached the VIP before, an --internal network's too.
+func TestNetworksVIPInterface(t *testing.T) {
+	accept := []string{"accept"}
+	udp := func(hook *nftables.ChainHook, iif, oif, saddr, daddr string) packet {
+		return packet{hook: hook, iif: iif, oif: oif, saddr: saddr, daddr: daddr, proto: protoUDP, dport: 53}
+	}
+	tcp := func(iif, saddr, daddr string) packet {
+		return packet{hook: pre, iif: iif, saddr: saddr, daddr: daddr, proto: protoTCP, dport: 80}
+	}
+	cases := []struct {
+		name string
+		p    packet
+		want []string
+	}{
+		// Spoofed sources: not DNATed, and then dropped in forward.
+		{"LAN spoofing a back source to the internal back VIP", udp(pre, "eth0", "", "10.51.0.200", "10.51.128.1"), accept},
+		{"LAN's spoofed packet to the back VIP dropped in forward", udp(fwd, "eth0", "shb1094", "10.51.0.200", "10.51.128.1"), []string{"drop"}},
+		{"default container spoofing a back source to the back VIP", udp(pre, "shoal0", "", "10.51.0.200", "10.51.128.1"), accept},
+		{"front VXLAN carrying a back source to the back VIP", udp(pre, "shv1093", "", "10.51.1.77", "10.51.128.1"), accept},
+		{"LAN spoofing a default source to the default VIP", tcp("eth0", "10.42.1.3", "10.43.0.10"), accept},
+		{"LAN's spoofed packet to the default VIP dropped in forward", udp(fwd, "eth0", "shoal0", "10.42.1.3", "10.43.0.10"), []string{"drop"}},
+		{"front container spoofing a default source to the default VIP", tcp("shb1093", "10.42.1.3", "10.43.0.10"), accept},
+		{"LAN spoofing a front source to a VIP without backends: no reset", tcp("eth0", "10.50.0.131", "10.50.128.9"), accept},
+		{"LAN spoofing a routed network's source to its VIP", tcp("eth0", "10.62.0.131", "10.62.128.1"), accept},
+		// The network's own devices.
+		{"back container to the back VIP", udp(pre, "shb1094", "", "10.51.0.131", "10.51.128.1"), dnats(0, "10.51.0.130")},
+		{"remote back container through back's VXLAN", udp(pre, "shv1094", "", "10.51.1.9", "10.51.128.1"), dnats(0, "10.51.0.130")},
+		{"default container to the default VIP", tcp("shoal0", "10.42.1.3", "10.43.0.10"), dnats(0, "10.42.1.2", "10.42.2.2")},
+		{"remote default container through shoal.vx", tcp("shoal.vx", "10.42.2.9", "10.43.0.10"), dnats(0, "10.42.1.2", "10.42.2.2")},
+		{"front container to a VIP without backends", tcp("shb1093", "10.50.0.131", "10.50.128.9"), []string{"reset"}},
+		{"routed network's container to its VIP", tcp("shb2000", "10.62.0.131", "10.62.128.1"), dnats(0, "10.62.0.130", "10.62.1.5")},
+		{"routed network's remote container through WireGuard", tcp("shoal.wg", "10.62.1.9", "10.62.128.1"), dnats(0, "10.62.0.130", "10.62.1.5")},
+		{"the node itself, any source", packet{hook: out, saddr: "10.213.1.11", daddr: "10.51.128.1", proto: protoUDP, dport: 53}, dnats(0, "10.51.0.130")},
+		// Published ports stay open to everyone.
+		{"LAN to a published port", packet{hook: pre, iif: "eth0", saddr: "10.213.1.99", daddr: "10.213.1.11", proto: protoTCP, dport: 8080, local: true}, dnats(80, "10.42.1.2", "10.42.2.2")},
+	}
+	resolved, errs := clientIPState().resolve()
+	if len(errs) > 0 {
+		t.Fatalf("resolve: %v", errs)
+	}
+	tr := tracer{t: t, rs: compile(DefaultConfig(), resolved)}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tr.t = t
+			if got := tr.trace(tc.p); !slices.Equal(got, tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestEmbeddedDNSNotPublished: a service publishing port 53 takes it on
+// the node's addresses, not on the embedded DNS server's: containers keep
+// their resolver. Before, `fib daddr type local` counted the bridge
+// address among the published-port addresses, so every container's query
+// was DNATed to the service (or refused while it had no backends).
+func TestEmbeddedDNSNotPublished(t *testing.T) {
+	const (
+		bridgeIP = "10.42.1.1"
+		node     = "10.213.1.11"
+	)
+	pk := func(hook *nftables.ChainHook, iif, saddr, daddr string, proto byte) packet {
+		return packet{hook: hook, iif: iif, saddr: saddr, daddr: daddr, proto: proto, dport: 53, local: true}
+	}
+	resolver := dnats(53, "10.42.2.53", "10.42.1.53")
+	for _, backs := range [][]Backend{backends("10.42.2.53", "10.42.1.53"), nil} {
+		st := netState()
+		st.Services = append(st.Services, Service{Name: "pihole", VIP: net.ParseIP("10.43.0.53"), Backends: backs,
+			Ports: []api.PortConfig{{Published: 53, Target: 53, Protocol: "udp"}, {Published: 53, Target: 53, Protocol: "tcp"}}})
+		resolved, errs := st.resolve()
+		if len(errs) > 0 {
+			t.Fatalf("resolve: %v", errs)
+		}
+		tr := tracer{t: t, rs: compile(DefaultConfig(), resolved)}
+		published, publishedTCP := resolver, resolver
+		if backs == nil {
+			published, publishedTCP = []string{"unreachable"}, []string{"reset"}
+		}
+		for _, tc := range []struct {
+			name string
+			p    packet
+			want []string
+		}{
+			{"default container to the embedded DNS", pk(pre, "shoal0", "10.42.1.3", bridgeIP, protoUDP), []string{"accept"}},
+			{"default container to the embedded DNS over TCP", pk(pre, "shoal0", "10.42.1.3", bridgeIP, protoTCP), []string{"accept"}},
+			{"front container to the embedded DNS", pk(pre, "shb1093", "10.50.0.131", bridgeIP, protoUDP), []string{"accept"}},
+			{"the node to the embedded DNS", pk(out, "", bridgeIP, bridgeIP, protoUDP), []string{"accept"}},
+			{"the LAN to the published port", pk(pre, "eth0", "10.213.1.99", node, protoUDP), published},
+			{"the LAN to the published port over TCP", pk(pre, "eth0", "10.213.1.99", node, protoTCP), publishedTCP},
+			{"a container to the published port on the node's address", pk(pre, "shoal0", "10.42.1.3", node, protoUDP), published},
+		} {
+			tr.t = t
+			if got := tr.trace(tc.p); !slices.Equal(got, tc.want) {
+				t.Errorf("backends %v: %s: got %v, want %v", backs != nil, tc.name, got, tc.want)
+			}
+		}
+	}
+}

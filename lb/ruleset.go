@@ -42,6 +42,7 @@ const (
 	chainMeshMark             = "mesh-mark"       // filter, hook prerouting, mangle: routing-mesh replies back to the ingress node
 	ctStateNewBit             = 0x8               // NF_CT_STATE_BIT(NEW)
 	setVXLANPeers             = "vxlan-peers"     // State.Peers
+	setBridges                = "bridges"         // every network's bridge (with networks)
 	setNodeIPs                = "node-ips"        // Config.NodeIPs, when given
 	rtnLocal                  = 2                 // RTN_LOCAL, the fib address type of local addresses
 	ipsDstNAT                 = 0x20              // IPS_DST_NAT conntrack status bit
@@ -140,6 +141,18 @@ func compile(cfg Config, st State) *ruleset {
 		noBackendsOut = rs.addChain(&nftables.Chain{Name: chainNoBackendsOut})
 	}
 
+	// The embedded DNS server's address is never a published port's: a
+	// service publishing 53 would otherwise take (or, without backends,
+	// refuse) every container's queries, `fib daddr type local` counting
+	// the bridge address among the node's.
+	if dns := st.DNS.To4(); dns != nil {
+		for _, c := range []*nftables.Chain{pre, out, rejPre, rejOut} {
+			for _, proto := range []byte{protoUDP, protoTCP} {
+				rs.addRule(c, concat(matchAddr(16, dns), matchL4(proto), matchDport(53),
+					[]expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}})...)
+			}
+		}
+	}
 	rs.addRule(pre, jump(chainServices))
 	rs.addRule(out, jump(servicesOut.Name))
 	rs.addRule(rejPre, jump(chainNoBackends))
@@ -206,8 +219,22 @@ func compile(cfg Config, st State) *ruleset {
 		)
 	}
 	// vipSource restricts a VIP rule of prerouting to its network's
-	// containers (and the VXLAN of other nodes, whose sources are in the
-	// network too).
+	// containers: a source address of the network arriving through the
+	// network's bridge (this node's containers) or its VXLAN device (other
+	// nodes' containers; for a routed network the WireGuard device, which
+	// only lets a peer send from its own shares). The address alone is not
+	// enough: a LAN host, or a container of another network, can send from
+	// any address it likes. The node's own traffic takes the output hook.
+	netIfs := map[string]*nftables.Set{}
+	if filtered {
+		for i, n := range nets {
+			elems := []nftables.SetElement{{Key: ifnameBytes(n.Bridge)}}
+			if n.VXLAN != n.Bridge {
+				elems = append(elems, nftables.SetElement{Key: ifnameBytes(n.VXLAN)})
+			}
+			netIfs[n.Name] = rs.addSet(&nftables.Set{Name: fmt.Sprintf("net%d-ifs", i), KeyType: nftables.TypeIFName}, elems)
+		}
+	}
 	vipSource := func(s Service) []expr.Any {
 		if !filtered {
 			return nil
@@ -219,7 +246,11 @@ func compile(cfg Config, st State) *ruleset {
 		if !ok {
 			return nil // resolve left such a VIP out
 		}
-		return inNet(12, n.Subnet)
+		ifs := netIfs[n.Name]
+		return concat([]expr.Any{
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: regAddr},
+			&expr.Lookup{SourceRegister: regAddr, SetName: ifs.Name, SetID: ifs.ID},
+		}, inNet(12, n.Subnet))
 	}
 	both := func(a, b *nftables.Chain, exprs ...expr.Any) {
 		rs.addRule(a, exprs...)
@@ -319,11 +350,88 @@ func compile(cfg Config, st State) *ruleset {
 	if !cfg.MeshMasquerade {
 		compileMeshReturn(rs, nets)
 	}
+	if st.Peers != nil {
+		elems := []nftables.SetElement{}
+		seen := map[string]bool{}
+		for _, ip := range st.Peers {
+			if ip4 := ip.To4(); ip4 != nil && !seen[ip4.String()] {
+				seen[ip4.String()] = true
+				elems = append(elems, nftables.SetElement{Key: ip4})
+			}
+		}
+		rs.addSet(&nftables.Set{Name: setVXLANPeers, KeyType: nftables.TypeIPAddr}, elems)
+	}
 	if filtered {
-		compileForwardFilter(rs, nets)
+		var elems []nftables.SetElement
+		seen := map[string]bool{}
+		for _, n := range nets {
+			if !seen[n.Bridge] {
+				seen[n.Bridge] = true
+				elems = append(elems, nftables.SetElement{Key: ifnameBytes(n.Bridge)})
+			}
+		}
+		rs.addSet(&nftables.Set{Name: setBridges, KeyType: nftables.TypeIFName}, elems)
+		compileForwardFilter(cfg, rs, nets)
 	}
 	compileInputFilter(cfg, rs, st, nets)
 	return rs
+}
+
+// clusterPort is a port of the cluster's own traffic (Config): VXLAN,
+// gossip, raft and RPC, WireGuard.
+type clusterPort struct {
+	proto byte
+	port  int
+	// anywhere: closed to containers towards every address outside the
+	// container networks, not only towards the peers (VXLAN, which a node
+	// takes on all its addresses, trusting the source address alone).
+	anywhere bool
+}
+
+// clusterPorts lists cfg's cluster ports, defaults filled in, each once.
+func clusterPorts(cfg Config) []clusterPort {
+	or := func(p, def int) int {
+		if p == 0 {
+			return def
+		}
+		return p
+	}
+	gossip := or(cfg.GossipPort, 7946)
+	all := []clusterPort{
+		{protoUDP, or(cfg.VXLANPort, 4789), true},
+		{protoUDP, cfg.EncryptedVXLANPort, true},
+		{protoUDP, gossip, false},
+		{protoTCP, gossip, false},
+		{protoTCP, or(cfg.ClusterPort, 2377), false},
+		{protoUDP, or(cfg.WireGuardPort, 51820), false},
+	}
+	var out []clusterPort
+	for _, p := range all {
+		if p.port == 0 {
+			continue // no encrypted VXLAN port
+		}
+		dup := false
+		for i, q := range out {
+			if q.proto == p.proto && q.port == p.port {
+				out[i].anywhere = q.anywhere || p.anywhere
+				dup = true
+			}
+		}
+		if !dup {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// fromBridge matches a packet that entered through a container network's
+// bridge (the set of every network's bridge).
+func fromBridge(rs *ruleset) []expr.Any {
+	s := rs.set(setBridges).set
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: regAddr},
+		&expr.Lookup{SourceRegister: regAddr, SetName: s.Name, SetID: s.ID},
+	}
 }
 
 // compileMeshReturn marks the connections another node's routing mesh
@@ -397,9 +505,15 @@ func outsideNets(nets []Network) []expr.Any {
 //     another network's containers and VIPs, and the LAN (a host with a
 //     route to 10.42.0.0/16 via this node reaches nothing but published
 //     ports);
+//   - containers reach none of the cluster's own ports (clusterPorts):
+//     VXLAN towards no address at all, the agents' ports and WireGuard not
+//     on the peers. Their egress leaves masqueraded to this node's address,
+//     which the peers trust as a node: a container's VXLAN would be taken
+//     as this node's and decapsulated into any network there;
 //   - containers of internal networks go nowhere else; the others reach
-//     the world (masqueraded in postrouting).
-func compileForwardFilter(rs *ruleset, nets []Network) {
+//     the world (masqueraded in postrouting), other nodes' published ports
+//     included.
+func compileForwardFilter(cfg Config, rs *ruleset, nets []Network) {
 	policy := nftables.ChainPolicyAccept
 	fwd := rs.addChain(&nftables.Chain{Name: chainFilterForward, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &policy})
@@ -422,6 +536,19 @@ func compileForwardFilter(rs *ruleset, nets []Network) {
 			}
 		}
 	}
+	var peers []expr.Any
+	if s := rs.set(setVXLANPeers); s != nil {
+		peers = []expr.Any{loadAddr(16), &expr.Lookup{SourceRegister: regAddr, SetName: s.set.Name, SetID: s.set.ID}}
+	}
+	for _, p := range clusterPorts(cfg) {
+		r := concat(fromBridge(rs), matchL4(p.proto), matchDport(p.port))
+		if !p.anywhere {
+			// Without State.Peers the other nodes are unknown: closed
+			// towards every address.
+			r = concat(r, peers)
+		}
+		rs.addRule(fwd, concat(r, []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}})...)
+	}
 	for _, n := range nets {
 		if n.Internal {
 			rs.addRule(fwd, concat(ifname(expr.MetaKeyIIFNAME, n.Bridge),
@@ -430,13 +557,16 @@ func compileForwardFilter(rs *ruleset, nets []Network) {
 	}
 }
 
-// compileInputFilter guards what the node itself serves: VXLAN only from
+// compileInputFilter guards what the node itself serves: the cluster's
+// ports not to containers (with networks: "a container cannot touch its
+// agent", whichever of the node's addresses it calls), VXLAN only from
 // peers (st.Peers), the embedded DNS server only for containers (their
 // bridges) and the node (loopback), never the LAN, so it is no open
-// resolver. Everything else (the agent's cluster ports among it) is left
-// alone.
+// resolver. Everything else (the agent's ports for the LAN and the other
+// nodes among it) is left alone.
 func compileInputFilter(cfg Config, rs *ruleset, st State, nets []Network) {
-	if st.Peers == nil && st.DNS == nil {
+	filtered := len(st.Networks) > 0
+	if st.Peers == nil && st.DNS == nil && !filtered {
 		return
 	}
 	policy := nftables.ChainPolicyAccept
@@ -444,20 +574,17 @@ func compileInputFilter(cfg Config, rs *ruleset, st State, nets []Network) {
 		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &policy})
 	dropV := []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}}
 	acceptV := []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}
+	if filtered {
+		for _, p := range clusterPorts(cfg) {
+			rs.addRule(in, concat(fromBridge(rs), matchL4(p.proto), matchDport(p.port), dropV)...)
+		}
+	}
 	if st.Peers != nil {
 		port := cfg.VXLANPort
 		if port == 0 {
 			port = 4789
 		}
-		elems := []nftables.SetElement{}
-		seen := map[string]bool{}
-		for _, ip := range st.Peers {
-			if ip4 := ip.To4(); ip4 != nil && !seen[ip4.String()] {
-				seen[ip4.String()] = true
-				elems = append(elems, nftables.SetElement{Key: ip4})
-			}
-		}
-		s := rs.addSet(&nftables.Set{Name: setVXLANPeers, KeyType: nftables.TypeIPAddr}, elems)
+		s := rs.set(setVXLANPeers).set
 		rs.addRule(in, concat(matchL4(protoUDP), matchDport(port), []expr.Any{
 			loadAddr(12),
 			&expr.Lookup{SourceRegister: regAddr, SetName: s.Name, SetID: s.ID, Invert: true},
@@ -557,12 +684,18 @@ func matchDport(port int) []expr.Any {
 }
 
 func ifname(key expr.MetaKey, name string) []expr.Any {
-	data := make([]byte, ifNameLen)
-	copy(data, name)
 	return []expr.Any{
 		&expr.Meta{Key: key, Register: regAddr},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: data},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: ifnameBytes(name)},
 	}
+}
+
+// ifnameBytes is name as meta iifname/oifname loads it: NUL-padded to
+// IFNAMSIZ.
+func ifnameBytes(name string) []byte {
+	data := make([]byte, ifNameLen)
+	copy(data, name)
+	return data
 }
 
 func ifnameNot(key expr.MetaKey, name string) []expr.Any {

@@ -302,48 +302,12 @@ func TestConfigValidate(t *testing.T) {
 		"no vxlan":     func(c *Config) { c.VXLANName = "" },
 		"no cluster":   func(c *Config) { c.ClusterCIDR = nil },
 		"v6 node addr": func(c *Config) { c.NodeIPs = ips("fd00::1") },
+		"gossip port":  func(c *Config) { c.GossipPort = 70000 },
 	} {
 		c := DefaultConfig()
 		mod(&c)
 		if err := c.Validate(); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%s: got %v", name, err)
 		}
-	}
-}
-
-func TestConntrackPlan(t *testing.T) {
-	mk := func(udpPort int, addrs ...string) State {
-		s := Service{Name: "dns", VIP: net.ParseIP("10.43.0.11"), Backends: backends(addrs...)}
-		if udpPort != 0 {
-			s.Ports = []api.PortConfig{{Published: udpPort, Target: 53, Protocol: "udp"}}
-		}
-		return State{Services: []Service{s}}
-	}
-	str := func(ips []net.IP) []string {
-		var out []string
-		for _, ip := range ips {
-			out = append(out, ip.String())
-		}
-		return out
-	}
-	cases := []struct {
-		name       string
-		prev, next State
-		dead, vips []string
-		ports      []uint16
-	}{
-		{"unchanged", mk(0, "10.42.1.2"), mk(0, "10.42.1.2"), nil, nil, nil},
-		{"one removed", mk(0, "10.42.1.2", "10.42.2.2"), mk(0, "10.42.1.2"), []string{"10.42.2.2"}, nil, nil},
-		{"all removed", mk(0, "10.42.1.2", "10.42.2.2"), mk(0), []string{"10.42.1.2", "10.42.2.2"}, nil, nil},
-		{"revived", mk(5353), mk(5353, "10.42.1.2"), nil, []string{"10.43.0.11"}, []uint16{5353}},
-		{"service gone", mk(0, "10.42.1.2"), State{}, []string{"10.42.1.2"}, nil, nil},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			p := conntrackPlan(tc.prev, tc.next)
-			if !slices.Equal(str(p.deadBackends), tc.dead) || !slices.Equal(str(p.revivedVIPs), tc.vips) || !slices.Equal(p.revivedPorts, tc.ports) {
-				t.Fatalf("got %+v", p)
-			}
-		})
 	}
 }
