@@ -38,6 +38,16 @@ type serviceTraffic struct {
 func (l *Loop) startTraffic(ctx context.Context, bridgeIP net.IP) *serviceTraffic {
 	cfg := lb.DefaultConfig()
 	cfg.Logger = l.log.With("sub", "lb")
+	// The node's own ports, closed to its containers (lb: a container
+	// cannot touch its agent); fixed at the node's admission.
+	if n, err := l.cfg.Store.Node(l.cfg.NodeID); err == nil {
+		if n.ClusterPort > 0 {
+			cfg.ClusterPort = n.ClusterPort
+		}
+		if n.GossipPort > 0 {
+			cfg.GossipPort = n.GossipPort
+		}
+	}
 	if c := l.cfg.Store.Cluster(); c != nil && c.ClusterCIDR != "" {
 		if _, cidr, err := net.ParseCIDR(c.ClusterCIDR); err == nil {
 			cfg.ClusterCIDR = cidr
