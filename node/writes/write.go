@@ -395,6 +395,9 @@ func (w *Writer) ApplyAdmin(ctx context.Context, peerID string, req wire.AdminWr
 	case command.UpdateNode:
 		subject = x.ID
 	case command.CreateNetwork:
+		if err := authz.CheckNetworkOnLeader(x.Network); err != nil {
+			return nil, err
+		}
 		subject = x.Network.Name
 	case command.DeleteNetwork:
 		subject = x.ID
