@@ -79,8 +79,29 @@ func testMethods(method string) Handler {
 		})
 	case "big":
 		return NoBody(func(context.Context, string) (any, error) { return strings.Repeat("x", 32<<20), nil })
+	case "panic":
+		return NoBody(func(context.Context, string) (any, error) {
+			var m map[string]int
+			m["boom"]++ // a handler bug a peer's request reaches
+			return nil, nil
+		})
 	}
 	return nil
+}
+
+// TestHandlerPanicRefusesTheCall: a handler that panics on a peer's
+// request refuses that call; the process (the agent) and the port go on.
+func TestHandlerPanicRefusesTheCall(t *testing.T) {
+	s := startServer(t, nil)
+	err := (Dialer{}).Call(rpcCtx(t), s.addr, s.pki.client("node-b"), "panic", nil, nil, nil)
+	var we *wire.Error
+	if !errors.As(err, &we) || !strings.Contains(we.Msg, "internal error in panic") {
+		t.Fatalf("call of a panicking handler: %v", err)
+	}
+	var out map[string]string
+	if err := (Dialer{}).Call(rpcCtx(t), s.addr, s.pki.client("node-b"), "echo", echoRequest{Text: "still"}, &out, nil); err != nil || out["text"] != "still" {
+		t.Fatalf("the port after a panic: %v %v", out, err)
+	}
 }
 
 func startServer(t *testing.T, fence Fence) *server {

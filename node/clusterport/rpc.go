@@ -15,8 +15,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"runtime/debug"
 	"time"
 
+	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -164,7 +167,23 @@ func Serve(ctx context.Context, conn *tls.Conn, methods Methods) {
 		_ = call.Reply(nil, fmt.Errorf("unknown rpc method %q", call.Req.Method))
 		return
 	}
+	defer recoverHandler(call)
 	h(ctx, call)
+}
+
+// recoverHandler turns a handler's panic into a refusal of that one call,
+// logged with its stack: what a peer sends must not be able to end the
+// agent (and with it raft and every container's supervision on the node)
+// through a bug in one handler, as net/http does for a request. The
+// connection is closed after it, like any call.
+func recoverHandler(call *Call) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	slog.Error("cluster port: a handler panicked; the call is refused", "method", call.Req.Method,
+		"node_id", api.ShortID(call.PeerID), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+	_ = call.Reply(nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("internal error in %s", call.Req.Method)})
 }
 
 // Unary is the handler of a method whose body decodes into a Req and whose
