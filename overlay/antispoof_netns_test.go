@@ -653,3 +653,24 @@ func TestGuardRestartAndDetach(t *testing.T) {
 		t.Fatalf("the guard table survived Teardown: %+v", d)
 	}
 }
+
+// TestAttachRestoresContainerMAC: the guard lets a port carry its
+// container's derived MAC only, so Attach, which repairs an attached
+// container, sets eth0's MAC back when it drifted (a container with
+// CAP_NET_ADMIN, an older agent). Before, the container stayed cut off.
+func TestAttachRestoresContainerMAC(t *testing.T) {
+	requireNetAdmin(t)
+	a := newHosts(t, 1)[0]
+	a.start(t, t)
+	paths, ips, names := attachAll(t, a, "c1", "c2")
+	sh(t, "ip", "-n", names["c1"], "link", "set", "eth0", "address", "02:00:00:00:00:01")
+	noPing(t, names["c1"], ips["c2"])
+	if _, err := a.ov.Attach(t.Context(), "c1", paths["c1"]); err != nil {
+		t.Fatal(err)
+	}
+	want := containerMAC(netip.MustParseAddr(ips["c1"])).String()
+	if got := sh(t, "ip", "-n", names["c1"], "link", "show", "eth0"); !strings.Contains(got, "link/ether "+want) {
+		t.Fatalf("eth0 after Attach:\n%s\nwant MAC %s", got, want)
+	}
+	ping(t, names["c1"], ips["c2"])
+}

@@ -225,6 +225,12 @@ func (o *Overlay) plugLocked(id, netnsPath string, ip netip.Addr, br netlink.Lin
 			return fmt.Errorf("set MTU of %s in %s: %w", ifName, netnsPath, err)
 		}
 	}
+	// The guard lets the port carry this MAC only.
+	if mac := containerMAC(ip); eth0.Attrs().HardwareAddr.String() != mac.String() {
+		if err := ch.LinkSetHardwareAddr(eth0, mac); err != nil {
+			return fmt.Errorf("set MAC %s of %s in %s: %w", mac, ifName, netnsPath, err)
+		}
+	}
 	if err := linkutil.EnsureAddr(ch, eth0, netip.PrefixFrom(ip, o.cfg.Subnet.Bits())); err != nil {
 		return fmt.Errorf("in %s: %w", netnsPath, err)
 	}
