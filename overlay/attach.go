@@ -70,8 +70,10 @@ func containerMAC(ip netip.Addr) net.HardwareAddr {
 // netnsPath into the bridge and returns its IP: a veth pair whose host side
 // (VethName) joins the bridge with the overlay MTU and the hairpin flag on
 // (same-host and hairpin service traffic needs it), and whose other side
-// becomes eth0 in the container with the allocated address, the overlay MTU
-// and a default route via the bridge; lo is brought up too.
+// becomes eth0 in the container with the allocated address, its derived MAC
+// (containerMAC), the overlay MTU and a default route via the bridge; lo is
+// brought up too. The bridge takes from that port only IPv4 and ARP sent
+// from that MAC and address (antispoof.go).
 //
 // Attach is idempotent: for an attached container it repairs what drifted
 // and returns the same IP, which also survives agent restarts (the
@@ -118,7 +120,8 @@ func (o *Overlay) AttachWith(ctx context.Context, containerID, netnsPath string,
 	}
 	if err := o.plugLocked(containerID, netnsPath, ip, br, opts); err != nil {
 		if fresh {
-			err = errors.Join(err, o.deleteVethLocked(containerID), o.ipam.Release(containerID))
+			err = errors.Join(err, o.deleteVethLocked(containerID),
+				o.guardRemove(vethName(o.cfg.VethPrefix, containerID), ip), o.ipam.Release(containerID))
 		}
 		return "", fmt.Errorf("attach container %s: %w", containerID, err)
 	}
@@ -158,6 +161,12 @@ func (o *Overlay) plugLocked(id, netnsPath string, ip netip.Addr, br netlink.Lin
 		host = nil
 	default:
 		return fmt.Errorf("find veth %s: %w", name, err)
+	}
+
+	// The port carries only this container's frames from its first one
+	// (antispoof.go): its entries go in before the veth exists.
+	if err := o.guardAdd(name, ip); err != nil {
+		return err
 	}
 
 	if host == nil {
@@ -216,6 +225,12 @@ func (o *Overlay) plugLocked(id, netnsPath string, ip netip.Addr, br netlink.Lin
 			return fmt.Errorf("set MTU of %s in %s: %w", ifName, netnsPath, err)
 		}
 	}
+	// The guard lets the port carry this MAC only.
+	if mac := containerMAC(ip); eth0.Attrs().HardwareAddr.String() != mac.String() {
+		if err := ch.LinkSetHardwareAddr(eth0, mac); err != nil {
+			return fmt.Errorf("set MAC %s of %s in %s: %w", mac, ifName, netnsPath, err)
+		}
+	}
 	if err := linkutil.EnsureAddr(ch, eth0, netip.PrefixFrom(ip, o.cfg.Subnet.Bits())); err != nil {
 		return fmt.Errorf("in %s: %w", netnsPath, err)
 	}
@@ -251,8 +266,9 @@ func (o *Overlay) plugLocked(id, netnsPath string, ip netip.Addr, br netlink.Lin
 }
 
 // Detach unplugs a container: it deletes the host side of its veth (the
-// kernel deletes the other side) and releases its address. It is idempotent
-// and succeeds for an unknown container; netnsPath is not needed (the
+// kernel deletes the other side), takes its MAC and address off the
+// anti-spoofing table and releases its address. It is idempotent and
+// succeeds for an unknown container; netnsPath is not needed (the
 // namespace may already be gone) and may be empty.
 func (o *Overlay) Detach(ctx context.Context, containerID, netnsPath string) error {
 	if containerID == "" {
@@ -268,6 +284,13 @@ func (o *Overlay) Detach(ctx context.Context, containerID, netnsPath string) err
 	}
 	if err := o.deleteVethLocked(containerID); err != nil {
 		return fmt.Errorf("detach container %s: %w", containerID, err)
+	}
+	// Before the address goes: a failed removal is retried by the next
+	// Detach, which needs the address to name the entries.
+	if ip, ok := o.ipam.Lookup(containerID); ok {
+		if err := o.guardRemove(vethName(o.cfg.VethPrefix, containerID), ip); err != nil {
+			return fmt.Errorf("detach container %s: %w", containerID, err)
+		}
 	}
 	if err := o.ipam.Release(containerID); err != nil {
 		return fmt.Errorf("detach container %s: %w", containerID, err)

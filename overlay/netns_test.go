@@ -115,6 +115,7 @@ func newNetns(t *testing.T, role string) (name, path string) {
 // testHost is one simulated node.
 type testHost struct {
 	ns, nsPath string
+	sw         string // the switch namespace of the underlay
 	cfg        Config
 	ov         *Overlay
 }
@@ -144,7 +145,7 @@ func newHosts(t *testing.T, n int) []*testHost {
 		cfg.NetNS = path
 		cfg.ResyncInterval = 0
 		cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-		hosts = append(hosts, &testHost{ns: ns, nsPath: path, cfg: cfg})
+		hosts = append(hosts, &testHost{ns: ns, nsPath: path, sw: sw, cfg: cfg})
 	}
 	return hosts
 }

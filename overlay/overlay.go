@@ -51,6 +51,9 @@ type Overlay struct {
 	// synced: the kernel holds peers as of the last full apply or diff
 	// without error, so the next SetPeers may program only the difference.
 	synced bool
+	// guardMu orders the transactions on the guard table (antispoof.go):
+	// Attach and Detach update it under o.mu held shared.
+	guardMu sync.Mutex
 }
 
 // New validates cfg, loads the address allocations from cfg.StateDir and
@@ -131,7 +134,8 @@ func (o *Overlay) MTU() int {
 
 // Setup creates or adopts the bridge and the VXLAN device, fixing any drift
 // (wrong type, VNI, port, underlay, MTU, MAC or addresses), brings them up,
-// sets the sysctls the data plane needs and re-applies the peers. It is
+// sets the sysctls the data plane needs, re-applies the peers and rebuilds
+// the anti-spoofing table of the container ports (antispoof.go). It is
 // idempotent and cheap when nothing drifted; Run calls it again whenever the
 // kernel removed something. ctx bounds nothing long: it is checked between
 // steps.
@@ -172,6 +176,11 @@ func (o *Overlay) setupLocked(ctx context.Context) error {
 	o.setUp = true
 	errs := o.applyPeersLocked()
 	o.synced = len(errs) == 0
+	// The guard before the veths go back into the bridge: a port carries
+	// nothing but its container's own frames from the moment it is in.
+	if err := o.syncGuardLocked(); err != nil {
+		errs = append(errs, err)
+	}
 	errs = append(errs, o.reattachVethsLocked()...)
 	if len(errs) > 0 {
 		return fmt.Errorf("setup: %w: %w", ErrPartial, errors.Join(errs...))
@@ -548,9 +557,10 @@ func (o *Overlay) ownIndexes() map[int]bool {
 }
 
 // Teardown removes everything the overlay created: container veths it knows
-// of, the VXLAN device (and with it the peer entries), the bridge and the
-// address allocations. For `shoal leave`; the Overlay must not be used
-// afterwards except for Close. Errors of independent steps are joined.
+// of, the anti-spoofing table, the VXLAN device (and with it the peer
+// entries), the bridge and the address allocations. For `shoal leave`; the
+// Overlay must not be used afterwards except for Close. Errors of
+// independent steps are joined.
 func (o *Overlay) Teardown() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -565,6 +575,9 @@ func (o *Overlay) Teardown() error {
 		if err := o.deleteVethLocked(id); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := o.deleteGuardLocked(); err != nil {
+		errs = append(errs, err)
 	}
 	owned := []string{o.cfg.VXLANName, o.cfg.BridgeName}
 	if o.cfg.Routed { // not ours: only our routes and address on it go

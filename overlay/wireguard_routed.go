@@ -58,6 +58,9 @@ func (o *Overlay) setupRoutedLocked(ctx context.Context) error {
 	o.mtu = mtu
 	o.setUp = true
 	errs := o.applyRoutedPeersLocked()
+	if err := o.syncGuardLocked(); err != nil { // antispoof.go; before the veths go back
+		errs = append(errs, err)
+	}
 	errs = append(errs, o.reattachVethsLocked()...)
 	if len(errs) > 0 {
 		return fmt.Errorf("setup: %w: %w", ErrPartial, errors.Join(errs...))
