@@ -108,6 +108,11 @@ func (r *Runtime) cleanup(ctx context.Context, id string, p layout.Paths) error 
 	if err := rootfs.Unmount(p.Rootfs); err != nil {
 		errs = append(errs, err)
 	}
+	if p.Etc != "" {
+		if err := rootfs.Unmount(p.Etc); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	removeCgroups(filepath.Join(r.cfg.CgroupParent, id))
 	for _, d := range []string{p.Run, p.Dir} {
 		if d == "" {

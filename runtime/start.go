@@ -99,8 +99,12 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) err
 		if ip, err = r.cfg.Network.Attach(ctx, id, p.Netns); err != nil {
 			return fmt.Errorf("attach network: %w", err)
 		}
-		if err := os.WriteFile(p.Hosts, []byte(ocispec.HostsFile(rec.Hostname, ip, rec.Spec.ExtraHosts)), 0o644); err != nil {
-			return fmt.Errorf("write hosts: %w", err)
+		// A rebuild writes it below, with the rest of the bundle (and
+		// mounts the tmpfs it goes on first).
+		if !rebuild {
+			if err := os.WriteFile(p.Hosts, []byte(ocispec.HostsFile(rec.Hostname, ip, rec.Spec.ExtraHosts)), 0o644); err != nil {
+				return fmt.Errorf("write hosts: %w", err)
+			}
 		}
 	}
 	if rebuild {
