@@ -82,6 +82,12 @@ type record struct {
 	// Shoal before run dirs, or with no RunRoot or an older supervisor).
 	// Set at creation, never changed.
 	RunDir string `json:"run_dir,omitempty"`
+	// EtcTmpfs says that the container's /etc files are on a tmpfs of
+	// their own in its run dir (layout.Paths.WithEtcTmpfs), as for every
+	// container made with a run dir since; false for one made before,
+	// whose bundle config binds them from beside the bundle. Set at
+	// creation, never changed.
+	EtcTmpfs bool `json:"etc_tmpfs,omitempty"`
 }
 
 // container is the in-memory state of one container. Fields below mu are
@@ -126,7 +132,17 @@ func (c *container) apiLocked() api.Container {
 // pathsOf returns the paths of c, from the fields of its record that never
 // change (so without r.mu).
 func (r *Runtime) pathsOf(c *container) layout.Paths {
-	return layout.For(r.cfg.Root, c.rec.ID, c.rec.RunDir)
+	return recordPaths(r.cfg.Root, c.rec)
+}
+
+// recordPaths returns the paths of the container of rec, from its fields
+// that never change.
+func recordPaths(root string, rec record) layout.Paths {
+	p := layout.For(root, rec.ID, rec.RunDir)
+	if rec.EtcTmpfs {
+		p = p.WithEtcTmpfs()
+	}
+	return p
 }
 
 // save persists c's record atomically, without fsync: records describe

@@ -50,7 +50,7 @@ func (r *Runtime) create(ctx context.Context, spec Spec, hold bool) (*container,
 	// Volumes stay in use from here until the container is registered.
 	release, err := r.vols.Prepare(spec.Mounts)
 	defer release()
-	p := layout.For(r.cfg.Root, id, layout.RunDirFor(r.cfg.RunRoot, id, r.sup.TakesBundle()))
+	p := layout.For(r.cfg.Root, id, layout.RunDirFor(r.cfg.RunRoot, id, r.sup.TakesBundle())).WithEtcTmpfs()
 	var rec record
 	if err == nil {
 		rec, err = r.prepare(ctx, id, name, spec, p)
@@ -65,6 +65,7 @@ func (r *Runtime) create(ctx context.Context, spec Spec, hold bool) (*container,
 		return nil, api.Container{}, err
 	}
 	rec.RunDir = p.Run
+	rec.EtcTmpfs = p.Etc != ""
 	c := &container{rec: rec, done: make(chan struct{})}
 	if hold {
 		c.op.Lock() // nobody else knows c yet: this cannot block

@@ -11,6 +11,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/runtime/layout"
 	"github.com/shoal-org/shoal/runtime/netns"
+	"github.com/shoal-org/shoal/runtime/rmtree"
 	"github.com/shoal-org/shoal/runtime/rootfs"
 )
 
@@ -108,12 +109,19 @@ func (r *Runtime) cleanup(ctx context.Context, id string, p layout.Paths) error 
 	if err := rootfs.Unmount(p.Rootfs); err != nil {
 		errs = append(errs, err)
 	}
+	if p.Etc != "" {
+		if err := rootfs.Unmount(p.Etc); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	removeCgroups(filepath.Join(r.cfg.CgroupParent, id))
 	for _, d := range []string{p.Run, p.Dir} {
 		if d == "" {
 			continue
 		}
-		if err := os.RemoveAll(d); err != nil {
+		// The container wrote upper/ as it liked: however deep, with a few
+		// descriptors, never following its links (runtime/rmtree).
+		if err := rmtree.RemoveAll(d); err != nil {
 			errs = append(errs, fmt.Errorf("remove %s: %w", d, err))
 		}
 	}

@@ -308,7 +308,7 @@ func (r *Runtime) adopt(ctx context.Context, supervised map[string]int) {
 func (r *Runtime) cleanupLeftover(ctx context.Context, id string) {
 	_ = r.cleanup(ctx, id, layout.For(r.cfg.Root, id, ""))
 	if run := layout.RunDirFor(r.cfg.RunRoot, id, true); run != "" && layout.ValidName(id) {
-		_ = r.cleanup(ctx, id, layout.For(r.cfg.Root, id, run))
+		_ = r.cleanup(ctx, id, layout.For(r.cfg.Root, id, run).WithEtcTmpfs())
 	}
 }
 

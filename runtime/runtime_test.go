@@ -211,9 +211,12 @@ func forceCleanup(t testing.TB, cfg Config) {
 		ents = append(ents, runEnts...)
 	}
 	for _, e := range ents {
-		for _, p := range []layout.Paths{layout.For(cfg.Root, e.Name(), ""), layout.For(cfg.Root, e.Name(), filepath.Join(cfg.RunRoot, e.Name()))} {
+		for _, p := range []layout.Paths{layout.For(cfg.Root, e.Name(), ""), layout.For(cfg.Root, e.Name(), filepath.Join(cfg.RunRoot, e.Name())).WithEtcTmpfs()} {
 			rootfs.Unmount(p.Rootfs)
 			netns.Remove(p.Netns)
+			if p.Etc != "" {
+				rootfs.Unmount(p.Etc)
+			}
 		}
 		removeCgroups(filepath.Join(cfg.CgroupParent, e.Name()))
 	}
@@ -228,7 +231,7 @@ func pathsOnDisk(t testing.TB, cfg Config, id string) layout.Paths {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return layout.For(cfg.Root, id, rec.RunDir)
+	return recordPaths(cfg.Root, rec)
 }
 
 func startHarness(t testing.TB, cfg Config) *harness {

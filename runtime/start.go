@@ -14,6 +14,7 @@ import (
 	"github.com/shoal-org/shoal/runtime/layout"
 	"github.com/shoal-org/shoal/runtime/netns"
 	"github.com/shoal-org/shoal/runtime/ocispec"
+	"github.com/shoal-org/shoal/runtime/rmtree"
 	"github.com/shoal-org/shoal/runtime/rootfs"
 	"github.com/shoal-org/shoal/runtime/supervisor"
 )
@@ -79,8 +80,11 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) err
 		_ = r.runcDelete(ctx, id)
 		_ = os.Remove(filepath.Join(p.Dir, exitRecordFile))
 		// The state dir of an init of an older Shoal, which the container
-		// could write: gone, so nothing reads it again.
-		_ = os.RemoveAll(p.State)
+		// could write: gone, so nothing reads it again (rmtree: however
+		// deep, never following its links).
+		if err := rmtree.RemoveAll(p.State); err != nil {
+			r.log.Warn("remove the state dir of an older init", "id", ShortID(id), "err", err)
+		}
 	}
 	if !rootfs.IsMountpoint(p.Rootfs) { // after a reboot
 		if err := rootfs.Overlay(r.rootfsLayers(rec), p.Upper, p.Work, p.Rootfs); err != nil {
@@ -99,8 +103,12 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) err
 		if ip, err = r.cfg.Network.Attach(ctx, id, p.Netns); err != nil {
 			return fmt.Errorf("attach network: %w", err)
 		}
-		if err := os.WriteFile(p.Hosts, []byte(ocispec.HostsFile(rec.Hostname, ip, rec.Spec.ExtraHosts)), 0o644); err != nil {
-			return fmt.Errorf("write hosts: %w", err)
+		// A rebuild writes it below, with the rest of the bundle (and
+		// mounts the tmpfs it goes on first).
+		if !rebuild {
+			if err := os.WriteFile(p.Hosts, []byte(ocispec.HostsFile(rec.Hostname, ip, rec.Spec.ExtraHosts)), 0o644); err != nil {
+				return fmt.Errorf("write hosts: %w", err)
+			}
 		}
 	}
 	if rebuild {

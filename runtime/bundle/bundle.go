@@ -1,5 +1,6 @@
 // Package bundle writes a container's OCI bundle files: its /etc/hosts,
-// /etc/hostname and /etc/resolv.conf, and its config.json, built by
+// /etc/hostname and /etc/resolv.conf (on a small tmpfs of their own, see
+// Write), and its config.json, built by
 // ocispec.BuildSpec from the container's settings, its image's config and
 // the runtime's (Host). The runtime writes them when it creates a
 // container, and again when a start after a reboot finds the run dir
@@ -19,6 +20,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/runtime/layout"
 	"github.com/shoal-org/shoal/runtime/ocispec"
+	"github.com/shoal-org/shoal/runtime/rootfs"
 )
 
 // Host is what the bundles of one runtime share, from its Config.
@@ -90,15 +92,40 @@ func MountInput(h Host, p layout.Paths, files []ocispec.FileMount, mounts []api.
 	}
 }
 
+// EtcRoom is what a container may add to its /etc files on their tmpfs
+// (layout.Paths.Etc), beyond what Write puts there.
+const EtcRoom = 1 << 20
+
+// etcInodes is the tmpfs's inode limit: its root and the three files,
+// and room for nothing much else (the container sees only the files).
+const etcInodes = 8
+
 // Write writes the container's /etc files and its bundle config at p.
 // With aside, the config is written beside and renamed into place, so
 // that a config that is there is complete.
+//
+// When p has an Etc dir, the files go on a fresh tmpfs mounted there
+// (replacing whatever was mounted), of their size plus EtcRoom: the
+// container keeps them writable, but what it writes is bounded, charged
+// to its memory cgroup, and lands neither in the run dir's file system
+// (the host's /run) nor on a disk. The tmpfs stays mounted until the
+// container's removal takes it down (rootfs.Unmount(p.Etc)), a failed
+// Write's too; the next Write replaces it.
 func Write(h Host, p layout.Paths, b Input, aside bool) error {
 	hostResolv, _ := os.ReadFile(h.ResolvConf)
 	files := map[string]string{
 		p.Hosts:    ocispec.HostsFile(b.Hostname, b.IP, b.ExtraHosts),
 		p.Hostname: b.Hostname + "\n",
 		p.Resolv:   ocispec.ResolvConf(string(hostResolv), h.nameservers()),
+	}
+	if p.Etc != "" {
+		size := EtcRoom
+		for _, content := range files {
+			size += len(content) + os.Getpagesize() // a file's last page is whole
+		}
+		if err := mountEtc(p.Etc, size); err != nil {
+			return err
+		}
 	}
 	for f, content := range files {
 		if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
@@ -136,6 +163,21 @@ func Write(h Host, p layout.Paths, b Input, aside bool) error {
 	}
 	if aside {
 		return os.Rename(target, p.Config)
+	}
+	return nil
+}
+
+// mountEtc mounts a fresh tmpfs of size bytes at dir, after taking down
+// what an earlier attempt left mounted there.
+func mountEtc(dir string, size int) error {
+	if err := rootfs.Unmount(dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	if err := rootfs.Tmpfs(dir, size, etcInodes); err != nil {
+		return fmt.Errorf("/etc files: %w", err)
 	}
 	return nil
 }

@@ -1,7 +1,8 @@
 // Package layout says where a container's files are: what must outlive a
 // reboot in its dir under the data dir (Root/containers/<id>: record,
 // exit record, logs, the overlay's upper and work dirs), and its OCI
-// bundle and other volatile files in its run dir (RunRoot/<id>, on tmpfs),
+// bundle and other volatile files in its run dir (RunRoot/<id>, on tmpfs;
+// its /etc files on a tmpfs of their own below it, WithEtcTmpfs),
 // or, for a container of the old layout (no run dir in its record), all
 // in its dir. Why two places: runtime/README.md, "Run dirs".
 //
@@ -32,6 +33,10 @@ type Paths struct {
 	Bundle, Rootfs, Config, Hosts, Hostname, Resolv string
 	InitLog, PidFile, HealthPid                     string
 	Netns                                           string
+	// Etc is the mount point of the small tmpfs that holds the /etc
+	// files (Hosts, Hostname, Resolv), Run/etc, for a container whose
+	// record says so (WithEtcTmpfs); "" where they are beside the bundle.
+	Etc string
 }
 
 // For derives the paths of container id from root (the runtime's
@@ -62,6 +67,25 @@ func For(root, id, runDir string) Paths {
 	p.InitLog = filepath.Join(b, "init.log")
 	p.PidFile = filepath.Join(b, "init.pid")
 	p.HealthPid = filepath.Join(b, "health.pid")
+	return p
+}
+
+// WithEtcTmpfs returns p with the /etc files in Run/etc (Etc), the mount
+// point of a tmpfs of their own, as containers made with a run dir since
+// records say so (the runtime's record.EtcTmpfs): what a container writes
+// to its /etc/hosts, /etc/hostname and /etc/resolv.conf is then bounded by
+// that tmpfs instead of filling the run dir's file system. A container
+// made before keeps its files beside its bundle, where its bundle config
+// binds them from. For the old layout (no run dir) it returns p unchanged:
+// the files stay in the container's dir under the data dir.
+func (p Paths) WithEtcTmpfs() Paths {
+	if p.Run == "" {
+		return p
+	}
+	p.Etc = filepath.Join(p.Run, "etc")
+	p.Hosts = filepath.Join(p.Etc, "hosts")
+	p.Hostname = filepath.Join(p.Etc, "hostname")
+	p.Resolv = filepath.Join(p.Etc, "resolv.conf")
 	return p
 }
 

@@ -43,6 +43,22 @@ func TestFor(t *testing.T) {
 	}
 }
 
+// TestWithEtcTmpfs: a run dir's /etc files move to Run/etc, the old
+// layout keeps them in the container's dir.
+func TestWithEtcTmpfs(t *testing.T) {
+	const root, id = "/var/lib/shoal/runtime", "abc123"
+	run := "/run/shoal/containers-n1/" + id
+	want := For(root, id, run)
+	want.Etc = run + "/etc"
+	want.Hosts, want.Hostname, want.Resolv = run+"/etc/hosts", run+"/etc/hostname", run+"/etc/resolv.conf"
+	if got := For(root, id, run).WithEtcTmpfs(); got != want {
+		t.Errorf("run dir:\n%+v\nwant\n%+v", got, want)
+	}
+	if old := For(root, id, ""); old.WithEtcTmpfs() != old {
+		t.Errorf("old layout: %+v", old.WithEtcTmpfs())
+	}
+}
+
 func TestRunDirFor(t *testing.T) {
 	tests := []struct {
 		runRoot string

@@ -1,8 +1,9 @@
 // Package rootfs mounts and unmounts a container's root filesystem: an
 // overlayfs of the image's layers (base first, the mountpoints layer on
-// top when there is one) under the container's upper and work dirs. Its
-// Unmount also takes down the tmpfs of a task's secret files
-// (runtime/secretfs).
+// top when there is one) under the container's upper and work dirs. It
+// also mounts the small tmpfs that hold a task's secret files
+// (runtime/secretfs) and a container's /etc files (runtime/bundle), and
+// its Unmount takes them down.
 //
 // It exists apart from the runtime because these are plain system calls
 // on paths, with one rule worth testing alone: the kernel copies at most a
@@ -66,6 +67,28 @@ func Options(layers []string, upper, work string) (string, error) {
 		return "", fmt.Errorf("overlay options too long (%d bytes) for %d layers", len(opts), len(layers))
 	}
 	return opts, nil
+}
+
+// Tmpfs mounts a tmpfs of at most size bytes and inodes inodes (its root
+// included) at dir, which must exist: root-only (mode 0700), nosuid, nodev,
+// noexec. It checks with statfs that dir then is a tmpfs, and on any error
+// leaves nothing mounted there. The pages the tmpfs holds are charged to the
+// memory cgroup of whoever writes them. runtime/secretfs mounts a task's
+// secret files on one, runtime/bundle a container's /etc files.
+func Tmpfs(dir string, size, inodes int) error {
+	opts := fmt.Sprintf("mode=0700,size=%d,nr_inodes=%d", size, inodes)
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts); err != nil {
+		return fmt.Errorf("mount a tmpfs at %s: %w", dir, err)
+	}
+	var st unix.Statfs_t
+	err := unix.Statfs(dir, &st)
+	if err == nil && st.Type != unix.TMPFS_MAGIC {
+		err = fmt.Errorf("not a tmpfs (type %#x) after mounting one", st.Type)
+	}
+	if err != nil {
+		return errors.Join(fmt.Errorf("statfs %s: %w", dir, err), Unmount(dir))
+	}
+	return nil
 }
 
 // Unmount detaches the mounts stacked at path (lazily); a path that is not mounted is fine.

@@ -55,9 +55,8 @@ func Prepare(dir string, files []File) ([]ocispec.FileMount, error) {
 	for _, f := range files {
 		size += len(f.Data) + 4096
 	}
-	opts := fmt.Sprintf("mode=0700,size=%d,nr_inodes=%d", size, len(files)+16)
-	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts); err != nil {
-		return nil, fmt.Errorf("mount a tmpfs for secrets at %s: %w", dir, err)
+	if err := rootfs.Tmpfs(dir, size, len(files)+16); err != nil {
+		return nil, fmt.Errorf("secrets: %w", err)
 	}
 	mounts, err := writeFiles(dir, files)
 	if err != nil {

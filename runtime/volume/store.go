@@ -18,6 +18,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/runtime/ocispec"
+	"github.com/shoal-org/shoal/runtime/rmtree"
 )
 
 // TrashPrefix starts the name of a volume dir being deleted; volume names
@@ -43,7 +44,7 @@ func New(dir string) (*Store, error) {
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
 		if strings.HasPrefix(e.Name(), TrashPrefix) {
-			_ = os.RemoveAll(filepath.Join(dir, e.Name())) // a crash mid-remove
+			_ = rmtree.RemoveAll(filepath.Join(dir, e.Name())) // a crash mid-remove
 		}
 	}
 	return v, nil

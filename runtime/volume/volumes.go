@@ -17,9 +17,10 @@ package volume
 // never opens anything inside _data. Remove first renames NAME out of
 // the way (the volume is gone at once, a crash leaves only a dot-named
 // leftover that the next start deletes), then deletes the tree with
-// os.RemoveAll, which on Linux walks with openat(O_NOFOLLOW|O_DIRECTORY)
-// and unlinkat: a symlink the container left inside _data is unlinked,
-// never followed.
+// rmtree.RemoveAll, which walks with openat(O_NOFOLLOW|O_DIRECTORY) and
+// unlinkat and a few descriptors however deep the tree: a symlink the
+// container left inside _data is unlinked, never followed, and a chain of
+// directories deeper than the agent's limit of open files goes too.
 //
 // A volume in use cannot be removed, and a container being created counts
 // as a user from the moment its mounts are prepared (pending) until it is
@@ -38,6 +39,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/runtime/ocispec"
+	"github.com/shoal-org/shoal/runtime/rmtree"
 )
 
 // Sentinel errors of the volumes API; the runtime's ErrVolumeNotFound and
@@ -130,7 +132,7 @@ func (v *Store) Remove(name string, users Users) error {
 	if err := os.Rename(filepath.Join(v.Dir, name), trash); err != nil {
 		return fmt.Errorf("remove volume %s: %w", name, err)
 	}
-	if err := os.RemoveAll(trash); err != nil {
+	if err := rmtree.RemoveAll(trash); err != nil {
 		return fmt.Errorf("remove volume %s: %w", name, err)
 	}
 	return nil
