@@ -97,7 +97,11 @@ var importRules = []importRule{
 	// protocol from runtime/supervisor, nothing of the runtime.
 	{"runtime/supclient/...", []string{"runtime/supervisor", "runtime/supclient/..."}},
 	// Named volumes on disk and their copy-up (runtime/volume/README.md).
-	{"runtime/volume/...", []string{"api", "runtime/ocispec", "runtime/volume/..."}},
+	{"runtime/volume/...", []string{"api", "runtime/ocispec", "runtime/rmtree", "runtime/volume/..."}},
+	// Removing a tree a container wrote with a bounded number of open
+	// descriptors and no link followed (runtime/rmtree/README.md): the
+	// standard library and x/sys only.
+	{"runtime/rmtree/...", []string{"runtime/rmtree/..."}},
 	// A container's cgroup usage and OOM kills (runtime/cgstats/README.md):
 	// the standard library only, so the autoscaler and the metrics
 	// collector read usage without the runtime.
@@ -119,7 +123,7 @@ var importRules = []importRule{
 	// Where a container's files are (data dir and run dir): pure.
 	{"runtime/layout/...", []string{"runtime/layout/..."}},
 	// A container's bundle files (/etc files, config.json).
-	{"runtime/bundle/...", []string{"api", "runtime/layout", "runtime/ocispec", "runtime/bundle/..."}},
+	{"runtime/bundle/...", []string{"api", "runtime/layout", "runtime/ocispec", "runtime/rootfs", "runtime/bundle/..."}},
 	// The overlay rootfs mount and unmount.
 	{"runtime/rootfs/...", []string{"runtime/ocispec", "runtime/rootfs/..."}},
 	// A task's secret and config files on a tmpfs of its own.
