@@ -67,7 +67,9 @@ type ClusterState struct {
 	CreatedAt   time.Time `json:"created_at"`
 }
 
-// IsRevoked reports whether a certificate serial is in the revocation list.
+// IsRevoked reports whether a certificate serial is in the revocation list:
+// a scan of the list, for the FSM's writes and copies of the record;
+// Store.IsRevoked, which handshakes call, looks it up in a set.
 func (c *ClusterState) IsRevoked(serial string) bool {
 	if c == nil || serial == "" {
 		return false
