@@ -432,7 +432,8 @@ func (k *Keeper) syncTrust(dir string, c *consensus.ClusterState, st *keysState)
 }
 
 // LeaderKeys is the leader's part of a pass: migrate a plaintext record,
-// and end a CA rotation once every node has a certificate from the new CA.
+// end a CA rotation once every node has a certificate from the new CA, and
+// trim the revocation list of certificates that have expired (expiry.go).
 func (k *Keeper) LeaderKeys(ctx context.Context, c *consensus.ClusterState) {
 	if len(c.CAKeyPEM) > 0 || c.TokenSecret != "" {
 		if err := k.migrateClusterKeys(ctx, c); err != nil {
@@ -440,9 +441,14 @@ func (k *Keeper) LeaderKeys(ctx context.Context, c *consensus.ClusterState) {
 		}
 		return
 	}
-	if !RotationDone(c, func(id string) bool { _, err := k.Store.Node(id); return err == nil }) {
-		return
+	if RotationDone(c, func(id string) bool { _, err := k.Store.Node(id); return err == nil }) {
+		k.finishRotation(ctx, c)
 	}
+	k.trimRevoked(ctx, c, time.Now())
+}
+
+// finishRotation proposes the end of the CA rotation of record c.
+func (k *Keeper) finishRotation(ctx context.Context, c *consensus.ClusterState) {
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if _, err := k.Raft.Apply(wctx, &command.FinishCARotation{CAFingerprint: c.CAFingerprint}); err != nil {
