@@ -98,6 +98,11 @@ func TrimDue(c *consensus.ClusterState, nodes []*api.Node, now time.Time) (time.
 // trimRevoked proposes a TrimRevoked when one is due at now (TrimDue).
 // Leader only; a refusal or failure waits for a later pass.
 func (k *Keeper) trimRevoked(ctx context.Context, c *consensus.ClusterState, now time.Time) {
+	// The pass runs on every change of the store: read the nodes only
+	// when some certificate has ended at all.
+	if len(c.ExpiredCerts(now.Add(-2*TrimMargin), func(string) bool { return false })) == 0 {
+		return
+	}
 	before, due := TrimDue(c, k.Store.Nodes(), now)
 	if !due {
 		return
