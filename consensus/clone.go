@@ -129,6 +129,7 @@ func CloneCluster(c *ClusterState) *ClusterState {
 		n.GossipKeys = nil
 	}
 	n.Revoked = slices.Clone(c.Revoked)
+	n.CertExpiry = maps.Clone(c.CertExpiry)
 	n.CAKeySealed = slices.Clone(c.CAKeySealed)
 	n.TokenSecretSealed = slices.Clone(c.TokenSecretSealed)
 	n.PrevCACertPEM = slices.Clone(c.PrevCACertPEM)

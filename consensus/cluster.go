@@ -1,6 +1,9 @@
 package consensus
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // ClusterState is the singleton cluster record kept in Raft. It holds the
 // cluster secrets, so it is never returned by the HTTP API as is.
@@ -45,8 +48,21 @@ type ClusterState struct {
 	// GossipKeys is the memberlist keyring; the first key is the primary.
 	GossipKeys [][]byte `json:"gossip_keys"`
 	// Revoked lists revoked node certificate serials (as printed by
-	// big.Int.String or hex; consensus only compares strings).
+	// big.Int.String or hex; consensus only compares strings), in the
+	// order they were revoked.
 	Revoked []string `json:"revoked,omitempty"`
+	// CertExpiry is the NotAfter of node certificates the leader signed,
+	// by serial, recorded with each (consensus/fsm/command
+	// RecordCertExpiry, protocol level 2; empty in logs before it). A
+	// revoked certificate that has expired is refused by every handshake
+	// anyway, so TrimRevoked drops its serial from Revoked and from here
+	// (ExpiredCerts). A revoked serial without an entry stays revoked for
+	// good: those revoked before expiries were recorded (no bound on their
+	// lifetime is known: --cert-lifetime has no maximum), and the serial a
+	// node held when it was removed (RemoveNode forgets its expiry), from
+	// which the removal question is answered (node/revocation) for as long
+	// as the removed host may come back.
+	CertExpiry map[string]time.Time `json:"cert_expiry,omitempty"`
 	// LastRemovalIndex is the Raft index of the last committed RemoveNode:
 	// every node rotates its WireGuard key once per removal, keyed to
 	// this index (node/netloop/wgkeys.go).
@@ -67,7 +83,9 @@ type ClusterState struct {
 	CreatedAt   time.Time `json:"created_at"`
 }
 
-// IsRevoked reports whether a certificate serial is in the revocation list.
+// IsRevoked reports whether a certificate serial is in the revocation list:
+// a scan of the list, for the FSM's writes and copies of the record;
+// Store.IsRevoked, which handshakes call, looks it up in a set.
 func (c *ClusterState) IsRevoked(serial string) bool {
 	if c == nil || serial == "" {
 		return false
@@ -78,4 +96,28 @@ func (c *ClusterState) IsRevoked(serial string) bool {
 		}
 	}
 	return false
+}
+
+// ExpiredCerts lists, sorted, the serials of c.CertExpiry whose
+// certificate expired before before: TrimRevoked drops each from
+// CertExpiry, and from Revoked where it is there. A serial that current
+// reports (a node's recorded certificate) and that is not revoked keeps
+// its entry, so that its revocation, when it comes, knows its expiry.
+// Pure: the FSM's trim and the leader's decision to propose one share it.
+func (c *ClusterState) ExpiredCerts(before time.Time, current func(serial string) bool) []string {
+	if c == nil {
+		return nil
+	}
+	var out []string
+	for s, notAfter := range c.CertExpiry {
+		if !notAfter.Before(before) {
+			continue
+		}
+		if current(s) && !c.IsRevoked(s) {
+			continue
+		}
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
 }

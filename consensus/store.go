@@ -31,10 +31,32 @@ const (
 	IndexServiceNode = "service_node"
 )
 
-// clusterRow wraps the singleton cluster record so memdb can index it.
+// clusterRow wraps the singleton cluster record so memdb can index it. A
+// row is never changed once stored (a write stores a new one), so the
+// set of revoked serials that Store.IsRevoked reads is built once per
+// record, at its first lookup.
 type clusterRow struct {
 	ID    string
 	State *ClusterState
+
+	revokedOnce sync.Once
+	revoked     map[string]struct{} // State.Revoked as a set; built by isRevoked
+}
+
+// isRevoked reports whether serial is in the row's revocation list. Safe
+// for concurrent use.
+func (r *clusterRow) isRevoked(serial string) bool {
+	if serial == "" {
+		return false
+	}
+	r.revokedOnce.Do(func() {
+		r.revoked = make(map[string]struct{}, len(r.State.Revoked))
+		for _, s := range r.State.Revoked {
+			r.revoked[s] = struct{}{}
+		}
+	})
+	_, ok := r.revoked[serial]
+	return ok
 }
 
 const clusterRowID = "cluster"
@@ -187,9 +209,15 @@ func getCluster(tx *memdb.Txn) *ClusterState {
 	return raw.(*clusterRow).State
 }
 
-// IsRevoked reports whether a certificate serial has been revoked.
+// IsRevoked reports whether a certificate serial has been revoked. Every
+// TLS handshake on the cluster port asks (node/pki): it is a set lookup,
+// not a scan of the list.
 func (s *Store) IsRevoked(serial string) bool {
-	return getCluster(s.txn()).IsRevoked(serial)
+	raw, err := s.txn().First(tableCluster, IndexID, clusterRowID)
+	if err != nil || raw == nil {
+		return false
+	}
+	return raw.(*clusterRow).isRevoked(serial)
 }
 
 // Node returns the node with exactly this ID, or ErrNotFound.

@@ -180,6 +180,10 @@ func apply(w *consensus.WriteTxn, cmd command.Command) (any, error) {
 		return applyFinishCARotation(w, c)
 	case command.SetNodeCert:
 		return applySetNodeCert(w, c)
+	case command.RecordCertExpiry:
+		return applyRecordCertExpiry(w, c)
+	case command.TrimRevoked:
+		return applyTrimRevoked(w, c)
 	case command.CreateNetwork:
 		return applyCreateNetwork(w, c)
 	case command.DeleteNetwork:

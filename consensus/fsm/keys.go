@@ -3,6 +3,7 @@ package fsm
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
@@ -144,6 +145,59 @@ func applyRevokeCert(w *consensus.WriteTxn, c command.RevokeCert) (any, error) {
 	}
 	cl.Revoked = append(cl.Revoked, c.Serial)
 	return nil, w.PutCluster(cl)
+}
+
+// Certificate expiries and the revocation trim. The FSM reads no clock:
+// the leader says in TrimRevoked which moment has passed. Both commands
+// are of protocol level 2, so every replica that holds an expiry applies
+// every entry that reads one the same way (applyRemoveNode forgets the
+// expiry of a removed node's serial; in a log of level 1 there is none).
+
+func applyRecordCertExpiry(w *consensus.WriteTxn, c command.RecordCertExpiry) (any, error) {
+	if c.Serial == "" || c.NotAfter.IsZero() {
+		return nil, fmt.Errorf("record certificate expiry: serial and expiry are required: %w", consensus.ErrInvalid)
+	}
+	cl, err := w.Cluster()
+	if err != nil {
+		return nil, fmt.Errorf("record certificate %s expiry: %w", c.Serial, err)
+	}
+	if cl.IsRevoked(c.Serial) {
+		return nil, fmt.Errorf("record certificate %s expiry: the serial is revoked: %w", c.Serial, consensus.ErrInvalid)
+	}
+	if old, ok := cl.CertExpiry[c.Serial]; ok && old.Equal(c.NotAfter) {
+		return nil, nil
+	}
+	if cl.CertExpiry == nil {
+		cl.CertExpiry = map[string]time.Time{}
+	}
+	cl.CertExpiry[c.Serial] = c.NotAfter
+	return nil, w.PutCluster(cl)
+}
+
+func applyTrimRevoked(w *consensus.WriteTxn, c command.TrimRevoked) (any, error) {
+	if c.ExpiredBefore.IsZero() {
+		return nil, fmt.Errorf("trim revocations: no time given: %w", consensus.ErrInvalid)
+	}
+	cl, err := w.Cluster()
+	if err != nil {
+		return nil, fmt.Errorf("trim revocations: %w", err)
+	}
+	current := map[string]bool{}
+	for _, n := range consensus.All[api.Node](w, consensus.TableNodes, consensus.IndexID) {
+		current[n.CertSerial] = true
+	}
+	gone := cl.ExpiredCerts(c.ExpiredBefore, func(s string) bool { return current[s] })
+	if len(gone) == 0 {
+		return 0, nil
+	}
+	drop := make(map[string]bool, len(gone))
+	for _, s := range gone {
+		drop[s] = true
+		delete(cl.CertExpiry, s)
+	}
+	before := len(cl.Revoked)
+	cl.Revoked = slices.DeleteFunc(cl.Revoked, func(s string) bool { return drop[s] })
+	return before - len(cl.Revoked), w.PutCluster(cl)
 }
 
 func applySetVoterTarget(w *consensus.WriteTxn, c command.SetVoterTarget) (any, error) {

@@ -201,6 +201,10 @@ func applyRemoveNode(w *consensus.WriteTxn, c command.RemoveNode) (any, error) {
 		if old.CertSerial != "" && !cl.IsRevoked(old.CertSerial) {
 			cl.Revoked = append(cl.Revoked, old.CertSerial)
 		}
+		// Without a known expiry the serial stays revoked for good
+		// (TrimRevoked): peers answer the removed host's question "was I
+		// removed?" from it, whenever that host comes back.
+		delete(cl.CertExpiry, old.CertSerial)
 		// The log index, not a clock: every replica records the same.
 		cl.LastRemovalIndex = w.Index()
 		if err := w.PutCluster(cl); err != nil {

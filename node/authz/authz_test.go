@@ -78,6 +78,8 @@ func TestAuthorizeTable(t *testing.T) {
 		command.TypeRotateCA:         internal(command.RotateCA{ExpectFingerprint: "f"}),
 		command.TypeFinishCARotation: internal(command.FinishCARotation{CAFingerprint: "f"}),
 		command.TypeSetNodeCert:      internal(command.SetNodeCert{ID: me, Serial: "s9"}),
+		command.TypeRecordCertExpiry: internal(command.RecordCertExpiry{Serial: "s1", NotAfter: now.Add(1000 * time.Hour)}),
+		command.TypeTrimRevoked:      internal(command.TrimRevoked{ExpiredBefore: now}),
 		// Secrets and configs.
 		command.TypeCreateSecret:  adminCase(command.CreateSecret{Secret: consensus.Secret{ID: "x", Name: "pw"}, Plaintext: []byte("pw")}),
 		command.TypeDeleteSecret:  adminCase(command.DeleteSecret{ID: "x"}),

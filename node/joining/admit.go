@@ -109,8 +109,12 @@ func (l *Leader) Admit(ctx context.Context, req wire.JoinRequest) (*wire.JoinRes
 	if n, err := l.Store.Node(req.NodeID); err == nil {
 		old = n
 	}
+	notAfter, err := pki.CertExpiry(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("signed certificate: %w", err)
+	}
 	n := AdmittedNode(req, serial, keyFP, now, old)
-	if _, err := l.Raft.Apply(ctx, keyring.JoinRecord(n, revoke)); err != nil {
+	if _, err := keyring.ApplyCertRecord(ctx, l.Raft, keyring.JoinRecord(n, revoke), serial, notAfter); err != nil {
 		return nil, fmt.Errorf("record node: %w", err)
 	}
 	raftAddr := net.JoinHostPort(req.Addr, strconv.Itoa(req.ClusterPort))

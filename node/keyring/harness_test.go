@@ -21,9 +21,12 @@ import (
 
 // FakeRaft is a one-node Raft that always leads: Apply runs the command
 // through the log encoding and the real FSM on the store, one at a time.
-// OnApply, when set, runs first (outside the apply lock), so a test can
-// hold an Apply where it wants.
+// Gate, when set, is the version-skew gate raftnode runs first: an error
+// refuses the command and nothing is written. OnApply, when set, runs
+// next (outside the apply lock), so a test can hold an Apply where it
+// wants.
 type FakeRaft struct {
+	Gate    func(cmd command.Command) error
 	OnApply func(cmd command.Command)
 
 	mu  sync.Mutex
@@ -38,6 +41,11 @@ func (r *FakeRaft) Leader() (id, addr string) { return "leader", "leader:2377" }
 func (r *FakeRaft) IsLeader() bool            { return true }
 
 func (r *FakeRaft) Apply(_ context.Context, cmd command.Command) (any, error) {
+	if r.Gate != nil {
+		if err := r.Gate(cmd); err != nil {
+			return nil, err
+		}
+	}
 	if r.OnApply != nil {
 		r.OnApply(cmd)
 	}

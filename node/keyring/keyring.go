@@ -432,7 +432,8 @@ func (k *Keeper) syncTrust(dir string, c *consensus.ClusterState, st *keysState)
 }
 
 // LeaderKeys is the leader's part of a pass: migrate a plaintext record,
-// and end a CA rotation once every node has a certificate from the new CA.
+// end a CA rotation once every node has a certificate from the new CA, and
+// trim the revocation list of certificates that have expired (expiry.go).
 func (k *Keeper) LeaderKeys(ctx context.Context, c *consensus.ClusterState) {
 	if len(c.CAKeyPEM) > 0 || c.TokenSecret != "" {
 		if err := k.migrateClusterKeys(ctx, c); err != nil {
@@ -440,9 +441,14 @@ func (k *Keeper) LeaderKeys(ctx context.Context, c *consensus.ClusterState) {
 		}
 		return
 	}
-	if !RotationDone(c, func(id string) bool { _, err := k.Store.Node(id); return err == nil }) {
-		return
+	if RotationDone(c, func(id string) bool { _, err := k.Store.Node(id); return err == nil }) {
+		k.finishRotation(ctx, c)
 	}
+	k.trimRevoked(ctx, c, time.Now())
+}
+
+// finishRotation proposes the end of the CA rotation of record c.
+func (k *Keeper) finishRotation(ctx context.Context, c *consensus.ClusterState) {
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if _, err := k.Raft.Apply(wctx, &command.FinishCARotation{CAFingerprint: c.CAFingerprint}); err != nil {
@@ -672,9 +678,18 @@ func (e *IDTakenError) Refusal() *wire.Error {
 // fresh random ID: admitted. An ID the cluster knows belongs to a node that
 // may be down but still holds a vote, labels and tasks: it is admitted only
 // when the joiner proves it is that node — its old certificate from this
-// cluster and a CSR signed by the same key (pki.VerifyRejoin) — and never
+// cluster and a CSR signed by the same key (pki.VerifyRejoin), the key the
+// record was certified for (its CertKey, when it has one) — and never
 // while that node is alive. The old serials are then revoked. A failed
 // proof is an *IDTakenError.
+//
+// Why the record's key: VerifyRejoin accepts an expired certificate (a
+// node away for long still holds its key) unless it is revoked, and a
+// revoked serial leaves the list once its certificate has expired
+// (consensus/fsm TrimRevoked). A node keeps its key across renewals, so
+// only a certificate of another membership of the ID has another key — one
+// the node gave up when it was removed and joined afresh — and it must
+// not take the record of the membership that followed.
 func AdmitJoinID(in JoinClaim, c *consensus.ClusterState, isRevoked func(serial string) bool) ([]string, error) {
 	req, old := in.Req, in.Record
 	known := old != nil || in.Leader || in.InRaft
@@ -699,6 +714,11 @@ func AdmitJoinID(in JoinClaim, c *consensus.ClusterState, isRevoked func(serial 
 	serial, err := pki.VerifyRejoin(req.OldCertPEM, req.CSR, req.NodeID, roots, isRevoked)
 	if err != nil {
 		return nil, &IDTakenError{NodeID: req.NodeID, Err: err}
+	}
+	if old != nil && old.CertKey != "" {
+		if err := pki.VerifyRetriedJoin(req.CSR, req.NodeID, old.CertKey); err != nil {
+			return nil, &IDTakenError{NodeID: req.NodeID, Err: err}
+		}
 	}
 	revoke := []string{serial}
 	if old != nil && old.CertSerial != "" && old.CertSerial != serial {

@@ -34,11 +34,12 @@ import (
 // the node must still be in the cluster's state.
 //
 // One issue per node at a time (issuing): it reads the node's record,
-// signs, and proposes the new serial with the revocation of the one it
-// read, all under the node's lock, so each renewal revokes the serial
-// current when it starts. Two renewals that read the same record both
-// revoked only that serial and left the node two valid certificates, one
-// unrecorded, which `node rm` (revoking the recorded one) did not reach.
+// signs, and proposes the new serial (with its expiry, ApplyCertRecord)
+// and the revocation of the one it read, all under the node's lock, so
+// each renewal revokes the serial current when it starts. Two renewals
+// that read the same record both revoked only that serial and left the
+// node two valid certificates, one unrecorded, which `node rm` (revoking
+// the recorded one) did not reach.
 // A certificate leaves the leader only once its record is committed: an
 // Apply that fails (its entry may commit later, before any later one)
 // hands out nothing.
@@ -67,7 +68,11 @@ func (k *Keeper) Issue(ctx context.Context, id string, csr []byte) (*wire.RenewR
 	if err != nil {
 		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("certificate request refused: %v", err)}
 	}
-	if _, err := k.Raft.Apply(ctx, RenewalRecord(n, serial, c.CAFingerprint)); err != nil {
+	notAfter, err := pki.CertExpiry(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("renewed certificate: %w", err)
+	}
+	if _, err := ApplyCertRecord(ctx, k.Raft, RenewalRecord(n, serial, c.CAFingerprint), serial, notAfter); err != nil {
 		return nil, fmt.Errorf("record renewed certificate: %w", err)
 	}
 	return &wire.RenewResponse{CertPEM: certPEM, BundlePEM: TrustBundle(c), CrossPEM: c.CACrossPEM}, nil

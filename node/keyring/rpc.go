@@ -156,8 +156,10 @@ var renewals renewLimiter
 
 // renewMax renewals per node within renewWindow: a renewal revokes the
 // certificate it replaces, and the revocation list (in Raft, on every
-// node) is never trimmed, so a member that renewed in a loop grew every
-// node's state and made the leader sign and propose without bound. A node
+// node) keeps its serial until that certificate has expired (expiry.go),
+// so a member that renewed in a loop grew every node's state by a
+// certificate lifetime's worth of serials and made the leader sign and
+// propose without bound. A node
 // renews at 1/2–2/3 of its certificate's life, once after a CA rotation
 // and once after an address change: six an hour leave room for all of
 // those at once; a refused node retries after its backoff.

@@ -221,7 +221,7 @@ func (l *Loop) Run(ctx context.Context) {
 	period := Resync
 	tick := time.NewTicker(period)
 	defer tick.Stop()
-	revoked := -1
+	revoked := revocationMark{n: -1}
 	var changed time.Time // when the revocation list last changed (first sight counts)
 	floor := ReadIndexFile(filepath.Join(l.Dir, KeyringIndexFile))
 	for {
@@ -229,8 +229,8 @@ func (l *Loop) Run(ctx context.Context) {
 		rotating := false
 		if c := snap.Cluster(); c != nil {
 			rotating = len(c.GossipKeys) > 1
-			if n := len(c.Revoked); n != revoked {
-				revoked, changed = n, time.Now()
+			if m := markOf(c); m != revoked {
+				revoked, changed = m, time.Now()
 				l.CloseRevokedConns()
 			}
 			if keys := ReplicaKeyring(snap.Index(), floor, c.GossipKeys); keys != nil {
@@ -254,6 +254,24 @@ func (l *Loop) Run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// revocationMark tells Loop that the revocation list changed: its length
+// and its last serial. A revocation appends a serial never listed before,
+// so the last one changes with every revocation, also when a trim
+// (consensus/fsm TrimRevoked) applied in between made the list as long as
+// it was: the length alone did not show that one.
+type revocationMark struct {
+	n    int
+	last string
+}
+
+func markOf(c *consensus.ClusterState) revocationMark {
+	m := revocationMark{n: len(c.Revoked)}
+	if m.n > 0 {
+		m.last = c.Revoked[m.n-1]
+	}
+	return m
 }
 
 // CutOff decides whether a live connection with a peer (its node ID and

@@ -151,6 +151,28 @@ func TestCutOff(t *testing.T) {
 	}
 }
 
+// TestRevocationMark: Loop sees every revocation, also one that came with
+// a trim of as many serials (the list as long as before).
+func TestRevocationMark(t *testing.T) {
+	rec := func(revoked ...string) *consensus.ClusterState { return &consensus.ClusterState{Revoked: revoked} }
+	for _, tc := range []struct {
+		name      string
+		from, to  *consensus.ClusterState
+		wantClose bool
+	}{
+		{"unchanged", rec("a", "b"), rec("a", "b"), false},
+		{"first revocation", rec(), rec("a"), true},
+		{"a revocation", rec("a"), rec("a", "b"), true},
+		{"a trim", rec("a", "b"), rec("b"), true},
+		{"a trim and a revocation", rec("a", "b"), rec("b", "c"), true},
+		{"everything trimmed", rec("a"), rec(), true},
+	} {
+		if got := markOf(tc.from) != markOf(tc.to); got != tc.wantClose {
+			t.Errorf("%s: changed %v, want %v", tc.name, got, tc.wantClose)
+		}
+	}
+}
+
 func TestReplicaKeyring(t *testing.T) {
 	k := [][]byte{key('k')}
 	tests := []struct {

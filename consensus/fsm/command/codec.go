@@ -37,6 +37,8 @@ var decoders = map[Type]func([]byte) (Command, error){
 	TypeRotateCA:         decodeAs[RotateCA],
 	TypeFinishCARotation: decodeAs[FinishCARotation],
 	TypeSetNodeCert:      decodeAs[SetNodeCert],
+	TypeRecordCertExpiry: decodeAs[RecordCertExpiry],
+	TypeTrimRevoked:      decodeAs[TrimRevoked],
 	TypeCreateNetwork:    decodeAs[CreateNetwork],
 	TypeDeleteNetwork:    decodeAs[DeleteNetwork],
 	// Secrets and configs.

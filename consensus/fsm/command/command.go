@@ -53,7 +53,9 @@ const (
 	TypeCreateConfig Type = 31
 	TypeDeleteConfig Type = 32
 	// Protocol level 2.
-	TypeUpdateOwnNode Type = 33
+	TypeUpdateOwnNode    Type = 33
+	TypeRecordCertExpiry Type = 34
+	TypeTrimRevoked      Type = 35
 )
 
 // Version is the second byte of every log entry: the version of the
@@ -200,6 +202,28 @@ type SetNodeCert struct {
 	Serial        string   `json:"serial"`
 	CAFingerprint string   `json:"ca_fingerprint"`
 	Revoke        []string `json:"revoke,omitempty"`
+}
+
+// RecordCertExpiry records when the node certificate with this serial
+// expires (its NotAfter), so that its serial leaves the revocation list
+// once that has passed (TrimRevoked). The leader proposes it in the batch
+// that records a certificate it signed (a join, a renewal). A serial that
+// is already revoked is refused: one revoked without a known expiry stays
+// revoked for good (consensus.ClusterState.CertExpiry).
+type RecordCertExpiry struct {
+	Serial   string    `json:"serial"`
+	NotAfter time.Time `json:"not_after"`
+}
+
+// TrimRevoked forgets the certificates whose recorded expiry is before
+// ExpiredBefore (consensus.ClusterState.ExpiredCerts): their serials leave
+// the revocation list, where no handshake needs them any more, and the
+// record of their expiry goes too. The leader proposes it with its clock
+// less a margin for the clocks of the nodes that check certificates
+// (node/keyring TrimMargin). The answer is the number of serials that
+// left the revocation list.
+type TrimRevoked struct {
+	ExpiredBefore time.Time `json:"expired_before"`
 }
 
 // CreateService stores a new service. Name defaults to Spec.Name; an empty
@@ -370,6 +394,12 @@ func (FinishCARotation) Type() Type { return TypeFinishCARotation }
 // Type implements Command.
 func (SetNodeCert) Type() Type { return TypeSetNodeCert }
 
+// Type implements Command.
+func (RecordCertExpiry) Type() Type { return TypeRecordCertExpiry }
+
+// Type implements Command.
+func (TrimRevoked) Type() Type { return TypeTrimRevoked }
+
 // Secrets and configs. A secret's data enters the log only sealed with the
 // voters' KEK; a config's is stored as given (consensus/fsm/secrets.go).
 
@@ -437,6 +467,8 @@ func (SealClusterKeys) isCommand()  {}
 func (RotateCA) isCommand()         {}
 func (FinishCARotation) isCommand() {}
 func (SetNodeCert) isCommand()      {}
+func (RecordCertExpiry) isCommand() {}
+func (TrimRevoked) isCommand()      {}
 func (CreateNetwork) isCommand()    {}
 func (DeleteNetwork) isCommand()    {}
 func (CreateSecret) isCommand()     {}

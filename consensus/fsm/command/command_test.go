@@ -62,6 +62,8 @@ func sampleCommands() []Command {
 		RotateCA{CACertPEM: []byte("ca2"), CAFingerprint: "fp2", CAKeySealed: []byte("sealed2"), CACrossPEM: []byte("x"), ExpectFingerprint: "fp"},
 		FinishCARotation{CAFingerprint: "fp2"},
 		SetNodeCert{ID: "n1", Serial: "s2", CAFingerprint: "fp2", Revoke: []string{"s1"}},
+		RecordCertExpiry{Serial: "s2", NotAfter: t0},
+		TrimRevoked{ExpiredBefore: t0},
 		CreateSecret{Secret: consensus.Secret{ID: "sec1", Name: "db_pass", CreatedAt: t0, Size: 3, KEKID: "k1", Sealed: []byte("sealed")}},
 		DeleteSecret{ID: "sec1"},
 		CreateConfig{Config: consensus.ConfigObject{ID: "cfg1", Name: "app.conf", CreatedAt: t0, Data: []byte("x=1")}},

@@ -66,6 +66,8 @@ var commandSince = map[Type]int{
 	TypeCreateConfig:     1,
 	TypeDeleteConfig:     1,
 	TypeUpdateOwnNode:    2,
+	TypeRecordCertExpiry: 2,
+	TypeTrimRevoked:      2,
 }
 
 // ErrUnsupported: a member of the Raft configuration runs a release too
