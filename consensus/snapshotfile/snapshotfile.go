@@ -411,19 +411,24 @@ func checkDesired(d *consensus.SnapshotData) error {
 	var p []string
 	bad := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
 
+	// uniqueID checks one row's ID against the rows of its table before it.
+	uniqueID := func(ids map[string]bool, what, id string) {
+		switch {
+		case id == "":
+			bad("%s: no ID", what)
+		case ids[id]:
+			bad("%s: ID listed twice", what)
+		}
+		ids[id] = true
+	}
+
 	ids := map[string]bool{}
 	names := map[string]string{} // lower-case name: the first service's name
 	ports := map[string]string{} // "8080/tcp": the service that publishes it
 	vips := map[netip.Addr]string{}
 	for _, s := range d.Services {
 		what := fmt.Sprintf("service %q (ID %q)", s.Name, s.ID)
-		switch {
-		case s.ID == "":
-			bad("%s: no ID", what)
-		case ids[s.ID]:
-			bad("%s: ID listed twice", what)
-		}
-		ids[s.ID] = true
+		uniqueID(ids, what, s.ID)
 		if pr := api.ServiceNameProblem(s.Name); pr != "" {
 			bad("%s: name: %s", what, pr)
 		} else if other, ok := names[strings.ToLower(s.Name)]; ok {
@@ -465,13 +470,7 @@ func checkDesired(d *consensus.SnapshotData) error {
 	names = map[string]string{}
 	for _, n := range d.Networks {
 		what := fmt.Sprintf("network %q (ID %q)", n.Name, n.ID)
-		switch {
-		case n.ID == "":
-			bad("%s: no ID", what)
-		case ids[n.ID]:
-			bad("%s: ID listed twice", what)
-		}
-		ids[n.ID] = true
+		uniqueID(ids, what, n.ID)
 		switch other, taken := names[strings.ToLower(n.Name)]; {
 		case api.ServiceNameProblem(n.Name) != "":
 			bad("%s: name: %s", what, api.ServiceNameProblem(n.Name))
