@@ -144,6 +144,12 @@ var importRules = []importRule{
 	{"overlay/linkutil/...", []string{"overlay/linkutil/..."}},
 	{"overlay/overlayerr/...", []string{"overlay/overlayerr/..."}},
 	{"lb/...", []string{"api", "api/atomicfile", "lb/..."}},
+	// The embedded DNS server (lb/dns/README.md): nothing of this module,
+	// and lb itself never imports it (nor the other way round): they share
+	// only the bridge address, which the agent hands to both, so the load
+	// balancer's rules and the resolver change and are tested apart.
+	{"lb", []string{"api", "api/atomicfile"}},
+	{"lb/dns/...", []string{"lb/dns/..."}},
 	// The scheduler's packages (node/scheduler/README.md), all pure. The
 	// planner (orchestration) uses placement and the spec rules; those never
 	// reach back into it, so the admin routes and each node's planner take
@@ -214,7 +220,7 @@ var importRules = []importRule{
 	// What this node's data plane should be, from one snapshot (pure): the
 	// replica's types, and the load balancer's and overlay's desired-state
 	// types it fills in; the agent applies them.
-	{"node/netplan/...", []string{"api", "consensus", "lb", "overlay", "overlay/wireguard", "node/netplan/..."}},
+	{"node/netplan/...", []string{"api", "consensus", "lb", "lb/dns", "overlay", "overlay/wireguard", "node/netplan/..."}},
 	// What only the leader runs (scheduling passes, autoscale polling,
 	// node status, re-admission, autopilot): the replica and Raft from
 	// consensus, gossip's verdicts, the planners; the agent's gossip key
@@ -247,7 +253,7 @@ var importRules = []importRule{
 	// reports, and the index-file format of node/revocation for its
 	// WireGuard key epochs). The agent comes in through their Config.
 	{"node/reconciler/...", []string{"api", "consensus", "consensus/fsm/command", "runtime", "runtime/ocispec", "node/netloop", "node/netplan", "node/resync", "node/taskplan", "node/reconciler/..."}},
-	{"node/netloop/...", []string{"api", "consensus", "consensus/fsm/command", "lb", "overlay", "overlay/wireguard", "node/membership", "node/metrics", "node/netplan", "node/resync", "node/revocation", "node/netloop/..."}},
+	{"node/netloop/...", []string{"api", "consensus", "consensus/fsm/command", "lb", "lb/dns", "overlay", "overlay/wireguard", "node/membership", "node/metrics", "node/netplan", "node/resync", "node/revocation", "node/netloop/..."}},
 	// How a node gets into a cluster and out of it: the joiner's side
 	// (token, CA pin, CSR, the cluster files) and the leader's admission,
 	// removal and lost-log rejoin. The files and checks of node/keyring,

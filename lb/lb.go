@@ -1,6 +1,7 @@
 // Package lb is a node's load balancer: service VIPs and published ports
-// (the routing mesh) programmed in one nftables table, and an embedded DNS
-// server answering service names.
+// (the routing mesh) programmed in one nftables table. The embedded DNS
+// server answering service names is lb/dns; this package only keeps a
+// published port 53 off its address (State.DNS) and never imports it.
 //
 // The agent runs one LB per node in the node's network namespace and calls
 // Set with the complete desired State whenever services, tasks or the

@@ -27,6 +27,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/shoal-org/shoal/api"
+	lbdns "github.com/shoal-org/shoal/lb/dns"
 )
 
 type lab struct {
@@ -346,9 +347,9 @@ func TestLBChurn(t *testing.T) {
 // and returns a function asking it from the client container.
 func (l *lab) startDNS() func(name string) (*dns.Msg, error) {
 	t := l.t
-	up, _ := fakeUpstream(t)
-	d := NewDNS(DNSConfig{Addr: "10.42.1.1:53", Upstreams: []string{up}})
-	d.Set(Records{"web": {l.vip}, "tasks.web": ips(l.bIPs...)})
+	up := fakeUpstream(t)
+	d := lbdns.New(lbdns.Config{Addr: "10.42.1.1:53", Upstreams: []string{up}})
+	d.Set(lbdns.Records{"web": {l.vip}, "tasks.web": ips(l.bIPs...)})
 	nodeNS, err := os.Open("/var/run/netns/" + l.node)
 	if err != nil {
 		t.Fatal(err)
@@ -392,6 +393,39 @@ func (l *lab) startDNS() func(name string) (*dns.Msg, error) {
 		})
 		return resp, err
 	}
+}
+
+// fakeUpstream stands in for the node's resolver on the test's loopback:
+// it answers every question over UDP with 192.0.2.1.
+func fakeUpstream(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		m.Answer = append(m.Answer, &dns.A{
+			Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
+			A:   net.IPv4(192, 0, 2, 1),
+		})
+		_ = w.WriteMsg(m)
+	})}
+	go func() { _ = s.ActivateAndServe() }()
+	t.Cleanup(func() { _ = s.Shutdown() })
+	return pc.LocalAddr().String()
+}
+
+func answerIPs(m *dns.Msg) []string {
+	var out []string
+	for _, rr := range m.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			out = append(out, a.A.String())
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // TestDNSInNetns serves DNS on the bridge address inside the node and asks

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/lb"
+	"github.com/shoal-org/shoal/lb/dns"
 	"github.com/shoal-org/shoal/node/metrics"
 	"github.com/shoal-org/shoal/node/netplan"
 )
@@ -23,7 +24,7 @@ import (
 // serviceTraffic owns the node's load balancer and DNS server.
 type serviceTraffic struct {
 	lb       *lb.LB
-	dns      *lb.DNS
+	dns      *dns.Server
 	bridgeIP net.IP // where the DNS server listens
 	last     lb.State
 	wg       sync.WaitGroup
@@ -59,11 +60,11 @@ func (l *Loop) startTraffic(ctx context.Context, bridgeIP net.IP) *serviceTraffi
 		return nil
 	}
 	st := &serviceTraffic{lb: lbh, bridgeIP: bridgeIP}
-	ups, search, err := lb.UpstreamsFromResolvConf("/etc/resolv.conf")
+	ups, search, err := dns.UpstreamsFromResolvConf("/etc/resolv.conf")
 	if err != nil {
 		l.log.Warn("DNS: no upstream servers", "err", err)
 	}
-	st.dns = lb.NewDNS(lb.DNSConfig{
+	st.dns = dns.New(dns.Config{
 		Addr:      net.JoinHostPort(bridgeIP.String(), "53"),
 		Upstreams: ups,
 		Search:    search,

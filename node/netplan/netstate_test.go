@@ -16,6 +16,7 @@ import (
 	"github.com/shoal-org/shoal/consensus/fsm"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/lb"
+	"github.com/shoal-org/shoal/lb/dns"
 	"github.com/shoal-org/shoal/overlay"
 )
 
@@ -158,7 +159,7 @@ func TestTrafficState(t *testing.T) {
 		st    State
 		alive map[string]struct{}
 		want  []string
-		dns   map[string]lb.Records // by network; nil: not checked
+		dns   map[string]dns.Records // by network; nil: not checked
 	}{{
 		name:  "empty state: no services, peers are the other nodes with an address",
 		st:    State{Nodes: nodes, Networks: networks},
@@ -169,7 +170,7 @@ func TestTrafficState(t *testing.T) {
 			"s-web": {task("t1", "s-web", "self", "10.42.1.2", nil), task("t2", "s-web", "n2", "10.42.2.2", nil)}}},
 		alive: allAlive,
 		want:  []string{"web@default vip=10.43.0.2 ports=1 [10.42.1.2* 10.42.2.2]"},
-		dns: map[string]lb.Records{api.DefaultNetwork: {
+		dns: map[string]dns.Records{api.DefaultNetwork: {
 			"web": {mustIP("10.43.0.2")}, "tasks.web": {mustIP("10.42.1.2"), mustIP("10.42.2.2")}}},
 	}, {
 		name: "a task on a node gossip calls dead is dropped at once; this node's never",
@@ -201,7 +202,7 @@ func TestTrafficState(t *testing.T) {
 		alive: allAlive,
 		want: []string{"both@default vip=10.43.0.3 ports=0 [10.42.2.7]",
 			"both@back@back vip=10.50.128.2 ports=0 [10.50.1.7]"},
-		dns: map[string]lb.Records{
+		dns: map[string]dns.Records{
 			api.DefaultNetwork: {"both": {mustIP("10.43.0.3")}, "tasks.both": {mustIP("10.42.2.7")}},
 			"back":             {"both": {mustIP("10.50.128.2")}, "tasks.both": {mustIP("10.50.1.7")}},
 		},

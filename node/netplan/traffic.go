@@ -13,6 +13,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/lb"
+	"github.com/shoal-org/shoal/lb/dns"
 )
 
 // Traffic computes the load balancer state and the DNS views from
@@ -23,9 +24,9 @@ import (
 // netplan needs no gossip types. A service on several networks is one
 // lb.Service per network (its VIP there and its tasks' addresses there);
 // published ports go to its first network.
-func Traffic[M any](st State, alive map[string]M, self string) (lb.State, map[string]lb.View, map[netip.Addr][]string) {
+func Traffic[M any](st State, alive map[string]M, self string) (lb.State, map[string]dns.View, map[netip.Addr][]string) {
 	var state lb.State
-	views := map[string]lb.View{}
+	views := map[string]dns.View{}
 	sources := map[netip.Addr][]string{}
 	var vipRange *net.IPNet
 	if c := st.Cluster; c != nil {
@@ -42,7 +43,7 @@ func Traffic[M any](st State, alive map[string]M, self string) (lb.State, map[st
 			ln.VIPs = vipRange
 		}
 		state.Networks = append(state.Networks, ln)
-		views[n.Name] = lb.View{Subnets: []netip.Prefix{p}, Records: lb.Records{}}
+		views[n.Name] = dns.View{Subnets: []netip.Prefix{p}, Records: dns.Records{}}
 	}
 	state.Peers = []net.IP{}
 	for _, n := range st.Nodes {

@@ -1,9 +1,14 @@
-package lb
-
-// The embedded DNS server. Containers get the bridge address (.1) as their
-// only nameserver; it answers service names from the record set the agent
-// hands over with Set and forwards everything else to the node's own
-// upstream servers, as Docker's embedded DNS does.
+// Package dns is a node's embedded DNS server. Containers get the bridge
+// address (.1) as their only nameserver; it answers service names from the
+// record set the agent hands over with Set (or SetViews) and forwards
+// everything else to the node's own upstream servers, as Docker's embedded
+// DNS does.
+//
+// It is apart from lb, the load balancer, because the two share only an
+// address: lb programs nftables and keeps a published port 53 off this
+// server's address (lb.State.DNS), while this server answers sockets and
+// never touches a rule. Neither imports the other; the agent runs both.
+package dns
 
 import (
 	"context"
@@ -20,12 +25,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/miekg/dns"
+	miekg "github.com/miekg/dns"
 )
 
-// DNSConfig configures a DNS server. It is read by NewDNS and must not be
+// Config configures a DNS server. It is read by New and must not be
 // changed afterwards.
-type DNSConfig struct {
+type Config struct {
 	// Addr is the listen address for both UDP and TCP, normally the
 	// bridge's .1 and port 53. Port 0 picks a free port (tests; see Addr).
 	Addr string
@@ -58,10 +63,10 @@ type recordSet struct {
 	folded map[string][]net.IP // lower-cased name, only when one name folds to it
 }
 
-// DNS is the embedded DNS server. Set may be called at any time, from any
-// goroutine, before or during Run.
-type DNS struct {
-	cfg     DNSConfig
+// Server is the embedded DNS server. Set and SetViews may be called at any
+// time, from any goroutine, before or during Run.
+type Server struct {
+	cfg     Config
 	log     *slog.Logger
 	records atomic.Pointer[recordSet]
 	// views, once SetViews was called, replaces records: answers depend on
@@ -78,8 +83,8 @@ type DNS struct {
 	addr     atomic.Value // string, the bound address
 }
 
-// NewDNS returns a server with an empty record set; Run starts it.
-func NewDNS(cfg DNSConfig) *DNS {
+// New returns a server with an empty record set; Run starts it.
+func New(cfg Config) *Server {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Second
 	}
@@ -102,7 +107,7 @@ func NewDNS(cfg DNSConfig) *DNS {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	d := &DNS{cfg: cfg, log: logger.With("component", "dns"), ready: make(chan struct{}),
+	d := &Server{cfg: cfg, log: logger.With("component", "dns"), ready: make(chan struct{}),
 		tcpConns: newSourceLimiter(maxTCPConns, maxTCPConnsPerSource),
 		forwards: newSourceLimiter(maxForwards, maxForwardsPerSource)}
 	d.records.Store(&recordSet{})
@@ -113,7 +118,7 @@ func NewDNS(cfg DNSConfig) *DNS {
 // caller keeps ownership of r. It returns the names that differ from
 // another only in case (sorted): they answer for their exact spelling only,
 // which the caller may want to report.
-func (d *DNS) Set(r Records) (ambiguous []string) {
+func (d *Server) Set(r Records) (ambiguous []string) {
 	rs, ambiguous := newRecordSet(r)
 	d.records.Store(rs)
 	return ambiguous
@@ -148,7 +153,7 @@ type netSubnet struct {
 // (REFUSED, nothing forwarded): the server is no open resolver. The maps
 // are copied. It returns the names that differ from another of the same
 // view only in case (sorted, deduplicated).
-func (d *DNS) SetViews(views map[string]View, sources map[netip.Addr][]string) (ambiguous []string) {
+func (d *Server) SetViews(views map[string]View, sources map[netip.Addr][]string) (ambiguous []string) {
 	vs := &viewSet{byNet: make(map[string]*recordSet, len(views)), sources: make(map[netip.Addr][]string, len(sources))}
 	seen := map[string]bool{}
 	for name, v := range views {
@@ -231,17 +236,17 @@ func newRecordSet(r Records) (*recordSet, []string) {
 }
 
 // Ready is closed once Run has bound its sockets.
-func (d *DNS) Ready() <-chan struct{} { return d.ready }
+func (d *Server) Ready() <-chan struct{} { return d.ready }
 
 // Addr is the bound address (UDP and TCP share it), "" before Ready.
-func (d *DNS) Addr() string {
+func (d *Server) Addr() string {
 	s, _ := d.addr.Load().(string)
 	return s
 }
 
 // Run serves UDP and TCP until ctx ends, then shuts both servers down and
 // returns nil. It returns an error if it cannot bind or a server fails.
-func (d *DNS) Run(ctx context.Context) error {
+func (d *Server) Run(ctx context.Context) error {
 	pc, ln, err := listenPair(d.cfg.Addr)
 	if err != nil {
 		return err
@@ -250,11 +255,11 @@ func (d *DNS) Run(ctx context.Context) error {
 	// The UDP server's read timeout only paces its read loop (a shutdown
 	// closes the socket): the default 2 s woke every idle node twice a
 	// second for nothing (issue 10).
-	udp := &dns.Server{PacketConn: pc, Handler: d, ReadTimeout: time.Hour}
+	udp := &miekg.Server{PacketConn: pc, Handler: d, ReadTimeout: time.Hour}
 	// miekg/dns sets no deadline on TCP writes (its WriteTimeout is unused)
 	// and takes every connection: limitListener gives each write
 	// tcpWriteTimeout and caps the connections (see there).
-	tcp := &dns.Server{Listener: &limitListener{Listener: ln, lim: d.tcpConns}, Handler: d}
+	tcp := &miekg.Server{Listener: &limitListener{Listener: ln, lim: d.tcpConns}, Handler: d}
 	d.addrOnce.Do(func() {
 		d.addr.Store(bound)
 		close(d.ready)
@@ -263,7 +268,7 @@ func (d *DNS) Run(ctx context.Context) error {
 
 	errCh := make(chan error, 2)
 	var wg sync.WaitGroup
-	for _, s := range []*dns.Server{udp, tcp} {
+	for _, s := range []*miekg.Server{udp, tcp} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -410,11 +415,11 @@ func listenPair(addr string) (net.PacketConn, net.Listener, error) {
 	return nil, nil, err
 }
 
-// ServeDNS answers one query. It implements dns.Handler.
-func (d *DNS) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
-	if len(r.Question) != 1 || r.Opcode != dns.OpcodeQuery {
-		m := new(dns.Msg)
-		m.SetRcode(r, dns.RcodeFormatError)
+// ServeDNS answers one query. It implements miekg.Handler.
+func (d *Server) ServeDNS(w miekg.ResponseWriter, r *miekg.Msg) {
+	if len(r.Question) != 1 || r.Opcode != miekg.OpcodeQuery {
+		m := new(miekg.Msg)
+		m.SetRcode(r, miekg.RcodeFormatError)
 		_ = w.WriteMsg(m)
 		return
 	}
@@ -424,8 +429,8 @@ func (d *DNS) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		src := remoteAddr(w)
 		if sets = vs.networksOf(src); len(sets) == 0 {
 			d.log.Debug("dns: query from outside the container networks refused", "source", src.String(), "name", q.Name)
-			m := new(dns.Msg)
-			m.SetRcode(r, dns.RcodeRefused)
+			m := new(miekg.Msg)
+			m.SetRcode(r, miekg.RcodeRefused)
 			_ = w.WriteMsg(m)
 			return
 		}
@@ -441,23 +446,23 @@ func (d *DNS) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		d.forward(w, r)
 		return
 	}
-	m := new(dns.Msg)
+	m := new(miekg.Msg)
 	m.SetReply(r)
 	m.Authoritative = true
 	m.RecursionAvailable = true
 	if !found {
-		m.Rcode = dns.RcodeNameError
-	} else if q.Qclass == dns.ClassINET && (q.Qtype == dns.TypeA || q.Qtype == dns.TypeANY) {
+		m.Rcode = miekg.RcodeNameError
+	} else if q.Qclass == miekg.ClassINET && (q.Qtype == miekg.TypeA || q.Qtype == miekg.TypeANY) {
 		// Shuffle so naive clients that take the first address spread.
 		for _, i := range rand.Perm(len(ips)) {
-			m.Answer = append(m.Answer, &dns.A{
-				Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: d.cfg.TTL},
+			m.Answer = append(m.Answer, &miekg.A{
+				Hdr: miekg.RR_Header{Name: q.Name, Rrtype: miekg.TypeA, Class: miekg.ClassINET, Ttl: d.cfg.TTL},
 				A:   ips[i],
 			})
 		}
 	} // other types of a known name: NOERROR, no data
 	if _, isUDP := w.RemoteAddr().(*net.UDPAddr); isUDP {
-		size := dns.MinMsgSize
+		size := miekg.MinMsgSize
 		if opt := r.IsEdns0(); opt != nil && int(opt.UDPSize()) > size {
 			size = min(int(opt.UDPSize()), maxUDPAnswer)
 		}
@@ -471,7 +476,7 @@ func (d *DNS) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 // lookup finds name as asked and with a search domain removed. ours says
 // the name is in the service namespace (one label, or tasks.LABEL), where a
 // miss is an authoritative NXDOMAIN instead of a question for upstream.
-func (d *DNS) lookup(rs *recordSet, qname string) (ips []net.IP, found, ours bool) {
+func (d *Server) lookup(rs *recordSet, qname string) (ips []net.IP, found, ours bool) {
 	name := trimName(qname)
 	lower := strings.ToLower(name)
 	labels := strings.Count(name, ".") + 1
@@ -501,7 +506,7 @@ func (d *DNS) lookup(rs *recordSet, qname string) (ips []net.IP, found, ours boo
 }
 
 // remoteAddr is the asker's address (invalid when unknown).
-func remoteAddr(w dns.ResponseWriter) netip.Addr { return addrOf(w.RemoteAddr()) }
+func remoteAddr(w miekg.ResponseWriter) netip.Addr { return addrOf(w.RemoteAddr()) }
 
 // addrOf is the IP address of a UDP or TCP address (invalid otherwise).
 func addrOf(na net.Addr) netip.Addr {
@@ -532,18 +537,18 @@ const (
 // tasks.NAME of a big service or a fat upstream record would otherwise be
 // answered with up to 64 KiB at the victim. A bigger answer is truncated
 // and the client asks again over TCP, which cannot be spoofed.
-const maxUDPAnswer = dns.DefaultMsgSize
+const maxUDPAnswer = miekg.DefaultMsgSize
 
 // forward relays r to the upstreams in order over the client's transport
 // and relays the first answer; SERVFAIL when none answers in time, or at
 // once when the asker already has maxForwardsPerSource queries in flight
 // (maxForwards for all askers).
-func (d *DNS) forward(w dns.ResponseWriter, r *dns.Msg) {
+func (d *Server) forward(w miekg.ResponseWriter, r *miekg.Msg) {
 	src := remoteAddr(w)
 	if !d.forwards.acquire(src) {
 		d.log.Debug("dns: too many forwarded queries in flight", "source", src.String(), "name", r.Question[0].Name)
-		m := new(dns.Msg)
-		m.SetRcode(r, dns.RcodeServerFailure)
+		m := new(miekg.Msg)
+		m.SetRcode(r, miekg.RcodeServerFailure)
 		m.RecursionAvailable = true
 		_ = w.WriteMsg(m)
 		return
@@ -557,7 +562,7 @@ func (d *DNS) forward(w dns.ResponseWriter, r *dns.Msg) {
 	}
 	var errs error
 	for _, up := range d.cfg.Upstreams {
-		c := &dns.Client{Net: netw, Timeout: d.cfg.Timeout}
+		c := &miekg.Client{Net: netw, Timeout: d.cfg.Timeout}
 		resp, _, err := c.Exchange(r, up)
 		if err != nil {
 			errs = errors.Join(errs, fmt.Errorf("upstream %s: %w", up, err))
@@ -572,8 +577,8 @@ func (d *DNS) forward(w dns.ResponseWriter, r *dns.Msg) {
 	if errs != nil {
 		d.log.Debug("dns forward failed", "name", r.Question[0].Name, "err", errs)
 	}
-	m := new(dns.Msg)
-	m.SetRcode(r, dns.RcodeServerFailure)
+	m := new(miekg.Msg)
+	m.SetRcode(r, miekg.RcodeServerFailure)
 	m.RecursionAvailable = true
 	_ = w.WriteMsg(m)
 }
@@ -582,7 +587,7 @@ func (d *DNS) forward(w dns.ResponseWriter, r *dns.Msg) {
 // the node) and returns its nameservers as "ip:port", loopback ones dropped
 // (they would point at the container itself), and its search domains.
 func UpstreamsFromResolvConf(path string) (upstreams, search []string, err error) {
-	cc, err := dns.ClientConfigFromFile(path)
+	cc, err := miekg.ClientConfigFromFile(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read %s: %w", path, err)
 	}

@@ -1,4 +1,4 @@
-package lb
+package dns
 
 import (
 	"context"
@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
+	miekg "github.com/miekg/dns"
 )
 
 // runDNS starts d on loopback and returns its address and a stop that
 // reports whether Run returned within wait.
-func runDNS(t *testing.T, d *DNS) (addr string, stop func(wait time.Duration) bool) {
+func runDNS(t *testing.T, d *Server) (addr string, stop func(wait time.Duration) bool) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -48,8 +48,8 @@ func runDNS(t *testing.T, d *DNS) (addr string, stop func(wait time.Duration) bo
 // tcpQuery frames a query for name as DNS over TCP does.
 func tcpQuery(t *testing.T, name string, id uint16) []byte {
 	t.Helper()
-	m := new(dns.Msg)
-	m.SetQuestion(name, dns.TypeA)
+	m := new(miekg.Msg)
+	m.SetQuestion(name, miekg.TypeA)
 	m.Id = id
 	b, err := m.Pack()
 	if err != nil {
@@ -63,7 +63,7 @@ func tcpQuery(t *testing.T, name string, id uint16) []byte {
 // (miekg/dns sets no write deadline), holding the connection's goroutine
 // and making Run wait for it forever at shutdown.
 func TestDNSTCPStalledReaderDoesNotHoldServer(t *testing.T) {
-	d := NewDNS(DNSConfig{Addr: "127.0.0.1:0"})
+	d := New(Config{Addr: "127.0.0.1:0"})
 	var ips []net.IP
 	for i := range 2500 { // ~62 KiB an answer, uncompressed
 		ips = append(ips, net.IPv4(10, 1, byte(i>>8), byte(i)))
@@ -97,7 +97,7 @@ func TestDNSTCPStalledReaderDoesNotHoldServer(t *testing.T) {
 // Every TCP connection holds a goroutine and a file of the agent: one
 // source may hold only a few.
 func TestDNSTCPConnectionsCappedPerSource(t *testing.T) {
-	d := NewDNS(DNSConfig{Addr: "127.0.0.1:0"})
+	d := New(Config{Addr: "127.0.0.1:0"})
 	d.tcpConns = newSourceLimiter(8, 2)
 	d.Set(Records{"web": {net.IPv4(10, 43, 0, 2)}})
 	addr, _ := runDNS(t, d)
@@ -118,9 +118,9 @@ func TestDNSTCPConnectionsCappedPerSource(t *testing.T) {
 	}
 	// The first two are served.
 	for i, c := range conns[:2] {
-		dc := &dns.Conn{Conn: c}
-		m := new(dns.Msg)
-		m.SetQuestion("web.", dns.TypeA)
+		dc := &miekg.Conn{Conn: c}
+		m := new(miekg.Msg)
+		m.SetQuestion("web.", miekg.TypeA)
 		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
 		if err := dc.WriteMsg(m); err != nil {
 			t.Fatalf("conn %d: %v", i, err)
@@ -138,9 +138,9 @@ func TestDNSTCPConnectionsCappedPerSource(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		dc := &dns.Conn{Conn: c}
-		m := new(dns.Msg)
-		m.SetQuestion("web.", dns.TypeA)
+		dc := &miekg.Conn{Conn: c}
+		m := new(miekg.Msg)
+		m.SetQuestion("web.", miekg.TypeA)
 		_ = c.SetDeadline(time.Now().Add(time.Second))
 		_ = dc.WriteMsg(m)
 		r, err := dc.ReadMsg()
@@ -164,7 +164,7 @@ func TestDNSForwardsCappedPerSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer up.Close()
-	d := NewDNS(DNSConfig{Addr: "127.0.0.1:0", Upstreams: []string{up.LocalAddr().String()}, Timeout: 4 * time.Second})
+	d := New(Config{Addr: "127.0.0.1:0", Upstreams: []string{up.LocalAddr().String()}, Timeout: 4 * time.Second})
 	d.forwards = newSourceLimiter(8, 2)
 	addr, _ := runDNS(t, d)
 
@@ -173,11 +173,11 @@ func TestDNSForwardsCappedPerSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	dc := &dns.Conn{Conn: c}
+	dc := &miekg.Conn{Conn: c}
 	const n = 10
 	for i := range n {
-		m := new(dns.Msg)
-		m.SetQuestion("slow.example.org.", dns.TypeA)
+		m := new(miekg.Msg)
+		m.SetQuestion("slow.example.org.", miekg.TypeA)
 		m.Id = uint16(i + 1)
 		if err := dc.WriteMsg(m); err != nil {
 			t.Fatal(err)
@@ -190,7 +190,7 @@ func TestDNSForwardsCappedPerSource(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%d SERVFAIL answers before %v, want %d at once", servfail, err, n-2)
 		}
-		if r.Rcode == dns.RcodeServerFailure {
+		if r.Rcode == miekg.RcodeServerFailure {
 			servfail++
 		}
 	}
@@ -215,13 +215,13 @@ func TestDNSForwardsCappedPerSource(t *testing.T) {
 func TestDNSUDPAnswersBounded(t *testing.T) {
 	var mu sync.Mutex
 	var offered []uint16
-	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+	h := miekg.HandlerFunc(func(w miekg.ResponseWriter, r *miekg.Msg) {
 		mu.Lock()
 		if opt := r.IsEdns0(); opt != nil {
 			offered = append(offered, opt.UDPSize())
 		}
 		mu.Unlock()
-		m := new(dns.Msg)
+		m := new(miekg.Msg)
 		m.SetReply(r)
 		_ = w.WriteMsg(m)
 	})
@@ -229,11 +229,11 @@ func TestDNSUDPAnswersBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	up := &dns.Server{PacketConn: pc, Handler: h}
+	up := &miekg.Server{PacketConn: pc, Handler: h}
 	go func() { _ = up.ActivateAndServe() }()
 	t.Cleanup(func() { _ = up.Shutdown() })
 
-	d := NewDNS(DNSConfig{Addr: "127.0.0.1:0", Upstreams: []string{pc.LocalAddr().String()}})
+	d := New(Config{Addr: "127.0.0.1:0", Upstreams: []string{pc.LocalAddr().String()}})
 	var ips []net.IP
 	for i := range 2500 {
 		ips = append(ips, net.IPv4(10, 1, byte(i>>8), byte(i)))
@@ -241,10 +241,10 @@ func TestDNSUDPAnswersBounded(t *testing.T) {
 	d.Set(Records{"tasks.big": ips})
 	addr, _ := runDNS(t, d)
 
-	c := &dns.Client{Net: "udp", Timeout: 3 * time.Second, UDPSize: dns.MaxMsgSize}
-	m := new(dns.Msg)
-	m.SetQuestion("tasks.big.", dns.TypeA)
-	m.SetEdns0(dns.MaxMsgSize, false)
+	c := &miekg.Client{Net: "udp", Timeout: 3 * time.Second, UDPSize: miekg.MaxMsgSize}
+	m := new(miekg.Msg)
+	m.SetQuestion("tasks.big.", miekg.TypeA)
+	m.SetEdns0(miekg.MaxMsgSize, false)
 	r, _, err := c.Exchange(m, addr)
 	if err != nil {
 		t.Fatal(err)
@@ -253,7 +253,7 @@ func TestDNSUDPAnswersBounded(t *testing.T) {
 	if n := r.Len(); n > maxUDPAnswer || !r.Truncated {
 		t.Fatalf("UDP answer of %d bytes (truncated %v) to a query offering 64 KiB, want at most %d and truncated", n, r.Truncated, maxUDPAnswer)
 	}
-	m.SetQuestion("fat.example.org.", dns.TypeTXT)
+	m.SetQuestion("fat.example.org.", miekg.TypeTXT)
 	if _, _, err := c.Exchange(m, addr); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package lb
+package dns
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
+	miekg "github.com/miekg/dns"
 )
 
 // fakeUpstream answers every A question with 192.0.2.1 and counts queries.
@@ -21,17 +21,17 @@ func fakeUpstream(t *testing.T) (addr string, queries func() int) {
 	t.Helper()
 	var mu sync.Mutex
 	n := 0
-	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+	h := miekg.HandlerFunc(func(w miekg.ResponseWriter, r *miekg.Msg) {
 		mu.Lock()
 		n++
 		mu.Unlock()
-		m := new(dns.Msg)
+		m := new(miekg.Msg)
 		m.SetReply(r)
 		if r.Question[0].Name == "missing.example.org." {
-			m.Rcode = dns.RcodeNameError
+			m.Rcode = miekg.RcodeNameError
 		} else {
-			m.Answer = append(m.Answer, &dns.A{
-				Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
+			m.Answer = append(m.Answer, &miekg.A{
+				Hdr: miekg.RR_Header{Name: r.Question[0].Name, Rrtype: miekg.TypeA, Class: miekg.ClassINET, Ttl: 60},
 				A:   net.IPv4(192, 0, 2, 1),
 			})
 		}
@@ -41,18 +41,18 @@ func fakeUpstream(t *testing.T) (addr string, queries func() int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []*dns.Server{{PacketConn: pc, Handler: h}, {Listener: ln, Handler: h}} {
+	for _, s := range []*miekg.Server{{PacketConn: pc, Handler: h}, {Listener: ln, Handler: h}} {
 		go func() { _ = s.ActivateAndServe() }()
 		t.Cleanup(func() { _ = s.Shutdown() })
 	}
 	return pc.LocalAddr().String(), func() int { mu.Lock(); defer mu.Unlock(); return n }
 }
 
-// startDNS runs a DNS on loopback for the test's lifetime.
-func startDNS(t *testing.T, cfg DNSConfig) *DNS {
+// startDNS runs a Server on loopback for the test's lifetime.
+func startDNS(t *testing.T, cfg Config) *Server {
 	t.Helper()
 	cfg.Addr = "127.0.0.1:0"
-	d := NewDNS(cfg)
+	d := New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
@@ -72,10 +72,10 @@ func startDNS(t *testing.T, cfg DNSConfig) *DNS {
 	return d
 }
 
-func query(t *testing.T, netw, addr, name string, qtype uint16) *dns.Msg {
+func query(t *testing.T, netw, addr, name string, qtype uint16) *miekg.Msg {
 	t.Helper()
-	c := &dns.Client{Net: netw, Timeout: 3 * time.Second}
-	m := new(dns.Msg)
+	c := &miekg.Client{Net: netw, Timeout: 3 * time.Second}
+	m := new(miekg.Msg)
 	m.SetQuestion(name, qtype)
 	resp, _, err := c.Exchange(m, addr)
 	if err != nil {
@@ -84,10 +84,10 @@ func query(t *testing.T, netw, addr, name string, qtype uint16) *dns.Msg {
 	return resp
 }
 
-func answerIPs(m *dns.Msg) []string {
+func answerIPs(m *miekg.Msg) []string {
 	var out []string
 	for _, rr := range m.Answer {
-		if a, ok := rr.(*dns.A); ok {
+		if a, ok := rr.(*miekg.A); ok {
 			out = append(out, a.A.String())
 		}
 	}
@@ -95,9 +95,17 @@ func answerIPs(m *dns.Msg) []string {
 	return out
 }
 
+func ips(s ...string) []net.IP {
+	out := make([]net.IP, len(s))
+	for i, a := range s {
+		out[i] = net.ParseIP(a)
+	}
+	return out
+}
+
 func TestDNSAnswers(t *testing.T) {
 	up, upQueries := fakeUpstream(t)
-	d := startDNS(t, DNSConfig{Upstreams: []string{up}, Search: []string{"corp.example."}})
+	d := startDNS(t, Config{Upstreams: []string{up}, Search: []string{"corp.example."}})
 	d.Set(Records{
 		"web":       {net.ParseIP("10.43.0.10")},
 		"tasks.web": {net.ParseIP("10.42.1.2"), net.ParseIP("10.42.1.3"), net.ParseIP("10.42.2.2")},
@@ -111,26 +119,26 @@ func TestDNSAnswers(t *testing.T) {
 		want     []string
 		upstream bool
 	}{
-		{"web.", dns.TypeA, dns.RcodeSuccess, []string{"10.43.0.10"}, false},
-		{"WEB.", dns.TypeA, dns.RcodeSuccess, []string{"10.43.0.10"}, false},
-		{"big.", dns.TypeA, dns.RcodeSuccess, []string{"10.43.0.11"}, false},
-		{"web.corp.example.", dns.TypeA, dns.RcodeSuccess, []string{"10.43.0.10"}, false},
-		{"tasks.web.", dns.TypeA, dns.RcodeSuccess, tasks, false},
-		{"tasks.web.corp.example.", dns.TypeA, dns.RcodeSuccess, tasks, false},
-		{"web.", dns.TypeAAAA, dns.RcodeSuccess, nil, false},
-		{"nope.", dns.TypeA, dns.RcodeNameError, nil, false},
-		{"tasks.nope.", dns.TypeA, dns.RcodeNameError, nil, false},
-		{"www.example.org.", dns.TypeA, dns.RcodeSuccess, []string{"192.0.2.1"}, true},
-		{"nope.corp.example.", dns.TypeA, dns.RcodeSuccess, []string{"192.0.2.1"}, true},
-		{"missing.example.org.", dns.TypeA, dns.RcodeNameError, nil, true},
+		{"web.", miekg.TypeA, miekg.RcodeSuccess, []string{"10.43.0.10"}, false},
+		{"WEB.", miekg.TypeA, miekg.RcodeSuccess, []string{"10.43.0.10"}, false},
+		{"big.", miekg.TypeA, miekg.RcodeSuccess, []string{"10.43.0.11"}, false},
+		{"web.corp.example.", miekg.TypeA, miekg.RcodeSuccess, []string{"10.43.0.10"}, false},
+		{"tasks.web.", miekg.TypeA, miekg.RcodeSuccess, tasks, false},
+		{"tasks.web.corp.example.", miekg.TypeA, miekg.RcodeSuccess, tasks, false},
+		{"web.", miekg.TypeAAAA, miekg.RcodeSuccess, nil, false},
+		{"nope.", miekg.TypeA, miekg.RcodeNameError, nil, false},
+		{"tasks.nope.", miekg.TypeA, miekg.RcodeNameError, nil, false},
+		{"www.example.org.", miekg.TypeA, miekg.RcodeSuccess, []string{"192.0.2.1"}, true},
+		{"nope.corp.example.", miekg.TypeA, miekg.RcodeSuccess, []string{"192.0.2.1"}, true},
+		{"missing.example.org.", miekg.TypeA, miekg.RcodeNameError, nil, true},
 	}
 	for _, netw := range []string{"udp", "tcp"} {
 		for _, tc := range cases {
-			t.Run(netw+"/"+tc.name+"/"+dns.TypeToString[tc.qtype], func(t *testing.T) {
+			t.Run(netw+"/"+tc.name+"/"+miekg.TypeToString[tc.qtype], func(t *testing.T) {
 				before := upQueries()
 				resp := query(t, netw, d.Addr(), tc.name, tc.qtype)
 				if resp.Rcode != tc.rcode {
-					t.Fatalf("rcode %s, want %s", dns.RcodeToString[resp.Rcode], dns.RcodeToString[tc.rcode])
+					t.Fatalf("rcode %s, want %s", miekg.RcodeToString[resp.Rcode], miekg.RcodeToString[tc.rcode])
 				}
 				if got := answerIPs(resp); !slices.Equal(got, tc.want) {
 					t.Fatalf("answer %v, want %v", got, tc.want)
@@ -158,15 +166,15 @@ func TestDNSAnswers(t *testing.T) {
 		}
 	}()
 	for i := 0; i < 50; i++ {
-		if got := answerIPs(query(t, "udp", d.Addr(), "web.", dns.TypeA)); len(got) != 1 {
+		if got := answerIPs(query(t, "udp", d.Addr(), "web.", miekg.TypeA)); len(got) != 1 {
 			t.Errorf("during swaps: %v", got)
 		}
 	}
 	close(stop)
 	wg.Wait()
 	d.Set(nil)
-	if resp := query(t, "udp", d.Addr(), "web.", dns.TypeA); resp.Rcode != dns.RcodeNameError {
-		t.Fatalf("after Set(nil): %s", dns.RcodeToString[resp.Rcode])
+	if resp := query(t, "udp", d.Addr(), "web.", miekg.TypeA); resp.Rcode != miekg.RcodeNameError {
+		t.Fatalf("after Set(nil): %s", miekg.RcodeToString[resp.Rcode])
 	}
 }
 
@@ -175,7 +183,7 @@ func TestDNSAnswers(t *testing.T) {
 // spelling now answers for itself only; a third spelling matches neither.
 func TestDNSNamesDifferingInCase(t *testing.T) {
 	up, upQueries := fakeUpstream(t)
-	d := startDNS(t, DNSConfig{Upstreams: []string{up}, Search: []string{"corp.example."}})
+	d := startDNS(t, Config{Upstreams: []string{up}, Search: []string{"corp.example."}})
 	ambiguous := d.Set(Records{
 		"web":       {net.ParseIP("10.43.0.10")},
 		"tasks.web": {net.ParseIP("10.42.1.2")},
@@ -191,22 +199,22 @@ func TestDNSNamesDifferingInCase(t *testing.T) {
 		rcode int
 		want  []string
 	}{
-		{"web.", dns.RcodeSuccess, []string{"10.43.0.10"}},
-		{"WEB.", dns.RcodeSuccess, []string{"10.43.0.20"}},
-		{"tasks.web.", dns.RcodeSuccess, []string{"10.42.1.2"}},
-		{"tasks.WEB.", dns.RcodeSuccess, []string{"10.42.2.2"}},
-		{"web.corp.example.", dns.RcodeSuccess, []string{"10.43.0.10"}},
-		{"WEB.CORP.example.", dns.RcodeSuccess, []string{"10.43.0.20"}},
-		{"Web.", dns.RcodeNameError, nil},
-		{"TASKS.Web.", dns.RcodeNameError, nil},
-		{"DB.", dns.RcodeSuccess, []string{"10.43.0.30"}},
-		{"Tasks.db.", dns.RcodeNameError, nil},
+		{"web.", miekg.RcodeSuccess, []string{"10.43.0.10"}},
+		{"WEB.", miekg.RcodeSuccess, []string{"10.43.0.20"}},
+		{"tasks.web.", miekg.RcodeSuccess, []string{"10.42.1.2"}},
+		{"tasks.WEB.", miekg.RcodeSuccess, []string{"10.42.2.2"}},
+		{"web.corp.example.", miekg.RcodeSuccess, []string{"10.43.0.10"}},
+		{"WEB.CORP.example.", miekg.RcodeSuccess, []string{"10.43.0.20"}},
+		{"Web.", miekg.RcodeNameError, nil},
+		{"TASKS.Web.", miekg.RcodeNameError, nil},
+		{"DB.", miekg.RcodeSuccess, []string{"10.43.0.30"}},
+		{"Tasks.db.", miekg.RcodeNameError, nil},
 	}
 	for _, tc := range cases {
 		before := upQueries()
-		resp := query(t, "udp", d.Addr(), tc.name, dns.TypeA)
+		resp := query(t, "udp", d.Addr(), tc.name, miekg.TypeA)
 		if resp.Rcode != tc.rcode {
-			t.Errorf("%s: rcode %s, want %s", tc.name, dns.RcodeToString[resp.Rcode], dns.RcodeToString[tc.rcode])
+			t.Errorf("%s: rcode %s, want %s", tc.name, miekg.RcodeToString[resp.Rcode], miekg.RcodeToString[tc.rcode])
 		}
 		if got := answerIPs(resp); !slices.Equal(got, tc.want) {
 			t.Errorf("%s: answer %v, want %v", tc.name, got, tc.want)
@@ -224,11 +232,11 @@ func TestDNSUpstreamDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pc.Close() })
-	d := startDNS(t, DNSConfig{Upstreams: []string{pc.LocalAddr().String()}, Timeout: 200 * time.Millisecond})
+	d := startDNS(t, Config{Upstreams: []string{pc.LocalAddr().String()}, Timeout: 200 * time.Millisecond})
 	start := time.Now()
-	resp := query(t, "udp", d.Addr(), "www.example.org.", dns.TypeA)
-	if resp.Rcode != dns.RcodeServerFailure {
-		t.Fatalf("rcode %s, want SERVFAIL", dns.RcodeToString[resp.Rcode])
+	resp := query(t, "udp", d.Addr(), "www.example.org.", miekg.TypeA)
+	if resp.Rcode != miekg.RcodeServerFailure {
+		t.Fatalf("rcode %s, want SERVFAIL", miekg.RcodeToString[resp.Rcode])
 	}
 	if time.Since(start) > 2*time.Second {
 		t.Fatalf("forward not bounded by timeout: %v", time.Since(start))
@@ -236,16 +244,16 @@ func TestDNSUpstreamDown(t *testing.T) {
 }
 
 func TestDNSTruncatesLargeUDPAnswers(t *testing.T) {
-	d := startDNS(t, DNSConfig{})
+	d := startDNS(t, Config{})
 	var ips []net.IP
 	for i := 0; i < 100; i++ {
 		ips = append(ips, net.IPv4(10, 42, 1, byte(i+2)))
 	}
 	d.Set(Records{"tasks.big": ips})
-	if resp := query(t, "udp", d.Addr(), "tasks.big.", dns.TypeA); !resp.Truncated {
+	if resp := query(t, "udp", d.Addr(), "tasks.big.", miekg.TypeA); !resp.Truncated {
 		t.Fatalf("100 A records over plain UDP not truncated (%d answers)", len(resp.Answer))
 	}
-	if got := answerIPs(query(t, "tcp", d.Addr(), "tasks.big.", dns.TypeA)); len(got) != 100 {
+	if got := answerIPs(query(t, "tcp", d.Addr(), "tasks.big.", miekg.TypeA)); len(got) != 100 {
 		t.Fatalf("tcp answers %d, want 100", len(got))
 	}
 }

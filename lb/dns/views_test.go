@@ -1,0 +1,81 @@
+package dns
+
+import (
+	"net"
+	"net/netip"
+	"slices"
+	"testing"
+
+	miekg "github.com/miekg/dns"
+)
+
+// fakeWriter records the reply ServeDNS writes for a query from addr.
+type fakeWriter struct {
+	miekg.ResponseWriter
+	addr net.Addr
+	msg  *miekg.Msg
+}
+
+func (w *fakeWriter) RemoteAddr() net.Addr        { return w.addr }
+func (w *fakeWriter) LocalAddr() net.Addr         { return &net.UDPAddr{IP: net.IPv4(10, 42, 1, 1), Port: 53} }
+func (w *fakeWriter) WriteMsg(m *miekg.Msg) error { w.msg = m; return nil }
+
+func ask(d *Server, from, name string) (rcode int, answers []string) {
+	w := &fakeWriter{addr: &net.UDPAddr{IP: net.ParseIP(from), Port: 5000}}
+	q := new(miekg.Msg)
+	q.SetQuestion(miekg.Fqdn(name), miekg.TypeA)
+	d.ServeDNS(w, q)
+	for _, rr := range w.msg.Answer {
+		answers = append(answers, rr.(*miekg.A).A.String())
+	}
+	slices.Sort(answers)
+	return w.msg.Rcode, answers
+}
+
+func TestDNSViews(t *testing.T) {
+	up, queries := fakeUpstream(t)
+	d := New(Config{Upstreams: []string{up}})
+	amb := d.SetViews(map[string]View{
+		"default": {Subnets: []netip.Prefix{netip.MustParsePrefix("10.42.0.0/16")},
+			Records: Records{"web": ips("10.43.0.10"), "tasks.web": ips("10.42.1.2")}},
+		"front": {Subnets: []netip.Prefix{netip.MustParsePrefix("10.50.0.0/16")},
+			Records: Records{"api": ips("10.50.128.1"), "tasks.api": ips("10.50.0.130")}},
+		"back": {Subnets: []netip.Prefix{netip.MustParsePrefix("10.51.0.0/16")},
+			Records: Records{"api": ips("10.51.128.1"), "db": ips("10.51.128.2")}},
+	}, map[netip.Addr][]string{
+		// A container on front and back, asking from its front address.
+		netip.MustParseAddr("10.50.0.140"): {"front", "back"},
+	})
+	if len(amb) != 0 {
+		t.Fatalf("ambiguous %v", amb)
+	}
+	cases := []struct {
+		name, from, q string
+		rcode         int
+		want          []string
+	}{
+		{"own network", "10.42.1.9", "web", miekg.RcodeSuccess, []string{"10.43.0.10"}},
+		{"own tasks", "10.50.0.131", "tasks.api", miekg.RcodeSuccess, []string{"10.50.0.130"}},
+		{"another network's service", "10.42.1.9", "api", miekg.RcodeNameError, nil},
+		{"another network's service from front", "10.50.0.131", "web", miekg.RcodeNameError, nil},
+		{"same service, other network's VIP", "10.51.0.131", "api", miekg.RcodeSuccess, []string{"10.51.128.1"}},
+		{"two networks: first network first", "10.50.0.140", "api", miekg.RcodeSuccess, []string{"10.50.128.1"}},
+		{"two networks: the second one too", "10.50.0.140", "db", miekg.RcodeSuccess, []string{"10.51.128.2"}},
+		{"two networks: not a third", "10.50.0.140", "web", miekg.RcodeNameError, nil},
+		{"container forwards upstream", "10.42.1.9", "example.org", miekg.RcodeSuccess, []string{"192.0.2.1"}},
+		{"stranger refused", "10.213.1.99", "web", miekg.RcodeRefused, nil},
+		{"stranger is no open resolver", "10.213.1.99", "example.org", miekg.RcodeRefused, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := queries()
+			rcode, got := ask(d, tc.from, tc.q)
+			if rcode != tc.rcode || !slices.Equal(got, tc.want) {
+				t.Fatalf("rcode %s answers %v, want %s %v", miekg.RcodeToString[rcode], got, miekg.RcodeToString[tc.rcode], tc.want)
+			}
+			if tc.rcode == miekg.RcodeRefused && queries() != before {
+				t.Fatal("a refused query was forwarded upstream")
+			}
+		})
+	}
+}
