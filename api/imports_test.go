@@ -136,9 +136,13 @@ var importRules = []importRule{
 	{"runtime/eventhub/...", []string{"api", "runtime/eventhub/..."}},
 	{"overlay/...", []string{"api", "api/atomicfile", "overlay/..."}},
 	// The overlay's parts (overlay/README.md): IPAM, the WireGuard side and
-	// the device process it starts, and what they share (sentinel errors,
-	// netlink steps). overlay imports them, so none may import overlay.
+	// the device process it starts, the ports' anti-spoofing table, and
+	// what they share (sentinel errors, netlink steps). overlay imports
+	// them, so none may import overlay.
 	{"overlay/ipam/...", []string{"overlay/overlayerr", "overlay/ipam/..."}},
+	// The guard table (overlay/guard/README.md): nftables only; the overlay
+	// hands it the ports.
+	{"overlay/guard/...", []string{"overlay/guard/..."}},
 	{"overlay/wireguard/...", []string{"overlay/linkutil", "overlay/overlayerr", "overlay/wgdevice", "overlay/wireguard/..."}},
 	{"overlay/wgdevice/...", []string{"overlay/wgdevice/..."}},
 	{"overlay/linkutil/...", []string{"overlay/linkutil/..."}},

@@ -22,6 +22,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/shoal-org/shoal/overlay/guard"
 	"github.com/shoal-org/shoal/overlay/ipam"
 	"github.com/shoal-org/shoal/overlay/linkutil"
 )
@@ -40,6 +41,7 @@ type Overlay struct {
 	ipam      *ipam.Allocator
 	ns        netns.NsHandle // the programmed namespace, or -1 for the current one
 	h         *netlink.Handle
+	guard     *guard.Table // the container ports' anti-spoofing table
 
 	// mu guards the fields below and the devices. Attach and Detach take
 	// it shared (attach.go): each touches only its own container's veth
@@ -51,9 +53,6 @@ type Overlay struct {
 	// synced: the kernel holds peers as of the last full apply or diff
 	// without error, so the next SetPeers may program only the difference.
 	synced bool
-	// guardMu orders the transactions on the guard table (antispoof.go):
-	// Attach and Detach update it under o.mu held shared.
-	guardMu sync.Mutex
 }
 
 // New validates cfg, loads the address allocations from cfg.StateDir and
@@ -89,6 +88,7 @@ func New(cfg Config) (*Overlay, error) {
 		o.closeNS()
 		return nil, fmt.Errorf("open netlink handle: %w", err)
 	}
+	o.guard = guard.New(guard.Config{Bridge: cfg.BridgeName, NetNS: o.ns, Ports: o.guardPortsLocked, Logger: cfg.Logger})
 	if why := o.ipam.Recovered(); why != nil {
 		// Containers may be running: their addresses must not be handed
 		// out again (recover.go).
@@ -135,7 +135,7 @@ func (o *Overlay) MTU() int {
 // Setup creates or adopts the bridge and the VXLAN device, fixing any drift
 // (wrong type, VNI, port, underlay, MTU, MAC or addresses), brings them up,
 // sets the sysctls the data plane needs, re-applies the peers and rebuilds
-// the anti-spoofing table of the container ports (antispoof.go). It is
+// the anti-spoofing table of the container ports (overlay/guard). It is
 // idempotent and cheap when nothing drifted; Run calls it again whenever the
 // kernel removed something. ctx bounds nothing long: it is checked between
 // steps.
@@ -178,7 +178,7 @@ func (o *Overlay) setupLocked(ctx context.Context) error {
 	o.synced = len(errs) == 0
 	// The guard before the veths go back into the bridge: a port carries
 	// nothing but its container's own frames from the moment it is in.
-	if err := o.syncGuardLocked(); err != nil {
+	if err := o.guard.Sync(); err != nil {
 		errs = append(errs, err)
 	}
 	errs = append(errs, o.reattachVethsLocked()...)
@@ -576,7 +576,7 @@ func (o *Overlay) Teardown() error {
 			errs = append(errs, err)
 		}
 	}
-	if err := o.deleteGuardLocked(); err != nil {
+	if err := o.guard.Delete(); err != nil {
 		errs = append(errs, err)
 	}
 	owned := []string{o.cfg.VXLANName, o.cfg.BridgeName}

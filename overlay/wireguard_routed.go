@@ -58,7 +58,7 @@ func (o *Overlay) setupRoutedLocked(ctx context.Context) error {
 	o.mtu = mtu
 	o.setUp = true
 	errs := o.applyRoutedPeersLocked()
-	if err := o.syncGuardLocked(); err != nil { // antispoof.go; before the veths go back
+	if err := o.guard.Sync(); err != nil { // before the veths go back
 		errs = append(errs, err)
 	}
 	errs = append(errs, o.reattachVethsLocked()...)
