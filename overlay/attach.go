@@ -257,7 +257,7 @@ func (o *Overlay) plugLocked(id, netnsPath string, ip netip.Addr, br netlink.Lin
 	for _, p := range opts.Routes {
 		if err := ch.RouteReplace(&netlink.Route{
 			LinkIndex: eth0.Attrs().Index,
-			Dst:       prefixToIPNet(p.Masked()),
+			Dst:       linkutil.PrefixToIPNet(p.Masked()),
 			Gw:        o.BridgeIP(),
 			Scope:     netlink.SCOPE_UNIVERSE,
 		}); err != nil {

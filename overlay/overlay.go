@@ -25,6 +25,7 @@ import (
 	"github.com/shoal-org/shoal/overlay/guard"
 	"github.com/shoal-org/shoal/overlay/ipam"
 	"github.com/shoal-org/shoal/overlay/linkutil"
+	"github.com/shoal-org/shoal/overlay/meshreturn"
 )
 
 // Overlay is one node's share of the overlay network. Its methods are safe
@@ -385,13 +386,14 @@ func vxlanDrift(l netlink.Link, want *netlink.Vxlan) string {
 
 // setSysctls enables forwarding in the programmed namespace (the node routes
 // between its bridge and the VXLAN device) and keeps a strict reverse-path
-// filter from dropping mesh connections on the VXLAN device (meshreturn.go).
+// filter from dropping mesh connections on the VXLAN device
+// (overlay/meshreturn).
 func (o *Overlay) setSysctls() error {
 	return o.inNS(func() error {
-		if err := writeSysctl("net/ipv4/ip_forward", "1"); err != nil {
+		if err := linkutil.WriteSysctl("net/ipv4/ip_forward", "1"); err != nil {
 			return err
 		}
-		return looseRPFilter(o.cfg.VXLANName)
+		return meshreturn.LooseRPFilter(o.cfg.VXLANName)
 	})
 }
 
@@ -568,7 +570,7 @@ func (o *Overlay) Teardown() error {
 		return fmt.Errorf("teardown: %w", ErrClosed)
 	}
 	var errs []error
-	if err := o.deleteReturnRulesLocked(); err != nil {
+	if err := meshreturn.Delete(o.h, o.cfg.BridgeName); err != nil {
 		errs = append(errs, err)
 	}
 	for _, id := range ipam.SortedIDs(o.ipam.All()) {
