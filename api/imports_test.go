@@ -136,9 +136,16 @@ var importRules = []importRule{
 	{"runtime/eventhub/...", []string{"api", "runtime/eventhub/..."}},
 	{"overlay/...", []string{"api", "api/atomicfile", "overlay/..."}},
 	// The overlay's parts (overlay/README.md): IPAM, the WireGuard side and
-	// the device process it starts, and what they share (sentinel errors,
+	// the device process it starts, the ports' anti-spoofing table, the
+	// routing mesh's return path, and what they share (sentinel errors,
 	// netlink steps). overlay imports them, so none may import overlay.
 	{"overlay/ipam/...", []string{"overlay/overlayerr", "overlay/ipam/..."}},
+	// The guard table (overlay/guard/README.md): nftables only; the overlay
+	// hands it the ports.
+	{"overlay/guard/...", []string{"overlay/guard/..."}},
+	// The mesh return path (overlay/meshreturn/README.md): netlink and the
+	// sysctl steps of linkutil; the overlay hands it the peers.
+	{"overlay/meshreturn/...", []string{"overlay/linkutil", "overlay/meshreturn/..."}},
 	{"overlay/wireguard/...", []string{"overlay/linkutil", "overlay/overlayerr", "overlay/wgdevice", "overlay/wireguard/..."}},
 	{"overlay/wgdevice/...", []string{"overlay/wgdevice/..."}},
 	{"overlay/linkutil/...", []string{"overlay/linkutil/..."}},

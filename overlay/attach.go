@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/shoal-org/shoal/overlay/guard"
+	"github.com/shoal-org/shoal/overlay/ipam"
 	"github.com/shoal-org/shoal/overlay/linkutil"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -73,7 +75,7 @@ func containerMAC(ip netip.Addr) net.HardwareAddr {
 // becomes eth0 in the container with the allocated address, its derived MAC
 // (containerMAC), the overlay MTU and a default route via the bridge; lo is
 // brought up too. The bridge takes from that port only IPv4 and ARP sent
-// from that MAC and address (antispoof.go).
+// from that MAC and address (overlay/guard).
 //
 // Attach is idempotent: for an attached container it repairs what drifted
 // and returns the same IP, which also survives agent restarts (the
@@ -121,7 +123,7 @@ func (o *Overlay) AttachWith(ctx context.Context, containerID, netnsPath string,
 	if err := o.plugLocked(containerID, netnsPath, ip, br, opts); err != nil {
 		if fresh {
 			err = errors.Join(err, o.deleteVethLocked(containerID),
-				o.guardRemove(vethName(o.cfg.VethPrefix, containerID), ip), o.ipam.Release(containerID))
+				o.guard.Remove(o.guardPort(containerID, ip)), o.ipam.Release(containerID))
 		}
 		return "", fmt.Errorf("attach container %s: %w", containerID, err)
 	}
@@ -164,8 +166,8 @@ func (o *Overlay) plugLocked(id, netnsPath string, ip netip.Addr, br netlink.Lin
 	}
 
 	// The port carries only this container's frames from its first one
-	// (antispoof.go): its entries go in before the veth exists.
-	if err := o.guardAdd(name, ip); err != nil {
+	// (overlay/guard): its entries go in before the veth exists.
+	if err := o.guard.Add(o.guardPort(id, ip)); err != nil {
 		return err
 	}
 
@@ -255,7 +257,7 @@ func (o *Overlay) plugLocked(id, netnsPath string, ip netip.Addr, br netlink.Lin
 	for _, p := range opts.Routes {
 		if err := ch.RouteReplace(&netlink.Route{
 			LinkIndex: eth0.Attrs().Index,
-			Dst:       prefixToIPNet(p.Masked()),
+			Dst:       linkutil.PrefixToIPNet(p.Masked()),
 			Gw:        o.BridgeIP(),
 			Scope:     netlink.SCOPE_UNIVERSE,
 		}); err != nil {
@@ -288,7 +290,7 @@ func (o *Overlay) Detach(ctx context.Context, containerID, netnsPath string) err
 	// Before the address goes: a failed removal is retried by the next
 	// Detach, which needs the address to name the entries.
 	if ip, ok := o.ipam.Lookup(containerID); ok {
-		if err := o.guardRemove(vethName(o.cfg.VethPrefix, containerID), ip); err != nil {
+		if err := o.guard.Remove(o.guardPort(containerID, ip)); err != nil {
 			return fmt.Errorf("detach container %s: %w", containerID, err)
 		}
 	}
@@ -316,6 +318,39 @@ func (o *Overlay) deleteVethLocked(id string) error {
 		return fmt.Errorf("delete veth %s: %w", name, err)
 	}
 	return nil
+}
+
+// guardPort is the guard's view of a container's port (overlay/guard).
+func (o *Overlay) guardPort(id string, ip netip.Addr) guard.Port {
+	return guard.Port{IfName: vethName(o.cfg.VethPrefix, id), MAC: containerMAC(ip), IP: ip}
+}
+
+// guardPortsLocked lists the ports the guard table holds when it is
+// rebuilt: one per container with an address, unless its veth name
+// belongs to another container (a prefix collision). A container whose
+// veth does not exist yet (an Attach under way) or any more (a Detach to
+// come) is included: its entries name a port only it can have. o.mu must
+// be held: the guard calls it from Sync (Setup) and from an Add that
+// rebuilds (Attach), both under o.mu.
+func (o *Overlay) guardPortsLocked() ([]guard.Port, error) {
+	attached := o.ipam.All()
+	links, err := o.h.LinkList()
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	aliasOf := make(map[string]string, len(links))
+	for _, l := range links {
+		aliasOf[l.Attrs().Name] = l.Attrs().Alias
+	}
+	var ports []guard.Port
+	for _, id := range ipam.SortedIDs(attached) {
+		p := o.guardPort(id, attached[id])
+		if alias := aliasOf[p.IfName]; alias != "" && alias != id {
+			continue
+		}
+		ports = append(ports, p)
+	}
+	return ports, nil
 }
 
 // Attached returns the containers that hold an address (container ID →

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/overlay/ipam"
+	"github.com/shoal-org/shoal/overlay/meshreturn"
 	"golang.org/x/sys/unix"
 )
 
@@ -249,9 +250,9 @@ func checkPeer(t *testing.T, h *testHost, p *testHost, present bool) {
 	if !present && (strings.Contains(routes, p.cfg.Subnet.String()) || strings.Contains(neighs, gw+" ") || strings.Contains(fdb, mac)) {
 		t.Errorf("%s still has entries of %s:\n%s%s%s", h.cfg.NodeID, p.cfg.NodeID, routes, neighs, fdb)
 	}
-	// The routing mesh's return path to p (meshreturn.go).
-	mark := ReturnMark(VTEPMAC(p.cfg.NodeID))
-	rules := sh(t, "ip", "-n", h.ns, "-4", "rule", "show", "pref", fmt.Sprint(ReturnRulePriority))
+	// The routing mesh's return path to p (overlay/meshreturn).
+	mark := meshreturn.Mark(VTEPMAC(p.cfg.NodeID))
+	rules := sh(t, "ip", "-n", h.ns, "-4", "rule", "show", "pref", fmt.Sprint(meshreturn.RulePriority))
 	table := sh(t, "ip", "-n", h.ns, "-4", "route", "show", "table", fmt.Sprint(mark))
 	rule := fmt.Sprintf("fwmark %#x iif %s lookup %d", mark, h.cfg.BridgeName, mark)
 	route := fmt.Sprintf("default via %s dev %s onlink", gw, h.cfg.VXLANName)
@@ -505,7 +506,7 @@ func TestOverlayTwoHosts(t *testing.T) {
 				t.Errorf("%s still exists after Teardown:\n%s", name, links)
 			}
 		}
-		if rules := sh(t, "ip", "-n", b.ns, "-4", "rule", "show", "pref", fmt.Sprint(ReturnRulePriority)); strings.TrimSpace(rules) != "" {
+		if rules := sh(t, "ip", "-n", b.ns, "-4", "rule", "show", "pref", fmt.Sprint(meshreturn.RulePriority)); strings.TrimSpace(rules) != "" {
 			t.Errorf("mesh return rules kept after Teardown:\n%s", rules)
 		}
 		if len(b.ov.Attached()) != 0 {

@@ -22,8 +22,10 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/shoal-org/shoal/overlay/guard"
 	"github.com/shoal-org/shoal/overlay/ipam"
 	"github.com/shoal-org/shoal/overlay/linkutil"
+	"github.com/shoal-org/shoal/overlay/meshreturn"
 )
 
 // Overlay is one node's share of the overlay network. Its methods are safe
@@ -40,6 +42,7 @@ type Overlay struct {
 	ipam      *ipam.Allocator
 	ns        netns.NsHandle // the programmed namespace, or -1 for the current one
 	h         *netlink.Handle
+	guard     *guard.Table // the container ports' anti-spoofing table
 
 	// mu guards the fields below and the devices. Attach and Detach take
 	// it shared (attach.go): each touches only its own container's veth
@@ -51,9 +54,6 @@ type Overlay struct {
 	// synced: the kernel holds peers as of the last full apply or diff
 	// without error, so the next SetPeers may program only the difference.
 	synced bool
-	// guardMu orders the transactions on the guard table (antispoof.go):
-	// Attach and Detach update it under o.mu held shared.
-	guardMu sync.Mutex
 }
 
 // New validates cfg, loads the address allocations from cfg.StateDir and
@@ -89,6 +89,7 @@ func New(cfg Config) (*Overlay, error) {
 		o.closeNS()
 		return nil, fmt.Errorf("open netlink handle: %w", err)
 	}
+	o.guard = guard.New(guard.Config{Bridge: cfg.BridgeName, NetNS: o.ns, Ports: o.guardPortsLocked, Logger: cfg.Logger})
 	if why := o.ipam.Recovered(); why != nil {
 		// Containers may be running: their addresses must not be handed
 		// out again (recover.go).
@@ -135,7 +136,7 @@ func (o *Overlay) MTU() int {
 // Setup creates or adopts the bridge and the VXLAN device, fixing any drift
 // (wrong type, VNI, port, underlay, MTU, MAC or addresses), brings them up,
 // sets the sysctls the data plane needs, re-applies the peers and rebuilds
-// the anti-spoofing table of the container ports (antispoof.go). It is
+// the anti-spoofing table of the container ports (overlay/guard). It is
 // idempotent and cheap when nothing drifted; Run calls it again whenever the
 // kernel removed something. ctx bounds nothing long: it is checked between
 // steps.
@@ -178,7 +179,7 @@ func (o *Overlay) setupLocked(ctx context.Context) error {
 	o.synced = len(errs) == 0
 	// The guard before the veths go back into the bridge: a port carries
 	// nothing but its container's own frames from the moment it is in.
-	if err := o.syncGuardLocked(); err != nil {
+	if err := o.guard.Sync(); err != nil {
 		errs = append(errs, err)
 	}
 	errs = append(errs, o.reattachVethsLocked()...)
@@ -385,13 +386,14 @@ func vxlanDrift(l netlink.Link, want *netlink.Vxlan) string {
 
 // setSysctls enables forwarding in the programmed namespace (the node routes
 // between its bridge and the VXLAN device) and keeps a strict reverse-path
-// filter from dropping mesh connections on the VXLAN device (meshreturn.go).
+// filter from dropping mesh connections on the VXLAN device
+// (overlay/meshreturn).
 func (o *Overlay) setSysctls() error {
 	return o.inNS(func() error {
-		if err := writeSysctl("net/ipv4/ip_forward", "1"); err != nil {
+		if err := linkutil.WriteSysctl("net/ipv4/ip_forward", "1"); err != nil {
 			return err
 		}
-		return looseRPFilter(o.cfg.VXLANName)
+		return meshreturn.LooseRPFilter(o.cfg.VXLANName)
 	})
 }
 
@@ -568,7 +570,7 @@ func (o *Overlay) Teardown() error {
 		return fmt.Errorf("teardown: %w", ErrClosed)
 	}
 	var errs []error
-	if err := o.deleteReturnRulesLocked(); err != nil {
+	if err := meshreturn.Delete(o.h, o.cfg.BridgeName); err != nil {
 		errs = append(errs, err)
 	}
 	for _, id := range ipam.SortedIDs(o.ipam.All()) {
@@ -576,7 +578,7 @@ func (o *Overlay) Teardown() error {
 			errs = append(errs, err)
 		}
 	}
-	if err := o.deleteGuardLocked(); err != nil {
+	if err := o.guard.Delete(); err != nil {
 		errs = append(errs, err)
 	}
 	owned := []string{o.cfg.VXLANName, o.cfg.BridgeName}

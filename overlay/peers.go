@@ -60,6 +60,7 @@ import (
 	"sort"
 
 	"github.com/shoal-org/shoal/overlay/linkutil"
+	"github.com/shoal-org/shoal/overlay/meshreturn"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -254,8 +255,7 @@ func (o *Overlay) applyPeersLocked() []error {
 			errs = append(errs, fmt.Errorf("delete stale FDB entry %s dst %s: %w", n.HardwareAddr, n.IP, err))
 		}
 	}
-	// The return paths of the routing mesh (meshreturn.go).
-	return append(errs, o.applyReturnLocked(idx)...)
+	return append(errs, o.applyReturnLocked(vx)...)
 }
 
 // setPeerLocked adds or replaces the FDB entry, neighbour and route of one
@@ -288,7 +288,7 @@ func (o *Overlay) setPeerLocked(idx int, p peerEntry) error {
 	}
 	if err := o.h.RouteReplace(&netlink.Route{
 		LinkIndex: idx,
-		Dst:       prefixToIPNet(p.Subnet),
+		Dst:       linkutil.PrefixToIPNet(p.Subnet),
 		Gw:        net.IP(p.gw.AsSlice()),
 		Flags:     int(netlink.FLAG_ONLINK),
 		Scope:     netlink.SCOPE_UNIVERSE,
@@ -382,7 +382,7 @@ func (o *Overlay) applyPeerDiffLocked(d peerDiff) []error {
 	}
 	gone := func(err error) bool { return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) }
 	for _, dst := range d.staleRoutes {
-		if err := o.h.RouteDel(&netlink.Route{LinkIndex: idx, Dst: prefixToIPNet(dst)}); err != nil && !gone(err) {
+		if err := o.h.RouteDel(&netlink.Route{LinkIndex: idx, Dst: linkutil.PrefixToIPNet(dst)}); err != nil && !gone(err) {
 			errs = append(errs, fmt.Errorf("delete stale route %s: %w", dst, err))
 		}
 	}
@@ -399,12 +399,18 @@ func (o *Overlay) applyPeerDiffLocked(d peerDiff) []error {
 	}
 	// The routing mesh's return paths follow o.peers too; their sync is
 	// already a small idempotent pass over the rules this overlay owns.
-	return append(errs, o.applyReturnLocked(idx)...)
+	return append(errs, o.applyReturnLocked(vx)...)
 }
 
-// prefixToIPNet converts an IPv4 prefix to the form netlink wants.
-func prefixToIPNet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+// applyReturnLocked gives the peers of o.peers the routing mesh's return
+// path through the VXLAN device vx (overlay/meshreturn). o.mu must be
+// held.
+func (o *Overlay) applyReturnLocked(vx netlink.Link) []error {
+	peers := make([]meshreturn.Peer, len(o.peers))
+	for i, p := range o.peers {
+		peers[i] = meshreturn.Peer{NodeID: p.NodeID, MAC: p.mac, Gw: p.gw}
+	}
+	return meshreturn.Sync(o.h, o.cfg.BridgeName, vx, peers)
 }
 
 // deleteStaleRoutesLocked deletes the routes of device idx inside the

@@ -21,8 +21,8 @@ import (
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netlink/nl"
-	"golang.org/x/sys/unix"
+
+	"github.com/shoal-org/shoal/overlay/linkutil"
 )
 
 // attachedInKernel returns the containers plugged into this overlay as the
@@ -44,7 +44,7 @@ func (o *Overlay) attachedInKernel() (map[string]netip.Addr, []error) {
 		var mac []byte
 		err := o.inNS(func() error {
 			var err error
-			mac, err = peerMAC(attrs.ParentIndex, attrs.NetNsID)
+			mac, err = linkutil.LinkMAC(attrs.ParentIndex, attrs.NetNsID)
 			return err
 		})
 		if err != nil {
@@ -63,30 +63,6 @@ func (o *Overlay) attachedInKernel() (map[string]netip.Addr, []error) {
 		out[id] = ip
 	}
 	return out, errs
-}
-
-// peerMAC reads the MAC of link index in the namespace netnsid names (as
-// seen from the calling thread's namespace; -1: that namespace itself).
-func peerMAC(index, netnsid int) ([]byte, error) {
-	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
-	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
-	msg.Index = int32(index)
-	req.AddData(msg)
-	if netnsid >= 0 {
-		req.AddData(nl.NewRtAttr(unix.IFLA_TARGET_NETNSID, nl.Uint32Attr(uint32(netnsid))))
-	}
-	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
-	if err != nil {
-		return nil, err
-	}
-	if len(msgs) != 1 {
-		return nil, fmt.Errorf("%d answers for link %d", len(msgs), index)
-	}
-	l, err := netlink.LinkDeserialize(nil, msgs[0])
-	if err != nil {
-		return nil, err
-	}
-	return l.Attrs().HardwareAddr, nil
 }
 
 // restoreAllocations gives the ipam the containers attached in the kernel,

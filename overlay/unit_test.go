@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 	"strings"
 	"testing"
 
 	"github.com/shoal-org/shoal/overlay/linkutil"
+	"github.com/shoal-org/shoal/overlay/meshreturn"
 )
 
 func validConfig(t *testing.T) Config {
@@ -292,51 +292,10 @@ func TestDiffPeers(t *testing.T) {
 	}
 }
 
-// TestReturnRoutes: one return path per peer, its mark (and table) the
-// last four bytes of the peer's VTEP MAC as the lb's rule loads them;
-// marks that are reserved tables or shared by two peers are left out and
-// reported.
-func TestReturnRoutes(t *testing.T) {
-	mac := func(s string) net.HardwareAddr {
-		m, err := net.ParseMAC(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m
-	}
-	peer := func(id, subnet, m string) peerEntry {
-		p := netip.MustParsePrefix(subnet)
-		return peerEntry{Peer: Peer{NodeID: id, Subnet: p}, gw: p.Addr(), mac: mac(m)}
-	}
-	if got, want := ReturnMark(mac("02:00:0a:0b:0c:0d")), binary.NativeEndian.Uint32([]byte{0x0a, 0x0b, 0x0c, 0x0d}); got != want {
-		t.Fatalf("ReturnMark = %#x, want %#x", got, want)
-	}
-	if got := ReturnMark(VTEPMAC("n2")); got != binary.NativeEndian.Uint32(VTEPMAC("n2")[2:]) || got == 0 {
-		t.Fatalf("ReturnMark(VTEPMAC) = %#x", got)
-	}
-	for _, tc := range []struct {
-		name     string
-		peers    []peerEntry
-		want     []returnRoute
-		wantErrs int
-	}{
-		{"none", nil, nil, 0},
-		{"two peers, sorted by mark", []peerEntry{
-			peer("b", "10.42.3.0/24", "02:00:00:00:00:09"), peer("a", "10.42.2.0/24", "02:00:00:00:00:08")},
-			[]returnRoute{
-				{Mark: ReturnMark(mac("02:00:00:00:00:08")), Gw: netip.MustParseAddr("10.42.2.0"), NodeID: "a"},
-				{Mark: ReturnMark(mac("02:00:00:00:00:09")), Gw: netip.MustParseAddr("10.42.3.0"), NodeID: "b"},
-			}, 0},
-		{"a reserved table", []peerEntry{peer("a", "10.42.2.0/24", "02:00:00:00:00:00")}, nil, 1},
-		{"two peers on one mark: the first keeps it", []peerEntry{
-			peer("a", "10.42.2.0/24", "02:01:00:00:00:08"), peer("b", "10.42.3.0/24", "02:02:00:00:00:08")},
-			[]returnRoute{{Mark: ReturnMark(mac("02:01:00:00:00:08")), Gw: netip.MustParseAddr("10.42.2.0"), NodeID: "a"}}, 1},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, errs := returnRoutes(tc.peers)
-			if !slices.Equal(got, tc.want) || len(errs) != tc.wantErrs {
-				t.Fatalf("got %+v %v, want %+v and %d errors", got, errs, tc.want, tc.wantErrs)
-			}
-		})
+// TestVTEPMACGivesReturnMark: a derived VTEP MAC names its node's mesh
+// connections (overlay/meshreturn) with a usable, non-zero mark.
+func TestVTEPMACGivesReturnMark(t *testing.T) {
+	if got := meshreturn.Mark(VTEPMAC("n2")); got != binary.NativeEndian.Uint32(VTEPMAC("n2")[2:]) || got == 0 {
+		t.Fatalf("meshreturn.Mark(VTEPMAC) = %#x", got)
 	}
 }

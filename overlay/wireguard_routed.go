@@ -28,6 +28,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/shoal-org/shoal/overlay/linkutil"
 )
 
 // setupRoutedLocked is Setup of a routed overlay: the bridge, forwarding,
@@ -58,7 +60,7 @@ func (o *Overlay) setupRoutedLocked(ctx context.Context) error {
 	o.mtu = mtu
 	o.setUp = true
 	errs := o.applyRoutedPeersLocked()
-	if err := o.syncGuardLocked(); err != nil { // antispoof.go; before the veths go back
+	if err := o.guard.Sync(); err != nil { // before the veths go back
 		errs = append(errs, err)
 	}
 	errs = append(errs, o.reattachVethsLocked()...)
@@ -80,7 +82,7 @@ func (o *Overlay) setupRoutedLocked(ctx context.Context) error {
 func (o *Overlay) routedAddr() *netlink.Addr {
 	_, network := u32Range(o.cfg.Subnet)
 	return &netlink.Addr{
-		IPNet: prefixToIPNet(netip.PrefixFrom(network, o.cfg.ClusterCIDR.Bits())),
+		IPNet: linkutil.PrefixToIPNet(netip.PrefixFrom(network, o.cfg.ClusterCIDR.Bits())),
 		Flags: unix.IFA_F_NOPREFIXROUTE,
 	}
 }
@@ -145,7 +147,7 @@ func (o *Overlay) applyRoutedPeersLocked() []error {
 		want[p.Subnet] = true
 		if err := o.h.RouteReplace(&netlink.Route{
 			LinkIndex: idx,
-			Dst:       prefixToIPNet(p.Subnet),
+			Dst:       linkutil.PrefixToIPNet(p.Subnet),
 			Scope:     netlink.SCOPE_LINK,
 		}); err != nil {
 			errs = append(errs, fmt.Errorf("peer %s (%s): set route via %s: %w", p.NodeID, p.Subnet, o.cfg.VXLANName, err))

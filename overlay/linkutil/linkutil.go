@@ -2,7 +2,9 @@
 // and its WireGuard side (overlay/wireguard) take on their devices:
 // entering a network namespace on a thread of its own, making one address
 // a link's only one (or its only one inside a prefix), and the rule for
-// Linux interface names.
+// Linux interface names; and those the overlay shares with its other
+// parts (sysctls, a link read in another namespace), so no part imports
+// the overlay.
 package linkutil
 
 import (
@@ -13,7 +15,9 @@ import (
 	goruntime "runtime"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // MaxIfName is IFNAMSIZ-1, the longest Linux interface name.
@@ -111,6 +115,11 @@ func IPNetToPrefix(n *net.IPNet) (netip.Prefix, bool) {
 	return netip.PrefixFrom(ip.Unmap(), ones).Masked(), true
 }
 
+// PrefixToIPNet converts an IPv4 prefix to the form netlink wants.
+func PrefixToIPNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
 // CheckIfName reports whether name is usable as a Linux interface name.
 func CheckIfName(name string) error {
 	if name == "" || len(name) > MaxIfName {
@@ -125,4 +134,30 @@ func CheckIfName(name string) error {
 		}
 	}
 	return nil
+}
+
+// LinkMAC reads the MAC of link index in the namespace netnsid names (as
+// seen from the calling thread's namespace; -1: that namespace itself):
+// RTM_GETLINK with IFLA_TARGET_NETNSID (Linux 4.20) reads a veth's peer
+// without a path to its namespace and without entering it.
+func LinkMAC(index, netnsid int) ([]byte, error) {
+	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(index)
+	req.AddData(msg)
+	if netnsid >= 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_TARGET_NETNSID, nl.Uint32Attr(uint32(netnsid))))
+	}
+	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+	if err != nil {
+		return nil, err
+	}
+	if len(msgs) != 1 {
+		return nil, fmt.Errorf("%d answers for link %d", len(msgs), index)
+	}
+	l, err := netlink.LinkDeserialize(nil, msgs[0])
+	if err != nil {
+		return nil, err
+	}
+	return l.Attrs().HardwareAddr, nil
 }

@@ -1,12 +1,14 @@
 package overlay
 
-// The anti-spoofing table on real kernels (root): forged ARP and forged
-// sources from a container are dropped at its bridge port, and what
-// containers legitimately send still gets through (same node, across
-// nodes, the gateway, a VIP that leads back to the sender, the routing
-// mesh's client-address path), across Setup, agent restarts and Detach.
+// The anti-spoofing table (overlay/guard) on real kernels, driven by the
+// overlay (root): forged ARP and forged sources from a container are
+// dropped at its bridge port, and what containers legitimately send still
+// gets through (same node, across nodes, the gateway, a VIP that leads
+// back to the sender, the routing mesh's client-address path), across
+// Setup, agent restarts and Detach.
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +27,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/lb"
+	"github.com/shoal-org/shoal/overlay/guard"
 	"github.com/shoal-org/shoal/overlay/linkutil"
 )
 
@@ -65,6 +68,57 @@ func sendFrames(t *testing.T, path, ifName string, frames ...[]byte) {
 		return nil
 	})
 }
+
+// The frames a container sends (overlay/guard/trace_test.go builds the
+// same to trace them through the compiled table).
+
+// ethFrame is an Ethernet header and payload.
+func ethFrame(dst, src net.HardwareAddr, etherType uint16, payload []byte) []byte {
+	f := append(append(append([]byte{}, dst...), src...), byte(etherType>>8), byte(etherType))
+	return append(f, payload...)
+}
+
+// ipv4UDP is an IPv4 header and a UDP datagram (no UDP checksum).
+func ipv4UDP(src, dst netip.Addr, dport uint16, payload []byte) []byte {
+	udp := make([]byte, 8+len(payload))
+	binary.BigEndian.PutUint16(udp[0:], 40000)
+	binary.BigEndian.PutUint16(udp[2:], dport)
+	binary.BigEndian.PutUint16(udp[4:], uint16(len(udp)))
+	copy(udp[8:], payload)
+	ip := make([]byte, 20)
+	ip[0], ip[8], ip[9] = 0x45, 64, unix.IPPROTO_UDP
+	binary.BigEndian.PutUint16(ip[2:], uint16(20+len(udp)))
+	s4, d4 := src.As4(), dst.As4()
+	copy(ip[12:], s4[:])
+	copy(ip[16:], d4[:])
+	var sum uint32
+	for i := 0; i < 20; i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(ip[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	binary.BigEndian.PutUint16(ip[10:], ^uint16(sum))
+	return append(ip, udp...)
+}
+
+// arpPacket is an Ethernet/IPv4 ARP packet.
+func arpPacket(op uint16, sha net.HardwareAddr, spa netip.Addr, tha net.HardwareAddr, tpa netip.Addr) []byte {
+	p := []byte{0, 1, 8, 0, 6, 4, byte(op >> 8), byte(op)}
+	s4, t4 := spa.As4(), tpa.As4()
+	p = append(append(p, sha...), s4[:]...)
+	return append(append(p, tha...), t4[:]...)
+}
+
+var (
+	broadcastMAC = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+	zeroMAC      = net.HardwareAddr{0, 0, 0, 0, 0, 0}
+)
+
+const (
+	etherTypeIPv4 = 0x0800
+	etherTypeARP  = 0x0806
+)
 
 // listenUDP opens a UDP socket on addr inside the namespace at path,
 // closed at cleanup.
@@ -154,7 +208,8 @@ func getTCP(t *testing.T, path, addr string) string {
 
 // guardDump is what a host's guard table holds: the port names, the
 // address entries ("port mac ip"; the ARP set must agree) and the packets
-// its drop counter saw. exists is false without the table.
+// its drop counter saw. exists is false without the table. readGuard
+// reads the sets and chains by the names overlay/guard/README.md gives.
 type guardDump struct {
 	exists bool
 	ports  []string
@@ -174,7 +229,7 @@ func readGuard(t *testing.T, h *testHost) guardDump {
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := guardTableName(h.cfg.BridgeName)
+	name := guard.TableName(h.cfg.BridgeName)
 	if _, err := c.ListTableOfFamily(name, nftables.TableFamilyBridge); err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return guardDump{}
@@ -182,7 +237,8 @@ func readGuard(t *testing.T, h *testHost) guardDump {
 		t.Fatalf("list table %s: %v", name, err)
 	}
 	d := guardDump{exists: true}
-	tbl, portSet, ipSet, arpSet := guardSets(name)
+	tbl := &nftables.Table{Family: nftables.TableFamilyBridge, Name: name}
+	portSet, ipSet, arpSet := &nftables.Set{Table: tbl, Name: "ports"}, &nftables.Set{Table: tbl, Name: "ip-src"}, &nftables.Set{Table: tbl, Name: "arp-src"}
 	trim := func(b []byte) string { return strings.TrimRight(string(b), "\x00") }
 	elems := func(s *nftables.Set) []nftables.SetElement {
 		es, err := c.GetSetElements(s)
@@ -214,7 +270,7 @@ func readGuard(t *testing.T, h *testHost) guardDump {
 	if !slices.Equal(d.addrs, arps) {
 		t.Errorf("ip-src %v and arp-src %v differ", d.addrs, arps)
 	}
-	for _, ch := range []string{guardChainHook, guardChainPorts} {
+	for _, ch := range []string{"prerouting", "from-container"} {
 		rules, err := c.GetRules(tbl, &nftables.Chain{Table: tbl, Name: ch})
 		if err != nil {
 			t.Fatalf("rules of %s: %v", ch, err)
@@ -622,7 +678,7 @@ func TestGuardRestartAndDetach(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.DelTable(&nftables.Table{Family: nftables.TableFamilyBridge, Name: guardTableName(a.cfg.BridgeName)})
+	c.DelTable(&nftables.Table{Family: nftables.TableFamilyBridge, Name: guard.TableName(a.cfg.BridgeName)})
 	if err := c.Flush(); err != nil {
 		t.Fatal(err)
 	}

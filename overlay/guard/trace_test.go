@@ -1,8 +1,8 @@
-package overlay
+package guard
 
 // A frame-level nftables interpreter for the guard table: it runs raw
-// Ethernet frames through the very expressions compileGuard produces (the
-// objects applyGuard sends to the kernel), with the kernel's register
+// Ethernet frames through the very expressions compile produces (the
+// objects Table.Sync sends to the kernel), with the kernel's register
 // layout, so these tests check what the table does to a frame, not its
 // text. lb/trace_test.go does the same for packets at the IP hooks.
 
@@ -19,14 +19,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// guardTracer holds a compiled guard table.
-type guardTracer struct {
-	rs    *guardRuleset
+// tracer holds a compiled guard table.
+type tracer struct {
+	rs    *ruleset
 	elems map[string][][]byte // set name → element keys
 	drops int                 // packets the counter saw
 }
 
-func newGuardTracer(rs *guardRuleset) *guardTracer {
+func newTracer(rs *ruleset) *tracer {
 	keys := func(es []nftables.SetElement) [][]byte {
 		var out [][]byte
 		for _, e := range es {
@@ -34,7 +34,7 @@ func newGuardTracer(rs *guardRuleset) *guardTracer {
 		}
 		return out
 	}
-	return &guardTracer{rs: rs, elems: map[string][][]byte{
+	return &tracer{rs: rs, elems: map[string][][]byte{
 		rs.portSet.Name: keys(rs.portElems),
 		rs.ipSet.Name:   keys(rs.ipElems),
 		rs.arpSet.Name:  keys(rs.arpElems),
@@ -58,7 +58,7 @@ func regOffset(t *testing.T, reg uint32) int {
 
 // frame reports the verdict for a frame entering the bridge from port
 // iif: "accept" or "drop".
-func (tr *guardTracer) frame(t *testing.T, iif string, f []byte) string {
+func (tr *tracer) frame(t *testing.T, iif string, f []byte) string {
 	t.Helper()
 	if v := tr.chain(t, tr.rs.hook, iif, f); v != "" {
 		return v
@@ -67,7 +67,7 @@ func (tr *guardTracer) frame(t *testing.T, iif string, f []byte) string {
 }
 
 // chain runs the rules of c; "" means the chain ended without a verdict.
-func (tr *guardTracer) chain(t *testing.T, c *nftables.Chain, iif string, f []byte) string {
+func (tr *tracer) chain(t *testing.T, c *nftables.Chain, iif string, f []byte) string {
 	t.Helper()
 	for _, r := range tr.rs.rules {
 		if r.Chain != c {
@@ -80,7 +80,7 @@ func (tr *guardTracer) chain(t *testing.T, c *nftables.Chain, iif string, f []by
 	return ""
 }
 
-func (tr *guardTracer) rule(t *testing.T, r *nftables.Rule, iif string, f []byte) string {
+func (tr *tracer) rule(t *testing.T, r *nftables.Rule, iif string, f []byte) string {
 	t.Helper()
 	var regs [16 + 16*4]byte
 	store := func(reg uint32, data []byte) {
@@ -202,25 +202,31 @@ func arpPacket(op uint16, sha net.HardwareAddr, spa netip.Addr, tha net.Hardware
 	return append(append(p, tha...), t4[:]...)
 }
 
+// containerMAC is the MAC the overlay gives a container (0a:58 + IP).
+func containerMAC(ip netip.Addr) net.HardwareAddr {
+	b := ip.As4()
+	return net.HardwareAddr{0x0a, 0x58, b[0], b[1], b[2], b[3]}
+}
+
 var (
 	broadcastMAC = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 	zeroMAC      = net.HardwareAddr{0, 0, 0, 0, 0, 0}
 )
 
-// TestGuardTrace runs frames from two container ports (and one port the
+// TestTrace runs frames from two container ports (and one port the
 // overlay does not know) through the compiled table.
-func TestGuardTrace(t *testing.T) {
+func TestTrace(t *testing.T) {
 	ip1, ip2 := netip.MustParseAddr("10.42.1.2"), netip.MustParseAddr("10.42.1.3")
 	gw := netip.MustParseAddr("10.42.1.1")
 	mac1, mac2 := containerMAC(ip1), containerMAC(ip2)
 	brMAC := net.HardwareAddr{0x02, 0x42, 0, 0, 0, 1}
-	rs := compileGuard("shoal-guard-shoal0", []guardPort{
-		{ifName: "shc1", mac: mac1, ip: ip1},
-		{ifName: "shc2", mac: mac2, ip: ip2},
+	rs := compile(TableName("shoal0"), []Port{
+		{IfName: "shc1", MAC: mac1, IP: ip1},
+		{IfName: "shc2", MAC: mac2, IP: ip2},
 	})
 	// A port whose container was detached: in ports, no address entries.
 	rs.portElems = append(rs.portElems, nftables.SetElement{Key: ifNameKey("shgone")})
-	tr := newGuardTracer(rs)
+	tr := newTracer(rs)
 
 	udp := func(src netip.Addr) []byte { return ipv4UDP(src, ip2, 53, []byte("x")) }
 	vlan := append([]byte{0, 5, 0x08, 0x00}, udp(ip1)...) // 802.1Q tag, then IPv4
@@ -267,12 +273,12 @@ func TestGuardTrace(t *testing.T) {
 	}
 }
 
-// TestGuardElems: the element keys have the lengths of their sets' key
+// TestElems: the element keys have the lengths of their sets' key
 // types and the fields where the rules load them.
-func TestGuardElems(t *testing.T) {
+func TestElems(t *testing.T) {
 	ip := netip.MustParseAddr("10.42.1.9")
-	port, ipe, arp := guardElems(guardPort{ifName: "shabc", mac: containerMAC(ip), ip: ip})
-	_, ps, is, as := guardSets("t")
+	port, ipe, arp := elems(Port{IfName: "shabc", MAC: containerMAC(ip), IP: ip})
+	_, ps, is, as := sets("t")
 	for _, c := range []struct {
 		e nftables.SetElement
 		s *nftables.Set

@@ -1,4 +1,10 @@
-package overlay
+// Package meshreturn routes the replies of the routing mesh's connections
+// back through the node that took them: a policy rule and a routing table
+// per peer. It is apart from the overlay because it is a routing concern
+// of its own (rules and tables, not devices or neighbours) with a pure
+// half that is table-tested, and it needs nothing of the overlay but the
+// peers, the bridge and the VXLAN device (README.md).
+package meshreturn
 
 // Why there is a policy rule and a routing table per peer (the return path
 // of the routing mesh).
@@ -17,13 +23,13 @@ package overlay
 // came from, and routes the replies there:
 //
 //   - the lb marks a new connection arriving through the VXLAN device from
-//     an address outside every network with ReturnMark of the inner frame's
+//     an address outside every network with Mark of the inner frame's
 //     source MAC: the ingress node's VTEP MAC of that network, derived from
 //     its node ID, so a mark names one peer and survives restarts;
 //   - the lb copies that conntrack mark onto the packets coming back from the
 //     bridge (the replies);
 //   - for every peer, the overlay installs the rule
-//     `fwmark M iif BRIDGE lookup M` (priority ReturnRulePriority) and, in
+//     `fwmark M iif BRIDGE lookup M` (priority RulePriority) and, in
 //     table M, `default via <peer's VXLAN address> dev VXLAN onlink`. The
 //     reply thus takes the VXLAN device to the ingress node, which undoes the
 //     DNAT and sends it to the client.
@@ -41,8 +47,9 @@ package overlay
 //
 // Reverse-path filtering: the connection arrives on the VXLAN device from
 // an address the main table routes elsewhere, so a strict rp_filter would
-// drop it. setupLocked makes the VXLAN device's filter loose (2) where the
-// effective setting is strict; where it is off, it stays off.
+// drop it. The overlay's Setup makes the VXLAN device's filter loose (2)
+// where the effective setting is strict (LooseRPFilter); where it is off,
+// it stays off.
 
 import (
 	"encoding/binary"
@@ -50,70 +57,83 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"sort"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/shoal-org/shoal/overlay/linkutil"
 )
 
-// ReturnRulePriority is the priority of the return rules: after the local
+// RulePriority is the priority of the return rules: after the local
 // table (0), before the main table (32766).
-const ReturnRulePriority = 31000
+const RulePriority = 31000
 
-// ReturnMark is the connection and packet mark of mesh connections taken by
-// the node whose VTEP MAC is mac: the MAC's last four bytes as the lb's
+// Mark is the connection and packet mark of mesh connections taken by the
+// node whose VTEP MAC is mac: the MAC's last four bytes as the lb's
 // nftables rule loads them (`ct mark set @ll,64,32`), that is in host byte
 // order. It is also the ID of that peer's return routing table.
-func ReturnMark(mac net.HardwareAddr) uint32 {
+func Mark(mac net.HardwareAddr) uint32 {
 	if len(mac) != 6 {
 		return 0
 	}
 	return binary.NativeEndian.Uint32(mac[2:6])
 }
 
-// returnRoute is one peer's return path: rule `fwmark Mark iif <bridge>
-// lookup Mark` and, in table Mark, a default route via Gw.
-type returnRoute struct {
+// Peer is a node whose mesh connections get a return path.
+type Peer struct {
+	NodeID string
+	// MAC is the peer's VTEP MAC: the lb marks its connections with
+	// Mark(MAC).
+	MAC net.HardwareAddr
+	// Gw is the address of the peer's VXLAN device (its subnet's network
+	// address), where the replies are routed.
+	Gw netip.Addr
+}
+
+// route is one peer's return path: rule `fwmark Mark iif <bridge> lookup
+// Mark` and, in table Mark, a default route via Gw.
+type route struct {
 	Mark   uint32
 	Gw     netip.Addr
 	NodeID string
 }
 
-// returnRoutes computes the return paths of peers (pure). A mark that is
-// not usable as a routing table ID (0-255: unspecified and the kernel's own
-// tables) or that two peers share (two MACs alike in their last four bytes)
-// is left out and reported; such a peer's mesh connections then keep the
-// main table's route.
-func returnRoutes(peers []peerEntry) ([]returnRoute, []error) {
-	var out []returnRoute
+// routes computes the return paths of peers (pure). A mark that is not
+// usable as a routing table ID (0-255: unspecified and the kernel's own
+// tables) or that two peers share (two MACs alike in their last four
+// bytes) is left out and reported; such a peer's mesh connections then
+// keep the main table's route.
+func routes(peers []Peer) ([]route, []error) {
+	var out []route
 	var errs []error
 	owner := map[uint32]string{}
 	for _, p := range peers {
-		m := ReturnMark(p.mac)
+		m := Mark(p.MAC)
 		switch other, dup := owner[m]; {
 		case m < 256:
-			errs = append(errs, fmt.Errorf("peer %s: VTEP MAC %s gives mark %d, a reserved routing table: no mesh return route", p.NodeID, p.mac, m))
+			errs = append(errs, fmt.Errorf("peer %s: VTEP MAC %s gives mark %d, a reserved routing table: no mesh return route", p.NodeID, p.MAC, m))
 			continue
 		case dup:
 			errs = append(errs, fmt.Errorf("peers %s and %s: VTEP MACs share mark %#x: no mesh return route for %s", other, p.NodeID, m, p.NodeID))
 			continue
 		}
 		owner[m] = p.NodeID
-		out = append(out, returnRoute{Mark: m, Gw: p.gw, NodeID: p.NodeID})
+		out = append(out, route{Mark: m, Gw: p.Gw, NodeID: p.NodeID})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Mark < out[j].Mark })
 	return out, errs
 }
 
-// applyReturnLocked programs the return paths of o.peers on the VXLAN
-// device vxIdx: adds first, then deletes the rules and tables of peers
-// that are gone. It returns one error per failed operation. o.mu must be
-// held.
-func (o *Overlay) applyReturnLocked(vxIdx int) []error {
-	want, errs := returnRoutes(o.peers)
-	rules, err := o.ownReturnRulesLocked()
+// Sync makes the return paths of the containers on bridge those of peers,
+// through the VXLAN device vx, with the handle h of the namespace to
+// program: adds first, then deletes the rules and tables of peers that
+// are gone. It touches only the rules bound to bridge (another network's
+// overlay owns its own) and the tables of vx's default routes. It returns
+// one error per failed operation; the caller serialises calls per bridge.
+func Sync(h *netlink.Handle, bridge string, vx netlink.Link, peers []Peer) []error {
+	want, errs := routes(peers)
+	rules, err := ownRules(h, bridge)
 	if err != nil {
 		return append(errs, err)
 	}
@@ -123,13 +143,14 @@ func (o *Overlay) applyReturnLocked(vxIdx int) []error {
 			have[r.Mark] = true
 		}
 	}
+	vxIdx := vx.Attrs().Index
 	wanted := map[uint32]bool{}
 	for _, rr := range want {
 		wanted[rr.Mark] = true
 		// The route first: a rule without its table would send the
 		// replies on to the main table anyway, but a table without a rule
 		// is inert.
-		if err := o.h.RouteReplace(&netlink.Route{
+		if err := h.RouteReplace(&netlink.Route{
 			LinkIndex: vxIdx,
 			Dst:       &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)},
 			Gw:        net.IP(rr.Gw.AsSlice()),
@@ -143,7 +164,7 @@ func (o *Overlay) applyReturnLocked(vxIdx int) []error {
 		if have[rr.Mark] {
 			continue
 		}
-		if err := o.h.RuleAdd(o.returnRule(rr.Mark)); err != nil && !errors.Is(err, unix.EEXIST) {
+		if err := h.RuleAdd(rule(bridge, rr.Mark)); err != nil && !errors.Is(err, unix.EEXIST) {
 			errs = append(errs, fmt.Errorf("peer %s: add mesh return rule fwmark %#x: %w", rr.NodeID, rr.Mark, err))
 		}
 	}
@@ -151,18 +172,18 @@ func (o *Overlay) applyReturnLocked(vxIdx int) []error {
 		if wanted[r.Mark] && uint32(r.Table) == r.Mark {
 			continue
 		}
-		if err := o.h.RuleDel(&r); err != nil && !errors.Is(err, unix.ENOENT) {
+		if err := h.RuleDel(&r); err != nil && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, fmt.Errorf("delete stale mesh return rule fwmark %#x: %w", r.Mark, err))
 		}
 	}
 	// Stale tables: default routes of our VXLAN device outside the main
 	// table whose table is no wanted mark.
-	routes, err := o.h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{LinkIndex: vxIdx, Table: unix.RT_TABLE_UNSPEC},
+	defaults, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{LinkIndex: vxIdx, Table: unix.RT_TABLE_UNSPEC},
 		netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
 	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-		return append(errs, fmt.Errorf("list mesh return routes of %s: %w", o.cfg.VXLANName, err))
+		return append(errs, fmt.Errorf("list mesh return routes of %s: %w", vx.Attrs().Name, err))
 	}
-	for _, r := range routes {
+	for _, r := range defaults {
 		if r.Table == unix.RT_TABLE_MAIN || r.Table == unix.RT_TABLE_LOCAL || r.Table < 256 || wanted[uint32(r.Table)] {
 			continue
 		}
@@ -171,77 +192,70 @@ func (o *Overlay) applyReturnLocked(vxIdx int) []error {
 				continue
 			}
 		}
-		if err := o.h.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
+		if err := h.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
 			errs = append(errs, fmt.Errorf("delete stale mesh return route of table %d: %w", r.Table, err))
 		}
 	}
 	return errs
 }
 
-// returnRule is the rule of mark for this overlay's bridge.
-func (o *Overlay) returnRule(mark uint32) *netlink.Rule {
+// rule is the rule of mark for bridge.
+func rule(bridge string, mark uint32) *netlink.Rule {
 	r := netlink.NewRule()
 	r.Family = netlink.FAMILY_V4
-	r.Priority = ReturnRulePriority
+	r.Priority = RulePriority
 	r.Mark = mark
 	mask := ^uint32(0)
 	r.Mask = &mask
-	r.IifName = o.cfg.BridgeName
+	r.IifName = bridge
 	r.Table = int(mark)
 	return r
 }
 
-// ownReturnRulesLocked lists the IPv4 rules of ReturnRulePriority bound to
-// this overlay's bridge: the return rules it owns (another network's
-// overlay owns those of its own bridge).
-func (o *Overlay) ownReturnRulesLocked() ([]netlink.Rule, error) {
-	all, err := o.h.RuleList(netlink.FAMILY_V4)
+// ownRules lists the IPv4 rules of RulePriority bound to bridge: the
+// return rules its overlay owns (another network's overlay owns those of
+// its own bridge).
+func ownRules(h *netlink.Handle, bridge string) ([]netlink.Rule, error) {
+	all, err := h.RuleList(netlink.FAMILY_V4)
 	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
 		return nil, fmt.Errorf("list routing rules: %w", err)
 	}
 	var out []netlink.Rule
 	for _, r := range all {
-		if r.Priority == ReturnRulePriority && r.IifName == o.cfg.BridgeName {
+		if r.Priority == RulePriority && r.IifName == bridge {
 			out = append(out, r)
 		}
 	}
 	return out, nil
 }
 
-// deleteReturnRulesLocked removes this overlay's return rules (Teardown;
-// the tables go with the VXLAN device).
-func (o *Overlay) deleteReturnRulesLocked() error {
-	rules, err := o.ownReturnRulesLocked()
+// Delete removes the return rules of bridge (the overlay's Teardown; the
+// tables go with the VXLAN device).
+func Delete(h *netlink.Handle, bridge string) error {
+	rules, err := ownRules(h, bridge)
 	if err != nil {
 		return err
 	}
 	var errs []error
 	for _, r := range rules {
-		if err := o.h.RuleDel(&r); err != nil && !errors.Is(err, unix.ENOENT) {
+		if err := h.RuleDel(&r); err != nil && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, fmt.Errorf("delete mesh return rule fwmark %#x: %w", r.Mark, err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// looseRPFilter makes the VXLAN device's reverse-path filter loose where
-// the effective setting (the higher of "all" and the device's) is strict:
-// mesh connections arrive on it from client addresses the main table routes
-// through another interface. Run inside the programmed namespace.
-func looseRPFilter(dev string) error {
-	all, _ := readSysctl("net/ipv4/conf/all/rp_filter")
-	cur, _ := readSysctl("net/ipv4/conf/" + dev + "/rp_filter")
+// LooseRPFilter makes the reverse-path filter of the VXLAN device dev
+// loose where the effective setting (the higher of "all" and the
+// device's) is strict: mesh connections arrive on it from client
+// addresses the main table routes through another interface. Run it
+// inside the programmed namespace (/proc/sys/net is the calling
+// thread's).
+func LooseRPFilter(dev string) error {
+	all, _ := linkutil.ReadSysctl("net/ipv4/conf/all/rp_filter")
+	cur, _ := linkutil.ReadSysctl("net/ipv4/conf/" + dev + "/rp_filter")
 	if all != "1" && cur != "1" {
 		return nil
 	}
-	return writeSysctl("net/ipv4/conf/"+dev+"/rp_filter", "2")
-}
-
-// readSysctl reads one sysctl of the current namespace, trimmed.
-func readSysctl(key string) (string, error) {
-	b, err := os.ReadFile(filepath.Join("/proc/sys", key))
-	if err != nil {
-		return "", err
-	}
-	return string(trimNL(b)), nil
+	return linkutil.WriteSysctl("net/ipv4/conf/"+dev+"/rp_filter", "2")
 }
