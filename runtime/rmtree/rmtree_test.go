@@ -5,64 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/shoal-org/shoal/runtime/rmtree/rmtreetest"
 )
-
-// deepChain makes depth nested directories d/d/d/... under dir, with a
-// file and a link to / every 500 levels, holding two descriptors at a
-// time.
-func deepChain(t *testing.T, dir string, depth int) {
-	t.Helper()
-	fd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < depth; i++ {
-		if err := unix.Mkdirat(fd, "d", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if i%500 == 0 { // a file and a link out on the way
-			if err := unix.Symlinkat("/", fd, "root"); err != nil {
-				t.Fatal(err)
-			}
-			f, err := unix.Openat(fd, "f", unix.O_CREAT|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
-			if err != nil {
-				t.Fatal(err)
-			}
-			unix.Close(f)
-		}
-		next, err := unix.Openat(fd, "d", unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		unix.Close(fd)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fd = next
-	}
-	unix.Close(fd)
-}
-
-// withNofile runs f with the soft limit of open files at n.
-func withNofile(t *testing.T, n uint64, f func()) {
-	t.Helper()
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
-	lim := old
-	lim.Cur = n
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-			t.Fatal(err)
-		}
-	}()
-	f()
-}
 
 func gone(t *testing.T, p string) {
 	t.Helper()
@@ -79,13 +27,13 @@ func TestRemoveAllDeeperThanTheFileLimit(t *testing.T) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	deepChain(t, dir, 3000)
+	rmtreetest.DeepChain(t, dir, 3000, 500)
 	fds, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The listing counted its own descriptor, closed since.
-	withNofile(t, uint64(len(fds)-1+window+3), func() { err = RemoveAll(dir) })
+	rmtreetest.WithNofile(t, uint64(len(fds)-1+window+3), func() { err = RemoveAll(dir) })
 	if err != nil {
 		t.Fatal(err)
 	}

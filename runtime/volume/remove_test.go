@@ -5,54 +5,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/shoal-org/shoal/runtime/rmtree/rmtreetest"
 )
-
-// deepChain makes depth nested directories d/d/d/... under dir, as a
-// container can in its volume with mkdir and cd. It holds two descriptors
-// at a time.
-func deepChain(t *testing.T, dir string, depth int) {
-	t.Helper()
-	fd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < depth; i++ {
-		if err := unix.Mkdirat(fd, "d", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		next, err := unix.Openat(fd, "d", unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		unix.Close(fd)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fd = next
-	}
-	unix.Close(fd)
-}
-
-// withNofile runs f with the soft limit of open files at n.
-func withNofile(t *testing.T, n uint64, f func()) {
-	t.Helper()
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
-	lim := old
-	lim.Cur = n
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-			t.Fatal(err)
-		}
-	}()
-	f()
-}
 
 // TestRemoveDeepTree: a volume whose data holds a chain of directories
 // deeper than the agent may open files is removed whole, and a link to
@@ -74,8 +30,8 @@ func TestRemoveDeepTree(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(data, "out")); err != nil {
 		t.Fatal(err)
 	}
-	deepChain(t, data, 3000)
-	withNofile(t, 1024, func() {
+	rmtreetest.DeepChain(t, data, 3000, 0)
+	rmtreetest.WithNofile(t, 1024, func() {
 		err = v.Remove("deep", func(string) []string { return nil })
 	})
 	if err != nil {
@@ -100,8 +56,8 @@ func TestRemoveDeepTree(t *testing.T) {
 	if err := os.MkdirAll(left, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	deepChain(t, left, 3000)
-	withNofile(t, 1024, func() {
+	rmtreetest.DeepChain(t, left, 3000, 0)
+	rmtreetest.WithNofile(t, 1024, func() {
 		_, err = New(v.Dir)
 	})
 	if err != nil {
