@@ -13,20 +13,8 @@ import (
 func (w *Writer) ownWireGuardKeys(id string, cmd command.Command) error {
 	var problem string
 	eachCommand(cmd, func(c command.Command) command.Command {
-		var n api.Node
-		switch x := c.(type) {
-		case command.UpsertNode:
-			n = x.Node
-		case *command.UpsertNode:
-			n = x.Node
-		case command.UpdateOwnNode:
-			n = x.Node
-		case *command.UpdateOwnNode:
-			n = x.Node
-		default:
-			return c
-		}
-		if n.ID == id && problem == "" {
+		n, _, ok := nodeReport(c)
+		if ok && n.ID == id && problem == "" {
 			problem = authz.WireGuardKeyTaken(w.cfg.Store.Nodes(), n)
 		}
 		return c
@@ -49,20 +37,28 @@ func (w *Writer) ownWireGuardKeys(id string, cmd command.Command) error {
 func ownNodeReports(id string, cmd command.Command) (command.Command, bool) {
 	changed := false
 	out := eachCommand(cmd, func(c command.Command) command.Command {
-		var n command.UpsertNode
-		switch x := c.(type) {
-		case command.UpsertNode:
-			n = x
-		case *command.UpsertNode:
-			n = *x
-		default:
-			return c
-		}
-		if n.Node.ID != id {
+		n, whole, ok := nodeReport(c)
+		if !ok || !whole || n.ID != id {
 			return c
 		}
 		changed = true
-		return command.UpdateOwnNode{Node: n.Node}
+		return command.UpdateOwnNode{Node: n}
 	})
 	return out, changed
+}
+
+// nodeReport returns the node record c carries when c is an UpsertNode
+// (whole: the whole record) or an UpdateOwnNode, value or pointer.
+func nodeReport(c command.Command) (n api.Node, whole, ok bool) {
+	switch x := c.(type) {
+	case command.UpsertNode:
+		return x.Node, true, true
+	case *command.UpsertNode:
+		return x.Node, true, true
+	case command.UpdateOwnNode:
+		return x.Node, false, true
+	case *command.UpdateOwnNode:
+		return x.Node, false, true
+	}
+	return api.Node{}, false, false
 }
