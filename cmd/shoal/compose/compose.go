@@ -6,6 +6,7 @@ package compose
 // is a pure function of the loaded project.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -163,9 +164,16 @@ func Load(ctx context.Context, in Input) (*types.Project, []string, error) {
 	maps.Copy(env, in.Env)
 	dotEnv := filepath.Join(in.WorkingDir, ".env")
 	if st, err := os.Stat(dotEnv); err == nil && !st.IsDir() {
-		vars, err := dotenv.GetEnvFromFile(env, []string{dotEnv})
+		data, err := readBounded(dotEnv)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: %v", ErrBadCompose, err)
+			return nil, nil, fmt.Errorf("%w: %s: %v", ErrBadCompose, dotEnv, err)
+		}
+		vars, err := dotenv.ParseWithLookup(bytes.NewReader(data), func(k string) (string, bool) {
+			v, ok := env[k]
+			return v, ok
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %s: %v", ErrBadCompose, dotEnv, err)
 		}
 		env.Merge(vars) // the caller's environment wins
 	}
@@ -194,12 +202,20 @@ func Load(ctx context.Context, in Input) (*types.Project, []string, error) {
 			if in.Name != "" {
 				o.SetProjectName(in.Name, true)
 			}
+			// files.go reads env files, bounded; label_file is ignored.
+			o.SkipResolveEnvironment, o.SkipResolveLabels = true, true
 		},
 	}
 	details := types.ConfigDetails{WorkingDir: in.WorkingDir, ConfigFiles: in.Files, Environment: env}
+	if err := precheckFiles(ctx, details); err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrBadCompose, err)
+	}
 	p, err := loader.LoadWithContext(ctx, details, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrBadCompose, err)
+	}
+	if err := resolveEnvFiles(p); err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrBadCompose, err)
 	}
 	sort.Strings(ignored)
 	return p, ignored, nil
