@@ -193,7 +193,10 @@ var importRules = []importRule{
 	{"node/resync/...", []string{"node/resync/..."}},
 	// The dashboard serves its routes with httpapi's router and error
 	// mapping; the agent comes in as ui.Backend.
-	{"node/ui/...", []string{"api", "api/atomicfile", "node/httpapi", "node/ui/..."}},
+	{"node/ui/...", []string{"api", "api/atomicfile", "node/hostguard", "node/httpapi", "node/ui/..."}},
+	// Loopback listeners answer only to loopback names (DNS rebinding):
+	// the standard library only, shared by the dashboard, metrics and pprof.
+	{"node/hostguard/...", []string{"node/hostguard/..."}},
 	// Gossip: epochs and protocol levels from consensus; the agent's fence
 	// comes in as an interface. Its join and reconnect loop reads the
 	// replica's nodes (api), keeps peers.json (api/atomicfile) and ticks on
@@ -243,7 +246,7 @@ var importRules = []importRule{
 	// reads the replica, Raft, gossip, the data plane's desired state
 	// (node/netplan) and the containers' cgroups at scrape time; the agent
 	// comes in as collector.Config.
-	{"node/collector/...", []string{"api", "consensus", "consensus/raftnode", "runtime/cgstats", "node/membership", "node/metrics", "node/netplan", "node/collector/..."}},
+	{"node/collector/...", []string{"api", "consensus", "consensus/raftnode", "runtime/cgstats", "node/hostguard", "node/membership", "node/metrics", "node/netplan", "node/collector/..."}},
 	// This node's keys and certificate against the replicated record, and
 	// the leader's key work (KEK, sealing, trust, renewal, CA rotation, node
 	// IDs at join): the replica, crypto and files (node/pki), the RPC
@@ -298,7 +301,7 @@ var importRules = []importRule{
 	// codes, list and inspect builders): never a command group.
 	{"cmd/shoal/shell/...", []string{"api", "api/client", "cmd/shoal/output", "cmd/shoal/specflags", "cmd/shoal/shell/..."}},
 	// `shoal agent`: node only to start the agent, nothing of api.
-	{"cmd/shoal/agent/...", []string{"node", "cmd/shoal/shell", "cmd/shoal/specflags", "cmd/shoal/agent/..."}},
+	{"cmd/shoal/agent/...", []string{"node", "node/hostguard", "cmd/shoal/shell", "cmd/shoal/specflags", "cmd/shoal/agent/..."}},
 	// The command groups talk to the agent only through api and
 	// api/client, and never import one another.
 	{"cmd/shoal/cluster/...", []string{"api", "api/atomicfile", "api/client", "cmd/shoal/output", "cmd/shoal/shell", "cmd/shoal/cluster/..."}},

@@ -29,6 +29,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/raftnode"
+	"github.com/shoal-org/shoal/node/hostguard"
 	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/metrics"
 	"github.com/shoal-org/shoal/node/netplan"
@@ -96,7 +97,8 @@ func Serve(listenAddr string, reg *prometheus.Registry, log *slog.Logger) (addr 
 	// a time, each bounded, so repeated scrapes (any container can reach
 	// the address) cannot pile work up in the agent.
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{MaxRequestsInFlight: 4, Timeout: 20 * time.Second}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	// On a loopback address, only to loopback names (DNS rebinding).
+	srv := &http.Server{Handler: hostguard.Handler(hostguard.LoopbackAddr(ln.Addr()), mux), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: idleTimeout}
 	done := make(chan struct{})
 	go func() {

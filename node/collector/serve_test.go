@@ -29,7 +29,7 @@ func TestServeClosesIdleConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := io.WriteString(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(c, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	br := bufio.NewReader(c)
@@ -44,5 +44,48 @@ func TestServeClosesIdleConnections(t *testing.T) {
 	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
 	if _, err := br.ReadByte(); err != io.EOF {
 		t.Fatalf("idle connection not closed by the server: %v", err)
+	}
+}
+
+// TestServeRefusesForeignHostOnLoopback: on a loopback address the metrics
+// answer only to loopback host names, so a web page cannot read them by
+// DNS rebinding; elsewhere any Host is served.
+func TestServeRefusesForeignHostOnLoopback(t *testing.T) {
+	for _, tc := range []struct {
+		listen, host string
+		want         int
+	}{
+		{"127.0.0.1:0", "rebind.example:9100", http.StatusForbidden},
+		{"127.0.0.1:0", "127.0.0.1:9100", http.StatusOK},
+		{"127.0.0.1:0", "localhost:9100", http.StatusOK},
+		{"[::1]:0", "[::1]:9100", http.StatusOK},
+		{"0.0.0.0:0", "node1.example:9100", http.StatusOK},
+	} {
+		addr, stop, err := Serve(tc.listen, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			if tc.listen == "[::1]:0" {
+				continue // no IPv6 here
+			}
+			t.Fatal(err)
+		}
+		_, port, _ := net.SplitHostPort(addr)
+		req, err := http.NewRequest("GET", "http://"+net.JoinHostPort("127.0.0.1", port)+"/metrics", nil)
+		if tc.listen == "[::1]:0" {
+			req, err = http.NewRequest("GET", "http://"+addr+"/metrics", nil)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = tc.host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			stop()
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		stop()
+		if resp.StatusCode != tc.want {
+			t.Errorf("listen %s, Host %q: status %d, want %d", tc.listen, tc.host, resp.StatusCode, tc.want)
+		}
 	}
 }

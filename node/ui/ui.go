@@ -62,6 +62,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/api/atomicfile"
+	"github.com/shoal-org/shoal/node/hostguard"
 )
 
 //go:embed index.html app.js style.css
@@ -204,20 +205,6 @@ func AddrLoopback(addr string) (bool, error) {
 	return ip.IsLoopback(), nil
 }
 
-// LoopbackHost reports whether a Host header names the loopback interface.
-func LoopbackHost(hostport string) bool {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 // Guard authenticates the dashboard's API requests.
 type Guard struct {
 	// Loopback: the dashboard listens on a loopback address only, so it
@@ -262,7 +249,7 @@ func (g Guard) Check(r *http.Request) error {
 	if tok == "" {
 		return &Refusal{Status: http.StatusForbidden, Msg: ErrNoToken.Error()}
 	}
-	if g.Loopback && !LoopbackHost(r.Host) {
+	if g.Loopback && !hostguard.LoopbackHost(r.Host) {
 		// A loopback listener reached by another name is DNS rebinding.
 		return &Refusal{Status: http.StatusForbidden, Msg: "the dashboard on a loopback address answers only to a loopback host name"}
 	}

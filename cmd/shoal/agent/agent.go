@@ -182,7 +182,7 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	nctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if f.PprofAddr != "" {
-		if err := servePprof(nctx, f.PprofAddr); err != nil {
+		if _, err := servePprof(nctx, f.PprofAddr); err != nil {
 			return err
 		}
 	}

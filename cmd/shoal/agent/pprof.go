@@ -15,6 +15,8 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"time"
+
+	"github.com/shoal-org/shoal/node/hostguard"
 )
 
 // errPprofNotLoopback refuses a --debug-pprof-addr off loopback.
@@ -35,12 +37,13 @@ func checkPprofAddr(addr string) error {
 	return nil
 }
 
-// servePprof serves the pprof handlers on addr until ctx ends. It binds
-// before returning, so a bad address is an error of the agent's start.
-func servePprof(ctx context.Context, addr string) error {
+// servePprof serves the pprof handlers on addr until ctx ends and returns
+// the bound address. It binds before returning, so a bad address is an
+// error of the agent's start.
+func servePprof(ctx context.Context, addr string) (string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("debug pprof listener: %w", err)
+		return "", fmt.Errorf("debug pprof listener: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -48,7 +51,9 @@ func servePprof(ctx context.Context, addr string) error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	// Only to loopback names: a web page can reach a loopback port by DNS
+	// rebinding, and the profiles show every goroutine's stack.
+	srv := &http.Server{Handler: hostguard.Handler(hostguard.LoopbackAddr(ln.Addr()), mux), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		_ = srv.Close()
@@ -58,5 +63,5 @@ func servePprof(ctx context.Context, addr string) error {
 			slog.Warn("debug pprof listener stopped", "err", err)
 		}
 	}()
-	return nil
+	return ln.Addr().String(), nil
 }
