@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
@@ -305,25 +306,34 @@ func (a *Agent) announceImage(ctx context.Context, img api.Image, source string)
 	}
 }
 
-// TaskLogs copies the lines of one task container's log into send: from
-// the runtime when n is this node, else from n over the cluster port.
-func (x replicaAgent) TaskLogs(ctx context.Context, n *api.Node, containerID string, opts runtime.LogOptions, send func(api.LogLine) bool) {
+// NodeLogs copies the log lines of containers, all on node n, into send:
+// from the runtime when n is this node, else from n over the cluster port
+// (one connection for up to wire.MaxLogsContainers of them).
+func (x replicaAgent) NodeLogs(ctx context.Context, n *api.Node, containerIDs []string, opts runtime.LogOptions, send func(int, api.LogLine) bool) {
 	a := x.a
 	if n.ID == a.id.NodeID {
-		ch, err := a.rt.Logs(ctx, containerID, opts)
-		if err != nil {
-			return
-		}
-		for l := range ch {
-			if !send(l) {
-				return
+		var wg sync.WaitGroup
+		for i, id := range containerIDs {
+			ch, err := a.rt.Logs(ctx, id, opts)
+			if err != nil {
+				continue
 			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for l := range ch {
+					if !send(i, l) {
+						return
+					}
+				}
+			}()
 		}
+		wg.Wait()
 		return
 	}
 	cl, err := a.clusterOrErr()
 	if err != nil {
 		return
 	}
-	_ = cl.RemoteLogs(ctx, n, containerID, opts, send)
+	_ = cl.RemoteLogsMulti(ctx, n, containerIDs, opts, send)
 }

@@ -19,13 +19,19 @@ import (
 // LogSource is what the service logs route needs of the agent.
 type LogSource interface {
 	Agent
-	// TaskLogs copies the log lines of a task's container on node n into
-	// send (locally, or from n over the cluster port) until the log ends,
-	// send returns false or ctx ends. Failures end the task's lines.
-	TaskLogs(ctx context.Context, n *api.Node, containerID string, opts runtime.LogOptions, send func(api.LogLine) bool)
+	// NodeLogs copies the log lines of containers, all on node n, into
+	// send with the index of each line's container (locally, or from n
+	// over the cluster port on one connection per wire.MaxLogsContainers
+	// containers) until they end, send returns false or ctx ends. send
+	// may be called from several goroutines at once. Failures end the
+	// lines of the containers concerned.
+	NodeLogs(ctx context.Context, n *api.Node, containerIDs []string, opts runtime.LogOptions, send func(int, api.LogLine) bool)
 }
 
-// ServiceLogs is the service logs route over src.
+// ServiceLogs is the service logs route over src. The tasks are asked
+// for node by node, not task by task: a node runs any number of a
+// service's tasks, but a peer may open only so many connections to it
+// (clusterport.Limits.MaxPerPeer).
 func ServiceLogs(src LogSource) httpapi.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) (any, error) {
 		store, err := src.Store()
@@ -44,19 +50,21 @@ func ServiceLogs(src LogSource) httpapi.HandlerFunc {
 		for _, n := range store.Nodes() {
 			nodes[n.ID] = n
 		}
+		byNode := map[string][]api.Task{}
+		for _, t := range store.TasksByService(s.ID) {
+			if nodes[t.NodeID] == nil || t.ContainerID == "" {
+				continue
+			}
+			byNode[t.NodeID] = append(byNode[t.NodeID], *t)
+		}
 		ctx := r.Context()
 		out := make(chan api.LogLine, 256)
 		var wg sync.WaitGroup
-		for _, t := range store.TasksByService(s.ID) {
-			n := nodes[t.NodeID]
-			if n == nil || t.ContainerID == "" {
-				continue
-			}
-			t := *t
+		for id, tasks := range byNode {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				taskLogs(ctx, src, n, t, opts, out)
+				nodeLogs(ctx, src, nodes[id], tasks, opts, out)
 			}()
 		}
 		go func() { wg.Wait(); close(out) }()
@@ -65,12 +73,20 @@ func ServiceLogs(src LogSource) httpapi.HandlerFunc {
 	}
 }
 
-// taskLogs copies one task's log lines into out, named for the task and
-// its node.
-func taskLogs(ctx context.Context, src LogSource, n *api.Node, t api.Task, opts runtime.LogOptions, out chan<- api.LogLine) {
-	name := fmt.Sprintf("%s.%s", t.Name, api.ShortID(t.ID))
-	send := func(l api.LogLine) bool {
-		l.Task = name
+// nodeLogs copies the log lines of tasks, all on node n, into out, each
+// named for its task and node.
+func nodeLogs(ctx context.Context, src LogSource, n *api.Node, tasks []api.Task, opts runtime.LogOptions, out chan<- api.LogLine) {
+	names := make([]string, len(tasks))
+	ids := make([]string, len(tasks))
+	for i, t := range tasks {
+		names[i] = fmt.Sprintf("%s.%s", t.Name, api.ShortID(t.ID))
+		ids[i] = t.ContainerID
+	}
+	send := func(i int, l api.LogLine) bool {
+		if i < 0 || i >= len(names) {
+			return false
+		}
+		l.Task = names[i]
 		l.Node = n.Hostname
 		select {
 		case out <- l:
@@ -79,5 +95,5 @@ func taskLogs(ctx context.Context, src LogSource, n *api.Node, t api.Task, opts 
 			return false
 		}
 	}
-	src.TaskLogs(ctx, n, t.ContainerID, opts, send)
+	src.NodeLogs(ctx, n, ids, opts, send)
 }

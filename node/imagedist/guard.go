@@ -1,6 +1,7 @@
 package imagedist
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/wire"
+	"github.com/shoal-org/shoal/runtime"
 	"github.com/shoal-org/shoal/runtime/image"
 )
 
@@ -62,6 +64,16 @@ func (g Guard) Check(req wire.Request) error {
 		if c.TaskID == "" {
 			return fmt.Errorf("%w: container %s is not a task's", authz.ErrForbidden, l.ContainerID)
 		}
+	case wire.MethodLogsMulti:
+		// The shape only: each container is checked as it is opened
+		// (TaskOnly), so one removed since does not end the others' lines.
+		var l wire.LogsMultiRequest
+		if err := json.Unmarshal(req.Body, &l); err != nil {
+			return fmt.Errorf("malformed logs request: %w", err)
+		}
+		if n := len(l.ContainerIDs); n == 0 || n > wire.MaxLogsContainers {
+			return fmt.Errorf("malformed logs request: %d containers, want 1 to %d", n, wire.MaxLogsContainers)
+		}
 	}
 	return nil
 }
@@ -89,4 +101,19 @@ func (g Guard) clusterBlob(digest string) bool {
 		}
 	}
 	return false
+}
+
+// TaskOnly wraps logs so that it reads only a task's container: MethodLogs'
+// rule, for each container of a MethodLogsMulti request.
+func (g Guard) TaskOnly(logs Logs) Logs {
+	return func(ctx context.Context, id string, opts runtime.LogOptions) (<-chan api.LogLine, error) {
+		c, err := g.Container(id)
+		if err != nil {
+			return nil, err
+		}
+		if c.TaskID == "" {
+			return nil, fmt.Errorf("%w: container %s is not a task's", authz.ErrForbidden, id)
+		}
+		return logs(ctx, id, opts)
+	}
 }

@@ -172,6 +172,12 @@ func (cl *Instance) RemoteLogs(ctx context.Context, n *api.Node, containerID str
 	return imagedist.RemoteLogs(ctx, cl.caller(), joinHostPort(n.Addr, n.ClusterPort), containerID, opts, send)
 }
 
+// RemoteLogsMulti streams the logs of containers of node n into send, on
+// one connection per wire.MaxLogsContainers of them.
+func (cl *Instance) RemoteLogsMulti(ctx context.Context, n *api.Node, containerIDs []string, opts runtime.LogOptions, send func(int, api.LogLine) bool) error {
+	return imagedist.RemoteLogsMulti(ctx, cl.caller(), joinHostPort(n.Addr, n.ClusterPort), containerIDs, opts, send)
+}
+
 // EnsureImage makes ref available locally: already here, fetched from a
 // ready peer that holds it, or pulled from its registry (imagedist.Ensure),
 // and records in the cluster that this node now holds it.

@@ -152,7 +152,7 @@ func (s *Server) Method(method string) clusterport.Handler {
 		return clusterport.Unary("removal request", func(_ context.Context, _ string, req wire.RemovalRequest) (any, error) {
 			return s.removal(req)
 		})
-	case wire.MethodBlob, wire.MethodManifest, wire.MethodLogs:
+	case wire.MethodBlob, wire.MethodManifest, wire.MethodLogs, wire.MethodLogsMulti:
 		return s.serveFetch
 	}
 	return nil
@@ -249,6 +249,8 @@ func (s *Server) serveFetch(ctx context.Context, call *clusterport.Call) {
 		imagedist.ServeBlob(s.Images, call)
 	case wire.MethodManifest:
 		imagedist.ServeManifest(s.Images, call)
+	case wire.MethodLogsMulti:
+		imagedist.ServeLogsMulti(ctx, imagedist.Guard{Container: s.Runtime.Get}.TaskOnly(s.Runtime.Logs), call)
 	default:
 		imagedist.ServeLogs(ctx, s.Runtime.Logs, call)
 	}

@@ -97,6 +97,27 @@ type LogsRequest struct {
 	Since       string `json:"since,omitempty"`
 }
 
+// MaxLogsContainers bounds the containers of one LogsMultiRequest; a
+// caller with more asks in several.
+const MaxLogsContainers = 512
+
+// LogsMultiRequest is MethodLogsMulti: the logs of several containers of
+// the node, with the options of LogsRequest. LogsMultiLine lines follow
+// the response; a container that cannot be read (gone since) has none.
+type LogsMultiRequest struct {
+	ContainerIDs []string `json:"container_ids"`
+	Follow       bool     `json:"follow"`
+	Tail         int      `json:"tail"`
+	Since        string   `json:"since,omitempty"`
+}
+
+// LogsMultiLine is one line of a MethodLogsMulti stream; C is the index of
+// its container in the request's ContainerIDs.
+type LogsMultiLine struct {
+	C int `json:"c"`
+	api.LogLine
+}
+
 // ---- node/keyring ----
 
 // KEKResponse answers MethodKEK (voters only).

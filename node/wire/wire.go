@@ -26,7 +26,11 @@ const (
 	MethodBlob     = "blob"
 	MethodManifest = "manifest"
 	MethodLogs     = "logs"
-	MethodPing     = "ping"
+	// MethodLogsMulti streams the logs of several containers of the node
+	// over one connection (LogsMultiRequest). An agent without it answers
+	// "unknown rpc method" and the caller asks per container (MethodLogs).
+	MethodLogsMulti = "logs_multi"
+	MethodPing      = "ping"
 	// MethodReadIndex asks the leader for its read index (syncReplica).
 	MethodReadIndex = "readindex"
 	// MethodAdmin is leave and node removal (AdminRequest).
