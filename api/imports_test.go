@@ -134,6 +134,8 @@ var importRules = []importRule{
 	{"runtime/companion/...", []string{"runtime/companion/..."}},
 	// Container events and their subscribers.
 	{"runtime/eventhub/...", []string{"api", "runtime/eventhub/..."}},
+	// The runtime's configuration, its defaults and its checks.
+	{"runtime/config/...", []string{"api", "runtime/companion", "runtime/containerinit", "runtime/config/..."}},
 	{"overlay/...", []string{"api", "api/atomicfile", "overlay/..."}},
 	// The overlay's parts (overlay/README.md): IPAM, the WireGuard side and
 	// the device process it starts, the ports' anti-spoofing table, the
