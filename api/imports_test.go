@@ -134,6 +134,11 @@ var importRules = []importRule{
 	{"runtime/companion/...", []string{"runtime/companion/..."}},
 	// Container events and their subscribers.
 	{"runtime/eventhub/...", []string{"api", "runtime/eventhub/..."}},
+	// A container's record (container.json): its format, load, save and
+	// what a start and an exit change in it.
+	{"runtime/record/...", []string{"api", "api/atomicfile", "runtime/layout", "runtime/ocispec", "runtime/record/..."}},
+	// The runtime's configuration, its defaults and its checks.
+	{"runtime/config/...", []string{"api", "runtime/companion", "runtime/containerinit", "runtime/config/..."}},
 	{"overlay/...", []string{"api", "api/atomicfile", "overlay/..."}},
 	// The overlay's parts (overlay/README.md): IPAM, the WireGuard side and
 	// the device process it starts, the ports' anti-spoofing table, the

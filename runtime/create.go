@@ -13,6 +13,7 @@ import (
 	"github.com/shoal-org/shoal/runtime/layout"
 	"github.com/shoal-org/shoal/runtime/netns"
 	"github.com/shoal-org/shoal/runtime/ocispec"
+	"github.com/shoal-org/shoal/runtime/record"
 	"github.com/shoal-org/shoal/runtime/rootfs"
 	"github.com/shoal-org/shoal/runtime/volume"
 )
@@ -31,7 +32,7 @@ func (r *Runtime) create(ctx context.Context, spec Spec, hold bool) (*container,
 	if err := r.waitReady(ctx); err != nil {
 		return nil, api.Container{}, err
 	}
-	id := newID()
+	id := record.NewID()
 	name := spec.Name
 	if name == "" {
 		name = ShortID(id)
@@ -51,7 +52,7 @@ func (r *Runtime) create(ctx context.Context, spec Spec, hold bool) (*container,
 	release, err := r.vols.Prepare(spec.Mounts)
 	defer release()
 	p := layout.For(r.cfg.Root, id, layout.RunDirFor(r.cfg.RunRoot, id, r.sup.TakesBundle())).WithEtcTmpfs()
-	var rec record
+	var rec record.Record
 	if err == nil {
 		rec, err = r.prepare(ctx, id, name, spec, p)
 	}
@@ -89,14 +90,14 @@ func (r *Runtime) create(ctx context.Context, spec Spec, hold bool) (*container,
 // prepare builds everything a container needs on disk, at p; on error the
 // caller cleans up with r.cleanup(id, p). (A start after a reboot makes the
 // run dir's part again: rebuildBundle.)
-func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec, p layout.Paths) (record, error) {
+func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec, p layout.Paths) (record.Record, error) {
 	img, icfg, layers, err := r.cfg.Images.Resolve(spec.Image)
 	if err != nil {
-		return record{}, fmt.Errorf("resolve image %s: %w", spec.Image, err)
+		return record.Record{}, fmt.Errorf("resolve image %s: %w", spec.Image, err)
 	}
 	args, err := ocispec.ResolveCommand(icfg, spec.Entrypoint, spec.Command)
 	if err != nil {
-		return record{}, err
+		return record.Record{}, err
 	}
 	hostname := spec.Hostname
 	if hostname == "" {
@@ -111,7 +112,7 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec, p lay
 			mode = 0o711
 		}
 		if err := os.MkdirAll(d, mode); err != nil {
-			return record{}, fmt.Errorf("create %s: %w", d, err)
+			return record.Record{}, fmt.Errorf("create %s: %w", d, err)
 		}
 	}
 	// The mounts come first: they decide the mountpoints layer stacked
@@ -119,27 +120,27 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec, p lay
 	// the mounted rootfs (the user's passwd entry).
 	mounts, err := ocispec.Mounts(bundle.MountInput(r.bundleHost(), p, spec.Files, spec.Mounts))
 	if err != nil {
-		return record{}, err
+		return record.Record{}, err
 	}
 	rootLayers, mountLayer := r.withMountLayer(id, layers, mounts, p)
 	if err := rootfs.Overlay(rootLayers, p.Upper, p.Work, p.Rootfs); err != nil {
-		return record{}, err
+		return record.Record{}, err
 	}
 	// Before the container ever runs: its rootfs is still the image's, so
 	// no volume's copy of it needs more than the image's unpacked size.
 	if err := volume.Seed(p.Rootfs, r.vols.Dir, spec.Mounts, seedBudget(img)); err != nil {
-		return record{}, err
+		return record.Record{}, err
 	}
 	b := bundleInput(id, hostname, "", args, spec, icfg)
 	if err := b.ResolveUser(p); err != nil {
-		return record{}, err
+		return record.Record{}, err
 	}
 	if err := netns.Create(p.Netns); err != nil {
-		return record{}, err
+		return record.Record{}, err
 	}
 	if r.cfg.Network != nil {
 		if b.IP, err = r.cfg.Network.Attach(ctx, id, p.Netns); err != nil {
-			return record{}, fmt.Errorf("attach network: %w", err)
+			return record.Record{}, fmt.Errorf("attach network: %w", err)
 		}
 	}
 	// The config is written in place: the bundle dir is new and has no
@@ -147,7 +148,7 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec, p lay
 	// removes. (A temp file and rename would cost an inode allocation and a
 	// free per container.)
 	if err := bundle.Write(r.bundleHost(), p, b, false); err != nil {
-		return record{}, err
+		return record.Record{}, err
 	}
 	hc := spec.Healthcheck
 	if hc == nil {
@@ -156,7 +157,7 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec, p lay
 	if hc != nil && (len(hc.Test) == 0 || hc.Test[0] == "NONE") {
 		hc = nil
 	}
-	return record{
+	return record.Record{
 		ID:         id,
 		Name:       name,
 		Spec:       spec,

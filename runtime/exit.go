@@ -109,19 +109,7 @@ func (r *Runtime) finishExit(c *container, pid int) {
 	ctx := context.WithoutCancel(r.runCtx)
 	oom := cgstats.OOMKilled(filepath.Join(r.cfg.CgroupParent, id)) // before runc delete removes the cgroup
 	r.mu.Lock()
-	c.rec.State = api.ContainerExited
-	c.rec.ExitCode = code
-	c.rec.OOMKilled = oom
-	c.rec.Pid = 0
-	c.rec.IP = ""
-	c.rec.FinishedAt = time.Now().UTC()
-	c.rec.Error = ""
-	if !finishedAt.IsZero() {
-		c.rec.FinishedAt = finishedAt
-	}
-	if errMsg != "" {
-		c.rec.Error = errMsg
-	}
+	c.rec.Exited(code, errMsg, finishedAt, oom)
 	stopHealth := c.stopHealth
 	c.stopHealth = nil
 	released := c.released

@@ -11,6 +11,8 @@ package runtime
 import (
 	"os"
 	"path/filepath"
+
+	"github.com/shoal-org/shoal/runtime/record"
 )
 
 // mountLayersDir is the directory of the mountpoints layers, under Root.
@@ -24,7 +26,7 @@ const mountLayersDir = "mountpoints"
 // the layer only adds what the image lacks, and directories with the
 // image's attributes, so what the upper dir copied up from it is what it
 // would have copied up from the image.
-func (r *Runtime) rootfsLayers(rec record) []string {
+func (r *Runtime) rootfsLayers(rec record.Record) []string {
 	if rec.MountLayer == "" {
 		return rec.Layers
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/runtime/mountlayer"
+	"github.com/shoal-org/shoal/runtime/record"
 	"github.com/shoal-org/shoal/runtime/rootfs"
 )
 
@@ -98,7 +99,7 @@ func upperNames(t *testing.T, cfg Config, id string) []string {
 	return out
 }
 
-func (h *harness) record(t *testing.T, id string) record {
+func (h *harness) record(t *testing.T, id string) record.Record {
 	t.Helper()
 	h.rt.mu.Lock()
 	defer h.rt.mu.Unlock()

@@ -17,6 +17,7 @@ import (
 	"github.com/shoal-org/shoal/runtime/layout"
 	"github.com/shoal-org/shoal/runtime/mountlayer"
 	"github.com/shoal-org/shoal/runtime/ocispec"
+	"github.com/shoal-org/shoal/runtime/record"
 	"github.com/shoal-org/shoal/runtime/rootfs"
 )
 
@@ -105,7 +106,7 @@ func TestEnsureMountLayer(t *testing.T) {
 	// temp leftovers included, but nothing it did not make.
 	os.Mkdir(filepath.Join(r.cfg.Root, mountLayersDir, ".tmp-123"), 0o700)
 	os.Mkdir(filepath.Join(r.cfg.Root, mountLayersDir, "README"), 0o700)
-	r.containers = map[string]*container{"a": {rec: record{ID: "a", MountLayer: dirs[0]}}, "b": {rec: record{ID: "b"}}}
+	r.containers = map[string]*container{"a": {rec: record.Record{ID: "a", MountLayer: dirs[0]}}, "b": {rec: record.Record{ID: "b"}}}
 	r.pruneMountLayers()
 	var left []string
 	ents, _ = os.ReadDir(filepath.Join(r.cfg.Root, mountLayersDir))
@@ -127,7 +128,7 @@ func TestWithMountLayerFallsBack(t *testing.T) {
 	root := t.TempDir()
 	r := &Runtime{cfg: Config{Root: root}, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		mountLayers: &mountlayer.Store{Dir: filepath.Join(root, mountLayersDir)}}
-	p := layout.For(r.cfg.Root, newID(), "")
+	p := layout.For(r.cfg.Root, record.NewID(), "")
 	ms := specMounts(t, nil)
 	base := []string{filepath.Join(t.TempDir(), "missing-layer")} // an empty image: every mountpoint is new
 	ml, err := r.mountLayers.For(base, ms)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/runtime/image/unpack"
+	"github.com/shoal-org/shoal/runtime/record"
 	"github.com/shoal-org/shoal/runtime/volume"
 )
 
@@ -52,7 +53,7 @@ func TestVolumeLifecycle(t *testing.T) {
 	}
 
 	// A container that mounts it (running or not) keeps it.
-	r.containers["c1"] = &container{rec: record{ID: "c1", Spec: Spec{Mounts: []api.Mount{{Type: api.MountVolume, Source: "data", Target: "/d"}}}}}
+	r.containers["c1"] = &container{rec: record.Record{ID: "c1", Spec: Spec{Mounts: []api.Mount{{Type: api.MountVolume, Source: "data", Target: "/d"}}}}}
 	if err := r.RemoveVolume("data"); !errors.Is(err, ErrVolumeInUse) || !strings.Contains(err.Error(), "c1") {
 		t.Fatalf("remove in use: %v", err)
 	}

@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,58 +13,9 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/runtime/layout"
 	"github.com/shoal-org/shoal/runtime/netns"
+	"github.com/shoal-org/shoal/runtime/record"
 	"github.com/shoal-org/shoal/runtime/rootfs"
 )
-
-// TestOldRecordLayout: a container.json written before run dirs existed
-// (no run_dir) gives the old layout, and a new record round-trips its run
-// dir.
-func TestOldRecordLayout(t *testing.T) {
-	const id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-	old := `{
-  "id": "` + id + `",
-  "name": "web.1",
-  "spec": {"image": "busybox", "limits": {}},
-  "image_id": "sha256:00",
-  "layers": ["/var/lib/shoal/runtime/images/layers/x"],
-  "args": ["sh"],
-  "hostname": "0123456789ab",
-  "state": "running",
-  "pid": 4242,
-  "exit_code": 0,
-  "created_at": "2024-01-02T03:04:05Z"
-}`
-	dir := t.TempDir()
-	p := filepath.Join(dir, "container.json")
-	if err := os.WriteFile(p, []byte(old), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	rec, err := loadRecord(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rec.RunDir != "" || !layout.ValidRunDir(rec.RunDir, rec.ID) {
-		t.Fatalf("old record: run dir %q", rec.RunDir)
-	}
-	got := layout.For("/data/runtime", rec.ID, rec.RunDir)
-	if want := "/data/runtime/containers/" + id; got.Bundle != want || got.Config != want+"/config.json" ||
-		got.Netns != "/data/runtime/netns/"+id || got.PidFile != want+"/init.pid" {
-		t.Errorf("old record's paths %+v", got)
-	}
-
-	rec.RunDir = "/run/shoal/containers-n1/" + id
-	b, err := json.Marshal(rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(b), `"run_dir":"/run/shoal/containers-n1/`+id+`"`) {
-		t.Errorf("record JSON lacks its run dir: %s", b)
-	}
-	var back record
-	if err := json.Unmarshal(b, &back); err != nil || back.RunDir != rec.RunDir {
-		t.Errorf("round trip: %q %v", back.RunDir, err)
-	}
-}
 
 // mountsWith returns the mount points in mountinfo that contain s.
 func mountsWith(t *testing.T, s string) []string {
@@ -333,7 +283,7 @@ func TestLeftoverRunDirRemoved(t *testing.T) {
 	cfg := testConfig(t)
 	var left []layout.Paths
 	for i, withDir := range []bool{false, true} {
-		id := newID()
+		id := record.NewID()
 		p := layout.For(cfg.Root, id, filepath.Join(cfg.RunRoot, id))
 		dirs := []string{p.Rootfs}
 		if withDir {

@@ -41,6 +41,7 @@ import (
 	"github.com/shoal-org/shoal/runtime/eventhub"
 	"github.com/shoal-org/shoal/runtime/layout"
 	"github.com/shoal-org/shoal/runtime/mountlayer"
+	"github.com/shoal-org/shoal/runtime/record"
 	"github.com/shoal-org/shoal/runtime/supclient"
 	"github.com/shoal-org/shoal/runtime/volume"
 )
@@ -141,10 +142,7 @@ func New(cfg Config) (*Runtime, error) {
 		if !e.IsDir() {
 			continue
 		}
-		rec, err := loadRecord(layout.For(cfg.Root, e.Name(), "").Record) // the record is in dir in every layout
-		if err == nil && (rec.ID != e.Name() || !layout.ValidRunDir(rec.RunDir, rec.ID)) {
-			err = fmt.Errorf("record of %q with id %q and run dir %q", e.Name(), rec.ID, rec.RunDir)
-		}
+		rec, err := record.LoadDir(cfg.Root, e.Name())
 		if err != nil {
 			// A crash between mkdir and the first save leaves a dir without
 			// a record; Run cleans it up.

@@ -20,6 +20,7 @@ import (
 	"github.com/shoal-org/shoal/runtime/companion"
 	"github.com/shoal-org/shoal/runtime/layout"
 	"github.com/shoal-org/shoal/runtime/netns"
+	"github.com/shoal-org/shoal/runtime/record"
 	"github.com/shoal-org/shoal/runtime/rootfs"
 )
 
@@ -184,7 +185,7 @@ func testConfig(t testing.TB) Config {
 	cfg.Root = filepath.Join(root, "runtime")
 	cfg.RunRoot = filepath.Join(root, "run")
 	cfg.RuncRoot = filepath.Join(root, "runc")
-	cfg.CgroupParent = "/shoal-test-" + newID()[:8]
+	cfg.CgroupParent = "/shoal-test-" + record.NewID()[:8]
 	cfg.InitBinary = testInit
 	cfg.Images = images
 	cfg.StopGrace = 5 * time.Second
@@ -227,11 +228,11 @@ func forceCleanup(t testing.TB, cfg Config) {
 // says (in either layout).
 func pathsOnDisk(t testing.TB, cfg Config, id string) layout.Paths {
 	t.Helper()
-	rec, err := loadRecord(layout.For(cfg.Root, id, "").Record)
+	rec, err := record.Load(layout.For(cfg.Root, id, "").Record)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return recordPaths(cfg.Root, rec)
+	return rec.Paths(cfg.Root)
 }
 
 func startHarness(t testing.TB, cfg Config) *harness {

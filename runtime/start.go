@@ -14,6 +14,7 @@ import (
 	"github.com/shoal-org/shoal/runtime/layout"
 	"github.com/shoal-org/shoal/runtime/netns"
 	"github.com/shoal-org/shoal/runtime/ocispec"
+	"github.com/shoal-org/shoal/runtime/record"
 	"github.com/shoal-org/shoal/runtime/rmtree"
 	"github.com/shoal-org/shoal/runtime/rootfs"
 	"github.com/shoal-org/shoal/runtime/supervisor"
@@ -61,7 +62,7 @@ func (r *Runtime) startHeld(ctx context.Context, c *container, idOrName string) 
 	return c.apiLocked(), nil
 }
 
-func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) error {
+func (r *Runtime) startLocked(ctx context.Context, c *container, rec record.Record) error {
 	id := rec.ID
 	p := r.pathsOf(c)
 	// After a reboot the run dir is empty: the rootfs mount point is made
@@ -145,14 +146,7 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) err
 		return err
 	}
 	r.mu.Lock()
-	c.rec.State = api.ContainerRunning
-	c.rec.Pid = pid
-	c.rec.IP = ip
-	c.rec.ExitCode = 0
-	c.rec.Error = ""
-	c.rec.OOMKilled = false
-	c.rec.StartedAt = time.Now().UTC()
-	c.rec.FinishedAt = time.Time{}
+	c.rec.Started(pid, ip)
 	select {
 	case <-c.done:
 		c.done = make(chan struct{})
@@ -176,7 +170,7 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record) err
 // container has now), its image's config and the user resolved in its
 // mounted rootfs. TestRebootEmptiesRunDir checks that the config comes out
 // the same.
-func (r *Runtime) rebuildBundle(p layout.Paths, rec record) error {
+func (r *Runtime) rebuildBundle(p layout.Paths, rec record.Record) error {
 	_, icfg, _, err := r.cfg.Images.Resolve(rec.ImageID)
 	if err != nil {
 		return fmt.Errorf("rebuild the bundle: resolve image %s: %w", rec.ImageID, err)

@@ -227,3 +227,17 @@ func TestFirstWatchFails(t *testing.T) {
 		t.Fatalf("container %s exit %d, want exited with 7", c.State, c.ExitCode)
 	}
 }
+
+func TestIsSupervisorInvocation(t *testing.T) {
+	for arg0, want := range map[string]bool{
+		"shoal-supervisor":                true,
+		"/usr/local/bin/shoal-supervisor": true,
+		"/.shoal/init":                    false,
+		"/usr/bin/shoal":                  false,
+		"shoal-supervisor2":               false,
+	} {
+		if got := IsSupervisorInvocation(arg0); got != want {
+			t.Errorf("IsSupervisorInvocation(%q) = %v", arg0, got)
+		}
+	}
+}

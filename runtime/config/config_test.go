@@ -1,31 +1,27 @@
-package runtime
+package config
 
 import (
 	"testing"
+
+	"github.com/shoal-org/shoal/api"
 )
 
-func TestIsSupervisorInvocation(t *testing.T) {
-	for arg0, want := range map[string]bool{
-		"shoal-supervisor":                true,
-		"/usr/local/bin/shoal-supervisor": true,
-		"/.shoal/init":                    false,
-		"/usr/bin/shoal":                  false,
-		"shoal-supervisor2":               false,
-	} {
-		if got := IsSupervisorInvocation(arg0); got != want {
-			t.Errorf("IsSupervisorInvocation(%q) = %v", arg0, got)
-		}
-	}
+// noImages is an ImageResolver that resolves nothing: Validate only
+// checks that there is one.
+type noImages struct{}
+
+func (noImages) Resolve(ref string) (api.Image, api.ImageConfig, []string, error) {
+	return api.Image{}, api.ImageConfig{}, nil, nil
 }
 
 func TestConfigValidate(t *testing.T) {
-	c := DefaultConfig()
+	c := Default()
 	if err := c.Validate(); err == nil {
 		t.Fatal("empty config validated")
 	}
-	c = DefaultConfig()
+	c = Default()
 	c.Root, c.RuncRoot, c.CgroupParent = "/r", "/run/x", "/shoal-x"
-	c.Images = fakeImages{}
+	c.Images = noImages{}
 	c.RuncBinary = "/bin/sh" // any executable will do for validation
 	c.InitBinary = "/bin/sh"
 	if err := c.Validate(); err != nil {
