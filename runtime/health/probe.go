@@ -32,7 +32,18 @@ type Prober struct {
 	// process's. The runtime's is initproc.Signal with the container's
 	// cgroup. Nil kills nothing.
 	Kill func(pid int) error
+
+	// exec stands in for Runc.Exec in tests.
+	exec func(ctx context.Context, id string, proc specs.Process, opts *runc.ExecOpts) error
 }
+
+// startGrace is how long a timed-out probe's runc exec may take to start
+// the probe (and write its pid) before runc itself is killed; killWait is
+// how long runc then has to exit once its probe is killed.
+const (
+	startGrace = 10 * time.Second
+	killWait   = 10 * time.Second
+)
 
 // Probe runs one health check command in the container through `runc exec`
 // with the container's own process settings, and reports whether it exited 0
@@ -68,15 +79,36 @@ func (p Prober) Probe(ctx context.Context, args []string, timeout time.Duration)
 		outCh <- b
 	}()
 
-	pctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	err = p.Runc.Exec(pctx, id, proc, &runc.ExecOpts{IO: probeIO{pw}, PidFile: pidPath})
-	pw.Close()
-	timedOut := pctx.Err() != nil
-	if timedOut {
-		// runc was killed; the probe process may live on: kill it.
-		p.killProbe()
+	// runc exec runs under a context of its own, not the probe's timeout:
+	// a runc killed after its child exec'd the probe but before it wrote
+	// the pid file leaves the probe running with no pid to kill it by (a
+	// loaded node hit that window with short timeouts, and the container
+	// kept every such probe). So at the timeout the probe is killed by
+	// the pid runc writes once it has started it, and runc exits with it;
+	// runc itself is killed only when it has not started the probe within
+	// startGrace, or when ctx ends (the container is going away).
+	exec := p.exec
+	if exec == nil {
+		exec = p.Runc.Exec
 	}
+	rctx, rcancel := context.WithCancel(ctx)
+	defer rcancel()
+	done := make(chan error, 1)
+	go func() { done <- exec(rctx, id, proc, &runc.ExecOpts{IO: probeIO{pw}, PidFile: pidPath}) }()
+	timer := time.NewTimer(timeout)
+	timedOut := false
+	select {
+	case err = <-done:
+	case <-timer.C:
+		timedOut = true
+		p.stopTimedOut(done, rcancel)
+	case <-ctx.Done():
+		timedOut = true
+		rcancel()
+		<-done
+	}
+	timer.Stop()
+	pw.Close()
 	// Descendants of the probe may hold the pipe open: stop reading soon.
 	_ = pr.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 	out := <-outCh
@@ -97,22 +129,62 @@ const (
 	maxPidFile = 4 << 10
 )
 
+// stopTimedOut ends a probe past its timeout and waits for its runc exec
+// (done) to return: the probe is killed as soon as runc has written its
+// pid; runc is killed (cancel) if it has not within startGrace, or has
+// not exited killWait after its probe was.
+func (p Prober) stopTimedOut(done <-chan error, cancel context.CancelFunc) {
+	if p.Kill == nil {
+		cancel()
+		<-done
+		return
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	grace := time.NewTimer(startGrace)
+	defer grace.Stop()
+	for !p.killProbe() {
+		select {
+		case <-done:
+			// runc ended on its own: its probe ended with it, or it never
+			// started one; a pid written meanwhile is still killed.
+			p.killProbe()
+			return
+		case <-grace.C:
+			cancel()
+			<-done
+			p.killProbe()
+			return
+		case <-tick.C:
+		}
+	}
+	select {
+	case <-done:
+	case <-time.After(killWait):
+		cancel()
+		<-done
+	}
+}
+
 // killProbe SIGKILLs the process whose pid runc wrote in the pid file,
 // through Kill, which checks it is still the container's; it is a child of
 // the (killed) runc exec, so its reaper is not us.
-func (p Prober) killProbe() {
+// It reports whether there was a pid to kill (a Kill refused because the
+// process is gone counts: there is nothing left to wait for).
+func (p Prober) killProbe() bool {
 	if p.Kill == nil {
-		return
+		return true
 	}
 	b, err := supervisor.ReadCapped(p.Bundle, filepath.Base(p.PidFile), maxPidFile)
 	if err != nil {
-		return
+		return false
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || pid <= 0 {
-		return
+		return false
 	}
 	_ = p.Kill(pid)
+	return true
 }
 
 // probeIO gives runc exec (and so the probe) a pipe as stdout and stderr
