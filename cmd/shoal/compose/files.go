@@ -61,10 +61,23 @@ var (
 )
 
 // readBounded reads the regular file path, at most MaxReferencedFile bytes.
-// A FIFO, device, socket or directory is refused before it is opened (an
-// open of a FIFO blocks until a writer comes), and the open itself does not
-// block (O_NONBLOCK) should path have become one meanwhile.
 func readBounded(path string) ([]byte, error) {
+	data, err := ReadRegular(path, MaxReferencedFile+1)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxReferencedFile {
+		return nil, errTooLarge
+	}
+	return data, nil
+}
+
+// ReadRegular reads at most limit bytes of the regular file path: a file a
+// compose file names may be anything its author chose. A FIFO, device,
+// socket or directory is refused before it is opened (an open of a FIFO
+// blocks until a writer comes), and the open itself does not block
+// (O_NONBLOCK) should path have become one meanwhile.
+func ReadRegular(path string, limit int64) ([]byte, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, err
@@ -83,17 +96,7 @@ func readBounded(path string) ([]byte, error) {
 	if !st.Mode().IsRegular() {
 		return nil, errNotRegular
 	}
-	if st.Size() > MaxReferencedFile {
-		return nil, errTooLarge
-	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxReferencedFile+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > MaxReferencedFile {
-		return nil, errTooLarge // grew since the stat
-	}
-	return data, nil
+	return io.ReadAll(io.LimitReader(f, limit))
 }
 
 // fileProblem is the error for file (named by key, in the compose file

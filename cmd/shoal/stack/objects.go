@@ -8,8 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/api/client"
@@ -85,16 +83,12 @@ func (s *commands) ensureStackObjects(ctx context.Context, cl *client.Client, ob
 	return nil
 }
 
-// readObjectFile reads a secret's or config's file: up to one byte more
-// than api.MaxSecretSize, so that a huge file, or a device such as
-// /dev/zero, is refused instead of read into memory until the CLI dies.
+// readObjectFile reads a secret's or config's file: a regular file only
+// (a FIFO would block the deploy for good, /dev/zero fill its memory), up
+// to one byte more than api.MaxSecretSize, so that a huge file is refused
+// instead of read.
 func readObjectFile(name string) ([]byte, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, api.MaxSecretSize+1))
+	return compose.ReadRegular(name, api.MaxSecretSize+1)
 }
 
 func kindOf(o compose.StackObject) string {

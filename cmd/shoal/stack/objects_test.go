@@ -16,35 +16,35 @@ import (
 )
 
 // TestEnsureStackObjectsBoundedRead: a compose file whose secret file: is
-// endless (a fifo that never closes, like /dev/zero) is refused once it
-// passed the size limit, instead of read until the CLI runs out of memory.
+// a FIFO no one writes to (open blocks for good), or a file past the size
+// limit, is refused at once with nothing created, instead of hanging the
+// deploy or being read whole.
 func TestEnsureStackObjectsBoundedRead(t *testing.T) {
-	fifo := filepath.Join(t.TempDir(), "endless")
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
 	if err := unix.Mkfifo(fifo, 0o600); err != nil {
-		t.Skipf("mkfifo: %v", err)
+		t.Fatalf("mkfifo: %v", err)
 	}
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
-		if err != nil {
-			return
+	big := filepath.Join(dir, "big")
+	if err := os.WriteFile(big, bytes.Repeat([]byte("x"), api.MaxSecretSize+4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ file, want string }{
+		{fifo, "not a regular file"},
+		{big, "nothing was created"},
+	} {
+		done := make(chan error, 1)
+		go func() {
+			objs := []compose.StackObject{{Secret: true, Key: "k", Name: "s_k", File: tc.file}}
+			done <- (&commands{}).ensureStackObjects(context.Background(), nil, objs)
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("%s: err = %v, want %q", tc.file, err, tc.want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: still reading the secret file after 10s", tc.file)
 		}
-		defer w.Close()
-		_, _ = w.Write(bytes.Repeat([]byte("x"), api.MaxSecretSize+4096))
-		<-stop // keep the writer open: the reader never sees EOF
-	}()
-	done := make(chan error, 1)
-	go func() {
-		objs := []compose.StackObject{{Secret: true, Key: "k", Name: "s_k", File: fifo}}
-		done <- (&commands{}).ensureStackObjects(context.Background(), nil, objs)
-	}()
-	select {
-	case err := <-done:
-		if err == nil || !strings.Contains(err.Error(), "nothing was created") {
-			t.Fatalf("err = %v, want the size refusal", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("still reading the secret file after 10s")
 	}
 }
