@@ -193,3 +193,35 @@ func TestKernelConfigAgainstWireGuardGo(t *testing.T) {
 	}
 	check("new key", next, peers2)
 }
+
+// TestDeleteKernelDevice: leaving the cluster deletes a kernel WireGuard
+// link of the name and leaves any other link (the userspace path's TUN
+// device is its process's to remove) alone.
+func TestDeleteKernelDevice(t *testing.T) {
+	ns, nsPath := netnsForTest(t, "shwgdel")
+	if out, err := exec.Command("ip", "-n", ns, "link", "add", "shoal.wg", "type", "bridge").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if err := DeleteKernelDevice(nsPath, "shoal.wg"); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command("ip", "-n", ns, "link", "show", "shoal.wg").Run(); err != nil {
+		t.Fatal("a bridge of the name was deleted")
+	}
+	if err := DeleteKernelDevice(nsPath, "none.wg"); err != nil {
+		t.Fatalf("no link: %v", err)
+	}
+	if KernelSupported(nsPath) != nil {
+		t.Log("no kernel WireGuard: the deletion of a wireguard link cannot run here")
+		return
+	}
+	if out, err := exec.Command("ip", "-n", ns, "link", "add", "kwg", "type", "wireguard").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if err := DeleteKernelDevice(nsPath, "kwg"); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command("ip", "-n", ns, "link", "show", "kwg").Run(); err == nil {
+		t.Fatal("the kernel WireGuard link is still there")
+	}
+}
