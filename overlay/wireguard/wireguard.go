@@ -6,9 +6,10 @@ package wireguard
 
 // Encrypted networks: routed through WireGuard.
 //
-// The kernel here has neither WireGuard nor ESP crypto, so every node runs
-// userspace wireguard-go on one TUN device, "shoal.wg", listening on UDP
-// 51820 of the underlay. Each node has a tunnel address derived from its
+// Every node runs one WireGuard device, "shoal.wg", listening on UDP 51820
+// of the underlay: the kernel's where the kernel has WireGuard (kernel.go),
+// else userspace wireguard-go on a TUN device (this machine's kernel has
+// neither WireGuard nor ESP crypto). Each node has a tunnel address derived from its
 // /24 of the cluster CIDR (node 10.42.7.0/24 → 100.64.0.8; TunnelAddr), so
 // nobody allocates anything and every node can compute every other node's.
 // The TUN device holds the node's address with the whole tunnel prefix
