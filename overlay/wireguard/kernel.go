@@ -219,31 +219,85 @@ func (o nsKernelOps) LinkUp(name string, mtu int, addr, within netip.Prefix) err
 	return o.in(func() error { return setLinkUp(name, mtu, addr, within) })
 }
 
+// Watch follows the link's deletion through a netlink subscription. A
+// subscription that fails (its socket overflows: ENOBUFS) is made again,
+// the link looked for meanwhile, rather than reported as a deletion: the
+// agent closes a handle whose device went, which on this path deletes the
+// link.
 func (o nsKernelOps) Watch(name string, gone func()) (func(), error) {
-	ch, stop := make(chan netlink.LinkUpdate, 16), make(chan struct{})
-	opts := netlink.LinkSubscribeOptions{ErrorCallback: func(error) {}}
-	if o.nsPath != "" {
-		ns, err := netns.GetFromPath(o.nsPath)
-		if err != nil {
-			return nil, fmt.Errorf("open network namespace %s: %w", o.nsPath, err)
+	return o.watchLink(name, kernelLinkType, gone)
+}
+
+// watchLink is Watch for a link of type typ (tests watch a bridge: no
+// wireguard link can be made on a kernel without WireGuard).
+func (o nsKernelOps) watchLink(name, typ string, gone func()) (func(), error) {
+	stop := make(chan struct{})
+	subscribe := func() (<-chan netlink.LinkUpdate, func(), error) {
+		ch, done := make(chan netlink.LinkUpdate, 16), make(chan struct{})
+		opts := netlink.LinkSubscribeOptions{ErrorCallback: func(error) {}}
+		if o.nsPath != "" {
+			ns, err := netns.GetFromPath(o.nsPath)
+			if err != nil {
+				return nil, nil, fmt.Errorf("open network namespace %s: %w", o.nsPath, err)
+			}
+			defer ns.Close()
+			opts.Namespace = &ns
 		}
-		defer ns.Close()
-		opts.Namespace = &ns
+		if err := netlink.LinkSubscribeWithOptions(ch, done, opts); err != nil {
+			return nil, nil, fmt.Errorf("watch %s: %w", name, err)
+		}
+		var once sync.Once
+		end := func() {
+			once.Do(func() {
+				close(done)
+				go func() {
+					for range ch { // until netlink's reader ends
+					}
+				}()
+			})
+		}
+		go func() {
+			select {
+			case <-stop:
+				end()
+			case <-done:
+			}
+		}()
+		return ch, end, nil
 	}
-	if err := netlink.LinkSubscribeWithOptions(ch, stop, opts); err != nil {
-		return nil, fmt.Errorf("watch %s: %w", name, err)
+	ch, end, err := subscribe()
+	if err != nil {
+		return nil, err
 	}
 	go func() {
-		for u := range ch {
-			if u.Header.Type == unix.RTM_DELLINK && u.Attrs().Name == name {
+		for {
+			// Deleted before the subscription began: no event would come.
+			if o.LinkType(name) != typ {
+				end()
 				gone()
+				return
+			}
+			for u := range ch {
+				if u.Header.Type == unix.RTM_DELLINK && u.Attrs().Name == name {
+					end()
+					gone()
+					return
+				}
+			}
+			end()
+			for { // stopped, or the subscription failed: again
+				select {
+				case <-stop:
+					return
+				case <-time.After(time.Second):
+				}
+				var serr error
+				if ch, end, serr = subscribe(); serr == nil {
+					break
+				}
 			}
 		}
 	}()
-	// Deleted before the subscription began: no event would come.
-	if o.LinkType(name) != kernelLinkType {
-		gone()
-	}
 	var once sync.Once
 	return func() { once.Do(func() { close(stop) }) }, nil
 }

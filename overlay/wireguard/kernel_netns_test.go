@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
@@ -223,5 +224,71 @@ func TestDeleteKernelDevice(t *testing.T) {
 	}
 	if err := exec.Command("ip", "-n", ns, "link", "show", "kwg").Run(); err == nil {
 		t.Fatal("the kernel WireGuard link is still there")
+	}
+}
+
+// TestWatchLink: the kernel path's watch of its link (on a bridge here:
+// no wireguard link can be made on this kernel) reports the link's
+// deletion once, and nothing after it was stopped.
+func TestWatchLink(t *testing.T) {
+	ns, nsPath := netnsForTest(t, "shwgwat")
+	add := func(name string) {
+		t.Helper()
+		if out, err := exec.Command("ip", "-n", ns, "link", "add", name, "type", "bridge").CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+	}
+	ops := nsKernelOps{nsPath: nsPath}
+	add("wa")
+	add("wb")
+	goneA, goneB := make(chan struct{}, 2), make(chan struct{}, 2)
+	stopA, err := ops.watchLink("wa", "bridge", func() { goneA <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopA()
+	stopB, err := ops.watchLink("wb", "bridge", func() { goneB <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopB()
+	if out, err := exec.Command("ip", "-n", ns, "link", "del", "wb").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if out, err := exec.Command("ip", "-n", ns, "link", "del", "wa").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	select {
+	case <-goneA:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the deletion of wa was not seen")
+	}
+	// A report for the stopped watch of wb (deleted before wa) would be
+	// in by the time a watch made later has seen a later deletion.
+	add("wc")
+	goneC := make(chan struct{}, 1)
+	stopC, err := ops.watchLink("wc", "bridge", func() { goneC <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopC()
+	_ = exec.Command("ip", "-n", ns, "link", "del", "wc").Run()
+	<-goneC
+	select {
+	case <-goneB:
+		t.Fatal("a stopped watch reported a deletion")
+	default:
+	}
+	// A watch of a link that is already gone reports at once.
+	goneD := make(chan struct{}, 1)
+	stopD, err := ops.watchLink("wd", "bridge", func() { goneD <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopD()
+	select {
+	case <-goneD:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a missing link was not reported")
 	}
 }
