@@ -92,6 +92,10 @@ type Node struct {
 	// every node switches to it once all nodes have published theirs.
 	WireGuardNextKey   string `json:"wireguard_next_key,omitempty"`
 	WireGuardNextEpoch uint64 `json:"wireguard_next_epoch,omitempty"`
+	// WireGuardBackend is how the node runs its WireGuard device,
+	// "kernel" or "userspace" (wireguard-go on a TUN device, where the
+	// kernel has no WireGuard), published by the node with its key.
+	WireGuardBackend string `json:"wireguard_backend,omitempty"`
 	// AgentVersion is the release the node's agent runs (as its gossip
 	// last said; empty when unknown). Filled at read time, not in Raft.
 	AgentVersion string `json:"agent_version"`
@@ -108,6 +112,7 @@ func CopyOwnedNodeFields(dst *Node, src Node) {
 	dst.WireGuardKeyEpoch = src.WireGuardKeyEpoch
 	dst.WireGuardNextKey = src.WireGuardNextKey
 	dst.WireGuardNextEpoch = src.WireGuardNextEpoch
+	dst.WireGuardBackend = src.WireGuardBackend
 	dst.UpdatedAt = src.UpdatedAt
 }
 

@@ -534,7 +534,7 @@ func (l *Loop) syncWireGuard(self *api.Node, nodes []*api.Node, cluster, nodeSub
 	tunnelCIDR := netip.MustParsePrefix(wireguard.DefaultTunnelCIDR)
 	for range 3 { // at most generate, switch, publish
 		cur, pending := l.wgKeys.in()
-		step := netplan.WGRotationNext(netplan.WGRotationIn{RemovalIndex: removalIndex, Self: *self, Nodes: nodes, Current: cur, Pending: pending})
+		step := netplan.WGRotationNext(netplan.WGRotationIn{RemovalIndex: removalIndex, Self: *self, Nodes: nodes, Current: cur, Pending: pending, Backend: l.wg.Backend()})
 		if step.Generate > 0 {
 			if err := l.wgKeys.generate(step.Generate); err != nil {
 				l.log.Warn("wireguard: making the next key failed; retrying", "err", err)

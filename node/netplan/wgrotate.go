@@ -70,6 +70,10 @@ type WGRotationIn struct {
 	// (nil: none).
 	Current WGLocalKey
 	Pending *WGLocalKey
+	// Backend is the device's backend (wireguard.BackendKernel or
+	// BackendUserspace), published in the record beside the key so that
+	// `node inspect` shows it; "" leaves the record's as it is.
+	Backend string
 }
 
 // WGRotationStep is the next move of this node's rotation. At most one of
@@ -91,6 +95,9 @@ func WGRotationNext(in WGRotationIn) WGRotationStep {
 	want := in.Self
 	want.WireGuardKey, want.WireGuardKeyEpoch = in.Current.Public, in.Current.Epoch
 	want.WireGuardNextKey, want.WireGuardNextEpoch = "", 0
+	if in.Backend != "" {
+		want.WireGuardBackend = in.Backend
+	}
 	if p := in.Pending; p != nil {
 		published := in.Self.WireGuardNextKey == p.Public && in.Self.WireGuardNextEpoch == p.Epoch
 		if published && WGCutover(p.Epoch, in.Nodes) {
@@ -108,7 +115,8 @@ func WGRotationNext(in WGRotationIn) WGRotationStep {
 		return WGRotationStep{Generate: in.RemovalIndex}
 	}
 	if want.WireGuardKey == in.Self.WireGuardKey && want.WireGuardKeyEpoch == in.Self.WireGuardKeyEpoch &&
-		want.WireGuardNextKey == in.Self.WireGuardNextKey && want.WireGuardNextEpoch == in.Self.WireGuardNextEpoch {
+		want.WireGuardNextKey == in.Self.WireGuardNextKey && want.WireGuardNextEpoch == in.Self.WireGuardNextEpoch &&
+		want.WireGuardBackend == in.Self.WireGuardBackend {
 		return WGRotationStep{}
 	}
 	return WGRotationStep{Publish: &want}

@@ -191,3 +191,40 @@ func TestWGRotationConverges(t *testing.T) {
 		}
 	}
 }
+
+// TestWGRotationNextBackend: the device's backend is published in the
+// node's record with the key, and changes nothing else.
+func TestWGRotationNextBackend(t *testing.T) {
+	r := api.NodeReady
+	peer := wgNode("b", r, "B", 3, "", 0)
+	rec := func(backend string) *api.Node {
+		n := wgNode("me", r, "K", 3, "", 0)
+		n.WireGuardBackend = backend
+		return n
+	}
+	withKey := func(key, backend string) *api.Node {
+		n := wgNode("me", r, key, 3, "", 0)
+		n.WireGuardBackend = backend
+		return n
+	}
+	for _, tt := range []struct {
+		name    string
+		self    *api.Node
+		backend string
+		cur     WGLocalKey
+		want    WGRotationStep
+	}{
+		{"none known: the record stays", rec("kernel"), "", WGLocalKey{"K", 3}, WGRotationStep{}},
+		{"first report: publish it", rec(""), "userspace", WGLocalKey{"K", 3}, WGRotationStep{Publish: rec("userspace")}},
+		{"same: nothing", rec("userspace"), "userspace", WGLocalKey{"K", 3}, WGRotationStep{}},
+		{"changed (a kernel that gained WireGuard): publish", rec("userspace"), "kernel", WGLocalKey{"K", 3}, WGRotationStep{Publish: rec("kernel")}},
+		{"with the first key, in one record", withKey("", ""), "kernel", WGLocalKey{"K", 3}, WGRotationStep{Publish: withKey("K", "kernel")}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := WGRotationNext(WGRotationIn{Self: *tt.self, Nodes: []*api.Node{tt.self, peer}, Current: tt.cur, Backend: tt.backend})
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("got %+v (publish %+v)\nwant %+v (publish %+v)", got, got.Publish, tt.want, tt.want.Publish)
+			}
+		})
+	}
+}

@@ -6,9 +6,10 @@ package wireguard
 
 // Encrypted networks: routed through WireGuard.
 //
-// The kernel here has neither WireGuard nor ESP crypto, so every node runs
-// userspace wireguard-go on one TUN device, "shoal.wg", listening on UDP
-// 51820 of the underlay. Each node has a tunnel address derived from its
+// Every node runs one WireGuard device, "shoal.wg", listening on UDP 51820
+// of the underlay: the kernel's where the kernel has WireGuard (kernel.go),
+// else userspace wireguard-go on a TUN device (this machine's kernel has
+// neither WireGuard nor ESP crypto). Each node has a tunnel address derived from its
 // /24 of the cluster CIDR (node 10.42.7.0/24 → 100.64.0.8; TunnelAddr), so
 // nobody allocates anything and every node can compute every other node's.
 // The TUN device holds the node's address with the whole tunnel prefix
@@ -64,7 +65,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,6 +72,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/shoal-org/shoal/overlay/linkutil"
 	"github.com/shoal-org/shoal/overlay/overlayerr"
@@ -280,85 +281,12 @@ func PeersConfig(self KeyPair, peers []WGPeer) (string, []error) {
 }
 
 // PeersUpdate is PeersConfig for a device whose peers are those with the
-// keys current: rather than replacing every peer, which drops every
-// session (each pair handshakes again, and packets on the way are lost),
-// it removes the peers that are gone and updates the others in place, so
-// a node joining or a network created costs no one a session. current ==
-// nil means the device's peers are unknown: replace them all. It returns
-// the keys of the peers configured after it. It is pure.
+// keys current (planPeers: the gone peers removed, the others updated in
+// place; current == nil: replace them all). It returns the keys of the
+// peers configured after it. It is pure.
 func PeersUpdate(self KeyPair, peers []WGPeer, current [][32]byte) (text string, keys [][32]byte, errs []error) {
-	body, keys, errs := peersBody(self, peers)
-	if current == nil {
-		return "replace_peers=true\n" + body, keys, errs
-	}
-	keep := map[[32]byte]bool{}
-	for _, k := range keys {
-		keep[k] = true
-	}
-	gone := [][32]byte{}
-	for _, k := range current {
-		if !keep[k] {
-			gone = append(gone, k)
-		}
-	}
-	sort.Slice(gone, func(i, j int) bool { return string(gone[i][:]) < string(gone[j][:]) })
-	var b strings.Builder
-	for _, k := range gone {
-		fmt.Fprintf(&b, "public_key=%s\nremove=true\n", hex.EncodeToString(k[:]))
-	}
-	return b.String() + body, keys, errs
-}
-
-// peersBody is the per-peer part of PeersConfig and the keys it
-// configures, in order.
-func peersBody(self KeyPair, peers []WGPeer) (string, [][32]byte, []error) {
-	var errs []error
-	sorted := append([]WGPeer(nil), peers...)
-	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].NodeID < sorted[j].NodeID })
-	var b strings.Builder
-	var order [][32]byte
-	keys := map[[32]byte]string{}
-	tunnels := map[netip.Addr]string{}
-	subnets := map[netip.Prefix]string{} // allowed subnets taken, by peer
-	for _, p := range sorted {
-		key, err := ParseKey(p.PublicKey)
-		switch {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("peer %s: %w", p.NodeID, err))
-			continue
-		case key == self.Public:
-			errs = append(errs, fmt.Errorf("%w: peer %s has this node's public key", overlayerr.ErrInvalidPeer, p.NodeID))
-			continue
-		case !p.Endpoint.IsValid() || !p.Endpoint.Addr().Is4() || p.Endpoint.Port() == 0:
-			errs = append(errs, fmt.Errorf("%w: peer %s: endpoint %q", overlayerr.ErrInvalidPeer, p.NodeID, p.Endpoint))
-			continue
-		case !p.TunnelIP.Is4():
-			errs = append(errs, fmt.Errorf("%w: peer %s: tunnel address %q", overlayerr.ErrInvalidPeer, p.NodeID, p.TunnelIP))
-			continue
-		case keys[key] != "":
-			errs = append(errs, fmt.Errorf("%w: peer %s has the key of peer %s", overlayerr.ErrInvalidPeer, p.NodeID, keys[key]))
-			continue
-		case tunnels[p.TunnelIP] != "":
-			errs = append(errs, fmt.Errorf("%w: peer %s has the tunnel address of peer %s", overlayerr.ErrInvalidPeer, p.NodeID, tunnels[p.TunnelIP]))
-			continue
-		}
-		if err := checkPeerSubnets(p, subnets); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		keys[key], tunnels[p.TunnelIP] = p.NodeID, p.NodeID
-		order = append(order, key)
-		for _, s := range p.Subnets {
-			subnets[s] = p.NodeID
-		}
-		fmt.Fprintf(&b, "public_key=%s\nendpoint=%s\nreplace_allowed_ips=true\nallowed_ip=%s/32\n",
-			hex.EncodeToString(key[:]), p.Endpoint, p.TunnelIP)
-		for _, s := range p.Subnets {
-			fmt.Fprintf(&b, "allowed_ip=%s\n", s)
-		}
-		b.WriteString("persistent_keepalive_interval=25\n")
-	}
-	return b.String(), order, errs
+	dc, errs := Desired(self, 0, peers)
+	return planPeers(dc, current).uapiText(), dc.Keys(), errs
 }
 
 // checkPeerSubnets refuses subnets of p that are not IPv4 network
@@ -404,6 +332,9 @@ type WireGuardConfig struct {
 	// NetNS is a network namespace path to create the device in (tests);
 	// empty means the calling process's.
 	NetNS string
+	// Backend is BackendKernel, BackendUserspace, or "" for the kernel's
+	// WireGuard where the kernel has it (KernelSupported), else userspace.
+	Backend string
 	// SocketDir holds the device process's UAPI socket (NAME.sock, 0600)
 	// and log; it is made 0700. Empty means "device" beside KeyFile.
 	SocketDir string
@@ -451,6 +382,9 @@ func (c *WireGuardConfig) Validate() error {
 	if c.MTU != 0 && (c.MTU < 576 || c.MTU > 65535) {
 		bad("MTU must be 0 (derived) or in 576..65535, got %d", c.MTU)
 	}
+	if c.Backend != "" && c.Backend != BackendKernel && c.Backend != BackendUserspace {
+		bad("Backend must be empty, %q or %q, got %q", BackendKernel, BackendUserspace, c.Backend)
+	}
 	if c.SocketDir != "" && !filepath.IsAbs(c.SocketDir) {
 		bad("SocketDir must be empty or an absolute path, got %q", c.SocketDir)
 	}
@@ -471,6 +405,11 @@ type WireGuard struct {
 	keys    KeyPair
 	sock    string // the device's UAPI socket
 	adopted bool   // found running, not started
+	backend string // BackendKernel or BackendUserspace
+	// kops are the kernel path's host steps; nil on the userspace path.
+	kops      kernelOps
+	stopWatch func() // ends the kernel link's watch
+	doneOnce  sync.Once
 
 	mu       sync.Mutex
 	closed   bool
@@ -486,7 +425,32 @@ type WireGuard struct {
 // sessions included (the agent restarted; Decide); any other is stopped
 // and a new one started, with the tunnel address on its TUN device and no
 // peers until SetPeers. Release lets the device run on; Close stops it.
+//
+// The backend is the kernel's WireGuard where the kernel has it
+// (KernelSupported, kernel.go), else userspace wireguard-go; the choice
+// is logged and reported by Backend.
 func NewWireGuard(cfg WireGuardConfig) (*WireGuard, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Backend == "" {
+		cfg.Backend = BackendUserspace
+		if err := KernelSupported(cfg.NetNS); err == nil {
+			cfg.Backend = BackendKernel
+		} else {
+			cfg.Logger.Info("wireguard: the kernel has no WireGuard; using userspace wireguard-go", "why", err)
+		}
+	}
+	var kops kernelOps
+	if cfg.Backend == BackendKernel {
+		kops = nsKernelOps{nsPath: cfg.NetNS}
+	}
+	return newWireGuard(cfg, kops)
+}
+
+// newWireGuard is NewWireGuard with the backend chosen: kops, not nil,
+// are the kernel path's steps (a fake in tests).
+func newWireGuard(cfg WireGuardConfig, kops kernelOps) (*WireGuard, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -494,7 +458,10 @@ func NewWireGuard(cfg WireGuardConfig) (*WireGuard, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &WireGuard{cfg: cfg, keys: keys, sock: cfg.socketPath(), done: make(chan struct{})}
+	w := &WireGuard{cfg: cfg, keys: keys, sock: cfg.socketPath(), done: make(chan struct{}), backend: BackendUserspace, kops: kops}
+	if kops != nil {
+		w.backend = BackendKernel
+	}
 	inNS := func(fn func() error) error { return fn() }
 	if cfg.NetNS != "" {
 		ns, err := netns.GetFromPath(cfg.NetNS)
@@ -504,10 +471,56 @@ func NewWireGuard(cfg WireGuardConfig) (*WireGuard, error) {
 		defer ns.Close()
 		inNS = func(fn func() error) error { return linkutil.DoInNS(ns, fn) }
 	}
-	if err := w.up(inNS); err != nil {
+	up := w.up
+	if kops != nil {
+		up = w.upKernel
+	}
+	if err := up(inNS); err != nil {
 		return nil, err
 	}
 	return w, nil
+}
+
+// closeDone closes Done, once.
+func (w *WireGuard) closeDone() { w.doneOnce.Do(func() { close(w.done) }) }
+
+// upKernel adopts or makes the kernel device (kernelUp) and watches it; a
+// userspace device process an earlier agent left under the same socket is
+// stopped first (the kernel's WireGuard appeared, say after a kernel
+// upgrade), which also frees the name.
+func (w *WireGuard) upKernel(inNS func(func() error) error) error {
+	log := w.cfg.Logger
+	if w.cfg.MTU == 0 {
+		if err := inNS(func() error { w.cfg.MTU = underlayMTU(w.cfg.UnderlayIP) - wireGuardOverhead; return nil }); err != nil {
+			return err
+		}
+	}
+	if err := stopDevice(w.sock, deviceStopTimeout); err != nil {
+		return fmt.Errorf("stop the userspace WireGuard device: %w", err)
+	}
+	adopted, peers, why, err := kernelUp(w.kops, w.cfg, w.keys)
+	if err != nil {
+		return err
+	}
+	if !adopted && why != "no device" {
+		log.Warn("wireguard: replacing the kernel device", "device", w.cfg.Name, "why", why)
+	}
+	w.adopted, w.peerKeys = adopted, peers
+	stop, err := w.kops.Watch(w.cfg.Name, w.closeDone)
+	if err != nil {
+		if !adopted {
+			err = errors.Join(err, w.kops.LinkDel(w.cfg.Name))
+		}
+		return err
+	}
+	w.stopWatch = stop
+	how := "started"
+	if adopted {
+		how = "adopted the running device"
+	}
+	log.Info("wireguard: "+how, "backend", w.backend, "device", w.cfg.Name, "port", w.cfg.Port, "tunnel_ip", w.cfg.TunnelIP.String(),
+		"public_key", w.keys.PublicKey(), "mtu", w.cfg.MTU, "peers", len(w.peerKeys))
+	return nil
 }
 
 // up adopts or starts the device and readies its link; inNS runs what
@@ -563,13 +576,13 @@ func (w *WireGuard) up(inNS func(func() error) error) error {
 		// the read ends when the device process does (or Release/Close).
 		var b [1]byte
 		_, _ = c.Read(b[:])
-		close(w.done)
+		w.closeDone()
 	}()
 	how := "started"
 	if w.adopted {
 		how = "adopted the running device"
 	}
-	log.Info("wireguard: "+how, "device", w.cfg.Name, "port", w.cfg.Port, "tunnel_ip", w.cfg.TunnelIP.String(),
+	log.Info("wireguard: "+how, "backend", w.backend, "device", w.cfg.Name, "port", w.cfg.Port, "tunnel_ip", w.cfg.TunnelIP.String(),
 		"public_key", w.keys.PublicKey(), "mtu", w.cfg.MTU, "peers", len(w.peerKeys))
 	return nil
 }
@@ -582,26 +595,33 @@ func (w *WireGuard) up(inNS func(func() error) error) error {
 // adopting agent that removed them dropped the masqueraded connections
 // into encrypted networks until the network loop added them back.
 func (w *WireGuard) linkUp() error {
+	return setLinkUp(w.cfg.Name, w.cfg.MTU, netip.PrefixFrom(w.cfg.TunnelIP, w.cfg.TunnelCIDR.Bits()), w.cfg.TunnelCIDR)
+}
+
+// setLinkUp gives the link name its MTU and addr (the only address inside
+// within) and brings it up, in the current namespace; both backends' links
+// get it.
+func setLinkUp(name string, mtu int, addr, within netip.Prefix) error {
 	h, err := netlink.NewHandle()
 	if err != nil {
 		return fmt.Errorf("open netlink handle: %w", err)
 	}
 	defer h.Close()
-	l, err := h.LinkByName(w.cfg.Name)
+	l, err := h.LinkByName(name)
 	if err != nil {
-		return fmt.Errorf("find %s: %w", w.cfg.Name, err)
+		return fmt.Errorf("find %s: %w", name, err)
 	}
-	if l.Attrs().MTU != w.cfg.MTU {
-		if err := h.LinkSetMTU(l, w.cfg.MTU); err != nil {
-			return fmt.Errorf("set MTU of %s: %w", w.cfg.Name, err)
+	if l.Attrs().MTU != mtu {
+		if err := h.LinkSetMTU(l, mtu); err != nil {
+			return fmt.Errorf("set MTU of %s: %w", name, err)
 		}
 	}
-	if err := linkutil.EnsureAddrIn(h, l, netip.PrefixFrom(w.cfg.TunnelIP, w.cfg.TunnelCIDR.Bits()), w.cfg.TunnelCIDR); err != nil {
+	if err := linkutil.EnsureAddrIn(h, l, addr, within); err != nil {
 		return err
 	}
 	if l.Attrs().Flags&net.FlagUp == 0 {
 		if err := h.LinkSetUp(l); err != nil {
-			return fmt.Errorf("bring %s up: %w", w.cfg.Name, err)
+			return fmt.Errorf("bring %s up: %w", name, err)
 		}
 	}
 	return nil
@@ -654,6 +674,9 @@ func (w *WireGuard) Name() string { return w.cfg.Name }
 // it, sessions included) rather than starting it.
 func (w *WireGuard) Adopted() bool { return w.adopted }
 
+// Backend is the device's backend: BackendKernel or BackendUserspace.
+func (w *WireGuard) Backend() string { return w.backend }
+
 // Socket is the path of the device's UAPI socket (root only).
 func (w *WireGuard) Socket() string { return w.sock }
 
@@ -672,9 +695,10 @@ func (w *WireGuard) SetPeers(peers []WGPeer) error {
 }
 
 func (w *WireGuard) setPeersLocked(peers []WGPeer) error {
-	text, keys, errs := PeersUpdate(w.keys, peers, w.peerKeys)
-	if text != w.lastCfg {
-		if err := uapiSet(w.sock, text); err != nil {
+	dc, errs := Desired(w.keys, w.cfg.Port, peers)
+	plan, keys := planPeers(dc, w.peerKeys), dc.Keys()
+	if text := plan.uapiText(); text != w.lastCfg {
+		if err := w.applyLocked(nil, plan); err != nil {
 			// Partly applied, maybe: replace everything next time.
 			w.peerKeys, w.lastCfg = nil, ""
 			return fmt.Errorf("configure WireGuard peers: %w", err)
@@ -685,7 +709,7 @@ func (w *WireGuard) setPeersLocked(peers []WGPeer) error {
 		w.peerKeys = keys
 		// The next identical call yields only the update part (no
 		// removals): remember that, so it is skipped.
-		w.lastCfg, _, _ = PeersUpdate(w.keys, peers, keys)
+		w.lastCfg = planPeers(dc, keys).uapiText()
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", overlayerr.ErrPartial, errors.Join(errs...))
@@ -709,15 +733,14 @@ func (w *WireGuard) SwitchKey(kp KeyPair, peers []WGPeer) error {
 	if kp == w.keys {
 		return w.setPeersLocked(peers)
 	}
-	text, keys, errs := PeersUpdate(kp, peers, w.peerKeys)
-	if err := uapiSet(w.sock, "private_key="+hex.EncodeToString(kp.Private[:])+"\n"+text); err != nil {
+	dc, errs := Desired(kp, w.cfg.Port, peers)
+	keys := dc.Keys()
+	if err := w.applyLocked(&kp, planPeers(dc, w.peerKeys)); err != nil {
 		// The key may or may not have changed: find out, and replace every
 		// peer next time.
 		w.peerKeys, w.lastCfg = nil, ""
-		if got, gerr := UAPIGet(w.sock); gerr == nil {
-			if st, perr := parseDeviceState(got); perr == nil && st.PrivateKey == clampKey(kp.Private) {
-				w.keys = kp
-			}
+		if w.holdsKeyLocked(kp) {
+			w.keys = kp
 		}
 		return fmt.Errorf("switch WireGuard key: %w", err)
 	}
@@ -726,12 +749,44 @@ func (w *WireGuard) SwitchKey(kp KeyPair, peers []WGPeer) error {
 		keys = [][32]byte{}
 	}
 	w.peerKeys = keys
-	w.lastCfg, _, _ = PeersUpdate(w.keys, peers, keys)
+	w.lastCfg = planPeers(dc, keys).uapiText()
 	w.cfg.Logger.Info("wireguard: key switched", "public_key", kp.PublicKey())
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", overlayerr.ErrPartial, errors.Join(errs...))
 	}
 	return nil
+}
+
+// applyLocked applies a peer plan, with the private key of kp in the same
+// step when kp is not nil: as UAPI text to the device process, or through
+// wgctrl to the kernel.
+func (w *WireGuard) applyLocked(kp *KeyPair, plan peerPlan) error {
+	if w.kops != nil {
+		var key *[32]byte
+		if kp != nil {
+			key = &kp.Private
+		}
+		return w.kops.Configure(w.cfg.Name, plan.kernelConfig(key, 0))
+	}
+	text := plan.uapiText()
+	if kp != nil {
+		text = "private_key=" + hex.EncodeToString(kp.Private[:]) + "\n" + text
+	}
+	return uapiSet(w.sock, text)
+}
+
+// holdsKeyLocked reports whether the device holds kp's private key.
+func (w *WireGuard) holdsKeyLocked(kp KeyPair) bool {
+	if w.kops != nil {
+		dev, err := w.kops.Device(w.cfg.Name)
+		return err == nil && dev.PublicKey == wgtypes.Key(kp.Public)
+	}
+	got, err := UAPIGet(w.sock)
+	if err != nil {
+		return false
+	}
+	st, err := parseDeviceState(got)
+	return err == nil && st.PrivateKey == clampKey(kp.Private)
 }
 
 // LastHandshakes returns, by public key (base64), the time of each
@@ -743,6 +798,13 @@ func (w *WireGuard) LastHandshakes() (map[string]time.Time, error) {
 	w.mu.Unlock()
 	if closed {
 		return nil, fmt.Errorf("wireguard handshakes: %w", overlayerr.ErrClosed)
+	}
+	if w.kops != nil {
+		dev, err := w.kops.Device(w.cfg.Name)
+		if err != nil {
+			return nil, fmt.Errorf("read WireGuard state: %w", err)
+		}
+		return kernelHandshakes(dev), nil
 	}
 	text, err := UAPIGet(w.sock)
 	if err != nil {
@@ -786,7 +848,8 @@ func parseHandshakes(text string) map[string]time.Time {
 }
 
 // Done is closed when the device process ended (Close, its TUN device
-// removed, killed) or this handle was released.
+// removed, killed), the kernel device was deleted, or this handle was
+// released.
 func (w *WireGuard) Done() <-chan struct{} { return w.done }
 
 // Release lets go of the device and leaves it running, peers, sessions
@@ -797,7 +860,12 @@ func (w *WireGuard) Release() error {
 	defer w.mu.Unlock()
 	if !w.closed {
 		w.closed = true
-		_ = w.watch.Close()
+		if w.kops != nil {
+			w.stopWatch()
+			w.closeDone()
+		} else {
+			_ = w.watch.Close()
+		}
 	}
 	return nil
 }
@@ -805,9 +873,10 @@ func (w *WireGuard) Release() error {
 // StopLeftover stops a device process of cfg's name left running by an
 // earlier agent (Release) that no handle holds now: the one case no handle
 // can close, an encrypted network removed while the agent was down. No
-// process answering on the socket is no error.
+// process answering on the socket is no error. A kernel device of the
+// name is deleted too (the same case on the kernel path).
 func StopLeftover(cfg WireGuardConfig) error {
-	return stopDevice(cfg.socketPath(), deviceStopTimeout)
+	return errors.Join(stopDevice(cfg.socketPath(), deviceStopTimeout), DeleteKernelDevice(cfg.NetNS, cfg.Name))
 }
 
 // Close stops the device process, which removes its TUN device and with
@@ -820,6 +889,12 @@ func (w *WireGuard) Close() error {
 		return nil
 	}
 	w.closed = true
+	if w.kops != nil {
+		w.stopWatch()
+		err := w.kops.LinkDel(w.cfg.Name)
+		w.closeDone()
+		return err
+	}
 	err := stopDevice(w.sock, deviceStopTimeout)
 	_ = w.watch.Close()
 	return err
