@@ -148,12 +148,8 @@ var supportedAttributes = []tree.Path{
 	"networks.*.ipam.config.[].subnet",
 }
 
-// unsupportedValues flag supported keys whose value Shoal cannot honour:
-// every published port goes through the routing mesh.
-var unsupportedValues = []loader.UnsupportedAttributePattern{{
-	Path:   "services.*.ports.[].mode",
-	Detect: func(v any) bool { return v != "ingress" },
-}}
+// unsupportedValues flag supported keys whose value Shoal cannot honour.
+var unsupportedValues = []loader.UnsupportedAttributePattern{}
 
 // Load loads and merges the compose files of in and returns the
 // project and the key paths it ignores (sorted, each once, e.g.
@@ -325,6 +321,15 @@ func serviceSpec(stack string, cs types.ServiceConfig) (api.ServiceSpec, []error
 			bad(key+".published", "%d: want a port 1-65535", n)
 		default:
 			pc.Published = n
+		}
+		// Ingress is stored as "", as `service create -p` does, so a
+		// redeploy of an unchanged file compares equal.
+		switch p.Mode {
+		case "", api.PublishIngress:
+		case api.PublishHost:
+			pc.Mode = api.PublishHost
+		default:
+			bad(key+".mode", "%q: want ingress or host", p.Mode)
 		}
 		spec.Ports = append(spec.Ports, pc)
 	}

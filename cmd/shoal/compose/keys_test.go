@@ -1,0 +1,109 @@
+package compose
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// loadYAML loads one compose file written to a temporary project
+// directory as stack s and maps it; err is located (FILE:LINE: KEY: why).
+func loadYAML(t *testing.T, yml string) ([]api.ServiceSpec, []string, error) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "compose.yml"), []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	files := readCompose(t, dir, []string{"compose.yml"})
+	p, ignored, err := Load(context.Background(), Input{Files: files, WorkingDir: dir, Name: "s"})
+	if err != nil {
+		return nil, ignored, LocateError(err, files)
+	}
+	specs, err := StackSpecs("s", p)
+	if err != nil {
+		return nil, ignored, LocateError(err, files)
+	}
+	return specs, ignored, nil
+}
+
+// keyCase is one compose file and what it must become: the field got
+// extracts from the first spec, or the error substrings; ignored, when
+// not nil, is the exact list of keys reported as ignored.
+type keyCase struct {
+	name    string
+	yaml    string
+	got     func(api.ServiceSpec) any
+	want    any
+	err     []string
+	ignored []string
+}
+
+func runKeyCases(t *testing.T, tests []keyCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			specs, ignored, err := loadYAML(t, tt.yaml)
+			if tt.err != nil {
+				if err == nil {
+					t.Fatalf("no error, want %q", tt.err)
+				}
+				for _, w := range tt.err {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error\n%v\nlacks %q", err, w)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := tt.got(specs[0]); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %+v\nwant %+v", got, tt.want)
+			}
+			if tt.ignored != nil && !reflect.DeepEqual(ignored, tt.ignored) && !(len(ignored) == 0 && len(tt.ignored) == 0) {
+				t.Errorf("ignored %q, want %q", ignored, tt.ignored)
+			}
+		})
+	}
+}
+
+func ports(s api.ServiceSpec) any { return s.Ports }
+
+func TestComposePortModes(t *testing.T) {
+	runKeyCases(t, []keyCase{
+		{
+			name: "long syntax mode host publishes on the task's nodes only",
+			yaml: `
+services:
+  edge:
+    image: traefik
+    ports:
+      - target: 80
+        published: 80
+        mode: host
+      - target: 443
+        published: "443"
+        protocol: tcp
+        mode: ingress
+      - "53:53/udp"
+`,
+			got: ports,
+			want: []api.PortConfig{
+				{Published: 80, Target: 80, Protocol: "tcp", Mode: api.PublishHost},
+				{Published: 443, Target: 443, Protocol: "tcp"},
+				{Published: 53, Target: 53, Protocol: "udp"},
+			},
+			ignored: []string{},
+		},
+		{
+			name: "an unknown mode is refused",
+			yaml: "services:\n  edge:\n    image: traefik\n    ports:\n      - {target: 80, published: 80, mode: bridge}\n",
+			err:  []string{`compose.yml:5: services.edge.ports[0].mode: "bridge": want ingress or host`},
+		},
+	})
+}
