@@ -69,6 +69,7 @@ var supportedAttributes = []tree.Path{
 	"services.*.ports.[].published",
 	"services.*.ports.[].protocol",
 	"services.*.ports.[].mode",
+	"services.*.ports.[].host_ip", // refused unless all addresses (serviceSpec)
 	"services.*.working_dir",
 	"services.*.user",
 	"services.*.labels.*",
@@ -321,6 +322,14 @@ func serviceSpec(stack string, cs types.ServiceConfig) (api.ServiceSpec, []error
 			bad(key+".published", "%d: want a port 1-65535", n)
 		default:
 			pc.Published = n
+		}
+		// A port bound to one address ("127.0.0.1:8080:80", often meant
+		// to keep it private) would be published on every address of
+		// every node: refused rather than exposed.
+		switch p.HostIP {
+		case "", "0.0.0.0", "::":
+		default:
+			bad(key, "host_ip %s: Shoal publishes a port on every address of the node (no per-address binding); drop the address to publish it, or the port to keep it inside the stack's networks", p.HostIP)
 		}
 		// Ingress is stored as "", as `service create -p` does, so a
 		// redeploy of an unchanged file compares equal.

@@ -107,3 +107,25 @@ services:
 		},
 	})
 }
+
+func TestComposePortHostIP(t *testing.T) {
+	runKeyCases(t, []keyCase{
+		{
+			name:    "every address is what Shoal does",
+			yaml:    "services:\n  web:\n    image: nginx\n    ports:\n      - \"0.0.0.0:8080:80\"\n      - {target: 81, published: 81, host_ip: \"::\"}\n",
+			got:     ports,
+			want:    []api.PortConfig{{Published: 8080, Target: 80, Protocol: "tcp"}, {Published: 81, Target: 81, Protocol: "tcp"}},
+			ignored: []string{},
+		},
+		{
+			name: "a loopback port is refused, not published to the world",
+			yaml: "services:\n  admin:\n    image: adminer\n    ports:\n      - \"8081:8080\"\n      - \"127.0.0.1:8090:80\"\n",
+			err:  []string{"compose.yml:6: services.admin.ports[1]: host_ip 127.0.0.1: Shoal publishes a port on every address"},
+		},
+		{
+			name: "long syntax",
+			yaml: "services:\n  admin:\n    image: adminer\n    ports:\n      - target: 80\n        published: 8090\n        host_ip: 10.0.0.5\n",
+			err:  []string{"compose.yml:5: services.admin.ports[0]: host_ip 10.0.0.5"},
+		},
+	})
+}
