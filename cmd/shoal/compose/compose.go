@@ -152,6 +152,68 @@ var supportedAttributes = []tree.Path{
 // unsupportedValues flag supported keys whose value Shoal cannot honour.
 var unsupportedValues = []loader.UnsupportedAttributePattern{}
 
+// refusedValue is a value Load refuses: one that would not be an error to
+// compose-go but would silently run something other than the file says.
+type refusedValue struct {
+	path tree.Path
+	why  func(v any) string // "" when v is fine
+}
+
+// refusedValues are checked on the loaded model, after interpolation and
+// merging, before compose-go decodes it.
+var refusedValues = []refusedValue{
+	{"services.*.command", shellStringProblem},
+	{"services.*.entrypoint", shellStringProblem},
+}
+
+// shellStringProblem refuses a command given as a string with a shell
+// operator outside quotes: compose-go splits the string into words and
+// stops at the operator, so `a && b` would run a alone, silently.
+func shellStringProblem(v any) string {
+	s, ok := v.(string)
+	if !ok {
+		return ""
+	}
+	if op := shellOperator(s); op != "" {
+		return fmt.Sprintf("%q: no shell runs this string, and it is cut at %q (what follows would be dropped): write it as a list, e.g. [\"sh\", \"-c\", \"...\"]", s, op)
+	}
+	return ""
+}
+
+// shellOperator returns the first of ; & | < > (with the character after
+// it when it doubles, as in &&) outside quotes and escapes, where
+// go-shellwords, compose-go's splitter, stops; "" if there is none.
+func shellOperator(s string) string {
+	var escaped, single, double, back, dollar bool
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case escaped:
+			escaped = false
+		case c == '\\' && !single:
+			escaped = true
+		case c == '\'' && !double && !dollar:
+			single = !single
+		case c == '"' && !single && !dollar:
+			double = !double
+		case single || double:
+		case c == '`' && !dollar:
+			back = !back
+		case c == '(' && !back && i > 0 && s[i-1] == '$':
+			dollar = true
+		case c == ')' && !back && dollar:
+			dollar = false
+		case back || dollar:
+		case strings.IndexByte(";&|<>", c) >= 0:
+			if i+1 < len(s) && s[i+1] == c {
+				return s[i : i+2]
+			}
+			return s[i : i+1]
+		}
+	}
+	return ""
+}
+
 // Load loads and merges the compose files of in and returns the
 // project and the key paths it ignores (sorted, each once, e.g.
 // "services.db.volumes"). It reads .env, env_file and extends files from
@@ -183,8 +245,22 @@ func Load(ctx context.Context, in Input) (*types.Project, []string, error) {
 		}
 	}
 	var ignored []string
+	var refused []error
+	patterns := slices.Clone(unsupportedValues)
+	for _, r := range refusedValues {
+		patterns = append(patterns, loader.UnsupportedAttributePattern{Path: r.path, Detect: func(v any) bool { return r.why(v) != "" }})
+	}
 	report := func(found []loader.UnsupportedAttribute) {
+	next:
 		for _, f := range found {
+			for _, r := range refusedValues {
+				if f.Path.Matches(r.path) {
+					if why := r.why(f.Value); why != "" {
+						refused = append(refused, &keyError{Path: f.Path.String(), Err: errors.New(why)})
+						continue next
+					}
+				}
+			}
 			k := strings.ReplaceAll(f.Path.String(), ".[]", "[]")
 			if !slices.Contains(ignored, k) {
 				ignored = append(ignored, k)
@@ -193,7 +269,7 @@ func Load(ctx context.Context, in Input) (*types.Project, []string, error) {
 	}
 	opts := []func(*loader.Options){
 		loader.WithProfiles(profiles),
-		loader.WithUnsupportedAttributesCheck(unsupportedValues, report),
+		loader.WithUnsupportedAttributesCheck(patterns, report),
 		loader.WithSupportedAttributes(supportedAttributes, nil),
 		func(o *loader.Options) {
 			if in.Name != "" {
@@ -208,6 +284,10 @@ func Load(ctx context.Context, in Input) (*types.Project, []string, error) {
 		return nil, nil, fmt.Errorf("%w: %w", ErrBadCompose, err)
 	}
 	p, err := loader.LoadWithContext(ctx, details, opts...)
+	if err == nil && len(refused) > 0 {
+		err = errors.Join(refused...)
+		return nil, nil, fmt.Errorf("%w: %w", ErrBadCompose, err)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrBadCompose, err)
 	}

@@ -129,3 +129,50 @@ func TestComposePortHostIP(t *testing.T) {
 		},
 	})
 }
+
+func TestShellOperator(t *testing.T) {
+	for in, want := range map[string]string{
+		`./api --port 9000`:                "",
+		`sh -c "a && b"`:                   "",
+		`sh -c 'a; b | c'`:                 "",
+		`echo a\;b`:                        "",
+		"echo `date | wc`":                 "",
+		`echo $(date | wc)`:                "",
+		`echo "hello world" && sleep 1`:    "&&",
+		`migrate; serve`:                   ";",
+		`cat /etc/hosts | grep x`:          "|",
+		`run >/tmp/log 2>&1`:               ">",
+		`nginx -g "daemon off;" || exit 1`: "||",
+	} {
+		if got := shellOperator(in); got != want {
+			t.Errorf("shellOperator(%s) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestComposeShellStringCommand(t *testing.T) {
+	runKeyCases(t, []keyCase{
+		{
+			name: "words and quotes split as compose does",
+			yaml: "services:\n  api:\n    image: x\n    entrypoint: /entrypoint.sh\n    command: gunicorn -b 0.0.0.0:5000 --log-level \"${LEVEL:-info}\" app:app\n",
+			got:  func(s api.ServiceSpec) any { return [][]string{s.Entrypoint, s.Command} },
+			want: [][]string{{"/entrypoint.sh"}, {"gunicorn", "-b", "0.0.0.0:5000", "--log-level", "info", "app:app"}},
+		},
+		{
+			name: "a list keeps its operators as words",
+			yaml: "services:\n  api:\n    image: x\n    command: [sh, -c, \"migrate && serve\"]\n",
+			got:  func(s api.ServiceSpec) any { return s.Command },
+			want: []string{"sh", "-c", "migrate && serve"},
+		},
+		{
+			name: "an operator in a string command is refused, not cut",
+			yaml: "services:\n  api:\n    image: x\n    command: ./migrate && ./serve\n",
+			err:  []string{`compose.yml:4: services.api.command: "./migrate && ./serve": no shell runs this string, and it is cut at "&&"`},
+		},
+		{
+			name: "in an entrypoint too, and from a variable",
+			yaml: "services:\n  api:\n    image: x\n    entrypoint: ${EP:-run; true}\n",
+			err:  []string{`compose.yml:4: services.api.entrypoint: "run; true"`},
+		},
+	})
+}
