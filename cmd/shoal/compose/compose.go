@@ -139,6 +139,9 @@ var supportedAttributes = []tree.Path{
 	"services.*.tmpfs",
 	"volumes.*.name",
 	"volumes.*.external",
+	"volumes.*.driver",      // local only (stackVolumes)
+	"volumes.*.driver_opts", // refused (stackVolumes)
+	"volumes.*.driver_opts.*",
 	"services.*.networks.*",
 	"networks.*",
 	"networks.*.name",
@@ -331,6 +334,7 @@ func StackSpecs(stack string, p *types.Project) ([]api.ServiceSpec, error) {
 	if _, err := StackNetworks(stack, p); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, stackVolumes(p)...)
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %w", ErrBadCompose, errors.Join(errs...))
 	}
@@ -648,6 +652,36 @@ func serviceMounts(stack string, cs types.ServiceConfig, vols types.Volumes) ([]
 		bad(".volumes", "%s", strings.Join(p, "; "))
 	}
 	return ms, errs
+}
+
+// stackVolumes checks the top-level volumes the services mount: a Shoal
+// volume is a directory of the node (docker's local driver without
+// options), so another driver or driver_opts (an NFS or CIFS mount, a
+// device) is refused: ignoring them would put the data on the node's disk
+// where the file says it lives elsewhere.
+func stackVolumes(p *types.Project) []error {
+	used := map[string]bool{}
+	for _, cs := range p.Services {
+		for _, v := range cs.Volumes {
+			if v.Type == types.VolumeTypeVolume && v.Source != "" {
+				used[v.Source] = true
+			}
+		}
+	}
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(used)) {
+		vc, ok := p.Volumes[k]
+		if !ok || bool(vc.External) {
+			continue
+		}
+		if vc.Driver != "" && vc.Driver != "local" {
+			errs = append(errs, &keyError{Path: "volumes." + k + ".driver", Err: fmt.Errorf("%q: only local volumes (directories of the node) exist", vc.Driver)})
+		}
+		if len(vc.DriverOpts) > 0 {
+			errs = append(errs, &keyError{Path: "volumes." + k + ".driver_opts", Err: errors.New("not supported: a volume is a directory of the node; for a network file system, mount it on every node and bind-mount that path")})
+		}
+	}
+	return errs
 }
 
 // parseComposeTmpfs parses a tmpfs: entry, PATH[:size=N,mode=M] (the

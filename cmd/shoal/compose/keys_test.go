@@ -176,3 +176,38 @@ func TestComposeShellStringCommand(t *testing.T) {
 		},
 	})
 }
+
+func TestComposeVolumeDrivers(t *testing.T) {
+	runKeyCases(t, []keyCase{
+		{
+			name: "the local driver is what a Shoal volume is",
+			yaml: "services:\n  db:\n    image: postgres\n    volumes: [data:/var/lib/postgresql/data]\nvolumes:\n  data:\n    driver: local\n  nfs:\n    driver_opts: {type: nfs}\n",
+			got:  func(s api.ServiceSpec) any { return s.Mounts },
+			want: []api.Mount{{Type: api.MountVolume, Source: "s_data", Target: "/var/lib/postgresql/data"}},
+			// nfs is not mounted: nothing to refuse
+			ignored: []string{},
+		},
+		{
+			name: "an NFS volume is refused, not made local",
+			yaml: `
+services:
+  app:
+    image: x
+    volumes: [nfs:/mnt]
+volumes:
+  nfs:
+    driver: local
+    driver_opts:
+      type: nfs
+      o: addr=10.0.0.10,nfsvers=4
+      device: ":/exports/data"
+`,
+			err: []string{"compose.yml:9: volumes.nfs.driver_opts: not supported: a volume is a directory of the node"},
+		},
+		{
+			name: "a plugin driver is refused",
+			yaml: "services:\n  app:\n    image: x\n    volumes: [{type: volume, source: d, target: /d}]\nvolumes:\n  d:\n    driver: rexray/ebs\n",
+			err:  []string{`compose.yml:7: volumes.d.driver: "rexray/ebs": only local volumes`},
+		},
+	})
+}
