@@ -74,6 +74,13 @@ var supportedAttributes = []tree.Path{
 	"services.*.user",
 	"services.*.labels.*",
 	"services.*.stop_grace_period",
+	// The compose specification's service-level forms of deploy's
+	// (compose-go refuses distinct values in both places).
+	"services.*.scale",
+	"services.*.cpus",
+	"services.*.mem_limit",
+	"services.*.mem_reservation",
+	"services.*.pids_limit",
 	"services.*.healthcheck.test",
 	"services.*.healthcheck.interval",
 	"services.*.healthcheck.timeout",
@@ -526,8 +533,47 @@ func serviceSpec(stack string, cs types.ServiceConfig) (api.ServiceSpec, []error
 		updateConfig(".deploy.update_config", d.UpdateConfig, &spec.UpdateConfig, false, bad)
 		updateConfig(".deploy.rollback_config", d.RollbackConfig, &spec.RollbackConfig, true, bad)
 	}
+	serviceLevelResources(cs, &spec, bad)
 	spec.Labels[StackLabel] = stack
 	return spec, errs
+}
+
+// serviceLevelResources applies scale, cpus, mem_limit, mem_reservation
+// and pids_limit, the compose specification's (and docker compose's)
+// spellings of deploy's replicas and resources, where deploy gives none.
+func serviceLevelResources(cs types.ServiceConfig, spec *api.ServiceSpec, bad func(string, string, ...any)) {
+	// compose-go copies scale into deploy.replicas when there is a deploy
+	// section, and refuses a negative one.
+	if cs.Scale != nil && cs.Deploy == nil && *cs.Scale >= 0 {
+		spec.Replicas = uint64(*cs.Scale)
+	}
+	lim, res := &spec.Resources.Limits, &spec.Resources.Reservations
+	if cs.CPUS != 0 && lim.NanoCPUs == 0 {
+		n, err := specflags.ParseCPUs(strconv.FormatFloat(float64(cs.CPUS), 'g', -1, 32))
+		if err != nil {
+			bad(".cpus", "%v", err)
+		}
+		lim.NanoCPUs = n
+	}
+	for _, m := range []struct {
+		key string
+		v   int64
+		dst *int64
+	}{
+		{".mem_limit", int64(cs.MemLimit), &lim.MemoryBytes},
+		{".mem_reservation", int64(cs.MemReservation), &res.MemoryBytes},
+		{".pids_limit", cs.PidsLimit, &lim.Pids},
+	} {
+		switch {
+		case m.v == 0 || *m.dst != 0:
+		case m.v < 0 && m.key == ".pids_limit":
+			// -1 is docker's "unlimited", Shoal's 0.
+		case m.v < 0:
+			bad(m.key, "must not be negative")
+		default:
+			*m.dst = m.v
+		}
+	}
 }
 
 // updateConfig applies an update_config or rollback_config section.

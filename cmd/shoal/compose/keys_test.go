@@ -211,3 +211,41 @@ volumes:
 		},
 	})
 }
+
+func TestComposeServiceLevelResources(t *testing.T) {
+	res := func(s api.ServiceSpec) any { return []any{s.Replicas, s.Resources} }
+	runKeyCases(t, []keyCase{
+		{
+			name: "compose specification spellings",
+			yaml: "services:\n  app:\n    image: x\n    scale: 3\n    cpus: 0.5\n    mem_limit: 512m\n    mem_reservation: 128M\n    pids_limit: 100\n",
+			got:  res,
+			want: []any{uint64(3), api.ResourceRequirements{
+				Limits:       api.Resources{NanoCPUs: 500_000_000, MemoryBytes: 512 << 20, Pids: 100},
+				Reservations: api.Resources{MemoryBytes: 128 << 20},
+			}},
+			ignored: []string{},
+		},
+		{
+			name: "the same values under deploy too",
+			yaml: "services:\n  app:\n    image: x\n    cpus: \"1.5\"\n    mem_limit: 1g\n    deploy:\n      replicas: 2\n      resources: {limits: {cpus: \"1.5\", memory: 1G}}\n",
+			got:  res,
+			want: []any{uint64(2), api.ResourceRequirements{Limits: api.Resources{NanoCPUs: 1_500_000_000, MemoryBytes: 1 << 30}}},
+		},
+		{
+			name: "pids_limit -1 is unlimited",
+			yaml: "services:\n  app:\n    image: x\n    pids_limit: -1\n",
+			got:  res,
+			want: []any{uint64(1), api.ResourceRequirements{}},
+		},
+		{
+			name: "distinct values are compose-go's error",
+			yaml: "services:\n  app:\n    image: x\n    mem_limit: 1g\n    deploy: {resources: {limits: {memory: 2g}}}\n",
+			err:  []string{"services.app: can't set distinct values on 'mem_limit' and 'deploy.resources.limits.memory'"},
+		},
+		{
+			name: "scale with mode global",
+			yaml: "services:\n  app:\n    image: x\n    scale: 2\n    deploy: {mode: global}\n",
+			err:  []string{"services.app.deploy.replicas: cannot be used with mode global"},
+		},
+	})
+}
