@@ -90,6 +90,7 @@ var supportedAttributes = []tree.Path{
 	"services.*.deploy.mode",
 	"services.*.deploy.replicas",
 	"services.*.deploy.labels.*",
+	"services.*.deploy.endpoint_mode", // vip only (unsupportedValues)
 	"services.*.deploy.resources.limits.cpus",
 	"services.*.deploy.resources.limits.memory",
 	"services.*.deploy.resources.limits.pids",
@@ -159,8 +160,13 @@ var supportedAttributes = []tree.Path{
 	"networks.*.ipam.config.[].subnet",
 }
 
-// unsupportedValues flag supported keys whose value Shoal cannot honour.
-var unsupportedValues = []loader.UnsupportedAttributePattern{}
+// unsupportedValues flag supported keys whose value Shoal cannot honour:
+// a service is reached through its virtual IP, never by DNS round robin
+// (dnsrr is reported and the service gets a VIP).
+var unsupportedValues = []loader.UnsupportedAttributePattern{{
+	Path:   "services.*.deploy.endpoint_mode",
+	Detect: func(v any) bool { return v != "vip" },
+}}
 
 // refusedValue is a value Load refuses: one that would not be an error to
 // compose-go but would silently run something other than the file says.

@@ -249,3 +249,22 @@ func TestComposeServiceLevelResources(t *testing.T) {
 		},
 	})
 }
+
+func TestComposeEndpointMode(t *testing.T) {
+	runKeyCases(t, []keyCase{
+		{
+			name:    "vip is what a service gets",
+			yaml:    "services:\n  app:\n    image: x\n    deploy:\n      endpoint_mode: vip\n",
+			got:     func(s api.ServiceSpec) any { return s.Name },
+			want:    "s_app",
+			ignored: []string{},
+		},
+		{
+			name:    "dnsrr is reported",
+			yaml:    "services:\n  app:\n    image: x\n    deploy:\n      endpoint_mode: dnsrr\n",
+			got:     func(s api.ServiceSpec) any { return s.Name },
+			want:    "s_app",
+			ignored: []string{"services.app.deploy.endpoint_mode"},
+		},
+	})
+}
