@@ -157,6 +157,7 @@ var supportedAttributes = []tree.Path{
 	"networks.*.external",
 	"networks.*.internal",
 	"networks.*.attachable",
+	"networks.*.labels.*",
 	"networks.*.ipam.config.[].subnet",
 }
 
@@ -180,6 +181,14 @@ type refusedValue struct {
 var refusedValues = []refusedValue{
 	{"services.*.command", shellStringProblem},
 	{"services.*.entrypoint", shellStringProblem},
+	{"networks.*.driver_opts", func(v any) string {
+		if m, ok := v.(map[string]any); ok {
+			if _, ok := m["encrypted"]; ok {
+				return "encrypted: encrypted overlay networks are not supported yet (the traffic would cross the nodes in clear)"
+			}
+		}
+		return ""
+	}},
 }
 
 // shellStringProblem refuses a command given as a string with a shell
@@ -844,6 +853,9 @@ func StackNetworks(stack string, p *types.Project) ([]StackNetwork, error) {
 		}
 		n := StackNetwork{Network: api.Network{Name: composeNetworkName(stack, k, cfg), Internal: cfg.Internal, Attachable: cfg.Attachable},
 			External: bool(cfg.External)}
+		if len(cfg.Labels) > 0 && !n.External {
+			n.Labels = maps.Clone(map[string]string(cfg.Labels))
+		}
 		for i, pool := range cfg.Ipam.Config {
 			if pool == nil || pool.Subnet == "" {
 				continue

@@ -268,3 +268,57 @@ func TestComposeEndpointMode(t *testing.T) {
 		},
 	})
 }
+
+func TestComposeNetworkOptions(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		yaml    string
+		want    map[string]string
+		ignored []string
+		err     string
+	}{
+		{
+			name: "labels are the network's",
+			yaml: "services:\n  a: {image: x, networks: [n]}\nnetworks:\n  n:\n    driver: overlay\n    labels: [com.example.tier=back]\n",
+			want: map[string]string{"com.example.tier": "back"},
+		},
+		{
+			name:    "other driver options are reported",
+			yaml:    "services:\n  a: {image: x, networks: [n]}\nnetworks:\n  n:\n    driver_opts:\n      com.docker.network.driver.mtu: \"1400\"\n",
+			ignored: []string{"networks.n.driver_opts"},
+		},
+		{
+			name: "encrypted is refused, not left in clear",
+			yaml: "services:\n  a: {image: x, networks: [n]}\nnetworks:\n  n:\n    driver: overlay\n    driver_opts:\n      encrypted: \"true\"\n",
+			err:  "compose.yml:6: networks.n.driver_opts: encrypted: encrypted overlay networks are not supported yet",
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "compose.yml"), []byte(tt.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			files := readCompose(t, dir, []string{"compose.yml"})
+			p, ignored, err := Load(context.Background(), Input{Files: files, WorkingDir: dir, Name: "s"})
+			if tt.err != "" {
+				if err == nil || !strings.Contains(LocateError(err, files).Error(), tt.err) {
+					t.Fatalf("error %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			nets, err := StackNetworks("s", p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(nets) != 1 || !reflect.DeepEqual(nets[0].Labels, tt.want) {
+				t.Errorf("networks %+v, want labels %v", nets, tt.want)
+			}
+			if !reflect.DeepEqual(ignored, tt.ignored) && len(ignored)+len(tt.ignored) > 0 {
+				t.Errorf("ignored %q, want %q", ignored, tt.ignored)
+			}
+		})
+	}
+}
