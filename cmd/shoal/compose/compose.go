@@ -69,10 +69,18 @@ var supportedAttributes = []tree.Path{
 	"services.*.ports.[].published",
 	"services.*.ports.[].protocol",
 	"services.*.ports.[].mode",
+	"services.*.ports.[].host_ip", // refused unless all addresses (serviceSpec)
 	"services.*.working_dir",
 	"services.*.user",
 	"services.*.labels.*",
 	"services.*.stop_grace_period",
+	// The compose specification's service-level forms of deploy's
+	// (compose-go refuses distinct values in both places).
+	"services.*.scale",
+	"services.*.cpus",
+	"services.*.mem_limit",
+	"services.*.mem_reservation",
+	"services.*.pids_limit",
 	"services.*.healthcheck.test",
 	"services.*.healthcheck.interval",
 	"services.*.healthcheck.timeout",
@@ -82,6 +90,7 @@ var supportedAttributes = []tree.Path{
 	"services.*.deploy.mode",
 	"services.*.deploy.replicas",
 	"services.*.deploy.labels.*",
+	"services.*.deploy.endpoint_mode", // vip only (unsupportedValues)
 	"services.*.deploy.resources.limits.cpus",
 	"services.*.deploy.resources.limits.memory",
 	"services.*.deploy.resources.limits.pids",
@@ -138,6 +147,9 @@ var supportedAttributes = []tree.Path{
 	"services.*.tmpfs",
 	"volumes.*.name",
 	"volumes.*.external",
+	"volumes.*.driver",      // local only (stackVolumes)
+	"volumes.*.driver_opts", // refused (stackVolumes)
+	"volumes.*.driver_opts.*",
 	"services.*.networks.*",
 	"networks.*",
 	"networks.*.name",
@@ -145,15 +157,87 @@ var supportedAttributes = []tree.Path{
 	"networks.*.external",
 	"networks.*.internal",
 	"networks.*.attachable",
+	"networks.*.labels.*",
 	"networks.*.ipam.config.[].subnet",
 }
 
 // unsupportedValues flag supported keys whose value Shoal cannot honour:
-// every published port goes through the routing mesh.
+// a service is reached through its virtual IP, never by DNS round robin
+// (dnsrr is reported and the service gets a VIP).
 var unsupportedValues = []loader.UnsupportedAttributePattern{{
-	Path:   "services.*.ports.[].mode",
-	Detect: func(v any) bool { return v != "ingress" },
+	Path:   "services.*.deploy.endpoint_mode",
+	Detect: func(v any) bool { return v != "vip" },
 }}
+
+// refusedValue is a value Load refuses: one that would not be an error to
+// compose-go but would silently run something other than the file says.
+type refusedValue struct {
+	path tree.Path
+	why  func(v any) string // "" when v is fine
+}
+
+// refusedValues are checked on the loaded model, after interpolation and
+// merging, before compose-go decodes it.
+var refusedValues = []refusedValue{
+	{"services.*.command", shellStringProblem},
+	{"services.*.entrypoint", shellStringProblem},
+	{"networks.*.driver_opts", func(v any) string {
+		if m, ok := v.(map[string]any); ok {
+			if _, ok := m["encrypted"]; ok {
+				return "encrypted: encrypted overlay networks are not supported yet (the traffic would cross the nodes in clear)"
+			}
+		}
+		return ""
+	}},
+}
+
+// shellStringProblem refuses a command given as a string with a shell
+// operator outside quotes: compose-go splits the string into words and
+// stops at the operator, so `a && b` would run a alone, silently.
+func shellStringProblem(v any) string {
+	s, ok := v.(string)
+	if !ok {
+		return ""
+	}
+	if op := shellOperator(s); op != "" {
+		return fmt.Sprintf("%q: no shell runs this string, and it is cut at %q (what follows would be dropped): write it as a list, e.g. [\"sh\", \"-c\", \"...\"]", s, op)
+	}
+	return ""
+}
+
+// shellOperator returns the first of ; & | < > (with the character after
+// it when it doubles, as in &&) outside quotes and escapes, where
+// go-shellwords, compose-go's splitter, stops; "" if there is none.
+func shellOperator(s string) string {
+	var escaped, single, double, back, dollar bool
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case escaped:
+			escaped = false
+		case c == '\\' && !single:
+			escaped = true
+		case c == '\'' && !double && !dollar:
+			single = !single
+		case c == '"' && !single && !dollar:
+			double = !double
+		case single || double:
+		case c == '`' && !dollar:
+			back = !back
+		case c == '(' && !back && i > 0 && s[i-1] == '$':
+			dollar = true
+		case c == ')' && !back && dollar:
+			dollar = false
+		case back || dollar:
+		case strings.IndexByte(";&|<>", c) >= 0:
+			if i+1 < len(s) && s[i+1] == c {
+				return s[i : i+2]
+			}
+			return s[i : i+1]
+		}
+	}
+	return ""
+}
 
 // Load loads and merges the compose files of in and returns the
 // project and the key paths it ignores (sorted, each once, e.g.
@@ -186,8 +270,22 @@ func Load(ctx context.Context, in Input) (*types.Project, []string, error) {
 		}
 	}
 	var ignored []string
+	var refused []error
+	patterns := slices.Clone(unsupportedValues)
+	for _, r := range refusedValues {
+		patterns = append(patterns, loader.UnsupportedAttributePattern{Path: r.path, Detect: func(v any) bool { return r.why(v) != "" }})
+	}
 	report := func(found []loader.UnsupportedAttribute) {
+	next:
 		for _, f := range found {
+			for _, r := range refusedValues {
+				if f.Path.Matches(r.path) {
+					if why := r.why(f.Value); why != "" {
+						refused = append(refused, &keyError{Path: f.Path.String(), Err: errors.New(why)})
+						continue next
+					}
+				}
+			}
 			k := strings.ReplaceAll(f.Path.String(), ".[]", "[]")
 			if !slices.Contains(ignored, k) {
 				ignored = append(ignored, k)
@@ -196,7 +294,7 @@ func Load(ctx context.Context, in Input) (*types.Project, []string, error) {
 	}
 	opts := []func(*loader.Options){
 		loader.WithProfiles(profiles),
-		loader.WithUnsupportedAttributesCheck(unsupportedValues, report),
+		loader.WithUnsupportedAttributesCheck(patterns, report),
 		loader.WithSupportedAttributes(supportedAttributes, nil),
 		func(o *loader.Options) {
 			if in.Name != "" {
@@ -211,6 +309,10 @@ func Load(ctx context.Context, in Input) (*types.Project, []string, error) {
 		return nil, nil, fmt.Errorf("%w: %w", ErrBadCompose, err)
 	}
 	p, err := loader.LoadWithContext(ctx, details, opts...)
+	if err == nil && len(refused) > 0 {
+		err = errors.Join(refused...)
+		return nil, nil, fmt.Errorf("%w: %w", ErrBadCompose, err)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrBadCompose, err)
 	}
@@ -254,6 +356,7 @@ func StackSpecs(stack string, p *types.Project) ([]api.ServiceSpec, error) {
 	if _, err := StackNetworks(stack, p); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, stackVolumes(p)...)
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %w", ErrBadCompose, errors.Join(errs...))
 	}
@@ -318,13 +421,30 @@ func serviceSpec(stack string, cs types.ServiceConfig) (api.ServiceSpec, []error
 		}
 		switch n, err := strconv.Atoi(p.Published); {
 		case p.Published == "":
-			bad(key, "target %d has no published port: Shoal publishes every port on every node, give PUBLISHED:TARGET", p.Target)
+			bad(key, "target %d has no published port: Shoal does not pick one (Swarm would, from 30000-32767): give PUBLISHED:TARGET, or drop the port if only services on the stack's networks reach it (they need no published port)", p.Target)
 		case err != nil:
 			bad(key+".published", "%q: want a port 1-65535 (ranges are not supported)", p.Published)
 		case n < 1 || n > 65535:
 			bad(key+".published", "%d: want a port 1-65535", n)
 		default:
 			pc.Published = n
+		}
+		// A port bound to one address ("127.0.0.1:8080:80", often meant
+		// to keep it private) would be published on every address of
+		// every node: refused rather than exposed.
+		switch p.HostIP {
+		case "", "0.0.0.0", "::":
+		default:
+			bad(key, "host_ip %s: Shoal publishes a port on every address of the node (no per-address binding); drop the address to publish it, or the port to keep it inside the stack's networks", p.HostIP)
+		}
+		// Ingress is stored as "", as `service create -p` does, so a
+		// redeploy of an unchanged file compares equal.
+		switch p.Mode {
+		case "", api.PublishIngress:
+		case api.PublishHost:
+			pc.Mode = api.PublishHost
+		default:
+			bad(key+".mode", "%q: want ingress or host", p.Mode)
 		}
 		spec.Ports = append(spec.Ports, pc)
 	}
@@ -428,8 +548,47 @@ func serviceSpec(stack string, cs types.ServiceConfig) (api.ServiceSpec, []error
 		updateConfig(".deploy.update_config", d.UpdateConfig, &spec.UpdateConfig, false, bad)
 		updateConfig(".deploy.rollback_config", d.RollbackConfig, &spec.RollbackConfig, true, bad)
 	}
+	serviceLevelResources(cs, &spec, bad)
 	spec.Labels[StackLabel] = stack
 	return spec, errs
+}
+
+// serviceLevelResources applies scale, cpus, mem_limit, mem_reservation
+// and pids_limit, the compose specification's (and docker compose's)
+// spellings of deploy's replicas and resources, where deploy gives none.
+func serviceLevelResources(cs types.ServiceConfig, spec *api.ServiceSpec, bad func(string, string, ...any)) {
+	// compose-go copies scale into deploy.replicas when there is a deploy
+	// section, and refuses a negative one.
+	if cs.Scale != nil && cs.Deploy == nil && *cs.Scale >= 0 {
+		spec.Replicas = uint64(*cs.Scale)
+	}
+	lim, res := &spec.Resources.Limits, &spec.Resources.Reservations
+	if cs.CPUS != 0 && lim.NanoCPUs == 0 {
+		n, err := specflags.ParseCPUs(strconv.FormatFloat(float64(cs.CPUS), 'g', -1, 32))
+		if err != nil {
+			bad(".cpus", "%v", err)
+		}
+		lim.NanoCPUs = n
+	}
+	for _, m := range []struct {
+		key string
+		v   int64
+		dst *int64
+	}{
+		{".mem_limit", int64(cs.MemLimit), &lim.MemoryBytes},
+		{".mem_reservation", int64(cs.MemReservation), &res.MemoryBytes},
+		{".pids_limit", cs.PidsLimit, &lim.Pids},
+	} {
+		switch {
+		case m.v == 0 || *m.dst != 0:
+		case m.v < 0 && m.key == ".pids_limit":
+			// -1 is docker's "unlimited", Shoal's 0.
+		case m.v < 0:
+			bad(m.key, "must not be negative")
+		default:
+			*m.dst = m.v
+		}
+	}
 }
 
 // updateConfig applies an update_config or rollback_config section.
@@ -556,6 +715,36 @@ func serviceMounts(stack string, cs types.ServiceConfig, vols types.Volumes) ([]
 	return ms, errs
 }
 
+// stackVolumes checks the top-level volumes the services mount: a Shoal
+// volume is a directory of the node (docker's local driver without
+// options), so another driver or driver_opts (an NFS or CIFS mount, a
+// device) is refused: ignoring them would put the data on the node's disk
+// where the file says it lives elsewhere.
+func stackVolumes(p *types.Project) []error {
+	used := map[string]bool{}
+	for _, cs := range p.Services {
+		for _, v := range cs.Volumes {
+			if v.Type == types.VolumeTypeVolume && v.Source != "" {
+				used[v.Source] = true
+			}
+		}
+	}
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(used)) {
+		vc, ok := p.Volumes[k]
+		if !ok || bool(vc.External) {
+			continue
+		}
+		if vc.Driver != "" && vc.Driver != "local" {
+			errs = append(errs, &keyError{Path: "volumes." + k + ".driver", Err: fmt.Errorf("%q: only local volumes (directories of the node) exist", vc.Driver)})
+		}
+		if len(vc.DriverOpts) > 0 {
+			errs = append(errs, &keyError{Path: "volumes." + k + ".driver_opts", Err: errors.New("not supported: a volume is a directory of the node; for a network file system, mount it on every node and bind-mount that path")})
+		}
+	}
+	return errs
+}
+
 // parseComposeTmpfs parses a tmpfs: entry, PATH[:size=N,mode=M] (the
 // options docker honours for a service's tmpfs).
 func parseComposeTmpfs(s string) (api.Mount, error) {
@@ -664,6 +853,9 @@ func StackNetworks(stack string, p *types.Project) ([]StackNetwork, error) {
 		}
 		n := StackNetwork{Network: api.Network{Name: composeNetworkName(stack, k, cfg), Internal: cfg.Internal, Attachable: cfg.Attachable},
 			External: bool(cfg.External)}
+		if len(cfg.Labels) > 0 && !n.External {
+			n.Labels = maps.Clone(map[string]string(cfg.Labels))
+		}
 		for i, pool := range cfg.Ipam.Config {
 			if pool == nil || pool.Subnet == "" {
 				continue

@@ -58,9 +58,11 @@ files' name: key.
 Only services whose spec changed are updated; the others keep their tasks.
 Services of the stack that the files no longer have are removed only with
 --prune. Networks the services name are created first (STACK_NAME; external
-ones must exist). Keys Shoal does not implement (volumes, secrets, configs,
-depends_on, ...) are reported by path and ignored; unknown keys, missing
-required variables and invalid values are errors, and then nothing changes.`,
+ones must exist). Keys Shoal does not implement (build, depends_on, logging,
+cap_add, ...) are reported by path and ignored; unknown keys, missing
+required variables, invalid values and values that would run something
+other than the file says (a port bound to 127.0.0.1, an NFS volume, a
+string command with &&) are errors, and then nothing changes.`,
 				Flags: []cli.Flag{
 					&cli.StringSliceFlag{Name: "compose-file", Aliases: []string{"c"}, Usage: "compose file, repeatable (- for stdin)"},
 					&cli.StringSliceFlag{Name: "profile", Usage: "enable services of a profile, repeatable (default $COMPOSE_PROFILES)"},

@@ -1,0 +1,324 @@
+package compose
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// loadYAML loads one compose file written to a temporary project
+// directory as stack s and maps it; err is located (FILE:LINE: KEY: why).
+func loadYAML(t *testing.T, yml string) ([]api.ServiceSpec, []string, error) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "compose.yml"), []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	files := readCompose(t, dir, []string{"compose.yml"})
+	p, ignored, err := Load(context.Background(), Input{Files: files, WorkingDir: dir, Name: "s"})
+	if err != nil {
+		return nil, ignored, LocateError(err, files)
+	}
+	specs, err := StackSpecs("s", p)
+	if err != nil {
+		return nil, ignored, LocateError(err, files)
+	}
+	return specs, ignored, nil
+}
+
+// keyCase is one compose file and what it must become: the field got
+// extracts from the first spec, or the error substrings; ignored, when
+// not nil, is the exact list of keys reported as ignored.
+type keyCase struct {
+	name    string
+	yaml    string
+	got     func(api.ServiceSpec) any
+	want    any
+	err     []string
+	ignored []string
+}
+
+func runKeyCases(t *testing.T, tests []keyCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			specs, ignored, err := loadYAML(t, tt.yaml)
+			if tt.err != nil {
+				if err == nil {
+					t.Fatalf("no error, want %q", tt.err)
+				}
+				for _, w := range tt.err {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error\n%v\nlacks %q", err, w)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := tt.got(specs[0]); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %+v\nwant %+v", got, tt.want)
+			}
+			if tt.ignored != nil && !reflect.DeepEqual(ignored, tt.ignored) && !(len(ignored) == 0 && len(tt.ignored) == 0) {
+				t.Errorf("ignored %q, want %q", ignored, tt.ignored)
+			}
+		})
+	}
+}
+
+func ports(s api.ServiceSpec) any { return s.Ports }
+
+func TestComposePortModes(t *testing.T) {
+	runKeyCases(t, []keyCase{
+		{
+			name: "long syntax mode host publishes on the task's nodes only",
+			yaml: `
+services:
+  edge:
+    image: traefik
+    ports:
+      - target: 80
+        published: 80
+        mode: host
+      - target: 443
+        published: "443"
+        protocol: tcp
+        mode: ingress
+      - "53:53/udp"
+`,
+			got: ports,
+			want: []api.PortConfig{
+				{Published: 80, Target: 80, Protocol: "tcp", Mode: api.PublishHost},
+				{Published: 443, Target: 443, Protocol: "tcp"},
+				{Published: 53, Target: 53, Protocol: "udp"},
+			},
+			ignored: []string{},
+		},
+		{
+			name: "an unknown mode is refused",
+			yaml: "services:\n  edge:\n    image: traefik\n    ports:\n      - {target: 80, published: 80, mode: bridge}\n",
+			err:  []string{`compose.yml:5: services.edge.ports[0].mode: "bridge": want ingress or host`},
+		},
+	})
+}
+
+func TestComposePortHostIP(t *testing.T) {
+	runKeyCases(t, []keyCase{
+		{
+			name:    "every address is what Shoal does",
+			yaml:    "services:\n  web:\n    image: nginx\n    ports:\n      - \"0.0.0.0:8080:80\"\n      - {target: 81, published: 81, host_ip: \"::\"}\n",
+			got:     ports,
+			want:    []api.PortConfig{{Published: 8080, Target: 80, Protocol: "tcp"}, {Published: 81, Target: 81, Protocol: "tcp"}},
+			ignored: []string{},
+		},
+		{
+			name: "a loopback port is refused, not published to the world",
+			yaml: "services:\n  admin:\n    image: adminer\n    ports:\n      - \"8081:8080\"\n      - \"127.0.0.1:8090:80\"\n",
+			err:  []string{"compose.yml:6: services.admin.ports[1]: host_ip 127.0.0.1: Shoal publishes a port on every address"},
+		},
+		{
+			name: "long syntax",
+			yaml: "services:\n  admin:\n    image: adminer\n    ports:\n      - target: 80\n        published: 8090\n        host_ip: 10.0.0.5\n",
+			err:  []string{"compose.yml:5: services.admin.ports[0]: host_ip 10.0.0.5"},
+		},
+	})
+}
+
+func TestShellOperator(t *testing.T) {
+	for in, want := range map[string]string{
+		`./api --port 9000`:                "",
+		`sh -c "a && b"`:                   "",
+		`sh -c 'a; b | c'`:                 "",
+		`echo a\;b`:                        "",
+		"echo `date | wc`":                 "",
+		`echo $(date | wc)`:                "",
+		`echo "hello world" && sleep 1`:    "&&",
+		`migrate; serve`:                   ";",
+		`cat /etc/hosts | grep x`:          "|",
+		`run >/tmp/log 2>&1`:               ">",
+		`nginx -g "daemon off;" || exit 1`: "||",
+	} {
+		if got := shellOperator(in); got != want {
+			t.Errorf("shellOperator(%s) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestComposeShellStringCommand(t *testing.T) {
+	runKeyCases(t, []keyCase{
+		{
+			name: "words and quotes split as compose does",
+			yaml: "services:\n  api:\n    image: x\n    entrypoint: /entrypoint.sh\n    command: gunicorn -b 0.0.0.0:5000 --log-level \"${LEVEL:-info}\" app:app\n",
+			got:  func(s api.ServiceSpec) any { return [][]string{s.Entrypoint, s.Command} },
+			want: [][]string{{"/entrypoint.sh"}, {"gunicorn", "-b", "0.0.0.0:5000", "--log-level", "info", "app:app"}},
+		},
+		{
+			name: "a list keeps its operators as words",
+			yaml: "services:\n  api:\n    image: x\n    command: [sh, -c, \"migrate && serve\"]\n",
+			got:  func(s api.ServiceSpec) any { return s.Command },
+			want: []string{"sh", "-c", "migrate && serve"},
+		},
+		{
+			name: "an operator in a string command is refused, not cut",
+			yaml: "services:\n  api:\n    image: x\n    command: ./migrate && ./serve\n",
+			err:  []string{`compose.yml:4: services.api.command: "./migrate && ./serve": no shell runs this string, and it is cut at "&&"`},
+		},
+		{
+			name: "in an entrypoint too, and from a variable",
+			yaml: "services:\n  api:\n    image: x\n    entrypoint: ${EP:-run; true}\n",
+			err:  []string{`compose.yml:4: services.api.entrypoint: "run; true"`},
+		},
+	})
+}
+
+func TestComposeVolumeDrivers(t *testing.T) {
+	runKeyCases(t, []keyCase{
+		{
+			name: "the local driver is what a Shoal volume is",
+			yaml: "services:\n  db:\n    image: postgres\n    volumes: [data:/var/lib/postgresql/data]\nvolumes:\n  data:\n    driver: local\n  nfs:\n    driver_opts: {type: nfs}\n",
+			got:  func(s api.ServiceSpec) any { return s.Mounts },
+			want: []api.Mount{{Type: api.MountVolume, Source: "s_data", Target: "/var/lib/postgresql/data"}},
+			// nfs is not mounted: nothing to refuse
+			ignored: []string{},
+		},
+		{
+			name: "an NFS volume is refused, not made local",
+			yaml: `
+services:
+  app:
+    image: x
+    volumes: [nfs:/mnt]
+volumes:
+  nfs:
+    driver: local
+    driver_opts:
+      type: nfs
+      o: addr=10.0.0.10,nfsvers=4
+      device: ":/exports/data"
+`,
+			err: []string{"compose.yml:9: volumes.nfs.driver_opts: not supported: a volume is a directory of the node"},
+		},
+		{
+			name: "a plugin driver is refused",
+			yaml: "services:\n  app:\n    image: x\n    volumes: [{type: volume, source: d, target: /d}]\nvolumes:\n  d:\n    driver: rexray/ebs\n",
+			err:  []string{`compose.yml:7: volumes.d.driver: "rexray/ebs": only local volumes`},
+		},
+	})
+}
+
+func TestComposeServiceLevelResources(t *testing.T) {
+	res := func(s api.ServiceSpec) any { return []any{s.Replicas, s.Resources} }
+	runKeyCases(t, []keyCase{
+		{
+			name: "compose specification spellings",
+			yaml: "services:\n  app:\n    image: x\n    scale: 3\n    cpus: 0.5\n    mem_limit: 512m\n    mem_reservation: 128M\n    pids_limit: 100\n",
+			got:  res,
+			want: []any{uint64(3), api.ResourceRequirements{
+				Limits:       api.Resources{NanoCPUs: 500_000_000, MemoryBytes: 512 << 20, Pids: 100},
+				Reservations: api.Resources{MemoryBytes: 128 << 20},
+			}},
+			ignored: []string{},
+		},
+		{
+			name: "the same values under deploy too",
+			yaml: "services:\n  app:\n    image: x\n    cpus: \"1.5\"\n    mem_limit: 1g\n    deploy:\n      replicas: 2\n      resources: {limits: {cpus: \"1.5\", memory: 1G}}\n",
+			got:  res,
+			want: []any{uint64(2), api.ResourceRequirements{Limits: api.Resources{NanoCPUs: 1_500_000_000, MemoryBytes: 1 << 30}}},
+		},
+		{
+			name: "pids_limit -1 is unlimited",
+			yaml: "services:\n  app:\n    image: x\n    pids_limit: -1\n",
+			got:  res,
+			want: []any{uint64(1), api.ResourceRequirements{}},
+		},
+		{
+			name: "distinct values are compose-go's error",
+			yaml: "services:\n  app:\n    image: x\n    mem_limit: 1g\n    deploy: {resources: {limits: {memory: 2g}}}\n",
+			err:  []string{"services.app: can't set distinct values on 'mem_limit' and 'deploy.resources.limits.memory'"},
+		},
+		{
+			name: "scale with mode global",
+			yaml: "services:\n  app:\n    image: x\n    scale: 2\n    deploy: {mode: global}\n",
+			err:  []string{"services.app.deploy.replicas: cannot be used with mode global"},
+		},
+	})
+}
+
+func TestComposeEndpointMode(t *testing.T) {
+	runKeyCases(t, []keyCase{
+		{
+			name:    "vip is what a service gets",
+			yaml:    "services:\n  app:\n    image: x\n    deploy:\n      endpoint_mode: vip\n",
+			got:     func(s api.ServiceSpec) any { return s.Name },
+			want:    "s_app",
+			ignored: []string{},
+		},
+		{
+			name:    "dnsrr is reported",
+			yaml:    "services:\n  app:\n    image: x\n    deploy:\n      endpoint_mode: dnsrr\n",
+			got:     func(s api.ServiceSpec) any { return s.Name },
+			want:    "s_app",
+			ignored: []string{"services.app.deploy.endpoint_mode"},
+		},
+	})
+}
+
+func TestComposeNetworkOptions(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		yaml    string
+		want    map[string]string
+		ignored []string
+		err     string
+	}{
+		{
+			name: "labels are the network's",
+			yaml: "services:\n  a: {image: x, networks: [n]}\nnetworks:\n  n:\n    driver: overlay\n    labels: [com.example.tier=back]\n",
+			want: map[string]string{"com.example.tier": "back"},
+		},
+		{
+			name:    "other driver options are reported",
+			yaml:    "services:\n  a: {image: x, networks: [n]}\nnetworks:\n  n:\n    driver_opts:\n      com.docker.network.driver.mtu: \"1400\"\n",
+			ignored: []string{"networks.n.driver_opts"},
+		},
+		{
+			name: "encrypted is refused, not left in clear",
+			yaml: "services:\n  a: {image: x, networks: [n]}\nnetworks:\n  n:\n    driver: overlay\n    driver_opts:\n      encrypted: \"true\"\n",
+			err:  "compose.yml:6: networks.n.driver_opts: encrypted: encrypted overlay networks are not supported yet",
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "compose.yml"), []byte(tt.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			files := readCompose(t, dir, []string{"compose.yml"})
+			p, ignored, err := Load(context.Background(), Input{Files: files, WorkingDir: dir, Name: "s"})
+			if tt.err != "" {
+				if err == nil || !strings.Contains(LocateError(err, files).Error(), tt.err) {
+					t.Fatalf("error %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			nets, err := StackNetworks("s", p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(nets) != 1 || !reflect.DeepEqual(nets[0].Labels, tt.want) {
+				t.Errorf("networks %+v, want labels %v", nets, tt.want)
+			}
+			if !reflect.DeepEqual(ignored, tt.ignored) && len(ignored)+len(tt.ignored) > 0 {
+				t.Errorf("ignored %q, want %q", ignored, tt.ignored)
+			}
+		})
+	}
+}
