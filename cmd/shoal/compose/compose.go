@@ -157,6 +157,8 @@ var supportedAttributes = []tree.Path{
 	"networks.*.external",
 	"networks.*.internal",
 	"networks.*.attachable",
+	"networks.*.driver_opts",
+	"networks.*.driver_opts.encrypted", // --encrypted (StackNetworks)
 	"networks.*.labels.*",
 	"networks.*.ipam.config.[].subnet",
 }
@@ -181,14 +183,6 @@ type refusedValue struct {
 var refusedValues = []refusedValue{
 	{"services.*.command", shellStringProblem},
 	{"services.*.entrypoint", shellStringProblem},
-	{"networks.*.driver_opts", func(v any) string {
-		if m, ok := v.(map[string]any); ok {
-			if _, ok := m["encrypted"]; ok {
-				return "encrypted: encrypted overlay networks are not supported yet (the traffic would cross the nodes in clear)"
-			}
-		}
-		return ""
-	}},
 }
 
 // shellStringProblem refuses a command given as a string with a shell
@@ -851,7 +845,11 @@ func StackNetworks(stack string, p *types.Project) ([]StackNetwork, error) {
 		if cfg.Driver != "" && cfg.Driver != "overlay" {
 			bad(".driver", "%q: only overlay networks exist", cfg.Driver)
 		}
-		n := StackNetwork{Network: api.Network{Name: composeNetworkName(stack, k, cfg), Internal: cfg.Internal, Attachable: cfg.Attachable},
+		// driver_opts encrypted, whatever its value (docker's overlay
+		// driver looks only for the key), is `network create --encrypted`.
+		_, encrypted := cfg.DriverOpts["encrypted"]
+		n := StackNetwork{Network: api.Network{Name: composeNetworkName(stack, k, cfg), Internal: cfg.Internal, Attachable: cfg.Attachable,
+			Encrypted: encrypted && !bool(cfg.External)},
 			External: bool(cfg.External)}
 		if len(cfg.Labels) > 0 && !n.External {
 			n.Labels = maps.Clone(map[string]string(cfg.Labels))

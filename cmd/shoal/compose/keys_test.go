@@ -271,11 +271,12 @@ func TestComposeEndpointMode(t *testing.T) {
 
 func TestComposeNetworkOptions(t *testing.T) {
 	for _, tt := range []struct {
-		name    string
-		yaml    string
-		want    map[string]string
-		ignored []string
-		err     string
+		name      string
+		yaml      string
+		want      map[string]string
+		ignored   []string
+		encrypted bool
+		err       string
 	}{
 		{
 			name: "labels are the network's",
@@ -285,12 +286,12 @@ func TestComposeNetworkOptions(t *testing.T) {
 		{
 			name:    "other driver options are reported",
 			yaml:    "services:\n  a: {image: x, networks: [n]}\nnetworks:\n  n:\n    driver_opts:\n      com.docker.network.driver.mtu: \"1400\"\n",
-			ignored: []string{"networks.n.driver_opts"},
+			ignored: []string{"networks.n.driver_opts.com.docker.network.driver.mtu"},
 		},
 		{
-			name: "encrypted is refused, not left in clear",
-			yaml: "services:\n  a: {image: x, networks: [n]}\nnetworks:\n  n:\n    driver: overlay\n    driver_opts:\n      encrypted: \"true\"\n",
-			err:  "compose.yml:6: networks.n.driver_opts: encrypted: encrypted overlay networks are not supported yet",
+			name:      "encrypted is --encrypted, whatever its value",
+			yaml:      "services:\n  a: {image: x, networks: [n]}\nnetworks:\n  n:\n    driver: overlay\n    driver_opts:\n      encrypted: \"\"\n",
+			encrypted: true,
 		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -313,8 +314,8 @@ func TestComposeNetworkOptions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(nets) != 1 || !reflect.DeepEqual(nets[0].Labels, tt.want) {
-				t.Errorf("networks %+v, want labels %v", nets, tt.want)
+			if len(nets) != 1 || !reflect.DeepEqual(nets[0].Labels, tt.want) || nets[0].Encrypted != tt.encrypted {
+				t.Errorf("networks %+v, want labels %v, encrypted %v", nets, tt.want, tt.encrypted)
 			}
 			if !reflect.DeepEqual(ignored, tt.ignored) && len(ignored)+len(tt.ignored) > 0 {
 				t.Errorf("ignored %q, want %q", ignored, tt.ignored)
