@@ -126,6 +126,11 @@ type NodeUpdate struct {
 	Role string `json:"role,omitempty"`
 }
 
+// StackLabel marks the services of a stack with the stack's name (docker's
+// label, so habits and scripts carry over). Stack services are named
+// STACK_KEY; the embedded DNS resolves KEY for the stack's own containers.
+const StackLabel = "com.docker.stack.namespace"
+
 // Service modes.
 const (
 	ModeReplicated = "replicated"

@@ -146,6 +146,22 @@ func TestStackDeployComposeUpdatePrune(t *testing.T) {
 	apiTasks := runningTaskIDs(t, h1, "shop_api")
 	workerTasks := runningTaskIDs(t, h1, "shop_worker")
 
+	// The stack's services reach each other by the names the file gives
+	// them, as with docker stack: from shop_api, "web" is shop_web's VIP.
+	var webSvc api.Service
+	if err := h1.JSON(&webSvc, "service", "inspect", "shop_web"); err != nil || webSvc.VIP == "" {
+		t.Fatalf("inspect shop_web: VIP %q, %v", webSvc.VIP, err)
+	}
+	resolved := ""
+	for _, h := range []*harness.Host{h1, h2} {
+		if out, _, err := h.CLI("exec", "shop_api.1", "nslookup", "web"); err == nil {
+			resolved = out
+		}
+	}
+	if !strings.Contains(resolved, webSvc.VIP) {
+		t.Errorf("nslookup web in shop_api.1: %q, want shop_web's VIP %s", resolved, webSvc.VIP)
+	}
+
 	// 2. Redeploy with only web changed (a new tag through the
 	// environment): only web's version moves; the others keep their tasks.
 	t.Setenv("WEB_TAG", "2")

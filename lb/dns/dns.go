@@ -18,6 +18,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -133,11 +134,25 @@ type View struct {
 	Records Records
 }
 
+// Source is what the server knows of one container address: the
+// networks it is on, in order, and the stack its service belongs to.
+type Source struct {
+	Networks []string
+	// Stack, when set, scopes short names the way `docker stack` does
+	// with an alias per service: in stack "shop", "db" and "tasks.db"
+	// are first looked up as "shop_db" and "tasks.shop_db" (stack
+	// services are named STACK_KEY), so a compose file's services reach
+	// each other by the names the file gives them. Scoping by the asker
+	// instead of adding "db" to the network keeps two stacks that both
+	// have a "db" apart on a network they share (the default one).
+	Stack string
+}
+
 // viewSet is the per-network form of the records.
 type viewSet struct {
 	byNet   map[string]*recordSet
-	subnets []netSubnet             // sorted by network name
-	sources map[netip.Addr][]string // container address → its networks, in order
+	subnets []netSubnet           // sorted by network name
+	sources map[netip.Addr]Source // container address → its networks and stack
 }
 
 type netSubnet struct {
@@ -147,14 +162,15 @@ type netSubnet struct {
 
 // SetViews switches the server to per-network answers and replaces them
 // atomically: a query is answered from the views of the networks its
-// source is on — sources[addr] when the address is known (a container on
-// several networks sees all of them, its first network first), else the
+// source is on — sources[addr].Networks when the address is known (a
+// container on several networks sees all of them, its first network
+// first; its Stack scopes short names), else the
 // network whose subnet holds it. A source on no network is refused
 // (REFUSED, nothing forwarded): the server is no open resolver. The maps
 // are copied. It returns the names that differ from another of the same
 // view only in case (sorted, deduplicated).
-func (d *Server) SetViews(views map[string]View, sources map[netip.Addr][]string) (ambiguous []string) {
-	vs := &viewSet{byNet: make(map[string]*recordSet, len(views)), sources: make(map[netip.Addr][]string, len(sources))}
+func (d *Server) SetViews(views map[string]View, sources map[netip.Addr]Source) (ambiguous []string) {
+	vs := &viewSet{byNet: make(map[string]*recordSet, len(views)), sources: make(map[netip.Addr]Source, len(sources))}
 	seen := map[string]bool{}
 	for name, v := range views {
 		rs, amb := newRecordSet(v.Records)
@@ -175,8 +191,8 @@ func (d *Server) SetViews(views map[string]View, sources map[netip.Addr][]string
 		}
 		return vs.subnets[i].prefix.String() < vs.subnets[j].prefix.String()
 	})
-	for a, nets := range sources {
-		vs.sources[a.Unmap()] = append([]string(nil), nets...)
+	for a, src := range sources {
+		vs.sources[a.Unmap()] = Source{Networks: slices.Clone(src.Networks), Stack: src.Stack}
 	}
 	sort.Strings(ambiguous)
 	d.views.Store(vs)
@@ -186,8 +202,8 @@ func (d *Server) SetViews(views map[string]View, sources map[netip.Addr][]string
 // networksOf returns the record sets a source may see, in order.
 func (vs *viewSet) networksOf(src netip.Addr) []*recordSet {
 	var out []*recordSet
-	if nets, ok := vs.sources[src]; ok {
-		for _, n := range nets {
+	if source, ok := vs.sources[src]; ok {
+		for _, n := range source.Networks {
 			if rs := vs.byNet[n]; rs != nil {
 				out = append(out, rs)
 			}
@@ -425,8 +441,12 @@ func (d *Server) ServeDNS(w miekg.ResponseWriter, r *miekg.Msg) {
 	}
 	q := r.Question[0]
 	sets := []*recordSet{d.records.Load()}
+	prefixes := []string{""}
 	if vs := d.views.Load(); vs != nil {
 		src := remoteAddr(w)
+		if st := vs.sources[src].Stack; st != "" {
+			prefixes = []string{st + "_", ""}
+		}
 		if sets = vs.networksOf(src); len(sets) == 0 {
 			d.log.Debug("dns: query from outside the container networks refused", "source", src.String(), "name", q.Name)
 			m := new(miekg.Msg)
@@ -437,9 +457,14 @@ func (d *Server) ServeDNS(w miekg.ResponseWriter, r *miekg.Msg) {
 	}
 	var ips []net.IP
 	var found, ours bool
-	for _, rs := range sets {
-		if ips, found, ours = d.lookup(rs, q.Name); found {
-			break
+	// The stack's own name for a short name first, on every network the
+	// asker is on, then the name as asked.
+lookup:
+	for _, prefix := range prefixes {
+		for _, rs := range sets {
+			if ips, found, ours = d.lookup(rs, q.Name, prefix); found {
+				break lookup
+			}
 		}
 	}
 	if !found && !ours {
@@ -476,12 +501,26 @@ func (d *Server) ServeDNS(w miekg.ResponseWriter, r *miekg.Msg) {
 // lookup finds name as asked and with a search domain removed. ours says
 // the name is in the service namespace (one label, or tasks.LABEL), where a
 // miss is an authoritative NXDOMAIN instead of a question for upstream.
-func (d *Server) lookup(rs *recordSet, qname string) (ips []net.IP, found, ours bool) {
+// With a prefix (a stack's "STACK_"), it finds only the prefixed form of a
+// name in the service namespace: LABEL as PREFIXLABEL, tasks.LABEL as
+// tasks.PREFIXLABEL.
+func (d *Server) lookup(rs *recordSet, qname, prefix string) (ips []net.IP, found, ours bool) {
 	name := trimName(qname)
 	lower := strings.ToLower(name)
 	labels := strings.Count(name, ".") + 1
 	ours = name != "" && (labels == 1 || (labels == 2 && strings.HasPrefix(lower, "tasks.")))
 	find := func(n string) ([]net.IP, bool) {
+		if prefix != "" {
+			if strings.Contains(n, ".") {
+				const tasks = "tasks."
+				if len(n) <= len(tasks) || !strings.EqualFold(n[:len(tasks)], tasks) || strings.Contains(n[len(tasks):], ".") {
+					return nil, false
+				}
+				n = n[:len(tasks)] + prefix + n[len(tasks):]
+			} else {
+				n = prefix + n
+			}
+		}
 		if v, ok := rs.exact[n]; ok {
 			return v, true
 		}

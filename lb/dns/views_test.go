@@ -42,9 +42,9 @@ func TestDNSViews(t *testing.T) {
 			Records: Records{"api": ips("10.50.128.1"), "tasks.api": ips("10.50.0.130")}},
 		"back": {Subnets: []netip.Prefix{netip.MustParsePrefix("10.51.0.0/16")},
 			Records: Records{"api": ips("10.51.128.1"), "db": ips("10.51.128.2")}},
-	}, map[netip.Addr][]string{
+	}, map[netip.Addr]Source{
 		// A container on front and back, asking from its front address.
-		netip.MustParseAddr("10.50.0.140"): {"front", "back"},
+		netip.MustParseAddr("10.50.0.140"): {Networks: []string{"front", "back"}},
 	})
 	if len(amb) != 0 {
 		t.Fatalf("ambiguous %v", amb)
@@ -75,6 +75,48 @@ func TestDNSViews(t *testing.T) {
 			}
 			if tc.rcode == miekg.RcodeRefused && queries() != before {
 				t.Fatal("a refused query was forwarded upstream")
+			}
+		})
+	}
+}
+
+// TestDNSStackScope: a stack's containers reach the stack's services by the
+// names the compose file gives them (db for shop_db, tasks.db for
+// tasks.shop_db), first on any of their networks, before a service of that
+// very name; another stack's containers, or a standalone one, do not.
+func TestDNSStackScope(t *testing.T) {
+	d := New(Config{})
+	d.SetViews(map[string]View{
+		"default": {Subnets: []netip.Prefix{netip.MustParsePrefix("10.42.0.0/16")},
+			Records: Records{"shop_db": ips("10.43.0.1"), "tasks.shop_db": ips("10.42.1.1"),
+				"blog_db": ips("10.43.0.2"), "api": ips("10.43.0.3")}},
+		"back": {Subnets: []netip.Prefix{netip.MustParsePrefix("10.51.0.0/16")},
+			Records: Records{"shop_api": ips("10.51.128.9")}},
+	}, map[netip.Addr]Source{
+		netip.MustParseAddr("10.42.1.5"): {Networks: []string{"default", "back"}, Stack: "shop"},
+		netip.MustParseAddr("10.42.1.6"): {Networks: []string{"default"}, Stack: "blog"},
+		netip.MustParseAddr("10.42.1.7"): {Networks: []string{"default"}},
+	})
+	cases := []struct {
+		name, from, q string
+		rcode         int
+		want          []string
+	}{
+		{"stack's own db", "10.42.1.5", "db", miekg.RcodeSuccess, []string{"10.43.0.1"}},
+		{"case folded", "10.42.1.5", "DB", miekg.RcodeSuccess, []string{"10.43.0.1"}},
+		{"stack's own tasks", "10.42.1.5", "tasks.db", miekg.RcodeSuccess, []string{"10.42.1.1"}},
+		{"full name still works", "10.42.1.5", "shop_db", miekg.RcodeSuccess, []string{"10.43.0.1"}},
+		{"other stack's db", "10.42.1.6", "db", miekg.RcodeSuccess, []string{"10.43.0.2"}},
+		{"stack name wins over a service of that name, on a later network", "10.42.1.5", "api", miekg.RcodeSuccess, []string{"10.51.128.9"}},
+		{"no stack: no short names", "10.42.1.7", "db", miekg.RcodeNameError, nil},
+		{"no stack: plain names", "10.42.1.7", "api", miekg.RcodeSuccess, []string{"10.43.0.3"}},
+		{"dotted names are not scoped", "10.42.1.5", "x.db", miekg.RcodeServerFailure, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rcode, got := ask(d, tc.from, tc.q)
+			if rcode != tc.rcode || !slices.Equal(got, tc.want) {
+				t.Fatalf("rcode %s answers %v, want %s %v", miekg.RcodeToString[rcode], got, miekg.RcodeToString[tc.rcode], tc.want)
 			}
 		})
 	}

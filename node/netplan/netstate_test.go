@@ -160,6 +160,8 @@ func TestTrafficState(t *testing.T) {
 		alive map[string]struct{}
 		want  []string
 		dns   map[string]dns.Records // by network; nil: not checked
+		// sources: nil: not checked
+		sources map[netip.Addr]dns.Source
 	}{{
 		name:  "empty state: no services, peers are the other nodes with an address",
 		st:    State{Nodes: nodes, Networks: networks},
@@ -207,6 +209,18 @@ func TestTrafficState(t *testing.T) {
 			"back":             {"both": {mustIP("10.50.128.2")}, "tasks.both": {mustIP("10.50.1.7")}},
 		},
 	}, {
+		name: "a stack's task is a source of its stack, for the stack's short names",
+		st: State{Nodes: nodes, Networks: networks, Services: []*api.Service{web}, Tasks: map[string][]*api.Task{
+			"s-web": {task("t1", "s-web", "self", "10.42.1.2", func(t *api.Task) {
+				t.Spec.Labels = map[string]string{api.StackLabel: "shop"}
+			}), task("t2", "s-web", "n2", "10.42.2.2", nil)}}},
+		alive: allAlive,
+		want:  []string{"web@default vip=10.43.0.2 ports=1 [10.42.1.2* 10.42.2.2]"},
+		sources: map[netip.Addr]dns.Source{
+			netip.MustParseAddr("10.42.1.2"): {Networks: []string{api.DefaultNetwork}, Stack: "shop"},
+			netip.MustParseAddr("10.42.2.2"): {Networks: []string{api.DefaultNetwork}},
+		},
+	}, {
 		name: "no VIP and no ports: nothing to program; oldest service first",
 		st: State{Nodes: nodes, Networks: networks, Services: []*api.Service{novip, web, older}, Tasks: map[string][]*api.Task{
 			"s-novip": {task("t1", "s-novip", "n2", "10.42.2.9", nil)}}},
@@ -215,7 +229,10 @@ func TestTrafficState(t *testing.T) {
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := slices.Clone(tc.st.Services)
-			state, views, _ := Traffic(tc.st, tc.alive, "self")
+			state, views, sources := Traffic(tc.st, tc.alive, "self")
+			if tc.sources != nil && !reflect.DeepEqual(sources, tc.sources) {
+				t.Errorf("sources %v, want %v", sources, tc.sources)
+			}
 			if got := trafficSummary(state); !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("services:\n got %q\nwant %q", got, tc.want)
 			}

@@ -24,10 +24,10 @@ import (
 // netplan needs no gossip types. A service on several networks is one
 // lb.Service per network (its VIP there and its tasks' addresses there);
 // published ports go to its first network.
-func Traffic[M any](st State, alive map[string]M, self string) (lb.State, map[string]dns.View, map[netip.Addr][]string) {
+func Traffic[M any](st State, alive map[string]M, self string) (lb.State, map[string]dns.View, map[netip.Addr]dns.Source) {
 	var state lb.State
 	views := map[string]dns.View{}
-	sources := map[netip.Addr][]string{}
+	sources := map[netip.Addr]dns.Source{}
 	var vipRange *net.IPNet
 	if c := st.Cluster; c != nil {
 		_, vipRange, _ = net.ParseCIDR(c.VIPCIDR)
@@ -72,7 +72,7 @@ func Traffic[M any](st State, alive map[string]M, self string) (lb.State, map[st
 			tasks = append(tasks, t)
 			for _, ip := range TaskIPs(t) {
 				if addr, err := netip.ParseAddr(ip); err == nil {
-					sources[addr] = api.SpecNetworks(t.Spec)
+					sources[addr] = dns.Source{Networks: api.SpecNetworks(t.Spec), Stack: t.Spec.Labels[api.StackLabel]}
 				}
 			}
 		}

@@ -872,6 +872,5 @@ func StackNetworks(stack string, p *types.Project) ([]StackNetwork, error) {
 	return out, nil
 }
 
-// StackLabel marks the services of a stack (docker's label, so habits and
-// scripts carry over).
-const StackLabel = "com.docker.stack.namespace"
+// StackLabel marks the services of a stack (api.StackLabel).
+const StackLabel = api.StackLabel
