@@ -217,20 +217,28 @@ func (r *Reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 	r.mu.Unlock()
 	// Read after the tasks: every order they carry is at or before index.
 	index := r.cfg.Store.Index()
-	now := time.Now().UTC()
+	// mono keeps its monotonic reading (UTC would drop it) for the spans
+	// measured on this node alone: the silence of the leader (fencing)
+	// and the drain's hold. On the wall clock, an NTP step back during a
+	// partition would delay the fence of at-most-once tasks by the step
+	// (the leader starts their replacements on time: both run), and a
+	// step forward past the disconnect grace would fence them at once.
+	// now, the wall clock, stamps the reports.
+	mono := time.Now()
+	now := mono.UTC()
 	containers := r.cfg.Runtime.List()
 	acts := taskplan.ComputeActions(self, tasks, containers, r.cfg.Raft.Synced(), now)
-	acts = taskplan.FenceActions(acts, self, tasks, containers, r.specs(tasks), r.quiet(now))
+	acts = taskplan.FenceActions(acts, self, tasks, containers, r.specs(tasks), r.quiet(mono))
 	// Stops of tasks that served traffic wait until every node has dropped
 	// them from its load balancer.
-	acts, seen, wake := taskplan.DrainStops(acts, r.drainSeen, now, index, r.cfg.Members.LBIndexes(self), taskplan.DrainPeriod, netplan.ServesTraffic) // the load balancers' own rule
+	acts, seen, wake := taskplan.DrainStops(acts, r.drainSeen, mono, index, r.cfg.Members.LBIndexes(self), taskplan.DrainPeriod, netplan.ServesTraffic) // the load balancers' own rule
 	r.drainSeen = seen
 	r.cfg.Members.SetDrainWait(taskplan.DrainDemand(seen))
 	if !wake.IsZero() {
 		if r.drainTimer != nil {
 			r.drainTimer.Stop()
 		}
-		r.drainTimer = time.AfterFunc(wake.Sub(now), r.signal)
+		r.drainTimer = time.AfterFunc(wake.Sub(mono), r.signal)
 	}
 	for _, act := range acts {
 		act := act
@@ -305,7 +313,9 @@ func (r *Reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 }
 
 // quiet returns how long this node has not heard from a leader, for
-// fencing: 0 on the leader. A node whose own record in its replica has been
+// fencing: 0 on the leader. now must carry its monotonic reading (as
+// contact and Raft's LastContact do), so a step of the wall clock is no
+// silence. A node whose own record in its replica has been
 // down for longer counts from then: it hears the log, but the leader does not
 // hear it (gossip), and will replace its at-most-once tasks.
 func (r *Reconciler) quiet(now time.Time) time.Duration {
