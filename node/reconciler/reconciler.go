@@ -227,7 +227,7 @@ func (r *Reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 	mono := time.Now()
 	now := mono.UTC()
 	containers := r.cfg.Runtime.List()
-	acts := taskplan.ComputeActions(self, tasks, containers, r.cfg.Raft.Synced(), now)
+	acts := taskplan.ComputeActions(self, tasks, containers, r.synced(), now)
 	acts = taskplan.FenceActions(acts, self, tasks, containers, r.specs(tasks), r.quiet(mono))
 	// Stops of tasks that served traffic wait until every node has dropped
 	// them from its load balancer.
@@ -310,6 +310,24 @@ func (r *Reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 	}
 	r.mu.Unlock()
 	r.cfg.GCTaskFiles(keep)
+}
+
+// synced reports whether the replica can say which containers belong to
+// no task (ComputeActions then removes them, forced): Raft's Synced, and
+// the replica holds this node's own record. A node that lost its Raft log
+// (an unreadable raft.db is quarantined at start) has an empty log, so it
+// counts as caught up as soon as a leader's first heartbeat names the
+// leader, before the leader has sent the snapshot: the empty replica
+// knows no task, and every task container of the node would be killed.
+// No replica that has heard the log lacks this node's record: the node
+// is admitted (its record written) before it receives the log, and a
+// removal resets the node without this loop (RemoveTasks).
+func (r *Reconciler) synced() bool {
+	if !r.cfg.Raft.Synced() {
+		return false
+	}
+	n, err := r.cfg.Store.Node(r.cfg.NodeID)
+	return err == nil && n != nil
 }
 
 // quiet returns how long this node has not heard from a leader, for
