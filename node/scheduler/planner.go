@@ -38,6 +38,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
@@ -150,10 +151,48 @@ func (p Plan) Upserts() []api.Task {
 	return append(append(out, p.Create...), p.Update...)
 }
 
-// Planner computes plans. It holds only its config and is safe for
-// concurrent use.
+// Planner computes plans. It holds its config and one memory (downSeen),
+// and is safe for concurrent use. The leader makes one per term.
 type Planner struct {
 	cfg Config
+
+	mu sync.Mutex
+	// downSeen is when this planner first saw each down node down (its
+	// now), with the StatusChangedAt it saw then. An at-most-once task of
+	// a down node is written off grace plus stop grace after the later of
+	// the two (awayUntil): the down mark may come from another leader's
+	// clock, and one ahead of this leader's would otherwise have it
+	// replace the task before the node's fence has stopped it.
+	downSeen map[string]downMark
+}
+
+// downMark is a Planner's first sight of a node down.
+type downMark struct {
+	changedAt, seen time.Time
+}
+
+// sawDown records the first sight of each node of nodes that is down and
+// forgets the others; it returns the sight times by node ID (not changed
+// afterwards: the next call makes a new map).
+func (p *Planner) sawDown(nodes []api.Node, now time.Time) map[string]time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	next := map[string]downMark{}
+	out := map[string]time.Time{}
+	for i := range nodes {
+		n := &nodes[i]
+		if n.Status != api.NodeDown {
+			continue
+		}
+		m, ok := p.downSeen[n.ID]
+		if !ok || !m.changedAt.Equal(n.StatusChangedAt) {
+			m = downMark{changedAt: n.StatusChangedAt, seen: now}
+		}
+		next[n.ID] = m
+		out[n.ID] = m.seen
+	}
+	p.downSeen = next
+	return out
 }
 
 // NewPlanner returns a planner. Zero fields of cfg take their defaults.
@@ -175,10 +214,12 @@ func NewPlanner(cfg Config) *Planner {
 }
 
 // Plan computes what must change for the tasks to match the services on the
-// nodes of st at time now. It is pure: same inputs (and ID sequence), same
-// plan. st is only read.
+// nodes of st at time now. It is pure but for the planner's first sight of
+// down nodes (downSeen): same inputs (and ID sequence) on the same
+// planner, same plan. st is only read.
 func (p *Planner) Plan(st State, now time.Time) Plan {
 	r := newRun(p.cfg, st, now)
+	r.downSeen = p.sawDown(st.Nodes, now)
 	r.reconcileAll(st)
 	r.placeAll()
 	r.rebalanceAll()
@@ -220,6 +261,9 @@ type run struct {
 	// service ID order; counted is set once node usage is counted.
 	rebalance []*svcRun
 	counted   bool
+	// downSeen is when the planner first saw each down node down
+	// (Planner.downSeen).
+	downSeen map[string]time.Time
 }
 
 func newRun(cfg Config, st State, now time.Time) *run {
