@@ -163,7 +163,8 @@ var importRules = []importRule{
 	// the spec rules without the planner. simcluster, the planner's
 	// in-memory cluster for tests and benchmarks, is the only one that
 	// imports the planner.
-	{"node/scheduler", []string{"api", "node/scheduler/placement", "node/scheduler/servicespec"}},
+	{"node/scheduler", []string{"api", "node/scheduler/placement", "node/scheduler/servicespec", "node/scheduler/updatemonitor"}},
+	{"node/scheduler/updatemonitor/...", []string{"api", "node/scheduler/updatemonitor/..."}},
 	{"node/scheduler/placement/...", []string{"api", "node/scheduler/placement/..."}},
 	{"node/scheduler/servicespec/...", []string{"api", "node/scheduler/placement", "node/scheduler/servicespec/..."}},
 	{"node/scheduler/simcluster/...", []string{"api", "node/scheduler", "node/scheduler/simcluster/..."}},
