@@ -135,6 +135,10 @@ type Reconciler struct {
 	// contact (loop goroutine) is when this node last heard from a leader
 	// (or was one), for fencing.
 	contact time.Time
+	// downMark and downSeen (loop goroutine): the StatusChangedAt of this
+	// node's own record when the replica last showed it down, and when
+	// this node first saw that mark (monotonic), for fencing (quiet).
+	downMark, downSeen time.Time
 	// flush asks reportLoop to send the queued reports now; queued tells
 	// it that reports wait for the next retry (both one slot, coalescing).
 	flush  chan struct{}
@@ -348,7 +352,21 @@ func (r *Reconciler) quiet(now time.Time) time.Duration {
 	if err != nil {
 		self = nil
 	}
-	return taskplan.Quiet(now, r.contact, self)
+	q := taskplan.Quiet(now, r.contact, self)
+	// The down mark carries the leader's clock, which may be ahead of this
+	// node's: counted on this node's clock alone the fence would come
+	// late by the difference, after the leader replaced the tasks. This
+	// node sees the mark a moment after the leader wrote it (it hears the
+	// log), so the time since it first saw the mark, on its own monotonic
+	// clock, is a bound that no clock difference moves.
+	if self == nil || self.Status != api.NodeDown {
+		r.downMark, r.downSeen = time.Time{}, time.Time{}
+		return q
+	}
+	if r.downSeen.IsZero() || !r.downMark.Equal(self.StatusChangedAt) {
+		r.downMark, r.downSeen = self.StatusChangedAt, now
+	}
+	return max(q, now.Sub(r.downSeen))
 }
 
 // specs returns the current specs of the services of tasks, by ID.

@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"io"
 	"log/slog"
 	"sync"
@@ -57,5 +58,52 @@ func TestNoRemovalFromAnEmptyReplica(t *testing.T) {
 				t.Errorf("container of a task the replica does not know: removed %v, want %v", !kept, tc.wantRemoved)
 			}
 		})
+	}
+}
+
+// contactRaft is a follower that last heard its leader at lc.
+type contactRaft struct{ lc *time.Time }
+
+func (contactRaft) Synced() bool             { return true }
+func (contactRaft) IsLeader() bool           { return false }
+func (c contactRaft) LastContact() time.Time { return *c.lc }
+
+// TestQuietCountsOwnDownMarkOnLocalClock: this node still hears the log
+// (a fresh last contact) but gossip does not reach the leader, which marked
+// it down; the leader's clock is 2 minutes ahead of this node's. The node
+// must count its silence from when it saw the mark, on its own clock: the
+// leader replaces its at-most-once tasks grace plus stop grace after the
+// mark by the leader's clock. Before, the mark, 2 minutes in this node's
+// future, counted for nothing and the node fenced its tasks 2 minutes late,
+// while their replacements ran.
+func TestQuietCountsOwnDownMarkOnLocalClock(t *testing.T) {
+	rep := newReplica(t)
+	t1 := time.Now()
+	mark := t1.Add(2 * time.Minute).Round(0).UTC() // the leader's clock
+	n, err := rep.store.Node("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Status, n.StatusChangedAt = api.NodeDown, mark
+	if err := rep.apply(t, command.UpsertNode{Node: *n}); err != nil {
+		t.Fatalf("mark the node down: %v", err)
+	}
+	lc := t1
+	r := New(Config{NodeID: "n1", Store: rep.store, Raft: contactRaft{lc: &lc}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if q := r.quiet(t1); q > time.Second {
+		t.Fatalf("quiet at the first sight of the mark: %v, want about 0", q)
+	}
+	lc = t1.Add(30 * time.Second) // the log still arrives
+	if q := r.quiet(t1.Add(30 * time.Second)); q < 30*time.Second {
+		t.Fatalf("quiet 30 s after the node saw its down mark: %v, want at least 30 s", q)
+	}
+	// Back up: no silence.
+	n.Status, n.StatusChangedAt = api.NodeReady, mark.Add(time.Minute)
+	if err := rep.apply(t, command.UpsertNode{Node: *n}); err != nil {
+		t.Fatal(err)
+	}
+	lc = t1.Add(31 * time.Second)
+	if q := r.quiet(t1.Add(31 * time.Second)); q > time.Second {
+		t.Fatalf("quiet once the node is up again: %v", q)
 	}
 }
