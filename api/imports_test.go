@@ -260,7 +260,7 @@ var importRules = []importRule{
 	// (the replica, overlay, lb, gossip's member type, the metrics it
 	// reports, and the index-file format of node/revocation for its
 	// WireGuard key epochs). The agent comes in through their Config.
-	{"node/reconciler/...", []string{"api", "consensus", "consensus/fsm/command", "runtime", "runtime/ocispec", "node/netloop", "node/netplan", "node/resync", "node/taskplan", "node/reconciler/..."}},
+	{"node/reconciler/...", []string{"api", "api/atomicfile", "consensus", "consensus/fsm/command", "runtime", "runtime/ocispec", "node/netloop", "node/netplan", "node/resync", "node/taskplan", "node/reconciler/..."}},
 	{"node/netloop/...", []string{"api", "consensus", "consensus/fsm/command", "lb", "lb/dns", "overlay", "overlay/wireguard", "node/membership", "node/metrics", "node/netplan", "node/resync", "node/revocation", "node/netloop/..."}},
 	// How a node gets into a cluster and out of it: the joiner's side
 	// (token, CA pin, CSR, the cluster files) and the leader's admission,

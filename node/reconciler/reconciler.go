@@ -33,15 +33,18 @@ package reconciler
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"reflect"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/atomicfile"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/netloop"
@@ -113,6 +116,13 @@ type Config struct {
 	// Resync is the agent's resync clock (nil: a ticker of the loop's own).
 	Resync *resync.Clock
 	Logger *slog.Logger
+	// ContactFile keeps when this node last heard a leader (every few
+	// seconds, never later than it did), so that an agent restart does
+	// not restart the fence's clock: the containers outlive the agent, and
+	// a node restarted while cut off would otherwise count its silence
+	// from the restart and fence its at-most-once tasks after the leader
+	// replaced them. Empty: none (the silence counts from New).
+	ContactFile string
 }
 
 // Reconciler owns the per-node loop state. Make one with New and run it
@@ -133,8 +143,8 @@ type Reconciler struct {
 	drainSeen  map[string]taskplan.DrainMark
 	drainTimer *time.Timer
 	// contact (loop goroutine) is when this node last heard from a leader
-	// (or was one), for fencing.
-	contact time.Time
+	// (or was one), for fencing; saved is the contact ContactFile holds.
+	contact, saved time.Time
 	// downMark and downSeen (loop goroutine): the StatusChangedAt of this
 	// node's own record when the replica last showed it down, and when
 	// this node first saw that mark (monotonic), for fencing (quiet).
@@ -152,7 +162,54 @@ func New(cfg Config) *Reconciler {
 		pending: map[string]api.TaskStatus{}, kick: make(chan struct{}, 1), since: time.Now(),
 		flush: make(chan struct{}, 1), queued: make(chan struct{}, 1)}
 	r.contact = r.since
+	if t, ok := loadContact(cfg.ContactFile); ok && t.Before(r.since) {
+		r.contact, r.saved = t, t
+	}
 	return r
+}
+
+// contactSaveEvery is how often ContactFile is rewritten while contact
+// advances: the file may lag the contact by this much, which only moves a
+// fence after a restart earlier.
+const contactSaveEvery = 2 * time.Second
+
+// contactRecord is ContactFile's content.
+type contactRecord struct {
+	Contact time.Time `json:"contact"`
+}
+
+// loadContact reads the contact a previous reconciler kept in path.
+func loadContact(path string) (time.Time, bool) {
+	if path == "" {
+		return time.Time{}, false
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return time.Time{}, false
+	}
+	var rec contactRecord
+	if json.Unmarshal(b, &rec) != nil || rec.Contact.IsZero() {
+		return time.Time{}, false
+	}
+	return rec.Contact, true
+}
+
+// saveContact keeps r.contact in ContactFile when it moved on by
+// contactSaveEvery since the last save. No fsync: the file only has to
+// outlive the agent's process, as the containers do.
+func (r *Reconciler) saveContact() {
+	if r.cfg.ContactFile == "" || r.contact.Sub(r.saved) < contactSaveEvery {
+		return
+	}
+	b, err := json.Marshal(contactRecord{Contact: r.contact.Round(0).UTC()})
+	if err == nil {
+		err = atomicfile.WriteFile(r.cfg.ContactFile, b, 0o600, atomicfile.NoSync())
+	}
+	if err != nil {
+		r.log.Debug("keep the last contact with a leader", "err", err)
+		return
+	}
+	r.saved = r.contact
 }
 
 // Run reconciles until ctx ends and returns once every goroutine it
@@ -341,6 +398,7 @@ func (r *Reconciler) synced() bool {
 // down for longer counts from then: it hears the log, but the leader does not
 // hear it (gossip), and will replace its at-most-once tasks.
 func (r *Reconciler) quiet(now time.Time) time.Duration {
+	defer r.saveContact()
 	if r.cfg.Raft.IsLeader() {
 		r.contact = now
 		return 0

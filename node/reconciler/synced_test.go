@@ -5,6 +5,8 @@ import (
 	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -105,5 +107,38 @@ func TestQuietCountsOwnDownMarkOnLocalClock(t *testing.T) {
 	lc = t1.Add(31 * time.Second)
 	if q := r.quiet(t1.Add(31 * time.Second)); q > time.Second {
 		t.Fatalf("quiet once the node is up again: %v", q)
+	}
+}
+
+// TestQuietSurvivesAgentRestart: an agent restarted while its node is cut
+// off from the leader (kill -9 or a crash, then systemd) finds its
+// containers still running. Its silence counts from the last contact the
+// previous agent kept, not from its own start: the leader replaces the
+// node's at-most-once tasks grace plus stop grace after it marked the
+// node down, and a fence that counted from the restart came after that.
+func TestQuietSurvivesAgentRestart(t *testing.T) {
+	rep := newReplica(t) // this node's record: ready (the mark never arrived)
+	file := filepath.Join(t.TempDir(), "contact.json")
+	heard := time.Now().Add(-90 * time.Second) // the last contact, 90 s ago
+	lc := heard
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	before := New(Config{NodeID: "n1", Store: rep.store, Raft: contactRaft{lc: &lc}, Logger: log, ContactFile: file})
+	before.since, before.contact = heard.Add(-time.Minute), heard.Add(-time.Minute) // it started earlier
+	before.quiet(heard.Add(time.Second))                                            // in touch: the contact is kept
+	// The agent died since; a new one starts now, still cut off (Raft has
+	// heard no leader since its start).
+	lc = time.Time{}
+	after := New(Config{NodeID: "n1", Store: rep.store, Raft: contactRaft{lc: &lc}, Logger: log, ContactFile: file})
+	if q := after.quiet(time.Now()); q < 85*time.Second {
+		t.Fatalf("quiet after the restart: %v, want about 90 s (since the last contact before it)", q)
+	}
+	// Without a file, or with an unreadable one, the silence counts from
+	// the start.
+	if err := os.WriteFile(file, []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fresh := New(Config{NodeID: "n1", Store: rep.store, Raft: contactRaft{lc: &lc}, Logger: log, ContactFile: file})
+	if q := fresh.quiet(time.Now()); q > time.Second {
+		t.Fatalf("quiet with an unreadable contact file: %v", q)
 	}
 }
