@@ -624,7 +624,13 @@ func (s *svcRun) restart(sl *slot, t *api.Task) restartAction {
 			return restartNo
 		}
 	}
-	at := t.UpdatedAt.Add(rp.Delay)
+	// The end is dated by the node's clock: one ahead of the leader's must
+	// not hold the replacement back (Planner.seen).
+	end := t.UpdatedAt
+	if seen, ok := s.r.endSeen[t.ID]; ok && seen.Before(end) {
+		end = seen
+	}
+	at := end.Add(rp.Delay)
 	if at.After(s.r.now) {
 		s.r.wakeAt(at)
 		return restartWait

@@ -151,48 +151,57 @@ func (p Plan) Upserts() []api.Task {
 	return append(append(out, p.Create...), p.Update...)
 }
 
-// Planner computes plans. It holds its config and one memory (downSeen),
-// and is safe for concurrent use. The leader makes one per term.
+// Planner computes plans. It holds its config and one memory (seen), and
+// is safe for concurrent use. The leader makes one per term.
 type Planner struct {
 	cfg Config
 
 	mu sync.Mutex
-	// downSeen is when this planner first saw each down node down (its
-	// now), with the StatusChangedAt it saw then. An at-most-once task of
-	// a down node is written off grace plus stop grace after the later of
-	// the two (awayUntil): the down mark may come from another leader's
-	// clock, and one ahead of this leader's would otherwise have it
-	// replace the task before the node's fence has stopped it.
-	downSeen map[string]downMark
+	// seen is when this planner first saw each node down (by node ID) and
+	// each task that ended while meant to run (by task ID), with the time
+	// the record gave for it. Those times come from other clocks: a down
+	// mark from the leader that wrote it, an end from the task's node. An
+	// at-most-once task of a down node is written off grace plus stop grace
+	// after the later of mark and sight (awayUntil): a mark from a clock
+	// ahead of this leader's would have it replace the task before the
+	// node's fence stopped it. A restart waits its delay after the earlier
+	// of end and sight (restart): a node whose clock is ahead must not hold
+	// its tasks' replacements back by the difference.
+	seen map[string]sighting
 }
 
-// downMark is a Planner's first sight of a node down.
-type downMark struct {
-	changedAt, seen time.Time
-}
+// sighting is a Planner's first sight of a node down or a task ended.
+type sighting struct{ at, seen time.Time }
 
-// sawDown records the first sight of each node of nodes that is down and
-// forgets the others; it returns the sight times by node ID (not changed
-// afterwards: the next call makes a new map).
-func (p *Planner) sawDown(nodes []api.Node, now time.Time) map[string]time.Time {
+// saw records the first sight of each node of st that is down and of each
+// task that ended while meant to run, forgets the others, and returns the
+// sight times by node ID and by task ID (not changed afterwards: the next
+// call makes new maps).
+func (p *Planner) saw(st State, now time.Time) (down, ended map[string]time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	next := map[string]downMark{}
-	out := map[string]time.Time{}
-	for i := range nodes {
-		n := &nodes[i]
-		if n.Status != api.NodeDown {
-			continue
+	next := map[string]sighting{}
+	// key: a node and a task never share one ("n"/"t" before the ID).
+	note := func(out map[string]time.Time, key, id string, at time.Time) {
+		m, ok := p.seen[key]
+		if !ok || !m.at.Equal(at) {
+			m = sighting{at: at, seen: now}
 		}
-		m, ok := p.downSeen[n.ID]
-		if !ok || !m.changedAt.Equal(n.StatusChangedAt) {
-			m = downMark{changedAt: n.StatusChangedAt, seen: now}
-		}
-		next[n.ID] = m
-		out[n.ID] = m.seen
+		next[key], out[id] = m, m.seen
 	}
-	p.downSeen = next
-	return out
+	down, ended = map[string]time.Time{}, map[string]time.Time{}
+	for i := range st.Nodes {
+		if n := &st.Nodes[i]; n.Status == api.NodeDown {
+			note(down, "n"+n.ID, n.ID, n.StatusChangedAt)
+		}
+	}
+	for i := range st.Tasks {
+		if t := &st.Tasks[i]; t.DesiredState == api.TaskRunning && terminal(t.State) {
+			note(ended, "t"+t.ID, t.ID, t.UpdatedAt)
+		}
+	}
+	p.seen = next
+	return down, ended
 }
 
 // NewPlanner returns a planner. Zero fields of cfg take their defaults.
@@ -214,12 +223,12 @@ func NewPlanner(cfg Config) *Planner {
 }
 
 // Plan computes what must change for the tasks to match the services on the
-// nodes of st at time now. It is pure but for the planner's first sight of
-// down nodes (downSeen): same inputs (and ID sequence) on the same
+// nodes of st at time now. It is pure but for the planner's first sights
+// (Planner.seen): same inputs (and ID sequence) on the same
 // planner, same plan. st is only read.
 func (p *Planner) Plan(st State, now time.Time) Plan {
 	r := newRun(p.cfg, st, now)
-	r.downSeen = p.sawDown(st.Nodes, now)
+	r.downSeen, r.endSeen = p.saw(st, now)
 	r.reconcileAll(st)
 	r.placeAll()
 	r.rebalanceAll()
@@ -261,9 +270,9 @@ type run struct {
 	// service ID order; counted is set once node usage is counted.
 	rebalance []*svcRun
 	counted   bool
-	// downSeen is when the planner first saw each down node down
-	// (Planner.downSeen).
-	downSeen map[string]time.Time
+	// downSeen and endSeen are when the planner first saw each down node
+	// down and each ended task meant to run ended (Planner.seen).
+	downSeen, endSeen map[string]time.Time
 }
 
 func newRun(cfg Config, st State, now time.Time) *run {
