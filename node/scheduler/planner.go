@@ -166,18 +166,22 @@ type Planner struct {
 	// ahead of this leader's would have it replace the task before the
 	// node's fence stopped it. A restart waits its delay after the earlier
 	// of end and sight (restart): a node whose clock is ahead must not hold
-	// its tasks' replacements back by the difference.
+	// its tasks' replacements back by the difference. And a running task of
+	// an update is watched for Monitor after the later of its start and
+	// the sight of it running (observe): a start dated by a node whose
+	// clock is behind would end its window before the leader saw it.
 	seen map[string]sighting
 }
 
 // sighting is a Planner's first sight of a node down or a task ended.
 type sighting struct{ at, seen time.Time }
 
-// saw records the first sight of each node of st that is down and of each
-// task that ended while meant to run, forgets the others, and returns the
-// sight times by node ID and by task ID (not changed afterwards: the next
-// call makes new maps).
-func (p *Planner) saw(st State, now time.Time) (down, ended map[string]time.Time) {
+// saw records the first sight of each node of st that is down, of each
+// task that ended while meant to run and of each running task of a
+// service that updates, forgets the others, and returns the sight times
+// by node ID and by task ID (not changed afterwards: the next call makes
+// new maps).
+func (p *Planner) saw(st State, now time.Time) (down, ended, started map[string]time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	next := map[string]sighting{}
@@ -189,19 +193,28 @@ func (p *Planner) saw(st State, now time.Time) (down, ended map[string]time.Time
 		}
 		next[key], out[id] = m, m.seen
 	}
-	down, ended = map[string]time.Time{}, map[string]time.Time{}
+	down, ended, started = map[string]time.Time{}, map[string]time.Time{}, map[string]time.Time{}
 	for i := range st.Nodes {
 		if n := &st.Nodes[i]; n.Status == api.NodeDown {
 			note(down, "n"+n.ID, n.ID, n.StatusChangedAt)
 		}
 	}
+	updating := map[string]bool{}
+	for i := range st.Services {
+		if u := st.Services[i].UpdateStatus; u != nil && (u.State == api.UpdateUpdating || u.State == api.UpdateRollbackStarted) {
+			updating[st.Services[i].ID] = true
+		}
+	}
 	for i := range st.Tasks {
-		if t := &st.Tasks[i]; t.DesiredState == api.TaskRunning && terminal(t.State) {
+		switch t := &st.Tasks[i]; {
+		case t.DesiredState == api.TaskRunning && terminal(t.State):
 			note(ended, "t"+t.ID, t.ID, t.UpdatedAt)
+		case t.State == api.TaskRunning && updating[t.ServiceID]:
+			note(started, "s"+t.ID, t.ID, t.StartedAt)
 		}
 	}
 	p.seen = next
-	return down, ended
+	return down, ended, started
 }
 
 // NewPlanner returns a planner. Zero fields of cfg take their defaults.
@@ -228,7 +241,7 @@ func NewPlanner(cfg Config) *Planner {
 // planner, same plan. st is only read.
 func (p *Planner) Plan(st State, now time.Time) Plan {
 	r := newRun(p.cfg, st, now)
-	r.downSeen, r.endSeen = p.saw(st, now)
+	r.downSeen, r.endSeen, r.startSeen = p.saw(st, now)
 	r.reconcileAll(st)
 	r.placeAll()
 	r.rebalanceAll()
@@ -270,9 +283,10 @@ type run struct {
 	// service ID order; counted is set once node usage is counted.
 	rebalance []*svcRun
 	counted   bool
-	// downSeen and endSeen are when the planner first saw each down node
-	// down and each ended task meant to run ended (Planner.seen).
-	downSeen, endSeen map[string]time.Time
+	// downSeen, endSeen and startSeen are when the planner first saw each
+	// down node down, each ended task meant to run ended and each running
+	// task of an update running (Planner.seen).
+	downSeen, endSeen, startSeen map[string]time.Time
 }
 
 func newRun(cfg Config, st State, now time.Time) *run {

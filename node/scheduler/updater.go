@@ -88,6 +88,11 @@ func (u *updater) observe(s *svcRun, t *api.Task) {
 	if start.IsZero() {
 		start = t.UpdatedAt
 	}
+	// The node's clock dates the start; one behind the leader's would
+	// have the window end before it began (Planner.seen).
+	if seen, ok := s.r.startSeen[t.ID]; ok && seen.After(start) {
+		start = seen
+	}
 	// A ready task no longer holds its slot in flight (as in swarmkit:
 	// the monitor period decides what counts as a failure and when the
 	// update is complete, not when the next batch starts), but the
