@@ -168,7 +168,8 @@ var importRules = []importRule{
 	// the spec rules without the planner. simcluster, the planner's
 	// in-memory cluster for tests and benchmarks, is the only one that
 	// imports the planner.
-	{"node/scheduler", []string{"api", "node/scheduler/placement", "node/scheduler/servicespec"}},
+	{"node/scheduler", []string{"api", "node/scheduler/placement", "node/scheduler/servicespec", "node/scheduler/updatemonitor"}},
+	{"node/scheduler/updatemonitor/...", []string{"api", "node/scheduler/updatemonitor/..."}},
 	{"node/scheduler/placement/...", []string{"api", "node/scheduler/placement/..."}},
 	{"node/scheduler/servicespec/...", []string{"api", "node/scheduler/placement", "node/scheduler/servicespec/..."}},
 	{"node/scheduler/simcluster/...", []string{"api", "node/scheduler", "node/scheduler/simcluster/..."}},
@@ -267,7 +268,7 @@ var importRules = []importRule{
 	// (the replica, overlay, lb, gossip's member type, the metrics it
 	// reports, and the index-file format of node/revocation for its
 	// WireGuard key epochs). The agent comes in through their Config.
-	{"node/reconciler/...", []string{"api", "consensus", "consensus/fsm/command", "runtime", "runtime/ocispec", "node/netloop", "node/netplan", "node/resync", "node/taskplan", "node/reconciler/..."}},
+	{"node/reconciler/...", []string{"api", "api/atomicfile", "consensus", "consensus/fsm/command", "runtime", "runtime/ocispec", "node/netloop", "node/netplan", "node/resync", "node/taskplan", "node/reconciler/..."}},
 	{"node/netloop/...", []string{"api", "consensus", "consensus/fsm/command", "lb", "lb/dns", "overlay", "overlay/wireguard", "node/membership", "node/metrics", "node/netplan", "node/resync", "node/revocation", "node/netloop/..."}},
 	// How a node gets into a cluster and out of it: the joiner's side
 	// (token, CA pin, CSR, the cluster files) and the leader's admission,

@@ -1,6 +1,8 @@
 package lb
 
 import (
+	"errors"
+	"log/slog"
 	"net"
 	"strconv"
 	"testing"
@@ -150,5 +152,83 @@ func TestConntrackPlan(t *testing.T) {
 	p := conntrackPlan(st(svc("a", udp(5514, 514), "10.42.1.2")), *st(svc("a", udp(5514, 514), "10.42.1.2")))
 	if len(p.deadBackends) > 0 || !p.stale.empty() {
 		t.Errorf("unchanged state: plan %+v", p)
+	}
+}
+
+// TestConntrackSweepAfterIncompleteCleanup: a conntrack cleanup the kernel
+// interrupts (the table changed during the dump, as on any busy host: the
+// dump is partial) is run again at once, and one that stays incomplete
+// makes the next Set sweep every UDP flow as after a restart. Before, the
+// failure was logged and forgotten: the next Set flushed only its own
+// difference, so a dead backend's UDP flow the partial dump missed kept a
+// client's datagrams going to it for as long as the client sent.
+func TestConntrackSweepAfterIncompleteCleanup(t *testing.T) {
+	const vip = "10.43.0.11"
+	st := func(addrs ...string) State {
+		return State{Services: []Service{{Name: "syslog", VIP: net.ParseIP(vip), Backends: backends(addrs...)}}, DNS: net.ParseIP("10.42.1.1")}
+	}
+	dead := ctFlow(vip+":514", "10.42.2.2:514", false) // to the backend removed
+	matches := func(filters []netlink.CustomConntrackFilter, f *netlink.ConntrackFlow) bool {
+		for _, flt := range filters {
+			if flt.MatchConntrackFlow(f) {
+				return true
+			}
+		}
+		return false
+	}
+	cases := []struct {
+		name string
+		// errs are the results of the deletes in turn (nil past the end).
+		errs []error
+		// wantCalls is how many deletes the first sweep makes.
+		wantCalls int
+		// wantSwept: the second sweep (another change) still deletes the
+		// dead backend's flow.
+		wantSwept bool
+	}{
+		{"complete", nil, 1, false},
+		{"interrupted once, then complete", []error{netlink.ErrDumpInterrupted}, 2, false},
+		{"interrupted every time", []error{netlink.ErrDumpInterrupted, netlink.ErrDumpInterrupted, netlink.ErrDumpInterrupted}, ctAttempts, true},
+		{"a delete failed", []error{errors.New("failed to delete 1 conntrack flows")}, 1, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var calls [][]netlink.CustomConntrackFilter
+			n := 0
+			l := &LB{log: slog.New(slog.DiscardHandler)}
+			l.ctDelete = func(filters []netlink.CustomConntrackFilter) (uint, error) {
+				calls = append(calls, filters)
+				n++
+				if n <= len(tc.errs) {
+					return 0, tc.errs[n-1]
+				}
+				return 1, nil
+			}
+			prev := st("10.42.1.2", "10.42.2.2")
+			l.sweepConntrack(&prev, st("10.42.1.2"))
+			if len(calls) != tc.wantCalls {
+				t.Fatalf("first sweep: %d deletes, want %d", len(calls), tc.wantCalls)
+			}
+			for i, f := range calls {
+				if !matches(f, dead) {
+					t.Errorf("first sweep, delete %d: the dead backend's flow is not matched", i+1)
+				}
+			}
+			// Another change: a backend added.
+			calls = nil
+			prev = st("10.42.1.2")
+			l.sweepConntrack(&prev, st("10.42.1.2", "10.42.1.3"))
+			swept := len(calls) > 0 && matches(calls[0], dead)
+			if swept != tc.wantSwept {
+				t.Errorf("second sweep deletes the dead backend's flow: %v, want %v", swept, tc.wantSwept)
+			}
+			if l.ctIncomplete {
+				t.Error("the second sweep completed, but the LB still counts its cleanup incomplete")
+			}
+			// Entries on live backends are never touched.
+			if len(calls) > 0 && matches(calls[0], ctFlow(vip+":514", "10.42.1.2:514", false)) {
+				t.Error("second sweep deletes a live backend's flow")
+			}
+		})
 	}
 }

@@ -37,6 +37,14 @@ type LB struct {
 	nsFile  *os.File // nil: current namespace
 	applied *State   // last State the kernel accepted; nil before the first
 	closed  bool
+	// ctIncomplete: the last conntrack cleanup left entries it should
+	// have deleted (a dump the kernel interrupted, a failed delete), so
+	// the next Set sweeps as after a restart (conntrackPlan with prev
+	// nil) rather than only the difference, which would forget them.
+	ctIncomplete bool
+	// ctDelete deletes the conntrack entries filters match (tests fake
+	// it); nil is the kernel's table in the LB's namespace.
+	ctDelete func(filters []netlink.CustomConntrackFilter) (uint, error)
 }
 
 // New checks cfg, opens the namespace and prepares it (bridge netfilter
@@ -80,7 +88,8 @@ func New(cfg Config) (*LB, error) {
 // flows end on their own, a stale UDP entry would keep a client's
 // datagrams off the backends for as long as it sends). The first Set of
 // an LB (an agent restart) checks every VIP and published UDP port this
-// way. Set does not keep st.
+// way, and so does the Set after an incomplete cleanup (sweepConntrack).
+// Set does not keep st.
 func (l *LB) Set(st State) error {
 	st, skipped := st.resolve()
 	l.mu.Lock()
@@ -95,9 +104,7 @@ func (l *LB) Set(st State) error {
 	prev := l.applied
 	snap := st.clone()
 	l.applied = &snap
-	if err := l.flushConntrack(conntrackPlan(prev, snap)); err != nil {
-		l.log.Warn("conntrack cleanup incomplete", "err", err)
-	}
+	l.sweepConntrack(prev, snap)
 	l.log.Debug("rules synced", "services", len(st.Services), "chains", len(rs.chains), "rules", len(rs.rules))
 	if len(skipped) > 0 {
 		return fmt.Errorf("program nftables table %s: %d part(s) of the state left out, the rest programmed: %w",
@@ -433,6 +440,29 @@ func dnatTargets(st State) (vips map[string]dnatTarget, udpPorts map[uint16]dnat
 	return vips, udpPorts
 }
 
+// ctAttempts is how many times flushConntrack runs a cleanup the kernel
+// interrupted (the conntrack table changed during the dump, as it does on
+// a busy host: the dump is then partial) before it gives up until the next
+// Set.
+const ctAttempts = 3
+
+// sweepConntrack deletes the UDP flows that the switch from prev to next
+// leaves stale (conntrackPlan). After an incomplete cleanup the difference
+// is not enough (the entries it missed are in no later difference: a dead
+// backend's flows would keep a client's datagrams for as long as it sends),
+// so the sweep is the full one of a restart until one completes. The
+// caller holds mu.
+func (l *LB) sweepConntrack(prev *State, next State) {
+	if l.ctIncomplete {
+		prev = nil
+	}
+	err := l.flushConntrack(conntrackPlan(prev, next))
+	l.ctIncomplete = err != nil
+	if err != nil {
+		l.log.Warn("conntrack cleanup incomplete; the next sync sweeps every UDP flow again", "err", err)
+	}
+}
+
 func (l *LB) flushConntrack(p ctPlan) error {
 	if len(p.deadBackends) == 0 && p.stale.empty() {
 		return nil
@@ -447,14 +477,30 @@ func (l *LB) flushConntrack(p ctPlan) error {
 	}
 	filters, err := p.filters(local)
 	errs = errors.Join(errs, err)
-	h, err := l.netlinkHandle(unix.NETLINK_NETFILTER)
-	if err != nil {
-		return errors.Join(errs, err)
+	del := l.ctDelete
+	if del == nil {
+		h, err := l.netlinkHandle(unix.NETLINK_NETFILTER)
+		if err != nil {
+			return errors.Join(errs, err)
+		}
+		defer h.Close()
+		del = func(filters []netlink.CustomConntrackFilter) (uint, error) {
+			return h.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, filters...)
+		}
 	}
-	defer h.Close()
-	n, err := h.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, filters...)
-	if err != nil {
-		errs = errors.Join(errs, fmt.Errorf("delete conntrack entries: %w", err))
+	// An interrupted dump still deleted what it listed; the entries it
+	// missed need another pass.
+	var n uint
+	for attempt := 1; ; attempt++ {
+		deleted, err := del(filters)
+		n += deleted
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, netlink.ErrDumpInterrupted) || attempt == ctAttempts {
+			errs = errors.Join(errs, fmt.Errorf("delete conntrack entries: %w", err))
+			break
+		}
 	}
 	l.log.Debug("conntrack entries deleted", "count", n, "dead_backends", len(p.deadBackends),
 		"vips", len(p.stale.vips), "udp_ports", len(p.stale.ports))

@@ -130,6 +130,9 @@ func (a *Agent) run(ctx context.Context) error {
 		}
 	}()
 
+	if err := sweepDropped(a.cfg.DataDir); err != nil {
+		a.log.Warn("leftover of a leave", "err", err)
+	}
 	if instance.HasState(a.cfg.DataDir) {
 		if err := a.startCluster(ctx, instance.Options{ForceNew: a.cfg.ForceNewCluster}); err != nil {
 			return err

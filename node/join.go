@@ -13,7 +13,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
@@ -51,7 +50,7 @@ func (a *Agent) initCluster(ctx context.Context, seed *snapshotfile.File) (api.I
 	}
 	b := &instance.Bootstrap{Cluster: record, Node: node}
 	if err := a.startCluster(a.ctx, instance.Options{Bootstrap: b}); err != nil {
-		_ = os.RemoveAll(instance.Dir(a.cfg.DataDir))
+		_ = removeClusterState(a.cfg.DataDir)
 		return api.InitResponse{}, err
 	}
 	a.log.Info("cluster initialised", "cluster_id", in.ClusterID)

@@ -74,20 +74,57 @@ func (a *Agent) dropCluster(ctx context.Context, aside bool) error {
 	a.stopCluster()
 	reconciler.RemoveTasks(ctx, a.rt, removalDrain, a.log)
 	netloop.Teardown(&a.net.Attacher, a.log)
-	dir := instance.Dir(a.cfg.DataDir)
 	if !aside {
-		if err := os.RemoveAll(dir); err != nil {
-			return fmt.Errorf("remove cluster state: %w", err)
-		}
-		return nil
+		return removeClusterState(a.cfg.DataDir)
 	}
+	dir := instance.Dir(a.cfg.DataDir)
 	old := removedDir(a.cfg.DataDir)
 	if err := os.RemoveAll(old); err != nil {
 		return fmt.Errorf("remove the state of an earlier removal: %w", err)
 	}
 	if err := os.Rename(dir, old); err != nil && !errors.Is(err, os.ErrNotExist) {
 		// A join must never find the old Raft state: delete it instead.
-		return errors.Join(fmt.Errorf("move cluster state aside: %w", err), os.RemoveAll(dir))
+		return errors.Join(fmt.Errorf("move cluster state aside: %w", err), removeClusterState(a.cfg.DataDir))
+	}
+	return nil
+}
+
+// droppedDir is where DATA/cluster goes to be deleted (removeClusterState).
+func droppedDir(dataDir string) string { return instance.Dir(dataDir) + ".dropped" }
+
+// removeAll is os.RemoveAll; tests make it fail halfway.
+var removeAll = os.RemoveAll
+
+// removeClusterState deletes DATA/cluster in a way that a crash or an
+// error halfway (kill -9, power loss, an I/O error) never leaves a part of
+// it in place: deleted file by file, a directory that lost its
+// certificates but kept cluster.json would stop every later start of the
+// agent ("load node certificate"), and one that lost cluster.json but kept
+// raft/ would hand the old cluster's Raft log to the next join. The
+// directory is renamed to DATA/cluster.dropped first (one atomic step),
+// then deleted; the next start deletes what an interrupted deletion left
+// (sweepDropped).
+func removeClusterState(dataDir string) error {
+	dir, dropped := instance.Dir(dataDir), droppedDir(dataDir)
+	if err := removeAll(dropped); err != nil {
+		return fmt.Errorf("remove the cluster state an earlier leave left: %w", err)
+	}
+	if err := os.Rename(dir, dropped); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("remove cluster state: %w", err)
+	}
+	if err := removeAll(dropped); err != nil {
+		return fmt.Errorf("remove cluster state (moved to %s; the next start deletes it): %w", dropped, err)
+	}
+	return nil
+}
+
+// sweepDropped deletes what an interrupted removeClusterState left.
+func sweepDropped(dataDir string) error {
+	if err := removeAll(droppedDir(dataDir)); err != nil {
+		return fmt.Errorf("remove the cluster state a leave left: %w", err)
 	}
 	return nil
 }

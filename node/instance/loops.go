@@ -94,6 +94,7 @@ func (cl *Instance) reconciler() *reconciler.Reconciler {
 		GCTaskFiles:  files.GC,
 		Resync:       cl.resync,
 		Logger:       h.Log,
+		ContactFile:  filepath.Join(cl.dir(), "contact.json"),
 	})
 }
 

@@ -33,15 +33,18 @@ package reconciler
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"reflect"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/atomicfile"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/netloop"
@@ -113,6 +116,13 @@ type Config struct {
 	// Resync is the agent's resync clock (nil: a ticker of the loop's own).
 	Resync *resync.Clock
 	Logger *slog.Logger
+	// ContactFile keeps when this node last heard a leader (every few
+	// seconds, never later than it did), so that an agent restart does
+	// not restart the fence's clock: the containers outlive the agent, and
+	// a node restarted while cut off would otherwise count its silence
+	// from the restart and fence its at-most-once tasks after the leader
+	// replaced them. Empty: none (the silence counts from New).
+	ContactFile string
 }
 
 // Reconciler owns the per-node loop state. Make one with New and run it
@@ -133,8 +143,12 @@ type Reconciler struct {
 	drainSeen  map[string]taskplan.DrainMark
 	drainTimer *time.Timer
 	// contact (loop goroutine) is when this node last heard from a leader
-	// (or was one), for fencing.
-	contact time.Time
+	// (or was one), for fencing; saved is the contact ContactFile holds.
+	contact, saved time.Time
+	// downMark and downSeen (loop goroutine): the StatusChangedAt of this
+	// node's own record when the replica last showed it down, and when
+	// this node first saw that mark (monotonic), for fencing (quiet).
+	downMark, downSeen time.Time
 	// flush asks reportLoop to send the queued reports now; queued tells
 	// it that reports wait for the next retry (both one slot, coalescing).
 	flush  chan struct{}
@@ -148,7 +162,54 @@ func New(cfg Config) *Reconciler {
 		pending: map[string]api.TaskStatus{}, kick: make(chan struct{}, 1), since: time.Now(),
 		flush: make(chan struct{}, 1), queued: make(chan struct{}, 1)}
 	r.contact = r.since
+	if t, ok := loadContact(cfg.ContactFile); ok && t.Before(r.since) {
+		r.contact, r.saved = t, t
+	}
 	return r
+}
+
+// contactSaveEvery is how often ContactFile is rewritten while contact
+// advances: the file may lag the contact by this much, which only moves a
+// fence after a restart earlier.
+const contactSaveEvery = 2 * time.Second
+
+// contactRecord is ContactFile's content.
+type contactRecord struct {
+	Contact time.Time `json:"contact"`
+}
+
+// loadContact reads the contact a previous reconciler kept in path.
+func loadContact(path string) (time.Time, bool) {
+	if path == "" {
+		return time.Time{}, false
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return time.Time{}, false
+	}
+	var rec contactRecord
+	if json.Unmarshal(b, &rec) != nil || rec.Contact.IsZero() {
+		return time.Time{}, false
+	}
+	return rec.Contact, true
+}
+
+// saveContact keeps r.contact in ContactFile when it moved on by
+// contactSaveEvery since the last save. No fsync: the file only has to
+// outlive the agent's process, as the containers do.
+func (r *Reconciler) saveContact() {
+	if r.cfg.ContactFile == "" || r.contact.Sub(r.saved) < contactSaveEvery {
+		return
+	}
+	b, err := json.Marshal(contactRecord{Contact: r.contact.Round(0).UTC()})
+	if err == nil {
+		err = atomicfile.WriteFile(r.cfg.ContactFile, b, 0o600, atomicfile.NoSync())
+	}
+	if err != nil {
+		r.log.Debug("keep the last contact with a leader", "err", err)
+		return
+	}
+	r.saved = r.contact
 }
 
 // Run reconciles until ctx ends and returns once every goroutine it
@@ -217,20 +278,28 @@ func (r *Reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 	r.mu.Unlock()
 	// Read after the tasks: every order they carry is at or before index.
 	index := r.cfg.Store.Index()
-	now := time.Now().UTC()
+	// mono keeps its monotonic reading (UTC would drop it) for the spans
+	// measured on this node alone: the silence of the leader (fencing)
+	// and the drain's hold. On the wall clock, an NTP step back during a
+	// partition would delay the fence of at-most-once tasks by the step
+	// (the leader starts their replacements on time: both run), and a
+	// step forward past the disconnect grace would fence them at once.
+	// now, the wall clock, stamps the reports.
+	mono := time.Now()
+	now := mono.UTC()
 	containers := r.cfg.Runtime.List()
-	acts := taskplan.ComputeActions(self, tasks, containers, r.cfg.Raft.Synced(), now)
-	acts = taskplan.FenceActions(acts, self, tasks, containers, r.specs(tasks), r.quiet(now))
+	acts := taskplan.ComputeActions(self, tasks, containers, r.synced(), now)
+	acts = taskplan.FenceActions(acts, self, tasks, containers, r.specs(tasks), r.quiet(mono))
 	// Stops of tasks that served traffic wait until every node has dropped
 	// them from its load balancer.
-	acts, seen, wake := taskplan.DrainStops(acts, r.drainSeen, now, index, r.cfg.Members.LBIndexes(self), taskplan.DrainPeriod, netplan.ServesTraffic) // the load balancers' own rule
+	acts, seen, wake := taskplan.DrainStops(acts, r.drainSeen, mono, index, r.cfg.Members.LBIndexes(self), taskplan.DrainPeriod, netplan.ServesTraffic) // the load balancers' own rule
 	r.drainSeen = seen
 	r.cfg.Members.SetDrainWait(taskplan.DrainDemand(seen))
 	if !wake.IsZero() {
 		if r.drainTimer != nil {
 			r.drainTimer.Stop()
 		}
-		r.drainTimer = time.AfterFunc(wake.Sub(now), r.signal)
+		r.drainTimer = time.AfterFunc(wake.Sub(mono), r.signal)
 	}
 	for _, act := range acts {
 		act := act
@@ -304,11 +373,32 @@ func (r *Reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 	r.cfg.GCTaskFiles(keep)
 }
 
+// synced reports whether the replica can say which containers belong to
+// no task (ComputeActions then removes them, forced): Raft's Synced, and
+// the replica holds this node's own record. A node that lost its Raft log
+// (an unreadable raft.db is quarantined at start) has an empty log, so it
+// counts as caught up as soon as a leader's first heartbeat names the
+// leader, before the leader has sent the snapshot: the empty replica
+// knows no task, and every task container of the node would be killed.
+// No replica that has heard the log lacks this node's record: the node
+// is admitted (its record written) before it receives the log, and a
+// removal resets the node without this loop (RemoveTasks).
+func (r *Reconciler) synced() bool {
+	if !r.cfg.Raft.Synced() {
+		return false
+	}
+	n, err := r.cfg.Store.Node(r.cfg.NodeID)
+	return err == nil && n != nil
+}
+
 // quiet returns how long this node has not heard from a leader, for
-// fencing: 0 on the leader. A node whose own record in its replica has been
+// fencing: 0 on the leader. now must carry its monotonic reading (as
+// contact and Raft's LastContact do), so a step of the wall clock is no
+// silence. A node whose own record in its replica has been
 // down for longer counts from then: it hears the log, but the leader does not
 // hear it (gossip), and will replace its at-most-once tasks.
 func (r *Reconciler) quiet(now time.Time) time.Duration {
+	defer r.saveContact()
 	if r.cfg.Raft.IsLeader() {
 		r.contact = now
 		return 0
@@ -320,7 +410,21 @@ func (r *Reconciler) quiet(now time.Time) time.Duration {
 	if err != nil {
 		self = nil
 	}
-	return taskplan.Quiet(now, r.contact, self)
+	q := taskplan.Quiet(now, r.contact, self)
+	// The down mark carries the leader's clock, which may be ahead of this
+	// node's: counted on this node's clock alone the fence would come
+	// late by the difference, after the leader replaced the tasks. This
+	// node sees the mark a moment after the leader wrote it (it hears the
+	// log), so the time since it first saw the mark, on its own monotonic
+	// clock, is a bound that no clock difference moves.
+	if self == nil || self.Status != api.NodeDown {
+		r.downMark, r.downSeen = time.Time{}, time.Time{}
+		return q
+	}
+	if r.downSeen.IsZero() || !r.downMark.Equal(self.StatusChangedAt) {
+		r.downMark, r.downSeen = self.StatusChangedAt, now
+	}
+	return max(q, now.Sub(r.downSeen))
 }
 
 // specs returns the current specs of the services of tasks, by ID.

@@ -50,10 +50,16 @@ const rebalanceBackoff = time.Minute
 
 // awayUntil is when the tasks of down node n are written off for this
 // service. A node without a recorded status change is written off at once.
+// For an at-most-once service the grace counts from the down mark or from
+// this planner's first sight of the node down, whichever is later: the
+// mark is dated by the clock of the leader that wrote it, and the node's
+// fence by its own silence, so a leader whose clock is ahead must not
+// count the grace as passed.
 func (s *svcRun) awayUntil(n *placement.NodeInfo) time.Time {
 	if n.Node.StatusChangedAt.IsZero() {
 		return time.Time{}
 	}
+	from := n.Node.StatusChangedAt
 	g := servicespec.DisconnectGrace(s.spec)
 	if s.spec.AtMostOnce {
 		stop := s.spec.StopGracePeriod
@@ -61,8 +67,11 @@ func (s *svcRun) awayUntil(n *placement.NodeInfo) time.Time {
 			stop = servicespec.DefaultStopGracePeriod
 		}
 		g += stop
+		if seen, ok := s.r.downSeen[n.Node.ID]; ok && seen.After(from) {
+			from = seen
+		}
 	}
-	return n.Node.StatusChangedAt.Add(g)
+	return from.Add(g)
 }
 
 // keepAway reports whether ref is a task meant to run on a node that is

@@ -377,3 +377,46 @@ func TestAtMostOnceWaitsForStoppingTask(t *testing.T) {
 func taskReady(t *api.Task) bool {
 	return t.State == api.TaskRunning && t.Health != api.HealthStarting && t.Health != api.HealthUnhealthy
 }
+
+// TestAtMostOnceAfterLeaderChange: a leader whose clock is ahead of the
+// one that marked the node down takes over while the node's at-most-once
+// task is within its grace. The node fences the task by its own silence
+// (grace after it last heard a leader, which is before the down mark), so
+// the new leader may replace the task only grace plus stop grace after it
+// took over, whatever the down mark's clock says. Before, it replaced the
+// task at once when its clock was ahead by the grace plus the stop grace:
+// two tasks of the slot ran for up to that long.
+func TestAtMostOnceAfterLeaderChange(t *testing.T) {
+	c := cluster(t, "n1", "n2")
+	sp := testSpec("db", 2)
+	sp.AtMostOnce = true
+	sp.DisconnectGrace = 20 * time.Second
+	sp.StopGracePeriod = 5 * time.Second
+	s := c.CreateService(sp)
+	converge(t, c)
+	orig := tasksOn(c, s.ID, "n2")
+	c.SetNodeStatus("n2", api.NodeDown)
+	if p := step(t, c); !p.Empty() {
+		t.Fatalf("at-most-once: node down must change nothing yet, got %s", simcluster.Summarize(p))
+	}
+	// One second later the leader changes; the new one's clock is 30 s
+	// ahead of the old one's.
+	ids := 0
+	c.Planner = scheduler.NewPlanner(scheduler.Config{NewID: func() string { ids++; return fmt.Sprintf("late-%06d", ids) }})
+	takeover := c.Now.Add(31 * time.Second)
+	c.Now = takeover
+	p := step(t, c)
+	if !p.Empty() {
+		t.Fatalf("the new leader replaced the at-most-once task at once: %s", simcluster.Summarize(p))
+	}
+	if want := takeover.Add(25 * time.Second); !p.NextWake.Equal(want) {
+		t.Fatalf("next wake %v, want %v (grace plus stop grace after the takeover)", p.NextWake, want)
+	}
+	c.Now = takeover.Add(25 * time.Second)
+	p = step(t, c)
+	if len(p.Create) != 1 || c.Tasks[orig[0]].DesiredState != api.TaskShutdown {
+		t.Fatalf("past the grace after the takeover: want the task written off and replaced, got %s", simcluster.Summarize(p))
+	}
+	converge(t, c)
+	checkSlots(t, c, s.ID)
+}

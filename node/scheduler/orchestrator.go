@@ -524,6 +524,15 @@ func (s *svcRun) newTask(sl *slot) {
 func (s *svcRun) makeTask(num int, node string) *taskRef {
 	r := s.r
 	sl := slot{num: num, node: node}
+	// The tasks of a running update are those created since it started
+	// (monitored). A leader whose clock is behind the one that started
+	// it (a new leader, or an NTP step back) would date its tasks before
+	// the start: their failures would go unseen and a failing update
+	// would complete instead of pausing or rolling back.
+	created := r.now
+	if s.upd.active && created.Before(s.upd.startedAt) {
+		created = s.upd.startedAt
+	}
 	t := &api.Task{
 		ID:           r.cfg.NewID(),
 		ServiceID:    s.svc.ID,
@@ -535,7 +544,7 @@ func (s *svcRun) makeTask(num int, node string) *taskRef {
 		Image:        s.svc.Spec.Image,
 		SpecVersion:  s.svc.Version,
 		Spec:         s.svc.Spec,
-		CreatedAt:    r.now,
+		CreatedAt:    created,
 		UpdatedAt:    r.now,
 	}
 	if t.Service == "" {
@@ -615,7 +624,13 @@ func (s *svcRun) restart(sl *slot, t *api.Task) restartAction {
 			return restartNo
 		}
 	}
-	at := t.UpdatedAt.Add(rp.Delay)
+	// The end is dated by the node's clock: one ahead of the leader's must
+	// not hold the replacement back (Planner.seen).
+	end := t.UpdatedAt
+	if seen, ok := s.r.endSeen[t.ID]; ok && seen.Before(end) {
+		end = seen
+	}
+	at := end.Add(rp.Delay)
 	if at.After(s.r.now) {
 		s.r.wakeAt(at)
 		return restartWait

@@ -38,6 +38,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
@@ -150,10 +151,70 @@ func (p Plan) Upserts() []api.Task {
 	return append(append(out, p.Create...), p.Update...)
 }
 
-// Planner computes plans. It holds only its config and is safe for
-// concurrent use.
+// Planner computes plans. It holds its config and one memory (seen), and
+// is safe for concurrent use. The leader makes one per term.
 type Planner struct {
 	cfg Config
+
+	mu sync.Mutex
+	// seen is when this planner first saw each node down (by node ID) and
+	// each task that ended while meant to run (by task ID), with the time
+	// the record gave for it. Those times come from other clocks: a down
+	// mark from the leader that wrote it, an end from the task's node. An
+	// at-most-once task of a down node is written off grace plus stop grace
+	// after the later of mark and sight (awayUntil): a mark from a clock
+	// ahead of this leader's would have it replace the task before the
+	// node's fence stopped it. A restart waits its delay after the earlier
+	// of end and sight (restart): a node whose clock is ahead must not hold
+	// its tasks' replacements back by the difference. And a running task of
+	// an update is watched for Monitor after the later of its start and
+	// the sight of it running (observe): a start dated by a node whose
+	// clock is behind would end its window before the leader saw it.
+	seen map[string]sighting
+}
+
+// sighting is a Planner's first sight of a node down or a task ended.
+type sighting struct{ at, seen time.Time }
+
+// saw records the first sight of each node of st that is down, of each
+// task that ended while meant to run and of each running task of a
+// service that updates, forgets the others, and returns the sight times
+// by node ID and by task ID (not changed afterwards: the next call makes
+// new maps).
+func (p *Planner) saw(st State, now time.Time) (down, ended, started map[string]time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	next := map[string]sighting{}
+	// key: a node and a task never share one ("n"/"t" before the ID).
+	note := func(out map[string]time.Time, key, id string, at time.Time) {
+		m, ok := p.seen[key]
+		if !ok || !m.at.Equal(at) {
+			m = sighting{at: at, seen: now}
+		}
+		next[key], out[id] = m, m.seen
+	}
+	down, ended, started = map[string]time.Time{}, map[string]time.Time{}, map[string]time.Time{}
+	for i := range st.Nodes {
+		if n := &st.Nodes[i]; n.Status == api.NodeDown {
+			note(down, "n"+n.ID, n.ID, n.StatusChangedAt)
+		}
+	}
+	updating := map[string]bool{}
+	for i := range st.Services {
+		if u := st.Services[i].UpdateStatus; u != nil && (u.State == api.UpdateUpdating || u.State == api.UpdateRollbackStarted) {
+			updating[st.Services[i].ID] = true
+		}
+	}
+	for i := range st.Tasks {
+		switch t := &st.Tasks[i]; {
+		case t.DesiredState == api.TaskRunning && terminal(t.State):
+			note(ended, "t"+t.ID, t.ID, t.UpdatedAt)
+		case t.State == api.TaskRunning && updating[t.ServiceID]:
+			note(started, "s"+t.ID, t.ID, t.StartedAt)
+		}
+	}
+	p.seen = next
+	return down, ended, started
 }
 
 // NewPlanner returns a planner. Zero fields of cfg take their defaults.
@@ -175,10 +236,12 @@ func NewPlanner(cfg Config) *Planner {
 }
 
 // Plan computes what must change for the tasks to match the services on the
-// nodes of st at time now. It is pure: same inputs (and ID sequence), same
-// plan. st is only read.
+// nodes of st at time now. It is pure but for the planner's first sights
+// (Planner.seen): same inputs (and ID sequence) on the same
+// planner, same plan. st is only read.
 func (p *Planner) Plan(st State, now time.Time) Plan {
 	r := newRun(p.cfg, st, now)
+	r.downSeen, r.endSeen, r.startSeen = p.saw(st, now)
 	r.reconcileAll(st)
 	r.placeAll()
 	r.rebalanceAll()
@@ -220,6 +283,10 @@ type run struct {
 	// service ID order; counted is set once node usage is counted.
 	rebalance []*svcRun
 	counted   bool
+	// downSeen, endSeen and startSeen are when the planner first saw each
+	// down node down, each ended task meant to run ended and each running
+	// task of an update running (Planner.seen).
+	downSeen, endSeen, startSeen map[string]time.Time
 }
 
 func newRun(cfg Config, st State, now time.Time) *run {

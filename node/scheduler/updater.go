@@ -11,7 +11,7 @@ package scheduler
 //   - counts slots in flight: a current task not yet ready (running and,
 //     with a health check, healthy); a slot whose outdated task was told
 //     to stop (stop-first) and still runs;
-//   - judges failures (judgeFailures, pure): tasks of the update (current
+//   - judges failures (updatemonitor.Judge, pure): tasks of the update (current
 //     spec, created since it started) that ended — failed, rejected or
 //     complete — before running or within Monitor of starting. When
 //     failures / slots of the update > MaxFailureRatio the FailureAction
@@ -26,7 +26,7 @@ package scheduler
 //     when the new one is ready;
 //   - marks the update completed (rollback_completed, keeping the reason)
 //     when no slot is outdated or in flight and Monitor has passed since the
-//     last task of the update started (monitorDone, pure): until then a
+//     last task of the update started (updatemonitor.Done, pure): until then a
 //     task that fails still triggers the failure action. Without this wait
 //     an update whose tasks die a second after starting "completed" before
 //     the first of them failed.
@@ -43,6 +43,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/node/scheduler/placement"
+	"github.com/shoal-org/shoal/node/scheduler/updatemonitor"
 )
 
 // updater accumulates one service's update bookkeeping during a Plan call.
@@ -86,6 +87,11 @@ func (u *updater) observe(s *svcRun, t *api.Task) {
 	start := t.StartedAt
 	if start.IsZero() {
 		start = t.UpdatedAt
+	}
+	// The node's clock dates the start; one behind the leader's would
+	// have the window end before it began (Planner.seen).
+	if seen, ok := s.r.startSeen[t.ID]; ok && seen.After(start) {
+		start = seen
 	}
 	// A ready task no longer holds its slot in flight (as in swarmkit:
 	// the monitor period decides what counts as a failure and when the
@@ -145,7 +151,7 @@ func (s *svcRun) updateStatusBefore() {
 	u.startedAt = st.StartedAt
 
 	tasks, pending := s.monitored(st.StartedAt)
-	v := judgeFailures(u.cfg, u.rollingBack, s.svc.PreviousSpec != nil, tasks, pending)
+	v := updatemonitor.Judge(u.cfg, u.rollingBack, s.svc.PreviousSpec != nil, tasks, pending)
 	switch v.Action {
 	case "":
 	case api.FailureRollback:
@@ -175,7 +181,7 @@ func (s *svcRun) rollback(reason string) {
 // monitored lists the tasks the running update created (current spec,
 // created since it started) and counts the slots it has yet to touch
 // (an outdated task is meant to run there and no task of the update is).
-func (s *svcRun) monitored(since time.Time) (tasks []monitoredTask, pending int) {
+func (s *svcRun) monitored(since time.Time) (tasks []updatemonitor.Task, pending int) {
 	key := func(t *api.Task) string {
 		if s.global {
 			return t.NodeID
@@ -197,7 +203,7 @@ func (s *svcRun) monitored(since time.Time) (tasks []monitoredTask, pending int)
 		}
 		k := key(t)
 		updated[k] = true
-		tasks = append(tasks, monitoredTask{ID: t.ID, Name: t.Name, Slot: k, State: t.State,
+		tasks = append(tasks, updatemonitor.Task{ID: t.ID, Name: t.Name, Slot: k, State: t.State,
 			Error: t.Error, StartedAt: t.StartedAt, EndedAt: t.UpdatedAt})
 	}
 	seen := map[string]bool{}
@@ -208,98 +214,6 @@ func (s *svcRun) monitored(since time.Time) (tasks []monitoredTask, pending int)
 		}
 	}
 	return tasks, pending
-}
-
-// monitoredTask is what the failure monitor knows of one task created by
-// the running update.
-type monitoredTask struct {
-	ID, Name  string
-	Slot      string // slot number, or node ID for a global service
-	State     string
-	Error     string
-	StartedAt time.Time // zero if it never ran
-	EndedAt   time.Time // when it reached State (the task's UpdatedAt)
-}
-
-// failureVerdict is judgeFailures' decision.
-type failureVerdict struct {
-	// Action is "" (go on), api.FailurePause or api.FailureRollback.
-	Action string
-	// State and Message are the update status to record.
-	State   string
-	Message string
-}
-
-// judgeFailures is the update's failure monitor (swarmkit's
-// failureTriggersAction, as a pure function of the stored tasks). A task of
-// the update that ended — failed, rejected or even complete — before it ran
-// or within cfg.Monitor of starting is a failure. When failures / slots of
-// the update (those it touched plus pending, the ones it has yet to touch)
-// exceed cfg.MaxFailureRatio, cfg.FailureAction applies: pause, rollback
-// (a rollback that fails pauses instead: never roll back a rollback; no
-// previous spec also pauses) or continue (go on as if nothing happened).
-// The message names the latest failed task and why it failed.
-func judgeFailures(cfg api.UpdateConfig, rollingBack, canRollBack bool, tasks []monitoredTask, pending int) failureVerdict {
-	slots := map[string]bool{}
-	failures := 0
-	var last *monitoredTask
-	for i := range tasks {
-		t := &tasks[i]
-		slots[t.Slot] = true
-		switch t.State {
-		case api.TaskFailed, api.TaskRejected, api.TaskComplete:
-		default:
-			continue
-		}
-		if !t.StartedAt.IsZero() && t.EndedAt.Sub(t.StartedAt) > cfg.Monitor {
-			continue // it ran through its monitor period: not the update's fault
-		}
-		failures++
-		if last == nil || t.EndedAt.After(last.EndedAt) || (t.EndedAt.Equal(last.EndedAt) && t.ID > last.ID) {
-			last = t
-		}
-	}
-	total := len(slots) + pending
-	if failures == 0 || float64(failures)/float64(max(total, 1)) <= cfg.MaxFailureRatio {
-		return failureVerdict{}
-	}
-	what := fmt.Sprintf("task %s (%s) %s", last.Name, last.ID, last.State)
-	switch {
-	case last.Error != "":
-		what += ": " + last.Error
-	case !last.StartedAt.IsZero():
-		what += fmt.Sprintf(" %s after it started", last.EndedAt.Sub(last.StartedAt).Round(10*time.Millisecond))
-	}
-	if failures > 1 {
-		what += fmt.Sprintf(" (%d failures in %d slots)", failures, total)
-	}
-	switch {
-	case cfg.FailureAction == api.FailureContinue:
-		return failureVerdict{}
-	case rollingBack:
-		return failureVerdict{Action: api.FailurePause, State: api.UpdateRollbackPaused, Message: "rollback paused: " + what}
-	case cfg.FailureAction == api.FailureRollback && canRollBack:
-		return failureVerdict{Action: api.FailureRollback, State: api.UpdateRollbackStarted, Message: "update rolled back: " + what}
-	case cfg.FailureAction == api.FailureRollback:
-		return failureVerdict{Action: api.FailurePause, State: api.UpdatePaused, Message: "update paused (no previous spec to roll back to): " + what}
-	default:
-		return failureVerdict{Action: api.FailurePause, State: api.UpdatePaused, Message: "update paused: " + what}
-	}
-}
-
-// monitorDone reports whether an update whose slots are all replaced is
-// complete at now: Monitor has passed since its last task started (swarmkit
-// keeps watching for one more monitoring period before declaring an update
-// complete). Otherwise it returns when to look again.
-func monitorDone(lastStart time.Time, monitor time.Duration, now time.Time) (bool, time.Time) {
-	if lastStart.IsZero() {
-		return true, time.Time{}
-	}
-	end := lastStart.Add(monitor)
-	if now.Before(end) {
-		return false, end
-	}
-	return true, time.Time{}
 }
 
 // runUpdate starts replacing the next outdated slots, within parallelism
@@ -346,7 +260,7 @@ func (s *svcRun) updateStatusAfter() {
 	if !u.active || u.outdated > 0 || u.inFlight > 0 || u.busy > 0 {
 		return
 	}
-	if done, wake := monitorDone(u.lastStart, u.cfg.Monitor, s.r.now); !done {
+	if done, wake := updatemonitor.Done(u.lastStart, u.cfg.Monitor, s.r.now); !done {
 		s.r.wakeAt(wake)
 		return
 	}
