@@ -146,6 +146,13 @@ type Source struct {
 	// instead of adding "db" to the network keeps two stacks that both
 	// have a "db" apart on a network they share (the default one).
 	Stack string
+	// Domain is the domain the asker's resolver takes from its own
+	// hostname when resolv.conf names none (glibc, busybox: the part after
+	// the first dot). A task's hostname is its name, web.3, so "db" is
+	// first asked as "db.3": that name is looked up as "db", as under a
+	// search domain, instead of going upstream (busybox's nslookup asks
+	// for nothing else, so it found no service at all).
+	Domain string
 }
 
 // viewSet is the per-network form of the records.
@@ -192,7 +199,7 @@ func (d *Server) SetViews(views map[string]View, sources map[netip.Addr]Source) 
 		return vs.subnets[i].prefix.String() < vs.subnets[j].prefix.String()
 	})
 	for a, src := range sources {
-		vs.sources[a.Unmap()] = Source{Networks: slices.Clone(src.Networks), Stack: src.Stack}
+		vs.sources[a.Unmap()] = Source{Networks: slices.Clone(src.Networks), Stack: src.Stack, Domain: normalize(src.Domain)}
 	}
 	sort.Strings(ambiguous)
 	d.views.Store(vs)
@@ -442,10 +449,15 @@ func (d *Server) ServeDNS(w miekg.ResponseWriter, r *miekg.Msg) {
 	q := r.Question[0]
 	sets := []*recordSet{d.records.Load()}
 	prefixes := []string{""}
+	search := d.cfg.Search
 	if vs := d.views.Load(); vs != nil {
 		src := remoteAddr(w)
-		if st := vs.sources[src].Stack; st != "" {
-			prefixes = []string{st + "_", ""}
+		source := vs.sources[src]
+		if source.Stack != "" {
+			prefixes = []string{source.Stack + "_", ""}
+		}
+		if source.Domain != "" {
+			search = append(slices.Clip(search), source.Domain)
 		}
 		if sets = vs.networksOf(src); len(sets) == 0 {
 			d.log.Debug("dns: query from outside the container networks refused", "source", src.String(), "name", q.Name)
@@ -462,7 +474,7 @@ func (d *Server) ServeDNS(w miekg.ResponseWriter, r *miekg.Msg) {
 lookup:
 	for _, prefix := range prefixes {
 		for _, rs := range sets {
-			if ips, found, ours = d.lookup(rs, q.Name, prefix); found {
+			if ips, found, ours = d.lookup(rs, q.Name, prefix, search); found {
 				break lookup
 			}
 		}
@@ -498,13 +510,13 @@ lookup:
 	}
 }
 
-// lookup finds name as asked and with a search domain removed. ours says
+// lookup finds name as asked and with one of the search domains removed. ours says
 // the name is in the service namespace (one label, or tasks.LABEL), where a
 // miss is an authoritative NXDOMAIN instead of a question for upstream.
 // With a prefix (a stack's "STACK_"), it finds only the prefixed form of a
 // name in the service namespace: LABEL as PREFIXLABEL, tasks.LABEL as
 // tasks.PREFIXLABEL.
-func (d *Server) lookup(rs *recordSet, qname, prefix string) (ips []net.IP, found, ours bool) {
+func (d *Server) lookup(rs *recordSet, qname, prefix string, search []string) (ips []net.IP, found, ours bool) {
 	name := trimName(qname)
 	lower := strings.ToLower(name)
 	labels := strings.Count(name, ".") + 1
@@ -530,7 +542,7 @@ func (d *Server) lookup(rs *recordSet, qname, prefix string) (ips []net.IP, foun
 	if v, ok := find(name); ok {
 		return v, true, ours
 	}
-	for _, s := range d.cfg.Search {
+	for _, s := range search {
 		if strings.HasSuffix(lower, "."+s) {
 			short := lower[:len(lower)-len(s)-1]
 			if len(name) == len(lower) { // ASCII: keep the asked spelling

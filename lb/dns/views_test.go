@@ -93,7 +93,7 @@ func TestDNSStackScope(t *testing.T) {
 		"back": {Subnets: []netip.Prefix{netip.MustParsePrefix("10.51.0.0/16")},
 			Records: Records{"shop_api": ips("10.51.128.9")}},
 	}, map[netip.Addr]Source{
-		netip.MustParseAddr("10.42.1.5"): {Networks: []string{"default", "back"}, Stack: "shop"},
+		netip.MustParseAddr("10.42.1.5"): {Networks: []string{"default", "back"}, Stack: "shop", Domain: "3"},
 		netip.MustParseAddr("10.42.1.6"): {Networks: []string{"default"}, Stack: "blog"},
 		netip.MustParseAddr("10.42.1.7"): {Networks: []string{"default"}},
 	})
@@ -111,6 +111,11 @@ func TestDNSStackScope(t *testing.T) {
 		{"no stack: no short names", "10.42.1.7", "db", miekg.RcodeNameError, nil},
 		{"no stack: plain names", "10.42.1.7", "api", miekg.RcodeSuccess, []string{"10.43.0.3"}},
 		{"dotted names are not scoped", "10.42.1.5", "x.db", miekg.RcodeServerFailure, nil},
+		// The asker's hostname (shop_api.3) makes its resolver ask db.3
+		// first, and busybox's nslookup nothing else.
+		{"under the asker's hostname domain", "10.42.1.5", "db.3", miekg.RcodeSuccess, []string{"10.43.0.1"}},
+		{"tasks. under the asker's hostname domain", "10.42.1.5", "tasks.db.3", miekg.RcodeSuccess, []string{"10.42.1.1"}},
+		{"another asker's domain is not stripped", "10.42.1.7", "api.3", miekg.RcodeServerFailure, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

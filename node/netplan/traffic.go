@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/lb"
@@ -72,7 +73,8 @@ func Traffic[M any](st State, alive map[string]M, self string) (lb.State, map[st
 			tasks = append(tasks, t)
 			for _, ip := range TaskIPs(t) {
 				if addr, err := netip.ParseAddr(ip); err == nil {
-					sources[addr] = dns.Source{Networks: api.SpecNetworks(t.Spec), Stack: t.Spec.Labels[api.StackLabel]}
+					sources[addr] = dns.Source{Networks: api.SpecNetworks(t.Spec), Stack: t.Spec.Labels[api.StackLabel],
+						Domain: hostDomain(t.Name)}
 				}
 			}
 		}
@@ -134,4 +136,11 @@ func TaskIPs(t *api.Task) map[string]string {
 // its own node waits a drain period before stopping it (the reconciler's drain).
 func ServesTraffic(t *api.Task) bool {
 	return t.State == api.TaskRunning && t.IP != "" && (t.Health == "" || t.Health == api.HealthHealthy)
+}
+
+// hostDomain is the domain a task's resolver derives from its hostname,
+// which is the task's name (node/reconciler): "3" for web.3.
+func hostDomain(hostname string) string {
+	_, domain, _ := strings.Cut(hostname, ".")
+	return domain
 }
