@@ -17,7 +17,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/node/clusterport"
@@ -212,15 +215,19 @@ func Ensure(ctx context.Context, store Store, call Caller, ref string, src Sourc
 	var errs []error
 	from := ref
 	if rec != nil {
-		for _, nodeID := range rec.Nodes {
+		for _, nodeID := range badHolders.order(rec.ID, rec.Nodes, time.Now()) {
 			p, ok := src.Peer(nodeID)
 			if !ok {
 				continue
 			}
 			img, err := Fetch(ctx, store, call, p.Addr, *rec, recordTag(ref, *rec))
 			if err == nil {
+				badHolders.set(nodeID, rec.ID, time.Time{})
 				announce(img, "peer")
 				return nil
+			}
+			if errors.Is(err, ErrWrongImage) || errors.Is(err, image.ErrDigestMismatch) {
+				badHolders.set(nodeID, rec.ID, time.Now())
 			}
 			errs = append(errs, fmt.Errorf("from %s: %w", p.Hostname, err))
 		}
@@ -331,4 +338,72 @@ func recordTag(ref string, rec api.Image) string {
 		}
 	}
 	return ""
+}
+
+// BadHolderFor is how long a holder that sent another image than a record
+// names (ErrWrongImage) or bytes that failed their digest is tried for
+// that image only after every other holder.
+const BadHolderFor = 10 * time.Minute
+
+// maxBadHolders bounds what badHolders remembers; past it, the oldest
+// entry goes.
+const maxBadHolders = 4096
+
+// badHolders is this process's memory of the holders that failed the
+// check of an image (keyed by node and image ID). The cluster record
+// lists the nodes that say they hold an image, in ID order, and a node's
+// word is about itself only: one that lists itself and then serves
+// another image, or garbage, was asked first by every node at every
+// fetch, each paying a round trip (or a blob's transfer) before going on.
+// A node cannot strike another from the record (it speaks for itself), so
+// it moves the failed holder to the end of its own order: still tried
+// when no other holder serves, never first again for BadHolderFor.
+var badHolders = &holderMemory{m: map[string]time.Time{}}
+
+type holderMemory struct {
+	mu sync.Mutex
+	m  map[string]time.Time // node + "\x00" + image ID -> when it failed
+}
+
+// set records node's failure on imageID at at (zero: it served it).
+func (h *holderMemory) set(node, imageID string, at time.Time) {
+	key := node + "\x00" + imageID
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if at.IsZero() {
+		delete(h.m, key)
+		return
+	}
+	if _, ok := h.m[key]; !ok && len(h.m) >= maxBadHolders {
+		oldest, first := "", time.Time{}
+		for k, t := range h.m {
+			if oldest == "" || t.Before(first) {
+				oldest, first = k, t
+			}
+		}
+		delete(h.m, oldest)
+	}
+	h.m[key] = at
+}
+
+// order returns nodes with those that failed imageID within BadHolderFor
+// of now moved to the end, the rest in their order.
+func (h *holderMemory) order(imageID string, nodes []string, now time.Time) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	bad := func(n string) bool {
+		t, ok := h.m[n+"\x00"+imageID]
+		return ok && now.Sub(t) < BadHolderFor
+	}
+	out := slices.Clone(nodes)
+	slices.SortStableFunc(out, func(a, b string) int {
+		switch ba, bb := bad(a), bad(b); {
+		case ba == bb:
+			return 0
+		case ba:
+			return 1
+		}
+		return -1
+	})
+	return out
 }
