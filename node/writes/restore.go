@@ -76,6 +76,7 @@ func (w *Writer) RestoreAsLeader(ctx context.Context, f *snapshotfile.File, forc
 	resp := api.SnapshotRestoreResponse{
 		ClusterID: cl.ClusterID, FileClusterID: f.Header.ClusterID, Index: cl.Store.Index(),
 		Services: plan.Services, DroppedNodes: plan.DroppedNodes, DroppedTasks: plan.DroppedTasks,
+		OrphanTasks: plan.OrphanTasks,
 	}
 	if resp.Services == nil {
 		resp.Services = []string{}
@@ -85,7 +86,7 @@ func (w *Writer) RestoreAsLeader(ctx context.Context, f *snapshotfile.File, forc
 	}
 	w.log.Warn("cluster state restored from a snapshot file", "file_cluster_id", f.Header.ClusterID,
 		"file_index", f.Header.Index, "index", resp.Index, "services", len(plan.Services),
-		"dropped_nodes", plan.DroppedNodes, "by", api.ShortID(by))
+		"dropped_nodes", plan.DroppedNodes, "orphan_tasks", plan.OrphanTasks, "by", api.ShortID(by))
 	return resp, nil
 }
 
