@@ -679,7 +679,8 @@ func (e *IDTakenError) Refusal() *wire.Error {
 // may be down but still holds a vote, labels and tasks: it is admitted only
 // when the joiner proves it is that node — its old certificate from this
 // cluster and a CSR signed by the same key (pki.VerifyRejoin), the key the
-// record was certified for (its CertKey, when it has one) — and never
+// record was certified for (its CertKey, when it has one; else the record's
+// own certificate) — and never
 // while that node is alive. The old serials are then revoked. A failed
 // proof is an *IDTakenError.
 //
@@ -715,10 +716,18 @@ func AdmitJoinID(in JoinClaim, c *consensus.ClusterState, isRevoked func(serial 
 	if err != nil {
 		return nil, &IDTakenError{NodeID: req.NodeID, Err: err}
 	}
-	if old != nil && old.CertKey != "" {
+	switch {
+	case old != nil && old.CertKey != "":
 		if err := pki.VerifyRetriedJoin(req.CSR, req.NodeID, old.CertKey); err != nil {
 			return nil, &IDTakenError{NodeID: req.NodeID, Err: err}
 		}
+	case old != nil && old.CertSerial != "" && serial != old.CertSerial:
+		// A record from before CertKey: only its own certificate proves
+		// it. Every other serial of the ID was revoked when the record
+		// moved on (a renewal, a re-join), and revocations without a
+		// known expiry are trimmed too now (UnknownBound), so an earlier
+		// membership's expired certificate passes VerifyRejoin again.
+		return nil, &IDTakenError{NodeID: req.NodeID, Err: fmt.Errorf("certificate %s is not the one node %s's record holds (%s)", serial, api.ShortID(req.NodeID), old.CertSerial)}
 	}
 	revoke := []string{serial}
 	if old != nil && old.CertSerial != "" && old.CertSerial != serial {
