@@ -85,8 +85,9 @@ func checkNetworkRanges(d *consensus.SnapshotData, cc *consensus.ClusterState, b
 	}
 }
 
-// checkRows refuses rows with an ID another row of their table has, and
-// secrets or configs of one name. A row without an ID or name the store
+// checkRows refuses rows with an ID another row of their table has,
+// secrets or configs of one name, and node rows a member would take
+// labels or an availability from that UpdateNode refuses. A row without an ID or name the store
 // refuses itself when it loads the plan (consensus/raftnode checks that
 // before raft sees it); a second one loaded silently.
 func checkRows(d *consensus.SnapshotData, bad func(string, ...any)) {
@@ -129,6 +130,31 @@ func checkRows(d *consensus.SnapshotData, bad func(string, ...any)) {
 		rows = append(rows, row{id: img.ID, what: fmt.Sprintf("image %q", img.ID)})
 	}
 	table("image", rows, false)
+	rows = rows[:0]
+	for _, n := range d.Nodes {
+		rows = append(rows, row{id: n.ID, what: fmt.Sprintf("node %q (ID %q)", n.Hostname, n.ID)})
+	}
+	table("node", rows, false)
+	checkNodeRows(d, bad)
+}
+
+// checkNodeRows refuses what a restore would copy onto a member from a
+// node row of the file (PlanRestore: labels and availability) where the
+// state machine's UpdateNode refuses it: an availability other than
+// active, pause or drain, an empty label key. The placement took an
+// unknown availability for none of the three.
+func checkNodeRows(d *consensus.SnapshotData, bad func(string, ...any)) {
+	for _, n := range d.Nodes {
+		what := fmt.Sprintf("node %q (ID %q)", n.Hostname, n.ID)
+		switch n.Availability {
+		case "", api.AvailabilityActive, api.AvailabilityPause, api.AvailabilityDrain:
+		default:
+			bad("%s: availability %q (want active, pause or drain)", what, n.Availability)
+		}
+		if _, ok := n.Labels[""]; ok {
+			bad("%s: an empty label key", what)
+		}
+	}
 }
 
 // checkReferences refuses services that name networks, secrets or
