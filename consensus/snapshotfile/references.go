@@ -123,6 +123,10 @@ func checkRows(d *consensus.SnapshotData, bad func(string, ...any)) {
 	rows = rows[:0]
 	for _, t := range d.Tasks {
 		rows = append(rows, row{id: t.ID, what: fmt.Sprintf("task %q (ID %q)", t.Name, t.ID)})
+		if _, ok := api.TaskStateOrder[t.State]; !ok && t.State != "" {
+			// As UpsertTasks refuses it: a state no rule orders.
+			bad("task %q (ID %q): state %q", t.Name, t.ID, t.State)
+		}
 	}
 	table("task", rows, false)
 	rows = rows[:0]

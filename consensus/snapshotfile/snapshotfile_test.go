@@ -591,6 +591,7 @@ func TestPlanRestoreRefusesBrokenReferences(t *testing.T) {
 		{"task ID twice", func(d *consensus.SnapshotData) { d.Tasks[1].ID = d.Tasks[0].ID }, `(ID "t1"): ID listed twice`},
 		{"image ID twice", func(d *consensus.SnapshotData) { d.Images = append(d.Images, &api.Image{ID: "sha256:aa"}) },
 			`image "sha256:aa": ID listed twice`},
+		{"task state unknown", func(d *consensus.SnapshotData) { d.Tasks[0].State = "dancing" }, `(ID "t1"): state "dancing"`},
 		{"node ID twice", func(d *consensus.SnapshotData) { d.Nodes[1].ID = d.Nodes[0].ID }, `(ID "n1"): ID listed twice`},
 		{"node availability unknown", func(d *consensus.SnapshotData) { d.Nodes[1].Availability = "off" }, `availability "off"`},
 		{"node label with an empty key", func(d *consensus.SnapshotData) { d.Nodes[1].Labels = map[string]string{"": "x"} }, "an empty label key"},
