@@ -100,8 +100,9 @@ func checkImageIDs(cmd command.Command) error {
 // an image for a task assigned to it (Ensure), so a claim counts only for
 // the record one of its tasks' image references resolves to, as Ensure
 // resolves it (handlers.FindClusterImage); and it creates a record only
-// for the image it pulled for a task whose reference the cluster did not
-// know (its source is `pull REF` of that task), at most MaxWorkerImages
+// for an image it pulled for a task (its source is `pull REF`, REF a
+// task's reference the cluster did not know or the source of the record
+// a task's reference names), at most MaxWorkerImages
 // of them, with no more than MaxImageLayers layers and no config. Before,
 // a worker could list itself on every record — and every node fetching
 // any image then asked it first (holders are tried in ID order), to be
@@ -168,7 +169,7 @@ func (w *Writer) workerImageRecords(id string, cmd command.Command) (command.Com
 // workerImages reads what WorkerImages decides on from the leader's
 // replica: its image records and the image references of node id's tasks.
 func (w *Writer) workerImages(id string) WorkerImages {
-	r := WorkerImages{Node: id, Images: w.cfg.Store.Images(), Needed: map[string]bool{}, Unknown: map[string]bool{}}
+	r := WorkerImages{Node: id, Images: w.cfg.Store.Images(), Needed: map[string]bool{}, Pulls: map[string]bool{}}
 	for _, t := range w.cfg.Store.TasksByNode(id) {
 		ref := t.Spec.Image
 		if ref == "" {
@@ -176,8 +177,11 @@ func (w *Writer) workerImages(id string) WorkerImages {
 		}
 		if rec, ok := handlers.FindClusterImage(w.cfg.Store, ref); ok {
 			r.Needed[rec.ID] = true
+			if src, pulled := strings.CutPrefix(rec.Source, "pull "); pulled {
+				r.Pulls[src] = true // no holder ready: Ensure pulls the record's source
+			}
 		} else {
-			r.Unknown[ref] = true
+			r.Pulls[ref] = true
 		}
 	}
 	return r
@@ -190,9 +194,11 @@ type WorkerImages struct {
 	// Needed holds the IDs of the records the image references of the
 	// node's tasks resolve to (handlers.FindClusterImage).
 	Needed map[string]bool
-	// Unknown holds the image references of the node's tasks that
-	// resolve to no record.
-	Unknown map[string]bool
+	// Pulls holds the references the node pulls from a registry for its
+	// tasks (imagedist.Ensure): those that resolve to no record, and the
+	// `pull REF` sources of the records its tasks need (the registry may
+	// have moved REF to another image since).
+	Pulls map[string]bool
 }
 
 // Record returns the record a worker may announce for img (no tags; the
@@ -231,8 +237,8 @@ func (r WorkerImages) Record(img api.Image) (api.Image, []string, string) {
 func (r WorkerImages) newRecord(img api.Image) string {
 	ref, pulled := strings.CutPrefix(img.Source, "pull ")
 	switch {
-	case !pulled || !r.Unknown[ref]:
-		return "the cluster has no record of it, and no task of the node names an image the cluster lacks that the node pulled"
+	case !pulled || !r.Pulls[ref]:
+		return "the cluster has no record of it, and the node pulled it for none of its tasks"
 	case len(img.Layers) > MaxImageLayers || len(img.DiffIDs) > MaxImageLayers:
 		return fmt.Sprintf("more than %d layers", MaxImageLayers)
 	}

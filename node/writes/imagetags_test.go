@@ -26,12 +26,12 @@ var (
 // needing is the rule for worker "w" over images, with w's tasks needing
 // the records of needed and naming unknown references.
 func needing(images []*api.Image, needed []string, unknown ...string) WorkerImages {
-	r := WorkerImages{Node: "w", Images: images, Needed: map[string]bool{}, Unknown: map[string]bool{}}
+	r := WorkerImages{Node: "w", Images: images, Needed: map[string]bool{}, Pulls: map[string]bool{}}
 	for _, id := range needed {
 		r.Needed[id] = true
 	}
 	for _, ref := range unknown {
-		r.Unknown[ref] = true
+		r.Pulls[ref] = true
 	}
 	return r
 }
@@ -251,6 +251,18 @@ func TestWorkerImageClaimsThroughTheLeader(t *testing.T) {
 	}
 	if _, err := l.store.Image(idC); err == nil {
 		t.Error("a made-up record entered the state")
+	}
+	// The registry moved a record's source to another image: the worker
+	// pulled that one for its task, and records it.
+	l.must(t, command.UpsertImage{Image: api.Image{ID: digest("d"), Tags: []string{"api:1"}, Source: "pull reg.example/api:1", Nodes: []string{"m"}}})
+	l.must(t, command.UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "w", DesiredState: api.TaskRunning,
+		State: api.TaskAssigned, Spec: api.ServiceSpec{Name: "web", Image: "api:1"}, CreatedAt: now}}})
+	moved := &command.UpsertImage{Image: api.Image{ID: digest("f"), Tags: []string{"reg.example/api:1"}, Source: "pull reg.example/api:1", Nodes: []string{"w"}}}
+	if _, err := l.ApplyNodeCommand(ctx, "w", encode(t, moved)); err != nil {
+		t.Fatalf("the image pulled from a needed record's source: %v", err)
+	}
+	if img, err := l.store.Image(digest("f")); err != nil || !slices.Equal(img.Nodes, []string{"w"}) || len(img.Tags) != 0 || img.Source != "" {
+		t.Errorf("the pulled image's record: %+v (%v)", img, err)
 	}
 	if _, err := l.ApplyNodeCommand(ctx, "w", encode(t, &command.SetImageNode{ImageID: idB, NodeID: "w", Present: true})); !errors.Is(err, authz.ErrForbidden) {
 		t.Errorf("a claim alone on an image no task of it runs: %v, want ErrForbidden", err)
