@@ -43,6 +43,9 @@ type SnapshotRestoreResponse struct {
 	// this cluster: left out; their tasks are placed again.
 	DroppedNodes []string `json:"dropped_nodes"`
 	DroppedTasks int      `json:"dropped_tasks"`
+	// OrphanTasks counts the file's tasks left out because the file holds
+	// no service of theirs.
+	OrphanTasks int `json:"orphan_tasks,omitempty"`
 }
 
 // InitFromSnapshotResponse answers POST /v1/init/snapshot.

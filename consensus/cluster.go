@@ -56,12 +56,13 @@ type ClusterState struct {
 	// RecordCertExpiry, protocol level 2; empty in logs before it). A
 	// revoked certificate that has expired is refused by every handshake
 	// anyway, so TrimRevoked drops its serial from Revoked and from here
-	// (ExpiredCerts). A revoked serial without an entry stays revoked for
-	// good: those revoked before expiries were recorded (no bound on their
-	// lifetime is known: --cert-lifetime has no maximum), and the serial a
-	// node held when it was removed (RemoveNode forgets its expiry), from
-	// which the removal question is answered (node/revocation) for as long
-	// as the removed host may come back.
+	// (ExpiredCerts). A revoked serial without an entry — revoked before
+	// expiries were recorded, or the serial a node held when it was
+	// removed (RemoveNode forgets its expiry) — gets one from the next
+	// TrimRevoked that carries UnknownUntil: the leader's clock plus the
+	// longest certificate lifetime it knows, which the certificate cannot
+	// outlive. The removal question (node/revocation) is answered from a
+	// removed node's serial until then.
 	CertExpiry map[string]time.Time `json:"cert_expiry,omitempty"`
 	// LastRemovalIndex is the Raft index of the last committed RemoveNode:
 	// every node rotates its WireGuard key once per removal, keyed to

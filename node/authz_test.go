@@ -399,14 +399,25 @@ func TestLeaderDropsTaskAddressesOutsideTheNode(t *testing.T) {
 // service's image resolves through them), so a worker — whose root may not
 // change the cluster — records its own images with no tag at all
 // (node/writes/imagetags.go), and cannot rewrite the record of an image
-// others announced; a manager's node still moves a tag.
+// others announced; a manager's node still moves a tag. (node-w runs
+// tasks of web:latest and of evil:1, which it pulled: it may hold both.)
 func TestWorkerCannotMoveImageTags(t *testing.T) {
 	l := startTestLeader(t)
-	web := api.Image{ID: "sha256:web1", Tags: []string{"web:latest"}, Layers: []string{"sha256:l1"}, Source: "import", Nodes: []string{"node-b"}}
+	id := func(c string) string { return "sha256:" + strings.Repeat(c, 64) }
+	web := api.Image{ID: id("a"), Tags: []string{"web:latest"}, Layers: []string{"sha256:l1"}, Source: "import", Nodes: []string{"node-b"}}
 	if err := l.apply(t, "node-b", command.UpsertImage{Image: web}); err != nil {
 		t.Fatal(err)
 	}
-	evil := api.Image{ID: "sha256:evil", Tags: []string{"web:latest", "evil:1"}, Nodes: []string{"node-w"}}
+	now := time.Now().UTC()
+	if _, err := l.cl.Raft.Apply(rpcCtx(t), command.UpsertTasks{Tasks: []api.Task{
+		{ID: "task-w1", ServiceID: "svc1", Service: "web", Slot: 2, NodeID: "node-w", DesiredState: api.TaskRunning,
+			State: api.TaskAssigned, Spec: api.ServiceSpec{Name: "web", Image: "web:latest"}, CreatedAt: now},
+		{ID: "task-w2", ServiceID: "svc1", Service: "web", Slot: 3, NodeID: "node-w", DesiredState: api.TaskRunning,
+			State: api.TaskAssigned, Spec: api.ServiceSpec{Name: "web", Image: "evil:1"}, CreatedAt: now},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	evil := api.Image{ID: id("e"), Tags: []string{"web:latest", "evil:1"}, Source: "pull evil:1", Nodes: []string{"node-w"}}
 	if err := l.apply(t, "node-w", command.Batch{Commands: []command.Command{command.UpsertImage{Image: evil}}}); err != nil {
 		t.Fatalf("worker's own image: %v", err)
 	}
@@ -424,7 +435,7 @@ func TestWorkerCannotMoveImageTags(t *testing.T) {
 	if err != nil || !slices.Equal(img.Layers, web.Layers) || img.Source != web.Source || !slices.Equal(img.Nodes, []string{"node-b", "node-w"}) {
 		t.Fatalf("web after a worker's rewrite: %+v (%v); want its layers and source kept and node-w added as a holder", img, err)
 	}
-	web2 := api.Image{ID: "sha256:web2", Tags: []string{"web:latest"}, Nodes: []string{"node-b"}}
+	web2 := api.Image{ID: id("b"), Tags: []string{"web:latest"}, Nodes: []string{"node-b"}}
 	if err := l.apply(t, "node-b", command.UpsertImage{Image: web2}); err != nil {
 		t.Fatal(err)
 	}

@@ -187,9 +187,6 @@ func applyTrimRevoked(w *consensus.WriteTxn, c command.TrimRevoked) (any, error)
 		current[n.CertSerial] = true
 	}
 	gone := cl.ExpiredCerts(c.ExpiredBefore, func(s string) bool { return current[s] })
-	if len(gone) == 0 {
-		return 0, nil
-	}
 	drop := make(map[string]bool, len(gone))
 	for _, s := range gone {
 		drop[s] = true
@@ -197,6 +194,24 @@ func applyTrimRevoked(w *consensus.WriteTxn, c command.TrimRevoked) (any, error)
 	}
 	before := len(cl.Revoked)
 	cl.Revoked = slices.DeleteFunc(cl.Revoked, func(s string) bool { return drop[s] })
+	// Bound the serials of unknown expiry (TrimRevoked.UnknownUntil):
+	// without it they stayed listed for good, and the list only grew.
+	bounded := false
+	if !c.UnknownUntil.IsZero() {
+		for _, s := range cl.Revoked {
+			if _, ok := cl.CertExpiry[s]; ok {
+				continue
+			}
+			if cl.CertExpiry == nil {
+				cl.CertExpiry = map[string]time.Time{}
+			}
+			cl.CertExpiry[s] = c.UnknownUntil
+			bounded = true
+		}
+	}
+	if len(gone) == 0 && !bounded {
+		return 0, nil
+	}
 	return before - len(cl.Revoked), w.PutCluster(cl)
 }
 

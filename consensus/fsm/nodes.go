@@ -201,9 +201,10 @@ func applyRemoveNode(w *consensus.WriteTxn, c command.RemoveNode) (any, error) {
 		if old.CertSerial != "" && !cl.IsRevoked(old.CertSerial) {
 			cl.Revoked = append(cl.Revoked, old.CertSerial)
 		}
-		// Without a known expiry the serial stays revoked for good
-		// (TrimRevoked): peers answer the removed host's question "was I
-		// removed?" from it, whenever that host comes back.
+		// Without a known expiry the serial stays revoked until the
+		// leader's next trim bounds it (TrimRevoked.UnknownUntil, past any
+		// use of the certificate): peers answer the removed host's
+		// question "was I removed?" from it until then.
 		delete(cl.CertExpiry, old.CertSerial)
 		// The log index, not a clock: every replica records the same.
 		cl.LastRemovalIndex = w.Index()

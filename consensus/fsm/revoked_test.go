@@ -250,3 +250,42 @@ func TestRevocationsOfOldLogs(t *testing.T) {
 		t.Fatalf("expiries after restore: %v", got)
 	}
 }
+
+// TestTrimRevokedBoundsUnknown: a trim that carries UnknownUntil gives it
+// as the expiry of every revoked serial that has none (a legacy one, a
+// removed node's), and of no other; those leave at a later trim past it,
+// never before. Before, they stayed listed for good.
+func TestTrimRevokedBoundsUnknown(t *testing.T) {
+	h := revocationHistory(t)
+	pre := h.store.Cluster()
+	bound := t0.Add(500 * time.Hour)
+	h.must(command.TrimRevoked{ExpiredBefore: t0, UnknownUntil: bound})
+	c := h.store.Cluster()
+	for _, s := range c.Revoked {
+		old, had := pre.CertExpiry[s]
+		got, ok := c.CertExpiry[s]
+		switch {
+		case !ok:
+			t.Errorf("revoked %s has no expiry after the bound", s)
+		case had && !got.Equal(old):
+			t.Errorf("%s: known expiry %v changed to %v", s, old, got)
+		case !had && !got.Equal(bound):
+			t.Errorf("%s: bounded at %v, want %v", s, got, bound)
+		}
+	}
+	for s := range c.CertExpiry {
+		if _, had := pre.CertExpiry[s]; !had && !c.IsRevoked(s) {
+			t.Errorf("%s, not revoked, got an expiry", s)
+		}
+	}
+	h.must(command.TrimRevoked{ExpiredBefore: bound})
+	for _, s := range pre.Revoked {
+		if _, had := pre.CertExpiry[s]; !had && !h.store.IsRevoked(s) {
+			t.Errorf("%s left the list at the bound itself", s)
+		}
+	}
+	h.must(command.TrimRevoked{ExpiredBefore: bound.Add(time.Second)})
+	if c := h.store.Cluster(); len(c.Revoked) != 0 {
+		t.Fatalf("revoked after the bound passed: %v", c.Revoked)
+	}
+}

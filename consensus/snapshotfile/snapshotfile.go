@@ -274,6 +274,9 @@ type RestorePlan struct {
 	// DroppedTasks counts the file's tasks left out because their node is
 	// not a member; the scheduler places their slots again.
 	DroppedTasks int
+	// OrphanTasks counts the file's tasks left out because the file has
+	// no service of theirs: nothing would ever run or remove them.
+	OrphanTasks int
 }
 
 // PlanRestore merges file f into the running cluster's state cur (a
@@ -302,7 +305,7 @@ func PlanRestore(f *File, cur *consensus.Store, force bool) (*RestorePlan, error
 		return nil, fmt.Errorf("%w: the file is of cluster %s, this is cluster %s (restore with --force to replace this cluster's services with it anyway)",
 			ErrOtherCluster, f.Header.ClusterID, cc.ClusterID)
 	}
-	if err := checkDesired(&f.data); err != nil {
+	if err := checkDesired(&f.data, cc); err != nil {
 		return nil, err
 	}
 	// Decode the file's state afresh: the plan owns (and changes) it.
@@ -351,6 +354,7 @@ func PlanRestore(f *File, cur *consensus.Store, force bool) (*RestorePlan, error
 			continue
 		}
 		if !services[t.ServiceID] {
+			plan.OrphanTasks++
 			continue
 		}
 		if now, err := cur.Task(t.ID); err == nil && now.NodeID == t.NodeID {
@@ -402,12 +406,17 @@ const maxProblems = 10
 //     and each protocol and port is published once in the whole file;
 //   - its VIP, when set, is an IPv4 address no other service holds;
 //   - every network has an ID of its own and a name that is a DNS label,
-//     not the default network's, unique in any case.
+//     not the default network's, unique in any case;
+//   - across rows and tables (references.go): network subnets and VNIs
+//     (checkNetworkRanges, against cc's ranges, which the restore keeps),
+//     the IDs of every other table and the names of secrets and configs
+//     (checkRows), and the networks, secrets and configs services name
+//     (checkReferences).
 //
 // A state written before the state machine enforced these (a dotted name,
 // two services on one port) is refused too: the error names each service,
 // and lb copes with such a state but a restore need not bring one back.
-func checkDesired(d *consensus.SnapshotData) error {
+func checkDesired(d *consensus.SnapshotData, cc *consensus.ClusterState) error {
 	var p []string
 	bad := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
 
@@ -482,6 +491,9 @@ func checkDesired(d *consensus.SnapshotData) error {
 			names[strings.ToLower(n.Name)] = n.Name
 		}
 	}
+	checkNetworkRanges(d, cc, bad)
+	checkRows(d, bad)
+	checkReferences(d, bad)
 
 	if len(p) == 0 {
 		return nil

@@ -525,3 +525,124 @@ func createRefused(t *testing.T, services []*api.Service) bool {
 	}
 	return false
 }
+
+// TestPlanRestoreRefusesBrokenReferences: a file whose rows break what the
+// state machine guarantees across rows — overlapping subnets, a VNI twice,
+// an ID twice, a service naming a network, secret or config the file
+// lacks — is refused naming the row, with nothing changed. Before, the
+// plan installed them: two bridges routed one subnet, a second row with an
+// ID replaced the first silently, a service's tasks failed on every node
+// for good. A file with consistent references plans, and the tasks of
+// services it lacks are dropped and counted.
+func TestPlanRestoreRefusesBrokenReferences(t *testing.T) {
+	saved := savedState(t)
+	file := saveFile(t, saved.store)
+	net := func(id, name, subnet string, vni int) *api.Network {
+		return &api.Network{ID: id, Name: name, Subnet: subnet, VNI: vni, CreatedAt: t0}
+	}
+	ref := func(name string) []api.FileReference { return []api.FileReference{{Source: name}} }
+	// consistent: a network, a secret and a config the services name.
+	consistent := func(d *consensus.SnapshotData) {
+		d.Networks = []*api.Network{net("w1", "back", "10.50.0.0/16", 4100), net("w2", "front", "10.51.0.0/16", 4101)}
+		d.Secrets = []*consensus.Secret{{ID: "x1", Name: "pw", CreatedAt: t0}}
+		d.Configs = []*consensus.ConfigObject{{ID: "c1", Name: "conf", CreatedAt: t0}}
+		for _, s := range d.Services {
+			if s.ID == "s1" {
+				s.Spec.Networks = []string{"back", api.DefaultNetwork}
+				s.Spec.Secrets, s.Spec.Configs = ref("pw"), ref("conf")
+			}
+		}
+	}
+	svc := func(d *consensus.SnapshotData) *api.Service { return d.Services[0] }
+	cases := []struct {
+		name string
+		edit func(*consensus.SnapshotData)
+		want string
+	}{
+		{"overlapping subnets", func(d *consensus.SnapshotData) { d.Networks[1].Subnet = "10.50.128.0/17" },
+			`network "front" (ID "w2"): subnet 10.50.128.0/17 overlaps network "back"'s subnet 10.50.0.0/16`},
+		{"subnet in the cluster's range", func(d *consensus.SnapshotData) { d.Networks[1].Subnet = "10.42.0.0/17" },
+			"overlaps the cluster's node range 10.42.0.0/16"},
+		{"subnet in the VIP range", func(d *consensus.SnapshotData) { d.Networks[1].Subnet = "10.43.0.0/16" },
+			"overlaps the cluster's VIP range"},
+		{"subnet in the tunnel range", func(d *consensus.SnapshotData) { d.Networks[1].Subnet = "100.64.0.0/17" },
+			"overlaps the WireGuard tunnel range"},
+		{"subnet not a prefix", func(d *consensus.SnapshotData) { d.Networks[1].Subnet = "" }, `subnet "" is not an IPv4 prefix`},
+		{"subnet too small", func(d *consensus.SnapshotData) { d.Networks[1].Subnet = "10.51.0.0/24" }, "smaller than a /19"},
+		{"VNI twice", func(d *consensus.SnapshotData) { d.Networks[1].VNI = 4100 }, `VNI 4100 taken by network "back"`},
+		{"VNI 0", func(d *consensus.SnapshotData) { d.Networks[1].VNI = 0 }, "VNI 0 (want"},
+		{"service on a network the file lacks", func(d *consensus.SnapshotData) { svc(d).Spec.Networks = []string{"gone"} },
+			`network "gone" is not in the file`},
+		{"service on a network twice", func(d *consensus.SnapshotData) { svc(d).Spec.Networks = []string{"back", "back"} },
+			`network "back" listed twice`},
+		{"service with a secret the file lacks", func(d *consensus.SnapshotData) { svc(d).Spec.Secrets = ref("gone") },
+			`secret "gone" is not in the file`},
+		{"service with a config the file lacks", func(d *consensus.SnapshotData) { svc(d).Spec.Configs = ref("gone") },
+			`config "gone" is not in the file`},
+		{"secret ID twice", func(d *consensus.SnapshotData) {
+			d.Secrets = append(d.Secrets, &consensus.Secret{ID: "x1", Name: "other"})
+		}, `secret "other" (ID "x1"): ID listed twice`},
+		{"secret name twice", func(d *consensus.SnapshotData) {
+			d.Secrets = append(d.Secrets, &consensus.Secret{ID: "x2", Name: "pw"})
+		}, `secret "pw" (ID "x2"): name taken by secret x1`},
+		{"config ID twice", func(d *consensus.SnapshotData) {
+			d.Configs = append(d.Configs, &consensus.ConfigObject{ID: "c1", Name: "other"})
+		}, `config "other" (ID "c1"): ID listed twice`},
+		{"task ID twice", func(d *consensus.SnapshotData) { d.Tasks[1].ID = d.Tasks[0].ID }, `(ID "t1"): ID listed twice`},
+		{"image ID twice", func(d *consensus.SnapshotData) { d.Images = append(d.Images, &api.Image{ID: "sha256:aa"}) },
+			`image "sha256:aa": ID listed twice`},
+		{"task state unknown", func(d *consensus.SnapshotData) { d.Tasks[0].State = "dancing" }, `(ID "t1"): state "dancing"`},
+		{"node ID twice", func(d *consensus.SnapshotData) { d.Nodes[1].ID = d.Nodes[0].ID }, `(ID "n1"): ID listed twice`},
+		{"node availability unknown", func(d *consensus.SnapshotData) { d.Nodes[1].Availability = "off" }, `availability "off"`},
+		{"node label with an empty key", func(d *consensus.SnapshotData) { d.Nodes[1].Labels = map[string]string{"": "x"} }, "an empty label key"},
+	}
+	before := stateDoc(t, saved.store)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := Read(bytes.NewReader(editFile(t, file, func(d *consensus.SnapshotData) { consistent(d); tc.edit(d) })), 1<<20)
+			if err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			_, err = PlanRestore(f, saved.store.Snapshot(), false)
+			if !errors.Is(err, consensus.ErrInvalid) || !strings.Contains(err.Error(), tc.want) ||
+				!strings.HasPrefix(err.Error(), "snapshot file refused, nothing changed: ") {
+				t.Fatalf("plan: %v, want a refusal wrapping ErrInvalid with %q", err, tc.want)
+			}
+			if stateDoc(t, saved.store) != before {
+				t.Fatal("a refused plan changed the state")
+			}
+		})
+	}
+
+	f, err := Read(bytes.NewReader(editFile(t, file, func(d *consensus.SnapshotData) {
+		consistent(d)
+		d.Tasks = append(d.Tasks, &api.Task{ID: "t9", ServiceID: "gone", NodeID: "n1", CreatedAt: t0})
+	})), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := PlanRestore(f, saved.store.Snapshot(), false)
+	if err != nil {
+		t.Fatalf("plan of a consistent file: %v", err)
+	}
+	if plan.OrphanTasks != 1 {
+		t.Errorf("orphan tasks %d, want 1", plan.OrphanTasks)
+	}
+	body, _, err := plan.Encode(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := consensus.NewStore().Restore(bytes.NewReader(body)); err != nil {
+		t.Fatalf("the plan does not load: %v", err)
+	}
+}
+
+// stateDoc is the store's snapshot document, to compare.
+func stateDoc(t *testing.T, s *consensus.Store) string {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := consensus.WriteSnapshot(s, &buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String()
+}

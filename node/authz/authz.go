@@ -388,7 +388,7 @@ func CheckReservedPorts(spec api.ServiceSpec, reserved map[int]string, keep []ap
 // reserved ports. old is the stored service for an update (nil on create).
 func CheckSpecOnLeader(spec api.ServiceSpec, old *api.Service, nodes []*api.Node) error {
 	if err := servicespec.Validate(spec); err != nil {
-		return fmt.Errorf("%w: invalid service spec: %w", consensus.ErrInvalid, err)
+		return fmt.Errorf("%w: %w", consensus.ErrInvalid, err) // err says "invalid service spec: ..."
 	}
 	var keep []api.PortConfig
 	if old != nil {

@@ -17,7 +17,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/node/clusterport"
@@ -212,15 +216,19 @@ func Ensure(ctx context.Context, store Store, call Caller, ref string, src Sourc
 	var errs []error
 	from := ref
 	if rec != nil {
-		for _, nodeID := range rec.Nodes {
+		for _, nodeID := range badHolders.order(rec.ID, rec.Nodes, time.Now()) {
 			p, ok := src.Peer(nodeID)
 			if !ok {
 				continue
 			}
-			img, err := Fetch(ctx, store, call, p.Addr, *rec, recordTag(ref, *rec))
+			img, err := fetchWatched(ctx, store, call, p.Addr, *rec, recordTag(ref, *rec))
 			if err == nil {
+				badHolders.set(nodeID, rec.ID, time.Time{})
 				announce(img, "peer")
 				return nil
+			}
+			if errors.Is(err, ErrWrongImage) || errors.Is(err, image.ErrDigestMismatch) || errors.Is(err, ErrStalled) {
+				badHolders.set(nodeID, rec.ID, time.Now())
 			}
 			errs = append(errs, fmt.Errorf("from %s: %w", p.Hostname, err))
 		}
@@ -331,4 +339,160 @@ func recordTag(ref string, rec api.Image) string {
 		}
 	}
 	return ""
+}
+
+// BadHolderFor is how long a holder that sent another image than a record
+// names (ErrWrongImage) or bytes that failed their digest is tried for
+// that image only after every other holder.
+const BadHolderFor = 10 * time.Minute
+
+// maxBadHolders bounds what badHolders remembers; past it, the oldest
+// entry goes.
+const maxBadHolders = 4096
+
+// badHolders is this process's memory of the holders that failed the
+// check of an image (keyed by node and image ID). The cluster record
+// lists the nodes that say they hold an image, in ID order, and a node's
+// word is about itself only: one that lists itself and then serves
+// another image, or garbage, was asked first by every node at every
+// fetch, each paying a round trip (or a blob's transfer) before going on.
+// A node cannot strike another from the record (it speaks for itself), so
+// it moves the failed holder to the end of its own order: still tried
+// when no other holder serves, never first again for BadHolderFor.
+var badHolders = &holderMemory{m: map[string]time.Time{}}
+
+type holderMemory struct {
+	mu sync.Mutex
+	m  map[string]time.Time // node + "\x00" + image ID -> when it failed
+}
+
+// set records node's failure on imageID at at (zero: it served it).
+func (h *holderMemory) set(node, imageID string, at time.Time) {
+	key := node + "\x00" + imageID
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if at.IsZero() {
+		delete(h.m, key)
+		return
+	}
+	if _, ok := h.m[key]; !ok && len(h.m) >= maxBadHolders {
+		oldest, first := "", time.Time{}
+		for k, t := range h.m {
+			if oldest == "" || t.Before(first) {
+				oldest, first = k, t
+			}
+		}
+		delete(h.m, oldest)
+	}
+	h.m[key] = at
+}
+
+// order returns nodes with those that failed imageID within BadHolderFor
+// of now moved to the end, the rest in their order.
+func (h *holderMemory) order(imageID string, nodes []string, now time.Time) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	bad := func(n string) bool {
+		t, ok := h.m[n+"\x00"+imageID]
+		return ok && now.Sub(t) < BadHolderFor
+	}
+	out := slices.Clone(nodes)
+	slices.SortStableFunc(out, func(a, b string) int {
+		switch ba, bb := bad(a), bad(b); {
+		case ba == bb:
+			return 0
+		case ba:
+			return 1
+		}
+		return -1
+	})
+	return out
+}
+
+// ErrStalled means a holder sent nothing for FetchStall while this node
+// waited on it; Ensure tries the record's next holder.
+var ErrStalled = errors.New("the holder sent nothing")
+
+// FetchStall is how long a fetch from one holder may wait for the next
+// byte (an answer, a blob's bytes) before it gives that holder up. A
+// holder's answers and blobs come from its local store at once, so only a
+// holder that does not send at all waits this long. Nothing bounded it:
+// the call waits for as long as its context, and the task's start has
+// none, so a holder that answered and then sent nothing (a worker lists
+// itself as holding its task's image) held every node's start of that
+// image's tasks for good. A variable for tests.
+var FetchStall = 30 * time.Second
+
+// fetchWatched is Fetch from one holder, given up with ErrStalled once it
+// has waited FetchStall on that holder without a byte; the time this node
+// spends on its own (ingesting, committing) does not count.
+func fetchWatched(ctx context.Context, store Store, call Caller, addr string, rec api.Image, tag string) (api.Image, error) {
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	w := &stallWatch{}
+	watched := func(ctx context.Context, addr, method string, body, out any, stream func(io.Reader) error) error {
+		w.wait(true)
+		defer w.wait(false)
+		var s func(io.Reader) error
+		if stream != nil {
+			s = func(r io.Reader) error {
+				w.wait(false)
+				return stream(&watchedReader{r: r, w: w})
+			}
+		}
+		return call(ctx, addr, method, body, out, s)
+	}
+	limit := FetchStall
+	done, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		tick := time.NewTicker(max(limit/10, time.Millisecond))
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				if w.stalled(limit) {
+					cancel(ErrStalled)
+					return
+				}
+			}
+		}
+	}()
+	img, err := Fetch(wctx, store, watched, addr, rec, tag)
+	close(done)
+	<-exited
+	if err != nil && errors.Is(context.Cause(wctx), ErrStalled) && ctx.Err() == nil {
+		return api.Image{}, fmt.Errorf("%w for %s: %w", ErrStalled, limit, err)
+	}
+	return img, err
+}
+
+// stallWatch records whether a fetch waits on its holder and since when.
+type stallWatch struct {
+	waiting atomic.Bool
+	since   atomic.Int64 // unix nanoseconds of the last byte or state change
+}
+
+func (w *stallWatch) wait(on bool) {
+	w.since.Store(time.Now().UnixNano())
+	w.waiting.Store(on)
+}
+
+func (w *stallWatch) stalled(limit time.Duration) bool {
+	return w.waiting.Load() && time.Since(time.Unix(0, w.since.Load())) > limit
+}
+
+// watchedReader marks each read from the holder as a wait.
+type watchedReader struct {
+	r io.Reader
+	w *stallWatch
+}
+
+func (r *watchedReader) Read(p []byte) (int, error) {
+	r.w.wait(true)
+	n, err := r.r.Read(p)
+	r.w.wait(false)
+	return n, err
 }

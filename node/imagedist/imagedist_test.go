@@ -651,3 +651,87 @@ func TestEnsureBetweenRealStores(t *testing.T) {
 		t.Errorf("db:1 here is %s (%v), want this node's own %s", got.ID, err, db.ID)
 	}
 }
+
+// TestEnsureAsksAFailedHolderLast: a holder that sent another image than
+// the record is asked for that image only after the other holders, by
+// every later fetch of this node for BadHolderFor; alone it is still
+// tried. Before, every fetch asked it first again (holders in ID order).
+func TestEnsureAsksAFailedHolderLast(t *testing.T) {
+	evil := newFakeStore()
+	evil.blobs["sha256:evil"] = []byte(`{"config":true}`)
+	evil.anyManifest = []byte(`{"id":"sha256:evil","config":{"digest":"sha256:evil","size":15},"layers":[]}`)
+	bad := startHolder(t, evil, nil)
+	src := newFakeStore()
+	webImage(src)
+	good := startHolder(t, src, nil)
+	peers := map[string]Peer{"a-liar": {Hostname: "liar", Addr: bad.addr}, "b-honest": {Hostname: "honest", Addr: good.addr}}
+	peer := func(id string) (Peer, bool) { p, ok := peers[id]; return p, ok }
+	rec := &api.Image{ID: "sha256:cfg", Tags: []string{"web:1"}, Nodes: []string{"a-liar", "b-honest"}}
+	badHolders.set("a-liar", rec.ID, time.Time{}) // this process's memory of an earlier run (-count)
+	asked := func() int { bad.mu.Lock(); defer bad.mu.Unlock(); return len(bad.calls) }
+	for i := range 3 {
+		before := asked()
+		if err := Ensure(ctx(t), newFakeStore(), caller(t), "web:1", Source{Record: rec, Peer: peer}, nil, func(api.Image, string) {}); err != nil {
+			t.Fatal(err)
+		}
+		if n := asked() - before; (i == 0) != (n > 0) {
+			t.Fatalf("fetch %d asked the liar %d times", i, n)
+		}
+	}
+
+	now := time.Now()
+	if got := badHolders.order(rec.ID, rec.Nodes, now); !slices.Equal(got, []string{"b-honest", "a-liar"}) {
+		t.Errorf("order now: %v", got)
+	}
+	if got := badHolders.order(rec.ID, rec.Nodes, now.Add(BadHolderFor+time.Minute)); !slices.Equal(got, rec.Nodes) {
+		t.Errorf("order after BadHolderFor: %v", got)
+	}
+	if got := badHolders.order("sha256:other", rec.Nodes, now); !slices.Equal(got, rec.Nodes) {
+		t.Errorf("order for another image: %v", got)
+	}
+}
+
+// stallStore serves its descriptors, then blobs that never send a byte.
+type stallStore struct {
+	*fakeStore
+	stop chan struct{}
+}
+
+func (s stallStore) OpenBlob(digest string) (io.ReadCloser, int64, error) {
+	r, w := io.Pipe()
+	go func() { <-s.stop; w.Close() }()
+	return r, 9, nil
+}
+
+// TestEnsureGivesUpAStalledHolder: a holder that answers and then sends
+// nothing is given up after FetchStall, the next holder serves, and the
+// staller is asked last afterwards; alone, it fails with ErrStalled.
+// Before, the fetch waited for as long as its context: a task's start,
+// for good.
+func TestEnsureGivesUpAStalledHolder(t *testing.T) {
+	defer func(d time.Duration) { FetchStall = d }(FetchStall)
+	FetchStall = 200 * time.Millisecond
+	stall := newFakeStore()
+	webImage(stall)
+	st := stallStore{fakeStore: stall, stop: make(chan struct{})}
+	staller := startHolder(t, st, nil)
+	t.Cleanup(func() { close(st.stop) }) // before the holder's cleanup waits for its handlers
+	src := newFakeStore()
+	webImage(src)
+	good := startHolder(t, src, nil)
+	peers := map[string]Peer{"a-staller": {Hostname: "staller", Addr: staller.addr}, "b-good": {Hostname: "good", Addr: good.addr}}
+	peer := func(id string) (Peer, bool) { p, ok := peers[id]; return p, ok }
+	rec := &api.Image{ID: "sha256:cfg", Tags: []string{"web:1"}, Nodes: []string{"a-staller", "b-good"}}
+	badHolders.set("a-staller", rec.ID, time.Time{}) // this process's memory of an earlier run (-count)
+	if err := Ensure(ctx(t), newFakeStore(), caller(t), "web:1", Source{Record: rec, Peer: peer}, nil, func(api.Image, string) {}); err != nil {
+		t.Fatal(err)
+	}
+	if got := badHolders.order(rec.ID, rec.Nodes, time.Now()); !slices.Equal(got, []string{"b-good", "a-staller"}) {
+		t.Errorf("order after the stall: %v", got)
+	}
+	rec.Nodes = []string{"a-staller"}
+	err := Ensure(ctx(t), newFakeStore(), caller(t), "web:1", Source{Record: rec, Peer: peer}, nil, func(api.Image, string) { t.Error("announced") })
+	if !errors.Is(err, ErrStalled) {
+		t.Fatalf("the staller alone: %v, want ErrStalled", err)
+	}
+}

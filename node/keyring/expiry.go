@@ -9,10 +9,9 @@ package keyring
 // renewal: command.RecordCertExpiry in the same entry) and proposes
 // command.TrimRevoked with its clock, less TrimMargin, once one has
 // passed. The FSM reads no clock; it drops what the entry's time says has
-// expired (consensus.ClusterState.ExpiredCerts). What stays revoked for
-// good: serials revoked before expiries were recorded (nothing bounds
-// their lifetime), and a removed node's (the removal question is answered
-// from it).
+// expired (consensus.ClusterState.ExpiredCerts). Serials revoked without
+// a known expiry (before expiries were recorded, a removed node's) get an
+// upper bound of it in the same entry (UnknownBound), and leave in turn.
 //
 // Both commands are of protocol level 2. While a member of the cluster
 // runs a release without them (an upgrade in progress), the certificate is
@@ -95,21 +94,68 @@ func TrimDue(c *consensus.ClusterState, nodes []*api.Node, now time.Time) (time.
 	return now.Add(-TrimMargin).UTC(), true
 }
 
-// trimRevoked proposes a TrimRevoked when one is due at now (TrimDue).
-// Leader only; a refusal or failure waits for a later pass.
+// UnknownBound is the leader's decision at now whether revoked serials of
+// unknown expiry need one (command.TrimRevoked.UnknownUntil), and which:
+// now plus the longest lifetime a certificate revoked by now may have —
+// lifetime (this leader's --cert-lifetime) or, when longer, what is left
+// of the longest-lived certificate recorded (another manager that signs
+// with a longer one). Without a lifetime (0) it bounds nothing. Pure.
+//
+// Such a serial was revoked before expiries were recorded, or is a
+// removed node's (RemoveNode forgets its expiry): before, both stayed
+// listed for good, so every renewal of a cluster made before expiries
+// and every `node rm` grew the list that every record write copies and
+// every snapshot carries. A certificate is signed before its serial is
+// revoked, so it ends by then; the serial leaves the list 2×TrimMargin
+// later (TrimDue), when no handshake accepts the certificate anyway. For
+// a removed host that means it learns of its removal (node/revocation)
+// only while its certificate could still be used; after, it can reach no
+// one with it, and `shoal leave` resets it.
+func UnknownBound(c *consensus.ClusterState, lifetime time.Duration, now time.Time) (time.Time, bool) {
+	if c == nil || lifetime <= 0 {
+		return time.Time{}, false
+	}
+	unknown := false
+	for _, s := range c.Revoked {
+		if _, ok := c.CertExpiry[s]; !ok {
+			unknown = true
+			break
+		}
+	}
+	if !unknown {
+		return time.Time{}, false
+	}
+	longest := lifetime
+	for _, end := range c.CertExpiry {
+		longest = max(longest, end.Sub(now))
+	}
+	return now.Add(longest).UTC(), true
+}
+
+// trimRevoked proposes a TrimRevoked when one is due at now (TrimDue) or
+// revoked serials of unknown expiry need a bound (UnknownBound). Leader
+// only; a refusal or failure waits for a later pass.
 func (k *Keeper) trimRevoked(ctx context.Context, c *consensus.ClusterState, now time.Time) {
+	// Bounds only once some expiry is recorded: before, a member may run
+	// a release without TrimRevoked, and the gate would refuse every pass.
+	bound, bounds := UnknownBound(c, k.CertLifetime, now)
+	bounds = bounds && len(c.CertExpiry) > 0
 	// The pass runs on every change of the store: read the nodes only
 	// when some certificate has ended at all.
-	if len(c.ExpiredCerts(now.Add(-2*TrimMargin), func(string) bool { return false })) == 0 {
+	ended := len(c.ExpiredCerts(now.Add(-2*TrimMargin), func(string) bool { return false })) > 0
+	if !ended && !bounds {
 		return
 	}
 	before, due := TrimDue(c, k.Store.Nodes(), now)
-	if !due {
+	if !due && !bounds {
 		return
+	}
+	if !due {
+		before = now.Add(-TrimMargin).UTC()
 	}
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	res, err := k.Raft.Apply(wctx, &command.TrimRevoked{ExpiredBefore: before})
+	res, err := k.Raft.Apply(wctx, &command.TrimRevoked{ExpiredBefore: before, UnknownUntil: bound})
 	switch {
 	case errors.Is(err, command.ErrUnsupported):
 		k.Log.Debug("trim the revocation list: a member runs an older release", "err", err)

@@ -58,8 +58,10 @@ func nodeCSR(t *testing.T, id string) []byte {
 // TestRenewalTrimmedOnceExpired: a renewal records the new certificate's
 // expiry with it; the serial it revokes leaves the list once that
 // certificate has expired (and TrimMargin more), never before; a serial
-// revoked before expiries were recorded ("w0") and the node's current
-// certificate stay as they are.
+// revoked before expiries were recorded ("w0") gets a bound of its expiry
+// at the first pass (the longest certificate the leader knows of: s2's)
+// and leaves with s1 once that has passed; the node's current certificate
+// stays as it is.
 func TestRenewalTrimmedOnceExpired(t *testing.T) {
 	tc := newTestCluster(t)
 	k := tc.keeper("leader", tc.dir)
@@ -75,29 +77,95 @@ func TestRenewalTrimmedOnceExpired(t *testing.T) {
 	}
 	var applied []command.Command
 	tc.raft.OnApply = func(cmd command.Command) { applied = append(applied, cmd) }
-	for _, now := range []time.Time{time.Now(), end1, end1.Add(2 * TrimMargin)} {
+	start := time.Now()
+	for _, now := range []time.Time{start, end1, end1.Add(2 * TrimMargin)} {
 		k.trimRevoked(ctx, tc.store.Cluster(), now)
-		if !tc.store.IsRevoked(s1) {
-			t.Fatalf("at %v (the certificate ends %v): trimmed too early", now, end1)
+		if !tc.store.IsRevoked(s1) || !tc.store.IsRevoked("w0") {
+			t.Fatalf("at %v (the certificate ends %v): trimmed too early: %v", now, end1, tc.store.Cluster().Revoked)
 		}
 	}
-	if len(applied) != 0 {
-		t.Fatalf("proposed %d entries before a trim was due", len(applied))
+	if len(applied) != 1 || !holds[*command.TrimRevoked](applied[0]) {
+		t.Fatalf("proposed %v before a trim was due, want the one bound of w0", applied)
+	}
+	if got := tc.store.Cluster().CertExpiry["w0"]; got.Before(end2) {
+		t.Fatalf("w0 bounded at %v, before the end of the longest certificate known (%v)", got, end2)
 	}
 	k.trimRevoked(ctx, tc.store.Cluster(), end2.Add(2*TrimMargin+time.Second))
-	if len(applied) != 1 || !holds[*command.TrimRevoked](applied[0]) {
-		t.Fatalf("proposed %v, want one trim", applied)
+	if len(applied) != 2 || !holds[*command.TrimRevoked](applied[1]) {
+		t.Fatalf("proposed %v, want one more trim", applied)
 	}
 	c := tc.store.Cluster()
-	if tc.store.IsRevoked(s1) || !slices.Equal(c.Revoked, []string{"w0"}) {
+	if tc.store.IsRevoked(s1) || len(c.Revoked) != 0 {
 		t.Fatalf("revoked after the trim: %v", c.Revoked)
 	}
 	if _, ok := c.CertExpiry[s2]; !ok || tc.store.IsRevoked(s2) {
 		t.Fatal("the trim touched the node's current certificate")
 	}
 	k.trimRevoked(ctx, c, end2.Add(3*TrimMargin))
-	if len(applied) != 1 {
+	if len(applied) != 2 {
 		t.Fatalf("proposed %d entries with nothing left to trim", len(applied))
+	}
+}
+
+// TestUnknownBound: revoked serials of unknown expiry are bounded by the
+// longest lifetime the leader knows, from now; nothing to bound, no
+// lifetime or no record proposes nothing.
+func TestUnknownBound(t *testing.T) {
+	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	const life = 30 * 24 * time.Hour
+	for _, tc := range []struct {
+		name     string
+		c        *consensus.ClusterState
+		lifetime time.Duration
+		want     time.Time // zero: none
+	}{
+		{"no record", nil, life, time.Time{}},
+		{"nothing revoked", &consensus.ClusterState{}, life, time.Time{}},
+		{"every revoked serial has an expiry", &consensus.ClusterState{Revoked: []string{"a"},
+			CertExpiry: map[string]time.Time{"a": now}}, life, time.Time{}},
+		{"unknown: this leader's lifetime", &consensus.ClusterState{Revoked: []string{"a", "b"},
+			CertExpiry: map[string]time.Time{"a": now}}, life, now.Add(life)},
+		{"unknown: a longer certificate recorded", &consensus.ClusterState{Revoked: []string{"b"},
+			CertExpiry: map[string]time.Time{"cur": now.Add(3 * life)}}, life, now.Add(3 * life)},
+		{"no lifetime known", &consensus.ClusterState{Revoked: []string{"b"}}, 0, time.Time{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := UnknownBound(tc.c, tc.lifetime, now)
+			if ok != !tc.want.IsZero() || !got.Equal(tc.want) {
+				t.Fatalf("got %v %v, want %v", got, ok, tc.want)
+			}
+		})
+	}
+}
+
+// TestRemovedSerialBounded: a removed node's serial (its expiry forgotten
+// by RemoveNode) stays revoked while its certificate could still be used
+// and leaves the list after; before, it stayed listed for good.
+func TestRemovedSerialBounded(t *testing.T) {
+	tc := newTestCluster(t)
+	k := tc.keeper("leader", tc.dir)
+	ctx := context.Background()
+	csr := nodeCSR(t, "w")
+	renew(t, k, "w", csr) // a revoked serial with its expiry: the cluster records them
+	s1, end1 := renew(t, k, "w", csr)
+	if _, err := tc.raft.Apply(ctx, &command.RemoveNode{ID: "w", Now: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	removedAt := time.Now()
+	k.trimRevoked(ctx, tc.store.Cluster(), removedAt)
+	for _, s := range []string{s1, "w0"} {
+		if end, ok := tc.store.Cluster().CertExpiry[s]; !ok || end.Before(end1) {
+			t.Fatalf("%s bounded at %v %v, want at least %v", s, end, ok, end1)
+		}
+	}
+	k.trimRevoked(ctx, tc.store.Cluster(), end1.Add(TrimMargin))
+	if !tc.store.IsRevoked(s1) {
+		t.Fatal("the removed node's serial left the list while its certificate was valid")
+	}
+	bound := tc.store.Cluster().CertExpiry[s1]
+	k.trimRevoked(ctx, tc.store.Cluster(), bound.Add(2*TrimMargin+time.Second))
+	if c := tc.store.Cluster(); len(c.Revoked) != 0 || len(c.CertExpiry) != 0 {
+		t.Fatalf("after the bound: revoked %v, expiries %v", c.Revoked, c.CertExpiry)
 	}
 }
 

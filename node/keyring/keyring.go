@@ -652,6 +652,8 @@ type JoinClaim struct {
 	Leader bool
 	// Alive: gossip sees Req.NodeID alive (asked only of a ready record).
 	Alive bool
+	// Now is the leader's clock (zero: time.Now()).
+	Now time.Time
 }
 
 // IDTakenError is AdmitJoinID's refusal of a known node ID whose joiner
@@ -679,7 +681,8 @@ func (e *IDTakenError) Refusal() *wire.Error {
 // may be down but still holds a vote, labels and tasks: it is admitted only
 // when the joiner proves it is that node — its old certificate from this
 // cluster and a CSR signed by the same key (pki.VerifyRejoin), the key the
-// record was certified for (its CertKey, when it has one) — and never
+// record was certified for (its CertKey, when it has one; else an expired
+// certificate must be the record's own) — and never
 // while that node is alive. The old serials are then revoked. A failed
 // proof is an *IDTakenError.
 //
@@ -715,9 +718,25 @@ func AdmitJoinID(in JoinClaim, c *consensus.ClusterState, isRevoked func(serial 
 	if err != nil {
 		return nil, &IDTakenError{NodeID: req.NodeID, Err: err}
 	}
-	if old != nil && old.CertKey != "" {
+	switch {
+	case old != nil && old.CertKey != "":
 		if err := pki.VerifyRetriedJoin(req.CSR, req.NodeID, old.CertKey); err != nil {
 			return nil, &IDTakenError{NodeID: req.NodeID, Err: err}
+		}
+	case old != nil && old.CertSerial != "" && serial != old.CertSerial:
+		// A record from before CertKey: an expired certificate of the ID
+		// other than the record's proves nothing. Every other serial of
+		// the ID was revoked when the record moved on (a renewal, a
+		// re-join, a removal), and a revoked serial leaves the list once
+		// its certificate has expired — one of unknown expiry too, now
+		// (UnknownBound) — so an earlier membership's certificate (a key
+		// the ID gave up when it was removed) passes VerifyRejoin again.
+		now := in.Now
+		if now.IsZero() {
+			now = time.Now()
+		}
+		if end, err := pki.CertExpiry(req.OldCertPEM); err != nil || !now.Before(end) {
+			return nil, &IDTakenError{NodeID: req.NodeID, Err: fmt.Errorf("expired certificate %s is not the one node %s's record holds (%s)", serial, api.ShortID(req.NodeID), old.CertSerial)}
 		}
 	}
 	revoke := []string{serial}

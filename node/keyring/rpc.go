@@ -282,7 +282,7 @@ func (k *Keeper) RotateCAAndWait(ctx context.Context, wait time.Duration) (api.C
 // gossip — Alive — say of the ID) and returns the serials to revoke when
 // it may.
 func (k *Keeper) AdmitID(c *consensus.ClusterState, req wire.JoinRequest) ([]string, error) {
-	in := JoinClaim{Req: req, Leader: req.NodeID == k.Self}
+	in := JoinClaim{Req: req, Leader: req.NodeID == k.Self, Now: time.Now()}
 	if n, err := k.Store.Node(req.NodeID); err == nil {
 		in.Record = n
 		in.Alive = n.Status == api.NodeReady && k.Alive(req.NodeID)

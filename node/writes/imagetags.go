@@ -1,16 +1,88 @@
 package writes
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
+	"github.com/shoal-org/shoal/node/authz"
+	"github.com/shoal-org/shoal/node/handlers"
 )
 
+// Limits on what a worker's image announcements may add to the state.
+const (
+	// MaxWorkerImages bounds the image records a worker is the only
+	// holder of: the records it created (an image it pulled for a task
+	// with registry credentials, which the cluster did not know) — each
+	// new one is refused past it, and the image stays the worker's own
+	// (every other node pulls it itself, as it does anyway: such a record
+	// carries no tag).
+	MaxWorkerImages = 64
+	// MaxImageLayers bounds the layers a worker's new record lists
+	// (Docker's limit is 127).
+	MaxImageLayers = 128
+)
+
+// ValidImageID reports whether id is an image ID as the image store makes
+// them: "sha256:" and 64 lowercase hex digits (the digest of the config).
+func ValidImageID(id string) bool {
+	h, ok := strings.CutPrefix(id, "sha256:")
+	if !ok || len(h) != 64 {
+		return false
+	}
+	for _, c := range h {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// checkImageIDs refuses a node's command that announces an image under an
+// ID the image store cannot have made. The cluster resolves a reference
+// by tag or by ID prefix (handlers.FindClusterImage, records in ID order):
+// a record whose ID was `registry.corp/app:2` took that name for every
+// service naming it, ahead of the image that carries the tag — every node
+// then asked a holder for an image no store can hold and the service never
+// ran. An honest agent announces only its store's IDs, so the whole
+// command is refused (consensus.ErrInvalid).
+func checkImageIDs(cmd command.Command) error {
+	var bad string
+	eachCommand(cmd, func(c command.Command) command.Command {
+		switch x := c.(type) {
+		case command.UpsertImage:
+			if !ValidImageID(x.Image.ID) {
+				bad = x.Image.ID
+			}
+		case *command.UpsertImage:
+			if !ValidImageID(x.Image.ID) {
+				bad = x.Image.ID
+			}
+		case command.SetImageNode:
+			if x.Present && !ValidImageID(x.ImageID) {
+				bad = x.ImageID
+			}
+		case *command.SetImageNode:
+			if x.Present && !ValidImageID(x.ImageID) {
+				bad = x.ImageID
+			}
+		}
+		return c
+	})
+	if bad != "" {
+		return fmt.Errorf("%w: image ID %q is not a digest (sha256:<64 hex>)", consensus.ErrInvalid, bad)
+	}
+	return nil
+}
+
 // workerImageRecords returns cmd, a command worker node id proposes about
-// itself, with every image record it announces (command.UpsertImage) cut to
-// what a node may say about its own holdings: that it holds the image.
+// itself, with every image record it announces (command.UpsertImage,
+// command.SetImageNode) cut to what a node may say about its own holdings
+// and what the leader can check of it, and the claims that fail that left
+// out. An error means nothing of cmd is left to propose.
 //
 // A worker names no image cluster-wide: its announcements carry no tags,
 // and a record the state lacks gets no source. Tags name images for the
@@ -23,47 +95,132 @@ import (
 // and have every node run its image under it, or with a `pull
 // attacker.example/...` source of its choice have them send the service's
 // credentials there. So the rule is simple: a worker's word never names.
-// The honest cost is small: a worker's socket is read-only, so what a
-// worker imports, loads or pulls on it stays its own (`shoal run` there);
-// images it fetched from a peer are already recorded (it joins their
-// holders); an image it pulled for a task with registry credentials is
-// recorded by ID alone, and the other nodes pull it themselves. An image
-// for the cluster is imported or pulled on a manager, whose announcements
-// stand as made (its root is an admin).
+//
+// Nor does it hold what none of its tasks runs. A worker fetches or pulls
+// an image for a task assigned to it (Ensure), so a claim counts only for
+// the record one of its tasks' image references resolves to, as Ensure
+// resolves it (handlers.FindClusterImage); and it creates a record only
+// for an image it pulled for a task (its source is `pull REF`, REF a
+// task's reference the cluster did not know or the source of the record
+// a task's reference names), at most MaxWorkerImages
+// of them, with no more than MaxImageLayers layers and no config. Before,
+// a worker could list itself on every record — and every node fetching
+// any image then asked it first (holders are tried in ID order), to be
+// refused, sent another image or slowed — and create records by the
+// thousand for images the state never had, each of them a name `service
+// create --image ID` trusted. The honest cost: an image a worker fetched
+// for `shoal run` is not recorded as held by it (it stays its own).
 //
 // For an image the state already records, the record's other fields stay
 // as they are; the state machine merges an announcement's tags into the
 // record, so none here leaves the record's tags as they are when it
-// applies (a tag a manager moved meanwhile stays moved). The report itself
-// is kept, as in ownTaskAddrs: refusing the batch would stop the node's
-// other reports.
-func (w *Writer) workerImageRecords(id string, cmd command.Command) command.Command {
-	return eachOf(cmd, func(c command.UpsertImage) command.UpsertImage { return w.workerImageRecord(id, c) })
-}
-
-func (w *Writer) workerImageRecord(id string, c command.UpsertImage) command.UpsertImage {
-	img, dropped := WorkerImageRecord(c.Image, w.cfg.Store.Images())
-	if len(dropped) > 0 {
-		w.log.Info("a worker names no image: dropped the tags it announced", "node_id", api.ShortID(id),
-			"image", c.Image.ID, "tags", dropped, "source", c.Image.Source)
+// applies (a tag a manager moved meanwhile stays moved). The rest of the
+// report is kept, as in ownTaskAddrs: refusing the batch would stop the
+// node's other reports.
+func (w *Writer) workerImageRecords(id string, cmd command.Command) (command.Command, error) {
+	rule := w.workerImages(id)
+	var refused []string
+	out := filterCommands(cmd, func(c command.Command) command.Command {
+		switch x := c.(type) {
+		case command.UpsertImage:
+			img, dropped, why := rule.Record(x.Image)
+			if why != "" {
+				refused = append(refused, fmt.Sprintf("image %s: %s", x.Image.ID, why))
+				return nil
+			}
+			if len(dropped) > 0 {
+				w.log.Info("a worker names no image: dropped the tags it announced", "node_id", api.ShortID(id),
+					"image", x.Image.ID, "tags", dropped, "source", x.Image.Source)
+			}
+			return command.UpsertImage{Image: img}
+		case *command.UpsertImage:
+			img, dropped, why := rule.Record(x.Image)
+			if why != "" {
+				refused = append(refused, fmt.Sprintf("image %s: %s", x.Image.ID, why))
+				return nil
+			}
+			if len(dropped) > 0 {
+				w.log.Info("a worker names no image: dropped the tags it announced", "node_id", api.ShortID(id),
+					"image", x.Image.ID, "tags", dropped, "source", x.Image.Source)
+			}
+			return &command.UpsertImage{Image: img}
+		case command.SetImageNode:
+			if why := rule.Claim(x); why != "" {
+				refused = append(refused, fmt.Sprintf("image %s: %s", x.ImageID, why))
+				return nil
+			}
+		case *command.SetImageNode:
+			if why := rule.Claim(*x); why != "" {
+				refused = append(refused, fmt.Sprintf("image %s: %s", x.ImageID, why))
+				return nil
+			}
+		}
+		return c
+	})
+	if len(refused) > 0 {
+		w.log.Info("dropped a worker's image announcements", "node_id", api.ShortID(id), "why", refused)
 	}
-	c.Image = img
-	return c
+	if out == nil {
+		return nil, fmt.Errorf("%w: node %s: %s", authz.ErrForbidden, api.ShortID(id), strings.Join(refused, "; "))
+	}
+	return out, nil
 }
 
-// WorkerImageRecord is the pure half of workerImageRecords: the record a
-// worker may announce for img given the images the state holds (no tags;
-// the recorded fields of a held image, no source for a new one), and the
-// tags it asked for that the record did not carry.
-func WorkerImageRecord(img api.Image, images []*api.Image) (api.Image, []string) {
+// workerImages reads what WorkerImages decides on from the leader's
+// replica: its image records and the image references of node id's tasks.
+func (w *Writer) workerImages(id string) WorkerImages {
+	r := WorkerImages{Node: id, Images: w.cfg.Store.Images(), Needed: map[string]bool{}, Pulls: map[string]bool{}}
+	for _, t := range w.cfg.Store.TasksByNode(id) {
+		ref := t.Spec.Image
+		if ref == "" {
+			continue
+		}
+		if rec, ok := handlers.FindClusterImage(w.cfg.Store, ref); ok {
+			r.Needed[rec.ID] = true
+			if src, pulled := strings.CutPrefix(rec.Source, "pull "); pulled {
+				r.Pulls[src] = true // no holder ready: Ensure pulls the record's source
+			}
+		} else {
+			r.Pulls[ref] = true
+		}
+	}
+	return r
+}
+
+// WorkerImages is the pure rule of workerImageRecords for one worker.
+type WorkerImages struct {
+	Node   string
+	Images []*api.Image // the state's records
+	// Needed holds the IDs of the records the image references of the
+	// node's tasks resolve to (handlers.FindClusterImage).
+	Needed map[string]bool
+	// Pulls holds the references the node pulls from a registry for its
+	// tasks (imagedist.Ensure): those that resolve to no record, and the
+	// `pull REF` sources of the records its tasks need (the registry may
+	// have moved REF to another image since).
+	Pulls map[string]bool
+}
+
+// Record returns the record a worker may announce for img (no tags; the
+// recorded fields of a held image; no source and no config for a new one),
+// the tags it asked for that the record did not carry, and why the
+// announcement is dropped ("" when it is not).
+func (r WorkerImages) Record(img api.Image) (api.Image, []string, string) {
 	var out api.Image
 	var had []string
-	if i := slices.IndexFunc(images, func(o *api.Image) bool { return o.ID == img.ID }); i >= 0 {
-		out = *consensus.CloneImage(images[i])
-		had = images[i].Tags
+	if i := slices.IndexFunc(r.Images, func(o *api.Image) bool { return o.ID == img.ID }); i >= 0 {
+		if len(img.Nodes) > 0 && !r.Needed[img.ID] {
+			return api.Image{}, nil, "no task of the node runs it"
+		}
+		out = *consensus.CloneImage(r.Images[i])
+		had = r.Images[i].Tags
 	} else {
+		if why := r.newRecord(img); why != "" {
+			return api.Image{}, nil, why
+		}
 		out = *consensus.CloneImage(&img)
 		out.Source = ""
+		out.Config = nil
 	}
 	out.Nodes = slices.Clone(img.Nodes)
 	out.Tags = nil
@@ -73,5 +230,63 @@ func WorkerImageRecord(img api.Image, images []*api.Image) (api.Image, []string)
 			dropped = append(dropped, t)
 		}
 	}
-	return out, dropped
+	return out, dropped, ""
+}
+
+// newRecord says why a worker may not create img's record ("" when it may).
+func (r WorkerImages) newRecord(img api.Image) string {
+	ref, pulled := strings.CutPrefix(img.Source, "pull ")
+	switch {
+	case !pulled || !r.Pulls[ref]:
+		return "the cluster has no record of it, and the node pulled it for none of its tasks"
+	case len(img.Layers) > MaxImageLayers || len(img.DiffIDs) > MaxImageLayers:
+		return fmt.Sprintf("more than %d layers", MaxImageLayers)
+	}
+	sole := 0
+	for _, o := range r.Images {
+		if len(o.Nodes) == 1 && o.Nodes[0] == r.Node {
+			sole++
+		}
+	}
+	if sole >= MaxWorkerImages {
+		return fmt.Sprintf("the node already holds %d images no other node holds (at most %d)", sole, MaxWorkerImages)
+	}
+	return ""
+}
+
+// Claim says why a worker's SetImageNode is dropped ("" when it is not):
+// a node forgets its own images freely, and holds only what a task of it
+// runs.
+func (r WorkerImages) Claim(c command.SetImageNode) string {
+	if !c.Present || r.Needed[c.ImageID] {
+		return ""
+	}
+	return "no task of the node runs it"
+}
+
+// filterCommands is eachCommand where f may return nil to leave a command
+// out; a batch keeps what is left, and nil comes back when nothing is.
+func filterCommands(cmd command.Command, f func(command.Command) command.Command) command.Command {
+	each := func(cmds []command.Command) []command.Command {
+		var out []command.Command
+		for _, inner := range cmds {
+			if c := filterCommands(inner, f); c != nil {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	switch c := cmd.(type) {
+	case command.Batch:
+		if out := each(c.Commands); len(out) > 0 {
+			return command.Batch{Commands: out}
+		}
+		return nil
+	case *command.Batch:
+		if out := each(c.Commands); len(out) > 0 {
+			return &command.Batch{Commands: out}
+		}
+		return nil
+	}
+	return f(cmd)
 }

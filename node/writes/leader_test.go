@@ -16,6 +16,7 @@ import (
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/consensus/raftnode"
+	"github.com/shoal-org/shoal/consensus/snapshotfile"
 	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -278,5 +279,50 @@ func TestNodeReportsThroughTheLeader(t *testing.T) {
 	}
 	if got, _ := l.store.Node("w"); got.WireGuardKey != "" {
 		t.Fatalf("w's record took a key: %+v", got)
+	}
+}
+
+// TestRestoreRefusesSpecsTheLeaderRefuses: a snapshot file whose service
+// specs the leader would not create (here 10^9 replicas, a published
+// cluster port, a rollback spec without an image) is refused naming each
+// service, and nothing changes. Before, a restore installed them as
+// they were: the scheduler made a task record per replica.
+func TestRestoreRefusesSpecsTheLeaderRefuses(t *testing.T) {
+	l := newTestLeader(t)
+	ctx := context.Background()
+	spec := func(name string) api.ServiceSpec { return api.ServiceSpec{Name: name, Image: "busybox", Replicas: 1} }
+	huge := spec("huge")
+	huge.Replicas = 1_000_000_000
+	port := spec("port")
+	port.Ports = []api.PortConfig{{Published: 7946, Target: 80, Protocol: "udp"}}
+	back := api.Service{ID: "s3", Name: "back", Spec: spec("back"), PreviousSpec: &api.ServiceSpec{Name: "back"}}
+	for _, s := range []api.Service{{ID: "s1", Name: "huge", Spec: huge}, {ID: "s2", Name: "port", Spec: port}, back} {
+		l.must(t, command.CreateService{Service: s})
+	}
+	var file bytes.Buffer
+	if _, err := snapshotfile.Write(l.store.Snapshot(), &file, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	f, err := snapshotfile.Read(bytes.NewReader(file.Bytes()), int64(file.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.must(t, command.DeleteService{ID: "s1"})
+	before := l.store.Index()
+	_, err = l.RestoreAsLeader(ctx, f, false, "leader")
+	if !errors.Is(err, consensus.ErrInvalid) {
+		t.Fatalf("restore: %v, want ErrInvalid", err)
+	}
+	for _, want := range []string{`service "huge" (ID "s1"): spec:`, "replicas 1000000000", `service "port" (ID "s2")`, "7946",
+		`service "back" (ID "s3"): previous spec:`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if l.store.Index() != before {
+		t.Errorf("a refused restore moved the store from %d to %d", before, l.store.Index())
+	}
+	if _, err := l.store.Service("s1"); err == nil {
+		t.Error("the deleted service is back")
 	}
 }

@@ -69,21 +69,40 @@ func CapText(s string, max int) string {
 	return s[:cut] + truncatedMark
 }
 
+// MaxContainerID bounds the container ID a task status carries: the
+// runtime's are 64 hex digits.
+const MaxContainerID = 128
+
 // capStatusText returns cmd with the Message and Error of every task
-// status in it (batches too) cut to MaxStatusText.
+// status in it (batches too) cut to MaxStatusText, a container ID longer
+// than MaxContainerID dropped (the task keeps the one it had) and a
+// health other than the runtime's three (api.HealthStarting, Healthy,
+// Unhealthy) or none read as none. The state machine stores both as
+// reported, replacing them at every report: a node's word of 1 MiB in each
+// of its tasks' records stayed in the state every node keeps.
 func capStatusText(cmd command.Command) command.Command {
 	return eachOf(cmd, func(c command.TaskStatus) command.TaskStatus {
 		statuses := c.Statuses
 		cloned := false
 		for i, st := range c.Statuses {
 			msg, errText := CapText(st.Message, MaxStatusText), CapText(st.Error, MaxStatusText)
-			if msg == st.Message && errText == st.Error {
+			cid, health := st.ContainerID, st.Health
+			if len(cid) > MaxContainerID {
+				cid = ""
+			}
+			switch health {
+			case "", api.HealthStarting, api.HealthHealthy, api.HealthUnhealthy:
+			default:
+				health = ""
+			}
+			if msg == st.Message && errText == st.Error && cid == st.ContainerID && health == st.Health {
 				continue
 			}
 			if !cloned {
 				statuses, cloned = slices.Clone(c.Statuses), true // never write to the caller's slice
 			}
 			statuses[i].Message, statuses[i].Error = msg, errText
+			statuses[i].ContainerID, statuses[i].Health = cid, health
 		}
 		c.Statuses = statuses
 		return c

@@ -47,18 +47,21 @@ func TestCapStatusText(t *testing.T) {
 	big := strings.Repeat("x", 700<<10)
 	statuses := func() []api.TaskStatus {
 		return []api.TaskStatus{
-			{TaskID: "t1", State: api.TaskRunning, Message: "started"},
-			{TaskID: "t2", State: api.TaskFailed, Message: big, Error: big},
+			{TaskID: "t1", State: api.TaskRunning, Message: "started", ContainerID: strings.Repeat("ab", 32), Health: api.HealthHealthy},
+			{TaskID: "t2", State: api.TaskFailed, Message: big, Error: big, ContainerID: big, Health: big},
 		}
 	}
 	check := func(name string, c command.TaskStatus) {
 		t.Helper()
-		if c.Statuses[0].Message != "started" {
+		if c.Statuses[0].Message != "started" || len(c.Statuses[0].ContainerID) != 64 || c.Statuses[0].Health != api.HealthHealthy {
 			t.Errorf("%s: a short message changed: %q", name, c.Statuses[0].Message)
 		}
 		st := c.Statuses[1]
 		if len(st.Message) > MaxStatusText || len(st.Error) > MaxStatusText || !strings.HasSuffix(st.Message, truncatedMark) {
 			t.Errorf("%s: message %d bytes, error %d bytes, want at most %d", name, len(st.Message), len(st.Error), MaxStatusText)
+		}
+		if st.ContainerID != "" || st.Health != "" {
+			t.Errorf("%s: container ID of %d bytes and health of %d bytes kept", name, len(st.ContainerID), len(st.Health))
 		}
 		if st.TaskID != "t2" || st.State != api.TaskFailed {
 			t.Errorf("%s: the rest of the status changed: %+v", name, st)

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,6 +67,9 @@ func (w *Writer) RestoreAsLeader(ctx context.Context, f *snapshotfile.File, forc
 	if err := cl.Raft.Barrier(ctx); err != nil {
 		return api.SnapshotRestoreResponse{}, err
 	}
+	if err := CheckRestoreSpecs(f.Services(), cl.Store.Nodes()); err != nil {
+		return api.SnapshotRestoreResponse{}, err
+	}
 	plan, err := snapshotfile.PlanRestore(f, cl.Store.Snapshot(), force)
 	if err != nil {
 		return api.SnapshotRestoreResponse{}, err
@@ -76,6 +80,7 @@ func (w *Writer) RestoreAsLeader(ctx context.Context, f *snapshotfile.File, forc
 	resp := api.SnapshotRestoreResponse{
 		ClusterID: cl.ClusterID, FileClusterID: f.Header.ClusterID, Index: cl.Store.Index(),
 		Services: plan.Services, DroppedNodes: plan.DroppedNodes, DroppedTasks: plan.DroppedTasks,
+		OrphanTasks: plan.OrphanTasks,
 	}
 	if resp.Services == nil {
 		resp.Services = []string{}
@@ -85,8 +90,48 @@ func (w *Writer) RestoreAsLeader(ctx context.Context, f *snapshotfile.File, forc
 	}
 	w.log.Warn("cluster state restored from a snapshot file", "file_cluster_id", f.Header.ClusterID,
 		"file_index", f.Header.Index, "index", resp.Index, "services", len(plan.Services),
-		"dropped_nodes", plan.DroppedNodes, "by", api.ShortID(by))
+		"dropped_nodes", plan.DroppedNodes, "orphan_tasks", plan.OrphanTasks, "by", api.ShortID(by))
 	return resp, nil
+}
+
+// maxSpecProblems bounds the services a refused file's error names.
+const maxSpecProblems = 10
+
+// CheckRestoreSpecs refuses a file whose services' specs (and the specs
+// a rollback would go back to) the leader would refuse to create
+// (authz.CheckSpecOnLeader: servicespec.Validate, and no port of the
+// cluster's nodes published), naming each service, with
+// consensus.ErrInvalid. A restore installs the specs without a command,
+// so nothing checked them: a spec edited to 10^9 replicas had the leader's
+// scheduler create a task record for each, and one publishing a node's
+// cluster or gossip port took that port on every node. snapshotfile's
+// PlanRestore checks what the state machine guarantees; these are the
+// leader's rules, which that package does not import.
+func CheckRestoreSpecs(services []*api.Service, nodes []*api.Node) error {
+	var p []string
+	for _, s := range services {
+		specs := []*api.ServiceSpec{&s.Spec}
+		if s.PreviousSpec != nil {
+			specs = append(specs, s.PreviousSpec)
+		}
+		for i, spec := range specs {
+			if err := authz.CheckSpecOnLeader(*spec, nil, nodes); err != nil {
+				which := "spec"
+				if i > 0 {
+					which = "previous spec"
+				}
+				msg := strings.TrimPrefix(err.Error(), consensus.ErrInvalid.Error()+": ")
+				p = append(p, fmt.Sprintf("service %q (ID %q): %s: %s", s.Name, s.ID, which, msg))
+			}
+		}
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	if len(p) > maxSpecProblems {
+		p = append(p[:maxSpecProblems], fmt.Sprintf("and %d more", len(p)-maxSpecProblems))
+	}
+	return fmt.Errorf("snapshot file refused, nothing changed: %s: %w", strings.Join(p, "; "), consensus.ErrInvalid)
 }
 
 // CallSnapshotRestore sends the file to the leader at addr over a

@@ -300,9 +300,16 @@ func (w *Writer) ApplyNodeCommand(ctx context.Context, peerID string, enc []byte
 		w.log.Warn("refused a command from a node", "node_id", api.ShortID(peerID), "command", authz.TypeName(cmd), "err", err)
 		return nil, err
 	}
+	if err := checkImageIDs(cmd); err != nil {
+		w.log.Warn("refused a command from a node", "node_id", api.ShortID(peerID), "command", authz.TypeName(cmd), "err", err)
+		return nil, err
+	}
 	cmd = capStatusText(w.ownTaskAddrs(peerID, cmd))
 	if c.Worker {
-		cmd = w.workerImageRecords(peerID, cmd)
+		if cmd, err = w.workerImageRecords(peerID, cmd); err != nil {
+			w.log.Warn("refused a command from a node", "node_id", api.ShortID(peerID), "command", "image records", "err", err)
+			return nil, err
+		}
 	}
 	own, rewrote := ownNodeReports(peerID, cmd)
 	res, err := w.cfg.Raft.Apply(ctx, own)

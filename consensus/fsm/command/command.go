@@ -208,8 +208,9 @@ type SetNodeCert struct {
 // expires (its NotAfter), so that its serial leaves the revocation list
 // once that has passed (TrimRevoked). The leader proposes it in the batch
 // that records a certificate it signed (a join, a renewal). A serial that
-// is already revoked is refused: one revoked without a known expiry stays
-// revoked for good (consensus.ClusterState.CertExpiry).
+// is already revoked is refused: one revoked without a known expiry gets
+// an upper bound of it from TrimRevoked.UnknownUntil instead
+// (consensus.ClusterState.CertExpiry).
 type RecordCertExpiry struct {
 	Serial   string    `json:"serial"`
 	NotAfter time.Time `json:"not_after"`
@@ -222,8 +223,17 @@ type RecordCertExpiry struct {
 // less a margin for the clocks of the nodes that check certificates
 // (node/keyring TrimMargin). The answer is the number of serials that
 // left the revocation list.
+//
+// UnknownUntil, when set, bounds the rest: every revoked serial that has no
+// recorded expiry after the trim (revoked before expiries were recorded,
+// or a removed node's) gets it as its expiry, so a later trim drops it
+// once that has passed. The leader gives the latest a certificate it
+// knows to be revoked by now can end: its clock plus the longest
+// certificate lifetime it knows (node/keyring UnknownBound). Entries
+// without it (before the field) leave such serials as they are.
 type TrimRevoked struct {
 	ExpiredBefore time.Time `json:"expired_before"`
+	UnknownUntil  time.Time `json:"unknown_until,omitzero"`
 }
 
 // CreateService stores a new service. Name defaults to Spec.Name; an empty

@@ -1,0 +1,202 @@
+package snapshotfile
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
+)
+
+// What a restore checks across rows and tables (checkDesired calls these
+// with its problem list). The file is installed without a command, so the
+// state machine's guarantees across rows hold after a restore only if they
+// are checked here: that a network a service names exists, that subnets
+// overlap neither each other nor the cluster's ranges, that VNIs are
+// unique, and that no two rows of a table share an ID (a second row with
+// an ID replaced the first silently when the store loaded the file; a
+// second secret or config of a name made which one a task mounted a
+// matter of chance). A break there reaches the data plane — two bridges routing one
+// subnet, two networks on one VXLAN ID, a service whose tasks join a
+// network no node can set up — so the file is refused, naming the row,
+// and nothing changes. Tasks of services the file lacks are dropped with
+// a count instead (RestorePlan.OrphanTasks): nothing would ever run or
+// remove them. Volumes are not checked: they are each node's own, made by
+// name when a task first mounts them.
+
+// tunnelPrefix is the WireGuard tunnel range (node/authz tunnelCIDR,
+// overlay/wireguard DefaultTunnelCIDR): every node keeps an address there,
+// so a network inside it would lose its address to the tunnel's.
+var tunnelPrefix = netip.MustParsePrefix("100.64.0.0/16")
+
+// checkNetworkRanges refuses network subnets and VNIs the state machine
+// (CreateNetwork) or the leader (authz.CheckNetworkOnLeader) would not
+// take, against the ranges of the running cluster cc, which a restore
+// keeps.
+func checkNetworkRanges(d *consensus.SnapshotData, cc *consensus.ClusterState, bad func(string, ...any)) {
+	type taken struct {
+		p    netip.Prefix
+		what string
+	}
+	var used []taken
+	clusterBits := 16
+	for _, r := range []struct{ cidr, what string }{{cc.ClusterCIDR, "the cluster's node range"}, {cc.VIPCIDR, "the cluster's VIP range"}} {
+		if p, err := netip.ParsePrefix(r.cidr); err == nil {
+			used = append(used, taken{p.Masked(), fmt.Sprintf("%s %s", r.what, p.Masked())})
+			if r.cidr == cc.ClusterCIDR {
+				clusterBits = p.Bits()
+			}
+		}
+	}
+	used = append(used, taken{tunnelPrefix, fmt.Sprintf("the WireGuard tunnel range %s", tunnelPrefix)})
+	vnis := map[int]string{}
+	for _, n := range d.Networks {
+		what := fmt.Sprintf("network %q (ID %q)", n.Name, n.ID)
+		p, err := netip.ParsePrefix(strings.TrimSpace(n.Subnet))
+		switch {
+		case err != nil || !p.Addr().Is4():
+			bad("%s: subnet %q is not an IPv4 prefix", what, n.Subnet)
+		case p != p.Masked():
+			bad("%s: subnet %s has host bits set", what, p)
+		case p.Bits() > api.MaxNetworkBits(clusterBits):
+			bad("%s: subnet %s is smaller than a /%d", what, p, api.MaxNetworkBits(clusterBits))
+		default:
+			overlaps := false
+			for _, t := range used {
+				if t.p.Overlaps(p) {
+					bad("%s: subnet %s overlaps %s", what, p, t.what)
+					overlaps = true
+					break
+				}
+			}
+			if !overlaps {
+				used = append(used, taken{p, fmt.Sprintf("network %q's subnet %s", n.Name, p)})
+			}
+		}
+		switch {
+		case n.VNI < 1 || n.VNI > 1<<24-1 || n.VNI == api.DefaultVNI:
+			bad("%s: VNI %d (want 1-16777215, not %d)", what, n.VNI, api.DefaultVNI)
+		case vnis[n.VNI] != "":
+			bad("%s: VNI %d taken by network %q", what, n.VNI, vnis[n.VNI])
+		default:
+			vnis[n.VNI] = n.Name
+		}
+	}
+}
+
+// checkRows refuses rows with an ID another row of their table has,
+// secrets or configs of one name, and node rows a member would take
+// labels or an availability from that UpdateNode refuses. A row without an ID or name the store
+// refuses itself when it loads the plan (consensus/raftnode checks that
+// before raft sees it); a second one loaded silently.
+func checkRows(d *consensus.SnapshotData, bad func(string, ...any)) {
+	type row struct{ id, name, what string }
+	table := func(kind string, rows []row, named bool) {
+		ids := map[string]bool{}
+		names := map[string]string{}
+		for _, r := range rows {
+			if r.id != "" && ids[r.id] {
+				bad("%s: ID listed twice", r.what)
+			}
+			ids[r.id] = true
+			if !named || r.name == "" {
+				continue
+			}
+			if names[r.name] != "" {
+				bad("%s: name taken by %s %s", r.what, kind, names[r.name])
+			} else {
+				names[r.name] = r.id
+			}
+		}
+	}
+	var rows []row
+	for _, s := range d.Secrets {
+		rows = append(rows, row{s.ID, s.Name, fmt.Sprintf("secret %q (ID %q)", s.Name, s.ID)})
+	}
+	table("secret", rows, true)
+	rows = rows[:0]
+	for _, c := range d.Configs {
+		rows = append(rows, row{c.ID, c.Name, fmt.Sprintf("config %q (ID %q)", c.Name, c.ID)})
+	}
+	table("config", rows, true)
+	rows = rows[:0]
+	for _, t := range d.Tasks {
+		rows = append(rows, row{id: t.ID, what: fmt.Sprintf("task %q (ID %q)", t.Name, t.ID)})
+		if _, ok := api.TaskStateOrder[t.State]; !ok && t.State != "" {
+			// As UpsertTasks refuses it: a state no rule orders.
+			bad("task %q (ID %q): state %q", t.Name, t.ID, t.State)
+		}
+	}
+	table("task", rows, false)
+	rows = rows[:0]
+	for _, img := range d.Images {
+		rows = append(rows, row{id: img.ID, what: fmt.Sprintf("image %q", img.ID)})
+	}
+	table("image", rows, false)
+	rows = rows[:0]
+	for _, n := range d.Nodes {
+		rows = append(rows, row{id: n.ID, what: fmt.Sprintf("node %q (ID %q)", n.Hostname, n.ID)})
+	}
+	table("node", rows, false)
+	checkNodeRows(d, bad)
+}
+
+// checkNodeRows refuses what a restore would copy onto a member from a
+// node row of the file (PlanRestore: labels and availability) where the
+// state machine's UpdateNode refuses it: an availability other than
+// active, pause or drain, an empty label key. The placement took an
+// unknown availability for none of the three.
+func checkNodeRows(d *consensus.SnapshotData, bad func(string, ...any)) {
+	for _, n := range d.Nodes {
+		what := fmt.Sprintf("node %q (ID %q)", n.Hostname, n.ID)
+		switch n.Availability {
+		case "", api.AvailabilityActive, api.AvailabilityPause, api.AvailabilityDrain:
+		default:
+			bad("%s: availability %q (want active, pause or drain)", what, n.Availability)
+		}
+		if _, ok := n.Labels[""]; ok {
+			bad("%s: an empty label key", what)
+		}
+	}
+}
+
+// checkReferences refuses services that name networks, secrets or
+// configs the file does not hold, or a network twice: the state machine
+// never lets a service name a missing network, and a task whose secret or
+// config is missing fails on every node, for good.
+func checkReferences(d *consensus.SnapshotData, bad func(string, ...any)) {
+	networks, secrets, configs := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	for _, n := range d.Networks {
+		networks[n.Name] = true
+	}
+	for _, s := range d.Secrets {
+		secrets[s.Name] = true
+	}
+	for _, c := range d.Configs {
+		configs[c.Name] = true
+	}
+	for _, s := range d.Services {
+		what := fmt.Sprintf("service %q (ID %q)", s.Name, s.ID)
+		seen := map[string]bool{}
+		for _, name := range api.SpecNetworks(s.Spec) {
+			switch {
+			case seen[name]:
+				bad("%s: network %q listed twice", what, name)
+			case name != api.DefaultNetwork && !networks[name]:
+				bad("%s: network %q is not in the file", what, name)
+			}
+			seen[name] = true
+		}
+		for _, r := range s.Spec.Secrets {
+			if !secrets[r.Source] {
+				bad("%s: secret %q is not in the file", what, r.Source)
+			}
+		}
+		for _, r := range s.Spec.Configs {
+			if !configs[r.Source] {
+				bad("%s: config %q is not in the file", what, r.Source)
+			}
+		}
+	}
+}
