@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -148,4 +150,99 @@ func TestReadersSeeWholeFiles(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// recordSyncs replaces fsync for the test with one that records the path
+// of each file or directory synced (and syncs it, or fails with failDirs
+// for a directory when it is set).
+func recordSyncs(t *testing.T, failDirs error) *[]string {
+	t.Helper()
+	var synced []string
+	old := fsync
+	fsync = func(f *os.File) error {
+		synced = append(synced, f.Name())
+		if st, err := f.Stat(); failDirs != nil && err == nil && st.IsDir() {
+			return failDirs
+		}
+		return f.Sync()
+	}
+	t.Cleanup(func() { fsync = old })
+	return &synced
+}
+
+// TestWriteSyncsFileThenDirectory: a durable write fsyncs the data before
+// the rename and the directory after it, so that a power loss cannot
+// undo the rename of a write reported done (before, the directory was not
+// synced: the old file, or no file, could come back). NoSync syncs
+// nothing, for callers that write often on purpose (contact.json).
+func TestWriteSyncsFileThenDirectory(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		write func(p string) error
+		want  func(dir, p string) []string
+	}{
+		{"WriteFile", func(p string) error { return WriteFile(p, []byte("x"), 0o600) },
+			func(dir, p string) []string { return []string{"tmp", dir} }},
+		{"Write", func(p string) error {
+			return Write(p, 0o600, func(w io.Writer) error { _, err := w.Write([]byte("x")); return err })
+		}, func(dir, p string) []string { return []string{"tmp", dir} }},
+		{"WriteJSON", func(p string) error { return WriteJSON(p, 1) },
+			func(dir, p string) []string { return []string{"tmp", dir} }},
+		{"NoSync", func(p string) error { return WriteFile(p, []byte("x"), 0o600, NoSync()) },
+			func(dir, p string) []string { return nil }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			p := filepath.Join(dir, "state.json")
+			for _, round := range []string{"new file", "replaced"} {
+				synced := recordSyncs(t, nil)
+				if err := tt.write(p); err != nil {
+					t.Fatal(err)
+				}
+				got := *synced
+				if len(got) > 0 && filepath.Dir(got[0]) == dir && strings.HasPrefix(filepath.Base(got[0]), ".state.json.tmp-") {
+					got[0] = "tmp"
+				}
+				if want := tt.want(dir, p); !slices.Equal(got, want) {
+					t.Fatalf("%s: synced %q, want %q", round, got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestWriteDirSyncFails: an error syncing the directory is returned (the
+// writer must not believe the write durable), and says so; the new
+// content is in place.
+func TestWriteDirSyncFails(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "state.json")
+	boom := errors.New("EIO")
+	recordSyncs(t, boom)
+	err := WriteFile(p, []byte("new"), 0o600)
+	if !errors.Is(err, boom) || !strings.Contains(err.Error(), "sync directory") {
+		t.Fatalf("err %v, want the directory's sync error", err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "new" {
+		t.Fatalf("content %q, want the new one (the rename was done)", b)
+	}
+}
+
+// TestWriteJSONSyncsNewDirs: the directories WriteJSON makes are synced
+// into their parents, top down, before the file is written; a directory
+// that exists costs no sync.
+func TestWriteJSONSyncsNewDirs(t *testing.T) {
+	root := t.TempDir()
+	p := filepath.Join(root, "a", "b", "state.json")
+	synced := recordSyncs(t, nil)
+	if err := WriteJSON(p, 1); err != nil {
+		t.Fatal(err)
+	}
+	got := *synced
+	want := []string{root, filepath.Join(root, "a"), "tmp", filepath.Join(root, "a", "b")}
+	if len(got) == 4 && strings.HasPrefix(filepath.Base(got[2]), ".state.json.tmp-") {
+		got[2] = "tmp"
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("synced %q, want %q", got, want)
+	}
 }

@@ -524,7 +524,7 @@ func (l *Loop) syncWireGuard(self *api.Node, nodes []*api.Node, cluster, nodeSub
 		dir := filepath.Join(l.cfg.ClusterDir, "wireguard")
 		cur, err := wireguard.LoadKeyPair(filepath.Join(dir, wgKeyFile))
 		if err == nil {
-			l.wgKeys, err = loadWGKeys(dir, cur, index)
+			l.wgKeys, err = loadWGKeys(dir, cur, index, l.log)
 		}
 		if err != nil {
 			l.log.Warn("wireguard: reading the keys failed; retrying", "err", err)

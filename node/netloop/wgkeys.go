@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -45,9 +46,20 @@ type wgKeys struct {
 // loadWGKeys reads the keys under dir. The current key must exist (the
 // device made it); a key without an epoch file (made by an agent before
 // rotation, or just now) postdates index: what the replica has applied.
-// A next key without its epoch, or unreadable, is dropped: it was never
-// published whole.
-func loadWGKeys(dir string, cur wireguard.KeyPair, index uint64) (*wgKeys, error) {
+// A next key without its epoch was never published whole: it is dropped.
+//
+// A next key that is malformed (torn or corrupted on disk: ErrBadKey) or
+// readable by others (ErrKeyFileMode) is dropped too, its file removed and
+// the drop logged on log (once: the file is gone afterwards). Refusing it
+// instead, as before, failed every pass for good and WireGuard never came
+// up on the node; dropping costs only a fresh next key, which the rotation
+// makes and publishes again (the one lost cannot be recovered in any case,
+// and one others could read must not be used). The current key is not
+// dropped: the caller reads it with wireguard.LoadKeyPair, and a malformed
+// one stays an error, loudly retried, since replacing it would silently
+// change this node's identity to its peers. An I/O error reading next.key
+// is returned as well: it may pass, and the file may be whole.
+func loadWGKeys(dir string, cur wireguard.KeyPair, index uint64, log *slog.Logger) (*wgKeys, error) {
 	k := &wgKeys{dir: dir, cur: cur}
 	if _, err := os.Stat(filepath.Join(dir, wgKeyEpochFile)); errors.Is(err, fs.ErrNotExist) {
 		if err := writeIndexFile(filepath.Join(dir, wgKeyEpochFile), index); err != nil {
@@ -60,6 +72,11 @@ func loadWGKeys(dir string, cur wireguard.KeyPair, index uint64) (*wgKeys, error
 	next, err := wireguard.LoadKeyPair(filepath.Join(dir, wgNextFile))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, wireguard.ErrBadKey) || errors.Is(err, wireguard.ErrKeyFileMode):
+		if rerr := os.Remove(filepath.Join(dir, wgNextFile)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			return nil, fmt.Errorf("drop the unusable WireGuard next key: %w (it is unusable: %v)", rerr, err)
+		}
+		log.Warn("wireguard: dropped the unusable next key; the rotation makes a new one", "err", err)
 	case err != nil:
 		return nil, err
 	default:

@@ -6,7 +6,8 @@ package volume
 // app's default config — with its owners and modes, so the container sees
 // what it would have seen without the volume. `volume-nocopy` opts out. A
 // volume with anything in it is never touched, so data a task wrote is
-// never overwritten by a later task or a new image.
+// never overwritten by a later task or a new image (but for what a copy
+// that never completed left: below).
 //
 // What is read and written. The source is the container's freshly mounted
 // rootfs (image layers plus an upper dir nothing has written yet), before
@@ -28,6 +29,26 @@ package volume
 // file, not thousands. And each volume gets at most a budget of file
 // content (the runtime gives the image's unpacked size): beyond it the copy
 // stops with ErrTooLarge.
+//
+// An interrupted copy is redone. A copy that stops midway (the budget, a
+// full disk, an I/O error, the agent killed, the host losing power) leaves
+// part of the image's content in the volume, and a volume with anything in
+// it is otherwise never touched: the next start would run the container on
+// the partial copy, with no error. So a copy is bracketed by a marker,
+// NAME/.seeding beside the data dir (the agent's, out of every container's
+// reach, never among the user's data): made and synced (file and NAME)
+// before the first entry is copied, removed once the copy is whole and on
+// disk (syncfs of the volume's file system, once per volume: fsync of every
+// copied file would cost an image of many small files minutes), and that
+// removal synced before Seed returns, so before any container can have run
+// on the volume. A start that finds the marker empties the data dir (with
+// rmtree, whatever a container could have left there) and copies again.
+// Only a volume whose copy never completed is ever emptied: the marker is
+// gone, durably, before a container that mounts it with the copy runs.
+// (A volume made before the marker existed has none and is kept as it is.)
+// One copy of a volume runs at a time (flock on NAME): a second container
+// created with it meanwhile waits, then finds it full, and cannot empty a
+// copy under way.
 
 import (
 	"errors"
@@ -35,19 +56,26 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/runtime/ocispec"
+	"github.com/shoal-org/shoal/runtime/rmtree"
 )
+
+// seedingMarker is the file in a volume's dir (beside its data dir) that
+// says a copy-up into it began and did not complete (seedVolume).
+const seedingMarker = ".seeding"
 
 // Seed copies the image content of rootfs into every empty named
 // volume of ms that does not say volume-nocopy. volumesDir holds the
 // volumes (which the runtime's prepareMounts created). budget bounds the
 // bytes of file content written into each volume (a copy that would
-// exceed it stops with ErrTooLarge, leaving what it copied). Errors name
-// the mount.
+// exceed it stops with ErrTooLarge). A copy that stops leaves what it
+// copied with its marker, and the next Seed of the volume empties it and
+// copies again. Errors name the mount.
 func Seed(rootfs, volumesDir string, ms []api.Mount, budget int64) error {
 	for _, m := range ms {
 		if m.Type != api.MountVolume || m.NoCopy {
@@ -61,17 +89,60 @@ func Seed(rootfs, volumesDir string, ms []api.Mount, budget int64) error {
 }
 
 // seedVolume copies rootfs's target into volume name when the volume's data
-// dir is empty, and reports whether it copied. A target the image lacks
-// (or that is not a directory) leaves the volume empty.
+// dir is empty, or holds what a copy that never completed left (its
+// marker is there: the data dir is emptied first), and reports whether it
+// copied. A target the image lacks (or that is not a directory) leaves the
+// volume empty.
 func seedVolume(rootfs, target, volumesDir, name string, budget int64) (bool, error) {
-	dst, err := openVolumeData(volumesDir, name)
+	vol, dst, err := openVolume(volumesDir, name)
 	if err != nil {
 		return false, err
 	}
+	defer unix.Close(vol)
 	defer unix.Close(dst)
-	if empty, err := dirEmpty(dst); err != nil || !empty {
+	// Closing vol releases the lock.
+	if err := unix.Flock(vol, unix.LOCK_EX); err != nil {
+		return false, fmt.Errorf("lock volume %s: %w", name, err)
+	}
+	var mst unix.Stat_t
+	interrupted := true
+	switch err := unix.Fstatat(vol, seedingMarker, &mst, unix.AT_SYMLINK_NOFOLLOW); {
+	case errors.Is(err, unix.ENOENT):
+		interrupted = false
+	case err != nil:
+		return false, fmt.Errorf("volume %s: %s: %w", name, seedingMarker, err)
+	}
+	if interrupted {
+		if err := emptyData(ocispec.VolumePath(volumesDir, name), dst); err != nil {
+			return false, fmt.Errorf("empty the volume after a copy that did not complete: %w", err)
+		}
+	} else if empty, err := dirEmpty(dst); err != nil || !empty {
 		return false, err
 	}
+	copied, err := copyImageDir(rootfs, target, vol, dst, budget, interrupted)
+	if err != nil || !copied && !interrupted {
+		return false, err
+	}
+	// The copy is whole (or there was nothing to copy): on disk first,
+	// then the marker goes, durably, before any container runs on it.
+	if copied {
+		if err := unix.Syncfs(dst); err != nil {
+			return false, fmt.Errorf("sync the copy: %w", err)
+		}
+	}
+	if err := unix.Unlinkat(vol, seedingMarker, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return false, fmt.Errorf("volume %s: remove %s: %w", name, seedingMarker, err)
+	}
+	if err := unix.Fsync(vol); err != nil {
+		return false, fmt.Errorf("volume %s: sync: %w", name, err)
+	}
+	return copied, nil
+}
+
+// copyImageDir copies rootfs's target into the data dir dst of the volume
+// dir vol, making the marker first unless marked (it is there already),
+// and reports whether the image had anything there to copy.
+func copyImageDir(rootfs, target string, vol, dst int, budget int64, marked bool) (bool, error) {
 	root, err := unix.Open(rootfs, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_RDONLY, 0)
 	if err != nil {
 		return false, fmt.Errorf("open rootfs: %w", err)
@@ -92,6 +163,11 @@ func seedVolume(rootfs, target, volumesDir, name string, budget int64) (bool, er
 	if err := unix.Fstat(src, &st); err != nil {
 		return false, err
 	}
+	if !marked {
+		if err := mark(vol); err != nil {
+			return false, err
+		}
+	}
 	c := &copier{dstRoot: dst, budget: budget, left: budget, links: map[fileID]firstCopy{}}
 	if err := c.copyTree(src, dst, ""); err != nil {
 		return false, err
@@ -104,27 +180,63 @@ func seedVolume(rootfs, target, volumesDir, name string, budget int64) (bool, er
 	return true, unix.Fchmod(dst, st.Mode&0o7777)
 }
 
-// openVolumeData opens the data dir of volume name without following links.
-func openVolumeData(volumesDir, name string) (int, error) {
+// mark makes the marker of a copy under way in the volume dir vol, on disk
+// (the file and its name) before anything is copied.
+func mark(vol int) error {
+	fd, err := unix.Openat(vol, seedingMarker, unix.O_WRONLY|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", seedingMarker, err)
+	}
+	err = unix.Fsync(fd)
+	if cerr := unix.Close(fd); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = unix.Fsync(vol)
+	}
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", seedingMarker, err)
+	}
+	return nil
+}
+
+// emptyData removes every entry of the data dir dst (at path dataPath)
+// with rmtree: no link followed, a few descriptors however deep.
+func emptyData(dataPath string, dst int) error {
+	names, err := readNames(dst)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := rmtree.RemoveAll(filepath.Join(dataPath, n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openVolume opens the dir of volume name and its data dir without
+// following links.
+func openVolume(volumesDir, name string) (vol, data int, err error) {
 	if p := api.VolumeNameProblem(name); p != "" {
-		return -1, fmt.Errorf("%w: volume name %q: %s", ocispec.ErrInvalidSpec, name, p)
+		return -1, -1, fmt.Errorf("%w: volume name %q: %s", ocispec.ErrInvalidSpec, name, p)
 	}
 	const flags = unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_RDONLY
 	dir, err := unix.Open(volumesDir, flags, 0)
 	if err != nil {
-		return -1, fmt.Errorf("open %s: %w", volumesDir, err)
+		return -1, -1, fmt.Errorf("open %s: %w", volumesDir, err)
 	}
 	defer unix.Close(dir)
-	vol, err := unix.Openat(dir, name, flags, 0)
+	vol, err = unix.Openat(dir, name, flags, 0)
 	if err != nil {
-		return -1, fmt.Errorf("open volume %s: %w", name, err)
+		return -1, -1, fmt.Errorf("open volume %s: %w", name, err)
 	}
-	defer unix.Close(vol)
-	data, err := unix.Openat(vol, ocispec.VolumeDataDir, flags, 0)
+	data, err = unix.Openat(vol, ocispec.VolumeDataDir, flags, 0)
 	if err != nil {
-		return -1, fmt.Errorf("open volume %s data dir: %w", name, err)
+		unix.Close(vol)
+		return -1, -1, fmt.Errorf("open volume %s data dir: %w", name, err)
 	}
-	return data, nil
+	return vol, data, nil
 }
 
 // readNames lists directory fd (which stays open and is not moved).
