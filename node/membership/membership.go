@@ -283,7 +283,7 @@ const maxNodeID = 64
 func (m *Membership) AnnounceRestart(self string, timeout time.Duration) {
 	msg := append([]byte{restartMsgType}, self...)
 	var wg sync.WaitGroup
-	for _, n := range m.ml.Members() {
+	for _, n := range m.aliveNodes() {
 		if n.Name == self {
 			continue
 		}
@@ -954,12 +954,48 @@ func decodeMeta(name string, b []byte) Meta {
 // SendBestEffort sends a user message to the member named id over UDP; a
 // lost message is repeated by the caller's next round.
 func (m *Membership) SendBestEffort(id string, msg []byte) error {
-	for _, n := range m.ml.Members() {
+	for _, n := range m.aliveNodes() {
 		if n.Name == id {
 			return m.ml.SendBestEffort(n, msg)
 		}
 	}
 	return fmt.Errorf("gossip member %s: %w", id, ErrUnknownMember)
+}
+
+// aliveNodes are the members alive now as nodes of their own, built from
+// what the event callbacks recorded (alive, addrs) under m.mu. Why not
+// memberlist's Members: it hands out pointers to its own records, which
+// its packet handler rewrites (address, meta) under a lock the caller
+// cannot take, so sending to one raced with every alive message about it
+// (seen by the race detector in TestGossipJoinMetadataAndDeath).
+func (m *Membership) aliveNodes() []*memberlist.Node {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*memberlist.Node, 0, len(m.alive))
+	for id := range m.alive {
+		if n, ok := nodeAt(id, m.addrs[id]); ok {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// nodeAt is a memberlist node named id at addr (IP:port, as memberAddr
+// writes it); false when addr is not one.
+func nodeAt(id, addr string) (*memberlist.Node, bool) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, false
+	}
+	ip := net.ParseIP(host)
+	p, err := strconv.ParseUint(port, 10, 16)
+	if ip == nil || err != nil {
+		return nil, false
+	}
+	if v4 := ip.To4(); v4 != nil {
+		ip = v4
+	}
+	return &memberlist.Node{Name: id, Addr: ip, Port: uint16(p)}, true
 }
 
 // UserMessages returns the channel of user messages gossip delivered

@@ -104,3 +104,28 @@ func TestTransportBadAddress(t *testing.T) {
 		t.Error("advertise address nope accepted")
 	}
 }
+
+func TestNodeAt(t *testing.T) {
+	for _, c := range []struct {
+		addr string
+		ok   bool
+		ip   string
+		port uint16
+	}{
+		{"10.0.0.2:7946", true, "10.0.0.2", 7946},
+		{"[fd00::2]:7946", true, "fd00::2", 7946},
+		{"", false, "", 0},
+		{"10.0.0.2", false, "", 0},
+		{"host:7946", false, "", 0},
+		{"10.0.0.2:70000", false, "", 0},
+	} {
+		n, ok := nodeAt("n1", c.addr)
+		if ok != c.ok {
+			t.Errorf("nodeAt(%q) ok = %v, want %v", c.addr, ok, c.ok)
+			continue
+		}
+		if ok && (n.Name != "n1" || !n.Addr.Equal(net.ParseIP(c.ip)) || n.Port != c.port || memberAddr(n) != c.addr) {
+			t.Errorf("nodeAt(%q) = %+v, want %s port %d", c.addr, n, c.ip, c.port)
+		}
+	}
+}
