@@ -18,19 +18,44 @@ import (
 	"github.com/shoal-org/shoal/node/autoscale"
 )
 
-// autoscaleLoop is the leader's autoscaler; it ends with leadership.
+// autoscaleLoop is the leader's autoscaler; it ends with leadership. It
+// ticks only while some service is autoscaled: otherwise it waits for a
+// state change that may add one, so an idle leader of a cluster without
+// autoscaling does not wake every autoscale.Interval for nothing.
 func (l *Loop) autoscaleLoop(ctx context.Context) {
+	ch, cancel := l.cfg.Store.Subscribe()
+	defer cancel()
 	hist := map[string][]autoscale.Sample{}
 	tick := time.NewTicker(autoscale.Interval)
 	defer tick.Stop()
 	for {
+		var tickCh <-chan time.Time
+		if Autoscaled(l.cfg.Store.Services()) {
+			tickCh = tick.C
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-ch:
+			continue
+		case <-tickCh:
 		}
 		l.autoscalePass(ctx, hist, time.Now().UTC())
 	}
+}
+
+// Autoscaled reports whether any of svcs is one the autoscaler samples.
+func Autoscaled(svcs []*api.Service) bool {
+	for _, s := range svcs {
+		if isAutoscaled(s) {
+			return true
+		}
+	}
+	return false
+}
+
+func isAutoscaled(s *api.Service) bool {
+	return s.Spec.Autoscale != nil && s.Spec.Mode == api.ModeReplicated
 }
 
 // autoscalePass gathers usage once and applies the decision for every
@@ -38,7 +63,7 @@ func (l *Loop) autoscaleLoop(ctx context.Context) {
 func (l *Loop) autoscalePass(ctx context.Context, hist map[string][]autoscale.Sample, now time.Time) {
 	var svcs []*api.Service
 	for _, s := range l.cfg.Store.Services() {
-		if s.Spec.Autoscale != nil && s.Spec.Mode == api.ModeReplicated {
+		if isAutoscaled(s) {
 			svcs = append(svcs, s)
 		}
 	}

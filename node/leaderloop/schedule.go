@@ -57,22 +57,36 @@ func (l *Loop) schedulerLoop(ctx context.Context) {
 			}
 			wake = time.NewTimer(d)
 		}
+		changed := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-ch:
+			changed = true
 		case <-wakeCh():
 		case <-resync.C:
 		}
-		// Debounce: let a burst of status reports land before planning.
-		t := time.NewTimer(10 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
+		if d := Debounce(changed); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
 		}
 	}
+}
+
+// Debounce is how long the scheduler waits before a pass: after a state
+// change, long enough for a burst of status reports to land; after its own
+// timers (the resync, a planned wake), nothing: no burst follows a timer,
+// and on an idle leader the wait was a second wake-up for every resync.
+func Debounce(stateChanged bool) time.Duration {
+	if stateChanged {
+		return 10 * time.Millisecond
+	}
+	return 0
 }
 
 func (l *Loop) schedulePass(ctx context.Context, planner *scheduler.Planner) (time.Time, error) {

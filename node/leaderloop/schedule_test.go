@@ -3,6 +3,7 @@ package leaderloop
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
@@ -144,6 +145,21 @@ func TestSchedulerStateIsOneView(t *testing.T) {
 				t.Fatalf("read %d: task %s of service %s on node %s, but the same read has node %v, service %v",
 					reads, tk.ID, tk.ServiceID, tk.NodeID, nodes[tk.NodeID], services[tk.ServiceID])
 			}
+		}
+	}
+}
+
+func TestDebounce(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		changed bool
+		want    time.Duration
+	}{
+		{"state change: let the burst land", true, 10 * time.Millisecond},
+		{"resync or planned wake: no burst follows a timer", false, 0},
+	} {
+		if got := Debounce(c.changed); got != c.want {
+			t.Errorf("%s: Debounce(%v) = %s, want %s", c.name, c.changed, got, c.want)
 		}
 	}
 }

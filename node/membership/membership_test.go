@@ -173,7 +173,7 @@ func TestTimingArithmetic(t *testing.T) {
 
 // The budget of issue 10 and issue 9: a dead node is found in well under a
 // second (backend removal ≤ 1 s) up to 50 nodes and about a second at 100,
-// while an idle member wakes for gossip at most 15 times a second, and the
+// while an idle member wakes for gossip at most 12 times a second, and the
 // direct ping leaves the indirect probes part of the interval.
 func TestDefaultTimingBudget(t *testing.T) {
 	d := DefaultTiming
@@ -188,8 +188,13 @@ func TestDefaultTimingBudget(t *testing.T) {
 			t.Errorf("n=%d: expected detection %s > %s", c.n, got, c.max)
 		}
 	}
-	if w := d.IdleWakeups(); w > 15 {
-		t.Errorf("%.1f gossip wake-ups a second when idle, want <= 15", w)
+	if w := d.IdleWakeups(); w > 12 {
+		t.Errorf("%.1f gossip wake-ups a second when idle, want <= 12", w)
+	}
+	// Gossip ticks at most every other probe: broadcasts also ride every
+	// ping and ack, so a tick of its own per probe only adds wake-ups.
+	if d.GossipInterval < 2*d.ProbeInterval {
+		t.Errorf("gossip every %s against probes every %s, want at most one tick per two probes", d.GossipInterval, d.ProbeInterval)
 	}
 }
 
