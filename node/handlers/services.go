@@ -133,25 +133,46 @@ func (x *API) imageKnown(store *consensus.Store, ref string) bool {
 }
 
 // FindClusterImage finds an image record of the replica by tag
-// (normalised as the image store does) or by ID prefix.
+// (normalised as the image store does), else by full ID, else by an ID
+// prefix of at least 6 hex digits that names one record only. A tag wins
+// over an ID prefix whatever order the records come in, and an ambiguous
+// prefix finds nothing (as docker refuses it): records come in ID order,
+// so taking the first match let an image whose ID sorts first answer for
+// a prefix, or a tag, that meant another.
 func FindClusterImage(store *consensus.Store, ref string) (*api.Image, bool) {
+	return findImage(store.Images(), ref)
+}
+
+func findImage(images []*api.Image, ref string) (*api.Image, bool) {
 	want, err := image.NormalizeTag(ref)
 	if err != nil {
 		want = ref // an ID or ID prefix
 	}
-	for _, img := range store.Images() {
+	for _, img := range images {
 		for _, t := range img.Tags {
 			if nt, err := image.NormalizeTag(t); err == nil && nt == want {
 				return img, true
 			}
 		}
+	}
+	r := strings.TrimPrefix(ref, "sha256:")
+	if len(r) < 6 {
+		return nil, false
+	}
+	var found *api.Image
+	for _, img := range images {
 		id := strings.TrimPrefix(img.ID, "sha256:")
-		r := strings.TrimPrefix(ref, "sha256:")
-		if len(r) >= 6 && strings.HasPrefix(id, r) {
+		if id == r {
 			return img, true
 		}
+		if strings.HasPrefix(id, r) {
+			if found != nil {
+				return nil, false // ambiguous
+			}
+			found = img
+		}
 	}
-	return nil, false
+	return found, found != nil
 }
 
 // readBackService waits until this node's replica holds the service at a
