@@ -285,6 +285,18 @@ func (s *commands) serviceScale(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// Every service is looked up before any is scaled: a typo'd name or a
+	// global service refuses the whole command instead of scaling the
+	// names before it (docker scales those and reports the rest).
+	for _, sc := range scales {
+		svc, err := cl.Service(c.Context, sc.name)
+		if err != nil {
+			return fmt.Errorf("scale %s: %w", sc.name, err)
+		}
+		if svc.Spec.Mode == api.ModeGlobal {
+			return fmt.Errorf("scale %s: a global service runs one task per node and cannot be scaled", sc.name)
+		}
+	}
 	var failed error
 	var scaled []string
 	for _, sc := range scales {

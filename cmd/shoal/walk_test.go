@@ -1,0 +1,40 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// TestCLIServiceScaleAllOrNothing: a scale naming a service that does not
+// exist (or a global one) is refused before any service is scaled.
+func TestCLIServiceScaleAllOrNothing(t *testing.T) {
+	f := newFakeAgent(t)
+	f.services = []*api.Service{
+		{ID: "svc1", Name: "web", Version: 1, Spec: api.ServiceSpec{Name: "web", Mode: api.ModeReplicated, Replicas: 1, Image: "busybox"}},
+		{ID: "svc2", Name: "agent", Version: 1, Spec: api.ServiceSpec{Name: "agent", Mode: api.ModeGlobal, Image: "busybox"}},
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"web=3", "nosuch=2"}, "scale nosuch: service nosuch not found"},
+		{[]string{"web=3", "agent=2"}, "scale agent: a global service"},
+	} {
+		out, errOut, code := runCLI(t, f.host, "", append([]string{"service", "scale", "-d"}, tc.args...)...)
+		if code == 0 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("scale %v: exit %d, stderr %q, want %q", tc.args, code, errOut, tc.want)
+		}
+		if out != "" {
+			t.Errorf("scale %v: printed %q", tc.args, out)
+		}
+		if r := f.service("web").Spec.Replicas; r != 1 {
+			t.Fatalf("scale %v: web scaled to %d though the command was refused", tc.args, r)
+		}
+	}
+	out, errOut, code := runCLI(t, f.host, "", "service", "scale", "-d", "web=3")
+	if code != 0 || out != "web scaled to 3\n" || f.service("web").Spec.Replicas != 3 {
+		t.Fatalf("scale web=3: exit %d, out %q, stderr %q", code, out, errOut)
+	}
+}
