@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -84,18 +83,6 @@ func (s *commands) imageCommand() *cli.Command {
 			}, imageID),
 		},
 	}
-}
-
-// openInput opens a file argument; "-" is stdin. The caller closes it.
-func (s *commands) openInput(name string) (io.ReadCloser, error) {
-	if name == "-" {
-		return io.NopCloser(s.Stdin), nil
-	}
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", name, err)
-	}
-	return f, nil
 }
 
 func (s *commands) imageImport(c *cli.Context) error {

@@ -143,7 +143,7 @@ func (s *commands) serviceCreate(c *cli.Context) error {
 	}
 	svc, err := cl.CreateService(c.Context, spec)
 	if err != nil {
-		return fmt.Errorf("create service %s: %w", spec.Name, err)
+		return shell.Wrap("create service "+spec.Name, err)
 	}
 	fmt.Fprintln(s.Stdout, svc.ID)
 	return s.maybeWait(c, cl, svc.ID, progress.OpCreate)
