@@ -329,13 +329,14 @@ func HumanSize(n int64) string {
 
 // HumanDuration renders a duration like docker's "Up 5 minutes".
 func HumanDuration(d time.Duration) string {
-	switch s := d.Seconds(); {
+	// Whole seconds, as docker counts them: 1.5 s is "1 second".
+	switch s := int(d.Seconds()); {
 	case s < 1:
 		return "Less than a second"
 	case s == 1:
 		return "1 second"
 	case s < 60:
-		return fmt.Sprintf("%d seconds", int(s))
+		return fmt.Sprintf("%d seconds", s)
 	}
 	switch m := d.Minutes(); {
 	case m < 2:

@@ -124,7 +124,8 @@ func TestHumanize(t *testing.T) {
 	durs := map[time.Duration]string{
 		0: "Less than a second", 30 * time.Second: "30 seconds", 90 * time.Second: "About a minute",
 		10 * time.Minute: "10 minutes", 90 * time.Minute: "About an hour", 5 * time.Hour: "5 hours",
-		72 * time.Hour: "3 days",
+		72 * time.Hour: "3 days", time.Second: "1 second", 1500 * time.Millisecond: "1 second",
+		2 * time.Second: "2 seconds",
 	}
 	for d, want := range durs {
 		if got := HumanDuration(d); got != want {
