@@ -231,6 +231,11 @@ func RenderTasks(w io.Writer, tasks []api.Task, noTrunc bool, now time.Time) err
 			node = ShortID(t.NodeID, noTrunc)
 		}
 		errText := t.Error
+		if errText == "" && t.State == api.TaskNew {
+			// Why a task waits for a node ("no suitable node (...)"):
+			// docker shows it in this column, and nothing else tells.
+			errText = t.Message
+		}
 		if !noTrunc && len(errText) > 60 {
 			errText = errText[:57] + "..."
 		}
