@@ -38,3 +38,25 @@ func TestCLIServiceScaleAllOrNothing(t *testing.T) {
 		t.Fatalf("scale web=3: exit %d, out %q, stderr %q", code, out, errOut)
 	}
 }
+
+// TestCLIBadFlagValue: a number or duration flag given something else says
+// which flag and what it wants, not "parse error".
+func TestCLIBadFlagValue(t *testing.T) {
+	f := newFakeAgent(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"service", "create", "--name", "x", "--replicas", "-1", "busybox"}, `invalid value "-1" for --replicas: want a whole number, 0 or more`},
+		{[]string{"service", "create", "--name", "x", "--health-interval", "5", "busybox"}, `invalid value "5" for --health-interval: want a duration with a unit`},
+		{[]string{"service", "update", "--update-max-failure-ratio", "half", "web"}, `invalid value "half" for --update-max-failure-ratio: want a number`},
+	} {
+		_, errOut, code := runCLI(t, f.host, "", tc.args...)
+		if code != 2 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q, want %q", tc.args, code, errOut, tc.want)
+		}
+	}
+	if len(f.services) != 0 {
+		t.Fatalf("a refused create made %d services", len(f.services))
+	}
+}
