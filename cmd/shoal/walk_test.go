@@ -60,3 +60,34 @@ func TestCLIBadFlagValue(t *testing.T) {
 		t.Fatalf("a refused create made %d services", len(f.services))
 	}
 }
+
+// TestServiceHelpDefaults: each flag's help shows its real default once;
+// --replicas read "(replicated mode, default 1) (default: 0)".
+func TestServiceHelpDefaults(t *testing.T) {
+	f := newFakeAgent(t)
+	line := func(help, flag string) string {
+		for _, l := range strings.Split(help, "\n") {
+			if strings.HasPrefix(strings.TrimSpace(l), flag+" ") {
+				return l
+			}
+		}
+		t.Fatalf("no %s in help:\n%s", flag, help)
+		return ""
+	}
+	create, _, _ := runCLI(t, f.host, "", "service", "create", "--help")
+	update, _, _ := runCLI(t, f.host, "", "service", "update", "--help")
+	for _, tc := range []struct {
+		help, flag, want string
+	}{
+		{create, "--replicas", "number of tasks (replicated mode) (default: 1)"},
+		{create, "--restart-delay", "delay between restarts (default: 5s)"},
+		{create, "--mode", "replicated or global (default: replicated)"},
+		{create, "--update-parallelism", "tasks changed at once, 0 = all (default: 1)"},
+		{update, "--replicas", "number of tasks (replicated mode) (default: unchanged)"},
+		{update, "--stop-grace-period", "(default: unchanged)"},
+	} {
+		if l := line(tc.help, tc.flag); !strings.HasSuffix(l, tc.want) || strings.Count(l, "default") != 1 {
+			t.Errorf("%s: %q, want it to end in %q", tc.flag, l, tc.want)
+		}
+	}
+}

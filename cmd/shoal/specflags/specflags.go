@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -107,8 +108,50 @@ func Flags(update bool) []cli.Flag {
 			&cli.StringSliceFlag{Name: "network", Usage: "network to join (repeatable; default: the default network)"},
 		)
 	}
+	helpDefaults(flags, update)
 	flags = append(flags, WithRegistryAuthFlag())
 	return append(flags, WaitFlags()...)
+}
+
+// usageDefaultRE finds a default written in a flag's usage: "... (default
+// 5s)" or "(replicated mode, default 1)".
+var usageDefaultRE = regexp.MustCompile(`(, | \()default ([^()]+)\)$`)
+
+// helpDefaults makes the help show each flag's real default once. urfave/cli
+// appends the Go zero value, so --replicas read "number of tasks
+// (replicated mode, default 1) (default: 0)"; on update, where a flag not
+// given leaves the spec as it is, no default applies but "unchanged".
+func helpDefaults(flags []cli.Flag, update bool) {
+	for _, f := range flags {
+		df, ok := f.(cli.DocGenerationFlag)
+		if !ok || !df.TakesValue() {
+			continue
+		}
+		usage, def := df.GetUsage(), ""
+		if m := usageDefaultRE.FindStringSubmatchIndex(usage); m != nil {
+			def = usage[m[4]:m[5]]
+			if usage[m[2]:m[3]] == ", " {
+				usage = usage[:m[0]] + ")"
+			} else {
+				usage = usage[:m[0]]
+			}
+		}
+		if update {
+			def = "unchanged"
+		}
+		switch f := f.(type) {
+		case *cli.IntFlag:
+			f.Usage, f.DefaultText = usage, def
+		case *cli.Uint64Flag:
+			f.Usage, f.DefaultText = usage, def
+		case *cli.Float64Flag:
+			f.Usage, f.DefaultText = usage, def
+		case *cli.DurationFlag:
+			f.Usage, f.DefaultText = usage, def
+		case *cli.StringFlag:
+			f.Usage, f.DefaultText = usage, def
+		}
+	}
 }
 
 // HealthFlags are the --health-* flags of `run` and of the service
