@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -89,5 +90,34 @@ func TestServiceHelpDefaults(t *testing.T) {
 		if l := line(tc.help, tc.flag); !strings.HasSuffix(l, tc.want) || strings.Count(l, "default") != 1 {
 			t.Errorf("%s: %q, want it to end in %q", tc.flag, l, tc.want)
 		}
+	}
+}
+
+// TestCLIServicePsJSONFields: every task field DESIGN.md lists is in
+// `service ps --format json`, error and ip included when empty.
+func TestCLIServicePsJSONFields(t *testing.T) {
+	f := newFakeAgent(t)
+	if _, errOut, code := runCLI(t, f.host, "", "service", "create", "-d", "--name", "web", "busybox"); code != 0 {
+		t.Fatalf("create: %s", errOut)
+	}
+	out, errOut, code := runCLI(t, f.host, "", "service", "ps", "web", "--format", "json")
+	if code != 0 {
+		t.Fatalf("ps: exit %d: %s", code, errOut)
+	}
+	var tasks []map[string]any
+	if err := json.Unmarshal([]byte(out), &tasks); err != nil || len(tasks) != 1 {
+		t.Fatalf("ps json: %v\n%s", err, out)
+	}
+	for _, k := range []string{"id", "name", "service", "slot", "node_id", "node", "desired_state", "state", "error", "exit_code", "ip", "image"} {
+		if _, ok := tasks[0][k]; !ok {
+			t.Errorf("task JSON lacks %q: %v", k, tasks[0])
+		}
+	}
+	if tasks[0]["error"] != "" || tasks[0]["name"] != "web.1" {
+		t.Errorf("task JSON: %v", tasks[0])
+	}
+	out, _, _ = runCLI(t, f.host, "", "service", "ps", "web", "--format", "{{.Name}} {{.State}} [{{.Error}}]")
+	if !strings.HasPrefix(out, "web.1 ") || !strings.HasSuffix(out, " []\n") {
+		t.Errorf("template: %q", out)
 	}
 }

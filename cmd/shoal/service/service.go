@@ -59,13 +59,17 @@ func Command(sh *shell.Shell) *cli.Command {
 				ArgsUsage: "SERVICE...",
 				Flags: []cli.Flag{shell.NoTruncFlag,
 					&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: "desired-state=running|shutdown|accepted, node=NODE, name=TASK, id=PREFIX"}},
-			}, shell.Lister[api.Task]{
+			}, shell.Lister[TaskView]{
 				MinArgs: 1, MaxArgs: -1,
 				Filters: taskFilters,
-				Fetch:   fetchTasks,
-				ID:      func(t api.Task) string { return t.ID },
-				Table: func(w io.Writer, tasks []api.Task, r shell.ListRun) error {
-					return output.RenderTasks(w, tasks, r.NoTrunc, s.Now())
+				Fetch:   fetchTaskViews,
+				ID:      func(t TaskView) string { return t.ID },
+				Table: func(w io.Writer, tasks []TaskView, r shell.ListRun) error {
+					plain := make([]api.Task, len(tasks))
+					for i, t := range tasks {
+						plain[i] = t.Task
+					}
+					return output.RenderTasks(w, plain, r.NoTrunc, s.Now())
 				},
 			}),
 			shell.InspectCommand(s.Shell, &cli.Command{
@@ -249,6 +253,28 @@ func fetchTasks(r shell.ListRun) ([]api.Task, error) {
 	}
 	output.SortTasks(tasks)
 	return tasks, nil
+}
+
+// TaskView is a task as `service ps --format json` prints it: error and
+// ip are always there (empty when there is none), as DESIGN.md lists them
+// among the fields scripts rely on; api.Task leaves them out when empty.
+type TaskView struct {
+	api.Task
+	Error string `json:"error"`
+	IP    string `json:"ip"`
+}
+
+// fetchTaskViews is fetchTasks for printing.
+func fetchTaskViews(r shell.ListRun) ([]TaskView, error) {
+	tasks, err := fetchTasks(r)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TaskView, len(tasks))
+	for i, t := range tasks {
+		out[i] = TaskView{Task: t, Error: t.Error, IP: t.IP}
+	}
+	return out, nil
 }
 
 // taskMatches applies `service ps` filters; "accepted" and "ready" mean
