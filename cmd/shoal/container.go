@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"slices"
 	"strconv"
 	"time"
@@ -47,6 +48,11 @@ func (s *commands) runCommand() *cli.Command {
 	}
 }
 
+// containerNameRE is the runtime's rule for container names (docker's);
+// checked here so that a bad --name is a usage error that says the rule,
+// not the runtime's "invalid container spec: bad name".
+var containerNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
 // buildRunRequest turns `shoal run` flags and arguments into a request.
 func buildRunRequest(c *cli.Context) (api.RunRequest, error) {
 	if err := shell.NeedArgs(c, 1, -1); err != nil {
@@ -63,6 +69,9 @@ func buildRunRequest(c *cli.Context) (api.RunRequest, error) {
 	}
 	if len(req.Command) == 0 {
 		req.Command = nil
+	}
+	if req.Name != "" && !containerNameRE.MatchString(req.Name) {
+		return req, specflags.UsageErrorf("invalid --name %q: a container name is a letter or digit, then letters, digits, '_', '.' and '-'", req.Name)
 	}
 	var err error
 	if req.Env, err = specflags.SetEnvs(req.Env, c.StringSlice("env")); err != nil {

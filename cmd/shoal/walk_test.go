@@ -121,3 +121,21 @@ func TestCLIServicePsJSONFields(t *testing.T) {
 		t.Errorf("template: %q", out)
 	}
 }
+
+// TestCLIRunBadName: a --name the runtime would refuse is a usage error
+// that states the rule, and nothing is sent to the agent.
+func TestCLIRunBadName(t *testing.T) {
+	f := newFakeAgent(t)
+	for _, name := range []string{"bad name", "-x", "a/b", ".hidden"} {
+		_, errOut, code := runCLI(t, f.host, "", "run", "--name", name, "busybox", "true")
+		if code != 2 || !strings.Contains(errOut, "invalid --name") || !strings.Contains(errOut, "letters, digits") {
+			t.Errorf("--name %q: exit %d, stderr %q", name, code, errOut)
+		}
+	}
+	if f.lastRun.Image != "" {
+		t.Fatalf("a refused run reached the agent: %+v", f.lastRun)
+	}
+	if _, errOut, code := runCLI(t, f.host, "", "run", "-d", "--name", "job_1.a-b", "busybox", "true"); code != 0 || f.lastRun.Name != "job_1.a-b" {
+		t.Fatalf("good name: exit %d, %q, sent %q", code, errOut, f.lastRun.Name)
+	}
+}
