@@ -711,7 +711,11 @@ func applyUpdateConfig(c *cli.Context, prefix string, u *api.UpdateConfig) error
 		v := c.String(f("failure-action"))
 		ok := v == api.FailurePause || v == api.FailureContinue || (prefix == "update" && v == api.FailureRollback)
 		if !ok {
-			return UsageErrorf("invalid --%s %q", f("failure-action"), v)
+			want := "pause or continue"
+			if prefix == "update" {
+				want = "pause, continue or rollback"
+			}
+			return UsageErrorf("invalid --%s %q: want %s", f("failure-action"), v, want)
 		}
 		u.FailureAction = v
 	}
