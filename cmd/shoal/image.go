@@ -179,7 +179,7 @@ func (s *commands) imagePull(c *cli.Context) error {
 	}
 	im, err := cl.PullImage(c.Context, req)
 	if err != nil {
-		return fmt.Errorf("pull %s: %w", req.Ref, err)
+		return shell.Wrap("pull "+req.Ref, err)
 	}
 	fmt.Fprintf(s.Stdout, "%s: pulled %s\n", req.Ref, im.ID)
 	return nil
