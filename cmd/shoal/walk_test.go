@@ -51,6 +51,8 @@ func TestCLIBadFlagValue(t *testing.T) {
 		{[]string{"service", "create", "--name", "x", "--replicas", "-1", "busybox"}, `invalid value "-1" for --replicas: want a whole number, 0 or more`},
 		{[]string{"service", "create", "--name", "x", "--health-interval", "5", "busybox"}, `invalid value "5" for --health-interval: want a duration with a unit`},
 		{[]string{"service", "update", "--update-max-failure-ratio", "half", "web"}, `invalid value "half" for --update-max-failure-ratio: want a number`},
+		{[]string{"service", "create", "busybox"}, "flag --name is required"},
+		{[]string{"service", "create", "--name", "", "busybox"}, "flag --name is required"},
 		{[]string{"service", "create", "--name", "x", "--update-failure-action", "explode", "busybox"}, `invalid --update-failure-action "explode": want pause, continue or rollback`},
 		{[]string{"service", "create", "--name", "x", "--rollback-failure-action", "rollback", "busybox"}, `invalid --rollback-failure-action "rollback": want pause or continue`},
 	} {

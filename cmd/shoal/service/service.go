@@ -124,6 +124,12 @@ func buildCreateSpec(c *cli.Context) (api.ServiceSpec, error) {
 	if err := shell.NeedArgs(c, 1, -1); err != nil {
 		return api.ServiceSpec{}, err
 	}
+	// The name is how every other command finds the service (shoal has
+	// no generated names): without it the agent answered
+	// "create service : invalid service spec: name \"\": must not be empty".
+	if err := shell.RequireFlags(c, "name"); err != nil {
+		return api.ServiceSpec{}, err
+	}
 	spec := specflags.DefaultSpec()
 	spec.Name = c.String("name")
 	spec.Image = c.Args().First()
