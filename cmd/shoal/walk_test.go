@@ -143,3 +143,46 @@ func TestCLIRunBadName(t *testing.T) {
 		t.Fatalf("good name: exit %d, %q, sent %q", code, errOut, f.lastRun.Name)
 	}
 }
+
+// TestCLIServiceUpdateRemoveMissing: a --*-rm naming something the
+// service does not have is refused (exit 2) and the service is not
+// updated; one naming what it has goes through.
+func TestCLIServiceUpdateRemoveMissing(t *testing.T) {
+	f := newFakeAgent(t)
+	f.services = []*api.Service{{ID: "svc1", Name: "web", Version: 1, Spec: api.ServiceSpec{
+		Name: "web", Mode: api.ModeReplicated, Replicas: 1, Image: "busybox",
+		Env: []string{"A=1"}, Labels: map[string]string{"x": "y"}, Constraints: []string{"node.labels.zone==a"},
+		Ports:   []api.PortConfig{{Published: 8080, Target: 80, Protocol: "tcp"}},
+		Mounts:  []api.Mount{{Type: "tmpfs", Target: "/tmp"}},
+		Secrets: []api.FileReference{{Source: "pw"}}, Configs: []api.FileReference{{Source: "conf", Target: "/c"}},
+	}}}
+	for _, tc := range []struct{ flag, bad, good string }{
+		{"--env-rm", "B", "A"},
+		{"--label-rm", "z", "x"},
+		{"--constraint-rm", "node.labels.zone==b", "node.labels.zone==a"},
+		{"--publish-rm", "81", "80"},
+		{"--mount-rm", "/var", "/tmp"},
+		{"--secret-rm", "pw2", "pw"},
+		{"--config-rm", "cnf", "conf"},
+	} {
+		_, errOut, code := runCLI(t, f.host, "", "service", "update", "-d", tc.flag, tc.bad, "web")
+		if code != 2 || !strings.Contains(errOut, "the service has no such") {
+			t.Errorf("%s %s: exit %d, stderr %q", tc.flag, tc.bad, code, errOut)
+		}
+		if v := f.service("web").Version; v != 1 {
+			t.Fatalf("%s %s: the service was updated (version %d)", tc.flag, tc.bad, v)
+		}
+	}
+	for _, tc := range []struct{ flag, good string }{
+		{"--env-rm", "A"}, {"--label-rm", "x"}, {"--constraint-rm", "node.labels.zone==a"}, {"--publish-rm", "80"},
+		{"--mount-rm", "/tmp"}, {"--secret-rm", "pw"}, {"--config-rm", "conf"},
+	} {
+		if _, errOut, code := runCLI(t, f.host, "", "service", "update", "-d", tc.flag, tc.good, "web"); code != 0 {
+			t.Errorf("%s %s: exit %d, stderr %q", tc.flag, tc.good, code, errOut)
+		}
+	}
+	sp := f.service("web").Spec
+	if len(sp.Env)+len(sp.Labels)+len(sp.Constraints)+len(sp.Ports)+len(sp.Mounts)+len(sp.Secrets)+len(sp.Configs) != 0 {
+		t.Fatalf("removals not applied: %+v", sp)
+	}
+}
