@@ -371,7 +371,7 @@ func (s *commands) serviceUpdate(c *cli.Context) error {
 	}
 	svc, err := cl.UpdateService(c.Context, cur.ID, cur.Version, spec)
 	if err != nil {
-		return fmt.Errorf("update service %s: %w", id, err)
+		return shell.Wrap("update service "+id, err)
 	}
 	fmt.Fprintln(s.Stdout, svc.ID)
 	return s.maybeWait(c, cl, svc.ID, progress.OpUpdate)
@@ -389,7 +389,7 @@ func (s *commands) serviceRollback(c *cli.Context) error {
 func (s *commands) rollback(c *cli.Context, cl *client.Client, id string) error {
 	svc, err := cl.RollbackService(c.Context, id)
 	if err != nil {
-		return fmt.Errorf("rollback service %s: %w", id, err)
+		return shell.Wrap("rollback service "+id, err)
 	}
 	fmt.Fprintln(s.Stdout, svc.ID)
 	return s.maybeWait(c, cl, svc.ID, progress.OpRollback)
