@@ -186,3 +186,14 @@ func TestCLIServiceUpdateRemoveMissing(t *testing.T) {
 		t.Fatalf("removals not applied: %+v", sp)
 	}
 }
+
+// TestCLIExecTTYNeedsTerminal: -it with input that is not a terminal is
+// refused before the agent is asked, as docker refuses it; such a session
+// could never end.
+func TestCLIExecTTYNeedsTerminal(t *testing.T) {
+	f := newFakeAgent(t)
+	_, errOut, code := runCLI(t, f.host, "echo hi\n", "exec", "-it", "web.1", "sh")
+	if code != 1 || !strings.Contains(errOut, "the input device is not a TTY") {
+		t.Fatalf("exec -it with piped input: exit %d, stderr %q", code, errOut)
+	}
+}
