@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -188,7 +189,7 @@ func (s *commands) psCommand() *cli.Command {
 func (s *commands) logsCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "logs",
-		Usage:     "print the output of a container on this node",
+		Usage:     "print the output of a container on this node (container or task name, e.g. web.1)",
 		ArgsUsage: "CONTAINER",
 		Flags:     logs.Flags(),
 		Action: func(c *cli.Context) error {
@@ -203,7 +204,10 @@ func (s *commands) logsCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			id := c.Args().First()
+			id, err := logsTarget(c.Context, cl, c.Args().First())
+			if err != nil {
+				return err
+			}
 			if opts.Skip {
 				_, err := cl.Container(c.Context, id)
 				return err
@@ -215,6 +219,46 @@ func (s *commands) logsCommand() *cli.Command {
 			return logs.StreamErr(c.Context, "logs of "+id, err)
 		},
 	}
+}
+
+// logsTarget finds the container `shoal logs` reads: a container ID, name
+// or ID prefix as the agent knows it, or else a task name (web.1) of a
+// task container on this node, its newest (running first), as `shoal
+// exec web.1` takes one; `shoal logs web.1` answered "no such container"
+// while exec found it.
+func logsTarget(ctx context.Context, cl *client.Client, ref string) (string, error) {
+	_, err := cl.Container(ctx, ref)
+	if err == nil || !client.IsNotFound(err) {
+		return ref, err
+	}
+	cs, lerr := cl.Containers(ctx)
+	if lerr != nil {
+		return ref, err
+	}
+	var best *api.Container
+	for i, x := range cs {
+		// Task containers are named TASKNAME.TASKID-PREFIX.
+		rest, ok := strings.CutPrefix(x.Name, ref+".")
+		if !ok || rest == "" || strings.Contains(rest, ".") || x.TaskID == "" {
+			continue
+		}
+		if best == nil || betterLogsTarget(x, *best) {
+			best = &cs[i]
+		}
+	}
+	if best == nil {
+		return ref, fmt.Errorf("logs of %s: %w", ref, err)
+	}
+	return best.ID, nil
+}
+
+// betterLogsTarget prefers a running container, then the newest.
+func betterLogsTarget(x, than api.Container) bool {
+	xr, tr := x.State == api.ContainerRunning, than.State == api.ContainerRunning
+	if xr != tr {
+		return xr
+	}
+	return x.CreatedAt.After(than.CreatedAt)
 }
 
 // stopCommand defines `shoal stop`.
