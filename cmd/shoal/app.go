@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -103,8 +105,46 @@ func onUsageError(c *cli.Context, err error, _ bool) error {
 	ue := &specflags.UsageError{Err: err}
 	if c != nil && c.Command != nil {
 		ue.Cmd = shell.CmdName(c)
+		ue.Err = explainBadValue(err, c.Command.Flags)
 	}
 	return ue
+}
+
+// badValueRE matches the flag package's refusal of a value, whose reason
+// for numbers and durations is only "parse error".
+var badValueRE = regexp.MustCompile(`^invalid value "(.*)" for flag -([^:]+): (.*)$`)
+
+// explainBadValue says what a flag wants when its value did not parse:
+// `--replicas -1` answered "invalid value "-1" for flag -replicas: parse
+// error", which tells a user neither the flag's spelling nor the fix.
+func explainBadValue(err error, flags []cli.Flag) error {
+	m := badValueRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	value, name, reason := m[1], m[2], m[3]
+	for _, f := range flags {
+		if !slices.Contains(f.Names(), name) {
+			continue
+		}
+		switch f.(type) {
+		case *cli.UintFlag, *cli.Uint64Flag:
+			reason = "want a whole number, 0 or more"
+		case *cli.IntFlag, *cli.Int64Flag:
+			reason = "want a whole number"
+		case *cli.Float64Flag:
+			reason = "want a number"
+		case *cli.DurationFlag:
+			reason = "want a duration with a unit, like 500ms, 10s or 1m30s"
+		}
+		name = f.Names()[0]
+		break
+	}
+	flag := "--" + name
+	if len(name) == 1 {
+		flag = "-" + name
+	}
+	return fmt.Errorf("invalid value %q for %s: %s", value, flag, reason)
 }
 
 // setupCommand gives every command in the tree the usage-error hook and

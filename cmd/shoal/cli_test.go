@@ -378,7 +378,7 @@ func TestCLIServiceCreateSpec(t *testing.T) {
 	global.Name, global.Mode, global.Replicas, global.Image = "agent", "global", 0, "busybox"
 
 	minimal := specflags.DefaultSpec()
-	minimal.Image = "busybox"
+	minimal.Name, minimal.Image = "m", "busybox"
 
 	tests := []struct {
 		name     string
@@ -386,7 +386,7 @@ func TestCLIServiceCreateSpec(t *testing.T) {
 		want     *api.ServiceSpec
 		wantCode int
 	}{
-		{"minimal", []string{"-d", "busybox"}, &minimal, 0},
+		{"minimal", []string{"--name", "m", "-d", "busybox"}, &minimal, 0},
 		{"full", []string{"--name", "web", "--replicas", "3", "-p", "8080:80", "--publish", "53:53/udp",
 			"-e", "A=1", "--env", "B=2", "--label", "x=y", "--constraint", "node.labels.zone == a", "--constraint", "node.hostname!=h2",
 			"--limit-memory", "64M", "--limit-cpu", "0.5", "--limit-pids", "100", "--reserve-memory", "32m", "--reserve-cpu", "0.25",
@@ -397,12 +397,12 @@ func TestCLIServiceCreateSpec(t *testing.T) {
 			"--stop-grace-period", "3s", "--workdir", "/app", "--user", "nobody", "--entrypoint", "/bin/sh -c", "-d",
 			"busybox", "sh", "-c", "echo -n hi --x"}, &full, 0},
 		{"global", []string{"--name", "agent", "--mode", "global", "-d", "busybox"}, &global, 0},
-		{"flags after image are the command", []string{"-d", "busybox", "--name", "x"}, func() *api.ServiceSpec {
+		{"flags after image are the command", []string{"--name", "m", "-d", "busybox", "--name", "x"}, func() *api.ServiceSpec {
 			s := minimal
 			s.Command = []string{"--name", "x"}
 			return &s
 		}(), 0},
-		{"calm", []string{"--disconnect-grace", "30s", "--at-most-once", "--no-rebalance", "-d", "busybox"}, func() *api.ServiceSpec {
+		{"calm", []string{"--name", "m", "--disconnect-grace", "30s", "--at-most-once", "--no-rebalance", "-d", "busybox"}, func() *api.ServiceSpec {
 			s := minimal
 			s.DisconnectGrace, s.AtMostOnce, s.NoRebalance = 30*time.Second, true, true
 			return &s

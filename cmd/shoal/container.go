@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -47,6 +49,11 @@ func (s *commands) runCommand() *cli.Command {
 	}
 }
 
+// containerNameRE is the runtime's rule for container names (docker's);
+// checked here so that a bad --name is a usage error that says the rule,
+// not the runtime's "invalid container spec: bad name".
+var containerNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
 // buildRunRequest turns `shoal run` flags and arguments into a request.
 func buildRunRequest(c *cli.Context) (api.RunRequest, error) {
 	if err := shell.NeedArgs(c, 1, -1); err != nil {
@@ -63,6 +70,9 @@ func buildRunRequest(c *cli.Context) (api.RunRequest, error) {
 	}
 	if len(req.Command) == 0 {
 		req.Command = nil
+	}
+	if req.Name != "" && !containerNameRE.MatchString(req.Name) {
+		return req, specflags.UsageErrorf("invalid --name %q: a container name is a letter or digit, then letters, digits, '_', '.' and '-'", req.Name)
 	}
 	var err error
 	if req.Env, err = specflags.SetEnvs(req.Env, c.StringSlice("env")); err != nil {
@@ -179,7 +189,7 @@ func (s *commands) psCommand() *cli.Command {
 func (s *commands) logsCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "logs",
-		Usage:     "print the output of a container on this node",
+		Usage:     "print the output of a container on this node (container or task name, e.g. web.1)",
 		ArgsUsage: "CONTAINER",
 		Flags:     logs.Flags(),
 		Action: func(c *cli.Context) error {
@@ -194,7 +204,10 @@ func (s *commands) logsCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			id := c.Args().First()
+			id, err := logsTarget(c.Context, cl, c.Args().First())
+			if err != nil {
+				return err
+			}
 			if opts.Skip {
 				_, err := cl.Container(c.Context, id)
 				return err
@@ -206,6 +219,46 @@ func (s *commands) logsCommand() *cli.Command {
 			return logs.StreamErr(c.Context, "logs of "+id, err)
 		},
 	}
+}
+
+// logsTarget finds the container `shoal logs` reads: a container ID, name
+// or ID prefix as the agent knows it, or else a task name (web.1) of a
+// task container on this node, its newest (running first), as `shoal
+// exec web.1` takes one; `shoal logs web.1` answered "no such container"
+// while exec found it.
+func logsTarget(ctx context.Context, cl *client.Client, ref string) (string, error) {
+	_, err := cl.Container(ctx, ref)
+	if err == nil || !client.IsNotFound(err) {
+		return ref, err
+	}
+	cs, lerr := cl.Containers(ctx)
+	if lerr != nil {
+		return ref, err
+	}
+	var best *api.Container
+	for i, x := range cs {
+		// Task containers are named TASKNAME.TASKID-PREFIX.
+		rest, ok := strings.CutPrefix(x.Name, ref+".")
+		if !ok || rest == "" || strings.Contains(rest, ".") || x.TaskID == "" {
+			continue
+		}
+		if best == nil || betterLogsTarget(x, *best) {
+			best = &cs[i]
+		}
+	}
+	if best == nil {
+		return ref, fmt.Errorf("logs of %s: %w", ref, err)
+	}
+	return best.ID, nil
+}
+
+// betterLogsTarget prefers a running container, then the newest.
+func betterLogsTarget(x, than api.Container) bool {
+	xr, tr := x.State == api.ContainerRunning, than.State == api.ContainerRunning
+	if xr != tr {
+		return xr
+	}
+	return x.CreatedAt.After(than.CreatedAt)
 }
 
 // stopCommand defines `shoal stop`.

@@ -29,7 +29,7 @@ func (s *commands) eventsCommand() *cli.Command {
 			"and the service of task and container events.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "since", Usage: "replay kept events since a time (RFC 3339, Unix seconds) or for a duration (10m)"},
-			&cli.StringFlag{Name: "until", Usage: "stop at a time (RFC 3339, Unix seconds) or a duration from now (10m)"},
+			&cli.StringFlag{Name: "until", Usage: "stop at a time (RFC 3339, Unix seconds) or a duration ago (1m), as docker's"},
 			&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: "type=node|service|task|container or name=NAME (repeatable)"},
 			&cli.StringFlag{Name: "format", Usage: "json (one object per line)"},
 		},
@@ -72,7 +72,9 @@ func (s *commands) eventOptions(c *cli.Context) (client.EventOptions, error) {
 		o.Since = t
 	}
 	if v := c.String("until"); v != "" {
-		t, err := parseUntil(v, now)
+		// As docker's --until: a duration is that long ago (--since 10m
+		// --until 1m replays nine minutes and stops); a later end is a time.
+		t, err := specflags.ParseSince(v, now)
 		if err != nil {
 			return o, specflags.UsageErrorf("invalid --until: %v", err)
 		}
@@ -101,14 +103,6 @@ func (s *commands) eventOptions(c *cli.Context) (client.EventOptions, error) {
 		}
 	}
 	return o, nil
-}
-
-// parseUntil is specflags.ParseSince looking forward: a duration is from now.
-func parseUntil(v string, now time.Time) (time.Time, error) {
-	if d, err := time.ParseDuration(v); err == nil {
-		return now.Add(d), nil
-	}
-	return specflags.ParseSince(v, now)
 }
 
 // writeEventLine prints an event as `docker events` does:

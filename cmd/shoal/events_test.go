@@ -71,6 +71,15 @@ func TestCLIEvents(t *testing.T) {
 		}
 	}
 
+	// As docker's: a duration is that long ago for --until too, so this
+	// replays 11:50 to 11:59 and stops.
+	if _, stderr, code := runCLI(t, host, "", "events", "--since", "10m", "--until", "1m"); code != 0 {
+		t.Fatalf("--since 10m --until 1m: exit %d: %s", code, stderr)
+	}
+	if q := query(); q.Get("since") != "2024-01-01T11:50:00Z" || q.Get("until") != "2024-01-01T11:59:00Z" {
+		t.Fatalf("--since 10m --until 1m: query %v", q)
+	}
+
 	out, _, code = runCLI(t, host, "", "events")
 	if code != 0 || !strings.Contains(out, " service created s1 (name=web, image=bb:1, replicas=2)") ||
 		!strings.Contains(out, " node down n2 (name=h2)") {
@@ -82,7 +91,7 @@ func TestCLIEvents(t *testing.T) {
 
 	for _, bad := range [][]string{
 		{"--filter", "type=pod"}, {"--filter", "colour=red"}, {"--filter", "name="}, {"--since", "yesterday"},
-		{"--until", "soon"}, {"--since", "1m", "--until", "-1h"}, {"--format", "yaml"}, {"extra"},
+		{"--until", "soon"}, {"--since", "1m", "--until", "1h"}, {"--format", "yaml"}, {"extra"},
 	} {
 		if _, stderr, code := runCLI(t, host, "", append([]string{"events"}, bad...)...); code != 2 {
 			t.Errorf("events %v: exit %d (%s), want 2", bad, code, stderr)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -84,18 +83,6 @@ func (s *commands) imageCommand() *cli.Command {
 			}, imageID),
 		},
 	}
-}
-
-// openInput opens a file argument; "-" is stdin. The caller closes it.
-func (s *commands) openInput(name string) (io.ReadCloser, error) {
-	if name == "-" {
-		return io.NopCloser(s.Stdin), nil
-	}
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", name, err)
-	}
-	return f, nil
 }
 
 func (s *commands) imageImport(c *cli.Context) error {
@@ -192,7 +179,7 @@ func (s *commands) imagePull(c *cli.Context) error {
 	}
 	im, err := cl.PullImage(c.Context, req)
 	if err != nil {
-		return fmt.Errorf("pull %s: %w", req.Ref, err)
+		return shell.Wrap("pull "+req.Ref, err)
 	}
 	fmt.Fprintf(s.Stdout, "%s: pulled %s\n", req.Ref, im.ID)
 	return nil

@@ -129,7 +129,7 @@ func objectCommand[T any](s *commands, k objectKind[T], usage string) *cli.Comma
 					}
 					return s.EachArg(c.Args().Slice(), func(ref string) error {
 						if err := k.remove(cl, c.Context, ref); err != nil {
-							return fmt.Errorf("remove %s %s: %w", k.name, ref, err)
+							return shell.Wrap(fmt.Sprintf("remove %s %s", k.name, ref), err)
 						}
 						fmt.Fprintln(s.Stdout, ref)
 						return nil

@@ -82,6 +82,13 @@ func (s *commands) execAction(c *cli.Context) error {
 	}
 	in, _ := s.Stdin.(*os.File)
 	termIn := in != nil && isTerminal(in.Fd())
+	if req.Tty && req.Stdin && !termIn {
+		// As docker: input piped into a terminal session never ends it
+		// (the end of a pipe is no ^D to a shell on a pty), so
+		// `echo cmd | shoal exec -it web.1 sh` hung for good, and the
+		// signals it forwards do not end an interactive shell either.
+		return fmt.Errorf("exec in %s: the input device is not a TTY: drop -t to pipe input, or run it from a terminal", ref)
+	}
 	// Signals are caught before the terminal size is read, so a resize in
 	// between is not lost.
 	sigs := []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT}

@@ -231,6 +231,11 @@ func RenderTasks(w io.Writer, tasks []api.Task, noTrunc bool, now time.Time) err
 			node = ShortID(t.NodeID, noTrunc)
 		}
 		errText := t.Error
+		if errText == "" && t.State == api.TaskNew {
+			// Why a task waits for a node ("no suitable node (...)"):
+			// docker shows it in this column, and nothing else tells.
+			errText = t.Message
+		}
 		if !noTrunc && len(errText) > 60 {
 			errText = errText[:57] + "..."
 		}
@@ -329,13 +334,14 @@ func HumanSize(n int64) string {
 
 // HumanDuration renders a duration like docker's "Up 5 minutes".
 func HumanDuration(d time.Duration) string {
-	switch s := d.Seconds(); {
+	// Whole seconds, as docker counts them: 1.5 s is "1 second".
+	switch s := int(d.Seconds()); {
 	case s < 1:
 		return "Less than a second"
 	case s == 1:
 		return "1 second"
 	case s < 60:
-		return fmt.Sprintf("%d seconds", int(s))
+		return fmt.Sprintf("%d seconds", s)
 	}
 	switch m := d.Minutes(); {
 	case m < 2:

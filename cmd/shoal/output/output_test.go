@@ -39,14 +39,22 @@ func TestRenderTasks(t *testing.T) {
 			CreatedAt: now.Add(-time.Minute), UpdatedAt: now.Add(-30 * time.Second)},
 		{ID: "t1new", Name: "web.1", Service: "web", Slot: 1, Image: "nginx:1", Node: "h1", DesiredState: "running", State: "running",
 			CreatedAt: now.Add(-10 * time.Minute), UpdatedAt: now.Add(-5 * time.Minute)},
+		{ID: "t3", Name: "web.3", Service: "web", Slot: 3, Image: "nginx:1", DesiredState: "running", State: "new",
+			Message: "no suitable node (2 nodes unmatched constraint node.labels.disk==nvme)", CreatedAt: now.Add(-time.Minute), UpdatedAt: now.Add(-time.Minute)},
+		{ID: "t4", Name: "web.4", Service: "web", Slot: 4, Image: "nginx:1", Node: "h2", DesiredState: "running", State: "starting",
+			Message: "rebalancing: replaces task x on node y", CreatedAt: now.Add(-time.Minute), UpdatedAt: now.Add(-time.Minute)},
 	}
-	if err := RenderTasks(&b, tasks, false, now); err != nil {
+	if err := RenderTasks(&b, tasks, true, now); err != nil {
 		t.Fatal(err)
 	}
-	want := "ID      NAME        IMAGE     NODE   DESIRED STATE   CURRENT STATE            ERROR\n" +
-		"t1new   web.1       nginx:1   h1     running         running 5 minutes ago    \n" +
-		"t1old    \\_ web.1   nginx:1   h1     shutdown        failed 50 minutes ago    \"exit 1\"\n" +
-		"t2      web.2       nginx:1   h2     running         running 30 seconds ago   \n"
+	// A pending task shows why it waits, as docker's does; other
+	// messages are not errors.
+	want := "ID      NAME        IMAGE     NODE   DESIRED STATE   CURRENT STATE                 ERROR\n" +
+		"t1new   web.1       nginx:1   h1     running         running 5 minutes ago         \n" +
+		"t1old    \\_ web.1   nginx:1   h1     shutdown        failed 50 minutes ago         \"exit 1\"\n" +
+		"t2      web.2       nginx:1   h2     running         running 30 seconds ago        \n" +
+		"t3      web.3       nginx:1          running         new About a minute ago        \"no suitable node (2 nodes unmatched constraint node.labels.disk==nvme)\"\n" +
+		"t4      web.4       nginx:1   h2     running         starting About a minute ago   \n"
 	if b.String() != want {
 		t.Fatalf("got:\n%s\nwant:\n%s", b.String(), want)
 	}
@@ -124,7 +132,8 @@ func TestHumanize(t *testing.T) {
 	durs := map[time.Duration]string{
 		0: "Less than a second", 30 * time.Second: "30 seconds", 90 * time.Second: "About a minute",
 		10 * time.Minute: "10 minutes", 90 * time.Minute: "About an hour", 5 * time.Hour: "5 hours",
-		72 * time.Hour: "3 days",
+		72 * time.Hour: "3 days", time.Second: "1 second", 1500 * time.Millisecond: "1 second",
+		2 * time.Second: "2 seconds",
 	}
 	for d, want := range durs {
 		if got := HumanDuration(d); got != want {

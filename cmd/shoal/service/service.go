@@ -59,13 +59,17 @@ func Command(sh *shell.Shell) *cli.Command {
 				ArgsUsage: "SERVICE...",
 				Flags: []cli.Flag{shell.NoTruncFlag,
 					&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: "desired-state=running|shutdown|accepted, node=NODE, name=TASK, id=PREFIX"}},
-			}, shell.Lister[api.Task]{
+			}, shell.Lister[TaskView]{
 				MinArgs: 1, MaxArgs: -1,
 				Filters: taskFilters,
-				Fetch:   fetchTasks,
-				ID:      func(t api.Task) string { return t.ID },
-				Table: func(w io.Writer, tasks []api.Task, r shell.ListRun) error {
-					return output.RenderTasks(w, tasks, r.NoTrunc, s.Now())
+				Fetch:   fetchTaskViews,
+				ID:      func(t TaskView) string { return t.ID },
+				Table: func(w io.Writer, tasks []TaskView, r shell.ListRun) error {
+					plain := make([]api.Task, len(tasks))
+					for i, t := range tasks {
+						plain[i] = t.Task
+					}
+					return output.RenderTasks(w, plain, r.NoTrunc, s.Now())
 				},
 			}),
 			shell.InspectCommand(s.Shell, &cli.Command{
@@ -120,6 +124,12 @@ func buildCreateSpec(c *cli.Context) (api.ServiceSpec, error) {
 	if err := shell.NeedArgs(c, 1, -1); err != nil {
 		return api.ServiceSpec{}, err
 	}
+	// The name is how every other command finds the service (shoal has
+	// no generated names): without it the agent answered
+	// "create service : invalid service spec: name \"\": must not be empty".
+	if err := shell.RequireFlags(c, "name"); err != nil {
+		return api.ServiceSpec{}, err
+	}
 	spec := specflags.DefaultSpec()
 	spec.Name = c.String("name")
 	spec.Image = c.Args().First()
@@ -143,7 +153,7 @@ func (s *commands) serviceCreate(c *cli.Context) error {
 	}
 	svc, err := cl.CreateService(c.Context, spec)
 	if err != nil {
-		return fmt.Errorf("create service %s: %w", spec.Name, err)
+		return shell.Wrap("create service "+spec.Name, err)
 	}
 	fmt.Fprintln(s.Stdout, svc.ID)
 	return s.maybeWait(c, cl, svc.ID, progress.OpCreate)
@@ -251,6 +261,28 @@ func fetchTasks(r shell.ListRun) ([]api.Task, error) {
 	return tasks, nil
 }
 
+// TaskView is a task as `service ps --format json` prints it: error and
+// ip are always there (empty when there is none), as DESIGN.md lists them
+// among the fields scripts rely on; api.Task leaves them out when empty.
+type TaskView struct {
+	api.Task
+	Error string `json:"error"`
+	IP    string `json:"ip"`
+}
+
+// fetchTaskViews is fetchTasks for printing.
+func fetchTaskViews(r shell.ListRun) ([]TaskView, error) {
+	tasks, err := fetchTasks(r)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TaskView, len(tasks))
+	for i, t := range tasks {
+		out[i] = TaskView{Task: t, Error: t.Error, IP: t.IP}
+	}
+	return out, nil
+}
+
 // taskMatches applies `service ps` filters; "accepted" and "ready" mean
 // the task is meant to run, as in docker.
 func taskMatches(t api.Task, f map[string][]string) bool {
@@ -284,6 +316,18 @@ func (s *commands) serviceScale(c *cli.Context) error {
 	cl, err := s.Client(c)
 	if err != nil {
 		return err
+	}
+	// Every service is looked up before any is scaled: a typo'd name or a
+	// global service refuses the whole command instead of scaling the
+	// names before it (docker scales those and reports the rest).
+	for _, sc := range scales {
+		svc, err := cl.Service(c.Context, sc.name)
+		if err != nil {
+			return fmt.Errorf("scale %s: %w", sc.name, err)
+		}
+		if svc.Spec.Mode == api.ModeGlobal {
+			return fmt.Errorf("scale %s: a global service runs one task per node and cannot be scaled", sc.name)
+		}
 	}
 	var failed error
 	var scaled []string
@@ -327,7 +371,7 @@ func (s *commands) serviceUpdate(c *cli.Context) error {
 	}
 	svc, err := cl.UpdateService(c.Context, cur.ID, cur.Version, spec)
 	if err != nil {
-		return fmt.Errorf("update service %s: %w", id, err)
+		return shell.Wrap("update service "+id, err)
 	}
 	fmt.Fprintln(s.Stdout, svc.ID)
 	return s.maybeWait(c, cl, svc.ID, progress.OpUpdate)
@@ -345,7 +389,7 @@ func (s *commands) serviceRollback(c *cli.Context) error {
 func (s *commands) rollback(c *cli.Context, cl *client.Client, id string) error {
 	svc, err := cl.RollbackService(c.Context, id)
 	if err != nil {
-		return fmt.Errorf("rollback service %s: %w", id, err)
+		return shell.Wrap("rollback service "+id, err)
 	}
 	fmt.Fprintln(s.Stdout, svc.ID)
 	return s.maybeWait(c, cl, svc.ID, progress.OpRollback)

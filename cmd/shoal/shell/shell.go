@@ -192,7 +192,21 @@ func (s *Shell) OpenInput(name string) (io.ReadCloser, error) {
 	}
 	f, err := os.Open(name)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", name, err)
+		return nil, err // an *os.PathError: "open NAME: reason"
 	}
 	return f, nil
+}
+
+// Wrap adds context to an error unless the error already starts with that
+// context: the agent's errors often name the operation and the object
+// ("remove secret db: used by service app"), and the CLI wrapping them
+// again printed it twice.
+func Wrap(context string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if strings.HasPrefix(err.Error(), context+": ") {
+		return err
+	}
+	return fmt.Errorf("%s: %w", context, err)
 }

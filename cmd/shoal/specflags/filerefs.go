@@ -74,6 +74,11 @@ func addFileRefs(refs []api.FileReference, values []string, secret bool) ([]api.
 }
 
 // removeFileRefs drops the references to the named secrets or configs.
-func removeFileRefs(refs []api.FileReference, names []string) []api.FileReference {
-	return slices.DeleteFunc(refs, func(x api.FileReference) bool { return slices.Contains(names, x.Source) })
+func removeFileRefs(refs []api.FileReference, names []string, kind string) ([]api.FileReference, error) {
+	for _, n := range names {
+		if !slices.ContainsFunc(refs, func(x api.FileReference) bool { return x.Source == n }) {
+			return refs, notInSpec(kind+"-rm", n, kind, mapSlice(refs, func(x api.FileReference) string { return x.Source }))
+		}
+	}
+	return slices.DeleteFunc(refs, func(x api.FileReference) bool { return slices.Contains(names, x.Source) }), nil
 }

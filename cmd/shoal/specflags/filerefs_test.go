@@ -37,7 +37,12 @@ func TestParseFileRef(t *testing.T) {
 	if err != nil || len(refs) != 2 || refs[1].Source != "c" {
 		t.Fatalf("add replaces by target: %+v %v", refs, err)
 	}
-	if refs = removeFileRefs(refs, []string{"b"}); len(refs) != 1 || refs[0].Source != "c" {
-		t.Fatalf("remove by name: %+v", refs)
+	if refs, err = removeFileRefs(refs, []string{"b"}, "secret"); err != nil || len(refs) != 1 || refs[0].Source != "c" {
+		t.Fatalf("remove by name: %+v %v", refs, err)
+	}
+	// A name the service does not use is refused (a typo), naming what it has.
+	if got, err := removeFileRefs(refs, []string{"c", "typo"}, "secret"); err == nil || len(got) != 1 ||
+		err.Error() != `invalid --secret-rm "typo": the service has no such secret (it has: c)` {
+		t.Fatalf("remove of an unused name: %+v %v", got, err)
 	}
 }

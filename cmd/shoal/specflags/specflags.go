@@ -6,8 +6,10 @@ package specflags
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -107,8 +109,50 @@ func Flags(update bool) []cli.Flag {
 			&cli.StringSliceFlag{Name: "network", Usage: "network to join (repeatable; default: the default network)"},
 		)
 	}
+	helpDefaults(flags, update)
 	flags = append(flags, WithRegistryAuthFlag())
 	return append(flags, WaitFlags()...)
+}
+
+// usageDefaultRE finds a default written in a flag's usage: "... (default
+// 5s)" or "(replicated mode, default 1)".
+var usageDefaultRE = regexp.MustCompile(`(, | \()default ([^()]+)\)$`)
+
+// helpDefaults makes the help show each flag's real default once. urfave/cli
+// appends the Go zero value, so --replicas read "number of tasks
+// (replicated mode, default 1) (default: 0)"; on update, where a flag not
+// given leaves the spec as it is, no default applies but "unchanged".
+func helpDefaults(flags []cli.Flag, update bool) {
+	for _, f := range flags {
+		df, ok := f.(cli.DocGenerationFlag)
+		if !ok || !df.TakesValue() {
+			continue
+		}
+		usage, def := df.GetUsage(), ""
+		if m := usageDefaultRE.FindStringSubmatchIndex(usage); m != nil {
+			def = usage[m[4]:m[5]]
+			if usage[m[2]:m[3]] == ", " {
+				usage = usage[:m[0]] + ")"
+			} else {
+				usage = usage[:m[0]]
+			}
+		}
+		if update {
+			def = "unchanged"
+		}
+		switch f := f.(type) {
+		case *cli.IntFlag:
+			f.Usage, f.DefaultText = usage, def
+		case *cli.Uint64Flag:
+			f.Usage, f.DefaultText = usage, def
+		case *cli.Float64Flag:
+			f.Usage, f.DefaultText = usage, def
+		case *cli.DurationFlag:
+			f.Usage, f.DefaultText = usage, def
+		case *cli.StringFlag:
+			f.Usage, f.DefaultText = usage, def
+		}
+	}
 }
 
 // HealthFlags are the --health-* flags of `run` and of the service
@@ -254,12 +298,19 @@ func applyUpdateLists(c *cli.Context, spec *api.ServiceSpec) error {
 	}
 	var err error
 	for _, k := range c.StringSlice("env-rm") {
+		n := len(spec.Env)
 		spec.Env = slices.DeleteFunc(spec.Env, func(e string) bool { return envKey(e) == envKey(k) })
+		if len(spec.Env) == n {
+			return notInSpec("env-rm", k, "environment variable", mapSlice(spec.Env, envKey))
+		}
 	}
 	if spec.Env, err = SetEnvs(spec.Env, c.StringSlice("env-add")); err != nil {
 		return SpecError("env-add", err)
 	}
 	for _, k := range c.StringSlice("label-rm") {
+		if _, ok := spec.Labels[k]; !ok {
+			return notInSpec("label-rm", k, "label", slices.Sorted(maps.Keys(spec.Labels)))
+		}
 		delete(spec.Labels, k)
 	}
 	if spec.Labels, err = SetLabels(spec.Labels, c.StringSlice("label-add")); err != nil {
@@ -269,6 +320,9 @@ func applyUpdateLists(c *cli.Context, spec *api.ServiceSpec) error {
 		con, err := ParseConstraint(s)
 		if err != nil {
 			return SpecError("constraint-rm", err)
+		}
+		if !slices.Contains(spec.Constraints, con) {
+			return notInSpec("constraint-rm", s, "constraint", spec.Constraints)
 		}
 		spec.Constraints = slices.DeleteFunc(spec.Constraints, func(x string) bool { return x == con })
 	}
@@ -280,9 +334,15 @@ func applyUpdateLists(c *cli.Context, spec *api.ServiceSpec) error {
 		if err != nil {
 			return SpecError("publish-rm", err)
 		}
+		n := len(spec.Ports)
 		spec.Ports = slices.DeleteFunc(spec.Ports, func(x api.PortConfig) bool {
 			return x.Target == pc.Target && protoOf(x) == pc.Protocol && (pc.Published == 0 || pc.Published == x.Published)
 		})
+		if len(spec.Ports) == n {
+			return notInSpec("publish-rm", p, "published port", mapSlice(spec.Ports, func(x api.PortConfig) string {
+				return fmt.Sprintf("%d:%d/%s", x.Published, x.Target, protoOf(x))
+			}))
+		}
 	}
 	for _, p := range c.StringSlice("publish-add") {
 		pc, err := parsePublish(p)
@@ -297,11 +357,15 @@ func applyUpdateLists(c *cli.Context, spec *api.ServiceSpec) error {
 		})
 		spec.Ports = append(spec.Ports, pc)
 	}
-	spec.Secrets = removeFileRefs(spec.Secrets, c.StringSlice("secret-rm"))
+	if spec.Secrets, err = removeFileRefs(spec.Secrets, c.StringSlice("secret-rm"), "secret"); err != nil {
+		return err
+	}
 	if spec.Secrets, err = addFileRefs(spec.Secrets, c.StringSlice("secret-add"), true); err != nil {
 		return SpecError("secret-add", err)
 	}
-	spec.Configs = removeFileRefs(spec.Configs, c.StringSlice("config-rm"))
+	if spec.Configs, err = removeFileRefs(spec.Configs, c.StringSlice("config-rm"), "config"); err != nil {
+		return err
+	}
 	if spec.Configs, err = addFileRefs(spec.Configs, c.StringSlice("config-add"), false); err != nil {
 		return SpecError("config-add", err)
 	}
@@ -310,7 +374,11 @@ func applyUpdateLists(c *cli.Context, spec *api.ServiceSpec) error {
 		if !path.IsAbs(target) {
 			return SpecError("mount-rm", fmt.Errorf("%q: want the absolute target path of a mount", t))
 		}
+		n := len(spec.Mounts)
 		spec.Mounts = slices.DeleteFunc(slices.Clone(spec.Mounts), func(m api.Mount) bool { return m.Target == target })
+		if len(spec.Mounts) == n {
+			return notInSpec("mount-rm", t, "mount at that target", mapSlice(spec.Mounts, func(m api.Mount) string { return m.Target }))
+		}
 	}
 	if spec.Mounts, err = AddMounts(spec.Mounts, c.StringSlice("mount-add")); err != nil {
 		return SpecError("mount-add", err)
@@ -322,6 +390,27 @@ func applyUpdateLists(c *cli.Context, spec *api.ServiceSpec) error {
 		spec.ForceUpdate++
 	}
 	return nil
+}
+
+// notInSpec refuses a --*-rm of something the service does not have: a
+// typo'd name was silently ignored (docker ignores it too), and the update
+// went through, rolling the tasks for nothing when other flags changed
+// them. --network-rm already refused the same way.
+func notInSpec(flag, v, what string, have []string) error {
+	list := "none"
+	if len(have) > 0 {
+		list = strings.Join(have, ", ")
+	}
+	return UsageErrorf("invalid --%s %q: the service has no such %s (it has: %s)", flag, v, what, list)
+}
+
+// mapSlice maps a slice.
+func mapSlice[T any](xs []T, f func(T) string) []string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = f(x)
+	}
+	return out
 }
 
 // MountFlag is the --mount flag of `service create` and `run`.
@@ -668,7 +757,11 @@ func applyUpdateConfig(c *cli.Context, prefix string, u *api.UpdateConfig) error
 		v := c.String(f("failure-action"))
 		ok := v == api.FailurePause || v == api.FailureContinue || (prefix == "update" && v == api.FailureRollback)
 		if !ok {
-			return UsageErrorf("invalid --%s %q", f("failure-action"), v)
+			want := "pause or continue"
+			if prefix == "update" {
+				want = "pause, continue or rollback"
+			}
+			return UsageErrorf("invalid --%s %q: want %s", f("failure-action"), v, want)
 		}
 		u.FailureAction = v
 	}
