@@ -73,6 +73,37 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 		}
 		f.fail(w, http.StatusNotFound, "no such network: "+r.PathValue("id"))
 	})
+	mux.HandleFunc("GET /v1/networks", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.reply(w, f.networks)
+	})
+	mux.HandleFunc("DELETE /v1/networks/{id}", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for i, n := range f.networks {
+			if n.ID == r.PathValue("id") || n.Name == r.PathValue("id") {
+				f.networks = append(f.networks[:i], f.networks[i+1:]...)
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+		}
+		f.fail(w, http.StatusNotFound, "no such network: "+r.PathValue("id"))
+	})
+	mux.HandleFunc("DELETE /v1/services/{id}", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for i, sv := range f.services {
+			if sv.ID == r.PathValue("id") || sv.Name == r.PathValue("id") {
+				f.services = append(f.services[:i], f.services[i+1:]...)
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+		}
+		f.fail(w, http.StatusNotFound, "service not found")
+	})
+	mux.HandleFunc("GET /v1/secrets", func(w http.ResponseWriter, r *http.Request) { f.reply(w, []api.Secret{}) })
+	mux.HandleFunc("GET /v1/configs", func(w http.ResponseWriter, r *http.Request) { f.reply(w, []api.Config{}) })
 	mux.HandleFunc("POST /v1/networks", func(w http.ResponseWriter, r *http.Request) {
 		var n api.Network
 		if err := json.NewDecoder(r.Body).Decode(&n); err != nil {

@@ -6,6 +6,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/compose"
 )
 
 const testCompose = `
@@ -83,6 +86,18 @@ func TestCLIStack(t *testing.T) {
 	out, _, code = runCLI(t, f.host, "", "stack", "ls", "--format", "json")
 	if code != 0 || !strings.Contains(out, `"name": "app"`) || !strings.Contains(out, `"services": 2`) {
 		t.Fatalf("stack ls json: %d %q", code, out)
+	}
+	// A network of another stack, and an external one (no label), stay.
+	f.mu.Lock()
+	f.networks = append(f.networks, api.Network{ID: "net8", Name: "other_front", Labels: map[string]string{compose.StackLabel: "other"}},
+		api.Network{ID: "net9", Name: "shared"})
+	f.mu.Unlock()
+	out, errOut, code = runCLI(t, f.host, "", "stack", "rm", "app")
+	if code != 0 || out != "Removing service app_agent\nRemoving service app_web\nRemoving network app_front\n" {
+		t.Fatalf("stack rm: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if len(f.networks) != 2 || f.networks[0].Name != "other_front" || f.networks[1].Name != "shared" {
+		t.Fatalf("networks after stack rm: %+v", f.networks)
 	}
 	_, errOut, code = runCLI(t, f.host, "", "stack", "rm", "nope")
 	if code != 1 || !strings.Contains(errOut, "nothing found in stack: nope") {

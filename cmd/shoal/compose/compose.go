@@ -851,8 +851,14 @@ func StackNetworks(stack string, p *types.Project) ([]StackNetwork, error) {
 		n := StackNetwork{Network: api.Network{Name: composeNetworkName(stack, k, cfg), Internal: cfg.Internal, Attachable: cfg.Attachable,
 			Encrypted: encrypted && !bool(cfg.External)},
 			External: bool(cfg.External)}
-		if len(cfg.Labels) > 0 && !n.External {
+		if !n.External {
+			// The stack's label, as docker's: `stack rm` removes the
+			// networks it carries, and only those.
 			n.Labels = maps.Clone(map[string]string(cfg.Labels))
+			if n.Labels == nil {
+				n.Labels = map[string]string{}
+			}
+			n.Labels[StackLabel] = stack
 		}
 		for i, pool := range cfg.Ipam.Config {
 			if pool == nil || pool.Subnet == "" {

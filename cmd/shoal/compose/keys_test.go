@@ -281,7 +281,7 @@ func TestComposeNetworkOptions(t *testing.T) {
 		{
 			name: "labels are the network's",
 			yaml: "services:\n  a: {image: x, networks: [n]}\nnetworks:\n  n:\n    driver: overlay\n    labels: [com.example.tier=back]\n",
-			want: map[string]string{"com.example.tier": "back"},
+			want: map[string]string{"com.example.tier": "back", StackLabel: "s"},
 		},
 		{
 			name:    "other driver options are reported",
@@ -314,7 +314,11 @@ func TestComposeNetworkOptions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(nets) != 1 || !reflect.DeepEqual(nets[0].Labels, tt.want) || nets[0].Encrypted != tt.encrypted {
+			want := tt.want
+			if want == nil {
+				want = map[string]string{StackLabel: "s"} // every network a stack makes
+			}
+			if len(nets) != 1 || !reflect.DeepEqual(nets[0].Labels, want) || nets[0].Encrypted != tt.encrypted {
 				t.Errorf("networks %+v, want labels %v, encrypted %v", nets, tt.want, tt.encrypted)
 			}
 			if !reflect.DeepEqual(ignored, tt.ignored) && len(ignored)+len(tt.ignored) > 0 {

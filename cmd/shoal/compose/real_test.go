@@ -67,7 +67,7 @@ func TestComposeRealFiles(t *testing.T) {
 			},
 			// build is docker stack's "Ignoring unsupported options: build".
 			ignored:  []string{"services.api.build", "services.api.depends_on", "services.web.build", "services.web.depends_on"},
-			networks: []StackNetwork{{Network: api.Network{Name: "st_backend"}}, {Network: api.Network{Name: "st_frontend"}}},
+			networks: []StackNetwork{{Network: api.Network{Name: "st_backend", Labels: stLabel}}, {Network: api.Network{Name: "st_frontend", Labels: stLabel}}},
 		},
 		{
 			dir: "wordpress", files: []string{"docker-compose.yml"},
@@ -235,8 +235,8 @@ func TestComposeRealFiles(t *testing.T) {
 			},
 			ignored: []string{"services.app.networks.private.ipv4_address", "services.app.networks.public.aliases"},
 			networks: []StackNetwork{
-				{Network: api.Network{Name: "st_private", Subnet: "172.30.0.0/24", Internal: true}},
-				{Network: api.Network{Name: "st_public", Attachable: true}},
+				{Network: api.Network{Name: "st_private", Subnet: "172.30.0.0/24", Internal: true, Labels: stLabel}},
+				{Network: api.Network{Name: "st_public", Attachable: true, Labels: stLabel}},
 			},
 			objects: []string{"st_app_conf", "nginx_conf(ext)", "prod_api_token(ext)", "st_tls_key"},
 		},
@@ -290,6 +290,9 @@ func TestComposeRealFiles(t *testing.T) {
 		})
 	}
 }
+
+// stLabel is the label of a network stack st created.
+var stLabel = map[string]string{StackLabel: "st"}
 
 // TestComposeRealRefused: files that would run something else than they
 // say are refused, naming the file, the line and the key.

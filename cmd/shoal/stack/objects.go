@@ -108,11 +108,25 @@ func stackOf(name string) string {
 	return name
 }
 
-// removeStackObjects removes the secrets and configs `stack deploy` made
-// for stack (labelled with its namespace), as `docker stack rm` does; it
-// runs after the stack's services are gone, so none is in use by them.
+// removeStackObjects removes the secrets, configs and networks `stack
+// deploy` made for stack (labelled with its namespace), as `docker stack rm`
+// does; it runs after the stack's services are gone, so none is in use by
+// them. External ones carry no label and stay.
 func (s *commands) removeStackObjects(ctx context.Context, cl *client.Client, stack string) error {
 	var errs []error
+	nets, err := cl.Networks(ctx)
+	if err != nil {
+		return fmt.Errorf("list networks: %w", err)
+	}
+	for _, n := range nets {
+		if n.Labels[compose.StackLabel] != stack {
+			continue
+		}
+		fmt.Fprintf(s.Stdout, "Removing network %s\n", n.Name)
+		if err := cl.RemoveNetwork(ctx, n.ID); err != nil {
+			errs = append(errs, fmt.Errorf("remove network %s: %w", n.Name, err))
+		}
+	}
 	secrets, err := cl.Secrets(ctx)
 	if err != nil {
 		return fmt.Errorf("list secrets: %w", err)
