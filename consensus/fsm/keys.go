@@ -92,6 +92,11 @@ func applySetNodeCert(w *consensus.WriteTxn, c command.SetNodeCert) (any, error)
 	}
 	n := consensus.CloneNode(old)
 	n.CertSerial = c.Serial
+	if n.PendingCertSerial != "" && (n.PendingCertSerial == c.Serial || slices.Contains(c.Revoke, n.PendingCertSerial)) {
+		// A renewal recorded as releases before pending certificates
+		// do (a member of level 2 joined since) replaces the pending one.
+		n.PendingCertSerial, n.PendingCertCA = "", ""
+	}
 	n.Version = w.Index()
 	if err := w.Insert(consensus.TableNodes, n); err != nil {
 		return nil, err

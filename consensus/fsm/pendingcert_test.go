@@ -95,3 +95,20 @@ func TestRotationWaitsForConfirmedCert(t *testing.T) {
 		t.Fatalf("rotation pending %v after n1 confirmed", p)
 	}
 }
+
+// TestLegacyRenewalReplacesPending: a renewal recorded the way releases
+// before pending certificates do (SetNodeCert, while such a member is in
+// the cluster) that revokes the pending serial clears it from the record.
+func TestLegacyRenewalReplacesPending(t *testing.T) {
+	h := newHarness(t)
+	h.bootstrap()
+	h.must(command.StageNodeCert{ID: "n1", Serial: "p"})
+	h.must(command.SetNodeCert{ID: "n1", Serial: "x", Revoke: []string{"serial-n1", "p"}})
+	n, err := h.store.Node("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.CertSerial != "x" || n.PendingCertSerial != "" || !h.store.IsRevoked("p") {
+		t.Fatalf("record %s pending %q, p revoked %v", n.CertSerial, n.PendingCertSerial, h.store.IsRevoked("p"))
+	}
+}
