@@ -67,6 +67,14 @@ type Node struct {
 	// empty for non-voters.
 	ManagerStatus string `json:"manager_status"`
 	CertSerial    string `json:"cert_serial,omitempty"`
+	// PendingCertSerial is a renewed certificate the leader signed but the
+	// node has not yet confirmed it installed (consensus/fsm/command
+	// StageNodeCert); CertSerial stays valid until it does
+	// (ConfirmNodeCert), so a renewal whose answer is lost leaves the node
+	// its certificate. At most one per node. PendingCertCA is the
+	// fingerprint of the CA that signed it.
+	PendingCertSerial string `json:"pending_cert_serial,omitempty"`
+	PendingCertCA     string `json:"pending_cert_ca,omitempty"`
 	// CertKey is the hex SHA-256 of the public key the leader certified at
 	// the node's join: a join retried after a lost reply proves it with a
 	// CSR signed by that key.

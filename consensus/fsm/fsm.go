@@ -180,6 +180,10 @@ func apply(w *consensus.WriteTxn, cmd command.Command) (any, error) {
 		return applyFinishCARotation(w, c)
 	case command.SetNodeCert:
 		return applySetNodeCert(w, c)
+	case command.StageNodeCert:
+		return applyStageNodeCert(w, c)
+	case command.ConfirmNodeCert:
+		return applyConfirmNodeCert(w, c)
 	case command.RecordCertExpiry:
 		return applyRecordCertExpiry(w, c)
 	case command.TrimRevoked:

@@ -811,6 +811,8 @@ func sampleCommands() []command.Command {
 		command.SetNodeCert{ID: "n1", Serial: "s2", CAFingerprint: "fp2", Revoke: []string{"s1"}},
 		command.RecordCertExpiry{Serial: "s2", NotAfter: t0},
 		command.TrimRevoked{ExpiredBefore: t0},
+		command.StageNodeCert{ID: "n1", Serial: "s3", CAFingerprint: "fp2"},
+		command.ConfirmNodeCert{ID: "n1", Serial: "s3"},
 		command.CreateSecret{Secret: consensus.Secret{ID: "sec1", Name: "db_pass", CreatedAt: t0, Size: 3, KEKID: "k1", Sealed: []byte("sealed")}},
 		command.DeleteSecret{ID: "sec1"},
 		command.CreateConfig{Config: consensus.ConfigObject{ID: "cfg1", Name: "app.conf", CreatedAt: t0, Data: []byte("x=1")}},

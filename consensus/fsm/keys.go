@@ -92,6 +92,11 @@ func applySetNodeCert(w *consensus.WriteTxn, c command.SetNodeCert) (any, error)
 	}
 	n := consensus.CloneNode(old)
 	n.CertSerial = c.Serial
+	if n.PendingCertSerial != "" && (n.PendingCertSerial == c.Serial || slices.Contains(c.Revoke, n.PendingCertSerial)) {
+		// A renewal recorded as releases before pending certificates
+		// do (a member of level 2 joined since) replaces the pending one.
+		n.PendingCertSerial, n.PendingCertCA = "", ""
+	}
 	n.Version = w.Index()
 	if err := w.Insert(consensus.TableNodes, n); err != nil {
 		return nil, err
@@ -111,6 +116,96 @@ func applySetNodeCert(w *consensus.WriteTxn, c command.SetNodeCert) (any, error)
 	}
 	if !changed {
 		return nil, nil
+	}
+	return nil, w.PutCluster(cl)
+}
+
+// Renewals of protocol level 3 (command.StageNodeCert, ConfirmNodeCert):
+// the certificate a renewal signs is only pending until the node confirms
+// it installed it, and only then is the one it replaces revoked. Before,
+// SetNodeCert revoked it in the same entry, and a node whose answer was
+// lost (a leader change while committing, a timeout, a full disk, kill -9)
+// kept only a revoked certificate: out of the cluster for good.
+
+func applyStageNodeCert(w *consensus.WriteTxn, c command.StageNodeCert) (any, error) {
+	if c.ID == "" || c.Serial == "" {
+		return nil, fmt.Errorf("stage node certificate: ID and serial are required: %w", consensus.ErrInvalid)
+	}
+	old := consensus.First[api.Node](w, consensus.TableNodes, consensus.IndexID, c.ID)
+	if old == nil {
+		return nil, fmt.Errorf("stage node %s certificate: %w", c.ID, consensus.ErrNotFound)
+	}
+	cl, err := w.Cluster()
+	if err != nil {
+		return nil, fmt.Errorf("stage node %s certificate: %w", c.ID, err)
+	}
+	if cl.IsRevoked(c.Serial) || c.Serial == old.CertSerial {
+		return nil, fmt.Errorf("stage node %s certificate: serial %s is revoked or current: %w", c.ID, c.Serial, consensus.ErrInvalid)
+	}
+	if slices.Contains(c.Revoke, old.CertSerial) {
+		return nil, fmt.Errorf("stage node %s certificate: would revoke the current serial %s: %w", c.ID, old.CertSerial, consensus.ErrInvalid)
+	}
+	revoke := slices.Clone(c.Revoke)
+	if p := old.PendingCertSerial; p != "" && p != c.Serial && !slices.Contains(revoke, p) {
+		// At most one pending serial: the one it replaces was never
+		// confirmed, so no node can rely on it.
+		revoke = append(revoke, p)
+	}
+	n := consensus.CloneNode(old)
+	n.PendingCertSerial, n.PendingCertCA = c.Serial, c.CAFingerprint
+	n.Version = w.Index()
+	if err := w.Insert(consensus.TableNodes, n); err != nil {
+		return nil, err
+	}
+	changed := false
+	for _, s := range revoke {
+		if s != "" && s != c.Serial && !cl.IsRevoked(s) {
+			cl.Revoked = append(cl.Revoked, s)
+			changed = true
+		}
+	}
+	if !changed {
+		return nil, nil
+	}
+	return nil, w.PutCluster(cl)
+}
+
+func applyConfirmNodeCert(w *consensus.WriteTxn, c command.ConfirmNodeCert) (any, error) {
+	if c.ID == "" || c.Serial == "" {
+		return nil, fmt.Errorf("confirm node certificate: ID and serial are required: %w", consensus.ErrInvalid)
+	}
+	old := consensus.First[api.Node](w, consensus.TableNodes, consensus.IndexID, c.ID)
+	if old == nil {
+		return nil, fmt.Errorf("confirm node %s certificate: %w", c.ID, consensus.ErrNotFound)
+	}
+	if old.CertSerial == c.Serial && old.PendingCertSerial == "" {
+		return nil, nil // confirmed already (a retried confirmation)
+	}
+	if old.PendingCertSerial != c.Serial {
+		return nil, fmt.Errorf("confirm node %s certificate: serial %s is not its pending one (%q): %w",
+			c.ID, c.Serial, old.PendingCertSerial, consensus.ErrVersionMismatch)
+	}
+	cl, err := w.Cluster()
+	if err != nil {
+		return nil, fmt.Errorf("confirm node %s certificate: %w", c.ID, err)
+	}
+	if cl.IsRevoked(c.Serial) {
+		return nil, fmt.Errorf("confirm node %s certificate: serial %s is revoked: %w", c.ID, c.Serial, consensus.ErrInvalid)
+	}
+	n := consensus.CloneNode(old)
+	n.CertSerial, n.PendingCertSerial, n.PendingCertCA = c.Serial, "", ""
+	n.Version = w.Index()
+	if err := w.Insert(consensus.TableNodes, n); err != nil {
+		return nil, err
+	}
+	if old.CertSerial != "" && old.CertSerial != c.Serial && !cl.IsRevoked(old.CertSerial) {
+		cl.Revoked = append(cl.Revoked, old.CertSerial)
+	}
+	// A CA rotation waits for installed certificates, not issued ones.
+	if old.PendingCertCA != "" && old.PendingCertCA == cl.CAFingerprint {
+		if i := slices.Index(cl.RotationPending, c.ID); i >= 0 {
+			cl.RotationPending = slices.Delete(cl.RotationPending, i, i+1)
+		}
 	}
 	return nil, w.PutCluster(cl)
 }
@@ -185,6 +280,9 @@ func applyTrimRevoked(w *consensus.WriteTxn, c command.TrimRevoked) (any, error)
 	current := map[string]bool{}
 	for _, n := range consensus.All[api.Node](w, consensus.TableNodes, consensus.IndexID) {
 		current[n.CertSerial] = true
+		if n.PendingCertSerial != "" {
+			current[n.PendingCertSerial] = true
+		}
 	}
 	gone := cl.ExpiredCerts(c.ExpiredBefore, func(s string) bool { return current[s] })
 	drop := make(map[string]bool, len(gone))

@@ -201,6 +201,11 @@ func applyRemoveNode(w *consensus.WriteTxn, c command.RemoveNode) (any, error) {
 		if old.CertSerial != "" && !cl.IsRevoked(old.CertSerial) {
 			cl.Revoked = append(cl.Revoked, old.CertSerial)
 		}
+		// A renewed certificate it never confirmed goes with it.
+		if p := old.PendingCertSerial; p != "" && !cl.IsRevoked(p) {
+			cl.Revoked = append(cl.Revoked, p)
+			delete(cl.CertExpiry, p)
+		}
 		// Without a known expiry the serial stays revoked until the
 		// leader's next trim bounds it (TrimRevoked.UnknownUntil, past any
 		// use of the certificate): peers answer the removed host's

@@ -97,7 +97,7 @@ func (cl *Instance) Leader() *joining.Leader {
 		Self:         h.NodeID,
 		GossipAddr:   cl.selfGossipAddr(),
 		Store:        cl.Store,
-		Raft:         cl.Raft,
+		Raft:         writes.GatedRaft{Raft: cl.Raft}, // a join is not erased by a restore
 		Alive:        cl.IsAlive,
 		Peers:        cl.Members.PeerAddrs,
 		CA:           cl.clusterCA,

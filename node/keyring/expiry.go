@@ -86,6 +86,9 @@ func TrimDue(c *consensus.ClusterState, nodes []*api.Node, now time.Time) (time.
 	current := make(map[string]bool, len(nodes))
 	for _, n := range nodes {
 		current[n.CertSerial] = true
+		if n.PendingCertSerial != "" {
+			current[n.PendingCertSerial] = true
+		}
 	}
 	isCurrent := func(s string) bool { return current[s] }
 	if len(c.ExpiredCerts(now.Add(-2*TrimMargin), isCurrent)) == 0 {

@@ -24,16 +24,22 @@ func mixedGate(cmd command.Command) error {
 }
 
 // renew has the leader sign a new certificate for node id (the key of csr)
-// and returns its serial and expiry.
+// and returns its serial and expiry; the node confirms it installed it
+// when the cluster records pending certificates.
 func renew(t *testing.T, k *Keeper, id string, csr []byte) (string, time.Time) {
 	t.Helper()
-	resp, err := k.Issue(context.Background(), id, csr)
+	resp, err := k.Issue(context.Background(), id, csr, "")
 	if err != nil {
 		t.Fatalf("renew %s: %v", id, err)
 	}
 	serial, err := pki.SerialPEM(resp.CertPEM)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if n, err := k.Store.Node(id); err == nil && n.PendingCertSerial == serial {
+		if err := k.ConfirmCert(context.Background(), id, serial); err != nil {
+			t.Fatalf("confirm %s's renewal: %v", id, err)
+		}
 	}
 	end, err := pki.CertExpiry(resp.CertPEM)
 	if err != nil {

@@ -266,11 +266,13 @@ type Keeper struct {
 // keysState is what the keys loop knows of this node's TLS files; only the
 // loop goroutine touches it.
 type keysState struct {
-	bundle, cross []byte
-	nextRenew     time.Time // earliest retry after a failed renewal
-	failures      int
-	lastKEKPull   time.Time
-	ca            caCheck
+	bundle, cross   []byte
+	nextRenew       time.Time // earliest retry after a failed renewal
+	failures        int
+	nextConfirm     time.Time // earliest retry after a failed confirmation
+	confirmFailures int
+	lastKEKPull     time.Time
+	ca              caCheck
 }
 
 // Run keeps this node's keys in line with the replicated record; see the
@@ -317,6 +319,9 @@ func (k *Keeper) pass(ctx context.Context, dir string, st *keysState) time.Durat
 		k.LeaderKeys(ctx, c)
 	}
 	wait := k.renewIfDue(ctx, dir, c, st)
+	if cw := k.confirmIfPending(ctx, st); cw > 0 {
+		wait = min(wait, cw)
+	}
 	return min(wait, 5*time.Second)
 }
 
@@ -705,10 +710,13 @@ func AdmitJoinID(in JoinClaim, c *consensus.ClusterState, isRevoked func(serial 
 	if len(req.OldCertPEM) == 0 && old != nil && pki.VerifyRetriedJoin(req.CSR, req.NodeID, old.CertKey) == nil {
 		// The same joiner again: its earlier join was applied but the reply
 		// never reached it. The certificate it never got is revoked.
-		if old.CertSerial != "" {
-			return []string{old.CertSerial}, nil
+		var revoke []string
+		for _, s := range []string{old.CertSerial, old.PendingCertSerial} {
+			if s != "" {
+				revoke = append(revoke, s)
+			}
 		}
-		return nil, nil
+		return revoke, nil
 	}
 	roots, err := pki.ParseCertsPEM(TrustBundle(c))
 	if err != nil {
@@ -740,8 +748,13 @@ func AdmitJoinID(in JoinClaim, c *consensus.ClusterState, isRevoked func(serial 
 		}
 	}
 	revoke := []string{serial}
-	if old != nil && old.CertSerial != "" && old.CertSerial != serial {
-		revoke = append(revoke, old.CertSerial)
+	if old != nil {
+		// The record's certificate, and a renewed one it never confirmed.
+		for _, s := range []string{old.CertSerial, old.PendingCertSerial} {
+			if s != "" && s != serial {
+				revoke = append(revoke, s)
+			}
+		}
 	}
 	return revoke, nil
 }

@@ -5,11 +5,25 @@ package keyring
 // point is fixed per node), or at once when the cluster CA changed (a
 // rotation). The node keeps its key and sends a CSR signed with it over
 // wire.MethodRenew, authenticated by its current certificate; the leader signs a new
-// certificate for the caller's own node ID, records the serial and revokes
-// the previous one. The new certificate is written (one atomic file) and
-// swapped into the TLS configurations: connections opened from then on use
-// it, open ones keep theirs, nothing restarts. The leader renews its own
-// certificate without the RPC.
+// certificate for the caller's own node ID and records its serial as
+// pending beside the current one (RenewalPlan). The new certificate is
+// written (one atomic, durable file) and swapped into the TLS
+// configurations: connections opened from then on use it, open ones keep
+// theirs, nothing restarts. Only then does the node confirm it
+// (wire.MethodRenewConfirm, ConfirmCert), and the leader revokes the
+// certificate it replaces. The leader renews its own certificate without
+// the RPCs.
+//
+// Why two steps: a renewal whose record commits but whose answer never
+// reaches the node's disk — a leader change while committing, the call's
+// timeout, a full disk, kill -9 — left the node only its old certificate,
+// already revoked; peers, the renewal RPC and a re-join all refuse a
+// revoked certificate, so the node was out of the cluster for good. Now
+// the old one stays valid until the new one is installed; a node that
+// asks again with it gets another certificate, and the unconfirmed one is
+// revoked (at most one pending per node). A node that installed the
+// pending one but whose confirmation was lost confirms it on a later pass
+// (confirmIfPending), or by renewing with it.
 
 import (
 	"bytes"
@@ -31,19 +45,22 @@ import (
 // Issue signs csr for node id and records it (leader). The agent's
 // handler of wire.MethodRenew calls it for the caller's own node ID (from
 // its verified, unrevoked certificate); the CSR must ask for that ID and
-// the node must still be in the cluster's state.
+// the node must still be in the cluster's state. presented is the serial
+// of the certificate the node renews with ("" when it did not say: its
+// current one).
 //
 // One issue per node at a time (issuing): it reads the node's record,
-// signs, and proposes the new serial (with its expiry, ApplyCertRecord)
-// and the revocation of the one it read, all under the node's lock, so
-// each renewal revokes the serial current when it starts. Two renewals
-// that read the same record both revoked only that serial and left the
-// node two valid certificates, one unrecorded, which `node rm` (revoking
-// the recorded one) did not reach.
+// signs, and proposes the new serial as pending (with its expiry,
+// ApplyCertRecord; RenewalPlan), all under the node's lock, so each
+// renewal replaces the pending serial current when it starts and a node
+// has at most one unconfirmed certificate, which `node rm` revokes with
+// the recorded one. While a member runs a release without pending
+// certificates (protocol level 3) the renewal is recorded as those did
+// (RenewalRecord: the old serial revoked at once).
 // A certificate leaves the leader only once its record is committed: an
 // Apply that fails (its entry may commit later, before any later one)
 // hands out nothing.
-func (k *Keeper) Issue(ctx context.Context, id string, csr []byte) (*wire.RenewResponse, error) {
+func (k *Keeper) Issue(ctx context.Context, id string, csr []byte, presented string) (*wire.RenewResponse, error) {
 	c := k.Store.Cluster()
 	if c == nil {
 		return nil, consensus.ErrNotBootstrapped
@@ -60,6 +77,11 @@ func (k *Keeper) Issue(ctx context.Context, id string, csr []byte) (*wire.RenewR
 	if c = k.Store.Cluster(); c == nil {
 		return nil, consensus.ErrNotBootstrapped
 	}
+	if presented != "" && c.IsRevoked(presented) {
+		// The RPC refuses a revoked certificate before; this is the
+		// leader's own renewal, or a confirmation that revoked it since.
+		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("certificate %s of node %s is revoked", presented, api.ShortID(id))}
+	}
 	ca, err := ClusterCA(k.Dir, c)
 	if err != nil {
 		return nil, &wire.Error{Code: wire.CodeRefused, Msg: err.Error()}
@@ -72,7 +94,11 @@ func (k *Keeper) Issue(ctx context.Context, id string, csr []byte) (*wire.RenewR
 	if err != nil {
 		return nil, fmt.Errorf("renewed certificate: %w", err)
 	}
-	if _, err := ApplyCertRecord(ctx, k.Raft, RenewalRecord(n, serial, c.CAFingerprint), serial, notAfter); err != nil {
+	_, err = ApplyCertRecord(ctx, k.Raft, RenewalPlan(n, presented, serial, c.CAFingerprint), serial, notAfter)
+	if errors.Is(err, command.ErrUnsupported) {
+		_, err = ApplyCertRecord(ctx, k.Raft, RenewalRecord(n, serial, c.CAFingerprint), serial, notAfter)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("record renewed certificate: %w", err)
 	}
 	return &wire.RenewResponse{CertPEM: certPEM, BundlePEM: TrustBundle(c), CrossPEM: c.CACrossPEM}, nil
@@ -139,15 +165,111 @@ func (l *keyedLocks) waiting(key string) int {
 	return 0
 }
 
-// RenewalRecord is the command that records node n's new certificate
-// serial, issued by the CA with fingerprint caFP, and revokes the one it
-// replaces (none when it had none, or the serial is the same).
+// RenewalPlan is the command that records node n's renewed certificate
+// serial, issued by the CA with fingerprint caFP, when the node renewed
+// with the certificate of serial presented ("": its current one). The new
+// serial is pending (command.StageNodeCert) until the node confirms it
+// installed it; the current one stays valid. A renewal asked for again
+// with the current certificate (the last answer was lost) revokes only
+// the unconfirmed pending serial. A renewal with the pending certificate
+// proves the node installed it: that confirms it (revoking the one it
+// replaced) in the same entry.
+func RenewalPlan(n *api.Node, presented, serial, caFP string) command.Command {
+	stage := &command.StageNodeCert{ID: n.ID, Serial: serial, CAFingerprint: caFP}
+	p := n.PendingCertSerial
+	switch {
+	case p == "":
+	case presented == p:
+		return &command.Batch{Commands: []command.Command{&command.ConfirmNodeCert{ID: n.ID, Serial: p}, stage}}
+	case p != serial:
+		stage.Revoke = []string{p}
+	}
+	return stage
+}
+
+// RenewalRecord is the renewal as releases before pending certificates
+// record it (command.SetNodeCert, while some member cannot apply
+// StageNodeCert): node n's new certificate serial, issued by the CA with
+// fingerprint caFP, and the revocation of the ones it replaces (the
+// current one and an unconfirmed pending one; none when the serial is the
+// same).
 func RenewalRecord(n *api.Node, serial, caFP string) *command.SetNodeCert {
 	cmd := &command.SetNodeCert{ID: n.ID, Serial: serial, CAFingerprint: caFP}
-	if n.CertSerial != "" && n.CertSerial != serial {
-		cmd.Revoke = []string{n.CertSerial}
+	for _, s := range []string{n.CertSerial, n.PendingCertSerial} {
+		if s != "" && s != serial {
+			cmd.Revoke = append(cmd.Revoke, s)
+		}
 	}
 	return cmd
+}
+
+// ConfirmCert records that node id installed its pending certificate of
+// serial (leader): it becomes the node's current one and the one it
+// replaces is revoked (command.ConfirmNodeCert). The agent's handler of
+// wire.MethodRenewConfirm calls it for the caller's own node ID. The
+// caller need not present the new certificate: a renewal keeps the node's
+// key, so holding the old one proves holding the new one's key as well,
+// and a confirmation only revokes the caller's own old certificate.
+// Confirming the current serial again is a no-op; any other serial is
+// refused.
+func (k *Keeper) ConfirmCert(ctx context.Context, id, serial string) error {
+	if serial == "" {
+		return &wire.Error{Code: wire.CodeRefused, Msg: "confirm certificate: no serial given"}
+	}
+	if _, err := k.Raft.Apply(ctx, &command.ConfirmNodeCert{ID: id, Serial: serial}); err != nil {
+		return fmt.Errorf("confirm node %s certificate %s: %w", api.ShortID(id), serial, err)
+	}
+	return nil
+}
+
+// ConfirmDue reports whether this node must confirm its certificate of
+// serial mine: its record n names it as the pending one. Pure.
+func ConfirmDue(n *api.Node, mine string) bool {
+	return n != nil && mine != "" && n.PendingCertSerial == mine
+}
+
+// confirmIfPending confirms this node's installed certificate when its
+// replica still shows it pending (the confirmation after the install
+// failed, or the leader changed), and returns how long until the next
+// check is needed (0: nothing to do).
+func (k *Keeper) confirmIfPending(ctx context.Context, st *keysState) time.Duration {
+	cur := k.TLS.Certificate()
+	if cur.Leaf == nil {
+		return 0
+	}
+	n, err := k.Store.Node(k.Self)
+	if err != nil || !ConfirmDue(n, pki.Serial(cur.Leaf)) {
+		st.confirmFailures, st.nextConfirm = 0, time.Time{}
+		return 0
+	}
+	now := time.Now()
+	if now.Before(st.nextConfirm) {
+		return st.nextConfirm.Sub(now)
+	}
+	if err := k.confirm(ctx, pki.Serial(cur.Leaf)); err != nil {
+		st.confirmFailures++
+		backoff := RenewBackoff(st.confirmFailures)
+		st.nextConfirm = now.Add(backoff)
+		k.Log.Warn("confirm the renewed certificate failed; retrying", "in", backoff, "err", err)
+		return backoff
+	}
+	st.confirmFailures, st.nextConfirm = 0, time.Time{}
+	return 0
+}
+
+// confirm tells the leader this node installed its certificate of serial:
+// here when it leads, else over wire.MethodRenewConfirm.
+func (k *Keeper) confirm(ctx context.Context, serial string) error {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if k.Raft.IsLeader() {
+		return k.ConfirmCert(cctx, k.Self, serial)
+	}
+	_, addr := k.Raft.Leader()
+	if addr == "" {
+		return errors.New("no leader to confirm the renewed certificate with")
+	}
+	return k.Call(cctx, addr, wire.MethodRenewConfirm, wire.RenewConfirmRequest{Serial: serial}, nil)
 }
 
 // RenewIn is how long until the certificate leaf must be renewed at now:
@@ -235,19 +357,30 @@ func (k *Keeper) renewCert(ctx context.Context, dir string, old *x509.Certificat
 	defer cancel()
 	var resp *wire.RenewResponse
 	if k.Raft.IsLeader() {
-		resp, err = k.Issue(cctx, k.Self, csr)
+		resp, err = k.Issue(cctx, k.Self, csr, pki.Serial(old))
 	} else {
 		_, addr := k.Raft.Leader()
 		if addr == "" {
 			return errors.New("no leader to renew the certificate with")
 		}
 		resp = &wire.RenewResponse{}
-		err = k.Call(cctx, addr, wire.MethodRenew, wire.RenewRequest{CSR: csr}, resp)
+		err = k.Call(cctx, addr, wire.MethodRenew, wire.RenewRequest{CSR: csr, Serial: pki.Serial(old)}, resp)
 	}
 	if err != nil {
 		return err
 	}
-	return k.installCert(dir, resp, keyPEM, old)
+	if err := k.installCert(dir, resp, keyPEM, old); err != nil {
+		return err
+	}
+	// Installed (durably): the old certificate may go. A failure here is
+	// retried by confirmIfPending once the replica shows the pending
+	// serial; until then the old certificate stays valid.
+	if serial := pki.Serial(k.TLS.Certificate().Leaf); serial != "" {
+		if err := k.confirm(ctx, serial); err != nil {
+			k.Log.Warn("confirm the renewed certificate; retrying later", "err", err)
+		}
+	}
+	return nil
 }
 
 // installCert checks a renewed certificate, writes it and the trust it came

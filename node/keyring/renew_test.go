@@ -15,9 +15,11 @@ import (
 
 // TestIssueOnePerNode: a node's second renewal does not start until its
 // first one is recorded, so it revokes the certificate the first issued,
-// and the node is left with one valid certificate, the recorded one (the
-// one `node rm` revokes). Two renewals that both read the record before
-// either was applied both revoked only the serial they read.
+// and the node is left with one valid renewed certificate, the recorded
+// pending one (which `node rm` revokes), beside its unconfirmed current
+// one. Two renewals that both read the record before either was applied
+// both replaced only the serial they read, leaving one valid and
+// unrecorded.
 func TestIssueOnePerNode(t *testing.T) {
 	tc := newTestCluster(t)
 	k := tc.keeper("leader", tc.dir)
@@ -32,7 +34,7 @@ func TestIssueOnePerNode(t *testing.T) {
 	var applies atomic.Int32
 	first, second, release := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	tc.raft.OnApply = func(cmd command.Command) {
-		if !holds[*command.SetNodeCert](cmd) {
+		if !holds[*command.StageNodeCert](cmd) {
 			return
 		}
 		switch applies.Add(1) {
@@ -49,7 +51,7 @@ func TestIssueOnePerNode(t *testing.T) {
 	errs := make([]error, 2)
 	issue := func(i int) {
 		defer wg.Done()
-		resps[i], errs[i] = k.Issue(ctx, "w", csr)
+		resps[i], errs[i] = k.Issue(ctx, "w", csr, "")
 	}
 	wg.Add(2)
 	go issue(0)
@@ -88,20 +90,20 @@ func TestIssueOnePerNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !tc.store.IsRevoked("w0") {
-		t.Error("the certificate before the renewals is not revoked")
+	if tc.store.IsRevoked("w0") || n.CertSerial != "w0" {
+		t.Errorf("the certificate before the renewals (record: %s) is revoked or replaced before any was confirmed", n.CertSerial)
 	}
 	valid := 0
 	for _, s := range serials {
 		if !tc.store.IsRevoked(s) {
 			valid++
-			if s != n.CertSerial {
-				t.Errorf("serial %s is valid but not recorded (recorded: %s): `node rm` would leave it valid", s, n.CertSerial)
+			if s != n.PendingCertSerial {
+				t.Errorf("serial %s is valid but not recorded (pending: %s): `node rm` would leave it valid", s, n.PendingCertSerial)
 			}
 		}
 	}
 	if valid != 1 {
-		t.Errorf("%d of the renewed certificates %v are valid, want 1 (recorded %s)", valid, serials, n.CertSerial)
+		t.Errorf("%d of the renewed certificates %v are valid, want 1 (pending %s)", valid, serials, n.PendingCertSerial)
 	}
 	if got := issuing.waiting(key0); got != 0 {
 		t.Errorf("the node's lock is still held or waited for by %d", got)

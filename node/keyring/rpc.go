@@ -141,11 +141,22 @@ func (k *Keeper) AnswerRenew(ctx context.Context, peerID string, req wire.RenewR
 	if !renewals.take(key, at, most) {
 		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s renewed its certificate %d times within %s: try again later", api.ShortID(peerID), most, renewWindow)}
 	}
-	resp, err := k.Issue(ctx, peerID, req.CSR)
+	resp, err := k.Issue(ctx, peerID, req.CSR, req.Serial)
 	if err != nil {
 		renewals.undo(key, at)
 	}
 	return resp, err
+}
+
+// AnswerRenewConfirm records that the caller installed its renewed
+// certificate (wire.MethodRenewConfirm; ConfirmCert). Allowed callers:
+// the node itself only — it confirms the pending certificate of its own
+// node ID. Leader only.
+func (k *Keeper) AnswerRenewConfirm(ctx context.Context, peerID string, req wire.RenewConfirmRequest) error {
+	if !k.Raft.IsLeader() {
+		return consensus.ErrNotLeader
+	}
+	return k.ConfirmCert(ctx, peerID, req.Serial)
 }
 
 // renewals is AnswerRenew's per-node bound. The agent builds a Keeper per

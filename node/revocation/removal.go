@@ -129,7 +129,9 @@ func AcceptableWitness(self string, w Witness) error {
 		return fmt.Errorf("witness %s: certificate %s revoked", api.ShortID(w.ID), w.Serial)
 	case w.Record == nil && !w.InRaft:
 		return fmt.Errorf("witness %s: neither in the replica nor in the raft configuration", api.ShortID(w.ID))
-	case w.Record != nil && w.Record.CertSerial != "" && w.Record.CertSerial != w.Serial:
+	case w.Record != nil && w.Record.CertSerial != "" && w.Record.CertSerial != w.Serial && w.Record.PendingCertSerial != w.Serial:
+		// A renewed certificate the witness installed but has not
+		// confirmed yet (api.Node.PendingCertSerial) is its own too.
 		return fmt.Errorf("witness %s: certificate %s, the replica knows %s", api.ShortID(w.ID), w.Serial, w.Record.CertSerial)
 	}
 	return nil

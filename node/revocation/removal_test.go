@@ -64,6 +64,10 @@ func TestIsRemovalStatement(t *testing.T) {
 		{"replica record wins over raft", with(func(w *Witness) { w.Serial = "ff"; w.InRaft = true }), removed, nil, false},
 		{"from a revoked certificate", with(func(w *Witness) { w.Revoked = true }), removed, nil, false},
 		{"from another certificate than the replica's", with(func(w *Witness) { w.Serial = "ff" }), removed, nil, false},
+		{"from its renewed certificate, not confirmed yet", with(func(w *Witness) {
+			w.Serial = "b2"
+			w.Record = &api.Node{ID: "peer", CertSerial: "a1", PendingCertSerial: "b2"}
+		}), removed, nil, true},
 		{"from a certificate without a name", with(func(w *Witness) { w.ID = "" }), removed, nil, false},
 	}
 	for _, tt := range tests {

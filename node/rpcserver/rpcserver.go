@@ -119,6 +119,14 @@ func (s *Server) Method(method string) clusterport.Handler {
 			}
 			return cl.Keeper().AnswerRenew(ctx, peerID, req)
 		})
+	case wire.MethodRenewConfirm:
+		return clusterport.Unary("renew confirmation", func(ctx context.Context, peerID string, req wire.RenewConfirmRequest) (any, error) {
+			cl, err := s.Current()
+			if err != nil {
+				return nil, err
+			}
+			return struct{}{}, cl.Keeper().AnswerRenewConfirm(ctx, peerID, req)
+		})
 	case wire.MethodCARotate:
 		return clusterport.NoBody(func(ctx context.Context, peerID string) (any, error) {
 			cl, err := s.Current()

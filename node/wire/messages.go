@@ -159,6 +159,16 @@ type RemovalResponse struct {
 // RenewRequest is MethodRenew.
 type RenewRequest struct {
 	CSR []byte `json:"csr"`
+	// Serial is the serial of the certificate the node renews with (its
+	// current or its pending one, node/keyring RenewalPlan); empty from
+	// releases before pending certificates.
+	Serial string `json:"serial,omitempty"`
+}
+
+// RenewConfirmRequest is MethodRenewConfirm: the caller installed its
+// renewed certificate of Serial.
+type RenewConfirmRequest struct {
+	Serial string `json:"serial"`
 }
 
 // RenewResponse answers MethodRenew.

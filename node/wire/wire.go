@@ -41,9 +41,12 @@ const (
 	MethodKEK        = "kek"
 	MethodToken      = "token"
 	MethodRenew      = "renew"
-	MethodCARotate   = "carotate"
-	MethodRejoin     = "rejoin"
-	MethodRemoval    = "removal"
+	// MethodRenewConfirm: the caller installed the certificate a renewal
+	// gave it; the one it replaces may be revoked (node/keyring).
+	MethodRenewConfirm = "renew_confirm"
+	MethodCARotate     = "carotate"
+	MethodRejoin       = "rejoin"
+	MethodRemoval      = "removal"
 	// MethodSecrets asks the leader for the secrets of a task assigned to
 	// the caller.
 	MethodSecrets = "secrets"

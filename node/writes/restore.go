@@ -37,6 +37,10 @@ const snapshotBodyTimeout = time.Minute
 // restoreMu serializes restores on one leader.
 var restoreMu sync.Mutex
 
+// restorePlanned, when set (tests), runs between a restore's plan and its
+// install: where a write used to slip in and be erased.
+var restorePlanned func()
+
 // Restore has the leader restore f, whose bytes are raw: this node when
 // it leads, else the leader it sends raw to over the cluster port
 // (CallSnapshotRestore), retried across leader changes (Forward).
@@ -63,6 +67,14 @@ func (w *Writer) RestoreAsLeader(ctx context.Context, f *snapshotfile.File, forc
 	if !cl.Raft.IsLeader() {
 		return api.SnapshotRestoreResponse{}, ErrNotLeader
 	}
+	// No write of the write path runs from here until the restored state
+	// is installed (gate.go): one committed in between was acknowledged
+	// and then erased by the restore.
+	release, err := writeGate.restore(ctx)
+	if err != nil {
+		return api.SnapshotRestoreResponse{}, err
+	}
+	defer release()
 	// Every acknowledged write is in the state the plan merges with.
 	if err := cl.Raft.Barrier(ctx); err != nil {
 		return api.SnapshotRestoreResponse{}, err
@@ -73,6 +85,9 @@ func (w *Writer) RestoreAsLeader(ctx context.Context, f *snapshotfile.File, forc
 	plan, err := snapshotfile.PlanRestore(f, cl.Store.Snapshot(), force)
 	if err != nil {
 		return api.SnapshotRestoreResponse{}, err
+	}
+	if restorePlanned != nil {
+		restorePlanned()
 	}
 	if err := cl.Raft.RestoreSnapshot(ctx, plan); err != nil {
 		return api.SnapshotRestoreResponse{}, err

@@ -39,6 +39,8 @@ var decoders = map[Type]func([]byte) (Command, error){
 	TypeSetNodeCert:      decodeAs[SetNodeCert],
 	TypeRecordCertExpiry: decodeAs[RecordCertExpiry],
 	TypeTrimRevoked:      decodeAs[TrimRevoked],
+	TypeStageNodeCert:    decodeAs[StageNodeCert],
+	TypeConfirmNodeCert:  decodeAs[ConfirmNodeCert],
 	TypeCreateNetwork:    decodeAs[CreateNetwork],
 	TypeDeleteNetwork:    decodeAs[DeleteNetwork],
 	// Secrets and configs.

@@ -56,6 +56,9 @@ const (
 	TypeUpdateOwnNode    Type = 33
 	TypeRecordCertExpiry Type = 34
 	TypeTrimRevoked      Type = 35
+	// level 3
+	TypeStageNodeCert   Type = 36
+	TypeConfirmNodeCert Type = 37
 )
 
 // Version is the second byte of every log entry: the version of the
@@ -202,6 +205,32 @@ type SetNodeCert struct {
 	Serial        string   `json:"serial"`
 	CAFingerprint string   `json:"ca_fingerprint"`
 	Revoke        []string `json:"revoke,omitempty"`
+}
+
+// StageNodeCert records a renewed certificate the leader signed for node
+// ID as pending (api.Node.PendingCertSerial), issued by the CA with
+// fingerprint CAFingerprint, beside the node's current one, which stays
+// valid: the answer may never reach the node's disk. It revokes the
+// serials in Revoke — the earlier pending serial that was never confirmed
+// (a renewal asked for again with the current certificate) — so a node
+// has at most one pending certificate. Refused when ID is unknown, Serial
+// is revoked or is the current one. Protocol level 3.
+type StageNodeCert struct {
+	ID            string   `json:"id"`
+	Serial        string   `json:"serial"`
+	CAFingerprint string   `json:"ca_fingerprint"`
+	Revoke        []string `json:"revoke,omitempty"`
+}
+
+// ConfirmNodeCert records that node ID installed its pending certificate
+// Serial: it becomes the current one (CertSerial), the certificate it
+// replaces is revoked, and a CA rotation stops waiting for the node when
+// the pending certificate is from the current CA. Applying it again (the
+// serial already current) changes nothing; a serial that is neither
+// pending nor current is refused. Protocol level 3.
+type ConfirmNodeCert struct {
+	ID     string `json:"id"`
+	Serial string `json:"serial"`
 }
 
 // RecordCertExpiry records when the node certificate with this serial
@@ -410,6 +439,10 @@ func (RecordCertExpiry) Type() Type { return TypeRecordCertExpiry }
 // Type implements Command.
 func (TrimRevoked) Type() Type { return TypeTrimRevoked }
 
+func (StageNodeCert) Type() Type { return TypeStageNodeCert }
+
+func (ConfirmNodeCert) Type() Type { return TypeConfirmNodeCert }
+
 // Secrets and configs. A secret's data enters the log only sealed with the
 // voters' KEK; a config's is stored as given (consensus/fsm/secrets.go).
 
@@ -479,6 +512,8 @@ func (FinishCARotation) isCommand() {}
 func (SetNodeCert) isCommand()      {}
 func (RecordCertExpiry) isCommand() {}
 func (TrimRevoked) isCommand()      {}
+func (StageNodeCert) isCommand()    {}
+func (ConfirmNodeCert) isCommand()  {}
 func (CreateNetwork) isCommand()    {}
 func (DeleteNetwork) isCommand()    {}
 func (CreateSecret) isCommand()     {}

@@ -65,6 +65,8 @@ func sampleCommands() []Command {
 		SetNodeCert{ID: "n1", Serial: "s2", CAFingerprint: "fp2", Revoke: []string{"s1"}},
 		RecordCertExpiry{Serial: "s2", NotAfter: t0},
 		TrimRevoked{ExpiredBefore: t0},
+		StageNodeCert{ID: "n1", Serial: "s3", CAFingerprint: "fp2", Revoke: []string{"s2"}},
+		ConfirmNodeCert{ID: "n1", Serial: "s3"},
 		CreateSecret{Secret: consensus.Secret{ID: "sec1", Name: "db_pass", CreatedAt: t0, Size: 3, KEKID: "k1", Sealed: []byte("sealed")}},
 		DeleteSecret{ID: "sec1"},
 		CreateConfig{Config: consensus.ConfigObject{ID: "cfg1", Name: "app.conf", CreatedAt: t0, Data: []byte("x=1")}},

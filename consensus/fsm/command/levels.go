@@ -19,7 +19,7 @@ import (
 // ProtocolLevel is the newest command level this binary can apply. Raise it
 // by one in the change that appends a command type, and give the new type
 // that level in commandSince. Nodes advertise it in their gossip metadata.
-const ProtocolLevel = 2
+const ProtocolLevel = 3
 
 // BaseProtocolLevel is assumed for a node that advertises no level: the
 // builds before the gate existed. Level 1 is every type up to
@@ -68,6 +68,8 @@ var commandSince = map[Type]int{
 	TypeUpdateOwnNode:    2,
 	TypeRecordCertExpiry: 2,
 	TypeTrimRevoked:      2,
+	TypeStageNodeCert:    3,
+	TypeConfirmNodeCert:  3,
 }
 
 // ErrUnsupported: a member of the Raft configuration runs a release too
