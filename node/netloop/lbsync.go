@@ -21,9 +21,16 @@ import (
 	"github.com/shoal-org/shoal/node/netplan"
 )
 
+// balancer is what serviceTraffic asks of the load balancer (*lb.LB).
+type balancer interface {
+	Set(lb.State) error
+	Intact() (bool, error)
+	Close() error
+}
+
 // serviceTraffic owns the node's load balancer and DNS server.
 type serviceTraffic struct {
-	lb       *lb.LB
+	lb       balancer
 	dns      *dns.Server
 	bridgeIP net.IP // where the DNS server listens
 	last     lb.State
@@ -102,8 +109,17 @@ func (st *serviceTraffic) sync(l *Loop, ns netplan.State) {
 		st.ambiguous = amb
 	}
 	if reflect.DeepEqual(state, st.last) {
-		l.cfg.Members.SetLBIndex(idx, false) // gossiped only if a drain asks
-		return
+		// Unchanged, but someone else may have deleted the rules (`nft
+		// flush ruleset`: an nftables service restarted, a firewall
+		// reloaded): nothing else would program them again before the
+		// next change of a service, and until then the node had no VIPs,
+		// published ports or network isolation.
+		intact, err := st.lb.Intact()
+		if err == nil && intact {
+			l.cfg.Members.SetLBIndex(idx, false) // gossiped only if a drain asks
+			return
+		}
+		l.log.Warn("load balancer rules removed or changed by someone else; programming them again", "err", err)
 	}
 	err := st.lb.Set(state)
 	switch {
