@@ -1,11 +1,13 @@
 package netloop
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/shoal-org/shoal/lb"
 	"github.com/shoal-org/shoal/lb/dns"
@@ -75,5 +77,57 @@ func TestSyncReprogramsRemovedRules(t *testing.T) {
 		if members.index != ns.Index || members.changed != (c.wantSets > 0) {
 			t.Errorf("%s: index %d changed %v; want %d, %v", c.name, members.index, members.changed, ns.Index, c.wantSets > 0)
 		}
+	}
+}
+
+// failingRuns passes Run on to a DNS server and reports each failed Run.
+type failingRuns struct {
+	srv    *dns.Server
+	failed chan error
+}
+
+func (f failingRuns) Run(ctx context.Context) error {
+	err := f.srv.Run(ctx)
+	if err != nil {
+		select {
+		case f.failed <- err:
+		default:
+		}
+	}
+	return err
+}
+
+// TestRunDNSRestartsAfterFailure: a DNS server that cannot bind (the port
+// is taken for a while) is started again once it can, instead of staying
+// down for the agent's life.
+func TestRunDNSRestartsAfterFailure(t *testing.T) {
+	blocker, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blocker.Close()
+	addr := blocker.LocalAddr().String()
+	srv := dns.New(dns.Config{Addr: addr})
+	runs := failingRuns{srv: srv, failed: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runDNS(ctx, runs, slog.New(slog.NewTextHandler(io.Discard, nil)), time.Millisecond, 10*time.Millisecond)
+	}()
+	defer func() { cancel(); <-done }()
+	select {
+	case err := <-runs.failed:
+		t.Logf("first run: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the DNS server bound a taken port")
+	}
+	_ = blocker.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.Addr() == "" && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if srv.Addr() != addr {
+		t.Fatalf("DNS server bound to %q, want %s once the port was free", srv.Addr(), addr)
 	}
 }
