@@ -36,7 +36,11 @@ type LB struct {
 	mu      sync.Mutex
 	nsFile  *os.File // nil: current namespace
 	applied *State   // last State the kernel accepted; nil before the first
-	closed  bool
+	// tableUse is what the kernel counted in the table (its chains and
+	// sets) right after the last Set programmed it; 0 when unknown.
+	// Intact compares the kernel's table with it.
+	tableUse uint32
+	closed   bool
 	// ctIncomplete: the last conntrack cleanup left entries it should
 	// have deleted (a dump the kernel interrupted, a failed delete), so
 	// the next Set sweeps as after a restart (conntrackPlan with prev
@@ -104,6 +108,10 @@ func (l *LB) Set(st State) error {
 	prev := l.applied
 	snap := st.clone()
 	l.applied = &snap
+	l.tableUse = 0
+	if t, err := l.listTable(); err == nil && t != nil {
+		l.tableUse = t.Use
+	}
 	l.sweepConntrack(prev, snap)
 	l.log.Debug("rules synced", "services", len(st.Services), "chains", len(rs.chains), "rules", len(rs.rules))
 	if len(skipped) > 0 {
@@ -139,15 +147,60 @@ func (l *LB) apply(rs *ruleset) error {
 	return c.Flush()
 }
 
+// Intact reports whether the kernel still holds the table the last Set
+// programmed, with as many chains and sets: not so when someone else
+// deleted it or a chain of it (`nft flush ruleset`, which an nftables
+// service's restart and some firewall managers' reloads run, or an admin's
+// `nft delete table ip shoal`). The table is rebuilt only by a Set, and
+// the caller calls Set only when the state changes: without this check a
+// flushed rule set left the node without VIPs, published ports, egress
+// masquerade and network isolation until the next change of any service.
+// It is one netlink request, cheap enough for every pass of a periodic
+// loop. Before the first Set (nothing programmed by this LB) it reports
+// false; rules changed inside an intact chain are not seen.
+func (l *LB) Intact() (bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false, ErrClosed
+	}
+	if l.applied == nil {
+		return false, nil
+	}
+	t, err := l.listTable()
+	if err != nil {
+		return false, fmt.Errorf("list nftables table %s: %w", l.cfg.TableName, err)
+	}
+	return t != nil && (l.tableUse == 0 || t.Use == l.tableUse), nil
+}
+
+// listTable returns the LB's table as the kernel lists it, nil when there
+// is none. l.mu must be held.
+func (l *LB) listTable() (*nftables.Table, error) {
+	c, err := l.conn(0)
+	if err != nil {
+		return nil, err
+	}
+	t, err := c.ListTableOfFamily(l.cfg.TableName, nftables.TableFamilyIPv4)
+	if errors.Is(err, unix.ENOENT) {
+		return nil, nil
+	}
+	return t, err
+}
+
 // conn returns a netlink connection to nftables in the LB's namespace whose
-// receive and send buffers hold bufSize bytes each. With the kernel's
+// receive and send buffers hold bufSize bytes each (0: the kernel's
+// defaults, for a small request). With the kernel's
 // default buffers (net.core.rmem_default, 212992 bytes) a batch of a few
 // dozen services fills the receive buffer with acks and echoes: the kernel
 // commits the batch but Flush reports ENOBUFS. A few hundred services make
 // the batch itself larger than the send buffer, and sendmsg fails with
 // EMSGSIZE before anything is programmed.
 func (l *LB) conn(bufSize int) (*nftables.Conn, error) {
-	opts := []nftables.ConnOption{nftables.WithSockOptions(sockBuffers[nftables.SockOption](bufSize))}
+	var opts []nftables.ConnOption
+	if bufSize > 0 { // 0: a small request, the kernel's default buffers
+		opts = append(opts, nftables.WithSockOptions(sockBuffers[nftables.SockOption](bufSize)))
+	}
 	if l.nsFile != nil {
 		opts = append(opts, nftables.WithNetNSFd(int(l.nsFile.Fd())))
 	}

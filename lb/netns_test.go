@@ -889,3 +889,55 @@ func TestLBVIPSpoofedSource(t *testing.T) {
 		t.Fatal("a LAN host sending from a made-up address of the network reached a backend through the VIP")
 	}
 }
+
+// TestLBIntactAfterForeignFlush: someone else deletes the LB's rules (`nft
+// flush ruleset` from an nftables service restart or a firewall reload, a
+// chain deleted by hand): Intact says so, and a Set of the same state
+// brings the VIP back.
+func TestLBIntactAfterForeignFlush(t *testing.T) {
+	l := newLab(t)
+	lb := l.newLB()
+	if ok, err := lb.Intact(); err != nil || ok {
+		t.Fatalf("Intact before any Set = %v, %v; want false", ok, err)
+	}
+	st := l.state(0, 1)
+	vipURL := "http://" + l.vip.String() + "/"
+	for _, c := range []struct {
+		name string
+		cmd  []string
+	}{
+		{"flush ruleset", []string{"nft", "flush", "ruleset"}},
+		{"table deleted", []string{"nft", "delete", "table", "ip", "shoal"}},
+		{"chain deleted", []string{"nft", "delete", "chain", "ip", "shoal", "reject-out"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if err := lb.Set(st); err != nil {
+				t.Fatal(err)
+			}
+			if ok, err := lb.Intact(); err != nil || !ok {
+				t.Fatalf("Intact after Set = %v, %v; want true", ok, err)
+			}
+			wantKeys(t, "VIP", l.spread(l.client, vipURL, 10), "b1", "b2")
+			if c.name == "chain deleted" {
+				// A base chain that jumps nowhere can go by itself.
+				run(t, "ip", "netns", "exec", l.node, "nft", "flush", "chain", "ip", "shoal", "reject-out")
+			}
+			run(t, append([]string{"ip", "netns", "exec", l.node}, c.cmd...)...)
+			if ok, err := lb.Intact(); err != nil || ok {
+				t.Fatalf("Intact after %s = %v, %v; want false", c.name, ok, err)
+			}
+			if c.name != "chain deleted" {
+				if _, err := l.get(l.client, vipURL); err == nil {
+					t.Fatalf("VIP answers after %s", c.name)
+				}
+			}
+			if err := lb.Set(st); err != nil {
+				t.Fatal(err)
+			}
+			if ok, err := lb.Intact(); err != nil || !ok {
+				t.Fatalf("Intact after the repairing Set = %v, %v; want true", ok, err)
+			}
+			wantKeys(t, "VIP after the repairing Set", l.spread(l.client, vipURL, 10), "b1", "b2")
+		})
+	}
+}

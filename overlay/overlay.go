@@ -177,12 +177,14 @@ func (o *Overlay) setupLocked(ctx context.Context) error {
 	o.setUp = true
 	errs := o.applyPeersLocked()
 	o.synced = len(errs) == 0
+	links, listErr := o.h.LinkList()
+	o.pruneAllocationsLocked(links, listErr)
 	// The guard before the veths go back into the bridge: a port carries
 	// nothing but its container's own frames from the moment it is in.
 	if err := o.guard.Sync(); err != nil {
 		errs = append(errs, err)
 	}
-	errs = append(errs, o.reattachVethsLocked()...)
+	errs = append(errs, o.reattachVethsLocked(links, listErr)...)
 	if len(errs) > 0 {
 		return fmt.Errorf("setup: %w: %w", ErrPartial, errors.Join(errs...))
 	}
@@ -195,9 +197,10 @@ func (o *Overlay) setupLocked(ctx context.Context) error {
 // empty from ensureBridge, and only Attach enslaves a veth, so running
 // containers stayed cut off. A veth whose alias names another container
 // (a name prefix collision, attach.go) is not touched; one that is gone
-// belongs to a container the agent detaches. One link dump per Setup.
-// o.mu must be held.
-func (o *Overlay) reattachVethsLocked() []error {
+// belongs to a container the agent detaches. links and listErr are the
+// namespace's link dump (one per Setup, shared with
+// pruneAllocationsLocked). o.mu must be held.
+func (o *Overlay) reattachVethsLocked(links []netlink.Link, listErr error) []error {
 	attached := o.ipam.All()
 	if len(attached) == 0 {
 		return nil
@@ -206,9 +209,8 @@ func (o *Overlay) reattachVethsLocked() []error {
 	if err != nil {
 		return []error{fmt.Errorf("find bridge %s: %w", o.cfg.BridgeName, err)}
 	}
-	links, err := o.h.LinkList()
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-		return []error{fmt.Errorf("list links: %w", err)}
+	if listErr != nil && !errors.Is(listErr, netlink.ErrDumpInterrupted) {
+		return []error{fmt.Errorf("list links: %w", listErr)}
 	}
 	byName := make(map[string]netlink.Link, len(links))
 	for _, l := range links {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/shoal-org/shoal/overlay/ipam"
 	"github.com/shoal-org/shoal/overlay/linkutil"
 )
 
@@ -79,4 +80,44 @@ func (o *Overlay) restoreAllocations() {
 	}
 	log("overlay: address allocations rebuilt from the attached containers' veths",
 		"containers", len(found), "err", errors.Join(errs...))
+}
+
+// pruneAllocationsLocked releases the addresses of containers whose veth
+// is gone from the kernel (links and listErr are a link dump of the
+// namespace): their container is gone too, since deleting either end of a
+// veth deletes both and a container's namespace takes its end along. The
+// runtime's cleanup of a container the agent finds half-made after a
+// crash (killed between Attach and saving the container's record), or
+// removes before the overlay is up again after a restart, detaches it
+// while no overlay is open: the Detach reached nothing, and its address
+// stayed allocated in ipam.json for good, one fewer for every such crash
+// (of a network's share, 13 addresses at the smallest). Run's resync
+// catches a veth that outlived its namespace for a moment.
+//
+// Only a complete dump is trusted, and a veth of the container's name
+// counts whatever its alias: an address is never freed while a link might
+// still carry it. Attach holds o.mu (shared) from the allocation until the
+// veth exists; o.mu must be held exclusively here.
+func (o *Overlay) pruneAllocationsLocked(links []netlink.Link, listErr error) {
+	if listErr != nil {
+		return
+	}
+	attached := o.ipam.All()
+	if len(attached) == 0 {
+		return
+	}
+	names := make(map[string]bool, len(links))
+	for _, l := range links {
+		names[l.Attrs().Name] = true
+	}
+	for _, id := range ipam.SortedIDs(attached) {
+		if names[vethName(o.cfg.VethPrefix, id)] {
+			continue
+		}
+		if err := o.ipam.Release(id); err != nil {
+			o.cfg.Logger.Warn("overlay: releasing the address of a container without a veth", "container", id, "err", err)
+			continue
+		}
+		o.cfg.Logger.Info("overlay: released the address of a container whose veth is gone", "container", id, "ip", attached[id].String())
+	}
 }

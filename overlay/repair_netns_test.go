@@ -173,3 +173,58 @@ func TestTornAllocationsRebuiltFromVeths(t *testing.T) {
 		t.Fatalf("a new container got %s, a running container's address (%v)", ip3, ips)
 	}
 }
+
+// TestAllocationOfGoneContainerReleased: a container whose namespace went
+// while no overlay was open (the agent killed between Attach and saving
+// the container's record, its leftover cleaned up by the next agent
+// before the overlay is up, so that cleanup's Detach reached nothing) has
+// its address released by the next Setup, and off the anti-spoofing
+// table; the containers whose veths are there keep theirs. Before, the
+// address stayed allocated in ipam.json for good.
+func TestAllocationOfGoneContainerReleased(t *testing.T) {
+	requireNetAdmin(t)
+	a := newHosts(t, 1)[0]
+	a.start(t, t)
+	_, keepPath := newNetns(t, "keep")
+	t.Cleanup(func() {
+		if a.ov != nil {
+			_ = a.ov.Detach(context.Background(), "keep", keepPath)
+		}
+	})
+	keepIP, err := a.ov.Attach(t.Context(), "keep", keepPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The gone container's namespace is made by hand: the test deletes it.
+	gone := fmt.Sprintf("ovt%d-%d-gone", os.Getpid(), nsSeq.Add(1))
+	sh(t, "ip", "netns", "add", gone)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", gone).Run() })
+	goneIP, err := a.ov.Attach(t.Context(), "gone", "/var/run/netns/"+gone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ov.Close(); err != nil { // the agent dies...
+		t.Fatal(err)
+	}
+	a.ov = nil
+	sh(t, "ip", "netns", "del", gone) // ...and the next one cleans up the leftover
+	eventually(t, 10*time.Second, func() error {
+		if err := exec.Command("ip", "-n", a.ns, "link", "show", VethName("gone")).Run(); err == nil {
+			return errors.New("the gone container's veth is still there")
+		}
+		return nil
+	})
+	a.start(t, t)
+	got := map[string]string{}
+	for id, ip := range a.ov.Attached() {
+		got[id] = ip.String()
+	}
+	if want := map[string]string{"keep": keepIP}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("allocations after Setup: %v, want %v", got, want)
+	}
+	guard := sh(t, "ip", "netns", "exec", a.ns, "nft", "list", "table", "bridge", "shoal-guard-"+a.cfg.BridgeName)
+	if strings.Contains(guard, goneIP) || !strings.Contains(guard, keepIP) {
+		t.Fatalf("anti-spoofing table after Setup holds %s: %v, %s: %v, want only the latter:\n%s",
+			goneIP, strings.Contains(guard, goneIP), keepIP, strings.Contains(guard, keepIP), guard)
+	}
+}

@@ -60,10 +60,12 @@ func (o *Overlay) setupRoutedLocked(ctx context.Context) error {
 	o.mtu = mtu
 	o.setUp = true
 	errs := o.applyRoutedPeersLocked()
+	links, listErr := o.h.LinkList()
+	o.pruneAllocationsLocked(links, listErr)
 	if err := o.guard.Sync(); err != nil { // before the veths go back
 		errs = append(errs, err)
 	}
-	errs = append(errs, o.reattachVethsLocked()...)
+	errs = append(errs, o.reattachVethsLocked(links, listErr)...)
 	if len(errs) > 0 {
 		return fmt.Errorf("setup: %w: %w", ErrPartial, errors.Join(errs...))
 	}

@@ -9,6 +9,7 @@ package netloop
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"reflect"
 	"slices"
@@ -21,9 +22,16 @@ import (
 	"github.com/shoal-org/shoal/node/netplan"
 )
 
+// balancer is what serviceTraffic asks of the load balancer (*lb.LB).
+type balancer interface {
+	Set(lb.State) error
+	Intact() (bool, error)
+	Close() error
+}
+
 // serviceTraffic owns the node's load balancer and DNS server.
 type serviceTraffic struct {
-	lb       *lb.LB
+	lb       balancer
 	dns      *dns.Server
 	bridgeIP net.IP // where the DNS server listens
 	last     lb.State
@@ -73,11 +81,45 @@ func (l *Loop) startTraffic(ctx context.Context, bridgeIP net.IP) *serviceTraffi
 	st.wg.Add(1)
 	go func() {
 		defer st.wg.Done()
-		if err := st.dns.Run(ctx); err != nil && ctx.Err() == nil {
-			l.log.Warn("DNS server stopped", "err", err)
-		}
+		runDNS(ctx, st.dns, l.log, dnsRetryMin, dnsRetryMax)
 	}()
 	return st
+}
+
+// How long runDNS waits before it starts a failed DNS server again: at
+// first, and at most (the wait doubles after each failure).
+const (
+	dnsRetryMin = time.Second
+	dnsRetryMax = 30 * time.Second
+)
+
+// dnsRunner is the DNS server as runDNS runs it (*dns.Server).
+type dnsRunner interface {
+	Run(ctx context.Context) error
+}
+
+// runDNS runs the DNS server until ctx ends, starting it again after
+// retry (doubling up to retryMax) whenever it stops with an error: it
+// cannot bind the bridge address (not there for a moment while the
+// overlay re-creates a bridge someone deleted, or port 53 of it taken by
+// another resolver that binds every address), or a server's socket fails.
+// Before, the first error stopped it for the agent's life, and every
+// container of the node resolved nothing, since its resolv.conf names only
+// this server.
+func runDNS(ctx context.Context, srv dnsRunner, log *slog.Logger, retry, retryMax time.Duration) {
+	for {
+		err := srv.Run(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn("DNS server stopped; starting it again", "err", err, "in", retry)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(retry):
+		}
+		retry = min(2*retry, retryMax)
+	}
 }
 
 // sync pushes the current services to the load balancer and DNS when they
@@ -102,8 +144,17 @@ func (st *serviceTraffic) sync(l *Loop, ns netplan.State) {
 		st.ambiguous = amb
 	}
 	if reflect.DeepEqual(state, st.last) {
-		l.cfg.Members.SetLBIndex(idx, false) // gossiped only if a drain asks
-		return
+		// Unchanged, but someone else may have deleted the rules (`nft
+		// flush ruleset`: an nftables service restarted, a firewall
+		// reloaded): nothing else would program them again before the
+		// next change of a service, and until then the node had no VIPs,
+		// published ports or network isolation.
+		intact, err := st.lb.Intact()
+		if err == nil && intact {
+			l.cfg.Members.SetLBIndex(idx, false) // gossiped only if a drain asks
+			return
+		}
+		l.log.Warn("load balancer rules removed or changed by someone else; programming them again", "err", err)
 	}
 	err := st.lb.Set(state)
 	switch {

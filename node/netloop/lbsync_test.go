@@ -1,0 +1,133 @@
+package netloop
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/shoal-org/shoal/lb"
+	"github.com/shoal-org/shoal/lb/dns"
+	"github.com/shoal-org/shoal/node/membership"
+	"github.com/shoal-org/shoal/node/metrics"
+	"github.com/shoal-org/shoal/node/netplan"
+)
+
+// fakeBalancer counts Sets and answers Intact as told.
+type fakeBalancer struct {
+	sets      int
+	intact    bool
+	intactErr error
+}
+
+func (f *fakeBalancer) Set(lb.State) error { f.sets++; f.intact = true; return nil }
+func (f *fakeBalancer) Intact() (bool, error) {
+	return f.intact && f.intactErr == nil, f.intactErr
+}
+func (f *fakeBalancer) Close() error { return nil }
+
+// fakeMembers records the index the load balancer reflects.
+type fakeMembers struct {
+	index   uint64
+	changed bool
+}
+
+func (m *fakeMembers) Subscribe() (<-chan struct{}, func()) { return nil, func() {} }
+func (m *fakeMembers) AliveSet() map[string]membership.Meta { return nil }
+func (m *fakeMembers) SetLBIndex(index uint64, changed bool) {
+	m.index, m.changed = index, changed
+}
+
+// TestSyncReprogramsRemovedRules: a pass whose state did not change still
+// programs the load balancer again when its rules are no longer in the
+// kernel (`nft flush ruleset` by someone else), or when that cannot be
+// checked; otherwise it leaves them alone.
+func TestSyncReprogramsRemovedRules(t *testing.T) {
+	members := &fakeMembers{}
+	l := &Loop{
+		cfg: Config{NodeID: "n1", Members: members, Metrics: metrics.New()},
+		log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	fb := &fakeBalancer{}
+	st := &serviceTraffic{lb: fb, bridgeIP: net.ParseIP("10.42.1.1"), dns: dns.New(dns.Config{})}
+	ns := netplan.State{Index: 7}
+	st.sync(l, ns)
+	if fb.sets != 1 || members.index != 7 || !members.changed {
+		t.Fatalf("first pass: %d sets, index %d changed %v; want 1, 7, true", fb.sets, members.index, members.changed)
+	}
+	for _, c := range []struct {
+		name     string
+		intact   bool
+		err      error
+		wantSets int
+	}{
+		{"unchanged and intact", true, nil, 0},
+		{"rules flushed by someone else", false, nil, 1},
+		{"cannot check", true, errors.New("netlink: boom"), 1},
+	} {
+		fb.sets, fb.intact, fb.intactErr = 0, c.intact, c.err
+		ns.Index++
+		st.sync(l, ns)
+		if fb.sets != c.wantSets {
+			t.Errorf("%s: %d sets, want %d", c.name, fb.sets, c.wantSets)
+		}
+		if members.index != ns.Index || members.changed != (c.wantSets > 0) {
+			t.Errorf("%s: index %d changed %v; want %d, %v", c.name, members.index, members.changed, ns.Index, c.wantSets > 0)
+		}
+	}
+}
+
+// failingRuns passes Run on to a DNS server and reports each failed Run.
+type failingRuns struct {
+	srv    *dns.Server
+	failed chan error
+}
+
+func (f failingRuns) Run(ctx context.Context) error {
+	err := f.srv.Run(ctx)
+	if err != nil {
+		select {
+		case f.failed <- err:
+		default:
+		}
+	}
+	return err
+}
+
+// TestRunDNSRestartsAfterFailure: a DNS server that cannot bind (the port
+// is taken for a while) is started again once it can, instead of staying
+// down for the agent's life.
+func TestRunDNSRestartsAfterFailure(t *testing.T) {
+	blocker, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blocker.Close()
+	addr := blocker.LocalAddr().String()
+	srv := dns.New(dns.Config{Addr: addr})
+	runs := failingRuns{srv: srv, failed: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runDNS(ctx, runs, slog.New(slog.NewTextHandler(io.Discard, nil)), time.Millisecond, 10*time.Millisecond)
+	}()
+	defer func() { cancel(); <-done }()
+	select {
+	case err := <-runs.failed:
+		t.Logf("first run: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the DNS server bound a taken port")
+	}
+	_ = blocker.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.Addr() == "" && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if srv.Addr() != addr {
+		t.Fatalf("DNS server bound to %q, want %s once the port was free", srv.Addr(), addr)
+	}
+}
