@@ -38,11 +38,12 @@ for pid in "${pids[@]}"; do
 done
 
 # The agents' run roots beside the sockets (runtime.Config.RunRoot,
-# containers-<node>): their containers' bundles, rootfs and netns mounts.
+# containers-<node>): their containers' bundles, rootfs and netns mounts;
+# and files-<node> (node/taskfiles): the tasks' secret and config tmpfs.
 RUNROOTS=()
 for i in $(seq 1 $N); do
 	id=$(sed -n 's/.*"node_id": *"\([^"]*\)".*/\1/p' "$RUN/h$i/data/node.json" 2>/dev/null | head -n 1)
-	[ -n "$id" ] && RUNROOTS+=("$SOCKDIR/containers-${id:0:12}")
+	[ -n "$id" ] && RUNROOTS+=("$SOCKDIR/containers-${id:0:12}" "$SOCKDIR/files-${id:0:12}")
 done
 
 # 2. Containers: those whose runc state points into .run (bundles and rootfs
