@@ -15,18 +15,27 @@ const MaxServiceNameLen = 63
 // would make `a.b` a two-label name and `tasks.a.b` ambiguous. Names that
 // differ only in case are one DNS name: the state machine refuses the second.
 // The API (spec validation) and the state machine share this rule.
-func ServiceNameProblem(name string) string {
+func ServiceNameProblem(name string) string { return labelProblem("service", name) }
+
+// NetworkNameProblem returns why name cannot name a network, or "": the
+// service rule (a network's name is a DNS label too: it names the network
+// in specs, compose files and the embedded DNS's views), worded for a
+// network.
+func NetworkNameProblem(name string) string { return labelProblem("network", name) }
+
+// labelProblem is the rule of ServiceNameProblem for a kind of name.
+func labelProblem(kind, name string) string {
 	if name == "" {
 		return "must not be empty"
 	}
 	if len(name) > MaxServiceNameLen {
-		return fmt.Sprintf("longer than %d characters (a service name is a DNS label)", MaxServiceNameLen)
+		return fmt.Sprintf("longer than %d characters (a %s name is a DNS label)", MaxServiceNameLen, kind)
 	}
 	alnum := func(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' }
 	for i := 0; i < len(name); i++ {
 		c := name[i]
 		if !alnum(c) && c != '-' && c != '_' {
-			return fmt.Sprintf("character %q not allowed (a service name is a DNS label: letters, digits, '-' and '_')", c)
+			return fmt.Sprintf("character %q not allowed (a %s name is a DNS label: letters, digits, '-' and '_')", c, kind)
 		}
 	}
 	if !alnum(name[0]) {

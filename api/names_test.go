@@ -26,3 +26,17 @@ func TestHostnameProblem(t *testing.T) {
 		}
 	}
 }
+
+// TestNetworkNameProblem: a network's name follows the service rule, and
+// the error speaks of a network.
+func TestNetworkNameProblem(t *testing.T) {
+	if p := NetworkNameProblem("front-1"); p != "" {
+		t.Fatalf("front-1: %q", p)
+	}
+	if p := NetworkNameProblem("bad net"); !strings.Contains(p, "a network name is a DNS label") {
+		t.Fatalf("bad net: %q", p)
+	}
+	if p := ServiceNameProblem("bad web"); !strings.Contains(p, "a service name is a DNS label") {
+		t.Fatalf("bad web: %q", p)
+	}
+}

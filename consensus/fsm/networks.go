@@ -32,7 +32,7 @@ func applyCreateNetwork(w *consensus.WriteTxn, c command.CreateNetwork) (any, er
 	if n.ID == "" || n.Name == "" {
 		return nil, fmt.Errorf("create network: ID and name are required: %w", consensus.ErrInvalid)
 	}
-	if p := api.ServiceNameProblem(n.Name); p != "" {
+	if p := api.NetworkNameProblem(n.Name); p != "" {
 		return nil, fmt.Errorf("create network: name %q: %s: %w", n.Name, p, consensus.ErrInvalid)
 	}
 	if strings.EqualFold(n.Name, api.DefaultNetwork) {

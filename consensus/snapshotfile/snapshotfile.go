@@ -481,8 +481,8 @@ func checkDesired(d *consensus.SnapshotData, cc *consensus.ClusterState) error {
 		what := fmt.Sprintf("network %q (ID %q)", n.Name, n.ID)
 		uniqueID(ids, what, n.ID)
 		switch other, taken := names[strings.ToLower(n.Name)]; {
-		case api.ServiceNameProblem(n.Name) != "":
-			bad("%s: name: %s", what, api.ServiceNameProblem(n.Name))
+		case api.NetworkNameProblem(n.Name) != "":
+			bad("%s: name: %s", what, api.NetworkNameProblem(n.Name))
 		case strings.EqualFold(n.Name, api.DefaultNetwork):
 			bad("%s: the name is the cluster's default network's", what)
 		case taken:

@@ -71,7 +71,7 @@ func (h *networkHandlers) create(w http.ResponseWriter, r *http.Request) (any, e
 		return nil, err
 	}
 	req.Name = strings.TrimSpace(req.Name)
-	if p := api.ServiceNameProblem(req.Name); p != "" {
+	if p := api.NetworkNameProblem(req.Name); p != "" {
 		return nil, BadRequest("network name %q: %s", req.Name, p)
 	}
 	if err := h.c.SyncReplica(r.Context()); err != nil {
