@@ -174,3 +174,44 @@ func TestAdoptFinishesRelease(t *testing.T) {
 		t.Errorf("adopted %+v, %v; want exited", got, err)
 	}
 }
+
+// TestCreatedContainerPluggedAfterReboot: a container created but not
+// started before a reboot gets a new network namespace at its start, and
+// must be attached to the network in it (the record's IP from the create
+// is no interface): it started with loopback only.
+func TestCreatedContainerPluggedAfterReboot(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Network = &FakeNetwork{IP: "10.42.7.9"}
+	a := startHarness(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := a.rt.Create(ctx, Spec{Image: "busybox", Name: "later", Hostname: "later", Command: []string{"grep", "later", "/etc/hosts"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.stop()
+	simulateReboot(t, cfg)
+
+	// After the reboot the network hands out another address.
+	net := &FakeNetwork{IP: "10.42.7.10"}
+	cfg.Network = net
+	b := startHarness(t, cfg)
+	started, err := b.rt.Start(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.wait(t, c.ID)
+	net.mu.Lock()
+	ns, attached := net.Attached[c.ID]
+	nsOK := net.nsOK
+	net.mu.Unlock()
+	if !attached || !nsOK || ns != pathsOnDisk(t, cfg, c.ID).Netns {
+		t.Fatalf("not attached in its new namespace: attached %v at %q (mounted %v)", attached, ns, nsOK)
+	}
+	if started.IP != "10.42.7.10" {
+		t.Errorf("container IP %q, want the network's 10.42.7.10", started.IP)
+	}
+	if logs := b.logs(t, c.ID); !strings.Contains(logs, "10.42.7.10\tlater") {
+		t.Errorf("hosts inside the container: %q", logs)
+	}
+}

@@ -92,14 +92,21 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record.Reco
 			return err
 		}
 	}
+	freshNetns := false
 	if !netns.IsMount(p.Netns) {
 		_ = netns.Remove(p.Netns)
 		if err := netns.Create(p.Netns); err != nil {
 			return err
 		}
+		freshNetns = true
 	}
+	// A new namespace has loopback only, whatever the record says: a
+	// container created but not started before a reboot kept the IP of
+	// its create and started unplugged. Attach is idempotent: it gives
+	// back the address the network still holds for the container, or a
+	// new one.
 	ip := rec.IP
-	if ip == "" && r.cfg.Network != nil {
+	if (ip == "" || freshNetns) && r.cfg.Network != nil {
 		var err error
 		if ip, err = r.cfg.Network.Attach(ctx, id, p.Netns); err != nil {
 			return fmt.Errorf("attach network: %w", err)
