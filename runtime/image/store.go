@@ -737,6 +737,15 @@ func checkConfigType(mt types.MediaType) error {
 // if another ingest got there first, ours is discarded.
 func (s *Store) installLayer(tmp, diffID string) error {
 	dst := s.layerPath(diffID)
+	// The unpacked files reach the disk before the layer's name does: a
+	// layer dir is taken as complete by its name alone, and after a power
+	// loss a renamed dir of empty or torn files would have been run from
+	// without an error. One syncfs per layer, not an fsync per file (an
+	// image of many small files would take minutes).
+	if err := syncLayer(tmp); err != nil {
+		_ = os.RemoveAll(tmp)
+		return fmt.Errorf("install layer %s: sync: %w", diffID, err)
+	}
 	if err := os.Rename(tmp, dst); err != nil {
 		_ = os.RemoveAll(tmp)
 		if st, serr := os.Stat(dst); serr == nil && st.IsDir() {
@@ -745,6 +754,16 @@ func (s *Store) installLayer(tmp, diffID string) error {
 		return fmt.Errorf("install layer %s: %w", diffID, err)
 	}
 	return nil
+}
+
+// syncLayer flushes the file system that holds dir (tests replace it).
+var syncLayer = func(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.Syncfs(int(f.Fd()))
 }
 
 func (s *Store) layerTemp() (string, error) {
