@@ -120,38 +120,45 @@ func checkImageIDs(cmd command.Command) error {
 func (w *Writer) workerImageRecords(id string, cmd command.Command) (command.Command, error) {
 	rule := w.workerImages(id)
 	var refused []string
+	// record applies the rule to an announced image: the image to keep,
+	// or ok false when it is refused.
+	record := func(in api.Image) (api.Image, bool) {
+		img, dropped, why := rule.Record(in)
+		if why != "" {
+			refused = append(refused, fmt.Sprintf("image %s: %s", in.ID, why))
+			return img, false
+		}
+		if len(dropped) > 0 {
+			w.log.Info("a worker names no image: dropped the tags it announced", "node_id", api.ShortID(id),
+				"image", in.ID, "tags", dropped, "source", in.Source)
+		}
+		return img, true
+	}
+	claim := func(x command.SetImageNode) bool {
+		if why := rule.Claim(x); why != "" {
+			refused = append(refused, fmt.Sprintf("image %s: %s", x.ImageID, why))
+			return false
+		}
+		return true
+	}
 	out := filterCommands(cmd, func(c command.Command) command.Command {
 		switch x := c.(type) {
 		case command.UpsertImage:
-			img, dropped, why := rule.Record(x.Image)
-			if why != "" {
-				refused = append(refused, fmt.Sprintf("image %s: %s", x.Image.ID, why))
-				return nil
+			if img, ok := record(x.Image); ok {
+				return command.UpsertImage{Image: img}
 			}
-			if len(dropped) > 0 {
-				w.log.Info("a worker names no image: dropped the tags it announced", "node_id", api.ShortID(id),
-					"image", x.Image.ID, "tags", dropped, "source", x.Image.Source)
-			}
-			return command.UpsertImage{Image: img}
+			return nil
 		case *command.UpsertImage:
-			img, dropped, why := rule.Record(x.Image)
-			if why != "" {
-				refused = append(refused, fmt.Sprintf("image %s: %s", x.Image.ID, why))
-				return nil
+			if img, ok := record(x.Image); ok {
+				return &command.UpsertImage{Image: img}
 			}
-			if len(dropped) > 0 {
-				w.log.Info("a worker names no image: dropped the tags it announced", "node_id", api.ShortID(id),
-					"image", x.Image.ID, "tags", dropped, "source", x.Image.Source)
-			}
-			return &command.UpsertImage{Image: img}
+			return nil
 		case command.SetImageNode:
-			if why := rule.Claim(x); why != "" {
-				refused = append(refused, fmt.Sprintf("image %s: %s", x.ImageID, why))
+			if !claim(x) {
 				return nil
 			}
 		case *command.SetImageNode:
-			if why := rule.Claim(*x); why != "" {
-				refused = append(refused, fmt.Sprintf("image %s: %s", x.ImageID, why))
+			if !claim(*x) {
 				return nil
 			}
 		}
