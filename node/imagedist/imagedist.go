@@ -89,6 +89,28 @@ func ServeManifest(store Store, call *clusterport.Call) {
 	_ = call.Reply(json.RawMessage(raw), nil)
 }
 
+// logOptions are the runtime's options for a logs request's fields.
+func logOptions(follow bool, tail int, since string) (runtime.LogOptions, error) {
+	opts := runtime.LogOptions{Follow: follow, Tail: tail}
+	if since != "" {
+		if err := opts.Since.UnmarshalText([]byte(since)); err != nil {
+			return opts, fmt.Errorf("bad since: %w", err)
+		}
+	}
+	return opts, nil
+}
+
+// untilHangup is ctx until the peer of call hangs up too: a log stream
+// ends when its reader goes, which only the read side shows.
+func untilHangup(ctx context.Context, call *clusterport.Call) (context.Context, context.CancelFunc) {
+	lctx, cancel := context.WithCancel(ctx)
+	go func() {
+		_, _ = io.Copy(io.Discard, call.R)
+		cancel()
+	}()
+	return lctx, cancel
+}
+
 // ServeLogs answers wire.MethodLogs: an empty answer, then one JSON log
 // line after another until the logs end, ctx ends or the peer hangs up.
 func ServeLogs(ctx context.Context, logs Logs, call *clusterport.Call) {
@@ -97,20 +119,13 @@ func ServeLogs(ctx context.Context, logs Logs, call *clusterport.Call) {
 		_ = call.Reply(nil, fmt.Errorf("malformed logs request: %w", err))
 		return
 	}
-	opts := runtime.LogOptions{Follow: req.Follow, Tail: req.Tail}
-	if req.Since != "" {
-		if err := opts.Since.UnmarshalText([]byte(req.Since)); err != nil {
-			_ = call.Reply(nil, fmt.Errorf("bad since: %w", err))
-			return
-		}
+	opts, err := logOptions(req.Follow, req.Tail, req.Since)
+	if err != nil {
+		_ = call.Reply(nil, err)
+		return
 	}
-	// The stream ends when the peer hangs up: watch the read side.
-	lctx, cancel := context.WithCancel(ctx)
+	lctx, cancel := untilHangup(ctx, call)
 	defer cancel()
-	go func() {
-		_, _ = io.Copy(io.Discard, call.R)
-		cancel()
-	}()
 	ch, err := logs(lctx, req.ContainerID, opts)
 	if err != nil {
 		_ = call.Reply(nil, err)

@@ -40,20 +40,13 @@ func ServeLogsMulti(ctx context.Context, logs Logs, call *clusterport.Call) {
 		_ = call.Reply(nil, fmt.Errorf("malformed logs request: %d containers, want 1 to %d", n, wire.MaxLogsContainers))
 		return
 	}
-	opts := runtime.LogOptions{Follow: req.Follow, Tail: req.Tail}
-	if req.Since != "" {
-		if err := opts.Since.UnmarshalText([]byte(req.Since)); err != nil {
-			_ = call.Reply(nil, fmt.Errorf("bad since: %w", err))
-			return
-		}
+	opts, err := logOptions(req.Follow, req.Tail, req.Since)
+	if err != nil {
+		_ = call.Reply(nil, err)
+		return
 	}
-	// The stream ends when the peer hangs up: watch the read side.
-	lctx, cancel := context.WithCancel(ctx)
+	lctx, cancel := untilHangup(ctx, call)
 	defer cancel()
-	go func() {
-		_, _ = io.Copy(io.Discard, call.R)
-		cancel()
-	}()
 	merged := make(chan wire.LogsMultiLine, 64)
 	var wg sync.WaitGroup
 	defer wg.Wait() // after cancel (deferred later, runs first)
