@@ -265,6 +265,11 @@ type ServiceSpec struct {
 	// (`--with-registry-auth`), so that every node can pull a private
 	// image. Nil: anonymous pulls.
 	RegistryAuth *RegistryAuth `json:"registry_auth,omitempty"`
+	// ReadOnly mounts each task's root file system read-only
+	// (`--read-only`, compose read_only): its /etc/hosts, hostname and
+	// resolv.conf, secrets, configs, volumes and tmpfs mounts stay as
+	// they are, so a service writes only where it says it does.
+	ReadOnly bool `json:"read_only,omitempty"`
 }
 
 // RegistryAuth is a registry's credentials as a service carries them. The

@@ -129,7 +129,7 @@ func TestRunStartsAndReports(t *testing.T) {
 	now := time.Now().UTC()
 	task := api.Task{ID: "t1", Name: "web.1", ServiceID: "s1", Service: "web", Slot: 1, NodeID: "n1",
 		DesiredState: api.TaskRunning, State: api.TaskAssigned, Image: "busybox",
-		Spec: api.ServiceSpec{Name: "web", Image: "busybox"}, CreatedAt: now, UpdatedAt: now}
+		Spec: api.ServiceSpec{Name: "web", Image: "busybox", ReadOnly: true}, CreatedAt: now, UpdatedAt: now}
 	if err := rep.apply(t, command.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: task.Spec}}); err != nil {
 		t.Fatalf("create the service: %v", err)
 	}
@@ -191,6 +191,10 @@ func TestRunStartsAndReports(t *testing.T) {
 	defer rt.mu.Unlock()
 	if len(rt.specs) != 1 || rt.specs[0].TaskID != "t1" || rt.specs[0].Hostname != "web.1" {
 		t.Fatalf("containers started: %+v", rt.specs)
+	}
+	// The service's container options reach the container's spec.
+	if got := rt.specs[0]; !got.ReadOnly {
+		t.Errorf("container options not passed on: %+v", got)
 	}
 	mu.Lock()
 	defer mu.Unlock()

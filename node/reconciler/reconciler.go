@@ -542,6 +542,7 @@ func (r *Reconciler) start(ctx context.Context, t *api.Task) {
 		StopGrace:   t.Spec.StopGracePeriod,
 		Files:       files,
 		Mounts:      t.Spec.Mounts,
+		ReadOnly:    t.Spec.ReadOnly,
 	}
 	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskStarting, Timestamp: now()})
 	c, err := r.cfg.Runtime.RunContainer(netloop.WithNetworks(ctx, api.SpecNetworks(t.Spec)), spec)

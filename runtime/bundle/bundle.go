@@ -61,6 +61,7 @@ type Input struct {
 	Limits          api.Resources
 	Files           []ocispec.FileMount
 	Mounts          []api.Mount
+	ReadOnly        bool
 
 	uid, gid  uint32
 	extraGIDs []uint32
@@ -146,6 +147,7 @@ func Write(h Host, p layout.Paths, b Input, aside bool) error {
 	in.CgroupsPath = filepath.Join(h.CgroupParent, b.ID)
 	in.NetnsPath = p.Netns
 	in.NoSeccomp = h.NoSeccomp
+	in.ReadOnlyRootfs = b.ReadOnly
 	s, err := ocispec.BuildSpec(in)
 	if err != nil {
 		return err

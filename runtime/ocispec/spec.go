@@ -89,6 +89,10 @@ type SpecInput struct {
 	// sources are directories of VolumesDir (see ociMounts).
 	Mounts     []api.Mount
 	VolumesDir string
+	// ReadOnlyRootfs makes runc remount the rootfs read-only once every
+	// mount is in place (root.readonly): the mounts above keep their
+	// own modes.
+	ReadOnlyRootfs bool
 }
 
 // BuildSpec turns in into an OCI runtime spec: Docker's default isolation
@@ -131,7 +135,7 @@ func BuildSpec(in SpecInput) (*specs.Spec, error) {
 	s := &specs.Spec{
 		Version:  specs.Version,
 		Hostname: in.Hostname,
-		Root:     &specs.Root{Path: in.RootfsPath},
+		Root:     &specs.Root{Path: in.RootfsPath, Readonly: in.ReadOnlyRootfs},
 		Process: &specs.Process{
 			Args: args,
 			Env:  slices.Clone(in.Env),

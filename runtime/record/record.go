@@ -50,6 +50,9 @@ type Spec struct {
 	Files []ocispec.FileMount `json:"files,omitempty"`
 	// Mounts are volumes, bind mounts and tmpfs (runtime/volume).
 	Mounts []api.Mount `json:"mounts,omitempty"`
+	// ReadOnly mounts the rootfs read-only (the /etc files, Files and
+	// Mounts keep their own modes).
+	ReadOnly bool `json:"read_only,omitempty"`
 }
 
 // Record is the persisted part of a container (Root/containers/<id>/container.json).

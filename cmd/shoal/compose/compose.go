@@ -74,6 +74,8 @@ var supportedAttributes = []tree.Path{
 	"services.*.user",
 	"services.*.labels.*",
 	"services.*.stop_grace_period",
+	// Container options (options.go).
+	"services.*.read_only",
 	// The compose specification's service-level forms of deploy's
 	// (compose-go refuses distinct values in both places).
 	"services.*.scale",
@@ -400,6 +402,7 @@ func serviceSpec(stack string, cs types.ServiceConfig) (api.ServiceSpec, []error
 	spec.Labels = map[string]string{}
 	maps.Copy(spec.Labels, cs.Labels)
 	dur(".stop_grace_period", cs.StopGracePeriod, &spec.StopGracePeriod)
+	containerOptions(&spec, cs, bad)
 
 	for i, p := range cs.Ports {
 		key := fmt.Sprintf(".ports[%d]", i)

@@ -191,6 +191,7 @@ func TestComposeRealFiles(t *testing.T) {
 					s.Env = []string{"APP_SECRET=abc", "EMPTY=", "FROM_ENV=x", "MODE=prod"}
 					s.Workdir, s.User = "/srv/app", "1000:1000"
 					s.StopGracePeriod = 90 * time.Second
+					s.ReadOnly = true
 				}),
 				st("shellform", "example/app:3", func(s *api.ServiceSpec) {
 					s.Entrypoint = []string{"/bin/sh", "-c"}
@@ -201,7 +202,7 @@ func TestComposeRealFiles(t *testing.T) {
 			// docker stack ignores too (network_mode, privileged).
 			ignored: []string{"services.app.cap_add", "services.app.cap_drop", "services.app.dns", "services.app.extra_hosts",
 				"services.app.hostname", "services.app.init", "services.app.logging", "services.app.network_mode",
-				"services.app.privileged", "services.app.read_only", "services.app.stop_signal", "services.app.sysctls",
+				"services.app.privileged", "services.app.stop_signal", "services.app.sysctls",
 				"services.app.tty", "services.app.ulimits"},
 		},
 		{

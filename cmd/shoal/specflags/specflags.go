@@ -107,6 +107,7 @@ func Flags(update bool) []cli.Flag {
 			&cli.StringSliceFlag{Name: "network", Usage: "network to join (repeatable; default: the default network)"},
 		)
 	}
+	flags = append(flags, optionFlags(update)...)
 	flags = append(flags, WithRegistryAuthFlag())
 	return append(flags, WaitFlags()...)
 }
@@ -201,6 +202,9 @@ func Apply(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 		spec.User = c.String("user")
 	}
 	if err := SetParsed(c, "entrypoint", SplitWords, &spec.Entrypoint); err != nil {
+		return err
+	}
+	if err := applyOptions(c, spec, update); err != nil {
 		return err
 	}
 	lists := applyCreateLists

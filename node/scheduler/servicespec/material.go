@@ -28,7 +28,8 @@ func MaterialEqual(a, b *api.ServiceSpec) bool {
 		a.ForceUpdate == b.ForceUpdate &&
 		slices.Equal(api.SpecNetworks(*a), api.SpecNetworks(*b)) && // a task's interfaces are set at start
 		slices.Equal(a.Mounts, b.Mounts) && // mounts are made at container creation
-		fileRefsEqual(a, b)
+		fileRefsEqual(a, b) &&
+		a.ReadOnly == b.ReadOnly
 }
 
 // fileRefsEqual compares the secrets and configs of two specs: changing

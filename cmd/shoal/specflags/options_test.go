@@ -1,0 +1,75 @@
+package specflags
+
+import (
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// applyArgs runs Apply over args as `service create` (or, with update,
+// `service update`) parses them, from spec.
+func applyArgs(t *testing.T, update bool, spec api.ServiceSpec, args ...string) (api.ServiceSpec, error) {
+	t.Helper()
+	var applyErr error
+	app := &cli.App{
+		Name: "x", Writer: io.Discard, ErrWriter: io.Discard,
+		Flags:          Flags(update),
+		ExitErrHandler: func(*cli.Context, error) {},
+		Action: func(c *cli.Context) error {
+			applyErr = Apply(c, &spec, update)
+			return nil
+		},
+	}
+	if err := app.Run(append([]string{"x"}, args...)); err != nil {
+		return spec, err
+	}
+	return spec, applyErr
+}
+
+// TestOptionFlags: the container option flags of `service create` and
+// `service update` and the spec fields they set.
+func TestOptionFlags(t *testing.T) {
+	tests := []struct {
+		name   string
+		update bool
+		from   func(*api.ServiceSpec)
+		args   []string
+		want   func(*api.ServiceSpec)
+		err    string
+	}{
+		{name: "read-only", args: []string{"--read-only"}, want: func(s *api.ServiceSpec) { s.ReadOnly = true }},
+		{name: "update read-only off", update: true, from: func(s *api.ServiceSpec) { s.ReadOnly = true },
+			args: []string{"--read-only=false"}, want: func(s *api.ServiceSpec) { s.ReadOnly = false }},
+		{name: "update leaves read-only alone", update: true, from: func(s *api.ServiceSpec) { s.ReadOnly = true },
+			args: []string{"--replicas", "1"}, want: func(s *api.ServiceSpec) { s.ReadOnly = true }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			from := DefaultSpec()
+			if tt.from != nil {
+				tt.from(&from)
+			}
+			got, err := applyArgs(t, tt.update, from, tt.args...)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error %v, want it to contain %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := from
+			want.Replicas = got.Replicas
+			tt.want(&want)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("got  %+v\nwant %+v", got, want)
+			}
+		})
+	}
+}
