@@ -270,6 +270,11 @@ type ServiceSpec struct {
 	// resolv.conf, secrets, configs, volumes and tmpfs mounts stay as
 	// they are, so a service writes only where it says it does.
 	ReadOnly bool `json:"read_only,omitempty"`
+	// CapAdd and CapDrop change the capabilities tasks get from Docker's
+	// default set (`--cap-add`, `--cap-drop`): names such as
+	// CAP_NET_ADMIN, or ALL (api/containeropts.Capabilities applies them).
+	CapAdd  []string `json:"cap_add,omitempty"`
+	CapDrop []string `json:"cap_drop,omitempty"`
 }
 
 // RegistryAuth is a registry's credentials as a service carries them. The

@@ -34,6 +34,8 @@ func cloneSpec(s api.ServiceSpec) api.ServiceSpec {
 	c.Secrets = slices.Clone(s.Secrets)
 	c.Configs = slices.Clone(s.Configs)
 	c.Networks = slices.Clone(s.Networks)
+	c.CapAdd = slices.Clone(s.CapAdd)
+	c.CapDrop = slices.Clone(s.CapDrop)
 	if s.Autoscale != nil {
 		a := *s.Autoscale
 		c.Autoscale = &a

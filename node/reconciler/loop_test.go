@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -129,7 +130,8 @@ func TestRunStartsAndReports(t *testing.T) {
 	now := time.Now().UTC()
 	task := api.Task{ID: "t1", Name: "web.1", ServiceID: "s1", Service: "web", Slot: 1, NodeID: "n1",
 		DesiredState: api.TaskRunning, State: api.TaskAssigned, Image: "busybox",
-		Spec: api.ServiceSpec{Name: "web", Image: "busybox", ReadOnly: true}, CreatedAt: now, UpdatedAt: now}
+		Spec: api.ServiceSpec{Name: "web", Image: "busybox", ReadOnly: true,
+			CapAdd: []string{"CAP_NET_ADMIN"}, CapDrop: []string{"CAP_NET_RAW"}}, CreatedAt: now, UpdatedAt: now}
 	if err := rep.apply(t, command.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: task.Spec}}); err != nil {
 		t.Fatalf("create the service: %v", err)
 	}
@@ -193,7 +195,7 @@ func TestRunStartsAndReports(t *testing.T) {
 		t.Fatalf("containers started: %+v", rt.specs)
 	}
 	// The service's container options reach the container's spec.
-	if got := rt.specs[0]; !got.ReadOnly {
+	if got := rt.specs[0]; !got.ReadOnly || !slices.Equal(got.CapAdd, []string{"CAP_NET_ADMIN"}) || !slices.Equal(got.CapDrop, []string{"CAP_NET_RAW"}) {
 		t.Errorf("container options not passed on: %+v", got)
 	}
 	mu.Lock()

@@ -543,6 +543,8 @@ func (r *Reconciler) start(ctx context.Context, t *api.Task) {
 		Files:       files,
 		Mounts:      t.Spec.Mounts,
 		ReadOnly:    t.Spec.ReadOnly,
+		CapAdd:      t.Spec.CapAdd,
+		CapDrop:     t.Spec.CapDrop,
 	}
 	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskStarting, Timestamp: now()})
 	c, err := r.cfg.Runtime.RunContainer(netloop.WithNetworks(ctx, api.SpecNetworks(t.Spec)), spec)

@@ -62,6 +62,7 @@ type Input struct {
 	Files           []ocispec.FileMount
 	Mounts          []api.Mount
 	ReadOnly        bool
+	CapAdd, CapDrop []string
 
 	uid, gid  uint32
 	extraGIDs []uint32
@@ -148,6 +149,7 @@ func Write(h Host, p layout.Paths, b Input, aside bool) error {
 	in.NetnsPath = p.Netns
 	in.NoSeccomp = h.NoSeccomp
 	in.ReadOnlyRootfs = b.ReadOnly
+	in.CapAdd, in.CapDrop = b.CapAdd, b.CapDrop
 	s, err := ocispec.BuildSpec(in)
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package ocispec
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -39,6 +40,32 @@ func TestBuildSpecOptions(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "cap_add and cap_drop change the default set in bounding, effective and permitted",
+			mod:  func(in *SpecInput) { in.CapAdd, in.CapDrop = []string{"NET_ADMIN"}, []string{"CAP_NET_RAW", "mknod"} },
+			check: func(t *testing.T, s *specs.Spec) {
+				c := s.Process.Capabilities
+				for _, set := range [][]string{c.Bounding, c.Effective, c.Permitted} {
+					if !slices.Contains(set, "CAP_NET_ADMIN") || slices.Contains(set, "CAP_NET_RAW") || slices.Contains(set, "CAP_MKNOD") ||
+						!slices.Contains(set, "CAP_CHOWN") || len(set) != len(DefaultCapabilities)-1 {
+						t.Errorf("cap set = %v", set)
+					}
+				}
+				if len(c.Inheritable) != 0 || len(c.Ambient) != 0 {
+					t.Errorf("inheritable %v ambient %v", c.Inheritable, c.Ambient)
+				}
+			},
+		},
+		{
+			name: "cap_drop ALL keeps only the added ones",
+			mod:  func(in *SpecInput) { in.CapAdd, in.CapDrop = []string{"NET_BIND_SERVICE"}, []string{"ALL"} },
+			check: func(t *testing.T, s *specs.Spec) {
+				if c := s.Process.Capabilities; !slices.Equal(c.Bounding, []string{"CAP_NET_BIND_SERVICE"}) || !slices.Equal(c.Effective, c.Bounding) {
+					t.Errorf("caps = %+v", c)
+				}
+			},
+		},
+		{name: "unknown capability", mod: func(in *SpecInput) { in.CapAdd = []string{"FLY"} }, wantErr: `cap_add: unknown capability "FLY"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

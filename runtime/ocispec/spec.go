@@ -18,6 +18,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/containeropts"
 )
 
 // Sentinel errors of spec building; the runtime returns them as its own
@@ -93,6 +94,9 @@ type SpecInput struct {
 	// mount is in place (root.readonly): the mounts above keep their
 	// own modes.
 	ReadOnlyRootfs bool
+	// CapAdd and CapDrop change DefaultCapabilities, Docker's way
+	// (containeropts.Capabilities).
+	CapAdd, CapDrop []string
 }
 
 // BuildSpec turns in into an OCI runtime spec: Docker's default isolation
@@ -123,7 +127,10 @@ func BuildSpec(in SpecInput) (*specs.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	caps := slices.Clone(DefaultCapabilities)
+	caps, err := containeropts.Capabilities(DefaultCapabilities, in.CapAdd, in.CapDrop)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidSpec, err)
+	}
 	args := append([]string{InitPath, "--"}, in.Args...)
 	// 0, as Docker sets it: runc leaves an unset score as its own, which
 	// is the agent's (-500 under scripts/packaging/shoal.service), so

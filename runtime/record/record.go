@@ -53,6 +53,10 @@ type Spec struct {
 	// ReadOnly mounts the rootfs read-only (the /etc files, Files and
 	// Mounts keep their own modes).
 	ReadOnly bool `json:"read_only,omitempty"`
+	// CapAdd and CapDrop change the default capabilities
+	// (containeropts.Capabilities).
+	CapAdd  []string `json:"cap_add,omitempty"`
+	CapDrop []string `json:"cap_drop,omitempty"`
 }
 
 // Record is the persisted part of a container (Root/containers/<id>/container.json).

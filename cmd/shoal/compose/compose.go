@@ -76,6 +76,8 @@ var supportedAttributes = []tree.Path{
 	"services.*.stop_grace_period",
 	// Container options (options.go).
 	"services.*.read_only",
+	"services.*.cap_add",
+	"services.*.cap_drop",
 	// The compose specification's service-level forms of deploy's
 	// (compose-go refuses distinct values in both places).
 	"services.*.scale",

@@ -1,14 +1,34 @@
 package compose
 
 import (
+	"fmt"
+	"slices"
+
 	"github.com/compose-spec/compose-go/v2/types"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/containeropts"
 )
 
 // containerOptions maps a service's container options onto spec, as
 // `docker stack deploy` does (the flags of the same names in specflags):
-// read_only. bad reports a problem with the key (".read_only" form).
+// read_only, cap_add, cap_drop. bad reports a problem with the key
+// (".read_only" form).
 func containerOptions(spec *api.ServiceSpec, cs types.ServiceConfig, bad func(key, format string, args ...any)) {
 	spec.ReadOnly = cs.ReadOnly
+	caps := func(key string, names []string) []string {
+		var out []string
+		for i, n := range names {
+			c, err := containeropts.NormalizeCapability(n)
+			if err != nil {
+				bad(fmt.Sprintf("%s[%d]", key, i), "%v", err)
+				continue
+			}
+			if !slices.Contains(out, c) {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	spec.CapAdd, spec.CapDrop = caps(".cap_add", cs.CapAdd), caps(".cap_drop", cs.CapDrop)
 }

@@ -23,5 +23,28 @@ services:
 			want:    true,
 			ignored: []string{},
 		},
+		{
+			name: "cap_add and cap_drop, normalized",
+			yaml: `
+services:
+  app:
+    image: busybox
+    cap_add: [net_admin, CAP_SYS_TIME]
+    cap_drop: [ALL]
+`,
+			got:     func(s api.ServiceSpec) any { return [][]string{s.CapAdd, s.CapDrop} },
+			want:    [][]string{{"CAP_NET_ADMIN", "CAP_SYS_TIME"}, {"ALL"}},
+			ignored: []string{},
+		},
+		{
+			name: "unknown capability",
+			yaml: `
+services:
+  app:
+    image: busybox
+    cap_add: [NET_ADMIN, FLY]
+`,
+			err: []string{"services.app.cap_add[1]", `unknown capability "FLY"`},
+		},
 	})
 }

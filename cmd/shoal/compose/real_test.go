@@ -192,6 +192,7 @@ func TestComposeRealFiles(t *testing.T) {
 					s.Workdir, s.User = "/srv/app", "1000:1000"
 					s.StopGracePeriod = 90 * time.Second
 					s.ReadOnly = true
+					s.CapAdd, s.CapDrop = []string{"CAP_NET_ADMIN"}, []string{"ALL"}
 				}),
 				st("shellform", "example/app:3", func(s *api.ServiceSpec) {
 					s.Entrypoint = []string{"/bin/sh", "-c"}
@@ -200,7 +201,7 @@ func TestComposeRealFiles(t *testing.T) {
 			},
 			// What Swarm runs and Shoal's spec cannot say yet, and what
 			// docker stack ignores too (network_mode, privileged).
-			ignored: []string{"services.app.cap_add", "services.app.cap_drop", "services.app.dns", "services.app.extra_hosts",
+			ignored: []string{"services.app.dns", "services.app.extra_hosts",
 				"services.app.hostname", "services.app.init", "services.app.logging", "services.app.network_mode",
 				"services.app.privileged", "services.app.stop_signal", "services.app.sysctls",
 				"services.app.tty", "services.app.ulimits"},

@@ -1,20 +1,27 @@
 package specflags
 
 // The container options of `service create` and `service update`, as
-// `docker service create` has them: --read-only, ... Compose maps the keys
-// of the same names onto the same spec fields (cmd/shoal/compose).
+// `docker service create` has them: --read-only, --cap-add, --cap-drop, ...
+// Compose maps the keys of the same names onto the same spec fields
+// (cmd/shoal/compose). Values are normalized with api/containeropts, the
+// rules the leader validates with, so a bad one fails here naming the flag.
 
 import (
+	"slices"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/containeropts"
 )
 
-// optionFlags are the container option flags; update selects the
-// -add/-rm variants of the lists.
+// optionFlags are the container option flags (the same on create and
+// update: on update a list flag adds to the spec's list).
 func optionFlags(update bool) []cli.Flag {
 	flags := []cli.Flag{
 		&cli.BoolFlag{Name: "read-only", Usage: "mount the container's root file system read-only (its /etc/hosts, secrets, configs and mounts stay as they are)"},
+		&cli.StringSliceFlag{Name: "cap-add", Usage: "add a Linux capability to the default set, e.g. NET_ADMIN, or ALL (repeatable)"},
+		&cli.StringSliceFlag{Name: "cap-drop", Usage: "drop a Linux capability from the default set, e.g. NET_RAW, or ALL (repeatable)"},
 	}
 	return flags
 }
@@ -24,5 +31,40 @@ func applyOptions(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 	if c.IsSet("read-only") {
 		spec.ReadOnly = c.Bool("read-only")
 	}
+	adds, err := containeropts.NormalizeCapabilities(c.StringSlice("cap-add"))
+	if err != nil {
+		return SpecError("cap-add", err)
+	}
+	drops, err := containeropts.NormalizeCapabilities(c.StringSlice("cap-drop"))
+	if err != nil {
+		return SpecError("cap-drop", err)
+	}
+	spec.CapAdd, spec.CapDrop = AddCapabilities(spec.CapAdd, spec.CapDrop, adds, drops)
 	return nil
+}
+
+// AddCapabilities adds normalized adds and drops to a spec's lists, as
+// `docker service update` does: a capability added is no longer dropped
+// and the other way round, so an update can undo an earlier flag.
+func AddCapabilities(capAdd, capDrop, adds, drops []string) ([]string, []string) {
+	if len(adds) == 0 && len(drops) == 0 {
+		return capAdd, capDrop
+	}
+	capAdd, capDrop = slices.Clone(capAdd), slices.Clone(capDrop)
+	for _, a := range adds {
+		capDrop = slices.DeleteFunc(capDrop, func(x string) bool { return x == a })
+		if !slices.Contains(capAdd, a) {
+			capAdd = append(capAdd, a)
+		}
+	}
+	for _, d := range drops {
+		if slices.Contains(adds, d) {
+			continue // given both ways at once: added, as Docker does
+		}
+		capAdd = slices.DeleteFunc(capAdd, func(x string) bool { return x == d })
+		if !slices.Contains(capDrop, d) {
+			capDrop = append(capDrop, d)
+		}
+	}
+	return capAdd, capDrop
 }

@@ -47,6 +47,20 @@ func TestOptionFlags(t *testing.T) {
 			args: []string{"--read-only=false"}, want: func(s *api.ServiceSpec) { s.ReadOnly = false }},
 		{name: "update leaves read-only alone", update: true, from: func(s *api.ServiceSpec) { s.ReadOnly = true },
 			args: []string{"--replicas", "1"}, want: func(s *api.ServiceSpec) { s.ReadOnly = true }},
+		{name: "caps normalized", args: []string{"--cap-add", "net_admin", "--cap-add", "CAP_SYS_TIME", "--cap-drop", "ALL", "--cap-add", "NET_ADMIN"},
+			want: func(s *api.ServiceSpec) {
+				s.CapAdd, s.CapDrop = []string{"CAP_NET_ADMIN", "CAP_SYS_TIME"}, []string{"ALL"}
+			}},
+		{name: "unknown cap", args: []string{"--cap-add", "FLY"}, err: `--cap-add: unknown capability "FLY"`},
+		{name: "unknown dropped cap", args: []string{"--cap-drop", "NET_RAWW"}, err: `--cap-drop: unknown capability "NET_RAWW"`},
+		{name: "update cap-add undoes a drop", update: true,
+			from: func(s *api.ServiceSpec) {
+				s.CapAdd, s.CapDrop = []string{"CAP_SYS_TIME"}, []string{"CAP_NET_RAW", "CAP_CHOWN"}
+			},
+			args: []string{"--cap-add", "NET_RAW", "--cap-drop", "SYS_TIME"},
+			want: func(s *api.ServiceSpec) {
+				s.CapAdd, s.CapDrop = []string{"CAP_NET_RAW"}, []string{"CAP_CHOWN", "CAP_SYS_TIME"}
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

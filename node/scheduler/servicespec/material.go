@@ -29,7 +29,8 @@ func MaterialEqual(a, b *api.ServiceSpec) bool {
 		slices.Equal(api.SpecNetworks(*a), api.SpecNetworks(*b)) && // a task's interfaces are set at start
 		slices.Equal(a.Mounts, b.Mounts) && // mounts are made at container creation
 		fileRefsEqual(a, b) &&
-		a.ReadOnly == b.ReadOnly
+		a.ReadOnly == b.ReadOnly &&
+		slices.Equal(a.CapAdd, b.CapAdd) && slices.Equal(a.CapDrop, b.CapDrop)
 }
 
 // fileRefsEqual compares the secrets and configs of two specs: changing

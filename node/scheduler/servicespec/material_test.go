@@ -16,6 +16,8 @@ func TestMaterialEqualContainerOptions(t *testing.T) {
 		mutate func(*api.ServiceSpec)
 	}{
 		{"read_only", func(s *api.ServiceSpec) { s.ReadOnly = true }},
+		{"cap_add", func(s *api.ServiceSpec) { s.CapAdd = []string{"CAP_NET_ADMIN"} }},
+		{"cap_drop", func(s *api.ServiceSpec) { s.CapDrop = []string{"CAP_NET_RAW"} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,28 @@
+package servicespec
+
+import (
+	"fmt"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/containeropts"
+)
+
+// optionProblems returns what is wrong with the container options of
+// spec, each naming its field: anything runc would refuse is refused
+// here, at create or update, rather than as tasks that fail one after the
+// other on every node.
+func optionProblems(spec api.ServiceSpec) []string {
+	var p []string
+	bad := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+	for _, l := range []struct {
+		field string
+		caps  []string
+	}{{"cap_add", spec.CapAdd}, {"cap_drop", spec.CapDrop}} {
+		for i, c := range l.caps {
+			if _, err := containeropts.NormalizeCapability(c); err != nil {
+				bad("%s[%d]: %v", l.field, i, err)
+			}
+		}
+	}
+	return p
+}

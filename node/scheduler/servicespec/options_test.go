@@ -1,0 +1,43 @@
+package servicespec
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// TestValidateContainerOptions: the container options Validate takes, and
+// those it refuses naming the field (what runc would choke on fails the
+// create, not every task).
+func TestValidateContainerOptions(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*api.ServiceSpec)
+		want   string // substring of the error; "" = valid
+	}{
+		{"read only", func(s *api.ServiceSpec) { s.ReadOnly = true }, ""},
+		{"caps", func(s *api.ServiceSpec) {
+			s.CapAdd, s.CapDrop = []string{"NET_ADMIN", "CAP_SYS_TIME", "all"}, []string{"ALL", "cap_chown"}
+		}, ""},
+		{"unknown cap_add", func(s *api.ServiceSpec) { s.CapAdd = []string{"NET_ADMIN", "NET_ADMINN"} }, `cap_add[1]: unknown capability "NET_ADMINN"`},
+		{"unknown cap_drop", func(s *api.ServiceSpec) { s.CapDrop = []string{""} }, `cap_drop[0]: unknown capability ""`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := api.ServiceSpec{Name: "web", Image: "nginx"}
+			tt.mutate(&s)
+			err := Validate(s)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil || !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want ErrInvalidSpec containing %q", err, tt.want)
+			}
+		})
+	}
+}
