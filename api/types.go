@@ -275,6 +275,10 @@ type ServiceSpec struct {
 	// CAP_NET_ADMIN, or ALL (api/containeropts.Capabilities applies them).
 	CapAdd  []string `json:"cap_add,omitempty"`
 	CapDrop []string `json:"cap_drop,omitempty"`
+	// Sysctls are kernel parameters of the tasks' own namespaces
+	// (`--sysctl net.core.somaxconn=1024`): net.*, kernel.shm*,
+	// kernel.msg*, kernel.sem and fs.mqueue.* (containeropts.SysctlProblem).
+	Sysctls map[string]string `json:"sysctls,omitempty"`
 }
 
 // RegistryAuth is a registry's credentials as a service carries them. The

@@ -36,6 +36,7 @@ func cloneSpec(s api.ServiceSpec) api.ServiceSpec {
 	c.Networks = slices.Clone(s.Networks)
 	c.CapAdd = slices.Clone(s.CapAdd)
 	c.CapDrop = slices.Clone(s.CapDrop)
+	c.Sysctls = maps.Clone(s.Sysctls)
 	if s.Autoscale != nil {
 		a := *s.Autoscale
 		c.Autoscale = &a

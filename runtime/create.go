@@ -252,6 +252,6 @@ func bundleInput(id, hostname, ip string, args []string, spec Spec, image api.Im
 		ID: id, Hostname: hostname, IP: ip, Args: args, Image: image,
 		User: spec.User, Workdir: spec.Workdir, Env: spec.Env, ExtraHosts: spec.ExtraHosts,
 		Limits: spec.Limits, Files: spec.Files, Mounts: spec.Mounts, ReadOnly: spec.ReadOnly,
-		CapAdd: spec.CapAdd, CapDrop: spec.CapDrop,
+		CapAdd: spec.CapAdd, CapDrop: spec.CapDrop, Sysctls: spec.Sysctls,
 	}
 }

@@ -131,7 +131,8 @@ func TestRunStartsAndReports(t *testing.T) {
 	task := api.Task{ID: "t1", Name: "web.1", ServiceID: "s1", Service: "web", Slot: 1, NodeID: "n1",
 		DesiredState: api.TaskRunning, State: api.TaskAssigned, Image: "busybox",
 		Spec: api.ServiceSpec{Name: "web", Image: "busybox", ReadOnly: true,
-			CapAdd: []string{"CAP_NET_ADMIN"}, CapDrop: []string{"CAP_NET_RAW"}}, CreatedAt: now, UpdatedAt: now}
+			CapAdd: []string{"CAP_NET_ADMIN"}, CapDrop: []string{"CAP_NET_RAW"},
+			Sysctls: map[string]string{"net.core.somaxconn": "1024"}}, CreatedAt: now, UpdatedAt: now}
 	if err := rep.apply(t, command.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: task.Spec}}); err != nil {
 		t.Fatalf("create the service: %v", err)
 	}
@@ -195,7 +196,8 @@ func TestRunStartsAndReports(t *testing.T) {
 		t.Fatalf("containers started: %+v", rt.specs)
 	}
 	// The service's container options reach the container's spec.
-	if got := rt.specs[0]; !got.ReadOnly || !slices.Equal(got.CapAdd, []string{"CAP_NET_ADMIN"}) || !slices.Equal(got.CapDrop, []string{"CAP_NET_RAW"}) {
+	if got := rt.specs[0]; !got.ReadOnly || !slices.Equal(got.CapAdd, []string{"CAP_NET_ADMIN"}) || !slices.Equal(got.CapDrop, []string{"CAP_NET_RAW"}) ||
+		got.Sysctls["net.core.somaxconn"] != "1024" {
 		t.Errorf("container options not passed on: %+v", got)
 	}
 	mu.Lock()

@@ -545,6 +545,7 @@ func (r *Reconciler) start(ctx context.Context, t *api.Task) {
 		ReadOnly:    t.Spec.ReadOnly,
 		CapAdd:      t.Spec.CapAdd,
 		CapDrop:     t.Spec.CapDrop,
+		Sysctls:     t.Spec.Sysctls,
 	}
 	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskStarting, Timestamp: now()})
 	c, err := r.cfg.Runtime.RunContainer(netloop.WithNetworks(ctx, api.SpecNetworks(t.Spec)), spec)

@@ -63,6 +63,7 @@ type Input struct {
 	Mounts          []api.Mount
 	ReadOnly        bool
 	CapAdd, CapDrop []string
+	Sysctls         map[string]string
 
 	uid, gid  uint32
 	extraGIDs []uint32
@@ -150,6 +151,7 @@ func Write(h Host, p layout.Paths, b Input, aside bool) error {
 	in.NoSeccomp = h.NoSeccomp
 	in.ReadOnlyRootfs = b.ReadOnly
 	in.CapAdd, in.CapDrop = b.CapAdd, b.CapDrop
+	in.Sysctls = b.Sysctls
 	s, err := ocispec.BuildSpec(in)
 	if err != nil {
 		return err

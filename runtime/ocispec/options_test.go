@@ -65,6 +65,18 @@ func TestBuildSpecOptions(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "sysctls",
+			mod: func(in *SpecInput) {
+				in.Sysctls = map[string]string{"net.core.somaxconn": "1024", "kernel.shmmax": "1"}
+			},
+			check: func(t *testing.T, s *specs.Spec) {
+				if len(s.Linux.Sysctl) != 2 || s.Linux.Sysctl["net.core.somaxconn"] != "1024" || s.Linux.Sysctl["kernel.shmmax"] != "1" {
+					t.Errorf("sysctl = %v", s.Linux.Sysctl)
+				}
+			},
+		},
+		{name: "host sysctl", mod: func(in *SpecInput) { in.Sysctls = map[string]string{"kernel.pid_max": "9"} }, wantErr: `"kernel.pid_max" is not namespaced`},
 		{name: "unknown capability", mod: func(in *SpecInput) { in.CapAdd = []string{"FLY"} }, wantErr: `cap_add: unknown capability "FLY"`},
 	}
 	for _, tt := range tests {

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"strconv"
@@ -97,6 +98,9 @@ type SpecInput struct {
 	// CapAdd and CapDrop change DefaultCapabilities, Docker's way
 	// (containeropts.Capabilities).
 	CapAdd, CapDrop []string
+	// Sysctls are written by runc in the container's namespaces
+	// (containeropts.SysctlProblem says which may be).
+	Sysctls map[string]string
 }
 
 // BuildSpec turns in into an OCI runtime spec: Docker's default isolation
@@ -170,6 +174,14 @@ func BuildSpec(in SpecInput) (*specs.Spec, error) {
 			MaskedPaths:   slices.Clone(MaskedPaths),
 			ReadonlyPaths: slices.Clone(ReadonlyPaths),
 		},
+	}
+	for _, k := range slices.Sorted(maps.Keys(in.Sysctls)) {
+		if p := containeropts.SysctlProblem(k, in.Sysctls[k]); p != "" {
+			return nil, fmt.Errorf("%w: sysctl %s", ErrInvalidSpec, p)
+		}
+	}
+	if len(in.Sysctls) > 0 {
+		s.Linux.Sysctl = maps.Clone(in.Sysctls)
 	}
 	if !in.NoSeccomp {
 		sc, err := defaultSeccomp(s)

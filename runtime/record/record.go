@@ -57,6 +57,8 @@ type Spec struct {
 	// (containeropts.Capabilities).
 	CapAdd  []string `json:"cap_add,omitempty"`
 	CapDrop []string `json:"cap_drop,omitempty"`
+	// Sysctls are set in the container's namespaces (containeropts.SysctlProblem).
+	Sysctls map[string]string `json:"sysctls,omitempty"`
 }
 
 // Record is the persisted part of a container (Root/containers/<id>/container.json).

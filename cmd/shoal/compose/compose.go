@@ -78,6 +78,7 @@ var supportedAttributes = []tree.Path{
 	"services.*.read_only",
 	"services.*.cap_add",
 	"services.*.cap_drop",
+	"services.*.sysctls.*",
 	// The compose specification's service-level forms of deploy's
 	// (compose-go refuses distinct values in both places).
 	"services.*.scale",

@@ -2,6 +2,7 @@ package compose
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/compose-spec/compose-go/v2/types"
@@ -12,7 +13,7 @@ import (
 
 // containerOptions maps a service's container options onto spec, as
 // `docker stack deploy` does (the flags of the same names in specflags):
-// read_only, cap_add, cap_drop. bad reports a problem with the key
+// read_only, cap_add, cap_drop, sysctls. bad reports a problem with the key
 // (".read_only" form).
 func containerOptions(spec *api.ServiceSpec, cs types.ServiceConfig, bad func(key, format string, args ...any)) {
 	spec.ReadOnly = cs.ReadOnly
@@ -31,4 +32,14 @@ func containerOptions(spec *api.ServiceSpec, cs types.ServiceConfig, bad func(ke
 		return out
 	}
 	spec.CapAdd, spec.CapDrop = caps(".cap_add", cs.CapAdd), caps(".cap_drop", cs.CapDrop)
+	for _, k := range slices.Sorted(maps.Keys(cs.Sysctls)) {
+		if p := containeropts.SysctlProblem(k, cs.Sysctls[k]); p != "" {
+			bad(".sysctls."+k, "%s", p)
+			continue
+		}
+		if spec.Sysctls == nil {
+			spec.Sysctls = map[string]string{}
+		}
+		spec.Sysctls[k] = cs.Sysctls[k]
+	}
 }

@@ -37,6 +37,43 @@ services:
 			ignored: []string{},
 		},
 		{
+			name: "sysctls, list and map",
+			yaml: `
+services:
+  app:
+    image: busybox
+    sysctls:
+      net.core.somaxconn: 1024
+      kernel.sem: "250 32000 100 128"
+`,
+			got:     func(s api.ServiceSpec) any { return s.Sysctls },
+			want:    map[string]string{"net.core.somaxconn": "1024", "kernel.sem": "250 32000 100 128"},
+			ignored: []string{},
+		},
+		{
+			name: "sysctls list syntax",
+			yaml: `
+services:
+  app:
+    image: busybox
+    sysctls: ["net.ipv4.ip_forward=1"]
+`,
+			got:     func(s api.ServiceSpec) any { return s.Sysctls },
+			want:    map[string]string{"net.ipv4.ip_forward": "1"},
+			ignored: []string{},
+		},
+		{
+			name: "host sysctl",
+			yaml: `
+services:
+  app:
+    image: busybox
+    sysctls:
+      vm.swappiness: 10
+`,
+			err: []string{"services.app.sysctls.vm.swappiness", `"vm.swappiness" is not namespaced`},
+		},
+		{
 			name: "unknown capability",
 			yaml: `
 services:

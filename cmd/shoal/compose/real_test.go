@@ -193,6 +193,7 @@ func TestComposeRealFiles(t *testing.T) {
 					s.StopGracePeriod = 90 * time.Second
 					s.ReadOnly = true
 					s.CapAdd, s.CapDrop = []string{"CAP_NET_ADMIN"}, []string{"ALL"}
+					s.Sysctls = map[string]string{"net.core.somaxconn": "1024"}
 				}),
 				st("shellform", "example/app:3", func(s *api.ServiceSpec) {
 					s.Entrypoint = []string{"/bin/sh", "-c"}
@@ -203,7 +204,7 @@ func TestComposeRealFiles(t *testing.T) {
 			// docker stack ignores too (network_mode, privileged).
 			ignored: []string{"services.app.dns", "services.app.extra_hosts",
 				"services.app.hostname", "services.app.init", "services.app.logging", "services.app.network_mode",
-				"services.app.privileged", "services.app.stop_signal", "services.app.sysctls",
+				"services.app.privileged", "services.app.stop_signal",
 				"services.app.tty", "services.app.ulimits"},
 		},
 		{

@@ -7,7 +7,11 @@ package specflags
 // rules the leader validates with, so a bad one fails here naming the flag.
 
 import (
+	"errors"
+	"fmt"
+	"maps"
 	"slices"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -22,6 +26,16 @@ func optionFlags(update bool) []cli.Flag {
 		&cli.BoolFlag{Name: "read-only", Usage: "mount the container's root file system read-only (its /etc/hosts, secrets, configs and mounts stay as they are)"},
 		&cli.StringSliceFlag{Name: "cap-add", Usage: "add a Linux capability to the default set, e.g. NET_ADMIN, or ALL (repeatable)"},
 		&cli.StringSliceFlag{Name: "cap-drop", Usage: "drop a Linux capability from the default set, e.g. NET_RAW, or ALL (repeatable)"},
+	}
+	if update {
+		flags = append(flags,
+			&cli.StringSliceFlag{Name: "sysctl-add", Usage: "add or change a namespaced kernel parameter, e.g. net.core.somaxconn=1024"},
+			&cli.StringSliceFlag{Name: "sysctl-rm", Usage: "remove a kernel parameter, by name"},
+		)
+	} else {
+		flags = append(flags,
+			&cli.StringSliceFlag{Name: "sysctl", Usage: "namespaced kernel parameter K=V: net.*, kernel.shm*, kernel.msg*, kernel.sem or fs.mqueue.* (repeatable)"},
+		)
 	}
 	return flags
 }
@@ -40,7 +54,45 @@ func applyOptions(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 		return SpecError("cap-drop", err)
 	}
 	spec.CapAdd, spec.CapDrop = AddCapabilities(spec.CapAdd, spec.CapDrop, adds, drops)
+	sysctlFlag := "sysctl"
+	if update {
+		sysctlFlag = "sysctl-add"
+		for _, k := range c.StringSlice("sysctl-rm") {
+			spec.Sysctls = maps.Clone(spec.Sysctls)
+			delete(spec.Sysctls, k)
+		}
+	}
+	if spec.Sysctls, err = SetSysctls(spec.Sysctls, c.StringSlice(sysctlFlag)); err != nil {
+		return SpecError(sysctlFlag, err)
+	}
+	if len(spec.Sysctls) == 0 {
+		spec.Sysctls = nil
+	}
 	return nil
+}
+
+// SetSysctls adds K=V kernel parameters to m (a copy), each checked with
+// containeropts.SysctlProblem.
+func SetSysctls(m map[string]string, values []string) (map[string]string, error) {
+	if len(values) == 0 {
+		return m, nil
+	}
+	m = maps.Clone(m)
+	if m == nil {
+		m = map[string]string{}
+	}
+	for _, kv := range values {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return m, fmt.Errorf("%w %q: want KEY=VALUE, e.g. net.core.somaxconn=1024", errBadKeyValue, kv)
+		}
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if p := containeropts.SysctlProblem(k, v); p != "" {
+			return m, errors.New(p)
+		}
+		m[k] = v
+	}
+	return m, nil
 }
 
 // AddCapabilities adds normalized adds and drops to a spec's lists, as

@@ -61,6 +61,23 @@ func TestOptionFlags(t *testing.T) {
 			want: func(s *api.ServiceSpec) {
 				s.CapAdd, s.CapDrop = []string{"CAP_NET_RAW"}, []string{"CAP_CHOWN", "CAP_SYS_TIME"}
 			}},
+		{name: "sysctls", args: []string{"--sysctl", "net.core.somaxconn=1024", "--sysctl", "kernel.shmmax = 1"},
+			want: func(s *api.ServiceSpec) {
+				s.Sysctls = map[string]string{"net.core.somaxconn": "1024", "kernel.shmmax": "1"}
+			}},
+		{name: "host sysctl", args: []string{"--sysctl", "vm.swappiness=1"}, err: `--sysctl: "vm.swappiness" is not namespaced`},
+		{name: "sysctl without value", args: []string{"--sysctl", "net.core.somaxconn"}, err: "--sysctl: invalid KEY=VALUE"},
+		{name: "update sysctls", update: true,
+			from: func(s *api.ServiceSpec) {
+				s.Sysctls = map[string]string{"net.core.somaxconn": "1024", "kernel.sem": "1 2 3 4"}
+			},
+			args: []string{"--sysctl-rm", "kernel.sem", "--sysctl-add", "net.ipv4.ip_forward=1"},
+			want: func(s *api.ServiceSpec) {
+				s.Sysctls = map[string]string{"net.core.somaxconn": "1024", "net.ipv4.ip_forward": "1"}
+			}},
+		{name: "update removes the last sysctl", update: true,
+			from: func(s *api.ServiceSpec) { s.Sysctls = map[string]string{"kernel.sem": "1 2 3 4"} },
+			args: []string{"--sysctl-rm", "kernel.sem"}, want: func(s *api.ServiceSpec) { s.Sysctls = nil }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

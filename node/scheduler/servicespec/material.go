@@ -30,7 +30,8 @@ func MaterialEqual(a, b *api.ServiceSpec) bool {
 		slices.Equal(a.Mounts, b.Mounts) && // mounts are made at container creation
 		fileRefsEqual(a, b) &&
 		a.ReadOnly == b.ReadOnly &&
-		slices.Equal(a.CapAdd, b.CapAdd) && slices.Equal(a.CapDrop, b.CapDrop)
+		slices.Equal(a.CapAdd, b.CapAdd) && slices.Equal(a.CapDrop, b.CapDrop) &&
+		maps.Equal(a.Sysctls, b.Sysctls)
 }
 
 // fileRefsEqual compares the secrets and configs of two specs: changing

@@ -2,6 +2,8 @@ package servicespec
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/api/containeropts"
@@ -22,6 +24,11 @@ func optionProblems(spec api.ServiceSpec) []string {
 			if _, err := containeropts.NormalizeCapability(c); err != nil {
 				bad("%s[%d]: %v", l.field, i, err)
 			}
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(spec.Sysctls)) {
+		if why := containeropts.SysctlProblem(k, spec.Sysctls[k]); why != "" {
+			bad("sysctls: %s", why)
 		}
 	}
 	return p

@@ -23,6 +23,12 @@ func TestValidateContainerOptions(t *testing.T) {
 		}, ""},
 		{"unknown cap_add", func(s *api.ServiceSpec) { s.CapAdd = []string{"NET_ADMIN", "NET_ADMINN"} }, `cap_add[1]: unknown capability "NET_ADMINN"`},
 		{"unknown cap_drop", func(s *api.ServiceSpec) { s.CapDrop = []string{""} }, `cap_drop[0]: unknown capability ""`},
+		{"sysctls", func(s *api.ServiceSpec) {
+			s.Sysctls = map[string]string{"net.core.somaxconn": "1024", "kernel.shmmax": "1", "fs.mqueue.msg_max": "10"}
+		}, ""},
+		{"host sysctl", func(s *api.ServiceSpec) { s.Sysctls = map[string]string{"vm.swappiness": "1"} }, `sysctls: "vm.swappiness" is not namespaced`},
+		{"host-only net sysctl", func(s *api.ServiceSpec) { s.Sysctls = map[string]string{"net.core.netdev_max_backlog": "1"} }, `sysctls: "net.core.netdev_max_backlog" is not namespaced`},
+		{"empty sysctl value", func(s *api.ServiceSpec) { s.Sysctls = map[string]string{"net.core.somaxconn": ""} }, "want one non-empty line"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
