@@ -279,6 +279,18 @@ type ServiceSpec struct {
 	// (`--sysctl net.core.somaxconn=1024`): net.*, kernel.shm*,
 	// kernel.msg*, kernel.sem and fs.mqueue.* (containeropts.SysctlProblem).
 	Sysctls map[string]string `json:"sysctls,omitempty"`
+	// Ulimits are the tasks' resource limits (`--ulimit nofile=1024:2048`,
+	// setrlimit's), each name once.
+	Ulimits []Ulimit `json:"ulimits,omitempty"`
+}
+
+// Ulimit is one process resource limit (setrlimit): Name is Docker's
+// (nofile, nproc, core, memlock, stack, ...), -1 is unlimited, Soft is at
+// most Hard (api/containeropts.UlimitProblem).
+type Ulimit struct {
+	Name string `json:"name"`
+	Soft int64  `json:"soft"`
+	Hard int64  `json:"hard"`
 }
 
 // RegistryAuth is a registry's credentials as a service carries them. The

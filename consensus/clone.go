@@ -37,6 +37,7 @@ func cloneSpec(s api.ServiceSpec) api.ServiceSpec {
 	c.CapAdd = slices.Clone(s.CapAdd)
 	c.CapDrop = slices.Clone(s.CapDrop)
 	c.Sysctls = maps.Clone(s.Sysctls)
+	c.Ulimits = slices.Clone(s.Ulimits)
 	if s.Autoscale != nil {
 		a := *s.Autoscale
 		c.Autoscale = &a

@@ -253,5 +253,6 @@ func bundleInput(id, hostname, ip string, args []string, spec Spec, image api.Im
 		User: spec.User, Workdir: spec.Workdir, Env: spec.Env, ExtraHosts: spec.ExtraHosts,
 		Limits: spec.Limits, Files: spec.Files, Mounts: spec.Mounts, ReadOnly: spec.ReadOnly,
 		CapAdd: spec.CapAdd, CapDrop: spec.CapDrop, Sysctls: spec.Sysctls,
+		Ulimits: spec.Ulimits,
 	}
 }

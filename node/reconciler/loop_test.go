@@ -132,7 +132,8 @@ func TestRunStartsAndReports(t *testing.T) {
 		DesiredState: api.TaskRunning, State: api.TaskAssigned, Image: "busybox",
 		Spec: api.ServiceSpec{Name: "web", Image: "busybox", ReadOnly: true,
 			CapAdd: []string{"CAP_NET_ADMIN"}, CapDrop: []string{"CAP_NET_RAW"},
-			Sysctls: map[string]string{"net.core.somaxconn": "1024"}}, CreatedAt: now, UpdatedAt: now}
+			Sysctls: map[string]string{"net.core.somaxconn": "1024"},
+			Ulimits: []api.Ulimit{{Name: "nofile", Soft: 1, Hard: 2}}}, CreatedAt: now, UpdatedAt: now}
 	if err := rep.apply(t, command.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: task.Spec}}); err != nil {
 		t.Fatalf("create the service: %v", err)
 	}
@@ -197,7 +198,7 @@ func TestRunStartsAndReports(t *testing.T) {
 	}
 	// The service's container options reach the container's spec.
 	if got := rt.specs[0]; !got.ReadOnly || !slices.Equal(got.CapAdd, []string{"CAP_NET_ADMIN"}) || !slices.Equal(got.CapDrop, []string{"CAP_NET_RAW"}) ||
-		got.Sysctls["net.core.somaxconn"] != "1024" {
+		got.Sysctls["net.core.somaxconn"] != "1024" || len(got.Ulimits) != 1 {
 		t.Errorf("container options not passed on: %+v", got)
 	}
 	mu.Lock()

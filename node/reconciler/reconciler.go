@@ -546,6 +546,7 @@ func (r *Reconciler) start(ctx context.Context, t *api.Task) {
 		CapAdd:      t.Spec.CapAdd,
 		CapDrop:     t.Spec.CapDrop,
 		Sysctls:     t.Spec.Sysctls,
+		Ulimits:     t.Spec.Ulimits,
 	}
 	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskStarting, Timestamp: now()})
 	c, err := r.cfg.Runtime.RunContainer(netloop.WithNetworks(ctx, api.SpecNetworks(t.Spec)), spec)

@@ -64,6 +64,7 @@ type Input struct {
 	ReadOnly        bool
 	CapAdd, CapDrop []string
 	Sysctls         map[string]string
+	Ulimits         []api.Ulimit
 
 	uid, gid  uint32
 	extraGIDs []uint32
@@ -152,6 +153,7 @@ func Write(h Host, p layout.Paths, b Input, aside bool) error {
 	in.ReadOnlyRootfs = b.ReadOnly
 	in.CapAdd, in.CapDrop = b.CapAdd, b.CapDrop
 	in.Sysctls = b.Sysctls
+	in.Ulimits = b.Ulimits
 	s, err := ocispec.BuildSpec(in)
 	if err != nil {
 		return err

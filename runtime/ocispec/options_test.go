@@ -1,11 +1,14 @@
 package ocispec
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/shoal-org/shoal/api"
 )
 
 // TestBuildSpecOptions: the service options of a container (read-only
@@ -77,6 +80,27 @@ func TestBuildSpecOptions(t *testing.T) {
 			},
 		},
 		{name: "host sysctl", mod: func(in *SpecInput) { in.Sysctls = map[string]string{"kernel.pid_max": "9"} }, wantErr: `"kernel.pid_max" is not namespaced`},
+		{
+			name: "ulimits are rlimits, -1 unlimited",
+			mod: func(in *SpecInput) {
+				in.Ulimits = []api.Ulimit{{Name: "nofile", Soft: 1024, Hard: 2048}, {Name: "core", Soft: 0, Hard: -1}}
+			},
+			check: func(t *testing.T, s *specs.Spec) {
+				want := []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 1024, Hard: 2048}, {Type: "RLIMIT_CORE", Soft: 0, Hard: ^uint64(0)}}
+				if !reflect.DeepEqual(s.Process.Rlimits, want) {
+					t.Errorf("rlimits = %+v, want %+v", s.Process.Rlimits, want)
+				}
+			},
+		},
+		{
+			name: "no ulimits, no rlimits",
+			check: func(t *testing.T, s *specs.Spec) {
+				if len(s.Process.Rlimits) != 0 {
+					t.Errorf("rlimits = %+v", s.Process.Rlimits)
+				}
+			},
+		},
+		{name: "soft above hard", mod: func(in *SpecInput) { in.Ulimits = []api.Ulimit{{Name: "nproc", Soft: 2, Hard: 1}} }, wantErr: "soft limit 2 above the hard limit 1"},
 		{name: "unknown capability", mod: func(in *SpecInput) { in.CapAdd = []string{"FLY"} }, wantErr: `cap_add: unknown capability "FLY"`},
 	}
 	for _, tt := range tests {

@@ -101,6 +101,8 @@ type SpecInput struct {
 	// Sysctls are written by runc in the container's namespaces
 	// (containeropts.SysctlProblem says which may be).
 	Sysctls map[string]string
+	// Ulimits become the process's rlimits (containeropts.UlimitProblem).
+	Ulimits []api.Ulimit
 }
 
 // BuildSpec turns in into an OCI runtime spec: Docker's default isolation
@@ -182,6 +184,14 @@ func BuildSpec(in SpecInput) (*specs.Spec, error) {
 	}
 	if len(in.Sysctls) > 0 {
 		s.Linux.Sysctl = maps.Clone(in.Sysctls)
+	}
+	if p := containeropts.UlimitsProblems("ulimits", in.Ulimits); len(p) > 0 {
+		return nil, fmt.Errorf("%w: %s", ErrInvalidSpec, strings.Join(p, "; "))
+	}
+	for _, u := range in.Ulimits {
+		typ, _ := containeropts.RlimitType(u.Name)
+		s.Process.Rlimits = append(s.Process.Rlimits, specs.POSIXRlimit{
+			Type: typ, Soft: containeropts.RlimitValue(u.Soft), Hard: containeropts.RlimitValue(u.Hard)})
 	}
 	if !in.NoSeccomp {
 		sc, err := defaultSeccomp(s)

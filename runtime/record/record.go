@@ -59,6 +59,8 @@ type Spec struct {
 	CapDrop []string `json:"cap_drop,omitempty"`
 	// Sysctls are set in the container's namespaces (containeropts.SysctlProblem).
 	Sysctls map[string]string `json:"sysctls,omitempty"`
+	// Ulimits become the process's rlimits.
+	Ulimits []api.Ulimit `json:"ulimits,omitempty"`
 }
 
 // Record is the persisted part of a container (Root/containers/<id>/container.json).

@@ -79,6 +79,9 @@ var supportedAttributes = []tree.Path{
 	"services.*.cap_add",
 	"services.*.cap_drop",
 	"services.*.sysctls.*",
+	"services.*.ulimits.*",
+	"services.*.ulimits.*.soft",
+	"services.*.ulimits.*.hard",
 	// The compose specification's service-level forms of deploy's
 	// (compose-go refuses distinct values in both places).
 	"services.*.scale",

@@ -13,7 +13,7 @@ import (
 
 // containerOptions maps a service's container options onto spec, as
 // `docker stack deploy` does (the flags of the same names in specflags):
-// read_only, cap_add, cap_drop, sysctls. bad reports a problem with the key
+// read_only, cap_add, cap_drop, sysctls, ulimits. bad reports a problem with the key
 // (".read_only" form).
 func containerOptions(spec *api.ServiceSpec, cs types.ServiceConfig, bad func(key, format string, args ...any)) {
 	spec.ReadOnly = cs.ReadOnly
@@ -41,5 +41,20 @@ func containerOptions(spec *api.ServiceSpec, cs types.ServiceConfig, bad func(ke
 			spec.Sysctls = map[string]string{}
 		}
 		spec.Sysctls[k] = cs.Sysctls[k]
+	}
+	for _, name := range slices.Sorted(maps.Keys(cs.Ulimits)) {
+		l := cs.Ulimits[name]
+		if l == nil {
+			continue
+		}
+		u := api.Ulimit{Name: name, Soft: int64(l.Soft), Hard: int64(l.Hard)}
+		if l.Single != 0 {
+			u.Soft, u.Hard = int64(l.Single), int64(l.Single)
+		}
+		if p := containeropts.UlimitProblem(u); p != "" {
+			bad(".ulimits."+name, "%s", p)
+			continue
+		}
+		spec.Ulimits = append(spec.Ulimits, u)
 	}
 }

@@ -74,6 +74,46 @@ services:
 			err: []string{"services.app.sysctls.vm.swappiness", `"vm.swappiness" is not namespaced`},
 		},
 		{
+			name: "ulimits, single and soft/hard",
+			yaml: `
+services:
+  app:
+    image: busybox
+    ulimits:
+      nproc: 65535
+      nofile:
+        soft: 20000
+        hard: 40000
+`,
+			got:     func(s api.ServiceSpec) any { return s.Ulimits },
+			want:    []api.Ulimit{{Name: "nofile", Soft: 20000, Hard: 40000}, {Name: "nproc", Soft: 65535, Hard: 65535}},
+			ignored: []string{},
+		},
+		{
+			name: "ulimit soft above hard",
+			yaml: `
+services:
+  app:
+    image: busybox
+    ulimits:
+      nofile:
+        soft: 4000
+        hard: 2000
+`,
+			err: []string{"services.app.ulimits.nofile", "soft limit 4000 above the hard limit 2000"},
+		},
+		{
+			name: "unknown ulimit",
+			yaml: `
+services:
+  app:
+    image: busybox
+    ulimits:
+      files: 10
+`,
+			err: []string{"services.app.ulimits.files", `unknown limit "files"`},
+		},
+		{
 			name: "unknown capability",
 			yaml: `
 services:

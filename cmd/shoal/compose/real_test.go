@@ -194,6 +194,7 @@ func TestComposeRealFiles(t *testing.T) {
 					s.ReadOnly = true
 					s.CapAdd, s.CapDrop = []string{"CAP_NET_ADMIN"}, []string{"ALL"}
 					s.Sysctls = map[string]string{"net.core.somaxconn": "1024"}
+					s.Ulimits = []api.Ulimit{{Name: "nofile", Soft: 20000, Hard: 40000}, {Name: "nproc", Soft: 65535, Hard: 65535}}
 				}),
 				st("shellform", "example/app:3", func(s *api.ServiceSpec) {
 					s.Entrypoint = []string{"/bin/sh", "-c"}
@@ -205,7 +206,7 @@ func TestComposeRealFiles(t *testing.T) {
 			ignored: []string{"services.app.dns", "services.app.extra_hosts",
 				"services.app.hostname", "services.app.init", "services.app.logging", "services.app.network_mode",
 				"services.app.privileged", "services.app.stop_signal",
-				"services.app.tty", "services.app.ulimits"},
+				"services.app.tty"},
 		},
 		{
 			dir: "override", files: []string{"docker-compose.yml", "docker-compose.prod.yml"},

@@ -31,10 +31,13 @@ func optionFlags(update bool) []cli.Flag {
 		flags = append(flags,
 			&cli.StringSliceFlag{Name: "sysctl-add", Usage: "add or change a namespaced kernel parameter, e.g. net.core.somaxconn=1024"},
 			&cli.StringSliceFlag{Name: "sysctl-rm", Usage: "remove a kernel parameter, by name"},
+			&cli.StringSliceFlag{Name: "ulimit-add", Usage: "add or change a resource limit, NAME=SOFT[:HARD], e.g. nofile=1024:2048"},
+			&cli.StringSliceFlag{Name: "ulimit-rm", Usage: "remove a resource limit, by name"},
 		)
 	} else {
 		flags = append(flags,
 			&cli.StringSliceFlag{Name: "sysctl", Usage: "namespaced kernel parameter K=V: net.*, kernel.shm*, kernel.msg*, kernel.sem or fs.mqueue.* (repeatable)"},
+			&cli.StringSliceFlag{Name: "ulimit", Usage: "resource limit NAME=SOFT[:HARD] (nofile, nproc, core, memlock, stack, ...; -1 unlimited) (repeatable)"},
 		)
 	}
 	return flags
@@ -68,7 +71,40 @@ func applyOptions(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 	if len(spec.Sysctls) == 0 {
 		spec.Sysctls = nil
 	}
+	ulimitFlag := "ulimit"
+	if update {
+		ulimitFlag = "ulimit-add"
+		for _, n := range c.StringSlice("ulimit-rm") {
+			spec.Ulimits = slices.DeleteFunc(slices.Clone(spec.Ulimits), func(u api.Ulimit) bool { return u.Name == n })
+		}
+	}
+	if spec.Ulimits, err = SetUlimits(spec.Ulimits, c.StringSlice(ulimitFlag)); err != nil {
+		return SpecError(ulimitFlag, err)
+	}
+	if len(spec.Ulimits) == 0 {
+		spec.Ulimits = nil
+	}
 	return nil
+}
+
+// SetUlimits sets the NAME=SOFT[:HARD] limits of values in us (a copy;
+// one of a name already there replaces it), sorted by name so that a
+// spec's limits compare equal whatever order they were given in.
+func SetUlimits(us []api.Ulimit, values []string) ([]api.Ulimit, error) {
+	if len(values) == 0 {
+		return us, nil
+	}
+	us = slices.Clone(us)
+	for _, v := range values {
+		u, err := containeropts.ParseUlimit(v)
+		if err != nil {
+			return us, err
+		}
+		us = slices.DeleteFunc(us, func(x api.Ulimit) bool { return x.Name == u.Name })
+		us = append(us, u)
+	}
+	slices.SortFunc(us, func(a, b api.Ulimit) int { return strings.Compare(a.Name, b.Name) })
+	return us, nil
 }
 
 // SetSysctls adds K=V kernel parameters to m (a copy), each checked with

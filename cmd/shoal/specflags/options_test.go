@@ -78,6 +78,18 @@ func TestOptionFlags(t *testing.T) {
 		{name: "update removes the last sysctl", update: true,
 			from: func(s *api.ServiceSpec) { s.Sysctls = map[string]string{"kernel.sem": "1 2 3 4"} },
 			args: []string{"--sysctl-rm", "kernel.sem"}, want: func(s *api.ServiceSpec) { s.Sysctls = nil }},
+		{name: "ulimits", args: []string{"--ulimit", "nproc=65535", "--ulimit", "nofile=1024:2048", "--ulimit", "nproc=100:200"},
+			want: func(s *api.ServiceSpec) {
+				s.Ulimits = []api.Ulimit{{Name: "nofile", Soft: 1024, Hard: 2048}, {Name: "nproc", Soft: 100, Hard: 200}}
+			}},
+		{name: "ulimit soft above hard", args: []string{"--ulimit", "nofile=2048:1024"}, err: "--ulimit: \"nofile=2048:1024\": nofile: soft limit 2048 above the hard limit 1024"},
+		{name: "unknown ulimit", args: []string{"--ulimit", "files=1"}, err: `unknown limit "files"`},
+		{name: "update ulimits", update: true,
+			from: func(s *api.ServiceSpec) {
+				s.Ulimits = []api.Ulimit{{Name: "core", Soft: 0, Hard: 0}, {Name: "nofile", Soft: 1, Hard: 2}}
+			},
+			args: []string{"--ulimit-rm", "core", "--ulimit-add", "nofile=10:20"},
+			want: func(s *api.ServiceSpec) { s.Ulimits = []api.Ulimit{{Name: "nofile", Soft: 10, Hard: 20}} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -31,7 +31,8 @@ func MaterialEqual(a, b *api.ServiceSpec) bool {
 		fileRefsEqual(a, b) &&
 		a.ReadOnly == b.ReadOnly &&
 		slices.Equal(a.CapAdd, b.CapAdd) && slices.Equal(a.CapDrop, b.CapDrop) &&
-		maps.Equal(a.Sysctls, b.Sysctls)
+		maps.Equal(a.Sysctls, b.Sysctls) &&
+		slices.Equal(a.Ulimits, b.Ulimits)
 }
 
 // fileRefsEqual compares the secrets and configs of two specs: changing

@@ -31,5 +31,6 @@ func optionProblems(spec api.ServiceSpec) []string {
 			bad("sysctls: %s", why)
 		}
 	}
+	p = append(p, containeropts.UlimitsProblems("ulimits", spec.Ulimits)...)
 	return p
 }

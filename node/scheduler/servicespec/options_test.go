@@ -29,6 +29,15 @@ func TestValidateContainerOptions(t *testing.T) {
 		{"host sysctl", func(s *api.ServiceSpec) { s.Sysctls = map[string]string{"vm.swappiness": "1"} }, `sysctls: "vm.swappiness" is not namespaced`},
 		{"host-only net sysctl", func(s *api.ServiceSpec) { s.Sysctls = map[string]string{"net.core.netdev_max_backlog": "1"} }, `sysctls: "net.core.netdev_max_backlog" is not namespaced`},
 		{"empty sysctl value", func(s *api.ServiceSpec) { s.Sysctls = map[string]string{"net.core.somaxconn": ""} }, "want one non-empty line"},
+		{"ulimits", func(s *api.ServiceSpec) {
+			s.Ulimits = []api.Ulimit{{Name: "nofile", Soft: 1024, Hard: 2048}, {Name: "core", Soft: -1, Hard: -1}}
+		}, ""},
+		{"soft above hard", func(s *api.ServiceSpec) { s.Ulimits = []api.Ulimit{{Name: "nofile", Soft: 2048, Hard: 1024}} }, "ulimits[0]: nofile: soft limit 2048 above the hard limit 1024"},
+		{"unknown ulimit", func(s *api.ServiceSpec) { s.Ulimits = []api.Ulimit{{Name: "files", Soft: 1, Hard: 1}} }, `ulimits[0]: unknown limit "files"`},
+		{"ulimit twice", func(s *api.ServiceSpec) {
+			s.Ulimits = []api.Ulimit{{Name: "nproc", Soft: 1, Hard: 1}, {Name: "nproc", Soft: 2, Hard: 2}}
+		}, "ulimits[1]: nproc given twice"},
+		{"unlimited nofile", func(s *api.ServiceSpec) { s.Ulimits = []api.Ulimit{{Name: "nofile", Soft: -1, Hard: -1}} }, "at most 1048576"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
