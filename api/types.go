@@ -282,6 +282,10 @@ type ServiceSpec struct {
 	// Ulimits are the tasks' resource limits (`--ulimit nofile=1024:2048`,
 	// setrlimit's), each name once.
 	Ulimits []Ulimit `json:"ulimits,omitempty"`
+	// StopSignal is what a task's container is sent to stop, before the
+	// SIGKILL after StopGracePeriod (`--stop-signal SIGQUIT`); empty is
+	// SIGTERM. Stored by its canonical name (containeropts.ParseSignal).
+	StopSignal string `json:"stop_signal,omitempty"`
 }
 
 // Ulimit is one process resource limit (setrlimit): Name is Docker's

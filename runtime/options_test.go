@@ -1,8 +1,10 @@
 package runtime
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shoal-org/shoal/api"
 )
@@ -35,5 +37,25 @@ func TestContainerOptions(t *testing.T) {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %q:\n%s", want, logs)
 		}
+	}
+}
+
+// TestStopSignal: a stop sends the container's stop signal, which
+// shoal-init passes on to the command: its trap runs and sets the exit
+// code (with SIGTERM, which sh does not trap here, it would die of it:
+// 143).
+func TestStopSignal(t *testing.T) {
+	h := startHarness(t, testConfig(t))
+	c := h.run(t, Spec{Image: "busybox", StopSignal: "SIGQUIT", Command: []string{"sh", "-c",
+		`trap 'echo got-quit; exit 7' QUIT; echo ready; while true; do sleep 0.1; done`}})
+	poll(t, "trap set", 10*time.Second, func() bool { return strings.Contains(h.logs(t, c.ID), "ready") })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := h.rt.Stop(ctx, c.ID, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ExitCode != 7 || !strings.Contains(h.logs(t, c.ID), "got-quit") {
+		t.Errorf("exit %d, logs %q: want 7 from the QUIT trap", c.ExitCode, h.logs(t, c.ID))
 	}
 }

@@ -133,7 +133,7 @@ func TestRunStartsAndReports(t *testing.T) {
 		Spec: api.ServiceSpec{Name: "web", Image: "busybox", ReadOnly: true,
 			CapAdd: []string{"CAP_NET_ADMIN"}, CapDrop: []string{"CAP_NET_RAW"},
 			Sysctls: map[string]string{"net.core.somaxconn": "1024"},
-			Ulimits: []api.Ulimit{{Name: "nofile", Soft: 1, Hard: 2}}}, CreatedAt: now, UpdatedAt: now}
+			Ulimits: []api.Ulimit{{Name: "nofile", Soft: 1, Hard: 2}}, StopSignal: "SIGQUIT"}, CreatedAt: now, UpdatedAt: now}
 	if err := rep.apply(t, command.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: task.Spec}}); err != nil {
 		t.Fatalf("create the service: %v", err)
 	}
@@ -198,7 +198,7 @@ func TestRunStartsAndReports(t *testing.T) {
 	}
 	// The service's container options reach the container's spec.
 	if got := rt.specs[0]; !got.ReadOnly || !slices.Equal(got.CapAdd, []string{"CAP_NET_ADMIN"}) || !slices.Equal(got.CapDrop, []string{"CAP_NET_RAW"}) ||
-		got.Sysctls["net.core.somaxconn"] != "1024" || len(got.Ulimits) != 1 {
+		got.Sysctls["net.core.somaxconn"] != "1024" || len(got.Ulimits) != 1 || got.StopSignal != "SIGQUIT" {
 		t.Errorf("container options not passed on: %+v", got)
 	}
 	mu.Lock()

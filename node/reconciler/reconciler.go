@@ -547,6 +547,7 @@ func (r *Reconciler) start(ctx context.Context, t *api.Task) {
 		CapDrop:     t.Spec.CapDrop,
 		Sysctls:     t.Spec.Sysctls,
 		Ulimits:     t.Spec.Ulimits,
+		StopSignal:  t.Spec.StopSignal,
 	}
 	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskStarting, Timestamp: now()})
 	c, err := r.cfg.Runtime.RunContainer(netloop.WithNetworks(ctx, api.SpecNetworks(t.Spec)), spec)

@@ -61,6 +61,8 @@ type Spec struct {
 	Sysctls map[string]string `json:"sysctls,omitempty"`
 	// Ulimits become the process's rlimits.
 	Ulimits []api.Ulimit `json:"ulimits,omitempty"`
+	// StopSignal is sent on Stop instead of SIGTERM (containeropts.ParseSignal).
+	StopSignal string `json:"stop_signal,omitempty"`
 }
 
 // Record is the persisted part of a container (Root/containers/<id>/container.json).

@@ -76,6 +76,7 @@ var supportedAttributes = []tree.Path{
 	"services.*.stop_grace_period",
 	// Container options (options.go).
 	"services.*.read_only",
+	"services.*.stop_signal",
 	"services.*.cap_add",
 	"services.*.cap_drop",
 	"services.*.sysctls.*",

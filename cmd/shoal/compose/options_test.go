@@ -114,6 +114,28 @@ services:
 			err: []string{"services.app.ulimits.files", `unknown limit "files"`},
 		},
 		{
+			name: "stop_signal",
+			yaml: `
+services:
+  app:
+    image: nginx
+    stop_signal: quit
+`,
+			got:     func(s api.ServiceSpec) any { return s.StopSignal },
+			want:    "SIGQUIT",
+			ignored: []string{},
+		},
+		{
+			name: "stop_signal not forwarded",
+			yaml: `
+services:
+  app:
+    image: nginx
+    stop_signal: SIGSTOP
+`,
+			err: []string{"services.app.stop_signal", "does not pass it on"},
+		},
+		{
 			name: "unknown capability",
 			yaml: `
 services:

@@ -25,6 +25,7 @@ func optionFlags(update bool) []cli.Flag {
 	flags := []cli.Flag{
 		&cli.BoolFlag{Name: "read-only", Usage: "mount the container's root file system read-only (its /etc/hosts, secrets, configs and mounts stay as they are)"},
 		&cli.StringSliceFlag{Name: "cap-add", Usage: "add a Linux capability to the default set, e.g. NET_ADMIN, or ALL (repeatable)"},
+		&cli.StringFlag{Name: "stop-signal", Usage: "signal that stops the container, before the kill after --stop-grace-period (default SIGTERM)"},
 		&cli.StringSliceFlag{Name: "cap-drop", Usage: "drop a Linux capability from the default set, e.g. NET_RAW, or ALL (repeatable)"},
 	}
 	if update {
@@ -47,6 +48,16 @@ func optionFlags(update bool) []cli.Flag {
 func applyOptions(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 	if c.IsSet("read-only") {
 		spec.ReadOnly = c.Bool("read-only")
+	}
+	if c.IsSet("stop-signal") {
+		spec.StopSignal = ""
+		if s := c.String("stop-signal"); s != "" {
+			_, name, err := containeropts.ParseSignal(s)
+			if err != nil {
+				return SpecError("stop-signal", err)
+			}
+			spec.StopSignal = name
+		}
 	}
 	adds, err := containeropts.NormalizeCapabilities(c.StringSlice("cap-add"))
 	if err != nil {

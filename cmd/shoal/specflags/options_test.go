@@ -90,6 +90,11 @@ func TestOptionFlags(t *testing.T) {
 			},
 			args: []string{"--ulimit-rm", "core", "--ulimit-add", "nofile=10:20"},
 			want: func(s *api.ServiceSpec) { s.Ulimits = []api.Ulimit{{Name: "nofile", Soft: 10, Hard: 20}} }},
+		{name: "stop signal", args: []string{"--stop-signal", "quit"}, want: func(s *api.ServiceSpec) { s.StopSignal = "SIGQUIT" }},
+		{name: "stop signal number", args: []string{"--stop-signal", "10"}, want: func(s *api.ServiceSpec) { s.StopSignal = "SIGUSR1" }},
+		{name: "unknown stop signal", args: []string{"--stop-signal", "SIGFOO"}, err: `--stop-signal: unknown signal "SIGFOO"`},
+		{name: "update stop signal back to the default", update: true, from: func(s *api.ServiceSpec) { s.StopSignal = "SIGQUIT" },
+			args: []string{"--stop-signal", ""}, want: func(s *api.ServiceSpec) { s.StopSignal = "" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -32,5 +32,10 @@ func optionProblems(spec api.ServiceSpec) []string {
 		}
 	}
 	p = append(p, containeropts.UlimitsProblems("ulimits", spec.Ulimits)...)
+	if spec.StopSignal != "" {
+		if _, _, err := containeropts.ParseSignal(spec.StopSignal); err != nil {
+			bad("stop_signal: %v", err)
+		}
+	}
 	return p
 }

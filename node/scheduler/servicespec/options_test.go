@@ -38,6 +38,9 @@ func TestValidateContainerOptions(t *testing.T) {
 			s.Ulimits = []api.Ulimit{{Name: "nproc", Soft: 1, Hard: 1}, {Name: "nproc", Soft: 2, Hard: 2}}
 		}, "ulimits[1]: nproc given twice"},
 		{"unlimited nofile", func(s *api.ServiceSpec) { s.Ulimits = []api.Ulimit{{Name: "nofile", Soft: -1, Hard: -1}} }, "at most 1048576"},
+		{"stop signal", func(s *api.ServiceSpec) { s.StopSignal = "SIGQUIT" }, ""},
+		{"unknown stop signal", func(s *api.ServiceSpec) { s.StopSignal = "SIGFOO" }, `stop_signal: unknown signal "SIGFOO"`},
+		{"stop signal not forwarded", func(s *api.ServiceSpec) { s.StopSignal = "SIGSTOP" }, `stop_signal: signal "SIGSTOP": the container's init (PID 1) does not pass it on`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
