@@ -286,6 +286,19 @@ type ServiceSpec struct {
 	// SIGKILL after StopGracePeriod (`--stop-signal SIGQUIT`); empty is
 	// SIGTERM. Stored by its canonical name (containeropts.ParseSignal).
 	StopSignal string `json:"stop_signal,omitempty"`
+	// Hostname is the tasks' hostname (`--hostname`); empty gives each
+	// task its name (web.3). See TaskHostname.
+	Hostname string `json:"hostname,omitempty"`
+}
+
+// TaskHostname is the hostname of t's container: the spec's Hostname, or
+// else the task's name (node/reconciler). Its resolver takes the part
+// after the first dot as its search domain (node/netplan).
+func TaskHostname(t *Task) string {
+	if t.Spec.Hostname != "" {
+		return t.Spec.Hostname
+	}
+	return t.Name
 }
 
 // Ulimit is one process resource limit (setrlimit): Name is Docker's

@@ -133,7 +133,8 @@ func TestRunStartsAndReports(t *testing.T) {
 		Spec: api.ServiceSpec{Name: "web", Image: "busybox", ReadOnly: true,
 			CapAdd: []string{"CAP_NET_ADMIN"}, CapDrop: []string{"CAP_NET_RAW"},
 			Sysctls: map[string]string{"net.core.somaxconn": "1024"},
-			Ulimits: []api.Ulimit{{Name: "nofile", Soft: 1, Hard: 2}}, StopSignal: "SIGQUIT"}, CreatedAt: now, UpdatedAt: now}
+			Ulimits: []api.Ulimit{{Name: "nofile", Soft: 1, Hard: 2}}, StopSignal: "SIGQUIT",
+			Hostname: "app-host"}, CreatedAt: now, UpdatedAt: now}
 	if err := rep.apply(t, command.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: task.Spec}}); err != nil {
 		t.Fatalf("create the service: %v", err)
 	}
@@ -193,7 +194,7 @@ func TestRunStartsAndReports(t *testing.T) {
 
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	if len(rt.specs) != 1 || rt.specs[0].TaskID != "t1" || rt.specs[0].Hostname != "web.1" {
+	if len(rt.specs) != 1 || rt.specs[0].TaskID != "t1" || rt.specs[0].Hostname != "app-host" {
 		t.Fatalf("containers started: %+v", rt.specs)
 	}
 	// The service's container options reach the container's spec.

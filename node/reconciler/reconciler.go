@@ -534,7 +534,7 @@ func (r *Reconciler) start(ctx context.Context, t *api.Task) {
 		Env:         t.Spec.Env,
 		Workdir:     t.Spec.Workdir,
 		User:        t.Spec.User,
-		Hostname:    t.Name,
+		Hostname:    api.TaskHostname(t),
 		Limits:      t.Spec.Resources.Limits,
 		TaskID:      t.ID,
 		Labels:      map[string]string{"shoal.service": t.Service, "shoal.task": t.Name},

@@ -77,6 +77,7 @@ var supportedAttributes = []tree.Path{
 	// Container options (options.go).
 	"services.*.read_only",
 	"services.*.stop_signal",
+	"services.*.hostname",
 	"services.*.cap_add",
 	"services.*.cap_drop",
 	"services.*.sysctls.*",

@@ -13,10 +13,17 @@ import (
 
 // containerOptions maps a service's container options onto spec, as
 // `docker stack deploy` does (the flags of the same names in specflags):
-// read_only, stop_signal, cap_add, cap_drop, sysctls, ulimits. bad reports a problem with the key
+// read_only, hostname, stop_signal, cap_add, cap_drop, sysctls, ulimits. bad reports a problem with the key
 // (".read_only" form).
 func containerOptions(spec *api.ServiceSpec, cs types.ServiceConfig, bad func(key, format string, args ...any)) {
 	spec.ReadOnly = cs.ReadOnly
+	if cs.Hostname != "" {
+		if p := containeropts.HostnameProblem(cs.Hostname); p != "" {
+			bad(".hostname", "%s", p)
+		} else {
+			spec.Hostname = cs.Hostname
+		}
+	}
 	if cs.StopSignal != "" {
 		if _, name, err := containeropts.ParseSignal(cs.StopSignal); err != nil {
 			bad(".stop_signal", "%v", err)

@@ -136,6 +136,28 @@ services:
 			err: []string{"services.app.stop_signal", "does not pass it on"},
 		},
 		{
+			name: "hostname",
+			yaml: `
+services:
+  app:
+    image: nginx
+    hostname: app-host
+`,
+			got:     func(s api.ServiceSpec) any { return s.Hostname },
+			want:    "app-host",
+			ignored: []string{},
+		},
+		{
+			name: "bad hostname",
+			yaml: `
+services:
+  app:
+    image: nginx
+    hostname: app_host
+`,
+			err: []string{"services.app.hostname", `"app_host": character '_' not allowed`},
+		},
+		{
 			name: "unknown capability",
 			yaml: `
 services:

@@ -25,6 +25,7 @@ func optionFlags(update bool) []cli.Flag {
 	flags := []cli.Flag{
 		&cli.BoolFlag{Name: "read-only", Usage: "mount the container's root file system read-only (its /etc/hosts, secrets, configs and mounts stay as they are)"},
 		&cli.StringSliceFlag{Name: "cap-add", Usage: "add a Linux capability to the default set, e.g. NET_ADMIN, or ALL (repeatable)"},
+		&cli.StringFlag{Name: "hostname", Usage: "the containers' hostname (default: the task's name, e.g. web.3)"},
 		&cli.StringFlag{Name: "stop-signal", Usage: "signal that stops the container, before the kill after --stop-grace-period (default SIGTERM)"},
 		&cli.StringSliceFlag{Name: "cap-drop", Usage: "drop a Linux capability from the default set, e.g. NET_RAW, or ALL (repeatable)"},
 	}
@@ -48,6 +49,15 @@ func optionFlags(update bool) []cli.Flag {
 func applyOptions(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 	if c.IsSet("read-only") {
 		spec.ReadOnly = c.Bool("read-only")
+	}
+	if c.IsSet("hostname") {
+		h := c.String("hostname")
+		if h != "" {
+			if p := containeropts.HostnameProblem(h); p != "" {
+				return SpecError("hostname", errors.New(p))
+			}
+		}
+		spec.Hostname = h
 	}
 	if c.IsSet("stop-signal") {
 		spec.StopSignal = ""

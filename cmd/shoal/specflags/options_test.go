@@ -95,6 +95,10 @@ func TestOptionFlags(t *testing.T) {
 		{name: "unknown stop signal", args: []string{"--stop-signal", "SIGFOO"}, err: `--stop-signal: unknown signal "SIGFOO"`},
 		{name: "update stop signal back to the default", update: true, from: func(s *api.ServiceSpec) { s.StopSignal = "SIGQUIT" },
 			args: []string{"--stop-signal", ""}, want: func(s *api.ServiceSpec) { s.StopSignal = "" }},
+		{name: "hostname", args: []string{"--hostname", "app-host"}, want: func(s *api.ServiceSpec) { s.Hostname = "app-host" }},
+		{name: "bad hostname", args: []string{"--hostname", "app host"}, err: `--hostname: "app host": character ' ' not allowed`},
+		{name: "update hostname back to the task name", update: true, from: func(s *api.ServiceSpec) { s.Hostname = "x" },
+			args: []string{"--hostname", ""}, want: func(s *api.ServiceSpec) { s.Hostname = "" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -33,7 +33,8 @@ func MaterialEqual(a, b *api.ServiceSpec) bool {
 		slices.Equal(a.CapAdd, b.CapAdd) && slices.Equal(a.CapDrop, b.CapDrop) &&
 		maps.Equal(a.Sysctls, b.Sysctls) &&
 		slices.Equal(a.Ulimits, b.Ulimits) &&
-		a.StopSignal == b.StopSignal // kept in the container's record
+		a.StopSignal == b.StopSignal && // kept in the container's record
+		a.Hostname == b.Hostname
 }
 
 // fileRefsEqual compares the secrets and configs of two specs: changing

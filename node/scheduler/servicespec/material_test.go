@@ -20,6 +20,7 @@ func TestMaterialEqualContainerOptions(t *testing.T) {
 		{"cap_drop", func(s *api.ServiceSpec) { s.CapDrop = []string{"CAP_NET_RAW"} }},
 		{"ulimits", func(s *api.ServiceSpec) { s.Ulimits = []api.Ulimit{{Name: "nofile", Soft: 1, Hard: 2}} }},
 		{"stop_signal", func(s *api.ServiceSpec) { s.StopSignal = "SIGQUIT" }},
+		{"hostname", func(s *api.ServiceSpec) { s.Hostname = "app-host" }},
 		{"sysctls", func(s *api.ServiceSpec) { s.Sysctls = map[string]string{"net.core.somaxconn": "1024"} }},
 	}
 	for _, tt := range tests {

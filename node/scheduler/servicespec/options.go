@@ -32,6 +32,11 @@ func optionProblems(spec api.ServiceSpec) []string {
 		}
 	}
 	p = append(p, containeropts.UlimitsProblems("ulimits", spec.Ulimits)...)
+	if spec.Hostname != "" {
+		if why := containeropts.HostnameProblem(spec.Hostname); why != "" {
+			bad("hostname %s", why)
+		}
+	}
 	if spec.StopSignal != "" {
 		if _, _, err := containeropts.ParseSignal(spec.StopSignal); err != nil {
 			bad("stop_signal: %v", err)

@@ -41,6 +41,9 @@ func TestValidateContainerOptions(t *testing.T) {
 		{"stop signal", func(s *api.ServiceSpec) { s.StopSignal = "SIGQUIT" }, ""},
 		{"unknown stop signal", func(s *api.ServiceSpec) { s.StopSignal = "SIGFOO" }, `stop_signal: unknown signal "SIGFOO"`},
 		{"stop signal not forwarded", func(s *api.ServiceSpec) { s.StopSignal = "SIGSTOP" }, `stop_signal: signal "SIGSTOP": the container's init (PID 1) does not pass it on`},
+		{"hostname", func(s *api.ServiceSpec) { s.Hostname = "app-host" }, ""},
+		{"bad hostname", func(s *api.ServiceSpec) { s.Hostname = "app_host" }, `hostname "app_host": character '_' not allowed`},
+		{"hostname template", func(s *api.ServiceSpec) { s.Hostname = "{{.Task.Slot}}" }, "templates are not supported"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
