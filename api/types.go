@@ -289,6 +289,9 @@ type ServiceSpec struct {
 	// Hostname is the tasks' hostname (`--hostname`); empty gives each
 	// task its name (web.3). See TaskHostname.
 	Hostname string `json:"hostname,omitempty"`
+	// ExtraHosts are lines added to the tasks' /etc/hosts, HOST:IP each
+	// (`--host db:10.0.0.5`, compose extra_hosts).
+	ExtraHosts []string `json:"extra_hosts,omitempty"`
 }
 
 // TaskHostname is the hostname of t's container: the spec's Hostname, or

@@ -38,6 +38,7 @@ func cloneSpec(s api.ServiceSpec) api.ServiceSpec {
 	c.CapDrop = slices.Clone(s.CapDrop)
 	c.Sysctls = maps.Clone(s.Sysctls)
 	c.Ulimits = slices.Clone(s.Ulimits)
+	c.ExtraHosts = slices.Clone(s.ExtraHosts)
 	if s.Autoscale != nil {
 		a := *s.Autoscale
 		c.Autoscale = &a

@@ -27,3 +27,31 @@ func TestHostnameProblem(t *testing.T) {
 		}
 	}
 }
+
+func TestParseExtraHost(t *testing.T) {
+	tests := []struct{ in, want, err string }{
+		{"somehost:162.242.195.82", "somehost:162.242.195.82", ""},
+		{"db=10.0.0.5", "db:10.0.0.5", ""},
+		{"v6:::1", "v6:::1", ""},
+		{"v6:[2001:db8::1]", "v6:2001:db8::1", ""},
+		{"v6=2001:db8::1", "v6:2001:db8::1", ""},
+		{" a.b : 10.0.0.1 ", "a.b:10.0.0.1", ""},
+		{"db", "", "want HOST:IP"},
+		{"db:10.0.0", "", `address "10.0.0"`},
+		{":10.0.0.1", "", "want a hostname"},
+		{"d b:10.0.0.1", "", "not allowed"},
+		{"gw:host-gateway", "", "host-gateway is not supported"},
+	}
+	for _, tt := range tests {
+		got, err := ParseExtraHost(tt.in)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%q: error %v, want %q", tt.in, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("%q = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+}

@@ -134,7 +134,7 @@ func TestRunStartsAndReports(t *testing.T) {
 			CapAdd: []string{"CAP_NET_ADMIN"}, CapDrop: []string{"CAP_NET_RAW"},
 			Sysctls: map[string]string{"net.core.somaxconn": "1024"},
 			Ulimits: []api.Ulimit{{Name: "nofile", Soft: 1, Hard: 2}}, StopSignal: "SIGQUIT",
-			Hostname: "app-host"}, CreatedAt: now, UpdatedAt: now}
+			Hostname: "app-host", ExtraHosts: []string{"db:10.0.0.5"}}, CreatedAt: now, UpdatedAt: now}
 	if err := rep.apply(t, command.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: task.Spec}}); err != nil {
 		t.Fatalf("create the service: %v", err)
 	}
@@ -199,7 +199,8 @@ func TestRunStartsAndReports(t *testing.T) {
 	}
 	// The service's container options reach the container's spec.
 	if got := rt.specs[0]; !got.ReadOnly || !slices.Equal(got.CapAdd, []string{"CAP_NET_ADMIN"}) || !slices.Equal(got.CapDrop, []string{"CAP_NET_RAW"}) ||
-		got.Sysctls["net.core.somaxconn"] != "1024" || len(got.Ulimits) != 1 || got.StopSignal != "SIGQUIT" {
+		got.Sysctls["net.core.somaxconn"] != "1024" || len(got.Ulimits) != 1 || got.StopSignal != "SIGQUIT" ||
+		!slices.Equal(got.ExtraHosts, []string{"db:10.0.0.5"}) {
 		t.Errorf("container options not passed on: %+v", got)
 	}
 	mu.Lock()

@@ -548,6 +548,7 @@ func (r *Reconciler) start(ctx context.Context, t *api.Task) {
 		Sysctls:     t.Spec.Sysctls,
 		Ulimits:     t.Spec.Ulimits,
 		StopSignal:  t.Spec.StopSignal,
+		ExtraHosts:  t.Spec.ExtraHosts,
 	}
 	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskStarting, Timestamp: now()})
 	c, err := r.cfg.Runtime.RunContainer(netloop.WithNetworks(ctx, api.SpecNetworks(t.Spec)), spec)

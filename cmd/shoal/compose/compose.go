@@ -78,6 +78,8 @@ var supportedAttributes = []tree.Path{
 	"services.*.read_only",
 	"services.*.stop_signal",
 	"services.*.hostname",
+	"services.*.extra_hosts",
+	"services.*.extra_hosts.*",
 	"services.*.cap_add",
 	"services.*.cap_drop",
 	"services.*.sysctls.*",

@@ -13,7 +13,7 @@ import (
 
 // containerOptions maps a service's container options onto spec, as
 // `docker stack deploy` does (the flags of the same names in specflags):
-// read_only, hostname, stop_signal, cap_add, cap_drop, sysctls, ulimits. bad reports a problem with the key
+// read_only, hostname, extra_hosts, stop_signal, cap_add, cap_drop, sysctls, ulimits. bad reports a problem with the key
 // (".read_only" form).
 func containerOptions(spec *api.ServiceSpec, cs types.ServiceConfig, bad func(key, format string, args ...any)) {
 	spec.ReadOnly = cs.ReadOnly
@@ -22,6 +22,16 @@ func containerOptions(spec *api.ServiceSpec, cs types.ServiceConfig, bad func(ke
 			bad(".hostname", "%s", p)
 		} else {
 			spec.Hostname = cs.Hostname
+		}
+	}
+	for _, host := range slices.Sorted(maps.Keys(cs.ExtraHosts)) {
+		for _, ip := range cs.ExtraHosts[host] {
+			e, err := containeropts.ParseExtraHost(host + "=" + ip)
+			if err != nil {
+				bad(".extra_hosts", "%v", err)
+				continue
+			}
+			spec.ExtraHosts = append(spec.ExtraHosts, e)
 		}
 	}
 	if cs.StopSignal != "" {

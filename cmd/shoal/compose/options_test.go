@@ -158,6 +158,44 @@ services:
 			err: []string{"services.app.hostname", `"app_host": character '_' not allowed`},
 		},
 		{
+			name: "extra_hosts, list syntax",
+			yaml: `
+services:
+  app:
+    image: nginx
+    extra_hosts:
+      - "somehost:162.242.195.82"
+      - "otherhost=50.31.209.229"
+      - "v6:[2001:db8::1]"
+`,
+			got:     func(s api.ServiceSpec) any { return s.ExtraHosts },
+			want:    []string{"otherhost:50.31.209.229", "somehost:162.242.195.82", "v6:2001:db8::1"},
+			ignored: []string{},
+		},
+		{
+			name: "extra_hosts, map syntax",
+			yaml: `
+services:
+  app:
+    image: nginx
+    extra_hosts:
+      db: 10.0.0.5
+`,
+			got:     func(s api.ServiceSpec) any { return s.ExtraHosts },
+			want:    []string{"db:10.0.0.5"},
+			ignored: []string{},
+		},
+		{
+			name: "extra_hosts bad address",
+			yaml: `
+services:
+  app:
+    image: nginx
+    extra_hosts: ["db:10.0.0"]
+`,
+			err: []string{"services.app.extra_hosts", `address "10.0.0"`},
+		},
+		{
 			name: "unknown capability",
 			yaml: `
 services:

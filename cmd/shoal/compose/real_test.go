@@ -194,6 +194,7 @@ func TestComposeRealFiles(t *testing.T) {
 					s.ReadOnly = true
 					s.StopSignal = "SIGQUIT"
 					s.Hostname = "app-host"
+					s.ExtraHosts = []string{"somehost:162.242.195.82"}
 					s.CapAdd, s.CapDrop = []string{"CAP_NET_ADMIN"}, []string{"ALL"}
 					s.Sysctls = map[string]string{"net.core.somaxconn": "1024"}
 					s.Ulimits = []api.Ulimit{{Name: "nofile", Soft: 20000, Hard: 40000}, {Name: "nproc", Soft: 65535, Hard: 65535}}
@@ -205,7 +206,7 @@ func TestComposeRealFiles(t *testing.T) {
 			},
 			// What Swarm runs and Shoal's spec cannot say yet, and what
 			// docker stack ignores too (network_mode, privileged).
-			ignored: []string{"services.app.dns", "services.app.extra_hosts",
+			ignored: []string{"services.app.dns",
 				"services.app.init", "services.app.logging", "services.app.network_mode",
 				"services.app.privileged",
 				"services.app.tty"},

@@ -35,10 +35,13 @@ func optionFlags(update bool) []cli.Flag {
 			&cli.StringSliceFlag{Name: "sysctl-rm", Usage: "remove a kernel parameter, by name"},
 			&cli.StringSliceFlag{Name: "ulimit-add", Usage: "add or change a resource limit, NAME=SOFT[:HARD], e.g. nofile=1024:2048"},
 			&cli.StringSliceFlag{Name: "ulimit-rm", Usage: "remove a resource limit, by name"},
+			&cli.StringSliceFlag{Name: "host-add", Usage: "add a line to /etc/hosts, HOST:IP"},
+			&cli.StringSliceFlag{Name: "host-rm", Usage: "remove /etc/hosts lines, by HOST or HOST:IP"},
 		)
 	} else {
 		flags = append(flags,
 			&cli.StringSliceFlag{Name: "sysctl", Usage: "namespaced kernel parameter K=V: net.*, kernel.shm*, kernel.msg*, kernel.sem or fs.mqueue.* (repeatable)"},
+			&cli.StringSliceFlag{Name: "host", Usage: "add a line to /etc/hosts, HOST:IP (repeatable)"},
 			&cli.StringSliceFlag{Name: "ulimit", Usage: "resource limit NAME=SOFT[:HARD] (nofile, nproc, core, memlock, stack, ...; -1 unlimited) (repeatable)"},
 		)
 	}
@@ -104,6 +107,28 @@ func applyOptions(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 	}
 	if len(spec.Ulimits) == 0 {
 		spec.Ulimits = nil
+	}
+	hostFlag := "host"
+	if update {
+		hostFlag = "host-add"
+		for _, h := range c.StringSlice("host-rm") {
+			spec.ExtraHosts = slices.DeleteFunc(slices.Clone(spec.ExtraHosts), func(e string) bool {
+				host, _, _ := strings.Cut(e, ":")
+				return e == h || host == h
+			})
+		}
+	}
+	for _, h := range c.StringSlice(hostFlag) {
+		e, err := containeropts.ParseExtraHost(h)
+		if err != nil {
+			return SpecError(hostFlag, err)
+		}
+		if !slices.Contains(spec.ExtraHosts, e) {
+			spec.ExtraHosts = append(slices.Clip(spec.ExtraHosts), e)
+		}
+	}
+	if len(spec.ExtraHosts) == 0 {
+		spec.ExtraHosts = nil
 	}
 	return nil
 }

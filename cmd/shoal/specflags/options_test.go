@@ -99,6 +99,12 @@ func TestOptionFlags(t *testing.T) {
 		{name: "bad hostname", args: []string{"--hostname", "app host"}, err: `--hostname: "app host": character ' ' not allowed`},
 		{name: "update hostname back to the task name", update: true, from: func(s *api.ServiceSpec) { s.Hostname = "x" },
 			args: []string{"--hostname", ""}, want: func(s *api.ServiceSpec) { s.Hostname = "" }},
+		{name: "hosts", args: []string{"--host", "db:10.0.0.5", "--host", "v6=2001:db8::1", "--host", "db:10.0.0.5"},
+			want: func(s *api.ServiceSpec) { s.ExtraHosts = []string{"db:10.0.0.5", "v6:2001:db8::1"} }},
+		{name: "bad host", args: []string{"--host", "db"}, err: `--host: "db": want HOST:IP`},
+		{name: "update hosts", update: true, from: func(s *api.ServiceSpec) { s.ExtraHosts = []string{"db:10.0.0.5", "db:10.0.0.6", "cache:10.0.0.7"} },
+			args: []string{"--host-rm", "db", "--host-add", "mq:10.0.0.8"},
+			want: func(s *api.ServiceSpec) { s.ExtraHosts = []string{"cache:10.0.0.7", "mq:10.0.0.8"} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -34,7 +34,8 @@ func MaterialEqual(a, b *api.ServiceSpec) bool {
 		maps.Equal(a.Sysctls, b.Sysctls) &&
 		slices.Equal(a.Ulimits, b.Ulimits) &&
 		a.StopSignal == b.StopSignal && // kept in the container's record
-		a.Hostname == b.Hostname
+		a.Hostname == b.Hostname &&
+		slices.Equal(a.ExtraHosts, b.ExtraHosts)
 }
 
 // fileRefsEqual compares the secrets and configs of two specs: changing

@@ -21,6 +21,7 @@ func TestMaterialEqualContainerOptions(t *testing.T) {
 		{"ulimits", func(s *api.ServiceSpec) { s.Ulimits = []api.Ulimit{{Name: "nofile", Soft: 1, Hard: 2}} }},
 		{"stop_signal", func(s *api.ServiceSpec) { s.StopSignal = "SIGQUIT" }},
 		{"hostname", func(s *api.ServiceSpec) { s.Hostname = "app-host" }},
+		{"extra_hosts", func(s *api.ServiceSpec) { s.ExtraHosts = []string{"db:10.0.0.5"} }},
 		{"sysctls", func(s *api.ServiceSpec) { s.Sysctls = map[string]string{"net.core.somaxconn": "1024"} }},
 	}
 	for _, tt := range tests {

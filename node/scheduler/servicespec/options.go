@@ -37,6 +37,11 @@ func optionProblems(spec api.ServiceSpec) []string {
 			bad("hostname %s", why)
 		}
 	}
+	for i, e := range spec.ExtraHosts {
+		if why := containeropts.ExtraHostProblem(e); why != "" {
+			bad("extra_hosts[%d]: %s", i, why)
+		}
+	}
 	if spec.StopSignal != "" {
 		if _, _, err := containeropts.ParseSignal(spec.StopSignal); err != nil {
 			bad("stop_signal: %v", err)

@@ -44,6 +44,9 @@ func TestValidateContainerOptions(t *testing.T) {
 		{"hostname", func(s *api.ServiceSpec) { s.Hostname = "app-host" }, ""},
 		{"bad hostname", func(s *api.ServiceSpec) { s.Hostname = "app_host" }, `hostname "app_host": character '_' not allowed`},
 		{"hostname template", func(s *api.ServiceSpec) { s.Hostname = "{{.Task.Slot}}" }, "templates are not supported"},
+		{"extra hosts", func(s *api.ServiceSpec) { s.ExtraHosts = []string{"db:10.0.0.5", "v6:2001:db8::1"} }, ""},
+		{"extra host without address", func(s *api.ServiceSpec) { s.ExtraHosts = []string{"db:10.0.0.5", "db"} }, `extra_hosts[1]: "db": want HOST:IP`},
+		{"extra host bad address", func(s *api.ServiceSpec) { s.ExtraHosts = []string{"db:10.0.0.500"} }, `extra_hosts[0]: "db:10.0.0.500": address "10.0.0.500"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
