@@ -80,6 +80,10 @@ var supportedAttributes = []tree.Path{
 	"services.*.hostname",
 	"services.*.extra_hosts",
 	"services.*.extra_hosts.*",
+	// Every Shoal container runs shoal-init as PID 1 (runtime/init), which
+	// is what init: true asks for (Docker's --init, tini): taken silently.
+	// init: false cannot be honoured and is reported (unsupportedValues).
+	"services.*.init",
 	"services.*.cap_add",
 	"services.*.cap_drop",
 	"services.*.sysctls.*",
@@ -177,10 +181,14 @@ var supportedAttributes = []tree.Path{
 
 // unsupportedValues flag supported keys whose value Shoal cannot honour:
 // a service is reached through its virtual IP, never by DNS round robin
-// (dnsrr is reported and the service gets a VIP).
+// (dnsrr is reported and the service gets a VIP); every container has
+// shoal-init as PID 1 (init: false is reported).
 var unsupportedValues = []loader.UnsupportedAttributePattern{{
 	Path:   "services.*.deploy.endpoint_mode",
 	Detect: func(v any) bool { return v != "vip" },
+}, {
+	Path:   "services.*.init",
+	Detect: func(v any) bool { return v != true },
 }}
 
 // refusedValue is a value Load refuses: one that would not be an error to

@@ -196,6 +196,30 @@ services:
 			err: []string{"services.app.extra_hosts", `address "10.0.0"`},
 		},
 		{
+			name: "init: true is what every Shoal container has",
+			yaml: `
+services:
+  app:
+    image: nginx
+    init: true
+`,
+			got:     func(s api.ServiceSpec) any { return s.Name },
+			want:    "s_app",
+			ignored: []string{},
+		},
+		{
+			name: "init: false cannot be honoured: reported",
+			yaml: `
+services:
+  app:
+    image: nginx
+    init: false
+`,
+			got:     func(s api.ServiceSpec) any { return s.Name },
+			want:    "s_app",
+			ignored: []string{"services.app.init"},
+		},
+		{
 			name: "unknown capability",
 			yaml: `
 services:

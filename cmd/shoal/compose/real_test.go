@@ -207,7 +207,7 @@ func TestComposeRealFiles(t *testing.T) {
 			// What Swarm runs and Shoal's spec cannot say yet, and what
 			// docker stack ignores too (network_mode, privileged).
 			ignored: []string{"services.app.dns",
-				"services.app.init", "services.app.logging", "services.app.network_mode",
+				"services.app.logging", "services.app.network_mode",
 				"services.app.privileged",
 				"services.app.tty"},
 		},
