@@ -80,14 +80,14 @@ var importRules = []importRule{
 	// The store itself: its subpackages import it, never the other way
 	// round (the log store's ErrLogUnreadable is re-exported).
 	{"consensus", []string{"api", "api/atomicfile", "consensus/logstore"}},
-	{"runtime/...", []string{"api", "api/atomicfile", "runtime/..."}},
+	{"runtime/...", []string{"api", "api/atomicfile", "api/containeropts", "runtime/..."}},
 	// The layer unpacker (runtime/image/unpack/README.md): untrusted bytes
 	// to disk, so nothing of this module; the image store imports it (and
 	// re-exports its sentinel errors and Limits), never the other way round.
 	{"runtime/image/unpack/...", []string{"runtime/image/unpack/..."}},
 	// The OCI spec builder (runtime/ocispec/README.md): pure, so the
 	// runtime imports it and it never imports the runtime back.
-	{"runtime/ocispec/...", []string{"api", "runtime/ocispec/..."}},
+	{"runtime/ocispec/...", []string{"api", "api/containeropts", "runtime/ocispec/..."}},
 	// The mountpoints layer (runtime/mountlayer/README.md): which mount
 	// destinations it holds, against the image's layer dirs, and building
 	// its dir; the runtime imports it and keeps the layers on disk, and it
@@ -171,7 +171,7 @@ var importRules = []importRule{
 	{"node/scheduler", []string{"api", "node/scheduler/placement", "node/scheduler/servicespec", "node/scheduler/updatemonitor"}},
 	{"node/scheduler/updatemonitor/...", []string{"api", "node/scheduler/updatemonitor/..."}},
 	{"node/scheduler/placement/...", []string{"api", "node/scheduler/placement/..."}},
-	{"node/scheduler/servicespec/...", []string{"api", "node/scheduler/placement", "node/scheduler/servicespec/..."}},
+	{"node/scheduler/servicespec/...", []string{"api", "api/containeropts", "node/scheduler/placement", "node/scheduler/servicespec/..."}},
 	{"node/scheduler/simcluster/...", []string{"api", "node/scheduler", "node/scheduler/simcluster/..."}},
 	// Each node's planner beside the leader's: what this node's containers
 	// should do, from one snapshot (the reconciler's pure compute half; the
@@ -319,7 +319,7 @@ var importRules = []importRule{
 	{"cmd/shoal/logs/...", []string{"api", "api/client", "cmd/shoal/specflags", "cmd/shoal/logs/..."}},
 	// Compose files → service specs (cmd/shoal/compose/README.md): the
 	// wire types and the flags' value parsers, never the command tree.
-	{"cmd/shoal/compose/...", []string{"api", "cmd/shoal/specflags", "cmd/shoal/compose/..."}},
+	{"cmd/shoal/compose/...", []string{"api", "api/containeropts", "cmd/shoal/specflags", "cmd/shoal/compose/..."}},
 	// Tables, JSON and --format templates of the wire types; a bad
 	// template is a specflags.UsageError.
 	{"cmd/shoal/output/...", []string{"api", "cmd/shoal/specflags", "cmd/shoal/output/..."}},
@@ -327,7 +327,7 @@ var importRules = []importRule{
 	// types only; cmd/shoal/service polls and prints.
 	{"cmd/shoal/progress/...", []string{"api", "cmd/shoal/progress/..."}},
 	// Service-spec flags → api types: the wire types only.
-	{"cmd/shoal/specflags/...", []string{"api", "cmd/shoal/specflags/..."}},
+	{"cmd/shoal/specflags/...", []string{"api", "api/containeropts", "cmd/shoal/specflags/..."}},
 }
 
 // neverNode are the trees that must not depend on node, even transitively

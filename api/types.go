@@ -273,6 +273,52 @@ type ServiceSpec struct {
 	// (`--with-registry-auth`), so that every node can pull a private
 	// image. Nil: anonymous pulls.
 	RegistryAuth *RegistryAuth `json:"registry_auth,omitempty"`
+	// ReadOnly mounts each task's root file system read-only
+	// (`--read-only`, compose read_only): its /etc/hosts, hostname and
+	// resolv.conf, secrets, configs, volumes and tmpfs mounts stay as
+	// they are, so a service writes only where it says it does.
+	ReadOnly bool `json:"read_only,omitempty"`
+	// CapAdd and CapDrop change the capabilities tasks get from Docker's
+	// default set (`--cap-add`, `--cap-drop`): names such as
+	// CAP_NET_ADMIN, or ALL (api/containeropts.Capabilities applies them).
+	CapAdd  []string `json:"cap_add,omitempty"`
+	CapDrop []string `json:"cap_drop,omitempty"`
+	// Sysctls are kernel parameters of the tasks' own namespaces
+	// (`--sysctl net.core.somaxconn=1024`): net.*, kernel.shm*,
+	// kernel.msg*, kernel.sem and fs.mqueue.* (containeropts.SysctlProblem).
+	Sysctls map[string]string `json:"sysctls,omitempty"`
+	// Ulimits are the tasks' resource limits (`--ulimit nofile=1024:2048`,
+	// setrlimit's), each name once.
+	Ulimits []Ulimit `json:"ulimits,omitempty"`
+	// StopSignal is what a task's container is sent to stop, before the
+	// SIGKILL after StopGracePeriod (`--stop-signal SIGQUIT`); empty is
+	// SIGTERM. Stored by its canonical name (containeropts.ParseSignal).
+	StopSignal string `json:"stop_signal,omitempty"`
+	// Hostname is the tasks' hostname (`--hostname`); empty gives each
+	// task its name (web.3). See TaskHostname.
+	Hostname string `json:"hostname,omitempty"`
+	// ExtraHosts are lines added to the tasks' /etc/hosts, HOST:IP each
+	// (`--host db:10.0.0.5`, compose extra_hosts).
+	ExtraHosts []string `json:"extra_hosts,omitempty"`
+}
+
+// TaskHostname is the hostname of t's container: the spec's Hostname, or
+// else the task's name (node/reconciler). Its resolver takes the part
+// after the first dot as its search domain (node/netplan).
+func TaskHostname(t *Task) string {
+	if t.Spec.Hostname != "" {
+		return t.Spec.Hostname
+	}
+	return t.Name
+}
+
+// Ulimit is one process resource limit (setrlimit): Name is Docker's
+// (nofile, nproc, core, memlock, stack, ...), -1 is unlimited, Soft is at
+// most Hard (api/containeropts.UlimitProblem).
+type Ulimit struct {
+	Name string `json:"name"`
+	Soft int64  `json:"soft"`
+	Hard int64  `json:"hard"`
 }
 
 // RegistryAuth is a registry's credentials as a service carries them. The

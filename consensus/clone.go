@@ -34,6 +34,11 @@ func cloneSpec(s api.ServiceSpec) api.ServiceSpec {
 	c.Secrets = slices.Clone(s.Secrets)
 	c.Configs = slices.Clone(s.Configs)
 	c.Networks = slices.Clone(s.Networks)
+	c.CapAdd = slices.Clone(s.CapAdd)
+	c.CapDrop = slices.Clone(s.CapDrop)
+	c.Sysctls = maps.Clone(s.Sysctls)
+	c.Ulimits = slices.Clone(s.Ulimits)
+	c.ExtraHosts = slices.Clone(s.ExtraHosts)
 	if s.Autoscale != nil {
 		a := *s.Autoscale
 		c.Autoscale = &a

@@ -9,11 +9,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/containeropts"
 	"github.com/shoal-org/shoal/runtime/initproc"
 )
 
-// Stop sends SIGTERM to the container, waits up to grace, then SIGKILLs
-// it; grace 0 means the container's StopGrace or else Config.StopGrace, a
+// Stop sends SIGTERM (or the container's StopSignal) to the container,
+// waits up to grace, then SIGKILLs it; grace 0 means the container's StopGrace or else Config.StopGrace, a
 // negative grace kills at once. It returns once the container has exited
 // (its exit code recorded). Stopping a container that is not running is a
 // no-op.
@@ -38,6 +39,7 @@ func (r *Runtime) Stop(ctx context.Context, idOrName string, grace time.Duration
 func (r *Runtime) stopLocked(ctx context.Context, c *container, grace time.Duration) error {
 	r.mu.Lock()
 	id, state, done, pid := c.rec.ID, c.rec.State, c.done, c.rec.Pid
+	sig := stopSignal(c.rec.Spec.StopSignal)
 	if grace == 0 {
 		grace = c.rec.Spec.StopGrace
 	}
@@ -54,9 +56,11 @@ func (r *Runtime) stopLocked(ctx context.Context, c *container, grace time.Durat
 		// Straight to the init (one pidfd) rather than through `runc
 		// kill`, a process start per stop: an update of N tasks stops N
 		// containers at once, on the CPU their replacements start on.
-		if err := initproc.Signal(pid, r.cgroupOf(id), unix.SIGTERM); err != nil {
-			if err := r.runc.Kill(ctx, id, int(unix.SIGTERM), nil); err != nil && !isNotRunning(err) {
-				r.log.Warn("runc kill TERM", "id", ShortID(id), "err", err)
+		// shoal-init passes every signal ParseSignal takes on to the
+		// command (runtime/init).
+		if err := initproc.Signal(pid, r.cgroupOf(id), sig); err != nil {
+			if err := r.runc.Kill(ctx, id, int(sig), nil); err != nil && !isNotRunning(err) {
+				r.log.Warn("runc kill", "signal", sig, "id", ShortID(id), "err", err)
 			}
 		}
 		t := time.NewTimer(time.Until(deadline))
@@ -82,6 +86,19 @@ func (r *Runtime) stopLocked(ctx context.Context, c *container, grace time.Durat
 	case <-r.runDone:
 		return ErrClosed
 	}
+}
+
+// stopSignal is the signal a stop sends first: s, else (empty, or not a
+// signal ParseSignal takes, which validation refused before) SIGTERM.
+func stopSignal(s string) unix.Signal {
+	if s == "" {
+		return unix.SIGTERM
+	}
+	n, _, err := containeropts.ParseSignal(s)
+	if err != nil {
+		return unix.SIGTERM
+	}
+	return unix.Signal(n)
 }
 
 // cgroupOf is the cgroup path of container id (BuildSpec's CgroupsPath), as

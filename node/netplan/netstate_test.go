@@ -222,6 +222,20 @@ func TestTrafficState(t *testing.T) {
 			netip.MustParseAddr("10.42.2.2"): {Networks: []string{api.DefaultNetwork}},
 		},
 	}, {
+		name: "a task of a service with a hostname: that hostname's domain, not the task name's",
+		st: State{Nodes: nodes, Networks: networks, Services: []*api.Service{web}, Tasks: map[string][]*api.Task{
+			"s-web": {task("t1", "s-web", "self", "10.42.1.2", func(t *api.Task) {
+				t.Name, t.Spec.Hostname = "web.1", "app-host"
+			}), task("t2", "s-web", "n2", "10.42.2.2", func(t *api.Task) {
+				t.Name, t.Spec.Hostname = "web.2", "db.internal"
+			})}}},
+		alive: allAlive,
+		want:  []string{"web@default vip=10.43.0.2 ports=1 [10.42.1.2* 10.42.2.2]"},
+		sources: map[netip.Addr]dns.Source{
+			netip.MustParseAddr("10.42.1.2"): {Networks: []string{api.DefaultNetwork}},
+			netip.MustParseAddr("10.42.2.2"): {Networks: []string{api.DefaultNetwork}, Domain: "internal"},
+		},
+	}, {
 		name: "no VIP and no ports: nothing to program; oldest service first",
 		st: State{Nodes: nodes, Networks: networks, Services: []*api.Service{novip, web, older}, Tasks: map[string][]*api.Task{
 			"s-novip": {task("t1", "s-novip", "n2", "10.42.2.9", nil)}}},

@@ -74,7 +74,7 @@ func Traffic[M any](st State, alive map[string]M, self string) (lb.State, map[st
 			for _, ip := range TaskIPs(t) {
 				if addr, err := netip.ParseAddr(ip); err == nil {
 					sources[addr] = dns.Source{Networks: api.SpecNetworks(t.Spec), Stack: t.Spec.Labels[api.StackLabel],
-						Domain: hostDomain(t.Name)}
+						Domain: hostDomain(api.TaskHostname(t))}
 				}
 			}
 		}
@@ -138,8 +138,9 @@ func ServesTraffic(t *api.Task) bool {
 	return t.State == api.TaskRunning && t.IP != "" && (t.Health == "" || t.Health == api.HealthHealthy)
 }
 
-// hostDomain is the domain a task's resolver derives from its hostname,
-// which is the task's name (node/reconciler): "3" for web.3.
+// hostDomain is the domain a task's resolver derives from its hostname
+// (api.TaskHostname: its spec's hostname, else the task's name): "3" for
+// web.3, "internal" for db.internal, none for app-host.
 func hostDomain(hostname string) string {
 	_, domain, _ := strings.Cut(hostname, ".")
 	return domain

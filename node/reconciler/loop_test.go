@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -129,7 +130,11 @@ func TestRunStartsAndReports(t *testing.T) {
 	now := time.Now().UTC()
 	task := api.Task{ID: "t1", Name: "web.1", ServiceID: "s1", Service: "web", Slot: 1, NodeID: "n1",
 		DesiredState: api.TaskRunning, State: api.TaskAssigned, Image: "busybox",
-		Spec: api.ServiceSpec{Name: "web", Image: "busybox"}, CreatedAt: now, UpdatedAt: now}
+		Spec: api.ServiceSpec{Name: "web", Image: "busybox", ReadOnly: true,
+			CapAdd: []string{"CAP_NET_ADMIN"}, CapDrop: []string{"CAP_NET_RAW"},
+			Sysctls: map[string]string{"net.core.somaxconn": "1024"},
+			Ulimits: []api.Ulimit{{Name: "nofile", Soft: 1, Hard: 2}}, StopSignal: "SIGQUIT",
+			Hostname: "app-host", ExtraHosts: []string{"db:10.0.0.5"}}, CreatedAt: now, UpdatedAt: now}
 	if err := rep.apply(t, command.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: task.Spec}}); err != nil {
 		t.Fatalf("create the service: %v", err)
 	}
@@ -189,8 +194,14 @@ func TestRunStartsAndReports(t *testing.T) {
 
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	if len(rt.specs) != 1 || rt.specs[0].TaskID != "t1" || rt.specs[0].Hostname != "web.1" {
+	if len(rt.specs) != 1 || rt.specs[0].TaskID != "t1" || rt.specs[0].Hostname != "app-host" {
 		t.Fatalf("containers started: %+v", rt.specs)
+	}
+	// The service's container options reach the container's spec.
+	if got := rt.specs[0]; !got.ReadOnly || !slices.Equal(got.CapAdd, []string{"CAP_NET_ADMIN"}) || !slices.Equal(got.CapDrop, []string{"CAP_NET_RAW"}) ||
+		got.Sysctls["net.core.somaxconn"] != "1024" || len(got.Ulimits) != 1 || got.StopSignal != "SIGQUIT" ||
+		!slices.Equal(got.ExtraHosts, []string{"db:10.0.0.5"}) {
+		t.Errorf("container options not passed on: %+v", got)
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -534,7 +534,7 @@ func (r *Reconciler) start(ctx context.Context, t *api.Task) {
 		Env:         t.Spec.Env,
 		Workdir:     t.Spec.Workdir,
 		User:        t.Spec.User,
-		Hostname:    t.Name,
+		Hostname:    api.TaskHostname(t),
 		Limits:      t.Spec.Resources.Limits,
 		TaskID:      t.ID,
 		Labels:      map[string]string{"shoal.service": t.Service, "shoal.task": t.Name},
@@ -542,6 +542,13 @@ func (r *Reconciler) start(ctx context.Context, t *api.Task) {
 		StopGrace:   t.Spec.StopGracePeriod,
 		Files:       files,
 		Mounts:      t.Spec.Mounts,
+		ReadOnly:    t.Spec.ReadOnly,
+		CapAdd:      t.Spec.CapAdd,
+		CapDrop:     t.Spec.CapDrop,
+		Sysctls:     t.Spec.Sysctls,
+		Ulimits:     t.Spec.Ulimits,
+		StopSignal:  t.Spec.StopSignal,
+		ExtraHosts:  t.Spec.ExtraHosts,
 	}
 	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskStarting, Timestamp: now()})
 	c, err := r.cfg.Runtime.RunContainer(netloop.WithNetworks(ctx, api.SpecNetworks(t.Spec)), spec)

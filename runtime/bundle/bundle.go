@@ -61,6 +61,10 @@ type Input struct {
 	Limits          api.Resources
 	Files           []ocispec.FileMount
 	Mounts          []api.Mount
+	ReadOnly        bool
+	CapAdd, CapDrop []string
+	Sysctls         map[string]string
+	Ulimits         []api.Ulimit
 
 	uid, gid  uint32
 	extraGIDs []uint32
@@ -146,6 +150,10 @@ func Write(h Host, p layout.Paths, b Input, aside bool) error {
 	in.CgroupsPath = filepath.Join(h.CgroupParent, b.ID)
 	in.NetnsPath = p.Netns
 	in.NoSeccomp = h.NoSeccomp
+	in.ReadOnlyRootfs = b.ReadOnly
+	in.CapAdd, in.CapDrop = b.CapAdd, b.CapDrop
+	in.Sysctls = b.Sysctls
+	in.Ulimits = b.Ulimits
 	s, err := ocispec.BuildSpec(in)
 	if err != nil {
 		return err

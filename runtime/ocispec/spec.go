@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/containeropts"
 )
 
 // Sentinel errors of spec building; the runtime returns them as its own
@@ -89,6 +91,18 @@ type SpecInput struct {
 	// sources are directories of VolumesDir (see ociMounts).
 	Mounts     []api.Mount
 	VolumesDir string
+	// ReadOnlyRootfs makes runc remount the rootfs read-only once every
+	// mount is in place (root.readonly): the mounts above keep their
+	// own modes.
+	ReadOnlyRootfs bool
+	// CapAdd and CapDrop change DefaultCapabilities, Docker's way
+	// (containeropts.Capabilities).
+	CapAdd, CapDrop []string
+	// Sysctls are written by runc in the container's namespaces
+	// (containeropts.SysctlProblem says which may be).
+	Sysctls map[string]string
+	// Ulimits become the process's rlimits (containeropts.UlimitProblem).
+	Ulimits []api.Ulimit
 }
 
 // BuildSpec turns in into an OCI runtime spec: Docker's default isolation
@@ -119,7 +133,10 @@ func BuildSpec(in SpecInput) (*specs.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	caps := slices.Clone(DefaultCapabilities)
+	caps, err := containeropts.Capabilities(DefaultCapabilities, in.CapAdd, in.CapDrop)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidSpec, err)
+	}
 	args := append([]string{InitPath, "--"}, in.Args...)
 	// 0, as Docker sets it: runc leaves an unset score as its own, which
 	// is the agent's (-500 under scripts/packaging/shoal.service), so
@@ -131,7 +148,7 @@ func BuildSpec(in SpecInput) (*specs.Spec, error) {
 	s := &specs.Spec{
 		Version:  specs.Version,
 		Hostname: in.Hostname,
-		Root:     &specs.Root{Path: in.RootfsPath},
+		Root:     &specs.Root{Path: in.RootfsPath, Readonly: in.ReadOnlyRootfs},
 		Process: &specs.Process{
 			Args: args,
 			Env:  slices.Clone(in.Env),
@@ -159,6 +176,22 @@ func BuildSpec(in SpecInput) (*specs.Spec, error) {
 			MaskedPaths:   slices.Clone(MaskedPaths),
 			ReadonlyPaths: slices.Clone(ReadonlyPaths),
 		},
+	}
+	for _, k := range slices.Sorted(maps.Keys(in.Sysctls)) {
+		if p := containeropts.SysctlProblem(k, in.Sysctls[k]); p != "" {
+			return nil, fmt.Errorf("%w: sysctl %s", ErrInvalidSpec, p)
+		}
+	}
+	if len(in.Sysctls) > 0 {
+		s.Linux.Sysctl = maps.Clone(in.Sysctls)
+	}
+	if p := containeropts.UlimitsProblems("ulimits", in.Ulimits); len(p) > 0 {
+		return nil, fmt.Errorf("%w: %s", ErrInvalidSpec, strings.Join(p, "; "))
+	}
+	for _, u := range in.Ulimits {
+		typ, _ := containeropts.RlimitType(u.Name)
+		s.Process.Rlimits = append(s.Process.Rlimits, specs.POSIXRlimit{
+			Type: typ, Soft: containeropts.RlimitValue(u.Soft), Hard: containeropts.RlimitValue(u.Hard)})
 	}
 	if !in.NoSeccomp {
 		sc, err := defaultSeccomp(s)

@@ -50,6 +50,19 @@ type Spec struct {
 	Files []ocispec.FileMount `json:"files,omitempty"`
 	// Mounts are volumes, bind mounts and tmpfs (runtime/volume).
 	Mounts []api.Mount `json:"mounts,omitempty"`
+	// ReadOnly mounts the rootfs read-only (the /etc files, Files and
+	// Mounts keep their own modes).
+	ReadOnly bool `json:"read_only,omitempty"`
+	// CapAdd and CapDrop change the default capabilities
+	// (containeropts.Capabilities).
+	CapAdd  []string `json:"cap_add,omitempty"`
+	CapDrop []string `json:"cap_drop,omitempty"`
+	// Sysctls are set in the container's namespaces (containeropts.SysctlProblem).
+	Sysctls map[string]string `json:"sysctls,omitempty"`
+	// Ulimits become the process's rlimits.
+	Ulimits []api.Ulimit `json:"ulimits,omitempty"`
+	// StopSignal is sent on Stop instead of SIGTERM (containeropts.ParseSignal).
+	StopSignal string `json:"stop_signal,omitempty"`
 }
 
 // Record is the persisted part of a container (Root/containers/<id>/container.json).

@@ -74,6 +74,22 @@ var supportedAttributes = []tree.Path{
 	"services.*.user",
 	"services.*.labels.*",
 	"services.*.stop_grace_period",
+	// Container options (options.go).
+	"services.*.read_only",
+	"services.*.stop_signal",
+	"services.*.hostname",
+	"services.*.extra_hosts",
+	"services.*.extra_hosts.*",
+	// Every Shoal container runs shoal-init as PID 1 (runtime/init), which
+	// is what init: true asks for (Docker's --init, tini): taken silently.
+	// init: false cannot be honoured and is reported (unsupportedValues).
+	"services.*.init",
+	"services.*.cap_add",
+	"services.*.cap_drop",
+	"services.*.sysctls.*",
+	"services.*.ulimits.*",
+	"services.*.ulimits.*.soft",
+	"services.*.ulimits.*.hard",
 	// The compose specification's service-level forms of deploy's
 	// (compose-go refuses distinct values in both places).
 	"services.*.scale",
@@ -165,10 +181,14 @@ var supportedAttributes = []tree.Path{
 
 // unsupportedValues flag supported keys whose value Shoal cannot honour:
 // a service is reached through its virtual IP, never by DNS round robin
-// (dnsrr is reported and the service gets a VIP).
+// (dnsrr is reported and the service gets a VIP); every container has
+// shoal-init as PID 1 (init: false is reported).
 var unsupportedValues = []loader.UnsupportedAttributePattern{{
 	Path:   "services.*.deploy.endpoint_mode",
 	Detect: func(v any) bool { return v != "vip" },
+}, {
+	Path:   "services.*.init",
+	Detect: func(v any) bool { return v != true },
 }}
 
 // refusedValue is a value Load refuses: one that would not be an error to
@@ -400,6 +420,7 @@ func serviceSpec(stack string, cs types.ServiceConfig) (api.ServiceSpec, []error
 	spec.Labels = map[string]string{}
 	maps.Copy(spec.Labels, cs.Labels)
 	dur(".stop_grace_period", cs.StopGracePeriod, &spec.StopGracePeriod)
+	containerOptions(&spec, cs, bad)
 
 	for i, p := range cs.Ports {
 		key := fmt.Sprintf(".ports[%d]", i)

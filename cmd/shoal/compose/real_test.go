@@ -191,6 +191,13 @@ func TestComposeRealFiles(t *testing.T) {
 					s.Env = []string{"APP_SECRET=abc", "EMPTY=", "FROM_ENV=x", "MODE=prod"}
 					s.Workdir, s.User = "/srv/app", "1000:1000"
 					s.StopGracePeriod = 90 * time.Second
+					s.ReadOnly = true
+					s.StopSignal = "SIGQUIT"
+					s.Hostname = "app-host"
+					s.ExtraHosts = []string{"somehost:162.242.195.82"}
+					s.CapAdd, s.CapDrop = []string{"CAP_NET_ADMIN"}, []string{"ALL"}
+					s.Sysctls = map[string]string{"net.core.somaxconn": "1024"}
+					s.Ulimits = []api.Ulimit{{Name: "nofile", Soft: 20000, Hard: 40000}, {Name: "nproc", Soft: 65535, Hard: 65535}}
 				}),
 				st("shellform", "example/app:3", func(s *api.ServiceSpec) {
 					s.Entrypoint = []string{"/bin/sh", "-c"}
@@ -199,10 +206,10 @@ func TestComposeRealFiles(t *testing.T) {
 			},
 			// What Swarm runs and Shoal's spec cannot say yet, and what
 			// docker stack ignores too (network_mode, privileged).
-			ignored: []string{"services.app.cap_add", "services.app.cap_drop", "services.app.dns", "services.app.extra_hosts",
-				"services.app.hostname", "services.app.init", "services.app.logging", "services.app.network_mode",
-				"services.app.privileged", "services.app.read_only", "services.app.stop_signal", "services.app.sysctls",
-				"services.app.tty", "services.app.ulimits"},
+			ignored: []string{"services.app.dns",
+				"services.app.logging", "services.app.network_mode",
+				"services.app.privileged",
+				"services.app.tty"},
 		},
 		{
 			dir: "override", files: []string{"docker-compose.yml", "docker-compose.prod.yml"},

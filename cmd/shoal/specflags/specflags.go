@@ -53,7 +53,7 @@ func Flags(update bool) []cli.Flag {
 		&cli.DurationFlag{Name: "restart-delay", Usage: "delay between restarts (default 5s)"},
 		&cli.IntFlag{Name: "restart-max-attempts", Usage: "maximum restarts per window (0 = unlimited)"},
 		&cli.DurationFlag{Name: "restart-window", Usage: "window in which restarts are counted"},
-		&cli.DurationFlag{Name: "stop-grace-period", Usage: "time to wait after SIGTERM before SIGKILL (default 10s)"},
+		&cli.DurationFlag{Name: "stop-grace-period", Usage: "time to wait after the stop signal (SIGTERM) before SIGKILL (default 10s)"},
 		&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory in the container"},
 		&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "user[:group] in the container"},
 		&cli.StringFlag{Name: "entrypoint", Usage: "override the image's entrypoint"},
@@ -109,6 +109,7 @@ func Flags(update bool) []cli.Flag {
 			&cli.StringSliceFlag{Name: "network", Usage: "network to join (repeatable; default: the default network)"},
 		)
 	}
+	flags = append(flags, optionFlags(update)...)
 	helpDefaults(flags, update)
 	flags = append(flags, WithRegistryAuthFlag())
 	return append(flags, WaitFlags()...)
@@ -245,6 +246,9 @@ func Apply(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 		spec.User = c.String("user")
 	}
 	if err := SetParsed(c, "entrypoint", SplitWords, &spec.Entrypoint); err != nil {
+		return err
+	}
+	if err := applyOptions(c, spec, update); err != nil {
 		return err
 	}
 	lists := applyCreateLists

@@ -28,7 +28,14 @@ func MaterialEqual(a, b *api.ServiceSpec) bool {
 		a.ForceUpdate == b.ForceUpdate &&
 		slices.Equal(api.SpecNetworks(*a), api.SpecNetworks(*b)) && // a task's interfaces are set at start
 		slices.Equal(a.Mounts, b.Mounts) && // mounts are made at container creation
-		fileRefsEqual(a, b)
+		fileRefsEqual(a, b) &&
+		a.ReadOnly == b.ReadOnly &&
+		slices.Equal(a.CapAdd, b.CapAdd) && slices.Equal(a.CapDrop, b.CapDrop) &&
+		maps.Equal(a.Sysctls, b.Sysctls) &&
+		slices.Equal(a.Ulimits, b.Ulimits) &&
+		a.StopSignal == b.StopSignal && // kept in the container's record
+		a.Hostname == b.Hostname &&
+		slices.Equal(a.ExtraHosts, b.ExtraHosts)
 }
 
 // fileRefsEqual compares the secrets and configs of two specs: changing

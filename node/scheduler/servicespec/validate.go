@@ -230,6 +230,7 @@ func Validate(spec api.ServiceSpec) error {
 	p = append(p, api.MountsProblems(spec.Mounts)...)
 	nonNegative(bad, "disconnect_grace", spec.DisconnectGrace)
 	p = append(p, autoscaleProblems(spec)...)
+	p = append(p, optionProblems(spec)...)
 	if len(p) == 0 {
 		return nil
 	}

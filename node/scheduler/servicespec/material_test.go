@@ -1,0 +1,41 @@
+package servicespec
+
+import (
+	"testing"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// TestMaterialEqualContainerOptions: a change of a container option
+// replaces the tasks (they are set when the container is made), as any
+// other change of what the tasks run.
+func TestMaterialEqualContainerOptions(t *testing.T) {
+	base := func() api.ServiceSpec { return api.ServiceSpec{Name: "web", Image: "nginx"} }
+	tests := []struct {
+		name   string
+		mutate func(*api.ServiceSpec)
+	}{
+		{"read_only", func(s *api.ServiceSpec) { s.ReadOnly = true }},
+		{"cap_add", func(s *api.ServiceSpec) { s.CapAdd = []string{"CAP_NET_ADMIN"} }},
+		{"cap_drop", func(s *api.ServiceSpec) { s.CapDrop = []string{"CAP_NET_RAW"} }},
+		{"ulimits", func(s *api.ServiceSpec) { s.Ulimits = []api.Ulimit{{Name: "nofile", Soft: 1, Hard: 2}} }},
+		{"stop_signal", func(s *api.ServiceSpec) { s.StopSignal = "SIGQUIT" }},
+		{"hostname", func(s *api.ServiceSpec) { s.Hostname = "app-host" }},
+		{"extra_hosts", func(s *api.ServiceSpec) { s.ExtraHosts = []string{"db:10.0.0.5"} }},
+		{"sysctls", func(s *api.ServiceSpec) { s.Sysctls = map[string]string{"net.core.somaxconn": "1024"} }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := base(), base()
+			tt.mutate(&b)
+			if MaterialEqual(&a, &b) {
+				t.Error("a change of " + tt.name + " is not material: the tasks would keep running the old spec")
+			}
+			c := base()
+			tt.mutate(&c)
+			if !MaterialEqual(&b, &c) {
+				t.Error("equal specs differ")
+			}
+		})
+	}
+}
