@@ -12,7 +12,8 @@ import (
 // the planner's test of an outdated task (a rolling update replaces tasks
 // whose spec is not materially equal to the service's).
 // Replicas, ports (served by the routing mesh), restart, update and rollback
-// policies are not material.
+// policies are not material, and neither are labels: they are the service's,
+// no container carries them (as docker's --label, not --container-label).
 func MaterialEqual(a, b *api.ServiceSpec) bool {
 	return a.Image == b.Image &&
 		slices.Equal(a.Command, b.Command) &&
@@ -20,7 +21,6 @@ func MaterialEqual(a, b *api.ServiceSpec) bool {
 		slices.Equal(a.Env, b.Env) &&
 		a.Workdir == b.Workdir &&
 		a.User == b.User &&
-		maps.Equal(a.Labels, b.Labels) &&
 		a.Resources == b.Resources &&
 		slices.Equal(a.Constraints, b.Constraints) &&
 		healthEqual(a.Healthcheck, b.Healthcheck) &&

@@ -39,3 +39,15 @@ func TestMaterialEqualContainerOptions(t *testing.T) {
 		})
 	}
 }
+
+// TestMaterialEqualLabels: a service's labels are the service's (no
+// container carries them), so changing them rolls no task, as docker's
+// `service update --label-add`.
+func TestMaterialEqualLabels(t *testing.T) {
+	a := api.ServiceSpec{Name: "web", Image: "nginx", Labels: map[string]string{"tier": "front"}}
+	b := a
+	b.Labels = map[string]string{"tier": "back", "owner": "team-a"}
+	if !MaterialEqual(&a, &b) {
+		t.Error("a change of labels alone would replace every task")
+	}
+}
