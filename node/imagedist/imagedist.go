@@ -150,33 +150,45 @@ func ServeLogs(ctx context.Context, logs Logs, call *clusterport.Call) {
 // RemoteLogs streams a container's logs from the node at addr into send,
 // until the logs end, ctx ends or send returns false.
 func RemoteLogs(ctx context.Context, call Caller, addr, containerID string, opts runtime.LogOptions, send func(api.LogLine) bool) error {
-	req := wire.LogsRequest{ContainerID: containerID, Follow: opts.Follow, Tail: opts.Tail}
-	if !opts.Since.IsZero() {
-		b, _ := opts.Since.MarshalText()
-		req.Since = string(b)
-	}
+	req := wire.LogsRequest{ContainerID: containerID, Follow: opts.Follow, Tail: opts.Tail, Since: sinceText(opts)}
 	return call(ctx, addr, wire.MethodLogs, req, nil, func(r io.Reader) error {
-		br, ok := r.(*bufio.Reader)
-		if !ok {
-			br = bufio.NewReader(r)
-		}
-		for {
-			line, err := wire.ReadLine(br, maxRemoteLogLine)
-			if err != nil {
-				if errors.Is(err, io.EOF) {
-					return nil
-				}
-				return fmt.Errorf("logs from %s: %w", addr, err)
-			}
-			var l api.LogLine
-			if err := json.Unmarshal(line, &l); err != nil {
-				return fmt.Errorf("logs from %s: %w", addr, err)
-			}
-			if !send(l) {
+		return readLogLines(r, addr, func(l api.LogLine) (bool, error) { return send(l), nil })
+	})
+}
+
+// sinceText is opts.Since as a logs request carries it ("" for none).
+func sinceText(opts runtime.LogOptions) string {
+	if opts.Since.IsZero() {
+		return ""
+	}
+	b, _ := opts.Since.MarshalText()
+	return string(b)
+}
+
+// readLogLines decodes the JSON lines of a log stream from addr, each
+// bounded by maxRemoteLogLine, into each until the stream ends or each
+// says stop (false) or fails.
+func readLogLines[T any](r io.Reader, addr string, each func(T) (bool, error)) error {
+	br, ok := r.(*bufio.Reader)
+	if !ok {
+		br = bufio.NewReader(r)
+	}
+	for {
+		line, err := wire.ReadLine(br, maxRemoteLogLine)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
 				return nil
 			}
+			return fmt.Errorf("logs from %s: %w", addr, err)
 		}
-	})
+		var l T
+		if err := json.Unmarshal(line, &l); err != nil {
+			return fmt.Errorf("logs from %s: %w", addr, err)
+		}
+		if more, err := each(l); err != nil || !more {
+			return err
+		}
+	}
 }
 
 // maxRemoteLogLine bounds one log line a peer streams: a stored line is at

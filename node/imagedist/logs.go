@@ -126,35 +126,14 @@ func RemoteLogsMulti(ctx context.Context, call Caller, addr string, containerIDs
 // remoteLogsChunk is one MethodLogsMulti call, or the per-container
 // fallback for an older node.
 func remoteLogsChunk(ctx context.Context, call Caller, addr string, ids []string, opts runtime.LogOptions, send func(int, api.LogLine) bool) error {
-	req := wire.LogsMultiRequest{ContainerIDs: ids, Follow: opts.Follow, Tail: opts.Tail}
-	if !opts.Since.IsZero() {
-		b, _ := opts.Since.MarshalText()
-		req.Since = string(b)
-	}
+	req := wire.LogsMultiRequest{ContainerIDs: ids, Follow: opts.Follow, Tail: opts.Tail, Since: sinceText(opts)}
 	err := call(ctx, addr, wire.MethodLogsMulti, req, nil, func(r io.Reader) error {
-		br, ok := r.(*bufio.Reader)
-		if !ok {
-			br = bufio.NewReader(r)
-		}
-		for {
-			line, err := wire.ReadLine(br, maxRemoteLogLine)
-			if err != nil {
-				if errors.Is(err, io.EOF) {
-					return nil
-				}
-				return fmt.Errorf("logs from %s: %w", addr, err)
-			}
-			var l wire.LogsMultiLine
-			if err := json.Unmarshal(line, &l); err != nil {
-				return fmt.Errorf("logs from %s: %w", addr, err)
-			}
+		return readLogLines(r, addr, func(l wire.LogsMultiLine) (bool, error) {
 			if l.C < 0 || l.C >= len(ids) {
-				return fmt.Errorf("logs from %s: line of container %d, asked for %d", addr, l.C, len(ids))
+				return false, fmt.Errorf("logs from %s: line of container %d, asked for %d", addr, l.C, len(ids))
 			}
-			if !send(l.C, l.LogLine) {
-				return nil
-			}
-		}
+			return send(l.C, l.LogLine), nil
+		})
 	})
 	if err == nil || !unknownMethod(err, wire.MethodLogsMulti) {
 		return err
