@@ -730,3 +730,36 @@ func TestAttachRestoresContainerMAC(t *testing.T) {
 	}
 	ping(t, names["c1"], ips["c2"])
 }
+
+// TestRepairGuardAfterForeignFlush: a guard table someone else deleted
+// (`nft flush ruleset`) is made again, whole, by the next RepairGuard,
+// which the network loop runs on every pass; an intact table is left
+// alone. Before, only Setup's 30 s resync made it again, and until then a
+// container could forge its source address.
+func TestRepairGuardAfterForeignFlush(t *testing.T) {
+	requireNetAdmin(t)
+	a := newHosts(t, 1)[0]
+	a.start(t, t)
+	_, ips, _ := attachAll(t, a, "c1", "c2")
+	want := []string{guardEntry("c1", ips["c1"]), guardEntry("c2", ips["c2"])}
+	slices.Sort(want)
+	if repaired, err := a.ov.RepairGuard(); err != nil || repaired {
+		t.Fatalf("RepairGuard of an intact table: repaired %v, %v", repaired, err)
+	}
+	sh(t, "ip", "netns", "exec", a.ns, "nft", "flush", "ruleset")
+	if d := readGuard(t, a); d.exists {
+		t.Fatal("the table survived nft flush ruleset")
+	}
+	if repaired, err := a.ov.RepairGuard(); err != nil || !repaired {
+		t.Fatalf("RepairGuard after a flush: repaired %v, %v", repaired, err)
+	}
+	d := readGuard(t, a)
+	ports := []string{VethName("c1"), VethName("c2")}
+	slices.Sort(ports)
+	if !d.exists || d.rules != 4 || !slices.Equal(d.addrs, want) || !slices.Equal(d.ports, ports) {
+		t.Fatalf("after the repair: table exists=%v rules=%d (want 4)\nentries %q\nwant    %q\nports %q, want %q", d.exists, d.rules, d.addrs, want, d.ports, ports)
+	}
+	if repaired, err := a.ov.RepairGuard(); err != nil || repaired {
+		t.Fatalf("RepairGuard right after a repair: repaired %v, %v", repaired, err)
+	}
+}

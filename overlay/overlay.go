@@ -399,6 +399,26 @@ func (o *Overlay) setSysctls() error {
 	})
 }
 
+// RepairGuard makes the anti-spoofing table again when someone else
+// deleted it (guard.Table.Intact), and reports whether it did. Setup does
+// too, but only every ResyncInterval: after an `nft flush ruleset` every
+// container could forge its source for up to 30 s. The caller runs it on
+// its every pass.
+func (o *Overlay) RepairGuard() (repaired bool, err error) {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	if o.h == nil || !o.setUp {
+		return false, nil
+	}
+	if ok, err := o.guard.Intact(); err == nil && ok {
+		return false, nil
+	}
+	if err := o.guard.Sync(); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
 // Run keeps the devices and peer entries in place until ctx ends: it
 // re-runs Setup (which re-applies the peers) when netlink reports that one
 // of our devices, its addresses or its routes went away, and every

@@ -324,6 +324,7 @@ func (l *Loop) Run(ctx context.Context) {
 				}
 			}
 			l.syncNetworks(ctx, ns)
+			l.repairGuards(ov)
 			if traffic == nil {
 				traffic = l.startTraffic(ctx, ov.BridgeIP())
 			}
@@ -586,6 +587,28 @@ func (l *Loop) syncWireGuard(self *api.Node, nodes []*api.Node, cluster, nodeSub
 // syncNetworks brings up the overlays of networks new in the state, keeps
 // their peers in step and tears down those of removed networks. Failures
 // are logged and retried on the next pass.
+// repairGuards makes the anti-spoofing table of the default overlay (ov)
+// and of every other network's overlay again where someone else deleted it
+// (overlay.RepairGuard): one netlink request per overlay and pass.
+func (l *Loop) repairGuards(ov *overlay.Overlay) {
+	ovs := []*overlay.Overlay{ov}
+	l.net.mu.RLock()
+	for _, no := range l.net.nets {
+		if no.ov != nil {
+			ovs = append(ovs, no.ov)
+		}
+	}
+	l.net.mu.RUnlock()
+	for _, o := range ovs {
+		switch repaired, err := o.RepairGuard(); {
+		case err != nil:
+			l.log.Warn("anti-spoofing table: check or repair failed; will retry", "err", err)
+		case repaired:
+			l.log.Warn("anti-spoofing table removed by someone else; made again")
+		}
+	}
+}
+
 func (l *Loop) syncNetworks(ctx context.Context, ns netplan.State) {
 	self, c := ns.Node(l.cfg.NodeID), ns.Cluster
 	if self == nil || self.Subnet == "" || c == nil {

@@ -113,6 +113,28 @@ func (t *Table) Delete() error {
 	return nil
 }
 
+// Intact reports whether the table is in the kernel with its chains and
+// sets: someone else's `nft flush ruleset` (an nftables service restart, a
+// firewall reload) deletes it, and until it is made again no port of the
+// bridge is checked. One netlink request, cheap enough for a loop's every
+// pass.
+func (t *Table) Intact() (bool, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c, err := t.conn()
+	if err != nil {
+		return false, err
+	}
+	tbl, err := c.ListTableOfFamily(TableName(t.cfg.Bridge), nftables.TableFamilyBridge)
+	if errors.Is(err, unix.ENOENT) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("list nftables table bridge %s: %w", TableName(t.cfg.Bridge), err)
+	}
+	return tbl.Use > 0, nil
+}
+
 // conn opens an nftables connection in the programmed namespace.
 func (t *Table) conn() (*nftables.Conn, error) {
 	var opts []nftables.ConnOption
