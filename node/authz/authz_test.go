@@ -78,6 +78,10 @@ func TestAuthorizeTable(t *testing.T) {
 		command.TypeRotateCA:         internal(command.RotateCA{ExpectFingerprint: "f"}),
 		command.TypeFinishCARotation: internal(command.FinishCARotation{CAFingerprint: "f"}),
 		command.TypeSetNodeCert:      internal(command.SetNodeCert{ID: me, Serial: "s9"}),
+		// A node's renewal and its confirmation go through the renewal
+		// RPCs; the leader proposes both.
+		command.TypeStageNodeCert:    internal(command.StageNodeCert{ID: me, Serial: "s9", CAFingerprint: "f"}),
+		command.TypeConfirmNodeCert:  internal(command.ConfirmNodeCert{ID: me, Serial: "s9"}),
 		command.TypeRecordCertExpiry: internal(command.RecordCertExpiry{Serial: "s1", NotAfter: now.Add(1000 * time.Hour)}),
 		command.TypeTrimRevoked:      internal(command.TrimRevoked{ExpiredBefore: now}),
 		// Secrets and configs.
