@@ -131,6 +131,13 @@ func ServeLogs(ctx context.Context, logs Logs, call *clusterport.Call) {
 		_ = call.Reply(nil, err)
 		return
 	}
+	streamLines(call, ch)
+}
+
+// streamLines answers call with an empty reply, then writes ch's values
+// as JSON lines until ch closes or the peer stops reading; a batch is
+// flushed whenever ch has nothing more waiting.
+func streamLines[T any](call *clusterport.Call, ch <-chan T) {
 	if err := call.Reply(struct{}{}, nil); err != nil {
 		return
 	}

@@ -11,7 +11,6 @@ package imagedist
 // container, as before.
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -69,20 +68,7 @@ func ServeLogsMulti(ctx context.Context, logs Logs, call *clusterport.Call) {
 		}()
 	}
 	go func() { wg.Wait(); close(merged) }()
-	if err := call.Reply(struct{}{}, nil); err != nil {
-		return
-	}
-	w := bufio.NewWriter(call)
-	enc := json.NewEncoder(w)
-	for l := range merged {
-		if enc.Encode(l) != nil {
-			return
-		}
-		if len(merged) == 0 && w.Flush() != nil {
-			return
-		}
-	}
-	_ = w.Flush()
+	streamLines(call, merged)
 }
 
 // RemoteLogsMulti streams the logs of containerIDs, all on the node at
