@@ -23,6 +23,11 @@ func ServiceNameProblem(name string) string { return labelProblem("service", nam
 // network.
 func NetworkNameProblem(name string) string { return labelProblem("network", name) }
 
+// AliasProblem returns why name cannot be a service's network alias
+// (ServiceSpec.NetworkAliases), or "": the service rule, since an alias
+// resolves like the service's name.
+func AliasProblem(name string) string { return labelProblem("network alias", name) }
+
 // labelProblem is the rule of ServiceNameProblem for a kind of name.
 func labelProblem(kind, name string) string {
 	if name == "" {

@@ -300,7 +300,31 @@ type ServiceSpec struct {
 	// ExtraHosts are lines added to the tasks' /etc/hosts, HOST:IP each
 	// (`--host db:10.0.0.5`, compose extra_hosts).
 	ExtraHosts []string `json:"extra_hosts,omitempty"`
+
+	// EndpointMode is how the service is reached by name
+	// (`--endpoint-mode`, compose deploy.endpoint_mode): EndpointVIP (or
+	// empty, the default) gives it a VIP on each of its networks that its
+	// name resolves to and the load balancer spreads; EndpointDNSRR gives
+	// it none: its name resolves to its running tasks' addresses, as
+	// tasks.NAME does, and no ingress-published port can reach it.
+	EndpointMode string `json:"endpoint_mode,omitempty"`
+	// NetworkAliases are extra names of the service, per network
+	// (`--network name=back,alias=www`, compose
+	// services.X.networks.back.aliases): each resolves on that network
+	// only, like the service's name (its VIP there, or its tasks under
+	// dnsrr). Keys are among the service's networks.
+	NetworkAliases map[string][]string `json:"network_aliases,omitempty"`
 }
+
+// Endpoint modes of a service (ServiceSpec.EndpointMode).
+const (
+	EndpointVIP   = "vip"
+	EndpointDNSRR = "dnsrr"
+)
+
+// IsDNSRR reports whether s is reached by DNS round robin: no VIP, its
+// name answers with its tasks' addresses.
+func IsDNSRR(s ServiceSpec) bool { return s.EndpointMode == EndpointDNSRR }
 
 // TaskHostname is the hostname of t's container: the spec's Hostname, or
 // else the task's name (node/reconciler). Its resolver takes the part

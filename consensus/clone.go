@@ -39,6 +39,12 @@ func cloneSpec(s api.ServiceSpec) api.ServiceSpec {
 	c.Sysctls = maps.Clone(s.Sysctls)
 	c.Ulimits = slices.Clone(s.Ulimits)
 	c.ExtraHosts = slices.Clone(s.ExtraHosts)
+	if s.NetworkAliases != nil {
+		c.NetworkAliases = make(map[string][]string, len(s.NetworkAliases))
+		for n, as := range s.NetworkAliases {
+			c.NetworkAliases[n] = slices.Clone(as)
+		}
+	}
 	if s.Autoscale != nil {
 		a := *s.Autoscale
 		c.Autoscale = &a

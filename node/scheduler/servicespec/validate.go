@@ -61,6 +61,9 @@ func Defaults(spec api.ServiceSpec) api.ServiceSpec {
 	if spec.StopGracePeriod == 0 {
 		spec.StopGracePeriod = DefaultStopGracePeriod
 	}
+	if spec.EndpointMode == api.EndpointVIP {
+		spec.EndpointMode = "" // the default: one spelling, so specs compare equal
+	}
 	if len(spec.Ports) > 0 {
 		ports := make([]api.PortConfig, len(spec.Ports))
 		copy(ports, spec.Ports)
@@ -231,6 +234,7 @@ func Validate(spec api.ServiceSpec) error {
 	nonNegative(bad, "disconnect_grace", spec.DisconnectGrace)
 	p = append(p, autoscaleProblems(spec)...)
 	p = append(p, optionProblems(spec)...)
+	p = append(p, endpointProblems(spec)...)
 	if len(p) == 0 {
 		return nil
 	}
