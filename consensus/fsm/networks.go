@@ -151,9 +151,12 @@ func applyDeleteNetwork(w *consensus.WriteTxn, c command.DeleteNetwork) (any, er
 // service stays on the network, allocated otherwise. The VIP on the default
 // network is s.VIP (allocated from the cluster's VIP range); a service that
 // is not on the default network has none. cl is stored by the caller when
-// changed is true.
+// changed is true. A dnsrr service (api.IsDNSRR) gets no VIP on any
+// network: a switch to dnsrr releases its VIPs (free for the next
+// allocation), a switch back allocates new ones.
 func assignNetworks(w *consensus.WriteTxn, cl *consensus.ClusterState, s, old *api.Service) (changed bool, err error) {
 	names := api.SpecNetworks(s.Spec)
+	dnsrr := api.IsDNSRR(s.Spec)
 	seen := map[string]bool{}
 	vips := map[string]string{}
 	for _, name := range names {
@@ -161,6 +164,9 @@ func assignNetworks(w *consensus.WriteTxn, cl *consensus.ClusterState, s, old *a
 			return false, fmt.Errorf("network %s listed twice: %w", name, consensus.ErrInvalid)
 		}
 		seen[name] = true
+		if name == api.DefaultNetwork && dnsrr {
+			continue
+		}
 		if name == api.DefaultNetwork {
 			if s.VIP == "" && cl != nil && cl.VIPCIDR != "" {
 				vip, err := alloc.VIP(w, cl)
@@ -182,6 +188,9 @@ func assignNetworks(w *consensus.WriteTxn, cl *consensus.ClusterState, s, old *a
 		if err != nil {
 			return false, fmt.Errorf("network %s: stored subnet %q: %w", name, n.Subnet, consensus.ErrInvalid)
 		}
+		if dnsrr {
+			continue
+		}
 		if old != nil {
 			if v, err := netip.ParseAddr(old.VIPs[name]); err == nil && subnet.Contains(v) {
 				vips[name] = v.String()
@@ -194,7 +203,7 @@ func assignNetworks(w *consensus.WriteTxn, cl *consensus.ClusterState, s, old *a
 		}
 		vips[name] = vip
 	}
-	if !seen[api.DefaultNetwork] {
+	if !seen[api.DefaultNetwork] || dnsrr {
 		s.VIP = ""
 	}
 	s.VIPs = vips

@@ -24,6 +24,9 @@ func applyCreateService(w *consensus.WriteTxn, c command.CreateService) (any, er
 	if err := checkService(w, s, nil); err != nil {
 		return nil, fmt.Errorf("create service %s: %w", s.Name, err)
 	}
+	if err := checkAliases(w, s, nil); err != nil {
+		return nil, fmt.Errorf("create service %s: %w", s.Name, err)
+	}
 	if err := checkFileRefs(w, s.Spec); err != nil {
 		return nil, fmt.Errorf("create service %s: %w", s.Name, err)
 	}
@@ -67,6 +70,9 @@ func applyUpdateService(w *consensus.WriteTxn, c command.UpdateService) (any, er
 		if s.Name != old.Name {
 			return nil, fmt.Errorf("rename service %s to %s: %w", old.Name, s.Name, err)
 		}
+		return nil, fmt.Errorf("update service %s: %w", old.Name, err)
+	}
+	if err := checkAliases(w, s, old); err != nil {
 		return nil, fmt.Errorf("update service %s: %w", old.Name, err)
 	}
 	if err := checkFileRefs(w, s.Spec); err != nil {
