@@ -126,3 +126,42 @@ func TestDNSStackScope(t *testing.T) {
 		})
 	}
 }
+
+// TestDNSViewsAliasesAndDNSRR: the records node/netplan hands over for a
+// dnsrr service (its name is its tasks' addresses) and for network
+// aliases (on their network's view only) answer only the askers of that
+// network, and a stack's short names still come first for its tasks.
+func TestDNSViewsAliasesAndDNSRR(t *testing.T) {
+	d := New(Config{})
+	d.SetViews(map[string]View{
+		"default": {Subnets: []netip.Prefix{netip.MustParsePrefix("10.42.0.0/16")},
+			Records: Records{"rr": ips("10.42.1.2", "10.42.2.2"), "tasks.rr": ips("10.42.1.2", "10.42.2.2"),
+				"web": ips("10.43.0.10"), "tasks.web": ips("10.42.1.3")}},
+		"back": {Subnets: []netip.Prefix{netip.MustParsePrefix("10.51.0.0/16")},
+			Records: Records{"web": ips("10.51.128.1"), "tasks.web": ips("10.51.0.3"), "www": ips("10.51.128.1"),
+				"db": ips("10.51.128.1"), "shop_db": ips("10.51.128.9")}},
+	}, map[netip.Addr]Source{
+		netip.MustParseAddr("10.51.0.5"): {Networks: []string{"back"}, Stack: "shop"},
+	})
+	for _, c := range []struct {
+		name, from, q string
+		rcode         int
+		want          []string
+	}{
+		{"dnsrr name: every task, no VIP", "10.42.1.9", "rr", miekg.RcodeSuccess, []string{"10.42.1.2", "10.42.2.2"}},
+		{"alias on its network", "10.51.0.7", "www", miekg.RcodeSuccess, []string{"10.51.128.1"}},
+		{"alias in another case", "10.51.0.7", "WWW", miekg.RcodeSuccess, []string{"10.51.128.1"}},
+		{"alias from another network", "10.42.1.9", "www", miekg.RcodeNameError, nil},
+		{"no tasks.ALIAS (as Docker)", "10.51.0.7", "tasks.www", miekg.RcodeNameError, nil},
+		{"the service's own name beside", "10.42.1.9", "web", miekg.RcodeSuccess, []string{"10.43.0.10"}},
+		{"an alias for a task of no stack", "10.51.0.7", "db", miekg.RcodeSuccess, []string{"10.51.128.1"}},
+		{"a stack's short name beats an alias", "10.51.0.5", "db", miekg.RcodeSuccess, []string{"10.51.128.9"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rcode, got := ask(d, c.from, c.q)
+			if rcode != c.rcode || !slices.Equal(got, c.want) {
+				t.Fatalf("%s from %s: rcode %d %v, want %d %v", c.q, c.from, rcode, got, c.rcode, c.want)
+			}
+		})
+	}
+}

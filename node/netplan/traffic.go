@@ -94,25 +94,60 @@ func Traffic[M any](st State, alive map[string]M, self string) (lb.State, map[st
 			if network == api.DefaultNetwork && s.VIP != "" {
 				vip = net.ParseIP(s.VIP)
 			}
+			dnsrr := api.IsDNSRR(s.Spec)
+			if dnsrr {
+				vip = nil // none is allocated; one left in an older record is not used
+			}
+			if v, ok := views[network]; ok {
+				var name []net.IP
+				switch {
+				case dnsrr:
+					name = addrs
+				case vip != nil:
+					name = []net.IP{vip}
+				}
+				if name != nil || dnsrr {
+					v.Records[s.Name] = name
+					for _, a := range s.Spec.NetworkAliases[network] {
+						// A name beats an alias, an older service's alias a
+						// newer one's: the cluster refuses both clashes,
+						// an older state may still hold one.
+						if _, taken := v.Records[a]; !taken {
+							v.Records[a] = name
+						}
+					}
+				}
+				v.Records["tasks."+s.Name] = addrs
+			}
 			ls := lb.Service{Name: s.Name, Network: network, VIP: vip, Backends: backends}
 			if i == 0 {
 				ls.Ports = s.Spec.Ports
+				if dnsrr {
+					ls.Ports = hostPorts(s.Spec.Ports)
+				}
 			} else {
 				ls.Name = s.Name + "@" + network
 			}
 			if vip == nil && len(ls.Ports) == 0 {
-				continue
+				continue // dnsrr: no rule at all unless it publishes in host mode
 			}
 			state.Services = append(state.Services, ls)
-			if v, ok := views[network]; ok {
-				if vip != nil {
-					v.Records[s.Name] = []net.IP{vip}
-				}
-				v.Records["tasks."+s.Name] = addrs
-			}
 		}
 	}
 	return state, views, sources
+}
+
+// hostPorts returns the host-mode ports of ports: all a dnsrr service may
+// publish (without a VIP the routing mesh has nothing to balance over; the
+// leader refuses ingress ports with dnsrr, an older state may hold one).
+func hostPorts(ports []api.PortConfig) []api.PortConfig {
+	var out []api.PortConfig
+	for _, p := range ports {
+		if p.Mode == api.PublishHost {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // TaskIPs returns a task's address on each of its networks: IPs as
