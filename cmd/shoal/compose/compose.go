@@ -106,7 +106,7 @@ var supportedAttributes = []tree.Path{
 	"services.*.deploy.mode",
 	"services.*.deploy.replicas",
 	"services.*.deploy.labels.*",
-	"services.*.deploy.endpoint_mode", // vip only (unsupportedValues)
+	"services.*.deploy.endpoint_mode", // vip or dnsrr (ServiceSpec.EndpointMode)
 	"services.*.deploy.resources.limits.cpus",
 	"services.*.deploy.resources.limits.memory",
 	"services.*.deploy.resources.limits.pids",
@@ -177,16 +177,12 @@ var supportedAttributes = []tree.Path{
 	"networks.*.driver_opts.encrypted", // --encrypted (StackNetworks)
 	"networks.*.labels.*",
 	"networks.*.ipam.config.[].subnet",
+	"services.*.networks.*.aliases", // ServiceSpec.NetworkAliases (serviceAliases)
 }
 
 // unsupportedValues flag supported keys whose value Shoal cannot honour:
-// a service is reached through its virtual IP, never by DNS round robin
-// (dnsrr is reported and the service gets a VIP); every container has
-// shoal-init as PID 1 (init: false is reported).
+// every container has shoal-init as PID 1 (init: false is reported).
 var unsupportedValues = []loader.UnsupportedAttributePattern{{
-	Path:   "services.*.deploy.endpoint_mode",
-	Detect: func(v any) bool { return v != "vip" },
-}, {
 	Path:   "services.*.init",
 	Detect: func(v any) bool { return v != true },
 }}
@@ -365,6 +361,9 @@ func StackSpecs(stack string, p *types.Project) ([]api.ServiceSpec, error) {
 		spec.Mounts, merr = serviceMounts(stack, p.Services[name], p.Volumes)
 		errs = append(errs, merr...)
 		spec.Networks = serviceNetworks(stack, p, p.Services[name])
+		var aerr []error
+		spec.NetworkAliases, aerr = serviceAliases(stack, p, p.Services[name])
+		errs = append(errs, aerr...)
 		specs = append(specs, spec)
 	}
 	if _, err := StackNetworks(stack, p); err != nil {
@@ -509,6 +508,18 @@ func serviceSpec(stack string, cs types.ServiceConfig) (api.ServiceSpec, []error
 			bad(".deploy.mode", "%q: want replicated or global", d.Mode)
 		}
 		maps.Copy(spec.Labels, d.Labels)
+		switch d.EndpointMode {
+		case "", api.EndpointVIP:
+		case api.EndpointDNSRR:
+			spec.EndpointMode = api.EndpointDNSRR
+			for i, p := range cs.Ports {
+				if p.Mode == "" || p.Mode == api.PublishIngress {
+					bad(fmt.Sprintf(".ports[%d]", i), "port published with ingress mode can't be used with dnsrr mode (deploy.endpoint_mode): publish it with mode: host, or use endpoint_mode vip")
+				}
+			}
+		default:
+			bad(".deploy.endpoint_mode", "%q: want vip or dnsrr", d.EndpointMode)
+		}
 		for i, c := range d.Placement.Constraints {
 			con, err := specflags.ParseConstraint(c)
 			if err != nil {
@@ -838,6 +849,40 @@ func serviceNetworks(stack string, p *types.Project, cs types.ServiceConfig) []s
 		return nil
 	}
 	return out
+}
+
+// serviceAliases returns the aliases of a compose service per network
+// (services.X.networks.KEY.aliases, keyed by the Shoal network name), nil
+// when it has none; each is a DNS label, once per network.
+func serviceAliases(stack string, p *types.Project, cs types.ServiceConfig) (map[string][]string, []error) {
+	var out map[string][]string
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(cs.Networks)) {
+		c := cs.Networks[k]
+		if c == nil || len(c.Aliases) == 0 {
+			continue
+		}
+		var list []string
+		for i, a := range c.Aliases {
+			key := fmt.Sprintf("services.%s.networks.%s.aliases[%d]", cs.Name, k, i)
+			if why := api.AliasProblem(a); why != "" {
+				errs = append(errs, &keyError{Path: key, Err: fmt.Errorf("%q: %s", a, why)})
+				continue
+			}
+			if slices.ContainsFunc(list, func(x string) bool { return strings.EqualFold(x, a) }) {
+				errs = append(errs, &keyError{Path: key, Err: fmt.Errorf("%q: listed twice", a)})
+				continue
+			}
+			list = append(list, a)
+		}
+		if len(list) > 0 {
+			if out == nil {
+				out = map[string][]string{}
+			}
+			out[composeNetworkName(stack, k, p.Networks[k])] = list
+		}
+	}
+	return out, errs
 }
 
 // StackNetworks returns the networks the services of p use (the default

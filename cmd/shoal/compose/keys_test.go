@@ -251,20 +251,67 @@ func TestComposeServiceLevelResources(t *testing.T) {
 }
 
 func TestComposeEndpointMode(t *testing.T) {
+	mode := func(s api.ServiceSpec) any { return s.EndpointMode }
 	runKeyCases(t, []keyCase{
 		{
-			name:    "vip is what a service gets",
+			name:    "vip is the default, stored empty",
 			yaml:    "services:\n  app:\n    image: x\n    deploy:\n      endpoint_mode: vip\n",
-			got:     func(s api.ServiceSpec) any { return s.Name },
-			want:    "s_app",
+			got:     mode,
+			want:    "",
 			ignored: []string{},
 		},
 		{
-			name:    "dnsrr is reported",
+			name:    "dnsrr",
 			yaml:    "services:\n  app:\n    image: x\n    deploy:\n      endpoint_mode: dnsrr\n",
-			got:     func(s api.ServiceSpec) any { return s.Name },
-			want:    "s_app",
-			ignored: []string{"services.app.deploy.endpoint_mode"},
+			got:     mode,
+			want:    api.EndpointDNSRR,
+			ignored: []string{},
+		},
+		{
+			name: "dnsrr with a host-mode port",
+			yaml: "services:\n  app:\n    image: x\n    ports: [{target: 80, published: 8080, mode: host}]\n    deploy:\n      endpoint_mode: dnsrr\n",
+			got:  mode,
+			want: api.EndpointDNSRR,
+		},
+		{
+			name: "dnsrr with a mesh port is refused",
+			yaml: "services:\n  app:\n    image: x\n    ports: [\"8080:80\"]\n    deploy:\n      endpoint_mode: dnsrr\n",
+			err:  []string{"services.app.ports[0]: port published with ingress mode can't be used with dnsrr mode"},
+		},
+	})
+}
+
+func TestComposeNetworkAliases(t *testing.T) {
+	aliases := func(s api.ServiceSpec) any { return s.NetworkAliases }
+	runKeyCases(t, []keyCase{
+		{
+			name:    "aliases per network, by the network's Shoal name",
+			yaml:    "services:\n  app:\n    image: x\n    networks:\n      back: {aliases: [www, api]}\n      front: {}\n      default: {aliases: [site]}\nnetworks:\n  back: {}\n  front: {}\n",
+			got:     aliases,
+			want:    map[string][]string{"s_back": {"www", "api"}, api.DefaultNetwork: {"site"}},
+			ignored: []string{},
+		},
+		{
+			name: "an external network keeps its name",
+			yaml: "services:\n  app:\n    image: x\n    networks:\n      shared: {aliases: [www]}\nnetworks:\n  shared: {external: true}\n",
+			got:  aliases,
+			want: map[string][]string{"shared": {"www"}},
+		},
+		{
+			name: "no aliases",
+			yaml: "services:\n  app:\n    image: x\n    networks: [back]\nnetworks:\n  back: {}\n",
+			got:  aliases,
+			want: map[string][]string(nil),
+		},
+		{
+			name: "an alias that is no DNS label",
+			yaml: "services:\n  app:\n    image: x\n    networks:\n      back: {aliases: [www.example.com]}\nnetworks:\n  back: {}\n",
+			err:  []string{`services.app.networks.back.aliases[0]: "www.example.com": character '.' not allowed`},
+		},
+		{
+			name: "an alias twice",
+			yaml: "services:\n  app:\n    image: x\n    networks:\n      back: {aliases: [www, WWW]}\nnetworks:\n  back: {}\n",
+			err:  []string{`services.app.networks.back.aliases[1]: "WWW": listed twice`},
 		},
 	})
 }

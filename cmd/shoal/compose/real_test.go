@@ -140,9 +140,9 @@ func TestComposeRealFiles(t *testing.T) {
 						FailureAction: api.FailureRollback, Monitor: time.Minute, MaxFailureRatio: 0.3}
 					s.RollbackConfig = api.UpdateConfig{Parallelism: 1, Order: api.OrderStopFirst, FailureAction: api.FailurePause, Monitor: 10 * time.Second}
 				}),
-				st("dns", "example/dnsrr:1", nil),
+				st("dns", "example/dnsrr:1", func(s *api.ServiceSpec) { s.EndpointMode = api.EndpointDNSRR }),
 			},
-			ignored: []string{"services.app.deploy.placement.max_replicas_per_node", "services.app.deploy.placement.preferences", "services.dns.deploy.endpoint_mode"},
+			ignored: []string{"services.app.deploy.placement.max_replicas_per_node", "services.app.deploy.placement.preferences"},
 		},
 		{
 			dir: "ports", files: []string{"docker-compose.yml"},
@@ -238,9 +238,10 @@ func TestComposeRealFiles(t *testing.T) {
 						{Type: api.MountTmpfs, Target: "/run"},
 					}
 					s.Networks = []string{"st_private", "st_public"}
+					s.NetworkAliases = map[string][]string{"st_public": {"app-alias"}}
 				}),
 			},
-			ignored: []string{"services.app.networks.private.ipv4_address", "services.app.networks.public.aliases"},
+			ignored: []string{"services.app.networks.private.ipv4_address"},
 			networks: []StackNetwork{
 				{Network: api.Network{Name: "st_private", Subnet: "172.30.0.0/24", Internal: true, Labels: stLabel}},
 				{Network: api.Network{Name: "st_public", Attachable: true, Labels: stLabel}},

@@ -78,7 +78,7 @@ func Command(sh *shell.Shell) *cli.Command {
 				ArgsUsage: "SERVICE...",
 			}, "service", func(ctx context.Context, cl *client.Client, id string) (api.Service, error) {
 				sv, err := shell.Deref(cl.Service(ctx, id))
-				return output.ServiceView(sv), err
+				return inspectView(sv), err
 			}, serviceID),
 			{
 				Name:      "scale",
@@ -440,4 +440,19 @@ func (s *commands) serviceLogs(c *cli.Context) error {
 		return logs.WriteLine(s.Stdout, s.Stderr, l, prefix, ts)
 	})
 	return logs.StreamErr(c.Context, "logs of service "+id, err)
+}
+
+// inspectView is what `service inspect` shows of sv: output.ServiceView,
+// with the endpoint mode spelled out (the stored spec leaves the default,
+// vip, empty) and vips an empty object, never null, for a service that
+// has none (dnsrr).
+func inspectView(sv api.Service) api.Service {
+	sv = output.ServiceView(sv)
+	if sv.Spec.EndpointMode == "" {
+		sv.Spec.EndpointMode = api.EndpointVIP
+	}
+	if sv.VIPs == nil {
+		sv.VIPs = map[string]string{}
+	}
+	return sv
 }

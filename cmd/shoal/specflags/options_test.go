@@ -18,8 +18,9 @@ func applyArgs(t *testing.T, update bool, spec api.ServiceSpec, args ...string) 
 	var applyErr error
 	app := &cli.App{
 		Name: "x", Writer: io.Discard, ErrWriter: io.Discard,
-		Flags:          Flags(update),
-		ExitErrHandler: func(*cli.Context, error) {},
+		DisableSliceFlagSeparator: true, // as cmd/shoal's app: --network name=a,alias=b is one value
+		Flags:                     Flags(update),
+		ExitErrHandler:            func(*cli.Context, error) {},
 		Action: func(c *cli.Context) error {
 			applyErr = Apply(c, &spec, update)
 			return nil

@@ -90,8 +90,8 @@ func Flags(update bool) []cli.Flag {
 			&cli.StringSliceFlag{Name: "config-rm", Usage: "stop mounting a config (by name)"},
 			&cli.StringSliceFlag{Name: "mount-add", Usage: "add or replace a mount (--mount syntax)"},
 			&cli.StringSliceFlag{Name: "mount-rm", Usage: "remove a mount, by target path"},
-			&cli.StringSliceFlag{Name: "network-add", Usage: "join a network (tasks are replaced)"},
-			&cli.StringSliceFlag{Name: "network-rm", Usage: "leave a network (tasks are replaced)"},
+			&cli.StringSliceFlag{Name: "network-add", Usage: "join a network (tasks are replaced): NAME, or name=NAME,alias=ALIAS (repeatable alias) which sets all of the network's aliases, on a network the service is on too (no task is replaced then)"},
+			&cli.StringSliceFlag{Name: "network-rm", Usage: "leave a network (tasks are replaced); its aliases go too"},
 			&cli.BoolFlag{Name: "force", Usage: "replace every task even if nothing changed"},
 			&cli.BoolFlag{Name: "rollback", Usage: "roll back to the previous spec"},
 		)
@@ -106,10 +106,11 @@ func Flags(update bool) []cli.Flag {
 			&cli.StringSliceFlag{Name: "secret", Usage: "mount a secret at /run/secrets: NAME or source=NAME,target=T,mode=0400,uid=U,gid=G (repeatable)"},
 			&cli.StringSliceFlag{Name: "config", Usage: "mount a config: source=NAME,target=/path[,mode=0444] (repeatable)"},
 			MountFlag(),
-			&cli.StringSliceFlag{Name: "network", Usage: "network to join (repeatable; default: the default network)"},
+			&cli.StringSliceFlag{Name: "network", Usage: "network to join: NAME or name=NAME,alias=ALIAS (repeatable, alias too: more names of the service on that network only; default: the default network)"},
 		)
 	}
 	flags = append(flags, optionFlags(update)...)
+	flags = append(flags, endpointFlags()...)
 	helpDefaults(flags, update)
 	flags = append(flags, WithRegistryAuthFlag())
 	return append(flags, WaitFlags()...)
@@ -249,6 +250,9 @@ func Apply(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 		return err
 	}
 	if err := applyOptions(c, spec, update); err != nil {
+		return err
+	}
+	if err := applyEndpointMode(c, spec); err != nil {
 		return err
 	}
 	lists := applyCreateLists
@@ -517,11 +521,16 @@ func parseMount(s string) (api.Mount, error) {
 // (update). Leaving every network puts the service back on the default one.
 func applyNetworks(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 	if !update {
-		for _, n := range c.StringSlice("network") {
-			if n == "" || slices.Contains(spec.Networks, n) {
-				return UsageErrorf("invalid --network %q: empty or given twice", n)
+		for _, v := range c.StringSlice("network") {
+			n, aliases, err := parseNetwork(v)
+			if err != nil {
+				return SpecError("network", err)
+			}
+			if slices.Contains(spec.Networks, n) {
+				return UsageErrorf("invalid --network %q: network %s given twice", v, n)
 			}
 			spec.Networks = append(spec.Networks, n)
+			setAliases(spec, n, aliases)
 		}
 		return nil
 	}
@@ -535,13 +544,18 @@ func applyNetworks(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 			return UsageErrorf("invalid --network-rm %q: the service is not on that network (it is on %s)", n, strings.Join(nets, ", "))
 		}
 		nets = slices.DeleteFunc(nets, func(x string) bool { return x == n })
+		setAliases(spec, n, nil)
 	}
-	for _, n := range add {
-		if n == "" {
-			return UsageErrorf("invalid --network-add: empty name")
+	for _, v := range add {
+		n, aliases, err := parseNetwork(v)
+		if err != nil {
+			return SpecError("network-add", err)
 		}
 		if !slices.Contains(nets, n) {
 			nets = append(nets, n)
+		}
+		if strings.Contains(v, "=") { // the long form says all of the network's aliases
+			setAliases(spec, n, aliases)
 		}
 	}
 	if len(nets) == 1 && nets[0] == api.DefaultNetwork {
