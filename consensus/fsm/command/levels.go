@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/shoal-org/shoal/api"
 )
 
 // Version skew (docs/upgrades.md). A cluster runs two releases side by side
@@ -19,7 +21,7 @@ import (
 // ProtocolLevel is the newest command level this binary can apply. Raise it
 // by one in the change that appends a command type, and give the new type
 // that level in commandSince. Nodes advertise it in their gossip metadata.
-const ProtocolLevel = 3
+const ProtocolLevel = 4
 
 // BaseProtocolLevel is assumed for a node that advertises no level: the
 // builds before the gate existed. Level 1 is every type up to
@@ -72,13 +74,47 @@ var commandSince = map[Type]int{
 	TypeConfirmNodeCert:  3,
 }
 
+// EndpointLevel is the protocol level whose state machine knows a service
+// spec's EndpointMode and NetworkAliases: a dnsrr service holds no VIP, an
+// alias that clashes on a network is refused. An older binary decodes a
+// CreateService or UpdateService without those fields and applies it
+// differently — it would allocate the dnsrr service a VIP, and every
+// later VIP would then differ between replicas — so a command whose spec
+// sets either needs this level (bodySince), though its type is older.
+const EndpointLevel = 4
+
+// bodySince lists the levels that introduced fields an older state machine
+// would apply differently (a test requires ProtocolLevel to cover them).
+var bodySince = []int{EndpointLevel}
+
+// bodyLevel is the level cmd's content needs beyond its type's: the
+// fields of bodySince, for the service commands.
+func bodyLevel(cmd Command) int {
+	var spec *api.ServiceSpec
+	switch c := cmd.(type) {
+	case CreateService:
+		spec = &c.Service.Spec
+	case *CreateService:
+		spec = &c.Service.Spec
+	case UpdateService:
+		spec = &c.Service.Spec
+	case *UpdateService:
+		spec = &c.Service.Spec
+	}
+	if spec != nil && (spec.EndpointMode != "" || len(spec.NetworkAliases) > 0) {
+		return EndpointLevel
+	}
+	return BaseProtocolLevel
+}
+
 // ErrUnsupported: a member of the Raft configuration runs a release too
 // old to apply the command; the leader refuses to propose it until that
 // member is upgraded (or removed).
 var ErrUnsupported = errors.New("command not supported by every node of the cluster yet")
 
 // SinceLevel returns the protocol level a node needs to apply cmd: the level
-// that introduced its type, and for a batch the highest of its commands.
+// that introduced its type or the fields it sets (bodyLevel), and for a
+// batch the highest of its commands.
 func SinceLevel(cmd Command) int {
 	if b, ok := cmd.(Batch); ok {
 		lvl := commandSince[TypeBatch]
@@ -91,7 +127,7 @@ func SinceLevel(cmd Command) int {
 		return SinceLevel(*b)
 	}
 	if lvl, ok := commandSince[cmd.Type()]; ok {
-		return lvl
+		return max(lvl, bodyLevel(cmd))
 	}
 	return ProtocolLevel
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/shoal-org/shoal/api"
 )
 
 // Every type the decoder knows has a since-level, no level is above this
@@ -27,8 +29,37 @@ func TestCommandSinceTable(t *testing.T) {
 			t.Errorf("commandSince lists type %d, which does not decode", typ)
 		}
 	}
+	for _, lvl := range bodySince {
+		top = max(top, lvl)
+	}
 	if top != ProtocolLevel {
-		t.Errorf("ProtocolLevel is %d but the newest type is of level %d", ProtocolLevel, top)
+		t.Errorf("ProtocolLevel is %d but the newest type or field is of level %d", ProtocolLevel, top)
+	}
+}
+
+// TestSinceLevelServiceFields: a service command that sets the endpoint
+// mode or network aliases needs EndpointLevel (an older state machine
+// would allocate VIPs and skip alias checks), in a batch too; one that
+// does not keeps its type's level.
+func TestSinceLevelServiceFields(t *testing.T) {
+	rr := api.Service{Spec: api.ServiceSpec{EndpointMode: api.EndpointDNSRR}}
+	aliased := api.Service{Spec: api.ServiceSpec{NetworkAliases: map[string][]string{"back": {"www"}}}}
+	for _, tc := range []struct {
+		name string
+		cmd  Command
+		want int
+	}{
+		{"plain create", CreateService{}, BaseProtocolLevel},
+		{"plain update", &UpdateService{}, BaseProtocolLevel},
+		{"dnsrr create", CreateService{Service: rr}, EndpointLevel},
+		{"dnsrr update", &UpdateService{Service: rr}, EndpointLevel},
+		{"aliases update", UpdateService{Service: aliased}, EndpointLevel},
+		{"aliases create by pointer", &CreateService{Service: aliased}, EndpointLevel},
+		{"in a batch", Batch{Commands: []Command{TrimTasks{}, CreateService{Service: rr}}}, EndpointLevel},
+	} {
+		if got := SinceLevel(tc.cmd); got != tc.want {
+			t.Errorf("%s: level %d, want %d", tc.name, got, tc.want)
+		}
 	}
 }
 
