@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/shoal-org/shoal/api"
 )
 
 // Version skew (docs/upgrades.md). A cluster runs two releases side by side
@@ -19,7 +21,15 @@ import (
 // ProtocolLevel is the newest command level this binary can apply. Raise it
 // by one in the change that appends a command type, and give the new type
 // that level in commandSince. Nodes advertise it in their gossip metadata.
-const ProtocolLevel = 3
+const ProtocolLevel = 4
+
+// AutoPortLevel is the level that applies a service create or update with
+// a port whose published port is 0 by picking one (consensus/fsm's
+// publishPorts). Older releases refuse such a spec when they apply it
+// while this one stores it: the replicas would diverge, so the leader
+// proposes it only when every member has this level. It is a level of a
+// command's content, not of a type (SinceLevel).
+const AutoPortLevel = 4
 
 // BaseProtocolLevel is assumed for a node that advertises no level: the
 // builds before the gate existed. Level 1 is every type up to
@@ -78,7 +88,8 @@ var commandSince = map[Type]int{
 var ErrUnsupported = errors.New("command not supported by every node of the cluster yet")
 
 // SinceLevel returns the protocol level a node needs to apply cmd: the level
-// that introduced its type, and for a batch the highest of its commands.
+// that introduced its type, and for a batch the highest of its commands;
+// AutoPortLevel for a service write that asks for a published port.
 func SinceLevel(cmd Command) int {
 	if b, ok := cmd.(Batch); ok {
 		lvl := commandSince[TypeBatch]
@@ -90,10 +101,35 @@ func SinceLevel(cmd Command) int {
 	if b, ok := cmd.(*Batch); ok && b != nil {
 		return SinceLevel(*b)
 	}
+	if autoPort(cmd) {
+		return AutoPortLevel
+	}
 	if lvl, ok := commandSince[cmd.Type()]; ok {
 		return lvl
 	}
 	return ProtocolLevel
+}
+
+// autoPort reports whether cmd creates or updates a service with a port
+// that asks the leader for its published port (Published 0).
+func autoPort(cmd Command) bool {
+	var ports []api.PortConfig
+	switch c := cmd.(type) {
+	case CreateService:
+		ports = c.Service.Spec.Ports
+	case *CreateService:
+		ports = c.Service.Spec.Ports
+	case UpdateService:
+		ports = c.Service.Spec.Ports
+	case *UpdateService:
+		ports = c.Service.Spec.Ports
+	}
+	for _, p := range ports {
+		if p.Published == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // PeerLevel is what the leader knows of one member of the Raft
