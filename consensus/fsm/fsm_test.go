@@ -899,7 +899,7 @@ func TestFSMRefusesBrokenInvariants(t *testing.T) {
 			s.Spec.Ports = append(s.Spec.Ports, p(8080, "tcp"))
 		})}, consensus.ErrInUse, "update service db: published port 8080/tcp is taken by service web"},
 		{"port listed twice", newSvc("api", p(9000, "tcp"), p(9000, "")), consensus.ErrInvalid, "9000/tcp listed twice"},
-		{"port zero", newSvc("api", p(0, "tcp")), consensus.ErrInvalid, "out of range"},
+		{"port negative", newSvc("api", p(-1, "tcp")), consensus.ErrInvalid, "out of range"}, // 0 asks for one: TestFSMAutoPorts
 		{"target too big", newSvc("api", api.PortConfig{Published: 9000, Target: 70000}), consensus.ErrInvalid, "out of range"},
 		{"bad protocol", newSvc("api", p(9000, "sctp")), consensus.ErrInvalid, `protocol "sctp"`},
 

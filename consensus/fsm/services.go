@@ -7,6 +7,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm/alloc"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
@@ -20,6 +21,9 @@ func applyCreateService(w *consensus.WriteTxn, c command.CreateService) (any, er
 	}
 	if consensus.First[api.Service](w, consensus.TableServices, consensus.IndexID, s.ID) != nil {
 		return nil, fmt.Errorf("create service %s: %w", s.ID, consensus.ErrExists)
+	}
+	if err := publishPorts(w, s, nil); err != nil {
+		return nil, fmt.Errorf("create service %s: %w", s.Name, err)
 	}
 	if err := checkService(w, s, nil); err != nil {
 		return nil, fmt.Errorf("create service %s: %w", s.Name, err)
@@ -66,6 +70,9 @@ func applyUpdateService(w *consensus.WriteTxn, c command.UpdateService) (any, er
 	if s.VIP == "" {
 		s.VIP = old.VIP
 	}
+	if err := publishPorts(w, s, old); err != nil {
+		return nil, fmt.Errorf("update service %s: %w", old.Name, err)
+	}
 	if err := checkService(w, s, old); err != nil {
 		if s.Name != old.Name {
 			return nil, fmt.Errorf("rename service %s to %s: %w", old.Name, s.Name, err)
@@ -94,6 +101,29 @@ func applyUpdateService(w *consensus.WriteTxn, c command.UpdateService) (any, er
 		return nil, err
 	}
 	return consensus.CloneService(s), nil
+}
+
+// publishPorts gives the ports of s that have no published port (0: `-p
+// 80`, compose "6379") one: on an update the one old publishes for the
+// same target, protocol and mode (api.KeepPublished: the CLI and `stack
+// deploy` resend the spec as written), else the lowest free one of
+// api.AutoPortMin-AutoPortMax (alloc.PublishedPorts). Here, where the
+// write is applied, like the conflict checks of checkService: every
+// replica chooses the same port from the same state, and of two
+// concurrent creates the second sees the first's port taken. The leader
+// proposes a spec with a port left at 0 only when every member applies it
+// this way (command.AutoPortLevel).
+func publishPorts(w *consensus.WriteTxn, s *api.Service, old *api.Service) error {
+	ports := s.Spec.Ports
+	if old != nil {
+		ports = api.KeepPublished(old.Spec.Ports, ports)
+	}
+	ports, err := alloc.PublishedPorts(w, s.ID, ports)
+	if err != nil {
+		return err
+	}
+	s.Spec.Ports = ports
+	return nil
 }
 
 // checkService enforces the invariants a service must keep with every

@@ -442,7 +442,10 @@ func TestPlanRestoreRefusesWhatCreateRefuses(t *testing.T) {
 		{"service ID twice", func(d *consensus.SnapshotData) { svc(d, "s2").ID = "s1" }, "ID listed twice"},
 		{"dotted name", func(d *consensus.SnapshotData) { svc(d, "s1").Name = "web.v1" }, `character '.' not allowed`},
 		{"names differing in case", func(d *consensus.SnapshotData) { svc(d, "s2").Name = "WEB" }, `name taken by service "web"`},
-		{"published port 0", func(d *consensus.SnapshotData) { svc(d, "s1").Spec.Ports = []api.PortConfig{port(0, 80, "")} }, "port 0:80 out of range"},
+		// (A published port 0 is refused too, but is no drift: a create
+		// asks the state machine to pick one with it, while a restored
+		// state is installed as it is. TestPlanRestoreRefusesPortZero.)
+		{"published port -1", func(d *consensus.SnapshotData) { svc(d, "s1").Spec.Ports = []api.PortConfig{port(-1, 80, "")} }, "port -1:80 out of range"},
 		{"target port 70000", func(d *consensus.SnapshotData) { svc(d, "s1").Spec.Ports = []api.PortConfig{port(80, 70000, "")} }, "port 80:70000 out of range"},
 		{"protocol sctp", func(d *consensus.SnapshotData) { svc(d, "s1").Spec.Ports = []api.PortConfig{port(80, 80, "sctp")} }, `protocol "sctp"`},
 		{"port twice in a service", func(d *consensus.SnapshotData) {
@@ -645,4 +648,23 @@ func stateDoc(t *testing.T, s *consensus.Store) string {
 		t.Fatal(err)
 	}
 	return buf.String()
+}
+
+// TestPlanRestoreRefusesPortZero: a stored spec always holds its published
+// port (the state machine picks one for a create that leaves it at 0), and
+// a restored state is installed as it is, picking nothing: a file with a
+// port 0 is refused.
+func TestPlanRestoreRefusesPortZero(t *testing.T) {
+	saved := savedState(t)
+	file := saveFile(t, saved.store)
+	edited := editFile(t, file, func(d *consensus.SnapshotData) {
+		d.Services[0].Spec.Ports = []api.PortConfig{{Published: 0, Target: 80, Protocol: "tcp"}}
+	})
+	f, err := Read(bytes.NewReader(edited), 1<<20)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if _, err := PlanRestore(f, saved.store.Snapshot(), false); !errors.Is(err, consensus.ErrInvalid) || !strings.Contains(err.Error(), "port 0:80 out of range") {
+		t.Fatalf("plan: %v, want port 0 refused", err)
+	}
 }

@@ -304,6 +304,12 @@ func (x *API) UpdateService(ctx context.Context, cur *api.Service, spec api.Serv
 	if err != nil {
 		return api.Service{}, err
 	}
+	// A port sent without its published port (`-p 80` as written, an API
+	// client resending its spec) keeps the one the leader chose for it:
+	// otherwise the spec would count as changed (a paused update resumed)
+	// and the write would need every node to pick ports (the FSM keeps it
+	// too, from the state it applies to).
+	spec.Ports = api.KeepPublished(cur.Spec.Ports, spec.Ports)
 	next := *cur
 	prev := cur.Spec
 	next.PreviousSpec = &prev

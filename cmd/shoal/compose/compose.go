@@ -435,7 +435,10 @@ func serviceSpec(stack string, cs types.ServiceConfig) (api.ServiceSpec, []error
 		}
 		switch n, err := strconv.Atoi(p.Published); {
 		case p.Published == "":
-			bad(key, "target %d has no published port: Shoal does not pick one (Swarm would, from 30000-32767): give PUBLISHED:TARGET, or drop the port if only services on the stack's networks reach it (they need no published port)", p.Target)
+			// "6379" or a long form without published: the cluster
+			// picks a free port of 30000-32767, as Swarm does, and a
+			// redeploy of the file keeps it (stack's planStack, the
+			// leader's api.KeepPublished).
 		case err != nil:
 			bad(key+".published", "%q: want a port 1-65535 (ranges are not supported)", p.Published)
 		case n < 1 || n > 65535:

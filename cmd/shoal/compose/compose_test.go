@@ -254,7 +254,6 @@ func TestComposeErrors(t *testing.T) {
 		{"typo-deploy.yml", nil, []string{"typo-deploy.yml:5: services.web.deploy.replicaz: unknown key"}},
 		{"bad-port.yml", nil, []string{"bad-port.yml:6: services.web.ports[1]: invalid hostPort: 99999"}},
 		{"bad-long-port.yml", nil, []string{"bad-long-port.yml:6: services.web.ports[0].published: 70000: want a port 1-65535"}},
-		{"no-published.yml", nil, []string{"no-published.yml:5: services.web.ports[0]: target 80 has no published port: Shoal does not pick one", "or drop the port"}},
 		{"global-replicas.yml", nil, []string{"global-replicas.yml:6: services.agent.deploy.replicas: cannot be used with mode global"}},
 		{"no-image.yml", nil, []string{"no-image.yml:2: services.web: has neither an image nor a build context"}},
 		{"bad-duration.yml", nil, []string{`bad-duration.yml:4: services.web.stop_grace_period: time: invalid duration "soon"`}},

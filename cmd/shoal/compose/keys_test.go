@@ -101,6 +101,34 @@ services:
 			ignored: []string{},
 		},
 		{
+			name: "without a published port the cluster picks one",
+			yaml: `
+services:
+  cache:
+    image: redis
+    ports:
+      - "6379"
+      - "53/udp"
+      - target: 8080
+      - target: 9090
+        protocol: udp
+        mode: host
+`,
+			got: ports,
+			want: []api.PortConfig{
+				{Target: 6379, Protocol: "tcp"},
+				{Target: 53, Protocol: "udp"},
+				{Target: 8080, Protocol: "tcp"},
+				{Target: 9090, Protocol: "udp", Mode: api.PublishHost},
+			},
+			ignored: []string{},
+		},
+		{
+			name: "published 0 is refused: leave it out for the cluster to pick",
+			yaml: "services:\n  web:\n    image: nginx\n    ports:\n      - {target: 80, published: 0}\n",
+			err:  []string{"compose.yml:5: services.web.ports[0].published: 0: want a port 1-65535"},
+		},
+		{
 			name: "an unknown mode is refused",
 			yaml: "services:\n  edge:\n    image: traefik\n    ports:\n      - {target: 80, published: 80, mode: bridge}\n",
 			err:  []string{`compose.yml:5: services.edge.ports[0].mode: "bridge": want ingress or host`},

@@ -88,6 +88,17 @@ func TestComposeRealFiles(t *testing.T) {
 			objects: []string{"st_db_password", "st_db_root_password"},
 		},
 		{
+			// A port without a published one: the cluster picks it
+			// (30000-32767, as Swarm); once refused.
+			dir: "autoport", files: []string{"docker-compose.yml"},
+			want: []api.ServiceSpec{
+				st("redis", "redis:alpine", func(s *api.ServiceSpec) {
+					s.Ports = []api.PortConfig{{Target: 6379, Protocol: "tcp"}}
+				}),
+			},
+			ignored: []string{},
+		},
+		{
 			dir: "anchors", files: []string{"docker-compose.yml"},
 			want: []api.ServiceSpec{
 				st("scheduler", "example/worker:1.4", func(s *api.ServiceSpec) {
@@ -306,11 +317,10 @@ var stLabel = map[string]string{StackLabel: "st"}
 // say are refused, naming the file, the line and the key.
 func TestComposeRealRefused(t *testing.T) {
 	for file, want := range map[string]string{
-		"loopback-port.yml":    `loopback-port.yml:6: services.pgadmin.ports[0]: host_ip 127.0.0.1`,
-		"shell-command.yml":    `shell-command.yml:4: services.app.command: "python manage.py migrate && python manage.py runserver 0.0.0.0:8000": no shell runs this string`,
-		"nfs-volume.yml":       `nfs-volume.yml:9: volumes.shared.driver_opts: not supported`,
-		"target-only-port.yml": `target-only-port.yml:5: services.redis.ports[0]: target 6379 has no published port`,
-		"build-only.yml":       `build-only.yml:3: services.app.build: building images is not supported`,
+		"loopback-port.yml": `loopback-port.yml:6: services.pgadmin.ports[0]: host_ip 127.0.0.1`,
+		"shell-command.yml": `shell-command.yml:4: services.app.command: "python manage.py migrate && python manage.py runserver 0.0.0.0:8000": no shell runs this string`,
+		"nfs-volume.yml":    `nfs-volume.yml:9: volumes.shared.driver_opts: not supported`,
+		"build-only.yml":    `build-only.yml:3: services.app.build: building images is not supported`,
 	} {
 		t.Run(file, func(t *testing.T) {
 			const dir = "testdata/real/refused"

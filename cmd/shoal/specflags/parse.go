@@ -81,8 +81,10 @@ func ParseCPUs(s string) (int64, error) {
 	return int64(n), nil
 }
 
-// parsePublish parses "P:T[/proto]", "T[/proto]" (published port chosen by
-// the agent) or the long form "published=P,target=T[,protocol=udp]".
+// parsePublish parses "P:T[/proto]", "T[/proto]" or the long form
+// "[published=P,]target=T[,protocol=udp][,mode=host]". Without P (also
+// "published=" empty) the published port is 0: the cluster picks one of
+// api.AutoPortMin-AutoPortMax, as Swarm does, and keeps it across updates.
 func parsePublish(s string) (api.PortConfig, error) {
 	pc := api.PortConfig{Protocol: "tcp"}
 	bad := func(why string) (api.PortConfig, error) {
@@ -100,6 +102,9 @@ func parsePublish(s string) (api.PortConfig, error) {
 			}
 			switch strings.TrimSpace(k) {
 			case "published":
+				if strings.TrimSpace(v) == "" {
+					break // the cluster picks one
+				}
 				n, ok := port(v)
 				if !ok {
 					return bad("published port must be 1-65535")

@@ -103,6 +103,14 @@ func TestParsePublish(t *testing.T) {
 		{"published=8080,target=80,mode=host", api.PortConfig{Published: 8080, Target: 80, Protocol: "tcp", Mode: "host"}, false},
 		{"published=8080,target=80,mode=local", api.PortConfig{}, true},
 		{"published=8080,foo=1", api.PortConfig{}, true},
+		// Without a published port the cluster picks one (Published 0).
+		{"published=,target=80", api.PortConfig{Target: 80, Protocol: "tcp"}, false},
+		{"target=80,protocol=udp", api.PortConfig{Target: 80, Protocol: "udp"}, false},
+		{"target=80,mode=host", api.PortConfig{Target: 80, Protocol: "tcp", Mode: "host"}, false},
+		{"published= ,target=53,protocol=udp", api.PortConfig{Target: 53, Protocol: "udp"}, false},
+		{"published=,target=", api.PortConfig{}, true},
+		{"published=x,target=80", api.PortConfig{}, true},
+		{":80", api.PortConfig{}, true},
 	}
 	for _, tt := range tests {
 		got, err := parsePublish(tt.in)

@@ -303,6 +303,10 @@ func planStack(stack string, specs []api.ServiceSpec, all []api.Service, prune b
 			if spec.RegistryAuth == nil {
 				spec.RegistryAuth = cur.Spec.RegistryAuth
 			}
+			// A port the file gives no published port ("6379") keeps the
+			// one the cluster picked for it, as the leader would: a
+			// redeploy of the same file neither moves it nor rolls.
+			spec.Ports = api.KeepPublished(cur.Spec.Ports, spec.Ports)
 			if specsEqual(storedForm(spec), cur.Spec) {
 				plan.unchanged = append(plan.unchanged, spec.Name)
 			} else {

@@ -38,6 +38,17 @@ func TestPlanStack(t *testing.T) {
 	sealedWeb.RegistryAuth = &api.RegistryAuth{Registry: "reg", Sealed: []byte("ciphertext")}
 	credWeb := web
 	credWeb.RegistryAuth = &api.RegistryAuth{Registry: "reg", Username: "u", Password: "p"}
+	// cache publishes "6379" (the cluster picked 30000) and "8080:80".
+	cacheFile := stackSpec("shop", "cache", "redis:7")
+	cacheFile.Ports = []api.PortConfig{{Target: 6379, Protocol: "tcp"}, {Published: 8080, Target: 80, Protocol: "tcp"}}
+	cacheStored := cacheFile
+	cacheStored.Ports = []api.PortConfig{{Published: 30000, Target: 6379, Protocol: "tcp"}, {Published: 8080, Target: 80, Protocol: "tcp"}}
+	cache2File := cacheFile
+	cache2File.Image = "redis:8"
+	cache2Sent := cacheStored
+	cache2Sent.Image = "redis:8"
+	cacheUDPFile := cacheFile
+	cacheUDPFile.Ports = []api.PortConfig{{Target: 6379, Protocol: "udp"}, {Published: 8080, Target: 80, Protocol: "tcp"}}
 
 	tests := []struct {
 		name     string
@@ -81,6 +92,24 @@ func TestPlanStack(t *testing.T) {
 			specs:    []api.ServiceSpec{credWeb},
 			existing: []api.Service{stored("s2", sealedWeb)},
 			want:     stackPlan{update: []stackUpdate{{cur: stored("s2", sealedWeb), spec: credWeb}}},
+		},
+		{
+			name:     "same file again: a port the cluster picked stays",
+			specs:    []api.ServiceSpec{cacheFile},
+			existing: []api.Service{stored("s4", cacheStored)},
+			want:     stackPlan{unchanged: []string{"shop_cache"}},
+		},
+		{
+			name:     "another image: the update sends the picked port",
+			specs:    []api.ServiceSpec{cache2File},
+			existing: []api.Service{stored("s4", cacheStored)},
+			want:     stackPlan{update: []stackUpdate{{cur: stored("s4", cacheStored), spec: cache2Sent}}},
+		},
+		{
+			name:     "another protocol: a new port for the cluster to pick",
+			specs:    []api.ServiceSpec{cacheUDPFile},
+			existing: []api.Service{stored("s4", cacheStored)},
+			want:     stackPlan{update: []stackUpdate{{cur: stored("s4", cacheStored), spec: cacheUDPFile}}},
 		},
 		{
 			name:     "a service left the file: kept without --prune",

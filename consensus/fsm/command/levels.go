@@ -83,12 +83,20 @@ var commandSince = map[Type]int{
 // sets either needs this level (bodySince), though its type is older.
 const EndpointLevel = 4
 
+// AutoPortLevel is the level that applies a service create or update with
+// a port whose published port is 0 by picking one (consensus/fsm's
+// publishPorts). Older releases refuse such a spec when they apply it
+// while this one stores it: the replicas would diverge, so the leader
+// proposes it only when every member has this level (bodySince).
+const AutoPortLevel = 4
+
 // bodySince lists the levels that introduced fields an older state machine
 // would apply differently (a test requires ProtocolLevel to cover them).
-var bodySince = []int{EndpointLevel}
+var bodySince = []int{EndpointLevel, AutoPortLevel}
 
 // bodyLevel is the level cmd's content needs beyond its type's: the
-// fields of bodySince, for the service commands.
+// fields of bodySince, for the service commands (an endpoint mode or
+// aliases; a port that asks for its published port).
 func bodyLevel(cmd Command) int {
 	var spec *api.ServiceSpec
 	switch c := cmd.(type) {
@@ -101,10 +109,19 @@ func bodyLevel(cmd Command) int {
 	case *UpdateService:
 		spec = &c.Service.Spec
 	}
-	if spec != nil && (spec.EndpointMode != "" || len(spec.NetworkAliases) > 0) {
-		return EndpointLevel
+	if spec == nil {
+		return BaseProtocolLevel
 	}
-	return BaseProtocolLevel
+	lvl := BaseProtocolLevel
+	if spec.EndpointMode != "" || len(spec.NetworkAliases) > 0 {
+		lvl = max(lvl, EndpointLevel)
+	}
+	for _, p := range spec.Ports {
+		if p.Published == 0 {
+			lvl = max(lvl, AutoPortLevel)
+		}
+	}
+	return lvl
 }
 
 // ErrUnsupported: a member of the Raft configuration runs a release too

@@ -123,3 +123,38 @@ func TestCheckLevel(t *testing.T) {
 		})
 	}
 }
+
+// TestAutoPortLevel: a service write with a port left at 0 (the leader
+// picks it) needs AutoPortLevel, whatever its form; one whose ports are
+// all given keeps its type's level, so a cluster mid-upgrade still
+// creates and updates those.
+func TestAutoPortLevel(t *testing.T) {
+	auto := api.Service{Spec: api.ServiceSpec{Ports: []api.PortConfig{{Published: 8080, Target: 80}, {Target: 53, Protocol: "udp"}}}}
+	given := api.Service{Spec: api.ServiceSpec{Ports: []api.PortConfig{{Published: 8080, Target: 80}}}}
+	none := api.Service{}
+	for _, tc := range []struct {
+		name string
+		cmd  Command
+		want int
+	}{
+		{"create value", CreateService{Service: auto}, AutoPortLevel},
+		{"create pointer", &CreateService{Service: auto}, AutoPortLevel},
+		{"update value", UpdateService{Service: auto}, AutoPortLevel},
+		{"update pointer", &UpdateService{Service: auto}, AutoPortLevel},
+		{"in a batch", Batch{Commands: []Command{TrimTasks{}, UpdateService{Service: auto}}}, AutoPortLevel},
+		{"create, ports given", CreateService{Service: given}, commandSince[TypeCreateService]},
+		{"update, ports given", &UpdateService{Service: given}, commandSince[TypeUpdateService]},
+		{"no ports", CreateService{Service: none}, commandSince[TypeCreateService]},
+	} {
+		if got := SinceLevel(tc.cmd); got != tc.want {
+			t.Errorf("%s: level %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	old := PeerLevel{ID: "n2", Level: AutoPortLevel - 1, Version: "v1.2.0", Known: true}
+	if err := CheckPeers(CreateService{Service: auto}, []PeerLevel{old}); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("an older member must hold back an auto port: %v", err)
+	}
+	if err := CheckPeers(CreateService{Service: given}, []PeerLevel{old}); err != nil {
+		t.Fatalf("given ports need no upgrade: %v", err)
+	}
+}

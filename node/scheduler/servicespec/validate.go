@@ -141,8 +141,11 @@ func Validate(spec api.ServiceSpec) error {
 		if proto == "" {
 			proto = DefaultProtocol
 		}
-		if port.Published < 1 || port.Published > 65535 {
-			bad("ports[%d]: published port %d out of range 1-65535", i, port.Published)
+		// 0 asks the leader for one of api.AutoPortMin-AutoPortMax: the
+		// state machine picks it (consensus/fsm publishPorts).
+		if port.Published < 0 || port.Published > 65535 {
+			bad("ports[%d]: published port %d out of range 1-65535 (or none: the cluster picks one of %d-%d)",
+				i, port.Published, api.AutoPortMin, api.AutoPortMax)
 		}
 		if port.Target < 1 || port.Target > 65535 {
 			bad("ports[%d]: target port %d out of range 1-65535", i, port.Target)
@@ -154,7 +157,7 @@ func Validate(spec api.ServiceSpec) error {
 			bad("ports[%d]: mode %q: want ingress or host", i, port.Mode)
 		}
 		key := fmt.Sprintf("%d/%s", port.Published, proto)
-		if seen[key] {
+		if port.Published != 0 && seen[key] {
 			bad("ports[%d]: published port %s listed twice", i, key)
 		}
 		seen[key] = true
@@ -251,8 +254,9 @@ func validateName(name string) string {
 
 // CheckPortClash reports whether spec publishes a port+protocol that another
 // service in existing already publishes. The service named spec.Name is
-// skipped, so an update may keep its own ports. The error wraps ErrPortInUse
-// and names the other service.
+// skipped, so an update may keep its own ports, and so are ports without a
+// published port (0), which the state machine gives a free one. The error
+// wraps ErrPortInUse and names the other service.
 func CheckPortClash(spec api.ServiceSpec, existing []api.Service) error {
 	used := map[string]string{}
 	for _, s := range existing {
@@ -264,6 +268,9 @@ func CheckPortClash(spec api.ServiceSpec, existing []api.Service) error {
 		}
 	}
 	for _, p := range spec.Ports {
+		if p.Published == 0 {
+			continue
+		}
 		if other, ok := used[portKey(p)]; ok {
 			return fmt.Errorf("%w: %s is published by service %s", ErrPortInUse, portKey(p), other)
 		}

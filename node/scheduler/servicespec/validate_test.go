@@ -54,7 +54,12 @@ func TestValidateSpec(t *testing.T) {
 		{"NUL in user", func(s *api.ServiceSpec) { s.User = "\x00" }, "user"},
 		{"NUL in label", func(s *api.ServiceSpec) { s.Labels = map[string]string{"a": "\x00"} }, "labels[a]"},
 		{"NUL in health test", func(s *api.ServiceSpec) { s.Healthcheck = &api.HealthConfig{Test: []string{"CMD", "true\x00"}} }, "healthcheck.test[1]"},
-		{"port zero", func(s *api.ServiceSpec) { s.Ports = []api.PortConfig{{Published: 0, Target: 80}} }, "published port 0 out of range"},
+		{"port zero: the cluster picks one", func(s *api.ServiceSpec) { s.Ports = []api.PortConfig{{Published: 0, Target: 80}} }, ""},
+		{"two ports to pick", func(s *api.ServiceSpec) {
+			s.Ports = []api.PortConfig{{Target: 80}, {Target: 80, Protocol: "tcp"}, {Target: 53, Protocol: "udp", Mode: api.PublishHost}}
+		}, ""},
+		{"port negative", func(s *api.ServiceSpec) { s.Ports = []api.PortConfig{{Published: -1, Target: 80}} }, "published port -1 out of range 1-65535 (or none: the cluster picks one of 30000-32767)"},
+		{"published too big", func(s *api.ServiceSpec) { s.Ports = []api.PortConfig{{Published: 65536, Target: 80}} }, "published port 65536 out of range"},
 		{"port too big", func(s *api.ServiceSpec) { s.Ports = []api.PortConfig{{Published: 80, Target: 70000}} }, "target port 70000"},
 		{"bad protocol", func(s *api.ServiceSpec) { s.Ports = []api.PortConfig{{Published: 80, Target: 80, Protocol: "sctp"}} }, `protocol "sctp"`},
 		{"duplicate port", func(s *api.ServiceSpec) {
@@ -160,6 +165,8 @@ func TestCheckPortClash(t *testing.T) {
 		{"other protocol", api.ServiceSpec{Name: "api", Ports: []api.PortConfig{{Published: 53, Target: 53, Protocol: "tcp"}}}, false},
 		{"same protocol", api.ServiceSpec{Name: "api", Ports: []api.PortConfig{{Published: 53, Target: 53, Protocol: "udp"}}}, true},
 		{"own port on update", api.ServiceSpec{Name: "web", Ports: []api.PortConfig{{Published: 80, Target: 80}}}, false},
+		{"port to pick", api.ServiceSpec{Name: "api", Ports: []api.PortConfig{{Target: 80}, {Target: 80}}}, false},
+		{"port to pick beside a taken one", api.ServiceSpec{Name: "api", Ports: []api.PortConfig{{Target: 80}, {Published: 80, Target: 80}}}, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
