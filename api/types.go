@@ -300,6 +300,22 @@ type ServiceSpec struct {
 	// ExtraHosts are lines added to the tasks' /etc/hosts, HOST:IP each
 	// (`--host db:10.0.0.5`, compose extra_hosts).
 	ExtraHosts []string `json:"extra_hosts,omitempty"`
+	// MaxReplicasPerNode caps the tasks of a replicated service meant to
+	// run on one node (`--replicas-max-per-node`, compose
+	// deploy.placement.max_replicas_per_node); 0 = no limit. A task no node
+	// has room for stays pending, saying so.
+	MaxReplicasPerNode uint64 `json:"max_replicas_per_node,omitempty"`
+	// PlacementPreferences spread the tasks over the values of node labels
+	// (`--placement-pref spread=node.labels.zone`), the first preference
+	// first, then each next one within every group of the one before.
+	PlacementPreferences []PlacementPreference `json:"placement_preferences,omitempty"`
+}
+
+// PlacementPreference is one Swarm placement preference. Spread is the
+// only strategy: "node.labels.NAME", whose distinct values (nodes without
+// the label form one more group) get equal shares of the tasks.
+type PlacementPreference struct {
+	Spread string `json:"spread"`
 }
 
 // TaskHostname is the hostname of t's container: the spec's Hostname, or
