@@ -167,9 +167,9 @@ func (s *svcRun) reconcile() {
 			global: s.global,
 			req: placement.Request{Constraints: s.cs, Reservations: s.spec.Resources.Reservations,
 				MaxPerNode: int(s.spec.MaxReplicasPerNode)},
-			prefs:  s.prefs,
-			tasks:  s.toPlace,
-			all:    [2][]*taskRef{s.tasks, s.newTasks},
+			prefs: s.prefs,
+			tasks: s.toPlace,
+			all:   [2][]*taskRef{s.tasks, s.newTasks},
 		})
 	}
 }
