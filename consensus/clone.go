@@ -39,6 +39,7 @@ func cloneSpec(s api.ServiceSpec) api.ServiceSpec {
 	c.Sysctls = maps.Clone(s.Sysctls)
 	c.Ulimits = slices.Clone(s.Ulimits)
 	c.ExtraHosts = slices.Clone(s.ExtraHosts)
+	c.PlacementPreferences = slices.Clone(s.PlacementPreferences)
 	if s.Autoscale != nil {
 		a := *s.Autoscale
 		c.Autoscale = &a
