@@ -67,6 +67,31 @@ func TestPlacementMaxPerNodeAndSpread(t *testing.T) {
 		return len(per) == 3, fmt.Sprintf("%v", per)
 	}, "3 running, none pending")
 
+	// Back to 4 (one pending again), then raise the limit to 2: the
+	// pending task places and none of the running ones is replaced.
+	running := map[string]bool{}
+	for _, tk := range tasksOf(t, h1, "one") {
+		if tk.DesiredState == api.TaskRunning && tk.State == api.TaskRunning {
+			running[tk.ID] = true
+		}
+	}
+	h1.MustCLI(t, "service", "scale", "-d", "one=4")
+	harness.Eventually(t, 30*time.Second, func() (bool, string) {
+		for _, tk := range tasksOf(t, h1, "one") {
+			if tk.DesiredState == api.TaskRunning && tk.State == api.TaskNew {
+				return tk.Message == reason, tk.Message
+			}
+		}
+		return false, "no pending task"
+	}, "a pending task at 4 replicas")
+	h1.MustCLI(t, "service", "update", "-d", "--replicas-max-per-node", "2", "one")
+	waitSlots(t, h2, "one", 4, "", 60*time.Second)
+	for _, tk := range tasksOf(t, h1, "one") {
+		if running[tk.ID] && tk.DesiredState != api.TaskRunning {
+			t.Fatalf("raising the limit replaced task %s (%s: %s)", tk.Name, tk.State, tk.Message)
+		}
+	}
+
 	// A bad limit and a bad preference are refused, naming them.
 	_, _, err := h1.CLI("service", "create", "-d", "--name", "bad", "--mode", "global", "--replicas-max-per-node", "1", "bb:1")
 	mustFail(t, err, "a limit on a global service", "replicas-max-per-node")
