@@ -314,6 +314,22 @@ type ServiceSpec struct {
 	// only, like the service's name (its VIP there, or its tasks under
 	// dnsrr). Keys are among the service's networks.
 	NetworkAliases map[string][]string `json:"network_aliases,omitempty"`
+	// MaxReplicasPerNode caps the tasks of a replicated service meant to
+	// run on one node (`--replicas-max-per-node`, compose
+	// deploy.placement.max_replicas_per_node); 0 = no limit. A task no node
+	// has room for stays pending, saying so.
+	MaxReplicasPerNode uint64 `json:"max_replicas_per_node,omitempty"`
+	// PlacementPreferences spread the tasks over the values of node labels
+	// (`--placement-pref spread=node.labels.zone`), the first preference
+	// first, then each next one within every group of the one before.
+	PlacementPreferences []PlacementPreference `json:"placement_preferences,omitempty"`
+}
+
+// PlacementPreference is one Swarm placement preference. Spread is the
+// only strategy: "node.labels.NAME", whose distinct values (nodes without
+// the label form one more group) get equal shares of the tasks.
+type PlacementPreference struct {
+	Spread string `json:"spread"`
 }
 
 // Endpoint modes of a service (ServiceSpec.EndpointMode).

@@ -45,6 +45,7 @@ func cloneSpec(s api.ServiceSpec) api.ServiceSpec {
 			c.NetworkAliases[n] = slices.Clone(as)
 		}
 	}
+	c.PlacementPreferences = slices.Clone(s.PlacementPreferences)
 	if s.Autoscale != nil {
 		a := *s.Autoscale
 		c.Autoscale = &a

@@ -34,9 +34,22 @@ func counterIDs() func() string {
 }
 
 func BenchmarkPlace100kTasksOn1kNodes(b *testing.B) {
-	for _, shape := range []struct{ services, replicas int }{{1, servicespec.MaxReplicas}, {100, 1000}} {
-		b.Run(fmt.Sprintf("%dx%d", shape.services, shape.replicas), func(b *testing.B) {
+	for _, shape := range []struct {
+		services, replicas int
+		placed             bool // spread over zone, at most 2 per node
+	}{{1, servicespec.MaxReplicas, false}, {100, 1000, false}, {100, 1000, true}} {
+		name := fmt.Sprintf("%dx%d", shape.services, shape.replicas)
+		if shape.placed {
+			name += "-spread-max2"
+		}
+		b.Run(name, func(b *testing.B) {
 			st := benchState(1000, shape.services, uint64(shape.replicas))
+			for i := range st.Services {
+				if shape.placed {
+					st.Services[i].Spec.PlacementPreferences = []api.PlacementPreference{{Spread: "node.labels.zone"}}
+					st.Services[i].Spec.MaxReplicasPerNode = 2
+				}
+			}
 			// One plan places everything: this measures placement, not
 			// the creation budget.
 			p := scheduler.NewPlanner(scheduler.Config{NewID: counterIDs(), MaxCreate: 1 << 30})

@@ -210,12 +210,12 @@ func (s *svcRun) rebalance() {
 	r := s.r
 	req := placement.Request{Constraints: s.cs, Reservations: s.spec.Resources.Reservations}
 	idx := map[*placement.NodeInfo]int{}
-	var nodes []moveNode
+	var nodes []placement.MoveNode
 	var infos []*placement.NodeInfo
 	for _, n := range r.nodeList {
 		if s.eligibleGlobal(n, &req) {
 			idx[n] = len(nodes)
-			nodes = append(nodes, moveNode{ID: n.Node.ID})
+			nodes = append(nodes, placement.MoveNode{ID: n.Node.ID, Group: placement.GroupKey(s.prefs, n.Node)})
 			infos = append(infos, n)
 		}
 	}
@@ -256,7 +256,7 @@ func (s *svcRun) rebalance() {
 		ok, _ := r.cfg.Pipeline.Check(&n, &req)
 		return ok
 	}
-	moves := planMoves(nodes, budget, canTake)
+	moves := placement.PlanMoves(nodes, budget, int(s.spec.MaxReplicasPerNode), canTake)
 	if len(moves) == 0 {
 		return
 	}
@@ -275,54 +275,4 @@ func (s *svcRun) rebalance() {
 		r.assign(x, infos[m.To])
 		x.t.Message = "rebalancing: replaces task " + y.t.ID + " on node " + api.ShortID(y.t.NodeID)
 	}
-}
-
-// moveNode is one node a rebalanced service may run on: its active tasks of
-// the service (moves counted at their target) and how many of them may move.
-type moveNode struct {
-	ID      string
-	Count   int
-	Movable int
-}
-
-// move is one rebalancing move, from and to indexes of planMoves' nodes.
-type move struct{ From, To int }
-
-// planMoves decides rebalancing moves (pure): while the fullest node that
-// has a movable task holds at least two tasks more than the emptiest node
-// that can take one (canTake(i, extra): node i with extra more tasks of the
-// service placed by this plan), move one, at most budget moves (negative =
-// no limit). Ties go to the first node in the given order.
-func planMoves(nodes []moveNode, budget int, canTake func(i, extra int) bool) []move {
-	ns := append([]moveNode(nil), nodes...)
-	extra := make([]int, len(ns))
-	var out []move
-	for budget != 0 {
-		from := -1
-		for i, n := range ns {
-			if n.Movable > 0 && (from < 0 || n.Count > ns[from].Count) {
-				from = i
-			}
-		}
-		if from < 0 {
-			break
-		}
-		to := -1
-		for i, n := range ns {
-			if i == from || (to >= 0 && n.Count >= ns[to].Count) || !canTake(i, extra[i]) {
-				continue
-			}
-			to = i
-		}
-		if to < 0 || ns[from].Count-ns[to].Count <= 1 {
-			break
-		}
-		out = append(out, move{From: from, To: to})
-		ns[from].Count--
-		ns[from].Movable--
-		ns[to].Count++
-		extra[to]++
-		budget--
-	}
-	return out
 }

@@ -44,6 +44,7 @@ type svcRun struct {
 	idle     []*slot // global slots on nodes that keep but get no tasks (paused)
 	dead     []*slot // global slots on nodes whose tasks must go
 	cs       []placement.Constraint
+	prefs    []placement.Preference
 	upd      updater
 	newTasks []*taskRef
 	toPlace  []*taskRef
@@ -70,6 +71,7 @@ func (s *svcRun) setService(svc api.Service) {
 	s.global = s.spec.Mode == api.ModeGlobal
 	s.cur = map[uint64]bool{}
 	s.cs = s.r.constraints(s.spec.Constraints)
+	s.prefs, _ = placement.ParsePreferences(s.spec.PlacementPreferences) // validated before stored
 }
 
 // planDefaults fills the fields Plan needs but, unlike Defaults, keeps
@@ -163,9 +165,11 @@ func (s *svcRun) reconcile() {
 	if len(s.toPlace) > 0 {
 		r.places = append(r.places, &waiting{
 			global: s.global,
-			req:    placement.Request{Constraints: s.cs, Reservations: s.spec.Resources.Reservations},
-			tasks:  s.toPlace,
-			all:    [2][]*taskRef{s.tasks, s.newTasks},
+			req: placement.Request{Constraints: s.cs, Reservations: s.spec.Resources.Reservations,
+				MaxPerNode: int(s.spec.MaxReplicasPerNode)},
+			prefs: s.prefs,
+			tasks: s.toPlace,
+			all:   [2][]*taskRef{s.tasks, s.newTasks},
 		})
 	}
 }

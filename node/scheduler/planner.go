@@ -582,6 +582,7 @@ func olderTask(a, b *api.Task) bool {
 type waiting struct {
 	global bool
 	req    placement.Request
+	prefs  []placement.Preference
 	tasks  []*taskRef    // to place, in slot order
 	all    [2][]*taskRef // every task of the service (stored, created), for spreading
 }
@@ -682,7 +683,9 @@ func (r *run) placeSpread(pl *waiting) {
 			perNode[ref.node.Index]++
 		}
 	}
-	sp := placement.NewSpread(len(r.nodeList))
+	// Nodes at the limit join too (Spread leaves them out): their tasks
+	// count in the groups of the preferences.
+	sp := placement.NewSpread(len(r.nodeList), pl.prefs, pl.req.MaxPerNode)
 	for _, n := range r.nodeList {
 		if ok, _ := r.cfg.Pipeline.Check(n, &pl.req); ok {
 			sp.Add(n, perNode[n.Index])
@@ -693,9 +696,11 @@ func (r *run) placeSpread(pl *waiting) {
 		if n := sp.Pick(pl.req.Reservations); n != nil {
 			r.assign(ref, n)
 			sp.Took()
+			perNode[n.Index]++
 			continue
 		}
 		if msg == "" {
+			pl.req.PerNode = perNode
 			msg = r.cfg.Pipeline.Explain(r.nodeList, &pl.req)
 		}
 		r.unplaced(ref, msg)

@@ -236,13 +236,15 @@ func (s *svcRun) runUpdate() {
 			}
 		}
 	}
+	room := s.startFirstRoom(n)
 	for _, sl := range u.candidates[:n] {
 		o := sl.old
 		switch {
 		case terminal(o.t.State):
 			r.shutdown(o, "")
 			s.newTask(sl)
-		case u.cfg.Order == api.OrderStartFirst:
+		case u.cfg.Order == api.OrderStartFirst && room > 0:
+			room--
 			s.newTask(sl)
 			u.outdated++
 		default:
@@ -251,6 +253,34 @@ func (s *svcRun) runUpdate() {
 		}
 	}
 	u.outdated += len(u.candidates) - n
+}
+
+// startFirstRoom is how many of n start-first replacements fit under the
+// service's max replicas per node: a start-first task runs beside the one
+// it replaces until it is ready, and where the limit leaves no room it
+// would stay pending and the update would wait forever. Slots beyond the
+// room are updated stop-first (their old task stops first), so the limit
+// holds and the update goes on. Room is the free places on the nodes that
+// could run the service, less the tasks already waiting for one.
+func (s *svcRun) startFirstRoom(n int) int {
+	m := int(s.spec.MaxReplicasPerNode)
+	if m == 0 || n == 0 || s.upd.cfg.Order != api.OrderStartFirst {
+		return n
+	}
+	perNode := make([]int, len(s.r.nodeList))
+	for _, ref := range s.tasks {
+		if t := ref.t; ref.node != nil && t.DesiredState == api.TaskRunning && !terminal(t.State) {
+			perNode[ref.node.Index]++
+		}
+	}
+	room := -len(s.toPlace)
+	req := placement.Request{Constraints: s.cs}
+	for _, nd := range s.r.nodeList {
+		if s.eligibleGlobal(nd, &req) {
+			room += max(m-perNode[nd.Index], 0)
+		}
+	}
+	return room
 }
 
 // updateStatusAfter marks the update done when nothing is left to replace

@@ -113,6 +113,8 @@ var supportedAttributes = []tree.Path{
 	"services.*.deploy.resources.reservations.cpus",
 	"services.*.deploy.resources.reservations.memory",
 	"services.*.deploy.placement.constraints",
+	"services.*.deploy.placement.max_replicas_per_node",
+	"services.*.deploy.placement.preferences.[].spread",
 	"services.*.deploy.restart_policy.condition",
 	"services.*.deploy.restart_policy.delay",
 	"services.*.deploy.restart_policy.max_attempts",
@@ -530,6 +532,20 @@ func serviceSpec(stack string, cs types.ServiceConfig) (api.ServiceSpec, []error
 				continue
 			}
 			spec.Constraints = append(spec.Constraints, con)
+		}
+		if m := d.Placement.MaxReplicas; m > 0 {
+			if spec.Mode == api.ModeGlobal {
+				bad(".deploy.placement.max_replicas_per_node", "cannot be used with mode global")
+			}
+			spec.MaxReplicasPerNode = m
+		}
+		for i, p := range d.Placement.Preferences {
+			pref, err := specflags.SpreadPreference(p.Spread)
+			if err != nil {
+				bad(fmt.Sprintf(".deploy.placement.preferences[%d].spread", i), "%v", err)
+				continue
+			}
+			spec.PlacementPreferences = append(spec.PlacementPreferences, pref)
 		}
 		for _, r := range []struct {
 			key string

@@ -150,10 +150,11 @@ func TestComposeRealFiles(t *testing.T) {
 					s.UpdateConfig = api.UpdateConfig{Parallelism: 2, Delay: 10 * time.Second, Order: api.OrderStartFirst,
 						FailureAction: api.FailureRollback, Monitor: time.Minute, MaxFailureRatio: 0.3}
 					s.RollbackConfig = api.UpdateConfig{Parallelism: 1, Order: api.OrderStopFirst, FailureAction: api.FailurePause, Monitor: 10 * time.Second}
+					s.MaxReplicasPerNode = 2
+					s.PlacementPreferences = []api.PlacementPreference{{Spread: "node.labels.zone"}}
 				}),
 				st("dns", "example/dnsrr:1", func(s *api.ServiceSpec) { s.EndpointMode = api.EndpointDNSRR }),
 			},
-			ignored: []string{"services.app.deploy.placement.max_replicas_per_node", "services.app.deploy.placement.preferences"},
 		},
 		{
 			dir: "ports", files: []string{"docker-compose.yml"},

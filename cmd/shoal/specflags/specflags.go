@@ -111,6 +111,7 @@ func Flags(update bool) []cli.Flag {
 	}
 	flags = append(flags, optionFlags(update)...)
 	flags = append(flags, endpointFlags()...)
+	flags = append(flags, placementFlags(update)...)
 	helpDefaults(flags, update)
 	flags = append(flags, WithRegistryAuthFlag())
 	return append(flags, WaitFlags()...)
@@ -260,6 +261,9 @@ func Apply(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 		lists = applyUpdateLists
 	}
 	if err := lists(c, spec); err != nil {
+		return err
+	}
+	if err := applyPlacement(c, spec, update); err != nil {
 		return err
 	}
 	return ApplyRegistryAuth(c, spec) // after --image

@@ -9,3 +9,7 @@ var (
 	// that is not KEY==VALUE or KEY!=VALUE over a known key.
 	ErrInvalidConstraint = errors.New("invalid constraint")
 )
+
+// ErrInvalidPreference is returned by ParsePreferences for a placement
+// preference other than spread=node.labels.NAME.
+var ErrInvalidPreference = errors.New("invalid placement preference")

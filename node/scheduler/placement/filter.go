@@ -23,7 +23,8 @@ type NodeInfo struct {
 	Tasks int
 
 	// Index is the node's position in the plan's sorted node list: the
-	// planner's bookkeeping, ignored by the filters.
+	// planner's bookkeeping, read only by MaxReplicasFilter (into
+	// Request.PerNode).
 	Index int
 }
 
@@ -31,6 +32,12 @@ type NodeInfo struct {
 type Request struct {
 	Constraints  []Constraint
 	Reservations api.Resources
+	// MaxPerNode is the service's max replicas per node (0 = no limit)
+	// and PerNode its tasks meant to run on each node, by NodeInfo.Index:
+	// with both set, MaxReplicasFilter refuses a node at the limit. Spread
+	// applies the limit as it places; the planner sets PerNode to explain.
+	MaxPerNode int
+	PerNode    []int
 }
 
 // Filter accepts or refuses a node for a new task. Check must be pure and
@@ -114,13 +121,26 @@ func ResourceShortfall(n *NodeInfo, want api.Resources) string {
 	return ""
 }
 
+// MaxReplicasFilter refuses nodes that already hold the request's
+// MaxPerNode tasks of the service (swarmkit's MaxReplicasFilter). It reads
+// NodeInfo.Index into PerNode; without PerNode it accepts every node.
+type MaxReplicasFilter struct{}
+
+// Check implements Filter.
+func (MaxReplicasFilter) Check(n *NodeInfo, r *Request) (bool, string) {
+	if r.MaxPerNode > 0 && n.Index >= 0 && n.Index < len(r.PerNode) && r.PerNode[n.Index] >= r.MaxPerNode {
+		return false, fmt.Sprintf("at max replicas per node (%d)", r.MaxPerNode)
+	}
+	return true, ""
+}
+
 // Pipeline is an ordered list of filters.
 type Pipeline []Filter
 
-// DefaultPipeline is ready, availability, constraints, resources: the order
-// in which refusals are attributed.
+// DefaultPipeline is ready, availability, constraints, resources, max
+// replicas per node: the order in which refusals are attributed.
 func DefaultPipeline() Pipeline {
-	return Pipeline{ReadyFilter{}, AvailabilityFilter{}, ConstraintFilter{}, ResourceFilter{}}
+	return Pipeline{ReadyFilter{}, AvailabilityFilter{}, ConstraintFilter{}, ResourceFilter{}, MaxReplicasFilter{}}
 }
 
 // Check runs the filters in order and returns the first refusal.

@@ -156,3 +156,36 @@ func TestExplain(t *testing.T) {
 		t.Fatalf("empty cluster: %q", got)
 	}
 }
+
+// TestMaxReplicasFilter: a node holding the service's max replicas per
+// node is refused and Explain says so; without the per-node counts (or
+// without a limit) every node passes.
+func TestMaxReplicasFilter(t *testing.T) {
+	nodes := []*NodeInfo{
+		{Node: api.Node{ID: "a", Status: api.NodeReady}, Index: 0},
+		{Node: api.Node{ID: "b", Status: api.NodeReady}, Index: 1},
+		{Node: api.Node{ID: "c", Status: api.NodeDown}, Index: 2},
+	}
+	p := DefaultPipeline()
+	for _, tc := range []struct {
+		name string
+		req  Request
+		ok   [3]bool
+	}{
+		{"no limit", Request{PerNode: []int{5, 5, 5}}, [3]bool{true, true, false}},
+		{"no counts", Request{MaxPerNode: 1}, [3]bool{true, true, false}},
+		{"at limit", Request{MaxPerNode: 1, PerNode: []int{1, 0, 0}}, [3]bool{false, true, false}},
+		{"above limit", Request{MaxPerNode: 2, PerNode: []int{3, 2, 0}}, [3]bool{false, false, false}},
+	} {
+		for i, n := range nodes {
+			if ok, _ := p.Check(n, &tc.req); ok != tc.ok[i] {
+				t.Errorf("%s: node %s ok %v, want %v", tc.name, n.Node.ID, ok, tc.ok[i])
+			}
+		}
+	}
+	req := Request{MaxPerNode: 1, PerNode: []int{1, 1, 0}}
+	want := "no suitable node (1 node not ready, 2 nodes at max replicas per node (1))"
+	if got := p.Explain(nodes, &req); got != want {
+		t.Fatalf("got  %q\nwant %q", got, want)
+	}
+}

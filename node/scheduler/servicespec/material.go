@@ -14,6 +14,11 @@ import (
 // Replicas, ports (served by the routing mesh), restart, update and rollback
 // policies are not material, and neither are labels: they are the service's,
 // no container carries them (as docker's --label, not --container-label).
+// Placement preferences are material, as constraints are (and as Swarm
+// rolls any placement change): a rolling update is how running tasks get
+// re-spread. The max replicas per node is not: tasks that still fit keep
+// running, pending ones place when it rises, and rebalancing moves the
+// excess of a lowered one where there is room (placement.PlanMoves).
 func MaterialEqual(a, b *api.ServiceSpec) bool {
 	return a.Image == b.Image &&
 		slices.Equal(a.Command, b.Command) &&
@@ -23,6 +28,7 @@ func MaterialEqual(a, b *api.ServiceSpec) bool {
 		a.User == b.User &&
 		a.Resources == b.Resources &&
 		slices.Equal(a.Constraints, b.Constraints) &&
+		slices.Equal(a.PlacementPreferences, b.PlacementPreferences) &&
 		healthEqual(a.Healthcheck, b.Healthcheck) &&
 		a.StopGracePeriod == b.StopGracePeriod &&
 		a.ForceUpdate == b.ForceUpdate &&

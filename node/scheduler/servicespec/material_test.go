@@ -51,3 +51,20 @@ func TestMaterialEqualLabels(t *testing.T) {
 		t.Error("a change of labels alone would replace every task")
 	}
 }
+
+// TestMaterialEqualPlacement: a change of placement preferences rolls the
+// tasks (a rolling update re-spreads them, as Swarm rolls any placement
+// change); a change of the max replicas per node does not: tasks that
+// still fit keep running.
+func TestMaterialEqualPlacement(t *testing.T) {
+	a := api.ServiceSpec{Name: "web", Image: "nginx", MaxReplicasPerNode: 1}
+	b := a
+	b.MaxReplicasPerNode = 3
+	if !MaterialEqual(&a, &b) {
+		t.Error("a change of max replicas per node alone would replace every task")
+	}
+	b.PlacementPreferences = []api.PlacementPreference{{Spread: "node.labels.zone"}}
+	if MaterialEqual(&a, &b) {
+		t.Error("a new placement preference replaces no task")
+	}
+}

@@ -165,6 +165,7 @@ func Validate(spec api.ServiceSpec) error {
 	if _, err := placement.ParseConstraints(spec.Constraints); err != nil {
 		bad("constraints: %v", err)
 	}
+	placementProblems(bad, spec)
 	checkResources := func(field string, r api.Resources) {
 		nonNegative(bad, field+".nano_cpus", r.NanoCPUs)
 		nonNegative(bad, field+".memory_bytes", r.MemoryBytes)
@@ -321,5 +322,23 @@ func checkNoNUL(bad func(string, ...any), spec api.ServiceSpec) {
 	list("constraints", spec.Constraints)
 	if spec.Healthcheck != nil {
 		list("healthcheck.test", spec.Healthcheck.Test)
+	}
+}
+
+// placementProblems checks the max replicas per node and the placement
+// preferences: a limit on a global service (one task per node already),
+// as Swarm refuses it, or above MaxReplicas; a preference other than
+// spread=node.labels.NAME.
+func placementProblems(bad func(string, ...any), spec api.ServiceSpec) {
+	if m := spec.MaxReplicasPerNode; m > 0 {
+		if spec.Mode == api.ModeGlobal {
+			bad("max_replicas_per_node %d: a global service runs one task per node; the limit applies to replicated services only", m)
+		}
+		if m > MaxReplicas {
+			bad("max_replicas_per_node %d: more than %d", m, MaxReplicas)
+		}
+	}
+	if _, err := placement.ParsePreferences(spec.PlacementPreferences); err != nil {
+		bad("placement_preferences: %v", err)
 	}
 }

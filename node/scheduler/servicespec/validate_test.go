@@ -93,6 +93,22 @@ func TestValidateSpec(t *testing.T) {
 		}, ""},
 		{"negative reservation", func(s *api.ServiceSpec) { s.Resources.Reservations.NanoCPUs = -5 }, "resources.reservations.nano_cpus"},
 		{"negative grace", func(s *api.ServiceSpec) { s.StopGracePeriod = -time.Second }, "stop_grace_period"},
+		{"max replicas per node", func(s *api.ServiceSpec) { s.Replicas, s.MaxReplicasPerNode = 4, 1 }, ""},
+		{"max replicas per node, global", func(s *api.ServiceSpec) { s.Mode, s.MaxReplicasPerNode = api.ModeGlobal, 1 },
+			"max_replicas_per_node 1: a global service runs one task per node"},
+		{"max replicas per node too big", func(s *api.ServiceSpec) { s.MaxReplicasPerNode = MaxReplicas + 1 },
+			"max_replicas_per_node 65537: more than 65536"},
+		{"spread", func(s *api.ServiceSpec) {
+			s.PlacementPreferences = []api.PlacementPreference{{Spread: "node.labels.zone"}, {Spread: "node.labels.rack"}}
+		}, ""},
+		{"spread over a hostname", func(s *api.ServiceSpec) {
+			s.PlacementPreferences = []api.PlacementPreference{{Spread: "node.hostname"}}
+		}, "placement_preferences: invalid placement preference spread=node.hostname: want node.labels.NAME"},
+		{"empty spread", func(s *api.ServiceSpec) { s.PlacementPreferences = []api.PlacementPreference{{}} },
+			"placement_preferences: invalid placement preference: empty spread"},
+		{"NUL in spread", func(s *api.ServiceSpec) {
+			s.PlacementPreferences = []api.PlacementPreference{{Spread: "node.labels.z\x00"}}
+		}, "placement_preferences"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,124 @@
+package test
+
+// End-to-end tests of placement beyond constraints: max replicas per node
+// and spread preferences over a node label, through the CLI on 3 nodes.
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/test/harness"
+)
+
+func TestPlacementMaxPerNodeAndSpread(t *testing.T) {
+	c, _ := svcCluster(t, 3)
+	h1, h2 := c.Host(1), c.Host(2)
+
+	// --replicas 4 --replicas-max-per-node 1 on 3 nodes: one task on
+	// each, the fourth pending with the reason in service ps.
+	h1.MustCLI(t, "service", "create", "-d", "--name", "one", "--replicas", "4", "--replicas-max-per-node", "1",
+		"bb:1", "sleep", "1000")
+	const reason = "no suitable node (3 nodes at max replicas per node (1))"
+	harness.Eventually(t, 90*time.Second, func() (bool, string) {
+		per := map[string]int{}
+		var pending []string
+		for _, tk := range tasksOf(t, h2, "one") {
+			switch {
+			case tk.DesiredState != api.TaskRunning:
+			case tk.State == api.TaskRunning:
+				per[tk.Node]++
+			case tk.State == api.TaskNew:
+				pending = append(pending, tk.Message)
+			}
+		}
+		ok := len(per) == 3 && len(pending) == 1 && pending[0] == reason
+		for _, n := range per {
+			ok = ok && n == 1
+		}
+		return ok, fmt.Sprintf("running per node %v, pending %q", per, pending)
+	}, "3 running (one per node) and 1 pending")
+	var svc api.Service
+	if err := h2.JSON(&svc, "service", "inspect", "one"); err != nil {
+		t.Fatal(err)
+	}
+	if svc.Spec.MaxReplicasPerNode != 1 {
+		t.Fatalf("service inspect: max_replicas_per_node %d, want 1", svc.Spec.MaxReplicasPerNode)
+	}
+	if out, _, err := h1.CLI("service", "ps", "--no-trunc", "one"); err != nil || !strings.Contains(out, "max replicas per node") {
+		t.Fatalf("service ps does not say why the task is pending: %v\n%s", err, out)
+	}
+
+	// Scale to 3: 3 running, none pending.
+	h1.MustCLI(t, "service", "scale", "one=3")
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		tasks := tasksOf(t, h1, "one")
+		per, msg := runningBySlot(tasks, 3, "")
+		if per == nil {
+			return false, msg
+		}
+		for _, tk := range tasks {
+			if tk.DesiredState == api.TaskRunning && tk.State == api.TaskNew {
+				return false, "still pending: " + tk.Name
+			}
+		}
+		return len(per) == 3, fmt.Sprintf("%v", per)
+	}, "3 running, none pending")
+
+	// Back to 4 (one pending again), then raise the limit to 2: the
+	// pending task places and none of the running ones is replaced.
+	running := map[string]bool{}
+	for _, tk := range tasksOf(t, h1, "one") {
+		if tk.DesiredState == api.TaskRunning && tk.State == api.TaskRunning {
+			running[tk.ID] = true
+		}
+	}
+	h1.MustCLI(t, "service", "scale", "-d", "one=4")
+	harness.Eventually(t, 30*time.Second, func() (bool, string) {
+		for _, tk := range tasksOf(t, h1, "one") {
+			if tk.DesiredState == api.TaskRunning && tk.State == api.TaskNew {
+				return tk.Message == reason, tk.Message
+			}
+		}
+		return false, "no pending task"
+	}, "a pending task at 4 replicas")
+	h1.MustCLI(t, "service", "update", "-d", "--replicas-max-per-node", "2", "one")
+	waitSlots(t, h2, "one", 4, "", 60*time.Second)
+	for _, tk := range tasksOf(t, h1, "one") {
+		if running[tk.ID] && tk.DesiredState != api.TaskRunning {
+			t.Fatalf("raising the limit replaced task %s (%s: %s)", tk.Name, tk.State, tk.Message)
+		}
+	}
+
+	// A bad limit and a bad preference are refused, naming them.
+	_, _, err := h1.CLI("service", "create", "-d", "--name", "bad", "--mode", "global", "--replicas-max-per-node", "1", "bb:1")
+	mustFail(t, err, "a limit on a global service", "replicas-max-per-node")
+	_, _, err = h1.CLI("service", "create", "-d", "--name", "bad", "--placement-pref", "spread=node.hostname", "bb:1")
+	mustFail(t, err, "a spread over a hostname", "node.labels.NAME")
+
+	// Spread over zone: two nodes in a, one in b. 4 tasks: 2 in each zone,
+	// so b's one node gets 2.
+	h1.MustCLI(t, "node", "update", "--label-add", "zone=a", c.Host(1).NodeID(t))
+	h1.MustCLI(t, "node", "update", "--label-add", "zone=a", c.Host(2).NodeID(t))
+	h1.MustCLI(t, "node", "update", "--label-add", "zone=b", c.Host(3).NodeID(t))
+	for i := 1; i <= 3; i++ {
+		zone := map[int]string{1: "a", 2: "a", 3: "b"}[i]
+		harness.Eventually(t, 30*time.Second, labelSeen(c.Host(i).NodeID(t), "zone", zone, c.Hosts()...), "label zone=%s", zone)
+	}
+	h1.MustCLI(t, "service", "create", "--name", "spread", "--replicas", "4", "--placement-pref", "spread=node.labels.zone",
+		"bb:1", "sleep", "1000")
+	per := waitSlots(t, h2, "spread", 4, "", 60*time.Second)
+	a := per[hostname(c.Host(1))] + per[hostname(c.Host(2))]
+	b := per[hostname(c.Host(3))]
+	if a != 2 || b != 2 {
+		t.Fatalf("spread over zone: a %d, b %d (per node %v), want 2 and 2", a, b, per)
+	}
+	if err := h2.JSON(&svc, "service", "inspect", "spread"); err != nil {
+		t.Fatal(err)
+	}
+	if want := []api.PlacementPreference{{Spread: "node.labels.zone"}}; fmt.Sprint(svc.Spec.PlacementPreferences) != fmt.Sprint(want) {
+		t.Fatalf("service inspect: placement_preferences %v, want %v", svc.Spec.PlacementPreferences, want)
+	}
+}
