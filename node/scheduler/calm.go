@@ -208,7 +208,7 @@ func (r *run) rebalanceAll() {
 // rebalance plans and creates one service's moves.
 func (s *svcRun) rebalance() {
 	r := s.r
-	req := placement.Request{Constraints: s.cs, Reservations: s.spec.Resources.Reservations}
+	req := placement.Request{Level: s.level, Constraints: s.cs, Reservations: s.spec.Resources.Reservations}
 	idx := map[*placement.NodeInfo]int{}
 	var nodes []moveNode
 	var infos []*placement.NodeInfo

@@ -55,6 +55,9 @@ type svcRun struct {
 	moving   int
 	replaced map[string]bool
 	noMoves  bool
+
+	// level is what the spec needs of a node's agent (servicespec.MinLevel).
+	level placement.LevelNeed
 }
 
 func newSvcRun(r *run, svc api.Service, tasks []*taskRef) *svcRun {
@@ -70,6 +73,7 @@ func (s *svcRun) setService(svc api.Service) {
 	s.global = s.spec.Mode == api.ModeGlobal
 	s.cur = map[uint64]bool{}
 	s.cs = s.r.constraints(s.spec.Constraints)
+	s.level.Level, s.level.Fields = servicespec.MinLevel(&s.spec)
 }
 
 // planDefaults fills the fields Plan needs but, unlike Defaults, keeps
@@ -163,7 +167,7 @@ func (s *svcRun) reconcile() {
 	if len(s.toPlace) > 0 {
 		r.places = append(r.places, &waiting{
 			global: s.global,
-			req:    placement.Request{Constraints: s.cs, Reservations: s.spec.Resources.Reservations},
+			req:    placement.Request{Level: s.level, Constraints: s.cs, Reservations: s.spec.Resources.Reservations},
 			tasks:  s.toPlace,
 			all:    [2][]*taskRef{s.tasks, s.newTasks},
 		})
@@ -321,11 +325,14 @@ func (s *svcRun) matches(n *placement.NodeInfo) bool {
 	return ok
 }
 
-// eligibleGlobal applies every filter but resources: a node short of room
-// still gets a (pending) task, so the user sees why it does not run.
+// eligibleGlobal applies every filter but resources and protocol level: a
+// node short of room, or whose agent is too old for the spec, still gets a
+// (pending) task, so the user sees why it does not run (and the task
+// starts once the node is upgraded).
 func (s *svcRun) eligibleGlobal(n *placement.NodeInfo, req *placement.Request) bool {
 	for _, f := range s.r.cfg.Pipeline {
-		if _, isRes := f.(placement.ResourceFilter); isRes {
+		switch f.(type) {
+		case placement.ResourceFilter, placement.LevelFilter:
 			continue
 		}
 		if ok, _ := f.Check(n, req); !ok {

@@ -108,6 +108,12 @@ type State struct {
 	Nodes    []api.Node
 	Services []api.Service
 	Tasks    []api.Task
+
+	// Levels is the protocol level each node's agent advertises (gossip),
+	// by node ID; a node missing here counts as the base level, so a task
+	// whose spec uses a newer field is not placed on it
+	// (placement.LevelFilter).
+	Levels map[string]int
 }
 
 // Plan is what the leader writes to Raft, in this order: ServiceUpdates,
@@ -303,6 +309,7 @@ func newRun(cfg Config, st State, now time.Time) *run {
 	infos := make([]placement.NodeInfo, len(st.Nodes))
 	for i := range st.Nodes {
 		infos[i].Node = st.Nodes[i]
+		infos[i].Level = st.Levels[st.Nodes[i].ID]
 		r.nodes[st.Nodes[i].ID] = &infos[i]
 		r.nodeList[i] = &infos[i]
 	}
