@@ -91,6 +91,14 @@ func Debounce(stateChanged bool) time.Duration {
 }
 
 func (l *Loop) schedulePass(ctx context.Context, planner *scheduler.Planner) (time.Time, error) {
+	// From the read to the last entry, no snapshot restore runs (raftnode.Raft.HoldProposals):
+	// a plan of the state before a restore must not land on the restored
+	// state, nor be erased by it.
+	ctx, release, err := l.cfg.Raft.HoldProposals(ctx)
+	if err != nil {
+		return time.Now().Add(500 * time.Millisecond), err
+	}
+	defer release()
 	st := SchedulerState(l.cfg.Store)
 	st.Levels = NodeLevels(l.cfg.Members, st.Nodes)
 	plan := metrics.Timed(l.cfg.Metrics.PlanDuration, func() scheduler.Plan { return planner.Plan(st, time.Now().UTC()) })
