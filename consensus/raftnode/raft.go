@@ -245,6 +245,8 @@ type Raft struct {
 	thin *thinTransport
 	// cmdGate refuses commands some member cannot apply (gate.go).
 	cmdGate atomic.Pointer[func(command.Command) error]
+	// proposals keeps proposals out while a restore runs (proposals.go).
+	proposals proposalGate
 
 	// expedited says whether ExpediteElection shortened the timeouts.
 	expedited  atomic.Bool
@@ -588,6 +590,9 @@ func mapRaftErr(err error) error {
 // business refusal as the error (test it with errors.Is), or the command's
 // value. When ctx ends first it returns ctx.Err(); after ErrNotLeader caused
 // by a lost leadership, or a ctx error, the entry may still be committed.
+// It holds the proposal gate shared (proposals.go) unless ctx holds it: a
+// restore under way makes it wait, and it is proposed after the restore,
+// or not at all when ctx ends first.
 func (r *Raft) Apply(ctx context.Context, cmd command.Command) (any, error) {
 	data, err := command.Encode(cmd)
 	if err != nil {
@@ -598,6 +603,16 @@ func (r *Raft) Apply(ctx context.Context, cmd command.Command) (any, error) {
 	}
 	if err := r.checkGate(cmd); err != nil {
 		return nil, err
+	}
+	if !r.holds(ctx) {
+		release, err := r.proposals.shared(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("apply command type %d: %w", cmd.Type(), err)
+		}
+		defer release()
+		if r.raft.State() != raft.Leader { // it may have waited for a restore
+			return nil, consensus.ErrNotLeader
+		}
 	}
 	f := r.raft.Apply(data, r.timeout(ctx))
 	if err := r.wait(ctx, f); err != nil {

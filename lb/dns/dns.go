@@ -279,10 +279,7 @@ func (d *Server) Run(ctx context.Context) error {
 	// closes the socket): the default 2 s woke every idle node twice a
 	// second for nothing (issue 10).
 	udp := &miekg.Server{PacketConn: pc, Handler: d, ReadTimeout: time.Hour}
-	// miekg/dns sets no deadline on TCP writes (its WriteTimeout is unused)
-	// and takes every connection: limitListener gives each write
-	// tcpWriteTimeout and caps the connections (see there).
-	tcp := &miekg.Server{Listener: &limitListener{Listener: ln, lim: d.tcpConns}, Handler: d}
+	tcp := &miekg.Server{Listener: d.tcpListener(ln), Handler: d}
 	d.addrOnce.Do(func() {
 		d.addr.Store(bound)
 		close(d.ready)
@@ -312,6 +309,15 @@ func (d *Server) Run(ctx context.Context) error {
 	ln.Close()
 	wg.Wait()
 	return runErr
+}
+
+// tcpListener is the listener the TCP server accepts from. miekg/dns sets
+// no deadline on TCP writes (its WriteTimeout is unused), takes every
+// connection and retries a failed Accept at once: limitListener gives each
+// write tcpWriteTimeout and caps the connections, backoffListener waits
+// before retrying when the agent is out of descriptors (see there).
+func (d *Server) tcpListener(ln net.Listener) net.Listener {
+	return &limitListener{Listener: newBackoffListener(ln), lim: d.tcpConns}
 }
 
 // tcpWriteTimeout bounds one write of an answer on a TCP connection. A

@@ -97,7 +97,7 @@ func (cl *Instance) Leader() *joining.Leader {
 		Self:         h.NodeID,
 		GossipAddr:   cl.selfGossipAddr(),
 		Store:        cl.Store,
-		Raft:         writes.GatedRaft{Raft: cl.Raft}, // a join is not erased by a restore
+		Raft:         cl.Raft, // a join is not erased by a restore: Apply holds the proposal gate
 		Alive:        cl.IsAlive,
 		Peers:        cl.Members.PeerAddrs,
 		CA:           cl.clusterCA,

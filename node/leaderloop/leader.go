@@ -254,10 +254,12 @@ func (l *Loop) leaderWork(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		passed := time.Now()
-		l.markNodeStatus(ctx, since, deadSince)
-		l.admitMissing(ctx)
-		l.autopilot(ctx)
-		cl.RotateGossipKeys(ctx)
+		l.held(ctx, func(ctx context.Context) {
+			l.markNodeStatus(ctx, since, deadSince)
+			l.admitMissing(ctx)
+			l.autopilot(ctx)
+			cl.RotateGossipKeys(ctx)
+		})
 		select {
 		case <-ctx.Done():
 			return
@@ -276,6 +278,21 @@ func (l *Loop) leaderWork(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// held runs pass with the proposal gate held shared
+// (raftnode.Raft.HoldProposals): a snapshot restore waits for the pass
+// to end, and a pass waits for a restore under way, so what a pass
+// proposes follows from the state it read, never from the state before a
+// restore landing on the restored one (or erased by it). A pass whose
+// wait ends with ctx does nothing.
+func (l *Loop) held(ctx context.Context, pass func(ctx context.Context)) {
+	hctx, release, err := l.cfg.Raft.HoldProposals(ctx)
+	if err != nil {
+		return
+	}
+	defer release()
+	pass(hctx)
 }
 
 // markNodeStatus writes gossip's verdict for every node whose recorded

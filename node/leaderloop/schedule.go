@@ -15,6 +15,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
+	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/metrics"
 	"github.com/shoal-org/shoal/node/scheduler"
 )
@@ -90,7 +91,16 @@ func Debounce(stateChanged bool) time.Duration {
 }
 
 func (l *Loop) schedulePass(ctx context.Context, planner *scheduler.Planner) (time.Time, error) {
+	// From the read to the last entry, no snapshot restore runs (raftnode.Raft.HoldProposals):
+	// a plan of the state before a restore must not land on the restored
+	// state, nor be erased by it.
+	ctx, release, err := l.cfg.Raft.HoldProposals(ctx)
+	if err != nil {
+		return time.Now().Add(500 * time.Millisecond), err
+	}
+	defer release()
 	st := SchedulerState(l.cfg.Store)
+	st.Levels = NodeLevels(l.cfg.Members, st.Nodes)
 	plan := metrics.Timed(l.cfg.Metrics.PlanDuration, func() scheduler.Plan { return planner.Plan(st, time.Now().UTC()) })
 	entries := PlanEntries(plan)
 	if len(entries) == 0 {
@@ -134,6 +144,25 @@ func SchedulerState(store *consensus.Store) scheduler.State {
 		st.Tasks = append(st.Tasks, *t)
 	}
 	return st
+}
+
+// NodeLevels is the protocol level each node's agent last advertised in
+// gossip, for the planner's placement (scheduler.State.Levels): a task whose
+// spec uses a field an older agent would drop is placed only where it is
+// known. A node gossip has not reported since this process started is left
+// out, and so counts as the base level.
+func NodeLevels(m *membership.Membership, nodes []api.Node) map[string]int {
+	ids := make([]string, len(nodes))
+	for i := range nodes {
+		ids[i] = nodes[i].ID
+	}
+	out := make(map[string]int, len(nodes))
+	for _, p := range m.PeerLevels(ids) {
+		if p.Known && p.Level > 0 {
+			out[p.ID] = p.Level
+		}
+	}
+	return out
 }
 
 // PlanEntries turns a plan into Raft log entries of bounded size, in the

@@ -67,7 +67,7 @@ func (s *svcRun) awayUntil(n *placement.NodeInfo) time.Time {
 			stop = servicespec.DefaultStopGracePeriod
 		}
 		g += stop
-		if seen, ok := s.r.downSeen[n.Node.ID]; ok && seen.After(from) {
+		if seen, ok := s.r.seen.down[n.Node.ID]; ok && seen.After(from) {
 			from = seen
 		}
 	}
@@ -170,18 +170,20 @@ func (s *svcRun) noteRebalance() {
 	if st := s.svc.UpdateStatus; st != nil && (st.State == api.UpdateUpdating || st.State == api.UpdateRollbackStarted) {
 		return
 	}
+	// The node's clock dates a move's start and failure; both count from
+	// this planner's first sight of them instead (Planner.seen).
 	var lastStart time.Time
 	for _, ref := range s.tasks {
 		t := ref.t
 		if t.Replaces == "" {
 			continue
 		}
-		if (t.State == api.TaskFailed || t.State == api.TaskRejected) && s.r.now.Before(t.UpdatedAt.Add(rebalanceBackoff)) {
-			s.r.wakeAt(t.UpdatedAt.Add(rebalanceBackoff))
+		if failed, ok := s.r.seen.moveFail[t.ID]; ok && s.r.now.Before(failed.Add(rebalanceBackoff)) {
+			s.r.wakeAt(failed.Add(rebalanceBackoff))
 			return
 		}
-		if t.StartedAt.After(lastStart) {
-			lastStart = t.StartedAt
+		if started, ok := s.r.seen.moveStart[t.ID]; ok && started.After(lastStart) {
+			lastStart = started
 		}
 	}
 	if d := s.spec.UpdateConfig.Delay; d > 0 && !lastStart.IsZero() && s.r.now.Before(lastStart.Add(d)) {
@@ -208,7 +210,7 @@ func (r *run) rebalanceAll() {
 // rebalance plans and creates one service's moves.
 func (s *svcRun) rebalance() {
 	r := s.r
-	req := placement.Request{Constraints: s.cs, Reservations: s.spec.Resources.Reservations}
+	req := placement.Request{Level: s.level, Constraints: s.cs, Reservations: s.spec.Resources.Reservations}
 	idx := map[*placement.NodeInfo]int{}
 	var nodes []placement.MoveNode
 	var infos []*placement.NodeInfo

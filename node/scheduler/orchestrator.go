@@ -56,6 +56,9 @@ type svcRun struct {
 	moving   int
 	replaced map[string]bool
 	noMoves  bool
+
+	// level is what the spec needs of a node's agent (servicespec.MinLevel).
+	level placement.LevelNeed
 }
 
 func newSvcRun(r *run, svc api.Service, tasks []*taskRef) *svcRun {
@@ -72,6 +75,7 @@ func (s *svcRun) setService(svc api.Service) {
 	s.cur = map[uint64]bool{}
 	s.cs = s.r.constraints(s.spec.Constraints)
 	s.prefs, _ = placement.ParsePreferences(s.spec.PlacementPreferences) // validated before stored
+	s.level.Level, s.level.Fields = servicespec.MinLevel(&s.spec)
 }
 
 // planDefaults fills the fields Plan needs but, unlike Defaults, keeps
@@ -165,7 +169,7 @@ func (s *svcRun) reconcile() {
 	if len(s.toPlace) > 0 {
 		r.places = append(r.places, &waiting{
 			global: s.global,
-			req: placement.Request{Constraints: s.cs, Reservations: s.spec.Resources.Reservations,
+			req: placement.Request{Level: s.level, Constraints: s.cs, Reservations: s.spec.Resources.Reservations,
 				MaxPerNode: int(s.spec.MaxReplicasPerNode)},
 			prefs: s.prefs,
 			tasks: s.toPlace,
@@ -325,11 +329,14 @@ func (s *svcRun) matches(n *placement.NodeInfo) bool {
 	return ok
 }
 
-// eligibleGlobal applies every filter but resources: a node short of room
-// still gets a (pending) task, so the user sees why it does not run.
+// eligibleGlobal applies every filter but resources and protocol level: a
+// node short of room, or whose agent is too old for the spec, still gets a
+// (pending) task, so the user sees why it does not run (and the task
+// starts once the node is upgraded).
 func (s *svcRun) eligibleGlobal(n *placement.NodeInfo, req *placement.Request) bool {
 	for _, f := range s.r.cfg.Pipeline {
-		if _, isRes := f.(placement.ResourceFilter); isRes {
+		switch f.(type) {
+		case placement.ResourceFilter, placement.LevelFilter:
 			continue
 		}
 		if ok, _ := f.Check(n, req); !ok {
@@ -631,7 +638,7 @@ func (s *svcRun) restart(sl *slot, t *api.Task) restartAction {
 	// The end is dated by the node's clock: one ahead of the leader's must
 	// not hold the replacement back (Planner.seen).
 	end := t.UpdatedAt
-	if seen, ok := s.r.endSeen[t.ID]; ok && seen.Before(end) {
+	if seen, ok := s.r.seen.ended[t.ID]; ok && seen.Before(end) {
 		end = seen
 	}
 	at := end.Add(rp.Delay)

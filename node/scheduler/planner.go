@@ -108,6 +108,12 @@ type State struct {
 	Nodes    []api.Node
 	Services []api.Service
 	Tasks    []api.Task
+
+	// Levels is the protocol level each node's agent advertises (gossip),
+	// by node ID; a node missing here counts as the base level, so a task
+	// whose spec uses a newer field is not placed on it
+	// (placement.LevelFilter).
+	Levels map[string]int
 }
 
 // Plan is what the leader writes to Raft, in this order: ServiceUpdates,
@@ -166,22 +172,33 @@ type Planner struct {
 	// ahead of this leader's would have it replace the task before the
 	// node's fence stopped it. A restart waits its delay after the earlier
 	// of end and sight (restart): a node whose clock is ahead must not hold
-	// its tasks' replacements back by the difference. And a running task of
+	// its tasks' replacements back by the difference. A running task of
 	// an update is watched for Monitor after the later of its start and
 	// the sight of it running (observe): a start dated by a node whose
-	// clock is behind would end its window before the leader saw it.
+	// clock is behind would end its window before the leader saw it. And
+	// rebalancing waits its delay after the sight of the last move's start
+	// and its backoff after the sight of a failed move (noteRebalance),
+	// ignoring the node's dates: ahead they held moves back by the
+	// difference, behind they let moves follow each other with no pause.
 	seen map[string]sighting
 }
 
-// sighting is a Planner's first sight of a node down or a task ended.
+// sighting is a Planner's first sight of a node down or of a task event.
 type sighting struct{ at, seen time.Time }
 
+// sights are a plan's first sights (Planner.seen) by node or task ID:
+// nodes down, tasks ended while meant to run, running tasks of an update,
+// and rebalancing moves started and failed.
+type sights struct {
+	down, ended, started, moveStart, moveFail map[string]time.Time
+}
+
 // saw records the first sight of each node of st that is down, of each
-// task that ended while meant to run and of each running task of a
-// service that updates, forgets the others, and returns the sight times
-// by node ID and by task ID (not changed afterwards: the next call makes
-// new maps).
-func (p *Planner) saw(st State, now time.Time) (down, ended, started map[string]time.Time) {
+// task that ended while meant to run, of each running task of a service
+// that updates and of each rebalancing move that started or failed,
+// forgets the others, and returns the sight times (not changed
+// afterwards: the next call makes new maps).
+func (p *Planner) saw(st State, now time.Time) sights {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	next := map[string]sighting{}
@@ -193,10 +210,10 @@ func (p *Planner) saw(st State, now time.Time) (down, ended, started map[string]
 		}
 		next[key], out[id] = m, m.seen
 	}
-	down, ended, started = map[string]time.Time{}, map[string]time.Time{}, map[string]time.Time{}
+	x := sights{map[string]time.Time{}, map[string]time.Time{}, map[string]time.Time{}, map[string]time.Time{}, map[string]time.Time{}}
 	for i := range st.Nodes {
 		if n := &st.Nodes[i]; n.Status == api.NodeDown {
-			note(down, "n"+n.ID, n.ID, n.StatusChangedAt)
+			note(x.down, "n"+n.ID, n.ID, n.StatusChangedAt)
 		}
 	}
 	updating := map[string]bool{}
@@ -208,13 +225,21 @@ func (p *Planner) saw(st State, now time.Time) (down, ended, started map[string]
 	for i := range st.Tasks {
 		switch t := &st.Tasks[i]; {
 		case t.DesiredState == api.TaskRunning && terminal(t.State):
-			note(ended, "t"+t.ID, t.ID, t.UpdatedAt)
+			note(x.ended, "t"+t.ID, t.ID, t.UpdatedAt)
 		case t.State == api.TaskRunning && updating[t.ServiceID]:
-			note(started, "s"+t.ID, t.ID, t.StartedAt)
+			note(x.started, "s"+t.ID, t.ID, t.StartedAt)
+		}
+		if t := &st.Tasks[i]; t.Replaces != "" {
+			if t.State == api.TaskFailed || t.State == api.TaskRejected {
+				note(x.moveFail, "f"+t.ID, t.ID, t.UpdatedAt)
+			}
+			if !t.StartedAt.IsZero() {
+				note(x.moveStart, "m"+t.ID, t.ID, t.StartedAt)
+			}
 		}
 	}
 	p.seen = next
-	return down, ended, started
+	return x
 }
 
 // NewPlanner returns a planner. Zero fields of cfg take their defaults.
@@ -241,7 +266,7 @@ func NewPlanner(cfg Config) *Planner {
 // planner, same plan. st is only read.
 func (p *Planner) Plan(st State, now time.Time) Plan {
 	r := newRun(p.cfg, st, now)
-	r.downSeen, r.endSeen, r.startSeen = p.saw(st, now)
+	r.seen = p.saw(st, now)
 	r.reconcileAll(st)
 	r.placeAll()
 	r.rebalanceAll()
@@ -283,10 +308,8 @@ type run struct {
 	// service ID order; counted is set once node usage is counted.
 	rebalance []*svcRun
 	counted   bool
-	// downSeen, endSeen and startSeen are when the planner first saw each
-	// down node down, each ended task meant to run ended and each running
-	// task of an update running (Planner.seen).
-	downSeen, endSeen, startSeen map[string]time.Time
+	// seen are the planner's first sights (Planner.seen).
+	seen sights
 }
 
 func newRun(cfg Config, st State, now time.Time) *run {
@@ -303,6 +326,7 @@ func newRun(cfg Config, st State, now time.Time) *run {
 	infos := make([]placement.NodeInfo, len(st.Nodes))
 	for i := range st.Nodes {
 		infos[i].Node = st.Nodes[i]
+		infos[i].Level = st.Levels[st.Nodes[i].ID]
 		r.nodes[st.Nodes[i].ID] = &infos[i]
 		r.nodeList[i] = &infos[i]
 	}

@@ -67,10 +67,13 @@ func (w *Writer) RestoreAsLeader(ctx context.Context, f *snapshotfile.File, forc
 	if !cl.Raft.IsLeader() {
 		return api.SnapshotRestoreResponse{}, ErrNotLeader
 	}
-	// No write of the write path runs from here until the restored state
-	// is installed (gate.go): one committed in between was acknowledged
-	// and then erased by the restore.
-	release, err := writeGate.restore(ctx)
+	// No proposal of this leader — the write path's, a join's, the
+	// leader's loops' — runs from here until the restored state is
+	// installed (raftnode's proposal gate): one committed in between was
+	// erased by the restore, and a loop's pass that read the state before
+	// it would land on the restored state. The restore's own proposals
+	// use ctx, which holds the gate.
+	ctx, release, err := cl.Raft.PauseProposals(ctx)
 	if err != nil {
 		return api.SnapshotRestoreResponse{}, err
 	}

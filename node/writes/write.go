@@ -231,7 +231,7 @@ func (w *Writer) ApplyLocal(ctx context.Context, enc []byte) (json.RawMessage, e
 	if err := CheckServiceCommand(w.cfg.Store, cmd); err != nil {
 		return nil, err
 	}
-	return applyResult(gatedApply(ctx, w.cfg.Raft, capStatusText(cmd)))
+	return applyResult(w.cfg.Raft.Apply(ctx, capStatusText(cmd)))
 }
 
 // applyResult encodes what Raft.Apply returned for the RPC answer.
@@ -312,11 +312,11 @@ func (w *Writer) ApplyNodeCommand(ctx context.Context, peerID string, enc []byte
 		}
 	}
 	own, rewrote := ownNodeReports(peerID, cmd)
-	res, err := gatedApply(ctx, w.cfg.Raft, own)
+	res, err := w.cfg.Raft.Apply(ctx, own)
 	if rewrote && errors.Is(err, command.ErrUnsupported) {
 		// A member still runs a release without UpdateOwnNode (an upgrade
 		// in progress): the whole record, as those releases did.
-		res, err = gatedApply(ctx, w.cfg.Raft, cmd)
+		res, err = w.cfg.Raft.Apply(ctx, cmd)
 	}
 	return applyResult(res, err)
 }
@@ -409,7 +409,7 @@ func (w *Writer) ApplyAdmin(ctx context.Context, peerID string, req wire.AdminWr
 	case command.DeleteNetwork:
 		subject = x.ID
 	}
-	res, err := applyResult(gatedApply(ctx, cl.Raft, cmd))
+	res, err := applyResult(cl.Raft.Apply(ctx, cmd))
 	if err == nil {
 		w.log.Info("admin action", "action", req.Action, "subject", subject, "by", api.ShortID(peerID))
 	}

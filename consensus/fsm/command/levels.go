@@ -90,13 +90,20 @@ const EndpointLevel = 4
 // proposes it only when every member has this level (bodySince).
 const AutoPortLevel = 4
 
+// PlacementLevel is the level whose state machine keeps a spec's
+// MaxReplicasPerNode and PlacementPreferences: an older replica would
+// store the spec without them, and should it lead, place the tasks as if
+// unlimited and unspread.
+const PlacementLevel = 4
+
 // bodySince lists the levels that introduced fields an older state machine
 // would apply differently (a test requires ProtocolLevel to cover them).
-var bodySince = []int{EndpointLevel, AutoPortLevel}
+var bodySince = []int{EndpointLevel, AutoPortLevel, PlacementLevel}
 
 // bodyLevel is the level cmd's content needs beyond its type's: the
 // fields of bodySince, for the service commands (an endpoint mode or
-// aliases; a port that asks for its published port).
+// aliases; a port that asks for its published port; a placement limit or
+// preference).
 func bodyLevel(cmd Command) int {
 	var spec *api.ServiceSpec
 	switch c := cmd.(type) {
@@ -115,6 +122,9 @@ func bodyLevel(cmd Command) int {
 	lvl := BaseProtocolLevel
 	if spec.EndpointMode != "" || len(spec.NetworkAliases) > 0 {
 		lvl = max(lvl, EndpointLevel)
+	}
+	if spec.MaxReplicasPerNode > 0 || len(spec.PlacementPreferences) > 0 {
+		lvl = max(lvl, PlacementLevel)
 	}
 	for _, p := range spec.Ports {
 		if p.Published == 0 {

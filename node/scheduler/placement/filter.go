@@ -17,6 +17,9 @@ import (
 // already on it (and those placed earlier in the same plan) use.
 type NodeInfo struct {
 	Node api.Node
+	// Level is the protocol level the node's agent advertises (0:
+	// unknown, counted as the base level; see LevelFilter).
+	Level int
 	// Reserved sums the reservations of the node's non-terminal tasks.
 	Reserved api.Resources
 	// Tasks counts the node's non-terminal tasks with desired state running.
@@ -30,6 +33,9 @@ type NodeInfo struct {
 
 // Request is what a new task asks of a node.
 type Request struct {
+	// Level is what the spec needs of a node's agent (LevelFilter).
+	Level LevelNeed
+
 	Constraints  []Constraint
 	Reservations api.Resources
 	// MaxPerNode is the service's max replicas per node (0 = no limit)
@@ -137,10 +143,11 @@ func (MaxReplicasFilter) Check(n *NodeInfo, r *Request) (bool, string) {
 // Pipeline is an ordered list of filters.
 type Pipeline []Filter
 
-// DefaultPipeline is ready, availability, constraints, resources, max
-// replicas per node: the order in which refusals are attributed.
+// DefaultPipeline is ready, availability, protocol level, constraints,
+// resources, max replicas per node: the order in which refusals are
+// attributed.
 func DefaultPipeline() Pipeline {
-	return Pipeline{ReadyFilter{}, AvailabilityFilter{}, ConstraintFilter{}, ResourceFilter{}, MaxReplicasFilter{}}
+	return Pipeline{ReadyFilter{}, AvailabilityFilter{}, LevelFilter{}, ConstraintFilter{}, ResourceFilter{}, MaxReplicasFilter{}}
 }
 
 // Check runs the filters in order and returns the first refusal.

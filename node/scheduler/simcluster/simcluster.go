@@ -37,6 +37,9 @@ type Cluster struct {
 	// CheckIdempotent makes Step plan again after applying and fail when the
 	// second plan is not empty.
 	CheckIdempotent bool
+	// Levels is the protocol level of each node's agent (State.Levels):
+	// a node missing here is at the base level.
+	Levels map[string]int
 
 	index uint64 // raft-index stand-in for service versions
 	ids   int
@@ -121,6 +124,7 @@ func (c *Cluster) DeleteService(id string) {
 // State returns a snapshot, each table sorted by ID.
 func (c *Cluster) State() scheduler.State {
 	var st scheduler.State
+	st.Levels = c.Levels
 	for _, n := range c.Nodes {
 		st.Nodes = append(st.Nodes, *n)
 	}
