@@ -30,10 +30,15 @@ type Profile struct {
 	// environment variable says otherwise (shoal agent sets it at start).
 	// Why: with two Ps, each wake-up of an idle agent also wakes a second
 	// thread that spins looking for work and finds none. With one, an idle
-	// 3-node cluster used 13–17 % less CPU per agent, and scale 10→50 was
-	// no slower (2.52/2.57 s against 2.67/2.90 s, two alternating pairs on
-	// this 2-core machine): the agent's share of a start is small, runc's
-	// processes do the rest, and they are not limited by it.
+	// 3-node tolerant cluster used 13–17 % less CPU per agent, and scale
+	// 10→50 was no slower (2.52/2.57 s against 2.67/2.90 s, two alternating
+	// pairs on this 2-core machine): the agent's share of a start is small,
+	// runc's processes do the rest, and they are not limited by it. Under
+	// fast, two alternating pairs of 45 s on an idle 3-node cluster: 0.64 %
+	// against 0.82 % of a core per follower (0.78), 1.17 % against 1.58 %
+	// on the leader (0.74), 88 against 125 context switches a second. Go
+	// preempts a long computation every 10 ms, so one P does not hold a
+	// heartbeat or a probe behind it for longer than that.
 	Procs int
 }
 
@@ -44,14 +49,14 @@ const Default = "fast"
 //
 //   - fast: a dead host is found in under a second (0.75 s expected up to
 //     10 nodes); its backends leave every load balancer within about a
-//     second. Costs the most when idle.
+//     second. Costs the most when idle. One P.
 //   - tolerant: for agents that share starved CPUs (dense test rigs,
 //     oversubscribed VMs, 100 agents on 2 cores) and for anyone who would
 //     rather have an idle agent near-free: a dead host is found in 2 s up
 //     to 10 nodes (2.8 s at 100), raft heartbeats once a second, and the
 //     agent runs on one P.
 var All = map[string]Profile{
-	Default:    {Gossip: membership.DefaultTiming, Raft: raftnode.DefaultTiming},
+	Default:    {Gossip: membership.DefaultTiming, Raft: raftnode.DefaultTiming, Procs: 1},
 	"tolerant": {Gossip: membership.TolerantTiming, Raft: raftnode.QuietTiming, Procs: 1},
 }
 

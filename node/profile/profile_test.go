@@ -10,7 +10,7 @@ import (
 )
 
 func TestByName(t *testing.T) {
-	fast := Profile{Gossip: membership.DefaultTiming, Raft: raftnode.DefaultTiming}
+	fast := Profile{Gossip: membership.DefaultTiming, Raft: raftnode.DefaultTiming, Procs: 1}
 	tolerant := Profile{Gossip: membership.TolerantTiming, Raft: raftnode.QuietTiming, Procs: 1}
 	for _, c := range []struct {
 		name string

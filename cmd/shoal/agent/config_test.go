@@ -176,8 +176,8 @@ func TestAgentProcs(t *testing.T) {
 		profile, env string
 		want         int
 	}{
-		{"", "", 0},
-		{"fast", "", 0},
+		{"", "", 1},
+		{"fast", "", 1},
 		{"tolerant", "", 1},
 		{"tolerant", "2", 0}, // the operator's GOMAXPROCS wins
 		{"nope", "", 0},
