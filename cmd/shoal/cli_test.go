@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/cmd/shoal/progress"
 	"github.com/shoal-org/shoal/cmd/shoal/shell"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
@@ -280,7 +279,7 @@ func (f *fakeAgent) scheduleLocked(s *api.Service) {
 		if t.ServiceID != s.ID || t.DesiredState != api.TaskRunning {
 			continue
 		}
-		if progress.SpecKey(t.Spec) != progress.SpecKey(s.Spec) || t.Slot > int(s.Spec.Replicas) {
+		if !api.MaterialEqual(&t.Spec, &s.Spec) || t.Slot > int(s.Spec.Replicas) {
 			f.tasks[i].DesiredState = api.TaskShutdown
 			f.tasks[i].State = api.TaskShutdown
 			continue

@@ -8,7 +8,6 @@ package progress
 // back, or when tasks keep failing.
 
 import (
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strconv"
@@ -47,22 +46,12 @@ type Convergence struct {
 	Err  error
 }
 
-// SpecKey identifies what a task runs, the fields whose change replaces
-// tasks (as the scheduler's material comparison does): replicas, ports,
-// restart and update policies can change without touching running tasks.
-func SpecKey(s api.ServiceSpec) string {
-	m := api.ServiceSpec{
-		Image: s.Image, Command: s.Command, Entrypoint: s.Entrypoint, Env: s.Env,
-		Workdir: s.Workdir, User: s.User, Labels: s.Labels, Resources: s.Resources,
-		Constraints: s.Constraints, Healthcheck: s.Healthcheck,
-		StopGracePeriod: s.StopGracePeriod, ForceUpdate: s.ForceUpdate,
-	}
-	b, _ := json.Marshal(m)
-	return string(b)
-}
-
-// currentTask reports whether t runs the service's current spec.
-func currentTask(t api.Task, svc api.Service, key string) bool {
+// currentTask reports whether t runs the service's current spec (spec):
+// its own version, or a spec the planner would not replace it for
+// (api.MaterialEqual). A task keeps its old version when an update changes
+// nothing material (labels, ports, policies, the endpoint mode), and a
+// wait that held out for it would never end.
+func currentTask(t api.Task, svc api.Service, spec *api.ServiceSpec) bool {
 	if svc.Version != 0 && t.SpecVersion == svc.Version {
 		return true
 	}
@@ -70,7 +59,7 @@ func currentTask(t api.Task, svc api.Service, key string) bool {
 		// The agent did not send the task's spec: compare what it did send.
 		return t.Image == svc.Spec.Image
 	}
-	return SpecKey(t.Spec) == key
+	return api.MaterialEqual(&t.Spec, spec)
 }
 
 // Assess judges convergence from one poll. nodes is only used for a global
@@ -85,7 +74,6 @@ func Assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, igno
 	if name == "" {
 		name = spec.Name
 	}
-	key := SpecKey(spec)
 	global := spec.Mode == api.ModeGlobal
 
 	// Group tasks by slot (node for global) and pick the task that speaks
@@ -109,7 +97,7 @@ func Assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, igno
 	failed := 0
 	var lastFailed api.Task
 	for _, t := range tasks {
-		cur := currentTask(t, svc, key)
+		cur := currentTask(t, svc, &spec)
 		if t.DesiredState == api.TaskRunning && !cur && !api.TaskTerminal(t.State) {
 			staleRunning = true
 		}
@@ -163,7 +151,7 @@ func Assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, igno
 		if t.Error != "" {
 			text += ": " + t.Error
 		}
-		if !currentTask(t, svc, key) && t.DesiredState == api.TaskRunning {
+		if !currentTask(t, svc, &spec) && t.DesiredState == api.TaskRunning {
 			text += " (previous version)"
 		}
 		conv.Slots = append(conv.Slots, SlotLine{Name: label, Text: text})

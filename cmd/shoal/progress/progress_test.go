@@ -161,27 +161,41 @@ func TestAssessSlots(t *testing.T) {
 	}
 }
 
-func TestSpecKeyIgnoresImmaterialFields(t *testing.T) {
+// TestAssessImmaterialUpdate: an update that changes nothing material
+// (labels, ports, policies, the endpoint mode, the placement limit) leaves
+// the tasks on their old spec version, and the wait ends at once; before,
+// `service update --label-add` waited for replacements that never came,
+// until its timeout. A material change still waits for them.
+func TestAssessImmaterialUpdate(t *testing.T) {
 	a := specflags.DefaultSpec()
-	a.Image, a.Replicas = "x", 1
-	b := a
-	b.Replicas = 5
-	b.Ports = []api.PortConfig{{Published: 80, Target: 80, Protocol: "tcp"}}
-	b.UpdateConfig.Parallelism = 7
-	b.RestartPolicy.Delay = time.Hour
-	if SpecKey(a) != SpecKey(b) {
-		t.Fatal("replicas, ports or policies changed the task key")
+	a.Name, a.Image, a.Replicas = "web", "x", 2
+	old := []api.Task{
+		{ID: "t1", Name: "web.1", Slot: 1, NodeID: "n1", DesiredState: "running", State: "running", Spec: a, SpecVersion: 1},
+		{ID: "t2", Name: "web.2", Slot: 2, NodeID: "n2", DesiredState: "running", State: "running", Spec: a, SpecVersion: 1},
 	}
-	for name, change := range map[string]func(*api.ServiceSpec){
-		"image": func(s *api.ServiceSpec) { s.Image = "y" },
-		"env":   func(s *api.ServiceSpec) { s.Env = []string{"A=1"} },
-		"force": func(s *api.ServiceSpec) { s.ForceUpdate++ },
-		"limit": func(s *api.ServiceSpec) { s.Resources.Limits.MemoryBytes = 1 },
+	for name, c := range map[string]struct {
+		change   func(*api.ServiceSpec)
+		wantDone bool
+	}{
+		"labels":       {func(s *api.ServiceSpec) { s.Labels = map[string]string{"a": "b"} }, true},
+		"ports":        {func(s *api.ServiceSpec) { s.Ports = []api.PortConfig{{Published: 80, Target: 80, Protocol: "tcp"}} }, true},
+		"policies":     {func(s *api.ServiceSpec) { s.UpdateConfig.Parallelism = 7; s.RestartPolicy.Delay = time.Hour }, true},
+		"endpoint":     {func(s *api.ServiceSpec) { s.EndpointMode = api.EndpointDNSRR }, true},
+		"max per node": {func(s *api.ServiceSpec) { s.MaxReplicasPerNode = 1 }, true},
+		"image":        {func(s *api.ServiceSpec) { s.Image = "y" }, false},
+		"env":          {func(s *api.ServiceSpec) { s.Env = []string{"A=1"} }, false},
+		"force":        {func(s *api.ServiceSpec) { s.ForceUpdate++ }, false},
+		"read only":    {func(s *api.ServiceSpec) { s.ReadOnly = true }, false},
+		"spread": {func(s *api.ServiceSpec) {
+			s.PlacementPreferences = []api.PlacementPreference{{Spread: "node.labels.zone"}}
+		}, false},
 	} {
-		c := a
-		change(&c)
-		if SpecKey(a) == SpecKey(c) {
-			t.Errorf("%s change kept the task key", name)
+		b := a
+		c.change(&b)
+		svc := api.Service{ID: "s1", Name: "web", Spec: b, Version: 2}
+		got := Assess(OpUpdate, svc, old, nil, nil)
+		if got.Done != c.wantDone || got.Err != nil {
+			t.Errorf("%s: done %v (err %v), want done %v", name, got.Done, got.Err, c.wantDone)
 		}
 	}
 }
