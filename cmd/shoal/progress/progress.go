@@ -148,8 +148,12 @@ func Assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, igno
 			label = name + "@" + t.Node
 		}
 		text := t.State
-		if t.Error != "" {
+		switch {
+		case t.Error != "":
 			text += ": " + t.Error
+		case t.State == api.TaskNew && t.Message != "":
+			// Why it waits (no suitable node, ...), as service ps shows.
+			text += ": " + t.Message
 		}
 		if !currentTask(t, svc, &spec) && t.DesiredState == api.TaskRunning {
 			text += " (previous version)"

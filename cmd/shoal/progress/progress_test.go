@@ -199,3 +199,17 @@ func TestAssessImmaterialUpdate(t *testing.T) {
 		}
 	}
 }
+
+// TestAssessPendingReason: a task no node can take says why in its slot
+// line, as service ps does; before, the wait showed "mx.4: new" and
+// nothing more while it waited.
+func TestAssessPendingReason(t *testing.T) {
+	a := specflags.DefaultSpec()
+	a.Name, a.Image, a.Replicas = "mx", "x", 1
+	why := "no suitable node (3 nodes at max replicas per node (1))"
+	tasks := []api.Task{{ID: "t1", Name: "mx.1", Slot: 1, DesiredState: "running", State: api.TaskNew, Message: why, Spec: a, SpecVersion: 1}}
+	got := Assess(OpCreate, api.Service{ID: "s1", Name: "mx", Spec: a, Version: 1}, tasks, nil, nil)
+	if len(got.Slots) != 1 || got.Slots[0].Text != "new: "+why {
+		t.Fatalf("slot lines %+v, want mx.1 new: %s", got.Slots, why)
+	}
+}
