@@ -47,7 +47,7 @@ func Command(sh *shell.Shell) *cli.Command {
 					&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: "name=PREFIX, id=PREFIX or mode=MODE"}},
 			}, shell.Lister[api.Service]{
 				Filters: func(c *cli.Context) (map[string][]string, error) {
-					return parseFilters(c.StringSlice("filter"), "name", "id", "mode")
+					return output.ParseFilters(c.StringSlice("filter"), "name", "id", "mode")
 				},
 				Fetch: fetchServices,
 				ID:    serviceID,
@@ -59,17 +59,15 @@ func Command(sh *shell.Shell) *cli.Command {
 				ArgsUsage: "SERVICE...",
 				Flags: []cli.Flag{shell.NoTruncFlag,
 					&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: "desired-state=running|shutdown|accepted, node=NODE, name=TASK, id=PREFIX"}},
-			}, shell.Lister[TaskView]{
+			}, shell.Lister[output.TaskView]{
 				MinArgs: 1, MaxArgs: -1,
-				Filters: taskFilters,
-				Fetch:   fetchTaskViews,
-				ID:      func(t TaskView) string { return t.ID },
-				Table: func(w io.Writer, tasks []TaskView, r shell.ListRun) error {
-					plain := make([]api.Task, len(tasks))
-					for i, t := range tasks {
-						plain[i] = t.Task
-					}
-					return output.RenderTasks(w, plain, r.NoTrunc, s.Now())
+				Filters: func(c *cli.Context) (map[string][]string, error) {
+					return output.ParseTaskFilters(c.StringSlice("filter"))
+				},
+				Fetch: fetchTaskViews,
+				ID:    func(t output.TaskView) string { return t.ID },
+				Table: func(w io.Writer, tasks []output.TaskView, r shell.ListRun) error {
+					return output.RenderTaskViews(w, tasks, r.NoTrunc, s.Now())
 				},
 			}),
 			shell.InspectCommand(s.Shell, &cli.Command{
@@ -167,39 +165,6 @@ func (s *commands) maybeWait(c *cli.Context, cl *client.Client, id, op string) e
 	return s.waitService(c.Context, cl, id, op, c.Duration("timeout"), c.Bool("quiet"))
 }
 
-// parseFilters splits --filter k=v values and checks the keys.
-func parseFilters(values []string, allowed ...string) (map[string][]string, error) {
-	out := map[string][]string{}
-	for _, f := range values {
-		k, v, ok := strings.Cut(f, "=")
-		if !ok || v == "" {
-			return nil, specflags.UsageErrorf("invalid --filter %q: want KEY=VALUE", f)
-		}
-		known := false
-		for _, a := range allowed {
-			known = known || a == k
-		}
-		if !known {
-			return nil, specflags.UsageErrorf("invalid --filter key %q: want one of %s", k, strings.Join(allowed, ", "))
-		}
-		out[k] = append(out[k], v)
-	}
-	return out, nil
-}
-
-// matchAny reports whether no values were given or f matches one of them.
-func matchAny(values []string, f func(string) bool) bool {
-	if len(values) == 0 {
-		return true
-	}
-	for _, v := range values {
-		if f(v) {
-			return true
-		}
-	}
-	return false
-}
-
 // serviceID is what -q prints for a service.
 func serviceID(sv api.Service) string { return sv.ID }
 
@@ -217,84 +182,27 @@ func fetchServices(r shell.ListRun) ([]api.Service, error) {
 	var list []api.Service
 	for _, sv := range all {
 		sv = output.ServiceView(sv)
-		if matchAny(r.Filters["name"], func(v string) bool { return strings.HasPrefix(sv.Name, v) }) &&
-			matchAny(r.Filters["id"], func(v string) bool { return strings.HasPrefix(sv.ID, v) }) &&
-			matchAny(r.Filters["mode"], func(v string) bool { return sv.Mode == v }) {
+		if output.MatchAny(r.Filters["name"], func(v string) bool { return strings.HasPrefix(sv.Name, v) }) &&
+			output.MatchAny(r.Filters["id"], func(v string) bool { return strings.HasPrefix(sv.ID, v) }) &&
+			output.MatchAny(r.Filters["mode"], func(v string) bool { return sv.Mode == v }) {
 			list = append(list, sv)
 		}
 	}
 	return list, nil
 }
 
-// taskFilters reads the --filter values of `service ps`.
-func taskFilters(c *cli.Context) (map[string][]string, error) {
-	filters, err := parseFilters(c.StringSlice("filter"), "desired-state", "node", "name", "id")
-	if err != nil {
-		return nil, err
-	}
-	for _, d := range filters["desired-state"] {
-		switch d {
-		case "running", "shutdown", "accepted", "ready":
-		default:
-			return nil, specflags.UsageErrorf("invalid desired-state filter %q: want running, shutdown or accepted", d)
-		}
-	}
-	return filters, nil
-}
-
-// fetchTasks gets the tasks of the services named as arguments that match
-// the filters, in table order.
-func fetchTasks(r shell.ListRun) ([]api.Task, error) {
+// fetchTaskViews gets the tasks of the services named as arguments that
+// match the filters, in table order.
+func fetchTaskViews(r shell.ListRun) ([]output.TaskView, error) {
 	var tasks []api.Task
 	for _, id := range r.C.Args().Slice() {
 		ts, err := r.Cl.ServiceTasks(r.C.Context, id, client.TaskFilter{})
 		if err != nil {
 			return nil, fmt.Errorf("tasks of service %s: %w", id, err)
 		}
-		for _, t := range ts {
-			if taskMatches(t, r.Filters) {
-				tasks = append(tasks, t)
-			}
-		}
+		tasks = append(tasks, ts...)
 	}
-	output.SortTasks(tasks)
-	return tasks, nil
-}
-
-// TaskView is a task as `service ps --format json` prints it: error and
-// ip are always there (empty when there is none), as DESIGN.md lists them
-// among the fields scripts rely on; api.Task leaves them out when empty.
-type TaskView struct {
-	api.Task
-	Error string `json:"error"`
-	IP    string `json:"ip"`
-}
-
-// fetchTaskViews is fetchTasks for printing.
-func fetchTaskViews(r shell.ListRun) ([]TaskView, error) {
-	tasks, err := fetchTasks(r)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]TaskView, len(tasks))
-	for i, t := range tasks {
-		out[i] = TaskView{Task: t, Error: t.Error, IP: t.IP}
-	}
-	return out, nil
-}
-
-// taskMatches applies `service ps` filters; "accepted" and "ready" mean
-// the task is meant to run, as in docker.
-func taskMatches(t api.Task, f map[string][]string) bool {
-	return matchAny(f["desired-state"], func(v string) bool {
-		if v == "accepted" || v == "ready" {
-			v = api.TaskRunning
-		}
-		return t.DesiredState == v
-	}) &&
-		matchAny(f["node"], func(v string) bool { return t.Node == v || strings.HasPrefix(t.NodeID, v) }) &&
-		matchAny(f["name"], func(v string) bool { return t.Name == v || strings.HasPrefix(t.Name, v+".") }) &&
-		matchAny(f["id"], func(v string) bool { return strings.HasPrefix(t.ID, v) })
+	return output.TaskViews(tasks, r.Filters), nil
 }
 
 func (s *commands) serviceScale(c *cli.Context) error {
