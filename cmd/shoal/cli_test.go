@@ -43,6 +43,10 @@ type fakeAgent struct {
 	exitCode  int
 	removed   string
 	networks  []api.Network
+	// containers, when set, are what GET /v1/containers lists (and the
+	// container routes of ps_cli_test.go find); stopped records stops.
+	containers []api.Container
+	stopped    []string
 }
 
 func newFakeAgent(t *testing.T) *fakeAgent {
@@ -193,6 +197,12 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 		f.fail(w, http.StatusNotFound, "service not found")
 	})
 	mux.HandleFunc("GET /v1/containers", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.containers != nil {
+			f.reply(w, f.containers)
+			return
+		}
 		f.reply(w, []api.Container{
 			{ID: "ctr1aaaaaaaaaaaaaaaa", Name: "one", Image: "busybox", State: "running"},
 			{ID: "ctr2bbbbbbbbbbbbbbbb", Name: "two", Image: "busybox", State: "exited"},
@@ -236,6 +246,7 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 	mux.HandleFunc("POST /v1/containers/{id}/wait", func(w http.ResponseWriter, r *http.Request) {
 		f.reply(w, api.Container{ID: "ctr1", State: "exited", ExitCode: f.exitCode})
 	})
+	f.addPsRoutes(mux)
 
 	sock := filepath.Join(t.TempDir(), "shoal.sock")
 	ln, err := net.Listen("unix", sock)

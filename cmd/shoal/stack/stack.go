@@ -93,6 +93,23 @@ string command with &&) are errors, and then nothing changes.`,
 					return output.RenderServices(w, list, r.NoTrunc)
 				},
 			}),
+			shell.ListCommand(s.Shell, &cli.Command{
+				Name:      "ps",
+				Usage:     "list the tasks of a stack",
+				ArgsUsage: "STACK",
+				Flags: []cli.Flag{shell.NoTruncFlag,
+					&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: output.TaskFilterUsage}},
+			}, shell.Lister[output.TaskView]{
+				MinArgs: 1, MaxArgs: 1,
+				Filters: func(c *cli.Context) (map[string][]string, error) {
+					return output.ParseTaskFilters(c.StringSlice("filter"))
+				},
+				Fetch: fetchStackTasks,
+				ID:    func(t output.TaskView) string { return t.ID },
+				Table: func(w io.Writer, tasks []output.TaskView, r shell.ListRun) error {
+					return output.RenderTaskViews(w, tasks, r.NoTrunc, s.Now())
+				},
+			}),
 			{
 				Name:      "rm",
 				Aliases:   []string{"remove", "down"},
@@ -435,6 +452,28 @@ func fetchStackServices(r shell.ListRun) ([]api.Service, error) {
 		return nil, fmt.Errorf("nothing found in stack: %s", r.C.Args().First())
 	}
 	return list, nil
+}
+
+// fetchStackTasks gets the tasks of every service of the stack named as
+// argument that match the filters, in table order, as `docker stack ps`
+// lists them; a stack without services is an error, as in docker.
+func fetchStackTasks(r shell.ListRun) ([]output.TaskView, error) {
+	svcs, err := fetchStackServices(r)
+	if err != nil {
+		return nil, err
+	}
+	var tasks []api.Task
+	for _, sv := range svcs {
+		ts, err := r.Cl.ServiceTasks(r.C.Context, sv.ID, client.TaskFilter{})
+		if err != nil {
+			if client.IsNotFound(err) {
+				continue // removed since the listing
+			}
+			return nil, fmt.Errorf("tasks of service %s: %w", sv.Name, err)
+		}
+		tasks = append(tasks, ts...)
+	}
+	return output.TaskViews(tasks, r.Filters), nil
 }
 
 func (s *commands) stackRm(c *cli.Context) error {

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/cmd/shoal/compose"
+)
+
+// addPsRoutes adds to the fake agent the routes of the task lists
+// (GET /v1/tasks) and of the container commands by name (GET and stop of
+// one container among f.containers).
+func (f *fakeAgent) addPsRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/tasks", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		node := r.URL.Query().Get("node")
+		out := []api.Task{}
+		for _, t := range f.tasks {
+			if node == "" || t.NodeID == node {
+				out = append(out, t)
+			}
+		}
+		f.reply(w, out)
+	})
+	mux.HandleFunc("GET /v1/containers/{id}", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if i := f.containerLocked(r.PathValue("id")); i >= 0 {
+			f.reply(w, f.containers[i])
+			return
+		}
+		f.fail(w, http.StatusNotFound, "no such container: "+r.PathValue("id"))
+	})
+	mux.HandleFunc("POST /v1/containers/{id}/stop", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		i := f.containerLocked(r.PathValue("id"))
+		if i < 0 {
+			f.fail(w, http.StatusNotFound, "no such container: "+r.PathValue("id"))
+			return
+		}
+		f.containers[i].State = api.ContainerExited
+		f.stopped = append(f.stopped, f.containers[i].ID)
+		f.reply(w, f.containers[i])
+	})
+}
+
+// containerLocked finds a container of f.containers by ID, name or ID
+// prefix, as the agent does (-1: none).
+func (f *fakeAgent) containerLocked(ref string) int {
+	for i, c := range f.containers {
+		if c.ID == ref || c.Name == ref || strings.HasPrefix(c.ID, ref) {
+			return i
+		}
+	}
+	return -1
+}
+
+// psFixture is a stack "shop" of two services on the fake's two nodes,
+// plus a service outside the stack.
+func psFixture(t *testing.T) *fakeAgent {
+	f := newFakeAgent(t)
+	stack := map[string]string{compose.StackLabel: "shop"}
+	f.services = []*api.Service{
+		{ID: "svc1", Name: "shop_web", Spec: api.ServiceSpec{Name: "shop_web", Image: "nginx", Replicas: 2, Labels: stack}},
+		{ID: "svc2", Name: "shop_db", Spec: api.ServiceSpec{Name: "shop_db", Image: "pg", Replicas: 1, Labels: stack}},
+		{ID: "svc3", Name: "other", Spec: api.ServiceSpec{Name: "other", Image: "busybox", Replicas: 1}},
+	}
+	at := time.Date(2024, 1, 1, 11, 0, 0, 0, time.UTC)
+	n1, n2 := "node1aaaaaaaaaaaaaaa", "node2bbbbbbbbbbbbbbb"
+	f.tasks = []api.Task{
+		{ID: "taskweb1aaaaaaaaaaaa", Name: "shop_web.1", ServiceID: "svc1", Service: "shop_web", Slot: 1, NodeID: n1, Node: "h1", DesiredState: "running", State: "running", Image: "nginx", UpdatedAt: at, CreatedAt: at},
+		{ID: "taskweb2bbbbbbbbbbbb", Name: "shop_web.2", ServiceID: "svc1", Service: "shop_web", Slot: 2, NodeID: n2, Node: "h2", DesiredState: "running", State: "running", Image: "nginx", UpdatedAt: at, CreatedAt: at, IP: "10.1.0.3"},
+		{ID: "taskweb0cccccccccccc", Name: "shop_web.2", ServiceID: "svc1", Service: "shop_web", Slot: 2, NodeID: n1, Node: "h1", DesiredState: "shutdown", State: "failed", Error: "exit 1", Image: "nginx", UpdatedAt: at, CreatedAt: at.Add(-time.Minute)},
+		{ID: "taskdb1ddddddddddddd", Name: "shop_db.1", ServiceID: "svc2", Service: "shop_db", Slot: 1, NodeID: n2, Node: "h2", DesiredState: "running", State: "running", Image: "pg", UpdatedAt: at, CreatedAt: at},
+		{ID: "taskoth1eeeeeeeeeeee", Name: "other.1", ServiceID: "svc3", Service: "other", Slot: 1, NodeID: n1, Node: "h1", DesiredState: "running", State: "running", Image: "busybox", UpdatedAt: at, CreatedAt: at},
+	}
+	return f
+}
+
+// psIDs runs a task list with -q and returns the IDs it printed.
+func psIDs(t *testing.T, f *fakeAgent, args ...string) []string {
+	t.Helper()
+	out, errOut, code := runCLI(t, f.host, "", append(args, "-q", "--no-trunc")...)
+	if code != 0 {
+		t.Fatalf("%v: exit %d: %s", args, code, errOut)
+	}
+	return strings.Fields(out)
+}
+
+func TestCLIStackPs(t *testing.T) {
+	f := psFixture(t)
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"stack", "ps", "shop"}, []string{"taskdb1ddddddddddddd", "taskweb1aaaaaaaaaaaa", "taskweb2bbbbbbbbbbbb", "taskweb0cccccccccccc"}},
+		{[]string{"stack", "ps", "shop", "--filter", "desired-state=running"}, []string{"taskdb1ddddddddddddd", "taskweb1aaaaaaaaaaaa", "taskweb2bbbbbbbbbbbb"}},
+		{[]string{"stack", "ps", "shop", "-f", "node=h1"}, []string{"taskweb1aaaaaaaaaaaa", "taskweb0cccccccccccc"}},
+		{[]string{"stack", "ps", "shop", "-f", "name=shop_web.2"}, []string{"taskweb2bbbbbbbbbbbb", "taskweb0cccccccccccc"}},
+		{[]string{"stack", "ps", "shop", "-f", "id=taskdb"}, []string{"taskdb1ddddddddddddd"}},
+	}
+	for _, tt := range tests {
+		if got := psIDs(t, f, tt.args...); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%v: %v, want %v", tt.args, got, tt.want)
+		}
+	}
+
+	out, errOut, code := runCLI(t, f.host, "", "stack", "ps", "shop", "-f", "node=h2")
+	want := "ID             NAME         IMAGE   NODE   DESIRED STATE   CURRENT STATE               ERROR\n" +
+		"taskdb1ddddd   shop_db.1    pg      h2     running         running About an hour ago   \n" +
+		"taskweb2bbbb   shop_web.2   nginx   h2     running         running About an hour ago   \n"
+	if code != 0 || out != want {
+		t.Errorf("table: exit %d, stderr %q\n%s\nwant:\n%s", code, errOut, out, want)
+	}
+
+	// --format json: the rows of service ps, error and ip always there.
+	out, errOut, code = runCLI(t, f.host, "", "stack", "ps", "shop", "--format", "json", "-f", "node=h1")
+	var rows []map[string]any
+	if err := json.Unmarshal([]byte(out), &rows); code != 0 || err != nil || len(rows) != 2 {
+		t.Fatalf("json: exit %d, %v, stderr %q: %s", code, err, errOut, out)
+	}
+	if rows[0]["error"] != "" || rows[0]["ip"] != "" || rows[1]["error"] != "exit 1" || rows[0]["name"] != "shop_web.1" {
+		t.Errorf("json rows %v", rows)
+	}
+
+	_, errOut, code = runCLI(t, f.host, "", "stack", "ps", "nope")
+	if code != 1 || errOut != "Error: nothing found in stack: nope\n" {
+		t.Errorf("unknown stack: exit %d, stderr %q", code, errOut)
+	}
+	_, errOut, code = runCLI(t, f.host, "", "stack", "ps", "shop", "-f", "colour=red")
+	if code != 2 || !strings.Contains(errOut, "want one of desired-state, node, name, id") {
+		t.Errorf("bad filter: exit %d, stderr %q", code, errOut)
+	}
+	if _, _, code = runCLI(t, f.host, "", "stack", "ps"); code != 2 {
+		t.Errorf("no stack: exit %d, want 2", code)
+	}
+}
