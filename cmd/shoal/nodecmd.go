@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -14,7 +15,7 @@ import (
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
-// nodeCommand defines `shoal node ls|inspect|rm|update`.
+// nodeCommand defines `shoal node ls|ps|inspect|rm|update`.
 func (s *commands) nodeCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "node",
@@ -40,6 +41,23 @@ func (s *commands) nodeCommand() *cli.Command {
 						local = st.NodeID
 					}
 					return output.RenderNodes(w, nodes, local, r.NoTrunc)
+				},
+			}),
+			shell.ListCommand(s.Shell, &cli.Command{
+				Name:      "ps",
+				Usage:     "list the tasks on nodes (default: the node the CLI talks to)",
+				ArgsUsage: "[NODE...]",
+				Flags: []cli.Flag{shell.NoTruncFlag,
+					&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: output.TaskFilterUsage}},
+			}, shell.Lister[output.TaskView]{
+				MinArgs: 0, MaxArgs: -1,
+				Filters: func(c *cli.Context) (map[string][]string, error) {
+					return output.ParseTaskFilters(c.StringSlice("filter"))
+				},
+				Fetch: fetchNodeTasks,
+				ID:    func(t output.TaskView) string { return t.ID },
+				Table: func(w io.Writer, tasks []output.TaskView, r shell.ListRun) error {
+					return output.RenderTaskViews(w, tasks, r.NoTrunc, s.Now())
 				},
 			}),
 			shell.InspectCommand(s.Shell, &cli.Command{
@@ -125,4 +143,51 @@ func (s *commands) nodeUpdate(c *cli.Context) error {
 	}
 	fmt.Fprintln(s.Stdout, n.ID)
 	return nil
+}
+
+// fetchNodeTasks gets the tasks on the nodes named as arguments (ID, ID
+// prefix or hostname; "self" or none: the node the CLI talks to, as
+// docker's default), filtered and in table order.
+func fetchNodeTasks(r shell.ListRun) ([]output.TaskView, error) {
+	refs := r.C.Args().Slice()
+	if len(refs) == 0 {
+		refs = []string{"self"}
+	}
+	var tasks []api.Task
+	seen := map[string]bool{}
+	for _, ref := range refs {
+		id, err := resolveNodeRef(r.C.Context, r.Cl, ref)
+		if err != nil {
+			return nil, err
+		}
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		ts, err := r.Cl.Tasks(r.C.Context, client.TaskFilter{NodeID: id})
+		if err != nil {
+			return nil, fmt.Errorf("tasks of node %s: %w", ref, err)
+		}
+		tasks = append(tasks, ts...)
+	}
+	return output.TaskViews(tasks, r.Filters), nil
+}
+
+// resolveNodeRef turns a NODE argument into the node's ID.
+func resolveNodeRef(ctx context.Context, cl *client.Client, ref string) (string, error) {
+	if ref == "self" {
+		st, err := cl.Status(ctx)
+		if err != nil {
+			return "", fmt.Errorf("node ps: status of this node: %w", err)
+		}
+		if st.NodeID == "" {
+			return "", errors.New("node ps: this node is not part of a cluster: name a NODE")
+		}
+		return st.NodeID, nil
+	}
+	n, err := cl.Node(ctx, ref)
+	if err != nil {
+		return "", fmt.Errorf("node ps %s: %w", ref, err)
+	}
+	return n.ID, nil
 }

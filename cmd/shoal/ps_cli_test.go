@@ -142,3 +142,36 @@ func TestCLIStackPs(t *testing.T) {
 		t.Errorf("no stack: exit %d, want 2", code)
 	}
 }
+
+func TestCLINodePs(t *testing.T) {
+	f := psFixture(t)
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		// The default is the node the CLI talks to (node1, h1).
+		{[]string{"node", "ps"}, []string{"taskoth1eeeeeeeeeeee", "taskweb1aaaaaaaaaaaa", "taskweb0cccccccccccc"}},
+		{[]string{"node", "ps", "self"}, []string{"taskoth1eeeeeeeeeeee", "taskweb1aaaaaaaaaaaa", "taskweb0cccccccccccc"}},
+		{[]string{"node", "ps", "h2"}, []string{"taskdb1ddddddddddddd", "taskweb2bbbbbbbbbbbb"}},
+		{[]string{"node", "ps", "node2bbbbbbbbbbbbbbb", "h1", "-f", "desired-state=running"}, []string{"taskoth1eeeeeeeeeeee", "taskdb1ddddddddddddd", "taskweb1aaaaaaaaaaaa", "taskweb2bbbbbbbbbbbb"}},
+		{[]string{"node", "ps", "h1", "h1"}, []string{"taskoth1eeeeeeeeeeee", "taskweb1aaaaaaaaaaaa", "taskweb0cccccccccccc"}},
+		{[]string{"node", "ps", "h1", "-f", "name=other"}, []string{"taskoth1eeeeeeeeeeee"}},
+	}
+	for _, tt := range tests {
+		if got := psIDs(t, f, tt.args...); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%v: %v, want %v", tt.args, got, tt.want)
+		}
+	}
+	out, _, code := runCLI(t, f.host, "", "node", "ps", "h2", "--format", "{{.Name}} {{.IP}}")
+	if code != 0 || out != "shop_db.1 \nshop_web.2 10.1.0.3\n" {
+		t.Errorf("template: exit %d, %q", code, out)
+	}
+	_, errOut, code := runCLI(t, f.host, "", "node", "ps", "ghost")
+	if code != 1 || !strings.Contains(errOut, "node ps ghost: node ghost not found") {
+		t.Errorf("unknown node: exit %d, stderr %q", code, errOut)
+	}
+	_, errOut, code = runCLI(t, f.host, "", "node", "ps", "-f", "desired-state=gone")
+	if code != 2 || !strings.Contains(errOut, "invalid desired-state filter") {
+		t.Errorf("bad filter: exit %d, stderr %q", code, errOut)
+	}
+}
