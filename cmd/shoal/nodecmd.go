@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -25,14 +26,22 @@ func (s *commands) nodeCommand() *cli.Command {
 				Name:    "ls",
 				Aliases: []string{"list"},
 				Usage:   "list nodes",
-				Flags:   []cli.Flag{shell.NoTruncFlag},
+				Flags: []cli.Flag{shell.NoTruncFlag,
+					&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: "id=PREFIX, name=PREFIX, role=manager|worker, label=KEY or label=KEY=VALUE (repeatable)"}},
 			}, shell.Lister[api.Node]{
+				Filters: func(c *cli.Context) (map[string][]string, error) { return nodeFilters(c.StringSlice("filter")) },
 				Fetch: func(r shell.ListRun) ([]api.Node, error) {
 					nodes, err := r.Cl.Nodes(r.C.Context)
 					if err != nil {
 						return nil, fmt.Errorf("list nodes: %w", err)
 					}
-					return nodes, nil
+					var out []api.Node
+					for _, n := range nodes {
+						if nodeMatches(n, r.Filters) {
+							out = append(out, n)
+						}
+					}
+					return out, nil
 				},
 				ID: nodeID,
 				Table: func(w io.Writer, nodes []api.Node, r shell.ListRun) error {
@@ -143,6 +152,44 @@ func (s *commands) nodeUpdate(c *cli.Context) error {
 	}
 	fmt.Fprintln(s.Stdout, n.ID)
 	return nil
+}
+
+// nodeFilterKeys are the --filter keys of `node ls`: docker's, without
+// membership (a Shoal node is a member once it joined).
+var nodeFilterKeys = []string{"id", "name", "role", "label", "node.label"}
+
+// nodeFilters reads and checks the --filter values of `node ls`.
+func nodeFilters(values []string) (map[string][]string, error) {
+	f, err := output.ParseFilters(values, nodeFilterKeys...)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range f["role"] {
+		if r != api.RoleManager && r != api.RoleWorker {
+			return nil, specflags.UsageErrorf("invalid role filter %q: want manager or worker", r)
+		}
+	}
+	return f, nil
+}
+
+// nodeMatches applies `node ls` filters: id and name (the hostname) match
+// a prefix, as docker's do; label and node.label (a node has only the one
+// kind of labels) match a key, or a key and its value as KEY=VALUE.
+func nodeMatches(n api.Node, f map[string][]string) bool {
+	role := n.Role
+	if role == "" {
+		role = api.RoleManager // as the API shows a stored empty role
+	}
+	label := func(v string) bool {
+		k, want, hasValue := strings.Cut(v, "=")
+		got, ok := n.Labels[k]
+		return ok && (!hasValue || got == want)
+	}
+	return output.MatchAny(f["id"], func(v string) bool { return strings.HasPrefix(n.ID, v) }) &&
+		output.MatchAny(f["name"], func(v string) bool { return strings.HasPrefix(n.Hostname, v) }) &&
+		output.MatchAny(f["role"], func(v string) bool { return role == v }) &&
+		output.MatchAny(f["label"], label) &&
+		output.MatchAny(f["node.label"], label)
 }
 
 // fetchNodeTasks gets the tasks on the nodes named as arguments (ID, ID

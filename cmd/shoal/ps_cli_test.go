@@ -175,3 +175,71 @@ func TestCLINodePs(t *testing.T) {
 		t.Errorf("bad filter: exit %d, stderr %q", code, errOut)
 	}
 }
+
+func TestNodeFilters(t *testing.T) {
+	nodes := []api.Node{
+		{ID: "aaa111", Hostname: "mgr-1", Role: api.RoleManager, Labels: map[string]string{"zone": "a"}},
+		{ID: "aab222", Hostname: "mgr-2", Role: "", Labels: map[string]string{"zone": "b", "ssd": ""}},
+		{ID: "bbb333", Hostname: "wrk-1", Role: api.RoleWorker},
+	}
+	tests := []struct {
+		filters []string
+		want    []string
+		wantErr string
+	}{
+		{nil, []string{"aaa111", "aab222", "bbb333"}, ""},
+		{[]string{"id=aa"}, []string{"aaa111", "aab222"}, ""},
+		{[]string{"id=aab222"}, []string{"aab222"}, ""},
+		{[]string{"name=mgr"}, []string{"aaa111", "aab222"}, ""},
+		{[]string{"name=wrk-1", "name=mgr-1"}, []string{"aaa111", "bbb333"}, ""},
+		// A stored empty role is a manager, as the API shows it.
+		{[]string{"role=manager"}, []string{"aaa111", "aab222"}, ""},
+		{[]string{"role=worker"}, []string{"bbb333"}, ""},
+		{[]string{"label=zone"}, []string{"aaa111", "aab222"}, ""},
+		{[]string{"label=zone=b"}, []string{"aab222"}, ""},
+		{[]string{"node.label=ssd"}, []string{"aab222"}, ""},
+		{[]string{"node.label=ssd="}, []string{"aab222"}, ""},
+		{[]string{"label=zone", "role=manager", "name=mgr-1"}, []string{"aaa111"}, ""},
+		{[]string{"label=zone=c"}, []string{}, ""},
+		{[]string{"role=boss"}, nil, `invalid role filter "boss": want manager or worker`},
+		{[]string{"membership=accepted"}, nil, `invalid --filter key "membership": want one of id, name, role, label, node.label`},
+		{[]string{"name"}, nil, `invalid --filter "name": want KEY=VALUE`},
+	}
+	for _, tt := range tests {
+		f, err := nodeFilters(tt.filters)
+		if tt.wantErr != "" {
+			if err == nil || err.Error() != tt.wantErr {
+				t.Errorf("%q: error %v, want %q", tt.filters, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", tt.filters, err)
+		}
+		got := []string{}
+		for _, n := range nodes {
+			if nodeMatches(n, f) {
+				got = append(got, n.ID)
+			}
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%q: %v, want %v", tt.filters, got, tt.want)
+		}
+	}
+}
+
+func TestCLINodeLsFilter(t *testing.T) {
+	f := newFakeAgent(t)
+	f.nodes[1].Role = api.RoleWorker
+	f.nodes[1].Labels = map[string]string{"zone": "a"}
+	if got := psIDs(t, f, "node", "ls", "--filter", "role=manager"); !reflect.DeepEqual(got, []string{"node1aaaaaaaaaaaaaaa"}) {
+		t.Errorf("role=manager: %v", got)
+	}
+	if got := psIDs(t, f, "node", "ls", "-f", "label=zone=a", "-f", "name=h"); !reflect.DeepEqual(got, []string{"node2bbbbbbbbbbbbbbb"}) {
+		t.Errorf("label and name: %v", got)
+	}
+	_, errOut, code := runCLI(t, f.host, "", "node", "ls", "--filter", "colour=red")
+	if code != 2 || !strings.Contains(errOut, `invalid --filter key "colour": want one of id, name, role, label, node.label`) {
+		t.Errorf("bad key: exit %d, stderr %q", code, errOut)
+	}
+}
