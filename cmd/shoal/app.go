@@ -80,6 +80,7 @@ func newApp(s *shell.Shell) *cli.App {
 				m.logsCommand(),
 				m.stopCommand(),
 				m.rmCommand(),
+				m.inspectCommand(),
 				exec.Command(s),
 				m.volumeCommand(),
 				m.eventsCommand(),

@@ -204,9 +204,9 @@ func (s *commands) logsCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			id, err := logsTarget(c.Context, cl, c.Args().First())
+			id, err := containerTarget(c.Context, cl, c.Args().First())
 			if err != nil {
-				return err
+				return fmt.Errorf("logs of %s: %w", c.Args().First(), err)
 			}
 			if opts.Skip {
 				_, err := cl.Container(c.Context, id)
@@ -221,12 +221,14 @@ func (s *commands) logsCommand() *cli.Command {
 	}
 }
 
-// logsTarget finds the container `shoal logs` reads: a container ID, name
-// or ID prefix as the agent knows it, or else a task name (web.1) of a
-// task container on this node, its newest (running first), as `shoal
-// exec web.1` takes one; `shoal logs web.1` answered "no such container"
-// while exec found it.
-func logsTarget(ctx context.Context, cl *client.Client, ref string) (string, error) {
+// containerTarget finds the container that `shoal logs`, `stop`, `rm` and
+// `inspect` act on: a container ID, name or ID prefix as the agent knows
+// it, or else a task name (web.1, shop_web.1) of a task container on this
+// node, its newest (running first), as `shoal exec web.1` takes one.
+// Before, only exec (and then logs) found web.1: `shoal stop web.1`
+// answered "no such container: web.1". The error is the agent's own
+// not-found when neither matches.
+func containerTarget(ctx context.Context, cl *client.Client, ref string) (string, error) {
 	_, err := cl.Container(ctx, ref)
 	if err == nil || !client.IsNotFound(err) {
 		return ref, err
@@ -242,18 +244,18 @@ func logsTarget(ctx context.Context, cl *client.Client, ref string) (string, err
 		if !ok || rest == "" || strings.Contains(rest, ".") || x.TaskID == "" {
 			continue
 		}
-		if best == nil || betterLogsTarget(x, *best) {
+		if best == nil || betterTarget(x, *best) {
 			best = &cs[i]
 		}
 	}
 	if best == nil {
-		return ref, fmt.Errorf("logs of %s: %w", ref, err)
+		return ref, err
 	}
 	return best.ID, nil
 }
 
-// betterLogsTarget prefers a running container, then the newest.
-func betterLogsTarget(x, than api.Container) bool {
+// betterTarget prefers a running container, then the newest.
+func betterTarget(x, than api.Container) bool {
 	xr, tr := x.State == api.ContainerRunning, than.State == api.ContainerRunning
 	if xr != tr {
 		return xr
@@ -265,7 +267,7 @@ func betterLogsTarget(x, than api.Container) bool {
 func (s *commands) stopCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "stop",
-		Usage:     "stop containers (SIGTERM, then SIGKILL after the timeout)",
+		Usage:     "stop containers of this node (SIGTERM, then SIGKILL after the timeout; container or task name, e.g. web.1)",
 		ArgsUsage: "CONTAINER...",
 		Flags:     []cli.Flag{&cli.StringFlag{Name: "time", Aliases: []string{"t"}, Usage: "seconds to wait before killing (default: agent's)"}},
 		Action: func(c *cli.Context) error {
@@ -284,11 +286,15 @@ func (s *commands) stopCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return s.EachArg(c.Args().Slice(), func(id string) error {
-				if _, err := cl.StopContainer(c.Context, id, timeout); err != nil {
-					return fmt.Errorf("stop %s: %w", id, err)
+			return s.EachArg(c.Args().Slice(), func(ref string) error {
+				id, err := containerTarget(c.Context, cl, ref)
+				if err == nil {
+					_, err = cl.StopContainer(c.Context, id, timeout)
 				}
-				fmt.Fprintln(s.Stdout, id)
+				if err != nil {
+					return fmt.Errorf("stop %s: %w", ref, err)
+				}
+				fmt.Fprintln(s.Stdout, ref)
 				return nil
 			})
 		},
@@ -299,7 +305,7 @@ func (s *commands) stopCommand() *cli.Command {
 func (s *commands) rmCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "rm",
-		Usage:     "remove containers",
+		Usage:     "remove containers of this node (container or task name, e.g. web.1)",
 		ArgsUsage: "CONTAINER...",
 		Flags:     []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "kill a running container first"}},
 		Action: func(c *cli.Context) error {
@@ -307,13 +313,33 @@ func (s *commands) rmCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return s.EachArg(c.Args().Slice(), func(id string) error {
-				if err := cl.RemoveContainer(c.Context, id, c.Bool("force")); err != nil {
-					return fmt.Errorf("remove %s: %w", id, err)
+			return s.EachArg(c.Args().Slice(), func(ref string) error {
+				id, err := containerTarget(c.Context, cl, ref)
+				if err == nil {
+					err = cl.RemoveContainer(c.Context, id, c.Bool("force"))
 				}
-				fmt.Fprintln(s.Stdout, id)
+				if err != nil {
+					return fmt.Errorf("remove %s: %w", ref, err)
+				}
+				fmt.Fprintln(s.Stdout, ref)
 				return nil
 			})
 		},
 	}
+}
+
+// inspectCommand defines `shoal inspect`: docker's, for the containers of
+// this node only (services, nodes and the rest have their own inspect).
+func (s *commands) inspectCommand() *cli.Command {
+	return shell.InspectCommand(s.Shell, &cli.Command{
+		Name:      "inspect",
+		Usage:     "show containers of this node as JSON (container or task name, e.g. web.1)",
+		ArgsUsage: "CONTAINER...",
+	}, "container", func(ctx context.Context, cl *client.Client, ref string) (api.Container, error) {
+		id, err := containerTarget(ctx, cl, ref)
+		if err != nil {
+			return api.Container{}, err
+		}
+		return shell.Deref(cl.Container(ctx, id))
+	}, func(ct api.Container) string { return ct.ID })
 }

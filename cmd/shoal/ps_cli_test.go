@@ -243,3 +243,70 @@ func TestCLINodeLsFilter(t *testing.T) {
 		t.Errorf("bad key: exit %d, stderr %q", code, errOut)
 	}
 }
+
+func TestCLIContainerByTaskName(t *testing.T) {
+	at := time.Date(2024, 1, 1, 11, 0, 0, 0, time.UTC)
+	fixture := func(t *testing.T) *fakeAgent {
+		f := newFakeAgent(t)
+		f.containers = []api.Container{
+			// An older, exited container of web.1 and the running one.
+			{ID: "ctrold11111111111111", Name: "web.1.oldtask", TaskID: "oldtask", State: api.ContainerExited, CreatedAt: at},
+			{ID: "ctrweb11111111111111", Name: "web.1.newtask", TaskID: "newtask", State: api.ContainerRunning, CreatedAt: at.Add(-time.Hour)},
+			{ID: "ctrweb10aaaaaaaaaaaa", Name: "web.10.t10", TaskID: "t10", State: api.ContainerRunning, CreatedAt: at},
+			{ID: "ctrshop111111111111", Name: "shop_web.1.abc", TaskID: "abc", State: api.ContainerExited, CreatedAt: at},
+			// Not a task's: its name never stands for a task.
+			{ID: "ctrplain111111111111", Name: "web.2.x", State: api.ContainerRunning, CreatedAt: at},
+		}
+		return f
+	}
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		// wantStopped or wantRemoved is the container acted on.
+		wantStopped, wantRemoved, wantErr string
+	}{
+		{"stop by task name takes the running one", []string{"stop", "web.1"}, 0, "ctrweb11111111111111", "", ""},
+		{"stop of a stack task", []string{"stop", "shop_web.1"}, 0, "ctrshop111111111111", "", ""},
+		{"stop by container name as before", []string{"stop", "web.1.oldtask"}, 0, "ctrold11111111111111", "", ""},
+		{"stop by ID prefix as before", []string{"stop", "ctrweb10"}, 0, "ctrweb10aaaaaaaaaaaa", "", ""},
+		{"stop of no such task", []string{"stop", "web.3"}, 1, "", "", "Error: stop web.3: no such container: web.3\n"},
+		{"stop of a non-task container's prefix", []string{"stop", "web.2"}, 1, "", "", "Error: stop web.2: no such container: web.2\n"},
+		{"rm by task name", []string{"rm", "-f", "web.1"}, 0, "", "ctrweb11111111111111", ""},
+		{"rm of no such task", []string{"rm", "web.9"}, 1, "", "", "Error: remove web.9: no such container: web.9\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := fixture(t)
+			out, errOut, code := runCLI(t, f.host, "", tt.args...)
+			if code != tt.wantCode || errOut != tt.wantErr {
+				t.Fatalf("exit %d, stderr %q; want %d, %q", code, errOut, tt.wantCode, tt.wantErr)
+			}
+			if code == 0 && out != tt.args[len(tt.args)-1]+"\n" {
+				t.Errorf("stdout %q, want the name given", out)
+			}
+			var stopped string
+			if len(f.stopped) > 0 {
+				stopped = f.stopped[0]
+			}
+			if stopped != tt.wantStopped || f.removed != tt.wantRemoved {
+				t.Errorf("stopped %q, removed %q; want %q, %q", stopped, f.removed, tt.wantStopped, tt.wantRemoved)
+			}
+		})
+	}
+
+	f := fixture(t)
+	out, errOut, code := runCLI(t, f.host, "", "inspect", "web.1")
+	var one api.Container
+	if err := json.Unmarshal([]byte(out), &one); code != 0 || err != nil || one.ID != "ctrweb11111111111111" {
+		t.Fatalf("inspect web.1: exit %d, %v, stderr %q: %s", code, err, errOut, out)
+	}
+	out, _, code = runCLI(t, f.host, "", "inspect", "shop_web.1", "ctrplain", "--format", "{{.Name}}")
+	if code != 0 || out != "shop_web.1.abc\nweb.2.x\n" {
+		t.Fatalf("inspect two: exit %d, %q", code, out)
+	}
+	_, errOut, code = runCLI(t, f.host, "", "inspect", "web.7")
+	if code != 1 || errOut != "Error: inspect container web.7: no such container: web.7\n" {
+		t.Fatalf("inspect missing: exit %d, %q", code, errOut)
+	}
+}
