@@ -257,6 +257,13 @@ func TestCLIContainerByTaskName(t *testing.T) {
 			// Not a task's: its name never stands for a task.
 			{ID: "ctrplain111111111111", Name: "web.2.x", State: api.ContainerRunning, CreatedAt: at},
 		}
+		// web.5 runs on the other node, web.6 on this one (no container
+		// yet), shop_web.1's task no longer runs.
+		f.tasks = []api.Task{
+			{ID: "t5", Name: "web.5", NodeID: "node2bbbbbbbbbbbbbbb", Node: "h2", DesiredState: api.TaskRunning, State: api.TaskRunning},
+			{ID: "t6", Name: "web.6", NodeID: "node1aaaaaaaaaaaaaaa", Node: "h1", DesiredState: api.TaskRunning, State: api.TaskStarting},
+			{ID: "t7", Name: "web.7", NodeID: "node2bbbbbbbbbbbbbbb", Node: "h2", DesiredState: api.TaskShutdown, State: api.TaskComplete},
+		}
 		return f
 	}
 	tests := []struct {
@@ -272,6 +279,9 @@ func TestCLIContainerByTaskName(t *testing.T) {
 		{"stop by ID prefix as before", []string{"stop", "ctrweb10"}, 0, "ctrweb10aaaaaaaaaaaa", "", ""},
 		{"stop of no such task", []string{"stop", "web.3"}, 1, "", "", "Error: stop web.3: no such container: web.3\n"},
 		{"stop of a non-task container's prefix", []string{"stop", "web.2"}, 1, "", "", "Error: stop web.2: no such container: web.2\n"},
+		{"stop of a task of another node says where it runs", []string{"stop", "web.5"}, 1, "", "", "Error: stop web.5: no such container: web.5 (task web.5 runs on node h2: run the command there)\n"},
+		{"stop of a task of this node without a container yet", []string{"stop", "web.6"}, 1, "", "", "Error: stop web.6: no such container: web.6\n"},
+		{"stop of a task that ran elsewhere and ended", []string{"stop", "web.7"}, 1, "", "", "Error: stop web.7: no such container: web.7\n"},
 		{"rm by task name", []string{"rm", "-f", "web.1"}, 0, "", "ctrweb11111111111111", ""},
 		{"rm of no such task", []string{"rm", "web.9"}, 1, "", "", "Error: remove web.9: no such container: web.9\n"},
 	}
@@ -305,8 +315,8 @@ func TestCLIContainerByTaskName(t *testing.T) {
 	if code != 0 || out != "shop_web.1.abc\nweb.2.x\n" {
 		t.Fatalf("inspect two: exit %d, %q", code, out)
 	}
-	_, errOut, code = runCLI(t, f.host, "", "inspect", "web.7")
-	if code != 1 || errOut != "Error: inspect container web.7: no such container: web.7\n" {
+	_, errOut, code = runCLI(t, f.host, "", "inspect", "web.5")
+	if code != 1 || errOut != "Error: inspect container web.5: no such container: web.5 (task web.5 runs on node h2: run the command there)\n" {
 		t.Fatalf("inspect missing: exit %d, %q", code, errOut)
 	}
 }
