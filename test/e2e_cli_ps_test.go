@@ -157,6 +157,13 @@ func TestCLIStackNodePs(t *testing.T) {
 	if web1.NodeID == ids[1] {
 		host = h2
 	}
+	// On the node that does not run it, the error says where it runs.
+	other := h2
+	if host == h2 {
+		other = h1
+	}
+	_, _, err = other.CLI("stop", "shop_web.1")
+	mustFail(t, err, "stop shop_web.1 on the node without it", "no such container: shop_web.1 (task shop_web.1 runs on node "+host.NS)
 	out, errOut, err := host.CLI("stop", "shop_web.1")
 	if err != nil || out != "shop_web.1\n" {
 		t.Fatalf("stop shop_web.1 on %s: %q %q %v", host.Name, out, errOut, err)
