@@ -39,7 +39,20 @@ func MaterialEqual(a, b *ServiceSpec) bool {
 		slices.Equal(a.Ulimits, b.Ulimits) &&
 		a.StopSignal == b.StopSignal && // kept in the container's record
 		a.Hostname == b.Hostname &&
-		slices.Equal(a.ExtraHosts, b.ExtraHosts)
+		slices.Equal(a.ExtraHosts, b.ExtraHosts) &&
+		logEqual(a, b) // the supervisor takes them when it starts the container
+}
+
+// logEqual compares what two specs' logging does (the drivers json-file,
+// local and the default are the same files; "10m" is "10240k"); specs
+// that do not parse compare by their text.
+func logEqual(a, b *ServiceSpec) bool {
+	la, errA := ParseLogging(a.LogDriver, a.LogOptions)
+	lb, errB := ParseLogging(b.LogDriver, b.LogOptions)
+	if errA != nil || errB != nil {
+		return a.LogDriver == b.LogDriver && maps.Equal(a.LogOptions, b.LogOptions)
+	}
+	return la == lb
 }
 
 // fileRefsEqual compares the secrets and configs of two specs: changing

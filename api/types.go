@@ -323,6 +323,15 @@ type ServiceSpec struct {
 	// (`--placement-pref spread=node.labels.zone`), the first preference
 	// first, then each next one within every group of the one before.
 	PlacementPreferences []PlacementPreference `json:"placement_preferences,omitempty"`
+
+	// LogDriver and LogOptions are the tasks' logging (`--log-driver`,
+	// `--log-opt`, compose logging.driver and logging.options), with
+	// docker's names: "" or json-file or local keep the node's rotated log
+	// files, none keeps no logs; options max-size (10m) and max-file (3)
+	// replace the node's rotation for these containers. Anything else is
+	// refused (ParseLogging); an empty map is nil.
+	LogDriver  string            `json:"log_driver,omitempty"`
+	LogOptions map[string]string `json:"log_options,omitempty"`
 }
 
 // PlacementPreference is one Swarm placement preference. Spread is the

@@ -40,6 +40,9 @@ func (r *Runtime) create(ctx context.Context, spec Spec, hold bool) (*container,
 	if !layout.ValidName(name) {
 		return nil, api.Container{}, fmt.Errorf("%w: bad name %q", ErrInvalidSpec, name)
 	}
+	if spec.LogMaxSize < 0 || spec.LogMaxFiles < 0 {
+		return nil, api.Container{}, fmt.Errorf("%w: negative log max size or max files", ErrInvalidSpec)
+	}
 	r.mu.Lock()
 	if _, taken := r.names[name]; taken {
 		r.mu.Unlock()

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/shoal-org/shoal/api"
@@ -26,9 +27,12 @@ func (r *Runtime) Logs(ctx context.Context, idOrName string, opts LogOptions) (<
 		return nil, err
 	}
 	r.mu.Lock()
-	id := c.rec.ID
+	id, spec := c.rec.ID, c.rec.Spec
 	r.mu.Unlock()
-	s, err := logfile.Open(r.pathsOf(c).Log, r.cfg.LogMaxFiles, opts, func(err error) {
+	if spec.LogNone {
+		return nil, fmt.Errorf("%s: %w", ShortID(id), ErrLogsDisabled)
+	}
+	s, err := logfile.Open(r.pathsOf(c).Log, r.logMaxFiles(spec), opts, func(err error) {
 		r.log.Warn("skipping a log file", "id", ShortID(id), "err", err)
 	})
 	if err != nil {
@@ -48,4 +52,24 @@ func (r *Runtime) Logs(ctx context.Context, idOrName string, opts LogOptions) (<
 		return nil, ErrClosed
 	}
 	return ch, nil
+}
+
+// ErrLogsDisabled: the container keeps no log (its service's log driver
+// is none). The words are docker's.
+var ErrLogsDisabled = errors.New("configured logging driver does not support reading: the service has logging disabled (log driver none)")
+
+// logMaxSize and logMaxFiles are a container's log rotation: its spec's,
+// or the node's.
+func (r *Runtime) logMaxSize(s Spec) int64 {
+	if s.LogMaxSize > 0 {
+		return s.LogMaxSize
+	}
+	return r.cfg.LogMaxSize
+}
+
+func (r *Runtime) logMaxFiles(s Spec) int {
+	if s.LogMaxFiles > 0 {
+		return s.LogMaxFiles
+	}
+	return r.cfg.LogMaxFiles
 }

@@ -143,7 +143,7 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record.Reco
 	pid, err := r.sup.Start(sctx, supRequest{
 		ID: id, Dir: p.Dir, Bundle: bundleDir, Runc: r.cfg.RuncBinary, RuncRoot: r.cfg.RuncRoot,
 		RuncLog: p.InitLog, PidFile: p.PidFile,
-		LogMaxSize: r.cfg.LogMaxSize, LogMaxFiles: r.cfg.LogMaxFiles,
+		LogMaxSize: r.logMaxSize(rec.Spec), LogMaxFiles: r.logMaxFiles(rec.Spec), LogNone: rec.Spec.LogNone,
 	})
 	cancel()
 	if err != nil {

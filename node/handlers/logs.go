@@ -42,6 +42,12 @@ func ServiceLogs(src LogSource) httpapi.HandlerFunc {
 		if err != nil {
 			return nil, err
 		}
+		if s.Spec.LogDriver == api.LogDriverNone {
+			// Its tasks keep no log (runtime.ErrLogsDisabled): say so,
+			// as docker does, rather than stream nothing.
+			return nil, &httpapi.Error{Status: http.StatusConflict,
+				Msg: fmt.Sprintf("service %s: %v", s.Spec.Name, runtime.ErrLogsDisabled)}
+		}
 		opts, err := localapi.LogOptions(r)
 		if err != nil {
 			return nil, err

@@ -213,7 +213,8 @@ func ContainerError(err error) error {
 	switch {
 	case errors.Is(err, runtime.ErrNotFound):
 		return &httpapi.Error{Status: http.StatusNotFound, Msg: err.Error()}
-	case errors.Is(err, runtime.ErrNameInUse), errors.Is(err, runtime.ErrRunning), errors.Is(err, runtime.ErrNotRunning):
+	case errors.Is(err, runtime.ErrNameInUse), errors.Is(err, runtime.ErrRunning), errors.Is(err, runtime.ErrNotRunning),
+		errors.Is(err, runtime.ErrLogsDisabled):
 		return &httpapi.Error{Status: http.StatusConflict, Msg: err.Error()}
 	case errors.Is(err, runtime.ErrAmbiguous), errors.Is(err, runtime.ErrNoCommand), errors.Is(err, runtime.ErrInvalidSpec):
 		return &httpapi.Error{Status: http.StatusBadRequest, Msg: err.Error()}

@@ -526,6 +526,27 @@ func (r *Reconciler) start(ctx context.Context, t *api.Task) {
 		r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRejected, Error: fmt.Sprintf("secrets and configs: %v", err), Timestamp: now()})
 		return
 	}
+	spec, err := containerSpec(t, files)
+	if err != nil {
+		r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRejected, Error: err.Error(), Timestamp: now()})
+		return
+	}
+	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskStarting, Timestamp: now()})
+	c, err := r.cfg.Runtime.RunContainer(netloop.WithNetworks(ctx, api.SpecNetworks(t.Spec)), spec)
+	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRejected, Error: fmt.Sprintf("start container: %v", err), Timestamp: now()})
+		return
+	}
+	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRunning, ContainerID: c.ID, Health: c.Health, IP: c.IP, IPs: r.cfg.Network.IPs(c.ID), Timestamp: now()})
+}
+
+// containerSpec is the container of task t, with its prepared secret and
+// config files. An error (a spec the leader's validation let through that
+// this agent cannot run) rejects the task.
+func containerSpec(t *api.Task, files []ocispec.FileMount) (runtime.Spec, error) {
 	spec := runtime.Spec{
 		Name:        fmt.Sprintf("%s.%s", t.Name, api.ShortID(t.ID)),
 		Image:       t.Spec.Image,
@@ -550,16 +571,12 @@ func (r *Reconciler) start(ctx context.Context, t *api.Task) {
 		StopSignal:  t.Spec.StopSignal,
 		ExtraHosts:  t.Spec.ExtraHosts,
 	}
-	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskStarting, Timestamp: now()})
-	c, err := r.cfg.Runtime.RunContainer(netloop.WithNetworks(ctx, api.SpecNetworks(t.Spec)), spec)
+	logs, err := api.ParseLogging(t.Spec.LogDriver, t.Spec.LogOptions)
 	if err != nil {
-		if ctx.Err() != nil {
-			return
-		}
-		r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRejected, Error: fmt.Sprintf("start container: %v", err), Timestamp: now()})
-		return
+		return runtime.Spec{}, fmt.Errorf("logging: %w", err)
 	}
-	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRunning, ContainerID: c.ID, Health: c.Health, IP: c.IP, IPs: r.cfg.Network.IPs(c.ID), Timestamp: now()})
+	spec.LogMaxSize, spec.LogMaxFiles, spec.LogNone = logs.MaxSize, logs.MaxFiles, logs.Disabled
+	return spec, nil
 }
 
 // networkGrace is how long a task start waits for the overlay after the

@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/shoal-org/shoal/api"
@@ -24,5 +25,48 @@ func TestKeepAddresses(t *testing.T) {
 		if has := got.IPs["netb"] != "" && got.IP != ""; has != tc.wantIPs {
 			t.Errorf("%s: addresses %q %v, want kept=%v", tc.name, got.IP, got.IPs, tc.wantIPs)
 		}
+	}
+}
+
+// TestContainerSpecLogging: a service's log driver and options reach the
+// container's spec, which the runtime hands the supervisor at its start;
+// a spec the agent cannot run is an error (the task is rejected).
+func TestContainerSpecLogging(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		driver    string
+		opts      map[string]string
+		wantSize  int64
+		wantFiles int
+		wantNone  bool
+		wantErr   string
+	}{
+		{"node default", "", nil, 0, 0, false, ""},
+		{"json-file options", "json-file", map[string]string{"max-size": "8k", "max-file": "2"}, 8 << 10, 2, false, ""},
+		{"local size only", "local", map[string]string{"max-size": "10m"}, 10 << 20, 0, false, ""},
+		{"none", "none", nil, 0, 0, true, ""},
+		{"unsupported", "syslog", nil, 0, 0, false, `logging: unsupported log driver "syslog"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			task := &api.Task{ID: "abcdef0123456789", Name: "web.1", Service: "web",
+				Spec: api.ServiceSpec{Name: "web", Image: "busybox", LogDriver: tc.driver, LogOptions: tc.opts}}
+			spec, err := containerSpec(task, nil)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if spec.LogMaxSize != tc.wantSize || spec.LogMaxFiles != tc.wantFiles || spec.LogNone != tc.wantNone {
+				t.Errorf("log size %d files %d none %v, want %d %d %v",
+					spec.LogMaxSize, spec.LogMaxFiles, spec.LogNone, tc.wantSize, tc.wantFiles, tc.wantNone)
+			}
+			if spec.Image != "busybox" || spec.TaskID != task.ID {
+				t.Errorf("spec %+v lost the task's image or ID", spec)
+			}
+		})
 	}
 }

@@ -368,6 +368,7 @@ type LogWriter struct {
 	f        *os.File
 	size     int64
 	buf      []byte // appended lines not written yet
+	discard  bool   // DiscardLogWriter's: lines are dropped
 }
 
 // NewLogWriter returns a writer appending to path; the file is opened lazily.
@@ -379,6 +380,13 @@ func NewLogWriter(path string, maxSize int64, maxFiles int) *LogWriter {
 		maxFiles = DefaultLogMaxFiles
 	}
 	return &LogWriter{path: path, maxSize: maxSize, maxFiles: maxFiles}
+}
+
+// DiscardLogWriter returns a writer that drops every line: the log of a
+// container whose service says log driver none, whose output is still
+// read (a full pipe would block it) but kept nowhere.
+func DiscardLogWriter() *LogWriter {
+	return &LogWriter{maxSize: DefaultLogMaxSize, maxFiles: DefaultLogMaxFiles, discard: true}
 }
 
 // WriteLine records one line of the given stream, stamped with the current time.
@@ -429,6 +437,10 @@ func (w *LogWriter) appendLocked(stream, line string, now time.Time) {
 // losing log lines must never stop the reader).
 func (w *LogWriter) flushLocked() {
 	if len(w.buf) == 0 {
+		return
+	}
+	if w.discard {
+		w.buf = w.buf[:0]
 		return
 	}
 	defer func() {

@@ -63,6 +63,13 @@ type Spec struct {
 	Ulimits []api.Ulimit `json:"ulimits,omitempty"`
 	// StopSignal is sent on Stop instead of SIGTERM (containeropts.ParseSignal).
 	StopSignal string `json:"stop_signal,omitempty"`
+	// LogMaxSize and LogMaxFiles replace the node's log rotation
+	// (Config.LogMaxSize, LogMaxFiles) for this container, 0 keeping the
+	// node's; LogNone keeps no log at all (the service's log driver none).
+	// The supervisor takes them when it starts the container.
+	LogMaxSize  int64 `json:"log_max_size,omitempty"`
+	LogMaxFiles int   `json:"log_max_files,omitempty"`
+	LogNone     bool  `json:"log_none,omitempty"`
 }
 
 // Record is the persisted part of a container (Root/containers/<id>/container.json).

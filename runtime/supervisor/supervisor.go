@@ -135,6 +135,10 @@ type Request struct {
 	PidFile     string `json:"pid_file,omitempty"`
 	LogMaxSize  int64  `json:"log_max_size,omitempty"`
 	LogMaxFiles int    `json:"log_max_files,omitempty"`
+	// LogNone keeps no log for the container (its service's log driver
+	// none): its output is read and dropped. Older supervisors ignore it
+	// and keep the log.
+	LogNone bool `json:"log_none,omitempty"`
 	// Bundle is the OCI bundle dir (config.json, rootfs) of "start" when
 	// it is not Dir: the agent keeps it on tmpfs, apart from the logs and
 	// the exit record. Supervisors whose answer to "watch" lacks
@@ -544,6 +548,9 @@ func (s *supervisor) start(req Request) (int, error) {
 	c := &supCont{
 		id: req.ID, dir: req.Dir,
 		lw: containerinit.NewLogWriter(filepath.Join(req.Dir, "log", containerinit.LogFile), req.LogMaxSize, req.LogMaxFiles),
+	}
+	if req.LogNone {
+		c.lw = containerinit.DiscardLogWriter()
 	}
 	s.conts[req.ID] = c
 	argv := []string{req.Runc, "--root", req.RuncRoot, "--log", req.RuncLog,

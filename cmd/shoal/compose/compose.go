@@ -180,6 +180,10 @@ var supportedAttributes = []tree.Path{
 	"networks.*.labels.*",
 	"networks.*.ipam.config.[].subnet",
 	"services.*.networks.*.aliases", // ServiceSpec.NetworkAliases (serviceAliases)
+	// Logging (options.go): json-file, local or none, max-size and
+	// max-file; anything else is refused, not ignored.
+	"services.*.logging.driver",
+	"services.*.logging.options.*",
 }
 
 // unsupportedValues flag supported keys whose value Shoal cannot honour:

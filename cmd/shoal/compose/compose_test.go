@@ -88,13 +88,14 @@ func shopSpecs() map[string]api.ServiceSpec {
 	web.RollbackConfig.Parallelism = 0
 	web.RestartPolicy = api.RestartPolicy{Condition: api.RestartOnFailure, Delay: 2 * time.Second, MaxAttempts: 3, Window: time.Minute}
 	web.Constraints = []string{"node.labels.zone==a"}
+	web.LogDriver = "json-file"
 
 	api_.Secrets = []api.FileReference{{Source: "shop_api_key", Target: "/run/secrets/api_key"}}
 	return map[string]api.ServiceSpec{"api": api_, "cache": cache, "db": db, "web": web}
 }
 
 // shopIgnored are the keys of the shop files Shoal reports and ignores.
-var shopIgnored = []string{"services.web.depends_on", "services.web.logging"}
+var shopIgnored = []string{"services.web.depends_on"}
 
 func TestComposeCorpus(t *testing.T) {
 	const shop = "testdata/shop"

@@ -13,7 +13,7 @@ import (
 
 // containerOptions maps a service's container options onto spec, as
 // `docker stack deploy` does (the flags of the same names in specflags):
-// read_only, hostname, extra_hosts, stop_signal, cap_add, cap_drop, sysctls, ulimits. bad reports a problem with the key
+// read_only, hostname, extra_hosts, stop_signal, cap_add, cap_drop, sysctls, ulimits, logging. bad reports a problem with the key
 // (".read_only" form).
 func containerOptions(spec *api.ServiceSpec, cs types.ServiceConfig, bad func(key, format string, args ...any)) {
 	spec.ReadOnly = cs.ReadOnly
@@ -81,4 +81,22 @@ func containerOptions(spec *api.ServiceSpec, cs types.ServiceConfig, bad func(ke
 		}
 		spec.Ulimits = append(spec.Ulimits, u)
 	}
+	serviceLogging(spec, cs, bad)
+}
+
+// serviceLogging maps logging.driver and logging.options onto spec
+// (--log-driver, --log-opt), refusing what Shoal does not implement.
+func serviceLogging(spec *api.ServiceSpec, cs types.ServiceConfig, bad func(key, format string, args ...any)) {
+	if cs.Logging == nil {
+		return
+	}
+	var opts map[string]string
+	if len(cs.Logging.Options) > 0 {
+		opts = maps.Clone(map[string]string(cs.Logging.Options))
+	}
+	if _, err := api.ParseLogging(cs.Logging.Driver, opts); err != nil {
+		bad(".logging", "%v", err)
+		return
+	}
+	spec.LogDriver, spec.LogOptions = cs.Logging.Driver, opts
 }

@@ -106,6 +106,7 @@ func TestComposeRealFiles(t *testing.T) {
 					s.Env = []string{"LOG_FORMAT=text", "TZ=Europe/Berlin"}
 					s.Resources.Limits.MemoryBytes = 256 << 20
 					s.RestartPolicy.Condition, s.RestartPolicy.MaxAttempts = api.RestartOnFailure, 5
+					s.LogDriver, s.LogOptions = "json-file", map[string]string{"max-size": "10m", "max-file": "3"}
 				}),
 				st("worker", "example/worker:1.4", func(s *api.ServiceSpec) {
 					s.Replicas = 2
@@ -113,9 +114,10 @@ func TestComposeRealFiles(t *testing.T) {
 					s.Env = []string{"LOG_FORMAT=json", "TZ=Europe/Berlin"}
 					s.Resources.Limits.MemoryBytes = 256 << 20
 					s.RestartPolicy.Condition, s.RestartPolicy.MaxAttempts = api.RestartOnFailure, 5
+					s.LogDriver, s.LogOptions = "json-file", map[string]string{"max-size": "10m", "max-file": "3"}
 				}),
 			},
-			ignored: []string{"services.scheduler.logging", "services.scheduler.restart", "services.worker.logging", "services.worker.restart"},
+			ignored: []string{"services.scheduler.restart", "services.worker.restart"},
 		},
 		{
 			dir: "interp", files: []string{"docker-compose.yml"},
@@ -210,6 +212,7 @@ func TestComposeRealFiles(t *testing.T) {
 					s.CapAdd, s.CapDrop = []string{"CAP_NET_ADMIN"}, []string{"ALL"}
 					s.Sysctls = map[string]string{"net.core.somaxconn": "1024"}
 					s.Ulimits = []api.Ulimit{{Name: "nofile", Soft: 20000, Hard: 40000}, {Name: "nproc", Soft: 65535, Hard: 65535}}
+					s.LogDriver, s.LogOptions = "local", map[string]string{"max-size": "20m", "max-file": "5"}
 				}),
 				st("shellform", "example/app:3", func(s *api.ServiceSpec) {
 					s.Entrypoint = []string{"/bin/sh", "-c"}
@@ -219,7 +222,7 @@ func TestComposeRealFiles(t *testing.T) {
 			// What Swarm runs and Shoal's spec cannot say yet, and what
 			// docker stack ignores too (network_mode, privileged).
 			ignored: []string{"services.app.dns",
-				"services.app.logging", "services.app.network_mode",
+				"services.app.network_mode",
 				"services.app.privileged",
 				"services.app.tty"},
 		},
@@ -318,10 +321,11 @@ var stLabel = map[string]string{StackLabel: "st"}
 // say are refused, naming the file, the line and the key.
 func TestComposeRealRefused(t *testing.T) {
 	for file, want := range map[string]string{
-		"loopback-port.yml": `loopback-port.yml:6: services.pgadmin.ports[0]: host_ip 127.0.0.1`,
-		"shell-command.yml": `shell-command.yml:4: services.app.command: "python manage.py migrate && python manage.py runserver 0.0.0.0:8000": no shell runs this string`,
-		"nfs-volume.yml":    `nfs-volume.yml:9: volumes.shared.driver_opts: not supported`,
-		"build-only.yml":    `build-only.yml:3: services.app.build: building images is not supported`,
+		"loopback-port.yml":  `loopback-port.yml:6: services.pgadmin.ports[0]: host_ip 127.0.0.1`,
+		"shell-command.yml":  `shell-command.yml:4: services.app.command: "python manage.py migrate && python manage.py runserver 0.0.0.0:8000": no shell runs this string`,
+		"nfs-volume.yml":     `nfs-volume.yml:9: volumes.shared.driver_opts: not supported`,
+		"build-only.yml":     `build-only.yml:3: services.app.build: building images is not supported`,
+		"syslog-logging.yml": `syslog-logging.yml:4: services.app.logging: unsupported log driver "syslog": Shoal supports json-file, local, none`,
 	} {
 		t.Run(file, func(t *testing.T) {
 			const dir = "testdata/real/refused"

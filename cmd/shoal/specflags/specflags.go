@@ -112,6 +112,7 @@ func Flags(update bool) []cli.Flag {
 	flags = append(flags, optionFlags(update)...)
 	flags = append(flags, endpointFlags()...)
 	flags = append(flags, placementFlags(update)...)
+	flags = append(flags, logFlags(update)...)
 	helpDefaults(flags, update)
 	flags = append(flags, WithRegistryAuthFlag())
 	return append(flags, WaitFlags()...)
@@ -264,6 +265,9 @@ func Apply(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 		return err
 	}
 	if err := applyPlacement(c, spec, update); err != nil {
+		return err
+	}
+	if err := applyLogging(c, spec, update); err != nil {
 		return err
 	}
 	return ApplyRegistryAuth(c, spec) // after --image

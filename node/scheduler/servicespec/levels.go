@@ -80,6 +80,11 @@ var fieldSince = map[string]int{
 	"NetworkAliases":       1,
 	"MaxReplicasPerNode":   1,
 	"PlacementPreferences": 1,
+	// Level 4 fields an agent applies to the container it creates: an
+	// older one would keep the node's default logs (or keep logs at all,
+	// for driver none).
+	"LogDriver":  4,
+	"LogOptions": 4,
 }
 
 // leveled are the ServiceSpec fields above the base level, in field

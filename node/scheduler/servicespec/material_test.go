@@ -23,6 +23,8 @@ func TestMaterialEqualContainerOptions(t *testing.T) {
 		{"hostname", func(s *api.ServiceSpec) { s.Hostname = "app-host" }},
 		{"extra_hosts", func(s *api.ServiceSpec) { s.ExtraHosts = []string{"db:10.0.0.5"} }},
 		{"sysctls", func(s *api.ServiceSpec) { s.Sysctls = map[string]string{"net.core.somaxconn": "1024"} }},
+		{"log_driver", func(s *api.ServiceSpec) { s.LogDriver = "none" }},
+		{"log_options", func(s *api.ServiceSpec) { s.LogOptions = map[string]string{"max-size": "8k"} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -66,5 +68,36 @@ func TestMaterialEqualPlacement(t *testing.T) {
 	b.PlacementPreferences = []api.PlacementPreference{{Spread: "node.labels.zone"}}
 	if MaterialEqual(&a, &b) {
 		t.Error("a new placement preference replaces no task")
+	}
+}
+
+// TestMaterialEqualLogging: what counts is what the logs become: json-file,
+// local and the default are the same files, and "10m" is "10240k"; a new
+// size or count, or none, rolls the tasks.
+func TestMaterialEqualLogging(t *testing.T) {
+	tests := []struct {
+		name      string
+		aDriver   string
+		aOpts     map[string]string
+		bDriver   string
+		bOpts     map[string]string
+		wantEqual bool
+	}{
+		{"default is json-file", "", nil, "json-file", nil, true},
+		{"local is json-file", "local", map[string]string{"max-size": "10m"}, "json-file", map[string]string{"max-size": "10240k"}, true},
+		{"new size", "", map[string]string{"max-size": "10m"}, "", map[string]string{"max-size": "20m"}, false},
+		{"new count", "", map[string]string{"max-file": "3"}, "", map[string]string{"max-file": "2"}, false},
+		{"none", "", nil, "none", nil, false},
+		{"unparsed compare by text", "syslog", nil, "syslog", nil, true},
+		{"unparsed differ", "syslog", nil, "gelf", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := api.ServiceSpec{Name: "web", Image: "nginx", LogDriver: tt.aDriver, LogOptions: tt.aOpts}
+			b := api.ServiceSpec{Name: "web", Image: "nginx", LogDriver: tt.bDriver, LogOptions: tt.bOpts}
+			if got := MaterialEqual(&a, &b); got != tt.wantEqual {
+				t.Errorf("MaterialEqual = %v, want %v", got, tt.wantEqual)
+			}
+		})
 	}
 }

@@ -47,5 +47,8 @@ func optionProblems(spec api.ServiceSpec) []string {
 			bad("stop_signal: %v", err)
 		}
 	}
+	if _, err := api.ParseLogging(spec.LogDriver, spec.LogOptions); err != nil {
+		bad("logging: %v", err)
+	}
 	return p
 }

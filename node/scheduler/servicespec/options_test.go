@@ -47,6 +47,14 @@ func TestValidateContainerOptions(t *testing.T) {
 		{"extra hosts", func(s *api.ServiceSpec) { s.ExtraHosts = []string{"db:10.0.0.5", "v6:2001:db8::1"} }, ""},
 		{"extra host without address", func(s *api.ServiceSpec) { s.ExtraHosts = []string{"db:10.0.0.5", "db"} }, `extra_hosts[1]: "db": want HOST:IP`},
 		{"extra host bad address", func(s *api.ServiceSpec) { s.ExtraHosts = []string{"db:10.0.0.500"} }, `extra_hosts[0]: "db:10.0.0.500": address "10.0.0.500"`},
+		{"log options", func(s *api.ServiceSpec) {
+			s.LogDriver, s.LogOptions = "json-file", map[string]string{"max-size": "10m", "max-file": "3"}
+		}, ""},
+		{"log driver none", func(s *api.ServiceSpec) { s.LogDriver = "none" }, ""},
+		{"log driver syslog", func(s *api.ServiceSpec) { s.LogDriver = "syslog" }, `logging: unsupported log driver "syslog": Shoal supports json-file, local, none`},
+		{"log option compress", func(s *api.ServiceSpec) { s.LogOptions = map[string]string{"compress": "true"} }, `logging: unsupported log option "compress"`},
+		{"log max-size too small", func(s *api.ServiceSpec) { s.LogOptions = map[string]string{"max-size": "1k"} }, "max-size 1k: must be between 4k and 1g"},
+		{"log unbounded total", func(s *api.ServiceSpec) { s.LogOptions = map[string]string{"max-size": "1g", "max-file": "100"} }, "exceed the 10 GiB"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
