@@ -96,14 +96,19 @@ const AutoPortLevel = 4
 // unlimited and unspread.
 const PlacementLevel = 4
 
+// LoggingLevel is the level whose state machine keeps a spec's LogDriver
+// and LogOptions: an older replica would store the spec without them,
+// and should it lead, its tasks would keep the node's default logs.
+const LoggingLevel = 4
+
 // bodySince lists the levels that introduced fields an older state machine
 // would apply differently (a test requires ProtocolLevel to cover them).
-var bodySince = []int{EndpointLevel, AutoPortLevel, PlacementLevel}
+var bodySince = []int{EndpointLevel, AutoPortLevel, PlacementLevel, LoggingLevel}
 
 // bodyLevel is the level cmd's content needs beyond its type's: the
 // fields of bodySince, for the service commands (an endpoint mode or
 // aliases; a port that asks for its published port; a placement limit or
-// preference).
+// preference; log options).
 func bodyLevel(cmd Command) int {
 	var spec *api.ServiceSpec
 	switch c := cmd.(type) {
@@ -125,6 +130,9 @@ func bodyLevel(cmd Command) int {
 	}
 	if spec.MaxReplicasPerNode > 0 || len(spec.PlacementPreferences) > 0 {
 		lvl = max(lvl, PlacementLevel)
+	}
+	if spec.LogDriver != "" || len(spec.LogOptions) > 0 {
+		lvl = max(lvl, LoggingLevel)
 	}
 	for _, p := range spec.Ports {
 		if p.Published == 0 {

@@ -56,6 +56,8 @@ func TestSinceLevelServiceFields(t *testing.T) {
 		{"aliases update", UpdateService{Service: aliased}, EndpointLevel},
 		{"aliases create by pointer", &CreateService{Service: aliased}, EndpointLevel},
 		{"in a batch", Batch{Commands: []Command{TrimTasks{}, CreateService{Service: rr}}}, EndpointLevel},
+		{"log options", CreateService{Service: api.Service{Spec: api.ServiceSpec{LogOptions: map[string]string{"max-size": "8k"}}}}, LoggingLevel},
+		{"log driver", &UpdateService{Service: api.Service{Spec: api.ServiceSpec{LogDriver: "none"}}}, LoggingLevel},
 		{"max per node", CreateService{Service: api.Service{Spec: api.ServiceSpec{MaxReplicasPerNode: 1}}}, PlacementLevel},
 		{"spread", &UpdateService{Service: api.Service{Spec: api.ServiceSpec{PlacementPreferences: []api.PlacementPreference{{Spread: "node.labels.zone"}}}}}, PlacementLevel},
 	} {
