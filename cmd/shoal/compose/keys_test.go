@@ -341,6 +341,23 @@ func TestComposeNetworkAliases(t *testing.T) {
 			yaml: "services:\n  app:\n    image: x\n    networks:\n      back: {aliases: [www, WWW]}\nnetworks:\n  back: {}\n",
 			err:  []string{`services.app.networks.back.aliases[1]: "WWW": listed twice`},
 		},
+		{
+			name: "two services with one alias on a network",
+			yaml: "services:\n  a:\n    image: x\n    networks:\n      back: {aliases: [redis]}\n  b:\n    image: x\n    networks:\n      back: {aliases: [REDIS, ok]}\nnetworks:\n  back: {}\n",
+			err:  []string{`services.b.networks.back.aliases[0]: "REDIS": on network s_back it is already alias redis of service s_a`},
+		},
+		{
+			name: "an alias that is another service's name on the network",
+			yaml: "services:\n  a:\n    image: x\n    networks: [back]\n  b:\n    image: x\n    networks:\n      back: {aliases: [s_a]}\nnetworks:\n  back: {}\n",
+			err:  []string{`services.b.networks.back.aliases[0]: "s_a": on network s_back it is already service s_a`},
+		},
+		{
+			name:    "one alias on two networks, or a service's own name, clashes with nothing",
+			yaml:    "services:\n  a:\n    image: x\n    networks:\n      back: {aliases: [www, s_a]}\n  b:\n    image: x\n    networks:\n      front: {aliases: [www]}\nnetworks:\n  back: {}\n  front: {}\n",
+			got:     aliases,
+			want:    map[string][]string{"s_back": {"www", "s_a"}},
+			ignored: []string{},
+		},
 	})
 }
 
