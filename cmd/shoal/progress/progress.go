@@ -137,8 +137,12 @@ func Assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, igno
 	}
 
 	for _, t := range groups {
-		if t.DesiredState != api.TaskRunning && api.TaskTerminal(t.State) && !global && t.Slot > conv.Desired {
-			continue // scaled away
+		// A slot above the replicas is scaled away: gone once stopped,
+		// and while it stops its state is not the service's (a pending
+		// task's "no suitable node" no longer holds the wait up).
+		scaledAway := t.DesiredState != api.TaskRunning && !global && t.Slot > conv.Desired
+		if scaledAway && api.TaskTerminal(t.State) {
+			continue
 		}
 		label := t.Name
 		if label == "" {
@@ -149,6 +153,8 @@ func Assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, igno
 		}
 		text := t.State
 		switch {
+		case scaledAway:
+			text += " (scaled down)"
 		case t.Error != "":
 			text += ": " + t.Error
 		case t.State == api.TaskNew && t.Message != "":
