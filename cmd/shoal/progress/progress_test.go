@@ -241,3 +241,32 @@ func TestAssessScaledDown(t *testing.T) {
 		t.Fatalf("slots:\n%s\nwant:\n%s (done %v)", strings.Join(lines, "|"), want, got.Done)
 	}
 }
+
+// TestAssessOverLimit: after --replicas-max-per-node is lowered below what
+// nodes run (the excess keeps running while no node has room), the wait's
+// verdict says so; before, it said "converged, 5/5 running" and nothing
+// else, over a limit of 1 with two tasks on two nodes.
+func TestAssessOverLimit(t *testing.T) {
+	a := specflags.DefaultSpec()
+	a.Name, a.Image, a.Replicas = "mx", "x", 5
+	var tasks []api.Task
+	for slot, node := range []string{"n1", "n2", "n3", "n1", "n2"} {
+		tasks = append(tasks, api.Task{ID: fmt.Sprint(slot), Name: fmt.Sprintf("mx.%d", slot+1), Slot: slot + 1, NodeID: node,
+			DesiredState: "running", State: "running", Spec: a, SpecVersion: 1})
+	}
+	for _, c := range []struct {
+		limit uint64
+		want  string
+	}{
+		{0, ""},
+		{2, ""},
+		{1, "mx: 2 nodes run more tasks than max replicas per node (1): the excess keeps running until another node has room for it"},
+	} {
+		spec := a
+		spec.MaxReplicasPerNode = c.limit
+		got := Assess(OpUpdate, api.Service{ID: "s1", Name: "mx", Spec: spec, Version: 1}, tasks, nil, nil)
+		if !got.Done || got.Note != c.want {
+			t.Errorf("limit %d: done %v note %q, want done and %q", c.limit, got.Done, got.Note, c.want)
+		}
+	}
+}
