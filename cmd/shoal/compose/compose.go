@@ -514,7 +514,8 @@ func serviceSpec(stack string, cs types.ServiceConfig) (api.ServiceSpec, []error
 			bad(".deploy.mode", "%q: want replicated or global", d.Mode)
 		}
 		maps.Copy(spec.Labels, d.Labels)
-		switch d.EndpointMode {
+		// In any case, as docker stack deploy and --endpoint-mode read it.
+		switch strings.ToLower(d.EndpointMode) {
 		case "", api.EndpointVIP:
 		case api.EndpointDNSRR:
 			spec.EndpointMode = api.EndpointDNSRR

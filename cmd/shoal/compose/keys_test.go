@@ -296,6 +296,13 @@ func TestComposeEndpointMode(t *testing.T) {
 			ignored: []string{},
 		},
 		{
+			name:    "in any case, as docker reads it",
+			yaml:    "services:\n  app:\n    image: x\n    deploy:\n      endpoint_mode: DNSRR\n",
+			got:     mode,
+			want:    api.EndpointDNSRR,
+			ignored: []string{},
+		},
+		{
 			name: "dnsrr with a host-mode port",
 			yaml: "services:\n  app:\n    image: x\n    ports: [{target: 80, published: 8080, mode: host}]\n    deploy:\n      endpoint_mode: dnsrr\n",
 			got:  mode,
