@@ -133,6 +133,12 @@ services:
 			yaml: "services:\n  edge:\n    image: traefik\n    ports:\n      - {target: 80, published: 80, mode: bridge}\n",
 			err:  []string{`compose.yml:5: services.edge.ports[0].mode: "bridge": want ingress or host`},
 		},
+		{
+			// The short form has no published key: the line is the item's.
+			name: "a range of published ports in the short form is refused at its line",
+			yaml: "services:\n  web:\n    image: nginx\n    ports:\n      - \"6379-6380:80\"\n",
+			err:  []string{`compose.yml:5: services.web.ports[0].published: "6379-6380": want a port 1-65535 (ranges are not supported)`},
+		},
 	})
 }
 
