@@ -142,6 +142,13 @@ func TestWalkS13(t *testing.T) {
 	if ok, out := resolves(nsF, dnsF, "www"); ok {
 		t.Errorf("www resolves on front: %q", out)
 	}
+	// tasks.ALIAS is the tasks on that network, as tasks.NAME (libnetwork
+	// registers both).
+	var webBack []string
+	for _, tk := range runningTasks(t, h1, "web") {
+		webBack = append(webBack, tk.IPs["back"])
+	}
+	lookup(nsB, dnsB, "tasks.www", hasAll(webBack, 2), "tasks.www → web's 2 tasks on back")
 	port := publishedPort(t, h1, "web", 80)
 	walkRun(t, h3, "service", "ls")
 	answersEverywhere(t, c, "web", port)
