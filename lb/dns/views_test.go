@@ -139,7 +139,7 @@ func TestDNSViewsAliasesAndDNSRR(t *testing.T) {
 				"web": ips("10.43.0.10"), "tasks.web": ips("10.42.1.3")}},
 		"back": {Subnets: []netip.Prefix{netip.MustParsePrefix("10.51.0.0/16")},
 			Records: Records{"web": ips("10.51.128.1"), "tasks.web": ips("10.51.0.3"), "www": ips("10.51.128.1"),
-				"db": ips("10.51.128.1"), "shop_db": ips("10.51.128.9")}},
+				"tasks.www": ips("10.51.0.3"), "db": ips("10.51.128.1"), "shop_db": ips("10.51.128.9")}},
 	}, map[netip.Addr]Source{
 		netip.MustParseAddr("10.51.0.5"): {Networks: []string{"back"}, Stack: "shop"},
 	})
@@ -152,7 +152,8 @@ func TestDNSViewsAliasesAndDNSRR(t *testing.T) {
 		{"alias on its network", "10.51.0.7", "www", miekg.RcodeSuccess, []string{"10.51.128.1"}},
 		{"alias in another case", "10.51.0.7", "WWW", miekg.RcodeSuccess, []string{"10.51.128.1"}},
 		{"alias from another network", "10.42.1.9", "www", miekg.RcodeNameError, nil},
-		{"no tasks.ALIAS (as Docker)", "10.51.0.7", "tasks.www", miekg.RcodeNameError, nil},
+		{"tasks.ALIAS on its network (as Docker)", "10.51.0.7", "tasks.www", miekg.RcodeSuccess, []string{"10.51.0.3"}},
+		{"tasks.ALIAS from another network", "10.42.1.9", "tasks.www", miekg.RcodeNameError, nil},
 		{"the service's own name beside", "10.42.1.9", "web", miekg.RcodeSuccess, []string{"10.43.0.10"}},
 		{"an alias for a task of no stack", "10.51.0.7", "db", miekg.RcodeSuccess, []string{"10.51.128.1"}},
 		{"a stack's short name beats an alias", "10.51.0.5", "db", miekg.RcodeSuccess, []string{"10.51.128.9"}},

@@ -12,7 +12,8 @@ import (
 
 // TestTrafficEndpointModeAndAliases: a dnsrr service's name answers with
 // its tasks' addresses and gets no load-balancer rule (only its host-mode
-// ports); an alias answers like the name, on its own network only.
+// ports); an alias answers like the name, on its own network only, and
+// tasks.ALIAS like tasks.NAME (Docker's libnetwork registers both).
 func TestTrafficEndpointModeAndAliases(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	nodes := []*api.Node{{ID: "self", Addr: "192.168.0.1"}, {ID: "n2", Addr: "192.168.0.2"}}
@@ -75,7 +76,8 @@ func TestTrafficEndpointModeAndAliases(t *testing.T) {
 		dns: map[string]dns.Records{
 			api.DefaultNetwork: {"web": ips("10.43.0.2"), "tasks.web": ips("10.42.2.4")},
 			"back": {"web": ips("10.50.128.2"), "tasks.web": ips("10.50.1.4"),
-				"www": ips("10.50.128.2"), "site": ips("10.50.128.2")},
+				"www": ips("10.50.128.2"), "site": ips("10.50.128.2"),
+				"tasks.www": ips("10.50.1.4"), "tasks.site": ips("10.50.1.4")},
 		},
 	}, {
 		name: "an alias of a dnsrr service answers with the tasks' addresses",
@@ -83,7 +85,7 @@ func TestTrafficEndpointModeAndAliases(t *testing.T) {
 			"s-rrb": {task("t1", rrBack, "n2", map[string]string{"back": "10.50.1.8"})}}},
 		dns: map[string]dns.Records{
 			api.DefaultNetwork: {},
-			"back":             {"rrb": ips("10.50.1.8"), "tasks.rrb": ips("10.50.1.8"), "db": ips("10.50.1.8")},
+			"back":             {"rrb": ips("10.50.1.8"), "tasks.rrb": ips("10.50.1.8"), "db": ips("10.50.1.8"), "tasks.db": ips("10.50.1.8")},
 		},
 	}, {
 		name: "clashes of an older state: a name beats an alias, the older alias the newer",
@@ -91,7 +93,7 @@ func TestTrafficEndpointModeAndAliases(t *testing.T) {
 		want: []string{"web@default vip=10.43.0.2 ports=0 []", "web@back@back vip=10.50.128.2 ports=0 []",
 			"www@back vip=10.50.128.5 ports=0 []"},
 		dns: map[string]dns.Records{"back": {"web": ips("10.50.128.2"), "tasks.web": nil, "www": ips("10.50.128.5"),
-			"tasks.www": nil, "site": ips("10.50.128.2")}},
+			"tasks.www": nil, "site": ips("10.50.128.2"), "tasks.site": nil}},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			state, views, _ := Traffic(tc.st, map[string]struct{}{"self": {}, "n2": {}}, "self")

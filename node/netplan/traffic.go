@@ -118,6 +118,14 @@ func Traffic[M any](st State, alive map[string]M, self string) (lb.State, map[st
 					}
 				}
 				v.Records["tasks."+s.Name] = addrs
+				// tasks.ALIAS is the tasks too, as Docker's libnetwork
+				// registers it for every service alias; the same
+				// precedence as the alias itself.
+				for _, a := range s.Spec.NetworkAliases[network] {
+					if _, taken := v.Records["tasks."+a]; !taken {
+						v.Records["tasks."+a] = addrs
+					}
+				}
 			}
 			ls := lb.Service{Name: s.Name, Network: network, VIP: vip, Backends: backends}
 			if i == 0 {

@@ -372,6 +372,7 @@ func StackSpecs(stack string, p *types.Project) ([]api.ServiceSpec, error) {
 		errs = append(errs, aerr...)
 		specs = append(specs, spec)
 	}
+	errs = append(errs, aliasClashes(stack, p, specs)...)
 	if _, err := StackNetworks(stack, p); err != nil {
 		errs = append(errs, err)
 	}
@@ -517,7 +518,8 @@ func serviceSpec(stack string, cs types.ServiceConfig) (api.ServiceSpec, []error
 			bad(".deploy.mode", "%q: want replicated or global", d.Mode)
 		}
 		maps.Copy(spec.Labels, d.Labels)
-		switch d.EndpointMode {
+		// In any case, as docker stack deploy and --endpoint-mode read it.
+		switch strings.ToLower(d.EndpointMode) {
 		case "", api.EndpointVIP:
 		case api.EndpointDNSRR:
 			spec.EndpointMode = api.EndpointDNSRR
@@ -906,6 +908,49 @@ func serviceAliases(stack string, p *types.Project, cs types.ServiceConfig) (map
 		}
 	}
 	return out, errs
+}
+
+// aliasClashes refuses an alias that would answer for two services of the
+// file on one network: another service's name there, or another service's
+// alias. The cluster refuses such a service too, but only when its write
+// comes, after the services before it in the deploy were already created
+// or updated; found here, the deploy changes nothing. specs are the file's
+// services in sorted order, as StackSpecs builds them.
+func aliasClashes(stack string, p *types.Project, specs []api.ServiceSpec) []error {
+	type name struct{ network, lower string }
+	type use struct{ what, service string } // "alias A of service X", X
+	names := map[name]use{}
+	for _, spec := range specs {
+		for _, n := range api.SpecNetworks(spec) {
+			names[name{n, strings.ToLower(spec.Name)}] = use{"service " + spec.Name, spec.Name}
+		}
+	}
+	var errs []error
+	for i, svc := range slices.Sorted(maps.Keys(p.Services)) {
+		cs, spec := p.Services[svc], specs[i]
+		for _, k := range slices.Sorted(maps.Keys(cs.Networks)) {
+			c := cs.Networks[k]
+			if c == nil {
+				continue
+			}
+			n := composeNetworkName(stack, k, p.Networks[k])
+			for j, a := range c.Aliases {
+				key := name{n, strings.ToLower(a)}
+				if strings.EqualFold(a, spec.Name) || !slices.Contains(spec.NetworkAliases[n], a) {
+					continue // its own name adds nothing; a refused alias is reported already
+				}
+				if other, ok := names[key]; ok && other.service != spec.Name {
+					errs = append(errs, &keyError{
+						Path: fmt.Sprintf("services.%s.networks.%s.aliases[%d]", cs.Name, k, j),
+						Err:  fmt.Errorf("%q: on network %s it is already %s (a name answers for one service per network)", a, n, other.what),
+					})
+					continue
+				}
+				names[key] = use{fmt.Sprintf("alias %s of service %s", a, spec.Name), spec.Name}
+			}
+		}
+	}
+	return errs
 }
 
 // StackNetworks returns the networks the services of p use (the default

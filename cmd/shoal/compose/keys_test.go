@@ -133,6 +133,12 @@ services:
 			yaml: "services:\n  edge:\n    image: traefik\n    ports:\n      - {target: 80, published: 80, mode: bridge}\n",
 			err:  []string{`compose.yml:5: services.edge.ports[0].mode: "bridge": want ingress or host`},
 		},
+		{
+			// The short form has no published key: the line is the item's.
+			name: "a range of published ports in the short form is refused at its line",
+			yaml: "services:\n  web:\n    image: nginx\n    ports:\n      - \"6379-6380:80\"\n",
+			err:  []string{`compose.yml:5: services.web.ports[0].published: "6379-6380": want a port 1-65535 (ranges are not supported)`},
+		},
 	})
 }
 
@@ -296,6 +302,13 @@ func TestComposeEndpointMode(t *testing.T) {
 			ignored: []string{},
 		},
 		{
+			name:    "in any case, as docker reads it",
+			yaml:    "services:\n  app:\n    image: x\n    deploy:\n      endpoint_mode: DNSRR\n",
+			got:     mode,
+			want:    api.EndpointDNSRR,
+			ignored: []string{},
+		},
+		{
 			name: "dnsrr with a host-mode port",
 			yaml: "services:\n  app:\n    image: x\n    ports: [{target: 80, published: 8080, mode: host}]\n    deploy:\n      endpoint_mode: dnsrr\n",
 			got:  mode,
@@ -340,6 +353,23 @@ func TestComposeNetworkAliases(t *testing.T) {
 			name: "an alias twice",
 			yaml: "services:\n  app:\n    image: x\n    networks:\n      back: {aliases: [www, WWW]}\nnetworks:\n  back: {}\n",
 			err:  []string{`services.app.networks.back.aliases[1]: "WWW": listed twice`},
+		},
+		{
+			name: "two services with one alias on a network",
+			yaml: "services:\n  a:\n    image: x\n    networks:\n      back: {aliases: [redis]}\n  b:\n    image: x\n    networks:\n      back: {aliases: [REDIS, ok]}\nnetworks:\n  back: {}\n",
+			err:  []string{`services.b.networks.back.aliases[0]: "REDIS": on network s_back it is already alias redis of service s_a`},
+		},
+		{
+			name: "an alias that is another service's name on the network",
+			yaml: "services:\n  a:\n    image: x\n    networks: [back]\n  b:\n    image: x\n    networks:\n      back: {aliases: [s_a]}\nnetworks:\n  back: {}\n",
+			err:  []string{`services.b.networks.back.aliases[0]: "s_a": on network s_back it is already service s_a`},
+		},
+		{
+			name:    "one alias on two networks, or a service's own name, clashes with nothing",
+			yaml:    "services:\n  a:\n    image: x\n    networks:\n      back: {aliases: [www, s_a]}\n  b:\n    image: x\n    networks:\n      front: {aliases: [www]}\nnetworks:\n  back: {}\n  front: {}\n",
+			got:     aliases,
+			want:    map[string][]string{"s_back": {"www", "s_a"}},
+			ignored: []string{},
 		},
 	})
 }

@@ -114,6 +114,13 @@ func locateOne(e error, files []types.ConfigFile) string {
 		return text
 	}
 	file, line, found := findKey(files, path, hint)
+	if file == "" {
+		// A short form ("6379-6380:80") has no key of its own for the
+		// field (published): the line is the item's that holds it.
+		if i := strings.LastIndex(path, "."); i > 0 && !strings.Contains(path[i:], "[") {
+			file, line, _ = findKey(files, path[:i], hint)
+		}
+	}
 	shown := strings.ReplaceAll(path, ".[]", "[]")
 	if found != "" {
 		shown = found

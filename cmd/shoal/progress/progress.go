@@ -137,8 +137,12 @@ func Assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, igno
 	}
 
 	for _, t := range groups {
-		if t.DesiredState != api.TaskRunning && api.TaskTerminal(t.State) && !global && t.Slot > conv.Desired {
-			continue // scaled away
+		// A slot above the replicas is scaled away: gone once stopped,
+		// and while it stops its state is not the service's (a pending
+		// task's "no suitable node" no longer holds the wait up).
+		scaledAway := t.DesiredState != api.TaskRunning && !global && t.Slot > conv.Desired
+		if scaledAway && api.TaskTerminal(t.State) {
+			continue
 		}
 		label := t.Name
 		if label == "" {
@@ -149,6 +153,8 @@ func Assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, igno
 		}
 		text := t.State
 		switch {
+		case scaledAway:
+			text += " (scaled down)"
 		case t.Error != "":
 			text += ": " + t.Error
 		case t.State == api.TaskNew && t.Message != "":
@@ -184,6 +190,9 @@ func Assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, igno
 		return conv
 	}
 	conv.Done = conv.Running == conv.Desired && !staleRunning && (!global || conv.Desired > 0 || len(tasks) > 0)
+	if conv.Done {
+		conv.Note = overLimit(name, spec, tasks)
+	}
 	// Every task runs the new spec, but the update watches them for its
 	// monitor period before it is complete: a task that dies within it
 	// still pauses or rolls back the update (docker's "verify: waiting").
@@ -200,6 +209,38 @@ func Assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, igno
 		}
 	}
 	return conv
+}
+
+// overLimit is the note for a service whose running tasks exceed its max
+// replicas per node on some node, or "". A lowered limit stops no serving
+// task (node/scheduler's README): the excess moves when another node has
+// room. Without the note the wait said "converged" over a limit the spec
+// says holds.
+func overLimit(name string, spec api.ServiceSpec, tasks []api.Task) string {
+	limit := int(spec.MaxReplicasPerNode)
+	if limit <= 0 || spec.Mode == api.ModeGlobal {
+		return ""
+	}
+	per := map[string]int{}
+	for _, t := range tasks {
+		if t.DesiredState == api.TaskRunning && t.State == api.TaskRunning {
+			per[t.NodeID]++
+		}
+	}
+	over := 0
+	for _, n := range per {
+		if n > limit {
+			over++
+		}
+	}
+	if over == 0 {
+		return ""
+	}
+	nodes := "1 node runs"
+	if over > 1 {
+		nodes = fmt.Sprintf("%d nodes run", over)
+	}
+	return fmt.Sprintf("%s: %s more tasks than max replicas per node (%d): the excess keeps running until another node has room for it", name, nodes, limit)
 }
 
 // slotLess orders web.2 before web.10.

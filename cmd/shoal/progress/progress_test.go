@@ -213,3 +213,60 @@ func TestAssessPendingReason(t *testing.T) {
 		t.Fatalf("slot lines %+v, want mx.1 new: %s", got.Slots, why)
 	}
 }
+
+// TestAssessScaledDown: after a scale down, a task of a slot above the
+// replicas that is still stopping (or was still pending) says it was
+// scaled down; before, `service scale mx=3` printed "mx.4: new: no
+// suitable node ..." and "mx.5: running" next to "converged, 3/3 running".
+func TestAssessScaledDown(t *testing.T) {
+	a := specflags.DefaultSpec()
+	a.Name, a.Image, a.Replicas = "mx", "x", 3
+	why := "no suitable node (3 nodes at max replicas per node (1))"
+	var tasks []api.Task
+	for slot := 1; slot <= 3; slot++ {
+		tasks = append(tasks, api.Task{ID: fmt.Sprint(slot), Name: fmt.Sprintf("mx.%d", slot), Slot: slot, DesiredState: "running", State: "running", Spec: a, SpecVersion: 1})
+	}
+	tasks = append(tasks,
+		api.Task{ID: "4", Name: "mx.4", Slot: 4, DesiredState: "shutdown", State: api.TaskNew, Message: why, Spec: a, SpecVersion: 1},
+		api.Task{ID: "5", Name: "mx.5", Slot: 5, DesiredState: "shutdown", State: "running", Spec: a, SpecVersion: 1},
+		api.Task{ID: "6", Name: "mx.6", Slot: 6, DesiredState: "shutdown", State: "shutdown", Spec: a, SpecVersion: 1},
+	)
+	got := Assess(OpScale, api.Service{ID: "s1", Name: "mx", Spec: a, Version: 1}, tasks, nil, nil)
+	var lines []string
+	for _, s := range got.Slots {
+		lines = append(lines, s.Name+": "+s.Text)
+	}
+	want := "mx.1: running|mx.2: running|mx.3: running|mx.4: new (scaled down)|mx.5: running (scaled down)"
+	if strings.Join(lines, "|") != want || !got.Done {
+		t.Fatalf("slots:\n%s\nwant:\n%s (done %v)", strings.Join(lines, "|"), want, got.Done)
+	}
+}
+
+// TestAssessOverLimit: after --replicas-max-per-node is lowered below what
+// nodes run (the excess keeps running while no node has room), the wait's
+// verdict says so; before, it said "converged, 5/5 running" and nothing
+// else, over a limit of 1 with two tasks on two nodes.
+func TestAssessOverLimit(t *testing.T) {
+	a := specflags.DefaultSpec()
+	a.Name, a.Image, a.Replicas = "mx", "x", 5
+	var tasks []api.Task
+	for slot, node := range []string{"n1", "n2", "n3", "n1", "n2"} {
+		tasks = append(tasks, api.Task{ID: fmt.Sprint(slot), Name: fmt.Sprintf("mx.%d", slot+1), Slot: slot + 1, NodeID: node,
+			DesiredState: "running", State: "running", Spec: a, SpecVersion: 1})
+	}
+	for _, c := range []struct {
+		limit uint64
+		want  string
+	}{
+		{0, ""},
+		{2, ""},
+		{1, "mx: 2 nodes run more tasks than max replicas per node (1): the excess keeps running until another node has room for it"},
+	} {
+		spec := a
+		spec.MaxReplicasPerNode = c.limit
+		got := Assess(OpUpdate, api.Service{ID: "s1", Name: "mx", Spec: spec, Version: 1}, tasks, nil, nil)
+		if !got.Done || got.Note != c.want {
+			t.Errorf("limit %d: done %v note %q, want done and %q", c.limit, got.Done, got.Note, c.want)
+		}
+	}
+}

@@ -90,9 +90,28 @@ func parsePublish(s string) (api.PortConfig, error) {
 	bad := func(why string) (api.PortConfig, error) {
 		return api.PortConfig{}, fmt.Errorf("%w %q: %s", errBadPublish, s, why)
 	}
-	port := func(v string) (int, bool) {
-		n, err := strconv.Atoi(strings.TrimSpace(v))
-		return n, err == nil && n >= 1 && n <= 65535
+	// port parses one port; why says what is wrong with it, naming a
+	// range (docker's 8080-8081:80-81) as unsupported rather than as a
+	// number out of range.
+	port := func(kind, v string) (int, string) {
+		v = strings.TrimSpace(v)
+		n, err := strconv.Atoi(v)
+		switch {
+		case err == nil && n >= 1 && n <= 65535:
+			return n, ""
+		case err == nil:
+			return 0, fmt.Sprintf("%s port %d: must be 1-65535", kind, n)
+		case v == "":
+			return 0, "missing " + kind + " port"
+		}
+		if lo, hi, ok := strings.Cut(v, "-"); ok {
+			if _, e1 := strconv.Atoi(lo); e1 == nil {
+				if _, e2 := strconv.Atoi(hi); e2 == nil {
+					return 0, fmt.Sprintf("%s port range %s: ranges are not supported, publish each port with its own --publish", kind, v)
+				}
+			}
+		}
+		return 0, fmt.Sprintf("%s port %q is not a number (want 1-65535)", kind, v)
 	}
 	if strings.Contains(s, "=") {
 		for _, part := range strings.Split(s, ",") {
@@ -105,15 +124,15 @@ func parsePublish(s string) (api.PortConfig, error) {
 				if strings.TrimSpace(v) == "" {
 					break // the cluster picks one
 				}
-				n, ok := port(v)
-				if !ok {
-					return bad("published port must be 1-65535")
+				n, why := port("published", v)
+				if why != "" {
+					return bad(why)
 				}
 				pc.Published = n
 			case "target":
-				n, ok := port(v)
-				if !ok {
-					return bad("target port must be 1-65535")
+				n, why := port("target", v)
+				if why != "" {
+					return bad(why)
 				}
 				pc.Target = n
 			case "protocol":
@@ -139,15 +158,15 @@ func parsePublish(s string) (api.PortConfig, error) {
 		if !hasPub {
 			tgt, pub = pub, ""
 		}
-		n, ok := port(tgt)
-		if !ok {
-			return bad("target port must be 1-65535")
+		n, why := port("target", tgt)
+		if why != "" {
+			return bad(why)
 		}
 		pc.Target = n
 		if hasPub {
-			n, ok := port(pub)
-			if !ok {
-				return bad("published port must be 1-65535")
+			n, why := port("published", pub)
+			if why != "" {
+				return bad(why)
 			}
 			pc.Published = n
 		}

@@ -3,6 +3,7 @@ package specflags
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,6 +123,29 @@ func TestParsePublish(t *testing.T) {
 		}
 		if err != nil || got != tt.want {
 			t.Errorf("parsePublish(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+// TestParsePublishWords: a refused port says what is wrong with it; a
+// range is named as unsupported, not as a number out of range.
+func TestParsePublishWords(t *testing.T) {
+	for in, want := range map[string]string{
+		"80-81":                         "target port range 80-81: ranges are not supported",
+		"8080-8081:80-81":               "target port range 80-81: ranges are not supported",
+		"8080-8081:80":                  "published port range 8080-8081: ranges are not supported",
+		"published=8080-8081,target=80": "published port range 8080-8081",
+		"target=80-81":                  "target port range 80-81",
+		"8x":                            `target port "8x" is not a number`,
+		"80-9x":                         `target port "80-9x" is not a number`,
+		"99999":                         "target port 99999: must be 1-65535",
+		"0:80":                          "published port 0: must be 1-65535",
+		":80":                           "missing published port",
+		"target=":                       "missing target port",
+	} {
+		_, err := parsePublish(in)
+		if !errors.Is(err, errBadPublish) || !strings.Contains(err.Error(), want) {
+			t.Errorf("parsePublish(%q) = %v, want errBadPublish saying %q", in, err, want)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/shoal-org/shoal/api"
@@ -24,8 +25,14 @@ func endpointProblems(spec api.ServiceSpec) []string {
 	case api.EndpointDNSRR:
 		for i, port := range spec.Ports {
 			if port.Mode == "" || port.Mode == api.PublishIngress {
-				p = append(p, fmt.Sprintf("ports[%d] %d:%d: port published with ingress mode can't be used with dnsrr mode (publish it with mode=host, or use endpoint mode vip)",
-					i, port.Published, port.Target))
+				// A port the cluster would pick is shown as written (-p 80),
+				// not as 0:80.
+				spelled := strconv.Itoa(port.Target)
+				if port.Published != 0 {
+					spelled = fmt.Sprintf("%d:%d", port.Published, port.Target)
+				}
+				p = append(p, fmt.Sprintf("ports[%d] %s: port published with ingress mode can't be used with dnsrr mode (publish it with mode=host, or use endpoint mode vip)",
+					i, spelled))
 			}
 		}
 	default:

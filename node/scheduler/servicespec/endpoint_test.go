@@ -28,6 +28,10 @@ func TestValidateEndpoint(t *testing.T) {
 			s.EndpointMode = api.EndpointDNSRR
 			s.Ports = []api.PortConfig{{Published: 8080, Target: 80}}
 		}, "ports[0] 8080:80: port published with ingress mode can't be used with dnsrr mode"},
+		{"dnsrr with a port the cluster picks", func(s *api.ServiceSpec) {
+			s.EndpointMode = api.EndpointDNSRR
+			s.Ports = []api.PortConfig{{Target: 80}}
+		}, "ports[0] 80: port published with ingress mode"},
 		{"dnsrr with an ingress port", func(s *api.ServiceSpec) {
 			s.EndpointMode = api.EndpointDNSRR
 			s.Ports = []api.PortConfig{{Published: 53, Target: 53, Protocol: "udp", Mode: api.PublishIngress}}
