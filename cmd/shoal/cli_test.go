@@ -35,6 +35,9 @@ type fakeAgent struct {
 	tasks    []api.Task
 	// failTasks makes new tasks fail instead of reaching running.
 	failTasks bool
+	// refuseCreate, when set, is the 409 every service create gets (the
+	// agent's own wording, which names the operation already).
+	refuseCreate string
 	// lastSpec and lastQuery record the last service create/update.
 	lastSpec  api.ServiceSpec
 	lastQuery string
@@ -135,6 +138,11 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 			return
 		}
 		f.mu.Lock()
+		if f.refuseCreate != "" {
+			f.mu.Unlock()
+			f.fail(w, http.StatusConflict, f.refuseCreate)
+			return
+		}
 		f.lastSpec = spec
 		svc := &api.Service{ID: fmt.Sprintf("svc%d", len(f.services)+1), Name: spec.Name, Version: 1, Spec: spec}
 		f.services = append(f.services, svc)

@@ -142,3 +142,19 @@ func TestCLIStackBadFileChangesNothing(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q, %d services", code, errOut, len(f.services))
 	}
 }
+
+// TestCLIStackErrorNamesOnce: the agent's refusal already names the
+// operation and the service; the stack's deploy said it twice ("create
+// service app_a: create service app_a: name taken").
+func TestCLIStackErrorNamesOnce(t *testing.T) {
+	f := newFakeAgent(t)
+	f.refuseCreate = "create service app_a: alias www on network back is taken by web"
+	file := filepath.Join(t.TempDir(), "compose.yml")
+	if err := os.WriteFile(file, []byte("services:\n  a:\n    image: x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := runCLI(t, f.host, "", "stack", "deploy", "-c", file, "app")
+	if code == 0 || strings.Count(errOut, "create service app_a") != 1 || !strings.Contains(errOut, "is taken by web") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+}

@@ -383,19 +383,19 @@ func (s *commands) applyStackPlan(ctx context.Context, cl *client.Client, plan s
 	for _, sv := range plan.remove {
 		fmt.Fprintf(s.Stdout, "Removing service %s\n", sv.Name)
 		if err := cl.RemoveService(ctx, sv.ID); err != nil {
-			return fmt.Errorf("remove service %s: %w", sv.Name, err)
+			return shell.Wrap("remove service "+sv.Name, err)
 		}
 	}
 	for _, spec := range plan.create {
 		fmt.Fprintf(s.Stdout, "Creating service %s\n", spec.Name)
 		if _, err := cl.CreateService(ctx, spec); err != nil {
-			return fmt.Errorf("create service %s: %w", spec.Name, err)
+			return shell.Wrap("create service "+spec.Name, err)
 		}
 	}
 	for _, u := range plan.update {
 		fmt.Fprintf(s.Stdout, "Updating service %s\n", u.spec.Name)
 		if _, err := cl.UpdateService(ctx, u.cur.ID, u.cur.Version, u.spec); err != nil {
-			return fmt.Errorf("update service %s: %w", u.spec.Name, err)
+			return shell.Wrap("update service "+u.spec.Name, err)
 		}
 	}
 	for _, name := range plan.unchanged {
