@@ -24,3 +24,9 @@ func (r *Raft) checkGate(cmd command.Command) error {
 	}
 	return nil
 }
+
+// CheckCommand runs the installed gate on cmd without proposing it: for
+// state installed without a command (a snapshot restore), which every
+// member must be able to hold as a command that wrote it would have had to
+// pass. nil when no gate is installed.
+func (r *Raft) CheckCommand(cmd command.Command) error { return r.checkGate(cmd) }

@@ -3,6 +3,7 @@ package snapshotfile
 import (
 	"fmt"
 	"net/netip"
+	"sort"
 	"strings"
 
 	"github.com/shoal-org/shoal/api"
@@ -196,6 +197,46 @@ func checkReferences(d *consensus.SnapshotData, bad func(string, ...any)) {
 		for _, r := range s.Spec.Configs {
 			if !configs[r.Source] {
 				bad("%s: config %q is not in the file", what, r.Source)
+			}
+		}
+	}
+}
+
+// checkAliases refuses the names a service would answer for on a network
+// that another service answers for there too, where one of the two is an
+// alias (ServiceSpec.NetworkAliases; two service names are checkDesired's):
+// the state machine refuses such a create or update (consensus/fsm
+// checkAliases), and a restore installs the file without a command. Case
+// does not count (DNS names). Names are taken first, then aliases in file
+// order, so the message names the later alias.
+func checkAliases(d *consensus.SnapshotData, bad func(string, ...any)) {
+	type key struct{ network, name string }
+	owner := map[key]string{}   // what the name is: `service "web"`, `alias www of service "web"`
+	service := map[key]string{} // the ID of the service it belongs to
+	for _, s := range d.Services {
+		for _, n := range api.SpecNetworks(s.Spec) {
+			k := key{n, strings.ToLower(s.Name)}
+			if _, ok := owner[k]; !ok {
+				owner[k], service[k] = fmt.Sprintf("service %q", s.Name), s.ID
+			}
+		}
+	}
+	for _, s := range d.Services {
+		networks := make([]string, 0, len(s.Spec.NetworkAliases))
+		for n := range s.Spec.NetworkAliases {
+			networks = append(networks, n)
+		}
+		sort.Strings(networks)
+		for _, n := range networks {
+			for _, a := range s.Spec.NetworkAliases[n] {
+				k := key{n, strings.ToLower(a)}
+				what := fmt.Sprintf("alias %s of service %q", a, s.Name)
+				switch other, ok := owner[k]; {
+				case !ok:
+					owner[k], service[k] = what, s.ID
+				case service[k] != s.ID:
+					bad("%s on network %s: the name is taken there by %s", what, n, other)
+				}
 			}
 		}
 	}

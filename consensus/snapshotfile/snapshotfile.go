@@ -410,8 +410,9 @@ const maxProblems = 10
 //   - across rows and tables (references.go): network subnets and VNIs
 //     (checkNetworkRanges, against cc's ranges, which the restore keeps),
 //     the IDs of every other table and the names of secrets and configs
-//     (checkRows), and the networks, secrets and configs services name
-//     (checkReferences).
+//     (checkRows), the networks, secrets and configs services name
+//     (checkReferences), and network aliases, which answer for one service
+//     per network (checkAliases).
 //
 // A state written before the state machine enforced these (a dotted name,
 // two services on one port) is refused too: the error names each service,
@@ -494,6 +495,7 @@ func checkDesired(d *consensus.SnapshotData, cc *consensus.ClusterState) error {
 	checkNetworkRanges(d, cc, bad)
 	checkRows(d, bad)
 	checkReferences(d, bad)
+	checkAliases(d, bad)
 
 	if len(p) == 0 {
 		return nil

@@ -457,6 +457,15 @@ func TestPlanRestoreRefusesWhatCreateRefuses(t *testing.T) {
 		}, "published port 80/tcp taken by service"},
 		{"VIP not IPv4", func(d *consensus.SnapshotData) { svc(d, "s1").VIP = "fd00::1" }, `VIP "fd00::1" is not an IPv4 address`},
 		{"VIP in two services", func(d *consensus.SnapshotData) { svc(d, "s1").VIP, svc(d, "s2").VIP = "10.43.0.5", "10.43.0.5" }, "VIP 10.43.0.5 taken by service"},
+		// The state machine's alias rules (consensus/fsm checkAliases): a
+		// name answers for one service per network.
+		{"alias that is another service's name", func(d *consensus.SnapshotData) {
+			svc(d, "s1").Spec.NetworkAliases = map[string][]string{api.DefaultNetwork: {"DB"}}
+		}, `alias DB of service "web" on network default: the name is taken there by service "db"`},
+		{"alias in two services", func(d *consensus.SnapshotData) {
+			svc(d, "s1").Spec.NetworkAliases = map[string][]string{api.DefaultNetwork: {"www"}}
+			svc(d, "s2").Spec.NetworkAliases = map[string][]string{api.DefaultNetwork: {"WWW"}}
+		}, `alias WWW of service "db" on network default: the name is taken there by alias www of service "web"`},
 		{"network without a name", func(d *consensus.SnapshotData) { d.Networks = append(d.Networks, network("w1", "")) }, `network "" (ID "w1"): name: must not be empty`},
 		{"network without an ID", func(d *consensus.SnapshotData) { d.Networks = append(d.Networks, network("", "back")) }, `network "back" (ID ""): no ID`},
 		{"network named default", func(d *consensus.SnapshotData) { d.Networks = append(d.Networks, network("w1", "Default")) }, "default network's"},

@@ -326,3 +326,59 @@ func TestRestoreRefusesSpecsTheLeaderRefuses(t *testing.T) {
 		t.Error("the deleted service is back")
 	}
 }
+
+// TestRestoreRefusesSpecsAnOlderMemberCannotApply: a snapshot file whose
+// services use fields of a protocol level some member lacks (here a dnsrr
+// service, an alias and log options, level 4, with a member at level 3)
+// is refused as the write of such a spec is (command.ErrUnsupported,
+// naming the service), and nothing changes. Before, a restore installed
+// them without a command, so the leader's gate never saw them: the older
+// replica loaded the specs without those fields, and its DNS and, should
+// it lead, its scheduling and VIPs differed from the others'.
+func TestRestoreRefusesSpecsAnOlderMemberCannotApply(t *testing.T) {
+	l := newTestLeader(t)
+	ctx := context.Background()
+	rr := api.ServiceSpec{Name: "rr", Image: "busybox", Replicas: 1, EndpointMode: api.EndpointDNSRR}
+	logs := api.ServiceSpec{Name: "logs", Image: "busybox", Replicas: 1, LogDriver: api.LogDriverNone}
+	plain := api.ServiceSpec{Name: "plain", Image: "busybox", Replicas: 1}
+	for _, s := range []api.Service{{ID: "s1", Name: "rr", Spec: rr}, {ID: "s2", Name: "logs", Spec: logs}, {ID: "s3", Name: "plain", Spec: plain}} {
+		l.must(t, command.CreateService{Service: s})
+	}
+	var file bytes.Buffer
+	if _, err := snapshotfile.Write(l.store.Snapshot(), &file, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	f, err := snapshotfile.Read(bytes.NewReader(file.Bytes()), int64(file.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.must(t, command.DeleteService{ID: "s3"})
+	// A member at level 3 joins (the gate node installs over gossip's levels).
+	l.raft.SetCommandGate(func(cmd command.Command) error {
+		return command.CheckLevel(cmd.Type(), command.SinceLevel(cmd), []command.PeerLevel{{ID: "m", Level: 3, Version: "v3", Known: true}})
+	})
+	before := l.store.Index()
+	_, err = l.RestoreAsLeader(ctx, f, false, "leader")
+	if !errors.Is(err, command.ErrUnsupported) {
+		t.Fatalf("restore: %v, want ErrUnsupported", err)
+	}
+	for _, want := range []string{`service "rr"`, `service "logs"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), `"plain"`) {
+		t.Errorf("error %q names a service every member can apply", err)
+	}
+	if l.store.Index() != before {
+		t.Errorf("a refused restore moved the store from %d to %d", before, l.store.Index())
+	}
+	// Once every member is upgraded, the same file restores.
+	l.raft.SetCommandGate(nil)
+	if _, err := l.RestoreAsLeader(ctx, f, false, "leader"); err != nil {
+		t.Fatalf("restore with every member upgraded: %v", err)
+	}
+	if _, err := l.store.Service("s3"); err != nil {
+		t.Errorf("the restored file's service s3: %v", err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/consensus/snapshotfile"
 	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/clusterport"
@@ -83,6 +85,9 @@ func (w *Writer) RestoreAsLeader(ctx context.Context, f *snapshotfile.File, forc
 		return api.SnapshotRestoreResponse{}, err
 	}
 	if err := CheckRestoreSpecs(f.Services(), cl.Store.Nodes()); err != nil {
+		return api.SnapshotRestoreResponse{}, err
+	}
+	if err := CheckRestoreLevels(f.Services(), cl.Raft.CheckCommand); err != nil {
 		return api.SnapshotRestoreResponse{}, err
 	}
 	plan, err := snapshotfile.PlanRestore(f, cl.Store.Snapshot(), force)
@@ -150,6 +155,42 @@ func CheckRestoreSpecs(services []*api.Service, nodes []*api.Node) error {
 		p = append(p[:maxSpecProblems], fmt.Sprintf("and %d more", len(p)-maxSpecProblems))
 	}
 	return fmt.Errorf("snapshot file refused, nothing changed: %s: %w", strings.Join(p, "; "), consensus.ErrInvalid)
+}
+
+// CheckRestoreLevels refuses a file holding a service some member could
+// not apply as the command that writes it (check: the leader's command
+// gate, raftnode.Raft.CheckCommand): a spec or previous spec using fields
+// of a protocol level an older member lacks (endpoint mode, aliases,
+// placement limits and preferences, log options: command.SinceLevel). A
+// restore installs the state without a command, so the gate never saw
+// them, and the older replica would load the specs without those fields:
+// its DNS, and should it lead its VIPs and scheduling, would differ from
+// the others'. The error names the services (at most maxSpecProblems) and
+// wraps the gate's, which names the members to upgrade
+// (command.ErrUnsupported).
+func CheckRestoreLevels(services []*api.Service, check func(command.Command) error) error {
+	var names []string
+	var first error
+	for _, s := range services {
+		err := check(command.CreateService{Service: *s})
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, command.ErrUnsupported) {
+			return fmt.Errorf("snapshot file: check the members' protocol levels: %w", err)
+		}
+		names = append(names, fmt.Sprintf("service %q", s.Name))
+		if first == nil {
+			first = err
+		}
+	}
+	if first == nil {
+		return nil
+	}
+	if len(names) > maxSpecProblems {
+		names = append(names[:maxSpecProblems], fmt.Sprintf("and %d more", len(names)-maxSpecProblems))
+	}
+	return fmt.Errorf("snapshot file refused, nothing changed: %s: %w", strings.Join(names, ", "), first)
 }
 
 // CallSnapshotRestore sends the file to the leader at addr over a

@@ -369,6 +369,7 @@ type LogWriter struct {
 	size     int64
 	buf      []byte // appended lines not written yet
 	discard  bool   // DiscardLogWriter's: lines are dropped
+	fileOps  int    // file operations of rotations since TakeFileOps
 }
 
 // NewLogWriter returns a writer appending to path; the file is opened lazily.
@@ -487,6 +488,9 @@ func (w *LogWriter) openFlagsLocked(flags int) error {
 func (w *LogWriter) rotateLocked() {
 	w.f.Close()
 	w.f = nil
+	// A remove and renames of the older files, the current one's rename
+	// and a new file's open (the truncating open alone with one file).
+	w.fileOps += max(w.maxFiles, 1) + 1
 	if w.maxFiles <= 1 {
 		_ = w.openFlagsLocked(os.O_WRONLY | os.O_CREATE | os.O_APPEND | os.O_TRUNC)
 		return
@@ -498,6 +502,18 @@ func (w *LogWriter) rotateLocked() {
 		_ = os.Rename(w.path, w.path+".1")
 	}
 	_ = w.openLocked()
+}
+
+// TakeFileOps returns how many file operations (removes, renames, opens)
+// rotations did since the last call: the supervisor charges them to the
+// container's output budget, since a small max-size over many files makes
+// rotating cost far more than writing.
+func (w *LogWriter) TakeFileOps() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := w.fileOps
+	w.fileOps = 0
+	return n
 }
 
 // Close closes the current file.

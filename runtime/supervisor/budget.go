@@ -16,6 +16,14 @@ const (
 	LineRate = 50_000
 	// LineBurst is how many lines a container may print at once.
 	LineBurst = 100_000
+	// RotationOpLines is what one file operation of a log rotation (a
+	// remove, a rename, an open) costs the container's budget, in lines:
+	// some 20 µs of the supervisor's time against a line's 0.3. A service's
+	// log options may make the log rotate every few lines (max-size 4k)
+	// over up to 100 files, 100 operations a rotation: charged as lines,
+	// the budget bounds that work as it bounds the encoding, to about 5
+	// such rotations a second.
+	RotationOpLines = 100
 )
 
 // lineBudget is a token bucket of lines.

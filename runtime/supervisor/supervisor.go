@@ -856,7 +856,7 @@ func (s *supervisor) readLocked(st *supStream, buf []byte) {
 	if n > 0 {
 		lines := st.feed(buf[:n], now)
 		st.c.lw.Flush()
-		st.c.budget.take(lines, now)
+		st.c.budget.take(lines+RotationOpLines*st.c.lw.TakeFileOps(), now)
 		return
 	}
 	if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {

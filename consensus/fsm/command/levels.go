@@ -108,22 +108,41 @@ var bodySince = []int{EndpointLevel, AutoPortLevel, PlacementLevel, LoggingLevel
 // bodyLevel is the level cmd's content needs beyond its type's: the
 // fields of bodySince, for the service commands (an endpoint mode or
 // aliases; a port that asks for its published port; a placement limit or
-// preference; log options).
+// preference; log options), in the spec and in the previous spec a
+// rollback goes back to: an older replica stores both without those
+// fields, and should it lead, would roll back to a spec without them.
 func bodyLevel(cmd Command) int {
-	var spec *api.ServiceSpec
+	var svc *api.Service
 	switch c := cmd.(type) {
 	case CreateService:
-		spec = &c.Service.Spec
+		svc = &c.Service
 	case *CreateService:
-		spec = &c.Service.Spec
+		svc = &c.Service
 	case UpdateService:
-		spec = &c.Service.Spec
+		svc = &c.Service
 	case *UpdateService:
-		spec = &c.Service.Spec
+		svc = &c.Service
 	}
-	if spec == nil {
+	if svc == nil {
 		return BaseProtocolLevel
 	}
+	lvl := specLevel(&svc.Spec)
+	if svc.PreviousSpec != nil {
+		lvl = max(lvl, specLevel(svc.PreviousSpec))
+	}
+	for _, p := range svc.Spec.Ports {
+		// Only the spec's ports are picked (a previous spec's were
+		// when it was the spec).
+		if p.Published == 0 {
+			lvl = max(lvl, AutoPortLevel)
+		}
+	}
+	return lvl
+}
+
+// specLevel is the level of the fields of bodySince that spec sets, but
+// its ports.
+func specLevel(spec *api.ServiceSpec) int {
 	lvl := BaseProtocolLevel
 	if spec.EndpointMode != "" || len(spec.NetworkAliases) > 0 {
 		lvl = max(lvl, EndpointLevel)
@@ -133,11 +152,6 @@ func bodyLevel(cmd Command) int {
 	}
 	if spec.LogDriver != "" || len(spec.LogOptions) > 0 {
 		lvl = max(lvl, LoggingLevel)
-	}
-	for _, p := range spec.Ports {
-		if p.Published == 0 {
-			lvl = max(lvl, AutoPortLevel)
-		}
 	}
 	return lvl
 }

@@ -59,6 +59,12 @@ func TestSinceLevelServiceFields(t *testing.T) {
 		{"log options", CreateService{Service: api.Service{Spec: api.ServiceSpec{LogOptions: map[string]string{"max-size": "8k"}}}}, LoggingLevel},
 		{"log driver", &UpdateService{Service: api.Service{Spec: api.ServiceSpec{LogDriver: "none"}}}, LoggingLevel},
 		{"max per node", CreateService{Service: api.Service{Spec: api.ServiceSpec{MaxReplicasPerNode: 1}}}, PlacementLevel},
+		// A rollback's spec rides along in PreviousSpec: an older replica
+		// would store it without the fields, and should it lead, roll back
+		// to a spec without them.
+		{"previous spec with log driver", &UpdateService{Service: api.Service{PreviousSpec: &api.ServiceSpec{LogDriver: "none"}}}, LoggingLevel},
+		{"previous spec dnsrr", UpdateService{Service: api.Service{PreviousSpec: &rr.Spec}}, EndpointLevel},
+		{"previous spec spread", CreateService{Service: api.Service{PreviousSpec: &api.ServiceSpec{PlacementPreferences: []api.PlacementPreference{{Spread: "node.labels.zone"}}}}}, PlacementLevel},
 		{"spread", &UpdateService{Service: api.Service{Spec: api.ServiceSpec{PlacementPreferences: []api.PlacementPreference{{Spread: "node.labels.zone"}}}}}, PlacementLevel},
 	} {
 		if got := SinceLevel(tc.cmd); got != tc.want {
