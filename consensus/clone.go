@@ -46,6 +46,7 @@ func cloneSpec(s api.ServiceSpec) api.ServiceSpec {
 		}
 	}
 	c.PlacementPreferences = slices.Clone(s.PlacementPreferences)
+	c.LogOptions = maps.Clone(s.LogOptions)
 	if s.Autoscale != nil {
 		a := *s.Autoscale
 		c.Autoscale = &a
