@@ -52,23 +52,11 @@ func (s *commands) nodeCommand() *cli.Command {
 					return output.RenderNodes(w, nodes, local, r.NoTrunc)
 				},
 			}),
-			shell.ListCommand(s.Shell, &cli.Command{
+			shell.TaskListCommand(s.Shell, &cli.Command{
 				Name:      "ps",
 				Usage:     "list the tasks on nodes (default: the node the CLI talks to)",
 				ArgsUsage: "[NODE...]",
-				Flags: []cli.Flag{shell.NoTruncFlag,
-					&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: output.TaskFilterUsage}},
-			}, shell.Lister[output.TaskView]{
-				MinArgs: 0, MaxArgs: -1,
-				Filters: func(c *cli.Context) (map[string][]string, error) {
-					return output.ParseTaskFilters(c.StringSlice("filter"))
-				},
-				Fetch: fetchNodeTasks,
-				ID:    func(t output.TaskView) string { return t.ID },
-				Table: func(w io.Writer, tasks []output.TaskView, r shell.ListRun) error {
-					return output.RenderTaskViews(w, tasks, r.NoTrunc, s.Now())
-				},
-			}),
+			}, 0, -1, fetchNodeTasks),
 			shell.InspectCommand(s.Shell, &cli.Command{
 				Name:      "inspect",
 				Usage:     "show nodes as JSON",

@@ -53,23 +53,11 @@ func Command(sh *shell.Shell) *cli.Command {
 				ID:    serviceID,
 				Table: renderServiceList,
 			}),
-			shell.ListCommand(s.Shell, &cli.Command{
+			shell.TaskListCommand(s.Shell, &cli.Command{
 				Name:      "ps",
 				Usage:     "list the tasks of services",
 				ArgsUsage: "SERVICE...",
-				Flags: []cli.Flag{shell.NoTruncFlag,
-					&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: "desired-state=running|shutdown|accepted, node=NODE, name=TASK, id=PREFIX"}},
-			}, shell.Lister[output.TaskView]{
-				MinArgs: 1, MaxArgs: -1,
-				Filters: func(c *cli.Context) (map[string][]string, error) {
-					return output.ParseTaskFilters(c.StringSlice("filter"))
-				},
-				Fetch: fetchTaskViews,
-				ID:    func(t output.TaskView) string { return t.ID },
-				Table: func(w io.Writer, tasks []output.TaskView, r shell.ListRun) error {
-					return output.RenderTaskViews(w, tasks, r.NoTrunc, s.Now())
-				},
-			}),
+			}, 1, -1, fetchTaskViews),
 			shell.InspectCommand(s.Shell, &cli.Command{
 				Name:      "inspect",
 				Usage:     "show services as JSON",

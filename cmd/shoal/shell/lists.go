@@ -110,3 +110,23 @@ func Deref[T any](p *T, err error) (T, error) {
 	}
 	return *p, nil
 }
+
+// TaskListCommand completes cmd (name, usage, arguments) into a task list
+// (service ps, stack ps, node ps): one table, one set of --filter keys
+// and one JSON row for all three, which differ only in which tasks fetch
+// gets and how many arguments they take.
+func TaskListCommand(s *Shell, cmd *cli.Command, minArgs, maxArgs int, fetch func(r ListRun) ([]output.TaskView, error)) *cli.Command {
+	cmd.Flags = append(cmd.Flags, NoTruncFlag,
+		&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: output.TaskFilterUsage})
+	return ListCommand(s, cmd, Lister[output.TaskView]{
+		MinArgs: minArgs, MaxArgs: maxArgs,
+		Filters: func(c *cli.Context) (map[string][]string, error) {
+			return output.ParseTaskFilters(c.StringSlice("filter"))
+		},
+		Fetch: fetch,
+		ID:    func(t output.TaskView) string { return t.ID },
+		Table: func(w io.Writer, tasks []output.TaskView, r ListRun) error {
+			return output.RenderTaskViews(w, tasks, r.NoTrunc, s.Now())
+		},
+	})
+}

@@ -93,23 +93,11 @@ string command with &&) are errors, and then nothing changes.`,
 					return output.RenderServices(w, list, r.NoTrunc)
 				},
 			}),
-			shell.ListCommand(s.Shell, &cli.Command{
+			shell.TaskListCommand(s.Shell, &cli.Command{
 				Name:      "ps",
 				Usage:     "list the tasks of a stack",
 				ArgsUsage: "STACK",
-				Flags: []cli.Flag{shell.NoTruncFlag,
-					&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: output.TaskFilterUsage}},
-			}, shell.Lister[output.TaskView]{
-				MinArgs: 1, MaxArgs: 1,
-				Filters: func(c *cli.Context) (map[string][]string, error) {
-					return output.ParseTaskFilters(c.StringSlice("filter"))
-				},
-				Fetch: fetchStackTasks,
-				ID:    func(t output.TaskView) string { return t.ID },
-				Table: func(w io.Writer, tasks []output.TaskView, r shell.ListRun) error {
-					return output.RenderTaskViews(w, tasks, r.NoTrunc, s.Now())
-				},
-			}),
+			}, 1, 1, fetchStackTasks),
 			{
 				Name:      "rm",
 				Aliases:   []string{"remove", "down"},
