@@ -168,8 +168,11 @@ var importRules = []importRule{
 	// the spec rules without the planner. simcluster, the planner's
 	// in-memory cluster for tests and benchmarks, is the only one that
 	// imports the planner.
-	{"node/scheduler", []string{"api", "node/scheduler/placement", "node/scheduler/servicespec", "node/scheduler/updatemonitor"}},
+	{"node/scheduler", []string{"api", "node/scheduler/placement", "node/scheduler/servicespec", "node/scheduler/sightings", "node/scheduler/updatemonitor"}},
 	{"node/scheduler/updatemonitor/...", []string{"api", "node/scheduler/updatemonitor/..."}},
+	// The planner's first sights of nodes down and task events, its one
+	// memory between plans (node/scheduler/sightings/README.md).
+	{"node/scheduler/sightings/...", []string{"api", "node/scheduler/sightings/..."}},
 	{"node/scheduler/placement/...", []string{"api", "node/scheduler/placement/..."}},
 	{"node/scheduler/servicespec/...", []string{"api", "api/containeropts", "node/scheduler/placement", "node/scheduler/servicespec/..."}},
 	{"node/scheduler/simcluster/...", []string{"api", "node/scheduler", "node/scheduler/simcluster/..."}},

@@ -67,7 +67,7 @@ func (s *svcRun) awayUntil(n *placement.NodeInfo) time.Time {
 			stop = servicespec.DefaultStopGracePeriod
 		}
 		g += stop
-		if seen, ok := s.r.seen.down[n.Node.ID]; ok && seen.After(from) {
+		if seen, ok := s.r.seen.Down[n.Node.ID]; ok && seen.After(from) {
 			from = seen
 		}
 	}
@@ -178,11 +178,11 @@ func (s *svcRun) noteRebalance() {
 		if t.Replaces == "" {
 			continue
 		}
-		if failed, ok := s.r.seen.moveFail[t.ID]; ok && s.r.now.Before(failed.Add(rebalanceBackoff)) {
+		if failed, ok := s.r.seen.MoveFail[t.ID]; ok && s.r.now.Before(failed.Add(rebalanceBackoff)) {
 			s.r.wakeAt(failed.Add(rebalanceBackoff))
 			return
 		}
-		if started, ok := s.r.seen.moveStart[t.ID]; ok && started.After(lastStart) {
+		if started, ok := s.r.seen.MoveStart[t.ID]; ok && started.After(lastStart) {
 			lastStart = started
 		}
 	}

@@ -638,7 +638,7 @@ func (s *svcRun) restart(sl *slot, t *api.Task) restartAction {
 	// The end is dated by the node's clock: one ahead of the leader's must
 	// not hold the replacement back (Planner.seen).
 	end := t.UpdatedAt
-	if seen, ok := s.r.seen.ended[t.ID]; ok && seen.Before(end) {
+	if seen, ok := s.r.seen.Ended[t.ID]; ok && seen.Before(end) {
 		end = seen
 	}
 	at := end.Add(rp.Delay)

@@ -38,11 +38,11 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/node/scheduler/placement"
+	"github.com/shoal-org/shoal/node/scheduler/sightings"
 )
 
 // DefaultKeepTerminal is how many terminal tasks the plan keeps per slot
@@ -157,89 +157,13 @@ func (p Plan) Upserts() []api.Task {
 	return append(append(out, p.Create...), p.Update...)
 }
 
-// Planner computes plans. It holds its config and one memory (seen), and
-// is safe for concurrent use. The leader makes one per term.
+// Planner computes plans. It holds its config and one memory, its first
+// sights of nodes down and of task events (node/scheduler/sightings, which
+// says which waits count from them and why), and is safe for concurrent
+// use. The leader makes one per term.
 type Planner struct {
-	cfg Config
-
-	mu sync.Mutex
-	// seen is when this planner first saw each node down (by node ID) and
-	// each task that ended while meant to run (by task ID), with the time
-	// the record gave for it. Those times come from other clocks: a down
-	// mark from the leader that wrote it, an end from the task's node. An
-	// at-most-once task of a down node is written off grace plus stop grace
-	// after the later of mark and sight (awayUntil): a mark from a clock
-	// ahead of this leader's would have it replace the task before the
-	// node's fence stopped it. A restart waits its delay after the earlier
-	// of end and sight (restart): a node whose clock is ahead must not hold
-	// its tasks' replacements back by the difference. A running task of
-	// an update is watched for Monitor after the later of its start and
-	// the sight of it running (observe): a start dated by a node whose
-	// clock is behind would end its window before the leader saw it. And
-	// rebalancing waits its delay after the sight of the last move's start
-	// and its backoff after the sight of a failed move (noteRebalance),
-	// ignoring the node's dates: ahead they held moves back by the
-	// difference, behind they let moves follow each other with no pause.
-	seen map[string]sighting
-}
-
-// sighting is a Planner's first sight of a node down or of a task event.
-type sighting struct{ at, seen time.Time }
-
-// sights are a plan's first sights (Planner.seen) by node or task ID:
-// nodes down, tasks ended while meant to run, running tasks of an update,
-// and rebalancing moves started and failed.
-type sights struct {
-	down, ended, started, moveStart, moveFail map[string]time.Time
-}
-
-// saw records the first sight of each node of st that is down, of each
-// task that ended while meant to run, of each running task of a service
-// that updates and of each rebalancing move that started or failed,
-// forgets the others, and returns the sight times (not changed
-// afterwards: the next call makes new maps).
-func (p *Planner) saw(st State, now time.Time) sights {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	next := map[string]sighting{}
-	// key: a node and a task never share one ("n"/"t" before the ID).
-	note := func(out map[string]time.Time, key, id string, at time.Time) {
-		m, ok := p.seen[key]
-		if !ok || !m.at.Equal(at) {
-			m = sighting{at: at, seen: now}
-		}
-		next[key], out[id] = m, m.seen
-	}
-	x := sights{map[string]time.Time{}, map[string]time.Time{}, map[string]time.Time{}, map[string]time.Time{}, map[string]time.Time{}}
-	for i := range st.Nodes {
-		if n := &st.Nodes[i]; n.Status == api.NodeDown {
-			note(x.down, "n"+n.ID, n.ID, n.StatusChangedAt)
-		}
-	}
-	updating := map[string]bool{}
-	for i := range st.Services {
-		if u := st.Services[i].UpdateStatus; u != nil && (u.State == api.UpdateUpdating || u.State == api.UpdateRollbackStarted) {
-			updating[st.Services[i].ID] = true
-		}
-	}
-	for i := range st.Tasks {
-		switch t := &st.Tasks[i]; {
-		case t.DesiredState == api.TaskRunning && terminal(t.State):
-			note(x.ended, "t"+t.ID, t.ID, t.UpdatedAt)
-		case t.State == api.TaskRunning && updating[t.ServiceID]:
-			note(x.started, "s"+t.ID, t.ID, t.StartedAt)
-		}
-		if t := &st.Tasks[i]; t.Replaces != "" {
-			if t.State == api.TaskFailed || t.State == api.TaskRejected {
-				note(x.moveFail, "f"+t.ID, t.ID, t.UpdatedAt)
-			}
-			if !t.StartedAt.IsZero() {
-				note(x.moveStart, "m"+t.ID, t.ID, t.StartedAt)
-			}
-		}
-	}
-	p.seen = next
-	return x
+	cfg  Config
+	seen sightings.Memory
 }
 
 // NewPlanner returns a planner. Zero fields of cfg take their defaults.
@@ -266,7 +190,7 @@ func NewPlanner(cfg Config) *Planner {
 // planner, same plan. st is only read.
 func (p *Planner) Plan(st State, now time.Time) Plan {
 	r := newRun(p.cfg, st, now)
-	r.seen = p.saw(st, now)
+	r.seen = p.seen.Saw(st.Nodes, st.Services, st.Tasks, now)
 	r.reconcileAll(st)
 	r.placeAll()
 	r.rebalanceAll()
@@ -309,7 +233,7 @@ type run struct {
 	rebalance []*svcRun
 	counted   bool
 	// seen are the planner's first sights (Planner.seen).
-	seen sights
+	seen sightings.Sights
 }
 
 func newRun(cfg Config, st State, now time.Time) *run {

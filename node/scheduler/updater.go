@@ -90,7 +90,7 @@ func (u *updater) observe(s *svcRun, t *api.Task) {
 	}
 	// The node's clock dates the start; one behind the leader's would
 	// have the window end before it began (Planner.seen).
-	if seen, ok := s.r.seen.started[t.ID]; ok && seen.After(start) {
+	if seen, ok := s.r.seen.Started[t.ID]; ok && seen.After(start) {
 		start = seen
 	}
 	// A ready task no longer holds its slot in flight (as in swarmkit:
