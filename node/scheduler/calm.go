@@ -25,8 +25,10 @@ package scheduler
 //
 // Rebalancing. A replicated service (unless NoRebalance or AtMostOnce)
 // whose active tasks are spread unevenly over the nodes that could run
-// them — a node joined or came back and got nothing — moves tasks from the
-// fullest nodes to the emptiest, at most UpdateConfig.Parallelism at a time (0 = all) and Delay
+// them — a node joined or came back and got nothing — moves tasks: first
+// between the groups of the placement preferences (a node in a new zone
+// gets the zone's share), then between the nodes of a group
+// (placement.PlanMoves), at most UpdateConfig.Parallelism at a time (0 = all) and Delay
 // after the last move started. A move is start-first: a new task of the
 // same slot with Replaces = the old task's ID is placed on the target; the
 // old one is stopped only when the new one is ready, so the running count
@@ -217,7 +219,7 @@ func (s *svcRun) rebalance() {
 	for _, n := range r.nodeList {
 		if s.eligibleGlobal(n, &req) {
 			idx[n] = len(nodes)
-			nodes = append(nodes, placement.MoveNode{ID: n.Node.ID, Group: placement.GroupKey(s.prefs, n.Node)})
+			nodes = append(nodes, placement.MoveNode{ID: n.Node.ID, Group: placement.GroupPath(s.prefs, n.Node)})
 			infos = append(infos, n)
 		}
 	}

@@ -1,6 +1,7 @@
 package placement
 
 import (
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -9,7 +10,12 @@ import (
 
 func TestPlanMoves(t *testing.T) {
 	all := func(int, int) bool { return true }
-	type mn = MoveNode
+	// n is a node with count tasks, all movable, in the groups given
+	// (outermost first).
+	n := func(id string, count int, group ...string) MoveNode {
+		return MoveNode{ID: id, Count: count, Movable: count, Group: group}
+	}
+	fixed := func(mn MoveNode, movable int) MoveNode { mn.Movable = movable; return mn }
 	for _, tc := range []struct {
 		name    string
 		nodes   []MoveNode
@@ -18,29 +24,56 @@ func TestPlanMoves(t *testing.T) {
 		canTake func(i, extra int) bool
 		want    string
 	}{
-		{"balanced", []mn{{"a", 2, 2, ""}, {"b", 2, 2, ""}, {"c", 2, 2, ""}}, -1, 0, all, ""},
-		{"off by one is even", []mn{{"a", 3, 3, ""}, {"b", 2, 2, ""}}, -1, 0, all, ""},
-		{"new node", []mn{{"a", 3, 3, ""}, {"b", 3, 3, ""}, {"c", 0, 0, ""}}, -1, 0, all, "a>c b>c"},
-		{"budget", []mn{{"a", 3, 3, ""}, {"b", 3, 3, ""}, {"c", 0, 0, ""}}, 1, 0, all, "a>c"},
-		{"no budget", []mn{{"a", 3, 3, ""}, {"b", 3, 3, ""}, {"c", 0, 0, ""}}, 0, 0, all, ""},
-		{"two new nodes", []mn{{"a", 6, 6, ""}, {"b", 0, 0, ""}, {"c", 0, 0, ""}}, -1, 0, all, "a>b a>c a>b a>c"},
-		{"nothing movable on the fullest", []mn{{"a", 4, 0, ""}, {"b", 1, 1, ""}, {"c", 0, 0, ""}}, -1, 0, all, ""},
-		{"movable on the next", []mn{{"a", 4, 0, ""}, {"b", 3, 3, ""}, {"c", 0, 0, ""}}, -1, 0, all, "b>c"},
-		{"target full", []mn{{"a", 4, 4, ""}, {"b", 0, 0, ""}}, -1, 0,
+		{"balanced", []MoveNode{n("a", 2), n("b", 2), n("c", 2)}, -1, 0, all, ""},
+		{"off by one is even", []MoveNode{n("a", 3), n("b", 2)}, -1, 0, all, ""},
+		{"new node", []MoveNode{n("a", 3), n("b", 3), n("c", 0)}, -1, 0, all, "a>c b>c"},
+		{"budget", []MoveNode{n("a", 3), n("b", 3), n("c", 0)}, 1, 0, all, "a>c"},
+		{"no budget", []MoveNode{n("a", 3), n("b", 3), n("c", 0)}, 0, 0, all, ""},
+		{"two new nodes", []MoveNode{n("a", 6), n("b", 0), n("c", 0)}, -1, 0, all, "a>b a>c a>b a>c"},
+		{"nothing movable on the fullest", []MoveNode{fixed(n("a", 4), 0), n("b", 1), n("c", 0)}, -1, 0, all, ""},
+		{"movable on the next", []MoveNode{fixed(n("a", 4), 0), n("b", 3), n("c", 0)}, -1, 0, all, "b>c"},
+		{"target full", []MoveNode{n("a", 4), n("b", 0)}, -1, 0,
 			func(i, extra int) bool { return i != 1 || extra < 1 }, "a>b"},
-		{"no room anywhere", []mn{{"a", 4, 4, ""}, {"b", 0, 0, ""}}, -1, 0,
+		{"no room anywhere", []MoveNode{n("a", 4), n("b", 0)}, -1, 0,
 			func(i, _ int) bool { return i == 0 }, ""},
 		// Max replicas per node: a target never reaches more than the
 		// limit, and a node above a lowered limit sheds its excess where
 		// there is room, even when the spread is otherwise even.
-		{"max caps the target", []mn{{"a", 6, 6, ""}, {"b", 0, 0, ""}}, -1, 2, all, "a>b a>b"},
-		{"lowered max sheds excess", []mn{{"a", 3, 3, ""}, {"b", 2, 2, ""}, {"c", 0, 0, ""}}, -1, 1, all, "a>c"},
-		{"lowered max, no room", []mn{{"a", 2, 2, ""}, {"b", 2, 2, ""}}, -1, 1, all, ""},
-		// Preferences: tasks move only within a group (same label values),
-		// so the spread over the groups stays.
-		{"groups kept", []mn{{"a", 4, 4, "z1"}, {"b", 1, 1, "z1"}, {"c", 0, 0, "z2"}}, -1, 0, all, "a>b"},
-		{"widest gap first", []mn{{"a", 3, 3, "z1"}, {"b", 1, 1, "z1"}, {"c", 5, 5, "z2"}, {"d", 0, 0, "z2"}}, 2, 0, all, "c>d c>d"},
-		{"other group cannot help", []mn{{"a", 5, 5, "z1"}, {"c", 0, 0, "z2"}}, -1, 0, all, ""},
+		{"max caps the target", []MoveNode{n("a", 6), n("b", 0)}, -1, 2, all, "a>b a>b"},
+		{"lowered max sheds excess", []MoveNode{n("a", 3), n("b", 2), n("c", 0)}, -1, 1, all, "a>c"},
+		{"lowered max, no room", []MoveNode{n("a", 2), n("b", 2)}, -1, 1, all, ""},
+		{"lowered max, room too small", []MoveNode{n("a", 4), n("b", 1)}, -1, 2, all, "a>b"},
+		{"lowered max, target out of resources", []MoveNode{n("a", 3), n("b", 0), n("c", 0)}, -1, 1,
+			func(i, _ int) bool { return i != 1 }, "a>c"},
+		{"lowered max, budget", []MoveNode{n("a", 4), n("b", 0), n("c", 0)}, 1, 2, all, "a>b"},
+		{"lowered max, excess not movable", []MoveNode{fixed(n("a", 3), 0), n("b", 0)}, -1, 2, all, ""},
+		{"lowered max, excess stays in its group", []MoveNode{n("a", 3, "z1"), n("b", 1, "z1"), n("c", 2, "z2"), n("d", 2, "z2")}, -1, 2, all, "a>b"},
+		{"lowered max, then the groups", []MoveNode{n("a", 4, "z1"), n("b", 0, "z1"), n("c", 0, "z2")}, -1, 2, all, "a>c a>c a>b"},
+		// Preferences: the groups even out first, as Spread fills them,
+		// then the nodes within each group.
+		{"new group gets its share", []MoveNode{n("a", 5, "z1"), n("c", 0, "z2")}, -1, 0, all, "a>c a>c"},
+		{"groups before nodes", []MoveNode{n("a", 4, "z1"), n("b", 1, "z1"), n("c", 0, "z2")}, -1, 0, all, "a>c a>c"},
+		{"new zone of three", []MoveNode{n("a", 3, "z1"), n("b", 3, "z2"), n("c", 0, "z3")}, -1, 0, all, "a>c b>c"},
+		{"new zone, budget", []MoveNode{n("a", 3, "z1"), n("b", 3, "z2"), n("c", 0, "z3")}, 1, 0, all, "a>c"},
+		{"groups even, nodes within", []MoveNode{n("a", 3, "z1"), n("b", 1, "z1"), n("c", 5, "z2"), n("d", 0, "z2")}, 2, 0, all, "c>d c>d"},
+		{"off by one group is even", []MoveNode{n("a", 3, "z1"), n("b", 2, "z2")}, -1, 0, all, ""},
+		{"a group without room", []MoveNode{n("a", 3, "z1"), n("b", 3, "z2"), n("c", 0, "z3"), n("d", 0, "z4")}, -1, 0,
+			func(i, _ int) bool { return i != 2 }, "a>d b>d"},
+		{"a group that cannot give", []MoveNode{fixed(n("a", 4, "z1"), 0), n("b", 2, "z2"), n("c", 0, "z3")}, -1, 0, all, "b>c"},
+		{"max caps a new group", []MoveNode{n("a", 6, "z1"), n("b", 0, "z2")}, -1, 2, all, "a>b a>b"},
+		{"nodes without the label", []MoveNode{n("a", 4, "=x"), n("b", 0, "-")}, -1, 0, all, "a>b a>b"},
+		// Two levels (zone, rack): zones first, then racks within a zone,
+		// then nodes within a rack; the source is the fullest rack of the
+		// fullest zone, the target the emptiest rack of the emptiest zone.
+		{"two levels, new zone", []MoveNode{n("a", 4, "A", "r1"), n("b", 0, "A", "r2"), n("c", 4, "B", "r1"), n("d", 0, "C", "r1")}, -1, 0, all,
+			"a>d c>d a>b"},
+		{"two levels, fullest rack gives", []MoveNode{n("a", 1, "A", "r1"), n("b", 3, "A", "r2"), n("c", 4, "B", "r1"), n("d", 0, "B", "r2"), n("e", 0, "C", "r1")}, 2, 0, all,
+			"b>e c>e"},
+		{"two levels, emptiest rack takes", []MoveNode{n("a", 6, "A", "r1"), n("b", 2, "B", "r1"), n("c", 0, "B", "r2")}, 1, 0, all, "a>c"},
+		{"three levels", []MoveNode{n("a", 6, "R1", "z1", "x"), n("b", 0, "R1", "z2", "x"), n("c", 0, "R2", "z3", "x")}, -1, 0, all,
+			"a>c a>c a>c a>b"},
+		{"three levels, nodes last", []MoveNode{n("a", 2, "R1", "z1", "x"), n("b", 2, "R1", "z1", "x"), n("c", 4, "R2", "z2", "x"), n("d", 0, "R2", "z2", "x")}, -1, 0, all,
+			"c>d c>d"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []string
@@ -54,18 +87,100 @@ func TestPlanMoves(t *testing.T) {
 	}
 }
 
-func TestGroupKey(t *testing.T) {
-	prefs := []Preference{{Label: "zone"}, {Label: "rack"}}
-	node := func(labels map[string]string) api.Node { return api.Node{Labels: labels} }
-	a1 := GroupKey(prefs, node(map[string]string{"zone": "a", "rack": "1"}))
-	a1b := GroupKey(prefs, node(map[string]string{"zone": "a", "rack": "1", "x": "y"}))
-	a2 := GroupKey(prefs, node(map[string]string{"zone": "a", "rack": "2"}))
-	aNone := GroupKey(prefs, node(map[string]string{"zone": "a"}))
-	aEmpty := GroupKey(prefs, node(map[string]string{"zone": "a", "rack": ""}))
-	if a1 != a1b || a1 == a2 || a1 == aNone || aNone == aEmpty {
-		t.Fatalf("keys: %q %q %q %q %q", a1, a1b, a2, aNone, aEmpty)
+// TestPlanMovesEnds: on random clusters of up to three preference levels
+// the moves end (bounded by the tasks), never fill a node beyond the
+// limit, and a second call on their outcome finds no move: a later plan
+// never undoes one.
+func TestPlanMovesEnds(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	all := func(int, int) bool { return true }
+	for iter := 0; iter < 2000; iter++ {
+		levels := rng.IntN(4)
+		max := 0
+		if rng.IntN(2) == 0 {
+			max = 1 + rng.IntN(4)
+		}
+		nodes := make([]MoveNode, 2+rng.IntN(8))
+		total := 0
+		for i := range nodes {
+			c := rng.IntN(8)
+			mv := c
+			if rng.IntN(4) == 0 {
+				mv = rng.IntN(c + 1)
+			}
+			g := make([]string, levels)
+			for l := range g {
+				g[l] = string(rune('a' + rng.IntN(3)))
+			}
+			nodes[i] = MoveNode{ID: string(rune('A' + i)), Count: c, Movable: mv, Group: g}
+			total += c
+		}
+		moves := PlanMoves(nodes, -1, max, all)
+		if len(moves) > total {
+			t.Fatalf("%+v: %d moves for %d tasks", nodes, len(moves), total)
+		}
+		after := append([]MoveNode(nil), nodes...)
+		for _, m := range moves {
+			after[m.From].Count--
+			after[m.From].Movable--
+			after[m.To].Count++
+			if after[m.From].Movable < 0 {
+				t.Fatalf("%+v: moves %v take an unmovable task", nodes, moves)
+			}
+			if max > 0 && after[m.To].Count > max {
+				t.Fatalf("%+v (max %d): moves %v fill %s beyond it", nodes, max, moves, after[m.To].ID)
+			}
+		}
+		// The moved tasks are in flight (not movable) on their targets;
+		// the rest of the targets' tasks may move on.
+		if again := PlanMoves(after, -1, max, all); len(again) != 0 {
+			t.Fatalf("%+v (max %d): after %v, more moves %v", nodes, max, moves, again)
+		}
 	}
-	if GroupKey(nil, node(map[string]string{"zone": "a"})) != "" {
+}
+
+func TestGroupPath(t *testing.T) {
+	prefs := []Preference{{Label: "zone"}, {Label: "rack"}}
+	node := func(labels map[string]string) string {
+		return strings.Join(GroupPath(prefs, api.Node{Labels: labels}), "|")
+	}
+	for _, tc := range []struct {
+		labels map[string]string
+		want   string
+	}{
+		{map[string]string{"zone": "a", "rack": "1"}, "=a|=1"},
+		{map[string]string{"zone": "a", "rack": "1", "x": "y"}, "=a|=1"},
+		{map[string]string{"zone": "a"}, "=a|-"},
+		{map[string]string{"zone": "a", "rack": ""}, "=a|="},
+		{nil, "-|-"},
+	} {
+		if got := node(tc.labels); got != tc.want {
+			t.Errorf("%v: %q, want %q", tc.labels, got, tc.want)
+		}
+	}
+	if GroupPath(nil, api.Node{Labels: map[string]string{"zone": "a"}}) != nil {
 		t.Fatal("no preferences: one group")
 	}
+}
+
+// BenchmarkPlanMovesNewZone: a zone of 100 nodes joins two of 450 nodes
+// running 90,000 tasks, with every move allowed at once (parallelism 0):
+// 30,000 moves in one plan.
+func BenchmarkPlanMovesNewZone(b *testing.B) {
+	var nodes []MoveNode
+	for i := 0; i < 1000; i++ {
+		zone, count := "c", 0
+		if i < 900 {
+			zone, count = string(rune('a'+i%2)), 100
+		}
+		nodes = append(nodes, MoveNode{ID: string(rune(i)), Count: count, Movable: count, Group: []string{zone}})
+	}
+	calls := 0
+	canTake := func(int, int) bool { calls++; return true }
+	for b.Loop() {
+		if m := PlanMoves(nodes, -1, 0, canTake); len(m) != 30000 {
+			b.Fatalf("%d moves", len(m))
+		}
+	}
+	b.ReportMetric(float64(calls)/float64(b.N), "canTake/op")
 }

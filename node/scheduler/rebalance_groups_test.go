@@ -1,0 +1,154 @@
+package scheduler_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/scheduler/simcluster"
+)
+
+// Rebalancing across the groups of placement preferences (the pure
+// decision is placement.PlanMoves, table-tested there).
+
+// zoneCluster makes one node per "node=zone" pair, labelled zone=<zone>.
+func zoneCluster(nodes ...string) *simcluster.Cluster {
+	c := simcluster.New(t0)
+	for _, nz := range nodes {
+		id, zone, _ := strings.Cut(nz, "=")
+		c.AddNode(id, map[string]string{"zone": zone})
+	}
+	return c
+}
+
+// rebalanceRun steps the cluster until nothing changes (jumping to the
+// plan's wake), failing as soon as the service runs fewer than want tasks,
+// more moves than maxMoving are in flight, or a node other than those in
+// over holds more than limit tasks meant to run (limit 0: no check). It
+// returns the most moves in flight at once.
+func rebalanceRun(t *testing.T, c *simcluster.Cluster, svc string, want, maxMoving, limit int, over ...string) int {
+	t.Helper()
+	most := 0
+	for i := 0; i < 300; i++ {
+		p := step(t, c)
+		moving := 0
+		for _, tk := range c.Tasks {
+			if tk.ServiceID == svc && tk.Replaces != "" && tk.DesiredState == api.TaskRunning && !taskReady(tk) {
+				moving++
+			}
+		}
+		most = max(most, moving)
+		if maxMoving > 0 && moving > maxMoving {
+			t.Fatalf("step %d: %d moves in flight, parallelism %d: %s", i, moving, maxMoving, simcluster.Summarize(p))
+		}
+		if limit > 0 {
+			per := map[string]int{}
+			for _, tk := range c.Active(svc) {
+				if tk.NodeID != "" && tk.State != api.TaskNew && !api.TaskTerminal(tk.State) {
+					per[tk.NodeID]++
+				}
+			}
+			for n, k := range per {
+				if k > limit && !strings.Contains(" "+strings.Join(over, " ")+" ", " "+n+" ") {
+					t.Fatalf("step %d: %s holds %d tasks, limit %d: %s", i, n, k, limit, simcluster.Summarize(p))
+				}
+			}
+		}
+		moved := c.Report()
+		if got := runningCount(c, svc); got < want {
+			t.Fatalf("step %d: %d running, below the %d replicas: %s", i, got, want, simcluster.Summarize(p))
+		}
+		if p.Empty() && moved == 0 {
+			if p.NextWake.IsZero() {
+				return most
+			}
+			c.Now = p.NextWake
+		}
+	}
+	t.Fatal("no convergence")
+	return most
+}
+
+// TestRebalanceNewZone: two zones of one node run 3 tasks each; a node
+// joins in a new zone. The zones even out to 2/2/2 by start-first moves
+// (never fewer than 6 running), a few at a time under the update config,
+// unless the service opted out or the new node may not take the tasks.
+func TestRebalanceNewZone(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		spec      func(*api.ServiceSpec)
+		node      func(c *simcluster.Cluster)
+		maxMoving int
+		want      string
+	}{
+		{"one at a time", func(sp *api.ServiceSpec) { sp.UpdateConfig.Parallelism = 1 }, nil, 1, "n1=2 n2=2 n3=2"},
+		{"all at once", func(sp *api.ServiceSpec) { sp.UpdateConfig.Parallelism = 0 }, nil, 2, "n1=2 n2=2 n3=2"},
+		{"with a delay", func(sp *api.ServiceSpec) { sp.UpdateConfig.Delay = 10 * time.Second }, nil, 1, "n1=2 n2=2 n3=2"},
+		{"within max replicas per node", func(sp *api.ServiceSpec) { sp.MaxReplicasPerNode = 3 }, nil, 1, "n1=2 n2=2 n3=2"},
+		{"opted out", func(sp *api.ServiceSpec) { sp.NoRebalance = true }, nil, 0, "n1=3 n2=3 n3=0"},
+		{"constraint keeps it out", func(sp *api.ServiceSpec) { sp.Constraints = []string{"node.labels.zone!=c"} }, nil, 0, "n1=3 n2=3 n3=0"},
+		{"new node paused", nil, func(c *simcluster.Cluster) { c.Nodes["n3"].Availability = api.AvailabilityPause }, 0, "n1=3 n2=3 n3=0"},
+		{"new node drained", nil, func(c *simcluster.Cluster) { c.Nodes["n3"].Availability = api.AvailabilityDrain }, 0, "n1=3 n2=3 n3=0"},
+		{"new node too old for the spec", func(sp *api.ServiceSpec) { sp.ReadOnly = true },
+			func(c *simcluster.Cluster) { c.Levels = map[string]int{"n1": 3, "n2": 3, "n3": 2} }, 0, "n1=3 n2=3 n3=0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := zoneCluster("n1=a", "n2=b")
+			c.Levels = map[string]int{"n1": 3, "n2": 3}
+			sp := testSpec("web", 6)
+			sp.UpdateConfig.Parallelism = 1
+			sp.PlacementPreferences = []api.PlacementPreference{{Spread: "node.labels.zone"}}
+			if tc.spec != nil {
+				tc.spec(&sp)
+			}
+			s := c.CreateService(sp)
+			converge(t, c)
+			if got := spreadOf(c, s.ID, "n1", "n2"); got != "n1=3 n2=3" {
+				t.Fatalf("before: %s", got)
+			}
+			c.AddNode("n3", map[string]string{"zone": "c"})
+			if tc.node != nil {
+				tc.node(c)
+			}
+			limit := int(sp.MaxReplicasPerNode)
+			most := rebalanceRun(t, c, s.ID, 6, max(sp.UpdateConfig.Parallelism, 0), limit)
+			if got := spreadOf(c, s.ID, "n1", "n2", "n3"); got != tc.want {
+				t.Fatalf("spread %s, want %s", got, tc.want)
+			}
+			if most > tc.maxMoving || (tc.maxMoving > 0 && most == 0) {
+				t.Fatalf("%d moves in flight at most, want %d", most, tc.maxMoving)
+			}
+			checkSlots(t, c, s.ID)
+		})
+	}
+}
+
+// TestRebalanceNestedPreferences: with two preferences (zone, then rack)
+// a node in a new zone gets the zone's share first; the racks within a
+// zone and the nodes within a rack even out after.
+func TestRebalanceNestedPreferences(t *testing.T) {
+	c := simcluster.New(t0)
+	c.AddNode("n1", map[string]string{"zone": "a", "rack": "1"})
+	c.AddNode("n2", map[string]string{"zone": "a", "rack": "2"})
+	c.AddNode("n3", map[string]string{"zone": "b", "rack": "1"})
+	sp := testSpec("web", 6)
+	sp.UpdateConfig.Parallelism = 2
+	sp.PlacementPreferences = []api.PlacementPreference{{Spread: "node.labels.zone"}, {Spread: "node.labels.rack"}}
+	s := c.CreateService(sp)
+	converge(t, c)
+	if got := spreadOf(c, s.ID, "n1", "n2", "n3"); got != "n1=2 n2=1 n3=3" && got != "n1=1 n2=2 n3=3" {
+		t.Fatalf("before: %s", got)
+	}
+	c.AddNode("n4", map[string]string{"zone": "c", "rack": "1"})
+	c.AddNode("n5", map[string]string{"zone": "c", "rack": "1"})
+	rebalanceRun(t, c, s.ID, 6, 2, 0)
+	per := c.RunningPerNode(s.ID)
+	if a, b, cz := per["n1"]+per["n2"], per["n3"], per["n4"]+per["n5"]; a != 2 || b != 2 || cz != 2 {
+		t.Fatalf("zones a=%d b=%d c=%d, want 2 each", a, b, cz)
+	}
+	if per["n1"] != 1 || per["n2"] != 1 || per["n4"] != 1 || per["n5"] != 1 {
+		t.Fatalf("racks and nodes within the zones: %v", per)
+	}
+	checkSlots(t, c, s.ID)
+}
