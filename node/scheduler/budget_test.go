@@ -103,3 +103,24 @@ func BenchmarkPlanHugeReplicas(b *testing.B) {
 		}
 	}
 }
+
+// TestRebalanceCreationBudget: rebalancing moves are created under the
+// plan's budget too, and a plan that leaves moves for later says More.
+func TestRebalanceCreationBudget(t *testing.T) {
+	c := budgetCluster(t, 2, "n1", "n2")
+	sp := testSpec("web", 12)
+	sp.UpdateConfig.Parallelism = 0
+	s := c.CreateService(sp)
+	converge(t, c)
+	c.AddNode("n3", nil)
+	c.AddNode("n4", nil)
+	p := step(t, c)
+	if len(p.Create) != 2 || !p.More {
+		t.Fatalf("first plan of 6 moves, budget 2: %d created, More %v", len(p.Create), p.More)
+	}
+	converge(t, c)
+	if got := spreadOf(c, s.ID, "n1", "n2", "n3", "n4"); got != "n1=3 n2=3 n3=3 n4=3" {
+		t.Fatalf("spread %s", got)
+	}
+	checkSlots(t, c, s.ID)
+}

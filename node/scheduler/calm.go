@@ -252,6 +252,11 @@ func (s *svcRun) rebalance() {
 	if s.noMoves {
 		budget = 0
 	}
+	// One more than the plan may create: the moves it cannot create make
+	// it say More (take), and PlanMoves' work stays O(MaxCreate · nodes).
+	if budget < 0 || budget > r.budget {
+		budget = r.budget + 1
+	}
 	canTake := func(i, extra int) bool {
 		n := *infos[i]
 		for k := 0; k < extra; k++ {
