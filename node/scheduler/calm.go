@@ -25,9 +25,10 @@ package scheduler
 //
 // Rebalancing. A replicated service (unless NoRebalance or AtMostOnce)
 // whose active tasks are spread unevenly over the nodes that could run
-// them — a node joined or came back and got nothing — moves tasks: first
-// between the groups of the placement preferences (a node in a new zone
-// gets the zone's share), then between the nodes of a group
+// them — a node joined or came back and got nothing, a node holds more
+// than a lowered max replicas per node — moves tasks: a node's excess
+// first, then between the groups of the placement preferences (a node in
+// a new zone gets the zone's share), then between the nodes of a group
 // (placement.PlanMoves), at most UpdateConfig.Parallelism at a time (0 = all) and Delay
 // after the last move started. A move is start-first: a new task of the
 // same slot with Replaces = the old task's ID is placed on the target; the

@@ -9,8 +9,9 @@ import (
 	"github.com/shoal-org/shoal/node/scheduler/simcluster"
 )
 
-// Rebalancing across the groups of placement preferences (the pure
-// decision is placement.PlanMoves, table-tested there).
+// Rebalancing across the groups of placement preferences and off nodes
+// above a lowered max replicas per node (the pure decision is
+// placement.PlanMoves, table-tested there).
 
 // zoneCluster makes one node per "node=zone" pair, labelled zone=<zone>.
 func zoneCluster(nodes ...string) *simcluster.Cluster {
@@ -151,4 +152,61 @@ func TestRebalanceNestedPreferences(t *testing.T) {
 		t.Fatalf("racks and nodes within the zones: %v", per)
 	}
 	checkSlots(t, c, s.ID)
+}
+
+// TestMaxReplicasPerNodeLoweredMoves: after the limit is lowered, a node's
+// excess moves start-first (the running count never drops) to nodes with
+// room, in its zone or another one, a few at a time, and never fills a
+// node beyond the limit; without room it keeps running where it is.
+func TestMaxReplicasPerNodeLoweredMoves(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		nodes       []string // node=zone
+		prefs       bool
+		noRebalance bool
+		limit       uint64
+		want        string
+		moved       bool
+		over        []string // nodes above the limit before it was lowered
+	}{
+		{"room on other nodes", []string{"n1=a", "n2=a", "n3=a"}, false, false, 2, "n1=2 n2=2 n3=2", true, []string{"n1"}},
+		{"room in another zone", []string{"n1=a", "n2=b", "n3=b"}, true, false, 2, "n1=2 n2=2 n3=2", true, []string{"n1"}},
+		{"no room: the excess stays", []string{"n1=a", "n2=b"}, true, false, 2, "n1=3 n2=3", false, []string{"n1", "n2"}},
+		{"opted out: the excess stays", []string{"n1=a", "n2=b", "n3=b"}, true, true, 2, "n1=3 n2=2 n3=1", false, []string{"n1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := zoneCluster(tc.nodes[:1]...)
+			sp := testSpec("web", 6)
+			sp.UpdateConfig.Parallelism = 1
+			sp.NoRebalance = tc.noRebalance
+			if tc.prefs {
+				sp.PlacementPreferences = []api.PlacementPreference{{Spread: "node.labels.zone"}}
+			}
+			s := c.CreateService(sp)
+			converge(t, c)
+			// The other nodes join with 3 tasks spread over them (a scale
+			// up), so the first node holds more than the new limit.
+			c.UpdateService(s.ID, func(sp *api.ServiceSpec) { sp.Replicas = 3 })
+			converge(t, c)
+			var ids []string
+			for _, nz := range tc.nodes[1:] {
+				id, zone, _ := strings.Cut(nz, "=")
+				c.AddNode(id, map[string]string{"zone": zone})
+				ids = append(ids, id)
+			}
+			c.UpdateService(s.ID, func(x *api.ServiceSpec) { x.Replicas = 6; x.NoRebalance = true }) // no moves yet
+			converge(t, c)
+			before := activeIDs(c, s.ID)
+			c.UpdateService(s.ID, func(x *api.ServiceSpec) { x.MaxReplicasPerNode = tc.limit; x.NoRebalance = tc.noRebalance })
+			rebalanceRun(t, c, s.ID, 6, 1, int(tc.limit), tc.over...)
+			nodes := append([]string{"n1"}, ids...)
+			if got := spreadOf(c, s.ID, nodes...); got != tc.want {
+				t.Fatalf("spread %s, want %s", got, tc.want)
+			}
+			if after := activeIDs(c, s.ID); (strings.Join(after, " ") != strings.Join(before, " ")) != tc.moved {
+				t.Fatalf("tasks %v, were %v; moved %v", after, before, tc.moved)
+			}
+			checkSlots(t, c, s.ID)
+		})
+	}
 }

@@ -28,18 +28,20 @@ type Move struct{ From, To int }
 // of the service placed by this plan); a node gives one only if it has a
 // movable task.
 //
-//  1. The groups, outermost level first, as Spread fills them: among
+//  1. Excess first: the node furthest above a lowered maxPerNode gives one
+//     task, placed the way Spread places a new one (the emptiest group
+//     with room at each level, then the emptiest node), counting the
+//     source without it; none moves while no node has room.
+//  2. Then the groups, outermost level first, as Spread fills them: among
 //     the groups of one parent, when the fullest that can give holds at
 //     least two tasks more than the emptiest that can take, a task moves
 //     from the fullest node of the fullest subgroups of the one to the
 //     emptiest node of the emptiest subgroups of the other. Of several
 //     parents at a level, the widest gap goes first.
-//  2. Then the nodes within each innermost group, the same way.
+//  3. Last the nodes within each innermost group, the same way.
 //
-// Ties go to the first in the given order. A node above a lowered
-// maxPerNode has a gap of two or more to a node of its innermost group
-// that may take a task, so its excess moves there. Each move lowers,
-// leaving every level above it as it was, the spread of one level, so
+// Ties go to the first in the given order. Each move lowers the excess
+// or, leaving every level above it as it was, the spread of one level, so
 // the moves end, and a later plan on their outcome finds nothing to undo:
 // a new group (a node with a label value of its own) gets its share of
 // the tasks, and no move ever fills a node beyond maxPerNode.
@@ -141,6 +143,25 @@ func (p *moveTree) sum(u *moveUnit) {
 
 // best is the next move, if any (PlanMoves' rules).
 func (p *moveTree) best() (Move, bool) {
+	if p.max > 0 {
+		from := -1
+		for i, n := range p.ns {
+			if n.Movable > 0 && n.Count > p.max && (from < 0 || n.Count > p.ns[from].Count) {
+				from = i
+			}
+		}
+		if from >= 0 {
+			// Placed as a new task would be, the source counted without
+			// it (still at or above the limit, so it takes nothing).
+			p.ns[from].Count--
+			p.sum(p.root)
+			to := p.root.emptiest()
+			p.ns[from].Count++
+			if to >= 0 {
+				return Move{From: from, To: to}, true
+			}
+		}
+	}
 	p.sum(p.root)
 	// Level by level: the parents at depth d, outermost first.
 	level := []*moveUnit{p.root}

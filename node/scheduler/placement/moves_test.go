@@ -47,6 +47,7 @@ func TestPlanMoves(t *testing.T) {
 			func(i, _ int) bool { return i != 1 }, "a>c"},
 		{"lowered max, budget", []MoveNode{n("a", 4), n("b", 0), n("c", 0)}, 1, 2, all, "a>b"},
 		{"lowered max, excess not movable", []MoveNode{fixed(n("a", 3), 0), n("b", 0)}, -1, 2, all, ""},
+		{"lowered max, excess leaves its full group", []MoveNode{n("a", 3, "z1"), n("b", 1, "z2"), n("c", 2, "z2")}, -1, 2, all, "a>b"},
 		{"lowered max, excess stays in its group", []MoveNode{n("a", 3, "z1"), n("b", 1, "z1"), n("c", 2, "z2"), n("d", 2, "z2")}, -1, 2, all, "a>b"},
 		{"lowered max, then the groups", []MoveNode{n("a", 4, "z1"), n("b", 0, "z1"), n("c", 0, "z2")}, -1, 2, all, "a>c a>c a>b"},
 		// Preferences: the groups even out first, as Spread fills them,
