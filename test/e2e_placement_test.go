@@ -4,8 +4,10 @@ package test
 // and spread preferences over a node label, through the CLI on 3 nodes.
 
 import (
+	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -120,5 +122,88 @@ func TestPlacementMaxPerNodeAndSpread(t *testing.T) {
 	}
 	if want := []api.PlacementPreference{{Spread: "node.labels.zone"}}; fmt.Sprint(svc.Spec.PlacementPreferences) != fmt.Sprint(want) {
 		t.Fatalf("service inspect: placement_preferences %v, want %v", svc.Spec.PlacementPreferences, want)
+	}
+}
+
+// TestPlacementRebalanceNewZone: 6 tasks spread over zone run 3/3 on the
+// nodes of zones a and b while the node of zone c is drained; once it is
+// active again rebalancing moves tasks to it, across the zones, until each
+// zone runs 2, and the running count never drops below 6 on the way
+// (start-first moves, one at a time by the update parallelism).
+func TestPlacementRebalanceNewZone(t *testing.T) {
+	c, _ := svcCluster(t, 3)
+	h1 := c.Host(1)
+	zones := map[int]string{1: "a", 2: "b", 3: "c"}
+	for i := 1; i <= 3; i++ {
+		h1.MustCLI(t, "node", "update", "--label-add", "zone="+zones[i], c.Host(i).NodeID(t))
+	}
+	h3 := c.Host(3).NodeID(t)
+	h1.MustCLI(t, "node", "update", "--availability", "drain", h3)
+	for i := 1; i <= 3; i++ {
+		harness.Eventually(t, 20*time.Second, labelSeen(c.Host(i).NodeID(t), "zone", zones[i], h1), "label zone=%s", zones[i])
+	}
+	h1.MustCLI(t, "service", "create", "--name", "zoned", "--replicas", "6", "--update-parallelism", "1",
+		"--placement-pref", "spread=node.labels.zone", "bb:1", "sleep", "100000")
+	per := waitSlots(t, h1, "zoned", 6, "", 40*time.Second)
+	if per[hostname(c.Host(1))] != 3 || per[hostname(c.Host(2))] != 3 {
+		t.Fatalf("zones a and b before: %v, want 3 and 3", per)
+	}
+
+	ctx, cancel := context.WithCancel(harness.Context(t, time.Minute))
+	var (
+		mu     sync.Mutex
+		lowest = 6
+		polls  int
+		wg     sync.WaitGroup
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			if n, err := serviceRunning(h1, "zoned"); err == nil {
+				mu.Lock()
+				polls++
+				lowest = min(lowest, n)
+				mu.Unlock()
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	defer func() { cancel(); wg.Wait() }()
+
+	h1.MustCLI(t, "node", "update", "--availability", "active", h3)
+	harness.Eventually(t, 45*time.Second, func() (bool, string) {
+		per, msg := runningBySlot(tasksOf(t, h1, "zoned"), 6, "")
+		if per == nil {
+			return false, msg
+		}
+		for _, h := range c.Hosts() {
+			if per[hostname(h)] != 2 {
+				return false, fmt.Sprintf("spread %v", per)
+			}
+		}
+		return true, ""
+	}, "2/2/2 over the zones")
+	cancel()
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("%d polls, lowest running count %d", polls, lowest)
+	if lowest < 6 {
+		t.Fatalf("running count dropped to %d during rebalancing", lowest)
+	}
+	// The tasks on zone c's node are rebalancing moves (each replaces a
+	// task of zone a or b), not new placements.
+	moved := 0
+	for _, tk := range tasksOf(t, h1, "zoned") {
+		if tk.Node == hostname(c.Host(3)) && tk.DesiredState == api.TaskRunning && tk.Replaces != "" {
+			moved++
+		}
+	}
+	if moved != 2 {
+		t.Fatalf("%d tasks moved to zone c, want 2", moved)
 	}
 }
