@@ -3,10 +3,10 @@ package scheduler
 import (
 	"fmt"
 	"sort"
-	"time"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/node/scheduler/placement"
+	"github.com/shoal-org/shoal/node/scheduler/restartpolicy"
 	"github.com/shoal-org/shoal/node/scheduler/servicespec"
 )
 
@@ -425,7 +425,7 @@ func (s *svcRun) resolve(sl *slot) {
 			s.noteMovable(c)
 		}
 		if terminal(c.t.State) {
-			if s.restart(sl, c.t) == restartNow {
+			if s.restart(sl, c.t) == restartpolicy.Now {
 				r.shutdown(c, "")
 				s.newTask(sl)
 			}
@@ -452,12 +452,12 @@ func (s *svcRun) resolve(sl *slot) {
 			return
 		}
 		switch s.restart(sl, o.t) {
-		case restartNow:
+		case restartpolicy.Now:
 			r.shutdown(o, "")
 			s.newTask(sl)
-		case restartWait:
+		case restartpolicy.Wait:
 			s.upd.outdated++
-		case restartNo:
+		case restartpolicy.No:
 			sl.old = o
 			s.upd.candidates = append(s.upd.candidates, sl)
 		}
@@ -594,57 +594,20 @@ func (s *svcRun) trim(sl *slot) {
 	}
 }
 
-// ---- restart policy ----
-
-type restartAction int
-
-const (
-	restartNo restartAction = iota
-	restartWait
-	restartNow
-)
-
-// restart applies the restart policy to t, the slot's task that ended while
-// its desired state was running. Attempts are the slot's ended tasks created
-// within the window (the first run is not a restart).
-func (s *svcRun) restart(sl *slot, t *api.Task) restartAction {
-	rp := s.spec.RestartPolicy
-	switch rp.Condition {
-	case api.RestartNone:
-		return restartNo
-	case api.RestartOnFailure:
-		if t.State == api.TaskComplete && t.ExitCode == 0 {
-			return restartNo
-		}
-	}
-	if rp.MaxAttempts > 0 {
-		since := time.Time{}
-		if rp.Window > 0 {
-			since = s.r.now.Add(-rp.Window)
-		}
-		ended := 0
+// restart applies the restart policy (restartpolicy.Decide) to t, the
+// slot's task that ended while its desired state was running, and wakes
+// the planner when the replacement is due.
+func (s *svcRun) restart(sl *slot, t *api.Task) restartpolicy.Action {
+	tasks := func(yield func(*api.Task) bool) {
 		for _, ref := range sl.tasks {
-			switch ref.t.State {
-			case api.TaskFailed, api.TaskComplete, api.TaskRejected:
-				if !ref.t.CreatedAt.Before(since) {
-					ended++
-				}
+			if !yield(ref.t) {
+				return
 			}
 		}
-		if ended-1 >= rp.MaxAttempts {
-			return restartNo
-		}
 	}
-	// The end is dated by the node's clock: one ahead of the leader's must
-	// not hold the replacement back (Planner.seen).
-	end := t.UpdatedAt
-	if seen, ok := s.r.seen.Ended[t.ID]; ok && seen.Before(end) {
-		end = seen
-	}
-	at := end.Add(rp.Delay)
-	if at.After(s.r.now) {
+	a, at := restartpolicy.Decide(s.spec.RestartPolicy, t, tasks, s.r.seen.Ended[t.ID], s.r.now)
+	if a == restartpolicy.Wait {
 		s.r.wakeAt(at)
-		return restartWait
 	}
-	return restartNow
+	return a
 }
