@@ -2,12 +2,7 @@ package main
 
 import (
 	"encoding/json"
-	"net"
-	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -206,7 +201,8 @@ func TestCLIExecTTYNeedsTerminal(t *testing.T) {
 
 // TestCLILogsTaskName: `shoal logs web.1` reads the newest running
 // container of task web.1 on this node, as `shoal exec web.1` does; a
-// name that is neither a container nor a task here is still refused.
+// name that is neither a container nor a task here is still refused. The
+// agent resolves the name; with an agent that predates that, the CLI does.
 func TestCLILogsTaskName(t *testing.T) {
 	t0 := time.Date(2024, 1, 1, 11, 0, 0, 0, time.UTC)
 	cs := []api.Container{
@@ -215,49 +211,25 @@ func TestCLILogsTaskName(t *testing.T) {
 		{ID: "c-11", Name: "web.11.cccc", TaskID: "cccc", State: "running", CreatedAt: t0.Add(time.Hour)},
 		{ID: "c-own", Name: "web.1.x.y", State: "running", CreatedAt: t0.Add(time.Hour)},
 	}
-	var mu sync.Mutex
-	var read string
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/containers", func(w http.ResponseWriter, r *http.Request) { _ = json.NewEncoder(w).Encode(cs) })
-	mux.HandleFunc("GET /v1/containers/{id}", func(w http.ResponseWriter, r *http.Request) {
-		for _, c := range cs {
-			if c.ID == r.PathValue("id") || c.Name == r.PathValue("id") {
-				_ = json.NewEncoder(w).Encode(c)
-				return
+	for _, old := range []bool{false, true} {
+		f := newFakeAgent(t)
+		f.containers, f.oldAgent = cs, old
+		for _, tc := range []struct{ ref, want string }{{"web.1", "c-run"}, {"web.1.aaaa", "c-old"}, {"web.11", "c-11"}} {
+			f.mu.Lock()
+			f.logs = []api.LogLine{{Stream: "stdout", Line: "hi from " + tc.ref}}
+			f.mu.Unlock()
+			out, errOut, code := runCLI(t, f.host, "", "logs", tc.ref)
+			f.mu.Lock()
+			got := f.logsRead
+			f.mu.Unlock()
+			if code != 0 || got != tc.want || out != "hi from "+tc.ref+"\n" {
+				t.Errorf("old agent %v: logs %s: exit %d, read %q (want %q), out %q, stderr %q", old, tc.ref, code, got, tc.want, out, errOut)
 			}
 		}
-		w.WriteHeader(http.StatusNotFound)
-		_ = json.NewEncoder(w).Encode(api.ErrorResponse{Error: "no such container: " + r.PathValue("id")})
-	})
-	mux.HandleFunc("GET /v1/containers/{id}/logs", func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		read = r.PathValue("id")
-		mu.Unlock()
-		_ = json.NewEncoder(w).Encode(api.LogLine{Stream: "stdout", Line: "hi from " + r.PathValue("id")})
-	})
-	sock := filepath.Join(t.TempDir(), "s.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(mux)
-	srv.Listener = ln
-	srv.Start()
-	t.Cleanup(srv.Close)
-	host := "unix://" + sock
-
-	for _, tc := range []struct{ ref, want string }{{"web.1", "c-run"}, {"web.1.aaaa", "web.1.aaaa"}, {"web.11", "c-11"}} {
-		out, errOut, code := runCLI(t, host, "", "logs", tc.ref)
-		mu.Lock()
-		got := read
-		mu.Unlock()
-		if code != 0 || got != tc.want || !strings.Contains(out, "hi from "+tc.want) {
-			t.Errorf("logs %s: exit %d, read %q (want %q), out %q, stderr %q", tc.ref, code, got, tc.want, out, errOut)
-		}
-	}
-	for _, ref := range []string{"web", "web.2", "web.1.x"} {
-		if _, errOut, code := runCLI(t, host, "", "logs", ref); code != 1 || !strings.Contains(errOut, "no such container: "+ref) {
-			t.Errorf("logs %s: exit %d, stderr %q", ref, code, errOut)
+		for _, ref := range []string{"web", "web.2", "web.1.x"} {
+			if _, errOut, code := runCLI(t, f.host, "", "logs", ref); code != 1 || errOut != "Error: logs of "+ref+": no such container: "+ref+"\n" {
+				t.Errorf("old agent %v: logs %s: exit %d, stderr %q", old, ref, code, errOut)
+			}
 		}
 	}
 }
