@@ -44,7 +44,8 @@ func (s *commands) runCommand() *cli.Command {
 			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "user[:group]"},
 			&cli.StringFlag{Name: "entrypoint", Usage: "override the image's entrypoint"},
 			specflags.MountFlag(),
-		}, specflags.HealthFlags("health check command (run by /bin/sh -c)")),
+		}, specflags.HealthFlags("health check command (run by /bin/sh -c)"),
+			specflags.LogFlags()),
 		Action: s.runContainer,
 	}
 }
@@ -87,6 +88,7 @@ func buildRunRequest(c *cli.Context) (api.RunRequest, error) {
 		specflags.SetParsed(c, "pids-limit", specflags.ParsePids, &req.Limits.Pids),
 		specflags.SetParsed(c, "entrypoint", specflags.SplitWords, &req.Entrypoint),
 		specflags.ApplyHealth(c, &req.Healthcheck),
+		specflags.ApplyLogging(c, &req.LogDriver, &req.LogOptions, false),
 	)
 }
 
@@ -119,15 +121,22 @@ func (s *commands) runContainer(c *cli.Context) error {
 	}
 
 	// Stream the output while waiting; the stream normally ends when the
-	// container exits, and is cut after logDrain otherwise.
+	// container exits, and is cut after logDrain otherwise. A container
+	// with --log-driver none keeps no output to stream: the run only waits
+	// for its exit code (docker attaches apart from logging; Shoal's output
+	// is its logs).
 	logCtx, cancelLogs := context.WithCancel(ctx)
 	defer cancelLogs()
 	logsDone := make(chan error, 1)
-	go func() {
-		logsDone <- cl.ContainerLogs(logCtx, ct.ID, client.LogOptions{Follow: true}, func(l api.LogLine) error {
-			return logs.WriteLine(s.Stdout, s.Stderr, l, "", false)
-		})
-	}()
+	if req.LogDriver == api.LogDriverNone {
+		logsDone <- nil
+	} else {
+		go func() {
+			logsDone <- cl.ContainerLogs(logCtx, ct.ID, client.LogOptions{Follow: true}, func(l api.LogLine) error {
+				return logs.WriteLine(s.Stdout, s.Stderr, l, "", false)
+			})
+		}()
+	}
 	done, err := cl.WaitContainer(ctx, ct.ID)
 	if err != nil {
 		cancelLogs()

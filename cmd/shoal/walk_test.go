@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -231,5 +232,54 @@ func TestCLILogsTaskName(t *testing.T) {
 				t.Errorf("old agent %v: logs %s: exit %d, stderr %q", old, ref, code, errOut)
 			}
 		}
+	}
+}
+
+// TestCLIRunLogFlags: `shoal run` takes --log-driver and --log-opt as
+// `service create` does, with the same rules: bad ones are usage errors
+// and nothing reaches the agent. An attached run of a container that keeps
+// no logs waits for its exit code without asking for its logs.
+func TestCLIRunLogFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args     []string
+		driver   string
+		opts     map[string]string
+		wantCode int
+		wantErr  string
+	}{
+		{args: []string{"--log-opt", "max-size=1m", "--log-opt", "max-file=2"}, opts: map[string]string{"max-size": "1m", "max-file": "2"}},
+		{args: []string{"--log-driver", "local", "--log-opt", "max-file=5"}, driver: "local", opts: map[string]string{"max-file": "5"}},
+		{args: []string{"--log-driver", "none"}, driver: "none"},
+		{args: []string{"--log-driver", "syslog"}, wantCode: 2, wantErr: `unsupported log driver "syslog"`},
+		{args: []string{"--log-opt", "max-size=1"}, wantCode: 2, wantErr: "log option max-size 1: must be between 4k and 1g"},
+		{args: []string{"--log-opt", "compress=true"}, wantCode: 2, wantErr: `unsupported log option "compress"`},
+		{args: []string{"--log-opt", "max-size"}, wantCode: 2, wantErr: `"max-size": want KEY=VALUE`},
+		{args: []string{"--log-driver", "none", "--log-opt", "max-file=2"}, wantCode: 2, wantErr: "log driver none takes no options"},
+	} {
+		f := newFakeAgent(t)
+		args := append(append([]string{"run", "-d"}, tc.args...), "busybox", "true")
+		_, errOut, code := runCLI(t, f.host, "", args...)
+		f.mu.Lock()
+		sent := f.lastRun
+		f.mu.Unlock()
+		if tc.wantErr != "" {
+			if code != tc.wantCode || !strings.Contains(errOut, tc.wantErr) || sent.Image != "" {
+				t.Errorf("%s: exit %d, stderr %q, sent %+v; want exit %d, %q", tc.args, code, errOut, sent, tc.wantCode, tc.wantErr)
+			}
+			continue
+		}
+		if code != 0 || sent.LogDriver != tc.driver || !reflect.DeepEqual(sent.LogOptions, tc.opts) {
+			t.Errorf("%s: exit %d (%q), sent driver %q options %v; want %q %v", tc.args, code, errOut, sent.LogDriver, sent.LogOptions, tc.driver, tc.opts)
+		}
+	}
+
+	f := newFakeAgent(t)
+	f.exitCode = 4
+	_, errOut, code := runCLI(t, f.host, "", "run", "--log-driver", "none", "busybox", "sh", "-c", "exit 4")
+	f.mu.Lock()
+	logReads := f.requests["GET /v1/containers/ctr1/logs"]
+	f.mu.Unlock()
+	if code != 4 || errOut != "" || logReads != 0 {
+		t.Fatalf("attached run with no logs: exit %d, stderr %q, %d log reads", code, errOut, logReads)
 	}
 }

@@ -278,6 +278,9 @@ func (l *Routes) containerRoutes(h func(string, httpapi.HandlerFunc)) {
 			Env: req.Env, Workdir: req.Workdir, User: req.User, Limits: req.Limits,
 			Remove: req.Remove, Healthcheck: req.Healthcheck, Mounts: req.Mounts,
 		}
+		if err := spec.SetLogging(req.LogDriver, req.LogOptions); err != nil {
+			return nil, httpapi.BadRequest("logging: %v", err)
+		}
 		ctx, err := l.Agent.RunNetworks(r.Context(), req.Networks)
 		if err != nil {
 			return nil, err

@@ -1,13 +1,19 @@
 package localapi
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/runtime"
 )
 
@@ -100,6 +106,70 @@ func TestContainerLookup(t *testing.T) {
 		}
 		if err != nil || c.ID != tc.want {
 			t.Errorf("%s: %q, %v; want %q", tc.ref, c.ID, err, tc.want)
+		}
+	}
+}
+
+// runContainers records the spec of the one container it runs.
+type runContainers struct {
+	fakeContainers
+	ran *runtime.Spec
+}
+
+func (f runContainers) RunContainer(ctx context.Context, spec runtime.Spec) (api.Container, error) {
+	*f.ran = spec
+	return api.Container{ID: "ctr1", Name: spec.Name, State: api.ContainerRunning}, nil
+}
+
+// runAgent lets every `shoal run` through: no networks, the image here.
+type runAgent struct{ Agent }
+
+func (runAgent) RunNetworks(ctx context.Context, names []string) (context.Context, error) {
+	return ctx, nil
+}
+
+func (runAgent) EnsureRunImage(ctx context.Context, ref string) error { return nil }
+
+// TestRunLogging: the log driver and options of `shoal run` become the
+// container's log rotation (or no log) as a service's do; bad ones are a
+// 400 and no container is run.
+func TestRunLogging(t *testing.T) {
+	for _, tc := range []struct {
+		driver      string
+		opts        map[string]string
+		status      int
+		size        int64
+		files       int
+		none        bool
+		errContains string
+	}{
+		{status: 200},
+		{driver: "json-file", opts: map[string]string{"max-size": "1m", "max-file": "2"}, status: 200, size: 1 << 20, files: 2},
+		{driver: "local", opts: map[string]string{"max-file": "7"}, status: 200, files: 7},
+		{driver: "none", status: 200, none: true},
+		{driver: "syslog", status: 400, errContains: "logging: unsupported log driver"},
+		{opts: map[string]string{"max-size": "1"}, status: 400, errContains: "logging: log option max-size 1: must be between 4k and 1g"},
+		{driver: "none", opts: map[string]string{"max-file": "2"}, status: 400, errContains: "log driver none takes no options"},
+	} {
+		var ran runtime.Spec
+		l := &Routes{Containers: runContainers{ran: &ran}, Agent: runAgent{}}
+		rt := httpapi.NewRouter(httpapi.Errors{})
+		l.Register(rt)
+		body, _ := json.Marshal(api.RunRequest{Image: "busybox", LogDriver: tc.driver, LogOptions: tc.opts})
+		w := httptest.NewRecorder()
+		rt.Mux().ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/containers", bytes.NewReader(body)))
+		if w.Code != tc.status || !strings.Contains(w.Body.String(), tc.errContains) {
+			t.Errorf("%q %v: %d %s, want %d %q", tc.driver, tc.opts, w.Code, w.Body, tc.status, tc.errContains)
+			continue
+		}
+		if tc.status != 200 {
+			if ran.Image != "" {
+				t.Errorf("%q %v: refused, yet ran %+v", tc.driver, tc.opts, ran)
+			}
+			continue
+		}
+		if ran.Image != "busybox" || ran.LogMaxSize != tc.size || ran.LogMaxFiles != tc.files || ran.LogNone != tc.none {
+			t.Errorf("%q %v: ran size %d files %d none %v, want %d %d %v", tc.driver, tc.opts, ran.LogMaxSize, ran.LogMaxFiles, ran.LogNone, tc.size, tc.files, tc.none)
 		}
 	}
 }

@@ -571,11 +571,9 @@ func containerSpec(t *api.Task, files []ocispec.FileMount) (runtime.Spec, error)
 		StopSignal:  t.Spec.StopSignal,
 		ExtraHosts:  t.Spec.ExtraHosts,
 	}
-	logs, err := api.ParseLogging(t.Spec.LogDriver, t.Spec.LogOptions)
-	if err != nil {
+	if err := spec.SetLogging(t.Spec.LogDriver, t.Spec.LogOptions); err != nil {
 		return runtime.Spec{}, fmt.Errorf("logging: %w", err)
 	}
-	spec.LogMaxSize, spec.LogMaxFiles, spec.LogNone = logs.MaxSize, logs.MaxFiles, logs.Disabled
 	return spec, nil
 }
 
