@@ -263,9 +263,6 @@ func (s *commands) stopCommand() *cli.Command {
 		ArgsUsage: "CONTAINER...",
 		Flags:     []cli.Flag{&cli.StringFlag{Name: "time", Aliases: []string{"t"}, Usage: "seconds to wait before killing (default: agent's)"}},
 		Action: func(c *cli.Context) error {
-			if err := shell.NeedArgs(c, 1, -1); err != nil {
-				return err
-			}
 			timeout := time.Duration(-1)
 			if c.IsSet("time") {
 				secs, err := strconv.Atoi(c.String("time"))
@@ -274,20 +271,11 @@ func (s *commands) stopCommand() *cli.Command {
 				}
 				timeout = time.Duration(secs) * time.Second
 			}
-			cl, err := s.Client(c)
-			if err != nil {
-				return err
-			}
-			return s.EachArg(c.Args().Slice(), func(ref string) error {
-				err := onContainer(c.Context, cl, ref, func(id string) error {
+			return s.EachRef(c, "stop", func(cl *client.Client, ref string) error {
+				return onContainer(c.Context, cl, ref, func(id string) error {
 					_, err := cl.StopContainer(c.Context, id, timeout)
 					return err
 				})
-				if err != nil {
-					return fmt.Errorf("stop %s: %w", ref, err)
-				}
-				fmt.Fprintln(s.Stdout, ref)
-				return nil
 			})
 		},
 	}
@@ -301,19 +289,10 @@ func (s *commands) rmCommand() *cli.Command {
 		ArgsUsage: "CONTAINER...",
 		Flags:     []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "kill a running container first"}},
 		Action: func(c *cli.Context) error {
-			cl, err := s.Connect(c, 1, -1)
-			if err != nil {
-				return err
-			}
-			return s.EachArg(c.Args().Slice(), func(ref string) error {
-				err := onContainer(c.Context, cl, ref, func(id string) error {
+			return s.EachRef(c, "remove", func(cl *client.Client, ref string) error {
+				return onContainer(c.Context, cl, ref, func(id string) error {
 					return cl.RemoveContainer(c.Context, id, c.Bool("force"))
 				})
-				if err != nil {
-					return fmt.Errorf("remove %s: %w", ref, err)
-				}
-				fmt.Fprintln(s.Stdout, ref)
-				return nil
 			})
 		},
 	}

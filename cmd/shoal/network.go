@@ -95,16 +95,8 @@ func (s *commands) networkCreate(c *cli.Context) error {
 }
 
 func (s *commands) networkRm(c *cli.Context) error {
-	cl, err := s.Connect(c, 1, -1)
-	if err != nil {
-		return err
-	}
-	return s.EachArg(c.Args().Slice(), func(ref string) error {
-		if err := cl.RemoveNetwork(c.Context, ref); err != nil {
-			return err
-		}
-		fmt.Fprintln(s.Stdout, ref)
-		return nil
+	return s.EachRef(c, "remove network", func(cl *client.Client, ref string) error {
+		return cl.RemoveNetwork(c.Context, ref)
 	})
 }
 

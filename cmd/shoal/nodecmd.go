@@ -92,16 +92,8 @@ func (s *commands) nodeCommand() *cli.Command {
 func nodeID(n api.Node) string { return n.ID }
 
 func (s *commands) nodeRm(c *cli.Context) error {
-	cl, err := s.Connect(c, 1, -1)
-	if err != nil {
-		return err
-	}
-	return s.EachArg(c.Args().Slice(), func(id string) error {
-		if err := cl.RemoveNode(c.Context, id, c.Bool("force")); err != nil {
-			return fmt.Errorf("remove node %s: %w", id, err)
-		}
-		fmt.Fprintln(s.Stdout, id)
-		return nil
+	return s.EachRef(c, "remove node", func(cl *client.Client, id string) error {
+		return cl.RemoveNode(c.Context, id, c.Bool("force"))
 	})
 }
 

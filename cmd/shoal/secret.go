@@ -123,16 +123,8 @@ func objectCommand[T any](s *commands, k objectKind[T], usage string) *cli.Comma
 				Usage:     "remove " + k.name + "s no service uses",
 				ArgsUsage: "NAME...",
 				Action: func(c *cli.Context) error {
-					cl, err := s.Connect(c, 1, -1)
-					if err != nil {
-						return err
-					}
-					return s.EachArg(c.Args().Slice(), func(ref string) error {
-						if err := k.remove(cl, c.Context, ref); err != nil {
-							return shell.Wrap(fmt.Sprintf("remove %s %s", k.name, ref), err)
-						}
-						fmt.Fprintln(s.Stdout, ref)
-						return nil
+					return s.EachRef(c, "remove "+k.name, func(cl *client.Client, ref string) error {
+						return k.remove(cl, c.Context, ref)
 					})
 				},
 			},

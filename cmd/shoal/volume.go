@@ -85,16 +85,8 @@ func (s *commands) volumeCommand() *cli.Command {
 				Usage:     "remove volumes and their data (refused while a container of this node uses one)",
 				ArgsUsage: "NAME...",
 				Action: func(c *cli.Context) error {
-					cl, err := s.Connect(c, 1, -1)
-					if err != nil {
-						return err
-					}
-					return s.EachArg(c.Args().Slice(), func(name string) error {
-						if err := cl.RemoveVolume(c.Context, name); err != nil {
-							return fmt.Errorf("remove volume %s: %w", name, err)
-						}
-						fmt.Fprintln(s.Stdout, name)
-						return nil
+					return s.EachRef(c, "remove volume", func(cl *client.Client, name string) error {
+						return cl.RemoveVolume(c.Context, name)
 					})
 				},
 			},

@@ -283,3 +283,23 @@ func TestCLIRunLogFlags(t *testing.T) {
 		t.Fatalf("attached run with no logs: exit %d, stderr %q, %d log reads", code, errOut, logReads)
 	}
 }
+
+// TestCLIRemoveEach: the commands that act on each argument (shell.EachRef)
+// go on past a failure, print each one done, and name the operation and
+// the object of each failure; network rm printed the agent's bare message.
+func TestCLIRemoveEach(t *testing.T) {
+	f := newFakeAgent(t)
+	f.networks = []api.Network{{ID: "net1", Name: "front"}, {ID: "net2", Name: "back"}}
+	out, errOut, code := runCLI(t, f.host, "", "network", "rm", "front", "ghost", "back")
+	if code != 1 || out != "front\nback\n" || errOut != "Error: remove network ghost: no such network: ghost\n" {
+		t.Errorf("network rm: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	f.services = []*api.Service{{ID: "svc1", Name: "web"}}
+	out, errOut, code = runCLI(t, f.host, "", "service", "rm", "ghost", "web")
+	if code != 1 || out != "web\n" || errOut != "Error: remove service ghost: service not found\n" {
+		t.Errorf("service rm: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if _, errOut, code := runCLI(t, f.host, "", "volume", "rm"); code != 2 || !strings.Contains(errOut, "NAME...") {
+		t.Errorf("volume rm without a name: exit %d, stderr %q", code, errOut)
+	}
+}
