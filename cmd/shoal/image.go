@@ -55,14 +55,8 @@ func (s *commands) imageCommand() *cli.Command {
 				Usage:   "list images",
 				Flags:   []cli.Flag{shell.NoTruncFlag},
 			}, shell.Lister[api.Image]{
-				Fetch: func(r shell.ListRun) ([]api.Image, error) {
-					ims, err := r.Cl.Images(r.C.Context)
-					if err != nil {
-						return nil, fmt.Errorf("list images: %w", err)
-					}
-					return ims, nil
-				},
-				ID: imageID,
+				Fetch: shell.FetchAll("images", (*client.Client).Images),
+				ID:    imageID,
 				Table: func(w io.Writer, ims []api.Image, r shell.ListRun) error {
 					return output.RenderImages(w, ims, r.NoTrunc)
 				},

@@ -39,14 +39,8 @@ func (s *commands) networkCommand() *cli.Command {
 				Usage:   "list networks",
 				Flags:   []cli.Flag{shell.NoTruncFlag},
 			}, shell.Lister[api.Network]{
-				Fetch: func(r shell.ListRun) ([]api.Network, error) {
-					ns, err := r.Cl.Networks(r.C.Context)
-					if err != nil {
-						return nil, fmt.Errorf("list networks: %w", err)
-					}
-					return ns, nil
-				},
-				ID: networkID,
+				Fetch: shell.FetchAll("networks", (*client.Client).Networks),
+				ID:    networkID,
 				Table: func(w io.Writer, ns []api.Network, r shell.ListRun) error {
 					return renderNetworks(w, ns, r.NoTrunc)
 				},

@@ -91,14 +91,8 @@ func objectCommand[T any](s *commands, k objectKind[T], usage string) *cli.Comma
 				Usage:   "list " + k.name + "s",
 				Flags:   []cli.Flag{shell.NoTruncFlag},
 			}, shell.Lister[T]{
-				Fetch: func(r shell.ListRun) ([]T, error) {
-					xs, err := k.list(r.Cl, r.C.Context)
-					if err != nil {
-						return nil, fmt.Errorf("list %ss: %w", k.name, err)
-					}
-					return xs, nil
-				},
-				ID: id,
+				Fetch: shell.FetchAll(k.name+"s", k.list),
+				ID:    id,
 				Table: func(w io.Writer, xs []T, r shell.ListRun) error {
 					tw := output.NewTable(w)
 					fmt.Fprintln(tw, "ID\tNAME\tCREATED")

@@ -51,14 +51,8 @@ func (s *commands) volumeCommand() *cli.Command {
 				Aliases: []string{"list"},
 				Usage:   "list volumes",
 			}, shell.Lister[api.Volume]{
-				Fetch: func(r shell.ListRun) ([]api.Volume, error) {
-					vs, err := r.Cl.Volumes(r.C.Context)
-					if err != nil {
-						return nil, fmt.Errorf("list volumes: %w", err)
-					}
-					return vs, nil
-				},
-				ID: volName,
+				Fetch: shell.FetchAll("volumes", (*client.Client).Volumes),
+				ID:    volName,
 				Table: func(w io.Writer, vs []api.Volume, r shell.ListRun) error {
 					tw := output.NewTable(w)
 					fmt.Fprintln(tw, "NAME\tIN USE\tMOUNTPOINT")

@@ -303,3 +303,14 @@ func TestCLIRemoveEach(t *testing.T) {
 		t.Errorf("volume rm without a name: exit %d, stderr %q", code, errOut)
 	}
 }
+
+// TestCLIListErrors: a list the agent cannot answer says which
+// (shell.FetchAll); the fake agent has no image or volume routes.
+func TestCLIListErrors(t *testing.T) {
+	f := newFakeAgent(t)
+	for _, what := range []string{"image", "volume"} {
+		if _, errOut, code := runCLI(t, f.host, "", what, "ls"); code != 1 || !strings.HasPrefix(errOut, "Error: list "+what+"s: ") {
+			t.Errorf("%s ls: exit %d, stderr %q", what, code, errOut)
+		}
+	}
+}
