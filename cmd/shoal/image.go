@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -72,9 +71,7 @@ func (s *commands) imageCommand() *cli.Command {
 				Name:      "inspect",
 				Usage:     "show images as JSON",
 				ArgsUsage: "REF...",
-			}, "image", func(ctx context.Context, cl *client.Client, ref string) (api.Image, error) {
-				return shell.Deref(cl.Image(ctx, ref))
-			}, imageID),
+			}, "image", shell.GetOne((*client.Client).Image), imageID),
 		},
 	}
 }

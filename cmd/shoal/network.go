@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/netip"
@@ -49,9 +48,7 @@ func (s *commands) networkCommand() *cli.Command {
 				Name:      "inspect",
 				Usage:     "show networks as JSON",
 				ArgsUsage: "NETWORK...",
-			}, "network", func(ctx context.Context, cl *client.Client, ref string) (api.Network, error) {
-				return shell.Deref(cl.Network(ctx, ref))
-			}, networkID),
+			}, "network", shell.GetOne((*client.Client).Network), networkID),
 			{
 				Name:      "rm",
 				Aliases:   []string{"remove"},

@@ -61,9 +61,7 @@ func (s *commands) nodeCommand() *cli.Command {
 				Name:      "inspect",
 				Usage:     "show nodes as JSON",
 				ArgsUsage: "NODE...",
-			}, "node", func(ctx context.Context, cl *client.Client, id string) (api.Node, error) {
-				return shell.Deref(cl.Node(ctx, id))
-			}, nodeID),
+			}, "node", shell.GetOne((*client.Client).Node), nodeID),
 			{
 				Name:      "rm",
 				Aliases:   []string{"remove"},

@@ -108,9 +108,7 @@ func objectCommand[T any](s *commands, k objectKind[T], usage string) *cli.Comma
 				Name:      "inspect",
 				Usage:     "show " + k.name + "s as JSON",
 				ArgsUsage: "NAME...",
-			}, k.name, func(ctx context.Context, cl *client.Client, ref string) (T, error) {
-				return shell.Deref(k.get(cl, ctx, ref))
-			}, id),
+			}, k.name, shell.GetOne(k.get), id),
 			{
 				Name:      "rm",
 				Aliases:   []string{"remove"},

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 
@@ -70,9 +69,7 @@ func (s *commands) volumeCommand() *cli.Command {
 				Name:      "inspect",
 				Usage:     "show volumes as JSON",
 				ArgsUsage: "NAME...",
-			}, "volume", func(ctx context.Context, cl *client.Client, name string) (api.Volume, error) {
-				return shell.Deref(cl.Volume(ctx, name))
-			}, volName),
+			}, "volume", shell.GetOne((*client.Client).Volume), volName),
 			{
 				Name:      "rm",
 				Aliases:   []string{"remove"},

@@ -124,6 +124,14 @@ func Deref[T any](p *T, err error) (T, error) {
 	return *p, nil
 }
 
+// GetOne is the get of InspectCommand for a client method that answers
+// one object by reference (e.g. (*client.Client).Network).
+func GetOne[T any](get func(*client.Client, context.Context, string) (*T, error)) func(context.Context, *client.Client, string) (T, error) {
+	return func(ctx context.Context, cl *client.Client, ref string) (T, error) {
+		return Deref(get(cl, ctx, ref))
+	}
+}
+
 // TaskListCommand completes cmd (name, usage, arguments) into a task list
 // (service ps, stack ps, node ps): one table, one set of --filter keys
 // and one JSON row for all three, which differ only in which tasks fetch
