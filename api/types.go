@@ -587,6 +587,12 @@ type RunRequest struct {
 	// Networks the container joins (each must be attachable, or the
 	// default network); empty means the default network.
 	Networks []string `json:"networks,omitempty"`
+
+	// LogDriver and LogOptions are the container's logging (`shoal run
+	// --log-driver`, `--log-opt`), as ServiceSpec's: the same names, the
+	// same rules (ParseLogging), the same meaning to the node.
+	LogDriver  string            `json:"log_driver,omitempty"`
+	LogOptions map[string]string `json:"log_options,omitempty"`
 }
 
 // Image is a content-addressed image: its ID is the digest of its config.

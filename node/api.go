@@ -289,6 +289,25 @@ func (x localAgent) EnsureRunImage(ctx context.Context, ref string) error {
 	return nil
 }
 
+// TaskNode is the node another than this one that the task named name is
+// meant to run on (localapi.Agent): its hostname, else its short ID.
+func (x localAgent) TaskNode(name string) string {
+	cl, err := x.a.clusterOrErr()
+	if err != nil {
+		return ""
+	}
+	for _, t := range cl.Store.Tasks() {
+		if t.Name != name || t.DesiredState != api.TaskRunning || t.NodeID == "" || t.NodeID == x.a.id.NodeID {
+			continue
+		}
+		if n, err := cl.Store.Node(t.NodeID); err == nil && n.Hostname != "" {
+			return n.Hostname
+		}
+		return api.ShortID(t.NodeID)
+	}
+	return ""
+}
+
 // announceImage records a local image in the cluster state (best effort:
 // a node in no cluster, or a cluster without quorum, keeps it local).
 func (a *Agent) announceImage(ctx context.Context, img api.Image, source string) {

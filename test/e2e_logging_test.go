@@ -119,3 +119,51 @@ func TestServiceLogOptions(t *testing.T) {
 		t.Fatalf("log driver none left log files %v", files)
 	}
 }
+
+// TestRunLogOptions: `shoal run` takes the service's log flags: the
+// rotation reaches the supervisor, none keeps no logs (an attached run
+// still returns the exit code), and what Shoal does not implement is
+// refused by the CLI and by the agent with nothing run.
+func TestRunLogOptions(t *testing.T) {
+	c, _ := svcCluster(t, 1)
+	h := c.Host(1)
+	t.Cleanup(func() { _, _, _ = h.CLI("rm", "-f", "chatty-run", "quiet-run") })
+
+	id := strings.TrimSpace(h.MustCLI(t, "run", "-d", "--name", "chatty-run", "--log-opt", "max-size=8k", "--log-opt", "max-file=2",
+		"bb:1", "sh", "-c", "seq 1 20000; sleep 100000"))
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		out, _, err := h.CLI("logs", "--tail", "1", "chatty-run")
+		return err == nil && strings.Contains(out, "20000"), fmt.Sprintf("logs: %v %q", err, out)
+	}, "the last line in logs")
+	files, total := logFiles(t, h, id)
+	if len(files) != 2 || total > 16<<10 {
+		t.Fatalf("log files %v hold %d bytes; want 2 files and at most 16 KiB", files, total)
+	}
+
+	out, _, err := h.CLI("run", "--rm", "--log-driver", "none", "bb:1", "sh", "-c", "seq 1 1000; exit 5")
+	if exitCode(err) != 5 || out != "" {
+		t.Fatalf("attached run with log driver none: exit %d (%v), output %q", exitCode(err), err, out)
+	}
+	qid := strings.TrimSpace(h.MustCLI(t, "run", "-d", "--name", "quiet-run", "--log-driver", "none", "bb:1", "sh", "-c", "seq 1 1000; sleep 100000"))
+	_, _, err = h.CLI("logs", "quiet-run")
+	mustFail(t, err, "logs of a run with log driver none", "configured logging driver does not support reading")
+	if files, _ := logFiles(t, h, qid); len(files) != 0 {
+		t.Fatalf("log driver none left log files %v", files)
+	}
+
+	var before []api.Container
+	if err := h.JSON(&before, "ps", "-a"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = h.CLI("run", "--log-driver", "syslog", "bb:1", "true")
+	mustFail(t, err, "run --log-driver syslog", "Shoal supports json-file, local, none")
+	_, err = apiClient(t, h).RunContainer(harness.Context(t, 30*time.Second), api.RunRequest{Image: "bb:1", Command: []string{"true"},
+		LogOptions: map[string]string{"compress": "true"}})
+	if err == nil || !strings.Contains(err.Error(), `unsupported log option "compress"`) {
+		t.Fatalf("the agent ran a container with log option compress: %v", err)
+	}
+	var after []api.Container
+	if err := h.JSON(&after, "ps", "-a"); err != nil || len(after) != len(before) {
+		t.Fatalf("refused runs changed the containers: %v, %d then %d", err, len(before), len(after))
+	}
+}

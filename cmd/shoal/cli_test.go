@@ -50,6 +50,13 @@ type fakeAgent struct {
 	// container routes of ps_cli_test.go find); stopped records stops.
 	containers []api.Container
 	stopped    []string
+	// oldAgent makes the container routes find IDs, names and ID
+	// prefixes only, as agents did before they resolved task names.
+	oldAgent bool
+	// logsRead is the container of f.containers whose logs were read.
+	logsRead string
+	// requests counts the requests the agent answered, by "METHOD PATH".
+	requests map[string]int
 }
 
 func newFakeAgent(t *testing.T) *fakeAgent {
@@ -240,6 +247,17 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 		f.reply(w, api.Container{ID: "ctr1", State: "running"})
 	})
 	mux.HandleFunc("GET /v1/containers/{id}/logs", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		if f.containers != nil {
+			i := f.containerLocked(r.PathValue("id"))
+			if i < 0 {
+				f.containerNotFoundLocked(w, r.PathValue("id"))
+				f.mu.Unlock()
+				return
+			}
+			f.logsRead = f.containers[i].ID
+		}
+		f.mu.Unlock()
 		enc := json.NewEncoder(w)
 		for _, l := range f.logs {
 			_ = enc.Encode(l)
@@ -247,8 +265,17 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 	})
 	mux.HandleFunc("DELETE /v1/containers/{id}", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
+		defer f.mu.Unlock()
 		f.removed = r.PathValue("id")
-		f.mu.Unlock()
+		if f.containers != nil {
+			i := f.containerLocked(r.PathValue("id"))
+			if i < 0 {
+				f.removed = ""
+				f.containerNotFoundLocked(w, r.PathValue("id"))
+				return
+			}
+			f.removed = f.containers[i].ID
+		}
 		f.reply(w, struct{}{})
 	})
 	mux.HandleFunc("POST /v1/containers/{id}/wait", func(w http.ResponseWriter, r *http.Request) {
@@ -261,7 +288,13 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
-	srv := httptest.NewUnstartedServer(mux)
+	f.requests = map[string]int{}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		f.requests[r.Method+" "+r.URL.Path]++
+		f.mu.Unlock()
+		mux.ServeHTTP(w, r)
+	}))
 	srv.Listener = ln
 	srv.Start()
 	t.Cleanup(srv.Close)

@@ -44,7 +44,8 @@ func (s *commands) runCommand() *cli.Command {
 			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "user[:group]"},
 			&cli.StringFlag{Name: "entrypoint", Usage: "override the image's entrypoint"},
 			specflags.MountFlag(),
-		}, specflags.HealthFlags("health check command (run by /bin/sh -c)")),
+		}, specflags.HealthFlags("health check command (run by /bin/sh -c)"),
+			specflags.LogFlags()),
 		Action: s.runContainer,
 	}
 }
@@ -87,6 +88,7 @@ func buildRunRequest(c *cli.Context) (api.RunRequest, error) {
 		specflags.SetParsed(c, "pids-limit", specflags.ParsePids, &req.Limits.Pids),
 		specflags.SetParsed(c, "entrypoint", specflags.SplitWords, &req.Entrypoint),
 		specflags.ApplyHealth(c, &req.Healthcheck),
+		specflags.ApplyLogging(c, &req.LogDriver, &req.LogOptions, false),
 	)
 }
 
@@ -119,15 +121,22 @@ func (s *commands) runContainer(c *cli.Context) error {
 	}
 
 	// Stream the output while waiting; the stream normally ends when the
-	// container exits, and is cut after logDrain otherwise.
+	// container exits, and is cut after logDrain otherwise. A container
+	// with --log-driver none keeps no output to stream: the run only waits
+	// for its exit code (docker attaches apart from logging; Shoal's output
+	// is its logs).
 	logCtx, cancelLogs := context.WithCancel(ctx)
 	defer cancelLogs()
 	logsDone := make(chan error, 1)
-	go func() {
-		logsDone <- cl.ContainerLogs(logCtx, ct.ID, client.LogOptions{Follow: true}, func(l api.LogLine) error {
-			return logs.WriteLine(s.Stdout, s.Stderr, l, "", false)
-		})
-	}()
+	if req.LogDriver == api.LogDriverNone {
+		logsDone <- nil
+	} else {
+		go func() {
+			logsDone <- cl.ContainerLogs(logCtx, ct.ID, client.LogOptions{Follow: true}, func(l api.LogLine) error {
+				return logs.WriteLine(s.Stdout, s.Stderr, l, "", false)
+			})
+		}()
+	}
 	done, err := cl.WaitContainer(ctx, ct.ID)
 	if err != nil {
 		cancelLogs()
@@ -204,90 +213,46 @@ func (s *commands) logsCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			id, err := containerTarget(c.Context, cl, c.Args().First())
-			if err != nil {
-				return fmt.Errorf("logs of %s: %w", c.Args().First(), err)
-			}
-			if opts.Skip {
-				_, err := cl.Container(c.Context, id)
-				return err
-			}
-			ts := c.Bool("timestamps")
-			err = cl.ContainerLogs(c.Context, id, opts.LogOptions, func(l api.LogLine) error {
-				return logs.WriteLine(s.Stdout, s.Stderr, l, "", ts)
+			ref, ts := c.Args().First(), c.Bool("timestamps")
+			err = onContainer(c.Context, cl, ref, func(id string) error {
+				if opts.Skip {
+					_, err := cl.Container(c.Context, id)
+					return err
+				}
+				return cl.ContainerLogs(c.Context, id, opts.LogOptions, func(l api.LogLine) error {
+					return logs.WriteLine(s.Stdout, s.Stderr, l, "", ts)
+				})
 			})
-			return logs.StreamErr(c.Context, "logs of "+id, err)
+			return logs.StreamErr(c.Context, "logs of "+ref, err)
 		},
 	}
 }
 
-// containerTarget finds the container that `shoal logs`, `stop`, `rm` and
-// `inspect` act on: a container ID, name or ID prefix as the agent knows
-// it, or else a task name (web.1, shop_web.1) of a task container on this
-// node, its newest (running first), as `shoal exec web.1` takes one.
-// Before, only exec (and then logs) found web.1: `shoal stop web.1`
-// answered "no such container: web.1". The error is the agent's own
-// not-found when neither matches.
-func containerTarget(ctx context.Context, cl *client.Client, ref string) (string, error) {
-	_, err := cl.Container(ctx, ref)
-	if err == nil || !client.IsNotFound(err) {
-		return ref, err
+// onContainer runs fn, a request about one container, with ref as the
+// user gave it: the agent resolves a container ID, name or ID prefix, or a
+// task name of this node (web.1, shop_web.1: node/localapi), in the same
+// request, and says in its not-found where a task of another node runs.
+//
+// An agent older than that resolved task names only for exec and answers
+// 404 to `shoal stop web.1`: for a ref that can be a task name (task
+// names have a '.'), the CLI then finds the task's container in the
+// agent's list itself, by the agent's rule (api.TaskContainer), and runs
+// fn once more with its ID. A current agent answers that list only for a
+// name it already did not know, with the same not-found.
+func onContainer(ctx context.Context, cl *client.Client, ref string, fn func(id string) error) error {
+	err := fn(ref)
+	if err == nil || !client.IsNotFound(err) || !strings.Contains(ref, ".") {
+		return err
 	}
-	cs, lerr := cl.Containers(ctx)
+	list, lerr := cl.Containers(ctx)
 	if lerr != nil {
-		return ref, err
+		return err
 	}
-	var best *api.Container
-	for i, x := range cs {
-		// Task containers are named TASKNAME.TASKID-PREFIX.
-		rest, ok := strings.CutPrefix(x.Name, ref+".")
-		if !ok || rest == "" || strings.Contains(rest, ".") || x.TaskID == "" {
-			continue
-		}
-		if best == nil || betterTarget(x, *best) {
-			best = &cs[i]
-		}
+	ct, ok := api.TaskContainer(list, ref)
+	if !ok {
+		return err
 	}
-	if best == nil {
-		return ref, runsElsewhere(ctx, cl, ref, err)
-	}
-	return best.ID, nil
-}
-
-// runsElsewhere adds to notFound where the task named ref runs when that
-// is another node: containers are reached only through their own node's
-// agent, and "no such container: web.1" for a task that `service ps`
-// shows running left a user to guess why. Lookup failures leave notFound
-// as it is.
-func runsElsewhere(ctx context.Context, cl *client.Client, ref string, notFound error) error {
-	tasks, err := cl.Tasks(ctx, client.TaskFilter{DesiredState: api.TaskRunning})
-	if err != nil {
-		return notFound
-	}
-	st, err := cl.Status(ctx)
-	if err != nil {
-		return notFound
-	}
-	for _, t := range tasks {
-		if t.Name != ref || t.DesiredState != api.TaskRunning || t.NodeID == st.NodeID {
-			continue
-		}
-		node := t.Node
-		if node == "" {
-			node = output.ShortID(t.NodeID, false)
-		}
-		return fmt.Errorf("%w (task %s runs on node %s: run the command there)", notFound, ref, output.Sanitize(node))
-	}
-	return notFound
-}
-
-// betterTarget prefers a running container, then the newest.
-func betterTarget(x, than api.Container) bool {
-	xr, tr := x.State == api.ContainerRunning, than.State == api.ContainerRunning
-	if xr != tr {
-		return xr
-	}
-	return x.CreatedAt.After(than.CreatedAt)
+	return fn(ct.ID)
 }
 
 // stopCommand defines `shoal stop`.
@@ -298,9 +263,6 @@ func (s *commands) stopCommand() *cli.Command {
 		ArgsUsage: "CONTAINER...",
 		Flags:     []cli.Flag{&cli.StringFlag{Name: "time", Aliases: []string{"t"}, Usage: "seconds to wait before killing (default: agent's)"}},
 		Action: func(c *cli.Context) error {
-			if err := shell.NeedArgs(c, 1, -1); err != nil {
-				return err
-			}
 			timeout := time.Duration(-1)
 			if c.IsSet("time") {
 				secs, err := strconv.Atoi(c.String("time"))
@@ -309,20 +271,11 @@ func (s *commands) stopCommand() *cli.Command {
 				}
 				timeout = time.Duration(secs) * time.Second
 			}
-			cl, err := s.Client(c)
-			if err != nil {
-				return err
-			}
-			return s.EachArg(c.Args().Slice(), func(ref string) error {
-				id, err := containerTarget(c.Context, cl, ref)
-				if err == nil {
-					_, err = cl.StopContainer(c.Context, id, timeout)
-				}
-				if err != nil {
-					return fmt.Errorf("stop %s: %w", ref, err)
-				}
-				fmt.Fprintln(s.Stdout, ref)
-				return nil
+			return s.EachRef(c, "stop", func(cl *client.Client, ref string) error {
+				return onContainer(c.Context, cl, ref, func(id string) error {
+					_, err := cl.StopContainer(c.Context, id, timeout)
+					return err
+				})
 			})
 		},
 	}
@@ -336,20 +289,10 @@ func (s *commands) rmCommand() *cli.Command {
 		ArgsUsage: "CONTAINER...",
 		Flags:     []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "kill a running container first"}},
 		Action: func(c *cli.Context) error {
-			cl, err := s.Connect(c, 1, -1)
-			if err != nil {
-				return err
-			}
-			return s.EachArg(c.Args().Slice(), func(ref string) error {
-				id, err := containerTarget(c.Context, cl, ref)
-				if err == nil {
-					err = cl.RemoveContainer(c.Context, id, c.Bool("force"))
-				}
-				if err != nil {
-					return fmt.Errorf("remove %s: %w", ref, err)
-				}
-				fmt.Fprintln(s.Stdout, ref)
-				return nil
+			return s.EachRef(c, "remove", func(cl *client.Client, ref string) error {
+				return onContainer(c.Context, cl, ref, func(id string) error {
+					return cl.RemoveContainer(c.Context, id, c.Bool("force"))
+				})
 			})
 		},
 	}
@@ -363,10 +306,11 @@ func (s *commands) inspectCommand() *cli.Command {
 		Usage:     "show containers of this node as JSON (container or task name, e.g. web.1)",
 		ArgsUsage: "CONTAINER...",
 	}, "container", func(ctx context.Context, cl *client.Client, ref string) (api.Container, error) {
-		id, err := containerTarget(ctx, cl, ref)
-		if err != nil {
-			return api.Container{}, err
-		}
-		return shell.Deref(cl.Container(ctx, id))
+		var ct api.Container
+		err := onContainer(ctx, cl, ref, func(id string) (err error) {
+			ct, err = shell.Deref(cl.Container(ctx, id))
+			return err
+		})
+		return ct, err
 	}, func(ct api.Container) string { return ct.ID })
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -55,14 +54,8 @@ func (s *commands) imageCommand() *cli.Command {
 				Usage:   "list images",
 				Flags:   []cli.Flag{shell.NoTruncFlag},
 			}, shell.Lister[api.Image]{
-				Fetch: func(r shell.ListRun) ([]api.Image, error) {
-					ims, err := r.Cl.Images(r.C.Context)
-					if err != nil {
-						return nil, fmt.Errorf("list images: %w", err)
-					}
-					return ims, nil
-				},
-				ID: imageID,
+				Fetch: shell.FetchAll("images", (*client.Client).Images),
+				ID:    imageID,
 				Table: func(w io.Writer, ims []api.Image, r shell.ListRun) error {
 					return output.RenderImages(w, ims, r.NoTrunc)
 				},
@@ -78,9 +71,7 @@ func (s *commands) imageCommand() *cli.Command {
 				Name:      "inspect",
 				Usage:     "show images as JSON",
 				ArgsUsage: "REF...",
-			}, "image", func(ctx context.Context, cl *client.Client, ref string) (api.Image, error) {
-				return shell.Deref(cl.Image(ctx, ref))
-			}, imageID),
+			}, "image", shell.GetOne((*client.Client).Image), imageID),
 		},
 	}
 }

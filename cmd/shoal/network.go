@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/netip"
@@ -39,14 +38,8 @@ func (s *commands) networkCommand() *cli.Command {
 				Usage:   "list networks",
 				Flags:   []cli.Flag{shell.NoTruncFlag},
 			}, shell.Lister[api.Network]{
-				Fetch: func(r shell.ListRun) ([]api.Network, error) {
-					ns, err := r.Cl.Networks(r.C.Context)
-					if err != nil {
-						return nil, fmt.Errorf("list networks: %w", err)
-					}
-					return ns, nil
-				},
-				ID: networkID,
+				Fetch: shell.FetchAll("networks", (*client.Client).Networks),
+				ID:    networkID,
 				Table: func(w io.Writer, ns []api.Network, r shell.ListRun) error {
 					return renderNetworks(w, ns, r.NoTrunc)
 				},
@@ -55,9 +48,7 @@ func (s *commands) networkCommand() *cli.Command {
 				Name:      "inspect",
 				Usage:     "show networks as JSON",
 				ArgsUsage: "NETWORK...",
-			}, "network", func(ctx context.Context, cl *client.Client, ref string) (api.Network, error) {
-				return shell.Deref(cl.Network(ctx, ref))
-			}, networkID),
+			}, "network", shell.GetOne((*client.Client).Network), networkID),
 			{
 				Name:      "rm",
 				Aliases:   []string{"remove"},
@@ -95,16 +86,8 @@ func (s *commands) networkCreate(c *cli.Context) error {
 }
 
 func (s *commands) networkRm(c *cli.Context) error {
-	cl, err := s.Connect(c, 1, -1)
-	if err != nil {
-		return err
-	}
-	return s.EachArg(c.Args().Slice(), func(ref string) error {
-		if err := cl.RemoveNetwork(c.Context, ref); err != nil {
-			return err
-		}
-		fmt.Fprintln(s.Stdout, ref)
-		return nil
+	return s.EachRef(c, "remove network", func(cl *client.Client, ref string) error {
+		return cl.RemoveNetwork(c.Context, ref)
 	})
 }
 

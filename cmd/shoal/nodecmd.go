@@ -61,9 +61,7 @@ func (s *commands) nodeCommand() *cli.Command {
 				Name:      "inspect",
 				Usage:     "show nodes as JSON",
 				ArgsUsage: "NODE...",
-			}, "node", func(ctx context.Context, cl *client.Client, id string) (api.Node, error) {
-				return shell.Deref(cl.Node(ctx, id))
-			}, nodeID),
+			}, "node", shell.GetOne((*client.Client).Node), nodeID),
 			{
 				Name:      "rm",
 				Aliases:   []string{"remove"},
@@ -92,16 +90,8 @@ func (s *commands) nodeCommand() *cli.Command {
 func nodeID(n api.Node) string { return n.ID }
 
 func (s *commands) nodeRm(c *cli.Context) error {
-	cl, err := s.Connect(c, 1, -1)
-	if err != nil {
-		return err
-	}
-	return s.EachArg(c.Args().Slice(), func(id string) error {
-		if err := cl.RemoveNode(c.Context, id, c.Bool("force")); err != nil {
-			return fmt.Errorf("remove node %s: %w", id, err)
-		}
-		fmt.Fprintln(s.Stdout, id)
-		return nil
+	return s.EachRef(c, "remove node", func(cl *client.Client, id string) error {
+		return cl.RemoveNode(c.Context, id, c.Bool("force"))
 	})
 }
 

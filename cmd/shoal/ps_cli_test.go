@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"reflect"
 	"strings"
@@ -35,14 +36,14 @@ func (f *fakeAgent) addPsRoutes(mux *http.ServeMux) {
 			f.reply(w, f.containers[i])
 			return
 		}
-		f.fail(w, http.StatusNotFound, "no such container: "+r.PathValue("id"))
+		f.containerNotFoundLocked(w, r.PathValue("id"))
 	})
 	mux.HandleFunc("POST /v1/containers/{id}/stop", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		i := f.containerLocked(r.PathValue("id"))
 		if i < 0 {
-			f.fail(w, http.StatusNotFound, "no such container: "+r.PathValue("id"))
+			f.containerNotFoundLocked(w, r.PathValue("id"))
 			return
 		}
 		f.containers[i].State = api.ContainerExited
@@ -52,14 +53,38 @@ func (f *fakeAgent) addPsRoutes(mux *http.ServeMux) {
 }
 
 // containerLocked finds a container of f.containers by ID, name or ID
-// prefix, as the agent does (-1: none).
+// prefix, then (unless f.oldAgent) by task name, as the agent does
+// (node/localapi; -1: none).
 func (f *fakeAgent) containerLocked(ref string) int {
 	for i, c := range f.containers {
 		if c.ID == ref || c.Name == ref || strings.HasPrefix(c.ID, ref) {
 			return i
 		}
 	}
+	if f.oldAgent {
+		return -1
+	}
+	if ct, ok := api.TaskContainer(f.containers, ref); ok {
+		for i, c := range f.containers {
+			if c.ID == ct.ID {
+				return i
+			}
+		}
+	}
 	return -1
+}
+
+// containerNotFoundLocked answers 404 as the agent does, naming the node
+// a task of that name runs on when it is another (unless f.oldAgent).
+func (f *fakeAgent) containerNotFoundLocked(w http.ResponseWriter, ref string) {
+	msg := "no such container: " + ref
+	for _, t := range f.tasks {
+		if !f.oldAgent && t.Name == ref && t.DesiredState == api.TaskRunning && t.NodeID != "" && t.NodeID != f.status.NodeID {
+			msg += fmt.Sprintf(" (task %s runs on node %s: run the command there)", ref, t.Node)
+			break
+		}
+	}
+	f.fail(w, http.StatusNotFound, msg)
 }
 
 // psFixture is a stack "shop" of two services on the fake's two nodes,
@@ -318,5 +343,53 @@ func TestCLIContainerByTaskName(t *testing.T) {
 	_, errOut, code = runCLI(t, f.host, "", "inspect", "web.5")
 	if code != 1 || errOut != "Error: inspect container web.5: no such container: web.5 (task web.5 runs on node h2: run the command there)\n" {
 		t.Fatalf("inspect missing: exit %d, %q", code, errOut)
+	}
+
+	// The agent resolves the task name: inspect, stop and rm are one
+	// request each (before, inspect asked for the container twice and a
+	// task name cost a list as well).
+	for _, args := range [][]string{{"inspect", "web.1"}, {"stop", "web.1"}, {"rm", "-f", "web.1"}} {
+		f := fixture(t)
+		if _, errOut, code := runCLI(t, f.host, "", args...); code != 0 {
+			t.Fatalf("%s: exit %d, %q", args, code, errOut)
+		}
+		f.mu.Lock()
+		reqs := f.requests
+		f.mu.Unlock()
+		if len(reqs) != 1 || reqs["GET /v1/containers"] != 0 {
+			t.Errorf("%s: requests %v, want one", args, reqs)
+		}
+	}
+
+	// An agent that predates that finds no task name: the CLI looks the
+	// task up in its container list and asks again by ID.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"stop", "web.1"}, "ctrweb11111111111111"},
+		{[]string{"rm", "-f", "shop_web.1"}, "ctrshop111111111111"},
+		{[]string{"inspect", "--format", "{{.ID}}", "web.1"}, "ctrweb11111111111111"},
+	} {
+		f := fixture(t)
+		f.oldAgent = true
+		out, errOut, code := runCLI(t, f.host, "", tc.args...)
+		f.mu.Lock()
+		got := f.removed
+		if len(f.stopped) > 0 {
+			got = f.stopped[0]
+		}
+		f.mu.Unlock()
+		if tc.args[0] == "inspect" {
+			got = strings.TrimSpace(out)
+		}
+		if code != 0 || got != tc.want {
+			t.Errorf("old agent, %s: exit %d, acted on %q (want %q), stderr %q", tc.args, code, got, tc.want, errOut)
+		}
+	}
+	f = fixture(t)
+	f.oldAgent = true
+	if _, errOut, code := runCLI(t, f.host, "", "stop", "web.5"); code != 1 || errOut != "Error: stop web.5: no such container: web.5\n" {
+		t.Errorf("old agent, stop web.5: exit %d, %q", code, errOut)
 	}
 }

@@ -91,14 +91,8 @@ func objectCommand[T any](s *commands, k objectKind[T], usage string) *cli.Comma
 				Usage:   "list " + k.name + "s",
 				Flags:   []cli.Flag{shell.NoTruncFlag},
 			}, shell.Lister[T]{
-				Fetch: func(r shell.ListRun) ([]T, error) {
-					xs, err := k.list(r.Cl, r.C.Context)
-					if err != nil {
-						return nil, fmt.Errorf("list %ss: %w", k.name, err)
-					}
-					return xs, nil
-				},
-				ID: id,
+				Fetch: shell.FetchAll(k.name+"s", k.list),
+				ID:    id,
 				Table: func(w io.Writer, xs []T, r shell.ListRun) error {
 					tw := output.NewTable(w)
 					fmt.Fprintln(tw, "ID\tNAME\tCREATED")
@@ -114,25 +108,15 @@ func objectCommand[T any](s *commands, k objectKind[T], usage string) *cli.Comma
 				Name:      "inspect",
 				Usage:     "show " + k.name + "s as JSON",
 				ArgsUsage: "NAME...",
-			}, k.name, func(ctx context.Context, cl *client.Client, ref string) (T, error) {
-				return shell.Deref(k.get(cl, ctx, ref))
-			}, id),
+			}, k.name, shell.GetOne(k.get), id),
 			{
 				Name:      "rm",
 				Aliases:   []string{"remove"},
 				Usage:     "remove " + k.name + "s no service uses",
 				ArgsUsage: "NAME...",
 				Action: func(c *cli.Context) error {
-					cl, err := s.Connect(c, 1, -1)
-					if err != nil {
-						return err
-					}
-					return s.EachArg(c.Args().Slice(), func(ref string) error {
-						if err := k.remove(cl, c.Context, ref); err != nil {
-							return shell.Wrap(fmt.Sprintf("remove %s %s", k.name, ref), err)
-						}
-						fmt.Fprintln(s.Stdout, ref)
-						return nil
+					return s.EachRef(c, "remove "+k.name, func(cl *client.Client, ref string) error {
+						return k.remove(cl, c.Context, ref)
 					})
 				},
 			},

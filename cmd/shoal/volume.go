@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 
@@ -51,14 +50,8 @@ func (s *commands) volumeCommand() *cli.Command {
 				Aliases: []string{"list"},
 				Usage:   "list volumes",
 			}, shell.Lister[api.Volume]{
-				Fetch: func(r shell.ListRun) ([]api.Volume, error) {
-					vs, err := r.Cl.Volumes(r.C.Context)
-					if err != nil {
-						return nil, fmt.Errorf("list volumes: %w", err)
-					}
-					return vs, nil
-				},
-				ID: volName,
+				Fetch: shell.FetchAll("volumes", (*client.Client).Volumes),
+				ID:    volName,
 				Table: func(w io.Writer, vs []api.Volume, r shell.ListRun) error {
 					tw := output.NewTable(w)
 					fmt.Fprintln(tw, "NAME\tIN USE\tMOUNTPOINT")
@@ -76,25 +69,15 @@ func (s *commands) volumeCommand() *cli.Command {
 				Name:      "inspect",
 				Usage:     "show volumes as JSON",
 				ArgsUsage: "NAME...",
-			}, "volume", func(ctx context.Context, cl *client.Client, name string) (api.Volume, error) {
-				return shell.Deref(cl.Volume(ctx, name))
-			}, volName),
+			}, "volume", shell.GetOne((*client.Client).Volume), volName),
 			{
 				Name:      "rm",
 				Aliases:   []string{"remove"},
 				Usage:     "remove volumes and their data (refused while a container of this node uses one)",
 				ArgsUsage: "NAME...",
 				Action: func(c *cli.Context) error {
-					cl, err := s.Connect(c, 1, -1)
-					if err != nil {
-						return err
-					}
-					return s.EachArg(c.Args().Slice(), func(name string) error {
-						if err := cl.RemoveVolume(c.Context, name); err != nil {
-							return fmt.Errorf("remove volume %s: %w", name, err)
-						}
-						fmt.Fprintln(s.Stdout, name)
-						return nil
+					return s.EachRef(c, "remove volume", func(cl *client.Client, name string) error {
+						return cl.RemoveVolume(c.Context, name)
 					})
 				},
 			},

@@ -2,12 +2,8 @@ package main
 
 import (
 	"encoding/json"
-	"net"
-	"net/http"
-	"net/http/httptest"
-	"path/filepath"
+	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -206,7 +202,8 @@ func TestCLIExecTTYNeedsTerminal(t *testing.T) {
 
 // TestCLILogsTaskName: `shoal logs web.1` reads the newest running
 // container of task web.1 on this node, as `shoal exec web.1` does; a
-// name that is neither a container nor a task here is still refused.
+// name that is neither a container nor a task here is still refused. The
+// agent resolves the name; with an agent that predates that, the CLI does.
 func TestCLILogsTaskName(t *testing.T) {
 	t0 := time.Date(2024, 1, 1, 11, 0, 0, 0, time.UTC)
 	cs := []api.Container{
@@ -215,49 +212,105 @@ func TestCLILogsTaskName(t *testing.T) {
 		{ID: "c-11", Name: "web.11.cccc", TaskID: "cccc", State: "running", CreatedAt: t0.Add(time.Hour)},
 		{ID: "c-own", Name: "web.1.x.y", State: "running", CreatedAt: t0.Add(time.Hour)},
 	}
-	var mu sync.Mutex
-	var read string
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/containers", func(w http.ResponseWriter, r *http.Request) { _ = json.NewEncoder(w).Encode(cs) })
-	mux.HandleFunc("GET /v1/containers/{id}", func(w http.ResponseWriter, r *http.Request) {
-		for _, c := range cs {
-			if c.ID == r.PathValue("id") || c.Name == r.PathValue("id") {
-				_ = json.NewEncoder(w).Encode(c)
-				return
+	for _, old := range []bool{false, true} {
+		f := newFakeAgent(t)
+		f.containers, f.oldAgent = cs, old
+		for _, tc := range []struct{ ref, want string }{{"web.1", "c-run"}, {"web.1.aaaa", "c-old"}, {"web.11", "c-11"}} {
+			f.mu.Lock()
+			f.logs = []api.LogLine{{Stream: "stdout", Line: "hi from " + tc.ref}}
+			f.mu.Unlock()
+			out, errOut, code := runCLI(t, f.host, "", "logs", tc.ref)
+			f.mu.Lock()
+			got := f.logsRead
+			f.mu.Unlock()
+			if code != 0 || got != tc.want || out != "hi from "+tc.ref+"\n" {
+				t.Errorf("old agent %v: logs %s: exit %d, read %q (want %q), out %q, stderr %q", old, tc.ref, code, got, tc.want, out, errOut)
 			}
 		}
-		w.WriteHeader(http.StatusNotFound)
-		_ = json.NewEncoder(w).Encode(api.ErrorResponse{Error: "no such container: " + r.PathValue("id")})
-	})
-	mux.HandleFunc("GET /v1/containers/{id}/logs", func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		read = r.PathValue("id")
-		mu.Unlock()
-		_ = json.NewEncoder(w).Encode(api.LogLine{Stream: "stdout", Line: "hi from " + r.PathValue("id")})
-	})
-	sock := filepath.Join(t.TempDir(), "s.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(mux)
-	srv.Listener = ln
-	srv.Start()
-	t.Cleanup(srv.Close)
-	host := "unix://" + sock
-
-	for _, tc := range []struct{ ref, want string }{{"web.1", "c-run"}, {"web.1.aaaa", "web.1.aaaa"}, {"web.11", "c-11"}} {
-		out, errOut, code := runCLI(t, host, "", "logs", tc.ref)
-		mu.Lock()
-		got := read
-		mu.Unlock()
-		if code != 0 || got != tc.want || !strings.Contains(out, "hi from "+tc.want) {
-			t.Errorf("logs %s: exit %d, read %q (want %q), out %q, stderr %q", tc.ref, code, got, tc.want, out, errOut)
+		for _, ref := range []string{"web", "web.2", "web.1.x"} {
+			if _, errOut, code := runCLI(t, f.host, "", "logs", ref); code != 1 || errOut != "Error: logs of "+ref+": no such container: "+ref+"\n" {
+				t.Errorf("old agent %v: logs %s: exit %d, stderr %q", old, ref, code, errOut)
+			}
 		}
 	}
-	for _, ref := range []string{"web", "web.2", "web.1.x"} {
-		if _, errOut, code := runCLI(t, host, "", "logs", ref); code != 1 || !strings.Contains(errOut, "no such container: "+ref) {
-			t.Errorf("logs %s: exit %d, stderr %q", ref, code, errOut)
+}
+
+// TestCLIRunLogFlags: `shoal run` takes --log-driver and --log-opt as
+// `service create` does, with the same rules: bad ones are usage errors
+// and nothing reaches the agent. An attached run of a container that keeps
+// no logs waits for its exit code without asking for its logs.
+func TestCLIRunLogFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args     []string
+		driver   string
+		opts     map[string]string
+		wantCode int
+		wantErr  string
+	}{
+		{args: []string{"--log-opt", "max-size=1m", "--log-opt", "max-file=2"}, opts: map[string]string{"max-size": "1m", "max-file": "2"}},
+		{args: []string{"--log-driver", "local", "--log-opt", "max-file=5"}, driver: "local", opts: map[string]string{"max-file": "5"}},
+		{args: []string{"--log-driver", "none"}, driver: "none"},
+		{args: []string{"--log-driver", "syslog"}, wantCode: 2, wantErr: `unsupported log driver "syslog"`},
+		{args: []string{"--log-opt", "max-size=1"}, wantCode: 2, wantErr: "log option max-size 1: must be between 4k and 1g"},
+		{args: []string{"--log-opt", "compress=true"}, wantCode: 2, wantErr: `unsupported log option "compress"`},
+		{args: []string{"--log-opt", "max-size"}, wantCode: 2, wantErr: `"max-size": want KEY=VALUE`},
+		{args: []string{"--log-driver", "none", "--log-opt", "max-file=2"}, wantCode: 2, wantErr: "log driver none takes no options"},
+	} {
+		f := newFakeAgent(t)
+		args := append(append([]string{"run", "-d"}, tc.args...), "busybox", "true")
+		_, errOut, code := runCLI(t, f.host, "", args...)
+		f.mu.Lock()
+		sent := f.lastRun
+		f.mu.Unlock()
+		if tc.wantErr != "" {
+			if code != tc.wantCode || !strings.Contains(errOut, tc.wantErr) || sent.Image != "" {
+				t.Errorf("%s: exit %d, stderr %q, sent %+v; want exit %d, %q", tc.args, code, errOut, sent, tc.wantCode, tc.wantErr)
+			}
+			continue
+		}
+		if code != 0 || sent.LogDriver != tc.driver || !reflect.DeepEqual(sent.LogOptions, tc.opts) {
+			t.Errorf("%s: exit %d (%q), sent driver %q options %v; want %q %v", tc.args, code, errOut, sent.LogDriver, sent.LogOptions, tc.driver, tc.opts)
+		}
+	}
+
+	f := newFakeAgent(t)
+	f.exitCode = 4
+	_, errOut, code := runCLI(t, f.host, "", "run", "--log-driver", "none", "busybox", "sh", "-c", "exit 4")
+	f.mu.Lock()
+	logReads := f.requests["GET /v1/containers/ctr1/logs"]
+	f.mu.Unlock()
+	if code != 4 || errOut != "" || logReads != 0 {
+		t.Fatalf("attached run with no logs: exit %d, stderr %q, %d log reads", code, errOut, logReads)
+	}
+}
+
+// TestCLIRemoveEach: the commands that act on each argument (shell.EachRef)
+// go on past a failure, print each one done, and name the operation and
+// the object of each failure; network rm printed the agent's bare message.
+func TestCLIRemoveEach(t *testing.T) {
+	f := newFakeAgent(t)
+	f.networks = []api.Network{{ID: "net1", Name: "front"}, {ID: "net2", Name: "back"}}
+	out, errOut, code := runCLI(t, f.host, "", "network", "rm", "front", "ghost", "back")
+	if code != 1 || out != "front\nback\n" || errOut != "Error: remove network ghost: no such network: ghost\n" {
+		t.Errorf("network rm: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	f.services = []*api.Service{{ID: "svc1", Name: "web"}}
+	out, errOut, code = runCLI(t, f.host, "", "service", "rm", "ghost", "web")
+	if code != 1 || out != "web\n" || errOut != "Error: remove service ghost: service not found\n" {
+		t.Errorf("service rm: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if _, errOut, code := runCLI(t, f.host, "", "volume", "rm"); code != 2 || !strings.Contains(errOut, "NAME...") {
+		t.Errorf("volume rm without a name: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestCLIListErrors: a list the agent cannot answer says which
+// (shell.FetchAll); the fake agent has no image or volume routes.
+func TestCLIListErrors(t *testing.T) {
+	f := newFakeAgent(t)
+	for _, what := range []string{"image", "volume"} {
+		if _, errOut, code := runCLI(t, f.host, "", what, "ls"); code != 1 || !strings.HasPrefix(errOut, "Error: list "+what+"s: ") {
+			t.Errorf("%s ls: exit %d, stderr %q", what, code, errOut)
 		}
 	}
 }

@@ -73,32 +73,6 @@ const (
 	execStdinChunk = 4 << 10
 )
 
-// execTarget finds the container of a `shoal exec`: a container ID, name or
-// ID prefix, or a task name (web.1, web.NODEID) whose newest running
-// container is on this node.
-func (l *Routes) execTarget(ref string) (api.Container, error) {
-	c, err := l.Containers.Get(ref)
-	if err == nil || !errors.Is(err, runtime.ErrNotFound) {
-		return c, err
-	}
-	var best api.Container
-	found := false
-	for _, x := range l.Containers.List() {
-		// Task containers are named TASKNAME.TASKID-PREFIX.
-		rest, ok := strings.CutPrefix(x.Name, ref+".")
-		if !ok || rest == "" || strings.Contains(rest, ".") || x.TaskID == "" || x.State != api.ContainerRunning {
-			continue
-		}
-		if !found || x.CreatedAt.After(best.CreatedAt) {
-			best, found = x, true
-		}
-	}
-	if !found {
-		return api.Container{}, fmt.Errorf("%w on this node: %s (no container, and no running task of that name)", runtime.ErrNotFound, ref)
-	}
-	return best, nil
-}
-
 func execError(err error) error {
 	if errors.Is(err, runtime.ErrExecFailed) {
 		return &httpapi.Error{Status: http.StatusUnprocessableEntity, Msg: err.Error()}
@@ -122,7 +96,7 @@ func (l *Routes) handleExec(w http.ResponseWriter, r *http.Request, writeError f
 		writeError(w, httpapi.BadRequest("exec needs a command"))
 		return
 	}
-	c, err := l.execTarget(r.PathValue("id"))
+	c, err := l.container(r.PathValue("id"))
 	if err != nil {
 		writeError(w, ContainerError(err))
 		return

@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -64,6 +65,12 @@ type Agent interface {
 	// it, 502 when the fetch fails). An image this node has, or a node in
 	// no cluster, is left to the runtime, whose "not found" names it.
 	EnsureRunImage(ctx context.Context, ref string) error
+	// TaskNode is the node (its hostname, else its short ID) of another
+	// node that a task of this name is meant to run on, "" when there is
+	// none or this node is in no cluster: the container routes say so when
+	// they find no container, for containers are reached only through
+	// their own node's agent.
+	TaskNode(name string) string
 }
 
 // Routes are the node-local routes. Set every field before Register; they
@@ -222,6 +229,28 @@ func ContainerError(err error) error {
 	return ImageError(err)
 }
 
+// container finds the container that a container route names (ref): a
+// container ID, name or unique ID prefix, or else a task name (web.1, or
+// the full web.1.TASKID) of a task container of this node, its running one
+// or else its newest (api.TaskContainer). Every container route resolves
+// here, so `shoal exec web.1` and `shoal stop web.1` find the same
+// container in one request. When nothing matches and the task runs on
+// another node, the not-found says where: "no such container: web.1" for
+// a task that `service ps` shows running left a user to guess why.
+func (l *Routes) container(ref string) (api.Container, error) {
+	c, err := l.Containers.Get(ref)
+	if err == nil || !errors.Is(err, runtime.ErrNotFound) {
+		return c, err
+	}
+	if c, ok := api.TaskContainer(l.Containers.List(), ref); ok {
+		return c, nil
+	}
+	if node := l.Agent.TaskNode(ref); node != "" {
+		return api.Container{}, fmt.Errorf("%w (task %s runs on node %s: run the command there)", err, ref, node)
+	}
+	return api.Container{}, err
+}
+
 func (l *Routes) containerRoutes(h func(string, httpapi.HandlerFunc)) {
 	h("GET /v1/containers", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		cs := l.Containers.List()
@@ -249,6 +278,9 @@ func (l *Routes) containerRoutes(h func(string, httpapi.HandlerFunc)) {
 			Env: req.Env, Workdir: req.Workdir, User: req.User, Limits: req.Limits,
 			Remove: req.Remove, Healthcheck: req.Healthcheck, Mounts: req.Mounts,
 		}
+		if err := spec.SetLogging(req.LogDriver, req.LogOptions); err != nil {
+			return nil, httpapi.BadRequest("logging: %v", err)
+		}
 		ctx, err := l.Agent.RunNetworks(r.Context(), req.Networks)
 		if err != nil {
 			return nil, err
@@ -263,11 +295,15 @@ func (l *Routes) containerRoutes(h func(string, httpapi.HandlerFunc)) {
 		return displayContainer(c), nil
 	})
 	h("GET /v1/containers/{id}", func(w http.ResponseWriter, r *http.Request) (any, error) {
-		c, err := l.Containers.Get(r.PathValue("id"))
+		c, err := l.container(r.PathValue("id"))
 		return displayContainer(c), ContainerError(err)
 	})
 	h("POST /v1/containers/{id}/wait", func(w http.ResponseWriter, r *http.Request) (any, error) {
-		c, err := l.Containers.Wait(r.Context(), r.PathValue("id"))
+		c, err := l.container(r.PathValue("id"))
+		if err != nil {
+			return nil, ContainerError(err)
+		}
+		c, err = l.Containers.Wait(r.Context(), c.ID)
 		return displayContainer(c), ContainerError(err)
 	})
 	h("POST /v1/containers/{id}/stop", func(w http.ResponseWriter, r *http.Request) (any, error) {
@@ -286,7 +322,7 @@ func (l *Routes) containerRoutes(h func(string, httpapi.HandlerFunc)) {
 				grace = -1 // `stop -t 0`: kill at once, as Docker does
 			}
 		}
-		c, err := l.Containers.Get(r.PathValue("id"))
+		c, err := l.container(r.PathValue("id"))
 		if err != nil {
 			return nil, ContainerError(err)
 		}
@@ -298,7 +334,7 @@ func (l *Routes) containerRoutes(h func(string, httpapi.HandlerFunc)) {
 	})
 	h("DELETE /v1/containers/{id}", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		force := r.URL.Query().Get("force") == "1" || r.URL.Query().Get("force") == "true"
-		c, err := l.Containers.Get(r.PathValue("id"))
+		c, err := l.container(r.PathValue("id"))
 		if err != nil {
 			return nil, ContainerError(err)
 		}
@@ -309,7 +345,11 @@ func (l *Routes) containerRoutes(h func(string, httpapi.HandlerFunc)) {
 		if err != nil {
 			return nil, err
 		}
-		ch, err := l.Containers.Logs(r.Context(), r.PathValue("id"), opts)
+		c, err := l.container(r.PathValue("id"))
+		if err != nil {
+			return nil, ContainerError(err)
+		}
+		ch, err := l.Containers.Logs(r.Context(), c.ID, opts)
 		if err != nil {
 			return nil, ContainerError(err)
 		}

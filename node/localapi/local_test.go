@@ -1,9 +1,20 @@
 package localapi
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/httpapi"
+	"github.com/shoal-org/shoal/runtime"
 )
 
 func TestDisplayContainerHealth(t *testing.T) {
@@ -17,6 +28,148 @@ func TestDisplayContainerHealth(t *testing.T) {
 		got := displayContainer(api.Container{State: tc.state, Health: tc.health}).Health
 		if got != tc.want {
 			t.Errorf("%s container with health %q shows %q, want %q", tc.state, tc.health, got, tc.want)
+		}
+	}
+}
+
+// fakeContainers is a runtime of fixed containers: Get by ID, name or
+// unique ID prefix, as runtime.Runtime finds them.
+type fakeContainers struct {
+	Containers // nil: the routes under test call List and Get only
+	list       []api.Container
+}
+
+func (f fakeContainers) List() []api.Container { return f.list }
+
+func (f fakeContainers) Get(ref string) (api.Container, error) {
+	var found []api.Container
+	for _, c := range f.list {
+		if c.ID == ref || c.Name == ref {
+			return c, nil
+		}
+		if ref != "" && strings.HasPrefix(c.ID, ref) {
+			found = append(found, c)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return api.Container{}, fmt.Errorf("%w: %s", runtime.ErrNotFound, ref)
+	case 1:
+		return found[0], nil
+	}
+	return api.Container{}, fmt.Errorf("%w: %s", runtime.ErrAmbiguous, ref)
+}
+
+// fakeAgent knows tasks of other nodes by name (TaskNode).
+type fakeAgent struct {
+	Agent
+	elsewhere map[string]string
+}
+
+func (f fakeAgent) TaskNode(name string) string { return f.elsewhere[name] }
+
+// TestContainerLookup: every container route resolves its reference in
+// Routes.container: a container ID, name or ID prefix first, then a task
+// name of this node (its running container, else its newest), and a task
+// of another node is named in the not-found.
+func TestContainerLookup(t *testing.T) {
+	at := time.Date(2024, 1, 1, 11, 0, 0, 0, time.UTC)
+	l := &Routes{
+		Containers: fakeContainers{list: []api.Container{
+			{ID: "ctrold1111", Name: "web.1.oldtask", TaskID: "oldtask", State: api.ContainerExited, CreatedAt: at},
+			{ID: "ctrweb1111", Name: "web.1.newtask", TaskID: "newtask", State: api.ContainerRunning, CreatedAt: at.Add(-time.Hour)},
+			{ID: "ctrshop111", Name: "shop_web.1.abc", TaskID: "abc", State: api.ContainerExited, CreatedAt: at},
+			{ID: "ctrplain11", Name: "web.2.x", State: api.ContainerRunning, CreatedAt: at},
+		}},
+		Agent: fakeAgent{elsewhere: map[string]string{"web.5": "h2"}},
+	}
+	for _, tc := range []struct {
+		ref, want, wantErr string
+		is                 error
+	}{
+		{ref: "ctrweb1111", want: "ctrweb1111"},
+		{ref: "ctrshop", want: "ctrshop111"},
+		{ref: "web.1.oldtask", want: "ctrold1111"},
+		{ref: "web.1", want: "ctrweb1111"},
+		{ref: "shop_web.1", want: "ctrshop111"},
+		{ref: "ctr", wantErr: "ambiguous container ID prefix: ctr", is: runtime.ErrAmbiguous},
+		{ref: "web.2", wantErr: "no such container: web.2", is: runtime.ErrNotFound},
+		{ref: "web.3", wantErr: "no such container: web.3", is: runtime.ErrNotFound},
+		{ref: "web.5", wantErr: "no such container: web.5 (task web.5 runs on node h2: run the command there)", is: runtime.ErrNotFound},
+	} {
+		c, err := l.container(tc.ref)
+		if tc.wantErr != "" {
+			if err == nil || err.Error() != tc.wantErr || !errors.Is(err, tc.is) {
+				t.Errorf("%s: %v, want %q", tc.ref, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || c.ID != tc.want {
+			t.Errorf("%s: %q, %v; want %q", tc.ref, c.ID, err, tc.want)
+		}
+	}
+}
+
+// runContainers records the spec of the one container it runs.
+type runContainers struct {
+	fakeContainers
+	ran *runtime.Spec
+}
+
+func (f runContainers) RunContainer(ctx context.Context, spec runtime.Spec) (api.Container, error) {
+	*f.ran = spec
+	return api.Container{ID: "ctr1", Name: spec.Name, State: api.ContainerRunning}, nil
+}
+
+// runAgent lets every `shoal run` through: no networks, the image here.
+type runAgent struct{ Agent }
+
+func (runAgent) RunNetworks(ctx context.Context, names []string) (context.Context, error) {
+	return ctx, nil
+}
+
+func (runAgent) EnsureRunImage(ctx context.Context, ref string) error { return nil }
+
+// TestRunLogging: the log driver and options of `shoal run` become the
+// container's log rotation (or no log) as a service's do; bad ones are a
+// 400 and no container is run.
+func TestRunLogging(t *testing.T) {
+	for _, tc := range []struct {
+		driver      string
+		opts        map[string]string
+		status      int
+		size        int64
+		files       int
+		none        bool
+		errContains string
+	}{
+		{status: 200},
+		{driver: "json-file", opts: map[string]string{"max-size": "1m", "max-file": "2"}, status: 200, size: 1 << 20, files: 2},
+		{driver: "local", opts: map[string]string{"max-file": "7"}, status: 200, files: 7},
+		{driver: "none", status: 200, none: true},
+		{driver: "syslog", status: 400, errContains: "logging: unsupported log driver"},
+		{opts: map[string]string{"max-size": "1"}, status: 400, errContains: "logging: log option max-size 1: must be between 4k and 1g"},
+		{driver: "none", opts: map[string]string{"max-file": "2"}, status: 400, errContains: "log driver none takes no options"},
+	} {
+		var ran runtime.Spec
+		l := &Routes{Containers: runContainers{ran: &ran}, Agent: runAgent{}}
+		rt := httpapi.NewRouter(httpapi.Errors{})
+		l.Register(rt)
+		body, _ := json.Marshal(api.RunRequest{Image: "busybox", LogDriver: tc.driver, LogOptions: tc.opts})
+		w := httptest.NewRecorder()
+		rt.Mux().ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/containers", bytes.NewReader(body)))
+		if w.Code != tc.status || !strings.Contains(w.Body.String(), tc.errContains) {
+			t.Errorf("%q %v: %d %s, want %d %q", tc.driver, tc.opts, w.Code, w.Body, tc.status, tc.errContains)
+			continue
+		}
+		if tc.status != 200 {
+			if ran.Image != "" {
+				t.Errorf("%q %v: refused, yet ran %+v", tc.driver, tc.opts, ran)
+			}
+			continue
+		}
+		if ran.Image != "busybox" || ran.LogMaxSize != tc.size || ran.LogMaxFiles != tc.files || ran.LogNone != tc.none {
+			t.Errorf("%q %v: ran size %d files %d none %v, want %d %d %v", tc.driver, tc.opts, ran.LogMaxSize, ran.LogMaxFiles, ran.LogNone, tc.size, tc.files, tc.none)
 		}
 	}
 }

@@ -315,23 +315,9 @@ func (r *Reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 			}
 			r.queue(st)
 		case taskplan.Start:
-			if !r.claim(r.starting, act.Task.ID) {
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer r.release(r.starting, act.Task.ID)
-				r.start(ctx, act.Task)
-			}()
+			r.goClaimed(wg, r.starting, act.Task.ID, func() { r.start(ctx, act.Task) })
 		case taskplan.Stop:
-			if !r.claim(r.stopping, act.Container.ID) {
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer r.release(r.stopping, act.Container.ID)
+			r.goClaimed(wg, r.stopping, act.Container.ID, func() {
 				grace := act.Task.Spec.StopGracePeriod
 				if grace <= 0 {
 					grace = 10 * time.Second
@@ -340,18 +326,12 @@ func (r *Reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 					r.log.Warn("stop task container", "task", act.Task.Name, "err", err)
 				}
 				r.signal()
-			}()
+			})
 		case taskplan.Remove:
 			if act.Task != nil && r.busy(r.starting, act.Task.ID) {
 				continue
 			}
-			if !r.claim(r.stopping, act.Container.ID) {
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer r.release(r.stopping, act.Container.ID)
+			r.goClaimed(wg, r.stopping, act.Container.ID, func() {
 				// The decision was made on a snapshot: a container listed as
 				// created may be running by now. Force (SIGKILL) only when
 				// its task is gone; a leftover of a known task is removed
@@ -360,7 +340,7 @@ func (r *Reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 				if err := r.cfg.Runtime.Remove(ctx, act.Container.ID, force); err != nil && !errors.Is(err, runtime.ErrRunning) {
 					r.log.Warn("remove container", "container", api.ShortID(act.Container.ID), "err", err)
 				}
-			}()
+			})
 		}
 	}
 	r.gcFinished(ctx, tasks)
@@ -460,6 +440,21 @@ func (r *Reconciler) claim(m map[string]bool, id string) bool {
 	}
 	m[id] = true
 	return true
+}
+
+// goClaimed runs do on a goroutine of wg with id claimed in m (starting
+// or stopping) until it returns; while an earlier one holds id it does
+// nothing, and the next pass decides again.
+func (r *Reconciler) goClaimed(wg *sync.WaitGroup, m map[string]bool, id string, do func()) {
+	if !r.claim(m, id) {
+		return
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer r.release(m, id)
+		do()
+	}()
 }
 
 func (r *Reconciler) busy(m map[string]bool, id string) bool {
@@ -571,11 +566,9 @@ func containerSpec(t *api.Task, files []ocispec.FileMount) (runtime.Spec, error)
 		StopSignal:  t.Spec.StopSignal,
 		ExtraHosts:  t.Spec.ExtraHosts,
 	}
-	logs, err := api.ParseLogging(t.Spec.LogDriver, t.Spec.LogOptions)
-	if err != nil {
+	if err := spec.SetLogging(t.Spec.LogDriver, t.Spec.LogOptions); err != nil {
 		return runtime.Spec{}, fmt.Errorf("logging: %w", err)
 	}
-	spec.LogMaxSize, spec.LogMaxFiles, spec.LogNone = logs.MaxSize, logs.MaxFiles, logs.Disabled
 	return spec, nil
 }
 

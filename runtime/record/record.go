@@ -106,6 +106,19 @@ type Record struct {
 	EtcTmpfs bool `json:"etc_tmpfs,omitempty"`
 }
 
+// SetLogging sets LogMaxSize, LogMaxFiles and LogNone from a log driver
+// and its options (api.ParseLogging, whose error it returns, changing
+// nothing): the one translation of a service's and a `shoal run`
+// container's logging into what the node keeps.
+func (s *Spec) SetLogging(driver string, opts map[string]string) error {
+	l, err := api.ParseLogging(driver, opts)
+	if err != nil {
+		return err
+	}
+	s.LogMaxSize, s.LogMaxFiles, s.LogNone = l.MaxSize, l.MaxFiles, l.Disabled
+	return nil
+}
+
 // API is the container of rec as the API shows it, with its health status
 // (kept in memory, not in the record).
 func (rec *Record) API(health string) api.Container {

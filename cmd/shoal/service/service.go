@@ -292,16 +292,8 @@ func (s *commands) rollback(c *cli.Context, cl *client.Client, id string) error 
 }
 
 func (s *commands) serviceRm(c *cli.Context) error {
-	cl, err := s.Connect(c, 1, -1)
-	if err != nil {
-		return err
-	}
-	return s.EachArg(c.Args().Slice(), func(id string) error {
-		if err := cl.RemoveService(c.Context, id); err != nil {
-			return fmt.Errorf("remove service %s: %w", id, err)
-		}
-		fmt.Fprintln(s.Stdout, id)
-		return nil
+	return s.EachRef(c, "remove service", func(cl *client.Client, id string) error {
+		return cl.RemoveService(c.Context, id)
 	})
 }
 

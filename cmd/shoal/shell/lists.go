@@ -39,6 +39,19 @@ type Lister[T any] struct {
 	Table func(w io.Writer, items []T, r ListRun) error
 }
 
+// FetchAll is the Fetch of a list of everything of a kind: get is the
+// client's list method (e.g. (*client.Client).Images), and its error says
+// "list WHAT: ...".
+func FetchAll[T any](what string, get func(*client.Client, context.Context) ([]T, error)) func(ListRun) ([]T, error) {
+	return func(r ListRun) ([]T, error) {
+		items, err := get(r.Cl, r.C.Context)
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", what, err)
+		}
+		return items, nil
+	}
+}
+
 // ListCommand completes cmd (name, usage and its own flags) into a list
 // command: the output flags come first, then cmd's flags.
 func ListCommand[T any](s *Shell, cmd *cli.Command, l Lister[T]) *cli.Command {
@@ -109,6 +122,14 @@ func Deref[T any](p *T, err error) (T, error) {
 		return zero, err
 	}
 	return *p, nil
+}
+
+// GetOne is the get of InspectCommand for a client method that answers
+// one object by reference (e.g. (*client.Client).Network).
+func GetOne[T any](get func(*client.Client, context.Context, string) (*T, error)) func(context.Context, *client.Client, string) (T, error) {
+	return func(ctx context.Context, cl *client.Client, ref string) (T, error) {
+		return Deref(get(cl, ctx, ref))
+	}
 }
 
 // TaskListCommand completes cmd (name, usage, arguments) into a task list

@@ -165,6 +165,25 @@ func (s *Shell) EachArg(args []string, do func(arg string) error) error {
 	return QuietFailure(failed)
 }
 
+// EachRef is the action of a command that acts on each of its one or
+// more arguments (rm, stop): it connects, runs do for each argument in
+// turn, prints the argument when do succeeds (as docker's rm and stop do)
+// and, when it fails, the error with what and the argument before it
+// (Wrap: "remove volume db: ..."), going on with the next (EachArg).
+func (s *Shell) EachRef(c *cli.Context, what string, do func(cl *client.Client, ref string) error) error {
+	cl, err := s.Connect(c, 1, -1)
+	if err != nil {
+		return err
+	}
+	return s.EachArg(c.Args().Slice(), func(ref string) error {
+		if err := do(cl, ref); err != nil {
+			return Wrap(what+" "+ref, err)
+		}
+		fmt.Fprintln(s.Stdout, ref)
+		return nil
+	})
+}
+
 // QuietFailure turns an error already printed (by a command acting on
 // several arguments) into exit code 1 without printing it again.
 func QuietFailure(err error) error {

@@ -1,7 +1,7 @@
 package specflags
 
-// The logging flags of `service create` and `service update`, docker's
-// --log-driver and --log-opt. Compose maps logging.driver and
+// The logging flags of `service create`, `service update` and `run`,
+// docker's --log-driver and --log-opt. Compose maps logging.driver and
 // logging.options onto the same spec fields (cmd/shoal/compose). The
 // rules are api.ParseLogging's, which the leader checks again.
 
@@ -29,9 +29,18 @@ func logFlags(update bool) []cli.Flag {
 	}
 }
 
-// applyLogging sets the logging the user gave. On update a new driver
-// starts from no options, and --log-opt changes only the keys it names.
-func applyLogging(c *cli.Context, spec *api.ServiceSpec, update bool) error {
+// LogFlags are the logging flags of `shoal run`, the create form of the
+// service flags (ApplyLogging reads them).
+func LogFlags() []cli.Flag {
+	flags := logFlags(false)
+	helpDefaults(flags, false)
+	return flags
+}
+
+// ApplyLogging sets the logging the user gave to a service spec's or a
+// run request's LogDriver and LogOptions. On update a new driver starts
+// from no options, and --log-opt changes only the keys it names.
+func ApplyLogging(c *cli.Context, driver *string, options *map[string]string, update bool) error {
 	if !c.IsSet("log-driver") && !c.IsSet("log-opt") {
 		return nil
 	}
@@ -40,17 +49,17 @@ func applyLogging(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 		if _, err := api.ParseLogging(d, nil); err != nil {
 			return SpecError("log-driver", err)
 		}
-		spec.LogDriver = d
-		spec.LogOptions = nil
+		*driver = d
+		*options = nil
 	}
-	opts, err := SetLogOptions(spec.LogOptions, c.StringSlice("log-opt"), update)
+	opts, err := SetLogOptions(*options, c.StringSlice("log-opt"), update)
 	if err != nil {
 		return SpecError("log-opt", err)
 	}
-	spec.LogOptions = opts
-	if _, err := api.ParseLogging(spec.LogDriver, spec.LogOptions); err != nil {
+	if _, err := api.ParseLogging(*driver, opts); err != nil {
 		return SpecError("log-opt", err)
 	}
+	*options = opts
 	return nil
 }
 

@@ -267,7 +267,7 @@ func Apply(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 	if err := applyPlacement(c, spec, update); err != nil {
 		return err
 	}
-	if err := applyLogging(c, spec, update); err != nil {
+	if err := ApplyLogging(c, &spec.LogDriver, &spec.LogOptions, update); err != nil {
 		return err
 	}
 	return ApplyRegistryAuth(c, spec) // after --image
