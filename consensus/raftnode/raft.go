@@ -284,12 +284,13 @@ type Raft struct {
 	nudgeStop chan struct{}
 	nudgeDone chan struct{}
 
-	// confMu orders membership changes and the reads of the configuration
-	// that set the transport's non-voters, so that a refresh never brings
-	// back a peer a promotion has just taken out. leaderObs receives raft's
-	// leader observations (observer) for nonvoterLoop; leaderDone says it
-	// has ended.
+	// confMu guards promotions (the servers AddVoter is promoting, left
+	// out of the transport's non-voters) and orders the refreshes of that
+	// set; it is never held across a wait for raft. leaderObs receives
+	// raft's leader observations (observer) for nonvoterLoop; leaderDone
+	// says it has ended.
 	confMu     sync.Mutex
+	promotions map[raft.ServerID]int
 	leaderObs  chan raft.Observation
 	observer   *raft.Observer
 	leaderDone chan struct{}
@@ -445,7 +446,7 @@ func newRaft(cfg Config, store *consensus.Store, logger hclog.Logger, st storage
 	rr := &Raft{cfg: cfg, raft: r, fsm: machine, store: store, trans: trans,
 		logs: st.logs, stab: st.stable, snaps: st.snaps, gate: st.gate, closers: st.closers, cut: cut, thin: thin,
 		nudgeCh: make(chan struct{}, 1), nudgeStop: make(chan struct{}), nudgeDone: make(chan struct{}),
-		leaderDone: make(chan struct{})}
+		leaderDone: make(chan struct{}), promotions: map[raft.ServerID]int{}}
 	go rr.nudgeLoop()
 	if thin != nil {
 		rr.leaderObs = make(chan raft.Observation, 8)
@@ -480,22 +481,19 @@ func (r *Raft) nonvoterLoop() {
 }
 
 // refreshNonvoters sets the transport's non-voters from raft's latest
-// configuration while this node leads, and to none otherwise (a peer not
-// listed is treated as a voter: the safe default).
+// configuration (which includes changes not yet committed) while this node
+// leads, and to none otherwise (a peer not listed is treated as a voter:
+// the safe default). A server being promoted is left out: the
+// configuration may not show its promotion yet.
 func (r *Raft) refreshNonvoters() {
 	if r.thin == nil {
 		return
 	}
+	// Held from the read to the set, so an older read never overwrites a
+	// newer one; both are quick (raft keeps the latest configuration in
+	// memory).
 	r.confMu.Lock()
 	defer r.confMu.Unlock()
-	r.refreshNonvotersLocked()
-}
-
-// refreshNonvotersLocked is refreshNonvoters with r.confMu held.
-func (r *Raft) refreshNonvotersLocked() {
-	if r.thin == nil {
-		return
-	}
 	var ids []raft.ServerID
 	if r.raft.State() == raft.Leader {
 		f := r.raft.GetConfiguration()
@@ -504,12 +502,34 @@ func (r *Raft) refreshNonvotersLocked() {
 			return
 		}
 		for _, s := range f.Configuration().Servers {
-			if s.Suffrage != raft.Voter && s.ID != raft.ServerID(r.cfg.NodeID) {
+			if s.Suffrage != raft.Voter && s.ID != raft.ServerID(r.cfg.NodeID) && r.promotions[s.ID] == 0 {
 				ids = append(ids, s.ID)
 			}
 		}
 	}
 	r.thin.setNonvoters(ids)
+}
+
+// promoting marks id as being promoted (on) and takes it out of the
+// transport's non-voters at once, so the held call to it goes out before
+// raft is asked; off ends the mark and refreshes the set from the
+// configuration (the promotion may have failed). Calls nest.
+func (r *Raft) promoting(id raft.ServerID, on bool) {
+	if r.thin == nil {
+		return
+	}
+	r.confMu.Lock()
+	if on {
+		r.promotions[id]++
+		r.thin.setVoter(id)
+		r.confMu.Unlock()
+		return
+	}
+	if r.promotions[id]--; r.promotions[id] <= 0 {
+		delete(r.promotions, id)
+	}
+	r.confMu.Unlock()
+	r.refreshNonvoters()
 }
 
 // nudgeLoop tells followers the commit index soon after a write commits.
@@ -757,9 +777,7 @@ func (r *Raft) Barrier(ctx context.Context) error {
 // AddNonvoter adds (or keeps) a server that receives the log without voting.
 // Leader only.
 func (r *Raft) AddNonvoter(ctx context.Context, id, addr string) error {
-	r.confMu.Lock()
-	defer r.confMu.Unlock()
-	defer r.refreshNonvotersLocked()
+	defer r.refreshNonvoters()
 	if err := r.wait(ctx, r.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, r.timeout(ctx))); err != nil {
 		return fmt.Errorf("add raft nonvoter %s (%s): %w", id, addr, err)
 	}
@@ -771,12 +789,8 @@ func (r *Raft) AddNonvoter(ctx context.Context, id, addr string) error {
 // raft is asked (heartbeat.go): from the new configuration on, the lease
 // counts its answers.
 func (r *Raft) AddVoter(ctx context.Context, id, addr string) error {
-	r.confMu.Lock()
-	defer r.confMu.Unlock()
-	defer r.refreshNonvotersLocked()
-	if r.thin != nil {
-		r.thin.setVoter(raft.ServerID(id))
-	}
+	r.promoting(raft.ServerID(id), true)
+	defer r.promoting(raft.ServerID(id), false)
 	if err := r.wait(ctx, r.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, r.timeout(ctx))); err != nil {
 		return fmt.Errorf("add raft voter %s (%s): %w", id, addr, err)
 	}
@@ -785,9 +799,7 @@ func (r *Raft) AddVoter(ctx context.Context, id, addr string) error {
 
 // DemoteVoter turns a voter into a nonvoter. Leader only.
 func (r *Raft) DemoteVoter(ctx context.Context, id string) error {
-	r.confMu.Lock()
-	defer r.confMu.Unlock()
-	defer r.refreshNonvotersLocked()
+	defer r.refreshNonvoters()
 	if err := r.wait(ctx, r.raft.DemoteVoter(raft.ServerID(id), 0, r.timeout(ctx))); err != nil {
 		return fmt.Errorf("demote raft voter %s: %w", id, err)
 	}
@@ -796,9 +808,7 @@ func (r *Raft) DemoteVoter(ctx context.Context, id string) error {
 
 // RemoveServer removes a server from the configuration. Leader only.
 func (r *Raft) RemoveServer(ctx context.Context, id string) error {
-	r.confMu.Lock()
-	defer r.confMu.Unlock()
-	defer r.refreshNonvotersLocked()
+	defer r.refreshNonvoters()
 	if err := r.wait(ctx, r.raft.RemoveServer(raft.ServerID(id), 0, r.timeout(ctx))); err != nil {
 		return fmt.Errorf("remove raft server %s: %w", id, err)
 	}
