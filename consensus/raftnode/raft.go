@@ -14,6 +14,7 @@ package raftnode
 // the mutual-TLS cluster port.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -78,6 +79,8 @@ type Config struct {
 	// heartbeatObserve, when set (tests), sees every heartbeat the
 	// thinning transport handles (thinTransport.observe).
 	heartbeatObserve func(id raft.ServerID, at time.Time, cached bool, err error)
+	// nonvoterHold, when set (tests), replaces nonvoterInterval.
+	nonvoterHold time.Duration
 }
 
 // Timing is how raft finds a dead leader and how often a leader proves it
@@ -101,6 +104,28 @@ type Timing struct {
 	// LeaderLeaseTimeout is how long a leader keeps leading without a
 	// quorum's answers; it is also the short timeout ExpediteElection sets.
 	LeaderLeaseTimeout time.Duration
+}
+
+// nonvoterInterval is the time between two real heartbeats to a
+// non-voter; the calls raft makes in between are held (heartbeat.go).
+//
+// Why not longer: a non-voter cannot cost a leader its lease or start an
+// election, but it still forgets the leader after HeartbeatTimeout of
+// silence (raft's runFollower clears it before declining to campaign): it
+// would then forward no write, count as not synced (its reconciler
+// waits) and ask for a quick election (ExpediteElection). And the leader's
+// second opinion on a node gossip calls dead (Raft.HeardFrom, node's
+// HeardWindow: HeartbeatInterval plus one raft tick) must still find an
+// answer that recent. Interval plus half a tick (400 ms under
+// DefaultTiming, 1.2 s under QuietTiming) keeps every silence within what
+// voters already see (interval plus up to a whole tick), so none of those
+// readers changes; what it saves is the leader's wake-ups between real
+// heartbeats (5–10 a second per follower, now one).
+func (t Timing) nonvoterInterval() time.Duration {
+	if t.HeartbeatInterval <= 0 {
+		return 0
+	}
+	return t.HeartbeatInterval + t.HeartbeatTimeout/10
 }
 
 // DefaultTiming: a follower suspects the leader after 1–2 s of silence and
@@ -259,6 +284,17 @@ type Raft struct {
 	nudgeStop chan struct{}
 	nudgeDone chan struct{}
 
+	// confMu guards promotions (the servers AddVoter is promoting, left
+	// out of the transport's non-voters) and orders the refreshes of that
+	// set; it is never held across a wait for raft. leaderObs receives
+	// raft's leader observations (observer) for nonvoterLoop; leaderDone
+	// says it has ended.
+	confMu     sync.Mutex
+	promotions map[raft.ServerID]int
+	leaderObs  chan raft.Observation
+	observer   *raft.Observer
+	leaderDone chan struct{}
+
 	shutdownOnce sync.Once
 	shutdownErr  error
 }
@@ -372,6 +408,7 @@ func newRaft(cfg Config, store *consensus.Store, logger hclog.Logger, st storage
 	var thin *thinTransport
 	if _, preVote := trans.(raft.WithPreVote); preVote && cfg.HeartbeatInterval > 0 {
 		thin = newThinTransport(trans, cfg.HeartbeatInterval)
+		thin.slow = cmp.Or(cfg.nonvoterHold, cfg.nonvoterInterval())
 		thin.observe = cfg.heartbeatObserve
 		trans = thin
 	}
@@ -408,9 +445,91 @@ func newRaft(cfg Config, store *consensus.Store, logger hclog.Logger, st storage
 	}
 	rr := &Raft{cfg: cfg, raft: r, fsm: machine, store: store, trans: trans,
 		logs: st.logs, stab: st.stable, snaps: st.snaps, gate: st.gate, closers: st.closers, cut: cut, thin: thin,
-		nudgeCh: make(chan struct{}, 1), nudgeStop: make(chan struct{}), nudgeDone: make(chan struct{})}
+		nudgeCh: make(chan struct{}, 1), nudgeStop: make(chan struct{}), nudgeDone: make(chan struct{}),
+		leaderDone: make(chan struct{}), promotions: map[raft.ServerID]int{}}
 	go rr.nudgeLoop()
+	if thin != nil {
+		rr.leaderObs = make(chan raft.Observation, 8)
+		rr.observer = raft.NewObserver(rr.leaderObs, false, func(o *raft.Observation) bool {
+			_, ok := o.Data.(raft.LeaderObservation)
+			return ok
+		})
+		r.RegisterObserver(rr.observer)
+		go rr.nonvoterLoop()
+	} else {
+		close(rr.leaderDone)
+	}
 	return rr, nil
+}
+
+// nonvoterLoop keeps the transport's non-voters (the peers whose
+// heartbeats it holds, heartbeat.go) in step with leadership: read from
+// the configuration when this node becomes leader, none while it is not.
+// Membership changes update them as they are made (setNonvoters).
+// Observations may be dropped when the channel is full; each one re-reads
+// the state, so the last one counts.
+func (r *Raft) nonvoterLoop() {
+	defer close(r.leaderDone)
+	for {
+		select {
+		case <-r.nudgeStop:
+			return
+		case <-r.leaderObs:
+		}
+		r.refreshNonvoters()
+	}
+}
+
+// refreshNonvoters sets the transport's non-voters from raft's latest
+// configuration (which includes changes not yet committed) while this node
+// leads, and to none otherwise (a peer not listed is treated as a voter:
+// the safe default). A server being promoted is left out: the
+// configuration may not show its promotion yet.
+func (r *Raft) refreshNonvoters() {
+	if r.thin == nil {
+		return
+	}
+	// Held from the read to the set, so an older read never overwrites a
+	// newer one; both are quick (raft keeps the latest configuration in
+	// memory).
+	r.confMu.Lock()
+	defer r.confMu.Unlock()
+	var ids []raft.ServerID
+	if r.raft.State() == raft.Leader {
+		f := r.raft.GetConfiguration()
+		if f.Error() != nil {
+			r.thin.setNonvoters(nil)
+			return
+		}
+		for _, s := range f.Configuration().Servers {
+			if s.Suffrage != raft.Voter && s.ID != raft.ServerID(r.cfg.NodeID) && r.promotions[s.ID] == 0 {
+				ids = append(ids, s.ID)
+			}
+		}
+	}
+	r.thin.setNonvoters(ids)
+}
+
+// promoting marks id as being promoted (on) and takes it out of the
+// transport's non-voters at once, so the held call to it goes out before
+// raft is asked; off ends the mark and refreshes the set from the
+// configuration (the promotion may have failed). Calls nest.
+func (r *Raft) promoting(id raft.ServerID, on bool) {
+	if r.thin == nil {
+		return
+	}
+	r.confMu.Lock()
+	if on {
+		r.promotions[id]++
+		r.thin.setVoter(id)
+		r.confMu.Unlock()
+		return
+	}
+	if r.promotions[id]--; r.promotions[id] <= 0 {
+		delete(r.promotions, id)
+	}
+	r.confMu.Unlock()
+	r.refreshNonvoters()
 }
 
 // nudgeLoop tells followers the commit index soon after a write commits.
@@ -658,6 +777,7 @@ func (r *Raft) Barrier(ctx context.Context) error {
 // AddNonvoter adds (or keeps) a server that receives the log without voting.
 // Leader only.
 func (r *Raft) AddNonvoter(ctx context.Context, id, addr string) error {
+	defer r.refreshNonvoters()
 	if err := r.wait(ctx, r.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, r.timeout(ctx))); err != nil {
 		return fmt.Errorf("add raft nonvoter %s (%s): %w", id, addr, err)
 	}
@@ -665,8 +785,12 @@ func (r *Raft) AddNonvoter(ctx context.Context, id, addr string) error {
 }
 
 // AddVoter adds a server as a voter or promotes an existing nonvoter.
-// Leader only.
+// Leader only. The transport stops holding the server's heartbeats before
+// raft is asked (heartbeat.go): from the new configuration on, the lease
+// counts its answers.
 func (r *Raft) AddVoter(ctx context.Context, id, addr string) error {
+	r.promoting(raft.ServerID(id), true)
+	defer r.promoting(raft.ServerID(id), false)
 	if err := r.wait(ctx, r.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, r.timeout(ctx))); err != nil {
 		return fmt.Errorf("add raft voter %s (%s): %w", id, addr, err)
 	}
@@ -675,6 +799,7 @@ func (r *Raft) AddVoter(ctx context.Context, id, addr string) error {
 
 // DemoteVoter turns a voter into a nonvoter. Leader only.
 func (r *Raft) DemoteVoter(ctx context.Context, id string) error {
+	defer r.refreshNonvoters()
 	if err := r.wait(ctx, r.raft.DemoteVoter(raft.ServerID(id), 0, r.timeout(ctx))); err != nil {
 		return fmt.Errorf("demote raft voter %s: %w", id, err)
 	}
@@ -683,6 +808,7 @@ func (r *Raft) DemoteVoter(ctx context.Context, id string) error {
 
 // RemoveServer removes a server from the configuration. Leader only.
 func (r *Raft) RemoveServer(ctx context.Context, id string) error {
+	defer r.refreshNonvoters()
 	if err := r.wait(ctx, r.raft.RemoveServer(raft.ServerID(id), 0, r.timeout(ctx))); err != nil {
 		return fmt.Errorf("remove raft server %s: %w", id, err)
 	}
@@ -753,7 +879,8 @@ func (r *Raft) Synced() bool {
 }
 
 // Stats returns raft's diagnostic counters (for `shoal status` and
-// debugging), plus heartbeats_sent and heartbeats_cached: the heartbeats
+// debugging), plus heartbeats_sent, heartbeats_cached and heartbeats_held
+// (calls to a non-voter held until its next real heartbeat): the heartbeats
 // this node sent as leader and those it answered from a follower's last
 // answer (heartbeat.go).
 func (r *Raft) Stats() map[string]string {
@@ -761,6 +888,7 @@ func (r *Raft) Stats() map[string]string {
 	if r.thin != nil {
 		st["heartbeats_sent"] = strconv.FormatUint(r.thin.sent.Load(), 10)
 		st["heartbeats_cached"] = strconv.FormatUint(r.thin.cached.Load(), 10)
+		st["heartbeats_held"] = strconv.FormatUint(r.thin.held.Load(), 10)
 	}
 	return st
 }
@@ -785,8 +913,8 @@ func (r *Raft) HeardFrom(id string) time.Time {
 // this is for a caller that wants raft's check.
 func (r *Raft) VerifyLeader(ctx context.Context) error {
 	if r.thin != nil {
-		r.thin.force.Add(1)
-		defer r.thin.force.Add(-1)
+		r.thin.forceOn()
+		defer r.thin.forceOff()
 	}
 	if err := r.wait(ctx, r.raft.VerifyLeader()); err != nil {
 		return fmt.Errorf("raft verify leader: %w", err)
@@ -811,10 +939,17 @@ func (r *Raft) Shutdown() error {
 		if r.cut != nil {
 			r.cut.Cut()
 		}
+		if r.thin != nil {
+			// raft's shutdown waits for its heartbeat goroutines, which
+			// may be held in the transport (heartbeat.go).
+			r.thin.close()
+			r.raft.DeregisterObserver(r.observer)
+		}
 		if err := r.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("shutdown raft: %w", err))
 		}
 		<-r.nudgeDone // it stops waiting for its barrier once nudgeStop is closed
+		<-r.leaderDone
 		for _, c := range r.closers {
 			if err := c.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("close raft storage: %w", err))

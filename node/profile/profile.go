@@ -89,7 +89,9 @@ func Check(name string) error {
 // leader to keep it ready although gossip calls it dead (leaderloop's
 // second opinion). A live agent answers a real heartbeat every
 // HeartbeatInterval plus at most one raft tick (HeartbeatTimeout/5,
-// consensus/raftnode/heartbeat.go): 500 ms under fast, 1.4 s under tolerant. But
+// consensus/raftnode/heartbeat.go): 500 ms under fast, 1.4 s under
+// tolerant; a non-voter every HeartbeatInterval + HeartbeatTimeout/10
+// (its held heartbeats: 400 ms, 1.2 s), within the window too. But
 // the window never outlasts gossip's earliest verdict on a death
 // (membership.Timing.EarliestVerdict), so a dead node's last answer is
 // always too old by the time gossip calls it dead.

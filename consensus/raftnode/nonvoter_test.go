@@ -1,0 +1,347 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
+)
+
+func TestWaitForHeartbeat(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	const slow = 400 * time.Millisecond
+	fresh := &heartbeatAnswer{addr: "a2", term: 5, sentAt: t0,
+		resp: raft.AppendEntriesResponse{Term: 5, Success: true}}
+	failed := &heartbeatAnswer{addr: "a2", term: 5, sentAt: t0, resp: raft.AppendEntriesResponse{Term: 5}}
+	entries := hbReq(5)
+	entries.Entries, entries.PrevLogEntry, entries.PrevLogTerm = []*raft.Log{{Index: 2}}, 1, 5
+	cases := []struct {
+		name      string
+		req       *raft.AppendEntriesRequest
+		addr      raft.ServerAddress
+		last      *heartbeatAnswer
+		now       time.Time
+		slow      time.Duration
+		forced    bool
+		closed    bool
+		newest    uint64
+		wantHold  bool
+		wantUntil time.Time
+	}{
+		{"non-voter, fresh answer: held until due", hbReq(5), "a2", fresh, t0.Add(100 * time.Millisecond), slow, false, false, 5, true, t0.Add(slow)},
+		{"just sent: held a whole interval", hbReq(5), "a2", fresh, t0, slow, false, false, 5, true, t0.Add(slow)},
+		{"due: sent", hbReq(5), "a2", fresh, t0.Add(slow), slow, false, false, 5, false, time.Time{}},
+		{"voter (or unknown peer)", hbReq(5), "a2", fresh, t0, 0, false, false, 5, false, time.Time{}},
+		{"first heartbeat to the peer", hbReq(5), "a2", nil, t0, slow, false, false, 5, false, time.Time{}},
+		{"last answer refused", hbReq(5), "a2", failed, t0, slow, false, false, 5, false, time.Time{}},
+		{"verify in flight", hbReq(5), "a2", fresh, t0, slow, true, false, 5, false, time.Time{}},
+		{"transport closed", hbReq(5), "a2", fresh, t0, slow, false, true, 5, false, time.Time{}},
+		{"a newer term was seen", hbReq(5), "a2", fresh, t0, slow, false, false, 6, false, time.Time{}},
+		{"new term of the request", hbReq(6), "a2", fresh, t0, slow, false, false, 6, false, time.Time{}},
+		{"peer moved", hbReq(5), "a3", fresh, t0, slow, false, false, 5, false, time.Time{}},
+		{"not a heartbeat", entries, "a2", fresh, t0, slow, false, false, 5, false, time.Time{}},
+		{"clock went back", hbReq(5), "a2", fresh, t0.Add(-time.Millisecond), slow, false, false, 5, false, time.Time{}},
+	}
+	for _, tc := range cases {
+		until, hold := waitForHeartbeat(tc.req, tc.addr, tc.last, tc.now, tc.slow, tc.forced, tc.closed, tc.newest)
+		if hold != tc.wantHold || !until.Equal(tc.wantUntil) {
+			t.Errorf("%s: waitForHeartbeat = %v, %v; want %v, %v", tc.name, until, hold, tc.wantUntil, tc.wantHold)
+		}
+	}
+}
+
+// lockedTransport answers every AppendEntries with a success of term 5
+// and counts the calls that reach it; safe for concurrent use.
+type lockedTransport struct {
+	raft.Transport
+	calls atomic.Int32
+}
+
+func (s *lockedTransport) AppendEntries(_ raft.ServerID, _ raft.ServerAddress,
+	_ *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	s.calls.Add(1)
+	*resp = raft.AppendEntriesResponse{Term: 5, Success: true}
+	return nil
+}
+
+func (s *lockedTransport) RequestVote(raft.ServerID, raft.ServerAddress, *raft.RequestVoteRequest, *raft.RequestVoteResponse) error {
+	return nil
+}
+
+// TestThinTransportHeldCallEnds: a heartbeat to a non-voter whose answer
+// is fresh is held (with an interval nothing in the test outlasts), and
+// each of promotion, a forced verify, a newer term and close ends it at
+// once; other RPCs pass while it is held.
+func TestThinTransportHeldCallEnds(t *testing.T) {
+	cases := []struct {
+		name    string
+		end     func(tt *thinTransport)
+		wantErr error
+		// wire: the held call went to the wire.
+		wire bool
+	}{
+		{"promotion", func(tt *thinTransport) { tt.setVoter("n2") }, nil, true},
+		{"no longer a non-voter", func(tt *thinTransport) { tt.setNonvoters([]raft.ServerID{"n3"}) }, nil, true},
+		{"verify in flight", func(tt *thinTransport) { tt.forceOn() }, nil, true},
+		{"newer term", func(tt *thinTransport) {
+			_ = tt.RequestVote("n3", "a3", &raft.RequestVoteRequest{Term: 6}, &raft.RequestVoteResponse{})
+		}, nil, true},
+		{"close", func(tt *thinTransport) { tt.close() }, raft.ErrTransportShutdown, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			inner := &lockedTransport{}
+			tt := newThinTransport(inner, 300*time.Millisecond)
+			tt.slow = time.Hour
+			tt.setNonvoters([]raft.ServerID{"n2"})
+			var resp raft.AppendEntriesResponse
+			if err := tt.AppendEntries("n2", "a2", hbReq(5), &resp); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				var resp raft.AppendEntriesResponse
+				done <- tt.AppendEntries("n2", "a2", hbReq(5), &resp)
+			}()
+			waitFor(t, "the heartbeat to be held", func() bool { return tt.held.Load() == 1 })
+			// Replication passes while the heartbeat is held.
+			repl := hbReq(5)
+			repl.Entries, repl.PrevLogEntry, repl.PrevLogTerm = []*raft.Log{{Index: 2}}, 1, 5
+			if err := tt.AppendEntries("n2", "a2", repl, &resp); err != nil {
+				t.Fatal(err)
+			}
+			if got := inner.calls.Load(); got != 2 {
+				t.Fatalf("%d calls reached the wire, want 2 (the first heartbeat and the replication)", got)
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("the held heartbeat returned (%v) before anything ended it", err)
+			default:
+			}
+			tc.end(tt)
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the held heartbeat did not end")
+			}
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("held heartbeat: %v, want %v", err, tc.wantErr)
+			}
+			if wire := inner.calls.Load() == 3; wire != tc.wire {
+				t.Fatalf("went to the wire = %v, want %v", wire, tc.wire)
+			}
+		})
+	}
+}
+
+// formNonvoters forms c with its last k nodes left non-voters.
+func (c *raftCluster) formNonvoters(k int) *clusterNode {
+	c.t.Helper()
+	first := c.nodes[0]
+	if err := first.r.BootstrapSelf(); err != nil {
+		c.t.Fatal(err)
+	}
+	l := c.leader(first)
+	ctx := context.Background()
+	if _, err := l.r.Apply(ctx, command.BootstrapCluster{Cluster: testCluster(), Node: testNode(first.id, first.id)}); err != nil {
+		c.t.Fatal(err)
+	}
+	for i, n := range c.nodes[1:] {
+		if _, err := l.r.Apply(ctx, command.UpsertNode{Node: testNode(n.id, n.id)}); err != nil {
+			c.t.Fatal(err)
+		}
+		if err := l.r.AddNonvoter(ctx, n.id, string(n.trans.LocalAddr())); err != nil {
+			c.t.Fatal(err)
+		}
+		if i+1 < len(c.nodes)-k {
+			if err := l.r.AddVoter(ctx, n.id, string(n.trans.LocalAddr())); err != nil {
+				c.t.Fatal(err)
+			}
+		}
+	}
+	return l
+}
+
+// hbEvents records the heartbeats a leader's transport handled, per peer.
+type hbEvents struct {
+	mu sync.Mutex
+	ev map[string][]hbEvent
+}
+
+type hbEvent struct {
+	at     time.Time
+	cached bool
+	err    error
+}
+
+func (h *hbEvents) observe(id raft.ServerID, at time.Time, cached bool, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ev == nil {
+		h.ev = map[string][]hbEvent{}
+	}
+	h.ev[string(id)] = append(h.ev[string(id)], hbEvent{at, cached, err})
+}
+
+// count is how many heartbeats to id were handled in [from, to), and how
+// many of those were sent (not cached) and succeeded.
+func (h *hbEvents) count(id string, from, to time.Time) (all, sent int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, e := range h.ev[id] {
+		if e.at.Before(from) || !e.at.Before(to) {
+			continue
+		}
+		all++
+		if !e.cached && e.err == nil {
+			sent++
+		}
+	}
+	return all, sent
+}
+
+// TestRaftNonvoterHeartbeatsHeld: with the production timings, raft's
+// calls to a non-voter are held, so a real heartbeat reaches it once per
+// nonvoterInterval and raft's goroutine for it makes no call in between
+// (every call it makes ends as one heartbeat on the wire), while the
+// voters are thinned as before and the leader keeps its leadership.
+func TestRaftNonvoterHeartbeatsHeld(t *testing.T) {
+	if testing.Short() {
+		t.Skip("4 s idle")
+	}
+	def := DefaultConfig()
+	events := map[string]*hbEvents{}
+	c := newRaftClusterWith(t, 4, func(cfg *Config) {
+		cfg.Timing = def.Timing
+		cfg.CommitTimeout = def.CommitTimeout
+		h := &hbEvents{}
+		events[cfg.NodeID] = h
+		cfg.heartbeatObserve = h.observe
+	})
+	l := c.formNonvoters(1)
+	nv := c.nodes[3]
+	slow := def.nonvoterInterval()
+	waitFor(t, "a held call to the non-voter", func() bool {
+		n, _ := strconv.Atoi(l.r.Stats()["heartbeats_held"])
+		return n > 0
+	})
+	term := l.r.Stats()["term"]
+	start := time.Now()
+	for time.Since(start) < 4*time.Second {
+		if !l.r.IsLeader() {
+			t.Fatalf("leader %s lost its leadership after %v", l.id, time.Since(start))
+		}
+		time.Sleep(50 * time.Millisecond) // polling the condition over the idle window
+	}
+	end := time.Now()
+	if got := l.r.Stats()["term"]; got != term {
+		t.Fatalf("term moved from %s to %s", term, got)
+	}
+	h := events[l.id]
+	all, sent := h.count(nv.id, start, end)
+	limit := int(end.Sub(start)/slow) + 1
+	t.Logf("non-voter %s: %d calls, %d real heartbeats in %v (limit %d)", nv.id, all, sent, end.Sub(start).Round(time.Millisecond), limit)
+	if all > limit || sent == 0 || all != sent {
+		t.Errorf("non-voter %s: %d heartbeat calls of which %d sent in %v, want 1 to %d, all sent (one per %v)",
+			nv.id, all, sent, end.Sub(start), limit, slow)
+	}
+	for _, v := range c.nodes[1:3] {
+		all, sent := h.count(v.id, start, end)
+		t.Logf("voter %s: %d calls, %d real heartbeats", v.id, all, sent)
+		if all <= sent {
+			t.Errorf("voter %s: no heartbeat answered from the cache (%d calls, %d sent): voters are not held", v.id, all, sent)
+		}
+	}
+	if since := time.Since(nv.r.LastContact()); since > def.HeartbeatTimeout {
+		t.Errorf("non-voter last heard from the leader %v ago", since)
+	}
+	if lid, _ := nv.r.Leader(); lid != l.id {
+		t.Errorf("non-voter knows leader %q, want %s", lid, l.id)
+	}
+	if _, err := l.r.Apply(context.Background(), command.UpsertNode{Node: testNode("w", "w")}); err != nil {
+		t.Fatalf("write with a held non-voter: %v", err)
+	}
+	c.waitReplicated(l.store.Index(), c.nodes[1:]...)
+}
+
+// TestRaftHeldNonvoterPromotedAndShutdown: a leader whose calls to its
+// non-voters are held for an hour commits writes (the non-voters receive
+// them: replication is never held), keeps its lease across the promotion
+// of one of them to the only other voter (the held call ends at once; if
+// it did not, no heartbeat would reach the new voter and the lease would
+// run out: CommitTimeout is long here, so nothing else would), and shuts
+// down at once with a call still held.
+func TestRaftHeldNonvoterPromotedAndShutdown(t *testing.T) {
+	events := &hbEvents{}
+	c := newRaftClusterWith(t, 3, func(cfg *Config) {
+		cfg.CommitTimeout = 2 * time.Second
+		cfg.nonvoterHold = time.Hour
+		if cfg.NodeID == "n1" {
+			cfg.heartbeatObserve = events.observe
+		}
+	})
+	l := c.formNonvoters(2)
+	if l.id != "n1" {
+		t.Fatalf("leader %s, want n1", l.id)
+	}
+	n2, n3 := c.nodes[1], c.nodes[2]
+	held := func() int {
+		n, _ := strconv.Atoi(l.r.Stats()["heartbeats_held"])
+		return n
+	}
+	waitFor(t, "calls held to both non-voters", func() bool { return held() >= 2 })
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		if _, err := l.r.Apply(ctx, command.UpsertNode{Node: testNode(fmt.Sprintf("w%d", i), "w")}); err != nil {
+			t.Fatalf("write %d with held non-voters: %v", i, err)
+		}
+	}
+	c.waitReplicated(l.store.Index(), n2, n3)
+
+	term := l.r.Stats()["term"]
+	promoted := time.Now()
+	if err := l.r.AddVoter(ctx, n2.id, string(n2.trans.LocalAddr())); err != nil {
+		t.Fatalf("promote %s: %v", n2.id, err)
+	}
+	waitFor(t, "a real heartbeat to the promoted "+n2.id, func() bool {
+		_, sent := events.count(n2.id, promoted, time.Now().Add(time.Hour))
+		return sent > 0
+	})
+	// Lease 150 ms: 20 of them with n2 the only other voter.
+	until := time.Now().Add(3 * time.Second)
+	for time.Now().Before(until) {
+		if !l.r.IsLeader() {
+			t.Fatal("the leader lost its lease after promoting a held non-voter")
+		}
+		time.Sleep(20 * time.Millisecond) // polling the condition over the window
+	}
+	// A step-down and re-election between two polls shows in the term.
+	if got := l.r.Stats()["term"]; got != term {
+		t.Fatalf("term moved from %s to %s across the promotion: the leader lost its lease", term, got)
+	}
+	if _, err := l.r.Apply(ctx, command.UpsertNode{Node: testNode("after", "w")}); err != nil {
+		t.Fatalf("write after the promotion: %v", err)
+	}
+
+	// n3 is still a non-voter, its call held.
+	waitFor(t, "a call held to "+n3.id, func() bool { return l.r.thin.holding.Load() == 1 })
+	done := make(chan error, 1)
+	go func() { done <- l.r.Shutdown() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("shutdown waits for a held heartbeat")
+	}
+	l.down = true
+}
