@@ -289,7 +289,8 @@ type RestorePlan struct {
 //     pools): the running cluster stays the cluster it is;
 //   - nodes: cur's members, with the file's labels and availability for the
 //     ones the file knows; the file's other nodes are dropped;
-//   - services (and any other desired-state table): the file's;
+//   - services (and any other desired-state table): the file's, a dnsrr
+//     service without VIPs (as the state machine stores one);
 //   - tasks: the file's, on member nodes, with cur's observed state where it
 //     is further along (the reconcilers then converge: a task whose
 //     container is gone is reported failed and replaced, a container whose
@@ -344,6 +345,13 @@ func PlanRestore(f *File, cur *consensus.Store, force bool) (*RestorePlan, error
 
 	services := map[string]bool{}
 	for _, s := range data.Services {
+		if api.IsDNSRR(s.Spec) {
+			// A dnsrr service holds no VIP on any network: create and
+			// update drop one (consensus/fsm assignNetworks), and so does
+			// the restore, which installs the state without them; kept,
+			// the address stayed taken for every later allocation.
+			s.VIP, s.VIPs = "", map[string]string{}
+		}
 		services[s.ID] = true
 		plan.Services = append(plan.Services, s.Name)
 	}
@@ -404,7 +412,8 @@ const maxProblems = 10
 //     (api.ServiceNameProblem), unique in any case;
 //   - its published ports are in 1-65535 (target ports too), tcp or udp,
 //     and each protocol and port is published once in the whole file;
-//   - its VIP, when set, is an IPv4 address no other service holds;
+//   - its VIP, when set, is an IPv4 address no other service holds (a
+//     dnsrr service's, which the plan drops, only an IPv4 address);
 //   - every network has an ID of its own and a name that is a DNS label,
 //     not the default network's, unique in any case;
 //   - across rows and tables (references.go): network subnets and VNIs
@@ -468,6 +477,9 @@ func checkDesired(d *consensus.SnapshotData, cc *consensus.ClusterState) error {
 			switch {
 			case err != nil || !a.Is4():
 				bad("%s: VIP %q is not an IPv4 address", what, s.VIP)
+			case api.IsDNSRR(s.Spec):
+				// Dropped by the plan, as create drops it: it takes
+				// no address from another service.
 			case vips[a] != "":
 				bad("%s: VIP %s taken by service %q", what, a, vips[a])
 			default:
