@@ -769,3 +769,83 @@ func TestPlanRestoreDNSRRHoldsNoVIP(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanRestoreNetworkVIPs: a service's VIP on a network is checked as
+// the state machine gives it — inside the network's VIP range, one
+// service's on the network — and VIPs for networks the service does not
+// join (or the default network's, when it does not join it) are dropped,
+// as create and update drop them. Before, a file could give two services
+// one VIP on a network (two load balancer entries for one address), a VIP
+// outside the network, or hold addresses on networks the service left,
+// which stayed taken for every later allocation.
+func TestPlanRestoreNetworkVIPs(t *testing.T) {
+	saved := savedState(t)
+	saved.must(command.CreateNetwork{Network: api.Network{ID: "net1", Name: "back"}})
+	for _, id := range []string{"s1", "s2"} {
+		s, _ := saved.store.Service(id)
+		s.Spec.Networks = []string{api.DefaultNetwork, "back"}
+		saved.must(command.UpdateService{Service: *s})
+	}
+	web, _ := saved.store.Service("s1")
+	webBack := web.VIPs["back"]
+	file := saveFile(t, saved.store)
+	svc := func(d *consensus.SnapshotData, id string) *api.Service {
+		for _, s := range d.Services {
+			if s.ID == id {
+				return s
+			}
+		}
+		t.Fatalf("no service %s", id)
+		return nil
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*consensus.SnapshotData)
+		want string
+	}{
+		{"one VIP for two services", func(d *consensus.SnapshotData) { svc(d, "s2").VIPs["back"] = webBack },
+			fmt.Sprintf(`VIP %s on network back taken by service "web"`, webBack)},
+		{"VIP outside the network", func(d *consensus.SnapshotData) { svc(d, "s1").VIPs["back"] = "10.99.0.1" },
+			`VIP 10.99.0.1 on network back is outside its VIP range`},
+		{"VIP not IPv4", func(d *consensus.SnapshotData) { svc(d, "s1").VIPs["back"] = "nope" },
+			`VIP "nope" on network back is not an IPv4 address`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := Read(bytes.NewReader(editFile(t, file, tc.edit)), 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := PlanRestore(f, saved.store.Snapshot(), false); !errors.Is(err, consensus.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("plan: %v, want a refusal with %q", err, tc.want)
+			}
+		})
+	}
+
+	// web leaves the default network; its VIPs name a network it never
+	// joined: both are dropped, its VIP on back stays.
+	stray := editFile(t, file, func(d *consensus.SnapshotData) {
+		s := svc(d, "s1")
+		s.Spec.Networks = []string{"back"}
+		s.VIPs["ghost"] = "10.44.200.1"
+	})
+	f, err := Read(bytes.NewReader(stray), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := PlanRestore(f, saved.store.Snapshot(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _, err := plan.Encode(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := consensus.NewStore()
+	if err := got.Restore(bytes.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := got.Service("s1")
+	if s.VIP != "" || !reflect.DeepEqual(s.VIPs, map[string]string{"back": webBack}) {
+		t.Fatalf("restored web: VIP %q, VIPs %v; want \"\" and back only", s.VIP, s.VIPs)
+	}
+}
