@@ -128,6 +128,7 @@ func TestClusterRoutesWithoutCluster(t *testing.T) {
 		{"DELETE", "/v1/nodes/abc", ""},
 		{"GET", "/v1/services", ""},
 		{"POST", "/v1/services", `{"name":"web"}`},
+		{"POST", "/v1/services/check", `{"create":[{"name":"web"}]}`},
 		{"GET", "/v1/services/web", ""},
 		{"POST", "/v1/services/web/update", `{}`},
 		{"POST", "/v1/services/web/scale", `{"replicas":3}`},
