@@ -70,9 +70,11 @@ const APIVersion = "v1"
 // update and to create. The agent checks each write as its route and the
 // leader would, against the state the writes before it leave (a removal
 // frees a port a later create publishes), and answers {} or the first
-// refusal, naming its service or object; it writes nothing. Agents older
-// than this route answer 405 (or 404): the client then writes without the
-// check, as it did before.
+// refusal, naming its service or object; it writes nothing. Its body may
+// hold up to 32 MiB (every spec at once), each spec at most the 4 MiB its
+// own write takes (400 past it); past 32 MiB the answer is 413. Agents
+// older than this route answer 405 (or 404). On 405 and 413 the client
+// writes without the check, as it did before.
 type DeployCheck struct {
 	Networks []Network            `json:"networks,omitempty"`
 	Secrets  []ObjectCheck        `json:"secrets,omitempty"`

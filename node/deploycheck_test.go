@@ -187,3 +187,24 @@ func TestDeployCheckOnWorker(t *testing.T) {
 		t.Fatalf("status %d: %s", code, body)
 	}
 }
+
+// TestDeployCheckBodies: the check takes every spec of a deploy at once,
+// so its body may pass the 4 MiB of one write; each spec alone may not,
+// since its own write would be refused then.
+func TestDeployCheckBodies(t *testing.T) {
+	a := deployCheckAgent(t)
+	h := a.routes()
+	spec := func(name string, size int) api.ServiceSpec {
+		return api.ServiceSpec{Name: name, Image: "bb:1", Replicas: 1, Labels: map[string]string{"pad": strings.Repeat("x", size)}}
+	}
+	mib := 1 << 20
+	big := api.DeployCheck{Create: []api.ServiceSpec{spec("app_a", 3*mib), spec("app_b", 3*mib)}}
+	if code, body := do(t, h, "POST", "/v1/services/check", jsonOf(t, big)); code == 413 {
+		t.Fatalf("a 6 MiB deploy of 3 MiB specs: %d %.200s", code, body)
+	}
+	huge := api.DeployCheck{Create: []api.ServiceSpec{spec("app_a", 1), spec("app_b", 5*mib)}}
+	code, body := do(t, h, "POST", "/v1/services/check", jsonOf(t, huge))
+	if msg := errorBody(t, body); code != 400 || !strings.Contains(msg, "service app_b: the spec is larger than the 4 MiB a write takes") {
+		t.Fatalf("a 5 MiB spec: %d %s", code, msg)
+	}
+}

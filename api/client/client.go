@@ -515,8 +515,15 @@ func (c *Client) CheckDeploy(ctx context.Context, req api.DeployCheck) error {
 		ae.Status == http.StatusNotFound && ae.Message == "404 page not found") {
 		return ErrNoDeployCheck
 	}
+	if errors.As(err, &ae) && ae.Status == http.StatusRequestEntityTooLarge {
+		return fmt.Errorf("%w: %w", ErrDeployTooLargeToCheck, err)
+	}
 	return err
 }
+
+// ErrDeployTooLargeToCheck: the deploy's writes, all in one check, pass
+// the agent's bound for it, while each write alone may not.
+var ErrDeployTooLargeToCheck = errors.New("the deploy is too large for the agent to check before writing it")
 
 // ScaleService sets the replica count of a replicated service.
 func (c *Client) ScaleService(ctx context.Context, id string, replicas uint64) (*api.Service, error) {

@@ -400,6 +400,15 @@ func TestClientCheckDeployOlderAgent(t *testing.T) {
 			t.Fatalf("%d: %v", status, err)
 		}
 	}
+	// A deploy too large to check at once is no refusal either.
+	large := http.NewServeMux()
+	large.HandleFunc("POST /v1/services/check", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		_ = json.NewEncoder(w).Encode(api.ErrorResponse{Error: "request body larger than 32 MiB"})
+	})
+	if err := fakeAgent(t, large).CheckDeploy(context.Background(), api.DeployCheck{}); !errors.Is(err, ErrDeployTooLargeToCheck) {
+		t.Fatalf("413: %v", err)
+	}
 	ok := http.NewServeMux()
 	ok.HandleFunc("POST /v1/services/check", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("{}\n")) })
 	if err := fakeAgent(t, ok).CheckDeploy(context.Background(), api.DeployCheck{}); err != nil {

@@ -7,6 +7,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strconv"
 
@@ -178,8 +179,19 @@ func (h *serviceHandlers) check(w http.ResponseWriter, r *http.Request) (any, er
 		return nil, err
 	}
 	var req api.DeployCheck
-	if err := DecodeBody(r, &req); err != nil {
+	if err := DecodeBodyMax(r, &req, MaxDeployCheckBytes); err != nil {
 		return nil, err
+	}
+	// Each write alone must fit the body its route takes (a 400, not the
+	// check's own 413, which the CLI answers by deploying unchecked).
+	specs := append([]api.ServiceSpec(nil), req.Create...)
+	for _, u := range req.Update {
+		specs = append(specs, u.Spec)
+	}
+	for _, spec := range specs {
+		if b, _ := json.Marshal(spec); len(b) > MaxBodyBytes {
+			return nil, BadRequest("service %s: the spec is larger than the %d MiB a write takes", spec.Name, MaxBodyBytes>>20)
+		}
 	}
 	if err := h.c.SyncReplica(r.Context()); err != nil {
 		return nil, err

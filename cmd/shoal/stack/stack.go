@@ -214,8 +214,10 @@ func (s *commands) stackDeploy(c *cli.Context) error {
 // alias or a published port of a service outside the stack, a spec the
 // leader refuses, a member too old for a field — used to come after the
 // deploy had written its objects and its first services. Refused, the
-// deploy writes nothing. An agent of an older release lacks the check:
-// the deploy goes on as it did then, with a warning.
+// deploy writes nothing. An agent of an older release lacks the check, and
+// a deploy past the check's size bound (httpapi.MaxDeployCheckBytes, 32
+// MiB of specs) cannot be checked at once: the deploy goes on unchecked,
+// as it did before, with a warning.
 func (s *commands) checkDeploy(ctx context.Context, cl *client.Client, plan stackPlan, objs []compose.StackObject, nets []compose.StackNetwork) error {
 	var req api.DeployCheck
 	for _, n := range nets {
@@ -241,7 +243,7 @@ func (s *commands) checkDeploy(ctx context.Context, cl *client.Client, plan stac
 		return nil // nothing to write
 	}
 	err := cl.CheckDeploy(ctx, req)
-	if errors.Is(err, client.ErrNoDeployCheck) {
+	if errors.Is(err, client.ErrNoDeployCheck) || errors.Is(err, client.ErrDeployTooLargeToCheck) {
 		fmt.Fprintf(s.Stderr, "Warning: %v: a write the cluster refuses may leave this deploy half applied\n", err)
 		return nil
 	}
