@@ -105,6 +105,8 @@ func TestDeployCheck(t *testing.T) {
 			s.Secrets = []api.FileReference{{Source: "app_pw"}}
 		})}}, 400, []string{"app_pw"}},
 		{"network taken", api.DeployCheck{Networks: []api.Network{{Name: "back"}}}, 400, []string{"back"}},
+		{"secret too large", api.DeployCheck{Configs: []api.ObjectCheck{{Name: "app_big", Size: api.MaxSecretSize + 1}}}, 400, []string{"app_big", "at most"}},
+		{"secret of a negative size", api.DeployCheck{Secrets: []api.ObjectCheck{{Name: "app_neg", Size: -1}}}, 400, []string{"app_neg"}},
 		{"secret taken", api.DeployCheck{Secrets: []api.ObjectCheck{{Name: "app_pw", Size: 3}, {Name: "app_pw", Size: 3}}}, 400, []string{"app_pw"}},
 		{"update of a removed service", api.DeployCheck{Remove: []string{"db"}, Update: []api.ServiceUpdateCheck{{ID: "db", Spec: svc("db", nil)}}},
 			404, []string{"db"}},

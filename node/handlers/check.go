@@ -46,14 +46,16 @@ func (x *API) CheckWrites(ctx context.Context, req api.DeployCheck) error {
 			return naming("network "+name, name, err)
 		}
 	}
+	// Stand-in data of each object's size, one buffer for all: the checks
+	// read only its length.
+	zeros := make([]byte, api.MaxSecretSize+1)
 	for i, list := range [][]api.ObjectCheck{req.Secrets, req.Configs} {
 		secret := i == 0
 		for _, o := range list {
-			if o.Size < 0 || o.Size > api.MaxSecretSize+1 {
-				o.Size = api.MaxSecretSize + 1 // refused by CheckObject, without a huge stand-in
+			if o.Size < 0 {
+				return naming(kindName(secret)+" "+o.Name, o.Name, httpapi.BadRequest("size %d", o.Size))
 			}
-			// Stand-in data of the object's size: the checks read only it.
-			cr := api.SecretCreateRequest{Name: o.Name, Data: make([]byte, o.Size), Labels: o.Labels}
+			cr := api.SecretCreateRequest{Name: o.Name, Data: zeros[:min(o.Size, len(zeros))], Labels: o.Labels}
 			err := CheckObject(cr, secret)
 			var cmd command.Command
 			if err == nil {

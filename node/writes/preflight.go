@@ -20,7 +20,7 @@ import (
 // preflightKEKID marks the stand-in for a sealed secret in a preflight's
 // fork: the dry run never seals (it holds no plaintext longer than the
 // call, and a follower has no KEK), and the FSM only checks that sealed
-// data is there.
+// data is there (one byte) and the secret's size.
 const preflightKEKID = "preflight"
 
 // Preflight runs the admin write cmd against fork as the write path would
@@ -55,7 +55,7 @@ func (w *Writer) Preflight(fork *consensus.Store, cmd command.Command) error {
 		return err
 	}
 	if x, ok := cmd.(command.CreateSecret); ok {
-		x.Secret.Sealed, x.Secret.KEKID, x.Plaintext = make([]byte, len(x.Plaintext)), preflightKEKID, nil
+		x.Secret.Sealed, x.Secret.KEKID, x.Plaintext = []byte{0}, preflightKEKID, nil
 		cmd = x
 	}
 	if cmd, _, err = checkAdmin(fork, cmd, w.cfg.NodeID); err != nil {
