@@ -252,7 +252,7 @@ var importRules = []importRule{
 	// (node/handlers), sealing (node/pki), the RPC protocol and the
 	// cluster port's restore call; the agent's RPC caller, dialler, KEK
 	// and token rotation come in as funcs.
-	{"node/writes/...", []string{"api", "consensus", "consensus/fsm/command", "consensus/snapshotfile", "consensus/raftnode", "node/authz", "node/clusterport", "node/handlers", "node/membership", "node/pki", "node/wire", "node/writes/..."}},
+	{"node/writes/...", []string{"api", "consensus", "consensus/fsm", "consensus/fsm/command", "consensus/snapshotfile", "consensus/raftnode", "node/authz", "node/clusterport", "node/handlers", "node/membership", "node/pki", "node/wire", "node/writes/..."}},
 	// --metrics-addr: the registry, the server and the collector that
 	// reads the replica, Raft, gossip, the data plane's desired state
 	// (node/netplan) and the containers' cgroups at scrape time; the agent

@@ -44,6 +44,7 @@ package api
 //	POST   /v1/services        ServiceSpec         → Service
 //	GET    /v1/services/{id}                       → Service
 //	POST   /v1/services/{id}/update?version=N ServiceSpec (complete new spec) → Service
+//	POST   /v1/services/check  DeployCheck         → {} (writes nothing; 400/404/409 names the first refusal)
 //	POST   /v1/services/{id}/scale ScaleRequest    → Service
 //	POST   /v1/services/{id}/rollback              → Service
 //	DELETE /v1/services/{id}                       → {}
@@ -62,6 +63,42 @@ package api
 //	       (history from since, then live until until or the client leaves;
 //	       type and name may repeat: same key ORs, different keys AND)
 const APIVersion = "v1"
+
+// DeployCheck is the body of POST /v1/services/check: the writes of one
+// user action (`stack deploy`), in the order the client will send them —
+// networks, secrets and configs to create, then services to remove, to
+// update and to create. The agent checks each write as its route and the
+// leader would, against the state the writes before it leave (a removal
+// frees a port a later create publishes), and answers {} or the first
+// refusal, naming its service or object; it writes nothing. Its body may
+// hold up to 32 MiB (every spec at once), each spec at most the 4 MiB its
+// own write takes (400 past it); past 32 MiB the answer is 413. Agents
+// older than this route answer 405 (or 404). On 405 and 413 the client
+// writes without the check, as it did before.
+type DeployCheck struct {
+	Networks []Network            `json:"networks,omitempty"`
+	Secrets  []ObjectCheck        `json:"secrets,omitempty"`
+	Configs  []ObjectCheck        `json:"configs,omitempty"`
+	Remove   []string             `json:"remove,omitempty"`
+	Update   []ServiceUpdateCheck `json:"update,omitempty"`
+	Create   []ServiceSpec        `json:"create,omitempty"`
+}
+
+// ObjectCheck is a secret or config a DeployCheck would create: its size
+// stands for its data, which the check does not need.
+type ObjectCheck struct {
+	Name   string            `json:"name"`
+	Size   int               `json:"size"`
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// ServiceUpdateCheck is an update a DeployCheck would send: the service
+// (ID or name), the version the client read (0: any) and the new spec.
+type ServiceUpdateCheck struct {
+	ID      string      `json:"id"`
+	Version uint64      `json:"version,omitempty"`
+	Spec    ServiceSpec `json:"spec"`
+}
 
 // ScaleRequest is the body of POST /v1/services/{id}/scale.
 type ScaleRequest struct {

@@ -216,6 +216,11 @@ type HealthConfig struct {
 	Retries     int           `json:"retries,omitempty"`
 }
 
+// MaxReplicas bounds ServiceSpec.Replicas (node/scheduler/servicespec
+// says why); here so that the CLI can refuse a `service scale` beyond it
+// before it scales the other services the command names.
+const MaxReplicas = 1 << 16
+
 // ServiceSpec is what the user asks for. It is validated by the leader before
 // it is written to Raft.
 type ServiceSpec struct {

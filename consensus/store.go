@@ -155,6 +155,19 @@ func (s *Store) Snapshot() *Store {
 	return v
 }
 
+// Fork returns a writable copy of the store at this point in time, which
+// costs O(1) (memdb's snapshot: writes to either never show in the other).
+// It exists for dry runs: an FSM applies commands to the fork to learn
+// whether the real store would refuse them (a deploy's preflight,
+// node/writes Preflight), and the fork is then dropped. Nothing
+// subscribes to it.
+func (s *Store) Fork() *Store {
+	v := &Store{subs: map[int]chan uint64{}}
+	v.index.Store(s.index.Load())
+	v.db.Store(s.db.Load().Snapshot())
+	return v
+}
+
 // Index is the Raft log index of the last entry applied to the store (or of
 // the snapshot it was restored from).
 func (s *Store) Index() uint64 { return s.index.Load() }

@@ -224,6 +224,14 @@ func (x replicaAgent) HasImage(ref string) bool {
 
 func (x replicaAgent) NewID() string { return identity.NewID() }
 
+func (x replicaAgent) Preflight(fork *consensus.Store, cmd command.Command) error {
+	cl, err := x.a.clusterOrErr()
+	if err != nil {
+		return err
+	}
+	return cl.Writer().Preflight(fork, cmd)
+}
+
 // handleServiceScale is the scale route, for the dashboard.
 func (a *Agent) handleServiceScale(w http.ResponseWriter, r *http.Request) (any, error) {
 	return httpapi.ServiceScaleHandler(handlers.New(replicaAgent{a}))(w, r)

@@ -103,7 +103,7 @@ func TestRoutesMatchAPI(t *testing.T) {
 		"GET /v1/containers", "POST /v1/containers", "GET /v1/containers/x", "POST /v1/containers/x/wait",
 		"POST /v1/containers/x/stop", "DELETE /v1/containers/x", "GET /v1/containers/x/logs",
 		"GET /v1/services", "POST /v1/services", "GET /v1/services/x", "POST /v1/services/x/update",
-		"POST /v1/services/x/scale", "POST /v1/services/x/rollback", "DELETE /v1/services/x",
+		"POST /v1/services/x/scale", "POST /v1/services/x/rollback", "DELETE /v1/services/x", "POST /v1/services/check",
 		"GET /v1/services/x/tasks", "GET /v1/services/x/logs", "GET /v1/tasks",
 	} {
 		method, path, _ := strings.Cut(r, " ")
@@ -128,6 +128,7 @@ func TestClusterRoutesWithoutCluster(t *testing.T) {
 		{"DELETE", "/v1/nodes/abc", ""},
 		{"GET", "/v1/services", ""},
 		{"POST", "/v1/services", `{"name":"web"}`},
+		{"POST", "/v1/services/check", `{"create":[{"name":"web"}]}`},
 		{"GET", "/v1/services/web", ""},
 		{"POST", "/v1/services/web/update", `{}`},
 		{"POST", "/v1/services/web/scale", `{"replicas":3}`},

@@ -499,6 +499,32 @@ func (c *Client) UpdateService(ctx context.Context, id string, version uint64, s
 	return call[*api.Service](ctx, c, http.MethodPost, "/services/"+escape(id)+"/update", q, spec)
 }
 
+// ErrNoDeployCheck: the agent predates POST /v1/services/check (an older
+// release), so a deploy cannot be checked before it is written.
+var ErrNoDeployCheck = errors.New("the agent runs an older release that cannot check a deploy before writing it")
+
+// CheckDeploy asks the agent whether every write of one deploy, in the
+// order req lists them, would be accepted; it writes nothing. The refusal
+// is the agent's, naming the first write refused; ErrNoDeployCheck says
+// the agent lacks the route (it answers 405, or net/http's bare 404).
+func (c *Client) CheckDeploy(ctx context.Context, req api.DeployCheck) error {
+	var out struct{}
+	err := c.do(ctx, http.MethodPost, "/services/check", nil, req, &out)
+	var ae *APIError
+	if errors.As(err, &ae) && (ae.Status == http.StatusMethodNotAllowed ||
+		ae.Status == http.StatusNotFound && ae.Message == "404 page not found") {
+		return ErrNoDeployCheck
+	}
+	if errors.As(err, &ae) && ae.Status == http.StatusRequestEntityTooLarge {
+		return fmt.Errorf("%w: %w", ErrDeployTooLargeToCheck, err)
+	}
+	return err
+}
+
+// ErrDeployTooLargeToCheck: the deploy's writes, all in one check, pass
+// the agent's bound for it, while each write alone may not.
+var ErrDeployTooLargeToCheck = errors.New("the deploy is too large for the agent to check before writing it")
+
 // ScaleService sets the replica count of a replicated service.
 func (c *Client) ScaleService(ctx context.Context, id string, replicas uint64) (*api.Service, error) {
 	return call[*api.Service](ctx, c, http.MethodPost, "/services/"+escape(id)+"/scale", nil, api.ScaleRequest{Replicas: replicas})

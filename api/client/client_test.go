@@ -373,3 +373,45 @@ func TestClientEmptyObjectAnswer(t *testing.T) {
 		t.Fatalf("null list: %v, %v", ns, err)
 	}
 }
+
+// TestClientCheckDeployOlderAgent: an agent without POST
+// /v1/services/check answers as net/http does for a route it lacks —
+// 405 (its mux has GET and DELETE /v1/services/{id}) or a bare 404 —
+// and CheckDeploy says so (ErrNoDeployCheck), while the route's own
+// answers (a refusal, a service not found) stay the agent's.
+func TestClientCheckDeployOlderAgent(t *testing.T) {
+	old := http.NewServeMux()
+	old.HandleFunc("GET /v1/services/{id}", func(w http.ResponseWriter, r *http.Request) {})
+	old.HandleFunc("DELETE /v1/services/{id}", func(w http.ResponseWriter, r *http.Request) {})
+	if err := fakeAgent(t, old).CheckDeploy(context.Background(), api.DeployCheck{}); !errors.Is(err, ErrNoDeployCheck) {
+		t.Fatalf("405: %v", err)
+	}
+	if err := fakeAgent(t, http.NewServeMux()).CheckDeploy(context.Background(), api.DeployCheck{}); !errors.Is(err, ErrNoDeployCheck) {
+		t.Fatalf("bare 404: %v", err)
+	}
+	for _, status := range []int{http.StatusBadRequest, http.StatusNotFound} {
+		mux := http.NewServeMux()
+		mux.HandleFunc("POST /v1/services/check", func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(status)
+			_ = json.NewEncoder(w).Encode(api.ErrorResponse{Error: "create service app_b: refused"})
+		})
+		err := fakeAgent(t, mux).CheckDeploy(context.Background(), api.DeployCheck{})
+		if errors.Is(err, ErrNoDeployCheck) || err == nil || err.Error() != "create service app_b: refused" {
+			t.Fatalf("%d: %v", status, err)
+		}
+	}
+	// A deploy too large to check at once is no refusal either.
+	large := http.NewServeMux()
+	large.HandleFunc("POST /v1/services/check", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		_ = json.NewEncoder(w).Encode(api.ErrorResponse{Error: "request body larger than 32 MiB"})
+	})
+	if err := fakeAgent(t, large).CheckDeploy(context.Background(), api.DeployCheck{}); !errors.Is(err, ErrDeployTooLargeToCheck) {
+		t.Fatalf("413: %v", err)
+	}
+	ok := http.NewServeMux()
+	ok.HandleFunc("POST /v1/services/check", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("{}\n")) })
+	if err := fakeAgent(t, ok).CheckDeploy(context.Background(), api.DeployCheck{}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -38,6 +38,14 @@ type fakeAgent struct {
 	// refuseCreate, when set, is the 409 every service create gets (the
 	// agent's own wording, which names the operation already).
 	refuseCreate string
+	// refuseName, when set, maps a service name to the 409 its create gets
+	// (a clash only the cluster sees), and the deploy check refuses it
+	// alike; noCheck makes the agent an older release without the check
+	// route (405, as net/http answers).
+	refuseName map[string]string
+	noCheck    bool
+	checks     []api.DeployCheck
+	secrets    []api.Secret
 	// lastSpec and lastQuery record the last service create/update.
 	lastSpec  api.ServiceSpec
 	lastQuery string
@@ -115,7 +123,56 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 		}
 		f.fail(w, http.StatusNotFound, "service not found")
 	})
-	mux.HandleFunc("GET /v1/secrets", func(w http.ResponseWriter, r *http.Request) { f.reply(w, []api.Secret{}) })
+	mux.HandleFunc("GET /v1/secrets", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.reply(w, append([]api.Secret{}, f.secrets...))
+	})
+	mux.HandleFunc("GET /v1/secrets/{id}", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, x := range f.secrets {
+			if x.Name == r.PathValue("id") || x.ID == r.PathValue("id") {
+				f.reply(w, x)
+				return
+			}
+		}
+		f.fail(w, http.StatusNotFound, "no such secret: "+r.PathValue("id"))
+	})
+	mux.HandleFunc("POST /v1/secrets", func(w http.ResponseWriter, r *http.Request) {
+		var req api.SecretCreateRequest
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			f.fail(w, 400, err.Error())
+			return
+		}
+		f.mu.Lock()
+		x := api.Secret{ID: fmt.Sprintf("sec%d", len(f.secrets)+1), Name: req.Name, Labels: req.Labels}
+		f.secrets = append(f.secrets, x)
+		f.mu.Unlock()
+		f.reply(w, x)
+	})
+	mux.HandleFunc("POST /v1/services/check", func(w http.ResponseWriter, r *http.Request) {
+		if f.noCheck {
+			w.Header().Set("Allow", "DELETE, GET, HEAD")
+			http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		var req api.DeployCheck
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			f.fail(w, 400, err.Error())
+			return
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.checks = append(f.checks, req)
+		for _, spec := range req.Create {
+			if msg := f.refuseName[spec.Name]; msg != "" {
+				f.fail(w, http.StatusBadRequest, msg)
+				return
+			}
+		}
+		f.reply(w, struct{}{})
+	})
 	mux.HandleFunc("GET /v1/configs", func(w http.ResponseWriter, r *http.Request) { f.reply(w, []api.Config{}) })
 	mux.HandleFunc("POST /v1/networks", func(w http.ResponseWriter, r *http.Request) {
 		var n api.Network
@@ -145,6 +202,11 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 			return
 		}
 		f.mu.Lock()
+		if msg := f.refuseName[spec.Name]; msg != "" {
+			f.mu.Unlock()
+			f.fail(w, http.StatusBadRequest, msg)
+			return
+		}
 		if f.refuseCreate != "" {
 			f.mu.Unlock()
 			f.fail(w, http.StatusConflict, f.refuseCreate)

@@ -158,3 +158,81 @@ func TestCLIStackErrorNamesOnce(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 }
+
+// clashCompose is a stack whose second service takes an alias a service
+// outside the stack has on the network: only the cluster can tell.
+const clashCompose = `
+services:
+  a:
+    image: x
+    networks: [front]
+    secrets: [pw]
+  b:
+    image: y
+    networks:
+      front:
+        aliases: [www]
+networks:
+  front: {}
+secrets:
+  pw:
+    file: ./pw.txt
+`
+
+// TestCLIStackRefusalChangesNothing: a refusal that only the cluster sees
+// (here: service b's alias) came after the deploy had created the stack's
+// network, its secret and service a; the deploy now asks the agent to
+// check every write first, and a refusal changes nothing.
+func TestCLIStackRefusalChangesNothing(t *testing.T) {
+	f := newFakeAgent(t)
+	const refusal = "create service app_b: alias www of service app_b on network app_front: the name is taken there by alias www of service web"
+	f.refuseName = map[string]string{"app_b": refusal}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "compose.yml")
+	if err := os.WriteFile(file, []byte(clashCompose), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "pw.txt"), []byte("hunter2"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runCLI(t, f.host, "", "stack", "deploy", "-c", file, "app")
+	if code == 0 || strings.Count(errOut, "create service app_b") != 1 || !strings.Contains(errOut, "taken there by alias www of service web") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if len(f.services) != 0 || len(f.networks) != 0 || len(f.secrets) != 0 {
+		t.Fatalf("a refused deploy left %d services, networks %+v, secrets %+v (stdout %q)", len(f.services), f.networks, f.secrets, out)
+	}
+	// What the check was asked: the network and secret to create, both
+	// services, in the order the deploy writes them.
+	if len(f.checks) != 1 {
+		t.Fatalf("%d checks", len(f.checks))
+	}
+	c := f.checks[0]
+	if len(c.Networks) != 1 || c.Networks[0].Name != "app_front" || len(c.Secrets) != 1 || c.Secrets[0].Name != "app_pw" ||
+		c.Secrets[0].Size != len("hunter2") || len(c.Create) != 2 || c.Create[0].Name != "app_a" || c.Create[1].Name != "app_b" {
+		t.Fatalf("check %+v", c)
+	}
+
+	// Without the clash it deploys, after one more check.
+	f.refuseName = nil
+	out, errOut, code = runCLI(t, f.host, "", "stack", "deploy", "-c", file, "app")
+	if code != 0 || len(f.services) != 2 || len(f.networks) != 1 || len(f.secrets) != 1 || len(f.checks) != 2 {
+		t.Fatalf("exit %d, stdout %q, stderr %q, %d checks", code, out, errOut, len(f.checks))
+	}
+}
+
+// TestCLIStackOlderAgent: an agent without the check route (an older
+// release) gets the deploy as before, with a warning that a refusal may
+// leave it half applied.
+func TestCLIStackOlderAgent(t *testing.T) {
+	f := newFakeAgent(t)
+	f.noCheck = true
+	file := filepath.Join(t.TempDir(), "compose.yml")
+	if err := os.WriteFile(file, []byte("services:\n  a:\n    image: x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runCLI(t, f.host, "", "stack", "deploy", "-c", file, "app")
+	if code != 0 || out != "Creating service app_a\n" || strings.Count(errOut, "Warning: ") != 1 || !strings.Contains(errOut, "older release") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}

@@ -11,12 +11,14 @@ import (
 )
 
 // TestCLIServiceScaleAllOrNothing: a scale naming a service that does not
-// exist (or a global one) is refused before any service is scaled.
+// exist (or a global one, or a count past the agent's bound) is refused
+// before any service is scaled.
 func TestCLIServiceScaleAllOrNothing(t *testing.T) {
 	f := newFakeAgent(t)
 	f.services = []*api.Service{
 		{ID: "svc1", Name: "web", Version: 1, Spec: api.ServiceSpec{Name: "web", Mode: api.ModeReplicated, Replicas: 1, Image: "busybox"}},
 		{ID: "svc2", Name: "agent", Version: 1, Spec: api.ServiceSpec{Name: "agent", Mode: api.ModeGlobal, Image: "busybox"}},
+		{ID: "svc3", Name: "db", Version: 1, Spec: api.ServiceSpec{Name: "db", Mode: api.ModeReplicated, Replicas: 1, Image: "busybox"}},
 	}
 	for _, tc := range []struct {
 		args []string
@@ -24,6 +26,9 @@ func TestCLIServiceScaleAllOrNothing(t *testing.T) {
 	}{
 		{[]string{"web=3", "nosuch=2"}, "scale nosuch: service nosuch not found"},
 		{[]string{"web=3", "agent=2"}, "scale agent: a global service"},
+		// The agent refuses the count (the fake does not): web was
+		// scaled before db's refusal arrived.
+		{[]string{"web=3", "db=70000"}, "scale db: invalid service spec: replicas 70000: more than 65536"},
 	} {
 		out, errOut, code := runCLI(t, f.host, "", append([]string{"service", "scale", "-d"}, tc.args...)...)
 		if code == 0 || !strings.Contains(errOut, tc.want) {

@@ -3,6 +3,7 @@ package snapshotfile
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -198,6 +199,87 @@ func checkReferences(d *consensus.SnapshotData, bad func(string, ...any)) {
 			if !configs[r.Source] {
 				bad("%s: config %q is not in the file", what, r.Source)
 			}
+		}
+	}
+}
+
+// heldVIPs are the VIPs a service keeps through a restore, by network, as
+// the state machine stores them (consensus/fsm assignNetworks): none for
+// a dnsrr service, the default network's (Service.VIP) only while it
+// joins the default network, another network's only while it joins that
+// one. A record stored before services had networks (VIPs nil) holds
+// Service.VIP as the default network's.
+func heldVIPs(s *api.Service) map[string]string {
+	out := map[string]string{}
+	if api.IsDNSRR(s.Spec) {
+		return out
+	}
+	for _, name := range api.SpecNetworks(s.Spec) {
+		v := s.VIPs[name]
+		if name == api.DefaultNetwork {
+			v = s.VIP
+		}
+		if v != "" {
+			out[name] = v
+		}
+	}
+	return out
+}
+
+// releaseStrayVIPs gives s the VIPs heldVIPs keeps and no others: a file
+// that holds a dnsrr service's VIP, or a VIP on a network the service does
+// not join, would keep the address taken for every later allocation.
+func releaseStrayVIPs(s *api.Service) {
+	if s.VIPs == nil && !api.IsDNSRR(s.Spec) && slices.Contains(api.SpecNetworks(s.Spec), api.DefaultNetwork) {
+		return // stored before services had networks: VIP is the default network's
+	}
+	s.VIPs = heldVIPs(s)
+	s.VIP = s.VIPs[api.DefaultNetwork]
+}
+
+// checkNetworkVIPs refuses a service's VIP on a (non-default) network
+// that the state machine would not have given it: no IPv4 address,
+// outside the network's VIP range (api.NetworkVIPRange, what
+// alloc.NetworkVIP gives and an update keeps), or another service's on
+// the same network. Only the VIPs a restore keeps (heldVIPs) are checked;
+// the default network's is checkDesired's.
+func checkNetworkVIPs(d *consensus.SnapshotData, bad func(string, ...any)) {
+	subnets := map[string]netip.Prefix{}
+	for _, n := range d.Networks {
+		if p, err := netip.ParsePrefix(n.Subnet); err == nil {
+			subnets[n.Name] = p.Masked()
+		}
+	}
+	taken := map[string]string{} // "network VIP": the service holding it
+	for _, s := range d.Services {
+		held := heldVIPs(s)
+		names := make([]string, 0, len(held))
+		for name := range held {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			if name == api.DefaultNetwork {
+				continue
+			}
+			what := fmt.Sprintf("service %q (ID %q)", s.Name, s.ID)
+			a, err := netip.ParseAddr(strings.TrimSpace(held[name]))
+			if err != nil || !a.Is4() {
+				bad("%s: VIP %q on network %s is not an IPv4 address", what, held[name], name)
+				continue
+			}
+			if p, ok := subnets[name]; ok {
+				if lo, hi := api.NetworkVIPRange(p); a.Compare(lo) < 0 || a.Compare(hi) > 0 {
+					bad("%s: VIP %s on network %s is outside its VIP range %s-%s", what, a, name, lo, hi)
+					continue
+				}
+			}
+			key := name + " " + a.String()
+			if other, ok := taken[key]; ok {
+				bad("%s: VIP %s on network %s taken by service %q", what, a, name, other)
+				continue
+			}
+			taken[key] = s.Name
 		}
 	}
 }

@@ -289,7 +289,9 @@ type RestorePlan struct {
 //     pools): the running cluster stays the cluster it is;
 //   - nodes: cur's members, with the file's labels and availability for the
 //     ones the file knows; the file's other nodes are dropped;
-//   - services (and any other desired-state table): the file's;
+//   - services (and any other desired-state table): the file's, without
+//     the VIPs the state machine would not store (releaseStrayVIPs: a
+//     dnsrr service's, one on a network the service does not join);
 //   - tasks: the file's, on member nodes, with cur's observed state where it
 //     is further along (the reconcilers then converge: a task whose
 //     container is gone is reported failed and replaced, a container whose
@@ -344,6 +346,12 @@ func PlanRestore(f *File, cur *consensus.Store, force bool) (*RestorePlan, error
 
 	services := map[string]bool{}
 	for _, s := range data.Services {
+		// A dnsrr service holds no VIP, nor a service one on a network it
+		// does not join: create and update drop them (consensus/fsm
+		// assignNetworks), and so does the restore, which installs the
+		// state without a command; kept, the address stayed taken for
+		// every later allocation.
+		releaseStrayVIPs(s)
 		services[s.ID] = true
 		plan.Services = append(plan.Services, s.Name)
 	}
@@ -404,7 +412,11 @@ const maxProblems = 10
 //     (api.ServiceNameProblem), unique in any case;
 //   - its published ports are in 1-65535 (target ports too), tcp or udp,
 //     and each protocol and port is published once in the whole file;
-//   - its VIP, when set, is an IPv4 address no other service holds;
+//   - its VIP, when set, is an IPv4 address no other service holds (one
+//     the plan drops — a dnsrr service's, one off the default network —
+//     only an IPv4 address); its VIP on another network is in that
+//     network's VIP range and no other service's there
+//     (checkNetworkVIPs);
 //   - every network has an ID of its own and a name that is a DNS label,
 //     not the default network's, unique in any case;
 //   - across rows and tables (references.go): network subnets and VNIs
@@ -468,6 +480,10 @@ func checkDesired(d *consensus.SnapshotData, cc *consensus.ClusterState) error {
 			switch {
 			case err != nil || !a.Is4():
 				bad("%s: VIP %q is not an IPv4 address", what, s.VIP)
+			case heldVIPs(s)[api.DefaultNetwork] == "":
+				// Dropped by the plan (dnsrr, or off the default
+				// network), as create drops it: it takes no address
+				// from another service.
 			case vips[a] != "":
 				bad("%s: VIP %s taken by service %q", what, a, vips[a])
 			default:
@@ -493,6 +509,7 @@ func checkDesired(d *consensus.SnapshotData, cc *consensus.ClusterState) error {
 		}
 	}
 	checkNetworkRanges(d, cc, bad)
+	checkNetworkVIPs(d, bad)
 	checkRows(d, bad)
 	checkReferences(d, bad)
 	checkAliases(d, bad)

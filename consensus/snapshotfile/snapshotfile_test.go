@@ -457,6 +457,11 @@ func TestPlanRestoreRefusesWhatCreateRefuses(t *testing.T) {
 		}, "published port 80/tcp taken by service"},
 		{"VIP not IPv4", func(d *consensus.SnapshotData) { svc(d, "s1").VIP = "fd00::1" }, `VIP "fd00::1" is not an IPv4 address`},
 		{"VIP in two services", func(d *consensus.SnapshotData) { svc(d, "s1").VIP, svc(d, "s2").VIP = "10.43.0.5", "10.43.0.5" }, "VIP 10.43.0.5 taken by service"},
+		// A dnsrr service's VIP is dropped (TestPlanRestoreDNSRRHoldsNoVIP),
+		// but one that is no address is refused, as create refuses it.
+		{"dnsrr service's VIP not IPv4", func(d *consensus.SnapshotData) {
+			svc(d, "s1").Spec.EndpointMode, svc(d, "s1").VIP = api.EndpointDNSRR, "nope"
+		}, `VIP "nope" is not an IPv4 address`},
 		// The state machine's alias rules (consensus/fsm checkAliases): a
 		// name answers for one service per network.
 		{"alias that is another service's name", func(d *consensus.SnapshotData) {
@@ -675,5 +680,172 @@ func TestPlanRestoreRefusesPortZero(t *testing.T) {
 	}
 	if _, err := PlanRestore(f, saved.store.Snapshot(), false); !errors.Is(err, consensus.ErrInvalid) || !strings.Contains(err.Error(), "port 0:80 out of range") {
 		t.Fatalf("plan: %v, want port 0 refused", err)
+	}
+}
+
+// TestPlanRestoreDNSRRHoldsNoVIP: a service in endpoint mode dnsrr holds
+// no VIP on any network (create and update drop one: consensus/fsm
+// assignNetworks). A file that gives one a VIP (edited, or written by a
+// bug) was installed as it was: the service kept the VIP (`service
+// inspect` showed it) and the address stayed taken for every later
+// allocation. The plan drops it, as a create of the service would.
+func TestPlanRestoreDNSRRHoldsNoVIP(t *testing.T) {
+	saved := savedState(t)
+	saved.must(command.CreateNetwork{Network: api.Network{ID: "net1", Name: "back"}})
+	web, _ := saved.store.Service("s1")
+	web.Spec.Networks = []string{api.DefaultNetwork, "back"}
+	saved.must(command.UpdateService{Service: *web})
+	web, _ = saved.store.Service("s1")
+	if web.VIP == "" || web.VIPs["back"] == "" {
+		t.Fatalf("web holds no VIPs to begin with: %q %v", web.VIP, web.VIPs)
+	}
+	oldVIP, oldBack := web.VIP, web.VIPs["back"]
+	edited := editFile(t, saveFile(t, saved.store), func(d *consensus.SnapshotData) {
+		for _, s := range d.Services {
+			if s.ID == "s1" {
+				s.Spec.EndpointMode = api.EndpointDNSRR // VIP and VIPs kept
+			}
+		}
+	})
+	f, err := Read(bytes.NewReader(edited), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := PlanRestore(f, saved.store.Snapshot(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _, err := plan.Encode(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := consensus.NewStore()
+	if err := got.Restore(bytes.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	s, err := got.Service("s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.VIP != "" || len(s.VIPs) != 0 || s.VIPs == nil {
+		t.Fatalf("restored dnsrr service holds VIP %q, VIPs %v (want \"\" and {})", s.VIP, s.VIPs)
+	}
+	// The addresses are free again: the FSM allocates them to the next
+	// services that need them.
+	held := map[string]bool{}
+	for _, o := range got.Services() {
+		held[o.VIP] = true
+		for _, v := range o.VIPs {
+			held[v] = true
+		}
+	}
+	if held[oldVIP] || held[oldBack] {
+		t.Fatalf("%s or %s still held after the restore", oldVIP, oldBack)
+	}
+	// A VIP the dnsrr service had is no clash: it is dropped, and the
+	// service that holds it keeps it (as the state machine creates the
+	// dnsrr service, then the other).
+	clash := editFile(t, edited, func(d *consensus.SnapshotData) {
+		for _, s := range d.Services {
+			if s.ID == "s2" {
+				s.VIP, s.VIPs = oldVIP, map[string]string{api.DefaultNetwork: oldVIP}
+			}
+		}
+	})
+	fc, err := Read(bytes.NewReader(clash), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := PlanRestore(fc, saved.store.Snapshot(), false); err != nil {
+		t.Fatalf("a dnsrr service's VIP counted as taken: %v", err)
+	}
+	if createRefused(t, fc.Services()) {
+		t.Fatal("the state machine refuses what the restore accepts")
+	}
+	// The file itself is unchanged (the plan works on its own copy).
+	for _, fs := range f.Services() {
+		if fs.ID == "s1" && fs.VIP != oldVIP {
+			t.Fatal("planning changed the file")
+		}
+	}
+}
+
+// TestPlanRestoreNetworkVIPs: a service's VIP on a network is checked as
+// the state machine gives it — inside the network's VIP range, one
+// service's on the network — and VIPs for networks the service does not
+// join (or the default network's, when it does not join it) are dropped,
+// as create and update drop them. Before, a file could give two services
+// one VIP on a network (two load balancer entries for one address), a VIP
+// outside the network, or hold addresses on networks the service left,
+// which stayed taken for every later allocation.
+func TestPlanRestoreNetworkVIPs(t *testing.T) {
+	saved := savedState(t)
+	saved.must(command.CreateNetwork{Network: api.Network{ID: "net1", Name: "back"}})
+	for _, id := range []string{"s1", "s2"} {
+		s, _ := saved.store.Service(id)
+		s.Spec.Networks = []string{api.DefaultNetwork, "back"}
+		saved.must(command.UpdateService{Service: *s})
+	}
+	web, _ := saved.store.Service("s1")
+	webBack := web.VIPs["back"]
+	file := saveFile(t, saved.store)
+	svc := func(d *consensus.SnapshotData, id string) *api.Service {
+		for _, s := range d.Services {
+			if s.ID == id {
+				return s
+			}
+		}
+		t.Fatalf("no service %s", id)
+		return nil
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*consensus.SnapshotData)
+		want string
+	}{
+		{"one VIP for two services", func(d *consensus.SnapshotData) { svc(d, "s2").VIPs["back"] = webBack },
+			fmt.Sprintf(`VIP %s on network back taken by service "web"`, webBack)},
+		{"VIP outside the network", func(d *consensus.SnapshotData) { svc(d, "s1").VIPs["back"] = "10.99.0.1" },
+			`VIP 10.99.0.1 on network back is outside its VIP range`},
+		{"VIP not IPv4", func(d *consensus.SnapshotData) { svc(d, "s1").VIPs["back"] = "nope" },
+			`VIP "nope" on network back is not an IPv4 address`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := Read(bytes.NewReader(editFile(t, file, tc.edit)), 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := PlanRestore(f, saved.store.Snapshot(), false); !errors.Is(err, consensus.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("plan: %v, want a refusal with %q", err, tc.want)
+			}
+		})
+	}
+
+	// web leaves the default network; its VIPs name a network it never
+	// joined: both are dropped, its VIP on back stays.
+	stray := editFile(t, file, func(d *consensus.SnapshotData) {
+		s := svc(d, "s1")
+		s.Spec.Networks = []string{"back"}
+		s.VIPs["ghost"] = "10.44.200.1"
+	})
+	f, err := Read(bytes.NewReader(stray), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := PlanRestore(f, saved.store.Snapshot(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _, err := plan.Encode(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := consensus.NewStore()
+	if err := got.Restore(bytes.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := got.Service("s1")
+	if s.VIP != "" || !reflect.DeepEqual(s.VIPs, map[string]string{"back": webBack}) {
+		t.Fatalf("restored web: VIP %q, VIPs %v; want \"\" and back only", s.VIP, s.VIPs)
 	}
 }

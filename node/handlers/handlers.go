@@ -38,6 +38,10 @@ type Agent interface {
 	HasImage(ref string) bool
 	// NewID returns a new random object ID.
 	NewID() string
+	// Preflight runs cmd against fork (a consensus.Store.Fork of the
+	// replica) as the write path would, without proposing it, and leaves
+	// its effect in fork (node/writes Preflight).
+	Preflight(fork *consensus.Store, cmd command.Command) error
 }
 
 // API implements the httpapi interfaces of the services, networks,

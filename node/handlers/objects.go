@@ -107,19 +107,10 @@ func (x *API) CreateObject(ctx context.Context, req api.SecretCreateRequest, sec
 		return nil, err
 	}
 	kind := kindName(secret)
-	var cmd command.Command
 	id, now := x.agent.NewID(), time.Now().UTC()
-	if secret {
-		if _, err := store.SecretByName(req.Name); err == nil {
-			return nil, httpapi.BadRequest("a secret named %s already exists (secrets are immutable: remove it first, or use a new name)", req.Name)
-		}
-		cmd = &command.CreateSecret{Secret: consensus.Secret{ID: id, Name: req.Name, CreatedAt: now, Size: len(req.Data), Labels: req.Labels},
-			Plaintext: req.Data}
-	} else {
-		if _, err := store.ConfigByName(req.Name); err == nil {
-			return nil, httpapi.BadRequest("a config named %s already exists (configs are immutable: remove it first, or use a new name)", req.Name)
-		}
-		cmd = &command.CreateConfig{Config: consensus.ConfigObject{ID: id, Name: req.Name, CreatedAt: now, Labels: req.Labels, Data: req.Data}}
+	cmd, err := objectCommand(store, req, secret, id, now)
+	if err != nil {
+		return nil, err
 	}
 	if err := x.agent.Write(ctx, cmd); err != nil {
 		return nil, fmt.Errorf("create %s %s: %w", kind, req.Name, err)
@@ -148,6 +139,23 @@ func (x *API) CreateObject(ctx context.Context, req api.SecretCreateRequest, sec
 		}
 	}
 	return out, nil
+}
+
+// objectCommand builds the command that creates a checked secret or
+// config, refused when the name is taken: the create route's, and a
+// deploy's dry run (check.go).
+func objectCommand(store *consensus.Store, req api.SecretCreateRequest, secret bool, id string, now time.Time) (command.Command, error) {
+	if secret {
+		if _, err := store.SecretByName(req.Name); err == nil {
+			return nil, httpapi.BadRequest("a secret named %s already exists (secrets are immutable: remove it first, or use a new name)", req.Name)
+		}
+		return &command.CreateSecret{Secret: consensus.Secret{ID: id, Name: req.Name, CreatedAt: now, Size: len(req.Data), Labels: req.Labels},
+			Plaintext: req.Data}, nil
+	}
+	if _, err := store.ConfigByName(req.Name); err == nil {
+		return nil, httpapi.BadRequest("a config named %s already exists (configs are immutable: remove it first, or use a new name)", req.Name)
+	}
+	return &command.CreateConfig{Config: consensus.ConfigObject{ID: id, Name: req.Name, CreatedAt: now, Labels: req.Labels, Data: req.Data}}, nil
 }
 
 func (x *API) RemoveObject(ctx context.Context, ref string, secret bool) error {

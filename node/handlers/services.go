@@ -284,19 +284,29 @@ func (x *API) CreateService(ctx context.Context, spec api.ServiceSpec) (api.Serv
 	if err != nil {
 		return api.Service{}, err
 	}
-	spec, err = x.checkSpec(store, spec, "")
+	cmd, err := x.createCommand(store, spec)
 	if err != nil {
 		return api.Service{}, err
 	}
-	if _, err := store.ServiceByName(spec.Name); err == nil {
-		return api.Service{}, httpapi.BadRequest("a service named %s already exists", spec.Name)
-	}
-	now := time.Now().UTC()
-	svc := api.Service{ID: x.agent.NewID(), Name: spec.Name, Spec: spec, CreatedAt: now, UpdatedAt: now}
-	if err := x.agent.Write(ctx, &command.CreateService{Service: svc}); err != nil {
+	if err := x.agent.Write(ctx, cmd); err != nil {
 		return api.Service{}, err
 	}
-	return readBackService(ctx, store, svc.ID, 0)
+	return readBackService(ctx, store, cmd.Service.ID, 0)
+}
+
+// createCommand checks spec for a new service against store and builds
+// the command that creates it: the create route's, and a deploy's dry run
+// (check.go).
+func (x *API) createCommand(store *consensus.Store, spec api.ServiceSpec) (*command.CreateService, error) {
+	spec, err := x.checkSpec(store, spec, "")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := store.ServiceByName(spec.Name); err == nil {
+		return nil, httpapi.BadRequest("a service named %s already exists", spec.Name)
+	}
+	now := time.Now().UTC()
+	return &command.CreateService{Service: api.Service{ID: x.agent.NewID(), Name: spec.Name, Spec: spec, CreatedAt: now, UpdatedAt: now}}, nil
 }
 
 func (x *API) UpdateService(ctx context.Context, cur *api.Service, spec api.ServiceSpec, expect uint64) (api.Service, error) {
@@ -304,6 +314,16 @@ func (x *API) UpdateService(ctx context.Context, cur *api.Service, spec api.Serv
 	if err != nil {
 		return api.Service{}, err
 	}
+	if err := x.agent.Write(ctx, updateCommand(cur, spec, expect)); err != nil {
+		return api.Service{}, err
+	}
+	return readBackService(ctx, store, cur.ID, cur.Version)
+}
+
+// updateCommand builds the command that gives cur the checked spec
+// (expect: the version the client read, 0 for any): the update route's,
+// and a deploy's dry run (check.go).
+func updateCommand(cur *api.Service, spec api.ServiceSpec, expect uint64) *command.UpdateService {
 	// A port sent without its published port (`-p 80` as written, an API
 	// client resending its spec) keeps the one the leader chose for it:
 	// otherwise the spec would count as changed (a paused update resumed)
@@ -321,10 +341,7 @@ func (x *API) UpdateService(ctx context.Context, cur *api.Service, spec api.Serv
 		// tasks; a paused update is resumed by a new spec.
 		next.UpdateStatus = nil
 	}
-	if err := x.agent.Write(ctx, &command.UpdateService{Service: next, ExpectVersion: expect}); err != nil {
-		return api.Service{}, err
-	}
-	return readBackService(ctx, store, cur.ID, cur.Version)
+	return &command.UpdateService{Service: next, ExpectVersion: expect}
 }
 
 func (x *API) ScaleService(ctx context.Context, ref string, replicas uint64) (api.Service, error) {

@@ -182,12 +182,20 @@ func (c *capReader) Read(p []byte) (int, error) {
 
 // DecodeBody decodes the JSON body of r into v: unknown fields refused
 // (400), at most MaxBodyBytes (413).
-func DecodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(&capReader{r: r.Body, n: MaxBodyBytes})
+func DecodeBody(r *http.Request, v any) error { return DecodeBodyMax(r, v, MaxBodyBytes) }
+
+// MaxDeployCheckBytes bounds the body of a deploy's check (POST
+// /v1/services/check), which carries every spec of a stack at once where
+// each write carries one.
+const MaxDeployCheckBytes = 32 << 20
+
+// DecodeBodyMax is DecodeBody with the bound max.
+func DecodeBodyMax(r *http.Request, v any, max int64) error {
+	dec := json.NewDecoder(&capReader{r: r.Body, n: max})
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		if errors.Is(err, ErrBodyTooLarge) {
-			return &Error{Status: http.StatusRequestEntityTooLarge, Msg: ErrBodyTooLarge.Error()}
+			return &Error{Status: http.StatusRequestEntityTooLarge, Msg: fmt.Sprintf("request body larger than %d MiB", max>>20)}
 		}
 		return BadRequest("malformed request body: %v", err)
 	}

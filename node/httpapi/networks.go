@@ -70,20 +70,32 @@ func (h *networkHandlers) create(w http.ResponseWriter, r *http.Request) (any, e
 	if err := DecodeBody(r, &req); err != nil {
 		return nil, err
 	}
-	req.Name = strings.TrimSpace(req.Name)
-	if p := api.NetworkNameProblem(req.Name); p != "" {
-		return nil, BadRequest("network name %q: %s", req.Name, p)
-	}
-	if err := h.c.SyncReplica(r.Context()); err != nil {
+	n, err := CheckNetworkCreate(req, func(name string) bool { _, err := h.c.Network(name); return err == nil }, func() error {
+		return h.c.SyncReplica(r.Context())
+	})
+	if err != nil {
 		return nil, err
 	}
-	if _, err := h.c.Network(req.Name); err == nil || strings.EqualFold(req.Name, api.DefaultNetwork) {
-		return nil, BadRequest("a network named %s already exists", req.Name)
-	}
-	// Only what a client may choose; ID and creation time are the agent's.
-	n := api.Network{Name: req.Name, Subnet: strings.TrimSpace(req.Subnet), VNI: req.VNI,
-		Internal: req.Internal, Encrypted: req.Encrypted, Attachable: req.Attachable, Labels: req.Labels}
 	return h.c.CreateNetwork(r.Context(), n)
+}
+
+// CheckNetworkCreate is what a network create request is refused for
+// before it is written: a bad name, then (after sync, which syncs the
+// replica that exists reads) a name taken. It returns only what a client
+// may choose; the ID and creation time are the agent's.
+func CheckNetworkCreate(req api.Network, exists func(name string) bool, sync func() error) (api.Network, error) {
+	req.Name = strings.TrimSpace(req.Name)
+	if p := api.NetworkNameProblem(req.Name); p != "" {
+		return api.Network{}, BadRequest("network name %q: %s", req.Name, p)
+	}
+	if err := sync(); err != nil {
+		return api.Network{}, err
+	}
+	if exists(req.Name) || strings.EqualFold(req.Name, api.DefaultNetwork) {
+		return api.Network{}, BadRequest("a network named %s already exists", req.Name)
+	}
+	return api.Network{Name: req.Name, Subnet: strings.TrimSpace(req.Subnet), VNI: req.VNI,
+		Internal: req.Internal, Encrypted: req.Encrypted, Attachable: req.Attachable, Labels: req.Labels}, nil
 }
 
 func (h *networkHandlers) remove(w http.ResponseWriter, r *http.Request) (any, error) {

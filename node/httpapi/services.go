@@ -7,6 +7,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strconv"
 
@@ -40,6 +41,10 @@ type Services interface {
 	RemoveService(ctx context.Context, id string) error
 	// Tasks lists the tasks f selects for display, like `docker service ps`.
 	Tasks(f TaskFilter) ([]api.Task, error)
+	// CheckWrites runs the writes of one deploy in order against a copy
+	// of the replica, as their routes and the leader would, and returns
+	// the first refusal; it writes nothing.
+	CheckWrites(ctx context.Context, req api.DeployCheck) error
 }
 
 // TaskFilter selects tasks: of one service or one node (references as the
@@ -55,6 +60,7 @@ func ServiceRoutes(rt *Router, c Services) {
 	rt.Handle("GET /v1/services", h.list)
 	rt.Handle("POST /v1/services", h.create)
 	rt.Handle("GET /v1/services/{id}", h.inspect)
+	rt.Handle("POST /v1/services/check", h.check)
 	rt.Handle("POST /v1/services/{id}/update", h.update)
 	rt.Handle("POST /v1/services/{id}/scale", h.scale)
 	rt.Handle("POST /v1/services/{id}/rollback", h.rollback)
@@ -130,17 +136,8 @@ func (h *serviceHandlers) update(w http.ResponseWriter, r *http.Request) (any, e
 	if err != nil {
 		return nil, err
 	}
-	if spec.Name == "" {
-		spec.Name = cur.Name
-	}
-	if spec.Name != cur.Name {
-		return nil, BadRequest("a service cannot be renamed (%s → %s)", cur.Name, spec.Name)
-	}
-	if spec.Mode == "" {
-		spec.Mode = cur.Spec.Mode
-	}
-	if spec.Mode != cur.Spec.Mode {
-		return nil, BadRequest("the mode of a service cannot change (%s → %s)", cur.Spec.Mode, spec.Mode)
+	if spec, err = CheckUpdate(cur, spec); err != nil {
+		return nil, err
 	}
 	spec, err = h.c.CheckSpec(spec, cur.ID)
 	if err != nil {
@@ -154,6 +151,55 @@ func (h *serviceHandlers) update(w http.ResponseWriter, r *http.Request) (any, e
 		}
 	}
 	return h.c.UpdateService(r.Context(), cur, spec, expect)
+}
+
+// CheckUpdate is what an update request alone can tell against the
+// service it updates: the name and mode, which never change, default to
+// the service's.
+func CheckUpdate(cur *api.Service, spec api.ServiceSpec) (api.ServiceSpec, error) {
+	if spec.Name == "" {
+		spec.Name = cur.Name
+	}
+	if spec.Name != cur.Name {
+		return spec, BadRequest("a service cannot be renamed (%s → %s)", cur.Name, spec.Name)
+	}
+	if spec.Mode == "" {
+		spec.Mode = cur.Spec.Mode
+	}
+	if spec.Mode != cur.Spec.Mode {
+		return spec, BadRequest("the mode of a service cannot change (%s → %s)", cur.Spec.Mode, spec.Mode)
+	}
+	return spec, nil
+}
+
+// check is POST /v1/services/check: a deploy's writes dry-run, read-only
+// but refused where a write would be (a worker's socket, no cluster).
+func (h *serviceHandlers) check(w http.ResponseWriter, r *http.Request) (any, error) {
+	if err := h.c.InCluster(); err != nil {
+		return nil, err
+	}
+	var req api.DeployCheck
+	if err := DecodeBodyMax(r, &req, MaxDeployCheckBytes); err != nil {
+		return nil, err
+	}
+	// Each write alone must fit the body its route takes (a 400, not the
+	// check's own 413, which the CLI answers by deploying unchecked).
+	specs := append([]api.ServiceSpec(nil), req.Create...)
+	for _, u := range req.Update {
+		specs = append(specs, u.Spec)
+	}
+	for _, spec := range specs {
+		if b, _ := json.Marshal(spec); len(b) > MaxBodyBytes {
+			return nil, BadRequest("service %s: the spec is larger than the %d MiB a write takes", spec.Name, MaxBodyBytes>>20)
+		}
+	}
+	if err := h.c.SyncReplica(r.Context()); err != nil {
+		return nil, err
+	}
+	if err := h.c.CheckWrites(r.Context(), req); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
 }
 
 func (h *serviceHandlers) scale(w http.ResponseWriter, r *http.Request) (any, error) {

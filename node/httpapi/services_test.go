@@ -54,6 +54,11 @@ func (f *fakeServices) Tasks(tf TaskFilter) ([]api.Task, error) {
 	return []api.Task{}, nil
 }
 
+func (f *fakeServices) CheckWrites(_ context.Context, req api.DeployCheck) error {
+	f.rec("check %d creates", len(req.Create))
+	return nil
+}
+
 func TestServiceRoutes(t *testing.T) {
 	for _, tt := range []routeCase{
 		{name: "list", method: "GET", path: "/v1/services", code: 200, calls: "list"},

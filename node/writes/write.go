@@ -353,67 +353,91 @@ func (w *Writer) ApplyAdmin(ctx context.Context, peerID string, req wire.AdminWr
 		w.log.Warn("refused an admin action", "node_id", api.ShortID(peerID), "action", req.Action, "err", err)
 		return nil, err
 	}
-	subject := ""
+	// Registry credentials and secrets are proposed only sealed
+	// (registryauth.go, secrets.go: the plaintext came over mutual TLS).
+	// An update is sealed before its checks, a create after them, as the
+	// checks were written.
 	switch x := cmd.(type) {
-	case command.CreateService:
-		if err := authz.CheckSpecOnLeader(x.Service.Spec, nil, cl.Store.Nodes()); err != nil {
-			return nil, err
-		}
-		if err := handlers.CheckFileRefs(cl.Store, x.Service.Spec); err != nil {
-			return nil, fmt.Errorf("%w: %w", consensus.ErrInvalid, err)
-		}
-		// Registry credentials are proposed only sealed (registryauth.go).
-		if err := w.sealServiceAuthOnLeader(&x.Service, nil); err != nil {
-			return nil, err
-		}
-		x.Service.UpdatedBy = peerID
-		cmd, subject = x, x.Service.Name
 	case command.UpdateService:
 		old, _ := cl.Store.Service(x.Service.ID)
 		if err := w.sealServiceAuthOnLeader(&x.Service, old); err != nil {
 			return nil, err
 		}
-		if err := authz.CheckSpecOnLeader(x.Service.Spec, old, cl.Store.Nodes()); err != nil {
-			return nil, err
-		}
-		if err := handlers.CheckFileRefs(cl.Store, x.Service.Spec); err != nil {
-			return nil, fmt.Errorf("%w: %w", consensus.ErrInvalid, err)
-		}
-		x.Service.UpdatedBy = peerID
-		cmd, subject = x, x.Service.Name
+		cmd = x
 	case command.CreateSecret:
-		// The plaintext came over mutual TLS; only the sealed form is
-		// proposed (secrets.go).
 		if x, err = w.sealSecretOnLeader(x); err != nil {
 			return nil, err
 		}
-		cmd, subject = x, x.Secret.Name
-	case command.CreateConfig:
-		if err := handlers.CheckObject(api.SecretCreateRequest{Name: x.Config.Name, Data: x.Config.Data}, false); err != nil {
+		cmd = x
+	}
+	cmd, subject, err := checkAdmin(cl.Store, cmd, peerID)
+	if err != nil {
+		return nil, err
+	}
+	if x, ok := cmd.(command.CreateService); ok {
+		if err := w.sealServiceAuthOnLeader(&x.Service, nil); err != nil {
 			return nil, err
 		}
-		subject = x.Config.Name
-	case command.DeleteSecret:
-		subject = x.ID
-	case command.DeleteConfig:
-		subject = x.ID
-	case command.DeleteService:
-		subject = x.ID
-	case command.UpdateNode:
-		subject = x.ID
-	case command.CreateNetwork:
-		if err := authz.CheckNetworkOnLeader(x.Network); err != nil {
-			return nil, err
-		}
-		subject = x.Network.Name
-	case command.DeleteNetwork:
-		subject = x.ID
+		cmd = x
 	}
 	res, err := applyResult(cl.Raft.Apply(ctx, cmd))
 	if err == nil {
 		w.log.Info("admin action", "action", req.Action, "subject", subject, "by", api.ShortID(peerID))
 	}
 	return res, err
+}
+
+// checkAdmin is the leader's re-validation of an admin command against
+// store, after authorization and sealing and before the proposal (and in
+// a deploy's preflight, preflight.go, against its fork): a service spec's
+// reserved ports and file references, a config's and a network's rules.
+// It records who asked (updated_by) and returns the command to propose
+// with the name or ID the log line gives it.
+func checkAdmin(store *consensus.Store, cmd command.Command, peerID string) (command.Command, string, error) {
+	switch x := cmd.(type) {
+	case command.CreateService:
+		if err := authz.CheckSpecOnLeader(x.Service.Spec, nil, store.Nodes()); err != nil {
+			return nil, "", err
+		}
+		if err := handlers.CheckFileRefs(store, x.Service.Spec); err != nil {
+			return nil, "", fmt.Errorf("%w: %w", consensus.ErrInvalid, err)
+		}
+		x.Service.UpdatedBy = peerID
+		return x, x.Service.Name, nil
+	case command.UpdateService:
+		old, _ := store.Service(x.Service.ID)
+		if err := authz.CheckSpecOnLeader(x.Service.Spec, old, store.Nodes()); err != nil {
+			return nil, "", err
+		}
+		if err := handlers.CheckFileRefs(store, x.Service.Spec); err != nil {
+			return nil, "", fmt.Errorf("%w: %w", consensus.ErrInvalid, err)
+		}
+		x.Service.UpdatedBy = peerID
+		return x, x.Service.Name, nil
+	case command.CreateSecret:
+		return x, x.Secret.Name, nil
+	case command.CreateConfig:
+		if err := handlers.CheckObject(api.SecretCreateRequest{Name: x.Config.Name, Data: x.Config.Data}, false); err != nil {
+			return nil, "", err
+		}
+		return x, x.Config.Name, nil
+	case command.DeleteSecret:
+		return x, x.ID, nil
+	case command.DeleteConfig:
+		return x, x.ID, nil
+	case command.DeleteService:
+		return x, x.ID, nil
+	case command.UpdateNode:
+		return x, x.ID, nil
+	case command.CreateNetwork:
+		if err := authz.CheckNetworkOnLeader(x.Network); err != nil {
+			return nil, "", err
+		}
+		return x, x.Network.Name, nil
+	case command.DeleteNetwork:
+		return x, x.ID, nil
+	}
+	return cmd, "", nil
 }
 
 // Forward runs call against the current leader, retrying across leader

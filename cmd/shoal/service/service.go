@@ -213,10 +213,14 @@ func (s *commands) serviceScale(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	// Every service is looked up before any is scaled: a typo'd name or a
-	// global service refuses the whole command instead of scaling the
-	// names before it (docker scales those and reports the rest).
+	// Every service is looked up before any is scaled: a typo'd name, a
+	// global service or a count past api.MaxReplicas (which the agent
+	// refuses, in its words) refuses the whole command instead of scaling
+	// the names before it (docker scales those and reports the rest).
 	for _, sc := range scales {
+		if sc.n > api.MaxReplicas {
+			return fmt.Errorf("scale %s: invalid service spec: replicas %d: more than %d", sc.name, sc.n, api.MaxReplicas)
+		}
 		svc, err := cl.Service(c.Context, sc.name)
 		if err != nil {
 			return fmt.Errorf("scale %s: %w", sc.name, err)

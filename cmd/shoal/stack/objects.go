@@ -14,20 +14,28 @@ import (
 	"github.com/shoal-org/shoal/cmd/shoal/compose"
 )
 
-// ensureStackNetworks creates the stack's networks that do not exist and
-// checks that its external ones do, before any service names them.
-func (s *commands) ensureStackNetworks(ctx context.Context, cl *client.Client, nets []compose.StackNetwork) error {
+// missingStackNetworks returns the stack's networks that do not exist, and
+// refuses an external one that does not.
+func (s *commands) missingStackNetworks(ctx context.Context, cl *client.Client, nets []compose.StackNetwork) ([]compose.StackNetwork, error) {
+	var missing []compose.StackNetwork
 	for _, n := range nets {
 		_, err := cl.Network(ctx, n.Name)
-		var ae *client.APIError
 		switch {
 		case err == nil:
 			continue
-		case !errors.As(err, &ae) || ae.Status != 404:
-			return fmt.Errorf("network %s: %w", n.Name, err)
+		case !client.IsNotFound(err):
+			return nil, fmt.Errorf("network %s: %w", n.Name, err)
 		case n.External:
-			return fmt.Errorf("network %s is declared external but does not exist: create it with `shoal network create`", n.Name)
+			return nil, fmt.Errorf("network %s is declared external but does not exist: create it with `shoal network create`", n.Name)
 		}
+		missing = append(missing, n)
+	}
+	return missing, nil
+}
+
+// createStackNetworks creates the networks missingStackNetworks found.
+func (s *commands) createStackNetworks(ctx context.Context, cl *client.Client, nets []compose.StackNetwork) error {
+	for _, n := range nets {
 		if _, err := cl.CreateNetwork(ctx, n.Network); err != nil {
 			return fmt.Errorf("create network %s: %w", n.Name, err)
 		}
@@ -36,11 +44,10 @@ func (s *commands) ensureStackNetworks(ctx context.Context, cl *client.Client, n
 	return nil
 }
 
-// ensureStackObjects creates the stack's missing secrets and configs (an
-// existing one is kept: they are immutable) and checks that external ones
-// exist. It reads every file first, so a missing or oversized file
-// creates nothing.
-func (s *commands) ensureStackObjects(ctx context.Context, cl *client.Client, objs []compose.StackObject) error {
+// readStackObjects reads the file of every secret and config the stack
+// makes, so that a missing or oversized file refuses the deploy before
+// anything is created.
+func readStackObjects(objs []compose.StackObject) error {
 	for i, o := range objs {
 		if o.External || o.File == "" {
 			continue
@@ -56,6 +63,14 @@ func (s *commands) ensureStackObjects(ctx context.Context, cl *client.Client, ob
 			return fmt.Errorf("%s %s: %d bytes, at most 500 KiB allowed: nothing was created", kindOf(o), o.Key, len(o.Data))
 		}
 	}
+	return nil
+}
+
+// missingStackObjects returns the stack's secrets and configs that do not
+// exist (an existing one is kept: they are immutable), and refuses an
+// external one that does not.
+func (s *commands) missingStackObjects(ctx context.Context, cl *client.Client, objs []compose.StackObject) ([]compose.StackObject, error) {
+	var missing []compose.StackObject
 	for _, o := range objs {
 		var err error
 		if o.Secret {
@@ -63,17 +78,34 @@ func (s *commands) ensureStackObjects(ctx context.Context, cl *client.Client, ob
 		} else {
 			_, err = cl.Config(ctx, o.Name)
 		}
-		if err == nil {
+		switch {
+		case err == nil:
 			continue
+		case !client.IsNotFound(err):
+			return nil, fmt.Errorf("%s %s: %w", kindOf(o), o.Name, err)
+		case o.External:
+			return nil, fmt.Errorf("external %s %s not found: create it first (`shoal %s create %s FILE`)", kindOf(o), o.Name, kindOf(o), o.Name)
 		}
-		if o.External {
-			return fmt.Errorf("external %s %s not found: create it first (`shoal %s create %s FILE`)", kindOf(o), o.Name, kindOf(o), o.Name)
-		}
-		req := api.SecretCreateRequest{Name: o.Name, Data: o.Data, Labels: map[string]string{compose.StackLabel: stackOf(o.Name)}}
+		missing = append(missing, o)
+	}
+	return missing, nil
+}
+
+// objectRequest is the create request of a stack's secret or config,
+// labelled with its stack (which `stack rm` removes).
+func objectRequest(o compose.StackObject) api.SecretCreateRequest {
+	return api.SecretCreateRequest{Name: o.Name, Data: o.Data, Labels: map[string]string{compose.StackLabel: stackOf(o.Name)}}
+}
+
+// createStackObjects creates the secrets and configs missingStackObjects
+// found.
+func (s *commands) createStackObjects(ctx context.Context, cl *client.Client, objs []compose.StackObject) error {
+	for _, o := range objs {
+		var err error
 		if o.Secret {
-			_, err = cl.CreateSecret(ctx, req)
+			_, err = cl.CreateSecret(ctx, objectRequest(o))
 		} else {
-			_, err = cl.CreateConfig(ctx, req)
+			_, err = cl.CreateConfig(ctx, objectRequest(o))
 		}
 		if err != nil {
 			return fmt.Errorf("create %s %s: %w", kindOf(o), o.Name, err)

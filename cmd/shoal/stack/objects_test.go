@@ -2,7 +2,6 @@ package stack
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,11 +14,11 @@ import (
 	"github.com/shoal-org/shoal/cmd/shoal/compose"
 )
 
-// TestEnsureStackObjectsBoundedRead: a compose file whose secret file: is
+// TestReadStackObjectsBoundedRead: a compose file whose secret file: is
 // a FIFO no one writes to (open blocks for good), or a file past the size
 // limit, is refused at once with nothing created, instead of hanging the
 // deploy or being read whole.
-func TestEnsureStackObjectsBoundedRead(t *testing.T) {
+func TestReadStackObjectsBoundedRead(t *testing.T) {
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "fifo")
 	if err := unix.Mkfifo(fifo, 0o600); err != nil {
@@ -36,7 +35,7 @@ func TestEnsureStackObjectsBoundedRead(t *testing.T) {
 		done := make(chan error, 1)
 		go func() {
 			objs := []compose.StackObject{{Secret: true, Key: "k", Name: "s_k", File: tc.file}}
-			done <- (&commands{}).ensureStackObjects(context.Background(), nil, objs)
+			done <- readStackObjects(objs)
 		}()
 		select {
 		case err := <-done:

@@ -179,19 +179,78 @@ func (s *commands) stackDeploy(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	// Secrets and configs first: the services refer to them.
 	objs, _ := compose.StackObjects(stack, project)
-	if err := s.ensureStackObjects(c.Context, cl, objs); err != nil {
+	if err := readStackObjects(objs); err != nil {
 		return err
 	}
 	nets, err := compose.StackNetworks(stack, project)
 	if err != nil {
 		return compose.LocateError(fmt.Errorf("%w: %w", compose.ErrBadCompose, err), in.Files)
 	}
-	if err := s.ensureStackNetworks(c.Context, cl, nets); err != nil {
+	newObjs, err := s.missingStackObjects(c.Context, cl, objs)
+	if err != nil {
+		return err
+	}
+	newNets, err := s.missingStackNetworks(c.Context, cl, nets)
+	if err != nil {
+		return err
+	}
+	if err := s.checkDeploy(c.Context, cl, plan, newObjs, newNets); err != nil {
+		return err
+	}
+	// Secrets and configs first: the services refer to them.
+	if err := s.createStackObjects(c.Context, cl, newObjs); err != nil {
+		return err
+	}
+	if err := s.createStackNetworks(c.Context, cl, newNets); err != nil {
 		return err
 	}
 	return s.applyStackPlan(c.Context, cl, plan)
+}
+
+// checkDeploy asks the agent to check every write of the deploy, in the
+// order they will be sent, against the cluster as the earlier ones leave
+// it (POST /v1/services/check): a refusal only the cluster can tell — an
+// alias or a published port of a service outside the stack, a spec the
+// leader refuses, a member too old for a field — used to come after the
+// deploy had written its objects and its first services. Refused, the
+// deploy writes nothing. An agent of an older release lacks the check, and
+// a deploy past the check's size bound (httpapi.MaxDeployCheckBytes, 32
+// MiB of specs) cannot be checked at once: the deploy goes on unchecked,
+// as it did before, with a warning.
+func (s *commands) checkDeploy(ctx context.Context, cl *client.Client, plan stackPlan, objs []compose.StackObject, nets []compose.StackNetwork) error {
+	var req api.DeployCheck
+	for _, n := range nets {
+		req.Networks = append(req.Networks, n.Network)
+	}
+	for _, o := range objs {
+		r := objectRequest(o)
+		oc := api.ObjectCheck{Name: r.Name, Size: len(r.Data), Labels: r.Labels}
+		if o.Secret {
+			req.Secrets = append(req.Secrets, oc)
+		} else {
+			req.Configs = append(req.Configs, oc)
+		}
+	}
+	for _, sv := range plan.remove {
+		req.Remove = append(req.Remove, sv.ID)
+	}
+	for _, u := range plan.update {
+		req.Update = append(req.Update, api.ServiceUpdateCheck{ID: u.cur.ID, Version: u.cur.Version, Spec: u.spec})
+	}
+	req.Create = plan.create
+	if len(req.Networks)+len(req.Secrets)+len(req.Configs)+len(req.Remove)+len(req.Update)+len(req.Create) == 0 {
+		return nil // nothing to write
+	}
+	err := cl.CheckDeploy(ctx, req)
+	if errors.Is(err, client.ErrNoDeployCheck) || errors.Is(err, client.ErrDeployTooLargeToCheck) {
+		fmt.Fprintf(s.Stderr, "Warning: %v: a write the cluster refuses may leave this deploy half applied\n", err)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w (nothing was changed)", err)
+	}
+	return nil
 }
 
 // warningFormatter prints a logrus entry as "Warning: message".
@@ -366,7 +425,9 @@ func specsEqual(a, b api.ServiceSpec) bool {
 }
 
 // applyStackPlan carries out a plan: removals first (as docker does, so a
-// published port can move to a new service), then creations and updates.
+// published port can move to a new service), then updates (one may free a
+// port or an alias a new service takes; creations free nothing), then
+// creations, the order checkDeploy checked.
 func (s *commands) applyStackPlan(ctx context.Context, cl *client.Client, plan stackPlan) error {
 	for _, sv := range plan.remove {
 		fmt.Fprintf(s.Stdout, "Removing service %s\n", sv.Name)
@@ -374,16 +435,16 @@ func (s *commands) applyStackPlan(ctx context.Context, cl *client.Client, plan s
 			return shell.Wrap("remove service "+sv.Name, err)
 		}
 	}
-	for _, spec := range plan.create {
-		fmt.Fprintf(s.Stdout, "Creating service %s\n", spec.Name)
-		if _, err := cl.CreateService(ctx, spec); err != nil {
-			return shell.Wrap("create service "+spec.Name, err)
-		}
-	}
 	for _, u := range plan.update {
 		fmt.Fprintf(s.Stdout, "Updating service %s\n", u.spec.Name)
 		if _, err := cl.UpdateService(ctx, u.cur.ID, u.cur.Version, u.spec); err != nil {
 			return shell.Wrap("update service "+u.spec.Name, err)
+		}
+	}
+	for _, spec := range plan.create {
+		fmt.Fprintf(s.Stdout, "Creating service %s\n", spec.Name)
+		if _, err := cl.CreateService(ctx, spec); err != nil {
+			return shell.Wrap("create service "+spec.Name, err)
 		}
 	}
 	for _, name := range plan.unchanged {

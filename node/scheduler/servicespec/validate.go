@@ -27,8 +27,8 @@ const (
 	// 25,000). Larger counts could never all run; they would only cost
 	// memory on every node. The planner creates at most Config.MaxCreate
 	// tasks per plan whatever the count, so even this maximum arrives in
-	// bounded rounds.
-	MaxReplicas = 1 << 16
+	// bounded rounds. (api.MaxReplicas, for the CLI's scale.)
+	MaxReplicas = api.MaxReplicas
 )
 
 // Defaults returns spec with Docker's defaults filled into zero fields: mode
