@@ -5,6 +5,7 @@ package stack
 // removes them.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -56,6 +57,9 @@ func (s *commands) ensureStackObjects(ctx context.Context, cl *client.Client, ob
 			return fmt.Errorf("%s %s: %d bytes, at most 500 KiB allowed: nothing was created", kindOf(o), o.Key, len(o.Data))
 		}
 	}
+	if err := checkConfigsUnchanged(ctx, cl, objs); err != nil {
+		return err
+	}
 	for _, o := range objs {
 		var err error
 		if o.Secret {
@@ -79,6 +83,38 @@ func (s *commands) ensureStackObjects(ctx context.Context, cl *client.Client, ob
 			return fmt.Errorf("create %s %s: %w", kindOf(o), o.Name, err)
 		}
 		fmt.Fprintf(s.Stdout, "Creating %s %s\n", kindOf(o), o.Name)
+	}
+	return nil
+}
+
+// checkConfigsUnchanged refuses a deploy whose file gives an existing
+// config of the stack other content under the same name, before anything
+// is created: configs are immutable, so keeping the stored one would run
+// the services with content the file no longer has, silently (docker
+// refuses it too: "only updates to Labels are allowed"). A secret's data
+// is never returned, so a changed secret cannot be told apart here.
+func checkConfigsUnchanged(ctx context.Context, cl *client.Client, objs []compose.StackObject) error {
+	for _, o := range objs {
+		if o.Secret || o.External {
+			continue
+		}
+		stored, err := cl.Config(ctx, o.Name)
+		var ae *client.APIError
+		switch {
+		case errors.As(err, &ae) && ae.Status == 404:
+			continue
+		case err != nil:
+			return fmt.Errorf("config %s: %w", o.Name, err)
+		case stored.Name != o.Name || bytes.Equal(stored.Data, o.Data):
+			continue
+		}
+		from := "its content"
+		if o.File != "" {
+			from = "the content of " + o.File
+		}
+		return fmt.Errorf("config %s (configs.%s) exists with other content than %s, and configs are immutable: "+
+			"give the new content a new name (configs.%s.name: %s_v2, say) or remove the config first; nothing was changed",
+			o.Name, o.Key, from, o.Key, o.Name)
 	}
 	return nil
 }
