@@ -249,36 +249,9 @@ func containerTarget(ctx context.Context, cl *client.Client, ref string) (string
 		}
 	}
 	if best == nil {
-		return ref, runsElsewhere(ctx, cl, ref, err)
+		return ref, shell.RunsElsewhere(ctx, cl, ref, err)
 	}
 	return best.ID, nil
-}
-
-// runsElsewhere adds to notFound where the task named ref runs when that
-// is another node: containers are reached only through their own node's
-// agent, and "no such container: web.1" for a task that `service ps`
-// shows running left a user to guess why. Lookup failures leave notFound
-// as it is.
-func runsElsewhere(ctx context.Context, cl *client.Client, ref string, notFound error) error {
-	tasks, err := cl.Tasks(ctx, client.TaskFilter{DesiredState: api.TaskRunning})
-	if err != nil {
-		return notFound
-	}
-	st, err := cl.Status(ctx)
-	if err != nil {
-		return notFound
-	}
-	for _, t := range tasks {
-		if t.Name != ref || t.DesiredState != api.TaskRunning || t.NodeID == st.NodeID {
-			continue
-		}
-		node := t.Node
-		if node == "" {
-			node = output.ShortID(t.NodeID, false)
-		}
-		return fmt.Errorf("%w (task %s runs on node %s: run the command there)", notFound, ref, output.Sanitize(node))
-	}
-	return notFound
 }
 
 // betterTarget prefers a running container, then the newest.

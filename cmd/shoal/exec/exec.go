@@ -121,6 +121,9 @@ func (s *commands) execAction(c *cli.Context) error {
 			}
 			return &shell.ExitCodeError{Code: exitCannotInvoke}
 		}
+		if client.IsNotFound(err) {
+			err = shell.RunsElsewhere(c.Context, cl, ref, err)
+		}
 		return fmt.Errorf("exec in %s: %w", ref, err)
 	}
 	defer conn.Close()
