@@ -9,6 +9,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/api/client"
@@ -57,7 +59,7 @@ func (s *commands) ensureStackObjects(ctx context.Context, cl *client.Client, ob
 			return fmt.Errorf("%s %s: %d bytes, at most 500 KiB allowed: nothing was created", kindOf(o), o.Key, len(o.Data))
 		}
 	}
-	if err := checkConfigsUnchanged(ctx, cl, objs); err != nil {
+	if err := checkUnchanged(ctx, cl, objs, s.Stderr); err != nil {
 		return err
 	}
 	for _, o := range objs {
@@ -87,34 +89,57 @@ func (s *commands) ensureStackObjects(ctx context.Context, cl *client.Client, ob
 	return nil
 }
 
-// checkConfigsUnchanged refuses a deploy whose file gives an existing
+// checkUnchanged refuses a deploy whose file gives an existing secret or
 // config of the stack other content under the same name, before anything
-// is created: configs are immutable, so keeping the stored one would run
-// the services with content the file no longer has, silently (docker
-// refuses it too: "only updates to Labels are allowed"). A secret's data
-// is never returned, so a changed secret cannot be told apart here.
-func checkConfigsUnchanged(ctx context.Context, cl *client.Client, objs []compose.StackObject) error {
+// is created: they are immutable, so keeping the stored one ran the
+// services with content the file no longer has, silently (docker refuses
+// it too: "only updates to Labels are allowed"). A config is compared
+// here; a secret's data is never read back, so the agent compares it on
+// the leader (api.SecretCreateRequest.KeepSame), writing nothing.
+func checkUnchanged(ctx context.Context, cl *client.Client, objs []compose.StackObject, warn io.Writer) error {
 	for _, o := range objs {
-		if o.Secret || o.External {
+		if o.External {
 			continue
 		}
-		stored, err := cl.Config(ctx, o.Name)
-		var ae *client.APIError
+		var same bool
+		var err error
+		if o.Secret {
+			if _, err = cl.Secret(ctx, o.Name); err == nil {
+				_, err = cl.CreateSecret(ctx, api.SecretCreateRequest{Name: o.Name, Data: o.Data, KeepSame: true})
+				var ae *client.APIError
+				switch {
+				case errors.As(err, &ae) && strings.Contains(ae.Message, "exists with other data"):
+					same, err = false, nil
+				case errors.As(err, &ae) && strings.Contains(ae.Message, "already exists"):
+					// An agent or leader of an older release (a rolling
+					// upgrade) cannot compare: keep it, as those did.
+					fmt.Fprintf(warn, "Warning: secret %s exists and the cluster cannot compare its content (an older release): kept as it is\n", o.Name)
+					same, err = true, nil
+				default:
+					same = err == nil
+				}
+			}
+		} else {
+			var stored *api.Config
+			if stored, err = cl.Config(ctx, o.Name); err == nil {
+				same = stored.Name != o.Name || bytes.Equal(stored.Data, o.Data)
+			}
+		}
 		switch {
-		case errors.As(err, &ae) && ae.Status == 404:
+		case client.IsNotFound(err):
 			continue
 		case err != nil:
-			return fmt.Errorf("config %s: %w", o.Name, err)
-		case stored.Name != o.Name || bytes.Equal(stored.Data, o.Data):
+			return fmt.Errorf("%s %s: %w", kindOf(o), o.Name, err)
+		case same:
 			continue
 		}
 		from := "its content"
 		if o.File != "" {
 			from = "the content of " + o.File
 		}
-		return fmt.Errorf("config %s (configs.%s) exists with other content than %s, and configs are immutable: "+
-			"give the new content a new name (configs.%s.name: %s_v2, say) or remove the config first; nothing was changed",
-			o.Name, o.Key, from, o.Key, o.Name)
+		return fmt.Errorf("%s %s (%ss.%s) exists with other content than %s, and %ss are immutable: "+
+			"give the new content a new name (%ss.%s.name: %s_v2, say) or remove the %s first; nothing was changed",
+			kindOf(o), o.Name, kindOf(o), o.Key, from, kindOf(o), kindOf(o), o.Key, o.Name, kindOf(o))
 	}
 	return nil
 }

@@ -54,10 +54,10 @@ func TestEnsureStackObjectsBoundedRead(t *testing.T) {
 	}
 }
 
-// objectsAgent serves GET and POST of configs from a map on a unix socket,
+// objectsAgent serves GET and POST of configs and secrets from maps on a unix socket,
 // the part of the agent's API ensureStackObjects uses, and returns a
 // client for it.
-func objectsAgent(t *testing.T, configs map[string][]byte) *client.Client {
+func objectsAgent(t *testing.T, configs, secrets map[string][]byte) *client.Client {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "a.sock")
 	ln, err := net.Listen("unix", sock)
@@ -80,6 +80,35 @@ func objectsAgent(t *testing.T, configs map[string][]byte) *client.Client {
 		configs[req.Name] = req.Data
 		_ = json.NewEncoder(w).Encode(api.Config{ID: "id-" + req.Name, Name: req.Name})
 	})
+	// Secrets: the data stays in the agent; keep_same compares it there.
+	// A secret named "old" answers as an agent of an older release does.
+	mux.HandleFunc("GET /"+api.APIVersion+"/secrets/{name}", func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := secrets[r.PathValue("name")]; !ok {
+			w.WriteHeader(http.StatusNotFound)
+			_ = json.NewEncoder(w).Encode(api.ErrorResponse{Error: "no such secret"})
+			return
+		}
+		_ = json.NewEncoder(w).Encode(api.Secret{ID: "id-" + r.PathValue("name"), Name: r.PathValue("name")})
+	})
+	mux.HandleFunc("POST /"+api.APIVersion+"/secrets", func(w http.ResponseWriter, r *http.Request) {
+		var req api.SecretCreateRequest
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		if d, ok := secrets[req.Name]; ok {
+			msg := "a secret named " + req.Name + " already exists"
+			switch {
+			case req.Name != "old" && req.KeepSame && bytes.Equal(d, req.Data):
+				_ = json.NewEncoder(w).Encode(api.Secret{ID: "id-" + req.Name, Name: req.Name})
+				return
+			case req.Name != "old" && req.KeepSame:
+				msg = "secret " + req.Name + " exists with other data, and secrets are immutable"
+			}
+			w.WriteHeader(http.StatusBadRequest)
+			_ = json.NewEncoder(w).Encode(api.ErrorResponse{Error: msg})
+			return
+		}
+		secrets[req.Name] = req.Data
+		_ = json.NewEncoder(w).Encode(api.Secret{ID: "id-" + req.Name, Name: req.Name})
+	})
 	srv := &http.Server{Handler: mux}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
@@ -91,9 +120,9 @@ func objectsAgent(t *testing.T, configs map[string][]byte) *client.Client {
 }
 
 // TestEnsureStackObjectsChangedConfig: a redeploy whose file changes the
-// content of a config the stack already has, under the same name, is
+// content of a config or secret the stack already has, under the same name, is
 // refused naming the config and what to do, before anything is created
-// (the stored config used to be kept silently, so the services ran the
+// (the stored one used to be kept silently, so the services ran the
 // old content); the same content, or a new name, deploys.
 func TestEnsureStackObjectsChangedConfig(t *testing.T) {
 	dir := t.TempDir()
@@ -114,15 +143,26 @@ func TestEnsureStackObjectsChangedConfig(t *testing.T) {
 			[]compose.StackObject{{Key: "app", Name: "s_app_v2", File: file}}, "", []string{"s_app_v2"}},
 		{"external is not compared", map[string][]byte{"ext": []byte("other")},
 			[]compose.StackObject{{Key: "ext", Name: "ext", External: true}}, "", nil},
+		{"same secret", map[string][]byte{"s_pw": []byte("color=blue\n")},
+			[]compose.StackObject{{Secret: true, Key: "pw", Name: "s_pw", File: file}}, "", nil},
+		{"changed secret", map[string][]byte{"s_pw": []byte("hunter2")},
+			[]compose.StackObject{{Key: "new", Name: "s_new", Data: []byte("x")}, {Secret: true, Key: "pw", Name: "s_pw", File: file}},
+			"secret s_pw (secrets.pw) exists with other content than the content of " + file + ", and secrets are immutable", nil},
+		{"secret of an older agent is kept with a warning", map[string][]byte{"old": []byte("hunter2")},
+			[]compose.StackObject{{Secret: true, Key: "old", Name: "old", File: file}}, "", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := os.WriteFile(file, []byte("color=blue\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
+			// Configs and secrets share one map: each row uses one kind.
 			before := len(tc.stored)
-			cl := objectsAgent(t, tc.stored)
-			var out bytes.Buffer
-			err := (&commands{&shell.Shell{Stdout: &out}}).ensureStackObjects(context.Background(), cl, tc.objs)
+			cl := objectsAgent(t, tc.stored, tc.stored)
+			var out, warn bytes.Buffer
+			err := (&commands{&shell.Shell{Stdout: &out, Stderr: &warn}}).ensureStackObjects(context.Background(), cl, tc.objs)
+			if tc.name == "secret of an older agent is kept with a warning" && !strings.Contains(warn.String(), "cannot compare") {
+				t.Errorf("no warning: %q", warn.String())
+			}
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("err = %v", err)
