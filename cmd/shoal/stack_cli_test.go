@@ -158,3 +158,44 @@ func TestCLIStackErrorNamesOnce(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 }
+
+// TestCLIStackDeployWaits: `stack deploy --detach=false` (docker 26+'s
+// flag, which the command used to refuse as undefined) follows every
+// service it created or updated until it converges, on stderr, and fails
+// when one does not; the default returns at once, as docker's.
+func TestCLIStackDeployWaits(t *testing.T) {
+	f := newFakeAgent(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "compose.yml")
+	if err := os.WriteFile(file, []byte("services:\n  web:\n    image: busybox\n    deploy:\n      replicas: 2\n  db:\n    image: busybox\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runCLI(t, f.host, "", "stack", "deploy", "--detach=false", "-c", file, "app")
+	if code != 0 || out != "Creating service app_db\nCreating service app_web\n" {
+		t.Fatalf("deploy --detach=false: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	for _, want := range []string{"app_web.2: running\n", "app_web: converged, 2/2 running\n", "app_db: converged, 1/1 running\n"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("progress %q lacks %q", errOut, want)
+		}
+	}
+	// Unchanged: nothing to wait for.
+	if _, errOut, code = runCLI(t, f.host, "", "stack", "deploy", "-d=false", "-c", file, "app"); code != 0 || strings.Contains(errOut, "converged") {
+		t.Errorf("unchanged deploy -d=false: exit %d, stderr %q", code, errOut)
+	}
+	// An update whose tasks keep failing fails the deploy, naming the service.
+	f.mu.Lock()
+	f.failTasks = true
+	f.mu.Unlock()
+	if err := os.WriteFile(file, []byte("services:\n  web:\n    image: busybox:2\n    deploy:\n      replicas: 2\n  db:\n    image: busybox\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code = runCLI(t, f.host, "", "stack", "deploy", "--detach=false", "-q", "-c", file, "app")
+	if code != 1 || !strings.Contains(errOut, "Error: service app_web: tasks of app_web keep failing") || strings.HasPrefix(errOut, "app_web.1:") || strings.Contains(errOut, "\napp_web.1:") {
+		t.Errorf("failing update: exit %d, stderr %q", code, errOut)
+	}
+	// By default the deploy does not wait.
+	if _, errOut, code = runCLI(t, f.host, "", "stack", "deploy", "-c", file, "other"); code != 0 || strings.Contains(errOut, "keep failing") {
+		t.Errorf("default deploy: exit %d, stderr %q", code, errOut)
+	}
+}

@@ -29,6 +29,7 @@ import (
 	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/cmd/shoal/compose"
 	"github.com/shoal-org/shoal/cmd/shoal/output"
+	"github.com/shoal-org/shoal/cmd/shoal/progress"
 	"github.com/shoal-org/shoal/cmd/shoal/shell"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
@@ -68,6 +69,12 @@ string command with &&) are errors, and then nothing changes.`,
 					&cli.StringSliceFlag{Name: "profile", Usage: "enable services of a profile, repeatable (default $COMPOSE_PROFILES)"},
 					&cli.BoolFlag{Name: "prune", Usage: "remove services of the stack that the files no longer have"},
 					specflags.WithRegistryAuthFlag(),
+					// As docker's (26+): return at once by default; with
+					// --detach=false wait for every created or updated
+					// service to converge, and fail if one does not.
+					&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Value: true, Usage: "return at once; --detach=false waits for the created and updated services to converge and fails if one does not"},
+					&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "do not print progress (with --detach=false)"},
+					&cli.DurationFlag{Name: "timeout", Value: 2 * time.Minute, Usage: "with --detach=false, give up waiting for a service after this long"},
 				},
 				Action: s.stackDeploy,
 			},
@@ -191,7 +198,25 @@ func (s *commands) stackDeploy(c *cli.Context) error {
 	if err := s.ensureStackNetworks(c.Context, cl, nets); err != nil {
 		return err
 	}
-	return s.applyStackPlan(c.Context, cl, plan)
+	ids, err := s.applyStackPlan(c.Context, cl, plan)
+	if err != nil || c.Bool("detach") {
+		return err
+	}
+	return s.waitStack(c.Context, cl, ids, c.Duration("timeout"), c.Bool("quiet"))
+}
+
+// waitStack follows the services a deploy created or updated until each
+// has converged (progress.Wait, as `service create|update` without -d),
+// one after the other: they converge side by side, the waits only
+// watch. Every service is waited for; the failures are reported together.
+func (s *commands) waitStack(ctx context.Context, cl *client.Client, ids []stackChange, timeout time.Duration, quiet bool) error {
+	var errs []error
+	for _, x := range ids {
+		if err := progress.Wait(ctx, cl, s.Stderr, s.Poll, x.id, x.op, timeout, quiet); err != nil {
+			errs = append(errs, fmt.Errorf("service %s: %w", x.name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // warningFormatter prints a logrus entry as "Warning: message".
@@ -367,30 +392,38 @@ func specsEqual(a, b api.ServiceSpec) bool {
 
 // applyStackPlan carries out a plan: removals first (as docker does, so a
 // published port can move to a new service), then creations and updates.
-func (s *commands) applyStackPlan(ctx context.Context, cl *client.Client, plan stackPlan) error {
+// It returns the services it created and updated, for a wait.
+func (s *commands) applyStackPlan(ctx context.Context, cl *client.Client, plan stackPlan) ([]stackChange, error) {
+	var changed []stackChange
 	for _, sv := range plan.remove {
 		fmt.Fprintf(s.Stdout, "Removing service %s\n", sv.Name)
 		if err := cl.RemoveService(ctx, sv.ID); err != nil {
-			return shell.Wrap("remove service "+sv.Name, err)
+			return nil, shell.Wrap("remove service "+sv.Name, err)
 		}
 	}
 	for _, spec := range plan.create {
 		fmt.Fprintf(s.Stdout, "Creating service %s\n", spec.Name)
-		if _, err := cl.CreateService(ctx, spec); err != nil {
-			return shell.Wrap("create service "+spec.Name, err)
+		svc, err := cl.CreateService(ctx, spec)
+		if err != nil {
+			return nil, shell.Wrap("create service "+spec.Name, err)
 		}
+		changed = append(changed, stackChange{svc.ID, spec.Name, progress.OpCreate})
 	}
 	for _, u := range plan.update {
 		fmt.Fprintf(s.Stdout, "Updating service %s\n", u.spec.Name)
 		if _, err := cl.UpdateService(ctx, u.cur.ID, u.cur.Version, u.spec); err != nil {
-			return shell.Wrap("update service "+u.spec.Name, err)
+			return nil, shell.Wrap("update service "+u.spec.Name, err)
 		}
+		changed = append(changed, stackChange{u.cur.ID, u.spec.Name, progress.OpUpdate})
 	}
 	for _, name := range plan.unchanged {
 		fmt.Fprintf(s.Stdout, "Service %s is up to date\n", name)
 	}
-	return nil
+	return changed, nil
 }
+
+// stackChange is a service a deploy created or updated.
+type stackChange struct{ id, name, op string }
 
 // stackInfo is one row of `stack ls`.
 type stackInfo struct {
