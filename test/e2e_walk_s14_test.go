@@ -120,9 +120,12 @@ func TestWalkS14(t *testing.T) {
 
 	// 1. Deploy, from a node that will run no db.
 	deployStart := time.Now()
-	out, err := walkRun(t, h1, "stack", "deploy", "-c", file, "shop")
+	out, err := walkRun(t, h1, "stack", "deploy", "--detach=false", "-c", file, "shop")
 	if err != nil {
 		t.Fatalf("stack deploy: %v", err)
+	}
+	if !strings.Contains(out, "shop_web: converged, 2/2 running") || !strings.Contains(out, "shop_db: converged, 1/1 running") {
+		t.Errorf("stack deploy --detach=false did not follow the services to convergence")
 	}
 	for _, w := range []string{"shop_front", "shop_back", "shop_db_password", "shop_app_conf", "shop_web", "shop_db", "shop_worker"} {
 		if !strings.Contains(out, w) {
@@ -386,6 +389,21 @@ func TestWalkS14(t *testing.T) {
 	}
 	if _, err := volumeOf(t, h3, "shop_dbdata"); err != nil {
 		t.Errorf("volume shop_dbdata gone from %s after stack rm: %v", h3.Name, err)
+	}
+	// A team's "rm and deploy again", at once: the stack comes back whole
+	// and db finds its volume's data (one boot line more).
+	if _, err := walkRun(t, h2, "stack", "deploy", "--detach=false", "-c", file, "shop"); err != nil {
+		t.Errorf("deploy right after stack rm: %v", err)
+	}
+	if out, err := walkRun(t, h3, "exec", "shop_db.1", "wc", "-l", "/data/boots"); err != nil || !strings.HasPrefix(strings.TrimSpace(out), "2") {
+		t.Errorf("db's volume after the redeploy: %q %v, want 2 boots", out, err)
+	}
+	harness.Eventually(t, 30*time.Second, func() (bool, string) {
+		body, err := get(fmt.Sprintf("http://%s:8080/", idle.IP))
+		return err == nil && strings.HasPrefix(body, "hello from shop_web."), fmt.Sprintf("%q %v", body, err)
+	}, "8080 answers after the redeploy")
+	if _, err := walkRun(t, h1, "stack", "rm", "shop"); err != nil {
+		t.Error(err)
 	}
 	harness.Eventually(t, 30*time.Second, func() (bool, string) {
 		out, err := walkRun(t, h3, "volume", "rm", "shop_dbdata")
