@@ -38,6 +38,8 @@ type fakeAgent struct {
 	// refuseCreate, when set, is the 409 every service create gets (the
 	// agent's own wording, which names the operation already).
 	refuseCreate string
+	// refuseCreateOf limits refuseCreate to the service of that name.
+	refuseCreateOf string
 	// lastSpec and lastQuery record the last service create/update.
 	lastSpec  api.ServiceSpec
 	lastQuery string
@@ -138,7 +140,7 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 			return
 		}
 		f.mu.Lock()
-		if f.refuseCreate != "" {
+		if f.refuseCreate != "" && (f.refuseCreateOf == "" || f.refuseCreateOf == spec.Name) {
 			f.mu.Unlock()
 			f.fail(w, http.StatusConflict, f.refuseCreate)
 			return

@@ -199,3 +199,30 @@ func TestCLIStackDeployWaits(t *testing.T) {
 		t.Errorf("default deploy: exit %d, stderr %q", code, errOut)
 	}
 }
+
+// TestCLIStackDeployUndoesRefused: a deploy the agent refuses part way
+// (here the second service's create: a published port another stack
+// holds, an image no node has) removes the services, networks, secrets
+// and configs it made, instead of leaving the stack half there; it used
+// to leave them all.
+func TestCLIStackDeployUndoesRefused(t *testing.T) {
+	f := newFakeAgent(t)
+	f.refuseCreate, f.refuseCreateOf = "create service app_b: published port already in use: 8080/tcp is published by service shop_web", "app_b"
+	file := filepath.Join(t.TempDir(), "compose.yml")
+	doc := "services:\n  a:\n    image: x\n    networks: [net]\n  b:\n    image: x\n    ports: [\"8080:80\"]\n    networks: [net]\nnetworks:\n  net: {}\n"
+	if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runCLI(t, f.host, "", "stack", "deploy", "-c", file, "app")
+	if code != 1 || !strings.Contains(errOut, "8080/tcp is published by service shop_web (what this deploy created was removed again)") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	if want := "Creating network app_net\nCreating service app_a\nCreating service app_b\nRemoving service app_a\nRemoving network app_net\n"; out != want {
+		t.Errorf("stdout %q, want %q", out, want)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.services) != 0 || len(f.networks) != 0 {
+		t.Errorf("left %d services, %d networks", len(f.services), len(f.networks))
+	}
+}

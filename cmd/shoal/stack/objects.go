@@ -19,7 +19,7 @@ import (
 
 // ensureStackNetworks creates the stack's networks that do not exist and
 // checks that its external ones do, before any service names them.
-func (s *commands) ensureStackNetworks(ctx context.Context, cl *client.Client, nets []compose.StackNetwork) error {
+func (s *commands) ensureStackNetworks(ctx context.Context, cl *client.Client, nets []compose.StackNetwork, made *created) error {
 	for _, n := range nets {
 		_, err := cl.Network(ctx, n.Name)
 		var ae *client.APIError
@@ -31,9 +31,11 @@ func (s *commands) ensureStackNetworks(ctx context.Context, cl *client.Client, n
 		case n.External:
 			return fmt.Errorf("network %s is declared external but does not exist: create it with `shoal network create`", n.Name)
 		}
-		if _, err := cl.CreateNetwork(ctx, n.Network); err != nil {
+		nw, err := cl.CreateNetwork(ctx, n.Network)
+		if err != nil {
 			return fmt.Errorf("create network %s: %w", n.Name, err)
 		}
+		made.add("networks", nw.ID, n.Name)
 		fmt.Fprintf(s.Stdout, "Creating network %s\n", n.Name)
 	}
 	return nil
@@ -43,7 +45,7 @@ func (s *commands) ensureStackNetworks(ctx context.Context, cl *client.Client, n
 // existing one is kept: they are immutable) and checks that external ones
 // exist. It reads every file first, so a missing or oversized file
 // creates nothing.
-func (s *commands) ensureStackObjects(ctx context.Context, cl *client.Client, objs []compose.StackObject) error {
+func (s *commands) ensureStackObjects(ctx context.Context, cl *client.Client, objs []compose.StackObject, made *created) error {
 	for i, o := range objs {
 		if o.External || o.File == "" {
 			continue
@@ -77,9 +79,15 @@ func (s *commands) ensureStackObjects(ctx context.Context, cl *client.Client, ob
 		}
 		req := api.SecretCreateRequest{Name: o.Name, Data: o.Data, Labels: map[string]string{compose.StackLabel: stackOf(o.Name)}}
 		if o.Secret {
-			_, err = cl.CreateSecret(ctx, req)
+			var x *api.Secret
+			if x, err = cl.CreateSecret(ctx, req); err == nil {
+				made.add("secrets", x.ID, o.Name)
+			}
 		} else {
-			_, err = cl.CreateConfig(ctx, req)
+			var x *api.Config
+			if x, err = cl.CreateConfig(ctx, req); err == nil {
+				made.add("configs", x.ID, o.Name)
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("create %s %s: %w", kindOf(o), o.Name, err)
@@ -212,6 +220,66 @@ func (s *commands) removeStackObjects(ctx context.Context, cl *client.Client, st
 		fmt.Fprintf(s.Stdout, "Removing config %s\n", x.Name)
 		if err := cl.RemoveConfig(ctx, x.ID); err != nil {
 			errs = append(errs, fmt.Errorf("remove config %s: %w", x.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// created is what one deploy made (ID and name of each), so that a deploy
+// the agent refuses part way (a published port another stack holds, an
+// image no node has: what only the agent can tell) removes it again
+// instead of leaving a stack that is half there.
+type created struct {
+	services, networks, secrets, configs [][2]string
+}
+
+// add records one made object of a kind (the field's name); a nil
+// recorder records nothing.
+func (c *created) add(kind, id, name string) {
+	if c == nil {
+		return
+	}
+	x := [2]string{id, name}
+	switch kind {
+	case "services":
+		c.services = append(c.services, x)
+	case "networks":
+		c.networks = append(c.networks, x)
+	case "secrets":
+		c.secrets = append(c.secrets, x)
+	case "configs":
+		c.configs = append(c.configs, x)
+	}
+}
+
+// undo removes what the deploy made, services first (the objects are in
+// use until they are gone), newest first, and says so. Services the deploy
+// updated or removed stay as they are now: their old specs are not
+// restored.
+func (s *commands) undo(ctx context.Context, cl *client.Client, made *created) error {
+	var errs []error
+	for i := len(made.services) - 1; i >= 0; i-- {
+		x := made.services[i]
+		fmt.Fprintf(s.Stdout, "Removing service %s\n", x[1])
+		if err := cl.RemoveService(ctx, x[0]); err != nil {
+			errs = append(errs, fmt.Errorf("remove service %s: %w", x[1], err))
+		}
+	}
+	for _, k := range []struct {
+		kind string
+		list [][2]string
+		rm   func(context.Context, string) error
+	}{
+		{"network", made.networks, cl.RemoveNetwork},
+		{"secret", made.secrets, cl.RemoveSecret},
+		{"config", made.configs, cl.RemoveConfig},
+	} {
+		for i := len(k.list) - 1; i >= 0; i-- {
+			x := k.list[i]
+			fmt.Fprintf(s.Stdout, "Removing %s %s\n", k.kind, x[1])
+			if err := k.rm(ctx, x[0]); err != nil {
+				errs = append(errs, fmt.Errorf("remove %s %s: %w", k.kind, x[1], err))
+			}
 		}
 	}
 	return errors.Join(errs...)

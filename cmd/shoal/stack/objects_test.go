@@ -41,7 +41,7 @@ func TestEnsureStackObjectsBoundedRead(t *testing.T) {
 		done := make(chan error, 1)
 		go func() {
 			objs := []compose.StackObject{{Secret: true, Key: "k", Name: "s_k", File: tc.file}}
-			done <- (&commands{}).ensureStackObjects(context.Background(), nil, objs)
+			done <- (&commands{}).ensureStackObjects(context.Background(), nil, objs, nil)
 		}()
 		select {
 		case err := <-done:
@@ -159,7 +159,7 @@ func TestEnsureStackObjectsChangedConfig(t *testing.T) {
 			before := len(tc.stored)
 			cl := objectsAgent(t, tc.stored, tc.stored)
 			var out, warn bytes.Buffer
-			err := (&commands{&shell.Shell{Stdout: &out, Stderr: &warn}}).ensureStackObjects(context.Background(), cl, tc.objs)
+			err := (&commands{&shell.Shell{Stdout: &out, Stderr: &warn}}).ensureStackObjects(context.Background(), cl, tc.objs, nil)
 			if tc.name == "secret of an older agent is kept with a warning" && !strings.Contains(warn.String(), "cannot compare") {
 				t.Errorf("no warning: %q", warn.String())
 			}

@@ -63,7 +63,10 @@ ones must exist). Keys Shoal does not implement (build, depends_on, logging,
 cap_add, ...) are reported by path and ignored; unknown keys, missing
 required variables, invalid values and values that would run something
 other than the file says (a port bound to 127.0.0.1, an NFS volume, a
-string command with &&) are errors, and then nothing changes.`,
+string command with &&) are errors, and then nothing changes. When the
+agent refuses a service part way (a published port another stack holds, an
+image no node has), the services, networks, secrets and configs this deploy
+created are removed again; services it already updated stay updated.`,
 				Flags: []cli.Flag{
 					&cli.StringSliceFlag{Name: "compose-file", Aliases: []string{"c"}, Usage: "compose file, repeatable (- for stdin)"},
 					&cli.StringSliceFlag{Name: "profile", Usage: "enable services of a profile, repeatable (default $COMPOSE_PROFILES)"},
@@ -188,21 +191,38 @@ func (s *commands) stackDeploy(c *cli.Context) error {
 	}
 	// Secrets and configs first: the services refer to them.
 	objs, _ := compose.StackObjects(stack, project)
-	if err := s.ensureStackObjects(c.Context, cl, objs); err != nil {
-		return err
+	made := &created{}
+	if err := s.ensureStackObjects(c.Context, cl, objs, made); err != nil {
+		return s.failed(c.Context, cl, made, err)
 	}
 	nets, err := compose.StackNetworks(stack, project)
 	if err != nil {
 		return compose.LocateError(fmt.Errorf("%w: %w", compose.ErrBadCompose, err), in.Files)
 	}
-	if err := s.ensureStackNetworks(c.Context, cl, nets); err != nil {
-		return err
+	if err := s.ensureStackNetworks(c.Context, cl, nets, made); err != nil {
+		return s.failed(c.Context, cl, made, err)
 	}
-	ids, err := s.applyStackPlan(c.Context, cl, plan)
-	if err != nil || c.Bool("detach") {
-		return err
+	ids, err := s.applyStackPlan(c.Context, cl, plan, made)
+	if err != nil {
+		return s.failed(c.Context, cl, made, err)
+	}
+	if c.Bool("detach") {
+		return nil
 	}
 	return s.waitStack(c.Context, cl, ids, c.Duration("timeout"), c.Bool("quiet"))
+}
+
+// failed undoes what a refused deploy made and returns its error, saying
+// what was removed and what stays.
+func (s *commands) failed(ctx context.Context, cl *client.Client, made *created, err error) error {
+	n := len(made.services) + len(made.networks) + len(made.secrets) + len(made.configs)
+	if n == 0 {
+		return err
+	}
+	if uerr := s.undo(context.WithoutCancel(ctx), cl, made); uerr != nil {
+		return fmt.Errorf("%w (removing what this deploy created failed too: %v)", err, uerr)
+	}
+	return fmt.Errorf("%w (what this deploy created was removed again)", err)
 }
 
 // waitStack follows the services a deploy created or updated until each
@@ -393,7 +413,7 @@ func specsEqual(a, b api.ServiceSpec) bool {
 // applyStackPlan carries out a plan: removals first (as docker does, so a
 // published port can move to a new service), then creations and updates.
 // It returns the services it created and updated, for a wait.
-func (s *commands) applyStackPlan(ctx context.Context, cl *client.Client, plan stackPlan) ([]stackChange, error) {
+func (s *commands) applyStackPlan(ctx context.Context, cl *client.Client, plan stackPlan, made *created) ([]stackChange, error) {
 	var changed []stackChange
 	for _, sv := range plan.remove {
 		fmt.Fprintf(s.Stdout, "Removing service %s\n", sv.Name)
@@ -407,6 +427,7 @@ func (s *commands) applyStackPlan(ctx context.Context, cl *client.Client, plan s
 		if err != nil {
 			return nil, shell.Wrap("create service "+spec.Name, err)
 		}
+		made.add("services", svc.ID, spec.Name)
 		changed = append(changed, stackChange{svc.ID, spec.Name, progress.OpCreate})
 	}
 	for _, u := range plan.update {
