@@ -226,3 +226,24 @@ func TestCLIStackDeployUndoesRefused(t *testing.T) {
 		t.Errorf("left %d services, %d networks", len(f.services), len(f.networks))
 	}
 }
+
+// TestCLIStackRmLeftovers: `stack rm` of a stack whose services are gone
+// (removed by hand, or a deploy that failed) still removes its networks,
+// as docker's does; it used to say "nothing found in stack" and leave them.
+func TestCLIStackRmLeftovers(t *testing.T) {
+	f := newFakeAgent(t)
+	f.networks = append(f.networks, api.Network{ID: "netold", Name: "old_net", Labels: map[string]string{compose.StackLabel: "old"}})
+	out, errOut, code := runCLI(t, f.host, "", "stack", "rm", "old")
+	if code != 0 || out != "Removing network old_net\n" {
+		t.Fatalf("stack rm old: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	f.mu.Lock()
+	left := len(f.networks)
+	f.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d networks left", left)
+	}
+	if _, errOut, code = runCLI(t, f.host, "", "stack", "rm", "old"); code != 1 || !strings.Contains(errOut, "nothing found in stack: old") {
+		t.Errorf("stack rm old again: exit %d, stderr %q", code, errOut)
+	}
+}

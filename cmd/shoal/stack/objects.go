@@ -179,18 +179,21 @@ func stackOf(name string) string {
 
 // removeStackObjects removes the secrets, configs and networks `stack
 // deploy` made for stack (labelled with its namespace), as `docker stack rm`
-// does; it runs after the stack's services are gone, so none is in use by
-// them. External ones carry no label and stay.
-func (s *commands) removeStackObjects(ctx context.Context, cl *client.Client, stack string) error {
+// does, and returns how many it found; it runs after the stack's services
+// are gone, so none is in use by them. External ones carry no label and
+// stay.
+func (s *commands) removeStackObjects(ctx context.Context, cl *client.Client, stack string) (int, error) {
+	found := 0
 	var errs []error
 	nets, err := cl.Networks(ctx)
 	if err != nil {
-		return fmt.Errorf("list networks: %w", err)
+		return found, fmt.Errorf("list networks: %w", err)
 	}
 	for _, n := range nets {
 		if n.Labels[compose.StackLabel] != stack {
 			continue
 		}
+		found++
 		fmt.Fprintf(s.Stdout, "Removing network %s\n", n.Name)
 		if err := cl.RemoveNetwork(ctx, n.ID); err != nil {
 			errs = append(errs, fmt.Errorf("remove network %s: %w", n.Name, err))
@@ -198,12 +201,13 @@ func (s *commands) removeStackObjects(ctx context.Context, cl *client.Client, st
 	}
 	secrets, err := cl.Secrets(ctx)
 	if err != nil {
-		return fmt.Errorf("list secrets: %w", err)
+		return found, fmt.Errorf("list secrets: %w", err)
 	}
 	for _, x := range secrets {
 		if x.Labels[compose.StackLabel] != stack {
 			continue
 		}
+		found++
 		fmt.Fprintf(s.Stdout, "Removing secret %s\n", x.Name)
 		if err := cl.RemoveSecret(ctx, x.ID); err != nil {
 			errs = append(errs, fmt.Errorf("remove secret %s: %w", x.Name, err))
@@ -211,18 +215,19 @@ func (s *commands) removeStackObjects(ctx context.Context, cl *client.Client, st
 	}
 	configs, err := cl.Configs(ctx)
 	if err != nil {
-		return errors.Join(append(errs, fmt.Errorf("list configs: %w", err))...)
+		return found, errors.Join(append(errs, fmt.Errorf("list configs: %w", err))...)
 	}
 	for _, x := range configs {
 		if x.Labels[compose.StackLabel] != stack {
 			continue
 		}
+		found++
 		fmt.Fprintf(s.Stdout, "Removing config %s\n", x.Name)
 		if err := cl.RemoveConfig(ctx, x.ID); err != nil {
 			errs = append(errs, fmt.Errorf("remove config %s: %w", x.Name, err))
 		}
 	}
-	return errors.Join(errs...)
+	return found, errors.Join(errs...)
 }
 
 // created is what one deploy made (ID and name of each), so that a deploy

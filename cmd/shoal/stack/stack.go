@@ -530,11 +530,6 @@ func (s *commands) stackRm(c *cli.Context) error {
 	var failed error
 	for _, stack := range c.Args().Slice() {
 		list := stackServicesOf(all, stack)
-		if len(list) == 0 {
-			failed = fmt.Errorf("nothing found in stack: %s", stack)
-			fmt.Fprintf(s.Stderr, "Error: %v\n", failed)
-			continue
-		}
 		for _, sv := range list {
 			fmt.Fprintf(s.Stdout, "Removing service %s\n", sv.Name)
 			if err := cl.RemoveService(c.Context, sv.ID); err != nil {
@@ -542,8 +537,15 @@ func (s *commands) stackRm(c *cli.Context) error {
 				fmt.Fprintf(s.Stderr, "Error: %v\n", failed)
 			}
 		}
-		if err := s.removeStackObjects(c.Context, cl, stack); err != nil {
+		// A stack whose services are gone (removed by hand) may still
+		// have its networks, secrets and configs: they go too, as with
+		// docker; "nothing found" only when there is nothing at all.
+		n, err := s.removeStackObjects(c.Context, cl, stack)
+		if err != nil {
 			failed = err
+			fmt.Fprintf(s.Stderr, "Error: %v\n", failed)
+		} else if n+len(list) == 0 {
+			failed = fmt.Errorf("nothing found in stack: %s", stack)
 			fmt.Fprintf(s.Stderr, "Error: %v\n", failed)
 		}
 	}
