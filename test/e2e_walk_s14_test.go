@@ -9,6 +9,7 @@ package test
 // it; each command and its output is logged.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -222,6 +223,10 @@ func TestWalkS14(t *testing.T) {
 	if out, err := walkRun(t, on, "exec", "shop_web.1", "sh", "-c", "ulimit -a >/dev/null; cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"); err != nil || strings.TrimSpace(out) != "67108864" {
 		t.Errorf("memory limit inside web: %q %v, want 67108864", out, err)
 	}
+	if out, err := walkRun(t, on, "exec", "shop_web.1", "sh", "-c", "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us 2>/dev/null || cat /sys/fs/cgroup/cpu.max"); err != nil ||
+		strings.Join(strings.Fields(out), " ") != "50000 100000" {
+		t.Errorf("cpu limit inside web: %q %v, want 0.5 CPU (50000 100000)", out, err)
+	}
 	out, _ = walkRun(t, h2, "service", "logs", "shop_web")
 	if strings.Count(out, "web starting") < 2 {
 		t.Errorf("service logs shop_web: want both tasks' \"web starting\"")
@@ -341,6 +346,38 @@ func TestWalkS14(t *testing.T) {
 	web1 = taskNamed(t, h1, "shop_web", 1)
 	if out, err := walkRun(t, hostOf(t, c, web1), "exec", "shop_web.1", "cat", "/etc/app/app.conf"); err != nil || out != "color=green\n" {
 		t.Errorf("config after redeploy: %q %v", out, err)
+	}
+
+	// Another team's stack asks for the same published port: refused
+	// naming the port, and none of its networks or configs is left.
+	write("blog.yml", "services:\n  app:\n    image: bb:1\n    ports: [\"8080:80\"]\n    networks: [net]\n    configs: [c]\nnetworks:\n  net: {}\nconfigs:\n  c:\n    file: ./app.conf\n")
+	if out, err := walkRun(t, h1, "stack", "deploy", "-c", filepath.Join(dir, "blog.yml"), "blog"); err == nil || !strings.Contains(out, "8080") {
+		t.Errorf("a second stack on port 8080: want a refusal naming the port, got %v", err)
+	}
+	for _, kind := range []string{"network", "config", "service"} {
+		var objs []struct {
+			Name string `json:"name"`
+		}
+		if err := objJSON(h1, &objs, kind, "ls"); err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range objs {
+			if strings.HasPrefix(o.Name, "blog_") {
+				t.Errorf("refused stack blog left %s %s", kind, o.Name)
+			}
+		}
+	}
+	// An image no node has: the waiting deploy fails naming it.
+	write("typo.yml", "services:\n  app:\n    image: bb:3\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	out, stderr, err := h1.CLIContext(ctx, "stack", "deploy", "--detach=false", "--timeout", "40s", "-c", filepath.Join(dir, "typo.yml"), "typo")
+	cancel()
+	t.Logf("$ shoal stack deploy --detach=false -c typo.yml typo\n%s%s(err %v)", out, stderr, err)
+	if err == nil || !strings.Contains(stderr, "bb:3") {
+		t.Errorf("a stack with an image no node has: want an error naming bb:3, got %v", err)
+	}
+	if _, ok := stackServices(t, h1)["typo_app"]; ok {
+		t.Errorf("a refused stack left typo_app")
 	}
 
 	// 7. events --since shows the deploy.
