@@ -4,7 +4,8 @@ package test
 // file with a web tier of 2 replicas behind a published port, a db on an
 // internal network with a named volume, a secret and a config at custom
 // targets with modes, healthchecks, depends_on, env_file, interpolation
-// with defaults, update and restart policies, limits and labels. Driven
+// with defaults, update and restart policies, limits and labels (and
+// docker compose's container_name, which Swarm ignores). Driven
 // only through the CLI on 3 nodes, as docs/cli.md and the README describe
 // it; each command and its output is logged.
 
@@ -26,9 +27,11 @@ import (
 // walkS14Compose is the team's file. Its web tier answers "hello from
 // TASK MODE" on 80 (published on 8080) and the db answers "db-ok" on 5432
 // on the internal network only.
-const walkS14Compose = `services:
+const walkS14Compose = `version: "3.8"
+services:
   web:
     image: bb:${TAG:-1}
+    container_name: web
     command: ["sh", "-c", "echo web starting; echo \"hello from $$(hostname) $$MODE\" >/www/index.html; exec httpd -f -p 80 -h /www"]
     env_file: [web.env]
     environment:
