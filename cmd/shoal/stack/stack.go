@@ -545,8 +545,9 @@ func (s *commands) stackRm(c *cli.Context) error {
 			failed = err
 			fmt.Fprintf(s.Stderr, "Error: %v\n", failed)
 		} else if n+len(list) == 0 {
-			failed = fmt.Errorf("nothing found in stack: %s", stack)
-			fmt.Fprintf(s.Stderr, "Error: %v\n", failed)
+			// As docker's: a note, not a failure, so that a teardown
+			// script's `stack rm` may run twice.
+			fmt.Fprintf(s.Stderr, "Nothing found in stack: %s\n", stack)
 		}
 	}
 	return shell.QuietFailure(failed)
