@@ -318,7 +318,7 @@ var importRules = []importRule{
 	{"cmd/shoal/cluster/...", []string{"api", "api/atomicfile", "api/client", "cmd/shoal/output", "cmd/shoal/shell", "cmd/shoal/cluster/..."}},
 	{"cmd/shoal/exec/...", []string{"api", "api/client", "cmd/shoal/shell", "cmd/shoal/specflags", "cmd/shoal/exec/..."}},
 	{"cmd/shoal/service/...", []string{"api", "api/client", "cmd/shoal/logs", "cmd/shoal/output", "cmd/shoal/progress", "cmd/shoal/shell", "cmd/shoal/specflags", "cmd/shoal/service/..."}},
-	{"cmd/shoal/stack/...", []string{"api", "api/client", "cmd/shoal/compose", "cmd/shoal/output", "cmd/shoal/shell", "cmd/shoal/specflags", "cmd/shoal/stack/..."}},
+	{"cmd/shoal/stack/...", []string{"api", "api/client", "cmd/shoal/compose", "cmd/shoal/output", "cmd/shoal/progress", "cmd/shoal/shell", "cmd/shoal/specflags", "cmd/shoal/stack/..."}},
 	// The log flags and lines of `logs` and `service logs` (the client's
 	// LogOptions).
 	{"cmd/shoal/logs/...", []string{"api", "api/client", "cmd/shoal/specflags", "cmd/shoal/logs/..."}},
@@ -328,9 +328,10 @@ var importRules = []importRule{
 	// Tables, JSON and --format templates of the wire types; a bad
 	// template is a specflags.UsageError.
 	{"cmd/shoal/output/...", []string{"api", "cmd/shoal/specflags", "cmd/shoal/output/..."}},
-	// The convergence verdict of a --detach=false wait (pure): the wire
-	// types only; cmd/shoal/service polls and prints.
-	{"cmd/shoal/progress/...", []string{"api", "cmd/shoal/progress/..."}},
+	// A --detach=false wait: the convergence verdict (pure, the wire types)
+	// and the loop that polls the agent and prints it, for `service` and
+	// `stack deploy`.
+	{"cmd/shoal/progress/...", []string{"api", "api/client", "cmd/shoal/output", "cmd/shoal/progress/..."}},
 	// Service-spec flags → api types: the wire types only.
 	{"cmd/shoal/specflags/...", []string{"api", "api/containeropts", "cmd/shoal/specflags/..."}},
 }

@@ -735,6 +735,12 @@ type SecretCreateRequest struct {
 	Name   string            `json:"name"`
 	Data   []byte            `json:"data"`
 	Labels map[string]string `json:"labels,omitempty"`
+	// KeepSame accepts an existing object of this name that holds the same
+	// data (the answer is that object, nothing is written) and refuses one
+	// with other data saying so: `stack deploy` of a file whose secret or
+	// config changed must fail, not run the services with the old data,
+	// and a secret's data is never read back to compare it on the client.
+	KeepSame bool `json:"keep_same,omitempty"`
 }
 
 // Event types.

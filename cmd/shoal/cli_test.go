@@ -46,6 +46,8 @@ type fakeAgent struct {
 	noCheck    bool
 	checks     []api.DeployCheck
 	secrets    []api.Secret
+	// refuseCreateOf limits refuseCreate to the service of that name.
+	refuseCreateOf string
 	// lastSpec and lastQuery record the last service create/update.
 	lastSpec  api.ServiceSpec
 	lastQuery string
@@ -207,7 +209,7 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 			f.fail(w, http.StatusBadRequest, msg)
 			return
 		}
-		if f.refuseCreate != "" {
+		if f.refuseCreate != "" && (f.refuseCreateOf == "" || f.refuseCreateOf == spec.Name) {
 			f.mu.Unlock()
 			f.fail(w, http.StatusConflict, f.refuseCreate)
 			return

@@ -50,6 +50,13 @@ func (f *fakeAgent) addPsRoutes(mux *http.ServeMux) {
 		f.stopped = append(f.stopped, f.containers[i].ID)
 		f.reply(w, f.containers[i])
 	})
+	// exec of a container the fake does not hold: the agent's not-found,
+	// which names the node a task of another node runs on.
+	mux.HandleFunc("POST /v1/containers/{id}/exec", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.containerNotFoundLocked(w, r.PathValue("id"))
+	})
 }
 
 // containerLocked finds a container of f.containers by ID, name or ID
@@ -307,6 +314,9 @@ func TestCLIContainerByTaskName(t *testing.T) {
 		{"stop of a task of another node says where it runs", []string{"stop", "web.5"}, 1, "", "", "Error: stop web.5: no such container: web.5 (task web.5 runs on node h2: run the command there)\n"},
 		{"stop of a task of this node without a container yet", []string{"stop", "web.6"}, 1, "", "", "Error: stop web.6: no such container: web.6\n"},
 		{"stop of a task that ran elsewhere and ended", []string{"stop", "web.7"}, 1, "", "", "Error: stop web.7: no such container: web.7\n"},
+		{"exec in a task of another node says where it runs", []string{"exec", "web.5", "cat", "/x"}, 1, "", "",
+			"Error: exec in web.5: no such container: web.5 (task web.5 runs on node h2: run the command there)\n"},
+		{"exec in no such task", []string{"exec", "web.3", "cat", "/x"}, 1, "", "", "Error: exec in web.3: no such container: web.3\n"},
 		{"rm by task name", []string{"rm", "-f", "web.1"}, 0, "", "ctrweb11111111111111", ""},
 		{"rm of no such task", []string{"rm", "web.9"}, 1, "", "", "Error: remove web.9: no such container: web.9\n"},
 	}

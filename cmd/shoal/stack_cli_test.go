@@ -99,8 +99,9 @@ func TestCLIStack(t *testing.T) {
 	if len(f.networks) != 2 || f.networks[0].Name != "other_front" || f.networks[1].Name != "shared" {
 		t.Fatalf("networks after stack rm: %+v", f.networks)
 	}
+	// As docker's: a note on stderr and exit 0 (a teardown may run twice).
 	_, errOut, code = runCLI(t, f.host, "", "stack", "rm", "nope")
-	if code != 1 || !strings.Contains(errOut, "nothing found in stack: nope") {
+	if code != 0 || errOut != "Nothing found in stack: nope\n" {
 		t.Fatalf("stack rm nope: %d %q", code, errOut)
 	}
 	_, errOut, code = runCLI(t, f.host, "", "stack", "deploy", "app")
@@ -234,5 +235,94 @@ func TestCLIStackOlderAgent(t *testing.T) {
 	out, errOut, code := runCLI(t, f.host, "", "stack", "deploy", "-c", file, "app")
 	if code != 0 || out != "Creating service app_a\n" || strings.Count(errOut, "Warning: ") != 1 || !strings.Contains(errOut, "older release") {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+// TestCLIStackDeployWaits: `stack deploy --detach=false` (docker 26+'s
+// flag, which the command used to refuse as undefined) follows every
+// service it created or updated until it converges, on stderr, and fails
+// when one does not; the default returns at once, as docker's.
+func TestCLIStackDeployWaits(t *testing.T) {
+	f := newFakeAgent(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "compose.yml")
+	if err := os.WriteFile(file, []byte("services:\n  web:\n    image: busybox\n    deploy:\n      replicas: 2\n  db:\n    image: busybox\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runCLI(t, f.host, "", "stack", "deploy", "--detach=false", "-c", file, "app")
+	if code != 0 || out != "Creating service app_db\nCreating service app_web\n" {
+		t.Fatalf("deploy --detach=false: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	for _, want := range []string{"app_web.2: running\n", "app_web: converged, 2/2 running\n", "app_db: converged, 1/1 running\n"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("progress %q lacks %q", errOut, want)
+		}
+	}
+	// Unchanged: nothing to wait for.
+	if _, errOut, code = runCLI(t, f.host, "", "stack", "deploy", "-d=false", "-c", file, "app"); code != 0 || strings.Contains(errOut, "converged") {
+		t.Errorf("unchanged deploy -d=false: exit %d, stderr %q", code, errOut)
+	}
+	// An update whose tasks keep failing fails the deploy, naming the service.
+	f.mu.Lock()
+	f.failTasks = true
+	f.mu.Unlock()
+	if err := os.WriteFile(file, []byte("services:\n  web:\n    image: busybox:2\n    deploy:\n      replicas: 2\n  db:\n    image: busybox\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code = runCLI(t, f.host, "", "stack", "deploy", "--detach=false", "-q", "-c", file, "app")
+	if code != 1 || !strings.Contains(errOut, "Error: service app_web: tasks of app_web keep failing") || strings.HasPrefix(errOut, "app_web.1:") || strings.Contains(errOut, "\napp_web.1:") {
+		t.Errorf("failing update: exit %d, stderr %q", code, errOut)
+	}
+	// By default the deploy does not wait.
+	if _, errOut, code = runCLI(t, f.host, "", "stack", "deploy", "-c", file, "other"); code != 0 || strings.Contains(errOut, "keep failing") {
+		t.Errorf("default deploy: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestCLIStackDeployUndoesRefused: a deploy the agent refuses part way
+// (here the second service's create: a published port another stack
+// holds, an image no node has) removes the services, networks, secrets
+// and configs it made, instead of leaving the stack half there; it used
+// to leave them all.
+func TestCLIStackDeployUndoesRefused(t *testing.T) {
+	f := newFakeAgent(t)
+	f.refuseCreate, f.refuseCreateOf = "create service app_b: published port already in use: 8080/tcp is published by service shop_web", "app_b"
+	file := filepath.Join(t.TempDir(), "compose.yml")
+	doc := "services:\n  a:\n    image: x\n    networks: [net]\n  b:\n    image: x\n    ports: [\"8080:80\"]\n    networks: [net]\nnetworks:\n  net: {}\n"
+	if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runCLI(t, f.host, "", "stack", "deploy", "-c", file, "app")
+	if code != 1 || !strings.Contains(errOut, "8080/tcp is published by service shop_web (what this deploy created was removed again)") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	if want := "Creating network app_net\nCreating service app_a\nCreating service app_b\nRemoving service app_a\nRemoving network app_net\n"; out != want {
+		t.Errorf("stdout %q, want %q", out, want)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.services) != 0 || len(f.networks) != 0 {
+		t.Errorf("left %d services, %d networks", len(f.services), len(f.networks))
+	}
+}
+
+// TestCLIStackRmLeftovers: `stack rm` of a stack whose services are gone
+// (removed by hand, or a deploy that failed) still removes its networks,
+// as docker's does; it used to say "nothing found in stack" and leave them.
+func TestCLIStackRmLeftovers(t *testing.T) {
+	f := newFakeAgent(t)
+	f.networks = append(f.networks, api.Network{ID: "netold", Name: "old_net", Labels: map[string]string{compose.StackLabel: "old"}})
+	out, errOut, code := runCLI(t, f.host, "", "stack", "rm", "old")
+	if code != 0 || out != "Removing network old_net\n" {
+		t.Fatalf("stack rm old: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	f.mu.Lock()
+	left := len(f.networks)
+	f.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d networks left", left)
+	}
+	if _, errOut, code = runCLI(t, f.host, "", "stack", "rm", "old"); code != 0 || errOut != "Nothing found in stack: old\n" {
+		t.Errorf("stack rm old again: exit %d, stderr %q", code, errOut)
 	}
 }

@@ -6,6 +6,7 @@ package handlers
 // so every answer here, holds only its name, size and labels.
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"time"
@@ -85,6 +86,12 @@ func kindName(secret bool) string {
 	return "config"
 }
 
+// SameNameOtherData is the refusal of a create with KeepSame whose name
+// holds other data: objects are immutable, so new data needs a new name.
+func SameNameOtherData(kind, name string) string {
+	return fmt.Sprintf("%s %s exists with other data, and %ss are immutable: give the new data a new name (or remove the %s first)", kind, name, kind, kind)
+}
+
 // CheckObject validates a secret or config create request: name and size.
 // The leader checks again what it is forwarded.
 func CheckObject(req api.SecretCreateRequest, secret bool) error {
@@ -112,13 +119,39 @@ func (x *API) CreateObject(ctx context.Context, req api.SecretCreateRequest, sec
 	if err != nil {
 		return nil, err
 	}
+	if cmd == nil { // a config asked to be kept, with this data already
+		c, err := store.ConfigByName(req.Name)
+		if err != nil {
+			return nil, err
+		}
+		d := displayConfig(c)
+		d.Data = nil
+		return d, nil
+	}
+	var kept *consensus.Secret
+	if secret && req.KeepSame {
+		if s, err := store.SecretByName(req.Name); err == nil {
+			// Only the leader can open it to compare (node/writes); it
+			// also decides when this replica does not have it yet.
+			kept = s
+		}
+	}
 	if err := x.agent.Write(ctx, cmd); err != nil {
 		return nil, fmt.Errorf("create %s %s: %w", kind, req.Name, err)
+	}
+	if kept != nil {
+		// The leader found the same data and wrote nothing (or, if the
+		// secret was removed meanwhile, created it: either way the name
+		// now holds this data).
+		return displaySecret(kept), nil
 	}
 	var out any
 	WaitLocal(ctx, store, func() bool {
 		if secret {
 			s, err := store.ResolveSecret(id)
+			if err != nil && req.KeepSame {
+				s, err = store.SecretByName(req.Name) // the leader kept it
+			}
 			if err == nil {
 				out = displaySecret(s)
 			}
@@ -146,14 +179,22 @@ func (x *API) CreateObject(ctx context.Context, req api.SecretCreateRequest, sec
 // deploy's dry run (check.go).
 func objectCommand(store *consensus.Store, req api.SecretCreateRequest, secret bool, id string, now time.Time) (command.Command, error) {
 	if secret {
-		if _, err := store.SecretByName(req.Name); err == nil {
+		if _, err := store.SecretByName(req.Name); err == nil && !req.KeepSame {
 			return nil, httpapi.BadRequest("a secret named %s already exists (secrets are immutable: remove it first, or use a new name)", req.Name)
 		}
+		// With KeepSame the leader, which alone can open the stored
+		// secret, compares and writes nothing when the data is the same.
 		return &command.CreateSecret{Secret: consensus.Secret{ID: id, Name: req.Name, CreatedAt: now, Size: len(req.Data), Labels: req.Labels},
-			Plaintext: req.Data}, nil
+			Plaintext: req.Data, KeepIfSame: req.KeepSame}, nil
 	}
-	if _, err := store.ConfigByName(req.Name); err == nil {
-		return nil, httpapi.BadRequest("a config named %s already exists (configs are immutable: remove it first, or use a new name)", req.Name)
+	if c, err := store.ConfigByName(req.Name); err == nil {
+		if !req.KeepSame {
+			return nil, httpapi.BadRequest("a config named %s already exists (configs are immutable: remove it first, or use a new name)", req.Name)
+		}
+		if !bytes.Equal(c.Data, req.Data) {
+			return nil, httpapi.BadRequest("%s", SameNameOtherData("config", req.Name))
+		}
+		return nil, nil // kept as it is: nothing to write
 	}
 	return &command.CreateConfig{Config: consensus.ConfigObject{ID: id, Name: req.Name, CreatedAt: now, Labels: req.Labels, Data: req.Data}}, nil
 }

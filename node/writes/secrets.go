@@ -21,6 +21,7 @@ package writes
 //     on this node (node/taskfiles, Files.GC).
 
 import (
+	"crypto/subtle"
 	"fmt"
 	"slices"
 
@@ -65,6 +66,34 @@ func (w *Writer) sealSecretOnLeader(c command.CreateSecret) (command.CreateSecre
 	c.Secret.KEKID = pki.KEKID(kek)
 	c.Plaintext = nil
 	return c, nil
+}
+
+// sameSecretOnLeader answers a CreateSecret with KeepIfSame: true when a
+// secret of that name holds the same plaintext (nothing is to be
+// proposed), an error when it holds other plaintext, false when there is
+// none (create it). Only the leader holds the KEK that opens the stored
+// one; the comparison is constant-time, and neither data leaves the leader.
+func (w *Writer) sameSecretOnLeader(c command.CreateSecret) (bool, error) {
+	s, err := w.cfg.Store.SecretByName(c.Secret.Name)
+	if err != nil {
+		return false, nil
+	}
+	st := w.cfg.Store.Cluster()
+	if st == nil {
+		return false, consensus.ErrNotBootstrapped
+	}
+	kek, err := w.cfg.KEK(st)
+	if err != nil {
+		return false, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("compare secret %s: %v", s.Name, err)}
+	}
+	data, err := pki.Open(kek, s.Sealed, aadUserSecret(st.ClusterID, s.ID))
+	if err != nil {
+		return false, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("open secret %s: %v", s.Name, err)}
+	}
+	if subtle.ConstantTimeCompare(data, c.Plaintext) != 1 {
+		return false, fmt.Errorf("%w: %s", consensus.ErrInvalid, handlers.SameNameOtherData("secret", s.Name))
+	}
+	return true, nil
 }
 
 // ---- handing secrets to the node of a task ----

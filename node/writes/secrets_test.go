@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/shoal-org/shoal/api"
@@ -119,5 +120,40 @@ func TestSealSecretOnLeaderLeavesNoPlaintext(t *testing.T) {
 	// A forwarded command that is already "sealed" is refused.
 	if _, err := w.sealSecretOnLeader(command.CreateSecret{Secret: consensus.Secret{ID: "s2", Name: "x", Sealed: []byte("junk")}, Plaintext: plain}); err == nil {
 		t.Fatal("a pre-sealed secret was accepted")
+	}
+}
+
+// A create with KeepIfSame (stack deploy of an unchanged file) is answered
+// by the leader from the stored secret it opens: the same plaintext is
+// "same" (nothing to propose), other plaintext is refused saying so, and
+// an unknown name is created as usual.
+func TestSameSecretOnLeader(t *testing.T) {
+	kek := pki.NewKEK()
+	store := consensus.NewStore()
+	machine := fsm.New(store)
+	machine.ApplyCommand(1, command.BootstrapCluster{Cluster: consensus.ClusterState{ClusterID: "c1", KEKID: pki.KEKID(kek)},
+		Node: api.Node{ID: "n1", Hostname: "h1"}})
+	w := New(Config{Store: store, KEK: func(*consensus.ClusterState) ([]byte, error) { return kek, nil }})
+	sealed, err := w.sealSecretOnLeader(command.CreateSecret{Secret: consensus.Secret{ID: "s1", Name: "pw"}, Plaintext: []byte("hunter2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := machine.ApplyCommand(2, sealed); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	for _, tc := range []struct {
+		name, data string
+		same       bool
+		err        string
+	}{
+		{"pw", "hunter2", true, ""},
+		{"pw", "hunter3", false, "secret pw exists with other data, and secrets are immutable"},
+		{"pw", "", false, "exists with other data"},
+		{"other", "x", false, ""},
+	} {
+		same, err := w.sameSecretOnLeader(command.CreateSecret{Secret: consensus.Secret{ID: "s2", Name: tc.name}, Plaintext: []byte(tc.data), KeepIfSame: true})
+		if same != tc.same || (tc.err == "") != (err == nil) || err != nil && (!strings.Contains(err.Error(), tc.err) || !errors.Is(err, consensus.ErrInvalid)) {
+			t.Errorf("%s %q: same %v, err %v; want %v, %q", tc.name, tc.data, same, err, tc.same, tc.err)
+		}
 	}
 }

@@ -365,6 +365,14 @@ func (w *Writer) ApplyAdmin(ctx context.Context, peerID string, req wire.AdminWr
 		}
 		cmd = x
 	case command.CreateSecret:
+		if x.KeepIfSame {
+			if same, err := w.sameSecretOnLeader(x); same || err != nil {
+				return nil, err
+			}
+			x.KeepIfSame = false
+		}
+		// The plaintext came over mutual TLS; only the sealed form is
+		// proposed (secrets.go).
 		if x, err = w.sealSecretOnLeader(x); err != nil {
 			return nil, err
 		}

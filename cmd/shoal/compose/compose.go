@@ -324,7 +324,7 @@ func Load(ctx context.Context, in Input) (*types.Project, []string, error) {
 	if err := precheckFiles(ctx, details); err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrBadCompose, err)
 	}
-	p, err := loader.LoadWithContext(ctx, details, opts...)
+	p, err := loadProject(ctx, details, opts)
 	if err == nil && len(refused) > 0 {
 		err = errors.Join(refused...)
 		return nil, nil, fmt.Errorf("%w: %w", ErrBadCompose, err)
@@ -337,6 +337,33 @@ func Load(ctx context.Context, in Input) (*types.Project, []string, error) {
 	}
 	sort.Strings(ignored)
 	return p, ignored, nil
+}
+
+// loadProject is loader.LoadWithContext with the services' container_name
+// dropped between reading the model and binding it to a project: Swarm
+// ignores the key (docker stack deploy reports it and deploys, as Load
+// reports it here), but compose-go's consistency check refuses it beside
+// more than one replica ("can't set container_name and deploy.replicas as
+// container name must be unique"), so a file written for docker compose
+// failed to deploy with replicas.
+func loadProject(ctx context.Context, details types.ConfigDetails, opts []func(*loader.Options)) (*types.Project, error) {
+	dict, err := loader.LoadModelWithContext(ctx, details, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if svcs, ok := dict["services"].(map[string]any); ok {
+		for _, sv := range svcs {
+			if m, ok := sv.(map[string]any); ok {
+				delete(m, "container_name")
+			}
+		}
+	}
+	o := loader.ToOptions(&details, opts)
+	if name, ok := dict["name"].(string); ok && name != "" {
+		_, explicit := o.GetProjectName()
+		o.SetProjectName(name, explicit)
+	}
+	return loader.ModelToProject(dict, o, details)
 }
 
 // keyError is a problem with one key of a compose file. Path is dotted with

@@ -432,3 +432,28 @@ func TestComposeNetworkOptions(t *testing.T) {
 		})
 	}
 }
+
+// TestContainerNameWithReplicas: container_name is ignored (reported) as
+// docker stack deploy does, also beside several replicas; compose-go's
+// consistency check refused such a file ("can't set container_name and
+// deploy.replicas as container name must be unique"), so a file written
+// for docker compose could not be deployed with replicas. The name: key
+// still names the stack, and the other checks still hold.
+func TestContainerNameWithReplicas(t *testing.T) {
+	runKeyCases(t, []keyCase{
+		{name: "deploy.replicas", yaml: "services:\n  web:\n    image: x\n    container_name: web\n    deploy:\n      replicas: 3\n",
+			got: func(s api.ServiceSpec) any { return s.Replicas }, want: uint64(3), ignored: []string{"services.web.container_name"}},
+		{name: "scale", yaml: "services:\n  web:\n    image: x\n    container_name: web\n    scale: 2\n",
+			got: func(s api.ServiceSpec) any { return s.Replicas }, want: uint64(2), ignored: []string{"services.web.container_name"}},
+		{name: "other consistency checks stay", yaml: "services:\n  web:\n    image: x\n    container_name: web\n    networks: [nope]\n",
+			err: []string{"nope"}},
+	})
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "compose.yml"), []byte("name: shop\nservices:\n  web:\n    image: x\n    container_name: web1\n    scale: 2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, _, err := Load(context.Background(), Input{Files: readCompose(t, dir, []string{"compose.yml"}), WorkingDir: dir})
+	if err != nil || p.Name != "shop" {
+		t.Fatalf("name: key: %v, project %v", err, p)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -151,6 +152,11 @@ func (s *commands) maybeWait(c *cli.Context, cl *client.Client, id, op string) e
 		return nil
 	}
 	return s.waitService(c.Context, cl, id, op, c.Duration("timeout"), c.Bool("quiet"))
+}
+
+// waitService is progress.Wait on the shell's stderr and poll interval.
+func (s *commands) waitService(ctx context.Context, cl *client.Client, id, op string, timeout time.Duration, quiet bool) error {
+	return progress.Wait(ctx, cl, s.Stderr, s.Poll, id, op, timeout, quiet)
 }
 
 // serviceID is what -q prints for a service.

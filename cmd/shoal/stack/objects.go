@@ -5,9 +5,12 @@ package stack
 // removes them.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/api/client"
@@ -34,11 +37,13 @@ func (s *commands) missingStackNetworks(ctx context.Context, cl *client.Client, 
 }
 
 // createStackNetworks creates the networks missingStackNetworks found.
-func (s *commands) createStackNetworks(ctx context.Context, cl *client.Client, nets []compose.StackNetwork) error {
+func (s *commands) createStackNetworks(ctx context.Context, cl *client.Client, nets []compose.StackNetwork, made *created) error {
 	for _, n := range nets {
-		if _, err := cl.CreateNetwork(ctx, n.Network); err != nil {
+		nw, err := cl.CreateNetwork(ctx, n.Network)
+		if err != nil {
 			return fmt.Errorf("create network %s: %w", n.Name, err)
 		}
+		made.add("networks", nw.ID, n.Name)
 		fmt.Fprintf(s.Stdout, "Creating network %s\n", n.Name)
 	}
 	return nil
@@ -99,18 +104,79 @@ func objectRequest(o compose.StackObject) api.SecretCreateRequest {
 
 // createStackObjects creates the secrets and configs missingStackObjects
 // found.
-func (s *commands) createStackObjects(ctx context.Context, cl *client.Client, objs []compose.StackObject) error {
+func (s *commands) createStackObjects(ctx context.Context, cl *client.Client, objs []compose.StackObject, made *created) error {
 	for _, o := range objs {
 		var err error
 		if o.Secret {
-			_, err = cl.CreateSecret(ctx, objectRequest(o))
+			var x *api.Secret
+			if x, err = cl.CreateSecret(ctx, objectRequest(o)); err == nil {
+				made.add("secrets", x.ID, o.Name)
+			}
 		} else {
-			_, err = cl.CreateConfig(ctx, objectRequest(o))
+			var x *api.Config
+			if x, err = cl.CreateConfig(ctx, objectRequest(o)); err == nil {
+				made.add("configs", x.ID, o.Name)
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("create %s %s: %w", kindOf(o), o.Name, err)
 		}
 		fmt.Fprintf(s.Stdout, "Creating %s %s\n", kindOf(o), o.Name)
+	}
+	return nil
+}
+
+// checkUnchanged refuses a deploy whose file gives an existing secret or
+// config of the stack other content under the same name, before anything
+// is created: they are immutable, so keeping the stored one ran the
+// services with content the file no longer has, silently (docker refuses
+// it too: "only updates to Labels are allowed"). A config is compared
+// here; a secret's data is never read back, so the agent compares it on
+// the leader (api.SecretCreateRequest.KeepSame), writing nothing.
+func checkUnchanged(ctx context.Context, cl *client.Client, objs []compose.StackObject, warn io.Writer) error {
+	for _, o := range objs {
+		if o.External {
+			continue
+		}
+		var same bool
+		var err error
+		if o.Secret {
+			if _, err = cl.Secret(ctx, o.Name); err == nil {
+				_, err = cl.CreateSecret(ctx, api.SecretCreateRequest{Name: o.Name, Data: o.Data, KeepSame: true})
+				var ae *client.APIError
+				switch {
+				case errors.As(err, &ae) && strings.Contains(ae.Message, "exists with other data"):
+					same, err = false, nil
+				case errors.As(err, &ae) && strings.Contains(ae.Message, "already exists"):
+					// An agent or leader of an older release (a rolling
+					// upgrade) cannot compare: keep it, as those did.
+					fmt.Fprintf(warn, "Warning: secret %s exists and the cluster cannot compare its content (an older release): kept as it is\n", o.Name)
+					same, err = true, nil
+				default:
+					same = err == nil
+				}
+			}
+		} else {
+			var stored *api.Config
+			if stored, err = cl.Config(ctx, o.Name); err == nil {
+				same = stored.Name != o.Name || bytes.Equal(stored.Data, o.Data)
+			}
+		}
+		switch {
+		case client.IsNotFound(err):
+			continue
+		case err != nil:
+			return fmt.Errorf("%s %s: %w", kindOf(o), o.Name, err)
+		case same:
+			continue
+		}
+		from := "its content"
+		if o.File != "" {
+			from = "the content of " + o.File
+		}
+		return fmt.Errorf("%s %s (%ss.%s) exists with other content than %s, and %ss are immutable: "+
+			"give the new content a new name (%ss.%s.name: %s_v2, say) or remove the %s first; nothing was changed",
+			kindOf(o), o.Name, kindOf(o), o.Key, from, kindOf(o), kindOf(o), o.Key, o.Name, kindOf(o))
 	}
 	return nil
 }
@@ -142,18 +208,21 @@ func stackOf(name string) string {
 
 // removeStackObjects removes the secrets, configs and networks `stack
 // deploy` made for stack (labelled with its namespace), as `docker stack rm`
-// does; it runs after the stack's services are gone, so none is in use by
-// them. External ones carry no label and stay.
-func (s *commands) removeStackObjects(ctx context.Context, cl *client.Client, stack string) error {
+// does, and returns how many it found; it runs after the stack's services
+// are gone, so none is in use by them. External ones carry no label and
+// stay.
+func (s *commands) removeStackObjects(ctx context.Context, cl *client.Client, stack string) (int, error) {
+	found := 0
 	var errs []error
 	nets, err := cl.Networks(ctx)
 	if err != nil {
-		return fmt.Errorf("list networks: %w", err)
+		return found, fmt.Errorf("list networks: %w", err)
 	}
 	for _, n := range nets {
 		if n.Labels[compose.StackLabel] != stack {
 			continue
 		}
+		found++
 		fmt.Fprintf(s.Stdout, "Removing network %s\n", n.Name)
 		if err := cl.RemoveNetwork(ctx, n.ID); err != nil {
 			errs = append(errs, fmt.Errorf("remove network %s: %w", n.Name, err))
@@ -161,12 +230,13 @@ func (s *commands) removeStackObjects(ctx context.Context, cl *client.Client, st
 	}
 	secrets, err := cl.Secrets(ctx)
 	if err != nil {
-		return fmt.Errorf("list secrets: %w", err)
+		return found, fmt.Errorf("list secrets: %w", err)
 	}
 	for _, x := range secrets {
 		if x.Labels[compose.StackLabel] != stack {
 			continue
 		}
+		found++
 		fmt.Fprintf(s.Stdout, "Removing secret %s\n", x.Name)
 		if err := cl.RemoveSecret(ctx, x.ID); err != nil {
 			errs = append(errs, fmt.Errorf("remove secret %s: %w", x.Name, err))
@@ -174,15 +244,76 @@ func (s *commands) removeStackObjects(ctx context.Context, cl *client.Client, st
 	}
 	configs, err := cl.Configs(ctx)
 	if err != nil {
-		return errors.Join(append(errs, fmt.Errorf("list configs: %w", err))...)
+		return found, errors.Join(append(errs, fmt.Errorf("list configs: %w", err))...)
 	}
 	for _, x := range configs {
 		if x.Labels[compose.StackLabel] != stack {
 			continue
 		}
+		found++
 		fmt.Fprintf(s.Stdout, "Removing config %s\n", x.Name)
 		if err := cl.RemoveConfig(ctx, x.ID); err != nil {
 			errs = append(errs, fmt.Errorf("remove config %s: %w", x.Name, err))
+		}
+	}
+	return found, errors.Join(errs...)
+}
+
+// created is what one deploy made (ID and name of each), so that a deploy
+// the agent refuses part way (a published port another stack holds, an
+// image no node has: what only the agent can tell) removes it again
+// instead of leaving a stack that is half there.
+type created struct {
+	services, networks, secrets, configs [][2]string
+}
+
+// add records one made object of a kind (the field's name); a nil
+// recorder records nothing.
+func (c *created) add(kind, id, name string) {
+	if c == nil {
+		return
+	}
+	x := [2]string{id, name}
+	switch kind {
+	case "services":
+		c.services = append(c.services, x)
+	case "networks":
+		c.networks = append(c.networks, x)
+	case "secrets":
+		c.secrets = append(c.secrets, x)
+	case "configs":
+		c.configs = append(c.configs, x)
+	}
+}
+
+// undo removes what the deploy made, services first (the objects are in
+// use until they are gone), newest first, and says so. Services the deploy
+// updated or removed stay as they are now: their old specs are not
+// restored.
+func (s *commands) undo(ctx context.Context, cl *client.Client, made *created) error {
+	var errs []error
+	for i := len(made.services) - 1; i >= 0; i-- {
+		x := made.services[i]
+		fmt.Fprintf(s.Stdout, "Removing service %s\n", x[1])
+		if err := cl.RemoveService(ctx, x[0]); err != nil {
+			errs = append(errs, fmt.Errorf("remove service %s: %w", x[1], err))
+		}
+	}
+	for _, k := range []struct {
+		kind string
+		list [][2]string
+		rm   func(context.Context, string) error
+	}{
+		{"network", made.networks, cl.RemoveNetwork},
+		{"secret", made.secrets, cl.RemoveSecret},
+		{"config", made.configs, cl.RemoveConfig},
+	} {
+		for i := len(k.list) - 1; i >= 0; i-- {
+			x := k.list[i]
+			fmt.Fprintf(s.Stdout, "Removing %s %s\n", k.kind, x[1])
+			if err := k.rm(ctx, x[0]); err != nil {
+				errs = append(errs, fmt.Errorf("remove %s %s: %w", k.kind, x[1], err))
+			}
 		}
 	}
 	return errors.Join(errs...)

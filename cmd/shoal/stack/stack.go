@@ -29,6 +29,7 @@ import (
 	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/cmd/shoal/compose"
 	"github.com/shoal-org/shoal/cmd/shoal/output"
+	"github.com/shoal-org/shoal/cmd/shoal/progress"
 	"github.com/shoal-org/shoal/cmd/shoal/shell"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
@@ -62,12 +63,21 @@ ones must exist). Keys Shoal does not implement (build, depends_on, logging,
 cap_add, ...) are reported by path and ignored; unknown keys, missing
 required variables, invalid values and values that would run something
 other than the file says (a port bound to 127.0.0.1, an NFS volume, a
-string command with &&) are errors, and then nothing changes.`,
+string command with &&) are errors, and then nothing changes. When the
+agent refuses a service part way (a published port another stack holds, an
+image no node has), the services, networks, secrets and configs this deploy
+created are removed again; services it already updated stay updated.`,
 				Flags: []cli.Flag{
 					&cli.StringSliceFlag{Name: "compose-file", Aliases: []string{"c"}, Usage: "compose file, repeatable (- for stdin)"},
 					&cli.StringSliceFlag{Name: "profile", Usage: "enable services of a profile, repeatable (default $COMPOSE_PROFILES)"},
 					&cli.BoolFlag{Name: "prune", Usage: "remove services of the stack that the files no longer have"},
 					specflags.WithRegistryAuthFlag(),
+					// As docker's (26+): return at once by default; with
+					// --detach=false wait for every created or updated
+					// service to converge, and fail if one does not.
+					&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Value: true, Usage: "return at once; --detach=false waits for the created and updated services to converge and fails if one does not"},
+					&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "do not print progress (with --detach=false)"},
+					&cli.DurationFlag{Name: "timeout", Value: 2 * time.Minute, Usage: "with --detach=false, give up waiting for a service after this long"},
 				},
 				Action: s.stackDeploy,
 			},
@@ -187,6 +197,9 @@ func (s *commands) stackDeploy(c *cli.Context) error {
 	if err != nil {
 		return compose.LocateError(fmt.Errorf("%w: %w", compose.ErrBadCompose, err), in.Files)
 	}
+	if err := checkUnchanged(c.Context, cl, objs, s.Stderr); err != nil {
+		return err
+	}
 	newObjs, err := s.missingStackObjects(c.Context, cl, objs)
 	if err != nil {
 		return err
@@ -198,14 +211,51 @@ func (s *commands) stackDeploy(c *cli.Context) error {
 	if err := s.checkDeploy(c.Context, cl, plan, newObjs, newNets); err != nil {
 		return err
 	}
-	// Secrets and configs first: the services refer to them.
-	if err := s.createStackObjects(c.Context, cl, newObjs); err != nil {
+	// Secrets and configs first: the services refer to them. What the
+	// check could not foresee (a concurrent write, an agent without the
+	// check) still refuses part way: what this deploy made goes again.
+	made := &created{}
+	if err := s.createStackObjects(c.Context, cl, newObjs, made); err != nil {
+		return s.failed(c.Context, cl, made, err)
+	}
+	if err := s.createStackNetworks(c.Context, cl, newNets, made); err != nil {
+		return s.failed(c.Context, cl, made, err)
+	}
+	ids, err := s.applyStackPlan(c.Context, cl, plan, made)
+	if err != nil {
+		return s.failed(c.Context, cl, made, err)
+	}
+	if c.Bool("detach") {
+		return nil
+	}
+	return s.waitStack(c.Context, cl, ids, c.Duration("timeout"), c.Bool("quiet"))
+}
+
+// failed undoes what a refused deploy made and returns its error, saying
+// what was removed and what stays.
+func (s *commands) failed(ctx context.Context, cl *client.Client, made *created, err error) error {
+	n := len(made.services) + len(made.networks) + len(made.secrets) + len(made.configs)
+	if n == 0 {
 		return err
 	}
-	if err := s.createStackNetworks(c.Context, cl, newNets); err != nil {
-		return err
+	if uerr := s.undo(context.WithoutCancel(ctx), cl, made); uerr != nil {
+		return fmt.Errorf("%w (removing what this deploy created failed too: %v)", err, uerr)
 	}
-	return s.applyStackPlan(c.Context, cl, plan)
+	return fmt.Errorf("%w (what this deploy created was removed again)", err)
+}
+
+// waitStack follows the services a deploy created or updated until each
+// has converged (progress.Wait, as `service create|update` without -d),
+// one after the other: they converge side by side, the waits only
+// watch. Every service is waited for; the failures are reported together.
+func (s *commands) waitStack(ctx context.Context, cl *client.Client, ids []stackChange, timeout time.Duration, quiet bool) error {
+	var errs []error
+	for _, x := range ids {
+		if err := progress.Wait(ctx, cl, s.Stderr, s.Poll, x.id, x.op, timeout, quiet); err != nil {
+			errs = append(errs, fmt.Errorf("service %s: %w", x.name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // checkDeploy asks the agent to check every write of the deploy, in the
@@ -427,31 +477,40 @@ func specsEqual(a, b api.ServiceSpec) bool {
 // applyStackPlan carries out a plan: removals first (as docker does, so a
 // published port can move to a new service), then updates (one may free a
 // port or an alias a new service takes; creations free nothing), then
-// creations, the order checkDeploy checked.
-func (s *commands) applyStackPlan(ctx context.Context, cl *client.Client, plan stackPlan) error {
+// creations, the order checkDeploy checked. It records what it creates in
+// made, and returns the services it created and updated, for a wait.
+func (s *commands) applyStackPlan(ctx context.Context, cl *client.Client, plan stackPlan, made *created) ([]stackChange, error) {
+	var changed []stackChange
 	for _, sv := range plan.remove {
 		fmt.Fprintf(s.Stdout, "Removing service %s\n", sv.Name)
 		if err := cl.RemoveService(ctx, sv.ID); err != nil {
-			return shell.Wrap("remove service "+sv.Name, err)
+			return nil, shell.Wrap("remove service "+sv.Name, err)
 		}
 	}
 	for _, u := range plan.update {
 		fmt.Fprintf(s.Stdout, "Updating service %s\n", u.spec.Name)
 		if _, err := cl.UpdateService(ctx, u.cur.ID, u.cur.Version, u.spec); err != nil {
-			return shell.Wrap("update service "+u.spec.Name, err)
+			return nil, shell.Wrap("update service "+u.spec.Name, err)
 		}
+		changed = append(changed, stackChange{u.cur.ID, u.spec.Name, progress.OpUpdate})
 	}
 	for _, spec := range plan.create {
 		fmt.Fprintf(s.Stdout, "Creating service %s\n", spec.Name)
-		if _, err := cl.CreateService(ctx, spec); err != nil {
-			return shell.Wrap("create service "+spec.Name, err)
+		svc, err := cl.CreateService(ctx, spec)
+		if err != nil {
+			return nil, shell.Wrap("create service "+spec.Name, err)
 		}
+		made.add("services", svc.ID, spec.Name)
+		changed = append(changed, stackChange{svc.ID, spec.Name, progress.OpCreate})
 	}
 	for _, name := range plan.unchanged {
 		fmt.Fprintf(s.Stdout, "Service %s is up to date\n", name)
 	}
-	return nil
+	return changed, nil
 }
+
+// stackChange is a service a deploy created or updated.
+type stackChange struct{ id, name, op string }
 
 // stackInfo is one row of `stack ls`.
 type stackInfo struct {
@@ -537,11 +596,6 @@ func (s *commands) stackRm(c *cli.Context) error {
 	var failed error
 	for _, stack := range c.Args().Slice() {
 		list := stackServicesOf(all, stack)
-		if len(list) == 0 {
-			failed = fmt.Errorf("nothing found in stack: %s", stack)
-			fmt.Fprintf(s.Stderr, "Error: %v\n", failed)
-			continue
-		}
 		for _, sv := range list {
 			fmt.Fprintf(s.Stdout, "Removing service %s\n", sv.Name)
 			if err := cl.RemoveService(c.Context, sv.ID); err != nil {
@@ -549,9 +603,17 @@ func (s *commands) stackRm(c *cli.Context) error {
 				fmt.Fprintf(s.Stderr, "Error: %v\n", failed)
 			}
 		}
-		if err := s.removeStackObjects(c.Context, cl, stack); err != nil {
+		// A stack whose services are gone (removed by hand) may still
+		// have its networks, secrets and configs: they go too, as with
+		// docker; "nothing found" only when there is nothing at all.
+		n, err := s.removeStackObjects(c.Context, cl, stack)
+		if err != nil {
 			failed = err
 			fmt.Fprintf(s.Stderr, "Error: %v\n", failed)
+		} else if n+len(list) == 0 {
+			// As docker's: a note, not a failure, so that a teardown
+			// script's `stack rm` may run twice.
+			fmt.Fprintf(s.Stderr, "Nothing found in stack: %s\n", stack)
 		}
 	}
 	return shell.QuietFailure(failed)

@@ -453,6 +453,12 @@ func (ConfirmNodeCert) Type() Type { return TypeConfirmNodeCert }
 type CreateSecret struct {
 	Secret    consensus.Secret `json:"secret"`
 	Plaintext []byte           `json:"plaintext,omitempty"`
+	// KeepIfSame (api.SecretCreateRequest.KeepSame) is read by the leader
+	// before sealing: a secret of this name with the same plaintext is
+	// answered without a proposal, one with other plaintext refused. It is
+	// never proposed. A leader of an older release ignores it and the
+	// create fails on the name in use, as a plain create does.
+	KeepIfSame bool `json:"keep_if_same,omitempty"`
 }
 
 // DeleteSecret removes a secret; refused while a service uses it.

@@ -1,44 +1,46 @@
-package service
+package progress
 
 // Waiting for a service to converge after create/update/scale/rollback, the
-// way `docker service create` does without -d: poll the service and its
-// tasks, print one line per slot when its state changes (the verdict of each
-// poll is cmd/shoal/progress's Assess), and stop when it is done or failed.
+// way `docker service create` does without -d (and `stack deploy
+// --detach=false`, service by service): poll the service and its tasks,
+// print one line per slot when its state changes (the verdict of each poll
+// is Assess), and stop when it is done or failed.
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/cmd/shoal/output"
-	"github.com/shoal-org/shoal/cmd/shoal/progress"
 )
 
 // errNotConverged is returned when the wait times out.
 var errNotConverged = errors.New("service did not converge")
 
-// waitService polls service id until it converges, fails or timeout passes,
-// printing per-slot progress lines on stderr. Transient API errors are
-// retried until the timeout. It polls again as soon as the agent's event
-// stream says the service or one of its tasks changed (watchService), and
-// every s.Poll regardless, so a lost or missing stream only costs latency.
-func (s *commands) waitService(ctx context.Context, cl *client.Client, id, op string, timeout time.Duration, quiet bool) error {
+// Wait polls service id until it converges, fails or timeout passes,
+// printing per-slot progress lines on out unless quiet. Transient API
+// errors are retried until the timeout. It polls again as soon as the
+// agent's event stream says the service or one of its tasks changed
+// (watchService), and every poll regardless, so a lost or missing stream
+// only costs latency.
+func Wait(ctx context.Context, cl *client.Client, out io.Writer, poll time.Duration, id, op string, timeout time.Duration, quiet bool) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	ticker := time.NewTicker(s.Poll)
+	ticker := time.NewTicker(poll)
 	defer ticker.Stop()
 	began := time.Now()
 	var changed <-chan struct{}
 	printed := map[string]string{}
 	var ignore map[string]bool
 	var lastErr error
-	var last progress.Convergence
+	var last Convergence
 	name := id
 	for {
-		conv, err := s.pollService(ctx, cl, id, op, &ignore)
+		conv, err := pollService(ctx, cl, id, op, &ignore)
 		switch {
 		case client.IsNotFound(err):
 			return fmt.Errorf("service %s: %w", id, err)
@@ -56,20 +58,20 @@ func (s *commands) waitService(ctx context.Context, cl *client.Client, id, op st
 			if !quiet {
 				for _, sl := range conv.Slots {
 					if printed[sl.Name] != sl.Text {
-						fmt.Fprintf(s.Stderr, "%s: %s\n", output.Sanitize(sl.Name), output.Sanitize(sl.Text))
+						fmt.Fprintf(out, "%s: %s\n", output.Sanitize(sl.Name), output.Sanitize(sl.Text))
 						printed[sl.Name] = sl.Text
 					}
 				}
 			}
 			if !quiet && conv.Note != "" && conv.Note != prevNote {
-				fmt.Fprintln(s.Stderr, output.Sanitize(conv.Note))
+				fmt.Fprintln(out, output.Sanitize(conv.Note))
 			}
 			if conv.Err != nil {
 				return conv.Err
 			}
 			if conv.Done {
 				if !quiet {
-					fmt.Fprintf(s.Stderr, "%s: converged, %d/%d running\n", name, conv.Running, conv.Desired)
+					fmt.Fprintf(out, "%s: converged, %d/%d running\n", name, conv.Running, conv.Desired)
 				}
 				return nil
 			}
@@ -115,14 +117,14 @@ func watchService(ctx context.Context, cl *client.Client, since time.Time, id, n
 }
 
 // pollService fetches the service and its tasks once and assesses them.
-func (s *commands) pollService(ctx context.Context, cl *client.Client, id, op string, ignore *map[string]bool) (progress.Convergence, error) {
+func pollService(ctx context.Context, cl *client.Client, id, op string, ignore *map[string]bool) (Convergence, error) {
 	svc, err := cl.Service(ctx, id)
 	if err != nil {
-		return progress.Convergence{}, err
+		return Convergence{}, err
 	}
 	tasks, err := cl.ServiceTasks(ctx, svc.ID, client.TaskFilter{})
 	if err != nil {
-		return progress.Convergence{}, err
+		return Convergence{}, err
 	}
 	if *ignore == nil {
 		*ignore = map[string]bool{}
@@ -135,8 +137,8 @@ func (s *commands) pollService(ctx context.Context, cl *client.Client, id, op st
 	var nodes []api.Node
 	if svc.Spec.Mode == api.ModeGlobal || svc.Mode == api.ModeGlobal {
 		if nodes, err = cl.Nodes(ctx); err != nil {
-			return progress.Convergence{}, err
+			return Convergence{}, err
 		}
 	}
-	return progress.Assess(op, *svc, tasks, nodes, *ignore), nil
+	return Assess(op, *svc, tasks, nodes, *ignore), nil
 }
