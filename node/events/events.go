@@ -327,6 +327,9 @@ type Hub struct {
 	ring []api.Event
 	subs map[*Sub]struct{}
 	now  func() time.Time
+	// last is the time of the newest event published: none is stamped
+	// before it (Publish).
+	last time.Time
 }
 
 // Sub is one stream. Its channel (Events) is closed when the stream falls
@@ -346,12 +349,27 @@ func NewHub(now func() time.Time) *Hub {
 
 // Publish appends events to the history and hands them to every stream.
 // It never blocks: a stream that cannot keep up is ended.
+//
+// Events come in apply order, and an event is stamped no earlier than the
+// one before it. Why: a record's time is the leader's clock (when an
+// update completed), a removal's is this node's at the diff, and a diff
+// may carry a record older than what the previous diff streamed. Docker's
+// stream is in time order, and --since/--until and every reader that
+// sorts by time assume it; the clamp moves a time by the lag between the
+// two clocks' readings, never the order.
 func (h *Hub) Publish(evs ...api.Event) {
 	if len(evs) == 0 {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	evs = slices.Clone(evs)
+	for i := range evs {
+		if evs[i].Time.Before(h.last) {
+			evs[i].Time = h.last
+		}
+		h.last = evs[i].Time
+	}
 	h.ring = append(h.ring, evs...)
 	cut := max(0, len(h.ring)-MaxEvents)
 	limit := h.now().Add(-MaxEventAge)

@@ -322,3 +322,33 @@ func TestAutoscaleEvent(t *testing.T) {
 		})
 	}
 }
+
+// TestEventHubTimesNeverGoBack: the stream is in apply order, but a
+// record's time is the leader's (an update's completion) while a removal
+// takes this node's clock, so a later diff could carry an earlier time
+// than one already streamed (a walkthrough saw update_status at 03.720
+// after removed at 03.794). Streams and the history must be in time
+// order, as docker's are: an event is never stamped before the last one
+// published.
+func TestEventHubTimesNeverGoBack(t *testing.T) {
+	t0 := time.Date(2026, 12, 2, 15, 22, 3, 794_000_000, time.UTC)
+	h := NewHub(func() time.Time { return t0 })
+	_, sub, cancel := h.Subscribe(time.Time{})
+	defer cancel()
+	h.Publish(api.Event{Type: "service", Action: "removed", Time: t0})
+	h.Publish(api.Event{Type: "service", Action: "update_status", Time: t0.Add(-74 * time.Millisecond)},
+		api.Event{Type: "task", Action: "running", Time: t0.Add(time.Second)})
+	var got []time.Time
+	for range 3 {
+		got = append(got, (<-sub.Events()).Time)
+	}
+	want := []time.Time{t0, t0, t0.Add(time.Second)}
+	if !slices.Equal(got, want) {
+		t.Fatalf("streamed times %v, want %v", got, want)
+	}
+	hist, _, cancel2 := h.Subscribe(t0)
+	defer cancel2()
+	if len(hist) != 3 {
+		t.Fatalf("history since the first event: %d events, want 3", len(hist))
+	}
+}
