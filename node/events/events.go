@@ -17,7 +17,8 @@ package events
 // preparing and starting between two looks shows only its newest state.
 // Times come from the records (the leader's clock, put in the commands)
 // where a record says when; removals carry no record and take the local
-// clock.
+// clock; the hub never stamps an event before the one it streamed last
+// (Hub.Publish), so the stream stays in time order across the two clocks.
 //
 // Container events are local: they come from this node's runtime
 // (runtime.Subscribe) and describe containers of this node only.
