@@ -415,6 +415,10 @@ func TestWalkS14Ops(t *testing.T) {
 		return per != nil, msg
 	}, "web: one running task per slot after %s returns", dead.Name)
 	walkRun(t, via, "node", "ls")
+	out, _ = walkRun(t, via, "events", "--since", "1m", "--until", "0s", "--filter", "type=node", "--filter", "name="+dead.NS)
+	if !strings.Contains(out, "status=down") || !strings.Contains(out, "status=ready") {
+		t.Errorf("events --filter name=%s does not show it going down and coming back", dead.NS)
+	}
 
 	// 9. node rm: a ready node needs --force; a down one goes, and can no
 	// longer talk to the cluster.
@@ -465,6 +469,41 @@ func TestWalkS14Ops(t *testing.T) {
 		n := opsNodes(t, h4)[id4]
 		return n.Role == "worker" && n.ManagerStatus == "", fmt.Sprintf("h4 role %q manager_status %q", n.Role, n.ManagerStatus)
 	}, "h4 is a worker")
+	// Bad input and a worker's read-only socket: a clear error, nothing
+	// changed.
+	step("refusals")
+	nodesBefore := harness.Summary(mapValues(opsNodes(t, h1)))
+	for _, r := range []struct {
+		h     *harness.Host
+		words []string
+		args  []string
+	}{
+		{h4, []string{"worker"}, []string{"token"}},
+		{h4, []string{"worker"}, []string{"token", "--rotate"}},
+		{h4, []string{"worker"}, []string{"service", "scale", "web=5"}},
+		{h4, []string{"worker"}, []string{"node", "update", "--availability", "drain", ids[h2]}},
+		{h1, []string{"bogus", "drain"}, []string{"node", "update", "--availability", "bogus", ids[h2]}},
+		{h1, []string{"nosuchnode"}, []string{"node", "rm", "nosuchnode"}},
+		{h1, []string{"nosuchnode"}, []string{"node", "update", "--label-add", "a=b", "nosuchnode"}},
+		{h1, []string{"bogus"}, []string{"events", "--since", "1m", "--until", "0s", "--filter", "type=bogus"}},
+		{h1, []string{"/nonexistent"}, []string{"snapshot", "save", "/nonexistent/dir/x.snap"}},
+	} {
+		out, err := walkRun(t, r.h, r.args...)
+		if err == nil {
+			t.Errorf("shoal %s on %s: accepted, want refused", strings.Join(r.args, " "), r.h.Name)
+		}
+		for _, w := range r.words {
+			if !strings.Contains(out, w) {
+				t.Errorf("shoal %s on %s: %q does not say %q", strings.Join(r.args, " "), r.h.Name, out, w)
+			}
+		}
+	}
+	if s := walkService(t, h1, "web"); s == nil || s.Spec.Replicas != 4 {
+		t.Errorf("a refused scale changed web: %+v", s)
+	}
+	if after := harness.Summary(mapValues(opsNodes(t, h1))); after != nodesBefore {
+		t.Errorf("refused node commands changed the nodes: %s → %s", nodesBefore, after)
+	}
 	if _, err := walkRun(t, h4, "leave"); err != nil {
 		t.Fatalf("leave: %v", err)
 	}
@@ -494,5 +533,6 @@ func mapValues(m map[string]api.Node) []api.Node {
 	for _, n := range m {
 		out = append(out, n)
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
