@@ -221,6 +221,39 @@ func TestWalkS14Ops(t *testing.T) {
 		t.Errorf("%s availability %q after --availability active", victim.Name, n.Availability)
 	}
 
+	// Unlike docker, the reactivated node gets its share back (rebalancing,
+	// --no-rebalance to keep them): wait for one task per node.
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		per, msg := runningBySlot(tasksOf(t, h1, "web"), 4, "")
+		if per == nil {
+			return false, msg
+		}
+		return len(per) == 4, fmt.Sprintf("per node %v", per)
+	}, "web rebalanced onto the reactivated %s", victim.Name)
+	// pause: what runs there stays, nothing new goes there.
+	walkRun(t, h1, "node", "update", "--availability", "pause", ids[h2])
+	kept := tasksOn(tasksOf(t, h1, "web"), ids[h2])
+	walkRun(t, h1, "service", "scale", "web=6")
+	waitSlots(t, h1, "web", 6, "", 60*time.Second)
+	if n := tasksOn(tasksOf(t, h1, "web"), ids[h2]); n != kept {
+		t.Errorf("paused %s: %d web tasks, had %d", h2.Name, n, kept)
+	}
+	walkRun(t, h1, "node", "ps", ids[h2])
+	walkRun(t, h1, "node", "update", "--availability", "active", ids[h2])
+	walkRun(t, h1, "service", "scale", "web=4")
+	waitSlots(t, h1, "web", 4, "", 60*time.Second)
+	// An object for one node (DESIGN.md; docker prints an array).
+	var insp map[string]any
+	if err := h1.JSON(&insp, "node", "inspect", ids[h2]); err != nil {
+		t.Errorf("node inspect: %v", err)
+	} else {
+		for _, f := range []string{"id", "hostname", "addr", "status", "availability", "role", "version", "manager_status", "labels"} {
+			if _, ok := insp[f]; !ok {
+				t.Errorf("node inspect lacks %q", f)
+			}
+		}
+	}
+
 	// Labels and a constraint.
 	step("labels, constraint")
 	walkRun(t, h2, "node", "update", "--label-add", "disk=ssd", ids[h3])
@@ -462,8 +495,9 @@ func TestWalkS14Ops(t *testing.T) {
 	}
 	c.WaitReady(t, 60*time.Second, 4)
 	id4 := h4.NodeID(t)
-	if _, err := walkRun(t, h1, "node", "update", "--role", "worker", id4); err != nil {
-		t.Fatalf("node update --role worker: %v", err)
+	// docker's word for `node update --role worker`.
+	if _, err := walkRun(t, h1, "node", "demote", id4); err != nil {
+		t.Fatalf("node demote: %v", err)
 	}
 	harness.Eventually(t, 30*time.Second, func() (bool, string) {
 		n := opsNodes(t, h4)[id4]
