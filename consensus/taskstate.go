@@ -19,8 +19,11 @@ func KeepObserved(old, next *api.Task) {
 	next.IPs = old.IPs
 	next.Health = old.Health
 	next.StartedAt = old.StartedAt
-	// Once a node handles the task, its reports own the message.
-	if api.TaskStateOrder[old.State] >= api.TaskStateOrder[api.TaskPreparing] {
+	// Once a node handles the task, its reports own the message, except
+	// the writer's reason for a change of desired state ("node drained"):
+	// that is what `service ps` must show for a task it stopped.
+	changed := next.DesiredState != old.DesiredState && next.Message != ""
+	if api.TaskStateOrder[old.State] >= api.TaskStateOrder[api.TaskPreparing] && !changed {
 		next.Message = old.Message
 	}
 }

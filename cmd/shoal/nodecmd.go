@@ -82,8 +82,30 @@ func (s *commands) nodeCommand() *cli.Command {
 				},
 				Action: s.nodeUpdate,
 			},
+			{
+				Name:      "promote",
+				Usage:     "make nodes managers (docker's node promote: node update --role manager)",
+				ArgsUsage: "NODE...",
+				Action:    func(c *cli.Context) error { return s.nodeSetRole(c, api.RoleManager) },
+			},
+			{
+				Name:      "demote",
+				Usage:     "make nodes workers (docker's node demote: node update --role worker)",
+				ArgsUsage: "NODE...",
+				Action:    func(c *cli.Context) error { return s.nodeSetRole(c, api.RoleWorker) },
+			},
 		},
 	}
+}
+
+// nodeSetRole is `node promote` and `node demote`: a Swarm operator's
+// words for `node update --role`, on each NODE in turn.
+func (s *commands) nodeSetRole(c *cli.Context, role string) error {
+	what := map[string]string{api.RoleManager: "promote node", api.RoleWorker: "demote node"}[role]
+	return s.EachRef(c, what, func(cl *client.Client, ref string) error {
+		_, err := cl.UpdateNode(c.Context, ref, api.NodeUpdate{Role: role})
+		return err
+	})
 }
 
 // nodeID is what -q prints for a node.

@@ -415,6 +415,34 @@ func TestUpsertTasksKeepsObservedState(t *testing.T) {
 	}
 }
 
+// The scheduler's reason for stopping a running task survives its own
+// stale-copy protection and the node's report of the stop, which carries no
+// message: `service ps` after a drain showed no reason at all.
+func TestStopReasonKept(t *testing.T) {
+	h := newHarness(t).withRefs()
+	task := api.Task{ID: "t1", ServiceID: "s1", Slot: 1, NodeID: "n1", DesiredState: api.TaskRunning, State: api.TaskAssigned}
+	h.must(command.UpsertTasks{Tasks: []api.Task{task}})
+	h.must(command.TaskStatus{NodeID: "n1", Statuses: []api.TaskStatus{{TaskID: "t1", State: api.TaskRunning}}})
+	stop := task
+	stop.DesiredState, stop.Message = api.TaskShutdown, "node drained"
+	h.must(command.UpsertTasks{Tasks: []api.Task{stop}})
+	if tk, _ := h.store.Task("t1"); tk.Message != "node drained" || tk.State != api.TaskRunning {
+		t.Fatalf("after the stop: task = %+v", tk)
+	}
+	h.must(command.TaskStatus{NodeID: "n1", Statuses: []api.TaskStatus{{TaskID: "t1", State: api.TaskShutdown}}})
+	if tk, _ := h.store.Task("t1"); tk.Message != "node drained" || tk.State != api.TaskShutdown {
+		t.Fatalf("after the node's report: task = %+v", tk)
+	}
+	// A stale copy that changes nothing of the desired state does not
+	// overwrite a node's message.
+	h.must(command.UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "n1", DesiredState: api.TaskRunning, State: api.TaskAssigned}}})
+	h.must(command.TaskStatus{NodeID: "n1", Statuses: []api.TaskStatus{{TaskID: "t2", State: api.TaskRunning, Message: "started"}}})
+	h.must(command.UpsertTasks{Tasks: []api.Task{{ID: "t2", ServiceID: "s1", Slot: 2, NodeID: "n1", DesiredState: api.TaskRunning, State: api.TaskAssigned, Message: "old"}}})
+	if tk, _ := h.store.Task("t2"); tk.Message != "started" {
+		t.Fatalf("stale copy: task = %+v", tk)
+	}
+}
+
 func TestTrimTasks(t *testing.T) {
 	h := newHarness(t).withRefs()
 	var tasks []api.Task

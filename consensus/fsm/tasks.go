@@ -81,7 +81,11 @@ func applyTaskStatus(w *consensus.WriteTxn, c command.TaskStatus) (any, error) {
 		}
 		t := consensus.CloneTask(old)
 		t.State = st.State
-		t.Message = st.Message
+		// A report without a message keeps the reason the task was told
+		// to stop (the scheduler's "node drained", "scaled down"…).
+		if st.Message != "" || old.DesiredState == api.TaskRunning {
+			t.Message = st.Message
+		}
 		t.Error = st.Error
 		t.ExitCode = st.ExitCode
 		if st.ContainerID != "" {

@@ -95,10 +95,13 @@ func ClearRejoin(dataDir string) error {
 	return syncDir(dataDir)
 }
 
-// probeLogStore reads every stored entry and the stable values, as
-// raft.NewRaft will (NewRaft panics on a failed read). Any failure or panic
-// comes back wrapping ErrLogUnreadable.
-func probeLogStore(s *LogStore) (err error) {
+// probeLogStore reads the stored entries and the stable values raft.NewRaft
+// will read (NewRaft panics on a failed read): the last entry and every one
+// after snapshotIndex, the newest snapshot on disk. Entries up to it may be
+// missing: a follower that installed a leader's snapshot keeps its older
+// log and appends after the snapshot, leaving a hole raft never reads. Any
+// failure or panic comes back wrapping ErrLogUnreadable.
+func probeLogStore(s *LogStore, snapshotIndex uint64) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("read raft log: panic: %v: %w", r, ErrLogUnreadable)
@@ -127,11 +130,14 @@ func probeLogStore(s *LogStore) (err error) {
 		return nil
 	}
 	var l raft.Log
-	for i := first; i <= last; i++ {
+	if err := s.GetLog(last, &l); err != nil {
+		return unreadable(fmt.Sprintf("last entry %d", last), err)
+	}
+	for i := max(first, snapshotIndex+1); i <= last; i++ {
 		if err := s.GetLog(i, &l); err != nil {
-			// A hole counts too: raft reads every index from the
-			// snapshot to the last one.
-			return unreadable(fmt.Sprintf("entry %d of %d..%d", i, first, last), err)
+			// A hole after the snapshot counts too: raft reads every
+			// index from the snapshot to the last one.
+			return unreadable(fmt.Sprintf("entry %d of %d..%d (snapshot at %d)", i, first, last, snapshotIndex), err)
 		}
 	}
 	return nil
@@ -155,9 +161,10 @@ func (g *VoteGate) GetUint64(key []byte) (uint64, error) {
 }
 
 // OpenDir opens DATA/raft/raft.db, migrating DATA/raft/wal first when it
-// exists, and reads the whole log back once. Unreadable state wraps
-// ErrLogUnreadable; the caller quarantines it.
-func OpenDir(base string, logger hclog.Logger) (*LogStore, error) {
+// exists, and reads back once what raft will read on start given the newest
+// snapshot's index (0: none). Unreadable state wraps ErrLogUnreadable; the
+// caller quarantines it.
+func OpenDir(base string, snapshotIndex uint64, logger hclog.Logger) (*LogStore, error) {
 	if err := os.MkdirAll(base, 0o700); err != nil {
 		return nil, fmt.Errorf("create raft dir %s: %w", base, err)
 	}
@@ -172,7 +179,7 @@ func OpenDir(base string, logger hclog.Logger) (*LogStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := probeLogStore(s); err != nil {
+	if err := probeLogStore(s, snapshotIndex); err != nil {
 		_ = s.Close()
 		return nil, err
 	}

@@ -259,7 +259,7 @@ func TestLogStoreTortureKill9(t *testing.T) {
 		if err != nil {
 			t.Fatalf("round %d: reopen after kill: %v", rounds, err)
 		}
-		if err := probeLogStore(s); err != nil {
+		if err := probeLogStore(s, 0); err != nil {
 			t.Fatalf("round %d: %v", rounds, err)
 		}
 		d := model.diff(s)

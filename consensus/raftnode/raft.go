@@ -337,7 +337,17 @@ func openDiskStorage(cfg Config, logger hclog.Logger) (storage, error) {
 	if err != nil {
 		return storage{}, err
 	}
-	logs, err := logstore.OpenDir(base, logger)
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(base, cfg.SnapshotRetain, logger.Named("snapshots"))
+	if err != nil {
+		return storage{}, fmt.Errorf("open raft snapshots in %s: %w", base, err)
+	}
+	// Raft reads the log only after the newest snapshot: older entries may
+	// have a hole (a follower that installed the leader's snapshot).
+	var snapIndex uint64
+	if metas, err := snaps.List(); err == nil && len(metas) > 0 {
+		snapIndex = metas[0].Index
+	}
+	logs, err := logstore.OpenDir(base, snapIndex, logger)
 	if errors.Is(err, consensus.ErrLogUnreadable) {
 		moved, qerr := logstore.QuarantineRaftDir(cfg.DataDir, time.Now(), err)
 		if qerr != nil {
@@ -347,15 +357,18 @@ func openDiskStorage(cfg Config, logger hclog.Logger) (storage, error) {
 			"withholding its vote until the leader has made it a non-voter; the leader then sends it a snapshot",
 			"error", err.Error(), "moved_to", moved)
 		rejoin = true
-		logs, err = logstore.OpenDir(base, logger)
+		logs, err = logstore.OpenDir(base, 0, logger)
+		if err == nil {
+			// The quarantine moved the snapshots aside with the log.
+			snaps, err = raft.NewFileSnapshotStoreWithLogger(base, cfg.SnapshotRetain, logger.Named("snapshots"))
+			if err != nil {
+				_ = logs.Close()
+				return storage{}, fmt.Errorf("open raft snapshots in %s: %w", base, err)
+			}
+		}
 	}
 	if err != nil {
 		return storage{}, err
-	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(base, cfg.SnapshotRetain, logger.Named("snapshots"))
-	if err != nil {
-		_ = logs.Close()
-		return storage{}, fmt.Errorf("open raft snapshots in %s: %w", base, err)
 	}
 	gate := &logstore.VoteGate{StableStore: logs}
 	gate.Closed.Store(rejoin)

@@ -90,6 +90,9 @@ func (j *Joiner) Join(ctx context.Context, req api.JoinRequest) error {
 		return fmt.Errorf("invalid join token: %w", err)
 	}
 	addr := DialAddr(req.Addr)
+	pending := filepath.Join(j.DataDir, keyring.PendingJoinKeyFile)
+	_, statErr := os.Stat(pending)
+	hadPending := statErr == nil
 	key, oldCert, err := j.Key()
 	if err != nil {
 		return err
@@ -111,6 +114,12 @@ func (j *Joiner) Join(ctx context.Context, req api.JoinRequest) error {
 	cctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
 	if err := j.Call(cctx, addr, pki.JoinTLS(tok.CAFingerprint), wire.MethodJoin, jreq, &resp); err != nil {
+		// A refusal (or a request that never left) admitted nothing, so no
+		// retry needs this key: a key made for this attempt goes, and a
+		// refused join leaves the data dir as it was (DESIGN.md, Security).
+		if !hadPending && notAdmitted(err) {
+			_ = os.Remove(pending)
+		}
 		return Explain(addr, err)
 	}
 	// Nothing is written unless the answer is for this token's cluster.
@@ -160,6 +169,15 @@ func (j *Joiner) Join(ctx context.Context, req api.JoinRequest) error {
 	_ = os.Remove(filepath.Join(j.DataDir, keyring.PendingJoinKeyFile))
 	j.Log.Info("joined cluster", "cluster_id", resp.ClusterID, "via", addr)
 	return nil
+}
+
+// notAdmitted reports whether a failed join call certainly admitted
+// nothing: the leader refused it, the server's CA failed the token's pin,
+// or the connection was never made. A timeout or a lost reply may hide an
+// admission, whose retry must prove itself with the same key.
+func notAdmitted(err error) bool {
+	var re *wire.Error
+	return errors.As(err, &re) || errors.Is(err, pki.ErrCAMismatch) || clusterport.IsDialError(err)
 }
 
 // DialAddr is the address a join dials: addr, with DefaultPort when it

@@ -2,6 +2,8 @@ package joining
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +20,7 @@ import (
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/clusterport"
+	"github.com/shoal-org/shoal/node/keyring"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/wire"
 )
@@ -324,4 +327,53 @@ func TestRejoinAfterLostLog(t *testing.T) {
 			t.Error("rejoin marked done without the leader's yes")
 		}
 	})
+}
+
+// A refused join leaves the data dir as it was (DESIGN.md, Security: "A
+// wrong or rotated token gets a clear refusal and nothing is written"); a
+// join whose outcome is unknown keeps the pending key for its retry, and a
+// key an earlier attempt left is never dropped.
+func TestRefusedJoinWritesNothing(t *testing.T) {
+	tok := pki.FormatToken(strings.Repeat("a", pki.FingerprintLen), pki.NewSecret())
+	tests := []struct {
+		name     string
+		err      error
+		earlier  bool // a pending key from an earlier attempt exists
+		wantFile bool
+	}{
+		{"refused by the leader", &wire.Error{Code: wire.CodeRefused, Msg: "invalid join token: wrong or rotated secret"}, false, false},
+		{"CA pin failed", fmt.Errorf("connect: %w", pki.ErrCAMismatch), false, false},
+		{"nothing listens", &clusterport.DialError{Err: errors.New("connection refused")}, false, false},
+		{"reply lost", fmt.Errorf("read: %w", os.ErrDeadlineExceeded), false, true},
+		{"refused, key of an earlier attempt", &wire.Error{Code: wire.CodeRefused, Msg: "no"}, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if tt.earlier {
+				if _, _, err := keyring.JoinKey(dir, ClusterDir(dir), "n1"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			j := &Joiner{
+				Self:    Self{NodeID: "n1", Hostname: "h1", Addr: "192.0.2.2"},
+				DataDir: dir,
+				Key:     func() (*ecdsa.PrivateKey, []byte, error) { return keyring.JoinKey(dir, ClusterDir(dir), "n1") },
+				Call: func(context.Context, string, *tls.Config, string, any, any) error {
+					return tt.err
+				},
+				Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			}
+			if err := j.Join(context.Background(), api.JoinRequest{Token: tok, Addr: "192.0.2.1"}); err == nil {
+				t.Fatal("join succeeded")
+			}
+			_, err := os.Stat(filepath.Join(dir, keyring.PendingJoinKeyFile))
+			if got := err == nil; got != tt.wantFile {
+				t.Errorf("pending join key kept = %v, want %v", got, tt.wantFile)
+			}
+			if _, err := os.Stat(ClusterDir(dir)); err == nil {
+				t.Errorf("a failed join left %s", ClusterDir(dir))
+			}
+		})
+	}
 }

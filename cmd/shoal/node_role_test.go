@@ -1,0 +1,64 @@
+package main
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+// `node promote` and `node demote` (docker's words, which a Swarm operator
+// types; before they were unknown commands) update each node's role in
+// turn, print each node, and report a failing one without stopping.
+func TestNodePromoteDemote(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/nodes/{id}/update", func(w http.ResponseWriter, r *http.Request) {
+		var u api.NodeUpdate
+		_ = json.NewDecoder(r.Body).Decode(&u)
+		id := r.PathValue("id")
+		if id == "ghost" {
+			w.WriteHeader(http.StatusNotFound)
+			_ = json.NewEncoder(w).Encode(api.ErrorResponse{Error: "no such node: ghost"})
+			return
+		}
+		mu.Lock()
+		got = append(got, id+"="+u.Role+"/"+u.Availability)
+		mu.Unlock()
+		_ = json.NewEncoder(w).Encode(api.Node{ID: id, Role: u.Role})
+	})
+	sock := filepath.Join(t.TempDir(), "shoal.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	host := "unix://" + sock
+
+	out, errOut, code := runCLI(t, host, "", "node", "promote", "h1", "h2")
+	if code != 0 || out != "h1\nh2\n" || errOut != "" {
+		t.Fatalf("promote: exit %d, %q, %q", code, out, errOut)
+	}
+	out, errOut, code = runCLI(t, host, "", "node", "demote", "ghost", "h3")
+	if code == 0 || out != "h3\n" || !strings.Contains(errOut, "demote node ghost") || !strings.Contains(errOut, "no such node") {
+		t.Fatalf("demote: exit %d, %q, %q", code, out, errOut)
+	}
+	want := []string{"h1=manager/", "h2=manager/", "h3=worker/"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("updates %v, want %v", got, want)
+	}
+	if _, _, code := runCLI(t, host, "", "node", "promote"); code != 2 {
+		t.Fatalf("promote without NODE: exit %d, want 2", code)
+	}
+}
