@@ -3,11 +3,14 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
+	"github.com/shoal-org/shoal/node/handlers"
 	"github.com/shoal-org/shoal/runtime/image"
 )
 
@@ -208,5 +211,22 @@ func TestDeployCheckBodies(t *testing.T) {
 	code, body := do(t, h, "POST", "/v1/services/check", jsonOf(t, huge))
 	if msg := errorBody(t, body); code != 400 || !strings.Contains(msg, "service app_b: the spec is larger than the 4 MiB a write takes") {
 		t.Fatalf("a 5 MiB spec: %d %s", code, msg)
+	}
+}
+
+// TestDeployCheckStopsWhenCancelled: a check whose caller has gone (the
+// CLI's timeout, a closed connection) stops between writes instead of
+// checking the rest: each write costs a scan of the services, so a large
+// check ran on for minutes after nobody waited for its answer.
+func TestDeployCheckStopsWhenCancelled(t *testing.T) {
+	a := deployCheckAgent(t)
+	var req api.DeployCheck
+	for i := range 3 {
+		req.Create = append(req.Create, api.ServiceSpec{Name: fmt.Sprintf("app_%d", i), Image: "bb:1", Replicas: 1})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := handlers.New(replicaAgent{a}).CheckWrites(ctx, req); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a cancelled check returned %v, want %v", err, context.Canceled)
 	}
 }
