@@ -11,6 +11,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/handlers"
+	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/runtime/image"
 )
 
@@ -228,5 +229,27 @@ func TestDeployCheckStopsWhenCancelled(t *testing.T) {
 	cancel()
 	if err := handlers.New(replicaAgent{a}).CheckWrites(ctx, req); !errors.Is(err, context.Canceled) {
 		t.Fatalf("a cancelled check returned %v, want %v", err, context.Canceled)
+	}
+}
+
+// TestDeployCheckWritesBounded: a check of more writes than
+// httpapi.MaxDeployCheckWrites is refused at once with 413, which the CLI
+// answers by deploying unchecked with a warning; the 32 MiB body bound
+// alone let one request carry ~100,000 minimal specs, each checked against
+// all before it (4,000 took 160 s of the agent's CPU).
+func TestDeployCheckWritesBounded(t *testing.T) {
+	a := deployCheckAgent(t)
+	var req api.DeployCheck
+	for i := range httpapi.MaxDeployCheckWrites - 1 {
+		req.Create = append(req.Create, api.ServiceSpec{Name: fmt.Sprintf("app_%d", i), Image: "bb:1", Replicas: 1})
+	}
+	req.Secrets = []api.ObjectCheck{{Name: "app_pw", Size: 3}}
+	if code, body := do(t, a.routes(), "POST", "/v1/services/check", jsonOf(t, req)); code != 200 {
+		t.Fatalf("a check of %d writes: %d %.200s", httpapi.MaxDeployCheckWrites, code, body)
+	}
+	req.Configs = []api.ObjectCheck{{Name: "app_conf", Size: 3}}
+	code, body := do(t, a.routes(), "POST", "/v1/services/check", jsonOf(t, req))
+	if msg := errorBody(t, body); code != 413 || !strings.Contains(msg, "writes") {
+		t.Fatalf("a check of %d writes: %d %s", httpapi.MaxDeployCheckWrites+1, code, msg)
 	}
 }
