@@ -198,7 +198,8 @@ func BenchmarkPlanMovesNewZone(b *testing.B) {
 // service's constraints and resources put in the way: some nodes take
 // nothing (the emptiest group among them, often), others only up to a
 // capacity of their own. No move goes where canTake refuses, none fills a
-// node beyond the limit, and a plan on the outcome has nothing to add.
+// node beyond the limit, no node both gives and takes (a task moved twice
+// or moved back), and a plan on the outcome has nothing to add.
 func TestPlanMovesEndsFiltered(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for iter := 0; iter < 3000; iter++ {
@@ -235,7 +236,14 @@ func TestPlanMovesEndsFiltered(t *testing.T) {
 		moves := PlanMoves(nodes, -1, max, canTake(nodes))
 		after := append([]MoveNode(nil), nodes...)
 		in := make([]int, len(nodes))
+		gave := make([]bool, len(nodes))
 		for _, m := range moves {
+			gave[m.From] = true
+		}
+		for _, m := range moves {
+			if gave[m.To] {
+				t.Fatalf("%+v limits %v (max %d): moves %v both give to and take from %s (churn)", nodes, limit, max, moves, nodes[m.To].ID)
+			}
 			if !canTake(nodes)(m.To, in[m.To]) {
 				t.Fatalf("%+v limits %v (max %d): moves %v go where canTake refuses", nodes, limit, max, moves)
 			}
