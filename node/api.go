@@ -298,14 +298,16 @@ func (x localAgent) EnsureRunImage(ctx context.Context, ref string) error {
 }
 
 // TaskNode is the node another than this one that the task named name is
-// meant to run on (localapi.Agent): its hostname, else its short ID.
+// meant to run on (localapi.Agent): its hostname, else its short ID. name
+// is either form the container routes take: web.1 or web.1.TASKID.
 func (x localAgent) TaskNode(name string) string {
 	cl, err := x.a.clusterOrErr()
 	if err != nil {
 		return ""
 	}
 	for _, t := range cl.Store.Tasks() {
-		if t.Name != name || t.DesiredState != api.TaskRunning || t.NodeID == "" || t.NodeID == x.a.id.NodeID {
+		// Both names the container routes take (api.TaskContainer).
+		if (name != t.Name && name != t.Name+"."+t.ID) || t.DesiredState != api.TaskRunning || t.NodeID == "" || t.NodeID == x.a.id.NodeID {
 			continue
 		}
 		if n, err := cl.Store.Node(t.NodeID); err == nil && n.Hostname != "" {

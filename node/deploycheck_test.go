@@ -3,11 +3,15 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
+	"github.com/shoal-org/shoal/node/handlers"
+	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/runtime/image"
 )
 
@@ -208,5 +212,44 @@ func TestDeployCheckBodies(t *testing.T) {
 	code, body := do(t, h, "POST", "/v1/services/check", jsonOf(t, huge))
 	if msg := errorBody(t, body); code != 400 || !strings.Contains(msg, "service app_b: the spec is larger than the 4 MiB a write takes") {
 		t.Fatalf("a 5 MiB spec: %d %s", code, msg)
+	}
+}
+
+// TestDeployCheckStopsWhenCancelled: a check whose caller has gone (the
+// CLI's timeout, a closed connection) stops between writes instead of
+// checking the rest: each write costs a scan of the services, so a large
+// check ran on for minutes after nobody waited for its answer.
+func TestDeployCheckStopsWhenCancelled(t *testing.T) {
+	a := deployCheckAgent(t)
+	var req api.DeployCheck
+	for i := range 3 {
+		req.Create = append(req.Create, api.ServiceSpec{Name: fmt.Sprintf("app_%d", i), Image: "bb:1", Replicas: 1})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := handlers.New(replicaAgent{a}).CheckWrites(ctx, req); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a cancelled check returned %v, want %v", err, context.Canceled)
+	}
+}
+
+// TestDeployCheckWritesBounded: a check of more writes than
+// httpapi.MaxDeployCheckWrites is refused at once with 413, which the CLI
+// answers by deploying unchecked with a warning; the 32 MiB body bound
+// alone let one request carry ~100,000 minimal specs, each checked against
+// all before it (4,000 took 160 s of the agent's CPU).
+func TestDeployCheckWritesBounded(t *testing.T) {
+	a := deployCheckAgent(t)
+	var req api.DeployCheck
+	for i := range httpapi.MaxDeployCheckWrites - 1 {
+		req.Create = append(req.Create, api.ServiceSpec{Name: fmt.Sprintf("app_%d", i), Image: "bb:1", Replicas: 1})
+	}
+	req.Secrets = []api.ObjectCheck{{Name: "app_pw", Size: 3}}
+	if code, body := do(t, a.routes(), "POST", "/v1/services/check", jsonOf(t, req)); code != 200 {
+		t.Fatalf("a check of %d writes: %d %.200s", httpapi.MaxDeployCheckWrites, code, body)
+	}
+	req.Configs = []api.ObjectCheck{{Name: "app_conf", Size: 3}}
+	code, body := do(t, a.routes(), "POST", "/v1/services/check", jsonOf(t, req))
+	if msg := errorBody(t, body); code != 413 || !strings.Contains(msg, "writes") {
+		t.Fatalf("a check of %d writes: %d %s", httpapi.MaxDeployCheckWrites+1, code, msg)
 	}
 }

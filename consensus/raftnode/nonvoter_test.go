@@ -345,3 +345,43 @@ func TestRaftHeldNonvoterPromotedAndShutdown(t *testing.T) {
 	}
 	l.down = true
 }
+
+// TestRaftHeldNonvoterRemovedAndDemoted: membership changes of a held
+// non-voter never leave raft's heartbeat goroutine for it held past the
+// change (the hold here outlasts the test): a removed non-voter's held
+// call ends, a voter demoted to non-voter is held, and promoted again its
+// held call ends and the leader keeps its lease (the term does not move).
+func TestRaftHeldNonvoterRemovedAndDemoted(t *testing.T) {
+	c := newRaftClusterWith(t, 3, func(cfg *Config) {
+		cfg.CommitTimeout = 2 * time.Second
+		cfg.nonvoterHold = time.Hour
+	})
+	l := c.formNonvoters(2)
+	n2, n3 := c.nodes[1], c.nodes[2]
+	holding := func(n int32) func() bool { return func() bool { return l.r.thin.holding.Load() == n } }
+	waitFor(t, "calls held to both non-voters", holding(2))
+	ctx := context.Background()
+	term := l.r.Stats()["term"]
+	if err := l.r.RemoveServer(ctx, n3.id); err != nil {
+		t.Fatalf("remove %s: %v", n3.id, err)
+	}
+	waitFor(t, "the removed non-voter's held call to end", holding(1))
+	if err := l.r.AddVoter(ctx, n2.id, string(n2.trans.LocalAddr())); err != nil {
+		t.Fatalf("promote %s: %v", n2.id, err)
+	}
+	waitFor(t, "no call held after the promotion", holding(0))
+	if err := l.r.DemoteVoter(ctx, n2.id); err != nil {
+		t.Fatalf("demote %s: %v", n2.id, err)
+	}
+	waitFor(t, "the demoted voter's call held", holding(1))
+	if err := l.r.AddVoter(ctx, n2.id, string(n2.trans.LocalAddr())); err != nil {
+		t.Fatalf("promote %s again: %v", n2.id, err)
+	}
+	waitFor(t, "no call held after the second promotion", holding(0))
+	if _, err := l.r.Apply(ctx, command.UpsertNode{Node: testNode("after", "w")}); err != nil {
+		t.Fatalf("write after the changes: %v", err)
+	}
+	if got := l.r.Stats()["term"]; got != term || !l.r.IsLeader() {
+		t.Fatalf("term moved from %s to %s (leader %v): the leader lost its lease across the changes", term, got, l.r.IsLeader())
+	}
+}

@@ -15,6 +15,7 @@ package handlers
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -26,7 +27,9 @@ import (
 
 // CheckWrites runs req's writes in order against a fork of the replica
 // (the route synced it) and returns the first refusal, naming its service
-// or object once.
+// or object once. It stops between writes once ctx is done: each write
+// scans the services, so a large check would otherwise run on for minutes
+// after its caller stopped waiting.
 func (x *API) CheckWrites(ctx context.Context, req api.DeployCheck) error {
 	store, err := x.agent.Store()
 	if err != nil {
@@ -35,6 +38,9 @@ func (x *API) CheckWrites(ctx context.Context, req api.DeployCheck) error {
 	fork := store.Fork()
 	now := time.Now().UTC()
 	for _, req := range req.Networks {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("deploy check: %w", err)
+		}
 		name := strings.TrimSpace(req.Name)
 		n, err := httpapi.CheckNetworkCreate(req, func(name string) bool { _, err := fork.ResolveNetwork(name); return err == nil },
 			func() error { return nil })
@@ -52,6 +58,9 @@ func (x *API) CheckWrites(ctx context.Context, req api.DeployCheck) error {
 	for i, list := range [][]api.ObjectCheck{req.Secrets, req.Configs} {
 		secret := i == 0
 		for _, o := range list {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("deploy check: %w", err)
+			}
 			if o.Size < 0 {
 				return naming(kindName(secret)+" "+o.Name, o.Name, httpapi.BadRequest("size %d", o.Size))
 			}
@@ -70,6 +79,9 @@ func (x *API) CheckWrites(ctx context.Context, req api.DeployCheck) error {
 		}
 	}
 	for _, ref := range req.Remove {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("deploy check: %w", err)
+		}
 		cur, err := ResolveService(fork, ref)
 		if err == nil {
 			err = x.agent.Preflight(fork, &command.DeleteService{ID: cur.ID, Now: now})
@@ -79,6 +91,9 @@ func (x *API) CheckWrites(ctx context.Context, req api.DeployCheck) error {
 		}
 	}
 	for _, u := range req.Update {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("deploy check: %w", err)
+		}
 		cur, err := ResolveService(fork, u.ID)
 		if err != nil {
 			return naming("update service "+u.ID, u.ID, err)
@@ -88,6 +103,9 @@ func (x *API) CheckWrites(ctx context.Context, req api.DeployCheck) error {
 		}
 	}
 	for _, spec := range req.Create {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("deploy check: %w", err)
+		}
 		cmd, err := x.createCommand(fork, spec)
 		if err == nil {
 			err = x.agent.Preflight(fork, cmd)

@@ -8,6 +8,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -181,6 +182,10 @@ func (h *serviceHandlers) check(w http.ResponseWriter, r *http.Request) (any, er
 	var req api.DeployCheck
 	if err := DecodeBodyMax(r, &req, MaxDeployCheckBytes); err != nil {
 		return nil, err
+	}
+	if n := len(req.Networks) + len(req.Secrets) + len(req.Configs) + len(req.Remove) + len(req.Update) + len(req.Create); n > MaxDeployCheckWrites {
+		return nil, &Error{Status: http.StatusRequestEntityTooLarge,
+			Msg: fmt.Sprintf("a deploy check takes at most %d writes, this one has %d", MaxDeployCheckWrites, n)}
 	}
 	// Each write alone must fit the body its route takes (a 400, not the
 	// check's own 413, which the CLI answers by deploying unchecked).

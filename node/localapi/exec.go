@@ -96,7 +96,7 @@ func (l *Routes) handleExec(w http.ResponseWriter, r *http.Request, writeError f
 		writeError(w, httpapi.BadRequest("exec needs a command"))
 		return
 	}
-	c, err := l.container(r.PathValue("id"))
+	c, err := l.execContainer(r.PathValue("id"))
 	if err != nil {
 		writeError(w, ContainerError(err))
 		return

@@ -251,6 +251,24 @@ func (l *Routes) container(ref string) (api.Container, error) {
 	return api.Container{}, err
 }
 
+// execContainer is container for exec, which needs a running container:
+// a task name whose containers here have all ended while the task runs on
+// another node (it moved there: drained, rebalanced) gets the not-found
+// that names that node, as a task that never ran here does, rather than
+// an exec refused for a stopped container. The other routes keep the
+// ended container (its logs, inspect, removal are of use); a container
+// named outright is left to the runtime.
+func (l *Routes) execContainer(ref string) (api.Container, error) {
+	c, err := l.container(ref)
+	if err != nil || c.State == api.ContainerRunning || c.TaskID == "" || c.ID == ref || c.Name == ref {
+		return c, err
+	}
+	if node := l.Agent.TaskNode(ref); node != "" {
+		return api.Container{}, fmt.Errorf("%w: %s (task %s runs on node %s: run the command there)", runtime.ErrNotFound, ref, ref, node)
+	}
+	return c, nil
+}
+
 func (l *Routes) containerRoutes(h func(string, httpapi.HandlerFunc)) {
 	h("GET /v1/containers", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		cs := l.Containers.List()

@@ -173,3 +173,53 @@ func TestRunLogging(t *testing.T) {
 		}
 	}
 }
+
+// execContainers refuses every exec as the runtime refuses one in a
+// container that is not running.
+type execContainers struct{ fakeContainers }
+
+func (execContainers) Exec(ctx context.Context, id string, opts runtime.ExecOptions) (*runtime.ExecProcess, error) {
+	return nil, fmt.Errorf("exec in %s: %w", id, runtime.ErrNotRunning)
+}
+
+// TestExecTaskMoved: exec of a task name whose containers here have all
+// ended while the task runs on another node (it moved: drained,
+// rebalanced) is the not-found that names that node, as for a task that
+// never ran here; it was an exec refused for a stopped container, and
+// the CLI no longer says where a task runs. The other routes keep finding
+// the ended container (its logs, its removal), and a container named
+// outright is exec'd, or refused, as before.
+func TestExecTaskMoved(t *testing.T) {
+	at := time.Date(2024, 1, 1, 11, 0, 0, 0, time.UTC)
+	l := &Routes{
+		Containers: execContainers{fakeContainers{list: []api.Container{
+			{ID: "ctrmoved11", Name: "web.7.oldtask", TaskID: "oldtask", State: api.ContainerExited, CreatedAt: at},
+			{ID: "ctrdone111", Name: "job.1.t1", TaskID: "t1", State: api.ContainerExited, CreatedAt: at},
+		}}},
+		Agent: fakeAgent{elsewhere: map[string]string{"web.7": "h2"}},
+	}
+	for _, tc := range []struct {
+		ref, want string
+		status    int
+	}{
+		{"web.7", "no such container: web.7 (task web.7 runs on node h2: run the command there)", 404},
+		{"web.7.oldtask", "not running", 409},
+		{"job.1", "not running", 409},
+	} {
+		var got error
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("POST", "/v1/containers/"+tc.ref+"/exec", strings.NewReader(`{"cmd":["sh"]}`))
+		r.SetPathValue("id", tc.ref)
+		r.Header.Set("Upgrade", api.ExecProtocol)
+		l.handleExec(w, r, func(_ http.ResponseWriter, err error) { got = err })
+		var he *httpapi.Error
+		if got == nil || !strings.Contains(got.Error(), tc.want) {
+			t.Errorf("exec %s: %v, want %q", tc.ref, got, tc.want)
+		} else if errors.As(got, &he) && he.Status != tc.status {
+			t.Errorf("exec %s: status %d, want %d (%v)", tc.ref, he.Status, tc.status, got)
+		}
+	}
+	if c, err := l.container("web.7"); err != nil || c.ID != "ctrmoved11" {
+		t.Errorf("the other routes find %q, %v for web.7; want the ended ctrmoved11", c.ID, err)
+	}
+}

@@ -193,3 +193,73 @@ func BenchmarkPlanMovesNewZone(b *testing.B) {
 		})
 	}
 }
+
+// TestPlanMovesEndsFiltered is TestPlanMovesEnds with the filters a
+// service's constraints and resources put in the way: some nodes take
+// nothing (the emptiest group among them, often), others only up to a
+// capacity of their own. No move goes where canTake refuses, none fills a
+// node beyond the limit, no node both gives and takes (a task moved twice
+// or moved back), and a plan on the outcome has nothing to add.
+func TestPlanMovesEndsFiltered(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for iter := 0; iter < 3000; iter++ {
+		levels := rng.IntN(4)
+		max := 0
+		if rng.IntN(2) == 0 {
+			max = 1 + rng.IntN(4)
+		}
+		nodes := make([]MoveNode, 2+rng.IntN(8))
+		limit := make([]int, len(nodes)) // -1: takes nothing; 0: no cap
+		for i := range nodes {
+			c := rng.IntN(8)
+			mv := c
+			if rng.IntN(4) == 0 {
+				mv = rng.IntN(c + 1)
+			}
+			g := make([]string, levels)
+			for l := range g {
+				g[l] = string(rune('a' + rng.IntN(3)))
+			}
+			nodes[i] = MoveNode{ID: string(rune('A' + i)), Count: c, Movable: mv, Group: g}
+			switch rng.IntN(4) {
+			case 0:
+				limit[i] = -1
+			case 1:
+				limit[i] = c + rng.IntN(3)
+			}
+		}
+		canTake := func(ns []MoveNode) func(i, extra int) bool {
+			return func(i, extra int) bool {
+				return limit[i] == 0 || limit[i] > 0 && ns[i].Count+extra < limit[i]
+			}
+		}
+		moves := PlanMoves(nodes, -1, max, canTake(nodes))
+		after := append([]MoveNode(nil), nodes...)
+		in := make([]int, len(nodes))
+		gave := make([]bool, len(nodes))
+		for _, m := range moves {
+			gave[m.From] = true
+		}
+		for _, m := range moves {
+			if gave[m.To] {
+				t.Fatalf("%+v limits %v (max %d): moves %v both give to and take from %s (churn)", nodes, limit, max, moves, nodes[m.To].ID)
+			}
+			if !canTake(nodes)(m.To, in[m.To]) {
+				t.Fatalf("%+v limits %v (max %d): moves %v go where canTake refuses", nodes, limit, max, moves)
+			}
+			after[m.From].Count--
+			after[m.From].Movable--
+			after[m.To].Count++
+			in[m.To]++
+			if after[m.From].Movable < 0 {
+				t.Fatalf("%+v: moves %v take an unmovable task", nodes, moves)
+			}
+			if max > 0 && after[m.To].Count > max {
+				t.Fatalf("%+v (max %d): moves %v fill %s beyond it", nodes, max, moves, after[m.To].ID)
+			}
+		}
+		if again := PlanMoves(after, -1, max, canTake(after)); len(again) != 0 {
+			t.Fatalf("%+v limits %v (max %d): after %v, more moves %v", nodes, limit, max, moves, again)
+		}
+	}
+}
