@@ -243,3 +243,38 @@ func TestJobLevel(t *testing.T) {
 		t.Fatalf("after n2's upgrade: %+v", got)
 	}
 }
+
+// TestJobNodeDown: a job's task on a node that stops answering is kept
+// for its disconnect grace (no second copy of it meanwhile), then written
+// off and run again elsewhere, and the job completes.
+func TestJobNodeDown(t *testing.T) {
+	c := jobCluster(t, "n1", "n2")
+	sp := jobSpec("job", api.ModeReplicatedJob, 1, 0)
+	s := c.CreateService(sp)
+	step(t, c)
+	c.Report()
+	act := c.Active(s.ID)
+	if len(act) != 1 || act[0].State != api.TaskRunning {
+		t.Fatalf("before: %+v", act)
+	}
+	first := act[0]
+	c.SetNodeStatus(first.NodeID, api.NodeDown)
+	p := step(t, c)
+	if len(p.Create) != 0 || p.NextWake.IsZero() {
+		t.Fatalf("within the grace: %s, wake %v", simcluster.Summarize(p), p.NextWake)
+	}
+	c.Now = p.NextWake
+	runJob(t, c, s.ID, exitOK)
+	done := 0
+	for _, tk := range c.Tasks {
+		if tk.State == api.TaskComplete {
+			done++
+			if tk.NodeID == first.NodeID {
+				t.Fatalf("completed on the down node: %+v", tk)
+			}
+		}
+	}
+	if done != 1 {
+		t.Fatalf("%d completions, want 1: %v", done, jobTasks(c, s.ID))
+	}
+}
