@@ -615,6 +615,10 @@ func serviceSpec(stack string, cs types.ServiceConfig) (api.ServiceSpec, []error
 			}
 			r.out.Pids = r.in.Pids
 		}
+		if api.IsJob(spec.Mode) && (d.RestartPolicy == nil || d.RestartPolicy.Condition == "") {
+			// Docker's default for a job: a task that completed is done.
+			spec.RestartPolicy.Condition = api.RestartOnFailure
+		}
 		if rp := d.RestartPolicy; rp != nil {
 			switch rp.Condition {
 			case "":

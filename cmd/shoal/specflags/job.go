@@ -17,8 +17,9 @@ func jobFlags() []cli.Flag {
 
 // applyJob sets --max-concurrent and refuses what docker refuses of a job:
 // --max-concurrent on another mode, and the --update-* and --rollback-*
-// flags (a job is run again by an update, never rolled out or back).
-func applyJob(c *cli.Context, spec *api.ServiceSpec) error {
+// flags (a job is run again by an update, never rolled out or back). A
+// job created without --restart-condition gets docker's on-failure.
+func applyJob(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 	if c.IsSet("max-concurrent") {
 		if spec.Mode != api.ModeReplicatedJob {
 			return UsageErrorf("--max-concurrent can only be used with replicated-job mode")
@@ -27,6 +28,9 @@ func applyJob(c *cli.Context, spec *api.ServiceSpec) error {
 	}
 	if !api.IsJob(spec.Mode) {
 		return nil
+	}
+	if !update && !c.IsSet("restart-condition") {
+		spec.RestartPolicy.Condition = api.RestartOnFailure
 	}
 	for _, f := range c.Command.Flags {
 		for _, n := range f.Names() {

@@ -21,8 +21,13 @@ func TestJobFlags(t *testing.T) {
 	}{
 		{name: "replicated-job", args: []string{"--mode", "replicated-job", "--replicas", "3", "--max-concurrent", "2"},
 			want: func(s api.ServiceSpec) bool {
-				return s.Mode == api.ModeReplicatedJob && s.Replicas == 3 && s.MaxConcurrent == 2
+				return s.Mode == api.ModeReplicatedJob && s.Replicas == 3 && s.MaxConcurrent == 2 &&
+					s.RestartPolicy.Condition == api.RestartOnFailure
 			}},
+		{name: "job with a restart condition", args: []string{"--mode", "global-job", "--restart-condition", "none"},
+			want: func(s api.ServiceSpec) bool { return s.RestartPolicy.Condition == api.RestartNone }},
+		{name: "service keeps any", args: []string{"--replicas", "2"},
+			want: func(s api.ServiceSpec) bool { return s.RestartPolicy.Condition == api.RestartAny }},
 		{name: "max concurrent left to the default", args: []string{"--mode", "replicated-job", "--replicas", "3"},
 			want: func(s api.ServiceSpec) bool { return s.Replicas == 3 && s.MaxConcurrent == 0 }},
 		{name: "global-job", args: []string{"--mode", "global-job"},
@@ -40,7 +45,9 @@ func TestJobFlags(t *testing.T) {
 		{name: "bad mode", args: []string{"--mode", "job"}, err: `invalid --mode "job": want replicated, global, replicated-job or global-job`},
 		{name: "update a job's max concurrent", update: true, from: api.ServiceSpec{Mode: api.ModeReplicatedJob, Replicas: 4},
 			args: []string{"--max-concurrent", "3"},
-			want: func(s api.ServiceSpec) bool { return s.Replicas == 4 && s.MaxConcurrent == 3 }},
+			want: func(s api.ServiceSpec) bool {
+				return s.Replicas == 4 && s.MaxConcurrent == 3 && s.RestartPolicy.Condition == api.RestartAny // as stored
+			}},
 		{name: "update a job's completions", update: true, from: api.ServiceSpec{Mode: api.ModeReplicatedJob, Replicas: 4, MaxConcurrent: 2},
 			args: []string{"--replicas", "6"},
 			want: func(s api.ServiceSpec) bool { return s.Replicas == 6 && s.MaxConcurrent == 2 }},

@@ -210,7 +210,7 @@ func Apply(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 		}
 		spec.Replicas = c.Uint64("replicas")
 	}
-	if err := applyJob(c, spec); err != nil {
+	if err := applyJob(c, spec, update); err != nil {
 		return err
 	}
 	if err := SetParsed(c, "autoscale", parseAutoscale, &spec.Autoscale); err != nil {
