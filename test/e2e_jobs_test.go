@@ -16,7 +16,7 @@ import (
 // the job is complete; `service ps` shows 3 complete tasks (slots 1..3,
 // exit code 0) and no more ever start; no two tasks beyond the limit ran
 // at once (their recorded run times); `service ls` shows docker's
-// "0/0 (3/3 completed)".
+// "0/0 (3/3 completed)"; `service update --force` runs it again.
 func TestServiceReplicatedJob(t *testing.T) {
 	harness.Context(t, 60*time.Second)
 	c, _ := svcCluster(t, 2)
@@ -79,4 +79,24 @@ func TestServiceReplicatedJob(t *testing.T) {
 	if !strings.Contains(ls, "replicated-job") || !strings.Contains(ls, "0/0 (3/3 completed)") {
 		t.Fatalf("service ls:\n%s", ls)
 	}
+	// An update runs the job again (docker's JobIteration): 3 new
+	// completions, the earlier run's tasks gone.
+	old := map[string]bool{}
+	for _, tk := range tasks {
+		old[tk.ID] = true
+	}
+	stdout, stderr, err = h2.CLI("service", "update", "--force", "--timeout", "30s", "mig")
+	if err != nil || !strings.Contains(stdout+stderr, "mig: job complete, 3/3 completed") {
+		t.Fatalf("service update did not run the job again: %v\n%s%s", err, stdout, stderr)
+	}
+	harness.Eventually(t, 10*time.Second, func() (bool, string) {
+		tasks := tasksOf(t, h1, "mig")
+		n, desc := complete()
+		for _, tk := range tasks {
+			if old[tk.ID] {
+				return false, "a task of the first run is still listed: " + desc
+			}
+		}
+		return len(tasks) == 3 && n == 3, desc
+	}, "the second run")
 }
