@@ -168,13 +168,15 @@ var importRules = []importRule{
 	// the spec rules without the planner. simcluster, the planner's
 	// in-memory cluster for tests and benchmarks, is the only one that
 	// imports the planner.
-	{"node/scheduler", []string{"api", "node/scheduler/placement", "node/scheduler/restartpolicy", "node/scheduler/servicespec", "node/scheduler/sightings", "node/scheduler/updatemonitor"}},
+	{"node/scheduler", []string{"api", "node/scheduler/jobs", "node/scheduler/placement", "node/scheduler/restartpolicy", "node/scheduler/servicespec", "node/scheduler/sightings", "node/scheduler/updatemonitor"}},
 	{"node/scheduler/updatemonitor/...", []string{"api", "node/scheduler/updatemonitor/..."}},
 	// The planner's first sights of nodes down and task events, its one
 	// memory between plans (node/scheduler/sightings/README.md).
 	{"node/scheduler/sightings/...", []string{"api", "node/scheduler/sightings/..."}},
 	// What becomes of a task that ended (node/scheduler/restartpolicy/README.md).
 	{"node/scheduler/restartpolicy/...", []string{"api", "node/scheduler/restartpolicy/..."}},
+	// What a job service's tasks need (node/scheduler/jobs/README.md).
+	{"node/scheduler/jobs/...", []string{"api", "node/scheduler/restartpolicy", "node/scheduler/jobs/..."}},
 	{"node/scheduler/placement/...", []string{"api", "node/scheduler/placement/..."}},
 	{"node/scheduler/servicespec/...", []string{"api", "api/containeropts", "node/scheduler/placement", "node/scheduler/servicespec/..."}},
 	{"node/scheduler/simcluster/...", []string{"api", "node/scheduler", "node/scheduler/simcluster/..."}},

@@ -143,6 +143,13 @@ const StackLabel = "com.docker.stack.namespace"
 const (
 	ModeReplicated = "replicated"
 	ModeGlobal     = "global"
+	// ModeReplicatedJob runs tasks until Replicas of them have completed
+	// (exited 0), at most MaxConcurrent at once; ModeGlobalJob runs one
+	// task to completion on every eligible node, nodes that join later
+	// included. A completed task is never restarted; any update of the
+	// service (a new version) runs the job again. Docker's jobs.
+	ModeReplicatedJob = "replicated-job"
+	ModeGlobalJob     = "global-job"
 )
 
 // PortConfig publishes a service's target port on every node (the routing
@@ -337,7 +344,20 @@ type ServiceSpec struct {
 	// refused (ParseLogging); an empty map is nil.
 	LogDriver  string            `json:"log_driver,omitempty"`
 	LogOptions map[string]string `json:"log_options,omitempty"`
+
+	// MaxConcurrent caps the tasks of a replicated job that run at once
+	// (`--max-concurrent`); 0 = Replicas (all at once), as docker's CLI
+	// defaults it.
+	MaxConcurrent uint64 `json:"max_concurrent,omitempty"`
 }
+
+// IsJob reports whether mode runs tasks to completion (ModeReplicatedJob,
+// ModeGlobalJob) rather than keeping them running.
+func IsJob(mode string) bool { return mode == ModeReplicatedJob || mode == ModeGlobalJob }
+
+// GlobalMode reports whether mode runs one task per eligible node
+// (ModeGlobal, ModeGlobalJob).
+func GlobalMode(mode string) bool { return mode == ModeGlobal || mode == ModeGlobalJob }
 
 // PlacementPreference is one Swarm placement preference. Spread is the
 // only strategy: "node.labels.NAME", whose distinct values (nodes without
@@ -468,6 +488,10 @@ type Service struct {
 	// UpdatedBy is the ID of the node whose API socket asked for the last
 	// create or update, as the leader authenticated it.
 	UpdatedBy string `json:"updated_by,omitempty"`
+
+	// Completed is, for a job, how many tasks of its current run have
+	// completed (display: `service ls` REPLICAS "0/0 (3/3 completed)").
+	Completed int `json:"completed,omitempty"`
 }
 
 // Task states, in the order a task moves through them. A task's state only

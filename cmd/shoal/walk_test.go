@@ -25,7 +25,7 @@ func TestCLIServiceScaleAllOrNothing(t *testing.T) {
 		want string
 	}{
 		{[]string{"web=3", "nosuch=2"}, "scale nosuch: service nosuch not found"},
-		{[]string{"web=3", "agent=2"}, "scale agent: a global service"},
+		{[]string{"web=3", "agent=2"}, "scale agent: scale can only be used with replicated or replicated-job mode (it is global)"},
 		// The agent refuses the count (the fake does not): web was
 		// scaled before db's refusal arrived.
 		{[]string{"web=3", "db=70000"}, "scale db: invalid service spec: replicas 70000: more than 65536"},
@@ -91,12 +91,14 @@ func TestServiceHelpDefaults(t *testing.T) {
 	for _, tc := range []struct {
 		help, flag, want string
 	}{
-		{create, "--replicas", "number of tasks (replicated mode) (default: 1)"},
+		{create, "--replicas", "number of tasks (replicated mode; completions of a replicated-job) (default: 1)"},
 		{create, "--restart-delay", "delay between restarts (default: 5s)"},
-		{create, "--mode", "replicated or global (default: replicated)"},
+		{create, "--mode", "replicated, global, replicated-job or global-job (default: replicated)"},
 		{create, "--update-parallelism", "tasks changed at once, 0 = all (default: 1)"},
-		{update, "--replicas", "number of tasks (replicated mode) (default: unchanged)"},
+		{update, "--replicas", "number of tasks (replicated mode; completions of a replicated-job) (default: unchanged)"},
 		{update, "--stop-grace-period", "(default: unchanged)"},
+		{create, "--max-concurrent", "tasks of a replicated-job that run at once (default: --replicas)"},
+		{update, "--max-concurrent", "tasks of a replicated-job that run at once (default: unchanged)"},
 	} {
 		if l := line(tc.help, tc.flag); !strings.HasSuffix(l, tc.want) || strings.Count(l, "default") != 1 {
 			t.Errorf("%s: %q, want it to end in %q", tc.flag, l, tc.want)

@@ -179,7 +179,7 @@ func Diff(old, cur State, now time.Time) []api.Event {
 		s, was := cur.services[id], old.services[id]
 		if was == nil {
 			attrs := map[string]string{"mode": s.Spec.Mode}
-			if s.Spec.Mode != api.ModeGlobal {
+			if !api.GlobalMode(s.Spec.Mode) {
 				attrs["replicas"] = strconv.FormatUint(s.Spec.Replicas, 10)
 			}
 			out = append(out, svcEv(s, ActionCreated, at(s.CreatedAt, s.UpdatedAt), attrs))

@@ -47,7 +47,26 @@ func DisplayService(store *consensus.Store, s *api.Service) api.Service {
 			down[n.ID] = true
 		}
 	}
+	job := api.IsJob(s.Spec.Mode)
 	for _, t := range store.TasksByService(s.ID) {
+		if job {
+			// A job counts its current run only (the service's version,
+			// node/scheduler/jobs): running, done, and every task of
+			// the run still meant to run or done (a global job's total).
+			if t.SpecVersion != s.Version {
+				continue
+			}
+			if t.State == api.TaskComplete && t.ExitCode == 0 {
+				out.Completed++
+			}
+			if t.State == api.TaskRunning && !down[t.NodeID] && t.DesiredState == api.TaskRunning {
+				running++
+			}
+			if t.DesiredState == api.TaskRunning {
+				desired++
+			}
+			continue
+		}
 		if t.DesiredState == api.TaskRunning {
 			desired++
 			// A task kept for a node that is down (the disconnect grace)
@@ -65,7 +84,7 @@ func DisplayService(store *consensus.Store, s *api.Service) api.Service {
 			out.VIPs[api.DefaultNetwork] = s.VIP
 		}
 	}
-	if s.Spec.Mode == api.ModeGlobal {
+	if api.GlobalMode(s.Spec.Mode) {
 		out.Replicas = uint64(desired)
 	}
 	return out
@@ -354,8 +373,10 @@ func (x *API) ScaleService(ctx context.Context, ref string, replicas uint64) (ap
 		if err != nil {
 			return api.Service{}, err
 		}
-		if cur.Spec.Mode != api.ModeReplicated {
-			return api.Service{}, httpapi.BadRequest("scale applies to replicated services only; %s is %s", cur.Name, cur.Spec.Mode)
+		if cur.Spec.Mode != api.ModeReplicated && cur.Spec.Mode != api.ModeReplicatedJob {
+			// docker's words; a replicated job's replicas are its
+			// completions, and the write runs it again, as docker's.
+			return api.Service{}, httpapi.BadRequest("%s: scale can only be used with replicated or replicated-job mode; it is %s", cur.Name, cur.Spec.Mode)
 		}
 		next := *cur
 		next.Spec.Replicas = replicas

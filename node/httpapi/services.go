@@ -229,6 +229,12 @@ func (h *serviceHandlers) rollback(w http.ResponseWriter, r *http.Request) (any,
 	if err != nil {
 		return nil, err
 	}
+	if api.IsJob(cur.Spec.Mode) {
+		// As docker's: a job is run again by an update, never rolled
+		// back (the planner drives no update of a job, so a rollback
+		// status would never end).
+		return nil, BadRequest("service %s is a %s: a job cannot be rolled back; update it to run it again", cur.Name, cur.Spec.Mode)
+	}
 	if cur.PreviousSpec == nil {
 		return nil, BadRequest("service %s has no previous spec to roll back to", cur.Name)
 	}

@@ -13,6 +13,11 @@ type fakeServices struct{ fakeAgent }
 
 func (f *fakeServices) Services() ([]api.Service, error) { f.rec("list"); return []api.Service{}, nil }
 func (f *fakeServices) Service(ref string) (*api.Service, error) {
+	if ref == "mig" { // a job with a previous spec
+		prev := api.ServiceSpec{Name: "mig", Mode: api.ModeReplicatedJob, Image: "bb:1"}
+		return &api.Service{ID: "s2", Name: "mig", Version: 9, Spec: api.ServiceSpec{Name: "mig", Mode: api.ModeReplicatedJob, Image: "bb:2"},
+			PreviousSpec: &prev}, nil
+	}
 	if ref != "web" {
 		return nil, NotFound("no such service: %s", ref)
 	}
@@ -82,6 +87,7 @@ func TestServiceRoutes(t *testing.T) {
 		{name: "scale", method: "POST", path: "/v1/services/web/scale", body: `{"replicas":3}`, code: 200, syncs: 1, calls: "scale web 3"},
 		{name: "scale, negative", method: "POST", path: "/v1/services/web/scale", body: `{"replicas":-1}`, code: 400, bodyHas: "malformed request body"},
 		{name: "rollback without a previous spec", method: "POST", path: "/v1/services/web/rollback", code: 400, syncs: 1, bodyHas: "no previous spec"},
+		{name: "rollback of a job", method: "POST", path: "/v1/services/mig/rollback", code: 400, syncs: 1, bodyHas: "a job cannot be rolled back"},
 		{name: "remove", method: "DELETE", path: "/v1/services/web", code: 200, syncs: 1, calls: "remove s1"},
 		{name: "remove, none", method: "DELETE", path: "/v1/services/db", code: 404, syncs: 1},
 		{name: "service tasks", method: "GET", path: "/v1/services/web/tasks?desired_state=running", code: 200,

@@ -48,6 +48,9 @@ func TestSpecLevelsWithinProtocol(t *testing.T) {
 	if lvl, _ := servicespec.MinLevel(&all); lvl > command.ProtocolLevel {
 		t.Fatalf("a spec needs level %d, above this binary's %d", lvl, command.ProtocolLevel)
 	}
+	if servicespec.JobLevel != command.JobLevel {
+		t.Fatalf("servicespec.JobLevel %d, command.JobLevel %d: the job modes came at one level", servicespec.JobLevel, command.JobLevel)
+	}
 	unknown := &placement.NodeInfo{Node: api.Node{Status: api.NodeReady}}
 	if ok, _ := (placement.LevelFilter{}).Check(unknown, &placement.Request{Level: placement.LevelNeed{Level: command.BaseProtocolLevel}}); !ok {
 		t.Fatal("a node of unknown level is refused a spec of the base level")

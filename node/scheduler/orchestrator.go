@@ -3,8 +3,10 @@ package scheduler
 import (
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/scheduler/jobs"
 	"github.com/shoal-org/shoal/node/scheduler/placement"
 	"github.com/shoal-org/shoal/node/scheduler/restartpolicy"
 	"github.com/shoal-org/shoal/node/scheduler/servicespec"
@@ -71,7 +73,7 @@ func newSvcRun(r *run, svc api.Service, tasks []*taskRef) *svcRun {
 func (s *svcRun) setService(svc api.Service) {
 	s.svc = svc
 	s.spec = planDefaults(svc.Spec)
-	s.global = s.spec.Mode == api.ModeGlobal
+	s.global = api.GlobalMode(s.spec.Mode)
 	s.cur = map[uint64]bool{}
 	s.cs = s.r.constraints(s.spec.Constraints)
 	s.prefs, _ = placement.ParsePreferences(s.spec.PlacementPreferences) // validated before stored
@@ -126,6 +128,9 @@ func (s *svcRun) reconcile() {
 			continue // its node may come back: neither vacated nor outdated
 		}
 		r.vacate(ref, lastCons)
+		if api.IsJob(s.spec.Mode) {
+			continue
+		}
 		// hasOutdated's test for a replicated service, while the task
 		// record is at hand.
 		if !s.global && !s.outdated {
@@ -133,6 +138,10 @@ func (s *svcRun) reconcile() {
 			s.outdated = t.DesiredState == api.TaskRunning && t.Slot >= 1 &&
 				uint64(t.Slot) <= s.spec.Replicas && !s.current(t)
 		}
+	}
+	if api.IsJob(s.spec.Mode) {
+		s.reconcileJob()
+		return
 	}
 	s.updateStatusBefore()
 	s.group()
@@ -166,6 +175,12 @@ func (s *svcRun) reconcile() {
 		out.Version = s.orig.Version
 		r.svcOut = append(r.svcOut, out)
 	}
+	s.queuePlacement()
+}
+
+// queuePlacement hands the service's new and pending tasks to placeAll.
+func (s *svcRun) queuePlacement() {
+	r := s.r
 	if len(s.toPlace) > 0 {
 		r.places = append(r.places, &waiting{
 			global: s.global,
@@ -176,6 +191,60 @@ func (s *svcRun) reconcile() {
 			all:   [2][]*taskRef{s.tasks, s.newTasks},
 		})
 	}
+}
+
+// reconcileJob applies node/scheduler/jobs' decision for a job service:
+// no slots, updates or rebalancing; every write of the service runs the
+// job again, and the planner never writes a job's service.
+func (s *svcRun) reconcileJob() {
+	r := s.r
+	in := jobs.Input{Version: s.svc.Version, Global: s.global, Total: int(min(s.spec.Replicas, servicespec.MaxReplicas)),
+		MaxConcurrent: int(s.spec.MaxConcurrent), Policy: s.spec.RestartPolicy, Keep: r.cfg.KeepTerminal,
+		Tasks: make([]*api.Task, len(s.tasks)), Now: r.now,
+		SeenEnd: func(id string) time.Time { return r.seen.Ended[id] }}
+	for i, ref := range s.tasks {
+		in.Tasks[i] = ref.t
+	}
+	if s.global {
+		req := placement.Request{Constraints: s.cs}
+		for _, n := range r.nodeList {
+			if s.eligibleGlobal(n, &req) {
+				in.Nodes = append(in.Nodes, n.Node.ID)
+			}
+		}
+	}
+	d := jobs.Decide(in)
+	drop := func(ref *taskRef) {
+		if !ref.deleted {
+			ref.deleted = true
+			r.deleted = append(r.deleted, ref.t.ID)
+		}
+	}
+	for _, i := range d.Stop {
+		r.shutdown(s.tasks[i], "the job runs again: the service was updated")
+		if terminal(s.tasks[i].t.State) { // never placed: nobody reports it
+			drop(s.tasks[i])
+		}
+	}
+	for _, i := range d.Retire {
+		r.shutdown(s.tasks[i], "")
+	}
+	for _, i := range d.Delete {
+		drop(s.tasks[i])
+	}
+	r.wakeAt(d.Wake)
+	for _, ref := range s.tasks {
+		if t := ref.t; t.State == api.TaskNew && t.DesiredState == api.TaskRunning && t.SpecVersion == s.svc.Version {
+			s.toPlace = append(s.toPlace, ref)
+		}
+	}
+	for _, st := range d.Start {
+		if !r.take() {
+			break
+		}
+		s.toPlace = append(s.toPlace, s.makeTask(st.Slot, st.Node))
+	}
+	s.queuePlacement()
 }
 
 // group sorts the service's tasks into slots.

@@ -161,7 +161,7 @@ func CheckRestoreSpecs(services []*api.Service, nodes []*api.Node) error {
 // not apply as the command that writes it (check: the leader's command
 // gate, raftnode.Raft.CheckCommand): a spec or previous spec using fields
 // of a protocol level an older member lacks (endpoint mode, aliases,
-// placement limits and preferences, log options: command.SinceLevel). A
+// placement limits and preferences, log options, jobs: command.SinceLevel). A
 // restore installs the state without a command, so the gate never saw
 // them, and the older replica would load the specs without those fields:
 // its DNS, and should it lead its VIPs and scheduling, would differ from

@@ -528,7 +528,13 @@ func serviceSpec(stack string, cs types.ServiceConfig) (api.ServiceSpec, []error
 
 	if d := cs.Deploy; d != nil {
 		switch d.Mode {
-		case "", api.ModeReplicated:
+		case "", api.ModeReplicated, api.ModeReplicatedJob:
+			// A replicated job's replicas are its completions, all
+			// at once (docker stack deploy sets max concurrent to
+			// them too: MaxConcurrent 0 means that).
+			if d.Mode != "" {
+				spec.Mode = d.Mode
+			}
 			if d.Replicas != nil {
 				if *d.Replicas < 0 {
 					bad(".deploy.replicas", "%d: must not be negative", *d.Replicas)
@@ -536,13 +542,13 @@ func serviceSpec(stack string, cs types.ServiceConfig) (api.ServiceSpec, []error
 					spec.Replicas = uint64(*d.Replicas)
 				}
 			}
-		case api.ModeGlobal:
-			spec.Mode, spec.Replicas = api.ModeGlobal, 0
+		case api.ModeGlobal, api.ModeGlobalJob:
+			spec.Mode, spec.Replicas = d.Mode, 0
 			if d.Replicas != nil {
-				bad(".deploy.replicas", "cannot be used with mode global")
+				bad(".deploy.replicas", "cannot be used with mode %s", d.Mode)
 			}
 		default:
-			bad(".deploy.mode", "%q: want replicated or global", d.Mode)
+			bad(".deploy.mode", "%q: want replicated, global, replicated-job or global-job", d.Mode)
 		}
 		maps.Copy(spec.Labels, d.Labels)
 		// In any case, as docker stack deploy and --endpoint-mode read it.
@@ -567,8 +573,8 @@ func serviceSpec(stack string, cs types.ServiceConfig) (api.ServiceSpec, []error
 			spec.Constraints = append(spec.Constraints, con)
 		}
 		if m := d.Placement.MaxReplicas; m > 0 {
-			if spec.Mode == api.ModeGlobal {
-				bad(".deploy.placement.max_replicas_per_node", "cannot be used with mode global")
+			if api.GlobalMode(spec.Mode) {
+				bad(".deploy.placement.max_replicas_per_node", "cannot be used with mode %s", spec.Mode)
 			}
 			spec.MaxReplicasPerNode = m
 		}
@@ -608,6 +614,10 @@ func serviceSpec(stack string, cs types.ServiceConfig) (api.ServiceSpec, []error
 				bad(r.key+".pids", "must not be negative")
 			}
 			r.out.Pids = r.in.Pids
+		}
+		if api.IsJob(spec.Mode) && (d.RestartPolicy == nil || d.RestartPolicy.Condition == "") {
+			// Docker's default for a job: a task that completed is done.
+			spec.RestartPolicy.Condition = api.RestartOnFailure
 		}
 		if rp := d.RestartPolicy; rp != nil {
 			switch rp.Condition {

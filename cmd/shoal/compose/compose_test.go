@@ -305,7 +305,7 @@ func TestComposeErrorInSecondFile(t *testing.T) {
 	if err == nil {
 		t.Fatal("no error")
 	}
-	want := filepath.Join(dir, "b.yml") + `:5: services.web.deploy.mode: "sometimes": want replicated or global`
+	want := filepath.Join(dir, "b.yml") + `:5: services.web.deploy.mode: "sometimes": want replicated, global, replicated-job or global-job`
 	if got := LocateError(err, files).Error(); !strings.Contains(got, want) {
 		t.Fatalf("error %q lacks %q", got, want)
 	}

@@ -168,7 +168,7 @@ func ServiceView(s api.Service) api.Service {
 	if s.Ports == nil {
 		s.Ports = s.Spec.Ports
 	}
-	if s.Replicas == 0 && s.Mode != api.ModeGlobal {
+	if s.Replicas == 0 && !api.GlobalMode(s.Mode) {
 		s.Replicas = s.Spec.Replicas
 	}
 	return s
@@ -180,9 +180,28 @@ func RenderServices(w io.Writer, services []api.Service, noTrunc bool) error {
 	fmt.Fprintln(tw, "ID\tNAME\tMODE\tREPLICAS\tIMAGE\tPORTS")
 	for _, s := range services {
 		s = ServiceView(s)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\n", ShortID(s.ID, noTrunc), s.Name, s.Mode, s.Running, s.Replicas, s.Image, formatPorts(s.Ports))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ShortID(s.ID, noTrunc), s.Name, s.Mode, ReplicasCell(s), s.Image, formatPorts(s.Ports))
 	}
 	return tw.Flush()
+}
+
+// ReplicasCell is the REPLICAS of `service ls`: running/desired, and for a
+// job docker's "running/desired (completed/total completed)", desired
+// being what may run now: the completions still due, at most
+// MaxConcurrent for a replicated job.
+func ReplicasCell(s api.Service) string {
+	if !api.IsJob(s.Mode) {
+		return fmt.Sprintf("%d/%d", s.Running, s.Replicas)
+	}
+	total := s.Replicas
+	due := uint64(0)
+	if c := uint64(max(s.Completed, 0)); c < total {
+		due = total - c
+	}
+	if m := s.Spec.MaxConcurrent; s.Mode == api.ModeReplicatedJob && m > 0 && m < due {
+		due = m
+	}
+	return fmt.Sprintf("%d/%d (%d/%d completed)", s.Running, due, s.Completed, total)
 }
 
 // SortTasks orders tasks by service, slot (or node for global services),

@@ -141,3 +141,28 @@ func TestHumanize(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicasCell: a job's REPLICAS is docker's "running/desired
+// (completed/total completed)", desired being what may still run now.
+func TestReplicasCell(t *testing.T) {
+	job := func(mode string, running, completed int, total, maxc uint64) api.Service {
+		return api.Service{Mode: mode, Running: running, Completed: completed, Replicas: total,
+			Spec: api.ServiceSpec{Mode: mode, MaxConcurrent: maxc}}
+	}
+	for _, tc := range []struct {
+		name string
+		s    api.Service
+		want string
+	}{
+		{"replicated", api.Service{Mode: api.ModeReplicated, Running: 2, Replicas: 3}, "2/3"},
+		{"job starting, 2 at once", job(api.ModeReplicatedJob, 2, 0, 3, 2), "2/2 (0/3 completed)"},
+		{"job, last one due", job(api.ModeReplicatedJob, 1, 2, 3, 2), "1/1 (2/3 completed)"},
+		{"job done", job(api.ModeReplicatedJob, 0, 3, 3, 2), "0/0 (3/3 completed)"},
+		{"job, max concurrent = replicas", job(api.ModeReplicatedJob, 3, 0, 3, 0), "3/3 (0/3 completed)"},
+		{"global job", job(api.ModeGlobalJob, 1, 2, 3, 0), "1/1 (2/3 completed)"},
+	} {
+		if got := ReplicasCell(tc.s); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

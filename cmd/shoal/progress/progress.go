@@ -44,6 +44,10 @@ type Convergence struct {
 	Note string
 	Done bool
 	Err  error
+	// Job: a job service (assessJob); Completed counts the tasks of its
+	// current run that completed, Desired the completions it needs.
+	Job       bool
+	Completed int
 }
 
 // currentTask reports whether t runs the service's current spec (spec):
@@ -69,6 +73,10 @@ func Assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, igno
 	spec := svc.Spec
 	if spec.Name == "" && spec.Image == "" {
 		spec.Mode, spec.Replicas, spec.Image = svc.Mode, svc.Replicas, svc.Image
+	}
+	if api.IsJob(spec.Mode) {
+		svc.Spec = spec
+		return assessJob(svc, tasks, ignore)
 	}
 	name := svc.Name
 	if name == "" {

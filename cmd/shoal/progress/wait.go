@@ -70,7 +70,9 @@ func Wait(ctx context.Context, cl *client.Client, out io.Writer, poll time.Durat
 				return conv.Err
 			}
 			if conv.Done {
-				if !quiet {
+				if !quiet && conv.Job {
+					fmt.Fprintf(out, "%s: job complete, %d/%d completed\n", name, conv.Completed, conv.Desired)
+				} else if !quiet {
 					fmt.Fprintf(out, "%s: converged, %d/%d running\n", name, conv.Running, conv.Desired)
 				}
 				return nil
@@ -135,7 +137,7 @@ func pollService(ctx context.Context, cl *client.Client, id, op string, ignore *
 		}
 	}
 	var nodes []api.Node
-	if svc.Spec.Mode == api.ModeGlobal || svc.Mode == api.ModeGlobal {
+	if api.GlobalMode(svc.Spec.Mode) || api.GlobalMode(svc.Mode) {
 		if nodes, err = cl.Nodes(ctx); err != nil {
 			return Convergence{}, err
 		}

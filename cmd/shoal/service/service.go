@@ -231,8 +231,10 @@ func (s *commands) serviceScale(c *cli.Context) error {
 		if err != nil {
 			return fmt.Errorf("scale %s: %w", sc.name, err)
 		}
-		if svc.Spec.Mode == api.ModeGlobal {
-			return fmt.Errorf("scale %s: a global service runs one task per node and cannot be scaled", sc.name)
+		if api.GlobalMode(svc.Spec.Mode) {
+			// docker's words (a replicated job's replicas are its
+			// completions: scaling it runs it again, as docker's).
+			return fmt.Errorf("scale %s: scale can only be used with replicated or replicated-job mode (it is %s)", sc.name, svc.Spec.Mode)
 		}
 	}
 	var failed error

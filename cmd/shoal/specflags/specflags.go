@@ -42,7 +42,7 @@ func DefaultSpec() api.ServiceSpec {
 // update variants (--env-add instead of --env, ...).
 func Flags(update bool) []cli.Flag {
 	flags := slices.Concat([]cli.Flag{
-		&cli.Uint64Flag{Name: "replicas", Usage: "number of tasks (replicated mode, default 1)"},
+		&cli.Uint64Flag{Name: "replicas", Usage: "number of tasks (replicated mode; completions of a replicated-job, default 1)"},
 		&cli.StringFlag{Name: "limit-memory", Usage: "memory limit (e.g. 64M, 1g)"},
 		&cli.StringFlag{Name: "limit-cpu", Usage: "CPU limit (e.g. 0.5)"},
 		&cli.StringFlag{Name: "limit-pids", Usage: "maximum number of processes"},
@@ -98,7 +98,7 @@ func Flags(update bool) []cli.Flag {
 	} else {
 		flags = append(flags,
 			&cli.StringFlag{Name: "name", Usage: "service name"},
-			&cli.StringFlag{Name: "mode", Usage: "replicated or global (default replicated)"},
+			&cli.StringFlag{Name: "mode", Usage: "replicated, global, replicated-job or global-job (default replicated)"},
 			&cli.StringSliceFlag{Name: "publish", Aliases: []string{"p"}, Usage: "publish a port, P:T[/proto] or published=P,target=T[,protocol=udp][,mode=host] (repeatable; mode=host: only on nodes running a task, client address kept; without P the cluster picks a free port of 30000-32767, kept across updates)"},
 			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "environment variable K=V (repeatable)"},
 			&cli.StringSliceFlag{Name: "label", Aliases: []string{"l"}, Usage: "service label k=v (repeatable)"},
@@ -113,6 +113,7 @@ func Flags(update bool) []cli.Flag {
 	flags = append(flags, endpointFlags()...)
 	flags = append(flags, placementFlags(update)...)
 	flags = append(flags, logFlags(update)...)
+	flags = append(flags, jobFlags()...)
 	helpDefaults(flags, update)
 	flags = append(flags, WithRegistryAuthFlag())
 	return append(flags, WaitFlags()...)
@@ -193,21 +194,24 @@ func Apply(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 	if !update {
 		if set("mode") {
 			switch m := c.String("mode"); m {
-			case api.ModeReplicated, api.ModeGlobal:
+			case api.ModeReplicated, api.ModeGlobal, api.ModeReplicatedJob, api.ModeGlobalJob:
 				spec.Mode = m
 			default:
-				return UsageErrorf("invalid --mode %q: want replicated or global", m)
+				return UsageErrorf("invalid --mode %q: want replicated, global, replicated-job or global-job", m)
 			}
 		}
-		if spec.Mode == api.ModeGlobal {
+		if api.GlobalMode(spec.Mode) {
 			spec.Replicas = 0
 		}
 	}
 	if set("replicas") {
-		if spec.Mode == api.ModeGlobal {
-			return UsageErrorf("--replicas cannot be used with a global service")
+		if api.GlobalMode(spec.Mode) {
+			return UsageErrorf("--replicas cannot be used with a %s service", spec.Mode)
 		}
 		spec.Replicas = c.Uint64("replicas")
+	}
+	if err := applyJob(c, spec, update); err != nil {
+		return err
 	}
 	if err := SetParsed(c, "autoscale", parseAutoscale, &spec.Autoscale); err != nil {
 		return err

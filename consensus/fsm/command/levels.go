@@ -21,7 +21,7 @@ import (
 // ProtocolLevel is the newest command level this binary can apply. Raise it
 // by one in the change that appends a command type, and give the new type
 // that level in commandSince. Nodes advertise it in their gossip metadata.
-const ProtocolLevel = 4
+const ProtocolLevel = 5
 
 // BaseProtocolLevel is assumed for a node that advertises no level: the
 // builds before the gate existed. Level 1 is every type up to
@@ -101,9 +101,16 @@ const PlacementLevel = 4
 // and should it lead, its tasks would keep the node's default logs.
 const LoggingLevel = 4
 
+// JobLevel is the level whose state machine and planner know the job
+// modes (replicated-job, global-job) and MaxConcurrent: an older replica
+// would store the spec without MaxConcurrent and, should it lead, plan a
+// job as a service it does not know. A create or update of a job needs
+// every member at this level.
+const JobLevel = 5
+
 // bodySince lists the levels that introduced fields an older state machine
 // would apply differently (a test requires ProtocolLevel to cover them).
-var bodySince = []int{EndpointLevel, AutoPortLevel, PlacementLevel, LoggingLevel}
+var bodySince = []int{EndpointLevel, AutoPortLevel, PlacementLevel, LoggingLevel, JobLevel}
 
 // bodyLevel is the level cmd's content needs beyond its type's: the
 // fields of bodySince, for the service commands (an endpoint mode or
@@ -152,6 +159,9 @@ func specLevel(spec *api.ServiceSpec) int {
 	}
 	if spec.LogDriver != "" || len(spec.LogOptions) > 0 {
 		lvl = max(lvl, LoggingLevel)
+	}
+	if api.IsJob(spec.Mode) || spec.MaxConcurrent > 0 {
+		lvl = max(lvl, JobLevel)
 	}
 	return lvl
 }

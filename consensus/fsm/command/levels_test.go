@@ -66,6 +66,13 @@ func TestSinceLevelServiceFields(t *testing.T) {
 		{"previous spec dnsrr", UpdateService{Service: api.Service{PreviousSpec: &rr.Spec}}, EndpointLevel},
 		{"previous spec spread", CreateService{Service: api.Service{PreviousSpec: &api.ServiceSpec{PlacementPreferences: []api.PlacementPreference{{Spread: "node.labels.zone"}}}}}, PlacementLevel},
 		{"spread", &UpdateService{Service: api.Service{Spec: api.ServiceSpec{PlacementPreferences: []api.PlacementPreference{{Spread: "node.labels.zone"}}}}}, PlacementLevel},
+		// Jobs: an older replica would plan a mode it does not know.
+		{"replicated-job create", CreateService{Service: api.Service{Spec: api.ServiceSpec{Mode: api.ModeReplicatedJob}}}, JobLevel},
+		{"global-job update", &UpdateService{Service: api.Service{Spec: api.ServiceSpec{Mode: api.ModeGlobalJob}}}, JobLevel},
+		{"max concurrent", UpdateService{Service: api.Service{Spec: api.ServiceSpec{Mode: api.ModeReplicatedJob, MaxConcurrent: 2}}}, JobLevel},
+		{"previous spec a job", UpdateService{Service: api.Service{PreviousSpec: &api.ServiceSpec{Mode: api.ModeReplicatedJob}}}, JobLevel},
+		{"job in a batch", Batch{Commands: []Command{TrimTasks{}, &CreateService{Service: api.Service{Spec: api.ServiceSpec{Mode: api.ModeGlobalJob}}}}}, JobLevel},
+		{"replicated stays base", CreateService{Service: api.Service{Spec: api.ServiceSpec{Mode: api.ModeReplicated, Replicas: 3}}}, BaseProtocolLevel},
 	} {
 		if got := SinceLevel(tc.cmd); got != tc.want {
 			t.Errorf("%s: level %d, want %d", tc.name, got, tc.want)

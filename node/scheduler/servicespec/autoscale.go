@@ -23,6 +23,9 @@ func autoscaleProblems(spec api.ServiceSpec) []string {
 	if spec.Mode == api.ModeGlobal {
 		bad("autoscale: a global service runs one task on every eligible node; autoscale applies to replicated services only")
 	}
+	if api.IsJob(spec.Mode) {
+		bad("autoscale: a %s runs its tasks to completion; autoscale applies to replicated services only", spec.Mode)
+	}
 	if a.Min < 1 {
 		bad("autoscale.min %d: must be at least 1", a.Min)
 	}

@@ -85,7 +85,18 @@ var fieldSince = map[string]int{
 	// for driver none).
 	"LogDriver":  4,
 	"LogOptions": 4,
+	// Jobs (level 5, JobLevel): the leader alone reads MaxConcurrent, but
+	// it only means something with a job mode, which MinLevel checks.
+	"MaxConcurrent": JobLevel,
 }
+
+// JobLevel is the protocol level that brought the job modes
+// (api.ModeReplicatedJob, api.ModeGlobalJob). A job's tasks go only to
+// nodes at this level: an older agent predates jobs (its task reports
+// were never tested against a planner that reads "complete" as done), so
+// the gate is conservative, as for any new value. command.JobLevel
+// agrees (TestSpecLevelsWithinProtocol in node/leaderloop checks).
+const JobLevel = 5
 
 // leveled are the ServiceSpec fields above the base level, in field
 // order: MinLevel looks only at them.
@@ -144,6 +155,15 @@ func MinLevel(spec *api.ServiceSpec) (level int, fields []string) {
 			level, fields = f.level, []string{f.json}
 		case f.level == level:
 			fields = append(fields, f.json)
+		}
+	}
+	// A value, not a field: the job modes came at JobLevel.
+	if api.IsJob(spec.Mode) {
+		switch {
+		case JobLevel > level:
+			level, fields = JobLevel, []string{"mode"}
+		case JobLevel == level:
+			fields = append(fields, "mode")
 		}
 	}
 	sort.Strings(fields)

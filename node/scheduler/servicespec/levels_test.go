@@ -65,6 +65,13 @@ func TestMinLevel(t *testing.T) {
 			s.CapDrop = []string{}
 			s.Sysctls = map[string]string{}
 		}, 1, nil},
+		// Jobs: a value of mode, not a new field, needs JobLevel.
+		{"replicated-job", func(s *api.ServiceSpec) { s.Mode = api.ModeReplicatedJob }, JobLevel, []string{"mode"}},
+		{"global-job", func(s *api.ServiceSpec) { s.Mode = api.ModeGlobalJob }, JobLevel, []string{"mode"}},
+		{"job with max_concurrent", func(s *api.ServiceSpec) { s.Mode = api.ModeReplicatedJob; s.MaxConcurrent = 2 },
+			JobLevel, []string{"max_concurrent", "mode"}},
+		{"job above level 3 fields", func(s *api.ServiceSpec) { s.Mode = api.ModeGlobalJob; s.ReadOnly = true }, JobLevel, []string{"mode"}},
+		{"global stays base", func(s *api.ServiceSpec) { s.Mode = api.ModeGlobal }, 1, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -47,11 +47,15 @@ func Defaults(spec api.ServiceSpec) api.ServiceSpec {
 	if spec.Mode == "" {
 		spec.Mode = api.ModeReplicated
 	}
-	if spec.Mode == api.ModeReplicated && spec.Replicas == 0 {
+	if (spec.Mode == api.ModeReplicated || spec.Mode == api.ModeReplicatedJob) && spec.Replicas == 0 {
 		spec.Replicas = DefaultReplicas
 	}
 	if spec.RestartPolicy.Condition == "" {
 		spec.RestartPolicy.Condition = api.RestartAny
+		if api.IsJob(spec.Mode) {
+			// Docker's default for jobs: a task that completed is done.
+			spec.RestartPolicy.Condition = api.RestartOnFailure
+		}
 	}
 	if spec.RestartPolicy.Delay == 0 {
 		spec.RestartPolicy.Delay = DefaultRestartDelay
@@ -111,15 +115,21 @@ func Validate(spec api.ServiceSpec) error {
 		bad("name %q: %s", spec.Name, err)
 	}
 	switch spec.Mode {
-	case "", api.ModeReplicated, api.ModeGlobal:
+	case "", api.ModeReplicated, api.ModeGlobal, api.ModeReplicatedJob, api.ModeGlobalJob:
 	default:
-		bad("mode %q: want %s or %s", spec.Mode, api.ModeReplicated, api.ModeGlobal)
+		bad("mode %q: want %s, %s, %s or %s", spec.Mode, api.ModeReplicated, api.ModeGlobal, api.ModeReplicatedJob, api.ModeGlobalJob)
+	}
+	if spec.MaxConcurrent > 0 && spec.Mode != api.ModeReplicatedJob {
+		bad("max_concurrent %d: applies to %s services only", spec.MaxConcurrent, api.ModeReplicatedJob)
+	}
+	if spec.MaxConcurrent > MaxReplicas {
+		bad("max_concurrent %d: more than %d", spec.MaxConcurrent, MaxReplicas)
 	}
 	if spec.Replicas > MaxReplicas {
 		bad("replicas %d: more than %d", spec.Replicas, MaxReplicas)
 	}
-	if spec.Mode == api.ModeGlobal && spec.Replicas != 0 {
-		bad("replicas %d: a global service runs one task on every eligible node; replicas applies to replicated services only", spec.Replicas)
+	if api.GlobalMode(spec.Mode) && spec.Replicas != 0 {
+		bad("replicas %d: a %s service runs one task on every eligible node; replicas applies to replicated services only", spec.Replicas, spec.Mode)
 	}
 	checkNoNUL(bad, spec)
 	if strings.TrimSpace(spec.Image) == "" {
@@ -331,7 +341,7 @@ func checkNoNUL(bad func(string, ...any), spec api.ServiceSpec) {
 // spread=node.labels.NAME.
 func placementProblems(bad func(string, ...any), spec api.ServiceSpec) {
 	if m := spec.MaxReplicasPerNode; m > 0 {
-		if spec.Mode == api.ModeGlobal {
+		if api.GlobalMode(spec.Mode) {
 			bad("max_replicas_per_node %d: a global service runs one task per node; the limit applies to replicated services only", m)
 		}
 		if m > MaxReplicas {

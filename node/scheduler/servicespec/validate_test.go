@@ -35,6 +35,17 @@ func TestValidateSpec(t *testing.T) {
 		{"two million replicas", func(s *api.ServiceSpec) { s.Replicas = 2000000 }, "replicas 2000000: more than 65536"},
 		{"global with replicas", func(s *api.ServiceSpec) { s.Mode = api.ModeGlobal; s.Replicas = 3 }, "replicas 3: a global service"},
 		{"global", func(s *api.ServiceSpec) { s.Mode = api.ModeGlobal }, ""},
+		{"replicated-job", func(s *api.ServiceSpec) { s.Mode = api.ModeReplicatedJob; s.Replicas = 3; s.MaxConcurrent = 2 }, ""},
+		{"global-job", func(s *api.ServiceSpec) { s.Mode = api.ModeGlobalJob }, ""},
+		{"global-job with replicas", func(s *api.ServiceSpec) { s.Mode = api.ModeGlobalJob; s.Replicas = 3 }, "replicas 3: a global-job service"},
+		{"max_concurrent on a service", func(s *api.ServiceSpec) { s.MaxConcurrent = 2 }, "max_concurrent 2: applies to replicated-job"},
+		{"max_concurrent on a global job", func(s *api.ServiceSpec) { s.Mode = api.ModeGlobalJob; s.MaxConcurrent = 2 }, "max_concurrent 2"},
+		{"max_concurrent too big", func(s *api.ServiceSpec) { s.Mode = api.ModeReplicatedJob; s.MaxConcurrent = MaxReplicas + 1 }, "more than 65536"},
+		{"job autoscaled", func(s *api.ServiceSpec) {
+			s.Mode = api.ModeReplicatedJob
+			s.Autoscale = &api.AutoscaleConfig{Min: 1, Max: 2, CPUPercent: 50}
+		}, "autoscale: a replicated-job"},
+		{"max per node on a global job", func(s *api.ServiceSpec) { s.Mode = api.ModeGlobalJob; s.MaxReplicasPerNode = 1 }, "max_replicas_per_node 1"},
 		{"mounts", func(s *api.ServiceSpec) {
 			s.Mounts = []api.Mount{{Type: api.MountVolume, Source: "d", Target: "/d"}, {Type: api.MountTmpfs, Target: "/t"}}
 		}, ""},
@@ -153,6 +164,17 @@ func TestDefaults(t *testing.T) {
 	g := Defaults(api.ServiceSpec{Mode: api.ModeGlobal})
 	if g.Replicas != 0 {
 		t.Fatalf("global got %d replicas", g.Replicas)
+	}
+	// Jobs: docker's restart condition on-failure, one completion.
+	j := Defaults(api.ServiceSpec{Mode: api.ModeReplicatedJob})
+	if j.Replicas != 1 || j.RestartPolicy.Condition != api.RestartOnFailure || j.MaxConcurrent != 0 {
+		t.Fatalf("replicated-job defaults %+v", j)
+	}
+	if gj := Defaults(api.ServiceSpec{Mode: api.ModeGlobalJob}); gj.Replicas != 0 || gj.RestartPolicy.Condition != api.RestartOnFailure {
+		t.Fatalf("global-job defaults %+v", gj)
+	}
+	if kept := Defaults(api.ServiceSpec{Mode: api.ModeGlobalJob, RestartPolicy: api.RestartPolicy{Condition: api.RestartNone}}); kept.RestartPolicy.Condition != api.RestartNone {
+		t.Fatalf("a job's set restart condition replaced: %+v", kept.RestartPolicy)
 	}
 	keep := Defaults(api.ServiceSpec{Replicas: 3, UpdateConfig: api.UpdateConfig{Order: api.OrderStartFirst, Parallelism: 4}})
 	if keep.Replicas != 3 || keep.UpdateConfig.Order != api.OrderStartFirst || keep.UpdateConfig.Parallelism != 4 {

@@ -1,0 +1,96 @@
+package jobs
+
+import (
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// task makes a task of run v in slot (or on node) in state st.
+func task(id string, v uint64, slot int, node, st string, exit int) *api.Task {
+	return &api.Task{ID: id, SpecVersion: v, Slot: slot, NodeID: node, State: st, ExitCode: exit,
+		DesiredState: api.TaskRunning, CreatedAt: t0, UpdatedAt: t0}
+}
+
+func retired(t *api.Task) *api.Task { t.DesiredState = api.TaskShutdown; return t }
+
+func TestDecide(t *testing.T) {
+	const v = 7
+	on := api.RestartPolicy{Condition: api.RestartOnFailure}
+	for _, tc := range []struct {
+		name string
+		in   Input
+		want Decision
+	}{
+		{"fresh: MaxConcurrent starts", Input{Total: 3, MaxConcurrent: 2},
+			Decision{Start: []Start{{Slot: 1}, {Slot: 2}}}},
+		{"MaxConcurrent 0 = Total", Input{Total: 3},
+			Decision{Start: []Start{{Slot: 1}, {Slot: 2}, {Slot: 3}}}},
+		{"room counts the active", Input{Total: 3, MaxConcurrent: 2, Tasks: []*api.Task{
+			task("a", v, 1, "n1", api.TaskRunning, 0)}},
+			Decision{Start: []Start{{Slot: 2}}}},
+		{"completed slot not started again", Input{Total: 2, MaxConcurrent: 1, Tasks: []*api.Task{
+			task("a", v, 1, "n1", api.TaskComplete, 0)}},
+			Decision{Start: []Start{{Slot: 2}}, Completed: 1}},
+		{"all done", Input{Total: 2, Tasks: []*api.Task{
+			task("a", v, 1, "n1", api.TaskComplete, 0), task("b", v, 2, "n1", api.TaskComplete, 0)}},
+			Decision{Completed: 2}},
+		{"complete with an exit code is a failure", Input{Total: 1, Policy: on, Tasks: []*api.Task{
+			task("a", v, 1, "n1", api.TaskComplete, 2)}},
+			Decision{Retire: []int{0}, Start: []Start{{Slot: 1}}}},
+		{"failure retried", Input{Total: 1, Policy: on, Tasks: []*api.Task{
+			task("a", v, 1, "n1", api.TaskFailed, 1)}},
+			Decision{Retire: []int{0}, Start: []Start{{Slot: 1}}}},
+		{"retry waits for room", Input{Total: 2, MaxConcurrent: 1, Policy: on, Tasks: []*api.Task{
+			task("a", v, 1, "n1", api.TaskFailed, 1), task("b", v, 2, "n1", api.TaskRunning, 0)}},
+			Decision{}},
+		{"retry after the delay", Input{Total: 1, Policy: api.RestartPolicy{Condition: api.RestartAny, Delay: 5 * time.Second}, Now: t0.Add(time.Second),
+			Tasks: []*api.Task{task("a", v, 1, "n1", api.TaskFailed, 1)}},
+			Decision{Wake: t0.Add(5 * time.Second)}},
+		{"condition none: never retried", Input{Total: 1, Policy: api.RestartPolicy{Condition: api.RestartNone},
+			Tasks: []*api.Task{task("a", v, 1, "n1", api.TaskFailed, 1)}},
+			Decision{}},
+		{"a retired task is history, not a failure", Input{Total: 1, Policy: on, Tasks: []*api.Task{
+			retired(task("a", v, 1, "n1", api.TaskFailed, 1)), task("b", v, 1, "n1", api.TaskRunning, 0)}},
+			Decision{}},
+		{"vacated task: slot started again", Input{Total: 1, Policy: on, Tasks: []*api.Task{
+			retired(task("a", v, 1, "n1", api.TaskOrphaned, 0))}},
+			Decision{Start: []Start{{Slot: 1}}}},
+		{"earlier run stopped and deleted", Input{Total: 1, Tasks: []*api.Task{
+			task("a", v-1, 1, "n1", api.TaskRunning, 0), task("b", v-1, 2, "n1", api.TaskComplete, 0),
+			retired(task("c", v-1, 1, "n1", api.TaskRunning, 0))}},
+			Decision{Stop: []int{0}, Delete: []int{1}, Start: []Start{{Slot: 1}}}},
+		{"history beyond Keep deleted, with today's retirement", Input{Total: 1, Keep: 1, Policy: on, Tasks: []*api.Task{
+			retired(task("a", v, 1, "n1", api.TaskFailed, 1)), task("b", v, 1, "n1", api.TaskFailed, 1)}},
+			Decision{Retire: []int{1}, Delete: []int{0}, Start: []Start{{Slot: 1}}}},
+		{"global: every eligible node", Input{Global: true, Nodes: []string{"n1", "n2", "n3"}, Tasks: []*api.Task{
+			task("a", v, 0, "n1", api.TaskComplete, 0), task("b", v, 0, "n2", api.TaskRunning, 0)}},
+			Decision{Start: []Start{{Node: "n3"}}, Completed: 1}},
+		{"global: a node gone keeps its completion", Input{Global: true, Nodes: []string{"n2"}, Tasks: []*api.Task{
+			task("a", v, 0, "n1", api.TaskComplete, 0)}},
+			Decision{Start: []Start{{Node: "n2"}}, Completed: 1}},
+		{"global: failure retried, no limit", Input{Global: true, Nodes: []string{"n1", "n2"}, MaxConcurrent: 1, Policy: on, Tasks: []*api.Task{
+			task("a", v, 0, "n1", api.TaskFailed, 1)}},
+			Decision{Retire: []int{0}, Start: []Start{{Node: "n1"}, {Node: "n2"}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := tc.in
+			in.Version = v
+			if in.Keep == 0 {
+				in.Keep = 5
+			}
+			if in.Now.IsZero() {
+				in.Now = t0.Add(time.Minute)
+			}
+			got := Decide(in)
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) && !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("Decide = %+v\nwant     %+v", got, tc.want)
+			}
+		})
+	}
+}

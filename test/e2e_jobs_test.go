@@ -1,0 +1,102 @@
+package test
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/test/harness"
+)
+
+// TestServiceReplicatedJob: a replicated job of 3 completions, at most 2
+// at once, whose command exits 0, on 2 nodes: `service create` waits until
+// the job is complete; `service ps` shows 3 complete tasks (slots 1..3,
+// exit code 0) and no more ever start; no two tasks beyond the limit ran
+// at once (their recorded run times); `service ls` shows docker's
+// "0/0 (3/3 completed)"; `service update --force` runs it again.
+func TestServiceReplicatedJob(t *testing.T) {
+	harness.Context(t, 60*time.Second)
+	c, _ := svcCluster(t, 2)
+	h1, h2 := c.Host(1), c.Host(2)
+	stdout, stderr, err := h1.CLI("service", "create", "--name", "mig", "--mode", "replicated-job", "--replicas", "3",
+		"--max-concurrent", "2", "--timeout", "40s", "bb:1", "sh", "-c", "sleep 1; exit 0")
+	if err != nil || !strings.Contains(stdout+stderr, "mig: job complete, 3/3 completed") {
+		t.Fatalf("service create did not wait for the job: %v\n%s%s", err, stdout, stderr)
+	}
+	complete := func() (int, string) {
+		tasks := tasksOf(t, h2, "mig")
+		slots := map[int]bool{}
+		n := 0
+		for _, tk := range tasks {
+			if tk.State == api.TaskComplete && tk.ExitCode == 0 {
+				n++
+				slots[tk.Slot] = true
+			}
+		}
+		return n, fmt.Sprintf("%d tasks, %d complete in slots %v", len(tasks), n, slots)
+	}
+	tasks := tasksOf(t, h2, "mig")
+	if n, desc := complete(); n != 3 || len(tasks) != 3 {
+		t.Fatalf("after the job: %s, want exactly 3 complete tasks", desc)
+	}
+	// At most 2 at once: sort the runs' starts and ends and sweep.
+	type edge struct {
+		at    time.Time
+		delta int
+	}
+	var edges []edge
+	for _, tk := range tasks {
+		if tk.StartedAt.IsZero() || !tk.UpdatedAt.After(tk.StartedAt) {
+			t.Fatalf("task %s has no run recorded: started %v, ended %v", tk.Name, tk.StartedAt, tk.UpdatedAt)
+		}
+		edges = append(edges, edge{tk.StartedAt, 1}, edge{tk.UpdatedAt, -1})
+	}
+	sort.Slice(edges, func(i, j int) bool {
+		if !edges[i].at.Equal(edges[j].at) {
+			return edges[i].at.Before(edges[j].at)
+		}
+		return edges[i].delta < edges[j].delta
+	})
+	cur, most := 0, 0
+	for _, e := range edges {
+		cur += e.delta
+		most = max(most, cur)
+	}
+	if most > 2 {
+		t.Fatalf("%d tasks ran at once, max concurrent 2: %+v", most, tasks)
+	}
+	// A completed task is never run again (restart delay 5s by default:
+	// a restart would show within this window).
+	harness.Consistently(t, 7*time.Second, func() (bool, string) {
+		tasks := tasksOf(t, h1, "mig")
+		n, desc := complete()
+		return len(tasks) == 3 && n == 3, desc
+	}, "no task after the job completed")
+	ls := h2.MustCLI(t, "service", "ls")
+	if !strings.Contains(ls, "replicated-job") || !strings.Contains(ls, "0/0 (3/3 completed)") {
+		t.Fatalf("service ls:\n%s", ls)
+	}
+	// An update runs the job again (docker's JobIteration): 3 new
+	// completions, the earlier run's tasks gone.
+	old := map[string]bool{}
+	for _, tk := range tasks {
+		old[tk.ID] = true
+	}
+	stdout, stderr, err = h2.CLI("service", "update", "--force", "--timeout", "30s", "mig")
+	if err != nil || !strings.Contains(stdout+stderr, "mig: job complete, 3/3 completed") {
+		t.Fatalf("service update did not run the job again: %v\n%s%s", err, stdout, stderr)
+	}
+	harness.Eventually(t, 10*time.Second, func() (bool, string) {
+		tasks := tasksOf(t, h1, "mig")
+		n, desc := complete()
+		for _, tk := range tasks {
+			if old[tk.ID] {
+				return false, "a task of the first run is still listed: " + desc
+			}
+		}
+		return len(tasks) == 3 && n == 3, desc
+	}, "the second run")
+}
