@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -368,6 +369,9 @@ func (c *Cluster) cleanup() {
 		t.Logf("harness cleanup: %v", err)
 	}
 	for _, h := range hosts {
+		removeAgentCgroups(h.DataDir)
+	}
+	for _, h := range hosts {
 		_, _ = run("ip", "netns", "del", h.NS)
 		_, _ = run("ip", "link", "del", h.Veth)
 	}
@@ -384,6 +388,32 @@ func (c *Cluster) cleanup() {
 	}
 	if c.Subnet != 0 {
 		releaseSubnet(c.Subnet)
+	}
+}
+
+// CgroupRoot is where the cgroup hierarchies are mounted (a variable for
+// the harness's own test).
+var CgroupRoot = "/sys/fs/cgroup"
+
+// removeAgentCgroups removes the cgroup every container of the agent with
+// data dir dataDir lives under (/shoal-<short node ID>, node/agent.go),
+// in every hierarchy, once its containers are gone: runc removes each
+// container's own cgroup but not that parent, so every test agent used to
+// leave one empty directory per hierarchy behind (27,080 of them on a
+// machine after a day of test runs). An agent that never wrote its
+// identity made none. Only empty directories go (rmdir), so a cgroup
+// still in use stays.
+func removeAgentCgroups(dataDir string) {
+	var id struct {
+		NodeID string `json:"node_id"`
+	}
+	raw, err := os.ReadFile(filepath.Join(dataDir, "node.json"))
+	if err != nil || json.Unmarshal(raw, &id) != nil || id.NodeID == "" {
+		return
+	}
+	dirs, _ := filepath.Glob(filepath.Join(CgroupRoot, "*", "shoal-"+api.ShortID(id.NodeID)))
+	for _, d := range dirs {
+		_ = os.Remove(d)
 	}
 }
 

@@ -3,6 +3,7 @@ package harness
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/shoal-org/shoal/api"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -281,5 +282,55 @@ func TestHarnessReapsStale(t *testing.T) {
 	}
 	if out, _ := run("pgrep", "-f", "advertise-addr 10.213.*"+name); out != "" {
 		t.Errorf("agents left: %s", out)
+	}
+}
+
+// TestHarnessRemovesAgentCgroups: the cgroup under which an agent's
+// containers live (/shoal-<short node ID> in every hierarchy) goes with the
+// cluster once it is empty; runc removes each container's own cgroup but
+// not that parent, and a day of test runs had left 27,080 of them. One
+// still holding a cgroup stays.
+func TestHarnessRemovesAgentCgroups(t *testing.T) {
+	bin := buildFake(t)
+	root := t.TempDir()
+	old := CgroupRoot
+	CgroupRoot = root
+	t.Cleanup(func() { CgroupRoot = old })
+	const nodeID = "3f9a6c2e1b7d4e8fa0c1d2e3f4a5b6c7"
+	parent := "shoal-" + api.ShortID(nodeID)
+	var dirs []string
+	t.Run("cluster", func(t *testing.T) {
+		c := New(t, 1, WithBinary(bin))
+		h := c.Host(1)
+		if err := os.MkdirAll(h.DataDir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(h.DataDir, "node.json"), []byte(`{"node_id":"`+nodeID+`","hostname":"h1"}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, ctrl := range []string{"memory", "cpu,cpuacct", "pids"} {
+			d := filepath.Join(root, ctrl, parent)
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			dirs = append(dirs, d)
+		}
+		if err := os.Mkdir(filepath.Join(dirs[2], "in-use"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(root, "memory", "shoal-other"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	})
+	for _, d := range dirs[:2] {
+		if _, err := os.Stat(d); err == nil {
+			t.Errorf("%s left after the cluster's cleanup", d)
+		}
+	}
+	if _, err := os.Stat(dirs[2]); err != nil {
+		t.Errorf("%s, which still holds a cgroup, was removed: %v", dirs[2], err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "memory", "shoal-other")); err != nil {
+		t.Errorf("another agent's cgroup was removed: %v", err)
 	}
 }

@@ -109,6 +109,12 @@ func teardownStale(name, runDir, dataDir string) {
 		}
 	}
 	_ = unmountUnder(dataDir, runDir)
+	if dataDir != "" {
+		hostDirs, _ := filepath.Glob(filepath.Join(dataDir, "h*"))
+		for _, d := range hostDirs {
+			removeAgentCgroups(d)
+		}
+	}
 	for _, ns := range nss {
 		_, _ = run("ip", "netns", "del", ns)
 	}
