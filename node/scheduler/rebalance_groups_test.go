@@ -1,6 +1,7 @@
 package scheduler_test
 
 import (
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -205,6 +206,94 @@ func TestMaxReplicasPerNodeLoweredMoves(t *testing.T) {
 			}
 			if after := activeIDs(c, s.ID); (strings.Join(after, " ") != strings.Join(before, " ")) != tc.moved {
 				t.Fatalf("tasks %v, were %v; moved %v", after, before, tc.moved)
+			}
+			checkSlots(t, c, s.ID)
+		})
+	}
+}
+
+// TestRebalanceMoveTargetDown: start-first moves to a new zone's node n3
+// are in flight (the new tasks assigned, the old ones still running) when
+// n3 goes down. A move's old task is left out of its node's count only
+// while the move is in flight; a new task whose node is down is away, so
+// its move is no longer in flight and the old task counts on its node
+// again. No later move may then fill that node past max replicas per node
+// (not even one off a node above a limit lowered meanwhile), and the
+// running count never drops: whether n3 stays down (the new tasks are
+// written off), comes back within the grace period, or another node of the
+// zone takes the zone's share meanwhile.
+func TestRebalanceMoveTargetDown(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		nodes    []string // node=zone; n3 is in zone c
+		replicas uint64
+		before   string
+		limit    uint64
+		lower    uint64 // the limit after n3 went down (0: unchanged)
+		back     bool   // n3 comes back after one plan with it down
+		want     string
+		over     []string // nodes above the lowered limit, with nowhere to go
+	}{
+		{"stays down", []string{"n1=a", "n2=b"}, 6, "n1=3 n2=3", 3, 0, false, "n1=3 n2=3 n3=0", nil},
+		{"back within grace", []string{"n1=a", "n2=b"}, 6, "n1=3 n2=3", 3, 0, true, "n1=2 n2=2 n3=2", nil},
+		{"zone sibling takes over", []string{"n1=a", "n2=b", "n4=c"}, 6, "n1=3 n2=3 n4=0", 3, 0, false, "n1=2 n2=2 n3=0 n4=2", nil},
+		{"limit lowered meanwhile", []string{"n1=a", "n2=a", "n5=b"}, 7, "n1=2 n2=2 n5=3", 3, 2, false, "n1=2 n2=2 n3=0 n5=3", []string{"n5"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var ids []string
+			for _, nz := range tc.nodes {
+				id, _, _ := strings.Cut(nz, "=")
+				ids = append(ids, id)
+			}
+			c := zoneCluster(tc.nodes...)
+			if tc.nodes[len(tc.nodes)-1] == "n4=c" {
+				c.Nodes["n4"].Availability = api.AvailabilityPause // joins zone c with n3
+			}
+			sp := testSpec("web", tc.replicas)
+			sp.UpdateConfig.Parallelism = 0
+			sp.MaxReplicasPerNode = tc.limit
+			sp.PlacementPreferences = []api.PlacementPreference{{Spread: "node.labels.zone"}}
+			s := c.CreateService(sp)
+			converge(t, c)
+			if got := spreadOf(c, s.ID, ids...); got != tc.before {
+				t.Fatalf("before: %s, want %s", got, tc.before)
+			}
+			c.AddNode("n3", map[string]string{"zone": "c"})
+			p := step(t, c) // the moves, not yet reported on
+			var moving []string
+			for _, tk := range c.Active(s.ID) {
+				if tk.Replaces != "" && tk.State == api.TaskAssigned {
+					moving = append(moving, tk.NodeID)
+				}
+			}
+			if strings.Join(moving, " ") != "n3 n3" {
+				t.Fatalf("moves in flight to %v, want two to n3: %s", moving, simcluster.Summarize(p))
+			}
+			c.SetNodeStatus("n3", api.NodeDown)
+			if n4 := c.Nodes["n4"]; n4 != nil {
+				n4.Availability = api.AvailabilityActive
+			}
+			limit := int(tc.limit)
+			if tc.lower > 0 {
+				c.UpdateService(s.ID, func(x *api.ServiceSpec) { x.MaxReplicasPerNode = tc.lower })
+				limit = int(tc.lower)
+			}
+			if tc.back {
+				p := step(t, c)
+				if o := overLimit(c, s.ID, limit); o != "" {
+					t.Fatalf("n3 down: %s tasks: %s", o, simcluster.Summarize(p))
+				}
+				c.Report()
+				if got := runningCount(c, s.ID); got < int(tc.replicas) {
+					t.Fatalf("n3 down: %d running", got)
+				}
+				c.SetNodeStatus("n3", api.NodeReady)
+			}
+			rebalanceRun(t, c, s.ID, int(tc.replicas), 0, limit, tc.over...)
+			ids = append(ids, "n3")
+			sort.Strings(ids)
+			if got := spreadOf(c, s.ID, ids...); got != tc.want {
+				t.Fatalf("spread %s, want %s", got, tc.want)
 			}
 			checkSlots(t, c, s.ID)
 		})
