@@ -231,10 +231,17 @@ func (s *svcRun) rebalance() {
 		for _, ref := range refs {
 			t := ref.t
 			if ref.deleted || ref.away || ref.node == nil || t.DesiredState != api.TaskRunning ||
-				terminal(t.State) || s.replaced[t.ID] {
+				terminal(t.State) {
 				continue
 			}
-			if i, ok := idx[ref.node]; ok {
+			i, ok := idx[ref.node]
+			switch {
+			case !ok:
+			case s.replaced[t.ID]:
+				// Still running until its move's new task is ready: no
+				// other move may fill its node past the limit meanwhile.
+				nodes[i].Leaving++
+			default:
 				nodes[i].Count++
 			}
 		}

@@ -233,11 +233,15 @@ func TestRebalanceMoveTargetDown(t *testing.T) {
 		back     bool   // n3 comes back after one plan with it down
 		want     string
 		over     []string // nodes above the lowered limit, with nowhere to go
+		up       bool     // n3 stays up: the moves are still in flight
 	}{
-		{"stays down", []string{"n1=a", "n2=b"}, 6, "n1=3 n2=3", 3, 0, false, "n1=3 n2=3 n3=0", nil},
-		{"back within grace", []string{"n1=a", "n2=b"}, 6, "n1=3 n2=3", 3, 0, true, "n1=2 n2=2 n3=2", nil},
-		{"zone sibling takes over", []string{"n1=a", "n2=b", "n4=c"}, 6, "n1=3 n2=3 n4=0", 3, 0, false, "n1=2 n2=2 n3=0 n4=2", nil},
-		{"limit lowered meanwhile", []string{"n1=a", "n2=a", "n5=b"}, 7, "n1=2 n2=2 n5=3", 3, 2, false, "n1=2 n2=2 n3=0 n5=3", []string{"n5"}},
+		{"stays down", []string{"n1=a", "n2=b"}, 6, "n1=3 n2=3", 3, 0, false, "n1=3 n2=3 n3=0", nil, false},
+		{"back within grace", []string{"n1=a", "n2=b"}, 6, "n1=3 n2=3", 3, 0, true, "n1=2 n2=2 n3=2", nil, false},
+		{"zone sibling takes over", []string{"n1=a", "n2=b", "n4=c"}, 6, "n1=3 n2=3 n4=0", 3, 0, false, "n1=2 n2=2 n3=0 n4=2", nil, false},
+		{"limit lowered meanwhile", []string{"n1=a", "n2=a", "n5=b"}, 7, "n1=2 n2=2 n5=3", 3, 2, false, "n1=2 n2=2 n3=0 n5=3", []string{"n5"}, false},
+		// The same with n3 up: the old tasks of the moves in flight still
+		// run on n1 and n2, so n5's excess waits for them to stop.
+		{"limit lowered, moves in flight", []string{"n1=a", "n2=a", "n5=b"}, 7, "n1=2 n2=2 n5=3", 3, 2, false, "n1=2 n2=1 n3=2 n5=2", []string{"n5"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var ids []string
@@ -269,7 +273,9 @@ func TestRebalanceMoveTargetDown(t *testing.T) {
 			if strings.Join(moving, " ") != "n3 n3" {
 				t.Fatalf("moves in flight to %v, want two to n3: %s", moving, simcluster.Summarize(p))
 			}
-			c.SetNodeStatus("n3", api.NodeDown)
+			if !tc.up {
+				c.SetNodeStatus("n3", api.NodeDown)
+			}
 			if n4 := c.Nodes["n4"]; n4 != nil {
 				n4.Availability = api.AvailabilityActive
 			}

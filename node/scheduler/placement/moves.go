@@ -12,11 +12,15 @@ import (
 // of the service (moves counted at their target), how many of them may
 // move, and its group under the service's preferences (GroupPath: one
 // value per preference, outermost first; all nodes have as many).
+// Leaving are its tasks that moves in flight replace: not in Count (the
+// spread counts a move at its target) but still running until the move's
+// new task is ready, so they count against maxPerNode.
 type MoveNode struct {
 	ID      string
 	Count   int
 	Movable int
 	Group   []string
+	Leaving int
 }
 
 // Move is one rebalancing move, from and to indexes of PlanMoves' nodes.
@@ -24,9 +28,9 @@ type Move struct{ From, To int }
 
 // PlanMoves decides rebalancing moves (pure), one at a time, at most budget
 // (negative = no limit). A node may take a task if it is below maxPerNode
-// (when set) and canTake(i, extra) says so (node i with extra more tasks
-// of the service placed by this plan); a node gives one only if it has a
-// movable task.
+// (when set, counting its Leaving tasks) and canTake(i, extra) says so
+// (node i with extra more tasks of the service placed by this plan); a
+// node gives one only if it has a movable task.
 //
 //  1. Excess first: the node furthest above a lowered maxPerNode gives one
 //     task, placed the way Spread places a new one (the emptiest group
@@ -77,7 +81,7 @@ func PlanMoves(nodes []MoveNode, budget, maxPerNode int, canTake func(i, extra i
 
 // setRoom notes whether node i may take a task now.
 func (p *moveTree) setRoom(i int) {
-	p.room[i] = (p.max <= 0 || p.ns[i].Count < p.max) && p.canTake(i, p.extra[i])
+	p.room[i] = (p.max <= 0 || p.ns[i].Count+p.ns[i].Leaving < p.max) && p.canTake(i, p.extra[i])
 }
 
 // moveUnit is a group of the tree (kids: its subgroups or, innermost, its

@@ -16,6 +16,8 @@ func TestPlanMoves(t *testing.T) {
 		return MoveNode{ID: id, Count: count, Movable: count, Group: group}
 	}
 	fixed := func(mn MoveNode, movable int) MoveNode { mn.Movable = movable; return mn }
+	// leaving adds tasks that moves in flight replace (running, not counted).
+	leaving := func(mn MoveNode, k int) MoveNode { mn.Leaving = k; return mn }
 	for _, tc := range []struct {
 		name    string
 		nodes   []MoveNode
@@ -49,6 +51,8 @@ func TestPlanMoves(t *testing.T) {
 		{"lowered max, excess not movable", []MoveNode{fixed(n("a", 3), 0), n("b", 0)}, -1, 2, all, ""},
 		{"lowered max, excess leaves its full group", []MoveNode{n("a", 3, "z1"), n("b", 1, "z2"), n("c", 2, "z2")}, -1, 2, all, "a>b"},
 		{"lowered max, excess stays in its group", []MoveNode{n("a", 3, "z1"), n("b", 1, "z1"), n("c", 2, "z2"), n("d", 2, "z2")}, -1, 2, all, "a>b"},
+		{"leaving tasks count against max", []MoveNode{n("a", 3), leaving(n("b", 1), 1), n("c", 2)}, -1, 2, all, ""},
+		{"leaving tasks, room elsewhere", []MoveNode{n("a", 3), leaving(n("b", 1), 1), n("c", 0)}, -1, 2, all, "a>c"},
 		{"lowered max, then the groups", []MoveNode{n("a", 4, "z1"), n("b", 0, "z1"), n("c", 0, "z2")}, -1, 2, all, "a>c a>c a>b"},
 		// Preferences: the groups even out first, as Spread fills them,
 		// then the nodes within each group.
