@@ -100,3 +100,56 @@ func TestServiceReplicatedJob(t *testing.T) {
 		return len(tasks) == 3 && n == 3, desc
 	}, "the second run")
 }
+
+// TestServiceGlobalJob: a global job whose command exits 0 on 2 nodes:
+// `service create` waits until it is complete; each node gets exactly one
+// task, complete with exit code 0, and none is ever run again; `service
+// ls` shows docker's "0/0 (2/2 completed)". (A node that joins later and
+// gets its own task is covered by the scheduler's TestGlobalJob only.)
+func TestServiceGlobalJob(t *testing.T) {
+	harness.Context(t, 40*time.Second)
+	c, _ := svcCluster(t, 2)
+	h1, h2 := c.Host(1), c.Host(2)
+	stdout, stderr, err := h1.CLI("service", "create", "--name", "once", "--mode", "global-job",
+		"--timeout", "20s", "bb:1", "sh", "-c", "exit 0")
+	if err != nil || !strings.Contains(stdout+stderr, "once: job complete, 2/2 completed") {
+		t.Fatalf("service create did not wait for the job: %v\n%s%s", err, stdout, stderr)
+	}
+	// perNode: each node's tasks, and how many of them are complete
+	// with exit code 0.
+	perNode := func(h *harness.Host) (map[string]int, int, string) {
+		tasks := tasksOf(t, h, "once")
+		per := map[string]int{}
+		done := 0
+		for _, tk := range tasks {
+			per[tk.NodeID]++
+			if tk.State == api.TaskComplete && tk.ExitCode == 0 {
+				done++
+			}
+		}
+		return per, done, fmt.Sprintf("%d tasks, %d complete, per node %v", len(tasks), done, per)
+	}
+	onePerNode := func(h *harness.Host, nodes int) (bool, string) {
+		per, done, desc := perNode(h)
+		if len(per) != nodes || done != nodes {
+			return false, desc
+		}
+		for _, k := range per {
+			if k != 1 {
+				return false, desc
+			}
+		}
+		return true, desc
+	}
+	if ok, desc := onePerNode(h2, 2); !ok {
+		t.Fatalf("after the job: %s, want one complete task on each of 2 nodes", desc)
+	}
+	// A completed task is never run again (restart delay 5s by default:
+	// a restart would show within this window).
+	harness.Consistently(t, 6*time.Second, func() (bool, string) { return onePerNode(h1, 2) },
+		"no task after the job completed")
+	ls := h2.MustCLI(t, "service", "ls")
+	if !strings.Contains(ls, "global-job") || !strings.Contains(ls, "0/0 (2/2 completed)") {
+		t.Fatalf("service ls:\n%s", ls)
+	}
+}
