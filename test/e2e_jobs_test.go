@@ -153,3 +153,39 @@ func TestServiceGlobalJob(t *testing.T) {
 		t.Fatalf("service ls:\n%s", ls)
 	}
 }
+
+// TestServiceGlobalJobJoin: a node that joins after a global job completed
+// runs the job once too (docker's documented behaviour), and the job's
+// count grows to 3/3 completed.
+func TestServiceGlobalJobJoin(t *testing.T) {
+	harness.Context(t, 90*time.Second)
+	c, _ := svcCluster(t, 2)
+	h1 := c.Host(1)
+	stdout, stderr, err := h1.CLI("service", "create", "--name", "once", "--mode", "global-job",
+		"--timeout", "20s", "bb:1", "sh", "-c", "exit 0")
+	if err != nil || !strings.Contains(stdout+stderr, "once: job complete, 2/2 completed") {
+		t.Fatalf("service create did not wait for the job: %v\n%s%s", err, stdout, stderr)
+	}
+	h3 := c.AddHost()
+	h3.MustStart(t)
+	if err := h3.Join(h1.Token(t), h1); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 45*time.Second, func() (bool, string) {
+		per := map[string]int{}
+		done := 0
+		tasks := tasksOf(t, h1, "once")
+		for _, tk := range tasks {
+			per[tk.NodeID]++
+			if tk.State == api.TaskComplete && tk.ExitCode == 0 {
+				done++
+			}
+		}
+		ps, _, _ := h1.CLI("service", "ps", "once")
+		return len(per) == 3 && done == 3, fmt.Sprintf("%d tasks, %d complete, per node %v\n%s", len(tasks), done, per, ps)
+	}, "one complete task on each of 3 nodes after the join")
+	harness.Eventually(t, 10*time.Second, func() (bool, string) {
+		ls, _, _ := h1.CLI("service", "ls")
+		return strings.Contains(ls, "0/0 (3/3 completed)"), ls
+	}, "service ls counts the joined node's completion")
+}
