@@ -389,6 +389,26 @@ func TestRaftVerifyLeaderSendsRealHeartbeats(t *testing.T) {
 	}
 	counters[l.id].cut.Store(true)
 	c.isolate(l)
+	// A heartbeat answered before the cut (cached or real) may still be
+	// on its way into raft, and raft counts an answer that lands just as a
+	// verify registers (heartbeat.go). Once each follower's heartbeat has
+	// gone to the wire after the cut, that call failed and dropped the
+	// follower's cached answer, and nothing from before the cut is left
+	// to count: from then on no verify may succeed.
+	after := map[string]int{}
+	for _, n := range c.nodes {
+		if n.id != l.id {
+			after[n.id] = counters[l.id].count(n.id)
+		}
+	}
+	waitFor(t, "a heartbeat to each follower after the cut", func() bool {
+		for id, k := range after {
+			if counters[l.id].count(id) <= k {
+				return false
+			}
+		}
+		return true
+	})
 	if err := l.r.VerifyLeader(ctx); err == nil {
 		t.Fatal("VerifyLeader confirmed a leader cut off from every follower")
 	} else if !errors.Is(err, consensus.ErrNotLeader) {
