@@ -142,7 +142,7 @@ func TestServiceWriteRoutesRefuseBadSpecs(t *testing.T) {
 		{"scale: global service", func() error {
 			_, err := cl.ScaleService(ctx, "agent", 3)
 			return err
-		}, 400, "replicated services only"},
+		}, 400, "scale can only be used with replicated or replicated-job mode"},
 		{"image rm without a reference", func() error {
 			return cl.RemoveImage(ctx, "")
 		}, 400, "image rm needs an image reference"},
