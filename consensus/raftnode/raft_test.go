@@ -187,30 +187,10 @@ func (c *raftCluster) leader(among ...*clusterNode) *clusterNode {
 // form bootstraps node 1 and adds the others as voters.
 func (c *raftCluster) form() *clusterNode {
 	c.t.Helper()
-	first := c.nodes[0]
-	if first.r.HasExistingState() {
+	if c.nodes[0].r.HasExistingState() {
 		c.t.Fatal("fresh node has state")
 	}
-	if err := first.r.BootstrapSelf(); err != nil {
-		c.t.Fatal(err)
-	}
-	l := c.leader(first)
-	ctx := context.Background()
-	if _, err := l.r.Apply(ctx, command.BootstrapCluster{Cluster: testCluster(), Node: testNode(first.id, first.id)}); err != nil {
-		c.t.Fatal(err)
-	}
-	for _, n := range c.nodes[1:] {
-		if _, err := l.r.Apply(ctx, command.UpsertNode{Node: testNode(n.id, n.id)}); err != nil {
-			c.t.Fatal(err)
-		}
-		if err := l.r.AddNonvoter(ctx, n.id, string(n.trans.LocalAddr())); err != nil {
-			c.t.Fatal(err)
-		}
-		if err := l.r.AddVoter(ctx, n.id, string(n.trans.LocalAddr())); err != nil {
-			c.t.Fatal(err)
-		}
-	}
-	return l
+	return c.formNonvoters(0)
 }
 
 func (c *raftCluster) waitReplicated(index uint64, nodes ...*clusterNode) {
