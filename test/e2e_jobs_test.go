@@ -2,6 +2,8 @@ package test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -188,4 +190,122 @@ func TestServiceGlobalJobJoin(t *testing.T) {
 		ls, _, _ := h1.CLI("service", "ls")
 		return strings.Contains(ls, "0/0 (3/3 completed)"), ls
 	}, "service ls counts the joined node's completion")
+}
+
+// TestServiceJobNodeDown: the node running a job's task dies; the job is
+// run again elsewhere at once and completes well within the disconnect
+// grace (60 s by default), counting one completion. Before, the task was
+// kept for the grace and the job stood still for a minute.
+func TestServiceJobNodeDown(t *testing.T) {
+	harness.Context(t, 90*time.Second)
+	c, _ := svcCluster(t, 3)
+	h1 := c.Host(1)
+	h1.MustCLI(t, "service", "create", "-d", "--name", "mig", "--mode", "replicated-job", "--replicas", "1",
+		"bb:1", "sh", "-c", "sleep 6; exit 0")
+	var first api.Task
+	harness.Eventually(t, 30*time.Second, func() (bool, string) {
+		for _, tk := range tasksOf(t, h1, "mig") {
+			if tk.State == api.TaskRunning {
+				first = tk
+				return true, ""
+			}
+		}
+		return false, "no task running yet"
+	}, "the job's task runs")
+	victim := hostOf(t, c, first)
+	var watcher *harness.Host
+	for _, h := range c.Hosts() {
+		if h != victim {
+			watcher = h
+			break
+		}
+	}
+	t.Logf("job task %s runs on %s: killing it", first.Name, victim.Name)
+	killed := time.Now()
+	if err := victim.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	var done api.Task
+	harness.Eventually(t, 40*time.Second, func() (bool, string) {
+		tasks := tasksOf(t, watcher, "mig")
+		for _, tk := range tasks {
+			if tk.State == api.TaskComplete && tk.ExitCode == 0 {
+				done = tk
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d tasks, none complete: %+v", len(tasks), tasks)
+	}, "the job completes on another node well within the disconnect grace")
+	t.Logf("completed on %s %.1f s after the kill", done.Node, time.Since(killed).Seconds())
+	if done.ID == first.ID || done.Node == first.Node {
+		t.Fatalf("completed by the task of the dead node: %+v", done)
+	}
+	ls := watcher.MustCLI(t, "service", "ls")
+	if !strings.Contains(ls, "(1/1 completed)") {
+		t.Fatalf("service ls:\n%s", ls)
+	}
+	for _, tk := range tasksOf(t, watcher, "mig") {
+		if tk.ID == first.ID && tk.DesiredState != api.TaskShutdown {
+			t.Fatalf("the dead node's task is still meant to run after the job completed: %+v", tk)
+		}
+	}
+}
+
+// TestStackRedeployRunsJobAgain: deploying the same compose file again
+// runs its job again, as docker's stack deploy does (it updates every
+// service, and an update of a job starts a new run), while the unchanged
+// replicated service beside it is left as it is.
+func TestStackRedeployRunsJobAgain(t *testing.T) {
+	harness.Context(t, 90*time.Second)
+	c, _ := svcCluster(t, 2)
+	h1, h2 := c.Host(1), c.Host(2)
+	file := filepath.Join(t.TempDir(), "compose.yml")
+	const compose = `services:
+  mig:
+    image: bb:1
+    command: ["true"]
+    deploy:
+      mode: replicated-job
+  web:
+    image: bb:1
+    command: ["sleep", "100000"]
+`
+	if err := os.WriteFile(file, []byte(compose), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	completed := func(h *harness.Host) (map[string]bool, string) {
+		ids := map[string]bool{}
+		tasks := tasksOf(t, h, "app_mig")
+		for _, tk := range tasks {
+			if tk.State == api.TaskComplete && tk.ExitCode == 0 {
+				ids[tk.ID] = true
+			}
+		}
+		return ids, fmt.Sprintf("%+v", tasks)
+	}
+	h1.MustCLI(t, "stack", "deploy", "-c", file, "app")
+	var first map[string]bool
+	harness.Eventually(t, 30*time.Second, func() (bool, string) {
+		var desc string
+		first, desc = completed(h1)
+		return len(first) == 1, desc
+	}, "the job completes once")
+	webBefore := tasksOf(t, h1, "app_web")
+	out, _, err := h2.CLI("stack", "deploy", "-c", file, "app")
+	if err != nil || !strings.Contains(out, "Updating service app_mig") || !strings.Contains(out, "Service app_web is up to date") {
+		t.Fatalf("redeploy of the same file: %v\n%s", err, out)
+	}
+	harness.Eventually(t, 30*time.Second, func() (bool, string) {
+		ids, desc := completed(h2)
+		for id := range ids {
+			if !first[id] {
+				return true, ""
+			}
+		}
+		return false, desc
+	}, "the job runs again and completes")
+	webAfter := tasksOf(t, h1, "app_web")
+	if len(webBefore) != len(webAfter) || webBefore[0].ID != webAfter[0].ID {
+		t.Fatalf("the unchanged service rolled: before %+v, after %+v", webBefore, webAfter)
+	}
 }

@@ -39,7 +39,8 @@ func runJob(t *testing.T, c *simcluster.Cluster, svc string, exit func(*api.Task
 		moved := c.Report()
 		var running []*api.Task
 		for _, tk := range c.Tasks {
-			if tk.ServiceID == svc && tk.State == api.TaskRunning {
+			// A node that is down reports nothing: its tasks do not end.
+			if n := c.Nodes[tk.NodeID]; tk.ServiceID == svc && tk.State == api.TaskRunning && n != nil && n.Status == api.NodeReady {
 				running = append(running, tk)
 			}
 		}
@@ -244,9 +245,11 @@ func TestJobLevel(t *testing.T) {
 	}
 }
 
-// TestJobNodeDown: a job's task on a node that stops answering is kept
-// for its disconnect grace (no second copy of it meanwhile), then written
-// off and run again elsewhere, and the job completes.
+// TestJobNodeDown: a job's task on a node that goes down is run again
+// elsewhere at once, as a replicated service's task is (it used to wait out
+// the whole disconnect grace, 60 s by default, before the job went on).
+// The original is kept for its node's return; once the slot completes on
+// the replacement it is told to stop, and the job counts one completion.
 func TestJobNodeDown(t *testing.T) {
 	c := jobCluster(t, "n1", "n2")
 	sp := jobSpec("job", api.ModeReplicatedJob, 1, 0)
@@ -260,10 +263,12 @@ func TestJobNodeDown(t *testing.T) {
 	first := act[0]
 	c.SetNodeStatus(first.NodeID, api.NodeDown)
 	p := step(t, c)
-	if len(p.Create) != 0 || p.NextWake.IsZero() {
-		t.Fatalf("within the grace: %s, wake %v", simcluster.Summarize(p), p.NextWake)
+	if len(p.Create) != 1 || p.Create[0].NodeID == first.NodeID || p.Create[0].Slot != first.Slot {
+		t.Fatalf("node down: want a replacement of slot %d elsewhere at once, got %s", first.Slot, simcluster.Summarize(p))
 	}
-	c.Now = p.NextWake
+	if orig := c.Tasks[first.ID]; orig.DesiredState != api.TaskRunning || orig.State != api.TaskRunning {
+		t.Fatalf("the original is kept for its node's return: %+v", orig)
+	}
 	runJob(t, c, s.ID, exitOK)
 	done := 0
 	for _, tk := range c.Tasks {
@@ -276,5 +281,67 @@ func TestJobNodeDown(t *testing.T) {
 	}
 	if done != 1 {
 		t.Fatalf("%d completions, want 1: %v", done, jobTasks(c, s.ID))
+	}
+	if orig := c.Tasks[first.ID]; orig.DesiredState != api.TaskShutdown {
+		t.Fatalf("the slot completed elsewhere, the original must be told to stop: %+v", orig)
+	}
+}
+
+// TestJobNodeBackOriginalWins: the node comes back within the grace with
+// its original still running, beside the replacement. Whichever completes
+// first completes the slot; the other is stopped, and the job counts one
+// completion, never two.
+func TestJobNodeBackOriginalWins(t *testing.T) {
+	c := jobCluster(t, "n1", "n2")
+	s := c.CreateService(jobSpec("job", api.ModeReplicatedJob, 1, 0))
+	step(t, c)
+	c.Report()
+	first := c.Active(s.ID)[0]
+	c.SetNodeStatus(first.NodeID, api.NodeDown)
+	p := step(t, c)
+	if len(p.Create) != 1 {
+		t.Fatalf("node down: %s", simcluster.Summarize(p))
+	}
+	c.Report()
+	c.SetNodeStatus(first.NodeID, api.NodeReady)
+	c.Now = c.Now.Add(5 * time.Second)
+	c.Finish(first.ID, 0)
+	if _, err := c.Converge(50); err != nil {
+		t.Fatal(err)
+	}
+	var completed, running int
+	for _, tk := range c.Tasks {
+		switch {
+		case tk.ServiceID != s.ID:
+		case tk.State == api.TaskComplete:
+			completed++
+		case tk.DesiredState == api.TaskRunning:
+			running++
+		}
+	}
+	if completed != 1 || running != 0 {
+		t.Fatalf("want the original's completion alone and nothing left running: %v", jobTasks(c, s.ID))
+	}
+}
+
+// TestJobAtMostOnceNodeDown: an at-most-once job never runs a slot twice at
+// once, so its task on a down node holds the slot until it is written off.
+func TestJobAtMostOnceNodeDown(t *testing.T) {
+	c := jobCluster(t, "n1", "n2")
+	sp := jobSpec("job", api.ModeReplicatedJob, 1, 0)
+	sp.AtMostOnce = true
+	s := c.CreateService(sp)
+	step(t, c)
+	c.Report()
+	first := c.Active(s.ID)[0]
+	c.SetNodeStatus(first.NodeID, api.NodeDown)
+	p := step(t, c)
+	if len(p.Create) != 0 || p.NextWake.IsZero() {
+		t.Fatalf("within the grace: %s, wake %v", simcluster.Summarize(p), p.NextWake)
+	}
+	c.Now = p.NextWake
+	runJob(t, c, s.ID, exitOK)
+	if n := jobTasks(c, s.ID)[api.TaskComplete]; n != 1 {
+		t.Fatalf("%d completions, want 1: %v", n, jobTasks(c, s.ID))
 	}
 }

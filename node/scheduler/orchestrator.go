@@ -200,8 +200,9 @@ func (s *svcRun) reconcileJob() {
 	r := s.r
 	in := jobs.Input{Version: s.svc.Version, Global: s.global, Total: int(min(s.spec.Replicas, servicespec.MaxReplicas)),
 		MaxConcurrent: int(s.spec.MaxConcurrent), Policy: s.spec.RestartPolicy, Keep: r.cfg.KeepTerminal,
-		Tasks: make([]*api.Task, len(s.tasks)), Now: r.now,
-		SeenEnd: func(id string) time.Time { return r.seen.Ended[id] }}
+		Tasks: make([]*api.Task, len(s.tasks)), Now: r.now, AtMostOnce: s.spec.AtMostOnce,
+		SeenEnd: func(id string) time.Time { return r.seen.Ended[id] },
+		Away:    func(i int) bool { return s.tasks[i].away }}
 	for i, ref := range s.tasks {
 		in.Tasks[i] = ref.t
 	}
@@ -228,6 +229,21 @@ func (s *svcRun) reconcileJob() {
 	}
 	for _, i := range d.Retire {
 		r.shutdown(s.tasks[i], "")
+	}
+	for _, i := range d.Surplus {
+		const why = "its slot completed on another task"
+		ref := s.tasks[i]
+		if !ref.away {
+			r.shutdown(ref, why)
+			continue
+		}
+		// Its node is down and will report nothing: written off as
+		// vacate does, which the next plan would do anyway.
+		e := r.edit(ref)
+		e.State = api.TaskOrphaned
+		e.DesiredState = api.TaskShutdown
+		e.Message = "node down; " + why
+		e.UpdatedAt = r.now
 	}
 	for _, i := range d.Delete {
 		drop(s.tasks[i])

@@ -41,6 +41,15 @@ type Input struct {
 	Keep int
 	// Tasks are the service's tasks; the decision refers to them by index.
 	Tasks []*api.Task
+	// Away reports the tasks kept for a node that is down but within the
+	// service's disconnect grace (node/scheduler's keepAway): still meant
+	// to run, but nothing will come of them until the node is back. Their
+	// slot starts again at once, as a replicated service's does, unless
+	// AtMostOnce. nil: none.
+	Away func(i int) bool
+	// AtMostOnce: a slot never has two tasks running at once, so an away
+	// task holds its slot until it is written off.
+	AtMostOnce bool
 	// SeenEnd is the planner's first sight of a task's end (zero: none),
 	// for restartpolicy.Decide.
 	SeenEnd func(id string) time.Time
@@ -64,6 +73,10 @@ type Decision struct {
 	// Delete: terminal tasks of an earlier run, and retired history beyond
 	// Keep.
 	Delete []int
+	// Surplus: tasks still meant to run in a slot that completed on
+	// another task (a replacement and the original of a node that came
+	// back both ran), desired shutdown.
+	Surplus []int
 	// Start: new tasks of the current run, slot order.
 	Start []Start
 	// Wake is when a restart delay ends (zero: none).
@@ -77,6 +90,7 @@ type state int
 
 const (
 	empty  state = iota // no task meant to run: start one
+	away                // only a task kept for a down node: start one now
 	active              // a task is meant to run and has not ended
 	done                // a task completed with exit code 0
 	ended               // its task ended otherwise while meant to run
@@ -146,11 +160,14 @@ func Decide(in Input) Decision {
 	}
 	for _, sl := range rep {
 		d.trim(in, sl, retired)
+		d.surplus(in, sl)
 	}
 	for _, sl := range glob {
 		d.trim(in, sl, retired)
+		d.surplus(in, sl)
 	}
 	slices.Sort(d.Stop)
+	slices.Sort(d.Surplus)
 	slices.Sort(d.Delete)
 	return d
 }
@@ -184,7 +201,7 @@ func (d *Decision) replicated(in Input, rep map[int]*slot) {
 func (d *Decision) slot(in Input, sl *slot, start Start, room int) bool {
 	st, last := in.classify(sl)
 	switch st {
-	case empty:
+	case empty, away:
 		if room == 0 {
 			return false
 		}
@@ -236,6 +253,10 @@ func (in Input) classify(sl *slot) (state, int) {
 		case Success(t):
 			return done, i
 		case t.DesiredState != api.TaskRunning:
+		case !terminal(t.State) && !in.AtMostOnce && in.Away != nil && in.Away(i):
+			if st == empty {
+				st = away
+			}
 		case !terminal(t.State):
 			st = active
 		case st != active:
@@ -243,6 +264,20 @@ func (in Input) classify(sl *slot) (state, int) {
 		}
 	}
 	return st, last
+}
+
+// surplus stops the tasks of a completed slot that are still meant to
+// run: the slot's completion is counted once, whichever task made it.
+func (d *Decision) surplus(in Input, sl *slot) {
+	st, winner := in.classify(sl)
+	if st != done {
+		return
+	}
+	for _, i := range sl.tasks {
+		if t := in.Tasks[i]; i != winner && t.DesiredState == api.TaskRunning && !terminal(t.State) {
+			d.Surplus = append(d.Surplus, i)
+		}
+	}
 }
 
 // trim deletes a slot's retired tasks (terminal, desired shutdown) beyond

@@ -17,6 +17,18 @@ func task(id string, v uint64, slot int, node, st string, exit int) *api.Task {
 		DesiredState: api.TaskRunning, CreatedAt: t0, UpdatedAt: t0}
 }
 
+// awayIdx reports the given task indices as kept for a down node.
+func awayIdx(idx ...int) func(int) bool {
+	return func(i int) bool {
+		for _, j := range idx {
+			if i == j {
+				return true
+			}
+		}
+		return false
+	}
+}
+
 func retired(t *api.Task) *api.Task { t.DesiredState = api.TaskShutdown; return t }
 
 func TestDecide(t *testing.T) {
@@ -68,6 +80,24 @@ func TestDecide(t *testing.T) {
 		{"history beyond Keep deleted, with today's retirement", Input{Total: 1, Keep: 1, Policy: on, Tasks: []*api.Task{
 			retired(task("a", v, 1, "n1", api.TaskFailed, 1)), task("b", v, 1, "n1", api.TaskFailed, 1)}},
 			Decision{Retire: []int{1}, Delete: []int{0}, Start: []Start{{Slot: 1}}}},
+		{"away task: its slot starts again at once", Input{Total: 2, Away: awayIdx(0), Tasks: []*api.Task{
+			task("a", v, 1, "n1", api.TaskRunning, 0), task("b", v, 2, "n2", api.TaskRunning, 0)}},
+			Decision{Start: []Start{{Slot: 1}}}},
+		{"away task: not counted against MaxConcurrent, its restart is", Input{Total: 3, MaxConcurrent: 1, Away: awayIdx(0), Tasks: []*api.Task{
+			task("a", v, 1, "n1", api.TaskRunning, 0)}},
+			Decision{Start: []Start{{Slot: 1}}}},
+		{"away task, at most once: the slot waits", Input{Total: 1, AtMostOnce: true, Away: awayIdx(0), Tasks: []*api.Task{
+			task("a", v, 1, "n1", api.TaskRunning, 0)}},
+			Decision{}},
+		{"away task beside its running replacement: nothing", Input{Total: 1, Away: awayIdx(0), Tasks: []*api.Task{
+			task("a", v, 1, "n1", api.TaskRunning, 0), task("b", v, 1, "n2", api.TaskRunning, 0)}},
+			Decision{}},
+		{"away task, its replacement failed: retried per the policy", Input{Total: 1, Policy: on, Away: awayIdx(0), Tasks: []*api.Task{
+			task("a", v, 1, "n1", api.TaskRunning, 0), task("b", v, 1, "n2", api.TaskFailed, 1)}},
+			Decision{Retire: []int{1}, Start: []Start{{Slot: 1}}}},
+		{"slot completed on one task: the other stops, one completion", Input{Total: 1, Tasks: []*api.Task{
+			task("a", v, 1, "n1", api.TaskRunning, 0), task("b", v, 1, "n2", api.TaskComplete, 0)}},
+			Decision{Surplus: []int{0}, Completed: 1}},
 		{"global: every eligible node", Input{Global: true, Nodes: []string{"n1", "n2", "n3"}, Tasks: []*api.Task{
 			task("a", v, 0, "n1", api.TaskComplete, 0), task("b", v, 0, "n2", api.TaskRunning, 0)}},
 			Decision{Start: []Start{{Node: "n3"}}, Completed: 1}},
