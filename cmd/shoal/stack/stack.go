@@ -393,7 +393,8 @@ var errNotInStack = errors.New("service exists outside the stack")
 
 // planStack compares the specs of stack with the services in the cluster
 // (all of them). A service whose stored spec already equals its new spec
-// (as the leader would store it) is left alone, so its tasks keep running.
+// (as the leader would store it) is left alone, so its tasks keep running;
+// a job is updated all the same, which runs it again.
 func planStack(stack string, specs []api.ServiceSpec, all []api.Service, prune bool) (stackPlan, error) {
 	var plan stackPlan
 	byName := map[string]api.Service{}
@@ -421,7 +422,11 @@ func planStack(stack string, specs []api.ServiceSpec, all []api.Service, prune b
 			// one the cluster picked for it, as the leader would: a
 			// redeploy of the same file neither moves it nor rolls.
 			spec.Ports = api.KeepPublished(cur.Spec.Ports, spec.Ports)
-			if specsEqual(storedForm(spec), cur.Spec) {
+			// A job is left alone only if it is not one: docker's deploy
+			// updates every service, and an update of a job runs it
+			// again (swarmkit's JobIteration), so a redeploy of the
+			// same file re-runs a migration as it does under docker.
+			if specsEqual(storedForm(spec), cur.Spec) && !api.IsJob(spec.Mode) {
 				plan.unchanged = append(plan.unchanged, spec.Name)
 			} else {
 				plan.update = append(plan.update, stackUpdate{cur: cur, spec: spec})

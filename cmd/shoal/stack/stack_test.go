@@ -50,6 +50,10 @@ func TestPlanStack(t *testing.T) {
 	cacheUDPFile := cacheFile
 	cacheUDPFile.Ports = []api.PortConfig{{Target: 6379, Protocol: "udp"}, {Published: 8080, Target: 80, Protocol: "tcp"}}
 
+	mig := stackSpec("shop", "mig", "migrate:1")
+	mig.Mode = api.ModeReplicatedJob
+	mig.Replicas = 1
+
 	tests := []struct {
 		name     string
 		specs    []api.ServiceSpec
@@ -58,6 +62,12 @@ func TestPlanStack(t *testing.T) {
 		want     stackPlan
 		err      error
 	}{
+		{
+			name:     "same file: an unchanged job runs again, an unchanged service stays",
+			specs:    []api.ServiceSpec{mig, web},
+			existing: []api.Service{stored("s1", mig), stored("s2", web)},
+			want:     stackPlan{update: []stackUpdate{{cur: stored("s1", mig), spec: mig}}, unchanged: []string{"shop_web"}},
+		},
 		{
 			name:  "new stack: all created",
 			specs: []api.ServiceSpec{api1, web},
