@@ -2,7 +2,6 @@ package writes
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/shoal-org/shoal/api"
@@ -10,36 +9,8 @@ import (
 	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/handlers"
+	"github.com/shoal-org/shoal/node/writes/workerimages"
 )
-
-// Limits on what a worker's image announcements may add to the state.
-const (
-	// MaxWorkerImages bounds the image records a worker is the only
-	// holder of: the records it created (an image it pulled for a task
-	// with registry credentials, which the cluster did not know) — each
-	// new one is refused past it, and the image stays the worker's own
-	// (every other node pulls it itself, as it does anyway: such a record
-	// carries no tag).
-	MaxWorkerImages = 64
-	// MaxImageLayers bounds the layers a worker's new record lists
-	// (Docker's limit is 127).
-	MaxImageLayers = 128
-)
-
-// ValidImageID reports whether id is an image ID as the image store makes
-// them: "sha256:" and 64 lowercase hex digits (the digest of the config).
-func ValidImageID(id string) bool {
-	h, ok := strings.CutPrefix(id, "sha256:")
-	if !ok || len(h) != 64 {
-		return false
-	}
-	for _, c := range h {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
 
 // checkImageIDs refuses a node's command that announces an image under an
 // ID the image store cannot have made. The cluster resolves a reference
@@ -54,19 +25,19 @@ func checkImageIDs(cmd command.Command) error {
 	eachCommand(cmd, func(c command.Command) command.Command {
 		switch x := c.(type) {
 		case command.UpsertImage:
-			if !ValidImageID(x.Image.ID) {
+			if !workerimages.ValidImageID(x.Image.ID) {
 				bad = x.Image.ID
 			}
 		case *command.UpsertImage:
-			if !ValidImageID(x.Image.ID) {
+			if !workerimages.ValidImageID(x.Image.ID) {
 				bad = x.Image.ID
 			}
 		case command.SetImageNode:
-			if x.Present && !ValidImageID(x.ImageID) {
+			if x.Present && !workerimages.ValidImageID(x.ImageID) {
 				bad = x.ImageID
 			}
 		case *command.SetImageNode:
-			if x.Present && !ValidImageID(x.ImageID) {
+			if x.Present && !workerimages.ValidImageID(x.ImageID) {
 				bad = x.ImageID
 			}
 		}
@@ -173,10 +144,10 @@ func (w *Writer) workerImageRecords(id string, cmd command.Command) (command.Com
 	return out, nil
 }
 
-// workerImages reads what WorkerImages decides on from the leader's
+// workerImages reads what workerimages.Rule decides on from the leader's
 // replica: its image records and the image references of node id's tasks.
-func (w *Writer) workerImages(id string) WorkerImages {
-	r := WorkerImages{Node: id, Images: w.cfg.Store.Images(), Needed: map[string]bool{}, Pulls: map[string]bool{}}
+func (w *Writer) workerImages(id string) workerimages.Rule {
+	r := workerimages.Rule{Node: id, Images: w.cfg.Store.Images(), Needed: map[string]bool{}, Pulls: map[string]bool{}}
 	for _, t := range w.cfg.Store.TasksByNode(id) {
 		ref := t.Spec.Image
 		if ref == "" {
@@ -192,83 +163,6 @@ func (w *Writer) workerImages(id string) WorkerImages {
 		}
 	}
 	return r
-}
-
-// WorkerImages is the pure rule of workerImageRecords for one worker.
-type WorkerImages struct {
-	Node   string
-	Images []*api.Image // the state's records
-	// Needed holds the IDs of the records the image references of the
-	// node's tasks resolve to (handlers.FindClusterImage).
-	Needed map[string]bool
-	// Pulls holds the references the node pulls from a registry for its
-	// tasks (imagedist.Ensure): those that resolve to no record, and the
-	// `pull REF` sources of the records its tasks need (the registry may
-	// have moved REF to another image since).
-	Pulls map[string]bool
-}
-
-// Record returns the record a worker may announce for img (no tags; the
-// recorded fields of a held image; no source and no config for a new one),
-// the tags it asked for that the record did not carry, and why the
-// announcement is dropped ("" when it is not).
-func (r WorkerImages) Record(img api.Image) (api.Image, []string, string) {
-	var out api.Image
-	var had []string
-	if i := slices.IndexFunc(r.Images, func(o *api.Image) bool { return o.ID == img.ID }); i >= 0 {
-		if len(img.Nodes) > 0 && !r.Needed[img.ID] {
-			return api.Image{}, nil, "no task of the node runs it"
-		}
-		out = *consensus.CloneImage(r.Images[i])
-		had = r.Images[i].Tags
-	} else {
-		if why := r.newRecord(img); why != "" {
-			return api.Image{}, nil, why
-		}
-		out = *consensus.CloneImage(&img)
-		out.Source = ""
-		out.Config = nil
-	}
-	out.Nodes = slices.Clone(img.Nodes)
-	out.Tags = nil
-	var dropped []string
-	for _, t := range img.Tags {
-		if !slices.Contains(had, t) {
-			dropped = append(dropped, t)
-		}
-	}
-	return out, dropped, ""
-}
-
-// newRecord says why a worker may not create img's record ("" when it may).
-func (r WorkerImages) newRecord(img api.Image) string {
-	ref, pulled := strings.CutPrefix(img.Source, "pull ")
-	switch {
-	case !pulled || !r.Pulls[ref]:
-		return "the cluster has no record of it, and the node pulled it for none of its tasks"
-	case len(img.Layers) > MaxImageLayers || len(img.DiffIDs) > MaxImageLayers:
-		return fmt.Sprintf("more than %d layers", MaxImageLayers)
-	}
-	sole := 0
-	for _, o := range r.Images {
-		if len(o.Nodes) == 1 && o.Nodes[0] == r.Node {
-			sole++
-		}
-	}
-	if sole >= MaxWorkerImages {
-		return fmt.Sprintf("the node already holds %d images no other node holds (at most %d)", sole, MaxWorkerImages)
-	}
-	return ""
-}
-
-// Claim says why a worker's SetImageNode is dropped ("" when it is not):
-// a node forgets its own images freely, and holds only what a task of it
-// runs.
-func (r WorkerImages) Claim(c command.SetImageNode) string {
-	if !c.Present || r.Needed[c.ImageID] {
-		return ""
-	}
-	return "no task of the node runs it"
 }
 
 // filterCommands is eachCommand where f may return nil to leave a command
