@@ -53,6 +53,42 @@ func serviceRunning(h *harness.Host, svc string) (int, error) {
 	return 0, fmt.Errorf("service %s not listed", svc)
 }
 
+// watchRunningFloor polls svc's running count through h every 100 ms
+// until the returned stop is called; stop returns the number of polls and
+// the lowest count seen (from, when no poll saw less). A rebalancing move
+// is start-first: the count must never drop below the replicas.
+func watchRunningFloor(ctx context.Context, h *harness.Host, svc string, from int) (stop func() (polls, lowest int)) {
+	ctx, cancel := context.WithCancel(ctx)
+	var (
+		mu sync.Mutex
+		wg sync.WaitGroup
+	)
+	polls, lowest := 0, from
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			if n, err := serviceRunning(h, svc); err == nil {
+				mu.Lock()
+				polls++
+				lowest = min(lowest, n)
+				mu.Unlock()
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	return func() (int, int) {
+		cancel()
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		return polls, lowest
+	}
+}
+
 // victimOf picks a host that is not the leader and runs tasks of svc.
 func victimOf(t *testing.T, c *harness.Cluster, leader *harness.Host, svc string) *harness.Host {
 	t.Helper()
@@ -267,29 +303,8 @@ func TestCalmRebalanceOnJoin(t *testing.T) {
 	per := waitSlots(t, h1, "spread", 6, "", 2*time.Minute)
 	t.Logf("before the join: %v", per)
 
-	ctx, cancel := context.WithCancel(harness.Context(t, 5*time.Minute))
-	var (
-		mu     sync.Mutex
-		lowest = 6
-		polls  int
-		pollWG sync.WaitGroup
-	)
-	pollWG.Add(1)
-	go func() {
-		defer pollWG.Done()
-		for ctx.Err() == nil {
-			if n, err := serviceRunning(h1, "spread"); err == nil {
-				mu.Lock()
-				polls++
-				lowest = min(lowest, n)
-				mu.Unlock()
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	}()
+	stop := watchRunningFloor(harness.Context(t, 5*time.Minute), h1, "spread", 6)
+	defer stop()
 
 	h3 := c.AddHost()
 	h3.MustStart(t)
@@ -308,10 +323,7 @@ func TestCalmRebalanceOnJoin(t *testing.T) {
 		}
 		return len(per) == 3, fmt.Sprintf("spread %v", per)
 	}, "2/2/2 after the join")
-	cancel()
-	pollWG.Wait()
-	mu.Lock()
-	defer mu.Unlock()
+	polls, lowest := stop()
 	t.Logf("%d polls, lowest running count %d", polls, lowest)
 	if lowest < 6 {
 		t.Fatalf("running count dropped to %d during rebalancing", lowest)

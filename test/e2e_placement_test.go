@@ -4,10 +4,8 @@ package test
 // and spread preferences over a node label, through the CLI on 3 nodes.
 
 import (
-	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -149,30 +147,8 @@ func TestPlacementRebalanceNewZone(t *testing.T) {
 		t.Fatalf("zones a and b before: %v, want 3 and 3", per)
 	}
 
-	ctx, cancel := context.WithCancel(harness.Context(t, time.Minute))
-	var (
-		mu     sync.Mutex
-		lowest = 6
-		polls  int
-		wg     sync.WaitGroup
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for ctx.Err() == nil {
-			if n, err := serviceRunning(h1, "zoned"); err == nil {
-				mu.Lock()
-				polls++
-				lowest = min(lowest, n)
-				mu.Unlock()
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	}()
-	defer func() { cancel(); wg.Wait() }()
+	stop := watchRunningFloor(harness.Context(t, time.Minute), h1, "zoned", 6)
+	defer stop()
 
 	h1.MustCLI(t, "node", "update", "--availability", "active", h3)
 	harness.Eventually(t, 45*time.Second, func() (bool, string) {
@@ -187,10 +163,7 @@ func TestPlacementRebalanceNewZone(t *testing.T) {
 		}
 		return true, ""
 	}, "2/2/2 over the zones")
-	cancel()
-	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
+	polls, lowest := stop()
 	t.Logf("%d polls, lowest running count %d", polls, lowest)
 	if lowest < 6 {
 		t.Fatalf("running count dropped to %d during rebalancing", lowest)
