@@ -79,6 +79,11 @@ func TestUpdateMonitorFailureAction(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "rolled back") {
 		t.Errorf("service update of rb: want an error saying it was rolled back, got %v", err)
 	}
+	// The CLI waits for the rollback to end, as docker's does: it used to
+	// return at its start, the service still half on the failed spec.
+	if s, err := inspectService(t, h1, "rb"); err != nil || updateState(s) != api.UpdateRollbackCompleted {
+		t.Errorf("service update of rb returned with the update status %s (%v), want %s", updateState(s), err, api.UpdateRollbackCompleted)
+	}
 	harness.Eventually(t, 120*time.Second, func() (bool, string) {
 		s, err := inspectService(t, h1, "rb")
 		if err != nil {

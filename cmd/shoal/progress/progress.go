@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/shoal-org/shoal/api"
 )
@@ -184,13 +185,21 @@ func Assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, igno
 		switch {
 		case op == OpUpdate && us.State == api.UpdatePaused:
 			conv.Err = fmt.Errorf("update of %s paused: %s", name, msg)
-		case op == OpUpdate && (us.State == api.UpdateRollbackStarted || us.State == api.UpdateRollbackPaused || us.State == api.UpdateRollbackCompleted):
+		case op == OpUpdate && us.State == api.UpdateRollbackCompleted:
 			conv.Err = fmt.Errorf("update of %s failed and was rolled back: %s", name, msg)
+		case op == OpUpdate && us.State == api.UpdateRollbackPaused:
+			conv.Err = fmt.Errorf("update of %s failed and its rollback paused: %s", name, msg)
 		case op == OpRollback && (us.State == api.UpdateRollbackPaused || us.State == api.UpdatePaused):
 			conv.Err = fmt.Errorf("rollback of %s paused: %s", name, msg)
 		}
 		if conv.Err != nil {
 			return conv
+		}
+		// An update that failed and rolls back is waited for until the
+		// rollback ends, as docker's wait does: an error at its start
+		// left the caller with a service still half on the failed spec.
+		if op == OpUpdate && us.State == api.UpdateRollbackStarted {
+			conv.Note = fmt.Sprintf("%s: update failed, rolling back: %s", name, msg)
 		}
 	}
 	if limit := failuresPerSlot * max(conv.Desired, 1); failed >= limit {
@@ -211,10 +220,14 @@ func Assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, igno
 		if us.State == api.UpdateRollbackStarted {
 			monitor = spec.RollbackConfig.Monitor
 		}
-		conv.Note = fmt.Sprintf("%s: verifying that tasks are stable", name)
+		verify := fmt.Sprintf("%s: verifying that tasks are stable", name)
 		if monitor > 0 {
-			conv.Note += fmt.Sprintf(" (monitor %s)", monitor)
+			verify += fmt.Sprintf(" (monitor %s)", monitor)
 		}
+		if conv.Note != "" {
+			verify = conv.Note + "; " + strings.TrimPrefix(verify, name+": ")
+		}
+		conv.Note = verify
 	}
 	return conv
 }
