@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -155,6 +156,9 @@ func (l *Routes) imageRoutes(h func(string, httpapi.HandlerFunc)) {
 			return nil, ImageError(err)
 		}
 		if err := l.Images.Remove(ref); err != nil {
+			if errors.Is(err, image.ErrInUse) {
+				err = fmt.Errorf("%w by %s", err, imageUsers(l.Containers.List(), img.ID))
+			}
 			return nil, ImageError(err)
 		}
 		if _, err := l.Images.Get(img.ID); err != nil {
@@ -165,6 +169,31 @@ func (l *Routes) imageRoutes(h func(string, httpapi.HandlerFunc)) {
 		}
 		return struct{}{}, nil
 	})
+}
+
+// imageUsers names the containers of cs made from image id, as docker's
+// conflict names the container that holds an image: "container web.1.x
+// (task web.1)", several joined, at most three then a count.
+func imageUsers(cs []api.Container, id string) string {
+	var names []string
+	for _, c := range cs {
+		if c.ImageID != id {
+			continue
+		}
+		n := "container " + c.Name
+		if c.Name == "" {
+			n = "container " + api.ShortID(c.ID)
+		}
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	switch {
+	case len(names) == 0:
+		return "a container of this node"
+	case len(names) > 3:
+		return fmt.Sprintf("%s and %d more", strings.Join(names[:3], ", "), len(names)-3)
+	}
+	return strings.Join(names, ", ")
 }
 
 // ImageError gives the image store's errors their status.

@@ -223,3 +223,31 @@ func TestExecTaskMoved(t *testing.T) {
 		t.Errorf("the other routes find %q, %v for web.7; want the ended ctrmoved11", c.ID, err)
 	}
 }
+
+// TestImageUsers: `image rm` of an image a container uses names the
+// containers, as docker's conflict does; it said only "image in use".
+func TestImageUsers(t *testing.T) {
+	cs := []api.Container{
+		{ID: "c1", Name: "web.2.abc", ImageID: "sha256:a"},
+		{ID: "c2", Name: "web.1.def", ImageID: "sha256:a"},
+		{ID: "c3", Name: "db.1.ghi", ImageID: "sha256:b"},
+		{ID: "0123456789abcdef", ImageID: "sha256:c"},
+	}
+	for _, tc := range []struct{ id, want string }{
+		{"sha256:a", "container web.1.def, container web.2.abc"},
+		{"sha256:b", "container db.1.ghi"},
+		{"sha256:c", "container 0123456789ab"},
+		{"sha256:z", "a container of this node"},
+	} {
+		if got := imageUsers(cs, tc.id); got != tc.want {
+			t.Errorf("imageUsers(%s) = %q, want %q", tc.id, got, tc.want)
+		}
+	}
+	var many []api.Container
+	for i := range 5 {
+		many = append(many, api.Container{ID: fmt.Sprint(i), Name: fmt.Sprintf("w.%d", i), ImageID: "sha256:a"})
+	}
+	if got, want := imageUsers(many, "sha256:a"), "container w.0, container w.1, container w.2 and 2 more"; got != want {
+		t.Errorf("five users: %q, want %q", got, want)
+	}
+}
