@@ -97,6 +97,30 @@ func (x apiAgent) InCluster() error {
 	return err
 }
 
+// ReplicaLoaded refuses a read of a replica that has not applied what
+// this node's own log holds while no leader is reachable (raftnode's
+// Loaded): after a restart without a quorum its lists were empty, which
+// read as the cluster's services being gone (httpapi.ReplicaLoader).
+func (x apiAgent) ReplicaLoaded() error {
+	cl, err := x.a.clusterOrErr()
+	if err != nil {
+		return err
+	}
+	held, applied, ok := cl.Raft.Loaded()
+	if ok {
+		return nil
+	}
+	if id, _ := cl.Raft.Leader(); id != "" {
+		return nil // catching up: the leader's commit index flows in
+	}
+	return fmt.Errorf("%w: this node's copy of the cluster state is not loaded: its log holds entries up to index %d "+
+		"and it has applied %d, but raft applies them only once a leader confirms them, and no leader is reachable "+
+		"from this node (the cluster lost its quorum?). Read from a node that reaches the leader, or, if the other "+
+		"voters are gone for good, restart this agent with --force-new-cluster", ErrNoQuorum, held, applied)
+}
+
+func (x replicaAgent) ReplicaLoaded() error { return apiAgent(x).ReplicaLoaded() }
+
 func (x apiAgent) SyncReplica(ctx context.Context) error {
 	cl, err := x.a.clusterOrErr()
 	if err != nil {
@@ -192,7 +216,14 @@ func (a *Agent) status() api.Status {
 // decorateNodes fills ManagerStatus, Voter and the agent version from the
 // Raft configuration, the leader this node sees and gossip.
 func (a *Agent) decorateNodes(cl *instance.Instance, nodes []*api.Node) []api.Node {
-	return handlers.DecorateNodes(nodes, handlers.NewRaftView(cl.Raft, cl.Members.VersionOf))
+	v := handlers.NewRaftView(cl.Raft, cl.Members.VersionOf)
+	if cl.Members != nil {
+		v.Self, v.Alive = a.id.NodeID, map[string]bool{}
+		for id := range cl.Members.AliveSet() {
+			v.Alive[id] = true
+		}
+	}
+	return handlers.DecorateNodes(nodes, v)
 }
 
 // replicaAgent is the agent as node/handlers sees it.

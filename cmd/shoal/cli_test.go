@@ -73,7 +73,7 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 	t.Helper()
 	f := &fakeAgent{
 		t:      t,
-		status: api.Status{ClusterID: "c1", NodeID: "node1aaaaaaaaaaaaaaa", Hostname: "h1", Joined: true},
+		status: api.Status{ClusterID: "c1", NodeID: "node1aaaaaaaaaaaaaaa", Hostname: "h1", Joined: true, Leader: "node1aaaaaaaaaaaaaaa"},
 		nodes: []api.Node{
 			{ID: "node1aaaaaaaaaaaaaaa", Hostname: "h1", Addr: "10.0.0.1", Status: "ready", Availability: "active", ManagerStatus: "leader", AgentVersion: "v1.2.0"},
 			{ID: "node2bbbbbbbbbbbbbbb", Hostname: "h2", Addr: "10.0.0.2", Status: "down", Availability: "drain"},

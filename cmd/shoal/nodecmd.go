@@ -48,6 +48,11 @@ func (s *commands) nodeCommand() *cli.Command {
 					local := ""
 					if st, err := r.Cl.Status(r.C.Context); err == nil {
 						local = st.NodeID
+						if st.Joined && st.Leader == "" {
+							// docker's node ls refuses without a leader; the
+							// replica still answers here, so say what it is.
+							fmt.Fprintln(s.Stderr, "Warning: no leader is reachable from this node: the cluster takes no writes, and the statuses below are the last it agreed on")
+						}
 					}
 					return output.RenderNodes(w, nodes, local, r.NoTrunc)
 				},

@@ -403,3 +403,19 @@ func TestCLIContainerByTaskName(t *testing.T) {
 		t.Errorf("old agent, stop web.5: exit %d, %q", code, errOut)
 	}
 }
+
+// TestCLINodeLsNoLeader: a node that reaches no leader still lists its
+// replica's nodes, and says that the statuses are stale and writes fail;
+// after a quorum loss, `node ls` showed the dead nodes ready, silently.
+func TestCLINodeLsNoLeader(t *testing.T) {
+	f := newFakeAgent(t)
+	out, errOut, code := runCLI(t, f.host, "", "node", "ls")
+	if code != 0 || strings.Contains(errOut, "Warning") {
+		t.Fatalf("with a leader: exit %d, stderr %q", code, errOut)
+	}
+	f.status.Leader = ""
+	out, errOut, code = runCLI(t, f.host, "", "node", "ls")
+	if code != 0 || !strings.Contains(errOut, "Warning: no leader is reachable from this node") || !strings.Contains(out, "h1") {
+		t.Fatalf("no leader: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}

@@ -268,6 +268,10 @@ type Raft struct {
 	// thin sends heartbeats at most every HeartbeatInterval (nil when 0
 	// or the transport has no pre-vote).
 	thin *thinTransport
+	// bootHeld is the last index of this node's log when raft started, and
+	// loaded latches once the replica has applied up to it (Loaded).
+	bootHeld uint64
+	loaded   atomic.Bool
 	// cmdGate refuses commands some member cannot apply (gate.go).
 	cmdGate atomic.Pointer[func(command.Command) error]
 	// proposals keeps proposals out while a restore runs (proposals.go).
@@ -452,11 +456,15 @@ func newRaft(cfg Config, store *consensus.Store, logger hclog.Logger, st storage
 		}
 	}
 
+	held, err := st.logs.LastIndex()
+	if err != nil {
+		return nil, fmt.Errorf("start raft %s: read the log's last index: %w", cfg.NodeID, err)
+	}
 	r, err := startRaft(rc, machine, st, trans)
 	if err != nil {
 		return nil, fmt.Errorf("start raft %s: %w", cfg.NodeID, err)
 	}
-	rr := &Raft{cfg: cfg, raft: r, fsm: machine, store: store, trans: trans,
+	rr := &Raft{cfg: cfg, raft: r, fsm: machine, store: store, trans: trans, bootHeld: held,
 		logs: st.logs, stab: st.stable, snaps: st.snaps, gate: st.gate, closers: st.closers, cut: cut, thin: thin,
 		nudgeCh: make(chan struct{}, 1), nudgeStop: make(chan struct{}), nudgeDone: make(chan struct{}),
 		leaderDone: make(chan struct{}), promotions: map[raft.ServerID]int{}}
@@ -856,6 +864,31 @@ func (r *Raft) State() string { return strings.ToLower(r.raft.State().String()) 
 
 // LastIndex is the index of the last entry in this node's log.
 func (r *Raft) LastIndex() uint64 { return r.raft.LastIndex() }
+
+// Loaded reports whether this node's replica holds what its own log held
+// when raft started. Raft applies the entries after its last snapshot only
+// once a leader says they are committed: a node restarted without a quorum
+// serves its snapshot's state (empty, before the first one) for as long as
+// no leader is found, which read as "every service is gone". It returns
+// the index its log held and the index applied when it does not. Once the
+// replica has applied that far, or has caught up with a leader's commit
+// index, it stays loaded.
+func (r *Raft) Loaded() (held, applied uint64, ok bool) {
+	if r.loaded.Load() {
+		return 0, 0, true
+	}
+	applied = r.raft.AppliedIndex()
+	caughtUp := false
+	if id, _ := r.Leader(); id != "" {
+		commit := r.raft.CommitIndex()
+		caughtUp = commit > 0 && applied >= commit
+	}
+	if applied >= r.bootHeld || caughtUp {
+		r.loaded.Store(true)
+		return 0, 0, true
+	}
+	return r.bootHeld, applied, false
+}
 
 // AppliedIndex is the index of the last entry raft applied, counting the
 // entries that never reach the store (barriers, no-ops, configuration

@@ -64,6 +64,14 @@ func (x *API) InCluster() error {
 	return err
 }
 
+// ReplicaLoaded is the agent's (httpapi.ReplicaLoader), when it has one.
+func (x *API) ReplicaLoaded() error {
+	if l, ok := x.agent.(interface{ ReplicaLoaded() error }); ok {
+		return l.ReplicaLoaded()
+	}
+	return nil
+}
+
 // SyncReplica is the agent's read index (httpapi.Replica).
 func (x *API) SyncReplica(ctx context.Context) error {
 	if _, err := x.agent.Store(); err != nil {

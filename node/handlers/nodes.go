@@ -63,6 +63,13 @@ type RaftView struct {
 	Leader    string
 	Voters    map[string]bool
 	VersionOf func(nodeID string) string
+	// Alive is gossip's view of who is alive (nil: not known) and Self
+	// this node's ID. A voter gossip holds dead is unreachable whatever
+	// its stored status says: without a leader nobody records it down,
+	// and a cluster that lost its quorum showed its dead voters
+	// "reachable" for good.
+	Alive map[string]bool
+	Self  string
 }
 
 // DecorateNodes fills ManagerStatus, Voter and AgentVersion from v, and
@@ -78,7 +85,7 @@ func DecorateNodes(nodes []*api.Node, v RaftView) []api.Node {
 		switch {
 		case n.ID == leader && leader != "":
 			nn.ManagerStatus = api.ManagerLeader
-		case nn.Voter && n.Status == api.NodeReady:
+		case nn.Voter && n.Status == api.NodeReady && (v.Alive == nil || v.Alive[n.ID] || n.ID == v.Self):
 			nn.ManagerStatus = api.ManagerReachable
 		case nn.Voter:
 			nn.ManagerStatus = api.ManagerUnreachable

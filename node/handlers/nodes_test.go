@@ -40,6 +40,15 @@ func TestDecorateNodes(t *testing.T) {
 	if nodes[0].ManagerStatus != "" || nodes[0].Labels != nil {
 		t.Error("the stored records were changed")
 	}
+	// Gossip holds a voter dead that the store still records ready (no
+	// leader left to mark it down): unreachable. This node counts alive.
+	v.Leader, v.Self, v.Alive = "", "n1", map[string]bool{"n4": true}
+	for _, n := range DecorateNodes(nodes, v) {
+		want := map[string]string{"n1": api.ManagerReachable, "n2": api.ManagerUnreachable, "n3": api.ManagerUnreachable, "n4": ""}[n.ID]
+		if n.ManagerStatus != want {
+			t.Errorf("quorum lost, gossip holds n3 dead: %s shows %q, want %q", n.ID, n.ManagerStatus, want)
+		}
+	}
 	// No leader known: nobody is shown as leader.
 	if got := DecorateNodes([]*api.Node{{ID: "n1"}}, RaftView{VersionOf: func(string) string { return "" }}); got[0].ManagerStatus != "" {
 		t.Errorf("no leader: %q", got[0].ManagerStatus)

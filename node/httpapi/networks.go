@@ -22,6 +22,13 @@ type Replica interface {
 	SyncReplica(ctx context.Context) error
 }
 
+// ReplicaLoader is a Replica that can tell its state is not loaded yet
+// (a node restarted without a quorum: node/api.go); the read routes then
+// refuse rather than answer with empty lists.
+type ReplicaLoader interface {
+	ReplicaLoaded() error
+}
+
 // Networks is what the network routes need of the agent.
 type Networks interface {
 	Replica

@@ -69,6 +69,11 @@ func ConsistentRead(r *http.Request, c Replica) error {
 	if err := c.InCluster(); err != nil {
 		return err
 	}
+	if l, ok := c.(ReplicaLoader); ok {
+		if err := l.ReplicaLoaded(); err != nil {
+			return err
+		}
+	}
 	if Consistent(r) {
 		return c.SyncReplica(r.Context())
 	}
