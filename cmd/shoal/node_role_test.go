@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -60,5 +61,39 @@ func TestNodePromoteDemote(t *testing.T) {
 	}
 	if _, _, code := runCLI(t, host, "", "node", "promote"); code != 2 {
 		t.Fatalf("promote without NODE: exit %d, want 2", code)
+	}
+}
+
+// TestVoterNote: after a role change, an even count of ready managers is
+// said to leave one of them without a vote (autopilot keeps 1, 3 or 5).
+func TestVoterNote(t *testing.T) {
+	mk := func(roles ...string) []api.Node {
+		var out []api.Node
+		for i, r := range roles {
+			st := api.NodeReady
+			if r == "down" {
+				r, st = api.RoleManager, api.NodeDown
+			}
+			out = append(out, api.Node{ID: fmt.Sprint(i), Role: r, Status: st})
+		}
+		return out
+	}
+	m, w := api.RoleManager, api.RoleWorker
+	for _, tc := range []struct {
+		name  string
+		nodes []api.Node
+		want  string
+	}{
+		{"3 managers", mk(m, m, m, w), ""},
+		{"2 managers", mk(m, m, w), "Note: 2 ready nodes have the manager role; Shoal keeps an odd number of voters (1, 3 or 5), so only 1 of them votes"},
+		{"4 managers", mk(m, m, m, m, w), "so 3 of them vote"},
+		{"a down manager is not counted", mk(m, m, "down"), "Note: 2 ready"},
+		{"1 manager", mk(m, w, w), ""},
+		{"6 managers: 5 vote anyway", mk(m, m, m, m, m, m), ""},
+	} {
+		got := voterNote(tc.nodes)
+		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }

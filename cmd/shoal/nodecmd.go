@@ -107,10 +107,50 @@ func (s *commands) nodeCommand() *cli.Command {
 // words for `node update --role`, on each NODE in turn.
 func (s *commands) nodeSetRole(c *cli.Context, role string) error {
 	what := map[string]string{api.RoleManager: "promote node", api.RoleWorker: "demote node"}[role]
-	return s.EachRef(c, what, func(cl *client.Client, ref string) error {
+	err := s.EachRef(c, what, func(cl *client.Client, ref string) error {
 		_, err := cl.UpdateNode(c.Context, ref, api.NodeUpdate{Role: role})
 		return err
 	})
+	s.noteVoters(c)
+	return err
+}
+
+// noteVoters says, after a role change, when the managers are an even
+// count: the voters are then one fewer (DESIGN.md: autopilot keeps 1, 3 or
+// 5, since an even count survives no more failures than one less). A
+// demote in a 3-manager cluster turned a second manager into a
+// non-voter, and nothing said so.
+func (s *commands) noteVoters(c *cli.Context) {
+	cl, err := s.Client(c)
+	if err != nil {
+		return
+	}
+	nodes, err := cl.Nodes(c.Context)
+	if err != nil {
+		return
+	}
+	if note := voterNote(nodes); note != "" {
+		fmt.Fprintln(s.Stderr, note)
+	}
+}
+
+// voterNote is noteVoters' line for nodes, or "". Pure.
+func voterNote(nodes []api.Node) string {
+	managers := 0
+	for _, n := range nodes {
+		if n.Role != api.RoleWorker && n.Status == api.NodeReady {
+			managers++
+		}
+	}
+	if managers == 0 || managers%2 == 1 || managers > 5 {
+		return ""
+	}
+	vote := fmt.Sprintf("%d of them vote", managers-1)
+	if managers-1 == 1 {
+		vote = "only 1 of them votes"
+	}
+	return fmt.Sprintf("Note: %d ready nodes have the manager role; Shoal keeps an odd number of voters (1, 3 or 5), so %s "+
+		"(an even count survives no more failures than one fewer). Promote another node for %d voters.", managers, vote, managers+1)
 }
 
 // nodeID is what -q prints for a node.
@@ -156,6 +196,9 @@ func (s *commands) nodeUpdate(c *cli.Context) error {
 		return fmt.Errorf("update node %s: %w", id, err)
 	}
 	fmt.Fprintln(s.Stdout, n.ID)
+	if u.Role != "" {
+		s.noteVoters(c)
+	}
 	return nil
 }
 
