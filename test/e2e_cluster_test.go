@@ -7,6 +7,7 @@ package test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -470,4 +471,62 @@ func TestUnknownNodeID(t *testing.T) {
 		})
 	}
 	c.WaitReady(t, formTimeout, 2)
+}
+
+// TestDeadVoterReplaced: a voter's host dies for good in a cluster of 3
+// voters and a non-voter. node ls shows it down and unreachable; once it
+// has stayed dead past autopilot's grace, the non-voter is promoted, so the
+// cluster again survives a failure: 3 healthy voters, and a write still
+// commits after another voter dies.
+func TestDeadVoterReplaced(t *testing.T) {
+	harness.Context(t, testTimeout)
+	c := harness.New(t, 3)
+	token := c.Form(t)
+	waitVoters(t, c, 3, 3)
+	h4 := c.AddHost()
+	h4.MustStart(t)
+	if err := h4.Join(token, c.Host(1)); err != nil {
+		t.Fatal(err)
+	}
+	waitVoters(t, c, 4, 3)
+	leader := c.Leader(t, electionTimeout)
+	var victim *harness.Host
+	for _, h := range c.Hosts()[:3] {
+		if h != leader {
+			victim = h
+			break
+		}
+	}
+	victimID := victim.NodeID(t)
+	id4 := h4.NodeID(t)
+	if err := victim.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, downTimeout, func() (bool, string) {
+		n, err := leader.Node(victimID)
+		return err == nil && n.Status == api.NodeDown && n.ManagerStatus == api.ManagerUnreachable,
+			fmt.Sprintf("%+v %v", n, err)
+	}, "the dead voter is down and unreachable")
+	harness.Eventually(t, 90*time.Second, func() (bool, string) {
+		n, err := leader.Node(id4)
+		st, serr := leader.Status()
+		return err == nil && serr == nil && n.Voter && n.ManagerStatus == api.ManagerReachable && len(st.Voters) == 3 &&
+				!slices.Contains(st.Voters, victimID),
+			fmt.Sprintf("4th node %+v (%v), voters %v (%v)", n, err, st.Voters, serr)
+	}, "autopilot promotes the non-voter in the dead voter's place")
+	// Three healthy voters again: the cluster survives one more death.
+	var second *harness.Host
+	for _, h := range c.Hosts()[:3] {
+		if h != leader && h != victim {
+			second = h
+		}
+	}
+	if err := second.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	survivor := leader
+	harness.Eventually(t, electionTimeout, func() (bool, string) {
+		_, _, err := survivor.CLI("node", "update", "--label-add", "after=second-death", id4)
+		return err == nil, cliStderr(err)
+	}, "a write commits with the promoted voter after a second voter died")
 }
