@@ -100,26 +100,42 @@ func (x apiAgent) InCluster() error {
 // ReplicaLoaded refuses a read of a replica that has not applied what
 // this node's own log holds while no leader is reachable (raftnode's
 // Loaded): after a restart without a quorum its lists were empty, which
-// read as the cluster's services being gone (httpapi.ReplicaLoader).
-func (x apiAgent) ReplicaLoaded() error {
+// read as the cluster's services being gone (httpapi.ReplicaLoader). Right
+// after a restart the leader may simply not be known yet, so it waits up
+// to loadWait for the replica to load before it refuses.
+func (x apiAgent) ReplicaLoaded(ctx context.Context) error {
 	cl, err := x.a.clusterOrErr()
 	if err != nil {
 		return err
 	}
-	held, applied, ok := cl.Raft.Loaded()
-	if ok {
-		return nil
+	deadline := time.Now().Add(loadWait)
+	for {
+		held, applied, ok := cl.Raft.Loaded()
+		if ok {
+			return nil
+		}
+		if id, _ := cl.Raft.Leader(); id != "" {
+			return nil // catching up: the leader's commit index flows in
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: this node's copy of the cluster state is not loaded: its log holds entries up to index %d "+
+				"and it has applied %d, but raft applies them only once a leader confirms them, and no leader is reachable "+
+				"from this node (the cluster lost its quorum?). Read from a node that reaches the leader, or, if the other "+
+				"voters are gone for good, restart this agent with --force-new-cluster", ErrNoQuorum, held, applied)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	if id, _ := cl.Raft.Leader(); id != "" {
-		return nil // catching up: the leader's commit index flows in
-	}
-	return fmt.Errorf("%w: this node's copy of the cluster state is not loaded: its log holds entries up to index %d "+
-		"and it has applied %d, but raft applies them only once a leader confirms them, and no leader is reachable "+
-		"from this node (the cluster lost its quorum?). Read from a node that reaches the leader, or, if the other "+
-		"voters are gone for good, restart this agent with --force-new-cluster", ErrNoQuorum, held, applied)
 }
 
-func (x replicaAgent) ReplicaLoaded() error { return apiAgent(x).ReplicaLoaded() }
+// loadWait is how long a read waits for a replica that is not loaded
+// (ReplicaLoaded): an election after a restart takes about a second.
+const loadWait = 3 * time.Second
+
+func (x replicaAgent) ReplicaLoaded(ctx context.Context) error { return apiAgent(x).ReplicaLoaded(ctx) }
 
 func (x apiAgent) SyncReplica(ctx context.Context) error {
 	cl, err := x.a.clusterOrErr()

@@ -65,9 +65,11 @@ func (x *API) InCluster() error {
 }
 
 // ReplicaLoaded is the agent's (httpapi.ReplicaLoader), when it has one.
-func (x *API) ReplicaLoaded() error {
-	if l, ok := x.agent.(interface{ ReplicaLoaded() error }); ok {
-		return l.ReplicaLoaded()
+func (x *API) ReplicaLoaded(ctx context.Context) error {
+	if l, ok := x.agent.(interface {
+		ReplicaLoaded(context.Context) error
+	}); ok {
+		return l.ReplicaLoaded(ctx)
 	}
 	return nil
 }

@@ -26,7 +26,7 @@ type Replica interface {
 // (a node restarted without a quorum: node/api.go); the read routes then
 // refuse rather than answer with empty lists.
 type ReplicaLoader interface {
-	ReplicaLoaded() error
+	ReplicaLoaded(ctx context.Context) error
 }
 
 // Networks is what the network routes need of the agent.

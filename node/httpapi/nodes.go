@@ -70,7 +70,7 @@ func ConsistentRead(r *http.Request, c Replica) error {
 		return err
 	}
 	if l, ok := c.(ReplicaLoader); ok {
-		if err := l.ReplicaLoaded(); err != nil {
+		if err := l.ReplicaLoaded(r.Context()); err != nil {
 			return err
 		}
 	}
