@@ -287,6 +287,9 @@ type Raft struct {
 	nudgeCh   chan struct{}
 	nudgeStop chan struct{}
 	nudgeDone chan struct{}
+	// applying counts the Applies between proposing and nudging: while
+	// one is, nudgeLoop leaves the barrier to the nudge that Apply sends.
+	applying atomic.Int64
 
 	// confMu guards promotions (the servers AddVoter is promoting, left
 	// out of the transport's non-voters) and orders the refreshes of that
@@ -564,8 +567,14 @@ func (r *Raft) promoting(id raft.ServerID, on bool) {
 // replicating it carries the commit index to every follower at once, and
 // the barrier itself changes no state. Writes are coalesced: one barrier
 // answers every nudge that came before it, and none is appended while
-// other entries are still in flight (they carry the index themselves, and
-// the Apply that wrote them nudges again).
+// another Apply is still under way (the last one to end nudges again, and
+// its barrier carries every index committed before it).
+//
+// The count of Applies under way is ours, not raft's LastIndex against
+// AppliedIndex: raft hands a batch to the FSM, which answers the futures,
+// before it moves AppliedIndex, so right after an Apply returns its own
+// entry could still look in flight, and the nudge was dropped: a follower
+// then learned of the write only at CommitTimeout (CI saw it wait 10 s).
 func (r *Raft) nudgeLoop() {
 	defer close(r.nudgeDone)
 	for {
@@ -574,7 +583,7 @@ func (r *Raft) nudgeLoop() {
 			return
 		case <-r.nudgeCh:
 		}
-		if r.raft.State() != raft.Leader || r.raft.LastIndex() > r.raft.AppliedIndex() {
+		if r.raft.State() != raft.Leader || r.applying.Load() > 0 {
 			continue
 		}
 		// An error means leadership was lost or raft is shutting down:
@@ -754,11 +763,14 @@ func (r *Raft) Apply(ctx context.Context, cmd command.Command) (any, error) {
 			return nil, consensus.ErrNotLeader
 		}
 	}
+	r.applying.Add(1)
 	f := r.raft.Apply(data, r.timeout(ctx))
-	if err := r.wait(ctx, f); err != nil {
+	err = r.wait(ctx, f)
+	r.applying.Add(-1)
+	r.nudge()
+	if err != nil {
 		return nil, fmt.Errorf("apply command type %d: %w", cmd.Type(), err)
 	}
-	r.nudge()
 	res, ok := f.Response().(fsm.Result)
 	if !ok {
 		return nil, fmt.Errorf("apply command type %d: unexpected response %T", cmd.Type(), f.Response())
