@@ -7,14 +7,18 @@ package raftnode
 // round trip — and it ties that period to the timeout: raising the timeout
 // to send fewer would slow failover (DefaultConfig). etcd keeps the two
 // apart (heartbeat-interval vs election-timeout); thinTransport does the
-// same under raft: it lets a real heartbeat reach a given follower at most
-// once per HeartbeatInterval and answers raft's calls in between with that
-// follower's last real answer, as long as that answer
+// same under raft: a real heartbeat reaches a voter once per
+// HeartbeatInterval (a non-voter once per nonvoterInterval). raft's calls
+// in between are held: the call blocks until the follower's next real
+// heartbeat is due, and then goes to the wire; under DefaultTiming a
+// voter's are instead answered with its last real answer (Timing.HoldVoters
+// says why). A call is held (or answered) only while the follower's last
+// real answer
 //
 //   - succeeded,
-//   - carried the term of the request now being answered (and was sent in
+//   - carried the term of the request now being held (and was sent in
 //     that term), and
-//   - is younger than HeartbeatInterval, counted from when its request was
+//   - is younger than the interval, counted from when its request was
 //     sent (the follower was alive at some point after that).
 //
 // Anything else goes to the wire untouched: the first heartbeat to a peer, a
@@ -22,7 +26,23 @@ package raftnode
 // heartbeat while VerifyLeader is in flight, and every RPC that is not a
 // heartbeat (AppendEntries carrying entries or a commit index, votes,
 // snapshots, TimeoutNow). A transport error or a higher term on any
-// AppendEntries to the peer drops its cached answer at once.
+// AppendEntries to the peer drops its last answer at once.
+//
+// Held rather than answered: an answer costs the leader a wake-up of
+// raft's goroutine for that follower every 100–400 ms and ~0.1–0.2 ms of
+// CPU each; held, raft's goroutine makes one call per real heartbeat. And
+// the held heartbeats of all voters (of all non-voters) fall on the same
+// beats (every interval from the transport's start, waitForHeartbeat), so
+// one wake-up of the leader sends them all. On an idle 3-node tolerant
+// cluster the leader went from 0.57 % of a core to 0.43 %
+// (FootprintIdle3, one run each). But a held voter renews the lease only
+// once per interval, with its real answer, where an answered one renews it
+// every raft tick: the lease must then be well above the interval
+// (QuietTiming: 1.5 s against 1 s), and the lease is also the shortest
+// timeout an expedited election may use (raft refuses a heartbeat timeout
+// below it). DefaultTiming's 500 ms lease against 300 ms would leave a
+// starved leader 200 ms before it steps down for nothing, and a longer
+// lease would slow failover, so there voters are answered, not held.
 //
 // A heartbeat is what raft's heartbeat() sends and what NetworkTransport's
 // receiving fast path recognises: Term set, a leader address, no entries,
@@ -33,48 +53,43 @@ package raftnode
 // Why this is safe in hashicorp/raft v1.8.0:
 //
 //   - Followers. A follower starts an election only when it has heard
-//     nothing from the leader for HeartbeatTimeout. It now hears a real
-//     heartbeat every HeartbeatInterval plus at most one raft tick
-//     (HeartbeatTimeout/5): ≤ 500 ms with DefaultTiming (300 ms of a 1 s
-//     timeout), ≤ 1.4 s with QuietTiming (1 s of 2 s) — within the timeout
-//     either way. The expedited timeout node sets once gossip has declared
-//     the leader dead (LeaderLeaseTimeout: 500 ms, 1 s) may be shorter
-//     than QuietTiming's silences, which is the point: the election starts
-//     at once. Should gossip be wrong about the leader on one follower,
+//     nothing from the leader for HeartbeatTimeout. It hears a real
+//     heartbeat every HeartbeatInterval at most (a beat never comes later
+//     than the interval; the first after a held call may come sooner):
+//     300 ms of a 1 s timeout with DefaultTiming, 1 s of 2 s with
+//     QuietTiming. The expedited timeout node sets once gossip has declared
+//     the leader dead (the lease: 500 ms, 1.5 s) may be shorter than
+//     QuietTiming's silences, which is the point: the election starts at
+//     once. Should gossip be wrong about the leader on one follower,
 //     pre-vote keeps the others, which still know the leader, from
 //     granting an election, and the next heartbeat brings it back.
-//   - The leader's lease. heartbeat() records contact (setLastContact) on
-//     every answer, so a cached answer renews the follower's contact time;
-//     checkLeaderLease may thus see a contact up to one HeartbeatInterval
-//     older than it looks. A partitioned leader steps down within
-//     LeaderLeaseTimeout + HeartbeatInterval (500 + 300 ms) instead of
-//     LeaderLeaseTimeout. Nothing in Shoal leans on the lease being tighter:
-//     consistent reads go through a Barrier (node's readIndex), which needs
-//     a quorum to commit, never through the lease.
-//   - Terms. heartbeat() ignores the answer's term (only replication and
-//     votes step a leader down on a higher term), so a cached answer cannot
-//     hide a newer term from raft; and we never cache one that carried a
-//     different term.
-//   - VerifyLeader counts heartbeat answers: a cached one would confirm
-//     leadership from a contact up to an interval old. Shoal does not call
-//     raft's VerifyLeader; Raft.VerifyLeader, for whoever does, sets force
-//     while it is in flight, so the heartbeats it triggers go to the wire.
-//     (An answer raft receives just as the verify registers still counts,
-//     cached or real: raft's own check counts a real heartbeat sent before
-//     the verify began, too.)
+//   - The leader's lease. heartbeat() records contact (setLastContact) when
+//     a call returns. A held voter's contact is renewed once per interval,
+//     with the real answer, so the lease is well above the interval and a
+//     partitioned leader steps down within it (1.5 s under QuietTiming). An
+//     answered voter's is renewed on every answer, so checkLeaderLease may
+//     see a contact up to one interval older than it looks: a partitioned
+//     leader steps down within lease + interval (500 + 300 ms). Nothing in
+//     Shoal leans on the lease being tighter: consistent reads go through a
+//     Barrier (node's readIndex), which needs a quorum to commit, never
+//     through the lease.
+//   - Terms. A held call of an older term goes to the wire at once when a
+//     newer term is seen, where the follower refuses it; heartbeat()
+//     ignores the answer's term (only replication and votes step a leader
+//     down on a higher term), so an answer cannot hide a newer term from
+//     raft, and none that carried a different term is replayed.
+//   - VerifyLeader counts heartbeat answers: a replayed one would confirm
+//     leadership from a contact up to an interval old. Raft.VerifyLeader,
+//     for whoever calls it (Shoal does not), sets force while it is in
+//     flight, so the heartbeats it triggers go to the wire, the held ones at
+//     once.
 //
-// Non-voters: held, not answered. Thinning saves the wire, not raft's
-// wake-ups: raft's goroutine for each follower still calls every 100–200
-// ms, and each call, answered from the cache or not, costs the leader
-// ~0.1–0.2 ms of CPU here. With 47 non-voters of 50 agents that was most of
-// an idle leader's 8.6 % of a core. A non-voter needs no heartbeat for
-// raft's own sake (checkLeaderLease counts voters; a non-voter never
-// campaigns), so a call to one whose last real answer is fresh is held
-// until its next real heartbeat is due (waitForHeartbeat) and then sent:
-// raft's goroutine for it makes one call per real heartbeat (2.5 a second
-// instead of 5–10: TestRaftNonvoterHeartbeatsHeld). With 50 agents the
-// idle leader went from 10.9 % of a core and 2198 wake-ups a second to
-// 7.6 % and 1461 (README.md, one run each on a shared machine). The interval
+// Non-voters are held longer: a non-voter needs no heartbeat for raft's own
+// sake (checkLeaderLease counts voters; a non-voter never campaigns), so
+// theirs come every nonvoterInterval (TestRaftNonvoterHeartbeatsHeld).
+// With 47 non-voters of 50 agents the idle leader went from 10.9 % of a
+// core and 2198 wake-ups a second to 7.6 % and 1461 (README.md, one run
+// each on a shared machine). The interval
 // (Timing.nonvoterInterval: HeartbeatInterval + HeartbeatTimeout/10) is
 // set by what Shoal reads of a non-voter's heartbeats, not raft: the
 // non-voter forgets its leader after HeartbeatTimeout of silence (then it
@@ -83,18 +98,19 @@ package raftnode
 // and the reconciler's fence counts the silence. It keeps the longest
 // silence within what a voter already sees, so none of them changes.
 //
-// A held call ends at once, to the wire, when the peer stops being a
-// non-voter (raftnode takes it out before it asks raft to promote it: from
-// the new configuration on the lease counts its answers), while
-// VerifyLeader runs, or when a newer term is seen (the held request is
-// stale); it ends with ErrTransportShutdown on close (raft's Shutdown waits
+// A held call decides again at once when the peer stops being a non-voter
+// (raftnode takes it out before it asks raft to promote it: from the new
+// configuration on the lease counts its answers, so it is due after the
+// voter's interval); it goes to the wire at once while VerifyLeader runs
+// or when a newer term is seen (the held request is stale); it ends with
+// ErrTransportShutdown on close (raft's Shutdown waits
 // for its heartbeat goroutines, so Raft.Shutdown closes the holds first).
 // Only heartbeats are held. raftnode keeps the set of non-voters: read
 // from the configuration when this node becomes leader, emptied when it is
 // not, and refreshed after every membership change it makes; a peer it
 // does not list counts as a voter.
 //
-// The pure decisions are answerFromCache and waitForHeartbeat;
+// The pure decisions are lastAnswerFresh and waitForHeartbeat;
 // thinTransport is their thin apply half.
 
 import (
@@ -124,12 +140,13 @@ func isHeartbeat(req *raft.AppendEntriesRequest) bool {
 		len(req.Entries) == 0 && req.LeaderCommitIndex == 0
 }
 
-// answerFromCache decides whether req, an AppendEntries to addr, may be
-// answered with last (nil when there is none) instead of being sent:
-// only a heartbeat, only when not forced and thinning is on (interval > 0),
-// and only from a successful answer of the same term, from the same
-// address, younger than interval at now.
-func answerFromCache(req *raft.AppendEntriesRequest, addr raft.ServerAddress, last *heartbeatAnswer,
+// lastAnswerFresh decides whether last (nil when there is none), the
+// peer's last real answer, still vouches for the peer at now, so that req,
+// an AppendEntries to addr, need not go to the wire yet: only a heartbeat,
+// only when not forced and thinning is on (interval > 0), and only a
+// successful answer of the same term, from the same address, younger than
+// interval.
+func lastAnswerFresh(req *raft.AppendEntriesRequest, addr raft.ServerAddress, last *heartbeatAnswer,
 	now time.Time, interval time.Duration, forced bool) bool {
 	if interval <= 0 || forced || last == nil || !isHeartbeat(req) {
 		return false
@@ -141,24 +158,51 @@ func answerFromCache(req *raft.AppendEntriesRequest, addr raft.ServerAddress, la
 	return age >= 0 && age < interval
 }
 
-// waitForHeartbeat decides whether req, a call to a non-voter (slow > 0:
-// the peer's heartbeat interval), is held until the non-voter's next real
-// heartbeat is due instead of being answered at once, and until when: only
-// a heartbeat whose peer's last real answer would still be good for the
-// cache under slow (answerFromCache), of the newest term this leader has
-// seen, while the transport is open. When it returns false the call goes
-// on as any other: from the cache or to the wire.
+// waitForHeartbeat decides whether req, a call to a peer whose real
+// heartbeats are slow apart (0: none held), is held until the peer's next
+// real heartbeat is due instead of being sent at once, and until when: only
+// a heartbeat whose peer's last real answer is fresh under slow
+// (lastAnswerFresh), of the newest term this leader has seen, while the
+// transport is open. It is due on the last beat of
+// beats at or before slow after the last real one, never later, so the
+// heartbeats to every peer fall on the same beats (one wake-up of the
+// leader for all of them) and none comes later than slow. When it returns
+// false the call goes to the wire.
 func waitForHeartbeat(req *raft.AppendEntriesRequest, addr raft.ServerAddress, last *heartbeatAnswer,
-	now time.Time, slow time.Duration, forced, closed bool, newestTerm uint64) (time.Time, bool) {
-	if slow <= 0 || closed || req.Term < newestTerm || !answerFromCache(req, addr, last, now, slow, forced) {
+	now time.Time, slow time.Duration, beats beatGrid, forced, closed bool, newestTerm uint64) (time.Time, bool) {
+	if slow <= 0 || closed || req.Term < newestTerm || !lastAnswerFresh(req, addr, last, now, slow, forced) {
 		return time.Time{}, false
 	}
-	return last.sentAt.Add(slow), true
+	until := beats.atOrBefore(last.sentAt.Add(slow))
+	if !until.After(last.sentAt) {
+		until = last.sentAt.Add(slow) // a grid coarser than slow: unaligned
+	}
+	if !now.Before(until) {
+		return time.Time{}, false
+	}
+	return until, true
+}
+
+// beatGrid is the leader's beats: every 'every' from origin. The zero grid
+// aligns nothing.
+type beatGrid struct {
+	origin time.Time
+	every  time.Duration
+}
+
+// atOrBefore returns the last beat at or before t (t itself without a grid
+// or before its origin).
+func (g beatGrid) atOrBefore(t time.Time) time.Time {
+	if g.every <= 0 || t.Before(g.origin) {
+		return t
+	}
+	return t.Add(-(t.Sub(g.origin) % g.every))
 }
 
 // thinTransport is a raft.Transport that sends raft's heartbeats to each
-// follower at most once per interval, and holds those to a non-voter until
-// its next real one is due (see the top of the file). It also forwards
+// voter once per interval and to each non-voter once per slow, holding
+// raft's calls in between until the next one is due (see the top of the
+// file). It also forwards
 // RequestPreVote (raft turns pre-vote off for a transport without it) and
 // Close. Safe for concurrent use.
 type thinTransport struct {
@@ -166,16 +210,21 @@ type thinTransport struct {
 	interval time.Duration
 	// slow is the interval of a non-voter's heartbeats; 0 holds none.
 	slow time.Duration
-	now  func() time.Time
-	// observe, when set (tests), is told of every heartbeat: when it was
-	// decided, whether it was answered from the cache, and the error of a
-	// real one.
-	observe func(id raft.ServerID, at time.Time, cached bool, err error)
+	// beats align the real heartbeats of all voters (waitForHeartbeat),
+	// slowBeats those of all non-voters.
+	beats, slowBeats beatGrid
+	// holdVoters holds voters' calls too; otherwise those are answered
+	// from the voter's last answer while it is fresh.
+	holdVoters bool
+	now        func() time.Time
+	// observe, when set (tests), is told of every heartbeat sent: when,
+	// and its error.
+	observe func(id raft.ServerID, at time.Time, err error)
 
 	// force > 0 sends every heartbeat (VerifyLeader in flight).
 	force atomic.Int32
-	// sent and cached count heartbeats sent and answered from the cache;
-	// held those held for a non-voter's next real one.
+	// sent, cached and held count heartbeats sent, answered from a voter's
+	// last answer and held for the peer's next real one.
 	sent, cached, held atomic.Uint64
 	// holding is how many calls are held now (tests).
 	holding atomic.Int32
@@ -203,7 +252,7 @@ type thinTransport struct {
 
 // forgetAfter: what the transport holds of a server is dropped once it has
 // been that long without a real answer. Nothing reads older entries (a
-// cached answer lives one HeartbeatInterval, HeardFrom's readers look back
+// last answer counts for one interval, HeardFrom's readers look back
 // under a few seconds), and without the sweep a cluster that replaces its
 // nodes over months would keep an entry for every node it ever had.
 const forgetAfter = 10 * time.Minute
@@ -218,7 +267,8 @@ var (
 // raft.WithPreVote (both of raft's transports do).
 func newThinTransport(inner raft.Transport, interval time.Duration) *thinTransport {
 	return &thinTransport{Transport: inner, interval: interval, now: time.Now,
-		last: map[raft.ServerID]*heartbeatAnswer{}, heard: map[raft.ServerID]time.Time{},
+		beats: beatGrid{origin: time.Now(), every: interval},
+		last:  map[raft.ServerID]*heartbeatAnswer{}, heard: map[raft.ServerID]time.Time{},
 		nonvoters: map[raft.ServerID]bool{}, wake: make(chan struct{})}
 }
 
@@ -290,10 +340,10 @@ func (t *thinTransport) close() {
 	}
 }
 
-// AppendEntries holds a heartbeat to a non-voter until its next real one
-// is due (waitForHeartbeat), answers a heartbeat from the cache when
-// answerFromCache allows it, and otherwise sends the request and records
-// the answer.
+// AppendEntries holds a heartbeat until the peer's next real one is due
+// (waitForHeartbeat), answers a voter's from its last answer while that is
+// fresh (unless voters are held), and otherwise sends the request and
+// records the answer.
 func (t *thinTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress,
 	args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	hb := isHeartbeat(args)
@@ -302,14 +352,18 @@ func (t *thinTransport) AppendEntries(id raft.ServerID, target raft.ServerAddres
 		for waited := false; ; waited = true {
 			t.mu.Lock()
 			t.seeTerm(args.Term)
-			last := t.last[id]
-			slow := time.Duration(0)
-			if t.nonvoters[id] {
-				slow = t.slow
+			slow, beats := time.Duration(0), beatGrid{}
+			switch {
+			case t.nonvoters[id]:
+				slow, beats = t.slow, t.slowBeats
+			case t.holdVoters:
+				slow, beats = t.interval, t.beats
 			}
-			forced := t.force.Load() > 0
-			until, hold := waitForHeartbeat(args, target, last, now, slow, forced, t.closed, t.term)
-			ok := !hold && !waited && answerFromCache(args, target, last, now, t.interval, forced)
+			last, forced := t.last[id], t.force.Load() > 0
+			until, hold := waitForHeartbeat(args, target, last, now, slow, beats, forced, t.closed, t.term)
+			// A call of a held class that is due goes to the wire, so that
+			// it keeps to its beat.
+			ok := slow == 0 && !waited && lastAnswerFresh(args, target, last, now, t.interval, forced)
 			if ok {
 				*resp = last.resp
 			}
@@ -317,9 +371,6 @@ func (t *thinTransport) AppendEntries(id raft.ServerID, target raft.ServerAddres
 			t.mu.Unlock()
 			if ok {
 				t.cached.Add(1)
-				if t.observe != nil {
-					t.observe(id, now, true, nil)
-				}
 				return nil
 			}
 			if closed && waited {
@@ -360,7 +411,7 @@ func (t *thinTransport) AppendEntries(id raft.ServerID, target raft.ServerAddres
 	if hb {
 		t.sent.Add(1)
 		if t.observe != nil {
-			t.observe(id, now, false, err)
+			t.observe(id, now, err)
 		}
 	}
 	return err
