@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -93,4 +94,44 @@ func TestServiceTraffic(t *testing.T) {
 		}
 		return true, ""
 	}, "24 requests in a row succeed through the survivors")
+}
+
+// TestNFTFlushRepaired: someone else's `nft flush ruleset` on a node (an
+// nftables service restarting, a firewall reload) deletes the load
+// balancer's and the anti-spoofing guard's tables. The agent hears of it
+// from the kernel (node/netloop nftwatch.go) and makes them again: the
+// published port answers on that node again and the guard table is back,
+// with no service change to prompt it.
+func TestNFTFlushRepaired(t *testing.T) {
+	c, _ := svcCluster(t, 2)
+	h1, h2 := c.Host(1), c.Host(2)
+	h1.MustCLI(t, "service", "create", "--name", "web", "--replicas", "1", "--publish", "18081:80", "bb:1", "sh", "-c", webCmd)
+	waitSlots(t, h1, "web", 1, "", 60*time.Second)
+	url := fmt.Sprintf("http://%s:18081/", h2.IP)
+	harness.Eventually(t, 30*time.Second, func() (bool, string) {
+		_, err := get(url)
+		return err == nil, fmt.Sprint(err)
+	}, "published port answers on h2")
+	tables := func() string {
+		out, _ := exec.Command("ip", "netns", "exec", h2.NS, "nft", "list", "tables").CombinedOutput()
+		return string(out)
+	}
+	before := tables()
+	if !strings.Contains(before, "bridge") {
+		t.Fatalf("no guard table on h2 before the flush: %q", before)
+	}
+	if out, err := exec.Command("ip", "netns", "exec", h2.NS, "nft", "flush", "ruleset").CombinedOutput(); err != nil {
+		t.Fatalf("nft flush ruleset: %v: %s", err, out)
+	}
+	if got := tables(); strings.TrimSpace(got) != "" && got == before {
+		t.Fatalf("flush left the tables: %q", got)
+	}
+	harness.Eventually(t, 30*time.Second, func() (bool, string) {
+		got := tables()
+		if got != before {
+			return false, fmt.Sprintf("tables %q, want %q", got, before)
+		}
+		_, err := get(url)
+		return err == nil, fmt.Sprint(err)
+	}, "tables made again and the published port answering on h2")
 }

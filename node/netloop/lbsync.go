@@ -130,7 +130,11 @@ func runDNS(ctx context.Context, srv dnsRunner, log *slog.Logger, retry, retryMa
 // programmed minus the conflicting parts — the older service keeps what it
 // had — and reported once per change; it is not retried, since only a
 // change of the state can resolve it. Any other failure is retried.
-func (st *serviceTraffic) sync(l *Loop, ns netplan.State) {
+//
+// check asks whether the kernel still holds the rules when nothing
+// changed; without it (no deletion announced since the last check,
+// nftwatch.go) they are taken to be there.
+func (st *serviceTraffic) sync(l *Loop, ns netplan.State, check bool) {
 	defer metrics.ObserveSince(l.cfg.Metrics.LBSyncDuration, time.Now())
 	// Everything up to ns.Index is in ns: once it is programmed, the load
 	// balancer has synced through that index.
@@ -149,7 +153,10 @@ func (st *serviceTraffic) sync(l *Loop, ns netplan.State) {
 		// reloaded): nothing else would program them again before the
 		// next change of a service, and until then the node had no VIPs,
 		// published ports or network isolation.
-		intact, err := st.lb.Intact()
+		intact, err := true, error(nil)
+		if check {
+			intact, err = st.lb.Intact()
+		}
 		if err == nil && intact {
 			l.cfg.Members.SetLBIndex(idx, false) // gossiped only if a drain asks
 			return

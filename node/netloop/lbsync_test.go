@@ -44,7 +44,8 @@ func (m *fakeMembers) SetLBIndex(index uint64, changed bool) {
 // TestSyncReprogramsRemovedRules: a pass whose state did not change still
 // programs the load balancer again when its rules are no longer in the
 // kernel (`nft flush ruleset` by someone else), or when that cannot be
-// checked; otherwise it leaves them alone.
+// checked; otherwise, and when the pass is not to check (no deletion
+// announced), it leaves them alone.
 func TestSyncReprogramsRemovedRules(t *testing.T) {
 	members := &fakeMembers{}
 	l := &Loop{
@@ -54,23 +55,25 @@ func TestSyncReprogramsRemovedRules(t *testing.T) {
 	fb := &fakeBalancer{}
 	st := &serviceTraffic{lb: fb, bridgeIP: net.ParseIP("10.42.1.1"), dns: dns.New(dns.Config{})}
 	ns := netplan.State{Index: 7}
-	st.sync(l, ns)
+	st.sync(l, ns, true)
 	if fb.sets != 1 || members.index != 7 || !members.changed {
 		t.Fatalf("first pass: %d sets, index %d changed %v; want 1, 7, true", fb.sets, members.index, members.changed)
 	}
 	for _, c := range []struct {
 		name     string
+		check    bool
 		intact   bool
 		err      error
 		wantSets int
 	}{
-		{"unchanged and intact", true, nil, 0},
-		{"rules flushed by someone else", false, nil, 1},
-		{"cannot check", true, errors.New("netlink: boom"), 1},
+		{"unchanged and intact", true, true, nil, 0},
+		{"rules flushed by someone else", true, false, nil, 1},
+		{"cannot check", true, true, errors.New("netlink: boom"), 1},
+		{"no deletion announced: not checked", false, false, errors.New("netlink: boom"), 0},
 	} {
 		fb.sets, fb.intact, fb.intactErr = 0, c.intact, c.err
 		ns.Index++
-		st.sync(l, ns)
+		st.sync(l, ns, c.check)
 		if fb.sets != c.wantSets {
 			t.Errorf("%s: %d sets, want %d", c.name, fb.sets, c.wantSets)
 		}

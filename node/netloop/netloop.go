@@ -292,9 +292,16 @@ func (l *Loop) Run(ctx context.Context) {
 	defer l.closeNetworks()
 	retry, stopRetry := l.cfg.Resync.Ticks(resync.Period)
 	defer stopRetry()
+	nft := newNFTWatch()
+	runWG.Add(1)
+	go func() {
+		defer runWG.Done()
+		nft.run(ctx, l.log)
+	}()
 	var passStart time.Time
 	for {
 		passStart = time.Now()
+		nftGen, nftCheck := nft.due(passStart)
 		// A replica replaying the log toward the join floor may still hold
 		// this node's record of a previous membership, with another subnet:
 		// an overlay built from it is never rebuilt (node/revocation).
@@ -324,12 +331,17 @@ func (l *Loop) Run(ctx context.Context) {
 				}
 			}
 			l.syncNetworks(ctx, ns)
-			l.repairGuards(ov)
+			if nftCheck {
+				l.repairGuards(ov)
+			}
 			if traffic == nil {
 				traffic = l.startTraffic(ctx, ov.BridgeIP())
 			}
 			if traffic != nil {
-				traffic.sync(l, ns)
+				traffic.sync(l, ns, nftCheck)
+			}
+			if nftCheck {
+				nft.done(nftGen, passStart)
 			}
 		}
 		if traffic == nil {
@@ -341,6 +353,8 @@ func (l *Loop) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-memberCh: // a dead node's backends go at once
+			continue
+		case <-nft.kick: // someone deleted nftables objects: repair at once
 			continue
 		case <-ch:
 		case <-retry:
