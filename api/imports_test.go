@@ -248,7 +248,7 @@ var importRules = []importRule{
 	// node status, re-admission, autopilot): the replica and Raft from
 	// consensus, gossip's verdicts, the planners; the agent's gossip key
 	// rotation and its RPC caller come in as funcs.
-	{"node/leaderloop/...", []string{"api", "consensus", "consensus/fsm/command", "consensus/raftnode", "consensus/autopilot", "node/autoscale", "node/membership", "node/metrics", "node/scheduler", "node/leaderloop/..."}},
+	{"node/leaderloop/...", []string{"api", "consensus", "consensus/fsm/command", "consensus/raftnode", "consensus/autopilot", "node/autoscale", "node/membership", "node/metrics", "node/resync", "node/scheduler", "node/leaderloop/..."}},
 	// How a write reaches the leader and is applied once: Raft and the
 	// replica, the authorization table, the leader's re-validation
 	// (node/handlers), sealing (node/pki), the RPC protocol and the
@@ -268,7 +268,7 @@ var importRules = []importRule{
 	// What `node rm` means on every node: connection trackers, the gossip
 	// key rotation's steps, the removal question and its loop. Gossip and
 	// Raft come in as interfaces, the RPC caller as a func.
-	{"node/revocation/...", []string{"api", "api/atomicfile", "consensus", "consensus/fsm", "consensus/fsm/command", "consensus/raftnode", "node/membership", "node/pki", "node/wire", "node/revocation/..."}},
+	{"node/revocation/...", []string{"api", "api/atomicfile", "consensus", "consensus/fsm", "consensus/fsm/command", "consensus/raftnode", "node/membership", "node/pki", "node/resync", "node/wire", "node/revocation/..."}},
 	// The node-side loops' apply halves: the reconciler (the runtime, the
 	// replica, its plan in node/taskplan, the traffic rule of node/netplan,
 	// netloop's context of a container's networks) and the network loop

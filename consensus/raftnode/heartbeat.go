@@ -10,10 +10,8 @@ package raftnode
 // same under raft: a real heartbeat reaches a voter once per
 // HeartbeatInterval (a non-voter once per nonvoterInterval). raft's calls
 // in between are held: the call blocks until the follower's next real
-// heartbeat is due, and then goes to the wire; under DefaultTiming a
-// voter's are instead answered with its last real answer (Timing.HoldVoters
-// says why). A call is held (or answered) only while the follower's last
-// real answer
+// heartbeat is due, and then goes to the wire. A call is held only while
+// the follower's last real answer
 //
 //   - succeeded,
 //   - carried the term of the request now being held (and was sent in
@@ -28,22 +26,26 @@ package raftnode
 // snapshots, TimeoutNow). A transport error or a higher term on any
 // AppendEntries to the peer drops its last answer at once.
 //
-// Held rather than answered: an answer costs the leader a wake-up of
-// raft's goroutine for that follower every 100–400 ms and ~0.1–0.2 ms of
-// CPU each; held, raft's goroutine makes one call per real heartbeat. And
-// the held heartbeats of all voters (of all non-voters) fall on the same
-// beats (every interval from the transport's start, waitForHeartbeat), so
-// one wake-up of the leader sends them all. On an idle 3-node tolerant
-// cluster the leader went from 0.57 % of a core to 0.43 %
-// (FootprintIdle3, one run each). But a held voter renews the lease only
-// once per interval, with its real answer, where an answered one renews it
-// every raft tick: the lease must then be well above the interval
-// (QuietTiming: 1.5 s against 1 s), and the lease is also the shortest
-// timeout an expedited election may use (raft refuses a heartbeat timeout
-// below it). DefaultTiming's 500 ms lease against 300 ms would leave a
-// starved leader 200 ms before it steps down for nothing, and a longer
-// lease would slow failover, so there voters are answered, not held.
-//
+// Held rather than answered from the last answer (as this file did
+// before): an answer costs the leader a wake-up of raft's goroutine for
+// that follower every 100–400 ms and ~0.1–0.2 ms of CPU each; held, raft's
+// goroutine makes one call per real heartbeat. And the held heartbeats of
+// all voters (of all non-voters) fall on the same beats (every interval
+// from BeatOrigin, waitForHeartbeat), so one wake-up of the leader sends
+// them all, together with the agent's other periodic loops (node/resync).
+// On idle 3-node clusters (FootprintIdle3, one run each, side by side)
+// the leader went from 0.96 % of a core to 0.78 % (fast) and from 0.51 %
+// to 0.36 % (tolerant), with node's aligned tickers and nftables watch.
+// But a held voter renews the lease only once per interval, with its real
+// answer, where an answered one renewed it every raft tick: the lease is
+// therefore well above the interval (600 ms against 300 ms, 1.5 s against
+// 1 s), which keeps the margin a starved leader had (300 ms, 500 ms). The
+// lease is also the shortest timeout an expedited election may use (raft
+// refuses a heartbeat timeout below it): 600 ms instead of 500 ms, which
+// gossip's 0.7 s to declare a dead leader mostly hides (failover, 10 runs
+// each, median 1.61 s before and 1.72 s after, both bimodal: 1.1 s or
+// about 2 s after a split vote).
+
 // A heartbeat is what raft's heartbeat() sends and what NetworkTransport's
 // receiving fast path recognises: Term set, a leader address, no entries,
 // PrevLogEntry, PrevLogTerm and LeaderCommitIndex all 0. replicateTo never
@@ -58,18 +60,16 @@ package raftnode
 //     than the interval; the first after a held call may come sooner):
 //     300 ms of a 1 s timeout with DefaultTiming, 1 s of 2 s with
 //     QuietTiming. The expedited timeout node sets once gossip has declared
-//     the leader dead (the lease: 500 ms, 1.5 s) may be shorter than
+//     the leader dead (the lease: 600 ms, 1.5 s) may be shorter than
 //     QuietTiming's silences, which is the point: the election starts at
 //     once. Should gossip be wrong about the leader on one follower,
 //     pre-vote keeps the others, which still know the leader, from
 //     granting an election, and the next heartbeat brings it back.
 //   - The leader's lease. heartbeat() records contact (setLastContact) when
-//     a call returns. A held voter's contact is renewed once per interval,
-//     with the real answer, so the lease is well above the interval and a
-//     partitioned leader steps down within it (1.5 s under QuietTiming). An
-//     answered voter's is renewed on every answer, so checkLeaderLease may
-//     see a contact up to one interval older than it looks: a partitioned
-//     leader steps down within lease + interval (500 + 300 ms). Nothing in
+//     a call returns: a voter's contact is renewed once per interval, with
+//     the real answer, so the lease is well above the interval and a
+//     partitioned leader steps down within it (600 ms, 1.5 s; before,
+//     replayed answers made that lease + interval: 800 ms, 2 s). Nothing in
 //     Shoal leans on the lease being tighter: consistent reads go through a
 //     Barrier (node's readIndex), which needs a quorum to commit, never
 //     through the lease.
@@ -77,9 +77,9 @@ package raftnode
 //     newer term is seen, where the follower refuses it; heartbeat()
 //     ignores the answer's term (only replication and votes step a leader
 //     down on a higher term), so an answer cannot hide a newer term from
-//     raft, and none that carried a different term is replayed.
-//   - VerifyLeader counts heartbeat answers: a replayed one would confirm
-//     leadership from a contact up to an interval old. Raft.VerifyLeader,
+//     raft, and a held call whose peer's last answer carried another term
+//     is not held.
+//   - VerifyLeader counts heartbeat answers. Raft.VerifyLeader,
 //     for whoever calls it (Shoal does not), sets force while it is in
 //     flight, so the heartbeats it triggers go to the wire, the held ones at
 //     once.
@@ -213,19 +213,16 @@ type thinTransport struct {
 	// beats align the real heartbeats of all voters (waitForHeartbeat),
 	// slowBeats those of all non-voters.
 	beats, slowBeats beatGrid
-	// holdVoters holds voters' calls too; otherwise those are answered
-	// from the voter's last answer while it is fresh.
-	holdVoters bool
-	now        func() time.Time
+	now              func() time.Time
 	// observe, when set (tests), is told of every heartbeat sent: when,
 	// and its error.
 	observe func(id raft.ServerID, at time.Time, err error)
 
 	// force > 0 sends every heartbeat (VerifyLeader in flight).
 	force atomic.Int32
-	// sent, cached and held count heartbeats sent, answered from a voter's
-	// last answer and held for the peer's next real one.
-	sent, cached, held atomic.Uint64
+	// sent and held count heartbeats sent and held for the peer's next
+	// real one.
+	sent, held atomic.Uint64
 	// holding is how many calls are held now (tests).
 	holding atomic.Int32
 
@@ -341,9 +338,8 @@ func (t *thinTransport) close() {
 }
 
 // AppendEntries holds a heartbeat until the peer's next real one is due
-// (waitForHeartbeat), answers a voter's from its last answer while that is
-// fresh (unless voters are held), and otherwise sends the request and
-// records the answer.
+// (waitForHeartbeat), and otherwise sends the request and records the
+// answer.
 func (t *thinTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress,
 	args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	hb := isHeartbeat(args)
@@ -352,27 +348,13 @@ func (t *thinTransport) AppendEntries(id raft.ServerID, target raft.ServerAddres
 		for waited := false; ; waited = true {
 			t.mu.Lock()
 			t.seeTerm(args.Term)
-			slow, beats := time.Duration(0), beatGrid{}
-			switch {
-			case t.nonvoters[id]:
+			slow, beats := t.interval, t.beats
+			if t.nonvoters[id] {
 				slow, beats = t.slow, t.slowBeats
-			case t.holdVoters:
-				slow, beats = t.interval, t.beats
 			}
-			last, forced := t.last[id], t.force.Load() > 0
-			until, hold := waitForHeartbeat(args, target, last, now, slow, beats, forced, t.closed, t.term)
-			// A call of a held class that is due goes to the wire, so that
-			// it keeps to its beat.
-			ok := slow == 0 && !waited && lastAnswerFresh(args, target, last, now, t.interval, forced)
-			if ok {
-				*resp = last.resp
-			}
+			until, hold := waitForHeartbeat(args, target, t.last[id], now, slow, beats, t.force.Load() > 0, t.closed, t.term)
 			wake, closed := t.wake, t.closed
 			t.mu.Unlock()
-			if ok {
-				t.cached.Add(1)
-				return nil
-			}
 			if closed && waited {
 				return raft.ErrTransportShutdown
 			}

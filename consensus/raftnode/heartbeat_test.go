@@ -103,7 +103,6 @@ func TestThinTransportSequence(t *testing.T) {
 	inner := &scriptedTransport{resp: raft.AppendEntriesResponse{Term: 5, Success: true, LastLog: 7}}
 	tt := newThinTransport(inner, 300*time.Millisecond)
 	tt.beats = beatGrid{} // unaligned: due exactly an interval after the last
-	tt.holdVoters = true
 	tt.now = func() time.Time { return now }
 	cut := errors.New("cut")
 	held := func(term uint64) bool {
@@ -205,41 +204,6 @@ func TestThinTransportSequence(t *testing.T) {
 	}
 }
 
-// TestThinTransportAnswersVotersFromLastAnswer: without HoldVoters (the
-// fast profile, whose lease is too close to the interval for one renewal
-// per interval) a voter's heartbeats between real ones are answered from
-// its last answer, and none once that is an interval old.
-func TestThinTransportAnswersVotersFromLastAnswer(t *testing.T) {
-	now := time.Unix(1000, 0)
-	inner := &scriptedTransport{resp: raft.AppendEntriesResponse{Term: 5, Success: true, LastLog: 7}}
-	tt := newThinTransport(inner, 300*time.Millisecond)
-	tt.now = func() time.Time { return now }
-	for _, st := range []struct {
-		name     string
-		advance  time.Duration
-		wantWire bool
-	}{
-		{"first heartbeat is sent", 0, true},
-		{"next tick is answered from the last answer", 150 * time.Millisecond, false},
-		{"and the next", 149 * time.Millisecond, false},
-		{"interval over: sent", time.Millisecond, true},
-		{"answered again", 100 * time.Millisecond, false},
-	} {
-		now = now.Add(st.advance)
-		before := inner.calls
-		var resp raft.AppendEntriesResponse
-		if err := tt.AppendEntries("n2", "a2", hbReq(5), &resp); err != nil || resp.LastLog != 7 {
-			t.Fatalf("%s: %v, %+v", st.name, err, resp)
-		}
-		if wire := inner.calls > before; wire != st.wantWire {
-			t.Fatalf("%s: sent = %v, want %v", st.name, wire, st.wantWire)
-		}
-	}
-	if tt.cached.Load() != 3 || tt.held.Load() != 0 {
-		t.Fatalf("cached %d, held %d; want 3, 0", tt.cached.Load(), tt.held.Load())
-	}
-}
-
 func TestBeatGrid(t *testing.T) {
 	o := time.Unix(1000, 0)
 	g := beatGrid{origin: o, every: 300 * time.Millisecond}
@@ -297,19 +261,18 @@ func (w *wireCounter) count(id string) int {
 // timing keeps its leader (and its lease, which a held voter renews once
 // per interval) for 6 s of idleness while at most one real heartbeat per
 // HeartbeatInterval reaches each follower (raft alone sends one every
-// 100–400 ms), raft's calls in between answered from the last answer
-// (DefaultTiming) or held (QuietTiming).
+// 100–400 ms), raft's calls in between held.
 func TestRaftIdleHeartbeatsThinned(t *testing.T) {
 	if testing.Short() {
 		t.Skip("12 s idle")
 	}
-	t.Run("default", func(t *testing.T) { idleHeartbeatsThinned(t, DefaultTiming, "heartbeats_cached") })
-	t.Run("quiet", func(t *testing.T) { idleHeartbeatsThinned(t, QuietTiming, "heartbeats_held") })
+	t.Run("default", func(t *testing.T) { idleHeartbeatsThinned(t, DefaultTiming) })
+	t.Run("quiet", func(t *testing.T) { idleHeartbeatsThinned(t, QuietTiming) })
 }
 
-// idleHeartbeatsThinned checks one timing; counter is the stat that must
-// grow (voters answered from their last answer, or held).
-func idleHeartbeatsThinned(t *testing.T, timing Timing, counter string) {
+// idleHeartbeatsThinned checks one timing.
+func idleHeartbeatsThinned(t *testing.T, timing Timing) {
+	const counter = "heartbeats_held"
 	def := DefaultConfig()
 	def.Timing = timing
 	counters := map[string]*wireCounter{}
@@ -399,7 +362,6 @@ func TestRaftThinnedCutFollowerIsAskedAgain(t *testing.T) {
 	var mu sync.Mutex
 	events := map[string][]event{}
 	c := newRaftClusterWith(t, 3, func(cfg *Config) {
-		cfg.HoldVoters = true
 		cfg.heartbeatObserve = func(id raft.ServerID, at time.Time, err error) {
 			mu.Lock()
 			events[string(id)] = append(events[string(id)], event{at, err})

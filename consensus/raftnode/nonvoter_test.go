@@ -220,10 +220,9 @@ func (h *hbEvents) count(id string, from, to time.Time) (all, ok int) {
 // leadership.
 func TestRaftNonvoterHeartbeatsHeld(t *testing.T) {
 	if testing.Short() {
-		t.Skip("5 s idle")
+		t.Skip("4 s idle")
 	}
 	def := DefaultConfig()
-	def.Timing = QuietTiming // voters held too
 	events := map[string]*hbEvents{}
 	c := newRaftClusterWith(t, 4, func(cfg *Config) {
 		cfg.Timing = def.Timing
@@ -241,7 +240,7 @@ func TestRaftNonvoterHeartbeatsHeld(t *testing.T) {
 	})
 	term := l.r.Stats()["term"]
 	start := time.Now()
-	for time.Since(start) < 5*time.Second {
+	for time.Since(start) < 4*time.Second {
 		if !l.r.IsLeader() {
 			t.Fatalf("leader %s lost its leadership after %v", l.id, time.Since(start))
 		}

@@ -81,6 +81,10 @@ type Config struct {
 	heartbeatObserve func(id raft.ServerID, at time.Time, err error)
 	// nonvoterHold, when set (tests), replaces nonvoterInterval.
 	nonvoterHold time.Duration
+	// BeatOrigin is where the held heartbeats' beats are counted from
+	// (heartbeat.go): node passes the phase of its own periodic loops, so
+	// that they wake together. Zero: when the transport is made.
+	BeatOrigin time.Time
 }
 
 // Timing is how raft finds a dead leader and how often a leader proves it
@@ -101,14 +105,11 @@ type Timing struct {
 	ElectionTimeout time.Duration
 	// LeaderLeaseTimeout is how long a leader keeps leading without a
 	// quorum's answers; it is also the short timeout ExpediteElection sets
-	// (raft refuses a heartbeat timeout below the lease).
+	// (raft refuses a heartbeat timeout below the lease). A voter renews
+	// the lease once per HeartbeatInterval (heartbeat.go), so it must be
+	// well above that: the margin is how late a starved leader's heartbeats
+	// may be before it steps down for nothing.
 	LeaderLeaseTimeout time.Duration
-	// HoldVoters holds raft's heartbeat calls to a voter until its next
-	// real heartbeat is due, as those to a non-voter are, instead of
-	// answering them from its last answer (heartbeat.go): a voter then
-	// renews the lease once per HeartbeatInterval, so LeaderLeaseTimeout
-	// must be well above it.
-	HoldVoters bool
 }
 
 // nonvoterInterval is the time between two real heartbeats to a
@@ -134,12 +135,13 @@ func (t Timing) nonvoterInterval() time.Duration {
 }
 
 // DefaultTiming: a follower suspects the leader after 1–2 s of silence and
-// hears a real heartbeat every 300–500 ms (DefaultConfig says why).
+// hears a real heartbeat every 300 ms (DefaultConfig says why); the lease
+// is 600 ms (heartbeat.go says why).
 var DefaultTiming = Timing{
 	HeartbeatTimeout:   time.Second,
 	HeartbeatInterval:  300 * time.Millisecond,
 	ElectionTimeout:    time.Second,
-	LeaderLeaseTimeout: 500 * time.Millisecond,
+	LeaderLeaseTimeout: 600 * time.Millisecond,
 }
 
 // QuietTiming is for clusters that trade detection speed for an idle
@@ -149,8 +151,8 @@ var DefaultTiming = Timing{
 // of silence. A dead leader is still replaced soon after gossip declares
 // it dead: ExpediteElection shortens the timeouts to the lease, and a
 // follower that has not heard from the leader for that long campaigns at
-// once. Voters are held (HoldVoters), so each renews the lease once a
-// second: the lease is 1.5 s, which leaves a starved leader 500 ms of
+// once. A voter's heartbeats are held (heartbeat.go), so each renews the
+// lease once a second: the lease is 1.5 s, which leaves a starved leader 500 ms of
 // scheduling delay before it steps down for nothing (DefaultTiming leaves
 // 300 ms) and costs a split vote 1.5–3 s instead of 0.5–1 s. Gossip takes
 // 2 s here to declare the leader dead, past the 1.5 s, so the survivors
@@ -163,7 +165,6 @@ var QuietTiming = Timing{
 	HeartbeatInterval:  time.Second,
 	ElectionTimeout:    2 * time.Second,
 	LeaderLeaseTimeout: 1500 * time.Millisecond,
-	HoldVoters:         true,
 }
 
 // DefaultConfig returns LAN settings for small, busy machines that keep an
@@ -224,8 +225,8 @@ func (c Config) Validate() error {
 	if c.ApplyTimeout <= 0 || c.TransportTimeout <= 0 {
 		return fmt.Errorf("raft config: ApplyTimeout and TransportTimeout must be positive: %w", consensus.ErrInvalid)
 	}
-	if c.HoldVoters && c.LeaderLeaseTimeout <= c.HeartbeatInterval {
-		return fmt.Errorf("raft config: LeaderLeaseTimeout %v must be above HeartbeatInterval %v when voters are held (they answer once per interval): %w",
+	if c.LeaderLeaseTimeout <= c.HeartbeatInterval {
+		return fmt.Errorf("raft config: LeaderLeaseTimeout %v must be above HeartbeatInterval %v (a voter answers once per interval): %w",
 			c.LeaderLeaseTimeout, c.HeartbeatInterval, consensus.ErrInvalid)
 	}
 	if c.HeartbeatInterval < 0 || c.HeartbeatInterval > c.HeartbeatTimeout/2 {
@@ -441,8 +442,10 @@ func newRaft(cfg Config, store *consensus.Store, logger hclog.Logger, st storage
 	if _, preVote := trans.(raft.WithPreVote); preVote && cfg.HeartbeatInterval > 0 {
 		thin = newThinTransport(trans, cfg.HeartbeatInterval)
 		thin.slow = cmp.Or(cfg.nonvoterHold, cfg.nonvoterInterval())
+		if !cfg.BeatOrigin.IsZero() {
+			thin.beats.origin = cfg.BeatOrigin
+		}
 		thin.slowBeats = beatGrid{origin: thin.beats.origin, every: thin.slow}
-		thin.holdVoters = cfg.HoldVoters
 		thin.observe = cfg.heartbeatObserve
 		trans = thin
 	}
@@ -951,23 +954,21 @@ func (r *Raft) Synced() bool {
 }
 
 // Stats returns raft's diagnostic counters (for `shoal status` and
-// debugging), plus heartbeats_sent, heartbeats_cached and heartbeats_held:
-// the heartbeats this node sent as leader, those it answered from a voter's
-// last answer, and the calls of raft's it held until the follower's next
-// real heartbeat was due (heartbeat.go).
+// debugging), plus heartbeats_sent and heartbeats_held: the heartbeats this
+// node sent as leader and the calls of raft's it held until the follower's
+// next real heartbeat was due (heartbeat.go).
 func (r *Raft) Stats() map[string]string {
 	st := r.raft.Stats()
 	if r.thin != nil {
 		st["heartbeats_sent"] = strconv.FormatUint(r.thin.sent.Load(), 10)
-		st["heartbeats_cached"] = strconv.FormatUint(r.thin.cached.Load(), 10)
 		st["heartbeats_held"] = strconv.FormatUint(r.thin.held.Load(), 10)
 	}
 	return st
 }
 
 // HeardFrom is when this node, as leader, last got an answer from
-// follower id to an AppendEntries (a heartbeat, real not cached, or a
-// replication request); zero when it never did or the transport is not
+// follower id to an AppendEntries (a heartbeat or a replication
+// request); zero when it never did or the transport is not
 // thinned. An answer means the follower's agent was alive and reachable
 // over the cluster port then: the leader asks it before it believes
 // gossip that the node is dead (node/leaderloop).
@@ -979,9 +980,8 @@ func (r *Raft) HeardFrom(id string) time.Time {
 }
 
 // VerifyLeader asks a quorum whether this node is still the leader, with
-// every heartbeat it triggers sent for real: raft counts heartbeat answers,
-// and one answered from the cache (heartbeat.go) could be a contact up to
-// HeartbeatInterval old. Shoal's consistent reads use a Barrier instead;
+// every heartbeat it triggers sent at once, none held for its beat
+// (heartbeat.go). Shoal's consistent reads use a Barrier instead;
 // this is for a caller that wants raft's check.
 func (r *Raft) VerifyLeader(ctx context.Context) error {
 	if r.thin != nil {

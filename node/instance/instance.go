@@ -197,6 +197,7 @@ func Open(ctx context.Context, h Host, opts Options) (_ *Instance, err error) {
 
 	rc := raftnode.DefaultConfig()
 	rc.Timing = prof.Raft
+	rc.BeatOrigin = resync.Origin() // heartbeats on the agent's phase
 	rc.NodeID = h.NodeID
 	rc.Addr = h.Config.ClusterAddr()
 	rc.DataDir = dir

@@ -23,6 +23,7 @@ package leaderloop
 import (
 	"cmp"
 	"context"
+	"github.com/shoal-org/shoal/node/resync"
 	"log/slog"
 	"net"
 	"strconv"
@@ -155,7 +156,7 @@ func (l *Loop) Run(ctx context.Context) {
 	// raft's leadership channel keeps the newest transition when one is
 	// missed, so the check below is only a backstop; once a second it was
 	// one of an idle follower's steady wake-ups (issue 10).
-	tick := time.NewTicker(leadershipRecheck)
+	tick := resync.NewTicker(leadershipRecheck)
 	defer tick.Stop()
 	for {
 		l.expediteElection()
@@ -250,7 +251,7 @@ func (l *Loop) leaderWork(ctx context.Context) {
 	defer cancel()
 	memberCh, cancelMembers := cl.Members.Subscribe()
 	defer cancelMembers()
-	tick := time.NewTicker(idlePass)
+	tick := resync.NewTicker(idlePass)
 	defer tick.Stop()
 	for {
 		passed := time.Now()

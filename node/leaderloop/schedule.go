@@ -10,6 +10,7 @@ package leaderloop
 
 import (
 	"context"
+	"github.com/shoal-org/shoal/node/resync"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
@@ -40,8 +41,8 @@ func (l *Loop) schedulerLoop(ctx context.Context) {
 		}
 		return wake.C
 	}
-	resync := time.NewTicker(5 * time.Second)
-	defer resync.Stop()
+	resyncTick := resync.NewTicker(5 * time.Second)
+	defer resyncTick.Stop()
 	for {
 		next, err := l.schedulePass(ctx, planner)
 		if err != nil && ctx.Err() == nil {
@@ -65,7 +66,7 @@ func (l *Loop) schedulerLoop(ctx context.Context) {
 		case <-ch:
 			changed = true
 		case <-wakeCh():
-		case <-resync.C:
+		case <-resyncTick.C:
 		}
 		if d := Debounce(changed); d > 0 {
 			t := time.NewTimer(d)

@@ -51,6 +51,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"github.com/shoal-org/shoal/node/resync"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -277,7 +278,7 @@ func (r *Removal) Run(ctx context.Context, removed func(by string)) {
 	memberCh, stop := r.Gossip.Subscribe()
 	defer stop()
 	period := time.Second
-	tick := time.NewTicker(period)
+	tick := resync.NewTicker(period)
 	defer tick.Stop()
 	hinted := map[string]bool{} // cluster addresses that hinted
 	lastHint := map[string]time.Time{}

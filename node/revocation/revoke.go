@@ -57,6 +57,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/shoal-org/shoal/node/resync"
 	"log/slog"
 	"net"
 	"os"
@@ -219,7 +220,7 @@ func (l *Loop) Run(ctx context.Context) {
 	ch, cancel := l.Store.Subscribe()
 	defer cancel()
 	period := Resync
-	tick := time.NewTicker(period)
+	tick := resync.NewTicker(period)
 	defer tick.Stop()
 	revoked := revocationMark{n: -1}
 	var changed time.Time // when the revocation list last changed (first sight counts)
