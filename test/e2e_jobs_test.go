@@ -101,6 +101,20 @@ func TestServiceReplicatedJob(t *testing.T) {
 		}
 		return len(tasks) == 3 && n == 3, desc
 	}, "the second run")
+	// --replicas 0 means no completion to wait for: nothing runs (it ran
+	// one task, the agent taking 0 for "unset").
+	stdout, stderr, err = h1.CLI("service", "create", "--name", "none", "--mode", "replicated-job", "--replicas", "0",
+		"--timeout", "20s", "bb:1", "sh", "-c", "exit 0")
+	if err != nil {
+		t.Fatalf("create a job of 0 completions: %v\n%s%s", err, stdout, stderr)
+	}
+	harness.Consistently(t, 3*time.Second, func() (bool, string) {
+		tasks := tasksOf(t, h1, "none")
+		return len(tasks) == 0, fmt.Sprintf("%d tasks", len(tasks))
+	}, "no task for a job of 0 completions")
+	if ls := h2.MustCLI(t, "service", "ls"); !strings.Contains(ls, "0/0 (0/0 completed)") {
+		t.Fatalf("service ls:\n%s", ls)
+	}
 }
 
 // TestServiceGlobalJob: a global job whose command exits 0 on 2 nodes:

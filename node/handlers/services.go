@@ -107,8 +107,11 @@ func ResolveService(store *consensus.Store, ref string) (*api.Service, error) {
 func (x *API) checkSpec(store *consensus.Store, spec api.ServiceSpec, selfID string) (api.ServiceSpec, error) {
 	replicas := spec.Replicas
 	spec = servicespec.Defaults(spec)
-	if spec.Mode == api.ModeReplicated {
-		spec.Replicas = replicas // Defaults cannot tell an explicit 0 from unset
+	if spec.Mode == api.ModeReplicated || spec.Mode == api.ModeReplicatedJob {
+		// Defaults cannot tell an explicit 0 from unset; every client
+		// sends its default (the CLI and compose 1), so 0 is meant. A
+		// replicated job of 0 completions runs nothing, as docker's.
+		spec.Replicas = replicas
 	}
 	if err := CheckStoredSpec(store, spec, selfID); err != nil {
 		return spec, httpapi.BadRequest("%v", err)
