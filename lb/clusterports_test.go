@@ -226,3 +226,58 @@ func TestLBContainerClusterPorts(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterPortsThroughOverlayTrace: a container of another node reaches
+// this node's addresses in its network (the bridge's, the VXLAN device's
+// /32) over the overlay, unmasqueraded, so its packets arrive through the
+// network's VXLAN device (or, on an encrypted network, the WireGuard
+// device), never through a bridge. An agent listening on every address
+// (--listen-addr 0.0.0.0) answered them: the other node's forward filter
+// lets a container reach its own network, and this node's input filter
+// closed the agent's ports to its bridges only. They are closed to the
+// overlay devices too; what a remote container keeps is its own network's
+// containers and the node's other ports.
+func TestClusterPortsThroughOverlayTrace(t *testing.T) {
+	const (
+		remoteDef = "10.42.2.3"   // a container of another node, default network
+		remoteFr  = "10.50.1.5"   // another node's container on "front"
+		remoteWG  = "10.62.1.5"   // another node's container on the encrypted "wg"
+		bridgeDef = "10.42.1.1"   // this node's bridge address, default network
+		vxlanDef  = "10.42.1.0"   // this node's VXLAN address, default network
+		bridgeFr  = "10.50.0.129" // this node's bridge address on "front"
+		bridgeWG  = "10.62.0.129" // this node's bridge address on "wg"
+	)
+	accept, drop := []string{"accept"}, []string{"drop"}
+	in := func(iif, saddr, daddr string, proto byte, dport uint16) packet {
+		return packet{hook: in, iif: iif, saddr: saddr, daddr: daddr, proto: proto, dport: dport}
+	}
+	resolved, errs := clientIPState().resolve()
+	if len(errs) > 0 {
+		t.Fatalf("resolve: %v", errs)
+	}
+	tr := tracer{t: t, rs: compile(DefaultConfig(), resolved)}
+	for _, tc := range []struct {
+		name string
+		p    packet
+		want []string
+	}{
+		{"cluster port on the bridge address, through the VXLAN device", in("shoal.vx", remoteDef, bridgeDef, protoTCP, 2377), drop},
+		{"cluster port on the VXLAN address", in("shoal.vx", remoteDef, vxlanDef, protoTCP, 2377), drop},
+		{"gossip (tcp) through another network's VXLAN device", in("shv1093", remoteFr, bridgeFr, protoTCP, 7946), drop},
+		{"gossip (udp) through another network's VXLAN device", in("shv1093", remoteFr, bridgeFr, protoUDP, 7946), drop},
+		{"WireGuard port through the VXLAN device", in("shoal.vx", remoteDef, bridgeDef, protoUDP, 51820), drop},
+		{"cluster port through the WireGuard device (encrypted network)", in("shoal.wg", remoteWG, bridgeWG, protoTCP, 2377), drop},
+		{"gossip through the WireGuard device (encrypted network)", in("shoal.wg", remoteWG, bridgeWG, protoUDP, 7946), drop},
+		// What stays open.
+		{"another port of the node through the VXLAN device", in("shoal.vx", remoteDef, bridgeDef, protoTCP, 8080), accept},
+		{"a peer's gossip on the underlay", in("eth0", "10.213.1.12", "10.213.1.11", protoUDP, 7946), accept},
+		{"a peer's cluster port on the underlay", in("eth0", "10.213.1.12", "10.213.1.11", protoTCP, 2377), accept},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr.t = t
+			if got := tr.trace(tc.p); !slices.Equal(got, tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -43,6 +43,7 @@ const (
 	ctStateNewBit             = 0x8               // NF_CT_STATE_BIT(NEW)
 	setVXLANPeers             = "vxlan-peers"     // State.Peers
 	setBridges                = "bridges"         // every network's bridge (with networks)
+	setOverlayDevs            = "overlay-devs"    // every network's VXLAN (or WireGuard) device (with networks)
 	setNodeIPs                = "node-ips"        // Config.NodeIPs, when given
 	rtnLocal                  = 2                 // RTN_LOCAL, the fib address type of local addresses
 	ipsDstNAT                 = 0x20              // IPS_DST_NAT conntrack status bit
@@ -371,6 +372,14 @@ func compile(cfg Config, st State) *ruleset {
 			}
 		}
 		rs.addSet(&nftables.Set{Name: setBridges, KeyType: nftables.TypeIFName}, elems)
+		elems = nil
+		for _, n := range nets {
+			if n.VXLAN != "" && !seen[n.VXLAN] {
+				seen[n.VXLAN] = true
+				elems = append(elems, nftables.SetElement{Key: ifnameBytes(n.VXLAN)})
+			}
+		}
+		rs.addSet(&nftables.Set{Name: setOverlayDevs, KeyType: nftables.TypeIFName}, elems)
 		compileForwardFilter(cfg, rs, nets)
 	}
 	compileInputFilter(cfg, rs, st, nets)
@@ -426,8 +435,17 @@ func clusterPorts(cfg Config) []clusterPort {
 
 // fromBridge matches a packet that entered through a container network's
 // bridge (the set of every network's bridge).
-func fromBridge(rs *ruleset) []expr.Any {
-	s := rs.set(setBridges).set
+func fromBridge(rs *ruleset) []expr.Any { return iifIn(rs, setBridges) }
+
+// fromOverlay matches a packet that entered through a network's device
+// towards the other nodes (VXLAN, or WireGuard for an encrypted network):
+// what another node's containers send to this node's addresses in their
+// network, unmasqueraded. The agents never talk through these devices.
+func fromOverlay(rs *ruleset) []expr.Any { return iifIn(rs, setOverlayDevs) }
+
+// iifIn matches a packet whose input device is in the ifname set name.
+func iifIn(rs *ruleset, name string) []expr.Any {
+	s := rs.set(name).set
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: regAddr},
 		&expr.Lookup{SourceRegister: regAddr, SetName: s.Name, SetID: s.ID},
@@ -559,7 +577,9 @@ func compileForwardFilter(cfg Config, rs *ruleset, nets []Network) {
 
 // compileInputFilter guards what the node itself serves: the cluster's
 // ports not to containers (with networks: "a container cannot touch its
-// agent", whichever of the node's addresses it calls), VXLAN only from
+// agent", whichever of the node's addresses it calls, its own node's
+// containers through their bridges, the other nodes' through the overlay
+// devices), VXLAN only from
 // peers (st.Peers), the embedded DNS server only for containers (their
 // bridges) and the node (loopback), never the LAN, so it is no open
 // resolver. Everything else (the agent's ports for the LAN and the other
@@ -577,6 +597,17 @@ func compileInputFilter(cfg Config, rs *ruleset, st State, nets []Network) {
 	if filtered {
 		for _, p := range clusterPorts(cfg) {
 			rs.addRule(in, concat(fromBridge(rs), matchL4(p.proto), matchDport(p.port), dropV)...)
+		}
+		// The agent's ports from the other nodes' containers too: they
+		// reach this node's addresses in their networks (the bridge's,
+		// the VXLAN device's) through the overlay, unmasqueraded, where
+		// an agent listening on every address (--listen-addr 0.0.0.0)
+		// answered them. VXLAN is left to the rules below (peers only;
+		// the encrypted networks' port through WireGuard only).
+		for _, p := range clusterPorts(cfg) {
+			if !p.anywhere {
+				rs.addRule(in, concat(fromOverlay(rs), matchL4(p.proto), matchDport(p.port), dropV)...)
+			}
 		}
 	}
 	if st.Peers != nil {
