@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -277,13 +278,67 @@ func TestRaftFromNonMemberRefused(t *testing.T) {
 	if termOf() != term || !l.cl.Raft.IsLeader() {
 		t.Fatalf("a non-member moved the leader: term %s → %s, leader %v", term, termOf(), l.cl.Raft.IsLeader())
 	}
-	// A member of the configuration reaches raft (which, as raft does,
-	// adopts the higher term): the gate is what stopped node-x.
-	if err := appendEntries("node-b"); err != nil {
-		t.Fatalf("AppendEntries from a member: %v", err)
+	// Nor a member that does not vote (TestNonVoterCannotForgeRaftLog);
+	// voters are let through (authz's TestRaftPeerAllowed).
+	if err := appendEntries("node-b"); err == nil {
+		t.Fatal("AppendEntries from a non-voter was answered")
 	}
-	if termOf() == term {
-		t.Fatal("the member's AppendEntries never reached raft")
+	if termOf() != term || !l.cl.Raft.IsLeader() {
+		t.Fatalf("a non-voter moved the leader: term %s → %s, leader %v", term, termOf(), l.cl.Raft.IsLeader())
+	}
+}
+
+// TestNonVoterCannotForgeRaftLog: a node of the raft configuration that
+// does not vote (every worker is one) only ever answers raft: the leader
+// dials it, and it never dials anyone (raft does not let a non-voter stand
+// for election). Let through at accept time as "a member", its certificate
+// could speak raft as a leader: an AppendEntries with a higher term, the
+// replica's last entry as its predecessor and any command after it made
+// the node it reached adopt the term (the leader stepped down) and apply
+// the command, which no authorization ever saw — here a worker making
+// itself a manager. Only voters may dial raft now.
+func TestNonVoterCannotForgeRaftLog(t *testing.T) {
+	l := startTestLeader(t)
+	stats := l.cl.Raft.Stats()
+	term, _ := strconv.ParseUint(stats["term"], 10, 64)
+	lastIdx, _ := strconv.ParseUint(stats["last_log_index"], 10, 64)
+	lastTerm, _ := strconv.ParseUint(stats["last_log_term"], 10, 64)
+	forged, err := command.Encode(command.UpdateNode{ID: "node-w", Update: api.NodeUpdate{Role: api.RoleManager}, Now: time.Now().UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// node-b is a non-voter of the configuration (startTestLeader).
+	stream := &dialStream{cfg: l.pki.client("node-b"), closed: make(chan struct{})}
+	defer close(stream.closed)
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: stream, MaxPool: 1, Timeout: 2 * time.Second, Logger: hclog.NewNullLogger(),
+	})
+	defer trans.Close()
+	req := &raft.AppendEntriesRequest{
+		RPCHeader:    raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("node-b"), Addr: []byte("127.0.0.1:1")},
+		Term:         term + 1,
+		PrevLogEntry: lastIdx, PrevLogTerm: lastTerm,
+		Entries:           []*raft.Log{{Index: lastIdx + 1, Term: term + 1, Type: raft.LogCommand, Data: forged}},
+		LeaderCommitIndex: lastIdx + 1,
+	}
+	var resp raft.AppendEntriesResponse
+	err = trans.AppendEntries(raft.ServerID(l.a.id.NodeID), raft.ServerAddress(l.addr), req, &resp)
+	if err == nil {
+		// Raft took it: wait for the forged entry to be applied, to show
+		// what it did.
+		deadline := time.Now().Add(5 * time.Second)
+		for l.cl.Store.Index() < lastIdx+1 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if w, _ := l.cl.Store.Node("node-w"); w.Role != api.RoleWorker {
+		t.Errorf("a non-voter's forged AppendEntries made node-w a %q", w.Role)
+	}
+	if err == nil {
+		t.Errorf("AppendEntries from a non-voter was answered (success %v, term %d)", resp.Success, resp.Term)
+	}
+	if got := l.cl.Raft.Stats()["term"]; got != stats["term"] || !l.cl.Raft.IsLeader() {
+		t.Errorf("a non-voter moved the leader: term %s → %s, leader %v", stats["term"], got, l.cl.Raft.IsLeader())
 	}
 }
 

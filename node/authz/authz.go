@@ -29,7 +29,7 @@ package authz
 // Authorize is the whole decision, a pure function of the caller, the
 // command and the caller's stored node record, table-tested over every
 // command type (authz_test.go). Raft traffic is gated separately at accept
-// time (node/clusterport, RaftPeerAllowed): only members of the Raft configuration may send it.
+// time (node/clusterport, RaftPeerAllowed): only voters of the Raft configuration may open it.
 
 import (
 	"bytes"
@@ -405,10 +405,17 @@ func CheckSpecOnLeader(spec api.ServiceSpec, old *api.Service, nodes []*api.Node
 const RaftLostAfter = 10 * time.Second
 
 // RaftPeerAllowed decides at accept time whether a certified peer may speak
-// Raft to this node. Only members of the Raft configuration may: a node
+// Raft to this node. Only voters of the Raft configuration may: a node
 // with a valid certificate that is not a member (removed, or from before a
 // --force-new-cluster) must not make a follower adopt its term or a leader
-// step down. Two exceptions keep the cluster able to grow and heal:
+// step down, and neither may a non-voter (every worker is one). Raft
+// traffic is opened by leaders (AppendEntries, InstallSnapshot,
+// TimeoutNow) and candidates (RequestVote), voters all; a non-voter only
+// answers on the connections the leader opens. A non-voter let through
+// could speak as a leader: an AppendEntries with a higher term made the
+// node adopt it, and its entries, committed by its own commit index, were
+// applied — commands no authorization saw (a worker making itself a
+// manager). Two exceptions keep the cluster able to grow and heal:
 //
 //   - an empty configuration is a node joining: the leader added it as a
 //     non-voter and dials it (the joiner never dials Raft: it is no
@@ -423,13 +430,18 @@ func RaftPeerAllowed(servers []raftnode.Server, peerID string, leader bool, last
 	if len(servers) == 0 {
 		return nil
 	}
+	member := false
 	for _, s := range servers {
-		if s.ID == peerID {
+		if s.ID == peerID && s.Voter {
 			return nil
 		}
+		member = member || s.ID == peerID
 	}
 	if !leader && now.Sub(lastContact) > RaftLostAfter {
 		return nil
+	}
+	if member {
+		return fmt.Errorf("%w: node %s does not vote in the raft configuration: only voters speak raft first", ErrForbidden, api.ShortID(peerID))
 	}
 	return fmt.Errorf("%w: node %s is not a member of the raft configuration", ErrForbidden, api.ShortID(peerID))
 }

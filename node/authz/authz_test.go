@@ -251,7 +251,9 @@ func TestRaftPeerAllowed(t *testing.T) {
 		allow       bool
 	}{
 		{"voter", servers, "a", false, now, true},
-		{"non-voter member", servers, "c", true, now, true},
+		{"non-voter member to the leader", servers, "c", true, now, false},
+		{"non-voter member to a follower with a live leader", servers, "c", false, now.Add(-time.Second), false},
+		{"voter to the leader (a term it may have missed)", servers, "b", true, now, true},
 		{"non-member to a follower with a live leader", servers, "x", false, now.Add(-time.Second), false},
 		{"non-member to the leader", servers, "x", true, time.Time{}, false},
 		{"joining node: empty configuration", nil, "x", false, time.Time{}, true},

@@ -14,7 +14,7 @@ package clusterport
 // unauthenticated (handshake, protocol byte, a joiner's one request), the
 // handshake and protocol byte must come within handshakeTimeout, and
 // nothing is buffered beyond TLS records until the peer is known. A Raft
-// connection is admitted only from a member of the Raft configuration
+// connection is admitted only from a voter of the Raft configuration
 // (authz.RaftPeerAllowed; the agent installs the gate, SetRaftGate).
 
 import (
