@@ -259,7 +259,14 @@ func RenderTasks(w io.Writer, tasks []api.Task, noTrunc bool, now time.Time) err
 			errText = errText[:57] + "..."
 		}
 		current := t.State
-		if ts := t.UpdatedAt; !ts.IsZero() {
+		ts := t.UpdatedAt
+		if t.State == api.TaskRunning && !t.StartedAt.IsZero() {
+			// Since it runs, as docker's "Running 5 minutes ago": a task's
+			// record is written again without a change of state (a
+			// health report, a node reporting anew to a new leader).
+			ts = t.StartedAt
+		}
+		if !ts.IsZero() {
 			current += " " + HumanAgo(now.Sub(ts))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ShortID(t.ID, noTrunc), name, t.Image, node, t.DesiredState, current, quoteErr(errText))

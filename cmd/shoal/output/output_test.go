@@ -37,6 +37,10 @@ func TestRenderTasks(t *testing.T) {
 			Error: "exit 1", CreatedAt: now.Add(-time.Hour), UpdatedAt: now.Add(-50 * time.Minute)},
 		{ID: "t2", Name: "web.2", Service: "web", Slot: 2, Image: "nginx:1", Node: "h2", DesiredState: "running", State: "running",
 			CreatedAt: now.Add(-time.Minute), UpdatedAt: now.Add(-30 * time.Second)},
+		// Running for 20 minutes, its record written again 2 seconds ago
+		// (a report to a new leader): running 20 minutes ago, not 2 s.
+		{ID: "t5", Name: "web.5", Service: "web", Slot: 5, Image: "nginx:1", Node: "h2", DesiredState: "running", State: "running",
+			CreatedAt: now.Add(-21 * time.Minute), StartedAt: now.Add(-20 * time.Minute), UpdatedAt: now.Add(-2 * time.Second)},
 		{ID: "t1new", Name: "web.1", Service: "web", Slot: 1, Image: "nginx:1", Node: "h1", DesiredState: "running", State: "running",
 			CreatedAt: now.Add(-10 * time.Minute), UpdatedAt: now.Add(-5 * time.Minute)},
 		{ID: "t3", Name: "web.3", Service: "web", Slot: 3, Image: "nginx:1", DesiredState: "running", State: "new",
@@ -54,7 +58,8 @@ func TestRenderTasks(t *testing.T) {
 		"t1old    \\_ web.1   nginx:1   h1     shutdown        failed 50 minutes ago         \"exit 1\"\n" +
 		"t2      web.2       nginx:1   h2     running         running 30 seconds ago        \n" +
 		"t3      web.3       nginx:1          running         new About a minute ago        \"no suitable node (2 nodes unmatched constraint node.labels.disk==nvme)\"\n" +
-		"t4      web.4       nginx:1   h2     running         starting About a minute ago   \n"
+		"t4      web.4       nginx:1   h2     running         starting About a minute ago   \n" +
+		"t5      web.5       nginx:1   h2     running         running 20 minutes ago        \n"
 	if b.String() != want {
 		t.Fatalf("got:\n%s\nwant:\n%s", b.String(), want)
 	}
