@@ -205,7 +205,10 @@ func ReplicasCell(s api.Service) string {
 }
 
 // SortTasks orders tasks by service, slot (or node for global services),
-// then newest first, so a slot's history reads downwards like docker's.
+// the slot's current task (desired running) first, then newest first, so a
+// slot's history reads downwards like docker's. Current first: when a node
+// comes back after a blip, its original task is kept and the newer
+// replacement stopped, and the kept one must head its slot.
 func SortTasks(tasks []api.Task) {
 	sort.SliceStable(tasks, func(i, j int) bool {
 		a, b := tasks[i], tasks[j]
@@ -217,6 +220,9 @@ func SortTasks(tasks []api.Task) {
 		}
 		if a.Slot == 0 && a.NodeID != b.NodeID {
 			return a.NodeID < b.NodeID
+		}
+		if ar, br := a.DesiredState == api.TaskRunning, b.DesiredState == api.TaskRunning; ar != br {
+			return ar
 		}
 		return a.CreatedAt.After(b.CreatedAt)
 	})

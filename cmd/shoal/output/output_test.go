@@ -41,6 +41,12 @@ func TestRenderTasks(t *testing.T) {
 		// (a report to a new leader): running 20 minutes ago, not 2 s.
 		{ID: "t5", Name: "web.5", Service: "web", Slot: 5, Image: "nginx:1", Node: "h2", DesiredState: "running", State: "running",
 			CreatedAt: now.Add(-21 * time.Minute), StartedAt: now.Add(-20 * time.Minute), UpdatedAt: now.Add(-2 * time.Second)},
+		// After a blip: the replacement (newer) stopped, the original
+		// kept; the kept one heads its slot.
+		{ID: "t6r", Name: "web.6", Service: "web", Slot: 6, Image: "nginx:1", Node: "h1", DesiredState: "shutdown", State: "shutdown",
+			CreatedAt: now.Add(-time.Minute), UpdatedAt: now.Add(-5 * time.Second)},
+		{ID: "t6o", Name: "web.6", Service: "web", Slot: 6, Image: "nginx:1", Node: "h2", DesiredState: "running", State: "running",
+			CreatedAt: now.Add(-10 * time.Minute), StartedAt: now.Add(-10 * time.Minute), UpdatedAt: now.Add(-10 * time.Minute)},
 		{ID: "t1new", Name: "web.1", Service: "web", Slot: 1, Image: "nginx:1", Node: "h1", DesiredState: "running", State: "running",
 			CreatedAt: now.Add(-10 * time.Minute), UpdatedAt: now.Add(-5 * time.Minute)},
 		{ID: "t3", Name: "web.3", Service: "web", Slot: 3, Image: "nginx:1", DesiredState: "running", State: "new",
@@ -59,7 +65,9 @@ func TestRenderTasks(t *testing.T) {
 		"t2      web.2       nginx:1   h2     running         running 30 seconds ago        \n" +
 		"t3      web.3       nginx:1          running         new About a minute ago        \"no suitable node (2 nodes unmatched constraint node.labels.disk==nvme)\"\n" +
 		"t4      web.4       nginx:1   h2     running         starting About a minute ago   \n" +
-		"t5      web.5       nginx:1   h2     running         running 20 minutes ago        \n"
+		"t5      web.5       nginx:1   h2     running         running 20 minutes ago        \n" +
+		"t6o     web.6       nginx:1   h2     running         running 10 minutes ago        \n" +
+		"t6r      \\_ web.6   nginx:1   h1     shutdown        shutdown 5 seconds ago        \n"
 	if b.String() != want {
 		t.Fatalf("got:\n%s\nwant:\n%s", b.String(), want)
 	}
