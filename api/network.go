@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -33,6 +34,19 @@ type Network struct {
 	Labels     map[string]string `json:"labels,omitempty"`
 	CreatedAt  time.Time         `json:"created_at"`
 	Version    uint64            `json:"version"`
+	// ShareBits, when not 0, says the network's subnet is too small for
+	// index-derived node shares (NodeShare): its nodes' shares are
+	// allocated, /ShareBits prefixes of the lower half handed out by the
+	// state machine, and Shares holds them. 0 (every network created
+	// before allocated shares existed, and every large one) keeps the
+	// index-derived shares. Set at creation (NeedsAllocatedShares), never
+	// changed.
+	ShareBits int `json:"share_bits,omitempty"`
+	// Shares maps a node ID to its share of an allocated-share network
+	// (ShareBits). The state machine gives a node a share when the first
+	// task on the network is assigned to it or when a container on the
+	// node joins the network, and takes it back when the node is removed.
+	Shares map[string]string `json:"shares,omitempty"`
 }
 
 // SpecNetworks returns the networks a spec joins: Spec.Networks, or
@@ -87,6 +101,85 @@ func NodeShare(subnet, clusterCIDR, nodeSubnet netip.Prefix) (netip.Prefix, erro
 	index := (u32(nodeSubnet.Masked().Addr()) - u32(clusterCIDR.Masked().Addr())) >> (32 - nodeSubnet.Bits())
 	base := u32(subnet.Masked().Addr()) + index<<(32-bits)
 	return netip.PrefixFrom(addr32(base), bits), nil
+}
+
+// AllocatedShareBits is the size of an allocated node share (ShareBits):
+// a /28, 13 containers a node (its first address is the node's bridge,
+// its last the broadcast). The size is fixed for the life of a network
+// (addresses in use cannot move), and at creation nobody knows how many
+// nodes will need a share; the scarce resource of a small network is the
+// number of nodes that can run its tasks (a node without a share can run
+// none), so shares are as small as index-derived ones ever get: a /24
+// network holds 8 node shares and 126 VIPs, a /22 32 shares.
+const AllocatedShareBits = minShareBits
+
+// MaxAllocatedNetworkBits is the longest prefix a network subnet may have
+// at all: its lower half must hold one allocated share.
+const MaxAllocatedNetworkBits = AllocatedShareBits - 1
+
+// NeedsAllocatedShares reports whether subnet is too small for
+// index-derived shares in a cluster whose CIDR is clusterCIDR (a longer
+// prefix than MaxNetworkBits), so that its node shares must be allocated.
+func NeedsAllocatedShares(subnet, clusterCIDR netip.Prefix) bool {
+	return subnet.Bits() > MaxNetworkBits(clusterCIDR.Bits())
+}
+
+// ShareSlots lists the allocatable shares of subnet, /bits prefixes of its
+// lower half, lowest first (none when the lower half is smaller than one).
+func ShareSlots(subnet netip.Prefix, bits int) []netip.Prefix {
+	if !subnet.Addr().Is4() || bits <= subnet.Bits() || bits > 32 {
+		return nil
+	}
+	n := 1 << (bits - subnet.Bits() - 1)
+	base := u32(subnet.Masked().Addr())
+	out := make([]netip.Prefix, n)
+	for i := range out {
+		out[i] = netip.PrefixFrom(addr32(base+uint32(i)<<(32-bits)), bits)
+	}
+	return out
+}
+
+// FreeShare returns the lowest share of subnet (ShareSlots) that no value
+// of held takes, and false when all are held. It is deterministic, so
+// every replica that applies the same entry picks the same share.
+func FreeShare(subnet netip.Prefix, bits int, held map[string]string) (netip.Prefix, bool) {
+	taken := make(map[string]bool, len(held))
+	for _, p := range held {
+		taken[p] = true
+	}
+	for _, s := range ShareSlots(subnet, bits) {
+		if !taken[s.String()] {
+			return s, true
+		}
+	}
+	return netip.Prefix{}, false
+}
+
+// ErrNoShare: an allocated-share network (Network.ShareBits) has given
+// the node no share (yet), so the node cannot hold containers on it.
+var ErrNoShare = errors.New("node has no share of the network")
+
+// NetworkShare returns the share of network n that belongs to node nodeID,
+// whose /24 of clusterCIDR is nodeSubnet: the allocated share of an
+// allocated-share network (ErrNoShare when it holds none), the
+// index-derived one (NodeShare) of any other.
+func NetworkShare(n *Network, clusterCIDR netip.Prefix, nodeID string, nodeSubnet netip.Prefix) (netip.Prefix, error) {
+	subnet, err := netip.ParsePrefix(n.Subnet)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("network %s: subnet %q: %w", n.Name, n.Subnet, err)
+	}
+	if n.ShareBits == 0 {
+		return NodeShare(subnet, clusterCIDR, nodeSubnet)
+	}
+	s, ok := n.Shares[nodeID]
+	if !ok {
+		return netip.Prefix{}, fmt.Errorf("network %s, node %s: %w", n.Name, ShortID(nodeID), ErrNoShare)
+	}
+	share, err := netip.ParsePrefix(s)
+	if err != nil || share.Bits() != n.ShareBits || !subnet.Contains(share.Addr()) {
+		return netip.Prefix{}, fmt.Errorf("network %s, node %s: stored share %q is not a /%d of %s", n.Name, ShortID(nodeID), s, n.ShareBits, subnet)
+	}
+	return share, nil
 }
 
 func u32(a netip.Addr) uint32 {

@@ -158,5 +158,6 @@ func CloneNetwork(n *api.Network) *api.Network {
 	}
 	c := *n
 	c.Labels = maps.Clone(n.Labels)
+	c.Shares = maps.Clone(n.Shares)
 	return &c
 }

@@ -192,6 +192,8 @@ func apply(w *consensus.WriteTxn, cmd command.Command) (any, error) {
 		return applyCreateNetwork(w, c)
 	case command.DeleteNetwork:
 		return applyDeleteNetwork(w, c)
+	case command.ClaimNetworkShare:
+		return applyClaimNetworkShare(w, c)
 	case command.CreateSecret:
 		return applyCreateSecret(w, c)
 	case command.DeleteSecret:

@@ -1,7 +1,8 @@
 package fsm
 
 // Networks. A network is a name, a subnet and a VXLAN VNI; every node
-// derives its share of the subnet (api.NodeShare) and services get one VIP
+// derives its share of the subnet (api.NodeShare), or, on a network too
+// small for that, is given one (shares.go), and services get one VIP
 // per network from the subnet's upper half (api.NetworkVIPRange). The
 // default network (api.DefaultNetwork) is not in the table: it is the
 // cluster CIDR with VNI api.DefaultVNI, exists in every cluster (also in
@@ -62,11 +63,14 @@ func applyCreateNetwork(w *consensus.WriteTxn, c command.CreateNetwork) (any, er
 			taken = append(taken, p.Masked())
 		}
 	}
-	clusterBits := 16
+	cluster := netip.MustParsePrefix("10.42.0.0/16")
 	if p, err := netip.ParsePrefix(cl.ClusterCIDR); err == nil {
-		clusterBits = p.Bits()
+		cluster = p
 	}
 	if n.Subnet == "" {
+		if n.ShareBits != 0 || len(n.Shares) > 0 {
+			return nil, fmt.Errorf("create network %s: share_bits or shares without a subnet: %w", n.Name, consensus.ErrInvalid)
+		}
 		sub, err := alloc.NetworkSubnet(taken)
 		if err != nil {
 			return nil, fmt.Errorf("create network %s: %w", n.Name, err)
@@ -79,9 +83,9 @@ func applyCreateNetwork(w *consensus.WriteTxn, c command.CreateNetwork) (any, er
 			return nil, fmt.Errorf("create network %s: subnet %q is not an IPv4 prefix: %w", n.Name, n.Subnet, consensus.ErrInvalid)
 		case p != p.Masked():
 			return nil, fmt.Errorf("create network %s: subnet %s has host bits set (did you mean %s?): %w", n.Name, p, p.Masked(), consensus.ErrInvalid)
-		case p.Bits() > api.MaxNetworkBits(clusterBits):
-			return nil, fmt.Errorf("create network %s: subnet %s is too small: it must be a /%d or larger (each node gets a share of its lower half, its upper half holds the VIPs): %w",
-				n.Name, p, api.MaxNetworkBits(clusterBits), consensus.ErrInvalid)
+		}
+		if err := checkNetworkShares(n, p, cluster); err != nil {
+			return nil, err
 		}
 		for _, t := range taken {
 			if t.Overlaps(p) {

@@ -16,6 +16,14 @@ func netCmd(id, name, subnet string) command.CreateNetwork {
 	return command.CreateNetwork{Network: api.Network{ID: id, Name: name, Subnet: subnet, CreatedAt: t0}}
 }
 
+// smallNetCmd creates a network with allocated shares (as the API asks
+// for a subnet too small for index-derived ones).
+func smallNetCmd(id, name, subnet string) command.CreateNetwork {
+	c := netCmd(id, name, subnet)
+	c.Network.ShareBits = api.AllocatedShareBits
+	return c
+}
+
 func TestCreateNetwork(t *testing.T) {
 	h := newHarness(t)
 	if r := h.apply(netCmd("x", "early", "")); !errors.Is(r.Err, consensus.ErrNotBootstrapped) {
@@ -48,7 +56,11 @@ func TestCreateNetwork(t *testing.T) {
 		{"overlaps network", netCmd("n1", "x", "10.44.128.0/17"), consensus.ErrInUse, "overlaps network front"},
 		{"overlaps cluster", netCmd("n1", "x", "10.40.0.0/14"), consensus.ErrInUse, "cluster CIDR"},
 		{"overlaps VIPs", netCmd("n1", "x", "10.43.0.0/17"), consensus.ErrInUse, "VIP range"},
-		{"too small", netCmd("n1", "x", "10.80.0.0/24"), consensus.ErrInvalid, "must be a /19 or larger"},
+		{"small without share_bits", netCmd("n1", "x", "10.80.0.0/24"), consensus.ErrInvalid, "smaller than a /19, so its node shares must be allocated"},
+		{"too small", smallNetCmd("n1", "x", "10.80.0.0/28"), consensus.ErrInvalid, "must be a /27 or larger"},
+		{"share_bits on a large one", smallNetCmd("n1", "x", "10.80.0.0/16"), consensus.ErrInvalid, "share_bits must be 0"},
+		{"wrong share_bits", command.CreateNetwork{Network: api.Network{ID: "n1", Name: "x", Subnet: "10.80.0.0/24", ShareBits: 26}}, consensus.ErrInvalid, "share_bits 26"},
+		{"shares given", command.CreateNetwork{Network: api.Network{ID: "n1", Name: "x", Subnet: "10.80.0.0/24", ShareBits: 28, Shares: map[string]string{"n1": "10.80.0.0/28"}}}, consensus.ErrInvalid, "not given at creation"},
 		{"host bits", netCmd("n1", "x", "10.80.0.1/16"), consensus.ErrInvalid, "host bits"},
 		{"not v4", netCmd("n1", "x", "fd00::/64"), consensus.ErrInvalid, "not an IPv4 prefix"},
 		{"taken VNI", command.CreateNetwork{Network: api.Network{ID: "n1", Name: "x", VNI: a.VNI}}, consensus.ErrInUse, "VNI 4243 is taken by network front"},

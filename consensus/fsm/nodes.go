@@ -217,6 +217,9 @@ func applyRemoveNode(w *consensus.WriteTxn, c command.RemoveNode) (any, error) {
 			return nil, err
 		}
 	}
+	if err := releaseShares(w, c.ID); err != nil {
+		return nil, err
+	}
 	groups := map[groupKey]struct{}{}
 	for _, t := range consensus.All[api.Task](w, consensus.TableTasks, consensus.IndexNodeID, c.ID) {
 		nt := consensus.CloneTask(t)

@@ -37,6 +37,9 @@ func applyUpsertTasks(w *consensus.WriteTxn, c command.UpsertTasks) (any, error)
 		}
 		groups[taskGroup(nt)] = struct{}{}
 	}
+	if err := assignTaskShares(w, c.Tasks); err != nil {
+		return nil, fmt.Errorf("upsert tasks: %w", err)
+	}
 	return nil, trimGroups(w, groups)
 }
 

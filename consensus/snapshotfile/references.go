@@ -2,6 +2,7 @@ package snapshotfile
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -42,12 +43,12 @@ func checkNetworkRanges(d *consensus.SnapshotData, cc *consensus.ClusterState, b
 		what string
 	}
 	var used []taken
-	clusterBits := 16
+	cluster := netip.MustParsePrefix("10.42.0.0/16")
 	for _, r := range []struct{ cidr, what string }{{cc.ClusterCIDR, "the cluster's node range"}, {cc.VIPCIDR, "the cluster's VIP range"}} {
 		if p, err := netip.ParsePrefix(r.cidr); err == nil {
 			used = append(used, taken{p.Masked(), fmt.Sprintf("%s %s", r.what, p.Masked())})
 			if r.cidr == cc.ClusterCIDR {
-				clusterBits = p.Bits()
+				cluster = p
 			}
 		}
 	}
@@ -61,8 +62,14 @@ func checkNetworkRanges(d *consensus.SnapshotData, cc *consensus.ClusterState, b
 			bad("%s: subnet %q is not an IPv4 prefix", what, n.Subnet)
 		case p != p.Masked():
 			bad("%s: subnet %s has host bits set", what, p)
-		case p.Bits() > api.MaxNetworkBits(clusterBits):
-			bad("%s: subnet %s is smaller than a /%d", what, p, api.MaxNetworkBits(clusterBits))
+		case n.ShareBits == 0 && api.NeedsAllocatedShares(p, cluster):
+			bad("%s: subnet %s is smaller than a /%d and its node shares are not allocated (share_bits)", what, p, api.MaxNetworkBits(cluster.Bits()))
+		case n.ShareBits != 0 && !api.NeedsAllocatedShares(p, cluster):
+			bad("%s: subnet %s is large enough for index-derived node shares, yet share_bits is %d", what, p, n.ShareBits)
+		case n.ShareBits != 0 && (n.ShareBits != api.AllocatedShareBits || p.Bits() > api.MaxAllocatedNetworkBits):
+			bad("%s: share_bits %d of subnet %s (want %d, on a /%d or larger)", what, n.ShareBits, p, api.AllocatedShareBits, api.MaxAllocatedNetworkBits)
+		case checkShares(n, p, what, bad):
+			// refused: checkShares said why
 		default:
 			overlaps := false
 			for _, t := range used {
@@ -85,6 +92,33 @@ func checkNetworkRanges(d *consensus.SnapshotData, cc *consensus.ClusterState, b
 			vnis[n.VNI] = n.Name
 		}
 	}
+}
+
+// checkShares refuses the allocated shares of network n (subnet p) that
+// are not shares of its lower half (api.ShareSlots) or that two nodes
+// hold; it reports whether it found any.
+func checkShares(n *api.Network, p netip.Prefix, what string, bad func(string, ...any)) bool {
+	slots := map[string]bool{}
+	for _, s := range api.ShareSlots(p, n.ShareBits) {
+		slots[s.String()] = true
+	}
+	holder := map[string]string{}
+	found := false
+	nodes := slices.Sorted(maps.Keys(n.Shares))
+	for _, id := range nodes {
+		s := n.Shares[id]
+		switch {
+		case !slots[s]:
+			bad("%s: node %s's share %q is not a /%d of the lower half of %s", what, id, s, n.ShareBits, p)
+			found = true
+		case holder[s] != "":
+			bad("%s: share %s held by nodes %s and %s", what, s, holder[s], id)
+			found = true
+		default:
+			holder[s] = id
+		}
+	}
+	return found
 }
 
 // checkRows refuses rows with an ID another row of their table has,

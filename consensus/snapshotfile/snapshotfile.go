@@ -112,6 +112,10 @@ func (f *File) Cluster() *consensus.ClusterState { return f.data.Cluster }
 // Services returns the file's services (the file's own objects: do not modify).
 func (f *File) Services() []*api.Service { return f.data.Services }
 
+// Networks returns the file's networks (the file's own objects: do not
+// modify).
+func (f *File) Networks() []*api.Network { return f.data.Networks }
+
 // Nodes returns the file's nodes (the file's own objects: do not modify).
 func (f *File) Nodes() []*api.Node { return f.data.Nodes }
 
@@ -371,6 +375,7 @@ func PlanRestore(f *File, cur *consensus.Store, force bool) (*RestorePlan, error
 		tasks = append(tasks, t)
 	}
 	data.Tasks = tasks
+	restoreShares(&data, cur, isMember)
 
 	curImages := map[string]*api.Image{}
 	for _, img := range cur.Images() {

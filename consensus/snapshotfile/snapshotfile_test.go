@@ -586,6 +586,19 @@ func TestPlanRestoreRefusesBrokenReferences(t *testing.T) {
 			"overlaps the WireGuard tunnel range"},
 		{"subnet not a prefix", func(d *consensus.SnapshotData) { d.Networks[1].Subnet = "" }, `subnet "" is not an IPv4 prefix`},
 		{"subnet too small", func(d *consensus.SnapshotData) { d.Networks[1].Subnet = "10.51.0.0/24" }, "smaller than a /19"},
+		{"small subnet, shares not allocated", func(d *consensus.SnapshotData) { d.Networks[1].Subnet = "10.51.0.0/24" }, "its node shares are not allocated"},
+		{"share_bits on a large subnet", func(d *consensus.SnapshotData) { d.Networks[1].ShareBits = api.AllocatedShareBits }, "large enough for index-derived node shares"},
+		{"subnet too small for a share", func(d *consensus.SnapshotData) {
+			d.Networks[1].Subnet, d.Networks[1].ShareBits = "10.51.0.0/28", api.AllocatedShareBits
+		}, "want 28, on a /27 or larger"},
+		{"share outside the lower half", func(d *consensus.SnapshotData) {
+			d.Networks[1].Subnet, d.Networks[1].ShareBits = "10.51.0.0/24", api.AllocatedShareBits
+			d.Networks[1].Shares = map[string]string{"n1": "10.51.0.128/28"}
+		}, `node n1's share "10.51.0.128/28" is not a /28 of the lower half`},
+		{"share held twice", func(d *consensus.SnapshotData) {
+			d.Networks[1].Subnet, d.Networks[1].ShareBits = "10.51.0.0/24", api.AllocatedShareBits
+			d.Networks[1].Shares = map[string]string{"n1": "10.51.0.16/28", "n2": "10.51.0.16/28"}
+		}, "share 10.51.0.16/28 held by nodes n1 and n2"},
 		{"VNI twice", func(d *consensus.SnapshotData) { d.Networks[1].VNI = 4100 }, `VNI 4100 taken by network "back"`},
 		{"VNI 0", func(d *consensus.SnapshotData) { d.Networks[1].VNI = 0 }, "VNI 0 (want"},
 		{"service on a network the file lacks", func(d *consensus.SnapshotData) { svc(d).Spec.Networks = []string{"gone"} },

@@ -87,7 +87,7 @@ func (w *Writer) RestoreAsLeader(ctx context.Context, f *snapshotfile.File, forc
 	if err := CheckRestoreSpecs(f.Services(), cl.Store.Nodes()); err != nil {
 		return api.SnapshotRestoreResponse{}, err
 	}
-	if err := CheckRestoreLevels(f.Services(), cl.Raft.CheckCommand); err != nil {
+	if err := CheckRestoreLevels(f.Services(), f.Networks(), cl.Raft.CheckCommand); err != nil {
 		return api.SnapshotRestoreResponse{}, err
 	}
 	plan, err := snapshotfile.PlanRestore(f, cl.Store.Snapshot(), force)
@@ -161,27 +161,39 @@ func CheckRestoreSpecs(services []*api.Service, nodes []*api.Node) error {
 // not apply as the command that writes it (check: the leader's command
 // gate, raftnode.Raft.CheckCommand): a spec or previous spec using fields
 // of a protocol level an older member lacks (endpoint mode, aliases,
-// placement limits and preferences, log options, jobs: command.SinceLevel). A
+// placement limits and preferences, log options, jobs: command.SinceLevel),
+// or a network with allocated node shares (command.SharesLevel). A
 // restore installs the state without a command, so the gate never saw
 // them, and the older replica would load the specs without those fields:
 // its DNS, and should it lead its VIPs and scheduling, would differ from
 // the others'. The error names the services (at most maxSpecProblems) and
 // wraps the gate's, which names the members to upgrade
 // (command.ErrUnsupported).
-func CheckRestoreLevels(services []*api.Service, check func(command.Command) error) error {
+func CheckRestoreLevels(services []*api.Service, networks []*api.Network, check func(command.Command) error) error {
 	var names []string
 	var first error
-	for _, s := range services {
-		err := check(command.CreateService{Service: *s})
+	refused := func(cmd command.Command, what string) error {
+		err := check(cmd)
 		if err == nil {
-			continue
+			return nil
 		}
 		if !errors.Is(err, command.ErrUnsupported) {
 			return fmt.Errorf("snapshot file: check the members' protocol levels: %w", err)
 		}
-		names = append(names, fmt.Sprintf("service %q", s.Name))
+		names = append(names, what)
 		if first == nil {
 			first = err
+		}
+		return nil
+	}
+	for _, s := range services {
+		if err := refused(command.CreateService{Service: *s}, fmt.Sprintf("service %q", s.Name)); err != nil {
+			return err
+		}
+	}
+	for _, n := range networks {
+		if err := refused(command.CreateNetwork{Network: *n}, fmt.Sprintf("network %q", n.Name)); err != nil {
+			return err
 		}
 	}
 	if first == nil {

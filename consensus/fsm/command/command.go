@@ -59,6 +59,8 @@ const (
 	// level 3
 	TypeStageNodeCert   Type = 36
 	TypeConfirmNodeCert Type = 37
+	// level 6
+	TypeClaimNetworkShare Type = 38
 )
 
 // Version is the second byte of every log entry: the version of the
@@ -346,6 +348,17 @@ type DeleteNetwork struct {
 	ID string `json:"id"`
 }
 
+// ClaimNetworkShare gives node NodeID a share of allocated-share network
+// Network (ID; api.Network.ShareBits) unless it holds one: what a
+// `shoal run --network` container needs before it joins the network on a
+// node that runs no task of it. Refused (consensus.ErrInUse) when every
+// share is held. A task's node gets its share with the task's assignment
+// (UpsertTasks) instead.
+type ClaimNetworkShare struct {
+	Network string `json:"network"`
+	NodeID  string `json:"node_id"`
+}
+
 // Type implements Command.
 func (CreateNetwork) Type() Type { return TypeCreateNetwork }
 
@@ -443,6 +456,9 @@ func (StageNodeCert) Type() Type { return TypeStageNodeCert }
 
 func (ConfirmNodeCert) Type() Type { return TypeConfirmNodeCert }
 
+// Type implements Command.
+func (ClaimNetworkShare) Type() Type { return TypeClaimNetworkShare }
+
 // Secrets and configs. A secret's data enters the log only sealed with the
 // voters' KEK; a config's is stored as given (consensus/fsm/secrets.go).
 
@@ -489,40 +505,41 @@ func (CreateConfig) Type() Type { return TypeCreateConfig }
 func (DeleteConfig) Type() Type { return TypeDeleteConfig }
 
 // isCommand seals Command to the types above.
-func (BootstrapCluster) isCommand() {}
-func (UpsertNode) isCommand()       {}
-func (UpdateOwnNode) isCommand()    {}
-func (UpdateNode) isCommand()       {}
-func (SetNodeStatus) isCommand()    {}
-func (SetNodeVoter) isCommand()     {}
-func (RemoveNode) isCommand()       {}
-func (RotateToken) isCommand()      {}
-func (SetGossipKeys) isCommand()    {}
-func (CreateService) isCommand()    {}
-func (UpdateService) isCommand()    {}
-func (DeleteService) isCommand()    {}
-func (UpsertTasks) isCommand()      {}
-func (TaskStatus) isCommand()       {}
-func (DeleteTasks) isCommand()      {}
-func (UpsertImage) isCommand()      {}
-func (SetImageNode) isCommand()     {}
-func (DeleteImage) isCommand()      {}
-func (Batch) isCommand()            {}
-func (TrimTasks) isCommand()        {}
-func (RevokeCert) isCommand()       {}
-func (SetVoterTarget) isCommand()   {}
-func (SetClusterEpoch) isCommand()  {}
-func (SealClusterKeys) isCommand()  {}
-func (RotateCA) isCommand()         {}
-func (FinishCARotation) isCommand() {}
-func (SetNodeCert) isCommand()      {}
-func (RecordCertExpiry) isCommand() {}
-func (TrimRevoked) isCommand()      {}
-func (StageNodeCert) isCommand()    {}
-func (ConfirmNodeCert) isCommand()  {}
-func (CreateNetwork) isCommand()    {}
-func (DeleteNetwork) isCommand()    {}
-func (CreateSecret) isCommand()     {}
-func (DeleteSecret) isCommand()     {}
-func (CreateConfig) isCommand()     {}
-func (DeleteConfig) isCommand()     {}
+func (BootstrapCluster) isCommand()  {}
+func (UpsertNode) isCommand()        {}
+func (UpdateOwnNode) isCommand()     {}
+func (UpdateNode) isCommand()        {}
+func (SetNodeStatus) isCommand()     {}
+func (SetNodeVoter) isCommand()      {}
+func (RemoveNode) isCommand()        {}
+func (RotateToken) isCommand()       {}
+func (SetGossipKeys) isCommand()     {}
+func (CreateService) isCommand()     {}
+func (UpdateService) isCommand()     {}
+func (DeleteService) isCommand()     {}
+func (UpsertTasks) isCommand()       {}
+func (TaskStatus) isCommand()        {}
+func (DeleteTasks) isCommand()       {}
+func (UpsertImage) isCommand()       {}
+func (SetImageNode) isCommand()      {}
+func (DeleteImage) isCommand()       {}
+func (Batch) isCommand()             {}
+func (TrimTasks) isCommand()         {}
+func (RevokeCert) isCommand()        {}
+func (SetVoterTarget) isCommand()    {}
+func (SetClusterEpoch) isCommand()   {}
+func (SealClusterKeys) isCommand()   {}
+func (RotateCA) isCommand()          {}
+func (FinishCARotation) isCommand()  {}
+func (SetNodeCert) isCommand()       {}
+func (RecordCertExpiry) isCommand()  {}
+func (TrimRevoked) isCommand()       {}
+func (StageNodeCert) isCommand()     {}
+func (ConfirmNodeCert) isCommand()   {}
+func (CreateNetwork) isCommand()     {}
+func (DeleteNetwork) isCommand()     {}
+func (ClaimNetworkShare) isCommand() {}
+func (CreateSecret) isCommand()      {}
+func (DeleteSecret) isCommand()      {}
+func (CreateConfig) isCommand()      {}
+func (DeleteConfig) isCommand()      {}

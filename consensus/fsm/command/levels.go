@@ -21,7 +21,7 @@ import (
 // ProtocolLevel is the newest command level this binary can apply. Raise it
 // by one in the change that appends a command type, and give the new type
 // that level in commandSince. Nodes advertise it in their gossip metadata.
-const ProtocolLevel = 5
+const ProtocolLevel = 6
 
 // BaseProtocolLevel is assumed for a node that advertises no level: the
 // builds before the gate existed. Level 1 is every type up to
@@ -35,43 +35,44 @@ const BaseProtocolLevel = 1
 // an entry gates too much rather than too little; a test requires an entry
 // for every decodable type.
 var commandSince = map[Type]int{
-	TypeBootstrapCluster: 1,
-	TypeUpsertNode:       1,
-	TypeUpdateNode:       1,
-	TypeSetNodeStatus:    1,
-	TypeSetNodeVoter:     1,
-	TypeRemoveNode:       1,
-	TypeRotateToken:      1,
-	TypeSetGossipKeys:    1,
-	TypeCreateService:    1,
-	TypeUpdateService:    1,
-	TypeDeleteService:    1,
-	TypeUpsertTasks:      1,
-	TypeTaskStatus:       1,
-	TypeDeleteTasks:      1,
-	TypeUpsertImage:      1,
-	TypeSetImageNode:     1,
-	TypeDeleteImage:      1,
-	TypeBatch:            1,
-	TypeTrimTasks:        1,
-	TypeRevokeCert:       1,
-	TypeSetVoterTarget:   1,
-	TypeSetClusterEpoch:  1,
-	TypeSealClusterKeys:  1,
-	TypeRotateCA:         1,
-	TypeFinishCARotation: 1,
-	TypeSetNodeCert:      1,
-	TypeCreateNetwork:    1,
-	TypeDeleteNetwork:    1,
-	TypeCreateSecret:     1,
-	TypeDeleteSecret:     1,
-	TypeCreateConfig:     1,
-	TypeDeleteConfig:     1,
-	TypeUpdateOwnNode:    2,
-	TypeRecordCertExpiry: 2,
-	TypeTrimRevoked:      2,
-	TypeStageNodeCert:    3,
-	TypeConfirmNodeCert:  3,
+	TypeBootstrapCluster:  1,
+	TypeUpsertNode:        1,
+	TypeUpdateNode:        1,
+	TypeSetNodeStatus:     1,
+	TypeSetNodeVoter:      1,
+	TypeRemoveNode:        1,
+	TypeRotateToken:       1,
+	TypeSetGossipKeys:     1,
+	TypeCreateService:     1,
+	TypeUpdateService:     1,
+	TypeDeleteService:     1,
+	TypeUpsertTasks:       1,
+	TypeTaskStatus:        1,
+	TypeDeleteTasks:       1,
+	TypeUpsertImage:       1,
+	TypeSetImageNode:      1,
+	TypeDeleteImage:       1,
+	TypeBatch:             1,
+	TypeTrimTasks:         1,
+	TypeRevokeCert:        1,
+	TypeSetVoterTarget:    1,
+	TypeSetClusterEpoch:   1,
+	TypeSealClusterKeys:   1,
+	TypeRotateCA:          1,
+	TypeFinishCARotation:  1,
+	TypeSetNodeCert:       1,
+	TypeCreateNetwork:     1,
+	TypeDeleteNetwork:     1,
+	TypeCreateSecret:      1,
+	TypeDeleteSecret:      1,
+	TypeCreateConfig:      1,
+	TypeDeleteConfig:      1,
+	TypeUpdateOwnNode:     2,
+	TypeRecordCertExpiry:  2,
+	TypeTrimRevoked:       2,
+	TypeStageNodeCert:     3,
+	TypeConfirmNodeCert:   3,
+	TypeClaimNetworkShare: SharesLevel,
 }
 
 // EndpointLevel is the protocol level whose state machine knows a service
@@ -108,9 +109,20 @@ const LoggingLevel = 4
 // every member at this level.
 const JobLevel = 5
 
+// SharesLevel is the level whose state machine and agents know
+// allocated node shares (api.Network.ShareBits, Shares): networks too small
+// for index-derived shares. An older state machine refuses to create such
+// a network (too small) and would assign no shares when a task is placed,
+// and an older agent finds no share for itself (it cannot run the
+// network's containers, never misroutes them). So a CreateNetwork with
+// ShareBits needs every member at this level, ClaimNetworkShare is a type
+// of this level, and the scheduler places a task on such a network only
+// on nodes of this level.
+const SharesLevel = 6
+
 // bodySince lists the levels that introduced fields an older state machine
 // would apply differently (a test requires ProtocolLevel to cover them).
-var bodySince = []int{EndpointLevel, AutoPortLevel, PlacementLevel, LoggingLevel, JobLevel}
+var bodySince = []int{EndpointLevel, AutoPortLevel, PlacementLevel, LoggingLevel, JobLevel, SharesLevel}
 
 // bodyLevel is the level cmd's content needs beyond its type's: the
 // fields of bodySince, for the service commands (an endpoint mode or
@@ -121,6 +133,10 @@ var bodySince = []int{EndpointLevel, AutoPortLevel, PlacementLevel, LoggingLevel
 func bodyLevel(cmd Command) int {
 	var svc *api.Service
 	switch c := cmd.(type) {
+	case CreateNetwork:
+		return networkLevel(&c.Network)
+	case *CreateNetwork:
+		return networkLevel(&c.Network)
 	case CreateService:
 		svc = &c.Service
 	case *CreateService:
@@ -145,6 +161,15 @@ func bodyLevel(cmd Command) int {
 		}
 	}
 	return lvl
+}
+
+// networkLevel is the level a network record needs: SharesLevel for one
+// with allocated shares.
+func networkLevel(n *api.Network) int {
+	if n.ShareBits != 0 || len(n.Shares) > 0 {
+		return SharesLevel
+	}
+	return BaseProtocolLevel
 }
 
 // specLevel is the level of the fields of bodySince that spec sets, but

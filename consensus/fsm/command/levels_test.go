@@ -175,3 +175,27 @@ func TestAutoPortLevel(t *testing.T) {
 		t.Fatalf("given ports need no upgrade: %v", err)
 	}
 }
+
+// TestSinceLevelNetworkShares: a network with allocated shares needs
+// SharesLevel (an older state machine refuses the subnet as too small and
+// assigns no shares), in a batch too; a large network keeps level 1, and
+// ClaimNetworkShare is of SharesLevel.
+func TestSinceLevelNetworkShares(t *testing.T) {
+	small := api.Network{ID: "n", Name: "small", Subnet: "172.28.0.0/24", ShareBits: api.AllocatedShareBits}
+	large := api.Network{ID: "n", Name: "large", Subnet: "10.50.0.0/16"}
+	for _, tc := range []struct {
+		name string
+		cmd  Command
+		want int
+	}{
+		{"large", CreateNetwork{Network: large}, BaseProtocolLevel},
+		{"small", CreateNetwork{Network: small}, SharesLevel},
+		{"small by pointer", &CreateNetwork{Network: small}, SharesLevel},
+		{"small in a batch", Batch{Commands: []Command{DeleteTasks{}, CreateNetwork{Network: small}}}, SharesLevel},
+		{"claim", ClaimNetworkShare{Network: "n", NodeID: "x"}, SharesLevel},
+	} {
+		if got := SinceLevel(tc.cmd); got != tc.want {
+			t.Errorf("%s: SinceLevel %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
