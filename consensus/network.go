@@ -1,7 +1,7 @@
 package consensus
 
 // Networks. A network is a name, a subnet and a VXLAN VNI; every node
-// derives its share of the subnet (api.NodeShare) and services get one VIP
+// derives its share of the subnet (api.NetworkShare) and services get one VIP
 // per network from the subnet's upper half (api.NetworkVIPRange). The
 // default network (api.DefaultNetwork) is not in the table: it is the
 // cluster CIDR with VNI api.DefaultVNI, exists in every cluster (also in

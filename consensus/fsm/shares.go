@@ -55,14 +55,15 @@ func ensureShare(w *consensus.WriteTxn, n *api.Network, nodeID string) error {
 	return w.Insert(consensus.TableNetworks, nn)
 }
 
-// assignTaskShares gives the node of each task placed to run (a node and
-// desired state running) a share of each allocated-share network of the
-// task's spec. Tasks are handled in command order, networks in spec
-// order: deterministic.
+// assignTaskShares gives the node of each task placed to run (a node,
+// desired state running, and a state past new: a global service's pending
+// task names its node before it is placed there) a share of each
+// allocated-share network of the task's spec. Tasks are handled in
+// command order, networks in spec order: deterministic.
 func assignTaskShares(w *consensus.WriteTxn, tasks []api.Task) error {
 	for i := range tasks {
 		t := &tasks[i]
-		if t.NodeID == "" || t.DesiredState != api.TaskRunning {
+		if t.NodeID == "" || t.DesiredState != api.TaskRunning || t.State == "" || t.State == api.TaskNew || api.TaskTerminal(t.State) {
 			continue
 		}
 		for _, name := range api.SpecNetworks(t.Spec) {

@@ -40,8 +40,11 @@ func TestNetworkShares(t *testing.T) {
 	task := func(id, node, desired string) api.Task {
 		return api.Task{ID: id, ServiceID: "s1", Slot: 1, NodeID: node, DesiredState: desired, State: api.TaskAssigned, Spec: spec}
 	}
-	// Pending (no node) and shutdown tasks take nothing.
-	h.must(command.UpsertTasks{Tasks: []api.Task{task("t0", "", api.TaskRunning), task("tx", "n3", api.TaskShutdown)}})
+	// Pending (no node, or a global task made for its node but not
+	// placed: state new) and shutdown tasks take nothing.
+	pendingGlobal := task("tg", "n3", api.TaskRunning)
+	pendingGlobal.State, pendingGlobal.Slot = api.TaskNew, 0
+	h.must(command.UpsertTasks{Tasks: []api.Task{task("t0", "", api.TaskRunning), task("tx", "n3", api.TaskShutdown), pendingGlobal}})
 	if got := sharesOf(t, h, "small"); len(got) != 0 {
 		t.Fatalf("shares before any assignment: %v", got)
 	}
@@ -115,7 +118,7 @@ func TestNetworkSharesAgree(t *testing.T) {
 		h.must(command.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: spec}})
 		var tasks []api.Task
 		for i := 9; i >= 2; i-- {
-			tasks = append(tasks, api.Task{ID: fmt.Sprintf("t%d", i), ServiceID: "s1", Slot: i, NodeID: fmt.Sprintf("n%d", i), DesiredState: api.TaskRunning, Spec: spec})
+			tasks = append(tasks, api.Task{ID: fmt.Sprintf("t%d", i), ServiceID: "s1", Slot: i, NodeID: fmt.Sprintf("n%d", i), DesiredState: api.TaskRunning, State: api.TaskAssigned, Spec: spec})
 		}
 		h.must(command.UpsertTasks{Tasks: tasks})
 		return fmt.Sprint(sharesOf(t, h, "small"))

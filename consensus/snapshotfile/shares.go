@@ -44,7 +44,7 @@ func restoreShares(d *consensus.SnapshotData, cur *consensus.Store, isMember map
 		return
 	}
 	for _, t := range d.Tasks {
-		if t.NodeID == "" || t.DesiredState != api.TaskRunning {
+		if t.NodeID == "" || t.DesiredState != api.TaskRunning || t.State == "" || t.State == api.TaskNew || api.TaskTerminal(t.State) {
 			continue
 		}
 		for _, name := range api.SpecNetworks(t.Spec) {

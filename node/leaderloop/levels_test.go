@@ -51,6 +51,9 @@ func TestSpecLevelsWithinProtocol(t *testing.T) {
 	if servicespec.JobLevel != command.JobLevel {
 		t.Fatalf("servicespec.JobLevel %d, command.JobLevel %d: the job modes came at one level", servicespec.JobLevel, command.JobLevel)
 	}
+	if placement.SharesLevel != command.SharesLevel {
+		t.Fatalf("placement.SharesLevel %d, command.SharesLevel %d: allocated network shares came at one level", placement.SharesLevel, command.SharesLevel)
+	}
 	unknown := &placement.NodeInfo{Node: api.Node{Status: api.NodeReady}}
 	if ok, _ := (placement.LevelFilter{}).Check(unknown, &placement.Request{Level: placement.LevelNeed{Level: command.BaseProtocolLevel}}); !ok {
 		t.Fatal("a node of unknown level is refused a spec of the base level")

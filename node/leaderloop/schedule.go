@@ -144,6 +144,11 @@ func SchedulerState(store *consensus.Store) scheduler.State {
 	for _, t := range snap.Tasks() {
 		st.Tasks = append(st.Tasks, *t)
 	}
+	for _, n := range snap.Networks() {
+		if n.ShareBits != 0 {
+			st.Networks = append(st.Networks, *n)
+		}
+	}
 	return st
 }
 

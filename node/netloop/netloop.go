@@ -12,9 +12,10 @@ package netloop
 // FDB entry per peer in step with the state. Every other network (a Raft
 // object, consensus/network.go) gets an overlay of its own on every node:
 // its own VNI, bridge and VXLAN device, and as node subnet this node's
-// share of the network's subnet (api.NodeShare, derived from the index of
-// the node's /24, so no allocation is needed). A network removed from the
-// state is torn down.
+// share of the network's subnet (api.NetworkShare: derived from the index
+// of the node's /24, so no allocation is needed; on a network too small
+// for that, the share the state machine gave the node, and no overlay
+// until it has one). A network removed from the state is torn down.
 //
 // Encrypted networks (overlay/wireguard) are routed through WireGuard:
 // while the state holds one, the node runs a WireGuard device, publishes
@@ -487,7 +488,7 @@ func (l *Loop) wgConfig() wireguard.WireGuardConfig {
 // It also takes this node's key rotation one step further (wgkeys.go):
 // removalIndex is the replica's last removal, index what the replica has
 // applied (the epoch of a key made now).
-func (l *Loop) syncWireGuard(self *api.Node, nodes []*api.Node, cluster, nodeSub netip.Prefix, encrypted []netip.Prefix, removalIndex, index uint64) *wireguard.WireGuard {
+func (l *Loop) syncWireGuard(self *api.Node, nodes []*api.Node, cluster, nodeSub netip.Prefix, encrypted []*api.Network, removalIndex, index uint64) *wireguard.WireGuard {
 	if len(encrypted) == 0 {
 		if l.wg != nil {
 			_ = l.wg.Close()
@@ -635,7 +636,7 @@ func (l *Loop) syncNetworks(ctx context.Context, ns netplan.State) {
 		return
 	}
 	nodes, networks := ns.Nodes, ns.Networks
-	encrypted := netplan.EncryptedSubnets(networks)
+	encrypted := netplan.EncryptedNetworks(networks)
 	wg := l.syncWireGuard(self, nodes, cluster, nodeSub, encrypted, c.LastRemovalIndex, ns.Index)
 	want := map[string]bool{}
 	for _, n := range networks {
@@ -662,7 +663,13 @@ func (l *Loop) syncNetworks(ctx context.Context, ns netplan.State) {
 			tunnel = netip.MustParsePrefix(wireguard.DefaultTunnelCIDR)
 		}
 		if no == nil {
-			share, err := api.NodeShare(subnet, cluster, nodeSub)
+			share, err := api.NetworkShare(n, cluster, l.cfg.NodeID, nodeSub)
+			if errors.Is(err, api.ErrNoShare) {
+				// Allocated shares: this node gets one with its first
+				// task or container on the network; until then it
+				// holds nothing of it.
+				continue
+			}
 			if err != nil {
 				l.log.Warn("network: no share for this node", "network", n.Name, "err", err)
 				continue
@@ -681,7 +688,7 @@ func (l *Loop) syncNetworks(ctx context.Context, ns netplan.State) {
 				// and veths take.
 				cfg.UnderlayIP, cfg.Routed = wg.TunnelIP(), true
 			}
-			peers := netplan.NetworkPeers(nodes, l.cfg.NodeID, subnet, cluster, tunnel)
+			peers := netplan.NetworkPeers(nodes, l.cfg.NodeID, n, cluster, tunnel)
 			ov, peerErr, err := openOverlay(ctx, cfg, peers)
 			if err != nil {
 				l.log.Warn("network overlay setup failed; retrying", "network", n.Name, "err", err)
@@ -707,7 +714,7 @@ func (l *Loop) syncNetworks(ctx context.Context, ns netplan.State) {
 			l.net.mu.Unlock()
 			l.log.Info("network up", "network", n.Name, "vni", n.VNI, "share", share.String(), "bridge", cfg.BridgeName)
 		}
-		if peers := netplan.NetworkPeers(nodes, l.cfg.NodeID, subnet, cluster, tunnel); !reflect.DeepEqual(peers, no.peers) {
+		if peers := netplan.NetworkPeers(nodes, l.cfg.NodeID, n, cluster, tunnel); !reflect.DeepEqual(peers, no.peers) {
 			if err := no.ov.SetPeers(peers); err != nil {
 				l.log.Warn("network overlay peers", "network", n.Name, "err", err)
 			} else {

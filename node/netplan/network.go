@@ -77,24 +77,26 @@ func VethPrefix(n api.Network) string {
 	return fmt.Sprintf("s%x", n.VNI)
 }
 
-// EncryptedSubnets lists the subnets of the networks routed through
-// WireGuard (Routed), in the order of networks; an unparsable subnet is
-// left out. WireGuard runs while this is not empty, and each peer is
-// allowed its shares of these subnets (WireGuardPeers).
-func EncryptedSubnets(networks []*api.Network) []netip.Prefix {
-	var encrypted []netip.Prefix
+// EncryptedNetworks lists the networks routed through WireGuard (Routed),
+// in the order of networks; one with an unparsable subnet is left out.
+// WireGuard runs while this is not empty, and each peer is allowed its
+// shares of these networks (WireGuardPeers).
+func EncryptedNetworks(networks []*api.Network) []*api.Network {
+	var encrypted []*api.Network
 	for _, n := range networks {
-		if p, err := netip.ParsePrefix(n.Subnet); err == nil && Routed(*n) {
-			encrypted = append(encrypted, p)
+		if _, err := netip.ParsePrefix(n.Subnet); err == nil && Routed(*n) {
+			encrypted = append(encrypted, n)
 		}
 	}
 	return encrypted
 }
 
-// NetworkPeers lists the shares of network subnet of every other node. With
-// a valid tunnel prefix (an encrypted network) a peer's underlay address is
-// its WireGuard tunnel address (wireguard.TunnelAddr).
-func NetworkPeers(nodes []*api.Node, self string, subnet, cluster, tunnel netip.Prefix) []overlay.Peer {
+// NetworkPeers lists the shares of network nw of every other node
+// (api.NetworkShare: a node without a share of an allocated-share network
+// is left out: it holds no container of it). With a valid tunnel prefix
+// (an encrypted network) a peer's underlay address is its WireGuard tunnel
+// address (wireguard.TunnelAddr).
+func NetworkPeers(nodes []*api.Node, self string, nw *api.Network, cluster, tunnel netip.Prefix) []overlay.Peer {
 	var peers []overlay.Peer
 	for _, n := range nodes {
 		if n.ID == self || n.Subnet == "" {
@@ -105,7 +107,7 @@ func NetworkPeers(nodes []*api.Node, self string, subnet, cluster, tunnel netip.
 		if err1 != nil || err2 != nil {
 			continue
 		}
-		share, err := api.NodeShare(subnet, cluster, sub)
+		share, err := api.NetworkShare(nw, cluster, n.ID, sub)
 		if err != nil {
 			continue
 		}
@@ -122,9 +124,9 @@ func NetworkPeers(nodes []*api.Node, self string, subnet, cluster, tunnel netip.
 // WireGuardPeers lists the WireGuard peers of this node: every other node
 // with a subnet, an address and a published public key (the one in use
 // during a key rotation, WGPeerKey), at its underlay address and port,
-// allowed its tunnel address and its shares of the encrypted networks'
-// subnets (encrypted). It is pure.
-func WireGuardPeers(nodes []*api.Node, self string, cluster, tunnel netip.Prefix, port uint16, encrypted []netip.Prefix) []wireguard.WGPeer {
+// allowed its tunnel address and its shares of the encrypted networks
+// (encrypted). It is pure.
+func WireGuardPeers(nodes []*api.Node, self string, cluster, tunnel netip.Prefix, port uint16, encrypted []*api.Network) []wireguard.WGPeer {
 	var peers []wireguard.WGPeer
 	for _, n := range nodes {
 		key := WGPeerKey(n, nodes)
@@ -141,8 +143,8 @@ func WireGuardPeers(nodes []*api.Node, self string, cluster, tunnel netip.Prefix
 			continue
 		}
 		var shares []netip.Prefix
-		for _, subnet := range encrypted {
-			if share, err := api.NodeShare(subnet, cluster, sub); err == nil {
+		for _, nw := range encrypted {
+			if share, err := api.NetworkShare(nw, cluster, n.ID, sub); err == nil {
 				shares = append(shares, share)
 			}
 		}

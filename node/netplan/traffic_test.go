@@ -1,7 +1,6 @@
 package netplan
 
 import (
-	"net/netip"
 	"reflect"
 	"testing"
 
@@ -51,10 +50,10 @@ func TestTaskIPs(t *testing.T) {
 	}
 }
 
-// TestEncryptedSubnets: only encrypted networks other than the default one
-// are routed through WireGuard, in the order given; a broken subnet is
-// left out.
-func TestEncryptedSubnets(t *testing.T) {
+// TestEncryptedNetworks: only encrypted networks other than the default
+// one are routed through WireGuard, in the order given; one with a broken
+// subnet is left out.
+func TestEncryptedNetworks(t *testing.T) {
 	nets := []*api.Network{
 		{Name: api.DefaultNetwork, Subnet: "10.42.0.0/16", Encrypted: true},
 		{Name: "plain", Subnet: "10.50.0.0/16"},
@@ -62,11 +61,11 @@ func TestEncryptedSubnets(t *testing.T) {
 		{Name: "broken", Subnet: "nonsense", Encrypted: true},
 		{Name: "a", Subnet: "10.51.0.0/16", Encrypted: true},
 	}
-	want := []netip.Prefix{netip.MustParsePrefix("10.52.0.0/16"), netip.MustParsePrefix("10.51.0.0/16")}
-	if got := EncryptedSubnets(nets); !reflect.DeepEqual(got, want) {
-		t.Errorf("EncryptedSubnets = %v, want %v", got, want)
+	want := []*api.Network{nets[2], nets[4]}
+	if got := EncryptedNetworks(nets); !reflect.DeepEqual(got, want) {
+		t.Errorf("EncryptedNetworks = %v, want %v", got, want)
 	}
-	if got := EncryptedSubnets(nil); got != nil {
+	if got := EncryptedNetworks(nil); got != nil {
 		t.Errorf("no networks: %v", got)
 	}
 }

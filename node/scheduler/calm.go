@@ -213,7 +213,7 @@ func (r *run) rebalanceAll() {
 // rebalance plans and creates one service's moves.
 func (s *svcRun) rebalance() {
 	r := s.r
-	req := placement.Request{Level: s.level, Constraints: s.cs, Reservations: s.spec.Resources.Reservations}
+	req := placement.Request{Level: s.level, Constraints: s.cs, Reservations: s.spec.Resources.Reservations, Shares: s.shares}
 	idx := map[*placement.NodeInfo]int{}
 	var nodes []placement.MoveNode
 	var infos []*placement.NodeInfo
@@ -282,6 +282,11 @@ func (s *svcRun) rebalance() {
 		sort.Slice(b, func(i, j int) bool { return olderTask(b[j].t, b[i].t) })
 	}
 	for _, m := range moves {
+		if ok, _ := (placement.ShareFilter{}).Check(infos[m.To], &req); !ok {
+			// PlanMoves checked each target alone: an earlier move of
+			// this plan took the last free share of a network.
+			continue
+		}
 		if !r.take() {
 			return
 		}

@@ -59,8 +59,11 @@ type svcRun struct {
 	replaced map[string]bool
 	noMoves  bool
 
-	// level is what the spec needs of a node's agent (servicespec.MinLevel).
+	// level is what the spec needs of a node's agent (servicespec.MinLevel,
+	// and placement.SharesLevel on a network with allocated shares).
 	level placement.LevelNeed
+	// shares are the spec's networks with allocated node shares.
+	shares []*placement.NetShares
 }
 
 func newSvcRun(r *run, svc api.Service, tasks []*taskRef) *svcRun {
@@ -78,6 +81,16 @@ func (s *svcRun) setService(svc api.Service) {
 	s.cs = s.r.constraints(s.spec.Constraints)
 	s.prefs, _ = placement.ParsePreferences(s.spec.PlacementPreferences) // validated before stored
 	s.level.Level, s.level.Fields = servicespec.MinLevel(&s.spec)
+	s.shares = s.r.specShares(s.spec)
+	for _, ns := range s.shares {
+		// An older agent finds no share of its own on such a network.
+		switch what := "network " + ns.Name; {
+		case placement.SharesLevel > s.level.Level:
+			s.level.Level, s.level.Fields = placement.SharesLevel, []string{what}
+		case placement.SharesLevel == s.level.Level:
+			s.level.Fields = append(s.level.Fields, what)
+		}
+	}
 }
 
 // planDefaults fills the fields Plan needs but, unlike Defaults, keeps
@@ -185,7 +198,7 @@ func (s *svcRun) queuePlacement() {
 		r.places = append(r.places, &waiting{
 			global: s.global,
 			req: placement.Request{Level: s.level, Constraints: s.cs, Reservations: s.spec.Resources.Reservations,
-				MaxPerNode: int(s.spec.MaxReplicasPerNode)},
+				MaxPerNode: int(s.spec.MaxReplicasPerNode), Shares: s.shares},
 			prefs: s.prefs,
 			tasks: s.toPlace,
 			all:   [2][]*taskRef{s.tasks, s.newTasks},
@@ -414,14 +427,15 @@ func (s *svcRun) matches(n *placement.NodeInfo) bool {
 	return ok
 }
 
-// eligibleGlobal applies every filter but resources and protocol level: a
-// node short of room, or whose agent is too old for the spec, still gets a
-// (pending) task, so the user sees why it does not run (and the task
-// starts once the node is upgraded).
+// eligibleGlobal applies every filter but resources, protocol level and
+// network shares: a node short of room or of address space, or whose
+// agent is too old for the spec, still gets a (pending) task, so the user
+// sees why it does not run (and the task starts once the node is upgraded
+// or a share is free).
 func (s *svcRun) eligibleGlobal(n *placement.NodeInfo, req *placement.Request) bool {
 	for _, f := range s.r.cfg.Pipeline {
 		switch f.(type) {
-		case placement.ResourceFilter, placement.LevelFilter:
+		case placement.ResourceFilter, placement.LevelFilter, placement.ShareFilter:
 			continue
 		}
 		if ok, _ := f.Check(n, req); !ok {

@@ -114,6 +114,11 @@ type State struct {
 	// whose spec uses a newer field is not placed on it
 	// (placement.LevelFilter).
 	Levels map[string]int
+
+	// Networks are the cluster's networks; those with allocated node
+	// shares (api.Network.ShareBits) limit which nodes may take their
+	// tasks (placement.ShareFilter). Others do not matter to the plan.
+	Networks []api.Network
 }
 
 // Plan is what the leader writes to Raft, in this order: ServiceUpdates,
@@ -234,6 +239,9 @@ type run struct {
 	counted   bool
 	// seen are the planner's first sights (Planner.seen).
 	seen sightings.Sights
+	// shares are the networks with allocated node shares, by name: the
+	// plan's count of their free shares (placement.NetShares).
+	shares map[string]*placement.NetShares
 }
 
 func newRun(cfg Config, st State, now time.Time) *run {
@@ -245,6 +253,14 @@ func newRun(cfg Config, st State, now time.Time) *run {
 		bySvc:  make(map[string][]*taskRef, len(st.Services)),
 		cons:   map[string][]placement.Constraint{},
 		budget: cfg.MaxCreate,
+	}
+	for i := range st.Networks {
+		if ns := placement.NewNetShares(&st.Networks[i]); ns != nil {
+			if r.shares == nil {
+				r.shares = map[string]*placement.NetShares{}
+			}
+			r.shares[ns.Name] = ns
+		}
 	}
 	r.nodeList = make([]*placement.NodeInfo, len(st.Nodes))
 	infos := make([]placement.NodeInfo, len(st.Nodes))
@@ -593,6 +609,30 @@ func (r *run) assign(ref *taskRef, n *placement.NodeInfo) {
 	e.UpdatedAt = r.now
 	addRes(&n.Reserved, e.Spec.Resources.Reservations)
 	n.Tasks++
+	r.takeShares(e.Spec, n.Node.ID)
+}
+
+// specShares returns the allocated-share networks spec joins (nil: none).
+func (r *run) specShares(spec api.ServiceSpec) []*placement.NetShares {
+	if len(r.shares) == 0 {
+		return nil
+	}
+	var out []*placement.NetShares
+	for _, name := range spec.Networks {
+		if ns := r.shares[name]; ns != nil {
+			out = append(out, ns)
+		}
+	}
+	return out
+}
+
+// takeShares records that node id got a task of spec: the state machine
+// gives it a share of each allocated-share network it holds none of, so
+// the plan counts one fewer free.
+func (r *run) takeShares(spec api.ServiceSpec, id string) {
+	for _, ns := range r.specShares(spec) {
+		ns.Take(id)
+	}
 }
 
 func (r *run) unplaced(ref *taskRef, msg string) {
@@ -634,6 +674,13 @@ func (r *run) placeSpread(pl *waiting) {
 	// Nodes at the limit join too (Spread leaves them out): their tasks
 	// count in the groups of the preferences.
 	sp := placement.NewSpread(len(r.nodeList), pl.prefs, pl.req.MaxPerNode)
+	if len(pl.req.Shares) > 0 {
+		// A node without a share leaves once the last free one is taken.
+		sp.Admit = func(n *placement.NodeInfo) bool {
+			ok, _ := placement.ShareFilter{}.Check(n, &pl.req)
+			return ok
+		}
+	}
 	for _, n := range r.nodeList {
 		if ok, _ := r.cfg.Pipeline.Check(n, &pl.req); ok {
 			sp.Add(n, perNode[n.Index])

@@ -13,7 +13,7 @@ import (
 // every task address it reports that is not inside id's share of that
 // task's networks removed (and logs what it removed). A node draws its
 // tasks' addresses from its own share of each network (its /24 on the
-// default network, api.NodeShare on the others); an address elsewhere is
+// default network, api.NetworkShare on the others); an address elsewhere is
 // another container's, a VIP or a host's, and every node would send the
 // service's traffic there and take it for a container of the task's
 // networks (the DNS views). The report itself is kept: refusing the batch
@@ -120,11 +120,7 @@ func nodeShares(store *consensus.Store, id string) map[string]netip.Prefix {
 		if nw.Name == api.DefaultNetwork {
 			continue
 		}
-		sub, err := netip.ParsePrefix(nw.Subnet)
-		if err != nil {
-			continue
-		}
-		if share, err := api.NodeShare(sub, cluster, nodeSub); err == nil {
+		if share, err := api.NetworkShare(nw, cluster, id, nodeSub); err == nil {
 			shares[nw.Name] = share
 		}
 	}

@@ -44,6 +44,8 @@ type Request struct {
 	// applies the limit as it places; the planner sets PerNode to explain.
 	MaxPerNode int
 	PerNode    []int
+	// Shares are the allocated-share networks of the spec (ShareFilter).
+	Shares []*NetShares
 }
 
 // Filter accepts or refuses a node for a new task. Check must be pure and
@@ -144,10 +146,10 @@ func (MaxReplicasFilter) Check(n *NodeInfo, r *Request) (bool, string) {
 type Pipeline []Filter
 
 // DefaultPipeline is ready, availability, protocol level, constraints,
-// resources, max replicas per node: the order in which refusals are
-// attributed.
+// resources, max replicas per node, network shares: the order in which
+// refusals are attributed.
 func DefaultPipeline() Pipeline {
-	return Pipeline{ReadyFilter{}, AvailabilityFilter{}, LevelFilter{}, ConstraintFilter{}, ResourceFilter{}, MaxReplicasFilter{}}
+	return Pipeline{ReadyFilter{}, AvailabilityFilter{}, LevelFilter{}, ConstraintFilter{}, ResourceFilter{}, MaxReplicasFilter{}, ShareFilter{}}
 }
 
 // Check runs the filters in order and returns the first refusal.

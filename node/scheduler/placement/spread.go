@@ -30,6 +30,11 @@ import (
 // The caller updates the chosen node's NodeInfo (Tasks, Reserved) and then
 // calls Took. A Spread is used by one goroutine for one service.
 type Spread struct {
+	// Admit, when set, is asked at every pick as resources are: a node it
+	// refuses leaves for good (it must stay refused as the plan goes on,
+	// as running out of network shares does).
+	Admit func(*NodeInfo) bool
+
 	prefs []Preference
 	max   int
 	root  *group
@@ -154,7 +159,7 @@ func (s *Spread) pickLeaf(g *group, want api.Resources) *NodeInfo {
 	}
 	for g.h.Len() > 0 {
 		c := g.h[0]
-		if (s.max > 0 && c.svc >= s.max) || ResourceShortfall(c.n, want) != "" {
+		if (s.max > 0 && c.svc >= s.max) || ResourceShortfall(c.n, want) != "" || (s.Admit != nil && !s.Admit(c.n)) {
 			heap.Pop(&g.h)
 			continue
 		}

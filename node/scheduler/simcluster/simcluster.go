@@ -3,6 +3,7 @@ package simcluster
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"sort"
 	"time"
 
@@ -40,6 +41,12 @@ type Cluster struct {
 	// Levels is the protocol level of each node's agent (State.Levels):
 	// a node missing here is at the base level.
 	Levels map[string]int
+	// Networks are the networks with allocated node shares
+	// (State.Networks), by name. Apply gives a node a share as the FSM
+	// does when a task of one is assigned to it, and records in
+	// ShareRefusals an assignment the FSM would refuse (no share free).
+	Networks      map[string]*api.Network
+	ShareRefusals []string
 
 	index uint64 // raft-index stand-in for service versions
 	ids   int
@@ -131,6 +138,10 @@ func (c *Cluster) State() scheduler.State {
 	for _, s := range c.Services {
 		st.Services = append(st.Services, *s)
 	}
+	for _, n := range c.Networks {
+		st.Networks = append(st.Networks, *n)
+	}
+	sort.Slice(st.Networks, func(i, j int) bool { return st.Networks[i].Name < st.Networks[j].Name })
 	st.Tasks = make([]api.Task, 0, len(c.Tasks))
 	for _, t := range c.Tasks {
 		st.Tasks = append(st.Tasks, *t)
@@ -174,6 +185,35 @@ func (c *Cluster) Apply(p scheduler.Plan) {
 	}
 	for _, id := range p.Delete {
 		delete(c.Tasks, id)
+	}
+	for _, t := range p.Upserts() {
+		c.assignShares(t)
+	}
+}
+
+// assignShares gives t's node a share of each network of c.Networks that
+// t joins, as consensus/fsm does for a task placed to run.
+func (c *Cluster) assignShares(t api.Task) {
+	if t.NodeID == "" || t.DesiredState != api.TaskRunning || t.State == api.TaskNew || api.TaskTerminal(t.State) {
+		return
+	}
+	for _, name := range t.Spec.Networks {
+		n := c.Networks[name]
+		if n == nil || n.ShareBits == 0 {
+			continue
+		}
+		if _, ok := n.Shares[t.NodeID]; ok {
+			continue
+		}
+		share, ok := api.FreeShare(netip.MustParsePrefix(n.Subnet), n.ShareBits, n.Shares)
+		if !ok {
+			c.ShareRefusals = append(c.ShareRefusals, fmt.Sprintf("task %s on %s: no address space left on network %s", t.ID, t.NodeID, name))
+			continue
+		}
+		if n.Shares == nil {
+			n.Shares = map[string]string{}
+		}
+		n.Shares[t.NodeID] = share.String()
 	}
 }
 
