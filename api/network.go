@@ -63,9 +63,13 @@ func SpecNetworks(s ServiceSpec) []string {
 // of the services on the network. A node's share is found, without any
 // allocation, from the index of its /24 in the cluster CIDR: with a
 // 10.42.0.0/16 cluster (up to 256 nodes) a /16 network gives each node a /25
-// and a /19 network a /28 (13 containers). Containers route the whole
-// subnet (their network's containers on every node and its VIPs) through
-// their interface on the network.
+// and a /19 network a /28 (13 containers). A smaller subnet (a /24, as
+// compose files often ask for) cannot give every possible node a share:
+// its shares are allocated instead (Network.ShareBits, Shares; the state
+// machine hands them out as nodes need them, consensus/fsm shares.go), so
+// it serves as many nodes as its lower half holds /28s. Containers route
+// the whole subnet (their network's containers on every node and its VIPs)
+// through their interface on the network.
 
 // minShareBits is the smallest node share a network may give (/28).
 const minShareBits = 28

@@ -323,6 +323,21 @@ func (x localAgent) RunNetworks(ctx context.Context, names []string) (context.Co
 	if err != nil {
 		return nil, err
 	}
+	for _, name := range out {
+		// A network with allocated shares gives this node one with its
+		// first task there; a container that comes first claims it (the
+		// attacher then waits for the overlay to come up).
+		n, err := cl.Store.ResolveNetwork(name)
+		if err != nil || n.ShareBits == 0 {
+			continue
+		}
+		if _, ok := n.Shares[x.a.id.NodeID]; ok {
+			continue
+		}
+		if _, err := x.a.write(ctx, &command.ClaimNetworkShare{Network: n.ID, NodeID: x.a.id.NodeID}); err != nil {
+			return nil, fmt.Errorf("network %s: a share of its address space for this node: %w", n.Name, err)
+		}
+	}
 	return netloop.WithNetworks(ctx, out), nil
 }
 

@@ -93,6 +93,11 @@ func applyClaimNetworkShare(w *consensus.WriteTxn, c command.ClaimNetworkShare) 
 	if n.ShareBits == 0 {
 		return nil, nil // index-derived: every node has its share
 	}
+	if !n.Attachable {
+		// Only containers of `shoal run` claim, and they join only
+		// attachable networks; a service's tasks get theirs when placed.
+		return nil, fmt.Errorf("claim share of network %s: the network is not attachable: %w", n.Name, consensus.ErrInvalid)
+	}
 	if err := ensureShare(w, n, c.NodeID); err != nil {
 		return nil, fmt.Errorf("claim share for node %s: %w", api.ShortID(c.NodeID), err)
 	}

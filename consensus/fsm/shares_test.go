@@ -33,7 +33,10 @@ func TestNetworkShares(t *testing.T) {
 	for _, id := range []string{"n2", "n3"} {
 		h.must(command.UpsertNode{Node: testNode(id, "host-"+id)})
 	}
-	h.must(smallNetCmd("nw", "small", "172.28.0.0/26"))
+	small := smallNetCmd("nw", "small", "172.28.0.0/26")
+	small.Network.Attachable = true
+	h.must(small)
+	h.must(smallNetCmd("nn", "closed", "172.29.0.0/26"))
 	h.must(netCmd("nb", "big", "10.60.0.0/16"))
 	spec := api.ServiceSpec{Name: "web", Networks: []string{"small", "big"}}
 	h.must(command.CreateService{Service: api.Service{ID: "s1", Name: "web", Spec: spec}})
@@ -82,6 +85,7 @@ func TestNetworkShares(t *testing.T) {
 	}{
 		{command.ClaimNetworkShare{Network: "nope", NodeID: "n1"}, consensus.ErrNotFound},
 		{command.ClaimNetworkShare{Network: "nw", NodeID: "nope"}, consensus.ErrNotFound},
+		{command.ClaimNetworkShare{Network: "nn", NodeID: "n1"}, consensus.ErrInvalid}, // not attachable
 	} {
 		if r := h.apply(tc.cmd); !errors.Is(r.Err, tc.want) {
 			t.Fatalf("%+v: %v, want %v", tc.cmd, r.Err, tc.want)

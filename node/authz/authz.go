@@ -215,6 +215,13 @@ func authorizeOwn(id string, cmd command.Command, self *api.Node) error {
 			return refuse("may record only its own images, not node %s's", api.ShortID(c.NodeID))
 		}
 		return nil
+	case command.ClaimNetworkShare:
+		// A `shoal run` container's network share, for the node that
+		// runs it.
+		if c.NodeID != id {
+			return refuse("may claim a network share only for itself, not for node %s", api.ShortID(c.NodeID))
+		}
+		return nil
 	case command.UpsertImage:
 		for _, n := range c.Image.Nodes {
 			if n != id {
@@ -262,6 +269,8 @@ func deref(cmd command.Command) command.Command {
 	case *command.SetImageNode:
 		return *c
 	case *command.UpsertImage:
+		return *c
+	case *command.ClaimNetworkShare:
 		return *c
 	case *command.UpdateOwnNode:
 		return *c

@@ -91,6 +91,9 @@ func TestAuthorizeTable(t *testing.T) {
 		command.TypeDeleteConfig:  adminCase(command.DeleteConfig{ID: "x"}),
 		command.TypeCreateNetwork: adminCase(command.CreateNetwork{Network: api.Network{ID: "n1", Name: "front"}}),
 		command.TypeDeleteNetwork: adminCase(command.DeleteNetwork{ID: "n1"}),
+		// A `shoal run` container's share of an allocated-share network.
+		command.TypeClaimNetworkShare: {own: command.ClaimNetworkShare{Network: "n1", NodeID: me},
+			other: command.ClaimNetworkShare{Network: "n1", NodeID: them}, leader: true, nodeOwn: true},
 	}
 	// Every command type the log knows is in the table.
 	for ty := 1; ty < 256; ty++ {

@@ -46,6 +46,7 @@ func (x *API) CheckWrites(ctx context.Context, req api.DeployCheck) error {
 			func() error { return nil })
 		if err == nil {
 			n.ID, n.CreatedAt = x.agent.NewID(), now
+			n = WithShareLayout(fork, n)
 			err = x.agent.Preflight(fork, &command.CreateNetwork{Network: n})
 		}
 		if err != nil {

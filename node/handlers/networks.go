@@ -6,6 +6,8 @@ package handlers
 import (
 	"context"
 	"errors"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
@@ -76,6 +78,7 @@ func (x *API) CreateNetwork(ctx context.Context, n api.Network) (*api.Network, e
 		return nil, err
 	}
 	n.ID, n.CreatedAt = x.agent.NewID(), time.Now().UTC()
+	n = WithShareLayout(store, n)
 	if err := x.agent.Write(ctx, &command.CreateNetwork{Network: n}); err != nil {
 		return nil, err
 	}
@@ -84,6 +87,30 @@ func (x *API) CreateNetwork(ctx context.Context, n api.Network) (*api.Network, e
 		return err == nil
 	})
 	return ResolveNetwork(store, n.ID)
+}
+
+// WithShareLayout returns n with ShareBits set when its subnet is too
+// small for index-derived node shares in store's cluster
+// (api.NeedsAllocatedShares): the state machine then hands each node a
+// share as it needs one. The field is set here, in the command, rather
+// than by the state machine so that the command gate sees it: such a
+// network needs every member at command.SharesLevel (an older one would
+// refuse the subnet, and assign no shares). A subnet that does not parse
+// is left for the state machine to refuse.
+func WithShareLayout(store *consensus.Store, n api.Network) api.Network {
+	subnet, err := netip.ParsePrefix(strings.TrimSpace(n.Subnet))
+	cl := store.Cluster()
+	if err != nil || cl == nil {
+		return n
+	}
+	cluster, err := netip.ParsePrefix(cl.ClusterCIDR)
+	if err != nil {
+		return n
+	}
+	if n.ShareBits == 0 && subnet.Addr().Is4() && api.NeedsAllocatedShares(subnet, cluster) {
+		n.ShareBits = api.AllocatedShareBits
+	}
+	return n
 }
 
 func (x *API) RemoveNetwork(ctx context.Context, id string) error {

@@ -5,16 +5,18 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/shoal-org/shoal/api"
 )
 
 // TestAttacherWithoutOverlays: before the loop brought anything up, a
 // container on the default network only gets loopback (no address, no
-// error), one that names another network is refused with ErrNetworkDown,
-// and the attacher is not ready.
+// error), one that names another network is refused with ErrNetworkDown
+// once it did not come up within the attacher's wait, and the attacher is
+// not ready.
 func TestAttacherWithoutOverlays(t *testing.T) {
-	var n Attacher
+	n := Attacher{Wait: time.Millisecond}
 	if n.Ready() || n.Default() != nil || n.IPs("c1") != nil {
 		t.Fatal("an empty attacher claims an overlay")
 	}

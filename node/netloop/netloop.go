@@ -162,6 +162,9 @@ type Attacher struct {
 	// is not its first: the cluster CIDR and the VIP range.
 	defaultRoutes []netip.Prefix
 	nets          map[string]*netOverlay // by network name
+	// Wait bounds how long Attach waits for a network's overlay to come
+	// up (0: networkWait). Set before first use.
+	Wait time.Duration
 
 	// wgPublishing: a write of this node's public key is under way. It is
 	// the agent's, not a loop's: the write may outlive the loop that
@@ -197,6 +200,37 @@ func (n *Attacher) lookup(name string) (*overlay.Overlay, []netip.Prefix) {
 	return nil, nil
 }
 
+// networkWait bounds how long Attach waits for a network's overlay. A
+// node gets its share of a network with allocated shares in the same
+// entry that assigns it the network's first task (or with a `run`
+// container's claim), and the loop brings the overlay up as it sees that
+// entry, usually well within a second of the task's start: without a wait
+// the first task raced the overlay and was rejected.
+const networkWait = 10 * time.Second
+
+// await polls for network name's overlay until it is up, ctx ends or
+// networkWait passed (nil then).
+func (n *Attacher) await(ctx context.Context, name string) (*overlay.Overlay, []netip.Prefix) {
+	wait := n.Wait
+	if wait <= 0 {
+		wait = networkWait
+	}
+	deadline := time.Now().Add(wait)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-tick.C:
+		}
+		if ov, routes := n.lookup(name); ov != nil {
+			return ov, routes
+		}
+	}
+	return nil, nil
+}
+
 // all returns every overlay (default first), by network name.
 func (n *Attacher) all() map[string]*overlay.Overlay {
 	n.mu.RLock()
@@ -221,6 +255,9 @@ func (n *Attacher) Attach(ctx context.Context, containerID, netnsPath string) (s
 	var first string
 	for i, name := range names {
 		ov, routes := n.lookup(name)
+		if ov == nil && name != api.DefaultNetwork {
+			ov, routes = n.await(ctx, name)
+		}
 		if ov == nil {
 			if len(names) == 1 && name == api.DefaultNetwork {
 				return "", nil
