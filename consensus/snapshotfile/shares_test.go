@@ -16,7 +16,7 @@ import (
 // kept task of the network without a share gets the lowest free one.
 func TestPlanRestoreShares(t *testing.T) {
 	saved := savedState(t)
-	saved.must(command.CreateNetwork{Network: api.Network{ID: "w1", Name: "small", Subnet: "172.28.0.0/24", VNI: 4100, ShareBits: api.AllocatedShareBits, CreatedAt: t0}})
+	saved.must(command.CreateNetwork{Network: api.Network{ID: "w1", Name: "small", Subnet: "172.28.0.0/24", VNI: 4100, Attachable: true, ShareBits: api.AllocatedShareBits, CreatedAt: t0}})
 	saved.must(command.ClaimNetworkShare{Network: "w1", NodeID: "n2"}) // 172.28.0.0/28
 	file := saveFile(t, saved.store)
 	edit := func(d *consensus.SnapshotData) {
