@@ -146,6 +146,7 @@ type netOverlay struct {
 	net    api.Network
 	ov     *overlay.Overlay
 	subnet netip.Prefix // the whole network
+	share  netip.Prefix // this node's part of it (the bridge's subnet)
 	peers  []overlay.Peer
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -692,6 +693,15 @@ func (l *Loop) syncNetworks(ctx context.Context, ns netplan.State) {
 			l.removeNetwork(no) // same name, another network: rebuild
 			no = nil
 		}
+		share, shareErr := api.NetworkShare(n, cluster, l.cfg.NodeID, nodeSub)
+		if no != nil && (shareErr != nil || share != no.share) {
+			// The node's allocated share went (or, were it ever handed
+			// out anew, moved): its bridge must not keep answering for
+			// addresses that are now another node's.
+			l.log.Warn("network: this node's share changed; rebuilding", "network", n.Name, "was", no.share.String(), "now", share.String(), "err", shareErr)
+			l.removeNetwork(no)
+			no = nil
+		}
 		var tunnel netip.Prefix // valid for an encrypted network
 		if netplan.Routed(*n) {
 			if wg == nil {
@@ -700,15 +710,14 @@ func (l *Loop) syncNetworks(ctx context.Context, ns netplan.State) {
 			tunnel = netip.MustParsePrefix(wireguard.DefaultTunnelCIDR)
 		}
 		if no == nil {
-			share, err := api.NetworkShare(n, cluster, l.cfg.NodeID, nodeSub)
-			if errors.Is(err, api.ErrNoShare) {
+			if errors.Is(shareErr, api.ErrNoShare) {
 				// Allocated shares: this node gets one with its first
 				// task or container on the network; until then it
 				// holds nothing of it.
 				continue
 			}
-			if err != nil {
-				l.log.Warn("network: no share for this node", "network", n.Name, "err", err)
+			if shareErr != nil {
+				l.log.Warn("network: no share for this node", "network", n.Name, "err", shareErr)
 				continue
 			}
 			cfg := overlay.DefaultConfig()
@@ -736,7 +745,7 @@ func (l *Loop) syncNetworks(ctx context.Context, ns netplan.State) {
 				peers = nil // set again on the next pass
 			}
 			rctx, cancel := context.WithCancel(ctx)
-			no = &netOverlay{net: *n, ov: ov, subnet: subnet, peers: peers, cancel: cancel, done: make(chan struct{})}
+			no = &netOverlay{net: *n, ov: ov, subnet: subnet, share: share, peers: peers, cancel: cancel, done: make(chan struct{})}
 			go func() {
 				defer close(no.done)
 				if err := ov.Run(rctx); err != nil {

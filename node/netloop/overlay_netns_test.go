@@ -25,6 +25,7 @@ import (
 	"github.com/shoal-org/shoal/consensus/fsm"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/metrics"
+	"github.com/shoal-org/shoal/node/netplan"
 	"github.com/shoal-org/shoal/overlay"
 	"github.com/shoal-org/shoal/overlay/linkutil"
 )
@@ -208,5 +209,60 @@ func TestSetupOverlayFailureReleasesHandles(t *testing.T) {
 	}
 	if d := fds() - before; d >= tries {
 		t.Errorf("%d failed setups left %d more open file descriptors", tries, d)
+	}
+}
+
+// TestAllocatedShareOverlay: on a network with allocated shares the loop
+// brings up no overlay until this node holds a share, then one whose
+// bridge holds the share's first address, with a route to the peer's
+// share; should the node's share move or go, the overlay is rebuilt or
+// torn down rather than keep answering for addresses that are now another
+// node's.
+func TestAllocatedShareOverlay(t *testing.T) {
+	requireRoot(t)
+	name, ns := hostNS(t)
+	l := testLoop(t, "10.231.9.11")
+	defer l.closeNetworks()
+	st := netplan.Read(l.cfg.Store)
+	nw := &api.Network{ID: "w1", Name: "small", Subnet: "172.28.0.0/24", VNI: 0x1234, ShareBits: api.AllocatedShareBits}
+	st.Networks = []*api.Network{nw}
+	bridge := netplan.BridgeName(*nw)
+	sync := func(shares map[string]string) {
+		t.Helper()
+		nw.Shares = shares
+		if err := linkutil.DoInNS(ns, func() error { l.syncNetworks(t.Context(), st); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	up := func() bool {
+		l.net.mu.RLock()
+		defer l.net.mu.RUnlock()
+		return l.net.nets["small"] != nil
+	}
+
+	sync(map[string]string{"peer": "172.28.0.0/28"})
+	if up() {
+		t.Fatal("an overlay without a share of the network")
+	}
+	sync(map[string]string{"peer": "172.28.0.0/28", "self": "172.28.0.16/28"})
+	if !up() {
+		t.Fatal("no overlay once the node holds a share")
+	}
+	if out := run(t, "ip", "-n", name, "-4", "addr", "show", bridge); !strings.Contains(out, "172.28.0.17/28") {
+		t.Fatalf("bridge %s: %q, want 172.28.0.17/28", bridge, out)
+	}
+	if out := run(t, "ip", "-n", name, "route", "show", "172.28.0.0/28"); !strings.Contains(out, netplan.VXLANName(*nw)) {
+		t.Fatalf("no route to the peer's share: %q", out)
+	}
+	sync(map[string]string{"peer": "172.28.0.0/28", "self": "172.28.0.48/28"})
+	if out := run(t, "ip", "-n", name, "-4", "addr", "show", bridge); !strings.Contains(out, "172.28.0.49/28") || strings.Contains(out, "172.28.0.17") {
+		t.Fatalf("after the share moved, bridge %s: %q, want only 172.28.0.49/28", bridge, out)
+	}
+	sync(map[string]string{"peer": "172.28.0.0/28"})
+	if up() {
+		t.Fatal("the overlay stayed after the node's share went")
+	}
+	if out, err := exec.Command("ip", "-n", name, "link", "show", bridge).CombinedOutput(); err == nil {
+		t.Fatalf("bridge %s still there: %s", bridge, out)
 	}
 }
