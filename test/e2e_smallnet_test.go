@@ -21,7 +21,8 @@ import (
 // every container's address is inside its node's share, containers reach
 // each other across nodes by address, VIP and name; an attachable
 // container on a node without a share claims one. A subnet without room
-// for a single share is refused.
+// for a single share is refused, and a task finds no node once the shares
+// are held, saying so in service ps.
 func TestNetworksSmallSubnet(t *testing.T) {
 	c, _ := svcCluster(t, 3)
 	h1 := c.Host(1)
@@ -102,6 +103,24 @@ func TestNetworksSmallSubnet(t *testing.T) {
 			return true, ""
 		}, "a container reaches its network's tasks on every node")
 	}
+
+	// A /26 holds 2 node shares: a third node may not take a task of it,
+	// and service ps says why.
+	h1.MustCLI(t, "network", "create", "--subnet", "172.30.0.0/26", "pair")
+	h1.MustCLI(t, "service", "create", "-d", "--name", "two", "--replicas", "3", "--replicas-max-per-node", "1", "--network", "pair", "bb:1", "sh", "-c", webCmd)
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		running, pending := 0, ""
+		for _, tk := range tasksOf(t, h1, "two") {
+			switch {
+			case tk.State == api.TaskRunning:
+				running++
+			case tk.State == api.TaskNew && tk.NodeID == "":
+				pending = tk.Message
+			}
+		}
+		return running == 2 && strings.Contains(pending, "1 node with no address space left on network pair"),
+			fmt.Sprintf("%d running, pending task says %q", running, pending)
+	}, "a third node gets no task of a network with 2 shares")
 
 	// An attachable network no task uses: a `run` container claims its
 	// node's share and gets an address inside it.
