@@ -8,6 +8,8 @@ package test
 import (
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -142,4 +144,54 @@ func TestNetworksSmallSubnet(t *testing.T) {
 	if err != nil || !share.Contains(addr.Addr()) {
 		t.Fatalf("run container's address %q, want inside %s", out, share)
 	}
+}
+
+// TestStackSmallSubnet: a compose file whose network asks for a /24
+// through ipam (as teams write them) deploys: the network is made with
+// allocated shares and both replicas, on two nodes, answer each other.
+func TestStackSmallSubnet(t *testing.T) {
+	c, _ := svcCluster(t, 2)
+	h1 := c.Host(1)
+	file := filepath.Join(t.TempDir(), "compose.yml")
+	compose := `name: team
+services:
+  web:
+    image: bb:1
+    command: ["sh", "-c", 'echo "hello from $$(hostname)" >/www/index.html; exec httpd -f -p 80 -h /www']
+    networks: [back]
+    deploy: {replicas: 2, placement: {max_replicas_per_node: 1}}
+networks:
+  back:
+    ipam:
+      config: [{subnet: 172.28.0.0/24}]
+`
+	if err := os.WriteFile(file, []byte(compose), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, err := h1.CLI("stack", "deploy", "-c", file); err != nil {
+		t.Fatalf("deploy: %v: %s", err, stderr)
+	}
+	var back api.Network
+	if err := netJSON(h1, &back, "inspect", "team_back"); err != nil {
+		t.Fatal(err)
+	}
+	if back.Subnet != "172.28.0.0/24" || back.ShareBits != api.AllocatedShareBits {
+		t.Fatalf("network team_back: %+v", back)
+	}
+	waitSlots(t, h1, "team_web", 2, "", 90*time.Second)
+	tasks := runningTasks(t, h1, "team_web")
+	if len(tasks) != 2 || tasks[0].NodeID == tasks[1].NodeID {
+		t.Fatalf("tasks %+v: want one on each node", tasks)
+	}
+	subnet := netip.MustParsePrefix(back.Subnet)
+	for _, tk := range tasks {
+		if a, err := netip.ParseAddr(tk.IPs["team_back"]); err != nil || !subnet.Contains(a) {
+			t.Fatalf("task %s address %q, want inside %s", tk.Name, tk.IPs["team_back"], subnet)
+		}
+	}
+	ns := netnsOf(t, c, tasks[0])
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		out, err := wgetFrom(ns, "http://"+tasks[1].IPs["team_back"]+"/")
+		return err == nil && strings.Contains(out, "hello from team_web."), fmt.Sprintf("%v %q", err, out)
+	}, "a replica reaches the other across nodes")
 }
