@@ -199,12 +199,22 @@ func findImage(images []*api.Image, ref string) (*api.Image, bool) {
 
 // readBackService waits until this node's replica holds the service at a
 // version newer than after, and returns it for display.
-func readBackService(ctx context.Context, store *consensus.Store, id string, after uint64) (api.Service, error) {
+//
+// written is what the write stored. When the replica no longer holds the
+// service, a later write (another client's rm) removed it after this one
+// took effect: the answer is what was written. It was the replica's
+// ErrNotFound, a 404 for a write that had been applied, which the
+// linearizability test caught (a scale answered "not found" while the
+// service existed at the scale and was removed before the read-back).
+func readBackService(ctx context.Context, store *consensus.Store, id string, after uint64, written *api.Service) (api.Service, error) {
 	WaitLocal(ctx, store, func() bool {
 		s, err := store.Service(id)
 		return err == nil && s.Version > after
 	})
 	s, err := store.Service(id)
+	if errors.Is(err, consensus.ErrNotFound) && written != nil {
+		return DisplayService(store, written), nil
+	}
 	if err != nil {
 		return api.Service{}, err
 	}
@@ -313,7 +323,7 @@ func (x *API) CreateService(ctx context.Context, spec api.ServiceSpec) (api.Serv
 	if err := x.agent.Write(ctx, cmd); err != nil {
 		return api.Service{}, err
 	}
-	return readBackService(ctx, store, cmd.Service.ID, 0)
+	return readBackService(ctx, store, cmd.Service.ID, 0, &cmd.Service)
 }
 
 // createCommand checks spec for a new service against store and builds
@@ -336,10 +346,11 @@ func (x *API) UpdateService(ctx context.Context, cur *api.Service, spec api.Serv
 	if err != nil {
 		return api.Service{}, err
 	}
-	if err := x.agent.Write(ctx, updateCommand(cur, spec, expect)); err != nil {
+	cmd := updateCommand(cur, spec, expect)
+	if err := x.agent.Write(ctx, cmd); err != nil {
 		return api.Service{}, err
 	}
-	return readBackService(ctx, store, cur.ID, cur.Version)
+	return readBackService(ctx, store, cur.ID, cur.Version, &cmd.Service)
 }
 
 // updateCommand builds the command that gives cur the checked spec
@@ -397,7 +408,7 @@ func (x *API) ScaleService(ctx context.Context, ref string, replicas uint64) (ap
 		if err != nil {
 			return api.Service{}, err
 		}
-		return readBackService(ctx, store, cur.ID, cur.Version)
+		return readBackService(ctx, store, cur.ID, cur.Version, &next)
 	}
 }
 
@@ -421,7 +432,7 @@ func (x *API) RollbackService(ctx context.Context, cur *api.Service) (api.Servic
 	if err := x.agent.Write(ctx, &command.UpdateService{Service: next, ExpectVersion: cur.Version}); err != nil {
 		return api.Service{}, err
 	}
-	return readBackService(ctx, store, cur.ID, cur.Version)
+	return readBackService(ctx, store, cur.ID, cur.Version, &next)
 }
 
 func (x *API) RemoveService(ctx context.Context, id string) error {
