@@ -212,8 +212,14 @@ func TestServiceGlobalJobJoin(t *testing.T) {
 // kept for the grace and the job stood still for a minute.
 func TestServiceJobNodeDown(t *testing.T) {
 	harness.Context(t, 90*time.Second)
-	c, _ := svcCluster(t, 3)
+	c, tar := svcCluster(t, 3)
 	h1 := c.Host(1)
+	// Every node holds the image: the task may land on h1, the node the
+	// image was imported on, and with h1 dead no other node could fetch
+	// it (CI saw the replacement rejected: "no ready node holds it").
+	for _, h := range c.Hosts()[1:] {
+		h.MustCLI(t, "image", "import", tar, "bb:1")
+	}
 	h1.MustCLI(t, "service", "create", "-d", "--name", "mig", "--mode", "replicated-job", "--replicas", "1",
 		"bb:1", "sh", "-c", "sleep 6; exit 0")
 	var first api.Task
