@@ -60,9 +60,6 @@ func nftCheckDue(checked, live bool, gen, checkedGen uint64, sinceCheck time.Dur
 // due reports whether this pass checks the tables, and the count of
 // deletions the check will cover (for done).
 func (w *nftWatch) due(now time.Time) (uint64, bool) {
-	if w == nil {
-		return 0, true
-	}
 	g := w.gen.Load()
 	return g, nftCheckDue(w.checked, w.live.Load(), g, w.checkedGen, now.Sub(w.checkedAt))
 }
@@ -70,9 +67,6 @@ func (w *nftWatch) due(now time.Time) (uint64, bool) {
 // done records a check that covered the deletions up to gen. A deletion
 // announced during the check moved gen past it: the next pass checks again.
 func (w *nftWatch) done(gen uint64, now time.Time) {
-	if w == nil {
-		return
-	}
 	w.checked, w.checkedGen, w.checkedAt = true, gen, now
 }
 
