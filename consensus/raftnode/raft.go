@@ -290,6 +290,13 @@ type Raft struct {
 	// proposals keeps proposals out while a restore runs (proposals.go).
 	proposals proposalGate
 
+	// lost is the leader this node last followed and lost, and when it
+	// last heard from it (LostLeader); current is the leader it follows.
+	lostMu  sync.Mutex
+	current string
+	lost    string
+	lostAt  time.Time
+
 	// expedited says whether ExpediteElection shortened the timeouts.
 	expedited  atomic.Bool
 	expediteMu sync.Mutex
@@ -515,10 +522,36 @@ func (r *Raft) nonvoterLoop() {
 		select {
 		case <-r.nudgeStop:
 			return
-		case <-r.leaderObs:
+		case o := <-r.leaderObs:
+			if lo, ok := o.Data.(raft.LeaderObservation); ok {
+				r.noteLeader(string(lo.LeaderID))
+			}
 		}
 		r.refreshNonvoters()
 	}
+}
+
+// noteLeader follows raft's leader observations: when the leader this node
+// followed is lost (no leader, or another), it keeps that leader's ID and
+// raft's last contact with it, for LostLeader.
+func (r *Raft) noteLeader(id string) {
+	r.lostMu.Lock()
+	defer r.lostMu.Unlock()
+	if r.current != "" && r.current != id && r.current != r.cfg.NodeID {
+		r.lost, r.lostAt = r.current, r.raft.LastContact()
+	}
+	r.current = id
+}
+
+// LostLeader is the leader this node last followed and lost ("" if none),
+// and when it last heard from it. A new leader takes that as the old
+// leader's last answer (node/leaderloop's silence.go): if the old leader's
+// host died, the new leader need not wait a whole silence window from its
+// own first heartbeat to mark it down.
+func (r *Raft) LostLeader() (string, time.Time) {
+	r.lostMu.Lock()
+	defer r.lostMu.Unlock()
+	return r.lost, r.lostAt
 }
 
 // refreshNonvoters sets the transport's non-voters from raft's latest

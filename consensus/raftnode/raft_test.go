@@ -608,3 +608,38 @@ func TestRaftExpediteElection(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRaftLostLeader: the new leader knows which leader it lost and when it
+// last heard from it (node's leader marks that host down at once from it);
+// a node that never followed another leader reports none.
+func TestRaftLostLeader(t *testing.T) {
+	c := newRaftCluster(t, 3)
+	l := c.form()
+	c.waitReplicated(l.store.Index(), c.nodes...)
+	if id, _ := l.r.LostLeader(); id != "" {
+		t.Fatalf("first leader lost %q, want none", id)
+	}
+	stopped := time.Now()
+	c.stop(l)
+	var rest []*clusterNode
+	for _, n := range c.nodes {
+		if n != l {
+			rest = append(rest, n)
+		}
+	}
+	nl := c.leader(rest...)
+	var id string
+	var at time.Time
+	waitFor(t, "the new leader to record the lost one", func() bool {
+		id, at = nl.r.LostLeader()
+		return id != ""
+	})
+	if id != l.id {
+		t.Fatalf("lost leader %q, want %q", id, l.id)
+	}
+	// Its last contact was a heartbeat before the stop, within a few
+	// heartbeat intervals of it.
+	if at.After(stopped) || stopped.Sub(at) > 2*time.Second {
+		t.Fatalf("last contact %v, stop at %v", at, stopped)
+	}
+}

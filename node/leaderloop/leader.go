@@ -60,6 +60,13 @@ type Config struct {
 	// from the agent's profile (node/profile: profile.Profile.HeardWindow). 0 is
 	// DefaultHeardWindow.
 	HeardWindow time.Duration
+	// SilenceWindow is how long the leader waits, after raft's last answer
+	// from a ready node, before it marks the node down without waiting for
+	// gossip (Silence); 0 turns raft's verdict off. BeatInterval is the grid
+	// of raft's heartbeats (raftnode.Timing.HeartbeatInterval), on which the
+	// leader looks for overdue answers at no wake-up of its own.
+	SilenceWindow time.Duration
+	BeatInterval  time.Duration
 
 	// Removing reports whether the leader is removing the node (between
 	// its removal from Raft and from the state): it is not re-admitted.
@@ -113,6 +120,11 @@ const raftHeardHold = 10 * time.Second
 func HeardHolds(heardAt, deadSince, now time.Time, window time.Duration) bool {
 	return !heardAt.IsZero() && now.Sub(heardAt) < window && now.Sub(deadSince) < raftHeardHold
 }
+
+// seedAge bounds how old the previous leader's last heartbeat may be for a
+// new leader to take it as that node's last answer (silence.go): an
+// election won long after the old leader was lost says nothing about it.
+const seedAge = 30 * time.Second
 
 // statusGrace is how long a new leader trusts gossip to converge before it
 // marks nodes it has never seen as down.
@@ -222,6 +234,10 @@ func (l *Loop) leaderWork(ctx context.Context) {
 	// deadSince: when gossip first counted each node dead this term (the
 	// bound of raftHeardHold).
 	deadSince := map[string]time.Time{}
+	sil := newSilence(cl.SilenceWindow)
+	if prev, at := cl.Raft.LostLeader(); prev != "" && prev != cl.NodeID && since.Sub(at) < seedAge {
+		sil.seed(prev, at)
+	}
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -253,20 +269,43 @@ func (l *Loop) leaderWork(ctx context.Context) {
 	defer cancelMembers()
 	tick := resync.NewTicker(idlePass)
 	defer tick.Stop()
+	// Raft's verdict (silence.go): overdue answers are looked for on raft's
+	// beats, and a node that missed one gets a timer for when its window
+	// ends.
+	var beatC <-chan time.Time
+	if cl.SilenceWindow > 0 && cl.BeatInterval > 0 {
+		beat := resync.NewTicker(cl.BeatInterval)
+		defer beat.Stop()
+		beatC = beat.C
+	}
+	silenceTimer := time.NewTimer(time.Hour)
+	silenceTimer.Stop()
+	defer silenceTimer.Stop()
 	for {
 		passed := time.Now()
 		l.held(ctx, func(ctx context.Context) {
-			l.markNodeStatus(ctx, since, deadSince)
+			l.markNodeStatus(ctx, since, deadSince, sil)
 			l.admitMissing(ctx)
 			l.autopilot(ctx)
 			cl.RotateGossipKeys(ctx)
 		})
+	wait:
 		select {
 		case <-ctx.Done():
 			return
 		case <-memberCh:
 		case <-storeCh:
 		case <-tick.C:
+		case <-silenceTimer.C:
+		case now := <-beatC:
+			due, ok := sil.due(cl.Raft.HeardFrom, now, cl.BeatInterval)
+			if !ok {
+				goto wait
+			}
+			if wait := time.Until(due); wait > 0 {
+				silenceTimer.Reset(wait)
+				goto wait
+			}
 		}
 		// The spacing is waited out after the wake-up, not before it: an
 		// idle leader's ticker comes long after minPass and costs one
@@ -296,26 +335,46 @@ func (l *Loop) held(ctx context.Context, pass func(ctx context.Context)) {
 	pass(hctx)
 }
 
-// markNodeStatus writes gossip's verdict for every node whose recorded
-// status differs, in one command.
-func (l *Loop) markNodeStatus(ctx context.Context, leaderSince time.Time, deadSince map[string]time.Time) {
+// markNodeStatus writes gossip's and raft's verdicts for every node whose
+// recorded status differs, in one command.
+func (l *Loop) markNodeStatus(ctx context.Context, leaderSince time.Time, deadSince map[string]time.Time, sil *silence) {
 	cl := l.cfg
 	now := time.Now()
 	alive := cl.Members.AliveSet()
 	nodes := cl.Store.Nodes()
+	statuses := make(map[string]string, len(nodes))
 	for _, n := range nodes {
+		statuses[n.ID] = n.Status
 		if _, ok := alive[n.ID]; ok {
 			delete(deadSince, n.ID)
 		} else if _, ok := deadSince[n.ID]; !ok {
 			deadSince[n.ID] = now
 		}
 	}
+	if servers, err := cl.Raft.Servers(); err == nil {
+		members := make(map[string]bool, len(servers))
+		for _, s := range servers {
+			members[s.ID] = true
+		}
+		sil.observe(statuses, members, now)
+	} else {
+		sil.observe(statuses, sil.members, now)
+	}
 	heard := func(id string) bool {
 		at := cl.Raft.HeardFrom(id)
 		return HeardHolds(at, deadSince[id], now, cmp.Or(cl.HeardWindow, DefaultHeardWindow))
 	}
-	changes := StatusChanges(nodes, cl.NodeID, alive, time.Since(leaderSince) < statusGrace,
-		cl.Members.EverSeen, func(id string) bool { return cl.Members.Restarting(id, cl.RestartGrace) }, heard, now.UTC())
+	if cl.SilenceWindow > 0 {
+		sil.window = SilenceWindowFor(cl.SilenceWindow, len(nodes))
+	}
+	changes := StatusChanges(nodes, cl.NodeID, alive, Opinions{
+		InGrace:    time.Since(leaderSince) < statusGrace,
+		EverSeen:   cl.Members.EverSeen,
+		Restarting: func(id string) bool { return cl.Members.Restarting(id, cl.RestartGrace) },
+		Heard:      heard,
+		Silent:     func(id string) bool { return sil.silent(id, cl.Raft.HeardFrom(id), now) },
+		Unanswered: func(id string) bool { return sil.unanswered(id, cl.Raft.HeardFrom(id)) },
+	}, now.UTC())
 	if len(changes) == 0 {
 		return
 	}
@@ -326,32 +385,68 @@ func (l *Loop) markNodeStatus(ctx context.Context, leaderSince time.Time, deadSi
 		return
 	}
 	for _, c := range changes {
+		if c.Status == api.NodeDown && sil.silent(c.ID, cl.Raft.HeardFrom(c.ID), now) {
+			sil.silenced[c.ID] = now
+			l.log.Info("node status changed", "node_id", api.ShortID(c.ID), "status", c.Status, "reason", "raft heard nothing",
+				"silent_for", now.Sub(sil.heard(c.ID, cl.Raft.HeardFrom(c.ID))).Round(time.Millisecond))
+			continue
+		}
 		l.log.Info("node status changed", "node_id", api.ShortID(c.ID), "status", c.Status)
 	}
 }
 
-// StatusChanges is the pure half of markNodeStatus: the status gossip's
-// verdict gives each node of nodes whose recorded status differs. self
-// (this leader) is ready; a node gossip does not count alive is down,
-// except, while the new leader is in its grace (inGrace), one gossip never
-// saw, a ready node that announced a restart (restarting), and a ready
-// node raft heard from within the heard window (heard: gossip's probes
-// failed, the agent did not).
-func StatusChanges(nodes []*api.Node, self string, alive map[string]membership.Meta, inGrace bool,
-	everSeen, restarting, heard func(id string) bool, now time.Time) []command.NodeStatus {
+// Opinions is what StatusChanges weighs besides gossip's alive set. A nil
+// func says no.
+type Opinions struct {
+	// InGrace: the new leader is in its grace, in which a node gossip never
+	// saw (EverSeen) is not marked down.
+	InGrace  bool
+	EverSeen func(id string) bool
+	// Restarting: the node announced an agent restart.
+	Restarting func(id string) bool
+	// Heard: raft heard from the node within the heard window.
+	Heard func(id string) bool
+	// Silent: raft's verdict on a ready node (silence.go): it answered
+	// since it was seen ready and has been silent for the window.
+	Silent func(id string) bool
+	// Unanswered: the node was marked down for silence and raft has not
+	// heard from it since.
+	Unanswered func(id string) bool
+}
+
+func ask(f func(string) bool, id string) bool { return f != nil && f(id) }
+
+// StatusChanges is the pure half of markNodeStatus: the status the
+// verdicts give each node of nodes whose recorded status differs. self
+// (this leader) is ready. A node gossip does not count alive is down, and
+// so is a ready node raft has gone silent on (o.Silent) and a node down for
+// silence that raft has not heard since (o.Unanswered), whatever gossip
+// says; except, while the new leader is in its grace, one gossip never
+// saw, a ready node that announced a restart, and a ready node raft heard
+// from within the heard window (o.Heard: gossip's probes failed, the agent
+// did not).
+func StatusChanges(nodes []*api.Node, self string, alive map[string]membership.Meta, o Opinions, now time.Time) []command.NodeStatus {
 	var changes []command.NodeStatus
 	for _, n := range nodes {
 		want := api.NodeDown
 		if _, ok := alive[n.ID]; ok || n.ID == self {
 			want = api.NodeReady
 		}
-		if want == api.NodeDown && inGrace && !everSeen(n.ID) {
+		if want == api.NodeReady && n.ID != self {
+			switch {
+			case n.Status == api.NodeReady && ask(o.Silent, n.ID):
+				want = api.NodeDown
+			case n.Status == api.NodeDown && ask(o.Unanswered, n.ID):
+				want = api.NodeDown
+			}
+		}
+		if want == api.NodeDown && o.InGrace && !ask(o.EverSeen, n.ID) {
 			continue
 		}
-		if want == api.NodeDown && n.Status == api.NodeReady && restarting(n.ID) {
+		if want == api.NodeDown && n.Status == api.NodeReady && ask(o.Restarting, n.ID) {
 			continue // an agent restart or upgrade: its tasks keep running
 		}
-		if want == api.NodeDown && n.Status == api.NodeReady && heard(n.ID) {
+		if want == api.NodeDown && n.Status == api.NodeReady && ask(o.Heard, n.ID) {
 			continue // raft reached it a moment ago: gossip's probes were lost, not the node
 		}
 		if n.Status != want {

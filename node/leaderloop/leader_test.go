@@ -38,21 +38,29 @@ func TestSuspectLeader(t *testing.T) {
 func TestStatusChanges(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	node := func(id, status string) *api.Node { return &api.Node{ID: id, Status: status} }
-	alive := map[string]membership.Meta{"up": {NodeID: "up"}, "back": {NodeID: "back"}}
+	alive := map[string]membership.Meta{"up": {NodeID: "up"}, "back": {NodeID: "back"},
+		"quiet": {NodeID: "quiet"}, "quietback": {NodeID: "quietback"}, "answered": {NodeID: "answered"},
+		"quietrestart": {NodeID: "quietrestart"}, "self": {NodeID: "self"}}
 	seen := func(id string) bool { return id != "unseen" }
-	restarting := func(id string) bool { return id == "restarting" }
+	restarting := func(id string) bool { return id == "restarting" || id == "quietrestart" }
 	heard := func(id string) bool { return id == "heard" || id == "heardback" }
+	silent := func(id string) bool { return id == "quiet" || id == "quietrestart" || id == "self" || id == "up2" }
+	unanswered := func(id string) bool { return id == "quietback" || id == "self" }
 	nodes := []*api.Node{
-		node("self", api.NodeDown),         // the leader itself: ready even without gossip
-		node("up", api.NodeReady),          // no change
-		node("back", api.NodeDown),         // alive again
-		node("gone", api.NodeReady),        // dead
-		node("unseen", api.NodeReady),      // dead, but never seen: waits out the grace
-		node("restarting", api.NodeReady),  // dead, announced a restart
-		node("restarting2", api.NodeReady), // dead, no announcement
-		node("downalready", api.NodeDown),  // no change
-		node("heard", api.NodeReady),       // dead to gossip, but answered raft: stays ready
-		node("heardback", api.NodeDown),    // down, answers raft, gossip still dead: stays down
+		node("self", api.NodeDown),          // the leader itself: ready even without gossip
+		node("up", api.NodeReady),           // no change
+		node("back", api.NodeDown),          // alive again
+		node("gone", api.NodeReady),         // dead
+		node("unseen", api.NodeReady),       // dead, but never seen: waits out the grace
+		node("restarting", api.NodeReady),   // dead, announced a restart
+		node("restarting2", api.NodeReady),  // dead, no announcement
+		node("downalready", api.NodeDown),   // no change
+		node("heard", api.NodeReady),        // dead to gossip, but answered raft: stays ready
+		node("heardback", api.NodeDown),     // down, answers raft, gossip still dead: stays down
+		node("quiet", api.NodeReady),        // alive to gossip, raft silent: down
+		node("quietback", api.NodeDown),     // down for silence, alive to gossip, raft not heard since: stays down
+		node("answered", api.NodeDown),      // down for silence, raft heard since, alive: ready
+		node("quietrestart", api.NodeReady), // raft silent, announced a restart: stays ready
 	}
 	cases := []struct {
 		name    string
@@ -60,13 +68,14 @@ func TestStatusChanges(t *testing.T) {
 		want    map[string]string
 	}{
 		{"in grace", true, map[string]string{"self": api.NodeReady, "back": api.NodeReady, "gone": api.NodeDown,
-			"restarting2": api.NodeDown}},
+			"restarting2": api.NodeDown, "quiet": api.NodeDown, "answered": api.NodeReady}},
 		{"after grace", false, map[string]string{"self": api.NodeReady, "back": api.NodeReady, "gone": api.NodeDown,
-			"unseen": api.NodeDown, "restarting2": api.NodeDown}},
+			"unseen": api.NodeDown, "restarting2": api.NodeDown, "quiet": api.NodeDown, "answered": api.NodeReady}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got := StatusChanges(nodes, "self", alive, c.inGrace, seen, restarting, heard, now)
+			got := StatusChanges(nodes, "self", alive, Opinions{InGrace: c.inGrace, EverSeen: seen, Restarting: restarting,
+				Heard: heard, Silent: silent, Unanswered: unanswered}, now)
 			m := map[string]string{}
 			for _, ch := range got {
 				if !ch.At.Equal(now) {
@@ -84,7 +93,7 @@ func TestStatusChanges(t *testing.T) {
 			}
 		})
 	}
-	if got := StatusChanges(nil, "self", alive, false, seen, restarting, heard, now); got != nil {
+	if got := StatusChanges(nil, "self", alive, Opinions{EverSeen: seen, Restarting: restarting, Heard: heard}, now); got != nil {
 		t.Errorf("no nodes: %v, want none", got)
 	}
 }

@@ -182,6 +182,17 @@ func TestTrafficState(t *testing.T) {
 		alive: map[string]struct{}{"n3": {}},
 		want:  []string{"web@default vip=10.43.0.2 ports=1 [10.42.1.2* 10.42.3.2]"},
 	}, {
+		name: "a task on a node the leader marked down (raft silent) is dropped though gossip calls it alive; this node's never",
+		st: State{Nodes: []*api.Node{
+			{ID: "self", Addr: "192.168.0.1", Subnet: "10.42.1.0/24", Status: api.NodeDown},
+			{ID: "n2", Addr: "192.168.0.2", Subnet: "10.42.2.0/24", Status: api.NodeDown},
+			{ID: "n3", Addr: "192.168.0.3", Subnet: "10.42.3.0/24", Status: api.NodeReady},
+		}, Networks: networks, Services: []*api.Service{web}, Tasks: map[string][]*api.Task{
+			"s-web": {task("t1", "s-web", "self", "10.42.1.2", nil), task("t2", "s-web", "n2", "10.42.2.2", nil),
+				task("t3", "s-web", "n3", "10.42.3.2", nil)}}},
+		alive: allAlive,
+		want:  []string{"web@default vip=10.43.0.2 ports=1 [10.42.1.2* 10.42.3.2]"},
+	}, {
 		name: "told to stop, not running, no address, unhealthy or not yet healthy: no backend",
 		st: State{Nodes: nodes, Networks: networks, Services: []*api.Service{web}, Tasks: map[string][]*api.Task{
 			"s-web": {

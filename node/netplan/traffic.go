@@ -19,7 +19,8 @@ import (
 
 // Traffic computes the load balancer state and the DNS views from
 // one view of the replica (Read), gossip's view of which nodes are
-// alive (by node ID) and this node's ID. It is pure: it reads nothing else
+// alive (by node ID) and this node's ID; a task on a node the replica
+// records down is dropped as one on a node gossip calls dead. It is pure: it reads nothing else
 // and changes nothing in st. Only alive's keys are read, so it takes any
 // set keyed by node ID (the agent passes gossip's alive set as it is) and
 // netplan needs no gossip types. A service on several networks is one
@@ -47,7 +48,11 @@ func Traffic[M any](st State, alive map[string]M, self string) (lb.State, map[st
 		views[n.Name] = dns.View{Subnets: []netip.Prefix{p}, Records: dns.Records{}}
 	}
 	state.Peers = []net.IP{}
+	down := map[string]bool{}
 	for _, n := range st.Nodes {
+		if n.Status == api.NodeDown {
+			down[n.ID] = true
+		}
 		if ip := net.ParseIP(n.Addr); ip != nil && n.ID != self {
 			state.Peers = append(state.Peers, ip)
 		}
@@ -67,8 +72,12 @@ func Traffic[M any](st State, alive map[string]M, self string) (lb.State, map[st
 			if t.DesiredState != api.TaskRunning || !ServesTraffic(t) {
 				continue // told to stop: out of every node's backends before it stops (the reconciler's drain)
 			}
-			if _, ok := alive[t.NodeID]; !ok && t.NodeID != self {
-				continue // its node is dead for gossip: drop it now
+			if _, ok := alive[t.NodeID]; (!ok || down[t.NodeID]) && t.NodeID != self {
+				// Its node is dead for gossip (drop it now, before the
+				// leader records it), or the leader marked it down: raft
+				// went silent on it (node/leaderloop's silence.go) while
+				// gossip still calls it alive.
+				continue
 			}
 			tasks = append(tasks, t)
 			for _, ip := range TaskIPs(t) {

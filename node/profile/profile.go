@@ -40,6 +40,8 @@ type Profile struct {
 	// preempts a long computation every 10 ms, so one P does not hold a
 	// heartbeat or a probe behind it for longer than that.
 	Procs int
+	// Silence is raft's silence window (SilenceWindow).
+	Silence time.Duration
 }
 
 // Default names the profile an agent runs unless told otherwise.
@@ -56,8 +58,8 @@ const Default = "fast"
 //     to 10 nodes (2.8 s at 100), raft heartbeats once a second, and the
 //     agent runs on one P.
 var All = map[string]Profile{
-	Default:    {Gossip: membership.DefaultTiming, Raft: raftnode.DefaultTiming, Procs: 1},
-	"tolerant": {Gossip: membership.TolerantTiming, Raft: raftnode.QuietTiming, Procs: 1},
+	Default:    {Gossip: membership.DefaultTiming, Raft: raftnode.DefaultTiming, Procs: 1, Silence: 1200 * time.Millisecond},
+	"tolerant": {Gossip: membership.TolerantTiming, Raft: raftnode.QuietTiming, Procs: 1, Silence: 1800 * time.Millisecond},
 }
 
 // Sentinel errors of the profiles.
@@ -84,6 +86,19 @@ func Check(name string) error {
 	_, err := ByName(name)
 	return err
 }
+
+// SilenceWindow is how long the leader waits after raft's last answer
+// from a ready node before it marks the node down without gossip's verdict
+// (node/leaderloop's silence.go), for clusters of up to ten nodes
+// (leaderloop.SilenceWindowFor scales it with log10 of the size, as gossip
+// scales its suspicion). Three non-voter heartbeat intervals under fast
+// (1.2 s; gossip, at 0.75 s expected, is usually first), one and a half
+// under tolerant (1.8 s): there raft's verdict comes first, about 1.3 s
+// after a death on average, where gossip's 800 ms probes and 0.8 s of
+// suspicion took about 2.2 s. A live agent answers every interval; the
+// window leaves it two missed beats (fast) or half of one plus scheduling
+// delay (tolerant, whose agents answer once a second).
+func (p Profile) SilenceWindow() time.Duration { return p.Silence }
 
 // HeardWindow is how recent a raft answer from a node must be for the
 // leader to keep it ready although gossip calls it dead (leaderloop's

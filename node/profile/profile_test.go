@@ -10,8 +10,8 @@ import (
 )
 
 func TestByName(t *testing.T) {
-	fast := Profile{Gossip: membership.DefaultTiming, Raft: raftnode.DefaultTiming, Procs: 1}
-	tolerant := Profile{Gossip: membership.TolerantTiming, Raft: raftnode.QuietTiming, Procs: 1}
+	fast := Profile{Gossip: membership.DefaultTiming, Raft: raftnode.DefaultTiming, Procs: 1, Silence: 1200 * time.Millisecond}
+	tolerant := Profile{Gossip: membership.TolerantTiming, Raft: raftnode.QuietTiming, Procs: 1, Silence: 1800 * time.Millisecond}
 	for _, c := range []struct {
 		name string
 		want Profile
@@ -51,6 +51,12 @@ func TestProfilesHold(t *testing.T) {
 		}
 		if w > p.Gossip.EarliestVerdict() {
 			t.Errorf("%s: heard window %s outlasts gossip's earliest verdict %s", name, w, p.Gossip.EarliestVerdict())
+		}
+		// Raft's silence window leaves a live non-voter (heartbeats every
+		// interval + timeout/10) at least half an interval of lateness.
+		nv := p.Raft.HeartbeatInterval + p.Raft.HeartbeatTimeout/10
+		if p.SilenceWindow() < nv+nv/2 {
+			t.Errorf("%s: silence window %s within 1.5 non-voter intervals (%s)", name, p.SilenceWindow(), nv)
 		}
 		// A follower hears a real heartbeat at least twice per timeout.
 		if 2*p.Raft.HeartbeatInterval > p.Raft.HeartbeatTimeout {
