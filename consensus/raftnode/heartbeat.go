@@ -114,6 +114,8 @@ package raftnode
 // thinTransport is their thin apply half.
 
 import (
+	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -214,6 +216,12 @@ type thinTransport struct {
 	// slowBeats those of all non-voters.
 	beats, slowBeats beatGrid
 	now              func() time.Time
+	// hbTimeout, when set, bounds a heartbeat's round trip
+	// (heartbeatWithin).
+	hbTimeout time.Duration
+	// onHeartbeat, when set, is called for every heartbeat this node
+	// receives (the follower's leader watch, watch.go).
+	onHeartbeat func()
 	// observe, when set (tests), is told of every heartbeat sent: when,
 	// and its error.
 	observe func(id raft.ServerID, at time.Time, err error)
@@ -375,7 +383,12 @@ func (t *thinTransport) AppendEntries(id raft.ServerID, target raft.ServerAddres
 			now = t.now()
 		}
 	}
-	err := t.Transport.AppendEntries(id, target, args, resp)
+	var err error
+	if hb && t.hbTimeout > 0 {
+		err = t.heartbeatWithin(id, target, args, resp)
+	} else {
+		err = t.Transport.AppendEntries(id, target, args, resp)
+	}
 	t.mu.Lock()
 	if err == nil {
 		t.heard[id] = t.now()
@@ -397,6 +410,47 @@ func (t *thinTransport) AppendEntries(id raft.ServerID, target raft.ServerAddres
 		}
 	}
 	return err
+}
+
+// ErrHeartbeatTimeout: a heartbeat had no answer within the transport's
+// heartbeat timeout.
+var ErrHeartbeatTimeout = errors.New("no answer to the heartbeat in time")
+
+// heartbeatWithin sends a heartbeat and gives up on it after hbTimeout,
+// leaving the call to end in the background. Why: the wrapped transport
+// bounds an RPC by its own timeout (TransportTimeout, 10 s, sized for
+// replication batches on a loaded machine), and a heartbeat written into a
+// connection whose peer is gone (a host whose link was cut, then its agent
+// restarted) waits that long. raft's heartbeat goroutine for the peer then
+// sends nothing else: the peer, back within seconds, was not heard for up
+// to 10 s, so the leader's raft verdict (node/leaderloop's silence.go,
+// which counts a node only once raft heard it since it came back) was
+// blind to a second death in that time. Given up on, the call fails, raft
+// retries after its backoff (at most HeartbeatTimeout/2) on a new
+// connection, and the peer is heard within about a second of its return.
+// The abandoned call holds its connection until the wrapped transport's
+// timeout; the pool dials another.
+func (t *thinTransport) heartbeatWithin(id raft.ServerID, target raft.ServerAddress,
+	args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	type answer struct {
+		resp raft.AppendEntriesResponse
+		err  error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		var a answer
+		a.err = t.Transport.AppendEntries(id, target, args, &a.resp)
+		done <- a
+	}()
+	timer := time.NewTimer(t.hbTimeout)
+	defer timer.Stop()
+	select {
+	case a := <-done:
+		*resp = a.resp
+		return a.err
+	case <-timer.C:
+		return fmt.Errorf("heartbeat to %s at %s: %w (%v)", id, target, ErrHeartbeatTimeout, t.hbTimeout)
+	}
 }
 
 // sweep drops, at most once per forgetAfter, the entries of servers not
@@ -434,6 +488,20 @@ func (t *thinTransport) sweep(now time.Time) {
 // LAN round trip makes no slower for Shoal's rate of writes.
 func (t *thinTransport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
 	return nil, raft.ErrPipelineReplicationNotSupported
+}
+
+// SetHeartbeatHandler passes raft's heartbeat handler to the wrapped
+// transport, telling onHeartbeat of each heartbeat first.
+func (t *thinTransport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
+	hook := t.onHeartbeat
+	if hook == nil || cb == nil {
+		t.Transport.SetHeartbeatHandler(cb)
+		return
+	}
+	t.Transport.SetHeartbeatHandler(func(rpc raft.RPC) {
+		hook()
+		cb(rpc)
+	})
 }
 
 // RequestPreVote forwards to the wrapped transport.

@@ -391,3 +391,49 @@ func TestRaftHeldNonvoterRemovedAndDemoted(t *testing.T) {
 		t.Fatalf("term moved from %s to %s (leader %v): the leader lost its lease across the changes", term, got, l.r.IsLeader())
 	}
 }
+
+// stuckTransport never answers an AppendEntries until released, as a
+// connection whose peer vanished.
+type stuckTransport struct {
+	raft.Transport
+	release chan struct{}
+}
+
+func (s *stuckTransport) AppendEntries(_ raft.ServerID, _ raft.ServerAddress,
+	_ *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	<-s.release
+	*resp = raft.AppendEntriesResponse{Term: 5, Success: true}
+	return nil
+}
+
+// TestThinTransportHeartbeatBounded: a heartbeat into a connection that
+// never answers fails after the heartbeat timeout, not the wrapped
+// transport's, and the peer is not heard; replication is not bounded.
+func TestThinTransportHeartbeatBounded(t *testing.T) {
+	inner := &stuckTransport{release: make(chan struct{})}
+	defer close(inner.release)
+	tt := newThinTransport(inner, 300*time.Millisecond)
+	tt.hbTimeout = 50 * time.Millisecond
+	var resp raft.AppendEntriesResponse
+	done := make(chan error, 1)
+	go func() { done <- tt.AppendEntries("n2", "a2", hbReq(5), &resp) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrHeartbeatTimeout) {
+			t.Fatalf("stuck heartbeat: %v, want ErrHeartbeatTimeout", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a heartbeat into a stuck connection did not give up")
+	}
+	if !tt.heardFrom("n2").IsZero() {
+		t.Fatal("a peer that never answered counts as heard")
+	}
+	repl := hbReq(5)
+	repl.Entries, repl.PrevLogEntry, repl.PrevLogTerm = []*raft.Log{{Index: 2}}, 1, 5
+	go func() { done <- tt.AppendEntries("n2", "a2", repl, &resp) }()
+	select {
+	case err := <-done:
+		t.Fatalf("replication gave up (%v): only heartbeats are bounded", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+}

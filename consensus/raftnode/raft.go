@@ -110,6 +110,12 @@ type Timing struct {
 	// well above that: the margin is how late a starved leader's heartbeats
 	// may be before it steps down for nothing.
 	LeaderLeaseTimeout time.Duration
+	// LeaderSilence is how long a follower hears nothing from its leader
+	// before it calls the leader silent (watch.go; node then asks for a
+	// quick election). At least the lease: raft campaigns only once its
+	// last contact is older than the expedited timeout, the lease. 0: no
+	// watch.
+	LeaderSilence time.Duration
 }
 
 // nonvoterInterval is the time between two real heartbeats to a
@@ -142,6 +148,7 @@ var DefaultTiming = Timing{
 	HeartbeatInterval:  300 * time.Millisecond,
 	ElectionTimeout:    time.Second,
 	LeaderLeaseTimeout: 600 * time.Millisecond,
+	LeaderSilence:      700 * time.Millisecond,
 }
 
 // QuietTiming is for clusters that trade detection speed for an idle
@@ -165,6 +172,7 @@ var QuietTiming = Timing{
 	HeartbeatInterval:  time.Second,
 	ElectionTimeout:    2 * time.Second,
 	LeaderLeaseTimeout: 1500 * time.Millisecond,
+	LeaderSilence:      1600 * time.Millisecond,
 }
 
 // DefaultConfig returns LAN settings for small, busy machines that keep an
@@ -233,6 +241,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("raft config: HeartbeatInterval %v must be between 0 and HeartbeatTimeout/2 = %v: %w",
 			c.HeartbeatInterval, c.HeartbeatTimeout/2, consensus.ErrInvalid)
 	}
+	if c.LeaderSilence != 0 && c.LeaderSilence < c.LeaderLeaseTimeout {
+		return fmt.Errorf("raft config: LeaderSilence %v must be 0 or at least LeaderLeaseTimeout %v: %w",
+			c.LeaderSilence, c.LeaderLeaseTimeout, consensus.ErrInvalid)
+	}
 	if err := raft.ValidateConfig(c.raftConfig(nil)); err != nil {
 		return fmt.Errorf("raft config: %w: %w", consensus.ErrInvalid, err)
 	}
@@ -289,6 +301,10 @@ type Raft struct {
 	cmdGate atomic.Pointer[func(command.Command) error]
 	// proposals keeps proposals out while a restore runs (proposals.go).
 	proposals proposalGate
+
+	// watch is the follower's watch on its leader (watch.go); nil when
+	// LeaderSilence is 0.
+	watch *leaderWatch
 
 	// lost is the leader this node last followed and lost, and when it
 	// last heard from it (LostLeader); current is the leader it follows.
@@ -446,6 +462,7 @@ func newRaft(cfg Config, store *consensus.Store, logger hclog.Logger, st storage
 		})
 	}
 	var thin *thinTransport
+	var watch *leaderWatch
 	if _, preVote := trans.(raft.WithPreVote); preVote && cfg.HeartbeatInterval > 0 {
 		thin = newThinTransport(trans, cfg.HeartbeatInterval)
 		thin.slow = cmp.Or(cfg.nonvoterHold, cfg.nonvoterInterval())
@@ -454,6 +471,10 @@ func newRaft(cfg Config, store *consensus.Store, logger hclog.Logger, st storage
 		}
 		thin.slowBeats = beatGrid{origin: thin.beats.origin, every: thin.slow}
 		thin.observe = cfg.heartbeatObserve
+		thin.hbTimeout = cfg.HeartbeatTimeout / 2
+		if watch = newLeaderWatch(cfg.LeaderSilence); watch != nil {
+			thin.onHeartbeat = watch.contact
+		}
 		trans = thin
 	}
 	if c, ok := trans.(io.Closer); ok {
@@ -494,7 +515,10 @@ func newRaft(cfg Config, store *consensus.Store, logger hclog.Logger, st storage
 	rr := &Raft{cfg: cfg, raft: r, fsm: machine, store: store, trans: trans, bootHeld: held,
 		logs: st.logs, stab: st.stable, snaps: st.snaps, gate: st.gate, closers: st.closers, cut: cut, thin: thin,
 		nudgeCh: make(chan struct{}, 1), nudgeStop: make(chan struct{}), nudgeDone: make(chan struct{}),
-		leaderDone: make(chan struct{}), promotions: map[raft.ServerID]int{}}
+		leaderDone: make(chan struct{}), promotions: map[raft.ServerID]int{}, watch: watch}
+	if watch != nil {
+		watch.bind(r.LastContact, func() bool { return r.State() == raft.Leader })
+	}
 	go rr.nudgeLoop()
 	if thin != nil {
 		rr.leaderObs = make(chan raft.Observation, 8)
@@ -539,6 +563,9 @@ func (r *Raft) noteLeader(id string) {
 	defer r.lostMu.Unlock()
 	if r.current != "" && r.current != id && r.current != r.cfg.NodeID {
 		r.lost, r.lostAt = r.current, r.raft.LastContact()
+	}
+	if r.current == r.cfg.NodeID && id != r.cfg.NodeID && r.watch != nil {
+		r.watch.arm() // no longer leading: watch the next leader
 	}
 	r.current = id
 }
@@ -1041,6 +1068,9 @@ func (r *Raft) Shutdown() error {
 	r.shutdownOnce.Do(func() {
 		var errs []error
 		close(r.nudgeStop)
+		if r.watch != nil {
+			r.watch.stop()
+		}
 		if r.cut != nil {
 			r.cut.Cut()
 		}

@@ -556,6 +556,7 @@ func TestRaftExpediteElection(t *testing.T) {
 	const hb, lease = 20 * time.Second, 2500 * time.Millisecond
 	c := newRaftClusterWith(t, 3, func(cfg *Config) {
 		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = hb, hb, lease
+		cfg.LeaderSilence = 0 // only ExpediteElection cuts the timeouts here
 	})
 	// A lone bootstrapped node also waits the heartbeat timeout first.
 	if err := c.nodes[0].r.ExpediteElection(true); err != nil {
@@ -619,8 +620,8 @@ func TestRaftLostLeader(t *testing.T) {
 	if id, _ := l.r.LostLeader(); id != "" {
 		t.Fatalf("first leader lost %q, want none", id)
 	}
-	stopped := time.Now()
 	c.stop(l)
+	stopped := time.Now() // isolated and shut down: nothing of it arrives later
 	var rest []*clusterNode
 	for _, n := range c.nodes {
 		if n != l {
@@ -641,5 +642,49 @@ func TestRaftLostLeader(t *testing.T) {
 	// heartbeat intervals of it.
 	if at.After(stopped) || stopped.Sub(at) > 2*time.Second {
 		t.Fatalf("last contact %v, stop at %v", at, stopped)
+	}
+}
+
+// TestRaftLeaderWatch: followers of a live leader are not silent; once the
+// leader is gone a follower says so (SilenceCh, LeaderSilent) without any
+// gossip, and the leader itself never is.
+func TestRaftLeaderWatch(t *testing.T) {
+	c := newRaftClusterWith(t, 3, func(cfg *Config) {
+		cfg.LeaderSilence = 300 * time.Millisecond
+		// No election of its own within the test: only the watch may speak.
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout = 5*time.Second, 5*time.Second
+		cfg.HeartbeatInterval = 100 * time.Millisecond
+	})
+	l := c.form()
+	c.waitReplicated(l.store.Index(), c.nodes...)
+	var rest []*clusterNode
+	for _, n := range c.nodes {
+		if n != l {
+			rest = append(rest, n)
+		}
+	}
+	// The joiners were silent before they had a leader; the inmem
+	// transport has no heartbeat hook, so each clears within a window.
+	waitFor(t, "the joiners to hear the leader", func() bool {
+		return !rest[0].r.LeaderSilent() && !rest[1].r.LeaderSilent()
+	})
+	// Three windows of a live leader: nobody silent.
+	deadline := time.Now().Add(900 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		for _, n := range c.nodes {
+			if n.r.LeaderSilent() {
+				t.Fatalf("%s silent while the leader lives (last contact %v ago, leader %v)", n.id, time.Since(n.r.LastContact()), n.r.IsLeader())
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.stop(l)
+	for _, n := range rest {
+		select {
+		case <-n.r.SilenceCh():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no silence signal", n.id)
+		}
+		waitFor(t, n.id+" to call the leader silent", n.r.LeaderSilent)
 	}
 }

@@ -263,7 +263,8 @@ func Open(ctx context.Context, h Host, opts Options) (_ *Instance, err error) {
 	cl.Members = mem
 	h.Log.Info("gossip started", "profile", cmp.Or(h.Config.GossipProfile, profile.Default), "probe_interval", prof.Gossip.ProbeInterval,
 		"probe_timeout", prof.Gossip.ProbeTimeout, "expected_detection_10", prof.Gossip.ExpectedDetection(10),
-		"raft_heartbeat", prof.Raft.HeartbeatInterval, "raft_timeout", prof.Raft.HeartbeatTimeout)
+		"raft_heartbeat", prof.Raft.HeartbeatInterval, "raft_timeout", prof.Raft.HeartbeatTimeout,
+		"raft_silence", prof.SilenceWindow(), "leader_silence", prof.Raft.LeaderSilence)
 	r.SetCommandGate(mem.CommandGate(r))
 	return cl, nil
 }

@@ -182,6 +182,7 @@ func (l *Loop) Run(ctx context.Context) {
 				stop()
 			}
 		case <-memberCh:
+		case <-cl.Raft.SilenceCh():
 		case <-tick.C:
 			// Belt and braces: NotifyCh may drop a transition under load.
 			if cl.Raft.IsLeader() {
@@ -193,29 +194,30 @@ func (l *Loop) Run(ctx context.Context) {
 	}
 }
 
-// expediteElection lets gossip's verdict start an election: while this
-// node is not the leader and knows no leader, or gossip has declared the
-// leader it knows dead, Raft's long heartbeat timeout (which keeps a
-// starved leader in office) is cut to the lease (raftnode.Raft.
-// ExpediteElection). A leader gossip has never seen (it just joined) is
-// not suspected.
+// expediteElection lets gossip's verdict, or raft's own silence, start an
+// election: while this node is not the leader and knows no leader, or
+// gossip has declared the leader it knows dead, or it has heard nothing from
+// its leader for the profile's silence (raftnode's leader watch), Raft's
+// long heartbeat timeout (which keeps a starved leader in office) is cut to
+// the lease (raftnode.Raft.ExpediteElection). A leader gossip has never
+// seen (it just joined) is not suspected on gossip's word.
 func (l *Loop) expediteElection() {
 	cl := l.cfg
 	leader, _ := cl.Raft.Leader()
-	if err := cl.Raft.ExpediteElection(SuspectLeader(cl.Raft.IsLeader(), leader, cl.Members.AliveSet(), cl.Members.EverSeen)); err != nil {
+	if err := cl.Raft.ExpediteElection(SuspectLeader(cl.Raft.IsLeader(), leader, cl.Raft.LeaderSilent(), cl.Members.AliveSet(), cl.Members.EverSeen)); err != nil {
 		l.log.Debug("raft timeouts", "err", err)
 	}
 }
 
 // SuspectLeader is the pure half of expediteElection: whether this node
 // (self: it leads) should cut Raft's heartbeat timeout to the lease, given
-// the leader it knows ("" for none), gossip's alive set and whether gossip
-// ever saw a node.
-func SuspectLeader(self bool, leader string, alive map[string]membership.Meta, everSeen func(string) bool) bool {
+// the leader it knows ("" for none), whether raft has been silent on it
+// (silent), gossip's alive set and whether gossip ever saw a node.
+func SuspectLeader(self bool, leader string, silent bool, alive map[string]membership.Meta, everSeen func(string) bool) bool {
 	if self {
 		return false
 	}
-	if leader == "" {
+	if leader == "" || silent {
 		return true
 	}
 	_, ok := alive[leader]
@@ -385,6 +387,12 @@ func (l *Loop) markNodeStatus(ctx context.Context, leaderSince time.Time, deadSi
 		return
 	}
 	for _, c := range changes {
+		if c.Status == api.NodeReady {
+			// Ready from this write on: raft's answers to the entry that
+			// carries it already count (silence.go).
+			sil.readySince[c.ID] = now
+			delete(sil.silenced, c.ID)
+		}
 		if c.Status == api.NodeDown && sil.silent(c.ID, cl.Raft.HeardFrom(c.ID), now) {
 			sil.silenced[c.ID] = now
 			l.log.Info("node status changed", "node_id", api.ShortID(c.ID), "status", c.Status, "reason", "raft heard nothing",

@@ -17,16 +17,20 @@ func TestSuspectLeader(t *testing.T) {
 		name   string
 		self   bool
 		leader string
+		silent bool
 		want   bool
 	}{
-		{"this node leads", true, "", false},
-		{"live leader", false, "l", false},
-		{"no leader known", false, "", true},
-		{"gossip declared the leader dead", false, "gone", true},
-		{"leader gossip never saw (just joined)", false, "new", false},
+		{"this node leads", true, "", false, false},
+		{"this node leads, its watch stale", true, "", true, false},
+		{"live leader", false, "l", false, false},
+		{"live to gossip, silent to raft", false, "l", true, true},
+		{"no leader known", false, "", false, true},
+		{"gossip declared the leader dead", false, "gone", false, true},
+		{"leader gossip never saw (just joined)", false, "new", false, false},
+		{"leader gossip never saw, silent to raft", false, "new", true, true},
 	}
 	for _, c := range cases {
-		if got := SuspectLeader(c.self, c.leader, alive, seen); got != c.want {
+		if got := SuspectLeader(c.self, c.leader, c.silent, alive, seen); got != c.want {
 			t.Errorf("%s: SuspectLeader = %v, want %v", c.name, got, c.want)
 		}
 	}

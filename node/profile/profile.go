@@ -12,17 +12,20 @@ import (
 	"github.com/shoal-org/shoal/node/membership"
 )
 
-// Profile is an agent's failure detection: gossip's probes, which find a
-// dead host, and raft's heartbeats, which prove the leader alive, chosen
-// together (`shoal agent --gossip-profile`).
+// Profile is an agent's failure detection (`shoal agent --gossip-profile`):
+// raft's heartbeats, whose silence finds a dead host (the leader's verdict
+// on a node, node/leaderloop's silence.go, and a follower's watch on its
+// leader, raftnode's watch.go), and gossip's probes, the second opinion.
 //
-// Why together: on an idle cluster these two are most of what an agent
-// wakes up for, and each wake-up costs ~0.1–0.2 ms of CPU on small VMs
-// (membership.go). A profile that slows gossip, and so finds a dead host in
-// seconds rather than under one, gains nothing from raft heartbeats three
-// times a second: gossip's verdict, not raft's timeout, is what starts a
-// quick election (raftnode.Raft.ExpediteElection) and what marks a node
-// down. So the quiet profiles also send raft's heartbeats once a second.
+// Why raft first: on an idle cluster heartbeats and probes are most of what
+// an agent wakes up for, and each wake-up costs ~0.1–0.2 ms of CPU on small
+// VMs (membership.go). Raft's heartbeats must flow anyway (they prove the
+// leader alive and carry its term), over a connection the leader already
+// holds to every node; reading their silence costs nothing more. Gossip
+// found a dead host as fast only with probes three times a second on
+// every node; it now probes slowly under both profiles, and the profiles
+// differ in how often raft's heartbeats go out and how long a silence
+// counts as a death.
 type Profile struct {
 	Gossip membership.Timing
 	Raft   raftnode.Timing
@@ -49,16 +52,18 @@ const Default = "fast"
 
 // All are the failure-detection profiles an agent can be started with.
 //
-//   - fast: a dead host is found in under a second (0.75 s expected up to
-//     10 nodes); its backends leave every load balancer within about a
-//     second. Costs the most when idle. One P.
+//   - fast: raft heartbeats every 300 ms; a dead host is found in under a
+//     second (silence of 0.9 s, up to 10 nodes), its backends leave every
+//     load balancer within about a second, and followers campaign after
+//     0.7 s without their leader. Costs the most when idle. One P.
 //   - tolerant: for agents that share starved CPUs (dense test rigs,
 //     oversubscribed VMs, 100 agents on 2 cores) and for anyone who would
-//     rather have an idle agent near-free: a dead host is found in 2 s up
-//     to 10 nodes (2.8 s at 100), raft heartbeats once a second, and the
-//     agent runs on one P.
+//     rather have an idle agent near-free: raft heartbeats once a second, a
+//     dead host is found in under 2 s (silence of 1.8 s up to 10 nodes,
+//     3.6 s at 100), followers campaign after 1.6 s without their leader,
+//     and the agent runs on one P.
 var All = map[string]Profile{
-	Default:    {Gossip: membership.DefaultTiming, Raft: raftnode.DefaultTiming, Procs: 1, Silence: 1200 * time.Millisecond},
+	Default:    {Gossip: membership.DefaultTiming, Raft: raftnode.DefaultTiming, Procs: 1, Silence: 900 * time.Millisecond},
 	"tolerant": {Gossip: membership.TolerantTiming, Raft: raftnode.QuietTiming, Procs: 1, Silence: 1800 * time.Millisecond},
 }
 
@@ -91,13 +96,12 @@ func Check(name string) error {
 // from a ready node before it marks the node down without gossip's verdict
 // (node/leaderloop's silence.go), for clusters of up to ten nodes
 // (leaderloop.SilenceWindowFor scales it with log10 of the size, as gossip
-// scales its suspicion). Three non-voter heartbeat intervals under fast
-// (1.2 s; gossip, at 0.75 s expected, is usually first), one and a half
-// under tolerant (1.8 s): there raft's verdict comes first, about 1.3 s
-// after a death on average, where gossip's 800 ms probes and 0.8 s of
-// suspicion took about 2.2 s. A live agent answers every interval; the
-// window leaves it two missed beats (fast) or half of one plus scheduling
-// delay (tolerant, whose agents answer once a second).
+// scales its suspicion). 0.9 s under fast, 2.25 non-voter heartbeat
+// intervals (400 ms): a death is marked 0.75 s after it on average, what
+// gossip's 300 ms probes used to take, and a dead backend leaves the load
+// balancers within the issue's second. 1.8 s under tolerant, 1.5 non-voter
+// intervals (1.2 s): about 1.8 s after a death (node-down bench, 5 kills:
+// 1.74–1.94 s) where gossip's 800 ms probes took about 2.2 s (1.74–2.84).
 func (p Profile) SilenceWindow() time.Duration { return p.Silence }
 
 // HeardWindow is how recent a raft answer from a node must be for the
