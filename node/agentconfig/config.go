@@ -27,7 +27,7 @@ type Config struct {
 	GossipPort    int
 	ClusterPort   int
 	// GossipProfile names the failure-detection profile (node/profile): "fast"
-	// (the default, a dead host found in under a second) or "tolerant"
+	// (the default: raft heartbeats every 300 ms, a dead host found in under a second) or "tolerant"
 	// (2 s, for agents sharing starved CPUs or meant to idle near-free).
 	GossipProfile string
 	Hostname      string

@@ -64,7 +64,7 @@ func command(h hooks) *cli.Command {
 			&cli.StringFlag{Name: "socket", Value: "/run/shoal/shoal.sock", Usage: "path of the API unix socket"},
 			&cli.IntFlag{Name: "gossip-port", Value: 7946, Usage: "memberlist port (tcp+udp)"},
 			&cli.IntFlag{Name: "cluster-port", Value: 2377, Usage: "mutual-TLS raft and RPC port"},
-			&cli.StringFlag{Name: "gossip-profile", Value: node.DefaultConfig().GossipProfile, Usage: "failure detection: fast (a dead host found in under a second) or tolerant (2 s up to 10 nodes, 2.8 s at 100; for agents that share starved CPUs or should idle near-free)"},
+			&cli.StringFlag{Name: "gossip-profile", Value: node.DefaultConfig().GossipProfile, Usage: "failure detection: fast (raft heartbeats every 300 ms; a dead host found in under a second) or tolerant (heartbeats once a second; a dead host found in under 2 s up to 10 nodes, 3.6 s at 100; for agents that share starved CPUs or should idle near-free)"},
 			&cli.BoolFlag{Name: "force-new-cluster", Usage: "restart as a single-voter cluster from the local state"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "hostname", Value: hostname, DefaultText: "this host's name", Usage: "node name shown in the cluster"},
