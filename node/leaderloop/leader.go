@@ -374,7 +374,7 @@ func (l *Loop) markNodeStatus(ctx context.Context, leaderSince time.Time, deadSi
 		EverSeen:   cl.Members.EverSeen,
 		Restarting: func(id string) bool { return cl.Members.Restarting(id, cl.RestartGrace) },
 		Heard:      heard,
-		Silent:     func(id string) bool { return sil.silent(id, cl.Raft.HeardFrom(id), now) },
+		Silent:     func(id string) bool { return sil.silent(id, cl.Raft.HeardFrom, now) },
 		Unanswered: func(id string) bool { return sil.unanswered(id, cl.Raft.HeardFrom(id)) },
 	}, now.UTC())
 	if len(changes) == 0 {
@@ -393,7 +393,7 @@ func (l *Loop) markNodeStatus(ctx context.Context, leaderSince time.Time, deadSi
 			sil.readySince[c.ID] = now
 			delete(sil.silenced, c.ID)
 		}
-		if c.Status == api.NodeDown && sil.silent(c.ID, cl.Raft.HeardFrom(c.ID), now) {
+		if c.Status == api.NodeDown && sil.silent(c.ID, cl.Raft.HeardFrom, now) {
 			sil.silenced[c.ID] = now
 			l.log.Info("node status changed", "node_id", api.ShortID(c.ID), "status", c.Status, "reason", "raft heard nothing",
 				"silent_for", now.Sub(sil.heard(c.ID, cl.Raft.HeardFrom(c.ID))).Round(time.Millisecond))

@@ -29,6 +29,10 @@ package leaderloop
 //     once, to be silenced again a window later.
 //   - A ready node that announced a restart is exempt (StatusChanges), as
 //     from gossip's verdict.
+//   - Only while raft hears some other member within the window: a leader
+//     that was stalled itself (paused, starved) finds every answer old at
+//     once. So a leader alone with one follower leaves that follower to
+//     gossip.
 //   - The window grows with the cluster (SilenceWindowFor), as gossip's
 //     suspicion does: the more agents share a starved machine, the later
 //     their answers come.
@@ -119,10 +123,24 @@ func (s *silence) heard(id string, raftHeard time.Time) time.Time {
 	return raftHeard
 }
 
-// silent reports Silent for a ready node of the raft configuration.
-func (s *silence) silent(id string, raftHeard, now time.Time) bool {
+// silent reports Silent for a ready node of the raft configuration,
+// provided raft heard another member within the window (othersHeard): a
+// leader that was itself stalled (a pause, a starved CPU) finds every
+// answer old at once, and that says nothing about the nodes.
+func (s *silence) silent(id string, heardOf func(string) time.Time, now time.Time) bool {
 	since, ok := s.readySince[id]
-	return ok && s.members[id] && Silent(s.heard(id, raftHeard), since, now, s.window)
+	return ok && s.members[id] && Silent(s.heard(id, heardOf(id)), since, now, s.window) && s.othersHeard(id, heardOf, now)
+}
+
+// othersHeard reports whether raft heard a member other than id within
+// the window.
+func (s *silence) othersHeard(id string, heardOf func(string) time.Time, now time.Time) bool {
+	for m := range s.members {
+		if m != id && now.Sub(heardOf(m)) < s.window {
+			return true
+		}
+	}
+	return false
 }
 
 // unanswered reports whether id, marked down for silence, has not answered

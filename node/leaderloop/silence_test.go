@@ -69,19 +69,25 @@ func TestSilenceRecord(t *testing.T) {
 	heardOf := func(id string) time.Time { return heard[id] }
 
 	now := t0.Add(400 * time.Millisecond)
-	if s.silent("b", heard["b"], now.Add(time.Hour)) {
+	if s.silent("b", heardOf, now.Add(time.Hour)) {
 		t.Error("b: not heard since it was seen ready, yet silent")
 	}
-	if !s.silent("old", heard["old"], t0.Add(600*time.Millisecond)) {
-		t.Error("old: seeded answer 1.1 s ago, not silent")
+	if !s.silent("old", heardOf, t0.Add(600*time.Millisecond)) {
+		t.Error("old: seeded answer 1.1 s ago, a answered 500 ms ago, not silent")
 	}
-	if s.silent("a", heard["a"], now) {
+	if s.silent("a", heardOf, now) {
 		t.Error("a: answered 300 ms ago, silent")
 	}
-	if !s.silent("a", heard["a"], t0.Add(1100*time.Millisecond)) {
-		t.Error("a: silent 1 s, not silent")
+	heard["b"] = t0.Add(time.Second) // b answers again
+	if !s.silent("a", heardOf, t0.Add(1100*time.Millisecond)) {
+		t.Error("a: silent 1 s while b answered 100 ms ago, not silent")
 	}
-	if s.silent("worker", heard["worker"], t0.Add(time.Hour)) {
+	// A stalled leader: every answer is old at once, nobody is silent.
+	if s.silent("a", heardOf, t0.Add(3*time.Second)) {
+		t.Error("a: silent while no member was heard within the window (the leader stalled)")
+	}
+	heard["b"] = t0.Add(-time.Second)
+	if s.silent("worker", heardOf, t0.Add(time.Hour)) {
 		t.Error("worker: not a raft member, yet silent")
 	}
 	// Due: at 400 ms only the seeded old leader has missed an answer.
