@@ -53,8 +53,16 @@ func (a *Agent) rpcServer() *rpcserver.Server {
 
 // startCluster opens the instance under DATA/cluster, makes it the
 // agent's and starts its loops.
+//
+// The instance outlives ctx: it ends in stopCluster only. On SIGTERM the
+// agent's context ends first, and an instance tied to it closed its
+// cluster port and loops at once, while the stop that hands leadership
+// over and announces the restart came later, after the API server's
+// drain: the leader heard a second of raft silence from a node that had
+// not yet said it was restarting, marked it down and rescheduled its
+// tasks (rolling upgrade, CI).
 func (a *Agent) startCluster(ctx context.Context, opts instance.Options) error {
-	cl, err := instance.Open(ctx, a.host(), opts)
+	cl, err := instance.Open(context.WithoutCancel(ctx), a.host(), opts)
 	if err != nil {
 		return err
 	}
