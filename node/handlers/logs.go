@@ -2,7 +2,8 @@ package handlers
 
 // GET /v1/services/{id}/logs: the logs of every task of a service, from
 // every node that ran one, merged into one NDJSON stream (node/localapi's
-// writer). Each line names its task (NAME.SLOT.ID-PREFIX) and node.
+// writer). Each line names its task (NAME.SLOT.ID-PREFIX) and node. With
+// follow, the tasks that get a container later join the stream.
 
 import (
 	"context"
@@ -52,28 +53,58 @@ func ServiceLogs(src LogSource) httpapi.HandlerFunc {
 		if err != nil {
 			return nil, err
 		}
-		nodes := map[string]*api.Node{}
-		for _, n := range store.Nodes() {
-			nodes[n.ID] = n
-		}
-		byNode := map[string][]api.Task{}
-		for _, t := range store.TasksByService(s.ID) {
-			if nodes[t.NodeID] == nil || t.ContainerID == "" {
-				continue
-			}
-			byNode[t.NodeID] = append(byNode[t.NodeID], *t)
-		}
 		ctx := r.Context()
 		out := make(chan api.LogLine, 256)
 		var wg sync.WaitGroup
-		for id, tasks := range byNode {
-			wg.Add(1)
+		streamed := map[string]bool{} // task ID + container ID
+		// startNew streams the tasks of the service that have a container
+		// and are not streamed yet, one call per node.
+		startNew := func() {
+			nodes := map[string]*api.Node{}
+			for _, n := range store.Nodes() {
+				nodes[n.ID] = n
+			}
+			byNode := map[string][]api.Task{}
+			for _, t := range store.TasksByService(s.ID) {
+				key := t.ID + "/" + t.ContainerID
+				if nodes[t.NodeID] == nil || t.ContainerID == "" || streamed[key] {
+					continue
+				}
+				streamed[key] = true
+				byNode[t.NodeID] = append(byNode[t.NodeID], *t)
+			}
+			for id, tasks := range byNode {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					nodeLogs(ctx, src, nodes[id], tasks, opts, out)
+				}()
+			}
+		}
+		startNew()
+		if !opts.Follow {
+			go func() { wg.Wait(); close(out) }()
+		} else {
+			// As docker's: follow the service, not the tasks it had when
+			// asked, so the tasks a scale, an update or a replacement
+			// starts later show up too; the stream ends with the service
+			// (or when the client goes).
+			changes, cancel := store.Subscribe()
 			go func() {
-				defer wg.Done()
-				nodeLogs(ctx, src, nodes[id], tasks, opts, out)
+				defer func() { cancel(); wg.Wait(); close(out) }()
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-changes:
+					}
+					if _, err := store.Service(s.ID); err != nil {
+						return
+					}
+					startNew()
+				}
 			}()
 		}
-		go func() { wg.Wait(); close(out) }()
 		localapi.StreamLogs(w, out, "", "")
 		return httpapi.Streamed, nil
 	}
