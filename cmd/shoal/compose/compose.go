@@ -115,6 +115,9 @@ var supportedAttributes = []tree.Path{
 	"services.*.deploy.placement.constraints",
 	"services.*.deploy.placement.max_replicas_per_node",
 	"services.*.deploy.placement.preferences.[].spread",
+	// restart: is the policy where deploy.restart_policy gives none, as
+	// docker stack deploy falls back to it (legacyRestart).
+	"services.*.restart",
 	"services.*.deploy.restart_policy.condition",
 	"services.*.deploy.restart_policy.delay",
 	"services.*.deploy.restart_policy.max_attempts",
@@ -636,9 +639,45 @@ func serviceSpec(stack string, cs types.ServiceConfig) (api.ServiceSpec, []error
 		updateConfig(".deploy.update_config", d.UpdateConfig, &spec.UpdateConfig, false, bad)
 		updateConfig(".deploy.rollback_config", d.RollbackConfig, &spec.RollbackConfig, true, bad)
 	}
+	if cs.Restart != "" && (cs.Deploy == nil || cs.Deploy.RestartPolicy == nil) {
+		legacyRestart(&spec, cs.Restart, bad)
+	}
 	serviceLevelResources(cs, &spec, bad)
 	spec.Labels[StackLabel] = stack
 	return spec, errs
+}
+
+// legacyRestart applies a service's restart: (docker compose's key) where
+// deploy.restart_policy gives none, as docker stack deploy falls back to it
+// (docker/cli's convertRestartPolicy): files written for docker compose say
+// on-failure to mean that a task that exits 0 is done. no keeps the default
+// (Swarm's too: any, or on-failure for a job); always and unless-stopped
+// are any; on-failure:N and always:N also cap the attempts at N.
+func legacyRestart(spec *api.ServiceSpec, restart string, bad func(string, string, ...any)) {
+	name, count, hasCount := strings.Cut(restart, ":")
+	attempts := 0
+	if hasCount {
+		n, err := strconv.Atoi(count)
+		if err != nil || n < 0 {
+			bad(".restart", "%q: the maximum retry count must be a non-negative integer", restart)
+			return
+		}
+		attempts = n
+	}
+	switch name {
+	case "no":
+		return
+	case "always", "unless-stopped":
+		spec.RestartPolicy.Condition = api.RestartAny
+	case "on-failure":
+		spec.RestartPolicy.Condition = api.RestartOnFailure
+	default:
+		bad(".restart", "%q: want no, always, on-failure[:N] or unless-stopped", restart)
+		return
+	}
+	if attempts > 0 {
+		spec.RestartPolicy.MaxAttempts = attempts
+	}
 }
 
 // serviceLevelResources applies scale, cpus, mem_limit, mem_reservation

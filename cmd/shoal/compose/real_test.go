@@ -84,7 +84,8 @@ func TestComposeRealFiles(t *testing.T) {
 					s.Mounts = []api.Mount{{Type: api.MountVolume, Source: "st_wp_content", Target: "/var/www/html/wp-content"}}
 				}),
 			},
-			ignored: []string{"services.db.restart", "services.wordpress.container_name", "services.wordpress.depends_on", "services.wordpress.restart"},
+			// restart: always is the restart policy (any, the default).
+			ignored: []string{"services.wordpress.container_name", "services.wordpress.depends_on"},
 			objects: []string{"st_db_password", "st_db_root_password"},
 		},
 		{
@@ -117,7 +118,8 @@ func TestComposeRealFiles(t *testing.T) {
 					s.LogDriver, s.LogOptions = "json-file", map[string]string{"max-size": "10m", "max-file": "3"}
 				}),
 			},
-			ignored: []string{"services.scheduler.restart", "services.worker.restart"},
+			// restart: gives way to deploy.restart_policy, as in docker.
+			ignored: []string{},
 		},
 		{
 			dir: "interp", files: []string{"docker-compose.yml"},
