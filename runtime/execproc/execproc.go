@@ -203,6 +203,12 @@ func ProcessSpec(config, rootfs string, opts Options) (specs.Process, error) {
 	}
 	proc := *s.Process
 	proc.Args = slices.Clone(opts.Args)
+	proc.Env = slices.Clone(proc.Env)
+	if opts.Tty && !slices.ContainsFunc(proc.Env, func(e string) bool { return strings.HasPrefix(e, "TERM=") }) {
+		// As docker exec -t: a terminal without TERM leaves top, vi and
+		// clear refusing to run. The container's or the caller's wins.
+		proc.Env = append(proc.Env, "TERM=xterm")
+	}
 	proc.Env = overrideEnv(proc.Env, opts.Env)
 	proc.Terminal = opts.Tty
 	proc.ConsoleSize = nil

@@ -1,0 +1,52 @@
+package execproc
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// TestProcessSpecTerm: with a terminal the process gets TERM=xterm, as
+// docker exec -t gives it, unless the container or the caller sets TERM;
+// without one, none is added. Before, `shoal exec -it web.1 sh` had no TERM
+// and top, vi or clear refused to run.
+func TestProcessSpecTerm(t *testing.T) {
+	dir := t.TempDir()
+	write := func(env []string) string {
+		b, err := json.Marshal(specs.Spec{Process: &specs.Process{Args: []string{"init"}, Env: env}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, "config.json")
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	base := []string{"PATH=/bin", "A=1"}
+	for _, tt := range []struct {
+		name string
+		env  []string
+		opts Options
+		want []string
+	}{
+		{name: "tty", env: base, opts: Options{Args: []string{"sh"}, Tty: true}, want: []string{"PATH=/bin", "A=1", "TERM=xterm"}},
+		{name: "no tty", env: base, opts: Options{Args: []string{"sh"}}, want: []string{"PATH=/bin", "A=1"}},
+		{name: "container's TERM", env: append(slices.Clone(base), "TERM=vt100"), opts: Options{Args: []string{"sh"}, Tty: true}, want: []string{"PATH=/bin", "A=1", "TERM=vt100"}},
+		{name: "caller's TERM", env: base, opts: Options{Args: []string{"sh"}, Tty: true, Env: []string{"TERM=screen"}}, want: []string{"PATH=/bin", "A=1", "TERM=screen"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			proc, err := ProcessSpec(write(tt.env), dir, tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(proc.Env, tt.want) {
+				t.Errorf("env %q, want %q", proc.Env, tt.want)
+			}
+		})
+	}
+}
