@@ -438,7 +438,7 @@ func checkAdmin(store *consensus.Store, cmd command.Command, peerID string) (com
 	case command.UpdateNode:
 		return x, x.ID, nil
 	case command.CreateNetwork:
-		if err := authz.CheckNetworkOnLeader(x.Network); err != nil {
+		if err := authz.CheckNetworkOnLeader(x.Network, store.Nodes()); err != nil {
 			return nil, "", err
 		}
 		return x, x.Network.Name, nil
