@@ -225,6 +225,11 @@ type thinTransport struct {
 	// observe, when set (tests), is told of every heartbeat sent: when,
 	// and its error.
 	observe func(id raft.ServerID, at time.Time, err error)
+	// answered, when set, is told the follower's last log index from
+	// every successful real heartbeat answer (Raft.followerAnswered: a
+	// follower behind the commit index is caught up at once). Set after
+	// raft starts, hence atomic.
+	answered atomic.Pointer[func(lastLog uint64)]
 
 	// force > 0 sends every heartbeat (VerifyLeader in flight).
 	force atomic.Int32
@@ -407,6 +412,9 @@ func (t *thinTransport) AppendEntries(id raft.ServerID, target raft.ServerAddres
 		t.sent.Add(1)
 		if t.observe != nil {
 			t.observe(id, now, err)
+		}
+		if f := t.answered.Load(); f != nil && err == nil && resp.Success {
+			(*f)(resp.LastLog)
 		}
 	}
 	return err

@@ -195,8 +195,14 @@ var QuietTiming = Timing{
 // index when writes stop; the commit nudge (nudgeLoop) tells them at once
 // after every write instead, so CommitTimeout is only the fallback for
 // entries written without Apply (barriers, configuration changes), whose
-// commit no store waits for (Raft.CaughtUp). What is left grows with the
-// cluster on the leader alone: heartbeats, ~0.05 % of a core per follower.
+// commit no store waits for (Raft.CaughtUp). It was 2 s, and each of the
+// leader's followers still cost an empty AppendEntries round trip every
+// 2–4 s (16 a second at 50 agents, beside ~40 heartbeats). Those appends
+// also were raft's retry for a follower whose replication failed and its
+// way of telling followers what a new leader's first entry committed; both
+// have their own nudge now (followerAnswered, leaderNudge), so it is 15 s.
+// What is left grows with the cluster on the leader alone: heartbeats,
+// ~0.05 % of a core per follower.
 //
 // HeartbeatInterval 300 ms takes raft's heartbeats from every 100–200 ms
 // to every 300–500 ms per follower without touching the timeouts
@@ -211,7 +217,7 @@ func DefaultConfig() Config {
 	return Config{
 		LogLevel:          hclog.Info,
 		Timing:            DefaultTiming,
-		CommitTimeout:     2 * time.Second,
+		CommitTimeout:     15 * time.Second,
 		SnapshotThreshold: 4096,
 		SnapshotInterval:  30 * time.Second,
 		TrailingLogs:      4096,
@@ -326,6 +332,12 @@ type Raft struct {
 	// applying counts the Applies between proposing and nudging: while
 	// one is, nudgeLoop leaves the barrier to the nudge that Apply sends.
 	applying atomic.Int64
+	// leadNudge asks nudgeLoop for a second barrier after the next one:
+	// set when this node becomes leader (leaderNudge). behindAt is when a
+	// follower behind the commit index last asked for a barrier
+	// (followerAnswered), in Unix nanoseconds.
+	leadNudge atomic.Bool
+	behindAt  atomic.Int64
 
 	// confMu guards promotions (the servers AddVoter is promoting, left
 	// out of the transport's non-voters) and orders the refreshes of that
@@ -521,6 +533,8 @@ func newRaft(cfg Config, store *consensus.Store, logger hclog.Logger, st storage
 	}
 	go rr.nudgeLoop()
 	if thin != nil {
+		answered := rr.followerAnswered
+		thin.answered.Store(&answered)
 		rr.leaderObs = make(chan raft.Observation, 8)
 		rr.observer = raft.NewObserver(rr.leaderObs, false, func(o *raft.Observation) bool {
 			_, ok := o.Data.(raft.LeaderObservation)
@@ -549,6 +563,9 @@ func (r *Raft) nonvoterLoop() {
 		case o := <-r.leaderObs:
 			if lo, ok := o.Data.(raft.LeaderObservation); ok {
 				r.noteLeader(string(lo.LeaderID))
+				if string(lo.LeaderID) == r.cfg.NodeID {
+					r.leaderNudge()
+				}
 			}
 		}
 		r.refreshNonvoters()
@@ -667,8 +684,55 @@ func (r *Raft) nudgeLoop() {
 		// the next leader's own entries carry its commit index. wait
 		// ends when Shutdown begins, also on a barrier raft never
 		// answers; the select above then ends the loop.
-		_ = r.wait(context.Background(), r.raft.Barrier(r.cfg.ApplyTimeout))
+		if err := r.wait(context.Background(), r.raft.Barrier(r.cfg.ApplyTimeout)); err == nil && r.leadNudge.Swap(false) {
+			r.nudge() // leaderNudge's second barrier
+		}
 	}
+}
+
+// leaderNudge tells followers the commit index once this node, newly
+// leader, has committed its first entry.
+//
+// Why: a new leader's first entry (raft's no-op) commits every entry of
+// earlier terms, and followers learn of that commit only from a later
+// AppendEntries. Heartbeats carry no commit index and CommitTimeout is
+// long (DefaultConfig), so a follower holding commands the old leader had
+// not told it were committed (it died first) would not apply them, and
+// count as not caught up, until the next write. The first barrier is
+// applied only once the no-op is committed; the second's replication then
+// carries that commit index to every follower (the first's may have left
+// before the no-op committed).
+func (r *Raft) leaderNudge() {
+	r.leadNudge.Store(true)
+	r.nudge()
+}
+
+// behindEvery bounds how often followers behind the commit index append a
+// barrier (followerAnswered): a follower that stays behind (one receiving
+// a snapshot, or one whose disk refuses appends) costs at most one barrier
+// per interval.
+const behindEvery = 2 * time.Second
+
+// followerAnswered hears the last log index of a follower from its answer
+// to a real heartbeat (thinTransport.answered) and nudges when the
+// follower lacks committed entries.
+//
+// Why: raft retries a follower's failed replication only when the next
+// entry is dispatched or at CommitTimeout, which is long (DefaultConfig).
+// A follower cut off while a write committed (a blip, a restart) would lag
+// until the next write. Its first heartbeat answer after it is back shows
+// it behind; the barrier appended here sends it what it misses (raft's
+// replication to each follower starts from where that follower is).
+func (r *Raft) followerAnswered(lastLog uint64) {
+	if r.raft.State() != raft.Leader || lastLog >= r.raft.CommitIndex() {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := r.behindAt.Load()
+	if now-last < int64(behindEvery) || !r.behindAt.CompareAndSwap(last, now) {
+		return
+	}
+	r.nudge()
 }
 
 // ExpediteElection shortens this node's heartbeat and election timeouts to

@@ -688,3 +688,82 @@ func TestRaftLeaderWatch(t *testing.T) {
 		waitFor(t, n.id+" to call the leader silent", n.r.LeaderSilent)
 	}
 }
+
+// A follower cut off while a write commits has it soon after it is back,
+// although raft retries a failed replication only when the next entry is
+// dispatched or at CommitTimeout (an hour here): its first heartbeat answer
+// shows it behind the commit index, and the leader appends a barrier whose
+// replication sends it what it lacks (followerAnswered).
+func TestRaftLaggingFollowerCaughtUp(t *testing.T) {
+	c := newRaftClusterWith(t, 3, func(cfg *Config) { cfg.CommitTimeout = time.Hour })
+	l := c.form()
+	var f *clusterNode
+	for _, n := range c.nodes {
+		if n != l {
+			f = n
+			break
+		}
+	}
+	c.isolate(f)
+	if _, err := l.r.Apply(context.Background(), command.CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
+		t.Fatal(err)
+	}
+	// The write's and the nudges' replication to f have failed: raft
+	// waits for the next entry or CommitTimeout to try f again. No nudge
+	// may still be on its way (the leader's own, after its election,
+	// appends a second barrier).
+	waitFor(t, "the nudges' barriers committed", func() bool {
+		return l.r.raft.CommitIndex() > l.store.Index() && l.r.raft.CommitIndex() == l.r.raft.LastIndex() &&
+			!l.r.leadNudge.Load() && len(l.r.nudgeCh) == 0
+	})
+	time.Sleep(100 * time.Millisecond) // a nudge taken but not yet appended
+	if l.r.raft.CommitIndex() != l.r.raft.LastIndex() {
+		t.Fatal("a barrier was appended after the wait")
+	}
+	c.connectAll()
+	c.waitReplicated(l.store.Index(), f)
+	if _, err := f.store.Service("s1"); err != nil {
+		t.Fatalf("%s: %v", f.id, err)
+	}
+}
+
+// Followers learn what a new leader's first entry committed without
+// waiting for a write or CommitTimeout (an hour here): the new leader
+// appends two barriers once it leads (leaderNudge), and the second one's
+// replication carries a commit index at or past its no-op.
+func TestRaftNewLeaderTellsCommit(t *testing.T) {
+	c := newRaftClusterWith(t, 3, func(cfg *Config) { cfg.CommitTimeout = time.Hour })
+	l := c.form()
+	if _, err := l.r.Apply(context.Background(), command.CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.r.TransferLeadership(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var others []*clusterNode
+	for _, n := range c.nodes {
+		if n != l {
+			others = append(others, n)
+		}
+	}
+	nl := c.leader(others...)
+	// The new leader's no-op is the first entry of its term.
+	term := nl.r.raft.CurrentTerm()
+	var noop uint64
+	waitFor(t, "the new leader's no-op", func() bool {
+		for i := nl.r.raft.LastIndex(); i > 0; i-- {
+			var e raft.Log
+			if err := nl.r.logs.GetLog(i, &e); err != nil || e.Term != term {
+				break
+			}
+			noop = i
+		}
+		return noop > 0
+	})
+	for _, n := range c.nodes {
+		if n == nl {
+			continue
+		}
+		waitFor(t, fmt.Sprintf("%s to learn commit index %d", n.id, noop), func() bool { return n.r.raft.CommitIndex() >= noop })
+	}
+}
