@@ -116,6 +116,7 @@ package raftnode
 import (
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -225,11 +226,13 @@ type thinTransport struct {
 	// observe, when set (tests), is told of every heartbeat sent: when,
 	// and its error.
 	observe func(id raft.ServerID, at time.Time, err error)
-	// answered, when set, is told the follower's last log index from
-	// every successful real heartbeat answer (Raft.followerAnswered: a
-	// follower behind the commit index is caught up at once). Set after
-	// raft starts, hence atomic.
-	answered atomic.Pointer[func(lastLog uint64)]
+	// answered, when set, is told of every successful real heartbeat
+	// answer: the follower's last log index, and whether raft's last
+	// replication to it (an AppendEntries carrying entries or a commit
+	// index, or a snapshot) failed on the transport since one last went
+	// through (Raft.followerAnswered: such a follower is caught up at
+	// once). Set after raft starts, hence atomic.
+	answered atomic.Pointer[func(lastLog uint64, replFailed bool)]
 
 	// force > 0 sends every heartbeat (VerifyLeader in flight).
 	force atomic.Int32
@@ -256,6 +259,11 @@ type thinTransport struct {
 	// it answered: the leader's second opinion on a node gossip calls dead
 	// (Raft.HeardFrom).
 	heard map[raft.ServerID]time.Time
+	// replFailed is when raft's replication to each follower last failed
+	// on the transport, for the followers it has not reached since: raft
+	// tries them again only when the next entry is dispatched or at
+	// CommitTimeout (answered).
+	replFailed map[raft.ServerID]time.Time
 	// swept is when sweep last ran.
 	swept time.Time
 }
@@ -278,7 +286,7 @@ var (
 func newThinTransport(inner raft.Transport, interval time.Duration) *thinTransport {
 	return &thinTransport{Transport: inner, interval: interval, now: time.Now,
 		beats: beatGrid{origin: time.Now(), every: interval},
-		last:  map[raft.ServerID]*heartbeatAnswer{}, heard: map[raft.ServerID]time.Time{},
+		last:  map[raft.ServerID]*heartbeatAnswer{}, heard: map[raft.ServerID]time.Time{}, replFailed: map[raft.ServerID]time.Time{},
 		nonvoters: map[raft.ServerID]bool{}, wake: make(chan struct{})}
 }
 
@@ -401,6 +409,10 @@ func (t *thinTransport) AppendEntries(id raft.ServerID, target raft.ServerAddres
 	}
 	t.seeTerm(args.Term)
 	t.sweep(now)
+	if !hb {
+		t.noteReplication(id, now, err)
+	}
+	_, replFailed := t.replFailed[id]
 	switch {
 	case err != nil || resp.Term > args.Term || (hb && !resp.Success):
 		delete(t.last, id)
@@ -414,7 +426,7 @@ func (t *thinTransport) AppendEntries(id raft.ServerID, target raft.ServerAddres
 			t.observe(id, now, err)
 		}
 		if f := t.answered.Load(); f != nil && err == nil && resp.Success {
-			(*f)(resp.LastLog)
+			(*f)(resp.LastLog, replFailed)
 		}
 	}
 	return err
@@ -480,6 +492,32 @@ func (t *thinTransport) sweep(now time.Time) {
 			delete(t.last, id)
 		}
 	}
+	for id, at := range t.replFailed {
+		if now.Sub(at) >= forgetAfter {
+			delete(t.replFailed, id)
+		}
+	}
+}
+
+// noteReplication records how raft's replication to id (anything but a
+// heartbeat) ended on the transport. t.mu held.
+func (t *thinTransport) noteReplication(id raft.ServerID, now time.Time, err error) {
+	if err != nil {
+		t.replFailed[id] = now
+	} else {
+		delete(t.replFailed, id)
+	}
+}
+
+// InstallSnapshot records whether the snapshot reached the follower: raft
+// retries a failed one as it does a failed AppendEntries (answered).
+func (t *thinTransport) InstallSnapshot(id raft.ServerID, target raft.ServerAddress,
+	args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
+	err := t.Transport.InstallSnapshot(id, target, args, resp, data)
+	t.mu.Lock()
+	t.noteReplication(id, t.now(), err)
+	t.mu.Unlock()
+	return err
 }
 
 // AppendEntriesPipeline declines, so raft replicates to every follower

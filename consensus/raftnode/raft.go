@@ -713,18 +713,21 @@ func (r *Raft) leaderNudge() {
 // per interval.
 const behindEvery = 2 * time.Second
 
-// followerAnswered hears the last log index of a follower from its answer
-// to a real heartbeat (thinTransport.answered) and nudges when the
-// follower lacks committed entries.
+// followerAnswered hears from a follower's answer to a real heartbeat
+// (thinTransport.answered) its last log index, and whether raft's last
+// replication to it failed on the transport, and nudges when the follower
+// lacks committed entries or that replication failed.
 //
 // Why: raft retries a follower's failed replication only when the next
 // entry is dispatched or at CommitTimeout, which is long (DefaultConfig).
 // A follower cut off while a write committed (a blip, a restart) would lag
 // until the next write. Its first heartbeat answer after it is back shows
-// it behind; the barrier appended here sends it what it misses (raft's
-// replication to each follower starts from where that follower is).
-func (r *Raft) followerAnswered(lastLog uint64) {
-	if r.raft.State() != raft.Leader || lastLog >= r.raft.CommitIndex() {
+// it behind, or (a follower holding a stale tail of an old term, as long
+// as the leader's log) shows it answering again; the barrier appended here
+// sends it what it misses (raft's replication to each follower starts from
+// where that follower is, and walks back over a stale tail).
+func (r *Raft) followerAnswered(lastLog uint64, replFailed bool) {
+	if r.raft.State() != raft.Leader || (!replFailed && lastLog >= r.raft.CommitIndex()) {
 		return
 	}
 	now := time.Now().UnixNano()
