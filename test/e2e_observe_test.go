@@ -6,15 +6,13 @@ package test
 // parsed with the Prometheus text parser.
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,57 +30,27 @@ const metricsPort = 9323
 
 // eventStream runs `shoal events ARGS --format json` on h and collects
 // what it prints until the test ends.
-type eventStream struct {
-	mu     sync.Mutex
-	events []api.Event
-	done   chan struct{}
-	err    error
-}
+type eventStream struct{ lines *lineStream }
 
 func startEventStream(t *testing.T, c *harness.Cluster, h *harness.Host, args ...string) *eventStream {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	argv := append([]string{"--host", "unix://" + h.Socket, "events", "--format", "json"}, args...)
-	cmd := exec.CommandContext(ctx, c.Bin, argv...)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := &eventStream{done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			var ev api.Event
-			if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-				s.mu.Lock()
-				s.err = fmt.Errorf("line %q: %w", sc.Text(), err)
-				s.mu.Unlock()
-				continue
-			}
-			s.mu.Lock()
-			s.events = append(s.events, ev)
-			s.mu.Unlock()
-		}
-		if err := cmd.Wait(); err != nil && ctx.Err() == nil {
-			s.mu.Lock()
-			s.err = fmt.Errorf("shoal events: %v: %s", err, stderr.String())
-			s.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-s.done })
-	return s
+	return &eventStream{lines: startLineStream(t, c, h, append([]string{"events", "--format", "json"}, args...)...)}
 }
 
+// snapshot returns the events printed so far; a line that is not an
+// event is an error.
 func (s *eventStream) snapshot() ([]api.Event, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]api.Event(nil), s.events...), s.err
+	lines, err := s.lines.snapshot()
+	evs := make([]api.Event, 0, len(lines))
+	for _, l := range lines {
+		var ev api.Event
+		if jerr := json.Unmarshal([]byte(l), &ev); jerr != nil {
+			err = errors.Join(err, fmt.Errorf("line %q: %w", l, jerr))
+			continue
+		}
+		evs = append(evs, ev)
+	}
+	return evs, err
 }
 
 // milestone is an event a test expects, matched by type, action, name.

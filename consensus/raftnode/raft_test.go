@@ -194,6 +194,17 @@ func (c *raftCluster) form() *clusterNode {
 	return c.formNonvoters(0)
 }
 
+// except returns the cluster's nodes other than n.
+func (c *raftCluster) except(n *clusterNode) []*clusterNode {
+	var out []*clusterNode
+	for _, o := range c.nodes {
+		if o != n {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
 func (c *raftCluster) waitReplicated(index uint64, nodes ...*clusterNode) {
 	c.t.Helper()
 	for _, n := range nodes {
@@ -288,12 +299,7 @@ func TestRaftElectApplyFailover(t *testing.T) {
 
 	// Kill the leader: the others elect a new one, which accepts writes.
 	c.stop(l)
-	var rest []*clusterNode
-	for _, n := range c.nodes {
-		if n != l {
-			rest = append(rest, n)
-		}
-	}
+	rest := c.except(l)
 	nl := c.leader(rest...)
 	if err := nl.r.Barrier(ctx); err != nil {
 		t.Fatal(err)
@@ -623,13 +629,7 @@ func TestRaftLostLeader(t *testing.T) {
 	}
 	c.stop(l)
 	stopped := time.Now() // isolated and shut down: nothing of it arrives later
-	var rest []*clusterNode
-	for _, n := range c.nodes {
-		if n != l {
-			rest = append(rest, n)
-		}
-	}
-	nl := c.leader(rest...)
+	nl := c.leader(c.except(l)...)
 	var id string
 	var at time.Time
 	waitFor(t, "the new leader to record the lost one", func() bool {
@@ -698,13 +698,7 @@ func TestRaftLeaderWatch(t *testing.T) {
 func TestRaftLaggingFollowerCaughtUp(t *testing.T) {
 	c := newRaftClusterWith(t, 3, func(cfg *Config) { cfg.CommitTimeout = time.Hour })
 	l := c.form()
-	var f *clusterNode
-	for _, n := range c.nodes {
-		if n != l {
-			f = n
-			break
-		}
-	}
+	f := c.except(l)[0]
 	c.isolate(f)
 	if _, err := l.r.Apply(context.Background(), command.CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
 		t.Fatal(err)
@@ -732,13 +726,7 @@ func TestRaftNewLeaderTellsCommit(t *testing.T) {
 	if err := l.r.TransferLeadership(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	var others []*clusterNode
-	for _, n := range c.nodes {
-		if n != l {
-			others = append(others, n)
-		}
-	}
-	nl := c.leader(others...)
+	nl := c.leader(c.except(l)...)
 	// The new leader's no-op is the first entry of its term.
 	term := nl.r.raft.CurrentTerm()
 	var noop uint64
@@ -782,13 +770,7 @@ func TestRaftStaleTailCaughtUp(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	var others []*clusterNode
-	for _, n := range c.nodes {
-		if n != old {
-			others = append(others, n)
-		}
-	}
-	nl := c.leader(others...)
+	nl := c.leader(c.except(old)...)
 	if _, err := nl.r.Apply(context.Background(), command.CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
 		t.Fatal(err)
 	}
