@@ -227,12 +227,10 @@ type thinTransport struct {
 	// and its error.
 	observe func(id raft.ServerID, at time.Time, err error)
 	// answered, when set, is told of every successful real heartbeat
-	// answer: the follower's last log index, and whether raft's last
-	// replication to it (an AppendEntries carrying entries or a commit
-	// index, or a snapshot) failed on the transport since one last went
-	// through (Raft.followerAnswered: such a follower is caught up at
-	// once). Set after raft starts, hence atomic.
-	answered atomic.Pointer[func(lastLog uint64, replFailed bool)]
+	// answer (Raft.followerAnswered: a follower that lacks entries or
+	// their commit is caught up at once). Set after raft starts, hence
+	// atomic.
+	answered atomic.Pointer[func(followerAnswer)]
 
 	// force > 0 sends every heartbeat (VerifyLeader in flight).
 	force atomic.Int32
@@ -259,11 +257,8 @@ type thinTransport struct {
 	// it answered: the leader's second opinion on a node gossip calls dead
 	// (Raft.HeardFrom).
 	heard map[raft.ServerID]time.Time
-	// replFailed is when raft's replication to each follower last failed
-	// on the transport, for the followers it has not reached since: raft
-	// tries them again only when the next entry is dispatched or at
-	// CommitTimeout (answered).
-	replFailed map[raft.ServerID]time.Time
+	// repl is how raft's replication to each follower went (answered).
+	repl map[raft.ServerID]*replRecord
 	// swept is when sweep last ran.
 	swept time.Time
 }
@@ -286,7 +281,7 @@ var (
 func newThinTransport(inner raft.Transport, interval time.Duration) *thinTransport {
 	return &thinTransport{Transport: inner, interval: interval, now: time.Now,
 		beats: beatGrid{origin: time.Now(), every: interval},
-		last:  map[raft.ServerID]*heartbeatAnswer{}, heard: map[raft.ServerID]time.Time{}, replFailed: map[raft.ServerID]time.Time{},
+		last:  map[raft.ServerID]*heartbeatAnswer{}, heard: map[raft.ServerID]time.Time{}, repl: map[raft.ServerID]*replRecord{},
 		nonvoters: map[raft.ServerID]bool{}, wake: make(chan struct{})}
 }
 
@@ -410,9 +405,16 @@ func (t *thinTransport) AppendEntries(id raft.ServerID, target raft.ServerAddres
 	t.seeTerm(args.Term)
 	t.sweep(now)
 	if !hb {
-		t.noteReplication(id, now, err)
+		told := uint64(0)
+		if err == nil && resp.Success {
+			told = args.LeaderCommitIndex
+		}
+		t.noteReplication(id, now, err, told)
 	}
-	_, replFailed := t.replFailed[id]
+	answer := followerAnswer{LastLog: resp.LastLog}
+	if rec := t.repl[id]; rec != nil {
+		answer.ReplFailed, answer.Told = rec.failed, rec.told
+	}
 	switch {
 	case err != nil || resp.Term > args.Term || (hb && !resp.Success):
 		delete(t.last, id)
@@ -426,7 +428,7 @@ func (t *thinTransport) AppendEntries(id raft.ServerID, target raft.ServerAddres
 			t.observe(id, now, err)
 		}
 		if f := t.answered.Load(); f != nil && err == nil && resp.Success {
-			(*f)(resp.LastLog, replFailed)
+			(*f)(answer)
 		}
 	}
 	return err
@@ -492,21 +494,49 @@ func (t *thinTransport) sweep(now time.Time) {
 			delete(t.last, id)
 		}
 	}
-	for id, at := range t.replFailed {
-		if now.Sub(at) >= forgetAfter {
-			delete(t.replFailed, id)
+	for id, rec := range t.repl {
+		if now.Sub(rec.at) >= forgetAfter {
+			delete(t.repl, id)
 		}
 	}
 }
 
+// replRecord is how raft's replication to a follower went: anything but a
+// heartbeat (entries, a commit index, a snapshot).
+type replRecord struct {
+	// failed: the last one failed on the transport. raft tries such a
+	// follower again only when the next entry is dispatched or at
+	// CommitTimeout.
+	failed bool
+	// told is the highest commit index a successful one carried to the
+	// follower: heartbeats carry none, so a follower holding entries
+	// past it may not know they are committed.
+	told uint64
+	// at is when it was last updated (sweep).
+	at time.Time
+}
+
+// followerAnswer is what a follower's successful answer to a real
+// heartbeat, and the replication to it so far, say (thinTransport.answered).
+type followerAnswer struct {
+	// LastLog is the follower's last log index.
+	LastLog uint64
+	// ReplFailed: raft's last replication to it failed on the transport.
+	ReplFailed bool
+	// Told is the highest commit index it was sent.
+	Told uint64
+}
+
 // noteReplication records how raft's replication to id (anything but a
-// heartbeat) ended on the transport. t.mu held.
-func (t *thinTransport) noteReplication(id raft.ServerID, now time.Time, err error) {
-	if err != nil {
-		t.replFailed[id] = now
-	} else {
-		delete(t.replFailed, id)
+// heartbeat) ended on the transport, and the commit index it carried when
+// the follower took it (0 otherwise). t.mu held.
+func (t *thinTransport) noteReplication(id raft.ServerID, now time.Time, err error, told uint64) {
+	rec := t.repl[id]
+	if rec == nil {
+		rec = &replRecord{}
+		t.repl[id] = rec
 	}
+	rec.failed, rec.told, rec.at = err != nil, max(rec.told, told), now
 }
 
 // InstallSnapshot records whether the snapshot reached the follower: raft
@@ -514,8 +544,12 @@ func (t *thinTransport) noteReplication(id raft.ServerID, now time.Time, err err
 func (t *thinTransport) InstallSnapshot(id raft.ServerID, target raft.ServerAddress,
 	args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
 	err := t.Transport.InstallSnapshot(id, target, args, resp, data)
+	told := uint64(0)
+	if err == nil && resp.Success {
+		told = args.LastLogIndex // a snapshot holds only committed entries
+	}
 	t.mu.Lock()
-	t.noteReplication(id, t.now(), err)
+	t.noteReplication(id, t.now(), err, told)
 	t.mu.Unlock()
 	return err
 }

@@ -3,6 +3,7 @@ package raftnode
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -485,5 +486,82 @@ func TestThinTransportForgetsGoneServers(t *testing.T) {
 	}
 	if !stays || tt.heardFrom("stays").IsZero() {
 		t.Fatal("the answering server was forgotten")
+	}
+}
+
+// A follower needs raft to replicate to it again when its last replication
+// failed, when its log ends before the commit index, or when it was never
+// told that the leader's last command is committed (it took the last
+// entries of a burst before they were); barriers after that command, which
+// no store waits for, do not count.
+func TestNeedsCatchUp(t *testing.T) {
+	cases := []struct {
+		name                string
+		a                   followerAnswer
+		commit, lastCommand uint64
+		want                bool
+	}{
+		{"told everything", followerAnswer{LastLog: 10, Told: 9}, 10, 9, false},
+		{"only the trailing barrier's commit untold", followerAnswer{LastLog: 11, Told: 10}, 11, 9, false},
+		{"replication failed", followerAnswer{LastLog: 10, Told: 9, ReplFailed: true}, 10, 9, true},
+		{"log ends before the commit index", followerAnswer{LastLog: 8, Told: 8}, 10, 9, true},
+		{"holds the last command, not told its commit", followerAnswer{LastLog: 10, Told: 7}, 10, 9, true},
+		{"never replicated to by this leader", followerAnswer{LastLog: 10}, 10, 9, true},
+		{"an empty cluster", followerAnswer{}, 0, 0, false},
+	}
+	for _, c := range cases {
+		if got := needsCatchUp(c.a, c.commit, c.lastCommand); got != c.want {
+			t.Errorf("%s: needsCatchUp(%+v, %d, %d) = %v, want %v", c.name, c.a, c.commit, c.lastCommand, got, c.want)
+		}
+	}
+}
+
+// The transport tells Raft, with each successful heartbeat answer, the
+// highest commit index a taken replication carried to the follower and
+// whether the last replication failed on the wire.
+func TestThinTransportRecordsReplication(t *testing.T) {
+	inner := &scriptedTransport{resp: raft.AppendEntriesResponse{Term: 5, Success: true, LastLog: 12}}
+	tt := newThinTransport(inner, 0)
+	var got []followerAnswer
+	f := func(a followerAnswer) { got = append(got, a) }
+	tt.answered.Store(&f)
+	repl := func(commit uint64) error {
+		var resp raft.AppendEntriesResponse
+		req := &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{Addr: []byte("l")}, Term: 5,
+			PrevLogEntry: 10, PrevLogTerm: 5, LeaderCommitIndex: commit}
+		return tt.AppendEntries("f", "a-f", req, &resp)
+	}
+	hb := func() {
+		t.Helper()
+		var resp raft.AppendEntriesResponse
+		if err := tt.AppendEntries("f", "a-f", hbReq(5), &resp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hb()
+	if err := repl(7); err != nil {
+		t.Fatal(err)
+	}
+	hb()
+	inner.err = errors.New("cut")
+	if err := repl(9); err == nil {
+		t.Fatal("the cut replication succeeded")
+	}
+	inner.err = nil
+	hb()
+	inner.resp.Success = false // refused: the follower learned nothing
+	if err := repl(11); err != nil {
+		t.Fatal(err)
+	}
+	inner.resp.Success = true
+	hb()
+	want := []followerAnswer{
+		{LastLog: 12},
+		{LastLog: 12, Told: 7},
+		{LastLog: 12, Told: 7, ReplFailed: true},
+		{LastLog: 12, Told: 7}, // refused, not failed: raft walks back at once; nothing told
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("answers %+v, want %+v", got, want)
 	}
 }
