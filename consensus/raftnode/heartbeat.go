@@ -411,9 +411,12 @@ func (t *thinTransport) AppendEntries(id raft.ServerID, target raft.ServerAddres
 		}
 		t.noteReplication(id, now, err, told)
 	}
-	answer := followerAnswer{LastLog: resp.LastLog}
-	if rec := t.repl[id]; rec != nil {
-		answer.ReplFailed, answer.Told = rec.failed, rec.told
+	var answer followerAnswer
+	if hb {
+		answer.LastLog = resp.LastLog
+		if rec := t.repl[id]; rec != nil {
+			answer.ReplFailed, answer.Told = rec.failed, rec.told
+		}
 	}
 	switch {
 	case err != nil || resp.Term > args.Term || (hb && !resp.Success):

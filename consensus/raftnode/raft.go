@@ -338,7 +338,7 @@ type Raft struct {
 	applying atomic.Int64
 	// leadNudge asks nudgeLoop for a second barrier after the next one:
 	// set when this node becomes leader (leaderNudge). behindAt is when a
-	// follower behind the commit index last asked for a barrier
+	// follower that needed catching up last asked for a barrier
 	// (followerAnswered), in Unix nanoseconds.
 	leadNudge atomic.Bool
 	behindAt  atomic.Int64
@@ -721,7 +721,7 @@ func needsCatchUp(a followerAnswer, commit, lastCommand uint64) bool {
 	return a.ReplFailed || a.LastLog < commit || a.Told < lastCommand
 }
 
-// behindEvery bounds how often followers behind the commit index append a
+// behindEvery bounds how often followers that need catching up append a
 // barrier (followerAnswered): a follower that stays behind (one receiving
 // a snapshot, or one whose disk refuses appends) costs at most one barrier
 // per interval.
