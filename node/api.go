@@ -37,6 +37,7 @@ import (
 var apiErrors = httpapi.Errors{
 	OutcomeUnknown:   ErrOutcomeUnknown,
 	AlreadyInCluster: ErrAlreadyInCluster,
+	LastMember:       ErrLastMember,
 	NoCluster:        ErrNoCluster,
 	Forbidden:        authz.ErrForbidden,
 	Worker:           authz.ErrWorker,
@@ -67,7 +68,8 @@ func (a *Agent) routes() http.Handler {
 	h("POST /v1/token/rotate", func(w http.ResponseWriter, r *http.Request) (any, error) { return a.rotateToken(r.Context()) })
 	h("POST /v1/ca/rotate", a.handleCARotate)
 	h("POST /v1/leave", func(w http.ResponseWriter, r *http.Request) (any, error) {
-		return struct{}{}, a.leave(r.Context())
+		force := r.URL.Query().Get("force") == "1" || r.URL.Query().Get("force") == "true"
+		return struct{}{}, a.leave(r.Context(), force)
 	})
 	a.localRoutes().Register(rt)
 	cluster := handlers.New(replicaAgent{a})

@@ -188,12 +188,13 @@ func (s *commands) leaveCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "leave",
 		Usage: "make this node leave its cluster",
+		Flags: []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "leave even when this node is the cluster's only member (which erases the cluster)"}},
 		Action: func(c *cli.Context) error {
 			cl, err := s.Connect(c, 0, 0)
 			if err != nil {
 				return err
 			}
-			if err := cl.Leave(c.Context); err != nil {
+			if err := cl.Leave(c.Context, c.Bool("force")); err != nil {
 				return fmt.Errorf("leave: %w", err)
 			}
 			fmt.Fprintln(s.Stdout, "Node left the cluster.")
