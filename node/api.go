@@ -180,6 +180,9 @@ func (x apiAgent) UpdateNode(ctx context.Context, ref string, upd api.NodeUpdate
 	if err != nil {
 		return api.Node{}, err
 	}
+	if err := checkLabelRm(n, upd); err != nil {
+		return api.Node{}, err
+	}
 	if _, err := a.write(ctx, &command.UpdateNode{ID: n.ID, Update: upd, Now: time.Now().UTC()}); err != nil {
 		return api.Node{}, err
 	}
@@ -192,6 +195,25 @@ func (x apiAgent) UpdateNode(ctx context.Context, ref string, upd api.NodeUpdate
 		return api.Node{}, err
 	}
 	return a.decorateNodes(cl, []*api.Node{cur})[0], nil
+}
+
+// checkLabelRm refuses a --label-rm of a key node n does not have (nor
+// gets in the same update), as docker's node update does ("key K doesn't
+// exist in node's labels"): a typo'd key otherwise removed nothing, changed
+// the rest of the update, and said nothing. n is read after SyncReplica;
+// the FSM itself keeps removing a missing key as a no-op (old log entries
+// replay the same).
+func checkLabelRm(n *api.Node, upd api.NodeUpdate) error {
+	for _, k := range upd.LabelRm {
+		if _, ok := n.Labels[k]; ok {
+			continue
+		}
+		if _, ok := upd.LabelAdd[k]; ok {
+			continue
+		}
+		return httpapi.BadRequest("key %q does not exist in the labels of node %s", k, n.Hostname)
+	}
+	return nil
 }
 
 func (x apiAgent) RemoveNode(ctx context.Context, ref string, force bool) error {
