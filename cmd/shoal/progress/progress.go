@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/shoal-org/shoal/api"
 )
@@ -49,6 +50,12 @@ type Convergence struct {
 	// current run that completed, Desired the completions it needs.
 	Job       bool
 	Completed int
+	// RunningIDs are the IDs of the running tasks of the current spec that
+	// Running counts, and Monitor the spec's update monitor period: a
+	// create or scale is done only once each of them ran that long
+	// (Stability), as docker's wait verifies that tasks are stable.
+	RunningIDs []string
+	Monitor    time.Duration
 }
 
 // currentTask reports whether t runs the service's current spec (spec):
@@ -100,7 +107,7 @@ func Assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, igno
 		}
 	}
 
-	conv := Convergence{Name: name}
+	conv := Convergence{Name: name, Monitor: spec.UpdateConfig.Monitor}
 	running := map[string]bool{}
 	staleRunning := false
 	failed := 0
@@ -116,6 +123,7 @@ func Assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, igno
 			} else {
 				running[t.ID] = true
 			}
+			conv.RunningIDs = append(conv.RunningIDs, t.ID)
 		}
 		if cur && (t.State == api.TaskFailed || t.State == api.TaskRejected) && !ignore[t.ID] {
 			failed++
