@@ -159,10 +159,17 @@ func Diff(old, cur State, now time.Time) []api.Event {
 			}
 			out = append(out, nodeEv(n, action, at(n.UpdatedAt), map[string]string{"voter": strconv.FormatBool(n.Voter)}))
 		}
-		if n.Availability != was.Availability || !maps.Equal(n.Labels, was.Labels) {
-			attrs := map[string]string{"availability": n.Availability}
+		// A role change (`node update --role`, promote, demote) is an update
+		// too, as docker's node update event: before, it made no event at
+		// all (the voter change autopilot may make of it is its own).
+		role, wasRole := nodeRole(n), nodeRole(was)
+		if n.Availability != was.Availability || role != wasRole || !maps.Equal(n.Labels, was.Labels) {
+			attrs := map[string]string{"availability": n.Availability, "role": role}
 			if n.Availability != was.Availability {
 				attrs["previous_availability"] = was.Availability
+			}
+			if role != wasRole {
+				attrs["previous_role"] = wasRole
 			}
 			out = append(out, nodeEv(n, ActionUpdated, at(n.UpdatedAt), attrs))
 		}
@@ -476,4 +483,13 @@ func (f Filter) Match(ev api.Event) bool {
 		return false
 	}
 	return true
+}
+
+// nodeRole is n's role as the API shows it: a stored empty role (nodes of
+// releases before roles) is a manager.
+func nodeRole(n *api.Node) string {
+	if n.Role == "" {
+		return api.RoleManager
+	}
+	return n.Role
 }
