@@ -62,11 +62,11 @@ func (s *commands) nodeCommand() *cli.Command {
 				Usage:     "list the tasks on nodes (default: the node the CLI talks to)",
 				ArgsUsage: "[NODE...]",
 			}, 0, -1, fetchNodeTasks),
-			shell.InspectCommand(s.Shell, &cli.Command{
+			shell.WithPretty(s.Shell, shell.InspectCommand(s.Shell, &cli.Command{
 				Name:      "inspect",
-				Usage:     "show nodes as JSON (NODE: ID, ID prefix, hostname or self, the node the CLI talks to)",
+				Usage:     "show nodes as JSON, or as text with --pretty (NODE: ID, ID prefix, hostname or self, the node the CLI talks to)",
 				ArgsUsage: "NODE...",
-			}, "node", inspectNode, nodeID),
+			}, "node", inspectNode, nodeID), "node", inspectNode, output.RenderNodePretty),
 			{
 				Name:      "rm",
 				Aliases:   []string{"remove"},

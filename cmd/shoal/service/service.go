@@ -59,14 +59,11 @@ func Command(sh *shell.Shell) *cli.Command {
 				Usage:     "list the tasks of services",
 				ArgsUsage: "SERVICE...",
 			}, 1, -1, fetchTaskViews),
-			shell.InspectCommand(s.Shell, &cli.Command{
+			shell.WithPretty(s.Shell, shell.InspectCommand(s.Shell, &cli.Command{
 				Name:      "inspect",
-				Usage:     "show services as JSON",
+				Usage:     "show services as JSON (--pretty: as text)",
 				ArgsUsage: "SERVICE...",
-			}, "service", func(ctx context.Context, cl *client.Client, id string) (api.Service, error) {
-				sv, err := shell.Deref(cl.Service(ctx, id))
-				return inspectView(sv), err
-			}, serviceID),
+			}, "service", getInspectView, serviceID), "service", getInspectView, output.RenderServicePretty),
 			{
 				Name:      "scale",
 				Usage:     "set the replica count of services",
@@ -340,6 +337,12 @@ func (s *commands) serviceLogs(c *cli.Context) error {
 		return logs.WriteLine(s.Stdout, s.Stderr, l, prefix, ts)
 	})
 	return logs.StreamErr(c.Context, "logs of service "+id, err)
+}
+
+// getInspectView gets a service as `service inspect` shows it.
+func getInspectView(ctx context.Context, cl *client.Client, id string) (api.Service, error) {
+	sv, err := shell.Deref(cl.Service(ctx, id))
+	return inspectView(sv), err
 }
 
 // inspectView is what `service inspect` shows of sv: output.ServiceView,
