@@ -29,3 +29,15 @@ func TestCLIInspectPretty(t *testing.T) {
 		t.Errorf("--pretty of a missing service: exit %d, %q", code, errOut)
 	}
 }
+
+// TestCLITokenQuiet: `token -q` (docker swarm join-token -q) prints the
+// token alone; before, -q was an unknown flag.
+func TestCLITokenQuiet(t *testing.T) {
+	f := newFakeAgent(t)
+	for _, args := range [][]string{{"token"}, {"token", "-q"}, {"token", "--quiet"}} {
+		out, errOut, code := runCLI(t, f.host, "", args...)
+		if code != 0 || out != "SHOAL-1-abc-def\n" {
+			t.Errorf("%v: exit %d, %q, stderr %q", args, code, out, errOut)
+		}
+	}
+}

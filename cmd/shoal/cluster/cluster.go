@@ -122,7 +122,14 @@ func (s *commands) tokenCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "token",
 		Usage: "print (or rotate) the join token",
-		Flags: []cli.Flag{&cli.BoolFlag{Name: "rotate", Usage: "replace the token; the old one stops working"}},
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "rotate", Usage: "replace the token; the old one stops working"},
+			// docker swarm join-token -q: the token alone, which is all
+			// `shoal token` prints; accepted so the Swarm habit (and
+			// scripts written for it) work instead of "flag provided but
+			// not defined".
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "only print the token (as without it; docker's join-token -q)"},
+		},
 		Action: func(c *cli.Context) error {
 			cl, err := s.Connect(c, 0, 0)
 			if err != nil {
