@@ -94,8 +94,8 @@ func Command(sh *shell.Shell) *cli.Command {
 			},
 			{
 				Name:      "logs",
-				Usage:     "print the logs of a service's tasks",
-				ArgsUsage: "SERVICE",
+				Usage:     "print the logs of a service's tasks, or of one task (ID, ID prefix or NAME.SLOT)",
+				ArgsUsage: "SERVICE|TASK",
 				Flags:     append(logs.Flags(), &cli.BoolFlag{Name: "raw", Usage: "do not prefix lines with the task name"}),
 				Action:    s.serviceLogs,
 			},
@@ -336,7 +336,7 @@ func (s *commands) serviceLogs(c *cli.Context) error {
 		}
 		return logs.WriteLine(s.Stdout, s.Stderr, l, prefix, ts)
 	})
-	return logs.StreamErr(c.Context, "logs of service "+id, err)
+	return logs.StreamErr(c.Context, "logs of "+id, err)
 }
 
 // getInspectView gets a service as `service inspect` shows it.
