@@ -89,12 +89,14 @@ type State struct {
 	nodes    map[string]*api.Node
 	services map[string]*api.Service
 	tasks    map[string]*api.Task
+	// index is the store's index the state was read at.
+	index uint64
 }
 
 // StateOf reads s at one point in time (one Store.Snapshot()).
 func StateOf(s *consensus.Store) State {
 	snap := s.Snapshot()
-	st := State{nodes: map[string]*api.Node{}, services: map[string]*api.Service{}, tasks: map[string]*api.Task{}}
+	st := State{nodes: map[string]*api.Node{}, services: map[string]*api.Service{}, tasks: map[string]*api.Task{}, index: snap.Index()}
 	for _, n := range snap.Nodes() {
 		st.nodes[n.ID] = n
 	}
