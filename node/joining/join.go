@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -113,7 +114,7 @@ func (j *Joiner) Join(ctx context.Context, req api.JoinRequest) error {
 	var resp wire.JoinResponse
 	cctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
-	if err := j.Call(cctx, addr, pki.JoinTLS(tok.CAFingerprint), wire.MethodJoin, jreq, &resp); err != nil {
+	if err := j.callJoin(cctx, addr, pki.JoinTLS(tok.CAFingerprint), jreq, &resp); err != nil {
 		// A refusal (or a request that never left) admitted nothing, so no
 		// retry needs this key: a key made for this attempt goes, and a
 		// refused join leaves the data dir as it was (DESIGN.md, Security).
@@ -169,6 +170,59 @@ func (j *Joiner) Join(ctx context.Context, req api.JoinRequest) error {
 	_ = os.Remove(filepath.Join(j.DataDir, keyring.PendingJoinKeyFile))
 	j.Log.Info("joined cluster", "cluster_id", resp.ClusterID, "via", addr)
 	return nil
+}
+
+// callJoin makes the join RPC, and makes it again while the node at addr
+// did not even finish the connection in time (joinRetryable), until ctx
+// ends. Why: in a join storm (100 agents at once on a 2-core machine) the
+// leader answered some TLS handshakes after the dial's 1 s bound, and each
+// of those `shoal join` failed with "i/o timeout" although a second try a
+// moment later was admitted. A connection never made admitted nothing, so
+// the retry is safe, and it asks for the same key. The wait between tries
+// grows and is jittered, so a storm's retries do not arrive together.
+func (j *Joiner) callJoin(ctx context.Context, addr string, cfg *tls.Config, req wire.JoinRequest, resp *wire.JoinResponse) error {
+	for try := 0; ; try++ {
+		err := j.Call(ctx, addr, cfg, wire.MethodJoin, req, resp)
+		if err == nil || !joinRetryable(err) {
+			return err
+		}
+		wait := joinBackoff(try, rand.Float64())
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait+clusterport.DialTimeout {
+			return err
+		}
+		j.Log.Info("join: the node did not answer in time, trying again", "addr", addr, "try", try+1, "wait", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
+}
+
+// joinRetryable reports whether a failed join call is a delay rather than
+// an answer: the TCP connection was made but the TLS handshake timed out,
+// so a node is there and busy. A refusal, a CA mismatch, nothing listening
+// and a failed handshake are answers and final. A TCP connect that timed
+// out (no host at a mistyped address) stays final too, so such a join
+// still fails within a second; and a timeout after the request was sent
+// may hide an admission and is left to the user, as before.
+func joinRetryable(err error) bool {
+	if !clusterport.IsDialError(err) {
+		return false
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return false
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// joinBackoff is the wait before try+2: 250 ms doubling up to 2 s, times a
+// jitter in [0.5, 1.5) from r in [0, 1).
+func joinBackoff(try int, r float64) time.Duration {
+	base := 250 * time.Millisecond << min(try, 3)
+	return time.Duration(float64(base) * (0.5 + r))
 }
 
 // notAdmitted reports whether a failed join call certainly admitted

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -373,6 +374,96 @@ func TestRefusedJoinWritesNothing(t *testing.T) {
 			}
 			if _, err := os.Stat(ClusterDir(dir)); err == nil {
 				t.Errorf("a failed join left %s", ClusterDir(dir))
+			}
+		})
+	}
+}
+
+// dialTimeout is the error a join call returns when the leader did not
+// finish the TLS handshake within the dial's bound.
+func dialTimeout() error {
+	return &clusterport.DialError{Err: fmt.Errorf("connect to 192.0.2.1:2377: %w",
+		&net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded})}
+}
+
+func TestJoinRetryable(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"handshake timed out", dialTimeout(), true},
+		{"TCP connect timed out: no host there", &clusterport.DialError{Err: fmt.Errorf("connect: %w", &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded})}, false},
+		{"nothing listens", &clusterport.DialError{Err: errors.New("dial tcp: connection refused")}, false},
+		{"not a shoal node", &clusterport.DialError{Err: errors.New("tls: first record does not look like a TLS handshake")}, false},
+		{"CA pin failed", &clusterport.DialError{Err: pki.ErrCAMismatch}, false},
+		{"refused by the leader", &wire.Error{Code: wire.CodeRefused, Msg: "no"}, false},
+		{"reply lost after the request", fmt.Errorf("read join answer: %w", os.ErrDeadlineExceeded), false},
+	} {
+		if got := joinRetryable(c.err); got != c.want {
+			t.Errorf("%s: joinRetryable = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestJoinBackoff(t *testing.T) {
+	for _, c := range []struct {
+		try      int
+		r        float64
+		min, max time.Duration
+	}{
+		{0, 0, 125 * time.Millisecond, 125 * time.Millisecond},
+		{0, 0.999, 370 * time.Millisecond, 375 * time.Millisecond},
+		{1, 0.5, 500 * time.Millisecond, 500 * time.Millisecond},
+		{3, 0.5, 2 * time.Second, 2 * time.Second},
+		{9, 0.5, 2 * time.Second, 2 * time.Second},
+	} {
+		if got := joinBackoff(c.try, c.r); got < c.min || got > c.max {
+			t.Errorf("joinBackoff(%d, %v) = %v, want in [%v, %v]", c.try, c.r, got, c.min, c.max)
+		}
+	}
+}
+
+// TestJoinRetriesHandshakeTimeouts: a leader too busy to finish the TLS
+// handshake in time is asked again (the same key), and the answer it then
+// gives is what the join returns; a final answer is not retried.
+func TestJoinRetriesHandshakeTimeouts(t *testing.T) {
+	tok := pki.FormatToken(strings.Repeat("a", pki.FingerprintLen), pki.NewSecret())
+	for _, c := range []struct {
+		name      string
+		errs      []error
+		wantCalls int
+	}{
+		{"two timeouts, then refused", []error{dialTimeout(), dialTimeout(), &wire.Error{Code: wire.CodeRefused, Msg: "final"}}, 3},
+		{"refused at once", []error{&wire.Error{Code: wire.CodeRefused, Msg: "final"}}, 1},
+		{"nothing listens", []error{&clusterport.DialError{Err: errors.New("connection refused")}}, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var calls int
+			var keys []string
+			j := &Joiner{
+				Self:    Self{NodeID: "n1", Hostname: "h1", Addr: "192.0.2.2"},
+				DataDir: dir,
+				Key:     func() (*ecdsa.PrivateKey, []byte, error) { return keyring.JoinKey(dir, ClusterDir(dir), "n1") },
+				Call: func(_ context.Context, _ string, _ *tls.Config, _ string, body, _ any) error {
+					keys = append(keys, string(body.(wire.JoinRequest).CSR))
+					calls++
+					return c.errs[min(calls, len(c.errs))-1]
+				},
+				Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			}
+			err := j.Join(context.Background(), api.JoinRequest{Token: tok, Addr: "192.0.2.1"})
+			if calls != c.wantCalls {
+				t.Fatalf("join called the leader %d times, want %d (err %v)", calls, c.wantCalls, err)
+			}
+			if err == nil {
+				t.Fatal("join succeeded")
+			}
+			for _, k := range keys[1:] {
+				if k != keys[0] {
+					t.Fatal("a retry asked for another key")
+				}
 			}
 		})
 	}
