@@ -201,12 +201,20 @@ func (j *Joiner) callJoin(ctx context.Context, addr string, cfg *tls.Config, req
 
 // joinRetryable reports whether a failed join call is a delay rather than
 // an answer: the TCP connection was made but the TLS handshake timed out,
-// so a node is there and busy. A refusal, a CA mismatch, nothing listening
+// so a node is there and busy; or the answer was "not the leader". A refusal, a CA mismatch, nothing listening
 // and a failed handshake are answers and final. A TCP connect that timed
 // out (no host at a mistyped address) stays final too, so such a join
 // still fails within a second; and a timeout after the request was sent
 // may hide an admission and is left to the user, as before.
 func joinRetryable(err error) bool {
+	var re *wire.Error
+	if errors.As(err, &re) {
+		// The leader lost its leadership while it committed the join
+		// (the record may be applied), or was not the leader: a retry
+		// with the same key reaches the new leader, which admits the same
+		// joiner again (keyring.AdmitJoinID).
+		return re.Code == wire.CodeNotLeader
+	}
 	if !clusterport.IsDialError(err) {
 		return false
 	}
@@ -218,20 +226,28 @@ func joinRetryable(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// joinBackoff is the wait before try+2: 250 ms doubling up to 2 s, times a
-// jitter in [0.5, 1.5) from r in [0, 1).
+// joinBackoff is the wait before try+2: 500 ms doubling up to 4 s, times a
+// jitter in [0.5, 1.5) from r in [0, 1). Not shorter: the joins of a storm
+// time out because the leader is saturated, and quick retries load it more.
 func joinBackoff(try int, r float64) time.Duration {
-	base := 250 * time.Millisecond << min(try, 3)
+	base := 500 * time.Millisecond << min(try, 3)
 	return time.Duration(float64(base) * (0.5 + r))
 }
 
 // notAdmitted reports whether a failed join call certainly admitted
 // nothing: the leader refused it, the server's CA failed the token's pin,
 // or the connection was never made. A timeout or a lost reply may hide an
-// admission, whose retry must prove itself with the same key.
+// admission, whose retry must prove itself with the same key; so may a
+// "not the leader" answer, which is also what a leader says when it lost
+// its leadership while committing the join's record (the record may be
+// applied). Before, that answer dropped the key, and every later join of
+// the node was refused as an impostor of its own ID until `node rm`.
 func notAdmitted(err error) bool {
 	var re *wire.Error
-	return errors.As(err, &re) || errors.Is(err, pki.ErrCAMismatch) || clusterport.IsDialError(err)
+	if errors.As(err, &re) {
+		return re.Code != wire.CodeNotLeader
+	}
+	return errors.Is(err, pki.ErrCAMismatch) || clusterport.IsDialError(err)
 }
 
 // DialAddr is the address a join dials: addr, with DefaultPort when it

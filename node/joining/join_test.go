@@ -347,6 +347,7 @@ func TestRefusedJoinWritesNothing(t *testing.T) {
 		{"nothing listens", &clusterport.DialError{Err: errors.New("connection refused")}, false, false},
 		{"reply lost", fmt.Errorf("read: %w", os.ErrDeadlineExceeded), false, true},
 		{"refused, key of an earlier attempt", &wire.Error{Code: wire.CodeRefused, Msg: "no"}, true, true},
+		{"leadership lost while committing the record", &wire.Error{Code: wire.CodeNotLeader, Msg: "record node: apply command type 2: not the raft leader: leadership lost while committing log"}, false, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -365,7 +366,11 @@ func TestRefusedJoinWritesNothing(t *testing.T) {
 				},
 				Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			}
-			if err := j.Join(context.Background(), api.JoinRequest{Token: tok, Addr: "192.0.2.1"}); err == nil {
+			// Short: a "not the leader" answer is retried until the join's
+			// deadline.
+			ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+			defer cancel()
+			if err := j.Join(ctx, api.JoinRequest{Token: tok, Addr: "192.0.2.1"}); err == nil {
 				t.Fatal("join succeeded")
 			}
 			_, err := os.Stat(filepath.Join(dir, keyring.PendingJoinKeyFile))
@@ -398,6 +403,7 @@ func TestJoinRetryable(t *testing.T) {
 		{"not a shoal node", &clusterport.DialError{Err: errors.New("tls: first record does not look like a TLS handshake")}, false},
 		{"CA pin failed", &clusterport.DialError{Err: pki.ErrCAMismatch}, false},
 		{"refused by the leader", &wire.Error{Code: wire.CodeRefused, Msg: "no"}, false},
+		{"leadership lost while committing", &wire.Error{Code: wire.CodeNotLeader, Msg: "leadership lost while committing log"}, true},
 		{"reply lost after the request", fmt.Errorf("read join answer: %w", os.ErrDeadlineExceeded), false},
 	} {
 		if got := joinRetryable(c.err); got != c.want {
@@ -412,11 +418,11 @@ func TestJoinBackoff(t *testing.T) {
 		r        float64
 		min, max time.Duration
 	}{
-		{0, 0, 125 * time.Millisecond, 125 * time.Millisecond},
-		{0, 0.999, 370 * time.Millisecond, 375 * time.Millisecond},
-		{1, 0.5, 500 * time.Millisecond, 500 * time.Millisecond},
-		{3, 0.5, 2 * time.Second, 2 * time.Second},
-		{9, 0.5, 2 * time.Second, 2 * time.Second},
+		{0, 0, 250 * time.Millisecond, 250 * time.Millisecond},
+		{0, 0.999, 745 * time.Millisecond, 750 * time.Millisecond},
+		{1, 0.5, time.Second, time.Second},
+		{3, 0.5, 4 * time.Second, 4 * time.Second},
+		{9, 0.5, 4 * time.Second, 4 * time.Second},
 	} {
 		if got := joinBackoff(c.try, c.r); got < c.min || got > c.max {
 			t.Errorf("joinBackoff(%d, %v) = %v, want in [%v, %v]", c.try, c.r, got, c.min, c.max)
@@ -435,6 +441,7 @@ func TestJoinRetriesHandshakeTimeouts(t *testing.T) {
 		wantCalls int
 	}{
 		{"two timeouts, then refused", []error{dialTimeout(), dialTimeout(), &wire.Error{Code: wire.CodeRefused, Msg: "final"}}, 3},
+		{"leadership lost, then refused", []error{&wire.Error{Code: wire.CodeNotLeader, Msg: "leadership lost while committing log"}, &wire.Error{Code: wire.CodeRefused, Msg: "final"}}, 2},
 		{"refused at once", []error{&wire.Error{Code: wire.CodeRefused, Msg: "final"}}, 1},
 		{"nothing listens", []error{&clusterport.DialError{Err: errors.New("connection refused")}}, 1},
 	} {
