@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -114,7 +113,7 @@ func (j *Joiner) Join(ctx context.Context, req api.JoinRequest) error {
 	var resp wire.JoinResponse
 	cctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
-	if err := j.callJoin(cctx, addr, pki.JoinTLS(tok.CAFingerprint), jreq, &resp); err != nil {
+	if err := j.Call(cctx, addr, pki.JoinTLS(tok.CAFingerprint), wire.MethodJoin, jreq, &resp); err != nil {
 		// A refusal (or a request that never left) admitted nothing, so no
 		// retry needs this key: a key made for this attempt goes, and a
 		// refused join leaves the data dir as it was (DESIGN.md, Security).
@@ -172,68 +171,6 @@ func (j *Joiner) Join(ctx context.Context, req api.JoinRequest) error {
 	return nil
 }
 
-// callJoin makes the join RPC, and makes it again while the node at addr
-// did not even finish the connection in time (joinRetryable), until ctx
-// ends. Why: in a join storm (100 agents at once on a 2-core machine) the
-// leader answered some TLS handshakes after the dial's 1 s bound, and each
-// of those `shoal join` failed with "i/o timeout" although a second try a
-// moment later was admitted. A connection never made admitted nothing, so
-// the retry is safe, and it asks for the same key. The wait between tries
-// grows and is jittered, so a storm's retries do not arrive together.
-func (j *Joiner) callJoin(ctx context.Context, addr string, cfg *tls.Config, req wire.JoinRequest, resp *wire.JoinResponse) error {
-	for try := 0; ; try++ {
-		err := j.Call(ctx, addr, cfg, wire.MethodJoin, req, resp)
-		if err == nil || !joinRetryable(err) {
-			return err
-		}
-		wait := joinBackoff(try, rand.Float64())
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait+clusterport.DialTimeout {
-			return err
-		}
-		j.Log.Info("join: the node did not answer in time, trying again", "addr", addr, "try", try+1, "wait", wait, "err", err)
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(wait):
-		}
-	}
-}
-
-// joinRetryable reports whether a failed join call is a delay rather than
-// an answer: the TCP connection was made but the TLS handshake timed out,
-// so a node is there and busy; or the answer was "not the leader". A refusal, a CA mismatch, nothing listening
-// and a failed handshake are answers and final. A TCP connect that timed
-// out (no host at a mistyped address) stays final too, so such a join
-// still fails within a second; and a timeout after the request was sent
-// may hide an admission and is left to the user, as before.
-func joinRetryable(err error) bool {
-	var re *wire.Error
-	if errors.As(err, &re) {
-		// The leader lost its leadership while it committed the join
-		// (the record may be applied), or was not the leader: a retry
-		// with the same key reaches the new leader, which admits the same
-		// joiner again (keyring.AdmitJoinID).
-		return re.Code == wire.CodeNotLeader
-	}
-	if !clusterport.IsDialError(err) {
-		return false
-	}
-	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		return false
-	}
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// joinBackoff is the wait before try+2: 500 ms doubling up to 4 s, times a
-// jitter in [0.5, 1.5) from r in [0, 1). Not shorter: the joins of a storm
-// time out because the leader is saturated, and quick retries load it more.
-func joinBackoff(try int, r float64) time.Duration {
-	base := 500 * time.Millisecond << min(try, 3)
-	return time.Duration(float64(base) * (0.5 + r))
-}
-
 // notAdmitted reports whether a failed join call certainly admitted
 // nothing: the leader refused it, the server's CA failed the token's pin,
 // or the connection was never made. A timeout or a lost reply may hide an
@@ -265,6 +202,8 @@ func DialAddr(addr string) string {
 func Explain(addr string, err error) error {
 	var re *wire.Error
 	switch {
+	case errors.As(err, &re) && re.Code == wire.CodeNotLeader:
+		return fmt.Errorf("join %s: the cluster changed leader during the join (%s); run the same join again: it keeps this node's key", addr, re.Msg)
 	case errors.As(err, &re):
 		return fmt.Errorf("join refused by %s: %s", addr, re.Msg)
 	case errors.Is(err, pki.ErrCAMismatch):
