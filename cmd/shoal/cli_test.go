@@ -65,6 +65,9 @@ type fakeAgent struct {
 	oldAgent bool
 	// logsRead is the container of f.containers whose logs were read.
 	logsRead string
+	// waitStop, when set, makes a container's wait block until a stop of
+	// it (which sends on waitStop) and answer exit code 143 then.
+	waitStop chan struct{}
 	// requests counts the requests the agent answered, by "METHOD PATH".
 	requests map[string]int
 }
@@ -343,6 +346,14 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 		f.reply(w, struct{}{})
 	})
 	mux.HandleFunc("POST /v1/containers/{id}/wait", func(w http.ResponseWriter, r *http.Request) {
+		if f.waitStop != nil {
+			select {
+			case <-f.waitStop:
+				f.reply(w, api.Container{ID: "ctr1", State: "exited", ExitCode: 143})
+			case <-r.Context().Done():
+			}
+			return
+		}
 		f.reply(w, api.Container{ID: "ctr1", State: "exited", ExitCode: f.exitCode})
 	})
 	f.addPsRoutes(mux)
@@ -677,6 +688,49 @@ func TestCLIRun(t *testing.T) {
 	out, _, code = runCLI(t, f.host, "", "run", "-d", "--rm", "busybox")
 	if code != 0 || out != "ctr1\n" || !f.lastRun.Remove {
 		t.Fatalf("run -d --rm: exit %d, %q, remove=%v", code, out, f.lastRun.Remove)
+	}
+}
+
+// TestCLIRunInterrupted: a SIGINT or SIGTERM to an attached `shoal run`
+// (main cancels the context) stops the container, waits for its exit,
+// removes it with --rm and exits with its code. It used to exit 130 at
+// once, the container running on and never removed.
+func TestCLIRunInterrupted(t *testing.T) {
+	f := newFakeAgent(t)
+	f.containers = []api.Container{{ID: "ctr1", Name: "job", State: api.ContainerRunning}}
+	f.waitStop = make(chan struct{}, 1)
+	var out, errOut bytes.Buffer
+	s := &shell.Shell{Stdout: &out, Stderr: &errOut, Stdin: strings.NewReader(""), Poll: 2 * time.Millisecond, Now: time.Now}
+	ctx, interrupt := context.WithCancel(context.Background())
+	codeCh := make(chan int, 1)
+	go func() {
+		codeCh <- run(ctx, s, []string{"shoal", "--host", f.host, "run", "--rm", "--name", "job", "busybox", "sleep", "100"})
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f.mu.Lock()
+		waiting := f.requests["POST /v1/containers/ctr1/wait"] > 0
+		f.mu.Unlock()
+		if waiting {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the run never waited for its container")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	interrupt()
+	var code int
+	select {
+	case code = <-codeCh:
+	case <-time.After(10 * time.Second):
+		close(f.waitStop)
+		t.Fatal("the interrupted run did not return")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if code != 143 || !slices.Equal(f.stopped, []string{"ctr1"}) || f.removed != "ctr1" {
+		t.Fatalf("interrupted run: exit %d (want 143), stopped %v, removed %q, stderr %q", code, f.stopped, f.removed, errOut.String())
 	}
 }
 
