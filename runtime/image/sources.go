@@ -48,7 +48,7 @@ const maxMetadataSize = 16 << 20
 func (s *Store) Import(ctx context.Context, r io.Reader, ref string) (api.Image, error) {
 	var tags []string
 	if ref != "" {
-		t, err := NormalizeTag(ref)
+		t, err := NewTagName(ref)
 		if err != nil {
 			return api.Image{}, fmt.Errorf("import %s: %w", ref, err)
 		}

@@ -72,6 +72,13 @@ func TestImportResolveRemove(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A name docker would refuse is refused before anything is stored.
+	if _, err := s.Import(ctx, bytes.NewReader(raw), "Bad:Name"); !errors.Is(err, image.ErrInvalidRef) {
+		t.Fatalf("import as Bad:Name: %v, want ErrInvalidRef", err)
+	}
+	if ims := s.List(); len(ims) != 0 {
+		t.Fatalf("a refused import left images %+v", ims)
+	}
 	img, err := s.Import(ctx, bytes.NewReader(raw), "bb")
 	if err != nil {
 		t.Fatalf("import: %v", err)
@@ -634,6 +641,42 @@ func TestNormalizeTag(t *testing.T) {
 		got, err := image.NormalizeTag(tc.in)
 		if got != tc.want || (err != nil) != (tc.want == "") {
 			t.Errorf("NormalizeTag(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+// TestNewTagName: a new image's name follows docker's reference grammar;
+// `image import ROOTFS Bad:Name` (and x/../y, a:b:c, a@b) used to be stored.
+func TestNewTagName(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"busybox", "busybox:latest"},
+		{"web:1", "web:1"},
+		{"my-app_x.y/web__api:v1.2-rc_3", "my-app_x.y/web__api:v1.2-rc_3"},
+		{"docker.io/library/busybox:1", "busybox:1"},
+		{"localhost:5000/team/app", "localhost:5000/team/app:latest"},
+		{"Reg.Example:5000/a:B", "Reg.Example:5000/a:B"},
+		{"Bad:Name", ""},
+		{"UP", ""},
+		{"x/../y", ""},
+		{"a:b:c", ""},
+		{"a@b", ""},
+		{"bb@sha256:" + strings.Repeat("a", 64), ""},
+		{"web:.1", ""},
+		{"web:-1", ""},
+		{"web:" + strings.Repeat("t", 129), ""},
+		{"-web", ""},
+		{"web-", ""},
+		{"a//b", ""},
+		{strings.Repeat("a", 256), ""},
+		{"", ""},
+		{"a b", ""},
+	} {
+		got, err := image.NewTagName(tc.in)
+		if got != tc.want || (err != nil) != (tc.want == "") {
+			t.Errorf("NewTagName(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+		if err != nil && !errors.Is(err, image.ErrInvalidRef) {
+			t.Errorf("NewTagName(%q): %v is no ErrInvalidRef", tc.in, err)
 		}
 	}
 }
