@@ -584,6 +584,14 @@ func TestPull(t *testing.T) {
 	if _, err := s.Pull(ctx, api.PullRequest{Ref: host(open) + "/missing:1"}); err == nil {
 		t.Fatal("pull of a missing image succeeded")
 	}
+	// No registry there: the error says so (and it is not retried:
+	// TestPullRetries).
+	gone := httptest.NewServer(http.NotFoundHandler())
+	goneHost := host(gone)
+	gone.Close()
+	if _, err := s.Pull(ctx, api.PullRequest{Ref: goneHost + "/x:1"}); err == nil || !strings.Contains(err.Error(), "cannot reach registry "+goneHost) {
+		t.Fatalf("pull from no registry: %v", err)
+	}
 }
 
 func TestConcurrentImport(t *testing.T) {
