@@ -790,3 +790,57 @@ func TestReorderArgs(t *testing.T) {
 		}
 	}
 }
+
+// TestCLIInspectSomeMissing: inspect of several references prints those
+// found (a JSON array, even of one) and an error for each missing one, exit
+// 1, as docker; the first miss used to print nothing at all.
+func TestCLIInspectSomeMissing(t *testing.T) {
+	f := newFakeAgent(t)
+	f.networks = []api.Network{{ID: "net1", Name: "front"}, {ID: "net2", Name: "back"}}
+	for _, tc := range []struct {
+		args    []string
+		wantIDs []string
+		array   bool
+		errs    []string
+	}{
+		{[]string{"front", "nosuch", "back"}, []string{"net1", "net2"}, true, []string{"nosuch"}},
+		{[]string{"front", "nosuch"}, []string{"net1"}, true, []string{"nosuch"}},
+		{[]string{"nosuch", "gone"}, nil, false, []string{"nosuch", "gone"}},
+		{[]string{"front"}, []string{"net1"}, false, nil},
+	} {
+		out, errOut, code := runCLI(t, f.host, "", append([]string{"network", "inspect"}, tc.args...)...)
+		if wantCode := map[bool]int{true: 1, false: 0}[len(tc.errs) > 0]; code != wantCode {
+			t.Errorf("inspect %v: exit %d, want %d (stderr %q)", tc.args, code, wantCode, errOut)
+		}
+		for _, e := range tc.errs {
+			if !strings.Contains(errOut, "Error: inspect network "+e+": no such network: "+e) {
+				t.Errorf("inspect %v: stderr %q does not name %s", tc.args, errOut, e)
+			}
+		}
+		var got []api.Network
+		switch {
+		case tc.wantIDs == nil:
+			if out != "" {
+				t.Errorf("inspect %v: stdout %q, want nothing", tc.args, out)
+			}
+			continue
+		case tc.array:
+			if err := json.Unmarshal([]byte(out), &got); err != nil {
+				t.Errorf("inspect %v: stdout %q is no JSON array: %v", tc.args, out, err)
+			}
+		default:
+			var one api.Network
+			if err := json.Unmarshal([]byte(out), &one); err != nil {
+				t.Errorf("inspect %v: stdout %q is no JSON object: %v", tc.args, out, err)
+			}
+			got = []api.Network{one}
+		}
+		var ids []string
+		for _, n := range got {
+			ids = append(ids, n.ID)
+		}
+		if !slices.Equal(ids, tc.wantIDs) {
+			t.Errorf("inspect %v: printed %v, want %v", tc.args, ids, tc.wantIDs)
+		}
+	}
+}
