@@ -179,7 +179,7 @@ func TestRunLogging(t *testing.T) {
 type execContainers struct{ fakeContainers }
 
 func (execContainers) Exec(ctx context.Context, id string, opts runtime.ExecOptions) (*runtime.ExecProcess, error) {
-	return nil, fmt.Errorf("exec in %s: %w", id, runtime.ErrNotRunning)
+	return nil, runtime.ErrNotRunning
 }
 
 // TestExecTaskMoved: exec of a task name whose containers here have all
@@ -215,6 +215,10 @@ func TestExecTaskMoved(t *testing.T) {
 		var he *httpapi.Error
 		if got == nil || !strings.Contains(got.Error(), tc.want) {
 			t.Errorf("exec %s: %v, want %q", tc.ref, got, tc.want)
+		} else if strings.Contains(got.Error(), "exec in") {
+			// The CLI says "exec in REF: "; the agent's answer used to
+			// add its own, so users read "exec in x: exec in x: exec in ID: ...".
+			t.Errorf("exec %s: %q names the exec again", tc.ref, got)
 		} else if errors.As(got, &he) && he.Status != tc.status {
 			t.Errorf("exec %s: status %d, want %d (%v)", tc.ref, he.Status, tc.status, got)
 		}

@@ -456,12 +456,14 @@ func runcMessage(out string, err error) string {
 	if out == "" {
 		return err.Error()
 	}
-	// runc logs as `time="..." level=error msg="exec failed: ..."`.
+	// runc logs as `time="..." level=error msg="exec failed: ..."`; the
+	// "exec failed: " is ErrFailed's own text, which wraps this message.
 	if i := strings.LastIndex(out, `msg="`); i >= 0 {
 		m := out[i+5:]
 		if j := strings.LastIndex(m, `"`); j >= 0 {
 			m = m[:j]
 		}
+		m = strings.TrimPrefix(m, "exec failed: ")
 		return strings.ReplaceAll(m, `\"`, `"`)
 	}
 	if len(out) > 512 {

@@ -2,6 +2,7 @@ package execproc
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -48,5 +49,22 @@ func TestProcessSpecTerm(t *testing.T) {
 				t.Errorf("env %q, want %q", proc.Env, tt.want)
 			}
 		})
+	}
+}
+
+// TestRuncMessage: what a user reads of runc's failure to start an exec'd
+// process; runc's own "exec failed: " is dropped, ErrFailed says it (it
+// was "exec failed: exec failed: unable to start container process: ...").
+func TestRuncMessage(t *testing.T) {
+	for _, tc := range []struct{ out, want string }{
+		{`time="2026-01-01T00:00:00Z" level=error msg="exec failed: unable to start container process: exec: \"nosuch\": executable file not found in $PATH"`,
+			`unable to start container process: exec: "nosuch": executable file not found in $PATH`},
+		{`time="x" level=error msg="runc: container not running"`, "runc: container not running"},
+		{"", "exit status 1"},
+		{"plain words\n", "plain words"},
+	} {
+		if got := runcMessage(tc.out, errors.New("exit status 1")); got != tc.want {
+			t.Errorf("runcMessage(%q) = %q, want %q", tc.out, got, tc.want)
+		}
 	}
 }
