@@ -185,7 +185,10 @@ func (s *Store) ingestImage(ctx context.Context, img v1.Image, tags []string, so
 // compressed, and returns them. Tags come from RepoTags or, for OCI, the
 // io.containerd.image.name / org.opencontainers.image.ref.name annotations.
 // Malformed archives wrap ErrInvalidArchive; an image already stored only
-// gains its tags.
+// gains its tags. Each image returned carries the tags the archive gave it,
+// not those it held already (List and Get show them all): `image load`
+// prints what was loaded, as docker does, where it used to print every tag
+// of an image stored before under another name as "Loaded image".
 func (s *Store) Load(ctx context.Context, r io.Reader) ([]api.Image, error) {
 	spool, err := os.CreateTemp(s.path("tmp"), "load-")
 	if err != nil {
@@ -325,6 +328,7 @@ func (s *Store) loadDockerSave(ctx context.Context, p string, ents tarIndex) ([]
 		if err != nil {
 			return out, fmt.Errorf("load image %d %v: %w", i, d.RepoTags, err)
 		}
+		ai.Tags = append([]string{}, tags...)
 		out = append(out, ai)
 	}
 	return out, nil
@@ -397,6 +401,7 @@ func (s *Store) loadOCIArchive(ctx context.Context, p string) ([]api.Image, erro
 		if err != nil {
 			return out, fmt.Errorf("load image %s: %w", d.Digest, err)
 		}
+		ai.Tags = append([]string{}, tags...)
 		out = append(out, ai)
 	}
 	if len(out) == 0 {

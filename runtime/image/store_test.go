@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -188,12 +189,17 @@ func TestLoadDockerSaveAndOCI(t *testing.T) {
 	if n := countDir(t, filepath.Join(storeDir, "layers")); n != 1 {
 		t.Fatalf("%d layer dirs, want 1", n)
 	}
-	// Loading the same archive again only re-tags.
+	// Loading the same archive again only re-tags: web:1 stays, web:2 is
+	// added, and what Load returns has the archive's tag alone (it used to
+	// have both, so `image load` printed "Loaded image: web:1" again).
 	f, _ := os.Open(imagetest.DockerSaveArchive(t, rootfs, "web:2", webCfg))
 	imgs, err := s.Load(ctx, f)
 	f.Close()
-	if err != nil || len(imgs[0].Tags) != 2 {
+	if err != nil || len(imgs) != 1 || !slices.Equal(imgs[0].Tags, []string{"web:2"}) {
 		t.Fatalf("reload: %+v, %v", imgs, err)
+	}
+	if got, err := s.Get("web:1"); err != nil || got.ID != imgs[0].ID || len(got.Tags) != 2 {
+		t.Fatalf("after the reload web:1 is %+v, %v; want image %s with both tags", got, err, imgs[0].ID)
 	}
 
 	// Persistence: a new Store on the same directory sees the same index.
