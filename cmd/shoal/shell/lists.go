@@ -102,15 +102,27 @@ func InspectCommand[T any](s *Shell, cmd *cli.Command, what string, get func(ctx
 		if err != nil {
 			return err
 		}
+		// As docker: a reference that is not found is an error on stderr
+		// (and exit code 1), and the others are printed all the same;
+		// several references give a JSON array even if only one was found.
+		// Before, the first miss printed nothing at all.
+		refs := c.Args().Slice()
 		var out []T
-		for _, ref := range c.Args().Slice() {
+		err = s.EachArg(refs, func(ref string) error {
 			it, err := get(c.Context, cl, ref)
 			if err != nil {
 				return fmt.Errorf("inspect %s %s: %w", what, ref, err)
 			}
 			out = append(out, it)
+			return nil
+		})
+		if len(out) == 0 {
+			return err
 		}
-		return output.WriteInspect(s.Stdout, opts, out, id)
+		if werr := output.WriteInspect(s.Stdout, opts, out, id, len(refs) > 1); werr != nil {
+			return werr
+		}
+		return err
 	}
 	return cmd
 }
