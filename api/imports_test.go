@@ -204,6 +204,9 @@ var importRules = []importRule{
 	{"node/identity/...", []string{"api/atomicfile", "node/identity/..."}},
 	// The agent's resync clock: the standard library only.
 	{"node/resync/...", []string{"node/resync/..."}},
+	// The agent's trim of its binary's resident pages (node/memtrim): the
+	// standard library and x/sys only.
+	{"node/memtrim/...", []string{"node/memtrim/..."}},
 	// The dashboard serves its routes with httpapi's router and error
 	// mapping; the agent comes in as ui.Backend.
 	{"node/ui/...", []string{"api", "api/atomicfile", "node/hostguard", "node/httpapi", "node/ui/..."}},

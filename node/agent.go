@@ -19,6 +19,7 @@ import (
 	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/node/identity"
 	"github.com/shoal-org/shoal/node/instance"
+	"github.com/shoal-org/shoal/node/memtrim"
 	"github.com/shoal-org/shoal/node/writes"
 	"github.com/shoal-org/shoal/runtime"
 	"github.com/shoal-org/shoal/runtime/image"
@@ -68,6 +69,16 @@ type Agent struct {
 
 	obs observer // event history and metrics (node/events, node/metrics; observer.go)
 }
+
+// trimFirst and trimEvery time the agent's trims of its binary's resident
+// pages (node/memtrim): the first once a start or a join is over (30 s: a
+// join and the first sync take a few seconds even at 100 agents), then
+// now and then for the pages a rare command touched. Each round costs the
+// idle loops a few hundred minor faults to bring back what they use.
+const (
+	trimFirst = 30 * time.Second
+	trimEvery = 5 * time.Minute
+)
 
 // Run starts an agent and blocks until ctx ends. On return every goroutine
 // the agent started has stopped; containers keep running.
@@ -156,6 +167,8 @@ func (a *Agent) run(ctx context.Context) error {
 
 	wg.Add(1)
 	go func() { defer wg.Done(); a.newEventsLoop().Run(rtCtx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); memtrim.Loop(ctx, trimFirst, trimEvery, a.log) }()
 
 	ln, err := httpapi.ListenUnix(a.cfg.Socket)
 	if err != nil {

@@ -6,7 +6,6 @@ package runtime
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/runtime/execproc"
@@ -38,7 +37,9 @@ func (r *Runtime) Exec(ctx context.Context, idOrName string, opts ExecOptions) (
 	id, state := c.rec.ID, c.rec.State
 	r.mu.Unlock()
 	if state != api.ContainerRunning {
-		return nil, fmt.Errorf("exec in %s: %w", ShortID(id), ErrNotRunning)
+		// Bare: the API and the CLI say which container ("exec in web.1:
+		// container is not running"); a prefix here was a third one.
+		return nil, ErrNotRunning
 	}
 	p := r.pathsOf(c)
 	proc, err := execproc.ProcessSpec(p.Config, p.Rootfs, opts)

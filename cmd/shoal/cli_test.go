@@ -68,6 +68,9 @@ type fakeAgent struct {
 	oldAgent bool
 	// logsRead is the container of f.containers whose logs were read.
 	logsRead string
+	// waitStop, when set, makes a container's wait block until a stop of
+	// it (which sends on waitStop) and answer exit code 143 then.
+	waitStop chan struct{}
 	// requests counts the requests the agent answered, by "METHOD PATH".
 	requests map[string]int
 }
@@ -346,6 +349,14 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 		f.reply(w, struct{}{})
 	})
 	mux.HandleFunc("POST /v1/containers/{id}/wait", func(w http.ResponseWriter, r *http.Request) {
+		if f.waitStop != nil {
+			select {
+			case <-f.waitStop:
+				f.reply(w, api.Container{ID: "ctr1", State: "exited", ExitCode: 143})
+			case <-r.Context().Done():
+			}
+			return
+		}
 		f.reply(w, api.Container{ID: "ctr1", State: "exited", ExitCode: f.exitCode})
 	})
 	f.addPsRoutes(mux)
@@ -719,6 +730,49 @@ func TestCLIRun(t *testing.T) {
 	}
 }
 
+// TestCLIRunInterrupted: a SIGINT or SIGTERM to an attached `shoal run`
+// (main cancels the context) stops the container, waits for its exit,
+// removes it with --rm and exits with its code. It used to exit 130 at
+// once, the container running on and never removed.
+func TestCLIRunInterrupted(t *testing.T) {
+	f := newFakeAgent(t)
+	f.containers = []api.Container{{ID: "ctr1", Name: "job", State: api.ContainerRunning}}
+	f.waitStop = make(chan struct{}, 1)
+	var out, errOut bytes.Buffer
+	s := &shell.Shell{Stdout: &out, Stderr: &errOut, Stdin: strings.NewReader(""), Poll: 2 * time.Millisecond, Now: time.Now}
+	ctx, interrupt := context.WithCancel(context.Background())
+	codeCh := make(chan int, 1)
+	go func() {
+		codeCh <- run(ctx, s, []string{"shoal", "--host", f.host, "run", "--rm", "--name", "job", "busybox", "sleep", "100"})
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f.mu.Lock()
+		waiting := f.requests["POST /v1/containers/ctr1/wait"] > 0
+		f.mu.Unlock()
+		if waiting {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the run never waited for its container")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	interrupt()
+	var code int
+	select {
+	case code = <-codeCh:
+	case <-time.After(10 * time.Second):
+		close(f.waitStop)
+		t.Fatal("the interrupted run did not return")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if code != 143 || !slices.Equal(f.stopped, []string{"ctr1"}) || f.removed != "ctr1" {
+		t.Fatalf("interrupted run: exit %d (want 143), stopped %v, removed %q, stderr %q", code, f.stopped, f.removed, errOut.String())
+	}
+}
+
 func TestCLIMisc(t *testing.T) {
 	f := newFakeAgent(t)
 	out, _, code := runCLI(t, f.host, "", "token")
@@ -772,6 +826,60 @@ func TestReorderArgs(t *testing.T) {
 		got := strings.Join(reorderArgs(app, strings.Fields(tt.in)), " ")
 		if got != tt.want {
 			t.Errorf("reorderArgs(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestCLIInspectSomeMissing: inspect of several references prints those
+// found (a JSON array, even of one) and an error for each missing one, exit
+// 1, as docker; the first miss used to print nothing at all.
+func TestCLIInspectSomeMissing(t *testing.T) {
+	f := newFakeAgent(t)
+	f.networks = []api.Network{{ID: "net1", Name: "front"}, {ID: "net2", Name: "back"}}
+	for _, tc := range []struct {
+		args    []string
+		wantIDs []string
+		array   bool
+		errs    []string
+	}{
+		{[]string{"front", "nosuch", "back"}, []string{"net1", "net2"}, true, []string{"nosuch"}},
+		{[]string{"front", "nosuch"}, []string{"net1"}, true, []string{"nosuch"}},
+		{[]string{"nosuch", "gone"}, nil, false, []string{"nosuch", "gone"}},
+		{[]string{"front"}, []string{"net1"}, false, nil},
+	} {
+		out, errOut, code := runCLI(t, f.host, "", append([]string{"network", "inspect"}, tc.args...)...)
+		if wantCode := map[bool]int{true: 1, false: 0}[len(tc.errs) > 0]; code != wantCode {
+			t.Errorf("inspect %v: exit %d, want %d (stderr %q)", tc.args, code, wantCode, errOut)
+		}
+		for _, e := range tc.errs {
+			if !strings.Contains(errOut, "Error: inspect network "+e+": no such network: "+e) {
+				t.Errorf("inspect %v: stderr %q does not name %s", tc.args, errOut, e)
+			}
+		}
+		var got []api.Network
+		switch {
+		case tc.wantIDs == nil:
+			if out != "" {
+				t.Errorf("inspect %v: stdout %q, want nothing", tc.args, out)
+			}
+			continue
+		case tc.array:
+			if err := json.Unmarshal([]byte(out), &got); err != nil {
+				t.Errorf("inspect %v: stdout %q is no JSON array: %v", tc.args, out, err)
+			}
+		default:
+			var one api.Network
+			if err := json.Unmarshal([]byte(out), &one); err != nil {
+				t.Errorf("inspect %v: stdout %q is no JSON object: %v", tc.args, out, err)
+			}
+			got = []api.Network{one}
+		}
+		var ids []string
+		for _, n := range got {
+			ids = append(ids, n.ID)
+		}
+		if !slices.Equal(ids, tc.wantIDs) {
+			t.Errorf("inspect %v: printed %v, want %v", tc.args, ids, tc.wantIDs)
 		}
 	}
 }

@@ -119,6 +119,27 @@ func (s *commands) runContainer(c *cli.Context) error {
 		fmt.Fprintln(s.Stdout, ct.ID)
 		return nil
 	}
+	// ctx ends at the CLI's first SIGINT or SIGTERM (main). As docker run's
+	// signal proxy, that signal is the container's: it is stopped (its stop
+	// signal, SIGTERM, then SIGKILL after the grace period), and the run
+	// goes on waiting for its exit, its last output and --rm on a context
+	// the signal does not end, and exits with the container's code. Before,
+	// the wait was cut at once: the CLI exited 130 and the container ran on,
+	// never removed despite --rm.
+	interrupted := ctx
+	ctx = context.WithoutCancel(ctx)
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go func() {
+		select {
+		case <-interrupted.Done():
+		case <-stopped:
+			return
+		}
+		if _, err := cl.StopContainer(ctx, ct.ID, -1); err != nil && !client.IsNotFound(err) {
+			fmt.Fprintf(s.Stderr, "Warning: stop %s: %v\n", ct.ID, err)
+		}
+	}()
 
 	// Stream the output while waiting; the stream normally ends when the
 	// container exits, and is cut after logDrain otherwise. A container

@@ -48,6 +48,12 @@ func (f *fakeAgent) addPsRoutes(mux *http.ServeMux) {
 		}
 		f.containers[i].State = api.ContainerExited
 		f.stopped = append(f.stopped, f.containers[i].ID)
+		if f.waitStop != nil {
+			select {
+			case f.waitStop <- struct{}{}:
+			default:
+			}
+		}
 		f.reply(w, f.containers[i])
 	})
 	// exec of a container the fake does not hold: the agent's not-found,

@@ -174,10 +174,17 @@ func (j *Joiner) Join(ctx context.Context, req api.JoinRequest) error {
 // notAdmitted reports whether a failed join call certainly admitted
 // nothing: the leader refused it, the server's CA failed the token's pin,
 // or the connection was never made. A timeout or a lost reply may hide an
-// admission, whose retry must prove itself with the same key.
+// admission, whose retry must prove itself with the same key; so may a
+// "not the leader" answer, which is also what a leader says when it lost
+// its leadership while committing the join's record (the record may be
+// applied). Before, that answer dropped the key, and every later join of
+// the node was refused as an impostor of its own ID until `node rm`.
 func notAdmitted(err error) bool {
 	var re *wire.Error
-	return errors.As(err, &re) || errors.Is(err, pki.ErrCAMismatch) || clusterport.IsDialError(err)
+	if errors.As(err, &re) {
+		return re.Code != wire.CodeNotLeader
+	}
+	return errors.Is(err, pki.ErrCAMismatch) || clusterport.IsDialError(err)
 }
 
 // DialAddr is the address a join dials: addr, with DefaultPort when it
@@ -195,6 +202,8 @@ func DialAddr(addr string) string {
 func Explain(addr string, err error) error {
 	var re *wire.Error
 	switch {
+	case errors.As(err, &re) && re.Code == wire.CodeNotLeader:
+		return fmt.Errorf("join %s: the cluster changed leader during the join (%s); run the same join again: it keeps this node's key", addr, re.Msg)
 	case errors.As(err, &re):
 		return fmt.Errorf("join refused by %s: %s", addr, re.Msg)
 	case errors.Is(err, pki.ErrCAMismatch):

@@ -44,6 +44,11 @@ func TestExplain(t *testing.T) {
 			want: []string{"join refused by " + addr, "already a live member"},
 		},
 		{
+			name: "leadership lost while committing",
+			err:  &wire.Error{Code: wire.CodeNotLeader, Msg: "record node: apply command type 2: not the raft leader: leadership lost while committing log"},
+			want: []string{"join " + addr, "changed leader", "run the same join again", "leadership lost"},
+		},
+		{
 			name: "CA mismatch",
 			err:  fmt.Errorf("connect to %s: %w", addr, fmt.Errorf("join: %w: server CA has fingerprint x", pki.ErrCAMismatch)),
 			want: []string{"join " + addr, "different cluster"},
@@ -346,6 +351,7 @@ func TestRefusedJoinWritesNothing(t *testing.T) {
 		{"nothing listens", &clusterport.DialError{Err: errors.New("connection refused")}, false, false},
 		{"reply lost", fmt.Errorf("read: %w", os.ErrDeadlineExceeded), false, true},
 		{"refused, key of an earlier attempt", &wire.Error{Code: wire.CodeRefused, Msg: "no"}, true, true},
+		{"leadership lost while committing the record", &wire.Error{Code: wire.CodeNotLeader, Msg: "record node: apply command type 2: not the raft leader: leadership lost while committing log"}, false, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

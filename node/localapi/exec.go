@@ -106,7 +106,9 @@ func (l *Routes) handleExec(w http.ResponseWriter, r *http.Request, writeError f
 		Tty: req.Tty, Stdin: req.Stdin && !req.Tty, Width: req.Width, Height: req.Height,
 	})
 	if err != nil {
-		writeError(w, execError(fmt.Errorf("exec in %s: %w", c.Name, err)))
+		// Not wrapped: the CLI's error names the container as the user
+		// did ("exec in web.1: ..."); an "exec in NAME" here doubled it.
+		writeError(w, execError(err))
 		return
 	}
 	conn, brw, err := http.NewResponseController(w).Hijack()

@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	goruntime "runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -220,6 +221,19 @@ func displayContainer(c api.Container) api.Container {
 	return c
 }
 
+// cpusFit refuses a `shoal run --cpus` above the node's CPU count (cpus),
+// as docker run does ("range of CPUs is from 0.01 to 2.00"): the CFS quota
+// of more CPUs than the node has limits nothing, so `--cpus 100` on a
+// 2-CPU node used to run the container silently unlimited. A service's
+// --limit-cpu is the scheduler's (a node without the CPUs gets no task).
+func cpusFit(nanoCPUs int64, cpus int) error {
+	if cpus > 0 && nanoCPUs > int64(cpus)*1e9 {
+		return httpapi.BadRequest("--cpus %s: this node has only %d CPUs (the range is 0.01 to %d.00)",
+			strconv.FormatFloat(float64(nanoCPUs)/1e9, 'f', -1, 64), cpus, cpus)
+	}
+	return nil
+}
+
 // noNUL refuses NUL bytes in what becomes a container's argv, environment,
 // working directory or user: runc cannot pass them to the kernel.
 func noNUL(image string, command, entrypoint, env []string, workdir, user string) error {
@@ -318,6 +332,9 @@ func (l *Routes) containerRoutes(h func(string, httpapi.HandlerFunc)) {
 			return nil, httpapi.BadRequest("run needs an image")
 		}
 		if err := noNUL(req.Image, req.Command, req.Entrypoint, req.Env, req.Workdir, req.User); err != nil {
+			return nil, err
+		}
+		if err := cpusFit(req.Limits.NanoCPUs, goruntime.NumCPU()); err != nil {
 			return nil, err
 		}
 		spec := runtime.Spec{

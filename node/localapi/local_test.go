@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	goruntime "runtime"
 	"strings"
 	"testing"
 	"time"
@@ -179,7 +180,7 @@ func TestRunLogging(t *testing.T) {
 type execContainers struct{ fakeContainers }
 
 func (execContainers) Exec(ctx context.Context, id string, opts runtime.ExecOptions) (*runtime.ExecProcess, error) {
-	return nil, fmt.Errorf("exec in %s: %w", id, runtime.ErrNotRunning)
+	return nil, runtime.ErrNotRunning
 }
 
 // TestExecTaskMoved: exec of a task name whose containers here have all
@@ -215,6 +216,10 @@ func TestExecTaskMoved(t *testing.T) {
 		var he *httpapi.Error
 		if got == nil || !strings.Contains(got.Error(), tc.want) {
 			t.Errorf("exec %s: %v, want %q", tc.ref, got, tc.want)
+		} else if strings.Contains(got.Error(), "exec in") {
+			// The CLI says "exec in REF: "; the agent's answer used to
+			// add its own, so users read "exec in x: exec in x: exec in ID: ...".
+			t.Errorf("exec %s: %q names the exec again", tc.ref, got)
 		} else if errors.As(got, &he) && he.Status != tc.status {
 			t.Errorf("exec %s: status %d, want %d (%v)", tc.ref, he.Status, tc.status, got)
 		}
@@ -249,5 +254,45 @@ func TestImageUsers(t *testing.T) {
 	}
 	if got, want := imageUsers(many, "sha256:a"), "container w.0, container w.1, container w.2 and 2 more"; got != want {
 		t.Errorf("five users: %q, want %q", got, want)
+	}
+}
+
+// TestCPUsFit: `shoal run --cpus` may ask for up to the node's CPUs;
+// more is refused (400) as docker run refuses it, where it used to run
+// with a quota that limited nothing.
+func TestCPUsFit(t *testing.T) {
+	for _, tc := range []struct {
+		nano int64
+		cpus int
+		ok   bool
+		msg  string
+	}{
+		{0, 2, true, ""},
+		{500_000_000, 2, true, ""},
+		{2_000_000_000, 2, true, ""},
+		{2_500_000_000, 2, false, "--cpus 2.5: this node has only 2 CPUs (the range is 0.01 to 2.00)"},
+		{100_000_000_000, 2, false, "--cpus 100: this node has only 2 CPUs (the range is 0.01 to 2.00)"},
+		{100_000_000_000, 0, true, ""},
+	} {
+		err := cpusFit(tc.nano, tc.cpus)
+		var he *httpapi.Error
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("cpusFit(%d, %d): %v", tc.nano, tc.cpus, err)
+		case !tc.ok && (!errors.As(err, &he) || he.Status != http.StatusBadRequest || he.Msg != tc.msg):
+			t.Errorf("cpusFit(%d, %d) = %v, want a 400 %q", tc.nano, tc.cpus, err, tc.msg)
+		}
+	}
+	// Through the run route: more CPUs than this machine has is refused
+	// before anything runs.
+	var ran runtime.Spec
+	l := &Routes{Containers: runContainers{ran: &ran}, Agent: runAgent{}}
+	rt := httpapi.NewRouter(httpapi.Errors{})
+	l.Register(rt)
+	body, _ := json.Marshal(api.RunRequest{Image: "busybox", Limits: api.Resources{NanoCPUs: int64(goruntime.NumCPU()+1) * 1e9}})
+	w := httptest.NewRecorder()
+	rt.Mux().ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/containers", bytes.NewReader(body)))
+	if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "CPUs") || ran.Image != "" {
+		t.Errorf("run with more CPUs than the node has: %d %s, ran %+v", w.Code, w.Body, ran)
 	}
 }

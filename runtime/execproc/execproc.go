@@ -191,7 +191,10 @@ func (opts Options) Validate() error {
 // ProcessSpec derives the exec'd process from the container's own
 // (capabilities, no-new-privileges, rlimits, environment), read from its
 // bundle config at config; a User of opts is looked up in the container's
-// mounted rootfs.
+// mounted rootfs. A user or group the container does not know is ErrFailed
+// ("exec failed: unable to find user nobody: ..."), as docker exec's, which
+// exits 126: the process could not be started, the request itself was
+// fine (it was ocispec.ErrInvalidSpec, a 400 and exit code 1).
 func ProcessSpec(config, rootfs string, opts Options) (specs.Process, error) {
 	b, err := os.ReadFile(config)
 	if err != nil {
@@ -221,6 +224,9 @@ func ProcessSpec(config, rootfs string, opts Options) (specs.Process, error) {
 	if opts.User != "" {
 		uid, gid, extra, err := ocispec.ResolveUser(rootfs, opts.User)
 		if err != nil {
+			if errors.Is(err, ocispec.ErrInvalidSpec) {
+				return specs.Process{}, fmt.Errorf("%w: %s", ErrFailed, strings.TrimPrefix(err.Error(), ocispec.ErrInvalidSpec.Error()+": "))
+			}
 			return specs.Process{}, err
 		}
 		proc.User = specs.User{UID: uid, GID: gid, AdditionalGids: extra}
@@ -456,12 +462,14 @@ func runcMessage(out string, err error) string {
 	if out == "" {
 		return err.Error()
 	}
-	// runc logs as `time="..." level=error msg="exec failed: ..."`.
+	// runc logs as `time="..." level=error msg="exec failed: ..."`; the
+	// "exec failed: " is ErrFailed's own text, which wraps this message.
 	if i := strings.LastIndex(out, `msg="`); i >= 0 {
 		m := out[i+5:]
 		if j := strings.LastIndex(m, `"`); j >= 0 {
 			m = m[:j]
 		}
+		m = strings.TrimPrefix(m, "exec failed: ")
 		return strings.ReplaceAll(m, `\"`, `"`)
 	}
 	if len(out) > 512 {

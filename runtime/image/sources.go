@@ -9,11 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -48,7 +50,7 @@ const maxMetadataSize = 16 << 20
 func (s *Store) Import(ctx context.Context, r io.Reader, ref string) (api.Image, error) {
 	var tags []string
 	if ref != "" {
-		t, err := NormalizeTag(ref)
+		t, err := NewTagName(ref)
 		if err != nil {
 			return api.Image{}, fmt.Errorf("import %s: %w", ref, err)
 		}
@@ -183,7 +185,10 @@ func (s *Store) ingestImage(ctx context.Context, img v1.Image, tags []string, so
 // compressed, and returns them. Tags come from RepoTags or, for OCI, the
 // io.containerd.image.name / org.opencontainers.image.ref.name annotations.
 // Malformed archives wrap ErrInvalidArchive; an image already stored only
-// gains its tags.
+// gains its tags. Each image returned carries the tags the archive gave it,
+// not those it held already (List and Get show them all): `image load`
+// prints what was loaded, as docker does, where it used to print every tag
+// of an image stored before under another name as "Loaded image".
 func (s *Store) Load(ctx context.Context, r io.Reader) ([]api.Image, error) {
 	spool, err := os.CreateTemp(s.path("tmp"), "load-")
 	if err != nil {
@@ -323,6 +328,7 @@ func (s *Store) loadDockerSave(ctx context.Context, p string, ents tarIndex) ([]
 		if err != nil {
 			return out, fmt.Errorf("load image %d %v: %w", i, d.RepoTags, err)
 		}
+		ai.Tags = append([]string{}, tags...)
 		out = append(out, ai)
 	}
 	return out, nil
@@ -395,6 +401,7 @@ func (s *Store) loadOCIArchive(ctx context.Context, p string) ([]api.Image, erro
 		if err != nil {
 			return out, fmt.Errorf("load image %s: %w", d.Digest, err)
 		}
+		ai.Tags = append([]string{}, tags...)
 		out = append(out, ai)
 	}
 	if len(out) == 0 {
@@ -532,7 +539,8 @@ func (s *Store) Pull(ctx context.Context, req api.PullRequest) (api.Image, error
 	if req.Username != "" || req.Password != "" {
 		auth = &authn.Basic{Username: req.Username, Password: req.Password}
 	}
-	ropts := []remote.Option{remote.WithContext(ctx), remote.WithAuth(auth), remote.WithPlatform(DefaultPlatform)}
+	ropts := []remote.Option{remote.WithContext(ctx), remote.WithAuth(auth), remote.WithPlatform(DefaultPlatform),
+		remote.WithRetryPredicate(pullRetries)}
 	if req.Insecure {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the user asked for --insecure
@@ -547,6 +555,9 @@ func (s *Store) Pull(ctx context.Context, req api.PullRequest) (api.Image, error
 		if errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden) {
 			return api.Image{}, fmt.Errorf("pull %s: %w: %v", req.Ref, ErrUnauthorized, err)
 		}
+		if unreachable(err) {
+			return api.Image{}, fmt.Errorf("pull %s: cannot reach registry %s: %w", req.Ref, ref.Context().RegistryStr(), err)
+		}
 		return api.Image{}, fmt.Errorf("pull %s: %w", req.Ref, err)
 	}
 	ai, err := s.ingestImage(ctx, img, []string{tag}, "pull "+req.Ref, nil)
@@ -554,4 +565,33 @@ func (s *Store) Pull(ctx context.Context, req api.PullRequest) (api.Image, error
 		return api.Image{}, fmt.Errorf("pull %s: %w", req.Ref, err)
 	}
 	return ai, nil
+}
+
+// pullRetries says which errors of a registry request are tried again
+// (three tries, 1 s and 3 s apart: go-containerregistry's backoff). It is
+// go-containerregistry's default predicate except that a registry that
+// cannot be reached at all fails at once: its name does not resolve, or
+// its address does not take the connection. A DNS timeout is a temporary
+// error, so with no registry or resolver in reach (an offline machine)
+// `image pull busybox` used to fail after 34 s, three resolver timeouts
+// and the backoff between them, instead of after one.
+func pullRetries(err error) bool {
+	if unreachable(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	// As go-containerregistry's retry.IsTemporary and defaultRetryPredicate.
+	var temp interface{ Temporary() bool }
+	if errors.As(err, &temp) && temp.Temporary() {
+		return true
+	}
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed)
+}
+
+// unreachable says whether err is a registry's name not resolving or its
+// address not taking a connection.
+func unreachable(err error) bool {
+	var dnsErr *net.DNSError
+	var opErr *net.OpError
+	return errors.As(err, &dnsErr) || errors.As(err, &opErr) && opErr.Op == "dial"
 }

@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -288,6 +289,38 @@ func NormalizeTag(ref string) (string, error) {
 	return ref + ":latest", nil
 }
 
+// tagNameRE is docker's grammar (distribution/reference) for the
+// NAME:TAG a tag is made of: an optional registry host (with a port), then
+// lowercase path components joined by '/', each letters and digits joined
+// by one '.', one or two '_' or any number of '-'; a tag of up to 128 word
+// characters, '.' and '-', not starting with '.' or '-'.
+var tagNameRE = regexp.MustCompile(`^` +
+	`(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?/)?` +
+	`[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*` +
+	`:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+
+// NewTagName checks a name the user gives to a new image (`image import
+// ROOTFS NAME[:TAG]`, Tag) and returns it normalized as NormalizeTag
+// does. NormalizeTag only has to find images, so it takes any string
+// without blanks; a new tag must be one docker and registries take: before,
+// "Bad:Name", "x/../y", "a:b:c" and "a@b" (stored untagged) were all
+// accepted, and an image named so could not be pushed, pulled or
+// referenced from a compose file.
+func NewTagName(ref string) (string, error) {
+	t, err := NormalizeTag(ref)
+	if err != nil {
+		return "", err
+	}
+	name := t
+	if i := strings.LastIndex(t, ":"); i >= 0 {
+		name = t[:i]
+	}
+	if !tagNameRE.MatchString(t) || len(name) > 255 {
+		return "", fmt.Errorf("%w: %q: want NAME[:TAG], NAME of lowercase letters, digits and separators ('.', '_', '-', '/'; a registry host may lead), TAG of up to 128 letters, digits, '_', '.' and '-'", ErrInvalidRef, ref)
+	}
+	return t, nil
+}
+
 func (s *Store) toAPI(rec *record) api.Image {
 	cfg := rec.Config
 	img := api.Image{
@@ -389,7 +422,7 @@ func (s *Store) Resolve(ref string) (api.Image, api.ImageConfig, []string, error
 // Tag points tag at the image ref resolves to, moving it from any other
 // image.
 func (s *Store) Tag(ref, tag string) error {
-	t, err := NormalizeTag(tag)
+	t, err := NewTagName(tag)
 	if err != nil {
 		return err
 	}

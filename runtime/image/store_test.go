@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,6 +72,13 @@ func TestImportResolveRemove(t *testing.T) {
 	raw, err := os.ReadFile(rootfs)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A name docker would refuse is refused before anything is stored.
+	if _, err := s.Import(ctx, bytes.NewReader(raw), "Bad:Name"); !errors.Is(err, image.ErrInvalidRef) {
+		t.Fatalf("import as Bad:Name: %v, want ErrInvalidRef", err)
+	}
+	if ims := s.List(); len(ims) != 0 {
+		t.Fatalf("a refused import left images %+v", ims)
 	}
 	img, err := s.Import(ctx, bytes.NewReader(raw), "bb")
 	if err != nil {
@@ -181,12 +189,17 @@ func TestLoadDockerSaveAndOCI(t *testing.T) {
 	if n := countDir(t, filepath.Join(storeDir, "layers")); n != 1 {
 		t.Fatalf("%d layer dirs, want 1", n)
 	}
-	// Loading the same archive again only re-tags.
+	// Loading the same archive again only re-tags: web:1 stays, web:2 is
+	// added, and what Load returns has the archive's tag alone (it used to
+	// have both, so `image load` printed "Loaded image: web:1" again).
 	f, _ := os.Open(imagetest.DockerSaveArchive(t, rootfs, "web:2", webCfg))
 	imgs, err := s.Load(ctx, f)
 	f.Close()
-	if err != nil || len(imgs[0].Tags) != 2 {
+	if err != nil || len(imgs) != 1 || !slices.Equal(imgs[0].Tags, []string{"web:2"}) {
 		t.Fatalf("reload: %+v, %v", imgs, err)
+	}
+	if got, err := s.Get("web:1"); err != nil || got.ID != imgs[0].ID || len(got.Tags) != 2 {
+		t.Fatalf("after the reload web:1 is %+v, %v; want image %s with both tags", got, err, imgs[0].ID)
 	}
 
 	// Persistence: a new Store on the same directory sees the same index.
@@ -577,6 +590,14 @@ func TestPull(t *testing.T) {
 	if _, err := s.Pull(ctx, api.PullRequest{Ref: host(open) + "/missing:1"}); err == nil {
 		t.Fatal("pull of a missing image succeeded")
 	}
+	// No registry there: the error says so (and it is not retried:
+	// TestPullRetries).
+	gone := httptest.NewServer(http.NotFoundHandler())
+	goneHost := host(gone)
+	gone.Close()
+	if _, err := s.Pull(ctx, api.PullRequest{Ref: goneHost + "/x:1"}); err == nil || !strings.Contains(err.Error(), "cannot reach registry "+goneHost) {
+		t.Fatalf("pull from no registry: %v", err)
+	}
 }
 
 func TestConcurrentImport(t *testing.T) {
@@ -634,6 +655,42 @@ func TestNormalizeTag(t *testing.T) {
 		got, err := image.NormalizeTag(tc.in)
 		if got != tc.want || (err != nil) != (tc.want == "") {
 			t.Errorf("NormalizeTag(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+// TestNewTagName: a new image's name follows docker's reference grammar;
+// `image import ROOTFS Bad:Name` (and x/../y, a:b:c, a@b) used to be stored.
+func TestNewTagName(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"busybox", "busybox:latest"},
+		{"web:1", "web:1"},
+		{"my-app_x.y/web__api:v1.2-rc_3", "my-app_x.y/web__api:v1.2-rc_3"},
+		{"docker.io/library/busybox:1", "busybox:1"},
+		{"localhost:5000/team/app", "localhost:5000/team/app:latest"},
+		{"Reg.Example:5000/a:B", "Reg.Example:5000/a:B"},
+		{"Bad:Name", ""},
+		{"UP", ""},
+		{"x/../y", ""},
+		{"a:b:c", ""},
+		{"a@b", ""},
+		{"bb@sha256:" + strings.Repeat("a", 64), ""},
+		{"web:.1", ""},
+		{"web:-1", ""},
+		{"web:" + strings.Repeat("t", 129), ""},
+		{"-web", ""},
+		{"web-", ""},
+		{"a//b", ""},
+		{strings.Repeat("a", 256), ""},
+		{"", ""},
+		{"a b", ""},
+	} {
+		got, err := image.NewTagName(tc.in)
+		if got != tc.want || (err != nil) != (tc.want == "") {
+			t.Errorf("NewTagName(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+		if err != nil && !errors.Is(err, image.ErrInvalidRef) {
+			t.Errorf("NewTagName(%q): %v is no ErrInvalidRef", tc.in, err)
 		}
 	}
 }

@@ -14,6 +14,12 @@ import (
 // prebuilt shoal binary; when it is unset the harness builds one.
 const EnvBinary = "SHOAL_BIN"
 
+// EnvAgentArgs names the environment variable whose words every agent the
+// harness starts gets as extra arguments, last: for looking inside a run
+// by hand (e.g. "--debug-pprof-addr 127.0.0.1:6060", reached with
+// `ip netns exec NS curl`), never set by a test.
+const EnvAgentArgs = "SHOAL_TEST_AGENT_ARGS"
+
 var built struct {
 	once sync.Once
 	dir  string // temp dir holding a binary this process built; "" if none

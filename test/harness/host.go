@@ -91,6 +91,7 @@ func (h *Host) Start(args ...string) error {
 	}
 	argv = append(argv, h.c.opts.agentArgs...)
 	argv = append(argv, args...)
+	argv = append(argv, strings.Fields(os.Getenv(EnvAgentArgs))...)
 	fmt.Fprintf(logf, "=== harness: start #%d at %s: %s\n", h.starts, time.Now().Format(time.RFC3339Nano), strings.Join(argv[9:], " "))
 	cmd := exec.Command("unshare", argv...)
 	cmd.Stdout, cmd.Stderr = logf, logf

@@ -226,7 +226,7 @@ func (s *commands) statusCommand() *cli.Command {
 				return fmt.Errorf("status: %w", err)
 			}
 			if f := c.String("format"); f != "" {
-				return output.WriteInspect(s.Stdout, output.Opts{Format: f}, []api.Status{*st}, func(x api.Status) string { return x.NodeID })
+				return output.WriteInspect(s.Stdout, output.Opts{Format: f}, []api.Status{*st}, func(x api.Status) string { return x.NodeID }, false)
 			}
 			return renderStatus(s, st)
 		},

@@ -115,7 +115,7 @@ func (s *commands) execAction(c *cli.Context) error {
 	if err != nil {
 		var ae *client.APIError
 		if errors.As(err, &ae) && ae.Status == http.StatusUnprocessableEntity {
-			fmt.Fprintf(s.Stderr, "Error: %v\n", err)
+			fmt.Fprintf(s.Stderr, "Error: exec in %s: %v\n", ref, err)
 			if strings.Contains(ae.Message, "not found") || strings.Contains(ae.Message, "no such file") {
 				return &shell.ExitCodeError{Code: exitNotFound}
 			}

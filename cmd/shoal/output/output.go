@@ -106,14 +106,14 @@ func WriteList[T any](w io.Writer, opts Opts, items []T, id func(T) string, tabl
 	}
 }
 
-// WriteInspect prints one object (or an array for several) as JSON, IDs
-// with -q, or template lines.
-func WriteInspect[T any](w io.Writer, opts Opts, items []T, id func(T) string) error {
+// WriteInspect prints one object (or an array for several, or whenever
+// many: several were asked for) as JSON, IDs with -q, or template lines.
+func WriteInspect[T any](w io.Writer, opts Opts, items []T, id func(T) string, many bool) error {
 	switch {
 	case opts.Quiet:
 		return WriteList(w, opts, items, id, nil)
 	case opts.Format == "" || opts.Format == "json":
-		if len(items) == 1 {
+		if len(items) == 1 && !many {
 			return WriteJSON(w, items[0])
 		}
 		return WriteJSON(w, items)

@@ -103,15 +103,27 @@ func InspectCommand[T any](s *Shell, cmd *cli.Command, what string, get func(ctx
 		if err != nil {
 			return err
 		}
+		// As docker: a reference that is not found is an error on stderr
+		// (and exit code 1), and the others are printed all the same;
+		// several references give a JSON array even if only one was found.
+		// Before, the first miss printed nothing at all.
+		refs := c.Args().Slice()
 		var out []T
-		for _, ref := range c.Args().Slice() {
+		err = s.EachArg(refs, func(ref string) error {
 			it, err := get(c.Context, cl, ref)
 			if err != nil {
 				return fmt.Errorf("inspect %s %s: %w", what, ref, err)
 			}
 			out = append(out, it)
+			return nil
+		})
+		if len(out) == 0 {
+			return err
 		}
-		return output.WriteInspect(s.Stdout, opts, out, id)
+		if werr := output.WriteInspect(s.Stdout, opts, out, id, len(refs) > 1); werr != nil {
+			return werr
+		}
+		return err
 	}
 	return cmd
 }
@@ -175,23 +187,26 @@ func WithPretty[T any](s *Shell, cmd *cli.Command, what string, get func(ctx con
 		if err != nil {
 			return err
 		}
+		// As the JSON inspect: those found are printed, each miss is an
+		// error on stderr (exit code 1).
 		var out []T
-		for _, ref := range c.Args().Slice() {
+		err = s.EachArg(c.Args().Slice(), func(ref string) error {
 			it, err := get(c.Context, cl, ref)
 			if err != nil {
 				return fmt.Errorf("inspect %s %s: %w", what, ref, err)
 			}
 			out = append(out, it)
-		}
+			return nil
+		})
 		for i, it := range out {
 			if i > 0 {
 				fmt.Fprintln(s.Stdout)
 			}
-			if err := render(s.Stdout, it); err != nil {
-				return err
+			if rerr := render(s.Stdout, it); rerr != nil {
+				return rerr
 			}
 		}
-		return nil
+		return err
 	}
 	return cmd
 }
