@@ -1,6 +1,11 @@
 package main
 
 import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -38,6 +43,37 @@ func TestCLITokenQuiet(t *testing.T) {
 		out, errOut, code := runCLI(t, f.host, "", args...)
 		if code != 0 || out != "SHOAL-1-abc-def\n" {
 			t.Errorf("%v: exit %d, %q, stderr %q", args, code, out, errOut)
+		}
+	}
+}
+
+// TestCLIJoinErrorOnce: a join the agent refuses names the address once
+// (the agent's answer already starts "join ADDR: "); an answer that does
+// not is still prefixed. Before: "join A: join A: connect to A: ...".
+func TestCLIJoinErrorOnce(t *testing.T) {
+	for _, tc := range []struct{ answer, want string }{
+		{"join 10.0.0.9:2377: connect to 10.0.0.9:2377: dial tcp 10.0.0.9:2377: i/o timeout",
+			"Error: join 10.0.0.9:2377: connect to 10.0.0.9:2377: dial tcp 10.0.0.9:2377: i/o timeout\n"},
+		{"this node is already part of a cluster c1: run `shoal leave` first",
+			"Error: join 10.0.0.9:2377: this node is already part of a cluster c1: run `shoal leave` first\n"},
+	} {
+		mux := http.NewServeMux()
+		mux.HandleFunc("POST /v1/join", func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusBadRequest)
+			_ = json.NewEncoder(w).Encode(api.ErrorResponse{Error: tc.answer})
+		})
+		sock := filepath.Join(t.TempDir(), "shoal.sock")
+		ln, err := net.Listen("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewUnstartedServer(mux)
+		srv.Listener = ln
+		srv.Start()
+		_, errOut, code := runCLI(t, "unix://"+sock, "", "join", "--token", "SHOAL-1-a-b", "10.0.0.9")
+		srv.Close()
+		if code != 1 || errOut != tc.want {
+			t.Errorf("exit %d, stderr %q, want %q", code, errOut, tc.want)
 		}
 	}
 }

@@ -4,6 +4,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/cmd/shoal/output"
 	"github.com/shoal-org/shoal/cmd/shoal/shell"
 )
@@ -109,7 +111,7 @@ func (s *commands) joinCommand() *cli.Command {
 			}
 			st, err := cl.Join(c.Context, api.JoinRequest{Token: c.String("token"), Addr: addr})
 			if err != nil {
-				return fmt.Errorf("join %s: %w", addr, err)
+				return joinErr(addr, err)
 			}
 			fmt.Fprintf(s.Stdout, "This node (%s) joined cluster %s.\n", st.NodeID, st.ClusterID)
 			return nil
@@ -256,4 +258,15 @@ func renderStatus(s *commands, st *api.Status) error {
 		row("Members", fmt.Sprint(st.Members))
 	}
 	return tw.Flush()
+}
+
+// joinErr names the address of a failed join once: the agent's own
+// answers already start "join ADDR: " (node/joining), and wrapping them
+// again read "join ADDR: join ADDR: connect to ADDR: ...".
+func joinErr(addr string, err error) error {
+	var ae *client.APIError
+	if errors.As(err, &ae) && strings.HasPrefix(ae.Message, "join "+addr+": ") {
+		return err
+	}
+	return fmt.Errorf("join %s: %w", addr, err)
 }
