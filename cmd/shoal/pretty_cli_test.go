@@ -77,3 +77,25 @@ func TestCLIJoinErrorOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestCLIScaleOutsideAutoscale: a scale of an autoscaled service outside
+// its min-max is refused before anything is scaled (the autoscaler would
+// set it back at once); inside the range it goes through.
+func TestCLIScaleOutsideAutoscale(t *testing.T) {
+	f := newFakeAgent(t)
+	f.services = []*api.Service{
+		{ID: "svc1", Name: "worker", Version: 1, Spec: api.ServiceSpec{Name: "worker", Mode: api.ModeReplicated, Replicas: 2, Image: "busybox",
+			Autoscale: &api.AutoscaleConfig{Min: 2, Max: 4, CPUPercent: 70}}},
+		{ID: "svc2", Name: "web", Version: 1, Spec: api.ServiceSpec{Name: "web", Mode: api.ModeReplicated, Replicas: 1, Image: "busybox"}},
+	}
+	_, errOut, code := runCLI(t, f.host, "", "service", "scale", "-d", "web=3", "worker=5")
+	if code != 1 || !strings.Contains(errOut, "scale worker: 5 is outside its autoscale range 2-4") {
+		t.Fatalf("scale outside the range: exit %d, stderr %q", code, errOut)
+	}
+	if f.services[1].Spec.Replicas != 1 || f.services[0].Spec.Replicas != 2 {
+		t.Fatalf("a refused scale changed replicas: web %d, worker %d", f.services[1].Spec.Replicas, f.services[0].Spec.Replicas)
+	}
+	if out, errOut, code := runCLI(t, f.host, "", "service", "scale", "-d", "worker=3"); code != 0 || out != "worker scaled to 3\n" {
+		t.Fatalf("scale inside the range: exit %d, %q, stderr %q", code, out, errOut)
+	}
+}

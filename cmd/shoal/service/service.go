@@ -233,6 +233,15 @@ func (s *commands) serviceScale(c *cli.Context) error {
 			// completions: scaling it runs it again, as docker's).
 			return fmt.Errorf("scale %s: scale can only be used with replicated or replicated-job mode (it is %s)", sc.name, svc.Spec.Mode)
 		}
+		// The autoscaler brings a count outside its range back to the
+		// nearest bound at once (node/autoscale): such a scale started or
+		// stopped tasks for nothing, said "scaled to N" and converged, and
+		// the count was silently the bound again moments later.
+		if as := svc.Spec.Autoscale; as != nil && (sc.n < as.Min || sc.n > as.Max) {
+			return fmt.Errorf("scale %s: %d is outside its autoscale range %d-%d, and the autoscaler would set it back; "+
+				"change the range (`shoal service update --autoscale min=N,max=M,...`) or turn autoscaling off (`--autoscale off`)",
+				sc.name, sc.n, as.Min, as.Max)
+		}
 	}
 	var failed error
 	var scaled []string
