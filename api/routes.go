@@ -17,7 +17,7 @@ package api
 //	GET    /v1/token                               → InitResponse
 //	POST   /v1/token/rotate                        → InitResponse
 //	POST   /v1/ca/rotate?wait=DURATION             → CARotateResponse
-//	POST   /v1/leave                               → {}
+//	POST   /v1/leave?force=1                       → {} (force: the only member too)
 //	GET    /v1/nodes                               → []Node
 //	GET    /v1/nodes/{id}                          → Node
 //	POST   /v1/nodes/{id}/update NodeUpdate        → Node

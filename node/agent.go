@@ -33,6 +33,11 @@ var (
 	ErrNoCluster = errors.New("this node is not part of a cluster: run `shoal init` or `shoal join`")
 	// ErrAlreadyInCluster: init or join on a node that already is in one.
 	ErrAlreadyInCluster = errors.New("this node is already part of a cluster")
+	// ErrLastMember: `shoal leave` without --force on the only member of
+	// its cluster, whose leave would erase the cluster (docker swarm leave
+	// refuses the last manager the same way).
+	ErrLastMember = errors.New("this node is the only member of its cluster: leaving erases the cluster and everything in it " +
+		"(services, networks, secrets, configs); run `shoal leave --force` to do so anyway")
 	// ErrNoQuorum: no leader could commit the write within the write timeout.
 	ErrNoQuorum = writes.ErrNoQuorum
 	// ErrOutcomeUnknown: an attempt of the write may have been committed

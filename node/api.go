@@ -37,6 +37,7 @@ import (
 var apiErrors = httpapi.Errors{
 	OutcomeUnknown:   ErrOutcomeUnknown,
 	AlreadyInCluster: ErrAlreadyInCluster,
+	LastMember:       ErrLastMember,
 	NoCluster:        ErrNoCluster,
 	Forbidden:        authz.ErrForbidden,
 	Worker:           authz.ErrWorker,
@@ -67,7 +68,8 @@ func (a *Agent) routes() http.Handler {
 	h("POST /v1/token/rotate", func(w http.ResponseWriter, r *http.Request) (any, error) { return a.rotateToken(r.Context()) })
 	h("POST /v1/ca/rotate", a.handleCARotate)
 	h("POST /v1/leave", func(w http.ResponseWriter, r *http.Request) (any, error) {
-		return struct{}{}, a.leave(r.Context())
+		force := r.URL.Query().Get("force") == "1" || r.URL.Query().Get("force") == "true"
+		return struct{}{}, a.leave(r.Context(), force)
 	})
 	a.localRoutes().Register(rt)
 	cluster := handlers.New(replicaAgent{a})
@@ -178,6 +180,9 @@ func (x apiAgent) UpdateNode(ctx context.Context, ref string, upd api.NodeUpdate
 	if err != nil {
 		return api.Node{}, err
 	}
+	if err := checkLabelRm(n, upd); err != nil {
+		return api.Node{}, err
+	}
 	if _, err := a.write(ctx, &command.UpdateNode{ID: n.ID, Update: upd, Now: time.Now().UTC()}); err != nil {
 		return api.Node{}, err
 	}
@@ -190,6 +195,25 @@ func (x apiAgent) UpdateNode(ctx context.Context, ref string, upd api.NodeUpdate
 		return api.Node{}, err
 	}
 	return a.decorateNodes(cl, []*api.Node{cur})[0], nil
+}
+
+// checkLabelRm refuses a --label-rm of a key node n does not have (nor
+// gets in the same update), as docker's node update does ("key K doesn't
+// exist in node's labels"): a typo'd key otherwise removed nothing, changed
+// the rest of the update, and said nothing. n is read after SyncReplica;
+// the FSM itself keeps removing a missing key as a no-op (old log entries
+// replay the same).
+func checkLabelRm(n *api.Node, upd api.NodeUpdate) error {
+	for _, k := range upd.LabelRm {
+		if _, ok := n.Labels[k]; ok {
+			continue
+		}
+		if _, ok := upd.LabelAdd[k]; ok {
+			continue
+		}
+		return httpapi.BadRequest("key %q does not exist in the labels of node %s", k, n.Hostname)
+	}
+	return nil
 }
 
 func (x apiAgent) RemoveNode(ctx context.Context, ref string, force bool) error {

@@ -498,3 +498,31 @@ func TestWorkerCannotMoveImageTags(t *testing.T) {
 		t.Fatalf("a manager's tag move: web:latest resolves to %v (%v), want %s", img, err, web2.ID)
 	}
 }
+
+// TestNodeUpdateLabelRmMissing: `node update --label-rm K` of a key the
+// node does not have is refused (400, docker: "key K doesn't exist in
+// node's labels") and nothing of the update is applied; before, the typo
+// removed nothing and the rest of the update went through silently.
+func TestNodeUpdateLabelRmMissing(t *testing.T) {
+	l := startTestLeader(t)
+	h := l.a.routes()
+	if code, body := do(t, h, "POST", "/v1/nodes/node-b/update", `{"label_add":{"zone":"a"}}`); code != http.StatusOK {
+		t.Fatalf("label-add: %d %s", code, body)
+	}
+	code, body := do(t, h, "POST", "/v1/nodes/node-b/update", `{"label_rm":["zome"],"availability":"drain"}`)
+	if code != http.StatusBadRequest || !strings.Contains(string(body), `key \"zome\" does not exist`) {
+		t.Fatalf("label-rm of a missing key: %d %s; want 400 naming the key", code, body)
+	}
+	if n, _ := l.cl.Store.Node("node-b"); n.Availability != api.AvailabilityActive || n.Labels["zone"] != "a" {
+		t.Fatalf("the refused update changed node b: %s %v", n.Availability, n.Labels)
+	}
+	// A key added in the same update, and a present one, are removed.
+	for _, req := range []string{`{"label_add":{"k":"v"},"label_rm":["k"]}`, `{"label_rm":["zone"]}`} {
+		if code, body := do(t, h, "POST", "/v1/nodes/node-b/update", req); code != http.StatusOK {
+			t.Fatalf("%s: %d %s", req, code, body)
+		}
+	}
+	if n, _ := l.cl.Store.Node("node-b"); len(n.Labels) != 0 {
+		t.Fatalf("labels left: %v", n.Labels)
+	}
+}

@@ -274,6 +274,7 @@ func TestWriteErrorStatus(t *testing.T) {
 		{"in use", wrap(consensus.ErrInUse), http.StatusConflict},
 		{"in use, forwarded", &wire.Error{Code: wire.ErrorCode(wrap(consensus.ErrInUse)), Msg: "published port 8080/tcp is taken by service web: already in use"}, http.StatusConflict},
 		{"already in cluster", fmt.Errorf("%w abc: run `shoal leave` first", ErrAlreadyInCluster), http.StatusConflict},
+		{"last member leaving", ErrLastMember, http.StatusConflict},
 		{"no cluster", ErrNoCluster, http.StatusPreconditionFailed},
 		{"no quorum", fmt.Errorf("%w: the write was not applied: no leader with a majority is reachable", ErrNoQuorum), http.StatusServiceUnavailable},
 		{"no quorum, wrapped", fmt.Errorf("leave: %w", fmt.Errorf("%w: 1 of 3 voters reachable", ErrNoQuorum)), http.StatusServiceUnavailable},

@@ -142,8 +142,10 @@ func (a *Agent) joinCluster(ctx context.Context, req api.JoinRequest) error {
 
 // leave takes this node out of its cluster: the leader hands a voter's vote
 // to another node first, then removes it; this node then drops its cluster
-// state.
-func (a *Agent) leave(ctx context.Context) error {
+// state. The only member of a cluster leaves only with force: its state is
+// the cluster's only copy, and a bare `shoal leave` (as a user types it to
+// move a node between clusters) would erase every service without a word.
+func (a *Agent) leave(ctx context.Context, force bool) error {
 	a.joinMu.Lock()
 	defer a.joinMu.Unlock()
 	cl, err := a.clusterOrErr()
@@ -158,6 +160,9 @@ func (a *Agent) leave(ctx context.Context) error {
 		return fmt.Errorf("leave: read the raft configuration: %w", err)
 	}
 	alone := len(servers) <= 1
+	if alone && !force {
+		return ErrLastMember
+	}
 	if !alone {
 		// A removed node needs no cluster to leave it (node/revocation).
 		actx, cancel := context.WithTimeout(ctx, revocation.AskTimeout)

@@ -33,6 +33,12 @@ func (a *Agent) newEventsLoop() *events.Loop {
 			}
 			return cl.Store, cl.Done()
 		},
+		ReplayIndex: func(store *consensus.Store) uint64 {
+			if cl, _ := a.clusterOrErr(); cl != nil && cl.Store == store {
+				return cl.ReplayIndex
+			}
+			return 0
+		},
 		ContainerStart: a.obs.m().ContainerStart,
 	})
 }

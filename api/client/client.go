@@ -351,9 +351,10 @@ func (c *Client) RotateToken(ctx context.Context) (*api.InitResponse, error) {
 	return call[*api.InitResponse](ctx, c, http.MethodPost, "/token/rotate", nil, nil)
 }
 
-// Leave makes the agent's node leave its cluster.
-func (c *Client) Leave(ctx context.Context) error {
-	return c.do(ctx, http.MethodPost, "/leave", nil, nil, nil)
+// Leave makes the agent's node leave its cluster; force lets the only
+// member of a cluster leave it (which erases the cluster).
+func (c *Client) Leave(ctx context.Context, force bool) error {
+	return c.do(ctx, http.MethodPost, "/leave", forceQuery(force), nil, nil)
 }
 
 // Nodes lists the cluster's nodes.

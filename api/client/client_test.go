@@ -133,7 +133,8 @@ func TestClientRoutes(t *testing.T) {
 		}, recorded{Method: "POST", Path: "/join", Body: `{"token":"T","addr":"10.0.0.1:2377"}`}},
 		{"token", func() error { _, err := c.Token(ctx); return err }, recorded{Method: "GET", Path: "/token"}},
 		{"rotate", func() error { _, err := c.RotateToken(ctx); return err }, recorded{Method: "POST", Path: "/token/rotate"}},
-		{"leave", func() error { return c.Leave(ctx) }, recorded{Method: "POST", Path: "/leave"}},
+		{"leave", func() error { return c.Leave(ctx, false) }, recorded{Method: "POST", Path: "/leave"}},
+		{"leave force", func() error { return c.Leave(ctx, true) }, recorded{Method: "POST", Path: "/leave", Query: "force=1"}},
 		{"nodes", func() error {
 			ns, err := c.Nodes(ctx)
 			if err == nil && (len(ns) != 1 || ns[0].Hostname != "h1") {

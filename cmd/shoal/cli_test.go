@@ -35,6 +35,9 @@ type fakeAgent struct {
 	tasks    []api.Task
 	// failTasks makes new tasks fail instead of reaching running.
 	failTasks bool
+	// crashTasks makes tasks fail at the poll after the one that saw
+	// them running (a command that dies a second after its start).
+	crashTasks bool
 	// refuseCreate, when set, is the 409 every service create gets (the
 	// agent's own wording, which names the operation already).
 	refuseCreate string
@@ -428,6 +431,12 @@ func (f *fakeAgent) scheduleLocked(s *api.Service) {
 // advanceLocked moves every live task one state forward (or to failed).
 func (f *fakeAgent) advanceLocked() {
 	for i, t := range f.tasks {
+		if f.crashTasks && t.DesiredState == api.TaskRunning && t.State == api.TaskRunning {
+			f.tasks[i].State = api.TaskFailed
+			f.tasks[i].Error = "task: non-zero exit (1)"
+			f.tasks[i].DesiredState = api.TaskShutdown
+			continue
+		}
 		if t.DesiredState != api.TaskRunning || api.TaskTerminal(t.State) || t.State == api.TaskRunning {
 			continue
 		}
@@ -444,7 +453,7 @@ func (f *fakeAgent) advanceLocked() {
 			f.tasks[i].State = api.TaskRunning
 		}
 	}
-	if f.failTasks {
+	if f.failTasks || f.crashTasks {
 		for _, s := range f.services {
 			f.scheduleLocked(s)
 		}
@@ -605,14 +614,16 @@ func TestCLIServiceCreateSpec(t *testing.T) {
 
 func TestCLIServiceCreateWaits(t *testing.T) {
 	f := newFakeAgent(t)
-	out, errOut, code := runCLI(t, f.host, "", "service", "create", "--name", "web", "--replicas", "2", "busybox", "sleep", "1000")
+	// The tasks must stay running for the monitor period (docker's
+	// "verify: waiting ... that tasks are stable").
+	out, errOut, code := runCLI(t, f.host, "", "service", "create", "--name", "web", "--replicas", "2", "--update-monitor", "30ms", "busybox", "sleep", "1000")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	if out != "svc1\n" {
 		t.Fatalf("stdout %q", out)
 	}
-	for _, want := range []string{"web.1: running\n", "web.2: running\n", "web: converged, 2/2 running\n"} {
+	for _, want := range []string{"web.1: running\n", "web.2: running\n", "web: verifying that tasks are stable (monitor 30ms)\n", "web: converged, 2/2 running\n"} {
 		if !strings.Contains(errOut, want) {
 			t.Fatalf("progress %q lacks %q", errOut, want)
 		}
@@ -647,6 +658,34 @@ func TestCLIServiceCreateFailing(t *testing.T) {
 	_, errOut, code := runCLI(t, f.host, "", "service", "create", "--name", "bad", "busybox")
 	if code != 1 || !strings.Contains(errOut, "Error: tasks of bad keep failing") || !strings.Contains(errOut, "exec: no such file") {
 		t.Fatalf("exit %d, stderr %s", code, errOut)
+	}
+}
+
+// TestCLIServiceCreateCrashLoop: tasks that reach running and die right
+// after (a command that exits at once) fail the wait. Before, the first
+// poll that saw them running ended it: "converged, 1/1 running", exit 0,
+// for a service that never stays up (docker's wait verifies for the
+// monitor period that tasks are stable).
+func TestCLIServiceCreateCrashLoop(t *testing.T) {
+	f := newFakeAgent(t)
+	f.crashTasks = true
+	_, errOut, code := runCLI(t, f.host, "", "service", "create", "--name", "crash", "busybox", "sh", "-c", "exit 1")
+	if code != 1 || strings.Contains(errOut, "converged") || !strings.Contains(errOut, "Error: tasks of crash keep failing") {
+		t.Fatalf("exit %d, stderr %s", code, errOut)
+	}
+	// A scale up waits for the new task's period too.
+	f.mu.Lock()
+	f.crashTasks = false
+	f.mu.Unlock()
+	if _, errOut, code := runCLI(t, f.host, "", "service", "create", "--name", "web", "--update-monitor", "50ms", "busybox"); code != 0 {
+		t.Fatalf("create web: exit %d, stderr %s", code, errOut)
+	}
+	f.mu.Lock()
+	f.crashTasks = true
+	f.mu.Unlock()
+	_, errOut, code = runCLI(t, f.host, "", "service", "scale", "web=2")
+	if code != 1 || strings.Contains(errOut, "converged") || !strings.Contains(errOut, "keep failing") {
+		t.Fatalf("scale: exit %d, stderr %s", code, errOut)
 	}
 }
 

@@ -97,3 +97,28 @@ func TestVoterNote(t *testing.T) {
 		}
 	}
 }
+
+// TestNodeInspectSelf: `node inspect self` is the node the CLI talks to, as
+// docker's node inspect takes it; before, it answered "no such node: self".
+// Outside a cluster it says so.
+func TestNodeInspectSelf(t *testing.T) {
+	f := newFakeAgent(t)
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"node", "inspect", "self", "-q"}, "node1aaaaaaaaaaaaaaa\n"},
+		{[]string{"node", "inspect", "h2", "self", "--format", "{{.Hostname}}"}, "h2\nh1\n"},
+	}
+	for _, tt := range tests {
+		out, errOut, code := runCLI(t, f.host, "", tt.args...)
+		if code != 0 || out != tt.want {
+			t.Errorf("%v: exit %d, %q (stderr %q), want %q", tt.args, code, out, errOut, tt.want)
+		}
+	}
+	f.status = api.Status{NodeID: "node1aaaaaaaaaaaaaaa", Hostname: "h1"}
+	_, errOut, code := runCLI(t, f.host, "", "node", "inspect", "self")
+	if code != 1 || !strings.Contains(errOut, "inspect node self: this node is not part of a cluster") {
+		t.Errorf("self outside a cluster: exit %d, stderr %q", code, errOut)
+	}
+}

@@ -62,11 +62,11 @@ func (s *commands) nodeCommand() *cli.Command {
 				Usage:     "list the tasks on nodes (default: the node the CLI talks to)",
 				ArgsUsage: "[NODE...]",
 			}, 0, -1, fetchNodeTasks),
-			shell.InspectCommand(s.Shell, &cli.Command{
+			shell.WithPretty(s.Shell, shell.InspectCommand(s.Shell, &cli.Command{
 				Name:      "inspect",
-				Usage:     "show nodes as JSON",
+				Usage:     "show nodes as JSON, or as text with --pretty (NODE: ID, ID prefix, hostname or self, the node the CLI talks to)",
 				ArgsUsage: "NODE...",
-			}, "node", shell.GetOne((*client.Client).Node), nodeID),
+			}, "node", inspectNode, nodeID), "node", inspectNode, output.RenderNodePretty),
 			{
 				Name:      "rm",
 				Aliases:   []string{"remove"},
@@ -268,21 +268,35 @@ func fetchNodeTasks(r shell.ListRun) ([]output.TaskView, error) {
 	return output.TaskViews(tasks, r.Filters), nil
 }
 
-// resolveNodeRef turns a NODE argument into the node's ID.
+// resolveNodeRef turns a NODE argument of `node ps` into the node's ID.
 func resolveNodeRef(ctx context.Context, cl *client.Client, ref string) (string, error) {
-	if ref == "self" {
-		st, err := cl.Status(ctx)
-		if err != nil {
-			return "", fmt.Errorf("node ps: status of this node: %w", err)
-		}
-		if st.NodeID == "" {
-			return "", errors.New("node ps: this node is not part of a cluster: name a NODE")
-		}
-		return st.NodeID, nil
-	}
-	n, err := cl.Node(ctx, ref)
+	n, err := nodeByRef(ctx, cl, ref)
 	if err != nil {
 		return "", fmt.Errorf("node ps %s: %w", ref, err)
 	}
 	return n.ID, nil
+}
+
+// inspectNode is the get of `node inspect`: a node by reference, "self"
+// included, as docker's node inspect takes it (`docker node inspect self`
+// is how a Swarm operator reads the node they are on; before, it answered
+// "no such node: self").
+func inspectNode(ctx context.Context, cl *client.Client, ref string) (api.Node, error) {
+	return shell.Deref(nodeByRef(ctx, cl, ref))
+}
+
+// nodeByRef gets a node by ID, ID prefix or hostname, or "self": the node
+// the CLI talks to (docker's node inspect and node ps take it).
+func nodeByRef(ctx context.Context, cl *client.Client, ref string) (*api.Node, error) {
+	if ref == "self" {
+		st, err := cl.Status(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("status of this node: %w", err)
+		}
+		if st.NodeID == "" || !st.Joined {
+			return nil, errors.New("this node is not part of a cluster: name a NODE")
+		}
+		ref = st.NodeID
+	}
+	return cl.Node(ctx, ref)
 }

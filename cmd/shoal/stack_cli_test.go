@@ -246,7 +246,8 @@ func TestCLIStackDeployWaits(t *testing.T) {
 	f := newFakeAgent(t)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "compose.yml")
-	if err := os.WriteFile(file, []byte("services:\n  web:\n    image: busybox\n    deploy:\n      replicas: 2\n  db:\n    image: busybox\n"), 0o600); err != nil {
+	// A short monitor: the wait verifies that tasks stay running that long.
+	if err := os.WriteFile(file, []byte("services:\n  web:\n    image: busybox\n    deploy:\n      replicas: 2\n      update_config:\n        monitor: 30ms\n  db:\n    image: busybox\n    deploy:\n      update_config:\n        monitor: 30ms\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	out, errOut, code := runCLI(t, f.host, "", "stack", "deploy", "--detach=false", "-c", file, "app")

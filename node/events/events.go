@@ -89,12 +89,14 @@ type State struct {
 	nodes    map[string]*api.Node
 	services map[string]*api.Service
 	tasks    map[string]*api.Task
+	// index is the store's index the state was read at.
+	index uint64
 }
 
 // StateOf reads s at one point in time (one Store.Snapshot()).
 func StateOf(s *consensus.Store) State {
 	snap := s.Snapshot()
-	st := State{nodes: map[string]*api.Node{}, services: map[string]*api.Service{}, tasks: map[string]*api.Task{}}
+	st := State{nodes: map[string]*api.Node{}, services: map[string]*api.Service{}, tasks: map[string]*api.Task{}, index: snap.Index()}
 	for _, n := range snap.Nodes() {
 		st.nodes[n.ID] = n
 	}
@@ -159,10 +161,17 @@ func Diff(old, cur State, now time.Time) []api.Event {
 			}
 			out = append(out, nodeEv(n, action, at(n.UpdatedAt), map[string]string{"voter": strconv.FormatBool(n.Voter)}))
 		}
-		if n.Availability != was.Availability || !maps.Equal(n.Labels, was.Labels) {
-			attrs := map[string]string{"availability": n.Availability}
+		// A role change (`node update --role`, promote, demote) is an update
+		// too, as docker's node update event: before, it made no event at
+		// all (the voter change autopilot may make of it is its own).
+		role, wasRole := nodeRole(n), nodeRole(was)
+		if n.Availability != was.Availability || role != wasRole || !maps.Equal(n.Labels, was.Labels) {
+			attrs := map[string]string{"availability": n.Availability, "role": role}
 			if n.Availability != was.Availability {
 				attrs["previous_availability"] = was.Availability
+			}
+			if role != wasRole {
+				attrs["previous_role"] = wasRole
 			}
 			out = append(out, nodeEv(n, ActionUpdated, at(n.UpdatedAt), attrs))
 		}
@@ -476,4 +485,13 @@ func (f Filter) Match(ev api.Event) bool {
 		return false
 	}
 	return true
+}
+
+// nodeRole is n's role as the API shows it: a stored empty role (nodes of
+// releases before roles) is a manager.
+func nodeRole(n *api.Node) string {
+	if n.Role == "" {
+		return api.RoleManager
+	}
+	return n.Role
 }

@@ -33,6 +33,13 @@ type LoopConfig struct {
 	// Cluster returns the replica of the cluster this node is in (nil
 	// when in none) and a channel closed once that cluster instance stops.
 	Cluster func() (*consensus.Store, <-chan struct{})
+	// ReplayIndex returns, for a replica Cluster returned, the index up to
+	// which it replays this node's own log after a restart (0: none). The
+	// states up to it are baseline, not events: before, an agent's restart
+	// published its whole replayed log again as new events (tasks of
+	// services long removed "running", "failed", "removed"), all stamped
+	// with the restart's time, so `events --since 10m` showed them.
+	ReplayIndex func(*consensus.Store) uint64
 	// ContainerStart observes the seconds from a container's creation to
 	// its start.
 	ContainerStart Observer
@@ -94,8 +101,14 @@ func (l *Loop) Run(ctx context.Context) {
 		cur := StateOf(cl)
 		// The first state a store reaches (a restored snapshot, or the
 		// first entries of a new member) is the baseline, not a burst of
-		// "created" for everything that already existed.
-		if baseline {
+		// "created" for everything that already existed; so is every
+		// state of the replay of this node's own log after a restart.
+		// A diff that starts inside the replay covers history too (diffs
+		// are paced, so one may span the replay's end and the first new
+		// writes): it is dropped as well, losing at most the news of one
+		// DiffInterval after a restart rather than publishing the replay.
+		replaying := l.cfg.ReplayIndex != nil && prev.index < l.cfg.ReplayIndex(cl)
+		if baseline && !replaying {
 			hub.Publish(Diff(prev, cur, time.Now())...)
 		}
 		prev, baseline = cur, true

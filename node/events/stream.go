@@ -50,7 +50,14 @@ func stream(w http.ResponseWriter, r *http.Request, hub *Hub, log *slog.Logger) 
 	if err != nil {
 		return nil, httpapi.BadRequest("%v", err)
 	}
-	hist, sub, cancel := hub.Subscribe(since)
+	// docker's `events --until T` without --since replays what is kept up
+	// to T; before, it answered nothing and ended (the history is replayed
+	// only from a since).
+	from := since
+	if from.IsZero() && !until.IsZero() {
+		from = time.Unix(0, 0)
+	}
+	hist, sub, cancel := hub.Subscribe(from)
 	defer cancel()
 
 	w.Header().Set("Content-Type", "application/x-ndjson")

@@ -7,11 +7,14 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/node/httpapi"
 	"github.com/shoal-org/shoal/node/localapi"
 	"github.com/shoal-org/shoal/runtime"
@@ -39,8 +42,21 @@ func ServiceLogs(src LogSource) httpapi.HandlerFunc {
 		if err != nil {
 			return nil, err
 		}
-		s, err := ResolveService(store, r.PathValue("id"))
+		ref := r.PathValue("id")
+		// docker's `service logs SERVICE|TASK`: a reference that names no
+		// service may name one task (ID, ID prefix or NAME.SLOT); only its
+		// lines are streamed. Before, "no such service".
+		var only string
+		if _, err := store.ResolveService(ref); errors.Is(err, consensus.ErrNotFound) {
+			if t := resolveLogTask(store, ref); t != nil {
+				only, ref = t.ID, t.ServiceID
+			}
+		}
+		s, err := ResolveService(store, ref)
 		if err != nil {
+			if only != "" {
+				return nil, httpapi.NotFound("no such service or task: %s", r.PathValue("id"))
+			}
 			return nil, err
 		}
 		if s.Spec.LogDriver == api.LogDriverNone {
@@ -67,7 +83,7 @@ func ServiceLogs(src LogSource) httpapi.HandlerFunc {
 			byNode := map[string][]api.Task{}
 			for _, t := range store.TasksByService(s.ID) {
 				key := t.ID + "/" + t.ContainerID
-				if nodes[t.NodeID] == nil || t.ContainerID == "" || streamed[key] {
+				if nodes[t.NodeID] == nil || t.ContainerID == "" || streamed[key] || (only != "" && t.ID != only) {
 					continue
 				}
 				streamed[key] = true
@@ -108,6 +124,45 @@ func ServiceLogs(src LogSource) httpapi.HandlerFunc {
 		localapi.StreamLogs(w, out, "", "")
 		return httpapi.Streamed, nil
 	}
+}
+
+// resolveLogTask finds the one task ref names for `service logs TASK`: its
+// ID, a unique ID prefix, or NAME.SLOT (the slot's task meant to run, else
+// its newest). nil when none or several match.
+func resolveLogTask(store *consensus.Store, ref string) *api.Task {
+	if t, err := store.Task(ref); err == nil {
+		return t
+	}
+	var byID, byName *api.Task
+	ids, names := 0, 0
+	for _, t := range store.Tasks() {
+		if strings.HasPrefix(t.ID, ref) {
+			byID, ids = t, ids+1
+		}
+		if t.Name == ref {
+			names++
+			if byName == nil || taskRanks(t, byName) {
+				byName = t
+			}
+		}
+	}
+	switch {
+	case ids == 1:
+		return byID
+	case ids == 0 && names > 0:
+		return byName
+	}
+	return nil
+}
+
+// taskRanks reports whether a speaks for its slot before b: one meant to
+// run first, then the newest.
+func taskRanks(a, b *api.Task) bool {
+	ar, br := a.DesiredState == api.TaskRunning, b.DesiredState == api.TaskRunning
+	if ar != br {
+		return ar
+	}
+	return a.CreatedAt.After(b.CreatedAt)
 }
 
 // nodeLogs copies the log lines of tasks, all on node n, into out, each

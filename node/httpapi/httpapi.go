@@ -60,6 +60,7 @@ var Streamed = &struct{ streamed bool }{true}
 type Errors struct {
 	OutcomeUnknown   error // a write the leader may or may not have applied: 503
 	AlreadyInCluster error // 409
+	LastMember       error // 409: a leave that would erase the cluster
 	NoCluster        error // 412
 	Forbidden        error // 403
 	Worker           error // 403
@@ -83,7 +84,7 @@ func (e Errors) Status(err error) int {
 	case errors.Is(err, consensus.ErrAmbiguous), errors.Is(err, consensus.ErrInvalid),
 		errors.Is(err, consensus.ErrNameTaken), errors.Is(err, consensus.ErrExists):
 		return http.StatusBadRequest
-	case errors.Is(err, consensus.ErrVersionMismatch), is(err, e.AlreadyInCluster),
+	case errors.Is(err, consensus.ErrVersionMismatch), is(err, e.AlreadyInCluster), is(err, e.LastMember),
 		errors.Is(err, consensus.ErrInUse), errors.Is(err, command.ErrUnsupported):
 		return http.StatusConflict
 	case is(err, e.NoCluster):

@@ -4,6 +4,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/cmd/shoal/output"
 	"github.com/shoal-org/shoal/cmd/shoal/shell"
 )
@@ -109,7 +111,7 @@ func (s *commands) joinCommand() *cli.Command {
 			}
 			st, err := cl.Join(c.Context, api.JoinRequest{Token: c.String("token"), Addr: addr})
 			if err != nil {
-				return fmt.Errorf("join %s: %w", addr, err)
+				return joinErr(addr, err)
 			}
 			fmt.Fprintf(s.Stdout, "This node (%s) joined cluster %s.\n", st.NodeID, st.ClusterID)
 			return nil
@@ -122,7 +124,14 @@ func (s *commands) tokenCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "token",
 		Usage: "print (or rotate) the join token",
-		Flags: []cli.Flag{&cli.BoolFlag{Name: "rotate", Usage: "replace the token; the old one stops working"}},
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "rotate", Usage: "replace the token; the old one stops working"},
+			// docker swarm join-token -q: the token alone, which is all
+			// `shoal token` prints; accepted so the Swarm habit (and
+			// scripts written for it) work instead of "flag provided but
+			// not defined".
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "only print the token (as without it; docker's join-token -q)"},
+		},
 		Action: func(c *cli.Context) error {
 			cl, err := s.Connect(c, 0, 0)
 			if err != nil {
@@ -188,12 +197,13 @@ func (s *commands) leaveCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "leave",
 		Usage: "make this node leave its cluster",
+		Flags: []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "leave even when this node is the cluster's only member (which erases the cluster)"}},
 		Action: func(c *cli.Context) error {
 			cl, err := s.Connect(c, 0, 0)
 			if err != nil {
 				return err
 			}
-			if err := cl.Leave(c.Context); err != nil {
+			if err := cl.Leave(c.Context, c.Bool("force")); err != nil {
 				return fmt.Errorf("leave: %w", err)
 			}
 			fmt.Fprintln(s.Stdout, "Node left the cluster.")
@@ -248,4 +258,15 @@ func renderStatus(s *commands, st *api.Status) error {
 		row("Members", fmt.Sprint(st.Members))
 	}
 	return tw.Flush()
+}
+
+// joinErr names the address of a failed join once: the agent's own
+// answers already start "join ADDR: " (node/joining), and wrapping them
+// again read "join ADDR: join ADDR: connect to ADDR: ...".
+func joinErr(addr string, err error) error {
+	var ae *client.APIError
+	if errors.As(err, &ae) && strings.HasPrefix(ae.Message, "join "+addr+": ") {
+		return err
+	}
+	return fmt.Errorf("join %s: %w", addr, err)
 }

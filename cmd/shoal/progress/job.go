@@ -62,6 +62,13 @@ func assessJob(svc api.Service, tasks []api.Task, ignore map[string]bool) Conver
 	if global {
 		conv.Desired = len(nodes)
 	}
+	// With --restart-condition none a failed task of the run is never run
+	// again (node/scheduler/jobs): the run cannot complete, and the wait
+	// held out until its timeout.
+	if failed > 0 && spec.RestartPolicy.Condition == api.RestartNone {
+		conv.Err = fmt.Errorf("%s: task %s failed (%s) and --restart-condition none does not run it again: the job cannot complete", name, lastFailed.Name, firstNonEmpty(lastFailed.Error, lastFailed.Message, lastFailed.State))
+		return conv
+	}
 	if limit := failuresPerSlot * max(conv.Desired, 1); failed >= limit {
 		conv.Err = fmt.Errorf("tasks of %s keep failing (%d failures): %s: %s", name, failed, lastFailed.Name, firstNonEmpty(lastFailed.Error, lastFailed.Message, lastFailed.State))
 		return conv

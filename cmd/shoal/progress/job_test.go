@@ -11,6 +11,8 @@ import (
 // completions do not count; failing tasks end the wait.
 func TestAssessJob(t *testing.T) {
 	svc := api.Service{Name: "mig", Version: 9, Spec: api.ServiceSpec{Name: "mig", Mode: api.ModeReplicatedJob, Replicas: 2, MaxConcurrent: 1}}
+	noRetry := svc
+	noRetry.Spec.RestartPolicy.Condition = api.RestartNone
 	gsvc := api.Service{Name: "sweep", Version: 9, Spec: api.ServiceSpec{Name: "sweep", Mode: api.ModeGlobalJob}}
 	tk := func(id string, v uint64, node, state string, exit int) api.Task {
 		return api.Task{ID: id, Name: "mig." + id, SpecVersion: v, NodeID: node, State: state, ExitCode: exit, DesiredState: api.TaskRunning}
@@ -29,6 +31,10 @@ func TestAssessJob(t *testing.T) {
 		{"an earlier run does not count", svc, []api.Task{tk("1", 8, "n1", api.TaskComplete, 0), tk("2", 8, "n1", api.TaskComplete, 0)}, false, 0, false},
 		{"keeps failing", svc, []api.Task{tk("1", 9, "n1", api.TaskFailed, 1), tk("2", 9, "n1", api.TaskFailed, 1),
 			tk("3", 9, "n1", api.TaskFailed, 1), tk("4", 9, "n1", api.TaskFailed, 1), tk("5", 9, "n1", api.TaskFailed, 1), tk("6", 9, "n1", api.TaskComplete, 2)}, false, 0, true},
+		// --restart-condition none: one failure and the run cannot complete.
+		{"restart none: a failure ends it", noRetry, []api.Task{tk("1", 9, "n1", api.TaskFailed, 1), tk("2", 9, "n1", api.TaskRunning, 0)}, false, 0, true},
+		{"restart none: no failure yet", noRetry, []api.Task{tk("1", 9, "n1", api.TaskComplete, 0), tk("2", 9, "n1", api.TaskRunning, 0)}, false, 1, false},
+		{"one failure is retried", svc, []api.Task{tk("1", 9, "n1", api.TaskFailed, 1), tk("2", 9, "n1", api.TaskRunning, 0)}, false, 0, false},
 		{"global: nothing yet", gsvc, nil, false, 0, false},
 		{"global: one node left", gsvc, []api.Task{tk("a", 9, "n1", api.TaskComplete, 0), tk("b", 9, "n2", api.TaskRunning, 0)}, false, 1, false},
 		{"global: done", gsvc, []api.Task{tk("a", 9, "n1", api.TaskComplete, 0), tk("b", 9, "n2", api.TaskComplete, 0)}, true, 2, false},

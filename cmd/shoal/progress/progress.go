@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/shoal-org/shoal/api"
 )
@@ -49,6 +50,12 @@ type Convergence struct {
 	// current run that completed, Desired the completions it needs.
 	Job       bool
 	Completed int
+	// RunningIDs are the IDs of the running tasks of the current spec that
+	// Running counts, and Monitor the spec's update monitor period: a
+	// create or scale is done only once each of them ran that long
+	// (Stability), as docker's wait verifies that tasks are stable.
+	RunningIDs []string
+	Monitor    time.Duration
 }
 
 // currentTask reports whether t runs the service's current spec (spec):
@@ -100,7 +107,7 @@ func Assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, igno
 		}
 	}
 
-	conv := Convergence{Name: name}
+	conv := Convergence{Name: name, Monitor: spec.UpdateConfig.Monitor}
 	running := map[string]bool{}
 	staleRunning := false
 	failed := 0
@@ -116,6 +123,7 @@ func Assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, igno
 			} else {
 				running[t.ID] = true
 			}
+			conv.RunningIDs = append(conv.RunningIDs, t.ID)
 		}
 		if cur && (t.State == api.TaskFailed || t.State == api.TaskRejected) && !ignore[t.ID] {
 			failed++
@@ -202,6 +210,10 @@ func Assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, igno
 			conv.Note = fmt.Sprintf("%s: update failed, rolling back: %s", name, msg)
 		}
 	}
+	if err := endedForGood(name, spec, groups, svc, ignore); err != nil {
+		conv.Err = err
+		return conv
+	}
 	if limit := failuresPerSlot * max(conv.Desired, 1); failed >= limit {
 		conv.Err = fmt.Errorf("tasks of %s keep failing (%d failures): %s: %s", name, failed, lastFailed.Name, firstNonEmpty(lastFailed.Error, lastFailed.Message, lastFailed.State))
 		return conv
@@ -230,6 +242,40 @@ func Assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, igno
 		conv.Note = verify
 	}
 	return conv
+}
+
+// endedForGood is the error for a slot (node, for a global service) whose
+// task of the current spec ended and that its restart condition never
+// starts again: --restart-condition none after any end, on-failure after a
+// clean exit. Nothing would change any more, and the wait held out until
+// its timeout (2 minutes by default) to say only "did not converge".
+// groups holds each slot's newest task, one meant to run first; tasks that
+// had ended before the wait began (ignore) do not count.
+func endedForGood(name string, spec api.ServiceSpec, groups map[string]api.Task, svc api.Service, ignore map[string]bool) error {
+	cond := spec.RestartPolicy.Condition
+	if cond != api.RestartNone && cond != api.RestartOnFailure {
+		return nil
+	}
+	keys := make([]string, 0, len(groups))
+	for k := range groups {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		t := groups[k]
+		if t.DesiredState != api.TaskRunning || ignore[t.ID] || !currentTask(t, svc, &spec) {
+			continue
+		}
+		if t.State != api.TaskComplete && (cond != api.RestartNone || t.State != api.TaskFailed) {
+			continue
+		}
+		how := t.State
+		if t.Error != "" {
+			how += ": " + t.Error
+		}
+		return fmt.Errorf("%s: task %s ended (%s) and --restart-condition %s does not start it again", name, t.Name, how, cond)
+	}
+	return nil
 }
 
 // overLimit is the note for a service whose running tasks exceed its max

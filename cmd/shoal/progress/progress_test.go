@@ -34,6 +34,9 @@ func TestAssess(t *testing.T) {
 	}
 	scaled := v1
 	scaled.Replicas = 5
+	noRestart := api.ServiceSpec{Name: "web", Mode: "replicated", Replicas: 1, Image: "nginx:1", RestartPolicy: api.RestartPolicy{Condition: api.RestartNone}}
+	onFailure := noRestart
+	onFailure.RestartPolicy.Condition = api.RestartOnFailure
 	global := api.ServiceSpec{Name: "agent", Mode: "global", Image: "busybox"}
 	gtask := func(node, state string) api.Task {
 		return api.Task{ID: "g-" + node, Name: "agent." + node, NodeID: node, Node: node, DesiredState: "running", State: state, Spec: global}
@@ -113,6 +116,21 @@ func TestAssess(t *testing.T) {
 				task(1, v1, "shutdown", "failed", 2), task(1, v1, "shutdown", "failed", 3)},
 			ignore:   map[string]bool{"t1-failed-1": true, "t1-failed-2": true, "t1-failed-3": true},
 			wantDone: true, wantRunning: 1, wantDesired: 1},
+		{name: "restart none: a failed task ends the wait", op: OpCreate, svc: svc(noRestart, nil),
+			tasks: func() []api.Task {
+				f := task(1, noRestart, "running", "failed", 0)
+				f.Error = "task: non-zero exit (3)"
+				return []api.Task{f}
+			}(),
+			wantErr: "web: task web.1 ended (failed: task: non-zero exit (3)) and --restart-condition none does not start it again"},
+		{name: "restart on-failure: a clean exit ends the wait", op: OpCreate, svc: svc(onFailure, nil),
+			tasks:   []api.Task{task(1, onFailure, "running", "complete", 0)},
+			wantErr: "task web.1 ended (complete) and --restart-condition on-failure does not start it again"},
+		{name: "restart on-failure: a failure is restarted", op: OpCreate, svc: svc(onFailure, nil),
+			tasks: []api.Task{task(1, onFailure, "running", "failed", 0)}, wantDesired: 1},
+		{name: "restart none: an end before the wait is not this one's", op: OpScale, svc: svc(noRestart, nil),
+			tasks:  []api.Task{task(1, noRestart, "running", "failed", 3)},
+			ignore: map[string]bool{"t1-failed-3": true}, wantDesired: 1},
 		{name: "global converged", op: OpCreate, svc: api.Service{Name: "agent", Spec: global},
 			tasks: []api.Task{gtask("n1", "running"), gtask("n2", "running")}, nodes: nodes,
 			wantDone: true, wantRunning: 2, wantDesired: 2},

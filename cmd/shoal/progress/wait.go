@@ -38,6 +38,7 @@ func Wait(ctx context.Context, cl *client.Client, out io.Writer, poll time.Durat
 	var ignore map[string]bool
 	var lastErr error
 	var last Convergence
+	var stable Stability
 	name := id
 	for {
 		conv, err := pollService(ctx, cl, id, op, &ignore)
@@ -52,6 +53,15 @@ func Wait(ctx context.Context, cl *client.Client, out io.Writer, poll time.Durat
 			if changed == nil {
 				// From before the first poll on: no change is missed.
 				changed = watchService(ctx, cl, began, id, conv.Name)
+			}
+			if (op == OpCreate || op == OpScale) && !conv.Job {
+				if settled, note := stable.Settled(conv, time.Now()); conv.Done && !settled {
+					conv.Done = false
+					if conv.Note != "" {
+						note = conv.Note + "; " + note
+					}
+					conv.Note = note
+				}
 			}
 			prevNote := last.Note
 			lastErr, last, name = nil, conv, conv.Name

@@ -59,14 +59,11 @@ func Command(sh *shell.Shell) *cli.Command {
 				Usage:     "list the tasks of services",
 				ArgsUsage: "SERVICE...",
 			}, 1, -1, fetchTaskViews),
-			shell.InspectCommand(s.Shell, &cli.Command{
+			shell.WithPretty(s.Shell, shell.InspectCommand(s.Shell, &cli.Command{
 				Name:      "inspect",
-				Usage:     "show services as JSON",
+				Usage:     "show services as JSON (--pretty: as text)",
 				ArgsUsage: "SERVICE...",
-			}, "service", func(ctx context.Context, cl *client.Client, id string) (api.Service, error) {
-				sv, err := shell.Deref(cl.Service(ctx, id))
-				return inspectView(sv), err
-			}, serviceID),
+			}, "service", getInspectView, serviceID), "service", getInspectView, output.RenderServicePretty),
 			{
 				Name:      "scale",
 				Usage:     "set the replica count of services",
@@ -97,8 +94,8 @@ func Command(sh *shell.Shell) *cli.Command {
 			},
 			{
 				Name:      "logs",
-				Usage:     "print the logs of a service's tasks",
-				ArgsUsage: "SERVICE",
+				Usage:     "print the logs of a service's tasks, or of one task (ID, ID prefix or NAME.SLOT)",
+				ArgsUsage: "SERVICE|TASK",
 				Flags:     append(logs.Flags(), &cli.BoolFlag{Name: "raw", Usage: "do not prefix lines with the task name"}),
 				Action:    s.serviceLogs,
 			},
@@ -236,6 +233,15 @@ func (s *commands) serviceScale(c *cli.Context) error {
 			// completions: scaling it runs it again, as docker's).
 			return fmt.Errorf("scale %s: scale can only be used with replicated or replicated-job mode (it is %s)", sc.name, svc.Spec.Mode)
 		}
+		// The autoscaler brings a count outside its range back to the
+		// nearest bound at once (node/autoscale): such a scale started or
+		// stopped tasks for nothing, said "scaled to N" and converged, and
+		// the count was silently the bound again moments later.
+		if as := svc.Spec.Autoscale; as != nil && (sc.n < as.Min || sc.n > as.Max) {
+			return fmt.Errorf("scale %s: %d is outside its autoscale range %d-%d, and the autoscaler would set it back; "+
+				"change the range (`shoal service update --autoscale min=N,max=M,...`) or turn autoscaling off (`--autoscale off`)",
+				sc.name, sc.n, as.Min, as.Max)
+		}
 	}
 	var failed error
 	var scaled []string
@@ -339,7 +345,13 @@ func (s *commands) serviceLogs(c *cli.Context) error {
 		}
 		return logs.WriteLine(s.Stdout, s.Stderr, l, prefix, ts)
 	})
-	return logs.StreamErr(c.Context, "logs of service "+id, err)
+	return logs.StreamErr(c.Context, "logs of "+id, err)
+}
+
+// getInspectView gets a service as `service inspect` shows it.
+func getInspectView(ctx context.Context, cl *client.Client, id string) (api.Service, error) {
+	sv, err := shell.Deref(cl.Service(ctx, id))
+	return inspectView(sv), err
 }
 
 // inspectView is what `service inspect` shows of sv: output.ServiceView,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/cmd/shoal/output"
+	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
 // ListRun is one invocation of a list command, as fetch and table see it.
@@ -162,4 +163,50 @@ func TaskListCommand(s *Shell, cmd *cli.Command, minArgs, maxArgs int, fetch fun
 			return output.RenderTaskViews(w, tasks, r.NoTrunc, s.Now())
 		},
 	})
+}
+
+// WithPretty adds docker's --pretty to an inspect command made by
+// InspectCommand: each argument is looked up with get and printed by
+// render (a human-readable summary), blank lines between them. A Swarm
+// user types `service inspect --pretty web` and `node inspect --pretty
+// self`; before, both stopped at "flag provided but not defined".
+func WithPretty[T any](s *Shell, cmd *cli.Command, what string, get func(ctx context.Context, cl *client.Client, ref string) (T, error), render func(io.Writer, T) error) *cli.Command {
+	cmd.Flags = append(cmd.Flags, &cli.BoolFlag{Name: "pretty", Usage: "print a human-readable summary instead of JSON"})
+	asJSON := cmd.Action
+	cmd.Action = func(c *cli.Context) error {
+		if !c.Bool("pretty") {
+			return asJSON(c)
+		}
+		if c.String("format") != "" || c.Bool("quiet") {
+			return specflags.UsageErrorf("--pretty cannot be combined with --format or --quiet")
+		}
+		if err := NeedArgs(c, 1, -1); err != nil {
+			return err
+		}
+		cl, err := s.Client(c)
+		if err != nil {
+			return err
+		}
+		// As the JSON inspect: those found are printed, each miss is an
+		// error on stderr (exit code 1).
+		var out []T
+		err = s.EachArg(c.Args().Slice(), func(ref string) error {
+			it, err := get(c.Context, cl, ref)
+			if err != nil {
+				return fmt.Errorf("inspect %s %s: %w", what, ref, err)
+			}
+			out = append(out, it)
+			return nil
+		})
+		for i, it := range out {
+			if i > 0 {
+				fmt.Fprintln(s.Stdout)
+			}
+			if rerr := render(s.Stdout, it); rerr != nil {
+				return rerr
+			}
+		}
+		return err
+	}
+	return cmd
 }

@@ -248,22 +248,38 @@ func envKey(s string) string {
 	return k
 }
 
-// ParseSince accepts a duration ("10m", meaning that long ago), an RFC 3339
-// time, or Unix seconds.
+// ParseSince reads a --since or --until value as docker's GetTimestamp does:
+// a duration ("10m", meaning that long ago), an RFC 3339 time, a time
+// without a zone in the local zone ("2024-05-06T07:08:09", "…T07:08",
+// "2024-05-06"), or Unix seconds ("1700000000", "1700000000.5"). "0" is
+// Unix 0, not a zero duration (docker's `--since 0`: all that is kept).
+// Before, a time without a zone (as a user types it, or copies it from a
+// table) was refused, and "0" meant now.
 func ParseSince(s string, now time.Time) (time.Time, error) {
-	if d, err := time.ParseDuration(s); err == nil {
+	if d, err := time.ParseDuration(s); err == nil && s != "0" {
 		return now.Add(-d), nil
 	}
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 		return t, nil
 	}
-	if t, err := time.Parse("2006-01-02", s); err == nil {
-		return t, nil
+	for _, layout := range localTimeLayouts {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, nil
+		}
 	}
 	if secs, err := strconv.ParseFloat(s, 64); err == nil && secs >= 0 {
 		return time.Unix(0, int64(secs*1e9)), nil
 	}
-	return time.Time{}, fmt.Errorf("%w %q: want a duration like 10m, an RFC 3339 time or Unix seconds", errBadTime, s)
+	return time.Time{}, fmt.Errorf("%w %q: want a duration like 10m, an RFC 3339 time (2006-01-02T15:04:05Z, or without a zone for local time) or Unix seconds", errBadTime, s)
+}
+
+// localTimeLayouts are the times without a zone ParseSince takes, in the
+// local zone (docker's rFC3339Local, its shorter forms and dateLocal).
+var localTimeLayouts = []string{
+	"2006-01-02T15:04:05.999999999",
+	"2006-01-02T15:04:05",
+	"2006-01-02T15:04",
+	"2006-01-02",
 }
 
 // ParseTail accepts "all" (returns -1) or a non-negative count.

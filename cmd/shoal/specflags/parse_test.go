@@ -217,9 +217,21 @@ func TestParseSince(t *testing.T) {
 	}{
 		{"10m", now.Add(-10 * time.Minute), false},
 		{"2024-05-06T07:00:00Z", time.Date(2024, 5, 6, 7, 0, 0, 0, time.UTC), false},
-		{"2024-05-06", time.Date(2024, 5, 6, 0, 0, 0, 0, time.UTC), false},
+		{"2024-05-06T09:00:00+02:00", time.Date(2024, 5, 6, 7, 0, 0, 0, time.UTC), false},
+		{"2024-05-06T07:00:00.5Z", time.Date(2024, 5, 6, 7, 0, 0, 5e8, time.UTC), false},
+		// Without a zone: local time, as docker's.
+		{"2024-05-06", time.Date(2024, 5, 6, 0, 0, 0, 0, time.Local), false},
+		{"2024-05-06T07:00:00", time.Date(2024, 5, 6, 7, 0, 0, 0, time.Local), false},
+		{"2024-05-06T07:00:00.25", time.Date(2024, 5, 6, 7, 0, 0, 25e7, time.Local), false},
+		{"2024-05-06T07:00", time.Date(2024, 5, 6, 7, 0, 0, 0, time.Local), false},
 		{"1700000000", time.Unix(1700000000, 0), false},
+		{"1700000000.5", time.Unix(1700000000, 5e8), false},
+		// docker's --since 0: the start of time, not now.
+		{"0", time.Unix(0, 0), false},
+		{"0s", now, false},
 		{"yesterday", time.Time{}, true},
+		{"2024-05-06 07:00:00", time.Time{}, true},
+		{"2024-13-06T07:00:00", time.Time{}, true},
 	}
 	for _, tt := range tests {
 		got, err := ParseSince(tt.in, now)
