@@ -326,3 +326,17 @@ func TestCLIStackRmLeftovers(t *testing.T) {
 		t.Errorf("stack rm old again: exit %d, stderr %q", code, errOut)
 	}
 }
+
+// TestCLIStackRmInUseNamedOnce: `stack rm` of a stack whose network a
+// service outside it still uses fails naming the network once; the agent's
+// refusal already starts "remove network NAME:", and stack rm wrapped it
+// again ("remove network old_net: remove network old_net: used by ...").
+func TestCLIStackRmInUseNamedOnce(t *testing.T) {
+	f := newFakeAgent(t)
+	f.networks = append(f.networks, api.Network{ID: "netold", Name: "old_net", Labels: map[string]string{compose.StackLabel: "old"}})
+	f.networkInUse = map[string]string{"old_net": "remove network old_net: used by service other: already in use"}
+	_, errOut, code := runCLI(t, f.host, "", "stack", "rm", "old")
+	if code == 0 || errOut != "Error: remove network old_net: used by service other: already in use\n" {
+		t.Fatalf("stack rm old: exit %d, stderr %q", code, errOut)
+	}
+}
