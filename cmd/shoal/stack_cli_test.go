@@ -340,3 +340,14 @@ func TestCLIStackRmInUseNamedOnce(t *testing.T) {
 		t.Fatalf("stack rm old: exit %d, stderr %q", code, errOut)
 	}
 }
+
+// TestCLIStackDeployDirectory: `stack deploy -c DIR` names the directory
+// once; it printed "read DIR: read DIR: is a directory".
+func TestCLIStackDeployDirectory(t *testing.T) {
+	f := newFakeAgent(t)
+	dir := t.TempDir()
+	_, errOut, code := runCLI(t, f.host, "", "stack", "deploy", "-c", dir, "app")
+	if want := "Error: read " + dir + ": is a directory\n"; code == 0 || errOut != want {
+		t.Fatalf("stack deploy -c DIR: exit %d, stderr %q, want %q", code, errOut, want)
+	}
+}

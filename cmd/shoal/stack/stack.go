@@ -349,7 +349,8 @@ func (s *commands) composeInput(names, profiles []string, stack string) (compose
 		data, err := io.ReadAll(io.LimitReader(r, maxComposeFile+1))
 		r.Close()
 		if err != nil {
-			return in, fmt.Errorf("read %s: %w", name, err)
+			// A file's read error (*os.PathError) already says "read NAME:".
+			return in, shell.Wrap("read "+name, err)
 		}
 		if len(data) > maxComposeFile {
 			return in, fmt.Errorf("%w: %s: larger than %d bytes", compose.ErrBadCompose, name, maxComposeFile)
