@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/shoal-org/shoal/api"
@@ -60,13 +61,22 @@ func readStackObjects(objs []compose.StackObject) error {
 		}
 		b, err := readObjectFile(o.File)
 		if err != nil {
+			// Name the file: ReadRegular's refusal of a directory or FIFO
+			// ("not a regular file") does not, unlike an *os.PathError.
+			if pe := (*os.PathError)(nil); !errors.As(err, &pe) {
+				err = &os.PathError{Op: "read", Path: o.File, Err: err}
+			}
 			return fmt.Errorf("%s %s: %w", kindOf(o), o.Key, err)
 		}
 		objs[i].Data = b
 	}
 	for _, o := range objs {
 		if len(o.Data) > api.MaxSecretSize {
-			return fmt.Errorf("%s %s: %d bytes, at most 500 KiB allowed: nothing was created", kindOf(o), o.Key, len(o.Data))
+			what := "its content"
+			if o.File != "" {
+				what = o.File
+			}
+			return fmt.Errorf("%s %s: %s is larger than 500 KiB (%d bytes or more): nothing was created", kindOf(o), o.Key, what, len(o.Data))
 		}
 	}
 	return nil

@@ -34,8 +34,11 @@ func TestReadStackObjectsBoundedRead(t *testing.T) {
 	if err := os.WriteFile(big, bytes.Repeat([]byte("x"), api.MaxSecretSize+4096), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Each refusal names the file (a directory's and a FIFO's did not).
 	for _, tc := range []struct{ file, want string }{
-		{fifo, "not a regular file"},
+		{fifo, "secret k: read " + fifo + ": not a regular file"},
+		{dir, "secret k: read " + dir + ": not a regular file"},
+		{big, "secret k: " + big + " is larger than 500 KiB"},
 		{big, "nothing was created"},
 	} {
 		done := make(chan error, 1)
