@@ -63,7 +63,7 @@ func objectCommand[T any](s *commands, k objectKind[T], usage string) *cli.Comma
 					if err != nil {
 						return specflags.SpecError("label", err)
 					}
-					data, err := s.readObjectData(file)
+					data, err := s.readObjectData(c.Context, file)
 					if err != nil {
 						return err
 					}
@@ -125,16 +125,32 @@ func objectCommand[T any](s *commands, k objectKind[T], usage string) *cli.Comma
 }
 
 // readObjectData reads a secret or config from a file or stdin, at most
-// one byte past the limit (so an oversized one is told apart).
-func (s *commands) readObjectData(file string) ([]byte, error) {
-	in, err := s.OpenInput(file)
-	if err != nil {
-		return nil, err
+// one byte past the limit (so an oversized one is told apart). The open and
+// read run aside and the call returns when ctx ends: main cancels ctx on
+// Ctrl-C or SIGTERM, which a blocked open(2) of a FIFO no one writes to, or a
+// read of a terminal on stdin ("-"), never sees, so the command hung until
+// killed. The reader left behind ends with the process.
+func (s *commands) readObjectData(ctx context.Context, file string) ([]byte, error) {
+	type result struct {
+		data []byte
+		err  error
 	}
-	defer in.Close()
-	data, err := io.ReadAll(io.LimitReader(in, api.MaxSecretSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", file, err)
+	done := make(chan result, 1)
+	go func() {
+		in, err := s.OpenInput(file)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer in.Close()
+		data, err := io.ReadAll(io.LimitReader(in, api.MaxSecretSize+1))
+		// A file's read error (*os.PathError) already says "read FILE:".
+		done <- result{data, shell.Wrap("read "+file, err)}
+	}()
+	select {
+	case r := <-done:
+		return r.data, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("read %s: %w", file, ctx.Err())
 	}
-	return data, nil
 }
