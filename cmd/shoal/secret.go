@@ -125,32 +125,8 @@ func objectCommand[T any](s *commands, k objectKind[T], usage string) *cli.Comma
 }
 
 // readObjectData reads a secret or config from a file or stdin, at most
-// one byte past the limit (so an oversized one is told apart). The open and
-// read run aside and the call returns when ctx ends: main cancels ctx on
-// Ctrl-C or SIGTERM, which a blocked open(2) of a FIFO no one writes to, or a
-// read of a terminal on stdin ("-"), never sees, so the command hung until
-// killed. The reader left behind ends with the process.
+// one byte past the limit (so an oversized one is told apart); Ctrl-C ends
+// a read that blocks (shell.ReadInput).
 func (s *commands) readObjectData(ctx context.Context, file string) ([]byte, error) {
-	type result struct {
-		data []byte
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		in, err := s.OpenInput(file)
-		if err != nil {
-			done <- result{err: err}
-			return
-		}
-		defer in.Close()
-		data, err := io.ReadAll(io.LimitReader(in, api.MaxSecretSize+1))
-		// A file's read error (*os.PathError) already says "read FILE:".
-		done <- result{data, shell.Wrap("read "+file, err)}
-	}()
-	select {
-	case r := <-done:
-		return r.data, r.err
-	case <-ctx.Done():
-		return nil, fmt.Errorf("read %s: %w", file, ctx.Err())
-	}
+	return s.ReadInput(ctx, file, api.MaxSecretSize+1)
 }
