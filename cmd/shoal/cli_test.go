@@ -59,6 +59,9 @@ type fakeAgent struct {
 	exitCode  int
 	removed   string
 	networks  []api.Network
+	// networkInUse, when set, maps a network name to the 409 message its
+	// removal gets, as the agent refuses a network a service still uses.
+	networkInUse map[string]string
 	// containers, when set, are what GET /v1/containers lists (and the
 	// container routes of ps_cli_test.go find); stopped records stops.
 	containers []api.Container
@@ -112,6 +115,10 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 		defer f.mu.Unlock()
 		for i, n := range f.networks {
 			if n.ID == r.PathValue("id") || n.Name == r.PathValue("id") {
+				if msg := f.networkInUse[n.Name]; msg != "" {
+					f.fail(w, http.StatusConflict, msg)
+					return
+				}
 				f.networks = append(f.networks[:i], f.networks[i+1:]...)
 				w.WriteHeader(http.StatusNoContent)
 				return

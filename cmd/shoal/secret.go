@@ -63,7 +63,7 @@ func objectCommand[T any](s *commands, k objectKind[T], usage string) *cli.Comma
 					if err != nil {
 						return specflags.SpecError("label", err)
 					}
-					data, err := s.readObjectData(file)
+					data, err := s.readObjectData(c.Context, file)
 					if err != nil {
 						return err
 					}
@@ -125,16 +125,8 @@ func objectCommand[T any](s *commands, k objectKind[T], usage string) *cli.Comma
 }
 
 // readObjectData reads a secret or config from a file or stdin, at most
-// one byte past the limit (so an oversized one is told apart).
-func (s *commands) readObjectData(file string) ([]byte, error) {
-	in, err := s.OpenInput(file)
-	if err != nil {
-		return nil, err
-	}
-	defer in.Close()
-	data, err := io.ReadAll(io.LimitReader(in, api.MaxSecretSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", file, err)
-	}
-	return data, nil
+// one byte past the limit (so an oversized one is told apart); Ctrl-C ends
+// a read that blocks (shell.ReadInput).
+func (s *commands) readObjectData(ctx context.Context, file string) ([]byte, error) {
+	return s.ReadInput(ctx, file, api.MaxSecretSize+1)
 }

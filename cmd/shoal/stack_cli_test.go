@@ -327,3 +327,28 @@ func TestCLIStackRmLeftovers(t *testing.T) {
 		t.Errorf("stack rm old again: exit %d, stderr %q", code, errOut)
 	}
 }
+
+// TestCLIStackRmInUseNamedOnce: `stack rm` of a stack whose network a
+// service outside it still uses fails naming the network once; the agent's
+// refusal already starts "remove network NAME:", and stack rm wrapped it
+// again ("remove network old_net: remove network old_net: used by ...").
+func TestCLIStackRmInUseNamedOnce(t *testing.T) {
+	f := newFakeAgent(t)
+	f.networks = append(f.networks, api.Network{ID: "netold", Name: "old_net", Labels: map[string]string{compose.StackLabel: "old"}})
+	f.networkInUse = map[string]string{"old_net": "remove network old_net: used by service other: already in use"}
+	_, errOut, code := runCLI(t, f.host, "", "stack", "rm", "old")
+	if code == 0 || errOut != "Error: remove network old_net: used by service other: already in use\n" {
+		t.Fatalf("stack rm old: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestCLIStackDeployDirectory: `stack deploy -c DIR` names the directory
+// once; it printed "read DIR: read DIR: is a directory".
+func TestCLIStackDeployDirectory(t *testing.T) {
+	f := newFakeAgent(t)
+	dir := t.TempDir()
+	_, errOut, code := runCLI(t, f.host, "", "stack", "deploy", "-c", dir, "app")
+	if want := "Error: read " + dir + ": is a directory\n"; code == 0 || errOut != want {
+		t.Fatalf("stack deploy -c DIR: exit %d, stderr %q, want %q", code, errOut, want)
+	}
+}

@@ -216,6 +216,36 @@ func (s *Shell) OpenInput(name string) (io.ReadCloser, error) {
 	return f, nil
 }
 
+// ReadInput reads at most limit bytes of a file argument ("-" is stdin),
+// returning when ctx ends even if the open or read blocks: main cancels ctx
+// on Ctrl-C or SIGTERM, which an open(2) of a FIFO no one writes to, or a
+// read of a terminal, never sees, so the command hung until killed. The
+// reader left behind then ends with the process. A read error is wrapped
+// "read NAME: ..." once.
+func (s *Shell) ReadInput(ctx context.Context, name string, limit int64) ([]byte, error) {
+	type result struct {
+		data []byte
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		in, err := s.OpenInput(name)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer in.Close()
+		data, err := io.ReadAll(io.LimitReader(in, limit))
+		done <- result{data, Wrap("read "+name, err)}
+	}()
+	select {
+	case r := <-done:
+		return r.data, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("read %s: %w", name, ctx.Err())
+	}
+}
+
 // Wrap adds context to an error unless the error already starts with that
 // context: the agent's errors often name the operation and the object
 // ("remove secret db: used by service app"), and the CLI wrapping them

@@ -23,7 +23,11 @@ func parseFileRef(v string, secret bool) (api.FileReference, error) {
 			if !ok {
 				return r, fmt.Errorf("%q: want key=value", kv)
 			}
-			switch strings.ToLower(strings.TrimSpace(k)) {
+			// Keys are matched case-blind and trimmed, as Docker's parser does;
+			// the uid/gid branch below must use the same normalised key, or
+			// "UID=1000" would set the gid.
+			k = strings.ToLower(strings.TrimSpace(k))
+			switch k {
 			case "source", "src":
 				r.Source = val
 			case "target", "dst", "destination":

@@ -22,6 +22,10 @@ func TestParseFileRef(t *testing.T) {
 		{"source=x,bogus=1", true, api.FileReference{}, false},
 		{"source=x,target=../../etc/shadow", true, api.FileReference{}, false},
 		{"target=y", true, api.FileReference{}, false},
+		// Keys are case-blind: UID is the uid, not the gid.
+		{"source=db_pass,UID=1000", true, api.FileReference{Source: "db_pass", UID: 1000}, true},
+		{"source=db_pass,GID=7,Mode=0400", true, api.FileReference{Source: "db_pass", GID: 7, Mode: 0o400}, true},
+		{"source=db_pass, uid=5", true, api.FileReference{Source: "db_pass", UID: 5}, true},
 	}
 	for _, tc := range cases {
 		got, err := parseFileRef(tc.in, tc.secret)

@@ -10,11 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/cmd/shoal/compose"
+	"github.com/shoal-org/shoal/cmd/shoal/shell"
 )
 
 // missingStackNetworks returns the stack's networks that do not exist, and
@@ -59,13 +61,22 @@ func readStackObjects(objs []compose.StackObject) error {
 		}
 		b, err := readObjectFile(o.File)
 		if err != nil {
+			// Name the file: ReadRegular's refusal of a directory or FIFO
+			// ("not a regular file") does not, unlike an *os.PathError.
+			if pe := (*os.PathError)(nil); !errors.As(err, &pe) {
+				err = &os.PathError{Op: "read", Path: o.File, Err: err}
+			}
 			return fmt.Errorf("%s %s: %w", kindOf(o), o.Key, err)
 		}
 		objs[i].Data = b
 	}
 	for _, o := range objs {
 		if len(o.Data) > api.MaxSecretSize {
-			return fmt.Errorf("%s %s: %d bytes, at most 500 KiB allowed: nothing was created", kindOf(o), o.Key, len(o.Data))
+			what := "its content"
+			if o.File != "" {
+				what = o.File
+			}
+			return fmt.Errorf("%s %s: %s is larger than 500 KiB (%d bytes or more): nothing was created", kindOf(o), o.Key, what, len(o.Data))
 		}
 	}
 	return nil
@@ -210,7 +221,9 @@ func stackOf(name string) string {
 // deploy` made for stack (labelled with its namespace), as `docker stack rm`
 // does, and returns how many it found; it runs after the stack's services
 // are gone, so none is in use by them. External ones carry no label and
-// stay.
+// stay. Errors are wrapped with shell.Wrap: the agent's refusal already
+// starts "remove secret NAME: used by service ...", and wrapping it again
+// printed the object twice.
 func (s *commands) removeStackObjects(ctx context.Context, cl *client.Client, stack string) (int, error) {
 	found := 0
 	var errs []error
@@ -225,7 +238,7 @@ func (s *commands) removeStackObjects(ctx context.Context, cl *client.Client, st
 		found++
 		fmt.Fprintf(s.Stdout, "Removing network %s\n", n.Name)
 		if err := cl.RemoveNetwork(ctx, n.ID); err != nil {
-			errs = append(errs, fmt.Errorf("remove network %s: %w", n.Name, err))
+			errs = append(errs, shell.Wrap("remove network "+n.Name, err))
 		}
 	}
 	secrets, err := cl.Secrets(ctx)
@@ -239,7 +252,7 @@ func (s *commands) removeStackObjects(ctx context.Context, cl *client.Client, st
 		found++
 		fmt.Fprintf(s.Stdout, "Removing secret %s\n", x.Name)
 		if err := cl.RemoveSecret(ctx, x.ID); err != nil {
-			errs = append(errs, fmt.Errorf("remove secret %s: %w", x.Name, err))
+			errs = append(errs, shell.Wrap("remove secret "+x.Name, err))
 		}
 	}
 	configs, err := cl.Configs(ctx)
@@ -253,7 +266,7 @@ func (s *commands) removeStackObjects(ctx context.Context, cl *client.Client, st
 		found++
 		fmt.Fprintf(s.Stdout, "Removing config %s\n", x.Name)
 		if err := cl.RemoveConfig(ctx, x.ID); err != nil {
-			errs = append(errs, fmt.Errorf("remove config %s: %w", x.Name, err))
+			errs = append(errs, shell.Wrap("remove config "+x.Name, err))
 		}
 	}
 	return found, errors.Join(errs...)
@@ -296,7 +309,7 @@ func (s *commands) undo(ctx context.Context, cl *client.Client, made *created) e
 		x := made.services[i]
 		fmt.Fprintf(s.Stdout, "Removing service %s\n", x[1])
 		if err := cl.RemoveService(ctx, x[0]); err != nil {
-			errs = append(errs, fmt.Errorf("remove service %s: %w", x[1], err))
+			errs = append(errs, shell.Wrap("remove service "+x[1], err))
 		}
 	}
 	for _, k := range []struct {
@@ -312,7 +325,7 @@ func (s *commands) undo(ctx context.Context, cl *client.Client, made *created) e
 			x := k.list[i]
 			fmt.Fprintf(s.Stdout, "Removing %s %s\n", k.kind, x[1])
 			if err := k.rm(ctx, x[0]); err != nil {
-				errs = append(errs, fmt.Errorf("remove %s %s: %w", k.kind, x[1], err))
+				errs = append(errs, shell.Wrap("remove "+k.kind+" "+x[1], err))
 			}
 		}
 	}

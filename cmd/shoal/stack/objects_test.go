@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"os"
@@ -34,8 +35,11 @@ func TestReadStackObjectsBoundedRead(t *testing.T) {
 	if err := os.WriteFile(big, bytes.Repeat([]byte("x"), api.MaxSecretSize+4096), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Each refusal names the file (a directory's and a FIFO's did not).
 	for _, tc := range []struct{ file, want string }{
-		{fifo, "not a regular file"},
+		{fifo, "secret k: read " + fifo + ": not a regular file"},
+		{dir, "secret k: read " + dir + ": not a regular file"},
+		{big, "secret k: " + big + " is larger than 500 KiB"},
 		{big, "nothing was created"},
 	} {
 		done := make(chan error, 1)
@@ -195,4 +199,32 @@ func ensureObjects(ctx context.Context, s *commands, cl *client.Client, objs []c
 		return err
 	}
 	return s.createStackObjects(ctx, cl, missing, nil)
+}
+
+// TestComposeInputCancelled: `stack deploy -c FIFO` with no writer blocks
+// in open; Ctrl-C cancels the command's context and the read must return at
+// once instead of hanging until SIGKILL.
+func TestComposeInputCancelled(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "compose.yml")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatalf("mkfifo: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	done := make(chan error, 1)
+	go func() {
+		_, err := (&commands{&shell.Shell{}}).composeInput(ctx, []string{fifo}, nil, "app")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+			f.Close()
+		}
+		t.Fatal("still reading the compose FIFO 10s after the context was cancelled")
+	}
 }

@@ -148,7 +148,7 @@ func (s *commands) stackDeploy(c *cli.Context) error {
 	// print those as the CLI's own warnings.
 	logrus.SetOutput(s.Stderr)
 	logrus.SetFormatter(warningFormatter{})
-	in, err := s.composeInput(names, c.StringSlice("profile"), stack)
+	in, err := s.composeInput(c.Context, names, c.StringSlice("profile"), stack)
 	if err != nil {
 		return err
 	}
@@ -325,8 +325,9 @@ func checkStackName(name string) error {
 	return nil
 }
 
-// composeInput reads the -c files (stdin for "-") and the environment.
-func (s *commands) composeInput(names, profiles []string, stack string) (compose.Input, error) {
+// composeInput reads the -c files (stdin for "-") and the environment;
+// Ctrl-C ends a read that blocks (shell.ReadInput: a FIFO without a writer).
+func (s *commands) composeInput(ctx context.Context, names, profiles []string, stack string) (compose.Input, error) {
 	in := compose.Input{Profiles: profiles, Name: stack, Env: map[string]string{}}
 	for _, kv := range os.Environ() {
 		if k, v, ok := strings.Cut(kv, "="); ok {
@@ -342,14 +343,9 @@ func (s *commands) composeInput(names, profiles []string, stack string) (compose
 			}
 			path = abs
 		}
-		r, err := s.OpenInput(name)
+		data, err := s.ReadInput(ctx, name, maxComposeFile+1)
 		if err != nil {
 			return in, err
-		}
-		data, err := io.ReadAll(io.LimitReader(r, maxComposeFile+1))
-		r.Close()
-		if err != nil {
-			return in, fmt.Errorf("read %s: %w", name, err)
 		}
 		if len(data) > maxComposeFile {
 			return in, fmt.Errorf("%w: %s: larger than %d bytes", compose.ErrBadCompose, name, maxComposeFile)
