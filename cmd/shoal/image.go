@@ -88,7 +88,7 @@ func (s *commands) imageImport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	in, err := s.OpenInput(file)
+	in, err := s.OpenInputContext(c.Context, file)
 	if err != nil {
 		return err
 	}
@@ -113,7 +113,7 @@ func (s *commands) imageLoad(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	in, err := s.OpenInput(file)
+	in, err := s.OpenInputContext(c.Context, file)
 	if err != nil {
 		return err
 	}

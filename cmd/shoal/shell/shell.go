@@ -216,6 +216,35 @@ func (s *Shell) OpenInput(name string) (io.ReadCloser, error) {
 	return f, nil
 }
 
+// OpenInputContext is OpenInput that returns when ctx ends even while the
+// open blocks (a FIFO no one writes to: open(2) waits for a writer and
+// never sees Ctrl-C, see ReadInput). A file opened after ctx ended is
+// closed by the goroutine left behind. Reads of what it returns are the
+// caller's: the HTTP client that streams it stops on ctx itself.
+func (s *Shell) OpenInputContext(ctx context.Context, name string) (io.ReadCloser, error) {
+	type result struct {
+		in  io.ReadCloser
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		in, err := s.OpenInput(name)
+		done <- result{in, err}
+	}()
+	select {
+	case r := <-done:
+		return r.in, r.err
+	case <-ctx.Done():
+		// The opener may finish later: take its file and close it.
+		go func() {
+			if r := <-done; r.in != nil {
+				_ = r.in.Close()
+			}
+		}()
+		return nil, fmt.Errorf("open %s: %w", name, ctx.Err())
+	}
+}
+
 // ReadInput reads at most limit bytes of a file argument ("-" is stdin),
 // returning when ctx ends even if the open or read blocks: main cancels ctx
 // on Ctrl-C or SIGTERM, which an open(2) of a FIFO no one writes to, or a

@@ -1,10 +1,14 @@
 package shell
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestWrap(t *testing.T) {
@@ -36,5 +40,53 @@ func TestOpenInputError(t *testing.T) {
 	_, err := (&Shell{}).OpenInput(name)
 	if err == nil || err.Error() != "open "+name+": no such file or directory" || !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("OpenInput(missing) = %v", err)
+	}
+}
+
+// TestOpenInputContextFIFO: `image import ./fifo` / `image load -i ./fifo`
+// with no writer returned only when killed: open(2) of a FIFO waits for a
+// writer and Ctrl-C only cancels the command's context. Now it returns
+// when the context ends, and a plain file still opens.
+func TestOpenInputContextFIFO(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatalf("mkfifo: %v", err)
+	}
+	s := &Shell{}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	done := make(chan error, 1)
+	go func() {
+		in, err := s.OpenInputContext(ctx, fifo)
+		if in != nil {
+			in.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), fifo) {
+			t.Fatalf("err = %v, want context.Canceled naming %s", err, fifo)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("still opening the FIFO 10s after the context was cancelled")
+	}
+	// Unblock the opener left behind; it closes what it opened.
+	if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+		f.Close()
+	}
+
+	plain := filepath.Join(dir, "plain")
+	if err := os.WriteFile(plain, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in, err := s.OpenInputContext(context.Background(), plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Close()
+	if _, err := s.OpenInputContext(context.Background(), filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("missing file: err = %v", err)
 	}
 }
