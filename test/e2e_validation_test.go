@@ -89,6 +89,7 @@ func TestServiceWriteRoutesRefuseBadSpecs(t *testing.T) {
 	h1, h2 := c.Host(1), c.Host(2)
 	h1.MustCLI(t, "service", "create", "-d", "--name", "web", "--replicas", "0", "bb:1", "sleep", "1000")
 	h1.MustCLI(t, "service", "create", "-d", "--name", "agent", "--mode", "global", "--constraint", "node.labels.none==1", "bb:1", "sleep", "1000")
+	h1.MustCLI(t, "service", "create", "-d", "--name", "auto", "--replicas", "1", "--autoscale", "min=1,max=2,cpu=50%", "bb:1", "sleep", "1000")
 	before := servicesState(t, h1)
 	ctx := harness.Context(t, testTimeout)
 	cl := apiClient(t, h2)
@@ -143,6 +144,10 @@ func TestServiceWriteRoutesRefuseBadSpecs(t *testing.T) {
 			_, err := cl.ScaleService(ctx, "agent", 3)
 			return err
 		}, 400, "scale can only be used with replicated or replicated-job mode"},
+		{"scale: outside the autoscale range", func() error {
+			_, err := cl.ScaleService(ctx, "auto", 5)
+			return err
+		}, 400, "auto: 5 is outside its autoscale range 1-2"},
 		{"image rm without a reference", func() error {
 			return cl.RemoveImage(ctx, "")
 		}, 400, "image rm needs an image reference"},

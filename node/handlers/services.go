@@ -392,6 +392,16 @@ func (x *API) ScaleService(ctx context.Context, ref string, replicas uint64) (ap
 			// completions, and the write runs it again, as docker's.
 			return api.Service{}, httpapi.BadRequest("%s: scale can only be used with replicated or replicated-job mode; it is %s", cur.Name, cur.Spec.Mode)
 		}
+		// The autoscaler sets a count outside its range back to the
+		// nearest bound at once (node/autoscale): such a scale would start
+		// or stop tasks for nothing and report a count that does not
+		// last. The CLI checks a batch before it scales any; this is the
+		// check for every other caller (the API, the dashboard).
+		if as := cur.Spec.Autoscale; as != nil && (replicas < as.Min || replicas > as.Max) {
+			return api.Service{}, httpapi.BadRequest("%s: %d is outside its autoscale range %d-%d, and the autoscaler would set it back; "+
+				"change the range (`shoal service update --autoscale min=N,max=M,...`) or turn autoscaling off (`--autoscale off`)",
+				cur.Name, replicas, as.Min, as.Max)
+		}
 		next := *cur
 		next.Spec.Replicas = replicas
 		// The same checks as create (and the same message): a scale is
