@@ -106,14 +106,14 @@ func parseHeader(line string) (mapping, bool, error) {
 	}
 	m := mapping{Range: Range{uintptr(start), uintptr(end)}, perms: f[1], valid: true}
 	if len(f) > 5 {
-		// The path is the rest of the line: it may hold spaces, and ends
-		// in " (deleted)" once the binary was replaced under a running
-		// agent (an upgrade), exactly as /proc/self/exe then reads.
-		idx := 0
+		// The path is the rest of the line after five fields: it may hold
+		// spaces, and ends in " (deleted)" once the binary was replaced
+		// under a running agent (an upgrade), as /proc/self/exe then reads.
+		rest := line
 		for i := 0; i < 5; i++ {
-			idx += strings.Index(line[idx:], f[i]) + len(f[i])
+			_, rest, _ = strings.Cut(strings.TrimLeft(rest, " "), " ")
 		}
-		m.path = strings.TrimSpace(line[idx:])
+		m.path = strings.TrimSpace(rest)
 	}
 	return m, true, nil
 }
