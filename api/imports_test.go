@@ -76,7 +76,10 @@ var importRules = []importRule{
 	// store, the FSM it drives into the store, and the restore plans it
 	// installs, and the commands it proposes; consensus, fsm and
 	// snapshotfile never import it.
-	{"consensus/raftnode/...", []string{"api", "consensus", "consensus/fsm", "consensus/fsm/command", "consensus/logstore", "consensus/snapshotfile", "consensus/raftnode/..."}},
+	{"consensus/raftnode/...", []string{"api", "consensus", "consensus/fsm", "consensus/fsm/command", "consensus/heartbeat", "consensus/logstore", "consensus/snapshotfile", "consensus/raftnode/..."}},
+	// raft's heartbeat thinning transport (consensus/heartbeat/README.md):
+	// hashicorp/raft only; raftnode builds it.
+	{"consensus/heartbeat/...", []string{"consensus/heartbeat/..."}},
 	// The store itself: its subpackages import it, never the other way
 	// round (the log store's ErrLogUnreadable is re-exported).
 	{"consensus", []string{"api", "api/atomicfile", "consensus/logstore"}},

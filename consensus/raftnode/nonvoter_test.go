@@ -2,150 +2,15 @@ package raftnode
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
-
-func TestWaitForHeartbeat(t *testing.T) {
-	t0 := time.Unix(1000, 0)
-	const slow = 400 * time.Millisecond
-	fresh := &heartbeatAnswer{addr: "a2", term: 5, sentAt: t0,
-		resp: raft.AppendEntriesResponse{Term: 5, Success: true}}
-	failed := &heartbeatAnswer{addr: "a2", term: 5, sentAt: t0, resp: raft.AppendEntriesResponse{Term: 5}}
-	entries := hbReq(5)
-	entries.Entries, entries.PrevLogEntry, entries.PrevLogTerm = []*raft.Log{{Index: 2}}, 1, 5
-	cases := []struct {
-		name      string
-		req       *raft.AppendEntriesRequest
-		addr      raft.ServerAddress
-		last      *heartbeatAnswer
-		now       time.Time
-		slow      time.Duration
-		beats     beatGrid
-		forced    bool
-		closed    bool
-		newest    uint64
-		wantHold  bool
-		wantUntil time.Time
-	}{
-		{"non-voter, fresh answer: held until due", hbReq(5), "a2", fresh, t0.Add(100 * time.Millisecond), slow, beatGrid{}, false, false, 5, true, t0.Add(slow)},
-		{"just sent: held a whole interval", hbReq(5), "a2", fresh, t0, slow, beatGrid{}, false, false, 5, true, t0.Add(slow)},
-		{"due: sent", hbReq(5), "a2", fresh, t0.Add(slow), slow, beatGrid{}, false, false, 5, false, time.Time{}},
-		{"thinning off", hbReq(5), "a2", fresh, t0, 0, beatGrid{}, false, false, 5, false, time.Time{}},
-		{"first heartbeat to the peer", hbReq(5), "a2", nil, t0, slow, beatGrid{}, false, false, 5, false, time.Time{}},
-		{"last answer refused", hbReq(5), "a2", failed, t0, slow, beatGrid{}, false, false, 5, false, time.Time{}},
-		{"verify in flight", hbReq(5), "a2", fresh, t0, slow, beatGrid{}, true, false, 5, false, time.Time{}},
-		{"transport closed", hbReq(5), "a2", fresh, t0, slow, beatGrid{}, false, true, 5, false, time.Time{}},
-		{"a newer term was seen", hbReq(5), "a2", fresh, t0, slow, beatGrid{}, false, false, 6, false, time.Time{}},
-		{"new term of the request", hbReq(6), "a2", fresh, t0, slow, beatGrid{}, false, false, 6, false, time.Time{}},
-		{"peer moved", hbReq(5), "a3", fresh, t0, slow, beatGrid{}, false, false, 5, false, time.Time{}},
-		{"not a heartbeat", entries, "a2", fresh, t0, slow, beatGrid{}, false, false, 5, false, time.Time{}},
-		{"clock went back", hbReq(5), "a2", fresh, t0.Add(-time.Millisecond), slow, beatGrid{}, false, false, 5, false, time.Time{}},
-		{"on the grid: held until the last beat before due", hbReq(5), "a2", fresh, t0.Add(100 * time.Millisecond), slow, beatGrid{t0.Add(-100 * time.Millisecond), slow}, false, false, 5, true, t0.Add(300 * time.Millisecond)},
-		{"on the grid: that beat reached", hbReq(5), "a2", fresh, t0.Add(300 * time.Millisecond), slow, beatGrid{t0.Add(-100 * time.Millisecond), slow}, false, false, 5, false, time.Time{}},
-		{"on the grid: sent on a beat, due on the next", hbReq(5), "a2", fresh, t0.Add(time.Millisecond), slow, beatGrid{t0, slow}, false, false, 5, true, t0.Add(slow)},
-		{"grid coarser than slow: unaligned", hbReq(5), "a2", fresh, t0.Add(time.Millisecond), slow, beatGrid{t0.Add(-time.Millisecond), 2 * slow}, false, false, 5, true, t0.Add(slow)},
-	}
-	for _, tc := range cases {
-		until, hold := waitForHeartbeat(tc.req, tc.addr, tc.last, tc.now, tc.slow, tc.beats, tc.forced, tc.closed, tc.newest)
-		if hold != tc.wantHold || !until.Equal(tc.wantUntil) {
-			t.Errorf("%s: waitForHeartbeat = %v, %v; want %v, %v", tc.name, until, hold, tc.wantUntil, tc.wantHold)
-		}
-	}
-}
-
-// lockedTransport answers every AppendEntries with a success of term 5
-// and counts the calls that reach it; safe for concurrent use.
-type lockedTransport struct {
-	raft.Transport
-	calls atomic.Int32
-}
-
-func (s *lockedTransport) AppendEntries(_ raft.ServerID, _ raft.ServerAddress,
-	_ *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
-	s.calls.Add(1)
-	*resp = raft.AppendEntriesResponse{Term: 5, Success: true}
-	return nil
-}
-
-func (s *lockedTransport) RequestVote(raft.ServerID, raft.ServerAddress, *raft.RequestVoteRequest, *raft.RequestVoteResponse) error {
-	return nil
-}
-
-// TestThinTransportHeldCallEnds: a heartbeat to a non-voter whose answer
-// is fresh is held (with an interval nothing in the test outlasts), and
-// each of promotion, a forced verify, a newer term and close ends it at
-// once; other RPCs pass while it is held.
-func TestThinTransportHeldCallEnds(t *testing.T) {
-	cases := []struct {
-		name    string
-		end     func(tt *thinTransport)
-		wantErr error
-		// wire: the held call went to the wire.
-		wire bool
-	}{
-		{"promotion", func(tt *thinTransport) { tt.setVoter("n2") }, nil, true},
-		{"no longer a non-voter", func(tt *thinTransport) { tt.setNonvoters([]raft.ServerID{"n3"}) }, nil, true},
-		{"verify in flight", func(tt *thinTransport) { tt.forceOn() }, nil, true},
-		{"newer term", func(tt *thinTransport) {
-			_ = tt.RequestVote("n3", "a3", &raft.RequestVoteRequest{Term: 6}, &raft.RequestVoteResponse{})
-		}, nil, true},
-		{"close", func(tt *thinTransport) { tt.close() }, raft.ErrTransportShutdown, false},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			inner := &lockedTransport{}
-			tt := newThinTransport(inner, 300*time.Millisecond)
-			tt.slow = time.Hour
-			tt.setNonvoters([]raft.ServerID{"n2"})
-			var resp raft.AppendEntriesResponse
-			if err := tt.AppendEntries("n2", "a2", hbReq(5), &resp); err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() {
-				var resp raft.AppendEntriesResponse
-				done <- tt.AppendEntries("n2", "a2", hbReq(5), &resp)
-			}()
-			waitFor(t, "the heartbeat to be held", func() bool { return tt.held.Load() == 1 })
-			// Replication passes while the heartbeat is held.
-			repl := hbReq(5)
-			repl.Entries, repl.PrevLogEntry, repl.PrevLogTerm = []*raft.Log{{Index: 2}}, 1, 5
-			if err := tt.AppendEntries("n2", "a2", repl, &resp); err != nil {
-				t.Fatal(err)
-			}
-			if got := inner.calls.Load(); got != 2 {
-				t.Fatalf("%d calls reached the wire, want 2 (the first heartbeat and the replication)", got)
-			}
-			select {
-			case err := <-done:
-				t.Fatalf("the held heartbeat returned (%v) before anything ended it", err)
-			default:
-			}
-			tc.end(tt)
-			var err error
-			select {
-			case err = <-done:
-			case <-time.After(30 * time.Second):
-				t.Fatal("the held heartbeat did not end")
-			}
-			if !errors.Is(err, tc.wantErr) {
-				t.Fatalf("held heartbeat: %v, want %v", err, tc.wantErr)
-			}
-			if wire := inner.calls.Load() == 3; wire != tc.wire {
-				t.Fatalf("went to the wire = %v, want %v", wire, tc.wire)
-			}
-		})
-	}
-}
 
 // formNonvoters forms c with its last k nodes left non-voters.
 func (c *raftCluster) formNonvoters(k int) *clusterNode {
@@ -338,7 +203,7 @@ func TestRaftHeldNonvoterPromotedAndShutdown(t *testing.T) {
 	}
 
 	// n3 is still a non-voter, its call held.
-	waitFor(t, "a call held to "+n3.id, func() bool { return l.r.thin.holding.Load() == 1 })
+	waitFor(t, "a call held to "+n3.id, func() bool { return l.r.thin.Holding() == 1 })
 	done := make(chan error, 1)
 	go func() { done <- l.r.Shutdown() }()
 	select {
@@ -364,7 +229,7 @@ func TestRaftHeldNonvoterRemovedAndDemoted(t *testing.T) {
 	})
 	l := c.formNonvoters(2)
 	n2, n3 := c.nodes[1], c.nodes[2]
-	holding := func(n int32) func() bool { return func() bool { return l.r.thin.holding.Load() == n } }
+	holding := func(n int) func() bool { return func() bool { return l.r.thin.Holding() == n } }
 	waitFor(t, "calls held to both non-voters", holding(2))
 	ctx := context.Background()
 	term := l.r.Stats()["term"]
@@ -389,51 +254,5 @@ func TestRaftHeldNonvoterRemovedAndDemoted(t *testing.T) {
 	}
 	if got := l.r.Stats()["term"]; got != term || !l.r.IsLeader() {
 		t.Fatalf("term moved from %s to %s (leader %v): the leader lost its lease across the changes", term, got, l.r.IsLeader())
-	}
-}
-
-// stuckTransport never answers an AppendEntries until released, as a
-// connection whose peer vanished.
-type stuckTransport struct {
-	raft.Transport
-	release chan struct{}
-}
-
-func (s *stuckTransport) AppendEntries(_ raft.ServerID, _ raft.ServerAddress,
-	_ *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
-	<-s.release
-	*resp = raft.AppendEntriesResponse{Term: 5, Success: true}
-	return nil
-}
-
-// TestThinTransportHeartbeatBounded: a heartbeat into a connection that
-// never answers fails after the heartbeat timeout, not the wrapped
-// transport's, and the peer is not heard; replication is not bounded.
-func TestThinTransportHeartbeatBounded(t *testing.T) {
-	inner := &stuckTransport{release: make(chan struct{})}
-	defer close(inner.release)
-	tt := newThinTransport(inner, 300*time.Millisecond)
-	tt.hbTimeout = 50 * time.Millisecond
-	var resp raft.AppendEntriesResponse
-	done := make(chan error, 1)
-	go func() { done <- tt.AppendEntries("n2", "a2", hbReq(5), &resp) }()
-	select {
-	case err := <-done:
-		if !errors.Is(err, ErrHeartbeatTimeout) {
-			t.Fatalf("stuck heartbeat: %v, want ErrHeartbeatTimeout", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("a heartbeat into a stuck connection did not give up")
-	}
-	if !tt.heardFrom("n2").IsZero() {
-		t.Fatal("a peer that never answered counts as heard")
-	}
-	repl := hbReq(5)
-	repl.Entries, repl.PrevLogEntry, repl.PrevLogTerm = []*raft.Log{{Index: 2}}, 1, 5
-	go func() { done <- tt.AppendEntries("n2", "a2", repl, &resp) }()
-	select {
-	case err := <-done:
-		t.Fatalf("replication gave up (%v): only heartbeats are bounded", err)
-	case <-time.After(200 * time.Millisecond):
 	}
 }

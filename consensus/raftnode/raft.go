@@ -32,6 +32,7 @@ import (
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
+	"github.com/shoal-org/shoal/consensus/heartbeat"
 	"github.com/shoal-org/shoal/consensus/logstore"
 )
 
@@ -77,12 +78,12 @@ type Config struct {
 	ForceNewCluster bool
 
 	// heartbeatObserve, when set (tests), sees every heartbeat the
-	// thinning transport handles (thinTransport.observe).
+	// thinning transport handles (heartbeat.Config.Observe).
 	heartbeatObserve func(id raft.ServerID, at time.Time, err error)
 	// nonvoterHold, when set (tests), replaces nonvoterInterval.
 	nonvoterHold time.Duration
 	// BeatOrigin is where the held heartbeats' beats are counted from
-	// (heartbeat.go): node passes the phase of its own periodic loops, so
+	// (consensus/heartbeat): node passes the phase of its own periodic loops, so
 	// that they wake together. Zero: when the transport is made.
 	BeatOrigin time.Time
 }
@@ -96,7 +97,7 @@ type Timing struct {
 	HeartbeatTimeout time.Duration
 	// HeartbeatInterval is the time between two heartbeats that reach a
 	// voter; raft asks for one every HeartbeatTimeout/10–/5 and each ask
-	// is held until the next is due (heartbeat.go). 0 sends every one. At
+	// is held until the next is due (consensus/heartbeat). 0 sends every one. At
 	// most HeartbeatTimeout/2, so a follower hears from a live leader at
 	// least twice per timeout.
 	HeartbeatInterval time.Duration
@@ -106,7 +107,7 @@ type Timing struct {
 	// LeaderLeaseTimeout is how long a leader keeps leading without a
 	// quorum's answers; it is also the short timeout ExpediteElection sets
 	// (raft refuses a heartbeat timeout below the lease). A voter renews
-	// the lease once per HeartbeatInterval (heartbeat.go), so it must be
+	// the lease once per HeartbeatInterval (consensus/heartbeat), so it must be
 	// well above that: the margin is how late a starved leader's heartbeats
 	// may be before it steps down for nothing.
 	LeaderLeaseTimeout time.Duration
@@ -119,7 +120,7 @@ type Timing struct {
 }
 
 // nonvoterInterval is the time between two real heartbeats to a
-// non-voter; the calls raft makes in between are held (heartbeat.go).
+// non-voter; the calls raft makes in between are held (consensus/heartbeat).
 //
 // Why not longer: a non-voter cannot cost a leader its lease or start an
 // election, but it still forgets the leader after HeartbeatTimeout of
@@ -142,7 +143,7 @@ func (t Timing) nonvoterInterval() time.Duration {
 
 // DefaultTiming: a follower suspects the leader after 1–2 s of silence and
 // hears a real heartbeat every 300 ms (DefaultConfig says why); the lease
-// is 600 ms (heartbeat.go says why).
+// is 600 ms (consensus/heartbeat says why).
 var DefaultTiming = Timing{
 	HeartbeatTimeout:   time.Second,
 	HeartbeatInterval:  300 * time.Millisecond,
@@ -158,7 +159,7 @@ var DefaultTiming = Timing{
 // of silence. A dead leader is still replaced soon after gossip declares
 // it dead: ExpediteElection shortens the timeouts to the lease, and a
 // follower that has not heard from the leader for that long campaigns at
-// once. A voter's heartbeats are held (heartbeat.go), so each renews the
+// once. A voter's heartbeats are held (consensus/heartbeat), so each renews the
 // lease once a second: the lease is 1.5 s, which leaves a starved leader 500 ms of
 // scheduling delay before it steps down for nothing (DefaultTiming leaves
 // 300 ms) and costs a split vote 1.5–3 s instead of 0.5–1 s. Gossip takes
@@ -210,7 +211,7 @@ var QuietTiming = Timing{
 //
 // HeartbeatInterval 300 ms takes raft's heartbeats from every 100–200 ms
 // to every 300–500 ms per follower without touching the timeouts
-// (heartbeat.go says why that is safe): the longest silence a follower
+// (consensus/heartbeat says why that is safe): the longest silence a follower
 // sees stays at half its 1 s timeout and within the 500 ms an expedited
 // election waits. Measured on an idle 3-node cluster (FootprintIdle3, 60 s,
 // two runs each, interleaved with the unthinned binary): raft packets on a
@@ -302,7 +303,7 @@ type Raft struct {
 	cut *cutLayer
 	// thin sends heartbeats at most every HeartbeatInterval (nil when 0
 	// or the transport has no pre-vote).
-	thin *thinTransport
+	thin *heartbeat.Transport
 	// bootHeld is the last index of this node's log when raft started, and
 	// loaded latches once the replica has applied up to it (Loaded).
 	bootHeld uint64
@@ -468,7 +469,7 @@ func newRaft(cfg Config, store *consensus.Store, logger hclog.Logger, st storage
 		trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 			Stream: cut,
 			// One idle connection per follower: its heartbeats and its
-			// replication share it (thinTransport turns the pipeline
+			// replication share it (heartbeat.Transport turns the pipeline
 			// off); a call that finds it busy dials another, closed
 			// after use, so a busy moment does not leave a second
 			// connection and its 256 KiB buffer behind.
@@ -477,20 +478,15 @@ func newRaft(cfg Config, store *consensus.Store, logger hclog.Logger, st storage
 			Logger:  logger.Named("net"),
 		})
 	}
-	var thin *thinTransport
+	var thin *heartbeat.Transport
 	var watch *leaderWatch
 	if _, preVote := trans.(raft.WithPreVote); preVote && cfg.HeartbeatInterval > 0 {
-		thin = newThinTransport(trans, cfg.HeartbeatInterval)
-		thin.slow = cmp.Or(cfg.nonvoterHold, cfg.nonvoterInterval())
-		if !cfg.BeatOrigin.IsZero() {
-			thin.beats.origin = cfg.BeatOrigin
-		}
-		thin.slowBeats = beatGrid{origin: thin.beats.origin, every: thin.slow}
-		thin.observe = cfg.heartbeatObserve
-		thin.hbTimeout = cfg.HeartbeatTimeout / 2
+		hc := heartbeat.Config{Interval: cfg.HeartbeatInterval, Slow: cmp.Or(cfg.nonvoterHold, cfg.nonvoterInterval()),
+			Origin: cfg.BeatOrigin, Timeout: cfg.HeartbeatTimeout / 2, Observe: cfg.heartbeatObserve}
 		if watch = newLeaderWatch(cfg.LeaderSilence); watch != nil {
-			thin.onHeartbeat = watch.contact
+			hc.OnHeartbeat = watch.contact
 		}
+		thin = heartbeat.New(trans, hc)
 		trans = thin
 	}
 	if c, ok := trans.(io.Closer); ok {
@@ -537,8 +533,7 @@ func newRaft(cfg Config, store *consensus.Store, logger hclog.Logger, st storage
 	}
 	go rr.nudgeLoop()
 	if thin != nil {
-		answered := rr.followerAnswered
-		thin.answered.Store(&answered)
+		thin.SetAnswered(rr.followerAnswered)
 		rr.leaderObs = make(chan raft.Observation, 8)
 		rr.observer = raft.NewObserver(rr.leaderObs, false, func(o *raft.Observation) bool {
 			_, ok := o.Data.(raft.LeaderObservation)
@@ -553,7 +548,7 @@ func newRaft(cfg Config, store *consensus.Store, logger hclog.Logger, st storage
 }
 
 // nonvoterLoop keeps the transport's non-voters (the peers whose
-// heartbeats it holds, heartbeat.go) in step with leadership: read from
+// heartbeats it holds, consensus/heartbeat) in step with leadership: read from
 // the configuration when this node becomes leader, none while it is not.
 // Membership changes update them as they are made (setNonvoters).
 // Observations may be dropped when the channel is full; each one re-reads
@@ -620,7 +615,7 @@ func (r *Raft) refreshNonvoters() {
 	if r.raft.State() == raft.Leader {
 		f := r.raft.GetConfiguration()
 		if f.Error() != nil {
-			r.thin.setNonvoters(nil)
+			r.thin.SetNonvoters(nil)
 			return
 		}
 		for _, s := range f.Configuration().Servers {
@@ -629,7 +624,7 @@ func (r *Raft) refreshNonvoters() {
 			}
 		}
 	}
-	r.thin.setNonvoters(ids)
+	r.thin.SetNonvoters(ids)
 }
 
 // promoting marks id as being promoted (on) and takes it out of the
@@ -643,7 +638,7 @@ func (r *Raft) promoting(id raft.ServerID, on bool) {
 	r.confMu.Lock()
 	if on {
 		r.promotions[id]++
-		r.thin.setVoter(id)
+		r.thin.SetVoter(id)
 		r.confMu.Unlock()
 		return
 	}
@@ -717,7 +712,7 @@ func (r *Raft) leaderNudge() {
 // (its log ends before commit), or it was never told that the leader's last
 // applied command (lastCommand, the leader's store index) is committed.
 // Barriers after that command do not count: no store waits for them.
-func needsCatchUp(a followerAnswer, commit, lastCommand uint64) bool {
+func needsCatchUp(a heartbeat.FollowerAnswer, commit, lastCommand uint64) bool {
 	return a.ReplFailed || a.LastLog < commit || a.Told < lastCommand
 }
 
@@ -728,7 +723,7 @@ func needsCatchUp(a followerAnswer, commit, lastCommand uint64) bool {
 const behindEvery = 2 * time.Second
 
 // followerAnswered hears from a follower's answer to a real heartbeat
-// (thinTransport.answered) and nudges when needsCatchUp says the follower
+// (heartbeat.Transport.SetAnswered) and nudges when needsCatchUp says the follower
 // lacks committed entries or their commit.
 //
 // Why: raft retries a follower's failed replication only when the next
@@ -740,7 +735,7 @@ const behindEvery = 2 * time.Second
 // every committed command. The barrier appended here goes to every
 // follower from where each one is (raft walks back over a stale tail) and
 // carries the commit index of every command before it.
-func (r *Raft) followerAnswered(a followerAnswer) {
+func (r *Raft) followerAnswered(a heartbeat.FollowerAnswer) {
 	if r.raft.State() != raft.Leader || !needsCatchUp(a, r.raft.CommitIndex(), r.store.Index()) {
 		return
 	}
@@ -977,7 +972,7 @@ func (r *Raft) AddNonvoter(ctx context.Context, id, addr string) error {
 
 // AddVoter adds a server as a voter or promotes an existing nonvoter.
 // Leader only. The transport stops holding the server's heartbeats before
-// raft is asked (heartbeat.go): from the new configuration on, the lease
+// raft is asked (consensus/heartbeat): from the new configuration on, the lease
 // counts its answers.
 func (r *Raft) AddVoter(ctx context.Context, id, addr string) error {
 	r.promoting(raft.ServerID(id), true)
@@ -1097,12 +1092,12 @@ func (r *Raft) Synced() bool {
 // Stats returns raft's diagnostic counters (for `shoal status` and
 // debugging), plus heartbeats_sent and heartbeats_held: the heartbeats this
 // node sent as leader and the calls of raft's it held until the follower's
-// next real heartbeat was due (heartbeat.go).
+// next real heartbeat was due (consensus/heartbeat).
 func (r *Raft) Stats() map[string]string {
 	st := r.raft.Stats()
 	if r.thin != nil {
-		st["heartbeats_sent"] = strconv.FormatUint(r.thin.sent.Load(), 10)
-		st["heartbeats_held"] = strconv.FormatUint(r.thin.held.Load(), 10)
+		st["heartbeats_sent"] = strconv.FormatUint(r.thin.Sent(), 10)
+		st["heartbeats_held"] = strconv.FormatUint(r.thin.Held(), 10)
 	}
 	return st
 }
@@ -1117,17 +1112,17 @@ func (r *Raft) HeardFrom(id string) time.Time {
 	if r.thin == nil {
 		return time.Time{}
 	}
-	return r.thin.heardFrom(raft.ServerID(id))
+	return r.thin.HeardFrom(raft.ServerID(id))
 }
 
 // VerifyLeader asks a quorum whether this node is still the leader, with
 // every heartbeat it triggers sent at once, none held for its beat
-// (heartbeat.go). Shoal's consistent reads use a Barrier instead;
+// (consensus/heartbeat). Shoal's consistent reads use a Barrier instead;
 // this is for a caller that wants raft's check.
 func (r *Raft) VerifyLeader(ctx context.Context) error {
 	if r.thin != nil {
-		r.thin.forceOn()
-		defer r.thin.forceOff()
+		r.thin.ForceOn()
+		defer r.thin.ForceOff()
 	}
 	if err := r.wait(ctx, r.raft.VerifyLeader()); err != nil {
 		return fmt.Errorf("raft verify leader: %w", err)
@@ -1157,8 +1152,8 @@ func (r *Raft) Shutdown() error {
 		}
 		if r.thin != nil {
 			// raft's shutdown waits for its heartbeat goroutines, which
-			// may be held in the transport (heartbeat.go).
-			r.thin.close()
+			// may be held in the transport (consensus/heartbeat).
+			r.thin.StopHolding()
 			r.raft.DeregisterObserver(r.observer)
 		}
 		if err := r.raft.Shutdown().Error(); err != nil {

@@ -10,7 +10,7 @@ package raftnode
 // leader loop asks for the quick election exactly as on gossip's verdict.
 //
 // It costs no wake-up while heartbeats come: each heartbeat received pushes
-// the timer back (thinTransport.SetHeartbeatHandler), so it fires only
+// the timer back (heartbeat.Transport.SetHeartbeatHandler), so it fires only
 // after a silence. When it fires it checks raft's own last contact first
 // (entries arrive outside the heartbeat path, and a transport without a
 // heartbeat fast path calls no hook): if that is recent it waits out the

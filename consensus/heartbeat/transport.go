@@ -1,12 +1,13 @@
-package raftnode
-
+// Package heartbeat is the thinning transport under Shoal's raft
+// (consensus/raftnode): it holds raft's heartbeats to a grid of beats.
+//
 // Why: an idle cluster's largest cost is raft's heartbeats. hashicorp/raft
 // v1.8.0 runs one heartbeat goroutine per follower (voters and non-voters
 // alike, replication.go heartbeat()) that sends an empty AppendEntries every
 // HeartbeatTimeout/10 to /5 — 100–200 ms at our 1 s timeout, each a TLS
 // round trip — and it ties that period to the timeout: raising the timeout
 // to send fewer would slow failover (DefaultConfig). etcd keeps the two
-// apart (heartbeat-interval vs election-timeout); thinTransport does the
+// apart (heartbeat-interval vs election-timeout); Transport does the
 // same under raft: a real heartbeat reaches a voter once per
 // HeartbeatInterval (a non-voter once per nonvoterInterval). raft's calls
 // in between are held: the call blocks until the follower's next real
@@ -103,7 +104,7 @@ package raftnode
 // configuration on the lease counts its answers, so it is due after the
 // voter's interval); it goes to the wire at once while VerifyLeader runs
 // or when a newer term is seen (the held request is stale); it ends with
-// ErrTransportShutdown on close (raft's Shutdown waits
+// ErrTransportShutdown on StopHolding (raft's Shutdown waits
 // for its heartbeat goroutines, so Raft.Shutdown closes the holds first).
 // Only heartbeats are held. raftnode keeps the set of non-voters: read
 // from the configuration when this node becomes leader, emptied when it is
@@ -111,7 +112,8 @@ package raftnode
 // does not list counts as a voter.
 //
 // The pure decisions are lastAnswerFresh and waitForHeartbeat;
-// thinTransport is their thin apply half.
+// Transport is their thin apply half.
+package heartbeat
 
 import (
 	"errors"
@@ -135,9 +137,9 @@ type heartbeatAnswer struct {
 	resp   raft.AppendEntriesResponse
 }
 
-// isHeartbeat reports whether req is one of raft's heartbeats (see the top
+// IsHeartbeat reports whether req is one of raft's heartbeats (see the top
 // of the file), using the test of NetworkTransport's heartbeat fast path.
-func isHeartbeat(req *raft.AppendEntriesRequest) bool {
+func IsHeartbeat(req *raft.AppendEntriesRequest) bool {
 	return req.Term != 0 && (len(req.Addr) > 0 || len(req.Leader) > 0) &&
 		req.PrevLogEntry == 0 && req.PrevLogTerm == 0 &&
 		len(req.Entries) == 0 && req.LeaderCommitIndex == 0
@@ -151,7 +153,7 @@ func isHeartbeat(req *raft.AppendEntriesRequest) bool {
 // interval.
 func lastAnswerFresh(req *raft.AppendEntriesRequest, addr raft.ServerAddress, last *heartbeatAnswer,
 	now time.Time, interval time.Duration, forced bool) bool {
-	if interval <= 0 || forced || last == nil || !isHeartbeat(req) {
+	if interval <= 0 || forced || last == nil || !IsHeartbeat(req) {
 		return false
 	}
 	if last.addr != addr || !last.resp.Success || last.term != req.Term || last.resp.Term != req.Term {
@@ -202,13 +204,13 @@ func (g beatGrid) atOrBefore(t time.Time) time.Time {
 	return t.Add(-(t.Sub(g.origin) % g.every))
 }
 
-// thinTransport is a raft.Transport that sends raft's heartbeats to each
+// Transport is a raft.Transport that sends raft's heartbeats to each
 // voter once per interval and to each non-voter once per slow, holding
-// raft's calls in between until the next one is due (see the top of the
-// file). It also forwards
+// raft's calls in between until the next one is due (see the package
+// doc). It also forwards
 // RequestPreVote (raft turns pre-vote off for a transport without it) and
 // Close. Safe for concurrent use.
-type thinTransport struct {
+type Transport struct {
 	raft.Transport
 	interval time.Duration
 	// slow is the interval of a non-voter's heartbeats; 0 holds none.
@@ -221,16 +223,16 @@ type thinTransport struct {
 	// (heartbeatWithin).
 	hbTimeout time.Duration
 	// onHeartbeat, when set, is called for every heartbeat this node
-	// receives (the follower's leader watch, watch.go).
+	// receives (the follower's leader watch, raftnode's watch.go).
 	onHeartbeat func()
 	// observe, when set (tests), is told of every heartbeat sent: when,
 	// and its error.
 	observe func(id raft.ServerID, at time.Time, err error)
 	// answered, when set, is told of every successful real heartbeat
-	// answer (Raft.followerAnswered: a follower that lacks entries or
+	// answer (raftnode's followerAnswered: a follower that lacks entries or
 	// their commit is caught up at once). Set after raft starts, hence
 	// atomic.
-	answered atomic.Pointer[func(followerAnswer)]
+	answered atomic.Pointer[func(FollowerAnswer)]
 
 	// force > 0 sends every heartbeat (VerifyLeader in flight).
 	force atomic.Int32
@@ -242,7 +244,7 @@ type thinTransport struct {
 
 	mu   sync.Mutex
 	last map[raft.ServerID]*heartbeatAnswer
-	// nonvoters are the peers whose heartbeats are held (setNonvoters); a
+	// nonvoters are the peers whose heartbeats are held (SetNonvoters); a
 	// peer not in it is treated as a voter.
 	nonvoters map[raft.ServerID]bool
 	// term is the newest term in any request or answer this transport
@@ -271,38 +273,88 @@ type thinTransport struct {
 const forgetAfter = 10 * time.Minute
 
 var (
-	_ raft.Transport   = (*thinTransport)(nil)
-	_ raft.WithPreVote = (*thinTransport)(nil)
-	_ raft.WithClose   = (*thinTransport)(nil)
+	_ raft.Transport   = (*Transport)(nil)
+	_ raft.WithPreVote = (*Transport)(nil)
+	_ raft.WithClose   = (*Transport)(nil)
 )
 
-// newThinTransport wraps inner, which must also implement
-// raft.WithPreVote (both of raft's transports do).
-func newThinTransport(inner raft.Transport, interval time.Duration) *thinTransport {
-	return &thinTransport{Transport: inner, interval: interval, now: time.Now,
+// Config is how a Transport holds heartbeats (raftnode derives it from
+// its Timing).
+type Config struct {
+	// Interval is the time between two real heartbeats to a voter; 0
+	// sends every one.
+	Interval time.Duration
+	// Slow is the time between two real heartbeats to a non-voter; 0
+	// holds none of theirs.
+	Slow time.Duration
+	// Origin is where the beats are counted from, so that they fall with
+	// the agent's other periodic loops. Zero: when the transport is made.
+	Origin time.Time
+	// Timeout, when set, bounds a heartbeat's round trip
+	// (heartbeatWithin).
+	Timeout time.Duration
+	// OnHeartbeat, when set, is called for every heartbeat this node
+	// receives.
+	OnHeartbeat func()
+	// Observe, when set (tests), is told of every heartbeat sent: when,
+	// and its error.
+	Observe func(id raft.ServerID, at time.Time, err error)
+}
+
+// New wraps inner, which must also implement raft.WithPreVote (both of
+// raft's transports do).
+func New(inner raft.Transport, c Config) *Transport {
+	t := newTransport(inner, c.Interval)
+	if !c.Origin.IsZero() {
+		t.beats.origin = c.Origin
+	}
+	t.slow = c.Slow
+	t.slowBeats = beatGrid{origin: t.beats.origin, every: c.Slow}
+	t.hbTimeout, t.onHeartbeat, t.observe = c.Timeout, c.OnHeartbeat, c.Observe
+	return t
+}
+
+// newTransport is New with voters' beats only, counted from now.
+func newTransport(inner raft.Transport, interval time.Duration) *Transport {
+	return &Transport{Transport: inner, interval: interval, now: time.Now,
 		beats: beatGrid{origin: time.Now(), every: interval},
 		last:  map[raft.ServerID]*heartbeatAnswer{}, heard: map[raft.ServerID]time.Time{}, repl: map[raft.ServerID]*replRecord{},
 		nonvoters: map[raft.ServerID]bool{}, wake: make(chan struct{})}
 }
 
+// SetAnswered sets f to be told of every successful answer to a real
+// heartbeat (raftnode catches up a follower that lacks entries or their
+// commit). It may be set after raft has started.
+func (t *Transport) SetAnswered(f func(FollowerAnswer)) { t.answered.Store(&f) }
+
+// Sent and Held count the heartbeats sent, and raft's calls held until
+// the peer's next real heartbeat was due.
+func (t *Transport) Sent() uint64 { return t.sent.Load() }
+
+// Held: see Sent.
+func (t *Transport) Held() uint64 { return t.held.Load() }
+
+// Holding is how many of raft's calls are held now.
+func (t *Transport) Holding() int { return int(t.holding.Load()) }
+
 // wakeAll ends every held call so that it decides again. t.mu held.
-func (t *thinTransport) wakeAll() {
+func (t *Transport) wakeAll() {
 	close(t.wake)
 	t.wake = make(chan struct{})
 }
 
 // seeTerm records term when it is the newest yet, waking the held calls
 // (theirs is then stale: they go to the wire at once). t.mu held.
-func (t *thinTransport) seeTerm(term uint64) {
+func (t *Transport) seeTerm(term uint64) {
 	if term > t.term {
 		t.term = term
 		t.wakeAll()
 	}
 }
 
-// setNonvoters replaces the set of peers whose heartbeats are held. A
+// SetNonvoters replaces the set of peers whose heartbeats are held. A
 // peer that leaves the set (a promotion) gets its held call sent at once.
-func (t *thinTransport) setNonvoters(ids []raft.ServerID) {
+func (t *Transport) SetNonvoters(ids []raft.ServerID) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	next := make(map[raft.ServerID]bool, len(ids))
@@ -319,9 +371,9 @@ func (t *thinTransport) setNonvoters(ids []raft.ServerID) {
 	}
 }
 
-// setVoter takes id out of the non-voters before it is promoted: its held
+// SetVoter takes id out of the non-voters before it is promoted: its held
 // call, if any, goes to the wire at once.
-func (t *thinTransport) setVoter(id raft.ServerID) {
+func (t *Transport) SetVoter(id raft.ServerID) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.nonvoters[id] {
@@ -330,21 +382,21 @@ func (t *thinTransport) setVoter(id raft.ServerID) {
 	}
 }
 
-// forceOn and forceOff bracket a VerifyLeader: while it runs every
+// ForceOn and ForceOff bracket a VerifyLeader: while it runs every
 // heartbeat goes to the wire, the held ones at once.
-func (t *thinTransport) forceOn() {
+func (t *Transport) ForceOn() {
 	t.force.Add(1)
 	t.mu.Lock()
 	t.wakeAll()
 	t.mu.Unlock()
 }
 
-func (t *thinTransport) forceOff() { t.force.Add(-1) }
+func (t *Transport) ForceOff() { t.force.Add(-1) }
 
-// close ends every held call with ErrTransportShutdown and holds no more.
+// StopHolding ends every held call with ErrTransportShutdown and holds no more.
 // Raft.Shutdown calls it before raft's own shutdown, which waits for its
 // heartbeat goroutines.
-func (t *thinTransport) close() {
+func (t *Transport) StopHolding() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.closed {
@@ -356,9 +408,9 @@ func (t *thinTransport) close() {
 // AppendEntries holds a heartbeat until the peer's next real one is due
 // (waitForHeartbeat), and otherwise sends the request and records the
 // answer.
-func (t *thinTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress,
+func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress,
 	args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
-	hb := isHeartbeat(args)
+	hb := IsHeartbeat(args)
 	now := t.now()
 	if hb {
 		for waited := false; ; waited = true {
@@ -411,7 +463,7 @@ func (t *thinTransport) AppendEntries(id raft.ServerID, target raft.ServerAddres
 		}
 		t.noteReplication(id, now, err, told)
 	}
-	var answer followerAnswer
+	var answer FollowerAnswer
 	if hb {
 		answer.LastLog = resp.LastLog
 		if rec := t.repl[id]; rec != nil {
@@ -437,9 +489,9 @@ func (t *thinTransport) AppendEntries(id raft.ServerID, target raft.ServerAddres
 	return err
 }
 
-// ErrHeartbeatTimeout: a heartbeat had no answer within the transport's
+// ErrTimeout: a heartbeat had no answer within the transport's
 // heartbeat timeout.
-var ErrHeartbeatTimeout = errors.New("no answer to the heartbeat in time")
+var ErrTimeout = errors.New("no answer to the heartbeat in time")
 
 // heartbeatWithin sends a heartbeat and gives up on it after hbTimeout,
 // leaving the call to end in the background. Why: the wrapped transport
@@ -455,7 +507,7 @@ var ErrHeartbeatTimeout = errors.New("no answer to the heartbeat in time")
 // connection, and the peer is heard within about a second of its return.
 // The abandoned call holds its connection until the wrapped transport's
 // timeout; the pool dials another.
-func (t *thinTransport) heartbeatWithin(id raft.ServerID, target raft.ServerAddress,
+func (t *Transport) heartbeatWithin(id raft.ServerID, target raft.ServerAddress,
 	args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	type answer struct {
 		resp raft.AppendEntriesResponse
@@ -474,7 +526,7 @@ func (t *thinTransport) heartbeatWithin(id raft.ServerID, target raft.ServerAddr
 		*resp = a.resp
 		return a.err
 	case <-timer.C:
-		return fmt.Errorf("heartbeat to %s at %s: %w (%v)", id, target, ErrHeartbeatTimeout, t.hbTimeout)
+		return fmt.Errorf("heartbeat to %s at %s: %w (%v)", id, target, ErrTimeout, t.hbTimeout)
 	}
 }
 
@@ -482,7 +534,7 @@ func (t *thinTransport) heartbeatWithin(id raft.ServerID, target raft.ServerAddr
 // heard from for forgetAfter: those of servers that left the
 // configuration. Removal is not hooked instead because a removed server's
 // last replication may still answer after RemoveServer returns. t.mu held.
-func (t *thinTransport) sweep(now time.Time) {
+func (t *Transport) sweep(now time.Time) {
 	if now.Sub(t.swept) < forgetAfter {
 		return
 	}
@@ -519,9 +571,9 @@ type replRecord struct {
 	at time.Time
 }
 
-// followerAnswer is what a follower's successful answer to a real
-// heartbeat, and the replication to it so far, say (thinTransport.answered).
-type followerAnswer struct {
+// FollowerAnswer is what a follower's successful answer to a real
+// heartbeat, and the replication to it so far, say (Transport.answered).
+type FollowerAnswer struct {
 	// LastLog is the follower's last log index.
 	LastLog uint64
 	// ReplFailed: raft's last replication to it failed on the transport.
@@ -533,7 +585,7 @@ type followerAnswer struct {
 // noteReplication records how raft's replication to id (anything but a
 // heartbeat) ended on the transport, and the commit index it carried when
 // the follower took it (0 otherwise). t.mu held.
-func (t *thinTransport) noteReplication(id raft.ServerID, now time.Time, err error, told uint64) {
+func (t *Transport) noteReplication(id raft.ServerID, now time.Time, err error, told uint64) {
 	rec := t.repl[id]
 	if rec == nil {
 		rec = &replRecord{}
@@ -544,7 +596,7 @@ func (t *thinTransport) noteReplication(id raft.ServerID, now time.Time, err err
 
 // InstallSnapshot records whether the snapshot reached the follower: raft
 // retries a failed one as it does a failed AppendEntries (answered).
-func (t *thinTransport) InstallSnapshot(id raft.ServerID, target raft.ServerAddress,
+func (t *Transport) InstallSnapshot(id raft.ServerID, target raft.ServerAddress,
 	args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
 	err := t.Transport.InstallSnapshot(id, target, args, resp, data)
 	told := uint64(0)
@@ -569,13 +621,13 @@ func (t *thinTransport) InstallSnapshot(id raft.ServerID, target raft.ServerAddr
 // leader one connection; replication waits for each answer before sending
 // the next batch (raft batches what is pending into one request), which a
 // LAN round trip makes no slower for Shoal's rate of writes.
-func (t *thinTransport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+func (t *Transport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
 	return nil, raft.ErrPipelineReplicationNotSupported
 }
 
 // SetHeartbeatHandler passes raft's heartbeat handler to the wrapped
 // transport, telling onHeartbeat of each heartbeat first.
-func (t *thinTransport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
+func (t *Transport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
 	hook := t.onHeartbeat
 	if hook == nil || cb == nil {
 		t.Transport.SetHeartbeatHandler(cb)
@@ -588,14 +640,14 @@ func (t *thinTransport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
 }
 
 // RequestPreVote forwards to the wrapped transport.
-func (t *thinTransport) RequestPreVote(id raft.ServerID, target raft.ServerAddress,
+func (t *Transport) RequestPreVote(id raft.ServerID, target raft.ServerAddress,
 	args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
 	return t.Transport.(raft.WithPreVote).RequestPreVote(id, target, args, resp)
 }
 
 // RequestVote forwards to the wrapped transport; a campaign's term ends
 // the calls held for an older term.
-func (t *thinTransport) RequestVote(id raft.ServerID, target raft.ServerAddress,
+func (t *Transport) RequestVote(id raft.ServerID, target raft.ServerAddress,
 	args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
 	t.mu.Lock()
 	t.seeTerm(args.Term)
@@ -605,16 +657,16 @@ func (t *thinTransport) RequestVote(id raft.ServerID, target raft.ServerAddress,
 
 // Close ends the held calls and closes the wrapped transport when it can
 // be closed.
-func (t *thinTransport) Close() error {
-	t.close()
+func (t *Transport) Close() error {
+	t.StopHolding()
 	if c, ok := t.Transport.(raft.WithClose); ok {
 		return c.Close()
 	}
 	return nil
 }
 
-// heardFrom is when id last answered an AppendEntries (zero if never).
-func (t *thinTransport) heardFrom(id raft.ServerID) time.Time {
+// HeardFrom is when id last answered an AppendEntries (zero if never).
+func (t *Transport) HeardFrom(id raft.ServerID) time.Time {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.heard[id]
