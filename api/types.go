@@ -172,7 +172,10 @@ const (
 )
 
 // ResourceRequirements bound a task: limits are enforced by the runtime,
-// reservations are what the scheduler counts against a node's capacity.
+// reservations are what the scheduler counts against a node's capacity,
+// and the memory reservation is also the container's memory soft limit
+// (as Swarm sets it: under memory pressure the kernel reclaims from
+// containers above their reservation first).
 type ResourceRequirements struct {
 	Limits       Resources `json:"limits"`
 	Reservations Resources `json:"reservations"`

@@ -254,7 +254,7 @@ func bundleInput(id, hostname, ip string, args []string, spec Spec, image api.Im
 	return bundle.Input{
 		ID: id, Hostname: hostname, IP: ip, Args: args, Image: image,
 		User: spec.User, Workdir: spec.Workdir, Env: spec.Env, ExtraHosts: spec.ExtraHosts,
-		Limits: spec.Limits, Files: spec.Files, Mounts: spec.Mounts, ReadOnly: spec.ReadOnly,
+		Limits: spec.Limits, MemoryReservation: spec.MemoryReservation, Files: spec.Files, Mounts: spec.Mounts, ReadOnly: spec.ReadOnly,
 		CapAdd: spec.CapAdd, CapDrop: spec.CapDrop, Sysctls: spec.Sysctls,
 		Ulimits: spec.Ulimits,
 	}

@@ -69,6 +69,8 @@ services:
         limits:
           cpus: "0.5"
           memory: 64M
+        reservations:
+          memory: 32M
   db:
     image: bb:1
     command: ["sh", "-c", "echo db starting; date >>/data/boots; mkdir -p /www; echo db-ok >/www/index.html; exec httpd -f -p 5432 -h /www"]
@@ -225,6 +227,9 @@ func TestWalkS14(t *testing.T) {
 	}
 	if out, err := walkRun(t, on, "exec", "shop_web.1", "sh", "-c", "ulimit -a >/dev/null; cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"); err != nil || strings.TrimSpace(out) != "67108864" {
 		t.Errorf("memory limit inside web: %q %v, want 67108864", out, err)
+	}
+	if out, err := walkRun(t, on, "exec", "shop_web.1", "sh", "-c", "cat /sys/fs/cgroup/memory/memory.soft_limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.low"); err != nil || strings.TrimSpace(out) != "33554432" {
+		t.Errorf("memory reservation inside web: %q %v, want 33554432 (deploy.resources.reservations.memory 32M is the soft limit, as docker sets it)", out, err)
 	}
 	if out, err := walkRun(t, on, "exec", "shop_web.1", "sh", "-c", "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us 2>/dev/null || cat /sys/fs/cgroup/cpu.max"); err != nil ||
 		strings.Join(strings.Fields(out), " ") != "50000 100000" {

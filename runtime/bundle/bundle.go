@@ -59,12 +59,14 @@ type Input struct {
 	User, Workdir   string
 	Env, ExtraHosts []string
 	Limits          api.Resources
-	Files           []ocispec.FileMount
-	Mounts          []api.Mount
-	ReadOnly        bool
-	CapAdd, CapDrop []string
-	Sysctls         map[string]string
-	Ulimits         []api.Ulimit
+	// MemoryReservation: Spec.MemoryReservation.
+	MemoryReservation int64
+	Files             []ocispec.FileMount
+	Mounts            []api.Mount
+	ReadOnly          bool
+	CapAdd, CapDrop   []string
+	Sysctls           map[string]string
+	Ulimits           []api.Ulimit
 
 	uid, gid  uint32
 	extraGIDs []uint32
@@ -146,7 +148,7 @@ func Write(h Host, p layout.Paths, b Input, aside bool) error {
 		in.Cwd = b.Image.WorkingDir
 	}
 	in.UID, in.GID, in.ExtraGIDs = b.uid, b.gid, b.extraGIDs
-	in.Limits = b.Limits
+	in.Limits, in.MemoryReservation = b.Limits, b.MemoryReservation
 	in.CgroupsPath = filepath.Join(h.CgroupParent, b.ID)
 	in.NetnsPath = p.Netns
 	in.NoSeccomp = h.NoSeccomp

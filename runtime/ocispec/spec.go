@@ -64,15 +64,20 @@ const cpuPeriod = 100000
 // Cwd. The caller resolves the image, user, command and environment first
 // (see ResolveCommand, MergeEnv, ResolveUser).
 type SpecInput struct {
-	Hostname    string
-	RootfsPath  string // absolute, or relative to the bundle dir
-	Args        []string
-	Env         []string
-	Cwd         string
-	UID, GID    uint32
-	ExtraGIDs   []uint32
-	Limits      api.Resources
-	CgroupsPath string // CgroupParent/<id>
+	Hostname   string
+	RootfsPath string // absolute, or relative to the bundle dir
+	Args       []string
+	Env        []string
+	Cwd        string
+	UID, GID   uint32
+	ExtraGIDs  []uint32
+	Limits     api.Resources
+	// MemoryReservation is the memory soft limit (runc writes
+	// memory.soft_limit_in_bytes, or memory.low on cgroup v2): under
+	// memory pressure the kernel reclaims containers above theirs first.
+	// Docker sets it from a service's memory reservation; 0: none.
+	MemoryReservation int64
+	CgroupsPath       string // CgroupParent/<id>
 	// NetnsPath is the named network namespace to join; empty makes runc
 	// create a fresh one.
 	NetnsPath string
@@ -122,6 +127,9 @@ func BuildSpec(in SpecInput) (*specs.Spec, error) {
 	if in.Limits.MemoryBytes > 0 && in.Limits.MemoryBytes < 6<<20 {
 		return nil, fmt.Errorf("%w: memory limit %d below the 6MiB minimum", ErrInvalidSpec, in.Limits.MemoryBytes)
 	}
+	if in.MemoryReservation < 0 || in.Limits.MemoryBytes > 0 && in.MemoryReservation > in.Limits.MemoryBytes {
+		return nil, fmt.Errorf("%w: memory reservation %d: want 0 to the memory limit %d", ErrInvalidSpec, in.MemoryReservation, in.Limits.MemoryBytes)
+	}
 	cwd := in.Cwd
 	if cwd == "" {
 		cwd = "/"
@@ -165,7 +173,7 @@ func BuildSpec(in SpecInput) (*specs.Spec, error) {
 		Mounts: mounts,
 		Linux: &specs.Linux{
 			CgroupsPath: in.CgroupsPath,
-			Resources:   resources(in.Limits),
+			Resources:   resources(in.Limits, in.MemoryReservation),
 			Namespaces: []specs.LinuxNamespace{
 				{Type: specs.PIDNamespace},
 				{Type: specs.MountNamespace},
@@ -203,13 +211,19 @@ func BuildSpec(in SpecInput) (*specs.Spec, error) {
 	return s, nil
 }
 
-func resources(l api.Resources) *specs.LinuxResources {
+func resources(l api.Resources, reservation int64) *specs.LinuxResources {
 	r := &specs.LinuxResources{
 		Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
 	}
+	if l.MemoryBytes > 0 || reservation > 0 {
+		r.Memory = &specs.LinuxMemory{}
+	}
 	if l.MemoryBytes > 0 {
 		m := l.MemoryBytes
-		r.Memory = &specs.LinuxMemory{Limit: &m}
+		r.Memory.Limit = &m
+	}
+	if reservation > 0 {
+		r.Memory.Reservation = &reservation
 	}
 	if l.NanoCPUs > 0 {
 		period := uint64(cpuPeriod)

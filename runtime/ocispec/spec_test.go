@@ -185,6 +185,36 @@ func TestBuildSpec(t *testing.T) {
 			},
 		},
 		{
+			// As docker from a service's reservation: runc writes it as
+			// memory.soft_limit_in_bytes (cgroup v1) or memory.low (v2).
+			name: "memory reservation is the soft limit",
+			mod:  func(in *SpecInput) { in.Limits.MemoryBytes, in.MemoryReservation = 64<<20, 32<<20 },
+			check: func(t *testing.T, s *specs.Spec) {
+				m := s.Linux.Resources.Memory
+				if m == nil || m.Reservation == nil || *m.Reservation != 32<<20 || *m.Limit != 64<<20 {
+					t.Errorf("memory = %+v, want limit 64 MiB and reservation 32 MiB", m)
+				}
+			},
+		},
+		{
+			name: "memory reservation without a limit",
+			mod:  func(in *SpecInput) { in.MemoryReservation = 32 << 20 },
+			check: func(t *testing.T, s *specs.Spec) {
+				m := s.Linux.Resources.Memory
+				if m == nil || m.Reservation == nil || *m.Reservation != 32<<20 || m.Limit != nil {
+					t.Errorf("memory = %+v, want only a reservation of 32 MiB", m)
+				}
+			},
+		},
+		{
+			name: "no memory settings, no memory resources",
+			check: func(t *testing.T, s *specs.Spec) {
+				if s.Linux.Resources.Memory != nil {
+					t.Errorf("memory = %+v, want none", s.Linux.Resources.Memory)
+				}
+			},
+		},
+		{
 			name: "tiny cpu share is clamped to the kernel minimum",
 			mod:  func(in *SpecInput) { in.Limits.NanoCPUs = 1000 },
 			check: func(t *testing.T, s *specs.Spec) {
@@ -222,6 +252,8 @@ func TestBuildSpec(t *testing.T) {
 		{name: "no command", mod: func(in *SpecInput) { in.Args = nil }, wantErr: true},
 		{name: "memory below minimum", mod: func(in *SpecInput) { in.Limits.MemoryBytes = 1 << 20 }, wantErr: true},
 		{name: "negative pids", mod: func(in *SpecInput) { in.Limits.Pids = -1 }, wantErr: true},
+		{name: "reservation above the limit", mod: func(in *SpecInput) { in.Limits.MemoryBytes, in.MemoryReservation = 32<<20, 64<<20 }, wantErr: true},
+		{name: "negative reservation", mod: func(in *SpecInput) { in.MemoryReservation = -1 }, wantErr: true},
 		{name: "missing init", mod: func(in *SpecInput) { in.InitBinary = "" }, wantErr: true},
 	}
 	for _, tt := range tests {

@@ -34,6 +34,10 @@ type Spec struct {
 	// Hostname defaults to the first 12 characters of the ID.
 	Hostname string        `json:"hostname,omitempty"`
 	Limits   api.Resources `json:"limits"`
+	// MemoryReservation is the memory the node keeps for the container
+	// under pressure (a soft limit; a service's reservation, as Swarm
+	// sets it): 0 for none.
+	MemoryReservation int64 `json:"memory_reservation,omitempty"`
 	// TaskID links the container to a task; empty for `shoal run`.
 	TaskID string            `json:"task_id,omitempty"`
 	Labels map[string]string `json:"labels,omitempty"`

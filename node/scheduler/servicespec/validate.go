@@ -183,6 +183,11 @@ func Validate(spec api.ServiceSpec) error {
 	}
 	checkResources("resources.limits", spec.Resources.Limits)
 	checkResources("resources.reservations", spec.Resources.Reservations)
+	if lim, res := spec.Resources.Limits.MemoryBytes, spec.Resources.Reservations.MemoryBytes; lim > 0 && res > lim {
+		// The container's soft limit cannot exceed its hard limit (runc
+		// would refuse every task, as docker refuses the container).
+		bad("resources.reservations.memory_bytes %d is above resources.limits.memory_bytes %d", res, lim)
+	}
 
 	rp := spec.RestartPolicy
 	switch rp.Condition {
