@@ -553,8 +553,8 @@ func containerSpec(t *api.Task, files []ocispec.FileMount) (runtime.Spec, error)
 		Hostname:   api.TaskHostname(t),
 		Limits:     t.Spec.Resources.Limits,
 		// As Swarm: the reservation the scheduler counted is also the
-		// container's memory soft limit.
-		MemoryReservation: t.Spec.Resources.Reservations.MemoryBytes,
+		// container's memory soft limit (softLimit).
+		MemoryReservation: softLimit(t.Spec.Resources),
 		TaskID:            t.ID,
 		Labels:            map[string]string{"shoal.service": t.Service, "shoal.task": t.Name},
 		Healthcheck:       t.Spec.Healthcheck,
@@ -660,4 +660,17 @@ func (r *Reconciler) reportLoop(ctx context.Context) {
 		}
 		r.signal()
 	}
+}
+
+// softLimit is the memory soft limit of a task's container: its memory
+// reservation, but never above its memory limit. Why the clamp: a service
+// stored before reservations became soft limits may reserve more than its
+// limit (it was only counted for scheduling; servicespec refuses that
+// now), and the runtime refuses such a container: its tasks would stop
+// starting after an upgrade.
+func softLimit(r api.ResourceRequirements) int64 {
+	if lim := r.Limits.MemoryBytes; lim > 0 && r.Reservations.MemoryBytes > lim {
+		return lim
+	}
+	return max(r.Reservations.MemoryBytes, 0)
 }

@@ -70,3 +70,26 @@ func TestContainerSpecLogging(t *testing.T) {
 		})
 	}
 }
+
+// A task's memory reservation is its container's soft limit, clamped to
+// its memory limit: a service stored before the two were tied may reserve
+// more than its limit, and the runtime refuses such a container.
+func TestSoftLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		lim, res int64
+		want     int64
+	}{
+		{"none", 0, 0, 0},
+		{"reservation only", 0, 32 << 20, 32 << 20},
+		{"below the limit", 64 << 20, 32 << 20, 32 << 20},
+		{"equal to the limit", 64 << 20, 64 << 20, 64 << 20},
+		{"stored above the limit: clamped", 64 << 20, 128 << 20, 64 << 20},
+		{"negative: none", 0, -1, 0},
+	} {
+		r := api.ResourceRequirements{Limits: api.Resources{MemoryBytes: tc.lim}, Reservations: api.Resources{MemoryBytes: tc.res}}
+		if got := softLimit(r); got != tc.want {
+			t.Errorf("%s: softLimit = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
