@@ -46,7 +46,7 @@ func Flags(update bool) []cli.Flag {
 		&cli.StringFlag{Name: "limit-memory", Usage: "memory limit (e.g. 64M, 1g)"},
 		&cli.StringFlag{Name: "limit-cpu", Usage: "CPU limit (e.g. 0.5)"},
 		&cli.StringFlag{Name: "limit-pids", Usage: "maximum number of processes"},
-		&cli.StringFlag{Name: "reserve-memory", Usage: "memory the scheduler reserves on the node"},
+		&cli.StringFlag{Name: "reserve-memory", Usage: "memory the scheduler reserves on the node; also the task's memory soft limit"},
 		&cli.StringFlag{Name: "reserve-cpu", Usage: "CPUs the scheduler reserves on the node"},
 	}, HealthFlags("command (run by /bin/sh -c) that checks health"), []cli.Flag{
 		&cli.StringFlag{Name: "restart-condition", Usage: "any, on-failure or none (default any)"},
