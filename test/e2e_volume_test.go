@@ -328,3 +328,38 @@ func TestExecKeepsContainerUlimits(t *testing.T) {
 		t.Fatalf("exec of a missing command: exit %d, want 127 (%v)", code, err)
 	}
 }
+
+// TestRunExecNeverStartedExitCodes: a run or exec whose command never ran
+// exits with docker's codes, the reason on stderr: `run -u` of a user the
+// image lacks is the run's own failure, 125 (it was 1); `exec -w` of a
+// directory that does not exist is a command that cannot be started, 126
+// (it was 127, as if the command were missing); a missing command is 127.
+func TestRunExecNeverStartedExitCodes(t *testing.T) {
+	harness.Context(t, testTimeout)
+	c, _ := svcCluster(t, 1)
+	h := c.Host(1)
+	h.MustCLI(t, "service", "create", "-d", "--name", "x", "--stop-grace-period", "1s", "bb:1", "sleep", "3600")
+	runningTask(t, h, "x", "")
+	for _, tt := range []struct {
+		args  []string
+		want  int
+		words string
+	}{
+		{[]string{"run", "--rm", "-u", "nosuchuser", "bb:1", "true"}, 125, "unable to find user nosuchuser"},
+		{[]string{"run", "-d", "--network", "nosuchnet", "bb:1", "true"}, 125, "no such network"},
+		{[]string{"run", "--rm", "bb:1", "no-such-command"}, 127, "no-such-command"},
+		{[]string{"exec", "-w", "/nonexist", "x.1", "true"}, 126, `chdir to cwd ("/nonexist")`},
+		{[]string{"exec", "-u", "nosuchuser", "x.1", "true"}, 126, "unable to find user nosuchuser"},
+		{[]string{"exec", "x.1", "no-such-command"}, 127, "no-such-command"},
+		{[]string{"exec", "x.1", "/no/such"}, 127, "/no/such"},
+	} {
+		_, stderr, err := h.CLI(tt.args...)
+		if code := exitCodeOf(t, err); code != tt.want || !strings.Contains(stderr, tt.words) {
+			t.Errorf("%q: exit %d, stderr %q; want %d and %q", tt.args, code, stderr, tt.want, tt.words)
+		}
+	}
+	var cs []api.Container
+	if err := h.JSON(&cs, "ps", "-a"); err != nil || len(cs) != 1 {
+		t.Fatalf("refused runs left containers: %v %+v", err, cs)
+	}
+}
