@@ -233,6 +233,8 @@ var importRules = []importRule{
 	{"node/handlers/...", []string{"api", "consensus", "consensus/fsm/command", "consensus/raftnode", "consensus/snapshotfile", "runtime", "runtime/image", "node/httpapi", "node/localapi", "node/scheduler/servicespec", "node/handlers/..."}},
 	// This node's images, containers and exec: the runtime and the image
 	// store behind interfaces, the cluster through localapi.Agent.
+	// A node's record of its `shoal run` containers on networks.
+	{"node/runattach/...", []string{"api", "consensus", "consensus/fsm/command", "node/runattach/..."}},
 	{"node/localapi/...", []string{"api", "runtime", "runtime/image", "node/httpapi", "node/localapi/..."}},
 	// The RPC protocol as bytes: the refusals it maps to codes come from
 	// consensus and node/authz.
@@ -303,7 +305,7 @@ var importRules = []importRule{
 	{"node/instance/...", []string{"api", "consensus", "consensus/fsm/command", "consensus/raftnode", "runtime", "runtime/image",
 		"node/agentconfig", "node/authz", "node/autoscale", "node/clusterport", "node/epoch", "node/handlers", "node/imagedist",
 		"node/joining", "node/keyring", "node/leaderloop", "node/membership", "node/metrics", "node/netloop", "node/pki",
-		"node/profile", "node/reconciler", "node/resync", "node/revocation", "node/taskfiles", "node/wire", "node/writes",
+		"node/profile", "node/reconciler", "node/resync", "node/revocation", "node/runattach", "node/taskfiles", "node/wire", "node/writes",
 		"node/instance/..."}},
 	// The cluster port's RPC methods: each handler asks the running
 	// instance (node/instance) for the work, which the leaf packages do;

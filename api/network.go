@@ -47,6 +47,13 @@ type Network struct {
 	// task on the network is assigned to it or when a container on the
 	// node joins the network, and takes it back when the node is removed.
 	Shares map[string]string `json:"shares,omitempty"`
+	// RunContainers maps a node ID to the names of its `shoal run`
+	// containers attached to the network (running ones: a stopped
+	// container holds no address). Each node records its own
+	// (SetRunAttachments); the network cannot be removed while any is
+	// attached, as docker's "has active endpoints". A removed node's go
+	// with it.
+	RunContainers map[string][]string `json:"run_containers,omitempty"`
 }
 
 // SpecNetworks returns the networks a spec joins: Spec.Networks, or

@@ -159,5 +159,11 @@ func CloneNetwork(n *api.Network) *api.Network {
 	c := *n
 	c.Labels = maps.Clone(n.Labels)
 	c.Shares = maps.Clone(n.Shares)
+	if n.RunContainers != nil {
+		c.RunContainers = make(map[string][]string, len(n.RunContainers))
+		for k, v := range n.RunContainers {
+			c.RunContainers[k] = slices.Clone(v)
+		}
+	}
 	return &c
 }

@@ -365,6 +365,21 @@ func (x localAgent) RunNetworks(ctx context.Context, names []string) (context.Co
 	return netloop.WithNetworks(ctx, out), nil
 }
 
+// RecordRunContainers syncs this node's record of its run containers on
+// networks (node/runattach) at once, best effort: the recorder's loop
+// retries on its next event or resync.
+func (x localAgent) RecordRunContainers(ctx context.Context) {
+	cl, err := x.a.clusterOrErr()
+	if err != nil {
+		return
+	}
+	if r := cl.RunAttachments(); r != nil {
+		if err := r.Sync(ctx); err != nil {
+			x.a.log.Warn("run containers on networks not recorded yet", "err", err)
+		}
+	}
+}
+
 func (x localAgent) EnsureRunImage(ctx context.Context, ref string) error {
 	a := x.a
 	if _, err := a.images.Get(ref); err == nil {

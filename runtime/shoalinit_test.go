@@ -120,6 +120,58 @@ func TestShoalInitExitStatus(t *testing.T) {
 	}
 }
 
+// TestShoalInitExecMode: run as an exec'd process (not PID 1) with
+// SHOAL_EXEC_RLIMITS, the init sets those rlimits, drops the variable and
+// becomes the command (same pid, no fork), with the 127/126 exits of a
+// PID 1's command; a malformed or refused limit is 126. This is how `shoal
+// exec` gives the command the container's nofile soft limit, which runc 1.1
+// built with Go >= 1.19 leaves at the hard limit (runtime/execproc,
+// rlimitsThroughInit). As PID 1 the variable changes nothing.
+func TestShoalInitExecMode(t *testing.T) {
+	needInit(t)
+	run := func(rlimits string, pid1 bool, args ...string) (int, string) {
+		t.Helper()
+		cmd := exec.Command(testInit, append([]string{"--"}, args...)...)
+		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "SHOAL_EXEC_RLIMITS=" + rlimits, "KEEP=1"}
+		if pid1 {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
+		}
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		return cmd.ProcessState.ExitCode(), string(out)
+	}
+	// Its parent is this test: the init became the shell, it did not fork it.
+	show := `echo "$(ulimit -S -n) $(ulimit -H -n) $(ulimit -c)" "${SHOAL_EXEC_RLIMITS-unset}" "$KEEP" "$PPID"`
+	me := strconv.Itoa(os.Getpid())
+	nofile, core := strconv.Itoa(unix.RLIMIT_NOFILE), strconv.Itoa(unix.RLIMIT_CORE)
+	for _, tt := range []struct {
+		name, rlimits string
+		pid1          bool
+		args          []string
+		want          int
+		wantOut       string
+	}{
+		{name: "limits set", rlimits: nofile + ":100:200," + core + ":0:0", args: []string{"sh", "-c", show}, want: 0, wantOut: "100 200 0 unset 1 " + me + "\n"},
+		{name: "not found", rlimits: nofile + ":100:200", args: []string{"no-such-command"}, want: 127, wantOut: "exec no-such-command failed: No such file or directory"},
+		{name: "soft above hard", rlimits: nofile + ":300:200", args: []string{"true"}, want: 126, wantOut: "SHOAL_EXEC_RLIMITS: setrlimit: Invalid argument"},
+		{name: "malformed", rlimits: "nofile=1", args: []string{"true"}, want: 126, wantOut: "want RESOURCE:SOFT:HARD"},
+		{name: "as PID 1: ignored", rlimits: nofile + ":100:200", pid1: true, args: []string{"sh", "-c", `ulimit -S -n`}, want: 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := run(tt.rlimits, tt.pid1, tt.args...)
+			if code != tt.want || !strings.Contains(out, tt.wantOut) {
+				t.Errorf("exit %d output %q, want %d and %q", code, out, tt.want, tt.wantOut)
+			}
+			if tt.pid1 && strings.TrimSpace(out) == "100" {
+				t.Errorf("as PID 1 the limits were set: %q", out)
+			}
+		})
+	}
+}
+
 func TestShoalInitUsage(t *testing.T) {
 	needInit(t)
 	for _, args := range [][]string{{}, {"--"}} {

@@ -280,3 +280,86 @@ func underScriptInput(t *testing.T, line, input string) (string, int) {
 	t.Logf("under script: %s\n%s", line, got)
 	return got, exitCodeOf(t, err)
 }
+
+// TestExecKeepsContainerUlimits: a process started by `shoal exec` has the
+// container's rlimits, soft and hard, as PID 1 has them. runc 1.1 built
+// with Go >= 1.19 (Debian 12's) left an exec'd process's soft nofile at the
+// hard limit: with --ulimit nofile=2000:4000, PID 1 had 2000/4000 and
+// `shoal exec ... cat /proc/self/limits` 4000/4000. Now the container's
+// init sets them before it becomes the command (runtime/execproc,
+// rlimitsThroughInit); as another user too, and a missing command is
+// still exit 127.
+func TestExecKeepsContainerUlimits(t *testing.T) {
+	harness.Context(t, testTimeout)
+	c, _ := svcCluster(t, 1)
+	h := c.Host(1)
+	h.MustCLI(t, "service", "create", "-d", "--name", "lim", "--stop-grace-period", "1s",
+		"--ulimit", "nofile=2000:4000", "--ulimit", "nproc=500:600", "bb:1", "sleep", "3600")
+	runningTask(t, h, "lim", "")
+
+	limits := func(out string) (nofile, nproc []string) {
+		for _, l := range strings.Split(out, "\n") {
+			f := strings.Fields(l)
+			switch {
+			case strings.HasPrefix(l, "Max open files") && len(f) >= 5:
+				nofile = f[3:5]
+			case strings.HasPrefix(l, "Max processes") && len(f) >= 4:
+				nproc = f[2:4]
+			}
+		}
+		return nofile, nproc
+	}
+	for _, args := range [][]string{
+		{"lim.1", "cat", "/proc/1/limits"},
+		{"lim.1", "cat", "/proc/self/limits"},
+		{"-u", "1000:1000", "lim.1", "cat", "/proc/self/limits"},
+		{"lim.1", "sh", "-c", "cat /proc/self/limits"}, // and what it starts
+	} {
+		nofile, nproc := limits(execOut(t, h, args...))
+		if strings.Join(nofile, "/") != "2000/4000" || strings.Join(nproc, "/") != "500/600" {
+			t.Errorf("exec %q: nofile %v nproc %v, want 2000/4000 and 500/600", args, nofile, nproc)
+		}
+	}
+	if out := execOut(t, h, "lim.1", "sh", "-c", `echo "${SHOAL_EXEC_RLIMITS-unset}"`); out != "unset\n" {
+		t.Errorf("the exec'd process sees the init's variable: %q", out)
+	}
+	_, _, err := h.CLI("exec", "lim.1", "no-such-command")
+	if code := exitCodeOf(t, err); code != 127 {
+		t.Fatalf("exec of a missing command: exit %d, want 127 (%v)", code, err)
+	}
+}
+
+// TestRunExecNeverStartedExitCodes: a run or exec whose command never ran
+// exits with docker's codes, the reason on stderr: `run -u` of a user the
+// image lacks is the run's own failure, 125 (it was 1); `exec -w` of a
+// directory that does not exist is a command that cannot be started, 126
+// (it was 127, as if the command were missing); a missing command is 127.
+func TestRunExecNeverStartedExitCodes(t *testing.T) {
+	harness.Context(t, testTimeout)
+	c, _ := svcCluster(t, 1)
+	h := c.Host(1)
+	h.MustCLI(t, "service", "create", "-d", "--name", "x", "--stop-grace-period", "1s", "bb:1", "sleep", "3600")
+	runningTask(t, h, "x", "")
+	for _, tt := range []struct {
+		args  []string
+		want  int
+		words string
+	}{
+		{[]string{"run", "--rm", "-u", "nosuchuser", "bb:1", "true"}, 125, "unable to find user nosuchuser"},
+		{[]string{"run", "-d", "--network", "nosuchnet", "bb:1", "true"}, 125, "no such network"},
+		{[]string{"run", "--rm", "bb:1", "no-such-command"}, 127, "no-such-command"},
+		{[]string{"exec", "-w", "/nonexist", "x.1", "true"}, 126, `chdir to cwd ("/nonexist")`},
+		{[]string{"exec", "-u", "nosuchuser", "x.1", "true"}, 126, "unable to find user nosuchuser"},
+		{[]string{"exec", "x.1", "no-such-command"}, 127, "no-such-command"},
+		{[]string{"exec", "x.1", "/no/such"}, 127, "/no/such"},
+	} {
+		_, stderr, err := h.CLI(tt.args...)
+		if code := exitCodeOf(t, err); code != tt.want || !strings.Contains(stderr, tt.words) {
+			t.Errorf("%q: exit %d, stderr %q; want %d and %q", tt.args, code, stderr, tt.want, tt.words)
+		}
+	}
+	var cs []api.Container
+	if err := h.JSON(&cs, "ps", "-a"); err != nil || len(cs) != 1 {
+		t.Fatalf("refused runs left containers: %v %+v", err, cs)
+	}
+}

@@ -76,6 +76,11 @@ type fakeAgent struct {
 	waitStop chan struct{}
 	// requests counts the requests the agent answered, by "METHOD PATH".
 	requests map[string]int
+	// runStatus and runMsg, when set, are the refusal POST /v1/containers
+	// answers; execMsg the 422 of an exec whose process runc could not
+	// start (runc's message).
+	runStatus       int
+	runMsg, execMsg string
 }
 
 func newFakeAgent(t *testing.T) *fakeAgent {
@@ -320,7 +325,12 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 	mux.HandleFunc("POST /v1/containers", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		_ = json.NewDecoder(r.Body).Decode(&f.lastRun)
+		status, msg := f.runStatus, f.runMsg
 		f.mu.Unlock()
+		if status != 0 {
+			f.fail(w, status, msg)
+			return
+		}
 		f.reply(w, api.Container{ID: "ctr1", State: "running"})
 	})
 	mux.HandleFunc("GET /v1/containers/{id}/logs", func(w http.ResponseWriter, r *http.Request) {
@@ -734,6 +744,60 @@ func TestCLIRun(t *testing.T) {
 	out, _, code = runCLI(t, f.host, "", "run", "-d", "--rm", "busybox")
 	if code != 0 || out != "ctr1\n" || !f.lastRun.Remove {
 		t.Fatalf("run -d --rm: exit %d, %q, remove=%v", code, out, f.lastRun.Remove)
+	}
+}
+
+// TestCLIRunExecNeverStarted: a run or exec whose command never ran exits
+// with docker's codes, the error on stderr: 125 when the agent refused the
+// run (an unknown user, image or network: it was 1, which a command exits
+// with too), 126 when runc could not start the exec'd command (a working
+// directory that does not exist: it was 127, taken for a missing command
+// since runc says "no such file or directory" of the directory too), 127
+// only when runc could not find the command itself.
+func TestCLIRunExecNeverStarted(t *testing.T) {
+	for _, tt := range []struct {
+		name             string
+		args             []string
+		runStatus        int
+		runMsg, execMsg  string
+		wantCode         int
+		wantErr, wantCmd string
+	}{
+		{name: "run as an unknown user", args: []string{"run", "--rm", "-u", "nobody", "busybox", "true"}, runStatus: http.StatusBadRequest,
+			runMsg: "invalid container spec: unable to find user nobody: no matching entries in passwd file", wantCode: 125,
+			wantErr: "Error: run busybox: invalid container spec: unable to find user nobody: no matching entries in passwd file\n"},
+		{name: "run -d of an unknown image", args: []string{"run", "-d", "nosuch:1"}, runStatus: http.StatusNotFound,
+			runMsg: "image nosuch:1 not found on any node", wantCode: 125, wantErr: "Error: run nosuch:1: image nosuch:1 not found on any node\n"},
+		{name: "run with a name in use", args: []string{"run", "--name", "dup", "busybox"}, runStatus: http.StatusConflict,
+			runMsg: "container name already in use: dup", wantCode: 125, wantErr: "Error: run busybox: container name already in use: dup\n"},
+		{name: "exec in a missing workdir", args: []string{"exec", "-w", "/nonexist", "web.1", "true"}, wantCode: 126,
+			execMsg: `exec failed: unable to start container process: chdir to cwd ("/nonexist") set in config.json failed: no such file or directory`,
+			wantErr: `Error: exec in web.1: exec failed: unable to start container process: chdir to cwd ("/nonexist") set in config.json failed: no such file or directory` + "\n"},
+		{name: "exec in a missing workdir, missing command", args: []string{"exec", "-w", "/nonexist", "web.1", "nonexist"}, wantCode: 126,
+			execMsg: `exec failed: unable to start container process: chdir to cwd ("/nonexist") set in config.json failed: no such file or directory`},
+		{name: "exec of a workdir that is a file", args: []string{"exec", "-w", "/etc/passwd", "web.1", "true"}, wantCode: 126,
+			execMsg: `exec failed: unable to start container process: chdir to cwd ("/etc/passwd") set in config.json failed: not a directory`},
+		{name: "exec of a missing command", args: []string{"exec", "web.1", "nonexist"}, wantCode: 127,
+			execMsg: `exec failed: unable to start container process: exec: "nonexist": executable file not found in $PATH`},
+		{name: "exec of a missing path", args: []string{"exec", "web.1", "/no/such"}, wantCode: 127,
+			execMsg: `exec failed: unable to start container process: exec: "/no/such": stat /no/such: no such file or directory`},
+		{name: "exec of a directory", args: []string{"exec", "web.1", "/etc"}, wantCode: 126,
+			execMsg: `exec failed: unable to start container process: exec: "/etc": permission denied`},
+		{name: "exec as an unknown user", args: []string{"exec", "-u", "nobody", "web.1", "true"}, wantCode: 126,
+			execMsg: `exec failed: unable to find user nobody: no matching entries in passwd file`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeAgent(t)
+			f.runStatus, f.runMsg = tt.runStatus, tt.runMsg
+			if tt.execMsg != "" {
+				f.execMsg = tt.execMsg
+				f.containers = []api.Container{{ID: "ctrweb11111111111111", Name: "web.1.t1", TaskID: "t1", State: "running"}}
+			}
+			_, errOut, code := runCLI(t, f.host, "", tt.args...)
+			if code != tt.wantCode || (tt.wantErr != "" && errOut != tt.wantErr) || !strings.HasPrefix(errOut, "Error: ") {
+				t.Fatalf("exit %d, stderr %q; want %d, %q", code, errOut, tt.wantCode, tt.wantErr)
+			}
+		})
 	}
 }
 

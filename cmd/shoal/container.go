@@ -113,7 +113,7 @@ func (s *commands) runContainer(c *cli.Context) error {
 	}
 	ct, err := cl.RunContainer(ctx, req)
 	if err != nil {
-		return fmt.Errorf("run %s: %w", req.Image, err)
+		return runFailed(fmt.Errorf("run %s: %w", req.Image, err))
 	}
 	if c.Bool("detach") {
 		fmt.Fprintln(s.Stdout, ct.ID)
@@ -179,12 +179,26 @@ func (s *commands) runContainer(c *cli.Context) error {
 		}
 	}
 	if done.Error != "" && done.ExitCode == 0 {
-		return fmt.Errorf("container %s: %s", ct.ID, done.Error)
+		return runFailed(fmt.Errorf("container %s: %s", ct.ID, done.Error))
 	}
 	if done.ExitCode != 0 {
 		return &shell.ExitCodeError{Code: done.ExitCode}
 	}
 	return nil
+}
+
+// runFailed is the error of a `shoal run` whose container never ran its
+// command (the agent refused the spec: an unknown user, image or network,
+// a name in use; or the container could not start): docker run's 125, so
+// that a script tells it from the command's own exit code (it was 1, which
+// a command may exit with too). A missing command is the init's 127, and
+// one that cannot run its 126, as the container's exit code. Ctrl-C stays
+// 130.
+func runFailed(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	return &shell.ExitCodeError{Code: shell.ExitRunFailed, Err: err}
 }
 
 // psCommand defines `shoal ps`.

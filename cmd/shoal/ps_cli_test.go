@@ -58,9 +58,15 @@ func (f *fakeAgent) addPsRoutes(mux *http.ServeMux) {
 	})
 	// exec of a container the fake does not hold: the agent's not-found,
 	// which names the node a task of another node runs on.
+	// With f.execMsg, an exec in a container it holds is runc's failure
+	// to start the process (the agent's 422).
 	mux.HandleFunc("POST /v1/containers/{id}/exec", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
+		if f.execMsg != "" && f.containerLocked(r.PathValue("id")) >= 0 {
+			f.fail(w, http.StatusUnprocessableEntity, f.execMsg)
+			return
+		}
 		f.containerNotFoundLocked(w, r.PathValue("id"))
 	})
 }

@@ -194,6 +194,8 @@ func apply(w *consensus.WriteTxn, cmd command.Command) (any, error) {
 		return applyDeleteNetwork(w, c)
 	case command.ClaimNetworkShare:
 		return applyClaimNetworkShare(w, c)
+	case command.SetRunAttachments:
+		return applySetRunAttachments(w, c)
 	case command.CreateSecret:
 		return applyCreateSecret(w, c)
 	case command.DeleteSecret:

@@ -848,6 +848,7 @@ func sampleCommands() []command.Command {
 		command.CreateNetwork{Network: api.Network{ID: "nw1", Name: "front", Subnet: "10.50.0.0/16", VNI: 4300, Internal: true, CreatedAt: t0}},
 		command.DeleteNetwork{ID: "nw1"},
 		command.ClaimNetworkShare{Network: "nw1", NodeID: "n1"},
+		command.SetRunAttachments{NodeID: "n1", Networks: map[string][]string{"nw1": {"onback"}}},
 	}
 }
 

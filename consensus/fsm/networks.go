@@ -17,6 +17,7 @@ package fsm
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -147,7 +148,63 @@ func applyDeleteNetwork(w *consensus.WriteTxn, c command.DeleteNetwork) (any, er
 		sort.Strings(users)
 		return nil, fmt.Errorf("remove network %s: used by service %s: %w", n.Name, strings.Join(users, ", "), consensus.ErrInUse)
 	}
+	if len(n.RunContainers) > 0 {
+		var held []string
+		for _, node := range slices.Sorted(maps.Keys(n.RunContainers)) {
+			host := api.ShortID(node)
+			if nd := consensus.First[api.Node](w, consensus.TableNodes, consensus.IndexID, node); nd != nil && nd.Hostname != "" {
+				host = nd.Hostname
+			}
+			for _, name := range n.RunContainers[node] {
+				held = append(held, fmt.Sprintf("container %s on node %s", name, host))
+			}
+		}
+		return nil, fmt.Errorf("remove network %s: network %s has active endpoints (%s): remove them first (`shoal rm -f` on their node): %w",
+			n.Name, n.Name, strings.Join(held, ", "), consensus.ErrInUse)
+	}
 	return nil, w.Delete(consensus.TableNetworks, n)
+}
+
+// applySetRunAttachments replaces node c.NodeID's `shoal run` containers
+// on every stored network with those of c.Networks (network ID → names),
+// networks in ID order, names sorted: deterministic. IDs of networks not
+// stored are ignored (a network removed before the node wrote).
+func applySetRunAttachments(w *consensus.WriteTxn, c command.SetRunAttachments) (any, error) {
+	if consensus.First[api.Node](w, consensus.TableNodes, consensus.IndexID, c.NodeID) == nil {
+		return nil, fmt.Errorf("record run containers of node %s: %w", c.NodeID, consensus.ErrNotFound)
+	}
+	return nil, setRunContainers(w, c.NodeID, c.Networks)
+}
+
+// setRunContainers sets node id's run containers on every stored network
+// to those of byNetwork (nil: none, as for a removed node).
+func setRunContainers(w *consensus.WriteTxn, id string, byNetwork map[string][]string) error {
+	nets := consensus.All[api.Network](w, consensus.TableNetworks, consensus.IndexID)
+	sort.Slice(nets, func(i, j int) bool { return nets[i].ID < nets[j].ID })
+	for _, n := range nets {
+		names := slices.Compact(slices.Sorted(slices.Values(byNetwork[n.ID])))
+		names = slices.DeleteFunc(names, func(s string) bool { return s == "" })
+		if slices.Equal(names, n.RunContainers[id]) {
+			continue
+		}
+		nn := consensus.CloneNetwork(n)
+		if len(names) == 0 {
+			delete(nn.RunContainers, id)
+			if len(nn.RunContainers) == 0 {
+				nn.RunContainers = nil
+			}
+		} else {
+			if nn.RunContainers == nil {
+				nn.RunContainers = map[string][]string{}
+			}
+			nn.RunContainers[id] = names
+		}
+		nn.Version = w.Index()
+		if err := w.Insert(consensus.TableNetworks, nn); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // assignNetworks checks the networks of service s (created, or updated from

@@ -217,6 +217,9 @@ func applyRemoveNode(w *consensus.WriteTxn, c command.RemoveNode) (any, error) {
 			return nil, err
 		}
 	}
+	if err := setRunContainers(w, c.ID, nil); err != nil {
+		return nil, err
+	}
 	if err := releaseShares(w, c.ID); err != nil {
 		return nil, err
 	}

@@ -132,6 +132,9 @@ func checkNetworkShares(n *api.Network, p, cluster netip.Prefix) error {
 	if len(n.Shares) > 0 {
 		return fmt.Errorf("create network %s: shares are handed out as nodes need them, not given at creation: %w", n.Name, consensus.ErrInvalid)
 	}
+	if len(n.RunContainers) > 0 {
+		return fmt.Errorf("create network %s: run containers are recorded by their nodes, not given at creation: %w", n.Name, consensus.ErrInvalid)
+	}
 	if p.Bits() > api.MaxAllocatedNetworkBits {
 		return fmt.Errorf("create network %s: subnet %s is too small: it must be a /%d or larger (its lower half holds the nodes' /%d shares, its upper half the VIPs): %w",
 			n.Name, p, api.MaxAllocatedNetworkBits, api.AllocatedShareBits, consensus.ErrInvalid)

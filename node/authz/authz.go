@@ -222,6 +222,13 @@ func authorizeOwn(id string, cmd command.Command, self *api.Node) error {
 			return refuse("may claim a network share only for itself, not for node %s", api.ShortID(c.NodeID))
 		}
 		return nil
+	case command.SetRunAttachments:
+		// Its `shoal run` containers on networks: a node speaks only for
+		// the containers it runs.
+		if c.NodeID != id {
+			return refuse("may record only its own run containers, not node %s's", api.ShortID(c.NodeID))
+		}
+		return nil
 	case command.UpsertImage:
 		for _, n := range c.Image.Nodes {
 			if n != id {
@@ -271,6 +278,8 @@ func deref(cmd command.Command) command.Command {
 	case *command.UpsertImage:
 		return *c
 	case *command.ClaimNetworkShare:
+		return *c
+	case *command.SetRunAttachments:
 		return *c
 	case *command.UpdateOwnNode:
 		return *c

@@ -94,6 +94,8 @@ func TestAuthorizeTable(t *testing.T) {
 		// A `shoal run` container's share of an allocated-share network.
 		command.TypeClaimNetworkShare: {own: command.ClaimNetworkShare{Network: "n1", NodeID: me},
 			other: command.ClaimNetworkShare{Network: "n1", NodeID: them}, leader: true, nodeOwn: true},
+		command.TypeSetRunAttachments: {own: command.SetRunAttachments{NodeID: me, Networks: map[string][]string{"n1": {"onback"}}},
+			other: command.SetRunAttachments{NodeID: them, Networks: map[string][]string{"n1": {"onback"}}}, leader: true, nodeOwn: true},
 	}
 	// Every command type the log knows is in the table.
 	for ty := 1; ty < 256; ty++ {

@@ -17,6 +17,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"github.com/shoal-org/shoal/node/runattach"
 	"log/slog"
 	"net"
 	"os"
@@ -105,6 +106,10 @@ type Instance struct {
 	// struct{}): between their removal from Raft and from the state, the
 	// leader loop's re-admission must not take them back.
 	removing sync.Map
+	// runAttach records this node's run containers on networks
+	// (RunAttachments).
+	runAttachOnce sync.Once
+	runAttach     *runattach.Recorder
 	// keyTarget is the gossip key this leader is rotating to
 	// (revocation.Rotator).
 	keyTarget atomic.Pointer[[]byte]

@@ -18,6 +18,7 @@ import (
 	"github.com/shoal-org/shoal/node/netloop"
 	"github.com/shoal-org/shoal/node/reconciler"
 	"github.com/shoal-org/shoal/node/revocation"
+	"github.com/shoal-org/shoal/node/runattach"
 	"github.com/shoal-org/shoal/node/wire"
 )
 
@@ -39,6 +40,49 @@ func (cl *Instance) startLoops(ctx context.Context) {
 	go func() { defer cl.wg.Done(); cl.usageLoop(ctx) }()
 	cl.wg.Add(1)
 	go func() { defer cl.wg.Done(); cl.revocationLoop().Run(ctx) }()
+	if h.Runtime != nil {
+		cl.wg.Add(1)
+		go func() { defer cl.wg.Done(); cl.runAttachLoop(ctx) }()
+	}
+}
+
+// RunAttachments is the recorder of this node's `shoal run` containers on
+// networks (node/runattach); nil in tests without a runtime. The local API
+// syncs it after a run and a removal.
+func (cl *Instance) RunAttachments() *runattach.Recorder {
+	h := cl.Host
+	if h.Runtime == nil {
+		return nil
+	}
+	cl.runAttachOnce.Do(func() {
+		cl.runAttach = &runattach.Recorder{
+			NodeID: h.NodeID, Containers: h.Runtime.List, IPs: h.Network.IPs, Store: cl.Store,
+			Write: h.Write, Log: h.Log.With("sub", "runattach"),
+		}
+	})
+	return cl.runAttach
+}
+
+// runAttachLoop keeps the record on every container event (the task ID
+// of each: a run container's is "").
+func (cl *Instance) runAttachLoop(ctx context.Context) {
+	rt := cl.Host.Runtime
+	evs := rt.Subscribe()
+	defer rt.Unsubscribe(evs)
+	ids := make(chan string, 1)
+	go func() {
+		defer close(ids)
+		for ev := range evs {
+			if ev.TaskID != "" {
+				continue
+			}
+			select {
+			case ids <- "": // one pending sync covers any number of events
+			default:
+			}
+		}
+	}()
+	cl.RunAttachments().Run(ctx, ids)
 }
 
 // leaderLoop is what this node runs while it leads (node/leaderloop).

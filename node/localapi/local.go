@@ -73,6 +73,11 @@ type Agent interface {
 	// they find no container, for containers are reached only through
 	// their own node's agent.
 	TaskNode(name string) string
+	// RecordRunContainers records in the cluster state, best effort, which
+	// `shoal run` containers of this node are on which networks (so that
+	// a network in use is not removed): after a run started and after a
+	// removal, so the state holds it when the request returns.
+	RecordRunContainers(ctx context.Context)
 }
 
 // Routes are the node-local routes. Set every field before Register; they
@@ -356,6 +361,9 @@ func (l *Routes) containerRoutes(h func(string, httpapi.HandlerFunc)) {
 		if err != nil {
 			return nil, ContainerError(err)
 		}
+		if len(req.Networks) > 0 {
+			l.Agent.RecordRunContainers(ctx)
+		}
 		return displayContainer(c), nil
 	})
 	h("GET /v1/containers/{id}", func(w http.ResponseWriter, r *http.Request) (any, error) {
@@ -402,7 +410,13 @@ func (l *Routes) containerRoutes(h func(string, httpapi.HandlerFunc)) {
 		if err != nil {
 			return nil, ContainerError(err)
 		}
-		return struct{}{}, ContainerError(l.Containers.Remove(r.Context(), c.ID, force))
+		if err := l.Containers.Remove(r.Context(), c.ID, force); err != nil {
+			return nil, ContainerError(err)
+		}
+		if c.TaskID == "" {
+			l.Agent.RecordRunContainers(r.Context())
+		}
+		return struct{}{}, nil
 	})
 	h("GET /v1/containers/{id}/logs", func(w http.ResponseWriter, r *http.Request) (any, error) {
 		opts, err := LogOptions(r)

@@ -130,6 +130,7 @@ func (runAgent) RunNetworks(ctx context.Context, names []string) (context.Contex
 }
 
 func (runAgent) EnsureRunImage(ctx context.Context, ref string) error { return nil }
+func (runAgent) RecordRunContainers(ctx context.Context)              {}
 
 // TestRunLogging: the log driver and options of `shoal run` become the
 // container's log rotation (or no log) as a service's do; bad ones are a

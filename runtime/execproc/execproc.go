@@ -194,7 +194,10 @@ func (opts Options) Validate() error {
 // mounted rootfs. A user or group the container does not know is ErrFailed
 // ("exec failed: unable to find user nobody: ..."), as docker exec's, which
 // exits 126: the process could not be started, the request itself was
-// fine (it was ocispec.ErrInvalidSpec, a 400 and exit code 1).
+// fine (it was ocispec.ErrInvalidSpec, a 400 and exit code 1). When the
+// container's nofile soft limit is below its hard one, the command runs
+// through the container's init, which sets the rlimits runc leaves wrong
+// (rlimitsThroughInit).
 func ProcessSpec(config, rootfs string, opts Options) (specs.Process, error) {
 	b, err := os.ReadFile(config)
 	if err != nil {
@@ -231,7 +234,65 @@ func ProcessSpec(config, rootfs string, opts Options) (specs.Process, error) {
 		}
 		proc.User = specs.User{UID: uid, GID: gid, AdditionalGids: extra}
 	}
+	if env, ok := rlimitsThroughInit(s); ok {
+		proc.Args = slices.Concat([]string{ocispec.InitPath, "--"}, proc.Args)
+		proc.Env = overrideEnv(proc.Env, []string{env})
+	}
 	return proc, nil
+}
+
+// initName is the file name of Shoal's own init (runtime/companion's
+// InitName, which this package may not import): only it knows the exec
+// mode rlimitsThroughInit relies on (tini would warn that it is not PID 1).
+const initName = "shoal-init"
+
+// rlimitResources are the OCI rlimit types and setrlimit's resource numbers.
+var rlimitResources = map[string]int{
+	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_CPU": unix.RLIMIT_CPU,
+	"RLIMIT_DATA": unix.RLIMIT_DATA, "RLIMIT_FSIZE": unix.RLIMIT_FSIZE, "RLIMIT_LOCKS": unix.RLIMIT_LOCKS,
+	"RLIMIT_MEMLOCK": unix.RLIMIT_MEMLOCK, "RLIMIT_MSGQUEUE": unix.RLIMIT_MSGQUEUE, "RLIMIT_NICE": unix.RLIMIT_NICE,
+	"RLIMIT_NOFILE": unix.RLIMIT_NOFILE, "RLIMIT_NPROC": unix.RLIMIT_NPROC, "RLIMIT_RSS": unix.RLIMIT_RSS,
+	"RLIMIT_RTPRIO": unix.RLIMIT_RTPRIO, "RLIMIT_RTTIME": unix.RLIMIT_RTTIME, "RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING,
+	"RLIMIT_STACK": unix.RLIMIT_STACK,
+}
+
+// rlimitsThroughInit decides whether the exec'd process must get its
+// rlimits from the container's init in exec mode (runtime/init/shoal-init.c)
+// and returns the SHOAL_EXEC_RLIMITS=... entry that asks for it.
+//
+// Why: runc 1.1 built with Go >= 1.19 (Debian 12's 1.1.5) applies the
+// process spec's rlimits before the Go runtime of its `runc init` starts,
+// and that runtime raises its soft RLIMIT_NOFILE to the hard limit, which
+// the exec'd command inherits. With `--ulimit nofile=2000:4000` PID 1 had
+// 2000/4000 but every `shoal exec` 4000/4000, though the spec said 2000.
+// Only a process that runs after runc init can set it back: the init does,
+// then execs the command in its place. It is needed only when the
+// container's nofile soft limit is below its hard one (Go raises nothing
+// otherwise; every other limit runc sets right), and possible only when
+// the container runs Shoal's init at ocispec.InitPath; the init is given
+// every rlimit of the container's config, as the spec holds them.
+func rlimitsThroughInit(s specs.Spec) (string, bool) {
+	if len(s.Process.Args) == 0 || s.Process.Args[0] != ocispec.InitPath {
+		return "", false
+	}
+	ours := slices.ContainsFunc(s.Mounts, func(m specs.Mount) bool {
+		return m.Destination == ocispec.InitPath && filepath.Base(m.Source) == initName
+	})
+	lowered := slices.ContainsFunc(s.Process.Rlimits, func(r specs.POSIXRlimit) bool {
+		return r.Type == "RLIMIT_NOFILE" && r.Soft < r.Hard
+	})
+	if !ours || !lowered {
+		return "", false
+	}
+	var parts []string
+	for _, r := range s.Process.Rlimits {
+		res, ok := rlimitResources[r.Type]
+		if !ok {
+			continue // runc refused it at create: the container would not run
+		}
+		parts = append(parts, fmt.Sprintf("%d:%d:%d", res, r.Soft, r.Hard))
+	}
+	return "SHOAL_EXEC_RLIMITS=" + strings.Join(parts, ","), true
 }
 
 // overrideEnv sets the K=V entries of over in env (replacing a K already

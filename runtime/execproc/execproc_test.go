@@ -113,3 +113,77 @@ func TestProcessSpecUnknownUser(t *testing.T) {
 		}
 	}
 }
+
+// TestProcessSpecRlimitsThroughInit: a container whose nofile soft limit is
+// below its hard one runs an exec'd command through its init
+// (`/.shoal/init -- CMD`, SHOAL_EXEC_RLIMITS with every rlimit of the
+// config), because runc 1.1 (Go >= 1.19) leaves the exec'd process's soft
+// nofile at the hard limit: `--ulimit nofile=2000:4000` gave PID 1
+// 2000/4000 and `shoal exec` 4000/4000. Otherwise (no such limit, equal
+// limits, another init than Shoal's) the command runs as it is.
+func TestProcessSpecRlimitsThroughInit(t *testing.T) {
+	dir := t.TempDir()
+	nofile := specs.POSIXRlimit{Type: "RLIMIT_NOFILE", Soft: 2000, Hard: 4000}
+	core := specs.POSIXRlimit{Type: "RLIMIT_CORE", Soft: 0, Hard: 1 << 20}
+	initMount := specs.Mount{Destination: "/.shoal/init", Source: "/usr/lib/shoal/shoal-init", Type: "bind"}
+	tiniMount := specs.Mount{Destination: "/.shoal/init", Source: "/usr/bin/tini-static", Type: "bind"}
+	initArgs := []string{"/.shoal/init", "--", "sleep", "1000"}
+	for _, tt := range []struct {
+		name    string
+		args    []string
+		mounts  []specs.Mount
+		rlimits []specs.POSIXRlimit
+		opts    Options
+		want    []string
+		wantEnv string // the SHOAL_EXEC_RLIMITS entry, or ""
+	}{
+		{name: "nofile soft below hard", args: initArgs, mounts: []specs.Mount{initMount}, rlimits: []specs.POSIXRlimit{nofile},
+			want: []string{"/.shoal/init", "--", "cat", "/proc/self/limits"}, wantEnv: "SHOAL_EXEC_RLIMITS=7:2000:4000"},
+		{name: "every rlimit of the config", args: initArgs, mounts: []specs.Mount{initMount}, rlimits: []specs.POSIXRlimit{core, nofile},
+			want: []string{"/.shoal/init", "--", "cat", "/proc/self/limits"}, wantEnv: "SHOAL_EXEC_RLIMITS=4:0:1048576,7:2000:4000"},
+		{name: "the caller's variable does not win", args: initArgs, mounts: []specs.Mount{initMount}, rlimits: []specs.POSIXRlimit{nofile},
+			opts: Options{Env: []string{"SHOAL_EXEC_RLIMITS=7:1:1"}},
+			want: []string{"/.shoal/init", "--", "cat", "/proc/self/limits"}, wantEnv: "SHOAL_EXEC_RLIMITS=7:2000:4000"},
+		{name: "nofile soft equal to hard", args: initArgs, mounts: []specs.Mount{initMount},
+			rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 4000, Hard: 4000}}, want: []string{"cat", "/proc/self/limits"}},
+		{name: "other limits only", args: initArgs, mounts: []specs.Mount{initMount}, rlimits: []specs.POSIXRlimit{core},
+			want: []string{"cat", "/proc/self/limits"}},
+		{name: "no limits", args: initArgs, mounts: []specs.Mount{initMount}, want: []string{"cat", "/proc/self/limits"}},
+		{name: "tini as the init", args: initArgs, mounts: []specs.Mount{tiniMount}, rlimits: []specs.POSIXRlimit{nofile},
+			want: []string{"cat", "/proc/self/limits"}},
+		{name: "no init", args: []string{"sleep", "1000"}, rlimits: []specs.POSIXRlimit{nofile},
+			want: []string{"cat", "/proc/self/limits"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := json.Marshal(specs.Spec{Process: &specs.Process{Args: tt.args, Env: []string{"PATH=/bin"}, Rlimits: tt.rlimits}, Mounts: tt.mounts})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(dir, "config.json")
+			if err := os.WriteFile(p, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			opts := tt.opts
+			opts.Args = []string{"cat", "/proc/self/limits"}
+			proc, err := ProcessSpec(p, dir, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(proc.Args, tt.want) {
+				t.Errorf("args %q, want %q", proc.Args, tt.want)
+			}
+			var got []string
+			for _, e := range proc.Env {
+				if strings.HasPrefix(e, "SHOAL_EXEC_RLIMITS=") {
+					got = append(got, e)
+				}
+			}
+			if want := []string{tt.wantEnv}; (tt.wantEnv == "" && len(got) != 0) || (tt.wantEnv != "" && !slices.Equal(got, want)) {
+				t.Errorf("SHOAL_EXEC_RLIMITS entries %q, want %q", got, tt.wantEnv)
+			}
+			if !slices.Equal(proc.Rlimits, tt.rlimits) {
+				t.Errorf("rlimits %v, want the config's %v", proc.Rlimits, tt.rlimits)
+			}
+		})
+	}
+}

@@ -33,6 +33,19 @@
  * tini leaves them; the latter two are ignored so that a background read of
  * the terminal does not stop PID 1.
  *
+ * Exec mode (`shoal exec`). runc 1.1 built with Go >= 1.19 (Debian 12's
+ * 1.1.5) sets an exec'd process's rlimits from its process spec before the
+ * Go runtime of `runc init` starts, and that runtime then raises its soft
+ * RLIMIT_NOFILE to the hard limit, which the process inherits: with
+ * `--ulimit nofile=2000:4000`, PID 1 had 2000/4000 and every `shoal exec`
+ * 4000/4000. So when the container's limits need it, the agent runs the
+ * exec'd command as `/.shoal/init -- CMD...` with SHOAL_EXEC_RLIMITS set to
+ * the container's rlimits ("RESOURCE:SOFT:HARD,...", numbers as
+ * setrlimit(2) takes them). Run so, and not as PID 1, the init sets each
+ * limit, drops the variable from the environment and execs CMD in its own
+ * place (no fork: the process stays the exec's), with the same 127/126
+ * exits and message as for a PID 1's CMD.
+ *
  * Build: runtime/init/build.sh OUT (the Makefile and the tests use it).
  * Architectures: x86_64 and aarch64 (the syscall wrapper below).
  */
@@ -200,6 +213,7 @@ static const char *reason(long err, char *buf)
 	case ETXTBSY: return "Text file busy";
 	case EPERM: return "Operation not permitted";
 	case EIO: return "Input/output error";
+	case EINVAL: return "Invalid argument";
 	case ELIBBAD: return "Accessing a corrupted shared library";
 	}
 	char *p = buf + 24;
@@ -317,6 +331,96 @@ static __attribute__((noreturn)) void child(char **argv, char **envp)
 	die(err == -ENOENT ? 127 : 126);
 }
 
+/* -- exec mode (see the top) ------------------------------------------------ */
+
+#define RLIMITS_VAR "SHOAL_EXEC_RLIMITS="
+
+/* rlimits_of returns the value of SHOAL_EXEC_RLIMITS in envp and removes the
+ * variable from envp (the array is compacted in place), or 0. */
+static const char *rlimits_of(char **envp)
+{
+	const char *val = 0;
+	char **out = envp;
+	for (char **e = envp; *e; e++) {
+		const char *v = *e, *n = RLIMITS_VAR;
+		while (*n && *v == *n)
+			v++, n++;
+		if (!*n) {
+			val = v;
+			continue;
+		}
+		*out++ = *e;
+	}
+	*out = 0;
+	return val;
+}
+
+/* number parses decimal digits at *s up to a stop character; 0 when there
+ * are none or too many. */
+static int number(const char **s, ulong *v)
+{
+	const char *p = *s;
+	ulong n = 0;
+	int digits = 0;
+	while (*p >= '0' && *p <= '9') {
+		ulong d = (ulong)(*p - '0');
+		if (n > (~0UL - d) / 10)
+			return 0;
+		n = n * 10 + d;
+		p++;
+		digits++;
+	}
+	if (!digits)
+		return 0;
+	*s = p;
+	*v = n;
+	return 1;
+}
+
+static __attribute__((noreturn)) void bad_rlimits(const char *why, long err)
+{
+	char buf[24];
+	puts2("shoal-init: SHOAL_EXEC_RLIMITS: ");
+	puts2(why);
+	if (err) {
+		puts2(": ");
+		puts2(reason(-err, buf));
+	}
+	puts2("\n");
+	die(126);
+}
+
+/* set_rlimits sets every RESOURCE:SOFT:HARD of spec on this process. */
+static void set_rlimits(const char *spec)
+{
+	const char *p = spec;
+	while (*p) {
+		ulong res, lim[2];
+		if (!number(&p, &res) || *p++ != ':' || !number(&p, &lim[0]) || *p++ != ':' ||
+		    !number(&p, &lim[1]) || (*p && *p != ','))
+			bad_rlimits("want RESOURCE:SOFT:HARD,...", 0);
+		long err = sys4(__NR_prlimit64, 0, res, lim, 0);
+		if (err < 0)
+			bad_rlimits("setrlimit", err);
+		if (*p == ',')
+			p++;
+	}
+}
+
+/* exec_mode sets the limits and becomes CMD. */
+static __attribute__((noreturn)) void exec_mode(const char *spec, char **argv, char **envp)
+{
+	set_rlimits(spec);
+	long err = exec_cmd(argv, envp);
+	char buf[24];
+	puts2("shoal-init: exec ");
+	puts2(argv[0]);
+	puts2(" failed: ");
+	puts2(reason(-err, buf));
+	puts2("\n");
+	die(err == -ENOENT ? 127 : 126);
+}
+
 /* -- PID 1 ----------------------------------------------------------------- */
 
 /* exit_code is CMD's status as a shell reports it. */
@@ -339,6 +443,13 @@ __attribute__((used, noreturn)) void start_c(long *sp)
 	if (argc <= first) {
 		puts2("usage: shoal-init -- CMD [ARG...]\n");
 		die(2);
+	}
+
+	/* PID 1 never takes the exec mode, whatever its environment says. */
+	if (sys0(__NR_getpid) != 1) {
+		const char *spec = rlimits_of(envp);
+		if (spec)
+			exec_mode(spec, argv + first, envp);
 	}
 
 	ulong forwarded = ~UNTOUCHED;

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -25,12 +26,22 @@ import (
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 )
 
-// Exit codes of `shoal exec` when the process could not be started, as
-// docker's: 127 for a command that does not exist, 126 otherwise.
-const (
-	exitCannotInvoke = 126
-	exitNotFound     = 127
-)
+// startFailureCode is the exit code of an exec whose process could not be
+// started (the agent's 422, runc's message in msg), as docker's: 127 when
+// the command cmd does not exist, 126 for anything else that kept it from
+// starting (permission denied, an unknown user, a working directory that
+// does not exist). Only runc's lookup of the command itself — `exec:
+// "CMD": executable file not found in $PATH` or `exec: "/CMD": stat /CMD:
+// no such file or directory` — is "not found": `-w /nonexist` also says
+// "no such file or directory", of the directory, and exited 127 as if the
+// command were missing.
+func startFailureCode(msg, cmd string) int {
+	named := strings.Contains(msg, "exec: "+strconv.Quote(cmd)+": ") || strings.Contains(msg, `exec: "`+cmd+`": `)
+	if named && (strings.Contains(msg, "executable file not found") || strings.Contains(msg, "no such file or directory")) {
+		return shell.ExitNotFound
+	}
+	return shell.ExitCannotInvoke
+}
 
 // commands are the action of `shoal exec`, on the shared shell.
 type commands struct{ *shell.Shell }
@@ -115,11 +126,7 @@ func (s *commands) execAction(c *cli.Context) error {
 	if err != nil {
 		var ae *client.APIError
 		if errors.As(err, &ae) && ae.Status == http.StatusUnprocessableEntity {
-			fmt.Fprintf(s.Stderr, "Error: exec in %s: %v\n", ref, err)
-			if strings.Contains(ae.Message, "not found") || strings.Contains(ae.Message, "no such file") {
-				return &shell.ExitCodeError{Code: exitNotFound}
-			}
-			return &shell.ExitCodeError{Code: exitCannotInvoke}
+			return &shell.ExitCodeError{Code: startFailureCode(ae.Message, req.Cmd[0]), Err: fmt.Errorf("exec in %s: %w", ref, err)}
 		}
 		return fmt.Errorf("exec in %s: %w", ref, err)
 	}
@@ -187,7 +194,7 @@ func (s *commands) execAction(c *cli.Context) error {
 			}
 			if code != 0 {
 				if code < 0 {
-					code = exitCannotInvoke
+					code = shell.ExitCannotInvoke
 				}
 				return &shell.ExitCodeError{Code: code}
 			}

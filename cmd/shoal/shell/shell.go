@@ -30,11 +30,35 @@ const (
 	exitUsage = 2
 )
 
-// ExitCodeError ends the CLI with a given code and no message: `shoal run`
-// exits with the container's code.
-type ExitCodeError struct{ Code int }
+// Exit codes of `shoal run` and `shoal exec` when the command did not run,
+// docker's: ExitRunFailed when the run or exec itself failed before the
+// command (a refused spec, an unknown user or image: docker run's 125),
+// ExitCannotInvoke when the command could not be started (permission
+// denied, a working directory that does not exist: 126), ExitNotFound
+// when the command does not exist (127). Scripts tell "my command failed"
+// from "it never ran" by them.
+const (
+	ExitRunFailed    = 125
+	ExitCannotInvoke = 126
+	ExitNotFound     = 127
+)
 
-func (e *ExitCodeError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
+// ExitCodeError ends the CLI with a given code: `shoal run` exits with the
+// container's code (no message); with Err, that error is printed first, as
+// any other (a run that could not start: 125 and why).
+type ExitCodeError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitCodeError) Error() string {
+	if e.Err != nil {
+		return e.Err.Error()
+	}
+	return fmt.Sprintf("exit status %d", e.Code)
+}
+
+func (e *ExitCodeError) Unwrap() error { return e.Err }
 
 // Shell holds what commands need from the outside world, so tests can run
 // the whole CLI in-process against a fake agent.
@@ -68,6 +92,9 @@ func (s *Shell) ExitCode(err error) int {
 	}
 	var ec *ExitCodeError
 	if errors.As(err, &ec) {
+		if ec.Err != nil {
+			fmt.Fprintf(s.Stderr, "Error: %s\n", output.Sanitize(ec.Err.Error()))
+		}
 		return ec.Code
 	}
 	var ue *specflags.UsageError

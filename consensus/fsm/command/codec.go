@@ -44,6 +44,7 @@ var decoders = map[Type]func([]byte) (Command, error){
 	TypeCreateNetwork:     decodeAs[CreateNetwork],
 	TypeDeleteNetwork:     decodeAs[DeleteNetwork],
 	TypeClaimNetworkShare: decodeAs[ClaimNetworkShare],
+	TypeSetRunAttachments: decodeAs[SetRunAttachments],
 	// Secrets and configs.
 	TypeCreateSecret: decodeAs[CreateSecret],
 	TypeDeleteSecret: decodeAs[DeleteSecret],

@@ -61,6 +61,8 @@ const (
 	TypeConfirmNodeCert Type = 37
 	// level 6
 	TypeClaimNetworkShare Type = 38
+	// level 7
+	TypeSetRunAttachments Type = 39
 )
 
 // Version is the second byte of every log entry: the version of the
@@ -359,6 +361,18 @@ type ClaimNetworkShare struct {
 	NodeID  string `json:"node_id"`
 }
 
+// SetRunAttachments records the whole set of node NodeID's `shoal run`
+// containers attached to networks other than the default: Networks maps a
+// network ID to container names. Every network's entry for the node is
+// replaced (cleared where Networks has none), so a node that restarts
+// writes what it finds and nothing stale stays; a network ID no longer
+// stored is ignored. DeleteNetwork is refused while a network has any.
+// A node writes only its own (node/authz).
+type SetRunAttachments struct {
+	NodeID   string              `json:"node_id"`
+	Networks map[string][]string `json:"networks,omitempty"`
+}
+
 // Type implements Command.
 func (CreateNetwork) Type() Type { return TypeCreateNetwork }
 
@@ -459,6 +473,9 @@ func (ConfirmNodeCert) Type() Type { return TypeConfirmNodeCert }
 // Type implements Command.
 func (ClaimNetworkShare) Type() Type { return TypeClaimNetworkShare }
 
+// Type implements Command.
+func (SetRunAttachments) Type() Type { return TypeSetRunAttachments }
+
 // Secrets and configs. A secret's data enters the log only sealed with the
 // voters' KEK; a config's is stored as given (consensus/fsm/secrets.go).
 
@@ -539,6 +556,7 @@ func (ConfirmNodeCert) isCommand()   {}
 func (CreateNetwork) isCommand()     {}
 func (DeleteNetwork) isCommand()     {}
 func (ClaimNetworkShare) isCommand() {}
+func (SetRunAttachments) isCommand() {}
 func (CreateSecret) isCommand()      {}
 func (DeleteSecret) isCommand()      {}
 func (CreateConfig) isCommand()      {}

@@ -74,6 +74,7 @@ func sampleCommands() []Command {
 		CreateNetwork{Network: api.Network{ID: "nw1", Name: "front", Subnet: "10.50.0.0/16", VNI: 4300, Internal: true, CreatedAt: t0}},
 		DeleteNetwork{ID: "nw1"},
 		ClaimNetworkShare{Network: "nw1", NodeID: "n1"},
+		SetRunAttachments{NodeID: "n1", Networks: map[string][]string{"nw1": {"onback"}}},
 	}
 }
 

@@ -21,7 +21,7 @@ import (
 // ProtocolLevel is the newest command level this binary can apply. Raise it
 // by one in the change that appends a command type, and give the new type
 // that level in commandSince. Nodes advertise it in their gossip metadata.
-const ProtocolLevel = 6
+const ProtocolLevel = 7
 
 // BaseProtocolLevel is assumed for a node that advertises no level: the
 // builds before the gate existed. Level 1 is every type up to
@@ -73,7 +73,15 @@ var commandSince = map[Type]int{
 	TypeStageNodeCert:     3,
 	TypeConfirmNodeCert:   3,
 	TypeClaimNetworkShare: SharesLevel,
+	TypeSetRunAttachments: RunAttachmentsLevel,
 }
+
+// RunAttachmentsLevel is the level whose state machine records the `shoal
+// run` containers attached to each network (SetRunAttachments) and refuses
+// to delete a network while one is. An older binary cannot decode the
+// command; in a cluster with such a member the gate refuses it and a
+// network rm is checked against services only, as before.
+const RunAttachmentsLevel = 7
 
 // EndpointLevel is the protocol level whose state machine knows a service
 // spec's EndpointMode and NetworkAliases: a dnsrr service holds no VIP, an
