@@ -234,7 +234,7 @@ var importRules = []importRule{
 	// This node's images, containers and exec: the runtime and the image
 	// store behind interfaces, the cluster through localapi.Agent.
 	// A node's record of its `shoal run` containers on networks.
-	{"node/runattach/...", []string{"api", "consensus", "consensus/fsm/command", "node/runattach/..."}},
+	{"node/runattach/...", []string{"api", "consensus", "consensus/fsm/command", "node/resync", "node/runattach/..."}},
 	{"node/localapi/...", []string{"api", "runtime", "runtime/image", "node/httpapi", "node/localapi/..."}},
 	// The RPC protocol as bytes: the refusals it maps to codes come from
 	// consensus and node/authz.

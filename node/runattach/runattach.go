@@ -27,15 +27,17 @@ import (
 	"maps"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
+	"github.com/shoal-org/shoal/node/resync"
 )
 
-// ResyncEvery is how often the recorder compares again without an event.
-const ResyncEvery = 15 * time.Second
+// ResyncEvery is how often the recorder compares again without an event:
+// a multiple of resync.Period, so that every one falls on a beat the
+// agent's other loops already wake up for.
+const ResyncEvery = 8 * resync.Period
 
 // Recorder keeps this node's record of its run containers' networks.
 // Every field is required; none changes after the first Sync.
@@ -114,7 +116,9 @@ func (r *Recorder) Sync(ctx context.Context) error {
 // the task ID of each container event: "" for a run container) and every
 // ResyncEvery, until ctx ends or events closes.
 func (r *Recorder) Run(ctx context.Context, events <-chan string) {
-	tick := time.NewTicker(ResyncEvery)
+	// On the agent's beats (node/resync), so that an idle agent does not
+	// wake up for this alone (issue 10).
+	tick := resync.NewTicker(ResyncEvery)
 	defer tick.Stop()
 	sync := func() {
 		err := r.Sync(ctx)
