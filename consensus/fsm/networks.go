@@ -165,6 +165,13 @@ func applyDeleteNetwork(w *consensus.WriteTxn, c command.DeleteNetwork) (any, er
 	return nil, w.Delete(consensus.TableNetworks, n)
 }
 
+// Bounds of one node's record of its run containers on a network
+// (applySetRunAttachments).
+const (
+	maxRunContainers    = 4096
+	maxRunContainerName = 255
+)
+
 // applySetRunAttachments replaces node c.NodeID's `shoal run` containers
 // on every stored network with those of c.Networks (network ID → names),
 // networks in ID order, names sorted: deterministic. IDs of networks not
@@ -172,6 +179,22 @@ func applyDeleteNetwork(w *consensus.WriteTxn, c command.DeleteNetwork) (any, er
 func applySetRunAttachments(w *consensus.WriteTxn, c command.SetRunAttachments) (any, error) {
 	if consensus.First[api.Node](w, consensus.TableNodes, consensus.IndexID, c.NodeID) == nil {
 		return nil, fmt.Errorf("record run containers of node %s: %w", c.NodeID, consensus.ErrNotFound)
+	}
+	// A node writes its own set, but a node is not trusted with the
+	// state's size: names are a container's (bounded), and no node runs
+	// more containers on one network than this, so a hostile node cannot
+	// bloat every member's state through it.
+	for id, names := range c.Networks {
+		if len(names) > maxRunContainers {
+			return nil, fmt.Errorf("record run containers of node %s: %d containers on network %s, at most %d: %w",
+				c.NodeID, len(names), id, maxRunContainers, consensus.ErrInvalid)
+		}
+		for _, name := range names {
+			if len(name) > maxRunContainerName {
+				return nil, fmt.Errorf("record run containers of node %s: container name of %d bytes: want at most %d: %w",
+					c.NodeID, len(name), maxRunContainerName, consensus.ErrInvalid)
+			}
+		}
 	}
 	return nil, setRunContainers(w, c.NodeID, c.Networks)
 }

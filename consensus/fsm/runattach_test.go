@@ -3,6 +3,7 @@ package fsm
 import (
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -88,4 +89,34 @@ func TestRunAttachments(t *testing.T) {
 	if r := h.apply(bad); !errors.Is(r.Err, consensus.ErrInvalid) {
 		t.Fatalf("create with run containers: %v, want ErrInvalid", r.Err)
 	}
+}
+
+// A node writes only its own record, but it cannot bloat every member's
+// state through it: too many containers on one network, or a name longer
+// than a container's, is refused and nothing changes.
+func TestRunAttachmentsBounded(t *testing.T) {
+	h := newHarness(t)
+	h.bootstrap()
+	h.must(netCmd("nb", "back-net", "10.60.0.0/16"))
+	many := make([]string, maxRunContainers+1)
+	for i := range many {
+		many[i] = "c" + strconv.Itoa(i)
+	}
+	for _, tc := range []struct {
+		name  string
+		names []string
+	}{
+		{"too many containers", many},
+		{"name too long", []string{strings.Repeat("x", maxRunContainerName+1)}},
+	} {
+		before := stateOf(t, h.store)
+		r := h.apply(command.SetRunAttachments{NodeID: "n1", Networks: map[string][]string{"nb": tc.names}})
+		if !errors.Is(r.Err, consensus.ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", tc.name, r.Err)
+		}
+		if stateOf(t, h.store) != before {
+			t.Errorf("%s: a refused record changed the state", tc.name)
+		}
+	}
+	h.must(command.SetRunAttachments{NodeID: "n1", Networks: map[string][]string{"nb": many[:maxRunContainers]}})
 }
