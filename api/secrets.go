@@ -98,3 +98,46 @@ func FileReferenceProblem(r FileReference, secret bool) string {
 	}
 	return ""
 }
+
+// FileTarget is the path inside the container where a secret (secret true)
+// or config reference is mounted.
+func FileTarget(r FileReference, secret bool) string {
+	if secret {
+		return SecretTarget(r)
+	}
+	return ConfigTarget(r)
+}
+
+// FileTargetConflict returns why the secrets and configs of one service
+// spec cannot all be mounted, or "": two references whose files land on the
+// same path in the container. One file would hide the other and which one
+// wins would depend on mount order, so Docker refuses such a spec instead
+// of merging it; secrets and configs share the container's filesystem, so a
+// secret and a config at one path conflict too. The CLI, the compose
+// loader and the API all refuse with these words.
+func FileTargetConflict(secrets, configs []FileReference) string {
+	type use struct {
+		kind, source string
+	}
+	seen := map[string]use{}
+	for _, list := range []struct {
+		refs   []FileReference
+		secret bool
+	}{{secrets, true}, {configs, false}} {
+		kind := "config"
+		if list.secret {
+			kind = "secret"
+		}
+		for _, r := range list.refs {
+			t := FileTarget(r, list.secret)
+			if u, ok := seen[t]; ok {
+				if u.kind == kind && u.source == r.Source {
+					return fmt.Sprintf("%s %s is listed twice at target %s", kind, r.Source, t)
+				}
+				return fmt.Sprintf("%s %s and %s %s have the same target %s", u.kind, u.source, kind, r.Source, t)
+			}
+			seen[t] = use{kind, r.Source}
+		}
+	}
+	return ""
+}

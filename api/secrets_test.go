@@ -38,3 +38,29 @@ func TestFileReferenceProblem(t *testing.T) {
 		}
 	}
 }
+
+// TestFileTargetConflict: two different files at one path of a container,
+// secret or config, are a conflict; one source at two paths is not.
+func TestFileTargetConflict(t *testing.T) {
+	cases := []struct {
+		name             string
+		secrets, configs []FileReference
+		want             string // substring of the problem; "" for none
+	}{
+		{"none", nil, nil, ""},
+		{"distinct", []FileReference{{Source: "a"}, {Source: "b"}}, []FileReference{{Source: "c", Target: "/etc/c"}}, ""},
+		{"one source at two targets", []FileReference{{Source: "a"}, {Source: "a", Target: "a2"}}, nil, ""},
+		{"two secrets at one target", []FileReference{{Source: "a", Target: "pw"}, {Source: "b", Target: "pw"}}, nil, "secret a and secret b have the same target /run/secrets/pw"},
+		{"relative and absolute spelling", []FileReference{{Source: "a", Target: "pw"}, {Source: "b", Target: "/run/secrets/pw"}}, nil, "same target /run/secrets/pw"},
+		{"default target", []FileReference{{Source: "b"}, {Source: "a", Target: "b"}}, nil, "same target /run/secrets/b"},
+		{"listed twice", []FileReference{{Source: "a"}, {Source: "a"}}, nil, "secret a is listed twice"},
+		{"two configs", nil, []FileReference{{Source: "c", Target: "/etc/x"}, {Source: "d", Target: "/etc//x"}}, "config c and config d have the same target /etc/x"},
+		{"secret and config", []FileReference{{Source: "a", Target: "/etc/x"}}, []FileReference{{Source: "c", Target: "/etc/x"}}, "secret a and config c"},
+	}
+	for _, tc := range cases {
+		got := FileTargetConflict(tc.secrets, tc.configs)
+		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

@@ -160,6 +160,16 @@ func TestServiceGlobalJob(t *testing.T) {
 	if ok, desc := onePerNode(h2, 2); !ok {
 		t.Fatalf("after the job: %s, want one complete task on each of 2 nodes", desc)
 	}
+	// A finished job task is desired complete in the stored state, as
+	// docker shows it (it used to stay desired running).
+	harness.Eventually(t, 10*time.Second, func() (bool, string) {
+		for _, tk := range tasksOf(t, h2, "once") {
+			if tk.DesiredState != api.TaskComplete {
+				return false, fmt.Sprintf("task %s: state %s, desired %s", tk.Name, tk.State, tk.DesiredState)
+			}
+		}
+		return true, ""
+	}, "finished tasks desired complete")
 	// A completed task is never run again (restart delay 5s by default:
 	// a restart would show within this window).
 	harness.Consistently(t, 6*time.Second, func() (bool, string) { return onePerNode(h1, 2) },

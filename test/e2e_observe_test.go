@@ -433,3 +433,100 @@ func TestEventsContainerOOM(t *testing.T) {
 		})
 	}, "oom and die events of the memory hog")
 }
+
+// TestEventsVoterChanges: the promoted and demoted node events follow the
+// real raft configuration. The nodes that join a one-voter cluster become
+// voters once it has three (autopilot), `node update --role worker` makes
+// one stop voting and `--role manager` a voter again; each change shows in
+// `shoal events`, replayed and in a live stream on another node. The stored Voter used to
+// be written at bootstrap only: none of these events ever fired.
+func TestEventsVoterChanges(t *testing.T) {
+	harness.Context(t, 240*time.Second)
+	c := harness.New(t, 3)
+	start := time.Now().Add(-time.Second) // the same clock as the agents'
+	c.Form(t)
+	h1, h2, h3 := c.Host(1), c.Host(2), c.Host(3)
+	// count returns how many events of type node with action each node
+	// (by hostname) has, replayed on h.
+	count := func(h *harness.Host, action string) (map[string]int, string) {
+		out, _, err := h.CLI("events", "--format", "json", "--filter", "type=node",
+			"--since", start.UTC().Format(time.RFC3339Nano), "--until", time.Now().UTC().Format(time.RFC3339Nano))
+		if err != nil {
+			return nil, err.Error()
+		}
+		per := map[string]int{}
+		var seen []string
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			if line == "" {
+				continue
+			}
+			var ev api.Event
+			if err := json.Unmarshal([]byte(line), &ev); err != nil {
+				return nil, fmt.Sprintf("line %q: %v", line, err)
+			}
+			seen = append(seen, ev.Action+" "+ev.Name)
+			if ev.Action == action {
+				per[ev.Name]++
+				want := "true"
+				if action == "demoted" {
+					want = "false"
+				}
+				if ev.Attributes["voter"] != want || ev.NodeID == "" || ev.Time.Before(start) {
+					return nil, fmt.Sprintf("bad %s event %+v", action, ev)
+				}
+			}
+		}
+		return per, fmt.Sprintf("node events on %s: %q", h.Name, seen)
+	}
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		per, desc := count(h1, "promoted")
+		return per[hostname(h2)] == 1 && per[hostname(h3)] == 1 && per[hostname(h1)] == 0, desc
+	}, "promoted events of the two joined nodes")
+
+	leader := c.Leader(t, electionTimeout)
+	worker := h3
+	if leader == h3 {
+		worker = h2
+	}
+	h1.MustCLI(t, "node", "update", "--role", "worker", worker.NodeID(t))
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		// Two managers left: autopilot keeps one voter (VoterTarget), so
+		// the other follower may be demoted too; the leader never is.
+		per, desc := count(h1, "demoted")
+		return per[hostname(worker)] == 1 && per[hostname(leader)] == 0, desc
+	}, "a demoted event of the node made a worker")
+	h2.MustCLI(t, "node", "update", "--role", "manager", worker.NodeID(t))
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		per, desc := count(h1, "promoted")
+		return per[hostname(worker)] == 2, desc
+	}, "a second promoted event once it is a manager again")
+	// Another node's stream, live before the change, sees it too.
+	other := h2
+	if worker == h2 {
+		other = h3
+	}
+	stream := startEventStream(t, c, other, "--filter", "type=node")
+	probe := 0
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		evs, err := stream.snapshot()
+		if err != nil {
+			return false, err.Error()
+		}
+		if ok, _ := inOrder(evs, []milestone{{api.EventNode, "updated", hostname(h1)}}); ok {
+			return true, ""
+		}
+		probe++
+		if _, _, err := h1.CLI("node", "update", "--label-add", fmt.Sprintf("voter=%d", probe), hostname(h1)); err != nil {
+			return false, err.Error()
+		}
+		return false, fmt.Sprintf("no node updated event after %d label changes", probe)
+	}, "the stream on %s is live", other.Name)
+	h1.MustCLI(t, "node", "update", "--role", "worker", worker.NodeID(t))
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		evs, err := stream.snapshot()
+		if err != nil {
+			return false, err.Error()
+		}
+		return inOrder(evs, []milestone{{api.EventNode, "updated", hostname(h1)}, {api.EventNode, "demoted", hostname(worker)}})
+	}, "the live stream on %s shows the demotion", other.Name)
+}

@@ -306,7 +306,8 @@ func olderFirst(a, b *apServer) bool {
 }
 
 // ApplyVoterChange carries out one planned change on r's raft configuration
-// (leader only). The caller then records the new role with SetNodeVoter.
+// (leader only). node/leaderloop then records the new role with SetNodeVoter
+// (its VoterRecords), which the promoted/demoted events read.
 func ApplyVoterChange(ctx context.Context, r *raftnode.Raft, c VoterChange) error {
 	switch c.Action {
 	case ActionPromote:

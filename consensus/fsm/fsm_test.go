@@ -152,6 +152,11 @@ func TestNodeCommands(t *testing.T) {
 				t.Fatal("not voter")
 			}
 		}},
+		{"voter at a time", command.SetNodeVoter{ID: "n2", Voter: true, Now: t0.Add(time.Minute)}, nil, func(t *testing.T, n *api.Node) {
+			if !n.Voter || !n.UpdatedAt.Equal(t0.Add(time.Minute)) {
+				t.Fatalf("node = %+v", n)
+			}
+		}},
 		{"voter unknown", command.SetNodeVoter{ID: "nx", Voter: true}, consensus.ErrNotFound, nil},
 	}
 	for _, tc := range cases {

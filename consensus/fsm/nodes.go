@@ -186,6 +186,9 @@ func applySetNodeVoter(w *consensus.WriteTxn, c command.SetNodeVoter) (any, erro
 	n := consensus.CloneNode(old)
 	n.Voter = c.Voter
 	n.Version = w.Index()
+	if !c.Now.IsZero() {
+		n.UpdatedAt = c.Now
+	}
 	return nil, w.Insert(consensus.TableNodes, n)
 }
 

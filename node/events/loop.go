@@ -64,6 +64,9 @@ func (l *Loop) Run(ctx context.Context) {
 	rtCh := l.cfg.Runtime.Subscribe()
 	defer l.cfg.Runtime.Unsubscribe(rtCh)
 	containers := map[string]*runtime.Event{}
+	// names: the task and service each live container's events named,
+	// for when its task is gone from the replica (containerEvents).
+	names := map[string]taskNames{}
 
 	var (
 		cl       *consensus.Store // the attached cluster's replica
@@ -160,24 +163,44 @@ func (l *Loop) Run(ctx context.Context) {
 			if last != nil && last.State == api.ContainerCreated && slices.Contains(acts, ActionStart) {
 				l.cfg.ContainerStart.Observe(ev.Time.Sub(last.Time).Seconds())
 			}
-			hub.Publish(l.containerEvents(cl, ev, acts)...)
+			evs, tn := l.containerEvents(cl, ev, acts, names[ev.ContainerID])
+			if ev.State == runtime.EventRemoved {
+				delete(names, ev.ContainerID)
+			} else if tn.task != "" {
+				names[ev.ContainerID] = tn
+			}
+			hub.Publish(evs...)
 		}
 	}
 }
 
+// taskNames is what a task's container events say of it.
+type taskNames struct{ task, service string }
+
 // containerEvents turns runtime actions into events, naming the task and
-// service of a task's container from the replica.
-func (l *Loop) containerEvents(cl *consensus.Store, ev runtime.Event, acts []string) []api.Event {
+// service of a task's container from the replica, else from known (what
+// this container's earlier events named), and returns the names used.
+// The fallback is for a container removed after its task: `service rm`
+// and the trim of old tasks delete the task first, so the destroy event
+// (and a late die) lost its service and task attributes. With no cluster
+// at all (cl nil: the node left) nothing is named.
+func (l *Loop) containerEvents(cl *consensus.Store, ev runtime.Event, acts []string, known taskNames) ([]api.Event, taskNames) {
 	out := make([]api.Event, 0, len(acts))
+	var tn taskNames
+	if ev.TaskID != "" && cl != nil {
+		if t, err := cl.Task(ev.TaskID); err == nil {
+			tn = taskNames{task: t.Name, service: t.Service}
+		} else {
+			tn = known
+		}
+	}
 	for _, act := range acts {
 		attrs := map[string]string{"state": ev.State}
 		if ev.TaskID != "" {
 			attrs["task_id"] = ev.TaskID
-			if cl != nil {
-				if t, err := cl.Task(ev.TaskID); err == nil {
-					attrs["task"] = t.Name
-					attrs["service"] = t.Service
-				}
+			if tn.task != "" {
+				attrs["task"] = tn.task
+				attrs["service"] = tn.service
 			}
 		}
 		switch act {
@@ -192,5 +215,5 @@ func (l *Loop) containerEvents(cl *consensus.Store, ev runtime.Event, acts []str
 		out = append(out, api.Event{Time: ev.Time.UTC(), Type: api.EventContainer, Action: act,
 			ID: ev.ContainerID, Name: ev.Name, NodeID: l.cfg.NodeID, Attributes: attrs})
 	}
-	return out
+	return out, tn
 }

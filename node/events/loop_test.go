@@ -116,6 +116,31 @@ func TestLoop(t *testing.T) {
 	}
 	starts.mu.Unlock()
 
+	// `service rm` deletes the task before the node removes its
+	// container: the die and destroy events still name the task and
+	// service (the destroy event used to carry neither).
+	if res := machine.ApplyCommand(4, command.DeleteTasks{IDs: []string{"t1"}}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	for ev := next(t, sub); ev.Type != api.EventTask; ev = next(t, sub) {
+	}
+	rt.ch <- runtime.Event{ContainerID: "c1", TaskID: "t1", State: api.ContainerExited, ExitCode: 143, Time: t0.Add(2 * time.Second)}
+	rt.ch <- runtime.Event{ContainerID: "c1", TaskID: "t1", State: runtime.EventRemoved, Time: t0.Add(3 * time.Second)}
+	acts = nil
+	for len(acts) < 2 {
+		ev := next(t, sub)
+		if ev.Type != api.EventContainer {
+			continue
+		}
+		if ev.Attributes["task"] != "web.1" || ev.Attributes["service"] != "web" || ev.Attributes["task_id"] != "t1" {
+			t.Fatalf("%s event of a deleted task's container %+v does not name its task and service", ev.Action, ev)
+		}
+		acts = append(acts, ev.Action)
+	}
+	if acts[0] != ActionDie || acts[1] != ActionDestroy {
+		t.Fatalf("container actions %v", acts)
+	}
+
 	// The cluster stops and the node is in none: the loop lets it go
 	// (its container events no longer name tasks).
 	mu.Lock()

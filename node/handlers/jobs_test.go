@@ -27,10 +27,13 @@ func TestDisplayServiceJob(t *testing.T) {
 	tk := func(id, svc string, v uint64, state string, exit int) api.Task {
 		return api.Task{ID: id, ServiceID: svc, SpecVersion: v, State: state, ExitCode: exit, DesiredState: api.TaskRunning}
 	}
+	// A finished task is stored desired complete (node/scheduler/jobs)
+	// and still counts in a global job's total.
+	finished := func(t api.Task) api.Task { t.DesiredState = api.TaskComplete; return t }
 	tasks := []api.Task{
 		tk("a", "j1", 10, api.TaskComplete, 0), tk("b", "j1", 10, api.TaskRunning, 0), tk("c", "j1", 10, api.TaskFailed, 1),
 		tk("d", "j1", 9, api.TaskComplete, 0), // an earlier run
-		tk("e", "j2", 11, api.TaskComplete, 0), tk("f", "j2", 11, api.TaskComplete, 3), tk("g", "j2", 11, api.TaskRunning, 0),
+		finished(tk("e", "j2", 11, api.TaskComplete, 0)), tk("f", "j2", 11, api.TaskComplete, 3), tk("g", "j2", 11, api.TaskRunning, 0),
 	}
 	if res := machine.ApplyCommand(12, command.UpsertTasks{Tasks: tasks}); res.Err != nil {
 		t.Fatal(res.Err)

@@ -222,23 +222,17 @@ func (x *API) RemoveObject(ctx context.Context, ref string, secret bool) error {
 }
 
 // CheckFileRefs validates the secret and config references of a spec
-// against the replica: well formed, targets unique, objects present.
+// against the replica: well formed, objects present, and no two files at
+// one target (api.FileTargetConflict). The CLI refuses a clash too, but the
+// API and the dashboard send specs straight here and to the leader, so this
+// is where the rule holds for every caller.
 func CheckFileRefs(store *consensus.Store, spec api.ServiceSpec) error {
-	targets := map[string]bool{}
 	check := func(refs []api.FileReference, secret bool) error {
 		kind := kindName(secret)
 		for _, r := range refs {
 			if p := api.FileReferenceProblem(r, secret); p != "" {
 				return fmt.Errorf("%s %s: %s", kind, r.Source, p)
 			}
-			t := api.ConfigTarget(r)
-			if secret {
-				t = api.SecretTarget(r)
-			}
-			if targets[t] {
-				return fmt.Errorf("%s %s: target %s is used twice", kind, r.Source, t)
-			}
-			targets[t] = true
 			var err error
 			if secret {
 				_, err = store.SecretByName(r.Source)
@@ -254,5 +248,11 @@ func CheckFileRefs(store *consensus.Store, spec api.ServiceSpec) error {
 	if err := check(spec.Secrets, true); err != nil {
 		return err
 	}
-	return check(spec.Configs, false)
+	if err := check(spec.Configs, false); err != nil {
+		return err
+	}
+	if p := api.FileTargetConflict(spec.Secrets, spec.Configs); p != "" {
+		return fmt.Errorf("%s: give each file its own target", p)
+	}
+	return nil
 }

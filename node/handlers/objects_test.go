@@ -38,6 +38,7 @@ func TestCheckFileRefs(t *testing.T) {
 	machine := fsm.New(store)
 	machine.ApplyCommand(1, command.CreateSecret{Secret: consensus.Secret{ID: "s1", Name: "pw", Size: 1, KEKID: "k", Sealed: make([]byte, 30)}})
 	machine.ApplyCommand(2, command.CreateConfig{Config: consensus.ConfigObject{ID: "c1", Name: "conf", Data: []byte("x")}})
+	machine.ApplyCommand(3, command.CreateSecret{Secret: consensus.Secret{ID: "s2", Name: "pw2", Size: 1, KEKID: "k", Sealed: make([]byte, 30)}})
 	cases := []struct {
 		name string
 		spec api.ServiceSpec
@@ -49,6 +50,10 @@ func TestCheckFileRefs(t *testing.T) {
 		{"relative config target", api.ServiceSpec{Configs: []api.FileReference{{Source: "conf", Target: "etc/c"}}}, false},
 		{"dot-dot target", api.ServiceSpec{Secrets: []api.FileReference{{Source: "pw", Target: "../etc/passwd"}}}, false},
 		{"same target twice", api.ServiceSpec{Secrets: []api.FileReference{{Source: "pw"}, {Source: "pw"}}}, false},
+		{"one secret at two targets", api.ServiceSpec{Secrets: []api.FileReference{{Source: "pw"}, {Source: "pw", Target: "pw2"}}}, true},
+		{"two secrets at one target", api.ServiceSpec{Secrets: []api.FileReference{{Source: "pw", Target: "dbpw"}, {Source: "pw2", Target: "/run/secrets/dbpw"}}}, false},
+		// Secrets and configs share the container's filesystem.
+		{"secret and config at one path", api.ServiceSpec{Secrets: []api.FileReference{{Source: "pw", Target: "/etc/c"}}, Configs: []api.FileReference{{Source: "conf", Target: "/etc/c"}}}, false},
 		{"bad mode", api.ServiceSpec{Secrets: []api.FileReference{{Source: "pw", Mode: 0o4755}}}, false},
 	}
 	for _, tc := range cases {

@@ -62,7 +62,9 @@ func DisplayService(store *consensus.Store, s *api.Service) api.Service {
 			if t.State == api.TaskRunning && !down[t.NodeID] && t.DesiredState == api.TaskRunning {
 				running++
 			}
-			if t.DesiredState == api.TaskRunning {
+			// A finished task is desired complete (the planner), and
+			// still one of the run's total.
+			if t.DesiredState == api.TaskRunning || t.DesiredState == api.TaskComplete {
 				desired++
 			}
 			continue

@@ -497,8 +497,10 @@ func (l *Loop) admitMissing(ctx context.Context) {
 }
 
 // autopilot applies autopilot.PlanVoters to the Raft configuration, one
-// change at a time, stopping at the first failure (the next round replans).
+// change at a time, stopping at the first failure (the next round replans),
+// then records the configuration's voters in the nodes (recordVoters).
 func (l *Loop) autopilot(ctx context.Context) {
+	defer l.recordVoters(ctx)
 	cl := l.cfg
 	servers, err := cl.Raft.Servers()
 	if err != nil {

@@ -77,6 +77,21 @@ func jobTasks(c *simcluster.Cluster, svc string) map[string]int {
 
 func exitOK(*api.Task, int) int { return 0 }
 
+// finishedDesiredComplete fails t unless every task of svc that completed
+// (exit 0) is stored desired complete, as docker shows a finished job
+// task.
+func finishedDesiredComplete(t *testing.T, c *simcluster.Cluster, svc string) {
+	t.Helper()
+	for _, tk := range c.Tasks {
+		if tk.ServiceID != svc {
+			continue
+		}
+		if tk.State == api.TaskComplete && tk.ExitCode == 0 && tk.DesiredState != api.TaskComplete {
+			t.Errorf("task %s: state %s exit %d, desired %s", tk.Name, tk.State, tk.ExitCode, tk.DesiredState)
+		}
+	}
+}
+
 // TestReplicatedJob: a replicated job runs until Replicas tasks have
 // completed, at most MaxConcurrent at once (0: all), retries a failed task
 // per the restart policy (condition any counts as on-failure: a completed
@@ -131,6 +146,7 @@ func TestReplicatedJob(t *testing.T) {
 					t.Fatalf("tasks by state %v, want %v", got, tc.want)
 				}
 			}
+			finishedDesiredComplete(t, c, s.ID)
 			// Done: an hour later nothing more runs.
 			c.Now = c.Now.Add(time.Hour)
 			if p := step(t, c); !p.Empty() {
@@ -225,6 +241,7 @@ func TestGlobalJob(t *testing.T) {
 	if got := jobTasks(c, s.ID); got[api.TaskComplete] != 3 || got[api.TaskFailed] != 1 || len(got) != 2 {
 		t.Fatalf("tasks by state %v", got)
 	}
+	finishedDesiredComplete(t, c, s.ID)
 }
 
 // TestJobLevel: during a rolling upgrade a job's task goes only to a node
@@ -240,7 +257,13 @@ func TestJobLevel(t *testing.T) {
 	}
 	c.Levels["n2"] = servicespec.JobLevel
 	runJob(t, c, s.ID, exitOK)
-	if got := c.Active(s.ID); len(got) != 1 || got[0].NodeID != "n2" || got[0].State != api.TaskComplete {
+	var got []api.Task
+	for _, tk := range c.Tasks {
+		if tk.ServiceID == s.ID {
+			got = append(got, *tk)
+		}
+	}
+	if len(got) != 1 || got[0].NodeID != "n2" || got[0].State != api.TaskComplete || got[0].DesiredState != api.TaskComplete {
 		t.Fatalf("after n2's upgrade: %+v", got)
 	}
 }

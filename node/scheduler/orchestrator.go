@@ -258,6 +258,10 @@ func (s *svcRun) reconcileJob() {
 		e.Message = "node down; " + why
 		e.UpdatedAt = r.now
 	}
+	for _, i := range d.Finish {
+		e := r.edit(s.tasks[i])
+		e.DesiredState = api.TaskComplete
+	}
 	for _, i := range d.Delete {
 		drop(s.tasks[i])
 	}

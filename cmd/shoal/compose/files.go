@@ -138,6 +138,9 @@ func precheckFiles(ctx context.Context, details types.ConfigDetails) error {
 // are relative to; extendsOnly is for an extends file, whose include:
 // compose-go ignores.
 func (pc *precheck) walk(ctx context.Context, file types.ConfigFile, workingDir string, env types.Mapping, depth int, extendsOnly bool) error {
+	if err := fileTargetClash(file, env); err != nil {
+		return err
+	}
 	model, err := loader.LoadModelWithContext(ctx, types.ConfigDetails{
 		WorkingDir: workingDir, ConfigFiles: []types.ConfigFile{file}, Environment: env,
 	}, func(o *loader.Options) {

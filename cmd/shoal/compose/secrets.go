@@ -15,7 +15,9 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/compose-spec/compose-go/v2/template"
 	"github.com/compose-spec/compose-go/v2/types"
+	"go.yaml.in/yaml/v4"
 
 	"github.com/shoal-org/shoal/api"
 )
@@ -133,4 +135,57 @@ func serviceFileRefs(objs []StackObject, cs types.ServiceConfig, spec *api.Servi
 		}
 	}
 	return errs
+}
+
+// fileTargetClash refuses a service of one compose file whose secrets: or
+// configs: put two different objects at one path in the container
+// (api.FileTargetConflict). It reads the file itself because compose-go
+// keeps only the last entry per target while it loads a file (its
+// EnforceUnicity, made for an override file replacing an entry), so the
+// clash never reached StackSpecs and one secret was dropped in silence;
+// docker stack deploy refuses it. An override file replacing an entry at
+// the same target stays compose's merge, and the same entry twice is
+// harmless. Values are interpolated with env; a file that does not parse
+// is left to the load, which reports it.
+func fileTargetClash(file types.ConfigFile, env types.Mapping) error {
+	var doc map[string]any
+	if len(file.Content) == 0 || yaml.Unmarshal(file.Content, &doc) != nil {
+		return nil
+	}
+	subst := func(v any) string {
+		s, _ := v.(string)
+		if out, err := template.Substitute(s, func(k string) (string, bool) { x, ok := env[k]; return x, ok }); err == nil {
+			return out
+		}
+		return s
+	}
+	refs := func(v any) []api.FileReference {
+		list, _ := v.([]any)
+		var out []api.FileReference
+		for _, e := range list {
+			var r api.FileReference
+			switch x := e.(type) {
+			case string:
+				r.Source = subst(x)
+			case map[string]any:
+				r.Source, r.Target = subst(x["source"]), subst(x["target"])
+			default:
+				continue
+			}
+			if !slices.Contains(out, r) {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	for _, kind := range []string{"services", "jobs"} {
+		services, _ := doc[kind].(map[string]any)
+		for _, name := range slices.Sorted(maps.Keys(services)) {
+			svc, _ := services[name].(map[string]any)
+			if p := api.FileTargetConflict(refs(svc["secrets"]), refs(svc["configs"])); p != "" {
+				return &keyError{Path: kind + "." + name, Err: fmt.Errorf("%s: give each file its own target", p)}
+			}
+		}
+	}
+	return nil
 }

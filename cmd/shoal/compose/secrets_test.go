@@ -2,6 +2,8 @@ package compose
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -107,6 +109,52 @@ func TestComposeFileModeOutOfRange(t *testing.T) {
 		specs, err := StackSpecs("shop", p)
 		if err == nil {
 			t.Errorf("mode %s accepted as %#o", mode, specs[0].Configs[0].Mode)
+		}
+	}
+}
+
+// TestComposeFileTargetClash: two different secrets or configs at one path
+// of a service's container are refused while loading (compose-go kept the
+// last one and dropped the other in silence); an override file replacing
+// the entry at a target, and the same entry twice, still load.
+func TestComposeFileTargetClash(t *testing.T) {
+	dir := t.TempDir()
+	const top = "secrets:\n  a:\n    environment: A\n  b:\n    environment: B\nconfigs:\n  c:\n    content: C\n"
+	svc := func(refs string) string { return "services:\n  app:\n    image: x\n" + refs }
+	cases := []struct {
+		name  string
+		files []string
+		clash string // "" when the stack loads
+	}{
+		{"two secrets at one target", []string{svc("    secrets:\n      - source: a\n        target: pw\n      - source: b\n        target: pw\n") + top}, "secret a and secret b have the same target /run/secrets/pw"},
+		{"a default target taken by another", []string{svc("    secrets:\n      - b\n      - source: a\n        target: b\n") + top}, "same target /run/secrets/b"},
+		{"interpolated target", []string{svc("    secrets:\n      - source: a\n        target: ${T}\n      - source: b\n        target: pw\n") + top}, "same target /run/secrets/pw"},
+		{"secret and config at one path", []string{svc("    secrets:\n      - source: a\n        target: /etc/app.conf\n    configs:\n      - source: c\n        target: /etc/app.conf\n") + top}, "secret a and config c have the same target /etc/app.conf"},
+		{"the same entry twice", []string{svc("    secrets:\n      - source: a\n        target: pw\n      - source: a\n        target: pw\n") + top}, ""},
+		{"one secret at two targets", []string{svc("    secrets:\n      - source: a\n        target: pw\n      - source: a\n        target: pw2\n") + top}, ""},
+		{"an override replaces the entry", []string{
+			svc("    secrets:\n      - source: a\n        target: pw\n") + top,
+			svc("    secrets:\n      - source: b\n        target: pw\n"),
+		}, ""},
+	}
+	for _, tc := range cases {
+		var files []types.ConfigFile
+		for i, f := range tc.files {
+			files = append(files, types.ConfigFile{Filename: filepath.Join(dir, fmt.Sprintf("compose%d.yml", i)), Content: []byte(f)})
+		}
+		p, _, err := Load(context.Background(), Input{Files: files, WorkingDir: dir, Name: "shop", Env: map[string]string{"T": "pw", "A": "a", "B": "b"}})
+		if tc.clash != "" {
+			if err == nil || !errors.Is(err, ErrBadCompose) || !strings.Contains(err.Error(), tc.clash) || !strings.Contains(err.Error(), "services.app") {
+				t.Errorf("%s: %v; want a refusal naming %q", tc.name, err, tc.clash)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if _, err := StackSpecs("shop", p); err != nil {
+			t.Errorf("%s: %v", tc.name, err)
 		}
 	}
 }

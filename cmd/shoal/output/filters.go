@@ -50,7 +50,7 @@ func MatchAny(values []string, f func(string) bool) bool {
 }
 
 // TaskFilterUsage is the --filter usage text of the task lists.
-const TaskFilterUsage = "desired-state=running|shutdown|accepted, node=NODE, name=TASK, id=PREFIX"
+const TaskFilterUsage = "desired-state=running|shutdown|complete|accepted, node=NODE, name=TASK, id=PREFIX"
 
 // ParseTaskFilters reads the --filter values of the task lists (service ps,
 // stack ps, node ps).
@@ -61,9 +61,10 @@ func ParseTaskFilters(values []string) (map[string][]string, error) {
 	}
 	for _, d := range filters["desired-state"] {
 		switch d {
-		case "running", "shutdown", "accepted", "ready":
+		// complete: a finished task of a job (node/scheduler/jobs).
+		case "running", "shutdown", "complete", "accepted", "ready":
 		default:
-			return nil, specflags.UsageErrorf("invalid desired-state filter %q: want running, shutdown or accepted", d)
+			return nil, specflags.UsageErrorf("invalid desired-state filter %q: want running, shutdown, complete or accepted", d)
 		}
 	}
 	return filters, nil

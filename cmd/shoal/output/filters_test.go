@@ -21,7 +21,7 @@ func TestParseTaskFilters(t *testing.T) {
 		{[]string{"node"}, nil, `invalid --filter "node": want KEY=VALUE`},
 		{[]string{"node="}, nil, `invalid --filter "node=": want KEY=VALUE`},
 		{[]string{"color=red"}, nil, `invalid --filter key "color": want one of desired-state, node, name, id`},
-		{[]string{"desired-state=sleeping"}, nil, `invalid desired-state filter "sleeping": want running, shutdown or accepted`},
+		{[]string{"desired-state=sleeping"}, nil, `invalid desired-state filter "sleeping": want running, shutdown, complete or accepted`},
 	}
 	for _, tt := range tests {
 		got, err := ParseTaskFilters(tt.in)

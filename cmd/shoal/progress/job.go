@@ -39,7 +39,9 @@ func assessJob(svc api.Service, tasks []api.Task, ignore map[string]bool) Conver
 				lastFailed = t
 			}
 		}
-		if t.DesiredState == api.TaskRunning {
+		// A finished task is desired complete (node/scheduler), and still
+		// counts for its node.
+		if t.DesiredState == api.TaskRunning || t.DesiredState == api.TaskComplete {
 			nodes[t.NodeID] = true
 		}
 		label := t.Name

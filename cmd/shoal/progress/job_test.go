@@ -17,6 +17,7 @@ func TestAssessJob(t *testing.T) {
 	tk := func(id string, v uint64, node, state string, exit int) api.Task {
 		return api.Task{ID: id, Name: "mig." + id, SpecVersion: v, NodeID: node, State: state, ExitCode: exit, DesiredState: api.TaskRunning}
 	}
+	finished := func(t api.Task) api.Task { t.DesiredState = api.TaskComplete; return t }
 	for _, tc := range []struct {
 		name      string
 		svc       api.Service
@@ -38,6 +39,10 @@ func TestAssessJob(t *testing.T) {
 		{"global: nothing yet", gsvc, nil, false, 0, false},
 		{"global: one node left", gsvc, []api.Task{tk("a", 9, "n1", api.TaskComplete, 0), tk("b", 9, "n2", api.TaskRunning, 0)}, false, 1, false},
 		{"global: done", gsvc, []api.Task{tk("a", 9, "n1", api.TaskComplete, 0), tk("b", 9, "n2", api.TaskComplete, 0)}, true, 2, false},
+		// The planner stores a finished task desired complete: its node
+		// still counts, so one finished of two is not done.
+		{"global: finished desired complete, one left", gsvc, []api.Task{finished(tk("a", 9, "n1", api.TaskComplete, 0)), tk("b", 9, "n2", api.TaskRunning, 0)}, false, 1, false},
+		{"global: all finished desired complete", gsvc, []api.Task{finished(tk("a", 9, "n1", api.TaskComplete, 0)), finished(tk("b", 9, "n2", api.TaskComplete, 0))}, true, 2, false},
 	} {
 		c := Assess(OpCreate, tc.svc, tc.tasks, nil, nil)
 		if c.Done != tc.done || c.Completed != tc.completed || (c.Err != nil) != tc.err || !c.Job {

@@ -59,22 +59,41 @@ func parseFileRef(v string, secret bool) (api.FileReference, error) {
 	return r, nil
 }
 
-// addFileRefs adds parsed references to refs, replacing one with the same
-// target.
-func addFileRefs(refs []api.FileReference, values []string, secret bool) ([]api.FileReference, error) {
-	target := api.ConfigTarget
-	if secret {
-		target = api.SecretTarget
-	}
+// addFileRefs adds parsed references to refs (secrets when secret is
+// true, else configs). other holds the references of the other kind, which
+// share the container's filesystem. Adding the same source at the same
+// target again is idempotent (its mode, uid and gid are the new ones); a
+// different source at a target refs or other already uses is refused,
+// as Docker does: merging it would silently drop the file that was there.
+func addFileRefs(refs, other []api.FileReference, values []string, secret bool) ([]api.FileReference, error) {
+	refs = slices.Clone(refs)
 	for _, v := range values {
 		r, err := parseFileRef(v, secret)
 		if err != nil {
 			return refs, err
 		}
-		refs = slices.DeleteFunc(refs, func(x api.FileReference) bool { return target(x) == target(r) })
+		t := api.FileTarget(r, secret)
+		if i := slices.IndexFunc(refs, func(x api.FileReference) bool { return api.FileTarget(x, secret) == t }); i >= 0 {
+			if refs[i].Source != r.Source {
+				return refs, fmt.Errorf("%q: target %s is already used by %s %s", v, t, kindOf(secret), refs[i].Source)
+			}
+			refs[i] = r
+			continue
+		}
+		if i := slices.IndexFunc(other, func(x api.FileReference) bool { return api.FileTarget(x, !secret) == t }); i >= 0 {
+			return refs, fmt.Errorf("%q: target %s is already used by %s %s", v, t, kindOf(!secret), other[i].Source)
+		}
 		refs = append(refs, r)
 	}
 	return refs, nil
+}
+
+// kindOf names a secret (true) or config reference in messages.
+func kindOf(secret bool) string {
+	if secret {
+		return "secret"
+	}
+	return "config"
 }
 
 // removeFileRefs drops the references to the named secrets or configs.

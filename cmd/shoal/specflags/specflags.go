@@ -292,10 +292,10 @@ func applyCreateLists(c *cli.Context, spec *api.ServiceSpec) error {
 	if spec.Constraints, err = addConstraints(spec.Constraints, c.StringSlice("constraint")); err != nil {
 		return SpecError("constraint", err)
 	}
-	if spec.Secrets, err = addFileRefs(spec.Secrets, c.StringSlice("secret"), true); err != nil {
+	if spec.Secrets, err = addFileRefs(spec.Secrets, spec.Configs, c.StringSlice("secret"), true); err != nil {
 		return SpecError("secret", err)
 	}
-	if spec.Configs, err = addFileRefs(spec.Configs, c.StringSlice("config"), false); err != nil {
+	if spec.Configs, err = addFileRefs(spec.Configs, spec.Secrets, c.StringSlice("config"), false); err != nil {
 		return SpecError("config", err)
 	}
 	if spec.Mounts, err = AddMounts(spec.Mounts, c.StringSlice("mount")); err != nil {
@@ -377,16 +377,18 @@ func applyUpdateLists(c *cli.Context, spec *api.ServiceSpec) error {
 		})
 		spec.Ports = append(spec.Ports, pc)
 	}
+	// Removals first, so that --secret-rm or --config-rm frees a target
+	// that an --secret-add or --config-add of the same update takes.
 	if spec.Secrets, err = removeFileRefs(spec.Secrets, c.StringSlice("secret-rm"), "secret"); err != nil {
 		return err
-	}
-	if spec.Secrets, err = addFileRefs(spec.Secrets, c.StringSlice("secret-add"), true); err != nil {
-		return SpecError("secret-add", err)
 	}
 	if spec.Configs, err = removeFileRefs(spec.Configs, c.StringSlice("config-rm"), "config"); err != nil {
 		return err
 	}
-	if spec.Configs, err = addFileRefs(spec.Configs, c.StringSlice("config-add"), false); err != nil {
+	if spec.Secrets, err = addFileRefs(spec.Secrets, spec.Configs, c.StringSlice("secret-add"), true); err != nil {
+		return SpecError("secret-add", err)
+	}
+	if spec.Configs, err = addFileRefs(spec.Configs, spec.Secrets, c.StringSlice("config-add"), false); err != nil {
 		return SpecError("config-add", err)
 	}
 	for _, t := range c.StringSlice("mount-rm") {

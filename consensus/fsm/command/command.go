@@ -126,10 +126,13 @@ type SetNodeStatus struct {
 }
 
 // SetNodeVoter records whether a node votes, after autopilot changed the
-// Raft configuration.
+// Raft configuration (node/leaderloop's VoterRecords). Now, when set,
+// becomes the node's UpdatedAt: the time of its promoted or demoted event
+// (node/events). Entries written before it carry none.
 type SetNodeVoter struct {
-	ID    string `json:"id"`
-	Voter bool   `json:"voter"`
+	ID    string    `json:"id"`
+	Voter bool      `json:"voter"`
+	Now   time.Time `json:"now,omitzero"`
 }
 
 // RemoveNode deletes a node, revokes its certificate and orphans its tasks.

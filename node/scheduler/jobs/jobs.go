@@ -77,6 +77,12 @@ type Decision struct {
 	// another task (a replacement and the original of a node that came
 	// back both ran), desired shutdown.
 	Surplus []int
+	// Finish: tasks of the current run that completed (Success) but are
+	// still desired running, desired complete: a finished job task is not
+	// meant to run any more, and docker shows its desired state as
+	// Complete. A Success task is done whatever its desired state
+	// (classify), so this never starts it again.
+	Finish []int
 	// Start: new tasks of the current run, slot order.
 	Start []Start
 	// Wake is when a restart delay ends (zero: none).
@@ -118,6 +124,9 @@ func Decide(in Input) Decision {
 				d.Stop = append(d.Stop, i)
 			}
 			continue
+		}
+		if Success(t) && t.DesiredState == api.TaskRunning {
+			d.Finish = append(d.Finish, i)
 		}
 		var sl *slot
 		if in.Global {

@@ -31,6 +31,9 @@ func awayIdx(idx ...int) func(int) bool {
 
 func retired(t *api.Task) *api.Task { t.DesiredState = api.TaskShutdown; return t }
 
+// finished marks a completed task desired complete, as the planner does.
+func finished(t *api.Task) *api.Task { t.DesiredState = api.TaskComplete; return t }
+
 func TestDecide(t *testing.T) {
 	const v = 7
 	on := api.RestartPolicy{Condition: api.RestartOnFailure}
@@ -48,10 +51,21 @@ func TestDecide(t *testing.T) {
 			Decision{Start: []Start{{Slot: 2}}}},
 		{"completed slot not started again", Input{Total: 2, MaxConcurrent: 1, Tasks: []*api.Task{
 			task("a", v, 1, "n1", api.TaskComplete, 0)}},
-			Decision{Start: []Start{{Slot: 2}}, Completed: 1}},
+			Decision{Finish: []int{0}, Start: []Start{{Slot: 2}}, Completed: 1}},
 		{"all done", Input{Total: 2, Tasks: []*api.Task{
 			task("a", v, 1, "n1", api.TaskComplete, 0), task("b", v, 2, "n1", api.TaskComplete, 0)}},
+			Decision{Finish: []int{0, 1}, Completed: 2}},
+		// Once desired complete, a finished task is still done: nothing
+		// starts again and nothing is written (the plan is idempotent).
+		{"finished tasks stay done", Input{Total: 2, Tasks: []*api.Task{
+			finished(task("a", v, 1, "n1", api.TaskComplete, 0)), finished(task("b", v, 2, "n1", api.TaskComplete, 0))}},
 			Decision{Completed: 2}},
+		{"global: finished tasks stay done", Input{Global: true, Nodes: []string{"n1", "n2"}, Policy: api.RestartPolicy{Condition: api.RestartAny}, Tasks: []*api.Task{
+			finished(task("a", v, 0, "n1", api.TaskComplete, 0)), task("b", v, 0, "n2", api.TaskComplete, 0)}},
+			Decision{Finish: []int{1}, Completed: 2}},
+		{"a finished task of an earlier run is deleted", Input{Total: 1, Tasks: []*api.Task{
+			finished(task("a", v-1, 1, "n1", api.TaskComplete, 0))}},
+			Decision{Delete: []int{0}, Start: []Start{{Slot: 1}}}},
 		{"complete with an exit code is a failure", Input{Total: 1, Policy: on, Tasks: []*api.Task{
 			task("a", v, 1, "n1", api.TaskComplete, 2)}},
 			Decision{Retire: []int{0}, Start: []Start{{Slot: 1}}}},
@@ -97,13 +111,13 @@ func TestDecide(t *testing.T) {
 			Decision{Retire: []int{1}, Start: []Start{{Slot: 1}}}},
 		{"slot completed on one task: the other stops, one completion", Input{Total: 1, Tasks: []*api.Task{
 			task("a", v, 1, "n1", api.TaskRunning, 0), task("b", v, 1, "n2", api.TaskComplete, 0)}},
-			Decision{Surplus: []int{0}, Completed: 1}},
+			Decision{Surplus: []int{0}, Finish: []int{1}, Completed: 1}},
 		{"global: every eligible node", Input{Global: true, Nodes: []string{"n1", "n2", "n3"}, Tasks: []*api.Task{
 			task("a", v, 0, "n1", api.TaskComplete, 0), task("b", v, 0, "n2", api.TaskRunning, 0)}},
-			Decision{Start: []Start{{Node: "n3"}}, Completed: 1}},
+			Decision{Finish: []int{0}, Start: []Start{{Node: "n3"}}, Completed: 1}},
 		{"global: a node gone keeps its completion", Input{Global: true, Nodes: []string{"n2"}, Tasks: []*api.Task{
 			task("a", v, 0, "n1", api.TaskComplete, 0)}},
-			Decision{Start: []Start{{Node: "n2"}}, Completed: 1}},
+			Decision{Finish: []int{0}, Start: []Start{{Node: "n2"}}, Completed: 1}},
 		{"global: failure retried, no limit", Input{Global: true, Nodes: []string{"n1", "n2"}, MaxConcurrent: 1, Policy: on, Tasks: []*api.Task{
 			task("a", v, 0, "n1", api.TaskFailed, 1)}},
 			Decision{Retire: []int{0}, Start: []Start{{Node: "n1"}, {Node: "n2"}}}},
