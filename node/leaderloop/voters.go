@@ -45,6 +45,11 @@ func (l *Loop) recordVoters(ctx context.Context) {
 		if cl.Removing != nil && cl.Removing(c.ID) {
 			continue // its record goes with the node
 		}
+		if cl.Raft.CheckCommand(&c) != nil {
+			// A member too old to store the time (VoterTimeLevel): the
+			// same record without it, so every replica stores the same.
+			c.Now = time.Time{}
+		}
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := cl.Raft.Apply(wctx, &c)
 		cancel()

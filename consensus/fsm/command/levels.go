@@ -83,6 +83,14 @@ var commandSince = map[Type]int{
 // network rm is checked against services only, as before.
 const RunAttachmentsLevel = 7
 
+// VoterTimeLevel is the level whose state machine stores SetNodeVoter's
+// Now as the node's UpdatedAt (the time of its promoted or demoted
+// event). An older replica decodes the command without Now and keeps the
+// old UpdatedAt: the replicas would differ, so a SetNodeVoter that
+// carries Now needs every member at this level; the leader sends it
+// without Now otherwise (node/leaderloop's recordVoters).
+const VoterTimeLevel = 7
+
 // EndpointLevel is the protocol level whose state machine knows a service
 // spec's EndpointMode and NetworkAliases: a dnsrr service holds no VIP, an
 // alias that clashes on a network is refused. An older binary decodes a
@@ -130,7 +138,7 @@ const SharesLevel = 6
 
 // bodySince lists the levels that introduced fields an older state machine
 // would apply differently (a test requires ProtocolLevel to cover them).
-var bodySince = []int{EndpointLevel, AutoPortLevel, PlacementLevel, LoggingLevel, JobLevel, SharesLevel}
+var bodySince = []int{EndpointLevel, AutoPortLevel, PlacementLevel, LoggingLevel, JobLevel, SharesLevel, VoterTimeLevel}
 
 // bodyLevel is the level cmd's content needs beyond its type's: the
 // fields of bodySince, for the service commands (an endpoint mode or
@@ -145,6 +153,10 @@ func bodyLevel(cmd Command) int {
 		return networkLevel(&c.Network)
 	case *CreateNetwork:
 		return networkLevel(&c.Network)
+	case SetNodeVoter:
+		return voterLevel(c)
+	case *SetNodeVoter:
+		return voterLevel(*c)
 	case CreateService:
 		svc = &c.Service
 	case *CreateService:
@@ -169,6 +181,15 @@ func bodyLevel(cmd Command) int {
 		}
 	}
 	return lvl
+}
+
+// voterLevel is the level a SetNodeVoter needs: VoterTimeLevel when it
+// carries Now.
+func voterLevel(c SetNodeVoter) int {
+	if !c.Now.IsZero() {
+		return VoterTimeLevel
+	}
+	return BaseProtocolLevel
 }
 
 // networkLevel is the level a network record needs: SharesLevel for one

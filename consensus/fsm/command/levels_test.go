@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shoal-org/shoal/api"
 )
@@ -193,6 +194,10 @@ func TestSinceLevelNetworkShares(t *testing.T) {
 		{"small by pointer", &CreateNetwork{Network: small}, SharesLevel},
 		{"small in a batch", Batch{Commands: []Command{DeleteTasks{}, CreateNetwork{Network: small}}}, SharesLevel},
 		{"claim", ClaimNetworkShare{Network: "n", NodeID: "x"}, SharesLevel},
+		// Now is stored by VoterTimeLevel's state machine only.
+		{"voter without a time", SetNodeVoter{ID: "x", Voter: true}, BaseProtocolLevel},
+		{"voter with a time", SetNodeVoter{ID: "x", Voter: true, Now: time.Unix(1, 0)}, VoterTimeLevel},
+		{"voter with a time by pointer", &SetNodeVoter{ID: "x", Now: time.Unix(1, 0)}, VoterTimeLevel},
 	} {
 		if got := SinceLevel(tc.cmd); got != tc.want {
 			t.Errorf("%s: SinceLevel %d, want %d", tc.name, got, tc.want)
