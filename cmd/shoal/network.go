@@ -27,7 +27,7 @@ func (s *commands) networkCommand() *cli.Command {
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "subnet", Usage: "IPv4 subnet in CIDR form, e.g. 10.50.0.0/16; one smaller than a /19 (down to a /27) gives a /28 of its lower half to each node as it needs one and until the node is removed, so it serves as many nodes as it holds /28s, e.g. 8 for a /24 (default: a free /16 of 10.44.0.0–10.99.0.0)"},
 					&cli.BoolFlag{Name: "internal", Usage: "no route out of the cluster"},
-					&cli.BoolFlag{Name: "attachable", Usage: "allow `shoal run --network`"},
+					&cli.BoolFlag{Name: "attachable", Usage: "let 'shoal run --network' containers join it"},
 					&cli.BoolFlag{Name: "encrypted", Usage: "encrypt traffic between nodes (WireGuard)"},
 				},
 				Action: s.networkCreate,
