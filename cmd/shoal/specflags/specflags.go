@@ -91,7 +91,7 @@ func Flags(update bool) []cli.Flag {
 			&cli.StringSliceFlag{Name: "mount-add", Usage: "add or replace a mount (--mount syntax)"},
 			&cli.StringSliceFlag{Name: "mount-rm", Usage: "remove a mount, by target path"},
 			&cli.StringSliceFlag{Name: "network-add", Usage: "join a network (tasks are replaced): NAME, or name=NAME,alias=ALIAS (repeatable alias) which sets all of the network's aliases, on a network the service is on too (no task is replaced then)"},
-			&cli.StringSliceFlag{Name: "network-rm", Usage: "leave a network (tasks are replaced); its aliases go too"},
+			&cli.StringSliceFlag{Name: "network-rm", Usage: "leave a network (tasks are replaced); its aliases go too; a service that leaves every network is on the default one"},
 			&cli.BoolFlag{Name: "force", Usage: "replace every task even if nothing changed"},
 			&cli.BoolFlag{Name: "rollback", Usage: "roll back to the previous spec"},
 		)
@@ -569,6 +569,11 @@ func applyNetworks(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 		if strings.Contains(v, "=") { // the long form says all of the network's aliases
 			setAliases(spec, n, aliases)
 		}
+	}
+	if slices.Contains(rm, api.DefaultNetwork) && (len(nets) == 0 || slices.Equal(nets, []string{api.DefaultNetwork})) {
+		// A service on no network is on the default one: this update
+		// would change nothing, yet it was sent and reported done.
+		return UsageErrorf("invalid --network-rm %s: a service on no other network stays on the default network (--network-add another one)", api.DefaultNetwork)
 	}
 	if len(nets) == 1 && nets[0] == api.DefaultNetwork {
 		nets = nil
