@@ -1,8 +1,11 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/shoal-org/shoal/api"
 )
 
 // TestCLINetworkCreateOneSubnet: a network has one subnet, so a second
@@ -25,5 +28,28 @@ func TestCLINetworkCreateOneSubnet(t *testing.T) {
 	defer f.mu.Unlock()
 	if code != 0 || out != "net1\n" || len(f.networks) != 1 || f.networks[0].Subnet != "10.70.0.0/16" {
 		t.Errorf("one --subnet: exit %d, stdout %q, stderr %q, sent %+v", code, out, errOut, f.networks)
+	}
+}
+
+// TestCLIServiceUpdateNetworkRmByID: --network-rm takes a network's ID
+// or ID prefix, as --network-add does; the network of that ID goes, with
+// its aliases. Before, it was refused: "the service is not on that
+// network (it is on back, front)".
+func TestCLIServiceUpdateNetworkRmByID(t *testing.T) {
+	f := newFakeAgent(t)
+	f.networks = []api.Network{{ID: "backid0000", Name: "back"}, {ID: "frontid000", Name: "front"}}
+	f.services = []*api.Service{{ID: "svc1", Name: "web", Version: 1, Spec: api.ServiceSpec{
+		Name: "web", Mode: api.ModeReplicated, Replicas: 1, Image: "busybox", Networks: []string{"back", "front"},
+		NetworkAliases: map[string][]string{"back": {"www"}, "front": {"edge"}},
+	}}}
+	if _, errOut, code := runCLI(t, f.host, "", "service", "update", "-d", "--network-rm", "nosuch", "web"); code != 2 || !strings.Contains(errOut, "not on that network") {
+		t.Errorf("--network-rm nosuch: exit %d, stderr %q", code, errOut)
+	}
+	if _, errOut, code := runCLI(t, f.host, "", "service", "update", "-d", "--network-rm", "backid", "web"); code != 0 {
+		t.Fatalf("--network-rm backid: exit %d, stderr %q", code, errOut)
+	}
+	sp := f.service("web").Spec
+	if !slices.Equal(sp.Networks, []string{"front"}) || len(sp.NetworkAliases) != 1 || sp.NetworkAliases["front"][0] != "edge" {
+		t.Fatalf("after --network-rm backid: networks %v aliases %v, want [front] with front's alias", sp.Networks, sp.NetworkAliases)
 	}
 }
