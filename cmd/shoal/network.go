@@ -26,6 +26,10 @@ func (s *commands) networkCommand() *cli.Command {
 				ArgsUsage: "NAME",
 				Flags: []cli.Flag{
 					&cli.GenericFlag{Name: "subnet", Value: &oneSubnet{}, Usage: "IPv4 subnet in CIDR form, e.g. 10.50.0.0/16; one smaller than a /19 (down to a /27) gives a /28 of its lower half to each node as it needs one and until the node is removed, so it serves as many nodes as it holds /28s, e.g. 8 for a /24 (default: a free /16 of 10.44.0.0–10.99.0.0)"},
+					// docker network create -d overlay NAME is how every
+					// Swarm guide makes a network; it was refused as an
+					// unknown flag.
+					&cli.StringFlag{Name: "driver", Aliases: []string{"d"}, Value: "overlay", Usage: "overlay, the only driver (taken for docker's -d overlay)"},
 					&cli.BoolFlag{Name: "internal", Usage: "no route out of the cluster"},
 					&cli.BoolFlag{Name: "attachable", Usage: "let 'shoal run --network' containers join it"},
 					&cli.BoolFlag{Name: "encrypted", Usage: "encrypt traffic between nodes (WireGuard)"},
@@ -63,6 +67,9 @@ func (s *commands) networkCommand() *cli.Command {
 func (s *commands) networkCreate(c *cli.Context) error {
 	if err := shell.NeedArgs(c, 1, 1); err != nil {
 		return err
+	}
+	if d := c.String("driver"); d != "overlay" {
+		return specflags.UsageErrorf("invalid --driver %q: only overlay networks exist", d)
 	}
 	req := api.Network{Name: c.Args().First(), Internal: c.Bool("internal"), Attachable: c.Bool("attachable"),
 		Encrypted: c.Bool("encrypted")}

@@ -53,3 +53,24 @@ func TestCLIServiceUpdateNetworkRmByID(t *testing.T) {
 		t.Fatalf("after --network-rm backid: networks %v aliases %v, want [front] with front's alias", sp.Networks, sp.NetworkAliases)
 	}
 }
+
+// TestCLINetworkCreateDriver: docker's -d overlay (how Swarm guides make a
+// network) is taken; another driver is refused before anything is sent.
+// Before, -d and --driver were unknown flags.
+func TestCLINetworkCreateDriver(t *testing.T) {
+	f := newFakeAgent(t)
+	for _, args := range [][]string{{"-d", "overlay", "n1"}, {"--driver", "overlay", "--attachable", "n2"}, {"n3"}} {
+		if out, errOut, code := runCLI(t, f.host, "", append([]string{"network", "create"}, args...)...); code != 0 || out == "" {
+			t.Errorf("network create %v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+	}
+	_, errOut, code := runCLI(t, f.host, "", "network", "create", "-d", "bridge", "n4")
+	if code != 2 || !strings.Contains(errOut, `invalid --driver "bridge": only overlay networks exist`) {
+		t.Errorf("-d bridge: exit %d, stderr %q", code, errOut)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.networks) != 3 || !f.networks[1].Attachable {
+		t.Fatalf("sent %+v, want n1, n2 (attachable), n3", f.networks)
+	}
+}
