@@ -102,13 +102,20 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 	mux.HandleFunc("GET /v1/networks/{id}", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
+		ref := r.PathValue("id")
 		for _, n := range f.networks {
-			if n.Name == r.PathValue("id") {
+			if n.Name == ref {
 				f.reply(w, n)
 				return
 			}
 		}
-		f.fail(w, http.StatusNotFound, "no such network: "+r.PathValue("id"))
+		for _, n := range f.networks { // as the agent: a name first, then an ID prefix
+			if ref != "" && strings.HasPrefix(n.ID, ref) {
+				f.reply(w, n)
+				return
+			}
+		}
+		f.fail(w, http.StatusNotFound, "no such network: "+ref)
 	})
 	mux.HandleFunc("GET /v1/networks", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()

@@ -153,6 +153,14 @@ type Source struct {
 	// search domain, instead of going upstream (busybox's nslookup asks
 	// for nothing else, so it found no service at all).
 	Domain string
+	// NameDomain says Domain comes from the task's own name (3 of web.3,
+	// the node ID of a global task's web.NODEID), not from a hostname the
+	// user chose: no DNS server above this one serves it, so a name of the
+	// service namespace under it (db.3, tasks.db.3) that misses is
+	// answered NXDOMAIN here like db itself, not forwarded upstream, where
+	// it leaked the cluster's names and, with no upstream answering, cost
+	// the asker its resolver's whole timeout (busybox nslookup: 5 s).
+	NameDomain bool
 }
 
 // viewSet is the per-network form of the records.
@@ -199,7 +207,8 @@ func (d *Server) SetViews(views map[string]View, sources map[netip.Addr]Source) 
 		return vs.subnets[i].prefix.String() < vs.subnets[j].prefix.String()
 	})
 	for a, src := range sources {
-		vs.sources[a.Unmap()] = Source{Networks: slices.Clone(src.Networks), Stack: src.Stack, Domain: normalize(src.Domain)}
+		vs.sources[a.Unmap()] = Source{Networks: slices.Clone(src.Networks), Stack: src.Stack, Domain: normalize(src.Domain),
+			NameDomain: src.NameDomain}
 	}
 	sort.Strings(ambiguous)
 	d.views.Store(vs)
@@ -456,6 +465,7 @@ func (d *Server) ServeDNS(w miekg.ResponseWriter, r *miekg.Msg) {
 	sets := []*recordSet{d.records.Load()}
 	prefixes := []string{""}
 	search := d.cfg.Search
+	nameDomain := "" // the asker's Domain when its task's name gave it
 	if vs := d.views.Load(); vs != nil {
 		src := remoteAddr(w)
 		source := vs.sources[src]
@@ -464,6 +474,9 @@ func (d *Server) ServeDNS(w miekg.ResponseWriter, r *miekg.Msg) {
 		}
 		if source.Domain != "" {
 			search = append(slices.Clip(search), source.Domain)
+			if source.NameDomain {
+				nameDomain = source.Domain
+			}
 		}
 		if sets = vs.networksOf(src); len(sets) == 0 {
 			d.log.Debug("dns: query from outside the container networks refused", "source", src.String(), "name", q.Name)
@@ -483,6 +496,11 @@ lookup:
 			if ips, found, ours = d.lookup(rs, q.Name, prefix, search); found {
 				break lookup
 			}
+		}
+	}
+	if !found && !ours && nameDomain != "" {
+		if lower := strings.ToLower(trimName(q.Name)); strings.HasSuffix(lower, "."+nameDomain) {
+			ours = serviceNamespace(lower[:len(lower)-len(nameDomain)-1])
 		}
 	}
 	if !found && !ours {
@@ -525,8 +543,7 @@ lookup:
 func (d *Server) lookup(rs *recordSet, qname, prefix string, search []string) (ips []net.IP, found, ours bool) {
 	name := trimName(qname)
 	lower := strings.ToLower(name)
-	labels := strings.Count(name, ".") + 1
-	ours = name != "" && (labels == 1 || (labels == 2 && strings.HasPrefix(lower, "tasks.")))
+	ours = serviceNamespace(lower)
 	find := func(n string) ([]net.IP, bool) {
 		if prefix != "" {
 			if strings.Contains(n, ".") {
@@ -560,6 +577,13 @@ func (d *Server) lookup(rs *recordSet, qname, prefix string, search []string) (i
 		}
 	}
 	return nil, false, ours
+}
+
+// serviceNamespace reports whether name (trimmed, lower case) is in the
+// service namespace: one label, or tasks.LABEL.
+func serviceNamespace(name string) bool {
+	labels := strings.Count(name, ".") + 1
+	return name != "" && (labels == 1 || (labels == 2 && strings.HasPrefix(name, "tasks.")))
 }
 
 // remoteAddr is the asker's address (invalid when unknown).

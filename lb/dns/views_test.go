@@ -93,9 +93,10 @@ func TestDNSStackScope(t *testing.T) {
 		"back": {Subnets: []netip.Prefix{netip.MustParsePrefix("10.51.0.0/16")},
 			Records: Records{"shop_api": ips("10.51.128.9")}},
 	}, map[netip.Addr]Source{
-		netip.MustParseAddr("10.42.1.5"): {Networks: []string{"default", "back"}, Stack: "shop", Domain: "3"},
+		netip.MustParseAddr("10.42.1.5"): {Networks: []string{"default", "back"}, Stack: "shop", Domain: "3", NameDomain: true},
 		netip.MustParseAddr("10.42.1.6"): {Networks: []string{"default"}, Stack: "blog"},
 		netip.MustParseAddr("10.42.1.7"): {Networks: []string{"default"}},
+		netip.MustParseAddr("10.42.1.8"): {Networks: []string{"default"}, Domain: "corp"}, // --hostname app.corp
 	})
 	cases := []struct {
 		name, from, q string
@@ -116,6 +117,14 @@ func TestDNSStackScope(t *testing.T) {
 		{"under the asker's hostname domain", "10.42.1.5", "db.3", miekg.RcodeSuccess, []string{"10.43.0.1"}},
 		{"tasks. under the asker's hostname domain", "10.42.1.5", "tasks.db.3", miekg.RcodeSuccess, []string{"10.42.1.1"}},
 		{"another asker's domain is not stripped", "10.42.1.7", "api.3", miekg.RcodeServerFailure, nil},
+		// A miss under the task's name domain is ours, as the name
+		// without it: no server upstream knows the domain 3.
+		{"a miss under the asker's name domain", "10.42.1.5", "nosuch.3", miekg.RcodeNameError, nil},
+		{"a tasks. miss under the asker's name domain", "10.42.1.5", "tasks.nosuch.3", miekg.RcodeNameError, nil},
+		{"a name under another domain goes upstream", "10.42.1.5", "blog_db.9", miekg.RcodeServerFailure, nil},
+		{"a deeper name under the asker's name domain goes upstream", "10.42.1.5", "x.y.3", miekg.RcodeServerFailure, nil},
+		{"a hostname's own domain: found without it", "10.42.1.8", "api.corp", miekg.RcodeSuccess, []string{"10.43.0.3"}},
+		{"a hostname's own domain: a miss goes upstream", "10.42.1.8", "nosuch.corp", miekg.RcodeServerFailure, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -42,8 +42,13 @@ func (x *API) CheckWrites(ctx context.Context, req api.DeployCheck) error {
 			return fmt.Errorf("deploy check: %w", err)
 		}
 		name := strings.TrimSpace(req.Name)
-		n, err := httpapi.CheckNetworkCreate(req, func(name string) bool { _, err := fork.ResolveNetwork(name); return err == nil },
-			func() error { return nil })
+		n, err := httpapi.CheckNetworkCreate(req, func(name string) string {
+			var nets []api.Network
+			for _, n := range fork.Networks() {
+				nets = append(nets, *n)
+			}
+			return httpapi.NetworkNamed(nets, name)
+		}, func() error { return nil })
 		if err == nil {
 			n.ID, n.CreatedAt = x.agent.NewID(), now
 			n = WithShareLayout(fork, n)

@@ -6,7 +6,9 @@ package handlers
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -50,6 +52,45 @@ func ResolveNetwork(store *consensus.Store, ref string) (*api.Network, error) {
 		return nil, httpapi.BadRequest("network %s: %v", ref, err)
 	}
 	return n, nil
+}
+
+// SpecNetworkNames returns spec with each network it names by ID or ID
+// prefix (the first column of `network ls`, which docker's --network and
+// `shoal run --network` take as well as a name) given by the network's
+// name: specs keep names, and the state machine, the data plane, DNS and
+// `network rm` compare names, so an ID was refused as "network ID: not
+// found". A network the spec then names twice is kept once (--network-add
+// by ID of a network the service is on). A name, or a reference to no
+// single network, is left as it is for the validation that follows. It
+// never changes the caller's slices or map.
+func SpecNetworkNames(store *consensus.Store, spec api.ServiceSpec) api.ServiceSpec {
+	if len(spec.Networks) == 0 {
+		return spec
+	}
+	nets := make([]string, 0, len(spec.Networks))
+	var aliases map[string][]string
+	for _, ref := range spec.Networks {
+		n, err := store.ResolveNetwork(ref)
+		if err != nil || n.Name == ref {
+			nets = append(nets, ref)
+			continue
+		}
+		if aliases == nil {
+			aliases = maps.Clone(spec.NetworkAliases)
+		}
+		if a, ok := aliases[ref]; ok {
+			delete(aliases, ref)
+			aliases[n.Name] = append(slices.Clone(aliases[n.Name]), a...)
+		}
+		if !slices.Contains(nets, n.Name) && !slices.Contains(spec.Networks, n.Name) {
+			nets = append(nets, n.Name)
+		}
+	}
+	spec.Networks = nets
+	if aliases != nil {
+		spec.NetworkAliases = aliases
+	}
+	return spec
 }
 
 func (x *API) Networks() ([]api.Network, error) {

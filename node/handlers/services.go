@@ -108,7 +108,7 @@ func ResolveService(store *consensus.Store, ref string) (*api.Service, error) {
 // checkSpec fills defaults and validates a spec against the cluster.
 func (x *API) checkSpec(store *consensus.Store, spec api.ServiceSpec, selfID string) (api.ServiceSpec, error) {
 	replicas := spec.Replicas
-	spec = servicespec.Defaults(spec)
+	spec = servicespec.Defaults(SpecNetworkNames(store, spec))
 	if spec.Mode == api.ModeReplicated || spec.Mode == api.ModeReplicatedJob {
 		// Defaults cannot tell an explicit 0 from unset; every client
 		// sends its default (the CLI and compose 1), so 0 is meant. A

@@ -77,7 +77,13 @@ func (h *networkHandlers) create(w http.ResponseWriter, r *http.Request) (any, e
 	if err := DecodeBody(r, &req); err != nil {
 		return nil, err
 	}
-	n, err := CheckNetworkCreate(req, func(name string) bool { _, err := h.c.Network(name); return err == nil }, func() error {
+	n, err := CheckNetworkCreate(req, func(name string) string {
+		nets, err := h.c.Networks()
+		if err != nil {
+			return ""
+		}
+		return NetworkNamed(nets, name)
+	}, func() error {
 		return h.c.SyncReplica(r.Context())
 	})
 	if err != nil {
@@ -88,9 +94,13 @@ func (h *networkHandlers) create(w http.ResponseWriter, r *http.Request) (any, e
 
 // CheckNetworkCreate is what a network create request is refused for
 // before it is written: a bad name, then (after sync, which syncs the
-// replica that exists reads) a name taken. It returns only what a client
-// may choose; the ID and creation time are the agent's.
-func CheckNetworkCreate(req api.Network, exists func(name string) bool, sync func() error) (api.Network, error) {
+// replica that taken reads) a name taken. taken returns the name of the
+// network already called name (in any case, as the state machine compares
+// them), or "". It must look at names only: a lookup by reference also
+// matches ID prefixes, and refused `network create b` whenever some
+// network's ID began with b. It returns only what a client may choose; the
+// ID and creation time are the agent's.
+func CheckNetworkCreate(req api.Network, taken func(name string) string, sync func() error) (api.Network, error) {
 	req.Name = strings.TrimSpace(req.Name)
 	if p := api.NetworkNameProblem(req.Name); p != "" {
 		return api.Network{}, BadRequest("network name %q: %s", req.Name, p)
@@ -98,11 +108,25 @@ func CheckNetworkCreate(req api.Network, exists func(name string) bool, sync fun
 	if err := sync(); err != nil {
 		return api.Network{}, err
 	}
-	if exists(req.Name) || strings.EqualFold(req.Name, api.DefaultNetwork) {
-		return api.Network{}, BadRequest("a network named %s already exists", req.Name)
+	if strings.EqualFold(req.Name, api.DefaultNetwork) {
+		return api.Network{}, BadRequest("a network named %s already exists", api.DefaultNetwork)
+	}
+	if old := taken(req.Name); old != "" {
+		return api.Network{}, BadRequest("a network named %s already exists", old)
 	}
 	return api.Network{Name: req.Name, Subnet: strings.TrimSpace(req.Subnet), VNI: req.VNI,
 		Internal: req.Internal, Encrypted: req.Encrypted, Attachable: req.Attachable, Labels: req.Labels}, nil
+}
+
+// NetworkNamed returns the name of the network of nets called name in
+// any case, or "".
+func NetworkNamed(nets []api.Network, name string) string {
+	for _, n := range nets {
+		if strings.EqualFold(n.Name, name) {
+			return n.Name
+		}
+	}
+	return ""
 }
 
 func (h *networkHandlers) remove(w http.ResponseWriter, r *http.Request) (any, error) {

@@ -18,7 +18,13 @@ type fakeNetworks struct {
 
 func (f *fakeNetworks) InCluster() error                      { return nil }
 func (f *fakeNetworks) SyncReplica(ctx context.Context) error { f.syncs++; return nil }
-func (f *fakeNetworks) Networks() ([]api.Network, error)      { return []api.Network{}, nil }
+func (f *fakeNetworks) Networks() ([]api.Network, error) {
+	out := []api.Network{}
+	for _, n := range f.have {
+		out = append(out, *n)
+	}
+	return out, nil
+}
 func (f *fakeNetworks) Network(ref string) (*api.Network, error) {
 	if n := f.have[ref]; n != nil {
 		return n, nil
@@ -45,6 +51,7 @@ func TestNetworkRoutes(t *testing.T) {
 		{name: "create", method: "POST", path: "/v1/networks", body: `{"name":" front ","subnet":" 10.9.0.0/24 ","attachable":true}`, code: 200, syncs: 1, created: 1, bodyHas: `"name":"front"`},
 		{name: "create, bad name", method: "POST", path: "/v1/networks", body: `{"name":"a.b"}`, code: 400, bodyHas: `network name \"a.b\"`},
 		{name: "create, name taken", method: "POST", path: "/v1/networks", body: `{"name":"back"}`, code: 400, syncs: 1, bodyHas: "a network named back already exists"},
+		{name: "create, name taken in another case", method: "POST", path: "/v1/networks", body: `{"name":"BACK"}`, code: 400, syncs: 1, bodyHas: "a network named back already exists"},
 		{name: "create, default name", method: "POST", path: "/v1/networks", body: `{"name":"Default"}`, code: 400, syncs: 1, bodyHas: "already exists"},
 		{name: "create, unknown field", method: "POST", path: "/v1/networks", body: `{"name":"x","y":1}`, code: 400, bodyHas: "malformed request body"},
 		{name: "inspect", method: "GET", path: "/v1/networks/back?consistent=1", code: 200, syncs: 1, bodyHas: `"name":"back"`},

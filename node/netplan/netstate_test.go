@@ -220,7 +220,7 @@ func TestTrafficState(t *testing.T) {
 			"back":             {"both": {mustIP("10.50.128.2")}, "tasks.both": {mustIP("10.50.1.7")}},
 		},
 	}, {
-		name: "a task is a source: its networks, its stack (for the stack's short names), its hostname's domain",
+		name: "a task is a source: its networks, its stack (for the stack's short names), its hostname's domain (its name's)",
 		st: State{Nodes: nodes, Networks: networks, Services: []*api.Service{web}, Tasks: map[string][]*api.Task{
 			"s-web": {task("t1", "s-web", "self", "10.42.1.2", func(t *api.Task) {
 				t.Spec.Labels = map[string]string{api.StackLabel: "shop"}
@@ -229,7 +229,7 @@ func TestTrafficState(t *testing.T) {
 		alive: allAlive,
 		want:  []string{"web@default vip=10.43.0.2 ports=1 [10.42.1.2* 10.42.2.2]"},
 		sources: map[netip.Addr]dns.Source{
-			netip.MustParseAddr("10.42.1.2"): {Networks: []string{api.DefaultNetwork}, Stack: "shop", Domain: "1"},
+			netip.MustParseAddr("10.42.1.2"): {Networks: []string{api.DefaultNetwork}, Stack: "shop", Domain: "1", NameDomain: true},
 			netip.MustParseAddr("10.42.2.2"): {Networks: []string{api.DefaultNetwork}},
 		},
 	}, {

@@ -82,8 +82,9 @@ func Traffic[M any](st State, alive map[string]M, self string) (lb.State, map[st
 			tasks = append(tasks, t)
 			for _, ip := range TaskIPs(t) {
 				if addr, err := netip.ParseAddr(ip); err == nil {
+					domain := hostDomain(api.TaskHostname(t))
 					sources[addr] = dns.Source{Networks: api.SpecNetworks(t.Spec), Stack: t.Spec.Labels[api.StackLabel],
-						Domain: hostDomain(api.TaskHostname(t))}
+						Domain: domain, NameDomain: domain != "" && t.Spec.Hostname == ""}
 				}
 			}
 		}

@@ -71,7 +71,7 @@ func command(h hooks) *cli.Command {
 			&cli.DurationFlag{Name: "cert-lifetime", Value: node.DefaultConfig().CertLifetime,
 				Usage: "lifetime of the node certificates this node signs as leader (they renew at 1/2 to 2/3 of it)"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at http://IP:PORT/metrics (e.g. 127.0.0.1:9323; default off)"},
-			&cli.StringFlag{Name: "ui-addr", Usage: "serve the web dashboard on IP:PORT (off by default; needs `shoal ui token` first)"},
+			&cli.StringFlag{Name: "ui-addr", Usage: "serve the web dashboard on IP:PORT (off by default; needs 'shoal ui token' first)"},
 			&cli.StringFlag{Name: "debug-pprof-addr", Hidden: true, Usage: "serve net/http/pprof on a loopback IP:PORT (debugging; default off)"},
 			&cli.StringFlag{Name: "config", Value: defaultConfigFile, Usage: "YAML file of agent flags (keys are the flag names; flags given here win); read only if present unless set"},
 		},

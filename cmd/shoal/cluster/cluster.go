@@ -93,7 +93,7 @@ func (s *commands) joinCommand() *cli.Command {
 		Name:      "join",
 		Usage:     "join this node to an existing cluster",
 		ArgsUsage: "HOST:PORT",
-		Flags:     []cli.Flag{&cli.StringFlag{Name: "token", Usage: "join token (see `shoal token`)"}},
+		Flags:     []cli.Flag{&cli.StringFlag{Name: "token", Usage: "join token (see 'shoal token')"}},
 		Action: func(c *cli.Context) error {
 			if err := shell.NeedArgs(c, 1, 1); err != nil {
 				return err

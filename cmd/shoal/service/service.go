@@ -9,6 +9,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -280,6 +282,7 @@ func (s *commands) serviceUpdate(c *cli.Context) error {
 		return fmt.Errorf("update service %s: %w", id, err)
 	}
 	spec := cur.Spec
+	networkRmByID(c, cl, &spec)
 	if err := specflags.Apply(c, &spec, true); err != nil {
 		return err
 	}
@@ -289,6 +292,38 @@ func (s *commands) serviceUpdate(c *cli.Context) error {
 	}
 	fmt.Fprintln(s.Stdout, svc.ID)
 	return s.maybeWait(c, cl, svc.ID, progress.OpUpdate)
+}
+
+// networkRmByID lets --network-rm name a network by ID or ID prefix, as
+// --network-add and docker's --network-rm do (the agent stores the name
+// of a network so given: handlers.SpecNetworkNames). The spec keeps
+// names, so specflags refused an ID with "the service is not on that
+// network". Each such value the agent resolves to one of the service's
+// networks renames that network to the value in spec, the copy the flags
+// are applied to, so the removal finds it (its aliases go with it). A
+// value that resolves to no network of the service is left to specflags'
+// refusal.
+func networkRmByID(c *cli.Context, cl *client.Client, spec *api.ServiceSpec) {
+	for _, ref := range c.StringSlice("network-rm") {
+		if slices.Contains(api.SpecNetworks(*spec), ref) {
+			continue
+		}
+		n, err := cl.Network(c.Context, ref)
+		if err != nil {
+			continue
+		}
+		i := slices.Index(spec.Networks, n.Name)
+		if i < 0 {
+			continue
+		}
+		spec.Networks = slices.Clone(spec.Networks)
+		spec.Networks[i] = ref
+		if a, ok := spec.NetworkAliases[n.Name]; ok {
+			spec.NetworkAliases = maps.Clone(spec.NetworkAliases)
+			delete(spec.NetworkAliases, n.Name)
+			spec.NetworkAliases[ref] = a
+		}
+	}
 }
 
 func (s *commands) serviceRollback(c *cli.Context) error {

@@ -82,6 +82,21 @@ func TestEndpointFlags(t *testing.T) {
 				s.Networks = []string{"front"}
 				s.NetworkAliases = map[string][]string{"front": {"edge"}}
 			}},
+		// A service left on no network is on the default one: leaving
+		// the default one alone changed nothing, and said done.
+		{name: "network-rm of the default network alone", update: true,
+			args: []string{"--network-rm", "default"}, err: "invalid --network-rm default: a service on no other network stays on the default network"},
+		{name: "network-rm of the default network, put back", update: true,
+			from: func(s *api.ServiceSpec) { s.Networks = []string{"default", "back"} },
+			args: []string{"--network-rm", "default", "--network-rm", "back", "--network-add", "default"},
+			err:  "invalid --network-rm default"},
+		{name: "network-rm of the default network, onto another", update: true,
+			args: []string{"--network-rm", "default", "--network-add", "back"},
+			want: func(s *api.ServiceSpec) { s.Networks = []string{"back"} }},
+		{name: "network-rm of the last other network goes back to default", update: true,
+			from: func(s *api.ServiceSpec) { s.Networks = []string{"back"} },
+			args: []string{"--network-rm", "back"},
+			want: func(s *api.ServiceSpec) { s.Networks = []string{} }},
 		{name: "bad network-add", update: true, args: []string{"--network-add", "name=back,alias=-x"}, err: `--network-add: "name=back,alias=-x": alias "-x": must start with a letter or digit`},
 	}
 	for _, tt := range tests {

@@ -60,7 +60,7 @@ func Flags(update bool) []cli.Flag {
 		&cli.DurationFlag{Name: "disconnect-grace", Usage: "how long the tasks of a node that stopped answering are kept for it; replacements run meanwhile and the originals win if it returns (default 60s)"},
 		&cli.BoolFlag{Name: "at-most-once", Usage: "never run two tasks of one slot at once: tasks of an unreachable node are replaced only after --disconnect-grace, and that node stops them itself; never rebalanced or updated start-first"},
 		&cli.BoolFlag{Name: "no-rebalance", Usage: "do not move running tasks: no evening out of the spread when a node joins or returns, and no moving of the excess above a lowered --replicas-max-per-node"},
-		&cli.StringFlag{Name: "autoscale", Usage: "scale with load: min=N,max=M,cpu=P%[,memory=P%][,up-delay=15s][,down-delay=60s] (`off` on update)"},
+		&cli.StringFlag{Name: "autoscale", Usage: "scale with load: min=N,max=M,cpu=P%[,memory=P%][,up-delay=15s][,down-delay=60s] ('off' on update)"},
 	})
 	for _, p := range []string{"update", "rollback"} {
 		flags = append(flags,
@@ -91,7 +91,7 @@ func Flags(update bool) []cli.Flag {
 			&cli.StringSliceFlag{Name: "mount-add", Usage: "add or replace a mount (--mount syntax)"},
 			&cli.StringSliceFlag{Name: "mount-rm", Usage: "remove a mount, by target path"},
 			&cli.StringSliceFlag{Name: "network-add", Usage: "join a network (tasks are replaced): NAME, or name=NAME,alias=ALIAS (repeatable alias) which sets all of the network's aliases, on a network the service is on too (no task is replaced then)"},
-			&cli.StringSliceFlag{Name: "network-rm", Usage: "leave a network (tasks are replaced); its aliases go too"},
+			&cli.StringSliceFlag{Name: "network-rm", Usage: "leave a network (tasks are replaced); its aliases go too; a service that leaves every network is on the default one"},
 			&cli.BoolFlag{Name: "force", Usage: "replace every task even if nothing changed"},
 			&cli.BoolFlag{Name: "rollback", Usage: "roll back to the previous spec"},
 		)
@@ -571,6 +571,11 @@ func applyNetworks(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 		if strings.Contains(v, "=") { // the long form says all of the network's aliases
 			setAliases(spec, n, aliases)
 		}
+	}
+	if slices.Contains(rm, api.DefaultNetwork) && (len(nets) == 0 || slices.Equal(nets, []string{api.DefaultNetwork})) {
+		// A service on no network is on the default one: this update
+		// would change nothing, yet it was sent and reported done.
+		return UsageErrorf("invalid --network-rm %s: a service on no other network stays on the default network (--network-add another one)", api.DefaultNetwork)
 	}
 	if len(nets) == 1 && nets[0] == api.DefaultNetwork {
 		nets = nil
