@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Why a watch: the load balancer's and the anti-spoofing guards' nftables
@@ -40,6 +42,8 @@ const nftRetry = 5 * time.Second
 type nftWatch struct {
 	gen  atomic.Uint64
 	live atomic.Bool
+	// ended counts the subscriptions that ended on an error (tests).
+	ended atomic.Uint64
 	// kick (one slot) wakes the loop after a deletion.
 	kick chan struct{}
 
@@ -55,6 +59,38 @@ func newNFTWatch() *nftWatch { return &nftWatch{kick: make(chan struct{}, 1)} }
 // since (gen moved), and once nftFallback has passed since the last check.
 func nftCheckDue(checked, live bool, gen, checkedGen uint64, sinceCheck time.Duration) bool {
 	return !checked || !live || gen != checkedGen || sinceCheck >= nftFallback
+}
+
+// nftWatchBuffer is the receive buffer of the watch's socket. Why: the
+// kernel announces every object of a transaction to the group at commit,
+// all at once, and the load balancer's sync of a large cluster is one
+// transaction of thousands of rules. With the default buffer (rmem_default,
+// ~200 KiB) the announcements of a 5,000-rule transaction were dropped and
+// the watch ended on ENOBUFS (TestNFTWatchSurvivesABurst), leaving the
+// loop blind for nftRetry. The memory is the kernel's, taken only while
+// announcements wait to be read.
+const nftWatchBuffer = 16 << 20
+
+// forceReadBuffer sets a netlink socket's receive buffer to size past
+// rmem_max (SO_RCVBUFFORCE: the agent runs as root), as the overlay's
+// netlink subscriptions do.
+func forceReadBuffer(size int) nftables.SockOption {
+	return func(c *netlink.Conn) error {
+		rc, err := c.SyscallConn()
+		if err != nil {
+			return fmt.Errorf("nftables watch socket: %w", err)
+		}
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size)
+		}); err != nil {
+			return fmt.Errorf("nftables watch socket: %w", err)
+		}
+		if serr != nil {
+			return fmt.Errorf("nftables watch socket: receive buffer of %d bytes: %w", size, serr)
+		}
+		return nil
+	}
 }
 
 // due reports whether this pass checks the tables, and the count of
@@ -79,6 +115,7 @@ func (w *nftWatch) run(ctx context.Context, log *slog.Logger) {
 		if ctx.Err() != nil {
 			return
 		}
+		w.ended.Add(1)
 		log.Warn("nftables watch ended; checking the tables on every pass until it is back", "err", err, "in", nftRetry)
 		select {
 		case <-ctx.Done():
@@ -91,7 +128,7 @@ func (w *nftWatch) run(ctx context.Context, log *slog.Logger) {
 // watch is one subscription: it returns when the kernel's announcements
 // can no longer be trusted to be complete (an error, the monitor closed).
 func (w *nftWatch) watch(ctx context.Context) error {
-	c, err := nftables.New()
+	c, err := nftables.New(nftables.WithSockOptions(forceReadBuffer(nftWatchBuffer)))
 	if err != nil {
 		return fmt.Errorf("nftables connection: %w", err)
 	}

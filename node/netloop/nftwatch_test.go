@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,6 +115,64 @@ func TestNFTWatchSeesFlush(t *testing.T) {
 	case <-w.kick:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the flush did not wake the loop")
+	}
+}
+
+// TestNFTWatchSurvivesABurst: one transaction of thousands of rules
+// (what the load balancer's sync of a large cluster writes) is announced
+// to the watch all at once. With the socket's default receive buffer the
+// kernel dropped the announcements and the watch ended on ENOBUFS
+// ("no buffer space available", seen by the anet audit): for nftRetry the
+// loop was blind, and a deletion announced then was missed. The watch's
+// socket takes the burst, stays live and sees the deletion after it.
+func TestNFTWatchSurvivesABurst(t *testing.T) {
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Fatalf("nft not installed: %v", err)
+	}
+	name := fmt.Sprintf("shoal-nftb-%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	defer exec.Command("ip", "netns", "del", name).Run()
+	ns, err := netns.GetFromName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	w := newNFTWatch()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread() // the thread dies with the goroutine: never back in the test's namespace
+		if err := netns.Set(ns); err != nil {
+			t.Errorf("enter netns: %v", err)
+			return
+		}
+		w.run(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
+	defer func() { cancel(); <-done }()
+	waitUntil(t, "the watch to go live", func() bool { return w.live.Load() })
+
+	var b strings.Builder
+	b.WriteString("table ip burst {\n chain c {\n")
+	for i := 0; i < 5000; i++ {
+		fmt.Fprintf(&b, "  ip saddr 10.%d.%d.1 tcp dport %d counter accept\n", i/250, i%250, 1000+i)
+	}
+	b.WriteString(" }\n}\n")
+	file := filepath.Join(t.TempDir(), "burst.nft")
+	if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g0 := w.gen.Load()
+	for _, args := range [][]string{{"-f", file}, {"add", "table", "ip", "marker"}, {"delete", "table", "ip", "marker"}} {
+		if out, err := exec.Command("ip", append([]string{"netns", "exec", name, "nft"}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("nft %v: %v: %s", args, err, out)
+		}
+	}
+	waitUntil(t, "the marker's deletion after the burst", func() bool { return w.gen.Load() > g0 })
+	if n := w.ended.Load(); n != 0 {
+		t.Fatalf("the watch ended %d times during the burst", n)
 	}
 }
 
