@@ -165,6 +165,17 @@ func TestMountsBindTmpfsAndExec(t *testing.T) {
 	}
 	h.MustCLI(t, "volume", "rm", "runvol")
 
+	// A volume at /etc: the container's own hosts file and resolver still
+	// show through it (mounted after their parent, as docker orders
+	// mounts), not the volume's copies. Before, the volume hid them and
+	// the container lost its name resolution.
+	etc := h.MustCLI(t, "run", "--rm", "--mount", "type=volume,source=etcvol,target=/etc", "bb:1",
+		"sh", "-c", `grep -c "$(hostname)" /etc/hosts; grep -c '^nameserver' /etc/resolv.conf`)
+	if f := strings.Fields(etc); len(f) != 2 || f[0] == "0" || f[1] == "0" {
+		t.Fatalf("hosts and resolv.conf under a volume at /etc: %q, want the container's own (hostname and a nameserver)", etc)
+	}
+	h.MustCLI(t, "volume", "rm", "etcvol")
+
 	missing := "/nonexistent-shoal-e2e/src"
 	h.MustCLI(t, "service", "create", "-d", "--name", "bindfail", "--restart-condition", "none",
 		"--mount", "type=bind,source="+missing+",target=/x", "bb:1", "sleep", "60")

@@ -66,8 +66,8 @@ type FileMount struct {
 	Target string `json:"target"`
 }
 
-// fileMounts turns prepared files into read-only bind mounts; BuildSpec
-// appends them after the standard mounts.
+// fileMounts turns prepared files into read-only bind mounts; Mounts
+// orders them with the others, parents first.
 func fileMounts(files []FileMount) []specs.Mount {
 	out := make([]specs.Mount, 0, len(files))
 	for _, f := range files {

@@ -15,7 +15,7 @@ func TestBuildSpecMounts(t *testing.T) {
 	tests := []struct {
 		name    string
 		mounts  []api.Mount
-		want    []specs.Mount // the user mounts, after the standard ones
+		want    []specs.Mount // the user mounts, in the spec's order
 		wantErr string
 	}{
 		{
@@ -59,7 +59,10 @@ func TestBuildSpecMounts(t *testing.T) {
 		{name: "volume name escaping", mounts: []api.Mount{{Type: api.MountVolume, Source: "../../etc", Target: "/x"}}, wantErr: "volume name"},
 		{name: "two on one target", mounts: []api.Mount{{Type: api.MountTmpfs, Target: "/x"}, {Type: api.MountTmpfs, Target: "/x"}}, wantErr: "already used"},
 	}
-	nStd := len(defaultMounts(baseInput()))
+	std := map[string]bool{}
+	for _, m := range defaultMounts(baseInput()) {
+		std[m.Destination] = true
+	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			in := baseInput()
@@ -75,10 +78,54 @@ func TestBuildSpecMounts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := s.Mounts[nStd:]; !reflect.DeepEqual(got, tc.want) {
+			var got []specs.Mount
+			for _, m := range s.Mounts {
+				if !std[m.Destination] {
+					got = append(got, m)
+				}
+			}
+			if !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("user mounts = %+v\nwant %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestBuildSpecMountsParentsFirst: a mount goes after every mount of a
+// directory above it, as docker orders them (runc mounts in order). A
+// volume at /etc listed after /etc/hosts hid the file, and one at /run hid
+// the secrets under /run/secrets.
+func TestBuildSpecMountsParentsFirst(t *testing.T) {
+	in := baseInput()
+	in.VolumesDir = "/vols"
+	in.HostsPath, in.ResolvConfPath = "/b/hosts", "/b/resolv.conf"
+	in.Mounts = []api.Mount{
+		{Type: api.MountVolume, Source: "etc", Target: "/etc"},
+		{Type: api.MountTmpfs, Target: "/run"},
+		{Type: api.MountVolume, Source: "deep", Target: "/srv/a/b"},
+		{Type: api.MountTmpfs, Target: "/srv"},
+	}
+	in.Files = []FileMount{{Source: "/f/pw", Target: "/run/secrets/pw"}}
+	s, err := BuildSpec(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := map[string]int{}
+	for i, m := range s.Mounts {
+		at[m.Destination] = i
+	}
+	for _, pair := range [][2]string{
+		{"/etc", "/etc/hosts"}, {"/etc", "/etc/resolv.conf"}, {"/run", "/run/secrets/pw"},
+		{"/srv", "/srv/a/b"}, {"/dev", "/dev/pts"}, {"/sys", "/sys/fs/cgroup"},
+	} {
+		parent, okP := at[pair[0]]
+		child, okC := at[pair[1]]
+		if !okP || !okC || parent > child {
+			t.Errorf("%s at %d (%v), %s at %d (%v): want the parent first", pair[0], parent, okP, pair[1], child, okC)
+		}
+	}
+	if at["/etc"] > at["/run"] {
+		t.Errorf("mounts of one depth reordered: /etc at %d, /run at %d", at["/etc"], at["/run"])
 	}
 }
 

@@ -8,6 +8,7 @@ package ocispec
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -252,7 +253,21 @@ func Mounts(in SpecInput) ([]specs.Mount, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(defaultMounts(in), append(userMounts, fileMounts(in.Files)...)...), nil
+	ms := append(defaultMounts(in), append(userMounts, fileMounts(in.Files)...)...)
+	// Parents before children, as docker orders them: runc mounts in
+	// order, so a volume at /etc (or /run) listed after /etc/hosts (or a
+	// secret under /run/secrets) hid the file, and the container lost its
+	// name resolution (found by the anet audit). Stable: mounts of one
+	// depth keep their order.
+	slices.SortStableFunc(ms, func(a, b specs.Mount) int {
+		return cmp.Compare(mountDepth(a.Destination), mountDepth(b.Destination))
+	})
+	return ms, nil
+}
+
+// mountDepth is how many names destination has ("/etc/hosts": 2).
+func mountDepth(destination string) int {
+	return len(strings.FieldsFunc(path.Clean(destination), func(r rune) bool { return r == '/' }))
 }
 
 func defaultMounts(in SpecInput) []specs.Mount {
