@@ -59,6 +59,7 @@ type fakeAgent struct {
 	exitCode  int
 	removed   string
 	networks  []api.Network
+	volumes   []string
 	// networkInUse, when set, maps a network name to the 409 message its
 	// removal gets, as the agent refuses a network a service still uses.
 	networkInUse map[string]string
@@ -201,6 +202,17 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 		f.reply(w, struct{}{})
 	})
 	mux.HandleFunc("GET /v1/configs", func(w http.ResponseWriter, r *http.Request) { f.reply(w, []api.Config{}) })
+	mux.HandleFunc("POST /v1/volumes", func(w http.ResponseWriter, r *http.Request) {
+		var v api.VolumeCreateRequest
+		if err := json.NewDecoder(r.Body).Decode(&v); err != nil {
+			f.fail(w, 400, err.Error())
+			return
+		}
+		f.mu.Lock()
+		f.volumes = append(f.volumes, v.Name)
+		f.mu.Unlock()
+		f.reply(w, api.Volume{Name: v.Name})
+	})
 	mux.HandleFunc("POST /v1/networks", func(w http.ResponseWriter, r *http.Request) {
 		var n api.Network
 		if err := json.NewDecoder(r.Body).Decode(&n); err != nil {

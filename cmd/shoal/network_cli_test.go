@@ -74,3 +74,23 @@ func TestCLINetworkCreateDriver(t *testing.T) {
 		t.Fatalf("sent %+v, want n1, n2 (attachable), n3", f.networks)
 	}
 }
+
+// `volume create -d local NAME`, docker's usual line, works; another
+// driver is a usage error and nothing is created.
+func TestCLIVolumeCreateDriver(t *testing.T) {
+	f := newFakeAgent(t)
+	for _, args := range [][]string{{"-d", "local", "v1"}, {"--driver", "local", "v2"}, {"v3"}} {
+		if out, errOut, code := runCLI(t, f.host, "", append([]string{"volume", "create"}, args...)...); code != 0 || out == "" {
+			t.Errorf("volume create %v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+	}
+	_, errOut, code := runCLI(t, f.host, "", "volume", "create", "-d", "nfs", "v4")
+	if code != 2 || !strings.Contains(errOut, `invalid --driver "nfs": only local volumes exist`) {
+		t.Errorf("-d nfs: exit %d, stderr %q", code, errOut)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !slices.Equal(f.volumes, []string{"v1", "v2", "v3"}) {
+		t.Fatalf("created %v, want v1, v2, v3", f.volumes)
+	}
+}

@@ -25,9 +25,15 @@ func (s *commands) volumeCommand() *cli.Command {
 				Name:      "create",
 				Usage:     "create a volume (a no-op if it exists)",
 				ArgsUsage: "NAME",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "driver", Aliases: []string{"d"}, Value: "local", Usage: "local, the only driver (taken for docker's -d local)"},
+				},
 				Action: func(c *cli.Context) error {
 					if err := shell.NeedArgs(c, 1, 1); err != nil {
 						return err
+					}
+					if d := c.String("driver"); d != "local" {
+						return specflags.UsageErrorf("invalid --driver %q: only local volumes exist", d)
 					}
 					name := c.Args().First()
 					if p := api.VolumeNameProblem(name); p != "" {
