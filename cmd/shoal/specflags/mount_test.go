@@ -16,6 +16,8 @@ func TestParseMount(t *testing.T) {
 	}{
 		{in: "type=volume,source=data,target=/data", want: api.Mount{Type: "volume", Source: "data", Target: "/data"}},
 		{in: "source=data,target=/data", want: api.Mount{Type: "volume", Source: "data", Target: "/data"}},
+		{in: "type=Volume,source=data,target=/data", want: api.Mount{Type: "volume", Source: "data", Target: "/data"}},
+		{in: "type=BIND,source=/a,target=/b", want: api.Mount{Type: "bind", Source: "/a", Target: "/b"}},
 		{in: "type=bind,src=/srv/www/,dst=/www,readonly", want: api.Mount{Type: "bind", Source: "/srv/www", Target: "/www", ReadOnly: true}},
 		{in: "type=bind,source=/a,destination=/b,ro=true", want: api.Mount{Type: "bind", Source: "/a", Target: "/b", ReadOnly: true}},
 		{in: "type=bind,source=/a,target=/b,readonly=false", want: api.Mount{Type: "bind", Source: "/a", Target: "/b"}},

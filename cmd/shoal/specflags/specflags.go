@@ -481,7 +481,8 @@ func parseMount(s string) (api.Mount, error) {
 		}
 		switch canon {
 		case "type":
-			m.Type = v
+			// docker lowercases the type: type=Volume, type=BIND work there.
+			m.Type = strings.ToLower(v)
 		case "source":
 			m.Source = v
 		case "target":
