@@ -289,6 +289,7 @@ func (l *Loop) leaderWork(ctx context.Context) {
 			l.markNodeStatus(ctx, since, deadSince, sil)
 			l.admitMissing(ctx)
 			l.autopilot(ctx)
+			l.recordVoters(ctx)
 			cl.RotateGossipKeys(ctx)
 		})
 	wait:
