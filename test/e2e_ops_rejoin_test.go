@@ -67,3 +67,67 @@ func TestJoinNotMarkedDown(t *testing.T) {
 		}
 	}
 }
+
+// TestJoinAfterRecoveryWhileAnotherNodeLeads: after a --force-new-cluster
+// recovery on h1 (which snapshots the state with h1 the only voter), h2
+// and h3 come back and vote again, and h2 or h3 takes over the lead (h1
+// restarted). A fourth node then joins: it is ready from its join on.
+// Before, the joiner installed the leader's snapshot, whose configuration
+// knows only h1 as a voter, and its raft gate refused every further
+// connection of the actual leader as "not a member of the raft
+// configuration" until it had heard from no leader for 10 s: the leader
+// marked it down ("raft heard nothing") a second after its join and ready
+// ~10 s later, and `shoal join` took those 10 s.
+func TestJoinAfterRecoveryWhileAnotherNodeLeads(t *testing.T) {
+	c := harness.New(t, 3)
+	token := c.Form(t)
+	waitVoters(t, c, 3, 3)
+	h1, h2, h3 := c.Host(1), c.Host(2), c.Host(3)
+	for _, h := range []*harness.Host{h2, h3} {
+		if err := h.Kill(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h1.KillProcess(); err != nil {
+		t.Fatal(err)
+	}
+	h1.MustStart(t, "--force-new-cluster")
+	for _, h := range []*harness.Host{h2, h3} {
+		if err := h.Restart(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitVoters(t, c, 3, 3)
+	if err := h1.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	var leader *harness.Host
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		leader = c.Leader(t, 30*time.Second)
+		return leader != h1, "leader " + leader.Name
+	}, "a leader other than h1")
+	waitVoters(t, c, 3, 3)
+
+	h4 := c.AddHost()
+	h4.MustStart(t)
+	// A voter promoted a moment ago may still wait for the key that opens
+	// the CA (it pulls it from another voter): that refusal writes nothing
+	// and says to try again.
+	harness.Eventually(t, 30*time.Second, func() (bool, string) {
+		err := h4.Join(token, leader)
+		if err != nil && !strings.Contains(err.Error(), "cannot sign certificates yet") {
+			t.Fatal(err)
+		}
+		return err == nil, fmt.Sprint(err)
+	}, "h4 joined")
+	c.WaitReady(t, 60*time.Second, 4)
+	n, err := leader.Node(h4.NS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.StatusChangedAt.After(n.CreatedAt) {
+		out, _, _ := leader.CLI("events", "--since", "2m", "--until", "0s", "--filter", "type=node", "--filter", "name="+h4.NS)
+		t.Fatalf("h4's status changed at %s, after its join at %s: it was marked down and ready again; its events:\n%s",
+			n.StatusChangedAt.Format(time.RFC3339Nano), n.CreatedAt.Format(time.RFC3339Nano), out)
+	}
+}

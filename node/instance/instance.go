@@ -41,6 +41,7 @@ import (
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/profile"
 	"github.com/shoal-org/shoal/node/resync"
+	"github.com/shoal-org/shoal/node/revocation"
 	"github.com/shoal-org/shoal/runtime"
 	"github.com/shoal-org/shoal/runtime/image"
 )
@@ -213,7 +214,8 @@ func Open(ctx context.Context, h Host, opts Options) (_ *Instance, err error) {
 		m.Close()
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
-	m.SetRaftGate(RaftGate(r))
+	joinFloor := revocation.ReadIndexFile(filepath.Join(dir, revocation.JoinIndexFile))
+	m.SetRaftGate(RaftGate(r, func() bool { return !revocation.ReplicaCurrent(store.Index(), joinFloor) }))
 	defer func() {
 		if err != nil {
 			_ = r.Shutdown()
