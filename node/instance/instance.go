@@ -95,9 +95,10 @@ type Instance struct {
 	Client *tls.Config
 	// Fence is this instance's epoch (node/epoch).
 	Fence *epoch.Fence
-	// ReplayIndex is the last index of this node's own Raft log when the
-	// instance opened: the store replays up to it after a restart, and
-	// what it replays is history, not news (node/events' loop).
+	// ReplayIndex is the store index of the last command of this node's
+	// own Raft log when the instance opened (raftnode.Raft.ReplayEnd): the
+	// store replays up to it after a restart, and what it replays is
+	// history, not news (node/events' loop).
 	ReplayIndex uint64
 
 	mux *Mux
@@ -232,7 +233,7 @@ func Open(ctx context.Context, h Host, opts Options) (_ *Instance, err error) {
 			"epoch", fc.Local())
 	}
 
-	cl := &Instance{Host: h, ID: files.ClusterID, Store: store, Raft: r, ReplayIndex: r.LastIndex(), mux: m, Client: clientTLS, tls: src, Fence: fc,
+	cl := &Instance{Host: h, ID: files.ClusterID, Store: store, Raft: r, ReplayIndex: r.ReplayEnd(), mux: m, Client: clientTLS, tls: src, Fence: fc,
 		ctx: cctx, cancel: cancel, done: cctx.Done(), resync: resync.New(cctx, resync.Period), profile: prof, peers: peers, bootstrap: opts.Bootstrap}
 	cl.wg.Add(1)
 	go func() {
