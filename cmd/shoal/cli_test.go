@@ -836,6 +836,22 @@ func TestCLIVersion(t *testing.T) {
 	}
 }
 
+// TestCLIUITokenNeedsDataDirWithHost: `ui token` works on a data dir; given
+// an agent's socket (--host) and no --data-dir it refuses and writes
+// nothing, rather than print a token of the default dir the agent refuses.
+func TestCLIUITokenNeedsDataDirWithHost(t *testing.T) {
+	f := newFakeAgent(t)
+	_, errOut, code := runCLI(t, f.host, "", "ui", "token")
+	if code != 2 || !strings.Contains(errOut, "give --data-dir") {
+		t.Fatalf("ui token with --host: exit %d, stderr %q", code, errOut)
+	}
+	dir := t.TempDir()
+	out, errOut, code := runCLI(t, f.host, "", "ui", "token", "--data-dir", dir)
+	if code != 0 || !strings.HasPrefix(out, "SHOALUI-") {
+		t.Fatalf("ui token --data-dir: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
 func TestReorderArgs(t *testing.T) {
 	app := newApp(&shell.Shell{})
 	tests := []struct {
