@@ -675,6 +675,9 @@ type Status struct {
 	RaftState  string   `json:"raft_state"`
 	LastIndex  uint64   `json:"last_index"`
 	Members    int      `json:"members"` // alive gossip members
+	// AgentVersion is the release of the agent that answers (`shoal
+	// version`); empty from agents older than the field.
+	AgentVersion string `json:"agent_version"`
 }
 
 // InitResponse answers POST /v1/init and GET /v1/token.

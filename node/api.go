@@ -245,7 +245,7 @@ func (a *Agent) handleNodeUpdate(w http.ResponseWriter, r *http.Request) (any, e
 // status is GET /v1/status: identity, and the cluster as this node sees it
 // (handlers.ClusterStatus).
 func (a *Agent) status() api.Status {
-	st := api.Status{NodeID: a.id.NodeID, Hostname: a.id.Hostname, Addr: a.cfg.ClusterAddr()}
+	st := api.Status{NodeID: a.id.NodeID, Hostname: a.id.Hostname, Addr: a.cfg.ClusterAddr(), AgentVersion: Version}
 	cl, err := a.clusterOrErr()
 	if err != nil {
 		return st

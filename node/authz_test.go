@@ -53,7 +53,7 @@ func startTestLeader(t *testing.T) *testLeader {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = r.Shutdown() })
-	s.m.SetRaftGate(instance.RaftGate(r))
+	s.m.SetRaftGate(instance.RaftGate(r, func() bool { return false }))
 	if err := r.BootstrapSelf(); err != nil {
 		t.Fatal(err)
 	}

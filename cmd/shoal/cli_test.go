@@ -88,7 +88,7 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 	t.Helper()
 	f := &fakeAgent{
 		t:      t,
-		status: api.Status{ClusterID: "c1", NodeID: "node1aaaaaaaaaaaaaaa", Hostname: "h1", Joined: true, Leader: "node1aaaaaaaaaaaaaaa"},
+		status: api.Status{ClusterID: "c1", NodeID: "node1aaaaaaaaaaaaaaa", Hostname: "h1", Joined: true, Leader: "node1aaaaaaaaaaaaaaa", AgentVersion: "v1.2.0"},
 		nodes: []api.Node{
 			{ID: "node1aaaaaaaaaaaaaaa", Hostname: "h1", Addr: "10.0.0.1", Status: "ready", Availability: "active", ManagerStatus: "leader", AgentVersion: "v1.2.0"},
 			{ID: "node2bbbbbbbbbbbbbbb", Hostname: "h2", Addr: "10.0.0.2", Status: "down", Availability: "drain"},
@@ -892,6 +892,46 @@ func TestCLIMisc(t *testing.T) {
 	out, _, code = runCLI(t, f.host, "", "ps", "--format", "{{.Name}} {{.State}}")
 	if code != 0 || out != "one running\n" {
 		t.Fatalf("ps template: %d %q", code, out)
+	}
+}
+
+// TestCLIVersion: `shoal version` shows the CLI's release and the
+// agent's, as docker version shows client and server; before, it was an
+// unknown command (exit 2). An agent that does not answer is an error
+// after the client's line.
+func TestCLIVersion(t *testing.T) {
+	f := newFakeAgent(t)
+	out, errOut, code := runCLI(t, f.host, "", "version")
+	if code != 0 || !strings.Contains(out, "Client:") || !strings.Contains(out, "Agent:   v1.2.0 (h1)") {
+		t.Fatalf("version: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	out, _, code = runCLI(t, f.host, "", "version", "--format", "json")
+	var v map[string]string
+	if err := json.Unmarshal([]byte(out), &v); code != 0 || err != nil || v["agent"] != "v1.2.0" || v["client"] == "" {
+		t.Fatalf("version --format json: exit %d, %v, %q", code, err, out)
+	}
+	out, errOut, code = runCLI(t, "unix://"+filepath.Join(t.TempDir(), "none.sock"), "", "version")
+	if code != 1 || !strings.HasPrefix(out, "Client:") || !strings.Contains(errOut, "the agent did not answer") {
+		t.Fatalf("no agent: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if _, _, code = runCLI(t, f.host, "", "version", "extra"); code != 2 {
+		t.Fatalf("version extra: exit %d, want 2", code)
+	}
+}
+
+// TestCLIUITokenNeedsDataDirWithHost: `ui token` works on a data dir; given
+// an agent's socket (--host) and no --data-dir it refuses and writes
+// nothing, rather than print a token of the default dir the agent refuses.
+func TestCLIUITokenNeedsDataDirWithHost(t *testing.T) {
+	f := newFakeAgent(t)
+	_, errOut, code := runCLI(t, f.host, "", "ui", "token")
+	if code != 2 || !strings.Contains(errOut, "give --data-dir") {
+		t.Fatalf("ui token with --host: exit %d, stderr %q", code, errOut)
+	}
+	dir := t.TempDir()
+	out, errOut, code := runCLI(t, f.host, "", "ui", "token", "--data-dir", dir)
+	if code != 0 || !strings.HasPrefix(out, "SHOALUI-") {
+		t.Fatalf("ui token --data-dir: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
 

@@ -25,7 +25,7 @@ func (s *commands) eventsCommand() *cli.Command {
 		UsageText: "shoal events [--since T] [--until T] [--filter type=service|node|task|container] [--filter name=X] [--format json]",
 		Description: "Streams node, service and task events of the cluster and container events of this node.\n" +
 			"--since replays the events the agent kept (up to 10,000, one hour); --until ends the stream.\n" +
-			"Filters of the same key are ORed, different keys ANDed; name=X matches an event's name or ID\n" +
+			"Filters of the same key are ORed, different keys ANDed; name=X matches an event's name, ID or ID prefix\n" +
 			"and the service of task and container events.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "since", Usage: "replay kept events since a time (RFC 3339, Unix seconds) or for a duration (10m)"},

@@ -5,6 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/shoal-org/shoal/api/client"
 	"github.com/shoal-org/shoal/cmd/shoal/shell"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 	"github.com/shoal-org/shoal/node"
@@ -26,7 +27,7 @@ func (s *commands) uiCommand() *cli.Command {
 			Name:  "token",
 			Usage: "print the dashboard's token (created on first use)",
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "data-dir", Value: "/var/lib/shoal", Usage: "the agent's state directory"},
+				&cli.StringFlag{Name: "data-dir", Value: "/var/lib/shoal", Usage: "the agent's state directory (needed with --host or SHOAL_HOST)"},
 				&cli.BoolFlag{Name: "rotate", Usage: "replace the token; the old one stops working"},
 			},
 			Action: func(c *cli.Context) error {
@@ -36,6 +37,15 @@ func (s *commands) uiCommand() *cli.Command {
 				dir := c.String("data-dir")
 				if dir == "" {
 					return specflags.UsageErrorf("--data-dir must not be empty")
+				}
+				// The token is a file of the agent's data dir, not something
+				// the socket serves: with --host (or SHOAL_HOST) naming
+				// another agent than the default one and no --data-dir, the
+				// command used to read or create a token in the default dir,
+				// one that agent refuses ("wrong UI token"), and said nothing.
+				if !c.IsSet("data-dir") && c.IsSet("host") && c.String("host") != client.DefaultHost {
+					return specflags.UsageErrorf("ui token reads the agent's data dir, not its socket (--host %s): give --data-dir DIR, the --data-dir of that agent",
+						c.String("host"))
 				}
 				tok, err := node.EnsureUIToken(dir, c.Bool("rotate"))
 				if err != nil {

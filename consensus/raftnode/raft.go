@@ -1080,6 +1080,29 @@ func (r *Raft) CaughtUp() bool {
 	return true
 }
 
+// ReplayEnd is the store index this node's replica reaches once it has
+// applied its own log: the index of the log's last command, or, when no
+// command follows the last snapshot, the store's index now (raft restored
+// that snapshot before New returned). Why not LastIndex: the entries raft
+// writes for itself (no-ops, barriers, configuration changes) never reach
+// the store, and a log ends with them after most restarts (the no-op of
+// the term the node last saw), so a store index compared with LastIndex
+// stayed below it until the next write, and node/events dropped that
+// write's news as replayed history.
+func (r *Raft) ReplayEnd() uint64 {
+	floor := r.store.Index()
+	for i := r.raft.LastIndex(); i > floor; i-- {
+		var l raft.Log
+		if err := r.logs.GetLog(i, &l); err != nil {
+			break // compacted into the snapshot the store holds
+		}
+		if l.Type == raft.LogCommand {
+			return i
+		}
+	}
+	return floor
+}
+
 // Synced reports whether this node knows a leader and its store holds
 // every command in its log (CaughtUp): the loops that act on what the
 // replica does not hold (a task not listed, no encrypted network left)

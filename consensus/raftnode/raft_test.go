@@ -807,3 +807,24 @@ func quiesce(t *testing.T, n *clusterNode) {
 		t.Fatalf("setup: %s appended an entry after it looked quiet", n.id)
 	}
 }
+
+// TestRaftReplayEnd: a log that ends with entries raft writes for itself
+// (barriers, no-ops) replays to the store index of its last command, which
+// is below LastIndex; ReplayEnd says so, and the store reaches it.
+func TestRaftReplayEnd(t *testing.T) {
+	c := newRaftCluster(t, 1)
+	n := c.form()
+	if _, err := n.r.Apply(context.Background(), command.CreateService{Service: api.Service{ID: "s1", Name: "web"}}); err != nil {
+		t.Fatal(err)
+	}
+	cmd := n.store.Index()
+	if err := n.r.Barrier(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if last := n.r.LastIndex(); last <= cmd {
+		t.Fatalf("setup: the log ends at %d, not past the last command %d", last, cmd)
+	}
+	if got := n.r.ReplayEnd(); got != cmd {
+		t.Fatalf("ReplayEnd = %d, want %d (the last command; LastIndex %d)", got, cmd, n.r.LastIndex())
+	}
+}

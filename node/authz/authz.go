@@ -435,17 +435,23 @@ const RaftLostAfter = 10 * time.Second
 // applied — commands no authorization saw (a worker making itself a
 // manager). Two exceptions keep the cluster able to grow and heal:
 //
-//   - an empty configuration is a node joining: the leader added it as a
-//     non-voter and dials it (the joiner never dials Raft: it is no
-//     candidate until it votes, and followers only answer), so the first
-//     AppendEntries comes from a peer it cannot know yet;
+//   - a node joining (an empty configuration, or a replica still short of
+//     the index the leader admitted it at: joining is true): the leader
+//     added it as a non-voter and dials it (the joiner never dials Raft:
+//     it is no candidate until it votes, and followers only answer), so
+//     the first AppendEntries comes from a peer it cannot know yet; and
+//     the configuration its first entries or the leader's snapshot bring
+//     is older than its admission, maybe from before the leader voted (a
+//     snapshot of a --force-new-cluster, a voter promoted since): judged
+//     by it, the leader's next connection was refused until the 10 s
+//     below ran out, and the leader marked the new node down meanwhile;
 //   - a follower that has not heard from a leader for RaftLostAfter may
 //     hold a stale configuration (it was away while nodes joined and one of
 //     them became leader); it has no leader to lose, so it listens.
 //
 // A leader never accepts a non-member.
-func RaftPeerAllowed(servers []raftnode.Server, peerID string, leader bool, lastContact, now time.Time) error {
-	if len(servers) == 0 {
+func RaftPeerAllowed(servers []raftnode.Server, peerID string, leader, joining bool, lastContact, now time.Time) error {
+	if len(servers) == 0 || (joining && !leader) {
 		return nil
 	}
 	member := false

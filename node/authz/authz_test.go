@@ -252,21 +252,24 @@ func TestRaftPeerAllowed(t *testing.T) {
 		servers     []raftnode.Server
 		peer        string
 		leader      bool
+		joining     bool
 		lastContact time.Time
 		allow       bool
 	}{
-		{"voter", servers, "a", false, now, true},
-		{"non-voter member to the leader", servers, "c", true, now, false},
-		{"non-voter member to a follower with a live leader", servers, "c", false, now.Add(-time.Second), false},
-		{"voter to the leader (a term it may have missed)", servers, "b", true, now, true},
-		{"non-member to a follower with a live leader", servers, "x", false, now.Add(-time.Second), false},
-		{"non-member to the leader", servers, "x", true, time.Time{}, false},
-		{"joining node: empty configuration", nil, "x", false, time.Time{}, true},
-		{"follower without a leader for long: configuration may be stale", servers, "x", false, now.Add(-time.Minute), true},
+		{"voter", servers, "a", false, false, now, true},
+		{"non-voter member to the leader", servers, "c", true, false, now, false},
+		{"non-voter member to a follower with a live leader", servers, "c", false, false, now.Add(-time.Second), false},
+		{"voter to the leader (a term it may have missed)", servers, "b", true, false, now, true},
+		{"non-member to a follower with a live leader", servers, "x", false, false, now.Add(-time.Second), false},
+		{"non-member to the leader", servers, "x", true, false, time.Time{}, false},
+		{"joining node: empty configuration", nil, "x", false, false, time.Time{}, true},
+		{"joining node: replica short of its admission, configuration from before the leader voted", servers, "x", false, true, now, true},
+		{"a leader is never joining", servers, "x", true, true, time.Time{}, false},
+		{"follower without a leader for long: configuration may be stale", servers, "x", false, false, now.Add(-time.Minute), true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := RaftPeerAllowed(tt.servers, tt.peer, tt.leader, tt.lastContact, now)
+			err := RaftPeerAllowed(tt.servers, tt.peer, tt.leader, tt.joining, tt.lastContact, now)
 			if (err == nil) != tt.allow {
 				t.Fatalf("err = %v, want allowed %v", err, tt.allow)
 			}

@@ -35,6 +35,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -480,11 +481,30 @@ func (f Filter) Match(ev api.Event) bool {
 	if len(f.types) > 0 && !f.types[ev.Type] {
 		return false
 	}
-	if len(f.names) > 0 && !f.names[ev.Name] && !f.names[ev.ID] &&
-		(ev.Attributes["service"] == "" || !f.names[ev.Attributes["service"]]) {
+	if len(f.names) > 0 && !f.matchName(ev) {
 		return false
 	}
 	return true
+}
+
+// matchName reports whether a name filter names ev: its name, its ID or a
+// prefix of the ID (as docker's event filters), or, for task and container
+// events, their service. Why prefixes: every listing shows 12-character
+// IDs (`node ls`, `service ls`, `service ps`), and a filter copied from
+// one matched nothing, silently.
+func (f Filter) matchName(ev api.Event) bool {
+	if f.names[ev.Name] || (ev.Attributes["service"] != "" && f.names[ev.Attributes["service"]]) {
+		return true
+	}
+	if ev.ID == "" {
+		return false
+	}
+	for n := range f.names {
+		if strings.HasPrefix(ev.ID, n) {
+			return true
+		}
+	}
+	return false
 }
 
 // nodeRole is n's role as the API shows it: a stored empty role (nodes of

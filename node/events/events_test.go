@@ -276,6 +276,7 @@ func TestEventFilter(t *testing.T) {
 		{"name=web", []bool{true, true, false}},
 		{"name=web&type=service", []bool{false, true, false}},
 		{"name=n1", []bool{false, false, true}},
+		{"name=n1xyz", []bool{false, false, false}},
 	}
 	for _, tc := range cases {
 		q, _ := parseQuery(tc.q)
@@ -286,6 +287,19 @@ func TestEventFilter(t *testing.T) {
 		got := []bool{f.Match(task), f.Match(svc), f.Match(node)}
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("%q: got %v, want %v", tc.q, got, tc.want)
+		}
+	}
+	// The 12-character IDs the listings show match the events of the
+	// full IDs; a name is not a prefix match.
+	long := api.Event{Type: api.EventNode, Name: "aops-h2", ID: "sel7pmu4dkvdvzve752wkl77sm", Attributes: map[string]string{}}
+	for q, want := range map[string]bool{"name=sel7pmu4dkvd": true, "name=sel7pmu4dkvdvzve752wkl77sm": true, "name=aops-h": false, "name=el7pmu4dkvd": false} {
+		vals, _ := parseQuery(q)
+		f, err := ParseFilter(vals)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := f.Match(long); got != want {
+			t.Errorf("%q on %s (%s): got %v, want %v", q, long.ID, long.Name, got, want)
 		}
 	}
 	for _, bad := range []string{"type=pod", "name=", "colour=red"} {

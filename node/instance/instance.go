@@ -42,6 +42,7 @@ import (
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/profile"
 	"github.com/shoal-org/shoal/node/resync"
+	"github.com/shoal-org/shoal/node/revocation"
 	"github.com/shoal-org/shoal/runtime"
 	"github.com/shoal-org/shoal/runtime/image"
 )
@@ -95,9 +96,10 @@ type Instance struct {
 	Client *tls.Config
 	// Fence is this instance's epoch (node/epoch).
 	Fence *epoch.Fence
-	// ReplayIndex is the last index of this node's own Raft log when the
-	// instance opened: the store replays up to it after a restart, and
-	// what it replays is history, not news (node/events' loop).
+	// ReplayIndex is the store index of the last command of this node's
+	// own Raft log when the instance opened (raftnode.Raft.ReplayEnd): the
+	// store replays up to it after a restart, and what it replays is
+	// history, not news (node/events' loop).
 	ReplayIndex uint64
 
 	mux *Mux
@@ -218,7 +220,8 @@ func Open(ctx context.Context, h Host, opts Options) (_ *Instance, err error) {
 		m.Close()
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
-	m.SetRaftGate(RaftGate(r))
+	joinFloor := revocation.ReadIndexFile(filepath.Join(dir, revocation.JoinIndexFile))
+	m.SetRaftGate(RaftGate(r, func() bool { return !revocation.ReplicaCurrent(store.Index(), joinFloor) }))
 	defer func() {
 		if err != nil {
 			_ = r.Shutdown()
@@ -235,7 +238,7 @@ func Open(ctx context.Context, h Host, opts Options) (_ *Instance, err error) {
 			"epoch", fc.Local())
 	}
 
-	cl := &Instance{Host: h, ID: files.ClusterID, Store: store, Raft: r, ReplayIndex: r.LastIndex(), mux: m, Client: clientTLS, tls: src, Fence: fc,
+	cl := &Instance{Host: h, ID: files.ClusterID, Store: store, Raft: r, ReplayIndex: r.ReplayEnd(), mux: m, Client: clientTLS, tls: src, Fence: fc,
 		ctx: cctx, cancel: cancel, done: cctx.Done(), resync: resync.New(cctx, resync.Period), profile: prof, peers: peers, bootstrap: opts.Bootstrap}
 	cl.wg.Add(1)
 	go func() {

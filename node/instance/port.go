@@ -80,13 +80,16 @@ func NewRaftLayer(m *Mux, client func() *tls.Config, fc *epoch.Fence) *clusterpo
 }
 
 // RaftGate is the mux's Raft admission check for the running raft r
-// (authz.RaftPeerAllowed).
-func RaftGate(r *raftnode.Raft) func(peerID string) error {
+// (authz.RaftPeerAllowed). joining reports whether this node's replica
+// is still short of the index the leader admitted it at (its join floor,
+// node/revocation's JoinIndexFile): until then its Raft configuration is
+// older than its admission and may not know the leader as a voter.
+func RaftGate(r *raftnode.Raft, joining func() bool) func(peerID string) error {
 	return func(peerID string) error {
 		servers, err := r.Servers()
 		if err != nil {
 			return err
 		}
-		return authz.RaftPeerAllowed(servers, peerID, r.IsLeader(), r.LastContact(), time.Now())
+		return authz.RaftPeerAllowed(servers, peerID, r.IsLeader(), joining(), r.LastContact(), time.Now())
 	}
 }

@@ -237,6 +237,7 @@ func (l *Loop) leaderWork(ctx context.Context) {
 	// bound of raftHeardHold).
 	deadSince := map[string]time.Time{}
 	sil := newSilence(cl.SilenceWindow)
+	joined := newJoins()
 	if prev, at := cl.Raft.LostLeader(); prev != "" && prev != cl.NodeID && since.Sub(at) < seedAge {
 		sil.seed(prev, at)
 	}
@@ -286,7 +287,7 @@ func (l *Loop) leaderWork(ctx context.Context) {
 	for {
 		passed := time.Now()
 		l.held(ctx, func(ctx context.Context) {
-			l.markNodeStatus(ctx, since, deadSince, sil)
+			l.markNodeStatus(ctx, since, deadSince, sil, joined)
 			l.admitMissing(ctx)
 			l.autopilot(ctx)
 			cl.RotateGossipKeys(ctx)
@@ -339,7 +340,7 @@ func (l *Loop) held(ctx context.Context, pass func(ctx context.Context)) {
 
 // markNodeStatus writes gossip's and raft's verdicts for every node whose
 // recorded status differs, in one command.
-func (l *Loop) markNodeStatus(ctx context.Context, leaderSince time.Time, deadSince map[string]time.Time, sil *silence) {
+func (l *Loop) markNodeStatus(ctx context.Context, leaderSince time.Time, deadSince map[string]time.Time, sil *silence, joined *joins) {
 	cl := l.cfg
 	now := time.Now()
 	alive := cl.Members.AliveSet()
@@ -353,6 +354,7 @@ func (l *Loop) markNodeStatus(ctx context.Context, leaderSince time.Time, deadSi
 			deadSince[n.ID] = now
 		}
 	}
+	joined.observe(nodes, alive, now)
 	if servers, err := cl.Raft.Servers(); err == nil {
 		members := make(map[string]bool, len(servers))
 		for _, s := range servers {
@@ -373,6 +375,7 @@ func (l *Loop) markNodeStatus(ctx context.Context, leaderSince time.Time, deadSi
 		InGrace:    time.Since(leaderSince) < statusGrace,
 		EverSeen:   cl.Members.EverSeen,
 		Restarting: func(id string) bool { return cl.Members.Restarting(id, cl.RestartGrace) },
+		Joining:    func(id string) bool { return joined.joining(id, now) },
 		Heard:      heard,
 		Silent:     func(id string) bool { return sil.silent(id, cl.Raft.HeardFrom, now) },
 		Unanswered: func(id string) bool { return sil.unanswered(id, cl.Raft.HeardFrom(id)) },
@@ -412,6 +415,9 @@ type Opinions struct {
 	EverSeen func(id string) bool
 	// Restarting: the node announced an agent restart.
 	Restarting func(id string) bool
+	// Joining: the node's record appeared this term less than joinGrace
+	// ago and gossip has not seen it alive yet (joins.go).
+	Joining func(id string) bool
 	// Heard: raft heard from the node within the heard window.
 	Heard func(id string) bool
 	// Silent: raft's verdict on a ready node (silence.go): it answered
@@ -430,7 +436,8 @@ func ask(f func(string) bool, id string) bool { return f != nil && f(id) }
 // so is a ready node raft has gone silent on (o.Silent) and a node down for
 // silence that raft has not heard since (o.Unanswered), whatever gossip
 // says; except, while the new leader is in its grace, one gossip never
-// saw, a ready node that announced a restart, and a ready node raft heard
+// saw, a ready node that just joined (o.Joining), a ready node that
+// announced a restart, and a ready node raft heard
 // from within the heard window (o.Heard: gossip's probes failed, the agent
 // did not).
 func StatusChanges(nodes []*api.Node, self string, alive map[string]membership.Meta, o Opinions, now time.Time) []command.NodeStatus {
@@ -450,6 +457,9 @@ func StatusChanges(nodes []*api.Node, self string, alive map[string]membership.M
 		}
 		if want == api.NodeDown && o.InGrace && !ask(o.EverSeen, n.ID) {
 			continue
+		}
+		if want == api.NodeDown && n.Status == api.NodeReady && ask(o.Joining, n.ID) {
+			continue // just joined: its gossip is on the way
 		}
 		if want == api.NodeDown && n.Status == api.NodeReady && ask(o.Restarting, n.ID) {
 			continue // an agent restart or upgrade: its tasks keep running

@@ -4,6 +4,7 @@
 package cluster
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -33,6 +34,7 @@ func Commands(sh *shell.Shell) []*cli.Command {
 		s.snapshotCommand(),
 		s.leaveCommand(),
 		s.statusCommand(),
+		s.versionCommand(),
 	}
 }
 
@@ -231,6 +233,50 @@ func (s *commands) statusCommand() *cli.Command {
 				return output.WriteInspect(s.Stdout, output.Opts{Format: f}, []api.Status{*st}, func(x api.Status) string { return x.NodeID }, false)
 			}
 			return renderStatus(s, st)
+		},
+	}
+}
+
+// VersionInfo is `shoal version --format json`: this CLI's release and
+// the release of the agent it talks to.
+type VersionInfo struct {
+	Client string `json:"client"`
+	Agent  string `json:"agent"`
+}
+
+// versionCommand defines `shoal version`, docker version's two halves:
+// during a rolling upgrade the CLI and the agent it talks to may run
+// different releases, and `shoal --version` shows only the CLI's. Before,
+// `shoal version` was an unknown command. An agent that does not answer
+// is an error after the client's line; an agent older than the status
+// field shows "unknown".
+func (s *commands) versionCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "version",
+		Usage: "show the version of this CLI and of the agent it talks to",
+		Flags: []cli.Flag{&cli.StringFlag{Name: "format", Usage: "json or a Go template"}},
+		Action: func(c *cli.Context) error {
+			if err := shell.NeedArgs(c, 0, 0); err != nil {
+				return err
+			}
+			v := VersionInfo{Client: c.App.Version}
+			cl, err := s.Connect(c, 0, 0)
+			var st *api.Status
+			if err == nil {
+				st, err = cl.Status(c.Context)
+			}
+			if err != nil {
+				if c.String("format") == "" {
+					fmt.Fprintf(s.Stdout, "Client:  %s\n", v.Client)
+				}
+				return fmt.Errorf("version: the agent did not answer: %w", err)
+			}
+			v.Agent = cmp.Or(st.AgentVersion, "unknown")
+			if f := c.String("format"); f != "" {
+				return output.WriteInspect(s.Stdout, output.Opts{Format: f}, []VersionInfo{v}, func(VersionInfo) string { return "" }, false)
+			}
+			fmt.Fprintf(s.Stdout, "Client:  %s\nAgent:   %s (%s)\n", v.Client, v.Agent, st.Hostname)
+			return nil
 		},
 	}
 }

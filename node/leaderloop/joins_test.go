@@ -1,0 +1,75 @@
+package leaderloop
+
+import (
+	"testing"
+	"time"
+
+	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/membership"
+)
+
+// TestJoinsHoldsANewRecord: a node whose record appears during the term
+// (a join, or a join again under its ID after it left) is not marked down
+// before gossip sees it, for joinGrace at most; the nodes of the term's
+// first pass, a node gossip has seen since, and a joiner past the grace
+// are judged as before.
+func TestJoinsHoldsANewRecord(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ready := func(id string) *api.Node { return &api.Node{ID: id, Status: api.NodeReady} }
+	aliveOf := func(ids ...string) map[string]membership.Meta {
+		m := map[string]membership.Meta{}
+		for _, id := range ids {
+			m[id] = membership.Meta{NodeID: id}
+		}
+		return m
+	}
+	downs := func(j *joins, nodes []*api.Node, alive map[string]membership.Meta, now time.Time) []string {
+		j.observe(nodes, alive, now)
+		var out []string
+		for _, c := range StatusChanges(nodes, "l", alive, Opinions{
+			EverSeen: func(string) bool { return true },
+			Joining:  func(id string) bool { return j.joining(id, now) },
+		}, now) {
+			if c.Status == api.NodeDown {
+				out = append(out, c.ID)
+			}
+		}
+		return out
+	}
+
+	j := newJoins()
+	// The term's first pass: b is in the state and dead to gossip: down.
+	if got := downs(j, []*api.Node{ready("l"), ready("b")}, aliveOf("l"), t0); len(got) != 1 || got[0] != "b" {
+		t.Fatalf("first pass: downs %v, want [b]", got)
+	}
+	// c joins: its record is there, its gossip not yet.
+	at := t0.Add(10 * time.Second)
+	nodes := []*api.Node{ready("l"), ready("c")}
+	if got := downs(j, nodes, aliveOf("l"), at); len(got) != 0 {
+		t.Fatalf("c just joined: downs %v, want none", got)
+	}
+	if got := downs(j, nodes, aliveOf("l"), at.Add(joinGrace-time.Millisecond)); len(got) != 0 {
+		t.Fatalf("c within the grace: downs %v, want none", got)
+	}
+	if got := downs(j, nodes, aliveOf("l"), at.Add(joinGrace)); len(got) != 1 || got[0] != "c" {
+		t.Fatalf("c never came to gossip: downs %v, want [c] once the grace is over", got)
+	}
+
+	// d joins and gossip sees it: from then on it is judged as any node.
+	j = newJoins()
+	downs(j, []*api.Node{ready("l")}, aliveOf("l"), t0)
+	nodes = []*api.Node{ready("l"), ready("d")}
+	downs(j, nodes, aliveOf("l"), at)
+	downs(j, nodes, aliveOf("l", "d"), at.Add(100*time.Millisecond))
+	if got := downs(j, nodes, aliveOf("l"), at.Add(time.Second)); len(got) != 1 || got[0] != "d" {
+		t.Fatalf("d died after gossip saw it: downs %v, want [d] at once", got)
+	}
+
+	// e leaves (its record goes) and joins again under its ID: held again.
+	j = newJoins()
+	downs(j, []*api.Node{ready("l"), ready("e")}, aliveOf("l", "e"), t0)
+	downs(j, []*api.Node{ready("l")}, aliveOf("l"), t0.Add(time.Second))
+	if got := downs(j, []*api.Node{ready("l"), ready("e")}, aliveOf("l"), t0.Add(30*time.Second)); len(got) != 0 {
+		t.Fatalf("e joined again: downs %v, want none", got)
+	}
+}
