@@ -37,6 +37,28 @@ func startEventStream(t *testing.T, c *harness.Cluster, h *harness.Host, args ..
 	return &eventStream{lines: startLineStream(t, c, h, append([]string{"events", "--format", "json"}, args...)...)}
 }
 
+// waitLive returns once the stream shows a change made after it started:
+// it changes label key on h1's node until an `updated` event of that node
+// comes (the first change may come before the CLI has connected).
+func (s *eventStream) waitLive(t *testing.T, h1 *harness.Host, key string) {
+	t.Helper()
+	probe := 0
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		evs, err := s.snapshot()
+		if err != nil {
+			return false, err.Error()
+		}
+		if ok, _ := inOrder(evs, []milestone{{api.EventNode, "updated", hostname(h1)}}); ok {
+			return true, ""
+		}
+		probe++
+		if _, _, err := h1.CLI("node", "update", "--label-add", fmt.Sprintf("%s=%d", key, probe), hostname(h1)); err != nil {
+			return false, err.Error()
+		}
+		return false, fmt.Sprintf("no node updated event after %d label changes", probe)
+	}, "the event stream is live")
+}
+
 // snapshot returns the events printed so far; a line that is not an
 // event is an error.
 func (s *eventStream) snapshot() ([]api.Event, error) {
@@ -94,24 +116,7 @@ func TestEventsAndMetrics(t *testing.T) {
 	h1.MustCLI(t, "image", "import", busyboxTar(t), "bb:1")
 	start := time.Now().Add(-time.Second) // the same clock as the agents'
 	stream := startEventStream(t, c, h3)
-	// The stream is live once it shows a change made after it started:
-	// change a label until it does (the first may come before the CLI
-	// has connected).
-	probe := 0
-	harness.Eventually(t, 60*time.Second, func() (bool, string) {
-		evs, err := stream.snapshot()
-		if err != nil {
-			return false, err.Error()
-		}
-		if ok, _ := inOrder(evs, []milestone{{api.EventNode, "updated", hostname(h1)}}); ok {
-			return true, ""
-		}
-		probe++
-		if _, _, err := h1.CLI("node", "update", "--label-add", fmt.Sprintf("observe=%d", probe), hostname(h1)); err != nil {
-			return false, err.Error()
-		}
-		return false, fmt.Sprintf("no node updated event after %d label changes", probe)
-	}, "the stream on node 3 is live")
+	stream.waitLive(t, h1, "observe")
 	h1.MustCLI(t, "service", "create", "--name", "ev", "--replicas", "2", "bb:1", "sleep", "1000")
 	// ev.1 running and the scale are not ordered by anything but this wait:
 	// without it the scale may commit before ev.1 reports running (CI saw
@@ -506,21 +511,7 @@ func TestEventsVoterChanges(t *testing.T) {
 		other = h3
 	}
 	stream := startEventStream(t, c, other, "--filter", "type=node")
-	probe := 0
-	harness.Eventually(t, 60*time.Second, func() (bool, string) {
-		evs, err := stream.snapshot()
-		if err != nil {
-			return false, err.Error()
-		}
-		if ok, _ := inOrder(evs, []milestone{{api.EventNode, "updated", hostname(h1)}}); ok {
-			return true, ""
-		}
-		probe++
-		if _, _, err := h1.CLI("node", "update", "--label-add", fmt.Sprintf("voter=%d", probe), hostname(h1)); err != nil {
-			return false, err.Error()
-		}
-		return false, fmt.Sprintf("no node updated event after %d label changes", probe)
-	}, "the stream on %s is live", other.Name)
+	stream.waitLive(t, h1, "voter")
 	h1.MustCLI(t, "node", "update", "--role", "worker", worker.NodeID(t))
 	harness.Eventually(t, 60*time.Second, func() (bool, string) {
 		evs, err := stream.snapshot()

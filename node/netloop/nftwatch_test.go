@@ -64,39 +64,7 @@ func TestNFTDeletion(t *testing.T) {
 // reason to check), and wakes the loop when someone runs `nft flush
 // ruleset`.
 func TestNFTWatchSeesFlush(t *testing.T) {
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Fatalf("nft not installed: %v", err)
-	}
-	name := fmt.Sprintf("shoal-nftw-%d", os.Getpid())
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	defer exec.Command("ip", "netns", "del", name).Run()
-	ns, err := netns.GetFromName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	nft := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", append([]string{"netns", "exec", name, "nft"}, args...)...).CombinedOutput(); err != nil {
-			t.Fatalf("nft %v: %v: %s", args, err, out)
-		}
-	}
-	w := newNFTWatch()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread() // the thread dies with the goroutine: never back in the test's namespace
-		if err := netns.Set(ns); err != nil {
-			t.Errorf("enter netns: %v", err)
-			return
-		}
-		w.run(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	}()
-	defer func() { cancel(); <-done }()
-	waitUntil(t, "the watch to go live", func() bool { return w.live.Load() })
+	w, nft := liveWatchInNetns(t, "shoal-nftw")
 	<-w.kick // the first pass after it went live checks
 	g0 := w.gen.Load()
 	nft("add", "table", "ip", "t1")
@@ -126,33 +94,7 @@ func TestNFTWatchSeesFlush(t *testing.T) {
 // loop was blind, and a deletion announced then was missed. The watch's
 // socket takes the burst, stays live and sees the deletion after it.
 func TestNFTWatchSurvivesABurst(t *testing.T) {
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Fatalf("nft not installed: %v", err)
-	}
-	name := fmt.Sprintf("shoal-nftb-%d", os.Getpid())
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	defer exec.Command("ip", "netns", "del", name).Run()
-	ns, err := netns.GetFromName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	w := newNFTWatch()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread() // the thread dies with the goroutine: never back in the test's namespace
-		if err := netns.Set(ns); err != nil {
-			t.Errorf("enter netns: %v", err)
-			return
-		}
-		w.run(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	}()
-	defer func() { cancel(); <-done }()
-	waitUntil(t, "the watch to go live", func() bool { return w.live.Load() })
+	w, nft := liveWatchInNetns(t, "shoal-nftb")
 
 	var b strings.Builder
 	b.WriteString("table ip burst {\n chain c {\n")
@@ -165,15 +107,54 @@ func TestNFTWatchSurvivesABurst(t *testing.T) {
 		t.Fatal(err)
 	}
 	g0 := w.gen.Load()
-	for _, args := range [][]string{{"-f", file}, {"add", "table", "ip", "marker"}, {"delete", "table", "ip", "marker"}} {
-		if out, err := exec.Command("ip", append([]string{"netns", "exec", name, "nft"}, args...)...).CombinedOutput(); err != nil {
-			t.Fatalf("nft %v: %v: %s", args, err, out)
-		}
-	}
+	nft("-f", file)
+	nft("add", "table", "ip", "marker")
+	nft("delete", "table", "ip", "marker")
 	waitUntil(t, "the marker's deletion after the burst", func() bool { return w.gen.Load() > g0 })
 	if n := w.ended.Load(); n != 0 {
 		t.Fatalf("the watch ended %d times during the burst", n)
 	}
+}
+
+// liveWatchInNetns runs a watch in a new network namespace (named prefix
+// and the test's PID, deleted at the end of the test) until the test ends,
+// waits until it is live, and returns it with a runner of nft there.
+func liveWatchInNetns(t *testing.T, prefix string) (*nftWatch, func(args ...string)) {
+	t.Helper()
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Fatalf("nft not installed: %v", err)
+	}
+	name := fmt.Sprintf("%s-%d", prefix, os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	ns, err := netns.GetFromName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	w := newNFTWatch()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread() // the thread dies with the goroutine: never back in the test's namespace
+		if err := netns.Set(ns); err != nil {
+			t.Errorf("enter netns: %v", err)
+			return
+		}
+		w.run(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	waitUntil(t, "the watch to go live", func() bool { return w.live.Load() })
+	nft := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", append([]string{"netns", "exec", name, "nft"}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("nft %v: %v: %s", args, err, out)
+		}
+	}
+	return w, nft
 }
 
 // waitUntil polls cond every 10 ms for up to 10 s.

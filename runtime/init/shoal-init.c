@@ -308,6 +308,20 @@ noexec:
 	return err;
 }
 
+/* exec_or_die becomes CMD, or says why it could not and exits as docker
+ * does: 127 when CMD is not found, 126 when it cannot be run. */
+static __attribute__((noreturn)) void exec_or_die(char **argv, char **envp)
+{
+	long err = exec_cmd(argv, envp);
+	char buf[24];
+	puts2("shoal-init: exec ");
+	puts2(argv[0]);
+	puts2(" failed: ");
+	puts2(reason(-err, buf));
+	puts2("\n");
+	die(err == -ENOENT ? 127 : 126);
+}
+
 static __attribute__((noreturn)) void child(char **argv, char **envp)
 {
 	/* Its own process group, the terminal's foreground one if stdin is a
@@ -321,14 +335,7 @@ static __attribute__((noreturn)) void child(char **argv, char **envp)
 	ulong none = 0;
 	sys4(__NR_rt_sigprocmask, SIG_SETMASK, &none, 0, sizeof(ulong));
 
-	long err = exec_cmd(argv, envp);
-	char buf[24];
-	puts2("shoal-init: exec ");
-	puts2(argv[0]);
-	puts2(" failed: ");
-	puts2(reason(-err, buf));
-	puts2("\n");
-	die(err == -ENOENT ? 127 : 126);
+	exec_or_die(argv, envp);
 }
 
 /* -- exec mode (see the top) ------------------------------------------------ */
@@ -411,14 +418,7 @@ static void set_rlimits(const char *spec)
 static __attribute__((noreturn)) void exec_mode(const char *spec, char **argv, char **envp)
 {
 	set_rlimits(spec);
-	long err = exec_cmd(argv, envp);
-	char buf[24];
-	puts2("shoal-init: exec ");
-	puts2(argv[0]);
-	puts2(" failed: ");
-	puts2(reason(-err, buf));
-	puts2("\n");
-	die(err == -ENOENT ? 127 : 126);
+	exec_or_die(argv, envp);
 }
 
 /* -- PID 1 ----------------------------------------------------------------- */
