@@ -510,12 +510,20 @@ func (l *Loop) admitMissing(ctx context.Context) {
 // change at a time, stopping at the first failure (the next round replans),
 // then records the configuration's voters in the nodes (recordVoters).
 func (l *Loop) autopilot(ctx context.Context) {
-	defer l.recordVoters(ctx)
 	cl := l.cfg
 	servers, err := cl.Raft.Servers()
 	if err != nil {
 		return
 	}
+	changed := false
+	defer func() {
+		if changed { // the configuration read above is out of date
+			if servers, err = cl.Raft.Servers(); err != nil {
+				return
+			}
+		}
+		l.recordVoters(ctx, servers)
+	}()
 	leader, _ := cl.Raft.Leader()
 	cfg := autopilot.DefaultConfig()
 	cfg.DeadGrace = cl.DeadVoterGrace
@@ -530,6 +538,7 @@ func (l *Loop) autopilot(ctx context.Context) {
 			l.log.Warn("autopilot change failed", "action", c.Action, "node_id", api.ShortID(c.ID), "err", err)
 			return
 		}
+		changed = true
 		l.log.Info("autopilot", "action", c.Action, "node_id", api.ShortID(c.ID))
 	}
 }

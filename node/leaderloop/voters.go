@@ -31,16 +31,13 @@ func VoterRecords(servers []raftnode.Server, nodes []*api.Node, now time.Time) [
 	return out
 }
 
-// recordVoters writes VoterRecords of the current raft configuration, one
+// recordVoters writes VoterRecords of servers, the current raft configuration
+// (autopilot's own read, read again after it changed the voters), one
 // entry per node whose role changed (rare: autopilot changes one voter at
 // a time). It runs on every pass, so a change made by an earlier leader, or
 // one whose record failed, is recorded by the next pass.
-func (l *Loop) recordVoters(ctx context.Context) {
+func (l *Loop) recordVoters(ctx context.Context, servers []raftnode.Server) {
 	cl := l.cfg
-	servers, err := cl.Raft.Servers()
-	if err != nil {
-		return
-	}
 	for _, c := range VoterRecords(servers, cl.Store.Nodes(), time.Now().UTC()) {
 		if cl.Removing != nil && cl.Removing(c.ID) {
 			continue // its record goes with the node
