@@ -24,8 +24,10 @@
 // heartbeat of a new term, one after a failed, refused or old answer, every
 // heartbeat while VerifyLeader is in flight, and every RPC that is not a
 // heartbeat (AppendEntries carrying entries or a commit index, votes,
-// snapshots, TimeoutNow). A transport error or a higher term on any
-// AppendEntries to the peer drops its last answer at once.
+// snapshots, TimeoutNow), except raft's idle appends to a non-voter that
+// took the same one already, which are answered on the leader
+// (idleappend.go). A transport error or a higher term on any
+// AppendEntries to the peer drops its last answers at once.
 //
 // Held rather than answered from the last answer (as this file did
 // before): an answer costs the leader a wake-up of raft's goroutine for
@@ -237,8 +239,9 @@ type Transport struct {
 	// force > 0 sends every heartbeat (VerifyLeader in flight).
 	force atomic.Int32
 	// sent and held count heartbeats sent and held for the peer's next
-	// real one.
-	sent, held atomic.Uint64
+	// real one; answeredKept the appends answered from a kept answer
+	// (idleappend.go).
+	sent, held, answeredKept atomic.Uint64
 	// holding is how many calls are held now (tests).
 	holding atomic.Int32
 
@@ -261,6 +264,9 @@ type Transport struct {
 	heard map[raft.ServerID]time.Time
 	// repl is how raft's replication to each follower went (answered).
 	repl map[raft.ServerID]*replRecord
+	// appended is each follower's last successful answer to an empty
+	// AppendEntries (idleappend.go).
+	appended map[raft.ServerID]*appendAnswer
 	// swept is when sweep last ran.
 	swept time.Time
 }
@@ -319,7 +325,7 @@ func newTransport(inner raft.Transport, interval time.Duration) *Transport {
 	return &Transport{Transport: inner, interval: interval, now: time.Now,
 		beats: beatGrid{origin: time.Now(), every: interval},
 		last:  map[raft.ServerID]*heartbeatAnswer{}, heard: map[raft.ServerID]time.Time{}, repl: map[raft.ServerID]*replRecord{},
-		nonvoters: map[raft.ServerID]bool{}, wake: make(chan struct{})}
+		appended: map[raft.ServerID]*appendAnswer{}, nonvoters: map[raft.ServerID]bool{}, wake: make(chan struct{})}
 }
 
 // SetAnswered sets f to be told of every successful answer to a real
@@ -412,6 +418,9 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress,
 	args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	hb := IsHeartbeat(args)
 	now := t.now()
+	if !hb && t.answerKept(id, target, args, resp, now) {
+		return nil
+	}
 	if hb {
 		for waited := false; ; waited = true {
 			t.mu.Lock()
@@ -462,6 +471,7 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress,
 			told = args.LeaderCommitIndex
 		}
 		t.noteReplication(id, now, err, told)
+		t.keepAppend(id, target, args, resp, now, err)
 	}
 	var answer FollowerAnswer
 	if hb {
@@ -473,6 +483,7 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress,
 	switch {
 	case err != nil || resp.Term > args.Term || (hb && !resp.Success):
 		delete(t.last, id)
+		delete(t.appended, id)
 	case hb && resp.Term == args.Term:
 		t.last[id] = &heartbeatAnswer{addr: target, term: args.Term, sentAt: now, resp: *resp}
 	}
@@ -554,6 +565,11 @@ func (t *Transport) sweep(now time.Time) {
 			delete(t.repl, id)
 		}
 	}
+	for id, a := range t.appended {
+		if now.Sub(a.at) >= forgetAfter {
+			delete(t.appended, id)
+		}
+	}
 }
 
 // replRecord is how raft's replication to a follower went: anything but a
@@ -605,6 +621,7 @@ func (t *Transport) InstallSnapshot(id raft.ServerID, target raft.ServerAddress,
 	}
 	t.mu.Lock()
 	t.noteReplication(id, t.now(), err, told)
+	delete(t.appended, id)
 	t.mu.Unlock()
 	return err
 }

@@ -256,3 +256,47 @@ func TestRaftHeldNonvoterRemovedAndDemoted(t *testing.T) {
 		t.Fatalf("term moved from %s to %s (leader %v): the leader lost its lease across the changes", term, got, l.r.IsLeader())
 	}
 }
+
+// TestRaftNonvoterIdleAppendsAnswered: raft's idle appends to a non-voter
+// (CommitTimeout, 5 ms here) are answered by the leader's transport once
+// the non-voter took the same one, yet a write still reaches it, and a
+// non-voter restarted while idle learns the commit index without a new
+// write: its restart fails a call (as the broken connection of a real
+// restart does; the in-memory transport is waited on for it), which drops
+// the kept answer.
+func TestRaftNonvoterIdleAppendsAnswered(t *testing.T) {
+	events := map[string]*hbEvents{}
+	c := newRaftClusterWith(t, 4, func(cfg *Config) {
+		if events[cfg.NodeID] == nil {
+			events[cfg.NodeID] = &hbEvents{}
+		}
+		cfg.heartbeatObserve = events[cfg.NodeID].observe
+	})
+	l := c.formNonvoters(1)
+	nv := c.nodes[3]
+	kept := func() int {
+		n, _ := strconv.Atoi(l.r.Stats()["appends_answered_kept"])
+		return n
+	}
+	waitFor(t, "an idle append answered by the leader", func() bool { return kept() > 0 })
+	ctx := context.Background()
+	if _, err := l.r.Apply(ctx, command.UpsertNode{Node: testNode("w1", "w1")}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitReplicated(l.store.Index(), nv)
+	before := kept()
+	waitFor(t, "idle appends answered again after the write", func() bool { return kept() > before })
+
+	stopped := time.Now()
+	c.stop(nv)
+	waitFor(t, "a failed heartbeat to the stopped non-voter", func() bool {
+		all, ok := events[l.id].count(nv.id, stopped, time.Now())
+		return all > ok
+	})
+	c.start(nv, false)
+	c.connectAll()
+	c.waitReplicated(l.store.Index(), nv)
+	if lid, _ := nv.r.Leader(); lid != l.id {
+		t.Fatalf("restarted non-voter knows leader %q, want %s", lid, l.id)
+	}
+}

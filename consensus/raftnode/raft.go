@@ -1115,12 +1115,14 @@ func (r *Raft) Synced() bool {
 // Stats returns raft's diagnostic counters (for `shoal status` and
 // debugging), plus heartbeats_sent and heartbeats_held: the heartbeats this
 // node sent as leader and the calls of raft's it held until the follower's
-// next real heartbeat was due (consensus/heartbeat).
+// next real heartbeat was due, and appends_answered_kept: the idle appends
+// to non-voters it answered itself (consensus/heartbeat).
 func (r *Raft) Stats() map[string]string {
 	st := r.raft.Stats()
 	if r.thin != nil {
 		st["heartbeats_sent"] = strconv.FormatUint(r.thin.Sent(), 10)
 		st["heartbeats_held"] = strconv.FormatUint(r.thin.Held(), 10)
+		st["appends_answered_kept"] = strconv.FormatUint(r.thin.AnsweredKept(), 10)
 	}
 	return st
 }
