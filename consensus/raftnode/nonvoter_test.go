@@ -3,12 +3,14 @@ package raftnode
 import (
 	"context"
 	"fmt"
+	"net"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
@@ -258,7 +260,7 @@ func TestRaftHeldNonvoterRemovedAndDemoted(t *testing.T) {
 }
 
 // TestRaftNonvoterIdleAppendsAnswered: raft's idle appends to a non-voter
-// (CommitTimeout, 5 ms here) are answered by the leader's transport once
+// (CommitTimeout, 300 ms here) are answered by the leader's transport once
 // the non-voter took the same one, yet a write still reaches it, and a
 // non-voter restarted while idle learns the commit index without a new
 // write: its restart fails a call (as the broken connection of a real
@@ -271,6 +273,10 @@ func TestRaftNonvoterIdleAppendsAnswered(t *testing.T) {
 			events[cfg.NodeID] = &hbEvents{}
 		}
 		cfg.heartbeatObserve = events[cfg.NodeID].observe
+		// As in production, idle appends come less often than the
+		// non-voter's heartbeats (80 ms here): a heartbeat after the
+		// restart succeeds before the next idle append is due.
+		cfg.CommitTimeout = 300 * time.Millisecond
 	})
 	l := c.formNonvoters(1)
 	nv := c.nodes[3]
@@ -299,4 +305,79 @@ func TestRaftNonvoterIdleAppendsAnswered(t *testing.T) {
 	if lid, _ := nv.r.Leader(); lid != l.id {
 		t.Fatalf("restarted non-voter knows leader %q, want %s", lid, l.id)
 	}
+}
+
+// TestRaftNonvoterRestartOverTCP: over the real network transport, a
+// non-voter restarted at once, between two heartbeats and with no write
+// after it, still learns the commit index and applies the log it holds.
+// idleappend.go leans on this: the leader's pooled connection to the old
+// process is dead, so a call fails and drops the kept answer (over the
+// in-memory transport such a restart passes unseen, and the non-voter
+// waited for the kept answer to age out).
+func TestRaftNonvoterRestartOverTCP(t *testing.T) {
+	type member struct {
+		addr  string
+		dir   string
+		r     *Raft
+		store *consensus.Store
+	}
+	start := func(m *member, id string) {
+		t.Helper()
+		var ln net.Listener
+		waitFor(t, "listening on "+m.addr, func() bool {
+			var err error
+			ln, err = net.Listen("tcp", m.addr)
+			return err == nil
+		})
+		cfg := testRaftConfig(id)
+		cfg.DataDir, cfg.StreamLayer, cfg.TransportTimeout = m.dir, &countingLayer{Listener: ln}, 5*time.Second
+		// As in production, idle appends come less often than the
+		// non-voter's heartbeats (80 ms here): a heartbeat after the
+		// restart succeeds before the next idle append is due.
+		cfg.CommitTimeout = 300 * time.Millisecond
+		m.store = consensus.NewStore()
+		r, err := New(cfg, m.store)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.r = r
+		m.addr = ln.Addr().String()
+	}
+	l, nv := &member{addr: "127.0.0.1:0", dir: t.TempDir()}, &member{addr: "127.0.0.1:0", dir: t.TempDir()}
+	start(l, "n1")
+	start(nv, "n2")
+	t.Cleanup(func() { _ = l.r.Shutdown(); _ = nv.r.Shutdown() })
+	if err := l.r.BootstrapSelf(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "n1 to lead", l.r.IsLeader)
+	ctx := context.Background()
+	for _, c := range []command.Command{command.BootstrapCluster{Cluster: testCluster(), Node: testNode("n1", "n1")},
+		command.UpsertNode{Node: testNode("n2", "n2")}} {
+		if _, err := l.r.Apply(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.r.AddNonvoter(ctx, "n2", nv.addr); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.r.Apply(ctx, command.UpsertNode{Node: testNode("w1", "w1")}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "n2 to apply every write", func() bool { return nv.store.Index() >= l.store.Index() })
+	kept := func() int {
+		n, _ := strconv.Atoi(l.r.Stats()["appends_answered_kept"])
+		return n
+	}
+	before := kept()
+	waitFor(t, "idle appends to n2 answered by the leader", func() bool { return kept() > before+2 })
+
+	if err := nv.r.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	start(nv, "n2")
+	if nv.store.Index() >= l.store.Index() {
+		t.Fatalf("restarted n2 applied index %d before hearing from the leader", nv.store.Index())
+	}
+	waitFor(t, "restarted n2 to apply the log it holds", func() bool { return nv.store.Index() >= l.store.Index() })
 }
