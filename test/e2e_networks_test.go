@@ -273,6 +273,21 @@ func TestNetworksIsolation(t *testing.T) {
 	if out, err := wgetFrom(nsB, "http://"+lanIP+"/"); err == nil {
 		t.Errorf("a container on the internal network reached the LAN: %q", out)
 	}
+	// Nor through the node's DNS: a name outside the cluster is not asked
+	// upstream for it (REFUSED at once; forwarding was a way out: Docker's
+	// CVE-2024-29018), while its own service names resolve. A container
+	// on a normal network is still forwarded (no upstream answers here,
+	// so it is not refused but times out).
+	dnsB := dnsOf(t, h1, bs[0])
+	if ok, out := resolves(nsB, dnsB, "svcb"); !ok || !strings.Contains(out, svcb.VIPs["netb"]) {
+		t.Errorf("svcb name from the internal network: %q", out)
+	}
+	if out, _ := inNS(nsB, "nslookup", "exfiltrate.example.org", dnsB); !strings.Contains(out, "REFUSED") {
+		t.Errorf("the node's DNS forwarded an outside name for a container on an internal network: %q, want REFUSED", out)
+	}
+	if out, _ := inNS(nsA, "nslookup", "example.org", dnsA); strings.Contains(out, "REFUSED") {
+		t.Errorf("the node's DNS refused an outside name to a container on a normal network: %q", out)
+	}
 
 	// From the LAN: only published ports answer, through any node.
 	harness.Eventually(t, 30*time.Second, func() (bool, string) {

@@ -45,7 +45,7 @@ func Traffic[M any](st State, alive map[string]M, self string) (lb.State, map[st
 			ln.VIPs = vipRange
 		}
 		state.Networks = append(state.Networks, ln)
-		views[n.Name] = dns.View{Subnets: []netip.Prefix{p}, Records: dns.Records{}}
+		views[n.Name] = dns.View{Subnets: []netip.Prefix{p}, Records: dns.Records{}, Internal: n.Internal}
 	}
 	state.Peers = []net.IP{}
 	down := map[string]bool{}

@@ -69,3 +69,17 @@ func TestEncryptedNetworks(t *testing.T) {
 		t.Errorf("no networks: %v", got)
 	}
 }
+
+// TestTrafficInternalViews: the DNS view of an --internal network says so,
+// for the server to forward none of its containers' questions upstream
+// (dns.View.Internal); other networks' views do not.
+func TestTrafficInternalViews(t *testing.T) {
+	st := State{Networks: []*api.Network{
+		{Name: api.DefaultNetwork, Subnet: "10.42.0.0/16"},
+		{Name: "vault", Subnet: "10.60.0.0/16", Internal: true},
+	}}
+	_, views, _ := Traffic(st, map[string]bool{}, "n1")
+	if views["vault"].Internal != true || views[api.DefaultNetwork].Internal != false {
+		t.Fatalf("internal: vault %v, default %v; want true, false", views["vault"].Internal, views[api.DefaultNetwork].Internal)
+	}
+}
