@@ -513,6 +513,9 @@ func outsideNets(nets []Network) []expr.Any {
 // outside. In order:
 //
 //   - replies of connections already let through pass;
+//   - containers of internal networks reach their own network only
+//     (before the next rule: a published port of their own node, DNATed,
+//     led to another network's containers);
 //   - DNATed connections pass: VIPs are only DNATed for sources on their
 //     network (prerouting), and published ports are the way in from
 //     anywhere;
@@ -528,14 +531,23 @@ func outsideNets(nets []Network) []expr.Any {
 //     on the peers. Their egress leaves masqueraded to this node's address,
 //     which the peers trust as a node: a container's VXLAN would be taken
 //     as this node's and decapsulated into any network there;
-//   - containers of internal networks go nowhere else; the others reach
-//     the world (masqueraded in postrouting), other nodes' published ports
-//     included.
+//   - containers of other networks reach the world (masqueraded in
+//     postrouting), other nodes' published ports included.
 func compileForwardFilter(cfg Config, rs *ruleset, nets []Network) {
 	policy := nftables.ChainPolicyAccept
 	fwd := rs.addChain(&nftables.Chain{Name: chainFilterForward, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &policy})
 	rs.addRule(fwd, concat(ctStateEstablished(), []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}})...)
+	// Before DNATed connections pass: a container of an internal network
+	// calling its own node's published port (on any address of the node)
+	// was DNATed to that service's containers on another network and let
+	// through, out of a network that has no way out.
+	for _, n := range nets {
+		if n.Internal {
+			rs.addRule(fwd, concat(ifname(expr.MetaKeyIIFNAME, n.Bridge), notInNet(16, n.Subnet),
+				[]expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}})...)
+		}
+	}
 	rs.addRule(fwd, concat(ctStatusDNAT(), []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}})...)
 	for _, n := range nets {
 		rs.addRule(fwd, concat(ifname(expr.MetaKeyIIFNAME, n.Bridge), inNet(16, n.Subnet),
@@ -566,12 +578,6 @@ func compileForwardFilter(cfg Config, rs *ruleset, nets []Network) {
 			r = concat(r, peers)
 		}
 		rs.addRule(fwd, concat(r, []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}})...)
-	}
-	for _, n := range nets {
-		if n.Internal {
-			rs.addRule(fwd, concat(ifname(expr.MetaKeyIIFNAME, n.Bridge),
-				[]expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}})...)
-		}
 	}
 }
 

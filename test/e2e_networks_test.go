@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -298,6 +299,23 @@ func TestNetworksIsolation(t *testing.T) {
 		}
 		return true, ""
 	}, "published ports answer the LAN")
+	// A container of the internal network does not leave it through a
+	// published port of its own node either (DNATed to pub's container
+	// on the default network, it was let through): the svcb replica on
+	// pub's node (svcb's two replicas spread over both nodes) calls it.
+	bOnPub := slices.IndexFunc(bs, func(tk api.Task) bool { return tk.NodeID == pubs[0].NodeID })
+	if bOnPub < 0 {
+		t.Fatalf("no svcb task on pub's node %s: %+v", pubs[0].Node, bs)
+	}
+	nsBPub := netnsOf(t, c, bs[bOnPub])
+	for _, h := range c.Hosts() {
+		if hostname(h) != pubs[0].Node {
+			continue
+		}
+		if out, err := wgetFrom(nsBPub, fmt.Sprintf("http://%s:18081/", h.IP)); err == nil {
+			t.Errorf("a container on the internal network reached pub through its node's published port: %q", out)
+		}
+	}
 	targets := []string{pubs[0].IP, ipOn(a, "neta"), ipOn(bs[0], "netb"), pub.VIP, svca.VIPs["neta"], svcb.VIPs["netb"]}
 	for _, tk := range pubs {
 		targets = append(targets, tk.IP+":80")
