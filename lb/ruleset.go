@@ -17,6 +17,7 @@ package lb
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 
 	"github.com/google/nftables"
@@ -380,7 +381,7 @@ func compile(cfg Config, st State) *ruleset {
 			}
 		}
 		rs.addSet(&nftables.Set{Name: setOverlayDevs, KeyType: nftables.TypeIFName}, elems)
-		compileForwardFilter(cfg, rs, nets)
+		compileForwardFilter(cfg, rs, nets, st.PeerPorts)
 	}
 	compileInputFilter(cfg, rs, st, nets)
 	return rs
@@ -533,7 +534,7 @@ func outsideNets(nets []Network) []expr.Any {
 //     as this node's and decapsulated into any network there;
 //   - containers of other networks reach the world (masqueraded in
 //     postrouting), other nodes' published ports included.
-func compileForwardFilter(cfg Config, rs *ruleset, nets []Network) {
+func compileForwardFilter(cfg Config, rs *ruleset, nets []Network, peerPorts []int) {
 	policy := nftables.ChainPolicyAccept
 	fwd := rs.addChain(&nftables.Chain{Name: chainFilterForward, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &policy})
@@ -579,6 +580,32 @@ func compileForwardFilter(cfg Config, rs *ruleset, nets []Network) {
 		}
 		rs.addRule(fwd, concat(r, []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}})...)
 	}
+	for _, p := range peerOnlyPorts(cfg, peerPorts) {
+		rs.addRule(fwd, concat(fromBridge(rs), matchL4(p.proto), matchDport(p.port), peers,
+			[]expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}})...)
+	}
+}
+
+// peerOnlyPorts lists the peers' advertised ports (State.PeerPorts), TCP
+// and UDP each, that clusterPorts(cfg) does not already close towards the
+// peers, each once, in order.
+func peerOnlyPorts(cfg Config, peerPorts []int) []clusterPort {
+	closed := clusterPorts(cfg)
+	var out []clusterPort
+	for _, port := range peerPorts {
+		if port <= 0 || port > 65535 {
+			continue
+		}
+		for _, proto := range []byte{protoTCP, protoUDP} {
+			p := clusterPort{proto: proto, port: port}
+			if slices.ContainsFunc(closed, func(q clusterPort) bool { return q.proto == p.proto && q.port == p.port }) ||
+				slices.Contains(out, p) {
+				continue
+			}
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // compileInputFilter guards what the node itself serves: the cluster's
