@@ -127,6 +127,33 @@ func TestClusterPortsTrace(t *testing.T) {
 		}
 	}
 
+	// The peers' own ports (State.PeerPorts): a peer whose agent listens
+	// elsewhere than this node's (cluster port 2400, gossip 8000) is
+	// closed to containers there too; the world on those ports is not.
+	withPorts := resolved
+	withPorts.PeerPorts = []int{2400, 8000, 2377}
+	tr = tracer{t: t, rs: compile(DefaultConfig(), withPorts)}
+	for _, tc := range []struct {
+		name string
+		p    packet
+		want []string
+	}{
+		{"a peer's cluster port 2400", pk("fwd", "shoal0", "eth0", cDef, peer, "tcp", 2400), drop},
+		{"a peer's gossip port 8000 (udp)", pk("fwd", "shb1093", "eth0", cFr, peer, "udp", 8000), drop},
+		{"a peer's gossip port 8000 (tcp)", pk("fwd", "shoal0", "eth0", cDef, peer, "tcp", 8000), drop},
+		{"a peer's cluster port 2377", pk("fwd", "shoal0", "eth0", cDef, peer, "tcp", 2377), drop},
+		{"port 2400 of the world", pk("fwd", "shoal0", "eth0", cDef, world, "tcp", 2400), accept},
+		{"a peer's published port", pk("fwd", "shoal0", "eth0", cDef, peer, "tcp", 8080), accept},
+	} {
+		tr.t = t
+		if got := tr.trace(tc.p); !slices.Equal(got, tc.want) {
+			t.Errorf("peers' own ports, a container to %s: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if got := peerOnlyPorts(DefaultConfig(), []int{2400, 2400, 7946, 0, 70000}); len(got) != 2 {
+		t.Errorf("peerOnlyPorts: %+v, want 2400 tcp and udp once (7946 is this node's, 0 and 70000 no ports)", got)
+	}
+
 	// Without State.Peers the other nodes are unknown: the agents' ports
 	// are closed to containers towards every address.
 	st := resolved

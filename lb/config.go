@@ -177,6 +177,14 @@ type State struct {
 	// Peers are the underlay addresses of the other nodes. When not nil,
 	// VXLAN (Config.VXLANPort) is accepted from them only.
 	Peers []net.IP
+	// PeerPorts are the cluster and gossip ports the other nodes advertise
+	// (each node's own flags: they may differ from Config's). With
+	// Networks, containers reach none of them, TCP or UDP, on any peer:
+	// Config's ports alone left a peer whose agent listens elsewhere (say
+	// --cluster-port 2400 beside a Docker Swarm on 2377) open to every
+	// other node's containers. No service publishes them
+	// (node/authz.ReservedPorts), so closing them on all peers costs none.
+	PeerPorts []int
 	// DNS is the embedded DNS server's address. When set, DNS to it is
 	// accepted only from the networks' bridges (containers) and loopback.
 	DNS net.IP
@@ -247,7 +255,7 @@ func (st State) resolve() (State, []error) {
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%w: %s", ErrInvalidState, fmt.Sprintf(format, args...)))
 	}
-	out := State{Services: make([]Service, 0, len(st.Services)), Peers: st.Peers, DNS: st.DNS}
+	out := State{Services: make([]Service, 0, len(st.Services)), Peers: st.Peers, PeerPorts: st.PeerPorts, DNS: st.DNS}
 	netNames := map[string]bool{}
 	for _, n := range st.Networks {
 		switch {

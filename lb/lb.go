@@ -675,6 +675,7 @@ func (st State) clone() State {
 	if st.Peers != nil && out.Peers == nil {
 		out.Peers = []net.IP{}
 	}
+	out.PeerPorts = append([]int(nil), st.PeerPorts...)
 	if st.DNS != nil {
 		out.DNS = append(net.IP(nil), st.DNS...)
 	}

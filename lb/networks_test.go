@@ -108,6 +108,13 @@ func TestNetworksTrace(t *testing.T) {
 		{"back container to the world", tcp(fwd, "shb1094", "eth0", cBack, "192.0.2.7", 443), drop},
 		{"back container to the node's LAN", tcp(fwd, "shb1094", "eth0", cBack, lan, 443), drop},
 		{"back to remote back container", tcp(fwd, "shb1094", "shv1094", cBack, "10.51.1.5", 80), accept},
+		// Nor through a published port of its own node, DNATed to another
+		// network's containers (the web service publishes 8080).
+		{"back container to the node's published port", with(tcp(pre, "shb1094", "", cBack, node, 8080), func(p *packet) { p.local = true }), dnats(80, "10.42.1.2", "10.42.2.2")},
+		{"back container through a published port to a default container", with(tcp(fwd, "shb1094", "shoal0", cBack, "10.42.1.2", 80), dnated), drop},
+		{"back container through a published port to a remote default container", with(tcp(fwd, "shb1094", "shoal.vx", cBack, "10.42.2.2", 80), dnated), drop},
+		{"back VIP DNATed to a remote back backend", with(tcp(fwd, "shb1094", "shv1094", cBack, "10.51.1.5", 80), dnated), accept},
+		{"back container's reply to a client of its published port", with(tcp(fwd, "shb1094", "eth0", cBack, lan, 4000), func(p *packet) { p.established = true }), accept},
 		{"front egress masqueraded", tcp(post, "shb1093", "eth0", cFr, "192.0.2.7", 443), []string{"masquerade"}},
 		{"back: no egress masquerade", tcp(post, "shb1094", "eth0", cBack, "192.0.2.7", 443), accept},
 		{"front hairpin", with(tcp(post, "shb1093", "shb1093", cFr, cFr, 80), dnated), []string{"masquerade"}},

@@ -17,6 +17,7 @@ package lb
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 
 	"github.com/google/nftables"
@@ -380,7 +381,7 @@ func compile(cfg Config, st State) *ruleset {
 			}
 		}
 		rs.addSet(&nftables.Set{Name: setOverlayDevs, KeyType: nftables.TypeIFName}, elems)
-		compileForwardFilter(cfg, rs, nets)
+		compileForwardFilter(cfg, rs, nets, st.PeerPorts)
 	}
 	compileInputFilter(cfg, rs, st, nets)
 	return rs
@@ -513,6 +514,9 @@ func outsideNets(nets []Network) []expr.Any {
 // outside. In order:
 //
 //   - replies of connections already let through pass;
+//   - containers of internal networks reach their own network only
+//     (before the next rule: a published port of their own node, DNATed,
+//     led to another network's containers);
 //   - DNATed connections pass: VIPs are only DNATed for sources on their
 //     network (prerouting), and published ports are the way in from
 //     anywhere;
@@ -528,14 +532,23 @@ func outsideNets(nets []Network) []expr.Any {
 //     on the peers. Their egress leaves masqueraded to this node's address,
 //     which the peers trust as a node: a container's VXLAN would be taken
 //     as this node's and decapsulated into any network there;
-//   - containers of internal networks go nowhere else; the others reach
-//     the world (masqueraded in postrouting), other nodes' published ports
-//     included.
-func compileForwardFilter(cfg Config, rs *ruleset, nets []Network) {
+//   - containers of other networks reach the world (masqueraded in
+//     postrouting), other nodes' published ports included.
+func compileForwardFilter(cfg Config, rs *ruleset, nets []Network, peerPorts []int) {
 	policy := nftables.ChainPolicyAccept
 	fwd := rs.addChain(&nftables.Chain{Name: chainFilterForward, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &policy})
 	rs.addRule(fwd, concat(ctStateEstablished(), []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}})...)
+	// Before DNATed connections pass: a container of an internal network
+	// calling its own node's published port (on any address of the node)
+	// was DNATed to that service's containers on another network and let
+	// through, out of a network that has no way out.
+	for _, n := range nets {
+		if n.Internal {
+			rs.addRule(fwd, concat(ifname(expr.MetaKeyIIFNAME, n.Bridge), notInNet(16, n.Subnet),
+				[]expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}})...)
+		}
+	}
 	rs.addRule(fwd, concat(ctStatusDNAT(), []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}})...)
 	for _, n := range nets {
 		rs.addRule(fwd, concat(ifname(expr.MetaKeyIIFNAME, n.Bridge), inNet(16, n.Subnet),
@@ -567,12 +580,32 @@ func compileForwardFilter(cfg Config, rs *ruleset, nets []Network) {
 		}
 		rs.addRule(fwd, concat(r, []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}})...)
 	}
-	for _, n := range nets {
-		if n.Internal {
-			rs.addRule(fwd, concat(ifname(expr.MetaKeyIIFNAME, n.Bridge),
-				[]expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}})...)
+	for _, p := range peerOnlyPorts(cfg, peerPorts) {
+		rs.addRule(fwd, concat(fromBridge(rs), matchL4(p.proto), matchDport(p.port), peers,
+			[]expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}})...)
+	}
+}
+
+// peerOnlyPorts lists the peers' advertised ports (State.PeerPorts), TCP
+// and UDP each, that clusterPorts(cfg) does not already close towards the
+// peers, each once, in order.
+func peerOnlyPorts(cfg Config, peerPorts []int) []clusterPort {
+	closed := clusterPorts(cfg)
+	var out []clusterPort
+	for _, port := range peerPorts {
+		if port <= 0 || port > 65535 {
+			continue
+		}
+		for _, proto := range []byte{protoTCP, protoUDP} {
+			p := clusterPort{proto: proto, port: port}
+			if slices.ContainsFunc(closed, func(q clusterPort) bool { return q.proto == p.proto && q.port == p.port }) ||
+				slices.Contains(out, p) {
+				continue
+			}
+			out = append(out, p)
 		}
 	}
+	return out
 }
 
 // compileInputFilter guards what the node itself serves: the cluster's

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -273,6 +274,21 @@ func TestNetworksIsolation(t *testing.T) {
 	if out, err := wgetFrom(nsB, "http://"+lanIP+"/"); err == nil {
 		t.Errorf("a container on the internal network reached the LAN: %q", out)
 	}
+	// Nor through the node's DNS: a name outside the cluster is not asked
+	// upstream for it (REFUSED at once; forwarding was a way out: Docker's
+	// CVE-2024-29018), while its own service names resolve. A container
+	// on a normal network is still forwarded (no upstream answers here,
+	// so it is not refused but times out).
+	dnsB := dnsOf(t, h1, bs[0])
+	if ok, out := resolves(nsB, dnsB, "svcb"); !ok || !strings.Contains(out, svcb.VIPs["netb"]) {
+		t.Errorf("svcb name from the internal network: %q", out)
+	}
+	if out, _ := inNS(nsB, "nslookup", "exfiltrate.example.org", dnsB); !strings.Contains(out, "REFUSED") {
+		t.Errorf("the node's DNS forwarded an outside name for a container on an internal network: %q, want REFUSED", out)
+	}
+	if out, _ := inNS(nsA, "nslookup", "example.org", dnsA); strings.Contains(out, "REFUSED") {
+		t.Errorf("the node's DNS refused an outside name to a container on a normal network: %q", out)
+	}
 
 	// From the LAN: only published ports answer, through any node.
 	harness.Eventually(t, 30*time.Second, func() (bool, string) {
@@ -283,6 +299,23 @@ func TestNetworksIsolation(t *testing.T) {
 		}
 		return true, ""
 	}, "published ports answer the LAN")
+	// A container of the internal network does not leave it through a
+	// published port of its own node either (DNATed to pub's container
+	// on the default network, it was let through): the svcb replica on
+	// pub's node (svcb's two replicas spread over both nodes) calls it.
+	bOnPub := slices.IndexFunc(bs, func(tk api.Task) bool { return tk.NodeID == pubs[0].NodeID })
+	if bOnPub < 0 {
+		t.Fatalf("no svcb task on pub's node %s: %+v", pubs[0].Node, bs)
+	}
+	nsBPub := netnsOf(t, c, bs[bOnPub])
+	for _, h := range c.Hosts() {
+		if hostname(h) != pubs[0].Node {
+			continue
+		}
+		if out, err := wgetFrom(nsBPub, fmt.Sprintf("http://%s:18081/", h.IP)); err == nil {
+			t.Errorf("a container on the internal network reached pub through its node's published port: %q", out)
+		}
+	}
 	targets := []string{pubs[0].IP, ipOn(a, "neta"), ipOn(bs[0], "netb"), pub.VIP, svca.VIPs["neta"], svcb.VIPs["netb"]}
 	for _, tk := range pubs {
 		targets = append(targets, tk.IP+":80")

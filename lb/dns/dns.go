@@ -62,6 +62,8 @@ type Records map[string][]net.IP
 type recordSet struct {
 	exact  map[string][]net.IP // name as given, trailing dot removed
 	folded map[string][]net.IP // lower-cased name, only when one name folds to it
+	// internal is View.Internal of the network the set is the view of.
+	internal bool
 }
 
 // Server is the embedded DNS server. Set and SetViews may be called at any
@@ -132,6 +134,14 @@ type View struct {
 	// Records are the network's service names (each with its VIP on this
 	// network) and tasks.NAME (its tasks' addresses on this network).
 	Records Records
+	// Internal is an --internal network's: its containers reach nothing
+	// outside the cluster, so the server forwards no question of theirs
+	// upstream either (it answers REFUSED). Forwarding was a way out of
+	// the network: a container there could carry data in the names it
+	// asks and read answers back (Docker's CVE-2024-29018). A container
+	// on an internal and another network asks upstream as before, as it
+	// could reach it through the other network anyway.
+	Internal bool
 }
 
 // Source is what the server knows of one container address: the
@@ -189,6 +199,7 @@ func (d *Server) SetViews(views map[string]View, sources map[netip.Addr]Source) 
 	seen := map[string]bool{}
 	for name, v := range views {
 		rs, amb := newRecordSet(v.Records)
+		rs.internal = v.Internal
 		vs.byNet[name] = rs
 		for _, a := range amb {
 			if !seen[a] {
@@ -504,6 +515,14 @@ lookup:
 		}
 	}
 	if !found && !ours {
+		if !slices.ContainsFunc(sets, func(rs *recordSet) bool { return !rs.internal }) {
+			// Only on internal networks: nothing goes upstream (View.Internal).
+			d.log.Debug("dns: query from an internal network not forwarded", "source", remoteAddr(w).String(), "name", q.Name)
+			m := new(miekg.Msg)
+			m.SetRcode(r, miekg.RcodeRefused)
+			_ = w.WriteMsg(m)
+			return
+		}
 		d.forward(w, r)
 		return
 	}

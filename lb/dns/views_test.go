@@ -175,3 +175,52 @@ func TestDNSViewsAliasesAndDNSRR(t *testing.T) {
 		})
 	}
 }
+
+// TestDNSInternalNetworkNotForwarded: a container only on --internal
+// networks gets no answer from upstream (REFUSED, nothing sent there): the
+// embedded server was its way out of the network, names carrying data out
+// and answers carrying it back (Docker's CVE-2024-29018). The cluster's
+// own names still resolve, and a container also on a network that reaches
+// outside still asks upstream.
+func TestDNSInternalNetworkNotForwarded(t *testing.T) {
+	up, queries := fakeUpstream(t)
+	d := New(Config{Upstreams: []string{up}})
+	d.SetViews(map[string]View{
+		"default": {Subnets: []netip.Prefix{netip.MustParsePrefix("10.42.0.0/16")},
+			Records: Records{"web": ips("10.43.0.10")}},
+		"vault": {Subnets: []netip.Prefix{netip.MustParsePrefix("10.60.0.0/16")}, Internal: true,
+			Records: Records{"db": ips("10.60.128.1"), "tasks.db": ips("10.60.0.2")}},
+		"vault2": {Subnets: []netip.Prefix{netip.MustParsePrefix("10.61.0.0/16")}, Internal: true,
+			Records: Records{"cache": ips("10.61.128.1")}},
+	}, map[netip.Addr]Source{
+		netip.MustParseAddr("10.60.0.9"):  {Networks: []string{"vault", "vault2"}},
+		netip.MustParseAddr("10.60.0.10"): {Networks: []string{"vault", "default"}},
+	})
+	cases := []struct {
+		name, from, q string
+		rcode         int
+		want          []string
+		forwarded     bool
+	}{
+		{"internal: own service", "10.60.0.3", "db", miekg.RcodeSuccess, []string{"10.60.128.1"}, false},
+		{"internal: own tasks", "10.60.0.3", "tasks.db", miekg.RcodeSuccess, []string{"10.60.0.2"}, false},
+		{"internal: own namespace miss", "10.60.0.3", "nosuch", miekg.RcodeNameError, nil, false},
+		{"internal: outside name not forwarded", "10.60.0.3", "secret-data.example.org", miekg.RcodeRefused, nil, false},
+		{"two internal networks: not forwarded", "10.60.0.9", "example.org", miekg.RcodeRefused, nil, false},
+		{"two internal networks: both views", "10.60.0.9", "cache", miekg.RcodeSuccess, []string{"10.61.128.1"}, false},
+		{"internal and default: forwarded", "10.60.0.10", "example.org", miekg.RcodeSuccess, []string{"192.0.2.1"}, true},
+		{"default: forwarded", "10.42.1.9", "example.org", miekg.RcodeSuccess, []string{"192.0.2.1"}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := queries()
+			rcode, got := ask(d, tc.from, tc.q)
+			if rcode != tc.rcode || !slices.Equal(got, tc.want) {
+				t.Fatalf("rcode %s answers %v, want %s %v", miekg.RcodeToString[rcode], got, miekg.RcodeToString[tc.rcode], tc.want)
+			}
+			if forwarded := queries() != before; forwarded != tc.forwarded {
+				t.Fatalf("forwarded upstream: %v, want %v", forwarded, tc.forwarded)
+			}
+		})
+	}
+}

@@ -45,7 +45,7 @@ func Traffic[M any](st State, alive map[string]M, self string) (lb.State, map[st
 			ln.VIPs = vipRange
 		}
 		state.Networks = append(state.Networks, ln)
-		views[n.Name] = dns.View{Subnets: []netip.Prefix{p}, Records: dns.Records{}}
+		views[n.Name] = dns.View{Subnets: []netip.Prefix{p}, Records: dns.Records{}, Internal: n.Internal}
 	}
 	state.Peers = []net.IP{}
 	down := map[string]bool{}
@@ -55,8 +55,15 @@ func Traffic[M any](st State, alive map[string]M, self string) (lb.State, map[st
 		}
 		if ip := net.ParseIP(n.Addr); ip != nil && n.ID != self {
 			state.Peers = append(state.Peers, ip)
+			// Its agent's ports, closed to containers (lb.State.PeerPorts).
+			for _, p := range []int{n.ClusterPort, n.GossipPort} {
+				if p > 0 && !slices.Contains(state.PeerPorts, p) {
+					state.PeerPorts = append(state.PeerPorts, p)
+				}
+			}
 		}
 	}
+	slices.Sort(state.PeerPorts) // one rule set for one cluster, whatever the nodes' order
 	svcs := slices.Clone(st.Services)
 	// Oldest first: on a conflict the load balancer keeps the earlier one's
 	// claim (lb.State), so a service that slipped in later never steals it.

@@ -2,6 +2,7 @@ package netplan
 
 import (
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/shoal-org/shoal/api"
@@ -67,5 +68,35 @@ func TestEncryptedNetworks(t *testing.T) {
 	}
 	if got := EncryptedNetworks(nil); got != nil {
 		t.Errorf("no networks: %v", got)
+	}
+}
+
+// TestTrafficInternalViews: the DNS view of an --internal network says so,
+// for the server to forward none of its containers' questions upstream
+// (dns.View.Internal); other networks' views do not.
+func TestTrafficInternalViews(t *testing.T) {
+	st := State{Networks: []*api.Network{
+		{Name: api.DefaultNetwork, Subnet: "10.42.0.0/16"},
+		{Name: "vault", Subnet: "10.60.0.0/16", Internal: true},
+	}}
+	_, views, _ := Traffic(st, map[string]bool{}, "n1")
+	if views["vault"].Internal != true || views[api.DefaultNetwork].Internal != false {
+		t.Fatalf("internal: vault %v, default %v; want true, false", views["vault"].Internal, views[api.DefaultNetwork].Internal)
+	}
+}
+
+// TestTrafficPeerPorts: the other nodes' advertised cluster and gossip
+// ports reach the load balancer (lb.State.PeerPorts), sorted, each once;
+// this node's own are Config's and not among them.
+func TestTrafficPeerPorts(t *testing.T) {
+	st := State{Nodes: []*api.Node{
+		{ID: "n3", Addr: "10.213.1.13", ClusterPort: 2400, GossipPort: 8000},
+		{ID: "n1", Addr: "10.213.1.11", ClusterPort: 3000, GossipPort: 3001},
+		{ID: "n2", Addr: "10.213.1.12", ClusterPort: 2377, GossipPort: 7946},
+		{ID: "n4", Addr: "10.213.1.14", ClusterPort: 2400, GossipPort: 7946},
+	}}
+	lbst, _, _ := Traffic(st, map[string]bool{}, "n1")
+	if want := []int{2377, 2400, 7946, 8000}; !slices.Equal(lbst.PeerPorts, want) {
+		t.Fatalf("PeerPorts %v, want %v", lbst.PeerPorts, want)
 	}
 }
