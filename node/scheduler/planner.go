@@ -583,6 +583,8 @@ func (r *run) countUsage() {
 		if t.DesiredState == api.TaskRunning {
 			n.Tasks++
 		}
+		// A task asked to stop holds its host ports until it has stopped.
+		n.HoldPorts(placement.HostPortsOf(&t.Spec))
 	}
 	for i := range r.refs {
 		if !r.refs[i].deleted {
@@ -609,6 +611,7 @@ func (r *run) assign(ref *taskRef, n *placement.NodeInfo) {
 	e.UpdatedAt = r.now
 	addRes(&n.Reserved, e.Spec.Resources.Reservations)
 	n.Tasks++
+	n.HoldPorts(placement.HostPortsOf(&e.Spec))
 	r.takeShares(e.Spec, n.Node.ID)
 }
 
@@ -674,9 +677,13 @@ func (r *run) placeSpread(pl *waiting) {
 	// Nodes at the limit join too (Spread leaves them out): their tasks
 	// count in the groups of the preferences.
 	sp := placement.NewSpread(len(r.nodeList), pl.prefs, pl.req.MaxPerNode)
-	if len(pl.req.Shares) > 0 {
-		// A node without a share leaves once the last free one is taken.
+	if len(pl.req.Shares) > 0 || len(pl.req.HostPorts) > 0 {
+		// A node without a share leaves once the last free one is taken;
+		// a node that took a task holding host-mode ports leaves at once.
 		sp.Admit = func(n *placement.NodeInfo) bool {
+			if ok, _ := (placement.HostPortFilter{}).Check(n, &pl.req); !ok {
+				return false
+			}
 			ok, _ := placement.ShareFilter{}.Check(n, &pl.req)
 			return ok
 		}
