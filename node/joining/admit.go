@@ -160,16 +160,21 @@ func CheckRequest(req wire.JoinRequest) (net.IP, error) {
 	return ip, nil
 }
 
-// AdmittedNode is the state record of an admitted joiner: ready, active,
-// with the new certificate's serial and key. A node that joins again
-// under its ID (old, nil otherwise) keeps what operators set on it —
-// labels, availability, role — and its creation time.
+// AdmittedNode is the state record of an admitted joiner: ready since now
+// (StatusChangedAt: its status begins with the admission, and `node
+// inspect` showed year 1 for a node that never went down), active, with
+// the new certificate's serial and key. A node that joins again under its
+// ID (old, nil otherwise) keeps what operators set on it — labels,
+// availability, role — and its creation time. No protocol level: the
+// record travels whole in UpsertNode, whose api.Node has always carried
+// status_changed_at, so every release stores it alike.
 func AdmittedNode(req wire.JoinRequest, serial, keyFP string, now time.Time, old *api.Node) api.Node {
 	n := api.Node{
 		ID: req.NodeID, Hostname: req.Hostname, Addr: req.Addr,
 		ClusterPort: req.ClusterPort, GossipPort: req.GossipPort,
 		Status: api.NodeReady, Availability: api.AvailabilityActive, Labels: map[string]string{},
 		Resources: req.Resources, CertSerial: serial, CertKey: keyFP, CreatedAt: now, UpdatedAt: now,
+		StatusChangedAt: now,
 	}
 	if old != nil {
 		n.Labels = old.Labels
