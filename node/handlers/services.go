@@ -48,6 +48,7 @@ func DisplayService(store *consensus.Store, s *api.Service) api.Service {
 		}
 	}
 	job := api.IsJob(s.Spec.Mode)
+	run := api.NewJobRunNodes(s.Version)
 	for _, t := range store.TasksByService(s.ID) {
 		if job {
 			// A job counts its current run only (the service's version,
@@ -63,10 +64,9 @@ func DisplayService(store *consensus.Store, s *api.Service) api.Service {
 				running++
 			}
 			// A finished task is desired complete (the planner), and
-			// still one of the run's total.
-			if t.DesiredState == api.TaskRunning || t.DesiredState == api.TaskComplete {
-				desired++
-			}
+			// a failed one not retried desired shutdown: both still
+			// count in a global job's total (its nodes).
+			run.Add(t)
 			continue
 		}
 		if t.DesiredState == api.TaskRunning {
@@ -85,6 +85,9 @@ func DisplayService(store *consensus.Store, s *api.Service) api.Service {
 		if s.VIP != "" {
 			out.VIPs[api.DefaultNetwork] = s.VIP
 		}
+	}
+	if job {
+		desired = run.Count()
 	}
 	if api.GlobalMode(s.Spec.Mode) {
 		out.Replicas = uint64(desired)

@@ -219,7 +219,8 @@ func (s *svcRun) reconcileJob() {
 		MaxConcurrent: int(s.spec.MaxConcurrent), Policy: s.spec.RestartPolicy, Keep: r.cfg.KeepTerminal,
 		Tasks: make([]*api.Task, len(s.tasks)), Now: r.now, AtMostOnce: s.spec.AtMostOnce,
 		SeenEnd: func(id string) time.Time { return r.seen.Ended[id] },
-		Away:    func(i int) bool { return s.tasks[i].away }}
+		Away:    func(i int) bool { return s.tasks[i].away },
+		GiveUp:  r.minLevel >= jobs.GiveUpLevel}
 	for i, ref := range s.tasks {
 		in.Tasks[i] = ref.t
 	}
@@ -265,6 +266,9 @@ func (s *svcRun) reconcileJob() {
 	for _, i := range d.Finish {
 		e := r.edit(s.tasks[i])
 		e.DesiredState = api.TaskComplete
+	}
+	for _, i := range d.GiveUp {
+		r.shutdown(s.tasks[i], "")
 	}
 	for _, i := range d.Delete {
 		drop(s.tasks[i])

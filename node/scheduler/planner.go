@@ -242,6 +242,10 @@ type run struct {
 	// shares are the networks with allocated node shares, by name: the
 	// plan's count of their free shares (placement.NetShares).
 	shares map[string]*placement.NetShares
+	// minLevel is the lowest protocol level the nodes advertise (a node
+	// of unknown level counts as 0): what every leader the cluster may
+	// elect knows of the planner's ways (jobs.GiveUpLevel).
+	minLevel int
 }
 
 func newRun(cfg Config, st State, now time.Time) *run {
@@ -269,6 +273,12 @@ func newRun(cfg Config, st State, now time.Time) *run {
 		infos[i].Level = st.Levels[st.Nodes[i].ID]
 		r.nodes[st.Nodes[i].ID] = &infos[i]
 		r.nodeList[i] = &infos[i]
+	}
+	if len(st.Nodes) > 0 {
+		r.minLevel = st.Levels[st.Nodes[0].ID]
+		for i := range st.Nodes {
+			r.minLevel = min(r.minLevel, st.Levels[st.Nodes[i].ID])
+		}
 	}
 	sort.Slice(r.nodeList, func(i, j int) bool { return r.nodeList[i].Node.ID < r.nodeList[j].Node.ID })
 	for i, n := range r.nodeList {
