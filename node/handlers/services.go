@@ -231,13 +231,18 @@ func readBackService(ctx context.Context, store *consensus.Store, id string, aft
 // (kept for the disconnect grace, node/scheduler calm.go) shows as orphaned
 // with desired state running: nobody knows whether it runs, and it is not
 // counted as running; if the node returns in time it shows its real state
-// again.
+// again. Its updated_at is then when the node went down (its
+// StatusChangedAt), when that is later: the age `service ps` shows is that
+// of the state shown, and the task's last report may be long before the
+// node was lost ("orphaned 9 minutes ago" for a node lost a second ago).
 func DisplayTasks(store *consensus.Store, tasks []*api.Task, desired string) []api.Task {
 	hosts := map[string]string{}
-	down := map[string]bool{}
+	downSince := map[string]time.Time{} // down nodes: since when (maybe zero)
 	for _, n := range store.Nodes() {
 		hosts[n.ID] = n.Hostname
-		down[n.ID] = n.Status == api.NodeDown
+		if n.Status == api.NodeDown {
+			downSince[n.ID] = n.StatusChangedAt
+		}
 	}
 	out := make([]api.Task, 0, len(tasks))
 	for _, t := range tasks {
@@ -246,8 +251,11 @@ func DisplayTasks(store *consensus.Store, tasks []*api.Task, desired string) []a
 		}
 		tt := *t
 		tt.Node = hosts[t.NodeID]
-		if down[t.NodeID] && t.DesiredState == api.TaskRunning && !api.TaskTerminal(t.State) && t.State != api.TaskNew {
+		if since, down := downSince[t.NodeID]; down && t.DesiredState == api.TaskRunning && !api.TaskTerminal(t.State) && t.State != api.TaskNew {
 			tt.State = api.TaskOrphaned
+			if since.After(tt.UpdatedAt) {
+				tt.UpdatedAt = since
+			}
 			if tt.Message == "" || t.State == api.TaskRunning {
 				tt.Message = "node down: kept for it during the disconnect grace period"
 			}
