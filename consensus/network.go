@@ -12,6 +12,7 @@ package consensus
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/hashicorp/go-memdb"
 	"github.com/shoal-org/shoal/api"
@@ -60,7 +61,32 @@ func (s *Store) ResolveNetwork(ref string) (*api.Network, error) {
 	if raw, _ := tx.First(TableNetworks, IndexID, ref); raw != nil {
 		return CloneNetwork(raw.(*api.Network)), nil
 	}
+	if n := networkByFoldedName(tx, ref); n != nil {
+		return n, nil
+	}
 	return uniquePrefix(tx, TableNetworks, "network", ref, CloneNetwork)
+}
+
+// networkByFoldedName returns the network whose name equals ref but for
+// case (the default network included), or nil. The state machine refuses
+// a name that differs from another one only in case ("Back" beside
+// "back"), so at most one matches: `--network FRONT` means front, and
+// answered "not found". It comes after the exact name and ID, before the
+// ID prefix: a name, once unique, is the more specific reference.
+func networkByFoldedName(tx *memdb.Txn, ref string) *api.Network {
+	if strings.EqualFold(ref, api.DefaultNetwork) {
+		return defaultNetwork(getCluster(tx))
+	}
+	it, err := tx.Get(TableNetworks, IndexID)
+	if err != nil {
+		return nil
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if n := raw.(*api.Network); strings.EqualFold(n.Name, ref) {
+			return CloneNetwork(n)
+		}
+	}
+	return nil
 }
 
 // networkByName returns a network (default included) inside a transaction.

@@ -99,3 +99,30 @@ func TestServiceNetworkByID(t *testing.T) {
 		t.Fatalf("update on an unknown network: %d %s", code, b)
 	}
 }
+
+// TestServiceNetworkCase: network names are unique regardless of case
+// (the state machine refuses "Back" beside "back"), so --network BACK is
+// back: the service stores the network's own name. It answered "network
+// BACK: not found".
+func TestServiceNetworkCase(t *testing.T) {
+	a := deployCheckAgent(t) // network back
+	h := a.routes()
+	spec := api.ServiceSpec{Name: "upper", Image: "bb:1", Replicas: 1, Networks: []string{"BACK"},
+		NetworkAliases: map[string][]string{"BACK": {"db"}}}
+	code, b := do(t, h, "POST", "/v1/services", jsonOf(t, spec))
+	if code != 200 {
+		t.Fatalf("create on network BACK: %d %s", code, b)
+	}
+	s, err := a.cl.Store.ServiceByName("upper")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(s.Spec.Networks, ","); got != "back" || strings.Join(s.Spec.NetworkAliases["back"], ",") != "db" {
+		t.Fatalf("stored networks %q aliases %v, want back with alias db", got, s.Spec.NetworkAliases)
+	}
+	code, b = do(t, h, "GET", "/v1/networks/Back", "")
+	var got api.Network
+	if err := json.Unmarshal(b, &got); code != 200 || err != nil || got.Name != "back" {
+		t.Fatalf("inspect Back: %d %s, want back", code, b)
+	}
+}

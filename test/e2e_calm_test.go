@@ -329,3 +329,44 @@ func TestCalmRebalanceOnJoin(t *testing.T) {
 		t.Fatalf("running count dropped to %d during rebalancing", lowest)
 	}
 }
+
+// TestCalmOrphanedAge: while its node is down, a task kept for the
+// disconnect grace shows as orphaned in `service ps`, aged from the node's
+// loss; it showed the time of its last report ("orphaned 9 minutes ago"
+// for a node lost a second ago).
+func TestCalmOrphanedAge(t *testing.T) {
+	c := calmCluster(t, 3)
+	leader := c.Leader(t, time.Minute)
+	leader.MustCLI(t, "service", "create", "--name", "age", "--replicas", "6", "bb:1", "sleep", "100000")
+	waitSlots(t, leader, "age", 6, "", 2*time.Minute)
+	victim := victimOf(t, c, leader, "age")
+	on := activeOn(tasksOf(t, leader, "age"), hostname(victim))
+	if len(on) == 0 {
+		t.Fatalf("victim %s runs no task", victim.Name)
+	}
+	cutAt := time.Now()
+	if err := victim.CutLink(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = victim.RestoreLink() }()
+	harness.Eventually(t, time.Minute, func() (bool, string) {
+		var desc []string
+		for _, tk := range tasksOf(t, leader, "age") {
+			if !slices.Contains(on, tk.ID) {
+				continue
+			}
+			if tk.State != api.TaskOrphaned {
+				return false, fmt.Sprintf("task %s is %s", tk.ID, tk.State)
+			}
+			desc = append(desc, fmt.Sprintf("%s since %s", tk.ID, tk.UpdatedAt.Format(time.RFC3339Nano)))
+			if tk.UpdatedAt.Before(cutAt.Add(-time.Second)) {
+				t.Fatalf("task %s shows orphaned since %v, before the cut at %v", tk.ID, tk.UpdatedAt, cutAt)
+			}
+		}
+		return true, strings.Join(desc, ", ")
+	}, "the victim's tasks shown orphaned")
+	out := leader.MustCLI(t, "service", "ps", "age")
+	if strings.Contains(out, "orphaned") && strings.Contains(out, "minutes ago") {
+		t.Fatalf("service ps ages an orphaned task in minutes:\n%s", out)
+	}
+}

@@ -339,3 +339,29 @@ func TestStackRedeployRunsJobAgain(t *testing.T) {
 		t.Fatalf("the unchanged service rolled: before %+v, after %+v", webBefore, webAfter)
 	}
 }
+
+// TestServiceJobGiveUp: a job task that failed and will not be retried
+// (--restart-condition none) is stored desired shutdown, as docker shows
+// "Shutdown  Failed"; it stayed desired running. The job never runs it
+// again (well past the restart delay, 1 s here).
+func TestServiceJobGiveUp(t *testing.T) {
+	c, _ := svcCluster(t, 2)
+	h1, h2 := c.Host(1), c.Host(2)
+	h1.MustCLI(t, "service", "create", "-d", "--name", "once", "--mode", "replicated-job",
+		"--restart-condition", "none", "--restart-delay", "1s", "bb:1", "sh", "-c", "exit 3")
+	one := func() (bool, string) {
+		tasks := tasksOf(t, h2, "once")
+		if len(tasks) != 1 {
+			return false, fmt.Sprintf("%d tasks: %+v", len(tasks), tasks)
+		}
+		tk := tasks[0]
+		return tk.State == api.TaskFailed && tk.ExitCode == 3 && tk.DesiredState == api.TaskShutdown,
+			fmt.Sprintf("%s: %s (exit %d), desired %s", tk.Name, tk.State, tk.ExitCode, tk.DesiredState)
+	}
+	harness.Eventually(t, 60*time.Second, one, "the failed task desired shutdown")
+	harness.Consistently(t, 4*time.Second, one, "the job run no more")
+	ps := h1.MustCLI(t, "service", "ps", "once")
+	if !strings.Contains(ps, "shutdown") || !strings.Contains(ps, "failed") {
+		t.Fatalf("service ps:\n%s", ps)
+	}
+}

@@ -180,3 +180,56 @@ func TestPlacementRebalanceNewZone(t *testing.T) {
 		t.Fatalf("%d tasks moved to zone c, want 2", moved)
 	}
 }
+
+// TestPlacementHostModePort: a host-mode published port is a node
+// resource, as in Swarm: 4 replicas on 3 nodes are 3 running on 3
+// distinct nodes and 1 pending saying why (two tasks on one node were
+// both told to bind the port); scaling to 3 leaves none pending.
+func TestPlacementHostModePort(t *testing.T) {
+	c, _ := svcCluster(t, 3)
+	h1, h2 := c.Host(1), c.Host(2)
+
+	h1.MustCLI(t, "service", "create", "-d", "--name", "hp", "--replicas", "4",
+		"--publish", "mode=host,published=18095,target=80", "bb:1", "sleep", "1000")
+	const reason = "no suitable node (3 nodes with host-mode port 18095/tcp already in use)"
+	harness.Eventually(t, 90*time.Second, func() (bool, string) {
+		per := map[string]int{}
+		var pending []string
+		for _, tk := range tasksOf(t, h2, "hp") {
+			switch {
+			case tk.DesiredState != api.TaskRunning:
+			case tk.State == api.TaskRunning:
+				per[tk.Node]++
+			case tk.State == api.TaskNew:
+				pending = append(pending, tk.Message)
+			}
+		}
+		ok := len(per) == 3 && len(pending) == 1 && pending[0] == reason
+		for _, n := range per {
+			ok = ok && n == 1
+		}
+		return ok, fmt.Sprintf("running per node %v, pending %q", per, pending)
+	}, "3 running (one per node) and 1 pending")
+	if out, _, err := h1.CLI("service", "ps", "--no-trunc", "hp"); err != nil || !strings.Contains(out, "host-mode port 18095/tcp already in use") {
+		t.Fatalf("service ps does not say why the task is pending: %v\n%s", err, out)
+	}
+
+	h1.MustCLI(t, "service", "scale", "hp=3")
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		tasks := tasksOf(t, h1, "hp")
+		per, msg := runningBySlot(tasks, 3, "")
+		if per == nil {
+			return false, msg
+		}
+		nodes := map[string]bool{}
+		for _, tk := range tasks {
+			if tk.DesiredState == api.TaskRunning && tk.State == api.TaskNew {
+				return false, "still pending: " + tk.Name
+			}
+			if tk.DesiredState == api.TaskRunning && tk.State == api.TaskRunning {
+				nodes[tk.Node] = true
+			}
+		}
+		return len(per) == 3 && len(nodes) == 3, fmt.Sprintf("%v on %d nodes", per, len(nodes))
+	}, "3 running on 3 nodes, none pending")
+}

@@ -30,12 +30,23 @@ func TestDisplayServiceJob(t *testing.T) {
 	// A finished task is stored desired complete (node/scheduler/jobs)
 	// and still counts in a global job's total.
 	finished := func(t api.Task) api.Task { t.DesiredState = api.TaskComplete; return t }
+	// A failed task that will not be retried is stored desired shutdown
+	// (node/scheduler/jobs) and still counts in a global job's total.
+	givenUp := func(t api.Task) api.Task { t.DesiredState = api.TaskShutdown; return t }
+	// A global job's tasks are each on their node.
+	on := func(node string, t api.Task) api.Task { t.NodeID = node; return t }
 	tasks := []api.Task{
 		tk("a", "j1", 10, api.TaskComplete, 0), tk("b", "j1", 10, api.TaskRunning, 0), tk("c", "j1", 10, api.TaskFailed, 1),
 		tk("d", "j1", 9, api.TaskComplete, 0), // an earlier run
-		finished(tk("e", "j2", 11, api.TaskComplete, 0)), tk("f", "j2", 11, api.TaskComplete, 3), tk("g", "j2", 11, api.TaskRunning, 0),
+		on("n1", finished(tk("e", "j2", 11, api.TaskComplete, 0))), on("n2", tk("f", "j2", 11, api.TaskComplete, 3)), on("n3", tk("g", "j2", 11, api.TaskRunning, 0)),
+		on("n4", givenUp(tk("h", "j2", 11, api.TaskFailed, 1))),
 	}
-	if res := machine.ApplyCommand(12, command.UpsertTasks{Tasks: tasks}); res.Err != nil {
+	for i, id := range []string{"n1", "n2", "n3", "n4"} {
+		if res := machine.ApplyCommand(uint64(12+i), command.UpsertNode{Node: api.Node{ID: id, Status: api.NodeReady}}); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	if res := machine.ApplyCommand(16, command.UpsertTasks{Tasks: tasks}); res.Err != nil {
 		t.Fatal(res.Err)
 	}
 	for _, tc := range []struct {
@@ -43,7 +54,7 @@ func TestDisplayServiceJob(t *testing.T) {
 		running, completed, replica int
 	}{
 		{"j1", 1, 1, 3},
-		{"j2", 1, 1, 3},
+		{"j2", 1, 1, 4},
 	} {
 		s, err := store.Service(tc.id)
 		if err != nil {

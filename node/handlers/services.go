@@ -48,6 +48,7 @@ func DisplayService(store *consensus.Store, s *api.Service) api.Service {
 		}
 	}
 	job := api.IsJob(s.Spec.Mode)
+	run := api.NewJobRunNodes(s.Version)
 	for _, t := range store.TasksByService(s.ID) {
 		if job {
 			// A job counts its current run only (the service's version,
@@ -63,10 +64,9 @@ func DisplayService(store *consensus.Store, s *api.Service) api.Service {
 				running++
 			}
 			// A finished task is desired complete (the planner), and
-			// still one of the run's total.
-			if t.DesiredState == api.TaskRunning || t.DesiredState == api.TaskComplete {
-				desired++
-			}
+			// a failed one not retried desired shutdown: both still
+			// count in a global job's total (its nodes).
+			run.Add(t)
 			continue
 		}
 		if t.DesiredState == api.TaskRunning {
@@ -85,6 +85,9 @@ func DisplayService(store *consensus.Store, s *api.Service) api.Service {
 		if s.VIP != "" {
 			out.VIPs[api.DefaultNetwork] = s.VIP
 		}
+	}
+	if job {
+		desired = run.Count()
 	}
 	if api.GlobalMode(s.Spec.Mode) {
 		out.Replicas = uint64(desired)
@@ -228,13 +231,18 @@ func readBackService(ctx context.Context, store *consensus.Store, id string, aft
 // (kept for the disconnect grace, node/scheduler calm.go) shows as orphaned
 // with desired state running: nobody knows whether it runs, and it is not
 // counted as running; if the node returns in time it shows its real state
-// again.
+// again. Its updated_at is then when the node went down (its
+// StatusChangedAt), when that is later: the age `service ps` shows is that
+// of the state shown, and the task's last report may be long before the
+// node was lost ("orphaned 9 minutes ago" for a node lost a second ago).
 func DisplayTasks(store *consensus.Store, tasks []*api.Task, desired string) []api.Task {
 	hosts := map[string]string{}
-	down := map[string]bool{}
+	downSince := map[string]time.Time{} // down nodes: since when (maybe zero)
 	for _, n := range store.Nodes() {
 		hosts[n.ID] = n.Hostname
-		down[n.ID] = n.Status == api.NodeDown
+		if n.Status == api.NodeDown {
+			downSince[n.ID] = n.StatusChangedAt
+		}
 	}
 	out := make([]api.Task, 0, len(tasks))
 	for _, t := range tasks {
@@ -243,8 +251,11 @@ func DisplayTasks(store *consensus.Store, tasks []*api.Task, desired string) []a
 		}
 		tt := *t
 		tt.Node = hosts[t.NodeID]
-		if down[t.NodeID] && t.DesiredState == api.TaskRunning && !api.TaskTerminal(t.State) && t.State != api.TaskNew {
+		if since, down := downSince[t.NodeID]; down && t.DesiredState == api.TaskRunning && !api.TaskTerminal(t.State) && t.State != api.TaskNew {
 			tt.State = api.TaskOrphaned
+			if since.After(tt.UpdatedAt) {
+				tt.UpdatedAt = since
+			}
 			if tt.Message == "" || t.State == api.TaskRunning {
 				tt.Message = "node down: kept for it during the disconnect grace period"
 			}

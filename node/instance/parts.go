@@ -101,6 +101,7 @@ func (cl *Instance) Leader() *joining.Leader {
 		Alive:        cl.IsAlive,
 		Peers:        cl.Members.PeerAddrs,
 		CA:           cl.clusterCA,
+		PullKEK:      cl.Keeper().PullKEK,
 		AdmitID:      cl.Keeper().AdmitID,
 		CertLifetime: h.Config.CertLifetime,
 		Epoch:        cl.Fence.Local(),

@@ -49,6 +49,11 @@ type Leader struct {
 	Peers func() []string
 	// CA opens the cluster CA of the record (node/keyring).
 	CA func(c *consensus.ClusterState) (*pki.CA, error)
+	// PullKEK fetches the key that opens the CA from another voter
+	// (keyring.Keeper.PullKEK); nil: CA is not retried.
+	PullKEK func(ctx context.Context, c *consensus.ClusterState) error
+	// KEKWait bounds a join's wait for that key (0: DefaultKEKWait).
+	KEKWait time.Duration
 	// AdmitID decides whether the joiner may have the node ID it asks for
 	// and returns the serials to revoke (keyring.AdmitJoinID).
 	AdmitID      func(c *consensus.ClusterState, req wire.JoinRequest) ([]string, error)
@@ -92,7 +97,7 @@ func (l *Leader) Admit(ctx context.Context, req wire.JoinRequest) (*wire.JoinRes
 	if err != nil {
 		return nil, err
 	}
-	ca, err := l.CA(c)
+	ca, err := l.openCA(ctx, c)
 	if err != nil {
 		return nil, &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("the leader cannot sign certificates yet: %v", err)}
 	}
@@ -160,16 +165,61 @@ func CheckRequest(req wire.JoinRequest) (net.IP, error) {
 	return ip, nil
 }
 
-// AdmittedNode is the state record of an admitted joiner: ready, active,
-// with the new certificate's serial and key. A node that joins again
-// under its ID (old, nil otherwise) keeps what operators set on it —
-// labels, availability, role — and its creation time.
+// DefaultKEKWait bounds how long a join waits for the leader to get the
+// key that opens the CA: well within the joiner's RPC timeout (20 s), and
+// longer than the keys loop's longest pause (5 s).
+const DefaultKEKWait = 8 * time.Second
+
+// kekRetry is the pause between two pulls of the key during a join.
+const kekRetry = 250 * time.Millisecond
+
+// openCA opens the cluster CA of record c. A voter promoted a moment ago
+// may lead before it pulled the key-encryption key from another voter
+// (only voters hold it; the keys loop pulls it at its next pass): rather
+// than refuse the join ("only voters hold the key-encryption key"), the
+// leader pulls the key itself and retries, for up to KEKWait.
+func (l *Leader) openCA(ctx context.Context, c *consensus.ClusterState) (*pki.CA, error) {
+	ca, err := l.CA(c)
+	if err == nil || l.PullKEK == nil || !errors.Is(err, keyring.ErrNoKEK) {
+		return ca, err
+	}
+	wait := l.KEKWait
+	if wait <= 0 {
+		wait = DefaultKEKWait
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	l.Log.Info("a join waits for the key-encryption key, which this leader pulls from another voter", "err", err)
+	for {
+		if perr := l.PullKEK(wctx, c); perr != nil {
+			l.Log.Debug("pull key-encryption key for a join", "err", perr)
+		}
+		if ca, err = l.CA(c); err == nil || !errors.Is(err, keyring.ErrNoKEK) {
+			return ca, err
+		}
+		select {
+		case <-wctx.Done():
+			return nil, err
+		case <-time.After(kekRetry):
+		}
+	}
+}
+
+// AdmittedNode is the state record of an admitted joiner: ready since now
+// (StatusChangedAt: its status begins with the admission, and `node
+// inspect` showed year 1 for a node that never went down), active, with
+// the new certificate's serial and key. A node that joins again under its
+// ID (old, nil otherwise) keeps what operators set on it — labels,
+// availability, role — and its creation time. No protocol level: the
+// record travels whole in UpsertNode, whose api.Node has always carried
+// status_changed_at, so every release stores it alike.
 func AdmittedNode(req wire.JoinRequest, serial, keyFP string, now time.Time, old *api.Node) api.Node {
 	n := api.Node{
 		ID: req.NodeID, Hostname: req.Hostname, Addr: req.Addr,
 		ClusterPort: req.ClusterPort, GossipPort: req.GossipPort,
 		Status: api.NodeReady, Availability: api.AvailabilityActive, Labels: map[string]string{},
 		Resources: req.Resources, CertSerial: serial, CertKey: keyFP, CreatedAt: now, UpdatedAt: now,
+		StatusChangedAt: now,
 	}
 	if old != nil {
 		n.Labels = old.Labels

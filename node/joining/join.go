@@ -302,6 +302,9 @@ func SelfNode(s Self, res api.Resources, now time.Time, serial string) api.Node 
 		CertSerial:   serial,
 		CreatedAt:    now,
 		UpdatedAt:    now,
+		// Ready since the cluster began (BootstrapCluster carries the
+		// whole node, as UpsertNode does: no protocol level).
+		StatusChangedAt: now,
 	}
 }
 

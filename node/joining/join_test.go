@@ -194,6 +194,7 @@ func TestAdmittedNode(t *testing.T) {
 		ID: "n1", Hostname: "h1", Addr: "10.0.0.2", ClusterPort: 2377, GossipPort: 7946,
 		Status: api.NodeReady, Availability: api.AvailabilityActive, Labels: map[string]string{},
 		Resources: req.Resources, CertSerial: "s2", CertKey: "k2", CreatedAt: now, UpdatedAt: now,
+		StatusChangedAt: now, // ready since its admission, also when it was down before
 	}
 	old := &api.Node{
 		ID: "n1", Hostname: "old", Addr: "10.0.0.9", Status: api.NodeDown, Availability: api.AvailabilityDrain,
@@ -381,5 +382,15 @@ func TestRefusedJoinWritesNothing(t *testing.T) {
 				t.Errorf("a failed join left %s", ClusterDir(dir))
 			}
 		})
+	}
+}
+
+// TestSelfNodeStatusChangedAt: the first node of a cluster is ready since
+// the cluster began; `node inspect` showed status_changed_at year 1.
+func TestSelfNodeStatusChangedAt(t *testing.T) {
+	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	n := SelfNode(Self{NodeID: "n1", Hostname: "h1"}, api.Resources{}, now, "s1")
+	if !n.StatusChangedAt.Equal(now) || n.Status != api.NodeReady {
+		t.Fatalf("status %s since %v, want ready since %v", n.Status, n.StatusChangedAt, now)
 	}
 }

@@ -11,7 +11,9 @@ package keyring
 //     (the nonce is drawn before proposing: the FSM stays pure).
 //   - A node that finds itself a voter in the Raft configuration without the
 //     KEK pulls it from another voter (wire.MethodKEK, answered to voters only); a
-//     node demoted to non-voter deletes its copy.
+//     node demoted to non-voter deletes its copy. A leader that must open the
+//     CA for a join before its keys loop pulled the key pulls it at once
+//     (PullKEK), and the join waits for it, bounded (node/joining).
 //   - A cluster whose record still holds the plaintext key or secret (made
 //     before sealing) is migrated by its leader: it seals both and proposes
 //     SealClusterKeys. The older log entries and snapshots that hold the
@@ -356,6 +358,34 @@ func (k *Keeper) syncKEK(ctx context.Context, c *consensus.ClusterState, st *key
 		return
 	}
 	st.lastKEKPull = time.Now()
+	_ = k.pullKEK(ctx, c, servers)
+}
+
+// PullKEK fetches the KEK that opens record c from another voter now, if
+// this node is a voter without it (nil when it holds it already). The
+// keys loop pulls it within a pass of a promotion, but a voter promoted a
+// moment ago can win an election first: a leader that must open the CA
+// (a join) calls this instead of refusing until the loop's next pass.
+// ErrNoKEK when no voter handed it (or this node is no voter).
+func (k *Keeper) PullKEK(ctx context.Context, c *consensus.ClusterState) error {
+	if _, err := KEKFor(k.Dir, c); err == nil || c.KEKID == "" {
+		return nil
+	}
+	servers, err := k.Raft.Servers()
+	if err != nil {
+		return fmt.Errorf("pull key-encryption key: %w", err)
+	}
+	if !slices.ContainsFunc(servers, func(s raftnode.Server) bool { return s.ID == k.Self && s.Voter }) {
+		return fmt.Errorf("%w: this node is not a voter", ErrNoKEK)
+	}
+	return k.pullKEK(ctx, c, servers)
+}
+
+// pullKEK asks the other voters of servers for the KEK of record c, the
+// leader first, and saves the first that opens c. Concurrent pulls (the
+// keys loop and a join) save the same key, atomically.
+func (k *Keeper) pullKEK(ctx context.Context, c *consensus.ClusterState, servers []raftnode.Server) error {
+	servers = slices.Clone(servers)
 	leaderID, _ := k.Raft.Leader()
 	slices.SortStableFunc(servers, func(x, y raftnode.Server) int {
 		switch {
@@ -384,11 +414,12 @@ func (k *Keeper) syncKEK(ctx context.Context, c *consensus.ClusterState, st *key
 		}
 		if err := SaveKEK(k.Dir, resp.KEK); err != nil {
 			k.Log.Warn("save key-encryption key", "err", err)
-			return
+			return err
 		}
 		k.Log.Info("received the key-encryption key from a voter", "from", api.ShortID(s.ID))
-		return
+		return nil
 	}
+	return fmt.Errorf("%w: no other voter handed it", ErrNoKEK)
 }
 
 // syncTrust makes this node trust what the record says (the current CA,

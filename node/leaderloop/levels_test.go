@@ -10,6 +10,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/membership"
+	"github.com/shoal-org/shoal/node/scheduler/jobs"
 	"github.com/shoal-org/shoal/node/scheduler/placement"
 	"github.com/shoal-org/shoal/node/scheduler/servicespec"
 )
@@ -50,6 +51,9 @@ func TestSpecLevelsWithinProtocol(t *testing.T) {
 	}
 	if servicespec.JobLevel != command.JobLevel {
 		t.Fatalf("servicespec.JobLevel %d, command.JobLevel %d: the job modes came at one level", servicespec.JobLevel, command.JobLevel)
+	}
+	if jobs.GiveUpLevel != command.JobGiveUpLevel {
+		t.Fatalf("jobs.GiveUpLevel %d, command.JobGiveUpLevel %d: a given-up job task came at one level", jobs.GiveUpLevel, command.JobGiveUpLevel)
 	}
 	if placement.SharesLevel != command.SharesLevel {
 		t.Fatalf("placement.SharesLevel %d, command.SharesLevel %d: allocated network shares came at one level", placement.SharesLevel, command.SharesLevel)

@@ -213,7 +213,7 @@ func (r *run) rebalanceAll() {
 // rebalance plans and creates one service's moves.
 func (s *svcRun) rebalance() {
 	r := s.r
-	req := placement.Request{Level: s.level, Constraints: s.cs, Reservations: s.spec.Resources.Reservations, Shares: s.shares}
+	req := placement.Request{Level: s.level, Constraints: s.cs, Reservations: s.spec.Resources.Reservations, Shares: s.shares, HostPorts: s.hostPorts}
 	idx := map[*placement.NodeInfo]int{}
 	var nodes []placement.MoveNode
 	var infos []*placement.NodeInfo
@@ -266,6 +266,10 @@ func (s *svcRun) rebalance() {
 		budget = r.budget + 1
 	}
 	canTake := func(i, extra int) bool {
+		if extra > 0 && len(req.HostPorts) > 0 {
+			// An earlier move of this plan to the node holds the port.
+			return false
+		}
 		n := *infos[i]
 		for k := 0; k < extra; k++ {
 			addRes(&n.Reserved, req.Reservations)
@@ -286,6 +290,9 @@ func (s *svcRun) rebalance() {
 			// PlanMoves checked each target alone: an earlier move of
 			// this plan took the last free share of a network.
 			continue
+		}
+		if ok, _ := (placement.HostPortFilter{}).Check(infos[m.To], &req); !ok {
+			continue // likewise, a host-mode port
 		}
 		if !r.take() {
 			return

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/scheduler/jobs"
 	"github.com/shoal-org/shoal/node/scheduler/servicespec"
 	"github.com/shoal-org/shoal/node/scheduler/simcluster"
 )
@@ -366,5 +367,59 @@ func TestJobAtMostOnceNodeDown(t *testing.T) {
 	runJob(t, c, s.ID, exitOK)
 	if n := jobTasks(c, s.ID)[api.TaskComplete]; n != 1 {
 		t.Fatalf("%d completions, want 1: %v", n, jobTasks(c, s.ID))
+	}
+}
+
+// TestJobGiveUp: a job task that failed and will not be retried
+// (--restart-condition none, or max attempts reached) is stored desired
+// shutdown, as swarmkit does, once every node is at jobs.GiveUpLevel, and
+// the job never runs it again; below that level (an older leader would
+// read the slot as empty and run the job again) it keeps desired running.
+func TestJobGiveUp(t *testing.T) {
+	exitFail := func(*api.Task, int) int { return 1 }
+	for _, tc := range []struct {
+		name    string
+		level   int
+		policy  api.RestartPolicy
+		runs    int
+		desired string
+	}{
+		{"condition none", jobs.GiveUpLevel, api.RestartPolicy{Condition: api.RestartNone}, 1, api.TaskShutdown},
+		{"max attempts reached", jobs.GiveUpLevel, api.RestartPolicy{Condition: api.RestartOnFailure, MaxAttempts: 2, Delay: time.Second}, 3, api.TaskShutdown},
+		{"condition none, a node below the level", jobs.GiveUpLevel - 1, api.RestartPolicy{Condition: api.RestartNone}, 1, api.TaskRunning},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := jobCluster(t, "n1", "n2")
+			c.Levels["n1"] = jobs.GiveUpLevel
+			c.Levels["n2"] = tc.level
+			sp := jobSpec("job", api.ModeReplicatedJob, 1, 0)
+			sp.RestartPolicy = tc.policy
+			s := c.CreateService(sp)
+			runJob(t, c, s.ID, exitFail)
+			// A minute on, still nothing to do.
+			c.Now = c.Now.Add(time.Minute)
+			if p := step(t, c); !p.Empty() {
+				t.Fatalf("a minute later the plan is not empty: %s", simcluster.Summarize(p))
+			}
+			var ended []*api.Task
+			for _, tk := range c.Tasks {
+				if tk.ServiceID == s.ID {
+					ended = append(ended, tk)
+				}
+			}
+			sort.Slice(ended, func(i, j int) bool { return ended[i].ID < ended[j].ID })
+			if len(ended) != tc.runs {
+				t.Fatalf("%d tasks, want %d runs", len(ended), tc.runs)
+			}
+			for i, tk := range ended {
+				want := api.TaskShutdown // retried: retired
+				if i == len(ended)-1 {
+					want = tc.desired
+				}
+				if tk.State != api.TaskFailed || tk.DesiredState != want {
+					t.Errorf("task %s: %s desired %s, want failed desired %s", tk.ID, tk.State, tk.DesiredState, want)
+				}
+			}
+		})
 	}
 }

@@ -64,6 +64,9 @@ type svcRun struct {
 	level placement.LevelNeed
 	// shares are the spec's networks with allocated node shares.
 	shares []*placement.NetShares
+	// hostPorts are the spec's host-mode published ports: a node holding
+	// one already takes no task of the service (placement.HostPortFilter).
+	hostPorts []placement.HostPort
 }
 
 func newSvcRun(r *run, svc api.Service, tasks []*taskRef) *svcRun {
@@ -82,6 +85,7 @@ func (s *svcRun) setService(svc api.Service) {
 	s.prefs, _ = placement.ParsePreferences(s.spec.PlacementPreferences) // validated before stored
 	s.level.Level, s.level.Fields = servicespec.MinLevel(&s.spec)
 	s.shares = s.r.specShares(s.spec)
+	s.hostPorts = placement.HostPortsOf(&s.spec)
 	for _, ns := range s.shares {
 		// An older agent finds no share of its own on such a network.
 		switch what := "network " + ns.Name; {
@@ -198,7 +202,7 @@ func (s *svcRun) queuePlacement() {
 		r.places = append(r.places, &waiting{
 			global: s.global,
 			req: placement.Request{Level: s.level, Constraints: s.cs, Reservations: s.spec.Resources.Reservations,
-				MaxPerNode: int(s.spec.MaxReplicasPerNode), Shares: s.shares},
+				MaxPerNode: int(s.spec.MaxReplicasPerNode), Shares: s.shares, HostPorts: s.hostPorts},
 			prefs: s.prefs,
 			tasks: s.toPlace,
 			all:   [2][]*taskRef{s.tasks, s.newTasks},
@@ -215,7 +219,8 @@ func (s *svcRun) reconcileJob() {
 		MaxConcurrent: int(s.spec.MaxConcurrent), Policy: s.spec.RestartPolicy, Keep: r.cfg.KeepTerminal,
 		Tasks: make([]*api.Task, len(s.tasks)), Now: r.now, AtMostOnce: s.spec.AtMostOnce,
 		SeenEnd: func(id string) time.Time { return r.seen.Ended[id] },
-		Away:    func(i int) bool { return s.tasks[i].away }}
+		Away:    func(i int) bool { return s.tasks[i].away },
+		GiveUp:  r.minLevel >= jobs.GiveUpLevel}
 	for i, ref := range s.tasks {
 		in.Tasks[i] = ref.t
 	}
@@ -261,6 +266,9 @@ func (s *svcRun) reconcileJob() {
 	for _, i := range d.Finish {
 		e := r.edit(s.tasks[i])
 		e.DesiredState = api.TaskComplete
+	}
+	for _, i := range d.GiveUp {
+		r.shutdown(s.tasks[i], "")
 	}
 	for _, i := range d.Delete {
 		drop(s.tasks[i])
@@ -439,7 +447,7 @@ func (s *svcRun) matches(n *placement.NodeInfo) bool {
 func (s *svcRun) eligibleGlobal(n *placement.NodeInfo, req *placement.Request) bool {
 	for _, f := range s.r.cfg.Pipeline {
 		switch f.(type) {
-		case placement.ResourceFilter, placement.LevelFilter, placement.ShareFilter:
+		case placement.ResourceFilter, placement.LevelFilter, placement.ShareFilter, placement.HostPortFilter:
 			continue
 		}
 		if ok, _ := f.Check(n, req); !ok {

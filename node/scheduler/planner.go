@@ -242,6 +242,10 @@ type run struct {
 	// shares are the networks with allocated node shares, by name: the
 	// plan's count of their free shares (placement.NetShares).
 	shares map[string]*placement.NetShares
+	// minLevel is the lowest protocol level the nodes advertise (a node
+	// of unknown level counts as 0): what every leader the cluster may
+	// elect knows of the planner's ways (jobs.GiveUpLevel).
+	minLevel int
 }
 
 func newRun(cfg Config, st State, now time.Time) *run {
@@ -269,6 +273,12 @@ func newRun(cfg Config, st State, now time.Time) *run {
 		infos[i].Level = st.Levels[st.Nodes[i].ID]
 		r.nodes[st.Nodes[i].ID] = &infos[i]
 		r.nodeList[i] = &infos[i]
+	}
+	if len(st.Nodes) > 0 {
+		r.minLevel = st.Levels[st.Nodes[0].ID]
+		for i := range st.Nodes {
+			r.minLevel = min(r.minLevel, st.Levels[st.Nodes[i].ID])
+		}
 	}
 	sort.Slice(r.nodeList, func(i, j int) bool { return r.nodeList[i].Node.ID < r.nodeList[j].Node.ID })
 	for i, n := range r.nodeList {
@@ -583,6 +593,8 @@ func (r *run) countUsage() {
 		if t.DesiredState == api.TaskRunning {
 			n.Tasks++
 		}
+		// A task asked to stop holds its host ports until it has stopped.
+		n.HoldPorts(placement.HostPortsOf(&t.Spec))
 	}
 	for i := range r.refs {
 		if !r.refs[i].deleted {
@@ -609,6 +621,7 @@ func (r *run) assign(ref *taskRef, n *placement.NodeInfo) {
 	e.UpdatedAt = r.now
 	addRes(&n.Reserved, e.Spec.Resources.Reservations)
 	n.Tasks++
+	n.HoldPorts(placement.HostPortsOf(&e.Spec))
 	r.takeShares(e.Spec, n.Node.ID)
 }
 
@@ -674,9 +687,13 @@ func (r *run) placeSpread(pl *waiting) {
 	// Nodes at the limit join too (Spread leaves them out): their tasks
 	// count in the groups of the preferences.
 	sp := placement.NewSpread(len(r.nodeList), pl.prefs, pl.req.MaxPerNode)
-	if len(pl.req.Shares) > 0 {
-		// A node without a share leaves once the last free one is taken.
+	if len(pl.req.Shares) > 0 || len(pl.req.HostPorts) > 0 {
+		// A node without a share leaves once the last free one is taken;
+		// a node that took a task holding host-mode ports leaves at once.
 		sp.Admit = func(n *placement.NodeInfo) bool {
+			if ok, _ := (placement.HostPortFilter{}).Check(n, &pl.req); !ok {
+				return false
+			}
 			ok, _ := placement.ShareFilter{}.Check(n, &pl.req)
 			return ok
 		}

@@ -262,7 +262,15 @@ func (s *svcRun) runUpdate() {
 // room are updated stop-first (their old task stops first), so the limit
 // holds and the update goes on. Room is the free places on the nodes that
 // could run the service, less the tasks already waiting for one.
+//
+// A service publishing host-mode ports has no room at all: the new task
+// could not bind the port beside the old one on its node, and on another
+// node it would take the port from a slot of its own (every node may hold
+// one), so its tasks are updated stop-first whatever the order.
 func (s *svcRun) startFirstRoom(n int) int {
+	if len(s.hostPorts) > 0 && s.upd.cfg.Order == api.OrderStartFirst {
+		return 0
+	}
 	m := int(s.spec.MaxReplicasPerNode)
 	if m == 0 || n == 0 || s.upd.cfg.Order != api.OrderStartFirst {
 		return n

@@ -21,7 +21,7 @@ func assessJob(svc api.Service, tasks []api.Task, ignore map[string]bool) Conver
 	}
 	conv := Convergence{Name: name, Job: true}
 	global := api.GlobalMode(spec.Mode)
-	nodes := map[string]bool{}
+	nodes := api.NewJobRunNodes(svc.Version)
 	failed := 0
 	var lastFailed api.Task
 	for _, t := range tasks {
@@ -39,11 +39,10 @@ func assessJob(svc api.Service, tasks []api.Task, ignore map[string]bool) Conver
 				lastFailed = t
 			}
 		}
-		// A finished task is desired complete (node/scheduler), and still
-		// counts for its node.
-		if t.DesiredState == api.TaskRunning || t.DesiredState == api.TaskComplete {
-			nodes[t.NodeID] = true
-		}
+		// A finished task is desired complete (node/scheduler), a failed
+		// one not retried desired shutdown: both still count for their
+		// node.
+		nodes.Add(&t)
 		label := t.Name
 		if global && t.Node != "" {
 			label = name + "@" + t.Node
@@ -62,7 +61,7 @@ func assessJob(svc api.Service, tasks []api.Task, ignore map[string]bool) Conver
 	sort.Slice(conv.Slots, func(i, j int) bool { return slotLess(conv.Slots[i].Name, conv.Slots[j].Name) })
 	conv.Desired = int(spec.Replicas)
 	if global {
-		conv.Desired = len(nodes)
+		conv.Desired = nodes.Count()
 	}
 	// With --restart-condition none a failed task of the run is never run
 	// again (node/scheduler/jobs): the run cannot complete, and the wait

@@ -18,6 +18,7 @@ func TestAssessJob(t *testing.T) {
 		return api.Task{ID: id, Name: "mig." + id, SpecVersion: v, NodeID: node, State: state, ExitCode: exit, DesiredState: api.TaskRunning}
 	}
 	finished := func(t api.Task) api.Task { t.DesiredState = api.TaskComplete; return t }
+	givenUp := func(t api.Task) api.Task { t.DesiredState = api.TaskShutdown; return t }
 	for _, tc := range []struct {
 		name      string
 		svc       api.Service
@@ -36,6 +37,9 @@ func TestAssessJob(t *testing.T) {
 		{"restart none: a failure ends it", noRetry, []api.Task{tk("1", 9, "n1", api.TaskFailed, 1), tk("2", 9, "n1", api.TaskRunning, 0)}, false, 0, true},
 		{"restart none: no failure yet", noRetry, []api.Task{tk("1", 9, "n1", api.TaskComplete, 0), tk("2", 9, "n1", api.TaskRunning, 0)}, false, 1, false},
 		{"one failure is retried", svc, []api.Task{tk("1", 9, "n1", api.TaskFailed, 1), tk("2", 9, "n1", api.TaskRunning, 0)}, false, 0, false},
+		// A failed task not retried (max attempts reached) is stored
+		// desired shutdown: its node still counts, so the job is not done.
+		{"global: a node given up is not done", gsvc, []api.Task{finished(tk("a", 9, "n1", api.TaskComplete, 0)), givenUp(tk("b", 9, "n2", api.TaskFailed, 1))}, false, 1, false},
 		{"global: nothing yet", gsvc, nil, false, 0, false},
 		{"global: one node left", gsvc, []api.Task{tk("a", 9, "n1", api.TaskComplete, 0), tk("b", 9, "n2", api.TaskRunning, 0)}, false, 1, false},
 		{"global: done", gsvc, []api.Task{tk("a", 9, "n1", api.TaskComplete, 0), tk("b", 9, "n2", api.TaskComplete, 0)}, true, 2, false},

@@ -21,7 +21,7 @@ import (
 // ProtocolLevel is the newest command level this binary can apply. Raise it
 // by one in the change that appends a command type, and give the new type
 // that level in commandSince. Nodes advertise it in their gossip metadata.
-const ProtocolLevel = 7
+const ProtocolLevel = 8
 
 // BaseProtocolLevel is assumed for a node that advertises no level: the
 // builds before the gate existed. Level 1 is every type up to
@@ -136,9 +136,24 @@ const JobLevel = 5
 // on nodes of this level.
 const SharesLevel = 6
 
+// JobGiveUpLevel is the level whose leader reads a job task that failed
+// and is stored desired shutdown as its slot's end, retried or not by the
+// restart policy (node/scheduler/jobs' classify). An older leader reads a
+// slot whose tasks are all desired shutdown as empty and runs it again, so
+// the planner stores a failed job task that will not be retried desired
+// shutdown (as swarmkit does) only while every node is at this level, and
+// keeps it desired running otherwise. No command or field changes: the
+// level orders leaders, not state machines (behaviourSince).
+const JobGiveUpLevel = 8
+
 // bodySince lists the levels that introduced fields an older state machine
 // would apply differently (a test requires ProtocolLevel to cover them).
 var bodySince = []int{EndpointLevel, AutoPortLevel, PlacementLevel, LoggingLevel, JobLevel, SharesLevel, VoterTimeLevel}
+
+// behaviourSince lists the levels that introduced a way of writing the
+// state that an older leader would read differently, though every state
+// machine applies it alike (a test requires ProtocolLevel to cover them).
+var behaviourSince = []int{JobGiveUpLevel}
 
 // bodyLevel is the level cmd's content needs beyond its type's: the
 // fields of bodySince, for the service commands (an endpoint mode or

@@ -33,8 +33,11 @@ func TestCommandSinceTable(t *testing.T) {
 	for _, lvl := range bodySince {
 		top = max(top, lvl)
 	}
+	for _, lvl := range behaviourSince {
+		top = max(top, lvl)
+	}
 	if top != ProtocolLevel {
-		t.Errorf("ProtocolLevel is %d but the newest type or field is of level %d", ProtocolLevel, top)
+		t.Errorf("ProtocolLevel is %d but the newest type, field or behaviour is of level %d", ProtocolLevel, top)
 	}
 }
 

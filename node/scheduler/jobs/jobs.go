@@ -21,6 +21,12 @@ import (
 	"github.com/shoal-org/shoal/node/scheduler/restartpolicy"
 )
 
+// GiveUpLevel is the protocol level every node must advertise before a
+// failed task that will not be retried is stored desired shutdown
+// (Input.GiveUp; command.JobGiveUpLevel, restated: this package imports
+// only api and restartpolicy).
+const GiveUpLevel = 8
+
 // Input is one job service and its tasks.
 type Input struct {
 	// Version is the service's version: the run its tasks must belong to.
@@ -54,6 +60,12 @@ type Input struct {
 	// for restartpolicy.Decide.
 	SeenEnd func(id string) time.Time
 	Now     time.Time
+	// GiveUp: every node's agent is at GiveUpLevel, so a
+	// failed task the restart policy will not retry may be stored desired
+	// shutdown (Decision.GiveUp). An older leader reads a slot whose tasks
+	// are all desired shutdown as empty and would run the job again, so
+	// until then the task keeps desired running, as before.
+	GiveUp bool
 }
 
 // Start is a task to create: Slot for a replicated job, Node for a global
@@ -83,6 +95,14 @@ type Decision struct {
 	// Complete. A Success task is done whatever its desired state
 	// (classify), so this never starts it again.
 	Finish []int
+	// GiveUp: tasks of the current run that failed (api.JobFailed), are
+	// still desired running and will not be retried (restart condition
+	// none, or max attempts reached), desired shutdown: swarmkit's restart
+	// supervisor shuts a failed task down whether or not it restarts it,
+	// and docker shows "Shutdown  Failed". classify still reads such a
+	// task as its slot's end, so the decision sticks. Only with
+	// Input.GiveUp.
+	GiveUp []int
 	// Start: new tasks of the current run, slot order.
 	Start []Start
 	// Wake is when a restart delay ends (zero: none).
@@ -233,6 +253,10 @@ func (d *Decision) slot(in Input, sl *slot, start Start, room int) bool {
 			}
 		}
 		switch a, at := restartpolicy.Decide(rp, t, tasks, seen, in.Now); a {
+		case restartpolicy.No:
+			if in.GiveUp && t.DesiredState == api.TaskRunning && api.JobFailed(t) {
+				d.GiveUp = append(d.GiveUp, last)
+			}
 		case restartpolicy.Now:
 			if room == 0 {
 				return false
@@ -250,7 +274,13 @@ func (d *Decision) slot(in Input, sl *slot, start Start, room int) bool {
 }
 
 // classify says what the slot holds and, when it ended, which task ended
-// last while meant to run.
+// last while meant to run. A failed task desired shutdown (retired or
+// given up, api.JobFailed) ended too: the slot's last one, with no live
+// task after it, is the slot's end, which the restart policy decides
+// again (a retired one whose replacement the plan could not create is
+// retried, a given-up one stays given up). A task shut down otherwise
+// (drained, constraints: state shutdown; its node lost: orphaned) leaves
+// its slot empty, to run again.
 func (in Input) classify(sl *slot) (state, int) {
 	if sl == nil {
 		return empty, -1
@@ -261,6 +291,10 @@ func (in Input) classify(sl *slot) (state, int) {
 		switch {
 		case Success(t):
 			return done, i
+		case t.DesiredState == api.TaskShutdown && api.JobFailed(t):
+			if st != active {
+				st, last = ended, i
+			}
 		case t.DesiredState != api.TaskRunning:
 		case !terminal(t.State) && !in.AtMostOnce && in.Away != nil && in.Away(i):
 			if st == empty {
@@ -293,11 +327,17 @@ func (d *Decision) surplus(in Input, sl *slot) {
 // in.Keep, oldest first; a completed task or one still meant to run is
 // never history.
 func (d *Decision) trim(in Input, sl *slot, retired map[int]bool) {
+	// A slot's end (given up or not yet retried) is its record, not
+	// history: deleting it would leave the slot empty, to run again.
+	st, end := in.classify(sl)
+	if st != ended {
+		end = -1
+	}
 	n := 0
 	for j := len(sl.tasks) - 1; j >= 0; j-- {
 		i := sl.tasks[j]
 		t := in.Tasks[i]
-		if !terminal(t.State) || (t.DesiredState == api.TaskRunning && !retired[i]) || Success(t) {
+		if !terminal(t.State) || (t.DesiredState == api.TaskRunning && !retired[i]) || Success(t) || (i == end && !retired[i]) {
 			continue
 		}
 		if n++; n > in.Keep {

@@ -24,6 +24,9 @@ type NodeInfo struct {
 	Reserved api.Resources
 	// Tasks counts the node's non-terminal tasks with desired state running.
 	Tasks int
+	// HostPorts are the host-mode published ports its placed, non-terminal
+	// tasks hold (HostPortFilter; nil: none).
+	HostPorts map[HostPort]bool
 
 	// Index is the node's position in the plan's sorted node list: the
 	// planner's bookkeeping, read only by MaxReplicasFilter (into
@@ -46,6 +49,8 @@ type Request struct {
 	PerNode    []int
 	// Shares are the allocated-share networks of the spec (ShareFilter).
 	Shares []*NetShares
+	// HostPorts are the spec's host-mode published ports (HostPortFilter).
+	HostPorts []HostPort
 }
 
 // Filter accepts or refuses a node for a new task. Check must be pure and
@@ -146,10 +151,10 @@ func (MaxReplicasFilter) Check(n *NodeInfo, r *Request) (bool, string) {
 type Pipeline []Filter
 
 // DefaultPipeline is ready, availability, protocol level, constraints,
-// resources, max replicas per node, network shares: the order in which
-// refusals are attributed.
+// resources, max replicas per node, host-mode ports, network shares: the
+// order in which refusals are attributed.
 func DefaultPipeline() Pipeline {
-	return Pipeline{ReadyFilter{}, AvailabilityFilter{}, LevelFilter{}, ConstraintFilter{}, ResourceFilter{}, MaxReplicasFilter{}, ShareFilter{}}
+	return Pipeline{ReadyFilter{}, AvailabilityFilter{}, LevelFilter{}, ConstraintFilter{}, ResourceFilter{}, MaxReplicasFilter{}, HostPortFilter{}, ShareFilter{}}
 }
 
 // Check runs the filters in order and returns the first refusal.
