@@ -361,7 +361,28 @@ func compile(cfg Config, st State) *ruleset {
 				elems = append(elems, nftables.SetElement{Key: ip4})
 			}
 		}
-		rs.addSet(&nftables.Set{Name: setVXLANPeers, KeyType: nftables.TypeIPAddr}, elems)
+		s := rs.addSet(&nftables.Set{Name: setVXLANPeers, KeyType: nftables.TypeIPAddr}, elems)
+		if !cfg.MeshMasquerade {
+			// Routing mesh from another node of the cluster (a health
+			// check, a node's own client): kept unmasqueraded, a connection
+			// balanced to a backend on the client's own node got its reply
+			// there straight from the backend (the client's address is a
+			// local one, routed before the return rule), and the client,
+			// waiting for this node's published address, reset it: one
+			// connection in N failed. Masqueraded, the reply comes back here.
+			// Peers are nodes: their address is no client address to keep.
+			for _, n := range nets {
+				if n.Routed || n.VXLAN == "" {
+					continue // Routed networks masquerade every remote backend above
+				}
+				rs.addRule(post, concat(
+					ctStatusDNAT(),
+					[]expr.Any{loadAddr(12), &expr.Lookup{SourceRegister: regAddr, SetName: s.Name, SetID: s.ID}},
+					ifname(expr.MetaKeyOIFNAME, n.VXLAN),
+					[]expr.Any{&expr.Counter{}, &expr.Masq{}},
+				)...)
+			}
+		}
 	}
 	if filtered {
 		var elems []nftables.SetElement

@@ -311,3 +311,39 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// A node of the cluster calling another node's published port (a health
+// check, a client on the node) is masqueraded towards a remote backend: if
+// the backend runs on the caller's own node, its reply would otherwise go
+// straight to the caller's local address, skipping this node's un-DNAT, and
+// the caller would reset it (one connection in N failed). Outside clients
+// keep their address; without State.Peers nothing changes.
+func TestRulesetMeshFromPeerNode(t *testing.T) {
+	accept := []string{"accept"}
+	peer := "10.232.1.3"
+	fromPeer := packet{hook: post, iif: "eth0", oif: "shoal.vx", saddr: peer, daddr: "10.42.2.2", dnat: true, proto: protoTCP, dport: 80}
+	fromOutside := fromPeer
+	fromOutside.saddr = "10.232.1.2"
+	toLocal := fromPeer
+	toLocal.oif, toLocal.daddr = "shoal0", "10.42.1.2"
+	st := testState()
+	st.Peers = ips(peer)
+	for _, tc := range []struct {
+		name string
+		st   State
+		p    packet
+		want []string
+	}{
+		{"peer node to a remote backend: masqueraded", st, fromPeer, []string{"masquerade"}},
+		{"outside client to a remote backend: kept", st, fromOutside, accept},
+		{"peer node to a local backend: kept (the reply passes here)", st, toLocal, accept},
+		{"peers unknown: kept", testState(), fromPeer, accept},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := tracer{t: t, rs: compile(DefaultConfig(), tc.st)}
+			if got := tr.trace(tc.p); !slices.Equal(got, tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ package test
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -291,6 +292,81 @@ func TestCalmAtMostOnceNeverTwice(t *testing.T) {
 	if polls < 5 {
 		t.Fatalf("only %d polls succeeded", polls)
 	}
+}
+
+// An at-most-once task's container outlives its agent. Killed (SIGKILL, its
+// link up), the node is marked down and the leader replaces the task once
+// the grace and the stop grace have passed; the original must be stopped by
+// then although no agent runs on its node to fence it: the node's
+// supervisor does, when the lease the agent renewed runs out. Polled every
+// 100 ms: the original's process and the slot's containers on the other
+// nodes are never both running.
+func TestCalmAtMostOnceAgentKilled(t *testing.T) {
+	c := calmCluster(t, 3)
+	leader := c.Leader(t, time.Minute)
+	leader.MustCLI(t, "service", "create", "--name", "amo", "--replicas", "2", "--at-most-once",
+		"--disconnect-grace", "6s", "--stop-grace-period", "2s", "bb:1", "sleep", "100000")
+	waitSlots(t, leader, "amo", 2, "", 2*time.Minute)
+	victim := victimOf(t, c, leader, "amo")
+	var cs []api.Container
+	if err := victim.JSON(&cs, "ps"); err != nil {
+		t.Fatal(err)
+	}
+	pid, slot := 0, ""
+	for _, ct := range cs {
+		if parts := strings.Split(ct.Name, "."); ct.State == api.ContainerRunning && parts[0] == "amo" && len(parts) >= 2 {
+			pid, slot = ct.Pid, parts[1]
+		}
+	}
+	if pid <= 0 {
+		t.Fatalf("no running amo container on %s: %+v", victim.Name, cs)
+	}
+	var others []*harness.Host
+	for _, h := range c.Hosts() {
+		if h != victim {
+			others = append(others, h)
+		}
+	}
+	if err := victim.KillProcess(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = victim.Start() })
+
+	ctx := harness.Context(t, 2*time.Minute)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	polls := 0
+	for {
+		alive := processAlive(pid)
+		per, err := runningPerSlot(others, "amo")
+		if err == nil {
+			polls++
+			if per[slot] > 0 {
+				if alive {
+					t.Fatalf("at-most-once violated: slot %s runs on another node (%v) while the killed agent's container (pid %d) still runs", slot, per, pid)
+				}
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("slot %s was not replaced after its agent was killed (original alive: %v, %d polls)", slot, processAlive(pid), polls)
+		case <-tick.C:
+		}
+	}
+	t.Logf("%d polls; slot %s replaced after the original stopped", polls, slot)
+}
+
+// processAlive reports whether pid is a live process (not a zombie).
+func processAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) STATE ...: comm may hold spaces and parentheses.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
 }
 
 // 6 replicas on 2 nodes; a 3rd joins: the spread becomes 2/2/2 and the

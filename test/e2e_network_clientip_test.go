@@ -62,3 +62,34 @@ func TestMeshKeepsClientAddressAcrossNodes(t *testing.T) {
 	}, "the task is rescheduled off the dead host")
 	throughOthers(second, alive)
 }
+
+// TestMeshFromNodeToItsOwnBackend: a node calling another node's published
+// port (a health check, a client running on a node) reaches a backend on
+// its own node. The ingress node masquerades connections from peer nodes:
+// unmasqueraded, the backend's reply went straight to its node's local
+// address, skipping the ingress node's un-DNAT, and the caller reset it
+// (with one replica, every connection failed; with N, one in N).
+func TestMeshFromNodeToItsOwnBackend(t *testing.T) {
+	c, _ := svcCluster(t, 3)
+	h1 := c.Host(1)
+	h1.MustCLI(t, "service", "create", "--name", "own", "--publish", "18096:80", "bb:1", "sh", "-c", ipCmd)
+	waitSlots(t, h1, "own", 1, "", 90*time.Second)
+	backend := hostOf(t, c, runningTasks(t, h1, "own")[0])
+	for _, via := range c.Hosts() {
+		if via == backend {
+			continue
+		}
+		url := fmt.Sprintf("http://%s:18096/cgi-bin/ip", via.IP)
+		// Eventually: the ingress node's balancer may not have the backend
+		// yet; once it answers, every call must.
+		harness.Eventually(t, 60*time.Second, func() (bool, string) {
+			out, err := wgetFrom(backend.NS, url)
+			return err == nil, fmt.Sprintf("from %s via %s: %v %q", backend.Name, via.Name, err, out)
+		}, "a node reaches its own backend through another node's published port")
+		for i := 0; i < 5; i++ {
+			if out, err := wgetFrom(backend.NS, url); err != nil {
+				t.Fatalf("call %d from %s via %s: %v %q", i+1, backend.Name, via.Name, err, out)
+			}
+		}
+	}
+}

@@ -41,11 +41,17 @@ import (
 	"github.com/shoal-org/shoal/node/netloop"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/profile"
+	"github.com/shoal-org/shoal/node/reconciler"
 	"github.com/shoal-org/shoal/node/resync"
 	"github.com/shoal-org/shoal/node/revocation"
 	"github.com/shoal-org/shoal/runtime"
 	"github.com/shoal-org/shoal/runtime/image"
 )
+
+// The runtime holds the supervisor's at-most-once lease; the reconciler
+// finds it by an interface assertion, which this keeps from silently
+// failing after a change of either side's signature.
+var _ reconciler.Fencer = (*runtime.Runtime)(nil)
 
 // Host is the agent as its cluster instances see it: what outlives them,
 // and the agent's own answers. The funcs are called from the instance's

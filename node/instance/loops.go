@@ -125,7 +125,7 @@ func (cl *Instance) reconciler() *reconciler.Reconciler {
 		Store:   cl.Store,
 		Raft:    cl.Raft,
 		Members: cl.Members,
-		Runtime: h.Runtime,
+		Runtime: h.Runtime, // a reconciler.Fencer: the supervisor's at-most-once lease (instance.go)
 		Network: h.Network,
 		Write:   h.Write,
 		EnsureImage: func(ctx context.Context, t *api.Task) error {

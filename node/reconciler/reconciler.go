@@ -29,7 +29,9 @@ package reconciler
 // Fencing: a node that has not heard from a leader for a service's disconnect
 // grace period stops that service's at-most-once tasks
 // (taskplan.FenceActions): by then the leader may replace them elsewhere
-// (node/scheduler/calm.go). This file measures the silence (quiet).
+// (node/scheduler/calm.go). This file measures the silence (quiet), and
+// renews the supervisor's lease on those tasks' containers (renewLeases),
+// which stops them when a killed or hung agent renews it no more.
 
 import (
 	"context"
@@ -65,6 +67,15 @@ type Runtime interface {
 	Stop(ctx context.Context, id string, grace time.Duration) (api.Container, error)
 	// Remove refuses a running container unless force (runtime.ErrRunning).
 	Remove(ctx context.Context, id string, force bool) error
+}
+
+// Fencer is the supervisor's lease on the containers of at-most-once tasks
+// (runtime.Runtime's Fence): a Runtime that has it gets the leases renewed
+// on every pass (renewLeases), so that the supervisor, which outlives the
+// agent, stops them if the agent dies or hangs; without it the fence is
+// the agent's alone.
+type Fencer interface {
+	Fence(ctx context.Context, id string, after, grace time.Duration) error
 }
 
 // Raft is what the reconciler asks of raftnode.Raft: whether the replica
@@ -149,6 +160,11 @@ type Reconciler struct {
 	// node's own record when the replica last showed it down, and when
 	// this node first saw that mark (monotonic), for fencing (quiet).
 	downMark, downSeen time.Time
+	// leases (loop goroutine) is the deadline of the supervisor's lease
+	// last set on each container of an at-most-once task (monotonic), and
+	// leaseErr the last error setting one (logged when it changes).
+	leases   map[string]time.Time
+	leaseErr string
 	// flush asks reportLoop to send the queued reports now; queued tells
 	// it that reports wait for the next retry (both one slot, coalescing).
 	flush  chan struct{}
@@ -289,7 +305,9 @@ func (r *Reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 	now := mono.UTC()
 	containers := r.cfg.Runtime.List()
 	acts := taskplan.ComputeActions(self, tasks, containers, r.synced(), now)
-	acts = taskplan.FenceActions(acts, self, tasks, containers, r.specs(tasks), r.quiet(mono))
+	specs, quiet := r.specs(tasks), r.quiet(mono)
+	acts = taskplan.FenceActions(acts, self, tasks, containers, specs, quiet)
+	r.renewLeases(ctx, mono, taskplan.FenceLeases(self, tasks, containers, specs, quiet), containers)
 	// Stops of tasks that served traffic wait until every node has dropped
 	// them from its load balancer.
 	acts, seen, wake := taskplan.DrainStops(acts, r.drainSeen, mono, index, r.cfg.Members.LBIndexes(self), taskplan.DrainPeriod, netplan.ServesTraffic) // the load balancers' own rule
@@ -405,6 +423,67 @@ func (r *Reconciler) quiet(now time.Time) time.Duration {
 		r.downMark, r.downSeen = self.StatusChangedAt, now
 	}
 	return max(q, now.Sub(r.downSeen))
+}
+
+// leaseSlack is how much later than the armed one a lease's deadline may
+// be before renewLeases renews it: passes come in bursts on state changes,
+// and each would otherwise cost a round trip to the supervisor per
+// at-most-once container.
+const leaseSlack = time.Second
+
+// renewLeases sets the supervisor's lease of each container in want (from
+// taskplan.FenceLeases) whose armed deadline is earlier than leaseSlack
+// before the wanted one, or later than it, and disarms the lease of a
+// running container no longer in want (its task is no longer at most once
+// or meant to run here). now carries its monotonic reading.
+func (r *Reconciler) renewLeases(ctx context.Context, now time.Time, want map[string]time.Duration, containers []api.Container) {
+	f, ok := r.cfg.Runtime.(Fencer)
+	if !ok || (len(want) == 0 && len(r.leases) == 0) {
+		return
+	}
+	if r.leases == nil {
+		r.leases = map[string]time.Time{}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var errs []error
+	for id, d := range want {
+		deadline := now.Add(d)
+		if armed, ok := r.leases[id]; ok && !deadline.Before(armed) && deadline.Sub(armed) < leaseSlack {
+			continue
+		}
+		if err := f.Fence(ctx, id, d, 0); err != nil {
+			errs = append(errs, err)
+			delete(r.leases, id)
+			continue
+		}
+		r.leases[id] = deadline
+	}
+	running := make(map[string]bool, len(containers))
+	for _, c := range containers {
+		running[c.ID] = c.State == api.ContainerRunning
+	}
+	for id := range r.leases {
+		if _, ok := want[id]; ok {
+			continue
+		}
+		if running[id] {
+			if err := f.Fence(ctx, id, 0, 0); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		delete(r.leases, id)
+	}
+	msg := ""
+	if err := errors.Join(errs...); err != nil {
+		msg = err.Error()
+	}
+	if msg != r.leaseErr {
+		r.leaseErr = msg
+		if msg != "" {
+			r.log.Warn("at-most-once lease: the supervisor will not stop these containers if the agent dies", "err", msg)
+		}
+	}
 }
 
 // specs returns the current specs of the services of tasks, by ID.

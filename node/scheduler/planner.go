@@ -698,9 +698,10 @@ func (r *run) placeSpread(pl *waiting) {
 			return ok
 		}
 	}
+	failures := r.recentFailures(pl)
 	for _, n := range r.nodeList {
 		if ok, _ := r.cfg.Pipeline.Check(n, &pl.req); ok {
-			sp.Add(n, perNode[n.Index])
+			sp.AddFaulty(n, perNode[n.Index], failures != nil && failures[n.Index] >= MaxNodeFailures)
 		}
 	}
 	msg := ""
@@ -717,6 +718,39 @@ func (r *run) placeSpread(pl *waiting) {
 		}
 		r.unplaced(ref, msg)
 	}
+}
+
+// MaxNodeFailures and FailureWindow are swarmkit's failure avoidance: a node
+// where MaxNodeFailures tasks of a service failed or were rejected within
+// FailureWindow is tried last for that service's new tasks
+// (placement.Spread.AddFaulty). Without it a node that cannot run the
+// service (runc failing, a disk too full for the image) was given every
+// replacement, since it ran the fewest of the service's tasks: the slot
+// stayed down while the other nodes had room.
+const (
+	MaxNodeFailures = 5
+	FailureWindow   = 5 * time.Minute
+)
+
+// recentFailures counts, per node index, the tasks of pl's service that
+// failed or were rejected within FailureWindow of the plan's time (their
+// UpdatedAt, the report of the end: a node clock off by minutes only moves
+// which nodes are tried last). nil when there are none.
+func (r *run) recentFailures(pl *waiting) []int {
+	var counts []int
+	for _, refs := range pl.all {
+		for _, ref := range refs {
+			t := ref.t
+			if ref.node == nil || (t.State != api.TaskFailed && t.State != api.TaskRejected) || r.now.Sub(t.UpdatedAt) > FailureWindow {
+				continue
+			}
+			if counts == nil {
+				counts = make([]int, len(r.nodeList))
+			}
+			counts[ref.node.Index]++
+		}
+	}
+	return counts
 }
 
 // terminal is api.TaskTerminal without the map lookup (hot path).

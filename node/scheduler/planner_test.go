@@ -413,3 +413,37 @@ func TestPendingMessageStable(t *testing.T) {
 	converge(t, c)
 	checkSlots(t, c, s.ID)
 }
+
+// A node where the service's tasks keep failing (a broken runtime, a disk
+// too full for the image: every start fails) is tried last, as swarmkit
+// does: after MaxNodeFailures failures there within FailureWindow the
+// replacement goes to another node, though the failing node runs the
+// fewest tasks; once the failures are older than the window it is back in
+// the race.
+func TestFailingNodeAvoided(t *testing.T) {
+	c := cluster(t, "n1", "n2")
+	s := c.CreateService(testSpec("web", 1))
+	converge(t, c)
+	for i := 0; i < scheduler.MaxNodeFailures; i++ {
+		act := c.Active(s.ID)
+		if len(act) != 1 || act[0].NodeID != "n1" {
+			t.Fatalf("before failure %d: active %+v, want one task on n1", i+1, act)
+		}
+		c.Now = c.Now.Add(time.Second)
+		c.Finish(act[0].ID, 1)
+		converge(t, c)
+	}
+	act := c.Active(s.ID)
+	if len(act) != 1 || act[0].NodeID != "n2" || act[0].State != api.TaskRunning {
+		t.Fatalf("after %d failures on n1: active %+v, want the replacement running on n2", scheduler.MaxNodeFailures, act)
+	}
+	// Past the window n1 counts as healthy again: n2's task fails once and
+	// its replacement goes to n1 (fewest tasks, then node ID).
+	c.Now = c.Now.Add(scheduler.FailureWindow + time.Second)
+	c.Finish(act[0].ID, 1)
+	converge(t, c)
+	if act := c.Active(s.ID); len(act) != 1 || act[0].NodeID != "n1" {
+		t.Fatalf("after the window: active %+v, want the replacement on n1", act)
+	}
+	checkSlots(t, c, s.ID)
+}

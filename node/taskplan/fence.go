@@ -78,3 +78,46 @@ func Quiet(now, contact time.Time, self *api.Node) time.Duration {
 	}
 	return q
 }
+
+// LeaseFloor is the shortest lease FenceLeases hands out. The reconciler
+// renews the leases on its passes, which run at least every 2 s (more
+// under a loaded CPU): a shorter lease would let the supervisor stop a
+// healthy container between two passes of a live agent. With a disconnect
+// grace below it, a killed agent's container is stopped up to LeaseFloor
+// after the agent died rather than at the grace, still within the grace
+// plus the stop grace the leader waits out after its down mark unless
+// the stop grace is shorter than the difference.
+const LeaseFloor = 5 * time.Second
+
+// FenceLeases returns, by container ID, the lease the supervisor is to hold
+// on each running container of nodeID's at-most-once tasks that are meant
+// to run: the time left until FenceActions would fence it (its disconnect
+// grace less quiet), at least LeaseFloor. The supervisor, which outlives
+// the agent, stops the container when its lease runs out unrenewed, so a
+// killed or hung agent cannot keep an at-most-once task running past the
+// point where the leader replaces it (runtime/supervisor fence.go).
+func FenceLeases(nodeID string, tasks []*api.Task, containers []api.Container, specs map[string]api.ServiceSpec, quiet time.Duration) map[string]time.Duration {
+	byID := make(map[string]*api.Task, len(tasks))
+	for _, t := range tasks {
+		byID[t.ID] = t
+	}
+	var out map[string]time.Duration
+	for _, c := range containers {
+		t := byID[c.TaskID]
+		if c.State != api.ContainerRunning || t == nil || t.NodeID != nodeID || t.DesiredState != api.TaskRunning {
+			continue
+		}
+		spec, ok := specs[t.ServiceID]
+		if !ok {
+			spec = t.Spec
+		}
+		if !spec.AtMostOnce {
+			continue
+		}
+		if out == nil {
+			out = map[string]time.Duration{}
+		}
+		out[c.ID] = max(servicespec.DisconnectGrace(spec)-max(quiet, 0), LeaseFloor)
+	}
+	return out
+}

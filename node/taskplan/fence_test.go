@@ -90,3 +90,64 @@ func TestQuiet(t *testing.T) {
 		}
 	}
 }
+
+func TestFenceLeases(t *testing.T) {
+	amo := func(t *api.Task) { t.ServiceID = "db" }
+	specs := map[string]api.ServiceSpec{
+		"db":    {AtMostOnce: true, DisconnectGrace: 30 * time.Second},
+		"web":   {DisconnectGrace: 30 * time.Second},
+		"quick": {AtMostOnce: true, DisconnectGrace: time.Second},
+		"dflt":  {AtMostOnce: true},
+	}
+	tasks := []*api.Task{
+		task("run", api.TaskRunning, api.TaskRunning, amo),
+		task("web", api.TaskRunning, api.TaskRunning, func(t *api.Task) { t.ServiceID = "web" }),
+		task("told", api.TaskShutdown, api.TaskRunning, amo),
+		task("quick", api.TaskRunning, api.TaskRunning, func(t *api.Task) { t.ServiceID = "quick" }),
+		task("dflt", api.TaskRunning, api.TaskRunning, func(t *api.Task) { t.ServiceID = "dflt" }),
+		task("copy", api.TaskRunning, api.TaskRunning, func(t *api.Task) {
+			t.ServiceID = "gone"
+			t.Spec.AtMostOnce, t.Spec.DisconnectGrace = true, 20*time.Second
+		}),
+		task("elsewhere", api.TaskRunning, api.TaskRunning, func(t *api.Task) { t.ServiceID = "db"; t.NodeID = "other" }),
+		task("exited", api.TaskRunning, api.TaskRunning, amo),
+	}
+	containers := []api.Container{
+		ctr("c-run", "run", api.ContainerRunning, 0, ""),
+		ctr("c-web", "web", api.ContainerRunning, 0, ""),
+		ctr("c-told", "told", api.ContainerRunning, 0, ""),
+		ctr("c-quick", "quick", api.ContainerRunning, 0, ""),
+		ctr("c-dflt", "dflt", api.ContainerRunning, 0, ""),
+		ctr("c-copy", "copy", api.ContainerRunning, 0, ""),
+		ctr("c-else", "elsewhere", api.ContainerRunning, 0, ""),
+		ctr("c-exited", "exited", api.ContainerExited, 0, ""),
+		ctr("c-orphan", "unknown", api.ContainerRunning, 0, ""),
+	}
+	for _, tt := range []struct {
+		name  string
+		quiet time.Duration
+		want  map[string]time.Duration
+	}{
+		{"in touch: the whole grace", 0, map[string]time.Duration{
+			"c-run": 30 * time.Second, "c-quick": LeaseFloor, "c-dflt": 60 * time.Second, "c-copy": 20 * time.Second}},
+		{"quiet: what is left of it", 12 * time.Second, map[string]time.Duration{
+			"c-run": 18 * time.Second, "c-quick": LeaseFloor, "c-dflt": 48 * time.Second, "c-copy": 8 * time.Second}},
+		{"past the grace: the floor", 40 * time.Second, map[string]time.Duration{
+			"c-run": LeaseFloor, "c-quick": LeaseFloor, "c-dflt": 20 * time.Second, "c-copy": LeaseFloor}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := FenceLeases(self, tasks, containers, specs, tt.quiet)
+			if len(got) != len(tt.want) {
+				t.Fatalf("leases %v, want %v", got, tt.want)
+			}
+			for id, d := range tt.want {
+				if got[id] != d {
+					t.Fatalf("leases %v, want %v", got, tt.want)
+				}
+			}
+		})
+	}
+	if got := FenceLeases(self, nil, containers, specs, 0); got != nil {
+		t.Fatalf("no tasks: leases %v, want none", got)
+	}
+}

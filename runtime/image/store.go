@@ -734,11 +734,19 @@ func (s *Store) roomFor(size int64) error {
 	if err := unix.Statfs(s.path("blobs", "sha256"), &st); err != nil {
 		return fmt.Errorf("free space: %w", err)
 	}
-	free := int64(st.Bavail) * st.Bsize
-	if size > free-minFreeAfterIngest {
-		return fmt.Errorf("%w: %d bytes with %d free", ErrNoSpace, size, free)
+	return checkRoom(size, int64(st.Bavail)*st.Bsize, s.path("blobs", "sha256"))
+}
+
+// checkRoom refuses a blob of size bytes when free bytes (of the file
+// system holding dir) would drop below minFreeAfterIngest. Its error names
+// the reserve: "371 bytes with 41689088 free" read as a bug on a small
+// disk, where a tiny blob was refused with tens of MiB free.
+func checkRoom(size, free int64, dir string) error {
+	if size <= free-minFreeAfterIngest {
+		return nil
 	}
-	return nil
+	return fmt.Errorf("%w: a blob of %d bytes would leave %.1f MiB free on the file system of %s, less than the %d MiB the node keeps free for its Raft log and containers",
+		ErrNoSpace, size, float64(max(free-size, 0))/(1<<20), dir, minFreeAfterIngest>>20)
 }
 
 var knownLayerTypes = map[types.MediaType]bool{

@@ -348,3 +348,30 @@ func (s *Client) Exec(ctx context.Context, req supervisor.Request, stdio [3]*os.
 	_ = conn.SetDeadline(time.Time{})
 	return pid, conn, br, nil
 }
+
+// Fence arms (after > 0) or disarms (after 0) the supervisor's lease on
+// container id: unless renewed within after, the supervisor sends it sig
+// and SIGKILLs it grace later (supervisor/fence.go). A supervisor from
+// before the lease answers "unknown op", returned as an error.
+func (s *Client) Fence(ctx context.Context, id string, after, grace time.Duration, sig syscall.Signal) error {
+	req := supervisor.Request{Op: "fence", ID: id, Signal: int(sig)}
+	if after > 0 {
+		req.FenceAfterMs = max(after.Milliseconds(), 1)
+		req.StopGraceMs = max(grace.Milliseconds(), 0)
+	}
+	conn, err := s.Dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
+	var rep supervisor.Reply
+	if err := roundTrip(conn, req, &rep); err != nil {
+		return fmt.Errorf("supervisor: %w", err)
+	}
+	if rep.Error != "" {
+		return errors.New(rep.Error)
+	}
+	return nil
+}

@@ -126,7 +126,7 @@ func IsInvocation(arg0 string) bool {
 
 // Request is one request on the supervisor's socket (one JSON line).
 type Request struct {
-	Op          string `json:"op"` // "start", "watch", "exec", or "signal" on an exec's connection
+	Op          string `json:"op"` // "start", "watch", "exec", "fence", or "signal" on an exec's connection
 	ID          string `json:"id,omitempty"`
 	Dir         string `json:"dir,omitempty"` // logs in Dir/log, exit record in Dir/exit.json; the bundle unless Bundle is set
 	Runc        string `json:"runc,omitempty"`
@@ -150,8 +150,15 @@ type Request struct {
 	// as SCM_RIGHTS.
 	Process       string `json:"process,omitempty"`
 	ConsoleSocket string `json:"console_socket,omitempty"`
-	// Signal is for "signal": the number to send to the exec'd process.
+	// Signal is for "signal": the number to send to the exec'd process;
+	// for "fence", the container's stop signal (0: SIGTERM).
 	Signal int `json:"signal,omitempty"`
+	// FenceAfterMs and StopGraceMs are for "fence" (fence.go): stop
+	// container ID with Signal once FenceAfterMs milliseconds have passed
+	// without another "fence" for it, and SIGKILL it StopGraceMs after
+	// that; FenceAfterMs 0 disarms. Older supervisors answer "unknown op".
+	FenceAfterMs int64 `json:"fence_after_ms,omitempty"`
+	StopGraceMs  int64 `json:"stop_grace_ms,omitempty"`
 }
 
 // Reply answers a request. For "watch", Running lists every container
@@ -264,6 +271,9 @@ type supCont struct {
 	exit    *containerinit.ExitStatus
 	drain   *time.Timer
 	budget  lineBudget // lines of output the supervisor reads (budget.go)
+	// fence and fenceKill are the at-most-once lease (fence.go): the
+	// stop when the agent stops renewing it, and the SIGKILL after it.
+	fence, fenceKill *time.Timer
 }
 
 // supStream is the read end of one of a container's output pipes.
@@ -496,6 +506,12 @@ func (s *supervisor) serve(conn *net.UnixConn) {
 		pid, err := s.start(req)
 		rep := Reply{Pid: pid}
 		if err != nil {
+			rep.Error = err.Error()
+		}
+		WriteLine(conn, rep)
+	case "fence":
+		rep := Reply{}
+		if err := s.fence(req); err != nil {
 			rep.Error = err.Error()
 		}
 		WriteLine(conn, rep)
@@ -1015,6 +1031,7 @@ func (s *supervisor) takeOrphanLocked(pid int, forkedAt uint64) (unix.WaitStatus
 func (s *supervisor) exitedLocked(c *supCont, ws unix.WaitStatus) {
 	st := containerinit.StatusOf(syscall.WaitStatus(ws))
 	c.exit = &st
+	stopFenceLocked(c)
 	if len(c.open) == 0 {
 		s.finishLocked(c)
 		return

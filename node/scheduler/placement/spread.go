@@ -58,8 +58,9 @@ type group struct {
 
 // candidate is a node that may take tasks of the service being placed.
 type candidate struct {
-	n   *NodeInfo
-	svc int // the service's non-terminal tasks on the node
+	n      *NodeInfo
+	svc    int  // the service's non-terminal tasks on the node
+	faulty bool // the service's tasks kept failing there lately: tried last
 }
 
 // NewSpread returns an empty Spread with room for n nodes, spreading over
@@ -71,12 +72,20 @@ func NewSpread(n int, prefs []Preference, maxPerNode int) *Spread {
 
 // Add offers node n, which already runs svcTasks tasks of the service. Add
 // every node before the first Pick.
-func (s *Spread) Add(n *NodeInfo, svcTasks int) {
+func (s *Spread) Add(n *NodeInfo, svcTasks int) { s.AddFaulty(n, svcTasks, false) }
+
+// AddFaulty is Add for a node that may be faulty for the service (its
+// tasks kept failing or being rejected there lately: a broken runtime, a
+// disk too full for the image): within its group such a node is picked
+// only when no other node has room, as swarmkit's scheduler does, so that
+// a replacement does not go back to the node its predecessors died on
+// because that node now runs the fewest tasks.
+func (s *Spread) AddFaulty(n *NodeInfo, svcTasks int, faulty bool) {
 	if len(s.cands) == cap(s.cands) {
 		// A new backing array: the heaps point into the old one.
 		s.cands = make([]candidate, 0, max(8, cap(s.cands)))
 	}
-	s.cands = append(s.cands, candidate{n: n, svc: svcTasks})
+	s.cands = append(s.cands, candidate{n: n, svc: svcTasks, faulty: faulty})
 	g := s.root
 	g.count += svcTasks
 	for _, p := range s.prefs {
@@ -178,13 +187,16 @@ func (s *Spread) Took() {
 	}
 }
 
-// candHeap orders candidates by fewest tasks of the service, then fewest
-// tasks overall, then node ID.
+// candHeap orders candidates healthy before faulty, then by fewest tasks
+// of the service, then fewest tasks overall, then node ID.
 type candHeap []*candidate
 
 func (h candHeap) Len() int { return len(h) }
 func (h candHeap) Less(i, j int) bool {
 	a, b := h[i], h[j]
+	if a.faulty != b.faulty {
+		return !a.faulty
+	}
 	if a.svc != b.svc {
 		return a.svc < b.svc
 	}
