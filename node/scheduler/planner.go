@@ -698,7 +698,7 @@ func (r *run) placeSpread(pl *waiting) {
 			return ok
 		}
 	}
-	failures := r.recentFailures(pl)
+	failures := r.recentFailures(pl.all)
 	for _, n := range r.nodeList {
 		if ok, _ := r.cfg.Pipeline.Check(n, &pl.req); ok {
 			sp.AddFaulty(n, perNode[n.Index], failures != nil && failures[n.Index] >= MaxNodeFailures)
@@ -732,13 +732,15 @@ const (
 	FailureWindow   = 5 * time.Minute
 )
 
-// recentFailures counts, per node index, the tasks of pl's service that
-// failed or were rejected within FailureWindow of the plan's time (their
-// UpdatedAt, the report of the end: a node clock off by minutes only moves
-// which nodes are tried last). nil when there are none.
-func (r *run) recentFailures(pl *waiting) []int {
+// recentFailures counts, per node index, the tasks of one service (all:
+// its stored and created tasks) that failed or were rejected within
+// FailureWindow of the plan's time (their UpdatedAt, the report of the
+// end: a node clock off by minutes only moves which nodes are tried
+// last). nil when there are none. Placement tries such nodes last;
+// rebalancing moves nothing to them (svcRun.rebalance).
+func (r *run) recentFailures(all [2][]*taskRef) []int {
 	var counts []int
-	for _, refs := range pl.all {
+	for _, refs := range all {
 		for _, ref := range refs {
 			t := ref.t
 			if ref.node == nil || (t.State != api.TaskFailed && t.State != api.TaskRejected) || r.now.Sub(t.UpdatedAt) > FailureWindow {

@@ -447,3 +447,43 @@ func TestFailingNodeAvoided(t *testing.T) {
 	}
 	checkSlots(t, c, s.ID)
 }
+
+// TestRebalanceAvoidsFailingNode: rebalancing moves no task to a node where
+// the service's tasks keep failing, though it runs the fewest of them
+// (before, one start-first move per minute went there and failed).
+func TestRebalanceAvoidsFailingNode(t *testing.T) {
+	c := cluster(t, "n1", "n2", "n3")
+	s := c.CreateService(testSpec("web", 3))
+	converge(t, c)
+	for i := 0; i < scheduler.MaxNodeFailures; i++ {
+		var on1 *api.Task
+		for _, x := range c.Active(s.ID) {
+			if x.NodeID == "n1" {
+				x := x
+				on1 = &x
+			}
+		}
+		if on1 == nil {
+			t.Fatalf("before failure %d: no task on n1: %+v", i+1, c.Active(s.ID))
+		}
+		c.Now = c.Now.Add(time.Second)
+		c.Finish(on1.ID, 1)
+		converge(t, c)
+	}
+	// n1 now runs none of the 3 tasks and another node runs 2: a gap of 2,
+	// which rebalancing evens out on a healthy node. Give it the time, all
+	// within FailureWindow of the first failure.
+	for i := 0; i < 4; i++ {
+		c.Now = c.Now.Add(time.Minute)
+		converge(t, c)
+		for _, x := range c.Active(s.ID) {
+			if x.NodeID == "n1" {
+				t.Fatalf("round %d: task %s (%s) placed on the failing n1", i, x.ID, x.Message)
+			}
+		}
+	}
+	if act := c.Active(s.ID); len(act) != 3 {
+		t.Fatalf("active %+v, want 3", act)
+	}
+	checkSlots(t, c, s.ID)
+}
