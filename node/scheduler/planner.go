@@ -119,6 +119,13 @@ type State struct {
 	// shares (api.Network.ShareBits) limit which nodes may take their
 	// tasks (placement.ShareFilter). Others do not matter to the plan.
 	Networks []api.Network
+
+	// Unfit is why each node that cannot persist its state says so
+	// (gossip: node/diskhealth, "disk full: ..."), by node ID. Such a node
+	// takes no new task (placement.ReadyFilter) and its tasks stuck
+	// assigned are re-placed after UnfitAssignedGrace; its running tasks
+	// stay.
+	Unfit map[string]string
 }
 
 // Plan is what the leader writes to Raft, in this order: ServiceUpdates,
@@ -271,6 +278,7 @@ func newRun(cfg Config, st State, now time.Time) *run {
 	for i := range st.Nodes {
 		infos[i].Node = st.Nodes[i]
 		infos[i].Level = st.Levels[st.Nodes[i].ID]
+		infos[i].Unfit = st.Unfit[st.Nodes[i].ID]
 		r.nodes[st.Nodes[i].ID] = &infos[i]
 		r.nodeList[i] = &infos[i]
 	}
@@ -468,6 +476,17 @@ func (r *run) vacate(ref *taskRef, cs []placement.Constraint) {
 	if t.DesiredState != api.TaskRunning {
 		return
 	}
+	if stuck, wake := StuckOnUnfit(t, n.Unfit, r.now); stuck {
+		e := r.edit(ref)
+		e.State = api.TaskRejected
+		// Error, as a node's own rejection: `service ps` shows it.
+		e.Error = "never started: node " + api.ShortID(n.Node.ID) + " cannot persist its state (" + n.Unfit + ")"
+		e.Message = "rejected by the leader"
+		e.UpdatedAt = r.now
+		return
+	} else if !wake.IsZero() {
+		r.wakeAt(wake)
+	}
 	if n.Node.Availability == api.AvailabilityDrain {
 		r.shutdown(ref, "node drained")
 		return
@@ -475,6 +494,29 @@ func (r *run) vacate(ref *taskRef, cs []placement.Constraint) {
 	if ok, c := placement.MatchAll(cs, n.Node); !ok {
 		r.shutdown(ref, "node no longer satisfies constraint "+c.String())
 	}
+}
+
+// UnfitAssignedGrace is how long a task may stay assigned to a node that
+// says it cannot persist its state (placement.NodeInfo.Unfit: a full disk)
+// before it is written off as rejected and its slot re-placed: such a node
+// never sees the assignment (its raft appends fail), so the task stayed
+// assigned for ever. The grace leaves a node whose disk just filled the
+// time to start what it already had.
+const UnfitAssignedGrace = 15 * time.Second
+
+// StuckOnUnfit decides (pure) whether task t, desired running on a node
+// that is unfit for the reason unfit ("" when fit), is stuck: assigned for
+// UnfitAssignedGrace or longer (UpdatedAt is when it was assigned). When
+// not yet, wake is when it would be (zero when it never will).
+func StuckOnUnfit(t *api.Task, unfit string, now time.Time) (stuck bool, wake time.Time) {
+	if unfit == "" || t.State != api.TaskAssigned || t.DesiredState != api.TaskRunning {
+		return false, time.Time{}
+	}
+	at := t.UpdatedAt.Add(UnfitAssignedGrace)
+	if now.Before(at) {
+		return false, at
+	}
+	return true, time.Time{}
 }
 
 // shutdown sets a task's desired state to shutdown. A task no node ever got
