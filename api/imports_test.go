@@ -210,6 +210,9 @@ var importRules = []importRule{
 	// The agent's trim of its binary's resident pages (node/memtrim): the
 	// standard library and x/sys only.
 	{"node/memtrim/...", []string{"node/memtrim/..."}},
+	// Whether this node can persist its state (node/diskhealth): the
+	// standard library and x/sys only; the agent hands it its readings.
+	{"node/diskhealth/...", []string{"node/diskhealth/..."}},
 	// The dashboard serves its routes with httpapi's router and error
 	// mapping; the agent comes in as ui.Backend.
 	{"node/ui/...", []string{"api", "api/atomicfile", "node/hostguard", "node/httpapi", "node/ui/..."}},
@@ -303,7 +306,7 @@ var importRules = []importRule{
 	// network and its own answers through instance.Host, so it never
 	// imports node, and no leaf imports it.
 	{"node/instance/...", []string{"api", "consensus", "consensus/fsm/command", "consensus/raftnode", "runtime", "runtime/image",
-		"node/agentconfig", "node/authz", "node/autoscale", "node/clusterport", "node/epoch", "node/handlers", "node/imagedist",
+		"node/agentconfig", "node/authz", "node/autoscale", "node/clusterport", "node/diskhealth", "node/epoch", "node/handlers", "node/imagedist",
 		"node/joining", "node/keyring", "node/leaderloop", "node/membership", "node/metrics", "node/netloop", "node/pki",
 		"node/profile", "node/reconciler", "node/resync", "node/revocation", "node/runattach", "node/taskfiles", "node/wire", "node/writes",
 		"node/instance/..."}},

@@ -107,6 +107,11 @@ type Node struct {
 	// AgentVersion is the release the node's agent runs (as its gossip
 	// last said; empty when unknown). Filled at read time, not in Raft.
 	AgentVersion string `json:"agent_version"`
+	// StatusMessage says why a ready node takes no new tasks, as Swarm's
+	// node status message does: "disk full: ..." when the node cannot
+	// persist its state (it gossips so: node/diskhealth). Empty when it is
+	// fit. Filled at read time, not in Raft.
+	StatusMessage string `json:"status_message,omitempty"`
 }
 
 // CopyOwnedNodeFields copies onto dst the fields of a node record that the

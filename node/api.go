@@ -253,8 +253,9 @@ func (a *Agent) status() api.Status {
 	return handlers.ClusterStatus(st, cl.ID, cl.Raft, len(cl.Members.AliveSet()))
 }
 
-// decorateNodes fills ManagerStatus, Voter and the agent version from the
-// Raft configuration, the leader this node sees and gossip.
+// decorateNodes fills ManagerStatus, Voter, the agent version and the
+// status message from the Raft configuration, the leader this node sees
+// and gossip.
 func (a *Agent) decorateNodes(cl *instance.Instance, nodes []*api.Node) []api.Node {
 	v := handlers.NewRaftView(cl.Raft, cl.Members.VersionOf)
 	if cl.Members != nil {
@@ -262,6 +263,7 @@ func (a *Agent) decorateNodes(cl *instance.Instance, nodes []*api.Node) []api.No
 		for id := range cl.Members.AliveSet() {
 			v.Alive[id] = true
 		}
+		v.Unfit = cl.Members.Unfit()
 	}
 	return handlers.DecorateNodes(nodes, v)
 }

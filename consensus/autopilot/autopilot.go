@@ -42,6 +42,20 @@ type NodeHealth struct {
 	CreatedAt time.Time
 	// Worker is true for a node with role worker: it never votes.
 	Worker bool
+	// Unfit is true for a node that says it cannot persist its state (a
+	// full disk: node/diskhealth, gossiped): a voter that cannot store
+	// raft's log only weakens the quorum, so it is not promoted, and a
+	// voting one is swapped for a healthy non-voter when there is one.
+	Unfit bool
+}
+
+// WithUnfit marks the nodes of unfit (node ID → reason, as gossip says) as
+// Unfit and returns nodes.
+func WithUnfit(nodes []NodeHealth, unfit map[string]string) []NodeHealth {
+	for i := range nodes {
+		nodes[i].Unfit = unfit[nodes[i].ID] != ""
+	}
+	return nodes
 }
 
 // NodeHealthFrom converts store nodes; availability is deliberately ignored
@@ -124,12 +138,15 @@ type apServer struct {
 //     voters replace it (alive voters >= target >= 3); with fewer than 3 alive
 //     nodes it stays, so that it counts again the moment it returns.
 //  5. While alive voters > target, extra voters are demoted (down ones
-//     first, then the newest), never the leader.
+//     first, then unfit ones, then the newest), never the leader.
 //  6. Workers (role worker) never vote: they are not promoted, do not count
 //     toward the target, and a voting worker is demoted (after the
 //     promotions that replace it). A leader that is a worker hands
 //     leadership over (ActionTransfer, last) once another healthy manager
 //     votes; the next leader demotes it.
+//  7. An Unfit node (it cannot persist: a full disk) is not promoted,
+//     and an Unfit voter other than the leader is demoted once a healthy
+//     non-voter has been promoted in its place; it counts as alive.
 //
 // No demotion or removal is planned that would leave the healthy voters
 // without a quorum of the remaining voters. The result is deterministic:
@@ -207,20 +224,40 @@ func PlanVoters(in Input, cfg Config) []VoterChange {
 	// 3. Promote healthy nonvoters, oldest first.
 	var candidates []*apServer
 	for _, m := range members {
-		if !m.Voter && m.class == classHealthy && !m.node.Worker {
+		if !m.Voter && m.class == classHealthy && !m.node.Worker && !m.node.Unfit {
 			candidates = append(candidates, m)
 		}
 	}
 	sort.Slice(candidates, func(i, j int) bool { return olderFirst(candidates[i], candidates[j]) })
-	for _, m := range candidates {
-		if aliveVoters >= target {
-			break
-		}
+	promote := func(m *apServer) {
 		plan = append(plan, VoterChange{Action: ActionPromote, ID: m.ID, Addr: m.Addr})
 		m.Voter, m.planned = true, true
 		voters++
 		healthyVoters++
 		aliveVoters++
+	}
+	for len(candidates) > 0 && aliveVoters < target {
+		promote(candidates[0])
+		candidates = candidates[1:]
+	}
+
+	// 7. Swap unfit voters for the healthy non-voters left, oldest first.
+	var unfit []*apServer
+	for _, m := range members {
+		if m.Voter && m.node.Unfit && m.ID != in.LeaderID && m.class != classDead && !m.node.Worker {
+			unfit = append(unfit, m)
+		}
+	}
+	sort.Slice(unfit, func(i, j int) bool { return unfit[i].ID < unfit[j].ID })
+	for _, m := range unfit {
+		if len(candidates) == 0 {
+			break
+		}
+		promote(candidates[0])
+		candidates = candidates[1:]
+		if demote(m) {
+			aliveVoters--
+		}
 	}
 
 	// 6a. Demote voting workers (never the leader: see 6b), when the
@@ -264,6 +301,9 @@ func PlanVoters(in Input, cfg Config) []VoterChange {
 			a, b := extras[i], extras[j]
 			if a.class != b.class {
 				return a.class == classSuspect
+			}
+			if a.node.Unfit != b.node.Unfit {
+				return a.node.Unfit
 			}
 			return olderFirst(b, a)
 		})

@@ -29,6 +29,7 @@ type apNode struct {
 	age        int           // bigger = created earlier
 	notInState bool
 	worker     bool // role worker
+	unfit      bool // cannot persist its state (a full disk)
 }
 
 func apInput(leader string, nodes ...apNode) Input {
@@ -38,7 +39,7 @@ func apInput(leader string, nodes ...apNode) Input {
 			in.Servers = append(in.Servers, raftnode.Server{ID: n.id, Addr: n.id + ":2377", Voter: n.voter})
 		}
 		if !n.notInState {
-			h := NodeHealth{ID: n.id, Ready: n.ready, CreatedAt: apNow.Add(-time.Duration(n.age) * time.Hour), Worker: n.worker}
+			h := NodeHealth{ID: n.id, Ready: n.ready, CreatedAt: apNow.Add(-time.Duration(n.age) * time.Hour), Worker: n.worker, Unfit: n.unfit}
 			if !n.ready {
 				h.StatusChangedAt = apNow.Add(-n.downFor)
 			}
@@ -59,6 +60,9 @@ func down(n apNode, d time.Duration) apNode {
 
 func wk(n apNode) apNode { n.worker = true; return n }
 
+// full marks a node whose disk is full (NodeHealth.Unfit).
+func full(n apNode) apNode { n.unfit = true; return n }
+
 func transfer(id string) VoterChange { return VoterChange{ActionTransfer, id, id + ":2377"} }
 func promote(id string) VoterChange  { return VoterChange{ActionPromote, id, id + ":2377"} }
 func demote(id string) VoterChange   { return VoterChange{ActionDemote, id, id + ":2377"} }
@@ -73,6 +77,23 @@ func TestPlanVoters(t *testing.T) {
 		want []VoterChange
 	}{
 		{name: "single node", in: apInput("a", v("a", 9))},
+		// Unfit nodes (a full disk): never promoted; a voting one swapped
+		// for a healthy non-voter, never the leader.
+		{name: "unfit node not promoted",
+			in:   apInput("a", v("a", 9), full(nv("b", 5)), nv("c", 1)),
+			want: []VoterChange{promote("c")}},
+		{name: "only unfit nodes to promote",
+			in: apInput("a", v("a", 9), full(nv("b", 5)), full(nv("c", 1)))},
+		{name: "unfit voter swapped for a healthy non-voter",
+			in:   apInput("a", v("a", 9), full(v("b", 5)), v("c", 4), nv("d", 1)),
+			want: []VoterChange{promote("d"), demote("b")}},
+		{name: "unfit voter kept without a replacement",
+			in: apInput("a", v("a", 9), full(v("b", 5)), v("c", 4))},
+		{name: "unfit leader stays",
+			in: apInput("a", full(v("a", 9)), v("b", 5), v("c", 4), nv("d", 1))},
+		{name: "unfit extra voter demoted first",
+			in:   apInput("a", v("a", 9), v("b", 5), full(v("c", 8)), v("d", 4), down(nv("e", 1), long)),
+			want: []VoterChange{demote("c")}},
 		{name: "two nodes keep one voter", in: apInput("a", v("a", 9), nv("b", 5))},
 		{name: "third node: promote both, oldest first",
 			in:   apInput("a", v("a", 9), nv("c", 1), nv("b", 5)),

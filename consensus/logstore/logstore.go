@@ -28,6 +28,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -58,6 +59,31 @@ const logEntryHeader = 1 + 8 + 1 + 8 + 4 + 4
 // for concurrent use (bolt serialises writers, readers see committed state).
 type LogStore struct {
 	db *bolt.DB
+	// writeErr is the error of the last write of raft's entries when it
+	// failed, nil once one succeeds (WriteFailing).
+	writeErr atomic.Pointer[error]
+}
+
+// WriteFailing returns the error of the last write of raft entries when it
+// failed (a full disk: ENOSPC), nil when the last one succeeded. Why: raft
+// only logs such a failure and refuses the append, so a follower whose
+// disk is full never sees its tasks and nothing else noticed; the node's
+// health check (node/diskhealth) reports it to the leader.
+func (s *LogStore) WriteFailing() error {
+	if p := s.writeErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// noteWrite records the outcome of a write for WriteFailing.
+func (s *LogStore) noteWrite(err error) error {
+	if err != nil {
+		s.writeErr.Store(&err)
+	} else if s.writeErr.Load() != nil {
+		s.writeErr.Store(nil)
+	}
+	return err
 }
 
 var (
@@ -142,7 +168,7 @@ func (s *LogStore) StoreLog(log *raft.Log) error { return s.StoreLogs([]*raft.Lo
 
 // StoreLogs stores the entries in one transaction: all or none survive a crash.
 func (s *LogStore) StoreLogs(logs []*raft.Log) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.noteWrite(s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketLogs)
 		for _, l := range logs {
 			if err := b.Put(indexKey(l.Index), encodeLogEntry(l)); err != nil {
@@ -150,7 +176,7 @@ func (s *LogStore) StoreLogs(logs []*raft.Log) error {
 			}
 		}
 		return nil
-	})
+	}))
 }
 
 // DeleteRange deletes entries min..max inclusive in one transaction.

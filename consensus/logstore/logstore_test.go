@@ -79,3 +79,35 @@ func TestLogStoreContract(t *testing.T) {
 		t.Fatalf("uint64 = %d, %v", v, err)
 	}
 }
+
+// TestWriteFailing: a failed write of raft entries is reported until one
+// succeeds (the node's disk health check reads it).
+func TestWriteFailing(t *testing.T) {
+	s, err := OpenLogStore(filepath.Join(t.TempDir(), "raft.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StoreLogs([]*raft.Log{{Index: 1, Term: 1, Data: []byte("a")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteFailing(); err != nil {
+		t.Fatalf("after a good write: %v", err)
+	}
+	s.noteWrite(errors.New("no space left on device"))
+	if err := s.WriteFailing(); err == nil || !strings.Contains(err.Error(), "no space") {
+		t.Fatalf("after a failed write: %v", err)
+	}
+	if err := s.StoreLogs([]*raft.Log{{Index: 2, Term: 1, Data: []byte("b")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteFailing(); err != nil {
+		t.Fatalf("after the next good write: %v", err)
+	}
+	_ = s.Close()
+	if err := s.StoreLogs([]*raft.Log{{Index: 3, Term: 1}}); err == nil {
+		t.Fatal("write to a closed store succeeded")
+	}
+	if s.WriteFailing() == nil {
+		t.Fatal("a failed StoreLogs is not reported")
+	}
+}

@@ -70,9 +70,12 @@ type RaftView struct {
 	// "reachable" for good.
 	Alive map[string]bool
 	Self  string
+	// Unfit is why each node that cannot persist its state says so
+	// (gossip, node/diskhealth), by ID: shown as the node's StatusMessage.
+	Unfit map[string]string
 }
 
-// DecorateNodes fills ManagerStatus, Voter and AgentVersion from v, and
+// DecorateNodes fills ManagerStatus, Voter, AgentVersion and StatusMessage from v, and
 // the defaults of records stored before labels and roles existed; sorted
 // by hostname.
 func DecorateNodes(nodes []*api.Node, v RaftView) []api.Node {
@@ -82,6 +85,9 @@ func DecorateNodes(nodes []*api.Node, v RaftView) []api.Node {
 		nn := *n
 		nn.Voter = voters[n.ID]
 		nn.AgentVersion = v.VersionOf(n.ID)
+		if n.Status == api.NodeReady {
+			nn.StatusMessage = v.Unfit[n.ID]
+		}
 		switch {
 		case n.ID == leader && leader != "":
 			nn.ManagerStatus = api.ManagerLeader

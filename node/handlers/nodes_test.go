@@ -49,6 +49,15 @@ func TestDecorateNodes(t *testing.T) {
 			t.Errorf("quorum lost, gossip holds n3 dead: %s shows %q, want %q", n.ID, n.ManagerStatus, want)
 		}
 	}
+	// Gossip says n4 and n2 cannot persist: the ready n4 shows why, the
+	// down n2 does not (down says enough).
+	v.Unfit = map[string]string{"n4": "disk full: raft log writes fail", "n2": "disk full: x"}
+	for _, n := range DecorateNodes(nodes, v) {
+		want := map[string]string{"n4": "disk full: raft log writes fail"}[n.ID]
+		if n.StatusMessage != want {
+			t.Errorf("unfit: %s status message %q, want %q", n.ID, n.StatusMessage, want)
+		}
+	}
 	// No leader known: nobody is shown as leader.
 	if got := DecorateNodes([]*api.Node{{ID: "n1"}}, RaftView{VersionOf: func(string) string { return "" }}); got[0].ManagerStatus != "" {
 		t.Errorf("no leader: %q", got[0].ManagerStatus)

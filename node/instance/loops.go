@@ -10,6 +10,7 @@ import (
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/node/autoscale"
+	"github.com/shoal-org/shoal/node/diskhealth"
 	"github.com/shoal-org/shoal/node/epoch"
 	"github.com/shoal-org/shoal/node/imagedist"
 	"github.com/shoal-org/shoal/node/joining"
@@ -17,9 +18,11 @@ import (
 	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/netloop"
 	"github.com/shoal-org/shoal/node/reconciler"
+	"github.com/shoal-org/shoal/node/resync"
 	"github.com/shoal-org/shoal/node/revocation"
 	"github.com/shoal-org/shoal/node/runattach"
 	"github.com/shoal-org/shoal/node/wire"
+	"github.com/shoal-org/shoal/runtime/image"
 )
 
 // startLoops starts every loop of the instance on ctx, in the instance's
@@ -38,6 +41,10 @@ func (cl *Instance) startLoops(ctx context.Context) {
 	go func() { defer cl.wg.Done(); cl.reconciler().Run(ctx) }()
 	cl.wg.Add(1)
 	go func() { defer cl.wg.Done(); cl.usageLoop(ctx) }()
+	if cl.Members != nil {
+		cl.wg.Add(1)
+		go func() { defer cl.wg.Done(); cl.diskHealthLoop(ctx) }()
+	}
 	cl.wg.Add(1)
 	go func() { defer cl.wg.Done(); cl.revocationLoop().Run(ctx) }()
 	if h.Runtime != nil {
@@ -173,6 +180,26 @@ func (cl *Instance) usageLoop(ctx context.Context) {
 		rt = cl.Host.Runtime
 	}
 	autoscale.SampleLoop(ctx, &cl.usage, cl.Host.NodeID, cl.Store, rt)
+}
+
+// diskHealthLoop gossips whether this node can persist its state: its raft
+// log's last write and the free space of its data dir against the image
+// store's reserve (node/diskhealth).
+func (cl *Instance) diskHealthLoop(ctx context.Context) {
+	ticks, stop := cl.resync.Ticks(resync.Period)
+	defer stop()
+	dir := cl.Host.Config.DataDir
+	l := &diskhealth.Loop{
+		Ticks:   ticks,
+		Reserve: image.FreeReserve,
+		Read: func() diskhealth.Reading {
+			free, err := diskhealth.FreeBytes(dir)
+			return diskhealth.Reading{Free: free, FreeErr: err, LogErr: cl.Raft.LogWriteFailing()}
+		},
+		Publish: cl.Members.SetUnfit,
+		Log:     cl.Host.Log.With("sub", "diskhealth"),
+	}
+	l.Run(ctx)
 }
 
 // Usage is the rolling usage of this node's autoscaled tasks, which RPC

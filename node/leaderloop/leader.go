@@ -529,7 +529,7 @@ func (l *Loop) autopilot(ctx context.Context) {
 	cfg.DeadGrace = cl.DeadVoterGrace
 	changes := autopilot.PlanVoters(autopilot.Input{
 		Servers:  servers,
-		Nodes:    autopilot.NodeHealthFrom(cl.Store.Nodes()),
+		Nodes:    autopilot.WithUnfit(autopilot.NodeHealthFrom(cl.Store.Nodes()), cl.Members.Unfit()),
 		LeaderID: leader,
 		Now:      time.Now().UTC(),
 	}, cfg)

@@ -102,6 +102,7 @@ func (l *Loop) schedulePass(ctx context.Context, planner *scheduler.Planner) (ti
 	defer release()
 	st := SchedulerState(l.cfg.Store)
 	st.Levels = NodeLevels(l.cfg.Members, st.Nodes)
+	st.Unfit = l.cfg.Members.Unfit()
 	plan := metrics.Timed(l.cfg.Metrics.PlanDuration, func() scheduler.Plan { return planner.Plan(st, time.Now().UTC()) })
 	entries := PlanEntries(plan)
 	if len(entries) == 0 {

@@ -227,6 +227,11 @@ type Meta struct {
 	// (Fingerprint): the leader takes the next step of a key
 	// rotation only when every live node reports the keyring in the store.
 	GK string `json:"gk,omitempty"`
+	// Unfit is why this node cannot persist what the cluster gives it
+	// (node/diskhealth: "disk full: ..."), absent while it can. The leader
+	// places nothing new on such a node and keeps it from voting; older
+	// releases ignore it (gossip, not Raft: no protocol level).
+	Unfit string `json:"uf,omitempty"`
 }
 
 // Membership owns the memberlist instance and turns its callbacks into
@@ -439,6 +444,55 @@ func (m *Membership) SetLBIndex(i uint64, changed bool) {
 	m.metaMu.Unlock()
 	m.publishLB(changed)
 	m.signalLB()
+}
+
+// SetUnfit gossips why this node cannot persist its state ("" once it
+// can: node/diskhealth). Unchanged, it does nothing; it never blocks.
+func (m *Membership) SetUnfit(reason string) {
+	m.metaMu.Lock()
+	if m.self.Unfit == reason {
+		m.metaMu.Unlock()
+		return
+	}
+	m.self.Unfit = reason
+	m.self.LB = m.lbLocal // the freshest, at no extra broadcast
+	m.encodeSelfLocked()
+	m.metaMu.Unlock()
+	m.Republish()
+	m.signal()
+}
+
+// Unfit returns, by node ID, why each member alive now (this node
+// included) cannot persist its state; members that can are absent. nil
+// on a cluster without gossip (tests).
+func (m *Membership) Unfit() map[string]string {
+	if m == nil {
+		return nil
+	}
+	var out map[string]string
+	add := func(id, why string) {
+		if why == "" {
+			return
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[id] = why
+	}
+	m.mu.Lock()
+	for id, meta := range m.alive {
+		add(id, meta.Unfit)
+	}
+	m.mu.Unlock()
+	m.metaMu.Lock()
+	if m.self.NodeID != "" {
+		if out != nil {
+			delete(out, m.self.NodeID)
+		}
+		add(m.self.NodeID, m.self.Unfit)
+	}
+	m.metaMu.Unlock()
+	return out
 }
 
 // SetDrainWait gossips the highest index this node's held stops wait for

@@ -217,10 +217,15 @@ func (s *svcRun) rebalance() {
 	idx := map[*placement.NodeInfo]int{}
 	var nodes []placement.MoveNode
 	var infos []*placement.NodeInfo
+	// Failure avoidance as in placement: a node where the service's tasks
+	// keep failing takes no move (a move there only fails and backs the
+	// service's rebalancing off, once a minute, for as long as it lasts).
+	failures := r.recentFailures([2][]*taskRef{s.tasks, s.newTasks})
 	for _, n := range r.nodeList {
 		if s.eligibleGlobal(n, &req) {
 			idx[n] = len(nodes)
-			nodes = append(nodes, placement.MoveNode{ID: n.Node.ID, Group: placement.GroupPath(s.prefs, n.Node)})
+			nodes = append(nodes, placement.MoveNode{ID: n.Node.ID, Group: placement.GroupPath(s.prefs, n.Node),
+				Faulty: failures != nil && failures[n.Index] >= MaxNodeFailures})
 			infos = append(infos, n)
 		}
 	}

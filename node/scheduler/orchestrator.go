@@ -420,9 +420,11 @@ func (s *svcRun) groupGlobal() {
 	for _, k := range keys {
 		sl := byNode[k]
 		n := s.r.nodes[k]
+		// An unfit node (a full disk) takes no new task but keeps the one
+		// it has, as a paused node does.
 		keep := n != nil && n.Node.Status != api.NodeDown &&
 			n.Node.Availability != api.AvailabilityDrain && (n.Node.Status != api.NodeReady ||
-			(n.Node.Availability == api.AvailabilityPause && s.matches(n)))
+			((n.Node.Availability == api.AvailabilityPause || n.Unfit != "") && s.matches(n)))
 		if n != nil && n.Node.Status == api.NodeDown && s.r.now.Before(s.awayUntil(n)) {
 			keep = true // its task is kept for it (keepAway)
 		}

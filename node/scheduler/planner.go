@@ -119,6 +119,13 @@ type State struct {
 	// shares (api.Network.ShareBits) limit which nodes may take their
 	// tasks (placement.ShareFilter). Others do not matter to the plan.
 	Networks []api.Network
+
+	// Unfit is why each node that cannot persist its state says so
+	// (gossip: node/diskhealth, "disk full: ..."), by node ID. Such a node
+	// takes no new task (placement.ReadyFilter) and its tasks stuck
+	// assigned are re-placed after UnfitAssignedGrace; its running tasks
+	// stay.
+	Unfit map[string]string
 }
 
 // Plan is what the leader writes to Raft, in this order: ServiceUpdates,
@@ -271,6 +278,7 @@ func newRun(cfg Config, st State, now time.Time) *run {
 	for i := range st.Nodes {
 		infos[i].Node = st.Nodes[i]
 		infos[i].Level = st.Levels[st.Nodes[i].ID]
+		infos[i].Unfit = st.Unfit[st.Nodes[i].ID]
 		r.nodes[st.Nodes[i].ID] = &infos[i]
 		r.nodeList[i] = &infos[i]
 	}
@@ -468,6 +476,17 @@ func (r *run) vacate(ref *taskRef, cs []placement.Constraint) {
 	if t.DesiredState != api.TaskRunning {
 		return
 	}
+	if stuck, wake := StuckOnUnfit(t, n.Unfit, r.now); stuck {
+		e := r.edit(ref)
+		e.State = api.TaskRejected
+		// Error, as a node's own rejection: `service ps` shows it.
+		e.Error = "never started: node " + api.ShortID(n.Node.ID) + " cannot persist its state (" + n.Unfit + ")"
+		e.Message = "rejected by the leader"
+		e.UpdatedAt = r.now
+		return
+	} else if !wake.IsZero() {
+		r.wakeAt(wake)
+	}
 	if n.Node.Availability == api.AvailabilityDrain {
 		r.shutdown(ref, "node drained")
 		return
@@ -475,6 +494,29 @@ func (r *run) vacate(ref *taskRef, cs []placement.Constraint) {
 	if ok, c := placement.MatchAll(cs, n.Node); !ok {
 		r.shutdown(ref, "node no longer satisfies constraint "+c.String())
 	}
+}
+
+// UnfitAssignedGrace is how long a task may stay assigned to a node that
+// says it cannot persist its state (placement.NodeInfo.Unfit: a full disk)
+// before it is written off as rejected and its slot re-placed: such a node
+// never sees the assignment (its raft appends fail), so the task stayed
+// assigned for ever. The grace leaves a node whose disk just filled the
+// time to start what it already had.
+const UnfitAssignedGrace = 15 * time.Second
+
+// StuckOnUnfit decides (pure) whether task t, desired running on a node
+// that is unfit for the reason unfit ("" when fit), is stuck: assigned for
+// UnfitAssignedGrace or longer (UpdatedAt is when it was assigned). When
+// not yet, wake is when it would be (zero when it never will).
+func StuckOnUnfit(t *api.Task, unfit string, now time.Time) (stuck bool, wake time.Time) {
+	if unfit == "" || t.State != api.TaskAssigned || t.DesiredState != api.TaskRunning {
+		return false, time.Time{}
+	}
+	at := t.UpdatedAt.Add(UnfitAssignedGrace)
+	if now.Before(at) {
+		return false, at
+	}
+	return true, time.Time{}
 }
 
 // shutdown sets a task's desired state to shutdown. A task no node ever got
@@ -698,7 +740,7 @@ func (r *run) placeSpread(pl *waiting) {
 			return ok
 		}
 	}
-	failures := r.recentFailures(pl)
+	failures := r.recentFailures(pl.all)
 	for _, n := range r.nodeList {
 		if ok, _ := r.cfg.Pipeline.Check(n, &pl.req); ok {
 			sp.AddFaulty(n, perNode[n.Index], failures != nil && failures[n.Index] >= MaxNodeFailures)
@@ -732,13 +774,15 @@ const (
 	FailureWindow   = 5 * time.Minute
 )
 
-// recentFailures counts, per node index, the tasks of pl's service that
-// failed or were rejected within FailureWindow of the plan's time (their
-// UpdatedAt, the report of the end: a node clock off by minutes only moves
-// which nodes are tried last). nil when there are none.
-func (r *run) recentFailures(pl *waiting) []int {
+// recentFailures counts, per node index, the tasks of one service (all:
+// its stored and created tasks) that failed or were rejected within
+// FailureWindow of the plan's time (their UpdatedAt, the report of the
+// end: a node clock off by minutes only moves which nodes are tried
+// last). nil when there are none. Placement tries such nodes last;
+// rebalancing moves nothing to them (svcRun.rebalance).
+func (r *run) recentFailures(all [2][]*taskRef) []int {
 	var counts []int
-	for _, refs := range pl.all {
+	for _, refs := range all {
 		for _, ref := range refs {
 			t := ref.t
 			if ref.node == nil || (t.State != api.TaskFailed && t.State != api.TaskRejected) || r.now.Sub(t.UpdatedAt) > FailureWindow {

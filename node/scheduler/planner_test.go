@@ -447,3 +447,134 @@ func TestFailingNodeAvoided(t *testing.T) {
 	}
 	checkSlots(t, c, s.ID)
 }
+
+// TestRebalanceAvoidsFailingNode: rebalancing moves no task to a node where
+// the service's tasks keep failing, though it runs the fewest of them
+// (before, one start-first move per minute went there and failed).
+func TestRebalanceAvoidsFailingNode(t *testing.T) {
+	c := cluster(t, "n1", "n2", "n3")
+	s := c.CreateService(testSpec("web", 3))
+	converge(t, c)
+	for i := 0; i < scheduler.MaxNodeFailures; i++ {
+		var on1 *api.Task
+		for _, x := range c.Active(s.ID) {
+			if x.NodeID == "n1" {
+				x := x
+				on1 = &x
+			}
+		}
+		if on1 == nil {
+			t.Fatalf("before failure %d: no task on n1: %+v", i+1, c.Active(s.ID))
+		}
+		c.Now = c.Now.Add(time.Second)
+		c.Finish(on1.ID, 1)
+		converge(t, c)
+	}
+	// n1 now runs none of the 3 tasks and another node runs 2: a gap of 2,
+	// which rebalancing evens out on a healthy node. Give it the time, all
+	// within FailureWindow of the first failure.
+	for i := 0; i < 4; i++ {
+		c.Now = c.Now.Add(time.Minute)
+		converge(t, c)
+		for _, x := range c.Active(s.ID) {
+			if x.NodeID == "n1" {
+				t.Fatalf("round %d: task %s (%s) placed on the failing n1", i, x.ID, x.Message)
+			}
+		}
+	}
+	if act := c.Active(s.ID); len(act) != 3 {
+		t.Fatalf("active %+v, want 3", act)
+	}
+	checkSlots(t, c, s.ID)
+}
+
+// TestUnfitNode: a node that says it cannot persist its state (a full disk)
+// takes no new task, keeps the ones it runs, and a task assigned to it
+// that it never saw is re-placed after UnfitAssignedGrace.
+func TestUnfitNode(t *testing.T) {
+	c := cluster(t, "n1", "n2", "n3")
+	s := c.CreateService(testSpec("web", 3))
+	converge(t, c)
+	if got := c.RunningPerNode(s.ID); got["n3"] != 1 {
+		t.Fatalf("before: %v, want one task on n3", got)
+	}
+	c.Unfit = map[string]string{"n3": "disk full: raft log writes fail"}
+	c.UpdateService(s.ID, func(sp *api.ServiceSpec) { sp.Replicas = 6 })
+	converge(t, c)
+	if got := c.RunningPerNode(s.ID); got["n3"] != 1 || got["n1"]+got["n2"] != 5 {
+		t.Fatalf("scaled to 6 with n3 unfit: %v, want n3 keeping its one task and none new", got)
+	}
+	checkSlots(t, c, s.ID)
+
+	// Assigned while fit, then its disk fills before it saw the task.
+	c.Unfit = nil
+	c.UpdateService(s.ID, func(sp *api.ServiceSpec) { sp.Replicas = 9 })
+	step(t, c)
+	var stuck string
+	for _, x := range c.Active(s.ID) {
+		if x.NodeID == "n3" && x.State == api.TaskAssigned {
+			stuck = x.ID
+		}
+	}
+	if stuck == "" {
+		t.Fatalf("no task assigned to n3: %+v", c.Active(s.ID))
+	}
+	c.Unfit = map[string]string{"n3": "disk full: raft log writes fail"}
+	start := c.Now
+	converge(t, c)
+	if x := c.Tasks[stuck]; x.State != api.TaskRejected || !strings.Contains(x.Error, "disk full") {
+		t.Fatalf("stuck task: %s %q, want rejected naming the disk", x.State, x.Error)
+	}
+	if x := c.Tasks[stuck]; x.UpdatedAt.Sub(start) < scheduler.UnfitAssignedGrace {
+		t.Fatalf("rejected after %v, before the grace", x.UpdatedAt.Sub(start))
+	}
+	act := c.Active(s.ID)
+	running := 0
+	for _, x := range act {
+		if x.State == api.TaskRunning {
+			running++
+		}
+	}
+	if running != 9 {
+		t.Fatalf("running %d of 9: %+v", running, act)
+	}
+	checkSlots(t, c, s.ID)
+
+	// Space comes back: n3 takes tasks again.
+	c.Unfit = nil
+	c.UpdateService(s.ID, func(sp *api.ServiceSpec) { sp.Replicas = 12 })
+	converge(t, c)
+	if got := c.RunningPerNode(s.ID); got["n3"] < 2 {
+		t.Fatalf("after recovery: %v, want new tasks on n3", got)
+	}
+}
+
+func TestStuckOnUnfit(t *testing.T) {
+	at := t0
+	task := func(state, desired string) *api.Task {
+		return &api.Task{State: state, DesiredState: desired, UpdatedAt: at}
+	}
+	g := scheduler.UnfitAssignedGrace
+	for _, tc := range []struct {
+		name      string
+		t         *api.Task
+		unfit     string
+		now       time.Time
+		wantStuck bool
+		wantWake  time.Time
+	}{
+		{"fit node", task(api.TaskAssigned, api.TaskRunning), "", at.Add(time.Hour), false, time.Time{}},
+		{"within the grace", task(api.TaskAssigned, api.TaskRunning), "disk full", at.Add(g - time.Second), false, at.Add(g)},
+		{"at the grace", task(api.TaskAssigned, api.TaskRunning), "disk full", at.Add(g), true, time.Time{}},
+		{"running keeps running", task(api.TaskRunning, api.TaskRunning), "disk full", at.Add(time.Hour), false, time.Time{}},
+		{"preparing: the node saw it", task(api.TaskPreparing, api.TaskRunning), "disk full", at.Add(time.Hour), false, time.Time{}},
+		{"told to stop", task(api.TaskAssigned, api.TaskShutdown), "disk full", at.Add(time.Hour), false, time.Time{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stuck, wake := scheduler.StuckOnUnfit(tc.t, tc.unfit, tc.now)
+			if stuck != tc.wantStuck || !wake.Equal(tc.wantWake) {
+				t.Fatalf("StuckOnUnfit = %v, %v; want %v, %v", stuck, wake, tc.wantStuck, tc.wantWake)
+			}
+		})
+	}
+}

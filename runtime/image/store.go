@@ -727,6 +727,12 @@ func (s *Store) IngestBlob(digest string, size int64, r io.Reader) error {
 // store's file system: the agent's Raft log and container records share it.
 const minFreeAfterIngest = 256 << 20
 
+// FreeReserve is the free space (bytes) the node keeps on its data dir's
+// file system: a blob that would leave less is refused. The node's disk
+// health check (node/diskhealth) reports a node below it as unfit for new
+// tasks, since every image fetch there would be refused.
+const FreeReserve = minFreeAfterIngest
+
 // roomFor refuses a blob of size bytes that would leave less than
 // minFreeAfterIngest free where blobs are staged.
 func (s *Store) roomFor(size int64) error {

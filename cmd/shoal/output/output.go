@@ -131,9 +131,20 @@ func RenderNodes(w io.Writer, nodes []api.Node, localID string, noTrunc bool) er
 		if n.ID == localID && localID != "" {
 			id += " *"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", id, n.Hostname, n.Status, n.Availability, n.ManagerStatus, n.Addr, n.AgentVersion)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", id, n.Hostname, NodeStatus(n), n.Availability, n.ManagerStatus, n.Addr, n.AgentVersion)
 	}
 	return tw.Flush()
+}
+
+// NodeStatus is `node ls`'s STATUS: the status, and the gist of a status
+// message in parentheses ("ready (disk full)"; `node inspect` shows the
+// whole message), so that a ready node taking no tasks says why.
+func NodeStatus(n api.Node) string {
+	if n.StatusMessage == "" {
+		return n.Status
+	}
+	gist, _, _ := strings.Cut(n.StatusMessage, ":")
+	return n.Status + " (" + gist + ")"
 }
 
 // formatPorts renders published ports like docker: *:8080->80/tcp.

@@ -126,6 +126,9 @@ func RenderNodePretty(w io.Writer, n api.Node) error {
 	}
 	p.line(0, "Status:")
 	p.kv(1, "State", titleWords(n.Status))
+	if n.StatusMessage != "" {
+		p.kv(1, "Message", n.StatusMessage)
+	}
 	p.kv(1, "Availability", titleWords(n.Availability))
 	p.kv(1, "Address", n.Addr)
 	role := n.Role

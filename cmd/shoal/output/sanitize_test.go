@@ -33,7 +33,7 @@ func TestSanitize(t *testing.T) {
 func TestTablesEscapeWhatNodesWrote(t *testing.T) {
 	evil := "w\x1b]52;c;ZWNobyBwd25lZA==\x07\x1b[2J"
 	var b bytes.Buffer
-	if err := RenderNodes(&b, []api.Node{{ID: "n1", Hostname: evil, AgentVersion: evil, Addr: evil}}, "", false); err != nil {
+	if err := RenderNodes(&b, []api.Node{{ID: "n1", Hostname: evil, AgentVersion: evil, Addr: evil, Status: "ready", StatusMessage: evil}}, "", false); err != nil {
 		t.Fatal(err)
 	}
 	b2 := bytes.Buffer{}

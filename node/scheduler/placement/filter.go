@@ -20,6 +20,9 @@ type NodeInfo struct {
 	// Level is the protocol level the node's agent advertises (0:
 	// unknown, counted as the base level; see LevelFilter).
 	Level int
+	// Unfit is why the node cannot persist its state (its gossip:
+	// node/diskhealth), "" when it can: ReadyFilter refuses it.
+	Unfit string
 	// Reserved sums the reservations of the node's non-terminal tasks.
 	Reserved api.Resources
 	// Tasks counts the node's non-terminal tasks with desired state running.
@@ -61,15 +64,21 @@ type Filter interface {
 	Check(n *NodeInfo, r *Request) (ok bool, reason string)
 }
 
-// ReadyFilter refuses nodes whose status is not ready.
+// ReadyFilter refuses nodes whose status is not ready, and ready nodes
+// that cannot persist their state (NodeInfo.Unfit: a full disk), which
+// would never see the task (their raft appends fail) or could not fetch
+// its image.
 type ReadyFilter struct{}
 
 // Check implements Filter.
 func (ReadyFilter) Check(n *NodeInfo, _ *Request) (bool, string) {
-	if n.Node.Status == api.NodeReady {
-		return true, ""
+	switch {
+	case n.Node.Status != api.NodeReady:
+		return false, "not ready"
+	case n.Unfit != "":
+		return false, "with a full disk"
 	}
-	return false, "not ready"
+	return true, ""
 }
 
 // AvailabilityFilter refuses paused and drained nodes: only active nodes take

@@ -85,6 +85,8 @@ func TestFilters(t *testing.T) {
 			Reserved: api.Resources{MemoryBytes: used},
 		}
 	}
+	// unfit marks a node that says it cannot persist its state.
+	unfit := func(n *NodeInfo) *NodeInfo { n.Unfit = "disk full: raft log writes fail"; return n }
 	req := &Request{Constraints: zoneA, Reservations: api.Resources{MemoryBytes: 100}}
 	cases := []struct {
 		name   string
@@ -101,6 +103,8 @@ func TestFilters(t *testing.T) {
 		{"other zone", node(api.NodeReady, api.AvailabilityActive, "b", 0, 0), false, "unmatched constraint node.labels.zone==a"},
 		{"full", node(api.NodeReady, api.AvailabilityActive, "a", 1000, 901), false, "with insufficient memory"},
 		{"first refusal wins", node(api.NodeDown, api.AvailabilityDrain, "b", 1, 1), false, "not ready"},
+		{"disk full", unfit(node(api.NodeReady, api.AvailabilityActive, "a", 1000, 0)), false, "with a full disk"},
+		{"down and disk full", unfit(node(api.NodeDown, api.AvailabilityActive, "a", 1000, 0)), false, "not ready"},
 	}
 	p := DefaultPipeline()
 	for _, tc := range cases {

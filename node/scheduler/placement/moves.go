@@ -14,20 +14,26 @@ import (
 // value per preference, outermost first; all nodes have as many).
 // Leaving are its tasks that moves in flight replace: not in Count (the
 // spread counts a move at its target) but still running until the move's
-// new task is ready, so they count against maxPerNode.
+// new task is ready, so they count against maxPerNode. Faulty is a node
+// where the service's tasks kept failing lately (the planner's failure
+// avoidance): it takes no move, since Spread uses such a node only when
+// no other has room and a moved task runs somewhere already; it may still
+// give its tasks away.
 type MoveNode struct {
 	ID      string
 	Count   int
 	Movable int
 	Group   []string
 	Leaving int
+	Faulty  bool
 }
 
 // Move is one rebalancing move, from and to indexes of PlanMoves' nodes.
 type Move struct{ From, To int }
 
 // PlanMoves decides rebalancing moves (pure), one at a time, at most budget
-// (negative = no limit). A node may take a task if it is below maxPerNode
+// (negative = no limit). A node may take a task if it is not Faulty, is
+// below maxPerNode
 // (when set, counting its Leaving tasks) and canTake(i, extra) says so
 // (node i with extra more tasks of the service placed by this plan); a
 // node gives one only if it has a movable task.
@@ -81,7 +87,7 @@ func PlanMoves(nodes []MoveNode, budget, maxPerNode int, canTake func(i, extra i
 
 // setRoom notes whether node i may take a task now.
 func (p *moveTree) setRoom(i int) {
-	p.room[i] = (p.max <= 0 || p.ns[i].Count+p.ns[i].Leaving < p.max) && p.canTake(i, p.extra[i])
+	p.room[i] = !p.ns[i].Faulty && (p.max <= 0 || p.ns[i].Count+p.ns[i].Leaving < p.max) && p.canTake(i, p.extra[i])
 }
 
 // moveUnit is a group of the tree (kids: its subgroups or, innermost, its

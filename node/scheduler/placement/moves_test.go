@@ -18,6 +18,8 @@ func TestPlanMoves(t *testing.T) {
 	fixed := func(mn MoveNode, movable int) MoveNode { mn.Movable = movable; return mn }
 	// leaving adds tasks that moves in flight replace (running, not counted).
 	leaving := func(mn MoveNode, k int) MoveNode { mn.Leaving = k; return mn }
+	// faulty marks a node where the service's tasks keep failing.
+	faulty := func(mn MoveNode) MoveNode { mn.Faulty = true; return mn }
 	for _, tc := range []struct {
 		name    string
 		nodes   []MoveNode
@@ -36,6 +38,13 @@ func TestPlanMoves(t *testing.T) {
 		{"movable on the next", []MoveNode{fixed(n("a", 4), 0), n("b", 3), n("c", 0)}, -1, 0, all, "b>c"},
 		{"target full", []MoveNode{n("a", 4), n("b", 0)}, -1, 0,
 			func(i, extra int) bool { return i != 1 || extra < 1 }, "a>b"},
+		// Failure avoidance: a faulty node takes no move, even when it
+		// is the emptiest; it may still give its tasks away.
+		{"faulty node takes nothing", []MoveNode{n("a", 3), n("b", 3), faulty(n("c", 0))}, -1, 0, all, ""},
+		{"faulty node skipped for the next", []MoveNode{n("a", 4), faulty(n("b", 0)), n("c", 1)}, -1, 0, all, "a>c"},
+		{"faulty node gives", []MoveNode{faulty(n("a", 4)), n("b", 0)}, -1, 0, all, "a>b a>b"},
+		{"faulty group", []MoveNode{n("a", 4, "z1"), faulty(n("b", 0, "z2"))}, -1, 0, all, ""},
+		{"lowered max, faulty target", []MoveNode{n("a", 2), faulty(n("b", 0)), n("c", 0)}, -1, 1, all, "a>c"},
 		{"no room anywhere", []MoveNode{n("a", 4), n("b", 0)}, -1, 0,
 			func(i, _ int) bool { return i == 0 }, ""},
 		// Max replicas per node: a target never reaches more than the

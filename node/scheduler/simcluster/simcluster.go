@@ -47,6 +47,10 @@ type Cluster struct {
 	// ShareRefusals an assignment the FSM would refuse (no share free).
 	Networks      map[string]*api.Network
 	ShareRefusals []string
+	// Unfit is State.Unfit: nodes that cannot persist their state (a full
+	// disk), by ID. Report starts nothing on them (they never see an
+	// assignment) but stops what they are told to.
+	Unfit map[string]string
 
 	index uint64 // raft-index stand-in for service versions
 	ids   int
@@ -132,6 +136,7 @@ func (c *Cluster) DeleteService(id string) {
 func (c *Cluster) State() scheduler.State {
 	var st scheduler.State
 	st.Levels = c.Levels
+	st.Unfit = c.Unfit
 	for _, n := range c.Nodes {
 		st.Nodes = append(st.Nodes, *n)
 	}
@@ -262,6 +267,9 @@ func (c *Cluster) Report() int {
 		n := c.Nodes[t.NodeID]
 		if n == nil || n.Status != api.NodeReady || t.State == api.TaskNew || api.TaskTerminal(t.State) {
 			continue
+		}
+		if c.Unfit[n.ID] != "" && t.State == api.TaskAssigned {
+			continue // its raft appends fail: it never saw the task
 		}
 		switch {
 		case t.DesiredState != api.TaskRunning:
