@@ -22,24 +22,7 @@ func TestPlacementMaxPerNodeAndSpread(t *testing.T) {
 	h1.MustCLI(t, "service", "create", "-d", "--name", "one", "--replicas", "4", "--replicas-max-per-node", "1",
 		"bb:1", "sleep", "1000")
 	const reason = "no suitable node (3 nodes at max replicas per node (1))"
-	harness.Eventually(t, 90*time.Second, func() (bool, string) {
-		per := map[string]int{}
-		var pending []string
-		for _, tk := range tasksOf(t, h2, "one") {
-			switch {
-			case tk.DesiredState != api.TaskRunning:
-			case tk.State == api.TaskRunning:
-				per[tk.Node]++
-			case tk.State == api.TaskNew:
-				pending = append(pending, tk.Message)
-			}
-		}
-		ok := len(per) == 3 && len(pending) == 1 && pending[0] == reason
-		for _, n := range per {
-			ok = ok && n == 1
-		}
-		return ok, fmt.Sprintf("running per node %v, pending %q", per, pending)
-	}, "3 running (one per node) and 1 pending")
+	waitOnePerNodeOnePending(t, h2, "one", reason)
 	var svc api.Service
 	if err := h2.JSON(&svc, "service", "inspect", "one"); err != nil {
 		t.Fatal(err)
@@ -192,24 +175,7 @@ func TestPlacementHostModePort(t *testing.T) {
 	h1.MustCLI(t, "service", "create", "-d", "--name", "hp", "--replicas", "4",
 		"--publish", "mode=host,published=18095,target=80", "bb:1", "sleep", "1000")
 	const reason = "no suitable node (3 nodes with host-mode port 18095/tcp already in use)"
-	harness.Eventually(t, 90*time.Second, func() (bool, string) {
-		per := map[string]int{}
-		var pending []string
-		for _, tk := range tasksOf(t, h2, "hp") {
-			switch {
-			case tk.DesiredState != api.TaskRunning:
-			case tk.State == api.TaskRunning:
-				per[tk.Node]++
-			case tk.State == api.TaskNew:
-				pending = append(pending, tk.Message)
-			}
-		}
-		ok := len(per) == 3 && len(pending) == 1 && pending[0] == reason
-		for _, n := range per {
-			ok = ok && n == 1
-		}
-		return ok, fmt.Sprintf("running per node %v, pending %q", per, pending)
-	}, "3 running (one per node) and 1 pending")
+	waitOnePerNodeOnePending(t, h2, "hp", reason)
 	if out, _, err := h1.CLI("service", "ps", "--no-trunc", "hp"); err != nil || !strings.Contains(out, "host-mode port 18095/tcp already in use") {
 		t.Fatalf("service ps does not say why the task is pending: %v\n%s", err, out)
 	}
@@ -232,4 +198,28 @@ func TestPlacementHostModePort(t *testing.T) {
 		}
 		return len(per) == 3 && len(nodes) == 3, fmt.Sprintf("%v on %d nodes", per, len(nodes))
 	}, "3 running on 3 nodes, none pending")
+}
+
+// waitOnePerNodeOnePending waits until service name runs one task on each
+// of 3 nodes and one more task is pending with reason, as h sees it.
+func waitOnePerNodeOnePending(t *testing.T, h *harness.Host, name, reason string) {
+	t.Helper()
+	harness.Eventually(t, 90*time.Second, func() (bool, string) {
+		per := map[string]int{}
+		var pending []string
+		for _, tk := range tasksOf(t, h, name) {
+			switch {
+			case tk.DesiredState != api.TaskRunning:
+			case tk.State == api.TaskRunning:
+				per[tk.Node]++
+			case tk.State == api.TaskNew:
+				pending = append(pending, tk.Message)
+			}
+		}
+		ok := len(per) == 3 && len(pending) == 1 && pending[0] == reason
+		for _, n := range per {
+			ok = ok && n == 1
+		}
+		return ok, fmt.Sprintf("running per node %v, pending %q", per, pending)
+	}, "3 running (one per node) and 1 pending")
 }
