@@ -39,7 +39,8 @@ import (
 //     to it (raftnode pools one per follower), so the next heartbeat or
 //     call on the pooled one fails, or the one in flight does, and any
 //     failure drops the kept answer: the next append goes to the wire
-//     (TestRaftNonvoterIdleAppendsAnswered). Should a restart ever pass
+//     (TestRaftNonvoterRestartOverTCP, TestRaftNonvoterIdleAppendsAnswered).
+//     Should a restart ever pass
 //     unseen (a transport that redials without failing), the follower is
 //     told at the latest when the kept answer ages out (reuseAppendFor):
 //     a real append per non-voter per minute.

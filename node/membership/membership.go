@@ -449,17 +449,13 @@ func (m *Membership) SetLBIndex(i uint64, changed bool) {
 // SetUnfit gossips why this node cannot persist its state ("" once it
 // can: node/diskhealth). Unchanged, it does nothing; it never blocks.
 func (m *Membership) SetUnfit(reason string) {
-	m.metaMu.Lock()
-	if m.self.Unfit == reason {
-		m.metaMu.Unlock()
-		return
+	if m.updateSelf(func(self *Meta) bool {
+		changed := self.Unfit != reason
+		self.Unfit = reason
+		return changed
+	}) {
+		m.signal()
 	}
-	m.self.Unfit = reason
-	m.self.LB = m.lbLocal // the freshest, at no extra broadcast
-	m.encodeSelfLocked()
-	m.metaMu.Unlock()
-	m.Republish()
-	m.signal()
 }
 
 // Unfit returns, by node ID, why each member alive now (this node
@@ -500,16 +496,27 @@ func (m *Membership) Unfit() map[string]string {
 // index is behind it gossip theirs (ShouldPublishLB). Unchanged, it does
 // nothing; it never blocks.
 func (m *Membership) SetDrainWait(i uint64) {
+	m.updateSelf(func(self *Meta) bool {
+		changed := self.DW != i
+		self.DW = i
+		return changed
+	})
+}
+
+// updateSelf applies change to this node's gossip meta and, when it
+// changed anything, gossips the meta again (with the freshest load
+// balancer index, at no extra broadcast). It reports whether it did.
+func (m *Membership) updateSelf(change func(self *Meta) bool) bool {
 	m.metaMu.Lock()
-	if m.self.DW == i {
+	if !change(&m.self) {
 		m.metaMu.Unlock()
-		return
+		return false
 	}
-	m.self.DW = i
-	m.self.LB = m.lbLocal // the freshest, at no extra broadcast
+	m.self.LB = m.lbLocal
 	m.encodeSelfLocked()
 	m.metaMu.Unlock()
 	m.Republish()
+	return true
 }
 
 // ShouldPublishLB decides whether a node gossips its load balancer index
