@@ -40,10 +40,9 @@ import (
 //     call on the pooled one fails, or the one in flight does, and any
 //     failure drops the kept answer: the next append goes to the wire
 //     (TestRaftNonvoterRestartOverTCP, TestRaftNonvoterIdleAppendsAnswered).
-//     Should a restart ever pass
-//     unseen (a transport that redials without failing), the follower is
-//     told at the latest when the kept answer ages out (reuseAppendFor):
-//     a real append per non-voter per minute.
+//     Should a restart ever pass unseen (a transport that redials without
+//     failing), the follower is told at the latest when the kept answer
+//     ages out (reuseAppendFor): a real append per non-voter per minute.
 //   - A dead follower: the call is answered locally only while its last
 //     real heartbeat answer is younger than twice its heartbeat interval;
 //     after that the append goes to the wire, fails, and raft counts the
