@@ -21,6 +21,7 @@ import (
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/consensus/raftnode"
+	"github.com/shoal-org/shoal/consensus/raftnode/raftdirtest"
 	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/clusterport"
 	"github.com/shoal-org/shoal/node/instance"
@@ -44,7 +45,7 @@ func startTestLeader(t *testing.T) *testLeader {
 	rc := raftnode.DefaultConfig()
 	rc.NodeID = s.a.id.NodeID
 	rc.Addr = s.addr
-	rc.DataDir = t.TempDir()
+	rc.DataDir = raftdirtest.Dir(t)
 	self := s.a.id.NodeID
 	rc.StreamLayer = instance.NewRaftLayer(s.m, func() *tls.Config { return s.pki.client(self) }, nil)
 	store := consensus.NewStore()

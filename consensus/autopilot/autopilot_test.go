@@ -15,6 +15,7 @@ import (
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/consensus/raftnode"
+	"github.com/shoal-org/shoal/consensus/raftnode/raftdirtest"
 )
 
 var apNow = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -433,7 +434,7 @@ func newInmemRaft(t *testing.T, n int) []*inmemNode {
 		cfg.HeartbeatInterval = 60 * time.Millisecond
 		cfg.CommitTimeout = 5 * time.Millisecond
 		cfg.ApplyTimeout = 5 * time.Second
-		cfg.DataDir = t.TempDir()
+		cfg.DataDir = raftdirtest.Dir(t)
 		cfg.Transport = nd.trans
 		r, err := raftnode.New(cfg, nd.store)
 		if err != nil {

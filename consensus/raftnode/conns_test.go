@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
+	"github.com/shoal-org/shoal/consensus/raftnode/raftdirtest"
 )
 
 // countingLayer is a raft stream layer over loopback TCP that counts the
@@ -62,7 +63,7 @@ func TestRaftOneConnectionPerFollower(t *testing.T) {
 		}
 		l := &countingLayer{Listener: ln}
 		cfg := testRaftConfig(fmt.Sprintf("n%d", i))
-		cfg.DataDir = t.TempDir()
+		cfg.DataDir = raftdirtest.Dir(t)
 		cfg.StreamLayer = l
 		cfg.TransportTimeout = 5 * time.Second
 		s := consensus.NewStore()

@@ -269,3 +269,52 @@ func TestNeedsCatchUp(t *testing.T) {
 		}
 	}
 }
+
+// TestRaftPromotedVoterElectedByStaleVoter: n3's promotion commits on the
+// leader n1 and n3 while n2 is cut off from n1; n1 then goes. n2's
+// configuration still lists n3 as a non-voter, and n2's log is shorter
+// than n3's, so only n3 can win, with n2's vote. hashicorp/raft refuses
+// a vote to a candidate its configuration does not list as a voter;
+// voteTransport makes the request pass that check, and the two elect n3
+// (without it: no leader, ever).
+func TestRaftPromotedVoterElectedByStaleVoter(t *testing.T) {
+	c := newRaftClusterWith(t, 3, func(cfg *Config) {
+		if cfg.NodeID == "n1" {
+			// A lease long enough to commit the promotion with n2 cut
+			// off (n1's lease counts n2 until n3 votes).
+			cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 2*time.Second, 2*time.Second, 2*time.Second
+			cfg.LeaderSilence = 2 * time.Second
+		}
+	})
+	l := c.formNonvoters(1) // n1 leads, n2 votes, n3 does not
+	n2, n3 := c.nodes[1], c.nodes[2]
+	if l != c.nodes[0] {
+		t.Fatalf("leader %s, want n1", l.id)
+	}
+	l.trans.Disconnect(n2.trans.LocalAddr())
+	n2.trans.Disconnect(l.trans.LocalAddr())
+	if err := l.r.AddVoter(context.Background(), n3.id, string(n3.trans.LocalAddr())); err != nil {
+		t.Fatalf("promote n3 with n2 cut off: %v", err)
+	}
+	voters := func(n *clusterNode) map[string]bool {
+		out := map[string]bool{}
+		for _, s := range n.r.raft.GetConfiguration().Configuration().Servers {
+			out[string(s.ID)] = s.Suffrage == raft.Voter
+		}
+		return out
+	}
+	if !voters(n3)["n3"] {
+		t.Fatalf("n3 does not know it votes: %v", voters(n3))
+	}
+	if voters(n2)["n3"] {
+		t.Fatalf("n2 already knows n3 votes (the test needs it not to): %v", voters(n2))
+	}
+	c.isolate(l)
+	nl := c.leader(n2, n3)
+	if nl != n3 {
+		t.Fatalf("leader %s, want n3 (the only one with the promotion)", nl.id)
+	}
+	if _, err := nl.r.Apply(context.Background(), command.UpsertNode{Node: testNode("n9", "n9")}); err != nil {
+		t.Fatalf("write on the new leader: %v", err)
+	}
+}

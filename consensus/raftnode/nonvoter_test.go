@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
+	"github.com/shoal-org/shoal/consensus/raftnode/raftdirtest"
 )
 
 // formNonvoters forms c with its last k nodes left non-voters.
@@ -343,7 +344,7 @@ func TestRaftNonvoterRestartOverTCP(t *testing.T) {
 		m.r = r
 		m.addr = ln.Addr().String()
 	}
-	l, nv := &member{addr: "127.0.0.1:0", dir: t.TempDir()}, &member{addr: "127.0.0.1:0", dir: t.TempDir()}
+	l, nv := &member{addr: "127.0.0.1:0", dir: raftdirtest.Dir(t)}, &member{addr: "127.0.0.1:0", dir: raftdirtest.Dir(t)}
 	start(l, "n1")
 	start(nv, "n2")
 	t.Cleanup(func() { _ = l.r.Shutdown(); _ = nv.r.Shutdown() })

@@ -490,7 +490,7 @@ func newRaft(cfg Config, store *consensus.Store, logger hclog.Logger, st storage
 			hc.OnHeartbeat = watch.contact
 		}
 		thin = heartbeat.New(trans, hc)
-		trans = thin
+		trans = voteTransport{thin}
 	}
 	if c, ok := trans.(io.Closer); ok {
 		// Transport closes before the WAL.

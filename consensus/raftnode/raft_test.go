@@ -13,6 +13,7 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
+	"github.com/shoal-org/shoal/consensus/raftnode/raftdirtest"
 )
 
 var t0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -72,6 +73,8 @@ type raftCluster struct {
 	nodes []*clusterNode
 	// mut, when set, changes each node's config before start.
 	mut func(*Config)
+	// log passes raft's lines to t.Log (testlog_test.go).
+	log *testLogWriter
 }
 
 func newRaftCluster(t *testing.T, n int) *raftCluster {
@@ -82,9 +85,10 @@ func newRaftCluster(t *testing.T, n int) *raftCluster {
 // config.
 func newRaftClusterWith(t *testing.T, n int, mut func(*Config)) *raftCluster {
 	t.Helper()
-	c := &raftCluster{t: t, mut: mut}
+	c := &raftCluster{t: t, mut: mut, log: &testLogWriter{t: t}}
+	t.Cleanup(c.log.stop) // runs after the shutdown below (cleanups run last first)
 	for i := 0; i < n; i++ {
-		node := &clusterNode{id: fmt.Sprintf("n%d", i+1), dir: t.TempDir()}
+		node := &clusterNode{id: fmt.Sprintf("n%d", i+1), dir: raftdirtest.Dir(t)}
 		c.start(node, false)
 		c.nodes = append(c.nodes, node)
 	}
@@ -113,6 +117,7 @@ func (c *raftCluster) start(n *clusterNode, force bool) {
 	cfg.DataDir = n.dir
 	cfg.Transport = n.trans
 	cfg.ForceNewCluster = force
+	cfg.Logger, cfg.LogLevel = testLogger(c.log, n.id)
 	if c.mut != nil {
 		c.mut(&cfg)
 	}
@@ -438,7 +443,7 @@ func TestRaftForceNewCluster(t *testing.T) {
 
 	// Forcing a node without state is refused.
 	cfg := testRaftConfig("fresh")
-	cfg.DataDir = t.TempDir()
+	cfg.DataDir = raftdirtest.Dir(t)
 	_, cfg.Transport = raft.NewInmemTransport("")
 	cfg.ForceNewCluster = true
 	if _, err := New(cfg, consensus.NewStore()); !errors.Is(err, consensus.ErrNotBootstrapped) {

@@ -23,6 +23,7 @@ import (
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/consensus/raftnode"
+	"github.com/shoal-org/shoal/consensus/raftnode/raftdirtest"
 	"github.com/shoal-org/shoal/node/agentconfig"
 	"github.com/shoal-org/shoal/node/keyring"
 	"github.com/shoal-org/shoal/node/pki"
@@ -34,7 +35,7 @@ import (
 func testHost(t *testing.T, nodeID string) Host {
 	t.Helper()
 	cfg := agentconfig.Default()
-	cfg.DataDir = t.TempDir()
+	cfg.DataDir = raftdirtest.Dir(t)
 	cfg.AdvertiseAddr = "127.0.0.1"
 	cfg.Hostname = "test-host"
 	cfg.WriteTimeout = 2 * time.Second
@@ -67,7 +68,7 @@ func bootstrapLeader(ctx context.Context, t *testing.T, n *raftNode) {
 
 func startRaftNode(t *testing.T, id string) *raftNode {
 	t.Helper()
-	n := &raftNode{id: id, dir: t.TempDir(), store: consensus.NewStore()}
+	n := &raftNode{id: id, dir: raftdirtest.Dir(t), store: consensus.NewStore()}
 	_, n.trans = raft.NewInmemTransport("")
 	cfg := raftnode.DefaultConfig()
 	cfg.NodeID = id
