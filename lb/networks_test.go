@@ -131,6 +131,19 @@ func TestNetworksTrace(t *testing.T) {
 		{"DNS from the LAN", udp(in, "eth0", lan, "10.42.1.1", 53), drop},
 		{"DNS over TCP from the LAN", tcp(in, "eth0", "", lan, "10.42.1.1", 53), drop},
 		{"agent cluster port from the LAN", tcp(in, "eth0", "", lan, node, 2377), accept},
+
+		// An internal network reaches nothing of the node but its DNS:
+		// not a service on the node's address, not one on its gateway,
+		// neither from this node's containers nor from the network's
+		// containers on other nodes (through its VXLAN device).
+		{"back container to a node service", tcp(in, "shb1094", "", cBack, node, 22), drop},
+		{"back container to a node service on its gateway", tcp(in, "shb1094", "", cBack, "10.51.0.1", 9100), drop},
+		{"back container to a node UDP service", udp(in, "shb1094", cBack, node, 161), drop},
+		{"remote back container to this node's back address", tcp(in, "shv1094", "", "10.51.1.5", "10.51.0.1", 22), drop},
+		{"back container's reply to the node", with(tcp(in, "shb1094", "", cBack, node, 40000), func(p *packet) { p.established = true }), accept},
+		{"the node to itself from its back address", tcp(in, "lo", "", "10.51.0.1", "10.51.0.1", 22), accept},
+		{"front container to a node service", tcp(in, "shb1093", "", cFr, node, 22), accept},
+		{"default container to a node service on its gateway", tcp(in, "shoal0", "", cDef, "10.42.1.1", 9100), accept},
 		{"gossip from the LAN", udp(in, "eth0", lan, node, 7946), accept},
 	}
 	resolved, errs := netState().resolve()

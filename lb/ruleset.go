@@ -636,7 +636,8 @@ func peerOnlyPorts(cfg Config, peerPorts []int) []clusterPort {
 // devices), VXLAN only from
 // peers (st.Peers), the embedded DNS server only for containers (their
 // bridges) and the node (loopback), never the LAN, so it is no open
-// resolver. Everything else (the agent's ports for the LAN and the other
+// resolver, and nothing but that DNS to an internal network's containers.
+// Everything else (the agent's ports for the LAN and the other
 // nodes among it) is left alone.
 func compileInputFilter(cfg Config, rs *ruleset, st State, nets []Network) {
 	filtered := len(st.Networks) > 0
@@ -691,6 +692,24 @@ func compileInputFilter(cfg Config, rs *ruleset, st State, nets []Network) {
 			}
 			rs.addRule(in, concat(dnsPort, dropV)...)
 		}
+	}
+	// Internal networks reach nothing of the node but its DNS (accepted
+	// above): a container there called any service listening on the
+	// node's addresses (an sshd, a metrics port bound off loopback), its
+	// own gateway first, and the network's containers on other nodes
+	// reached this node's address in the network through the VXLAN
+	// device. Swarm's internal overlays have no way to the host at all.
+	// Matched by source (the guard binds a container port to its
+	// address, and VXLAN comes only from peers); the node's own traffic
+	// to itself (lo) is not a container's; replies to what the node
+	// opened pass.
+	for _, n := range nets {
+		if !filtered || !n.Internal {
+			continue
+		}
+		from := concat(ifnameNot(expr.MetaKeyIIFNAME, "lo"), inNet(12, n.Subnet))
+		rs.addRule(in, concat(from, ctStateEstablished(), acceptV)...)
+		rs.addRule(in, concat(from, dropV)...)
 	}
 }
 

@@ -11,11 +11,13 @@ package test
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -147,6 +149,44 @@ func lanHost(t *testing.T, c *harness.Cluster, via *harness.Host) (ns, ip string
 	}
 	t.Cleanup(func() { _ = httpd.Process.Kill(); _ = httpd.Wait() })
 	return ns, ip
+}
+
+// bridgeAddrIn returns h's address inside subnet (the gateway of that
+// network's containers on h).
+func bridgeAddrIn(t *testing.T, h *harness.Host, subnet string) string {
+	t.Helper()
+	_, want, err := net.ParseCIDR(subnet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("ip", "-n", h.NS, "-4", "-o", "addr", "show").CombinedOutput()
+	if err != nil {
+		t.Fatalf("addresses of %s: %v: %s", h.Name, err, out)
+	}
+	for _, f := range strings.Fields(string(out)) {
+		if ip, _, err := net.ParseCIDR(f); err == nil && want.Contains(ip) {
+			return ip.String()
+		}
+	}
+	t.Fatalf("%s has no address in %s: %s", h.Name, subnet, out)
+	return ""
+}
+
+// nodeWebServer serves a page on port on every address of h's namespace,
+// as a service of the node itself would, and returns the page's text.
+func nodeWebServer(t *testing.T, h *harness.Host, port int) string {
+	t.Helper()
+	www := t.TempDir()
+	page := "node " + h.Name
+	if err := os.WriteFile(filepath.Join(www, "index.html"), []byte(page+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	httpd := exec.Command("ip", "netns", "exec", h.NS, "busybox", "httpd", "-f", "-p", strconv.Itoa(port), "-h", www)
+	if err := httpd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = httpd.Process.Kill(); _ = httpd.Wait() })
+	return page
 }
 
 func TestNetworksIsolation(t *testing.T) {
@@ -314,6 +354,32 @@ func TestNetworksIsolation(t *testing.T) {
 		}
 		if out, err := wgetFrom(nsBPub, fmt.Sprintf("http://%s:18081/", h.IP)); err == nil {
 			t.Errorf("a container on the internal network reached pub through its node's published port: %q", out)
+		}
+	}
+	// Nor to anything else its node serves (here a web server on every
+	// address of the node, as an sshd or a metrics port would be): not on
+	// the node's address, not on the network's gateway, while a container
+	// of a normal network on that node still reaches it, and the internal
+	// network's own DNS still answers (above).
+	var pubHost *harness.Host
+	for _, h := range c.Hosts() {
+		if hostname(h) == pubs[0].Node {
+			pubHost = h
+		}
+	}
+	if pubHost == nil {
+		t.Fatalf("no host named %s", pubs[0].Node)
+	}
+	gwB := bridgeAddrIn(t, pubHost, "10.60.0.0/16")
+	nodeSvc := nodeWebServer(t, pubHost, 18099)
+	nsPub := netnsOf(t, c, pubs[0])
+	harness.Eventually(t, 30*time.Second, func() (bool, string) {
+		out, err := wgetFrom(nsPub, "http://"+pubHost.IP+":18099/")
+		return err == nil && out == nodeSvc, fmt.Sprintf("pub's container to its node's service: %v %q", err, out)
+	}, "a container on a normal network reaches its node's services")
+	for _, addr := range []string{pubHost.IP, gwB} {
+		if out, err := wgetFrom(nsBPub, "http://"+addr+":18099/"); err == nil {
+			t.Errorf("a container on the internal network reached its node's service at %s: %q", addr, out)
 		}
 	}
 	targets := []string{pubs[0].IP, ipOn(a, "neta"), ipOn(bs[0], "netb"), pub.VIP, svca.VIPs["neta"], svcb.VIPs["netb"]}
