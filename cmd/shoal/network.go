@@ -30,7 +30,7 @@ func (s *commands) networkCommand() *cli.Command {
 					// Swarm guide makes a network; it was refused as an
 					// unknown flag.
 					&cli.StringFlag{Name: "driver", Aliases: []string{"d"}, Value: "overlay", Usage: "overlay, the only driver (taken for docker's -d overlay)"},
-					&cli.BoolFlag{Name: "internal", Usage: "no way out of the cluster: no route, no DNS forwarding upstream"},
+					&cli.BoolFlag{Name: "internal", Usage: "no way out of the cluster: no route, no DNS forwarding upstream, nothing of the node but its DNS"},
 					&cli.BoolFlag{Name: "attachable", Usage: "let 'shoal run --network' containers join it"},
 					&cli.BoolFlag{Name: "encrypted", Usage: "encrypt traffic between nodes (WireGuard)"},
 				},
