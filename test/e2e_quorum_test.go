@@ -10,8 +10,9 @@ import (
 )
 
 // TestQuorumLostReadsSayWhy: an operator's bad day. Two of three voters
-// die for good: a write fails with a clear "no quorum" (it does not hang),
-// reads still answer. The survivor's agent restarts: its replica holds
+// die for good: a write fails with a clear "no quorum" (it does not hang;
+// once gossip has them dead, at once: no election can succeed), reads
+// still answer. The survivor's agent restarts: its replica holds
 // only its last snapshot until a leader confirms the rest of its log, and
 // `service ls` answered an empty list, as if every service were gone; it
 // now refuses, saying why and what to do. --force-new-cluster then brings
@@ -30,11 +31,24 @@ func TestQuorumLostReadsSayWhy(t *testing.T) {
 		}
 	}
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	start := time.Now()
 	_, _, err := h1.CLIContext(wctx, "service", "scale", "-d", "web=4")
 	cancel()
+	t.Logf("write right after the kill answered in %v", time.Since(start).Round(time.Millisecond))
 	if err == nil || !strings.Contains(cliStderr(err), "no quorum") {
 		t.Fatalf("a write without a quorum: want a 'no quorum' error, got %v", err)
 	}
+	// Once gossip has the two voters dead, the write does not wait for a
+	// leader that cannot be elected: it says so at once, with the way out.
+	harness.Eventually(t, time.Minute, func() (bool, string) {
+		start := time.Now()
+		_, _, err := h1.CLI("service", "scale", "-d", "web=4")
+		msg := cliStderr(err)
+		ok := err != nil && strings.Contains(msg, "cannot elect one") && strings.Contains(msg, "1 of 3 voters reachable") &&
+			strings.Contains(msg, "--force-new-cluster")
+		t.Logf("write without a quorum answered in %v (the fast answer: %v)", time.Since(start).Round(time.Millisecond), ok)
+		return ok, msg
+	}, "a write without a quorum fails at once, saying why")
 	if out := h1.MustCLI(t, "service", "ls"); !strings.Contains(out, "web") {
 		t.Fatalf("reads after the quorum loss:\n%s", out)
 	}

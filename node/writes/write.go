@@ -12,7 +12,8 @@ package writes
 // filled here, never in the FSM), and write() gets it committed: applied
 // directly on the leader, forwarded over RPC otherwise, and retried across
 // leader changes until the write timeout. A write that cannot find a leader
-// with quorum fails with ErrNoQuorum instead of hanging.
+// with quorum fails with ErrNoQuorum instead of hanging, at once when no
+// election can succeed (noleader.go).
 //
 // Two shapes cross the wire (node/authz says why): a node's report about
 // itself travels as a raw command (wire.MethodApply); what a user asked on the API
@@ -132,6 +133,9 @@ func (w *Writer) Write(ctx context.Context, cmd command.Command) (json.RawMessag
 			}
 		} else {
 			err = errNoLeaderKnown
+			if hopeless, reach, voters := w.hopeless(); hopeless {
+				return nil, noLeaderError(reach, voters)
+			}
 		}
 		if err == nil {
 			return res, nil
@@ -468,6 +472,8 @@ func (w *Writer) Forward(ctx context.Context, call func(ctx context.Context, add
 				return err // an answer, not a transport problem
 			}
 			last = err
+		} else if hopeless, reach, voters := w.hopeless(); hopeless {
+			return noLeaderError(reach, voters)
 		}
 		select {
 		case <-ctx.Done():
@@ -563,6 +569,9 @@ func (w *Writer) SyncReplica(ctx context.Context) error {
 			}
 		} else {
 			err = ErrNotLeader
+			if hopeless, reach, voters := w.hopeless(); hopeless {
+				return noLeaderError(reach, voters)
+			}
 		}
 		if err == nil {
 			return w.waitStoreIndex(ctx, idx)
