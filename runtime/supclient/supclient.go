@@ -42,6 +42,8 @@ type Client struct {
 
 	// bundle: the supervisor last watched takes supervisor.Request.Bundle.
 	bundle atomic.Bool
+	// leases: the supervisor last watched takes "leases".
+	leases atomic.Bool
 }
 
 // ExitSlot is what a container's watcher waits on: Done is closed when the
@@ -205,6 +207,7 @@ func (s *Client) Watch(ctx context.Context) (map[string]int, net.Conn, *bufio.Re
 		rep.Running = map[string]int{}
 	}
 	s.bundle.Store(rep.Bundle)
+	s.leases.Store(rep.Leases)
 	return rep.Running, conn, br, nil
 }
 
@@ -214,6 +217,58 @@ func (s *Client) Watch(ctx context.Context) (map[string]int, net.Conn, *bufio.Re
 // while it holds containers; until it is gone this stays false, also when
 // no Watch succeeded.
 func (s *Client) TakesBundle() bool { return s.bundle.Load() }
+
+// TakesLeases reports whether the supervisor, as of the last Watch, sets
+// many leases in one request ("leases"); one of an earlier release takes
+// "fence" only, or no lease at all, and outlives an agent upgrade while it
+// holds containers.
+func (s *Client) TakesLeases() bool { return s.leases.Load() }
+
+// maxLeasesPerRequest keeps a "leases" request well under
+// supervisor.MaxRequest (a lease is about 130 bytes of JSON).
+const maxLeasesPerRequest = 4096
+
+// Leases sets every lease in ls with one request per maxLeasesPerRequest
+// (FenceAfterMs 0 disarms; see Fence). It returns the error of each lease
+// the supervisor refused, by container ID, and err when a request failed
+// as a whole (the leases of that request and after it are then not known
+// to be set). A supervisor without TakesLeases answers "unknown op".
+func (s *Client) Leases(ctx context.Context, ls []supervisor.Lease) (map[string]error, error) {
+	var failed map[string]error
+	for len(ls) > 0 {
+		n := min(len(ls), maxLeasesPerRequest)
+		f, err := s.leasesOnce(ctx, ls[:n])
+		if err != nil {
+			return failed, err
+		}
+		for id, msg := range f {
+			if failed == nil {
+				failed = map[string]error{}
+			}
+			failed[id] = errors.New(msg)
+		}
+		ls = ls[n:]
+	}
+	return failed, nil
+}
+
+func (s *Client) leasesOnce(ctx context.Context, ls []supervisor.Lease) (map[string]string, error) {
+	conn, err := s.Dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
+	var rep supervisor.Reply
+	if err := roundTrip(conn, supervisor.Request{Op: "leases", Leases: ls}, &rep); err != nil {
+		return nil, fmt.Errorf("supervisor: %w", err)
+	}
+	if rep.Error != "" {
+		return nil, errors.New(rep.Error)
+	}
+	return rep.Failed, nil
+}
 
 // Follow turns the events of one watch connection into closed done
 // channels until the connection ends (or ctx does, which closes it), then
