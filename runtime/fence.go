@@ -2,9 +2,11 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/shoal-org/shoal/runtime/supclient"
 	"github.com/shoal-org/shoal/runtime/supervisor"
 )
 
@@ -69,8 +71,17 @@ func (r *Runtime) FenceAll(ctx context.Context, ls []Lease) map[string]error {
 		return failed
 	}
 	if !r.sup.TakesLeases() {
-		for _, l := range ls {
-			if err := r.Fence(ctx, l.ID, l.After, l.Grace); err != nil {
+		for i, l := range ls {
+			err := r.Fence(ctx, l.ID, l.After, l.Grace)
+			if errors.Is(err, supclient.ErrNoLease) {
+				// A supervisor without any lease: the rest would be
+				// refused too, one round trip each.
+				for _, l := range ls[i:] {
+					failed[l.ID] = err
+				}
+				break
+			}
+			if err != nil {
 				failed[l.ID] = err
 			}
 		}

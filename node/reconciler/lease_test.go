@@ -154,3 +154,23 @@ func TestLeaseBatch(t *testing.T) {
 		})
 	}
 }
+
+// A supervisor of an older release knows no lease: one warning names the
+// reason and how many containers it leaves unleased, not one per
+// container, and it is not repeated on every pass.
+func TestRenewLeasesNoLeaseWarnsOnce(t *testing.T) {
+	rt := &fencingRuntime{err: fmt.Errorf("fence container x: %w", runtime.ErrNoLease)}
+	var buf strings.Builder
+	r := &Reconciler{cfg: Config{Runtime: rt}, log: slog.New(slog.NewTextHandler(&buf, nil))}
+	want := map[string]time.Duration{"c1": 15 * time.Second, "c2": 15 * time.Second}
+	t0 := time.Now()
+	for pass := 0; pass < 3; pass++ {
+		r.renewLeases(context.Background(), t0.Add(time.Duration(pass)*2*time.Second), want, nil)
+	}
+	if n := strings.Count(buf.String(), "level=WARN"); n != 1 {
+		t.Fatalf("%d warnings, want 1:\n%s", n, buf.String())
+	}
+	if !strings.Contains(buf.String(), "2 at-most-once containers: the node's supervisor was started by a release without the at-most-once lease") {
+		t.Fatalf("warning does not say why:\n%s", buf.String())
+	}
+}

@@ -490,15 +490,23 @@ func (r *Reconciler) renewLeases(ctx context.Context, now time.Time, want map[st
 		cancel()
 	}
 	var errs []error
+	noLease := 0
 	for _, l := range batch {
 		if err := failed[l.ID]; err != nil {
-			errs = append(errs, err)
+			if errors.Is(err, runtime.ErrNoLease) {
+				noLease++ // one message for all: it is the supervisor's
+			} else {
+				errs = append(errs, err)
+			}
 			delete(r.leases, l.ID)
 			continue
 		}
 		if l.After > 0 {
 			r.leases[l.ID] = now.Add(l.After)
 		}
+	}
+	if noLease > 0 {
+		errs = append(errs, fmt.Errorf("%d at-most-once containers: %w", noLease, runtime.ErrNoLease))
 	}
 	msg := ""
 	if err := errors.Join(errs...); err != nil {

@@ -404,10 +404,16 @@ func (s *Client) Exec(ctx context.Context, req supervisor.Request, stdio [3]*os.
 	return pid, conn, br, nil
 }
 
+// ErrNoLease is Fence's error when the supervisor knows no lease at all:
+// one started by a release before the at-most-once lease, which outlives
+// the agent's upgrade while it holds containers (runtime/README.md, "At-most-once
+// leases and an older supervisor").
+var ErrNoLease = errors.New("the node's supervisor was started by a release without the at-most-once lease and outlives agent upgrades while it holds containers: if this agent is killed or hangs, nothing stops these containers before the leader replaces them elsewhere (the agent's own fence still stops them when it loses the leader); to replace the supervisor, drain the node, stop the agent for more than 5 s once no container runs, and start it again")
+
 // Fence arms (after > 0) or disarms (after 0) the supervisor's lease on
 // container id: unless renewed within after, the supervisor sends it sig
 // and SIGKILLs it grace later (supervisor/fence.go). A supervisor from
-// before the lease answers "unknown op", returned as an error.
+// before the lease answers "unknown op": ErrNoLease.
 func (s *Client) Fence(ctx context.Context, id string, after, grace time.Duration, sig syscall.Signal) error {
 	req := supervisor.Request{Op: "fence", ID: id, Signal: int(sig)}
 	if after > 0 {
@@ -424,6 +430,9 @@ func (s *Client) Fence(ctx context.Context, id string, after, grace time.Duratio
 	var rep supervisor.Reply
 	if err := roundTrip(conn, req, &rep); err != nil {
 		return fmt.Errorf("supervisor: %w", err)
+	}
+	if strings.HasPrefix(rep.Error, "unknown op") {
+		return ErrNoLease
 	}
 	if rep.Error != "" {
 		return errors.New(rep.Error)
