@@ -549,6 +549,12 @@ func (l *Loop) autopilot(ctx context.Context) {
 			l.log.Warn("this leader cannot persist its state: handing leadership over", "to", api.ShortID(c.To))
 		}
 		if err := autopilot.ApplyVoterChange(ctx, cl.Raft, c); err != nil {
+			if c.Action == autopilot.ActionTransfer && !cl.Raft.IsLeader() {
+				// The transfer's wait ends with the leader's work, whose
+				// context is cancelled once leadership has moved: done.
+				l.log.Info("autopilot: leadership handed over", "node_id", api.ShortID(c.ID))
+				return
+			}
 			l.log.Warn("autopilot change failed", "action", c.Action, "node_id", api.ShortID(c.ID), "err", err)
 			return
 		}
