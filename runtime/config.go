@@ -6,6 +6,7 @@ import (
 	"github.com/shoal-org/shoal/runtime/config"
 	"github.com/shoal-org/shoal/runtime/execproc"
 	"github.com/shoal-org/shoal/runtime/ocispec"
+	"github.com/shoal-org/shoal/runtime/supclient"
 	"github.com/shoal-org/shoal/runtime/volume"
 )
 
@@ -26,6 +27,9 @@ var (
 	ErrNoCommand = ocispec.ErrNoCommand
 	// ErrClosed: the runtime's Run loop has ended.
 	ErrClosed = errors.New("runtime closed")
+	// ErrNoLease is FenceAll's error for each lease when the node's
+	// supervisor, started by an older release, knows no lease.
+	ErrNoLease = supclient.ErrNoLease
 	// ErrInvalidConfig: Config.Validate refused the configuration.
 	ErrInvalidConfig = config.ErrInvalid
 	// ErrInvalidSpec: a container spec is malformed (bad name, user, limits).

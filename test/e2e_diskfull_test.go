@@ -3,14 +3,19 @@ package test
 // End-to-end test of a node whose disk is full (node/diskhealth): a 4th
 // node whose data dir is a small tmpfs reports itself unfit, takes no
 // task, is not made a voter, and says why in node ls / node inspect; once
-// its file system grows it takes tasks again.
+// its file system grows it takes tasks again. TestDiskFullLeader: the
+// same for the leader, which hands leadership over.
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/test/harness"
@@ -87,4 +92,78 @@ func TestDiskFullNode(t *testing.T) {
 		}
 		return on4 > 0, fmt.Sprintf("%d running on h4", on4)
 	}, "a task running on h4 once it has room")
+}
+
+// TestDiskFullLeader: the leader's own data dir fills up (a tmpfs under
+// the reserve, then to ENOSPC). It hands leadership to a fit voter
+// (autopilot.PlanHandover), writes work again through the new leader, and
+// once its disk has room again it does not take leadership back.
+func TestDiskFullLeader(t *testing.T) {
+	c := harness.New(t, 3)
+	h1, h2, h3 := c.Host(1), c.Host(2), c.Host(3)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=600m", "shoal-e2e-disk", h1.DataDir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		_ = h1.Kill()
+		_ = exec.Command("umount", "-l", h1.DataDir).Run()
+	})
+	c.Form(t)
+	if l := c.Leader(t, 30*time.Second); l != h1 {
+		t.Fatalf("leader is %s, want h1 (it ran init)", l.Name)
+	}
+	id1 := h1.NodeID(t)
+	h2.MustCLI(t, "image", "import", busyboxTar(t), "bb:1")
+
+	// Shrink h1's file system to 64 MiB free (under the 256 MiB reserve),
+	// then fill it: its raft log writes fail.
+	var st unix.Statfs_t
+	if err := unix.Statfs(h1.DataDir, &st); err != nil {
+		t.Fatal(err)
+	}
+	used := int64(st.Blocks-st.Bfree) * st.Bsize
+	size := fmt.Sprintf("size=%dk", (used+(64<<20))>>10)
+	if out, err := exec.Command("mount", "-o", "remount,"+size, h1.DataDir).CombinedOutput(); err != nil {
+		t.Fatalf("shrink tmpfs to %s: %v: %s", size, err, out)
+	}
+	_ = exec.Command("dd", "if=/dev/zero", "of="+filepath.Join(h1.DataDir, "fill"), "bs=1M").Run() // ENOSPC expected
+
+	var newLeader string
+	harness.Eventually(t, 60*time.Second, func() (bool, string) {
+		st2, err2 := h2.Status()
+		st3, err3 := h3.Status()
+		newLeader = st2.Leader
+		return err2 == nil && err3 == nil && st2.Leader != "" && st2.Leader != id1 && st3.Leader == st2.Leader,
+			fmt.Sprintf("h2 sees %q (%v), h3 sees %q (%v)", st2.Leader, err2, st3.Leader, err3)
+	}, "leadership handed from h1, whose disk is full, to h2 or h3")
+
+	// Writes work through the new leader.
+	h2.MustCLI(t, "service", "create", "-d", "--name", "web", "--replicas", "2", "bb:1", "sleep", "1000")
+	harness.Eventually(t, 90*time.Second, func() (bool, string) {
+		running := 0
+		for _, tk := range tasksOf(t, h2, "web") {
+			if tk.DesiredState == api.TaskRunning && tk.State == api.TaskRunning {
+				running++
+			}
+		}
+		return running == 2, fmt.Sprintf("%d of 2 running", running)
+	}, "2 web tasks running after the handover")
+
+	// Room again: h1 says so and does not take leadership back.
+	_ = os.Remove(filepath.Join(h1.DataDir, "fill"))
+	if out, err := exec.Command("mount", "-o", "remount,size=600m", h1.DataDir).CombinedOutput(); err != nil {
+		t.Fatalf("grow tmpfs: %v: %s", err, out)
+	}
+	harness.Eventually(t, 30*time.Second, func() (bool, string) {
+		n, err := h2.Node(id1)
+		return err == nil && n.StatusMessage == "", fmt.Sprintf("message %q, err %v", n.StatusMessage, err)
+	}, "h1's status message cleared")
+	h2.MustCLI(t, "service", "scale", "-d", "web=3")
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(500 * time.Millisecond) {
+		for _, h := range []*harness.Host{h1, h2, h3} {
+			if st, err := h.Status(); err == nil && st.Leader != "" && st.Leader != newLeader {
+				t.Fatalf("leadership moved again after h1 recovered: %s sees %q, not %q", h.Name, st.Leader, newLeader)
+			}
+		}
+	}
 }

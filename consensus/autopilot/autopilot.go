@@ -78,16 +78,21 @@ const (
 	ActionDemote  VoterAction = "demote"
 	ActionRemove  VoterAction = "remove"
 	// ActionTransfer hands leadership to another voter: the leader's node
-	// became a worker, and a leader cannot demote itself.
+	// became a worker, or it cannot persist (Unfit), and a leader cannot
+	// demote itself. ID is the leader; To, when set, is the voter that
+	// must receive it (else raft picks the most up-to-date voter).
 	ActionTransfer VoterAction = "transfer"
 )
 
 // VoterChange is one step of a plan. Addr is the server's raft address
-// (needed by raft to promote).
+// (needed by raft to promote). To and ToAddr name the receiving voter of
+// an ActionTransfer that must not go to just any voter (PlanHandover).
 type VoterChange struct {
 	Action VoterAction
 	ID     string
 	Addr   string
+	To     string
+	ToAddr string
 }
 
 // Input is the world as the leader sees it.
@@ -147,6 +152,8 @@ type apServer struct {
 //  7. An Unfit node (it cannot persist: a full disk) is not promoted,
 //     and an Unfit voter other than the leader is demoted once a healthy
 //     non-voter has been promoted in its place; it counts as alive.
+//  8. An Unfit leader hands leadership to the voter PlanHandover names
+//     (ActionTransfer with To, last); the next leader swaps it out by 7.
 //
 // No demotion or removal is planned that would leave the healthy voters
 // without a quorum of the remaining voters. The result is deterministic:
@@ -317,6 +324,11 @@ func PlanVoters(in Input, cfg Config) []VoterChange {
 		}
 	}
 
+	// 8. An unfit leader hands over to a fit voter (PlanHandover).
+	if h := PlanHandover(in); h.To.ID != "" {
+		lm := leaderMember(members, in.LeaderID)
+		return append(plan, VoterChange{Action: ActionTransfer, ID: in.LeaderID, Addr: lm.Addr, To: h.To.ID, ToAddr: h.To.Addr})
+	}
 	// 6b. A worker leads: hand over to a healthy manager that votes.
 	if lm := leaderMember(members, in.LeaderID); lm != nil && lm.node.Worker {
 		for _, m := range members {
@@ -327,6 +339,66 @@ func PlanVoters(in Input, cfg Config) []VoterChange {
 		}
 	}
 	return plan
+}
+
+// Handover is PlanHandover's decision. To is the voter the leader must
+// hand leadership to (zero when none); Stay, when To is zero and the
+// leader ought to hand over, says why it stays ("" when it need not).
+type Handover struct {
+	To   raftnode.Server
+	Stay string
+}
+
+// PlanHandover decides, from one snapshot, whether the leader must give
+// leadership up because it cannot persist its state (its node is Unfit: a
+// full disk), and to whom.
+//
+// Why: a leader whose raft log writes fail fails every write of the
+// cluster (hashicorp/raft steps it down on a failed write, but nothing
+// keeps it from winning the next election), and one under the disk
+// reserve is about to; autopilot only swaps out voters that do not lead.
+// The receiver is a voter that is a manager, ready and fit, the oldest
+// first (deterministic, and the one most likely to have the full log;
+// raft's transfer itself replicates to it until it is caught up, and
+// fails after an election timeout if it cannot be). An unfit node never
+// receives leadership, and a fit leader never hands over, so a leader
+// whose disk recovers keeps leading and one that handed over does not
+// take it back. When no voter qualifies the leader stays (a leader that
+// cannot write beats none) and Stay says why.
+func PlanHandover(in Input) Handover {
+	var leader *NodeHealth
+	for i := range in.Nodes {
+		if in.Nodes[i].ID == in.LeaderID {
+			leader = &in.Nodes[i]
+		}
+	}
+	if in.LeaderID == "" || leader == nil || !leader.Unfit {
+		return Handover{}
+	}
+	nodes := make(map[string]NodeHealth, len(in.Nodes))
+	for _, n := range in.Nodes {
+		nodes[n.ID] = n
+	}
+	var best *raftnode.Server
+	for i := range in.Servers {
+		s := &in.Servers[i]
+		n, ok := nodes[s.ID]
+		if !ok || !s.Voter || s.ID == in.LeaderID || !n.Ready || n.Unfit || n.Worker {
+			continue
+		}
+		if best == nil {
+			best = s
+			continue
+		}
+		b := nodes[best.ID]
+		if n.CreatedAt.Before(b.CreatedAt) || (n.CreatedAt.Equal(b.CreatedAt) && s.ID < best.ID) {
+			best = s
+		}
+	}
+	if best == nil {
+		return Handover{Stay: "no other voter is ready with a disk that can persist"}
+	}
+	return Handover{To: *best}
 }
 
 func leaderMember(members []*apServer, id string) *apServer {
@@ -357,6 +429,9 @@ func ApplyVoterChange(ctx context.Context, r *raftnode.Raft, c VoterChange) erro
 	case ActionRemove:
 		return r.RemoveServer(ctx, c.ID)
 	case ActionTransfer:
+		if c.To != "" {
+			return r.TransferLeadershipTo(ctx, c.To, c.ToAddr)
+		}
 		return r.TransferLeadership(ctx)
 	default:
 		return fmt.Errorf("voter change %q for %s: %w", c.Action, c.ID, consensus.ErrInvalid)

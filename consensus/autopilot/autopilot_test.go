@@ -64,10 +64,25 @@ func wk(n apNode) apNode { n.worker = true; return n }
 // full marks a node whose disk is full (NodeHealth.Unfit).
 func full(n apNode) apNode { n.unfit = true; return n }
 
-func transfer(id string) VoterChange { return VoterChange{ActionTransfer, id, id + ":2377"} }
-func promote(id string) VoterChange  { return VoterChange{ActionPromote, id, id + ":2377"} }
-func demote(id string) VoterChange   { return VoterChange{ActionDemote, id, id + ":2377"} }
-func remove(id string) VoterChange   { return VoterChange{ActionRemove, id, id + ":2377"} }
+func transfer(id string) VoterChange {
+	return VoterChange{Action: ActionTransfer, ID: id, Addr: id + ":2377"}
+}
+func promote(id string) VoterChange {
+	return VoterChange{Action: ActionPromote, ID: id, Addr: id + ":2377"}
+}
+func demote(id string) VoterChange {
+	return VoterChange{Action: ActionDemote, ID: id, Addr: id + ":2377"}
+}
+func remove(id string) VoterChange {
+	return VoterChange{Action: ActionRemove, ID: id, Addr: id + ":2377"}
+}
+
+// handTo is the unfit leader's transfer of leadership to the voter to.
+func handTo(leader, to string) VoterChange {
+	c := transfer(leader)
+	c.To, c.ToAddr = to, to+":2377"
+	return c
+}
 
 func TestPlanVoters(t *testing.T) {
 	const long, short = time.Minute, 3 * time.Second
@@ -90,8 +105,27 @@ func TestPlanVoters(t *testing.T) {
 			want: []VoterChange{promote("d"), demote("b")}},
 		{name: "unfit voter kept without a replacement",
 			in: apInput("a", v("a", 9), full(v("b", 5)), v("c", 4))},
-		{name: "unfit leader stays",
-			in: apInput("a", full(v("a", 9)), v("b", 5), v("c", 4), nv("d", 1))},
+		{name: "unfit leader hands over to the oldest fit voter",
+			in:   apInput("a", full(v("a", 9)), v("b", 5), v("c", 7), nv("d", 1)),
+			want: []VoterChange{handTo("a", "c")}},
+		{name: "unfit leader never hands to an unfit voter",
+			in:   apInput("a", full(v("a", 9)), full(v("b", 8)), v("c", 4)),
+			want: []VoterChange{handTo("a", "c")}},
+		{name: "unfit leader never hands to a down voter",
+			in:   apInput("a", full(v("a", 9)), down(v("b", 8), 3*time.Second), v("c", 4)),
+			want: []VoterChange{handTo("a", "c")}},
+		{name: "unfit leader with only unfit voters stays",
+			in: apInput("a", full(v("a", 9)), full(v("b", 8)), full(v("c", 4)))},
+		{name: "unfit lone leader stays",
+			in: apInput("a", full(v("a", 9)), nv("b", 8))},
+		{name: "unfit leader hands over after the promotions",
+			in:   apInput("a", full(v("a", 9)), v("b", 8), nv("c", 4)),
+			want: []VoterChange{promote("c"), handTo("a", "b")}},
+		{name: "unfit worker leader hands to a fit manager",
+			in:   apInput("a", full(wk(v("a", 9))), full(v("b", 8)), v("c", 4)),
+			want: []VoterChange{demote("b"), handTo("a", "c")}},
+		{name: "fit leader that was unfit keeps leading",
+			in: apInput("b", v("a", 9), v("b", 8), v("c", 4))},
 		{name: "unfit extra voter demoted first",
 			in:   apInput("a", v("a", 9), v("b", 5), full(v("c", 8)), v("d", 4), down(nv("e", 1), long)),
 			want: []VoterChange{demote("c")}},
@@ -244,6 +278,10 @@ func applyPlan(in Input, plan []VoterChange) Input {
 			delete(byID, c.ID)
 			continue
 		case ActionTransfer:
+			if c.To != "" {
+				out.LeaderID = c.To
+				continue
+			}
 			// raft picks a voter; the first healthy manager voter by ID here.
 			out.LeaderID = ""
 			ids := append([]string(nil), order...)
@@ -374,8 +412,8 @@ func TestAutopilotOnRaft(t *testing.T) {
 		return plan
 	}
 	if plan := step(apNow); !reflect.DeepEqual(plan, []VoterChange{
-		{ActionPromote, "n2", string(nodes[1].trans.LocalAddr())},
-		{ActionPromote, "n3", string(nodes[2].trans.LocalAddr())},
+		{Action: ActionPromote, ID: "n2", Addr: string(nodes[1].trans.LocalAddr())},
+		{Action: ActionPromote, ID: "n3", Addr: string(nodes[2].trans.LocalAddr())},
 	}) {
 		t.Fatalf("grow plan = %v", plan)
 	}

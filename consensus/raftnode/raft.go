@@ -1013,6 +1013,21 @@ func (r *Raft) TransferLeadership(ctx context.Context) error {
 	return nil
 }
 
+// TransferLeadershipTo hands leadership to the voter id at addr: raft
+// replicates to it until it holds the leader's log, then tells it to
+// start an election (it fails after an election timeout if the voter
+// cannot catch up). Leader only.
+//
+// Why not TransferLeadership: raft picks the most up-to-date voter, and
+// autopilot must not hand leadership to a node that cannot persist either
+// (autopilot.PlanHandover).
+func (r *Raft) TransferLeadershipTo(ctx context.Context, id, addr string) error {
+	if err := r.wait(ctx, r.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(addr))); err != nil {
+		return fmt.Errorf("raft leadership transfer to %s: %w", id, err)
+	}
+	return nil
+}
+
 // Servers returns the latest raft configuration known to this node.
 func (r *Raft) Servers() ([]Server, error) {
 	f := r.raft.GetConfiguration()

@@ -84,6 +84,10 @@ type Config struct {
 type Loop struct {
 	cfg Config
 	log *slog.Logger
+	// stay is why an unfit leader last stayed (autopilot.PlanHandover),
+	// so that the warning is logged once per change, not every pass.
+	// Only the leader's pass (one goroutine) reads and writes it.
+	stay string
 }
 
 // New returns the loop of one cluster instance; Run starts it.
@@ -527,14 +531,30 @@ func (l *Loop) autopilot(ctx context.Context) {
 	leader, _ := cl.Raft.Leader()
 	cfg := autopilot.DefaultConfig()
 	cfg.DeadGrace = cl.DeadVoterGrace
-	changes := autopilot.PlanVoters(autopilot.Input{
+	in := autopilot.Input{
 		Servers:  servers,
 		Nodes:    autopilot.WithUnfit(autopilot.NodeHealthFrom(cl.Store.Nodes()), cl.Members.Unfit()),
 		LeaderID: leader,
 		Now:      time.Now().UTC(),
-	}, cfg)
+	}
+	if h := autopilot.PlanHandover(in); h.Stay != l.stay {
+		if h.Stay != "" {
+			l.log.Warn("this leader cannot persist its state but keeps leading", "reason", h.Stay)
+		}
+		l.stay = h.Stay
+	}
+	changes := autopilot.PlanVoters(in, cfg)
 	for _, c := range changes {
+		if c.Action == autopilot.ActionTransfer && c.To != "" {
+			l.log.Warn("this leader cannot persist its state: handing leadership over", "to", api.ShortID(c.To))
+		}
 		if err := autopilot.ApplyVoterChange(ctx, cl.Raft, c); err != nil {
+			if c.Action == autopilot.ActionTransfer && !cl.Raft.IsLeader() {
+				// The transfer's wait ends with the leader's work, whose
+				// context is cancelled once leadership has moved: done.
+				l.log.Info("autopilot: leadership handed over", "node_id", api.ShortID(c.ID))
+				return
+			}
 			l.log.Warn("autopilot change failed", "action", c.Action, "node_id", api.ShortID(c.ID), "err", err)
 			return
 		}

@@ -70,12 +70,14 @@ type Runtime interface {
 }
 
 // Fencer is the supervisor's lease on the containers of at-most-once tasks
-// (runtime.Runtime's Fence): a Runtime that has it gets the leases renewed
+// (runtime.Runtime's FenceAll): a Runtime that has it gets the leases renewed
 // on every pass (renewLeases), so that the supervisor, which outlives the
 // agent, stops them if the agent dies or hangs; without it the fence is
 // the agent's alone.
 type Fencer interface {
-	Fence(ctx context.Context, id string, after, grace time.Duration) error
+	// FenceAll sets every lease of a pass in one call and returns the
+	// error of each one it did not set, by ID.
+	FenceAll(ctx context.Context, leases []runtime.Lease) map[string]error
 }
 
 // Raft is what the reconciler asks of raftnode.Raft: whether the replica
@@ -427,15 +429,44 @@ func (r *Reconciler) quiet(now time.Time) time.Duration {
 
 // leaseSlack is how much later than the armed one a lease's deadline may
 // be before renewLeases renews it: passes come in bursts on state changes,
-// and each would otherwise cost a round trip to the supervisor per
-// at-most-once container.
+// and a burst need not resend leases that barely moved.
 const leaseSlack = time.Second
 
-// renewLeases sets the supervisor's lease of each container in want (from
-// taskplan.FenceLeases) whose armed deadline is earlier than leaseSlack
-// before the wanted one, or later than it, and disarms the lease of a
-// running container no longer in want (its task is no longer at most once
-// or meant to run here). now carries its monotonic reading.
+// LeaseBatch is the pure half of renewLeases: the leases to send in this
+// pass's one request, from want (taskplan.FenceLeases: container ID ->
+// lease), armed (container ID -> the deadline last set) and running (the
+// containers that run now). A wanted lease goes when its deadline is
+// earlier than the armed one or leaseSlack or more later (or it is not
+// armed); an armed one no longer wanted is disarmed (After 0) when its
+// container still runs. Drop lists the armed leases no longer wanted
+// (disarmed or ended), to forget. Sorted by ID.
+func LeaseBatch(now time.Time, want map[string]time.Duration, armed map[string]time.Time, running map[string]bool) (batch []runtime.Lease, drop []string) {
+	for id, d := range want {
+		deadline := now.Add(d)
+		if at, ok := armed[id]; ok && !deadline.Before(at) && deadline.Sub(at) < leaseSlack {
+			continue
+		}
+		batch = append(batch, runtime.Lease{ID: id, After: d})
+	}
+	for id := range armed {
+		if _, ok := want[id]; ok {
+			continue
+		}
+		if running[id] {
+			batch = append(batch, runtime.Lease{ID: id})
+		}
+		drop = append(drop, id)
+	}
+	sort.Slice(batch, func(i, j int) bool { return batch[i].ID < batch[j].ID })
+	sort.Strings(drop)
+	return batch, drop
+}
+
+// renewLeases sets the supervisor's leases of this pass (LeaseBatch) in
+// one call, whatever the number of at-most-once containers: it used to
+// make one call per container per pass. A lease that failed is forgotten,
+// so the next pass sends it again; the first error of a kind is logged
+// once. now carries its monotonic reading.
 func (r *Reconciler) renewLeases(ctx context.Context, now time.Time, want map[string]time.Duration, containers []api.Container) {
 	f, ok := r.cfg.Runtime.(Fencer)
 	if !ok || (len(want) == 0 && len(r.leases) == 0) {
@@ -444,35 +475,38 @@ func (r *Reconciler) renewLeases(ctx context.Context, now time.Time, want map[st
 	if r.leases == nil {
 		r.leases = map[string]time.Time{}
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	var errs []error
-	for id, d := range want {
-		deadline := now.Add(d)
-		if armed, ok := r.leases[id]; ok && !deadline.Before(armed) && deadline.Sub(armed) < leaseSlack {
-			continue
-		}
-		if err := f.Fence(ctx, id, d, 0); err != nil {
-			errs = append(errs, err)
-			delete(r.leases, id)
-			continue
-		}
-		r.leases[id] = deadline
-	}
 	running := make(map[string]bool, len(containers))
 	for _, c := range containers {
 		running[c.ID] = c.State == api.ContainerRunning
 	}
-	for id := range r.leases {
-		if _, ok := want[id]; ok {
-			continue
-		}
-		if running[id] {
-			if err := f.Fence(ctx, id, 0, 0); err != nil {
+	batch, drop := LeaseBatch(now, want, r.leases, running)
+	for _, id := range drop {
+		delete(r.leases, id)
+	}
+	var failed map[string]error
+	if len(batch) > 0 {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		failed = f.FenceAll(ctx, batch)
+		cancel()
+	}
+	var errs []error
+	noLease := 0
+	for _, l := range batch {
+		if err := failed[l.ID]; err != nil {
+			if errors.Is(err, runtime.ErrNoLease) {
+				noLease++ // one message for all: it is the supervisor's
+			} else {
 				errs = append(errs, err)
 			}
+			delete(r.leases, l.ID)
+			continue
 		}
-		delete(r.leases, id)
+		if l.After > 0 {
+			r.leases[l.ID] = now.Add(l.After)
+		}
+	}
+	if noLease > 0 {
+		errs = append(errs, fmt.Errorf("%d at-most-once containers: %w", noLease, runtime.ErrNoLease))
 	}
 	msg := ""
 	if err := errors.Join(errs...); err != nil {

@@ -42,6 +42,8 @@ type Client struct {
 
 	// bundle: the supervisor last watched takes supervisor.Request.Bundle.
 	bundle atomic.Bool
+	// leases: the supervisor last watched takes "leases".
+	leases atomic.Bool
 }
 
 // ExitSlot is what a container's watcher waits on: Done is closed when the
@@ -205,6 +207,7 @@ func (s *Client) Watch(ctx context.Context) (map[string]int, net.Conn, *bufio.Re
 		rep.Running = map[string]int{}
 	}
 	s.bundle.Store(rep.Bundle)
+	s.leases.Store(rep.Leases)
 	return rep.Running, conn, br, nil
 }
 
@@ -214,6 +217,58 @@ func (s *Client) Watch(ctx context.Context) (map[string]int, net.Conn, *bufio.Re
 // while it holds containers; until it is gone this stays false, also when
 // no Watch succeeded.
 func (s *Client) TakesBundle() bool { return s.bundle.Load() }
+
+// TakesLeases reports whether the supervisor, as of the last Watch, sets
+// many leases in one request ("leases"); one of an earlier release takes
+// "fence" only, or no lease at all, and outlives an agent upgrade while it
+// holds containers.
+func (s *Client) TakesLeases() bool { return s.leases.Load() }
+
+// maxLeasesPerRequest keeps a "leases" request well under
+// supervisor.MaxRequest (a lease is about 130 bytes of JSON).
+const maxLeasesPerRequest = 4096
+
+// Leases sets every lease in ls with one request per maxLeasesPerRequest
+// (FenceAfterMs 0 disarms; see Fence). It returns the error of each lease
+// the supervisor refused, by container ID, and err when a request failed
+// as a whole (the leases of that request and after it are then not known
+// to be set). A supervisor without TakesLeases answers "unknown op".
+func (s *Client) Leases(ctx context.Context, ls []supervisor.Lease) (map[string]error, error) {
+	var failed map[string]error
+	for len(ls) > 0 {
+		n := min(len(ls), maxLeasesPerRequest)
+		f, err := s.leasesOnce(ctx, ls[:n])
+		if err != nil {
+			return failed, err
+		}
+		for id, msg := range f {
+			if failed == nil {
+				failed = map[string]error{}
+			}
+			failed[id] = errors.New(msg)
+		}
+		ls = ls[n:]
+	}
+	return failed, nil
+}
+
+func (s *Client) leasesOnce(ctx context.Context, ls []supervisor.Lease) (map[string]string, error) {
+	conn, err := s.Dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
+	var rep supervisor.Reply
+	if err := roundTrip(conn, supervisor.Request{Op: "leases", Leases: ls}, &rep); err != nil {
+		return nil, fmt.Errorf("supervisor: %w", err)
+	}
+	if rep.Error != "" {
+		return nil, errors.New(rep.Error)
+	}
+	return rep.Failed, nil
+}
 
 // Follow turns the events of one watch connection into closed done
 // channels until the connection ends (or ctx does, which closes it), then
@@ -349,10 +404,16 @@ func (s *Client) Exec(ctx context.Context, req supervisor.Request, stdio [3]*os.
 	return pid, conn, br, nil
 }
 
+// ErrNoLease is Fence's error when the supervisor knows no lease at all:
+// one started by a release before the at-most-once lease, which outlives
+// the agent's upgrade while it holds containers (runtime/README.md, "At-most-once
+// leases and an older supervisor").
+var ErrNoLease = errors.New("the node's supervisor was started by a release without the at-most-once lease and outlives agent upgrades while it holds containers: if this agent is killed or hangs, nothing stops these containers before the leader replaces them elsewhere (the agent's own fence still stops them when it loses the leader); to replace the supervisor, drain the node, stop the agent for more than 5 s once no container runs, and start it again")
+
 // Fence arms (after > 0) or disarms (after 0) the supervisor's lease on
 // container id: unless renewed within after, the supervisor sends it sig
 // and SIGKILLs it grace later (supervisor/fence.go). A supervisor from
-// before the lease answers "unknown op", returned as an error.
+// before the lease answers "unknown op": ErrNoLease.
 func (s *Client) Fence(ctx context.Context, id string, after, grace time.Duration, sig syscall.Signal) error {
 	req := supervisor.Request{Op: "fence", ID: id, Signal: int(sig)}
 	if after > 0 {
@@ -369,6 +430,9 @@ func (s *Client) Fence(ctx context.Context, id string, after, grace time.Duratio
 	var rep supervisor.Reply
 	if err := roundTrip(conn, req, &rep); err != nil {
 		return fmt.Errorf("supervisor: %w", err)
+	}
+	if strings.HasPrefix(rep.Error, "unknown op") {
+		return ErrNoLease
 	}
 	if rep.Error != "" {
 		return errors.New(rep.Error)

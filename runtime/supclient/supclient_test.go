@@ -3,11 +3,15 @@ package supclient
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/shoal-org/shoal/runtime/supervisor"
 )
@@ -60,5 +64,67 @@ func TestTakesBundle(t *testing.T) {
 				t.Errorf("TakesBundle = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// fakeSupervisor answers every connection's first line with reply(req).
+func fakeSupervisor(t *testing.T, reply func(supervisor.Request) supervisor.Reply) string {
+	t.Helper()
+	root := t.TempDir()
+	ln, err := net.Listen("unix", supervisor.ShortSockPath(filepath.Join(root, supervisor.SockFile)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			br := bufio.NewReader(conn)
+			line, err := supervisor.ReadLine(br, supervisor.MaxRequest)
+			var req supervisor.Request
+			if err == nil && json.Unmarshal(line, &req) == nil {
+				_ = supervisor.WriteLine(conn, reply(req))
+			}
+			conn.Close()
+		}
+	}()
+	return root
+}
+
+// The lease ops against supervisors of three releases: the current one
+// takes "leases" (refusals by ID), the one before takes "fence" only, and
+// an older one knows neither: ErrNoLease, whose message says what it
+// means and how to replace the supervisor.
+func TestLeaseOps(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	current := fakeSupervisor(t, func(req supervisor.Request) supervisor.Reply {
+		if req.Op != "leases" {
+			return supervisor.Reply{Error: "unexpected op " + req.Op}
+		}
+		failed := map[string]string{}
+		for _, l := range req.Leases {
+			if l.ID == "gone" {
+				failed[l.ID] = "container gone is not supervised"
+			}
+		}
+		return supervisor.Reply{Failed: failed}
+	})
+	old := fakeSupervisor(t, func(req supervisor.Request) supervisor.Reply {
+		return supervisor.Reply{Error: fmt.Sprintf("unknown op %q", req.Op)}
+	})
+	c := New(current, "/nonexistent", log)
+	failed, err := c.Leases(context.Background(), []supervisor.Lease{{ID: "a", FenceAfterMs: 5000}, {ID: "gone", FenceAfterMs: 5000}})
+	if err != nil || len(failed) != 1 || failed["gone"] == nil {
+		t.Fatalf("Leases = %v, %v; want only gone refused", failed, err)
+	}
+	o := New(old, "/nonexistent", log)
+	if err := o.Fence(context.Background(), "a", time.Second, 0, 15); !errors.Is(err, ErrNoLease) {
+		t.Fatalf("Fence to a supervisor without leases = %v, want ErrNoLease", err)
+	}
+	if _, err := o.Leases(context.Background(), []supervisor.Lease{{ID: "a"}}); err == nil {
+		t.Fatal("Leases to a supervisor without them succeeded")
 	}
 }

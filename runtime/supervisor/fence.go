@@ -53,31 +53,58 @@ func (s *supervisor) fenceLocked(c *supCont, after, grace time.Duration, sig uni
 	})
 }
 
-// fence answers a "fence" request.
+// fence answers a "fence" request: one container's lease. The agents of
+// this release send "leases"; "fence" stays for an older agent, which a
+// supervisor of a newer release outlives after a rollback (it holds the
+// containers, so it is not replaced with the agent).
 func (s *supervisor) fence(req Request) error {
-	if !ValidName(req.ID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.leaseLocked(Lease{ID: req.ID, FenceAfterMs: req.FenceAfterMs, StopGraceMs: req.StopGraceMs, Signal: req.Signal})
+}
+
+// leases answers a "leases" request: every lease of one reconciler pass,
+// under one lock, so that the agent's renewals cost one round trip a pass
+// rather than one per at-most-once container. It returns the error of
+// each lease it refused, by container ID (nil when none).
+func (s *supervisor) leases(ls []Lease) map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var failed map[string]string
+	for _, l := range ls {
+		if err := s.leaseLocked(l); err != nil {
+			if failed == nil {
+				failed = map[string]string{}
+			}
+			failed[l.ID] = err.Error()
+		}
+	}
+	return failed
+}
+
+// leaseLocked checks one lease and arms, re-arms or disarms it.
+func (s *supervisor) leaseLocked(l Lease) error {
+	if !ValidName(l.ID) {
 		return errors.New("bad fence request: a container id is required")
 	}
-	if req.FenceAfterMs < 0 || req.StopGraceMs < 0 {
+	if l.FenceAfterMs < 0 || l.StopGraceMs < 0 {
 		return errors.New("bad fence request: negative duration")
 	}
-	sig := unix.Signal(req.Signal)
-	if req.Signal == 0 {
+	sig := unix.Signal(l.Signal)
+	if l.Signal == 0 {
 		sig = unix.SIGTERM
 	}
 	if unix.SignalName(sig) == "" {
-		return fmt.Errorf("bad fence request: unknown signal %d", req.Signal)
+		return fmt.Errorf("bad fence request: unknown signal %d", l.Signal)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := s.conts[req.ID]
+	c := s.conts[l.ID]
 	if c == nil || c.exit != nil {
-		if req.FenceAfterMs == 0 {
+		if l.FenceAfterMs == 0 {
 			return nil // nothing to disarm
 		}
-		return fmt.Errorf("container %s is not supervised", shortID(req.ID))
+		return fmt.Errorf("container %s is not supervised", shortID(l.ID))
 	}
-	s.fenceLocked(c, time.Duration(req.FenceAfterMs)*time.Millisecond, time.Duration(req.StopGraceMs)*time.Millisecond, sig)
+	s.fenceLocked(c, time.Duration(l.FenceAfterMs)*time.Millisecond, time.Duration(l.StopGraceMs)*time.Millisecond, sig)
 	return nil
 }
 

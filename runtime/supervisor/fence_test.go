@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"os/exec"
+	"reflect"
 	"testing"
 	"time"
 
@@ -108,5 +109,33 @@ func TestFenceBadRequests(t *testing.T) {
 	}
 	if err := s.fence(Request{ID: "nope"}); err != nil {
 		t.Errorf("disarming an unknown container: %v, want nil", err)
+	}
+}
+
+// "leases" sets every lease of a pass in one request: each as "fence"
+// would, a refused one reported by ID without keeping the others from
+// being set.
+func TestLeasesBatch(t *testing.T) {
+	s, _, done := fenceFixture(t, "sleep", "60")
+	failed := s.leases([]Lease{
+		{ID: "c1", FenceAfterMs: 50, StopGraceMs: 10000},
+		{ID: "nope", FenceAfterMs: 10},
+		{ID: "gone"}, // disarming a container that ended: nothing to do
+		{ID: "", FenceAfterMs: 10},
+		{ID: "c1x", FenceAfterMs: -1},
+	})
+	want := map[string]string{
+		"nope": "container nope is not supervised",
+		"":     "bad fence request: a container id is required",
+		"c1x":  "bad fence request: negative duration",
+	}
+	if !reflect.DeepEqual(failed, want) {
+		t.Fatalf("failed = %q, want %q", failed, want)
+	}
+	if _, ok := exitedWithin(done, 10*time.Second); !ok {
+		t.Fatal("c1's lease from the batch was not set: it still runs")
+	}
+	if failed := s.leases(nil); failed != nil {
+		t.Fatalf("empty batch: failed = %q, want nil", failed)
 	}
 }

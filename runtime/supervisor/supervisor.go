@@ -126,7 +126,7 @@ func IsInvocation(arg0 string) bool {
 
 // Request is one request on the supervisor's socket (one JSON line).
 type Request struct {
-	Op          string `json:"op"` // "start", "watch", "exec", "fence", or "signal" on an exec's connection
+	Op          string `json:"op"` // "start", "watch", "exec", "fence", "leases", or "signal" on an exec's connection
 	ID          string `json:"id,omitempty"`
 	Dir         string `json:"dir,omitempty"` // logs in Dir/log, exit record in Dir/exit.json; the bundle unless Bundle is set
 	Runc        string `json:"runc,omitempty"`
@@ -159,6 +159,19 @@ type Request struct {
 	// that; FenceAfterMs 0 disarms. Older supervisors answer "unknown op".
 	FenceAfterMs int64 `json:"fence_after_ms,omitempty"`
 	StopGraceMs  int64 `json:"stop_grace_ms,omitempty"`
+	// Leases is for "leases" (fence.go): every lease the agent sets in one
+	// reconciler pass, each as one "fence" would set it. Supervisors
+	// whose answer to "watch" lacks Reply.Leases answer "unknown op".
+	Leases []Lease `json:"leases,omitempty"`
+}
+
+// Lease is one container's lease in a "leases" request: the fields of a
+// "fence" request (ID, FenceAfterMs, StopGraceMs, Signal).
+type Lease struct {
+	ID           string `json:"id"`
+	FenceAfterMs int64  `json:"fence_after_ms,omitempty"`
+	StopGraceMs  int64  `json:"stop_grace_ms,omitempty"`
+	Signal       int    `json:"signal,omitempty"`
 }
 
 // Reply answers a request. For "watch", Running lists every container
@@ -174,6 +187,11 @@ type Reply struct {
 	// Bundle, in the answer to "watch", says that "start" takes
 	// Request.Bundle. A supervisor from before it runs the bundle in Dir.
 	Bundle bool `json:"bundle,omitempty"`
+	// Leases, in the answer to "watch", says that the supervisor takes
+	// "leases". Failed, in the answer to "leases", holds the error of
+	// each lease it refused, by container ID (the others are set).
+	Leases bool              `json:"leases,omitempty"`
+	Failed map[string]string `json:"failed,omitempty"`
 }
 
 // Event reports that a container's init ended (its exit record is
@@ -515,6 +533,8 @@ func (s *supervisor) serve(conn *net.UnixConn) {
 			rep.Error = err.Error()
 		}
 		WriteLine(conn, rep)
+	case "leases":
+		WriteLine(conn, Reply{Failed: s.leases(req.Leases)})
 	case "watch":
 		s.watch(conn, br)
 	case "exec":
@@ -1085,7 +1105,7 @@ func (s *supervisor) watch(conn net.Conn, br *bufio.Reader) {
 		delete(s.watchers, w)
 		s.mu.Unlock()
 	}()
-	if WriteLine(conn, Reply{Running: running, Bundle: true}) != nil {
+	if WriteLine(conn, Reply{Running: running, Bundle: true, Leases: true}) != nil {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
