@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/runtime"
+	"github.com/shoal-org/shoal/runtime/ocispec"
 )
 
 // fencingRuntime records the leases the reconciler sets: one string per
@@ -172,5 +174,40 @@ func TestRenewLeasesNoLeaseWarnsOnce(t *testing.T) {
 	}
 	if !strings.Contains(buf.String(), "2 at-most-once containers: the node's supervisor was started by a release without the at-most-once lease") {
 		t.Fatalf("warning does not say why:\n%s", buf.String())
+	}
+}
+
+// fencingFake is fakeRuntime with the supervisor's leases recorded.
+type fencingFake struct {
+	*fakeRuntime
+	*fencingRuntime
+}
+
+func (f fencingFake) FenceAll(ctx context.Context, ls []runtime.Lease) map[string]error {
+	return f.fencingRuntime.FenceAll(ctx, ls)
+}
+
+// An at-most-once container has its lease from the moment it runs, not
+// from the next pass: an agent killed in between left it without one,
+// running beside its replacement. Other containers get none.
+func TestStartArmsAtMostOnceLease(t *testing.T) {
+	rt := fencingFake{newFakeRuntime(), &fencingRuntime{}}
+	r := New(Config{
+		NodeID: "n1", Store: newReplica(t).store, Raft: leaderRaft{}, Members: noMembers{}, Runtime: rt, Network: upNetwork{},
+		Write:        func(context.Context, command.Command) error { return nil },
+		EnsureImage:  func(context.Context, *api.Task) error { return nil },
+		PrepareFiles: func(context.Context, *api.Task) ([]ocispec.FileMount, error) { return nil, nil },
+		GCTaskFiles:  func(map[string]bool) {},
+		Logger:       slog.New(slog.DiscardHandler),
+	})
+	grace := 20 * time.Second
+	for _, tk := range []*api.Task{
+		{ID: "t1", Name: "job.1", ServiceID: "s1", NodeID: "n1", Spec: api.ServiceSpec{Name: "job", Image: "busybox", AtMostOnce: true, DisconnectGrace: grace}},
+		{ID: "t2", Name: "web.1", ServiceID: "s2", NodeID: "n1", Spec: api.ServiceSpec{Name: "web", Image: "busybox"}},
+	} {
+		r.start(context.Background(), tk)
+	}
+	if want := []string{"c-t1 20s"}; !slices.Equal(rt.calls, want) {
+		t.Fatalf("leases set by the starts: %q, want %q", rt.calls, want)
 	}
 }

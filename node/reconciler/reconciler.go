@@ -648,7 +648,31 @@ func (r *Reconciler) start(ctx context.Context, t *api.Task) {
 		r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRejected, Error: fmt.Sprintf("start container: %v", err), Timestamp: now()})
 		return
 	}
+	if t.Spec.AtMostOnce {
+		r.armLease(ctx, c.ID, t.Spec)
+	}
 	r.queue(api.TaskStatus{TaskID: t.ID, State: api.TaskRunning, ContainerID: c.ID, Health: c.Health, IP: c.IP, IPs: r.cfg.Network.IPs(c.ID), Timestamp: now()})
+}
+
+// armLease sets the supervisor's lease on an at-most-once container as
+// soon as it runs. Why: a pass renews the leases of the containers it
+// listed when it began (renewLeases), so a container started during a
+// pass got its first lease on the next one, up to a pass later; an agent
+// killed in between left it without a lease, and it ran on for good beside
+// the replacement the leader starts after the disconnect grace. The next
+// pass takes the lease over (renewLeases sees it unarmed and sets it
+// again: one extra entry per start). A supervisor without leases is the
+// pass's to report (ErrNoLease, once).
+func (r *Reconciler) armLease(ctx context.Context, id string, spec api.ServiceSpec) {
+	f, ok := r.cfg.Runtime.(Fencer)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := f.FenceAll(ctx, []runtime.Lease{{ID: id, After: taskplan.LeaseFor(spec, 0)}})[id]; err != nil && !errors.Is(err, runtime.ErrNoLease) {
+		r.log.Warn("at-most-once container: its first lease was not set; the next pass sets it", "container", api.ShortID(id), "err", err)
+	}
 }
 
 // containerSpec is the container of task t, with its prepared secret and

@@ -117,7 +117,14 @@ func FenceLeases(nodeID string, tasks []*api.Task, containers []api.Container, s
 		if out == nil {
 			out = map[string]time.Duration{}
 		}
-		out[c.ID] = max(servicespec.DisconnectGrace(spec)-max(quiet, 0), LeaseFloor)
+		out[c.ID] = LeaseFor(spec, quiet)
 	}
 	return out
+}
+
+// LeaseFor is the lease of an at-most-once container of spec on a node
+// that has not heard from a leader for quiet: the time left until
+// FenceActions would fence it, at least LeaseFloor.
+func LeaseFor(spec api.ServiceSpec, quiet time.Duration) time.Duration {
+	return max(servicespec.DisconnectGrace(spec)-max(quiet, 0), LeaseFloor)
 }
