@@ -511,6 +511,33 @@ func runCLI(t *testing.T, host, stdin string, args ...string) (string, string, i
 	return out.String(), errOut.String(), code
 }
 
+// TestCLINodeVersionFields: in node ls and node inspect JSON, version is
+// the node record's Raft version (DESIGN.md's contract) and agent_version
+// the agent's release, which the table's VERSION column shows.
+func TestCLINodeVersionFields(t *testing.T) {
+	f := newFakeAgent(t)
+	f.nodes[0].Version = 7
+	for _, args := range [][]string{{"node", "ls", "--format", "json"}, {"node", "inspect", "h1"}, {"node", "inspect", "--format", "json", "h1"}} {
+		out, errOut, code := runCLI(t, f.host, "", args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, errOut)
+		}
+		var n map[string]any
+		if strings.HasPrefix(strings.TrimSpace(out), "[") {
+			var nodes []map[string]any
+			if err := json.Unmarshal([]byte(out), &nodes); err != nil || len(nodes) == 0 {
+				t.Fatalf("%v: %v\n%s", args, err, out)
+			}
+			n = nodes[0]
+		} else if err := json.Unmarshal([]byte(out), &n); err != nil {
+			t.Fatalf("%v: not JSON: %v\n%s", args, err, out)
+		}
+		if n["version"] != float64(7) || n["agent_version"] != "v1.2.0" {
+			t.Errorf("%v: version %v, agent_version %v; want 7 and v1.2.0", args, n["version"], n["agent_version"])
+		}
+	}
+}
+
 func TestCLINodeLs(t *testing.T) {
 	f := newFakeAgent(t)
 

@@ -26,6 +26,8 @@ func (s *commands) nodeCommand() *cli.Command {
 				Name:    "ls",
 				Aliases: []string{"list"},
 				Usage:   "list nodes",
+				Description: "The VERSION column is the release of the node's agent (as gossip last reported it), agent_version\n" +
+					"in --format json; the JSON's version is the node record's Raft version, as for every object.",
 				Flags: []cli.Flag{shell.NoTruncFlag,
 					&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: "id=PREFIX, name=PREFIX, role=manager|worker, label=KEY or label=KEY=VALUE (repeatable)"}},
 			}, shell.Lister[api.Node]{
@@ -63,8 +65,10 @@ func (s *commands) nodeCommand() *cli.Command {
 				ArgsUsage: "[NODE...]",
 			}, 0, -1, fetchNodeTasks),
 			shell.WithPretty(s.Shell, shell.InspectCommand(s.Shell, &cli.Command{
-				Name:      "inspect",
-				Usage:     "show nodes as JSON, or as text with --pretty (NODE: ID, ID prefix, hostname or self, the node the CLI talks to)",
+				Name:  "inspect",
+				Usage: "show nodes as JSON, or as text with --pretty (NODE: ID, ID prefix, hostname or self, the node the CLI talks to)",
+				Description: "agent_version is the release of the node's agent (as gossip last reported it; --pretty: Engine Version);\n" +
+					"version is the node record's Raft version, as for every object.",
 				ArgsUsage: "NODE...",
 			}, "node", inspectNode, nodeID), "node", inspectNode, output.RenderNodePretty),
 			{
