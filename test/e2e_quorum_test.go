@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -77,4 +78,65 @@ func TestQuorumLostReadsSayWhy(t *testing.T) {
 		out, _, err := h1.CLI("service", "ls")
 		return err == nil && strings.Contains(out, "web"), out + cliStderr(err)
 	}, "the services are back after --force-new-cluster")
+}
+
+// TestNoLeaderWriteFailsFast: a write through a node that knows no leader
+// and sees too few voters for any election answers within a bound (2 s),
+// not after the write timeout (10 s), saying what to do, as Swarm's "The
+// swarm does not have a leader" does. A write during a leader failover,
+// where a majority is still up, still waits for the new leader and
+// succeeds in one attempt (no retry loop around it).
+func TestNoLeaderWriteFailsFast(t *testing.T) {
+	harness.Context(t, testTimeout)
+	c := harness.New(t, 3)
+	c.Form(t)
+	waitVoters(t, c, 3, 3)
+	ids := map[*harness.Host]string{}
+	for _, h := range c.Hosts() {
+		ids[h] = h.NodeID(t)
+	}
+	old := c.Leader(t, electionTimeout)
+	if err := old.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	survivors := hostsExcept(c.Hosts(), old)
+	h, other := survivors[0], survivors[1]
+	start := time.Now()
+	if err := labelWrite(h, ids[h], "failover", "ok"); err != nil {
+		t.Fatalf("a write during the leader failover: %v", err)
+	}
+	t.Logf("write during the failover applied after %s", time.Since(start).Round(time.Millisecond))
+
+	if err := other.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, electionTimeout, func() (bool, string) {
+		st, err := h.Status()
+		if err != nil {
+			return false, err.Error()
+		}
+		return st.Leader == "" && st.Members == 1, fmt.Sprintf("leader %q, %d gossip members", st.Leader, st.Members)
+	}, "%s sees no leader and no peer", h.Name)
+	const bound = 2 * time.Second
+	start = time.Now()
+	_, _, err := h.CLI("node", "update", "--label-add", "lost=quorum", ids[h])
+	took := time.Since(start)
+	if err == nil {
+		t.Fatal("a write without a leader succeeded")
+	}
+	for _, want := range []string{"no quorum", "the write was not applied", "cannot elect one", "--force-new-cluster"} {
+		if !strings.Contains(cliStderr(err), want) {
+			t.Errorf("the refusal %q does not say %q", cliStderr(err), want)
+		}
+	}
+	if took > bound {
+		t.Fatalf("the write without a leader took %s to fail, want < %s", took.Round(time.Millisecond), bound)
+	}
+	t.Logf("write without a leader refused after %s: %s", took.Round(time.Millisecond), cliStderr(err))
+
+	// A voter comes back: the cluster elects a leader and takes writes.
+	if err := other.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, electionTimeout, writeSucceeds(h, ids[h], "quorum", "back"), "write after a voter came back")
 }

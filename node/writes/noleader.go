@@ -48,12 +48,20 @@ func electionHopeless(servers []raftnode.Server, self string, alive func(id stri
 
 // noLeaderError is the answer of a write (Write, Forward, SyncReplica)
 // that finds no leader when electionHopeless: ErrNoQuorum,
-// with the count and the way out.
-func noLeaderError(reach, voters int) error {
-	return fmt.Errorf("%w: the write was not applied: the cluster has no leader and cannot elect one: "+
-		"%d of %d voters reachable from this node, %d needed. Bring the other voters back online; "+
+// with the count and the way out. sent says an earlier attempt of the same
+// call reached a leader that was lost before it answered: that leader may
+// have committed it on a majority, which applies it once a leader is back,
+// so the answer must not say it was not applied (as SettleRetry never
+// refuses a write that took effect).
+func noLeaderError(reach, voters int, sent bool) error {
+	outcome := "the write was not applied"
+	if sent {
+		outcome = "the write may or may not have been applied (an earlier attempt reached a leader that was lost before it answered)"
+	}
+	return fmt.Errorf("%w: %s: the cluster has no leader and cannot elect one: "+
+		"%d of %d voters reachable from this node, %d needed. Bring the other voters back online (or this node's network to them); "+
 		"if a majority is lost for good, run `shoal agent --force-new-cluster` on a surviving voter (README: recovery)",
-		ErrNoQuorum, reach, voters, voters/2+1)
+		ErrNoQuorum, outcome, reach, voters, voters/2+1)
 }
 
 // hopeless is electionHopeless over this node's raft configuration and

@@ -48,8 +48,29 @@ func TestElectionHopeless(t *testing.T) {
 			}
 		})
 	}
-	err := noLeaderError(1, 3)
+	err := noLeaderError(1, 3, false)
 	if !errors.Is(err, ErrNoQuorum) || !strings.Contains(err.Error(), "1 of 3 voters reachable") || !strings.Contains(err.Error(), "--force-new-cluster") {
 		t.Fatalf("error: %v", err)
+	}
+}
+
+// TestNoLeaderErrorOutcome: the fast "no leader" answer says the write was
+// not applied only when no attempt reached a leader; after one that did
+// (and the leader was lost before answering), the outcome is unknown, as
+// SettleRetry says, never "not applied" for a write a majority may hold.
+func TestNoLeaderErrorOutcome(t *testing.T) {
+	for _, tc := range []struct {
+		sent      bool
+		want, not string
+	}{
+		{false, "the write was not applied", "may or may not"},
+		{true, "may or may not have been applied", "was not applied"},
+	} {
+		err := noLeaderError(1, 3, tc.sent)
+		msg := err.Error()
+		if !errors.Is(err, ErrNoQuorum) || !strings.Contains(msg, tc.want) || strings.Contains(msg, tc.not) ||
+			!strings.Contains(msg, "cannot elect one") || !strings.Contains(msg, "--force-new-cluster") {
+			t.Errorf("sent=%v: %q", tc.sent, msg)
+		}
 	}
 }

@@ -134,7 +134,7 @@ func (w *Writer) Write(ctx context.Context, cmd command.Command) (json.RawMessag
 		} else {
 			err = errNoLeaderKnown
 			if hopeless, reach, voters := w.hopeless(); hopeless {
-				return nil, noLeaderError(reach, voters)
+				return nil, noLeaderError(reach, voters, sent)
 			}
 		}
 		if err == nil {
@@ -460,6 +460,7 @@ func (w *Writer) Forward(ctx context.Context, call func(ctx context.Context, add
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.WriteTimeout)
 	defer cancel()
 	var last error
+	sent := false // an attempt failed in transport: the leader may have run it
 	for {
 		_, addr := w.cfg.Raft.Leader()
 		if addr != "" {
@@ -471,9 +472,10 @@ func (w *Writer) Forward(ctx context.Context, call func(ctx context.Context, add
 			if errors.As(err, &re) && re.Code != wire.CodeNotLeader {
 				return err // an answer, not a transport problem
 			}
+			sent = sent || re == nil
 			last = err
 		} else if hopeless, reach, voters := w.hopeless(); hopeless {
-			return noLeaderError(reach, voters)
+			return noLeaderError(reach, voters, sent)
 		}
 		select {
 		case <-ctx.Done():
@@ -570,7 +572,7 @@ func (w *Writer) SyncReplica(ctx context.Context) error {
 		} else {
 			err = ErrNotLeader
 			if hopeless, reach, voters := w.hopeless(); hopeless {
-				return noLeaderError(reach, voters)
+				return noLeaderError(reach, voters, false) // a read index: nothing to apply
 			}
 		}
 		if err == nil {
