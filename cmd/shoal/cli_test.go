@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -51,6 +52,9 @@ type fakeAgent struct {
 	secrets    []api.Secret
 	// refuseCreateOf limits refuseCreate to the service of that name.
 	refuseCreateOf string
+	// refuseWrite, when set, is the 503 every network and secret create
+	// gets (the write path's wording, which names no operation).
+	refuseWrite string
 	// lastSpec and lastQuery record the last service create/update.
 	lastSpec  api.ServiceSpec
 	lastQuery string
@@ -168,6 +172,10 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 		f.fail(w, http.StatusNotFound, "no such secret: "+r.PathValue("id"))
 	})
 	mux.HandleFunc("POST /v1/secrets", func(w http.ResponseWriter, r *http.Request) {
+		if f.refuseWrite != "" {
+			f.fail(w, http.StatusServiceUnavailable, f.refuseWrite)
+			return
+		}
 		var req api.SecretCreateRequest
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 			f.fail(w, 400, err.Error())
@@ -214,6 +222,10 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 		f.reply(w, api.Volume{Name: v.Name})
 	})
 	mux.HandleFunc("POST /v1/networks", func(w http.ResponseWriter, r *http.Request) {
+		if f.refuseWrite != "" {
+			f.fail(w, http.StatusServiceUnavailable, f.refuseWrite)
+			return
+		}
 		var n api.Network
 		if err := json.NewDecoder(r.Body).Decode(&n); err != nil {
 			f.fail(w, 400, err.Error())
@@ -1037,6 +1049,31 @@ func TestCLIInspectSomeMissing(t *testing.T) {
 		}
 		if !slices.Equal(ids, tc.wantIDs) {
 			t.Errorf("inspect %v: printed %v, want %v", tc.args, ids, tc.wantIDs)
+		}
+	}
+}
+
+// TestCreateRefusedNamesObject: a network or secret create the cluster
+// cannot apply (no leader: the write path's "no quorum", which names no
+// operation) says which create failed, as service create does, and exits
+// non-zero.
+func TestCreateRefusedNamesObject(t *testing.T) {
+	f := newFakeAgent(t)
+	f.refuseWrite = "no quorum: the write was not applied: the cluster has no leader and cannot elect one"
+	secret := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(secret, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"network", "create", "back-end_1"}, "create network back-end_1: no quorum: "},
+		{[]string{"secret", "create", "db_pw", secret}, "create secret db_pw: no quorum: "},
+	} {
+		out, errOut, code := runCLI(t, f.host, "", tc.args...)
+		if code == 0 || out != "" || !strings.Contains(errOut, tc.want) || strings.Count(errOut, "no quorum") != 1 {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want an error with %q", tc.args, code, out, errOut, tc.want)
 		}
 	}
 }

@@ -86,7 +86,7 @@ func (s *commands) networkCreate(c *cli.Context) error {
 	}
 	n, err := cl.CreateNetwork(c.Context, req)
 	if err != nil {
-		return err
+		return shell.WrapOp("create network", req.Name, err)
 	}
 	fmt.Fprintln(s.Stdout, n.ID)
 	return nil

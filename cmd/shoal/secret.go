@@ -79,7 +79,7 @@ func objectCommand[T any](s *commands, k objectKind[T], usage string) *cli.Comma
 					}
 					x, err := k.create(cl, c.Context, api.SecretCreateRequest{Name: name, Data: data, Labels: labels})
 					if err != nil {
-						return err
+						return shell.WrapOp("create "+k.name, name, err)
 					}
 					fmt.Fprintln(s.Stdout, id(*x))
 					return nil

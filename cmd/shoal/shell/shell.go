@@ -315,3 +315,21 @@ func Wrap(context string, err error) error {
 	}
 	return fmt.Errorf("%s: %w", context, err)
 }
+
+// WrapOp adds "OP NAME: " to an error unless the error already names the
+// operation OP (e.g. "create network"), with or without the name: the
+// agent's refusals of a create do ("create network: a network named n1
+// exists", "create secret s1: ..."), but an error from the write path does
+// not ("no quorum: the write was not applied: ..."), and a user who read
+// "Error: no quorum" after `network create` could not tell which object
+// was refused, while `service create` said "create service web: no
+// quorum". Wrap alone would name the operation twice in the first case.
+func WrapOp(op, name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if msg := err.Error(); strings.HasPrefix(msg, op+": ") || strings.HasPrefix(msg, op+" ") {
+		return err
+	}
+	return fmt.Errorf("%s %s: %w", op, name, err)
+}

@@ -33,6 +33,32 @@ func TestWrap(t *testing.T) {
 	}
 }
 
+// TestWrapOp: the operation is named once, whether the agent's error
+// names it (with or without the object) or not (the write path's
+// "no quorum").
+func TestWrapOp(t *testing.T) {
+	for _, tc := range []struct {
+		op, name, err, want string
+	}{
+		{"create network", "n1", "no quorum: the write was not applied", "create network n1: no quorum: the write was not applied"},
+		{"create network", "n1", "create network: a network named n1 exists (x): name taken", "create network: a network named n1 exists (x): name taken"},
+		{"create secret", "s1", "create secret s1: 600000 bytes, at most 512000 allowed", "create secret s1: 600000 bytes, at most 512000 allowed"},
+		{"create secret", "s1", "create secrets-store: x", "create secret s1: create secrets-store: x"},
+		{"create config", "c-1_a", "Post \"http://shoal/v1/configs\": EOF", "create config c-1_a: Post \"http://shoal/v1/configs\": EOF"},
+	} {
+		if got := WrapOp(tc.op, tc.name, errors.New(tc.err)).Error(); got != tc.want {
+			t.Errorf("WrapOp(%q, %q, %q) = %q, want %q", tc.op, tc.name, tc.err, got, tc.want)
+		}
+	}
+	if WrapOp("x", "y", nil) != nil {
+		t.Error("WrapOp of nil is not nil")
+	}
+	base := errors.New("base")
+	if !errors.Is(WrapOp("x", "y", base), base) {
+		t.Error("WrapOp does not keep the error chain")
+	}
+}
+
 // TestOpenInputError: a missing file is named once ("open F: no such file
 // or directory"), not "open F: open F: ...".
 func TestOpenInputError(t *testing.T) {
