@@ -60,7 +60,7 @@ func noLeaderError(reach, voters int, sent bool) error {
 	}
 	return fmt.Errorf("%w: %s: the cluster has no leader and cannot elect one: "+
 		"%d of %d voters reachable from this node, %d needed. Bring the other voters back online (or this node's network to them); "+
-		"if a majority is lost for good, run `shoal agent --force-new-cluster` on a surviving voter (README: recovery)",
+		"if a majority is lost for good, run `shoal agent --force-new-cluster` on a surviving voter (README: Recovery, a majority of voters lost)",
 		ErrNoQuorum, outcome, reach, voters, voters/2+1)
 }
 
