@@ -71,8 +71,18 @@ func removedDir(dataDir string) string { return instance.Dir(dataDir) + ".remove
 // when aside. The directory goes last so that a crash halfway leaves a node
 // that still knows its cluster and does the rest at its next start.
 func (a *Agent) dropCluster(ctx context.Context, aside bool) error {
+	// Read before the cluster stops: which containers run at-most-once
+	// tasks, removed without the drain (RemoveTasks).
+	var atOnce map[string]bool
+	if cl, err := a.clusterOrErr(); err == nil {
+		specs := map[string]api.ServiceSpec{}
+		for _, s := range cl.Store.Services() {
+			specs[s.ID] = s.Spec
+		}
+		atOnce = reconciler.AtMostOnceTasks(cl.Store.TasksByNode(a.id.NodeID), specs)
+	}
 	a.stopCluster()
-	reconciler.RemoveTasks(ctx, a.rt, removalDrain, a.log)
+	reconciler.RemoveTasks(ctx, a.rt, removalDrain, atOnce, a.log)
 	netloop.Teardown(&a.net.Attacher, a.log)
 	if !aside {
 		return removeClusterState(a.cfg.DataDir)
