@@ -185,20 +185,28 @@ func TestLeaderHostKilled(t *testing.T) {
 	}
 }
 
-func leaderHostKilled(t *testing.T, profile string) {
-	harness.Context(t, testTimeout)
-	c := harness.New(t, 3, harness.WithAgentArgs("--gossip-profile", profile))
+// formAndKillLeader forms c with every host a voter, notes each host's
+// node ID and kills the leader's host: where a failover test starts.
+func formAndKillLeader(t *testing.T, c *harness.Cluster) (old *harness.Host, survivors []*harness.Host, ids map[*harness.Host]string) {
+	t.Helper()
 	c.Form(t)
-	waitVoters(t, c, 3, 3)
-	ids := map[*harness.Host]string{}
+	n := len(c.Hosts())
+	waitVoters(t, c, n, n)
+	ids = map[*harness.Host]string{}
 	for _, h := range c.Hosts() {
 		ids[h] = h.NodeID(t)
 	}
-	old := c.Leader(t, electionTimeout)
+	old = c.Leader(t, electionTimeout)
 	if err := old.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	survivors := hostsExcept(c.Hosts(), old)
+	return old, hostsExcept(c.Hosts(), old), ids
+}
+
+func leaderHostKilled(t *testing.T, profile string) {
+	harness.Context(t, testTimeout)
+	c := harness.New(t, 3, harness.WithAgentArgs("--gossip-profile", profile))
+	old, survivors, ids := formAndKillLeader(t, c)
 	leader := c.Leader(t, electionTimeout, survivors...)
 	if leader == old {
 		t.Fatal("the killed host is still the leader")

@@ -89,17 +89,7 @@ func TestQuorumLostReadsSayWhy(t *testing.T) {
 func TestNoLeaderWriteFailsFast(t *testing.T) {
 	harness.Context(t, testTimeout)
 	c := harness.New(t, 3)
-	c.Form(t)
-	waitVoters(t, c, 3, 3)
-	ids := map[*harness.Host]string{}
-	for _, h := range c.Hosts() {
-		ids[h] = h.NodeID(t)
-	}
-	old := c.Leader(t, electionTimeout)
-	if err := old.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	survivors := hostsExcept(c.Hosts(), old)
+	_, survivors, ids := formAndKillLeader(t, c)
 	h, other := survivors[0], survivors[1]
 	start := time.Now()
 	if err := labelWrite(h, ids[h], "failover", "ok"); err != nil {
