@@ -126,6 +126,8 @@ func TestNetworksTrace(t *testing.T) {
 		{"VXLAN from a stranger", udp(in, "eth0", lan, node, 4789), drop},
 		{"DNS from a default container", udp(in, "shoal0", cDef, "10.42.1.1", 53), accept},
 		{"DNS from a back container", udp(in, "shb1094", cBack, "10.42.1.1", 53), accept},
+		{"DNS over TCP from a back container", tcp(in, "shb1094", "", cBack, "10.42.1.1", 53), accept},
+		{"back container to port 53 of another node address", udp(in, "shb1094", cBack, node, 53), drop},
 		{"DNS over TCP from a front container", tcp(in, "shb1093", "", cFr, "10.42.1.1", 53), accept},
 		{"DNS from the node", udp(in, "lo", "10.42.1.1", "10.42.1.1", 53), accept},
 		{"DNS from the LAN", udp(in, "eth0", lan, "10.42.1.1", 53), drop},
