@@ -27,13 +27,7 @@ func TestDiskFullNode(t *testing.T) {
 	h4 := c.AddHost()
 	// 40 MiB, below the image store's 256 MiB reserve: the node cannot
 	// fetch an image, and its raft log soon has no room either.
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=40m", "shoal-e2e-disk", h4.DataDir).CombinedOutput(); err != nil {
-		t.Fatalf("mount tmpfs: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		_ = h4.Kill()
-		_ = exec.Command("umount", "-l", h4.DataDir).Run()
-	})
+	smallDataDir(t, h4, "40m")
 	h4.MustStart(t)
 	if err := h4.Join(h1.Token(t), h1); err != nil {
 		t.Fatal(err)
@@ -101,13 +95,7 @@ func TestDiskFullNode(t *testing.T) {
 func TestDiskFullLeader(t *testing.T) {
 	c := harness.New(t, 3)
 	h1, h2, h3 := c.Host(1), c.Host(2), c.Host(3)
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=600m", "shoal-e2e-disk", h1.DataDir).CombinedOutput(); err != nil {
-		t.Fatalf("mount tmpfs: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		_ = h1.Kill()
-		_ = exec.Command("umount", "-l", h1.DataDir).Run()
-	})
+	smallDataDir(t, h1, "600m")
 	c.Form(t)
 	if l := c.Leader(t, 30*time.Second); l != h1 {
 		t.Fatalf("leader is %s, want h1 (it ran init)", l.Name)
@@ -166,4 +154,18 @@ func TestDiskFullLeader(t *testing.T) {
 			}
 		}
 	}
+}
+
+// smallDataDir puts h's data dir on a tmpfs of size (mount's size=, e.g.
+// "40m"), before h starts, and unmounts it when the test ends, after
+// killing h's agent.
+func smallDataDir(t *testing.T, h *harness.Host, size string) {
+	t.Helper()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "shoal-e2e-disk", h.DataDir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		_ = h.Kill()
+		_ = exec.Command("umount", "-l", h.DataDir).Run()
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/taskplan"
 )
 
 // Containers is the part of *runtime.Runtime RemoveTasks uses.
@@ -59,11 +60,7 @@ func RemoveTasks(ctx context.Context, rt Containers, drain time.Duration, atOnce
 func AtMostOnceTasks(tasks []*api.Task, specs map[string]api.ServiceSpec) map[string]bool {
 	out := map[string]bool{}
 	for _, t := range tasks {
-		spec, ok := specs[t.ServiceID]
-		if !ok {
-			spec = t.Spec
-		}
-		if spec.AtMostOnce {
+		if taskplan.SpecOf(t, specs).AtMostOnce {
 			out[t.ID] = true
 		}
 	}

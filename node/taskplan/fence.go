@@ -27,10 +27,7 @@ func FenceActions(acts []Action, nodeID string, tasks []*api.Task, containers []
 		if t.NodeID != nodeID || t.DesiredState != api.TaskRunning || api.TaskTerminal(t.State) {
 			continue
 		}
-		spec, ok := specs[t.ServiceID]
-		if !ok {
-			spec = t.Spec
-		}
+		spec := SpecOf(t, specs)
 		if spec.AtMostOnce && quiet >= servicespec.DisconnectGrace(spec) {
 			fenced[t.ID] = t
 		}
@@ -107,10 +104,7 @@ func FenceLeases(nodeID string, tasks []*api.Task, containers []api.Container, s
 		if c.State != api.ContainerRunning || t == nil || t.NodeID != nodeID || t.DesiredState != api.TaskRunning {
 			continue
 		}
-		spec, ok := specs[t.ServiceID]
-		if !ok {
-			spec = t.Spec
-		}
+		spec := SpecOf(t, specs)
 		if !spec.AtMostOnce {
 			continue
 		}
@@ -127,4 +121,13 @@ func FenceLeases(nodeID string, tasks []*api.Task, containers []api.Container, s
 // FenceActions would fence it, at least LeaseFloor.
 func LeaseFor(spec api.ServiceSpec, quiet time.Duration) time.Duration {
 	return max(servicespec.DisconnectGrace(spec)-max(quiet, 0), LeaseFloor)
+}
+
+// SpecOf is the spec a task of this node runs by: its service's current
+// one (specs, by service ID), or the task's own once the service is gone.
+func SpecOf(t *api.Task, specs map[string]api.ServiceSpec) api.ServiceSpec {
+	if spec, ok := specs[t.ServiceID]; ok {
+		return spec
+	}
+	return t.Spec
 }

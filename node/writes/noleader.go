@@ -64,19 +64,25 @@ func noLeaderError(reach, voters int, sent bool) error {
 		ErrNoQuorum, outcome, reach, voters, voters/2+1)
 }
 
-// hopeless is electionHopeless over this node's raft configuration and
-// gossip; false when either is not at hand.
-func (w *Writer) hopeless() (bool, int, int) {
+// noLeader answers a write that found no leader: noLeaderError when
+// electionHopeless says so over this node's raft configuration and gossip,
+// nil (keep waiting) otherwise or when either is not at hand. sent is as
+// for noLeaderError.
+func (w *Writer) noLeader(sent bool) error {
 	cl := w.cfg
 	if cl.Members == nil {
-		return false, 0, 0
+		return nil
 	}
 	servers, err := cl.Raft.Servers()
 	if err != nil {
-		return false, 0, 0
+		return nil
 	}
 	alive := cl.Members.AliveSet()
-	return electionHopeless(servers, cl.NodeID,
+	hopeless, reach, voters := electionHopeless(servers, cl.NodeID,
 		func(id string) bool { _, ok := alive[id]; return ok },
 		func(id string) bool { return !cl.Members.EverSeen(id) })
+	if !hopeless {
+		return nil
+	}
+	return noLeaderError(reach, voters, sent)
 }

@@ -133,8 +133,8 @@ func (w *Writer) Write(ctx context.Context, cmd command.Command) (json.RawMessag
 			}
 		} else {
 			err = errNoLeaderKnown
-			if hopeless, reach, voters := w.hopeless(); hopeless {
-				return nil, noLeaderError(reach, voters, sent)
+			if err := w.noLeader(sent); err != nil {
+				return nil, err
 			}
 		}
 		if err == nil {
@@ -474,8 +474,8 @@ func (w *Writer) Forward(ctx context.Context, call func(ctx context.Context, add
 			}
 			sent = sent || re == nil
 			last = err
-		} else if hopeless, reach, voters := w.hopeless(); hopeless {
-			return noLeaderError(reach, voters, sent)
+		} else if err := w.noLeader(sent); err != nil {
+			return err
 		}
 		select {
 		case <-ctx.Done():
@@ -571,8 +571,8 @@ func (w *Writer) SyncReplica(ctx context.Context) error {
 			}
 		} else {
 			err = ErrNotLeader
-			if hopeless, reach, voters := w.hopeless(); hopeless {
-				return noLeaderError(reach, voters, false) // a read index: nothing to apply
+			if err := w.noLeader(false); err != nil { // a read index: nothing to apply
+				return err
 			}
 		}
 		if err == nil {
