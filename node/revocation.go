@@ -15,12 +15,14 @@ import (
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/node/instance"
 	"github.com/shoal-org/shoal/node/netloop"
+	"github.com/shoal-org/shoal/node/netplan"
 	"github.com/shoal-org/shoal/node/reconciler"
 )
 
 // removalDrain is how long a node that left or was removed keeps its
-// task containers after leaving gossip and Raft (see dropCluster).
-const removalDrain = 2 * time.Second
+// task containers after leaving gossip and Raft (see dropCluster); the
+// other nodes keep their path to it a little longer (netplan.DepartedKeep).
+const removalDrain = netplan.RemovalDrain
 
 // removalNotice asks the agent to reset after a removal (see resetOnRemoval).
 type removalNotice struct {

@@ -338,6 +338,9 @@ func (l *Loop) Run(ctx context.Context) {
 		nft.run(ctx, l.log)
 	}()
 	var passStart time.Time
+	// The last pass's nodes, and the nodes that left since (departed.go).
+	var lastNodes []*api.Node
+	var departed map[string]netplan.Departure
 	for {
 		passStart = time.Now()
 		nftGen, nftCheck := nft.due(passStart)
@@ -358,8 +361,12 @@ func (l *Loop) Run(ctx context.Context) {
 			}
 		}
 		if ov != nil {
-			// One view of the state for the whole pass (netplan.Read).
+			// One view of the state for the whole pass (netplan.Read),
+			// with the nodes that left since the last pass still on the
+			// data path while they drain.
 			ns := netplan.Read(l.cfg.Store)
+			departed = netplan.Departures(departed, lastNodes, ns.Nodes, l.cfg.NodeID, passStart, netplan.DepartedKeep)
+			lastNodes, ns.Departed = ns.Nodes, netplan.DepartedNodes(departed)
 			// Peers change rarely; the overlay repairs drift by itself.
 			if peers := netplan.OverlayPeers(ns, l.cfg.NodeID); !reflect.DeepEqual(peers, lastPeers) {
 				if err := ov.SetPeers(peers); err != nil {
@@ -703,11 +710,16 @@ func (l *Loop) syncNetworks(ctx context.Context, ns netplan.State) {
 			no = nil
 		}
 		var tunnel netip.Prefix // valid for an encrypted network
+		// A plain network keeps a departed node while it drains
+		// (netplan's departed.go); an encrypted one drops it at once,
+		// with its WireGuard peer.
+		peerNodes := ns.DataPathNodes()
 		if netplan.Routed(*n) {
 			if wg == nil {
 				continue // not before WireGuard is up: never in clear
 			}
 			tunnel = netip.MustParsePrefix(wireguard.DefaultTunnelCIDR)
+			peerNodes = nodes
 		}
 		if no == nil {
 			if errors.Is(shareErr, api.ErrNoShare) {
@@ -734,7 +746,7 @@ func (l *Loop) syncNetworks(ctx context.Context, ns netplan.State) {
 				// and veths take.
 				cfg.UnderlayIP, cfg.Routed = wg.TunnelIP(), true
 			}
-			peers := netplan.NetworkPeers(nodes, l.cfg.NodeID, n, cluster, tunnel)
+			peers := netplan.NetworkPeers(peerNodes, l.cfg.NodeID, n, cluster, tunnel)
 			ov, peerErr, err := openOverlay(ctx, cfg, peers)
 			if err != nil {
 				l.log.Warn("network overlay setup failed; retrying", "network", n.Name, "err", err)
@@ -760,7 +772,7 @@ func (l *Loop) syncNetworks(ctx context.Context, ns netplan.State) {
 			l.net.mu.Unlock()
 			l.log.Info("network up", "network", n.Name, "vni", n.VNI, "share", share.String(), "bridge", cfg.BridgeName)
 		}
-		if peers := netplan.NetworkPeers(nodes, l.cfg.NodeID, n, cluster, tunnel); !reflect.DeepEqual(peers, no.peers) {
+		if peers := netplan.NetworkPeers(peerNodes, l.cfg.NodeID, n, cluster, tunnel); !reflect.DeepEqual(peers, no.peers) {
 			if err := no.ov.SetPeers(peers); err != nil {
 				l.log.Warn("network overlay peers", "network", n.Name, "err", err)
 			} else {

@@ -23,6 +23,8 @@ package netplan
 // self) → desired state, table-tested like the reconciler's actions.
 
 import (
+	"slices"
+
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
 )
@@ -41,6 +43,10 @@ type State struct {
 	Services []*api.Service // ordered by ID
 	// Tasks are the tasks of each service, by service ID, ordered by ID.
 	Tasks map[string][]*api.Task
+	// Departed are nodes that left the state moments ago, kept on the
+	// data path while they drain (departed.go), ordered by ID. Read leaves
+	// it empty: the network loop, which remembers the last pass, fills it.
+	Departed []*api.Node
 }
 
 // Read reads the state one network-loop pass needs from one snapshot of
@@ -73,4 +79,14 @@ func (st State) Node(id string) *api.Node {
 		}
 	}
 	return nil
+}
+
+// DataPathNodes are the nodes this node's overlays reach: the view's
+// nodes, then the departed ones (departed.go). Not WireGuard's peers: a
+// departed node's goes at once.
+func (st State) DataPathNodes() []*api.Node {
+	if len(st.Departed) == 0 {
+		return st.Nodes
+	}
+	return append(slices.Clip(st.Nodes), st.Departed...)
 }

@@ -18,10 +18,11 @@ import (
 // the state: every node but self that has a subnet and an address, in the
 // view's order (by ID). Liveness does not matter: a peer's route,
 // neighbour and FDB entry are static (overlay/peers.go), and a dead node's
-// backends leave the load balancer instead (Traffic). It is pure.
+// backends leave the load balancer instead (Traffic). The departed nodes
+// (State.Departed) follow, while they drain. It is pure.
 func OverlayPeers(st State, self string) []overlay.Peer {
 	var peers []overlay.Peer
-	for _, n := range st.Nodes {
+	for _, n := range st.DataPathNodes() {
 		if n.ID == self || n.Subnet == "" {
 			continue
 		}

@@ -49,7 +49,7 @@ func Traffic[M any](st State, alive map[string]M, self string) (lb.State, map[st
 	}
 	state.Peers = []net.IP{}
 	down := map[string]bool{}
-	for _, n := range st.Nodes {
+	for _, n := range st.DataPathNodes() {
 		if n.Status == api.NodeDown {
 			down[n.ID] = true
 		}
