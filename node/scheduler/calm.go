@@ -63,18 +63,44 @@ func (s *svcRun) awayUntil(n *placement.NodeInfo) time.Time {
 		return time.Time{}
 	}
 	from := n.Node.StatusChangedAt
-	g := servicespec.DisconnectGrace(s.spec)
-	if s.spec.AtMostOnce {
-		stop := s.spec.StopGracePeriod
-		if stop <= 0 {
-			stop = servicespec.DefaultStopGracePeriod
-		}
-		g += stop
-		if seen, ok := s.r.seen.Down[n.Node.ID]; ok && seen.After(from) {
-			from = seen
-		}
+	if !s.spec.AtMostOnce {
+		return from.Add(servicespec.DisconnectGrace(s.spec))
 	}
-	return from.Add(g)
+	if seen, ok := s.r.seen.Down[n.Node.ID]; ok && seen.After(from) {
+		from = seen
+	}
+	return from.Add(s.fenceWait())
+}
+
+// fenceWait is how long after a node is lost its at-most-once tasks are
+// sure to have stopped: the disconnect grace, after which the node's own
+// fence stops them when it has heard no leader, plus their stop grace.
+func (s *svcRun) fenceWait() time.Duration {
+	stop := s.spec.StopGracePeriod
+	if stop <= 0 {
+		stop = servicespec.DefaultStopGracePeriod
+	}
+	return servicespec.DisconnectGrace(s.spec) + stop
+}
+
+// removedUntil is when at-most-once task t, orphaned with its node by a
+// removal (`node rm`, also --force of a live node), is sure to have
+// stopped: fenceWait after the later of the removal (t.UpdatedAt, the
+// removing leader's clock) and this planner's first sight of it.
+//
+// Why wait at all: a removed node that hears of its removal stops its
+// at-most-once containers at once, before its drain (node/revocation),
+// but it hears of it tens of milliseconds after the commit, in which the
+// replacement may already start; and a removed node that hears nothing
+// (force-removed while partitioned) stops them only when its fence does,
+// the grace after it last heard a leader. The slot stays empty until then,
+// as for a down node (awayUntil).
+func (s *svcRun) removedUntil(t *api.Task) time.Time {
+	from := t.UpdatedAt
+	if seen, ok := s.r.seen.Removed[t.ID]; ok && seen.After(from) {
+		from = seen
+	}
+	return from.Add(s.fenceWait())
 }
 
 // keepAway reports whether ref is a task meant to run on a node that is

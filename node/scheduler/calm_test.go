@@ -420,3 +420,67 @@ func TestAtMostOnceAfterLeaderChange(t *testing.T) {
 	converge(t, c)
 	checkSlots(t, c, s.ID)
 }
+
+// TestAtMostOnceRemovedNodeWaitsForFence: `node rm --force` of a live node
+// orphans its at-most-once task at once, but the node stops it only when it
+// hears of the removal (tens of milliseconds later) or, cut off, when its
+// fence does (the grace after it last heard a leader). The slot gets no
+// new task before grace plus stop grace after the removal; before, the
+// replacement was planned in the removal's own pass. A service without
+// at-most-once is replaced at once, as before.
+func TestAtMostOnceRemovedNodeWaitsForFence(t *testing.T) {
+	for _, atMostOnce := range []bool{false, true} {
+		t.Run(fmt.Sprintf("at-most-once=%v", atMostOnce), func(t *testing.T) {
+			c := cluster(t, "n1", "n2")
+			sp := testSpec("db", 2)
+			sp.AtMostOnce = atMostOnce
+			sp.DisconnectGrace = 20 * time.Second
+			sp.StopGracePeriod = 5 * time.Second
+			s := c.CreateService(sp)
+			converge(t, c)
+			orig := tasksOn(c, s.ID, "n2")
+			removed := c.Now
+			c.RemoveNode("n2")
+			p := step(t, c)
+			if !atMostOnce {
+				if len(p.Create) != 1 {
+					t.Fatalf("removed node's task not replaced at once: %s", simcluster.Summarize(p))
+				}
+				converge(t, c)
+				checkSlots(t, c, s.ID)
+				return
+			}
+			if len(p.Create) != 0 {
+				t.Fatalf("at-most-once: replaced in the removal's pass, while the removed node may still run it: %s", simcluster.Summarize(p))
+			}
+			if want := removed.Add(25 * time.Second); !p.NextWake.Equal(want) {
+				t.Fatalf("next wake %v, want %v (grace plus stop grace after the removal)", p.NextWake, want)
+			}
+			c.Now = removed.Add(25*time.Second - time.Millisecond)
+			if p := step(t, c); len(p.Create) != 0 {
+				t.Fatalf("at-most-once: replaced before the fence: %s", simcluster.Summarize(p))
+			}
+			// A new leader whose clock is ahead counts from its own sight.
+			ids := 0
+			c.Planner = scheduler.NewPlanner(scheduler.Config{NewID: func() string { ids++; return fmt.Sprintf("late-%06d", ids) }})
+			takeover := c.Now.Add(30 * time.Second)
+			c.Now = takeover
+			if p := step(t, c); len(p.Create) != 0 {
+				t.Fatalf("the new leader replaced the removed node's task at once: %s", simcluster.Summarize(p))
+			}
+			c.Now = takeover.Add(25 * time.Second)
+			p = step(t, c)
+			if len(p.Create) != 1 {
+				t.Fatalf("past the fence: want the slot filled, got %s", simcluster.Summarize(p))
+			}
+			if tk := c.Tasks[orig[0]]; tk.State != api.TaskOrphaned {
+				t.Fatalf("removed node's task %s: %s", tk.ID, tk.State)
+			}
+			converge(t, c)
+			if got := runningCount(c, s.ID); got != 2 {
+				t.Fatalf("%d running, want 2", got)
+			}
+			checkSlots(t, c, s.ID)
+		})
+	}
+}

@@ -370,6 +370,29 @@ func TestJobAtMostOnceNodeDown(t *testing.T) {
 	}
 }
 
+// TestJobAtMostOnceRemovedNode: an at-most-once job's task orphaned with
+// its removed node (node rm --force of a live node) holds its slot until
+// the node's fence has surely stopped it; the job then runs once more.
+func TestJobAtMostOnceRemovedNode(t *testing.T) {
+	c := jobCluster(t, "n1", "n2")
+	sp := jobSpec("job", api.ModeReplicatedJob, 1, 0)
+	sp.AtMostOnce = true
+	s := c.CreateService(sp)
+	step(t, c)
+	c.Report()
+	first := c.Active(s.ID)[0]
+	c.RemoveNode(first.NodeID)
+	p := step(t, c)
+	if len(p.Create) != 0 || p.NextWake.IsZero() {
+		t.Fatalf("right after the removal: %s, wake %v", simcluster.Summarize(p), p.NextWake)
+	}
+	c.Now = p.NextWake
+	runJob(t, c, s.ID, exitOK)
+	if n := jobTasks(c, s.ID)[api.TaskComplete]; n != 1 {
+		t.Fatalf("%d completions, want 1: %v", n, jobTasks(c, s.ID))
+	}
+}
+
 // TestJobGiveUp: a job task that failed and will not be retried
 // (--restart-condition none, or max attempts reached) is stored desired
 // shutdown, as swarmkit does, once every node is at jobs.GiveUpLevel, and

@@ -220,6 +220,7 @@ func (s *svcRun) reconcileJob() {
 		Tasks: make([]*api.Task, len(s.tasks)), Now: r.now, AtMostOnce: s.spec.AtMostOnce,
 		SeenEnd: func(id string) time.Time { return r.seen.Ended[id] },
 		Away:    func(i int) bool { return s.tasks[i].away },
+		Held:    func(i int) bool { return s.heldByRemoval(s.tasks[i]) },
 		GiveUp:  r.minLevel >= jobs.GiveUpLevel}
 	for i, ref := range s.tasks {
 		in.Tasks[i] = ref.t
@@ -587,12 +588,16 @@ func (s *svcRun) resolve(sl *slot) {
 // slot that was told to stop (scaled away, updated, removed from a node)
 // may still run: until its node reports it stopped, or the node is written
 // off (its own fence has stopped it by then), the slot gets no new task.
+// A task orphaned with its removed node counts until removedUntil.
 func (s *svcRun) stillRuns(sl *slot) bool {
 	if !s.spec.AtMostOnce {
 		return false
 	}
 	for _, ref := range sl.tasks {
 		t, n := ref.t, ref.node
+		if s.heldByRemoval(ref) {
+			return true
+		}
 		if terminal(t.State) || t.State == api.TaskNew || n == nil {
 			continue
 		}
@@ -606,6 +611,22 @@ func (s *svcRun) stillRuns(sl *slot) bool {
 		return true
 	}
 	return false
+}
+
+// heldByRemoval reports whether ref is an at-most-once task orphaned with
+// its removed node that may still run there (removedUntil), and wakes the
+// planner when it no longer may.
+func (s *svcRun) heldByRemoval(ref *taskRef) bool {
+	t := ref.t
+	if !s.spec.AtMostOnce || ref.node != nil || t.State != api.TaskOrphaned || t.NodeID == "" {
+		return false
+	}
+	until := s.removedUntil(t)
+	if !s.r.now.Before(until) {
+		return false
+	}
+	s.r.wakeAt(until)
+	return true
 }
 
 // stopping reports whether the slot is in a stop-first update: an outdated

@@ -58,7 +58,7 @@ func Flags(update bool) []cli.Flag {
 		&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "user[:group] in the container"},
 		&cli.StringFlag{Name: "entrypoint", Usage: "override the image's entrypoint"},
 		&cli.DurationFlag{Name: "disconnect-grace", Usage: "how long the tasks of a node that stopped answering are kept for it; replacements run meanwhile and the originals win if it returns (default 60s)"},
-		&cli.BoolFlag{Name: "at-most-once", Usage: "never run two tasks of one slot at once: tasks of an unreachable node are replaced only after --disconnect-grace, and that node stops them itself; never rebalanced or updated start-first"},
+		&cli.BoolFlag{Name: "at-most-once", Usage: "never run two tasks of one slot at once: tasks of an unreachable or removed node are replaced only after --disconnect-grace plus the stop grace, and that node stops them itself; never rebalanced or updated start-first"},
 		&cli.BoolFlag{Name: "no-rebalance", Usage: "do not move running tasks: no evening out of the spread when a node joins or returns, and no moving of the excess above a lowered --replicas-max-per-node"},
 		&cli.StringFlag{Name: "autoscale", Usage: "scale with load: min=N,max=M,cpu=P%[,memory=P%][,up-delay=15s][,down-delay=60s] ('off' on update)"},
 	})

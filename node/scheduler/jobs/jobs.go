@@ -56,6 +56,11 @@ type Input struct {
 	// AtMostOnce: a slot never has two tasks running at once, so an away
 	// task holds its slot until it is written off.
 	AtMostOnce bool
+	// Held reports the tasks that may still run though their record says
+	// they ended: an at-most-once task orphaned with its removed node,
+	// until that node's fence has surely stopped it (node/scheduler's
+	// removedUntil). It holds its slot as a running task does. nil: none.
+	Held func(i int) bool
 	// SeenEnd is the planner's first sight of a task's end (zero: none),
 	// for restartpolicy.Decide.
 	SeenEnd func(id string) time.Time
@@ -291,6 +296,8 @@ func (in Input) classify(sl *slot) (state, int) {
 		switch {
 		case Success(t):
 			return done, i
+		case in.Held != nil && in.Held(i):
+			st = active
 		case t.DesiredState == api.TaskShutdown && api.JobFailed(t):
 			if st != active {
 				st, last = ended, i

@@ -10,6 +10,8 @@
 //     grace after the later of mark and sight (awayUntil): a mark from a
 //     clock ahead of this leader's would have it replace the task before
 //     the node's fence stopped it;
+//   - an at-most-once task of a removed node likewise, after the later of
+//     the removal (the task's orphaning) and its sight (removedUntil);
 //   - a restart waits its delay after the earlier of end and sight
 //     (restart): a node whose clock is ahead must not hold its tasks'
 //     replacements back by the difference;
@@ -56,6 +58,9 @@ type Sights struct {
 	// MoveStart and MoveFail: rebalancing moves (Task.Replaces set) that
 	// started (StartedAt) or failed (UpdatedAt).
 	MoveStart, MoveFail map[string]time.Time
+	// Removed: tasks orphaned with their node, which left the state (node
+	// rm; Task.UpdatedAt, the removal's time).
+	Removed map[string]time.Time
 }
 
 // Saw records the first sight of each node that is down, of each task
@@ -76,9 +81,13 @@ func (m *Memory) Saw(nodes []api.Node, services []api.Service, tasks []api.Task,
 		}
 		next[key], out[id] = s, s.seen
 	}
-	x := Sights{map[string]time.Time{}, map[string]time.Time{}, map[string]time.Time{}, map[string]time.Time{}, map[string]time.Time{}}
+	x := Sights{Down: map[string]time.Time{}, Ended: map[string]time.Time{}, Started: map[string]time.Time{},
+		MoveStart: map[string]time.Time{}, MoveFail: map[string]time.Time{}, Removed: map[string]time.Time{}}
+	present := make(map[string]bool, len(nodes))
 	for i := range nodes {
-		if n := &nodes[i]; n.Status == api.NodeDown {
+		n := &nodes[i]
+		present[n.ID] = true
+		if n.Status == api.NodeDown {
 			note(x.Down, "n"+n.ID, n.ID, n.StatusChangedAt)
 		}
 	}
@@ -94,6 +103,9 @@ func (m *Memory) Saw(nodes []api.Node, services []api.Service, tasks []api.Task,
 			note(x.Ended, "t"+t.ID, t.ID, t.UpdatedAt)
 		case t.State == api.TaskRunning && updating[t.ServiceID]:
 			note(x.Started, "s"+t.ID, t.ID, t.StartedAt)
+		}
+		if t := &tasks[i]; t.State == api.TaskOrphaned && t.NodeID != "" && !present[t.NodeID] {
+			note(x.Removed, "r"+t.ID, t.ID, t.UpdatedAt)
 		}
 		if t := &tasks[i]; t.Replaces != "" {
 			if t.State == api.TaskFailed || t.State == api.TaskRejected {

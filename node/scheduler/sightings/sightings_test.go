@@ -56,6 +56,11 @@ func TestSaw(t *testing.T) {
 			func(x Sights) map[string]time.Time { return x.MoveStart }, "m1", 2},
 		{"move failed", []call{{tasks: []api.Task{{ID: "m1", Replaces: "t1", DesiredState: api.TaskRunning, State: api.TaskFailed, UpdatedAt: at(1)}}, now: 2}},
 			func(x Sights) map[string]time.Time { return x.MoveFail }, "m1", 2},
+		{"orphaned with its removed node", []call{{tasks: []api.Task{{ID: "t1", NodeID: "gone", State: api.TaskOrphaned, UpdatedAt: at(1)}}, now: 2},
+			{tasks: []api.Task{{ID: "t1", NodeID: "gone", State: api.TaskOrphaned, UpdatedAt: at(1)}}, now: 7}},
+			func(x Sights) map[string]time.Time { return x.Removed }, "t1", 2},
+		{"orphaned, its node still there", []call{{nodes: []api.Node{down("n1", 0)}, tasks: []api.Task{{ID: "t1", NodeID: "n1", State: api.TaskOrphaned, UpdatedAt: at(1)}}, now: 2}},
+			func(x Sights) map[string]time.Time { return x.Removed }, "t1", -1},
 		{"plain task is no move", []call{{tasks: []api.Task{{ID: "t1", State: api.TaskFailed, UpdatedAt: at(1)}}, now: 2}},
 			func(x Sights) map[string]time.Time { return x.MoveFail }, "t1", -1},
 	} {

@@ -93,6 +93,23 @@ func (c *Cluster) SetNodeStatus(id, status string) {
 	n.UpdatedAt = c.Now
 }
 
+// RemoveNode removes a node as the FSM applies `node rm`: the record goes,
+// and its tasks are told to shut down, those not ended orphaned ("node
+// removed"), dated c.Now.
+func (c *Cluster) RemoveNode(id string) {
+	delete(c.Nodes, id)
+	for _, t := range c.Tasks {
+		if t.NodeID != id {
+			continue
+		}
+		t.DesiredState = api.TaskShutdown
+		if !api.TaskTerminal(t.State) {
+			t.State, t.Message = api.TaskOrphaned, "node removed"
+		}
+		t.UpdatedAt = c.Now
+	}
+}
+
 // CreateService stores a service with spec exactly as given (call Defaults
 // first for Docker's defaults) and returns it. The ID is "svc-" + name.
 func (c *Cluster) CreateService(spec api.ServiceSpec) *api.Service {
