@@ -446,3 +446,81 @@ func TestCalmOrphanedAge(t *testing.T) {
 		t.Fatalf("service ps ages an orphaned task in minutes:\n%s", out)
 	}
 }
+
+// TestCalmAtMostOnceForceRemovedNode: `node rm --force` of a live node
+// running an at-most-once task. The removed node stops the task when it
+// hears of its removal, but the leader cannot know when that is (or
+// whether it hears at all), so the slot gets no new task before the
+// disconnect grace plus the stop grace have passed since the removal, and
+// then it does. Before, the replacement was planned in the removal's own
+// pass. No slot ever has two running containers meanwhile (polled every
+// 100 ms on every node, the removed one included).
+func TestCalmAtMostOnceForceRemovedNode(t *testing.T) {
+	c := calmCluster(t, 3)
+	leader := c.Leader(t, time.Minute)
+	leader.MustCLI(t, "service", "create", "--name", "amo", "--replicas", "3", "--at-most-once",
+		"--disconnect-grace", "8s", "--stop-grace-period", "2s", "bb:1", "sleep", "100000")
+	waitSlots(t, leader, "amo", 3, "", 2*time.Minute)
+	victim := victimOf(t, c, leader, "amo")
+	victimID := victim.NodeID(t)
+	slots := map[int]bool{}
+	for _, tk := range tasksOf(t, leader, "amo") {
+		if tk.Node == hostname(victim) && tk.DesiredState == api.TaskRunning {
+			slots[tk.Slot] = true
+		}
+	}
+
+	ctx, cancel := context.WithCancel(harness.Context(t, 5*time.Minute))
+	defer cancel()
+	var (
+		mu     sync.Mutex
+		worst  string
+		pollWG sync.WaitGroup
+	)
+	pollWG.Add(1)
+	go func() {
+		defer pollWG.Done()
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			per, _ := runningPerSlot(c.Hosts(), "amo")
+			mu.Lock()
+			for slot, n := range per {
+				if n > 1 && worst == "" {
+					worst = fmt.Sprintf("slot %s had %d running containers (%v)", slot, n, per)
+				}
+			}
+			mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+
+	removed := time.Now()
+	leader.MustCLI(t, "node", "rm", "--force", victimID)
+	// Well inside the 10 s: no task of the victim's slots is meant to run
+	// anywhere yet.
+	for time.Since(removed) < 4*time.Second {
+		for _, tk := range tasksOf(t, leader, "amo") {
+			if slots[tk.Slot] && tk.Node != hostname(victim) && tk.DesiredState == api.TaskRunning {
+				t.Fatalf("slot %d got task %s on %s %v after the removal, before the removed node's fence", tk.Slot, tk.ID, tk.Node, time.Since(removed).Round(time.Millisecond))
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	harness.Eventually(t, 2*time.Minute, func() (bool, string) {
+		n, err := serviceRunning(leader, "amo")
+		return err == nil && n == 3, fmt.Sprintf("running %d (%v)", n, err)
+	}, "the removed node's slots filled once its fence has surely stopped them")
+	t.Logf("3 running again %v after the removal", time.Since(removed).Round(time.Millisecond))
+	cancel()
+	pollWG.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if worst != "" {
+		t.Fatalf("at-most-once violated: %s", worst)
+	}
+}
