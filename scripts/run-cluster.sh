@@ -160,6 +160,10 @@ if ! shoal 1 service inspect web >/dev/null 2>&1; then
 	shoal 1 service create --name web --replicas 3 --publish 8080:80 demo:1 \
 		sh -c 'echo "hello from $(hostname)" >/www/index.html; exec httpd -f -p 80 -h /www' >/dev/null
 fi
+# A resumed cluster's replicas were stopped with it ('make stop'): they
+# restart after their restart delay. Show the service once it runs.
+running() { [ "$(shoal 1 service ls --format json | jq -r '.[] | select(.name == "web") | .running')" = 3 ]; }
+wait_for 90 "3 running replicas of web" running
 shoal 1 service ls
 echo
 shoal 1 service ps web
