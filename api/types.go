@@ -37,6 +37,12 @@ const (
 	RoleWorker  = "worker"
 )
 
+// MinMemoryLimit is the smallest memory limit a container may have (as
+// Docker's: 6 MiB). Below it the container's init cannot start, so a spec
+// asking less is refused where it is written (a service spec's Validate,
+// `shoal run`), not on every task's start.
+const MinMemoryLimit = 6 << 20
+
 // Resources are CPU and memory quantities, on a node (capacity) or in a spec
 // (limits and reservations).
 type Resources struct {

@@ -125,7 +125,7 @@ func BuildSpec(in SpecInput) (*specs.Spec, error) {
 	if in.Limits.MemoryBytes < 0 || in.Limits.NanoCPUs < 0 || in.Limits.Pids < 0 {
 		return nil, fmt.Errorf("%w: negative limits", ErrInvalidSpec)
 	}
-	if in.Limits.MemoryBytes > 0 && in.Limits.MemoryBytes < 6<<20 {
+	if in.Limits.MemoryBytes > 0 && in.Limits.MemoryBytes < api.MinMemoryLimit {
 		return nil, fmt.Errorf("%w: memory limit %d below the 6MiB minimum", ErrInvalidSpec, in.Limits.MemoryBytes)
 	}
 	if in.MemoryReservation < 0 || in.Limits.MemoryBytes > 0 && in.MemoryReservation > in.Limits.MemoryBytes {

@@ -182,6 +182,10 @@ func Validate(spec api.ServiceSpec) error {
 		nonNegative(bad, field+".pids", r.Pids)
 	}
 	checkResources("resources.limits", spec.Resources.Limits)
+	if lim := spec.Resources.Limits.MemoryBytes; lim > 0 && lim < api.MinMemoryLimit {
+		// Every task would be rejected at its start, one after another.
+		bad("resources.limits.memory_bytes %d is below the 6MiB minimum", lim)
+	}
 	checkResources("resources.reservations", spec.Resources.Reservations)
 	if lim, res := spec.Resources.Limits.MemoryBytes, spec.Resources.Reservations.MemoryBytes; lim > 0 && res > lim {
 		// The container's soft limit cannot exceed its hard limit (runc

@@ -93,6 +93,9 @@ func TestValidateSpec(t *testing.T) {
 		}, "healthcheck.interval"},
 		{"bad health test", func(s *api.ServiceSpec) { s.Healthcheck = &api.HealthConfig{Test: []string{"RUN", "x"}} }, `healthcheck.test[0] "RUN"`},
 		{"negative limit", func(s *api.ServiceSpec) { s.Resources.Limits.MemoryBytes = -1 }, "resources.limits.memory_bytes -1"},
+		{"memory limit below the minimum", func(s *api.ServiceSpec) { s.Resources.Limits.MemoryBytes = 1024 },
+			"resources.limits.memory_bytes 1024 is below the 6MiB minimum"},
+		{"memory limit at the minimum", func(s *api.ServiceSpec) { s.Resources.Limits.MemoryBytes = api.MinMemoryLimit }, ""},
 		{"memory reservation above the limit", func(s *api.ServiceSpec) {
 			s.Resources.Limits.MemoryBytes, s.Resources.Reservations.MemoryBytes = 64<<20, 128<<20
 		}, "resources.reservations.memory_bytes 134217728 is above resources.limits.memory_bytes 67108864"},
