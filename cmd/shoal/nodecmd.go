@@ -72,9 +72,12 @@ func (s *commands) nodeCommand() *cli.Command {
 				ArgsUsage: "NODE...",
 			}, "node", inspectNode, nodeID), "node", inspectNode, output.RenderNodePretty),
 			{
-				Name:      "rm",
-				Aliases:   []string{"remove"},
-				Usage:     "remove nodes and revoke their certificates",
+				Name:    "rm",
+				Aliases: []string{"remove"},
+				Usage:   "remove nodes and revoke their certificates",
+				Description: "The removed nodes' tasks are rescheduled on the other nodes; tasks of --at-most-once services only\n" +
+					"after their disconnect grace plus their stop grace (a removed node stops them when it hears of its\n" +
+					"removal, or when its fence does). Drain a live node first to move them at once.",
 				ArgsUsage: "NODE...",
 				Flags:     []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "remove a node that is still up"}},
 				Action:    s.nodeRm,
