@@ -484,3 +484,31 @@ func TestAtMostOnceRemovedNodeWaitsForFence(t *testing.T) {
 		})
 	}
 }
+
+// TestAtMostOnceDrainThenRemove: the way to move an at-most-once task off a
+// node that will leave without the fence's wait (leave and node rm say so):
+// drain it, and the slot is filled once the node reports the task stopped;
+// the removal that follows holds nothing back.
+func TestAtMostOnceDrainThenRemove(t *testing.T) {
+	c := cluster(t, "n1", "n2")
+	sp := testSpec("db", 2)
+	sp.AtMostOnce = true
+	sp.DisconnectGrace = 20 * time.Second
+	s := c.CreateService(sp)
+	converge(t, c)
+	c.Nodes["n2"].Availability = api.AvailabilityDrain
+	p := step(t, c)
+	if len(p.Create) != 0 {
+		t.Fatalf("drain: replaced while the task still runs: %s", simcluster.Summarize(p))
+	}
+	c.Report() // n2 stops it and says so
+	converge(t, c)
+	if got := runningCount(c, s.ID); got != 2 || len(tasksOn(c, s.ID, "n2")) != 0 {
+		t.Fatalf("after the drain: %d running, on n2 %v; want 2, none", got, tasksOn(c, s.ID, "n2"))
+	}
+	c.RemoveNode("n2")
+	if p := step(t, c); !p.Empty() || !p.NextWake.IsZero() {
+		t.Fatalf("removal after the drain: %s, wake %v; want nothing to do", simcluster.Summarize(p), p.NextWake)
+	}
+	checkSlots(t, c, s.ID)
+}
