@@ -238,20 +238,41 @@ func TestCalmAtMostOnceNeverTwice(t *testing.T) {
 	victim := victimOf(t, c, leader, "amo")
 	before := activeOn(tasksOf(t, leader, "amo"), hostname(victim))
 
+	stop := watchAtMostOnce(t, c.Hosts(), "amo")
+
+	// Long enough after the down mark that a replacement would have
+	// started and run (it takes well under a second here).
+	cutUntilDown(t, leader, victim, 4*time.Second)
+	harness.Eventually(t, 2*time.Minute, func() (bool, string) {
+		n, err := serviceRunning(leader, "amo")
+		if err != nil || n != 3 {
+			return false, fmt.Sprintf("running %d (%v)", n, err)
+		}
+		on := activeOn(tasksOf(t, leader, "amo"), hostname(victim))
+		return slices.Equal(on, before), fmt.Sprintf("victim runs %v, want %v", on, before)
+	}, "at-most-once service back to 3 with the victim's tasks")
+	stop()
+}
+
+// watchAtMostOnce polls every 100 ms, on every one of hosts, which slots
+// of svc have a running container, until the returned stop is called; stop
+// fails t if a slot ever had two, or if fewer than 5 polls succeeded.
+func watchAtMostOnce(t *testing.T, hosts []*harness.Host, svc string) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(harness.Context(t, 5*time.Minute))
 	var (
-		mu     sync.Mutex
-		worst  string
-		polls  int
-		pollWG sync.WaitGroup
+		mu    sync.Mutex
+		worst string
+		polls int
+		wg    sync.WaitGroup
 	)
-	pollWG.Add(1)
+	wg.Add(1)
 	go func() {
-		defer pollWG.Done()
+		defer wg.Done()
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			per, err := runningPerSlot(c.Hosts(), "amo")
+			per, err := runningPerSlot(hosts, svc)
 			mu.Lock()
 			if err == nil {
 				polls++
@@ -269,28 +290,19 @@ func TestCalmAtMostOnceNeverTwice(t *testing.T) {
 			}
 		}
 	}()
-
-	// Long enough after the down mark that a replacement would have
-	// started and run (it takes well under a second here).
-	cutUntilDown(t, leader, victim, 4*time.Second)
-	harness.Eventually(t, 2*time.Minute, func() (bool, string) {
-		n, err := serviceRunning(leader, "amo")
-		if err != nil || n != 3 {
-			return false, fmt.Sprintf("running %d (%v)", n, err)
+	return func() {
+		t.Helper()
+		cancel()
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		t.Logf("%d polls", polls)
+		if worst != "" {
+			t.Fatalf("at-most-once violated: %s", worst)
 		}
-		on := activeOn(tasksOf(t, leader, "amo"), hostname(victim))
-		return slices.Equal(on, before), fmt.Sprintf("victim runs %v, want %v", on, before)
-	}, "at-most-once service back to 3 with the victim's tasks")
-	cancel()
-	pollWG.Wait()
-	mu.Lock()
-	defer mu.Unlock()
-	t.Logf("%d polls", polls)
-	if worst != "" {
-		t.Fatalf("at-most-once violated: %s", worst)
-	}
-	if polls < 5 {
-		t.Fatalf("only %d polls succeeded", polls)
+		if polls < 5 {
+			t.Fatalf("only %d polls succeeded", polls)
+		}
 	}
 }
 
@@ -470,34 +482,7 @@ func TestCalmAtMostOnceForceRemovedNode(t *testing.T) {
 		}
 	}
 
-	ctx, cancel := context.WithCancel(harness.Context(t, 5*time.Minute))
-	defer cancel()
-	var (
-		mu     sync.Mutex
-		worst  string
-		pollWG sync.WaitGroup
-	)
-	pollWG.Add(1)
-	go func() {
-		defer pollWG.Done()
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			per, _ := runningPerSlot(c.Hosts(), "amo")
-			mu.Lock()
-			for slot, n := range per {
-				if n > 1 && worst == "" {
-					worst = fmt.Sprintf("slot %s had %d running containers (%v)", slot, n, per)
-				}
-			}
-			mu.Unlock()
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-		}
-	}()
+	stop := watchAtMostOnce(t, c.Hosts(), "amo")
 
 	removed := time.Now()
 	leader.MustCLI(t, "node", "rm", "--force", victimID)
@@ -516,11 +501,5 @@ func TestCalmAtMostOnceForceRemovedNode(t *testing.T) {
 		return err == nil && n == 3, fmt.Sprintf("running %d (%v)", n, err)
 	}, "the removed node's slots filled once its fence has surely stopped them")
 	t.Logf("3 running again %v after the removal", time.Since(removed).Round(time.Millisecond))
-	cancel()
-	pollWG.Wait()
-	mu.Lock()
-	defer mu.Unlock()
-	if worst != "" {
-		t.Fatalf("at-most-once violated: %s", worst)
-	}
+	stop()
 }

@@ -27,6 +27,7 @@ package netplan
 
 import (
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
@@ -92,15 +93,7 @@ func DepartedNodes(deps map[string]Departure) []*api.Node {
 	for _, d := range deps {
 		out = append(out, d.Node)
 	}
-	slices.SortFunc(out, func(a, b *api.Node) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b *api.Node) int { return strings.Compare(a.ID, b.ID) })
 	if len(out) == 0 {
 		return nil
 	}
