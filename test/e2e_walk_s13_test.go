@@ -154,7 +154,7 @@ func TestWalkS13(t *testing.T) {
 	answersEverywhere(t, c, "web", port)
 
 	walkRefused(t, h1, "web", []string{"rr"}, "service", "update", "--network-add", "name=back,alias=rr", "web")
-	walkRefused(t, h1, "", []string{"www"}, "service", "create", "-d", "--name", "web2", "--network", "name=back,alias=www", "bb:1")
+	walkRefused(t, h1, "", []string{"www"}, "service", "create", "-d", "--name", "web2", "--network", "name=back,alias=www", "bb:1", "sleep", "3600")
 	walkRefused(t, h1, "web", []string{"bad.alias"}, "service", "update", "--network-add", "name=back,alias=bad.alias", "web")
 	walkRun(t, h1, "service", "update", "--network-add", "name=back,alias=www,alias=w4", "web")
 	web = walkService(t, h1, "web")
