@@ -16,7 +16,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -127,7 +126,7 @@ func (x *API) checkSpec(store *consensus.Store, spec api.ServiceSpec, selfID str
 	if !x.imageKnown(store, spec.Image) && spec.RegistryAuth == nil {
 		return spec, httpapi.BadRequest("image %s not found on any node: import, load or pull it first (`shoal image import|load|pull`)", spec.Image)
 	}
-	if cfg, ok := x.localImageConfig(spec.Image); ok && NoCommand(spec, cfg) && !sameProcess(store, selfID, spec) {
+	if cfg, ok := x.localImageConfig(spec.Image); ok && NoCommand(spec, cfg) {
 		return spec, httpapi.BadRequest("no command specified: image %s has no Entrypoint or Cmd and the service names none (give it after the image, or as command: in a compose file)", spec.Image)
 	}
 	return spec, nil
@@ -140,20 +139,6 @@ func (x *API) checkSpec(store *consensus.Store, spec api.ServiceSpec, selfID str
 // and can tell.
 func NoCommand(spec api.ServiceSpec, cfg api.ImageConfig) bool {
 	return len(spec.Entrypoint) == 0 && len(spec.Command) == 0 && len(cfg.Entrypoint) == 0 && len(cfg.Cmd) == 0
-}
-
-// sameProcess reports whether service selfID (an update's; "" for a
-// create) already runs spec's image, entrypoint and command: an update
-// that leaves them as they are (a scale, say) is not refused for them.
-func sameProcess(store *consensus.Store, selfID string, spec api.ServiceSpec) bool {
-	if selfID == "" {
-		return false
-	}
-	cur, err := store.Service(selfID)
-	if err != nil {
-		return false
-	}
-	return cur.Spec.Image == spec.Image && slices.Equal(cur.Spec.Entrypoint, spec.Entrypoint) && slices.Equal(cur.Spec.Command, spec.Command)
 }
 
 // localImageConfig is the config of ref in this node's image store, when

@@ -4,9 +4,6 @@ import (
 	"testing"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/consensus"
-	"github.com/shoal-org/shoal/consensus/fsm"
-	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
 // TestFindImage: a tag wins over an ID prefix in any order of the
@@ -67,40 +64,6 @@ func TestNoCommand(t *testing.T) {
 	} {
 		if got := NoCommand(tc.spec, tc.cfg); got != tc.want {
 			t.Errorf("%s: NoCommand = %v, want %v", tc.name, got, tc.want)
-		}
-	}
-}
-
-// TestSameProcess: an update that keeps a service's image, entrypoint and
-// command is not refused for them (a scale of a service stored before the
-// no-command check); a create, or a change of any of the three, is checked.
-func TestSameProcess(t *testing.T) {
-	store := consensus.NewStore()
-	machine := fsm.New(store)
-	svc := api.Service{ID: "s1", Name: "web", Spec: api.ServiceSpec{Name: "web", Image: "bb:1", Replicas: 3}}
-	if res := machine.ApplyCommand(10, command.CreateService{Service: svc}); res.Err != nil {
-		t.Fatal(res.Err)
-	}
-	scaled := svc.Spec
-	scaled.Replicas = 0
-	newImage := svc.Spec
-	newImage.Image = "bb:2"
-	withCmd := svc.Spec
-	withCmd.Command = []string{"sleep", "1"}
-	for _, tc := range []struct {
-		name   string
-		selfID string
-		spec   api.ServiceSpec
-		want   bool
-	}{
-		{"scale of the stored service", "s1", scaled, true},
-		{"another image", "s1", newImage, false},
-		{"a command given", "s1", withCmd, false},
-		{"a create", "", scaled, false},
-		{"an unknown service", "s9", scaled, false},
-	} {
-		if got := sameProcess(store, tc.selfID, tc.spec); got != tc.want {
-			t.Errorf("%s: sameProcess = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }
