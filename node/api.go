@@ -295,15 +295,6 @@ func (x replicaAgent) HasImage(ref string) bool {
 	return err == nil
 }
 
-// ImageConfig is ref's config in this node's image store.
-func (x replicaAgent) ImageConfig(ref string) (api.ImageConfig, bool) {
-	img, err := x.a.images.Get(ref)
-	if err != nil || img.Config == nil {
-		return api.ImageConfig{}, false
-	}
-	return *img.Config, true
-}
-
 func (x replicaAgent) NewID() string { return identity.NewID() }
 
 func (x replicaAgent) Preflight(fork *consensus.Store, cmd command.Command) error {

@@ -126,31 +126,7 @@ func (x *API) checkSpec(store *consensus.Store, spec api.ServiceSpec, selfID str
 	if !x.imageKnown(store, spec.Image) && spec.RegistryAuth == nil {
 		return spec, httpapi.BadRequest("image %s not found on any node: import, load or pull it first (`shoal image import|load|pull`)", spec.Image)
 	}
-	if cfg, ok := x.localImageConfig(spec.Image); ok && NoCommand(spec, cfg) {
-		return spec, httpapi.BadRequest("no command specified: image %s has no Entrypoint or Cmd and the service names none (give it after the image, or as command: in a compose file)", spec.Image)
-	}
 	return spec, nil
-}
-
-// NoCommand reports whether a task of spec would have no process to run
-// with an image of config cfg: neither the spec nor the image names one.
-// Such a task is rejected at every start ("no command specified"), so
-// the spec is refused before it is stored, when this node holds the image
-// and can tell.
-func NoCommand(spec api.ServiceSpec, cfg api.ImageConfig) bool {
-	return len(spec.Entrypoint) == 0 && len(spec.Command) == 0 && len(cfg.Entrypoint) == 0 && len(cfg.Cmd) == 0
-}
-
-// localImageConfig is the config of ref in this node's image store, when
-// the agent can tell (the image records of the cluster carry none).
-func (x *API) localImageConfig(ref string) (api.ImageConfig, bool) {
-	l, ok := x.agent.(interface {
-		ImageConfig(ref string) (api.ImageConfig, bool)
-	})
-	if !ok {
-		return api.ImageConfig{}, false
-	}
-	return l.ImageConfig(ref)
 }
 
 // CheckStoredSpec is what a spec must pass to be stored, on this node's API

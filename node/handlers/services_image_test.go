@@ -45,25 +45,3 @@ func TestFindImage(t *testing.T) {
 		}
 	}
 }
-
-// TestNoCommand: a spec is refused for want of a command only when neither
-// it nor the image names an entrypoint or a command.
-func TestNoCommand(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		spec api.ServiceSpec
-		cfg  api.ImageConfig
-		want bool
-	}{
-		{"nothing anywhere", api.ServiceSpec{}, api.ImageConfig{}, true},
-		{"the spec's command", api.ServiceSpec{Command: []string{"sleep", "1"}}, api.ImageConfig{}, false},
-		{"the spec's entrypoint", api.ServiceSpec{Entrypoint: []string{"/bin/app"}}, api.ImageConfig{}, false},
-		{"the image's cmd", api.ServiceSpec{}, api.ImageConfig{Cmd: []string{"httpd"}}, false},
-		{"the image's entrypoint", api.ServiceSpec{}, api.ImageConfig{Entrypoint: []string{"/init"}}, false},
-		{"only env in the image", api.ServiceSpec{}, api.ImageConfig{Env: []string{"A=1"}}, true},
-	} {
-		if got := NoCommand(tc.spec, tc.cfg); got != tc.want {
-			t.Errorf("%s: NoCommand = %v, want %v", tc.name, got, tc.want)
-		}
-	}
-}
