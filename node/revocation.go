@@ -19,11 +19,6 @@ import (
 	"github.com/shoal-org/shoal/node/reconciler"
 )
 
-// removalDrain is how long a node that left or was removed keeps its
-// task containers after leaving gossip and Raft (see dropCluster); the
-// other nodes keep their path to it a little longer (netplan.DepartedKeep).
-const removalDrain = netplan.RemovalDrain
-
 // removalNotice asks the agent to reset after a removal (see resetOnRemoval).
 type removalNotice struct {
 	cl *instance.Instance
@@ -84,7 +79,9 @@ func (a *Agent) dropCluster(ctx context.Context, aside bool) error {
 		atOnce = reconciler.AtMostOnceTasks(cl.Store.TasksByNode(a.id.NodeID), specs)
 	}
 	a.stopCluster()
-	reconciler.RemoveTasks(ctx, a.rt, removalDrain, atOnce, a.log)
+	// The other nodes keep their path to this one a little longer than
+	// the drain (netplan.DepartedKeep).
+	reconciler.RemoveTasks(ctx, a.rt, netplan.RemovalDrain, atOnce, a.log)
 	netloop.Teardown(&a.net.Attacher, a.log)
 	if !aside {
 		return removeClusterState(a.cfg.DataDir)

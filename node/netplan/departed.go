@@ -89,13 +89,13 @@ func Departures(prev map[string]Departure, before, after []*api.Node, self strin
 
 // DepartedNodes lists the records of deps by ID, for State.Departed.
 func DepartedNodes(deps map[string]Departure) []*api.Node {
+	if len(deps) == 0 {
+		return nil
+	}
 	out := make([]*api.Node, 0, len(deps))
 	for _, d := range deps {
 		out = append(out, d.Node)
 	}
 	slices.SortFunc(out, func(a, b *api.Node) int { return strings.Compare(a.ID, b.ID) })
-	if len(out) == 0 {
-		return nil
-	}
 	return out
 }
