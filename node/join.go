@@ -23,6 +23,7 @@ import (
 	"github.com/shoal-org/shoal/node/joining"
 	"github.com/shoal-org/shoal/node/pki"
 	"github.com/shoal-org/shoal/node/revocation"
+	"github.com/shoal-org/shoal/node/scheduler/servicespec"
 	"github.com/shoal-org/shoal/node/wire"
 )
 
@@ -176,6 +177,7 @@ func (a *Agent) leave(ctx context.Context, force bool) error {
 				return fmt.Errorf("hand leadership over before leaving: %w", err)
 			}
 		}
+		a.drainBeforeLeave(ctx, cl)
 		err := cl.Forward(ctx, func(ctx context.Context, addr string) error {
 			err := instance.Call(ctx, addr, cl.Client, wire.MethodAdmin, wire.AdminRequest{Op: "leave", NodeID: a.id.NodeID}, nil, nil)
 			var re *wire.Error
@@ -206,4 +208,45 @@ func (a *Agent) leave(ctx context.Context, force bool) error {
 	}
 	a.log.Info("left the cluster")
 	return nil
+}
+
+// drainBeforeLeave has the leader drain this node and waits until its
+// at-most-once tasks have stopped and the cluster knows it, when it runs
+// any: removed with them, their slots would stay empty for their disconnect
+// grace plus stop grace (joining.Leader.DrainSelf says why). Best effort:
+// a leader that predates the drain-self op, or tasks that do not stop
+// within their stop grace plus joining.LeaveDrainSlack, leave the wait to
+// the removal, as before; the node stays drained if the leave then fails.
+func (a *Agent) drainBeforeLeave(ctx context.Context, cl *instance.Instance) {
+	self := a.id.NodeID
+	active := func() (int, time.Duration) {
+		return joining.AtMostOnceActive(cl.Store.TasksByNode(self), self, servicespec.DefaultStopGracePeriod)
+	}
+	n, grace := active()
+	if n == 0 {
+		return
+	}
+	err := cl.Forward(ctx, func(ctx context.Context, addr string) error {
+		return instance.Call(ctx, addr, cl.Client, wire.MethodAdmin, wire.AdminRequest{Op: "drain-self", NodeID: self}, nil, nil)
+	})
+	if err != nil {
+		a.log.Warn("leave: could not drain this node first; its at-most-once tasks are replaced only after their grace", "tasks", n, "err", err)
+		return
+	}
+	a.log.Info("leave: drained this node; waiting for its at-most-once tasks to stop", "tasks", n)
+	wctx, cancel := context.WithTimeout(ctx, grace+joining.LeaveDrainSlack)
+	defer cancel()
+	changed, unsubscribe := cl.Store.Subscribe()
+	defer unsubscribe()
+	for {
+		if n, _ = active(); n == 0 {
+			return
+		}
+		select {
+		case <-changed:
+		case <-wctx.Done():
+			a.log.Warn("leave: at-most-once tasks still not stopped; leaving anyway, their slots wait for their grace", "tasks", n)
+			return
+		}
+	}
 }

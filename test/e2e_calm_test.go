@@ -503,3 +503,37 @@ func TestCalmAtMostOnceForceRemovedNode(t *testing.T) {
 	t.Logf("3 running again %v after the removal", time.Since(removed).Round(time.Millisecond))
 	stop()
 }
+
+// TestCalmAtMostOnceLeave: `shoal leave` on a node running an at-most-once
+// task drains the node first, so its slot moves as soon as the task has
+// stopped there, where a bare removal leaves it empty for the disconnect
+// grace plus the stop grace (5 m + 2 s here, beyond this test's wait). No
+// slot ever has two running containers.
+func TestCalmAtMostOnceLeave(t *testing.T) {
+	c := calmCluster(t, 3)
+	leader := c.Leader(t, time.Minute)
+	leader.MustCLI(t, "service", "create", "--name", "amo", "--replicas", "3", "--at-most-once",
+		"--disconnect-grace", "5m", "--stop-grace-period", "2s", "bb:1", "sleep", "100000")
+	waitSlots(t, leader, "amo", 3, "", 2*time.Minute)
+	victim := victimOf(t, c, leader, "amo")
+	stop := watchAtMostOnce(t, c.Hosts(), "amo")
+	start := time.Now()
+	victim.MustCLI(t, "leave")
+	left := time.Since(start)
+	harness.Eventually(t, time.Minute, func() (bool, string) {
+		var on []string
+		for _, tk := range tasksOf(t, leader, "amo") {
+			if tk.DesiredState == api.TaskRunning && tk.State == api.TaskRunning {
+				on = append(on, tk.Node)
+			}
+		}
+		for _, n := range on {
+			if n == hostname(victim) {
+				return false, fmt.Sprintf("still running on the node that left: %v", on)
+			}
+		}
+		return len(on) == 3, fmt.Sprintf("running on %v", on)
+	}, "the leaving node's slot running elsewhere well before its grace")
+	t.Logf("leave took %v; 3 running on the others %v after it began", left.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	stop()
+}

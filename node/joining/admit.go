@@ -7,6 +7,7 @@ package joining
 // ever runs on it.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -239,7 +240,8 @@ func AdmitLater(err error) bool {
 }
 
 // Admin runs a membership operation of the admin RPC: "leave" (a node
-// removes itself; peerID is the caller by its certificate) or "remove".
+// removes itself; peerID is the caller by its certificate), "drain-self"
+// (the first step of a leave, DrainSelf) or "remove".
 func (l *Leader) Admin(ctx context.Context, peerID string, req wire.AdminRequest) error {
 	switch req.Op {
 	case "leave":
@@ -249,6 +251,11 @@ func (l *Leader) Admin(ctx context.Context, peerID string, req wire.AdminRequest
 		return l.Remove(ctx, req.NodeID, true)
 	case "remove":
 		return l.Remove(ctx, req.NodeID, req.Force)
+	case "drain-self":
+		if peerID != req.NodeID {
+			return &wire.Error{Code: wire.CodeRefused, Msg: "a node may only drain itself before it leaves"}
+		}
+		return l.DrainSelf(ctx, req.NodeID)
 	default:
 		return fmt.Errorf("unknown admin op %q", req.Op)
 	}
@@ -291,6 +298,49 @@ func (l *Leader) Remove(ctx context.Context, id string, force bool) error {
 	}
 	l.Log.Info("node removed", "node_id", id, "hostname", n.Hostname)
 	return nil
+}
+
+// DrainSelf drains node id at its own request, as the first step of its
+// leave (node's leave). Why: a removal leaves the slots of the node's
+// at-most-once tasks empty for their disconnect grace plus stop grace,
+// since the cluster cannot tell when a removed node has stopped them
+// (node/scheduler calm.go); drained, the node stops them and says so, and
+// their replacements start at once. The node asks for itself only: a
+// worker may not change another node. Idempotent.
+func (l *Leader) DrainSelf(ctx context.Context, id string) error {
+	n, err := l.Store.Node(id)
+	if err != nil {
+		return &wire.Error{Code: wire.CodeRefused, Msg: fmt.Sprintf("node %s: %v", id, err)}
+	}
+	if n.Availability == api.AvailabilityDrain {
+		return nil
+	}
+	upd := &command.UpdateNode{ID: id, Update: api.NodeUpdate{Availability: api.AvailabilityDrain}, Now: time.Now().UTC()}
+	if _, err := l.Raft.Apply(ctx, upd); err != nil {
+		return fmt.Errorf("drain %s before it leaves: %w", api.ShortID(id), err)
+	}
+	l.Log.Info("node drained before it leaves", "node_id", id, "hostname", n.Hostname)
+	return nil
+}
+
+// LeaveDrainSlack is how much longer than the longest stop grace of its
+// at-most-once tasks a leaving node waits for them to stop once drained
+// (AtMostOnceActive): the stop itself, its report and its commit.
+const LeaveDrainSlack = 10 * time.Second
+
+// AtMostOnceActive counts the tasks on node that are not terminal and run
+// an at-most-once spec, the tasks a leave drains first (DrainSelf), and
+// returns the longest stop grace among them (the default where a spec
+// names none).
+func AtMostOnceActive(tasks []*api.Task, node string, defaultGrace time.Duration) (n int, grace time.Duration) {
+	for _, t := range tasks {
+		if t.NodeID != node || !t.Spec.AtMostOnce || api.TaskTerminal(t.State) {
+			continue
+		}
+		n++
+		grace = max(grace, cmp.Or(t.Spec.StopGracePeriod, defaultGrace))
+	}
+	return n, grace
 }
 
 // PromoteReplacement promotes one live non-voter so that removing (or

@@ -47,7 +47,7 @@ type JoinResponse struct {
 
 // AdminRequest is MethodAdmin.
 type AdminRequest struct {
-	Op     string `json:"op"` // leave | remove
+	Op     string `json:"op"` // leave | drain-self | remove
 	NodeID string `json:"node_id"`
 	Force  bool   `json:"force"`
 }

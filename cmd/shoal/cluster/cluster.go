@@ -199,10 +199,10 @@ func (s *commands) leaveCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "leave",
 		Usage: "make this node leave its cluster",
-		Description: "The cluster reschedules this node's tasks on the other nodes. Tasks of --at-most-once services are\n" +
-			"replaced only after their disconnect grace plus their stop grace, since the cluster cannot tell when\n" +
-			"this node has stopped them: drain the node first (shoal node update --availability drain NODE) to\n" +
-			"move them at once.",
+		Description: "The cluster reschedules this node's tasks on the other nodes. A node running tasks of --at-most-once\n" +
+			"services is drained first and leaves once it has stopped them (at most their stop grace plus 10s), so\n" +
+			"they start elsewhere at once; should the leave then fail, the node stays drained\n" +
+			"(shoal node update --availability active NODE undoes it).",
 		Flags: []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "leave even when this node is the cluster's only member (which erases the cluster)"}},
 		Action: func(c *cli.Context) error {
 			cl, err := s.Connect(c, 0, 0)
