@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -390,4 +391,106 @@ func (h *Host) ContainerNetns(containerID string) string {
 		return m[0]
 	}
 	return filepath.Join(h.DataDir, "runtime", "netns", containerID)
+}
+
+// Reboot does to the host what a power cycle does, then starts the agent
+// again with args. While the link is cut, every process of the host dies
+// (the agent, its supervisor, every container), every mount under its dirs
+// goes, RunDir (a tmpfs on a real node: the socket, runc's state, the
+// containers' run dirs, secrets) is emptied, and the namespace loses every
+// device but lo and eth0, its nftables rules and IP forwarding. DataDir is
+// kept, as a disk is.
+func (h *Host) Reboot(args ...string) error {
+	if err := h.CutLink(); err != nil {
+		return err
+	}
+	if !h.kill(syscall.SIGKILL) {
+		return fmt.Errorf("reboot %s: agent did not exit", h.Name)
+	}
+	for _, root := range h.RuncRoots() {
+		for _, id := range runcIDs(root) {
+			if out, err := run("runc", "--root", root, "delete", "--force", id); err != nil {
+				return fmt.Errorf("reboot %s: runc delete %s: %w %s", h.Name, id, err, out)
+			}
+		}
+	}
+	if err := h.killNetnsProcesses(); err != nil {
+		return err
+	}
+	if err := unmountUnder(h.DataDir, h.RunDir); err != nil {
+		return fmt.Errorf("reboot %s: %w", h.Name, err)
+	}
+	entries, err := os.ReadDir(h.RunDir)
+	if err != nil {
+		return fmt.Errorf("reboot %s: %w", h.Name, err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(h.RunDir, e.Name())); err != nil {
+			return fmt.Errorf("reboot %s: empty the run dir: %w", h.Name, err)
+		}
+	}
+	out, err := run("ip", "-n", h.NS, "-o", "link", "show")
+	if err != nil {
+		return fmt.Errorf("reboot %s: list links: %w", h.Name, err)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+		if name == "lo" || name == "eth0" {
+			continue
+		}
+		if out, err := run("ip", "-n", h.NS, "link", "del", name); err != nil && !strings.Contains(out, "Cannot find device") {
+			return fmt.Errorf("reboot %s: delete link %s: %w %s", h.Name, name, err, out)
+		}
+	}
+	for _, cmd := range [][]string{{"nft", "flush", "ruleset"}, {"sysctl", "-qw", "net.ipv4.ip_forward=0"}} {
+		if out, err := run("ip", append([]string{"netns", "exec", h.NS}, cmd...)...); err != nil {
+			return fmt.Errorf("reboot %s: %s: %w %s", h.Name, strings.Join(cmd, " "), err, out)
+		}
+	}
+	removeAgentCgroups(h.DataDir)
+	if err := h.RestoreLink(); err != nil {
+		return err
+	}
+	return h.Start(args...)
+}
+
+// killNetnsProcesses SIGKILLs every process in the host's namespace (the
+// agent's supervisor and device processes) and waits until they are gone.
+func (h *Host) killNetnsProcesses() error {
+	out, err := run("ip", "netns", "pids", h.NS)
+	if err != nil {
+		return fmt.Errorf("reboot %s: list processes: %w", h.Name, err)
+	}
+	var pids []int
+	for _, f := range strings.Fields(out) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			pids = append(pids, pid)
+		}
+	}
+	deadline := time.Now().Add(StopTimeout)
+	for _, pid := range pids {
+		for alive(pid) {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("reboot %s: process %d outlived SIGKILL", h.Name, pid)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// alive reports whether process pid exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the command name, which is in parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
 }
