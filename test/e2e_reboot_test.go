@@ -122,3 +122,43 @@ func runningPerNode(tasks []api.Task) map[string]int {
 	}
 	return per
 }
+
+// TestClusterPowerCut: every node loses power at once (a rack's outage)
+// and boots again. The cluster forms again from the data dirs alone, and a
+// replicated service and a global one run again everywhere they should,
+// their published ports answering on every node.
+func TestClusterPowerCut(t *testing.T) {
+	harness.Context(t, testTimeout)
+	c, _ := svcCluster(t, 3)
+	h1 := c.Host(1)
+	h1.MustCLI(t, "service", "create", "--name", "web", "--replicas", "3", "--publish", "18091:80", "bb:1", "sh", "-c", webCmd)
+	h1.MustCLI(t, "service", "create", "--name", "edge", "--mode", "global", "--publish", "18092:80", "bb:1", "sh", "-c", webCmd)
+	waitSlots(t, h1, "web", 3, "", 2*time.Minute)
+	harness.Eventually(t, 2*time.Minute, func() (bool, string) {
+		per := runningPerNode(tasksOf(t, h1, "edge"))
+		return len(per) == 3, fmt.Sprintf("edge running per node %v", per)
+	}, "edge runs on every node")
+
+	for _, h := range c.Hosts() {
+		if err := h.PowerOff(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.StartAll(t)
+	c.WaitReady(t, formTimeout, 3)
+	leader := c.Leader(t, time.Minute)
+	waitSlots(t, leader, "web", 3, "", 2*time.Minute)
+	harness.Eventually(t, 2*time.Minute, func() (bool, string) {
+		per := runningPerNode(tasksOf(t, leader, "edge"))
+		return len(per) == 3, fmt.Sprintf("edge running per node %v", per)
+	}, "edge runs on every node again")
+	for _, port := range []int{18091, 18092} {
+		for _, h := range c.Hosts() {
+			url := fmt.Sprintf("http://%s:%d/", h.IP, port)
+			harness.Eventually(t, 30*time.Second, func() (bool, string) {
+				body, err := get(url)
+				return err == nil && strings.HasPrefix(body, "hello from "), fmt.Sprintf("%q %v", body, err)
+			}, "%s answers after the power cut", url)
+		}
+	}
+}

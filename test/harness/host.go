@@ -401,6 +401,15 @@ func (h *Host) ContainerNetns(containerID string) string {
 // device but lo and eth0, its nftables rules and IP forwarding. DataDir is
 // kept, as a disk is.
 func (h *Host) Reboot(args ...string) error {
+	if err := h.PowerOff(); err != nil {
+		return err
+	}
+	return h.Start(args...)
+}
+
+// PowerOff is the first half of Reboot: the host as a power cut leaves it,
+// its link up again and its agent not running (Start boots it).
+func (h *Host) PowerOff() error {
 	if err := h.CutLink(); err != nil {
 		return err
 	}
@@ -452,10 +461,7 @@ func (h *Host) Reboot(args ...string) error {
 		}
 	}
 	removeAgentCgroups(h.DataDir)
-	if err := h.RestoreLink(); err != nil {
-		return err
-	}
-	return h.Start(args...)
+	return h.RestoreLink()
 }
 
 // killNetnsProcesses SIGKILLs every process in the host's namespace (the
