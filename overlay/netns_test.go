@@ -382,6 +382,28 @@ func TestOverlayTwoHosts(t *testing.T) {
 		traffic(t)
 	})
 
+	t.Run("entries changed behind our back", func(t *testing.T) {
+		// Setup lists the kernel's entries and writes only what differs
+		// (peerWork): each kind of drift must still be found and fixed.
+		gw := b.cfg.Subnet.Addr().String()
+		mac := VTEPMAC(b.cfg.NodeID).String()
+		vx := a.cfg.VXLANName
+		mark := fmt.Sprint(meshreturn.Mark(VTEPMAC(b.cfg.NodeID)))
+		sh(t, "ip", "-n", a.ns, "neigh", "del", gw, "dev", vx)
+		sh(t, "bridge", "-n", a.ns, "fdb", "replace", mac, "dev", vx, "dst", "10.231.1.99", "self", "permanent")
+		sh(t, "bridge", "-n", a.ns, "fdb", "append", mac, "dev", vx, "dst", "10.231.1.98", "self", "permanent")
+		sh(t, "ip", "-n", a.ns, "route", "replace", b.cfg.Subnet.String(), "via", "10.42.99.0", "dev", vx, "onlink")
+		sh(t, "ip", "-n", a.ns, "route", "del", "default", "table", mark)
+		if err := a.ov.Setup(ctx); err != nil {
+			t.Fatal(err)
+		}
+		checkPeer(t, a, b, true)
+		if _, _, fdb := peerState(t, a); strings.Contains(fdb, "10.231.1.99") || strings.Contains(fdb, "10.231.1.98") {
+			t.Fatalf("wrong FDB destinations left:\n%s", fdb)
+		}
+		traffic(t)
+	})
+
 	t.Run("vxlan address deleted", func(t *testing.T) {
 		sh(t, "ip", "-n", a.ns, "addr", "flush", "dev", a.cfg.VXLANName)
 		if routes, _, _ := peerState(t, a); strings.Contains(routes, b.cfg.Subnet.String()) {

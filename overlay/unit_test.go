@@ -299,3 +299,88 @@ func TestVTEPMACGivesReturnMark(t *testing.T) {
 		t.Fatalf("meshreturn.Mark(VTEPMAC) = %#x", got)
 	}
 }
+
+// TestPeerWork: a full pass writes only what the kernel lacks or holds
+// differently, and deletes only our leftovers.
+func TestPeerWork(t *testing.T) {
+	o := &Overlay{cfg: validConfig(t)} // node-a, 10.42.3.0/24
+	cluster := o.cfg.ClusterCIDR
+	peers, errs := o.validatePeers([]Peer{
+		{NodeID: "b", Subnet: netip.MustParsePrefix("10.42.4.0/24"), UnderlayIP: netip.MustParseAddr("192.0.2.20")},
+		{NodeID: "c", Subnet: netip.MustParsePrefix("10.42.5.0/24"), UnderlayIP: netip.MustParseAddr("192.0.2.30")},
+	})
+	if len(errs) > 0 {
+		t.Fatal(errors.Join(errs...))
+	}
+	b, c := peers[0], peers[1]
+	route := func(p peerEntry) kernelRoute { return kernelRoute{Dst: p.Subnet, Gw: p.gw, Onlink: true} }
+	neigh := func(p peerEntry) kernelNeigh { return kernelNeigh{IP: p.gw, MAC: p.mac.String(), Permanent: true} }
+	fdb := func(p peerEntry) kernelNeigh {
+		return kernelNeigh{IP: p.UnderlayIP, MAC: p.mac.String(), Permanent: true}
+	}
+	inPlace := func() kernelPeers {
+		return kernelPeers{
+			Routes: []kernelRoute{route(b), route(c)},
+			Neighs: []kernelNeigh{neigh(b), neigh(c)},
+			FDB:    []kernelNeigh{fdb(b), fdb(c)},
+		}
+	}
+	type want struct {
+		set                  []string
+		routes, neighs, fdbs []int
+	}
+	for _, tc := range []struct {
+		name string
+		k    func() kernelPeers
+		want want
+	}{
+		{"all in place: nothing to write", inPlace, want{}},
+		{"an empty kernel (a new device): every peer", func() kernelPeers { return kernelPeers{} }, want{set: []string{"b", "c"}}},
+		{"a route gone", func() kernelPeers { k := inPlace(); k.Routes = k.Routes[1:]; return k }, want{set: []string{"b"}}},
+		{"a route via another gateway", func() kernelPeers {
+			k := inPlace()
+			k.Routes[1].Gw = netip.MustParseAddr("10.42.9.0")
+			return k
+		}, want{set: []string{"c"}}},
+		{"a route not onlink", func() kernelPeers { k := inPlace(); k.Routes[0].Onlink = false; return k }, want{set: []string{"b"}}},
+		{"a neighbour learned, not permanent", func() kernelPeers { k := inPlace(); k.Neighs[0].Permanent = false; return k }, want{set: []string{"b"}}},
+		{"a neighbour with another MAC", func() kernelPeers { k := inPlace(); k.Neighs[1].MAC = "02:00:00:00:00:99"; return k }, want{set: []string{"c"}}},
+		{"an FDB entry to an old underlay address: set, and the old one deleted", func() kernelPeers {
+			k := inPlace()
+			k.FDB[0].IP = netip.MustParseAddr("192.0.2.21")
+			return k
+		}, want{set: []string{"b"}, fdbs: []int{0}}},
+		{"a second destination for a peer's MAC: deleted", func() kernelPeers {
+			k := inPlace()
+			k.FDB = append(k.FDB, kernelNeigh{IP: netip.MustParseAddr("192.0.2.99"), MAC: c.mac.String(), Permanent: true})
+			return k
+		}, want{set: []string{"c"}, fdbs: []int{2}}},
+		{"a gone peer's entries deleted; the kernel's own kept", func() kernelPeers {
+			k := inPlace()
+			k.Routes = append(k.Routes,
+				kernelRoute{Dst: netip.MustParsePrefix("10.42.7.0/24"), Gw: netip.MustParseAddr("10.42.7.0"), Onlink: true}, // gone peer: 2
+				kernelRoute{Dst: netip.MustParsePrefix("10.0.0.0/8")},                                                       // outside the cluster range
+				kernelRoute{Dst: netip.MustParsePrefix("10.42.0.0/15")},                                                     // wider than the cluster range
+				kernelRoute{}) // no destination
+			k.Neighs = append(k.Neighs,
+				kernelNeigh{IP: netip.MustParseAddr("10.42.7.0"), MAC: "02:00:00:00:00:07", Permanent: true}, // gone peer: 2
+				kernelNeigh{IP: netip.MustParseAddr("10.42.8.0"), MAC: "02:00:00:00:00:08"})                  // learned
+			k.FDB = append(k.FDB,
+				kernelNeigh{IP: netip.MustParseAddr("192.0.2.70"), MAC: "02:00:00:00:00:07", Permanent: true}, // gone peer: 2
+				kernelNeigh{IP: netip.MustParseAddr("192.0.2.80")})                                            // not the device's
+			return k
+		}, want{routes: []int{2}, neighs: []int{2}, fdbs: []int{2}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := peerWork(peers, tc.k(), cluster)
+			var set []string
+			for _, p := range w.set {
+				set = append(set, p.NodeID)
+			}
+			got := want{set: set, routes: w.staleRoutes, neighs: w.staleNeighs, fdbs: w.staleFDB}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Fatalf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}

@@ -144,9 +144,25 @@ func Sync(h *netlink.Handle, bridge string, vx netlink.Link, peers []Peer) []err
 		}
 	}
 	vxIdx := vx.Attrs().Index
+	// vx's default routes in every table, listed once: a table whose
+	// route is already the peer's is not written again (this runs on
+	// every membership change and every overlay resync, for every peer).
+	defaults, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{LinkIndex: vxIdx, Table: unix.RT_TABLE_UNSPEC},
+		netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+	if err != nil {
+		// Nothing is taken as in place, and nothing deleted on its account.
+		defaults = nil
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			errs = append(errs, fmt.Errorf("list mesh return routes of %s: %w", vx.Attrs().Name, err))
+		}
+	}
+	inPlace := defaultGateways(defaults)
 	wanted := map[uint32]bool{}
 	for _, rr := range want {
 		wanted[rr.Mark] = true
+		if gw, ok := inPlace[rr.Mark]; ok && gw == rr.Gw && have[rr.Mark] {
+			continue
+		}
 		// The route first: a rule without its table would send the
 		// replies on to the main table anyway, but a table without a rule
 		// is inert.
@@ -178,19 +194,12 @@ func Sync(h *netlink.Handle, bridge string, vx netlink.Link, peers []Peer) []err
 	}
 	// Stale tables: default routes of our VXLAN device outside the main
 	// table whose table is no wanted mark.
-	defaults, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{LinkIndex: vxIdx, Table: unix.RT_TABLE_UNSPEC},
-		netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-		return append(errs, fmt.Errorf("list mesh return routes of %s: %w", vx.Attrs().Name, err))
-	}
 	for _, r := range defaults {
 		if r.Table == unix.RT_TABLE_MAIN || r.Table == unix.RT_TABLE_LOCAL || r.Table < 256 || wanted[uint32(r.Table)] {
 			continue
 		}
-		if r.Dst != nil {
-			if ones, _ := r.Dst.Mask.Size(); ones != 0 {
-				continue
-			}
+		if !isDefault(r) {
+			continue
 		}
 		if err := h.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
 			errs = append(errs, fmt.Errorf("delete stale mesh return route of table %d: %w", r.Table, err))
@@ -258,4 +267,29 @@ func LooseRPFilter(dev string) error {
 		return nil
 	}
 	return linkutil.WriteSysctl("net/ipv4/conf/"+dev+"/rp_filter", "2")
+}
+
+// defaultGateways maps each table of routes (pure) that holds an onlink
+// default route to its gateway: the return paths already in place.
+func defaultGateways(routes []netlink.Route) map[uint32]netip.Addr {
+	out := map[uint32]netip.Addr{}
+	for _, r := range routes {
+		if !isDefault(r) || r.Flags&int(netlink.FLAG_ONLINK) == 0 {
+			continue
+		}
+		if gw, ok := netip.AddrFromSlice(r.Gw); ok {
+			out[uint32(r.Table)] = gw.Unmap()
+		}
+	}
+	return out
+}
+
+// isDefault reports whether r is a default route (no destination, or
+// 0.0.0.0/0).
+func isDefault(r netlink.Route) bool {
+	if r.Dst == nil {
+		return true
+	}
+	ones, _ := r.Dst.Mask.Size()
+	return ones == 0
 }

@@ -2,10 +2,13 @@ package meshreturn
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
 	"testing"
+
+	"github.com/vishvananda/netlink"
 )
 
 // TestRoutes: one return path per peer, its mark (and table) the
@@ -53,5 +56,23 @@ func TestRoutes(t *testing.T) {
 				t.Fatalf("got %+v %v, want %+v and %d errors", got, errs, tc.want, tc.wantErrs)
 			}
 		})
+	}
+}
+
+// TestDefaultGateways: only onlink default routes count as a return path
+// in place, by table.
+func TestDefaultGateways(t *testing.T) {
+	gw := net.ParseIP("10.42.4.0")
+	onlink := int(netlink.FLAG_ONLINK)
+	got := defaultGateways([]netlink.Route{
+		{Table: 300, Gw: gw, Flags: onlink},
+		{Table: 301, Gw: gw, Flags: onlink, Dst: &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}},
+		{Table: 302, Gw: gw}, // not onlink
+		{Table: 303, Gw: gw, Flags: onlink, Dst: &net.IPNet{IP: net.ParseIP("10.42.4.0").To4(), Mask: net.CIDRMask(24, 32)}}, // not a default
+		{Table: 304, Flags: onlink}, // no gateway
+	})
+	want := map[uint32]netip.Addr{300: netip.MustParseAddr("10.42.4.0"), 301: netip.MustParseAddr("10.42.4.0")}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got %v, want %v", got, want)
 	}
 }
