@@ -144,9 +144,25 @@ func (o *Overlay) applyRoutedPeersLocked() []error {
 	}
 	idx := dev.Attrs().Index
 	var errs []error
+	// The routes in place are not written again (see applyPeersLocked);
+	// a failed listing writes them all.
+	have := map[netip.Prefix]bool{}
+	if routes, err := o.h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{LinkIndex: idx}, netlink.RT_FILTER_OIF); err == nil {
+		for _, r := range routes {
+			if r.Dst == nil || r.Scope != netlink.SCOPE_LINK || r.Gw != nil {
+				continue
+			}
+			if dst, ok := linkutil.IPNetToPrefix(r.Dst); ok {
+				have[dst] = true
+			}
+		}
+	}
 	want := map[netip.Prefix]bool{}
 	for _, p := range o.peers {
 		want[p.Subnet] = true
+		if have[p.Subnet] {
+			continue
+		}
 		if err := o.h.RouteReplace(&netlink.Route{
 			LinkIndex: idx,
 			Dst:       linkutil.PrefixToIPNet(p.Subnet),
