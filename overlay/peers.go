@@ -544,15 +544,11 @@ func (o *Overlay) applyReturnLocked(vx netlink.Link) []error {
 	return meshreturn.Sync(o.h, o.cfg.BridgeName, vx, peers)
 }
 
-// deleteStaleRoutesLocked deletes the routes of device idx inside the
-// cluster CIDR that want does not hold (routes elsewhere are not ours).
-// o.mu must be held.
-func (o *Overlay) deleteStaleRoutesLocked(idx int, want map[netip.Prefix]bool) []error {
+// deleteStaleRoutesLocked deletes, of routes (one device's, as listed),
+// those inside the cluster CIDR that want does not hold (routes elsewhere
+// are not ours). o.mu must be held.
+func (o *Overlay) deleteStaleRoutesLocked(routes []netlink.Route, want map[netip.Prefix]bool) []error {
 	var errs []error
-	routes, err := o.h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{LinkIndex: idx}, netlink.RT_FILTER_OIF)
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-		errs = append(errs, fmt.Errorf("list routes of %s: %w", o.cfg.VXLANName, err))
-	}
 	for _, r := range routes {
 		if r.Dst == nil {
 			continue

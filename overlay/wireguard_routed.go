@@ -144,10 +144,15 @@ func (o *Overlay) applyRoutedPeersLocked() []error {
 	}
 	idx := dev.Attrs().Index
 	var errs []error
-	// The routes in place are not written again (see applyPeersLocked);
-	// a failed listing writes them all.
+	// Listed once: the routes in place are not written again (see
+	// applyPeersLocked), and the same list gives the leftovers. A failed
+	// listing writes every route and deletes only what it did list.
+	routes, err := o.h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{LinkIndex: idx}, netlink.RT_FILTER_OIF)
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		errs = append(errs, fmt.Errorf("list routes of %s: %w", o.cfg.VXLANName, err))
+	}
 	have := map[netip.Prefix]bool{}
-	if routes, err := o.h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{LinkIndex: idx}, netlink.RT_FILTER_OIF); err == nil {
+	if err == nil {
 		for _, r := range routes {
 			if r.Dst == nil || r.Scope != netlink.SCOPE_LINK || r.Gw != nil {
 				continue
@@ -171,5 +176,5 @@ func (o *Overlay) applyRoutedPeersLocked() []error {
 			errs = append(errs, fmt.Errorf("peer %s (%s): set route via %s: %w", p.NodeID, p.Subnet, o.cfg.VXLANName, err))
 		}
 	}
-	return append(errs, o.deleteStaleRoutesLocked(idx, want)...)
+	return append(errs, o.deleteStaleRoutesLocked(routes, want)...)
 }
