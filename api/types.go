@@ -219,13 +219,29 @@ const (
 
 // UpdateConfig drives a rolling update (and, as RollbackConfig, a rollback).
 type UpdateConfig struct {
-	Parallelism     int           `json:"parallelism"` // 0 = all at once
-	Delay           time.Duration `json:"delay"`
-	Order           string        `json:"order"`
-	FailureAction   string        `json:"failure_action"`
+	Parallelism   int           `json:"parallelism"` // 0 = all at once
+	Delay         time.Duration `json:"delay"`
+	Order         string        `json:"order"`
+	FailureAction string        `json:"failure_action"`
+	// Monitor: how long each updated task is watched for failure after it
+	// starts; 0 is the default (5 s, filled in when the spec is written),
+	// MonitorNone watches none. Read it with MonitorPeriod.
 	Monitor         time.Duration `json:"monitor"`
 	MaxFailureRatio float64       `json:"max_failure_ratio"`
 }
+
+// MonitorNone is UpdateConfig.Monitor for `--update-monitor 0`: no task is
+// watched after it starts, and a create or scale does not wait for its
+// tasks to stay up. Why not 0 itself: 0 has always meant "the default" on
+// the wire (a client that leaves the flag out sends 0), and a spec written
+// with 0 is stored with the default, so a stored 0 could not survive the
+// next update. An older agent refuses the value as negative, rather than
+// watching for 5 s a user who asked for none.
+const MonitorNone time.Duration = -1
+
+// MonitorPeriod is how long each task is watched after it starts: Monitor,
+// or 0 for MonitorNone.
+func (u UpdateConfig) MonitorPeriod() time.Duration { return max(u.Monitor, 0) }
 
 // HealthConfig mirrors Docker's HEALTHCHECK: Test is ["CMD", args...],
 // ["CMD-SHELL", "cmd"] or ["NONE"].

@@ -549,8 +549,8 @@ func BenchmarkFootprintBlip(b *testing.B) {
 	printRow(b, "blip-3s-replaced", 1, strconv.Itoa(replaced), "", "", fmt.Sprintf("of the victim's %d tasks (goal 0)", len(before)))
 }
 
-// BenchmarkFootprintScaleVsRunc: one node, scale 10 → 50 replicas through
-// Shoal, and 40 `runc run -d` of the same image started in parallel by hand
+// BenchmarkFootprintScaleVsRunc: one node, `service scale` 10 → 50 replicas (the
+// command's wait, cliWait), and 40 `runc run -d` of the same image started in parallel by hand
 // on the same machine; the ratio of the rates (goal >= 0.8).
 func BenchmarkFootprintScaleVsRunc(b *testing.B) {
 	c := harness.New(b, 1)
@@ -558,12 +558,9 @@ func BenchmarkFootprintScaleVsRunc(b *testing.B) {
 	h := c.Host(1)
 	tar := busyboxTar(b)
 	h.MustCLI(b, "image", "import", tar, "bb:1")
-	h.MustCLI(b, "service", "create", "--name", "sc", "--replicas", "10", "bb:1", "sleep", "100000")
-	untilSlots(b, h, "sc", 10, "", "", time.Now(), 2*time.Minute)
+	h.MustCLI(b, "service", "create", "--name", "sc", "--replicas", "10", "--update-monitor", "0", "bb:1", "sleep", "100000")
 	b.ResetTimer()
-	start := time.Now()
-	h.MustCLI(b, "service", "scale", "-d", "sc=50")
-	shoal := untilSlots(b, h, "sc", 50, "", "", start, 3*time.Minute)
+	shoal := cliWait(b, h, "service", "scale", "sc=50")
 	b.StopTimer()
 	h.MustCLI(b, "service", "rm", "sc")
 	harness.Eventually(b, 2*time.Minute, func() (bool, string) {

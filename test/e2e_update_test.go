@@ -273,3 +273,47 @@ func TestUpdateDropsNoRequest(t *testing.T) {
 		waitUpdated(t, h1, "so", 3, "V=2")
 	})
 }
+
+// TestUpdateMonitorZero: `--update-monitor 0` watches no task, as docker's
+// does. The create returns once its tasks run, without the 5 s "verifying
+// that tasks are stable"; an update whose tasks die 2 s after they start
+// completes instead of pausing; and the monitor can be turned on again.
+// Before the fix the 0 was taken for "unset" and stored as the default
+// 5 s: every create and scale waited 5 s, and that update paused.
+func TestUpdateMonitorZero(t *testing.T) {
+	c, _ := svcCluster(t, 1)
+	h := c.Host(1)
+	_, stderr, err := h.CLI("service", "create", "--name", "m0", "--replicas", "2", "--update-monitor", "0",
+		"bb:1", "httpd", "-f", "-p", "80")
+	if err != nil {
+		t.Fatalf("create: %v\n%s", err, stderr)
+	}
+	if strings.Contains(stderr, "verifying that tasks are stable") || !strings.Contains(stderr, "converged, 2/2 running") {
+		t.Errorf("create with --update-monitor 0 printed:\n%s\nwant convergence without a stability wait", stderr)
+	}
+	s, err := inspectService(t, h, "m0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Spec.UpdateConfig.MonitorPeriod() != 0 || s.Spec.RollbackConfig.Monitor != 5*time.Second {
+		t.Errorf("stored update monitor %v, rollback monitor %v; want none and the default 5s",
+			s.Spec.UpdateConfig.Monitor, s.Spec.RollbackConfig.Monitor)
+	}
+	if out := h.MustCLI(t, "service", "inspect", "--pretty", "m0"); !strings.Contains(out, "Monitoring Period: 0s") {
+		t.Errorf("inspect --pretty:\n%s\nwant Monitoring Period: 0s", out)
+	}
+
+	ctx := harness.Context(t, 2*time.Minute)
+	_, stderr, err = h.CLIContext(ctx, "service", "update", "--timeout", "90s", "--args", "sh -c 'sleep 2; exit 7'", "m0")
+	if err != nil {
+		t.Errorf("update with no monitor: %v\n%s", err, stderr)
+	}
+	if s, err = inspectService(t, h, "m0"); err != nil || updateState(s) != api.UpdateCompleted {
+		t.Errorf("update status %s (%v), want %s: no task is watched", updateState(s), err, api.UpdateCompleted)
+	}
+
+	h.MustCLI(t, "service", "update", "-d", "--update-monitor", "3s", "m0")
+	if s, err = inspectService(t, h, "m0"); err != nil || s.Spec.UpdateConfig.Monitor != 3*time.Second {
+		t.Errorf("update monitor %v (%v) after --update-monitor 3s", s.Spec.UpdateConfig.Monitor, err)
+	}
+}

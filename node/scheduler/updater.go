@@ -97,7 +97,7 @@ func (u *updater) observe(s *svcRun, t *api.Task) {
 	// the monitor period decides what counts as a failure and when the
 	// update is complete, not when the next batch starts), but the
 	// planner wakes at the end of its window to close the update.
-	s.r.wakeAt(start.Add(u.cfg.Monitor))
+	s.r.wakeAt(start.Add(u.cfg.MonitorPeriod()))
 	if start.After(u.lastStart) {
 		u.lastStart = start
 	}
@@ -298,7 +298,7 @@ func (s *svcRun) updateStatusAfter() {
 	if !u.active || u.outdated > 0 || u.inFlight > 0 || u.busy > 0 {
 		return
 	}
-	if done, wake := updatemonitor.Done(u.lastStart, u.cfg.Monitor, s.r.now); !done {
+	if done, wake := updatemonitor.Done(u.lastStart, u.cfg.MonitorPeriod(), s.r.now); !done {
 		s.r.wakeAt(wake)
 		return
 	}

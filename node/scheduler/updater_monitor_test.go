@@ -90,6 +90,36 @@ func TestUpdateMonitorLateFailurePauses(t *testing.T) {
 	}
 }
 
+// `--update-monitor 0` (api.MonitorNone) watches no task: the update
+// completes once the new tasks run, and a task that dies a second later
+// does not pause it; the default (a spec sent with 0) still watches 5s.
+func TestUpdateMonitorNone(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		monitor time.Duration
+		want    string
+		atLeast time.Duration
+	}{
+		{"none", api.MonitorNone, api.UpdateCompleted, 0},
+		{"default", 0, api.UpdatePaused, time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := cluster(t, "n1", "n2")
+			sp := servicespec.Defaults(api.ServiceSpec{Name: "web", Image: "img:1", Replicas: 4, Command: []string{"httpd"},
+				UpdateConfig: api.UpdateConfig{Parallelism: 2, Monitor: tt.monitor}})
+			s := c.CreateService(sp)
+			converge(t, c)
+			start := c.Now
+			c.UpdateService(s.ID, func(sp *api.ServiceSpec) { sp.Command = []string{"sh", "-c", "sleep 1; exit 7"} })
+			bad := func(tk *api.Task) bool { return len(tk.Spec.Command) == 3 }
+			st := rollFailing(t, c, s.ID, bad, time.Second, api.UpdateCompleted, api.UpdatePaused)
+			if st.State != tt.want || c.Now.Sub(start) < tt.atLeast {
+				t.Fatalf("status %+v after %s, want %s", st, c.Now.Sub(start), tt.want)
+			}
+		})
+	}
+}
+
 // A task that fails only after its monitor period does not stop the
 // update: it completes once every task passed its window.
 func TestUpdateMonitorFailureAfterWindowCompletes(t *testing.T) {

@@ -196,7 +196,7 @@ func (p *prettyWriter) updateConfig(name string, u api.UpdateConfig) {
 		p.kv(1, "Delay", u.Delay.String())
 	}
 	p.kv(1, "On failure", u.FailureAction)
-	p.kv(1, "Monitoring Period", u.Monitor.String())
+	p.kv(1, "Monitoring Period", u.MonitorPeriod().String())
 	p.kv(1, "Max failure ratio", strconv.FormatFloat(u.MaxFailureRatio, 'g', -1, 64))
 	p.kv(1, "Update order", u.Order)
 }

@@ -107,7 +107,7 @@ func Assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, igno
 		}
 	}
 
-	conv := Convergence{Name: name, Monitor: spec.UpdateConfig.Monitor}
+	conv := Convergence{Name: name, Monitor: spec.UpdateConfig.MonitorPeriod()}
 	running := map[string]bool{}
 	staleRunning := false
 	failed := 0
@@ -228,9 +228,9 @@ func Assess(op string, svc api.Service, tasks []api.Task, nodes []api.Node, igno
 	if us := svc.UpdateStatus; conv.Done && us != nil && (op == OpUpdate || op == OpRollback) &&
 		(us.State == api.UpdateUpdating || us.State == api.UpdateRollbackStarted) {
 		conv.Done = false
-		monitor := spec.UpdateConfig.Monitor
+		monitor := spec.UpdateConfig.MonitorPeriod()
 		if us.State == api.UpdateRollbackStarted {
-			monitor = spec.RollbackConfig.Monitor
+			monitor = spec.RollbackConfig.MonitorPeriod()
 		}
 		verify := fmt.Sprintf("%s: verifying that tasks are stable", name)
 		if monitor > 0 {

@@ -68,7 +68,7 @@ func Flags(update bool) []cli.Flag {
 			&cli.DurationFlag{Name: p + "-delay", Usage: "delay between batches"},
 			&cli.StringFlag{Name: p + "-order", Usage: "stop-first or start-first"},
 			&cli.StringFlag{Name: p + "-failure-action", Usage: "pause, continue (or rollback, for updates)"},
-			&cli.DurationFlag{Name: p + "-monitor", Usage: "time to watch each task for failure (default 5s)"},
+			&cli.DurationFlag{Name: p + "-monitor", Usage: "time to watch each task for failure after it starts; 0 watches none, and a create or scale returns once its tasks run (default 5s)"},
 			&cli.Float64Flag{Name: p + "-max-failure-ratio", Usage: "tolerated failure ratio, 0 to 1"},
 		)
 	}
@@ -782,6 +782,9 @@ func applyUpdateConfig(c *cli.Context, prefix string, u *api.UpdateConfig) error
 		setNonNegative(c, f("monitor"), c.Duration, &u.Monitor),
 	); err != nil {
 		return err
+	}
+	if c.IsSet(f("monitor")) && u.Monitor == 0 {
+		u.Monitor = api.MonitorNone // 0 itself is the default (api.MonitorNone says why)
 	}
 	if c.IsSet(f("order")) {
 		switch v := c.String(f("order")); v {

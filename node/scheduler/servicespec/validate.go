@@ -205,7 +205,9 @@ func Validate(spec api.ServiceSpec) error {
 	checkUpdate := func(field string, u api.UpdateConfig, rollback bool) {
 		nonNegative(bad, field+".parallelism", u.Parallelism)
 		nonNegative(bad, field+".delay", u.Delay)
-		nonNegative(bad, field+".monitor", u.Monitor)
+		if u.Monitor != api.MonitorNone {
+			nonNegative(bad, field+".monitor", u.Monitor)
+		}
 		switch u.Order {
 		case "", api.OrderStopFirst, api.OrderStartFirst:
 		default:

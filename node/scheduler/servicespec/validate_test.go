@@ -87,7 +87,9 @@ func TestValidateSpec(t *testing.T) {
 		{"rollback on rollback", func(s *api.ServiceSpec) { s.RollbackConfig.FailureAction = api.FailureRollback }, "rollback_config.failure_action"},
 		{"negative parallelism", func(s *api.ServiceSpec) { s.UpdateConfig.Parallelism = -1 }, "update_config.parallelism -1"},
 		{"ratio above 1", func(s *api.ServiceSpec) { s.UpdateConfig.MaxFailureRatio = 1.5 }, "max_failure_ratio 1.5"},
-		{"negative monitor", func(s *api.ServiceSpec) { s.RollbackConfig.Monitor = -1 }, "rollback_config.monitor"},
+		{"negative monitor", func(s *api.ServiceSpec) { s.RollbackConfig.Monitor = -time.Second }, "rollback_config.monitor -1s"},
+		{"negative monitor other than none", func(s *api.ServiceSpec) { s.UpdateConfig.Monitor = api.MonitorNone - 1 }, "update_config.monitor -2ns"},
+		{"no monitor", func(s *api.ServiceSpec) { s.UpdateConfig.Monitor, s.RollbackConfig.Monitor = api.MonitorNone, api.MonitorNone }, ""},
 		{"negative health", func(s *api.ServiceSpec) {
 			s.Healthcheck = &api.HealthConfig{Test: []string{"CMD", "true"}, Interval: -time.Second, Retries: -1}
 		}, "healthcheck.interval"},
@@ -166,6 +168,11 @@ func TestDefaults(t *testing.T) {
 	}
 	if in.Ports[0].Protocol != "" {
 		t.Fatal("Defaults modified its input's ports")
+	}
+	// `--update-monitor 0` is kept: only 0 means the default.
+	none := Defaults(api.ServiceSpec{UpdateConfig: api.UpdateConfig{Monitor: api.MonitorNone}})
+	if none.UpdateConfig.Monitor != api.MonitorNone || none.UpdateConfig.MonitorPeriod() != 0 || none.RollbackConfig.Monitor != 5*time.Second {
+		t.Fatalf("no monitor became update %v, rollback %v", none.UpdateConfig.Monitor, none.RollbackConfig.Monitor)
 	}
 	g := Defaults(api.ServiceSpec{Mode: api.ModeGlobal})
 	if g.Replicas != 0 {

@@ -53,7 +53,7 @@ func Judge(cfg api.UpdateConfig, rollingBack, canRollBack bool, tasks []Task, pe
 		default:
 			continue
 		}
-		if !t.StartedAt.IsZero() && t.EndedAt.Sub(t.StartedAt) > cfg.Monitor {
+		if !t.StartedAt.IsZero() && t.EndedAt.Sub(t.StartedAt) > cfg.MonitorPeriod() {
 			continue // it ran through its monitor period: not the update's fault
 		}
 		failures++
