@@ -456,11 +456,18 @@ func drain[T any](ch <-chan T) {
 func (o *Overlay) watch(ctx context.Context) error {
 	done := make(chan struct{})
 	// Container starts create veths in bursts (link, address and route
-	// events for each): big channels and socket buffers, so the kernel
-	// does not drop our subscription with ENOBUFS under a scale-up.
-	linkCh := make(chan netlink.LinkUpdate, 1024)
-	addrCh := make(chan netlink.AddrUpdate, 1024)
-	routeCh := make(chan netlink.RouteUpdate, 1024)
+	// events for each), and a re-apply below holds this loop for a while:
+	// the sockets' buffers (rcvbuf, forced) hold the burst meanwhile, so
+	// the kernel does not drop our subscription with ENOBUFS under a
+	// scale-up. The channels only pass each parsed message from the
+	// library's reader to this loop, which costs a map lookup per event,
+	// and a full one makes the reader wait with the rest in its socket.
+	// They were 1024 deep: 0.5 MiB per network per agent (a RouteUpdate is
+	// 384 bytes), held for good and scanned by every GC cycle.
+	const depth = 64
+	linkCh := make(chan netlink.LinkUpdate, depth)
+	addrCh := make(chan netlink.AddrUpdate, depth)
+	routeCh := make(chan netlink.RouteUpdate, depth)
 	// The library's goroutines send with a bare `ch <- update`: one whose
 	// channel is full when we stop reading would block for good (one per
 	// watch restart, buffer and all). So after done, each started

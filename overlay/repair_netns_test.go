@@ -1,14 +1,18 @@
 package overlay
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -227,4 +231,77 @@ func TestAllocationOfGoneContainerReleased(t *testing.T) {
 		t.Fatalf("anti-spoofing table after Setup holds %s: %v, %s: %v, want only the latter:\n%s",
 			goneIP, strings.Contains(guard, goneIP), keepIP, strings.Contains(guard, keepIP), guard)
 	}
+}
+
+// TestWatchSurvivesEventBurst: a burst of netlink events far deeper than
+// the watch's channels (150 bridges made, addressed, brought up and
+// deleted at once: thousands of link, address and route events) leaves the
+// subscriptions alive, held in their sockets' buffers while the loop
+// catches up, and the watch still repairs what it watches afterwards. A
+// subscription the kernel had dropped (ENOBUFS) would end Run.
+func TestWatchSurvivesEventBurst(t *testing.T) {
+	requireNetAdmin(t)
+	a := newHosts(t, 1)[0]
+	var logs syncBuffer
+	a.cfg.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), &logs), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	a.start(t, t)
+	runCtx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- a.ov.Run(runCtx) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(200 * time.Millisecond) // as TestBridgeDeletedReattachesVeths
+
+	var batch strings.Builder
+	const n = 150
+	for i := range n {
+		fmt.Fprintf(&batch, "link add zb%d type bridge\naddr add 10.250.%d.%d/32 dev zb%d\nlink set zb%d up\n", i, i/200, i%200+1, i, i)
+	}
+	for i := range n {
+		fmt.Fprintf(&batch, "link del zb%d\n", i)
+	}
+	f := filepath.Join(t.TempDir(), "burst")
+	if err := os.WriteFile(f, []byte(batch.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sh(t, "ip", "-n", a.ns, "-batch", f)
+	select {
+	case err := <-done:
+		t.Fatalf("Run ended after the burst: %v", err)
+	default:
+	}
+	sh(t, "ip", "-n", a.ns, "link", "del", a.cfg.BridgeName)
+	eventually(t, 10*time.Second, func() error {
+		select {
+		case err := <-done:
+			return fmt.Errorf("Run ended: %v", err)
+		default:
+		}
+		if err := exec.Command("ip", "-n", a.ns, "link", "show", a.cfg.BridgeName).Run(); err != nil {
+			return errors.New("the bridge was not re-created after the burst")
+		}
+		return nil
+	})
+	// The loop has read past the burst (the deletion came after it). A
+	// subscription dropped in it was logged, and Run started the watch again.
+	if l := logs.String(); strings.Contains(l, "netlink") {
+		t.Fatalf("a subscription was lost in the burst:\n%s", l)
+	}
+}
+
+// syncBuffer is a bytes.Buffer for a logger that several goroutines write.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

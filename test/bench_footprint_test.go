@@ -549,9 +549,10 @@ func BenchmarkFootprintBlip(b *testing.B) {
 	printRow(b, "blip-3s-replaced", 1, strconv.Itoa(replaced), "", "", fmt.Sprintf("of the victim's %d tasks (goal 0)", len(before)))
 }
 
-// BenchmarkFootprintScaleVsRunc: one node, `service scale` 10 → 50 replicas (the
-// command's wait, cliWait), and 40 `runc run -d` of the same image started in parallel by hand
-// on the same machine; the ratio of the rates (goal >= 0.8).
+// BenchmarkFootprintScaleVsRunc: one node, `service scale` 10 → 50
+// replicas (how long the command waits, cliWait), and 40 `runc run -d` of
+// the same image started in parallel by hand on the same machine; the
+// ratio of the rates (goal >= 0.8).
 func BenchmarkFootprintScaleVsRunc(b *testing.B) {
 	c := harness.New(b, 1)
 	c.Form(b)
