@@ -201,7 +201,9 @@ const (
 
 // RestartPolicy says when a task whose container ended gets a replacement.
 type RestartPolicy struct {
-	Condition   string        `json:"condition"`
+	Condition string `json:"condition"`
+	// Delay: the wait before a task that ended is replaced; 0 is the
+	// default (5 s), ExplicitZero none. Read it with DelayPeriod.
 	Delay       time.Duration `json:"delay"`
 	MaxAttempts int           `json:"max_attempts"` // 0 = unlimited
 	Window      time.Duration `json:"window"`
@@ -225,23 +227,30 @@ type UpdateConfig struct {
 	FailureAction string        `json:"failure_action"`
 	// Monitor: how long each updated task is watched for failure after it
 	// starts; 0 is the default (5 s, filled in when the spec is written),
-	// MonitorNone watches none. Read it with MonitorPeriod.
+	// ExplicitZero watches none. Read it with MonitorPeriod.
 	Monitor         time.Duration `json:"monitor"`
 	MaxFailureRatio float64       `json:"max_failure_ratio"`
 }
 
-// MonitorNone is UpdateConfig.Monitor for `--update-monitor 0`: no task is
-// watched after it starts, and a create or scale does not wait for its
-// tasks to stay up. Why not 0 itself: 0 has always meant "the default" on
-// the wire (a client that leaves the flag out sends 0), and a spec written
-// with 0 is stored with the default, so a stored 0 could not survive the
-// next update. An older agent refuses the value as negative, rather than
-// watching for 5 s a user who asked for none.
-const MonitorNone time.Duration = -1
+// ExplicitZero is a zero the user asked for, in a duration field whose 0
+// means its default: UpdateConfig.Monitor (`--update-monitor 0`: no task
+// is watched after it starts, and a create or scale does not wait for its
+// tasks to stay up) and RestartPolicy.Delay (`--restart-delay 0`: a task is
+// replaced as soon as it ends). Why not 0 itself: 0 has always meant "the
+// default" on the wire (a client that leaves the field out sends 0), and a
+// spec written with 0 is stored with the default, so a stored 0 could not
+// survive the next update either. An older agent refuses the value as
+// negative, rather than silently giving the default to a user who asked
+// for none. Read the fields with MonitorPeriod and DelayPeriod.
+const ExplicitZero time.Duration = -1
 
 // MonitorPeriod is how long each task is watched after it starts: Monitor,
-// or 0 for MonitorNone.
+// or 0 for ExplicitZero.
 func (u UpdateConfig) MonitorPeriod() time.Duration { return max(u.Monitor, 0) }
+
+// DelayPeriod is the wait before a task that ended is replaced: Delay, or
+// 0 for ExplicitZero.
+func (r RestartPolicy) DelayPeriod() time.Duration { return max(r.Delay, 0) }
 
 // HealthConfig mirrors Docker's HEALTHCHECK: Test is ["CMD", args...],
 // ["CMD-SHELL", "cmd"] or ["NONE"].

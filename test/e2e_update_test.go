@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -278,6 +279,7 @@ func TestUpdateDropsNoRequest(t *testing.T) {
 // does. The create returns once its tasks run, without the 5 s "verifying
 // that tasks are stable"; an update whose tasks die 2 s after they start
 // completes instead of pausing; and the monitor can be turned on again.
+// `--restart-delay 0` is kept too.
 // Before the fix the 0 was taken for "unset" and stored as the default
 // 5 s: every create and scale waited 5 s, and that update paused.
 func TestUpdateMonitorZero(t *testing.T) {
@@ -315,5 +317,15 @@ func TestUpdateMonitorZero(t *testing.T) {
 	h.MustCLI(t, "service", "update", "-d", "--update-monitor", "3s", "m0")
 	if s, err = inspectService(t, h, "m0"); err != nil || s.Spec.UpdateConfig.Monitor != 3*time.Second {
 		t.Errorf("update monitor %v (%v) after --update-monitor 3s", s.Spec.UpdateConfig.Monitor, err)
+	}
+
+	// --restart-delay 0 is kept the same way (the scheduler's side:
+	// restartpolicy's "no delay" case): it was stored as the default 5s.
+	h.MustCLI(t, "service", "update", "-d", "--restart-delay", "0", "m0")
+	if s, err = inspectService(t, h, "m0"); err != nil || s.Spec.RestartPolicy.DelayPeriod() != 0 {
+		t.Errorf("restart delay %v (%v) after --restart-delay 0", s.Spec.RestartPolicy.Delay, err)
+	}
+	if out := h.MustCLI(t, "service", "inspect", "--pretty", "m0"); !regexp.MustCompile(`RestartPolicy:\n(\s+\S.*\n)*?\s+Delay:\s+0s\n`).MatchString(out) {
+		t.Errorf("inspect --pretty:\n%s\nwant the restart policy's Delay: 0s", out)
 	}
 }

@@ -90,17 +90,17 @@ func TestUpdateMonitorLateFailurePauses(t *testing.T) {
 	}
 }
 
-// `--update-monitor 0` (api.MonitorNone) watches no task: the update
+// `--update-monitor 0` (api.ExplicitZero) watches no task: the update
 // completes once the new tasks run, and a task that dies a second later
 // does not pause it; the default (a spec sent with 0) still watches 5s.
-func TestUpdateMonitorNone(t *testing.T) {
+func TestUpdateExplicitZero(t *testing.T) {
 	for _, tt := range []struct {
 		name    string
 		monitor time.Duration
 		want    string
 		atLeast time.Duration
 	}{
-		{"none", api.MonitorNone, api.UpdateCompleted, 0},
+		{"none", api.ExplicitZero, api.UpdateCompleted, 0},
 		{"default", 0, api.UpdatePaused, time.Second},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -47,7 +47,7 @@ func RenderServicePretty(w io.Writer, sv api.Service) error {
 	rp := spec.RestartPolicy
 	p.line(0, "RestartPolicy:")
 	p.kv(1, "Condition", rp.Condition)
-	p.kv(1, "Delay", rp.Delay.String())
+	p.kv(1, "Delay", rp.DelayPeriod().String())
 	p.kv(1, "Max attempts", strconv.Itoa(rp.MaxAttempts))
 	p.updateConfig("UpdateConfig", spec.UpdateConfig)
 	p.updateConfig("RollbackConfig", spec.RollbackConfig)

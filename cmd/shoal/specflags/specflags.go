@@ -50,7 +50,7 @@ func Flags(update bool) []cli.Flag {
 		&cli.StringFlag{Name: "reserve-cpu", Usage: "CPUs the scheduler reserves on the node"},
 	}, HealthFlags("command (run by /bin/sh -c) that checks health"), []cli.Flag{
 		&cli.StringFlag{Name: "restart-condition", Usage: "any, on-failure or none (default any)"},
-		&cli.DurationFlag{Name: "restart-delay", Usage: "delay between restarts (default 5s)"},
+		&cli.DurationFlag{Name: "restart-delay", Usage: "wait before a task that ended is replaced; 0 replaces it at once (default 5s)"},
 		&cli.IntFlag{Name: "restart-max-attempts", Usage: "maximum restarts per window (0 = unlimited)"},
 		&cli.DurationFlag{Name: "restart-window", Usage: "window in which restarts are counted"},
 		&cli.DurationFlag{Name: "stop-grace-period", Usage: "time to wait after the stop signal (SIGTERM) before SIGKILL (default 10s)"},
@@ -613,6 +613,16 @@ func setNonNegative[T int | time.Duration](c *cli.Context, flag string, get func
 	return nil
 }
 
+// explicitZero stores a 0 given to flag as api.ExplicitZero: 0 itself is
+// the field's default on the wire (api.ExplicitZero says why). It never
+// fails; it returns nil to sit in FirstError's list after the flag is set.
+func explicitZero(c *cli.Context, flag string, dst *time.Duration) error {
+	if c.IsSet(flag) && *dst == 0 {
+		*dst = api.ExplicitZero
+	}
+	return nil
+}
+
 // FirstError returns the first non-nil error, in argument order.
 func FirstError(errs ...error) error {
 	for _, err := range errs {
@@ -768,6 +778,7 @@ func applyRestart(c *cli.Context, rp *api.RestartPolicy) error {
 	}
 	return FirstError(
 		setNonNegative(c, "restart-delay", c.Duration, &rp.Delay),
+		explicitZero(c, "restart-delay", &rp.Delay),
 		setNonNegative(c, "restart-window", c.Duration, &rp.Window),
 		setNonNegative(c, "restart-max-attempts", c.Int, &rp.MaxAttempts),
 	)
@@ -783,9 +794,7 @@ func applyUpdateConfig(c *cli.Context, prefix string, u *api.UpdateConfig) error
 	); err != nil {
 		return err
 	}
-	if c.IsSet(f("monitor")) && u.Monitor == 0 {
-		u.Monitor = api.MonitorNone // 0 itself is the default (api.MonitorNone says why)
-	}
+	_ = explicitZero(c, f("monitor"), &u.Monitor)
 	if c.IsSet(f("order")) {
 		switch v := c.String(f("order")); v {
 		case api.OrderStopFirst, api.OrderStartFirst:

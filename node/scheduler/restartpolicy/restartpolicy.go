@@ -68,7 +68,7 @@ func Decide(rp api.RestartPolicy, t *api.Task, slot iter.Seq[*api.Task], seenEnd
 	if !seenEnd.IsZero() && seenEnd.Before(end) {
 		end = seenEnd
 	}
-	if at := end.Add(rp.Delay); at.After(now) {
+	if at := end.Add(rp.DelayPeriod()); at.After(now) {
 		return Wait, at
 	}
 	return Now, time.Time{}

@@ -29,6 +29,8 @@ func TestDecide(t *testing.T) {
 	}{
 		{"any, clean exit, before the delay", any, []*api.Task{ended(api.TaskComplete, 0, 0, 10)}, -1, 12, Wait, 15},
 		{"any, after the delay", any, []*api.Task{ended(api.TaskFailed, 1, 0, 10)}, -1, 15, Now, 0},
+		// `--restart-delay 0`: replaced at the end itself.
+		{"no delay", api.RestartPolicy{Condition: api.RestartAny, Delay: api.ExplicitZero}, []*api.Task{ended(api.TaskFailed, 1, 0, 10)}, -1, 10, Now, 0},
 		{"none", api.RestartPolicy{Condition: api.RestartNone}, []*api.Task{ended(api.TaskFailed, 1, 0, 10)}, -1, 99, No, 0},
 		{"on-failure, clean exit", api.RestartPolicy{Condition: api.RestartOnFailure}, []*api.Task{ended(api.TaskComplete, 0, 0, 10)}, -1, 99, No, 0},
 		{"on-failure, exit 2", api.RestartPolicy{Condition: api.RestartOnFailure}, []*api.Task{ended(api.TaskComplete, 2, 0, 10)}, -1, 10, Now, 0},

@@ -199,13 +199,15 @@ func Validate(spec api.ServiceSpec) error {
 	default:
 		bad("restart_policy.condition %q: want any, on-failure or none", rp.Condition)
 	}
-	nonNegative(bad, "restart_policy.delay", rp.Delay)
+	if rp.Delay != api.ExplicitZero {
+		nonNegative(bad, "restart_policy.delay", rp.Delay)
+	}
 	nonNegative(bad, "restart_policy.max_attempts", rp.MaxAttempts)
 	nonNegative(bad, "restart_policy.window", rp.Window)
 	checkUpdate := func(field string, u api.UpdateConfig, rollback bool) {
 		nonNegative(bad, field+".parallelism", u.Parallelism)
 		nonNegative(bad, field+".delay", u.Delay)
-		if u.Monitor != api.MonitorNone {
+		if u.Monitor != api.ExplicitZero {
 			nonNegative(bad, field+".monitor", u.Monitor)
 		}
 		switch u.Order {

@@ -88,8 +88,12 @@ func TestValidateSpec(t *testing.T) {
 		{"negative parallelism", func(s *api.ServiceSpec) { s.UpdateConfig.Parallelism = -1 }, "update_config.parallelism -1"},
 		{"ratio above 1", func(s *api.ServiceSpec) { s.UpdateConfig.MaxFailureRatio = 1.5 }, "max_failure_ratio 1.5"},
 		{"negative monitor", func(s *api.ServiceSpec) { s.RollbackConfig.Monitor = -time.Second }, "rollback_config.monitor -1s"},
-		{"negative monitor other than none", func(s *api.ServiceSpec) { s.UpdateConfig.Monitor = api.MonitorNone - 1 }, "update_config.monitor -2ns"},
-		{"no monitor", func(s *api.ServiceSpec) { s.UpdateConfig.Monitor, s.RollbackConfig.Monitor = api.MonitorNone, api.MonitorNone }, ""},
+		{"negative monitor other than none", func(s *api.ServiceSpec) { s.UpdateConfig.Monitor = api.ExplicitZero - 1 }, "update_config.monitor -2ns"},
+		{"no monitor", func(s *api.ServiceSpec) {
+			s.UpdateConfig.Monitor, s.RollbackConfig.Monitor = api.ExplicitZero, api.ExplicitZero
+		}, ""},
+		{"no restart delay", func(s *api.ServiceSpec) { s.RestartPolicy.Delay = api.ExplicitZero }, ""},
+		{"negative restart delay other than none", func(s *api.ServiceSpec) { s.RestartPolicy.Delay = api.ExplicitZero - 1 }, "restart_policy.delay -2ns"},
 		{"negative health", func(s *api.ServiceSpec) {
 			s.Healthcheck = &api.HealthConfig{Test: []string{"CMD", "true"}, Interval: -time.Second, Retries: -1}
 		}, "healthcheck.interval"},
@@ -169,10 +173,15 @@ func TestDefaults(t *testing.T) {
 	if in.Ports[0].Protocol != "" {
 		t.Fatal("Defaults modified its input's ports")
 	}
-	// `--update-monitor 0` is kept: only 0 means the default.
-	none := Defaults(api.ServiceSpec{UpdateConfig: api.UpdateConfig{Monitor: api.MonitorNone}})
-	if none.UpdateConfig.Monitor != api.MonitorNone || none.UpdateConfig.MonitorPeriod() != 0 || none.RollbackConfig.Monitor != 5*time.Second {
+	// `--update-monitor 0` and `--restart-delay 0` are kept: only 0 means
+	// the default.
+	none := Defaults(api.ServiceSpec{UpdateConfig: api.UpdateConfig{Monitor: api.ExplicitZero},
+		RestartPolicy: api.RestartPolicy{Delay: api.ExplicitZero}})
+	if none.UpdateConfig.Monitor != api.ExplicitZero || none.UpdateConfig.MonitorPeriod() != 0 || none.RollbackConfig.Monitor != 5*time.Second {
 		t.Fatalf("no monitor became update %v, rollback %v", none.UpdateConfig.Monitor, none.RollbackConfig.Monitor)
+	}
+	if none.RestartPolicy.Delay != api.ExplicitZero || none.RestartPolicy.DelayPeriod() != 0 {
+		t.Fatalf("no restart delay became %v", none.RestartPolicy.Delay)
 	}
 	g := Defaults(api.ServiceSpec{Mode: api.ModeGlobal})
 	if g.Replicas != 0 {
