@@ -92,7 +92,7 @@ func TestServiceHelpDefaults(t *testing.T) {
 		help, flag, want string
 	}{
 		{create, "--replicas", "number of tasks (replicated mode; completions of a replicated-job) (default: 1)"},
-		{create, "--restart-delay", "delay between restarts (default: 5s)"},
+		{create, "--restart-delay", "wait before a task that ended is replaced; 0 replaces it at once (default: 5s)"},
 		{create, "--mode", "replicated, global, replicated-job or global-job (default: replicated)"},
 		{create, "--update-parallelism", "tasks changed at once, 0 = all (default: 1)"},
 		{update, "--replicas", "number of tasks (replicated mode; completions of a replicated-job) (default: unchanged)"},
