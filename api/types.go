@@ -235,8 +235,10 @@ type UpdateConfig struct {
 // ExplicitZero is a zero the user asked for, in a duration field whose 0
 // means its default: UpdateConfig.Monitor (`--update-monitor 0`: no task
 // is watched after it starts, and a create or scale does not wait for its
-// tasks to stay up) and RestartPolicy.Delay (`--restart-delay 0`: a task is
-// replaced as soon as it ends). Why not 0 itself: 0 has always meant "the
+// tasks to stay up), RestartPolicy.Delay (`--restart-delay 0`: a task is
+// replaced as soon as it ends) and ServiceSpec.StopGracePeriod
+// (`--stop-grace-period 0`: SIGKILL right after the stop signal; the
+// runtime reads a negative grace so). Why not 0 itself: 0 has always meant "the
 // default" on the wire (a client that leaves the field out sends 0), and a
 // spec written with 0 is stored with the default, so a stored 0 could not
 // survive the next update either. An older agent refuses the value as

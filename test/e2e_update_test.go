@@ -279,7 +279,7 @@ func TestUpdateDropsNoRequest(t *testing.T) {
 // does. The create returns once its tasks run, without the 5 s "verifying
 // that tasks are stable"; an update whose tasks die 2 s after they start
 // completes instead of pausing; and the monitor can be turned on again.
-// `--restart-delay 0` is kept too.
+// `--restart-delay 0` and `--stop-grace-period 0` are kept too.
 // Before the fix the 0 was taken for "unset" and stored as the default
 // 5 s: every create and scale waited 5 s, and that update paused.
 func TestUpdateMonitorZero(t *testing.T) {
@@ -319,11 +319,35 @@ func TestUpdateMonitorZero(t *testing.T) {
 		t.Errorf("update monitor %v (%v) after --update-monitor 3s", s.Spec.UpdateConfig.Monitor, err)
 	}
 
-	// --restart-delay 0 is kept the same way (the scheduler's side:
-	// restartpolicy's "no delay" case): it was stored as the default 5s.
-	h.MustCLI(t, "service", "update", "-d", "--restart-delay", "0", "m0")
+	// --restart-delay 0 and --stop-grace-period 0 are kept the same way
+	// (the scheduler's side: restartpolicy's "no delay" case, the calm
+	// planner's fence wait; the runtime kills at once on a negative
+	// grace): they were stored as the defaults 5s and 10s.
+	h.MustCLI(t, "service", "update", "-d", "--restart-delay", "0", "--stop-grace-period", "0", "m0")
 	if s, err = inspectService(t, h, "m0"); err != nil || s.Spec.RestartPolicy.DelayPeriod() != 0 {
 		t.Errorf("restart delay %v (%v) after --restart-delay 0", s.Spec.RestartPolicy.Delay, err)
+	}
+	if s.Spec.StopGracePeriod != api.ExplicitZero {
+		t.Errorf("stop grace %v after --stop-grace-period 0", s.Spec.StopGracePeriod)
+	}
+
+	// And a stop with no grace kills: a command that exits 0 on SIGTERM
+	// ends with SIGKILL's 137 when scaled away (it used to get the
+	// default 10s, took the SIGTERM and exited 0).
+	h.MustCLI(t, "service", "create", "--name", "g0", "--stop-grace-period", "0",
+		"bb:1", "sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done")
+	h.MustCLI(t, "service", "scale", "-d", "g0=0")
+	harness.Eventually(t, time.Minute, func() (bool, string) {
+		tasks := tasksOf(t, h, "g0")
+		for _, tk := range tasks {
+			if !api.TaskTerminal(tk.State) {
+				return false, fmt.Sprintf("task %s is %s", tk.Name, tk.State)
+			}
+		}
+		return len(tasks) > 0, fmt.Sprintf("%d tasks", len(tasks))
+	}, "g0 scaled to 0")
+	if tasks := tasksOf(t, h, "g0"); len(tasks) != 1 || tasks[0].ExitCode != 137 {
+		t.Errorf("tasks of g0 after the stop with --stop-grace-period 0: %+v; want one, killed (137)", tasks)
 	}
 	if out := h.MustCLI(t, "service", "inspect", "--pretty", "m0"); !regexp.MustCompile(`RestartPolicy:\n(\s+\S.*\n)*?\s+Delay:\s+0s\n`).MatchString(out) {
 		t.Errorf("inspect --pretty:\n%s\nwant the restart policy's Delay: 0s", out)

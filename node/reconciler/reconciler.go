@@ -338,8 +338,11 @@ func (r *Reconciler) pass(ctx context.Context, wg *sync.WaitGroup) {
 			r.goClaimed(wg, r.starting, act.Task.ID, func() { r.start(ctx, act.Task) })
 		case taskplan.Stop:
 			r.goClaimed(wg, r.stopping, act.Container.ID, func() {
+				// 0 is the default; api.ExplicitZero (`--stop-grace-period
+				// 0`) is negative, which the runtime's Stop reads as "kill
+				// at once", as it does in the task's own StopGrace below.
 				grace := act.Task.Spec.StopGracePeriod
-				if grace <= 0 {
+				if grace == 0 {
 					grace = 10 * time.Second
 				}
 				if _, err := r.cfg.Runtime.Stop(ctx, act.Container.ID, grace); err != nil {

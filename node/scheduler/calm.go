@@ -77,7 +77,10 @@ func (s *svcRun) awayUntil(n *placement.NodeInfo) time.Time {
 // fence stops them when it has heard no leader, plus their stop grace.
 func (s *svcRun) fenceWait() time.Duration {
 	stop := s.spec.StopGracePeriod
-	if stop <= 0 {
+	switch {
+	case stop == api.ExplicitZero: // the fence kills at once
+		stop = 0
+	case stop <= 0:
 		stop = servicespec.DefaultStopGracePeriod
 	}
 	return servicespec.DisconnectGrace(s.spec) + stop

@@ -512,3 +512,34 @@ func TestAtMostOnceDrainThenRemove(t *testing.T) {
 	}
 	checkSlots(t, c, s.ID)
 }
+
+// TestAtMostOnceFenceWaitStopGrace: the wait before an at-most-once task of
+// a removed node is replaced is the disconnect grace plus the task's stop
+// grace: the default (10 s) where the spec says 0, none for
+// `--stop-grace-period 0` (api.ExplicitZero: the fence kills at once).
+func TestAtMostOnceFenceWaitStopGrace(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		grace time.Duration
+		wait  time.Duration
+	}{
+		{"default", 0, 30 * time.Second},
+		{"explicit zero", api.ExplicitZero, 20 * time.Second},
+		{"5s", 5 * time.Second, 25 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := cluster(t, "n1", "n2")
+			sp := testSpec("db", 2)
+			sp.AtMostOnce = true
+			sp.DisconnectGrace = 20 * time.Second
+			sp.StopGracePeriod = tt.grace
+			c.CreateService(sp)
+			converge(t, c)
+			removed := c.Now
+			c.RemoveNode("n2")
+			if p := step(t, c); len(p.Create) != 0 || !p.NextWake.Equal(removed.Add(tt.wait)) {
+				t.Fatalf("plan %s, next wake %v; want none yet, a wake at %v", simcluster.Summarize(p), p.NextWake, removed.Add(tt.wait))
+			}
+		})
+	}
+}

@@ -87,3 +87,24 @@ func TestRestartDelayFlag(t *testing.T) {
 		})
 	}
 }
+
+// TestStopGraceFlag: --stop-grace-period 0 is api.ExplicitZero (SIGKILL at
+// once); left out, the CLI's default 10s stays.
+func TestStopGraceFlag(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want time.Duration
+	}{
+		{[]string{"--replicas", "2"}, 10 * time.Second},
+		{[]string{"--stop-grace-period", "0"}, api.ExplicitZero},
+		{[]string{"--stop-grace-period", "3s"}, 3 * time.Second},
+	} {
+		got, err := applyArgs(t, false, DefaultSpec(), tt.args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.StopGracePeriod != tt.want {
+			t.Errorf("%v: stop grace %v, want %v", tt.args, got.StopGracePeriod, tt.want)
+		}
+	}
+}

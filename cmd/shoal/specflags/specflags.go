@@ -53,7 +53,7 @@ func Flags(update bool) []cli.Flag {
 		&cli.DurationFlag{Name: "restart-delay", Usage: "wait before a task that ended is replaced; 0 replaces it at once (default 5s)"},
 		&cli.IntFlag{Name: "restart-max-attempts", Usage: "maximum restarts per window (0 = unlimited)"},
 		&cli.DurationFlag{Name: "restart-window", Usage: "window in which restarts are counted"},
-		&cli.DurationFlag{Name: "stop-grace-period", Usage: "time to wait after the stop signal (SIGTERM) before SIGKILL (default 10s)"},
+		&cli.DurationFlag{Name: "stop-grace-period", Usage: "time to wait after the stop signal (SIGTERM) before SIGKILL; 0 kills at once (default 10s)"},
 		&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory in the container"},
 		&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "user[:group] in the container"},
 		&cli.StringFlag{Name: "entrypoint", Usage: "override the image's entrypoint"},
@@ -234,7 +234,8 @@ func Apply(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 	if err := applyUpdateConfig(c, "rollback", &spec.RollbackConfig); err != nil {
 		return err
 	}
-	if err := setNonNegative(c, "stop-grace-period", c.Duration, &spec.StopGracePeriod); err != nil {
+	if err := FirstError(setNonNegative(c, "stop-grace-period", c.Duration, &spec.StopGracePeriod),
+		explicitZero(c, "stop-grace-period", &spec.StopGracePeriod)); err != nil {
 		return err
 	}
 	if err := setNonNegative(c, "disconnect-grace", c.Duration, &spec.DisconnectGrace); err != nil {

@@ -256,7 +256,9 @@ func Validate(spec api.ServiceSpec) error {
 		nonNegative(bad, "healthcheck.start_period", h.StartPeriod)
 		nonNegative(bad, "healthcheck.retries", h.Retries)
 	}
-	nonNegative(bad, "stop_grace_period", spec.StopGracePeriod)
+	if spec.StopGracePeriod != api.ExplicitZero {
+		nonNegative(bad, "stop_grace_period", spec.StopGracePeriod)
+	}
 	p = append(p, api.MountsProblems(spec.Mounts)...)
 	nonNegative(bad, "disconnect_grace", spec.DisconnectGrace)
 	p = append(p, autoscaleProblems(spec)...)

@@ -93,6 +93,8 @@ func TestValidateSpec(t *testing.T) {
 			s.UpdateConfig.Monitor, s.RollbackConfig.Monitor = api.ExplicitZero, api.ExplicitZero
 		}, ""},
 		{"no restart delay", func(s *api.ServiceSpec) { s.RestartPolicy.Delay = api.ExplicitZero }, ""},
+		{"no stop grace", func(s *api.ServiceSpec) { s.StopGracePeriod = api.ExplicitZero }, ""},
+		{"negative stop grace", func(s *api.ServiceSpec) { s.StopGracePeriod = -time.Second }, "stop_grace_period -1s"},
 		{"negative restart delay other than none", func(s *api.ServiceSpec) { s.RestartPolicy.Delay = api.ExplicitZero - 1 }, "restart_policy.delay -2ns"},
 		{"negative health", func(s *api.ServiceSpec) {
 			s.Healthcheck = &api.HealthConfig{Test: []string{"CMD", "true"}, Interval: -time.Second, Retries: -1}
