@@ -126,7 +126,7 @@ func BenchmarkServiceScale10to50(b *testing.B) {
 // timed (11 of them took 0.86 CPU-s of a 40-task scale-up under perf).
 // Side by side the two gave figures within this machine's noise (create
 // 10: 0.90–1.03 s polled, 0.92–1.06 s waited; update all 10: 1.23–1.45 s
-// polled, 1.43 s waited).
+// polled, 1.27–1.44 s waited; 3 pairs each).
 func cliWait(b *testing.B, h *harness.Host, args ...string) time.Duration {
 	b.Helper()
 	start := time.Now()
