@@ -430,6 +430,14 @@ func serviceSpec(stack string, cs types.ServiceConfig) (api.ServiceSpec, []error
 			*dst = time.Duration(*d)
 		}
 	}
+	// zeroDur is dur for a field whose 0 on the wire means its default
+	// (api.ExplicitZero): a 0 the file writes out is kept as a zero.
+	zeroDur := func(key string, d *types.Duration, dst *time.Duration) {
+		dur(key, d, dst)
+		if d != nil && *d == 0 {
+			*dst = api.ExplicitZero
+		}
+	}
 
 	spec := specflags.DefaultSpec()
 	spec.Name = stack + "_" + cs.Name
@@ -455,7 +463,7 @@ func serviceSpec(stack string, cs types.ServiceConfig) (api.ServiceSpec, []error
 	// and the service's (deploy.labels:) both land there, deploy's winning.
 	spec.Labels = map[string]string{}
 	maps.Copy(spec.Labels, cs.Labels)
-	dur(".stop_grace_period", cs.StopGracePeriod, &spec.StopGracePeriod)
+	zeroDur(".stop_grace_period", cs.StopGracePeriod, &spec.StopGracePeriod)
 	containerOptions(&spec, cs, bad)
 
 	for i, p := range cs.Ports {
@@ -633,7 +641,7 @@ func serviceSpec(stack string, cs types.ServiceConfig) (api.ServiceSpec, []error
 			if rp.MaxAttempts != nil {
 				spec.RestartPolicy.MaxAttempts = int(*rp.MaxAttempts)
 			}
-			dur(".deploy.restart_policy.delay", rp.Delay, &spec.RestartPolicy.Delay)
+			zeroDur(".deploy.restart_policy.delay", rp.Delay, &spec.RestartPolicy.Delay)
 			dur(".deploy.restart_policy.window", rp.Window, &spec.RestartPolicy.Window)
 		}
 		updateConfig(".deploy.update_config", d.UpdateConfig, &spec.UpdateConfig, false, bad)
