@@ -237,13 +237,14 @@ type UpdateConfig struct {
 // is watched after it starts, and a create or scale does not wait for its
 // tasks to stay up), RestartPolicy.Delay (`--restart-delay 0`: a task is
 // replaced as soon as it ends) and ServiceSpec.StopGracePeriod
-// (`--stop-grace-period 0`: SIGKILL right after the stop signal; the
-// runtime reads a negative grace so). Why not 0 itself: 0 has always meant "the
-// default" on the wire (a client that leaves the field out sends 0), and a
-// spec written with 0 is stored with the default, so a stored 0 could not
-// survive the next update either. An older agent refuses the value as
-// negative, rather than silently giving the default to a user who asked
-// for none. Read the fields with MonitorPeriod and DelayPeriod.
+// (`--stop-grace-period 0`: SIGKILL at once; the runtime reads a negative
+// grace so). Why not 0 itself: 0 has always meant "the default" on the
+// wire (a client that leaves the field out sends 0), and a spec written
+// with 0 is stored with the default, so a stored 0 could not survive the
+// next update either. An older agent refuses the value as negative,
+// rather than silently giving the default to a user who asked for none.
+// Read the fields with MonitorPeriod and DelayPeriod, and the stop grace
+// as the runtime does.
 const ExplicitZero time.Duration = -1
 
 // MonitorPeriod is how long each task is watched after it starts: Monitor,
