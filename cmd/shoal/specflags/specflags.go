@@ -234,8 +234,7 @@ func Apply(c *cli.Context, spec *api.ServiceSpec, update bool) error {
 	if err := applyUpdateConfig(c, "rollback", &spec.RollbackConfig); err != nil {
 		return err
 	}
-	if err := FirstError(setNonNegative(c, "stop-grace-period", c.Duration, &spec.StopGracePeriod),
-		explicitZero(c, "stop-grace-period", &spec.StopGracePeriod)); err != nil {
+	if err := setZeroable(c, "stop-grace-period", &spec.StopGracePeriod); err != nil {
 		return err
 	}
 	if err := setNonNegative(c, "disconnect-grace", c.Duration, &spec.DisconnectGrace); err != nil {
@@ -614,10 +613,12 @@ func setNonNegative[T int | time.Duration](c *cli.Context, flag string, get func
 	return nil
 }
 
-// explicitZero stores a 0 given to flag as api.ExplicitZero: 0 itself is
-// the field's default on the wire (api.ExplicitZero says why). It never
-// fails; it returns nil to sit in FirstError's list after the flag is set.
-func explicitZero(c *cli.Context, flag string, dst *time.Duration) error {
+// setZeroable is setNonNegative for a duration whose 0 on the wire is its
+// default: a 0 given to flag is stored as api.ExplicitZero (which says why).
+func setZeroable(c *cli.Context, flag string, dst *time.Duration) error {
+	if err := setNonNegative(c, flag, c.Duration, dst); err != nil {
+		return err
+	}
 	if c.IsSet(flag) && *dst == 0 {
 		*dst = api.ExplicitZero
 	}
@@ -778,8 +779,7 @@ func applyRestart(c *cli.Context, rp *api.RestartPolicy) error {
 		}
 	}
 	return FirstError(
-		setNonNegative(c, "restart-delay", c.Duration, &rp.Delay),
-		explicitZero(c, "restart-delay", &rp.Delay),
+		setZeroable(c, "restart-delay", &rp.Delay),
 		setNonNegative(c, "restart-window", c.Duration, &rp.Window),
 		setNonNegative(c, "restart-max-attempts", c.Int, &rp.MaxAttempts),
 	)
@@ -791,11 +791,10 @@ func applyUpdateConfig(c *cli.Context, prefix string, u *api.UpdateConfig) error
 	if err := FirstError(
 		setNonNegative(c, f("parallelism"), c.Int, &u.Parallelism),
 		setNonNegative(c, f("delay"), c.Duration, &u.Delay),
-		setNonNegative(c, f("monitor"), c.Duration, &u.Monitor),
+		setZeroable(c, f("monitor"), &u.Monitor),
 	); err != nil {
 		return err
 	}
-	_ = explicitZero(c, f("monitor"), &u.Monitor)
 	if c.IsSet(f("order")) {
 		switch v := c.String(f("order")); v {
 		case api.OrderStopFirst, api.OrderStartFirst:
