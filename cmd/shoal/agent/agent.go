@@ -179,6 +179,9 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	if n := agentProcs(cfg.GossipProfile, os.Getenv("GOMAXPROCS")); n > 0 {
 		goruntime.GOMAXPROCS(n)
 	}
+	if err := slowSysmon(); err != nil {
+		slog.Debug("agent: sysmon keeps the default timer slack", "err", err)
+	}
 	nctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if f.PprofAddr != "" {
