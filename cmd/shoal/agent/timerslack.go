@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,12 +24,12 @@ import (
 // medians leader 0.81 -> 0.62 % of a core, followers 0.44 -> 0.36 % and
 // 0.46 -> 0.41 %, wake-ups 163 -> 72/s and 77 -> 40/s. Slack on every
 // thread did a little better (5 of 5 pairs: leader 0.69 -> 0.49 %,
-// followers 0.42 -> 0.35 %) but would reach runc and the containers,
-// which inherit the slack of the thread that forks them.
-// Only sysmon's own sleeps change: it never forks (so runc and the
-// containers keep the default slack) and runs no Go code; what it does
-// late by up to 1 ms is retake a P from a long system call and preempt a
-// goroutine that has run for 10 ms.
+// followers 0.42 -> 0.35 %), but a forked process inherits its thread's
+// slack, and runc and the containers must keep the default.
+//
+// Sysmon never forks and runs no Go code; what it does late by up to
+// 1 ms is retake a P from a long system call and preempt a goroutine that
+// has run for 10 ms.
 const sysmonSlack = time.Millisecond
 
 // pidMax orders thread IDs that wrapped around (the kernel's default
@@ -59,8 +60,8 @@ func pickSysmon(pid int, threads []thread) (int, bool) {
 	return best.tid, found
 }
 
-// slowSysmon sets sysmonSlack on this process's sysmon thread. Call it
-// early, before the agent starts threads of its own.
+// slowSysmon sets sysmonSlack on this process's sysmon thread, once at
+// the agent's start.
 func slowSysmon() error {
 	pid := os.Getpid()
 	dir := fmt.Sprintf("/proc/%d/task", pid)
@@ -82,7 +83,7 @@ func slowSysmon() error {
 	}
 	tid, ok := pickSysmon(pid, threads)
 	if !ok {
-		return fmt.Errorf("timer slack: no thread besides the main one")
+		return errors.New("timer slack: no thread besides the main one")
 	}
 	// /proc/TID, not /proc/PID/task/TID: only the former has
 	// timerslack_ns on the kernels this runs on.
@@ -111,5 +112,9 @@ func threadStart(path string) (uint64, error) {
 	if len(fields) < 20 {
 		return 0, fmt.Errorf("%s: %d fields", path, len(fields))
 	}
-	return strconv.ParseUint(fields[19], 10, 64)
+	start, err := strconv.ParseUint(fields[19], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: start time: %w", path, err)
+	}
+	return start, nil
 }
