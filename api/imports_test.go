@@ -83,7 +83,7 @@ var importRules = []importRule{
 	// The store itself: its subpackages import it, never the other way
 	// round (the log store's ErrLogUnreadable is re-exported).
 	{"consensus", []string{"api", "api/atomicfile", "consensus/logstore"}},
-	{"runtime/...", []string{"api", "api/atomicfile", "api/containeropts", "runtime/..."}},
+	{"runtime/...", []string{"api", "api/atomicfile", "api/containeropts", "api/timerslack", "runtime/..."}},
 	// The layer unpacker (runtime/image/unpack/README.md): untrusted bytes
 	// to disk, so nothing of this module; the image store imports it (and
 	// re-exports its sentinel errors and Limits), never the other way round.
@@ -98,7 +98,7 @@ var importRules = []importRule{
 	{"runtime/mountlayer/...", []string{"runtime/ocispec", "runtime/mountlayer/..."}},
 	// The node supervisor's client (runtime/supclient/README.md): the
 	// protocol from runtime/supervisor, nothing of the runtime.
-	{"runtime/supclient/...", []string{"runtime/supervisor", "runtime/supclient/..."}},
+	{"runtime/supclient/...", []string{"api/timerslack", "runtime/supervisor", "runtime/supclient/..."}},
 	// Named volumes on disk and their copy-up (runtime/volume/README.md).
 	{"runtime/volume/...", []string{"api", "runtime/ocispec", "runtime/rmtree", "runtime/volume/..."}},
 	// Removing a tree a container wrote with a bounded number of open
@@ -142,7 +142,7 @@ var importRules = []importRule{
 	{"runtime/record/...", []string{"api", "api/atomicfile", "runtime/layout", "runtime/ocispec", "runtime/record/..."}},
 	// The runtime's configuration, its defaults and its checks.
 	{"runtime/config/...", []string{"api", "runtime/companion", "runtime/containerinit", "runtime/config/..."}},
-	{"overlay/...", []string{"api", "api/atomicfile", "overlay/..."}},
+	{"overlay/...", []string{"api", "api/atomicfile", "api/timerslack", "overlay/..."}},
 	// The overlay's parts (overlay/README.md): IPAM, the WireGuard side and
 	// the device process it starts, the ports' anti-spoofing table, the
 	// routing mesh's return path, and what they share (sentinel errors,
@@ -154,7 +154,7 @@ var importRules = []importRule{
 	// The mesh return path (overlay/meshreturn/README.md): netlink and the
 	// sysctl steps of linkutil; the overlay hands it the peers.
 	{"overlay/meshreturn/...", []string{"overlay/linkutil", "overlay/meshreturn/..."}},
-	{"overlay/wireguard/...", []string{"overlay/linkutil", "overlay/overlayerr", "overlay/wgdevice", "overlay/wireguard/..."}},
+	{"overlay/wireguard/...", []string{"api/timerslack", "overlay/linkutil", "overlay/overlayerr", "overlay/wgdevice", "overlay/wireguard/..."}},
 	{"overlay/wgdevice/...", []string{"overlay/wgdevice/..."}},
 	{"overlay/linkutil/...", []string{"overlay/linkutil/..."}},
 	{"overlay/overlayerr/...", []string{"overlay/overlayerr/..."}},
@@ -325,7 +325,7 @@ var importRules = []importRule{
 	// codes, list and inspect builders): never a command group.
 	{"cmd/shoal/shell/...", []string{"api", "api/client", "cmd/shoal/output", "cmd/shoal/specflags", "cmd/shoal/shell/..."}},
 	// `shoal agent`: node only to start the agent, nothing of api.
-	{"cmd/shoal/agent/...", []string{"node", "node/hostguard", "cmd/shoal/shell", "cmd/shoal/specflags", "cmd/shoal/agent/..."}},
+	{"cmd/shoal/agent/...", []string{"api/timerslack", "node", "node/hostguard", "cmd/shoal/shell", "cmd/shoal/specflags", "cmd/shoal/agent/..."}},
 	// The command groups talk to the agent only through api and
 	// api/client, and never import one another.
 	{"cmd/shoal/cluster/...", []string{"api", "api/atomicfile", "api/client", "cmd/shoal/output", "cmd/shoal/shell", "cmd/shoal/cluster/..."}},

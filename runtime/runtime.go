@@ -117,6 +117,7 @@ func New(cfg Config) (*Runtime, error) {
 	if cfg.RunRoot != "" && !onTmpfs(cfg.RunRoot) {
 		cfg.Logger.Info("the containers' run dir is not on tmpfs: container starts write more file-system metadata", "run_root", cfg.RunRoot)
 	}
+	useSlackMonitor()
 	r := &Runtime{
 		cfg:         cfg,
 		log:         cfg.Logger.With("component", "runtime"),

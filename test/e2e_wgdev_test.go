@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -109,6 +110,9 @@ func TestWireGuardDeviceSurvivesAgent(t *testing.T) {
 	if err != nil {
 		t.Errorf("h2's device: %v", err)
 	}
+	// The agent's threads run with a coarse timer slack; the device it
+	// forked keeps the default (api/timerslack).
+	checkTimerSlack(t, h2.PID(), pidBefore)
 	// The session settled: two devices that met at the same moment may
 	// have crossed their first initiations, and one is retried 5 s later;
 	// the session to watch is the one that then stays.
@@ -301,5 +305,30 @@ func TestWireGuardDeviceLeftoverStopped(t *testing.T) {
 	}, "h2's new agent stops the device left running")
 	if pids := h1.DevicePIDs(harness.WireGuardDeviceArg0); len(pids) != 0 {
 		t.Errorf("h1's device processes with no encrypted network: %v", pids)
+	}
+}
+
+// checkTimerSlack: every thread of the agent agent has 1 ms of timer slack
+// (api/timerslack, the agent's start) and the process child, which the
+// agent started, has the kernel's default of 50 µs (the harness starts
+// agents with the default).
+func checkTimerSlack(t *testing.T, agent, child int) {
+	t.Helper()
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", agent))
+	if err != nil {
+		t.Errorf("agent's threads: %v", err)
+		return
+	}
+	for _, e := range tasks {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/timerslack_ns")
+		if err == nil && strings.TrimSpace(string(b)) != "1000000" {
+			t.Errorf("agent %d thread %s: timer slack %s ns, want 1000000", agent, e.Name(), strings.TrimSpace(string(b)))
+		}
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/timerslack_ns", child))
+	if err != nil {
+		t.Errorf("child %d: %v", child, err)
+	} else if got := strings.TrimSpace(string(b)); got != "50000" {
+		t.Errorf("child %d of agent %d: timer slack %s ns, want the default 50000", child, agent, got)
 	}
 }

@@ -41,6 +41,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/shoal-org/shoal/api/timerslack"
 	"github.com/shoal-org/shoal/overlay/wgdevice"
 )
 
@@ -197,7 +198,8 @@ func (w *WireGuard) spawn() error {
 		// session it is scheduled as it was inside the agent.
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 	}
-	if err := cmd.Start(); err != nil {
+	// The default timer slack, not the agent's coarse one (api/timerslack).
+	if err := timerslack.Start(cmd); err != nil {
 		return fmt.Errorf("%w: start: %w", ErrDevice, err)
 	}
 	exited := make(chan struct{})

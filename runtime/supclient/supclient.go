@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/shoal-org/shoal/api/timerslack"
 	"github.com/shoal-org/shoal/runtime/supervisor"
 )
 
@@ -131,7 +132,13 @@ func (s *Client) Dial(ctx context.Context) (net.Conn, error) {
 		Stdout: logf,
 		Stderr: logf,
 	}
-	if err := cmd.Run(); err != nil {
+	// Started with the default timer slack, which the supervisor and
+	// every container it starts inherit (api/timerslack).
+	err = timerslack.Start(cmd)
+	if err == nil {
+		err = cmd.Wait()
+	}
+	if err != nil {
 		tail := strings.TrimSpace(string(supervisor.TailCapped(s.root, supervisor.LogFile, 512)))
 		return nil, fmt.Errorf("start supervisor %s: %w: %s", s.bin, err, tail)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/shoal-org/shoal/api/timerslack"
 	"github.com/shoal-org/shoal/cmd/shoal/shell"
 	"github.com/shoal-org/shoal/cmd/shoal/specflags"
 	"github.com/shoal-org/shoal/node"
@@ -179,8 +180,8 @@ func runAgent(ctx context.Context, f agentFlags) error {
 	if n := agentProcs(cfg.GossipProfile, os.Getenv("GOMAXPROCS")); n > 0 {
 		goruntime.GOMAXPROCS(n)
 	}
-	if err := slowSysmon(); err != nil {
-		slog.Debug("agent: sysmon keeps the default timer slack", "err", err)
+	if err := timerslack.Coarsen(agentSlack); err != nil {
+		slog.Debug("agent: threads keep the default timer slack", "err", err)
 	}
 	nctx, cancel := context.WithCancel(ctx)
 	defer cancel()
