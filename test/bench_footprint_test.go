@@ -263,6 +263,59 @@ func idleCPU(b *testing.B, hosts []*harness.Host, window time.Duration) (ticks, 
 	return ticks, exact, wakeups
 }
 
+// sleeperRate is how often the baseline process of the idle benchmark
+// wakes: about as often as an idle agent's threads do under fast (30-35
+// context switches a second in 2026-12).
+const sleeperRate = 30
+
+// sleeperRun is the idle benchmark's baseline: the test binary re-run as
+// a Go process with the agent's runtime settings (one P, 1 ms of timer
+// slack) that only sleeps and wakes rate times a second, measured over the same window as the
+// agents. It is the floor a process pays on this machine for waking that
+// often, whatever it does when awake.
+type sleeperRun struct {
+	cmd       *exec.Cmd
+	ns, sw    int64
+	startedAt time.Time
+}
+
+func startSleeper(b *testing.B, rate int) *sleeperRun {
+	b.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), envSleeper+"="+(time.Second/time.Duration(rate)).String(), "GOMAXPROCS=1")
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("baseline sleeper: %v", err)
+	}
+	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	ns, err := runNanos(cmd.Process.Pid)
+	if err != nil {
+		b.Fatalf("baseline sleeper: %v", err)
+	}
+	return &sleeperRun{cmd: cmd, ns: ns, sw: switches(cmd.Process.Pid), startedAt: time.Now()}
+}
+
+// measured returns the sleeper's CPU in percent of a core and its
+// context switches per second since startSleeper.
+func (s *sleeperRun) measured(b *testing.B) (cpu, wake float64) {
+	b.Helper()
+	pid := s.cmd.Process.Pid
+	ns, err := runNanos(pid)
+	if err != nil {
+		b.Fatalf("baseline sleeper: %v", err)
+	}
+	wall := time.Since(s.startedAt)
+	return 100 * float64(ns-s.ns) / float64(wall.Nanoseconds()), float64(switches(pid)-s.sw) / wall.Seconds()
+}
+
+// reportFloor prints the baseline sleeper's CPU and wake-ups beside the
+// median agent's CPU, as a ratio.
+func reportFloor(b *testing.B, name string, cpu, wake, agent float64) {
+	b.Helper()
+	b.ReportMetric(cpu, "%cpu/"+name)
+	printRow(b, name, 1, fmt.Sprintf("%.3f %%", cpu), "", "",
+		fmt.Sprintf("a Go process (one P, 1 ms slack, as the agent) that only sleeps and wakes %d times a second (%.0f switches/s), same window; median agent / it = %.2f", sleeperRate, wake, agent/cpu))
+}
+
 // reportWakeups prints median and max thread wake-ups per second per agent.
 func reportWakeups(b *testing.B, name string, w []float64) {
 	b.Helper()
@@ -366,13 +419,16 @@ func footprintIdle3(b *testing.B, profile string) {
 	waitVoters(b, c, 3, 3)
 	settle(b, c, 3)
 	w := idleWindow(b)
+	floor := startSleeper(b, sleeperRate)
 	b.ResetTimer()
 	since := time.Now()
 	ticks, exact, wake := idleCPU(b, c.Hosts(), w)
 	b.StopTimer()
+	floorCPU, floorWake := floor.measured(b)
 	reportCPU(b, "idle-cpu-3"+sfx, ticks, w, "utime+stime, agent and supervisor")
 	reportCPU(b, "idle-cpu-3-exact"+sfx, exact, w, "schedstat, agent and supervisor")
 	reportWakeups(b, "idle-wakeups-3"+sfx, wake)
+	reportFloor(b, "idle-floor-sleeper"+sfx, floorCPU, floorWake, exact[len(exact)/2])
 	reportRSS(b, "idle-rss-3"+sfx, c.Hosts())
 	reportAnon(b, "idle-anon-3"+sfx, c.Hosts())
 	down := nodeDownEvents(b, c.Host(1), since, time.Now())
