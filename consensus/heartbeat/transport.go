@@ -101,6 +101,10 @@
 // and the reconciler's fence counts the silence. It keeps the longest
 // silence within what a voter already sees, so none of them changes.
 //
+// With KeepNonvoters a non-voter's call does not even return between its
+// real heartbeats (keepHolding): raft's own timer between two calls to a
+// follower is then not a wake-up of the leader either.
+//
 // A held call decides again at once when the peer stops being a non-voter
 // (raftnode takes it out before it asks raft to promote it: from the new
 // configuration on the lease counts its answers, so it is due after the
@@ -217,6 +221,9 @@ type Transport struct {
 	interval time.Duration
 	// slow is the interval of a non-voter's heartbeats; 0 holds none.
 	slow time.Duration
+	// keepNonvoters keeps a non-voter's heartbeat call across its real
+	// heartbeats (keepHolding).
+	keepNonvoters bool
 	// beats align the real heartbeats of all voters (waitForHeartbeat),
 	// slowBeats those of all non-voters.
 	beats, slowBeats beatGrid
@@ -239,9 +246,10 @@ type Transport struct {
 	// force > 0 sends every heartbeat (VerifyLeader in flight).
 	force atomic.Int32
 	// sent and held count heartbeats sent and held for the peer's next
-	// real one; answeredKept the appends answered from a kept answer
-	// (idleappend.go).
-	sent, held, answeredKept atomic.Uint64
+	// real one; kept the heartbeats sent in a call kept after an earlier
+	// one (keepHolding); answeredKept the appends answered from a kept
+	// answer (idleappend.go).
+	sent, held, kept, answeredKept atomic.Uint64
 	// holding is how many calls are held now (tests).
 	holding atomic.Int32
 
@@ -293,6 +301,10 @@ type Config struct {
 	// Slow is the time between two real heartbeats to a non-voter; 0
 	// holds none of theirs.
 	Slow time.Duration
+	// KeepNonvoters keeps raft's heartbeat call to a non-voter after its
+	// real heartbeat went well, for the next one (keepHolding); without
+	// it the call returns after each.
+	KeepNonvoters bool
 	// Origin is where the beats are counted from, so that they fall with
 	// the agent's other periodic loops. Zero: when the transport is made.
 	Origin time.Time
@@ -314,7 +326,7 @@ func New(inner raft.Transport, c Config) *Transport {
 	if !c.Origin.IsZero() {
 		t.beats.origin = c.Origin
 	}
-	t.slow = c.Slow
+	t.slow, t.keepNonvoters = c.Slow, c.KeepNonvoters
 	t.slowBeats = beatGrid{origin: t.beats.origin, every: c.Slow}
 	t.hbTimeout, t.onHeartbeat, t.observe = c.Timeout, c.OnHeartbeat, c.Observe
 	return t
@@ -339,6 +351,10 @@ func (t *Transport) Sent() uint64 { return t.sent.Load() }
 
 // Held: see Sent.
 func (t *Transport) Held() uint64 { return t.held.Load() }
+
+// Kept counts the calls kept after a real heartbeat for the peer's next
+// one (keepHolding).
+func (t *Transport) Kept() uint64 { return t.kept.Load() }
 
 // Holding is how many of raft's calls are held now.
 func (t *Transport) Holding() int { return int(t.holding.Load()) }
@@ -413,7 +429,9 @@ func (t *Transport) StopHolding() {
 
 // AppendEntries holds a heartbeat until the peer's next real one is due
 // (waitForHeartbeat), and otherwise sends the request and records the
-// answer.
+// answer. A non-voter's heartbeat call is kept after its real heartbeat
+// went well (keepHolding): it sends the next one on the next beat in the
+// same call, and returns only when something raft must see happens.
 func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress,
 	args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	hb := IsHeartbeat(args)
@@ -421,37 +439,105 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress,
 	if !hb && t.answerKept(id, target, args, resp, now) {
 		return nil
 	}
-	if hb {
-		for waited := false; ; waited = true {
-			t.mu.Lock()
-			t.seeTerm(args.Term)
-			slow, beats := t.interval, t.beats
-			if t.nonvoters[id] {
-				slow, beats = t.slow, t.slowBeats
-			}
-			until, hold := waitForHeartbeat(args, target, t.last[id], now, slow, beats, t.force.Load() > 0, t.closed, t.term)
-			wake, closed := t.wake, t.closed
-			t.mu.Unlock()
-			if closed && waited {
-				return raft.ErrTransportShutdown
-			}
-			if !hold {
-				break
-			}
-			if !waited {
-				t.held.Add(1)
-			}
-			t.holding.Add(1)
-			timer := time.NewTimer(until.Sub(now))
-			select {
-			case <-timer.C:
-			case <-wake:
-			}
-			timer.Stop()
-			t.holding.Add(-1)
-			now = t.now()
-		}
+	if !hb {
+		return t.send(id, target, args, resp, now, false)
 	}
+	for kept := 0; ; kept++ {
+		var err error
+		if now, err = t.holdHeartbeat(id, target, args, now, kept > 0); err != nil {
+			return err
+		}
+		err = t.send(id, target, args, resp, now, true)
+		t.mu.Lock()
+		keep := t.keepNonvoters && kept < maxKept &&
+			keepHolding(args, resp, err, t.nonvoters[id], t.slow, t.force.Load() > 0, t.closed, t.term)
+		t.mu.Unlock()
+		if !keep {
+			return err
+		}
+		t.kept.Add(1)
+		now = t.now()
+	}
+}
+
+// maxKept bounds how many heartbeats one kept call sends before it
+// returns to raft anyway (10 s under DefaultTiming, 30 s under
+// QuietTiming): raft's goroutine for a follower learns that it must stop
+// (this node no longer leads, the peer left) only between calls, and
+// raftnode ends the kept calls on those changes from raft's observations,
+// which raft drops when their channel is full. Returning now and then
+// bounds what a lost observation costs to at most maxKept heartbeats from
+// a deposed leader, for one raft timer per follower every 25 beats.
+const maxKept = 25
+
+// keepHolding decides whether a heartbeat call, whose real heartbeat just
+// went to the wire and came back with resp (or err), stays held for the
+// peer's next one instead of returning to raft: only a non-voter's
+// (slow > 0 holds theirs), only after a successful answer of the
+// request's term, which is still the newest, and not while VerifyLeader
+// runs or after StopHolding.
+//
+// Why: raft's heartbeat goroutine for a follower, once its call returns,
+// waits a random HeartbeatTimeout/10 to /5 before the next one, a timer of
+// its own per follower at no common instant: on a 50-agent leader ~120
+// wake-ups a second for 47 non-voters, besides the beats that send them
+// all. raft needs nothing from a non-voter's heartbeat (the lease counts
+// voters), so the call stays here and the next heartbeat goes on the next
+// beat, with the others. What raft must see still returns: a failure or a
+// refusal (raft backs off and retries, and drops the answer it kept), a
+// newer term, the peer's promotion (SetVoter, SetNonvoters: from then on
+// the lease counts it), a forced verify and StopHolding. Leaving the
+// configuration takes the peer out of the non-voters too (raftnode
+// refreshes them after every change), so its goroutine ends after at most
+// one more heartbeat.
+func keepHolding(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse, err error,
+	nonvoter bool, slow time.Duration, forced, closed bool, newestTerm uint64) bool {
+	return nonvoter && slow > 0 && !forced && !closed && err == nil &&
+		resp.Success && resp.Term == args.Term && args.Term >= newestTerm
+}
+
+// holdHeartbeat holds a heartbeat call until the peer's next real
+// heartbeat is due and returns when that is. kept: the call already sent
+// one (keepHolding), so a StopHolding ends it instead of sending another.
+func (t *Transport) holdHeartbeat(id raft.ServerID, target raft.ServerAddress,
+	args *raft.AppendEntriesRequest, now time.Time, kept bool) (time.Time, error) {
+	counted := false
+	for waited := kept; ; waited = true {
+		t.mu.Lock()
+		t.seeTerm(args.Term)
+		slow, beats := t.interval, t.beats
+		if t.nonvoters[id] {
+			slow, beats = t.slow, t.slowBeats
+		}
+		until, hold := waitForHeartbeat(args, target, t.last[id], now, slow, beats, t.force.Load() > 0, t.closed, t.term)
+		wake, closed := t.wake, t.closed
+		t.mu.Unlock()
+		if closed && waited {
+			return now, raft.ErrTransportShutdown
+		}
+		if !hold {
+			return now, nil
+		}
+		if !counted {
+			t.held.Add(1) // once per hold, a kept call's too
+			counted = true
+		}
+		t.holding.Add(1)
+		timer := time.NewTimer(until.Sub(now))
+		select {
+		case <-timer.C:
+		case <-wake:
+		}
+		timer.Stop()
+		t.holding.Add(-1)
+		now = t.now()
+	}
+}
+
+// send puts an AppendEntries on the wire (a heartbeat within hbTimeout)
+// and records the answer.
+func (t *Transport) send(id raft.ServerID, target raft.ServerAddress,
+	args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse, now time.Time, hb bool) error {
 	var err error
 	if hb && t.hbTimeout > 0 {
 		err = t.heartbeatWithin(id, target, args, resp)

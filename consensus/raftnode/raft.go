@@ -485,7 +485,7 @@ func newRaft(cfg Config, store *consensus.Store, logger hclog.Logger, st storage
 	var watch *leaderWatch
 	if _, preVote := trans.(raft.WithPreVote); preVote && cfg.HeartbeatInterval > 0 {
 		hc := heartbeat.Config{Interval: cfg.HeartbeatInterval, Slow: cmp.Or(cfg.nonvoterHold, cfg.nonvoterInterval()),
-			Origin: cfg.BeatOrigin, Timeout: cfg.HeartbeatTimeout / 2, Observe: cfg.heartbeatObserve}
+			Origin: cfg.BeatOrigin, Timeout: cfg.HeartbeatTimeout / 2, Observe: cfg.heartbeatObserve, KeepNonvoters: true}
 		if watch = newLeaderWatch(cfg.LeaderSilence); watch != nil {
 			hc.OnHeartbeat = watch.contact
 		}
@@ -1133,13 +1133,15 @@ func (r *Raft) Synced() bool {
 // Stats returns raft's diagnostic counters (for `shoal status` and
 // debugging), plus heartbeats_sent and heartbeats_held: the heartbeats this
 // node sent as leader and the calls of raft's it held until the follower's
-// next real heartbeat was due, and appends_answered_kept: the idle appends
+// next real heartbeat was due, heartbeats_kept: the heartbeats to
+// non-voters sent in a call kept after an earlier one, and appends_answered_kept: the idle appends
 // to non-voters it answered itself (consensus/heartbeat).
 func (r *Raft) Stats() map[string]string {
 	st := r.raft.Stats()
 	if r.thin != nil {
 		st["heartbeats_sent"] = strconv.FormatUint(r.thin.Sent(), 10)
 		st["heartbeats_held"] = strconv.FormatUint(r.thin.Held(), 10)
+		st["heartbeats_kept"] = strconv.FormatUint(r.thin.Kept(), 10)
 		st["appends_answered_kept"] = strconv.FormatUint(r.thin.AnsweredKept(), 10)
 	}
 	return st
