@@ -352,8 +352,8 @@ func (t *Transport) Sent() uint64 { return t.sent.Load() }
 // Held: see Sent.
 func (t *Transport) Held() uint64 { return t.held.Load() }
 
-// Kept counts the calls kept after a real heartbeat for the peer's next
-// one (keepHolding).
+// Kept counts the heartbeats sent in calls kept after an earlier one
+// (keepHolding).
 func (t *Transport) Kept() uint64 { return t.kept.Load() }
 
 // Holding is how many of raft's calls are held now.
