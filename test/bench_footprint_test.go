@@ -270,9 +270,9 @@ const sleeperRate = 30
 
 // sleeperRun is the idle benchmark's baseline: the test binary re-run as
 // a Go process with the agent's runtime settings (one P, 1 ms of timer
-// slack) that only sleeps and wakes rate times a second, measured over the same window as the
-// agents. It is the floor a process pays on this machine for waking that
-// often, whatever it does when awake.
+// slack) that only sleeps and wakes rate times a second, measured over
+// the same window as the agents. It is the floor a process pays on this
+// machine for waking that often, whatever it does when awake.
 type sleeperRun struct {
 	cmd       *exec.Cmd
 	ns, sw    int64

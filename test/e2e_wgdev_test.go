@@ -308,7 +308,7 @@ func TestWireGuardDeviceLeftoverStopped(t *testing.T) {
 	}
 }
 
-// checkTimerSlack: every thread of the agent agent has 1 ms of timer slack
+// checkTimerSlack: every thread of the process agent has 1 ms of timer slack
 // (api/timerslack, the agent's start) and the process child, which the
 // agent started, has the kernel's default of 50 µs (the harness starts
 // agents with the default).

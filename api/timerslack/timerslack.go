@@ -15,10 +15,12 @@
 // A forked process inherits its thread's slack, and runc, the node
 // supervisor and the containers must keep the default, so Start forks
 // from a thread set back to the slack the process had before Coarsen.
-// The agent forks in three places, each through Start (api/README.md).
+// The agent forks in three places, each through Start or Fork
+// (api/README.md).
 package timerslack
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -47,9 +49,9 @@ var (
 // Coarsen sets d of timer slack on every thread of this process and
 // remembers the calling thread's slack for the processes Start forks.
 // Threads created later inherit d from the thread that creates them. Run
-// it once, early (the agent's start). It fails without CAP_SYS_NICE
-// over the process's own threads only on unusual kernels; the process
-// then runs as before.
+// it once, early (the agent's start). Writing another thread's slack
+// needs CAP_SYS_NICE: without it Coarsen fails and the process runs as
+// before.
 func Coarsen(d time.Duration) error {
 	if d <= 0 {
 		return errors.New("timer slack: want a positive duration")
@@ -96,7 +98,7 @@ func setAll(ns int64) (int, error) {
 		if err != nil {
 			continue // the thread ended
 		}
-		if string(trimNewline(b)) == want {
+		if string(bytes.TrimSpace(b)) == want {
 			continue
 		}
 		if err := os.WriteFile(path, []byte(want), 0); err != nil {
@@ -110,35 +112,30 @@ func setAll(ns int64) (int, error) {
 	return changed, nil
 }
 
-func trimNewline(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
+// Start starts cmd as cmd.Start does, through Fork.
+func Start(cmd *exec.Cmd) error { return Fork(cmd.Start) }
 
-// Start starts cmd as cmd.Start does, from a thread whose slack is the
-// one this process had before Coarsen, so the child (and whatever it
-// forks: runc's container processes) keeps it. Before Coarsen, or after
-// a failed one, it is cmd.Start.
+// Fork runs fork, which starts processes, on a thread whose slack is the
+// one this process had before Coarsen, so the children (and whatever
+// they fork: runc's container processes) keep it. Before Coarsen, or
+// after a failed one, it just runs fork.
 //
-// The Go runtime forks on the calling thread, so Start locks the
-// goroutine to it for the fork. A thread the runtime creates from this
-// one meanwhile keeps the default slack: it costs that thread's wake-ups
-// their merging, nothing else.
-func Start(cmd *exec.Cmd) error {
+// The Go runtime forks on the calling thread, so Fork locks the
+// goroutine to it meanwhile. The runtime starts no thread from a locked
+// one (its template thread does), so no new thread inherits the default.
+func Fork(fork func() error) error {
 	c, d := child.Load(), coarse.Load()
 	if d == 0 {
-		return cmd.Start()
+		return fork()
 	}
 	goruntime.LockOSThread()
 	defer goruntime.UnlockOSThread()
 	if err := set(uintptr(c)); err != nil {
-		// A thread's own prctl does not fail; were it to, the child
+		// A thread's own prctl does not fail; were it to, the children
 		// would only inherit the coarse slack.
-		return cmd.Start()
+		return fork()
 	}
-	err := cmd.Start()
+	err := fork()
 	_ = set(uintptr(d)) // on failure this thread keeps the default slack
 	return err
 }
