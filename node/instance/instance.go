@@ -194,6 +194,8 @@ func Open(ctx context.Context, h Host, opts Options) (_ *Instance, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// The agent's periodic loops tick on raft's heartbeat beats (resync).
+	resync.SetBeat(prof.Raft.HeartbeatInterval)
 	ln, err := net.Listen("tcp", net.JoinHostPort(h.Config.BindIP(), strconv.Itoa(h.Config.ClusterPort)))
 	if err != nil {
 		return nil, fmt.Errorf("listen on cluster port: %w", err)
@@ -272,6 +274,7 @@ func Open(ctx context.Context, h Host, opts Options) (_ *Instance, err error) {
 		Keys:          files.Keys,
 		Fence:         fc,
 		Logger:        h.Log,
+		UntilBeat:     untilGossipBeat(prof),
 	}, membership.Meta{NodeID: h.NodeID, ClusterPort: h.Config.ClusterPort, Epoch: fc.Local(), Version: h.Version, Level: command.ProtocolLevel})
 	if err != nil {
 		cancel()
@@ -347,4 +350,13 @@ func countVoters(servers []raftnode.Server) int {
 		}
 	}
 	return n
+}
+
+// untilGossipBeat is membership's wait for the next beat when gossip's
+// intervals are whole beats (profile.GossipOnBeats), nil otherwise.
+func untilGossipBeat(p profile.Profile) func(time.Time) time.Duration {
+	if !p.GossipOnBeats() {
+		return nil
+	}
+	return resync.UntilBeat
 }

@@ -155,3 +155,28 @@ func drain(ch <-chan struct{}) {
 	default:
 	}
 }
+
+// TestStartsOnTheBeat: New asks UntilBeat once, right before it creates
+// memberlist (whose probe and gossip tickers take their phase from that
+// moment), and creates it no sooner than the beat.
+func TestStartsOnTheBeat(t *testing.T) {
+	const wait = 120 * time.Millisecond
+	var asked []time.Time
+	start := time.Now()
+	m, err := New(Config{Name: "beat", BindAddr: "127.0.0.1", AdvertiseAddr: "127.0.0.1",
+		UntilBeat: func(now time.Time) time.Duration { asked = append(asked, now); return wait }},
+		Meta{NodeID: "beat", ClusterPort: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Shutdown()
+	if len(asked) != 1 {
+		t.Fatalf("UntilBeat asked %d times, want once", len(asked))
+	}
+	if asked[0].Before(start) {
+		t.Fatalf("UntilBeat asked with %v, before New was called", asked[0])
+	}
+	if took := time.Since(start); took < wait {
+		t.Errorf("New returned after %v, before the beat %v away", took, wait)
+	}
+}

@@ -99,7 +99,7 @@ type Timing struct {
 	GossipInterval time.Duration
 }
 
-// DefaultTiming is gossip's timing under both profiles, what New uses
+// DefaultTiming is gossip's timing under the fast profile, what New uses
 // unless told otherwise. Gossip is no longer what finds a dead host
 // quickly: the leader's raft does (node/leaderloop's silence.go: a node
 // raft has heard nothing from for 0.9 s, fast, or 1.8 s, tolerant, is
@@ -108,36 +108,52 @@ type Timing struct {
 // Gossip keeps membership, each node's metadata, the key rotation, and a
 // second opinion on a death (a host that dies again before raft heard it
 // back, a node raft never reached): its verdict still marks a node down,
-// in about 2 s.
+// in 2-2.25 s.
 //
 // So its probes can be slow. The old fast timing (300 ms probes, 150 ms
 // ping, gossip every 600 ms: 0.75 s expected detection) was 11.7 of an idle
-// follower's wake-ups a second; this one is 4.4 (probes every 800 ms, a
-// gossip tick every other probe: pending broadcasts ride every ping and
+// follower's wake-ups a second; 800 ms probes were 4.4 (a gossip tick
+// every other probe: pending broadcasts ride every ping and
 // ack anyway). An idle 3-node fast cluster (FootprintIdle3, schedstat,
 // side by side with the old timing and without raft's verdicts): median
-// agent 0.435 -> 0.301 % of a core, sum 1.58 -> 1.18 %.
+// agent 0.435 -> 0.301 % of a core, sum 1.58 -> 1.18 %. On the beats
+// (900 ms), most of those wake-ups merge with raft's.
 //
-// Why 800 ms and 400 ms: the tolerant profile's numbers, which let 100
-// agents on 2 cores (2 % of a core each) stay calm. The old fast
-// profile's 150 ms ping and 300 ms suspicion could not tell a starved
-// agent from a dead one there: its false suspicions fed a gossip storm
-// (suspect, dead and refuting alive messages, each retransmitted to
-// log(n) members, each waking every loop that follows membership) that
-// kept the load at 100-260. Here the direct ping gets 400 ms and the
-// indirect probes the other 400 ms, and the suspicion lasts 0.8 s per
-// log10(n): 2 s expected detection up to 10 nodes, 2.8 s at 100.
+// Why at least 400 ms for each half of a probe: the tolerant profile's
+// numbers, which let 100 agents on 2 cores (2 % of a core each) stay
+// calm. The old fast profile's 150 ms ping and 300 ms suspicion could not
+// tell a starved agent from a dead one there: its false suspicions fed a
+// gossip storm (suspect, dead and refuting alive messages, each
+// retransmitted to log(n) members, each waking every loop that follows
+// membership) that kept the load at 100-260.
+//
+// Why 900 ms under fast: three of raft's 300 ms heartbeat beats. The agent
+// starts gossip on a beat of the cluster-wide grid (Config.UntilBeat,
+// node/resync), so every member's probes, the pings it receives and the
+// leader's heartbeats arrive in the same wake-ups instead of each in one
+// of its own. The direct ping gets 450 ms and the indirect probes the
+// other 450 ms; the suspicion lasts 0.9 s per log10(n): 2.25 s expected
+// detection up to 10 nodes (2 s at 800 ms), 3.15 s at 100. Raft's silence
+// (0.9 s) is what finds a dead host first; gossip's verdict alone decides
+// only where raft's cannot (a 2-node cluster, a node raft never reached).
 var DefaultTiming = Timing{
+	ProbeInterval:  900 * time.Millisecond,
+	ProbeTimeout:   450 * time.Millisecond,
+	SuspicionMult:  1,
+	GossipInterval: 1800 * time.Millisecond,
+}
+
+// TolerantTiming is gossip's timing under the tolerant profile: 800 ms
+// probes, 400 ms each half, gossip every 1.6 s, 2 s expected detection up
+// to 10 nodes, 2.8 s at 100. Its raft beats are a second apart, which no
+// probe interval within that detection shares, so its probes stay off
+// the grid.
+var TolerantTiming = Timing{
 	ProbeInterval:  800 * time.Millisecond,
 	ProbeTimeout:   400 * time.Millisecond,
 	SuspicionMult:  1,
 	GossipInterval: 1600 * time.Millisecond,
 }
-
-// TolerantTiming is gossip's timing under the tolerant profile: the same
-// as DefaultTiming (the profiles differ in raft's heartbeats and
-// verdicts, node/profile).
-var TolerantTiming = DefaultTiming
 
 // apply sets t on memberlist's config.
 func (t Timing) apply(mc *memberlist.Config) {
@@ -198,6 +214,12 @@ type Config struct {
 	Logger *slog.Logger
 	// Timing is gossip's timers; the zero value is DefaultTiming.
 	Timing Timing
+	// UntilBeat, when set, is how long after now the agent's next beat
+	// comes (resync.UntilBeat): New starts memberlist's probe and gossip
+	// tickers on it, so they tick on the beats (see DefaultTiming).
+	// memberlist takes its tickers' phase from Create; it has no other
+	// hook for it.
+	UntilBeat func(now time.Time) time.Duration
 }
 
 // Meta is what every node gossips about itself (≤ 512 bytes).
@@ -379,6 +401,10 @@ func New(cfg Config, meta Meta) (*Membership, error) {
 		return nil, fmt.Errorf("start gossip on %s:%d: %w", mc.BindAddr, mc.BindPort, err)
 	}
 	mc.Transport = tr
+	if cfg.UntilBeat != nil {
+		// At most one beat (300 ms under fast), once, at the agent's start.
+		time.Sleep(cfg.UntilBeat(time.Now()))
+	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		_ = tr.Shutdown()

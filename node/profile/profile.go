@@ -104,6 +104,16 @@ func Check(name string) error {
 // 1.74–1.94 s) where gossip's 800 ms probes took about 2.2 s (1.74–2.84).
 func (p Profile) SilenceWindow() time.Duration { return p.Silence }
 
+// GossipOnBeats reports whether gossip's probe and gossip intervals are
+// whole numbers of raft's heartbeat interval, so that gossip started on a
+// beat keeps ticking on beats (fast: 900 ms and 1.8 s on 300 ms beats).
+// The agent starts gossip on a beat only then: under tolerant (800 ms
+// probes, 1 s beats) waiting for one would align nothing.
+func (p Profile) GossipOnBeats() bool {
+	b := p.Raft.HeartbeatInterval
+	return b > 0 && p.Gossip.ProbeInterval%b == 0 && p.Gossip.GossipInterval%b == 0
+}
+
 // HeardWindow is how recent a raft answer from a node must be for the
 // leader to keep it ready although gossip calls it dead (leaderloop's
 // second opinion). A live agent answers a real heartbeat every

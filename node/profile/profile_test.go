@@ -68,3 +68,16 @@ func TestProfilesHold(t *testing.T) {
 		t.Errorf("fast heard window %s, want 500ms", got)
 	}
 }
+
+// Fast's gossip ticks on raft's beats (the agent starts it on one);
+// tolerant's cannot (1 s beats).
+func TestGossipOnBeats(t *testing.T) {
+	for name, want := range map[string]bool{"fast": true, "tolerant": false} {
+		if got := All[name].GossipOnBeats(); got != want {
+			t.Errorf("%s: GossipOnBeats = %v, want %v", name, got, want)
+		}
+	}
+	if (Profile{Gossip: membership.DefaultTiming}).GossipOnBeats() {
+		t.Error("no heartbeat interval: no beats to be on")
+	}
+}

@@ -12,8 +12,8 @@ package resync
 
 import (
 	"context"
-	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -83,20 +83,53 @@ func (c *Clock) Ticks(period time.Duration) (ticks <-chan time.Time, stop func()
 
 // Why aligned tickers: an idle agent's CPU is mostly wake-ups, and much of
 // a wake-up's cost is the runtime's, not the work's: each time the process
-// wakes and makes a syscall, Go's sysmon thread is woken too and polls
-// every 20 µs until the process sleeps again (a third of an idle leader's
-// CPU in a perf profile). Timers that expire at the same instant run in
-// one wake-up. So the agent's periodic loops tick on one phase: every
-// aligned ticker ticks at Origin + k·period, and raft's heartbeat beats
-// start there too (raftnode.Config.BeatOrigin). A 1 s and a 2 s loop
-// then wake together every other second instead of at unrelated instants.
+// wakes and makes a syscall, Go's sysmon thread is woken too and sleeps
+// and wakes once more before the process is idle again (two of the ~3.5
+// thread wake-ups of each burst of an idle follower, in a scheduler trace).
+// Timers that expire at the same instant run in one wake-up, and so do
+// messages that arrive together. So the agent's periodic loops tick on one
+// grid: every aligned ticker ticks at Origin + k·period, moved on to the
+// next beat of raft's heartbeats (SetBeat), and the heartbeats are sent on
+// those beats (raftnode.Config.BeatOrigin), and gossip probes on them
+// (membership.Config.UntilBeat).
+//
+// Why one grid for the whole cluster, counted from the Unix epoch: what
+// wakes a follower is mostly what its peers send, the leader's heartbeat
+// and the other members' probes. With a phase of its own per agent they
+// arrived at unrelated instants, each a wake-up. On a wall-clock grid a
+// follower's probe, the probes it receives and the leader's heartbeat all
+// fall on the same beats, within the clocks' skew (NTP keeps a LAN within
+// a millisecond or so; unsynchronised clocks only lose the merging). The
+// cost: agents sharing one machine (the 100-agent test rigs) all wake on
+// the same beats instead of spread over a second; the leader's heartbeats
+// already woke every follower at once.
 
-// origin is this agent's phase, random per process so that agents sharing
-// a machine (100 on one host in the dense tests) do not all wake in step.
-var origin = time.Unix(0, rand.Int64N(int64(time.Second)))
+// origin is the instant every agent's grid counts from.
+var origin = time.Unix(0, 0)
+
+// beat is the grid's step (SetBeat); 0: none.
+var beat atomic.Int64
 
 // Origin is the instant every aligned ticker counts its periods from.
 func Origin() time.Time { return origin }
+
+// SetBeat makes aligned tickers of period d or longer tick on beats of d
+// counted from Origin (raft's heartbeat interval: the agent sets it at
+// start, before its loops). A ticker whose period is not a whole number
+// of beats then ticks on the first beat at or after each of its instants:
+// a 1 s ticker on 300 ms beats ticks 1.2, 2.1, 3.0 s past a whole 3 s, a
+// second apart on average. Shorter tickers are left alone. 0 turns it off.
+func SetBeat(d time.Duration) { beat.Store(int64(max(d, 0))) }
+
+// UntilBeat is how long after now the next beat comes (a whole beat when
+// now is on one), or 0 when no beat is set.
+func UntilBeat(now time.Time) time.Duration {
+	b := time.Duration(beat.Load())
+	if b <= 0 {
+		return 0
+	}
+	return untilBeat(now, origin, b)
+}
 
 // untilBeat is how long after now the next multiple of period past origin
 // comes (a whole period when now is on one).
@@ -104,8 +137,28 @@ func untilBeat(now, origin time.Time, period time.Duration) time.Duration {
 	return period - now.Sub(origin)%period
 }
 
-// Ticker is time.Ticker on the agent's phase: it ticks at Origin + k·period
-// (one slot: a slow reader gets the next tick, not a backlog). Stop it.
+// untilTick is how long after now an aligned ticker of period ticks next:
+// at the next multiple of period past origin, moved on to the next
+// multiple of beat when beat is set and period is at least a beat.
+func untilTick(now, origin time.Time, period, beat time.Duration) time.Duration {
+	d := untilBeat(now, origin, period)
+	if beat <= 0 || period < beat {
+		return d
+	}
+	if r := (now.Sub(origin) + d) % beat; r != 0 {
+		d += beat - r
+	}
+	return d
+}
+
+// next is untilTick for a ticker of period now, on this agent's beat.
+func next(now time.Time, period time.Duration) time.Duration {
+	return untilTick(now, origin, period, time.Duration(beat.Load()))
+}
+
+// Ticker is time.Ticker on the agent's grid: it ticks at Origin + k·period,
+// on a beat (untilTick), with one slot: a slow reader gets the next tick,
+// not a backlog. Stop it.
 type Ticker struct {
 	C <-chan time.Time
 
@@ -121,7 +174,7 @@ func NewTicker(period time.Duration) *Ticker {
 	c := make(chan time.Time, 1)
 	tk := &Ticker{C: c, c: c, period: period}
 	tk.mu.Lock()
-	tk.t = time.AfterFunc(untilBeat(time.Now(), origin, period), tk.fire)
+	tk.t = time.AfterFunc(next(time.Now(), period), tk.fire)
 	tk.mu.Unlock()
 	return tk
 }
@@ -135,7 +188,7 @@ func (tk *Ticker) fire() {
 	tk.mu.Lock()
 	defer tk.mu.Unlock()
 	if !tk.done {
-		tk.t.Reset(untilBeat(now, origin, tk.period))
+		tk.t.Reset(next(now, tk.period))
 	}
 }
 
@@ -146,7 +199,7 @@ func (tk *Ticker) Reset(period time.Duration) {
 	defer tk.mu.Unlock()
 	tk.period = period
 	if !tk.done {
-		tk.t.Reset(untilBeat(time.Now(), origin, period))
+		tk.t.Reset(next(time.Now(), period))
 	}
 }
 

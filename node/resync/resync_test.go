@@ -87,6 +87,73 @@ func TestUntilBeat(t *testing.T) {
 	}
 }
 
+func TestUntilTick(t *testing.T) {
+	o := time.Unix(0, 0)
+	at := func(ms int64) time.Time { return time.Unix(0, ms*int64(time.Millisecond)) }
+	ms := func(n int64) time.Duration { return time.Duration(n) * time.Millisecond }
+	for _, c := range []struct {
+		name         string
+		now          time.Time
+		period, beat time.Duration
+		want         time.Duration
+	}{
+		{"no beat: the period's next multiple", at(100), time.Second, 0, ms(900)},
+		{"on both grids", at(2_900), time.Second, ms(300), ms(100)},
+		{"1 s on 300 ms beats: 1.0 moves to 1.2", at(100), time.Second, ms(300), ms(1_100)},
+		{"after 1.2: 2.0 moves to 2.1", at(1_200), time.Second, ms(300), ms(900)},
+		{"after 2.1: 3.0 is a beat", at(2_100), time.Second, ms(300), ms(900)},
+		{"2 s on 300 ms beats: 2.0 moves to 2.1", at(0), 2 * time.Second, ms(300), ms(2_100)},
+		{"a whole number of beats", at(50), ms(900), ms(300), ms(850)},
+		{"shorter than a beat: left alone", at(50), ms(100), ms(300), ms(50)},
+		{"the beat itself", at(299), ms(300), ms(300), ms(1)},
+		{"1 s beats (tolerant), 5 s period", at(4_999), 5 * time.Second, time.Second, ms(1)},
+	} {
+		if got := untilTick(c.now, o, c.period, c.beat); got != c.want {
+			t.Errorf("%s: untilTick(%v, %v, %v) = %v, want %v", c.name, c.now.Sub(o), c.period, c.beat, got, c.want)
+		}
+	}
+}
+
+// TestTicksLandOnBeats: a 1 s ticker on 300 ms beats, stepped through a
+// minute from every tick it gives, always lands on a beat, is never more
+// than a beat late against its own grid, and averages its period.
+func TestTicksLandOnBeats(t *testing.T) {
+	o := time.Unix(0, 0)
+	beat, period := 300*time.Millisecond, time.Second
+	now := time.Unix(0, 0)
+	var n int
+	for now.Sub(o) < time.Minute {
+		d := untilTick(now, o, period, beat)
+		if d <= 0 {
+			t.Fatalf("at %v: next tick %v, not after now", now.Sub(o), d)
+		}
+		now = now.Add(d)
+		n++
+		if off := now.Sub(o) % beat; off != 0 {
+			t.Fatalf("tick at %v is %v off its beat", now.Sub(o), off)
+		}
+		if late := now.Sub(o) % period; late >= beat && late != 0 {
+			t.Fatalf("tick at %v is %v past its period's instant", now.Sub(o), late)
+		}
+	}
+	if n != 60 {
+		t.Errorf("%d ticks in a minute of a 1 s ticker, want 60", n)
+	}
+}
+
+func TestUntilBeatNeedsABeat(t *testing.T) {
+	defer SetBeat(0)
+	SetBeat(0)
+	if d := UntilBeat(time.Now()); d != 0 {
+		t.Errorf("UntilBeat without a beat = %v, want 0", d)
+	}
+	SetBeat(300 * time.Millisecond)
+	now := time.Unix(0, 0).Add(7*time.Second + 150*time.Millisecond)
+	if d := UntilBeat(now); d != 50*time.Millisecond {
+		t.Errorf("UntilBeat(7.15 s) on 300 ms beats = %v, want 50ms", d)
+	}
+}
+
 // TestTickersShareThePhase: tickers of 1 s and 2 s started at different
 // moments tick at the same instants (within scheduling), on Origin's
 // phase.
