@@ -194,7 +194,11 @@ func Open(ctx context.Context, h Host, opts Options) (_ *Instance, err error) {
 	if err != nil {
 		return nil, err
 	}
-	// The agent's periodic loops tick on raft's heartbeat beats (resync).
+	// The agent's periodic loops tick on raft's heartbeat beats (resync),
+	// on the cluster's grid under fast.
+	if prof.SharedOrigin {
+		resync.ShareOrigin()
+	}
 	resync.SetBeat(prof.Raft.HeartbeatInterval)
 	ln, err := net.Listen("tcp", net.JoinHostPort(h.Config.BindIP(), strconv.Itoa(h.Config.ClusterPort)))
 	if err != nil {

@@ -45,6 +45,13 @@ type Profile struct {
 	Procs int
 	// Silence is raft's silence window (SilenceWindow).
 	Silence time.Duration
+	// SharedOrigin puts the agent on the cluster-wide beat grid
+	// (resync.ShareOrigin): its loops, raft's heartbeats and gossip's
+	// probes on the same beats as every other agent's. Under fast, for
+	// agents one per host; tolerant, for many agents sharing a machine,
+	// keeps a phase of its own per agent (node/resync says why, with the
+	// 100-agent figures).
+	SharedOrigin bool
 }
 
 // Default names the profile an agent runs unless told otherwise.
@@ -55,7 +62,8 @@ const Default = "fast"
 //   - fast: raft heartbeats every 300 ms; a dead host is found in under a
 //     second (silence of 0.9 s, up to 10 nodes), its backends leave every
 //     load balancer within about a second, and followers campaign after
-//     0.7 s without their leader. Costs the most when idle. One P.
+//     0.7 s without their leader. Costs the most when idle. One P. On
+//     the cluster-wide beat grid, gossip's probes on raft's beats.
 //   - tolerant: for agents that share starved CPUs (dense test rigs,
 //     oversubscribed VMs, 100 agents on 2 cores) and for anyone who would
 //     rather have an idle agent near-free: raft heartbeats once a second, a
@@ -63,7 +71,7 @@ const Default = "fast"
 //     3.6 s at 100), followers campaign after 1.6 s without their leader,
 //     and the agent runs on one P.
 var All = map[string]Profile{
-	Default:    {Gossip: membership.DefaultTiming, Raft: raftnode.DefaultTiming, Procs: 1, Silence: 900 * time.Millisecond},
+	Default:    {Gossip: membership.DefaultTiming, Raft: raftnode.DefaultTiming, Procs: 1, Silence: 900 * time.Millisecond, SharedOrigin: true},
 	"tolerant": {Gossip: membership.TolerantTiming, Raft: raftnode.QuietTiming, Procs: 1, Silence: 1800 * time.Millisecond},
 }
 

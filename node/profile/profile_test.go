@@ -10,7 +10,7 @@ import (
 )
 
 func TestByName(t *testing.T) {
-	fast := Profile{Gossip: membership.DefaultTiming, Raft: raftnode.DefaultTiming, Procs: 1, Silence: 900 * time.Millisecond}
+	fast := Profile{Gossip: membership.DefaultTiming, Raft: raftnode.DefaultTiming, Procs: 1, Silence: 900 * time.Millisecond, SharedOrigin: true}
 	tolerant := Profile{Gossip: membership.TolerantTiming, Raft: raftnode.QuietTiming, Procs: 1, Silence: 1800 * time.Millisecond}
 	for _, c := range []struct {
 		name string

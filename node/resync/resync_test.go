@@ -142,7 +142,12 @@ func TestTicksLandOnBeats(t *testing.T) {
 }
 
 func TestUntilBeatNeedsABeat(t *testing.T) {
-	defer SetBeat(0)
+	was := origin.Load()
+	defer func() { SetBeat(0); origin.Store(was) }()
+	ShareOrigin()
+	if !Origin().Equal(time.Unix(0, 0)) {
+		t.Fatalf("ShareOrigin: origin %v, want the Unix epoch", Origin())
+	}
 	SetBeat(0)
 	if d := UntilBeat(time.Now()); d != 0 {
 		t.Errorf("UntilBeat without a beat = %v, want 0", d)
