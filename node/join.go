@@ -10,7 +10,6 @@ package node
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"time"
@@ -125,10 +124,8 @@ func (a *Agent) joinCluster(ctx context.Context, req api.JoinRequest) error {
 		Self:    a.joinSelf(),
 		DataDir: a.cfg.DataDir,
 		Key:     a.joinKey,
-		Call: func(ctx context.Context, addr string, cfg *tls.Config, method string, body, out any) error {
-			return instance.Call(ctx, addr, cfg, method, body, out, nil)
-		},
-		Start: func(peers []string) error { return a.startCluster(a.ctx, instance.Options{JoinPeers: peers}) },
+		Call:    instance.JoinCall,
+		Start:   func(peers []string) error { return a.startCluster(a.ctx, instance.Options{JoinPeers: peers}) },
 		Store: func() (*consensus.Store, error) {
 			cl, err := a.clusterOrErr()
 			if err != nil {

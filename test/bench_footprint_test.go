@@ -617,7 +617,8 @@ func BenchmarkFootprintScaleVsRunc(b *testing.B) {
 	h.MustCLI(b, "image", "import", tar, "bb:1")
 	h.MustCLI(b, "service", "create", "--name", "sc", "--replicas", "10", "--update-monitor", "0", "bb:1", "sleep", "100000")
 	b.ResetTimer()
-	shoal := cliWait(b, h, "service", "scale", "sc=50")
+	var shoal time.Duration
+	shoalBusy, shoalCPU := busyShare(b, func() { shoal = cliWait(b, h, "service", "scale", "sc=50") })
 	b.StopTimer()
 	h.MustCLI(b, "service", "rm", "sc")
 	harness.Eventually(b, 2*time.Minute, func() (bool, string) {
@@ -625,16 +626,16 @@ func BenchmarkFootprintScaleVsRunc(b *testing.B) {
 		return n == 0, fmt.Sprintf("%d containers left", n)
 	}, "containers removed")
 
-	raw := rawRuncParallel(b, tar, 40)
-	rawSC := rawRuncParallelSeccomp(b, tar, 40)
+	raw, rawBusy, rawCPU := rawRuncParallel(b, tar, 40)
+	rawSC, rawSCBusy, rawSCCPU := rawRuncParallelSeccomp(b, tar, 40)
 	ratio := raw.Seconds() / shoal.Seconds()
 	b.ReportMetric(40/shoal.Seconds(), "tasks/s-shoal")
 	b.ReportMetric(40/raw.Seconds(), "tasks/s-runc")
 	b.ReportMetric(ratio, "ratio")
 	b.ReportMetric(rawSC.Seconds()/shoal.Seconds(), "ratio-seccomp")
-	printRow(b, "scale-10-50 shoal", 1, fmt.Sprintf("%.2f s", shoal.Seconds()), "", "", fmt.Sprintf("%.1f tasks/s", 40/shoal.Seconds()))
-	printRow(b, "runc-run-d x40", 1, fmt.Sprintf("%.2f s", raw.Seconds()), "", "", fmt.Sprintf("%.1f containers/s, parallel, one shared rootfs", 40/raw.Seconds()))
-	printRow(b, "runc-run-d x40 +seccomp", 1, fmt.Sprintf("%.2f s", rawSC.Seconds()), "", "", fmt.Sprintf("%.1f containers/s, the same with Shoal's seccomp profile", 40/rawSC.Seconds()))
+	printRow(b, "scale-10-50 shoal", 1, fmt.Sprintf("%.2f s", shoal.Seconds()), "", "", fmt.Sprintf("%.1f tasks/s; machine %.0f %% busy, %.2f CPU-s", 40/shoal.Seconds(), 100*shoalBusy, shoalCPU))
+	printRow(b, "runc-run-d x40", 1, fmt.Sprintf("%.2f s", raw.Seconds()), "", "", fmt.Sprintf("%.1f containers/s, parallel, one shared rootfs; machine %.0f %% busy, %.2f CPU-s", 40/raw.Seconds(), 100*rawBusy, rawCPU))
+	printRow(b, "runc-run-d x40 +seccomp", 1, fmt.Sprintf("%.2f s", rawSC.Seconds()), "", "", fmt.Sprintf("%.1f containers/s, the same with Shoal's seccomp profile; machine %.0f %% busy, %.2f CPU-s", 40/rawSC.Seconds(), 100*rawSCBusy, rawSCCPU))
 	printRow(b, "scale-vs-runc", 1, fmt.Sprintf("%.2f", ratio), "", "", "shoal rate / raw runc rate (goal >= 0.8)")
 	printRow(b, "scale-vs-runc+seccomp", 1, fmt.Sprintf("%.2f", rawSC.Seconds()/shoal.Seconds()), "", "", "shoal rate / raw runc rate, both with the default seccomp profile")
 }
@@ -643,7 +644,7 @@ func BenchmarkFootprintScaleVsRunc(b *testing.B) {
 // `sleep 100000` on it (read-only root, shared), each in its own bundle
 // made by `runc spec`, then deletes them. It is the floor Shoal's own
 // scale-up is compared with.
-func rawRuncParallel(b *testing.B, tar string, n int) time.Duration {
+func rawRuncParallel(b *testing.B, tar string, n int) (d time.Duration, busy, cpuSeconds float64) {
 	b.Helper()
 	return rawRunc(b, tar, n, false)
 }
@@ -653,12 +654,14 @@ func rawRuncParallel(b *testing.B, tar string, n int) time.Duration {
 // bundles: the same floor with the isolation a user is given, which
 // `runc spec` leaves out. runc compiles the profile in every container's
 // init (libseccomp), so it costs CPU per container, not once.
-func rawRuncParallelSeccomp(b *testing.B, tar string, n int) time.Duration {
+func rawRuncParallelSeccomp(b *testing.B, tar string, n int) (d time.Duration, busy, cpuSeconds float64) {
 	b.Helper()
 	return rawRunc(b, tar, n, true)
 }
 
-func rawRunc(b *testing.B, tar string, n int, seccomp bool) time.Duration {
+// It also returns the machine's busy share and busy CPU seconds over the
+// timed runs alone (busyShare).
+func rawRunc(b *testing.B, tar string, n int, seccomp bool) (time.Duration, float64, float64) {
 	b.Helper()
 	var profile *specs.LinuxSeccomp
 	if seccomp {
@@ -717,6 +720,7 @@ func rawRunc(b *testing.B, tar string, n int, seccomp bool) time.Duration {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	start := time.Now()
+	b0, t0 := machineCPU(b)
 	var wg sync.WaitGroup
 	errs := make([]error, n)
 	for i, id := range ids {
@@ -742,10 +746,47 @@ func rawRunc(b *testing.B, tar string, n int, seccomp bool) time.Duration {
 	}
 	wg.Wait()
 	d := time.Since(start)
+	b1, t1 := machineCPU(b)
 	for _, err := range errs {
 		if err != nil {
 			b.Fatal(err)
 		}
 	}
-	return d
+	return d, float64(b1-b0) / float64(max(t1-t0, 1)), float64(b1-b0) / clockTicks
+}
+
+// machineCPU reads the busy and total jiffies of the whole machine
+// (/proc/stat's cpu line): a phase's busy share says whether it was bound
+// by CPU (near 1) or waited on something (idle time inside it).
+func machineCPU(b *testing.B) (busy, total uint64) {
+	b.Helper()
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	for i, f := range strings.Fields(line)[1:] {
+		v, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			b.Fatalf("/proc/stat: %q: %v", line, err)
+		}
+		total += v
+		if i != 3 && i != 4 { // idle, iowait
+			busy += v
+		}
+	}
+	return busy, total
+}
+
+// busyShare runs f and returns the machine's busy share over it and the
+// busy CPU seconds it took.
+func busyShare(b *testing.B, f func()) (share, cpuSeconds float64) {
+	b.Helper()
+	b0, t0 := machineCPU(b)
+	f()
+	b1, t1 := machineCPU(b)
+	if t1 == t0 {
+		return 0, 0
+	}
+	return float64(b1-b0) / float64(t1-t0), float64(b1-b0) / clockTicks
 }

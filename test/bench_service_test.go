@@ -95,7 +95,8 @@ func BenchmarkServiceScale10to50(b *testing.B) {
 		name := fmt.Sprintf("sc%d", i)
 		h.MustCLI(b, "service", "create", "--name", name, "--replicas", "10", "--update-monitor", "0", "bb:1", "sleep", "100000")
 		samples = append(samples, cliWait(b, h, "service", "scale", name+"=50"))
-		raws = append(raws, rawRuncParallel(b, tar, 40))
+		raw, _, _ := rawRuncParallel(b, tar, 40)
+		raws = append(raws, raw)
 		h.MustCLI(b, "service", "rm", name)
 		harness.Eventually(b, time.Minute, func() (bool, string) {
 			cs := containersOnB(b, h)
@@ -193,8 +194,10 @@ func BenchmarkServiceCreate10(b *testing.B) {
 		name := fmt.Sprintf("cr%d", i)
 		samples = append(samples, cliWait(b, h, "service", "create", "--name", name, "--replicas", "10", "--update-monitor", "0",
 			"bb:1", "sleep", "100000"))
-		raws = append(raws, rawRuncParallel(b, tar, 10))
-		rawsSC = append(rawsSC, rawRuncParallelSeccomp(b, tar, 10))
+		raw, _, _ := rawRuncParallel(b, tar, 10)
+		raws = append(raws, raw)
+		rawSC, _, _ := rawRuncParallelSeccomp(b, tar, 10)
+		rawsSC = append(rawsSC, rawSC)
 		h.MustCLI(b, "service", "rm", name)
 		harness.Eventually(b, time.Minute, func() (bool, string) {
 			cs := containersOnB(b, h)
@@ -243,8 +246,10 @@ func BenchmarkServiceUpdateAll10(b *testing.B) {
 		h.MustCLI(b, "service", "create", "--name", name, "--replicas", "10", "--update-parallelism", "0",
 			"--update-monitor", "0", "bb:1", "sleep", "100000")
 		samples = append(samples, cliWait(b, h, "service", "update", "--image", "bb:2", name))
-		raws = append(raws, rawRuncParallel(b, tar, 10))
-		rawsSC = append(rawsSC, rawRuncParallelSeccomp(b, tar, 10))
+		raw, _, _ := rawRuncParallel(b, tar, 10)
+		raws = append(raws, raw)
+		rawSC, _, _ := rawRuncParallelSeccomp(b, tar, 10)
+		rawsSC = append(rawsSC, rawSC)
 		h.MustCLI(b, "service", "rm", name)
 		harness.Eventually(b, time.Minute, func() (bool, string) {
 			cs := containersOnB(b, h)

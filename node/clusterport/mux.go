@@ -437,6 +437,18 @@ type Dialer struct {
 	// Tracker, when set, follows every dialled connection by the server's
 	// certificate serial until it is closed, so that a revocation closes it.
 	Tracker Tracker
+	// ConnectTimeout bounds Call's connect and handshake; zero is
+	// DialTimeout. Calls between members keep the short bound (a dead
+	// peer must not eat a failover's time); a join, which has no other
+	// peer to turn to, waits longer for a busy leader.
+	ConnectTimeout time.Duration
+}
+
+func (d Dialer) connectTimeout() time.Duration {
+	if d.ConnectTimeout > 0 {
+		return d.ConnectTimeout
+	}
+	return DialTimeout
 }
 
 // Dial opens a TLS connection to a cluster port and selects a protocol.

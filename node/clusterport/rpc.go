@@ -226,7 +226,7 @@ func (d Dialer) Call(ctx context.Context, addr string, cfg *tls.Config, method s
 	}
 	// Connecting is bounded apart from the call: a dead peer (cable pulled)
 	// must not eat the time a retry against the new leader needs.
-	conn, err := d.Dial(addr, min(timeout, DialTimeout), cfg, ProtoRPC)
+	conn, err := d.Dial(addr, min(timeout, d.connectTimeout()), cfg, ProtoRPC)
 	if err != nil {
 		return &DialError{fmt.Errorf("connect to %s: %w", addr, err)}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/shoal-org/shoal/node/authz"
 	"github.com/shoal-org/shoal/node/clusterport"
 	"github.com/shoal-org/shoal/node/epoch"
+	"github.com/shoal-org/shoal/node/joining"
 	"github.com/shoal-org/shoal/node/revocation"
 )
 
@@ -42,6 +43,15 @@ func Dial(addr string, timeout time.Duration, cfg *tls.Config, proto byte) (*tls
 // (clusterport.Dialer.Call) on a tracked connection.
 func Call(ctx context.Context, addr string, cfg *tls.Config, method string, body any, out any, stream func(io.Reader) error) error {
 	return peerDialer.Call(ctx, addr, cfg, method, body, out, stream)
+}
+
+// JoinCall is Call for a join: the connect waits up to
+// joining.ConnectTimeout for the leader's handshake instead of
+// clusterport.DialTimeout.
+func JoinCall(ctx context.Context, addr string, cfg *tls.Config, method string, body any, out any) error {
+	d := peerDialer
+	d.ConnectTimeout = joining.ConnectTimeout
+	return d.Call(ctx, addr, cfg, method, body, out, nil)
 }
 
 // RPCDialer opens tracked RPC connections to cluster ports with cfg.

@@ -41,6 +41,19 @@ const DefaultPort = "2377"
 // joinTimeout bounds the join RPC and the wait for the replica after it.
 const joinTimeout = 20 * time.Second
 
+// ConnectTimeout bounds one connect and TLS handshake of a join to the
+// leader's cluster port (the agent's Call uses it). A leader admitting many
+// nodes at once on a loaded machine (100 agents joining together, issue 10)
+// answers its handshakes late; the members' one second made a quarter of
+// those joins fail with "i/o timeout" and the user retry by hand.
+const ConnectTimeout = 4 * time.Second
+
+// Pauses between two join calls whose connect timed out (callPatiently).
+const (
+	connectRetryFirst = 250 * time.Millisecond
+	connectRetryMax   = 2 * time.Second
+)
+
 // Self is this node as a join request and its state record describe it.
 type Self struct {
 	NodeID      string
@@ -113,7 +126,7 @@ func (j *Joiner) Join(ctx context.Context, req api.JoinRequest) error {
 	var resp wire.JoinResponse
 	cctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
-	if err := j.Call(cctx, addr, pki.JoinTLS(tok.CAFingerprint), wire.MethodJoin, jreq, &resp); err != nil {
+	if err := j.callPatiently(cctx, addr, pki.JoinTLS(tok.CAFingerprint), jreq, &resp); err != nil {
 		// A refusal (or a request that never left) admitted nothing, so no
 		// retry needs this key: a key made for this attempt goes, and a
 		// refused join leaves the data dir as it was (DESIGN.md, Security).
@@ -169,6 +182,37 @@ func (j *Joiner) Join(ctx context.Context, req api.JoinRequest) error {
 	_ = os.Remove(filepath.Join(j.DataDir, keyring.PendingJoinKeyFile))
 	j.Log.Info("joined cluster", "cluster_id", resp.ClusterID, "via", addr)
 	return nil
+}
+
+// callPatiently makes the join call, and makes it again while the connect
+// to addr times out, until ctx ends: a busy leader completes its handshake
+// late, and a call that never connected admitted nothing (notAdmitted), so
+// asking again is safe. Any other failure (a refusal, a CA that fails the
+// token's pin, nothing listening) ends it at once.
+func (j *Joiner) callPatiently(ctx context.Context, addr string, cfg *tls.Config, req wire.JoinRequest, out *wire.JoinResponse) error {
+	pause := connectRetryFirst
+	for {
+		err := j.Call(ctx, addr, cfg, wire.MethodJoin, req, out)
+		if err == nil || !connectTimedOut(err) || ctx.Err() != nil {
+			return err
+		}
+		j.Log.Info("the cluster port did not complete the handshake in time; asking again", "addr", addr, "err", err)
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		pause = min(2*pause, connectRetryMax)
+	}
+}
+
+// connectTimedOut reports whether err is a connect or handshake that ran
+// out of time (clusterport.DialError wrapping a timeout).
+func connectTimedOut(err error) bool {
+	var ne net.Error
+	return clusterport.IsDialError(err) && errors.As(err, &ne) && ne.Timeout()
 }
 
 // notAdmitted reports whether a failed join call certainly admitted

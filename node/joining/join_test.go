@@ -394,3 +394,107 @@ func TestSelfNodeStatusChangedAt(t *testing.T) {
 		t.Fatalf("status %s since %v, want ready since %v", n.Status, n.StatusChangedAt, now)
 	}
 }
+
+// timeoutErr is a net.Error that timed out, as a connect or a handshake
+// past its deadline returns.
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "read tcp 192.0.2.2:40000->192.0.2.1:2377: i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
+
+func TestConnectTimedOut(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"handshake past its deadline", &clusterport.DialError{Err: fmt.Errorf("connect to x: %w", timeoutErr{})}, true},
+		{"connect past its deadline", &clusterport.DialError{Err: fmt.Errorf("connect to x: %w", os.ErrDeadlineExceeded)}, true},
+		{"nothing listens", &clusterport.DialError{Err: errors.New("connect to x: connection refused")}, false},
+		{"CA pin failed", &clusterport.DialError{Err: fmt.Errorf("connect to x: %w", pki.ErrCAMismatch)}, false},
+		// The request was sent: the leader may have admitted the node.
+		{"answer late", fmt.Errorf("read join answer: %w", timeoutErr{}), false},
+		{"refused", &wire.Error{Code: wire.CodeRefused, Msg: "no"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := connectTimedOut(tt.err); got != tt.want {
+				t.Errorf("connectTimedOut(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestJoinAsksAgainAfterConnectTimeouts: a leader too busy to complete the
+// handshake in time is asked again within the join's time, and the call
+// that reaches it is the one answered; any other failure ends the join at
+// the first call.
+func TestJoinAsksAgainAfterConnectTimeouts(t *testing.T) {
+	tok := pki.FormatToken(strings.Repeat("a", pki.FingerprintLen), pki.NewSecret())
+	late := &clusterport.DialError{Err: fmt.Errorf("connect to x: %w", timeoutErr{})}
+	refused := &wire.Error{Code: wire.CodeRefused, Msg: "invalid join token: wrong or rotated secret"}
+	tests := []struct {
+		name      string
+		errs      []error // what each call returns, in turn
+		wantCalls int
+		wantErr   string
+	}{
+		{"two late handshakes, then a refusal", []error{late, late, refused}, 3, "wrong or rotated secret"},
+		{"refused at once", []error{refused, late}, 1, "wrong or rotated secret"},
+		{"nothing listens", []error{&clusterport.DialError{Err: errors.New("connection refused")}, late}, 1, "no shoal agent"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			calls := 0
+			j := &Joiner{
+				Self:    Self{NodeID: "n1", Hostname: "h1", Addr: "192.0.2.2"},
+				DataDir: dir,
+				Key:     func() (*ecdsa.PrivateKey, []byte, error) { return keyring.JoinKey(dir, ClusterDir(dir), "n1") },
+				Call: func(context.Context, string, *tls.Config, string, any, any) error {
+					calls++
+					return tt.errs[min(calls, len(tt.errs))-1]
+				},
+				Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			}
+			err := j.Join(context.Background(), api.JoinRequest{Token: tok, Addr: "192.0.2.1"})
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("join: %v, want an error saying %q", err, tt.wantErr)
+			}
+			if calls != tt.wantCalls {
+				t.Errorf("%d calls, want %d", calls, tt.wantCalls)
+			}
+		})
+	}
+}
+
+// TestJoinGivesUpWithItsTime: a leader that never completes a handshake
+// ends the join when the caller's time does, with the timeout as cause.
+func TestJoinGivesUpWithItsTime(t *testing.T) {
+	tok := pki.FormatToken(strings.Repeat("a", pki.FingerprintLen), pki.NewSecret())
+	dir := t.TempDir()
+	calls := 0
+	j := &Joiner{
+		Self:    Self{NodeID: "n1", Hostname: "h1", Addr: "192.0.2.2"},
+		DataDir: dir,
+		Key:     func() (*ecdsa.PrivateKey, []byte, error) { return keyring.JoinKey(dir, ClusterDir(dir), "n1") },
+		Call: func(context.Context, string, *tls.Config, string, any, any) error {
+			calls++
+			return &clusterport.DialError{Err: fmt.Errorf("connect to x: %w", timeoutErr{})}
+		},
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
+	defer cancel()
+	err := j.Join(ctx, api.JoinRequest{Token: tok, Addr: "192.0.2.1"})
+	if err == nil || !strings.Contains(err.Error(), "i/o timeout") {
+		t.Fatalf("join: %v, want the connect's timeout", err)
+	}
+	if calls < 2 {
+		t.Errorf("%d calls within 600 ms, want the join to ask again", calls)
+	}
+	if _, err := os.Stat(filepath.Join(dir, keyring.PendingJoinKeyFile)); err == nil {
+		t.Error("a join that never connected kept its pending key")
+	}
+}
