@@ -24,6 +24,15 @@ type Config struct {
 	DeadGrace time.Duration
 	// MaxVoters caps the voter target: 5 (default), 3 or 1.
 	MaxVoters int
+	// MaxContactAge, when set, is how recent a non-voter's last answer to
+	// the leader (NodeHealth.HeardAt) must be for it to be promoted. Why:
+	// a promotion counts the new voter in the quorum at once, and a leader
+	// that has not heard from a quorum within its lease steps down. On a
+	// starved machine (100 agents joining at once on 2 cores) the first
+	// promotion, of a node last heard 1.3 s before, took 2 voters' quorum
+	// with it: the leader stepped down 0.3 s later and the election took
+	// 18 s. A node that answered a moment ago is promoted on a later pass.
+	MaxContactAge time.Duration
 }
 
 // DefaultConfig returns a 10 s grace and at most 5 voters.
@@ -42,6 +51,9 @@ type NodeHealth struct {
 	CreatedAt time.Time
 	// Worker is true for a node with role worker: it never votes.
 	Worker bool
+	// HeardAt is when the leader last had an answer from the node over
+	// raft (zero: never); read against Config.MaxContactAge.
+	HeardAt time.Time
 	// Unfit is true for a node that says it cannot persist its state (a
 	// full disk: node/diskhealth, gossiped): a voter that cannot store
 	// raft's log only weakens the quorum, so it is not promoted, and a
@@ -67,6 +79,12 @@ func NodeHealthFrom(nodes []*api.Node) []NodeHealth {
 			StatusChangedAt: n.StatusChangedAt, CreatedAt: n.CreatedAt, Worker: n.Role == api.RoleWorker})
 	}
 	return out
+}
+
+// inContact reports whether the leader heard from n within maxAge of now
+// (always, without a bound).
+func inContact(n NodeHealth, now time.Time, maxAge time.Duration) bool {
+	return maxAge <= 0 || !n.HeardAt.IsZero() && now.Sub(n.HeardAt) < maxAge
 }
 
 // VoterAction is one kind of raft configuration change.
@@ -138,7 +156,8 @@ type apServer struct {
 //  1. Servers whose node is gone from the state are removed (never the leader).
 //  2. The target is VoterTarget of the nodes in the raft configuration that
 //     are ready or down for less than DeadGrace ("alive").
-//  3. Healthy nonvoters are promoted, oldest first, while alive voters < target.
+//  3. Healthy nonvoters are promoted, oldest first, while alive voters < target;
+//     with Config.MaxContactAge, only those the leader heard from within it.
 //  4. A voter down for DeadGrace or longer is demoted once enough alive
 //     voters replace it (alive voters >= target >= 3); with fewer than 3 alive
 //     nodes it stays, so that it counts again the moment it returns.
@@ -231,7 +250,7 @@ func PlanVoters(in Input, cfg Config) []VoterChange {
 	// 3. Promote healthy nonvoters, oldest first.
 	var candidates []*apServer
 	for _, m := range members {
-		if !m.Voter && m.class == classHealthy && !m.node.Worker && !m.node.Unfit {
+		if !m.Voter && m.class == classHealthy && !m.node.Worker && !m.node.Unfit && inContact(m.node, in.Now, cfg.MaxContactAge) {
 			candidates = append(candidates, m)
 		}
 	}

@@ -29,8 +29,9 @@ type apNode struct {
 	downFor    time.Duration // when !ready
 	age        int           // bigger = created earlier
 	notInState bool
-	worker     bool // role worker
-	unfit      bool // cannot persist its state (a full disk)
+	worker     bool          // role worker
+	unfit      bool          // cannot persist its state (a full disk)
+	heardAgo   time.Duration // last raft answer this long before apNow (0: never)
 }
 
 func apInput(leader string, nodes ...apNode) Input {
@@ -43,6 +44,9 @@ func apInput(leader string, nodes ...apNode) Input {
 			h := NodeHealth{ID: n.id, Ready: n.ready, CreatedAt: apNow.Add(-time.Duration(n.age) * time.Hour), Worker: n.worker, Unfit: n.unfit}
 			if !n.ready {
 				h.StatusChangedAt = apNow.Add(-n.downFor)
+			}
+			if n.heardAgo > 0 {
+				h.HeardAt = apNow.Add(-n.heardAgo)
 			}
 			in.Nodes = append(in.Nodes, h)
 		}
@@ -60,6 +64,12 @@ func down(n apNode, d time.Duration) apNode {
 }
 
 func wk(n apNode) apNode { n.worker = true; return n }
+
+// heard sets when the leader last had a raft answer from n.
+func heard(n apNode, ago time.Duration) apNode { n.heardAgo = ago; return n }
+
+// contact is a Config with MaxContactAge d.
+func contact(d time.Duration) func(*Config) { return func(c *Config) { c.MaxContactAge = d } }
 
 // full marks a node whose disk is full (NodeHealth.Unfit).
 func full(n apNode) apNode { n.unfit = true; return n }
@@ -93,6 +103,26 @@ func TestPlanVoters(t *testing.T) {
 		want []VoterChange
 	}{
 		{name: "single node", in: apInput("a", v("a", 9))},
+		// MaxContactAge: only a non-voter the leader heard from lately is
+		// promoted (a promotion counts it in the quorum at once).
+		{name: "promote those heard from lately",
+			in:   apInput("a", v("a", 9), heard(nv("b", 5), 100*time.Millisecond), heard(nv("c", 4), 200*time.Millisecond)),
+			cfg:  contact(300 * time.Millisecond),
+			want: []VoterChange{promote("b"), promote("c")}},
+		{name: "no promotion of one heard from too long ago",
+			in:   apInput("a", v("a", 9), heard(nv("b", 5), 1300*time.Millisecond), heard(nv("c", 4), 100*time.Millisecond)),
+			cfg:  contact(750 * time.Millisecond),
+			want: []VoterChange{promote("c")}},
+		{name: "no promotion of one never heard from",
+			in:  apInput("a", v("a", 9), nv("b", 5), nv("c", 4)),
+			cfg: contact(300 * time.Millisecond)},
+		{name: "a younger node in contact is promoted before an older one out of it",
+			in:   apInput("a", v("a", 9), v("d", 8), heard(nv("b", 5), time.Second), heard(nv("c", 1), 50*time.Millisecond)),
+			cfg:  contact(300 * time.Millisecond),
+			want: []VoterChange{promote("c")}},
+		{name: "without a bound contact is not looked at",
+			in:   apInput("a", v("a", 9), nv("b", 5), nv("c", 4)),
+			want: []VoterChange{promote("b"), promote("c")}},
 		// Unfit nodes (a full disk): never promoted; a voting one swapped
 		// for a healthy non-voter, never the leader.
 		{name: "unfit node not promoted",

@@ -1173,6 +1173,10 @@ func (r *Raft) HeardFrom(id string) time.Time {
 	return r.thin.HeardFrom(raft.ServerID(id))
 }
 
+// TracksContact reports whether HeardFrom knows when followers answered
+// (the transport is thinned); without it HeardFrom is always zero.
+func (r *Raft) TracksContact() bool { return r.thin != nil }
+
 // VerifyLeader asks a quorum whether this node is still the leader, with
 // every heartbeat it triggers sent at once, none held for its beat
 // (consensus/heartbeat). Shoal's consistent reads use a Barrier instead;

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/node/joining"
 	"github.com/shoal-org/shoal/node/membership"
 )
 
@@ -71,5 +72,63 @@ func TestJoinsHoldsANewRecord(t *testing.T) {
 	downs(j, []*api.Node{ready("l")}, aliveOf("l"), t0.Add(time.Second))
 	if got := downs(j, []*api.Node{ready("l"), ready("e")}, aliveOf("l"), t0.Add(30*time.Second)); len(got) != 0 {
 		t.Fatalf("e joined again: downs %v, want none", got)
+	}
+}
+
+// TestJoinsOutlastAnAdmissionWait: a joiner hears its answer, and joins
+// gossip, only after its admission waited up to joining.AdmitWait behind
+// other configuration changes (100 agents joining at once); it is not
+// marked down when it arrives in gossip a moment after that answer.
+func TestJoinsOutlastAnAdmissionWait(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	j := newJoins()
+	j.observe([]*api.Node{{ID: "l", Status: api.NodeReady}}, nil, t0)
+	nodes := []*api.Node{{ID: "l", Status: api.NodeReady}, {ID: "c", Status: api.NodeReady}}
+	recorded := t0.Add(time.Second)
+	j.observe(nodes, nil, recorded)
+	answered := recorded.Add(joining.AdmitWait)
+	for _, at := range []time.Time{answered, answered.Add(time.Second), answered.Add(statusGrace - time.Millisecond)} {
+		changes := StatusChanges(nodes, "l", nil, Opinions{
+			EverSeen: func(string) bool { return true },
+			Joining:  func(id string) bool { return j.joining(id, at) },
+		}, at)
+		if len(changes) != 0 {
+			t.Fatalf("%v after its answer: %+v, want c left ready while its gossip is on the way", at.Sub(answered), changes)
+		}
+	}
+}
+
+// TestJoinsAdmitting: the leader loop leaves a node's raft admission to
+// the join that recorded it for joining.AdmitWait, and only for nodes
+// whose record appeared this term.
+func TestJoinsAdmitting(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	alive := map[string]membership.Meta{"l": {NodeID: "l"}, "old": {NodeID: "old"}, "new": {NodeID: "new"}}
+	j := newJoins()
+	j.observe([]*api.Node{{ID: "l"}, {ID: "old"}}, alive, t0)
+	at := t0.Add(10 * time.Second)
+	j.observe([]*api.Node{{ID: "l"}, {ID: "old"}, {ID: "new"}}, alive, at)
+	tests := []struct {
+		id   string
+		now  time.Time
+		want bool
+	}{
+		{"new", at, true},
+		{"new", at.Add(joining.AdmitWait - time.Millisecond), true},
+		{"new", at.Add(joining.AdmitWait), false},
+		{"old", at, false}, // in the state at the term's first pass
+		{"l", at, false},
+	}
+	for _, tt := range tests {
+		if got := j.admitting(tt.id, tt.now); got != tt.want {
+			t.Errorf("admitting(%s, +%v) = %v, want %v", tt.id, tt.now.Sub(at), got, tt.want)
+		}
+	}
+	// Gone from the state and back: admitting again from its return.
+	j.observe([]*api.Node{{ID: "l"}, {ID: "old"}}, alive, at.Add(time.Minute))
+	back := at.Add(2 * time.Minute)
+	j.observe([]*api.Node{{ID: "l"}, {ID: "old"}, {ID: "new"}}, alive, back)
+	if !j.admitting("new", back.Add(time.Second)) {
+		t.Error("a node recorded again is not left to its join")
 	}
 }

@@ -67,6 +67,10 @@ type Config struct {
 	// leader looks for overdue answers at no wake-up of its own.
 	SilenceWindow time.Duration
 	BeatInterval  time.Duration
+	// PromoteContact is how recent raft's last answer from a non-voter
+	// must be for autopilot to promote it (autopilot.Config.MaxContactAge);
+	// 0 promotes without looking.
+	PromoteContact time.Duration
 
 	// Removing reports whether the leader is removing the node (between
 	// its removal from Raft and from the state): it is not re-admitted.
@@ -88,7 +92,16 @@ type Loop struct {
 	// so that the warning is logged once per change, not every pass.
 	// Only the leader's pass (one goroutine) reads and writes it.
 	stay string
+	// deferred: the last autopilot pass held a promotion back for want of a
+	// recent raft answer (autopilot.Config.MaxContactAge); the loop passes
+	// again after promoteRetry instead of on its next event.
+	deferred bool
 }
+
+// promoteRetry is how soon the leader passes again after autopilot held a
+// promotion back: a healthy non-voter answers every 400 ms (fast) to 1.2 s
+// (tolerant), and a pass right after an answer promotes it.
+const promoteRetry = 150 * time.Millisecond
 
 // New returns the loop of one cluster instance; Run starts it.
 func New(cfg Config) *Loop { return &Loop{cfg: cfg, log: cfg.Log} }
@@ -129,6 +142,10 @@ func HeardHolds(heardAt, deadSince, now time.Time, window time.Duration) bool {
 // new leader to take it as that node's last answer (silence.go): an
 // election won long after the old leader was lost says nothing about it.
 const seedAge = 30 * time.Second
+
+// admitBudget bounds the raft admissions one leader pass makes
+// (admitMissing).
+const admitBudget = time.Second
 
 // statusGrace is how long a new leader trusts gossip to converge before it
 // marks nodes it has never seen as down.
@@ -288,18 +305,25 @@ func (l *Loop) leaderWork(ctx context.Context) {
 	silenceTimer := time.NewTimer(time.Hour)
 	silenceTimer.Stop()
 	defer silenceTimer.Stop()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
 	for {
 		passed := time.Now()
 		l.held(ctx, func(ctx context.Context) {
 			l.markNodeStatus(ctx, since, deadSince, sil, joined)
-			l.admitMissing(ctx)
+			l.admitMissing(ctx, joined)
 			l.autopilot(ctx)
 			cl.RotateGossipKeys(ctx)
 		})
+		if l.deferred {
+			retry.Reset(promoteRetry)
+		}
 	wait:
 		select {
 		case <-ctx.Done():
 			return
+		case <-retry.C:
 		case <-memberCh:
 		case <-storeCh:
 		case <-tick.C:
@@ -480,7 +504,7 @@ func StatusChanges(nodes []*api.Node, self string, alive map[string]membership.M
 
 // admitMissing adds nodes of the state that are alive but absent from the
 // Raft configuration as non-voters.
-func (l *Loop) admitMissing(ctx context.Context) {
+func (l *Loop) admitMissing(ctx context.Context, joined *joins) {
 	cl := l.cfg
 	servers, err := cl.Raft.Servers()
 	if err != nil {
@@ -490,6 +514,12 @@ func (l *Loop) admitMissing(ctx context.Context) {
 	for _, s := range servers {
 		in[s.ID] = true
 	}
+	// Raft takes one configuration change at a time: past the budget the
+	// rest waits for the next pass, so that a storm of joins does not hold
+	// the pass (and the node statuses it writes first) for seconds.
+	bctx, cancel := context.WithTimeout(ctx, admitBudget)
+	defer cancel()
+	now := time.Now()
 	alive := cl.Members.AliveSet()
 	for _, n := range cl.Store.Nodes() {
 		if in[n.ID] {
@@ -498,11 +528,14 @@ func (l *Loop) admitMissing(ctx context.Context) {
 		if _, ok := alive[n.ID]; !ok {
 			continue
 		}
-		if cl.Removing(n.ID) {
+		if cl.Removing(n.ID) || joined.admitting(n.ID, now) {
 			continue
 		}
 		addr := joinHostPort(n.Addr, n.ClusterPort)
-		if err := cl.Raft.AddNonvoter(ctx, n.ID, addr); err != nil {
+		if err := cl.Raft.AddNonvoter(bctx, n.ID, addr); err != nil {
+			if bctx.Err() != nil {
+				return
+			}
 			l.log.Warn("re-admit node to raft", "node_id", api.ShortID(n.ID), "err", err)
 			continue
 		}
@@ -531,9 +564,16 @@ func (l *Loop) autopilot(ctx context.Context) {
 	leader, _ := cl.Raft.Leader()
 	cfg := autopilot.DefaultConfig()
 	cfg.DeadGrace = cl.DeadVoterGrace
+	if cl.Raft.TracksContact() {
+		cfg.MaxContactAge = cl.PromoteContact
+	}
+	nodes := autopilot.WithUnfit(autopilot.NodeHealthFrom(cl.Store.Nodes()), cl.Members.Unfit())
+	for i := range nodes {
+		nodes[i].HeardAt = cl.Raft.HeardFrom(nodes[i].ID)
+	}
 	in := autopilot.Input{
 		Servers:  servers,
-		Nodes:    autopilot.WithUnfit(autopilot.NodeHealthFrom(cl.Store.Nodes()), cl.Members.Unfit()),
+		Nodes:    nodes,
 		LeaderID: leader,
 		Now:      time.Now().UTC(),
 	}
@@ -544,6 +584,12 @@ func (l *Loop) autopilot(ctx context.Context) {
 		l.stay = h.Stay
 	}
 	changes := autopilot.PlanVoters(in, cfg)
+	l.deferred = false
+	if cfg.MaxContactAge > 0 && promotes(changes) == 0 {
+		loose := cfg
+		loose.MaxContactAge = 0
+		l.deferred = promotes(autopilot.PlanVoters(in, loose)) > 0
+	}
 	for _, c := range changes {
 		if c.Action == autopilot.ActionTransfer && c.To != "" {
 			l.log.Warn("this leader cannot persist its state: handing leadership over", "to", api.ShortID(c.To))
@@ -561,6 +607,17 @@ func (l *Loop) autopilot(ctx context.Context) {
 		changed = true
 		l.log.Info("autopilot", "action", c.Action, "node_id", api.ShortID(c.ID))
 	}
+}
+
+// promotes counts the promotions of a plan.
+func promotes(plan []autopilot.VoterChange) int {
+	n := 0
+	for _, c := range plan {
+		if c.Action == autopilot.ActionPromote {
+			n++
+		}
+	}
+	return n
 }
 
 func joinHostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }

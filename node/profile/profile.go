@@ -135,3 +135,13 @@ func (p Profile) GossipOnBeats() bool {
 func (p Profile) HeardWindow() time.Duration {
 	return min(p.Raft.HeartbeatInterval+p.Raft.HeartbeatTimeout/5, p.Gossip.EarliestVerdict())
 }
+
+// PromoteContact is how recent a non-voter's last raft answer must be for
+// autopilot to promote it (autopilot.Config.MaxContactAge): half the
+// leader's lease. A promotion counts the new voter in the quorum at once,
+// so it must answer again before the lease runs out or the leader steps
+// down. A non-voter answers every 400 ms under fast and 1.2 s under
+// tolerant (HeardWindow), so a healthy one qualifies on most passes.
+func (p Profile) PromoteContact() time.Duration {
+	return p.Raft.LeaderLeaseTimeout / 2
+}
