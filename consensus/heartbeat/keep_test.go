@@ -1,6 +1,7 @@
 package heartbeat
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"testing"
@@ -153,5 +154,43 @@ func TestTransportKeepsNonvoterCall(t *testing.T) {
 				t.Fatalf("after %s: error %v, want error %v", e.name, err, e.wantErr)
 			}
 		})
+	}
+}
+
+// TestAwaitReturn: a non-voter's kept call answers on the wire every beat
+// but returns nothing to raft, so AwaitReturn sees no answer raft has;
+// once the peer is set a voter, the released call's next answer returns,
+// and AwaitReturn says so (what a promotion waits for, raftnode.AddVoter).
+func TestAwaitReturn(t *testing.T) {
+	const slow = 20 * time.Millisecond
+	inner := &scriptedLocked{resp: raft.AppendEntriesResponse{Term: 5, Success: true}}
+	tt := New(inner, Config{Interval: 10 * time.Millisecond, Slow: slow, KeepNonvoters: true})
+	tt.SetNonvoters([]raft.ServerID{"f"})
+	done := make(chan error, 1)
+	go func() {
+		var resp raft.AppendEntriesResponse
+		done <- tt.AppendEntries("f", "a-f", hbReq(5), &resp)
+	}()
+	waitFor(t, "two real heartbeats in the kept call", func() bool { return inner.count() >= 2 })
+	since := time.Now()
+	if tt.AwaitReturn(context.Background(), "f", since, 5*slow) {
+		t.Fatal("AwaitReturn saw an answer while the call was kept from raft")
+	}
+	if tt.HeardFrom("f").IsZero() {
+		t.Fatal("HeardFrom is zero although the peer answers on the wire")
+	}
+	since = time.Now()
+	tt.SetVoter("f")
+	if !tt.AwaitReturn(context.Background(), "f", since, 5*time.Second) {
+		t.Fatal("AwaitReturn saw no answer after the promotion released the call")
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("released call: %v", err)
+	}
+	// A cancelled wait ends at once.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if tt.AwaitReturn(ctx, "f", time.Now(), time.Minute) {
+		t.Fatal("AwaitReturn with a cancelled context found a later answer")
 	}
 }

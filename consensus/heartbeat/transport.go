@@ -122,6 +122,7 @@
 package heartbeat
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -270,6 +271,11 @@ type Transport struct {
 	// it answered: the leader's second opinion on a node gossip calls dead
 	// (Raft.HeardFrom).
 	heard map[raft.ServerID]time.Time
+	// returned is when a call to each follower last returned an answer to
+	// raft. raft's own last contact with a follower (what its leader lease
+	// counts) moves only then, and a non-voter's held call returns seldom
+	// (keepHolding), so it can lag heard by many beats (AwaitReturn).
+	returned map[raft.ServerID]time.Time
 	// repl is how raft's replication to each follower went (answered).
 	repl map[raft.ServerID]*replRecord
 	// appended is each follower's last successful answer to an empty
@@ -337,6 +343,7 @@ func newTransport(inner raft.Transport, interval time.Duration) *Transport {
 	return &Transport{Transport: inner, interval: interval, now: time.Now,
 		beats: beatGrid{origin: time.Now(), every: interval},
 		last:  map[raft.ServerID]*heartbeatAnswer{}, heard: map[raft.ServerID]time.Time{}, repl: map[raft.ServerID]*replRecord{},
+		returned: map[raft.ServerID]time.Time{},
 		appended: map[raft.ServerID]*appendAnswer{}, nonvoters: map[raft.ServerID]bool{}, wake: make(chan struct{})}
 }
 
@@ -404,6 +411,44 @@ func (t *Transport) SetVoter(id raft.ServerID) {
 	}
 }
 
+func (t *Transport) markReturned(id raft.ServerID) {
+	t.mu.Lock()
+	t.returned[id] = t.now()
+	t.mu.Unlock()
+}
+
+// returnPoll is how often AwaitReturn looks.
+const returnPoll = 10 * time.Millisecond
+
+// AwaitReturn waits until a call to id returns an answer to raft after
+// since, for at most wait; false when none did. Why: raft's leader lease
+// counts a voter by the last answer raft itself saw, and a non-voter's
+// heartbeats are held across many beats without returning (keepHolding),
+// so raft's view of a node about to be promoted can be seconds old
+// although the node answers every beat. Promoted so, the new voter counts
+// in the quorum at once with a stale contact, and a leader that cannot
+// then reach it within the lease steps down. The caller takes the peer
+// out of the non-voters first (SetVoter), so its next answer returns.
+func (t *Transport) AwaitReturn(ctx context.Context, id raft.ServerID, since time.Time, wait time.Duration) bool {
+	deadline := time.Now().Add(wait)
+	for {
+		t.mu.Lock()
+		at := t.returned[id]
+		t.mu.Unlock()
+		if at.After(since) {
+			return true
+		}
+		if !time.Now().Before(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(returnPoll):
+		}
+	}
+}
+
 // ForceOn and ForceOff bracket a VerifyLeader: while it runs every
 // heartbeat goes to the wire, the held ones at once.
 func (t *Transport) ForceOn() {
@@ -437,10 +482,15 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress,
 	hb := IsHeartbeat(args)
 	now := t.now()
 	if !hb && t.answerKept(id, target, args, resp, now) {
+		t.markReturned(id)
 		return nil
 	}
 	if !hb {
-		return t.send(id, target, args, resp, now, false)
+		err := t.send(id, target, args, resp, now, false)
+		if err == nil {
+			t.markReturned(id)
+		}
+		return err
 	}
 	for kept := 0; ; kept++ {
 		var err error
@@ -451,6 +501,9 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress,
 		t.mu.Lock()
 		keep := t.keepNonvoters && kept < maxKept &&
 			keepHolding(args, resp, err, t.nonvoters[id], t.slow, t.force.Load() > 0, t.closed, t.term)
+		if !keep && err == nil {
+			t.returned[id] = t.now()
+		}
 		t.mu.Unlock()
 		if !keep {
 			return err
@@ -649,6 +702,11 @@ func (t *Transport) sweep(now time.Time) {
 	for id, rec := range t.repl {
 		if now.Sub(rec.at) >= forgetAfter {
 			delete(t.repl, id)
+		}
+	}
+	for id, at := range t.returned {
+		if now.Sub(at) >= forgetAfter {
+			delete(t.returned, id)
 		}
 	}
 	for id, a := range t.appended {

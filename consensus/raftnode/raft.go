@@ -978,8 +978,18 @@ func (r *Raft) AddNonvoter(ctx context.Context, id, addr string) error {
 // raft is asked (consensus/heartbeat): from the new configuration on, the lease
 // counts its answers.
 func (r *Raft) AddVoter(ctx context.Context, id, addr string) error {
+	start := time.Now()
 	r.promoting(raft.ServerID(id), true)
 	defer r.promoting(raft.ServerID(id), false)
+	// A non-voter is promoted only once raft itself has an answer from it
+	// newer than the promotion's start (heartbeat.Transport.AwaitReturn
+	// says why): its held heartbeat, released by promoting, must come
+	// back within the lease, or the new voter would count in the quorum
+	// with a contact seconds old and the leader step down.
+	if r.thin != nil && r.isNonvoter(raft.ServerID(id)) &&
+		!r.thin.AwaitReturn(ctx, raft.ServerID(id), start, max(r.cfg.LeaderLeaseTimeout, time.Millisecond)) {
+		return fmt.Errorf("add raft voter %s (%s): %w", id, addr, ErrNoContact)
+	}
 	f := r.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, r.timeout(ctx))
 	// A barrier right behind the new configuration. Why: hashicorp/raft
 	// (v1.8) hands the configuration entry to replication before it makes
@@ -997,6 +1007,25 @@ func (r *Raft) AddVoter(ctx context.Context, id, addr string) error {
 		return fmt.Errorf("add raft voter %s (%s): %w", id, addr, err)
 	}
 	return nil
+}
+
+// ErrNoContact: AddVoter found no fresh answer from the non-voter it was to
+// promote within the leader's lease; nothing changed, a later try may.
+var ErrNoContact = errors.New("no answer from the non-voter within the leader's lease")
+
+// isNonvoter reports whether id is a non-voter of raft's latest
+// configuration.
+func (r *Raft) isNonvoter(id raft.ServerID) bool {
+	f := r.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		if s.ID == id {
+			return s.Suffrage == raft.Nonvoter
+		}
+	}
+	return false
 }
 
 // DemoteVoter turns a voter into a nonvoter. Leader only.
