@@ -426,6 +426,18 @@ func TestConnectTimedOut(t *testing.T) {
 	}
 }
 
+// callingJoiner is a Joiner of node n1 with its data in dir whose every
+// call to the leader answers call().
+func callingJoiner(dir string, call func() error) *Joiner {
+	return &Joiner{
+		Self:    Self{NodeID: "n1", Hostname: "h1", Addr: "192.0.2.2"},
+		DataDir: dir,
+		Key:     func() (*ecdsa.PrivateKey, []byte, error) { return keyring.JoinKey(dir, ClusterDir(dir), "n1") },
+		Call:    func(context.Context, string, *tls.Config, string, any, any) error { return call() },
+		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+}
+
 // TestJoinAsksAgainAfterConnectTimeouts: a leader too busy to complete the
 // handshake in time is asked again within the join's time, and the call
 // that reaches it is the one answered; any other failure ends the join at
@@ -446,18 +458,11 @@ func TestJoinAsksAgainAfterConnectTimeouts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
 			calls := 0
-			j := &Joiner{
-				Self:    Self{NodeID: "n1", Hostname: "h1", Addr: "192.0.2.2"},
-				DataDir: dir,
-				Key:     func() (*ecdsa.PrivateKey, []byte, error) { return keyring.JoinKey(dir, ClusterDir(dir), "n1") },
-				Call: func(context.Context, string, *tls.Config, string, any, any) error {
-					calls++
-					return tt.errs[min(calls, len(tt.errs))-1]
-				},
-				Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			}
+			j := callingJoiner(t.TempDir(), func() error {
+				calls++
+				return tt.errs[min(calls, len(tt.errs))-1]
+			})
 			err := j.Join(context.Background(), api.JoinRequest{Token: tok, Addr: "192.0.2.1"})
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("join: %v, want an error saying %q", err, tt.wantErr)
@@ -475,16 +480,10 @@ func TestJoinGivesUpWithItsTime(t *testing.T) {
 	tok := pki.FormatToken(strings.Repeat("a", pki.FingerprintLen), pki.NewSecret())
 	dir := t.TempDir()
 	calls := 0
-	j := &Joiner{
-		Self:    Self{NodeID: "n1", Hostname: "h1", Addr: "192.0.2.2"},
-		DataDir: dir,
-		Key:     func() (*ecdsa.PrivateKey, []byte, error) { return keyring.JoinKey(dir, ClusterDir(dir), "n1") },
-		Call: func(context.Context, string, *tls.Config, string, any, any) error {
-			calls++
-			return &clusterport.DialError{Err: fmt.Errorf("connect to x: %w", timeoutErr{})}
-		},
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}
+	j := callingJoiner(dir, func() error {
+		calls++
+		return &clusterport.DialError{Err: fmt.Errorf("connect to x: %w", timeoutErr{})}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
 	defer cancel()
 	err := j.Join(ctx, api.JoinRequest{Token: tok, Addr: "192.0.2.1"})
