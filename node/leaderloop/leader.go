@@ -92,16 +92,22 @@ type Loop struct {
 	// so that the warning is logged once per change, not every pass.
 	// Only the leader's pass (one goroutine) reads and writes it.
 	stay string
-	// deferred: the last autopilot pass held a promotion back for want of a
-	// recent raft answer (autopilot.Config.MaxContactAge); the loop passes
-	// again after promoteRetry instead of on its next event.
-	deferred bool
+	// deferred counts the autopilot passes in a row that held a promotion
+	// back for want of a recent raft answer (autopilot.Config.MaxContactAge);
+	// the first promoteRetries of them pass again after promoteRetry
+	// instead of on the next event.
+	deferred int
 }
 
 // promoteRetry is how soon the leader passes again after autopilot held a
 // promotion back: a healthy non-voter answers every 400 ms (fast) to 1.2 s
-// (tolerant), and a pass right after an answer promotes it.
-const promoteRetry = 150 * time.Millisecond
+// (tolerant), and a pass right after an answer promotes it. After
+// promoteRetries such passes (a node gossip sees but raft cannot reach)
+// the loop's 1 s tick is enough.
+const (
+	promoteRetry   = 150 * time.Millisecond
+	promoteRetries = 10
+)
 
 // New returns the loop of one cluster instance; Run starts it.
 func New(cfg Config) *Loop { return &Loop{cfg: cfg, log: cfg.Log} }
@@ -316,7 +322,7 @@ func (l *Loop) leaderWork(ctx context.Context) {
 			l.autopilot(ctx)
 			cl.RotateGossipKeys(ctx)
 		})
-		if l.deferred {
+		if l.deferred > 0 && l.deferred <= promoteRetries {
 			retry.Reset(promoteRetry)
 		}
 	wait:
@@ -584,11 +590,16 @@ func (l *Loop) autopilot(ctx context.Context) {
 		l.stay = h.Stay
 	}
 	changes := autopilot.PlanVoters(in, cfg)
-	l.deferred = false
+	held := false
 	if cfg.MaxContactAge > 0 && promotes(changes) == 0 {
 		loose := cfg
 		loose.MaxContactAge = 0
-		l.deferred = promotes(autopilot.PlanVoters(in, loose)) > 0
+		held = promotes(autopilot.PlanVoters(in, loose)) > 0
+	}
+	if held {
+		l.deferred++
+	} else {
+		l.deferred = 0
 	}
 	for _, c := range changes {
 		if c.Action == autopilot.ActionTransfer && c.To != "" {
