@@ -99,7 +99,7 @@ func (cl *Instance) leaderLoop() *leaderloop.Loop {
 		NodeID: h.NodeID, Store: cl.Store, Raft: cl.Raft, Members: cl.Members, Log: h.Log, Metrics: h.Metrics,
 		RestartGrace: h.Config.RestartGrace, DeadVoterGrace: h.Config.DeadVoterGrace, HeardWindow: cl.profile.HeardWindow(),
 		SilenceWindow: cl.profile.SilenceWindow(), BeatInterval: cl.profile.Raft.HeartbeatInterval,
-		PromoteContact: cl.profile.PromoteContact(),
+		PromoteContact: cl.profile.PromoteContact(), AdmitWait: joining.AdmitWait,
 		Removing: func(id string) bool {
 			_, busy := cl.removing.Load(id)
 			return busy

@@ -4,21 +4,20 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/node/joining"
 	"github.com/shoal-org/shoal/node/membership"
 )
 
 // joinGrace is how long the leader waits, after a node's record appears
 // in the state during its term, for gossip to see the node alive before
-// it may mark the node down. The joiner joins gossip only once it has the
-// leader's answer, and the answer comes up to joining.AdmitWait after the
-// record committed (the join waits that long for its raft admission, which
-// a storm of joins queues behind raft's configuration changes); from then
-// on, the same trust statusGrace gives a new leader's view. With the
-// grace counted from the record alone, every node of a 100-agent join
-// storm whose admission waited marked down as it got its answer, and kept
-// down until a later pass saw its gossip.
-const joinGrace = joining.AdmitWait + statusGrace
+// it may mark the node down, given how long a join waits for its raft
+// admission (Config.AdmitWait). The joiner joins gossip only once it has
+// the leader's answer, and the answer comes up to admitWait after the
+// record committed (a storm of joins queues behind raft's configuration
+// changes); from then on, the same trust statusGrace gives a new
+// leader's view. With the grace counted from the record alone, every node
+// of a 100-agent join storm whose admission waited was marked down as it
+// got its answer, and kept down until a later pass saw its gossip.
+func joinGrace(admitWait time.Duration) time.Duration { return admitWait + statusGrace }
 
 // joins remembers, for one term, when each node's record appeared in the
 // state (a join, or a join again under the same ID after a leave or a
@@ -33,16 +32,18 @@ const joinGrace = joining.AdmitWait + statusGrace
 // gossip never saw did not cover it (it lasts the first 3 s of a term), nor
 // a node seen before it left.
 type joins struct {
-	started bool
-	known   map[string]bool
-	since   map[string]time.Time
+	// admitWait is Config.AdmitWait.
+	admitWait time.Duration
+	started   bool
+	known     map[string]bool
+	since     map[string]time.Time
 	// appeared: when each record that appeared during the term did, kept
 	// after gossip saw the node (admitting).
 	appeared map[string]time.Time
 }
 
-func newJoins() *joins {
-	return &joins{known: map[string]bool{}, since: map[string]time.Time{}, appeared: map[string]time.Time{}}
+func newJoins(admitWait time.Duration) *joins {
+	return &joins{admitWait: admitWait, known: map[string]bool{}, since: map[string]time.Time{}, appeared: map[string]time.Time{}}
 }
 
 // observe takes one pass's view: the nodes of the state and gossip's alive
@@ -76,14 +77,14 @@ func (j *joins) observe(nodes []*api.Node, alive map[string]membership.Meta, now
 // gossip has not counted it alive since.
 func (j *joins) joining(id string, now time.Time) bool {
 	at, ok := j.since[id]
-	return ok && now.Sub(at) < joinGrace
+	return ok && now.Sub(at) < joinGrace(j.admitWait)
 }
 
 // admitting reports whether id's record appeared less than
-// joining.AdmitWait ago: the join that made it is still adding the node to
-// raft (joining.Leader.Admit), and the leader loop adding it too would only
+// admitWait ago: the join that made it is still adding the node to raft
+// (node/joining's Leader.Admit), and the leader loop adding it too would only
 // queue a second configuration change behind the first.
 func (j *joins) admitting(id string, now time.Time) bool {
 	at, ok := j.appeared[id]
-	return ok && now.Sub(at) < joining.AdmitWait
+	return ok && now.Sub(at) < j.admitWait
 }

@@ -5,9 +5,12 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/node/joining"
 	"github.com/shoal-org/shoal/node/membership"
 )
+
+// admitWait is what node/joining's AdmitWait was when these tests were
+// written.
+const admitWait = 3 * time.Second
 
 // TestJoinsHoldsANewRecord: a node whose record appears during the term
 // (a join, or a join again under its ID after it left) is not marked down
@@ -38,7 +41,7 @@ func TestJoinsHoldsANewRecord(t *testing.T) {
 		return out
 	}
 
-	j := newJoins()
+	j := newJoins(admitWait)
 	// The term's first pass: b is in the state and dead to gossip: down.
 	if got := downs(j, []*api.Node{ready("l"), ready("b")}, aliveOf("l"), t0); len(got) != 1 || got[0] != "b" {
 		t.Fatalf("first pass: downs %v, want [b]", got)
@@ -49,15 +52,15 @@ func TestJoinsHoldsANewRecord(t *testing.T) {
 	if got := downs(j, nodes, aliveOf("l"), at); len(got) != 0 {
 		t.Fatalf("c just joined: downs %v, want none", got)
 	}
-	if got := downs(j, nodes, aliveOf("l"), at.Add(joinGrace-time.Millisecond)); len(got) != 0 {
+	if got := downs(j, nodes, aliveOf("l"), at.Add(joinGrace(admitWait)-time.Millisecond)); len(got) != 0 {
 		t.Fatalf("c within the grace: downs %v, want none", got)
 	}
-	if got := downs(j, nodes, aliveOf("l"), at.Add(joinGrace)); len(got) != 1 || got[0] != "c" {
+	if got := downs(j, nodes, aliveOf("l"), at.Add(joinGrace(admitWait))); len(got) != 1 || got[0] != "c" {
 		t.Fatalf("c never came to gossip: downs %v, want [c] once the grace is over", got)
 	}
 
 	// d joins and gossip sees it: from then on it is judged as any node.
-	j = newJoins()
+	j = newJoins(admitWait)
 	downs(j, []*api.Node{ready("l")}, aliveOf("l"), t0)
 	nodes = []*api.Node{ready("l"), ready("d")}
 	downs(j, nodes, aliveOf("l"), at)
@@ -67,7 +70,7 @@ func TestJoinsHoldsANewRecord(t *testing.T) {
 	}
 
 	// e leaves (its record goes) and joins again under its ID: held again.
-	j = newJoins()
+	j = newJoins(admitWait)
 	downs(j, []*api.Node{ready("l"), ready("e")}, aliveOf("l", "e"), t0)
 	downs(j, []*api.Node{ready("l")}, aliveOf("l"), t0.Add(time.Second))
 	if got := downs(j, []*api.Node{ready("l"), ready("e")}, aliveOf("l"), t0.Add(30*time.Second)); len(got) != 0 {
@@ -76,17 +79,17 @@ func TestJoinsHoldsANewRecord(t *testing.T) {
 }
 
 // TestJoinsOutlastAnAdmissionWait: a joiner hears its answer, and joins
-// gossip, only after its admission waited up to joining.AdmitWait behind
+// gossip, only after its admission waited up to admitWait behind
 // other configuration changes (100 agents joining at once); it is not
 // marked down when it arrives in gossip a moment after that answer.
 func TestJoinsOutlastAnAdmissionWait(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	j := newJoins()
+	j := newJoins(admitWait)
 	j.observe([]*api.Node{{ID: "l", Status: api.NodeReady}}, nil, t0)
 	nodes := []*api.Node{{ID: "l", Status: api.NodeReady}, {ID: "c", Status: api.NodeReady}}
 	recorded := t0.Add(time.Second)
 	j.observe(nodes, nil, recorded)
-	answered := recorded.Add(joining.AdmitWait)
+	answered := recorded.Add(admitWait)
 	for _, at := range []time.Time{answered, answered.Add(time.Second), answered.Add(statusGrace - time.Millisecond)} {
 		changes := StatusChanges(nodes, "l", nil, Opinions{
 			EverSeen: func(string) bool { return true },
@@ -99,12 +102,12 @@ func TestJoinsOutlastAnAdmissionWait(t *testing.T) {
 }
 
 // TestJoinsAdmitting: the leader loop leaves a node's raft admission to
-// the join that recorded it for joining.AdmitWait, and only for nodes
+// the join that recorded it for admitWait, and only for nodes
 // whose record appeared this term.
 func TestJoinsAdmitting(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	alive := map[string]membership.Meta{"l": {NodeID: "l"}, "old": {NodeID: "old"}, "new": {NodeID: "new"}}
-	j := newJoins()
+	j := newJoins(admitWait)
 	j.observe([]*api.Node{{ID: "l"}, {ID: "old"}}, alive, t0)
 	at := t0.Add(10 * time.Second)
 	j.observe([]*api.Node{{ID: "l"}, {ID: "old"}, {ID: "new"}}, alive, at)
@@ -114,8 +117,8 @@ func TestJoinsAdmitting(t *testing.T) {
 		want bool
 	}{
 		{"new", at, true},
-		{"new", at.Add(joining.AdmitWait - time.Millisecond), true},
-		{"new", at.Add(joining.AdmitWait), false},
+		{"new", at.Add(admitWait - time.Millisecond), true},
+		{"new", at.Add(admitWait), false},
 		{"old", at, false}, // in the state at the term's first pass
 		{"l", at, false},
 	}

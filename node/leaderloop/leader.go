@@ -67,6 +67,11 @@ type Config struct {
 	// leader looks for overdue answers at no wake-up of its own.
 	SilenceWindow time.Duration
 	BeatInterval  time.Duration
+	// AdmitWait is how long a join waits for its raft admission before it
+	// answers (node/joining's AdmitWait, which node wires in); 0 is
+	// DefaultAdmitWait. The leader's grace for a joiner's gossip and its
+	// own re-admissions count from it (joins.go).
+	AdmitWait time.Duration
 	// PromoteContact is how recent raft's last answer from a non-voter
 	// must be for autopilot to promote it (autopilot.Config.MaxContactAge);
 	// 0 promotes without looking.
@@ -148,6 +153,9 @@ func HeardHolds(heardAt, deadSince, now time.Time, window time.Duration) bool {
 // new leader to take it as that node's last answer (silence.go): an
 // election won long after the old leader was lost says nothing about it.
 const seedAge = 30 * time.Second
+
+// DefaultAdmitWait is Config.AdmitWait's default.
+const DefaultAdmitWait = 3 * time.Second
 
 // admitBudget bounds the raft admissions one leader pass makes
 // (admitMissing).
@@ -264,7 +272,7 @@ func (l *Loop) leaderWork(ctx context.Context) {
 	// bound of raftHeardHold).
 	deadSince := map[string]time.Time{}
 	sil := newSilence(cl.SilenceWindow)
-	joined := newJoins()
+	joined := newJoins(cmp.Or(cl.AdmitWait, DefaultAdmitWait))
 	if prev, at := cl.Raft.LostLeader(); prev != "" && prev != cl.NodeID && since.Sub(at) < seedAge {
 		sil.seed(prev, at)
 	}
