@@ -8,8 +8,9 @@
 // left until the timer in whole milliseconds, rounded down, so the thread
 // wakes up to 1 ms early, finds nothing due, and sleeps again for the
 // rest (seen in a runtime trace of an idle agent: every timer's wake-up
-// preceded by an empty one ~1.1 ms before). With 1 ms of slack the kernel
-// may end both sleeps up to 1 ms later, so sysmon wakes about once per
+// preceded by an empty one ~1.1 ms before). With a millisecond or more of
+// slack (the agent's is 4 ms: cmd/shoal/agent) the kernel
+// may end both sleeps that much later, so sysmon wakes about once per
 // burst and a timer's wake-up comes after it is due: one wake-up each.
 //
 // A forked process inherits its thread's slack, and runc, the node

@@ -143,13 +143,14 @@ func (t Timing) nonvoterInterval() time.Duration {
 
 // DefaultTiming: a follower suspects the leader after 1–2 s of silence and
 // hears a real heartbeat every 300 ms (DefaultConfig says why); the lease
-// is 600 ms (consensus/heartbeat says why).
+// is 600 ms (consensus/heartbeat says why). LeaderSilence is two whole
+// beats, not 700 ms, for the idle cost: watch.go says why.
 var DefaultTiming = Timing{
 	HeartbeatTimeout:   time.Second,
 	HeartbeatInterval:  300 * time.Millisecond,
 	ElectionTimeout:    time.Second,
 	LeaderLeaseTimeout: 600 * time.Millisecond,
-	LeaderSilence:      700 * time.Millisecond,
+	LeaderSilence:      600 * time.Millisecond,
 }
 
 // QuietTiming is for clusters that trade detection speed for an idle

@@ -62,7 +62,7 @@ const Default = "fast"
 //   - fast: raft heartbeats every 300 ms; a dead host is found in under a
 //     second (silence of 0.9 s, up to 10 nodes), its backends leave every
 //     load balancer within about a second, and followers campaign after
-//     0.7 s without their leader. Costs the most when idle. One P. On
+//     0.6 s without their leader. Costs the most when idle. One P. On
 //     the cluster-wide beat grid, gossip's probes on raft's beats.
 //   - tolerant: for agents that share starved CPUs (dense test rigs,
 //     oversubscribed VMs, 100 agents on 2 cores) and for anyone who would
