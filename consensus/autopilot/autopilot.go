@@ -33,11 +33,53 @@ type Config struct {
 	// with it: the leader stepped down 0.3 s later and the election took
 	// 18 s. A node that answered a moment ago is promoted on a later pass.
 	MaxContactAge time.Duration
+	// SettleJoins, SettleWindow and SettleMax hold promotions back while
+	// nodes join in a burst: while SettleJoins nodes or more were created
+	// (admitted) within SettleWindow of Now and every voter is healthy, no
+	// non-voter is promoted, unless the oldest candidate was created
+	// SettleMax ago or more. 0 SettleJoins: never held.
+	//
+	// Why: a promotion puts a node in the quorum at once, and the first
+	// one makes a single-voter leader depend on a second node while
+	// adding no fault tolerance (two voters survive no failure, as one
+	// does). During a burst of joins every node is busy and answers late:
+	// with 100 agents joining at once on 2 cores the first promotion
+	// came 9 s into the burst, the leader stepped down 0.7 s later for want
+	// of its new voter's answer, and the cluster had no leader for 17 s
+	// out of its 30 s formation (twice, the second time with 2 voters of
+	// 2). A single voter commits the joins on its own disk; the quorum is
+	// built once the joins stop, or after SettleMax at the latest. Only
+	// while every voter is healthy: a voter that is down is replaced as
+	// before, burst or not.
+	SettleJoins  int
+	SettleWindow time.Duration
+	SettleMax    time.Duration
 }
 
-// DefaultConfig returns a 10 s grace and at most 5 voters.
+// DefaultConfig returns a 10 s grace, at most 5 voters, and promotions
+// held while 8 nodes or more joined within 3 s, for 30 s at most.
 func DefaultConfig() Config {
-	return Config{DeadGrace: 10 * time.Second, MaxVoters: 5}
+	return Config{DeadGrace: 10 * time.Second, MaxVoters: 5,
+		SettleJoins: 8, SettleWindow: 3 * time.Second, SettleMax: 30 * time.Second}
+}
+
+// joinBurst reports whether nodes joined in a burst that holds the
+// promotion of oldest (the first candidate) back: Config.SettleJoins says
+// when. The caller checks that every voter is healthy and fit.
+func joinBurst(nodes []NodeHealth, oldest *apServer, now time.Time, cfg Config) bool {
+	if cfg.SettleJoins <= 0 || oldest == nil {
+		return false
+	}
+	if cfg.SettleMax > 0 && now.Sub(oldest.node.CreatedAt) >= cfg.SettleMax {
+		return false
+	}
+	recent := 0
+	for _, n := range nodes {
+		if d := now.Sub(n.CreatedAt); d >= 0 && d < cfg.SettleWindow {
+			recent++
+		}
+	}
+	return recent >= cfg.SettleJoins
 }
 
 // NodeHealth is what autopilot needs to know about one node of the state.
@@ -157,7 +199,9 @@ type apServer struct {
 //  2. The target is VoterTarget of the nodes in the raft configuration that
 //     are ready or down for less than DeadGrace ("alive").
 //  3. Healthy nonvoters are promoted, oldest first, while alive voters < target;
-//     with Config.MaxContactAge, only those the leader heard from within it.
+//     with Config.MaxContactAge, only those the leader heard from within it;
+//     none during a burst of joins while every voter is healthy
+//     (Config.SettleJoins).
 //  4. A voter down for DeadGrace or longer is demoted once enough alive
 //     voters replace it (alive voters >= target >= 3); with fewer than 3 alive
 //     nodes it stays, so that it counts again the moment it returns.
@@ -255,6 +299,9 @@ func PlanVoters(in Input, cfg Config) []VoterChange {
 		}
 	}
 	sort.Slice(candidates, func(i, j int) bool { return olderFirst(candidates[i], candidates[j]) })
+	if len(candidates) > 0 && healthyVoters == voters && !unfitVoter(members) && joinBurst(in.Nodes, candidates[0], in.Now, cfg) {
+		candidates = nil
+	}
 	promote := func(m *apServer) {
 		plan = append(plan, VoterChange{Action: ActionPromote, ID: m.ID, Addr: m.Addr})
 		m.Voter, m.planned = true, true
@@ -427,6 +474,16 @@ func leaderMember(members []*apServer, id string) *apServer {
 		}
 	}
 	return nil
+}
+
+// unfitVoter reports whether a voter of members cannot persist its state.
+func unfitVoter(members []*apServer) bool {
+	for _, m := range members {
+		if m.Voter && m.node.Unfit {
+			return true
+		}
+	}
+	return false
 }
 
 func olderFirst(a, b *apServer) bool {

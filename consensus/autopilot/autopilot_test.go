@@ -32,6 +32,7 @@ type apNode struct {
 	worker     bool          // role worker
 	unfit      bool          // cannot persist its state (a full disk)
 	heardAgo   time.Duration // last raft answer this long before apNow (0: never)
+	joinedAgo  time.Duration // created this long before apNow (0: age hours)
 }
 
 func apInput(leader string, nodes ...apNode) Input {
@@ -47,6 +48,9 @@ func apInput(leader string, nodes ...apNode) Input {
 			}
 			if n.heardAgo > 0 {
 				h.HeardAt = apNow.Add(-n.heardAgo)
+			}
+			if n.joinedAgo > 0 {
+				h.CreatedAt = apNow.Add(-n.joinedAgo)
 			}
 			in.Nodes = append(in.Nodes, h)
 		}
@@ -68,11 +72,25 @@ func wk(n apNode) apNode { n.worker = true; return n }
 // heard sets when the leader last had a raft answer from n.
 func heard(n apNode, ago time.Duration) apNode { n.heardAgo = ago; return n }
 
+// joined sets when n was created, ago before apNow.
+func joined(n apNode, ago time.Duration) apNode { n.joinedAgo = ago; return n }
+
 // contact is a Config with MaxContactAge d.
 func contact(d time.Duration) func(*Config) { return func(c *Config) { c.MaxContactAge = d } }
 
 // full marks a node whose disk is full (NodeHealth.Unfit).
 func full(n apNode) apNode { n.unfit = true; return n }
+
+// burst is k non-voters b1..bk that joined ago, ago+10ms, ... before apNow
+// (b1 the oldest), after the nodes given.
+func burst(k int, ago time.Duration, nodes ...apNode) []apNode {
+	for i := k; i >= 1; i-- {
+		n := nv(fmt.Sprintf("b%d", i), 0)
+		n.joinedAgo = ago + time.Duration(k-i)*10*time.Millisecond
+		nodes = append(nodes, n)
+	}
+	return nodes
+}
 
 func transfer(id string) VoterChange {
 	return VoterChange{Action: ActionTransfer, ID: id, Addr: id + ":2377"}
@@ -123,6 +141,29 @@ func TestPlanVoters(t *testing.T) {
 		{name: "without a bound contact is not looked at",
 			in:   apInput("a", v("a", 9), nv("b", 5), nv("c", 4)),
 			want: []VoterChange{promote("b"), promote("c")}},
+		// A burst of joins (SettleJoins within SettleWindow) holds the
+		// promotions while every voter is healthy, for SettleMax at most.
+		{name: "a burst of joins holds promotions",
+			in: apInput("a", burst(8, time.Second, v("a", 9))...)},
+		{name: "fewer joins than a burst promote at once",
+			in:   apInput("a", burst(7, time.Second, v("a", 9))...),
+			want: []VoterChange{promote("b1"), promote("b2"), promote("b3"), promote("b4")}},
+		{name: "the burst over, promotions resume",
+			in:   apInput("a", burst(8, 3*time.Second, v("a", 9))...),
+			want: []VoterChange{promote("b1"), promote("b2"), promote("b3"), promote("b4")}},
+		{name: "held no longer than SettleMax",
+			in:   apInput("a", burst(8, time.Second, v("a", 9), joined(nv("c", 0), 30*time.Second))...),
+			want: []VoterChange{promote("c"), promote("b1"), promote("b2"), promote("b3")}},
+		{name: "a down voter is replaced during a burst",
+			in:   apInput("a", burst(8, time.Second, v("a", 9), down(v("d", 8), short), v("e", 7))...),
+			want: []VoterChange{promote("b1"), promote("b2")}},
+		{name: "an unfit voter is swapped during a burst",
+			in:   apInput("a", burst(8, time.Second, v("a", 9), full(v("d", 8)), v("e", 7))...),
+			want: []VoterChange{promote("b1"), promote("b2"), promote("b3"), demote("d")}},
+		{name: "no burst hold without SettleJoins",
+			in:   apInput("a", burst(8, time.Second, v("a", 9))...),
+			cfg:  func(c *Config) { c.SettleJoins = 0 },
+			want: []VoterChange{promote("b1"), promote("b2"), promote("b3"), promote("b4")}},
 		// Unfit nodes (a full disk): never promoted; a voting one swapped
 		// for a healthy non-voter, never the leader.
 		{name: "unfit node not promoted",

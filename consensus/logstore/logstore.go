@@ -18,7 +18,8 @@ package logstore
 //     log's order), value = our entry encoding below;
 //   - bucket "conf": the stable store (CurrentTerm, LastVoteTerm, LastVoteCand).
 //
-// Every write is one bolt transaction, fsynced on commit: a batch of entries
+// Every write is one bolt transaction, fsynced on commit (but a non-voter's
+// entries: syncFor): a batch of entries
 // is all there or not at all, and a DeleteRange (a tail truncation or a head
 // compaction) never half-happens, so an entry past a truncation cannot come
 // back after a crash. torture_test.go kills a writer at random
@@ -28,6 +29,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -62,6 +64,85 @@ type LogStore struct {
 	// writeErr is the error of the last write of raft's entries when it
 	// failed, nil once one succeeds (WriteFailing).
 	writeErr atomic.Pointer[error]
+	// wmu serialises the writes (bolt does too) so that each sets
+	// db.NoSync for its own commit; self and lazy belong to it.
+	wmu sync.Mutex
+	// self is this node's raft ID (SetSelf); lazy is true while the
+	// newest configuration entry this store wrote has self as a
+	// non-voter: raft entries are then written without fsync (syncFor).
+	self raft.ServerID
+	lazy bool
+}
+
+// SetSelf names this node's raft ID, which turns on the non-voter's
+// unsynced appends (syncFor). Without it every write is synced.
+func (s *LogStore) SetSelf(id string) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.self = raft.ServerID(id)
+}
+
+// syncFor reports whether the transaction storing logs must be fsynced,
+// and moves s.lazy on to what the newest configuration entry among them
+// says. Call with wmu held.
+//
+// Why a non-voter skips the fsync: a raft entry must be on disk before a
+// voter acknowledges it, because the leader counts that voter in the
+// quorum that commits it; a non-voter's acknowledgement counts for
+// nothing, and an entry it lost in a machine crash (a process crash loses
+// nothing: the kernel has the pages) is sent again by the leader. Every
+// node of a Shoal cluster replicates the log (DESIGN.md), so with 100
+// agents on one machine 99 non-voters fsynced every entry of every join:
+// the leader's own fsync queued behind theirs on the shared disk, a single
+// configuration change took up to 6 s to commit, and admissions stopped
+// for ~18 s in every run (goroutine dumps: raft's leader loop in
+// fdatasync). On a real node it saves each worker a disk flush per
+// cluster write.
+//
+// Safety: a batch with a configuration entry is always synced. A
+// promotion is such an entry, and fdatasync flushes the whole file: the
+// batch that makes this node a voter makes every entry before it durable
+// before raft acknowledges it, and every later batch is synced. Until a
+// configuration entry naming self as a non-voter has been written (after
+// a restart too) every batch is synced. Truncations and the stable store
+// (terms, votes) are always synced.
+func (s *LogStore) syncFor(logs []*raft.Log) bool {
+	conf := false
+	for _, l := range logs {
+		if l.Type != raft.LogConfiguration {
+			continue
+		}
+		conf = true
+		if s.self == "" {
+			continue
+		}
+		s.lazy = nonvoterIn(raft.DecodeConfiguration(l.Data), s.self)
+	}
+	return conf || !s.lazy
+}
+
+// nonvoterIn reports whether id is a non-voter of c.
+func nonvoterIn(c raft.Configuration, id raft.ServerID) bool {
+	for _, srv := range c.Servers {
+		if srv.ID == id {
+			return srv.Suffrage == raft.Nonvoter
+		}
+	}
+	return false
+}
+
+// update runs fn in a write transaction, fsynced on commit unless sync is
+// false.
+func (s *LogStore) update(sync bool, fn func(*bolt.Tx) error) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.updateLocked(sync, fn)
+}
+
+func (s *LogStore) updateLocked(sync bool, fn func(*bolt.Tx) error) error {
+	s.db.NoSync = !sync
+	defer func() { s.db.NoSync = false }()
+	return s.db.Update(fn)
 }
 
 // WriteFailing returns the error of the last write of raft entries when it
@@ -167,8 +248,11 @@ func (s *LogStore) GetLog(index uint64, log *raft.Log) error {
 func (s *LogStore) StoreLog(log *raft.Log) error { return s.StoreLogs([]*raft.Log{log}) }
 
 // StoreLogs stores the entries in one transaction: all or none survive a crash.
+// A non-voter's batch is not fsynced (syncFor says when and why).
 func (s *LogStore) StoreLogs(logs []*raft.Log) error {
-	return s.noteWrite(s.db.Update(func(tx *bolt.Tx) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.noteWrite(s.updateLocked(s.syncFor(logs), func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketLogs)
 		for _, l := range logs {
 			if err := b.Put(indexKey(l.Index), encodeLogEntry(l)); err != nil {
@@ -181,7 +265,7 @@ func (s *LogStore) StoreLogs(logs []*raft.Log) error {
 
 // DeleteRange deletes entries min..max inclusive in one transaction.
 func (s *LogStore) DeleteRange(min, max uint64) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(true, func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketLogs).Cursor()
 		for k, _ := c.Seek(indexKey(min)); k != nil && binary.BigEndian.Uint64(k) <= max; k, _ = c.Next() {
 			if err := c.Delete(); err != nil {
@@ -194,7 +278,7 @@ func (s *LogStore) DeleteRange(min, max uint64) error {
 
 // Set stores a stable value.
 func (s *LogStore) Set(key, val []byte) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketConf).Put(key, val) })
+	return s.update(true, func(tx *bolt.Tx) error { return tx.Bucket(bucketConf).Put(key, val) })
 }
 
 // Get returns a stable value, or an error saying "not found" (raft's

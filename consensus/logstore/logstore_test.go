@@ -111,3 +111,80 @@ func TestWriteFailing(t *testing.T) {
 		t.Fatal("a failed StoreLogs is not reported")
 	}
 }
+
+// TestSyncFor: a non-voter's batches skip the fsync once a configuration
+// entry has named it a non-voter; a batch with a configuration entry, and
+// every batch of a voter or before any configuration entry, is synced.
+func TestSyncFor(t *testing.T) {
+	conf := func(servers ...raft.Server) *raft.Log {
+		return &raft.Log{Type: raft.LogConfiguration, Data: raft.EncodeConfiguration(raft.Configuration{Servers: servers})}
+	}
+	voter := func(id string) raft.Server { return raft.Server{ID: raft.ServerID(id), Suffrage: raft.Voter} }
+	nonvoter := func(id string) raft.Server { return raft.Server{ID: raft.ServerID(id), Suffrage: raft.Nonvoter} }
+	cmd := &raft.Log{Type: raft.LogCommand, Data: []byte("x")}
+	steps := []struct {
+		name     string
+		self     string
+		batch    []*raft.Log
+		wantSync bool
+		wantLazy bool
+	}{
+		{"before any configuration entry", "b", []*raft.Log{cmd}, true, false},
+		{"made a non-voter: that batch synced", "b", []*raft.Log{cmd, conf(voter("a"), nonvoter("b"))}, true, true},
+		{"a non-voter's commands", "b", []*raft.Log{cmd, cmd}, false, true},
+		{"another node joins: synced, still lazy", "b", []*raft.Log{conf(voter("a"), nonvoter("b"), nonvoter("c"))}, true, true},
+		{"still a non-voter", "b", []*raft.Log{cmd}, false, true},
+		{"promoted in the middle of a batch", "b", []*raft.Log{cmd, conf(voter("a"), voter("b")), cmd}, true, false},
+		{"a voter's commands", "b", []*raft.Log{cmd}, true, false},
+		{"demoted", "b", []*raft.Log{conf(voter("a"), nonvoter("b"))}, true, true},
+		{"removed from the configuration", "b", []*raft.Log{conf(voter("a"))}, true, false},
+		{"after the removal: synced", "b", []*raft.Log{cmd}, true, false},
+	}
+	s := &LogStore{}
+	for _, st := range steps {
+		s.self = raft.ServerID(st.self)
+		if got := s.syncFor(st.batch); got != st.wantSync || s.lazy != st.wantLazy {
+			t.Fatalf("%s: sync %v lazy %v, want %v %v", st.name, got, s.lazy, st.wantSync, st.wantLazy)
+		}
+	}
+	// Without SetSelf nothing is ever lazy.
+	s = &LogStore{}
+	s.syncFor([]*raft.Log{conf(voter("a"), nonvoter(""))})
+	if !s.syncFor([]*raft.Log{cmd}) {
+		t.Fatal("a store without SetSelf skipped a sync")
+	}
+}
+
+// TestNonvoterStoreReadsBack: entries written without fsync read back and
+// survive a reopen (a process restart), and the store's later writes are
+// synced again (NoSync restored).
+func TestNonvoterStoreReadsBack(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "raft.db")
+	s, err := OpenLogStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetSelf("b")
+	cfg := raft.EncodeConfiguration(raft.Configuration{Servers: []raft.Server{{ID: "a", Suffrage: raft.Voter}, {ID: "b", Suffrage: raft.Nonvoter}}})
+	if err := s.StoreLogs([]*raft.Log{{Index: 1, Term: 1, Type: raft.LogConfiguration, Data: cfg}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StoreLogs([]*raft.Log{{Index: 2, Term: 1, Type: raft.LogCommand, Data: []byte("two")}}); err != nil {
+		t.Fatal(err)
+	}
+	if !s.lazy || s.db.NoSync {
+		t.Fatalf("lazy %v NoSync %v after a non-voter's batch, want true false", s.lazy, s.db.NoSync)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = OpenLogStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var l raft.Log
+	if err := s.GetLog(2, &l); err != nil || string(l.Data) != "two" {
+		t.Fatalf("entry 2 after reopen: %v %q", err, l.Data)
+	}
+}

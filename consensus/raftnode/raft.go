@@ -434,6 +434,7 @@ func openDiskStorage(cfg Config, logger hclog.Logger) (storage, error) {
 	if err != nil {
 		return storage{}, err
 	}
+	logs.SetSelf(cfg.NodeID) // a non-voter's appends skip the fsync (logstore.syncFor)
 	gate := &logstore.VoteGate{StableStore: logs}
 	gate.Closed.Store(rejoin)
 	if rejoin {

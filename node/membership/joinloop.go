@@ -68,9 +68,10 @@ func (l *JoinLoop) Run(ctx context.Context) {
 		// of the replica only (Membership.SetKnown).
 		l.Members.SetKnown(l.Replica.Nodes())
 		if !joined {
-			cand := append([]string{}, l.Peers...)
-			cand = append(cand, l.replicaAddrs(nil)...)
-			if n, err := l.Members.Join(Dedupe(cand, l.SelfAddr)); n > 0 {
+			cand := JoinOrder(l.Peers, l.Replica.Nodes(), l.Self, l.SelfAddr, func(a []string) {
+				rand.Shuffle(len(a), func(i, j int) { a[i], a[j] = a[j], a[i] })
+			})
+			if n, err := l.Members.Join(cand[:min(JoinBatch, len(cand))]); n > 0 {
 				joined = true
 			} else if err != nil {
 				l.Log.Debug("gossip join pending", "err", err)
@@ -110,6 +111,45 @@ func (l *JoinLoop) Run(ctx context.Context) {
 		case <-ticks:
 		}
 	}
+}
+
+// JoinBatch is how many nodes one round of the join loop asks to let this
+// node into gossip.
+//
+// Why not all of them: memberlist's Join exchanges the whole member table
+// (a push-pull over TCP and TLS) with every address it is given, not
+// just until one answers, and one answer is all a join needs (gossip
+// spreads the rest). Given the replica's every node, 100 agents joining
+// at once made ~100 push-pulls each: 14 % of the machine's CPU during the
+// burst (perf), while the leader, starved, admitted nothing for 17 s.
+// Three, so that one or two nodes that are down or still starting do not
+// cost a round.
+const JoinBatch = 3
+
+// JoinOrder is the order in which the join loop asks nodes to let it into
+// gossip: the replica's ready nodes (gossip up, as far as the leader
+// knows), then the peers it was given (peers.json, a join's list), then
+// the replica's other nodes, each group shuffled (shuffle) so that a burst
+// of joiners spreads over the cluster instead of all asking the node they
+// joined through. Self (by ID and by address) and repeats are left out.
+func JoinOrder(peers []string, nodes []*api.Node, self, selfAddr string, shuffle func([]string)) []string {
+	var ready, other []string
+	for _, n := range nodes {
+		if n.ID == self || n.Addr == "" || n.GossipPort == 0 {
+			continue
+		}
+		a := net.JoinHostPort(n.Addr, strconv.Itoa(n.GossipPort))
+		if n.Status == api.NodeReady {
+			ready = append(ready, a)
+		} else {
+			other = append(other, a)
+		}
+	}
+	ps := append([]string(nil), peers...)
+	for _, g := range [][]string{ready, ps, other} {
+		shuffle(g)
+	}
+	return Dedupe(slices.Concat(ready, ps, other), selfAddr)
 }
 
 // replicaAddrs lists the gossip addresses of the other nodes of the

@@ -85,7 +85,42 @@ const (
 	IdleTick = 5 * time.Second
 	// AskMax is how many peers one round asks at most.
 	AskMax = 5
+	// SuspectGrace is how long a gossip member stays unknown to this
+	// node's replica before it is hinted. Why: a joiner's record is
+	// written before it joins gossip, but a replica may apply it seconds
+	// later when many nodes join at once; each hint makes the member ask
+	// AskMax peers over TLS, and with 100 agents joining at once the
+	// hints about members that were only new (and the questions they
+	// set off) took ~8 % of the machine's CPU while the leader starved
+	// (perf). A removed node still running is told this much later.
+	SuspectGrace = 5 * time.Second
 )
+
+// DueHints lists the suspects (sorted, as Suspects returns them) to hint
+// now: unknown for SuspectGrace (since: when each first was a suspect)
+// and not hinted within HintEvery (lastHint). It forgets, in both maps,
+// members that are no longer suspects and records the new ones in since.
+func DueHints(suspects []string, since, lastHint map[string]time.Time, now time.Time) []string {
+	for _, m := range []map[string]time.Time{since, lastHint} {
+		for id := range m {
+			if !slices.Contains(suspects, id) {
+				delete(m, id)
+			}
+		}
+	}
+	var due []string
+	for _, id := range suspects {
+		first, ok := since[id]
+		if !ok {
+			since[id], first = now, now
+		}
+		if now.Sub(first) < SuspectGrace || now.Sub(lastHint[id]) < HintEvery {
+			continue
+		}
+		due = append(due, id)
+	}
+	return due
+}
 
 // hintType is the first byte of a removal hint user message.
 const hintType byte = 'R'
@@ -280,11 +315,12 @@ func (r *Removal) Run(ctx context.Context, removed func(by string)) {
 	period := time.Second
 	tick := resync.NewTicker(period)
 	defer tick.Stop()
-	hinted := map[string]bool{} // cluster addresses that hinted
+	hinted := map[string]bool{}     // cluster addresses that hinted
+	since := map[string]time.Time{} // suspects, when first seen (DueHints)
 	lastHint := map[string]time.Time{}
 	var lastAsk, leaderlessSince time.Time
 	for {
-		if p := Tick(leaderlessSince.IsZero(), len(lastHint)+len(hinted)); p != period {
+		if p := Tick(leaderlessSince.IsZero(), len(since)+len(hinted)); p != period {
 			period = p
 			tick.Reset(p)
 		}
@@ -299,7 +335,7 @@ func (r *Removal) Run(ctx context.Context, removed func(by string)) {
 		case <-tick.C:
 		}
 		now := time.Now()
-		r.sendHints(lastHint, now)
+		r.sendHints(since, lastHint, now)
 		if id := r.leader(); id != "" {
 			leaderlessSince = time.Time{}
 		} else if leaderlessSince.IsZero() {
@@ -332,11 +368,11 @@ func (r *Removal) leader() string {
 	return id
 }
 
-// sendHints hints every suspect member at most every HintEvery; lastHint
-// is the loop's memory of when. A node whose replica is not live (no
+// sendHints hints the suspect members DueHints names; since and lastHint
+// are the loop's memory of when each became a suspect and was hinted. A node whose replica is not live (no
 // leader, or no record of itself: just restarted, or removed itself) sends
 // none, or it would suspect everybody.
-func (r *Removal) sendHints(lastHint map[string]time.Time, now time.Time) {
+func (r *Removal) sendHints(since, lastHint map[string]time.Time, now time.Time) {
 	var suspects []string
 	if _, err := r.Store.Node(r.Self); err == nil && r.leader() != "" {
 		suspects = Suspects(r.Self, r.Gossip.AliveSet(), func(id string) bool {
@@ -344,16 +380,8 @@ func (r *Removal) sendHints(lastHint map[string]time.Time, now time.Time) {
 			return err == nil
 		})
 	}
-	for id := range lastHint {
-		if !slices.Contains(suspects, id) {
-			delete(lastHint, id)
-		}
-	}
 	msg := EncodeHint(Hint{From: r.Self, Addr: r.ClusterAddr})
-	for _, id := range suspects {
-		if now.Sub(lastHint[id]) < HintEvery {
-			continue
-		}
+	for _, id := range DueHints(suspects, since, lastHint, now) {
 		lastHint[id] = now
 		if err := r.Gossip.SendBestEffort(id, msg); err != nil {
 			r.Log.Debug("removal hint", "to", api.ShortID(id), "err", err)

@@ -3,6 +3,7 @@ package revocation
 import (
 	"errors"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -165,5 +166,37 @@ func TestRemovalTick(t *testing.T) {
 	}
 	if IdleTick >= Leaderless {
 		t.Errorf("IdleTick %s must stay well under Leaderless %s", IdleTick, Leaderless)
+	}
+}
+
+// TestDueHints: a suspect is hinted once it has been unknown for
+// SuspectGrace, then every HintEvery; one that stops being a suspect is
+// forgotten, and its grace starts again if it comes back.
+func TestDueHints(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	since, last := map[string]time.Time{}, map[string]time.Time{}
+	steps := []struct {
+		at       time.Duration
+		suspects []string
+		want     []string
+	}{
+		{0, []string{"a"}, nil}, // new: its grace starts
+		{SuspectGrace - time.Millisecond, []string{"a", "b"}, nil}, // a still in grace, b new
+		{SuspectGrace, []string{"a", "b"}, []string{"a"}},
+		{SuspectGrace + HintEvery - time.Millisecond, []string{"a", "b"}, nil}, // a hinted lately, b in grace
+		{SuspectGrace + HintEvery, []string{"a", "b"}, []string{"a"}},
+		{SuspectGrace + HintEvery + time.Second, []string{"b"}, nil}, // a known now: forgotten
+		{2 * SuspectGrace, []string{"a", "b"}, []string{"b"}},        // a back: grace again; b's is over
+		{3 * SuspectGrace, []string{"a", "b"}, []string{"a", "b"}},
+	}
+	for i, st := range steps {
+		now := t0.Add(st.at)
+		got := DueHints(st.suspects, since, last, now)
+		if !slices.Equal(got, st.want) {
+			t.Fatalf("step %d (%v): due %v, want %v", i, st.at, got, st.want)
+		}
+		for _, id := range got {
+			last[id] = now
+		}
 	}
 }
