@@ -91,13 +91,14 @@ func (s *LogStore) SetSelf(id string) {
 // quorum that commits it; a non-voter's acknowledgement counts for
 // nothing, and an entry it lost in a machine crash (a process crash loses
 // nothing: the kernel has the pages) is sent again by the leader. Every
-// node of a Shoal cluster replicates the log (DESIGN.md), so with 100
-// agents on one machine 99 non-voters fsynced every entry of every join:
-// the leader's own fsync queued behind theirs on the shared disk, a single
-// configuration change took up to 6 s to commit, and admissions stopped
-// for ~18 s in every run (goroutine dumps: raft's leader loop in
-// fdatasync). On a real node it saves each worker a disk flush per
-// cluster write.
+// node of a Shoal cluster replicates the log (DESIGN.md), so every cluster
+// write cost every node a disk flush: with 100 agents joining at once on
+// one machine, 99 non-voters flushed every entry of every join, and
+// goroutine dumps of the starved leader caught raft's leader loop in
+// fdatasync (the machine was CPU-bound, not waiting on I/O, so what this
+// saved there was not measured apart from the other changes of that
+// commit). On a real node it saves each worker a disk flush per cluster
+// write.
 //
 // Safety: a batch with a configuration entry is always synced. A
 // promotion is such an entry, and fdatasync flushes the whole file: the
