@@ -35,7 +35,8 @@ type Config struct {
 	MaxContactAge time.Duration
 	// SettleJoins, SettleWindow and SettleMax hold promotions back while
 	// nodes join in a burst: while SettleJoins nodes or more were created
-	// (admitted) within SettleWindow of Now and every voter is healthy, no
+	// (admitted) within SettleWindow of Now, or a node of the state is
+	// not in the raft configuration yet, and every voter is healthy, no
 	// non-voter is promoted, unless the oldest candidate was created
 	// SettleMax ago or more. 0 SettleJoins: never held.
 	//
@@ -47,8 +48,11 @@ type Config struct {
 	// came 9 s into the burst, the leader stepped down 0.7 s later for want
 	// of its new voter's answer, and the cluster had no leader for 17 s
 	// out of its 30 s formation (twice, the second time with 2 voters of
-	// 2). A single voter commits the joins on its own disk; the quorum is
-	// built once the joins stop, or after SettleMax at the latest. Only
+	// 2). Counting creations alone was not enough: the admissions that
+	// outran raft trickle in for seconds after the last join, and a
+	// promotion 3 s after it lost the lease the same way. A single voter
+	// commits the joins on its own disk; the quorum is built once the
+	// joins stop and raft has them all, or after SettleMax at the latest. Only
 	// while every voter is healthy: a voter that is down is replaced as
 	// before, burst or not.
 	SettleJoins  int
@@ -65,13 +69,25 @@ func DefaultConfig() Config {
 
 // joinBurst reports whether nodes joined in a burst that holds the
 // promotion of oldest (the first candidate) back: Config.SettleJoins says
-// when. The caller checks that every voter is healthy and fit.
-func joinBurst(nodes []NodeHealth, oldest *apServer, now time.Time, cfg Config) bool {
+// when, or while a node of the state is not in the raft configuration
+// yet (its admission waits behind other configuration changes: a burst
+// that outran raft). The caller checks that every voter is healthy and
+// fit.
+func joinBurst(nodes []NodeHealth, servers []raftnode.Server, oldest *apServer, now time.Time, cfg Config) bool {
 	if cfg.SettleJoins <= 0 || oldest == nil {
 		return false
 	}
 	if cfg.SettleMax > 0 && now.Sub(oldest.node.CreatedAt) >= cfg.SettleMax {
 		return false
+	}
+	in := make(map[string]bool, len(servers))
+	for _, s := range servers {
+		in[s.ID] = true
+	}
+	for _, n := range nodes {
+		if !in[n.ID] {
+			return true
+		}
 	}
 	recent := 0
 	for _, n := range nodes {
@@ -299,7 +315,7 @@ func PlanVoters(in Input, cfg Config) []VoterChange {
 		}
 	}
 	sort.Slice(candidates, func(i, j int) bool { return olderFirst(candidates[i], candidates[j]) })
-	if len(candidates) > 0 && healthyVoters == voters && !unfitVoter(members) && joinBurst(in.Nodes, candidates[0], in.Now, cfg) {
+	if len(candidates) > 0 && healthyVoters == voters && !unfitVoter(members) && joinBurst(in.Nodes, in.Servers, candidates[0], in.Now, cfg) {
 		candidates = nil
 	}
 	promote := func(m *apServer) {
