@@ -40,6 +40,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/shoal-org/shoal/api"
+	"github.com/shoal-org/shoal/api/timerslack"
 	"github.com/shoal-org/shoal/runtime/ocispec"
 	"github.com/shoal-org/shoal/test/harness"
 )
@@ -313,7 +314,7 @@ func reportFloor(b *testing.B, name string, cpu, wake, agent float64) {
 	b.Helper()
 	b.ReportMetric(cpu, "%cpu/"+name)
 	printRow(b, name, 1, fmt.Sprintf("%.3f %%", cpu), "", "",
-		fmt.Sprintf("a Go process (one P, 1 ms slack, as the agent) that only sleeps and wakes %d times a second (%.0f switches/s), same window; median agent / it = %.2f", sleeperRate, wake, agent/cpu))
+		fmt.Sprintf("a Go process (one P, %v slack, as the agent) that only sleeps and wakes %d times a second (%.0f switches/s), same window; median agent / it = %.2f", timerslack.Agent, sleeperRate, wake, agent/cpu))
 }
 
 // reportWakeups prints median and max thread wake-ups per second per agent.

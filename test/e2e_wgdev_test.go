@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/shoal-org/shoal/api/timerslack"
 	"github.com/shoal-org/shoal/test/harness"
 )
 
@@ -308,7 +309,7 @@ func TestWireGuardDeviceLeftoverStopped(t *testing.T) {
 	}
 }
 
-// checkTimerSlack: every thread of the process agent has 1 ms of timer slack
+// checkTimerSlack: every thread of the process agent has timerslack.Agent of slack
 // (api/timerslack, the agent's start) and the process child, which the
 // agent started, has the kernel's default of 50 µs (the harness starts
 // agents with the default).
@@ -321,8 +322,8 @@ func checkTimerSlack(t *testing.T, agent, child int) {
 	}
 	for _, e := range tasks {
 		b, err := os.ReadFile("/proc/" + e.Name() + "/timerslack_ns")
-		if err == nil && strings.TrimSpace(string(b)) != "1000000" {
-			t.Errorf("agent %d thread %s: timer slack %s ns, want 1000000", agent, e.Name(), strings.TrimSpace(string(b)))
+		if want := strconv.FormatInt(timerslack.Agent.Nanoseconds(), 10); err == nil && strings.TrimSpace(string(b)) != want {
+			t.Errorf("agent %d thread %s: timer slack %s ns, want %s", agent, e.Name(), strings.TrimSpace(string(b)), want)
 		}
 	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/timerslack_ns", child))

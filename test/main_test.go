@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 // envSleeper, set to a duration, makes the test binary the idle
 // benchmark's baseline (startSleeper): a process that does nothing but
 // sleep that long and wake, until it is killed, with the agent's runtime
-// settings (one P, 1 ms of timer slack on every thread).
+// settings (one P, timerslack.Agent of timer slack on every thread).
 const envSleeper = "SHOAL_BENCH_SLEEPER"
 
 func sleeper(period string) {
@@ -34,7 +34,7 @@ func sleeper(period string) {
 	if err != nil || d <= 0 {
 		os.Exit(2)
 	}
-	_ = timerslack.Coarsen(time.Millisecond) // as the agent (cmd/shoal/agent)
+	_ = timerslack.Coarsen(timerslack.Agent) // as the agent (cmd/shoal/agent)
 	for {
 		time.Sleep(d)
 	}

@@ -33,6 +33,10 @@ import (
 	"time"
 )
 
+// Agent is the slack the agent's threads run with (cmd/shoal/agent's
+// agentSlack says why 4 ms); the end-to-end tests check it.
+const Agent = 4 * time.Millisecond
+
 // prctl options (linux/prctl.h); the syscall package does not name them.
 const (
 	prSetTimerSlack = 29

@@ -1,6 +1,6 @@
 package agent
 
-import "time"
+import "github.com/shoal-org/shoal/api/timerslack"
 
 // agentSlack is the timer slack every thread of the agent runs with
 // (api/timerslack, which says why; what the agent forks keeps the
@@ -28,4 +28,4 @@ import "time"
 // create 10 -> running and update all 10 at once, two alternating pairs
 // each, stayed within their run-to-run spread (vs raw runc 2.02 / 1.70
 // against 2.12 / 1.67, and 2.33 / 2.15 against 2.78 / 2.03).
-const agentSlack = 4 * time.Millisecond
+const agentSlack = timerslack.Agent
