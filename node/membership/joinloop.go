@@ -135,10 +135,10 @@ const JoinBatch = 3
 func JoinOrder(peers []string, nodes []*api.Node, self, selfAddr string, shuffle func([]string)) []string {
 	var ready, other []string
 	for _, n := range nodes {
-		if n.ID == self || n.Addr == "" || n.GossipPort == 0 {
+		a, ok := nodeGossipAddr(n, self)
+		if !ok {
 			continue
 		}
-		a := net.JoinHostPort(n.Addr, strconv.Itoa(n.GossipPort))
 		if n.Status == api.NodeReady {
 			ready = append(ready, a)
 		} else {
@@ -157,13 +157,20 @@ func JoinOrder(peers []string, nodes []*api.Node, self, selfAddr string, shuffle
 func (l *JoinLoop) replicaAddrs(skip map[string]Meta) []string {
 	var out []string
 	for _, n := range l.Replica.Nodes() {
-		if n.ID == l.Self || n.Addr == "" || n.GossipPort == 0 {
+		a, ok := nodeGossipAddr(n, l.Self)
+		if _, skipped := skip[n.ID]; !ok || skipped {
 			continue
 		}
-		if _, ok := skip[n.ID]; ok {
-			continue
-		}
-		out = append(out, net.JoinHostPort(n.Addr, strconv.Itoa(n.GossipPort)))
+		out = append(out, a)
 	}
 	return out
+}
+
+// nodeGossipAddr is n's gossip address; false for self and for a record
+// without one.
+func nodeGossipAddr(n *api.Node, self string) (string, bool) {
+	if n.ID == self || n.Addr == "" || n.GossipPort == 0 {
+		return "", false
+	}
+	return net.JoinHostPort(n.Addr, strconv.Itoa(n.GossipPort)), true
 }
