@@ -43,6 +43,9 @@ type Overlay struct {
 	ns        netns.NsHandle // the programmed namespace, or -1 for the current one
 	h         *netlink.Handle
 	guard     *guard.Table // the container ports' anti-spoofing table
+	// guardNS is the namespace New ran in, held for the guard when
+	// Config.NetNS is empty (New says why); -1 otherwise.
+	guardNS netns.NsHandle
 
 	// mu guards the fields below and the devices. Attach and Detach take
 	// it shared (attach.go): each touches only its own container's veth
@@ -72,6 +75,7 @@ func New(cfg Config) (*Overlay, error) {
 		bridgeMAC: bridgeMAC(cfg.NodeID, cfg.VNI),
 		bridge:    netip.PrefixFrom(first, cfg.Subnet.Bits()),
 		ns:        netns.None(),
+		guardNS:   netns.None(),
 	}
 	var err error
 	if o.ipam, err = ipam.Open(cfg.StateDir, cfg.Subnet); err != nil {
@@ -89,7 +93,23 @@ func New(cfg Config) (*Overlay, error) {
 		o.closeNS()
 		return nil, fmt.Errorf("open netlink handle: %w", err)
 	}
-	o.guard = guard.New(guard.Config{Bridge: cfg.BridgeName, NetNS: o.ns, Ports: o.guardPortsLocked, Logger: cfg.Logger})
+	guardNS := o.ns
+	if cfg.NetNS == "" {
+		// The netlink handle above holds sockets of the namespace New
+		// runs in, but the guard dials nftables at each sync, and the
+		// netlink library opens that socket on a locked goroutine of its
+		// own, on whatever thread the runtime gives it. In the agent
+		// every thread is in one namespace; a caller that entered a
+		// namespace on a locked thread (the netloop tests) had the guard
+		// table land in the root namespace. So the guard is pinned to
+		// this thread's namespace now.
+		if o.guardNS, err = netns.Get(); err != nil {
+			o.h.Close()
+			return nil, fmt.Errorf("open this thread's network namespace: %w", err)
+		}
+		guardNS = o.guardNS
+	}
+	o.guard = guard.New(guard.Config{Bridge: cfg.BridgeName, NetNS: guardNS, Ports: o.guardPortsLocked, Logger: cfg.Logger})
 	if why := o.ipam.Recovered(); why != nil {
 		// Containers may be running: their addresses must not be handed
 		// out again (recover.go).
@@ -654,5 +674,9 @@ func (o *Overlay) closeNS() {
 	if o.ns.IsOpen() {
 		_ = o.ns.Close()
 		o.ns = netns.None()
+	}
+	if o.guardNS.IsOpen() {
+		_ = o.guardNS.Close()
+		o.guardNS = netns.None()
 	}
 }

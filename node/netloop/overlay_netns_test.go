@@ -27,6 +27,7 @@ import (
 	"github.com/shoal-org/shoal/node/metrics"
 	"github.com/shoal-org/shoal/node/netplan"
 	"github.com/shoal-org/shoal/overlay"
+	"github.com/shoal-org/shoal/overlay/guard"
 	"github.com/shoal-org/shoal/overlay/linkutil"
 )
 
@@ -244,9 +245,20 @@ func TestAllocatedShareOverlay(t *testing.T) {
 	if up() {
 		t.Fatal("an overlay without a share of the network")
 	}
+	// The guard's table belongs to the test's namespace. It landed in the
+	// root namespace while the guard dialled nftables from a thread of the
+	// netlink library's own (overlay.New says why).
+	guardTable := guard.TableName(bridge)
+	t.Cleanup(func() { _ = exec.Command("nft", "delete", "table", "bridge", guardTable).Run() })
 	sync(map[string]string{"peer": "172.28.0.0/28", "self": "172.28.0.16/28"})
 	if !up() {
 		t.Fatal("no overlay once the node holds a share")
+	}
+	if out := run(t, "ip", "netns", "exec", name, "nft", "list", "table", "bridge", guardTable); !strings.Contains(out, guardTable) {
+		t.Fatalf("no guard table %s in the node's namespace: %q", guardTable, out)
+	}
+	if out, err := exec.Command("nft", "list", "table", "bridge", guardTable).CombinedOutput(); err == nil {
+		t.Fatalf("guard table %s in the root namespace:\n%s", guardTable, out)
 	}
 	if out := run(t, "ip", "-n", name, "-4", "addr", "show", bridge); !strings.Contains(out, "172.28.0.17/28") {
 		t.Fatalf("bridge %s: %q, want 172.28.0.17/28", bridge, out)
