@@ -30,6 +30,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"sync"
 
@@ -58,6 +59,7 @@ type Runtime struct {
 	events *eventhub.Hub // subscribers (events.go)
 
 	mountLayers  *mountlayer.Store // Root/mountpoints (mountpoints.go)
+	starts       *startGate        // bounds concurrent `runc run` (startgate.go)
 	noMountLayer bool              // tests: create rootfs mounts as before the layer
 
 	ready   chan struct{} // closed once Run adopted existing containers
@@ -124,6 +126,7 @@ func New(cfg Config) (*Runtime, error) {
 		runc:        &runc.Runc{Command: cfg.RuncBinary, Root: cfg.RuncRoot},
 		sup:         supclient.New(cfg.Root, cfg.SupervisorBinary, cfg.Logger.With("component", "runtime")),
 		mountLayers: &mountlayer.Store{Dir: filepath.Join(cfg.Root, mountLayersDir)},
+		starts:      newStartGate(goruntime.NumCPU(), startStuckAfter),
 		ready:       make(chan struct{}),
 		runDone:     make(chan struct{}),
 		containers:  map[string]*container{},

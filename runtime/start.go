@@ -139,6 +139,12 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record.Reco
 	// left a container running that the cleanup below, racing runc, could
 	// not delete, with no record and no network. The reply comes within
 	// the supervisor's own bound on runc.
+	// Waiting for a slot heeds ctx: nothing has started yet.
+	leave, err := r.starts.enter(ctx)
+	if err != nil {
+		r.sup.Forget(id)
+		return fmt.Errorf("wait for a start slot: %w", err)
+	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), supervisor.RuncTimeout+30*time.Second)
 	pid, err := r.sup.Start(sctx, supRequest{
 		ID: id, Dir: p.Dir, Bundle: bundleDir, Runc: r.cfg.RuncBinary, RuncRoot: r.cfg.RuncRoot,
@@ -146,6 +152,7 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record.Reco
 		LogMaxSize: r.logMaxSize(rec.Spec), LogMaxFiles: r.logMaxFiles(rec.Spec), LogNone: rec.Spec.LogNone,
 	})
 	cancel()
+	leave()
 	if err != nil {
 		r.sup.Forget(id)
 		// A start that failed halfway may have left runc's container behind.
