@@ -134,17 +134,17 @@ func (r *Runtime) startLocked(ctx context.Context, c *container, rec record.Reco
 	if p.Bundle != p.Dir {
 		bundleDir = p.Bundle
 	}
-	// The round trip ignores ctx: the supervisor finishes `runc run`
-	// whether or not we wait, and a start abandoned halfway (a user's ^C)
-	// left a container running that the cleanup below, racing runc, could
-	// not delete, with no record and no network. The reply comes within
-	// the supervisor's own bound on runc.
 	// Waiting for a slot heeds ctx: nothing has started yet.
 	leave, err := r.starts.enter(ctx)
 	if err != nil {
 		r.sup.Forget(id)
 		return fmt.Errorf("wait for a start slot: %w", err)
 	}
+	// The round trip ignores ctx: the supervisor finishes `runc run`
+	// whether or not we wait, and a start abandoned halfway (a user's ^C)
+	// left a container running that the cleanup below, racing runc, could
+	// not delete, with no record and no network. The reply comes within
+	// the supervisor's own bound on runc.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), supervisor.RuncTimeout+30*time.Second)
 	pid, err := r.sup.Start(sctx, supRequest{
 		ID: id, Dir: p.Dir, Bundle: bundleDir, Runc: r.cfg.RuncBinary, RuncRoot: r.cfg.RuncRoot,
