@@ -37,7 +37,7 @@ func (r *Runtime) startHealth(c *container) {
 	p := r.pathsOf(c)
 	cgroup := r.cgroupOf(id)
 	t := healthTarget{r: r, c: c, Prober: health.Prober{
-		Runc: r.runc, ID: id, Bundle: p.Bundle, Config: p.Config, PidFile: p.HealthPid,
+		Runc: r.runc.r, ID: id, Bundle: p.Bundle, Config: p.Config, PidFile: p.HealthPid,
 		// A timed-out probe's pid is checked as a stop checks the init's.
 		Kill: func(pid int) error { return initproc.Signal(pid, cgroup, unix.SIGKILL) },
 	}}

@@ -53,7 +53,7 @@ import (
 type Runtime struct {
 	cfg    Config
 	log    *slog.Logger
-	runc   *runc.Runc
+	runc   oneProcRunc
 	sup    *supclient.Client
 	vols   *volume.Store // named volumes (mounts.go)
 	events *eventhub.Hub // subscribers (events.go)
@@ -123,7 +123,7 @@ func New(cfg Config) (*Runtime, error) {
 	r := &Runtime{
 		cfg:         cfg,
 		log:         cfg.Logger.With("component", "runtime"),
-		runc:        &runc.Runc{Command: cfg.RuncBinary, Root: cfg.RuncRoot},
+		runc:        oneProcRunc{&runc.Runc{Command: cfg.RuncBinary, Root: cfg.RuncRoot}},
 		sup:         supclient.New(cfg.Root, cfg.SupervisorBinary, cfg.Logger.With("component", "runtime")),
 		mountLayers: &mountlayer.Store{Dir: filepath.Join(cfg.Root, mountLayersDir)},
 		starts:      newStartGate(goruntime.NumCPU(), startStuckAfter),

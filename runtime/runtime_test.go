@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -421,6 +422,7 @@ func TestPidsLimit(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	// It ignores SIGTERM: the stop ends in `runc kill`.
 	if _, err := h.rt.Stop(ctx, c.ID, time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -752,5 +754,61 @@ func TestOneRuncDeletePerRun(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(cfg.RuncRoot, c.ID)); err == nil {
 		t.Errorf("runc state of the container left behind")
+	}
+}
+
+// TestRuncRunsWithOneProc: every runc process of a container's life (the
+// supervisor's run, the agent's kill and delete) runs with GOMAXPROCS=1
+// whatever the agent's environment says, and the container's own process
+// gets none of it.
+func TestRuncRunsWithOneProc(t *testing.T) {
+	t.Setenv("GOMAXPROCS", "3") // what an agent's environment may hold
+	cfg := testConfig(t)
+	real, err := exec.LookPath("runc")
+	if err != nil {
+		t.Skip("no runc")
+	}
+	logf := filepath.Join(t.TempDir(), "runc-calls")
+	wrapper := filepath.Join(t.TempDir(), "runc")
+	script := "#!/bin/sh\necho \"GOMAXPROCS=${GOMAXPROCS-unset} $*\" >> " + logf + "\nexec " + real + " \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg.RuncBinary = wrapper
+	h := startHarness(t, cfg)
+	c := h.run(t, Spec{Image: "busybox", Command: []string{"sh", "-c", `trap "" TERM; echo "g=[${GOMAXPROCS-unset}]"; sleep 60`}})
+	poll(t, "the container's output", 10*time.Second, func() bool { return strings.Contains(h.logs(t, c.ID), "g=[") })
+	if logs := h.logs(t, c.ID); !strings.Contains(logs, "g=[unset]") {
+		t.Errorf("the container's process sees GOMAXPROCS: %q", logs)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// It ignores SIGTERM: the stop ends in `runc kill`.
+	if _, err := h.rt.Stop(ctx, c.ID, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.rt.Remove(ctx, c.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		f := strings.Fields(line)
+		for _, cmd := range []string{"run", "kill", "delete"} {
+			if slices.Contains(f, cmd) {
+				seen[cmd] = true
+			}
+		}
+		if len(f) == 0 || f[0] != "GOMAXPROCS=1" {
+			t.Errorf("runc ran with %q", line)
+		}
+	}
+	for _, cmd := range []string{"run", "kill", "delete"} {
+		if !seen[cmd] {
+			t.Errorf("no `runc %s` seen; calls:\n%s", cmd, raw)
+		}
 	}
 }

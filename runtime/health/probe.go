@@ -94,7 +94,8 @@ func (p Prober) Probe(ctx context.Context, args []string, timeout time.Duration)
 	rctx, rcancel := context.WithCancel(ctx)
 	defer rcancel()
 	done := make(chan error, 1)
-	go func() { done <- exec(rctx, id, proc, &runc.ExecOpts{IO: probeIO{pw}, PidFile: pidPath}) }()
+	ectx := runc.WithExtraEnv(rctx, supervisor.RuncProcs)
+	go func() { done <- exec(ectx, id, proc, &runc.ExecOpts{IO: probeIO{pw}, PidFile: pidPath}) }()
 	timer := time.NewTimer(timeout)
 	timedOut := false
 	select {

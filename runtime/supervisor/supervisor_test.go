@@ -1,6 +1,9 @@
 package supervisor
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 func TestShouldTrim(t *testing.T) {
 	tests := []struct {
@@ -38,6 +41,25 @@ func TestValidName(t *testing.T) {
 	} {
 		if got := ValidName(id); got != want {
 			t.Errorf("ValidName(%q) = %v, want %v", id, got, want)
+		}
+	}
+}
+
+func TestRuncEnv(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []string
+		want []string
+	}{
+		{"none set", []string{"PATH=/bin"}, []string{"PATH=/bin", "GOMAXPROCS=1"}},
+		{"one set is replaced", []string{"GOMAXPROCS=8", "PATH=/bin"}, []string{"PATH=/bin", "GOMAXPROCS=1"}},
+		{"every one set is replaced", []string{"GOMAXPROCS=8", "GOMAXPROCS=", "HOME=/"}, []string{"HOME=/", "GOMAXPROCS=1"}},
+		{"a longer name stays", []string{"GOMAXPROCSX=2"}, []string{"GOMAXPROCSX=2", "GOMAXPROCS=1"}},
+		{"empty", nil, []string{"GOMAXPROCS=1"}},
+	}
+	for _, tt := range tests {
+		if got := runcEnv(tt.in); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: runcEnv(%q) = %q, want %q", tt.name, tt.in, got, tt.want)
 		}
 	}
 }
