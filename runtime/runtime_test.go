@@ -758,7 +758,8 @@ func TestOneRuncDeletePerRun(t *testing.T) {
 }
 
 // TestRuncRunsWithOneProc: every runc process of a container's life (the
-// supervisor's run, the agent's kill and delete) runs with GOMAXPROCS=1
+// supervisor's run, a health probe's exec, the agent's kill and delete)
+// runs with GOMAXPROCS=1
 // whatever the agent's environment says, and the container's own process
 // gets none of it.
 func TestRuncRunsWithOneProc(t *testing.T) {
@@ -776,8 +777,12 @@ func TestRuncRunsWithOneProc(t *testing.T) {
 	}
 	cfg.RuncBinary = wrapper
 	h := startHarness(t, cfg)
-	c := h.run(t, Spec{Image: "busybox", Command: []string{"sh", "-c", `trap "" TERM; echo "g=[${GOMAXPROCS-unset}]"; sleep 60`}})
+	c := h.run(t, Spec{Image: "busybox-health", Command: []string{"sh", "-c", `trap "" TERM; echo "g=[${GOMAXPROCS-unset}]"; sleep 60`}})
 	poll(t, "the container's output", 10*time.Second, func() bool { return strings.Contains(h.logs(t, c.ID), "g=[") })
+	poll(t, "a health probe", 10*time.Second, func() bool {
+		raw, _ := os.ReadFile(logf)
+		return strings.Contains(string(raw), " exec ")
+	})
 	if logs := h.logs(t, c.ID); !strings.Contains(logs, "g=[unset]") {
 		t.Errorf("the container's process sees GOMAXPROCS: %q", logs)
 	}
@@ -797,7 +802,7 @@ func TestRuncRunsWithOneProc(t *testing.T) {
 	seen := map[string]bool{}
 	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
 		f := strings.Fields(line)
-		for _, cmd := range []string{"run", "kill", "delete"} {
+		for _, cmd := range []string{"run", "exec", "kill", "delete"} {
 			if slices.Contains(f, cmd) {
 				seen[cmd] = true
 			}
@@ -806,7 +811,7 @@ func TestRuncRunsWithOneProc(t *testing.T) {
 			t.Errorf("runc ran with %q", line)
 		}
 	}
-	for _, cmd := range []string{"run", "kill", "delete"} {
+	for _, cmd := range []string{"run", "exec", "kill", "delete"} {
 		if !seen[cmd] {
 			t.Errorf("no `runc %s` seen; calls:\n%s", cmd, raw)
 		}
