@@ -98,6 +98,10 @@ type Config struct {
 	// ResyncInterval is how often Run re-applies the whole state even
 	// without netlink events; 0 disables the timer.
 	ResyncInterval time.Duration
+	// ResyncTicks, when set, gives the ticks of that resync (the agent's
+	// aligned tickers, node/resync, so that it shares a wake-up with the
+	// agent's other periodic work); nil: a time.Ticker of its own.
+	ResyncTicks func(period time.Duration) (ticks <-chan time.Time, stop func())
 	// Logger receives the overlay's logs.
 	Logger *slog.Logger
 }

@@ -526,9 +526,16 @@ func (o *Overlay) watch(ctx context.Context) error {
 
 	var resync <-chan time.Time
 	if o.cfg.ResyncInterval > 0 {
-		t := time.NewTicker(o.cfg.ResyncInterval)
-		defer t.Stop()
-		resync = t.C
+		ticks := o.cfg.ResyncTicks
+		if ticks == nil {
+			ticks = func(d time.Duration) (<-chan time.Time, func()) {
+				t := time.NewTicker(d)
+				return t.C, t.Stop
+			}
+		}
+		var stop func()
+		resync, stop = ticks(o.cfg.ResyncInterval)
+		defer stop()
 	}
 	// Coalesce bursts (a deleted device removes many routes at once). The
 	// first pass runs right away: events before the subscription were missed.
@@ -546,6 +553,14 @@ func (o *Overlay) watch(ctx context.Context) error {
 			pending = true
 			kick.Reset(debounce)
 		}
+	}
+	apply := func() {
+		if err := o.Setup(ctx); err != nil && ctx.Err() == nil {
+			o.cfg.Logger.Warn("overlay: re-apply failed; will retry", "err", err)
+			pending = true
+			kick.Reset(time.Second)
+		}
+		own = o.ownIndexes()
 	}
 	for {
 		select {
@@ -573,15 +588,16 @@ func (o *Overlay) watch(ctx context.Context) error {
 				trigger("route removed")
 			}
 		case <-resync:
-			trigger("periodic resync")
+			// No burst to coalesce: re-apply in this wake-up rather than
+			// a debounce later (one wake-up, not two). A pending re-apply
+			// covers it.
+			if !pending {
+				o.cfg.Logger.Debug("overlay: re-applying", "reason", "periodic resync")
+				apply()
+			}
 		case <-kick.C:
 			pending = false
-			if err := o.Setup(ctx); err != nil && ctx.Err() == nil {
-				o.cfg.Logger.Warn("overlay: re-apply failed; will retry", "err", err)
-				pending = true
-				kick.Reset(time.Second)
-			}
-			own = o.ownIndexes()
+			apply()
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-org/shoal/overlay/guard"
 	"github.com/shoal-org/shoal/overlay/ipam"
 	"github.com/shoal-org/shoal/overlay/wireguard"
 )
@@ -304,4 +305,41 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestPeriodicResyncRepairsGuard: what no netlink event reports (the
+// anti-spoofing table deleted by an `nft delete table`) is put back by
+// the periodic resync, whose ticks come from Config.ResyncTicks when set
+// (the agent's aligned ticker): here a channel the test ticks by hand,
+// with an interval that a ticker of the overlay's own would never reach.
+func TestPeriodicResyncRepairsGuard(t *testing.T) {
+	requireNetAdmin(t)
+	a := newHosts(t, 1)[0]
+	ticks := make(chan time.Time, 1)
+	a.cfg.ResyncInterval = time.Hour
+	a.cfg.ResyncTicks = func(d time.Duration) (<-chan time.Time, func()) {
+		if d != time.Hour {
+			t.Errorf("ResyncTicks asked for %v, want the ResyncInterval", d)
+		}
+		return ticks, func() {}
+	}
+	a.start(t, t)
+	runCtx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- a.ov.Run(runCtx) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(200 * time.Millisecond) // as TestBridgeDeletedReattachesVeths
+
+	table := guard.TableName(a.cfg.BridgeName)
+	sh(t, "ip", "netns", "exec", a.ns, "nft", "delete", "table", "bridge", table)
+	if err := exec.Command("ip", "netns", "exec", a.ns, "nft", "list", "table", "bridge", table).Run(); err == nil {
+		t.Fatal("the guard table is still there after its deletion")
+	}
+	ticks <- time.Now()
+	eventually(t, 10*time.Second, func() error {
+		if err := exec.Command("ip", "netns", "exec", a.ns, "nft", "list", "table", "bridge", table).Run(); err != nil {
+			return fmt.Errorf("guard table %s not re-created after a resync tick: %v", table, err)
+		}
+		return nil
+	})
 }

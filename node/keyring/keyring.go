@@ -52,6 +52,7 @@ import (
 	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/consensus/raftnode"
 	"github.com/shoal-org/shoal/node/pki"
+	"github.com/shoal-org/shoal/node/resync"
 	"github.com/shoal-org/shoal/node/wire"
 )
 
@@ -302,7 +303,9 @@ func (k *Keeper) Run(ctx context.Context) {
 			default:
 			}
 		}
-		timer.Reset(wait)
+		// On the agent's grid: this loop's wake-up, every few seconds on
+		// an idle node, is then the one a heartbeat makes anyway.
+		timer.Reset(resync.After(time.Now(), wait))
 	}
 }
 

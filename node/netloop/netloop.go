@@ -501,6 +501,10 @@ func (l *Loop) setupOverlay(ctx context.Context) (*overlay.Overlay, []overlay.Pe
 // malformed, give the overlay with peerErr: the caller sets the peers
 // again on its next pass, as it would have after a Setup without them.
 func openOverlay(ctx context.Context, cfg overlay.Config, peers []overlay.Peer) (ov *overlay.Overlay, peerErr, err error) {
+	cfg.ResyncTicks = func(d time.Duration) (<-chan time.Time, func()) {
+		t := resync.NewTicker(d)
+		return t.C, t.Stop
+	}
 	ov, err = overlay.New(cfg)
 	if err != nil {
 		return nil, nil, err

@@ -46,7 +46,6 @@ import (
 	"time"
 
 	"github.com/shoal-org/shoal/api"
-	"github.com/shoal-org/shoal/api/atomicfile"
 	"github.com/shoal-org/shoal/consensus"
 	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/node/netloop"
@@ -213,21 +212,63 @@ func loadContact(path string) (time.Time, bool) {
 }
 
 // saveContact keeps r.contact in ContactFile when it moved on by
-// contactSaveEvery since the last save. No fsync: the file only has to
-// outlive the agent's process, as the containers do.
+// contactSaveEvery since the last save (writeContact). No fsync: the file
+// only has to outlive the agent's process, as the containers do.
 func (r *Reconciler) saveContact() {
 	if r.cfg.ContactFile == "" || r.contact.Sub(r.saved) < contactSaveEvery {
 		return
 	}
 	b, err := json.Marshal(contactRecord{Contact: r.contact.Round(0).UTC()})
 	if err == nil {
-		err = atomicfile.WriteFile(r.cfg.ContactFile, b, 0o600, atomicfile.NoSync())
+		err = writeContact(r.cfg.ContactFile, b)
 	}
 	if err != nil {
 		r.log.Debug("keep the last contact with a leader", "err", err)
 		return
 	}
 	r.saved = r.contact
+}
+
+// contactSize is ContactFile's length: every record is padded with
+// spaces (which JSON allows) to it, so that each save overwrites the last
+// one whole.
+const contactSize = 64
+
+// writeContact overwrites ContactFile in place with record b, padded to
+// contactSize.
+//
+// Why in place, not a new file renamed over the old one: the save comes
+// every couple of seconds on every idle node, and a rename frees the old
+// file's inode and block, which on a file system mounted with `discard`
+// (this VM's, and SSD setups) is a synchronous discard request to the
+// disk each time (an idle follower's only disk I/O, in a scheduler trace).
+// An overwrite of one short record within one block is as atomic for
+// what the file must survive (the agent's death, not the machine's:
+// the containers go with the machine), and allocates nothing, so it does
+// not fail on a full disk either.
+func writeContact(path string, b []byte) error {
+	if len(b) > contactSize-1 {
+		return fmt.Errorf("contact record of %d bytes, more than %d", len(b), contactSize-1)
+	}
+	rec := make([]byte, contactSize)
+	copy(rec, b)
+	for i := len(b); i < contactSize-1; i++ {
+		rec[i] = ' '
+	}
+	rec[contactSize-1] = '\n'
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteAt(rec, 0)
+	if err == nil {
+		// A longer file (not one of ours) would keep a tail.
+		var fi os.FileInfo
+		if fi, err = f.Stat(); err == nil && fi.Size() > contactSize {
+			err = f.Truncate(contactSize)
+		}
+	}
+	return errors.Join(err, f.Close())
 }
 
 // Run reconciles until ctx ends and returns once every goroutine it

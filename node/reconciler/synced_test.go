@@ -2,17 +2,20 @@ package reconciler
 
 import (
 	"context"
-	"github.com/shoal-org/shoal/consensus/fsm/command"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/consensus"
+	"github.com/shoal-org/shoal/consensus/fsm/command"
 	"github.com/shoal-org/shoal/runtime/ocispec"
 )
 
@@ -140,5 +143,50 @@ func TestQuietSurvivesAgentRestart(t *testing.T) {
 	fresh := New(Config{NodeID: "n1", Store: rep.store, Raft: contactRaft{lc: &lc}, Logger: log, ContactFile: file})
 	if q := fresh.quiet(time.Now()); q > time.Second {
 		t.Fatalf("quiet with an unreadable contact file: %v", q)
+	}
+}
+
+// TestWriteContactInPlace: each save overwrites the record in the same
+// file (same inode: no new file renamed over the old one, whose freed
+// blocks a `discard` mount sends to the disk), a shorter record after a
+// longer one leaves nothing of it, a longer file is cut to the record,
+// and loadContact reads back what was saved.
+func TestWriteContactInPlace(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "contact.json")
+	if err := os.WriteFile(file, []byte(strings.Repeat("x", 200)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inode := func() uint64 {
+		t.Helper()
+		fi, err := os.Stat(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Ino
+	}
+	first := inode()
+	for _, at := range []time.Time{
+		time.Date(2026, 12, 6, 2, 35, 34, 123456789, time.UTC),
+		time.Date(2026, 12, 6, 2, 35, 36, 0, time.UTC), // shorter in JSON
+	} {
+		b, err := json.Marshal(contactRecord{Contact: at})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := writeContact(file, b); err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := loadContact(file); !ok || !got.Equal(at) {
+			t.Fatalf("loadContact after saving %v: %v, %v", at, got, ok)
+		}
+		if fi, _ := os.Stat(file); fi.Size() != contactSize {
+			t.Fatalf("file of %d bytes, want %d", fi.Size(), contactSize)
+		}
+		if inode() != first {
+			t.Fatal("the save made a new file instead of overwriting the record")
+		}
+	}
+	if err := writeContact(file, []byte(strings.Repeat("y", contactSize))); err == nil {
+		t.Fatal("a record longer than the file's size was written")
 	}
 }

@@ -169,6 +169,28 @@ func untilTick(now, origin time.Time, period, beat time.Duration) time.Duration 
 	return d
 }
 
+// After is how long a one-shot timer meant to fire d after now waits
+// when it fires on the agent's grid instead: until the first beat at or
+// after now+d. For loops whose next wait varies from pass to pass (a
+// Ticker's period is fixed); without a beat set, d.
+func After(now time.Time, d time.Duration) time.Duration {
+	return untilOnBeat(now, Origin(), d, time.Duration(beat.Load()))
+}
+
+// untilOnBeat is d moved on to the first multiple of beat past origin at
+// or after now+d (d itself without a beat).
+func untilOnBeat(now, origin time.Time, d, beat time.Duration) time.Duration {
+	if beat <= 0 {
+		return d
+	}
+	if r := now.Add(d).Sub(origin) % beat; r > 0 {
+		d += beat - r
+	} else if r < 0 { // now+d before origin: cannot happen past start-up, but stay on the grid
+		d -= r
+	}
+	return d
+}
+
 // next is untilTick for a ticker of period now, on this agent's beat.
 func next(now time.Time, period time.Duration) time.Duration {
 	return untilTick(now, Origin(), period, time.Duration(beat.Load()))

@@ -114,6 +114,30 @@ func TestUntilTick(t *testing.T) {
 	}
 }
 
+func TestUntilOnBeat(t *testing.T) {
+	o := time.Unix(0, 0)
+	at := func(ms int64) time.Time { return time.Unix(0, ms*int64(time.Millisecond)) }
+	ms := func(n int64) time.Duration { return time.Duration(n) * time.Millisecond }
+	for _, c := range []struct {
+		name    string
+		now     time.Time
+		d, beat time.Duration
+		want    time.Duration
+	}{
+		{"no beat: d", at(100), 5 * time.Second, 0, 5 * time.Second},
+		{"lands on a beat: d", at(100), ms(200), ms(300), ms(200)},
+		{"moved on to the next beat", at(100), 5 * time.Second, ms(300), ms(5_000)},
+		{"moved on by almost a beat", at(101), 5 * time.Second, ms(300), ms(5_299)},
+		{"zero on a beat: now", at(600), 0, ms(300), 0},
+		{"zero off a beat: the next one", at(601), 0, ms(300), ms(299)},
+		{"1 s beats: 5.2 moves to 6.0", at(4_500), ms(700), time.Second, ms(1_500)},
+	} {
+		if got := untilOnBeat(c.now, o, c.d, c.beat); got != c.want {
+			t.Errorf("%s: untilOnBeat(%v, %v, %v) = %v, want %v", c.name, c.now.Sub(o), c.d, c.beat, got, c.want)
+		}
+	}
+}
+
 // TestTicksLandOnBeats: a 1 s ticker on 300 ms beats, stepped through a
 // minute from every tick it gives, always lands on a beat, is never more
 // than a beat late against its own grid, and averages its period.
