@@ -3,9 +3,11 @@ package keyring
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,9 +79,14 @@ type testCluster struct {
 
 func newTestCluster(t *testing.T) *testCluster {
 	t.Helper()
-	// A cluster ID of its own: the leader's per-node tables are keyed by it.
-	return newNamedTestCluster(t, t.Name())
+	// A cluster ID of its own: the leader's per-node tables (renewals) are
+	// package state keyed by it, and outlive the test: a run of the same
+	// test again (-count) must not find its predecessor's entries.
+	return newNamedTestCluster(t, fmt.Sprintf("%s#%d", t.Name(), clusterSeq.Add(1)))
 }
+
+// clusterSeq numbers the test clusters of this process.
+var clusterSeq atomic.Int64
 
 // newNamedTestCluster is newTestCluster with cluster ID id.
 func newNamedTestCluster(t *testing.T, id string) *testCluster {

@@ -172,7 +172,7 @@ func TestKeyedLocks(t *testing.T) {
 // every call and never refused anything.
 func TestAnswerRenewBoundAcrossKeepers(t *testing.T) {
 	tc := newTestCluster(t)
-	other := newNamedTestCluster(t, t.Name()+"/other")
+	other := newNamedTestCluster(t, tc.id+"/other")
 	csrFor := func(id string) []byte {
 		key, err := pki.NewKey()
 		if err != nil {
