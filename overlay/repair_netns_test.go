@@ -21,6 +21,21 @@ import (
 	"github.com/shoal-org/shoal/overlay/wireguard"
 )
 
+// runWatch runs h's Run (the watch) until the test ends, and returns
+// what Run returns should it end before.
+func (h *testHost) runWatch(t *testing.T) <-chan error {
+	t.Helper()
+	runCtx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	ended := make(chan struct{})
+	go func() { done <- h.ov.Run(runCtx); close(ended) }()
+	t.Cleanup(func() { cancel(); <-ended })
+	// Run's first pass follows its subscriptions: once it has re-applied,
+	// events are watched.
+	time.Sleep(200 * time.Millisecond)
+	return done
+}
+
 // TestBridgeDeletedReattachesVeths: the bridge deleted underneath (an
 // admin's `ip link del`, a network manager) is re-created by Run, and the
 // running containers' veths go back into it with the hairpin flag, so the
@@ -46,13 +61,7 @@ func TestBridgeDeletedReattachesVeths(t *testing.T) {
 	}
 	ping(t, c1, ip2)
 
-	runCtx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- a.ov.Run(runCtx) }()
-	defer func() { cancel(); <-done }()
-	// Run's first pass follows its subscriptions: once it has re-applied,
-	// events are watched.
-	time.Sleep(200 * time.Millisecond)
+	a.runWatch(t)
 	sh(t, "ip", "-n", a.ns, "link", "del", a.cfg.BridgeName)
 	eventually(t, 10*time.Second, func() error {
 		for _, id := range []string{"c1", "c2"} {
@@ -246,11 +255,7 @@ func TestWatchSurvivesEventBurst(t *testing.T) {
 	var logs syncBuffer
 	a.cfg.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), &logs), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	a.start(t, t)
-	runCtx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- a.ov.Run(runCtx) }()
-	defer func() { cancel(); <-done }()
-	time.Sleep(200 * time.Millisecond) // as TestBridgeDeletedReattachesVeths
+	done := a.runWatch(t)
 
 	var batch strings.Builder
 	const n = 150
@@ -324,11 +329,7 @@ func TestPeriodicResyncRepairsGuard(t *testing.T) {
 		return ticks, func() {}
 	}
 	a.start(t, t)
-	runCtx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- a.ov.Run(runCtx) }()
-	defer func() { cancel(); <-done }()
-	time.Sleep(200 * time.Millisecond) // as TestBridgeDeletedReattachesVeths
+	a.runWatch(t)
 
 	table := guard.TableName(a.cfg.BridgeName)
 	sh(t, "ip", "netns", "exec", a.ns, "nft", "delete", "table", "bridge", table)

@@ -715,22 +715,31 @@ func TestConcurrentRuns(t *testing.T) {
 	wg.Wait()
 }
 
-// TestOneRuncDeletePerRun: the exit of a run deletes runc's state; removing
-// the container afterwards must not start a second `runc delete` (a process
-// per removed container, tens of milliseconds of CPU in a rolling update).
-func TestOneRuncDeletePerRun(t *testing.T) {
-	cfg := testConfig(t)
+// logRuncCalls points cfg at a wrapper of the real runc that appends a
+// line per call to the file it returns: prefix (expanded by the shell in
+// the wrapper's environment), then runc's arguments.
+func logRuncCalls(t *testing.T, cfg *Config, prefix string) string {
+	t.Helper()
 	real, err := exec.LookPath("runc")
 	if err != nil {
 		t.Skip("no runc")
 	}
 	logf := filepath.Join(t.TempDir(), "runc-calls")
 	wrapper := filepath.Join(t.TempDir(), "runc")
-	script := "#!/bin/sh\necho \"$*\" >> " + logf + "\nexec " + real + " \"$@\"\n"
+	script := "#!/bin/sh\necho \"" + prefix + "$*\" >> " + logf + "\nexec " + real + " \"$@\"\n"
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	cfg.RuncBinary = wrapper
+	return logf
+}
+
+// TestOneRuncDeletePerRun: the exit of a run deletes runc's state; removing
+// the container afterwards must not start a second `runc delete` (a process
+// per removed container, tens of milliseconds of CPU in a rolling update).
+func TestOneRuncDeletePerRun(t *testing.T) {
+	cfg := testConfig(t)
+	logf := logRuncCalls(t, &cfg, "")
 	h := startHarness(t, cfg)
 	c := h.run(t, Spec{Image: "busybox", Command: []string{"true"}})
 	h.wait(t, c.ID)
@@ -765,17 +774,7 @@ func TestOneRuncDeletePerRun(t *testing.T) {
 func TestRuncRunsWithOneProc(t *testing.T) {
 	t.Setenv("GOMAXPROCS", "3") // what an agent's environment may hold
 	cfg := testConfig(t)
-	real, err := exec.LookPath("runc")
-	if err != nil {
-		t.Skip("no runc")
-	}
-	logf := filepath.Join(t.TempDir(), "runc-calls")
-	wrapper := filepath.Join(t.TempDir(), "runc")
-	script := "#!/bin/sh\necho \"GOMAXPROCS=${GOMAXPROCS-unset} $*\" >> " + logf + "\nexec " + real + " \"$@\"\n"
-	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cfg.RuncBinary = wrapper
+	logf := logRuncCalls(t, &cfg, "GOMAXPROCS=${GOMAXPROCS-unset} ")
 	h := startHarness(t, cfg)
 	c := h.run(t, Spec{Image: "busybox-health", Command: []string{"sh", "-c", `trap "" TERM; echo "g=[${GOMAXPROCS-unset}]"; sleep 60`}})
 	poll(t, "the container's output", 10*time.Second, func() bool { return strings.Contains(h.logs(t, c.ID), "g=[") })
