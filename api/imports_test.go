@@ -274,8 +274,9 @@ var importRules = []importRule{
 	// This node's keys and certificate against the replicated record, and
 	// the leader's key work (KEK, sealing, trust, renewal, CA rotation, node
 	// IDs at join): the replica, crypto and files (node/pki), the RPC
-	// bodies; Raft and the RPC caller come in as an interface and a func.
-	{"node/keyring/...", []string{"api", "api/atomicfile", "consensus", "consensus/fsm/command", "consensus/raftnode", "node/pki", "node/wire", "node/keyring/..."}},
+	// bodies, and the agent's beat grid (node/resync) for its loop's timer;
+	// Raft and the RPC caller come in as an interface and a func.
+	{"node/keyring/...", []string{"api", "api/atomicfile", "consensus", "consensus/fsm/command", "consensus/raftnode", "node/pki", "node/resync", "node/wire", "node/keyring/..."}},
 	// What `node rm` means on every node: connection trackers, the gossip
 	// key rotation's steps, the removal question and its loop. Gossip and
 	// Raft come in as interfaces, the RPC caller as a func.

@@ -27,6 +27,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -436,6 +437,82 @@ func footprintIdle3(b *testing.B, profile string) {
 	down := nodeDownEvents(b, c.Host(1), since, time.Now())
 	b.ReportMetric(float64(down), "false-down")
 	printRow(b, "idle-false-down-3"+sfx, 1, strconv.Itoa(down), "", "", "node down events while idle (goal 0)")
+}
+
+// BenchmarkFootprintIdleSideBySide compares the idle CPU of two builds:
+// a 3-node cluster of SHOAL_BIN and one of SHOAL_BENCH_BIN_B (another
+// build's shoal binary, its supervisor beside it) idle at the same time,
+// under the fast profile, and each window of SHOAL_BENCH_IDLE reports
+// both medians and their ratio (B/A); halfway the clusters are made again
+// in the other order. Skipped without SHOAL_BENCH_BIN_B.
+//
+// Why: one cluster measured window after window on this machine swings
+// 0.26–0.65 % of a core with the same binary, far more than a change to
+// an idle agent moves it; two clusters in the same window share whatever
+// the machine does meanwhile. Why the swap: the cluster formed second
+// measured 5–17 % higher than the first with the same pair of builds.
+func BenchmarkFootprintIdleSideBySide(b *testing.B) {
+	binB := os.Getenv("SHOAL_BENCH_BIN_B")
+	if binB == "" {
+		b.Skip("set SHOAL_BENCH_BIN_B to the shoal binary to compare with SHOAL_BIN's")
+	}
+	binA, err := harness.Binary()
+	if err != nil {
+		b.Fatalf("shoal binary: %v", err)
+	}
+	opt, _ := profileOpt(b, "fast")
+	w := idleWindow(b)
+	const perOrder = 2
+	var ratios, wakeA, wakeB []float64
+	for order := range 2 {
+		bins := []string{binA, binB}
+		if order == 1 {
+			bins[0], bins[1] = binB, binA
+		}
+		var cs [2]*harness.Cluster
+		for i, bin := range bins {
+			cs[i] = harness.New(b, 3, opt, harness.WithBinary(bin))
+			cs[i].Form(b)
+		}
+		for _, c := range cs {
+			waitVoters(b, c, 3, 3)
+			settle(b, c, 3)
+		}
+		a, bb := cs[0], cs[1]
+		if order == 1 {
+			a, bb = cs[1], cs[0]
+		}
+		for range perOrder {
+			var exA, exB, wkA, wkB []float64
+			done := make(chan struct{})
+			go func() { defer close(done); _, exB, wkB = idleCPU(b, bb.Hosts(), w) }()
+			_, exA, wkA = idleCPU(b, a.Hosts(), w)
+			<-done
+			mA, mB := exA[len(exA)/2], exB[len(exB)/2]
+			ratios = append(ratios, mB/mA)
+			wakeA, wakeB = append(wakeA, wkA[len(wkA)/2]), append(wakeB, wkB[len(wkB)/2])
+			printRow(b, "idle-side-by-side", 1, fmt.Sprintf("%.2f", mB/mA), "", "",
+				fmt.Sprintf("B/A median agent CPU (schedstat) in one window: A %.3f %%, B %.3f %%; wake-ups %.1f / %.1f a second (B formed %s)",
+					mA, mB, wkA[len(wkA)/2], wkB[len(wkB)/2], map[int]string{0: "second", 1: "first"}[order]))
+		}
+		for _, c := range cs {
+			c.Close()
+		}
+	}
+	geo := 0.0
+	for _, r := range ratios {
+		geo += math.Log(r)
+	}
+	geo = math.Exp(geo / float64(len(ratios)))
+	b.ReportMetric(geo, "B/A")
+	printRow(b, "idle-side-by-side-geo", len(ratios), fmt.Sprintf("%.2f", geo), "", "",
+		fmt.Sprintf("geometric mean of B/A; wake-ups, medians of windows: A %.1f, B %.1f a second", medianOf(wakeA), medianOf(wakeB)))
+}
+
+// medianOf is the median of v (sorted in place).
+func medianOf(v []float64) float64 {
+	sort.Float64s(v)
+	return v[len(v)/2]
 }
 
 // BenchmarkFootprintCluster: SHOAL_BENCH_NODES agents (default 25) start at

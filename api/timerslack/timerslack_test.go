@@ -63,14 +63,23 @@ func TestCoarsenAndStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const coarse = 3 * time.Millisecond // neither the default nor the agent's
-	if time.Duration(before) == coarse {
-		t.Fatalf("this process already runs with %v of slack", coarse)
+	const slack = 3 * time.Millisecond // neither the default nor the agent's
+	if time.Duration(before) == slack {
+		t.Fatalf("this process already runs with %v of slack", slack)
 	}
-	if err := Coarsen(coarse); err != nil {
+	if err := Coarsen(slack); err != nil {
 		t.Fatal(err)
 	}
-	want := strconv.FormatInt(coarse.Nanoseconds(), 10)
+	// Put the process back as it was, so that the test can run again in
+	// it (-count).
+	t.Cleanup(func() {
+		if err := Coarsen(time.Duration(before)); err != nil {
+			t.Errorf("restore the slack: %v", err)
+		}
+		coarse.Store(0)
+		child.Store(0)
+	})
+	want := strconv.FormatInt(slack.Nanoseconds(), 10)
 
 	// New threads: goroutines locked to threads while others are busy
 	// make the runtime start more.
