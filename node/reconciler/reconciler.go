@@ -240,7 +240,7 @@ const contactSize = 64
 // Why in place, not a new file renamed over the old one: the save comes
 // every couple of seconds on every idle node, and a rename frees the old
 // file's inode and block, which on a file system mounted with `discard`
-// (this VM's, and SSD setups) is a synchronous discard request to the
+// (this VM's, and some SSD setups) is a synchronous discard request to the
 // disk each time (an idle follower's only disk I/O, in a scheduler trace).
 // An overwrite of one short record within one block is as atomic for
 // what the file must survive (the agent's death, not the machine's:
