@@ -224,6 +224,16 @@ func switches(pid int) int64 {
 // thread wake-ups (context switches) per second.
 func idleCPU(b *testing.B, hosts []*harness.Host, window time.Duration) (ticks, exact, wakeups []float64) {
 	b.Helper()
+	ticks, exact, wakeups = idleCPUByHost(b, hosts, window)
+	sort.Float64s(ticks)
+	sort.Float64s(exact)
+	sort.Float64s(wakeups)
+	return ticks, exact, wakeups
+}
+
+// idleCPUByHost is idleCPU in the order of hosts.
+func idleCPUByHost(b *testing.B, hosts []*harness.Host, window time.Duration) (ticks, exact, wakeups []float64) {
+	b.Helper()
 	pids := make([][]int, len(hosts))
 	read := func(i int) (t, ns int64) {
 		for _, pid := range pids[i] {
@@ -260,9 +270,6 @@ func idleCPU(b *testing.B, hosts []*harness.Host, window time.Duration) (ticks, 
 		exact[i] = 100 * float64(ns-beforeNs[i]) / float64(wall.Nanoseconds())
 		wakeups[i] = float64(switches(h.PID())-beforeSw[i]) / wall.Seconds()
 	}
-	sort.Float64s(ticks)
-	sort.Float64s(exact)
-	sort.Float64s(wakeups)
 	return ticks, exact, wakeups
 }
 
@@ -482,18 +489,20 @@ func BenchmarkFootprintIdleSideBySide(b *testing.B) {
 		if order == 1 {
 			a, bb = cs[1], cs[0]
 		}
+		formed := "second"
+		if order == 1 {
+			formed = "first"
+		}
 		for range perOrder {
-			var exA, exB, wkA, wkB []float64
-			done := make(chan struct{})
-			go func() { defer close(done); _, exB, wkB = idleCPU(b, bb.Hosts(), w) }()
-			_, exA, wkA = idleCPU(b, a.Hosts(), w)
-			<-done
-			mA, mB := exA[len(exA)/2], exB[len(exB)/2]
+			// One window for both clusters' six agents: A's three, then B's.
+			_, ex, wk := idleCPUByHost(b, append(a.Hosts(), bb.Hosts()...), w)
+			mA, mB := medianOf(ex[:3]), medianOf(ex[3:])
+			wA, wB := medianOf(wk[:3]), medianOf(wk[3:])
 			ratios = append(ratios, mB/mA)
-			wakeA, wakeB = append(wakeA, wkA[len(wkA)/2]), append(wakeB, wkB[len(wkB)/2])
+			wakeA, wakeB = append(wakeA, wA), append(wakeB, wB)
 			printRow(b, "idle-side-by-side", 1, fmt.Sprintf("%.2f", mB/mA), "", "",
 				fmt.Sprintf("B/A median agent CPU (schedstat) in one window: A %.3f %%, B %.3f %%; wake-ups %.1f / %.1f a second (B formed %s)",
-					mA, mB, wkA[len(wkA)/2], wkB[len(wkB)/2], map[int]string{0: "second", 1: "first"}[order]))
+					mA, mB, wA, wB, formed))
 		}
 		for _, c := range cs {
 			c.Close()

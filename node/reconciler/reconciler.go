@@ -34,6 +34,7 @@ package reconciler
 // which stops them when a killed or hung agent renews it no more.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -250,11 +251,8 @@ func writeContact(path string, b []byte) error {
 	if len(b) > contactSize-1 {
 		return fmt.Errorf("contact record of %d bytes, more than %d", len(b), contactSize-1)
 	}
-	rec := make([]byte, contactSize)
+	rec := bytes.Repeat([]byte{' '}, contactSize)
 	copy(rec, b)
-	for i := len(b); i < contactSize-1; i++ {
-		rec[i] = ' '
-	}
 	rec[contactSize-1] = '\n'
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600)
 	if err != nil {

@@ -160,13 +160,10 @@ func untilBeat(now, origin time.Time, period time.Duration) time.Duration {
 // multiple of beat when beat is set and period is at least a beat.
 func untilTick(now, origin time.Time, period, beat time.Duration) time.Duration {
 	d := untilBeat(now, origin, period)
-	if beat <= 0 || period < beat {
+	if period < beat {
 		return d
 	}
-	if r := (now.Sub(origin) + d) % beat; r != 0 {
-		d += beat - r
-	}
-	return d
+	return untilOnBeat(now, origin, d, beat)
 }
 
 // After is how long a one-shot timer meant to fire d after now waits
@@ -183,10 +180,8 @@ func untilOnBeat(now, origin time.Time, d, beat time.Duration) time.Duration {
 	if beat <= 0 {
 		return d
 	}
-	if r := now.Add(d).Sub(origin) % beat; r > 0 {
+	if r := now.Add(d).Sub(origin) % beat; r != 0 {
 		d += beat - r
-	} else if r < 0 { // now+d before origin: cannot happen past start-up, but stay on the grid
-		d -= r
 	}
 	return d
 }

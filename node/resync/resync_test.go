@@ -67,9 +67,14 @@ func TestNilClockTicksAlone(t *testing.T) {
 	}
 }
 
+// at is the instant n milliseconds after the Unix epoch; ms is n
+// milliseconds: the grid tests' units.
+func at(n int64) time.Time { return time.Unix(0, n*int64(time.Millisecond)) }
+
+func ms(n int64) time.Duration { return time.Duration(n) * time.Millisecond }
+
 func TestUntilBeat(t *testing.T) {
 	o := time.Unix(0, 250*int64(time.Millisecond))
-	at := func(ms int64) time.Time { return time.Unix(0, ms*int64(time.Millisecond)) }
 	for _, c := range []struct {
 		now    time.Time
 		period time.Duration
@@ -89,8 +94,6 @@ func TestUntilBeat(t *testing.T) {
 
 func TestUntilTick(t *testing.T) {
 	o := time.Unix(0, 0)
-	at := func(ms int64) time.Time { return time.Unix(0, ms*int64(time.Millisecond)) }
-	ms := func(n int64) time.Duration { return time.Duration(n) * time.Millisecond }
 	for _, c := range []struct {
 		name         string
 		now          time.Time
@@ -116,8 +119,6 @@ func TestUntilTick(t *testing.T) {
 
 func TestUntilOnBeat(t *testing.T) {
 	o := time.Unix(0, 0)
-	at := func(ms int64) time.Time { return time.Unix(0, ms*int64(time.Millisecond)) }
-	ms := func(n int64) time.Duration { return time.Duration(n) * time.Millisecond }
 	for _, c := range []struct {
 		name    string
 		now     time.Time
