@@ -1,7 +1,9 @@
 package netloop
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/nftables"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 func TestNFTCheckDue(t *testing.T) {
@@ -40,20 +42,43 @@ func TestNFTCheckDue(t *testing.T) {
 }
 
 func TestNFTDeletion(t *testing.T) {
-	ev := func(ty nftables.MonitorEventType) *nftables.MonitorEvent { return &nftables.MonitorEvent{Type: ty} }
+	// msg is one netlink message of type NFNL_SUBSYS_NFTABLES<<8|ty with
+	// payload bytes after its header (padded to 4 bytes, as the kernel does).
+	msg := func(ty uint16, payload int) []byte {
+		l := unix.NLMSG_HDRLEN + payload
+		b := make([]byte, (l+3)&^3)
+		binary.NativeEndian.PutUint32(b[0:4], uint32(l))
+		binary.NativeEndian.PutUint16(b[4:6], unix.NFNL_SUBSYS_NFTABLES<<8|ty)
+		return b
+	}
+	cat := func(ms ...[]byte) []byte { return bytes.Join(ms, nil) }
+	truncated := msg(unix.NFT_MSG_NEWRULE, 40)[:30]
 	for _, c := range []struct {
-		name    string
-		changes []*nftables.MonitorEvent
-		want    bool
+		name  string
+		dgram []byte
+		want  bool
 	}{
-		{"none", nil, false},
-		{"new rules and elements", []*nftables.MonitorEvent{ev(nftables.MonitorEventTypeNewRule), ev(nftables.MonitorEventTypeNewSetElem)}, false},
-		{"elements deleted", []*nftables.MonitorEvent{ev(nftables.MonitorEventTypeDelSetElem), ev(nftables.MonitorEventTypeDelRule)}, false},
-		{"a table deleted", []*nftables.MonitorEvent{ev(nftables.MonitorEventTypeNewRule), ev(nftables.MonitorEventTypeDelTable)}, true},
-		{"a chain deleted", []*nftables.MonitorEvent{ev(nftables.MonitorEventTypeDelChain)}, true},
-		{"a set deleted", []*nftables.MonitorEvent{ev(nftables.MonitorEventTypeDelSet)}, true},
+		{"empty", nil, false},
+		{"new rules and elements", cat(msg(unix.NFT_MSG_NEWRULE, 120), msg(unix.NFT_MSG_NEWSETELEM, 33)), false},
+		{"elements and rules deleted", cat(msg(unix.NFT_MSG_DELSETELEM, 20), msg(unix.NFT_MSG_DELRULE, 7)), false},
+		{"a new generation", msg(unix.NFT_MSG_NEWGEN, 24), false},
+		{"a table deleted after rules (the kernel packs them)", cat(msg(unix.NFT_MSG_NEWRULE, 201), msg(unix.NFT_MSG_NEWRULE, 3), msg(unix.NFT_MSG_DELTABLE, 18)), true},
+		{"a chain deleted", msg(unix.NFT_MSG_DELCHAIN, 30), true},
+		{"a set deleted", cat(msg(unix.NFT_MSG_NEWSET, 10), msg(unix.NFT_MSG_DELSET, 10)), true},
+		{"another subsystem's type 2", func() []byte {
+			b := msg(unix.NFT_MSG_DELTABLE, 8)
+			binary.NativeEndian.PutUint16(b[4:6], unix.NFNL_SUBSYS_CTNETLINK<<8|unix.NFT_MSG_DELTABLE)
+			return b
+		}(), false},
+		{"a length past the datagram", truncated, true},
+		{"a header cut short", cat(msg(unix.NFT_MSG_NEWRULE, 4), make([]byte, 9)), true},
+		{"a length below the header", func() []byte {
+			b := msg(unix.NFT_MSG_NEWRULE, 8)
+			binary.NativeEndian.PutUint32(b[0:4], 4)
+			return b
+		}(), true},
 	} {
-		if got := nftDeletion(c.changes); got != c.want {
+		if got := nftDeletion(c.dgram); got != c.want {
 			t.Errorf("%s: nftDeletion = %v, want %v", c.name, got, c.want)
 		}
 	}
@@ -64,7 +89,7 @@ func TestNFTDeletion(t *testing.T) {
 // reason to check), and wakes the loop when someone runs `nft flush
 // ruleset`.
 func TestNFTWatchSeesFlush(t *testing.T) {
-	w, nft := liveWatchInNetns(t, "shoal-nftw")
+	w, nft := liveWatchInNetns(t, "shoal-nftw", nftWatchBuffer)
 	<-w.kick // the first pass after it went live checks
 	g0 := w.gen.Load()
 	nft("add", "table", "ip", "t1")
@@ -94,8 +119,44 @@ func TestNFTWatchSeesFlush(t *testing.T) {
 // loop was blind, and a deletion announced then was missed. The watch's
 // socket takes the burst, stays live and sees the deletion after it.
 func TestNFTWatchSurvivesABurst(t *testing.T) {
-	w, nft := liveWatchInNetns(t, "shoal-nftb")
+	w, nft := liveWatchInNetns(t, "shoal-nftb", nftWatchBuffer)
+	file := burstFile(t)
+	g0 := w.gen.Load()
+	nft("-f", file)
+	nft("add", "table", "ip", "marker")
+	nft("delete", "table", "ip", "marker")
+	waitUntil(t, "the marker's deletion after the burst", func() bool { return w.gen.Load() > g0 })
+	if g := w.gen.Load(); g != g0+1 {
+		t.Fatalf("%d deletions counted for a burst of new rules and one deleted table, want 1", g-g0)
+	}
+	if n := w.ended.Load(); n != 0 {
+		t.Fatalf("the watch ended %d times during the burst", n)
+	}
+}
 
+// TestNFTWatchCountsAnOverflow: announcements the socket had no room for
+// are lost, and a deletion may have been among them. The watch counts
+// the overflow as a deletion (the loop checks the tables) and stays live:
+// a deletion after it is seen too.
+func TestNFTWatchCountsAnOverflow(t *testing.T) {
+	w, nft := liveWatchInNetns(t, "shoal-nfto", 4096)
+	file := burstFile(t)
+	g0 := w.gen.Load()
+	nft("-f", file) // new rules only: no deletion announced
+	waitUntil(t, "the overflow counted", func() bool { return w.gen.Load() > g0 })
+	g1 := w.gen.Load()
+	nft("add", "table", "ip", "marker")
+	nft("delete", "table", "ip", "marker")
+	waitUntil(t, "the marker's deletion after the overflow", func() bool { return w.gen.Load() > g1 })
+	if n := w.ended.Load(); n != 0 {
+		t.Fatalf("the watch ended %d times on an overflow", n)
+	}
+}
+
+// burstFile writes an nft script of one table with 5,000 rules: one
+// transaction, announced all at once.
+func burstFile(t *testing.T) string {
+	t.Helper()
 	var b strings.Builder
 	b.WriteString("table ip burst {\n chain c {\n")
 	for i := 0; i < 5000; i++ {
@@ -106,20 +167,14 @@ func TestNFTWatchSurvivesABurst(t *testing.T) {
 	if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g0 := w.gen.Load()
-	nft("-f", file)
-	nft("add", "table", "ip", "marker")
-	nft("delete", "table", "ip", "marker")
-	waitUntil(t, "the marker's deletion after the burst", func() bool { return w.gen.Load() > g0 })
-	if n := w.ended.Load(); n != 0 {
-		t.Fatalf("the watch ended %d times during the burst", n)
-	}
+	return file
 }
 
-// liveWatchInNetns runs a watch in a new network namespace (named prefix
-// and the test's PID, deleted at the end of the test) until the test ends,
-// waits until it is live, and returns it with a runner of nft there.
-func liveWatchInNetns(t *testing.T, prefix string) (*nftWatch, func(args ...string)) {
+// liveWatchInNetns runs a watch with a receive buffer of rcvBuf bytes in a
+// new network namespace (named prefix and the test's PID, deleted at the
+// end of the test) until the test ends, waits until it is live, and
+// returns it with a runner of nft there.
+func liveWatchInNetns(t *testing.T, prefix string, rcvBuf int) (*nftWatch, func(args ...string)) {
 	t.Helper()
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Fatalf("nft not installed: %v", err)
@@ -135,6 +190,7 @@ func liveWatchInNetns(t *testing.T, prefix string) (*nftWatch, func(args ...stri
 	}
 	t.Cleanup(func() { ns.Close() })
 	w := newNFTWatch()
+	w.rcvBuf = rcvBuf
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
