@@ -11,6 +11,7 @@
 package lb
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,11 +37,22 @@ type LB struct {
 	mu      sync.Mutex
 	nsFile  *os.File // nil: current namespace
 	applied *State   // last State the kernel accepted; nil before the first
-	// tableUse is what the kernel counted in the table (its chains and
-	// sets) right after the last Set programmed it; 0 when unknown.
-	// Intact compares the kernel's table with it.
+	// tableUse is what the kernel counts in the table (its chains and
+	// sets) as the last Set left it; 0 when unknown. Intact compares the
+	// kernel's table with it.
 	tableUse uint32
-	closed   bool
+	// programmed is the rule set the kernel holds, as the last Set left
+	// it; nil when unknown (before the first Set, after a failed one, or
+	// once Intact found the table changed), and the next Set then
+	// replaces the table whole instead of changing it in place (delta.go).
+	programmed *ruleset
+	// useExtra is what the kernel counted in the table beyond its chains
+	// and sets after the last whole replacement (0 on the kernels seen),
+	// so that an in-place Set can tell tableUse without asking.
+	useExtra int64
+	// wholeSets counts the Sets that replaced the table whole (tests).
+	wholeSets int
+	closed    bool
 	// ctIncomplete: the last conntrack cleanup left entries it should
 	// have deleted (a dump the kernel interrupted, a failed delete), so
 	// the next Set sweeps as after a restart (conntrackPlan with prev
@@ -102,16 +114,12 @@ func (l *LB) Set(st State) error {
 		return ErrClosed
 	}
 	rs := compile(l.cfg, st)
-	if err := l.apply(rs); err != nil {
+	if err := l.program(rs); err != nil {
 		return fmt.Errorf("program nftables table %s: %w", l.cfg.TableName, err)
 	}
 	prev := l.applied
 	snap := st.clone()
 	l.applied = &snap
-	l.tableUse = 0
-	if t, err := l.listTable(); err == nil && t != nil {
-		l.tableUse = t.Use
-	}
 	l.sweepConntrack(prev, snap)
 	l.log.Debug("rules synced", "services", len(st.Services), "chains", len(rs.chains), "rules", len(rs.rules))
 	if len(skipped) > 0 {
@@ -119,6 +127,60 @@ func (l *LB) Set(st State) error {
 			l.cfg.TableName, len(skipped), errors.Join(skipped...))
 	}
 	return nil
+}
+
+// program makes the kernel's table rs: in place when the table holds
+// what this LB programmed last and the change allows it, else whole. An
+// in-place change that fails (the kernel's table is not what the LB
+// thinks) is followed at once by a whole replacement. l.mu must be held.
+func (l *LB) program(rs *ruleset) error {
+	if l.programmed != nil {
+		if d, ok := diff(l.programmed, rs); ok {
+			err := l.applyDelta(rs, &d)
+			if err == nil {
+				l.programmed = rs
+				l.tableUse = uint32(int64(len(rs.chains)+len(rs.sets)) + l.useExtra)
+				return nil
+			}
+			l.log.Debug("in-place change of the table failed; replacing it whole", "err", err)
+		}
+	}
+	l.programmed, l.tableUse = nil, 0
+	l.wholeSets++
+	if err := l.apply(rs); err != nil {
+		return err
+	}
+	l.programmed = rs
+	if t, err := l.listTable(); err == nil && t != nil {
+		l.tableUse = tableUse(t)
+		l.useExtra = int64(l.tableUse) - int64(len(rs.chains)+len(rs.sets))
+	}
+	return nil
+}
+
+// tableUse is the count of objects in t. The kernel sends it in network
+// byte order and google/nftables (v0.3.0) decodes it in the host's, so it
+// is turned back here: an in-place Set predicts the count (chains and
+// sets) and Intact compares the two.
+func tableUse(t *nftables.Table) uint32 {
+	var b [4]byte
+	binary.NativeEndian.PutUint32(b[:], t.Use)
+	return binary.BigEndian.Uint32(b[:])
+}
+
+// applyDelta sends d as one batch; an empty delta sends nothing.
+func (l *LB) applyDelta(rs *ruleset, d *delta) error {
+	if d.empty() {
+		return nil
+	}
+	c, err := l.conn(rs.bufferSize())
+	if err != nil {
+		return err
+	}
+	if err := d.queue(c); err != nil {
+		return err
+	}
+	return c.Flush()
 }
 
 // apply replays rs as one batch: add (so the delete cannot fail on a fresh
@@ -171,7 +233,11 @@ func (l *LB) Intact() (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("list nftables table %s: %w", l.cfg.TableName, err)
 	}
-	return t != nil && (l.tableUse == 0 || t.Use == l.tableUse), nil
+	intact := t != nil && (l.tableUse == 0 || tableUse(t) == l.tableUse)
+	if !intact {
+		l.programmed = nil // the next Set replaces the table whole
+	}
+	return intact, nil
 }
 
 // listTable returns the LB's table as the kernel lists it, nil when there
@@ -319,6 +385,7 @@ func (l *LB) Teardown() error {
 		t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: l.cfg.TableName}
 		c.AddTable(t)
 		c.DelTable(t)
+		l.programmed = nil
 		if ferr := c.Flush(); ferr != nil {
 			err = fmt.Errorf("delete nftables table %s: %w", l.cfg.TableName, ferr)
 		}
