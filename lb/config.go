@@ -29,7 +29,7 @@ var (
 // It is read once by New and must not be changed afterwards.
 type Config struct {
 	// TableName is the nftables table (family ip) the LB owns entirely:
-	// every sync replaces its whole content.
+	// every sync makes its whole content the compiled State.
 	TableName string
 	// NodeIPs are the addresses published ports answer on. Empty means
 	// every local address (`fib daddr type local`), loopback excluded.

@@ -96,8 +96,10 @@ func New(cfg Config) (*LB, error) {
 // that cannot be programmed (see ErrInvalidState and State's precedence
 // order) are left out and everything else is programmed: Set then returns
 // an error wrapping ErrInvalidState that names each part left out; calling
-// Set again with the same st changes nothing. On any other error the
-// previous rule set stays in force and the next Set rebuilds everything.
+// Set again with the same st changes nothing. The table is changed in
+// place when it can be (delta.go), else replaced whole; either way in one
+// transaction. On any other error the previous rule set stays in force
+// and the next Set replaces the table whole.
 // After the rules are in, conntrack entries of UDP flows that the new rules
 // would not make are deleted: to backends that are gone, and to VIPs and
 // published ports new here but not on their backends (conntrackPlan; TCP

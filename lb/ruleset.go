@@ -3,12 +3,12 @@ package lb
 // The rule set (see README.md for the picture and the why).
 //
 // Everything lives in one `table ip <TableName>` the LB owns: every sync
-// deletes and re-adds the table with its whole content in one nftables
-// transaction, so the kernel switches from the old rule set to the new one
-// atomically (a `numgen mod N` rule and its map always change together), and
-// a failed sync leaves the previous rule set in place; the next sync rebuilds
-// everything anyway (kube-proxy's "full resync after a failed partial one"
-// comes for free).
+// makes the table this rule set in one nftables transaction (in place, or
+// deleted and re-added whole: delta.go), so the kernel switches from the
+// old rule set to the new one atomically (a `numgen mod N` rule and its map
+// always change together), and a failed sync leaves the previous rule set
+// in place; the next sync replaces the table whole (kube-proxy's "full
+// resync after a failed partial one").
 //
 // compile is pure: State in, ruleset out. apply (lb.go) only replays the
 // ruleset on a netlink connection, and the tests trace packets through the

@@ -35,7 +35,9 @@ type serviceTraffic struct {
 	dns      *dns.Server
 	bridgeIP net.IP // where the DNS server listens
 	last     lb.State
-	wg       sync.WaitGroup
+	// synced: a Set went through; before it Intact has nothing to check.
+	synced bool
+	wg     sync.WaitGroup
 
 	// ambiguous are the DNS names last reported as differing only in case.
 	ambiguous []string
@@ -131,9 +133,12 @@ func runDNS(ctx context.Context, srv dnsRunner, log *slog.Logger, retry, retryMa
 // had — and reported once per change; it is not retried, since only a
 // change of the state can resolve it. Any other failure is retried.
 //
-// check asks whether the kernel still holds the rules when nothing
-// changed; without it (no deletion announced since the last check,
-// nftwatch.go) they are taken to be there.
+// check asks whether the kernel still holds the rules; without it (no
+// deletion announced since the last check, nftwatch.go) they are taken to
+// be there. It asks whether the state changed or not: the load balancer
+// changes its table in place, and a chain someone else deleted would stay
+// deleted under a change that does not touch it; Intact finding the table
+// changed makes the next Set replace it whole.
 func (st *serviceTraffic) sync(l *Loop, ns netplan.State, check bool) {
 	defer metrics.ObserveSince(l.cfg.Metrics.LBSyncDuration, time.Now())
 	// Everything up to ns.Index is in ns: once it is programmed, the load
@@ -147,21 +152,21 @@ func (st *serviceTraffic) sync(l *Loop, ns netplan.State, check bool) {
 		}
 		st.ambiguous = amb
 	}
-	if reflect.DeepEqual(state, st.last) {
-		// Unchanged, but someone else may have deleted the rules (`nft
-		// flush ruleset`: an nftables service restarted, a firewall
-		// reloaded): nothing else would program them again before the
-		// next change of a service, and until then the node had no VIPs,
-		// published ports or network isolation.
-		intact, err := true, error(nil)
-		if check {
-			intact, err = st.lb.Intact()
+	changed := !reflect.DeepEqual(state, st.last)
+	if check && st.synced {
+		// Someone else may have deleted rules (`nft flush ruleset`: an
+		// nftables service restarted, a firewall reloaded): nothing else
+		// would program them again before the next change of a service,
+		// and until then the node had no VIPs, published ports or network
+		// isolation.
+		if intact, err := st.lb.Intact(); err != nil || !intact {
+			l.log.Warn("load balancer rules removed or changed by someone else; programming them again", "err", err)
+			changed = true
 		}
-		if err == nil && intact {
-			l.cfg.Members.SetLBIndex(idx, false) // gossiped only if a drain asks
-			return
-		}
-		l.log.Warn("load balancer rules removed or changed by someone else; programming them again", "err", err)
+	}
+	if !changed {
+		l.cfg.Members.SetLBIndex(idx, false) // gossiped only if a drain asks
+		return
 	}
 	err := st.lb.Set(state)
 	switch {
@@ -174,7 +179,7 @@ func (st *serviceTraffic) sync(l *Loop, ns netplan.State, check bool) {
 		st.last = lb.State{} // force a full resync next time
 		return
 	}
-	st.last = state
+	st.last, st.synced = state, true
 	l.cfg.Members.SetLBIndex(idx, true)
 }
 

@@ -16,15 +16,16 @@ import (
 	"github.com/shoal-org/shoal/node/netplan"
 )
 
-// fakeBalancer counts Sets and answers Intact as told.
+// fakeBalancer counts Sets and Intact checks and answers Intact as told.
 type fakeBalancer struct {
-	sets      int
-	intact    bool
-	intactErr error
+	sets, checks int
+	intact       bool
+	intactErr    error
 }
 
 func (f *fakeBalancer) Set(lb.State) error { f.sets++; f.intact = true; return nil }
 func (f *fakeBalancer) Intact() (bool, error) {
+	f.checks++
 	return f.intact && f.intactErr == nil, f.intactErr
 }
 func (f *fakeBalancer) Close() error { return nil }
@@ -45,7 +46,10 @@ func (m *fakeMembers) SetLBIndex(index uint64, changed bool) {
 // programs the load balancer again when its rules are no longer in the
 // kernel (`nft flush ruleset` by someone else), or when that cannot be
 // checked; otherwise, and when the pass is not to check (no deletion
-// announced), it leaves them alone.
+// announced), it leaves them alone. A pass whose state changed checks
+// too when a deletion was announced (the balancer changes its table in
+// place, and learns from Intact that it must replace it whole), and the
+// first pass, before any Set, does not.
 func TestSyncReprogramsRemovedRules(t *testing.T) {
 	members := &fakeMembers{}
 	l := &Loop{
@@ -56,26 +60,33 @@ func TestSyncReprogramsRemovedRules(t *testing.T) {
 	st := &serviceTraffic{lb: fb, bridgeIP: net.ParseIP("10.42.1.1"), dns: dns.New(dns.Config{})}
 	ns := netplan.State{Index: 7}
 	st.sync(l, ns, true)
-	if fb.sets != 1 || members.index != 7 || !members.changed {
-		t.Fatalf("first pass: %d sets, index %d changed %v; want 1, 7, true", fb.sets, members.index, members.changed)
+	if fb.sets != 1 || fb.checks != 0 || members.index != 7 || !members.changed {
+		t.Fatalf("first pass: %d sets, %d checks, index %d changed %v; want 1, 0, 7, true", fb.sets, fb.checks, members.index, members.changed)
 	}
 	for _, c := range []struct {
-		name     string
-		check    bool
-		intact   bool
-		err      error
-		wantSets int
+		name       string
+		changed    bool
+		check      bool
+		intact     bool
+		err        error
+		wantSets   int
+		wantChecks int
 	}{
-		{"unchanged and intact", true, true, nil, 0},
-		{"rules flushed by someone else", true, false, nil, 1},
-		{"cannot check", true, true, errors.New("netlink: boom"), 1},
-		{"no deletion announced: not checked", false, false, errors.New("netlink: boom"), 0},
+		{"unchanged and intact", false, true, true, nil, 0, 1},
+		{"rules flushed by someone else", false, true, false, nil, 1, 1},
+		{"cannot check", false, true, true, errors.New("netlink: boom"), 1, 1},
+		{"no deletion announced: not checked", false, false, false, errors.New("netlink: boom"), 0, 0},
+		{"changed, a deletion announced: checked", true, true, false, nil, 1, 1},
+		{"changed, nothing announced: not checked", true, false, false, nil, 1, 0},
 	} {
-		fb.sets, fb.intact, fb.intactErr = 0, c.intact, c.err
+		fb.sets, fb.checks, fb.intact, fb.intactErr = 0, 0, c.intact, c.err
 		ns.Index++
+		if c.changed {
+			st.last = lb.State{} // the state the pass computes differs from it
+		}
 		st.sync(l, ns, c.check)
-		if fb.sets != c.wantSets {
-			t.Errorf("%s: %d sets, want %d", c.name, fb.sets, c.wantSets)
+		if fb.sets != c.wantSets || fb.checks != c.wantChecks {
+			t.Errorf("%s: %d sets and %d checks, want %d and %d", c.name, fb.sets, fb.checks, c.wantSets, c.wantChecks)
 		}
 		if members.index != ns.Index || members.changed != (c.wantSets > 0) {
 			t.Errorf("%s: index %d changed %v; want %d, %v", c.name, members.index, members.changed, ns.Index, c.wantSets > 0)
