@@ -156,7 +156,9 @@ func TestSetInPlaceMatchesWhole(t *testing.T) {
 		t.Cleanup(func() { _ = l.Close() })
 		return l
 	}
-	dump := func() string { return canonicalTable(t, run(t, "ip", "netns", "exec", name, "nft", "-j", "list", "table", "ip", cfg.TableName)) }
+	dump := func() string {
+		return canonicalTable(t, run(t, "ip", "netns", "exec", name, "nft", "-j", "list", "table", "ip", cfg.TableName))
+	}
 
 	hostMode := testState()
 	hostMode.Services = append(hostMode.Services, Service{Name: "edge",
@@ -170,7 +172,11 @@ func TestSetInPlaceMatchesWhole(t *testing.T) {
 		st   State
 	}{
 		{"first", testState()},
-		{"a backend more", func() State { s := testState().clone(); s.Services[0].Backends = append(s.Services[0].Backends, backends("10.42.2.7")...); return s }()},
+		{"a backend more", func() State {
+			s := testState().clone()
+			s.Services[0].Backends = append(s.Services[0].Backends, backends("10.42.2.7")...)
+			return s
+		}()},
 		{"no backends", func() State { s := testState().clone(); s.Services[0].Backends = nil; return s }()},
 		{"a host-mode service", hostMode},
 		{"networks", netState()},
