@@ -74,11 +74,11 @@ func diff(prev, next *ruleset) (d delta, ok bool) {
 		}
 	}
 
-	prevRules, err := rulesByChain(prev)
+	prevRules, err := prev.ruleKeys()
 	if err != nil {
 		return delta{}, false
 	}
-	nextRules, err := rulesByChain(next)
+	nextRules, err := next.ruleKeys()
 	if err != nil {
 		return delta{}, false
 	}
@@ -116,10 +116,13 @@ func sameRules(a, b [][]byte) bool {
 	return slices.EqualFunc(a, b, bytes.Equal)
 }
 
-// rulesByChain keys every rule of rs by its expressions' netlink encoding.
-// A lookup's set ID is left out: it only numbers the sets of one batch,
-// and the kernel finds a set by its name first.
-func rulesByChain(rs *ruleset) (map[string][][]byte, error) {
+// ruleKeys keys every rule of rs by its expressions' netlink encoding,
+// once. A lookup's set ID is left out: it only numbers the sets of one
+// batch, and the kernel finds a set by its name first.
+func (rs *ruleset) ruleKeys() (map[string][][]byte, error) {
+	if rs.keys != nil {
+		return rs.keys, nil
+	}
 	out := map[string][][]byte{}
 	fam := byte(rs.table.Family)
 	for _, r := range rs.rules {
@@ -139,6 +142,7 @@ func rulesByChain(rs *ruleset) (map[string][][]byte, error) {
 		}
 		out[r.Chain.Name] = append(out[r.Chain.Name], key)
 	}
+	rs.keys = out
 	return out, nil
 }
 

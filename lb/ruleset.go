@@ -65,6 +65,9 @@ type ruleset struct {
 	chains []*nftables.Chain
 	sets   []setSpec
 	rules  []*nftables.Rule
+	// keys are the rules' wire forms by chain, made once (ruleKeys): the
+	// LB keeps the rule set it programmed and compares the next with it.
+	keys map[string][][]byte
 }
 
 type setSpec struct {
