@@ -69,6 +69,7 @@ test: deps vet unit e2e
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./node/scheduler/
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./runtime/...
+	$(GO) test -run '^$$' -bench . -benchtime 100x ./lb/
 	SHOAL_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/...
 
 # Chaos soak and the long linearizability run, not part of `make test`:

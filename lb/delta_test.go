@@ -269,3 +269,47 @@ func canonicalTable(t *testing.T, out string) string {
 	slices.Sort(objs)
 	return strings.Join(objs, "\n")
 }
+
+// BenchmarkSetOneBackend: the Set that follows one more backend of one
+// service, with 10 and 100 services programmed, changed in place against
+// the whole table replaced (the LB told it knows nothing, as after a
+// failure). What one task start costs every node's load balancer.
+func BenchmarkSetOneBackend(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root (network namespaces, nftables)")
+	}
+	for _, n := range []int{10, 100} {
+		for _, whole := range []bool{false, true} {
+			b.Run(fmt.Sprintf("services=%d/whole=%v", n, whole), func(b *testing.B) {
+				name := fmt.Sprintf("lbdb%d", os.Getpid())
+				if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+					b.Fatalf("ip netns add: %v: %s", err, out)
+				}
+				defer exec.Command("ip", "netns", "del", name).Run()
+				cfg := DefaultConfig()
+				cfg.NetNSPath = "/var/run/netns/" + name
+				l, err := New(cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer l.Close()
+				states := [2]State{bigState(n, true), bigState(n, true)}
+				states[1].Services[n/2].Backends = append(states[1].Services[n/2].Backends, Backend{IP: net.IPv4(10, 42, 3, 1)})
+				if err := l.Set(states[0]); err != nil {
+					b.Fatal(err)
+				}
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if whole {
+						l.mu.Lock()
+						l.programmed = nil
+						l.mu.Unlock()
+					}
+					if err := l.Set(states[(i+1)%2]); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
