@@ -119,9 +119,9 @@ func (w *nftWatch) run(ctx context.Context, log *slog.Logger) {
 // every rule of every transaction to the group, and the monitor decoded
 // each one (rule, expressions, allocations). While load balancer syncs
 // still replaced the whole table, that was about a tenth of the agent's
-// CPU during a scale-up of 40 tasks on 3 nodes. Only the type in each message's
-// header matters here, so the watch reads the datagrams into one buffer
-// and walks the headers (nftDeletion).
+// CPU during a scale-up of 40 tasks on 3 nodes. Only the type in each
+// message's header matters here, so the watch reads the datagrams into
+// one buffer and walks the headers (nftDeletion).
 func (w *nftWatch) watch(ctx context.Context) error {
 	f, err := nftGroupSocket(w.rcvBuf)
 	if err != nil {
