@@ -29,12 +29,11 @@ import (
 type delta struct {
 	newSets   []setSpec         // added with their elements
 	refill    []setSpec         // the same set, other elements: flushed and filled again
-	newChains []*nftables.Chain // added (their rules are in rewrite)
-	rewrite   []*nftables.Chain // every rule flushed (if not new) and added again
-	rules     map[string][]*nftables.Rule
-	isNew     map[string]bool
+	newChains []*nftables.Chain // added with their rules
+	rewrite   []*nftables.Chain // kept, every rule flushed and added again
 	delChains []*nftables.Chain // flushed, then deleted once nothing jumps to them
 	delSets   []*nftables.Set   // deleted once no rule looks them up
+	next      *ruleset          // where the rules to add come from, in its order
 }
 
 func (d *delta) empty() bool {
@@ -49,8 +48,7 @@ func diff(prev, next *ruleset) (d delta, ok bool) {
 	if prev.table.Name != next.table.Name || prev.table.Family != next.table.Family {
 		return delta{}, false
 	}
-	d.rules, d.isNew = map[string][]*nftables.Rule{}, map[string]bool{}
-
+	d.next = next
 	prevSets := map[string]setSpec{}
 	for _, s := range prev.sets {
 		prevSets[s.set.Name] = s
@@ -93,8 +91,6 @@ func diff(prev, next *ruleset) (d delta, ok bool) {
 		switch {
 		case !found:
 			d.newChains = append(d.newChains, c)
-			d.isNew[c.Name] = true
-			d.rewrite = append(d.rewrite, c)
 		case !sameChainDef(old, c):
 			return delta{}, false
 		case !sameRules(prevRules[c.Name], nextRules[c.Name]):
@@ -105,9 +101,6 @@ func diff(prev, next *ruleset) (d delta, ok bool) {
 		if !nextChains[c.Name] {
 			d.delChains = append(d.delChains, c)
 		}
-	}
-	for _, r := range next.rules {
-		d.rules[r.Chain.Name] = append(d.rules[r.Chain.Name], r)
 	}
 	return d, true
 }
@@ -146,9 +139,12 @@ func (rs *ruleset) ruleKeys() (map[string][][]byte, error) {
 	return out, nil
 }
 
+// sameChainDef and sameSetDef compare what defines a chain or a set,
+// leaving out the table (the same one) and a set's batch-local ID.
 func sameChainDef(a, b *nftables.Chain) bool {
-	return a.Name == b.Name && a.Type == b.Type && reflect.DeepEqual(a.Hooknum, b.Hooknum) &&
-		reflect.DeepEqual(a.Priority, b.Priority) && reflect.DeepEqual(a.Policy, b.Policy) && a.Device == b.Device
+	x, y := *a, *b
+	x.Table, y.Table = nil, nil
+	return reflect.DeepEqual(x, y)
 }
 
 func sameSetDef(a, b *nftables.Set) bool {
@@ -175,14 +171,17 @@ func (d *delta) queue(c *nftables.Conn) error {
 			return fmt.Errorf("fill set %s: %w", s.set.Name, err)
 		}
 	}
+	write := map[string]bool{} // the chains whose rules go in
 	for _, ch := range d.newChains {
 		c.AddChain(ch)
+		write[ch.Name] = true
 	}
 	for _, ch := range d.rewrite {
-		if !d.isNew[ch.Name] {
-			c.FlushChain(ch)
-		}
-		for _, r := range d.rules[ch.Name] {
+		c.FlushChain(ch)
+		write[ch.Name] = true
+	}
+	for _, r := range d.next.rules {
+		if write[r.Chain.Name] {
 			c.AddRule(r)
 		}
 	}

@@ -13,11 +13,13 @@ import (
 	"github.com/shoal-org/shoal/api"
 )
 
-// names lists the names of chains or sets, for comparing a delta.
+// chainNames lists the names of a delta's chains: the new ones, the ones
+// whose rules are written (new or rewritten) and the deleted ones.
 func chainNames(d delta) (newChains, rewrite, del []string) {
 	for _, c := range d.newChains {
 		newChains = append(newChains, c.Name)
 	}
+	rewrite = slices.Clone(newChains)
 	for _, c := range d.rewrite {
 		rewrite = append(rewrite, c.Name)
 	}
@@ -143,21 +145,9 @@ func TestDiff(t *testing.T) {
 // the same Set.
 func TestSetInPlaceMatchesWhole(t *testing.T) {
 	requireRoot(t)
-	name := fmt.Sprintf("lbdelta%d", os.Getpid())
-	run(t, "ip", "netns", "add", name)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	cfg := DefaultConfig()
-	cfg.NetNSPath = "/var/run/netns/" + name
-	newLB := func() *LB {
-		l, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = l.Close() })
-		return l
-	}
+	name, newLB := lbInNetns(t, "lbdelta")
 	dump := func() string {
-		return canonicalTable(t, run(t, "ip", "netns", "exec", name, "nft", "-j", "list", "table", "ip", cfg.TableName))
+		return canonicalTable(t, run(t, "ip", "netns", "exec", name, "nft", "-j", "list", "table", "ip", DefaultConfig().TableName))
 	}
 
 	hostMode := testState()
@@ -227,6 +217,28 @@ func TestSetInPlaceMatchesWhole(t *testing.T) {
 	}
 }
 
+// lbInNetns makes a network namespace (prefix and the PID), deleted when
+// tb ends, and returns its name and a maker of LBs with the default
+// config there, each closed when tb ends.
+func lbInNetns(tb testing.TB, prefix string) (string, func() *LB) {
+	tb.Helper()
+	name := fmt.Sprintf("%s%d", prefix, os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		tb.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	tb.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	cfg := DefaultConfig()
+	cfg.NetNSPath = "/var/run/netns/" + name
+	return name, func() *LB {
+		l, err := New(cfg)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { _ = l.Close() })
+		return l
+	}
+}
+
 // canonicalTable turns `nft -j list table` output into a string that is
 // equal for equal tables: handles dropped, chains and sets in name order,
 // set elements sorted, each chain's rules in their order.
@@ -281,18 +293,8 @@ func BenchmarkSetOneBackend(b *testing.B) {
 	for _, n := range []int{10, 100} {
 		for _, whole := range []bool{false, true} {
 			b.Run(fmt.Sprintf("services=%d/whole=%v", n, whole), func(b *testing.B) {
-				name := fmt.Sprintf("lbdb%d", os.Getpid())
-				if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-					b.Fatalf("ip netns add: %v: %s", err, out)
-				}
-				defer exec.Command("ip", "netns", "del", name).Run()
-				cfg := DefaultConfig()
-				cfg.NetNSPath = "/var/run/netns/" + name
-				l, err := New(cfg)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer l.Close()
+				_, newLB := lbInNetns(b, "lbdb")
+				l := newLB()
 				states := [2]State{bigState(n, true), bigState(n, true)}
 				states[1].Services[n/2].Backends = append(states[1].Services[n/2].Backends, Backend{IP: net.IPv4(10, 42, 3, 1)})
 				if err := l.Set(states[0]); err != nil {

@@ -221,7 +221,9 @@ func (l *LB) apply(rs *ruleset) error {
 // masquerade and network isolation until the next change of any service.
 // It is one netlink request, cheap enough for every pass of a periodic
 // loop. Before the first Set (nothing programmed by this LB) it reports
-// false; rules changed inside an intact chain are not seen.
+// false; rules changed inside an intact chain are not seen. After a false
+// answer the next Set replaces the table whole, since the LB no longer
+// knows what the kernel holds.
 func (l *LB) Intact() (bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
