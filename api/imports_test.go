@@ -127,6 +127,10 @@ var importRules = []importRule{
 	{"runtime/layout/...", []string{"runtime/layout/..."}},
 	// A container's bundle files (/etc files, config.json).
 	{"runtime/bundle/...", []string{"api", "runtime/layout", "runtime/ocispec", "runtime/rootfs", "runtime/bundle/..."}},
+	// runc's seccomp programs, captured once per profile for the
+	// containers' inits to install: the standard library, x/sys and the
+	// OCI types only.
+	{"runtime/seccompprog/...", []string{"runtime/seccompprog/..."}},
 	// The overlay rootfs mount and unmount.
 	{"runtime/rootfs/...", []string{"runtime/ocispec", "runtime/rootfs/..."}},
 	// A task's secret and config files on a tmpfs of its own.

@@ -121,7 +121,8 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec, p lay
 	// The mounts come first: they decide the mountpoints layer stacked
 	// above the image (mountpoints.go). The rest of the spec's input needs
 	// the mounted rootfs (the user's passwd entry).
-	mounts, err := ocispec.Mounts(bundle.MountInput(r.bundleHost(), p, spec.Files, spec.Mounts))
+	b := bundleInput(id, hostname, "", args, spec, icfg)
+	mounts, err := ocispec.Mounts(bundle.MountInput(r.bundleHost(), p, b))
 	if err != nil {
 		return record.Record{}, err
 	}
@@ -134,7 +135,6 @@ func (r *Runtime) prepare(ctx context.Context, id, name string, spec Spec, p lay
 	if err := volume.Seed(p.Rootfs, r.vols.Dir, spec.Mounts, seedBudget(img)); err != nil {
 		return record.Record{}, err
 	}
-	b := bundleInput(id, hostname, "", args, spec, icfg)
 	if err := b.ResolveUser(p); err != nil {
 		return record.Record{}, err
 	}
@@ -242,10 +242,14 @@ func (r *Runtime) withMountLayer(id string, layers []string, mounts []specs.Moun
 
 // bundleHost is what the bundles of r share.
 func (r *Runtime) bundleHost() bundle.Host {
-	return bundle.Host{
+	h := bundle.Host{
 		InitBinary: r.cfg.InitBinary, VolumesDir: r.vols.Dir, CgroupParent: r.cfg.CgroupParent,
 		ResolvConf: r.cfg.ResolvConf, DNS: r.cfg.DNS, DNSFunc: r.cfg.DNSFunc, NoSeccomp: r.cfg.NoSeccomp,
 	}
+	if r.seccomp != nil {
+		h.SeccompProgram = r.seccomp.Program
+	}
+	return h
 }
 
 // bundleInput is what container id's bundle files are made of (the user

@@ -97,8 +97,12 @@ func TestExec(t *testing.T) {
 	}
 	p.Close()
 
-	if _, err := h.rt.Exec(context.Background(), c.ID, ExecOptions{Args: []string{"no-such-cmd"}}); !errors.Is(err, ErrExecFailed) || !strings.Contains(err.Error(), "no-such-cmd") {
-		t.Fatalf("missing command: %v", err)
+	// runc would refuse a missing command itself (ErrExecFailed); here the
+	// command goes through the init, which installs the container's
+	// seccomp filter, and the init says why it cannot run it and exits
+	// 127, as docker's exec of a missing command does.
+	if _, errOut, code := execCollect(t, h.rt, c.ID, ExecOptions{Args: []string{"no-such-cmd"}}, ""); code != 127 || !strings.Contains(errOut, "no-such-cmd") {
+		t.Fatalf("missing command: exit %d, stderr %q", code, errOut)
 	}
 	if _, err := h.rt.Exec(context.Background(), c.ID, ExecOptions{Args: []string{"true"}, Workdir: "rel"}); !errors.Is(err, ErrInvalidSpec) {
 		t.Fatalf("relative workdir: %v", err)

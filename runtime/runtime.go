@@ -43,7 +43,9 @@ import (
 	"github.com/shoal-org/shoal/runtime/layout"
 	"github.com/shoal-org/shoal/runtime/mountlayer"
 	"github.com/shoal-org/shoal/runtime/record"
+	"github.com/shoal-org/shoal/runtime/seccompprog"
 	"github.com/shoal-org/shoal/runtime/supclient"
+	"github.com/shoal-org/shoal/runtime/supervisor"
 	"github.com/shoal-org/shoal/runtime/volume"
 )
 
@@ -61,6 +63,9 @@ type Runtime struct {
 	mountLayers  *mountlayer.Store // Root/mountpoints (mountpoints.go)
 	starts       *startGate        // bounds concurrent `runc run` (startgate.go)
 	noMountLayer bool              // tests: create rootfs mounts as before the layer
+	// seccomp has runc's seccomp programs, which containers' inits
+	// install (runtime/seccompprog); nil leaves every profile to runc.
+	seccomp *seccompprog.Cache
 
 	ready   chan struct{} // closed once Run adopted existing containers
 	runCtx  context.Context
@@ -88,6 +93,10 @@ func (r *Runtime) spawn(fn func()) bool {
 	}()
 	return true
 }
+
+// seccompDir is where runc's seccomp programs are kept (runtime/seccompprog),
+// under Root: not under RunRoot, whose entries are containers' run dirs.
+const seccompDir = "seccomp"
 
 // New validates cfg, prepares Root and loads the records of containers left
 // by a previous agent. It starts nothing: call Run.
@@ -126,11 +135,15 @@ func New(cfg Config) (*Runtime, error) {
 		runc:        oneProcRunc{&runc.Runc{Command: cfg.RuncBinary, Root: cfg.RuncRoot}},
 		sup:         supclient.New(cfg.Root, cfg.SupervisorBinary, cfg.Logger.With("component", "runtime")),
 		mountLayers: &mountlayer.Store{Dir: filepath.Join(cfg.Root, mountLayersDir)},
-		starts:      newStartGate(goruntime.NumCPU(), startStuckAfter),
-		ready:       make(chan struct{}),
-		runDone:     make(chan struct{}),
-		containers:  map[string]*container{},
-		names:       map[string]string{},
+		seccomp: &seccompprog.Cache{
+			Runc: cfg.RuncBinary, Dir: filepath.Join(cfg.Root, seccompDir), Env: []string{supervisor.RuncProcs},
+			CgroupParent: cfg.CgroupParent, Init: cfg.InitBinary, Log: cfg.Logger.With("component", "runtime"),
+		},
+		starts:     newStartGate(goruntime.NumCPU(), startStuckAfter),
+		ready:      make(chan struct{}),
+		runDone:    make(chan struct{}),
+		containers: map[string]*container{},
+		names:      map[string]string{},
 	}
 	r.events = eventhub.New(r.log)
 	vols, err := volume.New(filepath.Join(cfg.Root, "volumes"))

@@ -17,6 +17,8 @@ import (
 	"os"
 	"path/filepath"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/shoal-org/shoal/api"
 	"github.com/shoal-org/shoal/runtime/layout"
 	"github.com/shoal-org/shoal/runtime/ocispec"
@@ -35,6 +37,24 @@ type Host struct {
 	DNS        []string
 	DNSFunc    func() []string
 	NoSeccomp  bool
+	// SeccompProgram, when set, gives the host file with runc's program
+	// for a seccomp profile, or "" (runtime/seccompprog's Cache.Program):
+	// a container that may (ocispec.SeccompFor) then has its init install
+	// it, and runc compiles nothing at its start.
+	SeccompProgram func(*specs.LinuxSeccomp) string
+}
+
+// seccompProgram is the program file for a container with these
+// capability changes, or "" when runc is to compile its profile.
+func (h Host) seccompProgram(capAdd, capDrop []string) string {
+	if h.NoSeccomp || h.SeccompProgram == nil {
+		return ""
+	}
+	profile, initMay, err := ocispec.SeccompFor(capAdd, capDrop)
+	if err != nil || !initMay {
+		return "" // a bad capability is BuildSpec's to report
+	}
+	return h.SeccompProgram(profile)
 }
 
 // nameservers returns the nameservers containers get: DNSFunc's answer,
@@ -86,14 +106,15 @@ func (b *Input) ResolveUser(p layout.Paths) error {
 
 // MountInput is the part of a container's spec input that decides its
 // mounts (and so its mountpoints layer).
-func MountInput(h Host, p layout.Paths, files []ocispec.FileMount, mounts []api.Mount) ocispec.SpecInput {
+func MountInput(h Host, p layout.Paths, b Input) ocispec.SpecInput {
 	return ocispec.SpecInput{
 		InitBinary:     h.InitBinary,
+		SeccompProgram: h.seccompProgram(b.CapAdd, b.CapDrop),
 		HostsPath:      p.Hosts,
 		HostnamePath:   p.Hostname,
 		ResolvConfPath: p.Resolv,
-		Files:          files,
-		Mounts:         mounts,
+		Files:          b.Files,
+		Mounts:         b.Mounts,
 		VolumesDir:     h.VolumesDir,
 	}
 }
@@ -138,7 +159,7 @@ func Write(h Host, p layout.Paths, b Input, aside bool) error {
 			return fmt.Errorf("write %s: %w", f, err)
 		}
 	}
-	in := MountInput(h, p, b.Files, b.Mounts)
+	in := MountInput(h, p, b)
 	in.Hostname = b.Hostname
 	in.RootfsPath = "rootfs"
 	in.Args = b.Args

@@ -194,9 +194,11 @@ func (opts Options) Validate() error {
 // mounted rootfs. A user or group the container does not know is ErrFailed
 // ("exec failed: unable to find user nobody: ..."), as docker exec's, which
 // exits 126: the process could not be started, the request itself was
-// fine (it was ocispec.ErrInvalidSpec, a 400 and exit code 1). When the
-// container's nofile soft limit is below its hard one, the command runs
-// through the container's init, which sets the rlimits runc leaves wrong
+// fine (it was ocispec.ErrInvalidSpec, a 400 and exit code 1). The
+// command runs through the container's init when the init installs the
+// container's seccomp filter (ocispec.ExecWrapper: runc installs none on
+// the process), and when the container's nofile soft limit is below its
+// hard one: the init sets the rlimits runc leaves wrong
 // (rlimitsThroughInit).
 func ProcessSpec(config, rootfs string, opts Options) (specs.Process, error) {
 	b, err := os.ReadFile(config)
@@ -234,10 +236,14 @@ func ProcessSpec(config, rootfs string, opts Options) (specs.Process, error) {
 		}
 		proc.User = specs.User{UID: uid, GID: gid, AdditionalGids: extra}
 	}
+	wrap := ocispec.ExecWrapper(&s)
 	if env, ok := rlimitsThroughInit(s); ok {
-		proc.Args = slices.Concat([]string{ocispec.InitPath, "--"}, proc.Args)
+		if wrap == nil {
+			wrap = []string{ocispec.InitPath, "--"}
+		}
 		proc.Env = overrideEnv(proc.Env, []string{env})
 	}
+	proc.Args = slices.Concat(wrap, proc.Args)
 	return proc, nil
 }
 

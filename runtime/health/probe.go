@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	runc "github.com/containerd/go-runc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/shoal-org/shoal/runtime/ocispec"
 	"github.com/shoal-org/shoal/runtime/supervisor"
 )
 
@@ -59,7 +61,9 @@ func (p Prober) Probe(ctx context.Context, args []string, timeout time.Duration)
 		return false, fmt.Sprintf("read bundle config: %v", err)
 	}
 	proc := *s.Process
-	proc.Args = args
+	// Through the init when it installs the container's filter: runc
+	// installs none on the probe (ocispec.ExecWrapper).
+	proc.Args = slices.Concat(ocispec.ExecWrapper(&s), args)
 	proc.Terminal = false
 
 	pidPath := p.PidFile

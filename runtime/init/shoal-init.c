@@ -44,7 +44,21 @@
  * setrlimit(2) takes them). Run so, and not as PID 1, the init sets each
  * limit, drops the variable from the environment and execs CMD in its own
  * place (no fork: the process stays the exec's), with the same 127/126
- * exits and message as for a PID 1's CMD.
+ * exits and message as for a PID 1's CMD. Given `-s` (below), and not as
+ * PID 1, it takes the same mode, with or without the variable.
+ *
+ * The seccomp filter (`-s PROGRAM`). runc compiles a container's seccomp
+ * profile with libseccomp in every `runc init` and every `runc exec`, about
+ * 20 ms of CPU each. When the agent has the program runc compiles for the
+ * profile (runtime/seccompprog captures it from one runc once), it leaves the
+ * profile out of the container's config and runs the init as
+ * `init -s /.shoal/seccomp -- CMD`: the init installs that program on itself
+ * before anything else, so CMD and everything after it run under the same
+ * filter runc would have installed. It needs no capability: the container
+ * runs with no_new_privs. Every `shoal exec` and health probe of such a
+ * container runs through the init too (exec mode below), since runc no longer
+ * installs the filter on them. A program that cannot be read or installed
+ * ends the init with 126 before CMD runs: never a container without it.
  *
  * Build: runtime/init/build.sh OUT (the Makefile and the tests use it).
  * Architectures: x86_64 and aarch64 (the syscall wrapper below).
@@ -414,11 +428,67 @@ static void set_rlimits(const char *spec)
 	}
 }
 
-/* exec_mode sets the limits and becomes CMD. */
+/* exec_mode sets the limits, if any, and becomes CMD. */
 static __attribute__((noreturn)) void exec_mode(const char *spec, char **argv, char **envp)
 {
-	set_rlimits(spec);
+	if (spec)
+		set_rlimits(spec);
 	exec_or_die(argv, envp);
+}
+
+/* -- the seccomp filter (see the top) --------------------------------------- */
+
+#define SECCOMP_SET_MODE_FILTER 1
+#define BPF_MAXINSNS 4096
+#define O_RDONLY 0
+#define O_CLOEXEC 02000000
+#define SEEK_END 2
+#define PROT_READ 1
+#define MAP_PRIVATE 2
+
+struct sock_fprog {
+	unsigned short len;
+	void *filter;
+};
+
+static __attribute__((noreturn)) void bad_filter(const char *file, const char *why, long err)
+{
+	char buf[24];
+	puts2("shoal-init: seccomp filter ");
+	puts2(file);
+	puts2(": ");
+	puts2(why);
+	if (err) {
+		puts2(": ");
+		puts2(reason(-err, buf));
+	}
+	puts2("\n");
+	die(126);
+}
+
+/* load_filter installs the classic BPF program in file (8-byte instructions,
+ * as the kernel takes them) on this process. The file is mapped, not read
+ * into memory of the init's own: its pages are the page cache's, shared by
+ * every container, and gone again once the kernel has its copy. */
+static void load_filter(const char *file)
+{
+	long fd = sys4(__NR_openat, -100 /* AT_FDCWD */, file, O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		bad_filter(file, "open", fd);
+	long size = sys3(__NR_lseek, fd, 0, SEEK_END);
+	if (size < 0)
+		bad_filter(file, "size", size);
+	if (size == 0 || size % 8 || size / 8 > BPF_MAXINSNS)
+		bad_filter(file, "not a filter program", 0);
+	long map = sys6(__NR_mmap, 0, size, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (map < 0 && map > -4096)
+		bad_filter(file, "map", map);
+	sys1(__NR_close, fd);
+	struct sock_fprog prog = {(unsigned short)(size / 8), (void *)map};
+	long err = sys3(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
+	if (err < 0)
+		bad_filter(file, "install", err);
+	sys2(__NR_munmap, map, size);
 }
 
 /* -- PID 1 ----------------------------------------------------------------- */
@@ -438,17 +508,24 @@ __attribute__((used, noreturn)) void start_c(long *sp)
 	char **envp = argv + argc + 1;
 
 	int first = 1;
-	if (argc > 1 && argv[1][0] == '-' && argv[1][1] == '-' && argv[1][2] == 0)
-		first = 2;
-	if (argc <= first) {
-		puts2("usage: shoal-init -- CMD [ARG...]\n");
+	const char *filter = 0;
+	if (argc > 2 && argv[1][0] == '-' && argv[1][1] == 's' && argv[1][2] == 0) {
+		filter = argv[2];
+		first = 3;
+	}
+	if (argc > first && argv[first][0] == '-' && argv[first][1] == '-' && argv[first][2] == 0)
+		first++;
+	if (argc <= first || (filter && first != 4)) {
+		puts2("usage: shoal-init [-s FILTER] -- CMD [ARG...]\n");
 		die(2);
 	}
+	if (filter)
+		load_filter(filter);
 
 	/* PID 1 never takes the exec mode, whatever its environment says. */
 	if (sys0(__NR_getpid) != 1) {
 		const char *spec = rlimits_of(envp);
-		if (spec)
+		if (spec || filter)
 			exec_mode(spec, argv + first, envp);
 	}
 

@@ -16,8 +16,8 @@
 // destination lies on the rootfs itself (no other mount of the spec at an
 // ancestor or at the same path, before or after it) and whose type Shoal
 // always knows — the directories /proc, /dev and /sys, and the regular
-// files it binds at /etc/hosts, /etc/hostname, /etc/resolv.conf and
-// ocispec.InitPath. Against the image's merged view (View: the layers
+// files it binds at /etc/hosts, /etc/hostname, /etc/resolv.conf,
+// ocispec.InitPath and ocispec.SeccompPath. Against the image's merged view (View: the layers
 // top-down, whiteouts and opaque dirs as the image store writes them):
 //   - a destination the image has (of whatever type) is left out: nothing
 //     would be copied up, or runc handles the mismatch as it always did;
@@ -85,7 +85,7 @@ type Entry struct {
 // Destinations whose type Shoal always knows (see ocispec's defaultMounts).
 var (
 	mountpointDirs  = map[string]bool{"/proc": true, "/dev": true, "/sys": true}
-	mountpointFiles = map[string]bool{"/etc/hosts": true, "/etc/hostname": true, "/etc/resolv.conf": true, ocispec.InitPath: true}
+	mountpointFiles = map[string]bool{"/etc/hosts": true, "/etc/hostname": true, "/etc/resolv.conf": true, ocispec.InitPath: true, ocispec.SeccompPath: true}
 )
 
 // Wanted picks from a spec's mounts (in runc's order) the destinations the

@@ -2,6 +2,7 @@ package mountlayer
 
 import (
 	"reflect"
+	"slices"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -53,6 +54,8 @@ func TestWantedMountpoints(t *testing.T) {
 		{name: "a file at /etc/hosts after the standard one", edit: func(in *ocispec.SpecInput) {
 			in.Files = []ocispec.FileMount{{Source: "/run/f/0", Target: "/etc/hosts"}}
 		}, want: []Mountpoint{{"/proc", true}, {"/dev", true}, {"/sys", true}, {"/etc/hostname", false}, {"/etc/resolv.conf", false}, {ocispec.InitPath, false}}},
+		{name: "the init's seccomp program", edit: func(in *ocispec.SpecInput) { in.SeccompProgram = "/var/lib/shoal/runtime/seccomp/k.bpf" },
+			want: append(slices.Clone(stdWant), Mountpoint{ocispec.SeccompPath, false})},
 		{name: "user mounts elsewhere change nothing", edit: func(in *ocispec.SpecInput) {
 			in.Mounts = []api.Mount{{Type: api.MountTmpfs, Target: "/run"}, {Type: api.MountBind, Source: "/srv", Target: "/etc/app"}}
 			in.Files = []ocispec.FileMount{{Source: "/run/f/0", Target: "/run/secrets/a"}}

@@ -19,6 +19,7 @@ package ocispec
 
 import (
 	"errors"
+	"fmt"
 	goruntime "runtime"
 	"slices"
 	"strings"
@@ -27,6 +28,8 @@ import (
 	"github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/shoal-org/shoal/api/containeropts"
 )
 
 var seccompCache struct {
@@ -102,4 +105,64 @@ func clonePtr[T any](p *T) *T {
 	}
 	v := *p
 	return &v
+}
+
+// capSysAdmin is the one capability that keeps a container's init from
+// installing its seccomp filter in runc's place (SeccompFor).
+const capSysAdmin = "CAP_SYS_ADMIN"
+
+// SeccompFor returns the seccomp profile BuildSpec gives a container with
+// these capability changes, and whether its init may install runc's
+// program of it instead of runc (SpecInput.SeccompProgram).
+//
+// Why not with CAP_SYS_ADMIN: such a container may mount, so it could put
+// a file of its own over SeccompPath or InitPath, and every later `shoal
+// exec` and health probe, which get their filter from the init in the
+// container, would run under a filter the container chose. Without it the
+// two read-only bind mounts are the host's files. Profiles with flags, a
+// listener or a notify action are left to runc too: the init installs a
+// bare program, with no flags and no listener.
+func SeccompFor(capAdd, capDrop []string) (*specs.LinuxSeccomp, bool, error) {
+	caps, err := containeropts.Capabilities(DefaultCapabilities, capAdd, capDrop)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: %w", ErrInvalidSpec, err)
+	}
+	sc, err := defaultSeccomp(&specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: caps}}})
+	if err != nil {
+		return nil, false, fmt.Errorf("default seccomp profile: %w", err)
+	}
+	return sc, !slices.Contains(caps, capSysAdmin) && bareProgram(sc), nil
+}
+
+// bareProgram reports whether sc compiles to a filter installed with no
+// flags and no listener.
+func bareProgram(sc *specs.LinuxSeccomp) bool {
+	if len(sc.Flags) > 0 || sc.ListenerPath != "" || sc.DefaultAction == specs.ActNotify {
+		return false
+	}
+	return !slices.ContainsFunc(sc.Syscalls, func(c specs.LinuxSyscall) bool { return c.Action == specs.ActNotify })
+}
+
+// initArgs is how the init starts a container's command: InitPath --,
+// or InitPath -s SeccompPath -- when it installs the seccomp filter.
+func initArgs(loadsFilter bool) []string {
+	if loadsFilter {
+		return []string{InitPath, "-s", SeccompPath, "--"}
+	}
+	return []string{InitPath, "--"}
+}
+
+// ExecWrapper returns what must come before the command of a process
+// exec'd in the container of spec s (`shoal exec`, a health probe): the
+// init in its exec mode with the filter, when the container's init installs
+// its seccomp filter (runc, which finds no profile in s, would install none
+// on the process), else nothing.
+func ExecWrapper(s *specs.Spec) []string {
+	if s.Process == nil || s.Linux == nil || s.Linux.Seccomp != nil {
+		return nil
+	}
+	if loads := initArgs(true); len(s.Process.Args) > len(loads) && slices.Equal(s.Process.Args[:len(loads)], loads) {
+		return loads
+	}
+	return nil
 }

@@ -56,3 +56,94 @@ func BenchmarkBuildSpec(b *testing.B) {
 		}
 	}
 }
+
+func TestSeccompFor(t *testing.T) {
+	tests := []struct {
+		name            string
+		capAdd, capDrop []string
+		wantInitLoadsIt bool
+		wantErr         bool
+	}{
+		{name: "Docker's default set", wantInitLoadsIt: true},
+		{name: "a capability more", capAdd: []string{"NET_ADMIN"}, wantInitLoadsIt: true},
+		{name: "capabilities less", capDrop: []string{"ALL"}, wantInitLoadsIt: true},
+		{name: "CAP_SYS_ADMIN: it could mount over the program", capAdd: []string{"SYS_ADMIN"}},
+		{name: "all of them", capAdd: []string{"ALL"}},
+		{name: "unknown capability", capAdd: []string{"NOPE"}, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sc, initLoadsIt, err := SeccompFor(tt.capAdd, tt.capDrop)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v", err)
+			}
+			if err != nil {
+				return
+			}
+			if initLoadsIt != tt.wantInitLoadsIt {
+				t.Errorf("init loads it = %v, want %v", initLoadsIt, tt.wantInitLoadsIt)
+			}
+			in := baseInput()
+			in.CapAdd, in.CapDrop = tt.capAdd, tt.capDrop
+			s, err := BuildSpec(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(sc, s.Linux.Seccomp) {
+				t.Error("the profile differs from the one BuildSpec gives runc")
+			}
+		})
+	}
+}
+
+func TestBareProgram(t *testing.T) {
+	base, _, err := SeccompFor(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		mod  func(*specs.LinuxSeccomp)
+		want bool
+	}{
+		{name: "Docker's profile", mod: func(*specs.LinuxSeccomp) {}, want: true},
+		{name: "flags", mod: func(sc *specs.LinuxSeccomp) { sc.Flags = []specs.LinuxSeccompFlag{specs.LinuxSeccompFlagLog} }},
+		{name: "listener", mod: func(sc *specs.LinuxSeccomp) { sc.ListenerPath = "/run/l.sock" }},
+		{name: "notify by default", mod: func(sc *specs.LinuxSeccomp) { sc.DefaultAction = specs.ActNotify }},
+		{name: "notify for one call", mod: func(sc *specs.LinuxSeccomp) { sc.Syscalls[3].Action = specs.ActNotify }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sc := cloneSeccomp(base)
+			tt.mod(sc)
+			if got := bareProgram(sc); got != tt.want {
+				t.Errorf("bareProgram = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestExecWrapper(t *testing.T) {
+	loads := []string{InitPath, "-s", SeccompPath, "--"}
+	tests := []struct {
+		name string
+		args []string
+		sc   *specs.LinuxSeccomp
+		want []string
+	}{
+		{name: "the init installs the filter", args: append(slices.Clone(loads), "sleep", "1"), want: loads},
+		{name: "runc installs it", args: []string{InitPath, "--", "sleep", "1"}, sc: &specs.LinuxSeccomp{}},
+		{name: "no seccomp at all", args: []string{InitPath, "--", "sleep", "1"}},
+		{name: "the init's args but a profile too", args: append(slices.Clone(loads), "sleep"), sc: &specs.LinuxSeccomp{}},
+		{name: "another init", args: []string{"/sbin/tini", "-s", SeccompPath, "--", "x"}},
+		{name: "no command", args: loads},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &specs.Spec{Process: &specs.Process{Args: tt.args}, Linux: &specs.Linux{Seccomp: tt.sc}}
+			if got := ExecWrapper(s); !slices.Equal(got, tt.want) {
+				t.Errorf("ExecWrapper = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -35,6 +35,10 @@ var (
 // InitPath is where the init is bind-mounted (read-only) in containers.
 const InitPath = "/.shoal/init"
 
+// SeccompPath is where the seccomp program of a container whose init
+// installs its filter is bind-mounted (read-only): SpecInput.SeccompProgram.
+const SeccompPath = "/.shoal/seccomp"
+
 // DefaultPath is the PATH a container gets when its image sets none.
 const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -91,6 +95,14 @@ type SpecInput struct {
 	HostnamePath   string
 	ResolvConfPath string
 	NoSeccomp      bool
+	// SeccompProgram is the host file with the program runc compiles for
+	// this container's seccomp profile (runtime/seccompprog). When set, the
+	// profile stays out of the spec, the file is bind-mounted read-only at
+	// SeccompPath and the init installs it before anything else runs
+	// (InitPath -s SeccompPath -- Args...): what runc installs, without
+	// runc compiling it at every start. Only for a container SeccompFor
+	// says may (no CAP_SYS_ADMIN).
+	SeccompProgram string
 	// Files are secret and config files on a host tmpfs (runtime/secretfs's Prepare).
 	Files []FileMount
 	// Mounts are the user's mounts, after the standard ones; volume
@@ -146,7 +158,15 @@ func BuildSpec(in SpecInput) (*specs.Spec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidSpec, err)
 	}
-	args := append([]string{InitPath, "--"}, in.Args...)
+	if in.SeccompProgram != "" {
+		if in.NoSeccomp {
+			return nil, fmt.Errorf("%w: a seccomp program without seccomp", ErrInvalidSpec)
+		}
+		if slices.Contains(caps, capSysAdmin) {
+			return nil, fmt.Errorf("%w: the init cannot install the filter of a container with %s", ErrInvalidSpec, capSysAdmin)
+		}
+	}
+	args := append(initArgs(in.SeccompProgram != ""), in.Args...)
 	// 0, as Docker sets it: runc leaves an unset score as its own, which
 	// is the agent's (-500 under scripts/packaging/shoal.service), so
 	// every container, and every process exec'd in one (execproc copies
@@ -202,7 +222,7 @@ func BuildSpec(in SpecInput) (*specs.Spec, error) {
 		s.Process.Rlimits = append(s.Process.Rlimits, specs.POSIXRlimit{
 			Type: typ, Soft: containeropts.RlimitValue(u.Soft), Hard: containeropts.RlimitValue(u.Hard)})
 	}
-	if !in.NoSeccomp {
+	if !in.NoSeccomp && in.SeccompProgram == "" {
 		sc, err := defaultSeccomp(s)
 		if err != nil {
 			return nil, fmt.Errorf("default seccomp profile: %w", err)
@@ -245,9 +265,9 @@ func resources(l api.Resources, reservation int64) *specs.LinuxResources {
 // Mounts is the mount list BuildSpec puts in the spec, in runc's order: the
 // standard mounts, the /etc and init bind mounts, the user's mounts, then
 // the prepared files. It reads only in's mount fields (HostsPath,
-// HostnamePath, ResolvConfPath, InitBinary, Mounts, VolumesDir, Files), so
-// the runtime can ask for it before the rest of the input is known (it
-// decides the rootfs's mountpoints layer from it).
+// HostnamePath, ResolvConfPath, InitBinary, SeccompProgram, Mounts,
+// VolumesDir, Files), so the runtime can ask for it before the rest of the
+// input is known (it decides the rootfs's mountpoints layer from it).
 func Mounts(in SpecInput) ([]specs.Mount, error) {
 	userMounts, err := ociMounts(in.Mounts, in.VolumesDir)
 	if err != nil {
@@ -294,6 +314,7 @@ func defaultMounts(in SpecInput) []specs.Mount {
 	bind("/etc/hostname", in.HostnamePath, false)
 	bind("/etc/resolv.conf", in.ResolvConfPath, false)
 	bind(InitPath, in.InitBinary, true)
+	bind(SeccompPath, in.SeccompProgram, true)
 	return ms
 }
 

@@ -128,6 +128,37 @@ func TestBuildSpec(t *testing.T) {
 			},
 		},
 		{
+			name: "the init installs the seccomp program",
+			mod:  func(in *SpecInput) { in.SeccompProgram = "/run/shoal/seccomp/k.bpf" },
+			check: func(t *testing.T, s *specs.Spec) {
+				if s.Linux.Seccomp != nil {
+					t.Error("the profile is in the spec: runc would compile it as well")
+				}
+				if want := []string{InitPath, "-s", SeccompPath, "--", "sleep", "10"}; !slices.Equal(s.Process.Args, want) {
+					t.Errorf("args = %q, want %q", s.Process.Args, want)
+				}
+				if m := mountOf(s, SeccompPath); m == nil || m.Source != "/run/shoal/seccomp/k.bpf" || !slices.Contains(m.Options, "ro") {
+					t.Errorf("program mount = %+v", m)
+				}
+				if !s.Process.NoNewPrivileges {
+					t.Error("no no_new_privs: the init could not install the filter")
+				}
+				if !slices.Equal(ExecWrapper(s), []string{InitPath, "-s", SeccompPath, "--"}) {
+					t.Errorf("ExecWrapper = %q", ExecWrapper(s))
+				}
+			},
+		},
+		{
+			name:    "no seccomp program for a container with CAP_SYS_ADMIN",
+			mod:     func(in *SpecInput) { in.SeccompProgram = "/p.bpf"; in.CapAdd = []string{"SYS_ADMIN"} },
+			wantErr: true,
+		},
+		{
+			name:    "no seccomp program without seccomp",
+			mod:     func(in *SpecInput) { in.SeccompProgram = "/p.bpf"; in.NoSeccomp = true },
+			wantErr: true,
+		},
+		{
 			name: "standard and shoal mounts",
 			check: func(t *testing.T, s *specs.Spec) {
 				for _, dst := range []string{"/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup",
@@ -141,6 +172,9 @@ func TestBuildSpec(t *testing.T) {
 				}
 				if m := mountOf(s, InitPath); m.Source != "/usr/bin/tini-static" || !slices.Contains(m.Options, "ro") {
 					t.Errorf("init mount = %+v", m)
+				}
+				if ExecWrapper(s) != nil {
+					t.Errorf("ExecWrapper = %q for a container runc filters", ExecWrapper(s))
 				}
 				// Nothing the agent or the supervisor reads is mounted in
 				// the container: no state or log dir.
