@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-org/shoal/runtime/initproc"
+	"github.com/shoal-org/shoal/runtime/seccompprog"
 )
 
 // The container init (init/shoal-init.c) on its own: run as PID 1 of a fresh
@@ -174,12 +175,79 @@ func TestShoalInitExecMode(t *testing.T) {
 
 func TestShoalInitUsage(t *testing.T) {
 	needInit(t)
-	for _, args := range [][]string{{}, {"--"}} {
+	for _, args := range [][]string{{}, {"--"}, {"-s", "/prog", "true"}, {"-s", "/prog", "--"}} {
 		cmd := exec.Command(testInit, args...)
 		out, _ := cmd.CombinedOutput()
 		if cmd.ProcessState.ExitCode() != 2 || !strings.Contains(string(out), "usage") {
 			t.Errorf("%q: exit %d output %q, want 2 and the usage", args, cmd.ProcessState.ExitCode(), out)
 		}
+	}
+}
+
+// TestShoalInitSeccomp: with -s PROGRAM the init installs the program
+// before anything else, as PID 1 (CMD runs under it) and as an exec's
+// wrapper (it becomes CMD under it, without SHOAL_EXEC_RLIMITS too); a
+// program it cannot read or install ends it with 126 before CMD runs.
+// The test's program refuses uname(2) with EPERM and allows the rest.
+func TestShoalInitSeccomp(t *testing.T) {
+	needInit(t)
+	dir := t.TempDir()
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	const ldNr, jeq, ret = 0x20, 0x15, 0x06
+	const allow, errnoEPERM = 0x7fff0000, 0x00050000 | 1
+	prog := write("prog", seccompprog.Encode([]unix.SockFilter{
+		{Code: ldNr, K: 0}, // seccomp_data.nr
+		{Code: jeq, Jt: 0, Jf: 1, K: unix.SYS_UNAME},
+		{Code: ret, K: errnoEPERM},
+		{Code: ret, K: allow},
+	}))
+	short := write("short", []byte("12 bytes ..."))
+	refused := write("refused", seccompprog.Encode([]unix.SockFilter{{Code: 0xffff}}))
+	show := `grep Seccomp_filters /proc/self/status; uname -s || echo uname refused; echo "ppid $PPID"`
+	me := strconv.Itoa(os.Getpid())
+	for _, tt := range []struct {
+		name    string
+		pid1    bool
+		file    string
+		want    int
+		wantOut []string
+	}{
+		{name: "PID 1", pid1: true, file: prog, want: 0, wantOut: []string{"Seccomp_filters:\t1", "uname refused"}},
+		{name: "exec mode", file: prog, want: 0, wantOut: []string{"Seccomp_filters:\t1", "uname refused", "ppid " + me}},
+		{name: "no program", pid1: true, file: filepath.Join(dir, "none"), want: 126, wantOut: []string{"seccomp filter " + dir + "/none: open: No such file"}},
+		{name: "not a program", file: short, want: 126, wantOut: []string{"not a filter program"}},
+		{name: "refused by the kernel", pid1: true, file: refused, want: 126, wantOut: []string{"install: Invalid argument"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(testInit, "-s", tt.file, "--", "sh", "-c", show)
+			cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+			if tt.pid1 {
+				cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
+			}
+			b, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if err != nil && !errors.As(err, &ee) {
+				t.Fatal(err)
+			}
+			out := string(b)
+			if cmd.ProcessState.ExitCode() != tt.want {
+				t.Errorf("exit %d, want %d; output %q", cmd.ProcessState.ExitCode(), tt.want, out)
+			}
+			for _, w := range tt.wantOut {
+				if !strings.Contains(out, w) {
+					t.Errorf("output %q lacks %q", out, w)
+				}
+			}
+			if tt.want != 0 && strings.Contains(out, "Seccomp_filters") {
+				t.Errorf("the command ran without its filter: %q", out)
+			}
+		})
 	}
 }
 
