@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -24,10 +25,12 @@ import (
 // TestInitInstallsRuncsFilter: a container whose init installs the
 // seccomp program runs under the very filter runc installs when it
 // compiles the profile itself: the PID 1 of one container of each kind and
-// a process exec'd in the first have one filter each, and the same
-// program. Its health probes run under one filter; the program file is
-// read-only in the container and cannot be unmounted. A container with
-// CAP_SYS_ADMIN is left to runc.
+// processes exec'd in the first (as root and as another user, and in a
+// container without CAP_SETPCAP) have one filter each, the same program,
+// and the capabilities they would have had from runc, nothing of what the
+// wrapper held. Its health probes run under one filter; the program file
+// is read-only in the container and cannot be unmounted. Containers with
+// CAP_SYS_ADMIN or CAP_SYS_PTRACE are left to runc.
 func TestInitInstallsRuncsFilter(t *testing.T) {
 	cfg := testConfig(t)
 	h := startHarness(t, cfg)
@@ -41,11 +44,13 @@ func TestInitInstallsRuncsFilter(t *testing.T) {
 	slow := h.run(t, Spec{Image: "busybox", Name: "slow", Command: sleep})
 	h.rt.seccomp = cache
 	admin := h.run(t, Spec{Image: "busybox", Name: "admin", Command: sleep, CapAdd: []string{"SYS_ADMIN"}})
+	tracer := h.run(t, Spec{Image: "busybox", Name: "tracer", Command: sleep, CapAdd: []string{"SYS_PTRACE"}})
+	noSetpcap := h.run(t, Spec{Image: "busybox", Name: "nosetpcap", Command: sleep, CapDrop: []string{"SETPCAP"}})
 
 	for _, tt := range []struct {
 		c        api.Container
 		initLoad bool
-	}{{fast, true}, {slow, false}, {admin, false}} {
+	}{{fast, true}, {slow, false}, {admin, false}, {tracer, false}, {noSetpcap, true}} {
 		var s specs.Spec
 		b, err := os.ReadFile(pathsOnDisk(t, cfg, tt.c.ID).Config)
 		if err == nil {
@@ -54,7 +59,8 @@ func TestInitInstallsRuncsFilter(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := ocispec.ExecWrapper(&s) != nil; got != tt.initLoad || (s.Linux.Seccomp == nil) != tt.initLoad {
+		proc := *s.Process
+		if got := ocispec.WrapExec(&s, &proc); got != tt.initLoad || (s.Linux.Seccomp == nil) != tt.initLoad {
 			t.Errorf("%s: the init installs the filter: %v, profile in the config: %v; want the init to: %v",
 				tt.c.Name, got, s.Linux.Seccomp != nil, tt.initLoad)
 		}
@@ -71,28 +77,44 @@ func TestInitInstallsRuncsFilter(t *testing.T) {
 	if len(want) == 0 || !sameProgram(got, want) {
 		t.Fatalf("the init installed %d bytes of program, runc %d: not the same", len(got), len(want))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	p, err := h.rt.Exec(ctx, fast.ID, ExecOptions{Args: []string{"sleep", "100"}})
-	if err != nil {
-		t.Fatal(err)
+	for _, tt := range []struct {
+		c    api.Container
+		user string
+	}{{fast, ""}, {fast, "1000"}, {noSetpcap, ""}, {noSetpcap, "1000"}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		p, err := h.rt.Exec(ctx, tt.c.ID, ExecOptions{Args: []string{"sleep", "100"}, User: tt.user})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Until the wrapper has become sleep, the process may still be
+		// the init with no filter yet: wait for the command.
+		poll(t, "the exec'd sleep", 10*time.Second, func() bool {
+			b, _ := os.ReadFile("/proc/" + strconv.Itoa(p.Pid) + "/comm")
+			return string(b) == "sleep\n"
+		})
+		execd, err := seccompprog.Dump(p.Pid)
+		if err != nil {
+			t.Fatalf("%s, user %q: the exec'd process's filter: %v", tt.c.Name, tt.user, err)
+		}
+		if !sameProgram(execd, want) {
+			t.Errorf("%s, user %q: the exec'd process has %d bytes of program, runc installs %d: not the same", tt.c.Name, tt.user, len(execd), len(want))
+		}
+		// As root: PID 1's capabilities; as another user: none, and
+		// PID 1's bounding set (Docker's, and runc's, way).
+		wantCaps := capsOf(t, tt.c.Pid)
+		if tt.user != "" {
+			for _, k := range []string{"CapInh", "CapPrm", "CapEff", "CapAmb"} {
+				wantCaps[k] = "0000000000000000"
+			}
+		}
+		if got := capsOf(t, p.Pid); !maps.Equal(got, wantCaps) {
+			t.Errorf("%s, user %q: the exec'd process's capabilities %v, want %v", tt.c.Name, tt.user, got, wantCaps)
+		}
+		_ = p.Signal(syscall.SIGKILL)
+		<-p.Done()
+		p.Close()
+		cancel()
 	}
-	// Until the wrapper has become sleep, the process may still be the
-	// init with no filter yet: wait for the command.
-	poll(t, "the exec'd sleep", 10*time.Second, func() bool {
-		b, _ := os.ReadFile("/proc/" + strconv.Itoa(p.Pid) + "/comm")
-		return string(b) == "sleep\n"
-	})
-	execd, err := seccompprog.Dump(p.Pid)
-	if err != nil {
-		t.Fatalf("the exec'd process's filter: %v", err)
-	}
-	if !sameProgram(execd, want) {
-		t.Errorf("the exec'd process has %d bytes of program, runc installs %d: not the same", len(execd), len(want))
-	}
-	_ = p.Signal(syscall.SIGKILL)
-	<-p.Done()
-	p.Close()
 
 	for _, cmd := range []string{"echo x > " + ocispec.SeccompPath, "umount " + ocispec.SeccompPath, "umount -l " + ocispec.SeccompPath} {
 		if _, _, code := execCollect(t, h.rt, fast.ID, ExecOptions{Args: []string{"sh", "-c", cmd}}, ""); code == 0 {
@@ -236,4 +258,24 @@ func TestSameProgram(t *testing.T) {
 			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
 		}
 	}
+}
+
+// capsOf returns the capability sets of process pid, as /proc/PID/status
+// shows them.
+func capsOf(t *testing.T, pid int) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caps := map[string]string{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.HasPrefix(k, "Cap") {
+			caps[k] = strings.TrimSpace(v)
+		}
+	}
+	if len(caps) != 5 {
+		t.Fatalf("capabilities of %d: %v", pid, caps)
+	}
+	return caps
 }

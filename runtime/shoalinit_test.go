@@ -5,6 +5,7 @@ import (
 	"context"
 	"debug/elf"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -175,7 +176,7 @@ func TestShoalInitExecMode(t *testing.T) {
 
 func TestShoalInitUsage(t *testing.T) {
 	needInit(t)
-	for _, args := range [][]string{{}, {"--"}, {"-s", "/prog", "true"}, {"-s", "/prog", "--"}} {
+	for _, args := range [][]string{{}, {"--"}, {"-s", "/prog", "true"}, {"-s", "/prog", "--"}, {"-x", "200000", "--", "true"}, {"-s", "/prog", "-x"}} {
 		cmd := exec.Command(testInit, args...)
 		out, _ := cmd.CombinedOutput()
 		if cmd.ProcessState.ExitCode() != 2 || !strings.Contains(string(out), "usage") {
@@ -209,15 +210,30 @@ func TestShoalInitSeccomp(t *testing.T) {
 	}))
 	short := write("short", []byte("12 bytes ..."))
 	refused := write("refused", seccompprog.Encode([]unix.SockFilter{{Code: 0xffff}}))
-	show := `grep Seccomp_filters /proc/self/status; uname -s || echo uname refused; echo "ppid $PPID"`
+	show := `grep -E 'Seccomp_filters|CapBnd|CapEff' /proc/self/status; uname -s || echo uname refused; echo "ppid $PPID"`
+	// Root's capabilities less CAP_SYS_ADMIN (21) and CAP_SETPCAP (8),
+	// from the full set this test runs with.
+	var full uint64
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "CapBnd:\t"); ok {
+				full, _ = strconv.ParseUint(v, 16, 64)
+			}
+		}
+	}
+	less := fmt.Sprintf("%016x", full&^(1<<21|1<<8))
 	me := strconv.Itoa(os.Getpid())
 	for _, tt := range []struct {
 		name    string
 		pid1    bool
 		file    string
+		extra   string
 		want    int
 		wantOut []string
 	}{
+		{name: "exec mode giving up capabilities", file: prog, extra: "200100", want: 0,
+			wantOut: []string{"Seccomp_filters:\t1", "uname refused", "CapBnd:\t" + less, "CapEff:\t" + less}},
+		{name: "a bad mask", file: prog, extra: "2g", want: 126, wantOut: []string{"capabilities: want a hex mask"}},
 		{name: "PID 1", pid1: true, file: prog, want: 0, wantOut: []string{"Seccomp_filters:\t1", "uname refused"}},
 		{name: "exec mode", file: prog, want: 0, wantOut: []string{"Seccomp_filters:\t1", "uname refused", "ppid " + me}},
 		{name: "no program", pid1: true, file: filepath.Join(dir, "none"), want: 126, wantOut: []string{"seccomp filter " + dir + "/none: open: No such file"}},
@@ -225,7 +241,11 @@ func TestShoalInitSeccomp(t *testing.T) {
 		{name: "refused by the kernel", pid1: true, file: refused, want: 126, wantOut: []string{"install: Invalid argument"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			cmd := exec.Command(testInit, "-s", tt.file, "--", "sh", "-c", show)
+			args := []string{"-s", tt.file}
+			if tt.extra != "" {
+				args = append(args, "-x", tt.extra)
+			}
+			cmd := exec.Command(testInit, append(args, "--", "sh", "-c", show)...)
 			cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 			if tt.pid1 {
 				cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}

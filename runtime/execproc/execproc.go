@@ -196,7 +196,7 @@ func (opts Options) Validate() error {
 // exits 126: the process could not be started, the request itself was
 // fine (it was ocispec.ErrInvalidSpec, a 400 and exit code 1). The
 // command runs through the container's init when the init installs the
-// container's seccomp filter (ocispec.ExecWrapper: runc installs none on
+// container's seccomp filter (ocispec.WrapExec: runc installs none on
 // the process), and when the container's nofile soft limit is below its
 // hard one: the init sets the rlimits runc leaves wrong
 // (rlimitsThroughInit).
@@ -236,14 +236,13 @@ func ProcessSpec(config, rootfs string, opts Options) (specs.Process, error) {
 		}
 		proc.User = specs.User{UID: uid, GID: gid, AdditionalGids: extra}
 	}
-	wrap := ocispec.ExecWrapper(&s)
+	wrapped := ocispec.WrapExec(&s, &proc)
 	if env, ok := rlimitsThroughInit(s); ok {
-		if wrap == nil {
-			wrap = []string{ocispec.InitPath, "--"}
+		if !wrapped {
+			proc.Args = slices.Concat([]string{ocispec.InitPath, "--"}, proc.Args)
 		}
 		proc.Env = overrideEnv(proc.Env, []string{env})
 	}
-	proc.Args = slices.Concat(wrap, proc.Args)
 	return proc, nil
 }
 

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -61,10 +60,11 @@ func (p Prober) Probe(ctx context.Context, args []string, timeout time.Duration)
 		return false, fmt.Sprintf("read bundle config: %v", err)
 	}
 	proc := *s.Process
-	// Through the init when it installs the container's filter: runc
-	// installs none on the probe (ocispec.ExecWrapper).
-	proc.Args = slices.Concat(ocispec.ExecWrapper(&s), args)
+	proc.Args = args
 	proc.Terminal = false
+	// Through the init when it installs the container's filter: runc
+	// installs none on the probe.
+	ocispec.WrapExec(&s, &proc)
 
 	pidPath := p.PidFile
 	_ = os.Remove(pidPath)

@@ -60,6 +60,21 @@
  * installs the filter on them. A program that cannot be read or installed
  * ends the init with 126 before CMD runs: never a container without it.
  *
+ * Why an exec's wrapper takes `-x CAPS` too. Between its execve and its
+ * seccomp(2), the wrapper runs without the filter while the container's own
+ * processes are running, and a process of the same user may ptrace another
+ * whose permitted capabilities are no more than its own: one could take the
+ * wrapper over in that window and run unfiltered. (runc guards the same
+ * window of its own by making `runc init` non-dumpable, which an execve
+ * undoes.) So the agent starts the wrapper with CAP_SYS_ADMIN, which no
+ * process of such a container can have (nor CAP_SYS_PTRACE, which would
+ * override the check), and CAP_SETPCAP, which it needs to drop the first
+ * from its bounding set. -x CAPS is the hex mask of what it gives up:
+ * CAP_SYS_ADMIN, and CAP_SETPCAP when the container lacks it. The wrapper
+ * installs the filter, then gives them up (drop_caps), and only then runs
+ * CMD, with the container's capabilities and nothing more; a drop that
+ * fails ends it with 126.
+ *
  * Build: runtime/init/build.sh OUT (the Makefile and the tests use it).
  * Architectures: x86_64 and aarch64 (the syscall wrapper below).
  */
@@ -241,6 +256,25 @@ static const char *reason(long err, char *buf)
 	return p;
 }
 
+/* fail says "shoal-init: WHAT[NAME]: WHY[: reason]" and exits 126: the setup
+ * of an exec's wrapper or of PID 1 failed before CMD ran. */
+static __attribute__((noreturn)) void fail(const char *what, const char *name, const char *why, long err)
+{
+	char buf[24];
+	puts2("shoal-init: ");
+	puts2(what);
+	if (name)
+		puts2(name);
+	puts2(": ");
+	puts2(why);
+	if (err) {
+		puts2(": ");
+		puts2(reason(-err, buf));
+	}
+	puts2("\n");
+	die(126);
+}
+
 /* -- running CMD (in the child) --------------------------------------------- */
 
 static int has_slash(const char *s)
@@ -398,18 +432,6 @@ static int number(const char **s, ulong *v)
 	return 1;
 }
 
-static __attribute__((noreturn)) void bad_rlimits(const char *why, long err)
-{
-	char buf[24];
-	puts2("shoal-init: SHOAL_EXEC_RLIMITS: ");
-	puts2(why);
-	if (err) {
-		puts2(": ");
-		puts2(reason(-err, buf));
-	}
-	puts2("\n");
-	die(126);
-}
 
 /* set_rlimits sets every RESOURCE:SOFT:HARD of spec on this process. */
 static void set_rlimits(const char *spec)
@@ -419,10 +441,10 @@ static void set_rlimits(const char *spec)
 		ulong res, lim[2];
 		if (!number(&p, &res) || *p++ != ':' || !number(&p, &lim[0]) || *p++ != ':' ||
 		    !number(&p, &lim[1]) || (*p && *p != ','))
-			bad_rlimits("want RESOURCE:SOFT:HARD,...", 0);
+			fail("SHOAL_EXEC_RLIMITS", 0, "want RESOURCE:SOFT:HARD,...", 0);
 		long err = sys4(__NR_prlimit64, 0, res, lim, 0);
 		if (err < 0)
-			bad_rlimits("setrlimit", err);
+			fail("SHOAL_EXEC_RLIMITS", 0, "setrlimit", err);
 		if (*p == ',')
 			p++;
 	}
@@ -451,20 +473,6 @@ struct sock_fprog {
 	void *filter;
 };
 
-static __attribute__((noreturn)) void bad_filter(const char *file, const char *why, long err)
-{
-	char buf[24];
-	puts2("shoal-init: seccomp filter ");
-	puts2(file);
-	puts2(": ");
-	puts2(why);
-	if (err) {
-		puts2(": ");
-		puts2(reason(-err, buf));
-	}
-	puts2("\n");
-	die(126);
-}
 
 /* load_filter installs the classic BPF program in file (8-byte instructions,
  * as the kernel takes them) on this process. The file is mapped, not read
@@ -474,21 +482,75 @@ static void load_filter(const char *file)
 {
 	long fd = sys4(__NR_openat, -100 /* AT_FDCWD */, file, O_RDONLY | O_CLOEXEC, 0);
 	if (fd < 0)
-		bad_filter(file, "open", fd);
+		fail("seccomp filter ", file, "open", fd);
 	long size = sys3(__NR_lseek, fd, 0, SEEK_END);
 	if (size < 0)
-		bad_filter(file, "size", size);
+		fail("seccomp filter ", file, "size", size);
 	if (size == 0 || size % 8 || size / 8 > BPF_MAXINSNS)
-		bad_filter(file, "not a filter program", 0);
+		fail("seccomp filter ", file, "not a filter program", 0);
 	long map = sys6(__NR_mmap, 0, size, PROT_READ, MAP_PRIVATE, fd, 0);
 	if (map < 0 && map > -4096)
-		bad_filter(file, "map", map);
+		fail("seccomp filter ", file, "map", map);
 	sys1(__NR_close, fd);
 	struct sock_fprog prog = {(unsigned short)(size / 8), (void *)map};
 	long err = sys3(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
 	if (err < 0)
-		bad_filter(file, "install", err);
+		fail("seccomp filter ", file, "install", err);
 	sys2(__NR_munmap, map, size);
+}
+
+/* -- the capabilities an exec's wrapper gives up (see the top) -------------- */
+
+#define PR_CAPBSET_DROP 24
+#define CAP_VERSION_3 0x20080522
+
+struct cap_header {
+	unsigned int version;
+	int pid;
+};
+
+struct cap_data {
+	unsigned int effective, permitted, inheritable;
+};
+
+
+/* drop_caps takes the capabilities of the hex mask out of the bounding set
+ * (highest first, so that CAP_SETPCAP, which the drops need, goes last),
+ * the effective and the permitted set, and empties the inheritable set,
+ * which empties the ambient one: a container's spec has neither (Docker's
+ * way), and a wrapper run as another user than root had its two extra
+ * capabilities there to keep them through its execve. */
+static void drop_caps(const char *hex)
+{
+	ulong mask = 0;
+	const char *p = hex;
+	for (; *p; p++) {
+		int d = *p >= '0' && *p <= '9' ? *p - '0' : *p >= 'a' && *p <= 'f' ? *p - 'a' + 10 : -1;
+		if (d < 0 || mask >> 60)
+			fail("capabilities", 0, "want a hex mask", 0);
+		mask = mask << 4 | (ulong)d;
+	}
+	for (int c = 63; c >= 0; c--) {
+		if (!(mask >> c & 1))
+			continue;
+		long err = sys6(__NR_prctl, PR_CAPBSET_DROP, c, 0, 0, 0, 0);
+		if (err < 0)
+			fail("capabilities", 0, "bounding set", err);
+	}
+	struct cap_header h = {CAP_VERSION_3, 0};
+	struct cap_data d[2];
+	long err = sys2(__NR_capget, &h, d);
+	if (err < 0)
+		fail("capabilities", 0, "capget", err);
+	for (int i = 0; i < 2; i++) {
+		unsigned int keep = ~(unsigned int)(mask >> (32 * i));
+		d[i].effective &= keep;
+		d[i].permitted &= keep;
+		d[i].inheritable = 0;
+	}
+	err = sys2(__NR_capset, &h, d);
+	if (err < 0)
+		fail("capabilities", 0, "capset", err);
 }
 
 /* -- PID 1 ----------------------------------------------------------------- */
@@ -507,20 +569,30 @@ __attribute__((used, noreturn)) void start_c(long *sp)
 	char **argv = (char **)(sp + 1);
 	char **envp = argv + argc + 1;
 
-	int first = 1;
-	const char *filter = 0;
-	if (argc > 2 && argv[1][0] == '-' && argv[1][1] == 's' && argv[1][2] == 0) {
-		filter = argv[2];
-		first = 3;
+	int first = 1, usage = 0;
+	const char *filter = 0, *extra = 0;
+	/* Options, each with a value, then "--"; without options "--" may be
+	 * left out (CMD is then argv[1]). */
+	while (first + 1 < argc && argv[first][0] == '-' && argv[first][2] == 0 &&
+	       (argv[first][1] == 's' || argv[first][1] == 'x')) {
+		if (argv[first][1] == 's')
+			filter = argv[first + 1];
+		else
+			extra = argv[first + 1];
+		first += 2;
 	}
 	if (argc > first && argv[first][0] == '-' && argv[first][1] == '-' && argv[first][2] == 0)
 		first++;
-	if (argc <= first || (filter && first != 4)) {
-		puts2("usage: shoal-init [-s FILTER] -- CMD [ARG...]\n");
+	else if (filter || extra)
+		usage = 1;
+	if (argc <= first || usage || (extra && !filter)) {
+		puts2("usage: shoal-init [-s FILTER [-x CAPS]] -- CMD [ARG...]\n");
 		die(2);
 	}
 	if (filter)
 		load_filter(filter);
+	if (extra)
+		drop_caps(extra);
 
 	/* PID 1 never takes the exec mode, whatever its environment says. */
 	if (sys0(__NR_getpid) != 1) {

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	goruntime "runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -107,9 +108,14 @@ func clonePtr[T any](p *T) *T {
 	return &v
 }
 
-// capSysAdmin is the one capability that keeps a container's init from
-// installing its seccomp filter in runc's place (SeccompFor).
-const capSysAdmin = "CAP_SYS_ADMIN"
+// Capabilities that keep a container's init from installing its seccomp
+// filter in runc's place (SeccompFor), and the one an exec's wrapper needs
+// to give up another.
+const (
+	capSysAdmin  = "CAP_SYS_ADMIN"
+	capSysPtrace = "CAP_SYS_PTRACE"
+	capSetpcap   = "CAP_SETPCAP"
+)
 
 // SeccompFor returns the seccomp profile BuildSpec gives a container with
 // these capability changes, and whether its init may install runc's
@@ -119,9 +125,12 @@ const capSysAdmin = "CAP_SYS_ADMIN"
 // a file of its own over SeccompPath or InitPath, and every later `shoal
 // exec` and health probe, which get their filter from the init in the
 // container, would run under a filter the container chose. Without it the
-// two read-only bind mounts are the host's files. Profiles with flags, a
-// listener or a notify action are left to runc too: the init installs a
-// bare program, with no flags and no listener.
+// two read-only bind mounts are the host's files; and CAP_SYS_ADMIN is
+// what an exec's wrapper holds to keep the container's processes from
+// tracing it before its filter is on (WrapExec). Why not with
+// CAP_SYS_PTRACE: it would let them trace the wrapper all the same.
+// Profiles with flags, a listener or a notify action are left to runc
+// too: the init installs a bare program, with no flags and no listener.
 func SeccompFor(capAdd, capDrop []string) (*specs.LinuxSeccomp, bool, error) {
 	caps, err := containeropts.Capabilities(DefaultCapabilities, capAdd, capDrop)
 	if err != nil {
@@ -131,7 +140,13 @@ func SeccompFor(capAdd, capDrop []string) (*specs.LinuxSeccomp, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("default seccomp profile: %w", err)
 	}
-	return sc, !slices.Contains(caps, capSysAdmin) && bareProgram(sc), nil
+	return sc, initMayLoad(caps) && bareProgram(sc), nil
+}
+
+// initMayLoad reports whether a container with these capabilities may have
+// its init install its filter (SeccompFor says why not).
+func initMayLoad(caps []string) bool {
+	return !slices.Contains(caps, capSysAdmin) && !slices.Contains(caps, capSysPtrace)
 }
 
 // bareProgram reports whether sc compiles to a filter installed with no
@@ -152,17 +167,46 @@ func initArgs(loadsFilter bool) []string {
 	return []string{InitPath, "--"}
 }
 
-// ExecWrapper returns what must come before the command of a process
-// exec'd in the container of spec s (`shoal exec`, a health probe): the
-// init in its exec mode with the filter, when the container's init installs
-// its seccomp filter (runc, which finds no profile in s, would install none
-// on the process), else nothing.
-func ExecWrapper(s *specs.Spec) []string {
+// WrapExec makes proc, a process to exec in the container of spec s
+// (`shoal exec`, a health probe, their settings taken from s), run through
+// the container's init in its exec mode when the init installs the
+// container's seccomp filter: runc finds no profile in s and would install
+// none. It reports whether it did.
+//
+// The wrapper runs unfiltered from its execve to its seccomp(2) while the
+// container's processes run, and they could trace it (same user, the same
+// capabilities) and take it over. So proc gets CAP_SYS_ADMIN, which no
+// process of the container can have (SeccompFor), and CAP_SETPCAP, which
+// the wrapper needs to drop the first from its bounding set, in every set
+// (the ambient one too, so that a wrapper run as another user than root
+// keeps them through its execve). Once the filter is on, before CMD, the
+// init gives up CAP_SYS_ADMIN, CAP_SETPCAP when the container lacks it
+// (-x, a hex mask of capability numbers), and its inheritable and ambient
+// sets, which containers' specs leave empty (runtime/init/shoal-init.c).
+func WrapExec(s *specs.Spec, proc *specs.Process) bool {
 	if s.Process == nil || s.Linux == nil || s.Linux.Seccomp != nil {
-		return nil
+		return false
 	}
-	if loads := initArgs(true); len(s.Process.Args) > len(loads) && slices.Equal(s.Process.Args[:len(loads)], loads) {
-		return loads
+	loads := initArgs(true)
+	if len(s.Process.Args) <= len(loads) || !slices.Equal(s.Process.Args[:len(loads)], loads) {
+		return false
 	}
-	return nil
+	caps := specs.LinuxCapabilities{}
+	if proc.Capabilities != nil {
+		caps = *proc.Capabilities
+	}
+	mask := uint64(1) << unix.CAP_SYS_ADMIN
+	if !slices.Contains(caps.Bounding, capSetpcap) {
+		mask |= 1 << unix.CAP_SETPCAP
+	}
+	for _, name := range []string{capSysAdmin, capSetpcap} {
+		for _, set := range []*[]string{&caps.Bounding, &caps.Effective, &caps.Permitted, &caps.Inheritable, &caps.Ambient} {
+			if !slices.Contains(*set, name) {
+				*set = append(slices.Clone(*set), name)
+			}
+		}
+	}
+	proc.Capabilities = &caps
+	proc.Args = slices.Concat(loads[:len(loads)-1], []string{"-x", strconv.FormatUint(mask, 16), "--"}, proc.Args)
+	return true
 }

@@ -68,6 +68,7 @@ func TestSeccompFor(t *testing.T) {
 		{name: "a capability more", capAdd: []string{"NET_ADMIN"}, wantInitLoadsIt: true},
 		{name: "capabilities less", capDrop: []string{"ALL"}, wantInitLoadsIt: true},
 		{name: "CAP_SYS_ADMIN: it could mount over the program", capAdd: []string{"SYS_ADMIN"}},
+		{name: "CAP_SYS_PTRACE: it could trace an exec's wrapper", capAdd: []string{"SYS_PTRACE"}},
 		{name: "all of them", capAdd: []string{"ALL"}},
 		{name: "unknown capability", capAdd: []string{"NOPE"}, wantErr: true},
 	}
@@ -123,26 +124,59 @@ func TestBareProgram(t *testing.T) {
 	}
 }
 
-func TestExecWrapper(t *testing.T) {
+func TestWrapExec(t *testing.T) {
 	loads := []string{InitPath, "-s", SeccompPath, "--"}
+	defaults := &specs.LinuxCapabilities{Bounding: DefaultCapabilities, Effective: DefaultCapabilities, Permitted: DefaultCapabilities}
+	noSetpcap := slices.DeleteFunc(slices.Clone(DefaultCapabilities), func(c string) bool { return c == "CAP_SETPCAP" })
 	tests := []struct {
-		name string
-		args []string
-		sc   *specs.LinuxSeccomp
-		want []string
+		name     string
+		args     []string
+		sc       *specs.LinuxSeccomp
+		caps     *specs.LinuxCapabilities
+		wantArgs []string // nil: not wrapped
+		wantCaps []string // added to every set
 	}{
-		{name: "the init installs the filter", args: append(slices.Clone(loads), "sleep", "1"), want: loads},
-		{name: "runc installs it", args: []string{InitPath, "--", "sleep", "1"}, sc: &specs.LinuxSeccomp{}},
-		{name: "no seccomp at all", args: []string{InitPath, "--", "sleep", "1"}},
-		{name: "the init's args but a profile too", args: append(slices.Clone(loads), "sleep"), sc: &specs.LinuxSeccomp{}},
-		{name: "another init", args: []string{"/sbin/tini", "-s", SeccompPath, "--", "x"}},
-		{name: "no command", args: loads},
+		{name: "the init installs the filter", args: append(slices.Clone(loads), "sleep", "1"), caps: defaults,
+			wantArgs: []string{InitPath, "-s", SeccompPath, "-x", "200000", "--", "id"}, wantCaps: []string{"CAP_SYS_ADMIN", "CAP_SETPCAP"}},
+		{name: "a container without CAP_SETPCAP", args: append(slices.Clone(loads), "sleep", "1"),
+			caps:     &specs.LinuxCapabilities{Bounding: noSetpcap, Effective: noSetpcap, Permitted: noSetpcap},
+			wantArgs: []string{InitPath, "-s", SeccompPath, "-x", "200100", "--", "id"}, wantCaps: []string{"CAP_SYS_ADMIN", "CAP_SETPCAP"}},
+		{name: "no capabilities at all", args: append(slices.Clone(loads), "sleep", "1"),
+			wantArgs: []string{InitPath, "-s", SeccompPath, "-x", "200100", "--", "id"}, wantCaps: []string{"CAP_SYS_ADMIN", "CAP_SETPCAP"}},
+		{name: "runc installs it", args: []string{InitPath, "--", "sleep", "1"}, sc: &specs.LinuxSeccomp{}, caps: defaults},
+		{name: "no seccomp at all", args: []string{InitPath, "--", "sleep", "1"}, caps: defaults},
+		{name: "the init's args but a profile too", args: append(slices.Clone(loads), "sleep"), sc: &specs.LinuxSeccomp{}, caps: defaults},
+		{name: "another init", args: []string{"/sbin/tini", "-s", SeccompPath, "--", "x"}, caps: defaults},
+		{name: "no command", args: loads, caps: defaults},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := &specs.Spec{Process: &specs.Process{Args: tt.args}, Linux: &specs.Linux{Seccomp: tt.sc}}
-			if got := ExecWrapper(s); !slices.Equal(got, tt.want) {
-				t.Errorf("ExecWrapper = %q, want %q", got, tt.want)
+			s := &specs.Spec{Process: &specs.Process{Args: tt.args, Capabilities: tt.caps}, Linux: &specs.Linux{Seccomp: tt.sc}}
+			proc := *s.Process
+			proc.Args = []string{"id"}
+			wrapped := WrapExec(s, &proc)
+			if wrapped != (tt.wantArgs != nil) || wrapped && !slices.Equal(proc.Args, tt.wantArgs) {
+				t.Fatalf("wrapped %v, args %q; want %q", wrapped, proc.Args, tt.wantArgs)
+			}
+			if !wrapped {
+				if proc.Capabilities != tt.caps || !slices.Equal(proc.Args, []string{"id"}) {
+					t.Error("an exec not wrapped was changed")
+				}
+				return
+			}
+			c := proc.Capabilities
+			for i, set := range [][]string{c.Bounding, c.Effective, c.Permitted, c.Inheritable, c.Ambient} {
+				var base []string
+				if tt.caps != nil {
+					base = [][]string{tt.caps.Bounding, tt.caps.Effective, tt.caps.Permitted, tt.caps.Inheritable, tt.caps.Ambient}[i]
+				}
+				want := slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(base), tt.wantCaps...))))
+				if got := slices.Sorted(slices.Values(set)); !slices.Equal(got, want) {
+					t.Errorf("set %d = %v, want %v", i, got, want)
+				}
+			}
+			if tt.caps != nil && (slices.Contains(tt.caps.Bounding, "CAP_SYS_ADMIN") || len(tt.caps.Ambient) > 0) {
+				t.Error("the container's capabilities were changed in place")
 			}
 		})
 	}

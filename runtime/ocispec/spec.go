@@ -162,8 +162,8 @@ func BuildSpec(in SpecInput) (*specs.Spec, error) {
 		if in.NoSeccomp {
 			return nil, fmt.Errorf("%w: a seccomp program without seccomp", ErrInvalidSpec)
 		}
-		if slices.Contains(caps, capSysAdmin) {
-			return nil, fmt.Errorf("%w: the init cannot install the filter of a container with %s", ErrInvalidSpec, capSysAdmin)
+		if !initMayLoad(caps) {
+			return nil, fmt.Errorf("%w: the init cannot install the filter of a container with %s or %s", ErrInvalidSpec, capSysAdmin, capSysPtrace)
 		}
 	}
 	args := append(initArgs(in.SeccompProgram != ""), in.Args...)

@@ -143,14 +143,21 @@ func TestBuildSpec(t *testing.T) {
 				if !s.Process.NoNewPrivileges {
 					t.Error("no no_new_privs: the init could not install the filter")
 				}
-				if !slices.Equal(ExecWrapper(s), []string{InitPath, "-s", SeccompPath, "--"}) {
-					t.Errorf("ExecWrapper = %q", ExecWrapper(s))
+				proc := *s.Process
+				proc.Args = []string{"true"}
+				if !WrapExec(s, &proc) || !slices.Equal(proc.Args, []string{InitPath, "-s", SeccompPath, "-x", "200000", "--", "true"}) {
+					t.Errorf("an exec's args = %q", proc.Args)
 				}
 			},
 		},
 		{
 			name:    "no seccomp program for a container with CAP_SYS_ADMIN",
 			mod:     func(in *SpecInput) { in.SeccompProgram = "/p.bpf"; in.CapAdd = []string{"SYS_ADMIN"} },
+			wantErr: true,
+		},
+		{
+			name:    "no seccomp program for a container with CAP_SYS_PTRACE",
+			mod:     func(in *SpecInput) { in.SeccompProgram = "/p.bpf"; in.CapAdd = []string{"SYS_PTRACE"} },
 			wantErr: true,
 		},
 		{
@@ -173,8 +180,8 @@ func TestBuildSpec(t *testing.T) {
 				if m := mountOf(s, InitPath); m.Source != "/usr/bin/tini-static" || !slices.Contains(m.Options, "ro") {
 					t.Errorf("init mount = %+v", m)
 				}
-				if ExecWrapper(s) != nil {
-					t.Errorf("ExecWrapper = %q for a container runc filters", ExecWrapper(s))
+				if proc := *s.Process; WrapExec(s, &proc) {
+					t.Errorf("an exec wrapped for a container runc filters: %q", proc.Args)
 				}
 				// Nothing the agent or the supervisor reads is mounted in
 				// the container: no state or log dir.

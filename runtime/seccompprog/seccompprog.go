@@ -150,13 +150,14 @@ func (c *Cache) initLoads() bool {
 	return *c.initOK
 }
 
-// initUsage is part of shoal-init's usage line since it takes -s (the
-// init's binary holds it as is: runtime/init/shoal-init.c).
-const initUsage = "shoal-init [-s FILTER] -- CMD"
+// initUsage is part of shoal-init's usage line since it takes -s and -x
+// (the init's binary holds it as is: runtime/init/shoal-init.c).
+const initUsage = "shoal-init [-s FILTER [-x CAPS]] -- CMD"
 
 // InitLoads reports whether the init binary at path installs a seccomp
-// program given with -s: Shoal's init from this version on. Another init
-// (tini, an older shoal-init) would take -s for the command.
+// program given with -s and gives up capabilities given with -x: Shoal's
+// init from this version on. Another init (tini, an older shoal-init)
+// would take -s for the command, or not know -x.
 func InitLoads(path string) bool {
 	b, err := os.ReadFile(path)
 	return err == nil && bytes.Contains(b, []byte(initUsage))
