@@ -42,7 +42,6 @@ import (
 	"github.com/shoal-org/shoal/runtime/eventhub"
 	"github.com/shoal-org/shoal/runtime/layout"
 	"github.com/shoal-org/shoal/runtime/mountlayer"
-	"github.com/shoal-org/shoal/runtime/ocispec"
 	"github.com/shoal-org/shoal/runtime/record"
 	"github.com/shoal-org/shoal/runtime/seccompprog"
 	"github.com/shoal-org/shoal/runtime/supclient"
@@ -203,9 +202,6 @@ func (r *Runtime) Run(ctx context.Context) error {
 	}
 	r.adopt(ctx, running)
 	r.spawn(func() { r.sup.Follow(ctx, conn, br) })
-	if cache := r.seccomp; cache != nil && !r.cfg.NoSeccomp {
-		r.spawn(func() { prewarmSeccomp(cache) })
-	}
 	close(r.ready)
 
 	<-ctx.Done()
@@ -215,15 +211,6 @@ func (r *Runtime) Run(ctx context.Context) error {
 	r.wg.Wait()
 	r.events.Close()
 	return nil
-}
-
-// prewarmSeccomp captures the seccomp program of Docker's default
-// capability set (the profile nearly every container gets) as the agent
-// starts, so that the first container does not wait for it.
-func prewarmSeccomp(cache *seccompprog.Cache) {
-	if profile, initMay, err := ocispec.SeccompFor(nil, nil); err == nil && initMay {
-		cache.Program(profile)
-	}
 }
 
 // Ready is closed once Run has re-adopted the containers of a previous
