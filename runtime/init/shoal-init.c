@@ -573,8 +573,8 @@ __attribute__((used, noreturn)) void start_c(long *sp)
 	const char *filter = 0, *extra = 0;
 	/* Options, each with a value, then "--"; without options "--" may be
 	 * left out (CMD is then argv[1]). */
-	while (first + 1 < argc && argv[first][0] == '-' && argv[first][2] == 0 &&
-	       (argv[first][1] == 's' || argv[first][1] == 'x')) {
+	while (first + 1 < argc && argv[first][0] == '-' &&
+	       (argv[first][1] == 's' || argv[first][1] == 'x') && argv[first][2] == 0) {
 		if (argv[first][1] == 's')
 			filter = argv[first + 1];
 		else
