@@ -59,6 +59,24 @@ func startInit(t *testing.T, args ...string) (*exec.Cmd, *os.File) {
 	return cmd, r
 }
 
+// runInitOnce runs `shoal-init args...` with env to its end, as PID 1 of
+// a new pid namespace or as a plain process, and returns its exit code and
+// output.
+func runInitOnce(t *testing.T, pid1 bool, env []string, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(testInit, args...)
+	cmd.Env = env
+	if pid1 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
+	}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	return cmd.ProcessState.ExitCode(), string(out)
+}
+
 // runInit runs shoal-init to its end and returns its exit code and output.
 func runInit(t *testing.T, args ...string) (int, string) {
 	t.Helper()
@@ -133,17 +151,8 @@ func TestShoalInitExecMode(t *testing.T) {
 	needInit(t)
 	run := func(rlimits string, pid1 bool, args ...string) (int, string) {
 		t.Helper()
-		cmd := exec.Command(testInit, append([]string{"--"}, args...)...)
-		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "SHOAL_EXEC_RLIMITS=" + rlimits, "KEEP=1"}
-		if pid1 {
-			cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
-		}
-		out, err := cmd.CombinedOutput()
-		var ee *exec.ExitError
-		if err != nil && !errors.As(err, &ee) {
-			t.Fatal(err)
-		}
-		return cmd.ProcessState.ExitCode(), string(out)
+		env := []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "SHOAL_EXEC_RLIMITS=" + rlimits, "KEEP=1"}
+		return runInitOnce(t, pid1, env, append([]string{"--"}, args...)...)
 	}
 	// Its parent is this test: the init became the shell, it did not fork it.
 	show := `echo "$(ulimit -S -n) $(ulimit -H -n) $(ulimit -c)" "${SHOAL_EXEC_RLIMITS-unset}" "$KEEP" "$PPID"`
@@ -245,19 +254,9 @@ func TestShoalInitSeccomp(t *testing.T) {
 			if tt.extra != "" {
 				args = append(args, "-x", tt.extra)
 			}
-			cmd := exec.Command(testInit, append(args, "--", "sh", "-c", show)...)
-			cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
-			if tt.pid1 {
-				cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
-			}
-			b, err := cmd.CombinedOutput()
-			var ee *exec.ExitError
-			if err != nil && !errors.As(err, &ee) {
-				t.Fatal(err)
-			}
-			out := string(b)
-			if cmd.ProcessState.ExitCode() != tt.want {
-				t.Errorf("exit %d, want %d; output %q", cmd.ProcessState.ExitCode(), tt.want, out)
+			code, out := runInitOnce(t, tt.pid1, []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, append(args, "--", "sh", "-c", show)...)
+			if code != tt.want {
+				t.Errorf("exit %d, want %d; output %q", code, tt.want, out)
 			}
 			for _, w := range tt.wantOut {
 				if !strings.Contains(out, w) {

@@ -55,9 +55,10 @@ type Cache struct {
 	Env []string
 	Log *slog.Logger
 
-	mu      sync.Mutex
-	entries map[string]*entry
-	initOK  *bool
+	mu       sync.Mutex
+	entries  map[string]*entry
+	initOnce sync.Once
+	initOK   bool
 }
 
 // entry is one profile's program: being captured (done open), there
@@ -138,16 +139,12 @@ func (c *Cache) Program(profile *specs.LinuxSeccomp) string {
 
 // initLoads reports (once) whether Init can install a program: InitLoads.
 func (c *Cache) initLoads() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.initOK == nil {
-		ok := InitLoads(c.Init)
-		c.initOK = &ok
-		if !ok {
+	c.initOnce.Do(func() {
+		if c.initOK = InitLoads(c.Init); !c.initOK {
 			c.Log.Info("the containers' init cannot install seccomp programs: runc compiles the profile at each start", "init", c.Init)
 		}
-	}
-	return *c.initOK
+	})
+	return c.initOK
 }
 
 // initUsage is part of shoal-init's usage line since it takes -s and -x
