@@ -62,6 +62,11 @@ func cacheForTest(t *testing.T) (*Cache, string) {
 				_ = exec.Command(runc, "--root", filepath.Join(c.Dir, "runc"), "delete", "--force", id).Run()
 			}
 		}
+		// runc removes each capture's cgroup but not the parent it made.
+		dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", strings.TrimPrefix(c.CgroupParent, "/")))
+		for _, d := range dirs {
+			_ = os.Remove(d) // only when empty
+		}
 	})
 	return c, calls
 }
