@@ -175,6 +175,11 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
 	}
+	// The decoder stops after the value, before the encoder's newline and
+	// the end of the body: a body closed before its EOF takes its
+	// connection with it, so without this every call dialled anew (a
+	// wait's polls made one connection each).
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
 	return nil
 }
 
@@ -192,6 +197,11 @@ func call[T any](ctx context.Context, c *Client, method, path string, q url.Valu
 	}
 	return v, nil
 }
+
+// drainLimit bounds what do reads past an answer's value to reach its end:
+// a newline, or whatever a broken agent adds (the connection is then given
+// up, as before).
+const drainLimit = 4 << 10
 
 // send performs a request and returns the response of a 2xx answer; any
 // other status is turned into an *APIError and the body closed.

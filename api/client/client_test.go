@@ -416,3 +416,59 @@ func TestClientCheckDeployOlderAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCallsReuseConnection: answers as the agent writes them (a JSON value
+// and a newline, small with a Content-Length or large and chunked) leave
+// the connection reusable, so a run of calls (a wait's polls) dials once.
+func TestCallsReuseConnection(t *testing.T) {
+	big := make([]api.Task, 300)
+	for i := range big {
+		big[i] = api.Task{ID: fmt.Sprintf("task%04d", i), State: api.TaskRunning}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v1/services/web", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(api.Service{ID: "web", Name: "web"})
+	})
+	mux.HandleFunc("/v1/services/web/tasks", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(big)
+	})
+	sock := filepath.Join(t.TempDir(), "shoal.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	var mu sync.Mutex
+	conns := 0
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Listener = ln
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			mu.Lock()
+			conns++
+			mu.Unlock()
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c, err := New("unix://" + sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		if _, err := c.Service(ctx, "web"); err != nil {
+			t.Fatal(err)
+		}
+		tasks, err := c.ServiceTasks(ctx, "web", TaskFilter{})
+		if err != nil || len(tasks) != len(big) {
+			t.Fatalf("tasks: %d, %v", len(tasks), err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if conns != 1 {
+		t.Errorf("10 calls made %d connections, want 1", conns)
+	}
+}
