@@ -27,6 +27,13 @@ type recorded struct {
 // client for it.
 func fakeAgent(t *testing.T, handler http.Handler) *Client {
 	t.Helper()
+	return fakeAgentWatched(t, handler, nil)
+}
+
+// fakeAgentWatched is fakeAgent with connState (when not nil) told of every
+// change of state of the server's connections.
+func fakeAgentWatched(t *testing.T, handler http.Handler, connState func(net.Conn, http.ConnState)) *Client {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "shoal.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
@@ -34,6 +41,7 @@ func fakeAgent(t *testing.T, handler http.Handler) *Client {
 	}
 	srv := httptest.NewUnstartedServer(handler)
 	srv.Listener = ln
+	srv.Config.ConnState = connState
 	srv.Start()
 	t.Cleanup(srv.Close)
 	c, err := New("unix://" + sock)
@@ -434,28 +442,15 @@ func TestCallsReuseConnection(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(big)
 	})
-	sock := filepath.Join(t.TempDir(), "shoal.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
 	var mu sync.Mutex
 	conns := 0
-	srv := httptest.NewUnstartedServer(mux)
-	srv.Listener = ln
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+	c := fakeAgentWatched(t, mux, func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			mu.Lock()
 			conns++
 			mu.Unlock()
 		}
-	}
-	srv.Start()
-	t.Cleanup(srv.Close)
-	c, err := New("unix://" + sock)
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	ctx := context.Background()
 	for i := 0; i < 5; i++ {
 		if _, err := c.Service(ctx, "web"); err != nil {
