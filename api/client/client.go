@@ -154,6 +154,10 @@ type TaskFilter struct {
 	ServiceID    string
 	NodeID       string
 	DesiredState string
+	// WithoutSpecVersion, when not 0, asks ServiceTasks to leave out the
+	// spec of the tasks at this spec version: a caller that holds the
+	// service has that spec already.
+	WithoutSpecVersion uint64
 }
 
 // escape makes an {id} path segment; image references contain slashes.
@@ -553,9 +557,12 @@ func (c *Client) RemoveService(ctx context.Context, id string) error {
 
 // ServiceTasks lists the tasks of a service; only f.DesiredState is used.
 func (c *Client) ServiceTasks(ctx context.Context, id string, f TaskFilter) ([]api.Task, error) {
-	var q url.Values
+	q := url.Values{}
 	if f.DesiredState != "" {
-		q = url.Values{"desired_state": {f.DesiredState}}
+		q.Set("desired_state", f.DesiredState)
+	}
+	if f.WithoutSpecVersion != 0 {
+		q.Set("without_spec_version", strconv.FormatUint(f.WithoutSpecVersion, 10))
 	}
 	return call[[]api.Task](ctx, c, http.MethodGet, "/services/"+escape(id)+"/tasks", q, nil)
 }

@@ -208,6 +208,10 @@ func TestClientRoutes(t *testing.T) {
 			}
 			return err
 		}, recorded{Method: "GET", Path: "/services/web/tasks", Query: "desired_state=running"}},
+		{"service tasks without a version's specs", func() error {
+			_, err := c.ServiceTasks(ctx, "web", TaskFilter{WithoutSpecVersion: 7})
+			return err
+		}, recorded{Method: "GET", Path: "/services/web/tasks", Query: "without_spec_version=7"}},
 		{"tasks", func() error { _, err := c.Tasks(ctx, TaskFilter{ServiceID: "s1", NodeID: "n1"}); return err },
 			recorded{Method: "GET", Path: "/tasks", Query: "node=n1&service=s1"}},
 	}

@@ -263,7 +263,23 @@ func (h *serviceHandlers) serviceTasks(w http.ResponseWriter, r *http.Request) (
 	if err != nil {
 		return nil, err
 	}
-	return h.c.Tasks(TaskFilter{Service: s.ID, DesiredState: r.URL.Query().Get("desired_state")})
+	q := r.URL.Query()
+	var without uint64
+	if v := q.Get("without_spec_version"); v != "" {
+		if without, err = strconv.ParseUint(v, 10, 64); err != nil || without == 0 {
+			return nil, BadRequest("invalid without_spec_version %q: want a spec version (a positive integer)", v)
+		}
+	}
+	tasks, err := h.c.Tasks(TaskFilter{Service: s.ID, DesiredState: q.Get("desired_state")})
+	if err != nil || without == 0 {
+		return tasks, err
+	}
+	for i := range tasks {
+		if tasks[i].SpecVersion == without {
+			tasks[i].Spec = api.ServiceSpec{}
+		}
+	}
+	return tasks, nil
 }
 
 func (h *serviceHandlers) tasks(w http.ResponseWriter, r *http.Request) (any, error) {

@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/shoal-org/shoal/api"
@@ -92,6 +94,12 @@ func TestServiceRoutes(t *testing.T) {
 		{name: "remove, none", method: "DELETE", path: "/v1/services/db", code: 404, syncs: 1},
 		{name: "service tasks", method: "GET", path: "/v1/services/web/tasks?desired_state=running", code: 200,
 			calls: "tasks {Service:s1 Node: DesiredState:running}"},
+		{name: "service tasks without a version's specs", method: "GET", path: "/v1/services/web/tasks?without_spec_version=7", code: 200,
+			calls: "tasks {Service:s1 Node: DesiredState:}"},
+		{name: "service tasks, bad spec version", method: "GET", path: "/v1/services/web/tasks?without_spec_version=x", code: 400,
+			bodyHas: `invalid without_spec_version \"x\"`},
+		{name: "service tasks, spec version 0", method: "GET", path: "/v1/services/web/tasks?without_spec_version=0", code: 400,
+			bodyHas: "a positive integer"},
 		{name: "tasks of a node", method: "GET", path: "/v1/tasks?node=h2", code: 200, calls: "tasks {Service: Node:h2 DesiredState:}"},
 		{name: "tasks, service wins", method: "GET", path: "/v1/tasks?node=h2&service=web", code: 200, calls: "tasks {Service:web Node: DesiredState:}"},
 	} {
@@ -99,5 +107,50 @@ func TestServiceRoutes(t *testing.T) {
 			f := &fakeServices{}
 			checkRoute(t, tt, &f.fakeAgent, func(rt *Router) { ServiceRoutes(rt, f) })
 		})
+	}
+}
+
+// specTasks is fakeServices whose service web has a task at version 6
+// and one at version 7.
+type specTasks struct{ fakeServices }
+
+func (f *specTasks) Tasks(TaskFilter) ([]api.Task, error) {
+	return []api.Task{
+		{ID: "t1", SpecVersion: 6, Spec: api.ServiceSpec{Name: "web", Image: "bb:1"}},
+		{ID: "t2", SpecVersion: 7, Spec: api.ServiceSpec{Name: "web", Image: "bb:2"}},
+	}, nil
+}
+
+// TestServiceTasksWithoutSpecVersion: the tasks of the version asked for
+// come without their spec (the field is absent from the JSON), the others
+// with theirs; without the parameter every task has its spec.
+func TestServiceTasksWithoutSpecVersion(t *testing.T) {
+	for _, tt := range []struct {
+		query string
+		want  map[string]bool // task ID -> has a spec in the JSON
+	}{
+		{"", map[string]bool{"t1": true, "t2": true}},
+		{"?without_spec_version=7", map[string]bool{"t1": true, "t2": false}},
+		{"?without_spec_version=6", map[string]bool{"t1": false, "t2": true}},
+		{"?without_spec_version=9", map[string]bool{"t1": true, "t2": true}},
+	} {
+		rt := NewRouter(testErrors)
+		ServiceRoutes(rt, &specTasks{})
+		rec := httptest.NewRecorder()
+		rt.Mux().ServeHTTP(rec, httptest.NewRequest("GET", "/v1/services/web/tasks"+tt.query, nil))
+		if rec.Code != 200 {
+			t.Fatalf("%s: %d %s", tt.query, rec.Code, rec.Body)
+		}
+		var got []map[string]json.RawMessage
+		if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+			t.Fatalf("%s: %v", tt.query, err)
+		}
+		for _, task := range got {
+			var id string
+			_ = json.Unmarshal(task["id"], &id)
+			if _, has := task["spec"]; has != tt.want[id] {
+				t.Errorf("%s: task %s has a spec: %v, want %v", tt.query, id, has, tt.want[id])
+			}
+		}
 	}
 }
