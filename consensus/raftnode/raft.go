@@ -317,6 +317,9 @@ type Raft struct {
 	// proposals keeps proposals out while a restore runs (proposals.go).
 	proposals proposalGate
 
+	// admits is the leader's queue of non-voters to add (admitqueue.go).
+	admits admitQueue
+
 	// watch is the follower's watch on its leader (watch.go); nil when
 	// LeaderSilence is 0.
 	watch *leaderWatch

@@ -32,6 +32,9 @@ type Raft interface {
 	Apply(ctx context.Context, cmd command.Command) (any, error)
 	Servers() ([]raftnode.Server, error)
 	AddNonvoter(ctx context.Context, id, addr string) error
+	// QueueNonvoter queues the addition of a non-voter; the channel gets
+	// its outcome (raftnode.Raft.QueueNonvoter).
+	QueueNonvoter(id, addr string) <-chan error
 	AddVoter(ctx context.Context, id, addr string) error
 	DemoteVoter(ctx context.Context, id string) error
 	RemoveServer(ctx context.Context, id string) error
@@ -74,9 +77,10 @@ type Leader struct {
 // Raft takes one configuration change at a time, each after the previous
 // one committed, so a storm of joins (100 agents at once) queues behind
 // each other; past the bound the join answers anyway, since the node's
-// record is committed and the leader loop admits every recorded, live node
-// missing from raft (admitMissing). Waiting longer only made joins time
-// out and retry, which loaded the leader further (issue 10).
+// record is committed and its addition stays queued (raftnode's admit
+// queue; the leader loop adds a recorded, live node that is neither in
+// raft nor queued: admitMissing). Waiting longer only made joins time out
+// and retry, which loaded the leader further (issue 10).
 const AdmitWait = 3 * time.Second
 
 // Admit checks the secret and the request, signs the certificate, records
@@ -124,14 +128,22 @@ func (l *Leader) Admit(ctx context.Context, req wire.JoinRequest) (*wire.JoinRes
 		return nil, fmt.Errorf("record node: %w", err)
 	}
 	raftAddr := net.JoinHostPort(req.Addr, strconv.Itoa(req.ClusterPort))
-	actx, cancel := context.WithTimeout(ctx, AdmitWait)
-	err = l.Raft.AddNonvoter(actx, req.NodeID, raftAddr)
-	cancel()
+	// Queued, the addition goes on when this join stops waiting for it:
+	// raft adds the nodes of a storm of joins back to back.
+	wait := time.NewTimer(AdmitWait)
+	select {
+	case err = <-l.Raft.QueueNonvoter(req.NodeID, raftAddr):
+	case <-wait.C:
+		err = consensus.ErrTimeout
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	wait.Stop()
 	if err != nil && !AdmitLater(err) {
 		return nil, fmt.Errorf("add node to raft: %w", err)
 	}
 	if err != nil {
-		l.Log.Info("node recorded; its raft admission waits behind other configuration changes (the leader loop admits it)",
+		l.Log.Info("node recorded; its raft admission waits behind other configuration changes (queued)",
 			"node_id", req.NodeID, "err", err)
 	}
 	// The keyring as of an index past the node's record, both from one

@@ -157,10 +157,6 @@ const seedAge = 30 * time.Second
 // DefaultAdmitWait is Config.AdmitWait's default.
 const DefaultAdmitWait = 3 * time.Second
 
-// admitBudget bounds the raft admissions one leader pass makes
-// (admitMissing).
-const admitBudget = time.Second
-
 // statusGrace is how long a new leader trusts gossip to converge before it
 // marks nodes it has never seen as down.
 const statusGrace = 3 * time.Second
@@ -516,8 +512,10 @@ func StatusChanges(nodes []*api.Node, self string, alive map[string]membership.M
 	return changes
 }
 
-// admitMissing adds nodes of the state that are alive but absent from the
-// Raft configuration as non-voters.
+// admitMissing queues the addition of nodes of the state that are alive
+// but absent from the Raft configuration as non-voters (raftnode's admit
+// queue: raft takes one configuration change at a time, and the queue
+// hands them over back to back without holding this pass).
 func (l *Loop) admitMissing(ctx context.Context, joined *joins) {
 	cl := l.cfg
 	servers, err := cl.Raft.Servers()
@@ -528,11 +526,6 @@ func (l *Loop) admitMissing(ctx context.Context, joined *joins) {
 	for _, s := range servers {
 		in[s.ID] = true
 	}
-	// Raft takes one configuration change at a time: past the budget the
-	// rest waits for the next pass, so that a storm of joins does not hold
-	// the pass (and the node statuses it writes first) for seconds.
-	bctx, cancel := context.WithTimeout(ctx, admitBudget)
-	defer cancel()
 	now := time.Now()
 	alive := cl.Members.AliveSet()
 	for _, n := range cl.Store.Nodes() {
@@ -542,18 +535,22 @@ func (l *Loop) admitMissing(ctx context.Context, joined *joins) {
 		if _, ok := alive[n.ID]; !ok {
 			continue
 		}
-		if cl.Removing(n.ID) || joined.admitting(n.ID, now) {
-			continue
+		if cl.Removing(n.ID) || joined.admitting(n.ID, now) || cl.Raft.NonvoterQueued(n.ID) {
+			continue // a join's addition is under way
 		}
-		addr := joinHostPort(n.Addr, n.ClusterPort)
-		if err := cl.Raft.AddNonvoter(bctx, n.ID, addr); err != nil {
-			if bctx.Err() != nil {
-				return
+		id := api.ShortID(n.ID)
+		done := cl.Raft.QueueNonvoter(n.ID, joinHostPort(n.Addr, n.ClusterPort))
+		go func() {
+			select {
+			case err := <-done:
+				if err != nil {
+					l.log.Warn("re-admit node to raft", "node_id", id, "err", err)
+					return
+				}
+				l.log.Info("re-admitted node to raft as non-voter", "node_id", id)
+			case <-ctx.Done():
 			}
-			l.log.Warn("re-admit node to raft", "node_id", api.ShortID(n.ID), "err", err)
-			continue
-		}
-		l.log.Info("re-admitted node to raft as non-voter", "node_id", api.ShortID(n.ID))
+		}()
 	}
 }
 

@@ -1,0 +1,144 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/shoal-org/shoal/consensus/fsm/command"
+)
+
+// blockingAdds is an addFunc that records each call and blocks until its
+// node is released.
+type blockingAdds struct {
+	mu      sync.Mutex
+	calls   []string
+	running int
+	most    int
+	release map[string]chan error
+}
+
+func (b *blockingAdds) gate(id string) chan error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.release[id] == nil {
+		b.release[id] = make(chan error, 1)
+	}
+	return b.release[id]
+}
+
+func (b *blockingAdds) add(ctx context.Context, id, addr string) error {
+	b.mu.Lock()
+	b.calls = append(b.calls, id+"@"+addr)
+	b.running++
+	b.most = max(b.most, b.running)
+	b.mu.Unlock()
+	err := <-b.gate(id)
+	b.mu.Lock()
+	b.running--
+	b.mu.Unlock()
+	return err
+}
+
+func (b *blockingAdds) seen() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.calls...)
+}
+
+// TestAdmitQueue: additions run in order, at most admitWorkers at once; a
+// node queued twice is added once and both callers get its outcome; a
+// node stays queued until its addition returned.
+func TestAdmitQueue(t *testing.T) {
+	b := &blockingAdds{release: map[string]chan error{}}
+	var q admitQueue
+	a1 := q.push("a", "h1:1", b.add)
+	b1 := q.push("b", "h2:1", b.add)
+	c1 := q.push("c", "h3:1", b.add)
+	a2 := q.push("a", "h1:1", b.add) // a second join of the same node
+	waitFor(t, "two additions under way", func() bool { return len(b.seen()) == 2 })
+	if got := fmt.Sprint(b.seen()); got != "[a@h1:1 b@h2:1]" {
+		t.Fatalf("calls %s, want a and b first", got)
+	}
+	for _, id := range []string{"a", "b", "c"} {
+		if !q.queued(id) {
+			t.Errorf("%s not queued while waiting", id)
+		}
+	}
+	boom := errors.New("boom")
+	b.gate("a") <- nil
+	b.gate("b") <- boom
+	if err := <-a1; err != nil {
+		t.Errorf("a: %v", err)
+	}
+	if err := <-a2; err != nil {
+		t.Errorf("a, second caller: %v", err)
+	}
+	if err := <-b1; !errors.Is(err, boom) {
+		t.Errorf("b: %v, want boom", err)
+	}
+	waitFor(t, "c under way", func() bool { return len(b.seen()) == 3 })
+	b.gate("c") <- nil
+	if err := <-c1; err != nil {
+		t.Errorf("c: %v", err)
+	}
+	waitFor(t, "the workers gone", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return q.workers == 0 })
+	for _, id := range []string{"a", "b", "c"} {
+		if q.queued(id) {
+			t.Errorf("%s still queued after its addition returned", id)
+		}
+	}
+	if got := fmt.Sprint(b.seen()); got != "[a@h1:1 b@h2:1 c@h3:1]" {
+		t.Errorf("calls %s, want each node once, in order", got)
+	}
+	if b.most > admitWorkers {
+		t.Errorf("%d additions at once, want at most %d", b.most, admitWorkers)
+	}
+}
+
+// TestQueueNonvoterAddsEveryNode: nodes queued at once on a real leader
+// all end up in the configuration as non-voters; queued on a follower,
+// the addition fails and the node leaves the queue.
+func TestQueueNonvoterAddsEveryNode(t *testing.T) {
+	c := newRaftCluster(t, 5)
+	l := c.nodes[0]
+	if err := l.r.BootstrapSelf(); err != nil {
+		t.Fatal(err)
+	}
+	l = c.leader(l)
+	ctx := context.Background()
+	if _, err := l.r.Apply(ctx, command.BootstrapCluster{Cluster: testCluster(), Node: testNode(l.id, l.id)}); err != nil {
+		t.Fatal(err)
+	}
+	var outs []<-chan error
+	for _, n := range c.nodes[1:] {
+		outs = append(outs, l.r.QueueNonvoter(n.id, string(n.trans.LocalAddr())))
+	}
+	for i, ch := range outs {
+		if err := <-ch; err != nil {
+			t.Errorf("%s: %v", c.nodes[i+1].id, err)
+		}
+	}
+	servers, err := l.r.Servers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonvoters := 0
+	for _, s := range servers {
+		if s.ID != l.id && !s.Voter {
+			nonvoters++
+		}
+	}
+	if nonvoters != 4 {
+		t.Errorf("servers %+v, want the 4 others as non-voters", servers)
+	}
+	f := c.nodes[1]
+	if err := <-f.r.QueueNonvoter("x", "nowhere:1"); err == nil {
+		t.Error("a follower added a non-voter")
+	}
+	if f.r.NonvoterQueued("x") {
+		t.Error("x still queued on the follower after its addition failed")
+	}
+}
