@@ -583,14 +583,10 @@ type Task struct {
 	ContainerID string            `json:"container_id,omitempty"`
 	Health      string            `json:"health,omitempty"`
 	SpecVersion uint64            `json:"spec_version"`
-	// Spec is left out of a listing that asked for the tasks of one spec
-	// version without their spec (the caller holds it: a convergence
-	// wait polls the list many times a second, and the spec is half of
-	// each task's JSON).
-	Spec      ServiceSpec `json:"spec,omitzero"`
-	CreatedAt time.Time   `json:"created_at"`
-	UpdatedAt time.Time   `json:"updated_at"`
-	StartedAt time.Time   `json:"started_at,omitempty"`
+	Spec        ServiceSpec       `json:"spec"`
+	CreatedAt   time.Time         `json:"created_at"`
+	UpdatedAt   time.Time         `json:"updated_at"`
+	StartedAt   time.Time         `json:"started_at,omitempty"`
 	// Replaces is the ID of the task of the same slot this one was started
 	// to replace when rebalancing moved the slot to another node: that task
 	// keeps running until this one is ready, then it is stopped.

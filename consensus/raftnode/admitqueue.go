@@ -36,14 +36,21 @@ type admitQueue struct {
 	workers int
 }
 
-type admitEntry struct{ id, addr string }
+type admitEntry struct {
+	id, addr string
+	// still, called just before the addition, says why the node is not
+	// to be added after all (an error, the outcome) or nil.
+	still func() error
+}
 
 // QueueNonvoter asks for id (at addr) to be added as a non-voter and
 // returns at once; the channel receives the outcome (AddNonvoter's error).
 // A node already queued is not queued twice: the caller gets the outcome
-// of the addition under way. Leader only.
-func (r *Raft) QueueNonvoter(id, addr string) <-chan error {
-	return r.admits.push(id, addr, r.AddNonvoter)
+// of the addition under way. still is asked just before the addition, which
+// can come seconds later: a node removed meanwhile (`node rm`, a leave)
+// must not come back into the configuration. Leader only.
+func (r *Raft) QueueNonvoter(id, addr string, still func() error) <-chan error {
+	return r.admits.push(admitEntry{id, addr, still}, r.AddNonvoter)
 }
 
 // NonvoterQueued reports whether id waits in the queue or is being added.
@@ -54,7 +61,8 @@ type addFunc func(ctx context.Context, id, addr string) error
 
 // push queues id unless it is queued already, and starts a worker when
 // fewer than admitWorkers run.
-func (q *admitQueue) push(id, addr string, add addFunc) <-chan error {
+func (q *admitQueue) push(e admitEntry, add addFunc) <-chan error {
+	id := e.id
 	ch := make(chan error, 1)
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -66,7 +74,7 @@ func (q *admitQueue) push(id, addr string, add addFunc) <-chan error {
 		return ch
 	}
 	q.waiters[id] = []chan error{ch}
-	q.order = append(q.order, admitEntry{id, addr})
+	q.order = append(q.order, e)
 	if q.workers < admitWorkers {
 		q.workers++
 		go q.work(add)
@@ -95,9 +103,15 @@ func (q *admitQueue) work(add addFunc) {
 		q.order = q.order[1:]
 		q.mu.Unlock()
 
-		ctx, cancel := context.WithTimeout(context.Background(), AdmitQueueTimeout)
-		err := add(ctx, e.id, e.addr)
-		cancel()
+		var err error
+		if e.still != nil {
+			err = e.still()
+		}
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), AdmitQueueTimeout)
+			err = add(ctx, e.id, e.addr)
+			cancel()
+		}
 
 		q.mu.Lock()
 		for _, ch := range q.waiters[e.id] {

@@ -54,10 +54,10 @@ func (b *blockingAdds) seen() []string {
 func TestAdmitQueue(t *testing.T) {
 	b := &blockingAdds{release: map[string]chan error{}}
 	var q admitQueue
-	a1 := q.push("a", "h1:1", b.add)
-	b1 := q.push("b", "h2:1", b.add)
-	c1 := q.push("c", "h3:1", b.add)
-	a2 := q.push("a", "h1:1", b.add) // a second join of the same node
+	a1 := q.push(admitEntry{id: "a", addr: "h1:1"}, b.add)
+	b1 := q.push(admitEntry{id: "b", addr: "h2:1"}, b.add)
+	c1 := q.push(admitEntry{id: "c", addr: "h3:1"}, b.add)
+	a2 := q.push(admitEntry{id: "a", addr: "h1:1"}, b.add) // a second join of the same node
 	waitFor(t, "two additions under way", func() bool { return len(b.seen()) == 2 })
 	if got := fmt.Sprint(b.seen()); got != "[a@h1:1 b@h2:1]" {
 		t.Fatalf("calls %s, want a and b first", got)
@@ -114,7 +114,7 @@ func TestQueueNonvoterAddsEveryNode(t *testing.T) {
 	}
 	var outs []<-chan error
 	for _, n := range c.nodes[1:] {
-		outs = append(outs, l.r.QueueNonvoter(n.id, string(n.trans.LocalAddr())))
+		outs = append(outs, l.r.QueueNonvoter(n.id, string(n.trans.LocalAddr()), nil))
 	}
 	for i, ch := range outs {
 		if err := <-ch; err != nil {
@@ -135,10 +135,25 @@ func TestQueueNonvoterAddsEveryNode(t *testing.T) {
 		t.Errorf("servers %+v, want the 4 others as non-voters", servers)
 	}
 	f := c.nodes[1]
-	if err := <-f.r.QueueNonvoter("x", "nowhere:1"); err == nil {
+	if err := <-f.r.QueueNonvoter("x", "nowhere:1", nil); err == nil {
 		t.Error("a follower added a non-voter")
 	}
 	if f.r.NonvoterQueued("x") {
 		t.Error("x still queued on the follower after its addition failed")
+	}
+}
+
+// TestAdmitQueueAsksStill: a node that should no longer be added (removed
+// while it waited) is not, and its callers get the reason.
+func TestAdmitQueueAsksStill(t *testing.T) {
+	b := &blockingAdds{release: map[string]chan error{}}
+	var q admitQueue
+	gone := errors.New("removed meanwhile")
+	out := q.push(admitEntry{id: "a", addr: "h1:1", still: func() error { return gone }}, b.add)
+	if err := <-out; !errors.Is(err, gone) {
+		t.Errorf("outcome %v, want %v", err, gone)
+	}
+	if calls := b.seen(); len(calls) != 0 {
+		t.Errorf("added anyway: %v", calls)
 	}
 }

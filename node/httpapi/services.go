@@ -274,12 +274,25 @@ func (h *serviceHandlers) serviceTasks(w http.ResponseWriter, r *http.Request) (
 	if err != nil || without == 0 {
 		return tasks, err
 	}
+	out := make([]taskView, len(tasks))
 	for i := range tasks {
-		if tasks[i].SpecVersion == without {
-			tasks[i].Spec = api.ServiceSpec{}
+		out[i].Task = tasks[i]
+		if tasks[i].SpecVersion != without {
+			out[i].Spec = &tasks[i].Spec
 		}
 	}
-	return tasks, nil
+	return out, nil
+}
+
+// taskView is a task in a listing whose caller asked for the tasks of one
+// spec version without their spec (?without_spec_version=N): it holds that
+// spec already (a convergence wait polls the list many times a second, and
+// the spec is half of each task's JSON). Spec shadows the task's own, and
+// is left out when nil; api.Task itself is left as it is, since it is also
+// what raft's log entries encode.
+type taskView struct {
+	api.Task
+	Spec *api.ServiceSpec `json:"spec,omitempty"`
 }
 
 func (h *serviceHandlers) tasks(w http.ResponseWriter, r *http.Request) (any, error) {

@@ -34,7 +34,7 @@ type Raft interface {
 	AddNonvoter(ctx context.Context, id, addr string) error
 	// QueueNonvoter queues the addition of a non-voter; the channel gets
 	// its outcome (raftnode.Raft.QueueNonvoter).
-	QueueNonvoter(id, addr string) <-chan error
+	QueueNonvoter(id, addr string, still func() error) <-chan error
 	AddVoter(ctx context.Context, id, addr string) error
 	DemoteVoter(ctx context.Context, id string) error
 	RemoveServer(ctx context.Context, id string) error
@@ -132,7 +132,7 @@ func (l *Leader) Admit(ctx context.Context, req wire.JoinRequest) (*wire.JoinRes
 	// raft adds the nodes of a storm of joins back to back.
 	wait := time.NewTimer(AdmitWait)
 	select {
-	case err = <-l.Raft.QueueNonvoter(req.NodeID, raftAddr):
+	case err = <-l.Raft.QueueNonvoter(req.NodeID, raftAddr, l.stillJoined(req.NodeID)):
 	case <-wait.C:
 		err = consensus.ErrTimeout
 	case <-ctx.Done():
@@ -160,6 +160,23 @@ func (l *Leader) Admit(ctx context.Context, req wire.JoinRequest) (*wire.JoinRes
 		GossipKeys: keys, Peers: membership.Dedupe(peers, ""), Epoch: l.Epoch,
 		PrevCAPEM: c.PrevCACertPEM, CrossPEM: c.CACrossPEM, Index: snap.Index(),
 	}, nil
+}
+
+// stillJoined is the check a queued raft addition of a joined node makes
+// just before it runs: not while the node is being removed, nor once its
+// record is gone (removed or left while it waited).
+func (l *Leader) stillJoined(id string) func() error {
+	return func() error {
+		if l.Removing != nil {
+			if _, removing := l.Removing.Load(id); removing {
+				return fmt.Errorf("node %s is being removed", id)
+			}
+		}
+		if _, err := l.Store.Node(id); err != nil {
+			return fmt.Errorf("node %s: no record any more: %w", id, err)
+		}
+		return nil
+	}
 }
 
 // CheckRequest refuses a join request that lacks what the node's record

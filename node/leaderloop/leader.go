@@ -23,7 +23,7 @@ package leaderloop
 import (
 	"cmp"
 	"context"
-	"github.com/shoal-org/shoal/node/resync"
+	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
@@ -38,6 +38,7 @@ import (
 	"github.com/shoal-org/shoal/node/autoscale"
 	"github.com/shoal-org/shoal/node/membership"
 	"github.com/shoal-org/shoal/node/metrics"
+	"github.com/shoal-org/shoal/node/resync"
 )
 
 // Config is what the leader's loops need of the cluster instance they run
@@ -539,7 +540,16 @@ func (l *Loop) admitMissing(ctx context.Context, joined *joins) {
 			continue // a join's addition is under way
 		}
 		id := api.ShortID(n.ID)
-		done := cl.Raft.QueueNonvoter(n.ID, joinHostPort(n.Addr, n.ClusterPort))
+		nodeID := n.ID
+		done := cl.Raft.QueueNonvoter(nodeID, joinHostPort(n.Addr, n.ClusterPort), func() error {
+			if cl.Removing(nodeID) {
+				return fmt.Errorf("node %s is being removed", id)
+			}
+			if _, err := cl.Store.Node(nodeID); err != nil {
+				return fmt.Errorf("node %s: no record any more: %w", id, err)
+			}
+			return nil
+		})
 		go func() {
 			select {
 			case err := <-done:
