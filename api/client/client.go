@@ -555,7 +555,8 @@ func (c *Client) RemoveService(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/services/"+escape(id), nil, nil, nil)
 }
 
-// ServiceTasks lists the tasks of a service; only f.DesiredState is used.
+// ServiceTasks lists the tasks of a service; only f.DesiredState and
+// f.WithoutSpecVersion are used.
 func (c *Client) ServiceTasks(ctx context.Context, id string, f TaskFilter) ([]api.Task, error) {
 	q := url.Values{}
 	if f.DesiredState != "" {
