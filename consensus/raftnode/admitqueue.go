@@ -36,21 +36,38 @@ type admitQueue struct {
 	workers int
 }
 
-type admitEntry struct {
-	id, addr string
-	// still, called just before the addition, says why the node is not
-	// to be added after all (an error, the outcome) or nil.
-	still func() error
-}
+type admitEntry struct{ id, addr string }
 
 // QueueNonvoter asks for id (at addr) to be added as a non-voter and
 // returns at once; the channel receives the outcome (AddNonvoter's error).
 // A node already queued is not queued twice: the caller gets the outcome
-// of the addition under way. still is asked just before the addition, which
-// can come seconds later: a node removed meanwhile (`node rm`, a leave)
-// must not come back into the configuration. Leader only.
-func (r *Raft) QueueNonvoter(id, addr string, still func() error) <-chan error {
-	return r.admits.push(admitEntry{id, addr, still}, r.AddNonvoter)
+// of the addition under way. The check SetAdmitCheck installed is asked
+// just before the addition, which can come seconds later. Leader only.
+func (r *Raft) QueueNonvoter(id, addr string) <-chan error {
+	return r.admits.push(admitEntry{id, addr}, r.checkedAddNonvoter)
+}
+
+// SetAdmitCheck installs check, which a queued addition asks just before
+// it runs: an error is the addition's outcome and nothing is added. Why: a
+// node removed while its addition waited (`node rm`, a leave) must not come
+// back into the configuration. node installs one rule for every caller
+// (the join and the leader loop). Safe to call at any time; nil removes it.
+func (r *Raft) SetAdmitCheck(check func(id string) error) {
+	if check == nil {
+		r.admitCheck.Store(nil)
+		return
+	}
+	r.admitCheck.Store(&check)
+}
+
+// checkedAddNonvoter is AddNonvoter behind the installed admit check.
+func (r *Raft) checkedAddNonvoter(ctx context.Context, id, addr string) error {
+	if check := r.admitCheck.Load(); check != nil {
+		if err := (*check)(id); err != nil {
+			return err
+		}
+	}
+	return r.AddNonvoter(ctx, id, addr)
 }
 
 // NonvoterQueued reports whether id waits in the queue or is being added.
@@ -103,15 +120,9 @@ func (q *admitQueue) work(add addFunc) {
 		q.order = q.order[1:]
 		q.mu.Unlock()
 
-		var err error
-		if e.still != nil {
-			err = e.still()
-		}
-		if err == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), AdmitQueueTimeout)
-			err = add(ctx, e.id, e.addr)
-			cancel()
-		}
+		ctx, cancel := context.WithTimeout(context.Background(), AdmitQueueTimeout)
+		err := add(ctx, e.id, e.addr)
+		cancel()
 
 		q.mu.Lock()
 		for _, ch := range q.waiters[e.id] {

@@ -114,7 +114,7 @@ func TestQueueNonvoterAddsEveryNode(t *testing.T) {
 	}
 	var outs []<-chan error
 	for _, n := range c.nodes[1:] {
-		outs = append(outs, l.r.QueueNonvoter(n.id, string(n.trans.LocalAddr()), nil))
+		outs = append(outs, l.r.QueueNonvoter(n.id, string(n.trans.LocalAddr())))
 	}
 	for i, ch := range outs {
 		if err := <-ch; err != nil {
@@ -135,7 +135,7 @@ func TestQueueNonvoterAddsEveryNode(t *testing.T) {
 		t.Errorf("servers %+v, want the 4 others as non-voters", servers)
 	}
 	f := c.nodes[1]
-	if err := <-f.r.QueueNonvoter("x", "nowhere:1", nil); err == nil {
+	if err := <-f.r.QueueNonvoter("x", "nowhere:1"); err == nil {
 		t.Error("a follower added a non-voter")
 	}
 	if f.r.NonvoterQueued("x") {
@@ -146,14 +146,27 @@ func TestQueueNonvoterAddsEveryNode(t *testing.T) {
 // TestAdmitQueueAsksStill: a node that should no longer be added (removed
 // while it waited) is not, and its callers get the reason.
 func TestAdmitQueueAsksStill(t *testing.T) {
-	b := &blockingAdds{release: map[string]chan error{}}
-	var q admitQueue
+	c := newRaftCluster(t, 2)
+	l := c.nodes[0]
+	if err := l.r.BootstrapSelf(); err != nil {
+		t.Fatal(err)
+	}
+	l = c.leader(l)
 	gone := errors.New("removed meanwhile")
-	out := q.push(admitEntry{id: "a", addr: "h1:1", still: func() error { return gone }}, b.add)
-	if err := <-out; !errors.Is(err, gone) {
+	l.r.SetAdmitCheck(func(id string) error {
+		if id == c.nodes[1].id {
+			return gone
+		}
+		return nil
+	})
+	if err := <-l.r.QueueNonvoter(c.nodes[1].id, string(c.nodes[1].trans.LocalAddr())); !errors.Is(err, gone) {
 		t.Errorf("outcome %v, want %v", err, gone)
 	}
-	if calls := b.seen(); len(calls) != 0 {
-		t.Errorf("added anyway: %v", calls)
+	servers, err := l.r.Servers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(servers) != 1 {
+		t.Errorf("added anyway: %+v", servers)
 	}
 }

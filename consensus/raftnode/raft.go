@@ -317,8 +317,10 @@ type Raft struct {
 	// proposals keeps proposals out while a restore runs (proposals.go).
 	proposals proposalGate
 
-	// admits is the leader's queue of non-voters to add (admitqueue.go).
-	admits admitQueue
+	// admits is the leader's queue of non-voters to add, admitCheck the
+	// rule each addition asks first (admitqueue.go).
+	admits     admitQueue
+	admitCheck atomic.Pointer[func(id string) error]
 
 	// watch is the follower's watch on its leader (watch.go); nil when
 	// LeaderSilence is 0.

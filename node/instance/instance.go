@@ -291,6 +291,7 @@ func Open(ctx context.Context, h Host, opts Options) (_ *Instance, err error) {
 		"raft_heartbeat", prof.Raft.HeartbeatInterval, "raft_timeout", prof.Raft.HeartbeatTimeout,
 		"raft_silence", prof.SilenceWindow(), "leader_silence", prof.Raft.LeaderSilence)
 	r.SetCommandGate(mem.CommandGate(r))
+	r.SetAdmitCheck(joining.StillAdmitted(store, cl.isRemoving))
 	return cl, nil
 }
 
@@ -363,4 +364,10 @@ func untilGossipBeat(p profile.Profile) func(time.Time) time.Duration {
 		return nil
 	}
 	return resync.UntilBeat
+}
+
+// isRemoving reports whether the leader is removing node id (removing).
+func (cl *Instance) isRemoving(id string) bool {
+	_, busy := cl.removing.Load(id)
+	return busy
 }

@@ -100,10 +100,7 @@ func (cl *Instance) leaderLoop() *leaderloop.Loop {
 		RestartGrace: h.Config.RestartGrace, DeadVoterGrace: h.Config.DeadVoterGrace, HeardWindow: cl.profile.HeardWindow(),
 		SilenceWindow: cl.profile.SilenceWindow(), BeatInterval: cl.profile.Raft.HeartbeatInterval,
 		PromoteContact: cl.profile.PromoteContact(), AdmitWait: joining.AdmitWait,
-		Removing: func(id string) bool {
-			_, busy := cl.removing.Load(id)
-			return busy
-		},
+		Removing:         cl.isRemoving,
 		RotateGossipKeys: func(ctx context.Context) { cl.Rotator().Step(ctx) },
 		LocalUsage:       cl.usage.Report,
 		Usage: func(ctx context.Context, addr string) (autoscale.Report, error) {

@@ -34,7 +34,7 @@ type Raft interface {
 	AddNonvoter(ctx context.Context, id, addr string) error
 	// QueueNonvoter queues the addition of a non-voter; the channel gets
 	// its outcome (raftnode.Raft.QueueNonvoter).
-	QueueNonvoter(id, addr string, still func() error) <-chan error
+	QueueNonvoter(id, addr string) <-chan error
 	AddVoter(ctx context.Context, id, addr string) error
 	DemoteVoter(ctx context.Context, id string) error
 	RemoveServer(ctx context.Context, id string) error
@@ -132,7 +132,7 @@ func (l *Leader) Admit(ctx context.Context, req wire.JoinRequest) (*wire.JoinRes
 	// raft adds the nodes of a storm of joins back to back.
 	wait := time.NewTimer(AdmitWait)
 	select {
-	case err = <-l.Raft.QueueNonvoter(req.NodeID, raftAddr, l.stillJoined(req.NodeID)):
+	case err = <-l.Raft.QueueNonvoter(req.NodeID, raftAddr):
 	case <-wait.C:
 		err = consensus.ErrTimeout
 	case <-ctx.Done():
@@ -162,18 +162,17 @@ func (l *Leader) Admit(ctx context.Context, req wire.JoinRequest) (*wire.JoinRes
 	}, nil
 }
 
-// stillJoined is the check a queued raft addition of a joined node makes
-// just before it runs: not while the node is being removed, nor once its
-// record is gone (removed or left while it waited).
-func (l *Leader) stillJoined(id string) func() error {
-	return func() error {
-		if l.Removing != nil {
-			if _, removing := l.Removing.Load(id); removing {
-				return fmt.Errorf("node %s is being removed", id)
-			}
+// StillAdmitted is the rule a queued raft addition asks just before it
+// runs (raftnode.Raft.SetAdmitCheck), for a join's and the leader loop's
+// alike: not while the node is being removed (removing), nor once its
+// record is gone from store (removed or left while it waited).
+func StillAdmitted(store *consensus.Store, removing func(id string) bool) func(id string) error {
+	return func(id string) error {
+		if removing(id) {
+			return fmt.Errorf("node %s is being removed", api.ShortID(id))
 		}
-		if _, err := l.Store.Node(id); err != nil {
-			return fmt.Errorf("node %s: no record any more: %w", id, err)
+		if _, err := store.Node(id); err != nil {
+			return fmt.Errorf("node %s: no record any more: %w", api.ShortID(id), err)
 		}
 		return nil
 	}

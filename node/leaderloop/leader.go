@@ -23,7 +23,6 @@ package leaderloop
 import (
 	"cmp"
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
@@ -540,16 +539,7 @@ func (l *Loop) admitMissing(ctx context.Context, joined *joins) {
 			continue // a join's addition is under way
 		}
 		id := api.ShortID(n.ID)
-		nodeID := n.ID
-		done := cl.Raft.QueueNonvoter(nodeID, joinHostPort(n.Addr, n.ClusterPort), func() error {
-			if cl.Removing(nodeID) {
-				return fmt.Errorf("node %s is being removed", id)
-			}
-			if _, err := cl.Store.Node(nodeID); err != nil {
-				return fmt.Errorf("node %s: no record any more: %w", id, err)
-			}
-			return nil
-		})
+		done := cl.Raft.QueueNonvoter(n.ID, joinHostPort(n.Addr, n.ClusterPort))
 		go func() {
 			select {
 			case err := <-done:
