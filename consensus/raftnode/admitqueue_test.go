@@ -7,8 +7,6 @@ import (
 	"slices"
 	"sync"
 	"testing"
-
-	"github.com/shoal-org/shoal/consensus/fsm/command"
 )
 
 // blockingAdds is an addFunc that records each call and blocks until its
@@ -112,15 +110,7 @@ func TestAdmitQueue(t *testing.T) {
 // the addition fails and the node leaves the queue.
 func TestQueueNonvoterAddsEveryNode(t *testing.T) {
 	c := newRaftCluster(t, 5)
-	l := c.nodes[0]
-	if err := l.r.BootstrapSelf(); err != nil {
-		t.Fatal(err)
-	}
-	l = c.leader(l)
-	ctx := context.Background()
-	if _, err := l.r.Apply(ctx, command.BootstrapCluster{Cluster: testCluster(), Node: testNode(l.id, l.id)}); err != nil {
-		t.Fatal(err)
-	}
+	l := c.bootstrapFirst()
 	var outs []<-chan error
 	for _, n := range c.nodes[1:] {
 		outs = append(outs, l.r.QueueNonvoter(n.id, string(n.trans.LocalAddr())))
@@ -156,11 +146,7 @@ func TestQueueNonvoterAddsEveryNode(t *testing.T) {
 // while it waited) is not, and its callers get the reason.
 func TestAdmitQueueAsksStill(t *testing.T) {
 	c := newRaftCluster(t, 2)
-	l := c.nodes[0]
-	if err := l.r.BootstrapSelf(); err != nil {
-		t.Fatal(err)
-	}
-	l = c.leader(l)
+	l := c.bootstrapFirst()
 	gone := errors.New("removed meanwhile")
 	l.r.SetAdmitCheck(func(id string) error {
 		if id == c.nodes[1].id {

@@ -15,18 +15,26 @@ import (
 	"github.com/shoal-org/shoal/consensus/raftnode/raftdirtest"
 )
 
-// formNonvoters forms c with its last k nodes left non-voters.
-func (c *raftCluster) formNonvoters(k int) *clusterNode {
+// bootstrapFirst makes c's first node a cluster of one, with its
+// cluster and node records, and returns it once it leads.
+func (c *raftCluster) bootstrapFirst() *clusterNode {
 	c.t.Helper()
 	first := c.nodes[0]
 	if err := first.r.BootstrapSelf(); err != nil {
 		c.t.Fatal(err)
 	}
 	l := c.leader(first)
-	ctx := context.Background()
-	if _, err := l.r.Apply(ctx, command.BootstrapCluster{Cluster: testCluster(), Node: testNode(first.id, first.id)}); err != nil {
+	if _, err := l.r.Apply(context.Background(), command.BootstrapCluster{Cluster: testCluster(), Node: testNode(first.id, first.id)}); err != nil {
 		c.t.Fatal(err)
 	}
+	return l
+}
+
+// formNonvoters forms c with its last k nodes left non-voters.
+func (c *raftCluster) formNonvoters(k int) *clusterNode {
+	c.t.Helper()
+	l := c.bootstrapFirst()
+	ctx := context.Background()
 	for i, n := range c.nodes[1:] {
 		if _, err := l.r.Apply(ctx, command.UpsertNode{Node: testNode(n.id, n.id)}); err != nil {
 			c.t.Fatal(err)
