@@ -89,7 +89,7 @@ func newApp(s *shell.Shell) *cli.App {
 		),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return specflags.UsageErrorf("unknown command %q", c.Args().First())
+				return &specflags.UsageError{Err: unknownCommand(c.Args().First(), "", c.App.Commands)}
 			}
 			return cli.ShowAppHelp(c)
 		},
@@ -106,7 +106,9 @@ func onUsageError(c *cli.Context, err error, _ bool) error {
 	ue := &specflags.UsageError{Err: err}
 	if c != nil && c.Command != nil {
 		ue.Cmd = shell.CmdName(c)
-		ue.Err = explainBadValue(err, c.Command.Flags)
+		ue.Err = explainUnknownFlag(explainBadValue(err, c.Command.Flags), c.Command.Flags)
+	} else if c != nil && c.App != nil {
+		ue.Err = explainUnknownFlag(err, c.App.Flags)
 	}
 	return ue
 }
@@ -157,7 +159,8 @@ func setupCommand(cmd *cli.Command) {
 		if cmd.Action == nil {
 			cmd.Action = func(c *cli.Context) error {
 				if c.NArg() > 0 {
-					return specflags.UsageErrorf("unknown command %q for %q", c.Args().First(), shell.CmdName(c))
+					name := shell.CmdName(c)
+					return &specflags.UsageError{Err: unknownCommand(c.Args().First(), name, c.Command.Subcommands), Cmd: name}
 				}
 				return cli.ShowSubcommandHelp(c)
 			}

@@ -115,9 +115,12 @@ func (s *Shell) ExitCode(err error) int {
 	return exitError
 }
 
-// CmdName is the command path without the program name ("service ps").
+// CmdName is the command path without the program name ("service ps"),
+// "" for the program itself (urfave/cli runs the top level as a command
+// named after the program: a mistyped global flag said "See 'shoal shoal
+// --help'").
 func CmdName(c *cli.Context) string {
-	if c.Command == nil {
+	if c.Command == nil || c.App != nil && c.Command.HelpName == c.App.Name {
 		return ""
 	}
 	if h := c.Command.HelpName; strings.HasPrefix(h, "shoal ") {
