@@ -6,9 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-RUN="$ROOT/.run"
-SOCKDIR=/run/shoal
-BRIDGE=shoalrun0
+# The same SHOAL_RUN_* variables as scripts/run-cluster.sh.
+RUN="${SHOAL_RUN_DIR:-$ROOT/.run}"
+SOCKDIR="${SHOAL_RUN_SOCKDIR:-/run/shoal}"
+BRIDGE="${SHOAL_RUN_BRIDGE:-shoalrun0}"
+NS="${SHOAL_RUN_NS:-shoal-h}"
 N=3
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -68,7 +70,7 @@ fi
 
 # 3. Anything still running in the namespaces.
 for i in $(seq 1 $N); do
-	ns="shoal-h$i"
+	ns="$NS$i"
 	if ip netns list 2>/dev/null | grep -qw "$ns"; then
 		for pid in $(ip netns pids "$ns" 2>/dev/null); do
 			kill -KILL "$pid" 2>/dev/null || true
@@ -91,7 +93,7 @@ done
 
 # 5. Network: namespaces (their veth ends go with them), veths, bridge.
 for i in $(seq 1 $N); do
-	ip netns del "shoal-h$i" 2>/dev/null || true
+	ip netns del "$NS$i" 2>/dev/null || true
 	ip link del "$BRIDGE-v$i" 2>/dev/null || true
 	rm -f "$SOCKDIR/h$i.sock"
 done

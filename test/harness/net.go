@@ -179,3 +179,20 @@ func setPartition(ns string, blocked []string) error {
 func clearPartition(ns string) {
 	_, _ = run("ip", "netns", "exec", ns, "nft", "delete", "table", "inet", partitionTable)
 }
+
+// ReserveNet returns a name ("sh" + 4 hex digits) that names no link or
+// network namespace yet and an X for 10.213.X.0/24 that no cluster of this
+// process uses, for a test that builds its hosts itself
+// (test/e2e_makerun_test.go: scripts/run-cluster.sh under SHOAL_RUN_*);
+// release gives the subnet back.
+func ReserveNet() (name string, x int, release func(), err error) {
+	name, err = pickName()
+	if err != nil {
+		return "", 0, nil, err
+	}
+	x, err = pickSubnet()
+	if err != nil {
+		return "", 0, nil, err
+	}
+	return name, x, func() { releaseSubnet(x) }, nil
+}
