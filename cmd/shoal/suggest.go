@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -15,21 +16,26 @@ import (
 // own suggestion offers the closest name however far it is).
 const closeEnough = 0.85
 
+// mostBegun is how many names a word that begins them may offer: past it
+// the list reads as the help, which the hint after the error points at.
+const mostBegun = 4
+
 // didYouMean returns the names among known that word most likely meant:
-// every name it begins, in their order (`--env` for `--env-add` and
-// `--env-rm`: `service update` has no `--env`, as in docker), else the
-// most similar name when it is closeEnough; nothing otherwise.
+// the names it begins, in their order, when there are a few (`--env` for
+// `--env-add` and `--env-rm`: `service update` has no `--env`, as in
+// docker; a single letter begins too many to mean one), else the most
+// similar name when it is closeEnough; nothing otherwise.
 func didYouMean(word string, known []string) []string {
 	if word == "" {
 		return nil
 	}
 	var begun []string
 	for _, k := range known {
-		if strings.HasPrefix(k, word) {
+		if len(word) > 1 && strings.HasPrefix(k, word) {
 			begun = append(begun, k)
 		}
 	}
-	if len(begun) > 0 {
+	if len(begun) > 0 && len(begun) <= mostBegun {
 		return begun
 	}
 	best, score := "", 0.0
@@ -79,7 +85,7 @@ func explainUnknownFlag(err error, flags []cli.Flag) error {
 		}
 		msg += fmt.Sprintf(" (did you mean %s?)", orList(names))
 	}
-	return fmt.Errorf("%s", msg)
+	return errors.New(msg)
 }
 
 // dashed spells a flag name as it is typed: -q, --format.
@@ -110,5 +116,5 @@ func unknownCommand(word, in string, cmds []*cli.Command) error {
 		}
 		msg += fmt.Sprintf(" (did you mean %s?)", orList(quoted))
 	}
-	return fmt.Errorf("%s", msg)
+	return errors.New(msg)
 }

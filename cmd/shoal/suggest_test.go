@@ -17,6 +17,8 @@ func TestDidYouMean(t *testing.T) {
 		{"env", []string{"env-add", "env-rm"}}, // every flag it begins
 		{"replica", []string{"replicas"}},      // begun
 		{"hots", []string{"host"}},
+		{"e", nil}, // a letter begins env-add and env-rm, and means neither
+		{"re", []string{"replicas"}},
 		{"zzzz", nil},    // nothing close
 		{"publish", nil}, // a real word, far from all
 		{"", nil},
@@ -46,6 +48,8 @@ func TestCLIUnknownNames(t *testing.T) {
 		{[]string{"service", "update", "--env", "A=1", "web"}, "Error: unknown flag: --env (did you mean --env-add or --env-rm?)\nSee 'shoal service update --help'.\n"},
 		{[]string{"node", "ls", "--formt", "json"}, "Error: unknown flag: --formt (did you mean --format?)\nSee 'shoal node ls --help'.\n"},
 		{[]string{"service", "ps", "-z", "web"}, "Error: unknown flag: -z\nSee 'shoal service ps --help'.\n"},
+		// --re begins a dozen flags of update (replicas, reserve-*, restart-*, rollback-*): the help, not a guess.
+		{[]string{"service", "update", "--re", "x", "web"}, "Error: unknown flag: --re\nSee 'shoal service update --help'.\n"},
 		{[]string{"--hots", "x", "node", "ls"}, "Error: unknown flag: --hots (did you mean --host?)\nSee 'shoal --help'.\n"},
 	}
 	for _, tt := range tests {
