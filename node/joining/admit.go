@@ -31,9 +31,9 @@ import (
 type Raft interface {
 	Apply(ctx context.Context, cmd command.Command) (any, error)
 	Servers() ([]raftnode.Server, error)
-	AddNonvoter(ctx context.Context, id, addr string) error
 	// QueueNonvoter queues the addition of a non-voter; the channel gets
-	// its outcome (raftnode.Raft.QueueNonvoter).
+	// its outcome (raftnode.Raft.QueueNonvoter). Every addition of a
+	// non-voter goes through it.
 	QueueNonvoter(id, addr string) <-chan error
 	AddVoter(ctx context.Context, id, addr string) error
 	DemoteVoter(ctx context.Context, id string) error
@@ -426,7 +426,14 @@ func (l *Leader) Rejoin(ctx context.Context, peerID string) error {
 		}
 		return nil
 	}
-	if err := l.Raft.AddNonvoter(ctx, peerID, net.JoinHostPort(n.Addr, strconv.Itoa(n.ClusterPort))); err != nil {
+	// Through the admit queue, as a join's and the leader loop's
+	// additions: one addition per node, after the same admission rule.
+	select {
+	case err = <-l.Raft.QueueNonvoter(peerID, net.JoinHostPort(n.Addr, strconv.Itoa(n.ClusterPort))):
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
 		return fmt.Errorf("rejoin: add %s as non-voter: %w", api.ShortID(peerID), err)
 	}
 	l.Log.Warn("node lost its raft log: re-added as non-voter", "node_id", peerID, "hostname", n.Hostname)
